@@ -1,0 +1,26 @@
+{
+  "targets": [
+    {
+      "target_name": "wiremesh",
+      "sources": [
+        "native/src/addon.cc",
+        "native/src/crypto/aead.cc",
+        "native/src/crypto/blake2s.cc",
+        "native/src/crypto/chacha.cc",
+        "native/src/net/endpoint.cc",
+        "native/src/net/offload.cc",
+        "native/src/net/tun.cc",
+        "native/src/net/udp.cc",
+        "native/src/wireguard/allowedips.cc",
+        "native/src/wireguard/cookie.cc",
+        "native/src/wireguard/device.cc",
+        "native/src/wireguard/ratelimiter.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
+      "cflags_cc": ["-std=c++17", "-O3", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "ldflags": ["-pthread"]
+    }
+  ]
+}

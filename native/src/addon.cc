@@ -1,0 +1,519 @@
+// Node-API surface of the native data path. Everything here runs on the
+// JavaScript thread; the packet threads live in wireguard/device.cc and talk
+// back only through the event queue drained by the thread-safe function below.
+#include <napi.h>
+
+#include <atomic>
+#include <cstring>
+
+#include "crypto/aead.h"
+#include "crypto/blake2s.h"
+#include "crypto/chacha.h"
+#include "net/offload.h"
+#include "wireguard/allowedips.h"
+#include "wireguard/cookie.h"
+#include "wireguard/device.h"
+#include "wireguard/messages.h"
+#include "wireguard/ratelimiter.h"
+#include "wireguard/replay.h"
+
+namespace {
+
+using wm::Endpoint;
+
+Napi::Value ThrowType(Napi::Env env, const std::string& msg) {
+  Napi::TypeError::New(env, msg).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+bool GetBytes(const Napi::Value& v, size_t want, const uint8_t** out) {
+  if (!v.IsBuffer()) return false;
+  auto b = v.As<Napi::Buffer<uint8_t>>();
+  if (want && b.Length() != want) return false;
+  *out = b.Data();
+  return true;
+}
+
+Napi::Buffer<uint8_t> Copy(Napi::Env env, const uint8_t* p, size_t n) { return Napi::Buffer<uint8_t>::Copy(env, p, n); }
+
+// ---- primitives exposed for the handshake code and for tests ---------------
+
+Napi::Value Blake2s(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t outlen = info[0].As<Napi::Number>().Uint32Value();
+  if (outlen < 1 || outlen > 32 || !info[1].IsBuffer()) return ThrowType(env, "blake2s(outlen 1..32, data, key?)");
+  auto data = info[1].As<Napi::Buffer<uint8_t>>();
+  const uint8_t* key = nullptr;
+  size_t keylen = 0;
+  if (info.Length() > 2 && info[2].IsBuffer()) {
+    auto k = info[2].As<Napi::Buffer<uint8_t>>();
+    if (k.Length() > 32) return ThrowType(env, "blake2s key longer than 32 bytes");
+    key = k.Data();
+    keylen = k.Length();
+  }
+  uint8_t out[32];
+  wm::blake2s(out, outlen, data.Data(), data.Length(), key, keylen);
+  return Copy(env, out, outlen);
+}
+
+Napi::Value HChaCha20(const Napi::CallbackInfo& info) {
+  const uint8_t *key, *nonce;
+  if (!GetBytes(info[0], 32, &key) || !GetBytes(info[1], 16, &nonce))
+    return ThrowType(info.Env(), "hchacha20(key 32 bytes, nonce 16 bytes)");
+  uint8_t out[32];
+  wm::hchacha20(out, key, nonce);
+  return Copy(info.Env(), out, 32);
+}
+
+// aead(seal: boolean, xchacha: boolean, key, nonce, data, aad) -> Buffer | null
+Napi::Value Aead(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool seal = info[0].ToBoolean();
+  bool x = info[1].ToBoolean();
+  const uint8_t *key, *nonce;
+  if (!GetBytes(info[2], 32, &key) || !GetBytes(info[3], x ? 24 : 12, &nonce) || !info[4].IsBuffer())
+    return ThrowType(env, "aead(seal, xchacha, key 32, nonce 12|24, data, aad?)");
+  auto data = info[4].As<Napi::Buffer<uint8_t>>();
+  const uint8_t* aad = nullptr;
+  size_t aadlen = 0;
+  if (info.Length() > 5 && info[5].IsBuffer()) {
+    aad = info[5].As<Napi::Buffer<uint8_t>>().Data();
+    aadlen = info[5].As<Napi::Buffer<uint8_t>>().Length();
+  }
+  if (!seal && data.Length() < wm::kAeadTagSize) return env.Null();
+  size_t outlen = seal ? data.Length() + wm::kAeadTagSize : data.Length() - wm::kAeadTagSize;
+  std::vector<uint8_t> out(outlen + wm::kAeadTagSize);
+  bool ok;
+  if (x) {
+    ok = seal ? wm::xchacha_seal(key, nonce, data.Data(), data.Length(), aad, aadlen, out.data())
+              : wm::xchacha_open(key, nonce, data.Data(), outlen, aad, aadlen, out.data());
+  } else {
+    wm::ChaChaPoly c(key, seal);
+    ok = seal ? c.seal(nonce, data.Data(), data.Length(), aad, aadlen, out.data())
+              : c.open(nonce, data.Data(), outlen, aad, aadlen, out.data());
+  }
+  if (!ok) return env.Null();
+  return Copy(env, out.data(), outlen);
+}
+
+Napi::Value NowMs(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(wm::monotonic_ms())); }
+
+Napi::Value ClassifyMessage(const Napi::CallbackInfo& info) {
+  if (!info[0].IsBuffer()) return ThrowType(info.Env(), "classifyMessage(buffer)");
+  auto b = info[0].As<Napi::Buffer<uint8_t>>();
+  return Napi::Number::New(info.Env(), wm::classify_message(b.Data(), b.Length()));
+}
+
+// splitPacket(vnetHdr: Buffer|null, packet: Buffer) -> Buffer[] | null
+Napi::Value SplitPacket(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  wm::VnetHdr h;
+  if (info[0].IsBuffer()) {
+    auto hb = info[0].As<Napi::Buffer<uint8_t>>();
+    if (hb.Length() != wm::kVnetHdrSize) return ThrowType(env, "vnet header must be 10 bytes");
+    wm::vnet_decode(hb.Data(), &h);
+  }
+  if (!info[1].IsBuffer()) return ThrowType(env, "splitPacket(vnetHdr, packet)");
+  auto pkt = info[1].As<Napi::Buffer<uint8_t>>();
+  size_t seg = wm::max_segment_size(h, pkt.Data(), pkt.Length());
+  if (seg == 0) return env.Null();
+  std::vector<uint8_t> out(seg * 1024);
+  std::vector<size_t> lens(1024);
+  int n = wm::split_packet(h, pkt.Data(), pkt.Length(), out.data(), seg, lens.data(), 1024);
+  if (n < 0) return env.Null();
+  Napi::Array arr = Napi::Array::New(env, size_t(n));
+  for (int i = 0; i < n; i++) arr.Set(uint32_t(i), Copy(env, out.data() + size_t(i) * seg, lens[i]));
+  return arr;
+}
+
+// coalesce(packets: Buffer[]) -> {vnet: Buffer, data: Buffer}[]
+Napi::Value Coalesce(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray()) return ThrowType(env, "coalesce(packets[])");
+  Napi::Array in = info[0].As<Napi::Array>();
+  std::vector<std::vector<uint8_t>> pkts;
+  for (uint32_t i = 0; i < in.Length(); i++) {
+    Napi::Value v = in.Get(i);
+    if (!v.IsBuffer()) return ThrowType(env, "coalesce: packets must be Buffers");
+    auto b = v.As<Napi::Buffer<uint8_t>>();
+    pkts.emplace_back(b.Data(), b.Data() + b.Length());
+  }
+  wm::Coalescer c(1024);
+  for (auto& p : pkts) c.add(p.data(), p.size());
+  const auto& items = c.finish();
+  Napi::Array arr = Napi::Array::New(env, items.size());
+  for (size_t i = 0; i < items.size(); i++) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("vnet", Copy(env, items[i].vnet, wm::kVnetHdrSize));
+    o.Set("data", Copy(env, items[i].data, items[i].len));
+    arr.Set(uint32_t(i), o);
+  }
+  return arr;
+}
+
+// ---- small native classes wrapped for unit tests ----------------------------
+
+class ReplayFilterWrap : public Napi::ObjectWrap<ReplayFilterWrap> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "ReplayFilter",
+                       {InstanceMethod("validate", &ReplayFilterWrap::Validate),
+                        InstanceMethod("reset", &ReplayFilterWrap::Reset)});
+  }
+  explicit ReplayFilterWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ReplayFilterWrap>(info) {
+    filter_.reset();
+  }
+
+ private:
+  Napi::Value Validate(const Napi::CallbackInfo& info) {
+    bool lossless = false;
+    uint64_t v = info[0].As<Napi::BigInt>().Uint64Value(&lossless);
+    return Napi::Boolean::New(info.Env(), filter_.validate(v));
+  }
+  Napi::Value Reset(const Napi::CallbackInfo& info) {
+    filter_.reset();
+    return info.Env().Undefined();
+  }
+  wm::ReplayFilter filter_;
+};
+
+class RateLimiterWrap : public Napi::ObjectWrap<RateLimiterWrap> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "RateLimiter",
+                       {InstanceMethod("allow", &RateLimiterWrap::Allow), InstanceMethod("size", &RateLimiterWrap::Size)});
+  }
+  explicit RateLimiterWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RateLimiterWrap>(info) {}
+
+ private:
+  Napi::Value Allow(const Napi::CallbackInfo& info) {
+    const uint8_t* ip;
+    if (!GetBytes(info[0], 0, &ip)) return ThrowType(info.Env(), "allow(ip, nowNs)");
+    size_t n = info[0].As<Napi::Buffer<uint8_t>>().Length();
+    bool lossless;
+    uint64_t now = info[1].As<Napi::BigInt>().Uint64Value(&lossless);
+    return Napi::Boolean::New(info.Env(), rl_.allow(ip, int(n), now));
+  }
+  Napi::Value Size(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(rl_.size())); }
+  wm::RateLimiter rl_;
+};
+
+class AllowedIPsWrap : public Napi::ObjectWrap<AllowedIPsWrap> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "AllowedIPs",
+                       {InstanceMethod("insert", &AllowedIPsWrap::Insert),
+                        InstanceMethod("removePeer", &AllowedIPsWrap::RemovePeer),
+                        InstanceMethod("lookup", &AllowedIPsWrap::Lookup),
+                        InstanceMethod("size", &AllowedIPsWrap::Size)});
+  }
+  explicit AllowedIPsWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<AllowedIPsWrap>(info) {}
+
+ private:
+  Napi::Value Insert(const Napi::CallbackInfo& info) {
+    auto a = info[0].As<Napi::Buffer<uint8_t>>();
+    if (a.Length() != 4 && a.Length() != 16) return ThrowType(info.Env(), "address must be 4 or 16 bytes");
+    t_.insert(a.Data(), int(a.Length()), info[1].As<Napi::Number>().Int32Value(),
+              info[2].As<Napi::Number>().Uint32Value());
+    return info.Env().Undefined();
+  }
+  Napi::Value RemovePeer(const Napi::CallbackInfo& info) {
+    t_.remove_peer(info[0].As<Napi::Number>().Uint32Value());
+    return info.Env().Undefined();
+  }
+  Napi::Value Lookup(const Napi::CallbackInfo& info) {
+    auto a = info[0].As<Napi::Buffer<uint8_t>>();
+    if (a.Length() != 4 && a.Length() != 16) return ThrowType(info.Env(), "address must be 4 or 16 bytes");
+    uint32_t p = t_.lookup(a.Data(), int(a.Length()));
+    return Napi::Number::New(info.Env(), p == wm::AllowedIPs::kNoPeer ? -1.0 : double(p));
+  }
+  Napi::Value Size(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(t_.size())); }
+  wm::AllowedIPs t_;
+};
+
+class CookieCheckerWrap : public Napi::ObjectWrap<CookieCheckerWrap> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "CookieChecker",
+                       {InstanceMethod("setPublicKey", &CookieCheckerWrap::SetPublicKey),
+                        InstanceMethod("checkMac1", &CookieCheckerWrap::CheckMac1),
+                        InstanceMethod("checkMac2", &CookieCheckerWrap::CheckMac2),
+                        InstanceMethod("makeReply", &CookieCheckerWrap::MakeReply)});
+  }
+  explicit CookieCheckerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CookieCheckerWrap>(info) {}
+
+ private:
+  Napi::Value SetPublicKey(const Napi::CallbackInfo& info) {
+    const uint8_t* k;
+    if (!GetBytes(info[0], 32, &k)) return ThrowType(info.Env(), "public key must be 32 bytes");
+    c_.set_public_key(k);
+    return info.Env().Undefined();
+  }
+  Napi::Value CheckMac1(const Napi::CallbackInfo& info) {
+    auto m = info[0].As<Napi::Buffer<uint8_t>>();
+    return Napi::Boolean::New(info.Env(), c_.check_mac1(m.Data(), m.Length()));
+  }
+  Napi::Value CheckMac2(const Napi::CallbackInfo& info) {
+    auto m = info[0].As<Napi::Buffer<uint8_t>>();
+    auto s = info[1].As<Napi::Buffer<uint8_t>>();
+    uint64_t now = uint64_t(info[2].As<Napi::Number>().DoubleValue());
+    return Napi::Boolean::New(info.Env(), c_.check_mac2(m.Data(), m.Length(), s.Data(), s.Length(), now));
+  }
+  Napi::Value MakeReply(const Napi::CallbackInfo& info) {
+    auto m = info[0].As<Napi::Buffer<uint8_t>>();
+    uint32_t receiver = info[1].As<Napi::Number>().Uint32Value();
+    auto s = info[2].As<Napi::Buffer<uint8_t>>();
+    uint64_t now = uint64_t(info[3].As<Napi::Number>().DoubleValue());
+    uint8_t out[64];
+    if (!c_.make_reply(m.Data(), m.Length(), receiver, s.Data(), s.Length(), now, out)) return info.Env().Null();
+    return Copy(info.Env(), out, 64);
+  }
+  wm::CookieChecker c_;
+};
+
+// ---- the device --------------------------------------------------------------
+
+bool ParseEndpoint(const Napi::Value& host, const Napi::Value& port, Endpoint* ep) {
+  if (!host.IsString() || !port.IsNumber()) return false;
+  return Endpoint::parse(host.As<Napi::String>().Utf8Value(), port.As<Napi::Number>().Int32Value(), ep);
+}
+
+class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(
+        env, "Device",
+        {InstanceMethod("start", &DeviceWrap::Start), InstanceMethod("close", &DeviceWrap::Close),
+         InstanceAccessor("tunName", &DeviceWrap::TunName, nullptr),
+         InstanceAccessor("port", &DeviceWrap::Port, nullptr), InstanceAccessor("gso", &DeviceWrap::Gso, nullptr),
+         InstanceMethod("setMtu", &DeviceWrap::SetMtu), InstanceMethod("rebind", &DeviceWrap::Rebind),
+         InstanceMethod("setFwmark", &DeviceWrap::SetFwmark), InstanceMethod("setPublicKey", &DeviceWrap::SetPublicKey),
+         InstanceMethod("upsertPeer", &DeviceWrap::UpsertPeer), InstanceMethod("removePeer", &DeviceWrap::RemovePeer),
+         InstanceMethod("setEndpoint", &DeviceWrap::SetEndpoint),
+         InstanceMethod("setAllowedIPs", &DeviceWrap::SetAllowedIPs),
+         InstanceMethod("installKeypair", &DeviceWrap::InstallKeypair),
+         InstanceMethod("clearKeypairs", &DeviceWrap::ClearKeypairs),
+         InstanceMethod("sendKeepalive", &DeviceWrap::SendKeepalive),
+         InstanceMethod("flushStaged", &DeviceWrap::FlushStaged),
+         InstanceMethod("refreshMtu", &DeviceWrap::RefreshMtu),
+         InstanceMethod("sendHandshake", &DeviceWrap::SendHandshake),
+         InstanceMethod("peerStats", &DeviceWrap::PeerStats), InstanceMethod("counters", &DeviceWrap::Counters)});
+  }
+
+  explicit DeviceWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeviceWrap>(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) {
+      Napi::TypeError::New(env, "Device(options)").ThrowAsJavaScriptException();
+      return;
+    }
+    Napi::Object o = info[0].As<Napi::Object>();
+    wm::Device::Options opts;
+    if (o.Has("tunName") && o.Get("tunName").IsString()) opts.tun_name = o.Get("tunName").As<Napi::String>();
+    if (o.Has("createTun")) opts.create_tun = o.Get("createTun").ToBoolean();
+    if (o.Has("vnetHdr")) opts.vnet_hdr = o.Get("vnetHdr").ToBoolean();
+    if (o.Has("mtu") && o.Get("mtu").IsNumber()) opts.mtu = o.Get("mtu").As<Napi::Number>().Int32Value();
+    if (o.Has("port") && o.Get("port").IsNumber()) opts.port = o.Get("port").As<Napi::Number>().Int32Value();
+    if (o.Has("fwmark") && o.Get("fwmark").IsNumber()) opts.fwmark = o.Get("fwmark").As<Napi::Number>().Uint32Value();
+    std::string err;
+    if (!dev_.open(opts, &err)) {
+      Napi::Error e = Napi::Error::New(env, err);
+      e.Set("code", Napi::String::New(env, "WM_DEVICE_OPEN"));
+      e.ThrowAsJavaScriptException();
+    }
+  }
+
+  ~DeviceWrap() { dev_.stop(); }
+
+ private:
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsFunction()) return ThrowType(env, "start(onEvents)");
+    tsfn_ = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "wiremesh-events", 0, 1);
+    tsfn_.Unref(env);  // the device does not keep the process alive by itself
+    started_ = true;
+    dev_.start([this] {
+      if (!notify_pending_.exchange(true)) tsfn_.NonBlockingCall([this](Napi::Env env, Napi::Function cb) {
+        notify_pending_.store(false);
+        Deliver(env, cb);
+      });
+    });
+    return env.Undefined();
+  }
+
+  void Deliver(Napi::Env env, Napi::Function cb) {
+    std::vector<wm::Event> events;
+    dev_.drain_events(&events);
+    if (events.empty()) return;
+    Napi::Array arr = Napi::Array::New(env, events.size());
+    for (size_t i = 0; i < events.size(); i++) {
+      Napi::Object o = Napi::Object::New(env);
+      const wm::Event& e = events[i];
+      o.Set("kind", Napi::Number::New(env, e.kind));
+      o.Set("peer", Napi::Number::New(env, e.peer));
+      if (e.kind == wm::kEventHandshakeMessage) {
+        o.Set("data", Copy(env, e.data.data(), e.data.size()));
+        o.Set("host", Napi::String::New(env, e.from.ip_string()));
+        o.Set("port", Napi::Number::New(env, e.from.port()));
+      }
+      arr.Set(uint32_t(i), o);
+    }
+    cb.Call({arr});
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    dev_.stop();
+    if (started_) {
+      tsfn_.Release();
+      started_ = false;
+    }
+    return info.Env().Undefined();
+  }
+  Napi::Value TunName(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), dev_.tun_name()); }
+  Napi::Value Port(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), dev_.port()); }
+  Napi::Value Gso(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), dev_.gso()); }
+  Napi::Value SetMtu(const Napi::CallbackInfo& info) {
+    dev_.set_mtu(info[0].As<Napi::Number>().Int32Value());
+    return info.Env().Undefined();
+  }
+  Napi::Value Rebind(const Napi::CallbackInfo& info) {
+    std::string err;
+    if (!dev_.rebind(info[0].As<Napi::Number>().Int32Value(), &err)) {
+      Napi::Error e = Napi::Error::New(info.Env(), err);
+      e.Set("code", Napi::String::New(info.Env(), "WM_PORT_IN_USE"));
+      e.ThrowAsJavaScriptException();
+    }
+    return info.Env().Undefined();
+  }
+  Napi::Value SetFwmark(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), dev_.set_fwmark(info[0].As<Napi::Number>().Uint32Value()));
+  }
+  Napi::Value SetPublicKey(const Napi::CallbackInfo& info) {
+    const uint8_t* k;
+    if (!GetBytes(info[0], 32, &k)) return ThrowType(info.Env(), "public key must be 32 bytes");
+    dev_.set_public_key(k);
+    return info.Env().Undefined();
+  }
+  Napi::Value UpsertPeer(const Napi::CallbackInfo& info) {
+    dev_.upsert_peer(info[0].As<Napi::Number>().Uint32Value());
+    return info.Env().Undefined();
+  }
+  Napi::Value RemovePeer(const Napi::CallbackInfo& info) {
+    dev_.remove_peer(info[0].As<Napi::Number>().Uint32Value());
+    return info.Env().Undefined();
+  }
+  Napi::Value SetEndpoint(const Napi::CallbackInfo& info) {
+    Endpoint ep;
+    if (!info[1].IsNull() && !ParseEndpoint(info[1], info[2], &ep))
+      return ThrowType(info.Env(), "setEndpoint(peer, host, port): bad address");
+    dev_.set_endpoint(info[0].As<Napi::Number>().Uint32Value(), ep);
+    return info.Env().Undefined();
+  }
+  // setAllowedIPs(peer, [[addrBuffer, cidr], ...])
+  Napi::Value SetAllowedIPs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[1].IsArray()) return ThrowType(env, "setAllowedIPs(peer, prefixes[])");
+    Napi::Array a = info[1].As<Napi::Array>();
+    std::vector<wm::AllowedIPs::Entry> prefixes;
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Napi::Array pair = a.Get(i).As<Napi::Array>();
+      auto addr = pair.Get(uint32_t(0)).As<Napi::Buffer<uint8_t>>();
+      wm::AllowedIPs::Entry e;
+      std::memset(e.addr, 0, 16);
+      if (addr.Length() != 4 && addr.Length() != 16) return ThrowType(env, "prefix address must be 4 or 16 bytes");
+      std::memcpy(e.addr, addr.Data(), addr.Length());
+      e.family_bytes = int(addr.Length());
+      e.cidr = pair.Get(uint32_t(1)).As<Napi::Number>().Int32Value();
+      e.peer = 0;
+      prefixes.push_back(e);
+    }
+    dev_.set_allowed_ips(info[0].As<Napi::Number>().Uint32Value(), prefixes);
+    return env.Undefined();
+  }
+  // installKeypair(peer, localIndex, remoteIndex, sendKey, recvKey, initiator)
+  Napi::Value InstallKeypair(const Napi::CallbackInfo& info) {
+    const uint8_t *sk, *rk;
+    if (!GetBytes(info[3], 32, &sk) || !GetBytes(info[4], 32, &rk)) return ThrowType(info.Env(), "keys must be 32 bytes");
+    bool ok = dev_.install_keypair(info[0].As<Napi::Number>().Uint32Value(), info[1].As<Napi::Number>().Uint32Value(),
+                                   info[2].As<Napi::Number>().Uint32Value(), sk, rk, info[5].ToBoolean());
+    return Napi::Boolean::New(info.Env(), ok);
+  }
+  Napi::Value ClearKeypairs(const Napi::CallbackInfo& info) {
+    dev_.clear_keypairs(info[0].As<Napi::Number>().Uint32Value());
+    return info.Env().Undefined();
+  }
+  Napi::Value SendKeepalive(const Napi::CallbackInfo& info) {
+    dev_.send_keepalive(info[0].As<Napi::Number>().Uint32Value());
+    return info.Env().Undefined();
+  }
+  Napi::Value FlushStaged(const Napi::CallbackInfo& info) {
+    dev_.flush_staged(info[0].As<Napi::Number>().Uint32Value(), info[1].ToBoolean());
+    return info.Env().Undefined();
+  }
+  Napi::Value RefreshMtu(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), dev_.refresh_mtu()); }
+  Napi::Value SendHandshake(const Napi::CallbackInfo& info) {
+    Endpoint ep;
+    if (!ParseEndpoint(info[0], info[1], &ep) || !info[2].IsBuffer())
+      return ThrowType(info.Env(), "sendHandshake(host, port, message)");
+    auto b = info[2].As<Napi::Buffer<uint8_t>>();
+    return Napi::Boolean::New(info.Env(), dev_.send_handshake(ep, b.Data(), b.Length()));
+  }
+  Napi::Value PeerStats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::vector<wm::PeerStats> stats;
+    dev_.peer_stats(&stats);
+    Napi::Array arr = Napi::Array::New(env, stats.size());
+    for (size_t i = 0; i < stats.size(); i++) {
+      const auto& s = stats[i];
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("id", double(s.id));
+      o.Set("rxBytes", double(s.rx_bytes));
+      o.Set("txBytes", double(s.tx_bytes));
+      o.Set("lastDataSentMs", double(s.last_data_sent_ms));
+      o.Set("lastDataRecvMs", double(s.last_data_recv_ms));
+      o.Set("lastAuthSentMs", double(s.last_auth_sent_ms));
+      o.Set("lastAuthRecvMs", double(s.last_auth_recv_ms));
+      o.Set("sentUnansweredMs", double(s.sent_unanswered_ms));
+      o.Set("recvUnansweredMs", double(s.recv_unanswered_ms));
+      o.Set("hasCurrent", s.has_current);
+      o.Set("currentInitiator", s.current_initiator);
+      o.Set("currentAgeMs", double(s.current_age_ms));
+      o.Set("hasNext", s.has_next);
+      if (s.endpoint.valid()) {
+        o.Set("host", s.endpoint.ip_string());
+        o.Set("port", double(s.endpoint.port()));
+      }
+      arr.Set(uint32_t(i), o);
+    }
+    return arr;
+  }
+  Napi::Value Counters(const Napi::CallbackInfo& info) {
+    Napi::Object o = Napi::Object::New(info.Env());
+    for (int i = 0; i < wm::kCounterCount; i++) o.Set(wm::kCounterNames[i], double(dev_.counter(i)));
+    return o;
+  }
+
+  wm::Device dev_;
+  Napi::ThreadSafeFunction tsfn_;
+  bool started_ = false;
+  std::atomic<bool> notify_pending_{false};
+};
+
+Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
+  exports.Set("blake2s", Napi::Function::New(env, Blake2s));
+  exports.Set("hchacha20", Napi::Function::New(env, HChaCha20));
+  exports.Set("aead", Napi::Function::New(env, Aead));
+  exports.Set("nowMs", Napi::Function::New(env, NowMs));
+  exports.Set("classifyMessage", Napi::Function::New(env, ClassifyMessage));
+  exports.Set("splitPacket", Napi::Function::New(env, SplitPacket));
+  exports.Set("coalesce", Napi::Function::New(env, Coalesce));
+  exports.Set("ReplayFilter", ReplayFilterWrap::Init(env));
+  exports.Set("RateLimiter", RateLimiterWrap::Init(env));
+  exports.Set("AllowedIPs", AllowedIPsWrap::Init(env));
+  exports.Set("CookieChecker", CookieCheckerWrap::Init(env));
+  exports.Set("Device", DeviceWrap::Init(env));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(wiremesh, InitAll)

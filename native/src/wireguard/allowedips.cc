@@ -1,0 +1,165 @@
+#include "allowedips.h"
+
+#include <cstring>
+
+namespace wm {
+
+// A node owns a prefix (bits [0, cidr) of key); children split on bit `cidr`.
+// has_peer distinguishes real prefixes from the branch nodes that path
+// compression creates where two prefixes diverge.
+struct AllowedIPs::Node {
+  uint8_t key[16] = {0};
+  int cidr = 0;
+  bool has_peer = false;
+  uint32_t peer = kNoPeer;
+  std::unique_ptr<Node> child[2];
+};
+
+namespace {
+
+inline int bit_at(const uint8_t* key, int i) { return (key[i >> 3] >> (7 - (i & 7))) & 1; }
+
+void mask(uint8_t* key, int bytes, int cidr) {
+  for (int i = 0; i < bytes; i++) {
+    int keep = cidr - 8 * i;
+    if (keep >= 8) continue;
+    key[i] = keep <= 0 ? 0 : uint8_t(key[i] & (0xFF << (8 - keep)));
+  }
+}
+
+// Number of leading bits on which a and b agree, capped at limit.
+int common_bits(const uint8_t* a, const uint8_t* b, int limit) {
+  int n = 0;
+  for (int i = 0; n < limit; i++) {
+    uint8_t x = a[i] ^ b[i];
+    if (x == 0) {
+      n += 8;
+      continue;
+    }
+    n += __builtin_clz(uint32_t(x)) - 24;
+    break;
+  }
+  return n < limit ? n : limit;
+}
+
+}  // namespace
+
+AllowedIPs::AllowedIPs() = default;
+AllowedIPs::~AllowedIPs() = default;
+
+void AllowedIPs::insert(const uint8_t* addr, int bytes, int cidr, uint32_t peer) {
+  uint8_t key[16] = {0};
+  std::memcpy(key, addr, bytes);
+  if (cidr < 0) cidr = 0;
+  if (cidr > bytes * 8) cidr = bytes * 8;
+  mask(key, bytes, cidr);
+  std::unique_ptr<Node>* slot = bytes == 4 ? &root4_ : &root6_;
+  for (;;) {
+    Node* n = slot->get();
+    if (!n) {
+      auto fresh = std::make_unique<Node>();
+      std::memcpy(fresh->key, key, 16);
+      fresh->cidr = cidr;
+      fresh->has_peer = true;
+      fresh->peer = peer;
+      *slot = std::move(fresh);
+      count_++;
+      return;
+    }
+    int common = common_bits(n->key, key, cidr < n->cidr ? cidr : n->cidr);
+    if (common == n->cidr && common == cidr) {  // same prefix
+      if (!n->has_peer) count_++;
+      n->has_peer = true;
+      n->peer = peer;
+      return;
+    }
+    if (common == n->cidr) {  // n is a prefix of the new key: descend
+      slot = &n->child[bit_at(key, n->cidr)];
+      continue;
+    }
+    // Diverge: a new node at `common` bits takes n's place. Either it is the new
+    // prefix itself (common == cidr) or a branch node with the two as children.
+    auto split = std::make_unique<Node>();
+    std::memcpy(split->key, key, 16);
+    mask(split->key, 16, common);
+    split->cidr = common;
+    std::unique_ptr<Node> old = std::move(*slot);
+    int old_bit = bit_at(old->key, common);
+    split->child[old_bit] = std::move(old);
+    if (common == cidr) {
+      split->has_peer = true;
+      split->peer = peer;
+    } else {
+      auto leaf = std::make_unique<Node>();
+      std::memcpy(leaf->key, key, 16);
+      leaf->cidr = cidr;
+      leaf->has_peer = true;
+      leaf->peer = peer;
+      split->child[!old_bit] = std::move(leaf);
+    }
+    *slot = std::move(split);
+    count_++;
+    return;
+  }
+}
+
+static size_t remove_rec(std::unique_ptr<AllowedIPs::Node>& slot, uint32_t peer);
+
+void AllowedIPs::remove_peer(uint32_t peer) {
+  count_ -= remove_rec(root4_, peer);
+  count_ -= remove_rec(root6_, peer);
+}
+
+static size_t remove_rec(std::unique_ptr<AllowedIPs::Node>& slot, uint32_t peer) {
+  AllowedIPs::Node* n = slot.get();
+  if (!n) return 0;
+  size_t removed = remove_rec(n->child[0], peer) + remove_rec(n->child[1], peer);
+  if (n->has_peer && n->peer == peer) {
+    n->has_peer = false;
+    n->peer = AllowedIPs::kNoPeer;
+    removed++;
+  }
+  if (!n->has_peer) {  // compress away nodes that no longer branch
+    if (!n->child[0] && !n->child[1]) {
+      slot.reset();
+    } else if (!n->child[0] || !n->child[1]) {
+      std::unique_ptr<AllowedIPs::Node> only = std::move(n->child[0] ? n->child[0] : n->child[1]);
+      slot = std::move(only);
+    }
+  }
+  return removed;
+}
+
+uint32_t AllowedIPs::lookup(const uint8_t* addr, int bytes) const {
+  const Node* n = bytes == 4 ? root4_.get() : root6_.get();
+  uint32_t found = kNoPeer;
+  const int maxbits = bytes * 8;
+  while (n) {
+    if (common_bits(n->key, addr, n->cidr) < n->cidr) break;
+    if (n->has_peer) found = n->peer;
+    if (n->cidr >= maxbits) break;
+    n = n->child[bit_at(addr, n->cidr)].get();
+  }
+  return found;
+}
+
+static void walk(const AllowedIPs::Node* n, int bytes, std::vector<AllowedIPs::Entry>* out) {
+  if (!n) return;
+  if (n->has_peer) {
+    AllowedIPs::Entry e;
+    std::memcpy(e.addr, n->key, 16);
+    e.family_bytes = bytes;
+    e.cidr = n->cidr;
+    e.peer = n->peer;
+    out->push_back(e);
+  }
+  walk(n->child[0].get(), bytes, out);
+  walk(n->child[1].get(), bytes, out);
+}
+
+void AllowedIPs::entries(std::vector<Entry>* out) const {
+  walk(root4_.get(), 4, out);
+  walk(root6_.get(), 16, out);
+}
+
+}  // namespace wm

@@ -1,0 +1,827 @@
+#include "device.h"
+
+#include <errno.h>
+#include <netinet/udp.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+#include "../net/ip.h"
+#include "../net/offload.h"
+#include "messages.h"
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+
+namespace wm {
+
+const char* const kCounterNames[kCounterCount] = {
+    "rx_packets",
+    "tx_packets",
+    "rx_keepalives",
+    "rx_handshake_messages",
+    "drop_not_wireguard",
+    "drop_bad_mac1",
+    "cookie_replies_sent",
+    "drop_rate_limited",
+    "drop_handshake_queue_full",
+    "drop_unknown_receiver",
+    "drop_keypair_expired",
+    "drop_decrypt_failed",
+    "drop_replayed",
+    "drop_malformed_inner",
+    "drop_cryptokey_routing",
+    "drop_no_route",
+    "drop_no_endpoint",
+    "drop_malformed_tun",
+    "drop_stage_overflow",
+    "tx_send_errors",
+    "tun_write_errors",
+    "handshake_requests",
+};
+
+namespace {
+constexpr size_t kTxArenaSize = 8 << 20;
+// Free arena space needed before another TUN read: a 64 KiB super-packet cut
+// at the smallest MSS, each segment in its own padded slot, fits in it.
+constexpr size_t kTxReadHeadroom = 256 << 10;
+constexpr int kTxMaxReads = 64;
+constexpr int kRxBatch = 64;
+constexpr size_t kRxBufSize = 65536;
+constexpr int kMaxGsoSegments = 64;
+constexpr size_t kMaxGsoBytes = 65000;
+constexpr int kSendBatch = 64;
+
+inline size_t align16(size_t n) { return (n + 15) & ~size_t(15); }
+}  // namespace
+
+uint64_t monotonic_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
+}
+
+Device::Device() {
+  for (auto& c : counters_) c.store(0);
+}
+
+Device::~Device() {
+  stop();
+  udp_.close_all();
+  if (tun_.fd >= 0) close(tun_.fd);
+  if (tx_wake_ >= 0) close(tx_wake_);
+  if (rx_wake_ >= 0) close(rx_wake_);
+}
+
+bool Device::open(const Options& opts, std::string* err) {
+  opts_ = opts;
+  mtu_.store(opts.mtu);
+  if (opts.create_tun) {
+    if (!tun_open(opts.tun_name, opts.vnet_hdr, &tun_, err)) return false;
+    std::string merr;
+    if (opts.mtu > 0 && !tun_set_mtu(tun_.name, opts.mtu, &merr)) {
+      *err = merr;
+      return false;
+    }
+  }
+  if (!udp_.bind(opts.port, opts.fwmark, err)) return false;
+  tx_wake_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  rx_wake_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  return tx_wake_ >= 0 && rx_wake_ >= 0;
+}
+
+void Device::start(std::function<void()> sink) {
+  sink_ = std::move(sink);
+  start_threads();
+}
+
+void Device::start_threads() {
+  if (running_.exchange(true)) return;
+  tx_thread_ = std::thread([this] { tx_loop(); });
+  rx_thread_ = std::thread([this] { rx_loop(); });
+}
+
+void Device::stop_threads() {
+  if (!running_.exchange(false)) return;
+  uint64_t one = 1;
+  if (write(tx_wake_, &one, 8) < 0) {}
+  if (write(rx_wake_, &one, 8) < 0) {}
+  if (tx_thread_.joinable()) tx_thread_.join();
+  if (rx_thread_.joinable()) rx_thread_.join();
+}
+
+void Device::stop() { stop_threads(); }
+
+bool Device::rebind(int port, std::string* err) {
+  bool was_running = running_.load();
+  stop_threads();
+  uint32_t mark = opts_.fwmark;
+  UdpSockets fresh;
+  bool ok = fresh.bind(port, mark, err);
+  if (ok) {
+    udp_.close_all();
+    udp_ = fresh;
+  }
+  if (was_running) start_threads();
+  return ok;
+}
+
+bool Device::set_fwmark(uint32_t mark) {
+  opts_.fwmark = mark;
+  return udp_.set_fwmark(mark);
+}
+
+// ---- control-thread calls -------------------------------------------------
+
+Peer* Device::find_peer(uint32_t id) {
+  auto it = peers_.find(id);
+  return it == peers_.end() ? nullptr : it->second.get();
+}
+
+void Device::upsert_peer(uint32_t id) {
+  std::unique_lock<std::shared_mutex> lock(table_mu_);
+  if (peers_.count(id)) return;
+  auto p = std::make_unique<Peer>();
+  p->id = id;
+  peers_[id] = std::move(p);
+}
+
+void Device::remove_peer(uint32_t id) {
+  std::unique_lock<std::shared_mutex> lock(table_mu_);
+  Peer* p = find_peer(id);
+  if (!p) return;
+  allowed_.remove_peer(id);
+  for (auto it = indices_.begin(); it != indices_.end();) {
+    if (it->second.peer == p)
+      it = indices_.erase(it);
+    else
+      ++it;
+  }
+  peers_.erase(id);
+}
+
+void Device::set_endpoint(uint32_t id, const Endpoint& ep) {
+  std::shared_lock<std::shared_mutex> lock(table_mu_);
+  Peer* p = find_peer(id);
+  if (!p) return;
+  std::lock_guard<std::mutex> pl(p->mu);
+  p->endpoint = ep;
+}
+
+void Device::set_allowed_ips(uint32_t id, const std::vector<AllowedIPs::Entry>& prefixes) {
+  std::unique_lock<std::shared_mutex> lock(table_mu_);
+  if (!find_peer(id)) return;
+  allowed_.remove_peer(id);
+  for (const auto& e : prefixes) allowed_.insert(e.addr, e.family_bytes, e.cidr, id);
+}
+
+void Device::allowed_ips(std::vector<AllowedIPs::Entry>* out) {
+  std::shared_lock<std::shared_mutex> lock(table_mu_);
+  allowed_.entries(out);
+}
+
+bool Device::install_keypair(uint32_t id, uint32_t local_index, uint32_t remote_index, const uint8_t send_key[32],
+                             const uint8_t recv_key[32], bool initiator) {
+  auto kp = std::make_shared<Keypair>();
+  kp->local_index = local_index;
+  kp->remote_index = remote_index;
+  kp->peer_id = id;
+  kp->initiator = initiator;
+  kp->created_ms = monotonic_ms();
+  kp->send = std::make_unique<ChaChaPoly>(send_key, true);
+  kp->recv = std::make_unique<ChaChaPoly>(recv_key, false);
+  if (!kp->send->ok() || !kp->recv->ok()) return false;
+  std::unique_lock<std::shared_mutex> lock(table_mu_);
+  erase_retired();
+  Peer* p = find_peer(id);
+  if (!p) return false;
+  std::vector<std::shared_ptr<Keypair>> dropped;
+  {
+    std::lock_guard<std::mutex> pl(p->mu);
+    if (initiator) {
+      // As wireguard-go: an unconfirmed next keypair becomes previous, else the
+      // current one does; the new one is current at once.
+      if (p->next) {
+        dropped.push_back(p->previous);
+        p->previous = p->next;
+        p->next.reset();
+        dropped.push_back(p->current);
+      } else {
+        dropped.push_back(p->previous);
+        p->previous = p->current;
+      }
+      p->current = kp;
+    } else {
+      // The responder may not send with it until the initiator has used it.
+      dropped.push_back(p->next);
+      p->next = kp;
+      dropped.push_back(p->previous);
+      p->previous.reset();
+    }
+  }
+  for (auto& d : dropped) erase_index(d.get());
+  indices_[local_index] = IndexEntry{kp, p};
+  p->handshake_requested_ms.store(0);
+  return true;
+}
+
+void Device::erase_index(const Keypair* kp) {
+  if (!kp) return;
+  auto it = indices_.find(kp->local_index);
+  // JavaScript may already have reused the index for a newer keypair.
+  if (it != indices_.end() && it->second.keypair.get() == kp) indices_.erase(it);
+}
+
+void Device::erase_retired() {
+  std::vector<RetiredIndex> retired;
+  {
+    std::lock_guard<std::mutex> rl(retired_mu_);
+    retired.swap(retired_);
+  }
+  for (const auto& r : retired) {
+    auto it = indices_.find(r.index);
+    if (it != indices_.end() && it->second.keypair.get() == r.keypair) indices_.erase(it);
+  }
+}
+
+void Device::clear_keypairs(uint32_t id) {
+  std::unique_lock<std::shared_mutex> lock(table_mu_);
+  Peer* p = find_peer(id);
+  if (!p) return;
+  erase_retired();
+  std::lock_guard<std::mutex> pl(p->mu);
+  for (auto* slot : {&p->previous, &p->current, &p->next}) {
+    erase_index(slot->get());
+    slot->reset();
+  }
+  p->staged.clear();
+}
+
+void Device::send_keepalive(uint32_t id) { push_ctl(Ctl{1, id}); }
+void Device::flush_staged(uint32_t id, bool keepalive_if_empty) { push_ctl(Ctl{keepalive_if_empty ? 3 : 2, id}); }
+
+int Device::refresh_mtu() {
+  if (tun_.fd < 0) return mtu_.load();
+  int m = tun_get_mtu(tun_.name);
+  if (m > 0) mtu_.store(m);
+  return mtu_.load();
+}
+
+bool Device::send_handshake(const Endpoint& ep, const uint8_t* buf, size_t len) {
+  bool ok = udp_.send_one(ep, buf, len);
+  if (!ok) count(kTxSendErrors);
+  return ok;
+}
+
+void Device::peer_stats(std::vector<PeerStats>* out) {
+  std::shared_lock<std::shared_mutex> lock(table_mu_);
+  uint64_t now = monotonic_ms();
+  for (auto& kv : peers_) {
+    Peer* p = kv.second.get();
+    PeerStats s;
+    s.id = p->id;
+    s.rx_bytes = p->rx_bytes.load();
+    s.tx_bytes = p->tx_bytes.load();
+    s.last_data_sent_ms = p->last_data_sent_ms.load();
+    s.last_data_recv_ms = p->last_data_recv_ms.load();
+    s.last_auth_sent_ms = p->last_auth_sent_ms.load();
+    s.last_auth_recv_ms = p->last_auth_recv_ms.load();
+    s.sent_unanswered_ms = p->sent_unanswered_ms.load();
+    s.recv_unanswered_ms = p->recv_unanswered_ms.load();
+    std::lock_guard<std::mutex> pl(p->mu);
+    s.has_current = p->current != nullptr;
+    s.current_initiator = p->current && p->current->initiator;
+    s.current_age_ms = p->current ? now - p->current->created_ms : 0;
+    s.has_next = p->next != nullptr;
+    s.endpoint = p->endpoint;
+    out->push_back(s);
+  }
+}
+
+void Device::push_event(Event&& e) {
+  bool notify;
+  {
+    std::lock_guard<std::mutex> lock(events_mu_);
+    notify = events_.empty();
+    if (e.kind == kEventHandshakeMessage) pending_handshakes_++;
+    events_.push_back(std::move(e));
+  }
+  if (notify && sink_) sink_();
+}
+
+void Device::drain_events(std::vector<Event>* out) {
+  std::lock_guard<std::mutex> lock(events_mu_);
+  out->swap(events_);
+  events_.clear();
+  pending_handshakes_ = 0;
+}
+
+void Device::push_ctl(const Ctl& c) {
+  {
+    std::lock_guard<std::mutex> lock(ctl_mu_);
+    ctl_.push_back(c);
+  }
+  uint64_t one = 1;
+  if (write(tx_wake_, &one, 8) < 0) {}
+}
+
+void Device::request_handshake(Peer* p, uint64_t now) {
+  // At most one request a second per peer: JavaScript rate-limits initiations
+  // itself (RekeyTimeout) and retries on its own timers.
+  uint64_t last = p->handshake_requested_ms.load(std::memory_order_relaxed);
+  if (last != 0 && now - last < 1000) return;
+  if (!p->handshake_requested_ms.compare_exchange_strong(last, now)) return;
+  count(kHandshakeRequests);
+  Event e;
+  e.kind = kEventHandshakeNeeded;
+  e.peer = p->id;
+  push_event(std::move(e));
+}
+
+void Device::stage(Peer* p, const uint8_t* pkt, size_t len) {
+  std::lock_guard<std::mutex> pl(p->mu);
+  if (p->staged.size() >= kStagedMax) {
+    p->staged.pop_front();
+    count(kDropStageOverflow);
+  }
+  p->staged.emplace_back(pkt, pkt + len);
+}
+
+// ---- TX thread ------------------------------------------------------------
+
+void Device::tx_loop() {
+  std::vector<uint8_t> arena(kTxArenaSize);
+  std::vector<uint8_t> readbuf(kVnetHdrSize + 65536);
+  std::vector<TxSeg> segs;
+  std::vector<size_t> seg_lens(1024);
+  std::vector<Ctl> ctl;
+  segs.reserve(4096);
+  while (running_.load(std::memory_order_relaxed)) {
+    pollfd fds[2] = {{tx_wake_, POLLIN, 0}, {tun_.fd, POLLIN, 0}};
+    int nfds = tun_.fd >= 0 ? 2 : 1;
+    if (poll(fds, nfds, 1000) < 0 && errno != EINTR) break;
+    if (!running_.load()) break;
+    size_t used = 0;
+    segs.clear();
+    if (fds[0].revents & POLLIN) {
+      uint64_t v;
+      if (read(tx_wake_, &v, 8) < 0) {}
+      {
+        std::lock_guard<std::mutex> lock(ctl_mu_);
+        ctl.swap(ctl_);
+        ctl_.clear();
+      }
+      std::shared_lock<std::shared_mutex> lock(table_mu_);
+      for (const Ctl& c : ctl) {
+        Peer* p = find_peer(c.peer);
+        if (!p) continue;
+        if (c.kind == 1) {
+          if (used + 64 > arena.size()) break;
+          segs.push_back(TxSeg{arena.data() + used, 0, p});
+          used += 64;
+        } else {
+          std::deque<std::vector<uint8_t>> staged;
+          {
+            std::lock_guard<std::mutex> pl(p->mu);
+            staged.swap(p->staged);
+          }
+          if (staged.empty() && c.kind == 3) {
+            segs.push_back(TxSeg{arena.data() + used, 0, p});
+            used += 64;
+          }
+          for (auto& pkt : staged) {
+            size_t need = align16(16 + pkt.size() + 32);
+            if (used + need > arena.size()) break;
+            std::memcpy(arena.data() + used + 16, pkt.data(), pkt.size());
+            segs.push_back(TxSeg{arena.data() + used, pkt.size(), p});
+            used += need;
+          }
+        }
+      }
+      ctl.clear();
+    }
+    if (nfds == 2 && (fds[1].revents & (POLLERR | POLLHUP | POLLNVAL))) {
+      Event e;
+      e.kind = kEventTunClosed;
+      push_event(std::move(e));
+      break;
+    }
+    bool tun_closed = false;
+    if (nfds == 2 && (fds[1].revents & POLLIN)) {
+      for (int r = 0; r < kTxMaxReads && arena.size() - used > kTxReadHeadroom; r++) {
+        ssize_t n = read(tun_.fd, readbuf.data(), readbuf.size());
+        if (n < 0) {
+          if (errno == EAGAIN || errno == EINTR) break;
+          tun_closed = true;  // EBADFD/EIO: the interface was deleted
+          break;
+        }
+        VnetHdr h;
+        const uint8_t* pkt = readbuf.data();
+        size_t len = size_t(n);
+        if (tun_.vnet_hdr) {
+          if (len < kVnetHdrSize) {
+            count(kDropMalformedTun);
+            continue;
+          }
+          vnet_decode(readbuf.data(), &h);
+          pkt += kVnetHdrSize;
+          len -= kVnetHdrSize;
+        }
+        size_t max_seg = max_segment_size(h, pkt, len);
+        if (max_seg == 0) {
+          count(kDropMalformedTun);
+          continue;
+        }
+        size_t stride = align16(16 + max_seg + 32);
+        int max_segs = int(std::min<size_t>((arena.size() - used) / stride, seg_lens.size()));
+        int nseg = split_packet(h, pkt, len, arena.data() + used + 16, stride, seg_lens.data(), max_segs);
+        if (nseg < 0) {
+          count(kDropMalformedTun);
+          continue;
+        }
+        for (int i = 0; i < nseg; i++) segs.push_back(TxSeg{arena.data() + used + size_t(i) * stride, seg_lens[i], nullptr});
+        used += size_t(nseg) * stride;
+      }
+    }
+    if (!segs.empty()) tx_process(segs);
+    if (tun_closed) {
+      Event e;
+      e.kind = kEventTunClosed;
+      push_event(std::move(e));
+      break;
+    }
+  }
+}
+
+void Device::tx_process(std::vector<TxSeg>& segs) {
+  struct PeerCtx {
+    Peer* peer;
+    std::shared_ptr<Keypair> kp;
+    Endpoint ep;
+    bool usable;
+    uint64_t bytes;
+    uint64_t data_packets;
+  };
+  std::vector<TxOut> out;
+  out.reserve(segs.size());
+  std::vector<PeerCtx> ctxs;
+  ctxs.reserve(segs.size());  // never reallocates: TxOut keeps pointers to ctxs' endpoints
+  uint64_t now = monotonic_ms();
+  size_t mtu = size_t(mtu_.load());
+  std::shared_lock<std::shared_mutex> lock(table_mu_);
+  auto ctx_for = [&](Peer* p) -> PeerCtx& {
+    for (auto& c : ctxs)
+      if (c.peer == p) return c;
+    PeerCtx c{p, nullptr, Endpoint(), false, 0, 0};
+    {
+      std::lock_guard<std::mutex> pl(p->mu);
+      c.kp = p->current;
+      c.ep = p->endpoint;
+    }
+    c.usable = c.kp && now - c.kp->created_ms < kRejectAfterTimeMs;
+    if (c.kp && c.usable && c.kp->initiator && now - c.kp->created_ms >= kRekeyAfterTimeMs) request_handshake(p, now);
+    ctxs.push_back(std::move(c));
+    return ctxs.back();
+  };
+  for (TxSeg& s : segs) {
+    uint8_t* plain = s.msg + 16;
+    Peer* p = s.peer;
+    if (!p) {
+      IpInfo ip;
+      if (!parse_ip(plain, s.len, &ip)) {
+        count(kDropMalformedTun);
+        continue;
+      }
+      uint32_t id = allowed_.lookup(ip.dst, ip.addr_len);
+      p = id == AllowedIPs::kNoPeer ? nullptr : find_peer(id);
+      if (!p) {
+        count(kDropNoRoute);
+        continue;
+      }
+    }
+    PeerCtx& c = ctx_for(p);
+    if (!c.ep.valid()) {
+      count(kDropNoEndpoint);
+      continue;
+    }
+    uint64_t nonce = 0;
+    if (c.usable) {
+      nonce = c.kp->send_counter.fetch_add(1, std::memory_order_relaxed);
+      if (nonce >= kRejectAfterMessages) c.usable = false;
+    }
+    if (!c.usable) {
+      stage(p, plain, s.len);
+      request_handshake(p, now);
+      continue;
+    }
+    if (nonce >= kRekeyAfterMessages) request_handshake(p, now);
+    size_t padded = s.len == 0 ? 0 : padded_length(s.len, mtu);
+    if (padded > s.len) std::memset(plain + s.len, 0, padded - s.len);
+    s.msg[0] = kMsgTransport;
+    s.msg[1] = s.msg[2] = s.msg[3] = 0;
+    put_le32(s.msg + kTransportReceiverOff, c.kp->remote_index);
+    put_le64(s.msg + kTransportCounterOff, nonce);
+    uint8_t n12[12];
+    wg_nonce(n12, nonce);
+    if (!c.kp->send->seal(n12, plain, padded, nullptr, 0, plain)) {
+      count(kTxSendErrors);
+      continue;
+    }
+    size_t mlen = 16 + padded + 16;
+    c.bytes += mlen;
+    if (s.len) c.data_packets++;
+    out.push_back(TxOut{&c.ep, s.msg, mlen});
+  }
+  for (auto& c : ctxs) {
+    if (c.bytes == 0) continue;
+    Peer* p = c.peer;
+    p->tx_bytes.fetch_add(c.bytes, std::memory_order_relaxed);
+    p->last_auth_sent_ms.store(now, std::memory_order_relaxed);
+    p->recv_unanswered_ms.store(0, std::memory_order_relaxed);
+    if (c.data_packets) {
+      p->last_data_sent_ms.store(now, std::memory_order_relaxed);
+      uint64_t zero = 0;
+      p->sent_unanswered_ms.compare_exchange_strong(zero, now);
+    }
+  }
+  count(kTxPackets, out.size());
+  tx_send(out);
+}
+
+void Device::tx_send(std::vector<TxOut>& out) {
+  // One mmsghdr per run of messages to the same endpoint; with UDP GSO a run
+  // of equal-sized messages (the last may be shorter) is one sendmsg.
+  static thread_local std::vector<iovec> iovs;
+  static thread_local std::vector<mmsghdr> msgs;
+  static thread_local std::vector<std::array<char, CMSG_SPACE(sizeof(uint16_t))>> cmsgs;
+  iovs.resize(out.size());
+  msgs.resize(out.size());
+  cmsgs.resize(out.size());
+  size_t i = 0;
+  const int max_segs = udp_.gso ? kMaxGsoSegments : 1;
+  while (i < out.size()) {
+    int fd = udp_.fd_for(*out[i].ep);
+    int nm = 0;
+    size_t iv = 0;
+    while (i < out.size() && nm < kSendBatch && udp_.fd_for(*out[i].ep) == fd) {
+      const Endpoint* ep = out[i].ep;
+      size_t seg = out[i].len;
+      size_t total = 0;
+      int n = 0;
+      while (i < out.size() && n < max_segs && (out[i].ep == ep || *out[i].ep == *ep) &&
+             total + out[i].len <= kMaxGsoBytes && out[i].len <= seg) {
+        iovs[iv + size_t(n)] = iovec{out[i].msg, out[i].len};
+        total += out[i].len;
+        bool shorter = out[i].len < seg;
+        n++;
+        i++;
+        if (shorter) break;  // only the last segment of a GSO send may be shorter
+      }
+      mmsghdr& m = msgs[size_t(nm)];
+      std::memset(&m, 0, sizeof m);
+      m.msg_hdr.msg_name = const_cast<sockaddr*>(&ep->addr.sa);
+      m.msg_hdr.msg_namelen = ep->len;
+      m.msg_hdr.msg_iov = &iovs[iv];
+      m.msg_hdr.msg_iovlen = size_t(n);
+      if (n > 1) {
+        char* cbuf = cmsgs[size_t(nm)].data();
+        std::memset(cbuf, 0, CMSG_SPACE(sizeof(uint16_t)));
+        m.msg_hdr.msg_control = cbuf;
+        m.msg_hdr.msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+        cmsghdr* cm = CMSG_FIRSTHDR(&m.msg_hdr);
+        cm->cmsg_level = SOL_UDP;
+        cm->cmsg_type = UDP_SEGMENT;
+        cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        uint16_t gs = uint16_t(seg);
+        std::memcpy(CMSG_DATA(cm), &gs, sizeof gs);
+      }
+      iv += size_t(n);
+      nm++;
+    }
+    int sent = 0;
+    int spins = 0;
+    while (sent < nm) {
+      int r = sendmmsg(fd, msgs.data() + sent, unsigned(nm - sent), 0);
+      if (r > 0) {
+        sent += r;
+        continue;
+      }
+      if (errno == EAGAIN || errno == ENOBUFS) {
+        pollfd pf{fd, POLLOUT, 0};
+        poll(&pf, 1, 100);
+        if (++spins < 50) continue;
+      } else if (errno == EIO && udp_.gso) {
+        // A route whose device cannot checksum-offload rejects GSO: fall back.
+        udp_.gso = false;
+      }
+      count(kTxSendErrors, size_t(nm - sent));
+      break;
+    }
+  }
+}
+
+// ---- RX thread ------------------------------------------------------------
+
+void Device::rx_loop() {
+  std::vector<uint8_t> bufs(size_t(kRxBatch) * kRxBufSize);
+  std::vector<iovec> iovs(kRxBatch);
+  std::vector<mmsghdr> msgs(kRxBatch);
+  std::vector<Endpoint> froms(kRxBatch);
+  std::vector<std::array<char, CMSG_SPACE(sizeof(int)) * 2>> cbufs(kRxBatch);
+  Coalescer coalescer(1024);
+  std::vector<iovec> wiov(2);
+  while (running_.load(std::memory_order_relaxed)) {
+    pollfd fds[3] = {{rx_wake_, POLLIN, 0}, {udp_.fd4, POLLIN, 0}, {udp_.fd6, POLLIN, 0}};
+    if (poll(fds, 3, 1000) < 0 && errno != EINTR) break;
+    if (!running_.load()) break;
+    if (fds[0].revents & POLLIN) {
+      uint64_t v;
+      if (read(rx_wake_, &v, 8) < 0) {}
+    }
+    for (int f = 1; f < 3; f++) {
+      if (!(fds[f].revents & POLLIN)) continue;
+      for (int i = 0; i < kRxBatch; i++) {
+        iovs[i] = iovec{bufs.data() + size_t(i) * kRxBufSize, kRxBufSize};
+        std::memset(&msgs[i], 0, sizeof msgs[i]);
+        msgs[i].msg_hdr.msg_iov = &iovs[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_name = &froms[i].addr;
+        msgs[i].msg_hdr.msg_namelen = sizeof froms[i].addr;
+        msgs[i].msg_hdr.msg_control = cbufs[i].data();
+        msgs[i].msg_hdr.msg_controllen = cbufs[i].size();
+      }
+      int n = recvmmsg(fds[f].fd, msgs.data(), kRxBatch, MSG_DONTWAIT, nullptr);
+      if (n <= 0) continue;
+      uint64_t now = monotonic_ms();
+      rx_pending_.clear();
+      rx_flushes_.clear();
+      {
+        std::shared_lock<std::shared_mutex> lock(table_mu_);
+        for (int i = 0; i < n; i++) {
+          froms[i].len = msgs[i].msg_hdr.msg_namelen;
+          size_t len = msgs[i].msg_len;
+          size_t seg = len;
+          for (cmsghdr* cm = CMSG_FIRSTHDR(&msgs[i].msg_hdr); cm; cm = CMSG_NXTHDR(&msgs[i].msg_hdr, cm)) {
+            if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO) {
+              int gs;
+              std::memcpy(&gs, CMSG_DATA(cm), sizeof gs);
+              if (gs > 0) seg = size_t(gs);
+            }
+          }
+          uint8_t* base = bufs.data() + size_t(i) * kRxBufSize;
+          for (size_t off = 0; off < len; off += seg) {
+            size_t l = std::min(seg, len - off);
+            rx_message(base + off, l, froms[i], now);
+          }
+        }
+      }
+      for (const Ctl& c : rx_flushes_) push_ctl(c);
+      if (rx_pending_.empty() || tun_.fd < 0) continue;
+      coalescer.reset();
+      if (tun_.vnet_hdr) {
+        for (const RxPacket& p : rx_pending_) coalescer.add(p.data, p.len);
+        for (const auto& it : coalescer.finish()) {
+          wiov[0] = iovec{const_cast<uint8_t*>(it.vnet), kVnetHdrSize};
+          wiov[1] = iovec{const_cast<uint8_t*>(it.data), it.len};
+          if (writev(tun_.fd, wiov.data(), 2) < 0) count(kTunWriteErrors);
+        }
+      } else {
+        for (const RxPacket& p : rx_pending_)
+          if (write(tun_.fd, p.data, p.len) < 0) count(kTunWriteErrors);
+      }
+    }
+  }
+}
+
+void Device::rx_message(uint8_t* msg, size_t len, const Endpoint& from, uint64_t now) {
+  int type = classify_message(msg, len);
+  if (type == 0) {
+    count(kDropNotWireGuard);
+    return;
+  }
+  if (type != kMsgTransport) {
+    if (type != kMsgCookieReply && !cookies_.check_mac1(msg, len)) {
+      count(kDropBadMac1);
+      return;
+    }
+    size_t pending;
+    {
+      std::lock_guard<std::mutex> lock(events_mu_);
+      pending = pending_handshakes_;
+    }
+    if (pending >= kHandshakeQueueSize) {
+      count(kDropHandshakeQueueFull);
+      return;
+    }
+    if (pending >= kHandshakeQueueSize / 8) under_load_until_ms_.store(now + 1000);
+    if (type != kMsgCookieReply && now < under_load_until_ms_.load()) {
+      uint8_t src[18];
+      size_t srclen = from.cookie_bytes(src);
+      if (!cookies_.check_mac2(msg, len, src, srclen, now)) {
+        uint8_t reply[kCookieReplySize];
+        uint32_t sender = le32(msg + kInitiationSenderOff);  // same offset in responses
+        if (cookies_.make_reply(msg, len, sender, src, srclen, now, reply) && udp_.send_one(from, reply, sizeof reply))
+          count(kCookieRepliesSent);
+        return;
+      }
+      int iplen;
+      const uint8_t* ip = from.ip_bytes(&iplen);
+      timespec ts;
+      clock_gettime(CLOCK_MONOTONIC, &ts);
+      if (!ratelimiter_.allow(ip, iplen, uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec))) {
+        count(kDropRateLimited);
+        return;
+      }
+    }
+    count(kRxHandshakeMessages);
+    Event e;
+    e.kind = kEventHandshakeMessage;
+    e.data.assign(msg, msg + len);
+    e.from = from;
+    push_event(std::move(e));
+    return;
+  }
+
+  uint32_t receiver = le32(msg + kTransportReceiverOff);
+  auto it = indices_.find(receiver);
+  if (it == indices_.end()) {
+    count(kDropUnknownReceiver);
+    return;
+  }
+  Keypair* kp = it->second.keypair.get();
+  Peer* p = it->second.peer;
+  uint64_t counter = le64(msg + kTransportCounterOff);
+  if (now - kp->created_ms >= kRejectAfterTimeMs || counter >= kRejectAfterMessages) {
+    count(kDropKeypairExpired);
+    return;
+  }
+  size_t clen = len - kTransportHeaderSize - kAeadTagSize;
+  uint8_t n12[12];
+  wg_nonce(n12, counter);
+  uint8_t* plain = msg + kTransportHeaderSize;
+  if (!kp->recv->open(n12, plain, clen, nullptr, 0, plain)) {
+    count(kDropDecryptFailed);
+    return;
+  }
+  if (!kp->replay.validate(counter)) {
+    count(kDropReplayed);
+    return;
+  }
+  // Authenticated: promote a confirmed next keypair, follow a roaming peer.
+  {
+    std::lock_guard<std::mutex> pl(p->mu);
+    if (p->next.get() == kp) {
+      // The index map is read-only here (shared lock); the control thread
+      // erases the retired keypair's index on its next table edit.
+      if (p->previous) {
+        std::lock_guard<std::mutex> rl(retired_mu_);
+        retired_.push_back(RetiredIndex{p->previous->local_index, p->previous.get()});
+      }
+      p->previous = p->current;
+      p->current = p->next;
+      p->next.reset();
+      rx_flushes_.push_back(Ctl{2, p->id});
+      Event e;
+      e.kind = kEventKeypairConfirmed;
+      e.peer = p->id;
+      push_event(std::move(e));
+    }
+    if (p->endpoint != from) p->endpoint = from;
+  }
+  p->rx_bytes.fetch_add(len, std::memory_order_relaxed);
+  p->last_auth_recv_ms.store(now, std::memory_order_relaxed);
+  p->sent_unanswered_ms.store(0, std::memory_order_relaxed);
+  if (kp->initiator && now - kp->created_ms >= kRejectAfterTimeMs - kKeepaliveTimeoutMs - kRekeyTimeoutMs)
+    request_handshake(p, now);
+  if (clen == 0) {
+    count(kRxKeepalives);
+    return;
+  }
+  IpInfo ip;
+  if (!parse_ip(plain, clen, &ip)) {
+    count(kDropMalformedInner);
+    return;
+  }
+  if (allowed_.lookup(ip.src, ip.addr_len) != p->id) {
+    count(kDropCryptokeyRouting);
+    return;
+  }
+  p->last_data_recv_ms.store(now, std::memory_order_relaxed);
+  uint64_t zero = 0;
+  p->recv_unanswered_ms.compare_exchange_strong(zero, now);
+  count(kRxPackets);
+  rx_pending_.push_back(RxPacket{plain, ip.total_len});
+}
+
+}  // namespace wm

@@ -1,0 +1,264 @@
+// The native data path of one WireGuard device.
+//
+// Pipeline
+//   TX thread: TUN read (batch, up to 64 reads) -> split super-packets into MTU
+//     packets (offload.h), written straight into message slots of the TX arena
+//     -> allowed-IPs lookup of the destination -> current keypair of the peer
+//     -> pad + ChaCha20-Poly1305 in place -> group per endpoint into UDP GSO
+//     sends -> sendmmsg. No keypair yet: the packet is staged on the peer and
+//     a HandshakeNeeded event goes up to JavaScript.
+//   RX thread: recvmmsg (UDP GRO) -> split by segment size -> type 1/2/3: mac1
+//     check, cookie/rate limit under load, queued to JavaScript as events;
+//     type 4: receiver index -> keypair -> decrypt in place -> replay window ->
+//     keypair promotion / roaming -> cryptokey routing of the inner source ->
+//     TCP coalescing (offload.h) -> writev to the TUN.
+//   JavaScript (control thread): handshakes, timers, UAPI. It installs keypairs
+//   and peers through the methods below and never touches a data packet.
+//
+// Locking rules
+//   table_mu_ (shared_mutex) guards peers_, allowed_ and indices_. Packet
+//     threads hold it shared for a whole batch, so the raw Peer/Keypair pointers
+//     they take from the tables stay valid for that batch; control calls hold it
+//     exclusively for the few microseconds a table edit takes.
+//   Peer::mu guards a peer's keypair slots, endpoint and staged queue. Never take
+//     table_mu_ while holding a Peer::mu.
+//   Keypair send contexts are used only by the TX thread, receive contexts and
+//     the replay filter only by the RX thread; the send counter is atomic.
+//   events_mu_ guards the event queue; ctl_mu_ the TX control queue.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "../crypto/aead.h"
+#include "../net/endpoint.h"
+#include "../net/tun.h"
+#include "../net/udp.h"
+#include "allowedips.h"
+#include "cookie.h"
+#include "ratelimiter.h"
+#include "replay.h"
+
+namespace wm {
+
+uint64_t monotonic_ms();
+
+struct Keypair {
+  uint32_t local_index = 0;
+  uint32_t remote_index = 0;
+  uint32_t peer_id = 0;
+  bool initiator = false;
+  uint64_t created_ms = 0;
+  std::unique_ptr<ChaChaPoly> send;
+  std::unique_ptr<ChaChaPoly> recv;
+  std::atomic<uint64_t> send_counter{0};
+  ReplayFilter replay;
+};
+
+struct Peer {
+  uint32_t id = 0;
+  std::mutex mu;
+  std::shared_ptr<Keypair> previous, current, next;
+  Endpoint endpoint;
+  std::deque<std::vector<uint8_t>> staged;
+  std::atomic<uint64_t> rx_bytes{0}, tx_bytes{0};
+  // Monotonic ms of the events the timers in src/wireguard/timers.ts act on.
+  std::atomic<uint64_t> last_data_sent_ms{0}, last_data_recv_ms{0};
+  std::atomic<uint64_t> last_auth_sent_ms{0}, last_auth_recv_ms{0};
+  // First data sent since anything authenticated was received (0 = none): the
+  // "new handshake" timer. First data received since anything was sent: the
+  // "send keepalive" timer.
+  std::atomic<uint64_t> sent_unanswered_ms{0}, recv_unanswered_ms{0};
+  std::atomic<uint64_t> handshake_requested_ms{0};
+};
+
+enum Counter : int {
+  kRxPackets,
+  kTxPackets,
+  kRxKeepalives,
+  kRxHandshakeMessages,
+  kDropNotWireGuard,
+  kDropBadMac1,
+  kCookieRepliesSent,
+  kDropRateLimited,
+  kDropHandshakeQueueFull,
+  kDropUnknownReceiver,
+  kDropKeypairExpired,
+  kDropDecryptFailed,
+  kDropReplayed,
+  kDropMalformedInner,
+  kDropCryptokeyRouting,
+  kDropNoRoute,
+  kDropNoEndpoint,
+  kDropMalformedTun,
+  kDropStageOverflow,
+  kTxSendErrors,
+  kTunWriteErrors,
+  kHandshakeRequests,
+  kCounterCount
+};
+extern const char* const kCounterNames[kCounterCount];
+
+enum EventKind : int {
+  kEventHandshakeMessage = 1,  // data = the message, from = sender
+  kEventHandshakeNeeded = 2,   // peer
+  kEventTunClosed = 3,
+  kEventKeypairConfirmed = 4,  // peer: a responder's next keypair was used by the initiator
+};
+
+struct Event {
+  int kind = 0;
+  uint32_t peer = 0;
+  std::vector<uint8_t> data;
+  Endpoint from;
+};
+
+struct PeerStats {
+  uint32_t id;
+  uint64_t rx_bytes, tx_bytes;
+  uint64_t last_data_sent_ms, last_data_recv_ms, last_auth_sent_ms, last_auth_recv_ms;
+  uint64_t sent_unanswered_ms, recv_unanswered_ms;
+  bool has_current;
+  bool current_initiator;
+  uint64_t current_age_ms;
+  bool has_next;
+  Endpoint endpoint;
+};
+
+class Device {
+ public:
+  struct Options {
+    std::string tun_name;
+    bool vnet_hdr = true;
+    int mtu = 1420;
+    int port = 0;
+    uint32_t fwmark = 0;
+    bool create_tun = true;  // false: a UDP-only device (tests, benchmarks of the crypto path)
+  };
+  static constexpr size_t kHandshakeQueueSize = 1024;
+  static constexpr size_t kStagedMax = 128;
+
+  Device();
+  ~Device();
+  bool open(const Options& opts, std::string* err);
+  // sink is called from packet threads when the event queue becomes non-empty.
+  void start(std::function<void()> sink);
+  void stop();
+  void drain_events(std::vector<Event>* out);
+
+  const std::string& tun_name() const { return tun_.name; }
+  int port() const { return udp_.port; }
+  int mtu() const { return mtu_.load(); }
+  void set_mtu(int mtu) { mtu_.store(mtu); }
+  bool gso() const { return udp_.gso; }
+  bool rebind(int port, std::string* err);
+  bool set_fwmark(uint32_t mark);
+
+  void set_public_key(const uint8_t pub[32]) { cookies_.set_public_key(pub); }
+  void upsert_peer(uint32_t id);
+  void remove_peer(uint32_t id);
+  void set_endpoint(uint32_t id, const Endpoint& ep);
+  // Replaces the peer's allowed IPs. prefixes: (bytes, family_bytes, cidr).
+  void set_allowed_ips(uint32_t id, const std::vector<AllowedIPs::Entry>& prefixes);
+  void allowed_ips(std::vector<AllowedIPs::Entry>* out);
+  // Installs a keypair: as current for the initiator, as next for the responder.
+  bool install_keypair(uint32_t id, uint32_t local_index, uint32_t remote_index, const uint8_t send_key[32],
+                       const uint8_t recv_key[32], bool initiator);
+  void clear_keypairs(uint32_t id);
+  void send_keepalive(uint32_t id);
+  // Sends what was staged while the peer had no keypair; with keepalive_if_empty
+  // a keepalive goes out when nothing was staged (the initiator confirms a new
+  // session at once, as wireguard-go does).
+  void flush_staged(uint32_t id, bool keepalive_if_empty);
+  int refresh_mtu();
+  bool send_handshake(const Endpoint& ep, const uint8_t* buf, size_t len);
+  void peer_stats(std::vector<PeerStats>* out);
+  uint64_t counter(int c) const { return counters_[c].load(std::memory_order_relaxed); }
+  void count(int c, uint64_t n = 1) { counters_[c].fetch_add(n, std::memory_order_relaxed); }
+
+ private:
+  struct Ctl {
+    int kind;  // 1 keepalive, 2 flush staged, 3 flush staged or keepalive
+    uint32_t peer;
+  };
+  struct TxSeg {
+    uint8_t* msg;  // slot start: 16-byte header space, then plaintext
+    size_t len;    // plaintext length
+    Peer* peer;    // fixed peer (keepalive/staged), or null: route by destination
+  };
+  struct TxOut {
+    const Endpoint* ep;
+    uint8_t* msg;
+    size_t len;
+  };
+
+  void tx_loop();
+  void rx_loop();
+  void tx_process(std::vector<TxSeg>& segs);
+  void tx_send(std::vector<TxOut>& out);
+  void rx_message(uint8_t* msg, size_t len, const Endpoint& from, uint64_t now);
+  void rx_flush_tun();
+  void stage(Peer* p, const uint8_t* pkt, size_t len);
+  void request_handshake(Peer* p, uint64_t now);
+  void push_event(Event&& e);
+  void push_ctl(const Ctl& c);
+  Peer* find_peer(uint32_t id);
+  void erase_index(const Keypair* kp);  // table_mu_ held exclusively
+  void erase_retired();                 // table_mu_ held exclusively
+  void start_threads();
+  void stop_threads();
+
+  Options opts_;
+  TunDevice tun_;
+  UdpSockets udp_;
+  std::atomic<int> mtu_{1420};
+  CookieChecker cookies_;
+  RateLimiter ratelimiter_;
+
+  std::shared_mutex table_mu_;
+  std::unordered_map<uint32_t, std::unique_ptr<Peer>> peers_;
+  AllowedIPs allowed_;
+  struct IndexEntry {
+    std::shared_ptr<Keypair> keypair;
+    Peer* peer;
+  };
+  std::unordered_map<uint32_t, IndexEntry> indices_;
+  struct RetiredIndex {
+    uint32_t index;
+    const Keypair* keypair;  // identity only, never dereferenced
+  };
+  std::mutex retired_mu_;
+  std::vector<RetiredIndex> retired_;
+
+  std::mutex events_mu_;
+  std::vector<Event> events_;
+  size_t pending_handshakes_ = 0;
+  std::atomic<uint64_t> under_load_until_ms_{0};
+  std::function<void()> sink_;
+
+  std::mutex ctl_mu_;
+  std::vector<Ctl> ctl_;
+  int tx_wake_ = -1, rx_wake_ = -1;
+  std::atomic<bool> running_{false};
+  std::thread tx_thread_, rx_thread_;
+
+  // RX batch state (RX thread only).
+  struct RxPacket {
+    const uint8_t* data;
+    size_t len;
+  };
+  std::vector<RxPacket> rx_pending_;
+  std::vector<Ctl> rx_flushes_;
+
+  std::atomic<uint64_t> counters_[kCounterCount];
+};
+
+}  // namespace wm

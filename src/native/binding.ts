@@ -1,0 +1,110 @@
+/**
+ * Typed view of the C++ addon (native/src/addon.cc). Only this file loads it.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface NativeEvent {
+  kind: number;
+  peer: number;
+  data?: Buffer;
+  host?: string;
+  port?: number;
+}
+
+export const EVENT_HANDSHAKE_MESSAGE = 1;
+export const EVENT_HANDSHAKE_NEEDED = 2;
+export const EVENT_TUN_CLOSED = 3;
+export const EVENT_KEYPAIR_CONFIRMED = 4;
+
+export interface NativePeerStats {
+  id: number;
+  rxBytes: number;
+  txBytes: number;
+  lastDataSentMs: number;
+  lastDataRecvMs: number;
+  lastAuthSentMs: number;
+  lastAuthRecvMs: number;
+  sentUnansweredMs: number;
+  recvUnansweredMs: number;
+  hasCurrent: boolean;
+  currentInitiator: boolean;
+  currentAgeMs: number;
+  hasNext: boolean;
+  host?: string;
+  port?: number;
+}
+
+export interface NativeDeviceOptions {
+  tunName?: string;
+  createTun?: boolean;
+  vnetHdr?: boolean;
+  mtu?: number;
+  port?: number;
+  fwmark?: number;
+}
+
+export interface NativeDevice {
+  readonly tunName: string;
+  readonly port: number;
+  readonly gso: boolean;
+  start(onEvents: (events: NativeEvent[]) => void): void;
+  close(): void;
+  setMtu(mtu: number): void;
+  rebind(port: number): void;
+  setFwmark(mark: number): boolean;
+  setPublicKey(pub: Buffer): void;
+  upsertPeer(id: number): void;
+  removePeer(id: number): void;
+  setEndpoint(id: number, host: string | null, port?: number): void;
+  setAllowedIPs(id: number, prefixes: Array<[Buffer, number]>): void;
+  installKeypair(id: number, localIndex: number, remoteIndex: number, sendKey: Buffer, recvKey: Buffer, initiator: boolean): boolean;
+  clearKeypairs(id: number): void;
+  sendKeepalive(id: number): void;
+  flushStaged(id: number, keepaliveIfEmpty: boolean): void;
+  refreshMtu(): number;
+  sendHandshake(host: string, port: number, msg: Buffer): boolean;
+  peerStats(): NativePeerStats[];
+  counters(): Record<string, number>;
+}
+
+export interface NativeAddon {
+  blake2s(outlen: number, data: Buffer, key?: Buffer): Buffer;
+  hchacha20(key: Buffer, nonce16: Buffer): Buffer;
+  aead(seal: boolean, xchacha: boolean, key: Buffer, nonce: Buffer, data: Buffer, aad?: Buffer): Buffer | null;
+  nowMs(): number;
+  classifyMessage(buf: Buffer): number;
+  splitPacket(vnetHdr: Buffer | null, packet: Buffer): Buffer[] | null;
+  coalesce(packets: Buffer[]): Array<{ vnet: Buffer; data: Buffer }>;
+  ReplayFilter: new () => { validate(counter: bigint): boolean; reset(): void };
+  RateLimiter: new () => { allow(ip: Buffer, nowNs: bigint): boolean; size(): number };
+  AllowedIPs: new () => {
+    insert(addr: Buffer, cidr: number, peer: number): void;
+    removePeer(peer: number): void;
+    lookup(addr: Buffer): number;
+    size(): number;
+  };
+  CookieChecker: new () => {
+    setPublicKey(pub: Buffer): void;
+    checkMac1(msg: Buffer): boolean;
+    checkMac2(msg: Buffer, src: Buffer, nowMs: number): boolean;
+    makeReply(msg: Buffer, receiver: number, src: Buffer, nowMs: number): Buffer | null;
+  };
+  Device: new (opts: NativeDeviceOptions) => NativeDevice;
+}
+
+function findAddon(): string {
+  // Walk up from this file (src/native or dist/src/native) to the package root.
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const candidate = join(dir, 'build', 'Release', 'wiremesh.node');
+    if (existsSync(candidate)) return candidate;
+    dir = dirname(dir);
+  }
+  throw new Error('wiremesh native addon not built: run `npm ci` (or `npm run build`) first');
+}
+
+const require = createRequire(import.meta.url);
+export const native: NativeAddon = require(findAddon());

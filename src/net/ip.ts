@@ -1,0 +1,97 @@
+/** IP prefix parsing and formatting shared by UAPI, configs and tests. */
+import { isIPv4, isIPv6 } from 'node:net';
+import { ConfigError } from '../errors.js';
+
+export interface Prefix {
+  /** 4 or 16 bytes, masked to `cidr`. */
+  addr: Buffer;
+  cidr: number;
+}
+
+export function parseIP(text: string): Buffer | null {
+  if (isIPv4(text)) return Buffer.from(text.split('.').map((x) => Number(x)));
+  if (!isIPv6(text)) return null;
+  let s = text;
+  const pct = s.indexOf('%');
+  if (pct >= 0) s = s.slice(0, pct);
+  // An embedded dotted quad (::ffff:1.2.3.4) becomes two hex groups.
+  const lastColon = s.lastIndexOf(':');
+  const tail = s.slice(lastColon + 1);
+  if (tail.includes('.')) {
+    const q = tail.split('.').map(Number);
+    s = s.slice(0, lastColon + 1) + ((q[0]! << 8) | q[1]!).toString(16) + ':' + ((q[2]! << 8) | q[3]!).toString(16);
+  }
+  const [head, rest] = s.split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const t = rest !== undefined && rest !== '' ? rest.split(':') : [];
+  const groups = rest === undefined ? h : [...h, ...new Array(8 - h.length - t.length).fill('0'), ...t];
+  if (groups.length !== 8) return null;
+  const out = Buffer.alloc(16);
+  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
+  return out;
+}
+
+export function formatIP(addr: Buffer): string {
+  if (addr.length === 4) return Array.from(addr).join('.');
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(addr.readUInt16BE(i).toString(16));
+  // Compress the longest run of zero groups (RFC 5952).
+  let best = -1, bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== '0') { i++; continue; }
+    let j = i;
+    while (j < 8 && groups[j] === '0') j++;
+    if (j - i > bestLen && j - i > 1) { best = i; bestLen = j - i; }
+    i = j;
+  }
+  if (best < 0) return groups.join(':');
+  return groups.slice(0, best).join(':') + '::' + groups.slice(best + bestLen).join(':');
+}
+
+export function maskPrefix(addr: Buffer, cidr: number): Buffer {
+  const out = Buffer.from(addr);
+  for (let i = 0; i < out.length; i++) {
+    const keep = cidr - 8 * i;
+    if (keep >= 8) continue;
+    out[i] = keep <= 0 ? 0 : out[i]! & (0xff << (8 - keep));
+  }
+  return out;
+}
+
+/** Parses "a.b.c.d/n" or "x::y/n" (a bare address is a host prefix). */
+export function parsePrefix(text: string, field = 'allowed_ip'): Prefix {
+  const slash = text.indexOf('/');
+  const ipText = slash < 0 ? text : text.slice(0, slash);
+  const addr = parseIP(ipText);
+  if (!addr) throw new ConfigError(field, `"${text}" is not an IP address or prefix`);
+  const max = addr.length * 8;
+  let cidr = max;
+  if (slash >= 0) {
+    const c = text.slice(slash + 1);
+    if (!/^\d{1,3}$/.test(c) || Number(c) > max) throw new ConfigError(field, `"${text}" has an invalid prefix length`);
+    cidr = Number(c);
+  }
+  return { addr: maskPrefix(addr, cidr), cidr };
+}
+
+export function formatPrefix(p: Prefix): string {
+  return `${formatIP(p.addr)}/${p.cidr}`;
+}
+
+export function prefixContains(p: Prefix, addr: Buffer): boolean {
+  return addr.length === p.addr.length && maskPrefix(addr, p.cidr).equals(p.addr);
+}
+
+/** Parses "host:port" / "[v6]:port" as UAPI and wg(8) write endpoints. */
+export function parseEndpoint(text: string, field = 'endpoint'): { host: string; port: number } {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:]+):(\d+)$/.exec(text);
+  if (!m) throw new ConfigError(field, `"${text}" is not HOST:PORT`);
+  const addr = parseIP(m[1]!);
+  const port = Number(m[2]);
+  if (!addr || port < 1 || port > 65535) throw new ConfigError(field, `"${text}" is not a valid IP:port`);
+  return { host: formatIP(addr), port };
+}
+
+export function formatEndpoint(ep: { host: string; port: number }): string {
+  return ep.host.includes(':') ? `[${ep.host}]:${ep.port}` : `${ep.host}:${ep.port}`;
+}

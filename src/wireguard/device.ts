@@ -1,0 +1,358 @@
+/**
+ * A WireGuard device: the control half in TypeScript, the packet path native.
+ *
+ *   native Device (C++ threads)                 this class (JS thread)
+ *   ─ TUN/UDP batches, crypto, replay,  events ▶ handshake messages → noise.ts
+ *     cryptokey routing, staging                 handshake needed    → initiation
+ *                                                keypair confirmed   → timers
+ *                                     ◀ calls    installKeypair / setEndpoint /
+ *                                                setAllowedIPs / sendHandshake
+ *   tick() every 250 ms reads the data path's per-peer timestamps and runs the
+ *   protocol timers (timers.ts).
+ *
+ * Configuration changes come from UAPI (uapi.ts) or the mesh agent through the
+ * methods below; each keeps the native tables in step with the JS peer objects.
+ */
+import { randomInt } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { Logger } from '../log.js';
+import { silentLogger } from '../log.js';
+import {
+  EVENT_HANDSHAKE_MESSAGE,
+  EVENT_HANDSHAKE_NEEDED,
+  EVENT_KEYPAIR_CONFIRMED,
+  EVENT_TUN_CLOSED,
+  native,
+  type NativeDevice,
+  type NativeEvent,
+  type NativePeerStats,
+} from '../native/binding.js';
+import type { Prefix } from '../net/ip.js';
+import { WiremeshError } from '../errors.js';
+import {
+  consumeInitiation,
+  consumeResponse,
+  createInitiation,
+  createResponse,
+  deriveSession,
+  MSG_COOKIE_REPLY,
+  MSG_INITIATION,
+  MSG_RESPONSE,
+  StaticIdentity,
+  type Handshake,
+  type SessionKeys,
+} from './noise.js';
+import { Peer, type Endpoint } from './peer.js';
+import { REKEY_TIMEOUT_MS } from './timers.js';
+
+export interface DeviceOptions {
+  /** TUN name to create; omit with createTun=false for a UDP-only device. */
+  tunName?: string;
+  createTun?: boolean;
+  mtu?: number;
+  listenPort?: number;
+  logger?: Logger;
+  /** Timer tick period; tests may shorten it. */
+  tickMs?: number;
+}
+
+export interface DeviceStats {
+  handshakesInitiated: number;
+  handshakesCompleted: number;
+  handshakesRejected: number;
+  cookieRepliesConsumed: number;
+}
+
+export class WireGuardDevice extends EventEmitter {
+  readonly native: NativeDevice;
+  readonly log: Logger;
+  identity: StaticIdentity | null = null;
+  fwmark = 0;
+  readonly peers = new Map<string, Peer>();
+  readonly stats: DeviceStats = { handshakesInitiated: 0, handshakesCompleted: 0, handshakesRejected: 0, cookieRepliesConsumed: 0 };
+  private readonly byId = new Map<number, Peer>();
+  private readonly indices = new Map<number, Peer>();
+  private nextPeerId = 1;
+  private timer: NodeJS.Timeout | undefined;
+  private ticks = 0;
+  private closed = false;
+  readonly now: () => number = () => native.nowMs();
+
+  constructor(opts: DeviceOptions = {}) {
+    super();
+    this.log = opts.logger ?? silentLogger;
+    this.native = new native.Device({
+      tunName: opts.tunName ?? '',
+      createTun: opts.createTun ?? true,
+      vnetHdr: true,
+      mtu: opts.mtu ?? 1420,
+      port: opts.listenPort ?? 0,
+    });
+    this.native.start((events) => this.onEvents(events));
+    this.timer = setInterval(() => this.tick(), opts.tickMs ?? 250);
+    this.timer.unref();
+  }
+
+  get tunName(): string {
+    return this.native.tunName;
+  }
+
+  get listenPort(): number {
+    return this.native.port;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.native.close();
+    this.emit('close');
+  }
+
+  // ---- configuration --------------------------------------------------------
+
+  setPrivateKey(key: Buffer | null): void {
+    const identity = key && !key.every((b) => b === 0) ? new StaticIdentity(key) : null;
+    if (identity && this.identity && identity.publicKey.equals(this.identity.publicKey)) return;
+    this.identity = identity;
+    if (identity) this.native.setPublicKey(identity.publicKey);
+    for (const peer of [...this.peers.values()]) {
+      // A peer with our own public key makes no sense; wireguard-go drops it too.
+      if (identity && peer.publicKey.equals(identity.publicKey)) {
+        this.removePeer(peer.publicKey);
+        continue;
+      }
+      peer.rekeyIdentity(identity);
+      this.native.clearKeypairs(peer.id);
+    }
+  }
+
+  setListenPort(port: number): void {
+    if (port === this.native.port && port !== 0) return;
+    try {
+      this.native.rebind(port);
+    } catch (err) {
+      throw new WiremeshError('WM_PORT_IN_USE', (err as Error).message);
+    }
+  }
+
+  setFwmark(mark: number): void {
+    this.fwmark = mark;
+    this.native.setFwmark(mark);
+  }
+
+  getPeer(publicKey: Buffer): Peer | undefined {
+    return this.peers.get(publicKey.toString('hex'));
+  }
+
+  addPeer(publicKey: Buffer): Peer {
+    const existing = this.getPeer(publicKey);
+    if (existing) return existing;
+    const peer = new Peer(this.nextPeerId++, publicKey, this.identity, this.now);
+    this.peers.set(peer.publicKeyHex, peer);
+    this.byId.set(peer.id, peer);
+    this.native.upsertPeer(peer.id);
+    return peer;
+  }
+
+  removePeer(publicKey: Buffer): void {
+    const peer = this.getPeer(publicKey);
+    if (!peer) return;
+    peer.timers.stop();
+    this.native.removePeer(peer.id);
+    for (const idx of peer.indices) this.indices.delete(idx);
+    this.peers.delete(peer.publicKeyHex);
+    this.byId.delete(peer.id);
+  }
+
+  removeAllPeers(): void {
+    for (const peer of [...this.peers.values()]) this.removePeer(peer.publicKey);
+  }
+
+  setPeerEndpoint(peer: Peer, ep: Endpoint | undefined): void {
+    peer.endpoint = ep;
+    this.native.setEndpoint(peer.id, ep ? ep.host : null, ep?.port ?? 0);
+  }
+
+  setPeerAllowedIPs(peer: Peer, prefixes: Prefix[]): void {
+    peer.allowedIPs = prefixes.map((p) => ({ addr: Buffer.from(p.addr), cidr: p.cidr }));
+    this.native.setAllowedIPs(
+      peer.id,
+      peer.allowedIPs.map((p) => [p.addr, p.cidr] as [Buffer, number]),
+    );
+    // An address belongs to one peer: a prefix given to this peer leaves any other.
+    for (const other of this.peers.values()) {
+      if (other === peer) continue;
+      const kept = other.allowedIPs.filter((o) => !peer.allowedIPs.some((p) => p.cidr === o.cidr && p.addr.equals(o.addr)));
+      if (kept.length !== other.allowedIPs.length) other.allowedIPs = kept;
+    }
+  }
+
+  setPeerPersistentKeepalive(peer: Peer, seconds: number): void {
+    const was = peer.timers.persistentKeepaliveS;
+    peer.timers.persistentKeepaliveSet(seconds, this.now());
+    // As wireguard-go: turning it on sends one at once, which also starts a handshake.
+    if (seconds > 0 && was === 0 && this.identity) this.native.sendKeepalive(peer.id);
+  }
+
+  peerStats(): Map<number, NativePeerStats> {
+    const m = new Map<number, NativePeerStats>();
+    for (const s of this.native.peerStats()) m.set(s.id, s);
+    return m;
+  }
+
+  /** Starts a handshake now (the mesh agent and tests use this). */
+  initiate(peer: Peer): void {
+    this.sendInitiation(peer, false);
+  }
+
+  // ---- events from the data path ---------------------------------------------
+
+  private onEvents(events: NativeEvent[]): void {
+    for (const ev of events) {
+      try {
+        switch (ev.kind) {
+          case EVENT_HANDSHAKE_MESSAGE:
+            this.onHandshakeMessage(ev.data!, { host: ev.host!, port: ev.port! });
+            break;
+          case EVENT_HANDSHAKE_NEEDED: {
+            const peer = this.byId.get(ev.peer);
+            if (peer) this.sendInitiation(peer, false);
+            break;
+          }
+          case EVENT_KEYPAIR_CONFIRMED: {
+            const peer = this.byId.get(ev.peer);
+            if (peer) this.handshakeComplete(peer);
+            break;
+          }
+          case EVENT_TUN_CLOSED:
+            this.log.info({ tun: this.tunName }, 'TUN device closed');
+            this.emit('tun-closed');
+            break;
+        }
+      } catch (err) {
+        this.log.error({ err }, 'event handling failed');
+      }
+    }
+  }
+
+  private onHandshakeMessage(msg: Buffer, from: Endpoint): void {
+    const identity = this.identity;
+    if (!identity) return;
+    const now = this.now();
+    try {
+      switch (msg[0]) {
+        case MSG_INITIATION: {
+          let peer: Peer | undefined;
+          const hs = consumeInitiation(identity, msg, (key) => (peer = this.getPeer(key))?.handshake, now);
+          this.onInitiation(peer!, hs, from, now);
+          break;
+        }
+        case MSG_RESPONSE: {
+          const peer = this.indices.get(msg.readUInt32LE(8));
+          if (!peer) throw new WiremeshError('WM_HANDSHAKE_REJECTED', 'response to an unknown index');
+          consumeResponse(identity, peer.handshake, msg);
+          this.updateEndpoint(peer, from);
+          const keys = deriveSession(peer.handshake);
+          this.install(peer, keys, now);
+          this.handshakeComplete(peer);
+          this.native.flushStaged(peer.id, true);
+          break;
+        }
+        case MSG_COOKIE_REPLY: {
+          const peer = this.indices.get(msg.readUInt32LE(4));
+          if (peer && peer.cookie.consumeReply(msg)) this.stats.cookieRepliesConsumed++;
+          break;
+        }
+      }
+    } catch (err) {
+      this.stats.handshakesRejected++;
+      this.log.debug({ from, reason: (err as Error).message }, 'handshake message rejected');
+    }
+  }
+
+  private onInitiation(peer: Peer, hs: Handshake, from: Endpoint, now: number): void {
+    this.updateEndpoint(peer, from);
+    const index = this.allocIndex(peer);
+    const response = peer.cookie.addMacs(createResponse(hs, index));
+    const keys = deriveSession(hs);
+    this.install(peer, keys, now);
+    peer.lastSentHandshakeMs = now;
+    this.native.sendHandshake(from.host, from.port, response);
+  }
+
+  private updateEndpoint(peer: Peer, from: Endpoint): void {
+    if (peer.endpoint?.host === from.host && peer.endpoint.port === from.port) return;
+    this.setPeerEndpoint(peer, from);
+  }
+
+  private install(peer: Peer, keys: SessionKeys, now: number): void {
+    this.native.installKeypair(peer.id, keys.localIndex, keys.remoteIndex, keys.send, keys.recv, keys.initiator);
+    keys.send.fill(0);
+    keys.recv.fill(0);
+    peer.timers.sessionDerived(now);
+  }
+
+  private handshakeComplete(peer: Peer): void {
+    peer.timers.handshakeComplete();
+    peer.lastHandshakeEpochMs = Date.now();
+    this.stats.handshakesCompleted++;
+    this.emit('handshake', peer);
+  }
+
+  private allocIndex(peer: Peer): number {
+    let idx: number;
+    do idx = randomInt(0, 0x1_0000_0000 - 1) + 1;
+    while (this.indices.has(idx));
+    this.indices.set(idx, peer);
+    for (const old of peer.rememberIndex(idx)) this.indices.delete(old);
+    return idx;
+  }
+
+  private sendInitiation(peer: Peer, isRetry: boolean): void {
+    const identity = this.identity;
+    if (!identity || !peer.endpoint || !peer.handshake.precomputedStaticStatic) return;
+    const now = this.now();
+    if (!isRetry) {
+      peer.timers.handshakeAttempts = 0;
+      if (now - peer.lastSentHandshakeMs < REKEY_TIMEOUT_MS) return;
+    }
+    peer.lastSentHandshakeMs = now;
+    const msg = peer.cookie.addMacs(createInitiation(identity, peer.handshake, this.allocIndex(peer)));
+    this.native.sendHandshake(peer.endpoint.host, peer.endpoint.port, msg);
+    peer.timers.handshakeInitiated(now);
+    this.stats.handshakesInitiated++;
+  }
+
+  // ---- timers ---------------------------------------------------------------------
+
+  tick(): void {
+    if (this.closed) return;
+    if (++this.ticks % 4 === 0) this.native.refreshMtu();
+    const now = this.now();
+    for (const s of this.native.peerStats()) {
+      const peer = this.byId.get(s.id);
+      if (!peer) continue;
+      for (const action of peer.timers.tick(now, s)) {
+        switch (action) {
+          case 'retransmit-initiation':
+            this.sendInitiation(peer, true);
+            break;
+          case 'initiate':
+            this.sendInitiation(peer, false);
+            break;
+          case 'keepalive':
+            this.native.sendKeepalive(peer.id);
+            break;
+          case 'give-up':
+            this.log.info({ peer: peer.publicKey.toString('base64') }, `handshake did not complete after ${peer.timers.handshakeAttempts + 1} attempts, giving up`);
+            break;
+          case 'zero-keys':
+            this.native.clearKeypairs(peer.id);
+            peer.handshake.clear();
+            break;
+        }
+      }
+    }
+  }
+}

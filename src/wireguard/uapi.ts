@@ -1,0 +1,260 @@
+/**
+ * The cross-platform userspace API (wireguard.com/xplatform) on a UNIX socket,
+ * so stock `wg` and `wg-quick` manage the device.
+ *
+ * A `set` request is parsed and validated in full before anything changes: a bad
+ * request is answered with its errno and leaves the device as it was (wireguard-go
+ * applies lines as it reads them; we do not).
+ */
+import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { dirname } from 'node:path';
+import { ConfigError, WiremeshError } from '../errors.js';
+import { formatEndpoint, formatPrefix, parseEndpoint, parsePrefix, type Prefix } from '../net/ip.js';
+import type { WireGuardDevice } from './device.js';
+import { keyFromHex } from './keys.js';
+import type { Endpoint } from './peer.js';
+
+export const SOCKET_DIR = '/var/run/wireguard';
+
+/** errno values as wireguard-go reports them (negated Linux errnos). */
+export const UAPI_EIO = -5;
+export const UAPI_EINVAL = -22;
+export const UAPI_EADDRINUSE = -98;
+export const UAPI_EPROTO = -71;
+
+export class UapiError extends WiremeshError {
+  constructor(readonly errno: number, message: string) {
+    super('WM_UAPI_' + (errno === UAPI_EPROTO ? 'PROTOCOL' : errno === UAPI_EADDRINUSE ? 'PORT_IN_USE' : 'INVALID'), message);
+  }
+}
+
+interface PeerOps {
+  publicKey: Buffer;
+  remove: boolean;
+  updateOnly: boolean;
+  presharedKey?: Buffer;
+  endpoint?: Endpoint;
+  persistentKeepalive?: number;
+  replaceAllowedIPs: boolean;
+  allowedIPs: Prefix[];
+}
+
+export interface SetPlan {
+  privateKey?: Buffer;
+  listenPort?: number;
+  fwmark?: number;
+  replacePeers: boolean;
+  peers: PeerOps[];
+}
+
+function parseBool(key: string, value: string): boolean {
+  if (value !== 'true') throw new UapiError(UAPI_EINVAL, `${key}: expected "true", got "${value}"`);
+  return true;
+}
+
+function parseUint(key: string, value: string, max: number): number {
+  if (!/^\d+$/.test(value) || Number(value) > max) throw new UapiError(UAPI_EINVAL, `${key}: "${value}" is not an integer in 0..${max}`);
+  return Number(value);
+}
+
+function wrap<T>(key: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UapiError(UAPI_EINVAL, `${key}: ${err.message}`);
+    throw err;
+  }
+}
+
+/** Parses the key=value lines of a set request (without "set=1" and the blank line). */
+export function parseSet(lines: string[]): SetPlan {
+  const plan: SetPlan = { replacePeers: false, peers: [] };
+  let peer: PeerOps | undefined;
+  for (const line of lines) {
+    const eq = line.indexOf('=');
+    if (eq < 0) throw new UapiError(UAPI_EPROTO, `line "${line}" has no "="`);
+    const key = line.slice(0, eq);
+    const value = line.slice(eq + 1);
+    if (!peer) {
+      switch (key) {
+        case 'private_key':
+          plan.privateKey = wrap(key, () => keyFromHex(value, key));
+          continue;
+        case 'listen_port':
+          plan.listenPort = parseUint(key, value, 65535);
+          continue;
+        case 'fwmark':
+          plan.fwmark = value === '' ? 0 : parseUint(key, value, 0xffffffff);
+          continue;
+        case 'replace_peers':
+          plan.replacePeers = parseBool(key, value);
+          continue;
+        case 'public_key':
+          break;
+        default:
+          throw new UapiError(UAPI_EINVAL, `invalid UAPI device key "${key}"`);
+      }
+    }
+    switch (key) {
+      case 'public_key':
+        peer = { publicKey: wrap(key, () => keyFromHex(value, key)), remove: false, updateOnly: false, replaceAllowedIPs: false, allowedIPs: [] };
+        plan.peers.push(peer);
+        break;
+      case 'remove':
+        peer!.remove = parseBool(key, value);
+        break;
+      case 'update_only':
+        peer!.updateOnly = parseBool(key, value);
+        break;
+      case 'preshared_key':
+        peer!.presharedKey = wrap(key, () => keyFromHex(value, key));
+        break;
+      case 'endpoint':
+        peer!.endpoint = wrap(key, () => parseEndpoint(value, key));
+        break;
+      case 'persistent_keepalive_interval':
+        peer!.persistentKeepalive = parseUint(key, value, 65535);
+        break;
+      case 'replace_allowed_ips':
+        peer!.replaceAllowedIPs = parseBool(key, value);
+        break;
+      case 'allowed_ip':
+        peer!.allowedIPs.push(wrap(key, () => parsePrefix(value, key)));
+        break;
+      case 'protocol_version':
+        if (value !== '1') throw new UapiError(UAPI_EINVAL, `protocol_version: unsupported version "${value}"`);
+        break;
+      default:
+        throw new UapiError(UAPI_EINVAL, `invalid UAPI peer key "${key}"`);
+    }
+  }
+  return plan;
+}
+
+/** Applies a validated plan. The port is bound first: the only step that can fail. */
+export function applySet(dev: WireGuardDevice, plan: SetPlan): void {
+  if (plan.listenPort !== undefined) {
+    try {
+      dev.setListenPort(plan.listenPort);
+    } catch (err) {
+      throw new UapiError(UAPI_EADDRINUSE, (err as Error).message);
+    }
+  }
+  if (plan.privateKey) dev.setPrivateKey(plan.privateKey);
+  if (plan.fwmark !== undefined) dev.setFwmark(plan.fwmark);
+  if (plan.replacePeers) dev.removeAllPeers();
+  for (const ops of plan.peers) {
+    if (dev.identity && ops.publicKey.equals(dev.identity.publicKey)) continue; // our own key: ignored
+    if (ops.remove) {
+      dev.removePeer(ops.publicKey);
+      continue;
+    }
+    if (ops.updateOnly && !dev.getPeer(ops.publicKey)) continue;
+    const peer = dev.addPeer(ops.publicKey);
+    if (ops.presharedKey) peer.setPresharedKey(ops.presharedKey);
+    if (ops.endpoint) dev.setPeerEndpoint(peer, ops.endpoint);
+    if (ops.replaceAllowedIPs || ops.allowedIPs.length) {
+      const base = ops.replaceAllowedIPs ? [] : peer.allowedIPs;
+      const merged = [...base];
+      for (const p of ops.allowedIPs)
+        if (!merged.some((m) => m.cidr === p.cidr && m.addr.equals(p.addr))) merged.push(p);
+      dev.setPeerAllowedIPs(peer, merged);
+    }
+    if (ops.persistentKeepalive !== undefined) dev.setPeerPersistentKeepalive(peer, ops.persistentKeepalive);
+  }
+}
+
+/** The body of a get response (without errno). */
+export function formatGet(dev: WireGuardDevice): string {
+  const out: string[] = [];
+  if (dev.identity) out.push(`private_key=${dev.identity.privateKey.toString('hex')}`);
+  out.push(`listen_port=${dev.listenPort}`);
+  if (dev.fwmark) out.push(`fwmark=${dev.fwmark}`);
+  const stats = dev.peerStats();
+  for (const peer of dev.peers.values()) {
+    const s = stats.get(peer.id);
+    out.push(`public_key=${peer.publicKeyHex}`);
+    out.push(`preshared_key=${peer.presharedKey.toString('hex')}`);
+    out.push('protocol_version=1');
+    const ep = s?.host ? { host: s.host, port: s.port! } : peer.endpoint;
+    if (ep) out.push(`endpoint=${formatEndpoint(ep)}`);
+    const ms = peer.lastHandshakeEpochMs;
+    out.push(`last_handshake_time_sec=${Math.floor(ms / 1000)}`);
+    out.push(`last_handshake_time_nsec=${(ms % 1000) * 1_000_000}`);
+    out.push(`tx_bytes=${s?.txBytes ?? 0}`);
+    out.push(`rx_bytes=${s?.rxBytes ?? 0}`);
+    out.push(`persistent_keepalive_interval=${peer.timers.persistentKeepaliveS}`);
+    for (const p of peer.allowedIPs) out.push(`allowed_ip=${formatPrefix(p)}`);
+  }
+  return out.map((l) => l + '\n').join('');
+}
+
+/** Handles one request (its lines without the terminating blank line). */
+export function handleRequest(dev: WireGuardDevice, lines: string[]): string {
+  const op = lines[0];
+  try {
+    if (op === 'get=1') {
+      if (lines.length > 1) throw new UapiError(UAPI_EINVAL, 'get takes no arguments');
+      return formatGet(dev) + 'errno=0\n\n';
+    }
+    if (op === 'set=1') {
+      applySet(dev, parseSet(lines.slice(1)));
+      return 'errno=0\n\n';
+    }
+    throw new UapiError(UAPI_EINVAL, `invalid UAPI operation "${op ?? ''}"`);
+  } catch (err) {
+    const errno = err instanceof UapiError ? err.errno : UAPI_EIO;
+    dev.log.warn({ err: (err as Error).message }, 'UAPI request rejected');
+    return `errno=${errno}\n\n`;
+  }
+}
+
+export function socketPath(ifname: string): string {
+  return `${SOCKET_DIR}/${ifname}.sock`;
+}
+
+/** Serves UAPI for dev on /var/run/wireguard/IFNAME.sock (or `path`). */
+export async function serveUapi(dev: WireGuardDevice, ifname: string, path = socketPath(ifname)): Promise<Server> {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+  if (existsSync(path)) {
+    const live = await new Promise<boolean>((resolve) => {
+      const c = createConnection(path);
+      c.once('connect', () => (c.destroy(), resolve(true)));
+      c.once('error', () => resolve(false));
+    });
+    if (live) throw new WiremeshError('WM_UAPI_IN_USE', `UAPI socket ${path} is in use by another process`);
+    unlinkSync(path);
+  }
+  const server = createServer((sock: Socket) => {
+    let buf = '';
+    sock.setEncoding('utf8');
+    sock.on('data', (chunk: string) => {
+      buf += chunk;
+      if (buf.length > 1 << 20) {
+        sock.destroy(); // no legitimate request is this large
+        return;
+      }
+      let end: number;
+      while ((end = buf.indexOf('\n\n')) >= 0) {
+        const req = buf.slice(0, end);
+        buf = buf.slice(end + 2);
+        sock.write(handleRequest(dev, req.split('\n')));
+      }
+    });
+    sock.on('error', () => sock.destroy());
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => resolve());
+  });
+  chmodSync(path, 0o600);
+  server.on('close', () => {
+    try {
+      unlinkSync(path);
+    } catch {
+      /* already gone */
+    }
+  });
+  return server;
+}
