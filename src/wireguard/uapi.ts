@@ -198,6 +198,13 @@ export function handleRequest(dev: WireGuardDevice, lines: string[]): string {
       if (lines.length > 1) throw new UapiError(UAPI_EINVAL, 'get takes no arguments');
       return formatGet(dev) + 'errno=0\n\n';
     }
+    if (op === 'stats=1') {
+      // wiremesh extension (wg never sends it): data-path counters, drops by reason.
+      const c = dev.native.counters();
+      const hs = dev.stats;
+      const lines = Object.entries({ ...c, handshakes_initiated: hs.handshakesInitiated, handshakes_completed: hs.handshakesCompleted, handshakes_rejected: hs.handshakesRejected, cookie_replies_consumed: hs.cookieRepliesConsumed });
+      return lines.map(([k, v]) => `${k}=${v}\n`).join('') + 'errno=0\n\n';
+    }
     if (op === 'set=1') {
       applySet(dev, parseSet(lines.slice(1)));
       return 'errno=0\n\n';

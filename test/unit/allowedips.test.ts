@@ -1,0 +1,80 @@
+import { describe, expect, it } from 'vitest';
+import { native } from '../../src/native/binding.js';
+import { maskPrefix, parseIP } from '../../src/net/ip.js';
+
+// Deterministic PRNG so a failure reproduces.
+function rng(seed: number) {
+  let s = seed >>> 0;
+  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+}
+
+interface Entry { addr: Buffer; cidr: number; peer: number }
+
+function naiveLookup(entries: Entry[], addr: Buffer): number {
+  let best = -1, bestLen = -1;
+  for (const e of entries) {
+    if (e.addr.length !== addr.length || e.cidr <= bestLen) continue;
+    if (maskPrefix(addr, e.cidr).equals(e.addr)) { best = e.peer; bestLen = e.cidr; }
+  }
+  return best;
+}
+
+describe('allowed-IPs trie', () => {
+  it('does longest-prefix match on hand-picked cases', () => {
+    const t = new native.AllowedIPs();
+    t.insert(parseIP('100.64.0.0')!, 10, 1);
+    t.insert(parseIP('100.64.1.0')!, 24, 2);
+    t.insert(parseIP('100.64.1.7')!, 32, 3);
+    t.insert(parseIP('0.0.0.0')!, 0, 4);
+    t.insert(parseIP('fd00::')!, 8, 5);
+    expect(t.lookup(parseIP('100.64.1.7')!)).toBe(3);
+    expect(t.lookup(parseIP('100.64.1.8')!)).toBe(2);
+    expect(t.lookup(parseIP('100.65.0.1')!)).toBe(1);
+    expect(t.lookup(parseIP('198.18.0.1')!)).toBe(4);
+    expect(t.lookup(parseIP('fd12::1')!)).toBe(5);
+    expect(t.lookup(parseIP('2001:db8::1')!)).toBe(-1);
+    t.insert(parseIP('100.64.1.0')!, 24, 9); // same prefix: replaced
+    expect(t.lookup(parseIP('100.64.1.8')!)).toBe(9);
+    t.removePeer(9);
+    expect(t.lookup(parseIP('100.64.1.8')!)).toBe(1);
+    expect(t.size()).toBe(4);
+  });
+
+  for (const family of [4, 16]) {
+    it(`agrees with a naive model on random IPv${family === 4 ? 4 : 6} prefixes`, () => {
+      const rand = rng(family * 7919);
+      const t = new native.AllowedIPs();
+      const model: Entry[] = [];
+      const randomAddr = () => {
+        const b = Buffer.alloc(family);
+        for (let i = 0; i < family; i++) b[i] = Math.floor(rand() * 256);
+        // cluster addresses so prefixes actually nest
+        b[0] = 100 + Math.floor(rand() * 2);
+        return b;
+      };
+      for (let i = 0; i < 1000; i++) {
+        const cidr = Math.floor(rand() * (family * 8 + 1));
+        const addr = maskPrefix(randomAddr(), cidr);
+        const peer = Math.floor(rand() * 50);
+        t.insert(addr, cidr, peer);
+        const same = model.findIndex((e) => e.cidr === cidr && e.addr.equals(addr));
+        if (same >= 0) model[same]!.peer = peer;
+        else model.push({ addr, cidr, peer });
+      }
+      expect(t.size()).toBe(model.length);
+      for (let i = 0; i < 1500; i++) {
+        const a = randomAddr();
+        expect(t.lookup(a)).toBe(naiveLookup(model, a));
+      }
+      for (let p = 0; p < 50; p += 3) {
+        t.removePeer(p);
+        for (let i = model.length - 1; i >= 0; i--) if (model[i]!.peer === p) model.splice(i, 1);
+      }
+      expect(t.size()).toBe(model.length);
+      for (let i = 0; i < 1500; i++) {
+        const a = randomAddr();
+        expect(t.lookup(a)).toBe(naiveLookup(model, a));
+      }
+    });
+  }
+});
