@@ -7,6 +7,7 @@
         "native/src/crypto/aead.cc",
         "native/src/crypto/blake2s.cc",
         "native/src/crypto/chacha.cc",
+        "native/src/crypto/x25519.cc",
         "native/src/net/endpoint.cc",
         "native/src/net/offload.cc",
         "native/src/net/tun.cc",

@@ -9,6 +9,7 @@
 #include "crypto/aead.h"
 #include "crypto/blake2s.h"
 #include "crypto/chacha.h"
+#include "crypto/x25519.h"
 #include "net/offload.h"
 #include "wireguard/allowedips.h"
 #include "wireguard/cookie.h"
@@ -94,6 +95,23 @@ Napi::Value Aead(const Napi::CallbackInfo& info) {
   }
   if (!ok) return env.Null();
   return Copy(env, out.data(), outlen);
+}
+
+// x25519(priv, pub) -> Buffer | null (null: low-order peer key)
+Napi::Value X25519(const Napi::CallbackInfo& info) {
+  const uint8_t *sk, *pk;
+  if (!GetBytes(info[0], 32, &sk) || !GetBytes(info[1], 32, &pk)) return ThrowType(info.Env(), "x25519(priv 32, pub 32)");
+  uint8_t out[32];
+  if (!wm::x25519(out, sk, pk)) return info.Env().Null();
+  return Copy(info.Env(), out, 32);
+}
+
+Napi::Value X25519Public(const Napi::CallbackInfo& info) {
+  const uint8_t* sk;
+  if (!GetBytes(info[0], 32, &sk)) return ThrowType(info.Env(), "x25519Public(priv 32)");
+  uint8_t out[32];
+  if (!wm::x25519_public(out, sk)) return info.Env().Null();
+  return Copy(info.Env(), out, 32);
 }
 
 Napi::Value NowMs(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(wm::monotonic_ms())); }
@@ -503,6 +521,8 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("hchacha20", Napi::Function::New(env, HChaCha20));
   exports.Set("aead", Napi::Function::New(env, Aead));
   exports.Set("nowMs", Napi::Function::New(env, NowMs));
+  exports.Set("x25519", Napi::Function::New(env, X25519));
+  exports.Set("x25519Public", Napi::Function::New(env, X25519Public));
   exports.Set("classifyMessage", Napi::Function::New(env, ClassifyMessage));
   exports.Set("splitPacket", Napi::Function::New(env, SplitPacket));
   exports.Set("coalesce", Napi::Function::New(env, Coalesce));

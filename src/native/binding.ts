@@ -75,6 +75,8 @@ export interface NativeAddon {
   hchacha20(key: Buffer, nonce16: Buffer): Buffer;
   aead(seal: boolean, xchacha: boolean, key: Buffer, nonce: Buffer, data: Buffer, aad?: Buffer): Buffer | null;
   nowMs(): number;
+  x25519(priv: Buffer, pub: Buffer): Buffer | null;
+  x25519Public(priv: Buffer): Buffer | null;
   classifyMessage(buf: Buffer): number;
   splitPacket(vnetHdr: Buffer | null, packet: Buffer): Buffer[] | null;
   coalesce(packets: Buffer[]): Array<{ vnet: Buffer; data: Buffer }>;

@@ -5,7 +5,6 @@
  * (device.ts) feeds it messages and installs the keys it derives; the unit tests
  * run two of these against each other in memory.
  */
-import type { KeyObject } from 'node:crypto';
 import { HandshakeError } from '../errors.js';
 import {
   aeadOpen,
@@ -15,7 +14,6 @@ import {
   hash,
   isZero,
   kdf,
-  privateKeyObject,
   publicFromPrivate,
   type EphemeralKey,
 } from './crypto.js';
@@ -41,12 +39,10 @@ const EMPTY = Buffer.alloc(0);
 export class StaticIdentity {
   readonly privateKey: Buffer;
   readonly publicKey: Buffer;
-  readonly keyObject: KeyObject;
   /** HASH(InitialHash || our public key): the responder's starting hash. */
   readonly responderHash: Buffer;
   constructor(privateKey: Buffer) {
     this.privateKey = Buffer.from(privateKey);
-    this.keyObject = privateKeyObject(this.privateKey);
     this.publicKey = publicFromPrivate(this.privateKey);
     this.responderHash = hash(INITIAL_HASH, this.publicKey);
   }
@@ -82,7 +78,7 @@ export class Handshake {
     this.remoteStatic = Buffer.from(remoteStatic);
     this.remoteStaticHash = hash(INITIAL_HASH, this.remoteStatic);
     this.presharedKey = Buffer.from(presharedKey);
-    this.precomputedStaticStatic = dh(local.keyObject, this.remoteStatic);
+    this.precomputedStaticStatic = dh(local.privateKey, this.remoteStatic);
   }
 
   /** Forgets all ephemeral state (keeps the replay and flood guards). */
@@ -167,7 +163,7 @@ export function consumeInitiation(
   let ck = INITIAL_CHAIN_KEY;
   [ck] = kdf(1, ck, ephemeral) as [Buffer];
   h = hash(h, ephemeral);
-  const es = dh(local.keyObject, ephemeral);
+  const es = dh(local.privateKey, ephemeral);
   if (!es) throw new HandshakeError('initiator ephemeral key is of low order');
   let k: Buffer;
   [ck, k] = kdf(2, ck, es) as [Buffer, Buffer];
@@ -237,7 +233,7 @@ export function consumeResponse(local: StaticIdentity, hs: Handshake, msg: Buffe
   let h = hash(hs.hash, ephemeral);
   let [ck] = kdf(1, hs.chainKey, ephemeral) as [Buffer];
   const ee = dh(hs.localEphemeral.privateKey, ephemeral);
-  const se = dh(local.keyObject, ephemeral);
+  const se = dh(local.privateKey, ephemeral);
   if (!ee || !se) throw new HandshakeError('responder ephemeral key is of low order');
   [ck] = kdf(1, ck, ee) as [Buffer];
   [ck] = kdf(1, ck, se) as [Buffer];

@@ -1,0 +1,173 @@
+/**
+ * Network namespaces for tests, benchmarks and the testbed. Every namespace, veth and process a
+ * test makes is recorded and removed by cleanup(), which also runs on exit and
+ * on SIGINT/SIGTERM, so a failing or interrupted test leaves nothing behind.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+function packageRoot(): string {
+  // src/testbed or dist/src/testbed: walk up to the folder with package.json
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  return dir;
+}
+
+export const ROOT = packageRoot();
+export const WIREMESH_WG = join(ROOT, 'bin', 'wiremesh-wg.js');
+
+export function canRunNetns(): boolean {
+  if (process.getuid?.() !== 0) return false;
+  try {
+    execFileSync('ip', ['netns', 'list'], { stdio: 'ignore' });
+    return existsSync('/dev/net/tun');
+  } catch {
+    return false;
+  }
+}
+
+export function hasCommand(cmd: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const namespaces = new Set<string>();
+const sockets = new Set<string>();
+
+/** Records a WireGuard interface so cleanup() removes its UAPI socket. */
+export function trackInterface(ifname: string): string {
+  sockets.add(`/var/run/wireguard/${ifname}.sock`);
+  return ifname;
+}
+const children = new Set<ChildProcess>();
+let seq = 0;
+
+export function uniqueName(prefix: string): string {
+  // Interface names are global through /var/run/wireguard: make them unique per run.
+  return `${prefix}${process.pid % 100000}${(seq++).toString(36)}`.slice(0, 15);
+}
+
+export class Netns {
+  readonly name: string;
+  constructor(prefix = 'wmt') {
+    this.name = uniqueName(prefix);
+    execFileSync('ip', ['netns', 'add', this.name]);
+    namespaces.add(this.name);
+    this.ip('link', 'set', 'lo', 'up');
+  }
+  /** Runs a command in the namespace and returns its stdout. */
+  run(cmd: string, ...args: string[]): string {
+    return execFileSync('ip', ['netns', 'exec', this.name, cmd, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  }
+  /** Like run, but returns the exit status and output instead of throwing. */
+  try(cmd: string, ...args: string[]): { ok: boolean; out: string } {
+    try {
+      return { ok: true, out: this.run(cmd, ...args) };
+    } catch (err) {
+      const e = err as { stdout?: string; stderr?: string };
+      return { ok: false, out: `${e.stdout ?? ''}${e.stderr ?? ''}` };
+    }
+  }
+  ip(...args: string[]): string {
+    return this.run('ip', ...args);
+  }
+  spawn(cmd: string, args: string[], opts: { logTo?: 'inherit' | 'ignore' } = {}): ChildProcess {
+    const child = spawn('ip', ['netns', 'exec', this.name, cmd, ...args], {
+      stdio: ['ignore', 'pipe', opts.logTo === 'inherit' ? 'inherit' : 'pipe'],
+    });
+    children.add(child);
+    child.once('exit', () => children.delete(child));
+    return child;
+  }
+}
+
+/** A veth pair between two namespaces with the given addresses (CIDR notation). */
+export function link(a: Netns, aIf: string, aAddrs: string[], b: Netns, bIf: string, bAddrs: string[]): void {
+  execFileSync('ip', ['link', 'add', aIf, 'netns', a.name, 'type', 'veth', 'peer', 'name', bIf, 'netns', b.name]);
+  for (const [ns, ifn, addrs] of [[a, aIf, aAddrs], [b, bIf, bAddrs]] as const) {
+    for (const addr of addrs) ns.ip('addr', 'add', addr, 'dev', ifn, ...(addr.includes(':') ? ['nodad'] : []));
+    ns.ip('link', 'set', ifn, 'up');
+  }
+}
+
+export async function waitFor(cond: () => boolean | Promise<boolean>, ms = 10_000, what = 'condition'): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (await cond()) return;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Sends a raw UAPI request to IFNAME's socket and returns the reply lines. */
+export function uapi(ifname: string, request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(`/var/run/wireguard/${ifname}.sock`);
+    let out = '';
+    sock.setEncoding('utf8');
+    sock.on('data', (d: string) => {
+      out += d;
+      if (out.endsWith('\n\n')) {
+        sock.end();
+        resolve(out);
+      }
+    });
+    sock.on('error', reject);
+    sock.write(request);
+  });
+}
+
+export async function stats(ifname: string): Promise<Record<string, number>> {
+  const text = await uapi(ifname, 'stats=1\n\n');
+  const out: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    const [k, v] = line.split('=');
+    if (k && v !== undefined) out[k] = Number(v);
+  }
+  return out;
+}
+
+export function cleanup(): void {
+  for (const c of children) {
+    try {
+      c.kill('SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+  children.clear();
+  for (const ns of namespaces) {
+    try {
+      // processes still inside (daemonized ones) die with their namespace's pids
+      const pids = execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).split('\n').filter(Boolean);
+      for (const pid of pids) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+      execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+    } catch {
+      /* already gone */
+    }
+  }
+  namespaces.clear();
+  for (const s of sockets) rmSync(s, { force: true });
+  sockets.clear();
+}
+
+process.once('exit', cleanup);
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    cleanup();
+    process.exit(130);
+  });
+}
