@@ -1,0 +1,77 @@
+// Allowed-IPs trie under arbitrary insert/remove/lookup sequences, checked
+// against a linear longest-prefix scan.
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+#include <vector>
+
+#include "../src/wireguard/allowedips.h"
+
+using namespace wm;
+
+namespace {
+struct Ref {
+  uint8_t addr[16];
+  int bytes, cidr;
+  uint32_t peer;
+};
+bool match(const Ref& r, const uint8_t* a, int bytes) {
+  if (r.bytes != bytes) return false;
+  for (int i = 0; i < r.cidr; i++) {
+    int bit = 7 - (i & 7);
+    if (((r.addr[i >> 3] >> bit) & 1) != ((a[i >> 3] >> bit) & 1)) return false;
+  }
+  return true;
+}
+void mask(uint8_t* a, int bytes, int cidr) {
+  for (int i = 0; i < bytes; i++) {
+    int keep = cidr - 8 * i;
+    if (keep >= 8) continue;
+    a[i] = keep <= 0 ? 0 : uint8_t(a[i] & (0xFF << (8 - keep)));
+  }
+}
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  AllowedIPs t;
+  std::vector<Ref> model;
+  size_t off = 0;
+  while (off + 4 <= size) {
+    uint8_t op = data[off] % 3;
+    int bytes = (data[off + 1] & 1) ? 16 : 4;
+    int cidr = data[off + 2] % (bytes * 8 + 1);
+    uint32_t peer = data[off + 3] % 8;
+    off += 4;
+    uint8_t a[16] = {0};
+    size_t take = std::min<size_t>(size_t(bytes), size - off);
+    std::memcpy(a, data + off, take);
+    off += take;
+    if (op == 0) {
+      t.insert(a, bytes, cidr, peer);
+      Ref r;
+      std::memcpy(r.addr, a, 16);
+      mask(r.addr, bytes, cidr);
+      r.bytes = bytes;
+      r.cidr = cidr;
+      r.peer = peer;
+      bool replaced = false;
+      for (auto& m : model)
+        if (m.bytes == bytes && m.cidr == cidr && std::memcmp(m.addr, r.addr, 16) == 0) m.peer = peer, replaced = true;
+      if (!replaced) model.push_back(r);
+    } else if (op == 1) {
+      t.remove_peer(peer);
+      std::vector<Ref> kept;
+      for (auto& m : model)
+        if (m.peer != peer) kept.push_back(m);
+      model.swap(kept);
+    } else {
+      uint32_t want = AllowedIPs::kNoPeer;
+      int best = -1;
+      for (auto& m : model)
+        if (m.cidr > best && match(m, a, bytes)) best = m.cidr, want = m.peer;
+      assert(t.lookup(a, bytes) == want);
+    }
+  }
+  assert(t.size() == model.size());
+  return 0;
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang-14 under AddressSanitizer (which also
+# reports leaks) and runs each for FUZZ_SECONDS (default 30). Fails if any
+# target crashes, trips an assertion or leaks.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+out="$here/out"
+secs=${FUZZ_SECONDS:-30}
+mkdir -p "$out"
+CXX=${CXX:-clang++-14}
+common=(-std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I"$here/../src")
+src="$here/../src"
+declare -A deps=(
+  [fuzz_wire]="$src/wireguard/cookie.cc $src/crypto/aead.cc $src/crypto/blake2s.cc $src/crypto/chacha.cc"
+  [fuzz_offload]="$src/net/offload.cc"
+  [fuzz_allowedips]="$src/wireguard/allowedips.cc"
+)
+status=0
+for target in fuzz_wire fuzz_offload fuzz_allowedips; do
+  echo "== $target: build"
+  # shellcheck disable=SC2086
+  "$CXX" "${common[@]}" "$here/$target.cc" ${deps[$target]} -lcrypto -o "$out/$target"
+  mkdir -p "$out/corpus/$target"
+  echo "== $target: run ${secs}s"
+  if ! ASAN_OPTIONS=detect_leaks=1 "$out/$target" -max_total_time="$secs" -max_len=70000 -print_final_stats=1 \
+      -artifact_prefix="$out/$target-" "$out/corpus/$target" 2> "$out/$target.log"; then
+    echo "!! $target failed:"; tail -40 "$out/$target.log"; status=1
+  else
+    grep -E "stat::number_of_executed_units|stat::peak_rss_mb" "$out/$target.log" | sed "s/^/   /"
+  fi
+done
+[ $status -eq 0 ] && echo "fuzz: every target ran ${secs}s with no crash or leak"
+exit $status
