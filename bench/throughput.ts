@@ -9,7 +9,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanup, link, Netns, ROOT, trackInterface, uniqueName, WIREMESH_WG } from '../src/testbed/netns.js';
+import { cleanup, link, Netns, ROOT, startWireGuard, uniqueName, wgConfigure, wgKeypair } from '../src/testbed/netns.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 1);
@@ -23,11 +23,6 @@ interface Pair {
   target: string;
 }
 
-function key(ns: Netns): { k: string; p: string } {
-  const k = ns.run('wg', 'genkey').trim();
-  return { k, p: ns.run('sh', '-c', `echo ${k} | wg pubkey`).trim() };
-}
-
 function makePair(kind: Kind, subnet: number): Pair {
   const a = new Netns('bA');
   const b = new Netns('bB');
@@ -35,15 +30,19 @@ function makePair(kind: Kind, subnet: number): Pair {
   link(a, uniqueName('ba'), [`${under}.1/24`], b, uniqueName('bb'), [`${under}.2/24`]);
   if (kind === 'veth') return { kind, client: a, server: b, target: `${under}.2` };
   const inner = `100.64.${20 + subnet}`;
-  const keys = [key(a), key(b)];
+  const keys = [wgKeypair(a), wgKeypair(b)];
   [a, b].forEach((ns, i) => {
-    const ifn = trackInterface(uniqueName('bw'));
-    if (kind === 'wiremesh') ns.run(process.execPath, WIREMESH_WG, ifn);
-    else ns.run('sh', '-c', `WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 wireguard-go ${ifn} >/dev/null 2>&1`);
+    const ifn = uniqueName('bw');
     const other = 1 - i;
-    ns.run('sh', '-c', `echo ${keys[i]!.k} > /dev/shm/${ifn}.key && wg set ${ifn} private-key /dev/shm/${ifn}.key listen-port 51820 peer ${keys[other]!.p} endpoint ${under}.${other + 1}:51820 allowed-ips ${inner}.${other + 1}/32; rm -f /dev/shm/${ifn}.key`);
-    ns.ip('addr', 'add', `${inner}.${i + 1}/24`, 'dev', ifn);
-    ns.ip('link', 'set', ifn, 'up');
+    startWireGuard(ns, kind, ifn);
+    wgConfigure(ns, ifn, {
+      privateKey: keys[i]!.privateKey,
+      port: 51820,
+      peer: keys[other]!.publicKey,
+      endpoint: `${under}.${other + 1}:51820`,
+      allowedIPs: [`${inner}.${other + 1}/32`],
+      addresses: [`${inner}.${i + 1}/24`],
+    });
   });
   a.run('ping', '-c', '1', '-W', '3', `${inner}.2`);
   return { kind, client: a, server: b, target: `${inner}.2` };

@@ -6,7 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== tests under $(node --version)"
-npx vitest run
+npm run typecheck
+results=$(mktemp -d)
+trap 'rm -rf "$results"' EXIT
+npx vitest run --reporter=default --reporter=json --outputFile.json="$results/node20.json"
 node24_dir=${NODE24_DIR:-/tmp/wiremesh-node24}
 if [ ! -x "$node24_dir/node_modules/.bin/node" ]; then
   mkdir -p "$node24_dir"
@@ -14,6 +17,20 @@ if [ ! -x "$node24_dir/node_modules/.bin/node" ]; then
 fi
 node24="$node24_dir/node_modules/.bin/node"
 echo "== unit tests under $($node24 --version)"
-"$node24" node_modules/vitest/vitest.mjs run test/unit
+"$node24" node_modules/vitest/vitest.mjs run test/unit --reporter=default --reporter=json --outputFile.json="$results/node24.json"
 echo "== fuzzing"
-bash native/fuzz/run.sh
+fuzz_failed=0
+bash native/fuzz/run.sh || fuzz_failed=1
+# One plain summary line: vitest results of both Node versions plus the fuzz targets.
+node -e '
+  const fs = require("fs");
+  let passed = 0, failed = 0;
+  for (const f of process.argv.slice(1, 3)) {
+    const r = JSON.parse(fs.readFileSync(f, "utf8"));
+    passed += r.numPassedTests; failed += r.numFailedTests;
+  }
+  const fuzzFailed = Number(process.argv[3]);
+  passed += fuzzFailed ? 0 : 3; failed += fuzzFailed ? 1 : 0;
+  console.log(`${passed} passed, ${failed} failed`);
+  process.exit(failed ? 1 : 0);
+' "$results/node20.json" "$results/node24.json" "$fuzz_failed"

@@ -88,6 +88,40 @@ export class Netns {
   }
 }
 
+/** A WireGuard key pair made by wg(8) in the namespace. */
+export function wgKeypair(ns: Netns): { privateKey: string; publicKey: string } {
+  const privateKey = ns.run('wg', 'genkey').trim();
+  return { privateKey, publicKey: ns.run('sh', '-c', `echo ${privateKey} | wg pubkey`).trim() };
+}
+
+/** Starts a userspace WireGuard daemon (ours or wireguard-go) for ifname in ns, backgrounded. */
+export function startWireGuard(ns: Netns, impl: 'wiremesh' | 'wireguard-go', ifname: string): void {
+  trackInterface(ifname);
+  if (impl === 'wiremesh') ns.run(process.execPath, WIREMESH_WG, ifname);
+  else ns.run('sh', '-c', `WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 wireguard-go ${ifname} >/dev/null 2>&1`);
+}
+
+/**
+ * Configures ifname with wg(8) (key through a 0600 file that is removed at once),
+ * one peer, the interface addresses, and brings it up.
+ */
+export function wgConfigure(
+  ns: Netns,
+  ifname: string,
+  cfg: { privateKey: string; port: number; peer: string; endpoint?: string; allowedIPs: string[]; addresses: string[] },
+): void {
+  const keyFile = `/dev/shm/${ifname}.key`;
+  ns.run('sh', '-c', `umask 077; echo ${cfg.privateKey} > ${keyFile}`);
+  try {
+    ns.run('wg', 'set', ifname, 'private-key', keyFile, 'listen-port', String(cfg.port), 'peer', cfg.peer,
+      ...(cfg.endpoint ? ['endpoint', cfg.endpoint] : []), 'allowed-ips', cfg.allowedIPs.join(','));
+  } finally {
+    rmSync(keyFile, { force: true });
+  }
+  for (const a of cfg.addresses) ns.ip('addr', 'add', a, 'dev', ifname, ...(a.includes(':') ? ['nodad'] : []));
+  ns.ip('link', 'set', ifname, 'up');
+}
+
 /** A veth pair between two namespaces with the given addresses (CIDR notation). */
 export function link(a: Netns, aIf: string, aAddrs: string[], b: Netns, bIf: string, bAddrs: string[]): void {
   execFileSync('ip', ['link', 'add', aIf, 'netns', a.name, 'type', 'veth', 'peer', 'name', bIf, 'netns', b.name]);

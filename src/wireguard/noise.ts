@@ -191,6 +191,22 @@ export function consumeInitiation(
   return hs;
 }
 
+/**
+ * The key schedule both sides run over a response: mixes in the responder's
+ * ephemeral key, the two DH results and the preshared key. Returns the AEAD key
+ * for the response's empty payload, the hash it authenticates and the new
+ * chain key.
+ */
+function responseSchedule(hs: Handshake, ephemeral: Buffer, ee: Buffer, se: Buffer) {
+  let h = hash(hs.hash, ephemeral);
+  let [ck] = kdf(1, hs.chainKey, ephemeral) as [Buffer];
+  [ck] = kdf(1, ck, ee) as [Buffer];
+  [ck] = kdf(1, ck, se) as [Buffer];
+  const [chainKey, tau, key] = kdf(3, ck, hs.presharedKey) as [Buffer, Buffer, Buffer];
+  h = hash(h, tau);
+  return { hash: h, chainKey, key };
+}
+
 /** The responder's answer to a consumed initiation (without macs). */
 export function createResponse(hs: Handshake, localIndex: number): Buffer {
   if (hs.state !== 'initiation-consumed') throw new HandshakeError('no initiation to respond to');
@@ -200,20 +216,14 @@ export function createResponse(hs: Handshake, localIndex: number): Buffer {
   msg.writeUInt32LE(hs.remoteIndex >>> 0, 8);
   const e = generateEphemeral();
   e.publicKey.copy(msg, 12);
-  let h = hash(hs.hash, e.publicKey);
-  let [ck] = kdf(1, hs.chainKey, e.publicKey) as [Buffer];
   const ee = dh(e.privateKey, hs.remoteEphemeral);
   const se = dh(e.privateKey, hs.remoteStatic);
   if (!ee || !se) throw new HandshakeError('low-order key in response derivation');
-  [ck] = kdf(1, ck, ee) as [Buffer];
-  [ck] = kdf(1, ck, se) as [Buffer];
-  const [ck2, tau, k] = kdf(3, ck, hs.presharedKey) as [Buffer, Buffer, Buffer];
-  h = hash(h, tau);
-  const empty = aeadSeal(k, 0n, EMPTY, h);
+  const sch = responseSchedule(hs, e.publicKey, ee, se);
+  const empty = aeadSeal(sch.key, 0n, EMPTY, sch.hash);
   empty.copy(msg, 44);
-  h = hash(h, empty);
-  hs.hash = h;
-  hs.chainKey = ck2;
+  hs.hash = hash(sch.hash, empty);
+  hs.chainKey = sch.chainKey;
   hs.localEphemeral = e;
   hs.localIndex = localIndex >>> 0;
   hs.state = 'response-created';
@@ -230,19 +240,13 @@ export function consumeResponse(local: StaticIdentity, hs: Handshake, msg: Buffe
   const sender = msg.readUInt32LE(4);
   const ephemeral = msg.subarray(12, 44);
   const empty = msg.subarray(44, 60);
-  let h = hash(hs.hash, ephemeral);
-  let [ck] = kdf(1, hs.chainKey, ephemeral) as [Buffer];
   const ee = dh(hs.localEphemeral.privateKey, ephemeral);
   const se = dh(local.privateKey, ephemeral);
   if (!ee || !se) throw new HandshakeError('responder ephemeral key is of low order');
-  [ck] = kdf(1, ck, ee) as [Buffer];
-  [ck] = kdf(1, ck, se) as [Buffer];
-  const [ck2, tau, k] = kdf(3, ck, hs.presharedKey) as [Buffer, Buffer, Buffer];
-  h = hash(h, tau);
-  if (!aeadOpen(k, 0n, empty, h)) throw new HandshakeError('response does not authenticate');
-  h = hash(h, empty);
-  hs.hash = h;
-  hs.chainKey = ck2;
+  const sch = responseSchedule(hs, ephemeral, ee, se);
+  if (!aeadOpen(sch.key, 0n, empty, sch.hash)) throw new HandshakeError('response does not authenticate');
+  hs.hash = hash(sch.hash, empty);
+  hs.chainKey = sch.chainKey;
   hs.remoteIndex = sender;
   hs.remoteEphemeral = Buffer.from(ephemeral);
   hs.state = 'response-consumed';

@@ -11,11 +11,12 @@ import {
   hasCommand,
   link,
   Netns,
+  startWireGuard,
   stats,
-  trackInterface,
   uniqueName,
   waitFor,
-  WIREMESH_WG,
+  wgConfigure,
+  wgKeypair,
   ROOT,
 } from '../helpers/netns.js';
 import { readPcapUdpPayloads } from '../helpers/pcap.js';
@@ -35,37 +36,15 @@ interface Side {
   inner6: string;
 }
 
-function genkey(ns: Netns): { key: string; pub: string } {
-  const key = ns.run('wg', 'genkey').trim();
-  const pub = execIn(ns, `echo ${key} | wg pubkey`).trim();
-  return { key, pub };
-}
-
-function execIn(ns: Netns, script: string): string {
-  return ns.run('sh', '-c', script);
-}
-
 function configure(self: Side, peer: Side, endpointFamily: 4 | 6): void {
-  const keyFile = join(tmpdir(), `${self.ifname}.key`);
-  execIn(self.ns, `umask 077; echo ${self.key} > ${keyFile}`);
-  const ep = endpointFamily === 4 ? `${peer.underlay4}:${peer.port}` : `[${peer.underlay6}]:${peer.port}`;
-  self.ns.run('wg', 'set', self.ifname, 'private-key', keyFile, 'listen-port', String(self.port), 'peer', peer.pub,
-    'endpoint', ep, 'allowed-ips', `${peer.inner4}/32,${peer.inner6}/128`);
-  rmSync(keyFile, { force: true });
-  self.ns.ip('addr', 'add', `${self.inner4}/24`, 'dev', self.ifname);
-  self.ns.ip('addr', 'add', `${self.inner6}/64`, 'dev', self.ifname, 'nodad');
-  self.ns.ip('link', 'set', self.ifname, 'up');
-}
-
-function startWiremesh(ns: Netns, ifname: string): void {
-  trackInterface(ifname);
-  // background mode, as wg-quick runs it: the command returns once the device is ready
-  ns.run(process.execPath, WIREMESH_WG, ifname);
-}
-
-function startWireguardGo(ns: Netns, ifname: string): void {
-  trackInterface(ifname);
-  execIn(ns, `WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 wireguard-go ${ifname} >/dev/null 2>&1`);
+  wgConfigure(self.ns, self.ifname, {
+    privateKey: self.key,
+    port: self.port,
+    peer: peer.pub,
+    endpoint: endpointFamily === 4 ? `${peer.underlay4}:${peer.port}` : `[${peer.underlay6}]:${peer.port}`,
+    allowedIPs: [`${peer.inner4}/32`, `${peer.inner6}/128`],
+    addresses: [`${self.inner4}/24`, `${self.inner6}/64`],
+  });
 }
 
 function ping(ns: Netns, addr: string, count = 3): boolean {
@@ -93,10 +72,12 @@ function makeTopology(initiator: 'wiremesh' | 'wireguard-go', endpointFamily: 4 
   const vA = uniqueName('va');
   const vB = uniqueName('vb');
   link(nsA, vA, ['198.18.1.1/24', 'fdaa:18::1/64'], nsB, vB, ['198.18.1.2/24', 'fdaa:18::2/64']);
-  const a: Side = { ns: nsA, ifname: uniqueName('wm'), ...genkey(nsA), port: 51820, underlay4: '198.18.1.1', underlay6: 'fdaa:18::1', inner4: '100.64.9.1', inner6: 'fd64::1' };
-  const b: Side = { ns: nsB, ifname: uniqueName('wg'), ...genkey(nsB), port: 51821, underlay4: '198.18.1.2', underlay6: 'fdaa:18::2', inner4: '100.64.9.2', inner6: 'fd64::2' };
-  startWiremesh(nsA, a.ifname);
-  startWireguardGo(nsB, b.ifname);
+  const ka = wgKeypair(nsA);
+  const kb = wgKeypair(nsB);
+  const a: Side = { ns: nsA, ifname: uniqueName('wm'), key: ka.privateKey, pub: ka.publicKey, port: 51820, underlay4: '198.18.1.1', underlay6: 'fdaa:18::1', inner4: '100.64.9.1', inner6: 'fd64::1' };
+  const b: Side = { ns: nsB, ifname: uniqueName('wg'), key: kb.privateKey, pub: kb.publicKey, port: 51821, underlay4: '198.18.1.2', underlay6: 'fdaa:18::2', inner4: '100.64.9.2', inner6: 'fd64::2' };
+  startWireGuard(nsA, 'wiremesh', a.ifname);
+  startWireGuard(nsB, 'wireguard-go', b.ifname);
   configure(a, b, endpointFamily);
   configure(b, a, endpointFamily);
   const [from, to] = initiator === 'wiremesh' ? [a, b] : [b, a];
@@ -131,9 +112,10 @@ describe.skipIf(!enabled)('wiremesh-wg ↔ wireguard-go in network namespaces', 
           expect(ep).toBe(family === 4 ? `${t.b.underlay4}:${t.b.port}` : `[${t.b.underlay6}]:${t.b.port}`);
         });
 
-        it('carries a 32 MB TCP transfer both ways intact', async () => {
+        it('carries 32 MB TCP transfers both ways intact, over IPv4 and IPv6 inside the tunnel', async () => {
           for (const [src, dst] of [[t.from, t.to], [t.to, t.from]] as const) {
             expect(await tcpBlast(src.ns, dst.ns, dst.inner4, 32 << 20)).toBe(true);
+            expect(await tcpBlast(src.ns, dst.ns, dst.inner6, 32 << 20)).toBe(true);
           }
         });
       });

@@ -1,7 +1,7 @@
 // A real rekey: RekeyAfterTime is 120 s, so this test keeps a ping running for
 // 130 s and checks that a new handshake took place with no packet lost.
 import { afterAll, describe, expect, it } from 'vitest';
-import { canRunNetns, cleanup, hasCommand, link, Netns, trackInterface, uniqueName, WIREMESH_WG } from '../helpers/netns.js';
+import { canRunNetns, cleanup, hasCommand, link, Netns, startWireGuard, uniqueName, wgConfigure, wgKeypair } from '../helpers/netns.js';
 
 const enabled = canRunNetns() && hasCommand('wireguard-go') && process.env.WIREMESH_SKIP_SLOW !== '1';
 
@@ -11,19 +11,13 @@ describe.skipIf(!enabled)('rekey under traffic', () => {
     const nsA = new Netns('rkA');
     const nsB = new Netns('rkB');
     link(nsA, uniqueName('ra'), ['198.18.3.1/24'], nsB, uniqueName('rb'), ['198.18.3.2/24']);
-    const ifA = trackInterface(uniqueName('wr'));
-    const ifB = trackInterface(uniqueName('wr'));
-    nsA.run(process.execPath, WIREMESH_WG, ifA);
-    nsB.run('sh', '-c', `WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 wireguard-go ${ifB} >/dev/null 2>&1`);
-    const keys = [nsA, nsB].map((ns) => {
-      const k = ns.run('wg', 'genkey').trim();
-      return { k, p: ns.run('sh', '-c', `echo ${k} | wg pubkey`).trim() };
-    });
-    for (const [ns, ifn, me, port, peerPort, peerAddr] of [[nsA, ifA, 0, 51840, 51841, '198.18.3.2'], [nsB, ifB, 1, 51841, 51840, '198.18.3.1']] as const) {
-      ns.run('sh', '-c', `echo ${keys[me]!.k} > /dev/shm/${ifn}.key && wg set ${ifn} private-key /dev/shm/${ifn}.key listen-port ${port} peer ${keys[1 - me]!.p} endpoint ${peerAddr}:${peerPort} allowed-ips 100.64.11.${2 - me}/32; rm -f /dev/shm/${ifn}.key`);
-      ns.ip('addr', 'add', `100.64.11.${me + 1}/24`, 'dev', ifn);
-      ns.ip('link', 'set', ifn, 'up');
-    }
+    const ifA = uniqueName('wr');
+    const ifB = uniqueName('wr');
+    startWireGuard(nsA, 'wiremesh', ifA);
+    startWireGuard(nsB, 'wireguard-go', ifB);
+    const [ka, kb] = [wgKeypair(nsA), wgKeypair(nsB)];
+    wgConfigure(nsA, ifA, { privateKey: ka.privateKey, port: 51840, peer: kb.publicKey, endpoint: '198.18.3.2:51841', allowedIPs: ['100.64.11.2/32'], addresses: ['100.64.11.1/24'] });
+    wgConfigure(nsB, ifB, { privateKey: kb.privateKey, port: 51841, peer: ka.publicKey, endpoint: '198.18.3.1:51840', allowedIPs: ['100.64.11.1/32'], addresses: ['100.64.11.2/24'] });
     expect(nsA.try('ping', '-c', '1', '-W', '2', '100.64.11.2').ok).toBe(true);
     const first = Number(nsA.run('wg', 'show', ifA, 'latest-handshakes').trim().split(/\s+/)[1]);
     // 130 s of pings, 5 per second

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { canRunNetns, cleanup, hasCommand, link, Netns, trackInterface, uniqueName, waitFor, ROOT } from '../helpers/netns.js';
+import { canRunNetns, cleanup, hasCommand, link, Netns, trackInterface, uniqueName, waitFor, wgKeypair, ROOT } from '../helpers/netns.js';
 
 const enabled = canRunNetns() && hasCommand('wg-quick') && hasCommand('wireguard-go');
 
@@ -20,12 +20,10 @@ describe.skipIf(!enabled)('wg-quick up/down with wiremesh-wg', () => {
     const nsA = new Netns('wqA');
     const nsB = new Netns('wqB');
     link(nsA, uniqueName('qa'), ['198.18.2.1/24'], nsB, uniqueName('qb'), ['198.18.2.2/24']);
-    const key = (ns: Netns) => {
-      const k = ns.run('wg', 'genkey').trim();
-      return { k, p: ns.run('sh', '-c', `echo ${k} | wg pubkey`).trim() };
-    };
-    const a = key(nsA);
-    const b = key(nsB);
+    const ka = wgKeypair(nsA);
+    const kb = wgKeypair(nsB);
+    const a = { k: ka.privateKey, p: ka.publicKey };
+    const b = { k: kb.privateKey, p: kb.publicKey };
     const ifA = trackInterface(uniqueName('wq'));
     const ifB = trackInterface(uniqueName('wq'));
     const confA = join(dir, `${ifA}.conf`);

@@ -10,6 +10,14 @@
 
 #include "endpoint.h"
 
+// Older libc headers lack the UDP offload socket options.
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+
 namespace wm {
 
 struct UdpSockets {

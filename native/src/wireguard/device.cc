@@ -17,12 +17,6 @@
 #include "../net/offload.h"
 #include "messages.h"
 
-#ifndef UDP_SEGMENT
-#define UDP_SEGMENT 103
-#endif
-#ifndef UDP_GRO
-#define UDP_GRO 104
-#endif
 
 namespace wm {
 
