@@ -1,0 +1,35 @@
+/**
+ * The etcd key layout. STABLE: agents, kvstoremesh replicators and CLIs of
+ * different versions share these keys; a change here needs a new version
+ * segment (v2), never an edit of v1. docs/etcd-keys.md mirrors this file.
+ *
+ *   wiremesh/state/<type>/v1/<cluster>/<name>    state a cluster owns (written by its agents / CLI)
+ *   wiremesh/cache/<type>/v1/<cluster>/<name>    copies of remote clusters' state (written by kvstoremesh)
+ *   wiremesh/synced/<cluster>/<type>             initial sync of <cluster>'s <type> into this etcd is complete
+ *   wiremesh/cluster-config/<cluster>            cluster id, pod CIDRs, capabilities
+ *
+ * Types: nodes (name = node), ip (name = endpoint IP), identities, services
+ * (name = ns/name), policies (name = ns/name).
+ */
+export const ROOT = 'wiremesh/';
+export const STATE_TYPES = ['nodes', 'ip', 'identities', 'services', 'policies'] as const;
+export type StateType = (typeof STATE_TYPES)[number];
+
+export const stateKey = (type: StateType, cluster: string, name: string): string => `wiremesh/state/${type}/v1/${cluster}/${name}`;
+export const statePrefix = (type: StateType, cluster?: string): string =>
+  cluster === undefined ? `wiremesh/state/${type}/v1/` : `wiremesh/state/${type}/v1/${cluster}/`;
+export const cacheKey = (type: StateType, cluster: string, name: string): string => `wiremesh/cache/${type}/v1/${cluster}/${name}`;
+export const cachePrefix = (type: StateType, cluster?: string): string =>
+  cluster === undefined ? `wiremesh/cache/${type}/v1/` : `wiremesh/cache/${type}/v1/${cluster}/`;
+export const syncedKey = (cluster: string, type: StateType): string => `wiremesh/synced/${cluster}/${type}`;
+export const syncedPrefix = (): string => 'wiremesh/synced/';
+export const clusterConfigKey = (cluster: string): string => `wiremesh/cluster-config/${cluster}`;
+
+/** Splits `<prefix><cluster>/<name>` into its cluster and name. */
+export function splitClusterName(prefix: string, key: string): { cluster: string; name: string } | null {
+  if (!key.startsWith(prefix)) return null;
+  const rest = key.slice(prefix.length);
+  const slash = rest.indexOf('/');
+  if (slash <= 0 || slash === rest.length - 1) return null;
+  return { cluster: rest.slice(0, slash), name: rest.slice(slash + 1) };
+}

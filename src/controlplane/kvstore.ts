@@ -1,0 +1,180 @@
+/**
+ * The small slice of etcd that wiremesh consumers need, as an interface they
+ * define (Cilium style), with the etcd3-backed implementation. Everything that
+ * reads state goes through ListWatcher, which implements the list-then-watch
+ * pattern once for the agent and the kvstoremesh replicator alike.
+ */
+import { readFileSync } from 'node:fs';
+import { Etcd3, type IOptions, type Lease, type Watcher } from 'etcd3';
+import type { Logger } from '../log.js';
+import { silentLogger } from '../log.js';
+
+export interface KV {
+  key: string;
+  value: string;
+}
+
+export interface WatchHandlers {
+  put(kv: KV, revision: string): void;
+  delete(key: string, revision: string): void;
+  /** The watch cannot continue (compaction, cancel): the caller must relist. */
+  broken(err: Error): void;
+  connected?(up: boolean): void;
+}
+
+export interface KVStore {
+  list(prefix: string): Promise<{ revision: string; kvs: KV[] }>;
+  watch(prefix: string, fromRevision: string, h: WatchHandlers): Promise<{ cancel(): Promise<void> }>;
+}
+
+export interface EtcdOptions {
+  endpoints: string[];
+  /** PEM files for TLS; all three for mutual TLS. */
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+  username?: string;
+  password?: string;
+  dialTimeoutMs?: number;
+}
+
+export function connectEtcd(o: EtcdOptions): Etcd3 {
+  const opts: IOptions = { hosts: o.endpoints, dialTimeout: o.dialTimeoutMs ?? 3000 };
+  if (o.caFile) {
+    opts.credentials = {
+      rootCertificate: readFileSync(o.caFile),
+      ...(o.certFile ? { certChain: readFileSync(o.certFile) } : {}),
+      ...(o.keyFile ? { privateKey: readFileSync(o.keyFile) } : {}),
+    };
+  }
+  if (o.username) opts.auth = { username: o.username, password: o.password ?? '' };
+  return new Etcd3(opts);
+}
+
+export class EtcdStore implements KVStore {
+  constructor(readonly client: Etcd3) {}
+
+  async list(prefix: string): Promise<{ revision: string; kvs: KV[] }> {
+    const res = await this.client.getAll().prefix(prefix).exec();
+    return {
+      revision: res.header.revision,
+      kvs: res.kvs.map((kv) => ({ key: kv.key.toString(), value: kv.value.toString() })),
+    };
+  }
+
+  async watch(prefix: string, fromRevision: string, h: WatchHandlers): Promise<{ cancel(): Promise<void> }> {
+    const w: Watcher = await this.client.watch().prefix(prefix).startRevision(fromRevision).create();
+    w.on('put', (kv) => h.put({ key: kv.key.toString(), value: kv.value.toString() }, kv.mod_revision));
+    w.on('delete', (kv) => h.delete(kv.key.toString(), kv.mod_revision));
+    w.on('error', (err) => h.broken(err));
+    w.on('disconnected', () => h.connected?.(false));
+    w.on('connected', () => h.connected?.(true));
+    return { cancel: () => w.cancel() };
+  }
+}
+
+export interface ListWatchSink {
+  upsert(key: string, value: string): void;
+  remove(key: string): void;
+  /** Called after every complete (re)list: the sink now mirrors the prefix. */
+  synced?(): void;
+}
+
+/**
+ * Mirrors a prefix into `sink`: list, then watch from revision+1. When the watch
+ * breaks (compaction, cancel) it lists again and removes what vanished, so no
+ * deletion is lost. While etcd is unreachable the sink keeps what it has.
+ */
+export class ListWatcher {
+  private readonly known = new Map<string, string>();
+  private cancelWatch: (() => Promise<void>) | undefined;
+  private stopped = false;
+  private retryMs = 200;
+  relists = 0;
+  connected = false;
+  lastError: string | undefined;
+
+  constructor(
+    private readonly store: KVStore,
+    private readonly prefix: string,
+    private readonly sink: ListWatchSink,
+    private readonly log: Logger = silentLogger,
+  ) {}
+
+  start(): Promise<void> {
+    return this.cycle();
+  }
+
+  keys(): string[] {
+    return [...this.known.keys()];
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    const c = this.cancelWatch;
+    this.cancelWatch = undefined;
+    if (c) await c().catch(() => undefined);
+  }
+
+  private async cycle(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        const { revision, kvs } = await this.store.list(this.prefix);
+        if (this.stopped) return;
+        const seen = new Set<string>();
+        for (const kv of kvs) {
+          seen.add(kv.key);
+          if (this.known.get(kv.key) !== kv.value) {
+            this.known.set(kv.key, kv.value);
+            this.sink.upsert(kv.key, kv.value);
+          }
+        }
+        for (const key of [...this.known.keys()]) {
+          if (!seen.has(key)) {
+            this.known.delete(key);
+            this.sink.remove(key);
+          }
+        }
+        this.sink.synced?.();
+        this.connected = true;
+        this.lastError = undefined;
+        this.retryMs = 200;
+        const next = (BigInt(revision) + 1n).toString();
+        let broken!: (err: Error) => void;
+        const brokenP = new Promise<Error>((resolve) => (broken = resolve));
+        const w = await this.store.watch(this.prefix, next, {
+          put: (kv) => {
+            if (this.known.get(kv.key) === kv.value) return;
+            this.known.set(kv.key, kv.value);
+            this.sink.upsert(kv.key, kv.value);
+          },
+          delete: (key) => {
+            if (!this.known.delete(key)) return;
+            this.sink.remove(key);
+          },
+          broken: (err) => broken(err),
+          connected: (up) => (this.connected = up),
+        });
+        this.cancelWatch = () => w.cancel();
+        if (this.stopped) {
+          await w.cancel().catch(() => undefined);
+          return;
+        }
+        const err = await brokenP;
+        this.cancelWatch = undefined;
+        // etcd already dropped a cancelled watcher: cancel() would wait for an answer that never comes
+        void w.cancel().catch(() => undefined);
+        this.relists++;
+        this.log.info({ prefix: this.prefix, reason: err.message }, 'watch broken, relisting');
+      } catch (err) {
+        this.connected = false;
+        this.lastError = (err as Error).message;
+        this.log.warn({ prefix: this.prefix, err: this.lastError }, 'list failed, keeping cached state and retrying');
+        await new Promise((r) => setTimeout(r, this.retryMs));
+        this.retryMs = Math.min(this.retryMs * 2, 5000);
+      }
+    }
+  }
+}
+
+export type { Lease };

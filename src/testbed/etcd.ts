@@ -1,0 +1,97 @@
+/**
+ * Runs a real etcd (Debian's etcd-server) for the testbed and tests: one
+ * member, its own data directory, stopped by PID.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
+
+export interface EtcdProcess {
+  clientUrl: string;
+  dataDir: string;
+  proc: ChildProcess;
+  stop(): Promise<void>;
+}
+
+export interface EtcdSpec {
+  name: string;
+  dataDir: string;
+  host: string;
+  clientPort: number;
+  peerPort: number;
+  /** Run inside this network namespace (via ip netns exec). */
+  netns?: string;
+  /** TLS: server cert/key and the CA that signs clients (enables client-cert auth). */
+  tls?: { certFile: string; keyFile: string; caFile: string };
+  logFile?: string;
+}
+
+export async function startEtcd(spec: EtcdSpec): Promise<EtcdProcess> {
+  rmSync(spec.dataDir, { recursive: true, force: true });
+  mkdirSync(spec.dataDir, { recursive: true, mode: 0o700 });
+  const scheme = spec.tls ? 'https' : 'http';
+  const clientUrl = `${scheme}://${spec.host}:${spec.clientPort}`;
+  const peerUrl = `http://${spec.host}:${spec.peerPort}`;
+  const args = [
+    '--name', spec.name,
+    '--data-dir', spec.dataDir,
+    '--listen-client-urls', clientUrl,
+    '--advertise-client-urls', clientUrl,
+    '--listen-peer-urls', peerUrl,
+    '--initial-advertise-peer-urls', peerUrl,
+    '--initial-cluster', `${spec.name}=${peerUrl}`,
+    '--log-level', 'warn',
+    ...(spec.tls ? ['--cert-file', spec.tls.certFile, '--key-file', spec.tls.keyFile, '--trusted-ca-file', spec.tls.caFile, '--client-cert-auth'] : []),
+  ];
+  const cmd = spec.netns ? 'ip' : 'etcd';
+  const full = spec.netns ? ['netns', 'exec', spec.netns, 'etcd', ...args] : args;
+  const proc = spawn(cmd, full, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ETCD_UNSUPPORTED_ARCH: process.arch === 'x64' ? '' : process.arch } });
+  let stderr = '';
+  proc.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`etcd ${spec.name} exited: ${stderr}`);
+    if (await canConnect(spec.host, spec.clientPort, spec.netns)) break;
+    if (Date.now() > deadline) {
+      proc.kill('SIGKILL');
+      throw new Error(`etcd ${spec.name} did not start listening on ${clientUrl}: ${stderr}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    clientUrl,
+    dataDir: spec.dataDir,
+    proc,
+    stop: async () => {
+      if (proc.exitCode === null) proc.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      if (proc.exitCode === null) proc.kill('SIGKILL');
+    },
+  };
+}
+
+function canConnect(host: string, port: number, netns?: string): Promise<boolean> {
+  if (netns) {
+    // probing from inside the namespace needs a process there
+    return new Promise((resolve) => {
+      const p = spawn('ip', ['netns', 'exec', netns, 'sh', '-c', `exec 3<>/dev/tcp/${host}/${port}`], { stdio: 'ignore' });
+      p.once('exit', (code) => resolve(code === 0));
+      p.once('error', () => resolve(false));
+    }).then((ok) => ok || probeWithSs(netns, port));
+  }
+  return new Promise((resolve) => {
+    const s = connect(port, host);
+    s.once('connect', () => (s.destroy(), resolve(true)));
+    s.once('error', () => resolve(false));
+  });
+}
+
+function probeWithSs(netns: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const p = spawn('ip', ['netns', 'exec', netns, 'ss', '-ltnH', `sport = :${port}`], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    p.stdout!.on('data', (d) => (out += d));
+    p.once('exit', () => resolve(out.trim().length > 0));
+  });
+}
