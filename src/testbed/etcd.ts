@@ -74,11 +74,7 @@ export async function startEtcd(spec: EtcdSpec): Promise<EtcdProcess> {
 function canConnect(host: string, port: number, netns?: string): Promise<boolean> {
   if (netns) {
     // probing from inside the namespace needs a process there
-    return new Promise((resolve) => {
-      const p = spawn('ip', ['netns', 'exec', netns, 'sh', '-c', `exec 3<>/dev/tcp/${host}/${port}`], { stdio: 'ignore' });
-      p.once('exit', (code) => resolve(code === 0));
-      p.once('error', () => resolve(false));
-    }).then((ok) => ok || probeWithSs(netns, port));
+    return probeWithSs(netns, port);
   }
   return new Promise((resolve) => {
     const s = connect(port, host);
