@@ -7,6 +7,8 @@
  *   wiremesh/cache/<type>/v1/<cluster>/<name>    copies of remote clusters' state (written by kvstoremesh)
  *   wiremesh/synced/<cluster>/<type>             initial sync of <cluster>'s <type> into this etcd is complete
  *   wiremesh/cluster-config/<cluster>            cluster id, pod CIDRs, capabilities
+ *   wiremesh/mesh/v1/remotes/<remote>            a connected cluster: how this cluster's kvstoremesh reaches its etcd
+ *   wiremesh/mesh/v1/status/<remote>             kvstoremesh's view of that remote (connected, synced, errors)
  *
  * Types: nodes (name = node), ip (name = endpoint IP), identities, services
  * (name = ns/name), policies (name = ns/name).
@@ -24,6 +26,10 @@ export const cachePrefix = (type: StateType, cluster?: string): string =>
 export const syncedKey = (cluster: string, type: StateType): string => `wiremesh/synced/${cluster}/${type}`;
 export const syncedPrefix = (): string => 'wiremesh/synced/';
 export const clusterConfigKey = (cluster: string): string => `wiremesh/cluster-config/${cluster}`;
+export const remotesPrefix = (): string => 'wiremesh/mesh/v1/remotes/';
+export const remoteKey = (remote: string): string => `wiremesh/mesh/v1/remotes/${remote}`;
+export const remoteStatusPrefix = (): string => 'wiremesh/mesh/v1/status/';
+export const remoteStatusKey = (remote: string): string => `wiremesh/mesh/v1/status/${remote}`;
 
 /** Splits `<prefix><cluster>/<name>` into its cluster and name. */
 export function splitClusterName(prefix: string, key: string): { cluster: string; name: string } | null {

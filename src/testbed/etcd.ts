@@ -3,7 +3,7 @@
  * member, its own data directory, stopped by PID.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 
 export interface EtcdProcess {
@@ -45,17 +45,24 @@ export async function startEtcd(spec: EtcdSpec): Promise<EtcdProcess> {
   ];
   const cmd = spec.netns ? 'ip' : 'etcd';
   const full = spec.netns ? ['netns', 'exec', spec.netns, 'etcd', ...args] : args;
-  const proc = spawn(cmd, full, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ETCD_UNSUPPORTED_ARCH: process.arch === 'x64' ? '' : process.arch } });
-  let stderr = '';
-  proc.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
+  // With a log file etcd is detached, so it outlives the command that started it.
+  const logFd = spec.logFile ? openSync(spec.logFile, 'a') : undefined;
+  const proc = spawn(cmd, full, {
+    detached: logFd !== undefined,
+    stdio: ['ignore', 'ignore', logFd ?? 'pipe'],
+    env: { ...process.env, ETCD_UNSUPPORTED_ARCH: process.arch === 'x64' ? '' : process.arch },
+  });
+  let captured = '';
+  proc.stderr?.on('data', (d) => (captured = (captured + d).slice(-4000)));
+  const stderrTail = () => (spec.logFile ? readFileSync(spec.logFile, 'utf8').slice(-4000) : captured);
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   const deadline = Date.now() + 15_000;
   for (;;) {
-    if (proc.exitCode !== null) throw new Error(`etcd ${spec.name} exited: ${stderr}`);
+    if (proc.exitCode !== null) throw new Error(`etcd ${spec.name} exited: ${stderrTail()}`);
     if (await canConnect(spec.host, spec.clientPort, spec.netns)) break;
     if (Date.now() > deadline) {
       proc.kill('SIGKILL');
-      throw new Error(`etcd ${spec.name} did not start listening on ${clientUrl}: ${stderr}`);
+      throw new Error(`etcd ${spec.name} did not start listening on ${clientUrl}: ${stderrTail()}`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }

@@ -1,0 +1,328 @@
+/**
+ * The node agent: one WireGuard device (TUN + UDP port) plus the control loop
+ * that keeps it in step with etcd.
+ *
+ *   etcd (local only) ──ListWatcher──▶ nodes (own cluster, and cached remote
+ *   clusters once kvstoremesh marked them synced) ──reconcile()──▶ WireGuard
+ *   peers (allowed IPs = the node's pod CIDRs) and routes into the TUN.
+ *
+ * The agent registers its node record and its local endpoints under a lease;
+ * endpoints are also persisted next to the key so that a restarted agent
+ * (even after kill -9) re-registers them before the old lease expires.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Etcd3, Lease } from 'etcd3';
+import {
+  cachePrefix,
+  splitClusterName,
+  stateKey,
+  statePrefix,
+  syncedPrefix,
+} from '../controlplane/keys.js';
+import { connectEtcd, EtcdStore, ListWatcher } from '../controlplane/kvstore.js';
+import { parseEndpointRecord, parseNodeRecord, type EndpointRecord, type NodeRecord } from '../controlplane/types.js';
+import type { Logger } from '../log.js';
+import { parseIP, parsePrefix } from '../net/ip.js';
+import { generatePrivateKey } from '../wireguard/crypto.js';
+import { WireGuardDevice } from '../wireguard/device.js';
+import type { Peer } from '../wireguard/peer.js';
+import type { AgentConfig } from './config.js';
+
+export interface LocalEndpoint {
+  name: string;
+  namespace: string;
+  labels: Record<string, string>;
+  ips: string[];
+}
+
+interface PeerState {
+  record: NodeRecord;
+  peer: Peer;
+  routes: string[];
+}
+
+export class Agent {
+  dev!: WireGuardDevice;
+  private etcd!: Etcd3;
+  private lease: Lease | undefined;
+  private readonly watchers: ListWatcher[] = [];
+  /** Node records by etcd key, local and cached. */
+  private readonly nodes = new Map<string, NodeRecord>();
+  private readonly syncedClusters = new Set<string>();
+  readonly endpoints = new Map<string, EndpointRecord>();
+  private readonly peers = new Map<string, PeerState>(); // by "cluster/node"
+  private readonly local = new Map<string, LocalEndpoint>(); // by "namespace/name"
+  private reconcileQueued = false;
+  private stopped = false;
+  readonly startedAt = Date.now();
+
+  constructor(readonly cfg: AgentConfig, readonly log: Logger) {}
+
+  get id(): string {
+    return `${this.cfg.cluster.name}/${this.cfg.node.name}`;
+  }
+
+  private get stateFile(): string {
+    return `${dirname(this.cfg.wireguard.privateKeyFile)}/${this.cfg.node.name}.endpoints.json`;
+  }
+
+  async start(): Promise<void> {
+    const key = this.loadOrCreateKey();
+    this.dev = new WireGuardDevice({ tunName: this.cfg.wireguard.interface, listenPort: this.cfg.wireguard.port, mtu: this.cfg.wireguard.mtu, logger: this.log });
+    this.dev.setPrivateKey(key);
+    execFileSync('ip', ['link', 'set', this.dev.tunName, 'up']);
+    this.etcd = connectEtcd({ endpoints: this.cfg.etcd.endpoints, caFile: this.cfg.etcd.caFile, certFile: this.cfg.etcd.certFile, keyFile: this.cfg.etcd.keyFile });
+    this.loadLocalEndpoints();
+    await this.register();
+    const store = new EtcdStore(this.etcd);
+    const own = this.cfg.cluster.name;
+    const nodeSink = {
+      upsert: (k: string, v: string) => {
+        try {
+          this.nodes.set(k, parseNodeRecord(v));
+        } catch (err) {
+          this.log.warn({ key: k, err: (err as Error).message }, 'ignoring malformed node record');
+          this.nodes.delete(k);
+        }
+        this.queueReconcile();
+      },
+      remove: (k: string) => {
+        this.nodes.delete(k);
+        this.queueReconcile();
+      },
+    };
+    const endpointSink = {
+      upsert: (k: string, v: string) => {
+        try {
+          this.endpoints.set(k, parseEndpointRecord(v));
+        } catch (err) {
+          this.log.warn({ key: k, err: (err as Error).message }, 'ignoring malformed endpoint record');
+        }
+      },
+      remove: (k: string) => void this.endpoints.delete(k),
+    };
+    this.watchers.push(
+      new ListWatcher(store, statePrefix('nodes', own), nodeSink, this.log),
+      new ListWatcher(store, cachePrefix('nodes'), nodeSink, this.log),
+      new ListWatcher(store, syncedPrefix(), {
+        upsert: (k) => {
+          const c = k.slice(syncedPrefix().length).split('/')[0]!;
+          this.syncedClusters.add(c);
+          this.queueReconcile();
+        },
+        // A remote's marker goes away when the cluster is disconnected; its
+        // cached records are deleted by kvstoremesh at the same time.
+        remove: (k) => {
+          const c = k.slice(syncedPrefix().length).split('/')[0]!;
+          this.syncedClusters.delete(c);
+          this.queueReconcile();
+        },
+      }, this.log),
+      new ListWatcher(store, statePrefix('ip', own), endpointSink, this.log),
+      new ListWatcher(store, cachePrefix('ip'), endpointSink, this.log),
+    );
+    for (const w of this.watchers) void w.start();
+    this.log.info({ node: this.id, tun: this.dev.tunName, port: this.dev.listenPort }, 'agent started');
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.all(this.watchers.map((w) => w.stop()));
+    // Leave the records to expire with the lease: a restarting agent takes them over.
+    this.lease?.release();
+    this.etcd?.close();
+    this.dev?.close();
+  }
+
+  // ---- registration ----------------------------------------------------------
+
+  private loadOrCreateKey(): Buffer {
+    const file = this.cfg.wireguard.privateKeyFile;
+    if (existsSync(file)) {
+      const k = Buffer.from(readFileSync(file, 'utf8').trim(), 'base64');
+      if (k.length !== 32) throw new Error(`${file}: not a base64 WireGuard private key`);
+      return k;
+    }
+    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    const k = generatePrivateKey();
+    writeFileSync(file, k.toString('base64') + '\n', { mode: 0o600 });
+    return k;
+  }
+
+  private nodeRecord(): NodeRecord {
+    return {
+      cluster: this.cfg.cluster.name,
+      clusterId: this.cfg.cluster.id,
+      name: this.cfg.node.name,
+      addresses: this.cfg.node.addresses,
+      port: this.dev.listenPort,
+      publicKey: this.dev.identity!.publicKey.toString('base64'),
+      podCIDRs: this.cfg.node.podCIDRs,
+      bootId: String(this.startedAt),
+    };
+  }
+
+  private async register(): Promise<void> {
+    const lease = this.etcd.lease(this.cfg.leaseTTL, { autoKeepAlive: true });
+    this.lease = lease;
+    lease.on('lost', (err) => {
+      if (this.stopped) return;
+      this.log.warn({ err: err.message }, 'etcd lease lost, registering again');
+      setTimeout(() => void this.register().catch((e) => this.log.error({ err: (e as Error).message }, 'registration failed')), 1000);
+    });
+    await lease.put(stateKey('nodes', this.cfg.cluster.name, this.cfg.node.name)).value(JSON.stringify(this.nodeRecord()));
+    for (const ep of this.local.values()) await this.putEndpoint(ep);
+  }
+
+  private async putEndpoint(ep: LocalEndpoint): Promise<void> {
+    for (const ip of ep.ips) {
+      const rec: EndpointRecord = { ip, cluster: this.cfg.cluster.name, node: this.cfg.node.name, namespace: ep.namespace, name: ep.name, labels: ep.labels };
+      await this.lease!.put(stateKey('ip', this.cfg.cluster.name, ip)).value(JSON.stringify(rec));
+    }
+  }
+
+  // ---- local endpoints (the CNI-facing API calls these) -------------------------
+
+  async addEndpoint(ep: LocalEndpoint): Promise<void> {
+    const key = `${ep.namespace}/${ep.name}`;
+    const old = this.local.get(key);
+    this.local.set(key, ep);
+    this.saveLocalEndpoints();
+    await this.putEndpoint(ep);
+    if (old) for (const ip of old.ips) if (!ep.ips.includes(ip)) await this.etcd.delete().key(stateKey('ip', this.cfg.cluster.name, ip));
+  }
+
+  async removeEndpoint(namespace: string, name: string): Promise<boolean> {
+    const ep = this.local.get(`${namespace}/${name}`);
+    if (!ep) return false;
+    this.local.delete(`${namespace}/${name}`);
+    this.saveLocalEndpoints();
+    for (const ip of ep.ips) await this.etcd.delete().key(stateKey('ip', this.cfg.cluster.name, ip));
+    return true;
+  }
+
+  localEndpoints(): LocalEndpoint[] {
+    return [...this.local.values()];
+  }
+
+  private loadLocalEndpoints(): void {
+    if (!existsSync(this.stateFile)) return;
+    try {
+      for (const ep of JSON.parse(readFileSync(this.stateFile, 'utf8')) as LocalEndpoint[]) this.local.set(`${ep.namespace}/${ep.name}`, ep);
+    } catch (err) {
+      this.log.warn({ file: this.stateFile, err: (err as Error).message }, 'ignoring unreadable endpoint state');
+    }
+  }
+
+  private saveLocalEndpoints(): void {
+    writeFileSync(this.stateFile, JSON.stringify([...this.local.values()], null, 1), { mode: 0o600 });
+  }
+
+  // ---- reconciliation -----------------------------------------------------------
+
+  private queueReconcile(): void {
+    if (this.reconcileQueued || this.stopped) return;
+    this.reconcileQueued = true;
+    setImmediate(() => {
+      this.reconcileQueued = false;
+      try {
+        this.reconcile();
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, 'reconcile failed');
+      }
+    });
+  }
+
+  /** The nodes we should have a tunnel to: our cluster's and synced remotes'. */
+  desiredNodes(): Map<string, NodeRecord> {
+    const out = new Map<string, NodeRecord>();
+    const own = this.cfg.cluster.name;
+    for (const [key, rec] of this.nodes) {
+      const local = key.startsWith(statePrefix('nodes', own));
+      const loc = splitClusterName(local ? statePrefix('nodes') : cachePrefix('nodes'), key);
+      if (!loc || loc.cluster !== rec.cluster || loc.name !== rec.name) continue; // a record must live under its own name
+      if (!local && (rec.cluster === own || !this.syncedClusters.has(rec.cluster))) continue;
+      if (rec.cluster === own && rec.name === this.cfg.node.name) continue;
+      out.set(`${rec.cluster}/${rec.name}`, rec);
+    }
+    return out;
+  }
+
+  reconcile(): void {
+    const desired = this.desiredNodes();
+    for (const [id, st] of this.peers) {
+      if (desired.has(id)) continue;
+      this.removePeer(id, st);
+    }
+    for (const [id, rec] of desired) {
+      const st = this.peers.get(id);
+      if (st && JSON.stringify(st.record) === JSON.stringify(rec)) continue;
+      if (st && st.record.publicKey !== rec.publicKey) this.removePeer(id, st);
+      this.upsertPeer(id, rec);
+    }
+  }
+
+  private upsertPeer(id: string, rec: NodeRecord): void {
+    const pub = Buffer.from(rec.publicKey, 'base64');
+    const peer = this.dev.addPeer(pub);
+    const mine = parseIP(this.cfg.node.addresses[0]!)!;
+    const addr = rec.addresses.find((a) => parseIP(a)!.length === mine.length) ?? rec.addresses[0]!;
+    this.dev.setPeerEndpoint(peer, { host: addr, port: rec.port });
+    const prefixes = rec.podCIDRs.map((c) => parsePrefix(c));
+    this.dev.setPeerAllowedIPs(peer, prefixes);
+    const old = this.peers.get(id);
+    for (const r of old?.routes ?? []) if (!rec.podCIDRs.includes(r)) this.route('del', r);
+    for (const r of rec.podCIDRs) this.route('replace', r);
+    this.peers.set(id, { record: rec, peer, routes: [...rec.podCIDRs] });
+    this.log.info({ peer: id, endpoint: `${addr}:${rec.port}`, podCIDRs: rec.podCIDRs }, 'peer up');
+  }
+
+  private removePeer(id: string, st: PeerState): void {
+    for (const r of st.routes) this.route('del', r);
+    this.dev.removePeer(st.peer.publicKey);
+    this.peers.delete(id);
+    this.log.info({ peer: id }, 'peer removed');
+  }
+
+  private route(op: 'replace' | 'del', cidr: string): void {
+    const family = cidr.includes(':') ? '-6' : '-4';
+    try {
+      execFileSync('ip', [family, 'route', op, cidr, 'dev', this.dev.tunName], { stdio: 'ignore' });
+    } catch {
+      if (op === 'replace') this.log.warn({ cidr }, 'could not install route');
+    }
+  }
+
+  // ---- status -------------------------------------------------------------------
+
+  status(): Record<string, unknown> {
+    const stats = this.dev.peerStats();
+    const now = Date.now();
+    return {
+      cluster: this.cfg.cluster.name,
+      clusterId: this.cfg.cluster.id,
+      node: this.cfg.node.name,
+      publicKey: this.dev.identity?.publicKey.toString('base64'),
+      listenPort: this.dev.listenPort,
+      etcdConnected: this.watchers.every((w) => w.connected),
+      syncedClusters: [...this.syncedClusters].sort(),
+      endpoints: this.endpoints.size,
+      localEndpoints: this.local.size,
+      peers: [...this.peers.entries()].map(([id, st]) => {
+        const s = stats.get(st.peer.id);
+        return {
+          id,
+          cluster: st.record.cluster,
+          endpoint: s?.host ? `${s.host}:${s.port}` : undefined,
+          podCIDRs: st.record.podCIDRs,
+          lastHandshakeAgeS: st.peer.lastHandshakeEpochMs ? Math.round((now - st.peer.lastHandshakeEpochMs) / 1000) : null,
+          rxBytes: s?.rxBytes ?? 0,
+          txBytes: s?.txBytes ?? 0,
+        };
+      }),
+      counters: this.dev.native.counters(),
+    };
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * The agent's local API on a UNIX socket (HTTP/1.1, JSON), used by the testbed
+ * and a CNI-style plugin:
+ *   POST   /v1/endpoints                  {name, namespace, labels, ips}
+ *   DELETE /v1/endpoints/<namespace>/<name>
+ *   GET    /v1/endpoints                  this node's endpoints
+ *   GET    /v1/status                     peers, handshakes, sync state, counters
+ * Errors: 400 with {error, field} for a bad request, 404 for unknown paths.
+ */
+import { existsSync, mkdirSync, unlinkSync, chmodSync } from 'node:fs';
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { dirname } from 'node:path';
+import { ConfigError } from '../errors.js';
+import { validateAddress } from '../controlplane/types.js';
+import type { Agent, LocalEndpoint } from './agent.js';
+
+const LABEL_KEY = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$/;
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+export function validateEndpoint(body: unknown): LocalEndpoint {
+  if (typeof body !== 'object' || body === null) throw new ConfigError('(body)', 'must be a JSON object');
+  const b = body as Record<string, unknown>;
+  for (const f of ['name', 'namespace'] as const)
+    if (typeof b[f] !== 'string' || !DNS_LABEL.test(b[f] as string)) throw new ConfigError(f, `must be a DNS label, got ${JSON.stringify(b[f])}`);
+  const labels = (b.labels ?? {}) as Record<string, unknown>;
+  if (typeof labels !== 'object' || Array.isArray(labels)) throw new ConfigError('labels', 'must be a map');
+  for (const [k, v] of Object.entries(labels)) {
+    if (!LABEL_KEY.test(k)) throw new ConfigError(`labels.${k}`, 'invalid label key');
+    if (typeof v !== 'string' || !LABEL_VALUE.test(v)) throw new ConfigError(`labels.${k}`, `invalid label value ${JSON.stringify(v)}`);
+  }
+  if (!Array.isArray(b.ips) || b.ips.length === 0) throw new ConfigError('ips', 'must be a non-empty list of IP addresses');
+  const ips = b.ips.map((ip, i) => validateAddress(ip, `ips[${i}]`));
+  return { name: b.name as string, namespace: b.namespace as string, labels: labels as Record<string, string>, ips };
+}
+
+function send(res: ServerResponse, code: number, body: unknown): void {
+  res.writeHead(code, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body) + '\n');
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  let data = '';
+  for await (const chunk of req) {
+    data += chunk;
+    if (data.length > 1 << 20) throw new ConfigError('(body)', 'larger than 1 MiB');
+  }
+  try {
+    return JSON.parse(data);
+  } catch {
+    throw new ConfigError('(body)', 'not valid JSON');
+  }
+}
+
+export async function serveApi(agent: Agent, path: string): Promise<Server> {
+  mkdirSync(dirname(path), { recursive: true });
+  if (existsSync(path)) unlinkSync(path);
+  const server = createServer((req, res) => {
+    void (async () => {
+      try {
+        const url = new URL(req.url ?? '/', 'http://agent');
+        const parts = url.pathname.split('/').filter(Boolean);
+        if (req.method === 'GET' && url.pathname === '/v1/status') return send(res, 200, agent.status());
+        if (req.method === 'GET' && url.pathname === '/v1/endpoints') return send(res, 200, agent.localEndpoints());
+        if (req.method === 'POST' && url.pathname === '/v1/endpoints') {
+          const ep = validateEndpoint(await readJson(req));
+          await agent.addEndpoint(ep);
+          return send(res, 201, ep);
+        }
+        if (req.method === 'DELETE' && parts.length === 4 && parts[0] === 'v1' && parts[1] === 'endpoints') {
+          const ok = await agent.removeEndpoint(parts[2]!, parts[3]!);
+          return send(res, ok ? 200 : 404, ok ? { deleted: `${parts[2]}/${parts[3]}` } : { error: 'no such endpoint' });
+        }
+        send(res, 404, { error: `no route for ${req.method} ${url.pathname}` });
+      } catch (err) {
+        if (err instanceof ConfigError) send(res, 400, { error: err.message, field: err.field });
+        else send(res, 500, { error: (err as Error).message });
+      }
+    })();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => resolve());
+  });
+  chmodSync(path, 0o660);
+  return server;
+}
+
+/** Client side: one request to an agent's socket. */
+export function callAgent(socket: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: socket, method, path, headers: { 'content-type': 'application/json' } }, (res) => {
+      let data = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (data += d));
+      res.on('end', () => {
+        try {
+          resolve({ status: res.statusCode ?? 0, body: data ? JSON.parse(data) : null });
+        } catch (err) {
+          reject(err);
+        }
+      });
+    });
+    req.on('error', reject);
+    if (body !== undefined) req.write(JSON.stringify(body));
+    req.end();
+  });
+}

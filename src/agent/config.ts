@@ -1,0 +1,100 @@
+/**
+ * The agent's node.yaml. Every error names the field and the reason.
+ *
+ *   cluster: { name: c1, id: 1 }
+ *   node:
+ *     name: n1
+ *     addresses: [198.18.1.10]          # underlay; IPv4 and/or IPv6
+ *     podCIDRs: [100.65.1.0/24]         # this node's pods (dual stack: add an IPv6 prefix)
+ *   wireguard: { interface: wm0, port: 51820, privateKeyFile: /var/lib/wiremesh/key, mtu: 1420 }
+ *   etcd: { endpoints: [http://198.18.1.2:2379], caFile, certFile, keyFile }
+ *   api: { socket: /run/wiremesh/agent.sock }
+ */
+import { readFileSync } from 'node:fs';
+import { parse } from 'yaml';
+import { ConfigError } from '../errors.js';
+import { validateAddress, validateClusterId, validateClusterName, validatePrefixes } from '../controlplane/types.js';
+import { formatPrefix } from '../net/ip.js';
+
+export interface AgentConfig {
+  cluster: { name: string; id: number };
+  node: { name: string; addresses: string[]; podCIDRs: string[] };
+  wireguard: { interface: string; port: number; privateKeyFile: string; mtu: number };
+  etcd: { endpoints: string[]; caFile?: string; certFile?: string; keyFile?: string };
+  api: { socket: string };
+  /** Node record lease, seconds: how long a dead agent's node stays published. */
+  leaseTTL: number;
+}
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function obj(v: unknown, field: string): Obj {
+  if (!isObj(v)) throw new ConfigError(field, 'must be a mapping');
+  return v;
+}
+function str(v: unknown, field: string): string {
+  if (typeof v !== 'string' || v === '') throw new ConfigError(field, 'must be a non-empty string');
+  return v;
+}
+function int(v: unknown, field: string, min: number, max: number, dflt?: number): number {
+  if (v === undefined && dflt !== undefined) return dflt;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new ConfigError(field, `must be an integer in ${min}..${max}`);
+  return v;
+}
+function strList(v: unknown, field: string): string[] {
+  if (!Array.isArray(v) || v.length === 0) throw new ConfigError(field, 'must be a non-empty list');
+  return v.map((x, i) => str(x, `${field}[${i}]`));
+}
+
+export function parseAgentConfig(text: string): AgentConfig {
+  let doc: unknown;
+  try {
+    doc = parse(text);
+  } catch (err) {
+    throw new ConfigError('(file)', `not valid YAML: ${(err as Error).message}`);
+  }
+  const root = obj(doc, '(root)');
+  const known = ['cluster', 'node', 'wireguard', 'etcd', 'api', 'leaseTTL'];
+  for (const k of Object.keys(root)) if (!known.includes(k)) throw new ConfigError(k, `unknown field (expected one of ${known.join(', ')})`);
+  const c = obj(root.cluster, 'cluster');
+  const n = obj(root.node, 'node');
+  const w = obj(root.wireguard ?? {}, 'wireguard');
+  const e = obj(root.etcd, 'etcd');
+  const a = obj(root.api ?? {}, 'api');
+  const nodeName = str(n.name, 'node.name');
+  if (!/^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/.test(nodeName)) throw new ConfigError('node.name', `"${nodeName}" must be a DNS label`);
+  const addresses = strList(n.addresses, 'node.addresses');
+  addresses.forEach((x, i) => validateAddress(x, `node.addresses[${i}]`));
+  const podCIDRs = validatePrefixes(n.podCIDRs, 'node.podCIDRs').map(formatPrefix);
+  const iface = w.interface === undefined ? 'wm0' : str(w.interface, 'wireguard.interface');
+  if (iface.length > 15) throw new ConfigError('wireguard.interface', 'at most 15 characters');
+  const endpoints = strList(e.endpoints, 'etcd.endpoints');
+  endpoints.forEach((u, i) => {
+    if (!/^https?:\/\/[^/]+$/.test(u)) throw new ConfigError(`etcd.endpoints[${i}]`, `"${u}" must be http(s)://host:port`);
+  });
+  const tls = (k: string) => (e[k] === undefined ? undefined : str(e[k], `etcd.${k}`));
+  return {
+    cluster: { name: validateClusterName(c.name), id: validateClusterId(c.id) },
+    node: { name: nodeName, addresses, podCIDRs },
+    wireguard: {
+      interface: iface,
+      port: int(w.port, 'wireguard.port', 1, 65535, 51820),
+      privateKeyFile: w.privateKeyFile === undefined ? `/var/lib/wiremesh/${nodeName}.key` : str(w.privateKeyFile, 'wireguard.privateKeyFile'),
+      mtu: int(w.mtu, 'wireguard.mtu', 1280, 65000, 1420),
+    },
+    etcd: { endpoints, caFile: tls('caFile'), certFile: tls('certFile'), keyFile: tls('keyFile') },
+    api: { socket: a.socket === undefined ? `/run/wiremesh/${nodeName}.sock` : str(a.socket, 'api.socket') },
+    leaseTTL: int(root.leaseTTL, 'leaseTTL', 5, 3600, 30),
+  };
+}
+
+export function loadAgentConfig(path: string): AgentConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError('--config', `cannot read ${path}: ${(err as Error).message}`);
+  }
+  return parseAgentConfig(text);
+}

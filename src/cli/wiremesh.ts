@@ -1,0 +1,155 @@
+/**
+ * `wiremesh`: the agent, the kvstoremesh replicator, cluster-mesh management and
+ * the network-namespace testbed, as subcommands.
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import { ConfigError, WiremeshError } from '../errors.js';
+import { createLogger } from '../log.js';
+
+function etcdOptions(o: { etcd: string; etcdCa?: string; etcdCert?: string; etcdKey?: string }) {
+  return { endpoints: o.etcd.split(','), caFile: o.etcdCa, certFile: o.etcdCert, keyFile: o.etcdKey };
+}
+
+function withEtcdFlags(cmd: Command, prefix = ''): Command {
+  const p = prefix ? `${prefix}-` : '';
+  return cmd
+    .requiredOption(`--${p}etcd <urls>`, 'etcd endpoints, comma separated')
+    .option(`--${p}etcd-ca <file>`, 'CA certificate (PEM) to verify etcd')
+    .option(`--${p}etcd-cert <file>`, 'client certificate (PEM)')
+    .option(`--${p}etcd-key <file>`, 'client key (PEM)');
+}
+
+function waitForSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command('wiremesh').description('wiremesh: a WireGuard cluster mesh').showHelpAfterError();
+  program.exitOverride();
+
+  program
+    .command('agent')
+    .description('run the node agent')
+    .requiredOption('--config <file>', 'node.yaml')
+    .action(async (o: { config: string }) => {
+      const { loadAgentConfig } = await import('../agent/config.js');
+      const { Agent } = await import('../agent/agent.js');
+      const { serveApi } = await import('../agent/api.js');
+      const cfg = loadAgentConfig(o.config);
+      const log = createLogger(`agent(${cfg.cluster.name}/${cfg.node.name})`);
+      const agent = new Agent(cfg, log);
+      await agent.start();
+      const api = await serveApi(agent, cfg.api.socket);
+      const why = await waitForSignal();
+      log.info({ why }, 'stopping');
+      api.close();
+      await agent.stop();
+    });
+
+  withEtcdFlags(program.command('kvstoremesh').description("replicate connected clusters' state into this cluster's etcd"))
+    .requiredOption('--cluster <name>', 'this cluster')
+    .action(async (o: { cluster: string; etcd: string; etcdCa?: string; etcdCert?: string; etcdKey?: string }) => {
+      const { connectEtcd } = await import('../controlplane/kvstore.js');
+      const { KVStoreMesh } = await import('../controlplane/kvstoremesh.js');
+      const log = createLogger(`kvstoremesh(${o.cluster})`);
+      const etcd = connectEtcd(etcdOptions(o));
+      const mesh = new KVStoreMesh(o.cluster, etcd, log);
+      await mesh.start();
+      log.info('kvstoremesh started');
+      await waitForSignal();
+      await mesh.stop();
+      etcd.close();
+    });
+
+  const cm = program.command('clustermesh').description('connect clusters into a mesh');
+  withEtcdFlags(cm.command('enable').description("record this cluster's name, id and pod CIDRs in its etcd"))
+    .requiredOption('--cluster <name>', 'cluster name')
+    .requiredOption('--id <n>', 'cluster id (1-255)', (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n)) throw new InvalidArgumentError('not an integer');
+      return n;
+    })
+    .requiredOption('--pod-cidr <cidrs>', 'pod CIDRs, comma separated')
+    .action(async (o: { cluster: string; id: number; podCidr: string; etcd: string }) => {
+      const { enableCluster } = await import('../controlplane/clustermesh.js');
+      await enableCluster(etcdOptions(o), { name: o.cluster, id: o.id, podCIDRs: o.podCidr.split(',') });
+      console.log(`cluster ${o.cluster} (id ${o.id}) enabled`);
+    });
+  withEtcdFlags(withEtcdFlags(cm.command('connect').description('connect two clusters (both directions)'), 'a'), 'b').action(
+    async (o: Record<string, string>) => {
+      const { connectClusters } = await import('../controlplane/clustermesh.js');
+      const pick = (p: string) => etcdOptions({ etcd: o[`${p}Etcd`]!, etcdCa: o[`${p}EtcdCa`], etcdCert: o[`${p}EtcdCert`], etcdKey: o[`${p}EtcdKey`] });
+      const { a, b } = await connectClusters(pick('a'), pick('b'));
+      console.log(`connected ${a.name} <-> ${b.name}`);
+    },
+  );
+  withEtcdFlags(withEtcdFlags(cm.command('disconnect').description('disconnect two clusters'), 'a'), 'b').action(
+    async (o: Record<string, string>) => {
+      const { disconnectClusters } = await import('../controlplane/clustermesh.js');
+      const pick = (p: string) => etcdOptions({ etcd: o[`${p}Etcd`]!, etcdCa: o[`${p}EtcdCa`], etcdCert: o[`${p}EtcdCert`], etcdKey: o[`${p}EtcdKey`] });
+      await disconnectClusters(pick('a'), pick('b'));
+      console.log('disconnected');
+    },
+  );
+  withEtcdFlags(cm.command('status').description("this cluster's mesh: remotes, sync state, nodes"))
+    .option('--json', 'JSON output')
+    .action(async (o: { etcd: string; json?: boolean }) => {
+      const { meshStatus } = await import('../controlplane/clustermesh.js');
+      const s = await meshStatus(etcdOptions(o));
+      if (o.json) return void console.log(JSON.stringify(s, null, 2));
+      console.log(`Cluster ${s.cluster.name} (id ${s.cluster.id}), pod CIDRs ${s.cluster.podCIDRs.join(', ')}`);
+      console.log(`Local nodes: ${s.nodes.local}`);
+      console.log(`Clusters configured: ${s.remotes.length}, connected: ${s.remotes.filter((r) => r.status?.connected).length}`);
+      for (const r of s.remotes) {
+        const st = r.status as { connected?: boolean; synced?: Record<string, boolean>; lastError?: string } | null;
+        const synced = st?.synced ? Object.entries(st.synced).filter(([, v]) => v).map(([k]) => k).join(',') : '-';
+        console.log(`  ${r.name}: ${st?.connected ? 'connected' : 'NOT connected'}, synced [${synced}], nodes ${s.nodes.byRemote[r.name] ?? 0}${st?.lastError ? `, error: ${st.lastError}` : ''}`);
+      }
+    });
+
+  program.enablePositionalOptions();
+  const tb = program.command('testbed').description('multi-cluster testbed in network namespaces').enablePositionalOptions();
+  tb.command('up <file>')
+    .description('build the topology in FILE')
+    .action(async (file: string) => {
+      const { testbedUp } = await import('../testbed/testbed.js');
+      await testbedUp(file, (msg) => process.stderr.write(`${msg}\n`));
+    });
+  tb.command('down <file>')
+    .description('remove every namespace, process and file the testbed made')
+    .action(async (file: string) => {
+      const { testbedDown } = await import('../testbed/testbed.js');
+      await testbedDown(file, (msg) => process.stderr.write(`${msg}\n`));
+    });
+  tb.command('status')
+    .option('--name <name>', 'testbed name (when several are up)')
+    .option('--json', 'JSON output')
+    .action(async (o: { name?: string; json?: boolean }) => {
+      const { testbedStatus, formatStatus } = await import('../testbed/testbed.js');
+      const s = await testbedStatus(o.name);
+      console.log(o.json ? JSON.stringify(s, null, 2) : formatStatus(s));
+    });
+  tb.command('exec <target> [cmd...]')
+    .description('run CMD in CLUSTER/POD (or CLUSTER/NODE)')
+    .option('--name <name>', 'testbed name (when several are up)')
+    .passThroughOptions()
+    .action(async (target: string, cmd: string[], o: { name?: string }) => {
+      const { testbedExec } = await import('../testbed/testbed.js');
+      process.exitCode = await testbedExec(target, cmd, o.name);
+    });
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    const e = err as { code?: string; exitCode?: number };
+    if (e.code?.startsWith('commander.')) return e.exitCode ?? 1;
+    if (err instanceof ConfigError) process.stderr.write(`error: ${err.field}: ${err.message.slice(err.field.length + 2)}\n`);
+    else if (err instanceof WiremeshError) process.stderr.write(`error (${err.code}): ${err.message}\n`);
+    else process.stderr.write(`error: ${(err as Error).message}\n`);
+    return 1;
+  }
+}

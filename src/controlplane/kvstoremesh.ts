@@ -1,0 +1,212 @@
+/**
+ * KVStoreMesh: one per cluster. Reads each connected cluster's etcd (its
+ * wiremesh/state/<type>/v1/<remote>/ prefixes only) and mirrors them into the
+ * local etcd under wiremesh/cache/<type>/v1/<remote>/, so agents read only
+ * their own etcd: connections to remote etcds grow with clusters², not with
+ * nodes × clusters.
+ *
+ * - Which remotes: the local keys wiremesh/mesh/v1/remotes/<remote> (written by
+ *   `wiremesh clustermesh connect`), watched, so connect/disconnect need no restart.
+ * - Sync markers: wiremesh/synced/<remote>/<type> is written once the first full
+ *   list of that type is mirrored; agents ignore a remote's cache until then.
+ * - Deletions are never lost: a broken watch relists (ListWatcher), and at start
+ *   the local cache entries the remote no longer has are deleted after the
+ *   first list.
+ * - While a remote is unreachable, its cached state stays and the outage is
+ *   reported in wiremesh/mesh/v1/status/<remote>.
+ */
+import type { Etcd3, Lease } from 'etcd3';
+import type { Logger } from '../log.js';
+import {
+  cacheKey,
+  cachePrefix,
+  remoteStatusKey,
+  remotesPrefix,
+  splitClusterName,
+  statePrefix,
+  syncedKey,
+  type StateType,
+} from './keys.js';
+import { connectEtcd, EtcdStore, ListWatcher, type EtcdOptions } from './kvstore.js';
+import { validateClusterName } from './types.js';
+
+/** State replicated between clusters (policies are replicated only when marked mesh-wide: issue 4). */
+export const REPLICATED_TYPES: StateType[] = ['nodes', 'ip', 'identities', 'services'];
+
+export interface RemoteSpec extends EtcdOptions {
+  name: string;
+}
+
+export function parseRemoteSpec(json: string): RemoteSpec {
+  const v = JSON.parse(json) as Partial<RemoteSpec>;
+  validateClusterName(v.name, 'remote.name');
+  if (!Array.isArray(v.endpoints) || v.endpoints.length === 0) throw new Error('remote.endpoints: missing');
+  return v as RemoteSpec;
+}
+
+interface RemoteStatus {
+  cluster: string;
+  connected: boolean;
+  synced: Record<string, boolean>;
+  entries: Record<string, number>;
+  relists: number;
+  lastError?: string;
+  since: string;
+}
+
+class RemoteReplication {
+  private client: Etcd3;
+  private readonly watchers: ListWatcher[] = [];
+  private chain: Promise<unknown> = Promise.resolve();
+  readonly synced: Record<string, boolean> = {};
+  readonly counts: Record<string, number> = {};
+  private readonly since = new Date().toISOString();
+
+  constructor(
+    readonly spec: RemoteSpec,
+    private readonly local: Etcd3,
+    private readonly log: Logger,
+  ) {
+    this.client = connectEtcd({ ...spec, dialTimeoutMs: 3000 });
+  }
+
+  /** Local writes in the order the remote's events arrived. */
+  private enqueue(op: () => Promise<unknown>): void {
+    this.chain = this.chain.then(op).catch((err) => this.log.error({ remote: this.spec.name, err: (err as Error).message }, 'local write failed'));
+  }
+
+  async start(): Promise<void> {
+    const remote = this.spec.name;
+    const store = new EtcdStore(this.client);
+    for (const type of REPLICATED_TYPES) {
+      const stale = new Set((await this.local.getAll().prefix(cachePrefix(type, remote)).keys()).map(String));
+      this.synced[type] = false;
+      this.counts[type] = 0;
+      const srcPrefix = statePrefix(type, remote);
+      const w = new ListWatcher(
+        store,
+        srcPrefix,
+        {
+          upsert: (k, v) => {
+            const loc = splitClusterName(statePrefix(type), k);
+            if (!loc) return;
+            stale.delete(cacheKey(type, remote, loc.name));
+            this.enqueue(() => this.local.put(cacheKey(type, remote, loc.name)).value(v).exec());
+          },
+          remove: (k) => {
+            const loc = splitClusterName(statePrefix(type), k);
+            if (!loc) return;
+            this.enqueue(() => this.local.delete().key(cacheKey(type, remote, loc.name)).exec());
+          },
+          synced: () => {
+            this.counts[type] = w.keys().length;
+            if (this.synced[type]) return;
+            for (const k of stale) this.enqueue(() => this.local.delete().key(k).exec());
+            stale.clear();
+            this.enqueue(() => this.local.put(syncedKey(remote, type)).value(JSON.stringify({ at: new Date().toISOString() })).exec());
+            this.synced[type] = true;
+            this.log.info({ remote, type }, 'initial sync complete');
+          },
+        },
+        this.log,
+      );
+      this.watchers.push(w);
+      void w.start();
+    }
+  }
+
+  status(): RemoteStatus {
+    const lastError = this.watchers.map((w) => w.lastError).find(Boolean);
+    for (const [i, type] of REPLICATED_TYPES.entries()) this.counts[type] = this.watchers[i]?.keys().length ?? 0;
+    return {
+      cluster: this.spec.name,
+      connected: this.watchers.length > 0 && this.watchers.every((w) => w.connected),
+      synced: { ...this.synced },
+      entries: { ...this.counts },
+      relists: this.watchers.reduce((n, w) => n + w.relists, 0),
+      ...(lastError ? { lastError } : {}),
+      since: this.since,
+    };
+  }
+
+  /** Stops replicating; with purge, also deletes the cache and the sync markers. */
+  async stop(purge: boolean): Promise<void> {
+    await Promise.all(this.watchers.map((w) => w.stop()));
+    this.client.close();
+    await this.chain;
+    if (purge) {
+      for (const type of REPLICATED_TYPES) {
+        await this.local.delete().key(syncedKey(this.spec.name, type));
+        await this.local.delete().prefix(cachePrefix(type, this.spec.name));
+      }
+      await this.local.delete().key(remoteStatusKey(this.spec.name));
+    }
+  }
+}
+
+export class KVStoreMesh {
+  private readonly remotes = new Map<string, RemoteReplication>();
+  private watcher: ListWatcher | undefined;
+  private statusTimer: NodeJS.Timeout | undefined;
+  private lease: Lease | undefined;
+
+  constructor(
+    readonly cluster: string,
+    private readonly local: Etcd3,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    this.lease = this.local.lease(15, { autoKeepAlive: true });
+    this.watcher = new ListWatcher(new EtcdStore(this.local), remotesPrefix(), {
+      upsert: (k, v) => void this.onRemote(k.slice(remotesPrefix().length), v),
+      remove: (k) => void this.dropRemote(k.slice(remotesPrefix().length), true),
+    }, this.log);
+    void this.watcher.start();
+    this.statusTimer = setInterval(() => void this.publishStatus(), 2000);
+    this.statusTimer.unref();
+  }
+
+  private async onRemote(name: string, json: string): Promise<void> {
+    let spec: RemoteSpec;
+    try {
+      spec = parseRemoteSpec(json);
+      if (spec.name !== name) throw new Error(`remote.name "${spec.name}" does not match its key "${name}"`);
+      if (spec.name === this.cluster) throw new Error('a cluster cannot connect to itself');
+    } catch (err) {
+      this.log.error({ remote: name, err: (err as Error).message }, 'ignoring invalid remote configuration');
+      return;
+    }
+    const existing = this.remotes.get(name);
+    if (existing && JSON.stringify(existing.spec) === JSON.stringify(spec)) return;
+    if (existing) await this.dropRemote(name, false);
+    const r = new RemoteReplication(spec, this.local, this.log);
+    this.remotes.set(name, r);
+    this.log.info({ remote: name, endpoints: spec.endpoints }, 'replicating remote cluster');
+    await r.start().catch((err) => this.log.error({ remote: name, err: (err as Error).message }, 'replication start failed'));
+  }
+
+  private async dropRemote(name: string, purge: boolean): Promise<void> {
+    const r = this.remotes.get(name);
+    if (!r) return;
+    this.remotes.delete(name);
+    this.log.info({ remote: name, purge }, 'stopped replicating remote cluster');
+    await r.stop(purge);
+  }
+
+  status(): RemoteStatus[] {
+    return [...this.remotes.values()].map((r) => r.status());
+  }
+
+  private async publishStatus(): Promise<void> {
+    if (!this.lease) return;
+    for (const s of this.status()) await this.lease.put(remoteStatusKey(s.cluster)).value(JSON.stringify(s)).catch(() => undefined);
+  }
+
+  async stop(): Promise<void> {
+    if (this.statusTimer) clearInterval(this.statusTimer);
+    await this.watcher?.stop();
+    await Promise.all([...this.remotes.keys()].map((n) => this.dropRemote(n, false)));
+    this.lease?.release();
+  }
+}

@@ -1,0 +1,162 @@
+/**
+ * The testbed topology file (YAML), documented in docs/testbed.md.
+ *
+ *   name: demo                        # optional; namespaces are wmtb-<name>-...
+ *   clusters:
+ *     - { name: c1, id: 1, podCIDR: 100.65.0.0/16, nodes: [n1, n2] }
+ *   pods:
+ *     - { name: web, cluster: c1, node: n1, namespace: default, labels: { app: web } }
+ *   manifests: { c1: [policy.yaml] }  # applied with `wiremesh apply` (issue 3/4)
+ *   connect: [[c1, c2]]               # optional; default: full mesh
+ */
+import { readFileSync } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+import { parse } from 'yaml';
+import { ConfigError } from '../errors.js';
+import { formatIP, parsePrefix } from '../net/ip.js';
+import { prefixesOverlap, validateClusterId, validateClusterName } from '../controlplane/types.js';
+
+export interface ClusterSpec {
+  name: string;
+  id: number;
+  podCIDR: string;
+  nodes: string[];
+}
+
+export interface PodSpec {
+  name: string;
+  cluster: string;
+  node: string;
+  namespace: string;
+  labels: Record<string, string>;
+}
+
+export interface Topology {
+  name: string;
+  file: string;
+  clusters: ClusterSpec[];
+  pods: PodSpec[];
+  manifests: Record<string, string[]>;
+  connect: Array<[string, string]>;
+}
+
+const DNS = /^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$/;
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+export function parseTopology(text: string, file = 'topology.yaml'): Topology {
+  let doc: unknown;
+  try {
+    doc = parse(text);
+  } catch (err) {
+    throw new ConfigError('(file)', `not valid YAML: ${(err as Error).message}`);
+  }
+  if (!isObj(doc)) throw new ConfigError('(root)', 'must be a mapping');
+  for (const k of Object.keys(doc))
+    if (!['name', 'clusters', 'pods', 'manifests', 'connect'].includes(k)) throw new ConfigError(k, 'unknown field');
+  const name = doc.name === undefined ? basename(file).replace(/\.[^.]*$/, '').toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 12) : doc.name;
+  if (typeof name !== 'string' || !/^[a-z0-9][a-z0-9-]{0,11}$/.test(name)) throw new ConfigError('name', 'must be 1-12 lowercase letters, digits or "-"');
+  if (!Array.isArray(doc.clusters) || doc.clusters.length === 0) throw new ConfigError('clusters', 'must be a non-empty list');
+  const clusters: ClusterSpec[] = doc.clusters.map((c, i) => {
+    const f = `clusters[${i}]`;
+    if (!isObj(c)) throw new ConfigError(f, 'must be a mapping');
+    const cname = validateClusterName(c.name, `${f}.name`);
+    if (cname.length > 12) throw new ConfigError(`${f}.name`, 'at most 12 characters in the testbed (interface names are short)');
+    const id = validateClusterId(c.id, `${f}.id`);
+    if (typeof c.podCIDR !== 'string') throw new ConfigError(`${f}.podCIDR`, 'must be a CIDR like 100.65.0.0/16');
+    const p = parsePrefix(c.podCIDR, `${f}.podCIDR`);
+    if (p.addr.length !== 4 || p.cidr > 22) throw new ConfigError(`${f}.podCIDR`, 'must be an IPv4 prefix of /22 or shorter (each node gets a /24)');
+    if (!Array.isArray(c.nodes) || c.nodes.length === 0) throw new ConfigError(`${f}.nodes`, 'must be a non-empty list of node names');
+    const nodes = c.nodes.map((n, j) => {
+      if (typeof n !== 'string' || !DNS.test(n) || n.length > 12) throw new ConfigError(`${f}.nodes[${j}]`, 'must be a DNS label of at most 12 characters');
+      return n;
+    });
+    if (new Set(nodes).size !== nodes.length) throw new ConfigError(`${f}.nodes`, 'node names must be unique');
+    if (nodes.length > (1 << (24 - p.cidr)) - 1) throw new ConfigError(`${f}.nodes`, `too many nodes for ${c.podCIDR}`);
+    return { name: cname, id, podCIDR: `${formatIP(p.addr)}/${p.cidr}`, nodes };
+  });
+  for (let i = 0; i < clusters.length; i++)
+    for (let j = i + 1; j < clusters.length; j++) {
+      const [a, b] = [clusters[i]!, clusters[j]!];
+      if (a.name === b.name) throw new ConfigError(`clusters[${j}].name`, `duplicate cluster name "${b.name}"`);
+      if (a.id === b.id) throw new ConfigError(`clusters[${j}].id`, `duplicate cluster id ${b.id} (also ${a.name})`);
+      if (prefixesOverlap(parsePrefix(a.podCIDR), parsePrefix(b.podCIDR)))
+        throw new ConfigError(`clusters[${j}].podCIDR`, `${b.podCIDR} overlaps ${a.podCIDR} of ${a.name}`);
+    }
+  const byName = new Map(clusters.map((c) => [c.name, c]));
+  const pods: PodSpec[] = (Array.isArray(doc.pods) ? doc.pods : doc.pods === undefined ? [] : (() => { throw new ConfigError('pods', 'must be a list'); })()).map((p: unknown, i: number) => {
+    const f = `pods[${i}]`;
+    if (!isObj(p)) throw new ConfigError(f, 'must be a mapping');
+    if (typeof p.name !== 'string' || !DNS.test(p.name) || p.name.length > 12) throw new ConfigError(`${f}.name`, 'must be a DNS label of at most 12 characters');
+    const c = typeof p.cluster === 'string' ? byName.get(p.cluster) : undefined;
+    if (!c) throw new ConfigError(`${f}.cluster`, `unknown cluster ${JSON.stringify(p.cluster)}`);
+    if (typeof p.node !== 'string' || !c.nodes.includes(p.node)) throw new ConfigError(`${f}.node`, `unknown node ${JSON.stringify(p.node)} in cluster ${c.name}`);
+    const namespace = p.namespace === undefined ? 'default' : p.namespace;
+    if (typeof namespace !== 'string' || !DNS.test(namespace)) throw new ConfigError(`${f}.namespace`, 'must be a DNS label');
+    const labels = p.labels === undefined ? {} : p.labels;
+    if (!isObj(labels) || Object.values(labels).some((v) => typeof v !== 'string')) throw new ConfigError(`${f}.labels`, 'must be a map of strings');
+    return { name: p.name, cluster: c.name, node: p.node, namespace, labels: labels as Record<string, string> };
+  });
+  const seen = new Set<string>();
+  pods.forEach((p, i) => {
+    const k = `${p.cluster}/${p.name}`;
+    if (seen.has(k)) throw new ConfigError(`pods[${i}].name`, `duplicate pod ${k}`);
+    seen.add(k);
+  });
+  const manifests: Record<string, string[]> = {};
+  if (doc.manifests !== undefined) {
+    if (!isObj(doc.manifests)) throw new ConfigError('manifests', 'must map cluster names to lists of files');
+    for (const [c, files] of Object.entries(doc.manifests)) {
+      if (!byName.has(c)) throw new ConfigError(`manifests.${c}`, 'unknown cluster');
+      if (!Array.isArray(files) || files.some((f) => typeof f !== 'string')) throw new ConfigError(`manifests.${c}`, 'must be a list of file names');
+      manifests[c] = (files as string[]).map((f) => resolve(dirname(file), f));
+    }
+  }
+  let connect: Array<[string, string]>;
+  if (doc.connect === undefined) {
+    connect = [];
+    for (let i = 0; i < clusters.length; i++) for (let j = i + 1; j < clusters.length; j++) connect.push([clusters[i]!.name, clusters[j]!.name]);
+  } else {
+    if (!Array.isArray(doc.connect)) throw new ConfigError('connect', 'must be a list of [clusterA, clusterB] pairs');
+    connect = doc.connect.map((pair, i) => {
+      if (!Array.isArray(pair) || pair.length !== 2 || pair.some((x) => typeof x !== 'string' || !byName.has(x)) || pair[0] === pair[1])
+        throw new ConfigError(`connect[${i}]`, 'must be a pair of two different cluster names');
+      return [pair[0], pair[1]] as [string, string];
+    });
+  }
+  return { name, file: resolve(file), clusters, pods, manifests, connect };
+}
+
+export function loadTopology(file: string): Topology {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError('(file)', `cannot read ${file}: ${(err as Error).message}`);
+  }
+  return parseTopology(text, file);
+}
+
+// ---- the address plan (docs/testbed.md) ----------------------------------------
+
+export const UNDERLAY_PREFIX_LEN = 16;
+/** Cluster i (0-based): etcd/kvstoremesh at 198.18.(i+1).2, node j at 198.18.(i+1).(10+j). */
+export const controlAddress = (ci: number): string => `198.18.${ci + 1}.2`;
+export const nodeAddress = (ci: number, ni: number): string => `198.18.${ci + 1}.${10 + ni}`;
+
+/** Node j (0-based) gets the (j+1)-th /24 of its cluster's pod CIDR. */
+export function nodePodCIDR(cluster: ClusterSpec, ni: number): string {
+  const p = parsePrefix(cluster.podCIDR);
+  const base = p.addr.readUInt32BE(0) + ((ni + 1) << 8);
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(base >>> 0);
+  return `${formatIP(b)}/24`;
+}
+
+/** Pod k (0-based, in order on its node) gets .(10+k) of the node's /24. */
+export function podAddress(nodeCIDR: string, k: number): string {
+  const p = parsePrefix(nodeCIDR);
+  const b = Buffer.from(p.addr);
+  b[3] = 10 + k;
+  return formatIP(b);
+}

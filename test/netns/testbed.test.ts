@@ -1,0 +1,112 @@
+// The multi-cluster testbed: 3 clusters x 2 nodes, a pod per node, full mesh,
+// real etcd per cluster, kvstoremesh per cluster, an agent per node.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { callAgent } from '../../src/agent/api.js';
+import { canRunNetns, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
+import { addPod, removePod, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
+import { readPcapUdpPayloads } from '../helpers/pcap.js';
+
+const enabled = canRunNetns() && hasCommand('etcd');
+const ECHO = join(ROOT, 'test', 'helpers', 'tcpecho.mjs');
+
+function run(ns: string, ...cmd: string[]): { ok: boolean; out: string } {
+  try {
+    return { ok: true, out: execFileSync('ip', ['netns', 'exec', ns, ...cmd], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) };
+  } catch (err) {
+    return { ok: false, out: String((err as { stdout?: string }).stdout ?? '') };
+  }
+}
+
+const ping = (ns: string, ip: string) => run(ns, 'ping', '-c', '1', '-W', '2', ip).ok;
+
+describe.skipIf(!enabled)('multi-cluster testbed (3 clusters x 2 nodes)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'wmtb-'));
+  const file = join(dir, 'topo.yaml');
+  const name = `t${process.pid % 100000}`;
+  let st: TestbedState;
+  const servers: ChildProcess[] = [];
+
+  beforeAll(async () => {
+    writeFileSync(
+      file,
+      `name: ${name}
+clusters:
+  - { name: c1, id: 1, podCIDR: 100.65.0.0/16, nodes: [n1, n2] }
+  - { name: c2, id: 2, podCIDR: 100.66.0.0/16, nodes: [n1, n2] }
+  - { name: c3, id: 3, podCIDR: 100.67.0.0/16, nodes: [n1, n2] }
+pods:
+${[1, 2, 3].flatMap((c) => [1, 2].map((n) => `  - { name: p${c}${n}, cluster: c${c}, node: n${n}, namespace: ns${n}, labels: { app: a${n} } }`)).join('\n')}
+`,
+    );
+    st = await testbedUp(file);
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const s of servers) s.kill();
+    await testbedDown(file);
+    rmSync(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  it('every pod reaches every other pod over ICMP (same node, same cluster, other clusters)', () => {
+    const failures: string[] = [];
+    for (const src of st.pods) for (const dst of st.pods) if (src !== dst && !ping(src.netns, dst.ip)) failures.push(`${src.cluster}/${src.name} -> ${dst.cluster}/${dst.name}`);
+    expect(failures).toEqual([]);
+  });
+
+  it('every pod reaches every other pod over TCP', async () => {
+    for (const p of st.pods) {
+      const s = spawn('ip', ['netns', 'exec', p.netns, process.execPath, ECHO, 'server', p.ip, '7000'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      servers.push(s);
+      await new Promise<void>((r) => s.stderr!.once('data', () => r()));
+    }
+    const failures: string[] = [];
+    for (const src of st.pods) {
+      const targets = st.pods.filter((d) => d !== src).map((d) => d.ip);
+      const out = run(src.netns, process.execPath, ECHO, 'client', '7000', ...targets).out;
+      for (const line of out.trim().split('\n')) if (!line.endsWith(' ok')) failures.push(`${src.name}: ${line}`);
+    }
+    expect(failures).toEqual([]);
+  });
+
+  it('between nodes the underlay carries only WireGuard messages', async () => {
+    const pcap = join(dir, 'ul.pcap');
+    // everything on the bridge except etcd's own traffic and ARP
+    const dump = spawn('ip', ['netns', 'exec', `wmtb-${name}-ul`, 'timeout', '-s', 'INT', '3', 'tcpdump', '-i', 'br0', '-U', '-w', pcap, 'not', 'port', '2379', 'and', 'not', 'arp', 'and', 'not', 'ip6'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    await new Promise<void>((resolve) => dump.stderr!.on('data', (d) => String(d).includes('listening') && resolve()));
+    const [a, b] = [st.pods.find((p) => p.cluster === 'c1')!, st.pods.find((p) => p.cluster === 'c3')!];
+    expect(ping(a.netns, b.ip)).toBe(true);
+    run(a.netns, process.execPath, ECHO, 'client', '7000', b.ip);
+    await new Promise((r) => dump.once('exit', r)); // the capture window is 3 s
+    const raw = readFileSync(pcap);
+    const udp = readPcapUdpPayloads(raw);
+    expect(udp.length).toBeGreaterThan(4);
+    // every captured frame is UDP carrying a WireGuard message type
+    expect(udp.every((p) => p.length >= 4 && p[0]! >= 1 && p[0]! <= 4 && p[1] === 0 && p[2] === 0 && p[3] === 0)).toBe(true);
+    expect(countFrames(raw)).toBe(udp.length); // nothing that is not UDP
+    // and no pod address appears in clear text
+    expect(raw.includes(Buffer.from([100, 67, 2, 10]))).toBe(false);
+  });
+
+  it('an endpoint added in one cluster becomes reachable from the others; removed, it is gone', async () => {
+    const pod = await addPod(st, { name: 'late', cluster: 'c2', node: 'n1', namespace: 'ns1', labels: { app: 'late' } });
+    const from = [st.pods.find((p) => p.cluster === 'c1')!, st.pods.find((p) => p.cluster === 'c3')!];
+    for (const f of from) expect(ping(f.netns, pod.ip)).toBe(true);
+    // its endpoint record reached the other clusters through kvstoremesh
+    const c3n1 = st.clusters.find((c) => c.name === 'c3')!.nodes[0]!;
+    const count = async () => ((await callAgent(c3n1.socket, 'GET', '/v1/status')).body as { endpoints: number }).endpoints;
+    await waitFor(async () => (await count()) === 7, 10_000, 'endpoint replicated to c3');
+    await removePod(st, 'c2', 'late');
+    await waitFor(async () => (await count()) === 6, 10_000, 'endpoint removal replicated to c3');
+    for (const f of from) expect(ping(f.netns, pod.ip)).toBe(false);
+  });
+});
+
+function countFrames(pcap: Buffer): number {
+  let n = 0;
+  for (let off = 24; off + 16 <= pcap.length; n++) off += 16 + pcap.readUInt32LE(off + 8);
+  return n;
+}
