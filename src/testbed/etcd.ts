@@ -24,10 +24,12 @@ export interface EtcdSpec {
   /** TLS: server cert/key and the CA that signs clients (enables client-cert auth). */
   tls?: { certFile: string; keyFile: string; caFile: string };
   logFile?: string;
+  /** Restart on an existing data directory instead of starting empty. */
+  keepData?: boolean;
 }
 
 export async function startEtcd(spec: EtcdSpec): Promise<EtcdProcess> {
-  rmSync(spec.dataDir, { recursive: true, force: true });
+  if (!spec.keepData) rmSync(spec.dataDir, { recursive: true, force: true });
   mkdirSync(spec.dataDir, { recursive: true, mode: 0o700 });
   const scheme = spec.tls ? 'https' : 'http';
   const clientUrl = `${scheme}://${spec.host}:${spec.clientPort}`;
@@ -40,6 +42,8 @@ export async function startEtcd(spec: EtcdSpec): Promise<EtcdProcess> {
     '--listen-peer-urls', peerUrl,
     '--initial-advertise-peer-urls', peerUrl,
     '--initial-cluster', `${spec.name}=${peerUrl}`,
+    // a test may compact on purpose; never on its own
+    '--auto-compaction-retention', '0',
     '--log-level', 'warn',
     ...(spec.tls ? ['--cert-file', spec.tls.certFile, '--key-file', spec.tls.keyFile, '--trusted-ca-file', spec.tls.caFile, '--client-cert-auth'] : []),
   ];

@@ -182,7 +182,7 @@ async function build(topo: Topology, st: TestbedState, progress: (msg: string) =
           '',
         ].join('\n'),
       );
-      spawnIn(st, ns, `${c.name}-${n}-agent`, [process.execPath, WIREMESH, 'agent', '--config', cfgFile]);
+      spawnIn(st, ns, agentRole(c.name, n), agentCommand(cfgFile));
       cst.nodes.push({ name: n, netns: ns, address: nodeAddress(ci, ni), podCIDR, socket });
       save(st);
     }
@@ -229,6 +229,39 @@ async function waitConverged(st: TestbedState, topo: Topology, ms: number): Prom
     if (Date.now() > end) throw new WiremeshError('WM_TESTBED_TIMEOUT', `mesh did not converge: ${pending}`);
     await sleep(200);
   }
+}
+
+const agentRole = (cluster: string, node: string) => `${cluster}-${node}-agent`;
+const agentCommand = (cfgFile: string) => [process.execPath, WIREMESH, 'agent', '--config', cfgFile];
+
+/** Kills the process with this role (e.g. "c1-n2-agent", "c3-etcd"); returns whether it ran. */
+export async function stopRole(st: TestbedState, role: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<boolean> {
+  const rec = st.processes.find((p) => p.role === role && alive(p.pid));
+  if (!rec) return false;
+  process.kill(rec.pid, signal);
+  const end = Date.now() + 5000;
+  while (alive(rec.pid) && Date.now() < end) await sleep(20);
+  return true;
+}
+
+/** (Re)starts a node's agent with its existing config, key and endpoint state. */
+export async function startAgent(st: TestbedState, cluster: string, node: string): Promise<void> {
+  const n = st.clusters.find((c) => c.name === cluster)?.nodes.find((x) => x.name === node);
+  if (!n) throw new WiremeshError('WM_TESTBED_TARGET', `no node ${cluster}/${node}`);
+  rmSync(n.socket, { force: true });
+  spawnIn(st, n.netns, agentRole(cluster, node), agentCommand(join(st.dir, `${cluster}-${node}.yaml`)));
+  await waitForFile(n.socket, 20_000, `agent ${cluster}/${node}`);
+}
+
+/** Restarts a cluster's etcd on its data directory (after stopRole(..., `${cluster}-etcd`)). */
+export async function restartEtcd(st: TestbedState, cluster: string): Promise<void> {
+  const ci = st.clusters.findIndex((c) => c.name === cluster);
+  const c = st.clusters[ci]!;
+  const log = join(st.dir, 'logs', `${cluster}-etcd.log`);
+  const etcd = await startEtcd({ name: cluster, dataDir: join(st.dir, 'etcd', cluster), host: controlAddress(ci), clientPort: 2379, peerPort: 2380, netns: c.cpNetns, logFile: log, keepData: true });
+  etcd.proc.unref();
+  st.processes.push({ pid: etcd.proc.pid!, role: `${cluster}-etcd`, netns: c.cpNetns, log });
+  save(st);
 }
 
 /**

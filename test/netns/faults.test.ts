@@ -1,0 +1,117 @@
+// Faults on a running 3-cluster mesh: an agent killed with SIGKILL and
+// restarted, and a cluster's etcd stopped, while traffic flows elsewhere.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { callAgent } from '../../src/agent/api.js';
+import { canRunNetns, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
+import { cliIn, restartEtcd, startAgent, stopRole, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
+
+const enabled = canRunNetns() && hasCommand('etcd');
+const ECHO = join(ROOT, 'test', 'helpers', 'tcpecho.mjs');
+const STREAM = join(ROOT, 'test', 'helpers', 'tcpstream.mjs');
+
+function inNs(ns: string, ...cmd: string[]): { ok: boolean; out: string } {
+  try {
+    return { ok: true, out: execFileSync('ip', ['netns', 'exec', ns, ...cmd], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) };
+  } catch (err) {
+    return { ok: false, out: String((err as { stdout?: string }).stdout ?? '') };
+  }
+}
+
+/** Starts a 1-connection TCP stream from src to dst for `seconds`; resolves with its counters. */
+function stream(src: string, dstIp: string, seconds: number): Promise<{ sent: number; echoed: number; errors: number; maxgapms: number }> {
+  return new Promise((resolve) => {
+    const p = spawn('ip', ['netns', 'exec', src, process.execPath, STREAM, dstIp, '7000', String(seconds)], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    p.stdout!.on('data', (d) => (out += d));
+    p.once('exit', () => {
+      const m = /sent (\d+) echoed (\d+) errors (\d+) maxgapms (\d+)/.exec(out);
+      resolve(m ? { sent: +m[1]!, echoed: +m[2]!, errors: +m[3]!, maxgapms: +m[4]! } : { sent: 0, echoed: 0, errors: 1, maxgapms: 0 });
+    });
+  });
+}
+
+describe.skipIf(!enabled)('faults on a 3-cluster mesh', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'wmf-'));
+  const file = join(dir, 'topo.yaml');
+  const name = `f${process.pid % 100000}`;
+  let st: TestbedState;
+  const servers: ChildProcess[] = [];
+  const pod = (c: number, n: number) => st.pods.find((p) => p.name === `p${c}${n}`)!;
+
+  beforeAll(async () => {
+    writeFileSync(file, `name: ${name}
+clusters:
+  - { name: c1, id: 1, podCIDR: 100.65.0.0/16, nodes: [n1, n2] }
+  - { name: c2, id: 2, podCIDR: 100.66.0.0/16, nodes: [n1, n2] }
+  - { name: c3, id: 3, podCIDR: 100.67.0.0/16, nodes: [n1, n2] }
+pods:
+${[1, 2, 3].flatMap((c) => [1, 2].map((n) => `  - { name: p${c}${n}, cluster: c${c}, node: n${n} }`)).join('\n')}
+`);
+    st = await testbedUp(file);
+    for (const p of st.pods) {
+      const s = spawn('ip', ['netns', 'exec', p.netns, process.execPath, ECHO, 'server', p.ip, '7000'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      servers.push(s);
+      await new Promise<void>((r) => s.stderr!.once('data', () => r()));
+    }
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const s of servers) s.kill();
+    await testbedDown(file);
+    rmSync(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  it('kill -9 of one agent does not disturb connections through other nodes; the node rejoins on restart', async () => {
+    // a connection c1/n1 <-> c2/n1 runs while c1/n2's agent dies and comes back
+    const running = stream(pod(1, 1).netns, pod(2, 1).ip, 6);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await stopRole(st, 'c1-n2-agent', 'SIGKILL')).toBe(true);
+    expect(inNs(pod(3, 1).netns, 'ping', '-c', '1', '-W', '1', pod(1, 2).ip).ok).toBe(false); // its pods are cut off
+    await new Promise((r) => setTimeout(r, 1000));
+    await startAgent(st, 'c1', 'n2');
+    const r = await running;
+    expect(r.errors).toBe(0);
+    expect(r.echoed).toBe(r.sent);
+    expect(r.sent).toBeGreaterThan(80);
+    // rejoined: its pod is reachable from every other cluster again, its endpoint is still registered
+    await waitFor(() => inNs(pod(3, 1).netns, 'ping', '-c', '1', '-W', '1', pod(1, 2).ip).ok, 15_000, 'c1/n2 reachable again');
+    expect(inNs(pod(2, 2).netns, 'ping', '-c', '1', '-W', '1', pod(1, 2).ip).ok).toBe(true);
+    const n2 = st.clusters[0]!.nodes[1]!;
+    const status = (await callAgent(n2.socket, 'GET', '/v1/status')).body as { peers: unknown[]; localEndpoints: number };
+    expect(status.peers.length).toBe(5);
+    expect(status.localEndpoints).toBe(1);
+  });
+
+  it("with one cluster's etcd down, the others keep its cached state and traffic keeps flowing", async () => {
+    expect(await stopRole(st, 'c3-etcd', 'SIGKILL')).toBe(true);
+    // c1's kvstoremesh notices and reports the outage, keeping c3's entries
+    await waitFor(() => {
+      const s = JSON.parse(cliIn(st.clusters[0]!.cpNetns, ['clustermesh', 'status', '--json', '--etcd', st.clusters[0]!.etcd])) as {
+        remotes: Array<{ name: string; status: { connected: boolean } | null }>;
+        nodes: { byRemote: Record<string, number> };
+      };
+      return s.remotes.find((r) => r.name === 'c3')?.status?.connected === false && s.nodes.byRemote.c3 === 2;
+    }, 20_000, 'outage reported');
+    // traffic c1 <-> c3 and c2 <-> c3 still flows, over new TCP connections too
+    const r = await stream(pod(1, 1).netns, pod(3, 2).ip, 3);
+    expect(r.errors).toBe(0);
+    expect(r.echoed).toBe(r.sent);
+    expect(inNs(pod(3, 1).netns, 'ping', '-c', '1', '-W', '2', pod(2, 2).ip).ok).toBe(true);
+    // an agent in c1 restarted during the outage still builds its tunnels to c3 from the cache
+    await stopRole(st, 'c1-n1-agent', 'SIGTERM');
+    await startAgent(st, 'c1', 'n1');
+    await waitFor(() => inNs(pod(1, 1).netns, 'ping', '-c', '1', '-W', '1', pod(3, 1).ip).ok, 15_000, 'c1/n1 -> c3 after restart');
+    // and c3 recovers when its etcd returns
+    await restartEtcd(st, 'c3');
+    await waitFor(() => {
+      const s = JSON.parse(cliIn(st.clusters[0]!.cpNetns, ['clustermesh', 'status', '--json', '--etcd', st.clusters[0]!.etcd])) as {
+        remotes: Array<{ name: string; status: { connected: boolean } | null }>;
+      };
+      return s.remotes.find((r) => r.name === 'c3')?.status?.connected === true;
+    }, 30_000, 'c3 reconnected');
+  });
+});
