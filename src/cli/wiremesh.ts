@@ -65,6 +65,16 @@ export async function main(argv: string[]): Promise<number> {
     });
 
   const cm = program.command('clustermesh').description('connect clusters into a mesh');
+  cm.command('pki')
+    .description("create a cluster's CA, etcd server certificate and root client certificate")
+    .requiredOption('--cluster <name>', 'cluster name')
+    .requiredOption('--dir <dir>', 'where to write ca.crt/key, etcd.crt/key, root.crt/key')
+    .requiredOption('--ip <ips>', "etcd's IP addresses (certificate SANs), comma separated")
+    .action(async (o: { cluster: string; dir: string; ip: string }) => {
+      const { createClusterPKI } = await import('../controlplane/pki.js');
+      createClusterPKI(o.dir, o.cluster, o.ip.split(','));
+      console.log(`PKI for ${o.cluster} in ${o.dir}`);
+    });
   withEtcdFlags(cm.command('enable').description("record this cluster's name, id and pod CIDRs in its etcd"))
     .requiredOption('--cluster <name>', 'cluster name')
     .requiredOption('--id <n>', 'cluster id (1-255)', (v) => {
@@ -78,22 +88,24 @@ export async function main(argv: string[]): Promise<number> {
       await enableCluster(etcdOptions(o), { name: o.cluster, id: o.id, podCIDRs: o.podCidr.split(',') });
       console.log(`cluster ${o.cluster} (id ${o.id}) enabled`);
     });
-  withEtcdFlags(withEtcdFlags(cm.command('connect').description('connect two clusters (both directions)'), 'a'), 'b').action(
-    async (o: Record<string, string>) => {
+  withEtcdFlags(withEtcdFlags(cm.command('connect').description('connect two clusters (both directions)'), 'a'), 'b')
+    .option('--a-pki <dir>', "cluster A's PKI folder: issues B's read-only certificate")
+    .option('--b-pki <dir>', "cluster B's PKI folder: issues A's read-only certificate")
+    .action(async (o: Record<string, string>) => {
       const { connectClusters } = await import('../controlplane/clustermesh.js');
-      const pick = (p: string) => etcdOptions({ etcd: o[`${p}Etcd`]!, etcdCa: o[`${p}EtcdCa`], etcdCert: o[`${p}EtcdCert`], etcdKey: o[`${p}EtcdKey`] });
+      const pick = (p: string) => ({ ...etcdOptions({ etcd: o[`${p}Etcd`]!, etcdCa: o[`${p}EtcdCa`], etcdCert: o[`${p}EtcdCert`], etcdKey: o[`${p}EtcdKey`] }), pkiDir: o[`${p}Pki`] });
       const { a, b } = await connectClusters(pick('a'), pick('b'));
       console.log(`connected ${a.name} <-> ${b.name}`);
-    },
-  );
-  withEtcdFlags(withEtcdFlags(cm.command('disconnect').description('disconnect two clusters'), 'a'), 'b').action(
-    async (o: Record<string, string>) => {
+    });
+  withEtcdFlags(withEtcdFlags(cm.command('disconnect').description('disconnect two clusters'), 'a'), 'b')
+    .option('--a-pki <dir>', "cluster A's PKI folder (revokes B's read-only user)")
+    .option('--b-pki <dir>', "cluster B's PKI folder (revokes A's read-only user)")
+    .action(async (o: Record<string, string>) => {
       const { disconnectClusters } = await import('../controlplane/clustermesh.js');
-      const pick = (p: string) => etcdOptions({ etcd: o[`${p}Etcd`]!, etcdCa: o[`${p}EtcdCa`], etcdCert: o[`${p}EtcdCert`], etcdKey: o[`${p}EtcdKey`] });
+      const pick = (p: string) => ({ ...etcdOptions({ etcd: o[`${p}Etcd`]!, etcdCa: o[`${p}EtcdCa`], etcdCert: o[`${p}EtcdCert`], etcdKey: o[`${p}EtcdKey`] }), pkiDir: o[`${p}Pki`] });
       await disconnectClusters(pick('a'), pick('b'));
       console.log('disconnected');
-    },
-  );
+    });
   withEtcdFlags(cm.command('status').description("this cluster's mesh: remotes, sync state, nodes"))
     .option('--json', 'JSON output')
     .action(async (o: { etcd: string; json?: boolean }) => {

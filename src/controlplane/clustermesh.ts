@@ -8,17 +8,33 @@
  *              remote entry into the other's etcd; their kvstoremesh picks it up.
  * disconnect   deletes the entries; kvstoremesh purges the cached state.
  */
+import { randomBytes } from 'node:crypto';
 import type { Etcd3 } from 'etcd3';
 import { WiremeshError } from '../errors.js';
 import { parsePrefix } from '../net/ip.js';
 import { clusterConfigKey, remoteKey, remotesPrefix, remoteStatusPrefix, cachePrefix, statePrefix, syncedPrefix } from './keys.js';
 import { connectEtcd, type EtcdOptions } from './kvstore.js';
 import type { RemoteSpec } from './kvstoremesh.js';
+import { issueRemoteReader } from './pki.js';
 import { prefixesOverlap, validateClusterId, validateClusterName, validatePrefixes, type ClusterConfig } from './types.js';
 
 export interface ClusterAccess extends EtcdOptions {
   /** How other clusters' kvstoremesh reach this etcd (defaults to `endpoints`). */
   advertise?: EtcdOptions;
+  /** The cluster's PKI folder (pki.ts): its CA issues read-only certificates for remotes. */
+  pkiDir?: string;
+}
+
+export const REMOTE_READER_ROLE = 'wiremesh-remote-reader';
+const remoteUser = (reader: string) => `remote-${reader}`;
+
+/** etcd answers "already exists" to a repeated create: that is fine here. */
+async function idempotent(p: Promise<unknown>): Promise<void> {
+  try {
+    await p;
+  } catch (err) {
+    if (!/already exists|already granted/i.test((err as Error).message)) throw err;
+  }
 }
 
 export class MeshError extends WiremeshError {
@@ -38,7 +54,10 @@ async function withEtcd<T>(access: EtcdOptions, fn: (c: Etcd3) => Promise<T>): P
     ]);
   } catch (err) {
     if (err instanceof MeshError) throw err;
-    throw new MeshError('WM_ETCD_UNREACHABLE', `etcd at ${access.endpoints.join(', ')}: ${(err as Error).message}`);
+    const msg = (err as Error).message;
+    if (/certificate|SSL|TLS|handshake/i.test(msg))
+      throw new MeshError('WM_ETCD_TLS', `TLS with etcd at ${access.endpoints.join(', ')} failed (${msg}): check that the CA (${access.caFile ?? 'inline'}) signed etcd's certificate and that the client certificate is from etcd's CA`);
+    throw new MeshError('WM_ETCD_UNREACHABLE', `etcd at ${access.endpoints.join(', ')}: ${msg}`);
   } finally {
     c.close();
   }
@@ -55,6 +74,16 @@ export async function enableCluster(access: EtcdOptions, cfg: ClusterConfig): Pr
       if (old.id !== cfg.id) throw new MeshError('WM_CLUSTER_ID_CHANGED', `cluster ${cfg.name} is already enabled with id ${old.id}, not ${cfg.id}`);
     }
     await c.put(clusterConfigKey(cfg.name)).value(JSON.stringify(cfg));
+    if (access.ca || access.caFile) {
+      // RBAC: remote clusters get a role that reads wiremesh/state/ and nothing else.
+      const reader = c.role(REMOTE_READER_ROLE);
+      await idempotent(reader.create());
+      await idempotent(reader.grant({ permission: 'Read', range: c.range({ prefix: 'wiremesh/state/' }) }));
+      await idempotent(c.role('root').create());
+      await idempotent(c.user('root').create(randomBytes(24).toString('base64')));
+      await idempotent(c.user('root').addRole('root'));
+      await c.auth.authEnable({});
+    }
   });
 }
 
@@ -78,23 +107,48 @@ export function preflight(a: ClusterConfig, b: ClusterConfig): void {
         throw new MeshError('WM_POD_CIDR_OVERLAP', `pod CIDR ${pa} of ${a.name} overlaps ${pb} of ${b.name}: pod CIDRs must not overlap`);
 }
 
-function remoteSpecFor(cfg: ClusterConfig, access: ClusterAccess): RemoteSpec {
+/**
+ * How `reader`'s kvstoremesh reaches `cfg`'s etcd. With a PKI, the target
+ * cluster's CA issues a CN=remote-<reader> certificate and an etcd user of that
+ * name gets the read-only role; the credentials travel inline in the spec.
+ */
+async function remoteSpecFor(cfg: ClusterConfig, access: ClusterAccess, reader: string): Promise<RemoteSpec> {
   const adv = access.advertise ?? access;
-  return { name: cfg.name, endpoints: adv.endpoints, caFile: adv.caFile, certFile: adv.certFile, keyFile: adv.keyFile, username: adv.username, password: adv.password };
+  if (!access.pkiDir) return { name: cfg.name, endpoints: adv.endpoints, caFile: adv.caFile, certFile: adv.certFile, keyFile: adv.keyFile };
+  const pem = issueRemoteReader(access.pkiDir, reader);
+  await withEtcd(access, async (c) => {
+    await idempotent(c.user(remoteUser(reader)).create(randomBytes(24).toString('base64')));
+    await idempotent(c.user(remoteUser(reader)).addRole(REMOTE_READER_ROLE));
+  });
+  const spec: RemoteSpec = { name: cfg.name, endpoints: adv.endpoints, ...pem };
+  // Pre-flight with the very credentials the remote will use: reading works, writing does not.
+  await withEtcd(spec, async (c) => {
+    await c.getAll().prefix(`wiremesh/state/nodes/v1/${cfg.name}/`).keys();
+    const denied = await c.put('wiremesh/state/preflight').value('x').then(() => false, () => true);
+    if (!denied) throw new MeshError('WM_RBAC', `the credentials issued for ${reader} can write to ${cfg.name}'s etcd: is auth enabled (clustermesh enable)?`);
+  });
+  return spec;
 }
 
 export async function connectClusters(aAccess: ClusterAccess, bAccess: ClusterAccess): Promise<{ a: ClusterConfig; b: ClusterConfig }> {
   const [a, b] = await Promise.all([readClusterConfig(aAccess), readClusterConfig(bAccess)]);
   preflight(a, b);
-  await withEtcd(aAccess, (c) => c.put(remoteKey(b.name)).value(JSON.stringify(remoteSpecFor(b, bAccess))).exec());
-  await withEtcd(bAccess, (c) => c.put(remoteKey(a.name)).value(JSON.stringify(remoteSpecFor(a, aAccess))).exec());
+  const bForA = await remoteSpecFor(b, bAccess, a.name);
+  const aForB = await remoteSpecFor(a, aAccess, b.name);
+  await withEtcd(aAccess, (c) => c.put(remoteKey(b.name)).value(JSON.stringify(bForA)).exec());
+  await withEtcd(bAccess, (c) => c.put(remoteKey(a.name)).value(JSON.stringify(aForB)).exec());
   return { a, b };
 }
 
-export async function disconnectClusters(aAccess: EtcdOptions, bAccess: EtcdOptions): Promise<void> {
+/** Removes both remote entries and, with PKIs, the read-only users (their certificates stop working). */
+export async function disconnectClusters(aAccess: ClusterAccess, bAccess: ClusterAccess): Promise<void> {
   const [a, b] = await Promise.all([readClusterConfig(aAccess), readClusterConfig(bAccess)]);
   await withEtcd(aAccess, (c) => c.delete().key(remoteKey(b.name)).exec());
   await withEtcd(bAccess, (c) => c.delete().key(remoteKey(a.name)).exec());
+  for (const [access, reader] of [[aAccess, b.name], [bAccess, a.name]] as const) {
+    if (!access.pkiDir) continue;
+    await withEtcd(access, (c) => c.user(remoteUser(reader)).delete().catch(() => undefined));
+  }
 }
 
 export interface MeshStatus {

@@ -33,6 +33,10 @@ export interface EtcdOptions {
   caFile?: string;
   certFile?: string;
   keyFile?: string;
+  /** The same as inline PEM (remote specs carry their credentials this way). */
+  ca?: string;
+  cert?: string;
+  key?: string;
   username?: string;
   password?: string;
   dialTimeoutMs?: number;
@@ -40,12 +44,11 @@ export interface EtcdOptions {
 
 export function connectEtcd(o: EtcdOptions): Etcd3 {
   const opts: IOptions = { hosts: o.endpoints, dialTimeout: o.dialTimeoutMs ?? 3000 };
-  if (o.caFile) {
-    opts.credentials = {
-      rootCertificate: readFileSync(o.caFile),
-      ...(o.certFile ? { certChain: readFileSync(o.certFile) } : {}),
-      ...(o.keyFile ? { privateKey: readFileSync(o.keyFile) } : {}),
-    };
+  const ca = o.ca ? Buffer.from(o.ca) : o.caFile ? readFileSync(o.caFile) : undefined;
+  if (ca) {
+    const cert = o.cert ? Buffer.from(o.cert) : o.certFile ? readFileSync(o.certFile) : undefined;
+    const key = o.key ? Buffer.from(o.key) : o.keyFile ? readFileSync(o.keyFile) : undefined;
+    opts.credentials = { rootCertificate: ca, ...(cert ? { certChain: cert } : {}), ...(key ? { privateKey: key } : {}) };
   }
   if (o.username) opts.auth = { username: o.username, password: o.password ?? '' };
   return new Etcd3(opts);

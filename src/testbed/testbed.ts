@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WiremeshError } from '../errors.js';
 import { callAgent } from '../agent/api.js';
+import { createClusterPKI, pkiFiles } from '../controlplane/pki.js';
 import { startEtcd } from './etcd.js';
 import { ROOT } from './netns.js';
 import {
@@ -141,6 +142,8 @@ async function build(topo: Topology, st: TestbedState, progress: (msg: string) =
     progress(`cluster ${c.name}: etcd and kvstoremesh in ${cp}`);
     addNetns(st, cp);
     plug(cp, controlAddress(ci));
+    const pki = pkiDir(st, c.name);
+    createClusterPKI(pki, c.name, [controlAddress(ci)]);
     const etcd = await startEtcd({
       name: c.name,
       dataDir: join(st.dir, 'etcd', c.name),
@@ -149,14 +152,15 @@ async function build(topo: Topology, st: TestbedState, progress: (msg: string) =
       peerPort: 2380,
       netns: cp,
       logFile: join(st.dir, 'logs', `${c.name}-etcd.log`),
+      tls: etcdTls(pki),
     });
     etcd.proc.unref();
     st.processes.push({ pid: etcd.proc.pid!, role: `${c.name}-etcd`, netns: cp, log: join(st.dir, 'logs', `${c.name}-etcd.log`) });
     st.clusters.push({ name: c.name, id: c.id, podCIDR: c.podCIDR, etcd: etcd.clientUrl, cpNetns: cp, nodes: [] });
     save(st);
     // etcd addresses exist only inside the testbed: talk to them from a namespace on the underlay.
-    cliIn(cp, ['clustermesh', 'enable', '--etcd', etcd.clientUrl, '--cluster', c.name, '--id', String(c.id), '--pod-cidr', c.podCIDR]);
-    spawnIn(st, cp, `${c.name}-kvstoremesh`, [process.execPath, WIREMESH, 'kvstoremesh', '--cluster', c.name, '--etcd', etcd.clientUrl]);
+    cliIn(cp, ['clustermesh', 'enable', ...etcdFlags('', etcd.clientUrl, pki), '--cluster', c.name, '--id', String(c.id), '--pod-cidr', c.podCIDR]);
+    spawnIn(st, cp, `${c.name}-kvstoremesh`, [process.execPath, WIREMESH, 'kvstoremesh', '--cluster', c.name, ...etcdFlags('', etcd.clientUrl, pki)]);
   }
 
   // nodes: one agent each
@@ -177,7 +181,7 @@ async function build(topo: Topology, st: TestbedState, progress: (msg: string) =
           `cluster: { name: ${c.name}, id: ${c.id} }`,
           `node: { name: ${n}, addresses: [${nodeAddress(ci, ni)}], podCIDRs: [${podCIDR}] }`,
           `wireguard: { interface: wm0, port: 51820, privateKeyFile: ${join(st.dir, 'keys', `${c.name}-${n}.key`)} }`,
-          `etcd: { endpoints: [${cst.etcd}] }`,
+          `etcd: { endpoints: [${cst.etcd}], caFile: ${pkiFiles(pkiDir(st, c.name)).caFile}, certFile: ${pkiFiles(pkiDir(st, c.name)).certFile}, keyFile: ${pkiFiles(pkiDir(st, c.name)).keyFile} }`,
           `api: { socket: ${socket} }`,
           '',
         ].join('\n'),
@@ -199,7 +203,7 @@ async function build(topo: Topology, st: TestbedState, progress: (msg: string) =
   const cl = (name: string) => st.clusters.find((c) => c.name === name)!;
   for (const [a, b] of topo.connect) {
     progress(`clustermesh connect ${a} <-> ${b}`);
-    cliIn(cl(a).cpNetns, ['clustermesh', 'connect', '--a-etcd', cl(a).etcd, '--b-etcd', cl(b).etcd]);
+    cliIn(cl(a).cpNetns, ['clustermesh', 'connect', ...etcdFlags('a', cl(a).etcd, pkiDir(st, a)), '--a-pki', pkiDir(st, a), ...etcdFlags('b', cl(b).etcd, pkiDir(st, b)), '--b-pki', pkiDir(st, b)]);
   }
   progress('waiting for every node to reach its peers');
   await waitConverged(st, topo, 60_000);
@@ -231,6 +235,15 @@ async function waitConverged(st: TestbedState, topo: Topology, ms: number): Prom
   }
 }
 
+const pkiDir = (st: TestbedState, cluster: string) => join(st.dir, 'pki', cluster);
+const etcdTls = (pki: string) => ({ certFile: join(pki, 'etcd.crt'), keyFile: join(pki, 'etcd.key'), caFile: join(pki, 'ca.crt') });
+/** --etcd flags (prefixed for connect's two sides) with the cluster's root client certificate. */
+export function etcdFlags(prefix: '' | 'a' | 'b', url: string, pki: string): string[] {
+  const p = prefix ? `--${prefix}-` : '--';
+  const f = pkiFiles(pki);
+  return [`${p}etcd`, url, `${p}etcd-ca`, f.caFile, `${p}etcd-cert`, f.certFile, `${p}etcd-key`, f.keyFile];
+}
+
 const agentRole = (cluster: string, node: string) => `${cluster}-${node}-agent`;
 const agentCommand = (cfgFile: string) => [process.execPath, WIREMESH, 'agent', '--config', cfgFile];
 
@@ -258,7 +271,7 @@ export async function restartEtcd(st: TestbedState, cluster: string): Promise<vo
   const ci = st.clusters.findIndex((c) => c.name === cluster);
   const c = st.clusters[ci]!;
   const log = join(st.dir, 'logs', `${cluster}-etcd.log`);
-  const etcd = await startEtcd({ name: cluster, dataDir: join(st.dir, 'etcd', cluster), host: controlAddress(ci), clientPort: 2379, peerPort: 2380, netns: c.cpNetns, logFile: log, keepData: true });
+  const etcd = await startEtcd({ name: cluster, dataDir: join(st.dir, 'etcd', cluster), host: controlAddress(ci), clientPort: 2379, peerPort: 2380, netns: c.cpNetns, logFile: log, keepData: true, tls: etcdTls(pkiDir(st, cluster)) });
   etcd.proc.unref();
   st.processes.push({ pid: etcd.proc.pid!, role: `${cluster}-etcd`, netns: c.cpNetns, log });
   save(st);

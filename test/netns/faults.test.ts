@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callAgent } from '../../src/agent/api.js';
 import { canRunNetns, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
-import { cliIn, restartEtcd, startAgent, stopRole, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
+import { cliIn, etcdFlags, restartEtcd, startAgent, stopRole, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
 
 const enabled = canRunNetns() && hasCommand('etcd');
 const ECHO = join(ROOT, 'test', 'helpers', 'tcpecho.mjs');
@@ -90,7 +90,7 @@ ${[1, 2, 3].flatMap((c) => [1, 2].map((n) => `  - { name: p${c}${n}, cluster: c$
     expect(await stopRole(st, 'c3-etcd', 'SIGKILL')).toBe(true);
     // c1's kvstoremesh notices and reports the outage, keeping c3's entries
     await waitFor(() => {
-      const s = JSON.parse(cliIn(st.clusters[0]!.cpNetns, ['clustermesh', 'status', '--json', '--etcd', st.clusters[0]!.etcd])) as {
+      const s = JSON.parse(cliIn(st.clusters[0]!.cpNetns, ['clustermesh', 'status', '--json', ...etcdFlags('', st.clusters[0]!.etcd, join(st.dir, 'pki', 'c1'))])) as {
         remotes: Array<{ name: string; status: { connected: boolean } | null }>;
         nodes: { byRemote: Record<string, number> };
       };
@@ -108,7 +108,7 @@ ${[1, 2, 3].flatMap((c) => [1, 2].map((n) => `  - { name: p${c}${n}, cluster: c$
     // and c3 recovers when its etcd returns
     await restartEtcd(st, 'c3');
     await waitFor(() => {
-      const s = JSON.parse(cliIn(st.clusters[0]!.cpNetns, ['clustermesh', 'status', '--json', '--etcd', st.clusters[0]!.etcd])) as {
+      const s = JSON.parse(cliIn(st.clusters[0]!.cpNetns, ['clustermesh', 'status', '--json', ...etcdFlags('', st.clusters[0]!.etcd, join(st.dir, 'pki', 'c1'))])) as {
         remotes: Array<{ name: string; status: { connected: boolean } | null }>;
       };
       return s.remotes.find((r) => r.name === 'c3')?.status?.connected === true;

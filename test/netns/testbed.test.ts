@@ -91,6 +91,13 @@ ${[1, 2, 3].flatMap((c) => [1, 2].map((n) => `  - { name: p${c}${n}, cluster: c$
     expect(raw.includes(Buffer.from([100, 67, 2, 10]))).toBe(false);
   });
 
+  it("a remote cluster's credentials read only the state prefix of the cluster that issued them", () => {
+    const c1 = st.clusters.find((c) => c.name === 'c1')!;
+    const pki = join(st.dir, 'pki', 'c1');
+    const out = run(c1.cpNetns, process.execPath, join(ROOT, 'test', 'helpers', 'etcdprobe.mjs'), c1.etcd, join(pki, 'ca.crt'), join(pki, 'root.crt'), join(pki, 'root.key'), 'c2').out;
+    expect(JSON.parse(out)).toEqual({ readState: 'allowed', readMeshSecrets: 'denied', readClusterConfig: 'denied', writeState: 'denied' });
+  });
+
   it('an endpoint added in one cluster becomes reachable from the others; removed, it is gone', async () => {
     const pod = await addPod(st, { name: 'late', cluster: 'c2', node: 'n1', namespace: 'ns1', labels: { app: 'late' } });
     const from = [st.pods.find((p) => p.cluster === 'c1')!, st.pods.find((p) => p.cluster === 'c3')!];
