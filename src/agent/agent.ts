@@ -16,6 +16,7 @@ import { dirname } from 'node:path';
 import type { Etcd3, Lease } from 'etcd3';
 import {
   cachePrefix,
+  healthKey,
   splitClusterName,
   stateKey,
   statePrefix,
@@ -55,6 +56,7 @@ export class Agent {
   private readonly peers = new Map<string, PeerState>(); // by "cluster/node"
   private readonly local = new Map<string, LocalEndpoint>(); // by "namespace/name"
   private reconcileQueued = false;
+  private healthTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   readonly startedAt = Date.now();
 
@@ -124,11 +126,15 @@ export class Agent {
       new ListWatcher(store, cachePrefix('ip'), endpointSink, this.log),
     );
     for (const w of this.watchers) void w.start();
+    this.healthTimer = setInterval(() => void this.publishHealth(), 5000);
+    this.healthTimer.unref();
+    void this.publishHealth();
     this.log.info({ node: this.id, tun: this.dev.tunName, port: this.dev.listenPort }, 'agent started');
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.healthTimer) clearInterval(this.healthTimer);
     await Promise.all(this.watchers.map((w) => w.stop()));
     // Leave the records to expire with the lease: a restarting agent takes them over.
     this.lease?.release();
@@ -296,6 +302,14 @@ export class Agent {
   }
 
   // ---- status -------------------------------------------------------------------
+
+  /** Publishes this node's tunnels for `wiremesh clustermesh status`. */
+  private async publishHealth(): Promise<void> {
+    if (!this.lease || this.stopped) return;
+    const s = this.status() as { peers: Array<{ id: string; cluster: string; lastHandshakeAgeS: number | null; rxBytes: number; txBytes: number }> };
+    const health = { at: new Date().toISOString(), syncedClusters: [...this.syncedClusters].sort(), peers: s.peers.map((p) => ({ id: p.id, cluster: p.cluster, handshakeAgeS: p.lastHandshakeAgeS, rxBytes: p.rxBytes, txBytes: p.txBytes })) };
+    await this.lease.put(healthKey(this.cfg.cluster.name, this.cfg.node.name)).value(JSON.stringify(health)).catch(() => undefined);
+  }
 
   status(): Record<string, unknown> {
     const stats = this.dev.peerStats();

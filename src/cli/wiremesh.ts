@@ -115,11 +115,43 @@ export async function main(argv: string[]): Promise<number> {
       console.log(`Cluster ${s.cluster.name} (id ${s.cluster.id}), pod CIDRs ${s.cluster.podCIDRs.join(', ')}`);
       console.log(`Local nodes: ${s.nodes.local}`);
       console.log(`Clusters configured: ${s.remotes.length}, connected: ${s.remotes.filter((r) => r.status?.connected).length}`);
+      const cn = s.connectivity;
+      console.log(`Nodes connected to all ${cn.configured} clusters: ${Object.values(cn.perNode).filter((n) => n === cn.configured).length}/${Object.keys(cn.perNode).length} (clusters reached per node: min ${cn.min}, avg ${cn.avg.toFixed(1)}, max ${cn.max})`);
+      console.log(`Global services: ${s.globalServices}`);
       for (const r of s.remotes) {
         const st = r.status as { connected?: boolean; synced?: Record<string, boolean>; lastError?: string } | null;
         const synced = st?.synced ? Object.entries(st.synced).filter(([, v]) => v).map(([k]) => k).join(',') : '-';
         console.log(`  ${r.name}: ${st?.connected ? 'connected' : 'NOT connected'}, synced [${synced}], nodes ${s.nodes.byRemote[r.name] ?? 0}${st?.lastError ? `, error: ${st.lastError}` : ''}`);
       }
+      console.log('Tunnels:');
+      for (const [node, h] of Object.entries(s.health))
+        for (const p of h.peers)
+          console.log(`  ${node} -> ${p.id.padEnd(20)} handshake ${p.handshakeAgeS === null ? 'never' : `${p.handshakeAgeS}s ago`}, rx ${p.rxBytes} B, tx ${p.txBytes} B`);
+    });
+
+  program
+    .command('apply')
+    .description("validate manifests (Service, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, NetworkPolicy) and store them in a cluster's etcd")
+    .requiredOption('-f, --file <files...>', 'YAML files (several documents each)')
+    .requiredOption('--cluster <name>', 'the cluster to apply to')
+    .option('--etcd <urls>', "the cluster's etcd (default: the testbed that has this cluster)")
+    .option('--etcd-ca <file>', 'CA certificate (PEM)')
+    .option('--etcd-cert <file>', 'client certificate (PEM)')
+    .option('--etcd-key <file>', 'client key (PEM)')
+    .option('--dry-run', 'only validate')
+    .action(async (o: { file: string[]; cluster: string; etcd?: string; etcdCa?: string; etcdCert?: string; etcdKey?: string; dryRun?: boolean }) => {
+      const { loadManifests, applyManifests } = await import('../manifests/apply.js');
+      const manifests = loadManifests(o.file);
+      if (o.dryRun) return void console.log(`${manifests.length} manifest(s) valid`);
+      if (!o.etcd) {
+        // testbed addresses exist only inside the testbed: re-run there
+        const { testbedClusterAccess, cliIn } = await import('../testbed/testbed.js');
+        const { netns, flags } = testbedClusterAccess(o.cluster);
+        const { resolve } = await import('node:path');
+        return void process.stdout.write(cliIn(netns, ['apply', '--cluster', o.cluster, ...flags, '-f', ...o.file.map((f) => resolve(f))]));
+      }
+      const applied = await applyManifests(etcdOptions({ etcd: o.etcd, etcdCa: o.etcdCa, etcdCert: o.etcdCert, etcdKey: o.etcdKey }), o.cluster, manifests);
+      for (const a of applied) console.log(`${a} applied to ${o.cluster}`);
     });
 
   program.enablePositionalOptions();

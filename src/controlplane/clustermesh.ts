@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import type { Etcd3 } from 'etcd3';
 import { WiremeshError } from '../errors.js';
 import { parsePrefix } from '../net/ip.js';
-import { clusterConfigKey, remoteKey, remotesPrefix, remoteStatusPrefix, cachePrefix, statePrefix, syncedPrefix } from './keys.js';
+import { clusterConfigKey, healthPrefix, remoteKey, remotesPrefix, remoteStatusPrefix, cachePrefix, statePrefix, syncedPrefix } from './keys.js';
 import { connectEtcd, type EtcdOptions } from './kvstore.js';
 import type { RemoteSpec } from './kvstoremesh.js';
 import { issueRemoteReader } from './pki.js';
@@ -151,12 +151,24 @@ export async function disconnectClusters(aAccess: ClusterAccess, bAccess: Cluste
   }
 }
 
+interface NodeHealth {
+  at: string;
+  peers: Array<{ id: string; cluster: string; handshakeAgeS: number | null; rxBytes: number; txBytes: number }>;
+}
+
 export interface MeshStatus {
   cluster: ClusterConfig;
   remotes: Array<{ name: string; status: Record<string, unknown> | null }>;
   nodes: { local: number; byRemote: Record<string, number> };
   synced: string[];
+  /** Per local node: how many of the configured remote clusters it has a live tunnel into (handshake < 180 s). */
+  connectivity: { configured: number; perNode: Record<string, number>; min: number; avg: number; max: number };
+  globalServices: number;
+  health: Record<string, NodeHealth>;
 }
+
+/** A tunnel is live while its last handshake is younger than RejectAfterTime. */
+const LIVE_S = 180;
 
 export async function meshStatus(access: EtcdOptions): Promise<MeshStatus> {
   const cluster = await readClusterConfig(access);
@@ -171,7 +183,30 @@ export async function meshStatus(access: EtcdOptions): Promise<MeshStatus> {
       byRemote[name] = (byRemote[name] ?? 0) + 1;
     }
     const synced = (await c.getAll().prefix(syncedPrefix()).keys()).map(String).map((k) => k.slice(syncedPrefix().length));
+    const health: Record<string, NodeHealth> = {};
+    for (const [k, v] of Object.entries(await c.getAll().prefix(healthPrefix(cluster.name)).strings())) health[k.slice(healthPrefix(cluster.name).length)] = JSON.parse(v) as NodeHealth;
+    const perNode: Record<string, number> = {};
+    for (const [node, h] of Object.entries(health)) {
+      const live = new Set(h.peers.filter((p) => p.cluster !== cluster.name && p.handshakeAgeS !== null && p.handshakeAgeS < LIVE_S).map((p) => p.cluster));
+      perNode[node] = remotes.filter((r) => live.has(r.name)).length;
+    }
+    const counts = Object.values(perNode);
+    let globalServices = 0;
+    for (const prefix of [statePrefix('services', cluster.name), cachePrefix('services')])
+      for (const v of Object.values(await c.getAll().prefix(prefix).strings())) {
+        const m = JSON.parse(v) as { metadata?: { annotations?: Record<string, string> } };
+        if (m.metadata?.annotations?.['service.cilium.io/global'] === 'true') globalServices++;
+      }
     return {
+      connectivity: {
+        configured: remotes.length,
+        perNode,
+        min: counts.length ? Math.min(...counts) : 0,
+        avg: counts.length ? counts.reduce((a, b) => a + b, 0) / counts.length : 0,
+        max: counts.length ? Math.max(...counts) : 0,
+      },
+      globalServices,
+      health,
       cluster,
       remotes: remotes.map((r) => {
         const s = status[`${remoteStatusPrefix()}${r.name}`];

@@ -9,6 +9,7 @@
  *   wiremesh/cluster-config/<cluster>            cluster id, pod CIDRs, capabilities
  *   wiremesh/mesh/v1/remotes/<remote>            a connected cluster: how this cluster's kvstoremesh reaches its etcd
  *   wiremesh/mesh/v1/status/<remote>             kvstoremesh's view of that remote (connected, synced, errors)
+ *   wiremesh/health/v1/<cluster>/<node>          an agent's tunnels (peers, handshake ages, traffic), every 5 s, leased
  *
  * Types: nodes (name = node), ip (name = endpoint IP), identities, services
  * (name = ns/name), policies (name = ns/name).
@@ -26,6 +27,8 @@ export const cachePrefix = (type: StateType, cluster?: string): string =>
 export const syncedKey = (cluster: string, type: StateType): string => `wiremesh/synced/${cluster}/${type}`;
 export const syncedPrefix = (): string => 'wiremesh/synced/';
 export const clusterConfigKey = (cluster: string): string => `wiremesh/cluster-config/${cluster}`;
+export const healthKey = (cluster: string, node: string): string => `wiremesh/health/v1/${cluster}/${node}`;
+export const healthPrefix = (cluster: string): string => `wiremesh/health/v1/${cluster}/`;
 export const remotesPrefix = (): string => 'wiremesh/mesh/v1/remotes/';
 export const remoteKey = (remote: string): string => `wiremesh/mesh/v1/remotes/${remote}`;
 export const remoteStatusPrefix = (): string => 'wiremesh/mesh/v1/status/';

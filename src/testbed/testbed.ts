@@ -205,6 +205,11 @@ async function build(topo: Topology, st: TestbedState, progress: (msg: string) =
     progress(`clustermesh connect ${a} <-> ${b}`);
     cliIn(cl(a).cpNetns, ['clustermesh', 'connect', ...etcdFlags('a', cl(a).etcd, pkiDir(st, a)), '--a-pki', pkiDir(st, a), ...etcdFlags('b', cl(b).etcd, pkiDir(st, b)), '--b-pki', pkiDir(st, b)]);
   }
+  for (const [cluster, files] of Object.entries(topo.manifests)) {
+    progress(`apply ${files.length} manifest file(s) to ${cluster}`);
+    const c = cl(cluster);
+    cliIn(c.cpNetns, ['apply', '--cluster', cluster, ...etcdFlags('', c.etcd, pkiDir(st, cluster)), '-f', ...files]);
+  }
   progress('waiting for every node to reach its peers');
   await waitConverged(st, topo, 60_000);
   progress(`testbed ${topo.name} is up: ${st.clusters.length} clusters, ${st.clusters.reduce((n, c) => n + c.nodes.length, 0)} nodes, ${st.pods.length} pods`);
@@ -427,6 +432,14 @@ export function formatStatus(s: Record<string, unknown>): string {
   const dead = (s.processes as Array<ProcRecord & { alive: boolean }>).filter((p) => !p.alive);
   out.push(dead.length ? `dead processes: ${dead.map((p) => p.role).join(', ')}` : 'all processes running');
   return out.join('\n');
+}
+
+/** Where a testbed cluster's etcd is reachable from, and the flags to reach it. */
+export function testbedClusterAccess(cluster: string, name?: string): { netns: string; flags: string[] } {
+  const st = loadState(name);
+  const c = st.clusters.find((x) => x.name === cluster);
+  if (!c) throw new WiremeshError('WM_TESTBED_TARGET', `testbed ${st.name} has no cluster ${cluster}`);
+  return { netns: c.cpNetns, flags: etcdFlags('', c.etcd, pkiDir(st, cluster)) };
 }
 
 /** Runs cmd in CLUSTER/POD's namespace (or CLUSTER/NODE's); returns its exit code. */

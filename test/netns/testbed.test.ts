@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callAgent } from '../../src/agent/api.js';
 import { canRunNetns, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
-import { addPod, removePod, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
+import { addPod, cliIn, etcdFlags, removePod, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
 import { readPcapUdpPayloads } from '../helpers/pcap.js';
 
 const enabled = canRunNetns() && hasCommand('etcd');
@@ -40,6 +40,8 @@ clusters:
   - { name: c3, id: 3, podCIDR: 100.67.0.0/16, nodes: [n1, n2] }
 pods:
 ${[1, 2, 3].flatMap((c) => [1, 2].map((n) => `  - { name: p${c}${n}, cluster: c${c}, node: n${n}, namespace: ns${n}, labels: { app: a${n} } }`)).join('\n')}
+manifests:
+  c1: [${join(ROOT, 'examples', 'manifests', 'shop.yaml')}]
 `,
     );
     st = await testbedUp(file);
@@ -89,6 +91,40 @@ ${[1, 2, 3].flatMap((c) => [1, 2].map((n) => `  - { name: p${c}${n}, cluster: c$
     expect(countFrames(raw)).toBe(udp.length); // nothing that is not UDP
     // and no pod address appears in clear text
     expect(raw.includes(Buffer.from([100, 67, 2, 10]))).toBe(false);
+  });
+
+  it('clustermesh status reports synced remotes, nodes connected to all clusters, tunnels and global services', async () => {
+    const c2 = st.clusters.find((c) => c.name === 'c2')!;
+    const status = () => JSON.parse(cliIn(c2.cpNetns, ['clustermesh', 'status', '--json', ...etcdFlags('', c2.etcd, join(st.dir, 'pki', 'c2'))])) as {
+      remotes: Array<{ name: string; status: { connected: boolean; synced: Record<string, boolean> } }>;
+      connectivity: { configured: number; min: number; max: number };
+      globalServices: number;
+      health: Record<string, { peers: Array<{ handshakeAgeS: number | null }> }>;
+    };
+    // the ICMP matrix made every node talk to every other; health is published every 5 s
+    await waitFor(() => status().connectivity.min === 2, 15_000, 'every c2 node connected to both remotes');
+    const s = status();
+    expect(s.remotes.map((r) => [r.name, r.status.connected, r.status.synced.nodes])).toEqual([['c1', true, true], ['c3', true, true]]);
+    expect(s.globalServices).toBe(1); // c1's global service, replicated through kvstoremesh
+    expect(Object.keys(s.health).sort()).toEqual(['n1', 'n2']);
+    expect(s.health.n1!.peers.length).toBe(5);
+    expect(s.health.n1!.peers.every((p) => p.handshakeAgeS !== null)).toBe(true);
+  });
+
+  it('apply rejects an invalid manifest with its field and stores nothing', () => {
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(bad, 'apiVersion: v1\nkind: Service\nmetadata: { name: ok, namespace: shop }\nspec: { ports: [{ port: 80 }] }\n---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: { name: x }\nspec: { endpointSelector: {}, ingress: [{ fromEntities: [moon] }] }\n');
+    let err = '';
+    try {
+      execFileSync(process.execPath, [join(ROOT, 'bin', 'wiremesh.js'), 'apply', '-f', bad, '--cluster', 'c1'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (e) {
+      err = String((e as { stderr?: string }).stderr);
+    }
+    expect(err).toMatch(/bad.yaml#2: spec.ingress\[0\].fromEntities\[0\]: unknown entity "moon"/);
+    const c1 = st.clusters.find((c) => c.name === 'c1')!;
+    const pki = join(st.dir, 'pki', 'c1');
+    const keys = JSON.parse(run(c1.cpNetns, process.execPath, join(ROOT, 'test', 'helpers', 'etcdkeys.mjs'), c1.etcd, join(pki, 'ca.crt'), join(pki, 'root.crt'), join(pki, 'root.key'), 'wiremesh/state/services/').out) as string[];
+    expect(keys).toEqual(['wiremesh/state/services/v1/c1/shop/backend']); // from the topology's manifests; "ok" was not stored
   });
 
   it("a remote cluster's credentials read only the state prefix of the cluster that issued them", () => {
