@@ -12,6 +12,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { EventEmitter } from 'node:events';
 import { dirname } from 'node:path';
 import type { Etcd3, Lease } from 'etcd3';
 import {
@@ -44,7 +45,7 @@ interface PeerState {
   routes: string[];
 }
 
-export class Agent {
+export class Agent extends EventEmitter {
   dev!: WireGuardDevice;
   private etcd!: Etcd3;
   private lease: Lease | undefined;
@@ -60,7 +61,12 @@ export class Agent {
   private stopped = false;
   readonly startedAt = Date.now();
 
-  constructor(readonly cfg: AgentConfig, readonly log: Logger) {}
+  /** Route changes of one reconcile pass, applied with a single `ip -batch`. */
+  private routeOps: string[] = [];
+
+  constructor(readonly cfg: AgentConfig, readonly log: Logger) {
+    super();
+  }
 
   get id(): string {
     return `${this.cfg.cluster.name}/${this.cfg.node.name}`;
@@ -262,12 +268,21 @@ export class Agent {
       if (desired.has(id)) continue;
       this.removePeer(id, st);
     }
+    const changed: NodeRecord[] = [];
     for (const [id, rec] of desired) {
       const st = this.peers.get(id);
-      if (st && JSON.stringify(st.record) === JSON.stringify(rec)) continue;
+      if (st && st.record === rec) continue; // records are replaced, never mutated, on every change
+      if (st && JSON.stringify(st.record) === JSON.stringify(rec)) {
+        st.record = rec;
+        continue;
+      }
       if (st && st.record.publicKey !== rec.publicKey) this.removePeer(id, st);
       this.upsertPeer(id, rec);
+      changed.push(rec);
     }
+    this.flushRoutes();
+    // The data path holds these peers now (the native calls above are synchronous).
+    if (changed.length) this.emit('peers-programmed', changed);
   }
 
   private upsertPeer(id: string, rec: NodeRecord): void {
@@ -282,22 +297,29 @@ export class Agent {
     for (const r of old?.routes ?? []) if (!rec.podCIDRs.includes(r)) this.route('del', r);
     for (const r of rec.podCIDRs) this.route('replace', r);
     this.peers.set(id, { record: rec, peer, routes: [...rec.podCIDRs] });
-    this.log.info({ peer: id, endpoint: `${addr}:${rec.port}`, podCIDRs: rec.podCIDRs }, 'peer up');
+    this.log.debug({ peer: id, endpoint: `${addr}:${rec.port}`, podCIDRs: rec.podCIDRs }, 'peer up');
   }
 
   private removePeer(id: string, st: PeerState): void {
     for (const r of st.routes) this.route('del', r);
     this.dev.removePeer(st.peer.publicKey);
     this.peers.delete(id);
-    this.log.info({ peer: id }, 'peer removed');
+    this.log.debug({ peer: id }, 'peer removed');
   }
 
   private route(op: 'replace' | 'del', cidr: string): void {
-    const family = cidr.includes(':') ? '-6' : '-4';
+    this.routeOps.push(`${cidr.includes(':') ? '-6' : '-4'} route ${op} ${cidr} dev ${this.dev.tunName}`);
+  }
+
+  private flushRoutes(): void {
+    if (this.routeOps.length === 0) return;
+    const ops = this.routeOps;
+    this.routeOps = [];
     try {
-      execFileSync('ip', [family, 'route', op, cidr, 'dev', this.dev.tunName], { stdio: 'ignore' });
-    } catch {
-      if (op === 'replace') this.log.warn({ cidr }, 'could not install route');
+      // -force: one failing line (a route already gone) must not stop the rest
+      execFileSync('ip', ['-force', '-batch', '-'], { input: ops.join('\n') + '\n', stdio: ['pipe', 'ignore', 'pipe'] });
+    } catch (err) {
+      this.log.debug({ err: String((err as { stderr?: Buffer }).stderr ?? err).trim() }, 'some route changes failed');
     }
   }
 

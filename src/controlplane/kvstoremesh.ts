@@ -54,10 +54,63 @@ interface RemoteStatus {
   since: string;
 }
 
+/**
+ * Local writes of one remote's mirror. Writes to the same key coalesce (only
+ * the last value matters for a mirror) and go to etcd in transactions of up to
+ * 128 operations (etcd's limit): one fsync per batch instead of one per key, which is what
+ * lets a cluster take in 15 remotes x 11,000 records in seconds.
+ */
+/** etcd's default --max-txn-ops. */
+const MAX_TXN_OPS = 128;
+
+class BatchedWriter {
+  private pending = new Map<string, string | null>(); // null: delete
+  private running: Promise<void> | null = null;
+  private waiters: Array<() => void> = [];
+
+  constructor(private readonly etcd: Etcd3, private readonly log: Logger, private readonly remote: string) {}
+
+  put(key: string, value: string): void {
+    this.pending.set(key, value);
+    this.kick();
+  }
+
+  delete(key: string): void {
+    this.pending.set(key, null);
+    this.kick();
+  }
+
+  /** Resolves once everything queued so far is written. */
+  flushed(): Promise<void> {
+    if (!this.running && this.pending.size === 0) return Promise.resolve();
+    return new Promise((r) => this.waiters.push(r));
+  }
+
+  private kick(): void {
+    if (this.running) return;
+    this.running = (async () => {
+      while (this.pending.size > 0) {
+        const batch = [...this.pending.entries()].slice(0, MAX_TXN_OPS);
+        for (const [k] of batch) this.pending.delete(k);
+        const ops = batch.map(([k, v]) => (v === null ? this.etcd.delete().key(k) : this.etcd.put(k).value(v)));
+        try {
+          await this.etcd.if(batch[0]![0], 'Version', '>', -1).then(...ops).commit();
+        } catch (err) {
+          this.log.error({ remote: this.remote, err: (err as Error).message, keys: batch.length }, 'local write failed, retrying');
+          for (const [k, v] of batch) if (!this.pending.has(k)) this.pending.set(k, v);
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
+      this.running = null;
+      for (const w of this.waiters.splice(0)) w();
+    })();
+  }
+}
+
 class RemoteReplication {
   private client: Etcd3;
   private readonly watchers: ListWatcher[] = [];
-  private chain: Promise<unknown> = Promise.resolve();
+  private readonly writer: BatchedWriter;
   readonly synced: Record<string, boolean> = {};
   readonly counts: Record<string, number> = {};
   private readonly since = new Date().toISOString();
@@ -68,11 +121,7 @@ class RemoteReplication {
     private readonly log: Logger,
   ) {
     this.client = connectEtcd({ ...spec, dialTimeoutMs: 3000 });
-  }
-
-  /** Local writes in the order the remote's events arrived. */
-  private enqueue(op: () => Promise<unknown>): void {
-    this.chain = this.chain.then(op).catch((err) => this.log.error({ remote: this.spec.name, err: (err as Error).message }, 'local write failed'));
+    this.writer = new BatchedWriter(local, log, spec.name);
   }
 
   async start(): Promise<void> {
@@ -91,19 +140,20 @@ class RemoteReplication {
             const loc = splitClusterName(statePrefix(type), k);
             if (!loc) return;
             stale.delete(cacheKey(type, remote, loc.name));
-            this.enqueue(() => this.local.put(cacheKey(type, remote, loc.name)).value(v).exec());
+            this.writer.put(cacheKey(type, remote, loc.name), v);
           },
           remove: (k) => {
             const loc = splitClusterName(statePrefix(type), k);
             if (!loc) return;
-            this.enqueue(() => this.local.delete().key(cacheKey(type, remote, loc.name)).exec());
+            this.writer.delete(cacheKey(type, remote, loc.name));
           },
           synced: () => {
             this.counts[type] = w.keys().length;
             if (this.synced[type]) return;
-            for (const k of stale) this.enqueue(() => this.local.delete().key(k).exec());
+            for (const k of stale) this.writer.delete(k);
             stale.clear();
-            this.enqueue(() => this.local.put(syncedKey(remote, type)).value(JSON.stringify({ at: new Date().toISOString() })).exec());
+            // the marker goes out only after every record of the first list is written
+            void this.writer.flushed().then(() => this.local.put(syncedKey(remote, type)).value(JSON.stringify({ at: new Date().toISOString() })).exec());
             this.synced[type] = true;
             this.log.info({ remote, type }, 'initial sync complete');
           },
@@ -133,7 +183,7 @@ class RemoteReplication {
   async stop(purge: boolean): Promise<void> {
     await Promise.all(this.watchers.map((w) => w.stop()));
     this.client.close();
-    await this.chain;
+    await this.writer.flushed();
     if (purge) {
       for (const type of REPLICATED_TYPES) {
         await this.local.delete().key(syncedKey(this.spec.name, type));

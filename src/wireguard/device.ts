@@ -71,6 +71,8 @@ export class WireGuardDevice extends EventEmitter {
   readonly peers = new Map<string, Peer>();
   readonly stats: DeviceStats = { handshakesInitiated: 0, handshakesCompleted: 0, handshakesRejected: 0, cookieRepliesConsumed: 0 };
   private readonly byId = new Map<number, Peer>();
+  /** Which peer owns each allowed-IP prefix ("addr/cidr" hex): an address belongs to one peer. */
+  private readonly prefixOwner = new Map<string, Peer>();
   private readonly indices = new Map<number, Peer>();
   private nextPeerId = 1;
   private timer: NodeJS.Timeout | undefined;
@@ -160,6 +162,10 @@ export class WireGuardDevice extends EventEmitter {
     if (!peer) return;
     peer.timers.stop();
     this.native.removePeer(peer.id);
+    for (const p of peer.allowedIPs) {
+      const k = `${p.addr.toString('hex')}/${p.cidr}`;
+      if (this.prefixOwner.get(k) === peer) this.prefixOwner.delete(k);
+    }
     for (const idx of peer.indices) this.indices.delete(idx);
     this.peers.delete(peer.publicKeyHex);
     this.byId.delete(peer.id);
@@ -175,16 +181,20 @@ export class WireGuardDevice extends EventEmitter {
   }
 
   setPeerAllowedIPs(peer: Peer, prefixes: Prefix[]): void {
+    const key = (p: Prefix) => `${p.addr.toString('hex')}/${p.cidr}`;
+    for (const p of peer.allowedIPs) if (this.prefixOwner.get(key(p)) === peer) this.prefixOwner.delete(key(p));
     peer.allowedIPs = prefixes.map((p) => ({ addr: Buffer.from(p.addr), cidr: p.cidr }));
     this.native.setAllowedIPs(
       peer.id,
       peer.allowedIPs.map((p) => [p.addr, p.cidr] as [Buffer, number]),
     );
-    // An address belongs to one peer: a prefix given to this peer leaves any other.
-    for (const other of this.peers.values()) {
-      if (other === peer) continue;
-      const kept = other.allowedIPs.filter((o) => !peer.allowedIPs.some((p) => p.cidr === o.cidr && p.addr.equals(o.addr)));
-      if (kept.length !== other.allowedIPs.length) other.allowedIPs = kept;
+    // An address belongs to one peer: a prefix given to this peer leaves its previous owner
+    // (the native trie already moved it when it was inserted for this peer).
+    for (const p of peer.allowedIPs) {
+      const k = key(p);
+      const prev = this.prefixOwner.get(k);
+      if (prev && prev !== peer) prev.allowedIPs = prev.allowedIPs.filter((o) => key(o) !== k);
+      this.prefixOwner.set(k, peer);
     }
   }
 
