@@ -17,6 +17,7 @@ import { dirname } from 'node:path';
 import type { Etcd3, Lease } from 'etcd3';
 import {
   cachePrefix,
+  clusterConfigKey,
   healthKey,
   splitClusterName,
   stateKey,
@@ -24,7 +25,7 @@ import {
   syncedPrefix,
 } from '../controlplane/keys.js';
 import { connectEtcd, EtcdStore, ListWatcher } from '../controlplane/kvstore.js';
-import { parseEndpointRecord, parseNodeRecord, type EndpointRecord, type NodeRecord } from '../controlplane/types.js';
+import { parseEndpointRecord, parseNodeRecord, type ClusterConfig, type EndpointRecord, type NodeRecord, type RelayRecord } from '../controlplane/types.js';
 import type { Logger } from '../log.js';
 import { parseIP, parsePrefix } from '../net/ip.js';
 import { generatePrivateKey } from '../wireguard/crypto.js';
@@ -43,6 +44,8 @@ interface PeerState {
   record: NodeRecord;
   peer: Peer;
   routes: string[];
+  /** Pod CIDRs of other clusters reached through this (hub) node. */
+  relayed: string[];
 }
 
 export class Agent extends EventEmitter {
@@ -53,6 +56,11 @@ export class Agent extends EventEmitter {
   /** Node records by etcd key, local and cached. */
   private readonly nodes = new Map<string, NodeRecord>();
   private readonly syncedClusters = new Set<string>();
+  /** Relay offers of hub nodes in connected clusters, by etcd key. */
+  private readonly relays = new Map<string, RelayRecord>();
+  /** Our own cluster is a hub (cluster-config relay: true). */
+  private relayEnabled = false;
+  private publishedRelay = '';
   readonly endpoints = new Map<string, EndpointRecord>();
   private readonly peers = new Map<string, PeerState>(); // by "cluster/node"
   private readonly local = new Map<string, LocalEndpoint>(); // by "namespace/name"
@@ -61,8 +69,8 @@ export class Agent extends EventEmitter {
   private stopped = false;
   readonly startedAt = Date.now();
 
-  /** Route changes of one reconcile pass, applied with a single `ip -batch`. */
-  private routeOps: string[] = [];
+  /** Routes we installed into the TUN (all peers' CIDRs point at the same device). */
+  private readonly installedRoutes = new Set<string>();
 
   constructor(readonly cfg: AgentConfig, readonly log: Logger) {
     super();
@@ -129,6 +137,32 @@ export class Agent extends EventEmitter {
         },
       }, this.log),
       new ListWatcher(store, statePrefix('ip', own), endpointSink, this.log),
+      new ListWatcher(store, cachePrefix('relays'), {
+        upsert: (k, v) => {
+          try {
+            this.relays.set(k, JSON.parse(v) as RelayRecord);
+          } catch {
+            this.relays.delete(k);
+          }
+          this.queueReconcile();
+        },
+        remove: (k) => {
+          this.relays.delete(k);
+          this.queueReconcile();
+        },
+      }, this.log),
+      new ListWatcher(store, clusterConfigKey(own), {
+        upsert: (k, v) => {
+          if (k !== clusterConfigKey(own)) return; // the prefix also matches longer names
+          this.relayEnabled = (JSON.parse(v) as ClusterConfig).relay === true;
+          this.queueReconcile();
+        },
+        remove: (k) => {
+          if (k !== clusterConfigKey(own)) return;
+          this.relayEnabled = false;
+          this.queueReconcile();
+        },
+      }, this.log),
       new ListWatcher(store, cachePrefix('ip'), endpointSink, this.log),
     );
     for (const w of this.watchers) void w.start();
@@ -262,64 +296,103 @@ export class Agent extends EventEmitter {
     return out;
   }
 
+  /**
+   * Hub-and-spoke: pod CIDRs we cannot reach directly but a hub node offers to
+   * relay, by the hub node's id. Every node picks the same hub node for a
+   * remote cluster (the first relay offer by cluster, then node name), so
+   * both directions of a relayed flow use the same hub node and pass its
+   * cryptokey routing check.
+   */
+  private relayPlan(desired: Map<string, NodeRecord>): Map<string, string[]> {
+    const direct = new Set<string>(this.cfg.node.podCIDRs);
+    for (const rec of desired.values()) for (const c of rec.podCIDRs) direct.add(c);
+    const offers = [...this.relays.values()]
+      .filter((r) => r.cluster !== this.cfg.cluster.name && this.syncedClusters.has(r.cluster) && desired.has(`${r.cluster}/${r.node}`))
+      .sort((a, b) => (a.cluster + '/' + a.node < b.cluster + '/' + b.node ? -1 : 1));
+    const via = new Map<string, string>();
+    for (const r of offers) for (const c of r.podCIDRs) if (!direct.has(c) && !via.has(c)) via.set(c, `${r.cluster}/${r.node}`);
+    const plan = new Map<string, string[]>();
+    for (const [cidr, hub] of via) plan.set(hub, [...(plan.get(hub) ?? []), cidr].sort());
+    return plan;
+  }
+
+  /** A hub node offers every remote cluster's pod CIDRs it reaches. */
+  private publishRelay(desired: Map<string, NodeRecord>): void {
+    const own = this.cfg.cluster.name;
+    const key = stateKey('relays', own, this.cfg.node.name);
+    const cidrs = this.relayEnabled ? [...desired.values()].filter((r) => r.cluster !== own).flatMap((r) => r.podCIDRs).sort() : [];
+    const value = cidrs.length ? JSON.stringify({ cluster: own, node: this.cfg.node.name, podCIDRs: cidrs } satisfies RelayRecord) : '';
+    if (value === this.publishedRelay || !this.lease) return;
+    this.publishedRelay = value;
+    const op = value ? this.lease.put(key).value(value).exec() : this.etcd.delete().key(key).exec();
+    void op.catch((err: Error) => this.log.warn({ err: err.message }, 'could not publish relay offer'));
+  }
+
   reconcile(): void {
     const desired = this.desiredNodes();
     for (const [id, st] of this.peers) {
       if (desired.has(id)) continue;
       this.removePeer(id, st);
     }
+    const plan = this.relayPlan(desired);
     const changed: NodeRecord[] = [];
     for (const [id, rec] of desired) {
       const st = this.peers.get(id);
-      if (st && st.record === rec) continue; // records are replaced, never mutated, on every change
-      if (st && JSON.stringify(st.record) === JSON.stringify(rec)) {
+      const relayed = plan.get(id) ?? [];
+      const sameRelay = st !== undefined && st.relayed.join() === relayed.join();
+      if (st && sameRelay && st.record === rec) continue; // records are replaced, never mutated, on every change
+      if (st && sameRelay && JSON.stringify(st.record) === JSON.stringify(rec)) {
         st.record = rec;
         continue;
       }
       if (st && st.record.publicKey !== rec.publicKey) this.removePeer(id, st);
-      this.upsertPeer(id, rec);
+      this.upsertPeer(id, rec, relayed);
       changed.push(rec);
     }
     this.flushRoutes();
+    this.publishRelay(desired);
     // The data path holds these peers now (the native calls above are synchronous).
     if (changed.length) this.emit('peers-programmed', changed);
   }
 
-  private upsertPeer(id: string, rec: NodeRecord): void {
+  private upsertPeer(id: string, rec: NodeRecord, relayed: string[]): void {
     const pub = Buffer.from(rec.publicKey, 'base64');
     const peer = this.dev.addPeer(pub);
     const mine = parseIP(this.cfg.node.addresses[0]!)!;
     const addr = rec.addresses.find((a) => parseIP(a)!.length === mine.length) ?? rec.addresses[0]!;
     this.dev.setPeerEndpoint(peer, { host: addr, port: rec.port });
-    const prefixes = rec.podCIDRs.map((c) => parsePrefix(c));
-    this.dev.setPeerAllowedIPs(peer, prefixes);
-    const old = this.peers.get(id);
-    for (const r of old?.routes ?? []) if (!rec.podCIDRs.includes(r)) this.route('del', r);
-    for (const r of rec.podCIDRs) this.route('replace', r);
-    this.peers.set(id, { record: rec, peer, routes: [...rec.podCIDRs] });
+    const routes = [...rec.podCIDRs, ...relayed];
+    this.dev.setPeerAllowedIPs(peer, routes.map((c) => parsePrefix(c)));
+    this.peers.set(id, { record: rec, peer, routes, relayed });
     this.log.debug({ peer: id, endpoint: `${addr}:${rec.port}`, podCIDRs: rec.podCIDRs }, 'peer up');
   }
 
   private removePeer(id: string, st: PeerState): void {
-    for (const r of st.routes) this.route('del', r);
     this.dev.removePeer(st.peer.publicKey);
     this.peers.delete(id);
     this.log.debug({ peer: id }, 'peer removed');
   }
 
-  private route(op: 'replace' | 'del', cidr: string): void {
-    this.routeOps.push(`${cidr.includes(':') ? '-6' : '-4'} route ${op} ${cidr} dev ${this.dev.tunName}`);
-  }
-
+  /**
+   * Makes the TUN's routes the union of all peers' CIDRs, as one set: a CIDR
+   * that moved from one peer to another in this pass (a relay handed over)
+   * stays installed. One `ip -batch` per pass.
+   */
   private flushRoutes(): void {
-    if (this.routeOps.length === 0) return;
-    const ops = this.routeOps;
-    this.routeOps = [];
+    const want = new Set<string>();
+    for (const st of this.peers.values()) for (const r of st.routes) want.add(r);
+    const ops: string[] = [];
+    // (ip -batch takes no per-line options like -6: the prefix tells the family)
+    for (const r of this.installedRoutes) if (!want.has(r)) ops.push(`route del ${r} dev ${this.dev.tunName}`);
+    for (const r of want) if (!this.installedRoutes.has(r)) ops.push(`route replace ${r} dev ${this.dev.tunName}`);
+    this.installedRoutes.clear();
+    for (const r of want) this.installedRoutes.add(r);
+    if (ops.length === 0) return;
     try {
       // -force: one failing line (a route already gone) must not stop the rest
       execFileSync('ip', ['-force', '-batch', '-'], { input: ops.join('\n') + '\n', stdio: ['pipe', 'ignore', 'pipe'] });
     } catch (err) {
-      this.log.debug({ err: String((err as { stderr?: Buffer }).stderr ?? err).trim() }, 'some route changes failed');
+      this.log.warn({ err: String((err as { stderr?: Buffer }).stderr ?? err).trim() }, 'some route changes failed');
     }
   }
 
@@ -353,6 +426,7 @@ export class Agent extends EventEmitter {
           cluster: st.record.cluster,
           endpoint: s?.host ? `${s.host}:${s.port}` : undefined,
           podCIDRs: st.record.podCIDRs,
+          ...(st.relayed.length ? { relayed: st.relayed } : {}),
           lastHandshakeAgeS: st.peer.lastHandshakeEpochMs ? Math.round((now - st.peer.lastHandshakeEpochMs) / 1000) : null,
           rxBytes: s?.rxBytes ?? 0,
           txBytes: s?.txBytes ?? 0,

@@ -83,10 +83,11 @@ export async function main(argv: string[]): Promise<number> {
       return n;
     })
     .requiredOption('--pod-cidr <cidrs>', 'pod CIDRs, comma separated')
-    .action(async (o: { cluster: string; id: number; podCidr: string; etcd: string }) => {
+    .option('--relay', 'make this cluster a hub: its nodes relay traffic between the clusters they reach (hub-and-spoke)')
+    .action(async (o: { cluster: string; id: number; podCidr: string; etcd: string; relay?: boolean }) => {
       const { enableCluster } = await import('../controlplane/clustermesh.js');
-      await enableCluster(etcdOptions(o), { name: o.cluster, id: o.id, podCIDRs: o.podCidr.split(',') });
-      console.log(`cluster ${o.cluster} (id ${o.id}) enabled`);
+      await enableCluster(etcdOptions(o), { name: o.cluster, id: o.id, podCIDRs: o.podCidr.split(','), ...(o.relay ? { relay: true } : {}) });
+      console.log(`cluster ${o.cluster} (id ${o.id}) enabled${o.relay ? ' as a relay hub' : ''}`);
     });
   withEtcdFlags(withEtcdFlags(cm.command('connect').description('connect two clusters (both directions)'), 'a'), 'b')
     .option('--a-pki <dir>', "cluster A's PKI folder: issues B's read-only certificate")

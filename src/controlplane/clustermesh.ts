@@ -73,6 +73,8 @@ export async function enableCluster(access: EtcdOptions, cfg: ClusterConfig): Pr
       const old = JSON.parse(existing) as ClusterConfig;
       if (old.id !== cfg.id) throw new MeshError('WM_CLUSTER_ID_CHANGED', `cluster ${cfg.name} is already enabled with id ${old.id}, not ${cfg.id}`);
     }
+    const others = Object.values(await c.getAll().prefix('wiremesh/cluster-config/').strings()).map((j) => JSON.parse(j) as ClusterConfig).filter((o) => o.name !== cfg.name);
+    if (others.length) throw new MeshError('WM_CLUSTER_MISMATCH', `this etcd already belongs to cluster ${others[0]!.name}`);
     await c.put(clusterConfigKey(cfg.name)).value(JSON.stringify(cfg));
     if (access.ca || access.caFile) {
       // RBAC: remote clusters get a role that reads wiremesh/state/ and nothing else.

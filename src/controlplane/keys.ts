@@ -12,10 +12,11 @@
  *   wiremesh/health/v1/<cluster>/<node>          an agent's tunnels (peers, handshake ages, traffic), every 5 s, leased
  *
  * Types: nodes (name = node), ip (name = endpoint IP), identities, services
- * (name = ns/name), policies (name = ns/name).
+ * (name = ns/name), policies (name = ns/name), relays (name = node: a hub
+ * node's offer to relay traffic between the clusters it reaches).
  */
 export const ROOT = 'wiremesh/';
-export const STATE_TYPES = ['nodes', 'ip', 'identities', 'services', 'policies'] as const;
+export const STATE_TYPES = ['nodes', 'ip', 'identities', 'services', 'policies', 'relays'] as const;
 export type StateType = (typeof STATE_TYPES)[number];
 
 export const stateKey = (type: StateType, cluster: string, name: string): string => `wiremesh/state/${type}/v1/${cluster}/${name}`;

@@ -5,7 +5,7 @@
  * pattern once for the agent and the kvstoremesh replicator alike.
  */
 import { readFileSync } from 'node:fs';
-import { Etcd3, type IOptions, type Lease, type Watcher } from 'etcd3';
+import { Etcd3, Range, type IOptions, type Lease, type Watcher } from 'etcd3';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 
@@ -43,7 +43,8 @@ export interface EtcdOptions {
 }
 
 export function connectEtcd(o: EtcdOptions): Etcd3 {
-  const opts: IOptions = { hosts: o.endpoints, dialTimeout: o.dialTimeoutMs ?? 3000 };
+  // Watch responses during a bulk load can be large; lists are paginated (EtcdStore.list).
+  const opts: IOptions = { hosts: o.endpoints, dialTimeout: o.dialTimeoutMs ?? 3000, grpcOptions: { 'grpc.max_receive_message_length': 64 << 20 } };
   const ca = o.ca ? Buffer.from(o.ca) : o.caFile ? readFileSync(o.caFile) : undefined;
   if (ca) {
     const cert = o.cert ? Buffer.from(o.cert) : o.certFile ? readFileSync(o.certFile) : undefined;
@@ -54,15 +55,31 @@ export function connectEtcd(o: EtcdOptions): Etcd3 {
   return new Etcd3(opts);
 }
 
+const LIST_PAGE = 5000;
+
 export class EtcdStore implements KVStore {
   constructor(readonly client: Etcd3) {}
 
+  /**
+   * Lists a prefix in pages of LIST_PAGE keys, every page at the revision of the
+   * first: a consistent snapshot without one response holding 150,000 records
+   * (which grpc's message limit would refuse, and a relist would retry forever).
+   */
   async list(prefix: string): Promise<{ revision: string; kvs: KV[] }> {
-    const res = await this.client.getAll().prefix(prefix).exec();
-    return {
-      revision: res.header.revision,
-      kvs: res.kvs.map((kv) => ({ key: kv.key.toString(), value: kv.value.toString() })),
-    };
+    const end = Range.prefix(prefix).end;
+    const kvs: KV[] = [];
+    let start: Buffer = Buffer.from(prefix);
+    let revision: string | undefined;
+    for (;;) {
+      const b = this.client.getAll().inRange({ start, end }).limit(LIST_PAGE);
+      if (revision) b.revision(revision);
+      const res = await b.exec();
+      revision ??= res.header.revision;
+      for (const kv of res.kvs) kvs.push({ key: kv.key.toString(), value: kv.value.toString() });
+      if (!res.more || res.kvs.length === 0) break;
+      start = Buffer.concat([res.kvs[res.kvs.length - 1]!.key, Buffer.from([0])]);
+    }
+    return { revision, kvs };
   }
 
   async watch(prefix: string, fromRevision: string, h: WatchHandlers): Promise<{ cancel(): Promise<void> }> {

@@ -31,7 +31,7 @@ import { connectEtcd, EtcdStore, ListWatcher, type EtcdOptions } from './kvstore
 import { validateClusterName } from './types.js';
 
 /** State replicated between clusters (policies are replicated only when marked mesh-wide: issue 4). */
-export const REPLICATED_TYPES: StateType[] = ['nodes', 'ip', 'identities', 'services'];
+export const REPLICATED_TYPES: StateType[] = ['nodes', 'ip', 'identities', 'services', 'relays'];
 
 export interface RemoteSpec extends EtcdOptions {
   name: string;

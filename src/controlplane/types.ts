@@ -33,6 +33,15 @@ export interface ClusterConfig {
   name: string;
   id: number;
   podCIDRs: string[];
+  /** Hub of a hub-and-spoke mesh: its nodes relay traffic between the clusters they reach. */
+  relay?: boolean;
+}
+
+/** A hub node's offer to relay: the pod CIDRs of the remote clusters it reaches. */
+export interface RelayRecord {
+  cluster: string;
+  node: string;
+  podCIDRs: string[];
 }
 
 export function validateClusterName(name: unknown, field = 'cluster.name'): string {

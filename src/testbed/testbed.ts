@@ -26,6 +26,7 @@ import {
   loadTopology,
   nodeAddress,
   nodePodCIDR,
+  nodePodCIDRv6,
   podAddress,
   UNDERLAY_PREFIX_LEN,
   type PodSpec,
@@ -48,8 +49,8 @@ export interface TestbedState {
   dir: string;
   namespaces: string[];
   processes: ProcRecord[];
-  clusters: Array<{ name: string; id: number; podCIDR: string; etcd: string; cpNetns: string; nodes: Array<{ name: string; netns: string; address: string; podCIDR: string; socket: string }> }>;
-  pods: Array<{ name: string; cluster: string; node: string; namespace: string; netns: string; ip: string }>;
+  clusters: Array<{ name: string; id: number; podCIDR: string; etcd: string; cpNetns: string; nodes: Array<{ name: string; netns: string; address: string; podCIDR: string; podCIDRv6?: string; socket: string }> }>;
+  pods: Array<{ name: string; cluster: string; node: string; namespace: string; netns: string; ip: string; ip6?: string }>;
 }
 
 const nsPrefix = (name: string) => `wmtb-${name}-`;
@@ -159,7 +160,7 @@ async function build(topo: Topology, st: TestbedState, progress: (msg: string) =
     st.clusters.push({ name: c.name, id: c.id, podCIDR: c.podCIDR, etcd: etcd.clientUrl, cpNetns: cp, nodes: [] });
     save(st);
     // etcd addresses exist only inside the testbed: talk to them from a namespace on the underlay.
-    cliIn(cp, ['clustermesh', 'enable', ...etcdFlags('', etcd.clientUrl, pki), '--cluster', c.name, '--id', String(c.id), '--pod-cidr', c.podCIDR]);
+    cliIn(cp, ['clustermesh', 'enable', ...etcdFlags('', etcd.clientUrl, pki), '--cluster', c.name, '--id', String(c.id), '--pod-cidr', [c.podCIDR, ...(c.podCIDRv6 ? [c.podCIDRv6] : [])].join(','), ...(topo.hub === c.name ? ['--relay'] : [])]);
     spawnIn(st, cp, `${c.name}-kvstoremesh`, [process.execPath, WIREMESH, 'kvstoremesh', '--cluster', c.name, ...etcdFlags('', etcd.clientUrl, pki)]);
   }
 
@@ -172,14 +173,18 @@ async function build(topo: Topology, st: TestbedState, progress: (msg: string) =
       addNetns(st, ns);
       plug(ns, nodeAddress(ci, ni));
       sh(['sysctl', '-qw', 'net.ipv4.ip_forward=1'], ns);
+      sh(['sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1'], ns);
+      // a hub node forwards TUN to TUN: that is routing, not a reason for ICMP redirects
+      sh(['sysctl', '-qw', 'net.ipv4.conf.all.send_redirects=0'], ns);
       const podCIDR = nodePodCIDR(c, ni);
+      const podCIDRv6 = nodePodCIDRv6(c, ni);
       const socket = join(st.dir, `${c.name}-${n}.sock`);
       const cfgFile = join(st.dir, `${c.name}-${n}.yaml`);
       writeFileSync(
         cfgFile,
         [
           `cluster: { name: ${c.name}, id: ${c.id} }`,
-          `node: { name: ${n}, addresses: [${nodeAddress(ci, ni)}], podCIDRs: [${podCIDR}] }`,
+          `node: { name: ${n}, addresses: [${nodeAddress(ci, ni)}], podCIDRs: [${podCIDR}${podCIDRv6 ? `, "${podCIDRv6}"` : ''}] }`,
           `wireguard: { interface: wm0, port: 51820, privateKeyFile: ${join(st.dir, 'keys', `${c.name}-${n}.key`)} }`,
           `etcd: { endpoints: [${cst.etcd}], caFile: ${pkiFiles(pkiDir(st, c.name)).caFile}, certFile: ${pkiFiles(pkiDir(st, c.name)).certFile}, keyFile: ${pkiFiles(pkiDir(st, c.name)).keyFile} }`,
           `api: { socket: ${socket} }`,
@@ -187,7 +192,7 @@ async function build(topo: Topology, st: TestbedState, progress: (msg: string) =
         ].join('\n'),
       );
       spawnIn(st, ns, agentRole(c.name, n), agentCommand(cfgFile));
-      cst.nodes.push({ name: n, netns: ns, address: nodeAddress(ci, ni), podCIDR, socket });
+      cst.nodes.push({ name: n, netns: ns, address: nodeAddress(ci, ni), podCIDR, ...(podCIDRv6 ? { podCIDRv6 } : {}), socket });
       save(st);
     }
   }
@@ -307,9 +312,18 @@ export async function addPod(st: TestbedState, pod: PodSpec): Promise<TestbedSta
   sh(['ip', 'link', 'set', 'eth0', 'up'], ns);
   sh(['ip', 'route', 'add', '169.254.1.1', 'dev', 'eth0', 'scope', 'link'], ns);
   sh(['ip', 'route', 'add', 'default', 'via', '169.254.1.1', 'dev', 'eth0'], ns);
-  const res = await callAgent(node.socket, 'POST', '/v1/endpoints', { name: pod.name, namespace: pod.namespace, labels: pod.labels, ips: [ip] });
+  let ip6: string | undefined;
+  if (node.podCIDRv6) {
+    // IPv6: the node is fe80::1 on every pod veth, the pod has a /128
+    ip6 = podAddress(node.podCIDRv6, k);
+    sh(['ip', '-6', 'addr', 'add', 'fe80::1/64', 'dev', nodeSide, 'nodad'], node.netns);
+    sh(['ip', '-6', 'route', 'add', `${ip6}/128`, 'dev', nodeSide], node.netns);
+    sh(['ip', '-6', 'addr', 'add', `${ip6}/128`, 'dev', 'eth0', 'nodad'], ns);
+    sh(['ip', '-6', 'route', 'add', 'default', 'via', 'fe80::1', 'dev', 'eth0'], ns);
+  }
+  const res = await callAgent(node.socket, 'POST', '/v1/endpoints', { name: pod.name, namespace: pod.namespace, labels: pod.labels, ips: ip6 ? [ip, ip6] : [ip] });
   if (res.status !== 201) throw new WiremeshError('WM_TESTBED_ENDPOINT', `agent refused pod ${pod.name}: ${JSON.stringify(res.body)}`);
-  const rec = { name: pod.name, cluster: pod.cluster, node: pod.node, namespace: pod.namespace, netns: ns, ip };
+  const rec = { name: pod.name, cluster: pod.cluster, node: pod.node, namespace: pod.namespace, netns: ns, ip, ...(ip6 ? { ip6 } : {}) };
   st.pods.push(rec);
   save(st);
   return rec;

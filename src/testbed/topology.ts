@@ -8,6 +8,7 @@
  *     - { name: web, cluster: c1, node: n1, namespace: default, labels: { app: web } }
  *   manifests: { c1: [policy.yaml] }  # applied with `wiremesh apply` (issue 3/4)
  *   connect: [[c1, c2]]               # optional; default: full mesh
+ *   hub: c1                           # optional: hub-and-spoke, spokes reach each other through c1
  */
 import { readFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
@@ -20,6 +21,8 @@ export interface ClusterSpec {
   name: string;
   id: number;
   podCIDR: string;
+  /** Optional IPv6 pod prefix (a /48): dual stack, a /64 per node. */
+  podCIDRv6?: string;
   nodes: string[];
 }
 
@@ -38,6 +41,8 @@ export interface Topology {
   pods: PodSpec[];
   manifests: Record<string, string[]>;
   connect: Array<[string, string]>;
+  /** Hub-and-spoke: this cluster relays between the others. */
+  hub?: string;
 }
 
 const DNS = /^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$/;
@@ -53,7 +58,7 @@ export function parseTopology(text: string, file = 'topology.yaml'): Topology {
   }
   if (!isObj(doc)) throw new ConfigError('(root)', 'must be a mapping');
   for (const k of Object.keys(doc))
-    if (!['name', 'clusters', 'pods', 'manifests', 'connect'].includes(k)) throw new ConfigError(k, 'unknown field');
+    if (!['name', 'clusters', 'pods', 'manifests', 'connect', 'hub'].includes(k)) throw new ConfigError(k, 'unknown field');
   const name = doc.name === undefined ? basename(file).replace(/\.[^.]*$/, '').toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 12) : doc.name;
   if (typeof name !== 'string' || !/^[a-z0-9][a-z0-9-]{0,11}$/.test(name)) throw new ConfigError('name', 'must be 1-12 lowercase letters, digits or "-"');
   if (!Array.isArray(doc.clusters) || doc.clusters.length === 0) throw new ConfigError('clusters', 'must be a non-empty list');
@@ -66,6 +71,13 @@ export function parseTopology(text: string, file = 'topology.yaml'): Topology {
     if (typeof c.podCIDR !== 'string') throw new ConfigError(`${f}.podCIDR`, 'must be a CIDR like 100.65.0.0/16');
     const p = parsePrefix(c.podCIDR, `${f}.podCIDR`);
     if (p.addr.length !== 4 || p.cidr > 22) throw new ConfigError(`${f}.podCIDR`, 'must be an IPv4 prefix of /22 or shorter (each node gets a /24)');
+    let podCIDRv6: string | undefined;
+    if (c.podCIDRv6 !== undefined) {
+      if (typeof c.podCIDRv6 !== 'string') throw new ConfigError(`${f}.podCIDRv6`, 'must be an IPv6 /48 like fd65::/48');
+      const p6 = parsePrefix(c.podCIDRv6, `${f}.podCIDRv6`);
+      if (p6.addr.length !== 16 || p6.cidr !== 48) throw new ConfigError(`${f}.podCIDRv6`, 'must be an IPv6 /48 (each node gets a /64)');
+      podCIDRv6 = `${formatIP(p6.addr)}/48`;
+    }
     if (!Array.isArray(c.nodes) || c.nodes.length === 0) throw new ConfigError(`${f}.nodes`, 'must be a non-empty list of node names');
     const nodes = c.nodes.map((n, j) => {
       if (typeof n !== 'string' || !DNS.test(n) || n.length > 12) throw new ConfigError(`${f}.nodes[${j}]`, 'must be a DNS label of at most 12 characters');
@@ -73,7 +85,7 @@ export function parseTopology(text: string, file = 'topology.yaml'): Topology {
     });
     if (new Set(nodes).size !== nodes.length) throw new ConfigError(`${f}.nodes`, 'node names must be unique');
     if (nodes.length > (1 << (24 - p.cidr)) - 1) throw new ConfigError(`${f}.nodes`, `too many nodes for ${c.podCIDR}`);
-    return { name: cname, id, podCIDR: `${formatIP(p.addr)}/${p.cidr}`, nodes };
+    return { name: cname, id, podCIDR: `${formatIP(p.addr)}/${p.cidr}`, ...(podCIDRv6 ? { podCIDRv6 } : {}), nodes };
   });
   for (let i = 0; i < clusters.length; i++)
     for (let j = i + 1; j < clusters.length; j++) {
@@ -82,6 +94,8 @@ export function parseTopology(text: string, file = 'topology.yaml'): Topology {
       if (a.id === b.id) throw new ConfigError(`clusters[${j}].id`, `duplicate cluster id ${b.id} (also ${a.name})`);
       if (prefixesOverlap(parsePrefix(a.podCIDR), parsePrefix(b.podCIDR)))
         throw new ConfigError(`clusters[${j}].podCIDR`, `${b.podCIDR} overlaps ${a.podCIDR} of ${a.name}`);
+      if (a.podCIDRv6 && b.podCIDRv6 && prefixesOverlap(parsePrefix(a.podCIDRv6), parsePrefix(b.podCIDRv6)))
+        throw new ConfigError(`clusters[${j}].podCIDRv6`, `${b.podCIDRv6} overlaps ${a.podCIDRv6} of ${a.name}`);
     }
   const byName = new Map(clusters.map((c) => [c.name, c]));
   const pods: PodSpec[] = (Array.isArray(doc.pods) ? doc.pods : doc.pods === undefined ? [] : (() => { throw new ConfigError('pods', 'must be a list'); })()).map((p: unknown, i: number) => {
@@ -112,10 +126,19 @@ export function parseTopology(text: string, file = 'topology.yaml'): Topology {
       manifests[c] = (files as string[]).map((f) => resolve(dirname(file), f));
     }
   }
+  let hub: string | undefined;
+  if (doc.hub !== undefined) {
+    if (typeof doc.hub !== 'string' || !byName.has(doc.hub)) throw new ConfigError('hub', `unknown cluster ${JSON.stringify(doc.hub)}`);
+    hub = doc.hub;
+  }
   let connect: Array<[string, string]>;
   if (doc.connect === undefined) {
     connect = [];
-    for (let i = 0; i < clusters.length; i++) for (let j = i + 1; j < clusters.length; j++) connect.push([clusters[i]!.name, clusters[j]!.name]);
+    for (let i = 0; i < clusters.length; i++)
+      for (let j = i + 1; j < clusters.length; j++) {
+        const pair: [string, string] = [clusters[i]!.name, clusters[j]!.name];
+        if (!hub || pair.includes(hub)) connect.push(pair); // hub-and-spoke: spokes connect to the hub only
+      }
   } else {
     if (!Array.isArray(doc.connect)) throw new ConfigError('connect', 'must be a list of [clusterA, clusterB] pairs');
     connect = doc.connect.map((pair, i) => {
@@ -124,7 +147,7 @@ export function parseTopology(text: string, file = 'topology.yaml'): Topology {
       return [pair[0], pair[1]] as [string, string];
     });
   }
-  return { name, file: resolve(file), clusters, pods, manifests, connect };
+  return { name, file: resolve(file), clusters, pods, manifests, connect, ...(hub ? { hub } : {}) };
 }
 
 export function loadTopology(file: string): Topology {
@@ -153,10 +176,18 @@ export function nodePodCIDR(cluster: ClusterSpec, ni: number): string {
   return `${formatIP(b)}/24`;
 }
 
-/** Pod k (0-based, in order on its node) gets .(10+k) of the node's /24. */
+/** Node j (0-based) gets the (j+1)-th /64 of its cluster's IPv6 /48. */
+export function nodePodCIDRv6(cluster: ClusterSpec, ni: number): string | undefined {
+  if (!cluster.podCIDRv6) return undefined;
+  const b = Buffer.from(parsePrefix(cluster.podCIDRv6).addr);
+  b.writeUInt16BE(ni + 1, 6);
+  return `${formatIP(b)}/64`;
+}
+
+/** Pod k (0-based, in order on its node) gets host 10+k of the node's /24 (and /64). */
 export function podAddress(nodeCIDR: string, k: number): string {
   const p = parsePrefix(nodeCIDR);
   const b = Buffer.from(p.addr);
-  b[3] = 10 + k;
+  b[b.length - 1] = 10 + k;
   return formatIP(b);
 }

@@ -53,6 +53,18 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it('lists a prefix larger than one page (and grpc\'s message limit) as one consistent snapshot', async () => {
+    const c = connectEtcd({ endpoints: [etcd.clientUrl] });
+    const value = 'x'.repeat(400);
+    for (let i = 0; i < 12_000; i += 128)
+      await c.if('wiremesh/big/0', 'Version', '>', -1).then(...Array.from({ length: 128 }, (_, j) => c.put(`wiremesh/big/${String(i + j).padStart(6, '0')}`).value(value))).commit();
+    const { kvs } = await new EtcdStore(c).list('wiremesh/big/');
+    expect(kvs.length).toBe(12_032);
+    expect(new Set(kvs.map((k) => k.key)).size).toBe(12_032);
+    expect(kvs.every((k) => k.key.startsWith('wiremesh/big/'))).toBe(true);
+    c.close();
+  });
+
   it('lists, follows puts and deletes, and loses no deletion across a compacted outage', async () => {
     const direct = connectEtcd({ endpoints: [etcd.clientUrl] });
     const proxy = new PausableProxy(port);

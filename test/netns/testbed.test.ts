@@ -35,9 +35,9 @@ describe.skipIf(!enabled)('multi-cluster testbed (3 clusters x 2 nodes)', () => 
       file,
       `name: ${name}
 clusters:
-  - { name: c1, id: 1, podCIDR: 100.65.0.0/16, nodes: [n1, n2] }
-  - { name: c2, id: 2, podCIDR: 100.66.0.0/16, nodes: [n1, n2] }
-  - { name: c3, id: 3, podCIDR: 100.67.0.0/16, nodes: [n1, n2] }
+  - { name: c1, id: 1, podCIDR: 100.65.0.0/16, podCIDRv6: "fd65:1::/48", nodes: [n1, n2] }
+  - { name: c2, id: 2, podCIDR: 100.66.0.0/16, podCIDRv6: "fd65:2::/48", nodes: [n1, n2] }
+  - { name: c3, id: 3, podCIDR: 100.67.0.0/16, podCIDRv6: "fd65:3::/48", nodes: [n1, n2] }
 pods:
 ${[1, 2, 3].flatMap((c) => [1, 2].map((n) => `  - { name: p${c}${n}, cluster: c${c}, node: n${n}, namespace: ns${n}, labels: { app: a${n} } }`)).join('\n')}
 manifests:
@@ -57,6 +57,23 @@ manifests:
     const failures: string[] = [];
     for (const src of st.pods) for (const dst of st.pods) if (src !== dst && !ping(src.netns, dst.ip)) failures.push(`${src.cluster}/${src.name} -> ${dst.cluster}/${dst.name}`);
     expect(failures).toEqual([]);
+  });
+
+  it('dual stack: every pod reaches every other pod over IPv6 too', () => {
+    const failures: string[] = [];
+    for (const src of st.pods) for (const dst of st.pods) if (src !== dst && !run(src.netns, 'ping', '-6', '-c', '1', '-W', '2', dst.ip6!).ok) failures.push(`${src.name} -> ${dst.name} (${dst.ip6})`);
+    expect(failures).toEqual([]);
+  });
+
+  it('path MTU discovery: an oversized DF packet gets "fragmentation needed" with the tunnel MTU', () => {
+    const [a, b] = [st.pods.find((p) => p.cluster === 'c1')!, st.pods.find((p) => p.cluster === 'c2')!];
+    const big = run(a.netns, 'ping', '-M', 'do', '-s', '1472', '-c', '1', '-W', '2', b.ip); // 1500-byte packet
+    expect(big.ok).toBe(false);
+    expect(big.out).toMatch(/mtu ?= ?1420/);
+    expect(run(a.netns, 'ping', '-M', 'do', '-s', '1392', '-c', '1', '-W', '2', b.ip).ok).toBe(true); // exactly 1420
+    const big6 = run(a.netns, 'ping', '-6', '-M', 'do', '-s', '1452', '-c', '1', '-W', '2', b.ip6!);
+    expect(big6.ok).toBe(false);
+    expect(big6.out).toMatch(/mtu ?= ?1420/);
   });
 
   it('every pod reaches every other pod over TCP', async () => {
@@ -141,9 +158,10 @@ manifests:
     // its endpoint record reached the other clusters through kvstoremesh
     const c3n1 = st.clusters.find((c) => c.name === 'c3')!.nodes[0]!;
     const count = async () => ((await callAgent(c3n1.socket, 'GET', '/v1/status')).body as { endpoints: number }).endpoints;
-    await waitFor(async () => (await count()) === 7, 10_000, 'endpoint replicated to c3');
+    // dual stack: one record per address, two per pod
+    await waitFor(async () => (await count()) === 14, 10_000, 'endpoint replicated to c3');
     await removePod(st, 'c2', 'late');
-    await waitFor(async () => (await count()) === 6, 10_000, 'endpoint removal replicated to c3');
+    await waitFor(async () => (await count()) === 12, 10_000, 'endpoint removal replicated to c3');
     for (const f of from) expect(ping(f.netns, pod.ip)).toBe(false);
   });
 });

@@ -1,0 +1,83 @@
+// Hub-and-spoke: spokes c2 and c3 are connected only to hub c1; their pods reach
+// each other through a c1 node, which forwards between its tunnels.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { callAgent } from '../../src/agent/api.js';
+import { canRunNetns, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
+import { testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
+
+const enabled = canRunNetns() && hasCommand('etcd');
+const ECHO = join(ROOT, 'test', 'helpers', 'tcpecho.mjs');
+
+function ok(ns: string, ...cmd: string[]): boolean {
+  try {
+    execFileSync('ip', ['netns', 'exec', ns, ...cmd], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+interface PeerStatus {
+  id: string;
+  relayed?: string[];
+  rxBytes: number;
+}
+
+describe.skipIf(!enabled)('hub-and-spoke topology', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'wmhs-'));
+  const file = join(dir, 'topo.yaml');
+  let st: TestbedState;
+  const peers = async (cluster: string, node: string) => {
+    const n = st.clusters.find((c) => c.name === cluster)!.nodes.find((x) => x.name === node)!;
+    return ((await callAgent(n.socket, 'GET', '/v1/status')).body as { peers: PeerStatus[] }).peers;
+  };
+
+  beforeAll(async () => {
+    writeFileSync(file, `name: h${process.pid % 100000}
+hub: c1
+clusters:
+  - { name: c1, id: 1, podCIDR: 100.65.0.0/16, nodes: [n1, n2] }
+  - { name: c2, id: 2, podCIDR: 100.66.0.0/16, nodes: [n1] }
+  - { name: c3, id: 3, podCIDR: 100.67.0.0/16, nodes: [n1] }
+pods:
+  - { name: a, cluster: c1, node: n2 }
+  - { name: b, cluster: c2, node: n1 }
+  - { name: c, cluster: c3, node: n1 }
+`);
+    st = await testbedUp(file);
+  }, 120_000);
+  afterAll(async () => {
+    await testbedDown(file);
+    rmSync(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  it('spokes have tunnels only to the hub, and route the other spoke through one hub node', async () => {
+    // relay offers travel hub -> spokes through kvstoremesh; wait until both spokes use them
+    await waitFor(async () => (await peers('c2', 'n1')).some((p) => p.relayed?.includes('100.67.1.0/24')), 15_000, 'c2 learns the relay');
+    await waitFor(async () => (await peers('c3', 'n1')).some((p) => p.relayed?.includes('100.66.1.0/24')), 15_000, 'c3 learns the relay');
+    const c2 = await peers('c2', 'n1');
+    expect(c2.map((p) => p.id).sort()).toEqual(['c1/n1', 'c1/n2']);
+    // the same hub node on both sides (the first by name): both directions pass its cryptokey routing
+    expect(c2.find((p) => p.relayed)!.id).toBe('c1/n1');
+    expect((await peers('c3', 'n1')).find((p) => p.relayed)!.id).toBe('c1/n1');
+  });
+
+  it('spoke pods reach each other (ICMP and TCP) through the hub, and the hub pods directly', async () => {
+    const pod = (n: string) => st.pods.find((p) => p.name === n)!;
+    const before = (await peers('c1', 'n1')).find((p) => p.id === 'c2/n1')!.rxBytes;
+    expect(ok(pod('b').netns, 'ping', '-c', '2', '-W', '2', pod('c').ip)).toBe(true);
+    expect(ok(pod('c').netns, 'ping', '-c', '2', '-W', '2', pod('b').ip)).toBe(true);
+    expect(ok(pod('b').netns, 'ping', '-c', '1', '-W', '2', pod('a').ip)).toBe(true);
+    const server = execFileSync('sh', ['-c', `ip netns exec ${pod('c').netns} ${process.execPath} ${ECHO} server ${pod('c').ip} 7000 >/dev/null 2>&1 & echo $!`], { encoding: 'utf8' }).trim();
+    await new Promise((r) => setTimeout(r, 500));
+    const out = execFileSync('ip', ['netns', 'exec', pod('b').netns, process.execPath, ECHO, 'client', '7000', pod('c').ip], { encoding: 'utf8' });
+    process.kill(Number(server));
+    expect(out.trim()).toBe(`${pod('c').ip} ok`);
+    // the relayed traffic went through hub node c1/n1
+    expect((await peers('c1', 'n1')).find((p) => p.id === 'c2/n1')!.rxBytes).toBeGreaterThan(before);
+  });
+});
