@@ -50,14 +50,24 @@ function reexecInNetns(): void {
       env: { ...process.env, [IN_NETNS]: ns },
     });
     r.once('exit', (code) => {
-      for (const pid of execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).split('\n').filter(Boolean)) {
-        try {
-          process.kill(Number(pid), 'SIGKILL');
-        } catch {
-          /* gone */
+      // kill what is left inside, wait until it is gone, then remove the namespace
+      for (let i = 0; i < 50; i++) {
+        const pids = execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).split('\n').filter(Boolean);
+        if (pids.length === 0) break;
+        for (const pid of pids) {
+          try {
+            process.kill(Number(pid), 'SIGKILL');
+          } catch {
+            /* gone */
+          }
         }
+        execFileSync('sleep', ['0.1']);
       }
-      execFileSync('ip', ['netns', 'del', ns]);
+      try {
+        execFileSync('ip', ['netns', 'del', ns]);
+      } catch (err) {
+        process.stderr.write(`could not remove namespace ${ns}: ${(err as Error).message}\n`);
+      }
       process.exit(code ?? 1);
     });
   } catch (err) {

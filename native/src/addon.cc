@@ -478,7 +478,7 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
   Napi::Value PeerStats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     std::vector<wm::PeerStats> stats;
-    dev_.peer_stats(&stats);
+    dev_.peer_stats(&stats, info.Length() > 0 && info[0].ToBoolean());
     Napi::Array arr = Napi::Array::New(env, stats.size());
     for (size_t i = 0; i < stats.size(); i++) {
       const auto& s = stats[i];

@@ -65,12 +65,18 @@ export class Agent extends EventEmitter {
   private readonly peers = new Map<string, PeerState>(); // by "cluster/node"
   private readonly local = new Map<string, LocalEndpoint>(); // by "namespace/name"
   private reconcileQueued = false;
+  /** Node keys changed since the last pass, or 'all' (sync state, relays or config changed). */
+  private dirty: Set<string> | 'all' = 'all';
+  private relayPlanCache = new Map<string, string[]>();
   private healthTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   readonly startedAt = Date.now();
 
   /** Routes we installed into the TUN (all peers' CIDRs point at the same device). */
   private readonly installedRoutes = new Set<string>();
+  /** How many peers claim each CIDR, and the CIDRs whose count changed since the last flush. */
+  private readonly routeRefs = new Map<string, number>();
+  private readonly routesTouched = new Set<string>();
 
   constructor(readonly cfg: AgentConfig, readonly log: Logger) {
     super();
@@ -102,11 +108,11 @@ export class Agent extends EventEmitter {
           this.log.warn({ key: k, err: (err as Error).message }, 'ignoring malformed node record');
           this.nodes.delete(k);
         }
-        this.queueReconcile();
+        this.queueReconcile(k);
       },
       remove: (k: string) => {
         this.nodes.delete(k);
-        this.queueReconcile();
+        this.queueReconcile(k);
       },
     };
     const endpointSink = {
@@ -268,7 +274,10 @@ export class Agent extends EventEmitter {
 
   // ---- reconciliation -----------------------------------------------------------
 
-  private queueReconcile(): void {
+  /** Schedules a pass; `key` limits it to one node record, none means everything. */
+  private queueReconcile(key?: string): void {
+    if (key === undefined) this.dirty = 'all';
+    else if (this.dirty !== 'all') this.dirty.add(key);
     if (this.reconcileQueued || this.stopped) return;
     this.reconcileQueued = true;
     setImmediate(() => {
@@ -281,17 +290,27 @@ export class Agent extends EventEmitter {
     });
   }
 
+  /** The record behind `key` if it is a node we should have a tunnel to, with its id. */
+  private desiredAt(key: string): { id: string; rec: NodeRecord | undefined } | null {
+    const own = this.cfg.cluster.name;
+    const local = key.startsWith(statePrefix('nodes', own));
+    const loc = splitClusterName(local ? statePrefix('nodes') : cachePrefix('nodes'), key);
+    if (!loc) return null;
+    const id = `${loc.cluster}/${loc.name}`;
+    const rec = this.nodes.get(key);
+    if (!rec) return { id, rec: undefined };
+    if (loc.cluster !== rec.cluster || loc.name !== rec.name) return { id, rec: undefined }; // a record must live under its own name
+    if (!local && (rec.cluster === own || !this.syncedClusters.has(rec.cluster))) return { id, rec: undefined };
+    if (rec.cluster === own && rec.name === this.cfg.node.name) return { id, rec: undefined };
+    return { id, rec };
+  }
+
   /** The nodes we should have a tunnel to: our cluster's and synced remotes'. */
   desiredNodes(): Map<string, NodeRecord> {
     const out = new Map<string, NodeRecord>();
-    const own = this.cfg.cluster.name;
-    for (const [key, rec] of this.nodes) {
-      const local = key.startsWith(statePrefix('nodes', own));
-      const loc = splitClusterName(local ? statePrefix('nodes') : cachePrefix('nodes'), key);
-      if (!loc || loc.cluster !== rec.cluster || loc.name !== rec.name) continue; // a record must live under its own name
-      if (!local && (rec.cluster === own || !this.syncedClusters.has(rec.cluster))) continue;
-      if (rec.cluster === own && rec.name === this.cfg.node.name) continue;
-      out.set(`${rec.cluster}/${rec.name}`, rec);
+    for (const key of this.nodes.keys()) {
+      const d = this.desiredAt(key);
+      if (d?.rec) out.set(d.id, d.rec);
     }
     return out;
   }
@@ -329,12 +348,16 @@ export class Agent extends EventEmitter {
   }
 
   reconcile(): void {
+    const dirty = this.dirty;
+    this.dirty = new Set();
+    if (dirty !== 'all' && this.reconcileKeys(dirty)) return;
     const desired = this.desiredNodes();
     for (const [id, st] of this.peers) {
       if (desired.has(id)) continue;
       this.removePeer(id, st);
     }
     const plan = this.relayPlan(desired);
+    this.relayPlanCache = plan;
     const changed: NodeRecord[] = [];
     for (const [id, rec] of desired) {
       const st = this.peers.get(id);
@@ -355,6 +378,50 @@ export class Agent extends EventEmitter {
     if (changed.length) this.emit('peers-programmed', changed);
   }
 
+  /**
+   * The common case under churn: a few node records changed. Handles them in
+   * O(changed) and returns true, or returns false when a change can move relay
+   * plans (a node came or went, or changed its pod CIDRs, while relays are in
+   * use), which needs the full pass.
+   */
+  private reconcileKeys(keys: Set<string>): boolean {
+    const relaysInUse = this.relays.size > 0 || this.relayEnabled;
+    const work: Array<{ id: string; rec: NodeRecord | undefined }> = [];
+    for (const key of keys) {
+      const d = this.desiredAt(key);
+      if (!d) continue;
+      const st = this.peers.get(d.id);
+      if (relaysInUse && (!st || !d.rec || st.record.podCIDRs.join() !== d.rec.podCIDRs.join())) return false;
+      work.push(d);
+    }
+    const changed: NodeRecord[] = [];
+    for (const { id, rec } of work) {
+      const st = this.peers.get(id);
+      if (!rec) {
+        // removed here; the same node may still be desired under its other key (state vs cache)
+        if (st && !this.desiredNodeById(id)) this.removePeer(id, st);
+        continue;
+      }
+      if (st && st.record === rec) continue;
+      if (st && JSON.stringify(st.record) === JSON.stringify(rec)) {
+        st.record = rec;
+        continue;
+      }
+      if (st && st.record.publicKey !== rec.publicKey) this.removePeer(id, st);
+      this.upsertPeer(id, rec, this.relayPlanCache.get(id) ?? []);
+      changed.push(rec);
+    }
+    this.flushRoutes();
+    if (changed.length) this.emit('peers-programmed', changed);
+    return true;
+  }
+
+  private desiredNodeById(id: string): boolean {
+    const [cluster, name] = id.split('/') as [string, string];
+    const key = cluster === this.cfg.cluster.name ? stateKey('nodes', cluster, name) : `${cachePrefix('nodes', cluster)}${name}`;
+    return this.desiredAt(key)?.rec !== undefined;
+  }
+
   private upsertPeer(id: string, rec: NodeRecord, relayed: string[]): void {
     const pub = Buffer.from(rec.publicKey, 'base64');
     const peer = this.dev.addPeer(pub);
@@ -363,30 +430,56 @@ export class Agent extends EventEmitter {
     this.dev.setPeerEndpoint(peer, { host: addr, port: rec.port });
     const routes = [...rec.podCIDRs, ...relayed];
     this.dev.setPeerAllowedIPs(peer, routes.map((c) => parsePrefix(c)));
+    const old = this.peers.get(id);
+    if (old) this.releaseRoutes(old.routes);
+    this.claimRoutes(routes);
     this.peers.set(id, { record: rec, peer, routes, relayed });
     this.log.debug({ peer: id, endpoint: `${addr}:${rec.port}`, podCIDRs: rec.podCIDRs }, 'peer up');
   }
 
+  private claimRoutes(routes: string[]): void {
+    for (const r of routes) {
+      this.routeRefs.set(r, (this.routeRefs.get(r) ?? 0) + 1);
+      this.routesTouched.add(r);
+    }
+  }
+
+  private releaseRoutes(routes: string[]): void {
+    for (const r of routes) {
+      const n = (this.routeRefs.get(r) ?? 1) - 1;
+      if (n > 0) this.routeRefs.set(r, n);
+      else this.routeRefs.delete(r);
+      this.routesTouched.add(r);
+    }
+  }
+
   private removePeer(id: string, st: PeerState): void {
+    this.releaseRoutes(st.routes);
     this.dev.removePeer(st.peer.publicKey);
     this.peers.delete(id);
     this.log.debug({ peer: id }, 'peer removed');
   }
 
   /**
-   * Makes the TUN's routes the union of all peers' CIDRs, as one set: a CIDR
-   * that moved from one peer to another in this pass (a relay handed over)
-   * stays installed. One `ip -batch` per pass.
+   * Makes the TUN's routes the CIDRs some peer claims (reference counts), so a
+   * CIDR that moved from one peer to another in a pass (a relay handed over)
+   * stays installed. Only CIDRs whose count changed are looked at; one
+   * `ip -batch` per pass.
    */
   private flushRoutes(): void {
-    const want = new Set<string>();
-    for (const st of this.peers.values()) for (const r of st.routes) want.add(r);
     const ops: string[] = [];
     // (ip -batch takes no per-line options like -6: the prefix tells the family)
-    for (const r of this.installedRoutes) if (!want.has(r)) ops.push(`route del ${r} dev ${this.dev.tunName}`);
-    for (const r of want) if (!this.installedRoutes.has(r)) ops.push(`route replace ${r} dev ${this.dev.tunName}`);
-    this.installedRoutes.clear();
-    for (const r of want) this.installedRoutes.add(r);
+    for (const r of this.routesTouched) {
+      const want = this.routeRefs.has(r);
+      if (want && !this.installedRoutes.has(r)) {
+        ops.push(`route replace ${r} dev ${this.dev.tunName}`);
+        this.installedRoutes.add(r);
+      } else if (!want && this.installedRoutes.has(r)) {
+        ops.push(`route del ${r} dev ${this.dev.tunName}`);
+        this.installedRoutes.delete(r);
+      }
+    }
+    this.routesTouched.clear();
     if (ops.length === 0) return;
     try {
       // -force: one failing line (a route already gone) must not stop the rest
@@ -402,7 +495,16 @@ export class Agent extends EventEmitter {
   private async publishHealth(): Promise<void> {
     if (!this.lease || this.stopped) return;
     const s = this.status() as { peers: Array<{ id: string; cluster: string; lastHandshakeAgeS: number | null; rxBytes: number; txBytes: number }> };
-    const health = { at: new Date().toISOString(), syncedClusters: [...this.syncedClusters].sort(), peers: s.peers.map((p) => ({ id: p.id, cluster: p.cluster, handshakeAgeS: p.lastHandshakeAgeS, rxBytes: p.rxBytes, txBytes: p.txBytes })) };
+    // Per cluster: tunnels and live tunnels (handshake < 180 s); per tunnel only the
+    // active ones, at most 500, so the record stays small with thousands of peers.
+    const clusters: Record<string, { peers: number; live: number }> = {};
+    for (const p of s.peers) {
+      const c = (clusters[p.cluster] ??= { peers: 0, live: 0 });
+      c.peers++;
+      if (p.lastHandshakeAgeS !== null && p.lastHandshakeAgeS < 180) c.live++;
+    }
+    const active = s.peers.filter((p) => p.lastHandshakeAgeS !== null).slice(0, 500);
+    const health = { at: new Date().toISOString(), syncedClusters: [...this.syncedClusters].sort(), clusters, peers: active.map((p) => ({ id: p.id, cluster: p.cluster, handshakeAgeS: p.lastHandshakeAgeS, rxBytes: p.rxBytes, txBytes: p.txBytes })) };
     await this.lease.put(healthKey(this.cfg.cluster.name, this.cfg.node.name)).value(JSON.stringify(health)).catch(() => undefined);
   }
 

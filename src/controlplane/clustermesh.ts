@@ -155,6 +155,7 @@ export async function disconnectClusters(aAccess: ClusterAccess, bAccess: Cluste
 
 interface NodeHealth {
   at: string;
+  clusters: Record<string, { peers: number; live: number }>;
   peers: Array<{ id: string; cluster: string; handshakeAgeS: number | null; rxBytes: number; txBytes: number }>;
 }
 
@@ -169,8 +170,7 @@ export interface MeshStatus {
   health: Record<string, NodeHealth>;
 }
 
-/** A tunnel is live while its last handshake is younger than RejectAfterTime. */
-const LIVE_S = 180;
+
 
 export async function meshStatus(access: EtcdOptions): Promise<MeshStatus> {
   const cluster = await readClusterConfig(access);
@@ -189,8 +189,7 @@ export async function meshStatus(access: EtcdOptions): Promise<MeshStatus> {
     for (const [k, v] of Object.entries(await c.getAll().prefix(healthPrefix(cluster.name)).strings())) health[k.slice(healthPrefix(cluster.name).length)] = JSON.parse(v) as NodeHealth;
     const perNode: Record<string, number> = {};
     for (const [node, h] of Object.entries(health)) {
-      const live = new Set(h.peers.filter((p) => p.cluster !== cluster.name && p.handshakeAgeS !== null && p.handshakeAgeS < LIVE_S).map((p) => p.cluster));
-      perNode[node] = remotes.filter((r) => live.has(r.name)).length;
+      perNode[node] = remotes.filter((r) => (h.clusters?.[r.name]?.live ?? 0) > 0).length;
     }
     const counts = Object.values(perNode);
     let globalServices = 0;

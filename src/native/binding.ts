@@ -66,7 +66,8 @@ export interface NativeDevice {
   flushStaged(id: number, keepaliveIfEmpty: boolean): void;
   refreshMtu(): number;
   sendHandshake(host: string, port: number, msg: Buffer): boolean;
-  peerStats(): NativePeerStats[];
+  /** activeOnly: only peers with traffic, keypairs, staged packets or a pending handshake request. */
+  peerStats(activeOnly?: boolean): NativePeerStats[];
   counters(): Record<string, number>;
 }
 

@@ -340,9 +340,18 @@ export class WireGuardDevice extends EventEmitter {
     if (this.closed) return;
     if (++this.ticks % 4 === 0) this.native.refreshMtu();
     const now = this.now();
-    for (const s of this.native.peerStats()) {
+    const idle = { lastAuthSentMs: 0, lastAuthRecvMs: 0, sentUnansweredMs: 0, recvUnansweredMs: 0 };
+    const seen = new Set<number>();
+    const work: Array<[Peer, typeof idle]> = [];
+    for (const s of this.native.peerStats(true)) {
       const peer = this.byId.get(s.id);
       if (!peer) continue;
+      seen.add(s.id);
+      work.push([peer, s]);
+    }
+    // idle peers whose own timers can still fire
+    for (const peer of this.byId.values()) if (!seen.has(peer.id) && peer.timers.armed) work.push([peer, idle]);
+    for (const [peer, s] of work) {
       for (const action of peer.timers.tick(now, s)) {
         switch (action) {
           case 'retransmit-initiation':

@@ -69,6 +69,11 @@ export class PeerTimers {
     this.lastPersistentMs = nowMs;
   }
 
+  /** Something here can fire without traffic: a retransmit, key zeroing, persistent keepalive. */
+  get armed(): boolean {
+    return this.retransmitAtMs !== undefined || this.zeroAtMs !== undefined || this.persistentKeepaliveS > 0;
+  }
+
   get retransmitPending(): boolean {
     return this.retransmitAtMs !== undefined;
   }

@@ -278,11 +278,16 @@ bool Device::send_handshake(const Endpoint& ep, const uint8_t* buf, size_t len) 
   return ok;
 }
 
-void Device::peer_stats(std::vector<PeerStats>* out) {
+void Device::peer_stats(std::vector<PeerStats>* out, bool active_only) {
   std::shared_lock<std::shared_mutex> lock(table_mu_);
   uint64_t now = monotonic_ms();
   for (auto& kv : peers_) {
     Peer* p = kv.second.get();
+    if (active_only && p->last_auth_sent_ms.load() == 0 && p->last_auth_recv_ms.load() == 0 &&
+        p->handshake_requested_ms.load() == 0) {
+      std::lock_guard<std::mutex> pl(p->mu);
+      if (!p->current && !p->next && !p->previous && p->staged.empty()) continue;
+    }
     PeerStats s;
     s.id = p->id;
     s.rx_bytes = p->rx_bytes.load();

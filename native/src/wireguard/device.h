@@ -180,7 +180,9 @@ class Device {
   void flush_staged(uint32_t id, bool keepalive_if_empty);
   int refresh_mtu();
   bool send_handshake(const Endpoint& ep, const uint8_t* buf, size_t len);
-  void peer_stats(std::vector<PeerStats>* out);
+  // active_only: skip peers that never sent or received anything and hold no
+  // keypair (thousands of idle mesh peers need no timer work).
+  void peer_stats(std::vector<PeerStats>* out, bool active_only = false);
   uint64_t counter(int c) const { return counters_[c].load(std::memory_order_relaxed); }
   void count(int c, uint64_t n = 1) { counters_[c].fetch_add(n, std::memory_order_relaxed); }
 
