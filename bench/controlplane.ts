@@ -212,6 +212,18 @@ async function main(): Promise<void> {
     log(`churn: ${RATE} writes/s for ${CHURN_S} s across clusters c2..c${K} (nodes and endpoints)`);
     const pending = new Map<string, number>();
     const delays: number[] = [];
+    // the kvstoremesh hop alone: remote write -> its copy appears in c1's etcd
+    const replDelays: number[] = [];
+    const cacheWatch = await clients[0]!.watch().prefix('wiremesh/cache/nodes/v1/').create();
+    cacheWatch.on('put', (kv) => {
+      const t = now();
+      try {
+        const r = JSON.parse(kv.value.toString()) as { cluster: string; name: string; churnAt?: number };
+        if (r.churnAt && pending.get(`${r.cluster}/${r.name}`) === r.churnAt) replDelays.push(t - r.churnAt);
+      } catch {
+        /* not ours */
+      }
+    });
     agent.on('peers-programmed', (recs: Array<NodeRecord & { churnAt?: number }>) => {
       const t = now();
       for (const r of recs) if (r.churnAt && pending.get(`${r.cluster}/${r.name}`) === r.churnAt) delays.push(t - r.churnAt);
@@ -238,6 +250,7 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, Math.max(0, 100 - (now() - tick))));
     }
     await new Promise((r) => setTimeout(r, 5000));
+    await cacheWatch.cancel();
     const nodeWrites = Math.ceil(writes / 2);
 
     const remoteEps = K * N * E - N * E;
@@ -249,6 +262,7 @@ async function main(): Promise<void> {
       initialSyncSeconds: (tSynced - t0) / 1000,
       churn: { writesPerSecond: RATE, seconds: CHURN_S, nodeWrites, measured: delays.length },
       propagationMs: delays.length ? { p50: quantile(delays, 0.5), p99: quantile(delays, 0.99), max: Math.max(...delays) } : null,
+      kvstoremeshHopMs: replDelays.length ? { p50: quantile(replDelays, 0.5), p99: quantile(replDelays, 0.99) } : null,
       agentHeapBytesPerRemoteEndpoint: (heap1 - heap0) / remoteEps,
       agentHeapMiB: heap1 / 2 ** 20,
       connectionsToRemoteEtcds: {
@@ -262,6 +276,8 @@ async function main(): Promise<void> {
     console.log(`initial sync into one agent (all clusters): ${report.initialSyncSeconds.toFixed(1)} s`);
     if (report.propagationMs)
       console.log(`propagation, write in a remote cluster's etcd -> agent data path: p50 ${report.propagationMs.p50.toFixed(1)} ms, p99 ${report.propagationMs.p99.toFixed(1)} ms (${delays.length} of ${nodeWrites} node writes; later writes to the same node supersede earlier ones)`);
+    if (report.kvstoremeshHopMs)
+      console.log(`  of which remote etcd -> kvstoremesh -> local etcd: p50 ${report.kvstoremeshHopMs.p50.toFixed(1)} ms, p99 ${report.kvstoremeshHopMs.p99.toFixed(1)} ms`);
     console.log(`agent heap: ${report.agentHeapMiB.toFixed(0)} MiB, ${report.agentHeapBytesPerRemoteEndpoint.toFixed(0)} B per remote endpoint (incl. its share of nodes and peers)`);
     console.log(`connections to remote etcds: KVStoreMesh ${remoteConnsMeasured} measured (${K * (K - 1)} = K(K-1) expected); agents reading remote etcds directly would need ${report.connectionsToRemoteEtcds.agentsReadingRemoteEtcdsDirectly} (= K*N*(K-1))`);
     mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
@@ -272,6 +288,14 @@ async function main(): Promise<void> {
     for (const p of procs) p.kill('SIGKILL');
     await Promise.all(etcds.map((e) => e.stop()));
     rmSync(dir, { recursive: true, force: true });
+    // The parent removes the namespace too, but it may have been killed with its
+    // terminal; removing the name from inside is allowed (the namespace itself
+    // lives until this process exits).
+    try {
+      execFileSync('ip', ['netns', 'del', process.env[IN_NETNS]!], { stdio: 'ignore' });
+    } catch {
+      /* the parent got there first */
+    }
   }
 }
 

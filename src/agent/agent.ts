@@ -494,7 +494,7 @@ export class Agent extends EventEmitter {
   /** Publishes this node's tunnels for `wiremesh clustermesh status`. */
   private async publishHealth(): Promise<void> {
     if (!this.lease || this.stopped) return;
-    const s = this.status() as { peers: Array<{ id: string; cluster: string; lastHandshakeAgeS: number | null; rxBytes: number; txBytes: number }> };
+    const s = this.status() as { peers: Array<{ id: string; cluster: string; lastHandshakeAgeS: number | null; rxBytes: number; txBytes: number; unreachableForS?: number; endpoint?: string }> };
     // Per cluster: tunnels and live tunnels (handshake < 180 s); per tunnel only the
     // active ones, at most 500, so the record stays small with thousands of peers.
     const clusters: Record<string, { peers: number; live: number }> = {};
@@ -504,13 +504,15 @@ export class Agent extends EventEmitter {
       if (p.lastHandshakeAgeS !== null && p.lastHandshakeAgeS < 180) c.live++;
     }
     const active = s.peers.filter((p) => p.lastHandshakeAgeS !== null).slice(0, 500);
-    const health = { at: new Date().toISOString(), syncedClusters: [...this.syncedClusters].sort(), clusters, peers: active.map((p) => ({ id: p.id, cluster: p.cluster, handshakeAgeS: p.lastHandshakeAgeS, rxBytes: p.rxBytes, txBytes: p.txBytes })) };
+    const unreachable = s.peers.filter((p) => p.unreachableForS !== undefined).slice(0, 100).map((p) => ({ id: p.id, endpoint: p.endpoint, forS: p.unreachableForS }));
+    const health = { at: new Date().toISOString(), syncedClusters: [...this.syncedClusters].sort(), clusters, unreachable, peers: active.map((p) => ({ id: p.id, cluster: p.cluster, handshakeAgeS: p.lastHandshakeAgeS, rxBytes: p.rxBytes, txBytes: p.txBytes })) };
     await this.lease.put(healthKey(this.cfg.cluster.name, this.cfg.node.name)).value(JSON.stringify(health)).catch(() => undefined);
   }
 
   status(): Record<string, unknown> {
     const stats = this.dev.peerStats();
     const now = Date.now();
+    const mono = this.dev.now();
     return {
       cluster: this.cfg.cluster.name,
       clusterId: this.cfg.cluster.id,
@@ -530,6 +532,8 @@ export class Agent extends EventEmitter {
           podCIDRs: st.record.podCIDRs,
           ...(st.relayed.length ? { relayed: st.relayed } : {}),
           lastHandshakeAgeS: st.peer.lastHandshakeEpochMs ? Math.round((now - st.peer.lastHandshakeEpochMs) / 1000) : null,
+          // initiating for more than 15 s (three RekeyTimeouts) without an answer
+          unreachableForS: st.peer.initiatingSinceMs && mono - st.peer.initiatingSinceMs > 15_000 ? Math.round((mono - st.peer.initiatingSinceMs) / 1000) : undefined,
           rxBytes: s?.rxBytes ?? 0,
           txBytes: s?.txBytes ?? 0,
         };

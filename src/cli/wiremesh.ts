@@ -124,6 +124,9 @@ export async function main(argv: string[]): Promise<number> {
         const synced = st?.synced ? Object.entries(st.synced).filter(([, v]) => v).map(([k]) => k).join(',') : '-';
         console.log(`  ${r.name}: ${st?.connected ? 'connected' : 'NOT connected'}, synced [${synced}], nodes ${s.nodes.byRemote[r.name] ?? 0}${st?.lastError ? `, error: ${st.lastError}` : ''}`);
       }
+      for (const [node, h] of Object.entries(s.health))
+        for (const u of h.unreachable ?? [])
+          console.log(`WARNING: node ${node} cannot reach ${u.id} over the underlay (${u.endpoint ?? 'no endpoint'}): no handshake answer for ${u.forS} s; check routing/firewalls for UDP to that address`);
       console.log('Tunnels:');
       for (const [node, h] of Object.entries(s.health))
         for (const p of h.peers)

@@ -156,6 +156,8 @@ export async function disconnectClusters(aAccess: ClusterAccess, bAccess: Cluste
 interface NodeHealth {
   at: string;
   clusters: Record<string, { peers: number; live: number }>;
+  /** Peers this node has been trying to reach for over 15 s without an answer. */
+  unreachable?: Array<{ id: string; endpoint?: string; forS: number }>;
   peers: Array<{ id: string; cluster: string; handshakeAgeS: number | null; rxBytes: number; txBytes: number }>;
 }
 

@@ -305,6 +305,7 @@ export class WireGuardDevice extends EventEmitter {
 
   private handshakeComplete(peer: Peer): void {
     peer.timers.handshakeComplete();
+    peer.initiatingSinceMs = 0;
     peer.lastHandshakeEpochMs = Date.now();
     this.stats.handshakesCompleted++;
     this.emit('handshake', peer);
@@ -328,6 +329,7 @@ export class WireGuardDevice extends EventEmitter {
       if (now - peer.lastSentHandshakeMs < REKEY_TIMEOUT_MS) return;
     }
     peer.lastSentHandshakeMs = now;
+    if (peer.initiatingSinceMs === 0) peer.initiatingSinceMs = now;
     const msg = peer.cookie.addMacs(createInitiation(identity, peer.handshake, this.allocIndex(peer)));
     this.native.sendHandshake(peer.endpoint.host, peer.endpoint.port, msg);
     peer.timers.handshakeInitiated(now);

@@ -29,6 +29,8 @@ export class Peer {
   /** Wall-clock time of the last completed handshake. */
   lastHandshakeEpochMs = 0;
   lastSentHandshakeMs = -Infinity;
+  /** Monotonic ms of the first initiation not answered yet (0: none): an unreachable peer shows here. */
+  initiatingSinceMs = 0;
   /** Local indices of recent keypairs and handshakes, newest last. */
   readonly indices: number[] = [];
 

@@ -114,4 +114,25 @@ ${[1, 2, 3].flatMap((c) => [1, 2].map((n) => `  - { name: p${c}${n}, cluster: c$
       return s.remotes.find((r) => r.name === 'c3')?.status?.connected === true;
     }, 30_000, 'c3 reconnected');
   });
+
+  it('a node whose underlay is unreachable is reported by clustermesh status, and recovers when the path opens', async () => {
+    const c3n2 = st.clusters[2]!.nodes[1]!;
+    const c1n2 = st.clusters[0]!.nodes[1]!;
+    // c3/n2 drops WireGuard from c1/n2 (they have not talked before in this suite)
+    inNs(c3n2.netns, 'nft', 'add table inet wmtest');
+    inNs(c3n2.netns, 'nft', `add chain inet wmtest input { type filter hook input priority 0 ; }`);
+    expect(inNs(c3n2.netns, 'nft', `add rule inet wmtest input ip saddr ${c1n2.address} udp dport 51820 drop`).ok).toBe(true);
+    const pinger = spawn('ip', ['netns', 'exec', pod(1, 2).netns, 'ping', '-i', '0.5', '-W', '1', pod(3, 2).ip], { stdio: 'ignore' });
+    try {
+      await waitFor(() => {
+        const out = cliIn(st.clusters[0]!.cpNetns, ['clustermesh', 'status', ...etcdFlags('', st.clusters[0]!.etcd, join(st.dir, 'pki', 'c1'))]);
+        return /WARNING: node n2 cannot reach c3\/n2 over the underlay \(198\.18\.3\.11:51820\)/.test(out);
+      }, 40_000, 'unreachable warning');
+      inNs(c3n2.netns, 'nft', 'delete table inet wmtest');
+      await waitFor(() => inNs(pod(1, 2).netns, 'ping', '-c', '1', '-W', '1', pod(3, 2).ip).ok, 20_000, 'path open again');
+    } finally {
+      pinger.kill();
+      inNs(c3n2.netns, 'nft', 'delete table inet wmtest');
+    }
+  }, 90_000);
 });

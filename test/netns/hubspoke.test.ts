@@ -1,7 +1,7 @@
 // Hub-and-spoke: spokes c2 and c3 are connected only to hub c1; their pods reach
 // each other through a c1 node, which forwards between its tunnels.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -51,7 +51,7 @@ pods:
     st = await testbedUp(file);
   }, 120_000);
   afterAll(async () => {
-    await testbedDown(file);
+    await testbedDown(file); // no-op when the last test already tore it down
     rmSync(dir, { recursive: true, force: true });
   }, 60_000);
 
@@ -79,5 +79,24 @@ pods:
     expect(out.trim()).toBe(`${pod('c').ip} ok`);
     // the relayed traffic went through hub node c1/n1
     expect((await peers('c1', 'n1')).find((p) => p.id === 'c2/n1')!.rxBytes).toBeGreaterThan(before);
+  });
+
+  it('down removes every namespace and process even when its state file is gone (after a crash)', async () => {
+    const namespaces = st.namespaces.slice();
+    const pids = st.processes.map((p) => p.pid);
+    rmSync(join(st.dir, 'state.json'));
+    await testbedDown(file);
+    const left = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+    expect(namespaces.filter((n) => left.includes(n))).toEqual([]);
+    const alive = pids.filter((pid) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    expect(alive).toEqual([]);
+    expect(existsSync(st.dir)).toBe(false);
   });
 });
