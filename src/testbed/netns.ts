@@ -29,6 +29,15 @@ export function canRunNetns(): boolean {
   }
 }
 
+/** Runs a command in the named namespace; never throws. */
+export function execIn(netns: string, ...cmd: string[]): { ok: boolean; out: string } {
+  try {
+    return { ok: true, out: execFileSync('ip', ['netns', 'exec', netns, ...cmd], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) };
+  } catch (err) {
+    return { ok: false, out: String((err as { stdout?: string }).stdout ?? '') };
+  }
+}
+
 export function hasCommand(cmd: string): boolean {
   try {
     execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });

@@ -1,25 +1,19 @@
 // Faults on a running 3-cluster mesh: an agent killed with SIGKILL and
 // restarted, and a cluster's etcd stopped, while traffic flows elsewhere.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callAgent } from '../../src/agent/api.js';
-import { canRunNetns, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
+import { canRunNetns, execIn, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
 import { cliIn, etcdFlags, restartEtcd, startAgent, stopRole, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
 
 const enabled = canRunNetns() && hasCommand('etcd');
 const ECHO = join(ROOT, 'test', 'helpers', 'tcpecho.mjs');
 const STREAM = join(ROOT, 'test', 'helpers', 'tcpstream.mjs');
 
-function inNs(ns: string, ...cmd: string[]): { ok: boolean; out: string } {
-  try {
-    return { ok: true, out: execFileSync('ip', ['netns', 'exec', ns, ...cmd], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) };
-  } catch (err) {
-    return { ok: false, out: String((err as { stdout?: string }).stdout ?? '') };
-  }
-}
+const inNs = execIn;
 
 /** Starts a 1-connection TCP stream from src to dst for `seconds`; resolves with its counters. */
 function stream(src: string, dstIp: string, seconds: number): Promise<{ sent: number; echoed: number; errors: number; maxgapms: number }> {

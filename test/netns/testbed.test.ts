@@ -6,20 +6,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callAgent } from '../../src/agent/api.js';
-import { canRunNetns, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
+import { canRunNetns, execIn, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
 import { addPod, cliIn, etcdFlags, removePod, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
 import { readPcapUdpPayloads } from '../helpers/pcap.js';
 
 const enabled = canRunNetns() && hasCommand('etcd');
 const ECHO = join(ROOT, 'test', 'helpers', 'tcpecho.mjs');
 
-function run(ns: string, ...cmd: string[]): { ok: boolean; out: string } {
-  try {
-    return { ok: true, out: execFileSync('ip', ['netns', 'exec', ns, ...cmd], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) };
-  } catch (err) {
-    return { ok: false, out: String((err as { stdout?: string }).stdout ?? '') };
-  }
-}
+const run = execIn;
 
 const ping = (ns: string, ip: string) => run(ns, 'ping', '-c', '1', '-W', '2', ip).ok;
 
