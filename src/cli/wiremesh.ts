@@ -10,6 +10,11 @@ function etcdOptions(o: { etcd: string; etcdCa?: string; etcdCert?: string; etcd
   return { endpoints: o.etcd.split(','), caFile: o.etcdCa, certFile: o.etcdCert, keyFile: o.etcdKey };
 }
 
+/** One side (a or b) of connect/disconnect: its --X-etcd* flags and --X-pki folder. */
+function side(o: Record<string, string>, p: 'a' | 'b') {
+  return { ...etcdOptions({ etcd: o[`${p}Etcd`]!, etcdCa: o[`${p}EtcdCa`], etcdCert: o[`${p}EtcdCert`], etcdKey: o[`${p}EtcdKey`] }), pkiDir: o[`${p}Pki`] };
+}
+
 function withEtcdFlags(cmd: Command, prefix = ''): Command {
   const p = prefix ? `${prefix}-` : '';
   return cmd
@@ -94,8 +99,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--b-pki <dir>', "cluster B's PKI folder: issues A's read-only certificate")
     .action(async (o: Record<string, string>) => {
       const { connectClusters } = await import('../controlplane/clustermesh.js');
-      const pick = (p: string) => ({ ...etcdOptions({ etcd: o[`${p}Etcd`]!, etcdCa: o[`${p}EtcdCa`], etcdCert: o[`${p}EtcdCert`], etcdKey: o[`${p}EtcdKey`] }), pkiDir: o[`${p}Pki`] });
-      const { a, b } = await connectClusters(pick('a'), pick('b'));
+      const { a, b } = await connectClusters(side(o, 'a'), side(o, 'b'));
       console.log(`connected ${a.name} <-> ${b.name}`);
     });
   withEtcdFlags(withEtcdFlags(cm.command('disconnect').description('disconnect two clusters'), 'a'), 'b')
@@ -103,8 +107,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--b-pki <dir>', "cluster B's PKI folder (revokes A's read-only user)")
     .action(async (o: Record<string, string>) => {
       const { disconnectClusters } = await import('../controlplane/clustermesh.js');
-      const pick = (p: string) => ({ ...etcdOptions({ etcd: o[`${p}Etcd`]!, etcdCa: o[`${p}EtcdCa`], etcdCert: o[`${p}EtcdCert`], etcdKey: o[`${p}EtcdKey`] }), pkiDir: o[`${p}Pki`] });
-      await disconnectClusters(pick('a'), pick('b'));
+      await disconnectClusters(side(o, 'a'), side(o, 'b'));
       console.log('disconnected');
     });
   withEtcdFlags(cm.command('status').description("this cluster's mesh: remotes, sync state, nodes"))

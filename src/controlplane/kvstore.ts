@@ -5,7 +5,7 @@
  * pattern once for the agent and the kvstoremesh replicator alike.
  */
 import { readFileSync } from 'node:fs';
-import { Etcd3, Range, type IOptions, type Lease, type Watcher } from 'etcd3';
+import { Etcd3, Range, type IOptions, type Watcher } from 'etcd3';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 
@@ -197,4 +197,3 @@ export class ListWatcher {
   }
 }
 
-export type { Lease };

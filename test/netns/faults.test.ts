@@ -7,10 +7,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callAgent } from '../../src/agent/api.js';
 import { canRunNetns, execIn, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
+import { startEchoServers } from '../helpers/echo.js';
 import { cliIn, etcdFlags, restartEtcd, startAgent, stopRole, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
 
 const enabled = canRunNetns() && hasCommand('etcd');
-const ECHO = join(ROOT, 'test', 'helpers', 'tcpecho.mjs');
 const STREAM = join(ROOT, 'test', 'helpers', 'tcpstream.mjs');
 
 const inNs = execIn;
@@ -46,11 +46,7 @@ pods:
 ${[1, 2, 3].flatMap((c) => [1, 2].map((n) => `  - { name: p${c}${n}, cluster: c${c}, node: n${n} }`)).join('\n')}
 `);
     st = await testbedUp(file);
-    for (const p of st.pods) {
-      const s = spawn('ip', ['netns', 'exec', p.netns, process.execPath, ECHO, 'server', p.ip, '7000'], { stdio: ['ignore', 'ignore', 'pipe'] });
-      servers.push(s);
-      await new Promise<void>((r) => s.stderr!.once('data', () => r()));
-    }
+    servers.push(...(await startEchoServers(st.pods)));
   }, 120_000);
 
   afterAll(async () => {

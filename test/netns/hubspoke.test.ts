@@ -8,9 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callAgent } from '../../src/agent/api.js';
 import { canRunNetns, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
 import { testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
+import { ECHO, startEchoServers } from '../helpers/echo.js';
 
 const enabled = canRunNetns() && hasCommand('etcd');
-const ECHO = join(ROOT, 'test', 'helpers', 'tcpecho.mjs');
 
 function ok(ns: string, ...cmd: string[]): boolean {
   try {
@@ -72,10 +72,9 @@ pods:
     expect(ok(pod('b').netns, 'ping', '-c', '2', '-W', '2', pod('c').ip)).toBe(true);
     expect(ok(pod('c').netns, 'ping', '-c', '2', '-W', '2', pod('b').ip)).toBe(true);
     expect(ok(pod('b').netns, 'ping', '-c', '1', '-W', '2', pod('a').ip)).toBe(true);
-    const server = execFileSync('sh', ['-c', `ip netns exec ${pod('c').netns} ${process.execPath} ${ECHO} server ${pod('c').ip} 7000 >/dev/null 2>&1 & echo $!`], { encoding: 'utf8' }).trim();
-    await new Promise((r) => setTimeout(r, 500));
+    const [server] = await startEchoServers([pod('c')]);
     const out = execFileSync('ip', ['netns', 'exec', pod('b').netns, process.execPath, ECHO, 'client', '7000', pod('c').ip], { encoding: 'utf8' });
-    process.kill(Number(server));
+    server!.kill();
     expect(out.trim()).toBe(`${pod('c').ip} ok`);
     // the relayed traffic went through hub node c1/n1
     expect((await peers('c1', 'n1')).find((p) => p.id === 'c2/n1')!.rxBytes).toBeGreaterThan(before);

@@ -9,9 +9,9 @@ import { callAgent } from '../../src/agent/api.js';
 import { canRunNetns, execIn, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
 import { addPod, cliIn, etcdFlags, removePod, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
 import { readPcapUdpPayloads } from '../helpers/pcap.js';
+import { ECHO, startEchoServers } from '../helpers/echo.js';
 
 const enabled = canRunNetns() && hasCommand('etcd');
-const ECHO = join(ROOT, 'test', 'helpers', 'tcpecho.mjs');
 
 const run = execIn;
 
@@ -71,11 +71,7 @@ manifests:
   });
 
   it('every pod reaches every other pod over TCP', async () => {
-    for (const p of st.pods) {
-      const s = spawn('ip', ['netns', 'exec', p.netns, process.execPath, ECHO, 'server', p.ip, '7000'], { stdio: ['ignore', 'ignore', 'pipe'] });
-      servers.push(s);
-      await new Promise<void>((r) => s.stderr!.once('data', () => r()));
-    }
+    servers.push(...(await startEchoServers(st.pods)));
     const failures: string[] = [];
     for (const src of st.pods) {
       const targets = st.pods.filter((d) => d !== src).map((d) => d.ip);

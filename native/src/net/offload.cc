@@ -193,7 +193,6 @@ bool Coalescer::try_merge(const uint8_t* pkt, size_t len) {
       std::memcpy(b + it.len, pkt + hdr, payload);
       it.len += payload;
       f->next_seq += uint32_t(payload);
-      f->segs++;
       meta_[f->item].segs++;
       if (flags & kTcpPsh) {
         b[l4 + 13] |= kTcpPsh;
@@ -213,8 +212,6 @@ bool Coalescer::try_merge(const uint8_t* pkt, size_t len) {
   f->next_seq = seq + uint32_t(payload);
   f->seg_size = uint16_t(payload);
   f->hdr_len = hdr;
-  f->ip_hdr_len = l4;
-  f->segs = 1;
   f->closed = (flags & kTcpPsh) != 0;
   f->buf = -1;
   Item it;

@@ -68,8 +68,6 @@ class Coalescer {
     uint32_t next_seq = 0;
     uint16_t seg_size = 0;
     size_t hdr_len = 0;
-    size_t ip_hdr_len = 0;
-    int segs = 0;
     bool closed = false;
     int buf = -1;           // index into bufs_ once merging has started
   };

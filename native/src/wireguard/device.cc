@@ -479,9 +479,12 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
   uint64_t now = monotonic_ms();
   size_t mtu = size_t(mtu_.load());
   std::shared_lock<std::shared_mutex> lock(table_mu_);
+  PeerCtx* last = nullptr;
   auto ctx_for = [&](Peer* p) -> PeerCtx& {
+    // a TSO super-packet's segments all go to one peer: test the last hit first
+    if (last && last->peer == p) return *last;
     for (auto& c : ctxs)
-      if (c.peer == p) return c;
+      if (c.peer == p) return *(last = &c);
     PeerCtx c{p, nullptr, Endpoint(), false, 0, 0};
     {
       std::lock_guard<std::mutex> pl(p->mu);
@@ -491,7 +494,7 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
     c.usable = c.kp && now - c.kp->created_ms < kRejectAfterTimeMs;
     if (c.kp && c.usable && c.kp->initiator && now - c.kp->created_ms >= kRekeyAfterTimeMs) request_handshake(p, now);
     ctxs.push_back(std::move(c));
-    return ctxs.back();
+    return *(last = &ctxs.back());
   };
   for (TxSeg& s : segs) {
     uint8_t* plain = s.msg + 16;
