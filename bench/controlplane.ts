@@ -148,10 +148,11 @@ async function main(): Promise<void> {
       {
         cluster: { name: 'c1', id: 1 },
         node: { name: 'bench', addresses: ['198.19.255.254'], podCIDRs: ['100.127.255.0/24'] },
-        wireguard: { interface: 'wmb0', port: 51820, privateKeyFile: join(dir, 'agent', 'key'), mtu: 1420 },
+        wireguard: { interface: 'wmb0', port: 51820, privateKeyFile: join(dir, 'agent', 'key'), mtu: 1412 },
         etcd: { endpoints: [`http://127.0.0.1:${etcdPort(1)}`] },
         api: { socket: join(dir, 'agent.sock') },
         leaseTTL: 60,
+        policy: { enabled: true, defaultLocalCluster: true },
       },
       silentLogger,
     );

@@ -14,9 +14,10 @@ declare -A deps=(
   [fuzz_wire]="$src/wireguard/cookie.cc $src/crypto/aead.cc $src/crypto/blake2s.cc $src/crypto/chacha.cc"
   [fuzz_offload]="$src/net/offload.cc"
   [fuzz_allowedips]="$src/wireguard/allowedips.cc"
+  [fuzz_policy]="$src/policy/engine.cc $src/policy/conntrack.cc $src/policy/ipcache.cc $src/policy/policymap.cc $src/policy/flatmap.cc $src/wireguard/allowedips.cc"
 )
 status=0
-for target in fuzz_wire fuzz_offload fuzz_allowedips; do
+for target in fuzz_wire fuzz_offload fuzz_allowedips fuzz_policy; do
   echo "== $target: build"
   # shellcheck disable=SC2086
   "$CXX" "${common[@]}" "$here/$target.cc" ${deps[$target]} -lcrypto -o "$out/$target"

@@ -13,6 +13,7 @@
 #include "net/offload.h"
 #include "wireguard/allowedips.h"
 #include "wireguard/cookie.h"
+#include "policy/bench.h"
 #include "wireguard/device.h"
 #include "wireguard/messages.h"
 #include "wireguard/ratelimiter.h"
@@ -315,7 +316,14 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
          InstanceMethod("flushStaged", &DeviceWrap::FlushStaged),
          InstanceMethod("refreshMtu", &DeviceWrap::RefreshMtu),
          InstanceMethod("sendHandshake", &DeviceWrap::SendHandshake),
-         InstanceMethod("peerStats", &DeviceWrap::PeerStats), InstanceMethod("counters", &DeviceWrap::Counters)});
+         InstanceMethod("peerStats", &DeviceWrap::PeerStats), InstanceMethod("counters", &DeviceWrap::Counters),
+         InstanceMethod("enablePolicy", &DeviceWrap::EnablePolicy),
+         InstanceMethod("setPeerIdentity", &DeviceWrap::SetPeerIdentity),
+         InstanceMethod("ipcacheUpdate", &DeviceWrap::IpcacheUpdate),
+         InstanceMethod("ipcacheLookup", &DeviceWrap::IpcacheLookup),
+         InstanceMethod("setEndpointPolicy", &DeviceWrap::SetEndpointPolicy),
+         InstanceMethod("removeEndpoint", &DeviceWrap::RemoveEndpoint),
+         InstanceMethod("drainFlows", &DeviceWrap::DrainFlows), InstanceMethod("ctGc", &DeviceWrap::CtGc)});
   }
 
   explicit DeviceWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeviceWrap>(info) {
@@ -507,7 +515,131 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
   Napi::Value Counters(const Napi::CallbackInfo& info) {
     Napi::Object o = Napi::Object::New(info.Env());
     for (int i = 0; i < wm::kCounterCount; i++) o.Set(wm::kCounterNames[i], double(dev_.counter(i)));
+    if (wm::PolicyEngine* pe = dev_.policy()) {
+      for (int i = 0; i < wm::kPolCounterCount; i++) o.Set(wm::kPolicyCounterNames[i], double(pe->counter(i)));
+      o.Set("conntrack_entries", double(pe->ct_size()));
+      o.Set("ipcache_entries", double(pe->ipcache_size()));
+    }
     return o;
+  }
+
+  // ---- mesh mode: identities and policy (src/agent/datapath.ts drives these)
+
+  wm::PolicyEngine* Engine(Napi::Env env) {
+    wm::PolicyEngine* pe = dev_.policy();
+    if (!pe) {
+      Napi::Error e = Napi::Error::New(env, "policy is not enabled on this device (enablePolicy())");
+      e.Set("code", Napi::String::New(env, "WM_POLICY_DISABLED"));
+      e.ThrowAsJavaScriptException();
+    }
+    return pe;
+  }
+  Napi::Value EnablePolicy(const Napi::CallbackInfo& info) {
+    dev_.enable_policy();
+    return info.Env().Undefined();
+  }
+  // setPeerIdentity(peer, tagged, defaultIdentity, clusterIds[])
+  Napi::Value SetPeerIdentity(const Napi::CallbackInfo& info) {
+    if (!info[3].IsArray()) return ThrowType(info.Env(), "setPeerIdentity(peer, tagged, defaultIdentity, clusters[])");
+    Napi::Array a = info[3].As<Napi::Array>();
+    std::vector<uint8_t> clusters;
+    for (uint32_t i = 0; i < a.Length(); i++) clusters.push_back(uint8_t(a.Get(i).As<Napi::Number>().Uint32Value()));
+    dev_.set_peer_identity(info[0].As<Napi::Number>().Uint32Value(), info[1].ToBoolean(),
+                           info[2].As<Napi::Number>().Uint32Value(), clusters);
+    return info.Env().Undefined();
+  }
+  // ipcacheUpdate(upserts, removes): rows of 28 bytes, little-endian:
+  // family (4|16) u8, prefix length u8, 2 reserved, identity u32, endpoint u32, address[16].
+  Napi::Value IpcacheUpdate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    wm::PolicyEngine* pe = Engine(env);
+    if (!pe) return env.Undefined();
+    for (int arg = 0; arg < 2; arg++) {
+      if (!info[arg].IsBuffer()) return ThrowType(env, "ipcacheUpdate(upserts: Buffer, removes: Buffer)");
+      auto b = info[arg].As<Napi::Buffer<uint8_t>>();
+      if (b.Length() % 28) return ThrowType(env, "ipcache rows are 28 bytes");
+      for (size_t off = 0; off < b.Length(); off += 28) {
+        const uint8_t* r = b.Data() + off;
+        int fam = r[0], cidr = r[1];
+        if ((fam != 4 && fam != 16) || cidr > fam * 8) return ThrowType(env, "ipcache row: bad family or prefix length");
+        if (arg == 0)
+          pe->ipcache_upsert(r + 12, fam, cidr, wm::IpcacheValue{wm::le32(r + 4), wm::le32(r + 8)});
+        else
+          pe->ipcache_remove(r + 12, fam, cidr);
+      }
+    }
+    return env.Undefined();
+  }
+  Napi::Value IpcacheLookup(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    wm::PolicyEngine* pe = Engine(env);
+    if (!pe) return env.Undefined();
+    if (!info[0].IsBuffer()) return ThrowType(env, "ipcacheLookup(address: Buffer)");
+    auto b = info[0].As<Napi::Buffer<uint8_t>>();
+    if (b.Length() != 4 && b.Length() != 16) return ThrowType(env, "address must be 4 or 16 bytes");
+    wm::IpcacheValue v;
+    if (!pe->ipcache_lookup(b.Data(), int(b.Length()), &v)) return env.Null();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("identity", double(v.identity));
+    o.Set("endpoint", double(v.endpoint));
+    return o;
+  }
+  // Policy entry rows of 16 bytes: identity u32, proto u8, deny u8, port_lo u16,
+  // port_hi u16, 2 reserved, rule u32 (little-endian).
+  static bool ParsePolicyMap(const Napi::Value& v, std::shared_ptr<const wm::PolicyMap>* out) {
+    if (v.IsNull() || v.IsUndefined()) return true;
+    if (!v.IsBuffer()) return false;
+    auto b = v.As<Napi::Buffer<uint8_t>>();
+    if (b.Length() % 16) return false;
+    std::vector<wm::PolicyEntry> entries(b.Length() / 16);
+    for (size_t i = 0; i < entries.size(); i++) {
+      const uint8_t* r = b.Data() + i * 16;
+      wm::PolicyEntry& e = entries[i];
+      e.identity = wm::le32(r);
+      e.proto = r[4];
+      e.deny = r[5];
+      e.port_lo = uint16_t(r[6] | (r[7] << 8));
+      e.port_hi = uint16_t(r[8] | (r[9] << 8));
+      e.rule = wm::le32(r + 12);
+      if (e.port_hi < e.port_lo) return false;
+    }
+    *out = std::make_shared<const wm::PolicyMap>(std::move(entries));
+    return true;
+  }
+  // setEndpointPolicy(endpointId, identity, ingress: Buffer | null, egress: Buffer | null)
+  Napi::Value SetEndpointPolicy(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    wm::PolicyEngine* pe = Engine(env);
+    if (!pe) return env.Undefined();
+    std::shared_ptr<const wm::PolicyMap> in, eg;
+    if (!ParsePolicyMap(info[2], &in) || !ParsePolicyMap(info[3], &eg))
+      return ThrowType(env, "policy maps are null or Buffers of 16-byte rows with port_lo <= port_hi");
+    pe->set_endpoint(info[0].As<Napi::Number>().Uint32Value(), info[1].As<Napi::Number>().Uint32Value(), std::move(in),
+                     std::move(eg));
+    return env.Undefined();
+  }
+  Napi::Value RemoveEndpoint(const Napi::CallbackInfo& info) {
+    wm::PolicyEngine* pe = Engine(info.Env());
+    if (pe) pe->remove_endpoint(info[0].As<Napi::Number>().Uint32Value());
+    return info.Env().Undefined();
+  }
+  // drainFlows() -> { records: Buffer (72-byte FlowRecords), lost }
+  Napi::Value DrainFlows(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    wm::PolicyEngine* pe = Engine(env);
+    if (!pe) return env.Undefined();
+    std::vector<wm::FlowRecord> recs;
+    uint64_t lost = pe->drain_flows(&recs);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("records", Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<const uint8_t*>(recs.data()),
+                                                 recs.size() * sizeof(wm::FlowRecord)));
+    o.Set("lost", double(lost));
+    return o;
+  }
+  Napi::Value CtGc(const Napi::CallbackInfo& info) {
+    wm::PolicyEngine* pe = Engine(info.Env());
+    if (!pe) return info.Env().Undefined();
+    return Napi::Number::New(info.Env(), double(pe->ct_gc()));
   }
 
   wm::Device dev_;
@@ -516,7 +648,26 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
   std::atomic<bool> notify_pending_{false};
 };
 
+// policyBench(kind, size, policyEntries, ops) -> { nsPerOp, setupMs, ops, hits }
+Napi::Value PolicyBench(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) return ThrowType(env, "policyBench(kind, size, policyEntries, ops)");
+  wm::PolicyBenchResult r;
+  std::string err;
+  if (!wm::run_policy_bench(info[0].As<Napi::String>().Utf8Value(), size_t(info[1].As<Napi::Number>().Int64Value()),
+                            size_t(info[2].As<Napi::Number>().Int64Value()),
+                            size_t(info[3].As<Napi::Number>().Int64Value()), &r, &err))
+    return ThrowType(env, err);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("nsPerOp", r.ns_per_op);
+  o.Set("setupMs", r.setup_ms);
+  o.Set("ops", double(r.ops));
+  o.Set("hits", double(r.hits));
+  return o;
+}
+
 Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
+  exports.Set("policyBench", Napi::Function::New(env, PolicyBench));
   exports.Set("blake2s", Napi::Function::New(env, Blake2s));
   exports.Set("hchacha20", Napi::Function::New(env, HChaCha20));
   exports.Set("aead", Napi::Function::New(env, Aead));

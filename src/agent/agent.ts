@@ -6,6 +6,10 @@
  *   clusters once kvstoremesh marked them synced) ──reconcile()──▶ WireGuard
  *   peers (allowed IPs = the node's pod CIDRs) and routes into the TUN.
  *
+ * With policy enabled (the default) the agent also allocates its endpoints'
+ * security identities in etcd and drives the native policy engine through
+ * PolicyDatapath (datapath.ts): ipcache, policy maps, peers' tag settings.
+ *
  * The agent registers its node record and its local endpoints under a lease;
  * endpoints are also persisted next to the key so that a restarted agent
  * (even after kill -9) re-registers them before the old lease expires.
@@ -31,7 +35,10 @@ import { parseIP, parsePrefix } from '../net/ip.js';
 import { generatePrivateKey } from '../wireguard/crypto.js';
 import { WireGuardDevice } from '../wireguard/device.js';
 import type { Peer } from '../wireguard/peer.js';
+import { IdentityAllocator } from '../identity/allocator.js';
+import { endpointIdentityLabels, parseIdentityRecord } from '../identity/identity.js';
 import type { AgentConfig } from './config.js';
+import { PolicyDatapath } from './datapath.js';
 
 export interface LocalEndpoint {
   name: string;
@@ -50,8 +57,14 @@ interface PeerState {
 
 export class Agent extends EventEmitter {
   dev!: WireGuardDevice;
+  /** Identity and policy state of the data path (absent with policy.enabled: false). */
+  datapath: PolicyDatapath | undefined;
+  private allocator: IdentityAllocator | undefined;
+  /** Identity of each local endpoint, by namespace/name. */
+  private readonly identities = new Map<string, number>();
   private etcd!: Etcd3;
   private lease: Lease | undefined;
+  private leaseId: string | undefined;
   private readonly watchers: ListWatcher[] = [];
   /** Node records by etcd key, local and cached. */
   private readonly nodes = new Map<string, NodeRecord>();
@@ -96,6 +109,13 @@ export class Agent extends EventEmitter {
     this.dev.setPrivateKey(key);
     execFileSync('ip', ['link', 'set', this.dev.tunName, 'up']);
     this.etcd = connectEtcd({ endpoints: this.cfg.etcd.endpoints, caFile: this.cfg.etcd.caFile, certFile: this.cfg.etcd.certFile, keyFile: this.cfg.etcd.keyFile });
+    if (this.cfg.policy.enabled) {
+      this.datapath = new PolicyDatapath(this.dev.native, this.cfg.cluster.name, this.cfg.node.name, { defaultLocalCluster: this.cfg.policy.defaultLocalCluster }, this.log);
+      this.datapath.setNode(this.id, this.cfg.node.addresses);
+      this.datapath.start();
+      this.allocator = new IdentityAllocator(this.etcd, this.cfg.cluster.name, this.cfg.cluster.id, this.cfg.node.name);
+      this.installHairpinRouting();
+    }
     this.loadLocalEndpoints();
     await this.register();
     const store = new EtcdStore(this.etcd);
@@ -118,12 +138,18 @@ export class Agent extends EventEmitter {
     const endpointSink = {
       upsert: (k: string, v: string) => {
         try {
-          this.endpoints.set(k, parseEndpointRecord(v));
+          const rec = parseEndpointRecord(v);
+          this.endpoints.set(k, rec);
+          this.datapath?.upsertEndpoint(rec);
         } catch (err) {
           this.log.warn({ key: k, err: (err as Error).message }, 'ignoring malformed endpoint record');
         }
       },
-      remove: (k: string) => void this.endpoints.delete(k),
+      remove: (k: string) => {
+        const rec = this.endpoints.get(k);
+        this.endpoints.delete(k);
+        if (rec) this.datapath?.removeEndpoint(rec.ip);
+      },
     };
     this.watchers.push(
       new ListWatcher(store, statePrefix('nodes', own), nodeSink, this.log),
@@ -171,6 +197,26 @@ export class Agent extends EventEmitter {
       }, this.log),
       new ListWatcher(store, cachePrefix('ip'), endpointSink, this.log),
     );
+    const dp = this.datapath;
+    if (dp) {
+      const identitySink = {
+        upsert: (_k: string, v: string) => {
+          const rec = parseIdentityRecord(v);
+          if (rec) dp.upsertIdentity(rec);
+        },
+        remove: (k: string) => dp.removeIdentity(Number(k.slice(k.lastIndexOf('/') + 1))),
+      };
+      const policySink = (prefix: string) => ({
+        upsert: (k: string, v: string) => dp.upsertPolicy(k, splitClusterName(prefix, k)?.cluster ?? own, v),
+        remove: (k: string) => dp.removePolicy(k),
+      });
+      this.watchers.push(
+        new ListWatcher(store, statePrefix('identities', own), identitySink, this.log),
+        new ListWatcher(store, cachePrefix('identities'), identitySink, this.log),
+        new ListWatcher(store, statePrefix('policies', own), policySink(statePrefix('policies')), this.log),
+        new ListWatcher(store, cachePrefix('policies'), policySink(cachePrefix('policies')), this.log),
+      );
+    }
     for (const w of this.watchers) void w.start();
     this.healthTimer = setInterval(() => void this.publishHealth(), 5000);
     this.healthTimer.unref();
@@ -182,6 +228,8 @@ export class Agent extends EventEmitter {
     this.stopped = true;
     if (this.healthTimer) clearInterval(this.healthTimer);
     await Promise.all(this.watchers.map((w) => w.stop()));
+    this.datapath?.stop();
+    if (this.datapath) this.removeHairpinRouting();
     // Leave the records to expire with the lease: a restarting agent takes them over.
     this.lease?.release();
     this.etcd?.close();
@@ -225,12 +273,32 @@ export class Agent extends EventEmitter {
       setTimeout(() => void this.register().catch((e) => this.log.error({ err: (e as Error).message }, 'registration failed')), 1000);
     });
     await lease.put(stateKey('nodes', this.cfg.cluster.name, this.cfg.node.name)).value(JSON.stringify(this.nodeRecord()));
+    this.leaseId = await lease.grant();
     for (const ep of this.local.values()) await this.putEndpoint(ep);
   }
 
+  /** Allocates (or finds) the endpoint's identity and hands it to the data path. */
+  private async endpointIdentity(ep: LocalEndpoint): Promise<number | undefined> {
+    if (!this.allocator || !this.datapath || !this.leaseId) return undefined;
+    const key = `${ep.namespace}/${ep.name}`;
+    const labels = endpointIdentityLabels(ep.labels, ep.namespace, this.cfg.cluster.name);
+    const id = await this.allocator.allocate(labels, this.leaseId);
+    const old = this.identities.get(key);
+    this.identities.set(key, id);
+    if (old !== undefined && old !== id) await this.releaseIdentity(old);
+    this.datapath.setLocalEndpoint(key, id, labels, ep.ips);
+    return id;
+  }
+
+  private async releaseIdentity(id: number): Promise<void> {
+    if ([...this.identities.values()].includes(id)) return; // another endpoint here still uses it
+    await this.allocator?.release(id);
+  }
+
   private async putEndpoint(ep: LocalEndpoint): Promise<void> {
+    const identity = await this.endpointIdentity(ep);
     for (const ip of ep.ips) {
-      const rec: EndpointRecord = { ip, cluster: this.cfg.cluster.name, node: this.cfg.node.name, namespace: ep.namespace, name: ep.name, labels: ep.labels };
+      const rec: EndpointRecord = { ip, cluster: this.cfg.cluster.name, node: this.cfg.node.name, namespace: ep.namespace, name: ep.name, labels: ep.labels, ...(identity !== undefined ? { identity } : {}) };
       await this.lease!.put(stateKey('ip', this.cfg.cluster.name, ip)).value(JSON.stringify(rec));
     }
   }
@@ -252,6 +320,10 @@ export class Agent extends EventEmitter {
     this.local.delete(`${namespace}/${name}`);
     this.saveLocalEndpoints();
     for (const ip of ep.ips) await this.etcd.delete().key(stateKey('ip', this.cfg.cluster.name, ip));
+    this.datapath?.removeLocalEndpoint(`${namespace}/${name}`);
+    const id = this.identities.get(`${namespace}/${name}`);
+    this.identities.delete(`${namespace}/${name}`);
+    if (id !== undefined) await this.releaseIdentity(id);
     return true;
   }
 
@@ -434,7 +506,60 @@ export class Agent extends EventEmitter {
     if (old) this.releaseRoutes(old.routes);
     this.claimRoutes(routes);
     this.peers.set(id, { record: rec, peer, routes, relayed });
+    if (this.datapath) {
+      this.datapath.setNode(id, rec.addresses);
+      this.datapath.peerIdentity(peer.id, [rec.clusterId, ...this.relayedClusterIds(relayed)]);
+    }
     this.log.debug({ peer: id, endpoint: `${addr}:${rec.port}`, podCIDRs: rec.podCIDRs }, 'peer up');
+  }
+
+  /** Cluster ids of the pod CIDRs a hub node relays: its tags may carry those clusters' identities. */
+  private relayedClusterIds(cidrs: string[]): number[] {
+    if (cidrs.length === 0) return [];
+    const want = new Set(cidrs);
+    const out = new Set<number>();
+    for (const n of this.nodes.values()) if (n.podCIDRs.some((c) => want.has(c))) out.add(n.clusterId);
+    return [...out];
+  }
+
+  /**
+   * Pod-to-pod traffic on this node goes through the TUN too, so the data
+   * path checks it like any other (hairpin): packets from our pod CIDRs look
+   * up table 2004 first, which sends our own pod CIDRs into the TUN; what the
+   * data path writes back into the TUN is routed by the main table.
+   */
+  private installHairpinRouting(): void {
+    const tun = this.dev.tunName;
+    const ops: string[] = [];
+    for (const cidr of this.cfg.node.podCIDRs) {
+      const fam = cidr.includes(':') ? '-6' : '-4';
+      ops.push(`${fam} rule del pref 2003 iif ${tun} lookup main`, `${fam} rule del pref 2004 from ${cidr} lookup 2004`);
+      ops.push(`${fam} rule add pref 2003 iif ${tun} lookup main`, `${fam} rule add pref 2004 from ${cidr} lookup 2004`, `${fam} route replace ${cidr} dev ${tun} table 2004`);
+    }
+    for (const op of ops) {
+      try {
+        execFileSync('ip', op.split(' '), { stdio: ['ignore', 'ignore', 'pipe'] });
+      } catch (err) {
+        if (!op.includes(' del ')) this.log.warn({ op, err: String((err as { stderr?: Buffer }).stderr ?? err).trim() }, 'hairpin routing step failed');
+      }
+    }
+    try {
+      execFileSync('sysctl', ['-qw', `net.ipv4.conf.${tun}.rp_filter=0`]);
+    } catch {
+      /* no IPv4 on this node */
+    }
+  }
+
+  private removeHairpinRouting(): void {
+    for (const cidr of this.cfg.node.podCIDRs) {
+      const fam = cidr.includes(':') ? '-6' : '-4';
+      for (const op of [`${fam} rule del pref 2003 iif ${this.dev.tunName} lookup main`, `${fam} rule del pref 2004 from ${cidr} lookup 2004`])
+        try {
+          execFileSync('ip', op.split(' '), { stdio: 'ignore' });
+        } catch {
+          /* already gone */
+        }
+    }
   }
 
   private claimRoutes(routes: string[]): void {
@@ -457,6 +582,7 @@ export class Agent extends EventEmitter {
     this.releaseRoutes(st.routes);
     this.dev.removePeer(st.peer.publicKey);
     this.peers.delete(id);
+    this.datapath?.setNode(id, null);
     this.log.debug({ peer: id }, 'peer removed');
   }
 
@@ -539,6 +665,7 @@ export class Agent extends EventEmitter {
         };
       }),
       counters: this.dev.native.counters(),
+      ...(this.datapath ? { policy: { identities: this.datapath.universe.identities.size, localEndpoints: this.identities.size, lastCompileMs: this.datapath.lastCompileMs, warnings: this.datapath.warnings.length } } : {}),
     };
   }
 }

@@ -5,6 +5,9 @@
  *   DELETE /v1/endpoints/<namespace>/<name>
  *   GET    /v1/endpoints                  this node's endpoints
  *   GET    /v1/status                     peers, handshakes, sync state, counters
+ *   GET    /v1/policy                     rules, per-endpoint enforcement, CIDR identities, warnings
+ *   GET    /v1/flows?follow=1&last=N&verdict=&cluster=&pod=&identity=&port=
+ *                                          flow records as NDJSON (follow: keep streaming)
  * Errors: 400 with {error, field} for a bad request, 404 for unknown paths.
  */
 import { existsSync, mkdirSync, unlinkSync, chmodSync } from 'node:fs';
@@ -12,6 +15,7 @@ import { createServer, request, type IncomingMessage, type Server, type ServerRe
 import { dirname } from 'node:path';
 import { ConfigError } from '../errors.js';
 import { validateAddress } from '../controlplane/types.js';
+import { flowMatches, type Flow, type FlowFilter } from '../policy/flows.js';
 import type { Agent, LocalEndpoint } from './agent.js';
 
 const LABEL_KEY = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
@@ -52,6 +56,36 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
   }
 }
 
+export function flowFilter(q: URLSearchParams): FlowFilter {
+  const num = (k: string): number | undefined => {
+    const v = q.get(k);
+    if (v === null || v === '') return undefined;
+    if (!/^\d+$/.test(v)) throw new ConfigError(k, `must be a number, got ${JSON.stringify(v)}`);
+    return Number(v);
+  };
+  const verdict = q.get('verdict') ?? undefined;
+  if (verdict && !['FORWARDED', 'DROPPED'].includes(verdict.toUpperCase())) throw new ConfigError('verdict', 'must be FORWARDED or DROPPED');
+  return { verdict, cluster: q.get('cluster') ?? undefined, pod: q.get('pod') ?? undefined, namespace: q.get('namespace') ?? undefined, identity: num('identity'), port: num('port') };
+}
+
+function streamFlows(agent: Agent, q: URLSearchParams, res: ServerResponse): void {
+  const dp = agent.datapath;
+  if (!dp) return send(res, 404, { error: 'policy is disabled on this node (policy.enabled: false)' });
+  const filter = flowFilter(q);
+  const last = Number(q.get('last') ?? '100');
+  const follow = q.get('follow') === '1' || q.get('follow') === 'true';
+  res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+  const write = (flows: Flow[]) => {
+    const lines = flows.filter((f) => flowMatches(f, filter)).map((f) => JSON.stringify(f) + '\n');
+    if (lines.length) res.write(lines.join(''));
+  };
+  dp.drainFlows();
+  write(dp.flows.filter((f) => flowMatches(f, filter)).slice(-last));
+  if (!follow) return void res.end();
+  dp.on('flows', write);
+  res.on('close', () => dp.off('flows', write));
+}
+
 export async function serveApi(agent: Agent, path: string): Promise<Server> {
   mkdirSync(dirname(path), { recursive: true });
   if (existsSync(path)) unlinkSync(path);
@@ -62,6 +96,11 @@ export async function serveApi(agent: Agent, path: string): Promise<Server> {
         const parts = url.pathname.split('/').filter(Boolean);
         if (req.method === 'GET' && url.pathname === '/v1/status') return send(res, 200, agent.status());
         if (req.method === 'GET' && url.pathname === '/v1/endpoints') return send(res, 200, agent.localEndpoints());
+        if (req.method === 'GET' && url.pathname === '/v1/policy') {
+          if (!agent.datapath) return send(res, 404, { error: 'policy is disabled on this node (policy.enabled: false)' });
+          return send(res, 200, agent.datapath.summary());
+        }
+        if (req.method === 'GET' && url.pathname === '/v1/flows') return streamFlows(agent, url.searchParams, res);
         if (req.method === 'POST' && url.pathname === '/v1/endpoints') {
           const ep = validateEndpoint(await readJson(req));
           await agent.addEndpoint(ep);

@@ -6,9 +6,13 @@
  *     name: n1
  *     addresses: [198.18.1.10]          # underlay; IPv4 and/or IPv6
  *     podCIDRs: [100.65.1.0/24]         # this node's pods (dual stack: add an IPv6 prefix)
- *   wireguard: { interface: wm0, port: 51820, privateKeyFile: /var/lib/wiremesh/key, mtu: 1420 }
+ *   wireguard: { interface: wm0, port: 51820, privateKeyFile: /var/lib/wiremesh/key, mtu: 1412 }
  *   etcd: { endpoints: [http://198.18.1.2:2379], caFile, certFile, keyFile }
  *   api: { socket: /run/wiremesh/agent.sock }
+ *   policy: { enabled: true, defaultLocalCluster: true }
+ *
+ * The MTU default is 1412: 1420 (WireGuard's, which fits an IPv6 underlay of
+ * 1500) less the 8-byte identity tag mesh peers carry.
  */
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
@@ -22,6 +26,8 @@ export interface AgentConfig {
   wireguard: { interface: string; port: number; privateKeyFile: string; mtu: number };
   etcd: { endpoints: string[]; caFile?: string; certFile?: string; keyFile?: string };
   api: { socket: string };
+  /** enabled: identity tagging and policy enforcement; defaultLocalCluster: Cilium's policy-default-local-cluster. */
+  policy: { enabled: boolean; defaultLocalCluster: boolean };
   /** Node record lease, seconds: how long a dead agent's node stays published. */
   leaseTTL: number;
 }
@@ -55,13 +61,20 @@ export function parseAgentConfig(text: string): AgentConfig {
     throw new ConfigError('(file)', `not valid YAML: ${(err as Error).message}`);
   }
   const root = obj(doc, '(root)');
-  const known = ['cluster', 'node', 'wireguard', 'etcd', 'api', 'leaseTTL'];
+  const known = ['cluster', 'node', 'wireguard', 'etcd', 'api', 'leaseTTL', 'policy'];
   for (const k of Object.keys(root)) if (!known.includes(k)) throw new ConfigError(k, `unknown field (expected one of ${known.join(', ')})`);
   const c = obj(root.cluster, 'cluster');
   const n = obj(root.node, 'node');
   const w = obj(root.wireguard ?? {}, 'wireguard');
   const e = obj(root.etcd, 'etcd');
   const a = obj(root.api ?? {}, 'api');
+  const pol = obj(root.policy ?? {}, 'policy');
+  for (const k of Object.keys(pol)) if (!['enabled', 'defaultLocalCluster'].includes(k)) throw new ConfigError(`policy.${k}`, 'unknown field (expected enabled, defaultLocalCluster)');
+  const bool = (v: unknown, field: string, dflt: boolean): boolean => {
+    if (v === undefined) return dflt;
+    if (typeof v !== 'boolean') throw new ConfigError(field, 'must be true or false');
+    return v;
+  };
   const nodeName = str(n.name, 'node.name');
   if (!/^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/.test(nodeName)) throw new ConfigError('node.name', `"${nodeName}" must be a DNS label`);
   const addresses = strList(n.addresses, 'node.addresses');
@@ -81,11 +94,12 @@ export function parseAgentConfig(text: string): AgentConfig {
       interface: iface,
       port: int(w.port, 'wireguard.port', 1, 65535, 51820),
       privateKeyFile: w.privateKeyFile === undefined ? `/var/lib/wiremesh/${nodeName}.key` : str(w.privateKeyFile, 'wireguard.privateKeyFile'),
-      mtu: int(w.mtu, 'wireguard.mtu', 1280, 65000, 1420),
+      mtu: int(w.mtu, 'wireguard.mtu', 1280, 65000, 1412),
     },
     etcd: { endpoints, caFile: tls('caFile'), certFile: tls('certFile'), keyFile: tls('keyFile') },
     api: { socket: a.socket === undefined ? `/run/wiremesh/${nodeName}.sock` : str(a.socket, 'api.socket') },
     leaseTTL: int(root.leaseTTL, 'leaseTTL', 5, 3600, 30),
+    policy: { enabled: bool(pol.enabled, 'policy.enabled', true), defaultLocalCluster: bool(pol.defaultLocalCluster, 'policy.defaultLocalCluster', true) },
   };
 }
 

@@ -56,12 +56,15 @@ export async function main(argv: string[]): Promise<number> {
 
   withEtcdFlags(program.command('kvstoremesh').description("replicate connected clusters' state into this cluster's etcd"))
     .requiredOption('--cluster <name>', 'this cluster')
-    .action(async (o: { cluster: string; etcd: string; etcdCa?: string; etcdCert?: string; etcdKey?: string }) => {
+    .option('--identity-gc-interval <seconds>', 'sweep for identities no node uses (deleted on the second sweep that finds them unused)', '60')
+    .action(async (o: { cluster: string; etcd: string; etcdCa?: string; etcdCert?: string; etcdKey?: string; identityGcInterval: string }) => {
       const { connectEtcd } = await import('../controlplane/kvstore.js');
       const { KVStoreMesh } = await import('../controlplane/kvstoremesh.js');
       const log = createLogger(`kvstoremesh(${o.cluster})`);
+      const gcS = Number(o.identityGcInterval);
+      if (!Number.isFinite(gcS) || gcS < 1) throw new ConfigError('--identity-gc-interval', 'must be a number of seconds >= 1');
       const etcd = connectEtcd(etcdOptions(o));
-      const mesh = new KVStoreMesh(o.cluster, etcd, log);
+      const mesh = new KVStoreMesh(o.cluster, etcd, log, gcS * 1000);
       await mesh.start();
       log.info('kvstoremesh started');
       await waitForSignal();
@@ -159,6 +162,76 @@ export async function main(argv: string[]): Promise<number> {
       }
       const applied = await applyManifests(etcdOptions({ etcd: o.etcd, etcdCa: o.etcdCa, etcdCert: o.etcdCert, etcdKey: o.etcdKey }), o.cluster, manifests);
       for (const a of applied) console.log(`${a} applied to ${o.cluster}`);
+    });
+
+  program
+    .command('observe')
+    .description('flow records (verdicts, drop reasons, identities) from agents, as text or JSON')
+    .option('--socket <paths...>', "agents' API sockets (default: every agent of the testbed)")
+    .option('--testbed <name>', 'the testbed whose agents to read (when several are up)')
+    .option('-f, --follow', 'keep streaming new flows')
+    .option('--last <n>', 'flows of history per agent', '100')
+    .option('--verdict <v>', 'FORWARDED or DROPPED')
+    .option('--cluster <name>', 'either side in this cluster')
+    .option('--pod <[ns/]name>', 'either side is this pod')
+    .option('--namespace <ns>', 'either side in this namespace')
+    .option('--identity <n>', 'either side has this identity')
+    .option('--port <n>', 'either side uses this port')
+    .option('-o, --output <format>', 'text or json', 'text')
+    .option('--max <n>', 'stop after this many flows')
+    .action(async (o: { socket?: string[]; testbed?: string; follow?: boolean; last: string; verdict?: string; cluster?: string; pod?: string; namespace?: string; identity?: string; port?: string; output: string; max?: string }) => {
+      const { observe } = await import('./observe.js');
+      const num = (v: string | undefined, f: string): number | undefined => {
+        if (v === undefined) return undefined;
+        if (!/^\d+$/.test(v)) throw new ConfigError(f, `must be a number, got ${JSON.stringify(v)}`);
+        return Number(v);
+      };
+      if (!['text', 'json'].includes(o.output)) throw new ConfigError('--output', 'must be text or json');
+      if (o.verdict && !['FORWARDED', 'DROPPED'].includes(o.verdict.toUpperCase())) throw new ConfigError('--verdict', 'must be FORWARDED or DROPPED');
+      let sockets = o.socket ?? [];
+      if (sockets.length === 0) {
+        const { loadState } = await import('../testbed/testbed.js');
+        sockets = loadState(o.testbed).clusters.flatMap((c) => c.nodes.map((n) => n.socket));
+      }
+      await observe(
+        { sockets, follow: !!o.follow, last: num(o.last, '--last')!, json: o.output === 'json', verdict: o.verdict, cluster: o.cluster, pod: o.pod, namespace: o.namespace, identity: num(o.identity, '--identity'), port: num(o.port, '--port'), max: num(o.max, '--max') },
+        (line) => console.log(line),
+      );
+    });
+
+  const pol = program.command('policy').description('network policy tools');
+  pol
+    .command('trace')
+    .description('explain the verdict for a new flow and the rule that decides it')
+    .option('--etcd <urls>', "the cluster's etcd (default: the testbed that has this cluster)")
+    .option('--etcd-ca <file>', 'CA certificate (PEM)')
+    .option('--etcd-cert <file>', 'client certificate (PEM)')
+    .option('--etcd-key <file>', 'client key (PEM)')
+    .requiredOption('--cluster <name>', "the cluster whose etcd to read (it caches every connected cluster's state)")
+    .requiredOption('--src <endpoint>', 'CLUSTER/NAMESPACE/POD, NAMESPACE/POD, POD or an IP address')
+    .requiredOption('--dst <endpoint>', 'CLUSTER/NAMESPACE/POD, NAMESPACE/POD, POD or an IP address')
+    .option('--dport <port>', 'destination port', '0')
+    .option('--proto <protocol>', 'TCP, UDP, SCTP, ICMP or ICMPv6', 'TCP')
+    .option('--no-default-local-cluster', "as the agents' policy.defaultLocalCluster: false")
+    .option('--json', 'JSON output')
+    .action(async (o: { cluster: string; src: string; dst: string; dport: string; proto: string; defaultLocalCluster: boolean; json?: boolean; etcd?: string; etcdCa?: string; etcdCert?: string; etcdKey?: string }) => {
+      if (!/^\d+$/.test(o.dport) || Number(o.dport) > 65535) throw new ConfigError('--dport', 'must be a port number');
+      if (!o.etcd) {
+        const { testbedClusterAccess, cliIn } = await import('../testbed/testbed.js');
+        const { netns, flags } = testbedClusterAccess(o.cluster);
+        const rest = ['--cluster', o.cluster, '--src', o.src, '--dst', o.dst, '--dport', o.dport, '--proto', o.proto, ...(o.defaultLocalCluster ? [] : ['--no-default-local-cluster']), ...(o.json ? ['--json'] : [])];
+        return void process.stdout.write(cliIn(netns, ['policy', 'trace', ...flags, ...rest]));
+      }
+      const { connectEtcd } = await import('../controlplane/kvstore.js');
+      const { loadMeshState, resolveEndpoint, trace, formatTrace } = await import('../policy/trace.js');
+      const etcd = connectEtcd(etcdOptions({ etcd: o.etcd, etcdCa: o.etcdCa, etcdCert: o.etcdCert, etcdKey: o.etcdKey }));
+      try {
+        const st = await loadMeshState(etcd);
+        const t = trace(st, resolveEndpoint(st, o.src, o.cluster), resolveEndpoint(st, o.dst, o.cluster), o.proto, Number(o.dport), o.defaultLocalCluster);
+        console.log(o.json ? JSON.stringify(t, null, 2) : formatTrace(t));
+      } finally {
+        etcd.close();
+      }
     });
 
   program.enablePositionalOptions();

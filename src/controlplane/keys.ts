@@ -10,8 +10,11 @@
  *   wiremesh/mesh/v1/remotes/<remote>            a connected cluster: how this cluster's kvstoremesh reaches its etcd
  *   wiremesh/mesh/v1/status/<remote>             kvstoremesh's view of that remote (connected, synced, errors)
  *   wiremesh/health/v1/<cluster>/<node>          an agent's tunnels (peers, handshake ages, traffic), every 5 s, leased
+ *   wiremesh/identity-index/v1/<cluster>/<sha256> the identity number of a label set (allocation, never replicated)
+ *   wiremesh/identity-refs/v1/<cluster>/<id>/<node> a node uses identity <id> (leased; no refs = garbage)
  *
- * Types: nodes (name = node), ip (name = endpoint IP), identities, services
+ * Types: nodes (name = node), ip (name = endpoint IP), identities (name = the
+ * identity number, value its labels), services
  * (name = ns/name), policies (name = ns/name), relays (name = node: a hub
  * node's offer to relay traffic between the clusters it reaches).
  */
@@ -30,6 +33,10 @@ export const syncedPrefix = (): string => 'wiremesh/synced/';
 export const clusterConfigKey = (cluster: string): string => `wiremesh/cluster-config/${cluster}`;
 export const healthKey = (cluster: string, node: string): string => `wiremesh/health/v1/${cluster}/${node}`;
 export const healthPrefix = (cluster: string): string => `wiremesh/health/v1/${cluster}/`;
+export const identityIndexKey = (cluster: string, labelsHash: string): string => `wiremesh/identity-index/v1/${cluster}/${labelsHash}`;
+export const identityRefKey = (cluster: string, id: number, node: string): string => `wiremesh/identity-refs/v1/${cluster}/${id}/${node}`;
+export const identityRefsPrefix = (cluster: string, id?: number): string =>
+  id === undefined ? `wiremesh/identity-refs/v1/${cluster}/` : `wiremesh/identity-refs/v1/${cluster}/${id}/`;
 export const remotesPrefix = (): string => 'wiremesh/mesh/v1/remotes/';
 export const remoteKey = (remote: string): string => `wiremesh/mesh/v1/remotes/${remote}`;
 export const remoteStatusPrefix = (): string => 'wiremesh/mesh/v1/status/';

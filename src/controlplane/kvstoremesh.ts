@@ -29,9 +29,14 @@ import {
 } from './keys.js';
 import { connectEtcd, EtcdStore, ListWatcher, type EtcdOptions } from './kvstore.js';
 import { validateClusterName } from './types.js';
+import { IdentityCollector } from '../identity/allocator.js';
 
-/** State replicated between clusters (policies are replicated only when marked mesh-wide: issue 4). */
-export const REPLICATED_TYPES: StateType[] = ['nodes', 'ip', 'identities', 'services', 'relays'];
+/**
+ * State replicated between clusters. Policies travel too: agents enforce a
+ * remote cluster's policy only when it is marked mesh-wide, and `policy trace`
+ * reads the others to explain a verdict on the far side.
+ */
+export const REPLICATED_TYPES: StateType[] = ['nodes', 'ip', 'identities', 'services', 'relays', 'policies'];
 
 export interface RemoteSpec extends EtcdOptions {
   name: string;
@@ -199,12 +204,18 @@ export class KVStoreMesh {
   private watcher: ListWatcher | undefined;
   private statusTimer: NodeJS.Timeout | undefined;
   private lease: Lease | undefined;
+  private gcTimer: NodeJS.Timeout | undefined;
+  private readonly collector: IdentityCollector;
 
+  /** identityGcMs: how often unreferenced identities are swept (deleted on the second sweep that finds them unused). */
   constructor(
     readonly cluster: string,
     private readonly local: Etcd3,
     private readonly log: Logger,
-  ) {}
+    private readonly identityGcMs = 60_000,
+  ) {
+    this.collector = new IdentityCollector(local, cluster, log);
+  }
 
   async start(): Promise<void> {
     this.lease = this.local.lease(15, { autoKeepAlive: true });
@@ -215,6 +226,9 @@ export class KVStoreMesh {
     void this.watcher.start();
     this.statusTimer = setInterval(() => void this.publishStatus(), 2000);
     this.statusTimer.unref();
+    // The cluster's identity garbage collector lives here: one per cluster.
+    this.gcTimer = setInterval(() => void this.collector.sweep().catch((err: Error) => this.log.warn({ err: err.message }, 'identity sweep failed')), this.identityGcMs);
+    this.gcTimer.unref();
   }
 
   private async onRemote(name: string, json: string): Promise<void> {
@@ -255,6 +269,7 @@ export class KVStoreMesh {
 
   async stop(): Promise<void> {
     if (this.statusTimer) clearInterval(this.statusTimer);
+    if (this.gcTimer) clearInterval(this.gcTimer);
     await this.watcher?.stop();
     await Promise.all([...this.remotes.keys()].map((n) => this.dropRemote(n, false)));
     this.lease?.release();

@@ -27,6 +27,8 @@ export interface EndpointRecord {
   namespace: string;
   name: string;
   labels: Record<string, string>;
+  /** Security identity (src/identity); absent while it is being allocated. */
+  identity?: number;
 }
 
 export interface ClusterConfig {
@@ -109,5 +111,7 @@ export function parseEndpointRecord(json: string): EndpointRecord {
   for (const f of ['cluster', 'node', 'namespace', 'name'] as const)
     if (typeof v[f] !== 'string' || !v[f]) throw new ConfigError(`endpoint.${f}`, 'missing');
   if (!isObject(v.labels)) throw new ConfigError('endpoint.labels', 'must be a map of strings');
+  if (v.identity !== undefined && (typeof v.identity !== 'number' || !Number.isInteger(v.identity) || v.identity < 256 || v.identity >= 1 << 24))
+    throw new ConfigError('endpoint.identity', 'must be a cluster-scoped identity (256..16777215)');
   return v as unknown as EndpointRecord;
 }

@@ -262,6 +262,9 @@ export function validateManifest(doc: unknown, where = ''): Manifest {
     const a = obj(md.annotations, p('metadata.annotations'));
     for (const [k, v] of Object.entries(a)) if (typeof v !== 'string') fail(p(`metadata.annotations["${k}"]`), 'must be a string');
   }
+  const meshWide = (md.annotations as Record<string, unknown> | undefined)?.['wiremesh.io/mesh-wide'];
+  if (meshWide !== undefined && !['true', 'false'].includes(meshWide as string)) fail(p('metadata.annotations["wiremesh.io/mesh-wide"]'), 'must be "true" or "false"');
+  if (meshWide !== undefined && o.kind === 'Service') fail(p('metadata.annotations["wiremesh.io/mesh-wide"]'), 'applies to policies only (services use service.cilium.io/global)');
   const m: Manifest = { apiVersion: o.apiVersion as string, kind: o.kind as Manifest['kind'], metadata: { ...(md as Manifest['metadata']) } };
   if (!clusterwide && !m.metadata.namespace) m.metadata.namespace = 'default';
   try {

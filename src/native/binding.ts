@@ -69,6 +69,18 @@ export interface NativeDevice {
   /** activeOnly: only peers with traffic, keypairs, staged packets or a pending handshake request. */
   peerStats(activeOnly?: boolean): NativePeerStats[];
   counters(): Record<string, number>;
+  // ---- mesh mode (src/agent/datapath.ts; row formats in docs/wire-format.md)
+  enablePolicy(): void;
+  setPeerIdentity(id: number, tagged: boolean, defaultIdentity: number, clusters: number[]): void;
+  /** Rows of 28 bytes: family, prefix length, 2 reserved, identity u32le, endpoint u32le, address[16]. */
+  ipcacheUpdate(upserts: Buffer, removes: Buffer): void;
+  ipcacheLookup(addr: Buffer): { identity: number; endpoint: number } | null;
+  /** Maps: rows of 16 bytes (identity u32le, proto, deny, portLo u16le, portHi u16le, 2 reserved, rule u32le) or null = not enforced. */
+  setEndpointPolicy(endpoint: number, identity: number, ingress: Buffer | null, egress: Buffer | null): void;
+  removeEndpoint(endpoint: number): void;
+  /** 72-byte flow records (src/policy/flows.ts decodes them) and how many were lost since the last drain. */
+  drainFlows(): { records: Buffer; lost: number };
+  ctGc(): number;
 }
 
 export interface NativeAddon {
@@ -96,6 +108,7 @@ export interface NativeAddon {
     makeReply(msg: Buffer, receiver: number, src: Buffer, nowMs: number): Buffer | null;
   };
   Device: new (opts: NativeDeviceOptions) => NativeDevice;
+  policyBench(kind: 'ipcache' | 'ipcache+policy' | 'conntrack' | 'engine', size: number, policyEntries: number, ops: number): { nsPerOp: number; setupMs: number; ops: number; hits: number };
 }
 
 function findAddon(): string {

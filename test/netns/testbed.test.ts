@@ -63,11 +63,11 @@ manifests:
     const [a, b] = [st.pods.find((p) => p.cluster === 'c1')!, st.pods.find((p) => p.cluster === 'c2')!];
     const big = run(a.netns, 'ping', '-M', 'do', '-s', '1472', '-c', '1', '-W', '2', b.ip); // 1500-byte packet
     expect(big.ok).toBe(false);
-    expect(big.out).toMatch(/mtu ?= ?1420/);
-    expect(run(a.netns, 'ping', '-M', 'do', '-s', '1392', '-c', '1', '-W', '2', b.ip).ok).toBe(true); // exactly 1420
+    expect(big.out).toMatch(/mtu ?= ?1412/);
+    expect(run(a.netns, 'ping', '-M', 'do', '-s', '1384', '-c', '1', '-W', '2', b.ip).ok).toBe(true); // exactly 1412 (1420 less the identity tag)
     const big6 = run(a.netns, 'ping', '-6', '-M', 'do', '-s', '1452', '-c', '1', '-W', '2', b.ip6!);
     expect(big6.ok).toBe(false);
-    expect(big6.out).toMatch(/mtu ?= ?1420/);
+    expect(big6.out).toMatch(/mtu ?= ?1412/);
   });
 
   it('every pod reaches every other pod over TCP', async () => {

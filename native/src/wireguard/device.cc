@@ -58,6 +58,12 @@ constexpr size_t kMaxGsoBytes = 65000;
 constexpr int kSendBatch = 64;
 
 inline size_t align16(size_t n) { return (n + 15) & ~size_t(15); }
+
+uint64_t wall_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
+}
 }  // namespace
 
 uint64_t monotonic_ms() {
@@ -262,6 +268,41 @@ void Device::clear_keypairs(uint32_t id) {
   p->staged.clear();
 }
 
+void Device::set_peer_identity(uint32_t id, bool tagged, uint32_t default_identity,
+                               const std::vector<uint8_t>& clusters) {
+  std::unique_lock<std::shared_mutex> lock(table_mu_);
+  Peer* p = find_peer(id);
+  if (!p) return;
+  p->tagged = tagged;
+  p->default_identity = default_identity;
+  p->clusters = clusters;
+}
+
+uint32_t Device::accept_tag(const Peer* p, uint32_t id) const {
+  if (id < 256) {
+    // Reserved identities carry no cluster. A node speaks as "host" for
+    // itself, which is "remote-node" here; anything more privileged is refused.
+    if (id == kIdentityHost) return kIdentityRemoteNode;
+    if (id == kIdentityWorld || id == kIdentityUnmanaged || id == kIdentityHealth || id == kIdentityInit ||
+        id == kIdentityRemoteNode)
+      return id;
+    return 0;
+  }
+  if (id >= kIdentityLocalScope) return 0;
+  uint8_t c = uint8_t(identity_cluster(id));
+  for (uint8_t x : p->clusters)
+    if (x == c) return id;
+  return 0;
+}
+
+void Device::hairpin(const uint8_t* pkt, size_t len) {
+  if (tun_.fd < 0) return;
+  uint8_t vnet[kVnetHdrSize] = {0};  // complete checksums, no GSO
+  iovec iov[2] = {{vnet, kVnetHdrSize}, {const_cast<uint8_t*>(pkt), len}};
+  ssize_t r = tun_.vnet_hdr ? writev(tun_.fd, iov, 2) : writev(tun_.fd, iov + 1, 1);
+  if (r < 0) count(kTunWriteErrors);
+}
+
 void Device::send_keepalive(uint32_t id) { push_ctl(Ctl{1, id}); }
 void Device::flush_staged(uint32_t id, bool keepalive_if_empty) { push_ctl(Ctl{keepalive_if_empty ? 3 : 2, id}); }
 
@@ -387,7 +428,7 @@ void Device::tx_loop() {
         if (!p) continue;
         if (c.kind == 1) {
           if (used + 64 > arena.size()) break;
-          segs.push_back(TxSeg{arena.data() + used, 0, p});
+          segs.push_back(TxSeg{arena.data() + used + 16, 0, p});
           used += 64;
         } else {
           std::deque<std::vector<uint8_t>> staged;
@@ -396,14 +437,14 @@ void Device::tx_loop() {
             staged.swap(p->staged);
           }
           if (staged.empty() && c.kind == 3) {
-            segs.push_back(TxSeg{arena.data() + used, 0, p});
+            segs.push_back(TxSeg{arena.data() + used + 16, 0, p});
             used += 64;
           }
           for (auto& pkt : staged) {
             size_t need = align16(16 + pkt.size() + 32);
             if (used + need > arena.size()) break;
             std::memcpy(arena.data() + used + 16, pkt.data(), pkt.size());
-            segs.push_back(TxSeg{arena.data() + used, pkt.size(), p});
+            segs.push_back(TxSeg{arena.data() + used + 16, pkt.size(), p});
             used += need;
           }
         }
@@ -442,14 +483,16 @@ void Device::tx_loop() {
           count(kDropMalformedTun);
           continue;
         }
-        size_t stride = align16(16 + max_seg + 32);
+        constexpr size_t kHead = 16 + kTagSize;
+        size_t stride = align16(kHead + max_seg + 32);
         int max_segs = int(std::min<size_t>((arena.size() - used) / stride, seg_lens.size()));
-        int nseg = split_packet(h, pkt, len, arena.data() + used + 16, stride, seg_lens.data(), max_segs);
+        int nseg = split_packet(h, pkt, len, arena.data() + used + kHead, stride, seg_lens.data(), max_segs);
         if (nseg < 0) {
           count(kDropMalformedTun);
           continue;
         }
-        for (int i = 0; i < nseg; i++) segs.push_back(TxSeg{arena.data() + used + size_t(i) * stride, seg_lens[i], nullptr});
+        for (int i = 0; i < nseg; i++)
+          segs.push_back(TxSeg{arena.data() + used + size_t(i) * stride + kHead, seg_lens[i], nullptr});
         used += size_t(nseg) * stride;
       }
     }
@@ -477,8 +520,19 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
   std::vector<PeerCtx> ctxs;
   ctxs.reserve(segs.size());  // never reallocates: TxOut keeps pointers to ctxs' endpoints
   uint64_t now = monotonic_ms();
+  PolicyEngine* pe = policy();
+  uint64_t wall = pe ? wall_ms() : 0;
   size_t mtu = size_t(mtu_.load());
   std::shared_lock<std::shared_mutex> lock(table_mu_);
+  std::shared_lock<std::shared_mutex> plock;
+  if (pe) plock = std::shared_lock<std::shared_mutex>(pe->mu);
+  // A TSO super-packet's segments share one flow: reuse the last verdict.
+  struct {
+    bool valid = false;
+    uint8_t key[40];
+    PolicyEngine::TxAction action;
+    uint32_t identity;
+  } last_verdict;
   PeerCtx* last = nullptr;
   auto ctx_for = [&](Peer* p) -> PeerCtx& {
     // a TSO super-packet's segments all go to one peer: test the last hit first
@@ -497,13 +551,46 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
     return *(last = &ctxs.back());
   };
   for (TxSeg& s : segs) {
-    uint8_t* plain = s.msg + 16;
+    uint8_t* plain = s.plain;
     Peer* p = s.peer;
+    uint32_t identity = kIdentityWorld;
     if (!p) {
       IpInfo ip;
       if (!parse_ip(plain, s.len, &ip)) {
         count(kDropMalformedTun);
         continue;
+      }
+      if (pe) {
+        PacketView pv;
+        if (!parse_l4(plain, ip, &pv)) {
+          count(kDropMalformedTun);
+          continue;
+        }
+        // Flow key: addresses, protocol, ports; TCP flags other than ACK/PSH
+        // (SYN, FIN, RST) always take the full path so conntrack sees them.
+        uint8_t key[40] = {0};
+        std::memcpy(key, ip.src, size_t(ip.addr_len));
+        std::memcpy(key + 16, ip.dst, size_t(ip.addr_len));
+        key[32] = ip.proto;
+        std::memcpy(key + 33, &pv.sport, 2);
+        std::memcpy(key + 35, &pv.dport, 2);
+        bool plain_flags = ip.proto != kProtoTCP || (pv.tcp_flags & 0x07) == 0;
+        PolicyEngine::TxAction action;
+        if (plain_flags && last_verdict.valid && std::memcmp(last_verdict.key, key, sizeof key) == 0) {
+          action = last_verdict.action;
+          identity = last_verdict.identity;
+        } else {
+          action = pe->tx(pv, wall, &identity);
+          last_verdict.valid = action != PolicyEngine::kTxDrop;
+          std::memcpy(last_verdict.key, key, sizeof key);
+          last_verdict.action = action;
+          last_verdict.identity = identity;
+        }
+        if (action == PolicyEngine::kTxDrop) continue;
+        if (action == PolicyEngine::kTxHairpin) {
+          hairpin(plain, s.len);
+          continue;
+        }
       }
       uint32_t id = allowed_.lookup(ip.dst, ip.addr_len);
       p = id == AllowedIPs::kNoPeer ? nullptr : find_peer(id);
@@ -511,7 +598,15 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
         count(kDropNoRoute);
         continue;
       }
+      if (p->tagged) {
+        plain -= kTagSize;
+        plain[0] = kTagV0;
+        plain[1] = plain[2] = plain[3] = 0;
+        store_be32(plain + 4, identity);
+        s.len += kTagSize;
+      }
     }
+    uint8_t* msg = plain - 16;
     PeerCtx& c = ctx_for(p);
     if (!c.ep.valid()) {
       count(kDropNoEndpoint);
@@ -528,12 +623,12 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
       continue;
     }
     if (nonce >= kRekeyAfterMessages) request_handshake(p, now);
-    size_t padded = s.len == 0 ? 0 : padded_length(s.len, mtu);
+    size_t padded = s.len == 0 ? 0 : padded_length(s.len, mtu + (p->tagged ? kTagSize : 0));
     if (padded > s.len) std::memset(plain + s.len, 0, padded - s.len);
-    s.msg[0] = kMsgTransport;
-    s.msg[1] = s.msg[2] = s.msg[3] = 0;
-    put_le32(s.msg + kTransportReceiverOff, c.kp->remote_index);
-    put_le64(s.msg + kTransportCounterOff, nonce);
+    msg[0] = kMsgTransport;
+    msg[1] = msg[2] = msg[3] = 0;
+    put_le32(msg + kTransportReceiverOff, c.kp->remote_index);
+    put_le64(msg + kTransportCounterOff, nonce);
     uint8_t n12[12];
     wg_nonce(n12, nonce);
     if (!c.kp->send->seal(n12, plain, padded, nullptr, 0, plain)) {
@@ -543,7 +638,7 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
     size_t mlen = 16 + padded + 16;
     c.bytes += mlen;
     if (s.len) c.data_packets++;
-    out.push_back(TxOut{&c.ep, s.msg, mlen});
+    out.push_back(TxOut{&c.ep, msg, mlen});
   }
   for (auto& c : ctxs) {
     if (c.bytes == 0) continue;
@@ -666,10 +761,14 @@ void Device::rx_loop() {
       int n = recvmmsg(fds[f].fd, msgs.data(), kRxBatch, MSG_DONTWAIT, nullptr);
       if (n <= 0) continue;
       uint64_t now = monotonic_ms();
+      rx_policy_ = policy();
+      rx_wall_ms_ = rx_policy_ ? wall_ms() : 0;
       rx_pending_.clear();
       rx_flushes_.clear();
       {
         std::shared_lock<std::shared_mutex> lock(table_mu_);
+        std::shared_lock<std::shared_mutex> plock;
+        if (rx_policy_) plock = std::shared_lock<std::shared_mutex>(rx_policy_->mu);
         for (int i = 0; i < n; i++) {
           froms[i].len = msgs[i].msg_hdr.msg_namelen;
           size_t len = msgs[i].msg_len;
@@ -810,20 +909,54 @@ void Device::rx_message(uint8_t* msg, size_t len, const Endpoint& from, uint64_t
     count(kRxKeepalives);
     return;
   }
+  uint8_t* pkt = plain;
+  size_t rem = clen;
+  bool tagged = (plain[0] >> 4) == (kTagV0 >> 4);
+  uint32_t tag_identity = 0;
+  if (tagged) {
+    // Only the mesh agent speaks tags; an unknown version is not guessed at.
+    if (!rx_policy_ || clen < kTagSize || plain[0] != kTagV0) {
+      count(kDropMalformedInner);
+      if (rx_policy_) rx_policy_->record_drop(nullptr, kReasonMalformedTag, 0, p->id, rx_wall_ms_);
+      return;
+    }
+    tag_identity = load_be32(plain + 4);
+    pkt += kTagSize;
+    rem -= kTagSize;
+  }
   IpInfo ip;
-  if (!parse_ip(plain, clen, &ip)) {
+  if (!parse_ip(pkt, rem, &ip)) {
+    count(kDropMalformedInner);
+    return;
+  }
+  PacketView pv;
+  if (rx_policy_ && !parse_l4(pkt, ip, &pv)) {
     count(kDropMalformedInner);
     return;
   }
   if (allowed_.lookup(ip.src, ip.addr_len) != p->id) {
     count(kDropCryptokeyRouting);
+    if (rx_policy_) rx_policy_->record_drop(&pv, kReasonSourceNotAllowed, tag_identity, p->id, rx_wall_ms_);
     return;
+  }
+  if (rx_policy_) {
+    uint32_t src_identity;
+    if (tagged) {
+      src_identity = accept_tag(p, tag_identity);
+      if (src_identity == 0) {
+        rx_policy_->record_drop(&pv, kReasonIdentityCluster, tag_identity, p->id, rx_wall_ms_);
+        return;
+      }
+    } else {
+      src_identity = rx_policy_->untagged_identity(pv, p->default_identity);
+    }
+    if (!rx_policy_->rx(pv, src_identity, p->id, rx_wall_ms_)) return;
   }
   p->last_data_recv_ms.store(now, std::memory_order_relaxed);
   uint64_t zero = 0;
   p->recv_unanswered_ms.compare_exchange_strong(zero, now);
   count(kRxPackets);
-  rx_pending_.push_back(RxPacket{plain, ip.total_len});
+  rx_pending_.push_back(RxPacket{pkt, ip.total_len});
 }
 
 }  // namespace wm

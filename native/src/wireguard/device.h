@@ -12,6 +12,13 @@
 //     type 4: receiver index -> keypair -> decrypt in place -> replay window ->
 //     keypair promotion / roaming -> cryptokey routing of the inner source ->
 //     TCP coalescing (offload.h) -> writev to the TUN.
+//   Mesh mode (enable_policy): TX asks the PolicyEngine (policy/engine.h) for
+//     the source identity and the egress verdict before routing, delivers
+//     packets for endpoints on this node back into the TUN (hairpin), and
+//     prefixes the plaintext for tagged peers with the identity tag
+//     (docs/wire-format.md); RX strips and checks the tag (the identity's
+//     cluster must be one the peer may speak for) and asks for the ingress
+//     verdict. Plain WireGuard (wiremesh-wg) never enables it.
 //   JavaScript (control thread): handshakes, timers, UAPI. It installs keypairs
 //   and peers through the methods below and never touches a data packet.
 //
@@ -25,6 +32,8 @@
 //   Keypair send contexts are used only by the TX thread, receive contexts and
 //     the replay filter only by the RX thread; the send counter is atomic.
 //   events_mu_ guards the event queue; ctl_mu_ the TX control queue.
+//   PolicyEngine::mu is taken shared by packet threads after table_mu_ (never
+//     the other way round); control calls into the engine take only its mu.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -42,6 +51,7 @@
 #include "../net/endpoint.h"
 #include "../net/tun.h"
 #include "../net/udp.h"
+#include "../policy/engine.h"
 #include "allowedips.h"
 #include "cookie.h"
 #include "ratelimiter.h"
@@ -78,7 +88,19 @@ struct Peer {
   // "send keepalive" timer.
   std::atomic<uint64_t> sent_unanswered_ms{0}, recv_unanswered_ms{0};
   std::atomic<uint64_t> handshake_requested_ms{0};
+  // Mesh mode (guarded by table_mu_): tag outgoing plaintext with the source
+  // identity; identity of untagged packets; clusters whose identities the
+  // peer may send (its own, plus those it relays for).
+  bool tagged = false;
+  uint32_t default_identity = kIdentityWorld;
+  std::vector<uint8_t> clusters;
 };
+
+// Identity tag in front of the IP packet in a transport message's plaintext
+// (docs/wire-format.md): 0x10 (kind 1, version 0), flags, 2 reserved bytes,
+// the 32-bit source identity big-endian.
+constexpr size_t kTagSize = 8;
+constexpr uint8_t kTagV0 = 0x10;
 
 enum Counter : int {
   kRxPackets,
@@ -184,6 +206,11 @@ class Device {
   // keypair (thousands of idle mesh peers need no timer work).
   void peer_stats(std::vector<PeerStats>* out, bool active_only = false);
   uint64_t counter(int c) const { return counters_[c].load(std::memory_order_relaxed); }
+  // Mesh mode: switches the policy engine on (once; safe while running).
+  void enable_policy() { policy_on_.store(true, std::memory_order_release); }
+  // The engine, or null in plain WireGuard mode.
+  PolicyEngine* policy() { return policy_on_.load(std::memory_order_acquire) ? policy_.get() : nullptr; }
+  void set_peer_identity(uint32_t id, bool tagged, uint32_t default_identity, const std::vector<uint8_t>& clusters);
   void count(int c, uint64_t n = 1) { counters_[c].fetch_add(n, std::memory_order_relaxed); }
 
  private:
@@ -192,9 +219,12 @@ class Device {
     uint32_t peer;
   };
   struct TxSeg {
-    uint8_t* msg;  // slot start: 16-byte header space, then plaintext
-    size_t len;    // plaintext length
-    Peer* peer;    // fixed peer (keepalive/staged), or null: route by destination
+    // Routed (peer null): the IP packet, with 16 + kTagSize bytes of slot in
+    // front for the message header and a tag. Fixed peer (keepalive, staged):
+    // the final plaintext, with 16 bytes in front.
+    uint8_t* plain;
+    size_t len;  // plaintext length
+    Peer* peer;
   };
   struct TxOut {
     const Endpoint* ep;
@@ -208,6 +238,8 @@ class Device {
   void tx_send(std::vector<TxOut>& out);
   void rx_message(uint8_t* msg, size_t len, const Endpoint& from, uint64_t now);
   void rx_flush_tun();
+  void hairpin(const uint8_t* pkt, size_t len);
+  uint32_t accept_tag(const Peer* p, uint32_t identity) const;
   void stage(Peer* p, const uint8_t* pkt, size_t len);
   void request_handshake(Peer* p, uint64_t now);
   void push_event(Event&& e);
@@ -259,6 +291,13 @@ class Device {
   };
   std::vector<RxPacket> rx_pending_;
   std::vector<Ctl> rx_flushes_;
+  uint64_t rx_wall_ms_ = 0;
+  PolicyEngine* rx_policy_ = nullptr;  // policy() for the current batch
+
+  // Always allocated so packet threads never see the pointer change; used
+  // only once policy_on_ is set.
+  std::unique_ptr<PolicyEngine> policy_ = std::make_unique<PolicyEngine>();
+  std::atomic<bool> policy_on_{false};
 
   std::atomic<uint64_t> counters_[kCounterCount];
 };

@@ -1,0 +1,214 @@
+// Open-addressing hash table (linear probing, backward-shift deletion) for the
+// data path's exact-match tables: ipcache host entries, policy maps keyed by
+// identity and connection tracking. Keys are plain structs compared bytewise;
+// the hash is keyed with a per-process random seed so remote senders cannot
+// aim collisions at one bucket.
+//
+// Not thread-safe: owners lock (conntrack shards) or build once and publish
+// immutably (policy maps).
+#pragma once
+#include <sys/mman.h>
+
+#include <cstdint>
+#include <cstring>
+#include <new>
+#include <type_traits>
+#include <vector>
+
+namespace wm {
+
+uint64_t flatmap_seed();
+
+// Large tables (an ipcache or conntrack of a million entries) are probed at
+// random: backing them with transparent huge pages saves a TLB miss on most
+// lookups. Small tables come from the heap.
+template <typename T>
+struct HugePageAllocator {
+  using value_type = T;
+  static constexpr size_t kHuge = 2u << 20;
+  HugePageAllocator() = default;
+  template <typename U>
+  HugePageAllocator(const HugePageAllocator<U>&) {}
+  T* allocate(size_t n) {
+    size_t bytes = n * sizeof(T);
+    if (bytes < kHuge) return static_cast<T*>(::operator new(bytes));
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    madvise(p, bytes, MADV_HUGEPAGE);
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t n) {
+    size_t bytes = n * sizeof(T);
+    if (bytes < kHuge)
+      ::operator delete(p);
+    else
+      munmap(p, bytes);
+  }
+  template <typename U>
+  bool operator==(const HugePageAllocator<U>&) const { return true; }
+  template <typename U>
+  bool operator!=(const HugePageAllocator<U>&) const { return false; }
+};
+
+inline uint64_t hash_bytes(const void* data, size_t n, uint64_t seed) {
+  const uint8_t* p = static_cast<const uint8_t*>(data);
+  uint64_t h = seed ^ (n * 0x9E3779B97F4A7C15ull);
+  while (n >= 8) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    h ^= w * 0xC2B2AE3D27D4EB4Full;
+    h = ((h << 31) | (h >> 33)) * 0x9E3779B97F4A7C15ull;
+    p += 8;
+    n -= 8;
+  }
+  uint64_t w = 0;
+  std::memcpy(&w, p, n);
+  h ^= w * 0xC2B2AE3D27D4EB4Full;
+  h ^= h >> 33;
+  h *= 0xFF51AFD7ED558CCDull;
+  h ^= h >> 33;
+  h *= 0xC4CEB9FE1A85EC53ull;
+  h ^= h >> 33;
+  return h;
+}
+
+template <typename K, typename V>
+class FlatMap {
+  static_assert(std::is_trivially_copyable<K>::value, "keys are compared bytewise");
+
+ public:
+  explicit FlatMap(size_t initial = 16) : seed_(flatmap_seed()) { rehash(initial < 16 ? 16 : initial); }
+
+  size_t size() const { return size_; }
+  size_t capacity() const { return slots_.size(); }
+
+  uint64_t hash(const K& k) const { return hash_bytes(&k, sizeof(K), seed_); }
+
+  V* find(const K& k) { return find(k, hash(k)); }
+  // h: hash(k), for callers that already computed it (conntrack shards by it)
+  V* find(const K& k, uint64_t h) {
+    size_t i = size_t(h) & mask_;
+    for (;;) {
+      Slot& s = slots_[i];
+      if (!s.used) return nullptr;
+      if (std::memcmp(&s.key, &k, sizeof(K)) == 0) return &s.value;
+      i = (i + 1) & mask_;
+    }
+  }
+  const V* find(const K& k) const { return const_cast<FlatMap*>(this)->find(k); }
+
+  // Inserts or replaces; returns the stored value.
+  V* put(const K& k, const V& v) { return put(k, v, hash(k)); }
+  V* put(const K& k, const V& v, uint64_t h) {
+    if ((size_ + 1) * 2 > slots_.size()) rehash(slots_.size() * 2);
+    size_t i = size_t(h) & mask_;
+    for (;;) {
+      Slot& s = slots_[i];
+      if (!s.used) {
+        s.used = true;
+        s.key = k;
+        s.value = v;
+        size_++;
+        return &s.value;
+      }
+      if (std::memcmp(&s.key, &k, sizeof(K)) == 0) {
+        s.value = v;
+        return &s.value;
+      }
+      i = (i + 1) & mask_;
+    }
+  }
+
+  bool erase(const K& k) {
+    size_t i = index(k);
+    for (;;) {
+      Slot& s = slots_[i];
+      if (!s.used) return false;
+      if (std::memcmp(&s.key, &k, sizeof(K)) == 0) break;
+      i = (i + 1) & mask_;
+    }
+    erase_slot(i);
+    return true;
+  }
+
+  // Removes every entry for which pred(key, value) is true; returns how many.
+  template <typename F>
+  size_t erase_if(F pred) {
+    size_t removed = 0;
+    for (size_t i = 0; i < slots_.size();) {
+      Slot& s = slots_[i];
+      if (s.used && pred(s.key, s.value)) {
+        erase_slot(i);  // an entry may shift into slot i: look at it again
+        removed++;
+        continue;
+      }
+      i++;
+    }
+    return removed;
+  }
+
+  template <typename F>
+  void for_each(F f) const {
+    for (const Slot& s : slots_)
+      if (s.used) f(s.key, s.value);
+  }
+
+  void clear() {
+    slots_.assign(16, Slot());
+    mask_ = 15;
+    size_ = 0;
+  }
+
+  void reserve(size_t n) {
+    size_t want = 16;
+    while (want < n * 2) want *= 2;
+    if (want > slots_.size()) rehash(want);
+  }
+
+ private:
+  struct Slot {
+    K key{};
+    V value{};
+    bool used = false;
+  };
+
+  size_t index(const K& k) const { return size_t(hash_bytes(&k, sizeof(K), seed_)) & mask_; }
+
+  void erase_slot(size_t i) {
+    // Backward shift: pull later entries of the probe run into the hole so
+    // lookups never need tombstones.
+    size_t hole = i;
+    size_t j = i;
+    for (;;) {
+      j = (j + 1) & mask_;
+      Slot& s = slots_[j];
+      if (!s.used) break;
+      size_t home = index(s.key);
+      // s may move to the hole if its home is not cyclically in (hole, j]
+      bool movable = hole <= j ? (home <= hole || home > j) : (home <= hole && home > j);
+      if (movable) {
+        slots_[hole] = s;
+        hole = j;
+      }
+    }
+    slots_[hole].used = false;
+    size_--;
+  }
+
+  void rehash(size_t n) {
+    std::vector<Slot, HugePageAllocator<Slot>> old;
+    old.swap(slots_);
+    slots_.assign(n, Slot());
+    mask_ = n - 1;
+    size_ = 0;
+    for (const Slot& s : old)
+      if (s.used) put(s.key, s.value);
+  }
+
+  std::vector<Slot, HugePageAllocator<Slot>> slots_;
+  size_t mask_ = 0;
+  size_t size_ = 0;
+  uint64_t seed_;
+};
+
+}  // namespace wm

@@ -1,0 +1,45 @@
+#include "policymap.h"
+
+#include <algorithm>
+
+namespace wm {
+
+PolicyMap::PolicyMap(std::vector<PolicyEntry> entries) : by_identity_(16), entries_(std::move(entries)) {
+  std::stable_sort(entries_.begin(), entries_.end(), [](const PolicyEntry& a, const PolicyEntry& b) {
+    if (a.identity != b.identity) return a.identity < b.identity;
+    return a.deny > b.deny;
+  });
+  by_identity_.reserve(entries_.size());
+  for (uint32_t i = 0; i < entries_.size();) {
+    uint32_t j = i;
+    while (j < entries_.size() && entries_[j].identity == entries_[i].identity) j++;
+    by_identity_.put(entries_[i].identity, Span{i, j - i});
+    i = j;
+  }
+}
+
+static inline bool matches(const PolicyEntry& e, uint8_t proto, uint16_t port, bool has_ports) {
+  if (e.proto != 0 && e.proto != proto) return false;
+  bool any_port = e.port_lo == 0 && e.port_hi == 65535;
+  if (any_port) return true;
+  return has_ports && port >= e.port_lo && port <= e.port_hi;
+}
+
+PolicyResult PolicyMap::lookup(uint32_t identity, uint8_t proto, uint16_t port, bool has_ports) const {
+  const Span* spans[2] = {by_identity_.find(identity), identity != 0 ? by_identity_.find(0) : nullptr};
+  const PolicyEntry* allow = nullptr;
+  for (const Span* s : spans) {
+    if (!s) continue;
+    for (uint32_t i = s->first; i < s->first + s->count; i++) {
+      const PolicyEntry& e = entries_[i];
+      if (!matches(e, proto, port, has_ports)) continue;
+      if (e.deny) return PolicyResult{kPolicyDeny, e.rule};
+      if (!allow) allow = &e;
+      break;  // denies come first in a group: the rest are allows
+    }
+  }
+  if (allow) return PolicyResult{kPolicyAllow, allow->rule};
+  return PolicyResult{kPolicyDefaultDeny, 0};
+}
+
+}  // namespace wm

@@ -1,0 +1,323 @@
+/**
+ * The agent's side of the native policy engine: keeps the ipcache, the
+ * endpoints' policy maps and the peers' identity settings in step with etcd,
+ * and turns the data path's flow records into enriched flows.
+ *
+ *   endpoint records (own cluster + cache) ──▶ ipcache  ip/32 → identity (+ local endpoint id)
+ *   node records ──▶ ipcache  node address → host (us) / remote-node (others)
+ *   policies (own cluster + mesh-wide cached) ──▶ rules ──▶ CIDR identities → ipcache prefixes
+ *   identities (own cluster + cache) + rules ──▶ per local endpoint policy maps (recompiled on change)
+ *
+ * Updates reach the data path as batches (one ipcache call, one map swap per
+ * endpoint), never per packet; maps are swapped whole, and established flows
+ * keep going through conntrack.
+ */
+import { EventEmitter } from 'node:events';
+import type { EndpointRecord } from '../controlplane/types.js';
+import { describeIdentity, identityCluster, LOCAL_SCOPE, RESERVED, type IdentityRecord, type Labels } from '../identity/identity.js';
+import type { Logger } from '../log.js';
+import type { Manifest } from '../manifests/validate.js';
+import type { NativeDevice } from '../native/binding.js';
+import { parseIP, parsePrefix, type Prefix } from '../net/ip.js';
+import { compileEndpoint, encodeEntries, IdentityUniverse, type EndpointPolicy } from '../policy/compile.js';
+import { decodeFlows, DROP_REASONS, flowProtocol, type Flow, type FlowEndpoint } from '../policy/flows.js';
+import { enforcedRules, rulePrefixes, type StoredPolicy } from '../policy/repository.js';
+import type { Rule } from '../policy/rules.js';
+
+interface LocalEp {
+  id: number;
+  key: string; // namespace/name
+  identity: number;
+  labels: Labels;
+  ips: string[];
+}
+
+interface IpcacheEntry {
+  identity: number;
+  endpoint: number;
+}
+
+const FLOW_HISTORY = 20_000;
+
+export class PolicyDatapath extends EventEmitter {
+  readonly universe: IdentityUniverse;
+  private readonly policies = new Map<string, StoredPolicy>();
+  private rules: Rule[] = [];
+  readonly warnings: string[] = [];
+  private readonly ruleNumbers = new Map<string, number>();
+  private readonly ruleById = new Map<number, Rule>();
+  private readonly localEps = new Map<string, LocalEp>(); // by namespace/name
+  private nextEpId = 1;
+  readonly compiled = new Map<string, EndpointPolicy>();
+  /** What the ipcache holds (by address or prefix text) and what changed since the last flush. */
+  private readonly ipcache = new Map<string, IpcacheEntry>();
+  private readonly pending = new Map<string, IpcacheEntry | null>();
+  private readonly endpointsByIp = new Map<string, EndpointRecord>();
+  private readonly nodeAddresses = new Map<string, string[]>(); // node id -> addresses
+  private dirty = false;
+  private scheduled = false;
+  private timers: NodeJS.Timeout[] = [];
+  readonly flows: Flow[] = [];
+  flowsLost = 0;
+  lastCompileMs = 0;
+
+  constructor(
+    private readonly dev: NativeDevice,
+    private readonly cluster: string,
+    private readonly node: string,
+    private readonly opts: { defaultLocalCluster: boolean },
+    private readonly log: Logger,
+  ) {
+    super();
+    this.universe = new IdentityUniverse(cluster);
+    dev.enablePolicy();
+  }
+
+  start(): void {
+    this.timers.push(setInterval(() => this.drainFlows(), 100), setInterval(() => this.dev.ctGc(), 10_000));
+    for (const t of this.timers) t.unref();
+  }
+
+  stop(): void {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+  }
+
+  // ---- inputs -----------------------------------------------------------------
+
+  upsertIdentity(rec: IdentityRecord): void {
+    this.universe.identities.set(rec.id, rec.labels);
+    this.markDirty();
+  }
+
+  removeIdentity(id: number): void {
+    if (this.universe.identities.delete(id)) this.markDirty();
+  }
+
+  /** A stored policy: from our cluster (always enforced) or cached from another (enforced when mesh-wide). */
+  upsertPolicy(etcdKey: string, cluster: string, json: string): void {
+    try {
+      const manifest = JSON.parse(json) as Manifest;
+      const name = etcdKey.slice(etcdKey.indexOf('/v1/') + 4).split('/').slice(1).join('/');
+      this.policies.set(etcdKey, { cluster, name, manifest });
+    } catch (err) {
+      this.log.warn({ key: etcdKey, err: (err as Error).message }, 'ignoring malformed policy');
+      this.policies.delete(etcdKey);
+    }
+    this.markDirty();
+  }
+
+  removePolicy(etcdKey: string): void {
+    if (this.policies.delete(etcdKey)) this.markDirty();
+  }
+
+  upsertEndpoint(rec: EndpointRecord): void {
+    const old = this.endpointsByIp.get(rec.ip);
+    this.endpointsByIp.set(rec.ip, rec);
+    if (old && old.identity === rec.identity && old.node === rec.node) return;
+    this.setIpcache(rec.ip, rec.identity ?? RESERVED.world, this.localEndpointId(rec));
+    this.scheduleFlush();
+  }
+
+  removeEndpoint(ip: string): void {
+    if (!this.endpointsByIp.delete(ip)) return;
+    this.setIpcache(ip, null);
+    this.scheduleFlush();
+  }
+
+  /** Node addresses: ours are `host`, every other node's `remote-node`. */
+  setNode(id: string, addresses: string[] | null): void {
+    for (const a of this.nodeAddresses.get(id) ?? []) this.setIpcache(a, null);
+    if (addresses) this.nodeAddresses.set(id, addresses);
+    else this.nodeAddresses.delete(id);
+    const identity = id === `${this.cluster}/${this.node}` ? RESERVED.host : RESERVED['remote-node'];
+    for (const a of addresses ?? []) this.setIpcache(a, identity, 0);
+    this.scheduleFlush();
+  }
+
+  /** A local endpoint and its allocated identity (the agent allocated it in etcd). */
+  setLocalEndpoint(key: string, identity: number, labels: Labels, ips: string[]): void {
+    const old = this.localEps.get(key);
+    const ep: LocalEp = { id: old?.id ?? this.nextEpId++, key, identity, labels, ips };
+    this.localEps.set(key, ep);
+    for (const ip of old?.ips ?? []) if (!ips.includes(ip)) this.setIpcache(ip, null);
+    for (const ip of ips) this.setIpcache(ip, identity, ep.id);
+    this.scheduleFlush();
+    this.markDirty();
+  }
+
+  removeLocalEndpoint(key: string): void {
+    const ep = this.localEps.get(key);
+    if (!ep) return;
+    this.localEps.delete(key);
+    this.compiled.delete(key);
+    this.dev.removeEndpoint(ep.id);
+    for (const ip of ep.ips) this.setIpcache(ip, null);
+    this.scheduleFlush();
+  }
+
+  /** Peer settings: mesh peers tag; a tag must carry the peer's cluster or one it relays for. */
+  peerIdentity(peerId: number, clusterIds: number[]): void {
+    this.dev.setPeerIdentity(peerId, true, RESERVED.world, [...new Set(clusterIds)]);
+  }
+
+  // ---- ipcache ------------------------------------------------------------------
+
+  private localEndpointId(rec: EndpointRecord): number {
+    if (rec.cluster !== this.cluster || rec.node !== this.node) return 0;
+    return this.localEps.get(`${rec.namespace}/${rec.name}`)?.id ?? 0;
+  }
+
+  private setIpcache(addrOrPrefix: string, identity: number | null, endpoint = 0): void {
+    // a local endpoint's address keeps its endpoint id even when the record comes back from etcd
+    if (identity !== null && endpoint === 0 && !addrOrPrefix.includes('/')) {
+      for (const ep of this.localEps.values()) if (ep.ips.includes(addrOrPrefix)) return this.setIpcache(addrOrPrefix, ep.identity, ep.id);
+    }
+    const cur = this.ipcache.get(addrOrPrefix);
+    if (identity === null) {
+      if (cur) this.pending.set(addrOrPrefix, null);
+      return;
+    }
+    if (cur && cur.identity === identity && cur.endpoint === endpoint && !this.pending.has(addrOrPrefix)) return;
+    this.pending.set(addrOrPrefix, { identity, endpoint });
+  }
+
+  private scheduleFlush(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      if (this.dirty) this.recompile();
+      this.flushIpcache();
+    });
+  }
+
+  private flushIpcache(): void {
+    if (this.pending.size === 0) return;
+    const ups: Buffer[] = [];
+    const dels: Buffer[] = [];
+    for (const [k, v] of this.pending) {
+      const p: Prefix = k.includes('/') ? parsePrefix(k) : { addr: parseIP(k)!, cidr: parseIP(k)!.length * 8 };
+      if (!p.addr) continue;
+      const row = Buffer.alloc(28);
+      row[0] = p.addr.length;
+      row[1] = p.cidr;
+      p.addr.copy(row, 12);
+      if (v) {
+        row.writeUInt32LE(v.identity >>> 0, 4);
+        row.writeUInt32LE(v.endpoint >>> 0, 8);
+        ups.push(row);
+        this.ipcache.set(k, v);
+      } else if (this.ipcache.delete(k)) {
+        dels.push(row);
+      }
+    }
+    this.pending.clear();
+    this.dev.ipcacheUpdate(Buffer.concat(ups), Buffer.concat(dels));
+  }
+
+  // ---- policy ---------------------------------------------------------------------
+
+  private markDirty(): void {
+    this.dirty = true;
+    this.scheduleFlush();
+  }
+
+  ruleNumber(r: Rule): number {
+    let n = this.ruleNumbers.get(r.id);
+    if (n === undefined) {
+      n = this.ruleNumbers.size + 1;
+      this.ruleNumbers.set(r.id, n);
+    }
+    this.ruleById.set(n, r);
+    return n;
+  }
+
+  /** Recompiles every local endpoint's maps (and the CIDR identities rules name). */
+  recompile(): void {
+    const t0 = performance.now();
+    this.dirty = false;
+    this.warnings.length = 0;
+    this.rules = enforcedRules(this.policies.values(), this.cluster, this.opts.defaultLocalCluster, this.warnings);
+    // CIDR identities: every prefix a rule names, so the longest match decides
+    const wanted = rulePrefixes(this.rules);
+    for (const [text, prefix] of wanted) this.setIpcache(text, this.universe.cidrIdentity(text, prefix), 0);
+    for (const text of this.universe.cidrs.keys())
+      if (!wanted.has(text)) {
+        this.setIpcache(text, null);
+        this.universe.cidrs.delete(text);
+      }
+    for (const ep of this.localEps.values()) {
+      const pol = compileEndpoint(ep.labels, this.rules, this.universe, (r) => this.ruleNumber(r));
+      this.compiled.set(ep.key, pol);
+      this.dev.setEndpointPolicy(ep.id, ep.identity, encodeEntries(pol.ingress), encodeEntries(pol.egress));
+    }
+    this.lastCompileMs = performance.now() - t0;
+    this.emit('compiled');
+  }
+
+  /** Summary for `GET /v1/policy`. */
+  summary(): Record<string, unknown> {
+    return {
+      rules: this.rules.map((r) => ({ id: r.id, number: this.ruleNumbers.get(r.id), text: r.text })),
+      endpoints: [...this.localEps.values()].map((ep) => {
+        const c = this.compiled.get(ep.key);
+        return {
+          endpoint: ep.key,
+          id: ep.id,
+          identity: ep.identity,
+          ingress: c?.ingress ? { enforced: true, entries: c.ingress.length, rules: c.selectedBy.ingress.map((r) => r.id) } : { enforced: false },
+          egress: c?.egress ? { enforced: true, entries: c.egress.length, rules: c.selectedBy.egress.map((r) => r.id) } : { enforced: false },
+        };
+      }),
+      cidrIdentities: [...this.universe.cidrs.entries()].map(([cidr, c]) => ({ cidr, identity: c.id })),
+      identities: this.universe.identities.size,
+      ipcacheEntries: this.ipcache.size,
+      warnings: this.warnings,
+      lastCompileMs: Math.round(this.lastCompileMs * 100) / 100,
+    };
+  }
+
+  // ---- flows ------------------------------------------------------------------------
+
+  drainFlows(): void {
+    const { records, lost } = this.dev.drainFlows();
+    this.flowsLost += lost;
+    if (records.length === 0) return;
+    const out: Flow[] = [];
+    for (const r of decodeFlows(records)) {
+      const rule = r.rule ? this.ruleById.get(r.rule) : undefined;
+      const f: Flow = {
+        time: new Date(r.timeMs).toISOString(),
+        verdict: r.verdict === 2 ? 'DROPPED' : 'FORWARDED',
+        ...(r.verdict === 2 ? { dropReason: DROP_REASONS[r.reason] ?? String(r.reason) } : {}),
+        direction: r.direction === 2 ? 'egress' : 'ingress',
+        protocol: flowProtocol(r.proto),
+        source: this.flowEndpoint(r.src, r.sport, r.srcIdentity),
+        destination: this.flowEndpoint(r.dst, r.dport, r.dstIdentity),
+        ...(rule ? { rule: rule.id, ruleText: rule.text } : {}),
+        ...(r.flags & 2 ? { sameNode: true } : {}),
+        node: this.node,
+        cluster: this.cluster,
+      };
+      out.push(f);
+    }
+    this.flows.push(...out);
+    if (this.flows.length > FLOW_HISTORY) this.flows.splice(0, this.flows.length - FLOW_HISTORY);
+    this.emit('flows', out);
+  }
+
+  private flowEndpoint(ip: string, port: number, identity: number): FlowEndpoint {
+    const e: FlowEndpoint = { ip, port, identity };
+    const rec = ip ? this.endpointsByIp.get(ip) : undefined;
+    const labels = this.universe.identities.get(identity);
+    if (identity >= LOCAL_SCOPE) {
+      const c = [...this.universe.cidrs.entries()].find(([, v]) => v.id === identity);
+      e.identityText = c ? `cidr:${c[0]}` : 'cidr';
+    } else e.identityText = describeIdentity(identity, labels);
+    if (labels && identity >= 256) e.labels = labels;
+    if (rec) Object.assign(e, { cluster: rec.cluster, namespace: rec.namespace, pod: rec.name, node: rec.node });
+    else if (identity >= 256 && identity < LOCAL_SCOPE) e.cluster = labels?.['io.cilium.k8s.policy.cluster'] ?? `cluster-id-${identityCluster(identity)}`;
+    return e;
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * Identity allocation in etcd, one number per label set per cluster, shared by
+ * every node of the cluster:
+ *
+ *   state/identities/v1/<cluster>/<id>   {id, labels}   (replicated to other clusters)
+ *   identity-index/v1/<cluster>/<sha>    <id>           (label set -> number)
+ *   identity-refs/v1/<cluster>/<id>/<node>               (leased: this node uses it)
+ *
+ * Allocation is one etcd transaction that creates the index and the identity
+ * only if neither exists, so two nodes allocating the same labels at once end
+ * with one number (the loser retries and finds the winner's). Using an
+ * existing identity rewrites its record in the same transaction as the
+ * reference: the garbage collector deletes only when the record's revision is
+ * the one it saw without references, so it can never delete an identity that
+ * a node has just started to use.
+ */
+import type { Etcd3 } from 'etcd3';
+import { identityIndexKey, identityRefKey, identityRefsPrefix, stateKey, statePrefix } from '../controlplane/keys.js';
+import { WiremeshError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { clusterIdentity, labelsHash, MAX_LOCAL_ID, MIN_LOCAL_ID, parseIdentityRecord, type IdentityRecord, type Labels } from './identity.js';
+
+export class IdentityAllocator {
+  constructor(
+    private readonly etcd: Etcd3,
+    private readonly cluster: string,
+    private readonly clusterId: number,
+    private readonly node: string,
+  ) {}
+
+  /** Returns the identity of `labels`, allocating it if needed, and records that this node uses it. */
+  async allocate(labels: Labels, leaseId: string): Promise<number> {
+    const hash = labelsHash(labels);
+    const indexKey = identityIndexKey(this.cluster, hash);
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const existing = await this.etcd.get(indexKey).string();
+      if (existing !== null) {
+        const id = Number(existing);
+        const idKey = stateKey('identities', this.cluster, String(id));
+        const rec = await this.etcd.get(idKey).string();
+        if (rec === null) continue; // being collected: the index goes with it, try again
+        const res = await this.etcd
+          .if(idKey, 'Value', '==', rec)
+          .then(this.etcd.put(idKey).value(rec), this.etcd.put(identityRefKey(this.cluster, id, this.node)).value('').lease(leaseId))
+          .commit();
+        if (res.succeeded) return id;
+        continue;
+      }
+      const id = await this.pickFree();
+      const idKey = stateKey('identities', this.cluster, String(id));
+      const record: IdentityRecord = { id, labels };
+      const res = await this.etcd
+        .if(indexKey, 'Create', '==', 0)
+        .and(idKey, 'Create', '==', 0)
+        .then(
+          this.etcd.put(indexKey).value(String(id)),
+          this.etcd.put(idKey).value(JSON.stringify(record)),
+          this.etcd.put(identityRefKey(this.cluster, id, this.node)).value('').lease(leaseId),
+        )
+        .commit();
+      if (res.succeeded) return id;
+    }
+    throw new WiremeshError('WM_IDENTITY_ALLOCATION', `could not allocate an identity for ${JSON.stringify(labels)} after 20 attempts`);
+  }
+
+  /** This node stops using `id` (the collector deletes it once no node does). */
+  async release(id: number): Promise<void> {
+    await this.etcd.delete().key(identityRefKey(this.cluster, id, this.node)).exec();
+  }
+
+  /** A random unused number: concurrent allocators of different labels rarely collide. */
+  private async pickFree(): Promise<number> {
+    const keys = await this.etcd.getAll().prefix(statePrefix('identities', this.cluster)).keys();
+    const used = new Set(keys.map((k) => Number(k.slice(k.lastIndexOf('/') + 1)) & 0xffff));
+    const span = MAX_LOCAL_ID - MIN_LOCAL_ID + 1;
+    if (used.size >= span) throw new WiremeshError('WM_IDENTITY_EXHAUSTED', `cluster ${this.cluster} has used all ${span} identities`);
+    for (;;) {
+      const local = MIN_LOCAL_ID + Math.floor(Math.random() * span);
+      if (!used.has(local)) return clusterIdentity(this.clusterId, local);
+    }
+  }
+}
+
+/**
+ * Deletes identities no node references (run by the cluster's kvstoremesh).
+ * An identity is deleted on the second sweep that finds it unreferenced with
+ * the same record revision, so one that was just allocated (reference still
+ * being written) or just reused survives.
+ */
+export class IdentityCollector {
+  private candidates = new Map<string, string>(); // identity key -> mod revision seen unreferenced
+
+  constructor(
+    private readonly etcd: Etcd3,
+    private readonly cluster: string,
+    private readonly log: Logger,
+  ) {}
+
+  async sweep(): Promise<number> {
+    const ids = await this.etcd.getAll().prefix(statePrefix('identities', this.cluster)).exec();
+    const refs = await this.etcd.getAll().prefix(identityRefsPrefix(this.cluster)).keys();
+    const referenced = new Set(refs.map((k) => k.slice(identityRefsPrefix(this.cluster).length).split('/')[0]));
+    const next = new Map<string, string>();
+    let deleted = 0;
+    for (const kv of ids.kvs) {
+      const key = kv.key.toString();
+      const rec = parseIdentityRecord(kv.value.toString());
+      if (!rec || referenced.has(String(rec.id))) continue;
+      const rev = String(kv.mod_revision);
+      if (this.candidates.get(key) !== rev) {
+        next.set(key, rev);
+        continue;
+      }
+      const res = await this.etcd
+        .if(key, 'Mod', '==', rev)
+        .then(this.etcd.delete().key(key), this.etcd.delete().key(identityIndexKey(this.cluster, labelsHash(rec.labels))))
+        .commit();
+      if (res.succeeded) {
+        deleted++;
+        this.log.info({ identity: rec.id }, 'identity released: no node uses it');
+      }
+    }
+    this.candidates = next;
+    return deleted;
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * The rules a cluster enforces, from the policies an etcd holds: the
+ * cluster's own and every connected cluster's mesh-wide ones. One function
+ * serves the agent (what the data path enforces) and `policy trace` (what it
+ * explains), so they cannot disagree.
+ */
+import type { Manifest } from '../manifests/validate.js';
+import { formatPrefix, maskPrefix, type Prefix } from '../net/ip.js';
+import { isMeshWide, policyRules, type Rule } from './rules.js';
+
+export interface StoredPolicy {
+  /** Cluster whose etcd state holds it. */
+  cluster: string;
+  /** Name under the policies prefix: `<ns>/cnp.<name>`. */
+  name: string;
+  manifest: Manifest;
+}
+
+export function enforcedRules(policies: Iterable<StoredPolicy>, localCluster: string, defaultLocalCluster: boolean, warnings: string[]): Rule[] {
+  const rules: Rule[] = [];
+  const sorted = [...policies].sort((a, b) => (`${a.cluster}/${a.name}` < `${b.cluster}/${b.name}` ? -1 : 1));
+  for (const p of sorted) {
+    if (p.cluster !== localCluster && !isMeshWide(p.manifest)) continue;
+    try {
+      rules.push(...policyRules(p.manifest, p.name, p.cluster, { localCluster, defaultLocalCluster }, warnings));
+    } catch (err) {
+      warnings.push(`${p.cluster}/${p.name}: not enforced: ${(err as Error).message}`);
+    }
+  }
+  return rules;
+}
+
+/** Every prefix the rules name (CIDRs and their exceptions), except /0, which is world itself. */
+export function rulePrefixes(rules: Rule[]): Map<string, Prefix> {
+  const out = new Map<string, Prefix>();
+  for (const r of rules)
+    for (const p of r.peers)
+      if (p.kind === 'cidr')
+        for (const x of [p.cidr, ...p.except.map((e) => e.prefix)]) {
+          if (x.cidr === 0) continue;
+          const norm = { addr: maskPrefix(x.addr, x.cidr), cidr: x.cidr };
+          out.set(formatPrefix(norm), norm);
+        }
+  return out;
+}

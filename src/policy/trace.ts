@@ -1,0 +1,180 @@
+/**
+ * `wiremesh policy trace`: what the data path would decide for a new flow
+ * from --src to --dst, and which rule decides it. It reads one cluster's etcd
+ * (its own state and the cache of every connected cluster, policies included)
+ * and runs the agent's own compiler and the TypeScript twin of the native
+ * lookup on it: egress at the source's node, then ingress at the
+ * destination's node.
+ */
+import type { Etcd3 } from 'etcd3';
+import { cachePrefix, statePrefix, splitClusterName } from '../controlplane/keys.js';
+import { parseEndpointRecord, parseNodeRecord, type EndpointRecord, type NodeRecord } from '../controlplane/types.js';
+import { WiremeshError } from '../errors.js';
+import { describeIdentity, endpointIdentityLabels, parseIdentityRecord, RESERVED, type Labels } from '../identity/identity.js';
+import type { Manifest } from '../manifests/validate.js';
+import { parseIP, prefixContains } from '../net/ip.js';
+import { compileEndpoint, evaluate, IdentityUniverse, type Verdict } from './compile.js';
+import { enforcedRules, rulePrefixes, type StoredPolicy } from './repository.js';
+import { PROTOCOLS, type Direction, type Rule } from './rules.js';
+
+export interface MeshState {
+  endpoints: EndpointRecord[];
+  identities: Map<number, Labels>;
+  policies: StoredPolicy[];
+  nodes: NodeRecord[];
+}
+
+export async function loadMeshState(etcd: Etcd3): Promise<MeshState> {
+  const st: MeshState = { endpoints: [], identities: new Map(), policies: [], nodes: [] };
+  const both = async (type: 'ip' | 'identities' | 'policies' | 'nodes') => {
+    const out: Array<{ key: string; value: string; prefix: string }> = [];
+    for (const prefix of [statePrefix(type), cachePrefix(type)]) {
+      const kv = await etcd.getAll().prefix(prefix).strings();
+      for (const [key, value] of Object.entries(kv)) out.push({ key, value, prefix });
+    }
+    return out;
+  };
+  for (const { value } of await both('ip'))
+    try {
+      st.endpoints.push(parseEndpointRecord(value));
+    } catch {
+      /* malformed records are skipped, as the agent does */
+    }
+  for (const { value } of await both('identities')) {
+    const r = parseIdentityRecord(value);
+    if (r) st.identities.set(r.id, r.labels);
+  }
+  for (const { key, value, prefix } of await both('policies')) {
+    const loc = splitClusterName(prefix, key);
+    if (!loc) continue;
+    try {
+      st.policies.push({ cluster: loc.cluster, name: loc.name, manifest: JSON.parse(value) as Manifest });
+    } catch {
+      /* skipped */
+    }
+  }
+  for (const { value } of await both('nodes'))
+    try {
+      st.nodes.push(parseNodeRecord(value));
+    } catch {
+      /* skipped */
+    }
+  return st;
+}
+
+export interface TraceEndpoint {
+  spec: string;
+  ip: string;
+  endpoint?: EndpointRecord;
+  node?: NodeRecord;
+}
+
+export interface TraceStep {
+  direction: Direction;
+  /** Where the check runs. */
+  at: string;
+  endpoint: string;
+  selectedBy: Array<{ id: string; text: string }>;
+  remoteIdentity: number;
+  remote: string;
+  verdict: Verdict['verdict'];
+  rule?: { id: string; text: string };
+}
+
+export interface TraceResult {
+  src: TraceEndpoint;
+  dst: TraceEndpoint;
+  protocol: string;
+  dport: number;
+  steps: TraceStep[];
+  verdict: 'ALLOWED' | 'DENIED';
+  warnings: string[];
+}
+
+/** CLUSTER/NS/POD, NS/POD or POD (in `cluster`, namespace default), or an IP address. */
+export function resolveEndpoint(st: MeshState, spec: string, cluster: string): TraceEndpoint {
+  if (parseIP(spec)) {
+    const endpoint = st.endpoints.find((e) => e.ip === spec);
+    const node = st.nodes.find((n) => n.addresses.includes(spec));
+    return { spec, ip: spec, endpoint, node };
+  }
+  const parts = spec.split('/');
+  const [c, ns, name] = parts.length === 3 ? parts : parts.length === 2 ? [cluster, parts[0], parts[1]] : [cluster, 'default', parts[0]];
+  const matches = st.endpoints.filter((e) => e.cluster === c && e.namespace === ns && e.name === name);
+  if (matches.length === 0) throw new WiremeshError('WM_TRACE_UNKNOWN', `no endpoint ${c}/${ns}/${name} (give CLUSTER/NAMESPACE/POD or an IP address)`);
+  const v4 = matches.find((e) => !e.ip.includes(':')) ?? matches[0]!;
+  return { spec, ip: v4.ip, endpoint: v4 };
+}
+
+export function trace(st: MeshState, src: TraceEndpoint, dst: TraceEndpoint, protocol: string, dport: number, defaultLocalCluster = true): TraceResult {
+  const proto = PROTOCOLS[protocol.toUpperCase() === 'ICMPV6' ? 'ICMPv6' : protocol.toUpperCase()];
+  if (proto === undefined || proto === 0) throw new WiremeshError('WM_TRACE_PROTOCOL', `unknown protocol ${protocol} (TCP, UDP, SCTP, ICMP, ICMPv6)`);
+  const hasPorts = proto === 6 || proto === 17 || proto === 132;
+  const warnings: string[] = [];
+  const steps: TraceStep[] = [];
+  const side = (direction: Direction, local: TraceEndpoint, remote: TraceEndpoint): TraceStep | null => {
+    const ep = local.endpoint;
+    if (!ep || ep.identity === undefined) return null;
+    const rules = enforcedRules(st.policies, ep.cluster, defaultLocalCluster, warnings);
+    const u = new IdentityUniverse(ep.cluster);
+    for (const [id, labels] of st.identities) u.identities.set(id, labels);
+    for (const [text, prefix] of rulePrefixes(rules)) u.cidrIdentity(text, prefix);
+    const remoteId = remoteIdentity(remote, local, u);
+    const byNumber = new Map<number, Rule>();
+    const labels = st.identities.get(ep.identity) ?? endpointIdentityLabels(ep.labels, ep.namespace, ep.cluster);
+    const pol = compileEndpoint(labels, rules, u, (r) => {
+      const n = rules.indexOf(r) + 1;
+      byNumber.set(n, r);
+      return n;
+    });
+    const v = evaluate(pol[direction], remoteId, proto, dport, hasPorts);
+    const rule = v.entry && v.entry.rule ? byNumber.get(v.entry.rule) : undefined;
+    return {
+      direction,
+      at: `${ep.cluster}/${ep.node}`,
+      endpoint: `${ep.cluster}/${ep.namespace}/${ep.name}`,
+      selectedBy: pol.selectedBy[direction].map((r) => ({ id: r.id, text: r.text })),
+      remoteIdentity: remoteId,
+      remote: remoteText(remote, remoteId, u),
+      verdict: v.verdict,
+      ...(rule ? { rule: { id: rule.id, text: rule.text } } : {}),
+    };
+  };
+  for (const s of [side('egress', src, dst), side('ingress', dst, src)]) if (s) steps.push(s);
+  const denied = steps.some((s) => s.verdict === 'deny' || s.verdict === 'default-deny');
+  return { src, dst, protocol: protocol.toUpperCase(), dport, steps, verdict: denied ? 'DENIED' : 'ALLOWED', warnings: [...new Set(warnings)] };
+}
+
+/** The identity the data path sees for `remote` at `local`'s node. */
+function remoteIdentity(remote: TraceEndpoint, local: TraceEndpoint, u: IdentityUniverse): number {
+  if (remote.endpoint?.identity !== undefined) return remote.endpoint.identity;
+  if (remote.node) return remote.node.cluster === local.endpoint?.cluster && remote.node.name === local.endpoint?.node ? RESERVED.host : RESERVED['remote-node'];
+  const addr = parseIP(remote.ip);
+  let best: { id: number; cidr: number } | undefined;
+  if (addr) for (const c of u.cidrs.values()) if (prefixContains(c.prefix, addr) && (!best || c.prefix.cidr > best.cidr)) best = { id: c.id, cidr: c.prefix.cidr };
+  return best?.id ?? RESERVED.world;
+}
+
+function remoteText(remote: TraceEndpoint, id: number, u: IdentityUniverse): string {
+  if (remote.endpoint) return `${remote.endpoint.cluster}/${remote.endpoint.namespace}/${remote.endpoint.name} (identity ${id}: ${describeIdentity(id, u.identities.get(id))})`;
+  const cidr = [...u.cidrs.entries()].find(([, c]) => c.id === id);
+  return `${remote.ip} (identity ${id}: ${cidr ? `cidr:${cidr[0]}` : describeIdentity(id, undefined)})`;
+}
+
+export function formatTrace(t: TraceResult): string {
+  const out: string[] = [`${t.src.spec} (${t.src.ip}) -> ${t.dst.spec} (${t.dst.ip}) ${t.protocol}${t.dport ? `/${t.dport}` : ''}`];
+  if (t.steps.length === 0) out.push('  neither side is a mesh endpoint: no policy applies');
+  for (const s of t.steps) {
+    out.push(`  ${s.direction} at ${s.at} for ${s.endpoint}, ${s.direction === 'egress' ? 'to' : 'from'} ${s.remote}:`);
+    if (s.selectedBy.length === 0) out.push('    no policy selects this endpoint in this direction: not enforced, allowed');
+    else {
+      out.push(`    selected by ${s.selectedBy.length} rule(s): ${s.selectedBy.map((r) => r.id).join(', ')}`);
+      if (s.verdict === 'allow') out.push(`    ALLOWED by ${s.rule?.id ?? 'a policy with enableDefaultDeny: false'}${s.rule ? `: ${s.rule.text}` : ''}`);
+      else if (s.verdict === 'deny') out.push(`    DENIED by ${s.rule!.id}: ${s.rule!.text}`);
+      else out.push('    DENIED by default: the endpoint is selected and no rule allows this');
+    }
+  }
+  for (const w of t.warnings) out.push(`  note: ${w}`);
+  out.push(`Final verdict: ${t.verdict}`);
+  return out.join('\n');
+}
