@@ -208,14 +208,14 @@ export async function main(argv: string[]): Promise<number> {
     .option('--etcd-cert <file>', 'client certificate (PEM)')
     .option('--etcd-key <file>', 'client key (PEM)')
     .requiredOption('--cluster <name>', "the cluster whose etcd to read (it caches every connected cluster's state)")
-    .requiredOption('--src <endpoint>', 'CLUSTER/NAMESPACE/POD, NAMESPACE/POD, POD or an IP address')
-    .requiredOption('--dst <endpoint>', 'CLUSTER/NAMESPACE/POD, NAMESPACE/POD, POD or an IP address')
-    .option('--dport <port>', 'destination port', '0')
+    .requiredOption('--src <endpoint>', 'CLUSTER/NAMESPACE/POD, NAMESPACE/POD, POD or an IP address (comma-separated: several)')
+    .requiredOption('--dst <endpoint>', 'CLUSTER/NAMESPACE/POD, NAMESPACE/POD, POD or an IP address (comma-separated: several)')
+    .option('--dport <port>', 'destination port (comma-separated: several)', '0')
     .option('--proto <protocol>', 'TCP, UDP, SCTP, ICMP or ICMPv6', 'TCP')
     .option('--no-default-local-cluster', "as the agents' policy.defaultLocalCluster: false")
     .option('--json', 'JSON output')
     .action(async (o: { cluster: string; src: string; dst: string; dport: string; proto: string; defaultLocalCluster: boolean; json?: boolean; etcd?: string; etcdCa?: string; etcdCert?: string; etcdKey?: string }) => {
-      if (!/^\d+$/.test(o.dport) || Number(o.dport) > 65535) throw new ConfigError('--dport', 'must be a port number');
+      for (const port of o.dport.split(',')) if (!/^\d+$/.test(port) || Number(port) > 65535) throw new ConfigError('--dport', `${JSON.stringify(port)} is not a port number`);
       if (!o.etcd) {
         const { testbedClusterAccess, cliIn } = await import('../testbed/testbed.js');
         const { netns, flags } = testbedClusterAccess(o.cluster);
@@ -227,8 +227,13 @@ export async function main(argv: string[]): Promise<number> {
       const etcd = connectEtcd(etcdOptions({ etcd: o.etcd, etcdCa: o.etcdCa, etcdCert: o.etcdCert, etcdKey: o.etcdKey }));
       try {
         const st = await loadMeshState(etcd);
-        const t = trace(st, resolveEndpoint(st, o.src, o.cluster), resolveEndpoint(st, o.dst, o.cluster), o.proto, Number(o.dport), o.defaultLocalCluster);
-        console.log(o.json ? JSON.stringify(t, null, 2) : formatTrace(t));
+        // comma-separated lists trace every combination (a connectivity matrix)
+        const results = [];
+        for (const src of o.src.split(','))
+          for (const dst of o.dst.split(','))
+            for (const port of o.dport.split(',')) results.push(trace(st, resolveEndpoint(st, src, o.cluster), resolveEndpoint(st, dst, o.cluster), o.proto, Number(port), o.defaultLocalCluster));
+        if (o.json) console.log(JSON.stringify(results.length === 1 ? results[0] : results, null, 2));
+        else console.log(results.map(formatTrace).join('\n\n'));
       } finally {
         etcd.close();
       }
