@@ -1,0 +1,71 @@
+/**
+ * Policy hot functions, timed natively (npm run bench:policy):
+ *   - ipcache lookup (LPM) at 1k / 100k / 1M entries;
+ *   - ipcache lookup + policy map lookup with 16k entries in the endpoint's map;
+ *   - conntrack lookup of an established flow at 1M flows;
+ *   - the whole TX decision (two ipcache lookups, endpoint table, conntrack);
+ *   - policy recompute for one new identity with 10k identities known
+ *     (selector matching over every identity, map encoding, native swap).
+ * Anchors (../shared/design/ANCHORS.md): BPF LPM trie ~106 ns at 10k, ~263 ns at 100k.
+ * Every figure is printed next to its anchor; these are single-thread numbers
+ * on a shared 2-vCPU machine: compare runs side by side, not across machines.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PolicyDatapath } from '../src/agent/datapath.js';
+import { clusterIdentity, endpointIdentityLabels } from '../src/identity/identity.js';
+import { silentLogger } from '../src/log.js';
+import { native } from '../src/native/binding.js';
+import { ROOT } from '../src/testbed/netns.js';
+import { WireGuardDevice } from '../src/wireguard/device.js';
+
+const OPS = 3_000_000;
+const results: Record<string, unknown> = {};
+
+function lookup(kind: 'ipcache' | 'ipcache+policy' | 'conntrack' | 'engine', size: number, policyEntries: number, anchor?: string): void {
+  // best of 3: the machine is shared
+  let best = Infinity;
+  for (let i = 0; i < 3; i++) best = Math.min(best, native.policyBench(kind, size, policyEntries, OPS).nsPerOp);
+  const key = `${kind} @ ${size.toLocaleString('en')}${policyEntries ? ` (policy map ${policyEntries.toLocaleString('en')})` : ''}`;
+  results[key] = Math.round(best * 10) / 10;
+  console.log(`${key.padEnd(52)} ${best.toFixed(1).padStart(7)} ns/lookup${anchor ? `   anchor: ${anchor}` : ''}`);
+}
+
+lookup('ipcache', 1_000, 0, 'BPF LPM ~34 ns at 100 entries');
+lookup('ipcache', 10_000, 0, 'BPF LPM ~106 ns at 10k');
+lookup('ipcache', 100_000, 0, 'BPF LPM ~263 ns at 100k');
+lookup('ipcache', 1_000_000, 0);
+lookup('ipcache+policy', 100_000, 16_384, 'Cilium: ipcache LPM + policy map hash');
+lookup('ipcache+policy', 1_000_000, 16_384);
+lookup('conntrack', 1_000_000, 0);
+lookup('engine', 100_000, 16_384);
+
+// Recompute for one new identity at 10k identities.
+const dev = new WireGuardDevice({ createTun: false });
+const dp = new PolicyDatapath(dev.native, 'c1', 'bench', { defaultLocalCluster: false }, silentLogger);
+let local = 256;
+for (let i = 0; i < 10_000; i++) {
+  const cluster = 1 + (i % 8);
+  dp.upsertIdentity({ id: clusterIdentity(cluster, local + Math.floor(i / 8)), labels: endpointIdentityLabels({ app: i % 2 ? 'frontend' : 'worker', shard: String(i % 50) }, 'shop', `c${cluster}`) });
+}
+const policy = (name: string, spec: object) => JSON.stringify({ apiVersion: 'cilium.io/v2', kind: 'CiliumNetworkPolicy', metadata: { name, namespace: 'shop' }, spec });
+dp.upsertPolicy('wiremesh/state/policies/v1/c1/shop/cnp.be', 'c1', policy('be', { endpointSelector: { matchLabels: { app: 'backend' } }, ingress: [{ fromEndpoints: [{ matchLabels: { app: 'frontend' } }], toPorts: [{ ports: [{ port: '8080', protocol: 'TCP' }, { port: '9000', endPort: 9100, protocol: 'TCP' }] }] }], ingressDeny: [{ fromEndpoints: [{ matchLabels: { shard: '7' } }] }] }));
+dp.upsertPolicy('wiremesh/state/policies/v1/c1/shop/cnp.eg', 'c1', policy('eg', { endpointSelector: {}, egress: [{ toEndpoints: [{ matchExpressions: [{ key: 'app', operator: 'In', values: ['frontend', 'backend'] }] }] }, { toEntities: ['cluster'] }] }));
+for (let e = 0; e < 10; e++) dp.setLocalEndpoint(`shop/be${e}`, clusterIdentity(1, 60000 + e), endpointIdentityLabels({ app: 'backend' }, 'shop', 'c1'), [`100.65.0.${e + 10}`]);
+dp.recompile();
+const times: number[] = [];
+for (let i = 0; i < 20; i++) {
+  dp.upsertIdentity({ id: clusterIdentity(2, 50000 + i), labels: endpointIdentityLabels({ app: 'frontend', shard: 'new' }, 'shop', 'c2') });
+  dp.recompile();
+  times.push(dp.lastCompileMs);
+}
+times.sort((a, b) => a - b);
+const entries = (dp.summary().endpoints as Array<{ ingress: { entries?: number }; egress: { entries?: number } }>).reduce((n, e) => n + (e.ingress.entries ?? 0) + (e.egress.entries ?? 0), 0);
+results['recompute after one new identity @ 10k identities, 10 endpoints (ms, median)'] = Math.round(times[10]! * 100) / 100;
+results['policy map entries installed (10 endpoints)'] = entries;
+console.log(`recompute, one new identity at 10k identities, 10 local endpoints: median ${times[10]!.toFixed(2)} ms, max ${times.at(-1)!.toFixed(2)} ms (${entries.toLocaleString('en')} map entries re-encoded and swapped)`);
+dp.stop();
+dev.close();
+
+mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
+writeFileSync(join(ROOT, 'bench', 'results', 'policy.json'), JSON.stringify({ at: new Date().toISOString(), node: process.version, results }, null, 2) + '\n');
