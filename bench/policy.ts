@@ -5,13 +5,20 @@
  *   - conntrack lookup of an established flow at 1M flows;
  *   - the whole TX decision (two ipcache lookups, endpoint table, conntrack);
  *   - policy recompute for one new identity with 10k identities known
- *     (selector matching over every identity, map encoding, native swap).
+ *     (selector matching over every identity, map encoding, native swap);
+ *   - (as root, with etcd and iperf3) TCP throughput pod -> pod across two
+ *     nodes of a testbed with enforcement off and on, alternating in one run
+ *     (bar: on >= 90 % of off). POLICY_TP_ROUNDS (2), POLICY_TP_SECONDS (8).
  * Anchors (../shared/design/ANCHORS.md): BPF LPM trie ~106 ns at 10k, ~263 ns at 100k.
  * Every figure is printed next to its anchor; these are single-thread numbers
  * on a shared 2-vCPU machine: compare runs side by side, not across machines.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { canRunNetns, execIn, hasCommand } from '../src/testbed/netns.js';
+import { cliIn, testbedClusterAccess, testbedDown, testbedUp } from '../src/testbed/testbed.js';
 import { PolicyDatapath } from '../src/agent/datapath.js';
 import { clusterIdentity, endpointIdentityLabels } from '../src/identity/identity.js';
 import { silentLogger } from '../src/log.js';
@@ -67,5 +74,78 @@ console.log(`recompute, one new identity at 10k identities, 10 local endpoints: 
 dp.stop();
 dev.close();
 
+/** Enforcement off vs on, same testbed, alternating rounds. */
+async function throughputOnOff(): Promise<void> {
+  if (!canRunNetns() || !hasCommand('etcd') || !hasCommand('iperf3')) {
+    console.log('throughput on/off: skipped (needs root, etcd and iperf3)');
+    return;
+  }
+  const rounds = Number(process.env.POLICY_TP_ROUNDS ?? 2);
+  const secs = Number(process.env.POLICY_TP_SECONDS ?? 8);
+  const dir = mkdtempSync(join(tmpdir(), 'wmbp-'));
+  const topo = join(dir, 'topo.yaml');
+  const name = `bp${process.pid % 100000}`;
+  writeFileSync(topo, `name: ${name}
+clusters:
+  - { name: c1, id: 1, podCIDR: 100.65.0.0/16, nodes: [n1, n2] }
+pods:
+  - { name: fe, cluster: c1, node: n1, namespace: shop, labels: { app: frontend } }
+  - { name: be, cluster: c1, node: n2, namespace: shop, labels: { app: backend } }
+`);
+  // "on": ingress and egress policies select both pods; "off": the same policies select nobody
+  const policy = (fe: string, be: string) => `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: { name: be, namespace: shop }
+spec:
+  endpointSelector: { matchLabels: { app: ${be} } }
+  ingress: [{ fromEndpoints: [{ matchLabels: { app: frontend } }], toPorts: [{ ports: [{ port: "5201", protocol: TCP }] }] }]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: { name: fe, namespace: shop }
+spec:
+  endpointSelector: { matchLabels: { app: ${fe} } }
+  egress: [{ toEndpoints: [{ matchLabels: { app: backend } }], toPorts: [{ ports: [{ port: "5201", protocol: TCP }] }] }]
+`;
+  writeFileSync(join(dir, 'on.yaml'), policy('frontend', 'backend'));
+  writeFileSync(join(dir, 'off.yaml'), policy('nobody', 'nobody'));
+  const st = await testbedUp(topo);
+  const fe = st.pods.find((p) => p.name === 'fe')!;
+  const be = st.pods.find((p) => p.name === 'be')!;
+  const server = spawn('ip', ['netns', 'exec', be.netns, 'iperf3', '-s', '-B', be.ip], { stdio: 'ignore' });
+  const apply = (f: string) => {
+    const { netns, flags } = testbedClusterAccess('c1', name);
+    cliIn(netns, ['apply', '--cluster', 'c1', ...flags, '-f', join(dir, f)]);
+  };
+  const run = async (): Promise<number> => {
+    await new Promise((r) => setTimeout(r, 1000)); // the agents compile and swap the maps
+    const r = execIn(fe.netns, 'iperf3', '-c', be.ip, '-t', String(secs), '-J');
+    return r.ok ? (JSON.parse(r.out) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second / 1e6 : 0;
+  };
+  const off: number[] = [];
+  const on: number[] = [];
+  try {
+    await new Promise((r) => setTimeout(r, 1000));
+    for (let i = 0; i < rounds; i++) {
+      apply('off.yaml');
+      off.push(await run());
+      apply('on.yaml');
+      on.push(await run());
+      console.log(`throughput round ${i + 1}: enforcement off ${off.at(-1)!.toFixed(0)} Mbit/s, on ${on.at(-1)!.toFixed(0)} Mbit/s`);
+    }
+  } finally {
+    server.kill('SIGKILL');
+    await testbedDown(topo);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const med = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
+  const ratio = med(on) / med(off);
+  results['throughput pod->pod, enforcement off (Mbit/s, median)'] = Math.round(med(off));
+  results['throughput pod->pod, enforcement on (Mbit/s, median)'] = Math.round(med(on));
+  results['throughput on/off'] = Math.round(ratio * 1000) / 1000;
+  console.log(`throughput with enforcement on / off: ${(ratio * 100).toFixed(1)} % (bar: >= 90 %)`);
+}
+
+await throughputOnOff();
 mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
 writeFileSync(join(ROOT, 'bench', 'results', 'policy.json'), JSON.stringify({ at: new Date().toISOString(), node: process.version, results }, null, 2) + '\n');
