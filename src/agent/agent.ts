@@ -99,8 +99,12 @@ export class Agent extends EventEmitter {
     return `${this.cfg.cluster.name}/${this.cfg.node.name}`;
   }
 
+  /**
+   * Next to the key and named after it: nodes of different clusters may share
+   * a name and a key directory (the testbed's do), never a key file.
+   */
   private get stateFile(): string {
-    return `${dirname(this.cfg.wireguard.privateKeyFile)}/${this.cfg.node.name}.endpoints.json`;
+    return `${this.cfg.wireguard.privateKeyFile}.endpoints.json`;
   }
 
   async start(): Promise<void> {
@@ -411,8 +415,10 @@ export class Agent extends EventEmitter {
   private publishRelay(desired: Map<string, NodeRecord>): void {
     const own = this.cfg.cluster.name;
     const key = stateKey('relays', own, this.cfg.node.name);
-    const cidrs = this.relayEnabled ? [...desired.values()].filter((r) => r.cluster !== own).flatMap((r) => r.podCIDRs).sort() : [];
-    const value = cidrs.length ? JSON.stringify({ cluster: own, node: this.cfg.node.name, podCIDRs: cidrs } satisfies RelayRecord) : '';
+    const remote = this.relayEnabled ? [...desired.values()].filter((r) => r.cluster !== own) : [];
+    const cidrs = remote.flatMap((r) => r.podCIDRs).sort();
+    const clusterIds = [...new Set(remote.map((r) => r.clusterId))].sort((a, b) => a - b);
+    const value = cidrs.length ? JSON.stringify({ cluster: own, node: this.cfg.node.name, podCIDRs: cidrs, clusterIds } satisfies RelayRecord) : '';
     if (value === this.publishedRelay || !this.lease) return;
     this.publishedRelay = value;
     const op = value ? this.lease.put(key).value(value).exec() : this.etcd.delete().key(key).exec();
@@ -508,18 +514,20 @@ export class Agent extends EventEmitter {
     this.peers.set(id, { record: rec, peer, routes, relayed });
     if (this.datapath) {
       this.datapath.setNode(id, rec.addresses);
-      this.datapath.peerIdentity(peer.id, [rec.clusterId, ...this.relayedClusterIds(relayed)]);
+      this.datapath.peerIdentity(peer.id, [rec.clusterId, ...this.relayedClusterIds(id, relayed)]);
     }
     this.log.debug({ peer: id, endpoint: `${addr}:${rec.port}`, podCIDRs: rec.podCIDRs }, 'peer up');
   }
 
-  /** Cluster ids of the pod CIDRs a hub node relays: its tags may carry those clusters' identities. */
-  private relayedClusterIds(cidrs: string[]): number[] {
+  /**
+   * Cluster ids a hub node relays for (from its relay offer: a spoke does not
+   * know the other spokes' nodes): its tags may carry those clusters' identities.
+   */
+  private relayedClusterIds(hubId: string, cidrs: string[]): number[] {
     if (cidrs.length === 0) return [];
-    const want = new Set(cidrs);
-    const out = new Set<number>();
-    for (const n of this.nodes.values()) if (n.podCIDRs.some((c) => want.has(c))) out.add(n.clusterId);
-    return [...out];
+    const [cluster, node] = hubId.split('/');
+    for (const r of this.relays.values()) if (r.cluster === cluster && r.node === node) return r.clusterIds ?? [];
+    return [];
   }
 
   /**

@@ -44,6 +44,8 @@ export interface RelayRecord {
   cluster: string;
   node: string;
   podCIDRs: string[];
+  /** Ids of the clusters behind those CIDRs: the hub's identity tags may carry them. */
+  clusterIds?: number[];
 }
 
 export function validateClusterName(name: unknown, field = 'cluster.name'): string {

@@ -94,6 +94,10 @@ ${[1, 2, 3].flatMap((c) => [1, 2].map((n) => `  - { name: p${c}${n}, cluster: c$
     // an agent in c1 restarted during the outage still builds its tunnels to c3 from the cache
     await stopRole(st, 'c1-n1-agent', 'SIGTERM');
     await startAgent(st, 'c1', 'n1');
+    // regression: c1/n1 and c3/n1 share a node name and a key directory; the
+    // restarted agent once re-registered c3/n1's saved endpoints as its own
+    const eps = (await callAgent(st.clusters[0]!.nodes[0]!.socket, 'GET', '/v1/endpoints')).body as Array<{ name: string }>;
+    expect(eps.map((e) => e.name)).toEqual([pod(1, 1).name]);
     await waitFor(() => inNs(pod(1, 1).netns, 'ping', '-c', '1', '-W', '1', pod(3, 1).ip).ok, 15_000, 'c1/n1 -> c3 after restart');
     // and c3 recovers when its etcd returns
     await restartEtcd(st, 'c3');
