@@ -50,6 +50,11 @@ export async function main(argv: string[]): Promise<number> {
       const api = await serveApi(agent, cfg.api.socket);
       const why = await waitForSignal();
       log.info({ why }, 'stopping');
+      // records stay to expire with the lease; do not let a slow etcd hold the TUN and port
+      setTimeout(() => {
+        log.warn('stop took over 3 s, exiting');
+        process.exit(0);
+      }, 3000).unref();
       api.close();
       await agent.stop();
     });

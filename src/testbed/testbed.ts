@@ -262,8 +262,12 @@ export async function stopRole(st: TestbedState, role: string, signal: NodeJS.Si
   const rec = st.processes.find((p) => p.role === role && alive(p.pid));
   if (!rec) return false;
   process.kill(rec.pid, signal);
-  const end = Date.now() + 5000;
-  while (alive(rec.pid) && Date.now() < end) await sleep(20);
+  // a process that does not finish within 5 s is killed: the next one may need its TUN or port
+  for (const [sig, ms] of [[null, 5000], ['SIGKILL', 2000]] as const) {
+    if (sig && alive(rec.pid)) process.kill(rec.pid, sig);
+    const end = Date.now() + ms;
+    while (alive(rec.pid) && Date.now() < end) await sleep(20);
+  }
   return true;
 }
 
@@ -272,8 +276,13 @@ export async function startAgent(st: TestbedState, cluster: string, node: string
   const n = st.clusters.find((c) => c.name === cluster)?.nodes.find((x) => x.name === node);
   if (!n) throw new WiremeshError('WM_TESTBED_TARGET', `no node ${cluster}/${node}`);
   rmSync(n.socket, { force: true });
-  spawnIn(st, n.netns, agentRole(cluster, node), agentCommand(join(st.dir, `${cluster}-${node}.yaml`)));
-  await waitForFile(n.socket, 20_000, `agent ${cluster}/${node}`);
+  const rec = spawnIn(st, n.netns, agentRole(cluster, node), agentCommand(join(st.dir, `${cluster}-${node}.yaml`)));
+  try {
+    await waitForFile(n.socket, 20_000, `agent ${cluster}/${node}`);
+  } catch (err) {
+    const tail = readFileSync(rec.log, 'utf8').trim().split('\n').slice(-5).join('\n');
+    throw new WiremeshError('WM_TESTBED_TIMEOUT', `${(err as Error).message}; its log ends:\n${tail}`);
+  }
 }
 
 /** Restarts a cluster's etcd on its data directory (after stopRole(..., `${cluster}-etcd`)). */
