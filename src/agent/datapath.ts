@@ -47,6 +47,7 @@ export class PolicyDatapath extends EventEmitter {
   private readonly ruleNumbers = new Map<string, number>();
   private readonly ruleById = new Map<number, Rule>();
   private readonly localEps = new Map<string, LocalEp>(); // by namespace/name
+  private readonly localByIp = new Map<string, LocalEp>();
   private nextEpId = 1;
   readonly compiled = new Map<string, EndpointPolicy>();
   /** What the ipcache holds (by address or prefix text) and what changed since the last flush. */
@@ -140,8 +141,15 @@ export class PolicyDatapath extends EventEmitter {
     const old = this.localEps.get(key);
     const ep: LocalEp = { id: old?.id ?? this.nextEpId++, key, identity, labels, ips };
     this.localEps.set(key, ep);
-    for (const ip of old?.ips ?? []) if (!ips.includes(ip)) this.setIpcache(ip, null);
-    for (const ip of ips) this.setIpcache(ip, identity, ep.id);
+    for (const ip of old?.ips ?? [])
+      if (!ips.includes(ip)) {
+        this.localByIp.delete(ip);
+        this.setIpcache(ip, null);
+      }
+    for (const ip of ips) {
+      this.localByIp.set(ip, ep);
+      this.setIpcache(ip, identity, ep.id);
+    }
     this.scheduleFlush();
     this.markDirty();
   }
@@ -152,7 +160,10 @@ export class PolicyDatapath extends EventEmitter {
     this.localEps.delete(key);
     this.compiled.delete(key);
     this.dev.removeEndpoint(ep.id);
-    for (const ip of ep.ips) this.setIpcache(ip, null);
+    for (const ip of ep.ips) {
+      this.localByIp.delete(ip);
+      this.setIpcache(ip, null);
+    }
     this.scheduleFlush();
   }
 
@@ -170,9 +181,8 @@ export class PolicyDatapath extends EventEmitter {
 
   private setIpcache(addrOrPrefix: string, identity: number | null, endpoint = 0): void {
     // a local endpoint's address keeps its endpoint id even when the record comes back from etcd
-    if (identity !== null && endpoint === 0 && !addrOrPrefix.includes('/')) {
-      for (const ep of this.localEps.values()) if (ep.ips.includes(addrOrPrefix)) return this.setIpcache(addrOrPrefix, ep.identity, ep.id);
-    }
+    const local = identity !== null && endpoint === 0 ? this.localByIp.get(addrOrPrefix) : undefined;
+    if (local) return this.setIpcache(addrOrPrefix, local.identity, local.id);
     const cur = this.ipcache.get(addrOrPrefix);
     if (identity === null) {
       if (cur) this.pending.set(addrOrPrefix, null);
