@@ -8,7 +8,7 @@
  *     (selector matching over every identity, map encoding, native swap);
  *   - (as root, with etcd and iperf3) TCP throughput pod -> pod across two
  *     nodes of a testbed with enforcement off and on, alternating in one run
- *     (bar: on >= 90 % of off). POLICY_TP_ROUNDS (2), POLICY_TP_SECONDS (8).
+ *     (bar: on >= 90 % of off). POLICY_TP_ROUNDS (3), POLICY_TP_SECONDS (8).
  * Anchors (../shared/design/ANCHORS.md): BPF LPM trie ~106 ns at 10k, ~263 ns at 100k.
  * Every figure is printed next to its anchor; these are single-thread numbers
  * on a shared 2-vCPU machine: compare runs side by side, not across machines.
@@ -80,7 +80,7 @@ async function throughputOnOff(): Promise<void> {
     console.log('throughput on/off: skipped (needs root, etcd and iperf3)');
     return;
   }
-  const rounds = Number(process.env.POLICY_TP_ROUNDS ?? 2);
+  const rounds = Number(process.env.POLICY_TP_ROUNDS ?? 3);
   const secs = Number(process.env.POLICY_TP_SECONDS ?? 8);
   const dir = mkdtempSync(join(tmpdir(), 'wmbp-'));
   const topo = join(dir, 'topo.yaml');
