@@ -211,7 +211,10 @@ export class Agent extends EventEmitter {
         remove: (k: string) => dp.removeIdentity(Number(k.slice(k.lastIndexOf('/') + 1))),
       };
       const policySink = (prefix: string) => ({
-        upsert: (k: string, v: string) => dp.upsertPolicy(k, splitClusterName(prefix, k)?.cluster ?? own, v),
+        upsert: (k: string, v: string) => {
+          const loc = splitClusterName(prefix, k);
+          if (loc) dp.upsertPolicy(k, loc.cluster, loc.name, v);
+        },
         remove: (k: string) => dp.removePolicy(k),
       });
       this.watchers.push(

@@ -96,10 +96,9 @@ export class PolicyDatapath extends EventEmitter {
   }
 
   /** A stored policy: from our cluster (always enforced) or cached from another (enforced when mesh-wide). */
-  upsertPolicy(etcdKey: string, cluster: string, json: string): void {
+  upsertPolicy(etcdKey: string, cluster: string, name: string, json: string): void {
     try {
       const manifest = JSON.parse(json) as Manifest;
-      const name = etcdKey.slice(etcdKey.indexOf('/v1/') + 4).split('/').slice(1).join('/');
       this.policies.set(etcdKey, { cluster, name, manifest });
     } catch (err) {
       this.log.warn({ key: etcdKey, err: (err as Error).message }, 'ignoring malformed policy');

@@ -237,7 +237,6 @@ class Device {
   void tx_process(std::vector<TxSeg>& segs);
   void tx_send(std::vector<TxOut>& out);
   void rx_message(uint8_t* msg, size_t len, const Endpoint& from, uint64_t now);
-  void rx_flush_tun();
   void hairpin(const uint8_t* pkt, size_t len);
   uint32_t accept_tag(const Peer* p, uint32_t identity) const;
   void stage(Peer* p, const uint8_t* pkt, size_t len);
