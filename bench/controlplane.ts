@@ -153,6 +153,7 @@ async function main(): Promise<void> {
         api: { socket: join(dir, 'agent.sock') },
         leaseTTL: 60,
         policy: { enabled: true, defaultLocalCluster: true },
+        services: { maglevTableSize: 16381, dns: { enabled: false, address: '169.254.1.1', port: 53 } },
       },
       silentLogger,
     );

@@ -17,7 +17,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { canRunNetns, execIn, hasCommand } from '../src/testbed/netns.js';
+import { canRunTestbedBench, iperfMbps, median, roundSettings } from './testbed-runs.js';
 import { cliIn, testbedClusterAccess, testbedDown, testbedUp } from '../src/testbed/testbed.js';
 import { PolicyDatapath } from '../src/agent/datapath.js';
 import { clusterIdentity, endpointIdentityLabels } from '../src/identity/identity.js';
@@ -76,12 +76,8 @@ dev.close();
 
 /** Enforcement off vs on, same testbed, alternating rounds. */
 async function throughputOnOff(): Promise<void> {
-  if (!canRunNetns() || !hasCommand('etcd') || !hasCommand('iperf3')) {
-    console.log('throughput on/off: skipped (needs root, etcd and iperf3)');
-    return;
-  }
-  const rounds = Number(process.env.POLICY_TP_ROUNDS ?? 3);
-  const secs = Number(process.env.POLICY_TP_SECONDS ?? 8);
+  if (!canRunTestbedBench('throughput on/off')) return;
+  const { rounds, secs } = roundSettings('POLICY');
   const dir = mkdtempSync(join(tmpdir(), 'wmbp-'));
   const topo = join(dir, 'topo.yaml');
   const name = `bp${process.pid % 100000}`;
@@ -119,8 +115,7 @@ spec:
   };
   const run = async (): Promise<number> => {
     await new Promise((r) => setTimeout(r, 1000)); // the agents compile and swap the maps
-    const r = execIn(fe.netns, 'iperf3', '-c', be.ip, '-t', String(secs), '-J');
-    return r.ok ? (JSON.parse(r.out) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second / 1e6 : 0;
+    return iperfMbps(fe.netns, be.ip, secs);
   };
   const off: number[] = [];
   const on: number[] = [];
@@ -138,10 +133,9 @@ spec:
     await testbedDown(topo);
     rmSync(dir, { recursive: true, force: true });
   }
-  const med = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
-  const ratio = med(on) / med(off);
-  results['throughput pod->pod, enforcement off (Mbit/s, median)'] = Math.round(med(off));
-  results['throughput pod->pod, enforcement on (Mbit/s, median)'] = Math.round(med(on));
+  const ratio = median(on) / median(off);
+  results['throughput pod->pod, enforcement off (Mbit/s, median)'] = Math.round(median(off));
+  results['throughput pod->pod, enforcement on (Mbit/s, median)'] = Math.round(median(on));
   results['throughput on/off'] = Math.round(ratio * 1000) / 1000;
   console.log(`throughput with enforcement on / off: ${(ratio * 100).toFixed(1)} % (bar: >= 90 %)`);
 }

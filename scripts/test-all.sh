@@ -20,6 +20,7 @@ echo "== unit tests under $($node24 --version)"
 "$node24" node_modules/vitest/vitest.mjs run test/unit --reporter=default --reporter=json --outputFile.json="$results/node24.json"
 echo "== fuzzing"
 fuzz_failed=0
+fuzz_targets=$(sed -n 's/^for target in \(.*\); do$/\1/p' native/fuzz/run.sh | wc -w)
 bash native/fuzz/run.sh || fuzz_failed=1
 # One plain summary line: vitest results of both Node versions plus the fuzz targets.
 node -e '
@@ -29,8 +30,8 @@ node -e '
     const r = JSON.parse(fs.readFileSync(f, "utf8"));
     passed += r.numPassedTests; failed += r.numFailedTests;
   }
-  const fuzzFailed = Number(process.argv[3]);
-  passed += fuzzFailed ? 0 : 3; failed += fuzzFailed ? 1 : 0;
+  const fuzzFailed = Number(process.argv[3]), fuzzTargets = Number(process.argv[4]);
+  passed += fuzzFailed ? 0 : fuzzTargets; failed += fuzzFailed ? 1 : 0;
   console.log(`${passed} passed, ${failed} failed`);
   process.exit(failed ? 1 : 0);
-' "$results/node20.json" "$results/node24.json" "$fuzz_failed"
+' "$results/node20.json" "$results/node24.json" "$fuzz_failed" "$fuzz_targets"

@@ -15,9 +15,10 @@ declare -A deps=(
   [fuzz_offload]="$src/net/offload.cc"
   [fuzz_allowedips]="$src/wireguard/allowedips.cc"
   [fuzz_policy]="$src/policy/engine.cc $src/policy/conntrack.cc $src/policy/ipcache.cc $src/policy/policymap.cc $src/policy/flatmap.cc $src/wireguard/allowedips.cc"
+  [fuzz_lb]="$src/services/lb.cc $src/services/maglev.cc $src/net/reject.cc $src/policy/flatmap.cc"
 )
 status=0
-for target in fuzz_wire fuzz_offload fuzz_allowedips fuzz_policy; do
+for target in fuzz_wire fuzz_offload fuzz_allowedips fuzz_policy fuzz_lb; do
   echo "== $target: build"
   # shellcheck disable=SC2086
   "$CXX" "${common[@]}" "$here/$target.cc" ${deps[$target]} -lcrypto -o "$out/$target"

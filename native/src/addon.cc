@@ -10,6 +10,7 @@
 #include "crypto/blake2s.h"
 #include "crypto/chacha.h"
 #include "crypto/x25519.h"
+#include "net/delayline.h"
 #include "net/offload.h"
 #include "wireguard/allowedips.h"
 #include "wireguard/cookie.h"
@@ -297,6 +298,65 @@ bool ParseEndpoint(const Napi::Value& host, const Napi::Value& port, Endpoint* e
   return Endpoint::parse(host.As<Napi::String>().Utf8Value(), port.As<Napi::Number>().Int32Value(), ep);
 }
 
+bool ParseFrontend(const uint8_t* r, wm::Frontend* fe) {
+  std::memset(fe, 0, sizeof *fe);
+  fe->family = r[0];
+  fe->proto = r[1];
+  fe->port = uint16_t(r[2] | (r[3] << 8));
+  if ((fe->family != 4 && fe->family != 6) || (fe->proto != wm::kProtoTCP && fe->proto != wm::kProtoUDP) || fe->port == 0)
+    return false;
+  std::memcpy(fe->addr, r + 4, fe->family == 4 ? 4 : 16);
+  return true;
+}
+
+bool ParseBackends(const Napi::Value& v, std::vector<wm::BackendKey>* keys, std::vector<uint32_t>* weights) {
+  if (!v.IsBuffer()) return false;
+  auto b = v.As<Napi::Buffer<uint8_t>>();
+  if (b.Length() % 24) return false;
+  for (size_t off = 0; off < b.Length(); off += 24) {
+    const uint8_t* r = b.Data() + off;
+    wm::BackendKey k;
+    std::memset(&k, 0, sizeof k);
+    k.family = r[0];
+    k.port = uint16_t(r[2] | (r[3] << 8));
+    if ((k.family != 4 && k.family != 6) || k.port == 0) return false;
+    std::memcpy(k.addr, r + 8, k.family == 4 ? 4 : 16);
+    keys->push_back(k);
+    weights->push_back(wm::le32(r + 4));
+  }
+  return true;
+}
+
+bool ParseService(const Napi::CallbackInfo& info, wm::LbService* svc, std::string* err) {
+  *err = "serviceUpsert(id, m: prime 3..1048573, frontends: Buffer of 20-byte rows, backends: Buffer of 24-byte rows)";
+  if (!info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsBuffer()) return false;
+  svc->id = info[0].As<Napi::Number>().Uint32Value();
+  svc->m = info[1].As<Napi::Number>().Uint32Value();
+  if (svc->m < 3 || svc->m > 1048573 || !wm::is_prime(svc->m)) return false;
+  auto f = info[2].As<Napi::Buffer<uint8_t>>();
+  if (f.Length() % 20) return false;
+  for (size_t off = 0; off < f.Length(); off += 20) {
+    wm::Frontend fe;
+    if (!ParseFrontend(f.Data() + off, &fe)) {
+      *err = "frontend row: family must be 4 or 6, protocol TCP (6) or UDP (17), port 1..65535";
+      return false;
+    }
+    svc->frontends.push_back(fe);
+  }
+  if (!ParseBackends(info[3], &svc->backends, &svc->weights)) {
+    *err = "backend rows are 24 bytes: family 4|6, port 1..65535";
+    return false;
+  }
+  return true;
+}
+
+Napi::Object BackendObject(Napi::Env env, const wm::BackendKey& b) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("address", Napi::Buffer<uint8_t>::Copy(env, b.addr, b.family == 4 ? 4 : 16));
+  o.Set("port", double(b.port));
+  return o;
+}
+
 class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
  public:
   static Napi::Function Init(Napi::Env env) {
@@ -323,7 +383,10 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
          InstanceMethod("ipcacheLookup", &DeviceWrap::IpcacheLookup),
          InstanceMethod("setEndpointPolicy", &DeviceWrap::SetEndpointPolicy),
          InstanceMethod("removeEndpoint", &DeviceWrap::RemoveEndpoint),
-         InstanceMethod("drainFlows", &DeviceWrap::DrainFlows), InstanceMethod("ctGc", &DeviceWrap::CtGc)});
+         InstanceMethod("drainFlows", &DeviceWrap::DrainFlows), InstanceMethod("ctGc", &DeviceWrap::CtGc),
+         InstanceMethod("probe", &DeviceWrap::Probe), InstanceMethod("serviceUpsert", &DeviceWrap::ServiceUpsert),
+         InstanceMethod("serviceRemove", &DeviceWrap::ServiceRemove),
+         InstanceMethod("servicePick", &DeviceWrap::ServicePick)});
   }
 
   explicit DeviceWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeviceWrap>(info) {
@@ -504,6 +567,10 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
       o.Set("currentInitiator", s.current_initiator);
       o.Set("currentAgeMs", double(s.current_age_ms));
       o.Set("hasNext", s.has_next);
+      o.Set("lastProbeReplyMs", double(s.last_probe_reply_ms));
+      o.Set("probeRttUs", double(s.probe_rtt_us));
+      o.Set("probesSent", double(s.probes_sent));
+      o.Set("probeReplies", double(s.probe_replies));
       if (s.endpoint.valid()) {
         o.Set("host", s.endpoint.ip_string());
         o.Set("port", double(s.endpoint.port()));
@@ -519,6 +586,10 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
       for (int i = 0; i < wm::kPolCounterCount; i++) o.Set(wm::kPolicyCounterNames[i], double(pe->counter(i)));
       o.Set("conntrack_entries", double(pe->ct_size()));
       o.Set("ipcache_entries", double(pe->ipcache_size()));
+    }
+    if (wm::LoadBalancer* lb = dev_.lb()) {
+      for (int i = 0; i < wm::kLbCounterCount; i++) o.Set(wm::kLbCounterNames[i], double(lb->counter(i)));
+      o.Set("service_nat_entries", double(lb->nat_size()));
     }
     return o;
   }
@@ -639,7 +710,48 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
   Napi::Value CtGc(const Napi::CallbackInfo& info) {
     wm::PolicyEngine* pe = Engine(info.Env());
     if (!pe) return info.Env().Undefined();
-    return Napi::Number::New(info.Env(), double(pe->ct_gc()));
+    size_t n = pe->ct_gc() + dev_.lb()->gc(uint32_t(wm::monotonic_ms() / 1000));
+    return Napi::Number::New(info.Env(), double(n));
+  }
+
+  // ---- mesh mode: services (src/services/datapath.ts drives these)
+
+  // probe(peerIds[]): one liveness probe to each
+  Napi::Value Probe(const Napi::CallbackInfo& info) {
+    if (!info[0].IsArray()) return ThrowType(info.Env(), "probe(peerIds[])");
+    Napi::Array a = info[0].As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) dev_.probe(a.Get(i).As<Napi::Number>().Uint32Value());
+    return info.Env().Undefined();
+  }
+  // serviceUpsert(id, m, frontends, backends): frontend rows of 20 bytes
+  // (family 4|6 u8, protocol u8, port u16 LE, address[16]); backend rows of 24
+  // bytes (family u8, reserved u8, port u16 LE, weight u32 LE, address[16]).
+  Napi::Value ServiceUpsert(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Engine(env)) return env.Undefined();
+    auto svc = std::make_shared<wm::LbService>();
+    std::string err;
+    if (!ParseService(info, svc.get(), &err)) return ThrowType(env, err);
+    dev_.lb()->upsert(std::move(svc));
+    return env.Undefined();
+  }
+  Napi::Value ServiceRemove(const Napi::CallbackInfo& info) {
+    if (Engine(info.Env())) dev_.lb()->remove(info[0].As<Napi::Number>().Uint32Value());
+    return info.Env().Undefined();
+  }
+  // servicePick(frontendRow: Buffer(20), source: Buffer(4|16), sourcePort) -> { address, port } | null
+  Napi::Value ServicePick(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Engine(env)) return env.Undefined();
+    wm::Frontend fe;
+    if (!info[0].IsBuffer() || info[0].As<Napi::Buffer<uint8_t>>().Length() != 20 || !info[1].IsBuffer() ||
+        !ParseFrontend(info[0].As<Napi::Buffer<uint8_t>>().Data(), &fe))
+      return ThrowType(env, "servicePick(frontend: 20-byte row, source: Buffer, sourcePort)");
+    auto src = info[1].As<Napi::Buffer<uint8_t>>();
+    if (src.Length() != (fe.family == 4 ? 4u : 16u)) return ThrowType(env, "source address family differs from the frontend's");
+    wm::BackendKey b;
+    if (!dev_.lb()->pick(fe, src.Data(), uint16_t(info[2].As<Napi::Number>().Uint32Value()), &b)) return env.Null();
+    return BackendObject(env, b);
   }
 
   wm::Device dev_;
@@ -647,6 +759,48 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
   bool started_ = false;
   std::atomic<bool> notify_pending_{false};
 };
+
+// DelayLine(tunName, delayMs): the testbed's latency device (src/testbed/latency.ts).
+class DelayLineWrap : public Napi::ObjectWrap<DelayLineWrap> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "DelayLine",
+                       {InstanceMethod("close", &DelayLineWrap::Close), InstanceMethod("packets", &DelayLineWrap::Packets)});
+  }
+  explicit DelayLineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DelayLineWrap>(info) {
+    if (!info[0].IsString() || !info[1].IsNumber()) {
+      ThrowType(info.Env(), "new DelayLine(tunName, delayMs)");
+      return;
+    }
+    std::string err;
+    if (!line_.start(info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::Number>().Uint32Value(), &err))
+      Napi::Error::New(info.Env(), err).ThrowAsJavaScriptException();
+  }
+
+ private:
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    line_.stop();
+    return info.Env().Undefined();
+  }
+  Napi::Value Packets(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(line_.packets())); }
+  wm::DelayLine line_;
+};
+
+// maglevBuild(backends: 24-byte rows, m) -> { table: Uint32Array (input index per slot), kept }
+Napi::Value MaglevBuild(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<wm::BackendKey> keys;
+  std::vector<uint32_t> weights;
+  if (!ParseBackends(info[0], &keys, &weights) || !info[1].IsNumber())
+    return ThrowType(env, "maglevBuild(backends: Buffer of 24-byte rows, m: prime)");
+  uint32_t m = info[1].As<Napi::Number>().Uint32Value();
+  if (m < 3 || m > 1048573 || !wm::is_prime(m)) return ThrowType(env, "m must be a prime in 3..1048573");
+  std::vector<uint32_t> kept = wm::sort_backends(&keys, &weights);
+  std::vector<uint32_t> table = wm::maglev_build(keys, weights, m);
+  auto arr = Napi::Uint32Array::New(env, table.size());
+  for (size_t i = 0; i < table.size(); i++) arr[i] = kept[table[i]];
+  return arr;
+}
 
 // policyBench(kind, size, policyEntries, ops) -> { nsPerOp, setupMs, ops, hits }
 Napi::Value PolicyBench(const Napi::CallbackInfo& info) {
@@ -668,6 +822,7 @@ Napi::Value PolicyBench(const Napi::CallbackInfo& info) {
 
 Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("policyBench", Napi::Function::New(env, PolicyBench));
+  exports.Set("maglevBuild", Napi::Function::New(env, MaglevBuild));
   exports.Set("blake2s", Napi::Function::New(env, Blake2s));
   exports.Set("hchacha20", Napi::Function::New(env, HChaCha20));
   exports.Set("aead", Napi::Function::New(env, Aead));
@@ -682,6 +837,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("AllowedIPs", AllowedIPsWrap::Init(env));
   exports.Set("CookieChecker", CookieCheckerWrap::Init(env));
   exports.Set("Device", DeviceWrap::Init(env));
+  exports.Set("DelayLine", DelayLineWrap::Init(env));
   return exports;
 }
 

@@ -10,6 +10,10 @@
  * security identities in etcd and drives the native policy engine through
  * PolicyDatapath (datapath.ts): ipcache, policy maps, peers' tag settings.
  *
+ * Services (src/services) ride on the same native engine: ServiceDatapath
+ * programs the Maglev load balancer from service records, endpoints and
+ * tunnel liveness, and a DnsServer answers service names on the node.
+ *
  * The agent registers its node record and its local endpoints under a lease;
  * endpoints are also persisted next to the key so that a restarted agent
  * (even after kill -9) re-registers them before the old lease expires.
@@ -39,6 +43,9 @@ import { IdentityAllocator } from '../identity/allocator.js';
 import { endpointIdentityLabels, parseIdentityRecord } from '../identity/identity.js';
 import type { AgentConfig } from './config.js';
 import { PolicyDatapath } from './datapath.js';
+import { ServiceDatapath } from '../services/datapath.js';
+import { DnsServer } from '../services/dns.js';
+import { clusterCounts } from '../cli/services.js';
 
 export interface LocalEndpoint {
   name: string;
@@ -60,6 +67,10 @@ export class Agent extends EventEmitter {
   /** Identity and policy state of the data path (absent with policy.enabled: false). */
   datapath: PolicyDatapath | undefined;
   private allocator: IdentityAllocator | undefined;
+  /** Global services (absent with policy.enabled: false). */
+  services: ServiceDatapath | undefined;
+  dns: DnsServer | undefined;
+  private dnsAddressAdded = false;
   /** Identity of each local endpoint, by namespace/name. */
   private readonly identities = new Map<string, number>();
   private etcd!: Etcd3;
@@ -119,6 +130,17 @@ export class Agent extends EventEmitter {
       this.datapath.start();
       this.allocator = new IdentityAllocator(this.etcd, this.cfg.cluster.name, this.cfg.cluster.id, this.cfg.node.name);
       this.installHairpinRouting();
+      this.services = new ServiceDatapath(
+        this.dev.native,
+        this.dev.tunName,
+        this.cfg.cluster.name,
+        this.cfg.node.name,
+        { maglevTableSize: this.cfg.services.maglevTableSize },
+        this.log,
+        () => this.endpoints.values(),
+        (id) => this.peers.get(id)?.peer.id,
+        () => this.dev.now(),
+      );
     }
     this.loadLocalEndpoints();
     await this.register();
@@ -145,6 +167,7 @@ export class Agent extends EventEmitter {
           const rec = parseEndpointRecord(v);
           this.endpoints.set(k, rec);
           this.datapath?.upsertEndpoint(rec);
+          this.services?.schedule();
         } catch (err) {
           this.log.warn({ key: k, err: (err as Error).message }, 'ignoring malformed endpoint record');
         }
@@ -153,6 +176,7 @@ export class Agent extends EventEmitter {
         const rec = this.endpoints.get(k);
         this.endpoints.delete(k);
         if (rec) this.datapath?.removeEndpoint(rec.ip);
+        this.services?.schedule();
       },
     };
     this.watchers.push(
@@ -224,6 +248,26 @@ export class Agent extends EventEmitter {
         new ListWatcher(store, cachePrefix('policies'), policySink(cachePrefix('policies')), this.log),
       );
     }
+    const svc = this.services;
+    if (svc) {
+      const serviceSink = (prefix: string) => ({
+        upsert: (k: string, v: string) => {
+          const loc = splitClusterName(prefix, k);
+          if (loc) svc.upsertRecord(k, loc.cluster, v);
+        },
+        remove: (k: string) => svc.removeRecord(k),
+      });
+      this.watchers.push(
+        new ListWatcher(store, statePrefix('services', own), serviceSink(statePrefix('services')), this.log),
+        new ListWatcher(store, cachePrefix('services'), serviceSink(cachePrefix('services')), this.log),
+      );
+      svc.start();
+      // A node without service DNS still translates services: report and go on.
+      if (this.cfg.services.dns.enabled)
+        await this.startDns(svc).catch((err: Error) =>
+          this.log.error({ err: err.message, address: this.cfg.services.dns.address, port: this.cfg.services.dns.port }, 'service DNS is off: cannot listen there (another DNS server? set services.dns.address / port, or services.dns.enabled: false)'),
+        );
+    }
     for (const w of this.watchers) void w.start();
     this.healthTimer = setInterval(() => void this.publishHealth(), 5000);
     this.healthTimer.unref();
@@ -235,12 +279,42 @@ export class Agent extends EventEmitter {
     this.stopped = true;
     if (this.healthTimer) clearInterval(this.healthTimer);
     await Promise.all(this.watchers.map((w) => w.stop()));
+    this.dns?.close();
+    if (this.dnsAddressAdded) this.ip(['addr', 'del', `${this.cfg.services.dns.address}/${this.cfg.services.dns.address.includes(':') ? 128 : 32}`, 'dev', 'lo']);
+    this.services?.stop();
     this.datapath?.stop();
     if (this.datapath) this.removeHairpinRouting();
     // Leave the records to expire with the lease: a restarting agent takes them over.
     this.lease?.release();
     this.etcd?.close();
     this.dev?.close();
+  }
+
+  /**
+   * Binds the DNS server on the configured address (the pods' resolver); an
+   * address the node does not have yet goes on lo, and comes off at stop.
+   */
+  private async startDns(svc: ServiceDatapath): Promise<void> {
+    const { address, port } = this.cfg.services.dns;
+    const dns = new DnsServer(svc, this.log);
+    try {
+      await dns.listen(address, port);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRNOTAVAIL') throw err;
+      this.ip(['addr', 'add', `${address}/${address.includes(':') ? 128 : 32}`, 'dev', 'lo']);
+      this.dnsAddressAdded = true;
+      await dns.listen(address, port);
+    }
+    this.dns = dns;
+    this.log.info({ address, port }, 'service DNS listening');
+  }
+
+  private ip(args: string[]): void {
+    try {
+      execFileSync('ip', args, { stdio: 'ignore' });
+    } catch (err) {
+      this.log.warn({ args: args.join(' '), err: (err as Error).message }, 'ip command failed');
+    }
   }
 
   // ---- registration ----------------------------------------------------------
@@ -519,6 +593,7 @@ export class Agent extends EventEmitter {
       this.datapath.setNode(id, rec.addresses);
       this.datapath.peerIdentity(peer.id, [rec.clusterId, ...this.relayedClusterIds(id, relayed)]);
     }
+    this.services?.schedule();
     this.log.debug({ peer: id, endpoint: `${addr}:${rec.port}`, podCIDRs: rec.podCIDRs }, 'peer up');
   }
 
@@ -594,6 +669,7 @@ export class Agent extends EventEmitter {
     this.dev.removePeer(st.peer.publicKey);
     this.peers.delete(id);
     this.datapath?.setNode(id, null);
+    this.services?.schedule();
     this.log.debug({ peer: id }, 'peer removed');
   }
 
@@ -642,7 +718,16 @@ export class Agent extends EventEmitter {
     }
     const active = s.peers.filter((p) => p.lastHandshakeAgeS !== null).slice(0, 500);
     const unreachable = s.peers.filter((p) => p.unreachableForS !== undefined).slice(0, 100).map((p) => ({ id: p.id, endpoint: p.endpoint, forS: p.unreachableForS }));
-    const health = { at: new Date().toISOString(), syncedClusters: [...this.syncedClusters].sort(), clusters, unreachable, peers: active.map((p) => ({ id: p.id, cluster: p.cluster, handshakeAgeS: p.lastHandshakeAgeS, rxBytes: p.rxBytes, txBytes: p.txBytes })) };
+    // global services as this node sees them: backends per cluster, healthy, table size (clustermesh status)
+    const services = (this.services?.list() ?? []).filter((x) => x.global).slice(0, 200).map((x) => ({
+      service: `${x.namespace}/${x.name}`,
+      vip: x.vip,
+      affinity: x.affinity,
+      tableSize: x.ports[0]?.tableSize,
+      ...(x.ports[0]?.nearest ? { nearest: x.ports[0].nearest } : {}),
+      clusters: Object.fromEntries(clusterCounts(x)),
+    }));
+    const health = { at: new Date().toISOString(), syncedClusters: [...this.syncedClusters].sort(), clusters, unreachable, services, peers: active.map((p) => ({ id: p.id, cluster: p.cluster, handshakeAgeS: p.lastHandshakeAgeS, rxBytes: p.rxBytes, txBytes: p.txBytes })) };
     await this.lease.put(healthKey(this.cfg.cluster.name, this.cfg.node.name)).value(JSON.stringify(health)).catch(() => undefined);
   }
 
@@ -676,6 +761,7 @@ export class Agent extends EventEmitter {
         };
       }),
       counters: this.dev.native.counters(),
+      ...(this.services ? { services: { count: this.services.list().length, lastComputeMs: this.services.lastComputeMs, ...(this.dns ? { dns: this.dns.counters } : {}) } } : {}),
       ...(this.datapath ? { policy: { identities: this.datapath.universe.identities.size, localEndpoints: this.identities.size, lastCompileMs: this.datapath.lastCompileMs, warnings: this.datapath.warnings.length } } : {}),
     };
   }

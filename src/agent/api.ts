@@ -5,6 +5,7 @@
  *   DELETE /v1/endpoints/<namespace>/<name>
  *   GET    /v1/endpoints                  this node's endpoints
  *   GET    /v1/status                     peers, handshakes, sync state, counters
+ *   GET    /v1/services                   services with ports, backends per cluster, health, table size
  *   GET    /v1/policy                     rules, per-endpoint enforcement, CIDR identities, warnings
  *   GET    /v1/flows?follow=1&last=N&verdict=&cluster=&pod=&identity=&port=
  *                                          flow records as NDJSON (follow: keep streaming)
@@ -99,6 +100,10 @@ export async function serveApi(agent: Agent, path: string): Promise<Server> {
         if (req.method === 'GET' && url.pathname === '/v1/policy') {
           if (!agent.datapath) return send(res, 404, { error: 'policy is disabled on this node (policy.enabled: false)' });
           return send(res, 200, agent.datapath.summary());
+        }
+        if (req.method === 'GET' && url.pathname === '/v1/services') {
+          if (!agent.services) return send(res, 404, { error: 'services are off on this node (they need policy.enabled: true)' });
+          return send(res, 200, { cluster: agent.cfg.cluster.name, node: agent.cfg.node.name, services: agent.services.list() });
         }
         if (req.method === 'GET' && url.pathname === '/v1/flows') return streamFlows(agent, url.searchParams, res);
         if (req.method === 'POST' && url.pathname === '/v1/endpoints') {

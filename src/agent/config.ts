@@ -10,6 +10,10 @@
  *   etcd: { endpoints: [http://198.18.1.2:2379], caFile, certFile, keyFile }
  *   api: { socket: /run/wiremesh/agent.sock }
  *   policy: { enabled: true, defaultLocalCluster: true }
+ *   services: { maglevTableSize: 16381, dns: { enabled: true, address: 169.254.1.1, port: 53 } }
+ *
+ * Services ride on the mesh data path: with policy.enabled false there is no
+ * service translation (and no DNS).
  *
  * The MTU default is 1412: 1420 (WireGuard's, which fits an IPv6 underlay of
  * 1500) less the 8-byte identity tag mesh peers carry.
@@ -28,6 +32,8 @@ export interface AgentConfig {
   api: { socket: string };
   /** enabled: identity tagging and policy enforcement; defaultLocalCluster: Cilium's policy-default-local-cluster. */
   policy: { enabled: boolean; defaultLocalCluster: boolean };
+  /** maglevTableSize: prime M of every service's table; dns: the node's service-name server. */
+  services: { maglevTableSize: number; dns: { enabled: boolean; address: string; port: number } };
   /** Node record lease, seconds: how long a dead agent's node stays published. */
   leaseTTL: number;
 }
@@ -61,7 +67,7 @@ export function parseAgentConfig(text: string): AgentConfig {
     throw new ConfigError('(file)', `not valid YAML: ${(err as Error).message}`);
   }
   const root = obj(doc, '(root)');
-  const known = ['cluster', 'node', 'wireguard', 'etcd', 'api', 'leaseTTL', 'policy'];
+  const known = ['cluster', 'node', 'wireguard', 'etcd', 'api', 'leaseTTL', 'policy', 'services'];
   for (const k of Object.keys(root)) if (!known.includes(k)) throw new ConfigError(k, `unknown field (expected one of ${known.join(', ')})`);
   const c = obj(root.cluster, 'cluster');
   const n = obj(root.node, 'node');
@@ -70,6 +76,12 @@ export function parseAgentConfig(text: string): AgentConfig {
   const a = obj(root.api ?? {}, 'api');
   const pol = obj(root.policy ?? {}, 'policy');
   for (const k of Object.keys(pol)) if (!['enabled', 'defaultLocalCluster'].includes(k)) throw new ConfigError(`policy.${k}`, 'unknown field (expected enabled, defaultLocalCluster)');
+  const svc = obj(root.services ?? {}, 'services');
+  for (const k of Object.keys(svc)) if (!['maglevTableSize', 'dns'].includes(k)) throw new ConfigError(`services.${k}`, 'unknown field (expected maglevTableSize, dns)');
+  const dns = obj(svc.dns ?? {}, 'services.dns');
+  for (const k of Object.keys(dns)) if (!['enabled', 'address', 'port'].includes(k)) throw new ConfigError(`services.dns.${k}`, 'unknown field (expected enabled, address, port)');
+  const maglevTableSize = int(svc.maglevTableSize, 'services.maglevTableSize', 251, 1048573, 16381);
+  if (!isPrime(maglevTableSize)) throw new ConfigError('services.maglevTableSize', `${maglevTableSize} is not prime (Maglev needs a prime: 251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071)`);
   const bool = (v: unknown, field: string, dflt: boolean): boolean => {
     if (v === undefined) return dflt;
     if (typeof v !== 'boolean') throw new ConfigError(field, 'must be true or false');
@@ -100,7 +112,20 @@ export function parseAgentConfig(text: string): AgentConfig {
     api: { socket: a.socket === undefined ? `/run/wiremesh/${nodeName}.sock` : str(a.socket, 'api.socket') },
     leaseTTL: int(root.leaseTTL, 'leaseTTL', 5, 3600, 30),
     policy: { enabled: bool(pol.enabled, 'policy.enabled', true), defaultLocalCluster: bool(pol.defaultLocalCluster, 'policy.defaultLocalCluster', true) },
+    services: {
+      maglevTableSize,
+      dns: {
+        enabled: bool(dns.enabled, 'services.dns.enabled', true),
+        address: dns.address === undefined ? '169.254.1.1' : validateAddress(dns.address, 'services.dns.address'),
+        port: int(dns.port, 'services.dns.port', 1, 65535, 53),
+      },
+    },
   };
+}
+
+function isPrime(n: number): boolean {
+  for (let d = 2; d * d <= n; d++) if (n % d === 0) return false;
+  return n > 1;
 }
 
 export function loadAgentConfig(path: string): AgentConfig {

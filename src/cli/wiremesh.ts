@@ -130,6 +130,22 @@ export async function main(argv: string[]): Promise<number> {
       const cn = s.connectivity;
       console.log(`Nodes connected to all ${cn.configured} clusters: ${Object.values(cn.perNode).filter((n) => n === cn.configured).length}/${Object.keys(cn.perNode).length} (clusters reached per node: min ${cn.min}, avg ${cn.avg.toFixed(1)}, max ${cn.max})`);
       console.log(`Global services: ${s.globalServices}`);
+      // per service and cluster: usable backends as the nodes see them (min..max over nodes)
+      const agg = new Map<string, { vip?: string; affinity?: string; tableSize?: number; nearest: Set<string>; clusters: Map<string, { total: number; min: number; max: number }> }>();
+      for (const h of Object.values(s.health) as Array<{ services?: Array<{ service: string; vip?: string; affinity?: string; tableSize?: number; nearest?: string; clusters: Record<string, { total: number; healthy: number }> }> }>)
+        for (const x of h.services ?? []) {
+          const a = agg.get(x.service) ?? { vip: x.vip, affinity: x.affinity, tableSize: x.tableSize, nearest: new Set<string>(), clusters: new Map() };
+          if (x.nearest) a.nearest.add(x.nearest);
+          for (const [c, n] of Object.entries(x.clusters)) {
+            const e = a.clusters.get(c);
+            a.clusters.set(c, e ? { total: Math.max(e.total, n.total), min: Math.min(e.min, n.healthy), max: Math.max(e.max, n.healthy) } : { total: n.total, min: n.healthy, max: n.healthy });
+          }
+          agg.set(x.service, a);
+        }
+      for (const [name, a] of [...agg].sort()) {
+        const per = [...a.clusters].sort().map(([c, n]) => `${c} ${n.min === n.max ? n.min : `${n.min}..${n.max}`}/${n.total} healthy`).join(', ');
+        console.log(`  ${name}: VIP ${a.vip ?? '-'}, affinity ${a.affinity}${a.nearest.size ? ` (nearest: ${[...a.nearest].join(', ')})` : ''}, table ${a.tableSize}, backends ${per || 'none'}`);
+      }
       for (const r of s.remotes) {
         const st = r.status as { connected?: boolean; synced?: Record<string, boolean>; lastError?: string } | null;
         const synced = st?.synced ? Object.entries(st.synced).filter(([, v]) => v).map(([k]) => k).join(',') : '-';
@@ -204,6 +220,30 @@ export async function main(argv: string[]): Promise<number> {
       );
     });
 
+  const svc = program.command('service').description('global services');
+  svc
+    .command('list')
+    .description('services with their backends per cluster, health and Maglev table size, as agents see them')
+    .option('--socket <paths...>', "agents' API sockets (default: every agent of the testbed)")
+    .option('--testbed <name>', 'the testbed whose agents to read (when several are up)')
+    .option('--node <cluster/node>', 'only this testbed node')
+    .option('-o, --output <format>', 'text, wide (every backend) or json', 'text')
+    .action(async (o: { socket?: string[]; testbed?: string; node?: string; output: string }) => {
+      const { listServices, formatServices } = await import('./services.js');
+      if (!['text', 'wide', 'json'].includes(o.output)) throw new ConfigError('--output', 'must be text, wide or json');
+      let sockets = o.socket ?? [];
+      if (sockets.length === 0) {
+        const { loadState } = await import('../testbed/testbed.js');
+        const nodes = loadState(o.testbed).clusters.flatMap((c) => c.nodes.map((n) => ({ id: `${c.name}/${n.name}`, socket: n.socket })));
+        const chosen = o.node ? nodes.filter((n) => n.id === o.node) : nodes;
+        if (chosen.length === 0) throw new ConfigError('--node', `no testbed node ${o.node} (have ${nodes.map((n) => n.id).join(', ')})`);
+        sockets = chosen.map((n) => n.socket);
+      }
+      const listings = await listServices(sockets);
+      if (o.output === 'json') return void console.log(JSON.stringify(listings, null, 2));
+      for (const line of formatServices(listings, o.output === 'wide')) console.log(line);
+    });
+
   const pol = program.command('policy').description('network policy tools');
   pol
     .command('trace')
@@ -257,6 +297,29 @@ export async function main(argv: string[]): Promise<number> {
     .action(async (file: string) => {
       const { testbedDown } = await import('../testbed/testbed.js');
       await testbedDown(file, (msg) => process.stderr.write(`${msg}\n`));
+    });
+  tb.command('latency')
+    .description("add underlay latency from one node toward every node of a cluster (runs until interrupted)")
+    .requiredOption('--node <cluster/node>', 'the sending node')
+    .requiredOption('--to <cluster>', 'the cluster whose nodes get further away')
+    .requiredOption('--ms <n>', 'one-way delay in ms')
+    .option('--testbed <name>', 'the testbed (when several are up)')
+    .action(async (o: { node: string; to: string; ms: string; testbed?: string }) => {
+      const { loadState } = await import('../testbed/testbed.js');
+      const { addLatency } = await import('../testbed/latency.js');
+      if (!/^\d+$/.test(o.ms) || Number(o.ms) > 10_000) throw new ConfigError('--ms', 'must be an integer 0..10000');
+      const [cluster, node] = o.node.split('/');
+      if (!cluster || !node) throw new ConfigError('--node', 'must be cluster/node');
+      const remove = await addLatency(loadState(o.testbed), cluster, node, o.to, Number(o.ms));
+      console.log(`${o.node} -> ${o.to}: +${o.ms} ms (Ctrl-C removes it)`);
+      await new Promise<void>((r) => process.once('SIGINT', () => r()));
+      await remove();
+    });
+  tb.command('delay-line <tun> <ms>', { hidden: true })
+    .description('the latency device process (testbed latency starts it in a node namespace)')
+    .action(async (tun: string, ms: string) => {
+      const { runDelayLine } = await import('../testbed/latency.js');
+      await runDelayLine(tun, Number(ms));
     });
   tb.command('status')
     .option('--name <name>', 'testbed name (when several are up)')

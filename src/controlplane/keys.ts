@@ -37,6 +37,9 @@ export const identityIndexKey = (cluster: string, labelsHash: string): string =>
 export const identityRefKey = (cluster: string, id: number, node: string): string => `wiremesh/identity-refs/v1/${cluster}/${id}/${node}`;
 export const identityRefsPrefix = (cluster: string, id?: number): string =>
   id === undefined ? `wiremesh/identity-refs/v1/${cluster}/` : `wiremesh/identity-refs/v1/${cluster}/${id}/`;
+/** A service VIP claimed in a cluster (value "<namespace>/<name>"): apply allocates VIPs through these. */
+export const vipKey = (cluster: string, ip: string): string => `wiremesh/service-vips/v1/${cluster}/${ip}`;
+export const vipPrefix = (cluster: string): string => `wiremesh/service-vips/v1/${cluster}/`;
 export const remotesPrefix = (): string => 'wiremesh/mesh/v1/remotes/';
 export const remoteKey = (remote: string): string => `wiremesh/mesh/v1/remotes/${remote}`;
 export const remoteStatusPrefix = (): string => 'wiremesh/mesh/v1/status/';

@@ -37,6 +37,8 @@ export interface ClusterConfig {
   podCIDRs: string[];
   /** Hub of a hub-and-spoke mesh: its nodes relay traffic between the clusters they reach. */
   relay?: boolean;
+  /** Where `apply` allocates service VIPs (default 100.127.<id>.0/24); unique across the mesh. */
+  serviceCIDR?: string;
 }
 
 /** A hub node's offer to relay: the pod CIDRs of the remote clusters it reaches. */

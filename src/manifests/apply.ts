@@ -5,7 +5,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../errors.js';
-import { stateKey } from '../controlplane/keys.js';
+import { stateKey, vipKey, vipPrefix } from '../controlplane/keys.js';
+import type { Etcd3 } from 'etcd3';
+import { formatIP, parsePrefix } from '../net/ip.js';
 import { connectEtcd, type EtcdOptions } from '../controlplane/kvstore.js';
 import { readClusterConfig, MeshError } from '../controlplane/clustermesh.js';
 import { manifestName, parseManifests, type Manifest } from './validate.js';
@@ -27,15 +29,83 @@ export async function applyManifests(access: EtcdOptions, cluster: string, manif
   if (cfg.name !== cluster) throw new MeshError('WM_WRONG_CLUSTER', `--cluster ${cluster}, but the etcd at ${access.endpoints.join(', ')} belongs to cluster ${cfg.name}`);
   const c = connectEtcd(access);
   try {
-    const txn = c.if(stateKey('nodes', cluster, '__none__'), 'Version', '==', 0);
-    const keys = manifests.map((m) => {
-      const { type, name } = manifestName(m);
-      return { key: stateKey(type, cluster, name), value: JSON.stringify(m) };
-    });
-    // one transaction: all manifests land together or none does
-    await txn.then(...keys.map((k) => c.put(k.key).value(k.value))).commit();
+    for (let attempt = 0; ; attempt++) {
+      const claims = await allocateVips(c, cluster, serviceCIDR(cfg), manifests);
+      let txn = c.if(stateKey('nodes', cluster, '__none__'), 'Version', '==', 0);
+      // a VIP claimed by someone else since we listed the claims fails the transaction
+      for (const cl of claims.fresh) txn = txn.and(vipKey(cluster, cl.ip), 'Version', '==', 0);
+      const keys = manifests.map((m) => {
+        const { type, name } = manifestName(m);
+        return { key: stateKey(type, cluster, name), value: JSON.stringify(m) };
+      });
+      // one transaction: all manifests (and their VIP claims) land together or none does
+      const ops = [
+        ...keys.map((k) => c.put(k.key).value(k.value)),
+        ...claims.fresh.map((cl) => c.put(vipKey(cluster, cl.ip)).value(cl.owner)),
+        ...claims.released.map((ip) => c.delete().key(vipKey(cluster, ip))),
+      ];
+      const res = await txn.then(...ops).commit();
+      if (res.succeeded) break;
+      if (attempt >= 4) throw new MeshError('WM_VIP_RACE', 'service VIPs kept changing under us (concurrent applies); try again');
+    }
     return manifests.map((m) => `${m.kind.toLowerCase()}/${m.metadata.namespace ? `${m.metadata.namespace}/` : ''}${m.metadata.name}`);
   } finally {
     c.close();
   }
+}
+
+/** The range VIPs are allocated from: the cluster's serviceCIDR, else 100.127.<id>.0/24 (docs/etcd-keys.md). */
+export function serviceCIDR(cfg: { id: number; serviceCIDR?: string }): string {
+  return cfg.serviceCIDR ?? `100.127.${cfg.id}.0/24`;
+}
+
+/**
+ * Gives every Service a cluster IP (spec.clusterIP, in place): an explicit
+ * one must be free or already its own; without one a service keeps the VIP it
+ * had, else takes the lowest free address of the range. Returns the claims to
+ * create and the VIPs given up (a service moved to another explicit VIP).
+ */
+async function allocateVips(c: Etcd3, cluster: string, cidr: string, manifests: Manifest[]): Promise<{ fresh: Array<{ ip: string; owner: string }>; released: string[] }> {
+  const claimed = new Map<string, string>(); // ip -> owner
+  const owned = new Map<string, string>(); // owner -> ip
+  for (const [k, v] of Object.entries(await c.getAll().prefix(vipPrefix(cluster)).strings())) {
+    const ip = k.slice(vipPrefix(cluster).length);
+    claimed.set(ip, v);
+    owned.set(v, ip);
+  }
+  const range = parsePrefix(cidr, 'serviceCIDR');
+  const size = 2 ** (32 - range.cidr);
+  const base = range.addr.readUInt32BE(0);
+  const fresh: Array<{ ip: string; owner: string }> = [];
+  const released: string[] = [];
+  for (const m of manifests) {
+    if (m.kind !== 'Service') continue;
+    const spec = (m.spec ??= {}) as { clusterIP?: string };
+    const owner = `${m.metadata.namespace}/${m.metadata.name}`;
+    if (spec.clusterIP === 'None') continue;
+    const had = owned.get(owner);
+    let ip = spec.clusterIP || had;
+    if (spec.clusterIP) {
+      const holder = claimed.get(spec.clusterIP);
+      if (holder && holder !== owner) throw new ConfigError(`${owner}: spec.clusterIP`, `${spec.clusterIP} is already the VIP of ${holder} in cluster ${cluster}`);
+    }
+    if (!ip) {
+      for (let i = 1; i < size - 1 && !ip; i++) {
+        const cand = formatIP(Buffer.from([(base + i) >>> 24, ((base + i) >>> 16) & 255, ((base + i) >>> 8) & 255, (base + i) & 255]));
+        if (!claimed.has(cand)) ip = cand;
+      }
+      if (!ip) throw new ConfigError(`${owner}: spec.clusterIP`, `no free VIP left in ${cidr}`);
+    }
+    spec.clusterIP = ip;
+    if (had && had !== ip) {
+      released.push(had);
+      claimed.delete(had);
+    }
+    if (claimed.get(ip) !== owner) {
+      fresh.push({ ip, owner });
+      claimed.set(ip, owner);
+      owned.set(owner, ip);
+    }
+  }
+  return { fresh, released };
 }

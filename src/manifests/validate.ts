@@ -221,8 +221,12 @@ function serviceSpec(m: Manifest, v: unknown, path: string): void {
     only(x, q, ['name', 'port', 'targetPort', 'protocol', 'appProtocol']);
     port(x.port, `${q}.port`, false);
     if (x.port === 0) fail(`${q}.port`, 'must be 1..65535');
-    if (x.targetPort !== undefined) port(x.targetPort, `${q}.targetPort`, true);
-    if (x.protocol !== undefined && !['TCP', 'UDP', 'SCTP'].includes(x.protocol as string)) fail(`${q}.protocol`, 'must be TCP, UDP or SCTP');
+    if (x.targetPort !== undefined) {
+      if (typeof x.targetPort === 'string') fail(`${q}.targetPort`, 'named target ports are not supported: give the backend port number');
+      port(x.targetPort, `${q}.targetPort`, false);
+      if (x.targetPort === 0) fail(`${q}.targetPort`, 'must be 1..65535');
+    }
+    if (x.protocol !== undefined && !['TCP', 'UDP'].includes(x.protocol as string)) fail(`${q}.protocol`, 'must be TCP or UDP (the service data path translates TCP and UDP)');
     if (ports.length > 1 && typeof x.name !== 'string') fail(`${q}.name`, 'is required when a service has several ports');
     if (typeof x.name === 'string') {
       if (names.has(x.name)) fail(`${q}.name`, `duplicate port name ${x.name}`);
@@ -238,6 +242,9 @@ function serviceSpec(m: Manifest, v: unknown, path: string): void {
     if (ann[k] !== undefined && !['true', 'false'].includes(ann[k]!)) fail(`metadata.annotations["${k}"]`, 'must be "true" or "false"');
   if (ann[AFFINITY_ANNOTATION] !== undefined && !AFFINITIES.includes(ann[AFFINITY_ANNOTATION]!.toLowerCase()))
     fail(`metadata.annotations["${AFFINITY_ANNOTATION}"]`, `must be one of ${AFFINITIES.join(', ')}`);
+  const w = ann['wiremesh.io/weight'];
+  if (w !== undefined && (!/^[0-9]{1,4}$/.test(w) || Number(w) < 1 || Number(w) > 1000))
+    fail('metadata.annotations["wiremesh.io/weight"]', 'must be an integer 1..1000 (the Maglev weight of each backend this cluster exports)');
 }
 
 const KINDS: Record<string, string> = {

@@ -33,6 +33,11 @@ export interface NativePeerStats {
   currentInitiator: boolean;
   currentAgeMs: number;
   hasNext: boolean;
+  /** Liveness probes (mesh mode): monotonic ms of the last answer (0 = none), smoothed RTT in µs (0 = none). */
+  lastProbeReplyMs: number;
+  probeRttUs: number;
+  probesSent: number;
+  probeReplies: number;
   host?: string;
   port?: number;
 }
@@ -80,7 +85,19 @@ export interface NativeDevice {
   removeEndpoint(endpoint: number): void;
   /** 72-byte flow records (src/policy/flows.ts decodes them) and how many were lost since the last drain. */
   drainFlows(): { records: Buffer; lost: number };
+  /** Expires idle policy conntrack and service NAT entries; returns how many went. */
   ctGc(): number;
+  /** One liveness probe to each peer (tagged mesh peers answer). */
+  probe(peerIds: number[]): void;
+  /**
+   * Installs or replaces a service port. m: prime Maglev table size. Frontend rows of 20 bytes (family 4|6,
+   * protocol, port u16le, address[16]); backend rows of 24 bytes (family, reserved, port u16le, weight u32le,
+   * address[16]); weight 0 = keeps its established flows, takes no new ones.
+   */
+  serviceUpsert(id: number, m: number, frontends: Buffer, backends: Buffer): void;
+  serviceRemove(id: number): void;
+  /** The backend the data path gives a new flow from source:port to the frontend (a 20-byte row). */
+  servicePick(frontend: Buffer, source: Buffer, sourcePort: number): { address: Buffer; port: number } | null;
 }
 
 export interface NativeAddon {
@@ -108,7 +125,11 @@ export interface NativeAddon {
     makeReply(msg: Buffer, receiver: number, src: Buffer, nowMs: number): Buffer | null;
   };
   Device: new (opts: NativeDeviceOptions) => NativeDevice;
-  policyBench(kind: 'ipcache' | 'ipcache+policy' | 'conntrack' | 'engine', size: number, policyEntries: number, ops: number): { nsPerOp: number; setupMs: number; ops: number; hits: number };
+  /** The testbed's latency device: packets read from the TUN go back in after delayMs. */
+  DelayLine: new (tunName: string, delayMs: number) => { close(): void; packets(): number };
+  policyBench(kind: 'ipcache' | 'ipcache+policy' | 'conntrack' | 'engine' | 'maglev-build' | 'maglev-lookup' | 'service-nat', size: number, policyEntries: number, ops: number): { nsPerOp: number; setupMs: number; ops: number; hits: number };
+  /** Maglev table over backend rows (24 bytes, as serviceUpsert): for each of the m slots, the input index of its backend. */
+  maglevBuild(backends: Buffer, m: number): Uint32Array;
 }
 
 function findAddon(): string {

@@ -34,7 +34,7 @@ import {
 } from './topology.js';
 
 export const STATE_ROOT = '/run/wiremesh-testbed';
-const WIREMESH = join(ROOT, 'bin', 'wiremesh.js');
+export const WIREMESH = join(ROOT, 'bin', 'wiremesh.js');
 
 interface ProcRecord {
   pid: number;
@@ -82,7 +82,7 @@ function addNetns(st: TestbedState, ns: string): void {
   sh(['ip', 'link', 'set', 'lo', 'up'], ns);
 }
 
-function spawnIn(st: TestbedState, netns: string, role: string, args: string[]): ProcRecord {
+export function spawnIn(st: TestbedState, netns: string, role: string, args: string[]): ProcRecord {
   const log = join(st.dir, 'logs', `${role.replace(/[^a-z0-9-]/gi, '_')}.log`);
   const fd = openSync(log, 'a');
   const child = spawn('ip', ['netns', 'exec', netns, ...args], { detached: true, stdio: ['ignore', fd, fd] });
@@ -330,6 +330,10 @@ export async function addPod(st: TestbedState, pod: PodSpec): Promise<TestbedSta
     sh(['ip', '-6', 'addr', 'add', `${ip6}/128`, 'dev', 'eth0', 'nodad'], ns);
     sh(['ip', '-6', 'route', 'add', 'default', 'via', 'fe80::1', 'dev', 'eth0'], ns);
   }
+  // The node's service DNS answers on the pods' gateway (ip netns exec
+  // bind-mounts /etc/netns/<ns>/resolv.conf over /etc/resolv.conf).
+  mkdirSync(`/etc/netns/${ns}`, { recursive: true });
+  writeFileSync(`/etc/netns/${ns}/resolv.conf`, `nameserver 169.254.1.1\nsearch ${pod.namespace}.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5 timeout:1 attempts:2\n`);
   const res = await callAgent(node.socket, 'POST', '/v1/endpoints', { name: pod.name, namespace: pod.namespace, labels: pod.labels, ips: ip6 ? [ip, ip6] : [ip] });
   if (res.status !== 201) throw new WiremeshError('WM_TESTBED_ENDPOINT', `agent refused pod ${pod.name}: ${JSON.stringify(res.body)}`);
   const rec = { name: pod.name, cluster: pod.cluster, node: pod.node, namespace: pod.namespace, netns: ns, ip, ...(ip6 ? { ip6 } : {}) };
@@ -346,6 +350,7 @@ export async function removePod(st: TestbedState, cluster: string, name: string)
   const node = st.clusters.find((c) => c.name === cluster)!.nodes.find((n) => n.name === pod.node)!;
   await callAgent(node.socket, 'DELETE', `/v1/endpoints/${pod.namespace}/${pod.name}`);
   execFileSync('ip', ['netns', 'del', pod.netns]);
+  rmSync(`/etc/netns/${pod.netns}`, { recursive: true, force: true });
   st.pods.splice(i, 1);
   st.namespaces = st.namespaces.filter((n) => n !== pod.netns);
   save(st);
@@ -394,6 +399,7 @@ async function teardown(name: string, progress: (msg: string) => void): Promise<
     } catch {
       /* gone */
     }
+    rmSync(`/etc/netns/${ns}`, { recursive: true, force: true });
   }
   if (namespaces.length || pids.size) progress(`testbed ${name}: stopped ${pids.size} processes, removed ${namespaces.length} namespaces`);
   rmSync(dir, { recursive: true, force: true });

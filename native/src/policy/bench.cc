@@ -6,6 +6,8 @@
 #include <random>
 #include <vector>
 
+#include "../net/reject.h"
+#include "../services/lb.h"
 #include "engine.h"
 
 namespace wm {
@@ -149,6 +151,101 @@ bool run_policy_bench(const std::string& kind, size_t size, size_t npol, size_t 
         uint32_t id;
         packet(probe(i), s, &pv);
         if (eng.tx(pv, wall, &id) != PolicyEngine::kTxDrop) hits++;
+      }
+    }
+    out->ns_per_op = ms_since(t1) * 1e6 / double(ops);
+  } else if (kind == "maglev-build") {
+    // size backends, npol = M; ops builds, ns_per_op = one build
+    if (!is_prime(uint32_t(npol))) {
+      *err = "M must be prime";
+      return false;
+    }
+    std::vector<BackendKey> keys(size);
+    std::vector<uint32_t> weights(size, 1);
+    for (size_t i = 0; i < size; i++) {
+      std::memset(&keys[i], 0, sizeof keys[i]);
+      be(addrs[i], keys[i].addr);
+      keys[i].port = 8080;
+      keys[i].family = 4;
+    }
+    sort_backends(&keys, &weights);
+    out->setup_ms = ms_since(t0);
+    auto t1 = Clock::now();
+    for (size_t i = 0; i < ops; i++) sink = sink + maglev_build(keys, weights, uint32_t(npol))[0];
+    out->ns_per_op = ms_since(t1) * 1e6 / double(ops);
+    hits = ops;
+  } else if (kind == "maglev-lookup" || kind == "service-nat") {
+    // One service (VIP 100.127.0.1:80/TCP) with 100 backends in a table of
+    // npol slots. maglev-lookup: frontend lookup, flow hash and table slot of
+    // a new flow. service-nat: LoadBalancer::forward of an established flow
+    // among `size` (NAT table lookup, liveness check, DNAT rewrite).
+    if (!is_prime(uint32_t(npol))) {
+      *err = "M must be prime";
+      return false;
+    }
+    LoadBalancer lb(size * 2 + 16);
+    auto svc = std::make_shared<LbService>();
+    svc->id = 1;
+    svc->m = uint32_t(npol);
+    Frontend fe;
+    std::memset(&fe, 0, sizeof fe);
+    be((100u << 24) | (127u << 16) | 1, fe.addr);
+    fe.port = 80;
+    fe.proto = 6;
+    fe.family = 4;
+    svc->frontends.push_back(fe);
+    for (size_t i = 0; i < 100; i++) {
+      BackendKey k;
+      std::memset(&k, 0, sizeof k);
+      be((100u << 24) | (66u << 16) | uint32_t(i + 1), k.addr);
+      k.port = 8080;
+      k.family = 4;
+      svc->backends.push_back(k);
+      svc->weights.push_back(1);
+    }
+    lb.upsert(svc);
+    // a TCP ACK from address i, port 10000 + i % 50000, to the VIP
+    uint8_t pkt[40];
+    auto packet = [&](size_t i) {
+      std::memset(pkt, 0, sizeof pkt);
+      pkt[0] = 0x45;
+      store_be16(pkt + 2, 40);
+      pkt[8] = 64;
+      pkt[9] = 6;
+      be(addrs[i], pkt + 12);
+      std::memcpy(pkt + 16, fe.addr, 4);
+      store_be16(pkt + 20, uint16_t(10000 + i % 50000));
+      store_be16(pkt + 22, 80);
+      pkt[32] = 5 << 4;
+      pkt[33] = 0x10;
+    };
+    IpInfo ip;
+    std::shared_lock<std::shared_mutex> lock(lb.mu);
+    if (kind == "service-nat") {
+      for (size_t i = 0; i < size; i++) {
+        packet(i);
+        parse_ip(pkt, sizeof pkt, &ip);
+        uint16_t dport = 80;
+        lb.forward(pkt, ip, load_be16(pkt + 20), &dport, 0x10, 1);
+      }
+    }
+    out->setup_ms = ms_since(t0);
+    auto t1 = Clock::now();
+    for (size_t i = 0; i < ops; i++) {
+      size_t f = probe(i);
+      if (kind == "maglev-lookup") {
+        uint8_t src[4];
+        be(addrs[f], src);
+        const BackendKey* b = nullptr;
+        if (lb.select(fe, src, uint16_t(10000 + f % 50000), &b) && b) {
+          hits++;
+          sink = sink + b->addr[3];
+        }
+      } else {
+        packet(f);
+        parse_ip(pkt, sizeof pkt, &ip);
+        uint16_t dport = 80;
+        if (lb.forward(pkt, ip, load_be16(pkt + 20), &dport, 0x10, 1) == kLbTranslated) hits++;
       }
     }
     out->ns_per_op = ms_since(t1) * 1e6 / double(ops);

@@ -18,6 +18,9 @@ struct PolicyBenchResult {
 // flow), "engine" (PolicyEngine::tx for an established flow: two ipcache
 // lookups, endpoint table, conntrack). size: ipcache entries or flows;
 // policy_entries: entries in the endpoint's policy map.
+// Services (npm run bench:maglev), policy_entries = Maglev table size M:
+// "maglev-build" (one table of `size` backends), "maglev-lookup" (frontend,
+// flow hash, slot), "service-nat" (forward of an established flow among `size`).
 bool run_policy_bench(const std::string& kind, size_t size, size_t policy_entries, size_t ops,
                       PolicyBenchResult* out, std::string* err);
 

@@ -9,14 +9,12 @@
 // (lower address/port first) so a reply finds the entry of its flow with one
 // probe; the entry remembers which side originated.
 //
-// Locking: 64 shards, each a FlatMap under its own mutex, so the TX and RX
-// threads rarely meet and garbage collection holds one shard at a time.
+// Locking: a ShardedMap (64 shards, each under its own mutex), so the TX and
+// RX threads rarely meet and garbage collection holds one shard at a time.
 #pragma once
-#include <atomic>
 #include <cstdint>
-#include <mutex>
 
-#include "flatmap.h"
+#include "sharded.h"
 
 namespace wm {
 
@@ -34,20 +32,19 @@ struct FlowTuple {
 
 class Conntrack {
  public:
-  static constexpr int kShards = 64;
   // Idle timeouts (seconds), as Cilium's defaults: TCP established 6 h (we use
   // 1 h), closing 10 s, anything else 60 s.
   static constexpr uint32_t kTcpTimeout = 3600, kClosingTimeout = 10, kOtherTimeout = 60;
 
-  explicit Conntrack(size_t max_entries = 1 << 21) : max_entries_(max_entries) {}
+  explicit Conntrack(size_t max_entries = 1 << 21) : map_(max_entries) {}
   // Looks the flow up in `scope` as an established flow (same orientation)
   // and, in the other scope, as a reply (reverse orientation).
   CtResult lookup(CtScope scope, const FlowTuple& t, uint32_t now_s);
   // false: the table is full (the flow is still allowed; its replies may not be).
   bool create(CtScope scope, const FlowTuple& t, uint32_t now_s, uint32_t rule);
   size_t gc(uint32_t now_s);
-  size_t size() const { return size_.load(std::memory_order_relaxed); }
-  void clear();
+  size_t size() const { return map_.size(); }
+  void clear() { map_.clear(); }
 
  private:
   struct Key {
@@ -63,18 +60,9 @@ class Conntrack {
     uint8_t tcp;
     uint8_t pad;
   };
-  struct Shard {
-    std::mutex mu;
-    FlatMap<Key, Entry> map{64};
-  };
   static Key make_key(CtScope scope, const FlowTuple& t, bool* src_is_a);
-  // One hash per probe: its low bits index the shard's table, its high bits pick the shard.
-  Shard& shard_for(uint64_t h) { return shards_[(h >> 40) % kShards]; }
-  uint64_t hash(const Key& k) const { return hash_bytes(&k, sizeof k, flatmap_seed()); }
 
-  Shard shards_[kShards];
-  std::atomic<size_t> size_{0};
-  size_t max_entries_;
+  ShardedMap<Key, Entry> map_;
 };
 
 }  // namespace wm

@@ -1,5 +1,7 @@
 #include "device.h"
 
+#include "../net/reject.h"
+
 #include <errno.h>
 #include <netinet/udp.h>
 #include <poll.h>
@@ -304,6 +306,44 @@ void Device::hairpin(const uint8_t* pkt, size_t len) {
 }
 
 void Device::send_keepalive(uint32_t id) { push_ctl(Ctl{1, id}); }
+
+void Device::probe(uint32_t id) {
+  Ctl c{4, id};
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  c.probe[0] = kProbeRequest;
+  store_be32(c.probe + 4, uint32_t(probe_seq_.fetch_add(1, std::memory_order_relaxed)));
+  uint64_t ns = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+  store_be32(c.probe + 8, uint32_t(ns >> 32));
+  store_be32(c.probe + 12, uint32_t(ns));
+  push_ctl(c);
+}
+
+void Device::rx_probe(Peer* p, const uint8_t* plain, uint64_t now) {
+  if (plain[0] == kProbeRequest) {
+    Ctl r{5, p->id};
+    std::memcpy(r.probe, plain, kProbeSize);
+    r.probe[0] = kProbeReply;
+    rx_flushes_.push_back(r);
+    return;
+  }
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  uint64_t ns = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+  uint64_t sent = uint64_t(load_be32(plain + 8)) << 32 | load_be32(plain + 12);
+  if (sent > ns || ns - sent > 60000000000ull) return;  // not one of ours
+  uint64_t rtt = (ns - sent) / 1000;
+  uint64_t old = p->probe_rtt_us.load(std::memory_order_relaxed);
+  p->probe_rtt_us.store(old == 0 ? rtt + 1 : (old * 3 + rtt + 1) / 4, std::memory_order_relaxed);
+  p->last_probe_reply_ms.store(now, std::memory_order_relaxed);
+  p->probe_replies.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Device::reject(const uint8_t* pkt, const IpInfo& ip) {
+  uint8_t buf[kRejectMax];
+  size_t n = build_reject(pkt, ip, buf);
+  if (n) hairpin(buf, n);
+}
 void Device::flush_staged(uint32_t id, bool keepalive_if_empty) { push_ctl(Ctl{keepalive_if_empty ? 3 : 2, id}); }
 
 int Device::refresh_mtu() {
@@ -339,6 +379,10 @@ void Device::peer_stats(std::vector<PeerStats>* out, bool active_only) {
     s.last_auth_recv_ms = p->last_auth_recv_ms.load();
     s.sent_unanswered_ms = p->sent_unanswered_ms.load();
     s.recv_unanswered_ms = p->recv_unanswered_ms.load();
+    s.last_probe_reply_ms = p->last_probe_reply_ms.load();
+    s.probe_rtt_us = p->probe_rtt_us.load();
+    s.probes_sent = p->probes_sent.load();
+    s.probe_replies = p->probe_replies.load();
     std::lock_guard<std::mutex> pl(p->mu);
     s.has_current = p->current != nullptr;
     s.current_initiator = p->current && p->current->initiator;
@@ -426,9 +470,12 @@ void Device::tx_loop() {
       for (const Ctl& c : ctl) {
         Peer* p = find_peer(c.peer);
         if (!p) continue;
-        if (c.kind == 1) {
+        if (c.kind == 1 || c.kind == 4 || c.kind == 5) {
           if (used + 64 > arena.size()) break;
-          segs.push_back(TxSeg{arena.data() + used + 16, 0, p});
+          size_t n = c.kind == 1 ? 0 : kProbeSize;
+          if (n) std::memcpy(arena.data() + used + 16, c.probe, n);
+          if (c.kind == 4) p->probes_sent.fetch_add(1, std::memory_order_relaxed);
+          segs.push_back(TxSeg{arena.data() + used + 16, n, p});
           used += 64;
         } else {
           std::deque<std::vector<uint8_t>> staged;
@@ -521,11 +568,14 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
   ctxs.reserve(segs.size());  // never reallocates: TxOut keeps pointers to ctxs' endpoints
   uint64_t now = monotonic_ms();
   PolicyEngine* pe = policy();
+  LoadBalancer* lb = pe ? lb_.get() : nullptr;
   uint64_t wall = pe ? wall_ms() : 0;
+  uint32_t now_s = uint32_t(now / 1000);
   size_t mtu = size_t(mtu_.load());
   std::shared_lock<std::shared_mutex> lock(table_mu_);
-  std::shared_lock<std::shared_mutex> plock;
+  std::shared_lock<std::shared_mutex> plock, llock;
   if (pe) plock = std::shared_lock<std::shared_mutex>(pe->mu);
+  if (lb) llock = std::shared_lock<std::shared_mutex>(lb->mu);
   // A TSO super-packet's segments share one flow: reuse the last verdict.
   struct {
     bool valid = false;
@@ -566,6 +616,12 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
           count(kDropMalformedTun);
           continue;
         }
+        // Service translation comes first: policy sees the backend.
+        if (pv.has_ports && lb->active() &&
+            lb->forward(plain, ip, pv.sport, &pv.dport, pv.tcp_flags, now_s) == kLbReject) {
+          reject(plain, ip);
+          continue;
+        }
         // Flow key: addresses, protocol, ports; TCP flags other than ACK/PSH
         // (SYN, FIN, RST) always take the full path so conntrack sees them.
         uint8_t key[40] = {0};
@@ -588,6 +644,8 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
         }
         if (action == PolicyEngine::kTxDrop) continue;
         if (action == PolicyEngine::kTxHairpin) {
+          // a local backend's reply to a local client leaves as the VIP
+          if (pv.has_ports) lb->reverse(plain, ip, &pv.sport, pv.dport, pv.tcp_flags, now_s);
           hairpin(plain, s.len);
           continue;
         }
@@ -768,7 +826,11 @@ void Device::rx_loop() {
       {
         std::shared_lock<std::shared_mutex> lock(table_mu_);
         std::shared_lock<std::shared_mutex> plock;
-        if (rx_policy_) plock = std::shared_lock<std::shared_mutex>(rx_policy_->mu);
+        std::shared_lock<std::shared_mutex> llock;
+        if (rx_policy_) {
+          plock = std::shared_lock<std::shared_mutex>(rx_policy_->mu);
+          llock = std::shared_lock<std::shared_mutex>(lb_->mu);
+        }
         for (int i = 0; i < n; i++) {
           froms[i].len = msgs[i].msg_hdr.msg_namelen;
           size_t len = msgs[i].msg_len;
@@ -909,6 +971,14 @@ void Device::rx_message(uint8_t* msg, size_t len, const Endpoint& from, uint64_t
     count(kRxKeepalives);
     return;
   }
+  if ((plain[0] >> 4) == (kProbeRequest >> 4)) {
+    if (!rx_policy_ || clen < kProbeSize) {
+      count(kDropMalformedInner);
+      return;
+    }
+    rx_probe(p, plain, now);
+    return;
+  }
   uint8_t* pkt = plain;
   size_t rem = clen;
   bool tagged = (plain[0] >> 4) == (kTagV0 >> 4);
@@ -951,6 +1021,7 @@ void Device::rx_message(uint8_t* msg, size_t len, const Endpoint& from, uint64_t
       src_identity = rx_policy_->untagged_identity(pv, p->default_identity);
     }
     if (!rx_policy_->rx(pv, src_identity, p->id, rx_wall_ms_)) return;
+    if (pv.has_ports) lb_->reverse(pkt, ip, &pv.sport, pv.dport, pv.tcp_flags, uint32_t(now / 1000));
   }
   p->last_data_recv_ms.store(now, std::memory_order_relaxed);
   uint64_t zero = 0;

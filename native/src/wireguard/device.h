@@ -52,6 +52,7 @@
 #include "../net/tun.h"
 #include "../net/udp.h"
 #include "../policy/engine.h"
+#include "../services/lb.h"
 #include "allowedips.h"
 #include "cookie.h"
 #include "ratelimiter.h"
@@ -94,6 +95,11 @@ struct Peer {
   bool tagged = false;
   uint32_t default_identity = kIdentityWorld;
   std::vector<uint8_t> clusters;
+  // Liveness probes (mesh mode): when the last answer came, and the smoothed
+  // round-trip time (EWMA, 1/4 weight of the newest sample).
+  std::atomic<uint64_t> last_probe_reply_ms{0};
+  std::atomic<uint64_t> probe_rtt_us{0};
+  std::atomic<uint64_t> probes_sent{0}, probe_replies{0};
 };
 
 // Identity tag in front of the IP packet in a transport message's plaintext
@@ -101,6 +107,11 @@ struct Peer {
 // the 32-bit source identity big-endian.
 constexpr size_t kTagSize = 8;
 constexpr uint8_t kTagV0 = 0x10;
+// Liveness probe plaintext (kind 2): 0x20 request / 0x21 reply, 3 reserved
+// bytes, a 4-byte sequence, the sender's 8-byte monotonic timestamp (ns),
+// echoed unchanged in the reply. 16 bytes; never an IP packet (version 2).
+constexpr uint8_t kProbeRequest = 0x20, kProbeReply = 0x21;
+constexpr size_t kProbeSize = 16;
 
 enum Counter : int {
   kRxPackets,
@@ -148,6 +159,7 @@ struct PeerStats {
   uint64_t rx_bytes, tx_bytes;
   uint64_t last_data_sent_ms, last_data_recv_ms, last_auth_sent_ms, last_auth_recv_ms;
   uint64_t sent_unanswered_ms, recv_unanswered_ms;
+  uint64_t last_probe_reply_ms, probe_rtt_us, probes_sent, probe_replies;
   bool has_current;
   bool current_initiator;
   uint64_t current_age_ms;
@@ -210,13 +222,19 @@ class Device {
   void enable_policy() { policy_on_.store(true, std::memory_order_release); }
   // The engine, or null in plain WireGuard mode.
   PolicyEngine* policy() { return policy_on_.load(std::memory_order_acquire) ? policy_.get() : nullptr; }
+  // The service load balancer: on with the policy engine (mesh mode).
+  LoadBalancer* lb() { return policy_on_.load(std::memory_order_acquire) ? lb_.get() : nullptr; }
+  // Sends a liveness probe to a (tagged) peer; its answer updates the peer's
+  // last_probe_reply_ms and probe_rtt_us.
+  void probe(uint32_t id);
   void set_peer_identity(uint32_t id, bool tagged, uint32_t default_identity, const std::vector<uint8_t>& clusters);
   void count(int c, uint64_t n = 1) { counters_[c].fetch_add(n, std::memory_order_relaxed); }
 
  private:
   struct Ctl {
-    int kind;  // 1 keepalive, 2 flush staged, 3 flush staged or keepalive
+    int kind;  // 1 keepalive, 2 flush staged, 3 flush staged or keepalive, 4 probe request, 5 probe reply
     uint32_t peer;
+    uint8_t probe[kProbeSize];
   };
   struct TxSeg {
     // Routed (peer null): the IP packet, with 16 + kTagSize bytes of slot in
@@ -239,6 +257,9 @@ class Device {
   void rx_message(uint8_t* msg, size_t len, const Endpoint& from, uint64_t now);
   void hairpin(const uint8_t* pkt, size_t len);
   uint32_t accept_tag(const Peer* p, uint32_t identity) const;
+  void rx_probe(Peer* p, const uint8_t* plain, uint64_t now);
+  // Sends the reject for a packet the load balancer refused back into the TUN.
+  void reject(const uint8_t* pkt, const IpInfo& ip);
   void stage(Peer* p, const uint8_t* pkt, size_t len);
   void request_handshake(Peer* p, uint64_t now);
   void push_event(Event&& e);
@@ -296,7 +317,9 @@ class Device {
   // Always allocated so packet threads never see the pointer change; used
   // only once policy_on_ is set.
   std::unique_ptr<PolicyEngine> policy_ = std::make_unique<PolicyEngine>();
+  std::unique_ptr<LoadBalancer> lb_ = std::make_unique<LoadBalancer>();
   std::atomic<bool> policy_on_{false};
+  std::atomic<uint32_t> probe_seq_{0};
 
   std::atomic<uint64_t> counters_[kCounterCount];
 };

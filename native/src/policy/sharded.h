@@ -1,0 +1,87 @@
+// A FlatMap split into shards, each under its own mutex: the connection
+// tables (policy conntrack, service NAT) are written by the TX and RX threads
+// and swept by the control thread, and sharding keeps them from meeting.
+//
+// One hash per key: its low bits index the shard's table, its high bits pick
+// the shard. The size is kept in an atomic so a full table can refuse new
+// entries without taking every lock.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+
+#include "flatmap.h"
+
+namespace wm {
+
+template <typename K, typename V, int kShards = 64>
+class ShardedMap {
+ public:
+  explicit ShardedMap(size_t max_entries) : max_entries_(max_entries) {}
+
+  // Runs f(V* or null) under the key's shard lock and returns its result.
+  template <typename F>
+  auto with(const K& k, F f) {
+    uint64_t h = hash(k);
+    Shard& sh = shard_for(h);
+    std::lock_guard<std::mutex> lock(sh.mu);
+    return f(sh.map.find(k, h));
+  }
+
+  // Inserts or replaces; false when the table is full (and k is new).
+  bool put(const K& k, const V& v) {
+    if (size_.load(std::memory_order_relaxed) >= max_entries_) return false;
+    uint64_t h = hash(k);
+    Shard& sh = shard_for(h);
+    std::lock_guard<std::mutex> lock(sh.mu);
+    size_t before = sh.map.size();
+    sh.map.put(k, v, h);
+    if (sh.map.size() > before) size_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+
+  bool erase(const K& k) {
+    uint64_t h = hash(k);
+    Shard& sh = shard_for(h);
+    std::lock_guard<std::mutex> lock(sh.mu);
+    if (!sh.map.erase(k)) return false;
+    size_.fetch_sub(1, std::memory_order_relaxed);
+    return true;
+  }
+
+  // pred(key, value&) under each shard's lock in turn; true removes the entry.
+  template <typename F>
+  size_t erase_if(F pred) {
+    size_t removed = 0;
+    for (Shard& sh : shards_) {
+      std::lock_guard<std::mutex> lock(sh.mu);
+      removed += sh.map.erase_if(pred);
+    }
+    size_.fetch_sub(removed, std::memory_order_relaxed);
+    return removed;
+  }
+
+  size_t size() const { return size_.load(std::memory_order_relaxed); }
+
+  void clear() {
+    for (Shard& sh : shards_) {
+      std::lock_guard<std::mutex> lock(sh.mu);
+      size_.fetch_sub(sh.map.size(), std::memory_order_relaxed);
+      sh.map.clear();
+    }
+  }
+
+ private:
+  struct Shard {
+    std::mutex mu;
+    FlatMap<K, V> map{64};
+  };
+  Shard& shard_for(uint64_t h) { return shards_[(h >> 40) % kShards]; }
+  uint64_t hash(const K& k) const { return hash_bytes(&k, sizeof k, flatmap_seed()); }
+
+  Shard shards_[kShards];
+  std::atomic<size_t> size_{0};
+  size_t max_entries_;
+};
+
+}  // namespace wm

@@ -1,0 +1,254 @@
+#include "lb.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "../net/reject.h"
+
+namespace wm {
+
+namespace {
+constexpr uint8_t kTcpFin = 0x01, kTcpRst = 0x04;
+// Same idle timeouts as policy conntrack (conntrack.h).
+constexpr uint32_t kTcpTimeout = 3600, kClosingTimeout = 10, kOtherTimeout = 60;
+constexpr uint64_t kFlowSeed = 0x666C6F7773656564ull;  // fixed: every node hashes a flow alike
+}  // namespace
+
+const char* const kLbCounterNames[kLbCounterCount] = {
+    "service_new_flows", "service_reject_no_backend", "service_reject_dead_backend", "service_nat_full",
+    "service_reverse_translated",
+};
+
+bool LbService::alive(const BackendKey& k) const { return std::binary_search(backends.begin(), backends.end(), k); }
+
+LoadBalancer::LoadBalancer(size_t max_nat_entries) : nat_(max_nat_entries) {
+  for (auto& c : counters_) c.store(0);
+}
+
+void LoadBalancer::upsert(std::shared_ptr<LbService> svc) {
+  // Sorted by key, so every node builds the same table.
+  sort_backends(&svc->backends, &svc->weights);
+  svc->table = maglev_build(svc->backends, svc->weights, svc->m);
+  std::shared_ptr<const LbService> old;
+  {
+    std::unique_lock<std::shared_mutex> lock(mu);
+    auto& slot = services_[svc->id];
+    old = std::move(slot);
+    slot = std::move(svc);
+    rebuild_frontends();
+  }
+}
+
+void LoadBalancer::remove(uint32_t id) {
+  std::shared_ptr<const LbService> old;
+  std::unique_lock<std::shared_mutex> lock(mu);
+  auto it = services_.find(id);
+  if (it == services_.end()) return;
+  old = std::move(it->second);
+  services_.erase(it);
+  rebuild_frontends();
+}
+
+void LoadBalancer::rebuild_frontends() {
+  frontends_.clear();
+  for (const auto& [id, s] : services_)
+    for (const Frontend& f : s->frontends) frontends_.put(f, s.get());
+  frontends_n_.store(frontends_.size(), std::memory_order_relaxed);
+}
+
+size_t LoadBalancer::services() const {
+  std::shared_lock<std::shared_mutex> lock(mu);
+  return services_.size();
+}
+
+uint64_t LoadBalancer::flow_hash(const uint8_t* src, const uint8_t* dst, int alen, uint16_t sport, uint16_t dport,
+                                 uint8_t proto) {
+  uint8_t b[38] = {0};
+  std::memcpy(b, src, size_t(alen));
+  std::memcpy(b + 16, dst, size_t(alen));
+  std::memcpy(b + 32, &sport, 2);
+  std::memcpy(b + 34, &dport, 2);
+  b[36] = proto;
+  b[37] = uint8_t(alen);
+  return hash_bytes(b, sizeof b, kFlowSeed);
+}
+
+const LbService* LoadBalancer::select(const Frontend& fe, const uint8_t* src, uint16_t sport,
+                                      const BackendKey** backend) const {
+  const LbService* const* s = frontends_.find(fe);
+  if (!s) return nullptr;
+  const LbService* svc = *s;
+  *backend = nullptr;
+  if (!svc->table.empty()) {
+    uint64_t h = flow_hash(src, fe.addr, fe.family == 4 ? 4 : 16, sport, fe.port, fe.proto);
+    *backend = &svc->backends[svc->table[h % svc->m]];
+  }
+  return svc;
+}
+
+bool LoadBalancer::pick(const Frontend& fe, const uint8_t* src, uint16_t sport, BackendKey* out) {
+  std::shared_lock<std::shared_mutex> lock(mu);
+  const BackendKey* b = nullptr;
+  if (!select(fe, src, sport, &b) || !b) return false;
+  *out = *b;
+  return true;
+}
+
+namespace {
+// Translatable: TCP or UDP with the whole header (the checksum is rewritten),
+// and not a later fragment.
+bool translatable(const uint8_t* pkt, const IpInfo& ip) {
+  if (ip.proto != kProtoTCP && ip.proto != kProtoUDP) return false;
+  if (ip.version == 4 && (load_be16(pkt + 6) & 0x1FFF) != 0) return false;
+  return ip.total_len - ip.header_len >= (ip.proto == kProtoTCP ? 20u : 8u);
+}
+}  // namespace
+
+LbResult LoadBalancer::forward(uint8_t* pkt, const IpInfo& ip, uint16_t sport, uint16_t* dport, uint8_t tcp_flags,
+                               uint32_t now_s) {
+  if (!translatable(pkt, ip)) return kLbNone;
+  Frontend fe;
+  std::memset(&fe, 0, sizeof fe);
+  std::memcpy(fe.addr, ip.dst, size_t(ip.addr_len));
+  fe.port = *dport;
+  fe.proto = ip.proto;
+  fe.family = uint8_t(ip.version);
+  const LbService* const* found = frontends_.find(fe);
+  if (!found) return kLbNone;
+  const LbService* svc = *found;
+  NatKey k;
+  std::memset(&k, 0, sizeof k);
+  std::memcpy(k.src, ip.src, size_t(ip.addr_len));
+  std::memcpy(k.dst, ip.dst, size_t(ip.addr_len));
+  k.sport = sport;
+  k.dport = *dport;
+  k.proto = ip.proto;
+  k.family = uint8_t(ip.version);
+  bool closing = ip.proto == kProtoTCP && (tcp_flags & (kTcpFin | kTcpRst));
+  BackendKey be;
+  std::memset(&be, 0, sizeof be);
+  int state = nat_.with(k, [&](NatEntry* e) {
+    if (!e) return 0;
+    std::memcpy(be.addr, e->addr, 16);
+    be.port = e->port;
+    be.family = uint8_t(ip.version);
+    if (!svc->alive(be)) return 2;
+    e->last_s = now_s;
+    if (closing) e->closing = 1;
+    return 1;
+  });
+  NatKey rk;
+  auto reverse_key = [&]() {
+    std::memset(&rk, 0, sizeof rk);
+    std::memcpy(rk.src, be.addr, 16);
+    std::memcpy(rk.dst, ip.src, size_t(ip.addr_len));
+    rk.sport = be.port;
+    rk.dport = sport;
+    rk.proto = ip.proto;
+    rk.family = uint8_t(ip.version);
+    rk.reverse = 1;
+  };
+  if (state == 2) {
+    // The backend is gone: forget the flow and tell the client now.
+    reverse_key();
+    nat_.erase(k);
+    nat_.erase(rk);
+    count(kLbRejectDeadBackend);
+    return kLbReject;
+  }
+  if (state == 0) {
+    const BackendKey* pick = nullptr;
+    select(fe, ip.src, sport, &pick);
+    if (!pick) {
+      count(kLbRejectNoBackend);
+      return kLbReject;
+    }
+    be = *pick;
+    reverse_key();
+    NatEntry fwd;
+    std::memset(&fwd, 0, sizeof fwd);
+    std::memcpy(fwd.addr, be.addr, 16);
+    fwd.port = be.port;
+    fwd.closing = closing;
+    fwd.tcp = ip.proto == kProtoTCP;
+    fwd.service = svc->id;
+    fwd.last_s = now_s;
+    NatEntry rev = fwd;
+    std::memcpy(rev.addr, fe.addr, 16);
+    rev.port = fe.port;
+    if (!nat_.put(k, fwd) || !nat_.put(rk, rev)) {
+      // Full: the flow still goes to its backend (the hash picks the same one
+      // while the table does not change), but its replies are not translated.
+      nat_.erase(k);
+      count(kLbNatFull);
+    }
+    count(kLbNewFlows);
+  }
+  nat_rewrite(pkt, ip, true, be.addr, be.port);
+  *dport = be.port;
+  return kLbTranslated;
+}
+
+bool LoadBalancer::reverse(uint8_t* pkt, const IpInfo& ip, uint16_t* sport, uint16_t dport, uint8_t tcp_flags,
+                           uint32_t now_s) {
+  if (nat_.size() == 0 || !translatable(pkt, ip)) return false;
+  NatKey k;
+  std::memset(&k, 0, sizeof k);
+  std::memcpy(k.src, ip.src, size_t(ip.addr_len));
+  std::memcpy(k.dst, ip.dst, size_t(ip.addr_len));
+  k.sport = *sport;
+  k.dport = dport;
+  k.proto = ip.proto;
+  k.family = uint8_t(ip.version);
+  k.reverse = 1;
+  bool closing = ip.proto == kProtoTCP && (tcp_flags & (kTcpFin | kTcpRst));
+  uint8_t vip[16];
+  uint16_t vport = 0;
+  bool hit = nat_.with(k, [&](NatEntry* e) {
+    if (!e) return false;
+    std::memcpy(vip, e->addr, 16);
+    vport = e->port;
+    e->last_s = now_s;
+    if (closing) e->closing = 1;
+    return true;
+  });
+  if (!hit) return false;
+  nat_rewrite(pkt, ip, false, vip, vport);
+  *sport = vport;
+  count(kLbReverseTranslated);
+  return true;
+}
+
+size_t LoadBalancer::gc(uint32_t now_s) {
+  auto expired = [now_s](const NatEntry& e) {
+    uint32_t timeout = e.closing ? kClosingTimeout : e.tcp ? kTcpTimeout : kOtherTimeout;
+    return now_s - e.last_s > timeout;
+  };
+  // A flow's two entries go together, once both are idle: a one-way UDP
+  // stream keeps its reverse entry as long as it keeps sending.
+  std::vector<std::pair<NatKey, NatEntry>> candidates;
+  nat_.erase_if([&](const NatKey& k, NatEntry& e) {
+    if (expired(e)) candidates.emplace_back(k, e);
+    return false;
+  });
+  size_t removed = 0;
+  for (const auto& [k, e] : candidates) {
+    NatKey twin;
+    std::memset(&twin, 0, sizeof twin);
+    // forward (client -> VIP) holds the backend; reverse (backend -> client) the VIP
+    std::memcpy(twin.src, k.reverse ? k.dst : e.addr, 16);
+    std::memcpy(twin.dst, k.reverse ? e.addr : k.src, 16);
+    twin.sport = k.reverse ? k.dport : e.port;
+    twin.dport = k.reverse ? e.port : k.sport;
+    twin.proto = k.proto;
+    twin.family = k.family;
+    twin.reverse = k.reverse ? 0 : 1;
+    bool twin_idle = nat_.with(twin, [&](NatEntry* t) { return !t || expired(*t); });
+    if (!twin_idle) continue;
+    removed += nat_.erase(k) ? 1 : 0;
+    removed += nat_.erase(twin) ? 1 : 0;
+  }
+  return removed;
+}
+
+}  // namespace wm

@@ -1,0 +1,121 @@
+// LoadBalancer: service address translation of the mesh data path.
+//
+//   TX, before policy: a packet to a frontend (service VIP, port, protocol)
+//     looks up its flow in the NAT table; an established flow keeps its
+//     backend while that backend is alive, a new one picks a backend from the
+//     service's Maglev table by the flow hash. The destination is rewritten
+//     to the backend (DNAT), and a reverse entry is created for the replies.
+//     A flow whose backend died, or a new flow to a service without backends,
+//     is rejected: the caller sends the RST / ICMP unreachable built by
+//     build_reject and drops the packet.
+//   Replies (RX after ingress policy, TX hairpin after policy): a packet
+//     matching a reverse entry gets its source rewritten back to the VIP.
+//   Policy thus always sees backend addresses, as in Cilium.
+//
+// Locking: mu guards the frontend map and the services. Packet threads hold
+// it shared for a whole batch; the control thread takes it exclusively only
+// to swap a service pointer (tables are built before, outside the lock, and
+// the old service is freed after). The NAT table is a ShardedMap with its
+// own locks.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <shared_mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "../net/ip.h"
+#include "../policy/flatmap.h"
+#include "../policy/sharded.h"
+#include "maglev.h"
+
+namespace wm {
+
+struct Frontend {
+  uint8_t addr[16];
+  uint16_t port;  // host order
+  uint8_t proto;
+  uint8_t family;  // 4 or 6
+};
+
+// One service port: every frontend of it (its VIP in each cluster) shares it.
+struct LbService {
+  uint32_t id = 0;
+  uint32_t m = 0;
+  std::vector<Frontend> frontends;
+  // Backends that may carry flows, sorted by key; weight 0 = alive but not
+  // selected for new flows (another affinity tier is preferred).
+  std::vector<BackendKey> backends;
+  std::vector<uint32_t> weights;
+  std::vector<uint32_t> table;  // Maglev: slot -> backend index; empty: no selectable backend
+  bool alive(const BackendKey& k) const;
+};
+
+enum LbCounter : int {
+  kLbNewFlows,
+  kLbRejectNoBackend,
+  kLbRejectDeadBackend,
+  kLbNatFull,
+  kLbReverseTranslated,
+  kLbCounterCount
+};
+extern const char* const kLbCounterNames[kLbCounterCount];
+
+enum LbResult { kLbNone, kLbTranslated, kLbReject };
+
+class LoadBalancer {
+ public:
+  explicit LoadBalancer(size_t max_nat_entries = 1 << 21);
+
+  // ---- control thread
+  // Replaces (or adds) a service; backends are sorted here. Frontends that
+  // belonged to the service before and are not listed go away.
+  void upsert(std::shared_ptr<LbService> svc);
+  void remove(uint32_t id);
+  size_t services() const;
+  size_t nat_size() const { return nat_.size(); }
+  // Expires idle flows (both directions of a flow go together); returns how many entries went.
+  size_t gc(uint32_t now_s);
+  uint64_t counter(int c) const { return counters_[c].load(std::memory_order_relaxed); }
+  // The backend a flow would get, without touching the NAT table (for tests
+  // and tools): false when the frontend is unknown or has no backend.
+  bool pick(const Frontend& fe, const uint8_t* src, uint16_t sport, BackendKey* out);
+
+  // ---- packet threads (caller holds mu shared)
+  // The service of a frontend and the backend its Maglev table gives a flow
+  // (null backend: no selectable backend); null service: not a frontend.
+  const LbService* select(const Frontend& fe, const uint8_t* src, uint16_t sport, const BackendKey** backend) const;
+  LbResult forward(uint8_t* pkt, const IpInfo& ip, uint16_t sport, uint16_t* dport, uint8_t tcp_flags, uint32_t now_s);
+  // true: the packet was a reply of a translated flow and now comes from the VIP.
+  bool reverse(uint8_t* pkt, const IpInfo& ip, uint16_t* sport, uint16_t dport, uint8_t tcp_flags, uint32_t now_s);
+  bool active() const { return frontends_n_.load(std::memory_order_relaxed) != 0; }
+
+  mutable std::shared_mutex mu;
+
+ private:
+  struct NatKey {
+    uint8_t src[16], dst[16];
+    uint16_t sport, dport;
+    uint8_t proto, family, reverse, pad;
+  };
+  struct NatEntry {
+    uint8_t addr[16];  // forward: the backend; reverse: the VIP
+    uint16_t port;
+    uint8_t closing, tcp;
+    uint32_t service;
+    uint32_t last_s;
+  };
+  static uint64_t flow_hash(const uint8_t* src, const uint8_t* dst, int alen, uint16_t sport, uint16_t dport,
+                            uint8_t proto);
+  void count(int c) { counters_[c].fetch_add(1, std::memory_order_relaxed); }
+  void rebuild_frontends();  // mu held exclusively
+
+  std::unordered_map<uint32_t, std::shared_ptr<const LbService>> services_;
+  FlatMap<Frontend, const LbService*> frontends_;
+  std::atomic<size_t> frontends_n_{0};
+  ShardedMap<NatKey, NatEntry> nat_;
+  std::atomic<uint64_t> counters_[kLbCounterCount];
+};
+
+}  // namespace wm

@@ -1,0 +1,46 @@
+// Maglev consistent hashing (Eisenbud et al., NSDI 2016) with weights.
+//
+// Every backend gets a permutation of the M table slots from two hashes of its
+// key (offset = h1 % M, skip = h2 % (M - 1) + 1). Backends take turns claiming
+// the next free slot of their permutation until the table is full. With equal
+// weights every backend gets floor(M/N) or ceil(M/N) slots; with weights a
+// backend takes a turn in round r only when floor(r * w / w_max) grows, so its
+// share follows its weight. Zero-weight backends take no slots.
+//
+// Nodes agree on tables because the permutation depends only on the backend
+// key bytes and a fixed seed, and backends are sorted by key before the build:
+// the input order never matters. Removing a backend changes only the slots it
+// held plus a few that cascaded (well under 1 % of the others' slots).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace wm {
+
+// The 18-byte identity of a backend: address (IPv4 in the first 4 bytes),
+// port, address family (4 or 6), padding.
+struct BackendKey {
+  uint8_t addr[16];
+  uint16_t port;  // host order
+  uint8_t family;
+  uint8_t pad;
+};
+bool operator<(const BackendKey& a, const BackendKey& b);
+bool operator==(const BackendKey& a, const BackendKey& b);
+
+constexpr uint64_t kMaglevSeed = 0x6D61676C65763031ull;  // same on every node
+constexpr uint32_t kMaglevDefaultSize = 16381;
+
+bool is_prime(uint32_t n);
+
+// Sorts backends by key (weights alongside) and drops duplicate keys; returns
+// the input index of every backend kept, in the new order.
+std::vector<uint32_t> sort_backends(std::vector<BackendKey>* keys, std::vector<uint32_t>* weights);
+
+// backends must be sorted by key (callers sort once and keep the order);
+// weights has one entry per backend. Returns table[slot] = backend index, or
+// an empty table when no backend has a positive weight.
+std::vector<uint32_t> maglev_build(const std::vector<BackendKey>& backends, const std::vector<uint32_t>& weights,
+                                   uint32_t m);
+
+}  // namespace wm

@@ -1,0 +1,58 @@
+/**
+ * `wiremesh service list`: every service an agent translates, with its
+ * frontends, backends per cluster and their state as that node sees them
+ * (selected / standby / dead), the Maglev table size and, for affinity
+ * nearest, the chosen cluster and measured round-trip times.
+ */
+import { callAgent } from '../agent/api.js';
+import type { ServiceStatus } from '../services/datapath.js';
+
+export interface ServiceListing {
+  cluster: string;
+  node: string;
+  services: ServiceStatus[];
+}
+
+export async function listServices(sockets: string[]): Promise<ServiceListing[]> {
+  const out: ServiceListing[] = [];
+  for (const s of sockets) {
+    const res = await callAgent(s, 'GET', '/v1/services').catch((err: Error) => ({ status: 0, body: { error: err.message } }));
+    if (res.status !== 200) throw new Error(`${s}: ${(res.body as { error?: string }).error ?? `HTTP ${res.status}`}`);
+    out.push(res.body as ServiceListing);
+  }
+  return out;
+}
+
+/** Backends per cluster: "c1 2/3" = 2 of 3 usable (selected or standby). */
+export function clusterCounts(svc: ServiceStatus): Map<string, { total: number; healthy: number; selected: number }> {
+  const m = new Map<string, { total: number; healthy: number; selected: number }>();
+  for (const p of svc.ports.slice(0, 1))
+    for (const b of p.backends) {
+      const c = m.get(b.cluster) ?? { total: 0, healthy: 0, selected: 0 };
+      c.total++;
+      if (b.state !== 'dead') c.healthy++;
+      if (b.state === 'selected') c.selected++;
+      m.set(b.cluster, c);
+    }
+  return m;
+}
+
+export function formatServices(listings: ServiceListing[], wide: boolean): string[] {
+  const lines: string[] = [];
+  for (const l of listings) {
+    lines.push(`${l.cluster}/${l.node}:`);
+    if (l.services.length === 0) lines.push('  (no services)');
+    for (const s of l.services) {
+      const ports = s.ports.map((p) => `${p.port}/${p.protocol}`).join(',');
+      const rtt = s.clusters.filter((c) => c.rttMs !== undefined).map((c) => `${c.cluster} ${c.rttMs} ms`).join(', ');
+      const nearest = s.ports[0]?.nearest ? ` -> ${s.ports[0].nearest}` : '';
+      lines.push(`  ${s.namespace}/${s.name}  VIP ${s.vip ?? '-'}  ports ${ports}  ${s.global ? 'global' : 'local'}${s.global && !s.shared ? ' (not shared)' : ''}  affinity ${s.affinity}${nearest}  table ${s.ports[0]?.tableSize ?? '-'}${rtt ? `  rtt ${rtt}` : ''}`);
+      const counts = [...clusterCounts(s)].map(([c, n]) => `${c} ${n.healthy}/${n.total} healthy, ${n.selected} selected`).join('; ');
+      lines.push(`    backends: ${counts || 'none'}`);
+      if (wide)
+        for (const p of s.ports)
+          for (const b of p.backends) lines.push(`    ${String(p.port).padEnd(6)} ${b.cluster.padEnd(8)} ${b.pod.padEnd(24)} ${`${b.ip}:${b.port}`.padEnd(22)} ${b.state}${b.weight !== 1 ? ` weight ${b.weight}` : ''}`);
+    }
+  }
+  return lines;
+}

@@ -1,0 +1,191 @@
+/**
+ * Services as the data path sees them: the v1 Service manifests stored by
+ * `wiremesh apply` (one per cluster that defines the service), merged by
+ * namespace/name into one view per service, and the backend choice by
+ * affinity. Pure functions: the agent (datapath.ts) feeds them etcd state and
+ * liveness, the unit tests feed them literals.
+ *
+ * Semantics follow Cilium's global services:
+ *  - A service is global when its local definition says service.cilium.io/global: "true".
+ *    Its backends are the local endpoints matching its selector plus the
+ *    endpoints of every other cluster whose definition of the same
+ *    namespace/name is global and shared (service.cilium.io/shared, default
+ *    true); shared: "false" keeps a cluster's backends to itself while it
+ *    still uses the others'.
+ *  - Affinity (service.cilium.io/affinity): local = local backends while any
+ *    is healthy, else remote; remote = the reverse; none = all; nearest
+ *    (wiremesh) = the healthy cluster with the lowest measured round-trip time.
+ *  - wiremesh.io/weight (1..1000, default 1): the Maglev weight of every
+ *    backend this cluster's definition exports.
+ *  - Frontends: the local definition's cluster IP and ports. A port of a
+ *    remote definition matches by name (or by number when unnamed); its
+ *    targetPort is that cluster's backend port.
+ */
+import { ConfigError } from '../errors.js';
+import type { EndpointRecord } from '../controlplane/types.js';
+import { AFFINITY_ANNOTATION, GLOBAL_ANNOTATION, SHARED_ANNOTATION, validateManifest, type Manifest } from '../manifests/validate.js';
+
+export const WEIGHT_ANNOTATION = 'wiremesh.io/weight';
+export type Affinity = 'none' | 'local' | 'remote' | 'nearest';
+export type Protocol = 'TCP' | 'UDP';
+
+export interface ServicePort {
+  name: string;
+  port: number;
+  /** Backend port (targetPort, else port). */
+  targetPort: number;
+  protocol: Protocol;
+}
+
+/** One cluster's definition of a service. */
+export interface ClusterService {
+  cluster: string;
+  namespace: string;
+  name: string;
+  vip?: string;
+  ports: ServicePort[];
+  selector?: Record<string, string>;
+  global: boolean;
+  shared: boolean;
+  affinity: Affinity;
+  weight: number;
+}
+
+/** Parses a stored Service manifest (validated again: records come from etcd). */
+export function parseServiceRecord(cluster: string, json: string): ClusterService {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(json);
+  } catch {
+    throw new ConfigError('service', 'not valid JSON');
+  }
+  const m: Manifest = validateManifest(doc);
+  if (m.kind !== 'Service') throw new ConfigError('kind', 'must be Service');
+  const spec = m.spec as { clusterIP?: string; selector?: Record<string, string>; ports: Array<{ name?: string; port: number; targetPort?: number; protocol?: string }> };
+  const ann = m.metadata.annotations ?? {};
+  const global = ann[GLOBAL_ANNOTATION] === 'true';
+  const weight = ann[WEIGHT_ANNOTATION] === undefined ? 1 : Number(ann[WEIGHT_ANNOTATION]);
+  return {
+    cluster,
+    namespace: m.metadata.namespace!,
+    name: m.metadata.name,
+    ...(spec.clusterIP && spec.clusterIP !== 'None' ? { vip: spec.clusterIP } : {}),
+    ports: spec.ports.map((p) => ({ name: p.name ?? '', port: p.port, targetPort: p.targetPort ?? p.port, protocol: (p.protocol ?? 'TCP') as Protocol })),
+    ...(spec.selector ? { selector: spec.selector } : {}),
+    global,
+    shared: global && ann[SHARED_ANNOTATION] !== 'false',
+    affinity: (ann[AFFINITY_ANNOTATION]?.toLowerCase() ?? 'none') as Affinity,
+    weight,
+  };
+}
+
+export interface Backend {
+  cluster: string;
+  node: string;
+  /** namespace/name of the pod. */
+  pod: string;
+  ip: string;
+  port: number;
+  weight: number;
+}
+
+/** One frontend port of a service with every candidate backend. */
+export interface ServicePortView {
+  key: string; // namespace/name/portName|port
+  service: ClusterService; // the local definition
+  port: ServicePort;
+  backends: Backend[];
+}
+
+function portMatches(a: ServicePort, b: ServicePort, single: boolean): boolean {
+  if (a.protocol !== b.protocol) return false;
+  return a.name !== '' || !single ? a.name === b.name : a.port === b.port;
+}
+
+function selects(selector: Record<string, string> | undefined, ep: EndpointRecord, namespace: string): boolean {
+  if (!selector || Object.keys(selector).length === 0) return false; // no selector: no managed backends (Kubernetes)
+  if (ep.namespace !== namespace) return false;
+  for (const [k, v] of Object.entries(selector)) if (ep.labels[k] !== v) return false;
+  return true;
+}
+
+/** Endpoints by "cluster/namespace": built once per recompute, so matching is not services x endpoints. */
+export type EndpointIndex = Map<string, EndpointRecord[]>;
+
+export function indexEndpoints(endpoints: Iterable<EndpointRecord>): EndpointIndex {
+  const idx: EndpointIndex = new Map();
+  for (const e of endpoints) {
+    const k = `${e.cluster}/${e.namespace}`;
+    let l = idx.get(k);
+    if (!l) idx.set(k, (l = []));
+    l.push(e);
+  }
+  return idx;
+}
+
+/**
+ * The ports of the local definition of a service with their candidate
+ * backends from every contributing cluster. defs: every cluster's
+ * definition of this namespace/name; endpoints: all known endpoints.
+ */
+export function servicePorts(localCluster: string, defs: ClusterService[], endpoints: EndpointIndex | Iterable<EndpointRecord>): ServicePortView[] {
+  const local = defs.find((d) => d.cluster === localCluster);
+  if (!local) return [];
+  const idx = endpoints instanceof Map ? endpoints : indexEndpoints(endpoints);
+  const contributing = defs.filter((d) => d.cluster === localCluster || (local.global && d.shared));
+  // backends of the VIP's address family only (a pod has one record per address)
+  const v6 = local.vip?.includes(':');
+  return local.ports.map((port) => {
+    const backends: Backend[] = [];
+    for (const def of contributing) {
+      const theirs = def.ports.find((p) => portMatches(p, port, local.ports.length === 1 && def.ports.length === 1));
+      if (!theirs) continue;
+      for (const ep of idx.get(`${def.cluster}/${def.namespace}`) ?? []) {
+        if ((local.vip !== undefined && ep.ip.includes(':') !== v6) || !selects(def.selector, ep, def.namespace)) continue;
+        backends.push({ cluster: def.cluster, node: ep.node, pod: `${ep.namespace}/${ep.name}`, ip: ep.ip, port: theirs.targetPort, weight: def.weight });
+      }
+    }
+    backends.sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : a.port - b.port));
+    return { key: `${local.namespace}/${local.name}/${port.name || port.port}`, service: local, port, backends };
+  });
+}
+
+export interface Selection {
+  /** Backends new flows may pick (weight > 0 in the Maglev table). */
+  selected: Backend[];
+  /** Healthy backends kept for their established flows but not picked (another tier is preferred). */
+  standby: Backend[];
+  /** For affinity nearest: the cluster chosen. */
+  nearest?: string;
+}
+
+/**
+ * Applies affinity to the healthy backends. rtt: measured round-trip time in
+ * ms per cluster (the local cluster included); previousNearest: the cluster
+ * chosen last time, kept unless another is clearly closer (20 % and 0.5 ms),
+ * so nearest does not flap on noise.
+ */
+export function selectBackends(localCluster: string, affinity: Affinity, healthy: Backend[], rtt: Map<string, number>, previousNearest?: string): Selection {
+  const local = healthy.filter((b) => b.cluster === localCluster);
+  const remote = healthy.filter((b) => b.cluster !== localCluster);
+  const tier = (preferred: Backend[], other: Backend[]): Selection => (preferred.length ? { selected: preferred, standby: other } : { selected: other, standby: [] });
+  switch (affinity) {
+    case 'local':
+      return tier(local, remote);
+    case 'remote':
+      return tier(remote, local);
+    case 'nearest': {
+      const clusters = [...new Set(healthy.map((b) => b.cluster))];
+      if (clusters.length === 0) return { selected: [], standby: [] };
+      const r = (c: string): number => rtt.get(c) ?? (c === localCluster ? 0 : Number.POSITIVE_INFINITY);
+      let best = clusters.reduce((a, b) => (r(b) < r(a) || (r(b) === r(a) && b < a) ? b : a));
+      if (previousNearest && previousNearest !== best && clusters.includes(previousNearest)) {
+        const keep = r(best) > r(previousNearest) * 0.8 || r(previousNearest) - r(best) < 0.5;
+        if (keep) best = previousNearest;
+      }
+      return { selected: healthy.filter((b) => b.cluster === best), standby: healthy.filter((b) => b.cluster !== best), nearest: best };
+    }
+    default:
+      return { selected: healthy, standby: [] };
+  }
+}
