@@ -12,7 +12,7 @@ import { callAgent } from '../../src/agent/api.js';
 import type { ServiceStatus } from '../../src/services/datapath.js';
 import { canRunNetns, execIn, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
 import { addLatency } from '../../src/testbed/latency.js';
-import { addPod, cliIn, removePod, stopRole, testbedClusterAccess, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
+import { addPod, cliIn, removePod, startAgent, stopRole, testbedClusterAccess, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
 
 const enabled = canRunNetns() && hasCommand('etcd');
 const PROBE = join(ROOT, 'test', 'helpers', 'svcprobe.mjs');
@@ -273,7 +273,7 @@ manifests:
     expect(status).toMatch(/shop\/web: VIP 100\.127\.1\.\d+, affinity none, table 16381, backends c1 2\/2 healthy, c2 3\/3 healthy, c3 2\/2 healthy/);
   });
 
-  it('killing every node of a cluster: new connections succeed only on the survivors within 2 s, and its flows are reset', async () => {
+  it('killing every node of a cluster: new connections succeed only on the survivors within 2 s, its flows are reset, and it returns when healthy', async () => {
     const v = await vip('c1', 'web');
     // connections held open (each reports its backend once connected), some on c3's backends
     const holds: Promise<string>[] = [];
@@ -307,5 +307,11 @@ manifests:
     expect(onC3.length).toBeGreaterThan(0);
     for (const h of onC3) expect(h.error).toBe('ECONNRESET'); // reset, not left hanging
     for (const h of elsewhere) expect(h.error).toBeNull(); // flows to healthy backends never break
+    // the cluster comes back: its backends return to selection
+    await startAgent(st, 'c3', 'n1');
+    await settled('c1', 'n1', 'web', 7);
+    const back = await spread('cl1', 'web', 140);
+    expect(back.fail).toBe(0);
+    expect(Object.keys(back.counts).some((n) => n.startsWith('w3'))).toBe(true);
   });
 });
