@@ -44,8 +44,12 @@ import { endpointIdentityLabels, parseIdentityRecord } from '../identity/identit
 import type { AgentConfig } from './config.js';
 import { PolicyDatapath } from './datapath.js';
 import { ServiceDatapath } from '../services/datapath.js';
-import { DnsServer } from '../services/dns.js';
+import { answer, DnsServer } from '../services/dns.js';
 import { clusterCounts } from '../cli/services.js';
+import { IngressGateway } from '../gateway/gateway.js';
+import { ConfigError } from '../errors.js';
+import type { GatewayRecord } from '../controlplane/types.js';
+import { formatIP } from '../net/ip.js';
 
 export interface LocalEndpoint {
   name: string;
@@ -71,6 +75,10 @@ export class Agent extends EventEmitter {
   services: ServiceDatapath | undefined;
   dns: DnsServer | undefined;
   private dnsAddressAdded = false;
+  /** Ingress gateway (node.yaml gateway section). */
+  gateway: IngressGateway | undefined;
+  /** The node's router address (first address of its IPv4 pod CIDR, on the TUN): the gateway's source. */
+  private routerAddress: string | undefined;
   /** Identity of each local endpoint, by namespace/name. */
   private readonly identities = new Map<string, number>();
   private etcd!: Etcd3;
@@ -262,6 +270,7 @@ export class Agent extends EventEmitter {
         new ListWatcher(store, cachePrefix('services'), serviceSink(cachePrefix('services')), this.log),
       );
       svc.start();
+      if (this.cfg.gateway) await this.startGateway(svc);
       // A node without service DNS still translates services: report and go on.
       if (this.cfg.services.dns.enabled)
         await this.startDns(svc).catch((err: Error) =>
@@ -280,6 +289,8 @@ export class Agent extends EventEmitter {
     if (this.healthTimer) clearInterval(this.healthTimer);
     await Promise.all(this.watchers.map((w) => w.stop()));
     this.dns?.close();
+    this.gateway?.stop();
+    if (this.routerAddress) this.ip(['addr', 'del', `${this.routerAddress}/32`, 'dev', this.dev.tunName]);
     if (this.dnsAddressAdded) this.ip(['addr', 'del', `${this.cfg.services.dns.address}/${this.cfg.services.dns.address.includes(':') ? 128 : 32}`, 'dev', 'lo']);
     this.services?.stop();
     this.datapath?.stop();
@@ -296,7 +307,7 @@ export class Agent extends EventEmitter {
    */
   private async startDns(svc: ServiceDatapath): Promise<void> {
     const { address, port } = this.cfg.services.dns;
-    const dns = new DnsServer(svc, this.log);
+    const dns = new DnsServer((q) => answer(svc, q), this.log);
     try {
       await dns.listen(address, port);
     } catch (err) {
@@ -307,6 +318,36 @@ export class Agent extends EventEmitter {
     }
     this.dns = dns;
     this.log.info({ address, port }, 'service DNS listening');
+  }
+
+  /**
+   * The gateway connects to VIPs from the router address: replies to it are
+   * routed to this node through the tunnels (it is in our pod CIDR), where
+   * reverse NAT turns them back into the VIP's.
+   */
+  private async startGateway(svc: ServiceDatapath): Promise<void> {
+    const g = this.cfg.gateway!;
+    const v4 = this.cfg.node.podCIDRs.map((c) => parsePrefix(c)).find((p) => p.addr.length === 4);
+    if (!v4) throw new ConfigError('gateway', 'needs an IPv4 pod CIDR on this node (its first address is the gateway\'s source)');
+    const first = Buffer.from(v4.addr);
+    first[3]! += 1;
+    this.routerAddress = formatIP(first);
+    this.ip(['addr', 'replace', `${this.routerAddress}/32`, 'dev', this.dev.tunName]);
+    // to a local backend the SYN comes back out of the TUN (hairpin) with our own address as source
+    try {
+      execFileSync('sysctl', ['-qw', `net.ipv4.conf.${this.dev.tunName}.accept_local=1`]);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'cannot set accept_local on the TUN: the gateway will not reach backends on this node');
+    }
+    this.datapath?.setNode(this.id, [...this.cfg.node.addresses, this.routerAddress]);
+    this.gateway = new IngressGateway(g.address, this.routerAddress, g.listeners, svc, this.log);
+    await this.gateway.start();
+  }
+
+  private gatewayRecord(): GatewayRecord | undefined {
+    const g = this.cfg.gateway;
+    if (!g) return undefined;
+    return { cluster: this.cfg.cluster.name, node: this.cfg.node.name, address: g.address, ...(g.region ? { region: g.region } : {}), listeners: g.listeners.map((l) => ({ service: l.service, port: l.port, listenPort: l.listenPort })) };
   }
 
   private ip(args: string[]): void {
@@ -354,6 +395,8 @@ export class Agent extends EventEmitter {
       setTimeout(() => void this.register().catch((e) => this.log.error({ err: (e as Error).message }, 'registration failed')), 1000);
     });
     await lease.put(stateKey('nodes', this.cfg.cluster.name, this.cfg.node.name)).value(JSON.stringify(this.nodeRecord()));
+    const gw = this.gatewayRecord();
+    if (gw) await lease.put(stateKey('gateways', this.cfg.cluster.name, this.cfg.node.name)).value(JSON.stringify(gw));
     this.leaseId = await lease.grant();
     for (const ep of this.local.values()) await this.putEndpoint(ep);
   }
@@ -761,6 +804,7 @@ export class Agent extends EventEmitter {
         };
       }),
       counters: this.dev.native.counters(),
+      ...(this.gateway ? { gateway: { address: this.cfg.gateway!.address, routerAddress: this.routerAddress, listeners: this.gateway.stats } } : {}),
       ...(this.services ? { services: { count: this.services.list().length, lastComputeMs: this.services.lastComputeMs, ...(this.dns ? { dns: this.dns.counters } : {}) } } : {}),
       ...(this.datapath ? { policy: { identities: this.datapath.universe.identities.size, localEndpoints: this.identities.size, lastCompileMs: this.datapath.lastCompileMs, warnings: this.datapath.warnings.length } } : {}),
     };

@@ -11,6 +11,10 @@
  *   api: { socket: /run/wiremesh/agent.sock }
  *   policy: { enabled: true, defaultLocalCluster: true }
  *   services: { maglevTableSize: 16381, dns: { enabled: true, address: 169.254.1.1, port: 53 } }
+ *   gateway:                            # optional: ingress gateway for global services (src/gateway)
+ *     address: 198.18.1.10              # default: node.addresses[0]
+ *     region: eu                        # reported to the gateway DNS entry point
+ *     listeners: [{ service: shop/web, port: 80, listenPort: 8080, proxyProtocol: false }]
  *
  * Services ride on the mesh data path: with policy.enabled false there is no
  * service translation (and no DNS).
@@ -18,9 +22,8 @@
  * The MTU default is 1412: 1420 (WireGuard's, which fits an IPv6 underlay of
  * 1500) less the 8-byte identity tag mesh peers carry.
  */
-import { readFileSync } from 'node:fs';
-import { parse } from 'yaml';
 import { ConfigError } from '../errors.js';
+import { parseYamlMapping, readConfigFile } from '../yamlconfig.js';
 import { validateAddress, validateClusterId, validateClusterName, validatePrefixes } from '../controlplane/types.js';
 import { formatPrefix } from '../net/ip.js';
 
@@ -34,6 +37,7 @@ export interface AgentConfig {
   policy: { enabled: boolean; defaultLocalCluster: boolean };
   /** maglevTableSize: prime M of every service's table; dns: the node's service-name server. */
   services: { maglevTableSize: number; dns: { enabled: boolean; address: string; port: number } };
+  gateway?: { address: string; region?: string; listeners: Array<{ service: string; port: number; listenPort: number; proxyProtocol: boolean }> };
   /** Node record lease, seconds: how long a dead agent's node stays published. */
   leaseTTL: number;
 }
@@ -60,15 +64,7 @@ function strList(v: unknown, field: string): string[] {
 }
 
 export function parseAgentConfig(text: string): AgentConfig {
-  let doc: unknown;
-  try {
-    doc = parse(text);
-  } catch (err) {
-    throw new ConfigError('(file)', `not valid YAML: ${(err as Error).message}`);
-  }
-  const root = obj(doc, '(root)');
-  const known = ['cluster', 'node', 'wireguard', 'etcd', 'api', 'leaseTTL', 'policy', 'services'];
-  for (const k of Object.keys(root)) if (!known.includes(k)) throw new ConfigError(k, `unknown field (expected one of ${known.join(', ')})`);
+  const root = parseYamlMapping(text, ['cluster', 'node', 'wireguard', 'etcd', 'api', 'leaseTTL', 'policy', 'services', 'gateway']);
   const c = obj(root.cluster, 'cluster');
   const n = obj(root.node, 'node');
   const w = obj(root.wireguard ?? {}, 'wireguard');
@@ -82,6 +78,8 @@ export function parseAgentConfig(text: string): AgentConfig {
   for (const k of Object.keys(dns)) if (!['enabled', 'address', 'port'].includes(k)) throw new ConfigError(`services.dns.${k}`, 'unknown field (expected enabled, address, port)');
   const maglevTableSize = int(svc.maglevTableSize, 'services.maglevTableSize', 251, 1048573, 16381);
   if (!isPrime(maglevTableSize)) throw new ConfigError('services.maglevTableSize', `${maglevTableSize} is not prime (Maglev needs a prime: 251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071)`);
+  const gw = root.gateway === undefined ? undefined : obj(root.gateway, 'gateway');
+  for (const k of Object.keys(gw ?? {})) if (!['address', 'region', 'listeners'].includes(k)) throw new ConfigError(`gateway.${k}`, 'unknown field (expected address, region, listeners)');
   const bool = (v: unknown, field: string, dflt: boolean): boolean => {
     if (v === undefined) return dflt;
     if (typeof v !== 'boolean') throw new ConfigError(field, 'must be true or false');
@@ -112,6 +110,7 @@ export function parseAgentConfig(text: string): AgentConfig {
     api: { socket: a.socket === undefined ? `/run/wiremesh/${nodeName}.sock` : str(a.socket, 'api.socket') },
     leaseTTL: int(root.leaseTTL, 'leaseTTL', 5, 3600, 30),
     policy: { enabled: bool(pol.enabled, 'policy.enabled', true), defaultLocalCluster: bool(pol.defaultLocalCluster, 'policy.defaultLocalCluster', true) },
+    ...(gw ? { gateway: parseGateway(gw, addresses[0]!, bool) } : {}),
     services: {
       maglevTableSize,
       dns: {
@@ -123,17 +122,30 @@ export function parseAgentConfig(text: string): AgentConfig {
   };
 }
 
+function parseGateway(gw: Obj, nodeAddress: string, bool: (v: unknown, f: string, d: boolean) => boolean): NonNullable<AgentConfig['gateway']> {
+  const listeners = (Array.isArray(gw.listeners) ? gw.listeners : []).map((l: unknown, i: number) => {
+    const f = `gateway.listeners[${i}]`;
+    const o = obj(l, f);
+    for (const k of Object.keys(o)) if (!['service', 'port', 'listenPort', 'proxyProtocol'].includes(k)) throw new ConfigError(`${f}.${k}`, 'unknown field (expected service, port, listenPort, proxyProtocol)');
+    const service = str(o.service, `${f}.service`);
+    if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(service)) throw new ConfigError(`${f}.service`, `"${service}" must be namespace/name`);
+    return { service, port: int(o.port, `${f}.port`, 1, 65535), listenPort: int(o.listenPort, `${f}.listenPort`, 1, 65535), proxyProtocol: bool(o.proxyProtocol, `${f}.proxyProtocol`, false) };
+  });
+  if (listeners.length === 0) throw new ConfigError('gateway.listeners', 'at least one listener is required');
+  const ports = new Set<number>();
+  listeners.forEach((l, i) => {
+    if (ports.has(l.listenPort)) throw new ConfigError(`gateway.listeners[${i}].listenPort`, `${l.listenPort} is used twice`);
+    ports.add(l.listenPort);
+  });
+  const region = gw.region === undefined ? undefined : str(gw.region, 'gateway.region');
+  return { address: gw.address === undefined ? nodeAddress : validateAddress(gw.address, 'gateway.address'), ...(region ? { region } : {}), listeners };
+}
+
 function isPrime(n: number): boolean {
   for (let d = 2; d * d <= n; d++) if (n % d === 0) return false;
   return n > 1;
 }
 
 export function loadAgentConfig(path: string): AgentConfig {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new ConfigError('--config', `cannot read ${path}: ${(err as Error).message}`);
-  }
-  return parseAgentConfig(text);
+  return parseAgentConfig(readConfigFile(path));
 }

@@ -77,6 +77,19 @@ export async function main(argv: string[]): Promise<number> {
       etcd.close();
     });
 
+  program
+    .command('gateway-dns')
+    .description("health-aware DNS entry point: a service's public name -> the healthy ingress gateways, the client's region first")
+    .requiredOption('--config <file>', 'YAML: etcd, listen, ttl, names, regions (src/gateway/gslb.ts)')
+    .action(async (o: { config: string }) => {
+      const { GatewayDns, loadGatewayDnsConfig } = await import('../gateway/gslb.js');
+      const log = createLogger('gateway-dns');
+      const g = new GatewayDns(loadGatewayDnsConfig(o.config), log);
+      await g.start();
+      await waitForSignal();
+      await g.stop();
+    });
+
   const cm = program.command('clustermesh').description('connect clusters into a mesh');
   cm.command('pki')
     .description("create a cluster's CA, etcd server certificate and root client certificate")

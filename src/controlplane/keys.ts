@@ -19,7 +19,7 @@
  * node's offer to relay traffic between the clusters it reaches).
  */
 export const ROOT = 'wiremesh/';
-export const STATE_TYPES = ['nodes', 'ip', 'identities', 'services', 'policies', 'relays'] as const;
+export const STATE_TYPES = ['nodes', 'ip', 'identities', 'services', 'policies', 'relays', 'gateways'] as const;
 export type StateType = (typeof STATE_TYPES)[number];
 
 export const stateKey = (type: StateType, cluster: string, name: string): string => `wiremesh/state/${type}/v1/${cluster}/${name}`;

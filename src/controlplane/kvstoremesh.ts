@@ -36,7 +36,7 @@ import { IdentityCollector } from '../identity/allocator.js';
  * remote cluster's policy only when it is marked mesh-wide, and `policy trace`
  * reads the others to explain a verdict on the far side.
  */
-export const REPLICATED_TYPES: StateType[] = ['nodes', 'ip', 'identities', 'services', 'relays', 'policies'];
+export const REPLICATED_TYPES: StateType[] = ['nodes', 'ip', 'identities', 'services', 'relays', 'policies', 'gateways'];
 
 export interface RemoteSpec extends EtcdOptions {
   name: string;

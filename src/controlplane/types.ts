@@ -41,6 +41,15 @@ export interface ClusterConfig {
   serviceCIDR?: string;
 }
 
+/** An ingress gateway (agent `gateway` section): where it listens, for which services, in which region. */
+export interface GatewayRecord {
+  cluster: string;
+  node: string;
+  address: string;
+  region?: string;
+  listeners: Array<{ service: string; port: number; listenPort: number }>;
+}
+
 /** A hub node's offer to relay: the pod CIDRs of the remote clusters it reaches. */
 export interface RelayRecord {
   cluster: string;

@@ -18,7 +18,7 @@ import { execFileSync } from 'node:child_process';
 import type { EndpointRecord } from '../controlplane/types.js';
 import type { Logger } from '../log.js';
 import type { NativeDevice } from '../native/binding.js';
-import { parseIP } from '../net/ip.js';
+import { formatIP, parseIP } from '../net/ip.js';
 import { NodeHealth } from './health.js';
 import { indexEndpoints, parseServiceRecord, selectBackends, servicePorts, type Backend, type ClusterService, type ServicePortView } from './service.js';
 
@@ -265,6 +265,23 @@ export class ServiceDatapath {
       });
     }
     return out.sort((a, b) => (`${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1));
+  }
+
+  /**
+   * The backend the data path's Maglev table gives a new flow from
+   * client:clientPort to the local VIP's port (the ingress gateway's
+   * connect-time translation); undefined when none is selectable.
+   */
+  pick(namespace: string, name: string, port: number, client: string, clientPort: number): { ip: string; port: number } | undefined {
+    const def = this.lookup(namespace, name);
+    const p = def?.ports.find((x) => x.port === port && x.protocol === 'TCP');
+    if (!def?.vip || !p) return undefined;
+    const v6 = def.vip.includes(':');
+    const plain = client.startsWith('::ffff:') ? client.slice(7) : client;
+    // the hash input must be of the VIP's family; another family's client hashes by port alone
+    const src = parseIP(plain.includes(':') === v6 ? plain : v6 ? '::' : '0.0.0.0')!;
+    const b = this.dev.servicePick(frontendRow(def.vip, port, 'TCP'), src, clientPort);
+    return b ? { ip: formatIP(b.address), port: b.port } : undefined;
   }
 
   /** The local definition of namespace/name (DNS). */

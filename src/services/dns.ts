@@ -20,8 +20,9 @@ import type { ClusterService } from './service.js';
 export const ZONES = ['svc.cluster.local', 'svc.clusterset.local'] as const;
 export const TTL_S = 5;
 
-const RCODE_NXDOMAIN = 3;
-const RCODE_REFUSED = 5;
+export const RCODE_SERVFAIL = 2;
+export const RCODE_NXDOMAIN = 3;
+export const RCODE_REFUSED = 5;
 const RCODE_FORMERR = 1;
 
 /** The service definitions the server answers from (the agent's ServiceDatapath). */
@@ -37,7 +38,8 @@ export interface DnsCounters {
   malformed: number;
 }
 
-interface Answer {
+/** One question's answer: rcode, answer / additional / authority records. */
+export interface Answer {
   rcode: number;
   answers: packet.Answer[];
   additionals: packet.Answer[];
@@ -86,12 +88,17 @@ export function answer(dir: ServiceDirectory, q: packet.Question): Answer {
   }
 }
 
+/**
+ * A UDP DNS server around an answer function: the node's service DNS
+ * (answer() over the agent's services) and the gateway entry point
+ * (src/gateway/gslb.ts) share it.
+ */
 export class DnsServer {
   private socket: dgram.Socket | undefined;
   readonly counters: DnsCounters = { queries: 0, answered: 0, nxdomain: 0, refused: 0, malformed: 0 };
 
   constructor(
-    private readonly dir: ServiceDirectory,
+    private readonly answerFor: (q: packet.Question, from: dgram.RemoteInfo) => Answer,
     private readonly log: Logger,
   ) {}
 
@@ -133,10 +140,10 @@ export class DnsServer {
     if (!q.questions || q.questions.length !== 1) {
       res = { type: 'response', id: q.id, flags: rd | RCODE_FORMERR, questions: q.questions ?? [] };
     } else {
-      const a = answer(this.dir, q.questions[0]!);
+      const a = this.answerFor(q.questions[0]!, rinfo);
       if (a.rcode === RCODE_NXDOMAIN) this.counters.nxdomain++;
       else if (a.rcode === RCODE_REFUSED) this.counters.refused++;
-      else this.counters.answered++;
+      else if (a.rcode === 0) this.counters.answered++;
       res = {
         type: 'response',
         id: q.id,

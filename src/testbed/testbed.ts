@@ -297,6 +297,21 @@ export async function restartEtcd(st: TestbedState, cluster: string): Promise<vo
 }
 
 /**
+ * An extra host on the underlay (outside every cluster): an external client of
+ * the ingress gateways, or the gateway DNS entry point. Removed with the testbed.
+ */
+export function addUnderlayHost(st: TestbedState, name: string, address: string): string {
+  const ns = `${nsPrefix(st.name)}x-${name}`;
+  addNetns(st, ns);
+  const bridgeSide = `ux${name}`.slice(0, 15);
+  execFileSync('ip', ['link', 'add', 'eth0', 'netns', ns, 'type', 'veth', 'peer', 'name', bridgeSide, 'netns', `${nsPrefix(st.name)}ul`]);
+  sh(['ip', 'link', 'set', bridgeSide, 'master', 'br0', 'up'], `${nsPrefix(st.name)}ul`);
+  sh(['ip', 'addr', 'add', `${address}/${UNDERLAY_PREFIX_LEN}`, 'dev', 'eth0'], ns);
+  sh(['ip', 'link', 'set', 'eth0', 'up'], ns);
+  return ns;
+}
+
+/**
  * Creates a pod: a namespace with a veth into its node, its /32 from the node's
  * pod CIDR (the next free .10+k), a default route via the node, and its
  * endpoint registered with the node's agent (as a CNI plugin would).
@@ -393,6 +408,9 @@ async function teardown(name: string, progress: (msg: string) => void): Promise<
   const end = Date.now() + 3000;
   while (Date.now() < end && [...pids].some(alive)) await sleep(50);
   for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  // give the kernel (and our event loop, which reaps children we spawned) a moment to finish them
+  const killedBy = Date.now() + 2000;
+  while (Date.now() < killedBy && [...pids].some(alive)) await sleep(20);
   for (const ns of namespaces) {
     try {
       execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });

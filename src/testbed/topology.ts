@@ -12,7 +12,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
-import { parse } from 'yaml';
+import { isYamlObject, parseYamlMapping, type YamlObject } from '../yamlconfig.js';
 import { ConfigError } from '../errors.js';
 import { formatIP, parsePrefix } from '../net/ip.js';
 import { prefixesOverlap, validateClusterId, validateClusterName } from '../controlplane/types.js';
@@ -46,19 +46,11 @@ export interface Topology {
 }
 
 const DNS = /^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$/;
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+type Obj = YamlObject;
+const isObj = isYamlObject;
 
 export function parseTopology(text: string, file = 'topology.yaml'): Topology {
-  let doc: unknown;
-  try {
-    doc = parse(text);
-  } catch (err) {
-    throw new ConfigError('(file)', `not valid YAML: ${(err as Error).message}`);
-  }
-  if (!isObj(doc)) throw new ConfigError('(root)', 'must be a mapping');
-  for (const k of Object.keys(doc))
-    if (!['name', 'clusters', 'pods', 'manifests', 'connect', 'hub'].includes(k)) throw new ConfigError(k, 'unknown field');
+  const doc = parseYamlMapping(text, ['name', 'clusters', 'pods', 'manifests', 'connect', 'hub']);
   const name = doc.name === undefined ? basename(file).replace(/\.[^.]*$/, '').toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 12) : doc.name;
   if (typeof name !== 'string' || !/^[a-z0-9][a-z0-9-]{0,11}$/.test(name)) throw new ConfigError('name', 'must be 1-12 lowercase letters, digits or "-"');
   if (!Array.isArray(doc.clusters) || doc.clusters.length === 0) throw new ConfigError('clusters', 'must be a non-empty list');

@@ -7,6 +7,9 @@
 //   watch HOST PORT MS            a new connection every 50 ms for MS ms (1 s timeout each); prints
 //                                 one JSON line per attempt: {"t":ms since start,"at":epoch ms,"ok":bool,"name"|"error"}
 //   resolve NAME TYPE             DNS through the pod's resolv.conf; prints the answer as JSON or {"error":code}
+//   dnsq SERVER NAME              an A query to SERVER (port 53); prints the addresses in answer order, or {"error":code}
+//   ppserver NAME PORT            TCP on PORT expecting a PROXY v2 header first; every line is answered
+//                                 with "NAME <client address>:<port>" as the header named it
 import { createServer, connect } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { promises as dns } from 'node:dns';
@@ -113,6 +116,39 @@ if (mode === 'server') {
     await new Promise((r) => setTimeout(r, 50));
   }
   await Promise.all(pending);
+} else if (mode === 'dnsq') {
+  const [server, name] = a;
+  const r = new dns.Resolver({ timeout: 1000, tries: 1 });
+  r.setServers([server]);
+  try {
+    process.stdout.write(JSON.stringify(await r.resolve4(name)) + '\n');
+  } catch (e) {
+    process.stdout.write(JSON.stringify({ error: e.code }) + '\n');
+  }
+} else if (mode === 'ppserver') {
+  const [name, port] = a;
+  createServer((s) => {
+    let buf = Buffer.alloc(0);
+    let client = null;
+    s.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      if (!client) {
+        // signature (12), ver/cmd, family, length (2), then addresses and ports
+        if (buf.length < 16) return;
+        const len = buf.readUInt16BE(14);
+        if (buf.length < 16 + len) return;
+        if (buf[13] !== 0x11) return s.destroy();
+        client = `${[...buf.subarray(16, 20)].join('.')}:${buf.readUInt16BE(24)}`;
+        buf = buf.subarray(16 + len);
+      }
+      let i;
+      while ((i = buf.indexOf(10)) >= 0) {
+        buf = buf.subarray(i + 1);
+        s.write(`${name} ${client}\n`);
+      }
+    });
+    s.on('error', () => {});
+  }).listen(Number(port), '0.0.0.0', () => process.stderr.write('listening\n'));
 } else if (mode === 'resolve') {
   const [name, type] = a;
   try {

@@ -1,0 +1,128 @@
+/**
+ * Ingress gateway (north-south): the agent listens on the node's underlay
+ * address for chosen global services and forwards each TCP connection to a
+ * backend that the native load balancer picks with the service's Maglev table
+ * and affinity (nearest included), hashing the external client's address and
+ * port: translation at connect time, as Cilium's socket load balancing does,
+ * so the gateway's own connection needs no NAT. It connects from the node's
+ * router address (the first address of its pod CIDR, on the TUN): remote
+ * backends answer it through the tunnels, local ones directly. With
+ * proxyProtocol the backend first receives a PROXY v2 header naming the client.
+ *
+ * A client whose service has no healthy backend (or is not defined here), or
+ * whose upstream fails, is reset, so it retries elsewhere at once.
+ */
+import net from 'node:net';
+import type { Logger } from '../log.js';
+/** What the gateway needs of the agent's services (ServiceDatapath). */
+export interface BackendPicker {
+  /** The backend a new flow from client:clientPort to service port gets, or undefined (none healthy / unknown). */
+  pick(namespace: string, name: string, port: number, client: string, clientPort: number): { ip: string; port: number } | undefined;
+}
+import { proxyV2Header } from './proxyproto.js';
+
+export interface GatewayListener {
+  /** namespace/name of a service defined in this cluster. */
+  service: string;
+  /** The service port (spec.ports[].port, TCP). */
+  port: number;
+  /** Where the gateway listens on the node's address. */
+  listenPort: number;
+  proxyProtocol: boolean;
+}
+
+export interface GatewayStats {
+  service: string;
+  listenPort: number;
+  accepted: number;
+  active: number;
+  failed: number;
+}
+
+const UPSTREAM_TIMEOUT_MS = 5000;
+
+export class IngressGateway {
+  private readonly servers: net.Server[] = [];
+  readonly stats: GatewayStats[];
+
+  constructor(
+    private readonly address: string,
+    private readonly sourceAddress: string,
+    private readonly listeners: GatewayListener[],
+    private readonly services: BackendPicker,
+    private readonly log: Logger,
+    /** Opens the upstream connection (tests slow it down to stand in for the mesh's latency). */
+    private readonly connectUpstream: (opts: net.TcpNetConnectOpts) => net.Socket = (opts) => net.connect(opts),
+  ) {
+    this.stats = listeners.map((l) => ({ service: l.service, listenPort: l.listenPort, accepted: 0, active: 0, failed: 0 }));
+  }
+
+  async start(): Promise<void> {
+    for (const [i, l] of this.listeners.entries()) {
+      const server = net.createServer((client) => this.forward(l, this.stats[i]!, client));
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(l.listenPort, this.address, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      server.on('error', (err) => this.log.warn({ err: err.message, listener: l }, 'gateway listener error'));
+      this.servers.push(server);
+      this.log.info({ address: this.address, port: l.listenPort, service: l.service }, 'gateway listening');
+    }
+  }
+
+  stop(): void {
+    for (const s of this.servers) s.close();
+  }
+
+  private forward(l: GatewayListener, st: GatewayStats, client: net.Socket): void {
+    // Addresses now: a client that leaves before the upstream connects has none later.
+    const peer = { src: client.remoteAddress, srcPort: client.remotePort, dst: client.localAddress, dstPort: client.localPort };
+    st.accepted++;
+    st.active++;
+    let done = false;
+    const finish = (failed: boolean) => {
+      if (done) return;
+      done = true;
+      st.active--;
+      if (failed) st.failed++;
+    };
+    client.on('error', () => undefined);
+    const [ns, name] = l.service.split('/') as [string, string];
+    const backend = peer.src ? this.services.pick(ns, name, l.port, peer.src, peer.srcPort!) : undefined;
+    if (!backend) {
+      finish(true);
+      client.resetAndDestroy();
+      return;
+    }
+    const up = this.connectUpstream({ host: backend.ip, port: backend.port, localAddress: this.sourceAddress });
+    up.setTimeout(UPSTREAM_TIMEOUT_MS, () => up.destroy(new Error('upstream connect timeout')));
+    up.once('connect', () => {
+      up.setTimeout(0);
+      if (client.destroyed || !peer.src || !peer.dst) {
+        up.destroy(); // the client is gone (a health probe, an impatient client)
+        return;
+      }
+      if (l.proxyProtocol) up.write(proxyV2Header(peer.src, peer.srcPort!, peer.dst, peer.dstPort!));
+      client.pipe(up);
+      up.pipe(client);
+    });
+    // an error on either side resets the other: clients see a failure at once, not a hang
+    up.on('error', () => {
+      finish(true);
+      if (!client.destroyed) client.resetAndDestroy();
+    });
+    client.on('error', () => {
+      if (!up.destroyed) up.resetAndDestroy();
+    });
+    up.on('close', () => {
+      finish(false);
+      if (!client.destroyed) client.end();
+    });
+    client.on('close', () => {
+      if (!up.destroyed) up.end();
+    });
+  }
+}

@@ -1,0 +1,197 @@
+/**
+ * Health-aware DNS entry point for the ingress gateways (`wiremesh
+ * gateway-dns --config FILE`): answers a service's public name with the
+ * addresses of the gateways that serve it and answer right now, those in the
+ * querying client's region first.
+ *
+ *   gateway records (agents' gateway sections, under their leases; every
+ *   cluster's through kvstoremesh) ──▶ listeners per service
+ *   TCP connect probe to every listener each second (timeout 800 ms) ──▶ healthy
+ *   query from a client ──▶ its region (configured source prefixes) ──▶
+ *   A/AAAA records of healthy gateways, own region first, TTL `ttl`
+ *
+ * A cluster that dies stops answering probes and leaves the answers within a
+ * second, so new clients move within the TTL. Names not configured: REFUSED;
+ * a name with no healthy gateway: SERVFAIL (resolvers retry).
+ *
+ * Config:
+ *   etcd: { endpoints: [https://198.18.1.2:2379], caFile, certFile, keyFile }   # any cluster's etcd
+ *   listen: { address: 198.18.0.53, port: 53 }
+ *   ttl: 5
+ *   names: { web.example.com: shop/web }
+ *   regions: { eu: [198.18.200.0/24], us: [198.18.201.0/24] }
+ */
+import net from 'node:net';
+import type { RemoteInfo } from 'node:dgram';
+import type { Question } from 'dns-packet';
+import type { Etcd3 } from 'etcd3';
+import { ConfigError } from '../errors.js';
+import { cachePrefix, statePrefix } from '../controlplane/keys.js';
+import { connectEtcd, EtcdStore, ListWatcher } from '../controlplane/kvstore.js';
+import { validateAddress, validatePrefixes, prefixesOverlap, type GatewayRecord } from '../controlplane/types.js';
+import type { Logger } from '../log.js';
+import { parsePrefix, type Prefix } from '../net/ip.js';
+import { isYamlObject, parseYamlMapping, readConfigFile } from '../yamlconfig.js';
+import { DnsServer, RCODE_REFUSED, RCODE_SERVFAIL, type Answer } from '../services/dns.js';
+
+export const PROBE_INTERVAL_MS = 1000;
+const PROBE_TIMEOUT_MS = 800;
+
+export interface GatewayDnsConfig {
+  etcd: { endpoints: string[]; caFile?: string; certFile?: string; keyFile?: string };
+  listen: { address: string; port: number };
+  ttl: number;
+  names: Map<string, string>; // public name -> namespace/name
+  regions: Map<string, Prefix[]>;
+}
+
+const isObj = isYamlObject;
+
+export function parseGatewayDnsConfig(text: string): GatewayDnsConfig {
+  const doc = parseYamlMapping(text, ['etcd', 'listen', 'ttl', 'names', 'regions']);
+  const e = doc.etcd;
+  if (!isObj(e) || !Array.isArray(e.endpoints) || e.endpoints.length === 0) throw new ConfigError('etcd.endpoints', 'must be a non-empty list of http(s)://host:port');
+  const endpoints = e.endpoints.map((u, i) => {
+    if (typeof u !== 'string' || !/^https?:\/\/[^/]+$/.test(u)) throw new ConfigError(`etcd.endpoints[${i}]`, `"${String(u)}" must be http(s)://host:port`);
+    return u;
+  });
+  const file = (k: string): string | undefined => {
+    if (e[k] === undefined) return undefined;
+    if (typeof e[k] !== 'string') throw new ConfigError(`etcd.${k}`, 'must be a file path');
+    return e[k] as string;
+  };
+  const l = doc.listen;
+  if (!isObj(l)) throw new ConfigError('listen', 'must be a mapping { address, port }');
+  const port = l.port === undefined ? 53 : l.port;
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) throw new ConfigError('listen.port', 'must be an integer in 1..65535');
+  const ttl = doc.ttl === undefined ? 5 : doc.ttl;
+  if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 1 || ttl > 3600) throw new ConfigError('ttl', 'must be an integer in 1..3600 (seconds)');
+  if (!isObj(doc.names) || Object.keys(doc.names).length === 0) throw new ConfigError('names', 'must map at least one public name to namespace/name');
+  const names = new Map<string, string>();
+  for (const [n, s] of Object.entries(doc.names)) {
+    if (!/^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z0-9]([-a-z0-9]*[a-z0-9])?\.?$/i.test(n)) throw new ConfigError(`names["${n}"]`, 'must be a DNS name');
+    if (typeof s !== 'string' || !/^[a-z0-9-]+\/[a-z0-9-]+$/.test(s)) throw new ConfigError(`names["${n}"]`, 'must be namespace/name of a global service');
+    names.set(n.toLowerCase().replace(/\.$/, ''), s);
+  }
+  const regions = new Map<string, Prefix[]>();
+  if (doc.regions !== undefined) {
+    if (!isObj(doc.regions)) throw new ConfigError('regions', 'must map region names to lists of client prefixes');
+    for (const [r, list] of Object.entries(doc.regions)) regions.set(r, validatePrefixes(list, `regions.${r}`));
+  }
+  return { etcd: { endpoints, caFile: file('caFile'), certFile: file('certFile'), keyFile: file('keyFile') }, listen: { address: validateAddress(l.address, 'listen.address'), port }, ttl, names, regions };
+}
+
+interface Target {
+  record: GatewayRecord;
+}
+
+export class GatewayDns {
+  /** Gateway records by etcd key. */
+  private readonly gateways = new Map<string, Target>();
+  private readonly health = new Map<string, boolean>(); // "address:port" -> last probe ok
+  private etcd: Etcd3 | undefined;
+  private readonly watchers: ListWatcher[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  readonly server: DnsServer;
+
+  constructor(
+    readonly cfg: GatewayDnsConfig,
+    private readonly log: Logger,
+  ) {
+    this.server = new DnsServer((q, from) => this.answer(q, from), log);
+  }
+
+  async start(): Promise<void> {
+    this.etcd = connectEtcd(this.cfg.etcd);
+    const store = new EtcdStore(this.etcd);
+    const sink = {
+      upsert: (k: string, v: string) => {
+        try {
+          const rec = JSON.parse(v) as GatewayRecord;
+          if (typeof rec.address !== 'string' || !Array.isArray(rec.listeners)) throw new Error('not a gateway record');
+          this.gateways.set(k, { record: rec });
+          this.probeAll();
+        } catch (err) {
+          this.log.warn({ key: k, err: (err as Error).message }, 'ignoring malformed gateway record');
+        }
+      },
+      remove: (k: string) => void this.gateways.delete(k),
+    };
+    this.watchers.push(new ListWatcher(store, statePrefix('gateways'), sink, this.log), new ListWatcher(store, cachePrefix('gateways'), sink, this.log));
+    for (const w of this.watchers) void w.start();
+    await this.server.listen(this.cfg.listen.address, this.cfg.listen.port);
+    this.timer = setInterval(() => this.probeAll(), PROBE_INTERVAL_MS);
+    this.log.info({ listen: this.cfg.listen, names: [...this.cfg.names.keys()] }, 'gateway DNS listening');
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.server.close();
+    await Promise.all(this.watchers.map((w) => w.stop()));
+    this.etcd?.close();
+  }
+
+  private probeAll(): void {
+    const seen = new Set<string>();
+    for (const t of this.gateways.values())
+      for (const l of t.record.listeners) {
+        const key = `${t.record.address}:${l.listenPort}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        const s = net.connect({ host: t.record.address, port: l.listenPort });
+        const done = (ok: boolean) => {
+          clearTimeout(timer);
+          s.destroy();
+          if (this.health.get(key) !== ok) this.log.info({ gateway: key, cluster: t.record.cluster, healthy: ok }, 'gateway health changed');
+          this.health.set(key, ok);
+        };
+        const timer = setTimeout(() => done(false), PROBE_TIMEOUT_MS);
+        s.once('connect', () => done(true));
+        s.once('error', () => done(false));
+      }
+    for (const k of [...this.health.keys()]) if (!seen.has(k)) this.health.delete(k);
+  }
+
+  /** The region of a client address, if configured. */
+  regionOf(ip: string): string | undefined {
+    const plain = ip.startsWith('::ffff:') ? ip.slice(7) : ip;
+    let p: Prefix;
+    try {
+      p = parsePrefix(plain.includes(':') ? `${plain}/128` : `${plain}/32`);
+    } catch {
+      return undefined;
+    }
+    for (const [r, list] of this.cfg.regions) if (list.some((x) => prefixesOverlap(x, p))) return r;
+    return undefined;
+  }
+
+  /** Healthy gateways for a service, the client's region first (then by cluster). */
+  targets(service: string, clientRegion?: string): GatewayRecord[] {
+    const out: GatewayRecord[] = [];
+    for (const t of this.gateways.values()) {
+      const l = t.record.listeners.find((x) => x.service === service);
+      if (l && this.health.get(`${t.record.address}:${l.listenPort}`)) out.push(t.record);
+    }
+    const rank = (g: GatewayRecord) => (clientRegion !== undefined && g.region === clientRegion ? 0 : 1);
+    return out.sort((a, b) => rank(a) - rank(b) || (a.cluster < b.cluster ? -1 : a.cluster > b.cluster ? 1 : a.node < b.node ? -1 : 1));
+  }
+
+  answer(q: Question, from: RemoteInfo): Answer {
+    const empty: Answer = { rcode: 0, answers: [], additionals: [], authorities: [] };
+    const name = q.name.toLowerCase().replace(/\.$/, '');
+    const service = this.cfg.names.get(name);
+    if (!service) return { ...empty, rcode: RCODE_REFUSED };
+    const gws = this.targets(service, this.regionOf(from.address));
+    if (gws.length === 0) return { ...empty, rcode: RCODE_SERVFAIL };
+    const want6 = q.type === 'AAAA';
+    if (q.type !== 'A' && q.type !== 'AAAA') return empty;
+    const answers = gws
+      .filter((g) => g.address.includes(':') === want6)
+      .map((g) => (want6 ? { type: 'AAAA' as const, name, ttl: this.cfg.ttl, data: g.address } : { type: 'A' as const, name, ttl: this.cfg.ttl, data: g.address }));
+    return { ...empty, answers };
+  }
+}
+
+export function loadGatewayDnsConfig(path: string): GatewayDnsConfig {
+  return parseGatewayDnsConfig(readConfigFile(path));
+}

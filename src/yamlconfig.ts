@@ -1,0 +1,34 @@
+/**
+ * The shared front of every YAML file a user writes (node.yaml, testbed
+ * topologies, the gateway DNS config): read it, parse it, insist on a mapping
+ * with known top-level fields. Errors name the field and the reason.
+ */
+import { readFileSync } from 'node:fs';
+import { parse } from 'yaml';
+import { ConfigError } from './errors.js';
+
+export type YamlObject = Record<string, unknown>;
+
+export const isYamlObject = (v: unknown): v is YamlObject => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Parses text as a YAML mapping whose top-level keys are all in `known`. */
+export function parseYamlMapping(text: string, known: readonly string[]): YamlObject {
+  let doc: unknown;
+  try {
+    doc = parse(text);
+  } catch (err) {
+    throw new ConfigError('(file)', `not valid YAML: ${(err as Error).message}`);
+  }
+  if (!isYamlObject(doc)) throw new ConfigError('(root)', 'must be a mapping');
+  for (const k of Object.keys(doc)) if (!known.includes(k)) throw new ConfigError(k, `unknown field (expected one of ${known.join(', ')})`);
+  return doc;
+}
+
+/** Reads a config file named by a command-line option. */
+export function readConfigFile(path: string, option = '--config'): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(option, `cannot read ${path}: ${(err as Error).message}`);
+  }
+}
