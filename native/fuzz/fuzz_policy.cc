@@ -22,7 +22,8 @@ static PolicyEngine* engine() {
       a[3] = uint8_t(i);
       pe->ipcache_upsert(a, 4, 32, IpcacheValue{uint32_t(0x10000 + 256 + i), uint32_t(i % 4)});
     }
-    std::vector<PolicyEntry> in = {{0x10100, 6, 0, 80, 90, 1}, {0, 17, 1, 53, 53, 2}, {0, 0, 0, 0, 65535, 3}};
+    std::vector<PolicyEntry> in = {{0x10100, 6, kActionAllow, 80, 90, 1}, {0, 17, kActionDeny, 53, 53, 2},
+                                   {0x10101, 6, kActionRedirect, 8080, 8080, 6}, {0, 0, kActionAllow, 0, 65535, 3}};
     std::vector<PolicyEntry> eg = {{0x10101, 0, 1, 0, 65535, 4}, {kIdentityLocalScope + 1, 6, 0, 443, 443, 5}};
     for (uint32_t ep = 1; ep < 4; ep++)
       pe->set_endpoint(ep, 0x10100 + ep, std::make_shared<const PolicyMap>(in), std::make_shared<const PolicyMap>(eg));

@@ -386,7 +386,8 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
          InstanceMethod("drainFlows", &DeviceWrap::DrainFlows), InstanceMethod("ctGc", &DeviceWrap::CtGc),
          InstanceMethod("probe", &DeviceWrap::Probe), InstanceMethod("serviceUpsert", &DeviceWrap::ServiceUpsert),
          InstanceMethod("serviceRemove", &DeviceWrap::ServiceRemove),
-         InstanceMethod("servicePick", &DeviceWrap::ServicePick)});
+         InstanceMethod("servicePick", &DeviceWrap::ServicePick), InstanceMethod("setProxy", &DeviceWrap::SetProxy),
+         InstanceMethod("proxyOriginal", &DeviceWrap::ProxyOriginal)});
   }
 
   explicit DeviceWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeviceWrap>(info) {
@@ -668,7 +669,8 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
       wm::PolicyEntry& e = entries[i];
       e.identity = wm::le32(r);
       e.proto = r[4];
-      e.deny = r[5];
+      e.action = r[5];
+      if (e.action > wm::kActionRedirect) return false;
       e.port_lo = uint16_t(r[6] | (r[7] << 8));
       e.port_hi = uint16_t(r[8] | (r[9] << 8));
       e.rule = wm::le32(r + 12);
@@ -738,6 +740,31 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
   Napi::Value ServiceRemove(const Napi::CallbackInfo& info) {
     if (Engine(info.Env())) dev_.lb()->remove(info[0].As<Napi::Number>().Uint32Value());
     return info.Env().Undefined();
+  }
+  // setProxy(address: Buffer(4), port): where redirected flows go (the agent's L7 proxy)
+  Napi::Value SetProxy(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const uint8_t* a;
+    if (!Engine(env)) return env.Undefined();
+    if (!GetBytes(info[0], 4, &a) || !info[1].IsNumber()) return ThrowType(env, "setProxy(address: 4-byte Buffer, port)");
+    dev_.lb()->set_proxy(a, uint16_t(info[1].As<Napi::Number>().Uint32Value()));
+    return env.Undefined();
+  }
+  // proxyOriginal(client: Buffer(4), clientPort) -> { address, port, identity } | null
+  Napi::Value ProxyOriginal(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const uint8_t* a;
+    if (!Engine(env)) return env.Undefined();
+    if (!GetBytes(info[0], 4, &a) || !info[1].IsNumber()) return ThrowType(env, "proxyOriginal(client: 4-byte Buffer, port)");
+    uint8_t dst[4];
+    uint16_t port;
+    uint32_t identity;
+    if (!dev_.lb()->proxy_original(a, uint16_t(info[1].As<Napi::Number>().Uint32Value()), dst, &port, &identity)) return env.Null();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("address", Napi::Buffer<uint8_t>::Copy(env, dst, 4));
+    o.Set("port", double(port));
+    o.Set("identity", double(identity));
+    return o;
   }
   // servicePick(frontendRow: Buffer(20), source: Buffer(4|16), sourcePort) -> { address, port } | null
   Napi::Value ServicePick(const Napi::CallbackInfo& info) {

@@ -47,6 +47,7 @@ import { ServiceDatapath } from '../services/datapath.js';
 import { answer, DnsServer } from '../services/dns.js';
 import { clusterCounts } from '../cli/services.js';
 import { IngressGateway } from '../gateway/gateway.js';
+import { L7Proxy } from '../proxy/proxy.js';
 import { ConfigError } from '../errors.js';
 import type { GatewayRecord } from '../controlplane/types.js';
 import { formatIP } from '../net/ip.js';
@@ -77,6 +78,8 @@ export class Agent extends EventEmitter {
   private dnsAddressAdded = false;
   /** Ingress gateway (node.yaml gateway section). */
   gateway: IngressGateway | undefined;
+  /** The L7 proxy for flows HTTP rules cover (mesh mode). */
+  proxy: L7Proxy | undefined;
   /** The node's router address (first address of its IPv4 pod CIDR, on the TUN): the gateway's source. */
   private routerAddress: string | undefined;
   /** Identity of each local endpoint, by namespace/name. */
@@ -270,6 +273,9 @@ export class Agent extends EventEmitter {
         new ListWatcher(store, cachePrefix('services'), serviceSink(cachePrefix('services')), this.log),
       );
       svc.start();
+      this.setupRouterAddress();
+      this.proxy = new L7Proxy(this.dev.native, this.routerAddress!, this.cfg.policy.proxyPort, this.datapath!, this.log);
+      await this.proxy.start();
       if (this.cfg.gateway) await this.startGateway(svc);
       // A node without service DNS still translates services: report and go on.
       if (this.cfg.services.dns.enabled)
@@ -290,6 +296,7 @@ export class Agent extends EventEmitter {
     await Promise.all(this.watchers.map((w) => w.stop()));
     this.dns?.close();
     this.gateway?.stop();
+    this.proxy?.stop();
     if (this.routerAddress) this.ip(['addr', 'del', `${this.routerAddress}/32`, 'dev', this.dev.tunName]);
     if (this.dnsAddressAdded) this.ip(['addr', 'del', `${this.cfg.services.dns.address}/${this.cfg.services.dns.address.includes(':') ? 128 : 32}`, 'dev', 'lo']);
     this.services?.stop();
@@ -327,21 +334,31 @@ export class Agent extends EventEmitter {
    */
   private async startGateway(svc: ServiceDatapath): Promise<void> {
     const g = this.cfg.gateway!;
+    if (!this.routerAddress) throw new ConfigError('gateway', 'needs an IPv4 pod CIDR on this node (its first address is the gateway\'s source)');
+    this.gateway = new IngressGateway(g.address, this.routerAddress, g.listeners, svc, this.log);
+    await this.gateway.start();
+  }
+
+  /**
+   * The node's router address: the first address of its IPv4 pod CIDR, on
+   * the TUN (Cilium's cilium_host). The L7 proxy listens on it and the
+   * gateway connects from it; packets to it from remote nodes come through
+   * the tunnels.
+   */
+  private setupRouterAddress(): void {
     const v4 = this.cfg.node.podCIDRs.map((c) => parsePrefix(c)).find((p) => p.addr.length === 4);
-    if (!v4) throw new ConfigError('gateway', 'needs an IPv4 pod CIDR on this node (its first address is the gateway\'s source)');
+    if (!v4) throw new ConfigError('node.podCIDRs', 'mesh mode needs an IPv4 pod CIDR (its first address is the node\'s router address)');
     const first = Buffer.from(v4.addr);
     first[3]! += 1;
     this.routerAddress = formatIP(first);
     this.ip(['addr', 'replace', `${this.routerAddress}/32`, 'dev', this.dev.tunName]);
-    // to a local backend the SYN comes back out of the TUN (hairpin) with our own address as source
+    // our own address comes back out of the TUN: the gateway's SYN to a local backend (hairpin)
     try {
       execFileSync('sysctl', ['-qw', `net.ipv4.conf.${this.dev.tunName}.accept_local=1`]);
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'cannot set accept_local on the TUN: the gateway will not reach backends on this node');
     }
     this.datapath?.setNode(this.id, [...this.cfg.node.addresses, this.routerAddress]);
-    this.gateway = new IngressGateway(g.address, this.routerAddress, g.listeners, svc, this.log);
-    await this.gateway.start();
   }
 
   private gatewayRecord(): GatewayRecord | undefined {
@@ -804,6 +821,7 @@ export class Agent extends EventEmitter {
         };
       }),
       counters: this.dev.native.counters(),
+      ...(this.proxy ? { proxy: this.proxy.stats } : {}),
       ...(this.gateway ? { gateway: { address: this.cfg.gateway!.address, routerAddress: this.routerAddress, listeners: this.gateway.stats } } : {}),
       ...(this.services ? { services: { count: this.services.list().length, lastComputeMs: this.services.lastComputeMs, ...(this.dns ? { dns: this.dns.counters } : {}) } } : {}),
       ...(this.datapath ? { policy: { identities: this.datapath.universe.identities.size, localEndpoints: this.identities.size, lastCompileMs: this.datapath.lastCompileMs, warnings: this.datapath.warnings.length } } : {}),

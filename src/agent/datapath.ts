@@ -23,6 +23,7 @@ import { compileEndpoint, encodeEntries, IdentityUniverse, type EndpointPolicy }
 import { decodeFlows, DROP_REASONS, flowProtocol, type Flow, type FlowEndpoint } from '../policy/flows.js';
 import { enforcedRules, rulePrefixes, type StoredPolicy } from '../policy/repository.js';
 import type { Rule } from '../policy/rules.js';
+import { l7Rules, type L7Rules } from '../policy/l7.js';
 
 interface LocalEp {
   id: number;
@@ -306,14 +307,52 @@ export class PolicyDatapath extends EventEmitter {
         destination: this.flowEndpoint(r.dst, r.dport, r.dstIdentity),
         ...(rule ? { rule: rule.id, ruleText: rule.text } : {}),
         ...(r.flags & 2 ? { sameNode: true } : {}),
+        ...(r.flags & 4 ? { proxied: true } : {}),
         node: this.node,
         cluster: this.cluster,
       };
       out.push(f);
     }
+    this.addFlows(out);
+  }
+
+  private addFlows(out: Flow[]): void {
     this.flows.push(...out);
-    if (this.flows.length > FLOW_HISTORY) this.flows.splice(0, this.flows.length - FLOW_HISTORY);
+    // trim in steps of a quarter: splicing a full history on every record cost O(history) per request
+    if (this.flows.length > FLOW_HISTORY * 1.25) this.flows.splice(0, this.flows.length - FLOW_HISTORY);
     this.emit('flows', out);
+  }
+
+  /**
+   * The L7 rules for a flow the data path sent to the proxy: the local
+   * endpoint at dstIp, its ingress rules for TCP dstPort and the source
+   * identity. null: no such local endpoint (the proxy refuses the flow).
+   */
+  l7For(dstIp: string, dstPort: number, identity: number): { endpoint: string; rules: L7Rules } | null {
+    const ep = this.localByIp.get(dstIp);
+    const pol = ep ? this.compiled.get(ep.key) : undefined;
+    if (!ep || !pol) return null;
+    return { endpoint: ep.key, rules: l7Rules(pol.selectedBy.ingress, this.universe, identity, dstPort) };
+  }
+
+  /** An HTTP request the proxy decided, as a flow record. */
+  recordL7(src: { ip: string; port: number; identity: number }, dst: { ip: string; port: number }, verdict: 'FORWARDED' | 'DROPPED', l7: NonNullable<Flow['l7']>, rule?: Rule): void {
+    const dstEp = this.localByIp.get(dst.ip);
+    this.addFlows([
+      {
+        time: new Date().toISOString(),
+        verdict,
+        ...(verdict === 'DROPPED' ? { dropReason: 'l7-policy-denied' } : {}),
+        direction: 'ingress',
+        protocol: 'TCP',
+        source: this.flowEndpoint(src.ip, src.port, src.identity),
+        destination: this.flowEndpoint(dst.ip, dst.port, dstEp?.identity ?? 0),
+        ...(rule ? { rule: rule.id, ruleText: rule.text } : {}),
+        l7,
+        node: this.node,
+        cluster: this.cluster,
+      },
+    ]);
   }
 
   private flowEndpoint(ip: string, port: number, identity: number): FlowEndpoint {

@@ -98,6 +98,10 @@ export interface NativeDevice {
   serviceRemove(id: number): void;
   /** The backend the data path gives a new flow from source:port to the frontend (a 20-byte row). */
   servicePick(frontend: Buffer, source: Buffer, sourcePort: number): { address: Buffer; port: number } | null;
+  /** Where flows that policy redirects (L7 rules) go: the agent's proxy (IPv4). */
+  setProxy(address: Buffer, port: number): void;
+  /** The original destination and source identity of a flow the proxy accepted from client:port. */
+  proxyOriginal(client: Buffer, clientPort: number): { address: Buffer; port: number; identity: number } | null;
 }
 
 export interface NativeAddon {

@@ -3,9 +3,10 @@
  * path looks up (native/src/policy/policymap.h): (remote identity or 0 = any,
  * protocol or 0 = any, port range) -> allow or deny, with the rule's number.
  *
- * `evaluate` is the same lookup in TypeScript (deny first, then the first
- * allow of the identity's entries, then of the wildcard entries, else default
- * deny), so `wiremesh policy trace` explains exactly what the data path does.
+ * `evaluate` is the same lookup in TypeScript (deny first, then a redirect to
+ * the L7 proxy, then the first allow of the identity's entries, then of the
+ * wildcard entries, else default deny), so `wiremesh policy trace` explains
+ * exactly what the data path does.
  */
 import { CLUSTER_LABEL, LOCAL_SCOPE, RESERVED, type Labels } from '../identity/identity.js';
 import type { Prefix } from '../net/ip.js';
@@ -17,6 +18,8 @@ export interface PolicyEntry {
   identity: number;
   proto: number;
   deny: boolean;
+  /** An L7 rule covers it: the flow goes to the proxy, which decides per request. */
+  redirect?: boolean;
   lo: number;
   hi: number;
   rule: number;
@@ -112,7 +115,7 @@ export function compileEndpoint(labels: Labels, rules: Rule[], u: IdentityUniver
     const ids = new Set<number>();
     for (const p of r.peers) for (const id of peerIdentities(p, u)) ids.add(id);
     const ports = r.ports.length ? r.ports : [{ proto: 0, lo: 0, hi: 65535 }];
-    for (const id of ids) for (const p of ports) entries[r.direction].push({ identity: id, proto: p.proto, deny: r.deny, lo: p.lo, hi: p.hi, rule: n });
+    for (const id of ids) for (const p of ports) entries[r.direction].push({ identity: id, proto: p.proto, deny: r.deny, ...(p.http ? { redirect: true } : {}), lo: p.lo, hi: p.hi, rule: n });
   }
   // A direction only some enableDefaultDeny:false policies select stays open,
   // but their deny rules still apply: an allow-everything entry after them.
@@ -132,7 +135,7 @@ export function encodeEntries(entries: PolicyEntry[] | null): Buffer | null {
     const o = i * 16;
     b.writeUInt32LE(e.identity >>> 0, o);
     b[o + 4] = e.proto;
-    b[o + 5] = e.deny ? 1 : 0;
+    b[o + 5] = e.deny ? 1 : e.redirect ? 2 : 0; // action: allow, deny, redirect to the L7 proxy
     b.writeUInt16LE(e.lo, o + 6);
     b.writeUInt16LE(e.hi, o + 8);
     b.writeUInt32LE(e.rule >>> 0, o + 12);
@@ -140,7 +143,7 @@ export function encodeEntries(entries: PolicyEntry[] | null): Buffer | null {
   return b;
 }
 
-export type Verdict = { verdict: 'allow' | 'deny' | 'default-deny' | 'not-enforced'; entry?: PolicyEntry };
+export type Verdict = { verdict: 'allow' | 'deny' | 'default-deny' | 'not-enforced' | 'proxy'; entry?: PolicyEntry };
 
 /** The native lookup, in TypeScript. */
 export function evaluate(entries: PolicyEntry[] | null, identity: number, proto: number, port: number, hasPorts: boolean): Verdict {
@@ -148,10 +151,15 @@ export function evaluate(entries: PolicyEntry[] | null, identity: number, proto:
   const hit = (e: PolicyEntry) => (e.proto === 0 || e.proto === proto) && ((e.lo === 0 && e.hi === 65535) || (hasPorts && port >= e.lo && port <= e.hi));
   const groups = [entries.filter((e) => e.identity === identity), identity !== 0 ? entries.filter((e) => e.identity === 0) : []];
   let allow: PolicyEntry | undefined;
+  let redirect: PolicyEntry | undefined;
   for (const g of groups) {
     const deny = g.find((e) => e.deny && hit(e));
     if (deny) return { verdict: 'deny', entry: deny };
-    allow ??= g.find((e) => !e.deny && hit(e));
+    // within a group the first redirect, else the first allow (the native sort order); redirect wins across groups
+    const r = g.find((e) => !e.deny && e.redirect && hit(e));
+    if (r) redirect ??= r;
+    else allow ??= g.find((e) => !e.deny && hit(e));
   }
+  if (redirect) return { verdict: 'proxy', entry: redirect };
   return allow ? { verdict: 'allow', entry: allow } : { verdict: 'default-deny' };
 }

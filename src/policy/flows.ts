@@ -45,6 +45,10 @@ export interface Flow {
   ruleText?: string;
   reply?: boolean;
   sameNode?: boolean;
+  /** The flow was handed to the L7 proxy (its requests are recorded as l7 flows). */
+  proxied?: boolean;
+  /** An HTTP request the proxy decided: DROPPED = answered 403. */
+  l7?: { type: 'http'; method: string; path: string; host?: string; status?: number; latencyMs?: number };
   /** Where the record was made. */
   node: string;
   cluster: string;
@@ -130,5 +134,6 @@ export function formatFlow(f: Flow): string {
   const arrow = f.verdict === 'DROPPED' ? 'x>' : '->';
   const why = f.verdict === 'DROPPED' ? `DROPPED (${f.dropReason})` : 'FORWARDED';
   const rule = f.rule ? ` rule ${f.rule}` : '';
-  return `${t} ${f.cluster}/${f.node} ${f.direction.padEnd(7)} ${side(f.source)} ${arrow} ${side(f.destination)} ${f.protocol} ${why}${rule}`;
+  const l7 = f.l7 ? ` HTTP ${f.l7.method} ${f.l7.path}${f.l7.status !== undefined ? ` ${f.l7.status}` : ''}${f.l7.latencyMs !== undefined ? ` ${f.l7.latencyMs.toFixed(1)} ms` : ''}` : f.proxied ? ' to-proxy' : '';
+  return `${t} ${f.cluster}/${f.node} ${f.direction.padEnd(7)} ${side(f.source)} ${arrow} ${side(f.destination)} ${f.protocol}${l7} ${why}${rule}`;
 }

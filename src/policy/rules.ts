@@ -35,10 +35,21 @@ export type PeerSpec =
   | { kind: 'entity'; entity: string }
   | { kind: 'cidr'; cidr: Prefix; text: string; except: Array<{ prefix: Prefix; text: string }> };
 
+/** One `toPorts[].rules.http` entry; regular expressions match whole values (as Cilium's Go regexps, anchored). */
+export interface HttpRule {
+  method?: string;
+  path?: string;
+  host?: string;
+  /** "Name" (present) or "Name: value" (equal), from headers and headerMatches. */
+  headers?: Array<{ name: string; value?: string }>;
+}
+
 export interface PortSpec {
   proto: number; // 0 = any
   lo: number;
   hi: number;
+  /** L7: requests on this port go through the agent's proxy and must match one of these (ingress allow rules). */
+  http?: HttpRule[];
 }
 
 export interface Rule {
@@ -136,11 +147,15 @@ export function policyRules(m: Manifest, key: string, storedIn: string, opts: Ru
         const ports: PortSpec[] = [];
         let portsListed = false;
         for (const pr of (r.toPorts as Obj[] | undefined) ?? []) {
-          if (pr.rules !== undefined) warnings.push(`${policy}:${where}: L7 rules are enforced at L4 only (the ports are allowed)`);
+          const http = ((pr.rules as Obj | undefined)?.http as Obj[] | undefined)?.map(httpRule);
+          const l7 = http !== undefined && dir === 'ingress' && !deny;
+          if (pr.rules !== undefined && !l7) warnings.push(`${policy}:${where}: L7 rules are enforced at L4 only here (${deny ? 'deny rules' : dir === 'egress' ? 'egress' : 'non-HTTP rules'}; the ports are allowed)`);
           for (const p of (pr.ports as Obj[] | undefined) ?? []) {
             portsListed = true;
             const spec = portSpec(PROTOCOLS[(p.protocol as string | undefined) ?? 'ANY']!, p.port, p.endPort, `${policy}:${where}`, warnings);
-            if (spec) ports.push(spec);
+            // the proxy speaks HTTP over TCP: an L7 port is a TCP port
+            if (spec && l7) ports.push({ ...spec, proto: 6, http: http! });
+            else if (spec) ports.push(spec);
           }
         }
         if (r.icmps !== undefined) {
@@ -158,9 +173,24 @@ export function policyRules(m: Manifest, key: string, storedIn: string, opts: Ru
   return out;
 }
 
+function httpRule(h: Obj): HttpRule {
+  const headers: Array<{ name: string; value?: string }> = [];
+  for (const s of (h.headers as string[] | undefined) ?? []) {
+    const i = s.indexOf(':');
+    headers.push(i < 0 ? { name: s.trim().toLowerCase() } : { name: s.slice(0, i).trim().toLowerCase(), value: s.slice(i + 1).trim() });
+  }
+  for (const m of (h.headerMatches as Array<{ name: string; value?: string }> | undefined) ?? []) headers.push({ name: m.name.toLowerCase(), ...(m.value !== undefined ? { value: m.value } : {}) });
+  return {
+    ...(h.method !== undefined ? { method: h.method as string } : {}),
+    ...(h.path !== undefined ? { path: h.path as string } : {}),
+    ...(h.host !== undefined ? { host: h.host as string } : {}),
+    ...(headers.length ? { headers } : {}),
+  };
+}
+
 function rule(policy: string, where: string, direction: Direction, deny: boolean, subject: Selector, peers: PeerSpec[], ports: PortSpec[], defaultDeny: boolean): Rule {
   const peerText = peers.length === 0 ? 'nobody' : peers.map(describePeer).join(' | ');
-  const portText = ports.length === 0 ? 'any port' : ports.map((p) => `${p.lo === 0 && p.hi === 65535 ? 'any' : p.lo === p.hi ? p.lo : `${p.lo}-${p.hi}`}/${protocolName(p.proto)}`).join(',');
+  const portText = ports.length === 0 ? 'any port' : ports.map((p) => `${p.lo === 0 && p.hi === 65535 ? 'any' : p.lo === p.hi ? p.lo : `${p.lo}-${p.hi}`}/${protocolName(p.proto)}${p.http ? ` (HTTP: ${p.http.map(describeHttp).join(' | ')})` : ''}`).join(',');
   return {
     id: `${policy}:${where}`,
     policy,
@@ -217,4 +247,11 @@ function networkPolicyPeer(p: Obj, peerSelector: (s: Selector, namespaced: boole
     expressions: [...pod.expressions, ...nsSel.expressions.map((e) => ({ ...e, key: `${NAMESPACE_LABELS_PREFIX}${e.key}` }))],
   };
   return { kind: 'selector', selector: peerSelector(merged, false) };
+}
+
+export function describeHttp(h: HttpRule): string {
+  const parts = [h.method ?? '*', h.path ?? '/*'];
+  if (h.host) parts.push(`host ${h.host}`);
+  for (const x of h.headers ?? []) parts.push(x.value === undefined ? `${x.name}` : `${x.name}: ${x.value}`);
+  return parts.join(' ');
 }

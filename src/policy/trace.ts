@@ -170,6 +170,7 @@ export function formatTrace(t: TraceResult): string {
     else {
       out.push(`    selected by ${s.selectedBy.length} rule(s): ${s.selectedBy.map((r) => r.id).join(', ')}`);
       if (s.verdict === 'allow') out.push(`    ALLOWED by ${s.rule?.id ?? 'a policy with enableDefaultDeny: false'}${s.rule ? `: ${s.rule.text}` : ''}`);
+      else if (s.verdict === 'proxy') out.push(`    TO THE L7 PROXY by ${s.rule!.id}: ${s.rule!.text} (each HTTP request is checked there)`);
       else if (s.verdict === 'deny') out.push(`    DENIED by ${s.rule!.id}: ${s.rule!.text}`);
       else out.push('    DENIED by default: the endpoint is selected and no rule allows this');
     }

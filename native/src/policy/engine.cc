@@ -15,6 +15,7 @@ const char* const kPolicyCounterNames[kPolCounterCount] = {
     "drop_malformed_tag",
     "conntrack_full",
     "policy_hairpin_packets",
+    "policy_redirected_flows",
 };
 
 bool parse_l4(const uint8_t* pkt, const IpInfo& ip, PacketView* out) {
@@ -154,23 +155,29 @@ uint32_t PolicyEngine::untagged_identity(const PacketView& pv, uint32_t peer_def
   return peer_default;
 }
 
-bool PolicyEngine::check(const Endpoint& ep, CtScope scope, uint32_t remote, const PacketView& pv, uint32_t src_id,
-                         uint32_t dst_id, uint32_t peer, uint64_t wall_ms, uint8_t flags) {
-  if (pv.icmp_error) return true;  // errors about a flow pass like its replies (docs/architecture.md)
+PolicyEngine::CheckResult PolicyEngine::check(const Endpoint& ep, CtScope scope, uint32_t remote, const PacketView& pv,
+                                             uint32_t src_id, uint32_t dst_id, uint32_t peer, uint64_t wall_ms,
+                                             uint8_t flags) {
+  if (pv.icmp_error) return kCheckPass;  // errors about a flow pass like its replies (docs/architecture.md)
   FlowTuple t{pv.ip.src, pv.ip.dst, pv.ip.addr_len, pv.sport, pv.dport, pv.ip.proto, pv.tcp_flags};
   uint32_t now = now_s();
-  if (ct_.lookup(scope, t, now) != kCtMiss) return true;
+  // (a redirected flow's later packets are caught by the device's redirect table before this)
+  if (ct_.lookup(scope, t, now) != kCtMiss) return kCheckPass;
   FlowDirection dir = scope == kCtIngress ? kFlowIngress : kFlowEgress;
   const PolicyMap* m = (scope == kCtIngress ? ep.ingress : ep.egress).get();
   uint32_t rule = 0;
+  bool redirect = false;
   if (m) {
     PolicyResult res = m->lookup(remote, pv.ip.proto, pv.dport, pv.has_ports);
-    if (res.verdict != kPolicyAllow) {
+    // L7 needs the proxy: only for ingress TCP over IPv4 (the proxy's address family); anything else is dropped
+    redirect = res.verdict == kPolicyRedirect;
+    bool proxyable = scope == kCtIngress && pv.ip.proto == kProtoTCP && pv.ip.version == 4 && pv.has_ports;
+    if (res.verdict != kPolicyAllow && !(redirect && proxyable)) {
       bool explicit_deny = res.verdict == kPolicyDeny;
       count(explicit_deny ? kPolDropDeny : kPolDropDefaultDeny);
       record(pv, kFlowDropped, explicit_deny ? kReasonPolicyDeny : kReasonPolicyDefaultDeny, dir, src_id, dst_id,
              res.rule, peer, wall_ms, flags);
-      return false;
+      return kCheckDrop;
     }
     rule = res.rule;
   }
@@ -179,9 +186,9 @@ bool PolicyEngine::check(const Endpoint& ep, CtScope scope, uint32_t remote, con
     count(kPolCtFull);
     r = kReasonCtFull;
   }
-  count(kPolForwardedNew);
-  record(pv, kFlowForwarded, r, dir, src_id, dst_id, rule, peer, wall_ms, flags);
-  return true;
+  count(redirect ? kPolRedirected : kPolForwardedNew);
+  record(pv, kFlowForwarded, r, dir, src_id, dst_id, rule, peer, wall_ms, uint8_t(flags | (redirect ? kFlowFlagProxy : 0)));
+  return redirect ? kCheckRedirect : kCheckPass;
 }
 
 PolicyEngine::TxAction PolicyEngine::tx(const PacketView& pv, uint64_t wall_ms, uint32_t* wire_identity) {
@@ -201,23 +208,31 @@ PolicyEngine::TxAction PolicyEngine::tx(const PacketView& pv, uint64_t wall_ms, 
   uint32_t src_id = se ? se->identity : s.identity;
   uint32_t dst_id = de ? de->identity : d.identity;
   uint8_t flags = de ? 2 : 0;
-  if (se && !check(*se, kCtEgress, dst_id, pv, src_id, dst_id, 0, wall_ms, flags)) return kTxDrop;
-  if (de) {
-    if (!check(*de, kCtIngress, src_id, pv, src_id, dst_id, 0, wall_ms, flags)) return kTxDrop;
-    count(kPolHairpin);
-    return kTxHairpin;
-  }
   // Node-local (CIDR) identities mean nothing to the receiver.
   *wire_identity = src_id >= kIdentityLocalScope ? kIdentityWorld : src_id;
+  if (se && check(*se, kCtEgress, dst_id, pv, src_id, dst_id, 0, wall_ms, flags) == kCheckDrop) return kTxDrop;
+  if (de) {
+    CheckResult r = check(*de, kCtIngress, src_id, pv, src_id, dst_id, 0, wall_ms, flags);
+    if (r == kCheckDrop) return kTxDrop;
+    count(kPolHairpin);
+    return r == kCheckRedirect ? kTxRedirect : kTxHairpin;
+  }
   return kTxForward;
 }
 
-bool PolicyEngine::rx(const PacketView& pv, uint32_t src_identity, uint32_t peer, uint64_t wall_ms) {
+PolicyEngine::RxAction PolicyEngine::rx(const PacketView& pv, uint32_t src_identity, uint32_t peer, uint64_t wall_ms) {
   IpcacheValue d;
-  if (!ipcache_.lookup(pv.ip.dst, pv.ip.addr_len, &d) || !d.endpoint) return true;  // not ours to check (relay)
+  if (!ipcache_.lookup(pv.ip.dst, pv.ip.addr_len, &d) || !d.endpoint) return kRxDeliver;  // not ours to check (relay)
   auto it = endpoints_.find(d.endpoint);
-  if (it == endpoints_.end()) return true;
-  return check(it->second, kCtIngress, src_identity, pv, src_identity, it->second.identity, peer, wall_ms, 0);
+  if (it == endpoints_.end()) return kRxDeliver;
+  switch (check(it->second, kCtIngress, src_identity, pv, src_identity, it->second.identity, peer, wall_ms, 0)) {
+    case kCheckDrop:
+      return kRxDrop;
+    case kCheckRedirect:
+      return kRxRedirect;
+    default:
+      return kRxDeliver;
+  }
 }
 
 }  // namespace wm

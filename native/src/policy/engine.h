@@ -57,13 +57,16 @@ enum PolicyCounter : int {
   kPolDropMalformedTag,
   kPolCtFull,
   kPolHairpin,
+  kPolRedirected,
   kPolCounterCount
 };
 extern const char* const kPolicyCounterNames[kPolCounterCount];
 
 class PolicyEngine {
  public:
-  enum TxAction { kTxDrop, kTxForward, kTxHairpin };
+  // kTxRedirect: a local destination whose ingress L7 rules send the flow to the proxy.
+  enum TxAction { kTxDrop, kTxForward, kTxHairpin, kTxRedirect };
+  enum RxAction { kRxDrop, kRxDeliver, kRxRedirect };
 
   PolicyEngine();
 
@@ -86,7 +89,7 @@ class PolicyEngine {
   // *wire_identity: the identity to tag the packet with.
   TxAction tx(const PacketView& pv, uint64_t wall_ms, uint32_t* wire_identity);
   // src_identity: already validated against the sending peer.
-  bool rx(const PacketView& pv, uint32_t src_identity, uint32_t peer, uint64_t wall_ms);
+  RxAction rx(const PacketView& pv, uint32_t src_identity, uint32_t peer, uint64_t wall_ms);
   // A drop the device decided (tag checks, cryptokey routing).
   void record_drop(const PacketView* pv, FlowReason reason, uint32_t src_identity, uint32_t peer, uint64_t wall_ms);
   // Identity for a plain (untagged) packet from a peer: a CIDR identity of its
@@ -101,7 +104,8 @@ class PolicyEngine {
     std::shared_ptr<const PolicyMap> ingress, egress;
   };
   static uint32_t now_s();
-  bool check(const Endpoint& ep, CtScope scope, uint32_t remote_identity, const PacketView& pv, uint32_t src_identity,
+  enum CheckResult { kCheckDrop, kCheckPass, kCheckRedirect };
+  CheckResult check(const Endpoint& ep, CtScope scope, uint32_t remote_identity, const PacketView& pv, uint32_t src_identity,
              uint32_t dst_identity, uint32_t peer, uint64_t wall_ms, uint8_t flags);
   void record(const PacketView& pv, FlowVerdict v, FlowReason r, FlowDirection d, uint32_t src_id, uint32_t dst_id,
               uint32_t rule, uint32_t peer, uint64_t wall_ms, uint8_t flags);

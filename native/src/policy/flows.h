@@ -22,12 +22,14 @@ enum FlowReason : uint8_t {
   kReasonCtFull = 6,             // allowed, but the conntrack table is full
 };
 
+constexpr uint8_t kFlowFlagProxy = 4;
+
 #pragma pack(push, 1)
 struct FlowRecord {  // 72 bytes, little-endian, read by src/policy/flows.ts
   uint64_t time_ms;  // wall clock
   uint8_t verdict, reason, direction, proto;
   uint8_t family;    // 4 or 6
-  uint8_t flags;     // bit 0: reply, bit 1: same-node (hairpin)
+  uint8_t flags;     // bit 0: reply, bit 1: same-node (hairpin), bit 2: redirected to the L7 proxy
   uint16_t reserved;
   uint16_t sport, dport;
   uint32_t src_identity, dst_identity;

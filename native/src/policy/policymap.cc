@@ -7,7 +7,8 @@ namespace wm {
 PolicyMap::PolicyMap(std::vector<PolicyEntry> entries) : by_identity_(16), entries_(std::move(entries)) {
   std::stable_sort(entries_.begin(), entries_.end(), [](const PolicyEntry& a, const PolicyEntry& b) {
     if (a.identity != b.identity) return a.identity < b.identity;
-    return a.deny > b.deny;
+    auto rank = [](uint8_t action) { return action == kActionDeny ? 0 : action == kActionRedirect ? 1 : 2; };
+    return rank(a.action) < rank(b.action);
   });
   by_identity_.reserve(entries_.size());
   for (uint32_t i = 0; i < entries_.size();) {
@@ -28,16 +29,23 @@ static inline bool matches(const PolicyEntry& e, uint8_t proto, uint16_t port, b
 PolicyResult PolicyMap::lookup(uint32_t identity, uint8_t proto, uint16_t port, bool has_ports) const {
   const Span* spans[2] = {by_identity_.find(identity), identity != 0 ? by_identity_.find(0) : nullptr};
   const PolicyEntry* allow = nullptr;
+  const PolicyEntry* redirect = nullptr;
   for (const Span* s : spans) {
     if (!s) continue;
     for (uint32_t i = s->first; i < s->first + s->count; i++) {
       const PolicyEntry& e = entries_[i];
       if (!matches(e, proto, port, has_ports)) continue;
-      if (e.deny) return PolicyResult{kPolicyDeny, e.rule};
-      if (!allow) allow = &e;
-      break;  // denies come first in a group: the rest are allows
+      if (e.action == kActionDeny) return PolicyResult{kPolicyDeny, e.rule};
+      // denies come first in a group, then redirects: the first other match decides the group
+      if (e.action == kActionRedirect) {
+        if (!redirect) redirect = &e;
+      } else if (!allow) {
+        allow = &e;
+      }
+      break;
     }
   }
+  if (redirect) return PolicyResult{kPolicyRedirect, redirect->rule};
   if (allow) return PolicyResult{kPolicyAllow, allow->rule};
   return PolicyResult{kPolicyDefaultDeny, 0};
 }

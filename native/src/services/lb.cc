@@ -104,6 +104,50 @@ bool translatable(const uint8_t* pkt, const IpInfo& ip) {
 }
 }  // namespace
 
+LoadBalancer::NatKey LoadBalancer::packet_key(const IpInfo& ip, uint16_t sport, uint16_t dport, uint8_t kind) {
+  NatKey k;
+  std::memset(&k, 0, sizeof k);
+  std::memcpy(k.src, ip.src, size_t(ip.addr_len));
+  std::memcpy(k.dst, ip.dst, size_t(ip.addr_len));
+  k.sport = sport;
+  k.dport = dport;
+  k.proto = ip.proto;
+  k.family = uint8_t(ip.version);
+  k.kind = kind;
+  return k;
+}
+
+bool LoadBalancer::add_pair(const NatKey& first, const uint8_t* to, uint16_t to_port, const uint8_t* orig_dst,
+                            uint16_t orig_port, uint32_t service, uint32_t identity, bool closing, uint32_t now_s) {
+  NatEntry fwd;
+  std::memset(&fwd, 0, sizeof fwd);
+  std::memcpy(fwd.addr, to, 16);
+  fwd.port = to_port;
+  fwd.closing = closing;
+  fwd.tcp = first.proto == kProtoTCP;
+  fwd.service = service;
+  fwd.last_s = now_s;
+  fwd.identity = identity;
+  fwd.pair_kind = first.kind;
+  NatEntry rev = fwd;
+  std::memcpy(rev.addr, orig_dst, 16);
+  rev.port = orig_port;
+  // the reply comes from where the flow was sent, to the client
+  NatKey rk;
+  std::memset(&rk, 0, sizeof rk);
+  std::memcpy(rk.src, to, 16);
+  std::memcpy(rk.dst, first.src, 16);
+  rk.sport = to_port;
+  rk.dport = first.sport;
+  rk.proto = first.proto;
+  rk.family = first.family;
+  rk.kind = kNatReverse;
+  if (nat_.put(first, fwd) && nat_.put(rk, rev)) return true;
+  nat_.erase(first);
+  count(kLbNatFull);
+  return false;
+}
+
 LbResult LoadBalancer::forward(uint8_t* pkt, const IpInfo& ip, uint16_t sport, uint16_t* dport, uint8_t tcp_flags,
                                uint32_t now_s) {
   if (!translatable(pkt, ip)) return kLbNone;
@@ -116,14 +160,7 @@ LbResult LoadBalancer::forward(uint8_t* pkt, const IpInfo& ip, uint16_t sport, u
   const LbService* const* found = frontends_.find(fe);
   if (!found) return kLbNone;
   const LbService* svc = *found;
-  NatKey k;
-  std::memset(&k, 0, sizeof k);
-  std::memcpy(k.src, ip.src, size_t(ip.addr_len));
-  std::memcpy(k.dst, ip.dst, size_t(ip.addr_len));
-  k.sport = sport;
-  k.dport = *dport;
-  k.proto = ip.proto;
-  k.family = uint8_t(ip.version);
+  NatKey k = packet_key(ip, sport, *dport, kNatForward);
   bool closing = ip.proto == kProtoTCP && (tcp_flags & (kTcpFin | kTcpRst));
   BackendKey be;
   std::memset(&be, 0, sizeof be);
@@ -137,8 +174,9 @@ LbResult LoadBalancer::forward(uint8_t* pkt, const IpInfo& ip, uint16_t sport, u
     if (closing) e->closing = 1;
     return 1;
   });
-  NatKey rk;
-  auto reverse_key = [&]() {
+  if (state == 2) {
+    // The backend is gone: forget the flow and tell the client now.
+    NatKey rk;
     std::memset(&rk, 0, sizeof rk);
     std::memcpy(rk.src, be.addr, 16);
     std::memcpy(rk.dst, ip.src, size_t(ip.addr_len));
@@ -146,11 +184,7 @@ LbResult LoadBalancer::forward(uint8_t* pkt, const IpInfo& ip, uint16_t sport, u
     rk.dport = sport;
     rk.proto = ip.proto;
     rk.family = uint8_t(ip.version);
-    rk.reverse = 1;
-  };
-  if (state == 2) {
-    // The backend is gone: forget the flow and tell the client now.
-    reverse_key();
+    rk.kind = kNatReverse;
     nat_.erase(k);
     nat_.erase(rk);
     count(kLbRejectDeadBackend);
@@ -164,24 +198,9 @@ LbResult LoadBalancer::forward(uint8_t* pkt, const IpInfo& ip, uint16_t sport, u
       return kLbReject;
     }
     be = *pick;
-    reverse_key();
-    NatEntry fwd;
-    std::memset(&fwd, 0, sizeof fwd);
-    std::memcpy(fwd.addr, be.addr, 16);
-    fwd.port = be.port;
-    fwd.closing = closing;
-    fwd.tcp = ip.proto == kProtoTCP;
-    fwd.service = svc->id;
-    fwd.last_s = now_s;
-    NatEntry rev = fwd;
-    std::memcpy(rev.addr, fe.addr, 16);
-    rev.port = fe.port;
-    if (!nat_.put(k, fwd) || !nat_.put(rk, rev)) {
-      // Full: the flow still goes to its backend (the hash picks the same one
-      // while the table does not change), but its replies are not translated.
-      nat_.erase(k);
-      count(kLbNatFull);
-    }
+    // Full table: the flow still goes to its backend (the hash picks the same
+    // one while the table does not change), but its replies are not translated.
+    add_pair(k, be.addr, be.port, fe.addr, fe.port, svc->id, 0, closing, now_s);
     count(kLbNewFlows);
   }
   nat_rewrite(pkt, ip, true, be.addr, be.port);
@@ -192,15 +211,7 @@ LbResult LoadBalancer::forward(uint8_t* pkt, const IpInfo& ip, uint16_t sport, u
 bool LoadBalancer::reverse(uint8_t* pkt, const IpInfo& ip, uint16_t* sport, uint16_t dport, uint8_t tcp_flags,
                            uint32_t now_s) {
   if (nat_.size() == 0 || !translatable(pkt, ip)) return false;
-  NatKey k;
-  std::memset(&k, 0, sizeof k);
-  std::memcpy(k.src, ip.src, size_t(ip.addr_len));
-  std::memcpy(k.dst, ip.dst, size_t(ip.addr_len));
-  k.sport = *sport;
-  k.dport = dport;
-  k.proto = ip.proto;
-  k.family = uint8_t(ip.version);
-  k.reverse = 1;
+  NatKey k = packet_key(ip, *sport, dport, kNatReverse);
   bool closing = ip.proto == kProtoTCP && (tcp_flags & (kTcpFin | kTcpRst));
   uint8_t vip[16];
   uint16_t vport = 0;
@@ -219,6 +230,69 @@ bool LoadBalancer::reverse(uint8_t* pkt, const IpInfo& ip, uint16_t* sport, uint
   return true;
 }
 
+void LoadBalancer::set_proxy(const uint8_t addr[4], uint16_t port) {
+  std::unique_lock<std::shared_mutex> lock(mu);
+  std::memcpy(proxy_addr_, addr, 4);
+  proxy_port_.store(port, std::memory_order_relaxed);
+}
+
+bool LoadBalancer::redirected(uint8_t* pkt, const IpInfo& ip, uint16_t sport, uint16_t* dport, uint8_t tcp_flags,
+                              uint32_t now_s) {
+  if (!proxy_active() || ip.proto != kProtoTCP || ip.version != 4 || !translatable(pkt, ip)) return false;
+  NatKey k = packet_key(ip, sport, *dport, kNatRedirect);
+  bool closing = (tcp_flags & (kTcpFin | kTcpRst)) != 0;
+  uint8_t to[16];
+  uint16_t to_port = 0;
+  bool hit = nat_.with(k, [&](NatEntry* e) {
+    if (!e) return false;
+    std::memcpy(to, e->addr, 16);
+    to_port = e->port;
+    e->last_s = now_s;
+    if (closing) e->closing = 1;
+    return true;
+  });
+  if (!hit) return false;
+  nat_rewrite(pkt, ip, true, to, to_port);
+  *dport = to_port;
+  return true;
+}
+
+bool LoadBalancer::redirect(uint8_t* pkt, const IpInfo& ip, uint16_t sport, uint16_t* dport, uint32_t identity,
+                            uint8_t tcp_flags, uint32_t now_s) {
+  uint16_t pport = proxy_port_.load(std::memory_order_relaxed);
+  if (pport == 0 || ip.proto != kProtoTCP || ip.version != 4 || !translatable(pkt, ip)) return false;
+  NatKey k = packet_key(ip, sport, *dport, kNatRedirect);
+  uint8_t to[16] = {0};
+  std::memcpy(to, proxy_addr_, 4);
+  if (!add_pair(k, to, pport, k.dst, k.dport, 0, identity, (tcp_flags & (kTcpFin | kTcpRst)) != 0, now_s)) return false;
+  nat_rewrite(pkt, ip, true, to, pport);
+  *dport = pport;
+  return true;
+}
+
+bool LoadBalancer::proxy_original(const uint8_t client[4], uint16_t client_port, uint8_t dst[4], uint16_t* dst_port,
+                                  uint32_t* identity) {
+  NatKey k;
+  std::memset(&k, 0, sizeof k);
+  {
+    std::shared_lock<std::shared_mutex> lock(mu);
+    std::memcpy(k.src, proxy_addr_, 4);
+    k.sport = proxy_port_.load(std::memory_order_relaxed);
+  }
+  std::memcpy(k.dst, client, 4);
+  k.dport = client_port;
+  k.proto = kProtoTCP;
+  k.family = 4;
+  k.kind = kNatReverse;
+  return nat_.with(k, [&](NatEntry* e) {
+    if (!e || e->pair_kind != kNatRedirect) return false;
+    std::memcpy(dst, e->addr, 4);
+    *dst_port = e->port;
+    *identity = e->identity;
+    return true;
+  });
+}
+
 size_t LoadBalancer::gc(uint32_t now_s) {
   auto expired = [now_s](const NatEntry& e) {
     uint32_t timeout = e.closing ? kClosingTimeout : e.tcp ? kTcpTimeout : kOtherTimeout;
@@ -235,14 +309,15 @@ size_t LoadBalancer::gc(uint32_t now_s) {
   for (const auto& [k, e] : candidates) {
     NatKey twin;
     std::memset(&twin, 0, sizeof twin);
-    // forward (client -> VIP) holds the backend; reverse (backend -> client) the VIP
-    std::memcpy(twin.src, k.reverse ? k.dst : e.addr, 16);
-    std::memcpy(twin.dst, k.reverse ? e.addr : k.src, 16);
-    twin.sport = k.reverse ? k.dport : e.port;
-    twin.dport = k.reverse ? e.port : k.sport;
+    // first (client -> VIP / pod) holds where it went; reverse (there -> client) the original destination
+    bool rev = k.kind == kNatReverse;
+    std::memcpy(twin.src, rev ? k.dst : e.addr, 16);
+    std::memcpy(twin.dst, rev ? e.addr : k.src, 16);
+    twin.sport = rev ? k.dport : e.port;
+    twin.dport = rev ? e.port : k.sport;
     twin.proto = k.proto;
     twin.family = k.family;
-    twin.reverse = k.reverse ? 0 : 1;
+    twin.kind = rev ? e.pair_kind : uint8_t(kNatReverse);
     bool twin_idle = nat_.with(twin, [&](NatEntry* t) { return !t || expired(*t); });
     if (!twin_idle) continue;
     removed += nat_.erase(k) ? 1 : 0;

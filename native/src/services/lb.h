@@ -82,7 +82,25 @@ class LoadBalancer {
   // and tools): false when the frontend is unknown or has no backend.
   bool pick(const Frontend& fe, const uint8_t* src, uint16_t sport, BackendKey* out);
 
+  // ---- L7 proxy redirect (mesh mode; the agent's proxy listens on addr:port)
+  void set_proxy(const uint8_t addr[4], uint16_t port);
+  // The original destination and the source identity of a flow the proxy
+  // accepted from client:port; false when there is none.
+  bool proxy_original(const uint8_t client[4], uint16_t client_port, uint8_t dst[4], uint16_t* dst_port,
+                      uint32_t* identity);
+
   // ---- packet threads (caller holds mu shared)
+  // A packet of a flow already sent to the proxy: rewritten to it (true).
+  bool redirected(uint8_t* pkt, const IpInfo& ip, uint16_t sport, uint16_t* dport, uint8_t tcp_flags, uint32_t now_s);
+  // Sends a new flow to the proxy (policy said redirect): entries + rewrite; false when the proxy is not set up.
+  bool redirect(uint8_t* pkt, const IpInfo& ip, uint16_t sport, uint16_t* dport, uint32_t identity, uint8_t tcp_flags,
+                uint32_t now_s);
+  // A packet from the proxy's listening socket (its replies, to be turned back into the pod's).
+  bool from_proxy(const IpInfo& ip, uint16_t sport) const {
+    return proxy_port_.load(std::memory_order_relaxed) == sport && ip.version == 4 &&
+           std::memcmp(ip.src, proxy_addr_, 4) == 0;
+  }
+
   // The service of a frontend and the backend its Maglev table gives a flow
   // (null backend: no selectable backend); null service: not a frontend.
   const LbService* select(const Frontend& fe, const uint8_t* src, uint16_t sport, const BackendKey** backend) const;
@@ -90,22 +108,31 @@ class LoadBalancer {
   // true: the packet was a reply of a translated flow and now comes from the VIP.
   bool reverse(uint8_t* pkt, const IpInfo& ip, uint16_t* sport, uint16_t dport, uint8_t tcp_flags, uint32_t now_s);
   bool active() const { return frontends_n_.load(std::memory_order_relaxed) != 0; }
+  bool proxy_active() const { return proxy_port_.load(std::memory_order_relaxed) != 0 && nat_.size() != 0; }
 
   mutable std::shared_mutex mu;
 
  private:
+  enum NatKind : uint8_t { kNatForward = 0, kNatReverse = 1, kNatRedirect = 2 };
   struct NatKey {
     uint8_t src[16], dst[16];
     uint16_t sport, dport;
-    uint8_t proto, family, reverse, pad;
+    uint8_t proto, family, kind, pad;
   };
   struct NatEntry {
-    uint8_t addr[16];  // forward: the backend; reverse: the VIP
+    uint8_t addr[16];  // forward: the backend; redirect: the proxy; reverse: the VIP / the pod
     uint16_t port;
     uint8_t closing, tcp;
     uint32_t service;
     uint32_t last_s;
+    uint32_t identity;   // redirect pairs: the source identity the proxy decides for
+    uint8_t pair_kind;   // the kind of the pair's first entry (kNatForward or kNatRedirect)
+    uint8_t pad[3];
   };
+  static NatKey packet_key(const IpInfo& ip, uint16_t sport, uint16_t dport, uint8_t kind);
+  // Creates a flow's two entries (first: client -> original destination, rewritten to `to`); false when full.
+  bool add_pair(const NatKey& first, const uint8_t* to, uint16_t to_port, const uint8_t* orig_dst, uint16_t orig_port,
+                uint32_t service, uint32_t identity, bool closing, uint32_t now_s);
   static uint64_t flow_hash(const uint8_t* src, const uint8_t* dst, int alen, uint16_t sport, uint16_t dport,
                             uint8_t proto);
   void count(int c) { counters_[c].fetch_add(1, std::memory_order_relaxed); }
@@ -115,6 +142,8 @@ class LoadBalancer {
   FlatMap<Frontend, const LbService*> frontends_;
   std::atomic<size_t> frontends_n_{0};
   ShardedMap<NatKey, NatEntry> nat_;
+  uint8_t proxy_addr_[4] = {0, 0, 0, 0};
+  std::atomic<uint16_t> proxy_port_{0};
   std::atomic<uint64_t> counters_[kLbCounterCount];
 };
 

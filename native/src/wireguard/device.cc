@@ -616,6 +616,14 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
           count(kDropMalformedTun);
           continue;
         }
+        // The L7 proxy's answers leave as the pod they stand for (policy then sees the pod).
+        if (pv.has_ports && lb->from_proxy(ip, pv.sport))
+          lb->reverse(plain, ip, &pv.sport, pv.dport, pv.tcp_flags, now_s);
+        // A local flow already handed to the proxy goes there again.
+        if (pv.has_ports && lb->redirected(plain, ip, pv.sport, &pv.dport, pv.tcp_flags, now_s)) {
+          hairpin(plain, s.len);
+          continue;
+        }
         // Service translation comes first: policy sees the backend.
         if (pv.has_ports && lb->active() &&
             lb->forward(plain, ip, pv.sport, &pv.dport, pv.tcp_flags, now_s) == kLbReject) {
@@ -637,12 +645,16 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
           identity = last_verdict.identity;
         } else {
           action = pe->tx(pv, wall, &identity);
-          last_verdict.valid = action != PolicyEngine::kTxDrop;
+          last_verdict.valid = action != PolicyEngine::kTxDrop && action != PolicyEngine::kTxRedirect;
           std::memcpy(last_verdict.key, key, sizeof key);
           last_verdict.action = action;
           last_verdict.identity = identity;
         }
         if (action == PolicyEngine::kTxDrop) continue;
+        if (action == PolicyEngine::kTxRedirect) {
+          if (lb->redirect(plain, ip, pv.sport, &pv.dport, identity, pv.tcp_flags, now_s)) hairpin(plain, s.len);
+          continue;
+        }
         if (action == PolicyEngine::kTxHairpin) {
           // a local backend's reply to a local client leaves as the VIP
           if (pv.has_ports) lb->reverse(plain, ip, &pv.sport, pv.dport, pv.tcp_flags, now_s);
@@ -1020,8 +1032,17 @@ void Device::rx_message(uint8_t* msg, size_t len, const Endpoint& from, uint64_t
     } else {
       src_identity = rx_policy_->untagged_identity(pv, p->default_identity);
     }
-    if (!rx_policy_->rx(pv, src_identity, p->id, rx_wall_ms_)) return;
-    if (pv.has_ports) lb_->reverse(pkt, ip, &pv.sport, pv.dport, pv.tcp_flags, uint32_t(now / 1000));
+    uint32_t now_s = uint32_t(now / 1000);
+    // a flow already handed to the L7 proxy: its policy was decided at its first packet
+    if (!(pv.has_ports && lb_->redirected(pkt, ip, pv.sport, &pv.dport, pv.tcp_flags, now_s))) {
+      PolicyEngine::RxAction a = rx_policy_->rx(pv, src_identity, p->id, rx_wall_ms_);
+      if (a == PolicyEngine::kRxDrop) return;
+      if (a == PolicyEngine::kRxRedirect) {
+        if (!lb_->redirect(pkt, ip, pv.sport, &pv.dport, src_identity, pv.tcp_flags, now_s)) return;
+      } else if (pv.has_ports) {
+        lb_->reverse(pkt, ip, &pv.sport, pv.dport, pv.tcp_flags, now_s);
+      }
+    }
   }
   p->last_data_recv_ms.store(now, std::memory_order_relaxed);
   uint64_t zero = 0;

@@ -1,0 +1,73 @@
+/**
+ * L7 (HTTP) decisions of the agent's proxy: which rules apply to a flow the
+ * data path redirected, and whether a request matches them.
+ *
+ * A flow reaches the proxy when some ingress allow rule with `rules.http`
+ * covers its destination port for its source identity (the native lookup's
+ * "redirect"). Its requests are then allowed when either some matching rule
+ * for that identity and port has no HTTP section (an L4 allow: everything
+ * passes, as in Cilium) or one of the HTTP rules matches: method, path and host
+ * are regular expressions over the whole value, headers must be present (and
+ * equal, when a value is given).
+ */
+import type { IdentityUniverse } from './compile.js';
+import { peerIdentities } from './compile.js';
+import type { HttpRule, Rule } from './rules.js';
+
+export interface HttpRequestView {
+  method: string;
+  /** The request target's path (with query). */
+  path: string;
+  host: string;
+  headers: Record<string, string | string[] | undefined>;
+}
+
+/** The rules deciding a redirected flow: 'all' (an L4 allow applies), or HTTP rules with the rule they came from. */
+export type L7Rules = 'all' | Array<{ rule: Rule; http: HttpRule }>;
+
+/** Ingress rules selecting the endpoint (compiled selectedBy) that allow `identity` on TCP `port`. */
+export function l7Rules(ingress: Rule[], u: IdentityUniverse, identity: number, port: number): L7Rules {
+  const out: Array<{ rule: Rule; http: HttpRule }> = [];
+  for (const r of ingress) {
+    if (r.deny) continue;
+    const ids = new Set(r.peers.flatMap((p) => peerIdentities(p, u)));
+    if (!ids.has(identity) && !ids.has(0)) continue;
+    const ports = r.ports.length ? r.ports : [{ proto: 0, lo: 0, hi: 65535 }];
+    for (const p of ports) {
+      if ((p.proto !== 0 && p.proto !== 6) || port < p.lo || port > p.hi) continue;
+      if (!('http' in p) || !p.http) return 'all';
+      for (const h of p.http) out.push({ rule: r, http: h });
+    }
+  }
+  return out;
+}
+
+const cache = new Map<string, RegExp>();
+function whole(re: string): RegExp {
+  let r = cache.get(re);
+  if (!r) {
+    r = new RegExp(`^(?:${re})$`);
+    if (cache.size > 10_000) cache.clear();
+    cache.set(re, r);
+  }
+  return r;
+}
+
+export function httpRuleMatches(h: HttpRule, req: HttpRequestView): boolean {
+  if (h.method !== undefined && !whole(h.method).test(req.method)) return false;
+  if (h.path !== undefined && !whole(h.path).test(req.path)) return false;
+  if (h.host !== undefined && !whole(h.host).test(req.host)) return false;
+  for (const x of h.headers ?? []) {
+    const v = req.headers[x.name];
+    if (v === undefined) return false;
+    if (x.value !== undefined && !(Array.isArray(v) ? v : [v]).includes(x.value)) return false;
+  }
+  return true;
+}
+
+/** The verdict for one request: allowed, and the rule that allowed it (none for 'all'). */
+export function decideRequest(rules: L7Rules, req: HttpRequestView): { allowed: boolean; rule?: Rule } {
+  if (rules === 'all') return { allowed: true };
+  const hit = rules.find((r) => httpRuleMatches(r.http, req));
+  return hit ? { allowed: true, rule: hit.rule } : { allowed: false };
+}

@@ -1,0 +1,101 @@
+// L7 HTTP rules: compiled into redirect entries (the native lookup's third
+// verdict), and the proxy's per-request decisions (src/policy/l7.ts).
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { clusterIdentity, endpointIdentityLabels } from '../../src/identity/identity.js';
+import { validateManifest } from '../../src/manifests/validate.js';
+import { compileEndpoint, encodeEntries, evaluate, IdentityUniverse } from '../../src/policy/compile.js';
+import { decideRequest, httpRuleMatches, l7Rules } from '../../src/policy/l7.js';
+import { enforcedRules } from '../../src/policy/repository.js';
+
+const POLICY = `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: { name: api, namespace: shop }
+spec:
+  endpointSelector: { matchLabels: { app: api } }
+  ingress:
+    - fromEndpoints: [{ matchLabels: { app: frontend } }]
+      toPorts:
+        - ports: [{ port: "80", protocol: TCP }]
+          rules:
+            http:
+              - { method: "GET|HEAD", path: "/public/.*" }
+              - { method: POST, path: /submit, headers: ["X-Token: secret", "X-Trace"], host: "api\\\\.shop" }
+    - fromEndpoints: [{ matchLabels: { app: admin } }]
+      toPorts: [{ ports: [{ port: "80", protocol: TCP }] }]
+    - fromEndpoints: [{ matchLabels: { app: frontend } }]
+      toPorts: [{ ports: [{ port: "9090", protocol: TCP }] }]
+  ingressDeny:
+    - fromEndpoints: [{ matchLabels: { app: banned } }]
+      toPorts: [{ ports: [{ port: "80", protocol: TCP }] }]
+`;
+
+describe('L7 rules', () => {
+  const u = new IdentityUniverse('c1');
+  let n = 256;
+  const id = (app: string) => {
+    const i = clusterIdentity(1, n++);
+    u.identities.set(i, endpointIdentityLabels({ app }, 'shop', 'c1'));
+    return i;
+  };
+  const fe = id('frontend');
+  const admin = id('admin');
+  const banned = id('banned');
+  const warnings: string[] = [];
+  const rules = enforcedRules([{ cluster: 'c1', name: 'shop/api', manifest: validateManifest(parse(POLICY)) }], 'c1', true, warnings);
+  const pol = compileEndpoint(endpointIdentityLabels({ app: 'api' }, 'shop', 'c1'), rules, u, (r) => rules.indexOf(r) + 1);
+
+  it('compile to redirect entries (action 2) that the lookup prefers over allows and loses to denies', () => {
+    expect(warnings).toEqual([]);
+    expect(evaluate(pol.ingress, fe, 6, 80, true).verdict).toBe('proxy');
+    expect(evaluate(pol.ingress, fe, 6, 9090, true).verdict).toBe('allow'); // no HTTP rule on that port
+    expect(evaluate(pol.ingress, admin, 6, 80, true).verdict).toBe('allow');
+    expect(evaluate(pol.ingress, banned, 6, 80, true).verdict).toBe('deny');
+    const rows = encodeEntries(pol.ingress)!;
+    const actions = new Set<number>();
+    for (let o = 0; o < rows.length; o += 16) actions.add(rows[o + 5]!);
+    expect([...actions].sort()).toEqual([0, 1, 2]);
+  });
+
+  it('decide requests: method, path, host as whole-value regexps; headers present or equal', () => {
+    const r = l7Rules(pol.selectedBy.ingress, u, fe, 80);
+    expect(r).not.toBe('all');
+    const req = (method: string, path: string, headers: Record<string, string> = {}, host = 'api.shop') => decideRequest(r, { method, path, host, headers });
+    expect(req('GET', '/public/a').allowed).toBe(true);
+    expect(req('HEAD', '/public/').allowed).toBe(true);
+    expect(req('GET', '/publicx').allowed).toBe(false); // the regexp covers the whole path
+    expect(req('GET', '/x/public/a').allowed).toBe(false);
+    expect(req('DELETE', '/public/a').allowed).toBe(false);
+    expect(req('POST', '/submit', { 'x-token': 'secret', 'x-trace': '1' }).allowed).toBe(true);
+    expect(req('POST', '/submit', { 'x-token': 'secret' }).allowed).toBe(false); // X-Trace missing
+    expect(req('POST', '/submit', { 'x-token': 'wrong', 'x-trace': '1' }).allowed).toBe(false);
+    expect(req('POST', '/submit', { 'x-token': 'secret', 'x-trace': '1' }, 'apixshop').allowed).toBe(false); // escaped dot
+    expect(req('GET', '/public/a').rule?.id).toMatch(/api:ingress\[0\]/);
+  });
+
+  it('an L4 allow for the same identity and port lets every request through; other identities have no rules', () => {
+    expect(l7Rules(pol.selectedBy.ingress, u, admin, 80)).toBe('all');
+    expect(decideRequest('all', { method: 'PUT', path: '/anything', host: '', headers: {} })).toEqual({ allowed: true });
+    expect(l7Rules(pol.selectedBy.ingress, u, id('stranger'), 80)).toEqual([]);
+    expect(decideRequest([], { method: 'GET', path: '/', host: '', headers: {} }).allowed).toBe(false);
+  });
+
+  it('header rules: "Name" means present, "Name: value" means equal (multi-valued headers included)', () => {
+    const h = { headers: [{ name: 'x-a' }, { name: 'x-b', value: 'v' }] };
+    expect(httpRuleMatches(h, { method: 'GET', path: '/', host: '', headers: { 'x-a': '', 'x-b': ['w', 'v'] } })).toBe(true);
+    expect(httpRuleMatches(h, { method: 'GET', path: '/', host: '', headers: { 'x-b': 'v' } })).toBe(false);
+  });
+
+  it('egress and deny rules with HTTP sections stay L4, with a warning', () => {
+    const w: string[] = [];
+    const m = validateManifest(parse(`apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: { name: eg, namespace: shop }
+spec:
+  endpointSelector: { matchLabels: { app: fe } }
+  egress: [{ toEndpoints: [{}], toPorts: [{ ports: [{ port: "80" }], rules: { http: [{ method: GET }] } }] }]`));
+    const r = enforcedRules([{ cluster: 'c1', name: 'shop/eg', manifest: m }], 'c1', true, w);
+    expect(w[0]).toMatch(/L7 rules are enforced at L4 only here \(egress/);
+    expect(r[0]!.ports[0]!.http).toBeUndefined();
+  });
+});
