@@ -337,6 +337,11 @@ export class Agent extends EventEmitter {
     if (!this.routerAddress) throw new ConfigError('gateway', 'needs an IPv4 pod CIDR on this node (its first address is the gateway\'s source)');
     this.gateway = new IngressGateway(g.address, this.routerAddress, g.listeners, svc, this.log);
     await this.gateway.start();
+    const gw = this.gateway;
+    svc.onComputed = () => {
+      const n = gw.resetDead();
+      if (n) this.log.info({ connections: n }, 'gateway reset connections to dead backends');
+    };
   }
 
   /**

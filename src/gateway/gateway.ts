@@ -18,6 +18,8 @@ import type { Logger } from '../log.js';
 export interface BackendPicker {
   /** The backend a new flow from client:clientPort to service port gets, or undefined (none healthy / unknown). */
   pick(namespace: string, name: string, port: number, client: string, clientPort: number): { ip: string; port: number } | undefined;
+  /** Whether a backend is still alive (its node answers, its endpoint exists). */
+  backendAlive(ip: string, port: number): boolean;
 }
 import { proxyV2Header } from './proxyproto.js';
 
@@ -43,6 +45,8 @@ const UPSTREAM_TIMEOUT_MS = 5000;
 
 export class IngressGateway {
   private readonly servers: net.Server[] = [];
+  /** Open upstream connections and the backend each went to. */
+  private readonly upstreams = new Map<net.Socket, { ip: string; port: number; client: net.Socket }>();
   readonly stats: GatewayStats[];
 
   constructor(
@@ -77,6 +81,23 @@ export class IngressGateway {
     for (const s of this.servers) s.close();
   }
 
+  /**
+   * Resets the connections whose backend died (the agent calls this after
+   * each service recompute): their clients fail at once and reconnect to a
+   * live backend, as flows through the data path's load balancer do.
+   */
+  resetDead(): number {
+    let n = 0;
+    for (const [up, u] of this.upstreams) {
+      if (this.services.backendAlive(u.ip, u.port)) continue;
+      this.upstreams.delete(up);
+      up.resetAndDestroy();
+      if (!u.client.destroyed) u.client.resetAndDestroy();
+      n++;
+    }
+    return n;
+  }
+
   private forward(l: GatewayListener, st: GatewayStats, client: net.Socket): void {
     // Addresses now: a client that leaves before the upstream connects has none later.
     const peer = { src: client.remoteAddress, srcPort: client.remotePort, dst: client.localAddress, dstPort: client.localPort };
@@ -98,6 +119,8 @@ export class IngressGateway {
       return;
     }
     const up = this.connectUpstream({ host: backend.ip, port: backend.port, localAddress: this.sourceAddress });
+    this.upstreams.set(up, { ...backend, client });
+    up.once('close', () => this.upstreams.delete(up));
     up.setTimeout(UPSTREAM_TIMEOUT_MS, () => up.destroy(new Error('upstream connect timeout')));
     up.once('connect', () => {
       up.setTimeout(0);

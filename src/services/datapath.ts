@@ -69,6 +69,8 @@ export class ServiceDatapath {
   private scheduled = false;
   private timer: NodeJS.Timeout | undefined;
   lastComputeMs = 0;
+  /** Called after every recompute (the ingress gateway resets connections to backends that died). */
+  onComputed: (() => void) | undefined;
 
   constructor(
     private readonly dev: NativeDevice,
@@ -230,6 +232,13 @@ export class ServiceDatapath {
     for (const vip of vips) if (!this.routedVips.has(vip)) this.route(vip, true);
     for (const vip of [...this.routedVips]) if (!vips.has(vip)) this.route(vip, false);
     this.lastComputeMs = performance.now() - t0;
+    this.onComputed?.();
+  }
+
+  /** A backend address some local service still counts as alive (selected or standby). */
+  backendAlive(ip: string, port: number): boolean {
+    for (const inst of this.installed.values()) for (const b of inst.status.backends) if (b.ip === ip && b.port === port && b.state !== 'dead') return true;
+    return false;
   }
 
   private route(vip: string, add: boolean): void {

@@ -4,10 +4,12 @@
  * Every PROBE_INTERVAL_MS the agent sends one liveness probe through the
  * WireGuard tunnel to each watched node (native probe frames, answered by the
  * peer's RX thread without JavaScript: docs/wire-format.md). A node is dead
- * when no answer came for DEAD_AFTER_MS while probes were going out, so a
- * node that stops answering leaves service selection in about a second, long
- * before its etcd lease would expire. Answers also carry the round-trip time
- * that affinity "nearest" compares.
+ * when a probe sent DEAD_AFTER_MS ago is still unanswered, so a node that
+ * stops answering leaves service selection in about a second, long before its
+ * etcd lease would expire. Counting from the oldest unanswered probe (not from
+ * the last answer) keeps a stall of our own event loop, which also stops the
+ * probes, from declaring healthy nodes dead. Answers also carry the
+ * round-trip time that affinity "nearest" compares.
  *
  * A node just added gets STARTUP_GRACE_MS before it can be called dead: the
  * first probe has to wait for a handshake.
@@ -30,7 +32,8 @@ export interface NodeLiveness {
 export type ProbeDevice = Pick<NativeDevice, 'probe' | 'peerStats'>;
 
 export class NodeHealth {
-  private readonly watched = new Map<string, { peer: number; since: number }>();
+  /** since: when we started watching; unanswered: when the oldest probe sent after the last answer went out. */
+  private readonly watched = new Map<string, { peer: number; since: number; unanswered?: number }>();
   private readonly state = new Map<string, NodeLiveness>();
   private timer: NodeJS.Timeout | undefined;
 
@@ -82,14 +85,15 @@ export class NodeHealth {
     for (const [id, w] of this.watched) {
       const s = stats.get(w.peer);
       const last = s?.lastProbeReplyMs ?? 0;
-      // answered since we started watching, within DEAD_AFTER_MS
-      const answered = last >= w.since && now - last <= DEAD_AFTER_MS;
-      const alive = answered || (last < w.since && now - w.since < STARTUP_GRACE_MS);
+      if (w.unanswered !== undefined && last >= w.unanswered) w.unanswered = undefined; // answered since
+      const overdue = w.unanswered !== undefined && now - w.unanswered > DEAD_AFTER_MS;
+      const alive = last >= w.since ? !overdue : now - w.since < STARTUP_GRACE_MS || !overdue;
       const prev = this.state.get(id);
       const next: NodeLiveness = { alive, ...(s?.probeRttUs ? { rttMs: s.probeRttUs / 1000 } : {}), ...(last ? { lastReplyAgoMs: now - last } : {}) };
       if (!prev || prev.alive !== alive) changed = true;
       this.state.set(id, next);
     }
+    for (const w of this.watched.values()) w.unanswered ??= now;
     this.dev.probe([...this.watched.values()].map((w) => w.peer));
     if (changed) this.onChange();
   }

@@ -139,7 +139,18 @@ regions: { eu: [198.18.200.0/24], us: [198.18.201.0/24] }
     expect(await run(hosts.get('eu')!, ['dnsq', DNS_ADDR, 'other.example.com'])).toContain('REFUSED');
   });
 
-  it('a dead cluster leaves the DNS answers within the TTL and the gateways route around it', async () => {
+  it('a dead cluster leaves the DNS answers within the TTL, the gateways route around it and reset its connections', async () => {
+    // connections held through c3's gateway, some on c2's backend
+    const holds: Promise<string>[] = [];
+    const connected: Promise<void>[] = [];
+    for (let i = 0; i < 24; i++) {
+      const p = spawn('ip', ['netns', 'exec', hosts.get('us')!, process.execPath, PROBE, 'hold', node('c3').address, '8080', '7000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      p.stdout!.on('data', (d) => (out += d));
+      holds.push(new Promise((resolve) => p.once('exit', () => resolve(out))));
+      connected.push(new Promise((resolve) => p.stderr!.once('data', () => resolve())));
+    }
+    await Promise.all(connected);
     const killedAt = Date.now();
     await stopRole(st, 'c2-n1-agent');
     let goneAfterMs = -1;
@@ -163,5 +174,10 @@ regions: { eu: [198.18.200.0/24], us: [198.18.201.0/24] }
     const r = await spread('us', node('c3').address, 8080, 60);
     expect(r.fail).toBe(0);
     expect(Object.keys(r.counts).sort()).toEqual(['w1', 'w1g', 'w3']);
+    const held = (await Promise.all(holds)).map((o) => JSON.parse(o) as { names: string[]; error: string | null });
+    const onC2 = held.filter((h) => h.names[0] === 'w2');
+    expect(onC2.length).toBeGreaterThan(0);
+    for (const h of onC2) expect(h.error).toBe('ECONNRESET'); // reset by the gateway, not left hanging
+    for (const h of held.filter((x) => x.names[0] !== 'w2')) expect(h.error).toBeNull();
   });
 });

@@ -21,6 +21,7 @@ describe('PROXY v2', () => {
 describe('ingress gateway', () => {
   let backend: net.Server;
   let backendPort = 0;
+  let backendAlive = true;
   const seen: string[] = [];
   let gw: IngressGateway;
   let gwPp: IngressGateway;
@@ -46,7 +47,7 @@ describe('ingress gateway', () => {
     await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
     backendPort = (backend.address() as net.AddressInfo).port;
     // the agent's picker asks the native Maglev table; here one backend stands for it
-    const dir = { pick: (ns: string, n: string) => (ns === 'shop' && n === 'web' ? { ip: '127.0.0.1', port: backendPort } : undefined) };
+    const dir = { pick: (ns: string, n: string) => (ns === 'shop' && n === 'web' ? { ip: '127.0.0.1', port: backendPort } : undefined), backendAlive: () => backendAlive };
     const free = async () => {
       const s = net.createServer();
       await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
@@ -107,6 +108,21 @@ describe('ingress gateway', () => {
     await roundTrip('127.0.0.2', ports.pp, 'x\n');
     expect(seen).toHaveLength(1);
     expect(seen[0]).toMatch(/^127\.0\.0\.1:\d+$/);
+  });
+
+  it('resets connections whose backend died, and only those', async () => {
+    const s = net.connect(ports.plain, '127.0.0.1');
+    const closed = new Promise<string>((resolve) => {
+      s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+      s.on('close', () => resolve('closed'));
+    });
+    await new Promise<void>((r) => s.once('connect', () => r()));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(gw.resetDead()).toBe(0);
+    backendAlive = false;
+    expect(gw.resetDead()).toBe(1);
+    expect(await closed).toBe('ECONNRESET');
+    backendAlive = true;
   });
 
   it('resets clients of a service it does not know', async () => {
