@@ -12,9 +12,9 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { canRunNetns, execIn, hasCommand, ROOT, waitFor } from '../src/testbed/netns.js';
+import { execIn, ROOT, waitFor } from '../src/testbed/netns.js';
 import { testbedDown, testbedUp } from '../src/testbed/testbed.js';
-import { median } from './testbed-runs.js';
+import { canRunTestbedBench, median } from './testbed-runs.js';
 
 interface WrkResult {
   rps: number;
@@ -40,10 +40,7 @@ export function parseWrk(out: string): WrkResult {
 const results: Record<string, unknown> = {};
 
 async function main(): Promise<void> {
-  if (!canRunNetns() || !hasCommand('etcd') || !hasCommand('wrk') || !hasCommand('nginx')) {
-    console.log('bench:proxy: skipped (needs root, etcd, wrk and nginx: apt-get install wrk nginx-light)');
-    return;
-  }
+  if (!canRunTestbedBench('bench:proxy', ['wrk', 'nginx'])) return;
   const rounds = Number(process.env.PROXY_ROUNDS ?? 3);
   const secs = Number(process.env.PROXY_SECONDS ?? 8);
   const conns = Number(process.env.PROXY_CONNECTIONS ?? 32);

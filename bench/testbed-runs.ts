@@ -5,10 +5,10 @@
  */
 import { canRunNetns, execIn, hasCommand } from '../src/testbed/netns.js';
 
-/** Root, etcd and iperf3 are all there; otherwise says why the part is skipped. */
-export function canRunTestbedBench(what: string): boolean {
-  if (canRunNetns() && hasCommand('etcd') && hasCommand('iperf3')) return true;
-  console.log(`${what}: skipped (needs root, etcd and iperf3)`);
+/** Root, etcd and the tools (iperf3 by default) are all there; otherwise says why the part is skipped. */
+export function canRunTestbedBench(what: string, tools: string[] = ['iperf3']): boolean {
+  if (canRunNetns() && hasCommand('etcd') && tools.every(hasCommand)) return true;
+  console.log(`${what}: skipped (needs root, etcd and ${tools.join(', ')})`);
   return false;
 }
 

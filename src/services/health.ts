@@ -11,14 +11,14 @@
  * probes, from declaring healthy nodes dead. Answers also carry the
  * round-trip time that affinity "nearest" compares.
  *
- * A node just added gets STARTUP_GRACE_MS before it can be called dead: the
- * first probe has to wait for a handshake.
+ * A node that has not answered since we started watching it is not alive
+ * yet: new flows go only to nodes that have shown they answer (the first
+ * answer comes a handshake after the first probe).
  */
 import type { NativeDevice } from '../native/binding.js';
 
 export const PROBE_INTERVAL_MS = 200;
 export const DEAD_AFTER_MS = 1000;
-export const STARTUP_GRACE_MS = 3000;
 
 export interface NodeLiveness {
   alive: boolean;
@@ -72,9 +72,9 @@ export class NodeHealth {
     }
   }
 
-  /** Liveness of a watched node; unwatched nodes (e.g. this one) count as alive. */
+  /** Liveness of a watched node (not alive before its first answer); unwatched nodes (e.g. this one) count as alive. */
   get(id: string): NodeLiveness {
-    return this.state.get(id) ?? { alive: true };
+    return this.state.get(id) ?? { alive: !this.watched.has(id) };
   }
 
   tick(): void {
@@ -87,7 +87,7 @@ export class NodeHealth {
       const last = s?.lastProbeReplyMs ?? 0;
       if (w.unanswered !== undefined && last >= w.unanswered) w.unanswered = undefined; // answered since
       const overdue = w.unanswered !== undefined && now - w.unanswered > DEAD_AFTER_MS;
-      const alive = last >= w.since ? !overdue : now - w.since < STARTUP_GRACE_MS || !overdue;
+      const alive = last >= w.since && !overdue;
       const prev = this.state.get(id);
       const next: NodeLiveness = { alive, ...(s?.probeRttUs ? { rttMs: s.probeRttUs / 1000 } : {}), ...(last ? { lastReplyAgoMs: now - last } : {}) };
       if (!prev || prev.alive !== alive) changed = true;

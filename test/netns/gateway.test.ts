@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callAgent } from '../../src/agent/api.js';
 import type { ServiceStatus } from '../../src/services/datapath.js';
 import { canRunNetns, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
+import { startPodServers } from '../helpers/echo.js';
 import { addUnderlayHost, spawnIn, startAgent, stopRole, testbedClusterAccess, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
 
 const enabled = canRunNetns() && hasCommand('etcd');
@@ -69,14 +70,8 @@ manifests: { c1: [${join(dir, 'svc.yaml')}], c2: [${join(dir, 'svc.yaml')}], c3:
 `,
     );
     st = await testbedUp(file);
-    for (const p of ['w1', 'w1g', 'w2', 'w3']) {
-      const s = spawn('ip', ['netns', 'exec', pod(p).netns, process.execPath, PROBE, 'server', p, '8080'], { stdio: ['ignore', 'ignore', 'pipe'] });
-      procs.push(s);
-      await new Promise<void>((r) => s.stderr!.once('data', () => r()));
-    }
-    const pp = spawn('ip', ['netns', 'exec', pod('pp2').netns, process.execPath, PROBE, 'ppserver', 'pp2', '8080'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    procs.push(pp);
-    await new Promise<void>((r) => pp.stderr!.once('data', () => r()));
+    procs.push(...(await startPodServers(['w1', 'w1g', 'w2', 'w3'].map(pod), (p) => [PROBE, 'server', p.name, '8080'])));
+    procs.push(...(await startPodServers([pod('pp2')], (p) => [PROBE, 'ppserver', p.name, '8080'])));
     // one gateway node per cluster: c1 in eu, c2 and c3 in us
     for (const [c, region] of [['c1', 'eu'], ['c2', 'us'], ['c3', 'us']] as const) {
       appendFileSync(join(st.dir, `${c}-n1.yaml`), `gateway:\n  region: ${region}\n  listeners:\n    - { service: shop/web, port: 80, listenPort: 8080 }\n    - { service: shop/web-pp, port: 80, listenPort: 8081, proxyProtocol: true }\n`);

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callAgent } from '../../src/agent/api.js';
 import type { Flow } from '../../src/policy/flows.js';
 import { canRunNetns, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
+import { startPodServers } from '../helpers/echo.js';
 import { testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
 
 const enabled = canRunNetns() && hasCommand('etcd');
@@ -73,9 +74,7 @@ manifests: { c1: [${join(dir, 'policy.yaml')}] }
 `,
     );
     st = await testbedUp(file);
-    const s = spawn('ip', ['netns', 'exec', pod('api').netns, process.execPath, HTTP, 'server', 'api', '8080'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    procs.push(s);
-    await new Promise<void>((r) => s.stderr!.once('data', () => r()));
+    procs.push(...(await startPodServers([pod('api')], (p) => [HTTP, 'server', p.name, '8080'])));
     // the policy is compiled with every frontend identity (c2's included)
     await waitFor(async () => (await get('fe2', '/public/c2')).status === 200, 30_000);
   }, 180_000);

@@ -12,6 +12,7 @@ import { callAgent } from '../../src/agent/api.js';
 import type { ServiceStatus } from '../../src/services/datapath.js';
 import { canRunNetns, execIn, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
 import { addLatency } from '../../src/testbed/latency.js';
+import { startPodServers } from '../helpers/echo.js';
 import { addPod, cliIn, removePod, startAgent, stopRole, testbedClusterAccess, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
 
 const enabled = canRunNetns() && hasCommand('etcd');
@@ -71,9 +72,8 @@ describe.skipIf(!enabled)('global services on a 3-cluster mesh', () => {
   const node = (c: string, n: string) => st.clusters.find((x) => x.name === c)!.nodes.find((x) => x.name === n)!;
 
   async function startServer(p: string): Promise<void> {
-    const s = spawn('ip', ['netns', 'exec', pod(p).netns, process.execPath, PROBE, 'server', p, String(PORT)], { stdio: ['ignore', 'ignore', 'pipe'] });
-    servers.set(p, s);
-    await new Promise<void>((r) => s.stderr!.once('data', () => r()));
+    const [s] = await startPodServers([pod(p)], (x) => [PROBE, 'server', x.name, String(PORT)]);
+    servers.set(p, s!);
   }
 
   async function services(c: string, n: string): Promise<ServiceStatus[]> {

@@ -211,22 +211,27 @@ LbResult LoadBalancer::forward(uint8_t* pkt, const IpInfo& ip, uint16_t sport, u
 bool LoadBalancer::reverse(uint8_t* pkt, const IpInfo& ip, uint16_t* sport, uint16_t dport, uint8_t tcp_flags,
                            uint32_t now_s) {
   if (nat_.size() == 0 || !translatable(pkt, ip)) return false;
-  NatKey k = packet_key(ip, *sport, dport, kNatReverse);
+  if (!translate(pkt, ip, packet_key(ip, *sport, dport, kNatReverse), false, sport, tcp_flags, now_s)) return false;
+  count(kLbReverseTranslated);
+  return true;
+}
+
+bool LoadBalancer::translate(uint8_t* pkt, const IpInfo& ip, const NatKey& k, bool dst, uint16_t* port,
+                             uint8_t tcp_flags, uint32_t now_s) {
   bool closing = ip.proto == kProtoTCP && (tcp_flags & (kTcpFin | kTcpRst));
-  uint8_t vip[16];
-  uint16_t vport = 0;
+  uint8_t to[16];
+  uint16_t to_port = 0;
   bool hit = nat_.with(k, [&](NatEntry* e) {
     if (!e) return false;
-    std::memcpy(vip, e->addr, 16);
-    vport = e->port;
+    std::memcpy(to, e->addr, 16);
+    to_port = e->port;
     e->last_s = now_s;
     if (closing) e->closing = 1;
     return true;
   });
   if (!hit) return false;
-  nat_rewrite(pkt, ip, false, vip, vport);
-  *sport = vport;
-  count(kLbReverseTranslated);
+  nat_rewrite(pkt, ip, dst, to, to_port);
+  *port = to_port;
   return true;
 }
 
@@ -239,22 +244,7 @@ void LoadBalancer::set_proxy(const uint8_t addr[4], uint16_t port) {
 bool LoadBalancer::redirected(uint8_t* pkt, const IpInfo& ip, uint16_t sport, uint16_t* dport, uint8_t tcp_flags,
                               uint32_t now_s) {
   if (!proxy_active() || ip.proto != kProtoTCP || ip.version != 4 || !translatable(pkt, ip)) return false;
-  NatKey k = packet_key(ip, sport, *dport, kNatRedirect);
-  bool closing = (tcp_flags & (kTcpFin | kTcpRst)) != 0;
-  uint8_t to[16];
-  uint16_t to_port = 0;
-  bool hit = nat_.with(k, [&](NatEntry* e) {
-    if (!e) return false;
-    std::memcpy(to, e->addr, 16);
-    to_port = e->port;
-    e->last_s = now_s;
-    if (closing) e->closing = 1;
-    return true;
-  });
-  if (!hit) return false;
-  nat_rewrite(pkt, ip, true, to, to_port);
-  *dport = to_port;
-  return true;
+  return translate(pkt, ip, packet_key(ip, sport, *dport, kNatRedirect), true, dport, tcp_flags, now_s);
 }
 
 bool LoadBalancer::redirect(uint8_t* pkt, const IpInfo& ip, uint16_t sport, uint16_t* dport, uint32_t identity,

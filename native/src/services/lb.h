@@ -130,6 +130,9 @@ class LoadBalancer {
     uint8_t pad[3];
   };
   static NatKey packet_key(const IpInfo& ip, uint16_t sport, uint16_t dport, uint8_t kind);
+  // Looks k up, refreshes it and rewrites the packet's destination (dst) or source to the entry's address and port.
+  bool translate(uint8_t* pkt, const IpInfo& ip, const NatKey& k, bool dst, uint16_t* port, uint8_t tcp_flags,
+                 uint32_t now_s);
   // Creates a flow's two entries (first: client -> original destination, rewritten to `to`); false when full.
   bool add_pair(const NatKey& first, const uint8_t* to, uint16_t to_port, const uint8_t* orig_dst, uint16_t orig_port,
                 uint32_t service, uint32_t identity, bool closing, uint32_t now_s);
