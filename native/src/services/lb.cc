@@ -142,7 +142,10 @@ bool LoadBalancer::add_pair(const NatKey& first, const uint8_t* to, uint16_t to_
   rk.proto = first.proto;
   rk.family = first.family;
   rk.kind = kNatReverse;
-  if (nat_.put(first, fwd) && nat_.put(rk, rev)) return true;
+  if (nat_.put(first, fwd) && nat_.put(rk, rev)) {
+    if (first.kind == kNatRedirect) redirects_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
   nat_.erase(first);
   count(kLbNatFull);
   return false;
@@ -310,8 +313,11 @@ size_t LoadBalancer::gc(uint32_t now_s) {
     twin.kind = rev ? e.pair_kind : uint8_t(kNatReverse);
     bool twin_idle = nat_.with(twin, [&](NatEntry* t) { return !t || expired(*t); });
     if (!twin_idle) continue;
-    removed += nat_.erase(k) ? 1 : 0;
-    removed += nat_.erase(twin) ? 1 : 0;
+    bool first_gone = nat_.erase(k.kind == kNatReverse ? twin : k);  // the pair's first entry
+    removed += first_gone ? 1 : 0;
+    removed += nat_.erase(k.kind == kNatReverse ? k : twin) ? 1 : 0;
+    NatKind first_kind = k.kind == kNatReverse ? NatKind(e.pair_kind) : NatKind(k.kind);
+    if (first_gone && first_kind == kNatRedirect) redirects_.fetch_sub(1, std::memory_order_relaxed);
   }
   return removed;
 }

@@ -108,7 +108,8 @@ class LoadBalancer {
   // true: the packet was a reply of a translated flow and now comes from the VIP.
   bool reverse(uint8_t* pkt, const IpInfo& ip, uint16_t* sport, uint16_t dport, uint8_t tcp_flags, uint32_t now_s);
   bool active() const { return frontends_n_.load(std::memory_order_relaxed) != 0; }
-  bool proxy_active() const { return proxy_port_.load(std::memory_order_relaxed) != 0 && nat_.size() != 0; }
+  // Some flow is redirected to the proxy now: only then do packets pay a redirect lookup.
+  bool proxy_active() const { return redirects_.load(std::memory_order_relaxed) != 0; }
 
   mutable std::shared_mutex mu;
 
@@ -147,6 +148,7 @@ class LoadBalancer {
   ShardedMap<NatKey, NatEntry> nat_;
   uint8_t proxy_addr_[4] = {0, 0, 0, 0};
   std::atomic<uint16_t> proxy_port_{0};
+  std::atomic<size_t> redirects_{0};  // live redirect pairs
   std::atomic<uint64_t> counters_[kLbCounterCount];
 };
 
