@@ -16,9 +16,10 @@ declare -A deps=(
   [fuzz_allowedips]="$src/wireguard/allowedips.cc"
   [fuzz_policy]="$src/policy/engine.cc $src/policy/conntrack.cc $src/policy/ipcache.cc $src/policy/policymap.cc $src/policy/flatmap.cc $src/wireguard/allowedips.cc"
   [fuzz_lb]="$src/services/lb.cc $src/services/maglev.cc $src/net/reject.cc $src/policy/flatmap.cc"
+  [fuzz_http1]="$src/proxy/http1.cc $src/proxy/l7rules.cc"
 )
 status=0
-for target in fuzz_wire fuzz_offload fuzz_allowedips fuzz_policy fuzz_lb; do
+for target in fuzz_wire fuzz_offload fuzz_allowedips fuzz_policy fuzz_lb fuzz_http1; do
   echo "== $target: build"
   # shellcheck disable=SC2086
   "$CXX" "${common[@]}" "$here/$target.cc" ${deps[$target]} -lcrypto -o "$out/$target"

@@ -15,6 +15,7 @@
 #include "wireguard/allowedips.h"
 #include "wireguard/cookie.h"
 #include "policy/bench.h"
+#include "proxy/proxy.h"
 #include "wireguard/device.h"
 #include "wireguard/messages.h"
 #include "wireguard/ratelimiter.h"
@@ -413,6 +414,7 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
   }
 
   ~DeviceWrap() { dev_.stop(); }
+  wm::Device& device() { return dev_; }
 
  private:
   Napi::Value Start(const Napi::CallbackInfo& info) {
@@ -787,6 +789,252 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
   std::atomic<bool> notify_pending_{false};
 };
 
+
+// Rule specs from the agent: 'all' | [{ ref, method?, path?, host?, headers?: [{ name, value? }] }]
+bool ParseL7Spec(const Napi::Value& v, bool* all, std::vector<wm::HttpRuleSpec>* out, std::string* err) {
+  *all = false;
+  if (v.IsString()) {
+    if (v.As<Napi::String>().Utf8Value() != "all") return *err = "rules: 'all' or an array", false;
+    *all = true;
+    return true;
+  }
+  if (!v.IsArray()) return *err = "rules: 'all' or an array", false;
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value e = a.Get(i);
+    if (!e.IsObject()) return *err = "rules[" + std::to_string(i) + "]: an object", false;
+    Napi::Object o = e.As<Napi::Object>();
+    wm::HttpRuleSpec s;
+    s.ref = o.Get("ref").IsNumber() ? o.Get("ref").As<Napi::Number>().Int32Value() : -1;
+    for (auto [field, dst] : {std::pair<const char*, std::optional<std::string>*>{"method", &s.method}, {"path", &s.path}, {"host", &s.host}}) {
+      Napi::Value f = o.Get(field);
+      if (f.IsString()) *dst = f.As<Napi::String>().Utf8Value();
+      else if (!f.IsUndefined()) return *err = "rules[" + std::to_string(i) + "]." + field + ": a string", false;
+    }
+    Napi::Value hs = o.Get("headers");
+    if (hs.IsArray()) {
+      Napi::Array ha = hs.As<Napi::Array>();
+      for (uint32_t k = 0; k < ha.Length(); k++) {
+        Napi::Value h = ha.Get(k);
+        if (!h.IsObject() || !h.As<Napi::Object>().Get("name").IsString()) return *err = "rules[" + std::to_string(i) + "].headers: { name, value? }", false;
+        Napi::Value val = h.As<Napi::Object>().Get("value");
+        s.headers.emplace_back(h.As<Napi::Object>().Get("name").As<Napi::String>().Utf8Value(),
+                               val.IsString() ? std::optional<std::string>(val.As<Napi::String>().Utf8Value()) : std::nullopt);
+      }
+    }
+    out->push_back(std::move(s));
+  }
+  return true;
+}
+
+Napi::Array Warnings(Napi::Env env, const std::vector<std::string>& w) {
+  Napi::Array a = Napi::Array::New(env, w.size());
+  for (size_t i = 0; i < w.size(); i++) a.Set(uint32_t(i), Napi::String::New(env, w[i]));
+  return a;
+}
+
+// new L7Proxy(device, { address: Buffer(4), port, workers }, onRuleRequests): the native L7 proxy (src/proxy/proxy.ts).
+class L7ProxyWrap : public Napi::ObjectWrap<L7ProxyWrap> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "L7Proxy",
+                       {InstanceMethod("takeRequests", &L7ProxyWrap::TakeRequests),
+                        InstanceMethod("setRules", &L7ProxyWrap::SetRules),
+                        InstanceMethod("invalidate", &L7ProxyWrap::Invalidate),
+                        InstanceMethod("drain", &L7ProxyWrap::Drain), InstanceMethod("stats", &L7ProxyWrap::Stats),
+                        InstanceMethod("close", &L7ProxyWrap::Close)});
+  }
+  explicit L7ProxyWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<L7ProxyWrap>(info) {
+    Napi::Env env = info.Env();
+    const uint8_t* addr;
+    if (!info[0].IsObject() || !info[1].IsObject() || !info[2].IsFunction() ||
+        !GetBytes(info[1].As<Napi::Object>().Get("address"), 4, &addr) || !info[1].As<Napi::Object>().Get("port").IsNumber()) {
+      ThrowType(env, "new L7Proxy(device, { address: 4-byte Buffer, port, workers? }, onRuleRequests)");
+      return;
+    }
+    DeviceWrap* d = Napi::ObjectWrap<DeviceWrap>::Unwrap(info[0].As<Napi::Object>());
+    wm::LoadBalancer* lb = d ? d->device().lb() : nullptr;
+    if (!lb) {
+      ThrowType(env, "the L7 proxy needs the device's policy engine (enablePolicy first)");
+      return;
+    }
+    device_ = Napi::Persistent(info[0].As<Napi::Object>());  // the load balancer lives as long as the device
+    Napi::Object o = info[1].As<Napi::Object>();
+    uint16_t port = uint16_t(o.Get("port").As<Napi::Number>().Uint32Value());
+    int workers = o.Get("workers").IsNumber() ? o.Get("workers").As<Napi::Number>().Int32Value() : 1;
+    tsfn_ = Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "wiremesh-l7proxy", 0, 1);
+    tsfn_.Unref(env);
+    have_tsfn_ = true;
+    std::string err;
+    bool ok = proxy_.start(
+        addr, port, workers,
+        [lb](const uint8_t c[4], uint16_t cp, uint8_t dst[4], uint16_t* dp, uint32_t* id) {
+          return lb->proxy_original(c, cp, dst, dp, id);
+        },
+        [this] {
+          if (!pending_.exchange(true)) tsfn_.NonBlockingCall([this](Napi::Env, Napi::Function cb) {
+            pending_.store(false);
+            cb.Call({});
+          });
+        },
+        &err);
+    if (!ok) {
+      Napi::Error e = Napi::Error::New(env, err);
+      e.Set("code", Napi::String::New(env, "WM_PROXY_LISTEN"));
+      e.ThrowAsJavaScriptException();
+    }
+  }
+  ~L7ProxyWrap() { Stop(); }
+
+ private:
+  void Stop() {
+    proxy_.stop();
+    if (have_tsfn_) {
+      tsfn_.Release();
+      have_tsfn_ = false;
+    }
+  }
+  // takeRequests() -> [{ address: Buffer(4), port, identity, generation }]
+  Napi::Value TakeRequests(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::vector<wm::L7RuleRequest> reqs;
+    proxy_.take_requests(&reqs);
+    Napi::Array a = Napi::Array::New(env, reqs.size());
+    for (size_t i = 0; i < reqs.size(); i++) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("address", Napi::Buffer<uint8_t>::Copy(env, reqs[i].key.dst, 4));
+      o.Set("port", double(reqs[i].key.port));
+      o.Set("identity", double(reqs[i].key.identity));
+      o.Set("generation", double(reqs[i].generation));
+      a.Set(uint32_t(i), o);
+    }
+    return a;
+  }
+  // setRules({ address, port, identity, generation }, rules | null) -> warnings[]
+  Napi::Value SetRules(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const uint8_t* addr;
+    if (!info[0].IsObject()) return ThrowType(env, "setRules(request, rules | null)");
+    Napi::Object r = info[0].As<Napi::Object>();
+    if (!GetBytes(r.Get("address"), 4, &addr) || !r.Get("port").IsNumber() || !r.Get("identity").IsNumber() ||
+        !r.Get("generation").IsNumber())
+      return ThrowType(env, "setRules: request { address: 4-byte Buffer, port, identity, generation }");
+    wm::L7RuleRequest req;
+    std::memcpy(req.key.dst, addr, 4);
+    req.key.port = uint16_t(r.Get("port").As<Napi::Number>().Uint32Value());
+    req.key.identity = r.Get("identity").As<Napi::Number>().Uint32Value();
+    req.generation = uint64_t(r.Get("generation").As<Napi::Number>().Int64Value());
+    std::vector<std::string> warnings;
+    if (info[1].IsNull() || info[1].IsUndefined()) {
+      proxy_.set_rules(req, false, nullptr);
+      return Warnings(env, warnings);
+    }
+    bool all;
+    std::vector<wm::HttpRuleSpec> specs;
+    std::string err;
+    if (!ParseL7Spec(info[1], &all, &specs, &err)) return ThrowType(env, err);
+    proxy_.set_rules(req, true, wm::L7RuleSet::compile(all, specs, &warnings));
+    return Warnings(env, warnings);
+  }
+  Napi::Value Invalidate(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(proxy_.invalidate())); }
+  // drain(max) -> { rows: Buffer (56-byte rows, docs/wire-format.md "L7 records"), text: Buffer (method, path, host bytes) }
+  // Binary rows, not objects: building 14 properties per record was most of the agent's JS time under load.
+  Napi::Value Drain(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    size_t max = info[0].IsNumber() ? size_t(info[0].As<Napi::Number>().Int64Value()) : 4096;
+    std::vector<wm::L7Record> recs;
+    proxy_.drain(&recs, max);
+    size_t text_len = 0;
+    for (const auto& r : recs) text_len += r.method.size() + r.path.size() + r.host.size();
+    auto rows = Napi::Buffer<uint8_t>::New(env, recs.size() * 56);
+    auto text = Napi::Buffer<uint8_t>::New(env, text_len);
+    uint8_t* t = text.Data();
+    uint32_t off = 0;
+    for (size_t i = 0; i < recs.size(); i++) {
+      const wm::L7Record& r = recs[i];
+      uint8_t* w = rows.Data() + i * 56;
+      std::memset(w, 0, 56);
+      double time = double(r.time_ms);
+      std::memcpy(w, &time, 8);
+      std::memcpy(w + 8, r.client, 4);
+      std::memcpy(w + 12, r.dst, 4);
+      std::memcpy(w + 16, &r.client_port, 2);
+      std::memcpy(w + 18, &r.dst_port, 2);
+      std::memcpy(w + 20, &r.identity, 4);
+      std::memcpy(w + 24, &r.status, 2);
+      w[26] = r.denied ? 1 : 0;
+      std::memcpy(w + 28, &r.latency_us, 4);
+      std::memcpy(w + 32, &r.ref, 4);
+      uint32_t gen = uint32_t(r.generation);
+      std::memcpy(w + 36, &gen, 4);
+      std::memcpy(w + 40, &off, 4);
+      uint16_t lens[3] = {uint16_t(r.method.size()), uint16_t(r.path.size()), uint16_t(r.host.size())};
+      std::memcpy(w + 44, lens, 6);
+      for (const std::string* str : {&r.method, &r.path, &r.host}) {
+        std::memcpy(t + off, str->data(), str->size());
+        off += uint32_t(str->size());
+      }
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("rows", rows);
+    o.Set("text", text);
+    return o;
+  }
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    wm::L7ProxyStats s = proxy_.stats();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("connections", double(s.connections));
+    o.Set("active", double(s.active));
+    o.Set("requests", double(s.requests));
+    o.Set("denied", double(s.denied));
+    o.Set("upstreamErrors", double(s.upstream_errors));
+    o.Set("passthrough", double(s.passthrough));
+    o.Set("badRequests", double(s.bad_requests));
+    o.Set("recordsLost", double(s.records_lost));
+    return o;
+  }
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Stop();
+    device_.Reset();
+    return info.Env().Undefined();
+  }
+
+  wm::L7Proxy proxy_;
+  Napi::ObjectReference device_;
+  Napi::ThreadSafeFunction tsfn_;
+  bool have_tsfn_ = false;
+  std::atomic<bool> pending_{false};
+};
+
+// l7Decide(rules, requestHead: string) -> { allowed, ref, warnings } | { error, status }: the proxy's
+// request parser and rule matcher, for tests against src/policy/l7.ts.
+Napi::Value L7Decide(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool all;
+  std::vector<wm::HttpRuleSpec> specs;
+  std::string err;
+  if (!ParseL7Spec(info[0], &all, &specs, &err) || !info[1].IsString()) return ThrowType(env, err.empty() ? "l7Decide(rules, head)" : err);
+  std::vector<std::string> warnings;
+  auto set = wm::L7RuleSet::compile(all, specs, &warnings);
+  std::string head = info[1].As<Napi::String>().Utf8Value();
+  wm::http1::Head h;
+  int status = 0;
+  std::string reason;
+  Napi::Object o = Napi::Object::New(env);
+  wm::http1::ParseResult r = wm::http1::parse_request(head.data(), head.size(), 16384, &h, &status, &reason);
+  if (r != wm::http1::ParseResult::kDone) {
+    o.Set("error", r == wm::http1::ParseResult::kNeedMore ? std::string("incomplete head") : reason);
+    o.Set("status", double(status));
+    return o;
+  }
+  wm::L7RuleSet::Decision d = set->decide(h);
+  o.Set("allowed", d.allowed);
+  o.Set("ref", double(d.ref));
+  o.Set("warnings", Warnings(env, warnings));
+  return o;
+}
+
 // DelayLine(tunName, delayMs): the testbed's latency device (src/testbed/latency.ts).
 class DelayLineWrap : public Napi::ObjectWrap<DelayLineWrap> {
  public:
@@ -865,6 +1113,8 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("CookieChecker", CookieCheckerWrap::Init(env));
   exports.Set("Device", DeviceWrap::Init(env));
   exports.Set("DelayLine", DelayLineWrap::Init(env));
+  exports.Set("L7Proxy", L7ProxyWrap::Init(env));
+  exports.Set("l7Decide", Napi::Function::New(env, L7Decide));
   return exports;
 }
 

@@ -274,8 +274,8 @@ export class Agent extends EventEmitter {
       );
       svc.start();
       this.setupRouterAddress();
-      this.proxy = new L7Proxy(this.dev.native, this.routerAddress!, this.cfg.policy.proxyPort, this.datapath!, this.log);
-      await this.proxy.start();
+      this.proxy = new L7Proxy(this.dev.native, this.routerAddress!, this.cfg.policy.proxyPort, this.datapath!, this.log, this.cfg.policy.proxyWorkers);
+      this.proxy.start();
       if (this.cfg.gateway) await this.startGateway(svc);
       // A node without service DNS still translates services: report and go on.
       if (this.cfg.services.dns.enabled)

@@ -9,7 +9,7 @@
  *   wireguard: { interface: wm0, port: 51820, privateKeyFile: /var/lib/wiremesh/key, mtu: 1412 }
  *   etcd: { endpoints: [http://198.18.1.2:2379], caFile, certFile, keyFile }
  *   api: { socket: /run/wiremesh/agent.sock }
- *   policy: { enabled: true, defaultLocalCluster: true, proxyPort: 15001 }   # proxyPort: the L7 proxy, on the router address
+ *   policy: { enabled: true, defaultLocalCluster: true, proxyPort: 15001, proxyWorkers: 1 }   # the L7 proxy: port on the router address, threads
  *   services: { maglevTableSize: 16381, dns: { enabled: true, address: 169.254.1.1, port: 53 } }
  *   gateway:                            # optional: ingress gateway for global services (src/gateway)
  *     address: 198.18.1.10              # default: node.addresses[0]
@@ -34,7 +34,7 @@ export interface AgentConfig {
   etcd: { endpoints: string[]; caFile?: string; certFile?: string; keyFile?: string };
   api: { socket: string };
   /** enabled: identity tagging and policy enforcement; defaultLocalCluster: Cilium's policy-default-local-cluster. */
-  policy: { enabled: boolean; defaultLocalCluster: boolean; proxyPort: number };
+  policy: { enabled: boolean; defaultLocalCluster: boolean; proxyPort: number; proxyWorkers: number };
   /** maglevTableSize: prime M of every service's table; dns: the node's service-name server. */
   services: { maglevTableSize: number; dns: { enabled: boolean; address: string; port: number } };
   gateway?: { address: string; region?: string; listeners: Array<{ service: string; port: number; listenPort: number; proxyProtocol: boolean }> };
@@ -71,7 +71,7 @@ export function parseAgentConfig(text: string): AgentConfig {
   const e = obj(root.etcd, 'etcd');
   const a = obj(root.api ?? {}, 'api');
   const pol = obj(root.policy ?? {}, 'policy');
-  for (const k of Object.keys(pol)) if (!['enabled', 'defaultLocalCluster', 'proxyPort'].includes(k)) throw new ConfigError(`policy.${k}`, 'unknown field (expected enabled, defaultLocalCluster, proxyPort)');
+  for (const k of Object.keys(pol)) if (!['enabled', 'defaultLocalCluster', 'proxyPort', 'proxyWorkers'].includes(k)) throw new ConfigError(`policy.${k}`, 'unknown field (expected enabled, defaultLocalCluster, proxyPort, proxyWorkers)');
   const svc = obj(root.services ?? {}, 'services');
   for (const k of Object.keys(svc)) if (!['maglevTableSize', 'dns'].includes(k)) throw new ConfigError(`services.${k}`, 'unknown field (expected maglevTableSize, dns)');
   const dns = obj(svc.dns ?? {}, 'services.dns');
@@ -109,7 +109,7 @@ export function parseAgentConfig(text: string): AgentConfig {
     etcd: { endpoints, caFile: tls('caFile'), certFile: tls('certFile'), keyFile: tls('keyFile') },
     api: { socket: a.socket === undefined ? `/run/wiremesh/${nodeName}.sock` : str(a.socket, 'api.socket') },
     leaseTTL: int(root.leaseTTL, 'leaseTTL', 5, 3600, 30),
-    policy: { enabled: bool(pol.enabled, 'policy.enabled', true), defaultLocalCluster: bool(pol.defaultLocalCluster, 'policy.defaultLocalCluster', true), proxyPort: int(pol.proxyPort, 'policy.proxyPort', 1, 65535, 15001) },
+    policy: { enabled: bool(pol.enabled, 'policy.enabled', true), defaultLocalCluster: bool(pol.defaultLocalCluster, 'policy.defaultLocalCluster', true), proxyPort: int(pol.proxyPort, 'policy.proxyPort', 1, 65535, 15001), proxyWorkers: int(pol.proxyWorkers, 'policy.proxyWorkers', 1, 16, 1) },
     ...(gw ? { gateway: parseGateway(gw, addresses[0]!, bool) } : {}),
     services: {
       maglevTableSize,

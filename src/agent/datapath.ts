@@ -17,8 +17,8 @@ import type { EndpointRecord } from '../controlplane/types.js';
 import { describeIdentity, identityCluster, LOCAL_SCOPE, RESERVED, type IdentityRecord, type Labels } from '../identity/identity.js';
 import type { Logger } from '../log.js';
 import type { Manifest } from '../manifests/validate.js';
-import type { NativeDevice } from '../native/binding.js';
-import { parseIP, parsePrefix, type Prefix } from '../net/ip.js';
+import { decodeL7Records, L7_RECORD_SIZE, type NativeDevice } from '../native/binding.js';
+import { formatIP, parseIP, parsePrefix, type Prefix } from '../net/ip.js';
 import { compileEndpoint, encodeEntries, IdentityUniverse, type EndpointPolicy } from '../policy/compile.js';
 import { decodeFlows, DROP_REASONS, flowProtocol, type Flow, type FlowEndpoint } from '../policy/flows.js';
 import { enforcedRules, rulePrefixes, type StoredPolicy } from '../policy/repository.js';
@@ -40,6 +40,14 @@ interface IpcacheEntry {
 
 const FLOW_HISTORY = 20_000;
 
+/** L7 records as the native proxy wrote them, enriched only when flows are read (see addL7Records). */
+interface L7Batch {
+  l7batch: true;
+  rows: Buffer;
+  text: Buffer;
+  n: number;
+}
+
 export class PolicyDatapath extends EventEmitter {
   readonly universe: IdentityUniverse;
   private readonly policies = new Map<string, StoredPolicy>();
@@ -59,7 +67,9 @@ export class PolicyDatapath extends EventEmitter {
   private dirty = false;
   private scheduled = false;
   private timers: NodeJS.Timeout[] = [];
-  readonly flows: Flow[] = [];
+  /** The flow history, oldest first: flows, and L7 batches not yet enriched. */
+  private readonly flowLog: Array<Flow | L7Batch> = [];
+  private flowCount = 0;
   flowsLost = 0;
   lastCompileMs = 0;
 
@@ -89,11 +99,13 @@ export class PolicyDatapath extends EventEmitter {
 
   upsertIdentity(rec: IdentityRecord): void {
     this.universe.identities.set(rec.id, rec.labels);
+    this.endpointText.clear();
     this.markDirty();
   }
 
   removeIdentity(id: number): void {
     if (this.universe.identities.delete(id)) this.markDirty();
+    this.endpointText.clear();
   }
 
   /** A stored policy: from our cluster (always enforced) or cached from another (enforced when mesh-wide). */
@@ -115,6 +127,7 @@ export class PolicyDatapath extends EventEmitter {
   upsertEndpoint(rec: EndpointRecord): void {
     const old = this.endpointsByIp.get(rec.ip);
     this.endpointsByIp.set(rec.ip, rec);
+    this.endpointText.clear();
     if (old && old.identity === rec.identity && old.node === rec.node) return;
     this.setIpcache(rec.ip, rec.identity ?? RESERVED.world, this.localEndpointId(rec));
     this.scheduleFlush();
@@ -122,6 +135,7 @@ export class PolicyDatapath extends EventEmitter {
 
   removeEndpoint(ip: string): void {
     if (!this.endpointsByIp.delete(ip)) return;
+    this.endpointText.clear();
     this.setIpcache(ip, null);
     this.scheduleFlush();
   }
@@ -262,6 +276,7 @@ export class PolicyDatapath extends EventEmitter {
       this.compiled.set(ep.key, pol);
       this.dev.setEndpointPolicy(ep.id, ep.identity, encodeEntries(pol.ingress), encodeEntries(pol.egress));
     }
+    this.endpointText.clear(); // CIDR identities may have changed
     this.lastCompileMs = performance.now() - t0;
     this.emit('compiled');
   }
@@ -317,10 +332,74 @@ export class PolicyDatapath extends EventEmitter {
   }
 
   private addFlows(out: Flow[]): void {
-    this.flows.push(...out);
-    // trim in steps of a quarter: splicing a full history on every record cost O(history) per request
-    if (this.flows.length > FLOW_HISTORY * 1.25) this.flows.splice(0, this.flows.length - FLOW_HISTORY);
+    if (out.length === 0) return;
+    for (const f of out) this.flowLog.push(f);
+    this.flowCount += out.length;
+    this.trimFlows();
     this.emit('flows', out);
+  }
+
+  /** Keeps about FLOW_HISTORY flows, trimming in steps of a quarter (splicing on every record cost O(history) each). */
+  private trimFlows(): void {
+    if (this.flowCount <= FLOW_HISTORY * 1.25) return;
+    let drop = 0;
+    while (drop < this.flowLog.length) {
+      const e = this.flowLog[drop]!;
+      const n = 'l7batch' in e ? e.n : 1;
+      if (this.flowCount - n < FLOW_HISTORY) break;
+      this.flowCount -= n;
+      drop++;
+    }
+    this.flowLog.splice(0, drop);
+  }
+
+  /** The flow history, oldest first (L7 batches enriched now, in place). */
+  get flows(): Flow[] {
+    if (this.flowLog.some((e) => 'l7batch' in e)) {
+      const all: Flow[] = [];
+      for (const e of this.flowLog) {
+        if ('l7batch' in e) for (const f of this.l7Flows(e.rows, e.text)) all.push(f);
+        else all.push(e);
+      }
+      this.flowLog.length = 0;
+      for (const f of all) this.flowLog.push(f);
+    }
+    return this.flowLog as Flow[];
+  }
+
+  /**
+   * Requests the L7 proxy decided (its drain() rows). Enriching one flow record
+   * per request in JavaScript cost more CPU than the proxy itself at 20k
+   * requests/s, so the rows are kept as they are and enriched when someone
+   * reads the history (GET /v1/flows), or at once while someone follows it.
+   */
+  addL7Records(rows: Buffer, text: Buffer): void {
+    const n = Math.floor(rows.length / L7_RECORD_SIZE);
+    if (n === 0) return;
+    if (this.listenerCount('flows') > 0) return this.addFlows(this.l7Flows(rows, text));
+    this.flowLog.push({ l7batch: true, rows, text, n });
+    this.flowCount += n;
+    this.trimFlows();
+  }
+
+  private l7Flows(rows: Buffer, text: Buffer): Flow[] {
+    return decodeL7Records(rows, text).map((r) => {
+      const dst = formatIP(r.dst);
+      const rule = r.ref >= 0 ? this.ruleById.get(r.ref) : undefined;
+      return {
+        time: new Date(r.timeMs).toISOString(),
+        verdict: r.denied ? 'DROPPED' : 'FORWARDED',
+        ...(r.denied ? { dropReason: 'l7-policy-denied' } : {}),
+        direction: 'ingress',
+        protocol: 'TCP',
+        source: this.flowEndpoint(formatIP(r.client), r.clientPort, r.identity),
+        destination: this.flowEndpoint(dst, r.dstPort, this.localByIp.get(dst)?.identity ?? 0),
+        ...(rule ? { rule: rule.id, ruleText: rule.text } : {}),
+        l7: { type: 'http', method: r.method, path: r.path, ...(r.host ? { host: r.host } : {}), status: r.status, latencyMs: r.latencyUs / 1000 },
+        node: this.node,
+        cluster: this.cluster,
+      } satisfies Flow;
+    });
   }
 
   /**
@@ -335,28 +414,26 @@ export class PolicyDatapath extends EventEmitter {
     return { endpoint: ep.key, rules: l7Rules(pol.selectedBy.ingress, this.universe, identity, dstPort) };
   }
 
-  /** An HTTP request the proxy decided, as a flow record. */
-  recordL7(src: { ip: string; port: number; identity: number }, dst: { ip: string; port: number }, verdict: 'FORWARDED' | 'DROPPED', l7: NonNullable<Flow['l7']>, rule?: Rule): void {
-    const dstEp = this.localByIp.get(dst.ip);
-    this.addFlows([
-      {
-        time: new Date().toISOString(),
-        verdict,
-        ...(verdict === 'DROPPED' ? { dropReason: 'l7-policy-denied' } : {}),
-        direction: 'ingress',
-        protocol: 'TCP',
-        source: this.flowEndpoint(src.ip, src.port, src.identity),
-        destination: this.flowEndpoint(dst.ip, dst.port, dstEp?.identity ?? 0),
-        ...(rule ? { rule: rule.id, ruleText: rule.text } : {}),
-        l7,
-        node: this.node,
-        cluster: this.cluster,
-      },
-    ]);
-  }
+  /**
+   * Flow endpoint text per (address, identity), without the port: labels and
+   * identity text are the same for every record of a pod. Emptied whenever
+   * endpoints, identities or CIDR identities change.
+   */
+  private readonly endpointText = new Map<string, Omit<FlowEndpoint, 'ip' | 'port'>>();
 
   private flowEndpoint(ip: string, port: number, identity: number): FlowEndpoint {
-    const e: FlowEndpoint = { ip, port, identity };
+    const key = `${ip}|${identity}`;
+    let base = this.endpointText.get(key);
+    if (!base) {
+      if (this.endpointText.size > 50_000) this.endpointText.clear();
+      base = this.describeEndpoint(ip, identity);
+      this.endpointText.set(key, base);
+    }
+    return { ip, port, ...base };
+  }
+
+  private describeEndpoint(ip: string, identity: number): Omit<FlowEndpoint, 'ip' | 'port'> {
+    const e: Omit<FlowEndpoint, 'ip' | 'port'> = { identity };
     const rec = ip ? this.endpointsByIp.get(ip) : undefined;
     const labels = this.universe.identities.get(identity);
     if (identity >= LOCAL_SCOPE) {

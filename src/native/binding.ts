@@ -104,6 +104,87 @@ export interface NativeDevice {
   proxyOriginal(client: Buffer, clientPort: number): { address: Buffer; port: number; identity: number } | null;
 }
 
+/** A rule set for the native proxy: 'all' (an L4 allow applies) or HTTP rules with the agent's handle (ref). */
+export type NativeL7Rules = 'all' | Array<{ ref: number; method?: string; path?: string; host?: string; headers?: Array<{ name: string; value?: string }> }>;
+
+/** The key the native proxy asks rules for (an endpoint, a port, a source identity) in a policy generation. */
+export interface NativeL7Request {
+  address: Buffer;
+  port: number;
+  identity: number;
+  generation: number;
+}
+
+/** One L7 record, decoded from the native proxy's 56-byte rows (docs/wire-format.md "L7 records"). */
+export interface NativeL7Record {
+  timeMs: number;
+  client: Buffer;
+  clientPort: number;
+  identity: number;
+  dst: Buffer;
+  dstPort: number;
+  denied: boolean;
+  status: number;
+  latencyUs: number;
+  ref: number;
+  generation: number;
+  method: string;
+  path: string;
+  host: string;
+}
+
+export const L7_RECORD_SIZE = 56;
+
+/** Decodes drain()'s rows; method, path and host are bytes from the request head (latin1 keeps them exact). */
+export function decodeL7Records(rows: Buffer, text: Buffer): NativeL7Record[] {
+  const out: NativeL7Record[] = [];
+  for (let o = 0; o + L7_RECORD_SIZE <= rows.length; o += L7_RECORD_SIZE) {
+    const t = rows.readUInt32LE(o + 40);
+    const ml = rows.readUInt16LE(o + 44);
+    const pl = rows.readUInt16LE(o + 46);
+    const hl = rows.readUInt16LE(o + 48);
+    out.push({
+      timeMs: rows.readDoubleLE(o),
+      client: rows.subarray(o + 8, o + 12),
+      dst: rows.subarray(o + 12, o + 16),
+      clientPort: rows.readUInt16LE(o + 16),
+      dstPort: rows.readUInt16LE(o + 18),
+      identity: rows.readUInt32LE(o + 20),
+      status: rows.readUInt16LE(o + 24),
+      denied: rows[o + 26] === 1,
+      latencyUs: rows.readUInt32LE(o + 28),
+      ref: rows.readInt32LE(o + 32),
+      generation: rows.readUInt32LE(o + 36),
+      method: text.toString('latin1', t, t + ml),
+      path: text.toString('latin1', t + ml, t + ml + pl),
+      host: text.toString('latin1', t + ml + pl, t + ml + pl + hl),
+    });
+  }
+  return out;
+}
+
+export interface NativeL7ProxyStats {
+  connections: number;
+  active: number;
+  requests: number;
+  denied: number;
+  upstreamErrors: number;
+  passthrough: number;
+  badRequests: number;
+  recordsLost: number;
+}
+
+/** The native L7 proxy (native/src/proxy/proxy.h). */
+export interface NativeL7Proxy {
+  takeRequests(): NativeL7Request[];
+  /** rules null: no such local endpoint. Returns warnings (patterns the native matcher could not compile). */
+  setRules(req: NativeL7Request, rules: NativeL7Rules | null): string[];
+  invalidate(): number;
+  drain(max?: number): { rows: Buffer; text: Buffer };
+  stats(): NativeL7ProxyStats;
+  close(): void;
+}
+
 export interface NativeAddon {
   blake2s(outlen: number, data: Buffer, key?: Buffer): Buffer;
   hchacha20(key: Buffer, nonce16: Buffer): Buffer;
@@ -134,6 +215,9 @@ export interface NativeAddon {
   policyBench(kind: 'ipcache' | 'ipcache+policy' | 'conntrack' | 'engine' | 'maglev-build' | 'maglev-lookup' | 'service-nat', size: number, policyEntries: number, ops: number): { nsPerOp: number; setupMs: number; ops: number; hits: number };
   /** Maglev table over backend rows (24 bytes, as serviceUpsert): for each of the m slots, the input index of its backend. */
   maglevBuild(backends: Buffer, m: number): Uint32Array;
+  L7Proxy: new (device: NativeDevice, opts: { address: Buffer; port: number; workers?: number }, onRuleRequests: () => void) => NativeL7Proxy;
+  /** The native proxy's request parser and matcher, for tests. */
+  l7Decide(rules: NativeL7Rules, head: string): { allowed: boolean; ref: number; warnings: string[] } | { error: string; status: number };
 }
 
 function findAddon(): string {

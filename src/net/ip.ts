@@ -32,7 +32,8 @@ export function parseIP(text: string): Buffer | null {
 }
 
 export function formatIP(addr: Buffer): string {
-  if (addr.length === 4) return Array.from(addr).join('.');
+  // a template, not Array.from().join(): this runs per flow record
+  if (addr.length === 4) return `${addr[0]}.${addr[1]}.${addr[2]}.${addr[3]}`;
   const groups: string[] = [];
   for (let i = 0; i < 16; i += 2) groups.push(addr.readUInt16BE(i).toString(16));
   // Compress the longest run of zero groups (RFC 5952).

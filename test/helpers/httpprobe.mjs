@@ -4,6 +4,8 @@
 //                                       prints {status, body} or {error}
 //   pipeline HOST PORT PATH...          one connection, all GETs written at once (pipelined); prints the statuses in order
 //   keepalive HOST PORT N PATH          N requests one after another on one keep-alive connection; prints {statuses, sockets}
+//   raw HOST PORT BASE64                writes the decoded bytes as they are; prints {status (first status line), closed}
+//   upgrade HOST PORT PATH              asks to switch to the server's echo protocol; prints {status, echo} (what came back for "ping")
 import http from 'node:http';
 import net from 'node:net';
 
@@ -19,6 +21,12 @@ if (mode === 'server') {
         const body = JSON.stringify({ pod: name, method: req.method, path: req.url, xff: req.headers['x-forwarded-for'] ?? null, bytes });
         res.writeHead(200, { 'content-type': 'application/json' }).end(body);
       });
+    })
+    .on('upgrade', (req, socket) => {
+      // a toy protocol after 101: echo every byte
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n');
+      socket.on('data', (d) => socket.write(d));
+      socket.on('error', () => undefined);
     })
     .listen(Number(port), '0.0.0.0', () => process.stderr.write('listening\n'));
 } else if (mode === 'req') {
@@ -86,4 +94,31 @@ if (mode === 'server') {
   }
   agent.destroy();
   process.stdout.write(JSON.stringify({ statuses, sockets: sockets.size }) + '\n');
+} else if (mode === 'raw') {
+  const [host, port, b64] = a;
+  const s = net.connect(Number(port), host, () => s.write(Buffer.from(b64, 'base64')));
+  let buf = '';
+  const done = (closed) => {
+    clearTimeout(t);
+    s.destroy();
+    process.stdout.write(JSON.stringify({ status: Number(buf.match(/^HTTP\/1\.1 (\d{3})/)?.[1] ?? 0), closed }) + '\n');
+  };
+  const t = setTimeout(() => done(false), 3000);
+  s.on('data', (d) => (buf += d));
+  s.on('end', () => done(true));
+  s.on('error', () => done(true));
+} else if (mode === 'upgrade') {
+  const [host, port, path] = a;
+  const req = http.request({ host, port: Number(port), path, headers: { connection: 'upgrade', upgrade: 'echo' }, timeout: 3000 });
+  req.on('upgrade', (res, socket) => {
+    socket.write('ping');
+    socket.once('data', (d) => {
+      process.stdout.write(JSON.stringify({ status: res.statusCode, echo: String(d) }) + '\n');
+      socket.destroy();
+    });
+  });
+  req.on('response', (res) => process.stdout.write(JSON.stringify({ status: res.statusCode }) + '\n'));
+  req.on('timeout', () => req.destroy(new Error('TIMEOUT')));
+  req.on('error', (e) => process.stdout.write(JSON.stringify({ error: e.code ?? e.message }) + '\n'));
+  req.end();
 }

@@ -115,6 +115,22 @@ manifests: { c1: [${join(dir, 'policy.yaml')}] }
     expect(await http('fe2', ['keepalive', pod('api').ip, '8080', '5', '/public/c2'])).toEqual({ statuses: [200, 200, 200, 200, 200], sockets: 1 });
   });
 
+  it('answers malformed and smuggling-shaped requests with 400 and closes; the proxy keeps serving', async () => {
+    const raw = (text: string) => http('fe1', ['raw', pod('api').ip, '8080', Buffer.from(text).toString('base64')]);
+    expect(await raw('POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n')).toEqual({ status: 400, closed: true });
+    expect(await raw('GET /public/a HTTP/1.1\r\nX-A: 1\r\n folded\r\n\r\n')).toEqual({ status: 400, closed: true });
+    expect(await raw(`GET /public/a HTTP/1.1\r\nX-Big: ${'a'.repeat(20000)}\r\n\r\n`)).toEqual({ status: 431, closed: true });
+    expect(await raw('GET /public/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')).toEqual({ status: 200, closed: true });
+    const stats = (await callAgent(node('c1', 'n2').socket, 'GET', '/v1/status')).body as { proxy: { badRequests: number } };
+    expect(stats.proxy.badRequests).toBeGreaterThanOrEqual(3);
+    expect((await get('fe1', '/public/after')).status).toBe(200);
+  });
+
+  it('an allowed upgrade (101) becomes a byte tunnel; a denied one gets 403', async () => {
+    expect(await http('fe1', ['upgrade', pod('api').ip, '8080', '/public/ws'])).toEqual({ status: 101, echo: 'ping' });
+    expect(await http('fe1', ['upgrade', pod('api').ip, '8080', '/private/ws'])).toEqual({ status: 403 });
+  });
+
   it('records L7 flows (method, path, status, latency) with the client\'s identity, through observe', async () => {
     await get('fe2', '/public/denied-for-c2');
     const api = node('c1', 'n2');

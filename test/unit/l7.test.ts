@@ -7,6 +7,8 @@ import { validateManifest } from '../../src/manifests/validate.js';
 import { compileEndpoint, encodeEntries, evaluate, IdentityUniverse } from '../../src/policy/compile.js';
 import { decideRequest, httpRuleMatches, l7Rules } from '../../src/policy/l7.js';
 import { enforcedRules } from '../../src/policy/repository.js';
+import { native } from '../../src/native/binding.js';
+import { nativeRules } from '../../src/proxy/proxy.js';
 
 const POLICY = `apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
@@ -97,5 +99,52 @@ spec:
     const r = enforcedRules([{ cluster: 'c1', name: 'shop/eg', manifest: m }], 'c1', true, w);
     expect(w[0]).toMatch(/L7 rules are enforced at L4 only here \(egress/);
     expect(r[0]!.ports[0]!.http).toBeUndefined();
+  });
+
+  it('the native proxy decides every request as decideRequest does (same rules, same table)', () => {
+    const r = l7Rules(pol.selectedBy.ingress, u, fe, 80);
+    const numbers = new Map<string, number>();
+    const num = (rule: { id: string }) => numbers.get(rule.id) ?? (numbers.set(rule.id, numbers.size + 1), numbers.size);
+    const spec = nativeRules(r, num);
+    const cases: Array<[string, string, Record<string, string>, string]> = [
+      ['GET', '/public/a', {}, 'api.shop'],
+      ['HEAD', '/public/', {}, 'api.shop'],
+      ['GET', '/publicx', {}, 'api.shop'],
+      ['GET', '/x/public/a', {}, 'api.shop'],
+      ['DELETE', '/public/a', {}, ''],
+      ['POST', '/submit', { 'X-Token': 'secret', 'x-trace': '1' }, 'api.shop'],
+      ['POST', '/submit', { 'x-token': 'secret' }, 'api.shop'],
+      ['POST', '/submit', { 'x-token': 'wrong', 'X-Trace': '' }, 'api.shop'],
+      ['POST', '/submit', { 'x-token': 'secret', 'x-trace': '1' }, 'apixshop'],
+      ['POST', '/submit?x=1', { 'x-token': 'secret', 'x-trace': '1' }, 'api.shop'],
+      ['GET', '/public/%20a?q=1#f', {}, ''],
+    ];
+    for (const [method, path, headers, host] of cases) {
+      const want = decideRequest(r, { method, path, host, headers: Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v])) });
+      const head = `${method} ${path} HTTP/1.1\r\n${host ? `Host: ${host}\r\n` : ''}${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
+      const got = native.l7Decide(spec, head);
+      expect({ method, path, headers, host, ...got }).toEqual({ method, path, headers, host, allowed: want.allowed, ref: want.rule ? num(want.rule) : -1, warnings: [] });
+    }
+    expect(native.l7Decide('all', 'PUT /x HTTP/1.1\r\n\r\n')).toMatchObject({ allowed: true, ref: -1 });
+    expect(native.l7Decide([], 'GET / HTTP/1.1\r\n\r\n')).toMatchObject({ allowed: false });
+    // a pattern std::regex cannot compile fails closed, with a warning
+    expect(native.l7Decide([{ ref: 1, path: '/(?<n>x)' }], 'GET /x HTTP/1.1\r\n\r\n')).toMatchObject({ allowed: false, warnings: [expect.stringMatching(/path pattern/)] });
+  });
+
+  it('the native request parser refuses smuggling and malformed heads with the status it answers', () => {
+    const d = (head: string) => native.l7Decide('all', head);
+    expect(d('GET / HTTP/1.1\r\nHost: a\r\n\r\n')).toMatchObject({ allowed: true });
+    expect(d('\r\nGET / HTTP/1.1\r\n\r\n')).toMatchObject({ allowed: true }); // a leading empty line is allowed
+    expect(d('POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n')).toMatchObject({ status: 400, error: expect.stringMatching(/both/) });
+    expect(d('POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n')).toMatchObject({ status: 400, error: expect.stringMatching(/conflicting/) });
+    expect(d('POST / HTTP/1.1\r\nContent-Length: 3x\r\n\r\n')).toMatchObject({ status: 400 });
+    expect(d('POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n')).toMatchObject({ status: 501 });
+    expect(d('GET / HTTP/1.1\r\nX-A: 1\r\n folded\r\n\r\n')).toMatchObject({ status: 400, error: expect.stringMatching(/folding/) });
+    expect(d('GET / HTTP/1.1\r\nBad Name: 1\r\n\r\n')).toMatchObject({ status: 400 });
+    expect(d('GET / HTTP/2.0\r\n\r\n')).toMatchObject({ status: 400, error: expect.stringMatching(/version/) });
+    expect(d('GET  / HTTP/1.1\r\n\r\n')).toMatchObject({ status: 400 });
+    expect(d('GET / HTTP/1.1\r\nX-A: a\u0001b\r\n\r\n')).toMatchObject({ status: 400 });
+    expect(d(`GET / HTTP/1.1\r\nX-A: ${'a'.repeat(17000)}\r\n\r\n`)).toMatchObject({ status: 431 });
+    expect(d('GET / HTTP/1.1\r\nHost: a\r\n')).toMatchObject({ error: 'incomplete head' });
   });
 });

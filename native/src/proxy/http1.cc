@@ -1,0 +1,295 @@
+#include "http1.h"
+
+#include <cstring>
+
+namespace wm::http1 {
+namespace {
+
+bool is_tchar(unsigned char c) {
+  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+  return std::strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != 0;
+}
+
+char lower(char c) { return c >= 'A' && c <= 'Z' ? char(c + 32) : c; }
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); i++)
+    if (lower(a[i]) != lower(b[i])) return false;
+  return true;
+}
+
+// Does a comma-separated header value list this token (case-insensitively)?
+bool has_token(std::string_view list, std::string_view token) {
+  size_t i = 0;
+  while (i <= list.size()) {
+    size_t j = list.find(',', i);
+    if (j == std::string_view::npos) j = list.size();
+    std::string_view t = list.substr(i, j - i);
+    while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+    while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+    if (iequals(t, token)) return true;
+    i = j + 1;
+  }
+  return false;
+}
+
+// The last coding of a Transfer-Encoding list.
+std::string_view last_coding(std::string_view list) {
+  size_t c = list.rfind(',');
+  std::string_view t = c == std::string_view::npos ? list : list.substr(c + 1);
+  while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+  while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+  return t;
+}
+
+// Finds CRLFCRLF; returns the head size or 0.
+size_t head_end(const char* data, size_t len) {
+  if (len < 4) return 0;
+  const char* p = data;
+  const char* end = data + len;
+  while ((p = static_cast<const char*>(std::memchr(p, '\r', size_t(end - p)))) != nullptr) {
+    if (end - p >= 4 && p[1] == '\n' && p[2] == '\r' && p[3] == '\n') return size_t(p - data) + 4;
+    p++;
+  }
+  return 0;
+}
+
+bool parse_version(std::string_view v, int* minor) {
+  if (v.size() != 8 || v.substr(0, 7) != "HTTP/1." || v[7] < '0' || v[7] > '9') return false;
+  *minor = v[7] - '0';
+  return true;
+}
+
+// Header lines after the start line: fills out->headers and the framing fields.
+bool parse_fields(std::string_view lines, Head* out, std::string* reason) {
+  bool have_length = false, have_te = false, conn_close = false, conn_keep = false, conn_upgrade = false;
+  std::string te;
+  size_t i = 0;
+  while (i < lines.size()) {
+    size_t e = lines.find("\r\n", i);
+    if (e == std::string_view::npos) e = lines.size();
+    std::string_view line = lines.substr(i, e - i);
+    i = e + 2;
+    if (line.empty()) continue;
+    if (line[0] == ' ' || line[0] == '\t') return *reason = "obsolete line folding", false;
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0) return *reason = "header line without a name", false;
+    std::string name;
+    name.reserve(colon);
+    for (size_t k = 0; k < colon; k++) {
+      if (!is_tchar(static_cast<unsigned char>(line[k]))) return *reason = "invalid character in a header name", false;
+      name.push_back(lower(line[k]));
+    }
+    std::string_view value = line.substr(colon + 1);
+    for (char ch : value) {
+      unsigned char u = static_cast<unsigned char>(ch);
+      if ((u < 0x20 && u != '\t') || u == 0x7f) return *reason = "control character in a header value", false;
+    }
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    if (name == "content-length") {
+      uint64_t n = 0;
+      if (value.empty() || value.size() > 15) return *reason = "invalid Content-Length", false;
+      for (char d : value) {
+        if (d < '0' || d > '9') return *reason = "invalid Content-Length", false;
+        n = n * 10 + uint64_t(d - '0');
+      }
+      if (have_length && n != out->length) return *reason = "conflicting Content-Length values", false;
+      have_length = true;
+      out->length = n;
+    } else if (name == "transfer-encoding") {
+      if (have_te) te += ",";
+      te.append(value);
+      have_te = true;
+    } else if (name == "connection") {
+      conn_close |= has_token(value, "close");
+      conn_keep |= has_token(value, "keep-alive");
+      conn_upgrade |= has_token(value, "upgrade");
+    } else if (name == "expect") {
+      out->expect_continue = iequals(value, "100-continue");
+    }
+    out->headers.emplace_back(std::move(name), std::string(value));
+  }
+  if (have_te && have_length) return *reason = "both Transfer-Encoding and Content-Length", false;
+  if (have_te) {
+    out->body = iequals(last_coding(te), "chunked") ? BodyKind::kChunked : BodyKind::kUntilClose;
+  } else if (have_length) {
+    out->body = out->length ? BodyKind::kLength : BodyKind::kNone;
+  }
+  out->keep_alive = out->minor >= 1 ? !conn_close : conn_keep;
+  out->upgrade = conn_upgrade && out->get("upgrade") != nullptr;
+  return true;
+}
+
+}  // namespace
+
+const std::string* Head::get(std::string_view name) const {
+  for (const auto& h : headers)
+    if (h.first == name) return &h.second;
+  return nullptr;
+}
+
+ParseResult parse_request(const char* data, size_t len, size_t max_head, Head* out, int* error_status,
+                          std::string* reason) {
+  // Leading empty lines before a request are ignored (RFC 9112 2.2).
+  size_t skip = 0;
+  while (skip + 1 < len && data[skip] == '\r' && data[skip + 1] == '\n') skip += 2;
+  size_t n = head_end(data + skip, len - skip);
+  if (n == 0) {
+    if (len > max_head) return *error_status = 431, *reason = "request head too large", ParseResult::kError;
+    return ParseResult::kNeedMore;
+  }
+  if (skip + n > max_head) return *error_status = 431, *reason = "request head too large", ParseResult::kError;
+  *error_status = 400;
+  std::string_view head(data + skip, n - 4);
+  size_t eol = head.find("\r\n");
+  std::string_view start = head.substr(0, eol);
+  size_t sp1 = start.find(' ');
+  size_t sp2 = sp1 == std::string_view::npos ? sp1 : start.find(' ', sp1 + 1);
+  if (sp2 == std::string_view::npos || start.find(' ', sp2 + 1) != std::string_view::npos)
+    return *reason = "malformed request line", ParseResult::kError;
+  std::string_view method = start.substr(0, sp1), target = start.substr(sp1 + 1, sp2 - sp1 - 1);
+  if (method.empty() || target.empty()) return *reason = "malformed request line", ParseResult::kError;
+  for (char c : method)
+    if (!is_tchar(static_cast<unsigned char>(c))) return *reason = "invalid method", ParseResult::kError;
+  for (char c : target)
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return *reason = "invalid request target", ParseResult::kError;
+  if (!parse_version(start.substr(sp2 + 1), &out->minor)) return *reason = "unsupported HTTP version", ParseResult::kError;
+  out->method.assign(method);
+  out->target.assign(target);
+  if (!parse_fields(eol == std::string_view::npos ? std::string_view() : head.substr(eol + 2), out, reason))
+    return ParseResult::kError;
+  // A request body runs to the end only with a close-delimited coding, which requests cannot have.
+  if (out->body == BodyKind::kUntilClose)
+    return *error_status = 501, *reason = "unsupported transfer coding", ParseResult::kError;
+  out->size = skip + n;
+  return ParseResult::kDone;
+}
+
+ParseResult parse_response(const char* data, size_t len, size_t max_head, std::string_view request_method, Head* out,
+                           std::string* reason) {
+  size_t n = head_end(data, len);
+  if (n == 0) {
+    if (len > max_head) return *reason = "response head too large", ParseResult::kError;
+    return ParseResult::kNeedMore;
+  }
+  std::string_view head(data, n - 4);
+  size_t eol = head.find("\r\n");
+  std::string_view start = head.substr(0, eol);
+  // HTTP/1.1 SP 3DIGIT SP reason (the reason may be empty, the SP may be missing in old servers)
+  if (start.size() < 12 || !parse_version(start.substr(0, 8), &out->minor) || start[8] != ' ')
+    return *reason = "malformed status line", ParseResult::kError;
+  int status = 0;
+  for (int k = 9; k < 12; k++) {
+    if (start[size_t(k)] < '0' || start[size_t(k)] > '9') return *reason = "malformed status line", ParseResult::kError;
+    status = status * 10 + (start[size_t(k)] - '0');
+  }
+  if (status < 100) return *reason = "malformed status line", ParseResult::kError;
+  out->status = status;
+  if (!parse_fields(eol == std::string_view::npos ? std::string_view() : head.substr(eol + 2), out, reason))
+    return ParseResult::kError;
+  bool no_body = request_method == "HEAD" || status < 200 || status == 204 || status == 304 ||
+                 (request_method == "CONNECT" && status < 300);
+  if (no_body) {
+    out->body = BodyKind::kNone;
+  } else if (out->body == BodyKind::kNone && out->get("content-length") == nullptr) {
+    out->body = BodyKind::kUntilClose;  // neither length nor chunked: the body ends when the server closes
+  }
+  if (out->body == BodyKind::kUntilClose) out->keep_alive = false;
+  out->size = n;
+  return ParseResult::kDone;
+}
+
+void BodyFramer::start(BodyKind kind, uint64_t length) {
+  kind_ = kind;
+  remaining_ = length;
+  size_digits_ = 0;
+  switch (kind) {
+    case BodyKind::kNone: state_ = kDone; break;
+    case BodyKind::kLength: state_ = length ? kLength : kDone; break;
+    case BodyKind::kChunked: state_ = kSize; break;
+    case BodyKind::kUntilClose: state_ = kUntilClose; break;
+  }
+}
+
+size_t BodyFramer::feed(const char* p, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    switch (state_) {
+      case kDone:
+      case kFailed:
+        return i;
+      case kUntilClose:
+        return n;
+      case kLength:
+      case kData: {
+        size_t take = remaining_ < n - i ? size_t(remaining_) : n - i;
+        i += take;
+        remaining_ -= take;
+        if (remaining_ == 0) state_ = state_ == kLength ? kDone : kDataCR;
+        break;
+      }
+      case kSize: {
+        char c = p[i];
+        int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (v >= 0) {
+          if (++size_digits_ > 15) return state_ = kFailed, i;
+          remaining_ = remaining_ * 16 + uint64_t(v);
+          i++;
+        } else if (size_digits_ == 0) {
+          return state_ = kFailed, i;
+        } else if (c == '\r') {
+          state_ = kSizeLF;
+          i++;
+        } else if (c == ';' || c == ' ' || c == '\t') {
+          state_ = kExt;
+          i++;
+        } else {
+          return state_ = kFailed, i;
+        }
+        break;
+      }
+      case kExt:  // chunk extensions and trailer fields are skipped up to their CR
+      case kTrailer: {
+        const void* cr = std::memchr(p + i, '\r', n - i);
+        if (!cr) return n;
+        i = size_t(static_cast<const char*>(cr) - p) + 1;
+        state_ = state_ == kExt ? kSizeLF : kTrailerLF;
+        break;
+      }
+      case kSizeLF:
+        if (p[i++] != '\n') return state_ = kFailed, i;
+        size_digits_ = 0;
+        state_ = remaining_ ? kData : kTrailerStart;
+        break;
+      case kDataCR:
+        if (p[i++] != '\r') return state_ = kFailed, i;
+        state_ = kDataLF;
+        break;
+      case kDataLF:
+        if (p[i++] != '\n') return state_ = kFailed, i;
+        state_ = kSize;
+        break;
+      case kTrailerStart:
+        if (p[i] == '\r') {
+          i++;
+          state_ = kEndLF;
+        } else {
+          state_ = kTrailer;
+        }
+        break;
+      case kTrailerLF:
+        if (p[i++] != '\n') return state_ = kFailed, i;
+        state_ = kTrailerStart;
+        break;
+      case kEndLF:
+        if (p[i++] != '\n') return state_ = kFailed, i;
+        state_ = kDone;
+        return i;
+    }
+  }
+  return i;
+}
+
+}  // namespace wm::http1

@@ -1,0 +1,75 @@
+// HTTP/1.1 message framing for the L7 proxy (RFC 9112): where a message's
+// head ends, what it says, and where its body ends. The proxy forwards bytes
+// as they are; it only needs to know message boundaries (to decide each
+// request and to keep pipelined responses in order) and a few fields (method,
+// target, Host, the headers rules name, status).
+//
+// Strict where smuggling lives: CRLF line endings only, no obs-fold, token
+// header names, one Content-Length value, Transfer-Encoding and
+// Content-Length together rejected, a Transfer-Encoding whose last coding is
+// not chunked rejected on requests. Errors carry the status to answer with.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace wm::http1 {
+
+enum class BodyKind : uint8_t { kNone, kLength, kChunked, kUntilClose };
+
+struct Head {
+  // request
+  std::string method;
+  std::string target;
+  // response
+  int status = 0;
+  int minor = 1;  // HTTP/1.<minor>
+  // header (lowercased name, value without surrounding whitespace), in order
+  std::vector<std::pair<std::string, std::string>> headers;
+  BodyKind body = BodyKind::kNone;
+  uint64_t length = 0;
+  bool keep_alive = true;
+  bool upgrade = false;         // request: Connection: upgrade with an Upgrade header
+  bool expect_continue = false;  // request: Expect: 100-continue
+  size_t size = 0;               // bytes of the head, CRLFCRLF included
+
+  // The first value of a header (lowercase name), or nullptr.
+  const std::string* get(std::string_view name) const;
+};
+
+enum class ParseResult { kNeedMore, kDone, kError };
+
+// Parses a request head from the start of data. kError sets *error_status
+// (400, 431 head too large, 501 unsupported transfer coding) and *reason.
+ParseResult parse_request(const char* data, size_t len, size_t max_head, Head* out, int* error_status,
+                          std::string* reason);
+
+// Parses a response head; request_method decides bodies (HEAD, CONNECT).
+ParseResult parse_response(const char* data, size_t len, size_t max_head, std::string_view request_method, Head* out,
+                           std::string* reason);
+
+// Walks a message body as it streams by, without changing it: feed() says how
+// many of the given bytes still belong to the body (the rest is the next
+// message). Chunk sizes, extensions and trailers are checked, not kept.
+class BodyFramer {
+ public:
+  void start(BodyKind kind, uint64_t length);
+  // Consumes body bytes from p (at most n); returns how many were the body's.
+  size_t feed(const char* p, size_t n);
+  bool done() const { return state_ == kDone; }
+  bool failed() const { return state_ == kFailed; }
+  // An until-close body ends when the peer closes; the others fail there.
+  void eof() { state_ = kind_ == BodyKind::kUntilClose ? kDone : kFailed; }
+
+ private:
+  enum State : uint8_t { kDone, kFailed, kLength, kUntilClose, kSize, kExt, kSizeLF, kData, kDataCR, kDataLF, kTrailerStart, kTrailer, kTrailerLF, kEndLF };
+  BodyKind kind_ = BodyKind::kNone;
+  State state_ = kDone;
+  uint64_t remaining_ = 0;
+  int size_digits_ = 0;
+};
+
+}  // namespace wm::http1

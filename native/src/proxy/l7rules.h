@@ -1,0 +1,53 @@
+// The HTTP rules deciding one redirected flow (an endpoint, a port, a source
+// identity), compiled for the proxy thread. The agent computes which rules
+// apply (src/policy/l7.ts l7Rules) and hands them down once per flow key and
+// policy generation; every request is then decided here, natively. The
+// semantics are those of src/policy/l7.ts httpRuleMatches/decideRequest (a
+// unit test runs both over the same table): method, path and host are
+// regular expressions over the whole value (ECMAScript syntax, std::regex),
+// headers must be present and, when a value is given, equal.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <regex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "http1.h"
+
+namespace wm {
+
+struct HttpRuleSpec {
+  int32_t ref = -1;  // the agent's handle for the policy rule (flow records name it)
+  std::optional<std::string> method, path, host;
+  std::vector<std::pair<std::string, std::optional<std::string>>> headers;
+};
+
+class L7RuleSet {
+ public:
+  // all: some L4 rule allows everything on this flow. A pattern std::regex
+  // cannot compile makes its rule match nothing (fails closed); *warnings says which.
+  static std::shared_ptr<const L7RuleSet> compile(bool all, const std::vector<HttpRuleSpec>& rules,
+                                                  std::vector<std::string>* warnings);
+
+  struct Decision {
+    bool allowed;
+    int32_t ref;  // the matching rule's ref, -1 for an L4 allow or a denial
+  };
+  Decision decide(const http1::Head& request) const;
+  bool all() const { return all_; }
+
+ private:
+  struct Rule {
+    int32_t ref;
+    bool broken = false;
+    std::optional<std::regex> method, path, host;
+    std::vector<std::pair<std::string, std::optional<std::string>>> headers;
+  };
+  bool all_ = false;
+  std::vector<Rule> rules_;
+};
+
+}  // namespace wm
