@@ -32,9 +32,12 @@
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
-      "cflags_cc": ["-std=c++17", "-O3", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
+      # Hidden visibility + -Bsymbolic-functions: Node 24's binary exports its own std::regex
+      # instantiations, built without exceptions; bound to those, a rejected L7 pattern aborted
+      # the process instead of throwing (test/unit/l7.test.ts under Node 24).
+      "cflags_cc": ["-std=c++17", "-O3", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers", "-fvisibility=hidden", "-fvisibility-inlines-hidden"],
       "cflags_cc!": ["-fno-exceptions"],
-      "ldflags": ["-pthread"]
+      "ldflags": ["-pthread", "-Wl,-Bsymbolic-functions"]
     }
   ]
 }

@@ -560,6 +560,8 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
       o.Set("id", double(s.id));
       o.Set("rxBytes", double(s.rx_bytes));
       o.Set("txBytes", double(s.tx_bytes));
+      o.Set("rxPackets", double(s.rx_packets));
+      o.Set("txPackets", double(s.tx_packets));
       o.Set("lastDataSentMs", double(s.last_data_sent_ms));
       o.Set("lastDataRecvMs", double(s.last_data_recv_ms));
       o.Set("lastAuthSentMs", double(s.last_auth_sent_ms));

@@ -27,6 +27,7 @@ import {
   cachePrefix,
   clusterConfigKey,
   healthKey,
+  remoteStatusPrefix,
   splitClusterName,
   stateKey,
   statePrefix,
@@ -48,6 +49,7 @@ import { answer, DnsServer } from '../services/dns.js';
 import { clusterCounts } from '../cli/services.js';
 import { IngressGateway } from '../gateway/gateway.js';
 import { L7Proxy } from '../proxy/proxy.js';
+import { AgentMetrics, type MetricsSnapshot } from './metrics.js';
 import { ConfigError } from '../errors.js';
 import type { GatewayRecord } from '../controlplane/types.js';
 import { formatIP } from '../net/ip.js';
@@ -104,6 +106,13 @@ export class Agent extends EventEmitter {
   private dirty: Set<string> | 'all' = 'all';
   private relayPlanCache = new Map<string, string[]>();
   private healthTimer: NodeJS.Timeout | undefined;
+  /** Prometheus metrics (GET /metrics; node.yaml metrics for a TCP listener). */
+  readonly metrics: AgentMetrics;
+  private metricsServer: import('node:http').Server | undefined;
+  /** Remote clusters' kvstoremesh heartbeats: replication lag and arrival (metrics). */
+  private readonly syncLag = new Map<string, { lagMs: number; receivedAtMs: number }>();
+  /** Our kvstoremesh's view of each remote (wiremesh/mesh/v1/status/). */
+  private readonly remoteStatus = new Map<string, MetricsSnapshot['remotes'][number]>();
   private stopped = false;
   readonly startedAt = Date.now();
 
@@ -115,6 +124,7 @@ export class Agent extends EventEmitter {
 
   constructor(readonly cfg: AgentConfig, readonly log: Logger) {
     super();
+    this.metrics = new AgentMetrics({ cluster: cfg.cluster.name, node: cfg.node.name }, () => this.metricsSnapshot());
   }
 
   get id(): string {
@@ -235,6 +245,24 @@ export class Agent extends EventEmitter {
         },
       }, this.log),
       new ListWatcher(store, cachePrefix('ip'), endpointSink, this.log),
+      new ListWatcher(store, cachePrefix('heartbeat'), {
+        upsert: (k, v) => {
+          const c = k.slice(cachePrefix('heartbeat').length).split('/')[0]!;
+          const at = Number((JSON.parse(v) as { at?: unknown }).at);
+          if (Number.isFinite(at)) this.syncLag.set(c, { lagMs: Math.max(0, Date.now() - at), receivedAtMs: Date.now() });
+        },
+        remove: () => undefined, // the last value stays: its age keeps growing in the metrics
+      }, this.log),
+      new ListWatcher(store, remoteStatusPrefix(), {
+        upsert: (k, v) => {
+          try {
+            this.remoteStatus.set(k.slice(remoteStatusPrefix().length), JSON.parse(v) as MetricsSnapshot['remotes'][number]);
+          } catch {
+            /* a malformed status is skipped */
+          }
+        },
+        remove: (k) => void this.remoteStatus.delete(k.slice(remoteStatusPrefix().length)),
+      }, this.log),
     );
     const dp = this.datapath;
     if (dp) {
@@ -284,6 +312,7 @@ export class Agent extends EventEmitter {
         );
     }
     for (const w of this.watchers) void w.start();
+    if (this.cfg.metrics) this.metricsServer = await this.metrics.listen(this.cfg.metrics.address, this.cfg.metrics.port);
     this.healthTimer = setInterval(() => void this.publishHealth(), 5000);
     this.healthTimer.unref();
     void this.publishHealth();
@@ -293,6 +322,7 @@ export class Agent extends EventEmitter {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.healthTimer) clearInterval(this.healthTimer);
+    this.metricsServer?.close();
     await Promise.all(this.watchers.map((w) => w.stop()));
     this.dns?.close();
     this.gateway?.stop();
@@ -823,6 +853,8 @@ export class Agent extends EventEmitter {
           unreachableForS: st.peer.initiatingSinceMs && mono - st.peer.initiatingSinceMs > 15_000 ? Math.round((mono - st.peer.initiatingSinceMs) / 1000) : undefined,
           rxBytes: s?.rxBytes ?? 0,
           txBytes: s?.txBytes ?? 0,
+          rxPackets: s?.rxPackets ?? 0,
+          txPackets: s?.txPackets ?? 0,
         };
       }),
       counters: this.dev.native.counters(),
@@ -830,6 +862,31 @@ export class Agent extends EventEmitter {
       ...(this.gateway ? { gateway: { address: this.cfg.gateway!.address, routerAddress: this.routerAddress, listeners: this.gateway.stats } } : {}),
       ...(this.services ? { services: { count: this.services.list().length, lastComputeMs: this.services.lastComputeMs, ...(this.dns ? { dns: this.dns.counters } : {}) } } : {}),
       ...(this.datapath ? { policy: { identities: this.datapath.universe.identities.size, localEndpoints: this.identities.size, lastCompileMs: this.datapath.lastCompileMs, warnings: this.datapath.warnings.length } } : {}),
+    };
+  }
+
+  /** One scrape's data: status() (peers, counters, proxy, policy) plus services and control-plane state. */
+  metricsSnapshot(): MetricsSnapshot {
+    const st = this.status() as {
+      peers: MetricsSnapshot['peers'];
+      counters: Record<string, number>;
+      proxy?: MetricsSnapshot['proxy'];
+      etcdConnected: boolean;
+      syncedClusters: string[];
+      policy?: MetricsSnapshot['policy'];
+    };
+    const h = this.dev.stats;
+    return {
+      peers: st.peers,
+      counters: st.counters,
+      handshakes: { initiated: h.handshakesInitiated, completed: h.handshakesCompleted, rejected: h.handshakesRejected },
+      services: this.services?.list() ?? [],
+      ...(st.proxy ? { proxy: st.proxy } : {}),
+      etcdConnected: st.etcdConnected,
+      syncedClusters: st.syncedClusters,
+      syncLag: this.syncLag,
+      remotes: [...this.remoteStatus.values()],
+      ...(st.policy ? { policy: st.policy } : {}),
     };
   }
 }

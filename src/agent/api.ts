@@ -8,6 +8,7 @@
  *   GET    /v1/services                   services with ports, backends per cluster, health, table size
  *   GET    /v1/policy                     rules, per-endpoint enforcement, CIDR identities, warnings
  *   GET    /v1/flows?follow=1&last=N&verdict=&cluster=&pod=&identity=&port=
+ *   GET    /metrics                       Prometheus exposition (src/agent/metrics.ts)
  *                                          flow records as NDJSON (follow: keep streaming)
  * Errors: 400 with {error, field} for a bad request, 404 for unknown paths.
  */
@@ -106,6 +107,11 @@ export async function serveApi(agent: Agent, path: string): Promise<Server> {
           return send(res, 200, { cluster: agent.cfg.cluster.name, node: agent.cfg.node.name, services: agent.services.list() });
         }
         if (req.method === 'GET' && url.pathname === '/v1/flows') return streamFlows(agent, url.searchParams, res);
+        if (req.method === 'GET' && url.pathname === '/metrics') {
+          const text = await agent.metrics.text();
+          res.writeHead(200, { 'content-type': agent.metrics.contentType });
+          return void res.end(text);
+        }
         if (req.method === 'POST' && url.pathname === '/v1/endpoints') {
           const ep = validateEndpoint(await readJson(req));
           await agent.addEndpoint(ep);

@@ -15,6 +15,7 @@
  *     address: 198.18.1.10              # default: node.addresses[0]
  *     region: eu                        # reported to the gateway DNS entry point
  *     listeners: [{ service: shop/web, port: 80, listenPort: 8080, proxyProtocol: false }]
+ *   metrics: { address: 198.18.1.10, port: 9962 }   # optional: Prometheus endpoint (GET /metrics is on the API socket anyway)
  *
  * Services ride on the mesh data path: with policy.enabled false there is no
  * service translation (and no DNS).
@@ -38,6 +39,7 @@ export interface AgentConfig {
   /** maglevTableSize: prime M of every service's table; dns: the node's service-name server. */
   services: { maglevTableSize: number; dns: { enabled: boolean; address: string; port: number } };
   gateway?: { address: string; region?: string; listeners: Array<{ service: string; port: number; listenPort: number; proxyProtocol: boolean }> };
+  metrics?: { address: string; port: number };
   /** Node record lease, seconds: how long a dead agent's node stays published. */
   leaseTTL: number;
 }
@@ -64,7 +66,7 @@ function strList(v: unknown, field: string): string[] {
 }
 
 export function parseAgentConfig(text: string): AgentConfig {
-  const root = parseYamlMapping(text, ['cluster', 'node', 'wireguard', 'etcd', 'api', 'leaseTTL', 'policy', 'services', 'gateway']);
+  const root = parseYamlMapping(text, ['cluster', 'node', 'wireguard', 'etcd', 'api', 'leaseTTL', 'policy', 'services', 'gateway', 'metrics']);
   const c = obj(root.cluster, 'cluster');
   const n = obj(root.node, 'node');
   const w = obj(root.wireguard ?? {}, 'wireguard');
@@ -111,6 +113,7 @@ export function parseAgentConfig(text: string): AgentConfig {
     leaseTTL: int(root.leaseTTL, 'leaseTTL', 5, 3600, 30),
     policy: { enabled: bool(pol.enabled, 'policy.enabled', true), defaultLocalCluster: bool(pol.defaultLocalCluster, 'policy.defaultLocalCluster', true), proxyPort: int(pol.proxyPort, 'policy.proxyPort', 1, 65535, 15001), proxyWorkers: int(pol.proxyWorkers, 'policy.proxyWorkers', 1, 16, 1) },
     ...(gw ? { gateway: parseGateway(gw, addresses[0]!, bool) } : {}),
+    ...(root.metrics !== undefined ? { metrics: parseMetrics(obj(root.metrics, 'metrics')) } : {}),
     services: {
       maglevTableSize,
       dns: {
@@ -120,6 +123,12 @@ export function parseAgentConfig(text: string): AgentConfig {
       },
     },
   };
+}
+
+function parseMetrics(m: Obj): NonNullable<AgentConfig['metrics']> {
+  for (const k of Object.keys(m)) if (!['address', 'port'].includes(k)) throw new ConfigError(`metrics.${k}`, 'unknown field (expected address, port)');
+  if (m.address === undefined) throw new ConfigError('metrics.address', 'required (the address Prometheus scrapes, e.g. the node\'s underlay address)');
+  return { address: validateAddress(m.address, 'metrics.address'), port: int(m.port, 'metrics.port', 1, 65535, 9962) };
 }
 
 function parseGateway(gw: Obj, nodeAddress: string, bool: (v: unknown, f: string, d: boolean) => boolean): NonNullable<AgentConfig['gateway']> {

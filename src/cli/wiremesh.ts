@@ -31,6 +31,22 @@ function waitForSignal(): Promise<string> {
   });
 }
 
+/** Progress lines on stderr with the time since the command started. */
+function progress(): (msg: string) => void {
+  const t0 = Date.now();
+  return (msg) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s] ${msg}\n`);
+}
+
+/** The agents to read: --socket, or every node of the testbed (one node with cluster/node). */
+async function agentSockets(sockets: string[] | undefined, testbed: string | undefined, node?: string): Promise<string[]> {
+  if (sockets && sockets.length > 0) return sockets;
+  const { loadState } = await import('../testbed/testbed.js');
+  const nodes = loadState(testbed).clusters.flatMap((c) => c.nodes.map((n) => ({ id: `${c.name}/${n.name}`, socket: n.socket })));
+  const chosen = node ? nodes.filter((n) => n.id === node) : nodes;
+  if (chosen.length === 0) throw new ConfigError('--node', `no testbed node ${node} (have ${nodes.map((n) => n.id).join(', ')})`);
+  return chosen.map((n) => n.socket);
+}
+
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('wiremesh').description('wiremesh: a WireGuard cluster mesh').showHelpAfterError();
   program.exitOverride();
@@ -222,11 +238,7 @@ export async function main(argv: string[]): Promise<number> {
       };
       if (!['text', 'json'].includes(o.output)) throw new ConfigError('--output', 'must be text or json');
       if (o.verdict && !['FORWARDED', 'DROPPED'].includes(o.verdict.toUpperCase())) throw new ConfigError('--verdict', 'must be FORWARDED or DROPPED');
-      let sockets = o.socket ?? [];
-      if (sockets.length === 0) {
-        const { loadState } = await import('../testbed/testbed.js');
-        sockets = loadState(o.testbed).clusters.flatMap((c) => c.nodes.map((n) => n.socket));
-      }
+      const sockets = await agentSockets(o.socket, o.testbed);
       await observe(
         { sockets, follow: !!o.follow, last: num(o.last, '--last')!, json: o.output === 'json', verdict: o.verdict, cluster: o.cluster, pod: o.pod, namespace: o.namespace, identity: num(o.identity, '--identity'), port: num(o.port, '--port'), max: num(o.max, '--max') },
         (line) => console.log(line),
@@ -244,17 +256,25 @@ export async function main(argv: string[]): Promise<number> {
     .action(async (o: { socket?: string[]; testbed?: string; node?: string; output: string }) => {
       const { listServices, formatServices } = await import('./services.js');
       if (!['text', 'wide', 'json'].includes(o.output)) throw new ConfigError('--output', 'must be text, wide or json');
-      let sockets = o.socket ?? [];
-      if (sockets.length === 0) {
-        const { loadState } = await import('../testbed/testbed.js');
-        const nodes = loadState(o.testbed).clusters.flatMap((c) => c.nodes.map((n) => ({ id: `${c.name}/${n.name}`, socket: n.socket })));
-        const chosen = o.node ? nodes.filter((n) => n.id === o.node) : nodes;
-        if (chosen.length === 0) throw new ConfigError('--node', `no testbed node ${o.node} (have ${nodes.map((n) => n.id).join(', ')})`);
-        sockets = chosen.map((n) => n.socket);
-      }
+      const sockets = await agentSockets(o.socket, o.testbed, o.node);
       const listings = await listServices(sockets);
       if (o.output === 'json') return void console.log(JSON.stringify(listings, null, 2));
       for (const line of formatServices(listings, o.output === 'wide')) console.log(line);
+    });
+
+  program
+    .command('ui')
+    .description('a web dashboard of the mesh: clusters, nodes, tunnels, global services, live flow verdicts')
+    .option('--socket <paths...>', "agents' API sockets (default: every agent of the testbed)")
+    .option('--testbed <name>', 'the testbed whose agents to read (when several are up)')
+    .option('--port <n>', 'port to serve on', '8300')
+    .option('--host <address>', 'address to serve on', '127.0.0.1')
+    .action(async (o: { socket?: string[]; testbed?: string; port: string; host: string }) => {
+      const { MeshDashboard } = await import('../ui/server.js');
+      if (!/^\d+$/.test(o.port) || Number(o.port) < 1 || Number(o.port) > 65535) throw new ConfigError('--port', `must be a port number, got ${JSON.stringify(o.port)}`);
+      const dash = new MeshDashboard(await agentSockets(o.socket, o.testbed));
+      await dash.listen(Number(o.port), o.host);
+      console.log(`wiremesh dashboard on http://${o.host.includes(':') ? `[${o.host}]` : o.host}:${o.port}/ (Ctrl-C to stop)`);
     });
 
   const pol = program.command('policy').description('network policy tools');
@@ -303,13 +323,13 @@ export async function main(argv: string[]): Promise<number> {
     .description('build the topology in FILE')
     .action(async (file: string) => {
       const { testbedUp } = await import('../testbed/testbed.js');
-      await testbedUp(file, (msg) => process.stderr.write(`${msg}\n`));
+      await testbedUp(file, progress());
     });
   tb.command('down <file>')
     .description('remove every namespace, process and file the testbed made')
     .action(async (file: string) => {
       const { testbedDown } = await import('../testbed/testbed.js');
-      await testbedDown(file, (msg) => process.stderr.write(`${msg}\n`));
+      await testbedDown(file, progress());
     });
   tb.command('latency')
     .description("add underlay latency from one node toward every node of a cluster (runs until interrupted)")

@@ -16,10 +16,12 @@
  * Types: nodes (name = node), ip (name = endpoint IP), identities (name = the
  * identity number, value its labels), services
  * (name = ns/name), policies (name = ns/name), relays (name = node: a hub
- * node's offer to relay traffic between the clusters it reaches).
+ * node's offer to relay traffic between the clusters it reaches), gateways
+ * (name = node), heartbeat (name = "kvstoremesh": {at, seq} every 2 s from the
+ * cluster's kvstoremesh, leased; remote agents measure replication lag with it).
  */
 export const ROOT = 'wiremesh/';
-export const STATE_TYPES = ['nodes', 'ip', 'identities', 'services', 'policies', 'relays', 'gateways'] as const;
+export const STATE_TYPES = ['nodes', 'ip', 'identities', 'services', 'policies', 'relays', 'gateways', 'heartbeat'] as const;
 export type StateType = (typeof STATE_TYPES)[number];
 
 export const stateKey = (type: StateType, cluster: string, name: string): string => `wiremesh/state/${type}/v1/${cluster}/${name}`;

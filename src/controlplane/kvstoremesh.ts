@@ -23,6 +23,7 @@ import {
   remoteStatusKey,
   remotesPrefix,
   splitClusterName,
+  stateKey,
   statePrefix,
   syncedKey,
   type StateType,
@@ -36,7 +37,7 @@ import { IdentityCollector } from '../identity/allocator.js';
  * remote cluster's policy only when it is marked mesh-wide, and `policy trace`
  * reads the others to explain a verdict on the far side.
  */
-export const REPLICATED_TYPES: StateType[] = ['nodes', 'ip', 'identities', 'services', 'relays', 'policies', 'gateways'];
+export const REPLICATED_TYPES: StateType[] = ['nodes', 'ip', 'identities', 'services', 'relays', 'policies', 'gateways', 'heartbeat'];
 
 export interface RemoteSpec extends EtcdOptions {
   name: string;
@@ -262,8 +263,12 @@ export class KVStoreMesh {
     return [...this.remotes.values()].map((r) => r.status());
   }
 
+  private heartbeats = 0;
+
   private async publishStatus(): Promise<void> {
     if (!this.lease) return;
+    // Remote agents see this through their own kvstoremesh: its age on arrival is the replication lag.
+    await this.lease.put(stateKey('heartbeat', this.cluster, 'kvstoremesh')).value(JSON.stringify({ at: Date.now(), seq: ++this.heartbeats })).catch(() => undefined);
     for (const s of this.status()) await this.lease.put(remoteStatusKey(s.cluster)).value(JSON.stringify(s)).catch(() => undefined);
   }
 

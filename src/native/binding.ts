@@ -23,6 +23,9 @@ export interface NativePeerStats {
   id: number;
   rxBytes: number;
   txBytes: number;
+  /** WireGuard messages (data, keepalives) received and sent. */
+  rxPackets: number;
+  txPackets: number;
   lastDataSentMs: number;
   lastDataRecvMs: number;
   lastAuthSentMs: number;

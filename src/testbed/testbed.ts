@@ -188,6 +188,7 @@ async function build(topo: Topology, st: TestbedState, progress: (msg: string) =
           `wireguard: { interface: wm0, port: 51820, privateKeyFile: ${join(st.dir, 'keys', `${c.name}-${n}.key`)} }`,
           `etcd: { endpoints: [${cst.etcd}], caFile: ${pkiFiles(pkiDir(st, c.name)).caFile}, certFile: ${pkiFiles(pkiDir(st, c.name)).certFile}, keyFile: ${pkiFiles(pkiDir(st, c.name)).keyFile} }`,
           `api: { socket: ${socket} }`,
+          `metrics: { address: ${nodeAddress(ci, ni)}, port: 9962 }`,
           '',
         ].join('\n'),
       );

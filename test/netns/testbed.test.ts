@@ -3,6 +3,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callAgent } from '../../src/agent/api.js';
@@ -116,6 +117,41 @@ manifests:
     expect(Object.keys(s.health).sort()).toEqual(['n1', 'n2']);
     expect(s.health.n1!.peers.length).toBe(5);
     expect(s.health.n1!.peers.every((p) => p.handshakeAgeS !== null)).toBe(true);
+  });
+
+  it('every agent serves Prometheus metrics: tunnels per peer, handshakes, drops, verdicts, sync lag, kvstoremesh state', async () => {
+    const c2n1 = st.clusters.find((c) => c.name === 'c2')!.nodes.find((n) => n.name === 'n1')!;
+    const scrape = () =>
+      new Promise<string>((resolve, reject) => {
+        const req = httpRequest({ socketPath: c2n1.socket, path: '/metrics' }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (body += d));
+          res.on('end', () => resolve(body));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    const value = (text: string, re: RegExp) => text.split('\n').filter((l) => re.test(l)).map((l) => Number(l.split(' ').pop()));
+    // heartbeats come every 2 s from each remote's kvstoremesh
+    await waitFor(async () => value(await scrape(), /^wiremesh_controlplane_sync_lag_seconds\{remote="c[13]"/).length === 2, 15_000, 'sync lag of both remotes');
+    const m = await scrape();
+    const rx = value(m, /^wiremesh_peer_bytes_total\{.*direction="rx"/);
+    expect(rx.length).toBe(5); // c2/n2 and both nodes of c1 and c3
+    expect(rx.every((v) => v > 0)).toBe(true);
+    expect(value(m, /^wiremesh_peer_packets_total\{peer="c1\/n1",peer_cluster="c1",direction="tx"/)[0]).toBeGreaterThan(0);
+    expect(value(m, /^wiremesh_handshakes_total\{result="completed"/)[0]).toBeGreaterThanOrEqual(1);
+    expect(m).toMatch(/^wiremesh_drops_total\{reason="decrypt-failed",cluster="c2",node="n1"\} \d+$/m);
+    expect(m).toMatch(/^wiremesh_policy_verdicts_total\{verdict="forwarded",cluster="c2",node="n1"\} \d+$/m);
+    expect(value(m, /^wiremesh_kvstoremesh_remote_connected\{remote="c[13]"/)).toEqual([1, 1]);
+    expect(value(m, /^wiremesh_remote_cluster_synced\{remote="c[13]"/)).toEqual([1, 1]);
+    for (const age of value(m, /^wiremesh_controlplane_heartbeat_age_seconds\{remote="c[13]"/)) expect(age).toBeLessThan(30);
+    expect(m).toMatch(/^wiremesh_service_selections_total\{result="no-backend",cluster="c2",node="n1"\} \d+$/m);
+    expect(m).toMatch(/^wiremesh_agent_process_cpu_seconds_total/m);
+    // the same text on the node's Prometheus address (node.yaml metrics), from inside its namespace
+    const tcp = run(c2n1.netns, process.execPath, '-e', `fetch('http://${c2n1.address}:9962/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`);
+    expect(tcp.ok).toBe(true);
+    expect(tcp.out).toMatch(/^wiremesh_peer_bytes_total\{peer="c1\/n1"/m);
   });
 
   it('apply rejects an invalid manifest with its field and stores nothing', () => {

@@ -13,9 +13,13 @@ std::shared_ptr<const L7RuleSet> L7RuleSet::compile(bool all, const std::vector<
       if (!src) return;
       try {
         dst->emplace(*src, std::regex::ECMAScript | std::regex::optimize);
-      } catch (const std::regex_error& e) {
+      } catch (const std::exception& e) {
         r.broken = true;
         if (warnings) warnings->push_back(std::string("http ") + field + " pattern '" + *src + "': " + e.what());
+      } catch (...) {
+        // Anything else thrown while compiling is still a rejected pattern.
+        r.broken = true;
+        if (warnings) warnings->push_back(std::string("http ") + field + " pattern '" + *src + "': not a pattern std::regex accepts");
       }
     };
     re(s.method, &r.method, "method");

@@ -373,6 +373,8 @@ void Device::peer_stats(std::vector<PeerStats>* out, bool active_only) {
     s.id = p->id;
     s.rx_bytes = p->rx_bytes.load();
     s.tx_bytes = p->tx_bytes.load();
+    s.rx_packets = p->rx_packets.load();
+    s.tx_packets = p->tx_packets.load();
     s.last_data_sent_ms = p->last_data_sent_ms.load();
     s.last_data_recv_ms = p->last_data_recv_ms.load();
     s.last_auth_sent_ms = p->last_auth_sent_ms.load();
@@ -560,6 +562,7 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
     Endpoint ep;
     bool usable;
     uint64_t bytes;
+    uint64_t packets;
     uint64_t data_packets;
   };
   std::vector<TxOut> out;
@@ -589,7 +592,7 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
     if (last && last->peer == p) return *last;
     for (auto& c : ctxs)
       if (c.peer == p) return *(last = &c);
-    PeerCtx c{p, nullptr, Endpoint(), false, 0, 0};
+    PeerCtx c{p, nullptr, Endpoint(), false, 0, 0, 0};
     {
       std::lock_guard<std::mutex> pl(p->mu);
       c.kp = p->current;
@@ -707,6 +710,7 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
     }
     size_t mlen = 16 + padded + 16;
     c.bytes += mlen;
+    c.packets++;
     if (s.len) c.data_packets++;
     out.push_back(TxOut{&c.ep, msg, mlen});
   }
@@ -714,6 +718,7 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
     if (c.bytes == 0) continue;
     Peer* p = c.peer;
     p->tx_bytes.fetch_add(c.bytes, std::memory_order_relaxed);
+    p->tx_packets.fetch_add(c.packets, std::memory_order_relaxed);
     p->last_auth_sent_ms.store(now, std::memory_order_relaxed);
     p->recv_unanswered_ms.store(0, std::memory_order_relaxed);
     if (c.data_packets) {
@@ -975,6 +980,7 @@ void Device::rx_message(uint8_t* msg, size_t len, const Endpoint& from, uint64_t
     if (p->endpoint != from) p->endpoint = from;
   }
   p->rx_bytes.fetch_add(len, std::memory_order_relaxed);
+  p->rx_packets.fetch_add(1, std::memory_order_relaxed);
   p->last_auth_recv_ms.store(now, std::memory_order_relaxed);
   p->sent_unanswered_ms.store(0, std::memory_order_relaxed);
   if (kp->initiator && now - kp->created_ms >= kRejectAfterTimeMs - kKeepaliveTimeoutMs - kRekeyTimeoutMs)

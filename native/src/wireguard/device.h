@@ -80,7 +80,7 @@ struct Peer {
   std::shared_ptr<Keypair> previous, current, next;
   Endpoint endpoint;
   std::deque<std::vector<uint8_t>> staged;
-  std::atomic<uint64_t> rx_bytes{0}, tx_bytes{0};
+  std::atomic<uint64_t> rx_bytes{0}, tx_bytes{0}, rx_packets{0}, tx_packets{0};
   // Monotonic ms of the events the timers in src/wireguard/timers.ts act on.
   std::atomic<uint64_t> last_data_sent_ms{0}, last_data_recv_ms{0};
   std::atomic<uint64_t> last_auth_sent_ms{0}, last_auth_recv_ms{0};
@@ -156,7 +156,7 @@ struct Event {
 
 struct PeerStats {
   uint32_t id;
-  uint64_t rx_bytes, tx_bytes;
+  uint64_t rx_bytes, tx_bytes, rx_packets, tx_packets;
   uint64_t last_data_sent_ms, last_data_recv_ms, last_auth_sent_ms, last_auth_recv_ms;
   uint64_t sent_unanswered_ms, recv_unanswered_ms;
   uint64_t last_probe_reply_ms, probe_rtt_us, probes_sent, probe_replies;

@@ -1,0 +1,285 @@
+/**
+ * Prometheus metrics of one agent (prom-client), read at scrape time from
+ * what the agent already keeps: native counters (one call), per-peer stats,
+ * the service table, the proxy's counters, the control plane's sync state.
+ * Nothing is counted per packet in JavaScript; a scrape takes one snapshot
+ * and every metric's collect() reads from it.
+ *
+ * Served on GET /metrics of the agent's API socket and, when node.yaml has
+ * `metrics: { address, port }`, on that TCP address for Prometheus.
+ * Names and labels: docs/metrics.md.
+ */
+import { listen } from '../net/listen.js';
+import { createServer, type Server } from 'node:http';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type { ServiceStatus } from '../services/datapath.js';
+import type { NativeL7ProxyStats } from '../native/binding.js';
+
+/** One scrape's view of the agent (Agent.metricsSnapshot). */
+export interface MetricsSnapshot {
+  peers: Array<{ id: string; cluster: string; rxBytes: number; txBytes: number; rxPackets: number; txPackets: number; lastHandshakeAgeS: number | null }>;
+  counters: Record<string, number>;
+  handshakes: { initiated: number; completed: number; rejected: number };
+  services: ServiceStatus[];
+  proxy?: NativeL7ProxyStats;
+  etcdConnected: boolean;
+  syncedClusters: string[];
+  /** Per remote cluster: the last heartbeat's replication lag and when it arrived (ms since the epoch). */
+  syncLag: Map<string, { lagMs: number; receivedAtMs: number }>;
+  /** kvstoremesh's view of each remote (wiremesh/mesh/v1/status/<remote>). */
+  remotes: Array<{ cluster: string; connected: boolean; synced: Record<string, boolean>; entries: Record<string, number>; relists: number }>;
+  policy?: { identities: number; localEndpoints: number; lastCompileMs: number };
+}
+
+/** Native counters that are policy verdicts, by verdict label. */
+const VERDICTS: Record<string, string> = {
+  policy_forwarded_new_flows: 'forwarded',
+  drop_policy_denied: 'denied',
+  drop_policy_default_deny: 'default-deny',
+  policy_redirected_flows: 'redirected',
+};
+
+export class AgentMetrics {
+  readonly registry = new Registry();
+  private snap: MetricsSnapshot | undefined;
+
+  constructor(
+    labels: { cluster: string; node: string },
+    private readonly snapshot: () => MetricsSnapshot,
+  ) {
+    this.registry.setDefaultLabels(labels);
+    collectDefaultMetrics({ register: this.registry, prefix: 'wiremesh_agent_' });
+    const reg = [this.registry];
+    const s = () => this.snap!;
+    // prom-client counters only go up by inc(); totals read from elsewhere are set with reset() + inc(value).
+    const totals = (c: Counter<string>, rows: Array<[Record<string, string>, number]>) => {
+      c.reset();
+      for (const [l, v] of rows) c.inc(l, Math.max(0, v));
+    };
+    const perPeer = (name: string, help: string, rx: 'rxBytes' | 'rxPackets', tx: 'txBytes' | 'txPackets') =>
+      new Counter({
+        name,
+        help,
+        labelNames: ['peer', 'peer_cluster', 'direction'],
+        registers: reg,
+        collect() {
+          totals(this, s().peers.flatMap((p) => [[{ peer: p.id, peer_cluster: p.cluster, direction: 'rx' }, p[rx]], [{ peer: p.id, peer_cluster: p.cluster, direction: 'tx' }, p[tx]]] as Array<[Record<string, string>, number]>));
+        },
+      });
+    perPeer('wiremesh_peer_bytes_total', 'WireGuard bytes to and from each peer node (UDP payload, encrypted).', 'rxBytes', 'txBytes');
+    perPeer('wiremesh_peer_packets_total', 'WireGuard messages (data and keepalives) to and from each peer node.', 'rxPackets', 'txPackets');
+    new Gauge({
+      name: 'wiremesh_peer_handshake_age_seconds',
+      help: 'Seconds since the last completed handshake with each peer (absent: never).',
+      labelNames: ['peer', 'peer_cluster'],
+      registers: reg,
+      collect() {
+        this.reset();
+        for (const p of s().peers) if (p.lastHandshakeAgeS !== null) this.set({ peer: p.id, peer_cluster: p.cluster }, p.lastHandshakeAgeS);
+      },
+    });
+    new Counter({
+      name: 'wiremesh_handshakes_total',
+      help: 'Noise IK handshakes: initiated by this node, completed (either side), rejected (bad MACs, replays, unknown keys).',
+      labelNames: ['result'],
+      registers: reg,
+      collect() {
+        const h = s().handshakes;
+        totals(this, [[{ result: 'initiated' }, h.initiated], [{ result: 'completed' }, h.completed], [{ result: 'rejected' }, h.rejected]]);
+      },
+    });
+    new Counter({
+      name: 'wiremesh_packets_total',
+      help: 'Packets through the data path: rx = from the UDP socket, tx = to it.',
+      labelNames: ['direction'],
+      registers: reg,
+      collect() {
+        const c = s().counters;
+        totals(this, [[{ direction: 'rx' }, c.rx_packets ?? 0], [{ direction: 'tx' }, c.tx_packets ?? 0]]);
+      },
+    });
+    new Counter({
+      name: 'wiremesh_drops_total',
+      help: 'Packets dropped by the data path, by reason (docs/metrics.md lists them).',
+      labelNames: ['reason'],
+      registers: reg,
+      collect() {
+        const c = s().counters;
+        const rows: Array<[Record<string, string>, number]> = [];
+        for (const [k, v] of Object.entries(c)) if (k.startsWith('drop_')) rows.push([{ reason: k.slice(5).replace(/_/g, '-') }, v]);
+        totals(this, rows);
+      },
+    });
+    new Counter({
+      name: 'wiremesh_policy_verdicts_total',
+      help: 'Policy decisions on new flows: forwarded, denied (a deny rule), default-deny, redirected (to the L7 proxy).',
+      labelNames: ['verdict'],
+      registers: reg,
+      collect() {
+        const c = s().counters;
+        totals(this, Object.entries(VERDICTS).map(([k, v]) => [{ verdict: v }, c[k] ?? 0] as [Record<string, string>, number]));
+      },
+    });
+    new Counter({
+      name: 'wiremesh_l7_requests_total',
+      help: 'HTTP requests the L7 proxy decided: allowed or denied (403); bad = malformed, answered 400/431/501.',
+      labelNames: ['verdict'],
+      registers: reg,
+      collect() {
+        const p = s().proxy;
+        if (!p) return this.reset();
+        totals(this, [[{ verdict: 'allowed' }, p.requests - p.denied], [{ verdict: 'denied' }, p.denied], [{ verdict: 'bad' }, p.badRequests]]);
+      },
+    });
+    new Counter({
+      name: 'wiremesh_service_selections_total',
+      help: 'New flows to a service VIP given a backend by Maglev, and flows rejected (no backend, backend dead).',
+      labelNames: ['result'],
+      registers: reg,
+      collect() {
+        const c = s().counters;
+        totals(this, [[{ result: 'selected' }, c.service_new_flows ?? 0], [{ result: 'no-backend' }, c.service_reject_no_backend ?? 0], [{ result: 'dead-backend' }, c.service_reject_dead_backend ?? 0]]);
+      },
+    });
+    new Gauge({
+      name: 'wiremesh_service_backends',
+      help: 'Backends of each service per cluster and state (selected, standby, dead), first port.',
+      labelNames: ['service', 'backend_cluster', 'state'],
+      registers: reg,
+      collect() {
+        this.reset();
+        for (const svc of s().services) {
+          const counts = new Map<string, number>();
+          for (const b of svc.ports[0]?.backends ?? []) counts.set(`${b.cluster}\0${b.state}`, (counts.get(`${b.cluster}\0${b.state}`) ?? 0) + 1);
+          for (const [k, n] of counts) {
+            const [cl, state] = k.split('\0') as [string, string];
+            this.set({ service: `${svc.namespace}/${svc.name}`, backend_cluster: cl, state }, n);
+          }
+        }
+      },
+    });
+    new Gauge({
+      name: 'wiremesh_conntrack_entries',
+      help: 'Entries in the policy conntrack and the service NAT table.',
+      labelNames: ['table'],
+      registers: reg,
+      collect() {
+        const c = s().counters;
+        this.set({ table: 'conntrack' }, c.conntrack_entries ?? 0);
+        this.set({ table: 'service-nat' }, c.service_nat_entries ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'wiremesh_etcd_connected',
+      help: '1 when every watch on the local etcd is connected.',
+      registers: reg,
+      collect() {
+        this.set(s().etcdConnected ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'wiremesh_controlplane_sync_lag_seconds',
+      help: "Replication lag of each remote cluster's state: its kvstoremesh heartbeat's age when this agent's watch delivered it (needs synchronized clocks).",
+      labelNames: ['remote'],
+      registers: reg,
+      collect() {
+        this.reset();
+        for (const [c, l] of s().syncLag) this.set({ remote: c }, l.lagMs / 1000);
+      },
+    });
+    new Gauge({
+      name: 'wiremesh_controlplane_heartbeat_age_seconds',
+      help: "Seconds since a remote cluster's last heartbeat reached this agent (grows when replication stalls; heartbeats come every 2 s).",
+      labelNames: ['remote'],
+      registers: reg,
+      collect() {
+        this.reset();
+        const now = Date.now();
+        for (const [c, l] of s().syncLag) this.set({ remote: c }, (now - l.receivedAtMs) / 1000);
+      },
+    });
+    new Gauge({
+      name: 'wiremesh_remote_cluster_synced',
+      help: "1 when a remote cluster's state is fully synced into this agent (its kvstoremesh sync markers).",
+      labelNames: ['remote'],
+      registers: reg,
+      collect() {
+        this.reset();
+        for (const c of s().syncedClusters) this.set({ remote: c }, 1);
+      },
+    });
+    new Gauge({
+      name: 'wiremesh_kvstoremesh_remote_connected',
+      help: "This cluster's kvstoremesh: 1 when every watch on the remote's etcd is connected.",
+      labelNames: ['remote'],
+      registers: reg,
+      collect() {
+        this.reset();
+        for (const r of s().remotes) this.set({ remote: r.cluster }, r.connected ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'wiremesh_kvstoremesh_remote_entries',
+      help: "This cluster's kvstoremesh: records mirrored from each remote, by type.",
+      labelNames: ['remote', 'type'],
+      registers: reg,
+      collect() {
+        this.reset();
+        for (const r of s().remotes) for (const [t, n] of Object.entries(r.entries)) this.set({ remote: r.cluster, type: t }, n);
+      },
+    });
+    new Counter({
+      name: 'wiremesh_kvstoremesh_remote_relists_total',
+      help: "This cluster's kvstoremesh: full relists of each remote (a watch that lost its place).",
+      labelNames: ['remote'],
+      registers: reg,
+      collect() {
+        totals(this, s().remotes.map((r) => [{ remote: r.cluster }, r.relists] as [Record<string, string>, number]));
+      },
+    });
+    new Gauge({
+      name: 'wiremesh_policy_identities',
+      help: 'Identities known to this agent, local endpoints, and the last policy compile time.',
+      labelNames: ['what'],
+      registers: reg,
+      collect() {
+        this.reset();
+        const p = s().policy;
+        if (!p) return;
+        this.set({ what: 'identities' }, p.identities);
+        this.set({ what: 'local-endpoints' }, p.localEndpoints);
+        this.set({ what: 'last-compile-ms' }, p.lastCompileMs);
+      },
+    });
+  }
+
+  /** The exposition text (one snapshot for the whole scrape). */
+  async text(): Promise<string> {
+    this.snap = this.snapshot();
+    try {
+      return await this.registry.metrics();
+    } finally {
+      this.snap = undefined;
+    }
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The Prometheus endpoint on a TCP address (node.yaml metrics). */
+  async listen(address: string, port: number): Promise<Server> {
+    const server = createServer((req, res) => {
+      if (req.url !== '/metrics') {
+        res.writeHead(404).end('see /metrics\n');
+        return;
+      }
+      this.text().then(
+        (t) => res.writeHead(200, { 'content-type': this.contentType }).end(t),
+        (err: Error) => res.writeHead(500).end(`${err.message}\n`),
+      );
+    });
+    await listen(server, port, address);
+    return server;
+  }
+}

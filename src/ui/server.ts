@@ -1,0 +1,152 @@
+/**
+ * `wiremesh ui`: a small web dashboard of the whole mesh, built from the
+ * agents' API sockets (every agent of the testbed by default).
+ *
+ *   GET /           the page (src/ui/page.ts: plain HTML + script, no build step)
+ *   GET /api/mesh   one snapshot: nodes (cluster, sync, endpoints), tunnels with
+ *                   handshake age and throughput (bytes/s between two polls),
+ *                   global services with backends per cluster and health, the
+ *                   latest flow verdicts of every agent
+ *
+ * The page polls /api/mesh every second. The server keeps the previous byte
+ * counters per tunnel to turn them into rates; everything else is read fresh.
+ */
+import { listen } from '../net/listen.js';
+import { createServer, request, type Server } from 'node:http';
+import type { ServiceStatus } from '../services/datapath.js';
+import type { Flow } from '../policy/flows.js';
+import { PAGE } from './page.js';
+
+interface AgentStatus {
+  cluster: string;
+  node: string;
+  etcdConnected: boolean;
+  syncedClusters: string[];
+  endpoints: number;
+  localEndpoints: number;
+  peers: Array<{ id: string; cluster: string; endpoint?: string; lastHandshakeAgeS: number | null; unreachableForS?: number; rxBytes: number; txBytes: number }>;
+  counters: Record<string, number>;
+}
+
+export interface MeshSnapshot {
+  at: string;
+  clusters: string[];
+  nodes: Array<{ id: string; cluster: string; node: string; up: boolean; error?: string; etcdConnected?: boolean; syncedClusters?: string[]; endpoints?: number; localEndpoints?: number; drops?: number }>;
+  tunnels: Array<{ from: string; to: string; toCluster: string; endpoint?: string; handshakeAgeS: number | null; unreachableForS?: number; rxBps: number; txBps: number; rxBytes: number; txBytes: number }>;
+  services: Array<{ name: string; vip?: string; global: boolean; affinity: string; tableSize?: number; clusters: Array<{ cluster: string; healthy: [number, number]; total: number; selected: [number, number] }> }>;
+  flows: Flow[];
+}
+
+function get(socket: string, path: string, timeoutMs = 2000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: socket, path, timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`${path}: HTTP ${res.statusCode}`))));
+    });
+    req.on('timeout', () => req.destroy(new Error(`${path}: timeout`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+export class MeshDashboard {
+  private readonly lastBytes = new Map<string, { at: number; rx: number; tx: number; rxBps: number; txBps: number }>();
+
+  constructor(private readonly sockets: string[], private readonly flowsPerAgent = 30) {}
+
+  async snapshot(): Promise<MeshSnapshot> {
+    const now = Date.now();
+    const per = await Promise.all(
+      this.sockets.map(async (socket) => {
+        try {
+          const [status, services, flows] = await Promise.all([
+            get(socket, '/v1/status').then((t) => JSON.parse(t) as AgentStatus),
+            get(socket, '/v1/services').then((t) => (JSON.parse(t) as { services: ServiceStatus[] }).services).catch(() => [] as ServiceStatus[]),
+            get(socket, `/v1/flows?last=${this.flowsPerAgent}`).then((t) => t.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Flow)).catch(() => [] as Flow[]),
+          ]);
+          return { socket, status, services, flows };
+        } catch (err) {
+          return { socket, error: (err as Error).message };
+        }
+      }),
+    );
+    const snap: MeshSnapshot = { at: new Date(now).toISOString(), clusters: [], nodes: [], tunnels: [], services: [], flows: [] };
+    const clusters = new Set<string>();
+    const svc = new Map<string, { s: ServiceStatus; per: Map<string, Array<{ healthy: number; total: number; selected: number }>> }>();
+    for (const p of per) {
+      if (!('status' in p) || !p.status) {
+        snap.nodes.push({ id: p.socket, cluster: '?', node: p.socket, up: false, error: p.error });
+        continue;
+      }
+      const st = p.status;
+      const id = `${st.cluster}/${st.node}`;
+      clusters.add(st.cluster);
+      const drops = Object.entries(st.counters).filter(([k]) => k.startsWith('drop_')).reduce((a, [, v]) => a + v, 0);
+      snap.nodes.push({ id, cluster: st.cluster, node: st.node, up: true, etcdConnected: st.etcdConnected, syncedClusters: st.syncedClusters, endpoints: st.endpoints, localEndpoints: st.localEndpoints, drops });
+      for (const peer of st.peers) {
+        const key = `${id}>${peer.id}`;
+        const prev = this.lastBytes.get(key);
+        let rxBps = prev?.rxBps ?? 0, txBps = prev?.txBps ?? 0;
+        if (prev && now - prev.at >= 500) {
+          const dt = (now - prev.at) / 1000;
+          rxBps = Math.max(0, (peer.rxBytes - prev.rx) / dt);
+          txBps = Math.max(0, (peer.txBytes - prev.tx) / dt);
+        }
+        if (!prev || now - prev.at >= 500) this.lastBytes.set(key, { at: now, rx: peer.rxBytes, tx: peer.txBytes, rxBps, txBps });
+        snap.tunnels.push({ from: id, to: peer.id, toCluster: peer.cluster, endpoint: peer.endpoint, handshakeAgeS: peer.lastHandshakeAgeS, ...(peer.unreachableForS ? { unreachableForS: peer.unreachableForS } : {}), rxBps, txBps, rxBytes: peer.rxBytes, txBytes: peer.txBytes });
+      }
+      for (const s of p.services) {
+        const name = `${s.namespace}/${s.name}`;
+        const e = svc.get(name) ?? { s, per: new Map() };
+        const counts = new Map<string, { healthy: number; total: number; selected: number }>();
+        for (const b of s.ports[0]?.backends ?? []) {
+          const c = counts.get(b.cluster) ?? { healthy: 0, total: 0, selected: 0 };
+          c.total++;
+          if (b.state !== 'dead') c.healthy++;
+          if (b.state === 'selected') c.selected++;
+          counts.set(b.cluster, c);
+        }
+        for (const [cl, c] of counts) e.per.set(cl, [...(e.per.get(cl) ?? []), c]);
+        svc.set(name, e);
+      }
+      snap.flows.push(...p.flows);
+    }
+    snap.clusters = [...clusters].sort();
+    const range = (xs: number[]): [number, number] => [Math.min(...xs), Math.max(...xs)];
+    for (const [name, { s, per }] of [...svc.entries()].sort()) {
+      snap.services.push({
+        name,
+        ...(s.vip ? { vip: s.vip } : {}),
+        global: s.global,
+        affinity: s.affinity,
+        ...(s.ports[0] ? { tableSize: s.ports[0].tableSize } : {}),
+        clusters: [...per.entries()].sort().map(([cluster, xs]) => ({ cluster, healthy: range(xs.map((x) => x.healthy)), total: Math.max(...xs.map((x) => x.total)), selected: range(xs.map((x) => x.selected)) })),
+      });
+    }
+    snap.nodes.sort((a, b) => (a.id < b.id ? -1 : 1));
+    snap.flows.sort((a, b) => (a.time < b.time ? 1 : -1));
+    snap.flows.splice(50);
+    return snap;
+  }
+
+  async listen(port: number, host = '127.0.0.1'): Promise<Server> {
+    const server = createServer((req, res) => {
+      if (req.url === '/' || req.url === '/index.html') {
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(PAGE);
+        return;
+      }
+      if (req.url === '/api/mesh') {
+        this.snapshot().then(
+          (s) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(s)),
+          (err: Error) => res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: err.message })),
+        );
+        return;
+      }
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    });
+    await listen(server, port, host);
+    return server;
+  }
+}
