@@ -11,12 +11,20 @@
  *   main:  <remote node>/32 dev wmdly<id> src <node address>
  *   rule:  pref 1000 iif wmdly<id> lookup 2010
  *   2010:  <underlay> dev eth0
+ *
+ * With a share below 1 only that share of the packets takes the detour (the
+ * rest go straight), so the far end sees them out of order: nftables marks a
+ * random share of the WireGuard packets to that cluster (numgen), and
+ *   rule:  pref 999 fwmark 0x2011 lookup 2011
+ *   2011:  <remote node>/32 dev wmdly<id> src <node address>
  */
 import { execFileSync } from 'node:child_process';
 import { WiremeshError } from '../errors.js';
 import { spawnIn, stopRole, WIREMESH, type TestbedState } from './testbed.js';
 
 const TABLE = '2010';
+const MARK_TABLE = '2011';
+const MARK = '0x2011';
 
 function ipIn(netns: string, args: string[], ignoreErrors = false): void {
   try {
@@ -27,7 +35,7 @@ function ipIn(netns: string, args: string[], ignoreErrors = false): void {
 }
 
 /** Adds `ms` of latency from node cluster/node toward every node of cluster `to`; returns the remover. */
-export async function addLatency(st: TestbedState, cluster: string, node: string, to: string, ms: number): Promise<() => Promise<void>> {
+export async function addLatency(st: TestbedState, cluster: string, node: string, to: string, ms: number, share = 1): Promise<() => Promise<void>> {
   const n = st.clusters.find((c) => c.name === cluster)?.nodes.find((x) => x.name === node);
   const dst = st.clusters.find((c) => c.name === to);
   if (!n || !dst) throw new WiremeshError('WM_TESTBED_TARGET', `no node ${cluster}/${node} or cluster ${to}`);
@@ -49,8 +57,20 @@ export async function addLatency(st: TestbedState, cluster: string, node: string
   const underlay = execFileSync('ip', ['netns', 'exec', n.netns, 'ip', '-4', '-o', 'route', 'show', 'dev', 'eth0', 'proto', 'kernel'], { encoding: 'utf8' }).trim().split(/\s+/)[0]!;
   ipIn(n.netns, ['ip', 'route', 'replace', underlay, 'dev', 'eth0', 'table', TABLE]);
   ipIn(n.netns, ['ip', 'rule', 'add', 'pref', '1000', 'iif', tun, 'lookup', TABLE]);
-  for (const d of dst.nodes) ipIn(n.netns, ['ip', 'route', 'replace', `${d.address}/32`, 'dev', tun, 'src', n.address]);
+  const partial = share < 1;
+  for (const d of dst.nodes) ipIn(n.netns, ['ip', 'route', 'replace', `${d.address}/32`, 'dev', tun, 'src', n.address, ...(partial ? ['table', MARK_TABLE] : [])]);
+  const nftTable = `wmreorder${dst.id}`;
+  if (partial) {
+    const pct = Math.max(1, Math.min(99, Math.round(share * 100)));
+    const rules = `table ip ${nftTable} {\n chain out {\n  type route hook output priority 0;\n  ip daddr { ${dst.nodes.map((d) => d.address).join(', ')} } udp dport 51820 numgen random mod 100 < ${pct} meta mark set ${MARK}\n }\n}\n`;
+    execFileSync('ip', ['netns', 'exec', n.netns, 'nft', '-f', '-'], { input: rules, stdio: ['pipe', 'ignore', 'pipe'] });
+    ipIn(n.netns, ['ip', 'rule', 'add', 'pref', '999', 'fwmark', MARK, 'lookup', MARK_TABLE]);
+  }
   return async () => {
+    if (partial) {
+      ipIn(n.netns, ['nft', 'delete', 'table', 'ip', nftTable], true);
+      ipIn(n.netns, ['ip', 'rule', 'del', 'pref', '999', 'fwmark', MARK, 'lookup', MARK_TABLE], true);
+    }
     ipIn(n.netns, ['ip', 'rule', 'del', 'pref', '1000', 'iif', tun, 'lookup', TABLE], true);
     await stopRole(st, role, 'SIGTERM'); // the TUN and its routes go with the process
   };

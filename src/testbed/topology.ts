@@ -10,8 +10,8 @@
  *   connect: [[c1, c2]]               # optional; default: full mesh
  *   hub: c1                           # optional: hub-and-spoke, spokes reach each other through c1
  */
-import { readFileSync } from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { isYamlObject, parseYamlMapping, type YamlObject } from '../yamlconfig.js';
 import { ConfigError } from '../errors.js';
 import { formatIP, parsePrefix } from '../net/ip.js';
@@ -140,6 +140,23 @@ export function parseTopology(text: string, file = 'topology.yaml'): Topology {
     });
   }
   return { name, file: resolve(file), clusters, pods, manifests, connect, ...(hub ? { hub } : {}) };
+}
+
+/**
+ * A copy of a topology file under another name, in dir, with its manifest
+ * paths made absolute: runs that reuse a topology (tests, the chaos runner)
+ * do not collide with someone's testbed of the original name.
+ */
+export function renamedTopology(file: string, name: string, dir: string): string {
+  const base = dirname(resolve(file));
+  const text = readFileSync(file, 'utf8')
+    .replace(/^name: .*$/m, `name: ${name}`)
+    .replace(/^(\s+\w+: \[)([^\]]*)\]/gm, (line, head: string, list: string) =>
+      /\.ya?ml/.test(list) ? `${head}${list.split(',').map((f) => resolve(base, f.trim())).join(', ')}]` : line,
+    );
+  const out = join(dir, `${name}.yaml`);
+  writeFileSync(out, text);
+  return out;
 }
 
 export function loadTopology(file: string): Topology {

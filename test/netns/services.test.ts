@@ -273,6 +273,31 @@ manifests:
     expect(status).toMatch(/shop\/web: VIP 100\.127\.1\.\d+, affinity none, table 16381, backends c1 2\/2 healthy, c2 3\/3 healthy, c3 2\/2 healthy/);
   });
 
+  it('regression: a node cut off by a firewall takes only its own backends away (one failed send no longer drops the batch)', async () => {
+    // nftables drops on c1/n1's underlay toward c2: sendmmsg fails with EPERM for c2's messages. The
+    // liveness probes to every backend node go out in one batch; before the fix, c3's were lost with
+    // c2's and c3 was declared dead too (npm run chaos, partition).
+    const ns = node('c1', 'n1').netns;
+    const c2addr = node('c2', 'n1').address;
+    execFileSync('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], { input: `table ip wmcut {\n chain out { type filter hook output priority 0; ip daddr ${c2addr} drop; }\n chain in { type filter hook input priority 0; ip saddr ${c2addr} drop; }\n}\n` });
+    try {
+      await waitFor(async () => (await services('c1', 'n1')).find((x) => x.name === 'web')!.ports[0]!.backends.filter((b) => b.cluster === 'c2').every((b) => b.state === 'dead'), 10_000, "c2's backends dead on c1/n1");
+      const seen: Record<string, Set<string>> = { c1: new Set(), c2: new Set(), c3: new Set() };
+      for (let i = 0; i < 20; i++) {
+        for (const b of (await services('c1', 'n1')).find((x) => x.name === 'web')!.ports[0]!.backends) seen[b.cluster]!.add(b.state);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect([...seen.c3!]).toEqual(['selected']); // c3 never left selection
+      expect([...seen.c1!]).toEqual(['selected']);
+      const r = await spread('cl1', 'web', 30);
+      expect(r.fail).toBe(0);
+      expect(Object.keys(r.counts).every((n) => !n.startsWith('w2'))).toBe(true);
+    } finally {
+      execFileSync('ip', ['netns', 'exec', ns, 'nft', 'delete', 'table', 'ip', 'wmcut']);
+    }
+    await settled('c1', 'n1', 'web', 7); // w2c joined in an earlier test
+  });
+
   it('killing every node of a cluster: new connections succeed only on the survivors within 2 s, its flows are reset, and it returns when healthy', async () => {
     const v = await vip('c1', 'web');
     // connections held open (each reports its backend once connected), some on c3's backends

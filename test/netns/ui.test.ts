@@ -3,13 +3,14 @@
 // global service's backends per cluster, a policy denial), and a screenshot
 // for docs/dashboard.png.
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canRunNetns, execIn, hasCommand, ROOT } from '../../src/testbed/netns.js';
 import { testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
+import { renamedTopology } from '../../src/testbed/topology.js';
 import { dumpDom, hasChromium, screenshot } from '../../src/ui/chromium.js';
 import { MeshDashboard, type MeshSnapshot } from '../../src/ui/server.js';
 import { startPodServers } from '../helpers/echo.js';
@@ -19,7 +20,7 @@ const HTTP = join(ROOT, 'test', 'helpers', 'httpprobe.mjs');
 
 describe.skipIf(!enabled)('the mesh dashboard in headless Chromium', () => {
   const dir = mkdtempSync(join(tmpdir(), 'wmui-'));
-  const file = join(dir, 'mesh.yaml');
+  let file = '';
   let st: TestbedState;
   let server: Server;
   let url = '';
@@ -29,10 +30,7 @@ describe.skipIf(!enabled)('the mesh dashboard in headless Chromium', () => {
 
   beforeAll(async () => {
     // the demo's topology and manifests under a name of our own
-    const demo = readFileSync(join(ROOT, 'examples', 'demo', 'mesh.yaml'), 'utf8')
-      .replace(/^name: demo$/m, `name: ui${process.pid % 100000}`)
-      .replace(/\[api\.yaml\]/g, `[${join(ROOT, 'examples', 'demo', 'api.yaml')}]`);
-    writeFileSync(file, demo);
+    file = renamedTopology(join(ROOT, 'examples', 'demo', 'mesh.yaml'), `ui${process.pid % 100000}`, dir);
     st = await testbedUp(file);
     procs.push(...(await startPodServers(['api1', 'api2', 'api3'].map(pod), (p) => [HTTP, 'server', p.name, '8080'])));
     for (let i = 0; i < 6; i++) execIn(pod('web1').netns, process.execPath, HTTP, 'req', 'api.shop.svc.clusterset.local', '80', 'GET', '/');

@@ -8,7 +8,7 @@
 namespace wm {
 
 namespace {
-constexpr uint8_t kTcpFin = 0x01, kTcpRst = 0x04;
+constexpr uint8_t kTcpFin = 0x01, kTcpSyn = 0x02, kTcpRst = 0x04;
 // Same idle timeouts as policy conntrack (conntrack.h).
 constexpr uint32_t kTcpTimeout = 3600, kClosingTimeout = 10, kOtherTimeout = 60;
 constexpr uint64_t kFlowSeed = 0x666C6F7773656564ull;  // fixed: every node hashes a flow alike
@@ -16,7 +16,7 @@ constexpr uint64_t kFlowSeed = 0x666C6F7773656564ull;  // fixed: every node hash
 
 const char* const kLbCounterNames[kLbCounterCount] = {
     "service_new_flows", "service_reject_no_backend", "service_reject_dead_backend", "service_nat_full",
-    "service_reverse_translated",
+    "service_reverse_translated", "service_drop_midflow_no_backend",
 };
 
 bool LbService::alive(const BackendKey& k) const { return std::binary_search(backends.begin(), backends.end(), k); }
@@ -197,6 +197,14 @@ LbResult LoadBalancer::forward(uint8_t* pkt, const IpInfo& ip, uint16_t sport, u
     const BackendKey* pick = nullptr;
     select(fe, ip.src, sport, &pick);
     if (!pick) {
+      // A TCP segment of a flow we have no entry for (this agent restarted and
+      // lost its table, or the flow outlived it) while no backend is usable
+      // yet: drop it and let TCP retransmit, rather than reset a connection
+      // whose backend may be fine. Only a new connection (SYN) is refused now.
+      if (ip.proto == kProtoTCP && !(tcp_flags & kTcpSyn)) {
+        count(kLbDropMidflowNoBackend);
+        return kLbDrop;
+      }
       count(kLbRejectNoBackend);
       return kLbReject;
     }

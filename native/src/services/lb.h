@@ -58,11 +58,12 @@ enum LbCounter : int {
   kLbRejectDeadBackend,
   kLbNatFull,
   kLbReverseTranslated,
+  kLbDropMidflowNoBackend,
   kLbCounterCount
 };
 extern const char* const kLbCounterNames[kLbCounterCount];
 
-enum LbResult { kLbNone, kLbTranslated, kLbReject };
+enum LbResult { kLbNone, kLbTranslated, kLbReject, kLbDrop };
 
 class LoadBalancer {
  public:

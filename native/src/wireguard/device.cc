@@ -628,10 +628,13 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
           continue;
         }
         // Service translation comes first: policy sees the backend.
-        if (pv.has_ports && lb->active() &&
-            lb->forward(plain, ip, pv.sport, &pv.dport, pv.tcp_flags, now_s) == kLbReject) {
-          reject(plain, ip);
-          continue;
+        if (pv.has_ports && lb->active()) {
+          LbResult r = lb->forward(plain, ip, pv.sport, &pv.dport, pv.tcp_flags, now_s);
+          if (r == kLbReject) {
+            reject(plain, ip);
+            continue;
+          }
+          if (r == kLbDrop) continue;  // counted by the load balancer
         }
         // Flow key: addresses, protocol, ports; TCP flags other than ACK/PSH
         // (SYN, FIN, RST) always take the full path so conntrack sees them.
@@ -793,12 +796,19 @@ void Device::tx_send(std::vector<TxOut>& out) {
         pollfd pf{fd, POLLOUT, 0};
         poll(&pf, 1, 100);
         if (++spins < 50) continue;
-      } else if (errno == EIO && udp_.gso) {
+        count(kTxSendErrors, size_t(nm - sent));
+        break;
+      }
+      if (errno == EIO && udp_.gso) {
         // A route whose device cannot checksum-offload rejects GSO: fall back.
         udp_.gso = false;
       }
-      count(kTxSendErrors, size_t(nm - sent));
-      break;
+      // The message at `sent` failed (a firewall drop: EPERM, an unreachable
+      // peer: EHOSTUNREACH / ECONNREFUSED, ...). Skip only it: the rest of
+      // the batch goes to other peers, which must not suffer for one
+      // unreachable node (found by npm run chaos, partition).
+      count(kTxSendErrors);
+      sent++;
     }
   }
 }
