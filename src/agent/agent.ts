@@ -388,10 +388,12 @@ export class Agent extends EventEmitter {
     this.routerAddress = formatIP(first);
     this.ip(['addr', 'replace', `${this.routerAddress}/32`, 'dev', this.dev.tunName]);
     // our own address comes back out of the TUN: the gateway's SYN to a local backend (hairpin)
+    // (In a container /proc/sys is read-only: there the device inherits conf.default, set by the runtime.)
+    const knob = `/proc/sys/net/ipv4/conf/${this.dev.tunName}/accept_local`;
     try {
-      execFileSync('sysctl', ['-qw', `net.ipv4.conf.${this.dev.tunName}.accept_local=1`]);
+      if (readFileSync(knob, 'utf8').trim() !== '1') execFileSync('sysctl', ['-qw', `net.ipv4.conf.${this.dev.tunName}.accept_local=1`]);
     } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'cannot set accept_local on the TUN: the gateway will not reach backends on this node');
+      this.log.warn({ err: (err as Error).message }, 'cannot set accept_local on the TUN (in a container: sysctl net.ipv4.conf.default.accept_local=1): the gateway will not reach backends on this node');
     }
     this.datapath?.setNode(this.id, [...this.cfg.node.addresses, this.routerAddress]);
   }

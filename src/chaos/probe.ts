@@ -3,6 +3,8 @@
  *
  *   server NAME PORT
  *     TCP on PORT: every line is answered with NAME (which backend answered).
+ *   ask HOST PORT [TIMEOUT_MS]
+ *     one request; prints { at, ok, name?, error? }.
  *   load HOST PORT MS HOLD TIMEOUT_MS
  *     for MS ms: a new connection every 50 ms asking once (a "request"; it
  *     fails when no answer comes within TIMEOUT_MS), and HOLD long-lived
@@ -124,6 +126,9 @@ if (mode === 'server') {
       }
     });
   }).listen(Number(port), '0.0.0.0', () => process.stderr.write('listening\n'));
+} else if (mode === 'ask') {
+  const [host, port, timeoutMs] = a as [string, string, string?];
+  void request(host, Number(port), Number(timeoutMs ?? 2000)).then((r) => process.stdout.write(JSON.stringify(r) + '\n'));
 } else if (mode === 'load') {
   const [host, port, ms, holdN, timeoutMs] = a as [string, string, string, string, string];
   void load(host, Number(port), Number(ms), Number(holdN), Number(timeoutMs)).then((r) => process.stdout.write(JSON.stringify(r) + '\n'));

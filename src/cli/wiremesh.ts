@@ -277,6 +277,26 @@ export async function main(argv: string[]): Promise<number> {
       console.log(`wiremesh dashboard on http://${o.host.includes(':') ? `[${o.host}]` : o.host}:${o.port}/ (Ctrl-C to stop)`);
     });
 
+  const podCmd = program.command('pod').description("pods as network namespaces on this node (the docker-compose testbed's nodes use it)");
+  podCmd
+    .command('add <name>')
+    .description("create network namespace pod-NAME with IP, wire it to this node and register it with the node's agent")
+    .requiredOption('--ip <address>', "the pod's address (in this node's pod CIDR)")
+    .option('--namespace <ns>', 'Kubernetes namespace', 'default')
+    .option('--labels <k=v,...>', 'labels', '')
+    .option('--socket <path>', "the node agent's API socket", '/run/wiremesh/agent.sock')
+    .action(async (name: string, o: { ip: string; namespace: string; labels: string; socket: string }) => {
+      const { wirePod } = await import('../testbed/pod.js');
+      const labels: Record<string, string> = {};
+      for (const kv of o.labels.split(',').filter(Boolean)) {
+        const i = kv.indexOf('=');
+        if (i <= 0) throw new ConfigError('--labels', `"${kv}" is not key=value`);
+        labels[kv.slice(0, i)] = kv.slice(i + 1);
+      }
+      await wirePod({ netns: `pod-${name}`, name, namespace: o.namespace, labels, ip: o.ip, socket: o.socket });
+      console.log(`pod ${o.namespace}/${name} ${o.ip} in network namespace pod-${name}`);
+    });
+
   const pol = program.command('policy').description('network policy tools');
   pol
     .command('trace')

@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WiremeshError } from '../errors.js';
 import { callAgent } from '../agent/api.js';
+import { unwirePod, wirePod } from './pod.js';
 import { createClusterPKI, pkiFiles } from '../controlplane/pki.js';
 import { startEtcd } from './etcd.js';
 import { ROOT } from './netns.js';
@@ -326,32 +327,10 @@ export async function addPod(st: TestbedState, pod: PodSpec): Promise<TestbedSta
   while (used.has(podAddress(node.podCIDR, k))) k++;
   const ip = podAddress(node.podCIDR, k);
   const ns = `${nsPrefix(st.name)}${pod.cluster}-p-${pod.name}`;
-  addNetns(st, ns);
-  const nodeSide = `vp${pod.name}`.slice(0, 15);
-  execFileSync('ip', ['link', 'add', 'eth0', 'netns', ns, 'type', 'veth', 'peer', 'name', nodeSide, 'netns', node.netns]);
-  // The node answers for 169.254.1.1 on every pod veth: the pods' gateway.
-  sh(['ip', 'addr', 'add', '169.254.1.1/32', 'dev', nodeSide], node.netns);
-  sh(['ip', 'link', 'set', nodeSide, 'up'], node.netns);
-  sh(['ip', 'route', 'add', `${ip}/32`, 'dev', nodeSide], node.netns);
-  sh(['ip', 'addr', 'add', `${ip}/32`, 'dev', 'eth0'], ns);
-  sh(['ip', 'link', 'set', 'eth0', 'up'], ns);
-  sh(['ip', 'route', 'add', '169.254.1.1', 'dev', 'eth0', 'scope', 'link'], ns);
-  sh(['ip', 'route', 'add', 'default', 'via', '169.254.1.1', 'dev', 'eth0'], ns);
-  let ip6: string | undefined;
-  if (node.podCIDRv6) {
-    // IPv6: the node is fe80::1 on every pod veth, the pod has a /128
-    ip6 = podAddress(node.podCIDRv6, k);
-    sh(['ip', '-6', 'addr', 'add', 'fe80::1/64', 'dev', nodeSide, 'nodad'], node.netns);
-    sh(['ip', '-6', 'route', 'add', `${ip6}/128`, 'dev', nodeSide], node.netns);
-    sh(['ip', '-6', 'addr', 'add', `${ip6}/128`, 'dev', 'eth0', 'nodad'], ns);
-    sh(['ip', '-6', 'route', 'add', 'default', 'via', 'fe80::1', 'dev', 'eth0'], ns);
-  }
-  // The node's service DNS answers on the pods' gateway (ip netns exec
-  // bind-mounts /etc/netns/<ns>/resolv.conf over /etc/resolv.conf).
-  mkdirSync(`/etc/netns/${ns}`, { recursive: true });
-  writeFileSync(`/etc/netns/${ns}/resolv.conf`, `nameserver 169.254.1.1\nsearch ${pod.namespace}.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5 timeout:1 attempts:2\n`);
-  const res = await callAgent(node.socket, 'POST', '/v1/endpoints', { name: pod.name, namespace: pod.namespace, labels: pod.labels, ips: ip6 ? [ip, ip6] : [ip] });
-  if (res.status !== 201) throw new WiremeshError('WM_TESTBED_ENDPOINT', `agent refused pod ${pod.name}: ${JSON.stringify(res.body)}`);
+  const ip6 = node.podCIDRv6 ? podAddress(node.podCIDRv6, k) : undefined;
+  st.namespaces.push(ns);
+  save(st);
+  await wirePod({ netns: ns, nodeNetns: node.netns, name: pod.name, namespace: pod.namespace, labels: pod.labels, ip, ...(ip6 ? { ip6 } : {}), socket: node.socket });
   const rec = { name: pod.name, cluster: pod.cluster, node: pod.node, namespace: pod.namespace, netns: ns, ip, ...(ip6 ? { ip6 } : {}) };
   st.pods.push(rec);
   save(st);
@@ -364,9 +343,7 @@ export async function removePod(st: TestbedState, cluster: string, name: string)
   if (i < 0) throw new WiremeshError('WM_TESTBED_TARGET', `no pod ${cluster}/${name}`);
   const pod = st.pods[i]!;
   const node = st.clusters.find((c) => c.name === cluster)!.nodes.find((n) => n.name === pod.node)!;
-  await callAgent(node.socket, 'DELETE', `/v1/endpoints/${pod.namespace}/${pod.name}`);
-  execFileSync('ip', ['netns', 'del', pod.netns]);
-  rmSync(`/etc/netns/${pod.netns}`, { recursive: true, force: true });
+  await unwirePod({ netns: pod.netns, name: pod.name, namespace: pod.namespace, socket: node.socket });
   st.pods.splice(i, 1);
   st.namespaces = st.namespaces.filter((n) => n !== pod.netns);
   save(st);

@@ -1,0 +1,67 @@
+/**
+ * A pod as a network namespace next to its node: a veth pair, the pod's /32
+ * (and /128), the node as the pod's gateway (169.254.1.1 / fe80::1 on every
+ * pod veth), resolv.conf pointing at the node's service DNS, and the endpoint
+ * registered with the node's agent. The agent does the rest (routes into the
+ * TUN, policy). Used by the namespace testbed (addPod) and by `wiremesh pod
+ * add`, which the docker-compose testbed's node containers run.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { callAgent } from '../agent/api.js';
+import { WiremeshError } from '../errors.js';
+
+export interface PodWiring {
+  /** The pod's namespace (created here). */
+  netns: string;
+  /** The node's namespace; undefined: the current one. */
+  nodeNetns?: string;
+  name: string;
+  namespace: string;
+  labels: Record<string, string>;
+  ip: string;
+  ip6?: string;
+  /** The node's agent API socket. */
+  socket: string;
+}
+
+function sh(args: string[], netns?: string): void {
+  const [cmd, ...rest] = netns ? ['ip', 'netns', 'exec', netns, ...args] : args;
+  execFileSync(cmd!, rest, { stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** Creates the pod's namespace and wiring, then registers it; returns after the agent accepted it. */
+export async function wirePod(p: PodWiring): Promise<void> {
+  execFileSync('ip', ['netns', 'add', p.netns]);
+  sh(['ip', 'link', 'set', 'lo', 'up'], p.netns);
+  const nodeSide = `vp${p.name}`.slice(0, 15);
+  execFileSync('ip', ['link', 'add', 'eth0', 'netns', p.netns, 'type', 'veth', 'peer', 'name', nodeSide, ...(p.nodeNetns ? ['netns', p.nodeNetns] : [])]);
+  // The node answers for 169.254.1.1 on every pod veth: the pods' gateway.
+  sh(['ip', 'addr', 'add', '169.254.1.1/32', 'dev', nodeSide], p.nodeNetns);
+  sh(['ip', 'link', 'set', nodeSide, 'up'], p.nodeNetns);
+  sh(['ip', 'route', 'add', `${p.ip}/32`, 'dev', nodeSide], p.nodeNetns);
+  sh(['ip', 'addr', 'add', `${p.ip}/32`, 'dev', 'eth0'], p.netns);
+  sh(['ip', 'link', 'set', 'eth0', 'up'], p.netns);
+  sh(['ip', 'route', 'add', '169.254.1.1', 'dev', 'eth0', 'scope', 'link'], p.netns);
+  sh(['ip', 'route', 'add', 'default', 'via', '169.254.1.1', 'dev', 'eth0'], p.netns);
+  if (p.ip6) {
+    // IPv6: the node is fe80::1 on every pod veth, the pod has a /128
+    sh(['ip', '-6', 'addr', 'add', 'fe80::1/64', 'dev', nodeSide, 'nodad'], p.nodeNetns);
+    sh(['ip', '-6', 'route', 'add', `${p.ip6}/128`, 'dev', nodeSide], p.nodeNetns);
+    sh(['ip', '-6', 'addr', 'add', `${p.ip6}/128`, 'dev', 'eth0', 'nodad'], p.netns);
+    sh(['ip', '-6', 'route', 'add', 'default', 'via', 'fe80::1', 'dev', 'eth0'], p.netns);
+  }
+  // The node's service DNS answers on the pods' gateway (ip netns exec
+  // bind-mounts /etc/netns/<ns>/resolv.conf over /etc/resolv.conf).
+  mkdirSync(`/etc/netns/${p.netns}`, { recursive: true });
+  writeFileSync(`/etc/netns/${p.netns}/resolv.conf`, `nameserver 169.254.1.1\nsearch ${p.namespace}.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5 timeout:1 attempts:2\n`);
+  const res = await callAgent(p.socket, 'POST', '/v1/endpoints', { name: p.name, namespace: p.namespace, labels: p.labels, ips: p.ip6 ? [p.ip, p.ip6] : [p.ip] });
+  if (res.status !== 201) throw new WiremeshError('WM_POD_REGISTER', `agent refused pod ${p.namespace}/${p.name}: ${JSON.stringify(res.body)}`);
+}
+
+/** Deregisters the pod and deletes its namespace. */
+export async function unwirePod(p: Pick<PodWiring, 'netns' | 'name' | 'namespace' | 'socket'>): Promise<void> {
+  await callAgent(p.socket, 'DELETE', `/v1/endpoints/${p.namespace}/${p.name}`);
+  execFileSync('ip', ['netns', 'del', p.netns]);
+  rmSync(`/etc/netns/${p.netns}`, { recursive: true, force: true });
+}
