@@ -136,23 +136,24 @@ export async function serveApi(agent: Agent, path: string): Promise<Server> {
   return server;
 }
 
-/** Client side: one request to an agent's socket. */
-export function callAgent(socket: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> {
+/** Client side: one request to an agent's socket, the answer as text (metrics, NDJSON flows). */
+export function agentRequest(socket: string, method: string, path: string, body?: unknown, timeoutMs?: number): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: socket, method, path, headers: { 'content-type': 'application/json' } }, (res) => {
+    const req = request({ socketPath: socket, method, path, headers: { 'content-type': 'application/json' }, ...(timeoutMs ? { timeout: timeoutMs } : {}) }, (res) => {
       let data = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (data += d));
-      res.on('end', () => {
-        try {
-          resolve({ status: res.statusCode ?? 0, body: data ? JSON.parse(data) : null });
-        } catch (err) {
-          reject(err);
-        }
-      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: data }));
     });
+    req.on('timeout', () => req.destroy(new Error(`${path}: timeout`)));
     req.on('error', reject);
     if (body !== undefined) req.write(JSON.stringify(body));
     req.end();
   });
+}
+
+/** Client side: one request to an agent's socket, the answer parsed as JSON. */
+export async function callAgent(socket: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> {
+  const r = await agentRequest(socket, method, path, body);
+  return { status: r.status, body: r.text ? JSON.parse(r.text) : null };
 }

@@ -15,14 +15,15 @@
  * bench/results/chaos.json. Needs root, etcd and nftables. `--keep` leaves the
  * mesh up afterwards.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { agentRequest } from '../agent/api.js';
 import { addLatency } from '../testbed/latency.js';
 import { canRunNetns, execIn, hasCommand, ROOT } from '../testbed/netns.js';
 import { restartEtcd, startAgent, stopRole, testbedDown, testbedUp, type TestbedState } from '../testbed/testbed.js';
+import { startPodServers } from '../testbed/pod.js';
 import { renamedTopology } from '../testbed/topology.js';
 import type { LoadReport } from './probe.js';
 
@@ -57,14 +58,8 @@ interface Scenario {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function nftSync(netns: string, rules: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const r = spawn('ip', ['netns', 'exec', netns, 'nft', '-f', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
-    let err = '';
-    r.stderr.on('data', (d: Buffer) => (err += String(d)));
-    r.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`nft in ${netns}: ${err.trim()}`))));
-    r.stdin.end(rules);
-  });
+function nft(netns: string, rules: string): void {
+  execFileSync('ip', ['netns', 'exec', netns, 'nft', '-f', '-'], { input: rules, stdio: ['pipe', 'ignore', 'pipe'] });
 }
 
 const ALL_SELECTED = { api1: 'selected', api2: 'selected', api3: 'selected' };
@@ -110,7 +105,7 @@ export const SCENARIOS: Scenario[] = [
     async run(ctx) {
       await sleep(FAULT_AT_MS);
       const rules = 'table ip wmchaos {\n chain in { type filter hook input priority 0; ip saddr 198.18.2.0/24 drop; }\n chain out { type filter hook output priority 0; ip daddr 198.18.2.0/24 drop; }\n}\n';
-      await Promise.all(['n1', 'n2'].map((n) => nftSync(ctx.node('c1', n).netns, rules)));
+      for (const n of ['n1', 'n2']) nft(ctx.node('c1', n).netns, rules);
       await sleep(4000);
       for (const n of ['n1', 'n2']) execIn(ctx.node('c1', n).netns, 'nft', 'delete', 'table', 'ip', 'wmchaos');
     },
@@ -124,7 +119,7 @@ export const SCENARIOS: Scenario[] = [
     async run(ctx) {
       await sleep(FAULT_AT_MS);
       const rules = 'table ip wmchaos {\n chain in { type filter hook input priority 0; udp dport 51820 numgen random mod 100 < 5 drop; }\n chain out { type filter hook output priority 0; udp dport 51820 numgen random mod 100 < 5 drop; }\n}\n';
-      await nftSync(ctx.node('c1', 'n1').netns, rules);
+      nft(ctx.node('c1', 'n1').netns, rules);
       await sleep(5000);
       execIn(ctx.node('c1', 'n1').netns, 'nft', 'delete', 'table', 'ip', 'wmchaos');
     },
@@ -192,19 +187,7 @@ export const SCENARIOS: Scenario[] = [
   },
 ];
 
-function agentGet(socket: string, path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath: socket, path, timeout: 2000 }, (res) => {
-      let b = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (b += d));
-      res.on('end', () => resolve(b));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
-}
+const agentGet = async (socket: string, path: string): Promise<string> => (await agentRequest(socket, 'GET', path, undefined, 2000)).text;
 
 function runLoad(st: TestbedState, vip: string, ms: number, timeoutMs: number): Promise<LoadReport> {
   const web1 = st.pods.find((p) => p.name === 'web1')!;
@@ -304,12 +287,8 @@ async function main(): Promise<number> {
   try {
     console.log(`${stamp()} building the mesh (3 clusters x 2 nodes, global service shop/api with a backend per cluster)`);
     const st = await testbedUp(file, (m) => console.log(`${stamp()}    ${m}`));
-    for (const name of Object.keys(BACKENDS)) {
-      const p = st.pods.find((x) => x.name === name)!;
-      const s = spawn('ip', ['netns', 'exec', p.netns, process.execPath, PROBE, 'server', name, '8080'], { stdio: ['ignore', 'ignore', 'pipe'] });
-      servers.push(s);
-      await new Promise<void>((r) => s.stderr!.once('data', () => r()));
-    }
+    const backends = Object.keys(BACKENDS).map((name) => st.pods.find((x) => x.name === name)!);
+    servers.push(...(await startPodServers(backends, (p) => [PROBE, 'server', p.name, '8080'])));
     const node = (c: string, n: string) => st.clusters.find((x) => x.name === c)!.nodes.find((x) => x.name === n)!;
     const c1n1 = node('c1', 'n1');
     const services = async () => {

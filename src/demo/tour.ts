@@ -10,6 +10,7 @@
  * Ctrl-C. Prints how long it took.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { startPodServers } from '../testbed/pod.js';
 import { join } from 'node:path';
 import { execIn, ROOT } from '../testbed/netns.js';
 import { cliIn, etcdFlags, testbedDown, testbedUp, type TestbedState } from '../testbed/testbed.js';
@@ -76,7 +77,7 @@ async function tour(st: TestbedState, servers: ChildProcess[]): Promise<void> {
   console.log('    only UDP to port 51820 (WireGuard); the pods\' ICMP is inside');
 
   say('3. a global service: shop/api has a backend in every cluster; web1 asks it 30 times by name');
-  for (const p of ['api1', 'api2', 'api3']) servers.push(await startServer(pod(p).netns, p));
+  servers.push(...(await startPodServers(['api1', 'api2', 'api3'].map(pod), (p) => [HTTP, 'server', p.name, '8080'])));
   const counts = new Map<string, number>();
   for (let i = 0; i < 30; i++) {
     const r = execIn(pod('web1').netns, process.execPath, HTTP, 'req', 'api.shop.svc.clusterset.local', '80', 'GET', '/');
@@ -110,11 +111,6 @@ async function tour(st: TestbedState, servers: ChildProcess[]): Promise<void> {
     show(`screenshot: ${shot}`);
   } else show('(install chromium-headless-shell for a screenshot; run `wiremesh ui` while a testbed is up to browse it)');
   server.close();
-}
-
-function startServer(netns: string, name: string): Promise<ChildProcess> {
-  const s = spawn('ip', ['netns', 'exec', netns, process.execPath, HTTP, 'server', name, '8080'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  return new Promise((resolve) => s.stderr!.once('data', () => resolve(s)));
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) void main().then((code) => process.exit(code));

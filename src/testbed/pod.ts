@@ -6,7 +6,7 @@
  * TUN, policy). Used by the namespace testbed (addPod) and by `wiremesh pod
  * add`, which the docker-compose testbed's node containers run.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { callAgent } from '../agent/api.js';
 import { WiremeshError } from '../errors.js';
@@ -64,4 +64,19 @@ export async function unwirePod(p: Pick<PodWiring, 'netns' | 'name' | 'namespace
   await callAgent(p.socket, 'DELETE', `/v1/endpoints/${p.namespace}/${p.name}`);
   execFileSync('ip', ['netns', 'del', p.netns]);
   rmSync(`/etc/netns/${p.netns}`, { recursive: true, force: true });
+}
+
+/**
+ * Runs `node <args>` in each pod, one after another, each resolved once it
+ * writes its first line to stderr (the helpers' "listening"). Used by the
+ * tests, the demo and the chaos runner.
+ */
+export async function startPodServers<P extends { netns: string }>(pods: P[], args: (p: P) => string[]): Promise<ChildProcess[]> {
+  const servers: ChildProcess[] = [];
+  for (const p of pods) {
+    const s = spawn('ip', ['netns', 'exec', p.netns, process.execPath, ...args(p)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    servers.push(s);
+    await new Promise<void>((r) => s.stderr!.once('data', () => r()));
+  }
+  return servers;
 }

@@ -12,7 +12,9 @@
  * counters per tunnel to turn them into rates; everything else is read fresh.
  */
 import { listen } from '../net/listen.js';
-import { createServer, request, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
+import { agentRequest } from '../agent/api.js';
+import { clusterCounts } from '../cli/services.js';
 import type { ServiceStatus } from '../services/datapath.js';
 import type { Flow } from '../policy/flows.js';
 import { PAGE } from './page.js';
@@ -37,18 +39,11 @@ export interface MeshSnapshot {
   flows: Flow[];
 }
 
-function get(socket: string, path: string, timeoutMs = 2000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath: socket, path, timeout: timeoutMs }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`${path}: HTTP ${res.statusCode}`))));
-    });
-    req.on('timeout', () => req.destroy(new Error(`${path}: timeout`)));
-    req.on('error', reject);
-    req.end();
-  });
+/** A GET to an agent that must answer 200 (2 s timeout). */
+async function get(socket: string, path: string): Promise<string> {
+  const r = await agentRequest(socket, 'GET', path, undefined, 2000);
+  if (r.status !== 200) throw new Error(`${path}: HTTP ${r.status}`);
+  return r.text;
 }
 
 export class MeshDashboard {
@@ -100,15 +95,7 @@ export class MeshDashboard {
       for (const s of p.services) {
         const name = `${s.namespace}/${s.name}`;
         const e = svc.get(name) ?? { s, per: new Map() };
-        const counts = new Map<string, { healthy: number; total: number; selected: number }>();
-        for (const b of s.ports[0]?.backends ?? []) {
-          const c = counts.get(b.cluster) ?? { healthy: 0, total: 0, selected: 0 };
-          c.total++;
-          if (b.state !== 'dead') c.healthy++;
-          if (b.state === 'selected') c.selected++;
-          counts.set(b.cluster, c);
-        }
-        for (const [cl, c] of counts) e.per.set(cl, [...(e.per.get(cl) ?? []), c]);
+        for (const [cl, c] of clusterCounts(s)) e.per.set(cl, [...(e.per.get(cl) ?? []), c]);
         svc.set(name, e);
       }
       snap.flows.push(...p.flows);

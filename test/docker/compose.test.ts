@@ -9,7 +9,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hasCommand, ROOT } from '../../src/testbed/netns.js';
+import { hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
 
 const COMPOSE = join(ROOT, 'docker', 'compose.yaml');
 const PROJECT = `wmtest${process.pid % 100000}`;
@@ -28,18 +28,8 @@ const compose = (args: string[], timeoutMs?: number) => run('docker-compose', ['
 const inNode = (node: string, cmd: string[]) => compose(['exec', '-T', node, ...cmd], 30_000);
 const ask = (node: string, pod: string, host: string, port = 8080) => {
   const r = inNode(node, ['ip', 'netns', 'exec', `pod-${pod}`, 'node', '/opt/wiremesh/dist/src/chaos/probe.js', 'ask', host, String(port)]);
-  return r.ok ? (JSON.parse(r.out.trim().split('\n').pop()!) as { ok: boolean; name?: string; error?: string }) : { ok: false, error: r.out.slice(-300) };
+  return r.ok ? (JSON.parse(r.out.trim().split('\n').pop()!) as { ok: boolean; name?: string; error?: string }) : { ok: false as boolean, error: r.out.slice(-300) };
 };
-async function until<T>(what: string, f: () => T | undefined | false, ms: number): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 1000));
-  }
-}
-
 let dockerd: ChildProcess | undefined;
 let dockerUp = false;
 
@@ -48,7 +38,7 @@ describe.skipIf(!enabled)('the docker-compose testbed', () => {
     if (!run('docker', ['info']).ok) {
       // our own dockerd; its default bridge in 198.19.0.0/16, never the private ranges
       dockerd = spawn('dockerd', ['--bip', '198.19.0.1/16', '--pidfile', '/run/wiremesh-test-dockerd.pid'], { stdio: 'ignore' });
-      dockerUp = await until('dockerd', () => run('docker', ['info']).ok, 30_000).catch(() => false);
+      dockerUp = await waitFor(() => run('docker', ['info']).ok, 30_000, 'dockerd').then(() => true, () => false);
       if (!dockerUp) console.warn('dockerd did not start: the docker-compose tests are skipped');
     } else dockerUp = true;
     if (!dockerUp) return;
@@ -59,8 +49,8 @@ describe.skipIf(!enabled)('the docker-compose testbed', () => {
     const up = compose(['up', '-d'], 300_000);
     if (!up.ok) throw new Error(`compose up: ${up.out.slice(-2000)}`);
     // the one-shot setup job, then every node with its pods
-    await until('the setup job', () => /mesh set up/.test(compose(['logs', 'setup']).out), 120_000);
-    for (const n of ['c1-n1', 'c1-n2', 'c2-n1', 'c2-n2']) await until(`node ${n}`, () => /ready/.test(compose(['logs', n]).out), 120_000);
+    await waitFor(() => /mesh set up/.test(compose(['logs', 'setup']).out), 120_000, 'the setup job');
+    for (const n of ['c1-n1', 'c1-n2', 'c2-n1', 'c2-n2']) await waitFor(() => /ready/.test(compose(['logs', n]).out), 120_000, `node ${n}`);
   }, 1_800_000);
 
   afterAll(() => {
@@ -74,10 +64,8 @@ describe.skipIf(!enabled)('the docker-compose testbed', () => {
 
   it('pods reach each other across clusters, through WireGuard between the node containers', async (ctx) => {
     if (!dockerUp) return ctx.skip(); // dockerd could not start here: nothing to run on
-    const r = await until('web1 (c1) -> api2 (c2)', () => {
-      const x = ask('c1-n1', 'web1', '100.66.1.10');
-      return x.ok ? x : false;
-    }, 60_000);
+    let r: ReturnType<typeof ask> = { ok: false };
+    await waitFor(() => (r = ask('c1-n1', 'web1', '100.66.1.10')).ok, 60_000, 'web1 (c1) -> api2 (c2)');
     expect(r.name).toBe('api2');
     expect(ask('c1-n1', 'web1', '100.65.2.10')).toMatchObject({ ok: true, name: 'api1' });
     const st = JSON.parse(inNode('c1-n1', ['node', '-e', "require('http').get({socketPath:'/run/wiremesh/agent.sock',path:'/v1/status'},r=>{let b='';r.on('data',d=>b+=d);r.on('end',()=>console.log(b))})"]).out) as { peers: Array<{ id: string; lastHandshakeAgeS: number | null }> };
@@ -93,15 +81,17 @@ describe.skipIf(!enabled)('the docker-compose testbed', () => {
 
   it('the global service spreads web1\'s connections over api1 (c1) and api2 (c2)', async (ctx) => {
     if (!dockerUp) return ctx.skip();
-    const list = await until('shop/api with both backends', () => {
+    let vip = '';
+    await waitFor(() => {
       const r = inNode('c1-n1', ['wiremesh', 'service', 'list', '--socket', '/run/wiremesh/agent.sock', '-o', 'json']);
       if (!r.ok) return false;
       const svc = (JSON.parse(r.out) as Array<{ services: Array<{ name: string; vip?: string; ports: Array<{ backends: Array<{ state: string }> }> }> }>)[0]!.services.find((s) => s.name === 'api');
-      return svc && svc.ports[0]!.backends.filter((b) => b.state === 'selected').length === 2 ? svc : false;
-    }, 60_000);
+      vip = svc?.vip ?? '';
+      return !!svc && svc.ports[0]!.backends.filter((b) => b.state === 'selected').length === 2;
+    }, 60_000, 'shop/api with both backends');
     const names = new Set<string>();
     for (let i = 0; i < 20; i++) {
-      const r = ask('c1-n1', 'web1', list.vip!, 80);
+      const r = ask('c1-n1', 'web1', vip, 80);
       expect(r.ok).toBe(true);
       names.add(r.name!);
     }

@@ -3,10 +3,9 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { callAgent } from '../../src/agent/api.js';
+import { agentRequest, callAgent } from '../../src/agent/api.js';
 import { canRunNetns, execIn, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
 import { addPod, cliIn, etcdFlags, removePod, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
 import { readPcapUdpPayloads } from '../helpers/pcap.js';
@@ -121,17 +120,7 @@ manifests:
 
   it('every agent serves Prometheus metrics: tunnels per peer, handshakes, drops, verdicts, sync lag, kvstoremesh state', async () => {
     const c2n1 = st.clusters.find((c) => c.name === 'c2')!.nodes.find((n) => n.name === 'n1')!;
-    const scrape = () =>
-      new Promise<string>((resolve, reject) => {
-        const req = httpRequest({ socketPath: c2n1.socket, path: '/metrics' }, (res) => {
-          let body = '';
-          res.setEncoding('utf8');
-          res.on('data', (d: string) => (body += d));
-          res.on('end', () => resolve(body));
-        });
-        req.on('error', reject);
-        req.end();
-      });
+    const scrape = async () => (await agentRequest(c2n1.socket, 'GET', '/metrics')).text;
     const value = (text: string, re: RegExp) => text.split('\n').filter((l) => re.test(l)).map((l) => Number(l.split(' ').pop()));
     // heartbeats come every 2 s from each remote's kvstoremesh
     await waitFor(async () => value(await scrape(), /^wiremesh_controlplane_sync_lag_seconds\{remote="c[13]"/).length === 2, 15_000, 'sync lag of both remotes');

@@ -100,7 +100,9 @@ struct Pending {
   std::string method, path, host;
 };
 
-enum class ClientState : uint8_t { kAwaitRules, kHead, kBody, kAwaitUpgrade, kTunnel };
+// kHold: read nothing from the client until the front response decides (an
+// upgrade or CONNECT: tunnel or back to kHead) or the connection closes.
+enum class ClientState : uint8_t { kAwaitRules, kHead, kBody, kHold, kTunnel };
 
 struct Conn {
   uint32_t id = 0;
@@ -380,7 +382,7 @@ class L7Proxy::Loop {
     while (!c->closing) {
       switch (c->state) {
         case ClientState::kAwaitRules:
-        case ClientState::kAwaitUpgrade:
+        case ClientState::kHold:
           return;
         case ClientState::kTunnel:
           c->uout.append(c->cin.data(), c->cin.size());
@@ -443,7 +445,7 @@ class L7Proxy::Loop {
       c->req_forward = false;
       c->req_body.start(h.body, h.length);
       c->state = h.body == http1::BodyKind::kNone ? ClientState::kHead : ClientState::kBody;
-      if (close_after) c->state = ClientState::kAwaitUpgrade;  // read nothing more
+      if (close_after) c->state = ClientState::kHold;
       answer_local(c);
       return;
     }
@@ -453,7 +455,7 @@ class L7Proxy::Loop {
       pr.status = 503;
       pr.close_after = true;
       c->queue.push_back(std::move(pr));
-      c->state = ClientState::kAwaitUpgrade;
+      c->state = ClientState::kHold;
       answer_local(c);
       return;
     }
@@ -465,7 +467,7 @@ class L7Proxy::Loop {
     c->queue.push_back(std::move(pr));
     c->req_forward = true;
     c->req_body.start(h.body, h.length);
-    if (c->queue.back().tunnel_on_2xx) c->state = ClientState::kAwaitUpgrade;
+    if (c->queue.back().tunnel_on_2xx) c->state = ClientState::kHold;
     else c->state = h.body == http1::BodyKind::kNone ? ClientState::kHead : ClientState::kBody;
   }
 
@@ -499,7 +501,7 @@ class L7Proxy::Loop {
     pr.status = uint16_t(status);
     pr.close_after = true;
     c->queue.push_back(std::move(pr));
-    c->state = ClientState::kAwaitUpgrade;  // read nothing more
+    c->state = ClientState::kHold;
     c->cin.clear();
     answer_local(c);
   }
@@ -614,7 +616,7 @@ class L7Proxy::Loop {
       c->closing = true;
       return;
     }
-    if (pr.tunnel_on_2xx && c->state == ClientState::kAwaitUpgrade) c->state = ClientState::kHead;  // upgrade refused
+    if (pr.tunnel_on_2xx && c->state == ClientState::kHold) c->state = ClientState::kHead;  // upgrade refused
     answer_local(c);
     process_client(c);  // pipelined requests held back by the queue limit
   }
@@ -696,7 +698,7 @@ class L7Proxy::Loop {
       return destroy(c);  // the client is done (an unfinished request goes with it)
     }
     uint32_t cm = 0, um = 0;
-    bool reading = c->state != ClientState::kAwaitRules && c->state != ClientState::kAwaitUpgrade;
+    bool reading = c->state != ClientState::kAwaitRules && c->state != ClientState::kHold;
     if (!c->ceof && !c->closing && (reading || c->state == ClientState::kTunnel) && c->uout.size() < kHighWater &&
         c->queue.size() < kMaxPipelined)
       cm |= EPOLLIN;
@@ -786,7 +788,7 @@ bool L7Proxy::lookup(const L7FlowKey& key, CacheEntry* out, uint64_t* generation
       *out = it->second;
       return true;
     }
-    if (requested_.emplace(key, true).second) {
+    if (requested_.insert(key).second) {
       requests_pending_.push_back({key, *generation});
       ask = true;
     }

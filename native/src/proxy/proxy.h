@@ -36,6 +36,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "l7rules.h"
@@ -125,7 +126,7 @@ class L7Proxy {
 
   std::mutex mu_;
   std::unordered_map<L7FlowKey, CacheEntry, L7FlowKeyHash> cache_;
-  std::unordered_map<L7FlowKey, bool, L7FlowKeyHash> requested_;
+  std::unordered_set<L7FlowKey, L7FlowKeyHash> requested_;  // asked of the agent in this generation
   std::vector<L7RuleRequest> requests_pending_;
 
   mutable std::mutex records_mu_;
