@@ -32,12 +32,14 @@
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
-      # Hidden visibility + -Bsymbolic-functions: Node 24's binary exports its own std::regex
-      # instantiations, built without exceptions; bound to those, a rejected L7 pattern aborted
-      # the process instead of throwing (test/unit/l7.test.ts under Node 24).
+      # Hidden visibility + -Bsymbolic-functions: Node 24's binary exports its own std::
+      # instantiations (std::regex among them, once used here), built without exceptions; bound to
+      # those, a throwing path aborted the process (test/unit/l7.test.ts under Node 24). L7 patterns
+      # are RE2 (Debian libre2-dev): linear-time matching whatever the pattern.
       "cflags_cc": ["-std=c++17", "-O3", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers", "-fvisibility=hidden", "-fvisibility-inlines-hidden"],
       "cflags_cc!": ["-fno-exceptions"],
-      "ldflags": ["-pthread", "-Wl,-Bsymbolic-functions"]
+      "ldflags": ["-pthread", "-Wl,-Bsymbolic-functions"],
+      "libraries": ["-lre2"]
     }
   ]
 }

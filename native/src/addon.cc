@@ -1037,6 +1037,15 @@ Napi::Value L7Decide(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// validateRegex(pattern) -> string | null: why the L7 proxy's RE2 refuses a pattern, null if it
+// compiles; `wiremesh apply` asks this (src/manifests/validate.ts) so apply and the data path agree.
+Napi::Value ValidateRegex(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) return ThrowType(env, "validateRegex(pattern: string)");
+  std::string err = wm::check_pattern(info[0].As<Napi::String>().Utf8Value());
+  return err.empty() ? env.Null() : Napi::String::New(env, err);
+}
+
 // DelayLine(tunName, delayMs): the testbed's latency device (src/testbed/latency.ts).
 class DelayLineWrap : public Napi::ObjectWrap<DelayLineWrap> {
  public:
@@ -1117,6 +1126,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("DelayLine", DelayLineWrap::Init(env));
   exports.Set("L7Proxy", L7ProxyWrap::Init(env));
   exports.Set("l7Decide", Napi::Function::New(env, L7Decide));
+  exports.Set("validateRegex", Napi::Function::New(env, ValidateRegex));
   return exports;
 }
 

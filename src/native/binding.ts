@@ -221,6 +221,8 @@ export interface NativeAddon {
   L7Proxy: new (device: NativeDevice, opts: { address: Buffer; port: number; workers?: number }, onRuleRequests: () => void) => NativeL7Proxy;
   /** The native proxy's request parser and matcher, for tests. */
   l7Decide(rules: NativeL7Rules, head: string): { allowed: boolean; ref: number; warnings: string[] } | { error: string; status: number };
+  /** Why the proxy's RE2 refuses an L7 pattern, or null (the check `wiremesh apply` makes). */
+  validateRegex(pattern: string): string | null;
 }
 
 function findAddon(): string {

@@ -127,8 +127,41 @@ spec:
     }
     expect(native.l7Decide('all', 'PUT /x HTTP/1.1\r\n\r\n')).toMatchObject({ allowed: true, ref: -1 });
     expect(native.l7Decide([], 'GET / HTTP/1.1\r\n\r\n')).toMatchObject({ allowed: false });
-    // a pattern std::regex cannot compile fails closed, with a warning
-    expect(native.l7Decide([{ ref: 1, path: '/(?<n>x)' }], 'GET /x HTTP/1.1\r\n\r\n')).toMatchObject({ allowed: false, warnings: [expect.stringMatching(/path pattern/)] });
+    // a pattern RE2 refuses (apply refuses it first) fails closed, with a warning
+    expect(native.l7Decide([{ ref: 1, path: '/(x)\\1' }], 'GET /xx HTTP/1.1\r\n\r\n')).toMatchObject({ allowed: false, warnings: [expect.stringMatching(/path pattern .*\\1/)] });
+  });
+
+  it('matches in linear time (RE2): patterns that backtrack for ever elsewhere answer at once on 10-16 KB paths', () => {
+    const head = (path: string) => `GET ${path} HTTP/1.1\r\nHost: a\r\n\r\n`;
+    const cases: Array<[string, string, boolean]> = [
+      ['/files/(\\w|-)+', `/files/${'a-'.repeat(5000)}!`, false], // 10,000 characters, no match at the end
+      ['/files/(\\w|-)+', `/files/${'a-'.repeat(5000)}`, true],
+      ['/(a|b)*', `/${'ab'.repeat(8000)}c`, false],
+      ['(.)*', `/${'x'.repeat(16000)}`, true],
+      ['/(a+)+b', `/${'a'.repeat(16000)}`, false],
+      ['/public/.*', `/public/${'p'.repeat(16000)}`, true],
+    ];
+    for (const [path, target, allowed] of cases) {
+      const t0 = performance.now();
+      expect(native.l7Decide([{ ref: 1, method: 'GET', path }], head(target))).toMatchObject({ allowed, ref: allowed ? 1 : -1 });
+      expect(performance.now() - t0).toBeLessThan(100); // std::regex: seconds to minutes, or a stack overflow
+    }
+  });
+
+  it('apply refuses patterns the proxy cannot run, naming the field (RE2: no backreferences, no lookaround)', () => {
+    expect(native.validateRegex('GET|HEAD')).toBeNull();
+    expect(native.validateRegex('/files/(\\w|-)+')).toBeNull();
+    for (const bad of ['/(x)\\1', '/(?=admin)', '/(?!admin).*', '/(?<=a)b', '[', 'a{1001}'])
+      expect(native.validateRegex(bad), bad).toEqual(expect.any(String));
+    const policy = (path: string) => `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: { name: p, namespace: shop }
+spec:
+  endpointSelector: {}
+  ingress: [{ toPorts: [{ ports: [{ port: "80" }], rules: { http: [{ method: GET, path: '${path}' }] } }] }]`;
+    expect(() => validateManifest(parse(policy('/public/.*')))).not.toThrow();
+    expect(() => validateManifest(parse(policy('/(?!admin).*')))).toThrow(/spec\.ingress\[0\]\.toPorts\[0\]\.rules\.http\[0\]\.path.*RE2.*\(\?!/);
+    expect(() => validateManifest(parse(policy('/(a)\\1')))).toThrow(/rules\.http\[0\]\.path/);
   });
 
   it('the native request parser refuses smuggling and malformed heads with the status it answers', () => {

@@ -1,6 +1,29 @@
 #include "l7rules.h"
 
+#include <re2/re2.h>
+
 namespace wm {
+namespace {
+
+// RE2's memory budget per pattern (compiled program plus its DFA cache). When
+// a match would need more DFA states, RE2 falls back to its NFA: slower, still
+// linear, never more memory. A pattern whose program alone exceeds it does not
+// compile, and is then rejected at apply as well.
+constexpr int64_t kMaxMem = 2 << 20;
+
+RE2::Options options() {
+  RE2::Options o;
+  o.set_max_mem(kMaxMem);
+  o.set_log_errors(false);  // errors are returned (warnings, apply), not printed by the agent
+  return o;
+}
+
+}  // namespace
+
+std::string check_pattern(const std::string& pattern) {
+  RE2 re(pattern, options());
+  return re.ok() ? std::string() : re.error();
+}
 
 std::shared_ptr<const L7RuleSet> L7RuleSet::compile(bool all, const std::vector<HttpRuleSpec>& rules,
                                                     std::vector<std::string>* warnings) {
@@ -9,18 +32,15 @@ std::shared_ptr<const L7RuleSet> L7RuleSet::compile(bool all, const std::vector<
   for (const HttpRuleSpec& s : rules) {
     Rule r;
     r.ref = s.ref;
-    auto re = [&](const std::optional<std::string>& src, std::optional<std::regex>* dst, const char* field) {
+    auto re = [&](const std::optional<std::string>& src, std::shared_ptr<const re2::RE2>* dst, const char* field) {
       if (!src) return;
-      try {
-        dst->emplace(*src, std::regex::ECMAScript | std::regex::optimize);
-      } catch (const std::exception& e) {
+      auto compiled = std::make_shared<const RE2>(*src, options());
+      if (!compiled->ok()) {
         r.broken = true;
-        if (warnings) warnings->push_back(std::string("http ") + field + " pattern '" + *src + "': " + e.what());
-      } catch (...) {
-        // Anything else thrown while compiling is still a rejected pattern.
-        r.broken = true;
-        if (warnings) warnings->push_back(std::string("http ") + field + " pattern '" + *src + "': not a pattern std::regex accepts");
+        if (warnings) warnings->push_back(std::string("http ") + field + " pattern '" + *src + "': " + compiled->error());
+        return;
       }
+      *dst = std::move(compiled);
     };
     re(s.method, &r.method, "method");
     re(s.path, &r.path, "path");
@@ -42,9 +62,10 @@ L7RuleSet::Decision L7RuleSet::decide(const http1::Head& req) const {
   const std::string* host = req.get("host");
   for (const Rule& r : rules_) {
     if (r.broken) continue;
-    if (r.method && !std::regex_match(req.method, *r.method)) continue;
-    if (r.path && !std::regex_match(req.target, *r.path)) continue;
-    if (r.host && !std::regex_match(host ? *host : kEmpty, *r.host)) continue;
+    // FullMatch: the whole value, as Cilium's anchored Go regexps and l7.ts's ^(?:...)$.
+    if (r.method && !RE2::FullMatch(req.method, *r.method)) continue;
+    if (r.path && !RE2::FullMatch(req.target, *r.path)) continue;
+    if (r.host && !RE2::FullMatch(host ? *host : kEmpty, *r.host)) continue;
     bool ok = true;
     for (const auto& want : r.headers) {
       bool found = false;

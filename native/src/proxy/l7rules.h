@@ -4,18 +4,26 @@
 // policy generation; every request is then decided here, natively. The
 // semantics are those of src/policy/l7.ts httpRuleMatches/decideRequest (a
 // unit test runs both over the same table): method, path and host are
-// regular expressions over the whole value (ECMAScript syntax, std::regex),
-// headers must be present and, when a value is given, equal.
+// regular expressions over the whole value, headers must be present and, when
+// a value is given, equal.
+//
+// Patterns are RE2 (the syntax Cilium's Go regexps share): matching is linear
+// in the input whatever the pattern, so no request can make a rule take
+// exponential time (std::regex backtracks). `wiremesh apply` rejects patterns
+// RE2 refuses (check_pattern, exposed as validateRegex), with the same options.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <regex>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "http1.h"
+
+namespace re2 {
+class RE2;
+}
 
 namespace wm {
 
@@ -25,10 +33,13 @@ struct HttpRuleSpec {
   std::vector<std::pair<std::string, std::optional<std::string>>> headers;
 };
 
+// Why RE2 refuses pattern (with the proxy's options), or "" if it compiles.
+std::string check_pattern(const std::string& pattern);
+
 class L7RuleSet {
  public:
-  // all: some L4 rule allows everything on this flow. A pattern std::regex
-  // cannot compile makes its rule match nothing (fails closed); *warnings says which.
+  // all: some L4 rule allows everything on this flow. A pattern RE2 refuses
+  // makes its rule match nothing (fails closed); *warnings says which.
   static std::shared_ptr<const L7RuleSet> compile(bool all, const std::vector<HttpRuleSpec>& rules,
                                                   std::vector<std::string>* warnings);
 
@@ -36,6 +47,7 @@ class L7RuleSet {
     bool allowed;
     int32_t ref;  // the matching rule's ref, -1 for an L4 allow or a denial
   };
+  // request.target is matched as parse_request left it (normalised, http1.h).
   Decision decide(const http1::Head& request) const;
   bool all() const { return all_; }
 
@@ -43,7 +55,7 @@ class L7RuleSet {
   struct Rule {
     int32_t ref;
     bool broken = false;
-    std::optional<std::regex> method, path, host;
+    std::shared_ptr<const re2::RE2> method, path, host;
     std::vector<std::pair<std::string, std::optional<std::string>>> headers;
   };
   bool all_ = false;
