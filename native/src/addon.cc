@@ -994,6 +994,8 @@ class L7ProxyWrap : public Napi::ObjectWrap<L7ProxyWrap> {
     o.Set("passthrough", double(s.passthrough));
     o.Set("badRequests", double(s.bad_requests));
     o.Set("recordsLost", double(s.records_lost));
+    o.Set("h2Refused", double(s.h2_refused));
+    o.Set("h2cIgnored", double(s.h2c_ignored));
     return o;
   }
   Napi::Value Close(const Napi::CallbackInfo& info) {
@@ -1009,7 +1011,7 @@ class L7ProxyWrap : public Napi::ObjectWrap<L7ProxyWrap> {
   std::atomic<bool> pending_{false};
 };
 
-// l7Decide(rules, requestHead: string) -> { allowed, ref, warnings } | { error, status }: the proxy's
+// l7Decide(rules, requestHead: string) -> { allowed, ref, target, warnings, h2cIgnored? } | { error, status }: the proxy's
 // request parser and rule matcher, for tests against src/policy/l7.ts.
 Napi::Value L7Decide(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -1033,6 +1035,8 @@ Napi::Value L7Decide(const Napi::CallbackInfo& info) {
   wm::L7RuleSet::Decision d = set->decide(h);
   o.Set("allowed", d.allowed);
   o.Set("ref", double(d.ref));
+  o.Set("target", h.target);  // normalised: what was matched and what the pod would be sent
+  if (h.h2c_upgrade) o.Set("h2cIgnored", true);
   o.Set("warnings", Warnings(env, warnings));
   return o;
 }

@@ -175,6 +175,10 @@ export interface NativeL7ProxyStats {
   passthrough: number;
   badRequests: number;
   recordsLost: number;
+  /** Connections that opened with the HTTP/2 preface on a flow with HTTP rules (GOAWAY, closed). */
+  h2Refused: number;
+  /** Requests whose Upgrade: h2c was dropped (decided and forwarded as HTTP/1.1). */
+  h2cIgnored: number;
 }
 
 /** The native L7 proxy (native/src/proxy/proxy.h). */
@@ -220,7 +224,7 @@ export interface NativeAddon {
   maglevBuild(backends: Buffer, m: number): Uint32Array;
   L7Proxy: new (device: NativeDevice, opts: { address: Buffer; port: number; workers?: number }, onRuleRequests: () => void) => NativeL7Proxy;
   /** The native proxy's request parser and matcher, for tests. */
-  l7Decide(rules: NativeL7Rules, head: string): { allowed: boolean; ref: number; warnings: string[] } | { error: string; status: number };
+  l7Decide(rules: NativeL7Rules, head: string): { allowed: boolean; ref: number; target: string; warnings: string[]; h2cIgnored?: true } | { error: string; status: number };
   /** Why the proxy's RE2 refuses an L7 pattern, or null (the check `wiremesh apply` makes). */
   validateRegex(pattern: string): string | null;
 }

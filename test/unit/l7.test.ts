@@ -117,13 +117,13 @@ spec:
       ['POST', '/submit', { 'x-token': 'wrong', 'X-Trace': '' }, 'api.shop'],
       ['POST', '/submit', { 'x-token': 'secret', 'x-trace': '1' }, 'apixshop'],
       ['POST', '/submit?x=1', { 'x-token': 'secret', 'x-trace': '1' }, 'api.shop'],
-      ['GET', '/public/%20a?q=1#f', {}, ''],
+      ['GET', '/public/%20a?q=1', {}, ''],
     ];
     for (const [method, path, headers, host] of cases) {
       const want = decideRequest(r, { method, path, host, headers: Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v])) });
       const head = `${method} ${path} HTTP/1.1\r\n${host ? `Host: ${host}\r\n` : ''}${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
       const got = native.l7Decide(spec, head);
-      expect({ method, path, headers, host, ...got }).toEqual({ method, path, headers, host, allowed: want.allowed, ref: want.rule ? num(want.rule) : -1, warnings: [] });
+      expect({ method, path, headers, host, ...got }).toEqual({ method, path, headers, host, allowed: want.allowed, ref: want.rule ? num(want.rule) : -1, target: path, warnings: [] });
     }
     expect(native.l7Decide('all', 'PUT /x HTTP/1.1\r\n\r\n')).toMatchObject({ allowed: true, ref: -1 });
     expect(native.l7Decide([], 'GET / HTTP/1.1\r\n\r\n')).toMatchObject({ allowed: false });
@@ -179,5 +179,43 @@ spec:
     expect(d('GET / HTTP/1.1\r\nX-A: a\u0001b\r\n\r\n')).toMatchObject({ status: 400 });
     expect(d(`GET / HTTP/1.1\r\nX-A: ${'a'.repeat(17000)}\r\n\r\n`)).toMatchObject({ status: 431 });
     expect(d('GET / HTTP/1.1\r\nHost: a\r\n')).toMatchObject({ error: 'incomplete head' });
+  });
+
+  it('normalises request targets before matching (dot segments, unreserved escapes) and refuses ambiguous ones', () => {
+    const rules = [{ ref: 1, path: '/public/.*' }];
+    const d = (target: string, extra = 'Host: a\r\n') => native.l7Decide(rules, `GET ${target} HTTP/1.1\r\n${extra}\r\n`);
+    // decided (and forwarded) as the normalised target
+    expect(d('/public/../admin.txt')).toMatchObject({ allowed: false, target: '/admin.txt' });
+    expect(d('/public/%2e%2e/admin.txt')).toMatchObject({ allowed: false, target: '/admin.txt' }); // unreserved decoded first
+    expect(d('/public/.%2E/.%2e/x')).toMatchObject({ allowed: false, target: '/x' });
+    expect(d('/public/./a/../b')).toMatchObject({ allowed: true, target: '/public/b' });
+    expect(d('/public//../x')).toMatchObject({ allowed: true, target: '/public/x' }); // RFC 3986: '..' drops the empty segment
+    expect(d('/%70ublic/%7e%41?q=%2F&r=..')).toMatchObject({ allowed: true, target: '/public/~A?q=%2F&r=..' }); // the query as sent
+    expect(d('/public/%3b%e4')).toMatchObject({ allowed: true, target: '/public/%3B%E4' }); // reserved escapes kept, upper-cased
+    expect(d('/public/a/..')).toMatchObject({ allowed: true, target: '/public/' });
+    expect(d('/..')).toMatchObject({ allowed: false, target: '/' });
+    // refused: a server could read them otherwise
+    for (const bad of ['/public/..%2Fadmin', '/public/%2f', '/public/%5C..%5Cadmin', '/public\\..\\admin', '/public/%00.txt', '/public/..;/admin',
+      '/public/.;x/a', '/public/x#y', '/public/x?y#z', '/public/%zz', '/public/%4', '/public/\u00e4', 'public/x', '*'])
+      expect(d(bad), bad).toMatchObject({ status: 400 });
+    // absolute-form: becomes origin-form; its authority must be the Host
+    expect(d('http://a/public/x')).toMatchObject({ allowed: true, target: '/public/x' });
+    expect(d('HTTP://A/public/../admin')).toMatchObject({ allowed: false, target: '/admin' });
+    expect(d('http://b/public/x')).toMatchObject({ status: 400, error: expect.stringMatching(/authority/) });
+    expect(d('http://a/public/x', '')).toMatchObject({ status: 400 });
+    expect(d('http://u@a/public/x')).toMatchObject({ status: 400 });
+    expect(d('ftp://a/public/x')).toMatchObject({ status: 400 });
+    expect(native.l7Decide('all', 'OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n')).toMatchObject({ allowed: true, target: '*' });
+    expect(native.l7Decide('all', 'CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n')).toMatchObject({ allowed: true, target: 'a:443' });
+    // one Host header at most
+    expect(d('/public/x', 'Host: a\r\nHost: a\r\n')).toMatchObject({ status: 400, error: expect.stringMatching(/Host/) });
+    expect(d('/public/x', 'Host: a\r\nX: 1\r\nhost: b\r\n')).toMatchObject({ status: 400 });
+  });
+
+  it('never switches to HTTP/2 by upgrade: an Upgrade: h2c request is decided as HTTP/1.1', () => {
+    const h2c = 'Host: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n';
+    expect(native.l7Decide([{ ref: 1, path: '/public/.*' }], `GET /admin HTTP/1.1\r\n${h2c}\r\n`)).toMatchObject({ allowed: false, h2cIgnored: true });
+    expect(native.l7Decide([{ ref: 1, path: '/public/.*' }], `GET /public/a HTTP/1.1\r\n${h2c}\r\n`)).toMatchObject({ allowed: true, h2cIgnored: true });
+    expect(native.l7Decide('all', 'GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n')).not.toHaveProperty('h2cIgnored');
   });
 });

@@ -122,7 +122,113 @@ bool parse_fields(std::string_view lines, Head* out, std::string* reason) {
   return true;
 }
 
+int hex(char c) {
+  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+bool unreserved(unsigned char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' || c == '.' ||
+         c == '_' || c == '~';
+}
+
+// RFC 3986 5.2.4 on an absolute path, by segments: "." drops itself, ".."
+// its parent; either one last leaves the trailing '/'. (The fuzz target checks
+// it against the RFC's buffer-moving algorithm, written out literally.)
+std::string remove_dot_segments(std::string_view path) {
+  std::vector<std::string_view> out;
+  size_t i = 1;  // path starts with '/'
+  for (;;) {
+    size_t j = path.find('/', i);
+    bool last = j == std::string_view::npos;
+    std::string_view seg = path.substr(i, last ? std::string_view::npos : j - i);
+    if (seg == "." || seg == "..") {
+      if (seg == ".." && !out.empty()) out.pop_back();
+      if (last) out.emplace_back();
+    } else {
+      out.push_back(seg);
+    }
+    if (last) break;
+    i = j + 1;
+  }
+  std::string r;
+  r.reserve(path.size());
+  for (std::string_view seg : out) r.append("/").append(seg);
+  return r.empty() ? "/" : r;
+}
+
+// Decodes and checks an origin-form path (no query), then removes dot segments.
+bool normalize_path(std::string_view path, std::string* out, std::string* reason) {
+  std::string d;
+  d.reserve(path.size());
+  for (size_t i = 0; i < path.size(); i++) {
+    unsigned char c = static_cast<unsigned char>(path[i]);
+    if (c == '%') {
+      if (path.size() - i < 3 || hex(path[i + 1]) < 0 || hex(path[i + 2]) < 0)
+        return *reason = "invalid percent-encoding in the request target", false;
+      unsigned char v = static_cast<unsigned char>(hex(path[i + 1]) * 16 + hex(path[i + 2]));
+      if (v == '/' || v == '\\' || v == 0)
+        return *reason = "encoded '/', '\\' or NUL in the request path", false;
+      if (unreserved(v)) {
+        d.push_back(char(v));
+      } else {
+        static const char kHex[] = "0123456789ABCDEF";
+        d.push_back('%');
+        d.push_back(kHex[v >> 4]);
+        d.push_back(kHex[v & 15]);
+      }
+      i += 2;
+    } else if (c == '\\' || c == '#' || c >= 0x80) {
+      return *reason = "'\\', '#' or a non-ASCII byte in the request path", false;
+    } else {
+      d.push_back(char(c));
+    }
+  }
+  // A "." or ".." segment with parameters: Tomcat and others read "..;x" as "..", RFC 3986 does not.
+  for (size_t k = 0; (k = d.find('.', k)) != std::string::npos; k++) {
+    if (d[k - 1] != '/') continue;  // d starts with '/', so k >= 1
+    size_t e = k + (k + 1 < d.size() && d[k + 1] == '.' ? 2 : 1);
+    if (e < d.size() && d[e] == ';') return *reason = "a dot segment with parameters in the request path", false;
+  }
+  *out = remove_dot_segments(d);
+  return true;
+}
+
 }  // namespace
+
+bool normalize_target(std::string_view method, std::string_view target, std::string* out, std::string* authority,
+                      std::string* reason) {
+  authority->clear();
+  if (method == "CONNECT" || (method == "OPTIONS" && target == "*")) {
+    if (target.find_first_of("/\\#") != std::string_view::npos && method == "CONNECT")
+      return *reason = "a CONNECT target is host:port", false;
+    *out = std::string(target);
+    return true;
+  }
+  if (target.empty() || target[0] != '/') {
+    // absolute-form: http[s]://authority[/path][?query]
+    size_t sep = target.find("://");
+    std::string_view scheme = sep == std::string_view::npos ? std::string_view() : target.substr(0, sep);
+    if (!iequals(scheme, "http") && !iequals(scheme, "https")) return *reason = "invalid request target", false;
+    std::string_view rest = target.substr(sep + 3);
+    size_t end = rest.find_first_of("/?#");
+    std::string_view auth = rest.substr(0, end);
+    if (auth.empty() || auth.find('@') != std::string_view::npos || auth.find('\\') != std::string_view::npos)
+      return *reason = "invalid authority in the request target", false;
+    authority->assign(auth);
+    std::string origin = end == std::string_view::npos ? "/" : rest[end] == '/' ? std::string(rest.substr(end)) : "/" + std::string(rest.substr(end));
+    std::string none;
+    if (!normalize_target(method, origin, out, &none, reason)) return false;
+    authority->assign(auth);
+    return true;
+  }
+  size_t q = target.find('?');
+  std::string_view path = target.substr(0, q);
+  if (q != std::string_view::npos && target.find('#', q) != std::string_view::npos)
+    return *reason = "'#' in the request target", false;
+  if (!normalize_path(path, out, reason)) return false;
+  if (q != std::string_view::npos) out->append(target.substr(q));
+  return true;
+}
 
 const std::string* Head::get(std::string_view name) const {
   for (const auto& h : headers)
@@ -160,6 +266,23 @@ ParseResult parse_request(const char* data, size_t len, size_t max_head, Head* o
   out->target.assign(target);
   if (!parse_fields(eol == std::string_view::npos ? std::string_view() : head.substr(eol + 2), out, reason))
     return ParseResult::kError;
+  // Two Host headers: which one would the pod use? (RFC 9112 3.2: 400)
+  size_t hosts = 0;
+  for (const auto& f : out->headers) {
+    hosts += f.first == "host";
+    // An h2c upgrade would turn the connection into HTTP/2 frames the proxy cannot decide: the
+    // request is decided and forwarded as plain HTTP/1.1, without the upgrade (proxy.cc).
+    if (f.first == "upgrade" && has_token(f.second, "h2c")) out->h2c_upgrade = true;
+  }
+  if (hosts > 1) return *reason = "more than one Host header", ParseResult::kError;
+  if (out->h2c_upgrade) out->upgrade = false;
+  std::string normalized, authority;
+  if (!normalize_target(out->method, out->target, &normalized, &authority, reason)) return ParseResult::kError;
+  if (!authority.empty()) {
+    const std::string* host = out->get("host");
+    if (!host || !iequals(*host, authority)) return *reason = "Host differs from the target's authority", ParseResult::kError;
+  }
+  out->target = std::move(normalized);
   // A request body runs to the end only with a close-delimited coding, which requests cannot have.
   if (out->body == BodyKind::kUntilClose)
     return *error_status = 501, *reason = "unsupported transfer coding", ParseResult::kError;

@@ -8,6 +8,11 @@
 // header names, one Content-Length value, Transfer-Encoding and
 // Content-Length together rejected, a Transfer-Encoding whose last coding is
 // not chunked rejected on requests. Errors carry the status to answer with.
+//
+// Request targets are normalised before anyone matches them (normalize_target),
+// and the upstream is sent the normalised target: what a rule matched is what
+// the pod serves. One Host header at most; an absolute-form target's authority
+// must equal it.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -34,6 +39,7 @@ struct Head {
   bool keep_alive = true;
   bool upgrade = false;         // request: Connection: upgrade with an Upgrade header
   bool expect_continue = false;  // request: Expect: 100-continue
+  bool h2c_upgrade = false;      // request: Upgrade names h2c (never forwarded; upgrade is then false)
   size_t size = 0;               // bytes of the head, CRLFCRLF included
 
   // The first value of a header (lowercase name), or nullptr.
@@ -41,6 +47,19 @@ struct Head {
 };
 
 enum class ParseResult { kNeedMore, kDone, kError };
+
+// The request target as the proxy matches and forwards it, or false with
+// *reason (answered 400). Origin-form paths: percent-encoded unreserved
+// characters (ALPHA DIGIT - . _ ~) decoded, other escapes upper-cased, then dot
+// segments removed (RFC 3986 5.2.4), so %2e%2e is "..", normalised away; the
+// query is kept as sent. Refused, as a server could read them differently: an
+// encoded '/', '\' or NUL (%2F %5C %00), a raw '\', '#', non-ASCII bytes, a
+// bad escape, a "." or ".." segment with ';' parameters (Tomcat reads "..;" as
+// ".."). Absolute-form (http[s]://authority/path) becomes origin-form, its
+// authority returned in *authority (no userinfo). OPTIONS "*" and a CONNECT's
+// authority-form pass as they are.
+bool normalize_target(std::string_view method, std::string_view target, std::string* out, std::string* authority,
+                      std::string* reason);
 
 // Parses a request head from the start of data. kError sets *error_status
 // (400, 431 head too large, 501 unsupported transfer coding) and *reason.

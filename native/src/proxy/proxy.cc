@@ -404,7 +404,9 @@ class L7Proxy::Loop {
             size_t n = std::min(c->cin.size(), sizeof kH2Preface - 1);
             if (std::memcmp(c->cin.data(), kH2Preface, n) == 0) {
               if (n < sizeof kH2Preface - 1) return;  // maybe the preface: wait for the rest
-              return start_passthrough(c);
+              if (!refresh_rules(c)) return;
+              // An L4 allow for this flow lets everything through: HTTP/2 as well, unchecked.
+              return c->rules->all() ? start_passthrough(c) : refuse_h2(c);
             }
           }
           if (!refresh_rules(c)) return;
@@ -424,6 +426,7 @@ class L7Proxy::Loop {
 
   void on_request(Conn* c, const http1::Head& h) {
     p_->requests_.fetch_add(1, std::memory_order_relaxed);
+    if (h.h2c_upgrade) p_->h2c_ignored_.fetch_add(1, std::memory_order_relaxed);
     L7RuleSet::Decision d = c->rules->decide(h);
     Pending pr;
     pr.record = true;
@@ -471,7 +474,10 @@ class L7Proxy::Loop {
     else c->state = h.body == http1::BodyKind::kNone ? ClientState::kHead : ClientState::kBody;
   }
 
-  // The head as received (leading empty lines dropped), X-Forwarded-For extended with the client.
+  // The head as received but for: the request line carries the normalised target (what the rules
+  // matched is what the pod serves), X-Forwarded-For is extended with the client, and an h2c
+  // upgrade is dropped (Upgrade, HTTP2-Settings and Connection; the connection's persistence is
+  // restated), so the pod answers in HTTP/1.1.
   void append_forward_head(Conn* c, const http1::Head& h) {
     std::string_view raw(c->cin.data(), h.size);
     while (raw.size() >= 2 && raw[0] == '\r' && raw[1] == '\n') raw.remove_prefix(2);
@@ -480,13 +486,25 @@ class L7Proxy::Loop {
       if (f.first == "x-forwarded-for") xff += (xff.empty() ? "" : ", ") + f.second;
     xff += (xff.empty() ? "" : ", ") + std::string(c->client_ip);
     raw.remove_suffix(2);  // the empty line
-    size_t i = 0;
+    size_t i = raw.find("\r\n") + 2;  // past the request line
+    c->uout.append(h.method);
+    c->uout.append(" ");
+    c->uout.append(h.target);
+    c->uout.append(h.minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+    auto named = [](std::string_view line, std::string_view name) {
+      return line.size() > name.size() && line[name.size()] == ':' && strncasecmp(line.data(), name.data(), name.size()) == 0;
+    };
     while (i < raw.size()) {
       size_t e = raw.find("\r\n", i);
       std::string_view line = raw.substr(i, e + 2 - i);
       i = e + 2;
-      if (line.size() > 16 && strncasecmp(line.data(), "x-forwarded-for:", 16) == 0) continue;
+      if (named(line, "x-forwarded-for")) continue;
+      if (h.h2c_upgrade && (named(line, "upgrade") || named(line, "http2-settings") || named(line, "connection"))) continue;
       c->uout.append(line);
+    }
+    if (h.h2c_upgrade) {
+      if (!h.keep_alive) c->uout.append("connection: close\r\n");
+      else if (h.minor == 0) c->uout.append("connection: keep-alive\r\n");
     }
     c->uout.append("x-forwarded-for: ");
     c->uout.append(xff);
@@ -588,6 +606,9 @@ class L7Proxy::Loop {
         return;
       }
       if (r == http1::ParseResult::kError) return upstream_failed(c);
+      // Switching protocols nobody asked to switch to (an h2c upgrade the proxy dropped, say): what
+      // follows would not be HTTP/1.1 the proxy can frame, so the connection ends here.
+      if (h.status == 101 && !pr.tunnel_on_2xx) return upstream_failed(c);
       c->cout.append(c->uin.data(), h.size);
       c->uin.consume(h.size);
       if (h.status < 200 && h.status != 101) continue;  // interim (100 Continue): the final response follows
@@ -658,6 +679,19 @@ class L7Proxy::Loop {
     c->ueof = false;
     c->uin.clear();
     c->uout.clear();
+  }
+
+  // HTTP/2 with prior knowledge on a flow with HTTP rules: its requests would be frames the proxy
+  // does not decide, so it is refused, never tunnelled: an empty SETTINGS (the server preface) and
+  // GOAWAY with HTTP_1_1_REQUIRED (RFC 9113 7; curl, for one, then says so), then close.
+  void refuse_h2(Conn* c) {
+    p_->h2_refused_.fetch_add(1, std::memory_order_relaxed);
+    static const char kFrames[] = {0, 0, 0, 4, 0, 0, 0, 0, 0,                    // SETTINGS, empty
+                                   0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xd};  // GOAWAY 0, 0xd
+    c->first = false;
+    c->cin.clear();
+    c->cout.append(kFrames, sizeof kFrames);
+    c->closing = true;
   }
 
   void start_passthrough(Conn* c) {
@@ -858,6 +892,8 @@ L7ProxyStats L7Proxy::stats() const {
   s.upstream_errors = upstream_errors_.load();
   s.passthrough = passthrough_.load();
   s.bad_requests = bad_requests_.load();
+  s.h2_refused = h2_refused_.load();
+  s.h2c_ignored = h2c_ignored_.load();
   std::lock_guard<std::mutex> lock(records_mu_);
   s.records_lost = records_lost_;
   return s;

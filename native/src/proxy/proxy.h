@@ -15,8 +15,11 @@
 //     upstream connection ──▶ the pod's responses streamed back, in request
 //     order (a denied request's 403 waits for the responses before it) ──▶ an
 //     L7 record (method, path, host, status, latency) queued for the agent.
-//   HTTP/2 (the client preface), a 101 Switching Protocols and a CONNECT's 2xx
-//   turn the connection into a byte tunnel, unchecked.
+//   A 101 to an allowed upgrade (WebSocket) and a CONNECT's 2xx turn the
+//   connection into a byte tunnel. HTTP/2 is refused where HTTP rules apply:
+//   the prior-knowledge preface gets GOAWAY(HTTP_1_1_REQUIRED) and a close; an
+//   Upgrade: h2c is dropped and the request decided as HTTP/1.1. Targets are
+//   normalised (http1.h normalize_target) before matching and forwarding.
 //
 // One upstream connection per client connection keeps hop-by-hop semantics
 // (keep-alive, close, upgrade) the same on both legs, so heads pass unchanged
@@ -76,6 +79,8 @@ struct L7Record {
 
 struct L7ProxyStats {
   uint64_t connections, active, requests, denied, upstream_errors, passthrough, bad_requests, records_lost;
+  uint64_t h2_refused;   // connections opening with the HTTP/2 preface on a flow with HTTP rules
+  uint64_t h2c_ignored;  // requests whose Upgrade: h2c was dropped
 };
 
 class L7Proxy {
@@ -114,7 +119,7 @@ class L7Proxy {
   const uint8_t* address() const { return address_; }
 
   std::atomic<uint64_t> connections_{0}, active_{0}, requests_{0}, denied_{0}, upstream_errors_{0}, passthrough_{0},
-      bad_requests_{0};
+      bad_requests_{0}, h2_refused_{0}, h2c_ignored_{0};
 
  private:
   class Loop;
