@@ -6,7 +6,9 @@
 //   keepalive HOST PORT N PATH          N requests one after another on one keep-alive connection; prints {statuses, sockets}
 //   raw HOST PORT BASE64                writes the decoded bytes as they are; prints {status (first status line), closed}
 //   upgrade HOST PORT PATH              asks to switch to the server's echo protocol; prints {status, echo} (what came back for "ping")
+//   h2 HOST PORT PATH                   GET over HTTP/2 with prior knowledge (h2c); prints {status, body} or {error}
 import http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 
 const [mode, ...a] = process.argv.slice(2);
@@ -120,5 +122,23 @@ if (mode === 'server') {
   req.on('response', (res) => process.stdout.write(JSON.stringify({ status: res.statusCode }) + '\n'));
   req.on('timeout', () => req.destroy(new Error('TIMEOUT')));
   req.on('error', (e) => process.stdout.write(JSON.stringify({ error: e.code ?? e.message }) + '\n'));
+  req.end();
+} else if (mode === 'h2') {
+  const [host, port, path] = a;
+  const out = (o) => {
+    process.stdout.write(JSON.stringify(o) + '\n');
+    process.exit(0);
+  };
+  setTimeout(() => out({ error: 'TIMEOUT' }), 3000);
+  const session = http2.connect(`http://${host}:${port}`);
+  session.on('error', (e) => out({ error: e.code ?? e.message }));
+  session.on('goaway', (code) => out({ error: `GOAWAY ${code}` }));
+  const req = session.request({ ':path': path });
+  let status = 0;
+  let body = '';
+  req.on('response', (h) => (status = h[':status']));
+  req.on('data', (d) => (body += d));
+  req.on('end', () => out({ status, body }));
+  req.on('error', (e) => out({ error: e.code ?? e.message }));
   req.end();
 }

@@ -2,7 +2,10 @@
 // path / header rules allow and deny as written, for clients in the same
 // cluster, on the same node and in another cluster; denied requests get 403
 // and a flow record carrying the client's identity; keep-alive, pipelining and
-// chunked bodies work through the proxy; L3/L4 still stops other pods.
+// chunked bodies work through the proxy; L3/L4 still stops other pods. Fails
+// closed: HTTP/2 (preface or h2c upgrade) never gets past the rules, targets
+// are decided normalised, ambiguous ones and duplicate Hosts get 400, and
+// pathological paths against regex rules answer at once.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -31,6 +34,7 @@ spec:
             http:
               - { method: GET, path: "/public/.*" }
               - { method: POST, path: /submit, headers: ["X-Token: secret"] }
+              - { method: GET, path: "/files/(\\\\w|-)+" }
     - fromEndpoints: [{ matchLabels: { app: frontend, io.cilium.k8s.policy.cluster: c2 } }]
       toPorts:
         - ports: [{ port: "8080", protocol: TCP }]
@@ -129,6 +133,46 @@ manifests: { c1: [${join(dir, 'policy.yaml')}] }
   it('an allowed upgrade (101) becomes a byte tunnel; a denied one gets 403', async () => {
     expect(await http('fe1', ['upgrade', pod('api').ip, '8080', '/public/ws'])).toEqual({ status: 101, echo: 'ping' });
     expect(await http('fe1', ['upgrade', pod('api').ip, '8080', '/private/ws'])).toEqual({ status: 403 });
+  });
+
+  const raw = (text: string) => http('fe1', ['raw', pod('api').ip, '8080', Buffer.from(text).toString('base64')]);
+  const proxyStats = async () =>
+    ((await callAgent(node('c1', 'n2').socket, 'GET', '/v1/status')).body as { proxy: { h2Refused: number; h2cIgnored: number; badRequests: number } }).proxy;
+
+  it('refuses HTTP/2: the prior-knowledge preface gets GOAWAY, an h2c upgrade is decided and served as HTTP/1.1', async () => {
+    const before = await proxyStats();
+    expect(await http('fe1', ['h2', pod('api').ip, '8080', '/admin'])).toMatchObject({ error: expect.stringMatching(/GOAWAY 13|ERR_HTTP2/) });
+    expect(await http('fe1', ['h2', pod('api').ip, '8080', '/public/a'])).not.toHaveProperty('status'); // the connection, not a request
+    const h2c = 'Host: x\r\nConnection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n';
+    // the pod's server would answer 101 to any upgrade it saw: it sees none, and answers the request
+    expect(await raw(`GET /public/a HTTP/1.1\r\n${h2c}`)).toEqual({ status: 200, closed: true });
+    expect(await raw(`GET /admin HTTP/1.1\r\n${h2c}`)).toMatchObject({ status: 403 });
+    const after = await proxyStats();
+    expect(after.h2Refused - before.h2Refused).toBeGreaterThanOrEqual(2);
+    expect(after.h2cIgnored - before.h2cIgnored).toBeGreaterThanOrEqual(2);
+    expect(await http('fe1', ['upgrade', pod('api').ip, '8080', '/public/ws'])).toEqual({ status: 101, echo: 'ping' }); // WebSocket-style still tunnels
+  });
+
+  it('decides the normalised target and sends the pod that; ambiguous targets and two Hosts get 400', async () => {
+    expect(await get('fe1', '/public/../admin.txt')).toMatchObject({ status: 403 });
+    expect(await get('fe1', '/public/%2e%2e/admin.txt')).toMatchObject({ status: 403 });
+    const served = await get('fe1', '/public/a/./../%62');
+    expect(served.status).toBe(200);
+    expect(JSON.parse(served.body!)).toMatchObject({ path: '/public/b' }); // what was matched is what the pod got
+    expect(await raw('GET /public/..%2Fadmin.txt HTTP/1.1\r\nHost: x\r\n\r\n')).toEqual({ status: 400, closed: true });
+    expect(await raw('GET /public/..%5Cadmin.txt HTTP/1.1\r\nHost: x\r\n\r\n')).toEqual({ status: 400, closed: true });
+    expect(await raw('GET /public/..;/admin.txt HTTP/1.1\r\nHost: x\r\n\r\n')).toEqual({ status: 400, closed: true });
+    expect(await raw('GET /public/a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n')).toEqual({ status: 400, closed: true });
+    expect(await raw('GET http://y/public/a HTTP/1.1\r\nHost: x\r\n\r\n')).toEqual({ status: 400, closed: true });
+  });
+
+  it('answers long paths against regex rules at once, and keeps serving', async () => {
+    const t0 = Date.now();
+    expect(await get('fe1', `/files/${'a-'.repeat(5000)}!`)).toMatchObject({ status: 403 }); // 10,000 characters, backtracking bait
+    expect(await get('fe1', `/files/${'a-'.repeat(5000)}`)).toMatchObject({ status: 200 });
+    expect(await get('fe1', `/public/${'p'.repeat(16000)}`)).toMatchObject({ status: 200 });
+    expect(Date.now() - t0).toBeLessThan(5000); // three probe processes included
+    expect((await get('fe1', '/public/after')).status).toBe(200);
   });
 
   it('records L7 flows (method, path, status, latency) with the client\'s identity, through observe', async () => {
