@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang-14 under AddressSanitizer (which also
-# reports leaks) and runs each for FUZZ_SECONDS (default 30). Fails if any
-# target crashes, trips an assertion or leaks.
+# reports leaks) and runs each for FUZZ_SECONDS (default 30); FUZZ_TARGETS
+# picks some. Fails if any target crashes, trips an assertion or leaks.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out="$here/out"
@@ -16,10 +16,12 @@ declare -A deps=(
   [fuzz_allowedips]="$src/wireguard/allowedips.cc"
   [fuzz_policy]="$src/policy/engine.cc $src/policy/conntrack.cc $src/policy/ipcache.cc $src/policy/policymap.cc $src/policy/flatmap.cc $src/wireguard/allowedips.cc"
   [fuzz_lb]="$src/services/lb.cc $src/services/maglev.cc $src/net/reject.cc $src/policy/flatmap.cc"
-  [fuzz_http1]="$src/proxy/http1.cc $src/proxy/l7rules.cc"
+  [fuzz_http1]="$src/proxy/http1.cc $src/proxy/l7rules.cc -lre2"
+  [fuzz_l7]="$src/proxy/http1.cc $src/proxy/l7rules.cc -lre2"
 )
 status=0
-for target in fuzz_wire fuzz_offload fuzz_allowedips fuzz_policy fuzz_lb fuzz_http1; do
+targets=${FUZZ_TARGETS:-fuzz_wire fuzz_offload fuzz_allowedips fuzz_policy fuzz_lb fuzz_http1 fuzz_l7}
+for target in $targets; do
   echo "== $target: build"
   # shellcheck disable=SC2086
   "$CXX" "${common[@]}" "$here/$target.cc" ${deps[$target]} -lcrypto -o "$out/$target"
