@@ -20,8 +20,9 @@
  *
  * The source identity stays the client's: it decides the rules and the flow
  * records; the pod sees the node as the TCP peer and the client in
- * X-Forwarded-For. HTTP/2 (the client preface) passes through at L4: no
- * request is checked, as the docs say.
+ * X-Forwarded-For. HTTP/2 is refused where HTTP rules apply (GOAWAY to the
+ * preface, Upgrade: h2c dropped), and targets are decided normalised
+ * (docs/architecture.md, the L7 section).
  */
 import type { Logger } from '../log.js';
 import type { NativeDevice, NativeL7Proxy, NativeL7ProxyStats, NativeL7Rules } from '../native/binding.js';
