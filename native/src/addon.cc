@@ -996,6 +996,9 @@ class L7ProxyWrap : public Napi::ObjectWrap<L7ProxyWrap> {
     o.Set("recordsLost", double(s.records_lost));
     o.Set("h2Refused", double(s.h2_refused));
     o.Set("h2cIgnored", double(s.h2c_ignored));
+    o.Set("headTimeouts", double(s.head_timeouts));
+    o.Set("bodyTimeouts", double(s.body_timeouts));
+    o.Set("limited", double(s.limited));
     return o;
   }
   Napi::Value Close(const Napi::CallbackInfo& info) {

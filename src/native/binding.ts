@@ -179,6 +179,12 @@ export interface NativeL7ProxyStats {
   h2Refused: number;
   /** Requests whose Upgrade: h2c was dropped (decided and forwarded as HTTP/1.1). */
   h2cIgnored: number;
+  /** Request heads not whole within 10 s of their first byte (answered 408, closed). */
+  headTimeouts: number;
+  /** Request bodies with no byte for 30 s while the proxy read (closed). */
+  bodyTimeouts: number;
+  /** Connections closed at accept: over the proxy's total or per-identity cap. */
+  limited: number;
 }
 
 /** The native L7 proxy (native/src/proxy/proxy.h). */

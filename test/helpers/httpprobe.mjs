@@ -6,6 +6,7 @@
 //   keepalive HOST PORT N PATH          N requests one after another on one keep-alive connection; prints {statuses, sockets}
 //   raw HOST PORT BASE64                writes the decoded bytes as they are; prints {status (first status line), closed}
 //   upgrade HOST PORT PATH              asks to switch to the server's echo protocol; prints {status, echo} (what came back for "ping")
+//   slow HOST PORT BASE64 MS            writes the decoded bytes one every MS ms; prints {status, closed, ms} (when answered or closed)
 //   h2 HOST PORT PATH                   GET over HTTP/2 with prior knowledge (h2c); prints {status, body} or {error}
 import http from 'node:http';
 import http2 from 'node:http2';
@@ -123,6 +124,26 @@ if (mode === 'server') {
   req.on('timeout', () => req.destroy(new Error('TIMEOUT')));
   req.on('error', (e) => process.stdout.write(JSON.stringify({ error: e.code ?? e.message }) + '\n'));
   req.end();
+} else if (mode === 'slow') {
+  const [host, port, b64, ms] = a;
+  const bytes = Buffer.from(b64, 'base64');
+  const t0 = Date.now();
+  let buf = '';
+  let i = 0;
+  const s = net.connect(Number(port), host);
+  const timer = setInterval(() => {
+    if (i < bytes.length && !s.destroyed) s.write(bytes.subarray(i, ++i));
+  }, Number(ms));
+  const done = (closed) => {
+    clearInterval(timer);
+    s.destroy();
+    process.stdout.write(JSON.stringify({ status: Number(buf.match(/^HTTP\/1\.1 (\d{3})/)?.[1] ?? 0), closed, ms: Date.now() - t0 }) + '\n');
+    process.exit(0);
+  };
+  setTimeout(() => done(false), 30_000);
+  s.on('data', (d) => (buf += d));
+  s.on('end', () => done(true));
+  s.on('error', () => done(true));
 } else if (mode === 'h2') {
   const [host, port, path] = a;
   const out = (o) => {

@@ -137,7 +137,7 @@ manifests: { c1: [${join(dir, 'policy.yaml')}] }
 
   const raw = (text: string) => http('fe1', ['raw', pod('api').ip, '8080', Buffer.from(text).toString('base64')]);
   const proxyStats = async () =>
-    ((await callAgent(node('c1', 'n2').socket, 'GET', '/v1/status')).body as { proxy: { h2Refused: number; h2cIgnored: number; badRequests: number } }).proxy;
+    ((await callAgent(node('c1', 'n2').socket, 'GET', '/v1/status')).body as { proxy: { h2Refused: number; h2cIgnored: number; badRequests: number; headTimeouts: number } }).proxy;
 
   it('refuses HTTP/2: the prior-knowledge preface gets GOAWAY, an h2c upgrade is decided and served as HTTP/1.1', async () => {
     const before = await proxyStats();
@@ -174,6 +174,17 @@ manifests: { c1: [${join(dir, 'policy.yaml')}] }
     expect(Date.now() - t0).toBeLessThan(5000); // three probe processes included
     expect((await get('fe1', '/public/after')).status).toBe(200);
   });
+
+  it('gives a trickled request head 10 s in all (408), however steadily its bytes come', async () => {
+    const before = await proxyStats();
+    const head = Buffer.from('GET /public/slow HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n');
+    const r = (await http('fe1', ['slow', pod('api').ip, '8080', head.toString('base64'), '200'])) as { status: number; closed: boolean; ms: number };
+    expect(r).toMatchObject({ status: 408, closed: true });
+    expect(r.ms).toBeGreaterThan(8_500); // the deadline is kept to the second
+    expect(r.ms).toBeLessThan(13_000); // one byte every 200 ms would take 18 s
+    expect((await proxyStats()).headTimeouts).toBe(before.headTimeouts + 1);
+    expect((await get('fe1', '/public/after-slow')).status).toBe(200);
+  }, 30_000);
 
   it('records L7 flows (method, path, status, latency) with the client\'s identity, through observe', async () => {
     await get('fe2', '/public/denied-for-c2');

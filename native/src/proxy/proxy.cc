@@ -37,6 +37,14 @@ constexpr size_t kMaxResponseHead = 64 * 1024;
 constexpr size_t kHighWater = 1 << 20;          // stop reading a side while the other has this much unsent
 constexpr size_t kMaxPipelined = 64;            // requests awaiting responses per connection
 constexpr uint32_t kIdleTimeoutS = 600;
+// A request head must arrive whole within this, from its first byte (a new connection: from accept); more
+// bytes do not extend it, so a client trickling a head (slowloris) holds a connection 10 s, not for ever.
+constexpr uint32_t kHeadTimeoutS = 10;
+// A request body may pause this long while the proxy is reading it (not while the pod holds it back).
+constexpr uint32_t kBodyTimeoutS = 30;
+// Connections per proxy and per source identity: one identity (a compromised pod, say) cannot take them all.
+constexpr uint64_t kMaxConnections = 16384;
+constexpr uint32_t kMaxPerIdentity = 4096;
 constexpr size_t kMaxRecords = 65536;
 
 const char kH2Preface[] = "PRI * HTTP/2.0\r\n";
@@ -77,6 +85,7 @@ std::string local_response(int status) {
   switch (status) {
     case 403: return "HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: 14\r\n";
     case 400: return "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n";
+    case 408: return "HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n";
     case 431: return "HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n";
     case 501: return "HTTP/1.1 501 Not Implemented\r\ncontent-length: 0\r\n";
     case 502: return "HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain\r\ncontent-length: 21\r\n";
@@ -126,6 +135,8 @@ struct Conn {
   bool closing = false;  // close once cout is written
   uint32_t cmask = 0, umask = 0;
   uint32_t last_active_s = 0;
+  uint32_t head_deadline_s = 0;  // 0: not waiting for a head (kHeadTimeoutS)
+  uint32_t body_deadline_s = 0;  // 0: not waiting for body bytes (kBodyTimeoutS)
 };
 
 uint32_t mono_s() {
@@ -217,13 +228,38 @@ class L7Proxy::Loop {
           settle(c);
         }
       }
-      if (now_s_ - last_sweep >= 5) {
+      if (now_s_ != last_sweep) {
         last_sweep = now_s_;
-        std::vector<Conn*> idle;
-        for (auto& kv : conns_)
-          if (now_s_ - kv.second->last_active_s > kIdleTimeoutS) idle.push_back(kv.second.get());
-        for (Conn* c : idle) destroy(c);
+        sweep();
       }
+    }
+  }
+
+  // Once a second: idle connections close; late heads get 408; stalled bodies close.
+  void sweep() {
+    std::vector<uint32_t> idle, head, body;
+    for (auto& kv : conns_) {
+      const Conn* c = kv.second.get();
+      if (now_s_ - c->last_active_s > kIdleTimeoutS) idle.push_back(c->id);
+      // only while the proxy reads: a head held back by a slow pod or agent is not the client's doing
+      else if (c->head_deadline_s && now_s_ >= c->head_deadline_s && !c->closing && (c->cmask & EPOLLIN)) head.push_back(c->id);
+      else if (c->body_deadline_s && now_s_ >= c->body_deadline_s && !c->closing) body.push_back(c->id);
+    }
+    for (uint32_t id : idle) destroy(conns_[id].get());
+    for (uint32_t id : head) {
+      Conn* c = conns_[id].get();
+      p_->head_timeouts_.fetch_add(1, std::memory_order_relaxed);
+      c->head_deadline_s = 0;
+      if (c->state == ClientState::kHead && !c->cin.empty()) {
+        local_close(c, 408);  // in order, after the responses before it
+        settle(c);
+      } else {
+        destroy(c);  // nothing of a request came: no answer owed
+      }
+    }
+    for (uint32_t id : body) {
+      p_->body_timeouts_.fetch_add(1, std::memory_order_relaxed);
+      destroy(conns_[id].get());  // mid-body: the pod has part of it, nothing sensible to answer
     }
   }
 
@@ -241,6 +277,11 @@ class L7Proxy::Loop {
         close(fd);  // not a redirected flow
         continue;
       }
+      if (p_->active_.load(std::memory_order_relaxed) >= kMaxConnections || !p_->acquire(c->key.identity, kMaxPerIdentity)) {
+        p_->limited_.fetch_add(1, std::memory_order_relaxed);
+        close(fd);
+        continue;
+      }
       int one = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       inet_ntop(AF_INET, c->client, c->client_ip, sizeof c->client_ip);
@@ -248,6 +289,7 @@ class L7Proxy::Loop {
       if (next_id_ >= (1u << 30)) next_id_ = 1;
       c->cfd = fd;
       c->last_active_s = now_s_;
+      c->head_deadline_s = now_s_ + kHeadTimeoutS;
       Conn* raw = c.get();
       conns_.emplace(c->id, std::move(c));
       p_->active_.fetch_add(1, std::memory_order_relaxed);
@@ -275,7 +317,10 @@ class L7Proxy::Loop {
     }
     c->rules = e.rules;
     c->generation = gen;
-    if (c->state == ClientState::kAwaitRules) c->state = ClientState::kHead;
+    if (c->state == ClientState::kAwaitRules) {
+      c->state = ClientState::kHead;
+      if (c->head_deadline_s) c->head_deadline_s = now_s_ + kHeadTimeoutS;  // the wait for rules was ours
+    }
     return true;
   }
 
@@ -393,6 +438,7 @@ class L7Proxy::Loop {
           size_t n = c->req_body.feed(c->cin.data(), c->cin.size());
           if (c->req_forward) c->uout.append(c->cin.data(), n);
           c->cin.consume(n);
+          if (n) c->body_deadline_s = 0;  // progress; settle() starts the clock again while it reads
           if (c->req_body.failed()) return bad_request(c, 400);
           if (!c->req_body.done()) return;
           c->state = ClientState::kHead;
@@ -414,7 +460,11 @@ class L7Proxy::Loop {
           int status = 0;
           std::string reason;
           http1::ParseResult r = http1::parse_request(c->cin.data(), c->cin.size(), kMaxRequestHead, &h, &status, &reason);
-          if (r == http1::ParseResult::kNeedMore) return;
+          if (r == http1::ParseResult::kNeedMore) {
+            if (!c->head_deadline_s) c->head_deadline_s = now_s_ + kHeadTimeoutS;  // its first bytes are here
+            return;
+          }
+          c->head_deadline_s = 0;
           if (r == http1::ParseResult::kError) return bad_request(c, status);
           c->first = false;
           on_request(c, h);
@@ -513,6 +563,11 @@ class L7Proxy::Loop {
 
   void bad_request(Conn* c, int status) {
     p_->bad_requests_.fetch_add(1, std::memory_order_relaxed);
+    local_close(c, status);
+  }
+
+  // Answers status after the responses already due, then closes; the client is not read any more.
+  void local_close(Conn* c, int status) {
     Pending pr;
     pr.local = true;
     pr.record = false;
@@ -733,9 +788,16 @@ class L7Proxy::Loop {
     }
     uint32_t cm = 0, um = 0;
     bool reading = c->state != ClientState::kAwaitRules && c->state != ClientState::kHold;
+    // cout bounds the proxy's own answers too: a client pipelining denied requests without reading
+    // the 403s is not read either, rather than growing cout for ever.
     if (!c->ceof && !c->closing && (reading || c->state == ClientState::kTunnel) && c->uout.size() < kHighWater &&
-        c->queue.size() < kMaxPipelined)
+        c->queue.size() < kMaxPipelined && (c->state == ClientState::kTunnel || c->cout.size() < kHighWater))
       cm |= EPOLLIN;
+    if (c->state == ClientState::kBody && (cm & EPOLLIN)) {
+      if (!c->body_deadline_s) c->body_deadline_s = now_s_ + kBodyTimeoutS;
+    } else {
+      c->body_deadline_s = 0;  // not waiting for the client's body bytes (done, or the pod is slow)
+    }
     if (!c->cout.empty()) cm |= EPOLLOUT;
     if (c->ufd >= 0) {
       if (c->connecting || !c->uout.empty()) um |= EPOLLOUT;
@@ -773,6 +835,7 @@ class L7Proxy::Loop {
     if (c->ufd >= 0) epoll_ctl(epfd_, EPOLL_CTL_DEL, c->ufd, nullptr);
     close_fds(c);
     p_->active_.fetch_sub(1, std::memory_order_relaxed);
+    p_->release(c->key.identity);
     conns_.erase(c->id);
   }
 
@@ -863,6 +926,20 @@ uint64_t L7Proxy::invalidate() {
   return g;
 }
 
+bool L7Proxy::acquire(uint32_t identity, uint32_t max) {
+  std::lock_guard<std::mutex> lock(ids_mu_);
+  uint32_t& n = per_identity_[identity];
+  if (n >= max) return false;
+  n++;
+  return true;
+}
+
+void L7Proxy::release(uint32_t identity) {
+  std::lock_guard<std::mutex> lock(ids_mu_);
+  auto it = per_identity_.find(identity);
+  if (it != per_identity_.end() && --it->second == 0) per_identity_.erase(it);
+}
+
 void L7Proxy::record(L7Record&& r) {
   std::lock_guard<std::mutex> lock(records_mu_);
   if (records_.size() >= kMaxRecords) {
@@ -894,6 +971,9 @@ L7ProxyStats L7Proxy::stats() const {
   s.bad_requests = bad_requests_.load();
   s.h2_refused = h2_refused_.load();
   s.h2c_ignored = h2c_ignored_.load();
+  s.head_timeouts = head_timeouts_.load();
+  s.body_timeouts = body_timeouts_.load();
+  s.limited = limited_.load();
   std::lock_guard<std::mutex> lock(records_mu_);
   s.records_lost = records_lost_;
   return s;

@@ -81,6 +81,8 @@ struct L7ProxyStats {
   uint64_t connections, active, requests, denied, upstream_errors, passthrough, bad_requests, records_lost;
   uint64_t h2_refused;   // connections opening with the HTTP/2 preface on a flow with HTTP rules
   uint64_t h2c_ignored;  // requests whose Upgrade: h2c was dropped
+  uint64_t head_timeouts, body_timeouts;  // heads not whole in time (408), bodies stalled (closed)
+  uint64_t limited;      // connections closed at accept: over the total or per-identity cap
 };
 
 class L7Proxy {
@@ -119,7 +121,10 @@ class L7Proxy {
   const uint8_t* address() const { return address_; }
 
   std::atomic<uint64_t> connections_{0}, active_{0}, requests_{0}, denied_{0}, upstream_errors_{0}, passthrough_{0},
-      bad_requests_{0}, h2_refused_{0}, h2c_ignored_{0};
+      bad_requests_{0}, h2_refused_{0}, h2c_ignored_{0}, head_timeouts_{0}, body_timeouts_{0}, limited_{0};
+  // Connections per source identity (the cap in proxy.cc): acquire at accept, release on close.
+  bool acquire(uint32_t identity, uint32_t max);
+  void release(uint32_t identity);
 
  private:
   class Loop;
@@ -133,6 +138,9 @@ class L7Proxy {
   std::unordered_map<L7FlowKey, CacheEntry, L7FlowKeyHash> cache_;
   std::unordered_set<L7FlowKey, L7FlowKeyHash> requested_;  // asked of the agent in this generation
   std::vector<L7RuleRequest> requests_pending_;
+
+  std::mutex ids_mu_;
+  std::unordered_map<uint32_t, uint32_t> per_identity_;
 
   mutable std::mutex records_mu_;
   std::vector<L7Record> records_;
