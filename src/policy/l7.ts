@@ -9,6 +9,12 @@
  * passes, as in Cilium) or one of the HTTP rules matches: method, path and host
  * are regular expressions over the whole value, headers must be present (and
  * equal, when a value is given).
+ *
+ * The proxy decides natively, with RE2 on the normalised target
+ * (native/src/proxy/l7rules.h, http1.h); `wiremesh apply` refuses patterns RE2
+ * cannot run. This twin (tests run both over one table) uses JavaScript
+ * RegExp: the same answers for patterns in both syntaxes; RE2-only syntax
+ * (`(?P<name>`, inline flags) throws here.
  */
 import type { IdentityUniverse } from './compile.js';
 import { peerIdentities } from './compile.js';
