@@ -199,7 +199,7 @@ bool normalize_target(std::string_view method, std::string_view target, std::str
                       std::string* reason) {
   authority->clear();
   if (method == "CONNECT" || (method == "OPTIONS" && target == "*")) {
-    if (target.find_first_of("/\\#") != std::string_view::npos && method == "CONNECT")
+    if (method == "CONNECT" && target.find_first_of("/\\#") != std::string_view::npos)
       return *reason = "a CONNECT target is host:port", false;
     *out = std::string(target);
     return true;
@@ -214,7 +214,6 @@ bool normalize_target(std::string_view method, std::string_view target, std::str
     std::string_view auth = rest.substr(0, end);
     if (auth.empty() || auth.find('@') != std::string_view::npos || auth.find('\\') != std::string_view::npos)
       return *reason = "invalid authority in the request target", false;
-    authority->assign(auth);
     std::string origin = end == std::string_view::npos ? "/" : rest[end] == '/' ? std::string(rest.substr(end)) : "/" + std::string(rest.substr(end));
     std::string none;
     if (!normalize_target(method, origin, out, &none, reason)) return false;
