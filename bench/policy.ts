@@ -23,6 +23,7 @@ import { PolicyDatapath } from '../src/agent/datapath.js';
 import { clusterIdentity, endpointIdentityLabels } from '../src/identity/identity.js';
 import { silentLogger } from '../src/log.js';
 import { native } from '../src/native/binding.js';
+import { validateManifest } from '../src/manifests/validate.js';
 import { ROOT } from '../src/testbed/netns.js';
 import { WireGuardDevice } from '../src/wireguard/device.js';
 
@@ -55,7 +56,7 @@ for (let i = 0; i < 10_000; i++) {
   const cluster = 1 + (i % 8);
   dp.upsertIdentity({ id: clusterIdentity(cluster, local + Math.floor(i / 8)), labels: endpointIdentityLabels({ app: i % 2 ? 'frontend' : 'worker', shard: String(i % 50) }, 'shop', `c${cluster}`) });
 }
-const policy = (name: string, spec: object) => JSON.stringify({ apiVersion: 'cilium.io/v2', kind: 'CiliumNetworkPolicy', metadata: { name, namespace: 'shop' }, spec });
+const policy = (name: string, spec: object) => validateManifest({ apiVersion: 'cilium.io/v2', kind: 'CiliumNetworkPolicy', metadata: { name, namespace: 'shop' }, spec });
 dp.upsertPolicy('wiremesh/state/policies/v1/c1/shop/cnp.be', 'c1', 'shop/cnp.be', policy('be', { endpointSelector: { matchLabels: { app: 'backend' } }, ingress: [{ fromEndpoints: [{ matchLabels: { app: 'frontend' } }], toPorts: [{ ports: [{ port: '8080', protocol: 'TCP' }, { port: '9000', endPort: 9100, protocol: 'TCP' }] }] }], ingressDeny: [{ fromEndpoints: [{ matchLabels: { shard: '7' } }] }] }));
 dp.upsertPolicy('wiremesh/state/policies/v1/c1/shop/cnp.eg', 'c1', 'shop/cnp.eg', policy('eg', { endpointSelector: {}, egress: [{ toEndpoints: [{ matchExpressions: [{ key: 'app', operator: 'In', values: ['frontend', 'backend'] }] }] }, { toEntities: ['cluster'] }] }));
 for (let e = 0; e < 10; e++) dp.setLocalEndpoint(`shop/be${e}`, clusterIdentity(1, 60000 + e), endpointIdentityLabels({ app: 'backend' }, 'shop', 'c1'), [`100.65.0.${e + 10}`]);

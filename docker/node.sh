@@ -5,11 +5,14 @@
 #   CLUSTER CLUSTER_ID NODE ADDRESS POD_CIDR ETCD   PODS="name:app:ip ..."
 set -eu
 mkdir -p /var/lib/wiremesh /run/wiremesh
+# this node's own etcd credentials (docker/setup.sh): ca.crt is the last file written
+CRED=/pki/$CLUSTER/nodes/$NODE
+until [ -s $CRED/ca.crt ] && openssl x509 -noout -in $CRED/ca.crt 2>/dev/null; do sleep 0.2; done
 cat > /etc/wiremesh-node.yaml <<YAML
 cluster: { name: $CLUSTER, id: $CLUSTER_ID }
 node: { name: $NODE, addresses: [$ADDRESS], podCIDRs: [$POD_CIDR] }
 wireguard: { interface: wm0, port: 51820, privateKeyFile: /var/lib/wiremesh/key }
-etcd: { endpoints: [$ETCD] }
+etcd: { endpoints: [$ETCD], caFile: $CRED/ca.crt, certFile: $CRED/node.crt, keyFile: $CRED/node.key }
 api: { socket: /run/wiremesh/agent.sock }
 metrics: { address: $ADDRESS, port: 9962 }
 YAML

@@ -26,3 +26,10 @@ export class HandshakeError extends WiremeshError {
     super('WM_HANDSHAKE_REJECTED', reason);
   }
 }
+
+/** An endpoint claims addresses another endpoint holds (agent API: 409; `replace: true` takes them over). */
+export class EndpointConflictError extends WiremeshError {
+  constructor(readonly holders: Array<{ ip: string; cluster: string; node: string; endpoint: string }>) {
+    super('WM_ENDPOINT_CONFLICT', `address ${holders.map((h) => `${h.ip} is held by ${h.cluster}/${h.node}/${h.endpoint}`).join('; ')} (replace: true takes it over)`);
+  }
+}

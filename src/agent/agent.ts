@@ -26,22 +26,49 @@ import type { Etcd3, Lease } from 'etcd3';
 import {
   cachePrefix,
   clusterConfigKey,
+  endpointName,
   healthKey,
+  pinnedPrefix,
   remoteStatusPrefix,
   splitClusterName,
   stateKey,
   statePrefix,
   syncedPrefix,
+  type StateType,
 } from '../controlplane/keys.js';
-import { connectEtcd, EtcdStore, ListWatcher } from '../controlplane/kvstore.js';
-import { parseEndpointRecord, parseNodeRecord, type ClusterConfig, type EndpointRecord, type NodeRecord, type RelayRecord } from '../controlplane/types.js';
+import { connectEtcd, decoded, EtcdStore, ListWatcher } from '../controlplane/kvstore.js';
+import {
+  clusterConfigCodec,
+  endpointCodec,
+  gatewayCodec,
+  heartbeatCodec,
+  identityCodec,
+  nodeCodec,
+  nodeHealthCodec,
+  pinnedClusterCodec,
+  policyCodec,
+  RecordError,
+  Rejections,
+  relayCodec,
+  remoteStatusCodec,
+  serviceCodec,
+  stateLocation,
+  Trust,
+  type Codec,
+  type EndpointRecord,
+  type NodeHealth,
+  type NodeRecord,
+  type RelayRecord,
+} from '../controlplane/records/index.js';
+import { Admission } from './admission.js';
 import type { Logger } from '../log.js';
-import { parseIP, parsePrefix } from '../net/ip.js';
+import { parseIP, parsePrefix, prefixContains } from '../net/ip.js';
+import { validateEndpoint } from './api.js';
 import { generatePrivateKey } from '../wireguard/crypto.js';
 import { WireGuardDevice } from '../wireguard/device.js';
 import type { Peer } from '../wireguard/peer.js';
 import { IdentityAllocator } from '../identity/allocator.js';
-import { endpointIdentityLabels, parseIdentityRecord } from '../identity/identity.js';
+import { endpointIdentityLabels } from '../identity/identity.js';
 import type { AgentConfig } from './config.js';
 import { PolicyDatapath } from './datapath.js';
 import { ServiceDatapath } from '../services/datapath.js';
@@ -50,7 +77,7 @@ import { clusterCounts } from '../cli/services.js';
 import { IngressGateway } from '../gateway/gateway.js';
 import { L7Proxy } from '../proxy/proxy.js';
 import { AgentMetrics, type MetricsSnapshot } from './metrics.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, EndpointConflictError } from '../errors.js';
 import type { GatewayRecord } from '../controlplane/types.js';
 import { formatIP } from '../net/ip.js';
 
@@ -122,9 +149,45 @@ export class Agent extends EventEmitter {
   private readonly routeRefs = new Map<string, number>();
   private readonly routesTouched = new Set<string>();
 
+  /** What this side pinned about each cluster: the measure of every record's claims. */
+  readonly trust: Trust;
+  /** Records refused (metrics, status). */
+  readonly rejections: Rejections;
+  /** Records let into the data path, checked against their origin and each other (admission.ts). */
+  private readonly admission: Admission;
+
   constructor(readonly cfg: AgentConfig, readonly log: Logger) {
     super();
     this.metrics = new AgentMetrics({ cluster: cfg.cluster.name, node: cfg.node.name }, () => this.metricsSnapshot());
+    this.trust = new Trust(cfg.cluster.name, cfg.cluster.id);
+    this.rejections = new Rejections(log);
+    this.admission = new Admission(this.trust, this.rejections, {
+      node: (k, rec) => {
+        if (rec) this.nodes.set(k, rec);
+        else this.nodes.delete(k);
+        this.queueReconcile(k);
+      },
+      endpoint: (k, rec) => {
+        const old = this.endpoints.get(k);
+        if (rec) {
+          this.endpoints.set(k, rec);
+          this.datapath?.upsertEndpoint(rec);
+        } else if (old) {
+          this.endpoints.delete(k);
+          this.datapath?.removeEndpoint(old.ip);
+        }
+        this.services?.schedule();
+      },
+      identity: (k, rec) => {
+        if (rec) this.datapath?.upsertIdentity(rec);
+        else this.datapath?.removeIdentity(Number(k.slice(k.lastIndexOf('/') + 1)));
+      },
+      relay: (k, rec) => {
+        if (rec) this.relays.set(k, rec);
+        else this.relays.delete(k);
+        this.queueReconcile();
+      },
+    });
   }
 
   get id(): string {
@@ -146,7 +209,7 @@ export class Agent extends EventEmitter {
     execFileSync('ip', ['link', 'set', this.dev.tunName, 'up']);
     this.etcd = connectEtcd({ endpoints: this.cfg.etcd.endpoints, caFile: this.cfg.etcd.caFile, certFile: this.cfg.etcd.certFile, keyFile: this.cfg.etcd.keyFile });
     if (this.cfg.policy.enabled) {
-      this.datapath = new PolicyDatapath(this.dev.native, this.cfg.cluster.name, this.cfg.node.name, { defaultLocalCluster: this.cfg.policy.defaultLocalCluster }, this.log);
+      this.datapath = new PolicyDatapath(this.dev.native, this.cfg.cluster.name, this.cfg.node.name, { defaultLocalCluster: this.cfg.policy.defaultLocalCluster, enforcesPoliciesOf: (c) => this.trust.enforcesPoliciesOf(c) }, this.log);
       this.datapath.setNode(this.id, this.cfg.node.addresses);
       this.datapath.start();
       this.allocator = new IdentityAllocator(this.etcd, this.cfg.cluster.name, this.cfg.cluster.id, this.cfg.node.name);
@@ -167,42 +230,65 @@ export class Agent extends EventEmitter {
     await this.register();
     const store = new EtcdStore(this.etcd);
     const own = this.cfg.cluster.name;
-    const nodeSink = {
-      upsert: (k: string, v: string) => {
-        try {
-          this.nodes.set(k, parseNodeRecord(v));
-        } catch (err) {
-          this.log.warn({ key: k, err: (err as Error).message }, 'ignoring malformed node record');
-          this.nodes.delete(k);
-        }
-        this.queueReconcile(k);
+    const rej = this.rejections;
+    const admission = this.admission;
+    const dp = this.datapath;
+    const svc = this.services;
+    // The cluster each key names: the origin whose claims are checked (records/trust.ts).
+    const origin = (type: StateType) => (k: string) => stateLocation(type, k)?.cluster ?? '';
+    /** A decoding sink for a state type: a cache/ record naming our own cluster is refused (only we speak for us). */
+    const stateSink = <T>(type: StateType, codec: Codec<T>, upsert: (k: string, cluster: string, name: string, v: T) => void, remove: (k: string) => void) =>
+      decoded(codec, {
+        upsert: (k, v) => {
+          const loc = stateLocation(type, k);
+          if (!loc) return;
+          if (loc.cached && loc.cluster === own) return rej.add(new RecordError(codec.type, k, 'claim', `a cached record names this cluster (${own}): only its own agents speak for it`), loc.cluster);
+          upsert(k, loc.cluster, loc.name, v);
+        },
+        remove,
+      }, rej, origin(type));
+    const admit = <T>(type: StateType, kind: Parameters<Admission['upsert']>[0], codec: Codec<T>) =>
+      stateSink(type, codec, (k, cluster, _n, v) => admission.upsert(kind, k, cluster, v), (k) => admission.remove(kind, k));
+    // What we pinned about each remote, and our own cluster-config: read first, so
+    // records never meet a trust that is still empty (later changes re-check records).
+    const pinned = new ListWatcher(store, pinnedPrefix(), decoded(pinnedClusterCodec, {
+      upsert: (_k, p) => {
+        this.trust.pin(p);
+        admission.recheck(p.name);
+        dp?.policyTrustChanged();
+        this.queueReconcile();
       },
-      remove: (k: string) => {
-        this.nodes.delete(k);
-        this.queueReconcile(k);
+      remove: (k) => {
+        const name = k.slice(pinnedPrefix().length);
+        this.trust.unpin(name);
+        admission.recheck(name);
+        dp?.policyTrustChanged();
+        this.queueReconcile();
       },
-    };
-    const endpointSink = {
-      upsert: (k: string, v: string) => {
-        try {
-          const rec = parseEndpointRecord(v);
-          this.endpoints.set(k, rec);
-          this.datapath?.upsertEndpoint(rec);
-          this.services?.schedule();
-        } catch (err) {
-          this.log.warn({ key: k, err: (err as Error).message }, 'ignoring malformed endpoint record');
-        }
+    }, rej, (k) => k.slice(pinnedPrefix().length)), this.log);
+    const config = new ListWatcher(store, clusterConfigKey(own), decoded(clusterConfigCodec, {
+      upsert: (k, cfg) => {
+        if (k !== clusterConfigKey(own)) return; // the prefix also matches longer names
+        if (cfg.id !== this.cfg.cluster.id) this.log.error({ configured: this.cfg.cluster.id, etcd: cfg.id }, 'cluster id in node.yaml differs from the cluster-config in etcd');
+        this.relayEnabled = cfg.relay === true;
+        this.trust.setLocalCIDRs(cfg.podCIDRs);
+        admission.recheck(own);
+        this.queueReconcile();
       },
-      remove: (k: string) => {
-        const rec = this.endpoints.get(k);
-        this.endpoints.delete(k);
-        if (rec) this.datapath?.removeEndpoint(rec.ip);
-        this.services?.schedule();
+      remove: (k) => {
+        if (k !== clusterConfigKey(own)) return;
+        this.relayEnabled = false; // CIDRs stay as they were: no reason to trust more
+        this.queueReconcile();
       },
-    };
+    }, rej), this.log);
+    void pinned.start();
+    void config.start();
+    await Promise.race([Promise.all([pinned.firstSync(), config.firstSync()]), new Promise((r) => setTimeout(r, 5000).unref())]);
     this.watchers.push(
-      new ListWatcher(store, statePrefix('nodes', own), nodeSink, this.log),
-      new ListWatcher(store, cachePrefix('nodes'), nodeSink, this.log),
+      pinned,
+      config,
+      new ListWatcher(store, statePrefix('nodes', own), admit('nodes', 'node', nodeCodec), this.log),
+      new ListWatcher(store, cachePrefix('nodes'), admit('nodes', 'node', nodeCodec), this.log),
       new ListWatcher(store, syncedPrefix(), {
         upsert: (k) => {
           const c = k.slice(syncedPrefix().length).split('/')[0]!;
@@ -217,88 +303,29 @@ export class Agent extends EventEmitter {
           this.queueReconcile();
         },
       }, this.log),
-      new ListWatcher(store, statePrefix('ip', own), endpointSink, this.log),
-      new ListWatcher(store, cachePrefix('relays'), {
-        upsert: (k, v) => {
-          try {
-            this.relays.set(k, JSON.parse(v) as RelayRecord);
-          } catch {
-            this.relays.delete(k);
-          }
-          this.queueReconcile();
-        },
-        remove: (k) => {
-          this.relays.delete(k);
-          this.queueReconcile();
-        },
-      }, this.log),
-      new ListWatcher(store, clusterConfigKey(own), {
-        upsert: (k, v) => {
-          if (k !== clusterConfigKey(own)) return; // the prefix also matches longer names
-          this.relayEnabled = (JSON.parse(v) as ClusterConfig).relay === true;
-          this.queueReconcile();
-        },
-        remove: (k) => {
-          if (k !== clusterConfigKey(own)) return;
-          this.relayEnabled = false;
-          this.queueReconcile();
-        },
-      }, this.log),
-      new ListWatcher(store, cachePrefix('ip'), endpointSink, this.log),
-      new ListWatcher(store, cachePrefix('heartbeat'), {
-        upsert: (k, v) => {
-          const c = k.slice(cachePrefix('heartbeat').length).split('/')[0]!;
-          const at = Number((JSON.parse(v) as { at?: unknown }).at);
-          if (Number.isFinite(at)) this.syncLag.set(c, { lagMs: Math.max(0, Date.now() - at), receivedAtMs: Date.now() });
-        },
-        remove: () => undefined, // the last value stays: its age keeps growing in the metrics
-      }, this.log),
-      new ListWatcher(store, remoteStatusPrefix(), {
-        upsert: (k, v) => {
-          try {
-            this.remoteStatus.set(k.slice(remoteStatusPrefix().length), JSON.parse(v) as MetricsSnapshot['remotes'][number]);
-          } catch {
-            /* a malformed status is skipped */
-          }
-        },
+      new ListWatcher(store, statePrefix('ip', own), admit('ip', 'endpoint', endpointCodec), this.log),
+      new ListWatcher(store, cachePrefix('ip'), admit('ip', 'endpoint', endpointCodec), this.log),
+      new ListWatcher(store, cachePrefix('relays'), admit('relays', 'relay', relayCodec), this.log),
+      new ListWatcher(store, cachePrefix('heartbeat'), stateSink('heartbeat', heartbeatCodec, (_k, c, _n, hb) => this.syncLag.set(c, { lagMs: Math.max(0, Date.now() - hb.at), receivedAtMs: Date.now() }), () => undefined /* the last value stays: its age keeps growing in the metrics */), this.log),
+      new ListWatcher(store, remoteStatusPrefix(), decoded(remoteStatusCodec, {
+        upsert: (k, st) => this.remoteStatus.set(k.slice(remoteStatusPrefix().length), st),
         remove: (k) => void this.remoteStatus.delete(k.slice(remoteStatusPrefix().length)),
-      }, this.log),
+      }, rej, (k) => k.slice(remoteStatusPrefix().length)), this.log),
     );
-    const dp = this.datapath;
     if (dp) {
-      const identitySink = {
-        upsert: (_k: string, v: string) => {
-          const rec = parseIdentityRecord(v);
-          if (rec) dp.upsertIdentity(rec);
-        },
-        remove: (k: string) => dp.removeIdentity(Number(k.slice(k.lastIndexOf('/') + 1))),
-      };
-      const policySink = (prefix: string) => ({
-        upsert: (k: string, v: string) => {
-          const loc = splitClusterName(prefix, k);
-          if (loc) dp.upsertPolicy(k, loc.cluster, loc.name, v);
-        },
-        remove: (k: string) => dp.removePolicy(k),
-      });
+      const policySink = stateSink('policies', policyCodec, (k, c, n, m) => dp.upsertPolicy(k, c, n, m), (k) => dp.removePolicy(k));
       this.watchers.push(
-        new ListWatcher(store, statePrefix('identities', own), identitySink, this.log),
-        new ListWatcher(store, cachePrefix('identities'), identitySink, this.log),
-        new ListWatcher(store, statePrefix('policies', own), policySink(statePrefix('policies')), this.log),
-        new ListWatcher(store, cachePrefix('policies'), policySink(cachePrefix('policies')), this.log),
+        new ListWatcher(store, statePrefix('identities', own), admit('identities', 'identity', identityCodec), this.log),
+        new ListWatcher(store, cachePrefix('identities'), admit('identities', 'identity', identityCodec), this.log),
+        new ListWatcher(store, statePrefix('policies', own), policySink, this.log),
+        new ListWatcher(store, cachePrefix('policies'), policySink, this.log),
       );
     }
-    const svc = this.services;
     if (svc) {
-      const serviceSink = (prefix: string) => ({
-        upsert: (k: string, v: string) => {
-          const loc = splitClusterName(prefix, k);
-          if (loc) svc.upsertRecord(k, loc.cluster, v);
-        },
-        remove: (k: string) => svc.removeRecord(k),
-      });
+      const serviceSink = stateSink('services', serviceCodec, (k, c, _n, m) => svc.upsertRecord(k, c, m), (k) => svc.removeRecord(k));
       this.watchers.push(
-        new ListWatcher(store, statePrefix('services', own), serviceSink(statePrefix('services')), this.log),
-        new ListWatcher(store, cachePrefix('services'), serviceSink(cachePrefix('services')), this.log),
+        new ListWatcher(store, statePrefix('services', own), serviceSink, this.log),
+        new ListWatcher(store, cachePrefix('services'), serviceSink, this.log),
       );
       svc.start();
       this.setupRouterAddress();
@@ -427,6 +454,11 @@ export class Agent extends EventEmitter {
     return k;
   }
 
+  /** This node's record of an endpoint address (ip v2: under the node, so RBAC can keep it ours). */
+  private endpointKey(ip: string): string {
+    return stateKey('ip', this.cfg.cluster.name, endpointName(this.cfg.node.name, ip));
+  }
+
   private nodeRecord(): NodeRecord {
     return {
       cluster: this.cfg.cluster.name,
@@ -448,9 +480,9 @@ export class Agent extends EventEmitter {
       this.log.warn({ err: err.message }, 'etcd lease lost, registering again');
       setTimeout(() => void this.register().catch((e) => this.log.error({ err: (e as Error).message }, 'registration failed')), 1000);
     });
-    await lease.put(stateKey('nodes', this.cfg.cluster.name, this.cfg.node.name)).value(JSON.stringify(this.nodeRecord()));
+    await lease.put(stateKey('nodes', this.cfg.cluster.name, this.cfg.node.name)).value(nodeCodec.encode(this.nodeRecord()));
     const gw = this.gatewayRecord();
-    if (gw) await lease.put(stateKey('gateways', this.cfg.cluster.name, this.cfg.node.name)).value(JSON.stringify(gw));
+    if (gw) await lease.put(stateKey('gateways', this.cfg.cluster.name, this.cfg.node.name)).value(gatewayCodec.encode(gw));
     this.leaseId = await lease.grant();
     for (const ep of this.local.values()) await this.putEndpoint(ep);
   }
@@ -477,19 +509,40 @@ export class Agent extends EventEmitter {
     const identity = await this.endpointIdentity(ep);
     for (const ip of ep.ips) {
       const rec: EndpointRecord = { ip, cluster: this.cfg.cluster.name, node: this.cfg.node.name, namespace: ep.namespace, name: ep.name, labels: ep.labels, ...(identity !== undefined ? { identity } : {}) };
-      await this.lease!.put(stateKey('ip', this.cfg.cluster.name, ip)).value(JSON.stringify(rec));
+      await this.lease!.put(this.endpointKey(ip)).value(endpointCodec.encode(rec));
     }
   }
 
   // ---- local endpoints (the CNI-facing API calls these) -------------------------
 
-  async addEndpoint(ep: LocalEndpoint): Promise<void> {
+  /**
+   * Adds or updates a local endpoint (the agent API, a CNI plugin). A pod
+   * speaks only from its own addresses: each must lie in this node's pod
+   * CIDRs, and an address another endpoint holds (of this node under another
+   * name, or a live record of another node) is refused unless `replace`
+   * says to take it over. Throws EndpointConflictError / ConfigError.
+   */
+  async addEndpoint(ep: LocalEndpoint, opts: { replace?: boolean } = {}): Promise<void> {
     const key = `${ep.namespace}/${ep.name}`;
+    const mine = this.cfg.node.podCIDRs.map((c) => parsePrefix(c));
+    ep.ips.forEach((ip, i) => {
+      const a = parseIP(ip)!;
+      if (!mine.some((p) => prefixContains(p, a))) throw new ConfigError(`ips[${i}]`, `${ip} is outside this node's pod CIDRs (${this.cfg.node.podCIDRs.join(', ')})`);
+    });
+    const holders = this.addressHolders(ep.ips, key);
+    if (holders.length && !opts.replace) throw new EndpointConflictError(holders);
+    for (const h of holders) {
+      const other = h.node === this.cfg.node.name && h.cluster === this.cfg.cluster.name ? this.local.get(h.endpoint) : undefined;
+      if (!other) continue;
+      const rest = other.ips.filter((ip) => !ep.ips.includes(ip));
+      if (rest.length) await this.addEndpoint({ ...other, ips: rest }, { replace: true });
+      else await this.removeEndpoint(other.namespace, other.name);
+    }
     const old = this.local.get(key);
     this.local.set(key, ep);
     this.saveLocalEndpoints();
     await this.putEndpoint(ep);
-    if (old) for (const ip of old.ips) if (!ep.ips.includes(ip)) await this.etcd.delete().key(stateKey('ip', this.cfg.cluster.name, ip));
+    if (old) for (const ip of old.ips) if (!ep.ips.includes(ip)) await this.etcd.delete().key(this.endpointKey(ip));
   }
 
   async removeEndpoint(namespace: string, name: string): Promise<boolean> {
@@ -497,12 +550,28 @@ export class Agent extends EventEmitter {
     if (!ep) return false;
     this.local.delete(`${namespace}/${name}`);
     this.saveLocalEndpoints();
-    for (const ip of ep.ips) await this.etcd.delete().key(stateKey('ip', this.cfg.cluster.name, ip));
+    for (const ip of ep.ips) await this.etcd.delete().key(this.endpointKey(ip));
     this.datapath?.removeLocalEndpoint(`${namespace}/${name}`);
     const id = this.identities.get(`${namespace}/${name}`);
     this.identities.delete(`${namespace}/${name}`);
     if (id !== undefined) await this.releaseIdentity(id);
     return true;
+  }
+
+  /** Who else holds any of `ips`: local endpoints under another name, endpoints of other nodes. */
+  private addressHolders(ips: string[], key: string): Array<{ ip: string; cluster: string; node: string; endpoint: string }> {
+    const out: Array<{ ip: string; cluster: string; node: string; endpoint: string }> = [];
+    for (const other of this.local.values()) {
+      const k = `${other.namespace}/${other.name}`;
+      if (k === key) continue;
+      for (const ip of other.ips) if (ips.includes(ip)) out.push({ ip, cluster: this.cfg.cluster.name, node: this.cfg.node.name, endpoint: k });
+    }
+    for (const rec of this.endpoints.values()) {
+      if (!ips.includes(rec.ip)) continue;
+      if (rec.cluster === this.cfg.cluster.name && rec.node === this.cfg.node.name) continue; // ours: seen above
+      out.push({ ip: rec.ip, cluster: rec.cluster, node: rec.node, endpoint: `${rec.namespace}/${rec.name}` });
+    }
+    return out;
   }
 
   localEndpoints(): LocalEndpoint[] {
@@ -512,7 +581,15 @@ export class Agent extends EventEmitter {
   private loadLocalEndpoints(): void {
     if (!existsSync(this.stateFile)) return;
     try {
-      for (const ep of JSON.parse(readFileSync(this.stateFile, 'utf8')) as LocalEndpoint[]) this.local.set(`${ep.namespace}/${ep.name}`, ep);
+      const saved: unknown = JSON.parse(readFileSync(this.stateFile, 'utf8'));
+      for (const [i, raw] of (Array.isArray(saved) ? saved : []).entries()) {
+        try {
+          const ep = validateEndpoint(raw);
+          this.local.set(`${ep.namespace}/${ep.name}`, ep);
+        } catch (err) {
+          this.log.warn({ file: this.stateFile, index: i, err: (err as Error).message }, 'skipping an unreadable saved endpoint');
+        }
+      }
     } catch (err) {
       this.log.warn({ file: this.stateFile, err: (err as Error).message }, 'ignoring unreadable endpoint state');
     }
@@ -592,7 +669,7 @@ export class Agent extends EventEmitter {
     const remote = this.relayEnabled ? [...desired.values()].filter((r) => r.cluster !== own) : [];
     const cidrs = remote.flatMap((r) => r.podCIDRs).sort();
     const clusterIds = [...new Set(remote.map((r) => r.clusterId))].sort((a, b) => a - b);
-    const value = cidrs.length ? JSON.stringify({ cluster: own, node: this.cfg.node.name, podCIDRs: cidrs, clusterIds } satisfies RelayRecord) : '';
+    const value = cidrs.length ? relayCodec.encode({ cluster: own, node: this.cfg.node.name, podCIDRs: cidrs, clusterIds }) : '';
     if (value === this.publishedRelay || !this.lease) return;
     this.publishedRelay = value;
     const op = value ? this.lease.put(key).value(value).exec() : this.etcd.delete().key(key).exec();
@@ -825,7 +902,7 @@ export class Agent extends EventEmitter {
       clusters: Object.fromEntries(clusterCounts(x)),
     }));
     const health = { at: new Date().toISOString(), syncedClusters: [...this.syncedClusters].sort(), clusters, unreachable, services, peers: active.map((p) => ({ id: p.id, cluster: p.cluster, handshakeAgeS: p.lastHandshakeAgeS, rxBytes: p.rxBytes, txBytes: p.txBytes })) };
-    await this.lease.put(healthKey(this.cfg.cluster.name, this.cfg.node.name)).value(JSON.stringify(health)).catch(() => undefined);
+    await this.lease.put(healthKey(this.cfg.cluster.name, this.cfg.node.name)).value(nodeHealthCodec.encode(health as NodeHealth)).catch(() => undefined);
   }
 
   status(): Record<string, unknown> {
@@ -860,6 +937,9 @@ export class Agent extends EventEmitter {
         };
       }),
       counters: this.dev.native.counters(),
+      // records refused (docs/security.md): how many, and the latest with key and reason
+      rejections: { total: this.rejections.total, recent: this.rejections.recent.slice(-20) },
+      pinnedClusters: this.trust.pinned().map((f) => ({ name: f.name, id: f.id, relay: f.relay, acceptPolicies: f.acceptPolicies })),
       ...(this.proxy ? { proxy: this.proxy.stats } : {}),
       ...(this.gateway ? { gateway: { address: this.cfg.gateway!.address, routerAddress: this.routerAddress, listeners: this.gateway.stats } } : {}),
       ...(this.services ? { services: { count: this.services.list().length, lastComputeMs: this.services.lastComputeMs, ...(this.dns ? { dns: this.dns.counters } : {}) } } : {}),
@@ -888,6 +968,7 @@ export class Agent extends EventEmitter {
       syncedClusters: st.syncedClusters,
       syncLag: this.syncLag,
       remotes: [...this.remoteStatus.values()],
+      rejections: this.rejections.rows(),
       ...(st.policy ? { policy: st.policy } : {}),
     };
   }

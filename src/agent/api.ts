@@ -1,7 +1,8 @@
 /**
  * The agent's local API on a UNIX socket (HTTP/1.1, JSON), used by the testbed
  * and a CNI-style plugin:
- *   POST   /v1/endpoints                  {name, namespace, labels, ips}
+ *   POST   /v1/endpoints                  {name, namespace, labels, ips, replace?}: ips inside the node's pod
+ *                                          CIDRs; an address another endpoint holds is 409 unless replace: true
  *   DELETE /v1/endpoints/<namespace>/<name>
  *   GET    /v1/endpoints                  this node's endpoints
  *   GET    /v1/status                     peers, handshakes, sync state, counters
@@ -10,19 +11,23 @@
  *   GET    /v1/flows?follow=1&last=N&verdict=&cluster=&pod=&identity=&port=
  *   GET    /metrics                       Prometheus exposition (src/agent/metrics.ts)
  *                                          flow records as NDJSON (follow: keep streaming)
- * Errors: 400 with {error, field} for a bad request, 404 for unknown paths.
+ * Errors: 400 with {error, field} for a bad request, 409 with {error, holders}
+ * for an address another endpoint holds, 404 for unknown paths.
+ *
+ * The socket is created under umask 077 (owner only) before listen(): never
+ * a moment when it exists with wider permissions (no chmod after the fact).
  */
-import { existsSync, mkdirSync, unlinkSync, chmodSync } from 'node:fs';
+import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
-import { ConfigError } from '../errors.js';
+import { ConfigError, EndpointConflictError } from '../errors.js';
 import { validateAddress } from '../controlplane/types.js';
+import { DNS_LABEL_RE as DNS_LABEL, LABEL_KEY_RE as LABEL_KEY, LABEL_VALUE_RE as LABEL_VALUE } from '../controlplane/records/fields.js';
+import { listenPrivate } from '../net/listen.js';
+import { MAX_ADDRESSES, MAX_LABELS } from '../controlplane/records/fields.js';
 import { flowMatches, type Flow, type FlowFilter } from '../policy/flows.js';
 import type { Agent, LocalEndpoint } from './agent.js';
 
-const LABEL_KEY = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
-const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$/;
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 export function validateEndpoint(body: unknown): LocalEndpoint {
   if (typeof body !== 'object' || body === null) throw new ConfigError('(body)', 'must be a JSON object');
@@ -30,12 +35,13 @@ export function validateEndpoint(body: unknown): LocalEndpoint {
   for (const f of ['name', 'namespace'] as const)
     if (typeof b[f] !== 'string' || !DNS_LABEL.test(b[f] as string)) throw new ConfigError(f, `must be a DNS label, got ${JSON.stringify(b[f])}`);
   const labels = (b.labels ?? {}) as Record<string, unknown>;
-  if (typeof labels !== 'object' || Array.isArray(labels)) throw new ConfigError('labels', 'must be a map');
+  if (typeof labels !== 'object' || labels === null || Array.isArray(labels)) throw new ConfigError('labels', 'must be a map');
+  if (Object.keys(labels).length > MAX_LABELS) throw new ConfigError('labels', `at most ${MAX_LABELS} labels`);
   for (const [k, v] of Object.entries(labels)) {
     if (!LABEL_KEY.test(k)) throw new ConfigError(`labels.${k}`, 'invalid label key');
     if (typeof v !== 'string' || !LABEL_VALUE.test(v)) throw new ConfigError(`labels.${k}`, `invalid label value ${JSON.stringify(v)}`);
   }
-  if (!Array.isArray(b.ips) || b.ips.length === 0) throw new ConfigError('ips', 'must be a non-empty list of IP addresses');
+  if (!Array.isArray(b.ips) || b.ips.length === 0 || b.ips.length > MAX_ADDRESSES) throw new ConfigError('ips', `must be a list of 1..${MAX_ADDRESSES} IP addresses`);
   const ips = b.ips.map((ip, i) => validateAddress(ip, `ips[${i}]`));
   return { name: b.name as string, namespace: b.namespace as string, labels: labels as Record<string, string>, ips };
 }
@@ -113,8 +119,9 @@ export async function serveApi(agent: Agent, path: string): Promise<Server> {
           return void res.end(text);
         }
         if (req.method === 'POST' && url.pathname === '/v1/endpoints') {
-          const ep = validateEndpoint(await readJson(req));
-          await agent.addEndpoint(ep);
+          const body = await readJson(req);
+          const ep = validateEndpoint(body);
+          await agent.addEndpoint(ep, { replace: (body as { replace?: unknown }).replace === true });
           return send(res, 201, ep);
         }
         if (req.method === 'DELETE' && parts.length === 4 && parts[0] === 'v1' && parts[1] === 'endpoints') {
@@ -124,15 +131,12 @@ export async function serveApi(agent: Agent, path: string): Promise<Server> {
         send(res, 404, { error: `no route for ${req.method} ${url.pathname}` });
       } catch (err) {
         if (err instanceof ConfigError) send(res, 400, { error: err.message, field: err.field });
+        else if (err instanceof EndpointConflictError) send(res, 409, { error: err.message, holders: err.holders });
         else send(res, 500, { error: (err as Error).message });
       }
     })();
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(path, () => resolve());
-  });
-  chmodSync(path, 0o660);
+  await listenPrivate(server, path);
   return server;
 }
 

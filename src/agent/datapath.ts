@@ -77,7 +77,7 @@ export class PolicyDatapath extends EventEmitter {
     private readonly dev: NativeDevice,
     private readonly cluster: string,
     private readonly node: string,
-    private readonly opts: { defaultLocalCluster: boolean },
+    private readonly opts: { defaultLocalCluster: boolean; enforcesPoliciesOf?: (cluster: string) => boolean },
     private readonly log: Logger,
   ) {
     super();
@@ -108,15 +108,17 @@ export class PolicyDatapath extends EventEmitter {
     this.endpointText.clear();
   }
 
-  /** A stored policy: from our cluster (always enforced) or cached from another (enforced when mesh-wide). */
-  upsertPolicy(etcdKey: string, cluster: string, name: string, json: string): void {
-    try {
-      const manifest = JSON.parse(json) as Manifest;
-      this.policies.set(etcdKey, { cluster, name, manifest });
-    } catch (err) {
-      this.log.warn({ key: etcdKey, err: (err as Error).message }, 'ignoring malformed policy');
-      this.policies.delete(etcdKey);
-    }
+  /**
+   * A stored policy, decoded (records/manifest.ts): from our cluster (always
+   * enforced) or cached from another (enforced when mesh-wide and accepted).
+   */
+  upsertPolicy(etcdKey: string, cluster: string, name: string, manifest: Manifest): void {
+    this.policies.set(etcdKey, { cluster, name, manifest });
+    this.markDirty();
+  }
+
+  /** What is accepted from which cluster changed: compile again. */
+  policyTrustChanged(): void {
     this.markDirty();
   }
 
@@ -262,7 +264,7 @@ export class PolicyDatapath extends EventEmitter {
     const t0 = performance.now();
     this.dirty = false;
     this.warnings.length = 0;
-    this.rules = enforcedRules(this.policies.values(), this.cluster, this.opts.defaultLocalCluster, this.warnings);
+    this.rules = enforcedRules(this.policies.values(), this.cluster, this.opts.defaultLocalCluster, this.warnings, this.opts.enforcesPoliciesOf);
     // CIDR identities: every prefix a rule names, so the longest match decides
     const wanted = rulePrefixes(this.rules);
     for (const [text, prefix] of wanted) this.setIpcache(text, this.universe.cidrIdentity(text, prefix), 0);

@@ -27,7 +27,9 @@ export interface MetricsSnapshot {
   /** Per remote cluster: the last heartbeat's replication lag and when it arrived (ms since the epoch). */
   syncLag: Map<string, { lagMs: number; receivedAtMs: number }>;
   /** kvstoremesh's view of each remote (wiremesh/mesh/v1/status/<remote>). */
-  remotes: Array<{ cluster: string; connected: boolean; synced: Record<string, boolean>; entries: Record<string, number>; relists: number }>;
+  remotes: Array<{ cluster: string; connected: boolean; synced: Record<string, boolean>; entries: Record<string, number>; relists: number; rejected?: Record<string, number> }>;
+  /** Records this agent refused, by the cluster the key named, type and reason (records/rejections.ts). */
+  rejections: Array<{ origin: string; type: string; reason: string; count: number }>;
   policy?: { identities: number; localEndpoints: number; lastCompileMs: number };
 }
 
@@ -235,6 +237,30 @@ export class AgentMetrics {
       registers: reg,
       collect() {
         totals(this, s().remotes.map((r) => [{ remote: r.cluster }, r.relists] as [Record<string, string>, number]));
+      },
+    });
+    new Counter({
+      name: 'wiremesh_records_rejected_total',
+      help: 'Records this agent refused (decode failures, claims their origin may not make, conflicts), by the cluster the key names, record type and reason (docs/security.md).',
+      labelNames: ['origin', 'type', 'reason'],
+      registers: reg,
+      collect() {
+        totals(this, s().rejections.map((r) => [{ origin: r.origin, type: r.type, reason: r.reason }, r.count] as [Record<string, string>, number]));
+      },
+    });
+    new Counter({
+      name: 'wiremesh_kvstoremesh_records_rejected_total',
+      help: "This cluster's kvstoremesh: records of each remote refused at ingest, by type and reason.",
+      labelNames: ['remote', 'type', 'reason'],
+      registers: reg,
+      collect() {
+        const rows: Array<[Record<string, string>, number]> = [];
+        for (const r of s().remotes)
+          for (const [tr, n] of Object.entries(r.rejected ?? {})) {
+            const [type, reason] = tr.split('/') as [string, string];
+            rows.push([{ remote: r.cluster, type, reason }, n]);
+          }
+        totals(this, rows);
       },
     });
     new Gauge({

@@ -78,14 +78,19 @@ export async function main(argv: string[]): Promise<number> {
   withEtcdFlags(program.command('kvstoremesh').description("replicate connected clusters' state into this cluster's etcd"))
     .requiredOption('--cluster <name>', 'this cluster')
     .option('--identity-gc-interval <seconds>', 'sweep for identities no node uses (deleted on the second sweep that finds them unused)', '60')
-    .action(async (o: { cluster: string; etcd: string; etcdCa?: string; etcdCert?: string; etcdKey?: string; identityGcInterval: string }) => {
+    .option('--max-records-per-remote <n>', "a remote's record budget: past it, its new records are refused and reported", '250000')
+    .option('--max-bytes-per-remote <n>', "a remote's byte budget (keys + values)", String(256 << 20))
+    .action(async (o: { cluster: string; etcd: string; etcdCa?: string; etcdCert?: string; etcdKey?: string; identityGcInterval: string; maxRecordsPerRemote: string; maxBytesPerRemote: string }) => {
       const { connectEtcd } = await import('../controlplane/kvstore.js');
       const { KVStoreMesh } = await import('../controlplane/kvstoremesh.js');
       const log = createLogger(`kvstoremesh(${o.cluster})`);
       const gcS = Number(o.identityGcInterval);
       if (!Number.isFinite(gcS) || gcS < 1) throw new ConfigError('--identity-gc-interval', 'must be a number of seconds >= 1');
       const etcd = connectEtcd(etcdOptions(o));
-      const mesh = new KVStoreMesh(o.cluster, etcd, log, gcS * 1000);
+      const budget = { maxRecords: Number(o.maxRecordsPerRemote), maxBytes: Number(o.maxBytesPerRemote) };
+      if (!Number.isInteger(budget.maxRecords) || budget.maxRecords < 1) throw new ConfigError('--max-records-per-remote', 'must be a whole number >= 1');
+      if (!Number.isInteger(budget.maxBytes) || budget.maxBytes < 1024) throw new ConfigError('--max-bytes-per-remote', 'must be a whole number >= 1024');
+      const mesh = new KVStoreMesh(o.cluster, etcd, log, gcS * 1000, budget);
       await mesh.start();
       log.info('kvstoremesh started');
       await waitForSignal();
@@ -108,14 +113,24 @@ export async function main(argv: string[]): Promise<number> {
 
   const cm = program.command('clustermesh').description('connect clusters into a mesh');
   cm.command('pki')
-    .description("create a cluster's CA, etcd server certificate and root client certificate")
+    .description("create a cluster's CA, etcd server certificate and the root (operator), kvstoremesh and observer client certificates")
     .requiredOption('--cluster <name>', 'cluster name')
-    .requiredOption('--dir <dir>', 'where to write ca.crt/key, etcd.crt/key, root.crt/key')
+    .requiredOption('--dir <dir>', 'where to write ca.crt/key, etcd.crt/key, root.crt/key, kvstoremesh.crt/key, observer.crt/key')
     .requiredOption('--ip <ips>', "etcd's IP addresses (certificate SANs), comma separated")
     .action(async (o: { cluster: string; dir: string; ip: string }) => {
       const { createClusterPKI } = await import('../controlplane/pki.js');
       createClusterPKI(o.dir, o.cluster, o.ip.split(','));
       console.log(`PKI for ${o.cluster} in ${o.dir}`);
+    });
+  withEtcdFlags(cm.command('node-credentials').description("issue a node's own etcd certificate (CN=node-NODE) and create its etcd user and role: it may write only its own records (--etcd-* flags: root)"))
+    .requiredOption('--cluster <name>', 'cluster name')
+    .requiredOption('--node <name>', 'node name (as in its node.yaml)')
+    .requiredOption('--dir <dir>', "the cluster's PKI folder (clustermesh pki)")
+    .requiredOption('--out <dir>', 'where to write node.crt, node.key and ca.crt for the node')
+    .action(async (o: { cluster: string; node: string; dir: string; out: string; etcd: string; etcdCa?: string; etcdCert?: string; etcdKey?: string }) => {
+      const { issueNodeCredentials } = await import('../controlplane/rbac.js');
+      const cred = await issueNodeCredentials({ cluster: o.cluster, node: o.node, pkiDir: o.dir, outDir: o.out, root: etcdOptions(o) });
+      console.log(`etcd user ${cred.user} for ${o.cluster}/${o.node}: ${cred.certFile}, ${cred.keyFile}, ${cred.caFile}`);
     });
   withEtcdFlags(cm.command('enable').description("record this cluster's name, id and pod CIDRs in its etcd"))
     .requiredOption('--cluster <name>', 'cluster name')
@@ -134,9 +149,11 @@ export async function main(argv: string[]): Promise<number> {
   withEtcdFlags(withEtcdFlags(cm.command('connect').description('connect two clusters (both directions)'), 'a'), 'b')
     .option('--a-pki <dir>', "cluster A's PKI folder: issues B's read-only certificate")
     .option('--b-pki <dir>', "cluster B's PKI folder: issues A's read-only certificate")
+    .option('--a-accept-policies', "A enforces B's mesh-wide policies (default: replicated, not enforced)")
+    .option('--b-accept-policies', "B enforces A's mesh-wide policies")
     .action(async (o: Record<string, string>) => {
       const { connectClusters } = await import('../controlplane/clustermesh.js');
-      const { a, b } = await connectClusters(side(o, 'a'), side(o, 'b'));
+      const { a, b } = await connectClusters(side(o, 'a'), side(o, 'b'), { aAcceptsPolicies: Boolean(o.aAcceptPolicies), bAcceptsPolicies: Boolean(o.bAcceptPolicies) });
       console.log(`connected ${a.name} <-> ${b.name}`);
     });
   withEtcdFlags(withEtcdFlags(cm.command('disconnect').description('disconnect two clusters'), 'a'), 'b')
@@ -176,10 +193,12 @@ export async function main(argv: string[]): Promise<number> {
         console.log(`  ${name}: VIP ${a.vip ?? '-'}, affinity ${a.affinity}${a.nearest.size ? ` (nearest: ${[...a.nearest].join(', ')})` : ''}, table ${a.tableSize}, backends ${per || 'none'}`);
       }
       for (const r of s.remotes) {
-        const st = r.status as { connected?: boolean; synced?: Record<string, boolean>; lastError?: string } | null;
+        const st = r.status;
         const synced = st?.synced ? Object.entries(st.synced).filter(([, v]) => v).map(([k]) => k).join(',') : '-';
-        console.log(`  ${r.name}: ${st?.connected ? 'connected' : 'NOT connected'}, synced [${synced}], nodes ${s.nodes.byRemote[r.name] ?? 0}${st?.lastError ? `, error: ${st.lastError}` : ''}`);
+        const pin = r.pinned ? `pinned id ${r.pinned.id}${r.pinned.relay ? ', hub' : ''}, mesh-wide policies ${r.pinned.acceptPolicies ? 'enforced' : 'not enforced'}` : 'NOT pinned';
+        console.log(`  ${r.name}: ${st?.connected ? 'connected' : 'NOT connected'}, synced [${synced}], nodes ${s.nodes.byRemote[r.name] ?? 0}, ${pin}${st?.lastError ? `, error: ${st.lastError}` : ''}`);
       }
+      for (const w of s.warnings) console.log(`WARNING: ${w}`);
       for (const [node, h] of Object.entries(s.health))
         for (const u of h.unreachable ?? [])
           console.log(`WARNING: node ${node} cannot reach ${u.id} over the underlay (${u.endpoint ?? 'no endpoint'}): no handshake answer for ${u.forS} s; check routing/firewalls for UDP to that address`);

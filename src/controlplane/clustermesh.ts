@@ -4,19 +4,50 @@
  *
  * enable  writes wiremesh/cluster-config/<name> into the cluster's own etcd.
  * connect A B  pre-flight checks both clusters (reachable etcd, distinct names
- *              and IDs, non-overlapping pod CIDRs), then writes each one's
- *              remote entry into the other's etcd; their kvstoremesh picks it up.
+ *              and IDs, non-overlapping pod CIDRs), then writes into each
+ *              one's etcd what it pins about the other (mesh/v1/clusters/: id,
+ *              pod CIDRs, hub, whether its mesh-wide policies are accepted)
+ *              and the other's remote entry; their kvstoremesh picks it up.
+ *              Everything the other cluster's records claim is checked against
+ *              the pin from then on (records/trust.ts), never against what the
+ *              other cluster says about itself later.
  * disconnect   deletes the entries; kvstoremesh purges the cached state.
  */
 import { randomBytes } from 'node:crypto';
 import type { Etcd3 } from 'etcd3';
 import { WiremeshError } from '../errors.js';
 import { parsePrefix } from '../net/ip.js';
-import { clusterConfigKey, healthPrefix, remoteKey, remotesPrefix, remoteStatusPrefix, cachePrefix, statePrefix, syncedPrefix } from './keys.js';
+import { clusterConfigKey, clusterConfigPrefix, healthPrefix, pinnedKey, pinnedPrefix, remoteKey, remotesPrefix, remoteStatusPrefix, cachePrefix, statePrefix, syncedPrefix } from './keys.js';
 import { connectEtcd, type EtcdOptions } from './kvstore.js';
-import type { RemoteSpec } from './kvstoremesh.js';
 import { issueRemoteReader } from './pki.js';
-import { prefixesOverlap, validateClusterId, validateClusterName, validatePrefixes, type ClusterConfig } from './types.js';
+import { ensureRole, kvstoremeshRole, observerRole, REMOTE_READER_ROLE, remoteReaderRole } from './rbac.js';
+import { prefixesOverlap, validateClusterId, validateClusterName, validatePrefixes } from './types.js';
+import {
+  clusterConfigCodec,
+  nodeHealthCodec,
+  pinnedClusterCodec,
+  remoteSpecCodec,
+  remoteStatusCodec,
+  serviceCodec,
+  tryDecode,
+  type ClusterConfig,
+  type Codec,
+  type NodeHealth,
+  type PinnedCluster,
+  type RemoteSpec,
+  type RemoteStatus,
+} from './records/index.js';
+
+/** Decodes every value under a prefix; what fails is listed as a warning, never thrown. */
+async function decodeAll<T>(c: Etcd3, prefix: string, codec: Codec<T>, warnings?: string[]): Promise<Array<{ key: string; value: T }>> {
+  const out: Array<{ key: string; value: T }> = [];
+  for (const [key, raw] of Object.entries(await c.getAll().prefix(prefix).strings())) {
+    const r = tryDecode(codec, key, raw);
+    if (r.ok) out.push({ key, value: r.value });
+    else warnings?.push(r.error.message);
+  }
+  return out;
+}
 
 export interface ClusterAccess extends EtcdOptions {
   /** How other clusters' kvstoremesh reach this etcd (defaults to `endpoints`). */
@@ -25,7 +56,7 @@ export interface ClusterAccess extends EtcdOptions {
   pkiDir?: string;
 }
 
-export const REMOTE_READER_ROLE = 'wiremesh-remote-reader';
+export { REMOTE_READER_ROLE };
 const remoteUser = (reader: string) => `remote-${reader}`;
 
 /** etcd answers "already exists" to a repeated create: that is fine here. */
@@ -68,19 +99,19 @@ export async function enableCluster(access: EtcdOptions, cfg: ClusterConfig): Pr
   validateClusterId(cfg.id);
   validatePrefixes(cfg.podCIDRs, 'podCIDRs');
   await withEtcd(access, async (c) => {
-    const existing = await c.get(clusterConfigKey(cfg.name)).string();
-    if (existing) {
-      const old = JSON.parse(existing) as ClusterConfig;
-      if (old.id !== cfg.id) throw new MeshError('WM_CLUSTER_ID_CHANGED', `cluster ${cfg.name} is already enabled with id ${old.id}, not ${cfg.id}`);
+    const all = await c.getAll().prefix(clusterConfigPrefix()).strings();
+    const others = Object.keys(all).filter((k) => k !== clusterConfigKey(cfg.name));
+    if (others.length) throw new MeshError('WM_CLUSTER_MISMATCH', `this etcd already belongs to cluster ${others[0]!.slice(clusterConfigPrefix().length)}`);
+    const existing = all[clusterConfigKey(cfg.name)];
+    if (existing !== undefined) {
+      const old = tryDecode(clusterConfigCodec, clusterConfigKey(cfg.name), existing);
+      if (old.ok && old.value.id !== cfg.id) throw new MeshError('WM_CLUSTER_ID_CHANGED', `cluster ${cfg.name} is already enabled with id ${old.value.id}, not ${cfg.id}`);
     }
-    const others = Object.values(await c.getAll().prefix('wiremesh/cluster-config/').strings()).map((j) => JSON.parse(j) as ClusterConfig).filter((o) => o.name !== cfg.name);
-    if (others.length) throw new MeshError('WM_CLUSTER_MISMATCH', `this etcd already belongs to cluster ${others[0]!.name}`);
-    await c.put(clusterConfigKey(cfg.name)).value(JSON.stringify(cfg));
+    await c.put(clusterConfigKey(cfg.name)).value(clusterConfigCodec.encode(cfg));
     if (access.ca || access.caFile) {
-      // RBAC: remote clusters get a role that reads wiremesh/state/ and nothing else.
-      const reader = c.role(REMOTE_READER_ROLE);
-      await idempotent(reader.create());
-      await idempotent(reader.grant({ permission: 'Read', range: c.range({ prefix: 'wiremesh/state/' }) }));
+      // RBAC (rbac.ts): remote clusters get a role that reads wiremesh/state/ and nothing else;
+      // kvstoremesh and observers their own users; agents get theirs from `clustermesh node-credentials`.
+      for (const spec of [remoteReaderRole(), kvstoremeshRole(cfg.name), observerRole()]) await ensureRole(c, spec);
       await idempotent(c.role('root').create());
       await idempotent(c.user('root').create(randomBytes(24).toString('base64')));
       await idempotent(c.user('root').addRole('root'));
@@ -91,11 +122,12 @@ export async function enableCluster(access: EtcdOptions, cfg: ClusterConfig): Pr
 
 export async function readClusterConfig(access: EtcdOptions): Promise<ClusterConfig> {
   return withEtcd(access, async (c) => {
-    const all = await c.getAll().prefix('wiremesh/cluster-config/').strings();
-    const values = Object.values(all);
-    if (values.length !== 1)
-      throw new MeshError('WM_CLUSTER_NOT_ENABLED', `etcd at ${access.endpoints.join(', ')} holds ${values.length} cluster configs; run \`wiremesh clustermesh enable\` first`);
-    return JSON.parse(values[0]!) as ClusterConfig;
+    const all = Object.entries(await c.getAll().prefix(clusterConfigPrefix()).strings());
+    if (all.length !== 1)
+      throw new MeshError('WM_CLUSTER_NOT_ENABLED', `etcd at ${access.endpoints.join(', ')} holds ${all.length} cluster configs; run \`wiremesh clustermesh enable\` first`);
+    const r = tryDecode(clusterConfigCodec, all[0]![0], all[0]![1]);
+    if (!r.ok) throw new MeshError('WM_CLUSTER_CONFIG_INVALID', `${r.error.message}: run \`wiremesh clustermesh enable\` again`);
+    return r.value;
   });
 }
 
@@ -132,13 +164,31 @@ async function remoteSpecFor(cfg: ClusterConfig, access: ClusterAccess, reader: 
   return spec;
 }
 
-export async function connectClusters(aAccess: ClusterAccess, bAccess: ClusterAccess): Promise<{ a: ClusterConfig; b: ClusterConfig }> {
+/** What a cluster pins about a remote at connect (records/cluster.ts). */
+export function pinFor(remote: ClusterConfig, acceptPolicies: boolean): PinnedCluster {
+  return { name: remote.name, id: remote.id, podCIDRs: [...remote.podCIDRs], relay: remote.relay === true, acceptPolicies };
+}
+
+/**
+ * Options of connect: whether each side enforces the other's mesh-wide
+ * policies (`--a-accept-policies`: A enforces B's). Default off: a remote's
+ * policies are replicated (policy trace shows them) but not enforced.
+ */
+export interface ConnectOptions {
+  aAcceptsPolicies?: boolean;
+  bAcceptsPolicies?: boolean;
+}
+
+export async function connectClusters(aAccess: ClusterAccess, bAccess: ClusterAccess, opts: ConnectOptions = {}): Promise<{ a: ClusterConfig; b: ClusterConfig }> {
   const [a, b] = await Promise.all([readClusterConfig(aAccess), readClusterConfig(bAccess)]);
   preflight(a, b);
   const bForA = await remoteSpecFor(b, bAccess, a.name);
   const aForB = await remoteSpecFor(a, aAccess, b.name);
-  await withEtcd(aAccess, (c) => c.put(remoteKey(b.name)).value(JSON.stringify(bForA)).exec());
-  await withEtcd(bAccess, (c) => c.put(remoteKey(a.name)).value(JSON.stringify(aForB)).exec());
+  // the pin first: kvstoremesh replicates a remote only once both exist
+  await withEtcd(aAccess, (c) => c.put(pinnedKey(b.name)).value(JSON.stringify(pinFor(b, opts.aAcceptsPolicies === true))).exec());
+  await withEtcd(bAccess, (c) => c.put(pinnedKey(a.name)).value(JSON.stringify(pinFor(a, opts.bAcceptsPolicies === true))).exec());
+  await withEtcd(aAccess, (c) => c.put(remoteKey(b.name)).value(remoteSpecCodec.encode(bForA)).exec());
+  await withEtcd(bAccess, (c) => c.put(remoteKey(a.name)).value(remoteSpecCodec.encode(aForB)).exec());
   return { a, b };
 }
 
@@ -147,38 +197,39 @@ export async function disconnectClusters(aAccess: ClusterAccess, bAccess: Cluste
   const [a, b] = await Promise.all([readClusterConfig(aAccess), readClusterConfig(bAccess)]);
   await withEtcd(aAccess, (c) => c.delete().key(remoteKey(b.name)).exec());
   await withEtcd(bAccess, (c) => c.delete().key(remoteKey(a.name)).exec());
+  await withEtcd(aAccess, (c) => c.delete().key(pinnedKey(b.name)).exec());
+  await withEtcd(bAccess, (c) => c.delete().key(pinnedKey(a.name)).exec());
   for (const [access, reader] of [[aAccess, b.name], [bAccess, a.name]] as const) {
     if (!access.pkiDir) continue;
     await withEtcd(access, (c) => c.user(remoteUser(reader)).delete().catch(() => undefined));
   }
 }
 
-interface NodeHealth {
-  at: string;
-  clusters: Record<string, { peers: number; live: number }>;
-  /** Peers this node has been trying to reach for over 15 s without an answer. */
-  unreachable?: Array<{ id: string; endpoint?: string; forS: number }>;
-  peers: Array<{ id: string; cluster: string; handshakeAgeS: number | null; rxBytes: number; txBytes: number }>;
-}
-
 export interface MeshStatus {
   cluster: ClusterConfig;
-  remotes: Array<{ name: string; status: Record<string, unknown> | null }>;
+  /** Each remote with kvstoremesh's view (its rejections included) and what this side pinned about it. */
+  remotes: Array<{ name: string; status: RemoteStatus | null; pinned: PinnedCluster | null }>;
   nodes: { local: number; byRemote: Record<string, number> };
   synced: string[];
   /** Per local node: how many of the configured remote clusters it has a live tunnel into (handshake < 180 s). */
   connectivity: { configured: number; perNode: Record<string, number>; min: number; avg: number; max: number };
   globalServices: number;
   health: Record<string, NodeHealth>;
+  /**
+   * What needs a look: records a remote sent that were refused (naming the
+   * remote, the type, the reason), remotes without a pin, records here that
+   * do not decode.
+   */
+  warnings: string[];
 }
-
-
 
 export async function meshStatus(access: EtcdOptions): Promise<MeshStatus> {
   const cluster = await readClusterConfig(access);
   return withEtcd(access, async (c) => {
-    const remotes = Object.values(await c.getAll().prefix(remotesPrefix()).strings()).map((j) => JSON.parse(j) as RemoteSpec);
-    const status = await c.getAll().prefix(remoteStatusPrefix()).strings();
+    const warnings: string[] = [];
+    const remotes = (await decodeAll(c, remotesPrefix(), remoteSpecCodec, warnings)).map((r) => r.value);
+    const status = new Map((await decodeAll(c, remoteStatusPrefix(), remoteStatusCodec, warnings)).map((r) => [r.value.cluster, r.value]));
+    const pins = new Map((await decodeAll(c, pinnedPrefix(), pinnedClusterCodec, warnings)).map((r) => [r.value.name, r.value]));
     const localNodes = await c.getAll().prefix(statePrefix('nodes', cluster.name)).keys();
     const cached = await c.getAll().prefix(cachePrefix('nodes')).keys();
     const byRemote: Record<string, number> = {};
@@ -188,18 +239,23 @@ export async function meshStatus(access: EtcdOptions): Promise<MeshStatus> {
     }
     const synced = (await c.getAll().prefix(syncedPrefix()).keys()).map(String).map((k) => k.slice(syncedPrefix().length));
     const health: Record<string, NodeHealth> = {};
-    for (const [k, v] of Object.entries(await c.getAll().prefix(healthPrefix(cluster.name)).strings())) health[k.slice(healthPrefix(cluster.name).length)] = JSON.parse(v) as NodeHealth;
+    for (const { key, value } of await decodeAll(c, healthPrefix(cluster.name), nodeHealthCodec, warnings)) health[key.slice(healthPrefix(cluster.name).length)] = value;
     const perNode: Record<string, number> = {};
     for (const [node, h] of Object.entries(health)) {
-      perNode[node] = remotes.filter((r) => (h.clusters?.[r.name]?.live ?? 0) > 0).length;
+      perNode[node] = remotes.filter((r) => (h.clusters[r.name]?.live ?? 0) > 0).length;
     }
     const counts = Object.values(perNode);
     let globalServices = 0;
     for (const prefix of [statePrefix('services', cluster.name), cachePrefix('services')])
-      for (const v of Object.values(await c.getAll().prefix(prefix).strings())) {
-        const m = JSON.parse(v) as { metadata?: { annotations?: Record<string, string> } };
-        if (m.metadata?.annotations?.['service.cilium.io/global'] === 'true') globalServices++;
-      }
+      for (const { value: m } of await decodeAll(c, prefix, serviceCodec, warnings))
+        if (m.metadata.annotations?.['service.cilium.io/global'] === 'true') globalServices++;
+    for (const r of remotes) {
+      if (!pins.has(r.name)) warnings.push(`remote ${r.name}: nothing pinned about it (wiremesh/mesh/v1/clusters/${r.name}): not replicated; connect again`);
+      const st = status.get(r.name);
+      for (const [what, n] of Object.entries(st?.rejected ?? {})) warnings.push(`remote ${r.name}: ${n} ${what.replace('/', ' record(s) refused: ')}`);
+      for (const e of st?.recentRejections?.slice(-5) ?? []) warnings.push(`remote ${r.name}: refused ${e.type} ${e.key}: ${e.reason}: ${e.detail}`);
+      if (st?.budget && st.budget.records >= st.budget.maxRecords) warnings.push(`remote ${r.name}: at its record budget (${st.budget.maxRecords}): new records are refused`);
+    }
     return {
       connectivity: {
         configured: remotes.length,
@@ -211,12 +267,10 @@ export async function meshStatus(access: EtcdOptions): Promise<MeshStatus> {
       globalServices,
       health,
       cluster,
-      remotes: remotes.map((r) => {
-        const s = status[`${remoteStatusPrefix()}${r.name}`];
-        return { name: r.name, status: s ? (JSON.parse(s) as Record<string, unknown>) : null };
-      }),
+      remotes: remotes.map((r) => ({ name: r.name, status: status.get(r.name) ?? null, pinned: pins.get(r.name) ?? null })),
       nodes: { local: localNodes.length, byRemote },
       synced,
+      warnings,
     };
   });
 }

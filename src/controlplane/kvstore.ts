@@ -9,6 +9,8 @@ import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, typ
 import { Etcd3, isRecoverableError, Range, type IOptions, type Watcher } from 'etcd3';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
+import { tryDecode, type Codec } from './records/codec.js';
+import type { Rejections } from './records/rejections.js';
 
 export interface KV {
   key: string;
@@ -113,6 +115,31 @@ export interface ListWatchSink {
   synced?(): void;
 }
 
+/** A sink of decoded records. */
+export interface RecordSink<T> {
+  upsert(key: string, value: T): void;
+  remove(key: string): void;
+  synced?(): void;
+}
+
+/**
+ * Decodes every value with `codec` before `sink` sees it. A value that does
+ * not decode is rejected alone (logged, counted in `rejections` under the
+ * cluster its key names) and the sink keeps the key's previous good value;
+ * `origin` names that cluster from the key.
+ */
+export function decoded<T>(codec: Codec<T>, sink: RecordSink<T>, rejections: Rejections, origin: (key: string) => string = () => ''): ListWatchSink {
+  return {
+    upsert: (key, value) => {
+      const r = tryDecode(codec, key, value);
+      if (r.ok) sink.upsert(key, r.value);
+      else rejections.add(r.error, origin(key));
+    },
+    remove: (key) => sink.remove(key),
+    ...(sink.synced ? { synced: () => sink.synced!() } : {}),
+  };
+}
+
 /**
  * Mirrors a prefix into `sink`: list, then watch from revision+1. When the watch
  * breaks (compaction, cancel) it lists again and removes what vanished, so no
@@ -134,8 +161,18 @@ export class ListWatcher {
     private readonly log: Logger = silentLogger,
   ) {}
 
+  private running: Promise<void> | undefined;
+  private firstSynced!: () => void;
+  private readonly firstSyncP = new Promise<void>((r) => (this.firstSynced = r));
+
+  /** Starts mirroring (once; later calls return the same run). */
   start(): Promise<void> {
-    return this.cycle();
+    return (this.running ??= this.cycle());
+  }
+
+  /** Resolves after the first complete list has reached the sink. */
+  firstSync(): Promise<void> {
+    return this.firstSyncP;
   }
 
   keys(): string[] {
@@ -149,6 +186,23 @@ export class ListWatcher {
     if (c) await c().catch(() => undefined);
   }
 
+  /**
+   * Runs one sink call. A sink that throws is a bug, but one record must not
+   * take the watch (or, from inside an etcd3 event, the process) down with it:
+   * logged with its key, counted, and the next record goes on.
+   */
+  private deliver(op: string, key: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.sinkErrors++;
+      this.log.error({ prefix: this.prefix, key, op, err: (err as Error).message }, 'sink failed on a record; skipped');
+    }
+  }
+
+  /** Sink calls that threw (each skipped). */
+  sinkErrors = 0;
+
   private async cycle(): Promise<void> {
     while (!this.stopped) {
       try {
@@ -159,16 +213,17 @@ export class ListWatcher {
           seen.add(kv.key);
           if (this.known.get(kv.key) !== kv.value) {
             this.known.set(kv.key, kv.value);
-            this.sink.upsert(kv.key, kv.value);
+            this.deliver('upsert', kv.key, () => this.sink.upsert(kv.key, kv.value));
           }
         }
         for (const key of [...this.known.keys()]) {
           if (!seen.has(key)) {
             this.known.delete(key);
-            this.sink.remove(key);
+            this.deliver('remove', key, () => this.sink.remove(key));
           }
         }
-        this.sink.synced?.();
+        this.deliver('synced', this.prefix, () => this.sink.synced?.());
+        this.firstSynced();
         this.connected = true;
         this.lastError = undefined;
         this.retryMs = 200;
@@ -179,11 +234,11 @@ export class ListWatcher {
           put: (kv) => {
             if (this.known.get(kv.key) === kv.value) return;
             this.known.set(kv.key, kv.value);
-            this.sink.upsert(kv.key, kv.value);
+            this.deliver('upsert', kv.key, () => this.sink.upsert(kv.key, kv.value));
           },
           delete: (key) => {
             if (!this.known.delete(key)) return;
-            this.sink.remove(key);
+            this.deliver('remove', key, () => this.sink.remove(key));
           },
           broken: (err) => broken(err),
           connected: (up) => (this.connected = up),

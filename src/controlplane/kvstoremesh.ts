@@ -20,6 +20,8 @@ import type { Logger } from '../log.js';
 import {
   cacheKey,
   cachePrefix,
+  clusterConfigKey,
+  pinnedPrefix,
   remoteStatusKey,
   remotesPrefix,
   splitClusterName,
@@ -28,9 +30,29 @@ import {
   syncedKey,
   type StateType,
 } from './keys.js';
-import { connectEtcd, EtcdStore, ListWatcher, type EtcdOptions } from './kvstore.js';
-import { validateClusterName } from './types.js';
+import { connectEtcd, decoded, EtcdStore, ListWatcher } from './kvstore.js';
 import { IdentityCollector } from '../identity/allocator.js';
+import {
+  clusterConfigCodec,
+  endpointCodec,
+  gatewayCodec,
+  heartbeatCodec,
+  identityCodec,
+  nodeCodec,
+  pinnedClusterCodec,
+  policyCodec,
+  RecordError,
+  Rejections,
+  relayCodec,
+  remoteSpecCodec,
+  serviceCodec,
+  tryDecode,
+  Trust,
+  type Codec,
+  type PinnedCluster,
+  type RemoteSpec,
+  type RemoteStatus,
+} from './records/index.js';
 
 /**
  * State replicated between clusters. Policies travel too: agents enforce a
@@ -39,26 +61,27 @@ import { IdentityCollector } from '../identity/allocator.js';
  */
 export const REPLICATED_TYPES: StateType[] = ['nodes', 'ip', 'identities', 'services', 'relays', 'policies', 'gateways', 'heartbeat'];
 
-export interface RemoteSpec extends EtcdOptions {
-  name: string;
-}
+export type { RemoteSpec } from './records/index.js';
 
-export function parseRemoteSpec(json: string): RemoteSpec {
-  const v = JSON.parse(json) as Partial<RemoteSpec>;
-  validateClusterName(v.name, 'remote.name');
-  if (!Array.isArray(v.endpoints) || v.endpoints.length === 0) throw new Error('remote.endpoints: missing');
-  return v as RemoteSpec;
-}
+/** The codec of each replicated type: kvstoremesh refuses what does not decode. */
+const CODECS: Record<StateType, Codec<unknown>> = {
+  nodes: nodeCodec,
+  ip: endpointCodec,
+  identities: identityCodec,
+  services: serviceCodec,
+  policies: policyCodec,
+  relays: relayCodec,
+  gateways: gatewayCodec,
+  heartbeat: heartbeatCodec,
+};
 
-interface RemoteStatus {
-  cluster: string;
-  connected: boolean;
-  synced: Record<string, boolean>;
-  entries: Record<string, number>;
-  relists: number;
-  lastError?: string;
-  since: string;
+/** Per-remote budget (kvstoremesh --max-records-per-remote / --max-bytes-per-remote). */
+export interface Budget {
+  maxRecords: number;
+  maxBytes: number;
 }
+/** 16 clusters x 1000 nodes x 10 endpoints fit one remote many times over; 1 MiB per 4 records on average. */
+export const DEFAULT_BUDGET: Budget = { maxRecords: 250_000, maxBytes: 256 << 20 };
 
 /**
  * Local writes of one remote's mirror. Writes to the same key coalesce (only
@@ -113,6 +136,12 @@ class BatchedWriter {
   }
 }
 
+/**
+ * One remote's mirror. Every record is decoded and its claims checked against
+ * what this cluster pinned about the remote (records/trust.ts) before it is
+ * copied; a refused record is reported and the cache keeps the key's previous
+ * good value. The remote's records and bytes are held to its budget.
+ */
 class RemoteReplication {
   private client: Etcd3;
   private readonly watchers: ListWatcher[] = [];
@@ -120,14 +149,57 @@ class RemoteReplication {
   readonly synced: Record<string, boolean> = {};
   readonly counts: Record<string, number> = {};
   private readonly since = new Date().toISOString();
+  /** Bytes (key + value) of every record copied, by source key: the budget's measure. */
+  private readonly held = new Map<string, number>();
+  private heldBytes = 0;
 
   constructor(
     readonly spec: RemoteSpec,
+    readonly pinned: PinnedCluster,
+    private readonly trust: Trust,
     private readonly local: Etcd3,
     private readonly log: Logger,
+    private readonly rejections: Rejections,
+    private readonly budget: Budget,
   ) {
     this.client = connectEtcd({ ...spec, dialTimeoutMs: 3000 });
     this.writer = new BatchedWriter(local, log, spec.name);
+  }
+
+  /** Why the remote may not have this record copied, or undefined. */
+  private admit(type: StateType, key: string, value: string): RecordError | undefined {
+    const remote = this.spec.name;
+    const loc = splitClusterName(statePrefix(type), key);
+    if (!loc || loc.cluster !== remote) return new RecordError(CODECS[type].type, key, 'key', `not under ${remote}'s prefix`);
+    const r = tryDecode(CODECS[type], key, value);
+    if (!r.ok) return r.error;
+    const claim = this.claim(type, r.value);
+    if (claim) return new RecordError(CODECS[type].type, key, 'claim', claim);
+    const size = key.length + value.length;
+    const prev = this.held.get(key);
+    if (prev === undefined && this.held.size >= this.budget.maxRecords) return new RecordError(CODECS[type].type, key, 'budget', `${remote} holds ${this.held.size} records (limit ${this.budget.maxRecords})`);
+    if (this.heldBytes - (prev ?? 0) + size > this.budget.maxBytes) return new RecordError(CODECS[type].type, key, 'budget', `${remote} would hold ${this.heldBytes - (prev ?? 0) + size} bytes (limit ${this.budget.maxBytes})`);
+    return undefined;
+  }
+
+  private claim(type: StateType, v: unknown): string | undefined {
+    const remote = this.spec.name;
+    switch (type) {
+      case 'nodes':
+        return this.trust.node(remote, v as Parameters<Trust['node']>[1]);
+      case 'ip':
+        return this.trust.endpoint(remote, v as Parameters<Trust['endpoint']>[1]);
+      case 'identities': {
+        const r = this.trust.identity(remote, v as Parameters<Trust['identity']>[1]);
+        return typeof r === 'string' ? r : undefined;
+      }
+      case 'relays': {
+        const r = this.trust.relay(remote, v as Parameters<Trust['relay']>[1]);
+        return typeof r === 'string' ? r : undefined;
+      }
+      default:
+        return undefined;
+    }
   }
 
   async start(): Promise<void> {
@@ -144,13 +216,24 @@ class RemoteReplication {
         {
           upsert: (k, v) => {
             const loc = splitClusterName(statePrefix(type), k);
-            if (!loc) return;
-            stale.delete(cacheKey(type, remote, loc.name));
-            this.writer.put(cacheKey(type, remote, loc.name), v);
+            const dst = loc ? cacheKey(type, remote, loc.name) : undefined;
+            // a refused record leaves the cached copy (the key's last good value) in place
+            if (dst) stale.delete(dst);
+            const bad = this.admit(type, k, v);
+            if (bad) return this.rejections.add(bad, remote);
+            const size = k.length + v.length;
+            this.heldBytes += size - (this.held.get(k) ?? 0);
+            this.held.set(k, size);
+            this.writer.put(dst!, v);
           },
           remove: (k) => {
             const loc = splitClusterName(statePrefix(type), k);
             if (!loc) return;
+            const size = this.held.get(k);
+            if (size !== undefined) {
+              this.held.delete(k);
+              this.heldBytes -= size;
+            }
             this.writer.delete(cacheKey(type, remote, loc.name));
           },
           synced: () => {
@@ -174,14 +257,18 @@ class RemoteReplication {
   status(): RemoteStatus {
     const lastError = this.watchers.map((w) => w.lastError).find(Boolean);
     for (const [i, type] of REPLICATED_TYPES.entries()) this.counts[type] = this.watchers[i]?.keys().length ?? 0;
+    const rejected = this.rejections.byTypeReason(this.spec.name);
+    const recent = this.rejections.recentOf(this.spec.name).map(({ at, type, key, reason, detail }) => ({ at, type, key, reason, detail }));
     return {
       cluster: this.spec.name,
       connected: this.watchers.length > 0 && this.watchers.every((w) => w.connected),
       synced: { ...this.synced },
       entries: { ...this.counts },
       relists: this.watchers.reduce((n, w) => n + w.relists, 0),
-      ...(lastError ? { lastError } : {}),
+      ...(lastError ? { lastError: lastError.slice(0, 2048) } : {}),
       since: this.since,
+      ...(Object.keys(rejected).length ? { rejected, recentRejections: recent } : {}),
+      budget: { records: this.held.size, bytes: this.heldBytes, maxRecords: this.budget.maxRecords, maxBytes: this.budget.maxBytes },
     };
   }
 
@@ -200,13 +287,24 @@ class RemoteReplication {
   }
 }
 
+/**
+ * Inputs, all operator-written in the local etcd: the remotes (credentials),
+ * what was pinned about each at connect, and our own cluster-config. A remote
+ * is replicated only while both its entry and its pinned record exist.
+ */
 export class KVStoreMesh {
   private readonly remotes = new Map<string, RemoteReplication>();
-  private watcher: ListWatcher | undefined;
+  private readonly specs = new Map<string, RemoteSpec>();
+  private readonly pins = new Map<string, PinnedCluster>();
+  private readonly watchers: ListWatcher[] = [];
   private statusTimer: NodeJS.Timeout | undefined;
   private lease: Lease | undefined;
   private gcTimer: NodeJS.Timeout | undefined;
   private readonly collector: IdentityCollector;
+  readonly rejections: Rejections;
+  private trust: Trust | undefined;
+  /** Serialises remote starts and stops (watch events may arrive back to back). */
+  private chain: Promise<void> = Promise.resolve();
 
   /** identityGcMs: how often unreferenced identities are swept (deleted on the second sweep that finds them unused). */
   constructor(
@@ -214,17 +312,49 @@ export class KVStoreMesh {
     private readonly local: Etcd3,
     private readonly log: Logger,
     private readonly identityGcMs = 60_000,
+    private readonly budget: Budget = DEFAULT_BUDGET,
   ) {
     this.collector = new IdentityCollector(local, cluster, log);
+    this.rejections = new Rejections(log);
   }
 
   async start(): Promise<void> {
     this.lease = this.local.lease(15, { autoKeepAlive: true });
-    this.watcher = new ListWatcher(new EtcdStore(this.local), remotesPrefix(), {
-      upsert: (k, v) => void this.onRemote(k.slice(remotesPrefix().length), v),
-      remove: (k) => void this.dropRemote(k.slice(remotesPrefix().length), true),
-    }, this.log);
-    void this.watcher.start();
+    const store = new EtcdStore(this.local);
+    const nameOf = (prefix: string) => (k: string) => k.slice(prefix.length);
+    this.watchers.push(
+      new ListWatcher(store, clusterConfigKey(this.cluster), decoded(clusterConfigCodec, {
+        upsert: (_k, cfg) => {
+          if (cfg.name !== this.cluster) return;
+          this.trust ??= new Trust(cfg.name, cfg.id, cfg.podCIDRs);
+          this.trust.setLocalCIDRs(cfg.podCIDRs);
+          this.refresh(...this.specs.keys());
+        },
+        remove: () => undefined, // keep the last config: removing it is no reason to trust more
+      }, this.rejections), this.log),
+      new ListWatcher(store, pinnedPrefix(), decoded(pinnedClusterCodec, {
+        upsert: (k, p) => {
+          this.pins.set(nameOf(pinnedPrefix())(k), p);
+          this.refresh(p.name);
+        },
+        remove: (k) => {
+          this.pins.delete(nameOf(pinnedPrefix())(k));
+          this.refresh(nameOf(pinnedPrefix())(k));
+        },
+      }, this.rejections, nameOf(pinnedPrefix())), this.log),
+      new ListWatcher(store, remotesPrefix(), decoded(remoteSpecCodec, {
+        upsert: (k, spec) => {
+          this.specs.set(nameOf(remotesPrefix())(k), spec);
+          this.refresh(spec.name);
+        },
+        remove: (k) => {
+          const name = nameOf(remotesPrefix())(k);
+          this.specs.delete(name);
+          this.chain = this.chain.then(() => this.dropRemote(name, true));
+        },
+      }, this.rejections, nameOf(remotesPrefix())), this.log),
+    );
+    for (const w of this.watchers) void w.start();
     this.statusTimer = setInterval(() => void this.publishStatus(), 2000);
     this.statusTimer.unref();
     // The cluster's identity garbage collector lives here: one per cluster.
@@ -232,22 +362,28 @@ export class KVStoreMesh {
     this.gcTimer.unref();
   }
 
-  private async onRemote(name: string, json: string): Promise<void> {
-    let spec: RemoteSpec;
-    try {
-      spec = parseRemoteSpec(json);
-      if (spec.name !== name) throw new Error(`remote.name "${spec.name}" does not match its key "${name}"`);
-      if (spec.name === this.cluster) throw new Error('a cluster cannot connect to itself');
-    } catch (err) {
-      this.log.error({ remote: name, err: (err as Error).message }, 'ignoring invalid remote configuration');
+  /** Brings each named remote's replication in line with its spec and pin. */
+  private refresh(...names: string[]): void {
+    for (const name of names) this.chain = this.chain.then(() => this.sync(name)).catch((err: Error) => this.log.error({ remote: name, err: err.message }, 'replication change failed'));
+  }
+
+  private async sync(name: string): Promise<void> {
+    const spec = this.specs.get(name);
+    const pin = this.pins.get(name);
+    const existing = this.remotes.get(name);
+    if (!spec || !pin || !this.trust || name === this.cluster) {
+      if (spec && !pin) this.log.error({ remote: name }, 'remote has no pinned record (wiremesh/mesh/v1/clusters/): not replicating; run clustermesh connect again');
+      if (name === this.cluster) this.log.error({ remote: name }, 'a cluster cannot connect to itself');
+      if (existing) await this.dropRemote(name, false);
       return;
     }
-    const existing = this.remotes.get(name);
-    if (existing && JSON.stringify(existing.spec) === JSON.stringify(spec)) return;
+    if (existing && JSON.stringify(existing.spec) === JSON.stringify(spec) && JSON.stringify(existing.pinned) === JSON.stringify(pin)) return;
     if (existing) await this.dropRemote(name, false);
-    const r = new RemoteReplication(spec, this.local, this.log);
+    // the trust a replication checks against: our cluster and this remote as pinned
+    this.trust.pin(pin);
+    const r = new RemoteReplication(spec, pin, this.trust, this.local, this.log, this.rejections, this.budget);
     this.remotes.set(name, r);
-    this.log.info({ remote: name, endpoints: spec.endpoints }, 'replicating remote cluster');
+    this.log.info({ remote: name, endpoints: spec.endpoints, id: pin.id }, 'replicating remote cluster');
     await r.start().catch((err) => this.log.error({ remote: name, err: (err as Error).message }, 'replication start failed'));
   }
 
@@ -255,6 +391,7 @@ export class KVStoreMesh {
     const r = this.remotes.get(name);
     if (!r) return;
     this.remotes.delete(name);
+    this.trust?.unpin(name);
     this.log.info({ remote: name, purge }, 'stopped replicating remote cluster');
     await r.stop(purge);
   }
@@ -275,7 +412,8 @@ export class KVStoreMesh {
   async stop(): Promise<void> {
     if (this.statusTimer) clearInterval(this.statusTimer);
     if (this.gcTimer) clearInterval(this.gcTimer);
-    await this.watcher?.stop();
+    await Promise.all(this.watchers.map((w) => w.stop()));
+    await this.chain;
     await Promise.all([...this.remotes.keys()].map((n) => this.dropRemote(n, false)));
     this.lease?.release();
   }

@@ -3,14 +3,18 @@
  *
  *   <dir>/ca.crt, ca.key         the cluster CA (trusted by its etcd for clients)
  *   <dir>/etcd.crt, etcd.key     etcd's server certificate (IP SANs)
- *   <dir>/root.crt, root.key     CN=root: this cluster's own components
+ *   <dir>/root.crt, root.key     CN=root: operator commands only (enable, connect, apply, status, disconnect, node-credentials)
+ *   <dir>/kvstoremesh.crt, .key  CN=kvstoremesh: the cluster's kvstoremesh
+ *   <dir>/observer.crt, .key     CN=observer: gateway-dns and other read-only observers
  *
+ * Each agent gets its own CN=node-<node> certificate from `clustermesh
+ * node-credentials` (rbac.ts issueNodeCredentials); rbac.ts has every role.
  * Remote clusters get CN=remote-<their name> certificates issued at connect
  * time; with --client-cert-auth etcd maps the CN to an etcd user, whose role
  * allows reading wiremesh/state/ only.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WiremeshError } from '../errors.js';
 
@@ -54,13 +58,16 @@ export function issue(caDir: string, dir: string, file: string, cn: string, opts
   openssl(['x509', '-req', '-in', csr, '-CA', join(caDir, 'ca.crt'), '-CAkey', join(caDir, 'ca.key'), '-CAcreateserial', '-days', '825', '-extfile', ext, '-out', join(dir, `${file}.crt`)]);
   rmSync(csr);
   rmSync(ext);
+  chmodSync(key, 0o600);
 }
 
-/** Makes a cluster's CA, etcd server cert (for `ips`) and root client cert. */
+/** Makes a cluster's CA, etcd server cert (for `ips`), and the root, kvstoremesh and observer client certs. */
 export function createClusterPKI(dir: string, cluster: string, ips: string[]): void {
   createCA(dir, cluster);
   issue(dir, dir, 'etcd', `etcd-${cluster}`, { ips, server: true });
   issue(dir, dir, 'root', 'root');
+  issue(dir, dir, 'kvstoremesh', 'kvstoremesh');
+  issue(dir, dir, 'observer', 'observer');
 }
 
 /** A CN=remote-<reader> client certificate from `caDir`, as PEM strings. */
@@ -78,4 +85,5 @@ export function issueRemoteReader(caDir: string, reader: string): Pem {
   }
 }
 
-export const pkiFiles = (dir: string) => ({ caFile: join(dir, 'ca.crt'), certFile: join(dir, 'root.crt'), keyFile: join(dir, 'root.key') });
+/** The CA and a client certificate of a cluster's PKI folder: root (operator) by default. */
+export const pkiFiles = (dir: string, user: 'root' | 'kvstoremesh' | 'observer' = 'root') => ({ caFile: join(dir, 'ca.crt'), certFile: join(dir, `${user}.crt`), keyFile: join(dir, `${user}.key`) });

@@ -27,8 +27,9 @@ import type { Question } from 'dns-packet';
 import type { Etcd3 } from 'etcd3';
 import { ConfigError } from '../errors.js';
 import { cachePrefix, statePrefix } from '../controlplane/keys.js';
-import { connectEtcd, EtcdStore, ListWatcher } from '../controlplane/kvstore.js';
-import { validateAddress, validatePrefixes, prefixesOverlap, type GatewayRecord } from '../controlplane/types.js';
+import { connectEtcd, decoded, EtcdStore, ListWatcher } from '../controlplane/kvstore.js';
+import { validateAddress, validatePrefixes, prefixesOverlap } from '../controlplane/types.js';
+import { gatewayCodec, nodeCodec, RecordError, Rejections, stateLocation, type GatewayRecord, type NodeRecord } from '../controlplane/records/index.js';
 import type { Logger } from '../log.js';
 import { parsePrefix, type Prefix } from '../net/ip.js';
 import { isYamlObject, parseYamlMapping, readConfigFile } from '../yamlconfig.js';
@@ -86,6 +87,13 @@ interface Target {
 }
 
 export class GatewayDns {
+  /** Gateway records as stored (decoded), by etcd key; `gateways` holds those admitted. */
+  private readonly offered = new Map<string, GatewayRecord>();
+  /** Node records by "cluster/node" (and the key each came from): a gateway's address must be its node's. */
+  private readonly nodes = new Map<string, NodeRecord>();
+  private readonly nodeKeys = new Map<string, string>();
+  readonly rejections: Rejections;
+  private readonly refused = new Map<string, string>();
   /** Gateway records by etcd key. */
   private readonly gateways = new Map<string, Target>();
   private readonly health = new Map<string, boolean>(); // "address:port" -> last probe ok
@@ -99,25 +107,70 @@ export class GatewayDns {
     private readonly log: Logger,
   ) {
     this.server = new DnsServer((q, from) => this.answer(q, from), log);
+    this.rejections = new Rejections(log);
+  }
+
+  /**
+   * A gateway record is used only when its address is one of its own node's
+   * underlay addresses (docs/security.md): a cluster cannot make the entry
+   * point answer with somebody else's address. Records wait for their node.
+   */
+  private admitGateways(): void {
+    let changed = false;
+    for (const [k, rec] of this.offered) {
+      const node = this.nodes.get(`${rec.cluster}/${rec.node}`);
+      const ok = node?.addresses.includes(rec.address) === true;
+      if (ok) {
+        this.refused.delete(k);
+        if (this.gateways.get(k)?.record !== rec) {
+          this.gateways.set(k, { record: rec });
+          changed = true;
+        }
+        continue;
+      }
+      if (this.gateways.delete(k)) changed = true;
+      if (node && this.refused.get(k) !== rec.address) {
+        this.refused.set(k, rec.address);
+        this.rejections.add(new RecordError('gateway', k, 'claim', `address ${rec.address} is not one of node ${rec.cluster}/${rec.node}'s (${node.addresses.join(', ')})`), rec.cluster);
+      }
+    }
+    for (const k of this.gateways.keys()) if (!this.offered.has(k) && this.gateways.delete(k)) changed = true;
+    if (changed) this.probeAll(); // new targets are probed at once, not a second later
   }
 
   async start(): Promise<void> {
     this.etcd = connectEtcd(this.cfg.etcd);
     const store = new EtcdStore(this.etcd);
-    const sink = {
-      upsert: (k: string, v: string) => {
-        try {
-          const rec = JSON.parse(v) as GatewayRecord;
-          if (typeof rec.address !== 'string' || !Array.isArray(rec.listeners)) throw new Error('not a gateway record');
-          this.gateways.set(k, { record: rec });
-          this.probeAll();
-        } catch (err) {
-          this.log.warn({ key: k, err: (err as Error).message }, 'ignoring malformed gateway record');
-        }
+    const origin = (k: string) => stateLocation('gateways', k)?.cluster ?? stateLocation('nodes', k)?.cluster ?? '';
+    const gateways = decoded(gatewayCodec, {
+      upsert: (k, rec) => {
+        this.offered.set(k, rec);
+        this.admitGateways();
       },
-      remove: (k: string) => void this.gateways.delete(k),
-    };
-    this.watchers.push(new ListWatcher(store, statePrefix('gateways'), sink, this.log), new ListWatcher(store, cachePrefix('gateways'), sink, this.log));
+      remove: (k) => {
+        this.offered.delete(k);
+        this.admitGateways();
+      },
+    }, this.rejections, origin);
+    const nodes = decoded(nodeCodec, {
+      upsert: (k, rec) => {
+        this.nodes.set(`${rec.cluster}/${rec.name}`, rec);
+        this.nodeKeys.set(k, `${rec.cluster}/${rec.name}`);
+        this.admitGateways();
+      },
+      remove: (k) => {
+        const id = this.nodeKeys.get(k);
+        this.nodeKeys.delete(k);
+        if (id) this.nodes.delete(id);
+        this.admitGateways();
+      },
+    }, this.rejections, origin);
+    this.watchers.push(
+      new ListWatcher(store, statePrefix('gateways'), gateways, this.log),
+      new ListWatcher(store, cachePrefix('gateways'), gateways, this.log),
+      new ListWatcher(store, statePrefix('nodes'), nodes, this.log),
+      new ListWatcher(store, cachePrefix('nodes'), nodes, this.log),
+    );
     for (const w of this.watchers) void w.start();
     await this.server.listen(this.cfg.listen.address, this.cfg.listen.port);
     this.timer = setInterval(() => this.probeAll(), PROBE_INTERVAL_MS);

@@ -4,7 +4,7 @@
  *
  *   state/identities/v1/<cluster>/<id>   {id, labels}   (replicated to other clusters)
  *   identity-index/v1/<cluster>/<sha>    <id>           (label set -> number)
- *   identity-refs/v1/<cluster>/<id>/<node>               (leased: this node uses it)
+ *   identity-refs/v2/<cluster>/<node>/<id>               (leased: this node uses it)
  *
  * Allocation is one etcd transaction that creates the index and the identity
  * only if neither exists, so two nodes allocating the same labels at once end
@@ -18,7 +18,8 @@ import type { Etcd3 } from 'etcd3';
 import { identityIndexKey, identityRefKey, identityRefsPrefix, stateKey, statePrefix } from '../controlplane/keys.js';
 import { WiremeshError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { clusterIdentity, labelsHash, MAX_LOCAL_ID, MIN_LOCAL_ID, parseIdentityRecord, type IdentityRecord, type Labels } from './identity.js';
+import { clusterIdentity, labelsHash, MAX_LOCAL_ID, MIN_LOCAL_ID, type IdentityRecord, type Labels } from './identity.js';
+import { identityCodec, tryDecode } from '../controlplane/records/index.js';
 
 export class IdentityAllocator {
   constructor(
@@ -99,12 +100,13 @@ export class IdentityCollector {
   async sweep(): Promise<number> {
     const ids = await this.etcd.getAll().prefix(statePrefix('identities', this.cluster)).exec();
     const refs = await this.etcd.getAll().prefix(identityRefsPrefix(this.cluster)).keys();
-    const referenced = new Set(refs.map((k) => k.slice(identityRefsPrefix(this.cluster).length).split('/')[0]));
+    const referenced = new Set(refs.map((k) => k.slice(k.lastIndexOf('/') + 1)));
     const next = new Map<string, string>();
     let deleted = 0;
     for (const kv of ids.kvs) {
       const key = kv.key.toString();
-      const rec = parseIdentityRecord(kv.value.toString());
+      const r = tryDecode(identityCodec, key, kv.value.toString());
+      const rec = r.ok ? r.value : undefined;
       if (!rec || referenced.has(String(rec.id))) continue;
       const rev = String(kv.mod_revision);
       if (this.candidates.get(key) !== rev) {

@@ -71,18 +71,6 @@ export interface IdentityRecord {
   labels: Labels;
 }
 
-export function parseIdentityRecord(json: string): IdentityRecord | null {
-  try {
-    const v = JSON.parse(json) as IdentityRecord;
-    if (!Number.isInteger(v.id) || v.id < MIN_LOCAL_ID || v.id >= LOCAL_SCOPE) return null;
-    if (typeof v.labels !== 'object' || v.labels === null) return null;
-    for (const x of Object.values(v.labels)) if (typeof x !== 'string') return null;
-    return v;
-  } catch {
-    return null;
-  }
-}
-
 /** Short human form: `cluster/namespace app=frontend,tier=web` or `reserved:world`. */
 export function describeIdentity(id: number, labels: Labels | undefined): string {
   const r = reservedName(id);

@@ -16,11 +16,20 @@ export interface StoredPolicy {
   manifest: Manifest;
 }
 
-export function enforcedRules(policies: Iterable<StoredPolicy>, localCluster: string, defaultLocalCluster: boolean, warnings: string[]): Rule[] {
+/**
+ * enforces(cluster): whether this cluster opted in to that remote's mesh-wide
+ * policies at connect (records/trust.ts); without it a remote's policies are
+ * shown by trace but never enforced here. Default: every remote's (unit tests).
+ */
+export function enforcedRules(policies: Iterable<StoredPolicy>, localCluster: string, defaultLocalCluster: boolean, warnings: string[], enforces: (cluster: string) => boolean = () => true): Rule[] {
   const rules: Rule[] = [];
   const sorted = [...policies].sort((a, b) => (`${a.cluster}/${a.name}` < `${b.cluster}/${b.name}` ? -1 : 1));
   for (const p of sorted) {
     if (p.cluster !== localCluster && !isMeshWide(p.manifest)) continue;
+    if (p.cluster !== localCluster && !enforces(p.cluster)) {
+      warnings.push(`${p.cluster}/${p.name}: mesh-wide, not enforced: this cluster did not accept ${p.cluster}'s policies (clustermesh connect --a-accept-policies)`);
+      continue;
+    }
     try {
       rules.push(...policyRules(p.manifest, p.name, p.cluster, { localCluster, defaultLocalCluster }, warnings));
     } catch (err) {

@@ -7,10 +7,25 @@
  * destination's node.
  */
 import type { Etcd3 } from 'etcd3';
-import { cachePrefix, statePrefix, splitClusterName } from '../controlplane/keys.js';
-import { parseEndpointRecord, parseNodeRecord, type EndpointRecord, type NodeRecord } from '../controlplane/types.js';
+import { cachePrefix, clusterConfigPrefix, pinnedPrefix, statePrefix, type StateType } from '../controlplane/keys.js';
+import {
+  clusterConfigCodec,
+  endpointCodec,
+  identityCodec,
+  nodeCodec,
+  pinnedClusterCodec,
+  policyCodec,
+  Rejections,
+  stateLocation,
+  tryDecode,
+  Trust,
+  type Codec,
+  type EndpointRecord,
+  type NodeRecord,
+} from '../controlplane/records/index.js';
+import { Admission } from '../agent/admission.js';
 import { WiremeshError } from '../errors.js';
-import { describeIdentity, endpointIdentityLabels, parseIdentityRecord, RESERVED, type Labels } from '../identity/identity.js';
+import { describeIdentity, endpointIdentityLabels, RESERVED, type Labels } from '../identity/identity.js';
 import type { Manifest } from '../manifests/validate.js';
 import { parseIP, prefixContains } from '../net/ip.js';
 import { compileEndpoint, evaluate, IdentityUniverse, type Verdict } from './compile.js';
@@ -22,43 +37,60 @@ export interface MeshState {
   identities: Map<number, Labels>;
   policies: StoredPolicy[];
   nodes: NodeRecord[];
+  /** The cluster whose etcd this is, and which remotes' mesh-wide policies it accepts. */
+  cluster?: string;
+  acceptsPoliciesOf?: (cluster: string) => boolean;
+  /** Records refused as an agent of that cluster refuses them. */
+  rejected?: string[];
 }
 
+/**
+ * One cluster's view, as its agents have it: every record decoded by its
+ * codec and admitted by the agents' own Admission against what this cluster
+ * pinned (so trace explains what the data path does, refusals included).
+ */
 export async function loadMeshState(etcd: Etcd3): Promise<MeshState> {
-  const st: MeshState = { endpoints: [], identities: new Map(), policies: [], nodes: [] };
-  const both = async (type: 'ip' | 'identities' | 'policies' | 'nodes') => {
-    const out: Array<{ key: string; value: string; prefix: string }> = [];
-    for (const prefix of [statePrefix(type), cachePrefix(type)]) {
-      const kv = await etcd.getAll().prefix(prefix).strings();
-      for (const [key, value] of Object.entries(kv)) out.push({ key, value, prefix });
-    }
-    return out;
+  const st: MeshState = { endpoints: [], identities: new Map(), policies: [], nodes: [], rejected: [] };
+  const read = async <T>(type: StateType, codec: Codec<T>, each: (key: string, cluster: string, name: string, v: T) => void) => {
+    for (const prefix of [statePrefix(type), cachePrefix(type)])
+      for (const [key, raw] of Object.entries(await etcd.getAll().prefix(prefix).strings())) {
+        const loc = stateLocation(type, key);
+        const r = tryDecode(codec, key, raw);
+        if (!loc) continue;
+        if (r.ok) each(key, loc.cluster, loc.name, r.value);
+        else st.rejected!.push(r.error.message);
+      }
   };
-  for (const { value } of await both('ip'))
-    try {
-      st.endpoints.push(parseEndpointRecord(value));
-    } catch {
-      /* malformed records are skipped, as the agent does */
+  const configs = Object.entries(await etcd.getAll().prefix(clusterConfigPrefix()).strings()).map(([k, v]) => tryDecode(clusterConfigCodec, k, v));
+  const own = configs.length === 1 && configs[0]!.ok ? configs[0]!.value : undefined;
+  const trust = own ? new Trust(own.name, own.id, own.podCIDRs) : undefined;
+  if (trust) {
+    st.cluster = own!.name;
+    for (const [k, v] of Object.entries(await etcd.getAll().prefix(pinnedPrefix()).strings())) {
+      const r = tryDecode(pinnedClusterCodec, k, v);
+      if (r.ok) trust.pin(r.value);
     }
-  for (const { value } of await both('identities')) {
-    const r = parseIdentityRecord(value);
-    if (r) st.identities.set(r.id, r.labels);
+    st.acceptsPoliciesOf = (c) => trust.enforcesPoliciesOf(c);
   }
-  for (const { key, value, prefix } of await both('policies')) {
-    const loc = splitClusterName(prefix, key);
-    if (!loc) continue;
-    try {
-      st.policies.push({ cluster: loc.cluster, name: loc.name, manifest: JSON.parse(value) as Manifest });
-    } catch {
-      /* skipped */
-    }
-  }
-  for (const { value } of await both('nodes'))
-    try {
-      st.nodes.push(parseNodeRecord(value));
-    } catch {
-      /* skipped */
-    }
+  const rejections = new Rejections();
+  const nodes = new Map<string, NodeRecord>();
+  const endpoints = new Map<string, EndpointRecord>();
+  const admission = trust
+    ? new Admission(trust, rejections, {
+        node: (k, r) => (r ? nodes.set(k, r) : nodes.delete(k)),
+        endpoint: (k, r) => (r ? endpoints.set(k, r) : endpoints.delete(k)),
+        identity: (_k, r) => r && st.identities.set(r.id, r.labels),
+        relay: () => undefined,
+      })
+    : undefined;
+  // without a cluster-config (not enabled yet) records are shown as stored
+  await read('nodes', nodeCodec, (k, c, _n, v) => (admission ? admission.upsert('node', k, c, v) : nodes.set(k, v)));
+  await read('ip', endpointCodec, (k, c, _n, v) => (admission ? admission.upsert('endpoint', k, c, v) : endpoints.set(k, v)));
+  await read('identities', identityCodec, (k, c, _n, v) => (admission ? admission.upsert('identity', k, c, v) : st.identities.set(v.id, v.labels)));
+  await read('policies', policyCodec, (_k, cluster, name, manifest) => st.policies.push({ cluster, name, manifest }));
+  st.nodes = [...nodes.values()];
+  st.endpoints = [...endpoints.values()];
+  for (const e of rejections.recent) st.rejected!.push(`${e.type} ${e.key}: ${e.reason}: ${e.detail}`);
   return st;
 }
 
@@ -115,7 +147,9 @@ export function trace(st: MeshState, src: TraceEndpoint, dst: TraceEndpoint, pro
   const side = (direction: Direction, local: TraceEndpoint, remote: TraceEndpoint): TraceStep | null => {
     const ep = local.endpoint;
     if (!ep || ep.identity === undefined) return null;
-    const rules = enforcedRules(st.policies, ep.cluster, defaultLocalCluster, warnings);
+    // a remote's mesh-wide policies count where that cluster accepted them: known for the cluster whose etcd this is
+    const accepts = ep.cluster === st.cluster ? st.acceptsPoliciesOf : (c: string) => c === ep.cluster;
+    const rules = enforcedRules(st.policies, ep.cluster, defaultLocalCluster, warnings, accepts);
     const u = new IdentityUniverse(ep.cluster);
     for (const [id, labels] of st.identities) u.identities.set(id, labels);
     for (const [text, prefix] of rulePrefixes(rules)) u.cidrIdentity(text, prefix);

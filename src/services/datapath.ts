@@ -20,7 +20,8 @@ import type { Logger } from '../log.js';
 import type { NativeDevice } from '../native/binding.js';
 import { formatIP, parseIP } from '../net/ip.js';
 import { NodeHealth } from './health.js';
-import { indexEndpoints, parseServiceRecord, selectBackends, servicePorts, type Backend, type ClusterService, type ServicePortView } from './service.js';
+import { indexEndpoints, serviceFromManifest, selectBackends, servicePorts, type Backend, type ClusterService, type ServicePortView } from './service.js';
+import type { Manifest } from '../manifests/validate.js';
 
 export interface BackendStatus extends Backend {
   state: 'selected' | 'standby' | 'dead';
@@ -101,13 +102,9 @@ export class ServiceDatapath {
     this.routedVips.clear();
   }
 
-  upsertRecord(key: string, cluster: string, json: string): void {
-    try {
-      this.records.set(key, parseServiceRecord(cluster, json));
-    } catch (err) {
-      this.log.warn({ key, err: (err as Error).message }, 'ignoring malformed service record');
-      this.records.delete(key);
-    }
+  /** A cluster's Service manifest, decoded by records/manifest.ts. */
+  upsertRecord(key: string, cluster: string, manifest: Manifest): void {
+    this.records.set(key, serviceFromManifest(cluster, manifest));
     this.schedule();
   }
 

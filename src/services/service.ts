@@ -51,7 +51,7 @@ export interface ClusterService {
   weight: number;
 }
 
-/** Parses a stored Service manifest (validated again: records come from etcd). */
+/** Parses a Service manifest's JSON (tests; the agent gets manifests decoded by records/manifest.ts). */
 export function parseServiceRecord(cluster: string, json: string): ClusterService {
   let doc: unknown;
   try {
@@ -59,7 +59,11 @@ export function parseServiceRecord(cluster: string, json: string): ClusterServic
   } catch {
     throw new ConfigError('service', 'not valid JSON');
   }
-  const m: Manifest = validateManifest(doc);
+  return serviceFromManifest(cluster, validateManifest(doc));
+}
+
+/** One cluster's definition of a service from its validated manifest. */
+export function serviceFromManifest(cluster: string, m: Manifest): ClusterService {
   if (m.kind !== 'Service') throw new ConfigError('kind', 'must be Service');
   const spec = m.spec as { clusterIP?: string; selector?: Record<string, string>; ports: Array<{ name?: string; port: number; targetPort?: number; protocol?: string }> };
   const ann = m.metadata.annotations ?? {};

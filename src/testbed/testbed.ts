@@ -8,11 +8,15 @@
  *   wmtb-<name>-<cluster>-p-<pod>  a pod: eth0 with its /32, default route via the node
  *
  * Everything lives under /run/wiremesh-testbed/<name>/ (configs, keys, logs,
- * etcd data, state.json with PIDs). `down` kills what state.json lists and,
+ * etcd data, state.json with PIDs). Least privilege in etcd as in production
+ * (controlplane/rbac.ts): kvstoremesh uses the cluster's CN=kvstoremesh
+ * certificate, each agent its own CN=node-<node> one (creds/<cluster>-<node>/,
+ * from `clustermesh node-credentials`), observers CN=observer; CN=root only the
+ * operator commands (enable, connect, apply, status). `down` kills what state.json lists and,
  * to survive a crash that lost state.json, every process inside and every
  * namespace named wmtb-<name>-*.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -60,6 +64,16 @@ const stateDir = (name: string) => join(STATE_ROOT, name);
 function sh(args: string[], netns?: string): string {
   const [cmd, ...rest] = netns ? ['ip', 'netns', 'exec', netns, ...args] : args;
   return execFileSync(cmd!, rest, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** cliIn without blocking the event loop (several run at once). */
+function cliInAsync(netns: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('ip', ['netns', 'exec', netns, process.execPath, WIREMESH, ...args], { encoding: 'utf8' }, (err, stdout, stderr) => {
+      if (err) reject(new WiremeshError('WM_TESTBED_CLI', `wiremesh ${args.slice(0, 2).join(' ')} in ${netns}: ${(stderr || err.message).trim()}`));
+      else resolve(stdout);
+    });
+  });
 }
 
 /** Runs the wiremesh CLI inside a namespace (where the testbed's addresses are). */
@@ -162,8 +176,19 @@ async function build(topo: Topology, st: TestbedState, progress: (msg: string) =
     save(st);
     // etcd addresses exist only inside the testbed: talk to them from a namespace on the underlay.
     cliIn(cp, ['clustermesh', 'enable', ...etcdFlags('', etcd.clientUrl, pki), '--cluster', c.name, '--id', String(c.id), '--pod-cidr', [c.podCIDR, ...(c.podCIDRv6 ? [c.podCIDRv6] : [])].join(','), ...(topo.hub === c.name ? ['--relay'] : [])]);
-    spawnIn(st, cp, `${c.name}-kvstoremesh`, [process.execPath, WIREMESH, 'kvstoremesh', '--cluster', c.name, ...etcdFlags('', etcd.clientUrl, pki)]);
+    spawnIn(st, cp, `${c.name}-kvstoremesh`, [process.execPath, WIREMESH, 'kvstoremesh', '--cluster', c.name, ...etcdFlags('', etcd.clientUrl, pki, 'kvstoremesh')]);
   }
+
+  // each agent's own etcd user (it may write only its own records): clusters in parallel,
+  // one cluster's nodes one after the other (they share its CA's serial file)
+  progress('node credentials');
+  await Promise.all(
+    topo.clusters.map(async (c, ci) => {
+      const cst = st.clusters[ci]!;
+      for (const n of c.nodes)
+        await cliInAsync(cst.cpNetns, ['clustermesh', 'node-credentials', ...etcdFlags('', cst.etcd, pkiDir(st, c.name)), '--cluster', c.name, '--node', n, '--dir', pkiDir(st, c.name), '--out', credDir(st, c.name, n)]);
+    }),
+  );
 
   // nodes: one agent each
   for (const [ci, c] of topo.clusters.entries()) {
@@ -187,7 +212,7 @@ async function build(topo: Topology, st: TestbedState, progress: (msg: string) =
           `cluster: { name: ${c.name}, id: ${c.id} }`,
           `node: { name: ${n}, addresses: [${nodeAddress(ci, ni)}], podCIDRs: [${podCIDR}${podCIDRv6 ? `, "${podCIDRv6}"` : ''}] }`,
           `wireguard: { interface: wm0, port: 51820, privateKeyFile: ${join(st.dir, 'keys', `${c.name}-${n}.key`)} }`,
-          `etcd: { endpoints: [${cst.etcd}], caFile: ${pkiFiles(pkiDir(st, c.name)).caFile}, certFile: ${pkiFiles(pkiDir(st, c.name)).certFile}, keyFile: ${pkiFiles(pkiDir(st, c.name)).keyFile} }`,
+          `etcd: { endpoints: [${cst.etcd}], caFile: ${join(credDir(st, c.name, n), 'ca.crt')}, certFile: ${join(credDir(st, c.name, n), 'node.crt')}, keyFile: ${join(credDir(st, c.name, n), 'node.key')} }`,
           `api: { socket: ${socket} }`,
           `metrics: { address: ${nodeAddress(ci, ni)}, port: 9962 }`,
           '',
@@ -248,11 +273,13 @@ async function waitConverged(st: TestbedState, topo: Topology, ms: number): Prom
 }
 
 const pkiDir = (st: TestbedState, cluster: string) => join(st.dir, 'pki', cluster);
+/** A node's own etcd credentials (node.crt, node.key, ca.crt). */
+const credDir = (st: TestbedState, cluster: string, node: string) => join(st.dir, 'creds', `${cluster}-${node}`);
 const etcdTls = (pki: string) => ({ certFile: join(pki, 'etcd.crt'), keyFile: join(pki, 'etcd.key'), caFile: join(pki, 'ca.crt') });
-/** --etcd flags (prefixed for connect's two sides) with the cluster's root client certificate. */
-export function etcdFlags(prefix: '' | 'a' | 'b', url: string, pki: string): string[] {
+/** --etcd flags (prefixed for connect's two sides) with one of the cluster's client certificates: root (operator) by default. */
+export function etcdFlags(prefix: '' | 'a' | 'b', url: string, pki: string, user: 'root' | 'kvstoremesh' | 'observer' = 'root'): string[] {
   const p = prefix ? `--${prefix}-` : '--';
-  const f = pkiFiles(pki);
+  const f = pkiFiles(pki, user);
   return [`${p}etcd`, url, `${p}etcd-ca`, f.caFile, `${p}etcd-cert`, f.certFile, `${p}etcd-key`, f.keyFile];
 }
 
@@ -459,12 +486,12 @@ export function formatStatus(s: Record<string, unknown>): string {
   return out.join('\n');
 }
 
-/** Where a testbed cluster's etcd is reachable from, and the flags to reach it. */
-export function testbedClusterAccess(cluster: string, name?: string): { netns: string; flags: string[] } {
+/** Where a testbed cluster's etcd is reachable from, and the flags to reach it as `user` (root: operator commands; observer: read-only). */
+export function testbedClusterAccess(cluster: string, name?: string, user: 'root' | 'kvstoremesh' | 'observer' = 'root'): { netns: string; flags: string[] } {
   const st = loadState(name);
   const c = st.clusters.find((x) => x.name === cluster);
   if (!c) throw new WiremeshError('WM_TESTBED_TARGET', `testbed ${st.name} has no cluster ${cluster}`);
-  return { netns: c.cpNetns, flags: etcdFlags('', c.etcd, pkiDir(st, cluster)) };
+  return { netns: c.cpNetns, flags: etcdFlags('', c.etcd, pkiDir(st, cluster), user) };
 }
 
 /** Runs cmd in CLUSTER/POD's namespace (or CLUSTER/NODE's); returns its exit code. */

@@ -6,7 +6,8 @@
  * request is answered with its errno and leaves the device as it was (wireguard-go
  * applies lines as it reads them; we do not).
  */
-import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
+import { listenPrivate } from '../net/listen.js';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { ConfigError, WiremeshError } from '../errors.js';
@@ -251,11 +252,7 @@ export async function serveUapi(dev: WireGuardDevice, ifname: string, path = soc
     });
     sock.on('error', () => sock.destroy());
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(path, () => resolve());
-  });
-  chmodSync(path, 0o600);
+  await listenPrivate(server, path);
   server.on('close', () => {
     try {
       unlinkSync(path);

@@ -1,7 +1,8 @@
 // The docker-compose testbed (docker/compose.yaml): builds the base image
 // locally (docker/build-base-image.sh, no registry here), the wiremesh image,
-// brings up 2 clusters x 2 nodes with etcd and kvstoremesh per cluster, checks
-// cross-cluster connectivity, policy and the global service, and tears it all
+// brings up 2 clusters x 2 nodes with etcd (mutual TLS, RBAC) and kvstoremesh per
+// cluster, checks cross-cluster connectivity, a node's etcd rights, policy and the
+// global service, and tears it all
 // down. Starts dockerd (--bip in 198.19.0.0/16) when none runs, and stops only
 // the one it started. Skips when docker, docker-compose or debootstrap are
 // missing or dockerd cannot start.
@@ -71,6 +72,25 @@ describe.skipIf(!enabled)('the docker-compose testbed', () => {
     const st = JSON.parse(inNode('c1-n1', ['node', '-e', "require('http').get({socketPath:'/run/wiremesh/agent.sock',path:'/v1/status'},r=>{let b='';r.on('data',d=>b+=d);r.on('end',()=>console.log(b))})"]).out) as { peers: Array<{ id: string; lastHandshakeAgeS: number | null }> };
     expect(st.peers.map((p) => p.id).sort()).toEqual(['c1/n2', 'c2/n1', 'c2/n2']);
     expect(st.peers.find((p) => p.id === 'c2/n1')!.lastHandshakeAgeS).not.toBeNull();
+  });
+
+  it("etcd over mutual TLS with RBAC: a node's own certificate writes its own record, not another node's", (ctx) => {
+    if (!dockerUp) return ctx.skip();
+    // inside c1-n1, with the credentials of its node.yaml (CN=node-n1, docker/setup.sh)
+    const script = `import { connectEtcd } from '/opt/wiremesh/dist/src/controlplane/kvstore.js';
+const d = '/pki/c1/nodes/n1/';
+const c = connectEtcd({ endpoints: ['https://198.18.100.2:2379'], caFile: d + 'ca.crt', certFile: d + 'node.crt', keyFile: d + 'node.key' });
+const v = (p) => p.then(() => 'allowed', (e) => (/permission denied/i.test(e.message) ? 'denied' : e.message));
+const own = (await c.get('wiremesh/state/nodes/v1/c1/n1').exec()).kvs[0];
+console.log(JSON.stringify({
+  own: await v(c.put('wiremesh/state/nodes/v1/c1/n1').value(own.value).lease(own.lease).exec()),
+  other: await v(c.put('wiremesh/state/nodes/v1/c1/n2').value('{}').exec()),
+  remotes: await v(c.getAll().prefix('wiremesh/mesh/v1/remotes/').keys()),
+}));
+c.close();`;
+    const r = inNode('c1-n1', ['node', '--input-type=module', '-e', script]);
+    expect(r.ok, r.out).toBe(true);
+    expect(JSON.parse(r.out.trim().split('\n').pop()!)).toEqual({ own: 'allowed', other: 'denied', remotes: 'denied' });
   });
 
   it('policy: the intruder pod in c2 cannot reach api1 in c1 (only app=web may)', (ctx) => {

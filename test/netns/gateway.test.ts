@@ -81,7 +81,7 @@ manifests: { c1: [${join(dir, 'svc.yaml')}], c2: [${join(dir, 'svc.yaml')}], c3:
     hosts.set('eu', addUnderlayHost(st, 'eu', '198.18.200.10'));
     hosts.set('us', addUnderlayHost(st, 'us', '198.18.201.10'));
     const dnsNs = addUnderlayHost(st, 'gdns', DNS_ADDR);
-    const { flags } = testbedClusterAccess('c1', name);
+    const { flags } = testbedClusterAccess('c1', name, 'observer'); // gateway-dns only reads: the observer certificate
     const flag = (f: string) => flags[flags.indexOf(f) + 1]!;
     const cfg = join(st.dir, 'gateway-dns.yaml');
     writeFileSync(cfg, `etcd: { endpoints: [${flag('--etcd')}], caFile: ${flag('--etcd-ca')}, certFile: ${flag('--etcd-cert')}, keyFile: ${flag('--etcd-key')} }

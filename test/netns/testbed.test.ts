@@ -166,6 +166,26 @@ manifests:
     expect(JSON.parse(out)).toEqual({ readState: 'allowed', readMeshSecrets: 'denied', readClusterConfig: 'denied', writeState: 'denied' });
   });
 
+  it('the agent API refuses addresses outside the node and addresses another endpoint holds; its socket is owner-only', async () => {
+    // regression: a POST on n1 claiming n2's pod address used to take n2's endpoint record over with new labels
+    const n1 = st.clusters.find((c) => c.name === 'c1')!.nodes[0]!;
+    const other = st.pods.find((p) => p.cluster === 'c1' && p.node === 'n2')!;
+    const mine = st.pods.find((p) => p.cluster === 'c1' && p.node === 'n1')!;
+    const post = (body: unknown) => callAgent(n1.socket, 'POST', '/v1/endpoints', body);
+    const outside = await post({ name: 'thief', namespace: other.namespace, labels: { app: 'x' }, ips: [other.ip] });
+    expect(outside.status).toBe(400);
+    expect((outside.body as { field: string }).field).toBe('ips[0]');
+    const taken = await post({ name: 'thief', namespace: 'ns1', labels: { app: 'x' }, ips: [mine.ip] });
+    expect(taken.status).toBe(409);
+    expect((taken.body as { holders: Array<{ endpoint: string }> }).holders[0]!.endpoint).toBe(`${mine.namespace}/${mine.name}`);
+    // nothing changed: the holder keeps its address and identity
+    const eps = (await callAgent(n1.socket, 'GET', '/v1/endpoints')).body as Array<{ name: string; ips: string[] }>;
+    expect(eps.find((e) => e.name === mine.name)!.ips).toContain(mine.ip);
+    expect(eps.some((e) => e.name === 'thief')).toBe(false);
+    // the API socket is the owner's alone, from the moment it exists
+    expect(parseInt(execFileSync('stat', ['-c', '%a', n1.socket]).toString(), 8) & 0o077).toBe(0);
+  });
+
   it('an endpoint added in one cluster becomes reachable from the others; removed, it is gone', async () => {
     const pod = await addPod(st, { name: 'late', cluster: 'c2', node: 'n1', namespace: 'ns1', labels: { app: 'late' } });
     const from = [st.pods.find((p) => p.cluster === 'c1')!, st.pods.find((p) => p.cluster === 'c3')!];

@@ -17,7 +17,8 @@ function snapshot(over: Partial<MetricsSnapshot> = {}): MetricsSnapshot {
     etcdConnected: true,
     syncedClusters: ['c2'],
     syncLag: new Map([['c2', { lagMs: 120, receivedAtMs: Date.now() - 1000 }]]),
-    remotes: [{ cluster: 'c2', connected: true, synced: { nodes: true }, entries: { nodes: 2, ip: 5 }, relists: 1 }],
+    remotes: [{ cluster: 'c2', connected: true, synced: { nodes: true }, entries: { nodes: 2, ip: 5 }, relists: 1, rejected: { 'node/claim': 3 } }],
+    rejections: [{ origin: 'c2', type: 'identity', reason: 'claim', count: 2 }],
     policy: { identities: 6, localEndpoints: 2, lastCompileMs: 1.5 },
     ...over,
   };
@@ -34,6 +35,8 @@ describe('agent metrics', () => {
     expect(line(t, 'wiremesh_peer_handshake_age_seconds{peer="c2/n1"')).toMatch(/ 7$/);
     expect(line(t, 'wiremesh_peer_handshake_age_seconds{peer="c1/n2"')).toBeUndefined(); // never: absent
     expect(line(t, 'wiremesh_handshakes_total{result="completed"')).toMatch(/ 3$/);
+    expect(line(t, 'wiremesh_records_rejected_total{origin="c2",type="identity",reason="claim"')).toMatch(/ 2$/);
+    expect(line(t, 'wiremesh_kvstoremesh_records_rejected_total{remote="c2",type="node",reason="claim"')).toMatch(/ 3$/);
     expect(line(t, 'wiremesh_drops_total{reason="replayed"')).toMatch(/ 3$/);
     expect(line(t, 'wiremesh_drops_total{reason="policy-denied"')).toMatch(/ 2$/);
     expect(line(t, 'wiremesh_policy_verdicts_total{verdict="redirected"')).toMatch(/ 1$/);

@@ -1,0 +1,69 @@
+/**
+ * Records about clusters, written by the operator (root credentials only):
+ *   cluster-config/<cluster>     this cluster's name, id, pod CIDRs (`clustermesh enable`)
+ *   mesh/v1/clusters/<remote>    what was pinned about a remote at `clustermesh connect`
+ *   mesh/v1/remotes/<remote>     how kvstoremesh reaches the remote's etcd (credentials)
+ */
+import { z } from 'zod';
+import { clusterConfigPrefix, pinnedPrefix, remotesPrefix } from '../keys.js';
+import { jsonCodec } from './codec.js';
+import { cidr, clusterId, clusterName, MAX_CIDRS } from './fields.js';
+import { mismatch } from './location.js';
+
+const nameAfter = (prefix: string, key: string): string | undefined => (key.startsWith(prefix) ? key.slice(prefix.length) : undefined);
+
+export const clusterConfigSchema = z.object({
+  name: clusterName,
+  id: clusterId,
+  podCIDRs: z.array(cidr).min(1).max(MAX_CIDRS),
+  /** Hub of a hub-and-spoke mesh: its nodes relay traffic between the clusters they reach. */
+  relay: z.boolean().optional(),
+  /** Where `apply` allocates service VIPs (default 100.127.<id>.0/24); unique across the mesh. */
+  serviceCIDR: cidr.optional(),
+});
+export type ClusterConfig = z.infer<typeof clusterConfigSchema>;
+
+export const clusterConfigCodec = jsonCodec('cluster-config', clusterConfigSchema, {
+  check: (key, v) => mismatch('cluster', nameAfter(clusterConfigPrefix(), key), v.name),
+});
+
+/**
+ * A remote cluster as this cluster pinned it at connect time. Everything a
+ * remote's records may claim is checked against this, never against what the
+ * remote says about itself later (docs/security.md).
+ */
+export const pinnedClusterSchema = z.object({
+  name: clusterName,
+  id: clusterId,
+  podCIDRs: z.array(cidr).min(1).max(MAX_CIDRS),
+  /** The remote was a hub at connect: its relay offers are honoured. */
+  relay: z.boolean(),
+  /** This cluster opted in to the remote's mesh-wide policies (default false). */
+  acceptPolicies: z.boolean(),
+});
+export type PinnedCluster = z.infer<typeof pinnedClusterSchema>;
+
+export const pinnedClusterCodec = jsonCodec('pinned-cluster', pinnedClusterSchema, {
+  maxBytes: 4096,
+  check: (key, v) => mismatch('cluster', nameAfter(pinnedPrefix(), key), v.name),
+});
+
+const pem = z.string().max(16 * 1024);
+export const remoteSpecSchema = z.object({
+  name: clusterName,
+  endpoints: z.array(z.string().regex(/^https?:\/\/[^\s/]+$/, 'must be http(s)://host:port')).min(1).max(16),
+  caFile: z.string().max(4096).optional(),
+  certFile: z.string().max(4096).optional(),
+  keyFile: z.string().max(4096).optional(),
+  ca: pem.optional(),
+  cert: pem.optional(),
+  key: pem.optional(),
+  username: z.string().max(256).optional(),
+  password: z.string().max(256).optional(),
+  dialTimeoutMs: z.number().int().positive().max(60_000).optional(),
+});
+export type RemoteSpec = z.infer<typeof remoteSpecSchema>;
+
+export const remoteSpecCodec = jsonCodec('remote', remoteSpecSchema, {
+  check: (key, v) => mismatch('cluster', nameAfter(remotesPrefix(), key), v.name),
+});

@@ -1,0 +1,121 @@
+/**
+ * One codec per etcd record type: the only place a stored value becomes a
+ * typed object. Every reader (kvstoremesh ingest, agent sinks, gateway-dns,
+ * `clustermesh status`, `policy trace`) decodes through these, so a value is
+ * checked once per key type, the same way everywhere (docs/security.md).
+ *
+ * decode(key, value) checks, in order: size (before any parsing: a 1 MB value
+ * costs nothing), JSON, the schema (zod), then what the key says against what
+ * the value says (a record must live under its own cluster and name). It
+ * throws RecordError, never anything else: callers reject that one record and
+ * go on.
+ */
+import type { z } from 'zod';
+import { WiremeshError } from '../../errors.js';
+
+export type RecordType =
+  | 'node'
+  | 'endpoint'
+  | 'identity'
+  | 'identity-ref'
+  | 'service'
+  | 'policy'
+  | 'relay'
+  | 'gateway'
+  | 'heartbeat'
+  | 'cluster-config'
+  | 'health'
+  | 'remote-status'
+  | 'remote'
+  | 'pinned-cluster';
+
+/**
+ * Why a record was refused. Stable, few values: they label metrics.
+ *   too-large  over the type's byte limit      not-json   not a JSON document
+ *   schema     fields of wrong type or range   key        the key disagrees with the value
+ *   claim      says something its origin may not (another cluster's id, CIDR, labels)
+ *   conflict   overlaps a record already admitted (a pod CIDR, an address)
+ *   budget     the remote is over its record or byte budget
+ */
+export type RejectReason = 'too-large' | 'not-json' | 'schema' | 'key' | 'claim' | 'conflict' | 'budget';
+
+export class RecordError extends WiremeshError {
+  constructor(
+    readonly type: RecordType,
+    readonly key: string,
+    readonly reason: RejectReason,
+    readonly detail: string,
+  ) {
+    super('WM_RECORD_REJECTED', `${type} ${key}: ${reason}: ${detail}`);
+  }
+}
+
+export interface Codec<T> {
+  readonly type: RecordType;
+  /** Values longer than this (UTF-8 bytes) are refused unparsed. */
+  readonly maxBytes: number;
+  /** Throws RecordError. */
+  decode(key: string, value: string): T;
+  encode(v: T): string;
+}
+
+/** The default byte limit; policies and services allow more (codecs say so). */
+export const DEFAULT_MAX_BYTES = 64 * 1024;
+
+/**
+ * A JSON codec from a zod schema. check(key, v) compares the key with the
+ * value and returns why they disagree (or undefined); it may also return a
+ * normalised value through `v` being the schema's output.
+ */
+export function jsonCodec<T>(
+  type: RecordType,
+  schema: z.ZodType<T>,
+  opts: { maxBytes?: number; check?: (key: string, v: T) => string | undefined; encode?: (v: T) => string } = {},
+): Codec<T> {
+  const maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES;
+  return {
+    type,
+    maxBytes,
+    decode(key, value) {
+      const raw = parseJson(type, key, value, maxBytes);
+      const r = schema.safeParse(raw);
+      if (!r.success) throw new RecordError(type, key, 'schema', describeIssue(r.error));
+      const why = opts.check?.(key, r.data);
+      if (why) throw new RecordError(type, key, 'key', why);
+      return r.data;
+    },
+    encode: opts.encode ?? ((v) => JSON.stringify(v)),
+  };
+}
+
+/** Size, then JSON.parse, as every codec does first. */
+export function parseJson(type: RecordType, key: string, value: string, maxBytes: number): unknown {
+  if (typeof value !== 'string') throw new RecordError(type, key, 'schema', 'value is not text');
+  // a string's UTF-8 length is at most 3 bytes per UTF-16 unit: most values need no count
+  if (value.length * 3 > maxBytes) {
+    const n = Buffer.byteLength(value);
+    if (n > maxBytes) throw new RecordError(type, key, 'too-large', `${n} bytes (limit ${maxBytes})`);
+  }
+  try {
+    return JSON.parse(value) as unknown;
+  } catch {
+    throw new RecordError(type, key, 'not-json', `not a JSON document (${JSON.stringify(value.slice(0, 40))}…)`);
+  }
+}
+
+function describeIssue(err: z.ZodError): string {
+  const i = err.issues[0];
+  if (!i) return 'invalid';
+  const path = i.path.length ? i.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '') : '(value)';
+  return `${path}: ${i.message}`;
+}
+
+/** Runs decode and hands back the RecordError instead of throwing (anything else is a bug, also caught). */
+export function tryDecode<T>(codec: Codec<T>, key: string, value: string): { ok: true; value: T } | { ok: false; error: RecordError } {
+  try {
+    return { ok: true, value: codec.decode(key, value) };
+  } catch (err) {
+    if (err instanceof RecordError) return { ok: false, error: err };
+    return { ok: false, error: new RecordError(codec.type, key, 'schema', `decoder failed: ${(err as Error).message}`) };
+  }
+}

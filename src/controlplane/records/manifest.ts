@@ -1,0 +1,37 @@
+/**
+ * Services and policies: the manifests `wiremesh apply` stored, decoded by the
+ * same validator apply uses (src/manifests/validate.ts), so what an agent
+ * enforces is exactly what apply accepted. Larger limit: a policy may be long.
+ */
+import { ConfigError } from '../../errors.js';
+import { manifestName, validateManifest, type Manifest } from '../../manifests/validate.js';
+import { RecordError, parseJson, type Codec } from './codec.js';
+import { stateLocation } from './location.js';
+
+export const MANIFEST_MAX_BYTES = 256 * 1024;
+
+function manifestCodec(type: 'service' | 'policy'): Codec<Manifest> {
+  const stateType = type === 'service' ? 'services' : 'policies';
+  return {
+    type,
+    maxBytes: MANIFEST_MAX_BYTES,
+    decode(key, value) {
+      const raw = parseJson(type, key, value, MANIFEST_MAX_BYTES);
+      let m: Manifest;
+      try {
+        m = validateManifest(raw);
+      } catch (err) {
+        throw new RecordError(type, key, 'schema', err instanceof ConfigError ? err.message : `invalid: ${(err as Error).message}`);
+      }
+      const want = manifestName(m);
+      if (want.type !== stateType) throw new RecordError(type, key, 'schema', `a ${m.kind} is not a ${type}`);
+      const loc = stateLocation(stateType, key);
+      if (!loc || loc.name !== want.name) throw new RecordError(type, key, 'key', `the key names "${loc?.name ?? '?'}", the manifest is "${want.name}"`);
+      return m;
+    },
+    encode: (m) => JSON.stringify(m),
+  };
+}
+
+export const serviceCodec = manifestCodec('service');
+export const policyCodec = manifestCodec('policy');

@@ -1,0 +1,57 @@
+/**
+ * What a process refused: counted by type and reason (metrics), the latest
+ * kept with key and detail (status), each logged once. Bounded: the counts
+ * have at most types x reasons x origins entries, the history REJECTION_HISTORY.
+ */
+import type { Logger } from '../../log.js';
+import type { RecordError, RecordType, RejectReason } from './codec.js';
+
+export const REJECTION_HISTORY = 50;
+
+export interface RejectionEntry {
+  at: string;
+  /** The cluster whose record it was (the key's), or "" when the key names none. */
+  origin: string;
+  type: RecordType;
+  key: string;
+  reason: RejectReason;
+  detail: string;
+}
+
+export class Rejections {
+  /** "<origin>\t<type>\t<reason>" -> count */
+  private readonly counts = new Map<string, number>();
+  readonly recent: RejectionEntry[] = [];
+  total = 0;
+
+  constructor(private readonly log?: Logger) {}
+
+  add(err: RecordError, origin = ''): void {
+    const k = `${origin}\t${err.type}\t${err.reason}`;
+    this.counts.set(k, (this.counts.get(k) ?? 0) + 1);
+    this.total++;
+    const e: RejectionEntry = { at: new Date().toISOString(), origin, type: err.type, key: err.key.slice(0, 512), reason: err.reason, detail: err.detail.slice(0, 512) };
+    this.recent.push(e);
+    if (this.recent.length > REJECTION_HISTORY) this.recent.shift();
+    this.log?.warn({ key: e.key, type: e.type, reason: e.reason, origin: origin || undefined, detail: e.detail }, 'record rejected');
+  }
+
+  /** Counts as rows (metrics) */
+  rows(): Array<{ origin: string; type: string; reason: string; count: number }> {
+    return [...this.counts].map(([k, count]) => {
+      const [origin, type, reason] = k.split('\t') as [string, string, string];
+      return { origin, type, reason, count };
+    });
+  }
+
+  /** Counts of one origin by "<type>/<reason>" (remote status). */
+  byTypeReason(origin: string): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const r of this.rows()) if (r.origin === origin) out[`${r.type}/${r.reason}`] = r.count;
+    return out;
+  }
+
+  recentOf(origin: string): RejectionEntry[] {
+    return this.recent.filter((e) => e.origin === origin);
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * Claims checked against their origin (docs/security.md). A record's origin is
+ * the cluster its key names; what that cluster may claim comes from what this
+ * side pinned (its own cluster-config, and per remote the record `clustermesh
+ * connect` stored), never from the cluster's own records:
+ *
+ *   node      clusterId = the pinned id; pod CIDRs inside the pinned CIDRs
+ *   endpoint  address inside the pinned CIDRs; identity with the pinned id's bits
+ *   identity  cluster bits = the pinned id; labels naming a cluster name it (normalised in)
+ *   relay     only from a cluster pinned as hub; only CIDRs no pinned cluster owns,
+ *             that hold no known node address, no wider than /8 (/16 for IPv6)
+ *   policy    a remote's mesh-wide policy is enforced only with the opt-in (acceptPolicies)
+ *
+ * Stateful checks (a pod CIDR claimed by two nodes, an endpoint outside its
+ * node's CIDRs, a gateway address that is not its node's) live with the state
+ * they need: src/agent/registry.ts, src/gateway/gslb.ts.
+ */
+import { CLUSTER_LABEL, identityCluster } from '../../identity/identity.js';
+import { formatPrefix, parseIP, parsePrefix, prefixContains, type Prefix } from '../../net/ip.js';
+import { prefixesOverlap } from '../types.js';
+import type { PinnedCluster } from './cluster.js';
+import type { EndpointRecord } from './endpoint.js';
+import type { IdentityRecord } from './identity.js';
+import type { NodeRecord } from './node.js';
+import type { RelayRecord } from './relay.js';
+
+export interface ClusterFacts {
+  name: string;
+  id: number;
+  /** Empty while unknown (the local cluster before its cluster-config is read): CIDR checks wait for it. */
+  podCIDRs: Prefix[];
+  relay: boolean;
+  acceptPolicies: boolean;
+}
+
+/** A reason, or undefined when the claim holds. */
+export type Verdict = string | undefined;
+
+export class Trust {
+  private readonly clusters = new Map<string, ClusterFacts>();
+  private readonly byId = new Map<number, string>();
+
+  constructor(readonly localName: string, readonly localId: number, localCIDRs: string[] = []) {
+    this.set({ name: localName, id: localId, podCIDRs: localCIDRs.map((c) => parsePrefix(c)), relay: false, acceptPolicies: true });
+  }
+
+  /** The local cluster's pod CIDRs (its cluster-config). */
+  setLocalCIDRs(cidrs: string[]): void {
+    this.set({ ...this.clusters.get(this.localName)!, podCIDRs: cidrs.map((c) => parsePrefix(c)) });
+  }
+
+  pin(p: PinnedCluster): void {
+    if (p.name === this.localName) return;
+    this.set({ name: p.name, id: p.id, podCIDRs: p.podCIDRs.map((c) => parsePrefix(c)), relay: p.relay, acceptPolicies: p.acceptPolicies });
+  }
+
+  unpin(name: string): void {
+    if (name === this.localName) return;
+    const f = this.clusters.get(name);
+    if (!f) return;
+    this.clusters.delete(name);
+    if (this.byId.get(f.id) === name) this.byId.delete(f.id);
+  }
+
+  private set(f: ClusterFacts): void {
+    const old = this.clusters.get(f.name);
+    if (old && this.byId.get(old.id) === f.name) this.byId.delete(old.id);
+    this.clusters.set(f.name, f);
+    this.byId.set(f.id, f.name);
+  }
+
+  facts(cluster: string): ClusterFacts | undefined {
+    return this.clusters.get(cluster);
+  }
+
+  pinned(): ClusterFacts[] {
+    return [...this.clusters.values()].filter((f) => f.name !== this.localName);
+  }
+
+  /** Name of the cluster with this id, as pinned. */
+  clusterOfId(id: number): string | undefined {
+    return this.byId.get(id);
+  }
+
+  /** A remote's mesh-wide policies apply here only with the opt-in; our own always do. */
+  enforcesPoliciesOf(cluster: string): boolean {
+    return cluster === this.localName || this.clusters.get(cluster)?.acceptPolicies === true;
+  }
+
+  private origin(cluster: string): ClusterFacts | string {
+    return this.clusters.get(cluster) ?? `cluster "${cluster}" is not pinned here (not connected)`;
+  }
+
+  node(cluster: string, rec: NodeRecord): Verdict {
+    const f = this.origin(cluster);
+    if (typeof f === 'string') return f;
+    if (rec.clusterId !== f.id) return `claims cluster id ${rec.clusterId}; ${cluster} is pinned as ${f.id}`;
+    return this.insideCluster(f, rec.podCIDRs.map((c) => parsePrefix(c)), 'pod CIDR');
+  }
+
+  endpoint(cluster: string, rec: EndpointRecord): Verdict {
+    const f = this.origin(cluster);
+    if (typeof f === 'string') return f;
+    if (rec.identity !== undefined && identityCluster(rec.identity) !== f.id)
+      return `identity ${rec.identity} belongs to cluster id ${identityCluster(rec.identity)}, not ${cluster} (${f.id})`;
+    const addr = parseIP(rec.ip)!;
+    if (f.podCIDRs.length && !f.podCIDRs.some((p) => prefixContains(p, addr))) return `address ${rec.ip} is outside ${cluster}'s pod CIDRs`;
+    return undefined;
+  }
+
+  /** Checks an identity and returns it with the cluster label set from the pinned name (or a reason). */
+  identity(cluster: string, rec: IdentityRecord): IdentityRecord | string {
+    const f = this.origin(cluster);
+    if (typeof f === 'string') return f;
+    if (identityCluster(rec.id) !== f.id) return `identity ${rec.id} has cluster id ${identityCluster(rec.id)}; ${cluster} is pinned as ${f.id}`;
+    const claimed = rec.labels[CLUSTER_LABEL];
+    if (claimed !== undefined && claimed !== cluster) return `labels claim cluster "${claimed}", the identity is ${cluster}'s`;
+    return claimed === undefined ? { id: rec.id, labels: { ...rec.labels, [CLUSTER_LABEL]: cluster } } : rec;
+  }
+
+  /**
+   * A relay offer as far as it may be honoured: null with a reason when the
+   * cluster is no hub; otherwise only the CIDRs and ids it may relay (an offer
+   * also names clusters we reach directly: those are dropped, not refused).
+   */
+  relay(cluster: string, rec: RelayRecord, nodeAddresses: Iterable<string> = []): { record: RelayRecord } | string {
+    const f = this.origin(cluster);
+    if (typeof f === 'string') return f;
+    if (!f.relay) return `${cluster} is not pinned as a hub: its relay offers are not honoured`;
+    const known = [...this.clusters.values()].flatMap((c) => c.podCIDRs);
+    const addrs = [...nodeAddresses].map((a) => parseIP(a)).filter((a): a is Buffer => a !== null);
+    const podCIDRs = rec.podCIDRs.filter((c) => {
+      const p = parsePrefix(c);
+      if (p.cidr < (p.addr.length === 4 ? 8 : 16)) return false;
+      if (known.some((k) => prefixesOverlap(k, p))) return false;
+      return !addrs.some((a) => prefixContains(p, a));
+    });
+    const clusterIds = (rec.clusterIds ?? []).filter((id) => !this.byId.has(id));
+    return { record: { ...rec, podCIDRs, clusterIds } };
+  }
+
+  private insideCluster(f: ClusterFacts, prefixes: Prefix[], what: string): Verdict {
+    if (f.podCIDRs.length === 0) return undefined;
+    for (const p of prefixes)
+      if (!f.podCIDRs.some((c) => c.addr.length === p.addr.length && c.cidr <= p.cidr && prefixContains(c, p.addr)))
+        return `${what} ${formatPrefix(p)} is outside ${f.name}'s pinned pod CIDRs`;
+    return undefined;
+  }
+}
