@@ -24,7 +24,7 @@ import { performance } from 'node:perf_hooks';
 import type { Etcd3 } from 'etcd3';
 import { Agent } from '../src/agent/agent.js';
 import { connectClusters, enableCluster } from '../src/controlplane/clustermesh.js';
-import { stateKey } from '../src/controlplane/keys.js';
+import { endpointName, stateKey } from '../src/controlplane/keys.js';
 import { connectEtcd } from '../src/controlplane/kvstore.js';
 import type { NodeRecord } from '../src/controlplane/types.js';
 import { silentLogger } from '../src/log.js';
@@ -173,7 +173,7 @@ async function main(): Promise<void> {
           const base = podCIDR(k, n).split('.').slice(0, 3).join('.');
           for (let e = 0; e < E; e++) {
             const ip = `${base}.${10 + e}`;
-            kvs.push([stateKey('ip', clusterName(k), ip), JSON.stringify({ ip, cluster: clusterName(k), node: `n${n}`, namespace: 'bench', name: `p${n}-${e}`, labels: { app: `a${e}` } })]);
+            kvs.push([stateKey('ip', clusterName(k), endpointName(`n${n}`, ip)), JSON.stringify({ ip, cluster: clusterName(k), node: `n${n}`, namespace: 'bench', name: `p${n}-${e}`, labels: { app: `a${e}` } })]);
           }
         }
         await putBatch(c, kvs);
@@ -245,7 +245,7 @@ async function main(): Promise<void> {
         } else {
           const base = podCIDR(k, n).split('.').slice(0, 3).join('.');
           const ip = `${base}.${10 + Math.floor(Math.random() * E)}`;
-          void clients[k - 1]!.put(stateKey('ip', clusterName(k), ip)).value(JSON.stringify({ ip, cluster: clusterName(k), node: `n${n}`, namespace: 'bench', name: `p${n}`, labels: { app: 'x', rev: String(writes) } })).exec();
+          void clients[k - 1]!.put(stateKey('ip', clusterName(k), endpointName(`n${n}`, ip))).value(JSON.stringify({ ip, cluster: clusterName(k), node: `n${n}`, namespace: 'bench', name: `p${n}`, labels: { app: 'x', rev: String(writes) } })).exec();
         }
         writes++;
       }

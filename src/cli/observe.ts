@@ -4,6 +4,7 @@
  */
 import { request } from 'node:http';
 import { formatFlow, type Flow, type FlowFilter } from '../policy/flows.js';
+import { decodeAnswer, flowSchema } from '../agent/wire.js';
 
 export interface ObserveOptions extends FlowFilter {
   sockets: string[];
@@ -49,9 +50,13 @@ export async function observe(o: ObserveOptions, out: (line: string) => void): P
                 const line = buf.slice(0, nl);
                 buf = buf.slice(nl + 1);
                 if (!line) continue;
-                const f = JSON.parse(line) as Flow & { error?: string };
-                if (f.error) {
-                  process.stderr.write(`${socket}: ${f.error}\n`);
+                let f: Flow;
+                try {
+                  f = decodeAnswer(flowSchema, line, 'flow');
+                } catch (err) {
+                  // an agent's error answer ({error}) or a line that does not decode: said, skipped
+                  const e = /^\{"error":/.test(line) ? line : (err as Error).message;
+                  process.stderr.write(`${socket}: ${e}\n`);
                   continue;
                 }
                 // the history of every agent is merged by time before live flows

@@ -18,16 +18,15 @@ import { clusterCounts } from '../cli/services.js';
 import type { ServiceStatus } from '../services/datapath.js';
 import type { Flow } from '../policy/flows.js';
 import { PAGE } from './page.js';
+import { agentStatusSchema, decodeAnswer, flowSchema, servicesAnswerSchema } from '../agent/wire.js';
 
-interface AgentStatus {
-  cluster: string;
-  node: string;
-  etcdConnected: boolean;
-  syncedClusters: string[];
-  endpoints: number;
-  localEndpoints: number;
-  peers: Array<{ id: string; cluster: string; endpoint?: string; lastHandshakeAgeS: number | null; unreachableForS?: number; rxBytes: number; txBytes: number }>;
-  counters: Record<string, number>;
+/** One flow line, or none when it does not decode (one bad line never hides the rest). */
+function decodeLine(line: string): Flow[] {
+  try {
+    return [decodeAnswer(flowSchema, line, 'flow')];
+  } catch {
+    return [];
+  }
 }
 
 export interface MeshSnapshot {
@@ -57,9 +56,9 @@ export class MeshDashboard {
       this.sockets.map(async (socket) => {
         try {
           const [status, services, flows] = await Promise.all([
-            get(socket, '/v1/status').then((t) => JSON.parse(t) as AgentStatus),
-            get(socket, '/v1/services').then((t) => (JSON.parse(t) as { services: ServiceStatus[] }).services).catch(() => [] as ServiceStatus[]),
-            get(socket, `/v1/flows?last=${this.flowsPerAgent}`).then((t) => t.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Flow)).catch(() => [] as Flow[]),
+            get(socket, '/v1/status').then((t) => decodeAnswer(agentStatusSchema, t, '/v1/status')),
+            get(socket, '/v1/services').then((t) => decodeAnswer(servicesAnswerSchema, t, '/v1/services').services as ServiceStatus[]).catch(() => [] as ServiceStatus[]),
+            get(socket, `/v1/flows?last=${this.flowsPerAgent}`).then((t) => t.split('\n').filter(Boolean).flatMap((l) => decodeLine(l))).catch(() => [] as Flow[]),
           ]);
           return { socket, status, services, flows };
         } catch (err) {

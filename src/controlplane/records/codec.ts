@@ -97,7 +97,8 @@ export function parseJson(type: RecordType, key: string, value: string, maxBytes
     if (n > maxBytes) throw new RecordError(type, key, 'too-large', `${n} bytes (limit ${maxBytes})`);
   }
   try {
-    return JSON.parse(value) as unknown;
+    const v: unknown = JSON.parse(value);
+    return v;
   } catch {
     throw new RecordError(type, key, 'not-json', `not a JSON document (${JSON.stringify(value.slice(0, 40))}…)`);
   }

@@ -1,0 +1,104 @@
+// What an agent lets into its data path (src/agent/admission.ts), against
+// expectations written from docs/security.md: a node's CIDRs inside its
+// cluster's pin and no one else's, an endpoint inside its own node's CIDRs,
+// identities and relays as their origin may claim them.
+import { describe, expect, it } from 'vitest';
+import { Admission } from '../../src/agent/admission.js';
+import { Rejections } from '../../src/controlplane/records/rejections.js';
+import { Trust } from '../../src/controlplane/records/trust.js';
+import type { EndpointRecord, IdentityRecord, NodeRecord, RelayRecord } from '../../src/controlplane/records/index.js';
+
+const KEY = 'A'.repeat(42) + 'A=';
+const node = (cluster: string, clusterId: number, name: string, podCIDRs: string[], addresses = ['198.18.1.10']): NodeRecord => ({ cluster, clusterId, name, addresses, port: 51820, publicKey: KEY, podCIDRs, bootId: '1' });
+const ep = (cluster: string, nodeName: string, ip: string, identity?: number): EndpointRecord => ({ ip, cluster, node: nodeName, namespace: 'ns', name: `p-${ip.replace(/[.:]/g, '-')}`, labels: { app: 'x' }, ...(identity ? { identity } : {}) });
+const nodeKey = (c: string, n: string) => `wiremesh/${c === 'c1' ? 'state' : 'cache'}/nodes/v1/${c}/${n}`;
+const epKey = (c: string, n: string, ip: string) => `wiremesh/${c === 'c1' ? 'state' : 'cache'}/ip/v2/${c}/${n}/${ip}`;
+
+function setup() {
+  const trust = new Trust('c1', 1, ['100.65.0.0/16']);
+  trust.pin({ name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false });
+  trust.pin({ name: 'c0', id: 9, podCIDRs: ['100.69.0.0/16'], relay: true, acceptPolicies: false });
+  const rejections = new Rejections();
+  const seen = { node: new Map<string, NodeRecord>(), endpoint: new Map<string, EndpointRecord>(), identity: new Map<string, IdentityRecord>(), relay: new Map<string, RelayRecord>() };
+  const put = <T>(m: Map<string, T>) => (k: string, r: T | undefined) => (r ? m.set(k, r) : m.delete(k));
+  const a = new Admission(trust, rejections, { node: put(seen.node), endpoint: put(seen.endpoint), identity: put(seen.identity), relay: put(seen.relay) });
+  return { trust, rejections, seen, a, reasons: () => rejections.recent.map((e) => `${e.type}/${e.reason}`) };
+}
+
+describe('agent admission', () => {
+  it('a remote node must carry its pinned id and CIDRs inside its pinned ones', () => {
+    const { a, seen, reasons } = setup();
+    a.upsert('node', nodeKey('c2', 'n1'), 'c2', node('c2', 1, 'n1', ['100.66.1.0/24']));
+    a.upsert('node', nodeKey('c2', 'n2'), 'c2', node('c2', 2, 'n2', ['100.66.2.0/24', '100.65.2.0/24']));
+    a.upsert('node', nodeKey('c2', 'n3'), 'c2', node('c2', 2, 'n3', ['100.66.3.0/24']));
+    expect([...seen.node.keys()]).toEqual([nodeKey('c2', 'n3')]);
+    expect(reasons()).toEqual(['node/claim', 'node/claim']);
+  });
+
+  it('overlapping pod CIDRs: the first node keeps them; the other is admitted once they are free', () => {
+    const { a, seen, reasons } = setup();
+    a.upsert('node', nodeKey('c1', 'n1'), 'c1', node('c1', 1, 'n1', ['100.65.1.0/24']));
+    a.upsert('node', nodeKey('c1', 'n2'), 'c1', node('c1', 1, 'n2', ['100.65.1.128/25']));
+    expect(seen.node.has(nodeKey('c1', 'n2'))).toBe(false);
+    expect(reasons()).toEqual(['node/conflict']);
+    a.remove('node', nodeKey('c1', 'n1'));
+    expect(seen.node.has(nodeKey('c1', 'n2'))).toBe(true);
+  });
+
+  it('an update that is refused leaves the previous value in force', () => {
+    const { a, seen } = setup();
+    const good = node('c2', 2, 'n1', ['100.66.1.0/24']);
+    a.upsert('node', nodeKey('c2', 'n1'), 'c2', good);
+    a.upsert('node', nodeKey('c2', 'n1'), 'c2', node('c2', 2, 'n1', ['100.66.1.0/24', '100.65.7.0/24']));
+    expect(seen.node.get(nodeKey('c2', 'n1'))).toBe(good);
+  });
+
+  it('an endpoint waits for its node and must lie inside that node\'s CIDRs', () => {
+    const { a, seen, reasons } = setup();
+    a.upsert('endpoint', epKey('c2', 'n1', '100.66.1.10'), 'c2', ep('c2', 'n1', '100.66.1.10', 2 * 65536 + 300));
+    a.upsert('endpoint', epKey('c2', 'n1', '100.66.2.10'), 'c2', ep('c2', 'n1', '100.66.2.10'));
+    expect(seen.endpoint.size).toBe(0); // no node yet: waiting, not refused
+    expect(reasons()).toEqual([]);
+    a.upsert('node', nodeKey('c2', 'n1'), 'c2', node('c2', 2, 'n1', ['100.66.1.0/24']));
+    expect([...seen.endpoint.keys()]).toEqual([epKey('c2', 'n1', '100.66.1.10')]);
+    expect(reasons()).toEqual(['endpoint/claim']);
+    a.remove('node', nodeKey('c2', 'n1'));
+    expect(seen.endpoint.size).toBe(0);
+  });
+
+  it('an endpoint carrying another cluster\'s identity bits is refused', () => {
+    const { a, seen, reasons } = setup();
+    a.upsert('node', nodeKey('c2', 'n1'), 'c2', node('c2', 2, 'n1', ['100.66.1.0/24']));
+    a.upsert('endpoint', epKey('c2', 'n1', '100.66.1.10'), 'c2', ep('c2', 'n1', '100.66.1.10', 1 * 65536 + 300));
+    expect(seen.endpoint.size).toBe(0);
+    expect(reasons()).toEqual(['endpoint/claim']);
+  });
+
+  it('identities: cluster bits and cluster label from the pin; labels naming another cluster are refused', () => {
+    const { a, seen, reasons } = setup();
+    a.upsert('identity', 'wiremesh/cache/identities/v1/c2/131372', 'c2', { id: 2 * 65536 + 300, labels: { app: 'x' } });
+    a.upsert('identity', 'wiremesh/cache/identities/v1/c2/131373', 'c2', { id: 2 * 65536 + 301, labels: { app: 'y', 'io.cilium.k8s.policy.cluster': 'c1' } });
+    a.upsert('identity', 'wiremesh/cache/identities/v1/c2/65836', 'c2', { id: 1 * 65536 + 300, labels: { app: 'z' } });
+    expect([...seen.identity.values()]).toEqual([{ id: 2 * 65536 + 300, labels: { app: 'x', 'io.cilium.k8s.policy.cluster': 'c2' } }]);
+    expect(reasons()).toEqual(['identity/claim', 'identity/claim']);
+  });
+
+  it('relays: only from a hub, only CIDRs and ids no pinned cluster owns', () => {
+    const { a, seen, reasons } = setup();
+    a.upsert('node', nodeKey('c2', 'n1'), 'c2', node('c2', 2, 'n1', ['100.66.1.0/24'], ['198.18.2.10']));
+    a.upsert('relay', 'wiremesh/cache/relays/v1/c2/n1', 'c2', { cluster: 'c2', node: 'n1', podCIDRs: ['100.70.0.0/16'], clusterIds: [7] });
+    expect(reasons()).toEqual(['relay/claim']);
+    a.upsert('relay', 'wiremesh/cache/relays/v1/c0/h1', 'c0', { cluster: 'c0', node: 'h1', podCIDRs: ['100.70.0.0/16', '100.65.0.0/16', '0.0.0.0/0', '198.18.0.0/16'], clusterIds: [7, 1, 2] });
+    expect(seen.relay.get('wiremesh/cache/relays/v1/c0/h1')).toEqual({ cluster: 'c0', node: 'h1', podCIDRs: ['100.70.0.0/16'], clusterIds: [7] });
+  });
+
+  it('records that arrive before their cluster is pinned are admitted once it is', () => {
+    const { a, trust, seen, reasons } = setup();
+    a.upsert('node', nodeKey('c3', 'n1'), 'c3', node('c3', 3, 'n1', ['100.67.1.0/24']));
+    expect(seen.node.size).toBe(0);
+    expect(reasons()).toEqual(['node/claim']);
+    trust.pin({ name: 'c3', id: 3, podCIDRs: ['100.67.0.0/16'], relay: false, acceptPolicies: false });
+    a.recheck('c3');
+    expect(seen.node.size).toBe(1);
+  });
+});
