@@ -23,8 +23,9 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Etcd3 } from 'etcd3';
 import { Agent } from '../src/agent/agent.js';
-import { connectClusters, enableCluster } from '../src/controlplane/clustermesh.js';
-import { endpointName, stateKey } from '../src/controlplane/keys.js';
+import { connectClusters, enableCluster, pinFor } from '../src/controlplane/clustermesh.js';
+import { endpointName, pinnedKey, remoteKey, stateKey } from '../src/controlplane/keys.js';
+import { nodeCodec } from '../src/controlplane/records/index.js';
 import { connectEtcd } from '../src/controlplane/kvstore.js';
 import type { NodeRecord } from '../src/controlplane/types.js';
 import { silentLogger } from '../src/log.js';
@@ -88,7 +89,8 @@ function underlay(k: number, n: number): string {
   return `198.${18 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
 }
 
-function nodeRecord(k: number, n: number, extra: Record<string, unknown> = {}): NodeRecord & Record<string, unknown> {
+/** churnAt travels in bootId (a string field the node codec keeps; unknown fields are dropped on decode). */
+function nodeRecord(k: number, n: number, extra: Partial<NodeRecord> = {}): NodeRecord {
   return {
     cluster: clusterName(k),
     clusterId: k,
@@ -133,9 +135,11 @@ async function main(): Promise<void> {
     for (let a = 1; a <= K; a++)
       for (let b = a + 1; b <= K; b++)
         await connectClusters({ endpoints: [`http://127.0.0.1:${etcdPort(a)}`] }, { endpoints: [`http://127.0.0.1:${etcdPort(b)}`] }).catch(async () => {
-          // preflight refuses the shared 100.64.0.0/10 config CIDR: write the remote entries directly
-          for (const [x, y] of [[a, b], [b, a]])
-            await clients[x - 1]!.put(`wiremesh/mesh/v1/remotes/${clusterName(y)}`).value(JSON.stringify({ name: clusterName(y), endpoints: [`http://127.0.0.1:${etcdPort(y)}`] }));
+          // preflight refuses the shared 100.64.0.0/10 config CIDR: write the pins and remote entries directly
+          for (const [x, y] of [[a, b], [b, a]] as Array<[number, number]>) {
+            await clients[x - 1]!.put(pinnedKey(clusterName(y))).value(JSON.stringify(pinFor({ name: clusterName(y), id: y, podCIDRs: ['100.64.0.0/10'] }, false)));
+            await clients[x - 1]!.put(remoteKey(clusterName(y))).value(JSON.stringify({ name: clusterName(y), endpoints: [`http://127.0.0.1:${etcdPort(y)}`] }));
+          }
         });
     for (let k = 1; k <= K; k++) {
       const p = spawn(process.execPath, [join(ROOT, 'bin', 'wiremesh.js'), 'kvstoremesh', '--cluster', clusterName(k), '--etcd', `http://127.0.0.1:${etcdPort(k)}`], { stdio: ['ignore', 'ignore', 'ignore'], env: { ...process.env, LOG_LEVEL: 'warn' } });
@@ -220,15 +224,16 @@ async function main(): Promise<void> {
     cacheWatch.on('put', (kv) => {
       const t = now();
       try {
-        const r = JSON.parse(kv.value.toString()) as { cluster: string; name: string; churnAt?: number };
-        if (r.churnAt && pending.get(`${r.cluster}/${r.name}`) === r.churnAt) replDelays.push(t - r.churnAt);
+        const r = nodeCodec.decode(kv.key.toString(), kv.value.toString());
+        const churnAt = Number(r.bootId);
+        if (churnAt && pending.get(`${r.cluster}/${r.name}`) === churnAt) replDelays.push(t - churnAt);
       } catch {
         /* not ours */
       }
     });
-    agent.on('peers-programmed', (recs: Array<NodeRecord & { churnAt?: number }>) => {
+    agent.on('peers-programmed', (recs: NodeRecord[]) => {
       const t = now();
-      for (const r of recs) if (r.churnAt && pending.get(`${r.cluster}/${r.name}`) === r.churnAt) delays.push(t - r.churnAt);
+      for (const r of recs) if (Number(r.bootId) && pending.get(`${r.cluster}/${r.name}`) === Number(r.bootId)) delays.push(t - Number(r.bootId));
     });
     const end = now() + CHURN_S * 1000;
     let writes = 0;
@@ -241,7 +246,7 @@ async function main(): Promise<void> {
           const churnAt = now();
           pending.set(`${clusterName(k)}/n${n}`, churnAt);
           // etcd3 builders are lazy: exec() sends the request
-          void clients[k - 1]!.put(stateKey('nodes', clusterName(k), `n${n}`)).value(JSON.stringify(nodeRecord(k, n, { churnAt }))).exec();
+          void clients[k - 1]!.put(stateKey('nodes', clusterName(k), `n${n}`)).value(JSON.stringify(nodeRecord(k, n, { bootId: String(churnAt) }))).exec();
         } else {
           const base = podCIDR(k, n).split('.').slice(0, 3).join('.');
           const ip = `${base}.${10 + Math.floor(Math.random() * E)}`;
