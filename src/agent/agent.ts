@@ -340,9 +340,9 @@ export class Agent extends EventEmitter {
     }
     for (const w of this.watchers) void w.start();
     if (this.cfg.metrics) this.metricsServer = await this.metrics.listen(this.cfg.metrics.address, this.cfg.metrics.port);
-    this.healthTimer = setInterval(() => void this.publishHealth(), 5000);
+    this.healthTimer = setInterval(() => void this.publishHealth().catch((err: Error) => this.log.warn({ err: err.message }, 'health publish failed')), 5000);
     this.healthTimer.unref();
-    void this.publishHealth();
+    void this.publishHealth().catch((err: Error) => this.log.warn({ err: err.message }, 'health publish failed'));
     this.log.info({ node: this.id, tun: this.dev.tunName, port: this.dev.listenPort }, 'agent started');
   }
 

@@ -213,8 +213,17 @@ export class PolicyDatapath extends EventEmitter {
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      if (this.dirty) this.recompile();
-      this.flushIpcache();
+      // a fault here is a bug; it must cost one pass, not the agent (and with it every pod's mesh)
+      try {
+        if (this.dirty) this.recompile();
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, 'policy compile failed; the previous maps stay in force');
+      }
+      try {
+        this.flushIpcache();
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, 'ipcache update failed');
+      }
     });
   }
 

@@ -91,7 +91,7 @@ export class ServiceDatapath {
 
   start(): void {
     this.health.start();
-    this.timer = setInterval(() => this.compute(), 1000);
+    this.timer = setInterval(() => this.schedule(), 1000); // schedule(): one guarded, batched compute
     this.timer.unref();
   }
 
@@ -118,7 +118,11 @@ export class ServiceDatapath {
     this.scheduled = true;
     setTimeout(() => {
       this.scheduled = false;
-      this.compute();
+      try {
+        this.compute();
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, 'service recompute failed; the previous tables stay in force');
+      }
     }, 10).unref();
   }
 
