@@ -47,6 +47,8 @@ export class Admission {
   private readonly admitted: { [K in Kind]: Map<string, unknown> } = { node: new Map(), endpoint: new Map(), identity: new Map(), relay: new Map() };
   /** Admitted nodes by "cluster/name" -> key, and endpoint keys by "cluster/node". */
   private readonly nodeByName = new Map<string, string>();
+  /** Underlay addresses of admitted nodes, any cluster: one address, one node (first kept). */
+  private readonly addressOwner = new Map<string, string>();
   /** Admitted nodes per cluster: CIDR clashes are looked for within a cluster (clusters' own CIDRs are pinned apart). */
   private readonly nodesOfCluster = new Map<string, Map<string, NodeRecord>>();
   private readonly endpointsOfNode = new Map<string, Set<string>>();
@@ -118,7 +120,12 @@ export class Admission {
         const why = this.trust.node(c.cluster, rec);
         if (why) return refuse('node', 'claim', why);
         const clash = this.cidrClash(key, c.cluster, rec.podCIDRs.map((x) => parsePrefix(x)));
-        return clash ? refuse('node', 'conflict', clash) : rec;
+        if (clash) return refuse('node', 'conflict', clash);
+        for (const a of rec.addresses) {
+          const owner = this.addressOwner.get(a);
+          if (owner !== undefined && owner !== key) return refuse('node', 'conflict', `underlay address ${a} is node ${owner}'s`);
+        }
+        return rec;
       }
       case 'endpoint': {
         const rec = c.rec as EndpointRecord;
@@ -165,6 +172,8 @@ export class Admission {
         let m = this.nodesOfCluster.get(cluster);
         if (!m) this.nodesOfCluster.set(cluster, (m = new Map()));
         m.set(key, n);
+        for (const a of (prev as NodeRecord | undefined)?.addresses ?? []) if (this.addressOwner.get(a) === key) this.addressOwner.delete(a);
+        for (const a of n.addresses) this.addressOwner.set(a, key);
         this.sinks.node(key, n);
         // its endpoints' admission depends on its CIDRs
         const p = prev as NodeRecord | undefined;
@@ -190,10 +199,11 @@ export class Admission {
         const id = `${n.cluster}/${n.name}`;
         if (this.nodeByName.get(id) === key) this.nodeByName.delete(id);
         this.nodesOfCluster.get(n.cluster)?.delete(key);
+        for (const a of n.addresses) if (this.addressOwner.get(a) === key) this.addressOwner.delete(a);
         this.sinks.node(key, undefined);
         this.recheckEndpointsOf(id);
-        // a node refused for overlapping this one's CIDRs may be admitted now
-        for (const [k, c] of this.cand.node) if (c.cluster === n.cluster && !this.admitted.node.has(k)) this.evaluate('node', k);
+        // a node refused for overlapping this one's CIDRs or addresses may be admitted now
+        for (const [k, c] of this.cand.node) if (this.admitted.node.get(k) !== c.rec) this.evaluate('node', k);
         return;
       }
       case 'endpoint':

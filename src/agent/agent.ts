@@ -252,8 +252,9 @@ export class Agent extends EventEmitter {
     // What we pinned about each remote, and our own cluster-config: read first, so
     // records never meet a trust that is still empty (later changes re-check records).
     const pinned = new ListWatcher(store, pinnedPrefix(), decoded(pinnedClusterCodec, {
-      upsert: (_k, p) => {
-        this.trust.pin(p);
+      upsert: (k, p) => {
+        const refused = this.trust.pin(p);
+        if (refused) return rej.add(new RecordError('pinned-cluster', k, 'conflict', refused), p.name);
         admission.recheck(p.name);
         dp?.policyTrustChanged();
         this.queueReconcile();

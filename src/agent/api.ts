@@ -143,7 +143,8 @@ export async function serveApi(agent: Agent, path: string): Promise<Server> {
 /** Client side: one request to an agent's socket, the answer as text (metrics, NDJSON flows). */
 export function agentRequest(socket: string, method: string, path: string, body?: unknown, timeoutMs?: number): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: socket, method, path, headers: { 'content-type': 'application/json' }, ...(timeoutMs ? { timeout: timeoutMs } : {}) }, (res) => {
+    // agent: false: no keep-alive pool; a pooled socket the agent already closed failed the next request with EPIPE
+    const req = request({ socketPath: socket, agent: false, method, path, headers: { 'content-type': 'application/json' }, ...(timeoutMs ? { timeout: timeoutMs } : {}) }, (res) => {
       let data = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (data += d));

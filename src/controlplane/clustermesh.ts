@@ -182,6 +182,11 @@ export interface ConnectOptions {
 export async function connectClusters(aAccess: ClusterAccess, bAccess: ClusterAccess, opts: ConnectOptions = {}): Promise<{ a: ClusterConfig; b: ClusterConfig }> {
   const [a, b] = await Promise.all([readClusterConfig(aAccess), readClusterConfig(bAccess)]);
   preflight(a, b);
+  // and against every cluster either side is already connected to: ids and pod CIDRs are unique mesh-wide,
+  // or a newcomer could speak with the identities of a cluster it shares an id with
+  for (const [access, other] of [[aAccess, b], [bAccess, a]] as const)
+    for (const { value: pin } of await withEtcd(access, (c) => decodeAll(c, pinnedPrefix(), pinnedClusterCodec)))
+      if (pin.name !== other.name) preflight({ name: pin.name, id: pin.id, podCIDRs: pin.podCIDRs }, other);
   const bForA = await remoteSpecFor(b, bAccess, a.name);
   const aForB = await remoteSpecFor(a, aAccess, b.name);
   // the pin first: kvstoremesh replicates a remote only once both exist

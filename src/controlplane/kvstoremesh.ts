@@ -175,7 +175,7 @@ class RemoteReplication {
     if (!r.ok) return r.error;
     const claim = this.claim(type, r.value);
     if (claim) return new RecordError(CODECS[type].type, key, 'claim', claim);
-    const size = key.length + value.length;
+    const size = Buffer.byteLength(key) + Buffer.byteLength(value);
     const prev = this.held.get(key);
     if (prev === undefined && this.held.size >= this.budget.maxRecords) return new RecordError(CODECS[type].type, key, 'budget', `${remote} holds ${this.held.size} records (limit ${this.budget.maxRecords})`);
     if (this.heldBytes - (prev ?? 0) + size > this.budget.maxBytes) return new RecordError(CODECS[type].type, key, 'budget', `${remote} would hold ${this.heldBytes - (prev ?? 0) + size} bytes (limit ${this.budget.maxBytes})`);
@@ -221,7 +221,7 @@ class RemoteReplication {
             if (dst) stale.delete(dst);
             const bad = this.admit(type, k, v);
             if (bad) return this.rejections.add(bad, remote);
-            const size = k.length + v.length;
+            const size = Buffer.byteLength(k) + Buffer.byteLength(v);
             this.heldBytes += size - (this.held.get(k) ?? 0);
             this.held.set(k, size);
             this.writer.put(dst!, v);
@@ -380,7 +380,11 @@ export class KVStoreMesh {
     if (existing && JSON.stringify(existing.spec) === JSON.stringify(spec) && JSON.stringify(existing.pinned) === JSON.stringify(pin)) return;
     if (existing) await this.dropRemote(name, false);
     // the trust a replication checks against: our cluster and this remote as pinned
-    this.trust.pin(pin);
+    const refused = this.trust.pin(pin);
+    if (refused) {
+      this.log.error({ remote: name, reason: refused }, 'pinned record refused: not replicating this remote');
+      return;
+    }
     const r = new RemoteReplication(spec, pin, this.trust, this.local, this.log, this.rejections, this.budget);
     this.remotes.set(name, r);
     this.log.info({ remote: name, endpoints: spec.endpoints, id: pin.id }, 'replicating remote cluster');

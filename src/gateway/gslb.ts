@@ -115,11 +115,29 @@ export class GatewayDns {
    * underlay addresses (docs/security.md): a cluster cannot make the entry
    * point answer with somebody else's address. Records wait for their node.
    */
+  /** Per underlay address, the nodes claiming it: one claimed twice belongs to neither (fail closed). */
+  private readonly claims = new Map<string, Set<string>>();
+
+  private setNode(id: string, rec: NodeRecord | undefined): void {
+    for (const a of this.nodes.get(id)?.addresses ?? []) {
+      const s = this.claims.get(a);
+      s?.delete(id);
+      if (s?.size === 0) this.claims.delete(a);
+    }
+    if (!rec) return void this.nodes.delete(id);
+    this.nodes.set(id, rec);
+    for (const a of rec.addresses) {
+      let s = this.claims.get(a);
+      if (!s) this.claims.set(a, (s = new Set()));
+      s.add(id);
+    }
+  }
+
   private admitGateways(): void {
     let changed = false;
     for (const [k, rec] of this.offered) {
       const node = this.nodes.get(`${rec.cluster}/${rec.node}`);
-      const ok = node?.addresses.includes(rec.address) === true;
+      const ok = node?.addresses.includes(rec.address) === true && this.claims.get(rec.address)?.size === 1;
       if (ok) {
         this.refused.delete(k);
         if (this.gateways.get(k)?.record !== rec) {
@@ -131,7 +149,8 @@ export class GatewayDns {
       if (this.gateways.delete(k)) changed = true;
       if (node && this.refused.get(k) !== rec.address) {
         this.refused.set(k, rec.address);
-        this.rejections.add(new RecordError('gateway', k, 'claim', `address ${rec.address} is not one of node ${rec.cluster}/${rec.node}'s (${node.addresses.join(', ')})`), rec.cluster);
+        const why = node.addresses.includes(rec.address) ? `address ${rec.address} is claimed by more than one node` : `address ${rec.address} is not one of node ${rec.cluster}/${rec.node}'s (${node.addresses.join(', ')})`;
+        this.rejections.add(new RecordError('gateway', k, 'claim', why), rec.cluster);
       }
     }
     for (const k of this.gateways.keys()) if (!this.offered.has(k) && this.gateways.delete(k)) changed = true;
@@ -154,14 +173,14 @@ export class GatewayDns {
     }, this.rejections, origin);
     const nodes = decoded(nodeCodec, {
       upsert: (k, rec) => {
-        this.nodes.set(`${rec.cluster}/${rec.name}`, rec);
+        this.setNode(`${rec.cluster}/${rec.name}`, rec);
         this.nodeKeys.set(k, `${rec.cluster}/${rec.name}`);
         this.admitGateways();
       },
       remove: (k) => {
         const id = this.nodeKeys.get(k);
         this.nodeKeys.delete(k);
-        if (id) this.nodes.delete(id);
+        if (id) this.setNode(id, undefined);
         this.admitGateways();
       },
     }, this.rejections, origin);

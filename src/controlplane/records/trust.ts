@@ -49,24 +49,33 @@ export class Trust {
     this.set({ ...this.clusters.get(this.localName)!, podCIDRs: cidrs.map((c) => parsePrefix(c)) });
   }
 
-  pin(p: PinnedCluster): void {
-    if (p.name === this.localName) return;
+  /**
+   * Pins a remote. A pin whose id another pinned cluster (or we) already
+   * has is refused (returns why): two clusters with one id could speak for
+   * each other. `clustermesh connect` refuses such a pair first.
+   */
+  pin(p: PinnedCluster): string | undefined {
+    if (p.name === this.localName) return `a cluster cannot pin itself`;
+    const holder = this.byId.get(p.id);
+    if (holder !== undefined && holder !== p.name) return `id ${p.id} is already ${holder}'s`;
     this.set({ name: p.name, id: p.id, podCIDRs: p.podCIDRs.map((c) => parsePrefix(c)), relay: p.relay, acceptPolicies: p.acceptPolicies });
+    return undefined;
   }
 
   unpin(name: string): void {
-    if (name === this.localName) return;
-    const f = this.clusters.get(name);
-    if (!f) return;
-    this.clusters.delete(name);
-    if (this.byId.get(f.id) === name) this.byId.delete(f.id);
+    if (name === this.localName || !this.clusters.delete(name)) return;
+    this.reindex();
   }
 
   private set(f: ClusterFacts): void {
-    const old = this.clusters.get(f.name);
-    if (old && this.byId.get(old.id) === f.name) this.byId.delete(old.id);
     this.clusters.set(f.name, f);
-    this.byId.set(f.id, f.name);
+    this.reindex();
+  }
+
+  /** Ids by cluster, derived (at most 255 clusters): never out of step with `clusters`. */
+  private reindex(): void {
+    this.byId.clear();
+    for (const f of this.clusters.values()) if (!this.byId.has(f.id) || f.name === this.localName) this.byId.set(f.id, f.name);
   }
 
   facts(cluster: string): ClusterFacts | undefined {
@@ -95,6 +104,11 @@ export class Trust {
     const f = this.origin(cluster);
     if (typeof f === 'string') return f;
     if (rec.clusterId !== f.id) return `claims cluster id ${rec.clusterId}; ${cluster} is pinned as ${f.id}`;
+    // an underlay address inside any cluster's pod CIDRs would turn pod traffic into tunnel endpoints
+    for (const a of rec.addresses) {
+      const addr = parseIP(a)!;
+      for (const c of this.clusters.values()) if (c.podCIDRs.some((p) => prefixContains(p, addr))) return `underlay address ${a} lies in ${c.name}'s pod CIDRs`;
+    }
     return this.insideCluster(f, rec.podCIDRs.map((c) => parsePrefix(c)), 'pod CIDR');
   }
 
