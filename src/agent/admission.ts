@@ -4,19 +4,25 @@
  * checked against what its origin may claim (records/trust.ts) and against
  * the records already admitted:
  *
- *   node      no pod CIDR overlapping another admitted node's of its cluster (first comes, first kept)
+ *   node      pod CIDRs overlapping no other admitted node's of its cluster; underlay
+ *             addresses and WireGuard key no other admitted node's (any cluster); no
+ *             pod CIDR holding another node's underlay address
  *   endpoint  its node admitted, and its address inside that node's pod CIDRs
  *   identity  cluster bits and labels as trust.ts says (cluster label normalised in)
- *   relay     trust.ts: hubs only, sanitised CIDRs and ids
+ *   relay     trust.ts: hubs only, sanitised CIDRs and ids (re-checked as nodes come)
  *
- * Every candidate is kept, so a record waiting for its node, or refused
- * while the owner of its CIDR was there, is admitted once it can be; and
- * when what is pinned about a cluster changes, that cluster's records are
- * checked again. A refused record is reported once per (key, reason) and the
- * key's previously admitted value stays in force.
+ * Conflicts between nodes: a node of our own cluster wins over a remote's
+ * claim (the remote node is withdrawn); otherwise the first admitted is kept.
+ * A refused node waits on the node it conflicts with and is checked again
+ * when that one changes or goes.
  *
- * Bounded by what etcd holds (kvstoremesh budgets each remote); O(changed)
- * per record, except a CIDR-length mix within a cluster, which scans it.
+ * A refused *new value* leaves the key's admitted value in force; when what
+ * is pinned changes (recheck), an admitted value that no longer holds is
+ * withdrawn: refusals never leave more trusted than the pin allows.
+ *
+ * Cost: O(prefix length) per node (PrefixTrie), O(1) per endpoint and
+ * identity, O(relays) per node admitted; a record is reported once per
+ * (key, reason).
  */
 import { RecordError, type RecordType, type RejectReason } from '../controlplane/records/codec.js';
 import type { EndpointRecord } from '../controlplane/records/endpoint.js';
@@ -26,7 +32,7 @@ import type { RelayRecord } from '../controlplane/records/relay.js';
 import type { Rejections } from '../controlplane/records/rejections.js';
 import type { Trust } from '../controlplane/records/trust.js';
 import { formatPrefix, parseIP, parsePrefix, prefixContains, type Prefix } from '../net/ip.js';
-import { prefixesOverlap } from '../controlplane/types.js';
+import { PrefixTrie } from '../net/prefixtrie.js';
 
 export interface AdmissionSinks {
   node(key: string, rec: NodeRecord | undefined): void;
@@ -42,16 +48,39 @@ interface Candidate<T> {
 
 type Kind = 'node' | 'endpoint' | 'identity' | 'relay';
 
+/** A node's claims, parsed once. */
+interface NodeClaims {
+  cidrs: Prefix[];
+  addrs: Prefix[];
+}
+
+const hostPrefix = (ip: string): Prefix => {
+  const a = parseIP(ip)!;
+  return { addr: a, cidr: a.length * 8 };
+};
+
+/** Parsed once per record object (records are replaced, never mutated). */
+const parsed = new WeakMap<NodeRecord, NodeClaims>();
+function claimsOf(n: NodeRecord): NodeClaims {
+  let c = parsed.get(n);
+  if (!c) parsed.set(n, (c = { cidrs: n.podCIDRs.map((x) => parsePrefix(x)), addrs: n.addresses.map(hostPrefix) }));
+  return c;
+}
+
 export class Admission {
   private readonly cand: { [K in Kind]: Map<string, Candidate<unknown>> } = { node: new Map(), endpoint: new Map(), identity: new Map(), relay: new Map() };
   private readonly admitted: { [K in Kind]: Map<string, unknown> } = { node: new Map(), endpoint: new Map(), identity: new Map(), relay: new Map() };
-  /** Admitted nodes by "cluster/name" -> key, and endpoint keys by "cluster/node". */
+  /** Admitted nodes: key by "cluster/name", and their parsed claims. */
   private readonly nodeByName = new Map<string, string>();
-  /** Underlay addresses of admitted nodes, any cluster: one address, one node (first kept). */
-  private readonly addressOwner = new Map<string, string>();
-  /** Admitted nodes per cluster: CIDR clashes are looked for within a cluster (clusters' own CIDRs are pinned apart). */
-  private readonly nodesOfCluster = new Map<string, Map<string, NodeRecord>>();
+  private readonly claims = new Map<string, NodeClaims>();
+  /** Endpoint keys by "cluster/node". */
   private readonly endpointsOfNode = new Map<string, Set<string>>();
+  /** Pod CIDRs of admitted nodes per cluster; underlay addresses and WireGuard keys of all. */
+  private readonly cidrs = new Map<string, PrefixTrie<string>>();
+  private readonly addrs = new PrefixTrie<string>();
+  private readonly keys = new Map<string, string>();
+  /** Nodes refused for a conflict, by the node they conflict with. */
+  private readonly waiting = new Map<string, Set<string>>();
   /** (key, reason) pairs already reported: a record is counted once, not on every re-check. */
   private readonly reported = new Map<string, string>();
 
@@ -68,10 +97,11 @@ export class Admission {
   // ---- inputs (from the decoding watch sinks) ----------------------------------
 
   upsert(kind: Kind, key: string, cluster: string, rec: unknown): void {
+    const old = this.cand[kind].get(key);
+    if (kind === 'endpoint' && old) this.endpointsOfNode.get(`${old.cluster}/${(old.rec as EndpointRecord).node}`)?.delete(key);
     this.cand[kind].set(key, { cluster, rec });
     if (kind === 'endpoint') {
-      const e = rec as EndpointRecord;
-      const id = `${cluster}/${e.node}`;
+      const id = `${cluster}/${(rec as EndpointRecord).node}`;
       let s = this.endpointsOfNode.get(id);
       if (!s) this.endpointsOfNode.set(id, (s = new Set()));
       s.add(key);
@@ -101,11 +131,17 @@ export class Admission {
     const out = this.decide(kind, key, c);
     if (out === 'wait') return this.withdraw(kind, key);
     if (out instanceof RecordError) {
-      // refused: the key's previously admitted value (if any) stays in force
+      if (kind === 'node' && out.reason === 'conflict') {
+        const clash = this.nodeClash(key, c.cluster, c.rec as NodeRecord);
+        if (clash) this.waitOn(clash.owner, key);
+      }
       if (this.reported.get(key) !== out.detail) {
         this.reported.set(key, out.detail);
         this.rejections.add(out, c.cluster);
       }
+      // the key's admitted value stays in force only while it still holds itself
+      const prev = this.admitted[kind].get(key);
+      if (prev !== undefined && (prev === c.rec || this.decide(kind, key, { cluster: c.cluster, rec: prev }) instanceof RecordError)) this.withdraw(kind, key);
       return;
     }
     this.reported.delete(key);
@@ -119,23 +155,18 @@ export class Admission {
         const rec = c.rec as NodeRecord;
         const why = this.trust.node(c.cluster, rec);
         if (why) return refuse('node', 'claim', why);
-        const clash = this.cidrClash(key, c.cluster, rec.podCIDRs.map((x) => parsePrefix(x)));
-        if (clash) return refuse('node', 'conflict', clash);
-        for (const a of rec.addresses) {
-          const owner = this.addressOwner.get(a);
-          if (owner !== undefined && owner !== key) return refuse('node', 'conflict', `underlay address ${a} is node ${owner}'s`);
-        }
-        return rec;
+        const clash = this.nodeClash(key, c.cluster, rec);
+        return clash ? refuse('node', 'conflict', clash.what) : rec;
       }
       case 'endpoint': {
         const rec = c.rec as EndpointRecord;
         const why = this.trust.endpoint(c.cluster, rec);
         if (why) return refuse('endpoint', 'claim', why);
         const nodeKey = this.nodeByName.get(`${c.cluster}/${rec.node}`);
-        const node = nodeKey ? (this.admitted.node.get(nodeKey) as NodeRecord) : undefined;
-        if (!node) return 'wait'; // its node is not (yet) admitted
+        const cl = nodeKey ? this.claims.get(nodeKey) : undefined;
+        if (!cl) return 'wait'; // its node is not (yet) admitted
         const addr = parseIP(rec.ip)!;
-        if (!node.podCIDRs.some((x) => prefixContains(parsePrefix(x), addr))) return refuse('endpoint', 'claim', `address ${rec.ip} is outside node ${rec.node}'s pod CIDRs ${node.podCIDRs.join(', ')}`);
+        if (!cl.cidrs.some((p) => prefixContains(p, addr))) return refuse('endpoint', 'claim', `address ${rec.ip} is outside node ${rec.node}'s pod CIDRs ${cl.cidrs.map(formatPrefix).join(', ')}`);
         return rec;
       }
       case 'identity': {
@@ -143,75 +174,137 @@ export class Admission {
         return typeof r === 'string' ? refuse('identity', 'claim', r) : r;
       }
       case 'relay': {
-        const addrs = [...this.admittedNodes()].flatMap((n) => n.addresses);
-        const r = this.trust.relay(c.cluster, c.rec as RelayRecord, addrs);
+        const r = this.trust.relay(c.cluster, c.rec as RelayRecord, (p) => this.addrs.within(p) !== undefined);
         return typeof r === 'string' ? refuse('relay', 'claim', r) : r.record;
       }
     }
   }
 
-  /** Why `prefixes` may not be node `key`'s: another admitted node of the cluster holds an overlapping one. */
-  private cidrClash(key: string, cluster: string, prefixes: Prefix[]): string | undefined {
-    for (const [k, other] of this.nodesOfCluster.get(cluster) ?? []) {
-      if (k === key) continue;
-      for (const o of other.podCIDRs) {
-        const op = parsePrefix(o);
-        for (const p of prefixes) if (prefixesOverlap(op, p)) return `pod CIDR ${formatPrefix(p)} overlaps ${o} of node ${other.name}`;
-      }
+  /**
+   * What node `key` would take from another admitted node, if anything: the
+   * other node's key and what. A node of our own cluster may take a remote
+   * node's claims (they are withdrawn when it is admitted): only a clash with
+   * one of our own, or a remote one's clash with anyone, refuses.
+   */
+  private nodeClash(key: string, cluster: string, rec: NodeRecord): { owner: string; what: string } | undefined {
+    const ours = cluster === this.trust.localName;
+    const blocks = (owner: string) => !ours || this.admittedCluster(owner) === this.trust.localName;
+    const cl = claimsOf(rec);
+    const trie = this.cidrs.get(cluster);
+    for (const [i, p] of cl.cidrs.entries()) {
+      const o = trie?.overlapping(p, key);
+      if (o !== undefined && blocks(o)) return { owner: o, what: `pod CIDR ${rec.podCIDRs[i]} overlaps node ${this.nameOf(o)}'s` };
+      const a = this.addrs.within(p, key);
+      if (a !== undefined && blocks(a)) return { owner: a, what: `pod CIDR ${rec.podCIDRs[i]} holds the underlay address of node ${this.nameOf(a)}` };
     }
+    for (const [i, p] of cl.addrs.entries()) {
+      const o = this.addrs.covering(p, key);
+      if (o !== undefined && blocks(o)) return { owner: o, what: `underlay address ${rec.addresses[i]} is node ${this.nameOf(o)}'s` };
+    }
+    const k = this.keys.get(rec.publicKey);
+    if (k !== undefined && k !== key && blocks(k)) return { owner: k, what: `WireGuard key is node ${this.nameOf(k)}'s` };
     return undefined;
   }
 
+  private admittedCluster(key: string): string | undefined {
+    return (this.admitted.node.get(key) as NodeRecord | undefined)?.cluster;
+  }
+
+  private nameOf(key: string): string {
+    const n = this.admitted.node.get(key) as NodeRecord | undefined;
+    return n ? `${n.cluster}/${n.name}` : key;
+  }
+
   private admit(kind: Kind, key: string, cluster: string, rec: unknown): void {
-    const prev = this.admitted[kind].get(key);
-    this.admitted[kind].set(key, rec);
-    switch (kind) {
-      case 'node': {
-        const n = rec as NodeRecord;
-        this.nodeByName.set(`${cluster}/${n.name}`, key);
-        let m = this.nodesOfCluster.get(cluster);
-        if (!m) this.nodesOfCluster.set(cluster, (m = new Map()));
-        m.set(key, n);
-        for (const a of (prev as NodeRecord | undefined)?.addresses ?? []) if (this.addressOwner.get(a) === key) this.addressOwner.delete(a);
-        for (const a of n.addresses) this.addressOwner.set(a, key);
-        this.sinks.node(key, n);
-        // its endpoints' admission depends on its CIDRs
-        const p = prev as NodeRecord | undefined;
-        if (!p || p.podCIDRs.join() !== n.podCIDRs.join()) this.recheckEndpointsOf(`${cluster}/${n.name}`);
-        return;
-      }
-      case 'endpoint':
-        return this.sinks.endpoint(key, rec as EndpointRecord);
-      case 'identity':
-        return this.sinks.identity(key, rec as IdentityRecord);
-      case 'relay':
-        return this.sinks.relay(key, rec as RelayRecord);
+    if (kind !== 'node') {
+      this.admitted[kind].set(key, rec);
+      if (kind === 'endpoint') return this.sinks.endpoint(key, rec as EndpointRecord);
+      if (kind === 'identity') return this.sinks.identity(key, rec as IdentityRecord);
+      return this.sinks.relay(key, rec as RelayRecord);
     }
+    const n = rec as NodeRecord;
+    const prev = this.admitted.node.get(key) as NodeRecord | undefined;
+    // our own node takes what remote nodes claimed of it: they wait on it
+    for (let clash = this.nodeClashAny(key, cluster, n); clash; clash = this.nodeClashAny(key, cluster, n)) {
+      this.withdraw('node', clash);
+      this.waitOn(key, clash);
+    }
+    if (prev) this.unindex(key, prev);
+    this.admitted.node.set(key, n);
+    this.index(key, cluster, n);
+    this.sinks.node(key, n);
+    if (!prev || prev.podCIDRs.join() !== n.podCIDRs.join()) this.recheckEndpointsOf(`${cluster}/${n.name}`);
+    if (prev) this.release(key); // what it gave up may let others in
+    for (const k of [...this.admitted.relay.keys()]) this.evaluate('relay', k); // an admitted relay may now hold a node address
+  }
+
+  /** Any admitted node (remote, since ours won) whose claims `key` overlaps. */
+  private nodeClashAny(key: string, cluster: string, rec: NodeRecord): string | undefined {
+    const cl = claimsOf(rec);
+    for (const p of cl.cidrs) {
+      const o = this.cidrs.get(cluster)?.overlapping(p, key) ?? this.addrs.within(p, key);
+      if (o !== undefined) return o;
+    }
+    for (const p of cl.addrs) {
+      const o = this.addrs.covering(p, key);
+      if (o !== undefined) return o;
+    }
+    const k = this.keys.get(rec.publicKey);
+    return k !== undefined && k !== key ? k : undefined;
   }
 
   private withdraw(kind: Kind, key: string): void {
     const prev = this.admitted[kind].get(key);
     if (prev === undefined) return;
     this.admitted[kind].delete(key);
-    switch (kind) {
-      case 'node': {
-        const n = prev as NodeRecord;
-        const id = `${n.cluster}/${n.name}`;
-        if (this.nodeByName.get(id) === key) this.nodeByName.delete(id);
-        this.nodesOfCluster.get(n.cluster)?.delete(key);
-        for (const a of n.addresses) if (this.addressOwner.get(a) === key) this.addressOwner.delete(a);
-        this.sinks.node(key, undefined);
-        this.recheckEndpointsOf(id);
-        // a node refused for overlapping this one's CIDRs or addresses may be admitted now
-        for (const [k, c] of this.cand.node) if (this.admitted.node.get(k) !== c.rec) this.evaluate('node', k);
-        return;
-      }
-      case 'endpoint':
-        return this.sinks.endpoint(key, undefined);
-      case 'identity':
-        return this.sinks.identity(key, undefined);
-      case 'relay':
-        return this.sinks.relay(key, undefined);
+    if (kind === 'endpoint') return this.sinks.endpoint(key, undefined);
+    if (kind === 'identity') return this.sinks.identity(key, undefined);
+    if (kind === 'relay') return this.sinks.relay(key, undefined);
+    const n = prev as NodeRecord;
+    this.unindex(key, n);
+    this.sinks.node(key, undefined);
+    this.recheckEndpointsOf(`${n.cluster}/${n.name}`);
+    this.release(key);
+  }
+
+  private index(key: string, cluster: string, n: NodeRecord): void {
+    const cl = claimsOf(n);
+    this.claims.set(key, cl);
+    this.nodeByName.set(`${cluster}/${n.name}`, key);
+    let t = this.cidrs.get(cluster);
+    if (!t) this.cidrs.set(cluster, (t = new PrefixTrie()));
+    for (const p of cl.cidrs) t.insert(p, key);
+    for (const a of cl.addrs) this.addrs.insert(a, key);
+    this.keys.set(n.publicKey, key);
+  }
+
+  private unindex(key: string, n: NodeRecord): void {
+    const cl = this.claims.get(key);
+    if (!cl) return;
+    this.claims.delete(key);
+    if (this.nodeByName.get(`${n.cluster}/${n.name}`) === key) this.nodeByName.delete(`${n.cluster}/${n.name}`);
+    for (const p of cl.cidrs) this.cidrs.get(n.cluster)?.remove(p, key);
+    for (const a of cl.addrs) this.addrs.remove(a, key);
+    if (this.keys.get(n.publicKey) === key) this.keys.delete(n.publicKey);
+  }
+
+  private waitOn(owner: string, key: string): void {
+    let s = this.waiting.get(owner);
+    if (!s) this.waiting.set(owner, (s = new Set()));
+    s.add(key);
+  }
+
+  /** Nodes that waited on `owner` are checked again (each waits on at most one node at a time). */
+  private release(owner: string): void {
+    const s = this.waiting.get(owner);
+    if (!s) return;
+    this.waiting.delete(owner);
+    for (const k of s) {
+      // most waiters still clash with someone else: finding whom costs a few trie steps, a full check much more
+      const c = this.cand.node.get(k);
+      const clash = c && this.admitted.node.get(k) !== c.rec ? this.nodeClash(k, c.cluster, c.rec as NodeRecord) : undefined;
+      if (clash) this.waitOn(clash.owner, k);
+      else this.evaluate('node', k);
     }
   }
 

@@ -28,6 +28,7 @@ import {
   clusterConfigKey,
   endpointName,
   healthKey,
+  pinnedKey,
   pinnedPrefix,
   remoteStatusPrefix,
   splitClusterName,
@@ -57,6 +58,7 @@ import {
   type Codec,
   type EndpointRecord,
   type NodeHealth,
+  type PinnedCluster,
   type NodeRecord,
   type RelayRecord,
 } from '../controlplane/records/index.js';
@@ -79,7 +81,7 @@ import { L7Proxy } from '../proxy/proxy.js';
 import { AgentMetrics, type MetricsSnapshot } from './metrics.js';
 import { ConfigError, EndpointConflictError } from '../errors.js';
 import type { GatewayRecord } from '../controlplane/types.js';
-import { formatIP } from '../net/ip.js';
+import { formatIP, formatPrefix } from '../net/ip.js';
 
 export interface LocalEndpoint {
   name: string;
@@ -251,20 +253,31 @@ export class Agent extends EventEmitter {
       stateSink(type, codec, (k, cluster, _n, v) => admission.upsert(kind, k, cluster, v), (k) => admission.remove(kind, k));
     // What we pinned about each remote, and our own cluster-config: read first, so
     // records never meet a trust that is still empty (later changes re-check records).
-    const pinned = new ListWatcher(store, pinnedPrefix(), decoded(pinnedClusterCodec, {
-      upsert: (k, p) => {
+    // every pin as stored; applied to trust unless its id is taken (then retried when pins change)
+    const pins = new Map<string, PinnedCluster>();
+    const applyPins = (changed: string) => {
+      const touched = new Set([changed]);
+      if (!pins.has(changed)) this.trust.unpin(changed);
+      for (const [name, p] of pins) {
+        const f = this.trust.facts(name);
+        if (f && f.id === p.id && f.relay === p.relay && f.acceptPolicies === p.acceptPolicies && f.podCIDRs.map(formatPrefix).join() === p.podCIDRs.map((c) => formatPrefix(parsePrefix(c))).join()) continue;
+        if (f) this.trust.unpin(name); // changed: take the old pin out before the new one goes in
         const refused = this.trust.pin(p);
-        if (refused) return rej.add(new RecordError('pinned-cluster', k, 'conflict', refused), p.name);
-        admission.recheck(p.name);
-        dp?.policyTrustChanged();
-        this.queueReconcile();
+        if (refused) rej.add(new RecordError('pinned-cluster', pinnedKey(name), 'conflict', refused), name);
+        touched.add(name);
+      }
+      for (const name of touched) admission.recheck(name);
+      dp?.policyTrustChanged();
+      this.queueReconcile();
+    };
+    const pinned = new ListWatcher(store, pinnedPrefix(), decoded(pinnedClusterCodec, {
+      upsert: (_k, p) => {
+        pins.set(p.name, p);
+        applyPins(p.name);
       },
       remove: (k) => {
-        const name = k.slice(pinnedPrefix().length);
-        this.trust.unpin(name);
-        admission.recheck(name);
-        dp?.policyTrustChanged();
-        this.queueReconcile();
+        pins.delete(k.slice(pinnedPrefix().length));
+        applyPins(k.slice(pinnedPrefix().length));
       },
     }, rej, (k) => k.slice(pinnedPrefix().length)), this.log);
     const config = new ListWatcher(store, clusterConfigKey(own), decoded(clusterConfigCodec, {
@@ -465,7 +478,7 @@ export class Agent extends EventEmitter {
       cluster: this.cfg.cluster.name,
       clusterId: this.cfg.cluster.id,
       name: this.cfg.node.name,
-      addresses: this.cfg.node.addresses,
+      addresses: this.cfg.node.addresses.map((a) => formatIP(parseIP(a)!)), // canonical: readers compare them as text
       port: this.dev.listenPort,
       publicKey: this.dev.identity!.publicKey.toString('base64'),
       podCIDRs: this.cfg.node.podCIDRs,

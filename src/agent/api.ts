@@ -24,6 +24,8 @@ import { ConfigError, EndpointConflictError } from '../errors.js';
 import { validateAddress } from '../controlplane/types.js';
 import { DNS_LABEL_RE as DNS_LABEL, LABEL_KEY_RE as LABEL_KEY, LABEL_VALUE_RE as LABEL_VALUE } from '../controlplane/records/fields.js';
 import { listenPrivate } from '../net/listen.js';
+import { formatIP, parseIP } from '../net/ip.js';
+import { NAMESPACE_LABEL } from '../identity/identity.js';
 import { MAX_ADDRESSES, MAX_LABELS } from '../controlplane/records/fields.js';
 import { flowMatches, type Flow, type FlowFilter } from '../policy/flows.js';
 import type { Agent, LocalEndpoint } from './agent.js';
@@ -39,10 +41,14 @@ export function validateEndpoint(body: unknown): LocalEndpoint {
   if (Object.keys(labels).length > MAX_LABELS) throw new ConfigError('labels', `at most ${MAX_LABELS} labels`);
   for (const [k, v] of Object.entries(labels)) {
     if (!LABEL_KEY.test(k)) throw new ConfigError(`labels.${k}`, 'invalid label key');
+    // these keys are derived (cluster, namespace and its labels): a pod that set them could match namespaceSelectors it is not in
+    if (k.startsWith('io.cilium.k8s.') || k === NAMESPACE_LABEL) throw new ConfigError(`labels.${k}`, 'is set by wiremesh from the cluster and namespace, not by the pod');
     if (typeof v !== 'string' || !LABEL_VALUE.test(v)) throw new ConfigError(`labels.${k}`, `invalid label value ${JSON.stringify(v)}`);
   }
   if (!Array.isArray(b.ips) || b.ips.length === 0 || b.ips.length > MAX_ADDRESSES) throw new ConfigError('ips', `must be a list of 1..${MAX_ADDRESSES} IP addresses`);
-  const ips = b.ips.map((ip, i) => validateAddress(ip, `ips[${i}]`));
+  // canonical text (fe80:0::1 and fe80::1 are one address): records and conflicts compare strings
+  const ips = b.ips.map((ip, i) => formatIP(parseIP(validateAddress(ip, `ips[${i}]`))!));
+  if (new Set(ips).size !== ips.length) throw new ConfigError('ips', 'lists an address twice');
   return { name: b.name as string, namespace: b.namespace as string, labels: labels as Record<string, string>, ips };
 }
 

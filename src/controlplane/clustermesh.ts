@@ -16,7 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Etcd3 } from 'etcd3';
 import { WiremeshError } from '../errors.js';
-import { parsePrefix } from '../net/ip.js';
+import { parseIP, parsePrefix, prefixContains } from '../net/ip.js';
 import { clusterConfigKey, clusterConfigPrefix, healthPrefix, pinnedKey, pinnedPrefix, remoteKey, remotesPrefix, remoteStatusPrefix, cachePrefix, statePrefix, syncedPrefix } from './keys.js';
 import { connectEtcd, type EtcdOptions } from './kvstore.js';
 import { issueRemoteReader } from './pki.js';
@@ -24,6 +24,7 @@ import { ensureRole, kvstoremeshRole, observerRole, REMOTE_READER_ROLE, remoteRe
 import { prefixesOverlap, validateClusterId, validateClusterName, validatePrefixes } from './types.js';
 import {
   clusterConfigCodec,
+  nodeCodec,
   nodeHealthCodec,
   pinnedClusterCodec,
   remoteSpecCodec,
@@ -184,9 +185,19 @@ export async function connectClusters(aAccess: ClusterAccess, bAccess: ClusterAc
   preflight(a, b);
   // and against every cluster either side is already connected to: ids and pod CIDRs are unique mesh-wide,
   // or a newcomer could speak with the identities of a cluster it shares an id with
-  for (const [access, other] of [[aAccess, b], [bAccess, a]] as const)
+  for (const [access, self, other] of [[aAccess, a, b], [bAccess, b, a]] as const) {
     for (const { value: pin } of await withEtcd(access, (c) => decodeAll(c, pinnedPrefix(), pinnedClusterCodec)))
       if (pin.name !== other.name) preflight({ name: pin.name, id: pin.id, podCIDRs: pin.podCIDRs }, other);
+    // the other's pod CIDRs become routes into the tunnels here: they must not hold our own infrastructure
+    const nodes = await withEtcd(access, (c) => decodeAll(c, statePrefix('nodes', self.name), nodeCodec));
+    const infra = [...nodes.flatMap((n) => n.value.addresses), ...access.endpoints.map((u) => new URL(u).hostname.replace(/^\[|\]$/g, ''))];
+    for (const cidr of other.podCIDRs)
+      for (const ip of infra) {
+        const addr = parseIP(ip);
+        if (addr && prefixContains(parsePrefix(cidr), addr))
+          throw new MeshError('WM_POD_CIDR_OVERLAP', `pod CIDR ${cidr} of ${other.name} holds ${ip}, an address of ${self.name}'s nodes or etcd: pod CIDRs must not cover underlay addresses`);
+      }
+  }
   const bForA = await remoteSpecFor(b, bAccess, a.name);
   const aForB = await remoteSpecFor(a, aAccess, b.name);
   // the pin first: kvstoremesh replicates a remote only once both exist

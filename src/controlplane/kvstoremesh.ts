@@ -1,7 +1,7 @@
 /**
  * KVStoreMesh: one per cluster. Reads each connected cluster's etcd (its
- * wiremesh/state/<type>/v1/<remote>/ prefixes only) and mirrors them into the
- * local etcd under wiremesh/cache/<type>/v1/<remote>/, so agents read only
+ * wiremesh/state/<type>/<v>/<remote>/ prefixes only) and mirrors them into the
+ * local etcd under wiremesh/cache/<type>/<v>/<remote>/, so agents read only
  * their own etcd: connections to remote etcds grow with clusters², not with
  * nodes × clusters.
  *
@@ -21,6 +21,7 @@ import {
   cacheKey,
   cachePrefix,
   clusterConfigKey,
+  pinnedKey,
   pinnedPrefix,
   remoteStatusKey,
   remotesPrefix,
@@ -217,9 +218,11 @@ class RemoteReplication {
           upsert: (k, v) => {
             const loc = splitClusterName(statePrefix(type), k);
             const dst = loc ? cacheKey(type, remote, loc.name) : undefined;
-            // a refused record leaves the cached copy (the key's last good value) in place
-            if (dst) stale.delete(dst);
             const bad = this.admit(type, k, v);
+            // A refused update leaves the cached copy (the key's last good value) in place. In the
+            // first list after a (re)start or a pin change the cached copy was made under what may
+            // no longer hold, so a key refused then stays stale and is deleted with the rest.
+            if (dst && (!bad || this.synced[type])) stale.delete(dst);
             if (bad) return this.rejections.add(bad, remote);
             const size = Buffer.byteLength(k) + Buffer.byteLength(v);
             this.heldBytes += size - (this.held.get(k) ?? 0);
@@ -277,14 +280,17 @@ class RemoteReplication {
     await Promise.all(this.watchers.map((w) => w.stop()));
     this.client.close();
     await this.writer.flushed();
-    if (purge) {
-      for (const type of REPLICATED_TYPES) {
-        await this.local.delete().key(syncedKey(this.spec.name, type));
-        await this.local.delete().prefix(cachePrefix(type, this.spec.name));
-      }
-      await this.local.delete().key(remoteStatusKey(this.spec.name));
-    }
+    if (purge) await purgeRemote(this.local, this.spec.name);
   }
+}
+
+/** Deletes a remote's cache, sync markers and status from the local etcd. */
+async function purgeRemote(local: Etcd3, remote: string): Promise<void> {
+  for (const type of REPLICATED_TYPES) {
+    await local.delete().key(syncedKey(remote, type));
+    await local.delete().prefix(cachePrefix(type, remote));
+  }
+  await local.delete().key(remoteStatusKey(remote));
 }
 
 /**
@@ -339,7 +345,8 @@ export class KVStoreMesh {
         },
         remove: (k) => {
           this.pins.delete(nameOf(pinnedPrefix())(k));
-          this.refresh(nameOf(pinnedPrefix())(k));
+          // a pin refused for its id may hold now that this one is gone: every remote is looked at again
+          this.refresh(...this.specs.keys());
         },
       }, this.rejections, nameOf(pinnedPrefix())), this.log),
       new ListWatcher(store, remotesPrefix(), decoded(remoteSpecCodec, {
@@ -374,7 +381,8 @@ export class KVStoreMesh {
     if (!spec || !pin || !this.trust || name === this.cluster) {
       if (spec && !pin) this.log.error({ remote: name }, 'remote has no pinned record (wiremesh/mesh/v1/clusters/): not replicating; run clustermesh connect again');
       if (name === this.cluster) this.log.error({ remote: name }, 'a cluster cannot connect to itself');
-      if (existing) await this.dropRemote(name, false);
+      // without its pin nothing the remote sent may stay: purge its cache
+      if (existing) await this.dropRemote(name, !pin);
       return;
     }
     if (existing && JSON.stringify(existing.spec) === JSON.stringify(spec) && JSON.stringify(existing.pinned) === JSON.stringify(pin)) return;
@@ -382,7 +390,8 @@ export class KVStoreMesh {
     // the trust a replication checks against: our cluster and this remote as pinned
     const refused = this.trust.pin(pin);
     if (refused) {
-      this.log.error({ remote: name, reason: refused }, 'pinned record refused: not replicating this remote');
+      this.rejections.add(new RecordError('pinned-cluster', pinnedKey(name), 'conflict', refused), name);
+      await purgeRemote(this.local, name); // what it sent under an earlier pin may not stay either
       return;
     }
     const r = new RemoteReplication(spec, pin, this.trust, this.local, this.log, this.rejections, this.budget);

@@ -111,12 +111,20 @@ export class GatewayDns {
   }
 
   /**
-   * A gateway record is used only when its address is one of its own node's
-   * underlay addresses (docs/security.md): a cluster cannot make the entry
-   * point answer with somebody else's address. Records wait for their node.
+   * Per underlay address, the nodes claiming it, in the order they came. The
+   * address is its owner's: the first claimant of this etcd's own cluster,
+   * else the first claimant (as agents decide, src/agent/admission.ts), so a
+   * remote claiming other nodes' addresses can neither take nor void them.
    */
-  /** Per underlay address, the nodes claiming it: one claimed twice belongs to neither (fail closed). */
   private readonly claims = new Map<string, Set<string>>();
+  private readonly localNodes = new Set<string>();
+
+  private ownerOf(address: string): string | undefined {
+    const s = this.claims.get(address);
+    if (!s) return undefined;
+    for (const id of s) if (this.localNodes.has(id)) return id;
+    return s.values().next().value;
+  }
 
   private setNode(id: string, rec: NodeRecord | undefined): void {
     for (const a of this.nodes.get(id)?.addresses ?? []) {
@@ -133,11 +141,17 @@ export class GatewayDns {
     }
   }
 
+  /**
+   * A gateway record is used only when its address is one of its own node's
+   * underlay addresses and that node owns it (docs/security.md): a cluster
+   * cannot make the entry point answer with somebody else's address. Records
+   * wait for their node.
+   */
   private admitGateways(): void {
     let changed = false;
     for (const [k, rec] of this.offered) {
       const node = this.nodes.get(`${rec.cluster}/${rec.node}`);
-      const ok = node?.addresses.includes(rec.address) === true && this.claims.get(rec.address)?.size === 1;
+      const ok = node?.addresses.includes(rec.address) === true && this.ownerOf(rec.address) === `${rec.cluster}/${rec.node}`;
       if (ok) {
         this.refused.delete(k);
         if (this.gateways.get(k)?.record !== rec) {
@@ -149,7 +163,7 @@ export class GatewayDns {
       if (this.gateways.delete(k)) changed = true;
       if (node && this.refused.get(k) !== rec.address) {
         this.refused.set(k, rec.address);
-        const why = node.addresses.includes(rec.address) ? `address ${rec.address} is claimed by more than one node` : `address ${rec.address} is not one of node ${rec.cluster}/${rec.node}'s (${node.addresses.join(', ')})`;
+        const why = node.addresses.includes(rec.address) ? `address ${rec.address} is node ${this.ownerOf(rec.address)}'s` : `address ${rec.address} is not one of node ${rec.cluster}/${rec.node}'s (${node.addresses.join(', ')})`;
         this.rejections.add(new RecordError('gateway', k, 'claim', why), rec.cluster);
       }
     }
@@ -173,6 +187,7 @@ export class GatewayDns {
     }, this.rejections, origin);
     const nodes = decoded(nodeCodec, {
       upsert: (k, rec) => {
+        if (stateLocation('nodes', k)?.cached === false) this.localNodes.add(`${rec.cluster}/${rec.name}`);
         this.setNode(`${rec.cluster}/${rec.name}`, rec);
         this.nodeKeys.set(k, `${rec.cluster}/${rec.name}`);
         this.admitGateways();

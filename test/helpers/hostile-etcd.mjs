@@ -24,6 +24,10 @@ for (const o of JSON.parse(readFileSync(opsFile, 'utf8'))) {
     case 'get':
       out.push(await c.get(o.key).string());
       break;
+    case 'delete':
+      await c.delete().key(o.key).exec();
+      out.push(true);
+      break;
     case 'list': {
       const all = await c.getAll().prefix(o.prefix).strings();
       out.push(Object.entries(all).map(([k, v]) => ({ key: k, value: v })));

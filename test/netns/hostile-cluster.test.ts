@@ -78,6 +78,7 @@ describe.skipIf(!enabled)('a hostile cluster: c2 writes what it may not claim in
     return JSON.parse(r.out) as unknown[];
   }
   const put = (key: string, value: string) => etcd('c2', [{ op: 'put', key, value }]);
+  const del = (key: string) => etcd('c2', [{ op: 'delete', key }]);
   const list = (c: string, prefix: string) => etcd(c, [{ op: 'list', prefix }])[0] as Array<{ key: string; value: string }>;
   const get = (c: string, key: string) => etcd(c, [{ op: 'get', key }])[0] as string | null;
 
@@ -283,8 +284,10 @@ manifests:
     // the only peer carrying c1/n2's CIDR is c1/n2; c2/n1 carries its own CIDR only
     expect(peers.filter((p) => p.podCIDRs.includes(c1n2)).map((p) => p.cluster)).toEqual(['c1']);
     expect(peers.filter((p) => p.cluster === 'c2').flatMap((p) => p.podCIDRs).sort()).toEqual([node('c2', 'n1').podCIDR, c2n2].sort());
-    // restore n1's record
+    // restore n1's record; the fakes go (kept, they would win on any agent that lists them first: docs/security.md)
     put(c2n1.key, JSON.stringify(v));
+    del('wiremesh/state/nodes/v1/c2/evil-cidr');
+    del('wiremesh/state/nodes/v1/c2/evil-dup');
   }, 60_000);
 
   it('4. garbage of every record type is refused with the right reason; nothing reaches the cache, nothing exits', async () => {
@@ -342,7 +345,7 @@ manifests:
 
   it('5. a relay offer from c2, which is no hub, is refused (relay/claim)', async () => {
     const before = rejected();
-    put('wiremesh/state/relays/v1/c2/n1', JSON.stringify({ cluster: 'c2', node: 'n1', podCIDRs: ['10.99.0.0/16', '100.65.0.0/16'], clusterIds: [1, 3] }));
+    put('wiremesh/state/relays/v1/c2/n1', JSON.stringify({ cluster: 'c2', node: 'n1', podCIDRs: ['100.99.0.0/16', '100.65.0.0/16'], clusterIds: [1, 3] }));
     await refused(before, 'relay/claim');
     expect(get('c1', 'wiremesh/cache/relays/v1/c2/n1')).toBeNull();
     expect(reach('web1', 'api1')).toBe(true);

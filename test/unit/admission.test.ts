@@ -101,4 +101,47 @@ describe('agent admission', () => {
     a.recheck('c3');
     expect(seen.node.size).toBe(1);
   });
+
+  // Regressions from an attacker's review of this module:
+  it('unpinning a cluster withdraws what it had admitted (a refused re-check never leaves more trusted)', () => {
+    const { a, trust, seen } = setup();
+    a.upsert('node', nodeKey('c2', 'n1'), 'c2', node('c2', 2, 'n1', ['100.66.1.0/24']));
+    a.upsert('identity', 'wiremesh/cache/identities/v1/c2/131372', 'c2', { id: 2 * 65536 + 300, labels: { app: 'x' } });
+    expect(seen.node.size + seen.identity.size).toBe(2);
+    trust.unpin('c2');
+    a.recheck('c2');
+    expect(seen.node.size + seen.identity.size).toBe(0);
+  });
+
+  it("a remote node cannot take our node's WireGuard key or underlay address; ours wins even when it comes second", () => {
+    const { a, seen, reasons } = setup();
+    const ours = node('c1', 1, 'n1', ['100.65.1.0/24'], ['198.18.1.10']);
+    const thief = { ...node('c2', 2, 'n9', ['100.66.9.0/24'], ['198.18.1.10']), publicKey: ours.publicKey };
+    a.upsert('node', nodeKey('c2', 'n9'), 'c2', thief); // first, e.g. while our node restarts
+    expect(seen.node.has(nodeKey('c2', 'n9'))).toBe(true);
+    a.upsert('node', nodeKey('c1', 'n1'), 'c1', ours);
+    expect([...seen.node.keys()]).toEqual([nodeKey('c1', 'n1')]);
+    a.remove('node', nodeKey('c1', 'n1'));
+    a.upsert('node', nodeKey('c1', 'n1'), 'c1', ours);
+    expect([...seen.node.keys()]).toEqual([nodeKey('c1', 'n1')]);
+    expect(reasons().every((r) => r === 'node/conflict')).toBe(true);
+  });
+
+  it('one WireGuard key, one node: a second remote node with the same key is refused until the first goes', () => {
+    const { a, seen } = setup();
+    const first = node('c2', 2, 'n1', ['100.66.1.0/24'], ['198.18.2.10']);
+    a.upsert('node', nodeKey('c2', 'n1'), 'c2', first);
+    a.upsert('node', nodeKey('c2', 'n2'), 'c2', { ...node('c2', 2, 'n2', ['100.66.2.0/24'], ['198.18.2.11']), publicKey: first.publicKey });
+    expect([...seen.node.keys()]).toEqual([nodeKey('c2', 'n1')]);
+    a.remove('node', nodeKey('c2', 'n1'));
+    expect([...seen.node.keys()]).toEqual([nodeKey('c2', 'n2')]);
+  });
+
+  it("underlay addresses and pod CIDRs never overlap: an address inside a pod CIDR is refused", () => {
+    const { a, seen, reasons } = setup();
+    a.upsert('node', nodeKey('c2', 'n1'), 'c2', node('c2', 2, 'n1', ['100.66.1.0/24'], ['198.18.2.10']));
+    a.upsert('node', nodeKey('c2', 'n2'), 'c2', node('c2', 2, 'n2', ['100.66.2.0/24'], ['100.66.1.7']));
+    expect(reasons()).toEqual(['node/claim']);
+    expect(seen.node.size).toBe(1);
+  });
 });

@@ -9,6 +9,7 @@ import { RecordError, Trust, type Codec, type RecordType } from '../../src/contr
 import { cacheKey, clusterConfigKey, healthKey, pinnedKey, remoteKey, remoteStatusKey, stateKey, type StateType } from '../../src/controlplane/keys.js';
 import { manifestName, parseManifests } from '../../src/manifests/validate.js';
 import { CLUSTER_LABEL } from '../../src/identity/identity.js';
+import { parseIP, prefixContains } from '../../src/net/ip.js';
 
 // ---- a small seeded PRNG (mulberry32) -------------------------------------------------
 function prng(seed: number) {
@@ -382,10 +383,10 @@ describe('Trust: what a cluster may claim, checked against what was pinned', () 
 
   it('relay: refused from a non-hub; from a hub, /0, wide, pinned and underlay-holding CIDRs and known ids dropped', () => {
     const t = trust();
-    expect(t.relay('c2', { cluster: 'c2', node: 'n1', podCIDRs: ['10.9.0.0/16'] })).toMatch(/not pinned as a hub/);
-    expect(t.relay('c9', { cluster: 'c9', node: 'n1', podCIDRs: ['10.9.0.0/16'] })).toMatch(/not pinned/);
-    const r = t.relay('c3', { cluster: 'c3', node: 'n1', podCIDRs: ['0.0.0.0/0', '::/0', '10.0.0.0/7', 'fd00::/15', '100.65.0.0/16', '100.64.0.0/10', '100.66.1.0/24', '198.18.0.0/15', '10.9.0.0/16', 'fd99::/48'], clusterIds: [1, 2, 3, 9] }, ['198.18.2.10']);
-    expect(r).toEqual({ record: { cluster: 'c3', node: 'n1', podCIDRs: ['10.9.0.0/16', 'fd99::/48'], clusterIds: [9] } });
+    expect(t.relay('c2', { cluster: 'c2', node: 'n1', podCIDRs: ['100.99.0.0/16'] })).toMatch(/not pinned as a hub/);
+    expect(t.relay('c9', { cluster: 'c9', node: 'n1', podCIDRs: ['100.99.0.0/16'] })).toMatch(/not pinned/);
+    const r = t.relay('c3', { cluster: 'c3', node: 'n1', podCIDRs: ['0.0.0.0/0', '::/0', '100.0.0.0/7', 'fd00::/15', '100.65.0.0/16', '100.64.0.0/10', '100.66.1.0/24', '198.18.0.0/15', '100.99.0.0/16', 'fd99::/48'], clusterIds: [1, 2, 3, 9] }, (p) => prefixContains(p, parseIP('198.18.2.10')!));
+    expect(r).toEqual({ record: { cluster: 'c3', node: 'n1', podCIDRs: ['100.99.0.0/16', 'fd99::/48'], clusterIds: [9] } });
   });
 
   it('policy opt-in: our own always, a remote only when pinned with acceptPolicies', () => {
@@ -397,7 +398,7 @@ describe('Trust: what a cluster may claim, checked against what was pinned', () 
     const t = trust();
     t.pin({ name: 'c1', id: 7, podCIDRs: ['0.0.0.0/0'], relay: true, acceptPolicies: true });
     expect(t.facts('c1')).toMatchObject({ id: 1, relay: false });
-    expect(t.node('c1', node({ cluster: 'c1', clusterId: 7, podCIDRs: ['10.0.0.0/8'] }))).toMatch(/claims cluster id 7/);
+    expect(t.node('c1', node({ cluster: 'c1', clusterId: 7, podCIDRs: ['100.70.0.0/16'] }))).toMatch(/claims cluster id 7/);
     expect(t.pinned().map((f) => f.name).sort()).toEqual(['c2', 'c3']);
   });
 

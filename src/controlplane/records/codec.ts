@@ -63,9 +63,9 @@ export interface Codec<T> {
 export const DEFAULT_MAX_BYTES = 64 * 1024;
 
 /**
- * A JSON codec from a zod schema. check(key, v) compares the key with the
- * value and returns why they disagree (or undefined); it may also return a
- * normalised value through `v` being the schema's output.
+ * A JSON codec from a zod schema (which also normalises: unknown fields are
+ * dropped). check(key, v) compares the key with the value and returns why
+ * they disagree, or undefined.
  */
 export function jsonCodec<T>(
   type: RecordType,

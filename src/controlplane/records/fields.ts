@@ -3,7 +3,7 @@
  * with the limits that keep one record small (docs/security.md, "Bounds").
  */
 import { z } from 'zod';
-import { parseIP, parsePrefix } from '../../net/ip.js';
+import { formatIP, parseIP, parsePrefix } from '../../net/ip.js';
 
 export const CLUSTER_NAME_RE = /^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$/;
 /** Kubernetes label key (optional DNS prefix, then a name) and value. */
@@ -24,7 +24,19 @@ export const nodeName = z.string().min(1).max(253).regex(/^[a-z0-9]([-a-z0-9.]*[
 export const dnsLabel = z.string().regex(DNS_LABEL_RE, 'must be a DNS-1123 label');
 export const port = z.number().int().min(1).max(65535);
 
-export const ipAddress = z.string().max(64).refine((s) => parseIP(s) !== null, 'not an IP address');
+/**
+ * An address in its one canonical text (readers compare addresses as
+ * strings: "fe80:0::1" must not pass for another address than "fe80::1"),
+ * and no IPv4-mapped IPv6 (::ffff:a.b.c.d would dodge IPv4 checks).
+ */
+export const ipAddress = z
+  .string()
+  .max(64)
+  .refine((s) => {
+    const a = parseIP(s);
+    if (!a || formatIP(a) !== s) return false;
+    return !(a.length === 16 && a.subarray(0, 10).every((x) => x === 0) && a[10] === 0xff && a[11] === 0xff);
+  }, 'not an IP address in canonical form');
 export const cidr = z
   .string()
   .max(64)

@@ -1,12 +1,16 @@
 /**
  * What a process refused: counted by type and reason (metrics), the latest
- * kept with key and detail (status), each logged once. Bounded: the counts
- * have at most types x reasons x origins entries, the history REJECTION_HISTORY.
+ * kept with key and detail (status), and logged. Bounded: the counts have at
+ * most types x reasons x origins entries, the history REJECTION_HISTORY, and
+ * the log LOGGED_PER_MINUTE lines per (origin, type, reason) a minute, then
+ * one line saying how many more were refused: a remote that writes garbage
+ * as fast as it can does not flood the logs of every cluster.
  */
 import type { Logger } from '../../log.js';
 import type { RecordError, RecordType, RejectReason } from './codec.js';
 
 export const REJECTION_HISTORY = 50;
+export const LOGGED_PER_MINUTE = 10;
 
 export interface RejectionEntry {
   at: string;
@@ -23,6 +27,9 @@ export class Rejections {
   private readonly counts = new Map<string, number>();
   readonly recent: RejectionEntry[] = [];
   total = 0;
+  /** Log lines per (origin, type, reason) in the current minute. */
+  private logged = new Map<string, number>();
+  private minute = 0;
 
   constructor(private readonly log?: Logger) {}
 
@@ -33,7 +40,19 @@ export class Rejections {
     const e: RejectionEntry = { at: new Date().toISOString(), origin, type: err.type, key: err.key.slice(0, 512), reason: err.reason, detail: err.detail.slice(0, 512) };
     this.recent.push(e);
     if (this.recent.length > REJECTION_HISTORY) this.recent.shift();
-    this.log?.warn({ key: e.key, type: e.type, reason: e.reason, origin: origin || undefined, detail: e.detail }, 'record rejected');
+    const m = Math.floor(Date.now() / 60_000);
+    if (m !== this.minute) {
+      for (const [lk, n] of this.logged)
+        if (n > LOGGED_PER_MINUTE) {
+          const [o, type, reason] = lk.split('\t');
+          this.log?.warn({ origin: o || undefined, type, reason, suppressed: n - LOGGED_PER_MINUTE }, 'more records rejected (not logged one by one)');
+        }
+      this.logged = new Map();
+      this.minute = m;
+    }
+    const n = (this.logged.get(k) ?? 0) + 1;
+    this.logged.set(k, n);
+    if (n <= LOGGED_PER_MINUTE) this.log?.warn({ key: e.key, type: e.type, reason: e.reason, origin: origin || undefined, detail: e.detail }, 'record rejected');
   }
 
   /** Counts as rows (metrics) */

@@ -13,7 +13,7 @@
  *
  * Stateful checks (a pod CIDR claimed by two nodes, an endpoint outside its
  * node's CIDRs, a gateway address that is not its node's) live with the state
- * they need: src/agent/registry.ts, src/gateway/gslb.ts.
+ * they need: src/agent/admission.ts, src/gateway/gslb.ts.
  */
 import { CLUSTER_LABEL, identityCluster } from '../../identity/identity.js';
 import { formatPrefix, parseIP, parsePrefix, prefixContains, type Prefix } from '../../net/ip.js';
@@ -137,17 +137,16 @@ export class Trust {
    * cluster is no hub; otherwise only the CIDRs and ids it may relay (an offer
    * also names clusters we reach directly: those are dropped, not refused).
    */
-  relay(cluster: string, rec: RelayRecord, nodeAddresses: Iterable<string> = []): { record: RelayRecord } | string {
+  relay(cluster: string, rec: RelayRecord, holdsNodeAddress: (p: Prefix) => boolean = () => false): { record: RelayRecord } | string {
     const f = this.origin(cluster);
     if (typeof f === 'string') return f;
     if (!f.relay) return `${cluster} is not pinned as a hub: its relay offers are not honoured`;
     const known = [...this.clusters.values()].flatMap((c) => c.podCIDRs);
-    const addrs = [...nodeAddresses].map((a) => parseIP(a)).filter((a): a is Buffer => a !== null);
     const podCIDRs = rec.podCIDRs.filter((c) => {
       const p = parsePrefix(c);
       if (p.cidr < (p.addr.length === 4 ? 8 : 16)) return false;
       if (known.some((k) => prefixesOverlap(k, p))) return false;
-      return !addrs.some((a) => prefixContains(p, a));
+      return !holdsNodeAddress(p);
     });
     const clusterIds = (rec.clusterIds ?? []).filter((id) => !this.byId.has(id));
     return { record: { ...rec, podCIDRs, clusterIds } };
