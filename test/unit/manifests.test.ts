@@ -47,7 +47,7 @@ describe('manifest validation', () => {
     ['bad protocol', cnp('  endpointSelector: {}\n  egress: [{ toPorts: [{ ports: [{ port: "80", protocol: HTTP }] }] }]\n'), /protocol: must be one of TCP, UDP/],
     ['bad CIDR', cnp('  endpointSelector: {}\n  egress: [{ toCIDR: [300.1.1.1/8] }]\n'), /spec.egress\[0\].toCIDR\[0\]/],
     ['from-field in egress', cnp('  endpointSelector: {}\n  egress: [{ fromEndpoints: [{}] }]\n'), /spec.egress\[0\].fromEndpoints: unknown field/],
-    ['bad http regex', cnp('  endpointSelector: {}\n  ingress: [{ toPorts: [{ ports: [{ port: "80" }], rules: { http: [{ path: "([" }] } }] }]\n'), /rules.http\[0\].path: is not a valid regular expression/],
+    ['bad http regex', cnp('  endpointSelector: {}\n  ingress: [{ toPorts: [{ ports: [{ port: "80" }], rules: { http: [{ path: "([" }] } }] }]\n'), /rules.http\[0\].path: is not a regular expression the L7 proxy accepts \(RE2 syntax\)/],
     ['nodeSelector in a namespaced policy', cnp('  nodeSelector: {}\n'), /spec.nodeSelector: is only allowed in a CiliumClusterwideNetworkPolicy/],
     ['NP without podSelector', 'apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: { name: x }\nspec: { ingress: [] }\n', /spec.podSelector: is required/],
     ['NP ipBlock mixed', 'apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: { name: x }\nspec: { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: 100.64.0.0/10 }, podSelector: {} }] }] }\n', /spec.ingress\[0\].from\[0\].ipBlock: cannot be combined/],
