@@ -385,6 +385,7 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
          InstanceMethod("setEndpointPolicy", &DeviceWrap::SetEndpointPolicy),
          InstanceMethod("removeEndpoint", &DeviceWrap::RemoveEndpoint),
          InstanceMethod("drainFlows", &DeviceWrap::DrainFlows), InstanceMethod("ctGc", &DeviceWrap::CtGc),
+         InstanceMethod("policyCheck", &DeviceWrap::PolicyCheck),
          InstanceMethod("probe", &DeviceWrap::Probe), InstanceMethod("serviceUpsert", &DeviceWrap::ServiceUpsert),
          InstanceMethod("serviceRemove", &DeviceWrap::ServiceRemove),
          InstanceMethod("servicePick", &DeviceWrap::ServicePick), InstanceMethod("setProxy", &DeviceWrap::SetProxy),
@@ -712,6 +713,30 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
                                                  recs.size() * sizeof(wm::FlowRecord)));
     o.Set("lost", double(lost));
     return o;
+  }
+  // policyCheck(packet: Buffer, srcIdentity?: number) -> the engine's verdict on one
+  // IP packet, as the TX thread (no identity: read from the TUN) or the RX
+  // thread (from peer 1, tagged with srcIdentity) would take it; 'malformed'
+  // when parsing refuses it. For tests and tools: no packet moves.
+  Napi::Value PolicyCheck(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    wm::PolicyEngine* pe = Engine(env);
+    if (!pe) return env.Undefined();
+    if (!info[0].IsBuffer()) return ThrowType(env, "policyCheck(packet: Buffer, srcIdentity?: number)");
+    auto b = info[0].As<Napi::Buffer<uint8_t>>();
+    wm::IpInfo ip;
+    wm::PacketView pv;
+    if (!wm::parse_ip(b.Data(), b.Length(), &ip) || !wm::parse_l4(b.Data(), ip, &pv))
+      return Napi::String::New(env, "malformed");
+    uint64_t wall = uint64_t(wm::monotonic_ms());
+    std::shared_lock<std::shared_mutex> lock(pe->mu);
+    if (info[1].IsNumber()) {
+      static const char* const rx[] = {"drop", "deliver", "redirect"};
+      return Napi::String::New(env, rx[pe->rx(pv, info[1].As<Napi::Number>().Uint32Value(), 1, wall)]);
+    }
+    static const char* const tx[] = {"drop", "forward", "hairpin", "redirect"};
+    uint32_t wire = 0;
+    return Napi::String::New(env, tx[pe->tx(pv, wall, &wire)]);
   }
   Napi::Value CtGc(const Napi::CallbackInfo& info) {
     wm::PolicyEngine* pe = Engine(info.Env());

@@ -90,6 +90,8 @@ export interface NativeDevice {
   drainFlows(): { records: Buffer; lost: number };
   /** Expires idle policy conntrack and service NAT entries; returns how many went. */
   ctGc(): number;
+  /** The engine's verdict on one IP packet, as TX (no identity) or RX from peer 1 with srcIdentity; for tests and tools. */
+  policyCheck(packet: Buffer, srcIdentity?: number): 'drop' | 'forward' | 'hairpin' | 'redirect' | 'deliver' | 'malformed';
   /** One liveness probe to each peer (tagged mesh peers answer). */
   probe(peerIds: number[]): void;
   /**

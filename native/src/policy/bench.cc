@@ -99,7 +99,7 @@ bool run_policy_bench(const std::string& kind, size_t size, size_t npol, size_t 
       be(addrs[i], s);
       be(addrs[size + i], s + 4);
       pv->ip.version = 4;
-      pv->ip.proto = 6;
+      pv->ip.proto = pv->proto = 6;
       pv->ip.src = s;
       pv->ip.dst = s + 4;
       pv->ip.addr_len = 4;

@@ -16,6 +16,8 @@ const char* const kPolicyCounterNames[kPolCounterCount] = {
     "conntrack_full",
     "policy_hairpin_packets",
     "policy_redirected_flows",
+    "drop_fragment",
+    "drop_ipv6_ext_chain",
 };
 
 bool parse_l4(const uint8_t* pkt, const IpInfo& ip, PacketView* out) {
@@ -24,10 +26,14 @@ bool parse_l4(const uint8_t* pkt, const IpInfo& ip, PacketView* out) {
   out->tcp_flags = 0;
   out->has_ports = false;
   out->icmp_error = false;
-  const uint8_t* l4 = pkt + ip.header_len;
-  size_t l4len = ip.total_len - ip.header_len;
-  if (ip.fragment && (load_be16(pkt + 6) & 0x1FFF) != 0) return true;  // later fragment: no L4 header
-  switch (ip.proto) {
+  UpperLayer ul;
+  if (!find_upper_layer(pkt, ip, &ul)) return false;
+  out->proto = ul.proto;
+  out->l4 = ul.kind;
+  if (ul.kind != UpperLayer::kFound) return true;  // no L4 header to read (check() decides)
+  const uint8_t* l4 = pkt + ul.offset;
+  size_t l4len = ip.total_len - ul.offset;
+  switch (ul.proto) {
     case kProtoTCP:
       if (l4len < 14) return false;
       out->sport = load_be16(l4);
@@ -36,7 +42,7 @@ bool parse_l4(const uint8_t* pkt, const IpInfo& ip, PacketView* out) {
       out->has_ports = true;
       return true;
     case kProtoUDP:
-    case 132:  // SCTP: ports at the same offsets
+    case kProtoSCTP:  // ports at the same offsets
       if (l4len < 8) return false;
       out->sport = load_be16(l4);
       out->dport = load_be16(l4 + 2);
@@ -46,7 +52,8 @@ bool parse_l4(const uint8_t* pkt, const IpInfo& ip, PacketView* out) {
     case kProtoICMPv6: {
       if (l4len < 8) return false;
       uint8_t type = l4[0];
-      bool v4 = ip.proto == kProtoICMP;
+      if (ip.version == 4 ? ul.proto != kProtoICMP : ul.proto != kProtoICMPv6) return true;  // ICMP in IPv6 / ICMPv6 in IPv4: no meaning
+      bool v4 = ip.version == 4;
       bool echo = v4 ? (type == 8 || type == 0) : (type == 128 || type == 129);
       if (echo) {
         // Request and reply share the identifier: use it as both "ports" so a
@@ -122,7 +129,7 @@ void PolicyEngine::record(const PacketView& pv, FlowVerdict v, FlowReason r, Flo
   f.verdict = v;
   f.reason = r;
   f.direction = d;
-  f.proto = pv.ip.proto;
+  f.proto = pv.proto;
   f.family = uint8_t(pv.ip.version);
   f.flags = flags;
   f.sport = pv.sport;
@@ -159,24 +166,29 @@ PolicyEngine::CheckResult PolicyEngine::check(const Endpoint& ep, CtScope scope,
                                              uint32_t src_id, uint32_t dst_id, uint32_t peer, uint64_t wall_ms,
                                              uint8_t flags) {
   if (pv.icmp_error) return kCheckPass;  // errors about a flow pass like its replies (docs/architecture.md)
-  FlowTuple t{pv.ip.src, pv.ip.dst, pv.ip.addr_len, pv.sport, pv.dport, pv.ip.proto, pv.tcp_flags};
+  FlowTuple t{pv.ip.src, pv.ip.dst, pv.ip.addr_len, pv.sport, pv.dport, pv.proto, pv.tcp_flags};
+  FlowDirection dir = scope == kCtIngress ? kFlowIngress : kFlowEgress;
+  const PolicyMap* m = (scope == kCtIngress ? ep.ingress : ep.egress).get();
+  // An over-long chain hides its protocol: even "allow all protocols" could
+  // be the allowed twin of a denied port, so it never passes enforced policy
+  // (and never gets a conntrack entry it could later ride on).
+  if (m && pv.l4 == UpperLayer::kChainTooLong) {
+    count(kPolDropIpv6ExtChain);
+    record(pv, kFlowDropped, kReasonIpv6ExtChain, dir, src_id, dst_id, 0, peer, wall_ms, flags);
+    return kCheckDrop;
+  }
   uint32_t now = now_s();
   // (a redirected flow's later packets are caught by the device's redirect table before this)
   if (ct_.lookup(scope, t, now) != kCtMiss) return kCheckPass;
-  FlowDirection dir = scope == kCtIngress ? kFlowIngress : kFlowEgress;
-  const PolicyMap* m = (scope == kCtIngress ? ep.ingress : ep.egress).get();
   uint32_t rule = 0;
   bool redirect = false;
   if (m) {
-    PolicyResult res = m->lookup(remote, pv.ip.proto, pv.dport, pv.has_ports);
+    PolicyResult res = m->lookup(remote, pv.proto, pv.dport, pv.has_ports);
     // L7 needs the proxy: only for ingress TCP over IPv4 (the proxy's address family); anything else is dropped
     redirect = res.verdict == kPolicyRedirect;
-    bool proxyable = scope == kCtIngress && pv.ip.proto == kProtoTCP && pv.ip.version == 4 && pv.has_ports;
+    bool proxyable = scope == kCtIngress && pv.proto == kProtoTCP && pv.ip.version == 4 && pv.has_ports;
     if (res.verdict != kPolicyAllow && !(redirect && proxyable)) {
-      bool explicit_deny = res.verdict == kPolicyDeny;
-      count(explicit_deny ? kPolDropDeny : kPolDropDefaultDeny);
-      record(pv, kFlowDropped, explicit_deny ? kReasonPolicyDeny : kReasonPolicyDefaultDeny, dir, src_id, dst_id,
-             res.rule, peer, wall_ms, flags);
+      drop(pv, res, dir, src_id, dst_id, peer, wall_ms, flags);
       return kCheckDrop;
     }
     rule = res.rule;
@@ -189,6 +201,21 @@ PolicyEngine::CheckResult PolicyEngine::check(const Endpoint& ep, CtScope scope,
   count(redirect ? kPolRedirected : kPolForwardedNew);
   record(pv, kFlowForwarded, r, dir, src_id, dst_id, rule, peer, wall_ms, uint8_t(flags | (redirect ? kFlowFlagProxy : 0)));
   return redirect ? kCheckRedirect : kCheckPass;
+}
+
+void PolicyEngine::drop(const PacketView& pv, PolicyResult res, FlowDirection dir, uint32_t src_id, uint32_t dst_id,
+                        uint32_t peer, uint64_t wall_ms, uint8_t flags) {
+  // A packet without a readable L4 header is counted by why it had none: the
+  // rule that matched (or not) only saw its protocol.
+  FlowReason r = pv.l4 == UpperLayer::kLaterFragment   ? kReasonFragment
+                 : pv.l4 != UpperLayer::kFound          ? kReasonIpv6ExtChain
+                 : res.verdict == kPolicyDeny           ? kReasonPolicyDeny
+                                                        : kReasonPolicyDefaultDeny;
+  count(r == kReasonFragment       ? kPolDropFragment
+        : r == kReasonIpv6ExtChain ? kPolDropIpv6ExtChain
+        : r == kReasonPolicyDeny   ? kPolDropDeny
+                                   : kPolDropDefaultDeny);
+  record(pv, kFlowDropped, r, dir, src_id, dst_id, res.rule, peer, wall_ms, flags);
 }
 
 PolicyEngine::TxAction PolicyEngine::tx(const PacketView& pv, uint64_t wall_ms, uint32_t* wire_identity) {

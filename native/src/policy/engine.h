@@ -41,6 +41,13 @@ inline uint32_t identity_cluster(uint32_t id) { return (id >> 16) & 0xFF; }
 
 struct PacketView {
   IpInfo ip;
+  // The upper-layer protocol policy and conntrack decide on (past IPv6
+  // extension headers; ip.proto is only the first next header).
+  uint8_t proto = 0;
+  // kFound: ports (if any) were read. Otherwise the packet carries no L4
+  // header policy can trust: it passes only where a rule allows its protocol
+  // without ports (never, for an over-long chain), counted when dropped.
+  UpperLayer::Kind l4 = UpperLayer::kFound;
   uint16_t sport = 0, dport = 0;
   uint8_t tcp_flags = 0;
   bool has_ports = false;
@@ -58,6 +65,8 @@ enum PolicyCounter : int {
   kPolCtFull,
   kPolHairpin,
   kPolRedirected,
+  kPolDropFragment,
+  kPolDropIpv6ExtChain,
   kPolCounterCount
 };
 extern const char* const kPolicyCounterNames[kPolCounterCount];
@@ -107,6 +116,8 @@ class PolicyEngine {
   enum CheckResult { kCheckDrop, kCheckPass, kCheckRedirect };
   CheckResult check(const Endpoint& ep, CtScope scope, uint32_t remote_identity, const PacketView& pv, uint32_t src_identity,
              uint32_t dst_identity, uint32_t peer, uint64_t wall_ms, uint8_t flags);
+  void drop(const PacketView& pv, PolicyResult res, FlowDirection dir, uint32_t src_id, uint32_t dst_id, uint32_t peer,
+            uint64_t wall_ms, uint8_t flags);
   void record(const PacketView& pv, FlowVerdict v, FlowReason r, FlowDirection d, uint32_t src_id, uint32_t dst_id,
               uint32_t rule, uint32_t peer, uint64_t wall_ms, uint8_t flags);
   void count(int c) { counters_[c].fetch_add(1, std::memory_order_relaxed); }

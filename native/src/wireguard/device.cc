@@ -641,10 +641,10 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
         uint8_t key[40] = {0};
         std::memcpy(key, ip.src, size_t(ip.addr_len));
         std::memcpy(key + 16, ip.dst, size_t(ip.addr_len));
-        key[32] = ip.proto;
+        key[32] = pv.proto;
         std::memcpy(key + 33, &pv.sport, 2);
         std::memcpy(key + 35, &pv.dport, 2);
-        bool plain_flags = ip.proto != kProtoTCP || (pv.tcp_flags & 0x07) == 0;
+        bool plain_flags = pv.proto != kProtoTCP || (pv.tcp_flags & 0x07) == 0;
         PolicyEngine::TxAction action;
         if (plain_flags && last_verdict.valid && std::memcmp(last_verdict.key, key, sizeof key) == 0) {
           action = last_verdict.action;
