@@ -106,7 +106,7 @@ size_t PolicyEngine::ipcache_size() {
 
 void PolicyEngine::set_endpoint(uint32_t id, uint32_t identity, std::shared_ptr<const PolicyMap> ingress,
                                 std::shared_ptr<const PolicyMap> egress) {
-  Endpoint e{identity, std::move(ingress), std::move(egress)};
+  Endpoint e{id, identity, std::move(ingress), std::move(egress)};
   std::unique_lock<std::shared_mutex> lock(mu);
   std::swap(endpoints_[id], e);  // the old maps are freed with e, after the lock
 }
@@ -162,9 +162,10 @@ uint32_t PolicyEngine::untagged_identity(const PacketView& pv, uint32_t peer_def
   return peer_default;
 }
 
-PolicyEngine::CheckResult PolicyEngine::check(const Endpoint& ep, CtScope scope, uint32_t remote, const PacketView& pv,
-                                             uint32_t src_id, uint32_t dst_id, uint32_t peer, uint64_t wall_ms,
-                                             uint8_t flags) {
+PolicyEngine::CheckResult PolicyEngine::decide(const Endpoint& ep, CtScope scope, uint32_t remote,
+                                              const PacketView& pv, uint32_t src_id, uint32_t dst_id, uint32_t peer,
+                                              uint64_t wall_ms, uint8_t flags, Admission* adm) {
+  adm->pending = false;
   if (pv.icmp_error) return kCheckPass;  // errors about a flow pass like its replies (docs/architecture.md)
   FlowTuple t{pv.ip.src, pv.ip.dst, pv.ip.addr_len, pv.sport, pv.dport, pv.proto, pv.tcp_flags};
   FlowDirection dir = scope == kCtIngress ? kFlowIngress : kFlowEgress;
@@ -193,14 +194,22 @@ PolicyEngine::CheckResult PolicyEngine::check(const Endpoint& ep, CtScope scope,
     }
     rule = res.rule;
   }
+  *adm = Admission{true, scope, redirect, ep.id, rule, src_id, dst_id, peer, wall_ms, flags};
+  return redirect ? kCheckRedirect : kCheckPass;
+}
+
+void PolicyEngine::admit(const PacketView& pv, const Admission& a) {
+  if (!a.pending) return;
+  FlowTuple t{pv.ip.src, pv.ip.dst, pv.ip.addr_len, pv.sport, pv.dport, pv.proto, pv.tcp_flags};
   FlowReason r = kReasonNone;
-  if (!ct_.create(scope, t, now, rule)) {
+  CtCreate c = ct_.create(a.scope, t, now_s(), a.rule, a.endpoint);
+  if (c == kCtTableFull || c == kCtQuotaFull) {
     count(kPolCtFull);
     r = kReasonCtFull;
   }
-  count(redirect ? kPolRedirected : kPolForwardedNew);
-  record(pv, kFlowForwarded, r, dir, src_id, dst_id, rule, peer, wall_ms, uint8_t(flags | (redirect ? kFlowFlagProxy : 0)));
-  return redirect ? kCheckRedirect : kCheckPass;
+  count(a.redirect ? kPolRedirected : kPolForwardedNew);
+  record(pv, kFlowForwarded, r, a.scope == kCtIngress ? kFlowIngress : kFlowEgress, a.src_id, a.dst_id, a.rule, a.peer,
+         a.wall_ms, uint8_t(a.flags | (a.redirect ? kFlowFlagProxy : 0)));
 }
 
 void PolicyEngine::drop(const PacketView& pv, PolicyResult res, FlowDirection dir, uint32_t src_id, uint32_t dst_id,
@@ -237,13 +246,19 @@ PolicyEngine::TxAction PolicyEngine::tx(const PacketView& pv, uint64_t wall_ms, 
   uint8_t flags = de ? 2 : 0;
   // Node-local (CIDR) identities mean nothing to the receiver.
   *wire_identity = src_id >= kIdentityLocalScope ? kIdentityWorld : src_id;
-  if (se && check(*se, kCtEgress, dst_id, pv, src_id, dst_id, 0, wall_ms, flags) == kCheckDrop) return kTxDrop;
+  // Both ends decide before either gets a conntrack entry: a flow the
+  // destination refuses leaves nothing behind at the source either.
+  Admission eg, in;
+  if (se && decide(*se, kCtEgress, dst_id, pv, src_id, dst_id, 0, wall_ms, flags, &eg) == kCheckDrop) return kTxDrop;
   if (de) {
-    CheckResult r = check(*de, kCtIngress, src_id, pv, src_id, dst_id, 0, wall_ms, flags);
+    CheckResult r = decide(*de, kCtIngress, src_id, pv, src_id, dst_id, 0, wall_ms, flags, &in);
     if (r == kCheckDrop) return kTxDrop;
+    admit(pv, eg);
+    admit(pv, in);
     count(kPolHairpin);
     return r == kCheckRedirect ? kTxRedirect : kTxHairpin;
   }
+  admit(pv, eg);
   return kTxForward;
 }
 
@@ -252,7 +267,10 @@ PolicyEngine::RxAction PolicyEngine::rx(const PacketView& pv, uint32_t src_ident
   if (!ipcache_.lookup(pv.ip.dst, pv.ip.addr_len, &d) || !d.endpoint) return kRxDeliver;  // not ours to check (relay)
   auto it = endpoints_.find(d.endpoint);
   if (it == endpoints_.end()) return kRxDeliver;
-  switch (check(it->second, kCtIngress, src_identity, pv, src_identity, it->second.identity, peer, wall_ms, 0)) {
+  Admission adm;
+  CheckResult r = decide(it->second, kCtIngress, src_identity, pv, src_identity, it->second.identity, peer, wall_ms, 0, &adm);
+  admit(pv, adm);
+  switch (r) {
     case kCheckDrop:
       return kRxDrop;
     case kCheckRedirect:

@@ -91,6 +91,9 @@ class PolicyEngine {
   void remove_endpoint(uint32_t id);
   size_t ct_gc() { return ct_.gc(now_s()); }
   size_t ct_size() const { return ct_.size(); }
+  void ct_set_limits(size_t max_entries, size_t per_endpoint) { ct_.set_limits(max_entries, per_endpoint); }
+  size_t ct_endpoint_entries(uint32_t endpoint) { return ct_.endpoint_entries(endpoint); }
+  uint64_t ct_counter(int c) const { return ct_.counter(c); }
   uint64_t drain_flows(std::vector<FlowRecord>* out) { return flows_.drain(out); }
   uint64_t counter(int c) const { return counters_[c].load(std::memory_order_relaxed); }
 
@@ -109,13 +112,28 @@ class PolicyEngine {
 
  private:
   struct Endpoint {
+    uint32_t id;  // conntrack entries are charged to it
     uint32_t identity;
     std::shared_ptr<const PolicyMap> ingress, egress;
   };
   static uint32_t now_s();
   enum CheckResult { kCheckDrop, kCheckPass, kCheckRedirect };
-  CheckResult check(const Endpoint& ep, CtScope scope, uint32_t remote_identity, const PacketView& pv, uint32_t src_identity,
-             uint32_t dst_identity, uint32_t peer, uint64_t wall_ms, uint8_t flags);
+  // What an allowed new flow gets once every check on its way agreed: a
+  // conntrack entry, a counter and a flow record (admit).
+  struct Admission {
+    bool pending = false;
+    CtScope scope = kCtEgress;
+    bool redirect = false;
+    uint32_t endpoint = 0, rule = 0, src_id = 0, dst_id = 0, peer = 0;
+    uint64_t wall_ms = 0;
+    uint8_t flags = 0;
+  };
+  // The verdict of one endpoint's check; a drop is counted and recorded here,
+  // an allowed new flow is left pending in *adm.
+  CheckResult decide(const Endpoint& ep, CtScope scope, uint32_t remote_identity, const PacketView& pv,
+                     uint32_t src_identity, uint32_t dst_identity, uint32_t peer, uint64_t wall_ms, uint8_t flags,
+                     Admission* adm);
+  void admit(const PacketView& pv, const Admission& a);
   void drop(const PacketView& pv, PolicyResult res, FlowDirection dir, uint32_t src_id, uint32_t dst_id, uint32_t peer,
             uint64_t wall_ms, uint8_t flags);
   void record(const PacketView& pv, FlowVerdict v, FlowReason r, FlowDirection d, uint32_t src_id, uint32_t dst_id,

@@ -628,8 +628,12 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
           continue;
         }
         // Service translation comes first: policy sees the backend.
+        bool nat_created = false;
+        uint8_t vip[16];
+        uint16_t vport = pv.dport;
         if (pv.has_ports && lb->active()) {
-          LbResult r = lb->forward(plain, ip, pv.sport, &pv.dport, pv.tcp_flags, now_s);
+          std::memcpy(vip, ip.dst, size_t(ip.addr_len));
+          LbResult r = lb->forward(plain, ip, pv.sport, &pv.dport, pv.tcp_flags, now_s, &nat_created);
           if (r == kLbReject) {
             reject(plain, ip);
             continue;
@@ -656,7 +660,10 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
           last_verdict.action = action;
           last_verdict.identity = identity;
         }
-        if (action == PolicyEngine::kTxDrop) continue;
+        if (action == PolicyEngine::kTxDrop) {
+          if (nat_created) lb->forget(ip, pv.sport, pv.dport, vip, vport);  // a denied flow keeps no NAT entries
+          continue;
+        }
         if (action == PolicyEngine::kTxRedirect) {
           if (lb->redirect(plain, ip, pv.sport, &pv.dport, identity, pv.tcp_flags, now_s)) hairpin(plain, s.len);
           continue;
