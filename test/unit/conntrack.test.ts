@@ -91,6 +91,19 @@ describe('bounded conntrack under a SYN flood', () => {
     expect(d.native.ctEndpointEntries(3)).toBe(100);
   });
 
+  it('closing entries (RST seen) are evictable like unreplied ones', () => {
+    d.native.setConntrackLimits(4000, 100);
+    for (let i = 0; i < 100; i++) {
+      d.native.policyCheck(tcp(flooder, remote, 2000 + i, 80, SYN));
+      d.native.policyCheck(tcp(remote, flooder, 80, 2000 + i, SYN | ACK), R);
+      d.native.policyCheck(tcp(flooder, remote, 2000 + i, 80, 0x04)); // RST: what a raw-socket SYN flood's kernel answers
+    }
+    expect(d.native.policyCheck(tcp(flooder, remote, 3000, 80, SYN))).toBe('forward');
+    expect(counters().conntrack_quota_full).toBe(0);
+    expect(counters().conntrack_evicted).toBe(100);
+    expect(d.native.ctEndpointEntries(3)).toBe(1);
+  });
+
   it('a flow the destination denies leaves no entry at the source either (same node)', () => {
     const before = counters().conntrack_entries;
     expect(d.native.policyCheck(tcp(flooder, victim, 4000, 22, SYN))).toBe('drop');

@@ -5,7 +5,7 @@
 namespace wm {
 
 const char* const Conntrack::kCounterNames[kCounterCount] = {
-    "conntrack_evicted",          // unreplied entries removed to make room
+    "conntrack_evicted",          // unreplied or closing entries removed to make room
     "conntrack_eviction_sweeps",  // times the table or an endpoint's quota was full and a sweep made room
     "conntrack_quota_full",       // new flows without an entry: their endpoint's quota was full of replied flows
     "conntrack_table_full",       // new flows without an entry: the table was full
@@ -46,20 +46,21 @@ CtResult Conntrack::lookup(CtScope scope, const FlowTuple& t, uint32_t now_s) {
   for (int pass = 0; pass < 2; pass++) {
     // pass 0: our scope, same orientation; pass 1: the other scope, reversed (a reply)
     bool want_orig_a = pass == 0 ? src_is_a : !src_is_a;
-    uint32_t now_replied = 0;  // endpoint of an entry this reply moved out of "unreplied"
+    int delta = 0;  // change in the entry's "evictable" state (unreplied or closing)
+    uint32_t endpoint = 0;
     bool hit = map_.with(k, [&](Entry* e) {
       if (!e || bool(e->orig_is_a) != want_orig_a) return false;
+      bool was = evictable(*e);
       e->last_s = now_s;
       if (closing) e->closing = 1;
-      if (pass == 1 && !e->replied) {
-        e->replied = 1;
-        now_replied = e->endpoint + 1;
-      }
+      if (pass == 1) e->replied = 1;
+      delta = int(evictable(*e)) - int(was);
+      endpoint = e->endpoint;
       return true;
     });
-    if (now_replied) {
+    if (delta) {
       std::lock_guard<std::mutex> lock(quota_mu_);
-      usage_[now_replied - 1].unreplied--;
+      usage_[endpoint].evictable += delta;
     }
     if (hit) return pass == 0 ? kCtEstablished : kCtReply;
     k.scope = scope == kCtEgress ? kCtIngress : kCtEgress;
@@ -80,15 +81,15 @@ CtCreate Conntrack::create(CtScope scope, const FlowTuple& t, uint32_t now_s, ui
     std::lock_guard<std::mutex> lock(quota_mu_);
     Usage& u = usage_[endpoint];
     if (size_t(u.total) >= quota) {
-      // the endpoint's own quota: only its own unreplied entries may make room
+      // the endpoint's own quota: only its own evictable entries may make room
       quota_full = true;
-      sweep = worth_sweeping(u.unreplied, quota);
+      sweep = worth_sweeping(u.evictable, quota);
     } else if (map_.size() >= max) {
-      // the table: the endpoint with most unreplied entries pays (the flooder)
+      // the table: the endpoint with most evictable entries pays (the flooder)
       int64_t most = 0;
       for (auto& [id, v] : usage_)
-        if (v.unreplied > most) {
-          most = v.unreplied;
+        if (v.evictable > most) {
+          most = v.evictable;
           victim = id;
         }
       sweep = worth_sweeping(most, quota < max ? quota : max);
@@ -100,7 +101,7 @@ CtCreate Conntrack::create(CtScope scope, const FlowTuple& t, uint32_t now_s, ui
   }
   if (sweep) {
     count(kEvictionSweeps);
-    count(kEvicted, evict_unreplied(victim));
+    count(kEvicted, sweep_evictable(victim));
   }
   int r = map_.insert(k, e);
   if (r < 0) {
@@ -111,16 +112,16 @@ CtCreate Conntrack::create(CtScope scope, const FlowTuple& t, uint32_t now_s, ui
   std::lock_guard<std::mutex> lock(quota_mu_);
   Usage& u = usage_[endpoint];
   u.total++;
-  u.unreplied++;
+  u.evictable++;  // new entries are unreplied
   return kCtCreated;
 }
 
-size_t Conntrack::evict_unreplied(uint32_t endpoint) {
-  size_t n = map_.erase_if([endpoint](const Key&, const Entry& e) { return e.endpoint == endpoint && !e.replied; });
+size_t Conntrack::sweep_evictable(uint32_t endpoint) {
+  size_t n = map_.erase_if([endpoint](const Key&, const Entry& e) { return e.endpoint == endpoint && evictable(e); });
   std::lock_guard<std::mutex> lock(quota_mu_);
   Usage& u = usage_[endpoint];
   u.total -= int64_t(n);
-  u.unreplied -= int64_t(n);
+  u.evictable -= int64_t(n);
   return n;
 }
 
@@ -130,14 +131,14 @@ size_t Conntrack::gc(uint32_t now_s) {
     if (now_s - e.last_s <= timeout(e)) return false;
     Usage& g = gone[e.endpoint];
     g.total++;
-    if (!e.replied) g.unreplied++;
+    if (evictable(e)) g.evictable++;
     return true;
   });
   std::lock_guard<std::mutex> lock(quota_mu_);
   for (auto& [id, g] : gone) {
     Usage& u = usage_[id];
     u.total -= g.total;
-    u.unreplied -= g.unreplied;
+    u.evictable -= g.evictable;
   }
   for (auto it = usage_.begin(); it != usage_.end();) it = it->second.total <= 0 ? usage_.erase(it) : std::next(it);
   return n;

@@ -13,11 +13,12 @@
 // other pods' flows): every entry is charged to the local endpoint whose
 // check created it; an endpoint may hold at most per_endpoint entries and the
 // table max_entries. An entry that has seen no reply yet ("unreplied": a TCP
-// SYN nobody answered, a UDP probe) lives 60 s, a closing one 10 s. When the
-// endpoint's quota or the table is full, the unreplied entries of the
-// endpoint holding most of them (for a quota: the endpoint itself) are
-// evicted, never a replied flow; if there are too few to be worth a sweep,
-// the new flow gets no entry (it still passes: policy allowed it).
+// SYN nobody answered, a UDP probe) lives 60 s, a closing one (FIN/RST seen)
+// 10 s. Both are "evictable": when the endpoint's quota or the table is full,
+// the evictable entries of the endpoint holding most of them (for a quota:
+// the endpoint itself) are swept out, never an answered open flow; if there
+// are too few to be worth a sweep, the new flow gets no entry (it still
+// passes: policy allowed it).
 //
 // Locking: a ShardedMap (64 shards, each under its own mutex), so the TX and
 // RX threads rarely meet and garbage collection holds one shard at a time.
@@ -94,15 +95,16 @@ class Conntrack {
     uint8_t replied;  // the other side answered: no longer evictable, TCP gets the long timeout
   };
   struct Usage {
-    int64_t total = 0, unreplied = 0;
+    int64_t total = 0, evictable = 0;
   };
+  static bool evictable(const Entry& e) { return !e.replied || e.closing; }
   static Key make_key(CtScope scope, const FlowTuple& t, bool* src_is_a);
   static uint32_t timeout(const Entry& e);
-  // Removes the unreplied entries of `endpoint`; returns how many.
-  size_t evict_unreplied(uint32_t endpoint);
+  // Removes the evictable entries of `endpoint`; returns how many.
+  size_t sweep_evictable(uint32_t endpoint);
   // The sweep is worth it only when enough would go (a full table of replied
   // flows refuses new entries instead of scanning per packet).
-  bool worth_sweeping(int64_t unreplied, size_t limit) const { return unreplied > 0 && size_t(unreplied) * 16 >= limit; }
+  bool worth_sweeping(int64_t evictable, size_t limit) const { return evictable > 0 && size_t(evictable) * 16 >= limit; }
   void count(int c, uint64_t n = 1) { counters_[c].fetch_add(n, std::memory_order_relaxed); }
 
   ShardedMap<Key, Entry> map_;

@@ -149,7 +149,7 @@ bool LoadBalancer::add_pair(const NatKey& first, const uint8_t* to, uint16_t to_
       return true;
     }
     nat_.erase(first);
-    if (attempt == 0 && evict_unreplied(now_s) == 0) break;
+    if (attempt == 0 && sweep_evictable(now_s) == 0) break;
   }
   count(kLbNatFull);
   return false;
@@ -301,18 +301,19 @@ bool LoadBalancer::proxy_original(const uint8_t client[4], uint16_t client_port,
   });
 }
 
-LoadBalancer::NatKey LoadBalancer::first_of(const NatKey& k, const NatEntry& e) {
-  // reverse (there -> client) holds the original destination; its first (client -> VIP / pod) is keyed by it
-  NatKey f;
-  std::memset(&f, 0, sizeof f);
-  std::memcpy(f.src, k.dst, 16);
-  std::memcpy(f.dst, e.addr, 16);
-  f.sport = k.dport;
-  f.dport = e.port;
-  f.proto = k.proto;
-  f.family = k.family;
-  f.kind = e.pair_kind;
-  return f;
+LoadBalancer::NatKey LoadBalancer::twin_of(const NatKey& k, const NatEntry& e) {
+  // first (client -> VIP / pod) holds where it went; reverse (there -> client) the original destination
+  bool rev = k.kind == kNatReverse;
+  NatKey t;
+  std::memset(&t, 0, sizeof t);
+  std::memcpy(t.src, rev ? k.dst : e.addr, 16);
+  std::memcpy(t.dst, rev ? e.addr : k.src, 16);
+  t.sport = rev ? k.dport : e.port;
+  t.dport = rev ? e.port : k.sport;
+  t.proto = k.proto;
+  t.family = k.family;
+  t.kind = rev ? e.pair_kind : uint8_t(kNatReverse);
+  return t;
 }
 
 void LoadBalancer::forget(const IpInfo& ip, uint16_t sport, uint16_t backend_port, const uint8_t* vip, uint16_t vport) {
@@ -332,19 +333,22 @@ void LoadBalancer::forget(const IpInfo& ip, uint16_t sport, uint16_t backend_por
   nat_.erase(rk);
 }
 
-size_t LoadBalancer::evict_unreplied(uint32_t now_s) {
+size_t LoadBalancer::sweep_evictable(uint32_t now_s) {
   uint32_t last = last_eviction_s_.load(std::memory_order_relaxed);
   if (last == now_s || !last_eviction_s_.compare_exchange_strong(last, now_s)) return 0;
-  std::vector<NatKey> firsts;
+  // a pair goes when no reply has passed (its reverse entry unreplied) or either side closed it
+  std::vector<NatKey> twins;
   size_t removed = nat_.erase_if([&](const NatKey& k, const NatEntry& e) {
-    if (k.kind != kNatReverse || e.replied || now_s - e.last_s < 1) return false;
-    firsts.push_back(first_of(k, e));
+    if (now_s - e.last_s < 1) return false;
+    if (!(e.closing || (k.kind == kNatReverse && !e.replied))) return false;
+    twins.push_back(twin_of(k, e));
+    if (k.kind == kNatRedirect) redirects_.fetch_sub(1, std::memory_order_relaxed);
     return true;
   });
-  for (const NatKey& f : firsts) {
-    if (!nat_.erase(f)) continue;
+  for (const NatKey& t : twins) {
+    if (!nat_.erase(t)) continue;
     removed++;
-    if (f.kind == kNatRedirect) redirects_.fetch_sub(1, std::memory_order_relaxed);
+    if (t.kind == kNatRedirect) redirects_.fetch_sub(1, std::memory_order_relaxed);
   }
   count(kLbNatEvicted, removed);
   return removed;
@@ -365,17 +369,7 @@ size_t LoadBalancer::gc(uint32_t now_s) {
   });
   size_t removed = 0;
   for (const auto& [k, e] : candidates) {
-    NatKey twin;
-    std::memset(&twin, 0, sizeof twin);
-    // first (client -> VIP / pod) holds where it went; reverse (there -> client) the original destination
-    bool rev = k.kind == kNatReverse;
-    std::memcpy(twin.src, rev ? k.dst : e.addr, 16);
-    std::memcpy(twin.dst, rev ? e.addr : k.src, 16);
-    twin.sport = rev ? k.dport : e.port;
-    twin.dport = rev ? e.port : k.sport;
-    twin.proto = k.proto;
-    twin.family = k.family;
-    twin.kind = rev ? e.pair_kind : uint8_t(kNatReverse);
+    NatKey twin = twin_of(k, e);
     bool twin_idle = nat_.with(twin, [&](NatEntry* t) { return !t || expired(*t); });
     if (!twin_idle) continue;
     bool first_gone = nat_.erase(k.kind == kNatReverse ? twin : k);  // the pair's first entry

@@ -148,10 +148,12 @@ class LoadBalancer {
   // Creates a flow's two entries (first: client -> original destination, rewritten to `to`); false when full.
   bool add_pair(const NatKey& first, const uint8_t* to, uint16_t to_port, const uint8_t* orig_dst, uint16_t orig_port,
                 uint32_t service, uint32_t identity, bool closing, uint32_t now_s);
-  // The table is full: removes the pairs no reply has passed for a second
-  // (a SYN flood's), at most once a second; never an answered flow.
-  size_t evict_unreplied(uint32_t now_s);
-  static NatKey first_of(const NatKey& reverse, const NatEntry& e);
+  // The table is full: removes the pairs idle for a second that no reply has
+  // passed (a SYN flood's) or that are closing, at most once a second; never
+  // an answered open flow.
+  size_t sweep_evictable(uint32_t now_s);
+  // The other entry of k's pair.
+  static NatKey twin_of(const NatKey& k, const NatEntry& e);
   static uint64_t flow_hash(const uint8_t* src, const uint8_t* dst, int alen, uint16_t sport, uint16_t dport,
                             uint8_t proto);
   void count(int c, uint64_t n = 1) { counters_[c].fetch_add(n, std::memory_order_relaxed); }
