@@ -109,6 +109,8 @@ manifests:
     await waitFor(async () => (await services()).find((s) => s.name === 'web')?.ports[0]?.backends.filter((b) => b.state !== 'dead').length === 2, 30_000);
     const vip = (await services()).find((s) => s.name === 'web')!.vip!;
     const counters = async () => ((await callAgent(node('n1').socket, 'GET', '/v1/status')).body as { counters: Record<string, number> }).counters;
+    // reference in the same run: the same stream for 5 s without the flood
+    const baseline = execIn(pod('good').netns, process.execPath, STREAM, pod('be1').ip, '7000', '5').out.trim();
     const rssBefore = rss();
     // the good pod's stream to be1 (other node) runs through the flood
     const stream = spawn('ip', ['netns', 'exec', pod('good').netns, process.execPath, STREAM, pod('be1').ip, '7000', String(FLOOD_SECONDS + 4)], { stdio: ['ignore', 'pipe', 'ignore'] });
@@ -132,7 +134,7 @@ manifests:
     process.stdout.write(
       `[hardening] flood ${FLOOD_SECONDS}s: agent RSS ${rssBefore.toFixed(1)} MB before, ${midRss.toFixed(1)} mid, ${rssAfter.toFixed(1)} after; ` +
         `conntrack ${c.conntrack_entries}, service NAT ${c.service_nat_entries}, denied ${c.drop_policy_denied ?? 0} + default-deny ${c.drop_policy_default_deny ?? 0}, ` +
-        `evicted ${c.conntrack_evicted ?? 0}, NAT evicted ${c.service_nat_evicted ?? 0}; stream: ${streamOut.trim()}\n`,
+        `evicted ${c.conntrack_evicted ?? 0}, NAT evicted ${c.service_nat_evicted ?? 0}; stream: ${streamOut.trim()} (without flood: ${baseline})\n`,
     );
     expect(newConn).toContain(`${pod('be2').ip} ok`);
     expect(newConn).toContain(`${pod('be1').ip} ok`);
