@@ -85,6 +85,8 @@ export interface L4PacketOptions {
   ipv4Options?: number;
   ipv4FragOffset?: number;
   ipv4More?: boolean;
+  /** bytes after the L4 header (an ICMP error's quoted packet) */
+  payload?: Buffer;
 }
 
 /**
@@ -94,7 +96,8 @@ export interface L4PacketOptions {
  * filled: the policy path does not read them.
  */
 export function l4Packet(o: L4PacketOptions): Buffer {
-  const l4 = Buffer.alloc(o.proto === 6 ? 20 : 8);
+  const head = Buffer.alloc(o.proto === 6 ? 20 : 8);
+  const l4 = Buffer.concat([head, o.payload ?? Buffer.alloc(0)]);
   l4.writeUInt16BE(o.sport ?? 40000, 0);
   l4.writeUInt16BE(o.dport ?? 0, 2);
   if (o.proto === 6) {

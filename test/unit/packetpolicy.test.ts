@@ -130,6 +130,25 @@ describe('allow TCP/80 from X only: what carries no ports is dropped and counted
   });
 });
 
+describe('ICMP errors pass only about a tracked flow of their destination', () => {
+  // type 3 code 3 (port unreachable) / ICMPv6 type 1 code 4, quoting the first 28 / 48 bytes of what `quotedFrom` sent
+  const error = (v: 4 | 6, from: Buffer, to: Buffer, quoted: Buffer) =>
+    l4Packet({ v, src: from, dst: to, proto: v === 4 ? 1 : 58, sport: v === 4 ? 0x0303 : 0x0104, dport: 0, payload: quoted.subarray(0, v === 4 ? 28 : 48) });
+  for (const v of [4, 6] as const) {
+    it(`IPv${v}: forged, then about a real flow, then quoting someone else's packet`, () => {
+      const port = sport++;
+      // what endpoint 2 would have sent to X on a flow X opened (X:port -> ep2:80)
+      const reply = l4Packet({ v, src: DST[2][v], dst: SRC[v], proto: TCP, sport: 80, dport: port, tcpFlags: 0x12 });
+      expect(d.native.policyCheck(error(v, SRC[v], DST[2][v], reply), X)).toBe('drop'); // no such flow yet
+      expect(verdict(2, { v, proto: TCP, dport: 80, sport: port })).toBe('deliver');
+      expect(d.native.policyCheck(error(v, SRC[v], DST[2][v], reply), X)).toBe('deliver');
+      // quoting a packet the error's destination did not send
+      const toOther = l4Packet({ v, src: DST[1][v], dst: SRC[v], proto: TCP, sport: 80, dport: port, tcpFlags: 0x12 });
+      expect(d.native.policyCheck(error(v, SRC[v], DST[2][v], toOther), X)).toBe('drop');
+    });
+  }
+});
+
 describe('malformed chains are refused before policy', () => {
   it('an extension header running past the packet', () => {
     const p = l4Packet({ v: 6, src: SRC[6], dst: DST[1][6], proto: TCP, dport: 80, ext: [{ type: 60 }] });

@@ -68,6 +68,16 @@ CtResult Conntrack::lookup(CtScope scope, const FlowTuple& t, uint32_t now_s) {
   return kCtMiss;
 }
 
+bool Conntrack::tracked(const FlowTuple& t) {
+  bool src_is_a;
+  Key k = make_key(kCtEgress, t, &src_is_a);
+  for (uint8_t scope : {kCtEgress, kCtIngress}) {
+    k.scope = scope;
+    if (map_.with(k, [](Entry* e) { return e != nullptr; })) return true;
+  }
+  return false;
+}
+
 CtCreate Conntrack::create(CtScope scope, const FlowTuple& t, uint32_t now_s, uint32_t rule, uint32_t endpoint) {
   bool src_is_a;
   Key k = make_key(scope, t, &src_is_a);

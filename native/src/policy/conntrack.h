@@ -73,6 +73,8 @@ class Conntrack {
   // An entry for a flow policy allowed, charged to `endpoint`; evicts
   // unreplied entries under pressure (see above).
   CtCreate create(CtScope scope, const FlowTuple& t, uint32_t now_s, uint32_t rule, uint32_t endpoint);
+  // Whether the flow has an entry in either scope and orientation (nothing is refreshed).
+  bool tracked(const FlowTuple& t);
   size_t gc(uint32_t now_s);
   size_t size() const { return map_.size(); }
   size_t endpoint_entries(uint32_t endpoint);

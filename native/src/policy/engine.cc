@@ -20,12 +20,59 @@ const char* const kPolicyCounterNames[kPolCounterCount] = {
     "drop_ipv6_ext_chain",
 };
 
+namespace {
+// The flow of the packet an ICMP error quotes (its IP header and at least 8
+// bytes after it, usually cut short: only what is there is read).
+void parse_quoted(const uint8_t* p, size_t len, int version, PacketView::Quoted* q) {
+  q->valid = false;
+  IpInfo ii;
+  if (version == 4) {
+    if (len < 20 || (p[0] >> 4) != 4) return;
+    ii.header_len = size_t(p[0] & 0x0F) * 4;
+    if (ii.header_len < 20 || ii.header_len > len) return;
+    ii.version = 4;
+    ii.proto = p[9];
+    ii.src = p + 12;
+    ii.dst = p + 16;
+    ii.addr_len = 4;
+  } else {
+    if (len < 40 || (p[0] >> 4) != 6) return;
+    ii.version = 6;
+    ii.header_len = 40;
+    ii.proto = p[6];
+    ii.src = p + 8;
+    ii.dst = p + 24;
+    ii.addr_len = 16;
+  }
+  ii.total_len = len;
+  UpperLayer ul;
+  if (!find_upper_layer(p, ii, &ul) || ul.kind != UpperLayer::kFound) return;
+  q->src = ii.src;
+  q->dst = ii.dst;
+  q->proto = ul.proto;
+  q->sport = q->dport = 0;
+  const uint8_t* l4 = p + ul.offset;
+  size_t l4len = len - ul.offset;
+  if (ul.proto == kProtoTCP || ul.proto == kProtoUDP || ul.proto == kProtoSCTP) {
+    if (l4len < 4) return;
+    q->sport = load_be16(l4);
+    q->dport = load_be16(l4 + 2);
+  } else if (ul.proto == (version == 4 ? kProtoICMP : kProtoICMPv6)) {
+    if (l4len < 8) return;
+    uint8_t t = l4[0];
+    if (version == 4 ? (t == 8 || t == 0) : (t == 128 || t == 129)) q->sport = q->dport = load_be16(l4 + 4);
+  }
+  q->valid = true;
+}
+}  // namespace
+
 bool parse_l4(const uint8_t* pkt, const IpInfo& ip, PacketView* out) {
   out->ip = ip;
   out->sport = out->dport = 0;
   out->tcp_flags = 0;
   out->has_ports = false;
   out->icmp_error = false;
+  out->quoted.valid = false;
   UpperLayer ul;
   if (!find_upper_layer(pkt, ip, &ul)) return false;
   out->proto = ul.proto;
@@ -61,6 +108,7 @@ bool parse_l4(const uint8_t* pkt, const IpInfo& ip, PacketView* out) {
         out->sport = out->dport = load_be16(l4 + 4);
       } else {
         out->icmp_error = v4 ? (type == 3 || type == 11 || type == 12) : (type >= 1 && type <= 4);
+        if (out->icmp_error) parse_quoted(l4 + 8, l4len - 8, ip.version, &out->quoted);
       }
       return true;
     }
@@ -166,7 +214,11 @@ PolicyEngine::CheckResult PolicyEngine::decide(const Endpoint& ep, CtScope scope
                                               const PacketView& pv, uint32_t src_id, uint32_t dst_id, uint32_t peer,
                                               uint64_t wall_ms, uint8_t flags, Admission* adm) {
   adm->pending = false;
-  if (pv.icmp_error) return kCheckPass;  // errors about a flow pass like its replies (docs/architecture.md)
+  // An ICMP error passes like a reply of the flow it quotes, if that flow is
+  // tracked and was sent by the error's destination; anything else (a forged
+  // "unreachable" or "fragmentation needed" aimed at another pod's connection)
+  // is an ICMP packet like any other, for policy to decide.
+  if (pv.icmp_error && related(pv)) return kCheckPass;
   FlowTuple t{pv.ip.src, pv.ip.dst, pv.ip.addr_len, pv.sport, pv.dport, pv.proto, pv.tcp_flags};
   FlowDirection dir = scope == kCtIngress ? kFlowIngress : kFlowEgress;
   const PolicyMap* m = (scope == kCtIngress ? ep.ingress : ep.egress).get();
@@ -196,6 +248,12 @@ PolicyEngine::CheckResult PolicyEngine::decide(const Endpoint& ep, CtScope scope
   }
   *adm = Admission{true, scope, redirect, ep.id, rule, src_id, dst_id, peer, wall_ms, flags};
   return redirect ? kCheckRedirect : kCheckPass;
+}
+
+bool PolicyEngine::related(const PacketView& pv) {
+  const PacketView::Quoted& q = pv.quoted;
+  if (!q.valid || std::memcmp(q.src, pv.ip.dst, size_t(pv.ip.addr_len)) != 0) return false;
+  return ct_.tracked(FlowTuple{q.src, q.dst, pv.ip.addr_len, q.sport, q.dport, q.proto, 0});
 }
 
 void PolicyEngine::admit(const PacketView& pv, const Admission& a) {

@@ -51,7 +51,15 @@ struct PacketView {
   uint16_t sport = 0, dport = 0;
   uint8_t tcp_flags = 0;
   bool has_ports = false;
-  bool icmp_error = false;  // related to some flow: passes like a reply
+  bool icmp_error = false;  // passes like a reply when it quotes a tracked flow of its destination
+  // An ICMP error's quoted packet, as its sender (the error's destination) sent it.
+  struct Quoted {
+    const uint8_t* src = nullptr;
+    const uint8_t* dst = nullptr;
+    uint16_t sport = 0, dport = 0;
+    uint8_t proto = 0;
+    bool valid = false;  // addresses (and ports, for protocols with ports) could be read
+  } quoted;
 };
 bool parse_l4(const uint8_t* pkt, const IpInfo& ip, PacketView* out);
 
@@ -134,6 +142,8 @@ class PolicyEngine {
                      uint32_t src_identity, uint32_t dst_identity, uint32_t peer, uint64_t wall_ms, uint8_t flags,
                      Admission* adm);
   void admit(const PacketView& pv, const Admission& a);
+  // An ICMP error about a tracked flow of its destination.
+  bool related(const PacketView& pv);
   void drop(const PacketView& pv, PolicyResult res, FlowDirection dir, uint32_t src_id, uint32_t dst_id, uint32_t peer,
             uint64_t wall_ms, uint8_t flags);
   void record(const PacketView& pv, FlowVerdict v, FlowReason r, FlowDirection d, uint32_t src_id, uint32_t dst_id,
