@@ -387,6 +387,7 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
          InstanceMethod("drainFlows", &DeviceWrap::DrainFlows), InstanceMethod("ctGc", &DeviceWrap::CtGc),
          InstanceMethod("policyCheck", &DeviceWrap::PolicyCheck),
          InstanceMethod("setConntrackLimits", &DeviceWrap::SetConntrackLimits),
+         InstanceMethod("setHostFirewall", &DeviceWrap::SetHostFirewall),
          InstanceMethod("ctEndpointEntries", &DeviceWrap::CtEndpointEntries),
          InstanceMethod("probe", &DeviceWrap::Probe), InstanceMethod("serviceUpsert", &DeviceWrap::ServiceUpsert),
          InstanceMethod("serviceRemove", &DeviceWrap::ServiceRemove),
@@ -752,6 +753,12 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
     if (max < 1 || per < 1) return ThrowType(env, "conntrack limits must be positive");
     pe->ct_set_limits(size_t(max), size_t(per));
     dev_.lb()->set_nat_limit(size_t(max));
+    return env.Undefined();
+  }
+  Napi::Value SetHostFirewall(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    wm::PolicyEngine* pe = Engine(env);
+    if (pe) pe->set_host_firewall(info[0].ToBoolean());
     return env.Undefined();
   }
   Napi::Value CtEndpointEntries(const Napi::CallbackInfo& info) {

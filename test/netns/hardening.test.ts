@@ -1,4 +1,5 @@
-// Nothing a pod sends can break its node: a pod sending as its neighbour is
+// Nothing a pod sends can break its node: a pod on another node cannot reach
+// this node's own listeners through the tunnel (host firewall); a pod sending as its neighbour is
 // dropped at its veth and counted (podguard.ts); a pod flooding raw SYNs at a
 // port policy denies and at a service VIP (allowed for it: it carries the
 // client label, so its flows take entries) for FLOOD_SECONDS (default 60) neither
@@ -15,7 +16,7 @@ import { canRunNetns, execIn, hasCommand, ROOT, waitFor } from '../../src/testbe
 import { podVeth } from '../../src/testbed/pod.js';
 import { spoofedPackets } from '../../src/testbed/podguard.js';
 import { testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
-import { ECHO, startEchoServers } from '../helpers/echo.js';
+import { ECHO, startEchoServers, startPodServers } from '../helpers/echo.js';
 
 const enabled = canRunNetns() && hasCommand('etcd') && hasCommand('nft');
 const STREAM = join(ROOT, 'test', 'helpers', 'tcpstream.mjs');
@@ -101,6 +102,16 @@ manifests:
     expect(spoofedPackets(podVeth('good'), node('n1').netns)).toBe(0);
     execIn(pod('evil').netns, 'ip', 'addr', 'del', `${pod('good').ip}/32`, 'dev', 'eth0');
   }, 60_000);
+
+  it("host firewall: a pod on another node does not reach a listener on this node's router address; local pods do", async () => {
+    const routerN1 = node('n1').podCIDR.replace(/0\/\d+$/, '1');
+    procs.push(...(await startPodServers([{ netns: node('n1').netns }], () => [ECHO, 'server', routerN1, '15099'])));
+    const counters = async () => ((await callAgent(node('n1').socket, 'GET', '/v1/status')).body as { counters: Record<string, number> }).counters;
+    const before = (await counters()).drop_policy_default_deny ?? 0;
+    expect(execIn(pod('other').netns, process.execPath, ECHO, 'client', '15099', routerN1).out).toContain(`${routerN1} fail`);
+    expect((await counters()).drop_policy_default_deny ?? 0).toBeGreaterThan(before);
+    expect(execIn(pod('good').netns, process.execPath, ECHO, 'client', '15099', routerN1).out).toContain(`${routerN1} ok`);
+  }, 30_000);
 
   it.skipIf(!hasCommand('hping3'))(`a raw SYN flood (${FLOOD_SECONDS} s) at a denied port and a VIP: another pod's stream and new connections keep working`, async () => {
     const agentPid = st.processes.find((p) => p.role === 'c1-n1-agent')!.pid;

@@ -169,6 +169,14 @@ void PolicyEngine::remove_endpoint(uint32_t id) {
   endpoints_.erase(it);
 }
 
+void PolicyEngine::set_host_firewall(bool on) {
+  std::shared_ptr<const PolicyMap> in;
+  if (on) in = std::make_shared<const PolicyMap>(std::vector<PolicyEntry>{{kIdentityRemoteNode, 0, kActionAllow, 0, 65535, 0}});
+  std::unique_lock<std::shared_mutex> lock(mu);
+  std::swap(host_.ingress, in);  // the old map is freed with `in`, after the lock
+  host_firewall_ = on;
+}
+
 void PolicyEngine::record(const PacketView& pv, FlowVerdict v, FlowReason r, FlowDirection d, uint32_t src_id,
                           uint32_t dst_id, uint32_t rule, uint32_t peer, uint64_t wall_ms, uint8_t flags) {
   FlowRecord f;
@@ -299,6 +307,9 @@ PolicyEngine::TxAction PolicyEngine::tx(const PacketView& pv, uint64_t wall_ms, 
     auto it = endpoints_.find(d.endpoint);
     if (it != endpoints_.end()) de = &it->second;
   }
+  // The node's own flows (the gateway connects from the router address) get
+  // conntrack entries, so their replies pass the host firewall.
+  if (!se && host_firewall_ && s.identity == kIdentityHost) se = &host_;
   uint32_t src_id = se ? se->identity : s.identity;
   uint32_t dst_id = de ? de->identity : d.identity;
   uint8_t flags = de ? 2 : 0;
@@ -321,12 +332,22 @@ PolicyEngine::TxAction PolicyEngine::tx(const PacketView& pv, uint64_t wall_ms, 
 }
 
 PolicyEngine::RxAction PolicyEngine::rx(const PacketView& pv, uint32_t src_identity, uint32_t peer, uint64_t wall_ms) {
-  IpcacheValue d;
-  if (!ipcache_.lookup(pv.ip.dst, pv.ip.addr_len, &d) || !d.endpoint) return kRxDeliver;  // not ours to check (relay)
-  auto it = endpoints_.find(d.endpoint);
-  if (it == endpoints_.end()) return kRxDeliver;
+  IpcacheValue d{kIdentityWorld, 0};
+  bool known = ipcache_.lookup(pv.ip.dst, pv.ip.addr_len, &d);
+  const Endpoint* ep = nullptr;
+  if (known && d.endpoint) {
+    auto it = endpoints_.find(d.endpoint);
+    if (it != endpoints_.end()) ep = &it->second;
+  }
+  if (!ep) {
+    // A pod elsewhere (identity of a cluster, not reserved, not a CIDR): relayed, checked where it lives.
+    bool pod = known && d.identity >= 256 && d.identity < kIdentityLocalScope;
+    if (pod || !host_firewall_) return kRxDeliver;
+    ep = &host_;  // this node itself, or no pod at all (an unused pod address, a VIP, the world)
+  }
   Admission adm;
-  CheckResult r = decide(it->second, kCtIngress, src_identity, pv, src_identity, it->second.identity, peer, wall_ms, 0, &adm);
+  CheckResult r = decide(*ep, kCtIngress, src_identity, pv, src_identity, ep == &host_ ? d.identity : ep->identity, peer,
+                         wall_ms, 0, &adm);
   admit(pv, adm);
   switch (r) {
     case kCheckDrop:

@@ -97,6 +97,11 @@ class PolicyEngine {
   void set_endpoint(uint32_t id, uint32_t identity, std::shared_ptr<const PolicyMap> ingress,
                     std::shared_ptr<const PolicyMap> egress);
   void remove_endpoint(uint32_t id);
+  // Host firewall: packets from peers to this node's own addresses (router
+  // address included) or to anything that is not a pod take the "host"
+  // endpoint's ingress check (default: only other nodes themselves, the
+  // remote-node identity; replies of the node's own flows pass by conntrack).
+  void set_host_firewall(bool on);
   size_t ct_gc() { return ct_.gc(now_s()); }
   size_t ct_size() const { return ct_.size(); }
   void ct_set_limits(size_t max_entries, size_t per_endpoint) { ct_.set_limits(max_entries, per_endpoint); }
@@ -152,6 +157,8 @@ class PolicyEngine {
 
   IPCache ipcache_;
   std::unordered_map<uint32_t, Endpoint> endpoints_;
+  Endpoint host_{0, kIdentityHost, nullptr, nullptr};  // conntrack entries of the node's own flows are charged to 0
+  bool host_firewall_ = false;
   Conntrack ct_;
   FlowRing flows_;
   std::atomic<uint64_t> counters_[kPolCounterCount];
