@@ -7,6 +7,7 @@
 // agent's memory stays bounded (conntrack bounds, docs/architecture.md).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -116,6 +117,17 @@ manifests:
   it.skipIf(!hasCommand('hping3'))(`a raw SYN flood (${FLOOD_SECONDS} s) at a denied port and a VIP: another pod's stream and new connections keep working`, async () => {
     const agentPid = st.processes.find((p) => p.role === 'c1-n1-agent')!.pid;
     const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${agentPid}/status`, 'utf8'))![1]) / 1024;
+    // of which the JavaScript heap (prom-client's default metrics): the rest is native tables, buffers, code
+    const jsHeap = async () => {
+      const text = await new Promise<string>((resolve, reject) => {
+        get({ socketPath: node('n1').socket, path: '/metrics' }, (res) => {
+          let b = '';
+          res.setEncoding('utf8').on('data', (d: string) => (b += d)).on('end', () => resolve(b));
+        }).on('error', reject);
+      });
+      return Number(/^wiremesh_agent_nodejs_heap_size_total_bytes\S* (\S+)$/m.exec(text)?.[1] ?? NaN) / 1048576;
+    };
+    const heapBefore = await jsHeap();
     const services = async () => ((await callAgent(node('n1').socket, 'GET', '/v1/services')).body as { services: ServiceStatus[] }).services;
     await waitFor(async () => (await services()).find((s) => s.name === 'web')?.ports[0]?.backends.filter((b) => b.state !== 'dead').length === 2, 30_000);
     const vip = (await services()).find((s) => s.name === 'web')!.vip!;
@@ -142,8 +154,10 @@ manifests:
     await waitFor(() => streamOut.includes('sent'), 15_000);
     const c = await counters();
     const rssAfter = rss();
+    const heapAfter = await jsHeap();
     process.stdout.write(
-      `[hardening] flood ${FLOOD_SECONDS}s: agent RSS ${rssBefore.toFixed(1)} MB before, ${midRss.toFixed(1)} mid, ${rssAfter.toFixed(1)} after; ` +
+      `[hardening] flood ${FLOOD_SECONDS}s: agent RSS ${rssBefore.toFixed(1)} MB before, ${midRss.toFixed(1)} mid, ${rssAfter.toFixed(1)} after ` +
+        `(JS heap ${heapBefore.toFixed(1)} -> ${heapAfter.toFixed(1)} MB); ` +
         `conntrack ${c.conntrack_entries}, service NAT ${c.service_nat_entries}, denied ${c.drop_policy_denied ?? 0} + default-deny ${c.drop_policy_default_deny ?? 0}, ` +
         `evicted ${c.conntrack_evicted ?? 0}, NAT evicted ${c.service_nat_evicted ?? 0}; stream: ${streamOut.trim()} (without flood: ${baseline})\n`,
     );
