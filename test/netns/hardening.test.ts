@@ -134,6 +134,9 @@ manifests:
     const counters = async () => ((await callAgent(node('n1').socket, 'GET', '/v1/status')).body as { counters: Record<string, number> }).counters;
     // reference in the same run: the same stream for 5 s without the flood
     const baseline = execIn(pod('good').netns, process.execPath, STREAM, pod('be1').ip, '7000', '5').out.trim();
+    // packets the kernel dropped queueing into the TUN (the TX thread not keeping up), before and after
+    const tunDrops = () => (JSON.parse(execIn(node('n1').netns, 'ip', '-s', '-j', 'link', 'show', 'wm0').out) as Array<{ stats64: { tx: { dropped: number } } }>)[0]!.stats64.tx.dropped;
+    const tunDropsBefore = tunDrops();
     const rssBefore = rss();
     // the good pod's stream to be1 (other node) runs through the flood
     const stream = spawn('ip', ['netns', 'exec', pod('good').netns, process.execPath, STREAM, pod('be1').ip, '7000', String(FLOOD_SECONDS + 4)], { stdio: ['ignore', 'pipe', 'ignore'] });
@@ -159,7 +162,7 @@ manifests:
       `[hardening] flood ${FLOOD_SECONDS}s: agent RSS ${rssBefore.toFixed(1)} MB before, ${midRss.toFixed(1)} mid, ${rssAfter.toFixed(1)} after ` +
         `(JS heap ${heapBefore.toFixed(1)} -> ${heapAfter.toFixed(1)} MB); ` +
         `conntrack ${c.conntrack_entries}, service NAT ${c.service_nat_entries}, denied ${c.drop_policy_denied ?? 0} + default-deny ${c.drop_policy_default_deny ?? 0}, ` +
-        `evicted ${c.conntrack_evicted ?? 0}, NAT evicted ${c.service_nat_evicted ?? 0}; stream: ${streamOut.trim()} (without flood: ${baseline})\n`,
+        `evicted ${c.conntrack_evicted ?? 0}, NAT evicted ${c.service_nat_evicted ?? 0}, TUN write errors ${c.tun_write_errors ?? 0}, send errors ${c.tx_send_errors ?? 0}, TUN queue drops ${tunDrops() - tunDropsBefore}; stream: ${streamOut.trim()} (without flood: ${baseline})\n`,
     );
     expect(newConn).toContain(`${pod('be2').ip} ok`);
     expect(newConn).toContain(`${pod('be1').ip} ok`);
