@@ -2,7 +2,11 @@
 // random sequence of puts, erases and finds (backward-shift deletion is easy
 // to get subtly wrong); (2) an identity-tagged plaintext through tag parsing,
 // IP/L4 parsing and the engine's TX and RX decisions with a populated
-// ipcache, policy maps and conntrack.
+// ipcache, policy maps and conntrack; (3) an IPv6 packet built from the input
+// with a chain of extension headers (hop-by-hop, routing, fragment, AH,
+// destination options, unknown ones) in front of an upper-layer header: the
+// walk must find the same protocol and ports a plain packet has, or say why
+// it could not (later fragment, unknown header, chain too long).
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -32,8 +36,82 @@ static PolicyEngine* engine() {
   return e;
 }
 
+// (3): data = [count, then per header: type selector, length byte, fragment
+// offset byte] then the upper-layer protocol selector and 20 L4 bytes.
+static void fuzz_ipv6_chain(const uint8_t* data, size_t size) {
+  static const uint8_t kTypes[] = {0, 43, 44, 51, 60, 60, 253, 50};
+  static const uint8_t kUpper[] = {kProtoTCP, kProtoUDP, kProtoICMPv6, kProtoSCTP, kProtoNoNext};
+  if (size < 2) return;
+  size_t n = data[0] % 12, i = 1;
+  static uint8_t pkt[40 + 12 * 2048 + 20];  // 12 headers of at most (255 + 1) * 8 bytes
+  std::memset(pkt, 0, sizeof pkt);
+  size_t off = 40;
+  uint8_t* next = pkt + 6;
+  int walked = 0;
+  bool later = false, unknown = false;
+  for (size_t h = 0; h < n && i + 3 <= size; h++, i += 3) {
+    uint8_t type = kTypes[data[i] % sizeof kTypes];
+    size_t len = type == 44 ? 8 : type == 51 ? (size_t(data[i + 1]) + 2) * 4 : (size_t(data[i + 1]) + 1) * 8;
+    *next = type;
+    if (type == 253 || type == 50) {  // unknown to the walk: nothing after it is read
+      unknown = unknown || (!later && walked <= kMaxIpv6ExtHeaders);
+      next = pkt + off;  // its "next header" byte is never read; keep writing past it harmlessly
+      off += 8;
+      continue;
+    }
+    if (!unknown && !later) walked++;
+    if (type == 44) {
+      store_be16(pkt + off + 2, uint16_t((data[i + 2] & 3) << 3));
+      if ((data[i + 2] & 3) && !unknown && walked <= kMaxIpv6ExtHeaders) later = true;
+    } else {
+      pkt[off + 1] = data[i + 1];
+    }
+    next = pkt + off;
+    off += len;
+  }
+  uint8_t upper = kUpper[(i < size ? data[i] : 0) % sizeof kUpper];
+  *next = upper;
+  i++;
+  for (size_t b = 0; b < 20; b++) pkt[off + b] = i + b < size ? data[i + b] : 0;
+  pkt[off + 12] = 0x50;
+  off += 20;
+  store_be16(pkt + 4, uint16_t(off - 40));
+  pkt[0] = 0x60;
+  IpInfo ip;
+  if (!parse_ip(pkt, off, &ip)) __builtin_trap();
+  PacketView pv;
+  if (!parse_l4(pkt, ip, &pv)) __builtin_trap();  // every header fits: never malformed
+  bool too_long = walked > kMaxIpv6ExtHeaders;
+  UpperLayer::Kind want = unknown ? UpperLayer::kUnknownHeader
+                          : later ? UpperLayer::kLaterFragment
+                          : too_long ? UpperLayer::kChainTooLong
+                                     : UpperLayer::kFound;
+  // the first reason met along the chain wins; only check what is unambiguous
+  if (!unknown && !later && pv.l4 != want) __builtin_trap();
+  if (pv.l4 == UpperLayer::kFound) {
+    if (pv.proto != upper || pv.has_ports != (upper == kProtoTCP || upper == kProtoUDP || upper == kProtoSCTP)) __builtin_trap();
+    if (pv.has_ports && pv.dport != load_be16(pkt + off - 20 + 2)) __builtin_trap();
+  } else if (pv.has_ports) {
+    __builtin_trap();  // no ports without a found upper-layer header
+  }
+  // and through the engine, truncated at every length the walk may stop at
+  PolicyEngine* pe = engine();
+  std::shared_lock<std::shared_mutex> lock(pe->mu);
+  uint32_t wire = 0;
+  pe->tx(pv, 0, &wire);
+  pe->rx(pv, 0x10100, 1, 0);
+  for (size_t cut = 40; cut < off; cut += 1 + cut / 8) {
+    store_be16(pkt + 4, uint16_t(cut - 40));
+    if (parse_ip(pkt, cut, &ip) && parse_l4(pkt, ip, &pv)) pe->rx(pv, 0x10100, 1, 0);
+  }
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
+  if ((data[0] & 3) == 2 && (data[0] & 4)) {
+    fuzz_ipv6_chain(data + 1, size - 1);
+    return 0;
+  }
   if (data[0] & 1) {
     struct K {
       uint32_t a, b;

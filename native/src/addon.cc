@@ -385,6 +385,10 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
          InstanceMethod("setEndpointPolicy", &DeviceWrap::SetEndpointPolicy),
          InstanceMethod("removeEndpoint", &DeviceWrap::RemoveEndpoint),
          InstanceMethod("drainFlows", &DeviceWrap::DrainFlows), InstanceMethod("ctGc", &DeviceWrap::CtGc),
+         InstanceMethod("policyCheck", &DeviceWrap::PolicyCheck),
+         InstanceMethod("setConntrackLimits", &DeviceWrap::SetConntrackLimits),
+         InstanceMethod("setHostFirewall", &DeviceWrap::SetHostFirewall),
+         InstanceMethod("ctEndpointEntries", &DeviceWrap::CtEndpointEntries),
          InstanceMethod("probe", &DeviceWrap::Probe), InstanceMethod("serviceUpsert", &DeviceWrap::ServiceUpsert),
          InstanceMethod("serviceRemove", &DeviceWrap::ServiceRemove),
          InstanceMethod("servicePick", &DeviceWrap::ServicePick), InstanceMethod("setProxy", &DeviceWrap::SetProxy),
@@ -590,6 +594,7 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
     if (wm::PolicyEngine* pe = dev_.policy()) {
       for (int i = 0; i < wm::kPolCounterCount; i++) o.Set(wm::kPolicyCounterNames[i], double(pe->counter(i)));
       o.Set("conntrack_entries", double(pe->ct_size()));
+      for (int i = 0; i < wm::Conntrack::kCounterCount; i++) o.Set(wm::Conntrack::kCounterNames[i], double(pe->ct_counter(i)));
       o.Set("ipcache_entries", double(pe->ipcache_size()));
     }
     if (wm::LoadBalancer* lb = dev_.lb()) {
@@ -712,6 +717,55 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
                                                  recs.size() * sizeof(wm::FlowRecord)));
     o.Set("lost", double(lost));
     return o;
+  }
+  // policyCheck(packet: Buffer, srcIdentity?: number) -> the engine's verdict on one
+  // IP packet, as the TX thread (no identity: read from the TUN) or the RX
+  // thread (from peer 1, tagged with srcIdentity) would take it; 'malformed'
+  // when parsing refuses it. For tests and tools: no packet moves.
+  Napi::Value PolicyCheck(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    wm::PolicyEngine* pe = Engine(env);
+    if (!pe) return env.Undefined();
+    if (!info[0].IsBuffer()) return ThrowType(env, "policyCheck(packet: Buffer, srcIdentity?: number)");
+    auto b = info[0].As<Napi::Buffer<uint8_t>>();
+    wm::IpInfo ip;
+    wm::PacketView pv;
+    if (!wm::parse_ip(b.Data(), b.Length(), &ip) || !wm::parse_l4(b.Data(), ip, &pv))
+      return Napi::String::New(env, "malformed");
+    uint64_t wall = uint64_t(wm::monotonic_ms());
+    std::shared_lock<std::shared_mutex> lock(pe->mu);
+    if (info[1].IsNumber()) {
+      static const char* const rx[] = {"drop", "deliver", "redirect"};
+      return Napi::String::New(env, rx[pe->rx(pv, info[1].As<Napi::Number>().Uint32Value(), 1, wall)]);
+    }
+    static const char* const tx[] = {"drop", "forward", "hairpin", "redirect"};
+    uint32_t wire = 0;
+    return Napi::String::New(env, tx[pe->tx(pv, wall, &wire)]);
+  }
+  // setConntrackLimits(maxEntries, perEndpoint): the policy conntrack's bounds; the
+  // service NAT table gets maxEntries too (a flow holds two of its entries).
+  Napi::Value SetConntrackLimits(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    wm::PolicyEngine* pe = Engine(env);
+    if (!pe) return env.Undefined();
+    if (!info[0].IsNumber() || !info[1].IsNumber()) return ThrowType(env, "setConntrackLimits(maxEntries, perEndpoint)");
+    int64_t max = info[0].As<Napi::Number>().Int64Value(), per = info[1].As<Napi::Number>().Int64Value();
+    if (max < 1 || per < 1) return ThrowType(env, "conntrack limits must be positive");
+    pe->ct_set_limits(size_t(max), size_t(per));
+    dev_.lb()->set_nat_limit(size_t(max));
+    return env.Undefined();
+  }
+  Napi::Value SetHostFirewall(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    wm::PolicyEngine* pe = Engine(env);
+    if (pe) pe->set_host_firewall(info[0].ToBoolean());
+    return env.Undefined();
+  }
+  Napi::Value CtEndpointEntries(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    wm::PolicyEngine* pe = Engine(env);
+    if (!pe) return env.Undefined();
+    return Napi::Number::New(env, double(pe->ct_endpoint_entries(info[0].As<Napi::Number>().Uint32Value())));
   }
   Napi::Value CtGc(const Napi::CallbackInfo& info) {
     wm::PolicyEngine* pe = Engine(info.Env());

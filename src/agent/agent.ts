@@ -211,7 +211,7 @@ export class Agent extends EventEmitter {
     execFileSync('ip', ['link', 'set', this.dev.tunName, 'up']);
     this.etcd = connectEtcd({ endpoints: this.cfg.etcd.endpoints, caFile: this.cfg.etcd.caFile, certFile: this.cfg.etcd.certFile, keyFile: this.cfg.etcd.keyFile });
     if (this.cfg.policy.enabled) {
-      this.datapath = new PolicyDatapath(this.dev.native, this.cfg.cluster.name, this.cfg.node.name, { defaultLocalCluster: this.cfg.policy.defaultLocalCluster, enforcesPoliciesOf: (c) => this.trust.enforcesPoliciesOf(c) }, this.log);
+      this.datapath = new PolicyDatapath(this.dev.native, this.cfg.cluster.name, this.cfg.node.name, { defaultLocalCluster: this.cfg.policy.defaultLocalCluster, enforcesPoliciesOf: (c) => this.trust.enforcesPoliciesOf(c), conntrack: this.cfg.policy.conntrack, hostFirewall: this.cfg.policy.hostFirewall }, this.log);
       this.datapath.setNode(this.id, this.cfg.node.addresses);
       this.datapath.start();
       this.allocator = new IdentityAllocator(this.etcd, this.cfg.cluster.name, this.cfg.cluster.id, this.cfg.node.name);

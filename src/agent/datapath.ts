@@ -77,12 +77,14 @@ export class PolicyDatapath extends EventEmitter {
     private readonly dev: NativeDevice,
     private readonly cluster: string,
     private readonly node: string,
-    private readonly opts: { defaultLocalCluster: boolean; enforcesPoliciesOf?: (cluster: string) => boolean },
+    private readonly opts: { defaultLocalCluster: boolean; enforcesPoliciesOf?: (cluster: string) => boolean; conntrack?: { maxEntries: number; perEndpoint: number }; hostFirewall?: boolean },
     private readonly log: Logger,
   ) {
     super();
     this.universe = new IdentityUniverse(cluster);
     dev.enablePolicy();
+    if (opts.conntrack) dev.setConntrackLimits(opts.conntrack.maxEntries, opts.conntrack.perEndpoint);
+    dev.setHostFirewall(opts.hostFirewall ?? true);
   }
 
   start(): void {

@@ -41,6 +41,16 @@ const VERDICTS: Record<string, string> = {
   policy_redirected_flows: 'redirected',
 };
 
+/** Native counters of table pressure: [table, event, counter]. */
+const CONNTRACK_PRESSURE: Array<[string, string, string]> = [
+  ['conntrack', 'evicted', 'conntrack_evicted'],
+  ['conntrack', 'sweep', 'conntrack_eviction_sweeps'],
+  ['conntrack', 'quota-full', 'conntrack_quota_full'],
+  ['conntrack', 'table-full', 'conntrack_table_full'],
+  ['service-nat', 'evicted', 'service_nat_evicted'],
+  ['service-nat', 'table-full', 'service_nat_full'],
+];
+
 export class AgentMetrics {
   readonly registry = new Registry();
   private snap: MetricsSnapshot | undefined;
@@ -169,6 +179,16 @@ export class AgentMetrics {
         const c = s().counters;
         this.set({ table: 'conntrack' }, c.conntrack_entries ?? 0);
         this.set({ table: 'service-nat' }, c.service_nat_entries ?? 0);
+      },
+    });
+    new Counter({
+      name: 'wiremesh_conntrack_pressure_total',
+      help: 'Connection tables under pressure: unreplied entries evicted, eviction sweeps, new flows left without an entry (table or per-endpoint quota full).',
+      labelNames: ['table', 'event'],
+      registers: reg,
+      collect() {
+        const c = s().counters;
+        totals(this, CONNTRACK_PRESSURE.map(([table, event, k]) => [{ table, event }, c[k] ?? 0] as [Record<string, string>, number]));
       },
     });
     new Gauge({

@@ -90,6 +90,14 @@ export interface NativeDevice {
   drainFlows(): { records: Buffer; lost: number };
   /** Expires idle policy conntrack and service NAT entries; returns how many went. */
   ctGc(): number;
+  /** Policy conntrack bounds: the table, and the entries one local endpoint may hold (the service NAT table gets maxEntries too). */
+  setConntrackLimits(maxEntries: number, perEndpoint: number): void;
+  /** Host firewall: peers' packets to this node or to no pod pass only from remote-node or as replies of the node's own flows. */
+  setHostFirewall(on: boolean): void;
+  /** Conntrack entries charged to a local endpoint. */
+  ctEndpointEntries(endpoint: number): number;
+  /** The engine's verdict on one IP packet, as TX (no identity) or RX from peer 1 with srcIdentity; for tests and tools. */
+  policyCheck(packet: Buffer, srcIdentity?: number): 'drop' | 'forward' | 'hairpin' | 'redirect' | 'deliver' | 'malformed';
   /** One liveness probe to each peer (tagged mesh peers answer). */
   probe(peerIds: number[]): void;
   /**

@@ -17,6 +17,8 @@ export const DROP_REASONS: Record<number, string> = {
   4: 'source-not-in-allowed-ips',
   5: 'malformed-identity-tag',
   6: 'conntrack-full',
+  7: 'fragment-without-ports',
+  8: 'ipv6-extension-chain',
 };
 
 export interface FlowEndpoint {

@@ -1,7 +1,8 @@
 /**
  * A pod as a network namespace next to its node: a veth pair, the pod's /32
  * (and /128), the node as the pod's gateway (169.254.1.1 / fe80::1 on every
- * pod veth), resolv.conf pointing at the node's service DNS, and the endpoint
+ * pod veth), source validation on the node side of the veth (podguard.ts: only
+ * the pod's own addresses may come from it), resolv.conf pointing at the node's service DNS, and the endpoint
  * registered with the node's agent. The agent does the rest (routes into the
  * TUN, policy). Used by the namespace testbed (addPod) and by `wiremesh pod
  * add`, which the docker-compose testbed's node containers run.
@@ -10,6 +11,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { callAgent } from '../agent/api.js';
 import { WiremeshError } from '../errors.js';
+import { installPodGuard, removePodGuard } from './podguard.js';
 
 export interface PodWiring {
   /** The pod's namespace (created here). */
@@ -34,10 +36,12 @@ function sh(args: string[], netns?: string): void {
 export async function wirePod(p: PodWiring): Promise<void> {
   execFileSync('ip', ['netns', 'add', p.netns]);
   sh(['ip', 'link', 'set', 'lo', 'up'], p.netns);
-  const nodeSide = `vp${p.name}`.slice(0, 15);
+  const nodeSide = podVeth(p.name);
   execFileSync('ip', ['link', 'add', 'eth0', 'netns', p.netns, 'type', 'veth', 'peer', 'name', nodeSide, ...(p.nodeNetns ? ['netns', p.nodeNetns] : [])]);
   // The node answers for 169.254.1.1 on every pod veth: the pods' gateway.
   sh(['ip', 'addr', 'add', '169.254.1.1/32', 'dev', nodeSide], p.nodeNetns);
+  // before the link is up: not one packet from the pod escapes validation
+  installPodGuard(nodeSide, p.ip, p.ip6, p.nodeNetns);
   sh(['ip', 'link', 'set', nodeSide, 'up'], p.nodeNetns);
   sh(['ip', 'route', 'add', `${p.ip}/32`, 'dev', nodeSide], p.nodeNetns);
   sh(['ip', 'addr', 'add', `${p.ip}/32`, 'dev', 'eth0'], p.netns);
@@ -59,10 +63,16 @@ export async function wirePod(p: PodWiring): Promise<void> {
   if (res.status !== 201) throw new WiremeshError('WM_POD_REGISTER', `agent refused pod ${p.namespace}/${p.name}: ${JSON.stringify(res.body)}`);
 }
 
-/** Deregisters the pod and deletes its namespace. */
-export async function unwirePod(p: Pick<PodWiring, 'netns' | 'name' | 'namespace' | 'socket'>): Promise<void> {
+/** The node-side veth of a pod. */
+export function podVeth(name: string): string {
+  return `vp${name}`.slice(0, 15);
+}
+
+/** Deregisters the pod and deletes its namespace and its source validation. */
+export async function unwirePod(p: Pick<PodWiring, 'netns' | 'nodeNetns' | 'name' | 'namespace' | 'socket'>): Promise<void> {
   await callAgent(p.socket, 'DELETE', `/v1/endpoints/${p.namespace}/${p.name}`);
   execFileSync('ip', ['netns', 'del', p.netns]);
+  removePodGuard(podVeth(p.name), p.nodeNetns);
   rmSync(`/etc/netns/${p.netns}`, { recursive: true, force: true });
 }
 

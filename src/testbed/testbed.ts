@@ -370,7 +370,7 @@ export async function removePod(st: TestbedState, cluster: string, name: string)
   if (i < 0) throw new WiremeshError('WM_TESTBED_TARGET', `no pod ${cluster}/${name}`);
   const pod = st.pods[i]!;
   const node = st.clusters.find((c) => c.name === cluster)!.nodes.find((n) => n.name === pod.node)!;
-  await unwirePod({ netns: pod.netns, name: pod.name, namespace: pod.namespace, socket: node.socket });
+  await unwirePod({ netns: pod.netns, nodeNetns: node.netns, name: pod.name, namespace: pod.namespace, socket: node.socket });
   st.pods.splice(i, 1);
   st.namespaces = st.namespaces.filter((n) => n !== pod.netns);
   save(st);

@@ -279,7 +279,9 @@ manifests:
     });
     // forged: fe3 -> be1 on 7000 (allowed for c1 frontends) must not pass
     expect(reach('fe3', ['be1'], 7000).has('be1')).toBe(false);
-    // spoofed: a source address of c1's n1 from c3's node
+    // spoofed: a source address of c1's n1 from c3's node (a hostile node does not validate its pods' sources:
+    // its pod guard goes first, so the spoofed packet reaches the tunnel and c1/n2 must catch it)
+    expect(execIn(node('c3', 'n1').netns, 'nft', 'delete', 'table', 'netdev', 'wiremesh_pods').ok).toBe(true);
     execIn(pod('fe3').netns, 'ip', 'addr', 'add', '100.65.1.99/32', 'dev', 'eth0');
     execIn(pod('fe3').netns, 'ping', '-c', '2', '-W', '1', '-I', '100.65.1.99', pod('be1').ip);
     await new Promise((r) => setTimeout(r, 300));

@@ -94,12 +94,12 @@ bool run_policy_bench(const std::string& kind, size_t size, size_t npol, size_t 
     // flows between random pod pairs; the engine variant also has every
     // source address in the ipcache as a local endpoint with a policy map
     PolicyEngine eng;
-    Conntrack ct(size + 16);
+    Conntrack ct(size + 16, size + 16);
     auto packet = [&](size_t i, uint8_t* s, PacketView* pv) {
       be(addrs[i], s);
       be(addrs[size + i], s + 4);
       pv->ip.version = 4;
-      pv->ip.proto = 6;
+      pv->ip.proto = pv->proto = 6;
       pv->ip.src = s;
       pv->ip.dst = s + 4;
       pv->ip.addr_len = 4;
@@ -128,7 +128,7 @@ bool run_policy_bench(const std::string& kind, size_t size, size_t npol, size_t 
       packet(i, s, &pv);
       if (kind == "conntrack") {
         FlowTuple t{pv.ip.src, pv.ip.dst, 4, pv.sport, pv.dport, 6, 0x10};
-        ct.create(kCtEgress, t, 1, 0);
+        ct.create(kCtEgress, t, 1, 0, 0);
       } else {
         uint32_t id;
         std::shared_lock<std::shared_mutex> lock(eng.mu);

@@ -9,10 +9,26 @@
 // (lower address/port first) so a reply finds the entry of its flow with one
 // probe; the entry remembers which side originated.
 //
+// Bounds (nothing a pod sends can grow the table without limit or push out
+// other pods' flows): every entry is charged to the local endpoint whose
+// check created it; an endpoint may hold at most per_endpoint entries and the
+// table max_entries. An entry that has seen no reply yet ("unreplied": a TCP
+// SYN nobody answered, a UDP probe) lives 60 s, a closing one (FIN/RST seen)
+// 10 s. Both are "evictable": when the endpoint's quota or the table is full,
+// the evictable entries of the endpoint holding most of them (for a quota:
+// the endpoint itself) are swept out, never an answered open flow; if there
+// are too few to be worth a sweep, the new flow gets no entry (it still
+// passes: policy allowed it).
+//
 // Locking: a ShardedMap (64 shards, each under its own mutex), so the TX and
 // RX threads rarely meet and garbage collection holds one shard at a time.
+// quota_mu_ guards the per-endpoint counts; it is never held while a shard
+// lock is taken (counts are adjusted after the shard work).
 #pragma once
+#include <atomic>
 #include <cstdint>
+#include <mutex>
+#include <unordered_map>
 
 #include "sharded.h"
 
@@ -20,6 +36,7 @@ namespace wm {
 
 enum CtScope : uint8_t { kCtEgress = 0, kCtIngress = 1 };
 enum CtResult : uint8_t { kCtMiss = 0, kCtEstablished = 1, kCtReply = 2 };
+enum CtCreate : uint8_t { kCtCreated, kCtExists, kCtTableFull, kCtQuotaFull };
 
 struct FlowTuple {
   const uint8_t* src;
@@ -33,18 +50,36 @@ struct FlowTuple {
 class Conntrack {
  public:
   // Idle timeouts (seconds), as Cilium's defaults: TCP established 6 h (we use
-  // 1 h), closing 10 s, anything else 60 s.
-  static constexpr uint32_t kTcpTimeout = 3600, kClosingTimeout = 10, kOtherTimeout = 60;
+  // 1 h), SYN (unreplied) 60 s, closing 10 s, anything else 60 s.
+  static constexpr uint32_t kTcpTimeout = 3600, kUnrepliedTimeout = 60, kClosingTimeout = 10, kOtherTimeout = 60;
+  // Defaults: 500 000 entries stay within 16384 slots per shard (64 x 16384 x
+  // 60 bytes = 63 MB when full); an endpoint may hold an eighth of that.
+  static constexpr size_t kDefaultMaxEntries = 500000, kDefaultPerEndpoint = 65536;
 
-  explicit Conntrack(size_t max_entries = 1 << 21) : map_(max_entries) {}
+  enum Counter : int { kEvicted, kEvictionSweeps, kQuotaFull, kTableFull, kCounterCount };
+  static const char* const kCounterNames[kCounterCount];
+
+  explicit Conntrack(size_t max_entries = kDefaultMaxEntries, size_t per_endpoint = kDefaultPerEndpoint)
+      : map_(max_entries), per_endpoint_(per_endpoint) {
+    for (auto& c : counters_) c.store(0);
+  }
+  void set_limits(size_t max_entries, size_t per_endpoint) {
+    map_.set_max_entries(max_entries);
+    per_endpoint_.store(per_endpoint, std::memory_order_relaxed);
+  }
   // Looks the flow up in `scope` as an established flow (same orientation)
-  // and, in the other scope, as a reply (reverse orientation).
+  // and, in the other scope, as a reply (reverse orientation; marks it replied).
   CtResult lookup(CtScope scope, const FlowTuple& t, uint32_t now_s);
-  // false: the table is full (the flow is still allowed; its replies may not be).
-  bool create(CtScope scope, const FlowTuple& t, uint32_t now_s, uint32_t rule);
+  // An entry for a flow policy allowed, charged to `endpoint`; evicts
+  // unreplied entries under pressure (see above).
+  CtCreate create(CtScope scope, const FlowTuple& t, uint32_t now_s, uint32_t rule, uint32_t endpoint);
+  // Whether the flow has an entry in either scope and orientation (nothing is refreshed).
+  bool tracked(const FlowTuple& t);
   size_t gc(uint32_t now_s);
   size_t size() const { return map_.size(); }
-  void clear() { map_.clear(); }
+  size_t endpoint_entries(uint32_t endpoint);
+  uint64_t counter(int c) const { return counters_[c].load(std::memory_order_relaxed); }
+  void clear();
 
  private:
   struct Key {
@@ -55,14 +90,30 @@ class Conntrack {
   struct Entry {
     uint32_t last_s;
     uint32_t rule;
+    uint32_t endpoint;  // charged to this local endpoint
     uint8_t orig_is_a;
     uint8_t closing;
     uint8_t tcp;
-    uint8_t pad;
+    uint8_t replied;  // the other side answered: no longer evictable, TCP gets the long timeout
   };
+  struct Usage {
+    int64_t total = 0, evictable = 0;
+  };
+  static bool evictable(const Entry& e) { return !e.replied || e.closing; }
   static Key make_key(CtScope scope, const FlowTuple& t, bool* src_is_a);
+  static uint32_t timeout(const Entry& e);
+  // Removes the evictable entries of `endpoint`; returns how many.
+  size_t sweep_evictable(uint32_t endpoint);
+  // The sweep is worth it only when enough would go (a full table of replied
+  // flows refuses new entries instead of scanning per packet).
+  bool worth_sweeping(int64_t evictable, size_t limit) const { return evictable > 0 && size_t(evictable) * 16 >= limit; }
+  void count(int c, uint64_t n = 1) { counters_[c].fetch_add(n, std::memory_order_relaxed); }
 
   ShardedMap<Key, Entry> map_;
+  std::atomic<size_t> per_endpoint_;
+  std::mutex quota_mu_;
+  std::unordered_map<uint32_t, Usage> usage_;
+  std::atomic<uint64_t> counters_[kCounterCount];
 };
 
 }  // namespace wm

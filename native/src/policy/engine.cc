@@ -16,7 +16,55 @@ const char* const kPolicyCounterNames[kPolCounterCount] = {
     "conntrack_full",
     "policy_hairpin_packets",
     "policy_redirected_flows",
+    "drop_fragment",
+    "drop_ipv6_ext_chain",
 };
+
+namespace {
+// The flow of the packet an ICMP error quotes (its IP header and at least 8
+// bytes after it, usually cut short: only what is there is read).
+void parse_quoted(const uint8_t* p, size_t len, int version, PacketView::Quoted* q) {
+  q->valid = false;
+  IpInfo ii;
+  if (version == 4) {
+    if (len < 20 || (p[0] >> 4) != 4) return;
+    ii.header_len = size_t(p[0] & 0x0F) * 4;
+    if (ii.header_len < 20 || ii.header_len > len) return;
+    ii.version = 4;
+    ii.proto = p[9];
+    ii.src = p + 12;
+    ii.dst = p + 16;
+    ii.addr_len = 4;
+  } else {
+    if (len < 40 || (p[0] >> 4) != 6) return;
+    ii.version = 6;
+    ii.header_len = 40;
+    ii.proto = p[6];
+    ii.src = p + 8;
+    ii.dst = p + 24;
+    ii.addr_len = 16;
+  }
+  ii.total_len = len;
+  UpperLayer ul;
+  if (!find_upper_layer(p, ii, &ul) || ul.kind != UpperLayer::kFound) return;
+  q->src = ii.src;
+  q->dst = ii.dst;
+  q->proto = ul.proto;
+  q->sport = q->dport = 0;
+  const uint8_t* l4 = p + ul.offset;
+  size_t l4len = len - ul.offset;
+  if (ul.proto == kProtoTCP || ul.proto == kProtoUDP || ul.proto == kProtoSCTP) {
+    if (l4len < 4) return;
+    q->sport = load_be16(l4);
+    q->dport = load_be16(l4 + 2);
+  } else if (ul.proto == (version == 4 ? kProtoICMP : kProtoICMPv6)) {
+    if (l4len < 8) return;
+    uint8_t t = l4[0];
+    if (version == 4 ? (t == 8 || t == 0) : (t == 128 || t == 129)) q->sport = q->dport = load_be16(l4 + 4);
+  }
+  q->valid = true;
+}
+}  // namespace
 
 bool parse_l4(const uint8_t* pkt, const IpInfo& ip, PacketView* out) {
   out->ip = ip;
@@ -24,10 +72,15 @@ bool parse_l4(const uint8_t* pkt, const IpInfo& ip, PacketView* out) {
   out->tcp_flags = 0;
   out->has_ports = false;
   out->icmp_error = false;
-  const uint8_t* l4 = pkt + ip.header_len;
-  size_t l4len = ip.total_len - ip.header_len;
-  if (ip.fragment && (load_be16(pkt + 6) & 0x1FFF) != 0) return true;  // later fragment: no L4 header
-  switch (ip.proto) {
+  out->quoted.valid = false;
+  UpperLayer ul;
+  if (!find_upper_layer(pkt, ip, &ul)) return false;
+  out->proto = ul.proto;
+  out->l4 = ul.kind;
+  if (ul.kind != UpperLayer::kFound) return true;  // no L4 header to read (check() decides)
+  const uint8_t* l4 = pkt + ul.offset;
+  size_t l4len = ip.total_len - ul.offset;
+  switch (ul.proto) {
     case kProtoTCP:
       if (l4len < 14) return false;
       out->sport = load_be16(l4);
@@ -36,7 +89,7 @@ bool parse_l4(const uint8_t* pkt, const IpInfo& ip, PacketView* out) {
       out->has_ports = true;
       return true;
     case kProtoUDP:
-    case 132:  // SCTP: ports at the same offsets
+    case kProtoSCTP:  // ports at the same offsets
       if (l4len < 8) return false;
       out->sport = load_be16(l4);
       out->dport = load_be16(l4 + 2);
@@ -46,7 +99,8 @@ bool parse_l4(const uint8_t* pkt, const IpInfo& ip, PacketView* out) {
     case kProtoICMPv6: {
       if (l4len < 8) return false;
       uint8_t type = l4[0];
-      bool v4 = ip.proto == kProtoICMP;
+      if (ip.version == 4 ? ul.proto != kProtoICMP : ul.proto != kProtoICMPv6) return true;  // ICMP in IPv6 / ICMPv6 in IPv4: no meaning
+      bool v4 = ip.version == 4;
       bool echo = v4 ? (type == 8 || type == 0) : (type == 128 || type == 129);
       if (echo) {
         // Request and reply share the identifier: use it as both "ports" so a
@@ -54,6 +108,7 @@ bool parse_l4(const uint8_t* pkt, const IpInfo& ip, PacketView* out) {
         out->sport = out->dport = load_be16(l4 + 4);
       } else {
         out->icmp_error = v4 ? (type == 3 || type == 11 || type == 12) : (type >= 1 && type <= 4);
+        if (out->icmp_error) parse_quoted(l4 + 8, l4len - 8, ip.version, &out->quoted);
       }
       return true;
     }
@@ -99,7 +154,7 @@ size_t PolicyEngine::ipcache_size() {
 
 void PolicyEngine::set_endpoint(uint32_t id, uint32_t identity, std::shared_ptr<const PolicyMap> ingress,
                                 std::shared_ptr<const PolicyMap> egress) {
-  Endpoint e{identity, std::move(ingress), std::move(egress)};
+  Endpoint e{id, identity, std::move(ingress), std::move(egress)};
   std::unique_lock<std::shared_mutex> lock(mu);
   std::swap(endpoints_[id], e);  // the old maps are freed with e, after the lock
 }
@@ -114,6 +169,14 @@ void PolicyEngine::remove_endpoint(uint32_t id) {
   endpoints_.erase(it);
 }
 
+void PolicyEngine::set_host_firewall(bool on) {
+  std::shared_ptr<const PolicyMap> in;
+  if (on) in = std::make_shared<const PolicyMap>(std::vector<PolicyEntry>{{kIdentityRemoteNode, 0, kActionAllow, 0, 65535, 0}});
+  std::unique_lock<std::shared_mutex> lock(mu);
+  std::swap(host_.ingress, in);  // the old map is freed with `in`, after the lock
+  host_firewall_ = on;
+}
+
 void PolicyEngine::record(const PacketView& pv, FlowVerdict v, FlowReason r, FlowDirection d, uint32_t src_id,
                           uint32_t dst_id, uint32_t rule, uint32_t peer, uint64_t wall_ms, uint8_t flags) {
   FlowRecord f;
@@ -122,7 +185,7 @@ void PolicyEngine::record(const PacketView& pv, FlowVerdict v, FlowReason r, Flo
   f.verdict = v;
   f.reason = r;
   f.direction = d;
-  f.proto = pv.ip.proto;
+  f.proto = pv.proto;
   f.family = uint8_t(pv.ip.version);
   f.flags = flags;
   f.sport = pv.sport;
@@ -155,40 +218,79 @@ uint32_t PolicyEngine::untagged_identity(const PacketView& pv, uint32_t peer_def
   return peer_default;
 }
 
-PolicyEngine::CheckResult PolicyEngine::check(const Endpoint& ep, CtScope scope, uint32_t remote, const PacketView& pv,
-                                             uint32_t src_id, uint32_t dst_id, uint32_t peer, uint64_t wall_ms,
-                                             uint8_t flags) {
-  if (pv.icmp_error) return kCheckPass;  // errors about a flow pass like its replies (docs/architecture.md)
-  FlowTuple t{pv.ip.src, pv.ip.dst, pv.ip.addr_len, pv.sport, pv.dport, pv.ip.proto, pv.tcp_flags};
+PolicyEngine::CheckResult PolicyEngine::decide(const Endpoint& ep, CtScope scope, uint32_t remote,
+                                              const PacketView& pv, uint32_t src_id, uint32_t dst_id, uint32_t peer,
+                                              uint64_t wall_ms, uint8_t flags, Admission* adm) {
+  adm->pending = false;
+  // An ICMP error passes like a reply of the flow it quotes, if that flow is
+  // tracked and was sent by the error's destination; anything else (a forged
+  // "unreachable" or "fragmentation needed" aimed at another pod's connection)
+  // is an ICMP packet like any other, for policy to decide.
+  if (pv.icmp_error && related(pv)) return kCheckPass;
+  FlowTuple t{pv.ip.src, pv.ip.dst, pv.ip.addr_len, pv.sport, pv.dport, pv.proto, pv.tcp_flags};
+  FlowDirection dir = scope == kCtIngress ? kFlowIngress : kFlowEgress;
+  const PolicyMap* m = (scope == kCtIngress ? ep.ingress : ep.egress).get();
+  // An over-long chain hides its protocol: even "allow all protocols" could
+  // be the allowed twin of a denied port, so it never passes enforced policy
+  // (and never gets a conntrack entry it could later ride on).
+  if (m && pv.l4 == UpperLayer::kChainTooLong) {
+    count(kPolDropIpv6ExtChain);
+    record(pv, kFlowDropped, kReasonIpv6ExtChain, dir, src_id, dst_id, 0, peer, wall_ms, flags);
+    return kCheckDrop;
+  }
   uint32_t now = now_s();
   // (a redirected flow's later packets are caught by the device's redirect table before this)
   if (ct_.lookup(scope, t, now) != kCtMiss) return kCheckPass;
-  FlowDirection dir = scope == kCtIngress ? kFlowIngress : kFlowEgress;
-  const PolicyMap* m = (scope == kCtIngress ? ep.ingress : ep.egress).get();
   uint32_t rule = 0;
   bool redirect = false;
   if (m) {
-    PolicyResult res = m->lookup(remote, pv.ip.proto, pv.dport, pv.has_ports);
+    PolicyResult res = m->lookup(remote, pv.proto, pv.dport, pv.has_ports);
     // L7 needs the proxy: only for ingress TCP over IPv4 (the proxy's address family); anything else is dropped
     redirect = res.verdict == kPolicyRedirect;
-    bool proxyable = scope == kCtIngress && pv.ip.proto == kProtoTCP && pv.ip.version == 4 && pv.has_ports;
+    bool proxyable = scope == kCtIngress && pv.proto == kProtoTCP && pv.ip.version == 4 && pv.has_ports;
     if (res.verdict != kPolicyAllow && !(redirect && proxyable)) {
-      bool explicit_deny = res.verdict == kPolicyDeny;
-      count(explicit_deny ? kPolDropDeny : kPolDropDefaultDeny);
-      record(pv, kFlowDropped, explicit_deny ? kReasonPolicyDeny : kReasonPolicyDefaultDeny, dir, src_id, dst_id,
-             res.rule, peer, wall_ms, flags);
+      drop(pv, res, dir, src_id, dst_id, peer, wall_ms, flags);
       return kCheckDrop;
     }
     rule = res.rule;
   }
+  *adm = Admission{true, scope, redirect, ep.id, rule, src_id, dst_id, peer, wall_ms, flags};
+  return redirect ? kCheckRedirect : kCheckPass;
+}
+
+bool PolicyEngine::related(const PacketView& pv) {
+  const PacketView::Quoted& q = pv.quoted;
+  if (!q.valid || std::memcmp(q.src, pv.ip.dst, size_t(pv.ip.addr_len)) != 0) return false;
+  return ct_.tracked(FlowTuple{q.src, q.dst, pv.ip.addr_len, q.sport, q.dport, q.proto, 0});
+}
+
+void PolicyEngine::admit(const PacketView& pv, const Admission& a) {
+  if (!a.pending) return;
+  FlowTuple t{pv.ip.src, pv.ip.dst, pv.ip.addr_len, pv.sport, pv.dport, pv.proto, pv.tcp_flags};
   FlowReason r = kReasonNone;
-  if (!ct_.create(scope, t, now, rule)) {
+  CtCreate c = ct_.create(a.scope, t, now_s(), a.rule, a.endpoint);
+  if (c == kCtTableFull || c == kCtQuotaFull) {
     count(kPolCtFull);
     r = kReasonCtFull;
   }
-  count(redirect ? kPolRedirected : kPolForwardedNew);
-  record(pv, kFlowForwarded, r, dir, src_id, dst_id, rule, peer, wall_ms, uint8_t(flags | (redirect ? kFlowFlagProxy : 0)));
-  return redirect ? kCheckRedirect : kCheckPass;
+  count(a.redirect ? kPolRedirected : kPolForwardedNew);
+  record(pv, kFlowForwarded, r, a.scope == kCtIngress ? kFlowIngress : kFlowEgress, a.src_id, a.dst_id, a.rule, a.peer,
+         a.wall_ms, uint8_t(a.flags | (a.redirect ? kFlowFlagProxy : 0)));
+}
+
+void PolicyEngine::drop(const PacketView& pv, PolicyResult res, FlowDirection dir, uint32_t src_id, uint32_t dst_id,
+                        uint32_t peer, uint64_t wall_ms, uint8_t flags) {
+  // A packet without a readable L4 header is counted by why it had none: the
+  // rule that matched (or not) only saw its protocol.
+  FlowReason r = pv.l4 == UpperLayer::kLaterFragment   ? kReasonFragment
+                 : pv.l4 != UpperLayer::kFound          ? kReasonIpv6ExtChain
+                 : res.verdict == kPolicyDeny           ? kReasonPolicyDeny
+                                                        : kReasonPolicyDefaultDeny;
+  count(r == kReasonFragment       ? kPolDropFragment
+        : r == kReasonIpv6ExtChain ? kPolDropIpv6ExtChain
+        : r == kReasonPolicyDeny   ? kPolDropDeny
+                                   : kPolDropDefaultDeny);
+  record(pv, kFlowDropped, r, dir, src_id, dst_id, res.rule, peer, wall_ms, flags);
 }
 
 PolicyEngine::TxAction PolicyEngine::tx(const PacketView& pv, uint64_t wall_ms, uint32_t* wire_identity) {
@@ -205,27 +307,49 @@ PolicyEngine::TxAction PolicyEngine::tx(const PacketView& pv, uint64_t wall_ms, 
     auto it = endpoints_.find(d.endpoint);
     if (it != endpoints_.end()) de = &it->second;
   }
+  // The node's own flows (the gateway connects from the router address) get
+  // conntrack entries, so their replies pass the host firewall.
+  if (!se && host_firewall_ && s.identity == kIdentityHost) se = &host_;
   uint32_t src_id = se ? se->identity : s.identity;
   uint32_t dst_id = de ? de->identity : d.identity;
   uint8_t flags = de ? 2 : 0;
   // Node-local (CIDR) identities mean nothing to the receiver.
   *wire_identity = src_id >= kIdentityLocalScope ? kIdentityWorld : src_id;
-  if (se && check(*se, kCtEgress, dst_id, pv, src_id, dst_id, 0, wall_ms, flags) == kCheckDrop) return kTxDrop;
+  // Both ends decide before either gets a conntrack entry: a flow the
+  // destination refuses leaves nothing behind at the source either.
+  Admission eg, in;
+  if (se && decide(*se, kCtEgress, dst_id, pv, src_id, dst_id, 0, wall_ms, flags, &eg) == kCheckDrop) return kTxDrop;
   if (de) {
-    CheckResult r = check(*de, kCtIngress, src_id, pv, src_id, dst_id, 0, wall_ms, flags);
+    CheckResult r = decide(*de, kCtIngress, src_id, pv, src_id, dst_id, 0, wall_ms, flags, &in);
     if (r == kCheckDrop) return kTxDrop;
+    admit(pv, eg);
+    admit(pv, in);
     count(kPolHairpin);
     return r == kCheckRedirect ? kTxRedirect : kTxHairpin;
   }
+  admit(pv, eg);
   return kTxForward;
 }
 
 PolicyEngine::RxAction PolicyEngine::rx(const PacketView& pv, uint32_t src_identity, uint32_t peer, uint64_t wall_ms) {
-  IpcacheValue d;
-  if (!ipcache_.lookup(pv.ip.dst, pv.ip.addr_len, &d) || !d.endpoint) return kRxDeliver;  // not ours to check (relay)
-  auto it = endpoints_.find(d.endpoint);
-  if (it == endpoints_.end()) return kRxDeliver;
-  switch (check(it->second, kCtIngress, src_identity, pv, src_identity, it->second.identity, peer, wall_ms, 0)) {
+  IpcacheValue d{kIdentityWorld, 0};
+  bool known = ipcache_.lookup(pv.ip.dst, pv.ip.addr_len, &d);
+  const Endpoint* ep = nullptr;
+  if (known && d.endpoint) {
+    auto it = endpoints_.find(d.endpoint);
+    if (it != endpoints_.end()) ep = &it->second;
+  }
+  if (!ep) {
+    // A pod elsewhere (identity of a cluster, not reserved, not a CIDR): relayed, checked where it lives.
+    bool pod = known && d.identity >= 256 && d.identity < kIdentityLocalScope;
+    if (pod || !host_firewall_) return kRxDeliver;
+    ep = &host_;  // this node itself, or no pod at all (an unused pod address, a VIP, the world)
+  }
+  Admission adm;
+  CheckResult r = decide(*ep, kCtIngress, src_identity, pv, src_identity, ep == &host_ ? d.identity : ep->identity, peer,
+                         wall_ms, 0, &adm);
+  admit(pv, adm);
+  switch (r) {
     case kCheckDrop:
       return kRxDrop;
     case kCheckRedirect:

@@ -41,10 +41,25 @@ inline uint32_t identity_cluster(uint32_t id) { return (id >> 16) & 0xFF; }
 
 struct PacketView {
   IpInfo ip;
+  // The upper-layer protocol policy and conntrack decide on (past IPv6
+  // extension headers; ip.proto is only the first next header).
+  uint8_t proto = 0;
+  // kFound: ports (if any) were read. Otherwise the packet carries no L4
+  // header policy can trust: it passes only where a rule allows its protocol
+  // without ports (never, for an over-long chain), counted when dropped.
+  UpperLayer::Kind l4 = UpperLayer::kFound;
   uint16_t sport = 0, dport = 0;
   uint8_t tcp_flags = 0;
   bool has_ports = false;
-  bool icmp_error = false;  // related to some flow: passes like a reply
+  bool icmp_error = false;  // passes like a reply when it quotes a tracked flow of its destination
+  // An ICMP error's quoted packet, as its sender (the error's destination) sent it.
+  struct Quoted {
+    const uint8_t* src = nullptr;
+    const uint8_t* dst = nullptr;
+    uint16_t sport = 0, dport = 0;
+    uint8_t proto = 0;
+    bool valid = false;  // addresses (and ports, for protocols with ports) could be read
+  } quoted;
 };
 bool parse_l4(const uint8_t* pkt, const IpInfo& ip, PacketView* out);
 
@@ -58,6 +73,8 @@ enum PolicyCounter : int {
   kPolCtFull,
   kPolHairpin,
   kPolRedirected,
+  kPolDropFragment,
+  kPolDropIpv6ExtChain,
   kPolCounterCount
 };
 extern const char* const kPolicyCounterNames[kPolCounterCount];
@@ -80,8 +97,16 @@ class PolicyEngine {
   void set_endpoint(uint32_t id, uint32_t identity, std::shared_ptr<const PolicyMap> ingress,
                     std::shared_ptr<const PolicyMap> egress);
   void remove_endpoint(uint32_t id);
+  // Host firewall: packets from peers to this node's own addresses (router
+  // address included) or to anything that is not a pod take the "host"
+  // endpoint's ingress check (default: only other nodes themselves, the
+  // remote-node identity; replies of the node's own flows pass by conntrack).
+  void set_host_firewall(bool on);
   size_t ct_gc() { return ct_.gc(now_s()); }
   size_t ct_size() const { return ct_.size(); }
+  void ct_set_limits(size_t max_entries, size_t per_endpoint) { ct_.set_limits(max_entries, per_endpoint); }
+  size_t ct_endpoint_entries(uint32_t endpoint) { return ct_.endpoint_entries(endpoint); }
+  uint64_t ct_counter(int c) const { return ct_.counter(c); }
   uint64_t drain_flows(std::vector<FlowRecord>* out) { return flows_.drain(out); }
   uint64_t counter(int c) const { return counters_[c].load(std::memory_order_relaxed); }
 
@@ -100,19 +125,40 @@ class PolicyEngine {
 
  private:
   struct Endpoint {
+    uint32_t id;  // conntrack entries are charged to it
     uint32_t identity;
     std::shared_ptr<const PolicyMap> ingress, egress;
   };
   static uint32_t now_s();
   enum CheckResult { kCheckDrop, kCheckPass, kCheckRedirect };
-  CheckResult check(const Endpoint& ep, CtScope scope, uint32_t remote_identity, const PacketView& pv, uint32_t src_identity,
-             uint32_t dst_identity, uint32_t peer, uint64_t wall_ms, uint8_t flags);
+  // What an allowed new flow gets once every check on its way agreed: a
+  // conntrack entry, a counter and a flow record (admit).
+  struct Admission {
+    bool pending = false;
+    CtScope scope = kCtEgress;
+    bool redirect = false;
+    uint32_t endpoint = 0, rule = 0, src_id = 0, dst_id = 0, peer = 0;
+    uint64_t wall_ms = 0;
+    uint8_t flags = 0;
+  };
+  // The verdict of one endpoint's check; a drop is counted and recorded here,
+  // an allowed new flow is left pending in *adm.
+  CheckResult decide(const Endpoint& ep, CtScope scope, uint32_t remote_identity, const PacketView& pv,
+                     uint32_t src_identity, uint32_t dst_identity, uint32_t peer, uint64_t wall_ms, uint8_t flags,
+                     Admission* adm);
+  void admit(const PacketView& pv, const Admission& a);
+  // An ICMP error about a tracked flow of its destination.
+  bool related(const PacketView& pv);
+  void drop(const PacketView& pv, PolicyResult res, FlowDirection dir, uint32_t src_id, uint32_t dst_id, uint32_t peer,
+            uint64_t wall_ms, uint8_t flags);
   void record(const PacketView& pv, FlowVerdict v, FlowReason r, FlowDirection d, uint32_t src_id, uint32_t dst_id,
               uint32_t rule, uint32_t peer, uint64_t wall_ms, uint8_t flags);
   void count(int c) { counters_[c].fetch_add(1, std::memory_order_relaxed); }
 
   IPCache ipcache_;
   std::unordered_map<uint32_t, Endpoint> endpoints_;
+  Endpoint host_{0, kIdentityHost, nullptr, nullptr};  // conntrack entries of the node's own flows are charged to 0
+  bool host_firewall_ = false;
   Conntrack ct_;
   FlowRing flows_;
   std::atomic<uint64_t> counters_[kPolCounterCount];

@@ -20,6 +20,8 @@ enum FlowReason : uint8_t {
   kReasonSourceNotAllowed = 4,   // inner source outside the peer's allowed IPs
   kReasonMalformedTag = 5,       // unknown tag version or short frame
   kReasonCtFull = 6,             // allowed, but the conntrack table is full
+  kReasonFragment = 7,           // a later fragment (no ports) no rule allows by protocol alone
+  kReasonIpv6ExtChain = 8,       // IPv6: unknown next header no rule allows, or an over-long extension chain
 };
 
 constexpr uint8_t kFlowFlagProxy = 4;

@@ -30,7 +30,7 @@ class ShardedMap {
 
   // Inserts or replaces; false when the table is full (and k is new).
   bool put(const K& k, const V& v) {
-    if (size_.load(std::memory_order_relaxed) >= max_entries_) return false;
+    if (size_.load(std::memory_order_relaxed) >= max_entries_.load(std::memory_order_relaxed)) return false;
     uint64_t h = hash(k);
     Shard& sh = shard_for(h);
     std::lock_guard<std::mutex> lock(sh.mu);
@@ -38,6 +38,18 @@ class ShardedMap {
     sh.map.put(k, v, h);
     if (sh.map.size() > before) size_.fetch_add(1, std::memory_order_relaxed);
     return true;
+  }
+
+  // Inserts k only if it is absent: 1 inserted, 0 present (left alone), -1 full.
+  int insert(const K& k, const V& v) {
+    if (size_.load(std::memory_order_relaxed) >= max_entries_.load(std::memory_order_relaxed)) return -1;
+    uint64_t h = hash(k);
+    Shard& sh = shard_for(h);
+    std::lock_guard<std::mutex> lock(sh.mu);
+    if (sh.map.find(k, h)) return 0;
+    sh.map.put(k, v, h);
+    size_.fetch_add(1, std::memory_order_relaxed);
+    return 1;
   }
 
   bool erase(const K& k) {
@@ -62,6 +74,8 @@ class ShardedMap {
   }
 
   size_t size() const { return size_.load(std::memory_order_relaxed); }
+  size_t max_entries() const { return max_entries_.load(std::memory_order_relaxed); }
+  void set_max_entries(size_t n) { max_entries_.store(n, std::memory_order_relaxed); }
 
   void clear() {
     for (Shard& sh : shards_) {
@@ -81,7 +95,7 @@ class ShardedMap {
 
   Shard shards_[kShards];
   std::atomic<size_t> size_{0};
-  size_t max_entries_;
+  std::atomic<size_t> max_entries_;
 };
 
 }  // namespace wm

@@ -9,14 +9,15 @@ namespace wm {
 
 namespace {
 constexpr uint8_t kTcpFin = 0x01, kTcpSyn = 0x02, kTcpRst = 0x04;
-// Same idle timeouts as policy conntrack (conntrack.h).
-constexpr uint32_t kTcpTimeout = 3600, kClosingTimeout = 10, kOtherTimeout = 60;
+// Same idle timeouts as policy conntrack (conntrack.h): a TCP flow no reply
+// has passed yet (SYN only) is half-open, 60 s.
+constexpr uint32_t kTcpTimeout = 3600, kHalfOpenTimeout = 60, kClosingTimeout = 10, kOtherTimeout = 60;
 constexpr uint64_t kFlowSeed = 0x666C6F7773656564ull;  // fixed: every node hashes a flow alike
 }  // namespace
 
 const char* const kLbCounterNames[kLbCounterCount] = {
     "service_new_flows", "service_reject_no_backend", "service_reject_dead_backend", "service_nat_full",
-    "service_reverse_translated", "service_drop_midflow_no_backend",
+    "service_reverse_translated", "service_drop_midflow_no_backend", "service_nat_evicted",
 };
 
 bool LbService::alive(const BackendKey& k) const { return std::binary_search(backends.begin(), backends.end(), k); }
@@ -142,17 +143,21 @@ bool LoadBalancer::add_pair(const NatKey& first, const uint8_t* to, uint16_t to_
   rk.proto = first.proto;
   rk.family = first.family;
   rk.kind = kNatReverse;
-  if (nat_.put(first, fwd) && nat_.put(rk, rev)) {
-    if (first.kind == kNatRedirect) redirects_.fetch_add(1, std::memory_order_relaxed);
-    return true;
+  for (int attempt = 0; attempt < 2; attempt++) {
+    if (nat_.put(first, fwd) && nat_.put(rk, rev)) {
+      if (first.kind == kNatRedirect) redirects_.fetch_add(1, std::memory_order_relaxed);
+      return true;
+    }
+    nat_.erase(first);
+    if (attempt == 0 && sweep_evictable(now_s) == 0) break;
   }
-  nat_.erase(first);
   count(kLbNatFull);
   return false;
 }
 
 LbResult LoadBalancer::forward(uint8_t* pkt, const IpInfo& ip, uint16_t sport, uint16_t* dport, uint8_t tcp_flags,
-                               uint32_t now_s) {
+                               uint32_t now_s, bool* created) {
+  if (created) *created = false;
   if (!translatable(pkt, ip)) return kLbNone;
   Frontend fe;
   std::memset(&fe, 0, sizeof fe);
@@ -211,7 +216,8 @@ LbResult LoadBalancer::forward(uint8_t* pkt, const IpInfo& ip, uint16_t sport, u
     be = *pick;
     // Full table: the flow still goes to its backend (the hash picks the same
     // one while the table does not change), but its replies are not translated.
-    add_pair(k, be.addr, be.port, fe.addr, fe.port, svc->id, 0, closing, now_s);
+    bool added = add_pair(k, be.addr, be.port, fe.addr, fe.port, svc->id, 0, closing, now_s);
+    if (created) *created = added;
     count(kLbNewFlows);
   }
   nat_rewrite(pkt, ip, true, be.addr, be.port);
@@ -238,6 +244,7 @@ bool LoadBalancer::translate(uint8_t* pkt, const IpInfo& ip, const NatKey& k, bo
     to_port = e->port;
     e->last_s = now_s;
     if (closing) e->closing = 1;
+    if (k.kind == kNatReverse) e->replied = 1;
     return true;
   });
   if (!hit) return false;
@@ -294,9 +301,63 @@ bool LoadBalancer::proxy_original(const uint8_t client[4], uint16_t client_port,
   });
 }
 
+LoadBalancer::NatKey LoadBalancer::twin_of(const NatKey& k, const NatEntry& e) {
+  // first (client -> VIP / pod) holds where it went; reverse (there -> client) the original destination
+  bool rev = k.kind == kNatReverse;
+  NatKey t;
+  std::memset(&t, 0, sizeof t);
+  std::memcpy(t.src, rev ? k.dst : e.addr, 16);
+  std::memcpy(t.dst, rev ? e.addr : k.src, 16);
+  t.sport = rev ? k.dport : e.port;
+  t.dport = rev ? e.port : k.sport;
+  t.proto = k.proto;
+  t.family = k.family;
+  t.kind = rev ? e.pair_kind : uint8_t(kNatReverse);
+  return t;
+}
+
+void LoadBalancer::forget(const IpInfo& ip, uint16_t sport, uint16_t backend_port, const uint8_t* vip, uint16_t vport) {
+  NatKey k = packet_key(ip, sport, vport, kNatForward);
+  std::memset(k.dst, 0, 16);
+  std::memcpy(k.dst, vip, size_t(ip.addr_len));
+  NatKey rk;
+  std::memset(&rk, 0, sizeof rk);
+  std::memcpy(rk.src, ip.dst, size_t(ip.addr_len));  // the backend, after translation
+  std::memcpy(rk.dst, ip.src, size_t(ip.addr_len));
+  rk.sport = backend_port;
+  rk.dport = sport;
+  rk.proto = ip.proto;
+  rk.family = uint8_t(ip.version);
+  rk.kind = kNatReverse;
+  nat_.erase(k);
+  nat_.erase(rk);
+}
+
+size_t LoadBalancer::sweep_evictable(uint32_t now_s) {
+  uint32_t last = last_eviction_s_.load(std::memory_order_relaxed);
+  if (last == now_s || !last_eviction_s_.compare_exchange_strong(last, now_s)) return 0;
+  // a pair goes when no reply has passed (its reverse entry unreplied) or either side closed it
+  std::vector<NatKey> twins;
+  size_t removed = nat_.erase_if([&](const NatKey& k, const NatEntry& e) {
+    if (now_s - e.last_s < 1) return false;
+    if (!(e.closing || (k.kind == kNatReverse && !e.replied))) return false;
+    twins.push_back(twin_of(k, e));
+    if (k.kind == kNatRedirect) redirects_.fetch_sub(1, std::memory_order_relaxed);
+    return true;
+  });
+  for (const NatKey& t : twins) {
+    if (!nat_.erase(t)) continue;
+    removed++;
+    if (t.kind == kNatRedirect) redirects_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  count(kLbNatEvicted, removed);
+  return removed;
+}
+
 size_t LoadBalancer::gc(uint32_t now_s) {
   auto expired = [now_s](const NatEntry& e) {
-    uint32_t timeout = e.closing ? kClosingTimeout : e.tcp ? kTcpTimeout : kOtherTimeout;
+    // a first entry never sees replies itself: its reverse twin (checked too) carries the flow's answer
+    uint32_t timeout = e.closing ? kClosingTimeout : !e.tcp ? kOtherTimeout : e.replied ? kTcpTimeout : kHalfOpenTimeout;
     return now_s - e.last_s > timeout;
   };
   // A flow's two entries go together, once both are idle: a one-way UDP
@@ -308,17 +369,7 @@ size_t LoadBalancer::gc(uint32_t now_s) {
   });
   size_t removed = 0;
   for (const auto& [k, e] : candidates) {
-    NatKey twin;
-    std::memset(&twin, 0, sizeof twin);
-    // first (client -> VIP / pod) holds where it went; reverse (there -> client) the original destination
-    bool rev = k.kind == kNatReverse;
-    std::memcpy(twin.src, rev ? k.dst : e.addr, 16);
-    std::memcpy(twin.dst, rev ? e.addr : k.src, 16);
-    twin.sport = rev ? k.dport : e.port;
-    twin.dport = rev ? e.port : k.sport;
-    twin.proto = k.proto;
-    twin.family = k.family;
-    twin.kind = rev ? e.pair_kind : uint8_t(kNatReverse);
+    NatKey twin = twin_of(k, e);
     bool twin_idle = nat_.with(twin, [&](NatEntry* t) { return !t || expired(*t); });
     if (!twin_idle) continue;
     bool first_gone = nat_.erase(k.kind == kNatReverse ? twin : k);  // the pair's first entry

@@ -59,6 +59,7 @@ enum LbCounter : int {
   kLbNatFull,
   kLbReverseTranslated,
   kLbDropMidflowNoBackend,
+  kLbNatEvicted,
   kLbCounterCount
 };
 extern const char* const kLbCounterNames[kLbCounterCount];
@@ -67,7 +68,9 @@ enum LbResult { kLbNone, kLbTranslated, kLbReject, kLbDrop };
 
 class LoadBalancer {
  public:
-  explicit LoadBalancer(size_t max_nat_entries = 1 << 21);
+  // 500 000 entries (250 000 flows) stay within 16384 slots per shard: 64 x 16384 x 80 bytes = 84 MB when full.
+  explicit LoadBalancer(size_t max_nat_entries = 500000);
+  void set_nat_limit(size_t max_entries) { nat_.set_max_entries(max_entries); }
 
   // ---- control thread
   // Replaces (or adds) a service; backends are sorted here. Frontends that
@@ -105,7 +108,13 @@ class LoadBalancer {
   // The service of a frontend and the backend its Maglev table gives a flow
   // (null backend: no selectable backend); null service: not a frontend.
   const LbService* select(const Frontend& fe, const uint8_t* src, uint16_t sport, const BackendKey** backend) const;
-  LbResult forward(uint8_t* pkt, const IpInfo& ip, uint16_t sport, uint16_t* dport, uint8_t tcp_flags, uint32_t now_s);
+  // *created: this packet made the flow's NAT entries (forget() them if policy then drops it).
+  LbResult forward(uint8_t* pkt, const IpInfo& ip, uint16_t sport, uint16_t* dport, uint8_t tcp_flags, uint32_t now_s,
+                   bool* created = nullptr);
+  // Removes the entries forward() just made for a packet policy dropped: a
+  // denied flow must not hold NAT entries. ip: the translated packet; vip,
+  // vport: its destination before translation.
+  void forget(const IpInfo& ip, uint16_t sport, uint16_t backend_port, const uint8_t* vip, uint16_t vport);
   // true: the packet was a reply of a translated flow and now comes from the VIP.
   bool reverse(uint8_t* pkt, const IpInfo& ip, uint16_t* sport, uint16_t dport, uint8_t tcp_flags, uint32_t now_s);
   bool active() const { return frontends_n_.load(std::memory_order_relaxed) != 0; }
@@ -129,7 +138,8 @@ class LoadBalancer {
     uint32_t last_s;
     uint32_t identity;   // redirect pairs: the source identity the proxy decides for
     uint8_t pair_kind;   // the kind of the pair's first entry (kNatForward or kNatRedirect)
-    uint8_t pad[3];
+    uint8_t replied;     // reverse entries: a reply passed (the flow is no longer half-open)
+    uint8_t pad[2];
   };
   static NatKey packet_key(const IpInfo& ip, uint16_t sport, uint16_t dport, uint8_t kind);
   // Looks k up, refreshes it and rewrites the packet's destination (dst) or source to the entry's address and port.
@@ -138,9 +148,15 @@ class LoadBalancer {
   // Creates a flow's two entries (first: client -> original destination, rewritten to `to`); false when full.
   bool add_pair(const NatKey& first, const uint8_t* to, uint16_t to_port, const uint8_t* orig_dst, uint16_t orig_port,
                 uint32_t service, uint32_t identity, bool closing, uint32_t now_s);
+  // The table is full: removes the pairs idle for a second that no reply has
+  // passed (a SYN flood's) or that are closing, at most once a second; never
+  // an answered open flow.
+  size_t sweep_evictable(uint32_t now_s);
+  // The other entry of k's pair.
+  static NatKey twin_of(const NatKey& k, const NatEntry& e);
   static uint64_t flow_hash(const uint8_t* src, const uint8_t* dst, int alen, uint16_t sport, uint16_t dport,
                             uint8_t proto);
-  void count(int c) { counters_[c].fetch_add(1, std::memory_order_relaxed); }
+  void count(int c, uint64_t n = 1) { counters_[c].fetch_add(n, std::memory_order_relaxed); }
   void rebuild_frontends();  // mu held exclusively
 
   std::unordered_map<uint32_t, std::shared_ptr<const LbService>> services_;
@@ -150,6 +166,7 @@ class LoadBalancer {
   uint8_t proxy_addr_[4] = {0, 0, 0, 0};
   std::atomic<uint16_t> proxy_port_{0};
   std::atomic<size_t> redirects_{0};  // live redirect pairs
+  std::atomic<uint32_t> last_eviction_s_{0};
   std::atomic<uint64_t> counters_[kLbCounterCount];
 };
 

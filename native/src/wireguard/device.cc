@@ -1,3 +1,14 @@
+// Locking rule of the packet threads: table_mu_ (and the policy engine's and
+// load balancer's mu, taken after it) is held shared only while a batch is
+// decided: lookups, keypair use, encryption, counters. Every syscall that
+// moves packets (sendmmsg with its EAGAIN/ENOBUFS poll-and-retry, TUN writes
+// of hairpinned packets and rejects) runs after the locks are released, so a
+// full socket buffer never holds a control call's exclusive table edit (nor,
+// with a writer waiting, the RX thread) for the length of the retries. What
+// the I/O needs survives the unlock: messages live in the TX arena and
+// endpoints are copied per peer; the UDP sockets only change with the threads
+// stopped (rebind). The RX thread's TUN writes already follow the rule (after
+// its batch); its one cookie-reply sendto is MSG_DONTWAIT, never retried.
 #include "device.h"
 
 #include "../net/reject.h"
@@ -339,11 +350,6 @@ void Device::rx_probe(Peer* p, const uint8_t* plain, uint64_t now) {
   p->probe_replies.fetch_add(1, std::memory_order_relaxed);
 }
 
-void Device::reject(const uint8_t* pkt, const IpInfo& ip) {
-  uint8_t buf[kRejectMax];
-  size_t n = build_reject(pkt, ip, buf);
-  if (n) hairpin(buf, n);
-}
 void Device::flush_staged(uint32_t id, bool keepalive_if_empty) { push_ctl(Ctl{keepalive_if_empty ? 3 : 2, id}); }
 
 int Device::refresh_mtu() {
@@ -567,6 +573,10 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
   };
   std::vector<TxOut> out;
   out.reserve(segs.size());
+  // Written after the locks are released: packets back into the TUN (in the
+  // arena, which lives until the next batch) and rejects built for them.
+  std::vector<std::pair<const uint8_t*, size_t>> hairpins;
+  std::vector<std::vector<uint8_t>> rejects;
   std::vector<PeerCtx> ctxs;
   ctxs.reserve(segs.size());  // never reallocates: TxOut keeps pointers to ctxs' endpoints
   uint64_t now = monotonic_ms();
@@ -624,14 +634,20 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
           lb->reverse(plain, ip, &pv.sport, pv.dport, pv.tcp_flags, now_s);
         // A local flow already handed to the proxy goes there again.
         if (pv.has_ports && lb->redirected(plain, ip, pv.sport, &pv.dport, pv.tcp_flags, now_s)) {
-          hairpin(plain, s.len);
+          hairpins.emplace_back(plain, s.len);
           continue;
         }
         // Service translation comes first: policy sees the backend.
+        bool nat_created = false;
+        uint8_t vip[16];
+        uint16_t vport = pv.dport;
         if (pv.has_ports && lb->active()) {
-          LbResult r = lb->forward(plain, ip, pv.sport, &pv.dport, pv.tcp_flags, now_s);
+          std::memcpy(vip, ip.dst, size_t(ip.addr_len));
+          LbResult r = lb->forward(plain, ip, pv.sport, &pv.dport, pv.tcp_flags, now_s, &nat_created);
           if (r == kLbReject) {
-            reject(plain, ip);
+            uint8_t buf[kRejectMax];
+            size_t n = build_reject(plain, ip, buf);
+            if (n) rejects.emplace_back(buf, buf + n);
             continue;
           }
           if (r == kLbDrop) continue;  // counted by the load balancer
@@ -641,10 +657,10 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
         uint8_t key[40] = {0};
         std::memcpy(key, ip.src, size_t(ip.addr_len));
         std::memcpy(key + 16, ip.dst, size_t(ip.addr_len));
-        key[32] = ip.proto;
+        key[32] = pv.proto;
         std::memcpy(key + 33, &pv.sport, 2);
         std::memcpy(key + 35, &pv.dport, 2);
-        bool plain_flags = ip.proto != kProtoTCP || (pv.tcp_flags & 0x07) == 0;
+        bool plain_flags = pv.proto != kProtoTCP || (pv.tcp_flags & 0x07) == 0;
         PolicyEngine::TxAction action;
         if (plain_flags && last_verdict.valid && std::memcmp(last_verdict.key, key, sizeof key) == 0) {
           action = last_verdict.action;
@@ -656,15 +672,18 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
           last_verdict.action = action;
           last_verdict.identity = identity;
         }
-        if (action == PolicyEngine::kTxDrop) continue;
+        if (action == PolicyEngine::kTxDrop) {
+          if (nat_created) lb->forget(ip, pv.sport, pv.dport, vip, vport);  // a denied flow keeps no NAT entries
+          continue;
+        }
         if (action == PolicyEngine::kTxRedirect) {
-          if (lb->redirect(plain, ip, pv.sport, &pv.dport, identity, pv.tcp_flags, now_s)) hairpin(plain, s.len);
+          if (lb->redirect(plain, ip, pv.sport, &pv.dport, identity, pv.tcp_flags, now_s)) hairpins.emplace_back(plain, s.len);
           continue;
         }
         if (action == PolicyEngine::kTxHairpin) {
           // a local backend's reply to a local client leaves as the VIP
           if (pv.has_ports) lb->reverse(plain, ip, &pv.sport, pv.dport, pv.tcp_flags, now_s);
-          hairpin(plain, s.len);
+          hairpins.emplace_back(plain, s.len);
           continue;
         }
       }
@@ -731,6 +750,12 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
     }
   }
   count(kTxPackets, out.size());
+  // The locking rule (top of this file): no I/O under the table locks.
+  if (llock.owns_lock()) llock.unlock();
+  if (plock.owns_lock()) plock.unlock();
+  lock.unlock();
+  for (const auto& [pkt, len] : hairpins) hairpin(pkt, len);
+  for (const auto& r : rejects) hairpin(r.data(), r.size());
   tx_send(out);
 }
 

@@ -24,9 +24,10 @@
 //
 // Locking rules
 //   table_mu_ (shared_mutex) guards peers_, allowed_ and indices_. Packet
-//     threads hold it shared for a whole batch, so the raw Peer/Keypair pointers
-//     they take from the tables stay valid for that batch; control calls hold it
-//     exclusively for the few microseconds a table edit takes.
+//     threads hold it shared while they decide a batch, so the raw Peer/Keypair
+//     pointers they take from the tables stay valid for that; control calls hold
+//     it exclusively for the few microseconds a table edit takes. No packet I/O
+//     (sendmmsg and its retries, TUN writes) happens under it (device.cc).
 //   Peer::mu guards a peer's keypair slots, endpoint and staged queue. Never take
 //     table_mu_ while holding a Peer::mu.
 //   Keypair send contexts are used only by the TX thread, receive contexts and
@@ -258,8 +259,6 @@ class Device {
   void hairpin(const uint8_t* pkt, size_t len);
   uint32_t accept_tag(const Peer* p, uint32_t identity) const;
   void rx_probe(Peer* p, const uint8_t* plain, uint64_t now);
-  // Sends the reject for a packet the load balancer refused back into the TUN.
-  void reject(const uint8_t* pkt, const IpInfo& ip);
   void stage(Peer* p, const uint8_t* pkt, size_t len);
   void request_handshake(Peer* p, uint64_t now);
   void push_event(Event&& e);

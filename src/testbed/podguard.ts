@@ -1,0 +1,62 @@
+/**
+ * Source validation per pod: a packet arriving from a pod's veth must carry
+ * that pod's address. One nftables table in the node's namespace, `netdev
+ * wiremesh_pods`, holds per pod a chain on the ingress hook of the node-side
+ * veth (the earliest point, before routing: a spoofed packet never reaches the
+ * TUN, where the data path could no longer tell which interface it came from)
+ * and a named counter `spoofed_<veth>` of what it dropped.
+ *
+ * Why not rp_filter: strict reverse-path filtering would do for IPv4 (routes
+ * are per pod /32) but has no IPv6 counterpart and its drops are one global
+ * counter without the interface. See docs/architecture.md.
+ */
+import { execFileSync } from 'node:child_process';
+
+export const POD_GUARD_TABLE = 'wiremesh_pods';
+
+/** nft names: the veth name with anything but [A-Za-z0-9_] as `_`. */
+function ident(veth: string): string {
+  return veth.replace(/[^A-Za-z0-9_]/g, '_');
+}
+
+function nft(script: string, netns?: string): string {
+  const [cmd, ...args] = netns ? ['ip', 'netns', 'exec', netns, 'nft', '-f', '-'] : ['nft', '-f', '-'];
+  return execFileSync(cmd!, args, { input: script, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+/** The rules for one pod: IPv4 only from its address; IPv6 only from its address, link-local (NDP) or :: (DAD). */
+export function podGuardScript(veth: string, ip: string, ip6?: string): string {
+  const c = ident(veth);
+  const v6 = ['::', 'fe80::/10', ...(ip6 ? [ip6] : [])].join(', ');
+  return [
+    `table netdev ${POD_GUARD_TABLE} {}`,
+    `add counter netdev ${POD_GUARD_TABLE} spoofed_${c}`,
+    `add chain netdev ${POD_GUARD_TABLE} ${c} { type filter hook ingress device "${veth}" priority -500; policy accept; }`,
+    `add rule netdev ${POD_GUARD_TABLE} ${c} meta protocol ip ip saddr != ${ip} counter name spoofed_${c} drop`,
+    `add rule netdev ${POD_GUARD_TABLE} ${c} meta protocol ip6 ip6 saddr != { ${v6} } counter name spoofed_${c} drop`,
+    '',
+  ].join('\n');
+}
+
+export function installPodGuard(veth: string, ip: string, ip6: string | undefined, netns?: string): void {
+  nft(podGuardScript(veth, ip, ip6), netns);
+}
+
+/** Removes the pod's chain and counter (the kernel keeps a netdev chain whose device went away). */
+export function removePodGuard(veth: string, netns?: string): void {
+  const c = ident(veth);
+  try {
+    nft(`delete chain netdev ${POD_GUARD_TABLE} ${c}\ndelete counter netdev ${POD_GUARD_TABLE} spoofed_${c}\n`, netns);
+  } catch {
+    // already gone (a node namespace deleted first, or a pod wired before the guard existed)
+  }
+}
+
+/** Packets dropped as spoofed from this pod's veth. */
+export function spoofedPackets(veth: string, netns?: string): number {
+  const nftArgs = ['-j', 'list', 'counter', 'netdev', POD_GUARD_TABLE, `spoofed_${ident(veth)}`];
+  const [cmd, ...args] = netns ? ['ip', 'netns', 'exec', netns, 'nft', ...nftArgs] : ['nft', ...nftArgs];
+  const out = execFileSync(cmd!, args, { encoding: 'utf8' });
+  const counter = (JSON.parse(out) as { nftables: Array<{ counter?: { packets: number } }> }).nftables.find((o) => o.counter)?.counter;
+  return counter?.packets ?? 0;
+}

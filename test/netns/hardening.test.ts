@@ -1,0 +1,178 @@
+// Nothing a pod sends can break its node: a pod on another node cannot reach
+// this node's own listeners through the tunnel (host firewall); a pod sending as its neighbour is
+// dropped at its veth and counted (podguard.ts); a pod flooding raw SYNs at a
+// port policy denies and at a service VIP (allowed for it: it carries the
+// client label, so its flows take entries) for FLOOD_SECONDS (default 60) neither
+// stops another pod's established stream nor a new connection, and the
+// agent's memory stays bounded (conntrack bounds, docs/architecture.md).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { get } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { callAgent } from '../../src/agent/api.js';
+import type { ServiceStatus } from '../../src/services/datapath.js';
+import { canRunNetns, execIn, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
+import { podVeth } from '../../src/testbed/pod.js';
+import { spoofedPackets } from '../../src/testbed/podguard.js';
+import { testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
+import { ECHO, startEchoServers, startPodServers } from '../helpers/echo.js';
+
+const enabled = canRunNetns() && hasCommand('etcd') && hasCommand('nft');
+const STREAM = join(ROOT, 'test', 'helpers', 'tcpstream.mjs');
+const FLOOD_SECONDS = Number(process.env.FLOOD_SECONDS ?? 60);
+
+const POLICY = `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: { name: backend, namespace: shop }
+spec:
+  endpointSelector: { matchLabels: { app: backend } }
+  ingress:
+    - fromEndpoints: [{ matchLabels: { app: client } }]
+      toPorts: [{ ports: [{ port: "7000", protocol: TCP }, { port: "9000", protocol: UDP }] }]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: web, namespace: shop }
+spec:
+  selector: { app: backend }
+  ports: [{ name: echo, port: 80, targetPort: 7000, protocol: TCP }]
+`;
+
+// UDP: `recv IP PORT` prints "<source> <payload>" per datagram; `send SRC DST PORT N TAG` sends N datagrams from SRC.
+const UDP = `const d = require('node:dgram'); const [m, a, b, c, n, tag] = process.argv.slice(1);
+if (m === 'recv') { const s = d.createSocket('udp4'); s.on('message', (x, r) => process.stdout.write(r.address + ' ' + x + '\\n')); s.bind(Number(b), a, () => process.stderr.write('listening\\n')); }
+else { const s = d.createSocket('udp4'); s.bind(0, a, async () => { for (let i = 0; i < Number(n); i++) await new Promise((r) => s.send(tag, Number(c), b, r)); s.close(); }); }`;
+
+describe.skipIf(!enabled)('a hostile pod cannot break its node', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'wmhard-'));
+  const file = join(dir, 'topo.yaml');
+  const name = `h${process.pid % 100000}`;
+  let st: TestbedState;
+  const procs: ChildProcess[] = [];
+  const udpSeen = new Map<string, string>(); // UDP receiver output per backend pod
+  const pod = (n: string) => st.pods.find((p) => p.name === n)!;
+  const node = (n: string) => st.clusters[0]!.nodes.find((x) => x.name === n)!;
+
+  beforeAll(async () => {
+    writeFileSync(join(dir, 'c1.yaml'), POLICY);
+    writeFileSync(
+      file,
+      `name: ${name}
+clusters:
+  - { name: c1, id: 1, podCIDR: 100.65.0.0/16, nodes: [n1, n2] }
+pods:
+  - { name: evil, cluster: c1, node: n1, namespace: shop, labels: { app: client } }
+  - { name: good, cluster: c1, node: n1, namespace: shop, labels: { app: client } }
+  - { name: other, cluster: c1, node: n2, namespace: shop, labels: { app: client } }
+  - { name: be1, cluster: c1, node: n2, namespace: shop, labels: { app: backend } }
+  - { name: be2, cluster: c1, node: n1, namespace: shop, labels: { app: backend } }
+manifests:
+  c1: [${join(dir, 'c1.yaml')}]
+`,
+    );
+    st = await testbedUp(file);
+    procs.push(...(await startEchoServers([pod('be1'), pod('be2')])));
+    for (const b of ['be1', 'be2']) {
+      const r = spawn('ip', ['netns', 'exec', pod(b).netns, process.execPath, '-e', UDP, 'recv', pod(b).ip, '9000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      r.stdout!.setEncoding('utf8').on('data', (d: string) => udpSeen.set(b, (udpSeen.get(b) ?? '') + d));
+      await new Promise((res) => r.stderr!.once('data', res));
+      procs.push(r);
+    }
+  }, 180_000);
+
+  afterAll(async () => {
+    for (const p of procs) p.kill('SIGKILL');
+    await testbedDown(file);
+    rmSync(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  it("a pod sending as its same-node neighbour: dropped at its veth and counted, the neighbour's own packets arrive", async () => {
+    const be1 = () => udpSeen.get('be1') ?? '';
+    const be2 = () => udpSeen.get('be2') ?? '';
+    const before = spoofedPackets(podVeth('evil'), node('n1').netns);
+    // the attacker takes the neighbour's address and sends UDP as it (policy would allow the neighbour)
+    expect(execIn(pod('evil').netns, 'ip', 'addr', 'add', `${pod('good').ip}/32`, 'dev', 'eth0').ok).toBe(true);
+    for (const dst of ['be1', 'be2']) execIn(pod('evil').netns, process.execPath, '-e', UDP, 'send', pod('good').ip, pod(dst).ip, '9000', '20', 'spoofed');
+    for (const dst of ['be1', 'be2']) execIn(pod('good').netns, process.execPath, '-e', UDP, 'send', pod('good').ip, pod(dst).ip, '9000', '5', 'genuine');
+    await waitFor(() => be1().includes('genuine') && be2().includes('genuine'), 10_000);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(be1() + be2()).not.toContain('spoofed');
+    expect(spoofedPackets(podVeth('evil'), node('n1').netns) - before).toBeGreaterThanOrEqual(40);
+    expect(spoofedPackets(podVeth('good'), node('n1').netns)).toBe(0);
+    execIn(pod('evil').netns, 'ip', 'addr', 'del', `${pod('good').ip}/32`, 'dev', 'eth0');
+  }, 60_000);
+
+  it("host firewall: a pod on another node does not reach a listener on this node's router address; local pods do", async () => {
+    const routerN1 = node('n1').podCIDR.replace(/0\/\d+$/, '1');
+    procs.push(...(await startPodServers([{ netns: node('n1').netns }], () => [ECHO, 'server', routerN1, '15099'])));
+    const counters = async () => ((await callAgent(node('n1').socket, 'GET', '/v1/status')).body as { counters: Record<string, number> }).counters;
+    const before = (await counters()).drop_policy_default_deny ?? 0;
+    expect(execIn(pod('other').netns, process.execPath, ECHO, 'client', '15099', routerN1).out).toContain(`${routerN1} fail`);
+    expect((await counters()).drop_policy_default_deny ?? 0).toBeGreaterThan(before);
+    expect(execIn(pod('good').netns, process.execPath, ECHO, 'client', '15099', routerN1).out).toContain(`${routerN1} ok`);
+  }, 30_000);
+
+  it.skipIf(!hasCommand('hping3'))(`a raw SYN flood (${FLOOD_SECONDS} s) at a denied port and a VIP: another pod's stream and new connections keep working`, async () => {
+    const agentPid = st.processes.find((p) => p.role === 'c1-n1-agent')!.pid;
+    const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${agentPid}/status`, 'utf8'))![1]) / 1024;
+    // of which the JavaScript heap (prom-client's default metrics): the rest is native tables, buffers, code
+    const jsHeap = async () => {
+      const text = await new Promise<string>((resolve, reject) => {
+        get({ socketPath: node('n1').socket, path: '/metrics' }, (res) => {
+          let b = '';
+          res.setEncoding('utf8').on('data', (d: string) => (b += d)).on('end', () => resolve(b));
+        }).on('error', reject);
+      });
+      return Number(/^wiremesh_agent_nodejs_heap_size_total_bytes\S* (\S+)$/m.exec(text)?.[1] ?? NaN) / 1048576;
+    };
+    const heapBefore = await jsHeap();
+    const services = async () => ((await callAgent(node('n1').socket, 'GET', '/v1/services')).body as { services: ServiceStatus[] }).services;
+    await waitFor(async () => (await services()).find((s) => s.name === 'web')?.ports[0]?.backends.filter((b) => b.state !== 'dead').length === 2, 30_000);
+    const vip = (await services()).find((s) => s.name === 'web')!.vip!;
+    const counters = async () => ((await callAgent(node('n1').socket, 'GET', '/v1/status')).body as { counters: Record<string, number> }).counters;
+    // reference in the same run: the same stream for 5 s without the flood
+    const baseline = execIn(pod('good').netns, process.execPath, STREAM, pod('be1').ip, '7000', '5').out.trim();
+    // packets the kernel dropped queueing into the TUN (the TX thread not keeping up), before and after
+    const tunDrops = () => (JSON.parse(execIn(node('n1').netns, 'ip', '-s', '-j', 'link', 'show', 'wm0').out) as Array<{ stats64: { tx: { dropped: number } } }>)[0]!.stats64.tx.dropped;
+    const tunDropsBefore = tunDrops();
+    const rssBefore = rss();
+    // the good pod's stream to be1 (other node) runs through the flood
+    const stream = spawn('ip', ['netns', 'exec', pod('good').netns, process.execPath, STREAM, pod('be1').ip, '7000', String(FLOOD_SECONDS + 4)], { stdio: ['ignore', 'pipe', 'ignore'] });
+    procs.push(stream);
+    let streamOut = '';
+    stream.stdout!.on('data', (d) => (streamOut += d));
+    await new Promise((r) => setTimeout(r, 1000));
+    // hping3 -S: SYNs with an incrementing source port, one every 100 µs per target (2 x 10k/s)
+    const flood = (dst: string, port: string) => spawn('ip', ['netns', 'exec', pod('evil').netns, 'timeout', String(FLOOD_SECONDS), 'hping3', '-q', '-S', '-p', port, '-i', 'u100', dst], { stdio: 'ignore' });
+    const floods = [flood(pod('be2').ip, '22'), flood(vip, '80')];
+    procs.push(...floods);
+    // halfway: a new connection of another pod (other node) and of a same-node pod succeed
+    await new Promise((r) => setTimeout(r, (FLOOD_SECONDS * 1000) / 2));
+    const midRss = rss();
+    const newConn = execIn(pod('other').netns, process.execPath, ECHO, 'client', '7000', pod('be2').ip, pod('be1').ip).out;
+    const viaVip = execIn(pod('good').netns, process.execPath, ECHO, 'client', '80', vip).out;
+    await Promise.all(floods.map((f) => new Promise((r) => f.once('exit', r))));
+    await waitFor(() => streamOut.includes('sent'), 15_000);
+    const c = await counters();
+    const rssAfter = rss();
+    const heapAfter = await jsHeap();
+    process.stdout.write(
+      `[hardening] flood ${FLOOD_SECONDS}s: agent RSS ${rssBefore.toFixed(1)} MB before, ${midRss.toFixed(1)} mid, ${rssAfter.toFixed(1)} after ` +
+        `(JS heap ${heapBefore.toFixed(1)} -> ${heapAfter.toFixed(1)} MB); ` +
+        `conntrack ${c.conntrack_entries}, service NAT ${c.service_nat_entries}, denied ${c.drop_policy_denied ?? 0} + default-deny ${c.drop_policy_default_deny ?? 0}, ` +
+        `evicted ${c.conntrack_evicted ?? 0}, NAT evicted ${c.service_nat_evicted ?? 0}, TUN write errors ${c.tun_write_errors ?? 0}, send errors ${c.tx_send_errors ?? 0}, TUN queue drops ${tunDrops() - tunDropsBefore}; stream: ${streamOut.trim()} (without flood: ${baseline})\n`,
+    );
+    expect(newConn).toContain(`${pod('be2').ip} ok`);
+    expect(newConn).toContain(`${pod('be1').ip} ok`);
+    expect(viaVip).toContain(`${vip} ok`);
+    const m = /sent (\d+) echoed (\d+) errors (\d+)/.exec(streamOut)!;
+    expect(Number(m[3])).toBe(0);
+    expect(Number(m[2])).toBe(Number(m[1]));
+    // SYNs denied here made no entries; the VIP's (allowed: the client label) are charged to the flooder (egress)
+    // and, for the same-node backend, to be2 (ingress): within two endpoints' quotas (node.yaml default 65 536)
+    expect(c.conntrack_entries).toBeLessThanOrEqual(2 * 65_536 + 100);
+    expect(c.service_nat_entries).toBeLessThanOrEqual(500_000);
+  }, (FLOOD_SECONDS + 120) * 1000);
+});

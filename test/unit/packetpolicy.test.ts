@@ -1,0 +1,166 @@
+// The native policy engine on crafted packets: the verdict must not depend on
+// how the packet hides its upper-layer header (IPv4 options, IPv6 extension
+// headers, fragments). Driven through policyCheck on a TUN-less device.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseIP } from '../../src/net/ip.js';
+import { encodeEntries } from '../../src/policy/compile.js';
+import { WireGuardDevice } from '../../src/wireguard/device.js';
+import { l4Packet, type ExtHeader, type L4PacketOptions } from '../helpers/packets.js';
+
+const TCP = 6;
+const UDP = 17;
+const SYN = 0x02;
+const X = 70000; // the remote identity the rules name
+const ip = (s: string) => parseIP(s)!;
+
+// endpoint 1 (100.64.2.2, fd64::2): allow all from X, deny TCP/22 from X
+// endpoint 2 (100.64.2.3, fd64::3): allow TCP/80 from X only
+const DST = { 1: { 4: ip('100.64.2.2'), 6: ip('fd64::2') }, 2: { 4: ip('100.64.2.3'), 6: ip('fd64::3') } };
+const SRC = { 4: ip('100.64.1.1'), 6: ip('fd64::1') };
+
+let d: WireGuardDevice;
+let sport = 20000; // a fresh source port per packet: no conntrack hit between cases
+
+function row(addr: Buffer, identity: number, endpoint: number): Buffer {
+  const b = Buffer.alloc(28);
+  b[0] = addr.length;
+  b[1] = addr.length * 8;
+  b.writeUInt32LE(identity, 4);
+  b.writeUInt32LE(endpoint, 8);
+  addr.copy(b, 12);
+  return b;
+}
+
+/** RX verdict of a packet from X to endpoint `ep`. */
+function verdict(ep: 1 | 2, o: Partial<L4PacketOptions> & { v: 4 | 6; proto: number }): string {
+  const pkt = l4Packet({ src: SRC[o.v], dst: DST[ep][o.v], sport: sport++, ...o });
+  return d.native.policyCheck(pkt, X);
+}
+
+const counters = () => d.native.counters() as Record<string, number>;
+const lastReason = () => {
+  const r = d.native.drainFlows().records;
+  return r.length ? r[r.length - 72 + 9] : -1; // FlowRecord: verdict at 8, reason at 9
+};
+
+beforeAll(() => {
+  d = new WireGuardDevice({ createTun: false });
+  d.native.enablePolicy();
+  d.native.ipcacheUpdate(Buffer.concat([row(SRC[4], X, 0), row(SRC[6], X, 0), row(DST[1][4], 70001, 1), row(DST[1][6], 70001, 1), row(DST[2][4], 70002, 2), row(DST[2][6], 70002, 2)]), Buffer.alloc(0));
+  d.native.setEndpointPolicy(1, 70001, encodeEntries([
+    { identity: X, proto: TCP, deny: true, lo: 22, hi: 22, rule: 1 },
+    { identity: X, proto: 0, deny: false, lo: 0, hi: 65535, rule: 2 },
+  ]), null);
+  d.native.setEndpointPolicy(2, 70002, encodeEntries([{ identity: X, proto: TCP, deny: false, lo: 80, hi: 80, rule: 3 }]), null);
+});
+afterAll(() => d.close());
+
+describe('allow all from X, deny TCP/22: a SYN is judged the same however it is wrapped', () => {
+  const wraps: [string, ExtHeader[]][] = [
+    ['destination options', [{ type: 60 }]],
+    ['hop-by-hop (2 units)', [{ type: 0, units: 2 }]],
+    ['fragment header, offset 0, more fragments', [{ type: 44, more: true }]],
+    ['atomic fragment (offset 0, last)', [{ type: 44 }]],
+    ['authentication header', [{ type: 51, units: 3 }]],
+    ['hop-by-hop, routing, fragment, destination options', [{ type: 0 }, { type: 43, units: 1 }, { type: 44 }, { type: 60 }]],
+    ['eight headers (the most walked)', Array.from({ length: 8 }, () => ({ type: 60 }))],
+  ];
+  it('plain IPv4 and IPv6 SYNs: 22 denied, 80 delivered', () => {
+    for (const v of [4, 6] as const) {
+      expect(verdict(1, { v, proto: TCP, dport: 22 })).toBe('drop');
+      expect(lastReason()).toBe(1);
+      expect(verdict(1, { v, proto: TCP, dport: 80 })).toBe('deliver');
+    }
+  });
+  for (const [name, ext] of wraps) {
+    it(`IPv6 behind ${name}`, () => {
+      const before = counters().drop_policy_denied!;
+      expect(verdict(1, { v: 6, proto: TCP, dport: 22, ext })).toBe('drop');
+      expect(counters().drop_policy_denied).toBe(before + 1);
+      expect(lastReason()).toBe(1);
+      expect(verdict(1, { v: 6, proto: TCP, dport: 80, ext })).toBe('deliver');
+    });
+  }
+  it('IPv4 with options (IHL 6 and 15)', () => {
+    for (const opt of [4, 40]) {
+      expect(verdict(1, { v: 4, proto: TCP, dport: 22, ipv4Options: opt })).toBe('drop');
+      expect(verdict(1, { v: 4, proto: TCP, dport: 80, ipv4Options: opt })).toBe('deliver');
+    }
+  });
+  it('IPv4 first fragment (offset 0, more fragments) carries its ports', () => {
+    expect(verdict(1, { v: 4, proto: TCP, dport: 22, ipv4More: true })).toBe('drop');
+  });
+  it('nine extension headers: dropped even though "all" is allowed, counted', () => {
+    const before = counters().drop_ipv6_ext_chain!;
+    const ext = Array.from({ length: 9 }, () => ({ type: 60 }));
+    expect(verdict(1, { v: 6, proto: TCP, dport: 80, ext })).toBe('drop');
+    expect(counters().drop_ipv6_ext_chain).toBe(before + 1);
+    expect(lastReason()).toBe(8);
+  });
+  it('later fragments and unknown next headers pass "allow all protocols" (no ports needed)', () => {
+    expect(verdict(1, { v: 6, proto: TCP, ext: [{ type: 44, fragOffset: 100 }] })).toBe('deliver');
+    expect(verdict(1, { v: 4, proto: TCP, ipv4FragOffset: 100 })).toBe('deliver');
+    expect(verdict(1, { v: 6, proto: 253 })).toBe('deliver');
+  });
+});
+
+describe('allow TCP/80 from X only: what carries no ports is dropped and counted', () => {
+  it('IPv6 and IPv4 later fragments', () => {
+    const before = counters().drop_fragment!;
+    expect(verdict(2, { v: 6, proto: TCP, ext: [{ type: 60 }, { type: 44, fragOffset: 1, more: true }] })).toBe('drop');
+    expect(lastReason()).toBe(7);
+    expect(verdict(2, { v: 4, proto: TCP, ipv4FragOffset: 185 })).toBe('drop');
+    expect(counters().drop_fragment).toBe(before + 2);
+    // the first fragment is judged by its ports
+    expect(verdict(2, { v: 6, proto: TCP, dport: 80, ext: [{ type: 44, more: true }] })).toBe('deliver');
+  });
+  it('unknown next headers (ESP, experimental 253), alone or after a known one', () => {
+    const before = counters().drop_ipv6_ext_chain!;
+    expect(verdict(2, { v: 6, proto: 50 })).toBe('drop');
+    expect(verdict(2, { v: 6, proto: 253, ext: [{ type: 60 }] })).toBe('drop');
+    expect(counters().drop_ipv6_ext_chain).toBe(before + 2);
+    expect(lastReason()).toBe(8);
+  });
+  it('UDP behind a destination-options header is UDP to its port (not allowed here)', () => {
+    expect(verdict(2, { v: 6, proto: UDP, dport: 80, ext: [{ type: 60 }] })).toBe('drop');
+    expect(lastReason()).toBe(2);
+  });
+  it('ICMPv6 carried in IPv4 is no ICMP error that passes as related', () => {
+    expect(verdict(2, { v: 4, proto: 58, dport: 0, sport: 0x0100 })).toBe('drop'); // type 1 = destination unreachable in ICMPv6
+  });
+});
+
+describe('ICMP errors pass only about a tracked flow of their destination', () => {
+  // type 3 code 3 (port unreachable) / ICMPv6 type 1 code 4, quoting the first 28 / 48 bytes of what `quotedFrom` sent
+  const error = (v: 4 | 6, from: Buffer, to: Buffer, quoted: Buffer) =>
+    l4Packet({ v, src: from, dst: to, proto: v === 4 ? 1 : 58, sport: v === 4 ? 0x0303 : 0x0104, dport: 0, payload: quoted.subarray(0, v === 4 ? 28 : 48) });
+  for (const v of [4, 6] as const) {
+    it(`IPv${v}: forged, then about a real flow, then quoting someone else's packet`, () => {
+      const port = sport++;
+      // what endpoint 2 would have sent to X on a flow X opened (X:port -> ep2:80)
+      const reply = l4Packet({ v, src: DST[2][v], dst: SRC[v], proto: TCP, sport: 80, dport: port, tcpFlags: 0x12 });
+      expect(d.native.policyCheck(error(v, SRC[v], DST[2][v], reply), X)).toBe('drop'); // no such flow yet
+      expect(verdict(2, { v, proto: TCP, dport: 80, sport: port })).toBe('deliver');
+      expect(d.native.policyCheck(error(v, SRC[v], DST[2][v], reply), X)).toBe('deliver');
+      // quoting a packet the error's destination did not send
+      const toOther = l4Packet({ v, src: DST[1][v], dst: SRC[v], proto: TCP, sport: 80, dport: port, tcpFlags: 0x12 });
+      expect(d.native.policyCheck(error(v, SRC[v], DST[2][v], toOther), X)).toBe('drop');
+    });
+  }
+});
+
+describe('malformed chains are refused before policy', () => {
+  it('an extension header running past the packet', () => {
+    const p = l4Packet({ v: 6, src: SRC[6], dst: DST[1][6], proto: TCP, dport: 80, ext: [{ type: 60 }] });
+    p[41] = 10; // claims 88 bytes
+    expect(d.native.policyCheck(p, X)).toBe('malformed');
+    const q = l4Packet({ v: 6, src: SRC[6], dst: DST[1][6], proto: TCP, dport: 80, ext: [{ type: 60 }] });
+    expect(d.native.policyCheck(q.subarray(0, 44), X)).toBe('malformed'); // parse_ip refuses a payload length past the end
+  });
+  it('a TCP header cut short behind the chain', () => {
+    const p = l4Packet({ v: 6, src: SRC[6], dst: DST[1][6], proto: TCP, dport: 80, ext: [{ type: 60 }] });
+    const cut = p.subarray(0, 40 + 8 + 10);
+    cut.writeUInt16BE(18, 4);
+    expect(d.native.policyCheck(cut, X)).toBe('malformed');
+  });
+});
