@@ -62,7 +62,7 @@ import {
 } from '../controlplane/records/index.js';
 import { Admission } from './admission.js';
 import type { Logger } from '../log.js';
-import { parseIP, parsePrefix, prefixContains } from '../net/ip.js';
+import { formatPrefix, parseIP, parsePrefix, prefixContains } from '../net/ip.js';
 import { validateEndpoint } from './api.js';
 import { generatePrivateKey } from '../wireguard/crypto.js';
 import { WireGuardDevice } from '../wireguard/device.js';
@@ -142,6 +142,15 @@ export class Agent extends EventEmitter {
   private readonly remoteStatus = new Map<string, MetricsSnapshot['remotes'][number]>();
   private stopped = false;
   readonly startedAt = Date.now();
+
+  /** Interfaces the world reaches our pods through (rule 2002). */
+  private hairpinUnderlay: string[] = [];
+  /**
+   * Node addresses in peers' allowed IPs (a pod's packets to another node go
+   * through that node's tunnel): each address to the first peer that claims it;
+   * the others that claim it, in order, take over when it goes.
+   */
+  private readonly nodeAddressClaims = new Map<string, string[]>();
 
   /** Routes we installed into the TUN (all peers' CIDRs point at the same device). */
   private readonly installedRoutes = new Set<string>();
@@ -758,11 +767,12 @@ export class Agent extends EventEmitter {
     const addr = rec.addresses.find((a) => parseIP(a)!.length === mine.length) ?? rec.addresses[0]!;
     this.dev.setPeerEndpoint(peer, { host: addr, port: rec.port });
     const routes = [...rec.podCIDRs, ...relayed];
-    this.dev.setPeerAllowedIPs(peer, routes.map((c) => parsePrefix(c)));
     const old = this.peers.get(id);
     if (old) this.releaseRoutes(old.routes);
     this.claimRoutes(routes);
     this.peers.set(id, { record: rec, peer, routes, relayed });
+    this.claimNodeAddresses(id, rec.addresses);
+    this.programAllowedIPs(id);
     if (this.datapath) {
       this.datapath.setNode(id, rec.addresses);
       this.datapath.peerIdentity(peer.id, [rec.clusterId, ...this.relayedClusterIds(id, relayed)]);
@@ -783,18 +793,33 @@ export class Agent extends EventEmitter {
   }
 
   /**
-   * Pod-to-pod traffic on this node goes through the TUN too, so the data
-   * path checks it like any other (hairpin): packets from our pod CIDRs look
-   * up table 2004 first, which sends our own pod CIDRs into the TUN; what the
-   * data path writes back into the TUN is routed by the main table.
+   * Every packet of a pod crosses the TUN, so the data path is the one place
+   * policy is enforced (docs/architecture.md, "One enforcement point"):
+   *
+   *   pref 2002  iif <underlay> to <our pod CIDR>  lookup 2004   the world reaching our pods (ingress policy, world/CIDR identity)
+   *   pref 2003  iif <TUN>                         lookup main   what the data path writes back is routed normally
+   *   pref 2004  from <our pod CIDR>               lookup 2004   everything our pods send (egress policy)
+   *   table 2004: <our pod CIDR> dev <TUN>, default dev <TUN>
+   *
+   * Same-node pod-to-pod traffic is checked and written back (hairpin); a pod's
+   * packet no tunnel takes (the world) is written back after its egress check
+   * and the kernel routes it out of the node; the world's packets to our pods
+   * come in from the underlay, into the TUN, get the destination's ingress
+   * check and are written back to the pod. Packets for this node's own
+   * addresses are delivered by the local table (pref 0) before any of this.
    */
   private installHairpinRouting(): void {
     const tun = this.dev.tunName;
+    const underlay = this.underlayDevices();
+    this.hairpinUnderlay = underlay;
     const ops: string[] = [];
     for (const cidr of this.cfg.node.podCIDRs) {
       const fam = cidr.includes(':') ? '-6' : '-4';
-      ops.push(`${fam} rule del pref 2003 iif ${tun} lookup main`, `${fam} rule del pref 2004 from ${cidr} lookup 2004`);
-      ops.push(`${fam} rule add pref 2003 iif ${tun} lookup main`, `${fam} rule add pref 2004 from ${cidr} lookup 2004`, `${fam} route replace ${cidr} dev ${tun} table 2004`);
+      const dflt = cidr.includes(':') ? '::/0' : '0.0.0.0/0';
+      ops.push(...this.hairpinRuleDeletes(cidr, underlay));
+      ops.push(`${fam} rule add pref 2003 iif ${tun} lookup main`, `${fam} rule add pref 2004 from ${cidr} lookup 2004`);
+      for (const dev of underlay) ops.push(`${fam} rule add pref 2002 iif ${dev} to ${cidr} lookup 2004`);
+      ops.push(`${fam} route replace ${cidr} dev ${tun} table 2004`, `${fam} route replace ${dflt} dev ${tun} table 2004`);
     }
     for (const op of ops) {
       try {
@@ -803,6 +828,7 @@ export class Agent extends EventEmitter {
         if (!op.includes(' del ')) this.log.warn({ op, err: String((err as { stderr?: Buffer }).stderr ?? err).trim() }, 'hairpin routing step failed');
       }
     }
+    if (underlay.length === 0) this.log.warn({ addresses: this.cfg.node.addresses }, 'no interface holds the node addresses: traffic from outside the mesh to pods will not meet ingress policy');
     try {
       execFileSync('sysctl', ['-qw', `net.ipv4.conf.${tun}.rp_filter=0`]);
     } catch {
@@ -810,16 +836,83 @@ export class Agent extends EventEmitter {
     }
   }
 
+  /** Interfaces holding the node's (underlay) addresses: where traffic from outside the mesh arrives. */
+  private underlayDevices(): string[] {
+    try {
+      const links = JSON.parse(execFileSync('ip', ['-j', 'addr', 'show'], { encoding: 'utf8' })) as Array<{ ifname: string; addr_info?: Array<{ local?: string }> }>;
+      const mine = new Set(this.cfg.node.addresses.map((a) => formatIP(parseIP(a)!)));
+      return [...new Set(links.filter((l) => l.ifname !== this.dev.tunName && l.ifname !== 'lo' && (l.addr_info ?? []).some((a) => a.local && parseIP(a.local) && mine.has(formatIP(parseIP(a.local)!)))).map((l) => l.ifname))];
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'cannot list interfaces');
+      return [];
+    }
+  }
+
+  private hairpinRuleDeletes(cidr: string, underlay: string[]): string[] {
+    const fam = cidr.includes(':') ? '-6' : '-4';
+    return [
+      `${fam} rule del pref 2003 iif ${this.dev.tunName} lookup main`,
+      `${fam} rule del pref 2004 from ${cidr} lookup 2004`,
+      ...underlay.map((dev) => `${fam} rule del pref 2002 iif ${dev} to ${cidr} lookup 2004`),
+    ];
+  }
+
   private removeHairpinRouting(): void {
-    for (const cidr of this.cfg.node.podCIDRs) {
-      const fam = cidr.includes(':') ? '-6' : '-4';
-      for (const op of [`${fam} rule del pref 2003 iif ${this.dev.tunName} lookup main`, `${fam} rule del pref 2004 from ${cidr} lookup 2004`])
+    for (const cidr of this.cfg.node.podCIDRs)
+      for (const op of this.hairpinRuleDeletes(cidr, this.hairpinUnderlay))
         try {
           execFileSync('ip', op.split(' '), { stdio: 'ignore' });
         } catch {
           /* already gone */
         }
+  }
+
+  /**
+   * A peer's allowed IPs: its pod CIDRs, the CIDRs it relays and (mesh mode)
+   * the node addresses it holds, so a pod's packets to another node's address
+   * go through that node's tunnel (encrypted, tagged, its reply comes back the
+   * same way) instead of leaving in the clear.
+   */
+  private programAllowedIPs(id: string): void {
+    const st = this.peers.get(id);
+    if (!st) return;
+    const addrs = [...this.nodeAddressClaims].filter(([, ids]) => ids[0] === id).map(([a]) => a);
+    this.dev.setPeerAllowedIPs(st.peer, [...st.routes, ...addrs].map((c) => parsePrefix(c)));
+  }
+
+  /**
+   * Records which node addresses peer `id` claims now. An address goes to the
+   * first peer that claims it (a node must not take over another's address, nor
+   * a pod address: one inside any pinned cluster's pod CIDRs or any peer's
+   * routes is never taken); when the holder lets go, the next claimant gets it.
+   */
+  private claimNodeAddresses(id: string, addresses: string[]): void {
+    if (!this.datapath) return;
+    const mine = new Set(this.cfg.node.addresses.map((a) => formatPrefix(parsePrefix(a))));
+    const podSpace = [...this.trust.pinned().flatMap((c) => c.podCIDRs), ...this.cfg.node.podCIDRs.map((c) => parsePrefix(c)), ...[...this.routeRefs.keys()].map((c) => parsePrefix(c))];
+    const want = new Set(
+      addresses
+        .map((a) => parsePrefix(a))
+        .filter((p) => !mine.has(formatPrefix(p)) && !podSpace.some((c) => c.addr.length === p.addr.length && prefixContains(c, p.addr)))
+        .map((p) => formatPrefix(p)),
+    );
+    const handOver = new Set<string>();
+    for (const [a, ids] of this.nodeAddressClaims) {
+      const i = ids.indexOf(id);
+      if (i < 0 || want.has(a)) continue;
+      ids.splice(i, 1);
+      if (i === 0 && ids[0]) handOver.add(ids[0]);
+      if (ids.length === 0) this.nodeAddressClaims.delete(a);
     }
+    for (const a of want) {
+      const ids = this.nodeAddressClaims.get(a);
+      if (!ids) this.nodeAddressClaims.set(a, [id]);
+      else if (!ids.includes(id)) {
+        ids.push(id);
+        this.log.warn({ address: a, holder: ids[0], claimant: id }, 'two nodes claim one address: it stays with the first');
+      }
+    }
+    for (const other of handOver) if (other !== id) this.programAllowedIPs(other);
   }
 
   private claimRoutes(routes: string[]): void {
@@ -842,6 +935,7 @@ export class Agent extends EventEmitter {
     this.releaseRoutes(st.routes);
     this.dev.removePeer(st.peer.publicKey);
     this.peers.delete(id);
+    this.claimNodeAddresses(id, []);
     this.datapath?.setNode(id, null);
     this.services?.schedule();
     this.log.debug({ peer: id }, 'peer removed');

@@ -16,6 +16,7 @@ const char* const kPolicyCounterNames[kPolCounterCount] = {
     "conntrack_full",
     "policy_hairpin_packets",
     "policy_redirected_flows",
+    "policy_to_kernel_packets",
 };
 
 bool parse_l4(const uint8_t* pkt, const IpInfo& ip, PacketView* out) {
@@ -191,7 +192,7 @@ PolicyEngine::CheckResult PolicyEngine::check(const Endpoint& ep, CtScope scope,
   return redirect ? kCheckRedirect : kCheckPass;
 }
 
-PolicyEngine::TxAction PolicyEngine::tx(const PacketView& pv, uint64_t wall_ms, uint32_t* wire_identity) {
+PolicyEngine::TxAction PolicyEngine::tx(const PacketView& pv, uint64_t wall_ms, uint32_t* wire_identity, bool* src_local) {
   IpcacheValue s{kIdentityWorld, 0}, d{kIdentityWorld, 0};
   ipcache_.lookup(pv.ip.src, pv.ip.addr_len, &s);
   ipcache_.lookup(pv.ip.dst, pv.ip.addr_len, &d);
@@ -205,6 +206,7 @@ PolicyEngine::TxAction PolicyEngine::tx(const PacketView& pv, uint64_t wall_ms, 
     auto it = endpoints_.find(d.endpoint);
     if (it != endpoints_.end()) de = &it->second;
   }
+  if (src_local) *src_local = se != nullptr;
   uint32_t src_id = se ? se->identity : s.identity;
   uint32_t dst_id = de ? de->identity : d.identity;
   uint8_t flags = de ? 2 : 0;

@@ -585,6 +585,7 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
     uint8_t key[40];
     PolicyEngine::TxAction action;
     uint32_t identity;
+    bool src_local;
   } last_verdict;
   PeerCtx* last = nullptr;
   auto ctx_for = [&](Peer* p) -> PeerCtx& {
@@ -607,6 +608,7 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
     uint8_t* plain = s.plain;
     Peer* p = s.peer;
     uint32_t identity = kIdentityWorld;
+    bool src_local = false;  // a local endpoint sent it (and its egress policy passed)
     if (!p) {
       IpInfo ip;
       if (!parse_ip(plain, s.len, &ip)) {
@@ -649,12 +651,14 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
         if (plain_flags && last_verdict.valid && std::memcmp(last_verdict.key, key, sizeof key) == 0) {
           action = last_verdict.action;
           identity = last_verdict.identity;
+          src_local = last_verdict.src_local;
         } else {
-          action = pe->tx(pv, wall, &identity);
+          action = pe->tx(pv, wall, &identity, &src_local);
           last_verdict.valid = action != PolicyEngine::kTxDrop && action != PolicyEngine::kTxRedirect;
           std::memcpy(last_verdict.key, key, sizeof key);
           last_verdict.action = action;
           last_verdict.identity = identity;
+          last_verdict.src_local = src_local;
         }
         if (action == PolicyEngine::kTxDrop) continue;
         if (action == PolicyEngine::kTxRedirect) {
@@ -671,6 +675,15 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
       uint32_t id = allowed_.lookup(ip.dst, ip.addr_len);
       p = id == AllowedIPs::kNoPeer ? nullptr : find_peer(id);
       if (!p) {
+        // No tunnel takes it: a pod's packet to the world (or to a node address
+        // without a tunnel) after its egress check goes back to the kernel, which
+        // routes it out of the node (rule 2003: what the TUN writes is routed by
+        // the main table). Anything else (the host's own packets) has no route.
+        if (src_local) {
+          pe->count_to_kernel();
+          hairpin(plain, s.len);
+          continue;
+        }
         count(kDropNoRoute);
         continue;
       }
