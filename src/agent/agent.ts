@@ -180,10 +180,10 @@ export class Agent extends EventEmitter {
         const old = this.endpoints.get(k);
         if (rec) {
           this.endpoints.set(k, rec);
-          this.datapath?.upsertEndpoint(rec);
+          this.datapath?.upsertEndpoint(k, rec);
         } else if (old) {
           this.endpoints.delete(k);
-          this.datapath?.removeEndpoint(old.ip);
+          this.datapath?.removeEndpoint(k);
         }
         this.services?.schedule();
       },

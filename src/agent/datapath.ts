@@ -57,7 +57,8 @@ export class PolicyDatapath extends EventEmitter {
   readonly compiled = new Map<string, EndpointPolicy>();
   /** The ipcache: every prefix with the sources that put it there (ipcache.ts); flushed as batches. */
   readonly ipcache = new IpcacheTable();
-  private readonly endpointsByIp = new Map<string, EndpointRecord>();
+  private readonly endpointRecords = new Map<string, EndpointRecord>(); // by etcd key
+  private readonly endpointsByIp = new Map<string, Map<string, EndpointRecord>>(); // ip -> etcd key -> record
   private readonly nodeAddresses = new Map<string, string[]>(); // node id -> addresses
   private dirty = false;
   private scheduled = false;
@@ -121,20 +122,41 @@ export class PolicyDatapath extends EventEmitter {
     if (this.policies.delete(etcdKey)) this.markDirty();
   }
 
-  upsertEndpoint(rec: EndpointRecord): void {
-    const old = this.endpointsByIp.get(rec.ip);
-    this.endpointsByIp.set(rec.ip, rec);
+  /**
+   * An endpoint record, by its etcd key (the owner of its ipcache entry): two
+   * records may name one address for a while (a pod moved to another node, the
+   * old record not expired yet); the latest wins and the other's removal leaves it.
+   */
+  upsertEndpoint(key: string, rec: EndpointRecord): void {
+    const old = this.endpointRecords.get(key);
+    if (old && old.ip !== rec.ip) this.removeEndpoint(key);
+    this.endpointRecords.set(key, rec);
+    let byIp = this.endpointsByIp.get(rec.ip);
+    if (!byIp) this.endpointsByIp.set(rec.ip, (byIp = new Map()));
+    byIp.delete(key); // (re)inserted last: the latest record describes the address
+    byIp.set(key, rec);
     this.endpointText.clear();
-    if (old && old.identity === rec.identity && old.node === rec.node) return;
-    this.ipcache.set(rec.ip, 'endpoint', 'endpoint', { identity: rec.identity ?? RESERVED.world, endpoint: this.localEndpointId(rec) });
+    if (old && old.ip === rec.ip && old.identity === rec.identity && old.node === rec.node) return;
+    this.ipcache.set(rec.ip, `ep:${key}`, 'endpoint', { identity: rec.identity ?? RESERVED.world, endpoint: this.localEndpointId(rec) });
     this.scheduleFlush();
   }
 
-  removeEndpoint(ip: string): void {
-    if (!this.endpointsByIp.delete(ip)) return;
+  removeEndpoint(key: string): void {
+    const old = this.endpointRecords.get(key);
+    if (!old) return;
+    this.endpointRecords.delete(key);
+    const byIp = this.endpointsByIp.get(old.ip);
+    byIp?.delete(key);
+    if (byIp?.size === 0) this.endpointsByIp.delete(old.ip);
     this.endpointText.clear();
-    this.ipcache.delete(ip, 'endpoint');
+    this.ipcache.delete(old.ip, `ep:${key}`);
     this.scheduleFlush();
+  }
+
+  /** The latest endpoint record naming `ip`. */
+  private endpointAt(ip: string): EndpointRecord | undefined {
+    const byIp = this.endpointsByIp.get(ip);
+    return byIp ? [...byIp.values()].at(-1) : undefined;
   }
 
   /** Node addresses: ours are `host`, every other node's `remote-node`. */
@@ -416,7 +438,7 @@ export class PolicyDatapath extends EventEmitter {
 
   private describeEndpoint(ip: string, identity: number): Omit<FlowEndpoint, 'ip' | 'port'> {
     const e: Omit<FlowEndpoint, 'ip' | 'port'> = { identity };
-    const rec = ip ? this.endpointsByIp.get(ip) : undefined;
+    const rec = ip ? this.endpointAt(ip) : undefined;
     const labels = this.universe.identities.get(identity);
     if (identity >= LOCAL_SCOPE) {
       const c = [...this.universe.cidrs.entries()].find(([, v]) => v.id === identity);

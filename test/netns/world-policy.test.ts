@@ -157,7 +157,7 @@ manifests:
     rmSync(dir, { recursive: true, force: true });
   }, 60_000);
 
-  it('egress toCIDR allows the one outside host and denies the other (TCP, ICMP) and other nodes' addresses', async () => {
+  it("egress toCIDR allows the one outside host and denies the other (TCP, ICMP) and other nodes' addresses", async () => {
     expect(await podReaches('e', [H1, H2])).toEqual([H2]);
     expect(ping(pod('e').netns, H2)).toBe(true);
     expect(ping(pod('e').netns, H1)).toBe(false);

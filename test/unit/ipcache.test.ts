@@ -108,3 +108,78 @@ describe('ipcache owners', () => {
     expect(t.takeChanges().size).toBe(0);
   });
 });
+
+// The same, through PolicyDatapath (the agent's side) with a device that only records ipcache writes.
+describe('PolicyDatapath ipcache sources', () => {
+  async function setup() {
+    const { PolicyDatapath } = await import('../../src/agent/datapath.js');
+    const native = new Map<string, { identity: number; endpoint: number }>();
+    const dev = {
+      enablePolicy: () => undefined,
+      setEndpointPolicy: () => undefined,
+      removeEndpoint: () => undefined,
+      ipcacheUpdate: (ups: Buffer, dels: Buffer) => {
+        const key = (row: Buffer) => `${[...row.subarray(12, 12 + row[0]!)].join('.')}/${row[1]}`;
+        for (let o = 0; o < dels.length; o += 28) native.delete(key(dels.subarray(o, o + 28)));
+        for (let o = 0; o < ups.length; o += 28) native.set(key(ups.subarray(o, o + 28)), { identity: ups.readUInt32LE(o + 4), endpoint: ups.readUInt32LE(o + 8) });
+      },
+    };
+    const log = { info: () => undefined, warn: () => undefined, debug: () => undefined, error: () => undefined };
+    const dp = new PolicyDatapath(dev as never, 'c1', 'n1', { defaultLocalCluster: true }, log as never);
+    const settle = () => new Promise((r) => setImmediate(r));
+    return { dp, native, settle };
+  }
+  const rec = (ip: string, node: string, identity: number) => ({ ip, cluster: 'c1', node, namespace: 'y', name: 'b', labels: { pod: 'b' }, identity });
+
+  it('regression: a policy whose ipBlock names a pod neither changes the pod nor removes it when deleted', async () => {
+    const { parse } = await import('yaml');
+    const { validateManifest } = await import('../../src/manifests/validate.js');
+    const { dp, native, settle } = await setup();
+    dp.upsertEndpoint('k/n2/100.65.2.12', rec('100.65.2.12', 'n2', POD));
+    await settle();
+    expect(native.get('100.65.2.12/32')).toEqual({ identity: POD, endpoint: 0 });
+    const m = validateManifest(parse(`apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: to-b, namespace: x }
+spec:
+  podSelector: { matchLabels: { pod: a } }
+  policyTypes: [Egress]
+  egress: [{ to: [{ ipBlock: { cidr: 100.65.2.12/32 } }] }]
+`));
+    dp.upsertPolicy('p/x/to-b', 'c1', 'x/knp.to-b', m);
+    await settle();
+    expect(dp.universe.cidrs.has('100.65.2.12/32')).toBe(true);
+    expect(native.get('100.65.2.12/32')).toEqual({ identity: POD, endpoint: 0 });
+    dp.removePolicy('p/x/to-b');
+    await settle();
+    expect(dp.universe.cidrs.size).toBe(0);
+    expect(native.get('100.65.2.12/32')).toEqual({ identity: POD, endpoint: 0 });
+  });
+
+  it('two endpoint records for one address (a pod moved): removing the stale one keeps the new one', async () => {
+    const { dp, native, settle } = await setup();
+    dp.upsertEndpoint('k/n2/100.65.2.12', rec('100.65.2.12', 'n2', POD));
+    dp.upsertEndpoint('k/n3/100.65.2.12', rec('100.65.2.12', 'n3', POD + 1));
+    await settle();
+    expect(native.get('100.65.2.12/32')?.identity).toBe(POD + 1);
+    dp.removeEndpoint('k/n2/100.65.2.12');
+    await settle();
+    expect(native.get('100.65.2.12/32')?.identity).toBe(POD + 1);
+    dp.removeEndpoint('k/n3/100.65.2.12');
+    await settle();
+    expect(native.has('100.65.2.12/32')).toBe(false);
+  });
+
+  it("a node's address and the router address stay host / remote-node whatever else names them", async () => {
+    const { dp, native, settle } = await setup();
+    dp.setNode('c1/n1', ['198.18.1.10', '100.65.1.1']);
+    dp.setNode('c1/n2', ['198.18.1.11']);
+    dp.upsertEndpoint('k/n1/100.65.1.1', rec('100.65.1.1', 'n1', POD));
+    await settle();
+    expect(native.get('100.65.1.1/32')?.identity).toBe(HOST);
+    dp.setNode('c1/n2', null);
+    await settle();
+    expect(native.has('198.18.1.11/32')).toBe(false);
+    expect(native.get('198.18.1.10/32')?.identity).toBe(HOST);
+  });
+});
