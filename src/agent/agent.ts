@@ -143,6 +143,10 @@ export class Agent extends EventEmitter {
   private stopped = false;
   readonly startedAt = Date.now();
 
+  /** Pods' IPv4 packets to this node's own addresses cross the TUN (rules 9-13, local rule at 100). */
+  private ownNodeV4 = false;
+  /** ip_early_demux before we turned it off (restored at stop). */
+  private earlyDemuxWas: string | undefined;
   /** Interfaces the world reaches our pods through (rule 2002). */
   private hairpinUnderlay: string[] = [];
   /**
@@ -431,13 +435,23 @@ export class Agent extends EventEmitter {
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'cannot set accept_local on the TUN (in a container: sysctl net.ipv4.conf.default.accept_local=1): the gateway will not reach backends on this node');
     }
-    this.datapath?.setNode(this.id, [...this.cfg.node.addresses, this.routerAddress]);
+    // this node's own addresses are `host` to its pods (they reach them through the TUN): the DNS address too
+    const dns = this.cfg.services.dns;
+    this.datapath?.setNode(this.id, [...new Set([...this.cfg.node.addresses, this.routerAddress, ...(dns.enabled ? [dns.address] : [])])]);
   }
 
   private gatewayRecord(): GatewayRecord | undefined {
     const g = this.cfg.gateway;
     if (!g) return undefined;
     return { cluster: this.cfg.cluster.name, node: this.cfg.node.name, address: g.address, ...(g.region ? { region: g.region } : {}), listeners: g.listeners.map((l) => ({ service: l.service, port: l.port, listenPort: l.listenPort })) };
+  }
+
+  private ipOut(args: string[]): string {
+    try {
+      return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    } catch {
+      return '';
+    }
   }
 
   private ip(args: string[]): void {
@@ -794,33 +808,28 @@ export class Agent extends EventEmitter {
 
   /**
    * Every packet of a pod crosses the TUN, so the data path is the one place
-   * policy is enforced (docs/architecture.md, "One enforcement point"):
+   * policy is enforced (docs/architecture.md, "One enforcement point"). IPv4:
    *
-   *   pref 2002  iif <underlay> to <our pod CIDR>  lookup 2004   the world reaching our pods (ingress policy, world/CIDR identity)
-   *   pref 2003  iif <TUN>                         lookup main   what the data path writes back is routed normally
-   *   pref 2004  from <our pod CIDR>               lookup 2004   everything our pods send (egress policy)
+   *   pref 9     to <pods' gateway, DNS address>     lookup local   ARP for the gateway is answered only if local
+   *   pref 10    iif <TUN>                           lookup local   what the data path writes back: ours to deliver,
+   *   pref 11    iif <TUN>                           lookup main    or routed normally (never into rule 13 again)
+   *   pref 12    iif lo                              lookup local   the host's own packets: as before
+   *   pref 13    from <our pod CIDR>                 lookup 2004    everything our pods send, to this node's own
+   *                                                                 addresses too (egress policy, identity host)
+   *   pref 100   lookup local                                       the kernel's pref 0 rule, moved behind ours
+   *   pref 2002  iif <underlay> to <our pod CIDR>    lookup 2004    the world reaching our pods (ingress policy)
    *   table 2004: <our pod CIDR> dev <TUN>, default dev <TUN>
    *
-   * Same-node pod-to-pod traffic is checked and written back (hairpin); a pod's
-   * packet no tunnel takes (the world) is written back after its egress check
-   * and the kernel routes it out of the node; the world's packets to our pods
-   * come in from the underlay, into the TUN, get the destination's ingress
-   * check and are written back to the pod. Packets for this node's own
-   * addresses are delivered by the local table (pref 0) before any of this.
+   * IPv6 keeps the local rule at pref 0 (link-local gateways, neighbour
+   * discovery): pref 2003 iif <TUN> lookup main, pref 2004 from <pod CIDR>
+   * lookup 2004, and pref 2002 as above, so a pod's IPv6 packets to this node's
+   * own addresses are delivered without a check.
    */
   private installHairpinRouting(): void {
-    const tun = this.dev.tunName;
     const underlay = this.underlayDevices();
     this.hairpinUnderlay = underlay;
-    const ops: string[] = [];
-    for (const cidr of this.cfg.node.podCIDRs) {
-      const fam = cidr.includes(':') ? '-6' : '-4';
-      const dflt = cidr.includes(':') ? '::/0' : '0.0.0.0/0';
-      ops.push(...this.hairpinRuleDeletes(cidr, underlay));
-      ops.push(`${fam} rule add pref 2003 iif ${tun} lookup main`, `${fam} rule add pref 2004 from ${cidr} lookup 2004`);
-      for (const dev of underlay) ops.push(`${fam} rule add pref 2002 iif ${dev} to ${cidr} lookup 2004`);
-      ops.push(`${fam} route replace ${cidr} dev ${tun} table 2004`, `${fam} route replace ${dflt} dev ${tun} table 2004`);
-    }
+    this.ownNodeV4 = this.cfg.node.podCIDRs.some((c) => !c.includes(':')) && this.disableEarlyDemux();
+    const ops = [...this.hairpinRemove(), ...this.hairpinInstall()];
     for (const op of ops) {
       try {
         execFileSync('ip', op.split(' '), { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -830,10 +839,72 @@ export class Agent extends EventEmitter {
     }
     if (underlay.length === 0) this.log.warn({ addresses: this.cfg.node.addresses }, 'no interface holds the node addresses: traffic from outside the mesh to pods will not meet ingress policy');
     try {
-      execFileSync('sysctl', ['-qw', `net.ipv4.conf.${tun}.rp_filter=0`]);
+      execFileSync('sysctl', ['-qw', `net.ipv4.conf.${this.dev.tunName}.rp_filter=0`]);
     } catch {
       /* no IPv4 on this node */
     }
+  }
+
+  private hairpinInstall(): string[] {
+    const tun = this.dev.tunName;
+    const v4 = this.cfg.node.podCIDRs.filter((c) => !c.includes(':'));
+    const v6 = this.cfg.node.podCIDRs.filter((c) => c.includes(':'));
+    const ops: string[] = [];
+    if (v4.length && !this.ownNodeV4) {
+      // as IPv6 (below): the pod's packets to this node's own addresses are delivered unchecked
+      ops.push(`-4 rule add pref 2003 iif ${tun} lookup main`);
+      for (const c of v4) ops.push(`-4 rule add pref 2004 from ${c} lookup 2004`);
+    } else if (v4.length) {
+      for (const g of this.podGateways()) ops.push(`-4 rule add pref 9 to ${g} lookup local`);
+      ops.push(`-4 rule add pref 10 iif ${tun} lookup local`, `-4 rule add pref 11 iif ${tun} lookup main`, '-4 rule add pref 12 iif lo lookup local');
+      for (const c of v4) ops.push(`-4 rule add pref 13 from ${c} lookup 2004`);
+      // the kernel's local rule moves behind ours: added at 100 first, so there is always one
+      ops.push('-4 rule add pref 100 lookup local', '-4 rule del pref 0 lookup local');
+    }
+    if (v6.length) {
+      ops.push(`-6 rule add pref 2003 iif ${tun} lookup main`);
+      for (const c of v6) ops.push(`-6 rule add pref 2004 from ${c} lookup 2004`);
+    }
+    for (const c of [...v4, ...v6]) {
+      const fam = c.includes(':') ? '-6' : '-4';
+      for (const dev of this.hairpinUnderlay) ops.push(`${fam} rule add pref 2002 iif ${dev} to ${c} lookup 2004`);
+      ops.push(`${fam} route replace ${c} dev ${tun} table 2004`, `${fam} route replace ${c.includes(':') ? '::/0' : '0.0.0.0/0'} dev ${tun} table 2004`);
+    }
+    return ops;
+  }
+
+  /** Undoes hairpinInstall (also what a crashed run left): the local rule back at pref 0 first. */
+  private hairpinRemove(): string[] {
+    const tun = this.dev.tunName;
+    const v4 = this.cfg.node.podCIDRs.filter((c) => !c.includes(':'));
+    const v6 = this.cfg.node.podCIDRs.filter((c) => c.includes(':'));
+    const ops: string[] = [];
+    if (v4.length) {
+      // (`ip rule add` makes duplicates: the local rule goes back at pref 0 only where it is missing)
+      if (!this.ipOut(['-4', 'rule', 'list', 'pref', '0']).includes('lookup local')) ops.push('-4 rule add pref 0 lookup local');
+      ops.push('-4 rule del pref 100 lookup local');
+      for (const g of this.podGateways()) ops.push(`-4 rule del pref 9 to ${g} lookup local`);
+      ops.push(`-4 rule del pref 10 iif ${tun} lookup local`, `-4 rule del pref 11 iif ${tun} lookup main`, '-4 rule del pref 12 iif lo lookup local');
+      for (const c of v4) ops.push(`-4 rule del pref 13 from ${c} lookup 2004`, `-4 rule del pref 2004 from ${c} lookup 2004`);
+      ops.push(`-4 rule del pref 2003 iif ${tun} lookup main`); // (earlier versions)
+    }
+    if (v6.length) {
+      ops.push(`-6 rule del pref 2003 iif ${tun} lookup main`);
+      for (const c of v6) ops.push(`-6 rule del pref 2004 from ${c} lookup 2004`);
+    }
+    for (const c of [...v4, ...v6]) for (const dev of this.hairpinUnderlay) ops.push(`${c.includes(':') ? '-6' : '-4'} rule del pref 2002 iif ${dev} to ${c} lookup 2004`);
+    return ops;
+  }
+
+  /**
+   * The pods' gateway (169.254.1.1 on every pod veth, src/testbed/pod.ts) and
+   * the service DNS address: delivered locally before rule 13, because the
+   * kernel answers a pod's ARP for its gateway only if a route lookup (with the
+   * pod's source) says local. So a pod's packets to them (DNS) are not checked.
+   */
+  private podGateways(): string[] {
+    const dns = this.cfg.services.dns;
+    return [...new Set(['169.254.1.1', ...(dns.enabled && !dns.address.includes(':') ? [dns.address] : [])])];
   }
 
   /** Interfaces holding the node's (underlay) addresses: where traffic from outside the mesh arrives. */
@@ -848,23 +919,42 @@ export class Agent extends EventEmitter {
     }
   }
 
-  private hairpinRuleDeletes(cidr: string, underlay: string[]): string[] {
-    const fam = cidr.includes(':') ? '-6' : '-4';
-    return [
-      `${fam} rule del pref 2003 iif ${this.dev.tunName} lookup main`,
-      `${fam} rule del pref 2004 from ${cidr} lookup 2004`,
-      ...underlay.map((dev) => `${fam} rule del pref 2002 iif ${dev} to ${cidr} lookup 2004`),
-    ];
+  private removeHairpinRouting(): void {
+    for (const op of this.hairpinRemove())
+      try {
+        execFileSync('ip', op.split(' '), { stdio: 'ignore' });
+      } catch {
+        /* already gone */
+      }
+    if (this.earlyDemuxWas !== undefined) {
+      try {
+        execFileSync('sysctl', ['-qw', `net.ipv4.ip_early_demux=${this.earlyDemuxWas}`]);
+      } catch {
+        /* as it is */
+      }
+    }
   }
 
-  private removeHairpinRouting(): void {
-    for (const cidr of this.cfg.node.podCIDRs)
-      for (const op of this.hairpinRuleDeletes(cidr, this.hairpinUnderlay))
-        try {
-          execFileSync('ip', op.split(' '), { stdio: 'ignore' });
-        } catch {
-          /* already gone */
-        }
+  /**
+   * IPv4 early demux off (this network namespace): with it, the kernel ties a
+   * pod's packet to this node's own TCP/UDP socket before routing, and then
+   * refuses to forward it into the TUN (ip_forward drops an skb with a socket),
+   * so every packet after a SYN from a pod to the node would be lost. Where it
+   * cannot be turned off (a read-only /proc/sys in a container), a pod's packets
+   * to its own node stay unchecked, as over IPv6.
+   */
+  private disableEarlyDemux(): boolean {
+    const knob = '/proc/sys/net/ipv4/ip_early_demux';
+    try {
+      const was = readFileSync(knob, 'utf8').trim();
+      if (was === '0') return true;
+      execFileSync('sysctl', ['-qw', 'net.ipv4.ip_early_demux=0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      this.earlyDemuxWas = was;
+      return true;
+    } catch (err) {
+      this.log.warn({ err: String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim() }, 'cannot turn IPv4 early demux off: pods\' packets to this node\'s own addresses are not checked');
+      return false;
+    }
   }
 
   /**

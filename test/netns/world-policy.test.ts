@@ -144,8 +144,8 @@ manifests:
     }
     procs.push(...(await startPodServers(st.pods, (p) => [ECHO, 'server', p.ip, '7000'])));
     procs.push(...(await startPodServers([H1, H2].map((a) => ({ netns: hosts[a]!, ip: a })), (h) => [ECHO, 'server', h.ip, '7000'])));
-    // a service on two nodes' own addresses (c1/n2 and c2/n1)
-    procs.push(...(await startPodServers([node('c1', 'n2'), node('c2', 'n1')].map((n) => ({ netns: n.netns, ip: n.address })), (n) => [ECHO, 'server', n.ip, '7100'])));
+    // a service on nodes' own addresses (c1/n1, c1/n2 and c2/n1)
+    procs.push(...(await startPodServers([node('c1', 'n1'), node('c1', 'n2'), node('c2', 'n1')].map((n) => ({ netns: n.netns, ip: n.address })), (n) => [ECHO, 'server', n.ip, '7100'])));
     await waitFor(async () => (await cidrIdentities('c1', 'n2')).includes('198.18.201.0/24') && (await cidrIdentities('c2', 'n1')).includes('198.18.200.0/24'), 30_000, 'policies compiled');
     // every pod reaches the mesh (remote identities known)
     await waitFor(async () => (await podReaches('open', [pod('r').ip, pod('b').ip])).length === 2, 30_000, 'mesh up');
@@ -206,6 +206,16 @@ manifests:
     const raw = readFileSync(pcap);
     expect(raw.length).toBeGreaterThan(100);
     expect(raw.includes(Buffer.from(pod('open').ip.split('.').map(Number)))).toBe(false);
+  });
+
+  it("a pod's traffic to its own node's addresses meets egress policy too (identity host)", async () => {
+    const own = node('c1', 'n1').address;
+    expect(await reachFrom(pod('open').netns, 7100, [own])).toEqual(new Set([own])); // no policy
+    expect(ping(pod('open').netns, own)).toBe(true);
+    expect(await reachFrom(pod('e').netns, 7100, [own])).toEqual(new Set()); // toCIDR only
+    expect(await reachFrom(pod('ew').netns, 7100, [own])).toEqual(new Set()); // the host is not the world
+    const drop = flows('c1', 'n1').filter((f) => f.source.ip === pod('ew').ip && f.destination.ip === own).at(-1);
+    expect(drop).toMatchObject({ verdict: 'DROPPED', direction: 'egress', destination: { identity: 1 } });
   });
 
   it('regression: an ipBlock naming a pod leaves that pod its identity, and deleting the policy leaves everything as before', async () => {
