@@ -588,6 +588,9 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
     bool src_local;
   } last_verdict;
   PeerCtx* last = nullptr;
+  // hairpinned and to-kernel packets, written back after the batch (they live in the TX arena until then)
+  static thread_local std::vector<std::pair<const uint8_t*, size_t>> back;
+  back.clear();
   auto ctx_for = [&](Peer* p) -> PeerCtx& {
     // a TSO super-packet's segments all go to one peer: test the last hit first
     if (last && last->peer == p) return *last;
@@ -668,7 +671,7 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
         if (action == PolicyEngine::kTxHairpin) {
           // a local backend's reply to a local client leaves as the VIP
           if (pv.has_ports) lb->reverse(plain, ip, &pv.sport, pv.dport, pv.tcp_flags, now_s);
-          hairpin(plain, s.len);
+          back.emplace_back(plain, s.len);
           continue;
         }
       }
@@ -681,7 +684,7 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
         // the main table). Anything else (the host's own packets) has no route.
         if (src_local) {
           pe->count_to_kernel();
-          hairpin(plain, s.len);
+          back.emplace_back(plain, s.len);
           continue;
         }
         count(kDropNoRoute);
@@ -745,6 +748,25 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
   }
   count(kTxPackets, out.size());
   tx_send(out);
+  if (!back.empty()) write_back(back);
+}
+
+void Device::write_back(const std::vector<std::pair<const uint8_t*, size_t>>& pkts) {
+  if (tun_.fd < 0) return;
+  if (!tun_.vnet_hdr) {
+    for (const auto& p : pkts)
+      if (write(tun_.fd, p.first, p.second) < 0) count(kTunWriteErrors);
+    return;
+  }
+  static thread_local Coalescer co(1024);
+  co.reset();
+  for (const auto& p : pkts) co.add(p.first, p.second);
+  iovec iov[2];
+  for (const auto& it : co.finish()) {
+    iov[0] = iovec{const_cast<uint8_t*>(it.vnet), kVnetHdrSize};
+    iov[1] = iovec{const_cast<uint8_t*>(it.data), it.len};
+    if (writev(tun_.fd, iov, 2) < 0) count(kTunWriteErrors);
+  }
 }
 
 void Device::tx_send(std::vector<TxOut>& out) {
