@@ -979,7 +979,7 @@ export class Agent extends EventEmitter {
   private claimNodeAddresses(id: string, addresses: string[]): void {
     if (!this.datapath) return;
     const mine = new Set(this.cfg.node.addresses.map((a) => formatPrefix(parsePrefix(a))));
-    const podSpace = [...this.trust.pinned().flatMap((c) => c.podCIDRs), ...this.cfg.node.podCIDRs.map((c) => parsePrefix(c)), ...[...this.routeRefs.keys()].map((c) => parsePrefix(c))];
+    const podSpace = [...this.trust.pinned().flatMap((c) => c.podCIDRs), ...(this.trust.facts(this.cfg.cluster.name)?.podCIDRs ?? []), ...this.cfg.node.podCIDRs.map((c) => parsePrefix(c)), ...[...this.routeRefs.keys()].map((c) => parsePrefix(c))];
     const want = new Set(
       addresses
         .map((a) => parsePrefix(a))
