@@ -64,7 +64,7 @@ import {
 } from '../controlplane/records/index.js';
 import { Admission } from './admission.js';
 import type { Logger } from '../log.js';
-import { parseIP, parsePrefix, prefixContains } from '../net/ip.js';
+import { formatPrefix, parseIP, parsePrefix, prefixContains } from '../net/ip.js';
 import { validateEndpoint } from './api.js';
 import { generatePrivateKey } from '../wireguard/crypto.js';
 import { WireGuardDevice } from '../wireguard/device.js';
@@ -81,7 +81,7 @@ import { L7Proxy } from '../proxy/proxy.js';
 import { AgentMetrics, type MetricsSnapshot } from './metrics.js';
 import { ConfigError, EndpointConflictError } from '../errors.js';
 import type { GatewayRecord } from '../controlplane/types.js';
-import { formatIP, formatPrefix } from '../net/ip.js';
+import { formatIP } from '../net/ip.js';
 
 export interface LocalEndpoint {
   name: string;
@@ -145,6 +145,19 @@ export class Agent extends EventEmitter {
   private stopped = false;
   readonly startedAt = Date.now();
 
+  /** Pods' IPv4 packets to this node's own addresses cross the TUN (rules 9-13, local rule at 100). */
+  private ownNodeV4 = false;
+  /** ip_early_demux before we turned it off (restored at stop). */
+  private earlyDemuxWas: string | undefined;
+  /** Interfaces the world reaches our pods through (rule 2002). */
+  private hairpinUnderlay: string[] = [];
+  /**
+   * Node addresses in peers' allowed IPs (a pod's packets to another node go
+   * through that node's tunnel): each address to the first peer that claims it;
+   * the others that claim it, in order, take over when it goes.
+   */
+  private readonly nodeAddressClaims = new Map<string, string[]>();
+
   /** Routes we installed into the TUN (all peers' CIDRs point at the same device). */
   private readonly installedRoutes = new Set<string>();
   /** How many peers claim each CIDR, and the CIDRs whose count changed since the last flush. */
@@ -173,10 +186,10 @@ export class Agent extends EventEmitter {
         const old = this.endpoints.get(k);
         if (rec) {
           this.endpoints.set(k, rec);
-          this.datapath?.upsertEndpoint(rec);
+          this.datapath?.upsertEndpoint(k, rec);
         } else if (old) {
           this.endpoints.delete(k);
-          this.datapath?.removeEndpoint(old.ip);
+          this.datapath?.removeEndpoint(k);
         }
         this.services?.schedule();
       },
@@ -436,13 +449,23 @@ export class Agent extends EventEmitter {
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'cannot set accept_local on the TUN (in a container: sysctl net.ipv4.conf.default.accept_local=1): the gateway will not reach backends on this node');
     }
-    this.datapath?.setNode(this.id, [...this.cfg.node.addresses, this.routerAddress]);
+    // this node's own addresses are `host` to its pods (they reach them through the TUN): the DNS address too
+    const dns = this.cfg.services.dns;
+    this.datapath?.setNode(this.id, [...new Set([...this.cfg.node.addresses, this.routerAddress, ...(dns.enabled ? [dns.address] : [])])]);
   }
 
   private gatewayRecord(): GatewayRecord | undefined {
     const g = this.cfg.gateway;
     if (!g) return undefined;
     return { cluster: this.cfg.cluster.name, node: this.cfg.node.name, address: g.address, ...(g.region ? { region: g.region } : {}), listeners: g.listeners.map((l) => ({ service: l.service, port: l.port, listenPort: l.listenPort })) };
+  }
+
+  private ipOut(args: string[]): string {
+    try {
+      return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    } catch {
+      return '';
+    }
   }
 
   private ip(args: string[]): void {
@@ -772,11 +795,12 @@ export class Agent extends EventEmitter {
     const addr = rec.addresses.find((a) => parseIP(a)!.length === mine.length) ?? rec.addresses[0]!;
     this.dev.setPeerEndpoint(peer, { host: addr, port: rec.port });
     const routes = [...rec.podCIDRs, ...relayed];
-    this.dev.setPeerAllowedIPs(peer, routes.map((c) => parsePrefix(c)));
     const old = this.peers.get(id);
     if (old) this.releaseRoutes(old.routes);
     this.claimRoutes(routes);
     this.peers.set(id, { record: rec, peer, routes, relayed });
+    this.claimNodeAddresses(id, rec.addresses);
+    this.programAllowedIPs(id);
     if (this.datapath) {
       this.datapath.setNode(id, rec.addresses);
       this.datapath.peerIdentity(peer.id, [rec.clusterId, ...this.relayedClusterIds(id, relayed)]);
@@ -797,19 +821,29 @@ export class Agent extends EventEmitter {
   }
 
   /**
-   * Pod-to-pod traffic on this node goes through the TUN too, so the data
-   * path checks it like any other (hairpin): packets from our pod CIDRs look
-   * up table 2004 first, which sends our own pod CIDRs into the TUN; what the
-   * data path writes back into the TUN is routed by the main table.
+   * Every packet of a pod crosses the TUN, so the data path is the one place
+   * policy is enforced (docs/architecture.md, "One enforcement point"). IPv4:
+   *
+   *   pref 9     to <pods' gateway, DNS address>     lookup local   ARP for the gateway is answered only if local
+   *   pref 10    iif <TUN>                           lookup local   what the data path writes back: ours to deliver,
+   *   pref 11    iif <TUN>                           lookup main    or routed normally (never into rule 13 again)
+   *   pref 12    iif lo                              lookup local   the host's own packets: as before
+   *   pref 13    from <our pod CIDR>                 lookup 2004    everything our pods send, to this node's own
+   *                                                                 addresses too (egress policy, identity host)
+   *   pref 100   lookup local                                       the kernel's pref 0 rule, moved behind ours
+   *   pref 2002  iif <underlay> to <our pod CIDR>    lookup 2004    the world reaching our pods (ingress policy)
+   *   table 2004: <our pod CIDR> dev <TUN>, default dev <TUN>
+   *
+   * IPv6 keeps the local rule at pref 0 (link-local gateways, neighbour
+   * discovery): pref 2003 iif <TUN> lookup main, pref 2004 from <pod CIDR>
+   * lookup 2004, and pref 2002 as above, so a pod's IPv6 packets to this node's
+   * own addresses are delivered without a check.
    */
   private installHairpinRouting(): void {
-    const tun = this.dev.tunName;
-    const ops: string[] = [];
-    for (const cidr of this.cfg.node.podCIDRs) {
-      const fam = cidr.includes(':') ? '-6' : '-4';
-      ops.push(`${fam} rule del pref 2003 iif ${tun} lookup main`, `${fam} rule del pref 2004 from ${cidr} lookup 2004`);
-      ops.push(`${fam} rule add pref 2003 iif ${tun} lookup main`, `${fam} rule add pref 2004 from ${cidr} lookup 2004`, `${fam} route replace ${cidr} dev ${tun} table 2004`);
-    }
+    const underlay = this.underlayDevices();
+    this.hairpinUnderlay = underlay;
+    this.ownNodeV4 = this.cfg.node.podCIDRs.some((c) => !c.includes(':')) && this.disableEarlyDemux();
+    const ops = [...this.hairpinRemove(), ...this.hairpinInstall()];
     for (const op of ops) {
       try {
         execFileSync('ip', op.split(' '), { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -817,23 +851,172 @@ export class Agent extends EventEmitter {
         if (!op.includes(' del ')) this.log.warn({ op, err: String((err as { stderr?: Buffer }).stderr ?? err).trim() }, 'hairpin routing step failed');
       }
     }
+    if (underlay.length === 0) this.log.warn({ addresses: this.cfg.node.addresses }, 'no interface holds the node addresses: traffic from outside the mesh to pods will not meet ingress policy');
     try {
-      execFileSync('sysctl', ['-qw', `net.ipv4.conf.${tun}.rp_filter=0`]);
+      execFileSync('sysctl', ['-qw', `net.ipv4.conf.${this.dev.tunName}.rp_filter=0`]);
     } catch {
       /* no IPv4 on this node */
     }
   }
 
-  private removeHairpinRouting(): void {
-    for (const cidr of this.cfg.node.podCIDRs) {
-      const fam = cidr.includes(':') ? '-6' : '-4';
-      for (const op of [`${fam} rule del pref 2003 iif ${this.dev.tunName} lookup main`, `${fam} rule del pref 2004 from ${cidr} lookup 2004`])
-        try {
-          execFileSync('ip', op.split(' '), { stdio: 'ignore' });
-        } catch {
-          /* already gone */
-        }
+  private hairpinInstall(): string[] {
+    const tun = this.dev.tunName;
+    const v4 = this.cfg.node.podCIDRs.filter((c) => !c.includes(':'));
+    const v6 = this.cfg.node.podCIDRs.filter((c) => c.includes(':'));
+    const ops: string[] = [];
+    if (v4.length && !this.ownNodeV4) {
+      // as IPv6 (below): the pod's packets to this node's own addresses are delivered unchecked
+      ops.push(`-4 rule add pref 2003 iif ${tun} lookup main`);
+      for (const c of v4) ops.push(`-4 rule add pref 2004 from ${c} lookup 2004`);
+    } else if (v4.length) {
+      for (const g of this.podGateways()) ops.push(`-4 rule add pref 9 to ${g} lookup local`);
+      ops.push(`-4 rule add pref 10 iif ${tun} lookup local`, `-4 rule add pref 11 iif ${tun} lookup main`, '-4 rule add pref 12 iif lo lookup local');
+      for (const c of v4) ops.push(`-4 rule add pref 13 from ${c} lookup 2004`);
+      // the kernel's local rule moves behind ours: added at 100 first, so there is always one
+      ops.push('-4 rule add pref 100 lookup local', '-4 rule del pref 0 lookup local');
     }
+    if (v6.length) {
+      ops.push(`-6 rule add pref 2003 iif ${tun} lookup main`);
+      for (const c of v6) ops.push(`-6 rule add pref 2004 from ${c} lookup 2004`);
+    }
+    for (const c of [...v4, ...v6]) {
+      const fam = c.includes(':') ? '-6' : '-4';
+      for (const dev of this.hairpinUnderlay) ops.push(`${fam} rule add pref 2002 iif ${dev} to ${c} lookup 2004`);
+      ops.push(`${fam} route replace ${c} dev ${tun} table 2004`, `${fam} route replace ${c.includes(':') ? '::/0' : '0.0.0.0/0'} dev ${tun} table 2004`);
+    }
+    return ops;
+  }
+
+  /** Undoes hairpinInstall (also what a crashed run left): the local rule back at pref 0 first. */
+  private hairpinRemove(): string[] {
+    const tun = this.dev.tunName;
+    const v4 = this.cfg.node.podCIDRs.filter((c) => !c.includes(':'));
+    const v6 = this.cfg.node.podCIDRs.filter((c) => c.includes(':'));
+    const ops: string[] = [];
+    if (v4.length) {
+      // (`ip rule add` makes duplicates: the local rule goes back at pref 0 only where it is missing)
+      if (!this.ipOut(['-4', 'rule', 'list', 'pref', '0']).includes('lookup local')) ops.push('-4 rule add pref 0 lookup local');
+      ops.push('-4 rule del pref 100 lookup local');
+      for (const g of this.podGateways()) ops.push(`-4 rule del pref 9 to ${g} lookup local`);
+      ops.push(`-4 rule del pref 10 iif ${tun} lookup local`, `-4 rule del pref 11 iif ${tun} lookup main`, '-4 rule del pref 12 iif lo lookup local');
+      for (const c of v4) ops.push(`-4 rule del pref 13 from ${c} lookup 2004`, `-4 rule del pref 2004 from ${c} lookup 2004`);
+      ops.push(`-4 rule del pref 2003 iif ${tun} lookup main`); // (earlier versions)
+    }
+    if (v6.length) {
+      ops.push(`-6 rule del pref 2003 iif ${tun} lookup main`);
+      for (const c of v6) ops.push(`-6 rule del pref 2004 from ${c} lookup 2004`);
+    }
+    for (const c of [...v4, ...v6]) for (const dev of this.hairpinUnderlay) ops.push(`${c.includes(':') ? '-6' : '-4'} rule del pref 2002 iif ${dev} to ${c} lookup 2004`);
+    return ops;
+  }
+
+  /**
+   * The pods' gateway (169.254.1.1 on every pod veth, src/testbed/pod.ts) and
+   * the service DNS address: delivered locally before rule 13, because the
+   * kernel answers a pod's ARP for its gateway only if a route lookup (with the
+   * pod's source) says local. So a pod's packets to them (DNS) are not checked.
+   */
+  private podGateways(): string[] {
+    const dns = this.cfg.services.dns;
+    return [...new Set(['169.254.1.1', ...(dns.enabled && !dns.address.includes(':') ? [dns.address] : [])])];
+  }
+
+  /** Interfaces holding the node's (underlay) addresses: where traffic from outside the mesh arrives. */
+  private underlayDevices(): string[] {
+    try {
+      const links = JSON.parse(execFileSync('ip', ['-j', 'addr', 'show'], { encoding: 'utf8' })) as Array<{ ifname: string; addr_info?: Array<{ local?: string }> }>;
+      const mine = new Set(this.cfg.node.addresses.map((a) => formatIP(parseIP(a)!)));
+      return [...new Set(links.filter((l) => l.ifname !== this.dev.tunName && l.ifname !== 'lo' && (l.addr_info ?? []).some((a) => a.local && parseIP(a.local) && mine.has(formatIP(parseIP(a.local)!)))).map((l) => l.ifname))];
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'cannot list interfaces');
+      return [];
+    }
+  }
+
+  private removeHairpinRouting(): void {
+    for (const op of this.hairpinRemove())
+      try {
+        execFileSync('ip', op.split(' '), { stdio: 'ignore' });
+      } catch {
+        /* already gone */
+      }
+    if (this.earlyDemuxWas !== undefined) {
+      try {
+        execFileSync('sysctl', ['-qw', `net.ipv4.ip_early_demux=${this.earlyDemuxWas}`]);
+      } catch {
+        /* as it is */
+      }
+    }
+  }
+
+  /**
+   * IPv4 early demux off (this network namespace): with it, the kernel ties a
+   * pod's packet to this node's own TCP/UDP socket before routing, and then
+   * refuses to forward it into the TUN (ip_forward drops an skb with a socket),
+   * so every packet after a SYN from a pod to the node would be lost. Where it
+   * cannot be turned off (a read-only /proc/sys in a container), a pod's packets
+   * to its own node stay unchecked, as over IPv6.
+   */
+  private disableEarlyDemux(): boolean {
+    const knob = '/proc/sys/net/ipv4/ip_early_demux';
+    try {
+      const was = readFileSync(knob, 'utf8').trim();
+      if (was === '0') return true;
+      execFileSync('sysctl', ['-qw', 'net.ipv4.ip_early_demux=0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      this.earlyDemuxWas = was;
+      return true;
+    } catch (err) {
+      this.log.warn({ err: String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim() }, 'cannot turn IPv4 early demux off: pods\' packets to this node\'s own addresses are not checked');
+      return false;
+    }
+  }
+
+  /**
+   * A peer's allowed IPs: its pod CIDRs, the CIDRs it relays and (mesh mode)
+   * the node addresses it holds, so a pod's packets to another node's address
+   * go through that node's tunnel (encrypted, tagged, its reply comes back the
+   * same way) instead of leaving in the clear.
+   */
+  private programAllowedIPs(id: string): void {
+    const st = this.peers.get(id);
+    if (!st) return;
+    const addrs = [...this.nodeAddressClaims].filter(([, ids]) => ids[0] === id).map(([a]) => a);
+    this.dev.setPeerAllowedIPs(st.peer, [...st.routes, ...addrs].map((c) => parsePrefix(c)));
+  }
+
+  /**
+   * Records which node addresses peer `id` claims now. An address goes to the
+   * first peer that claims it (a node must not take over another's address, nor
+   * a pod address: one inside any pinned cluster's pod CIDRs or any peer's
+   * routes is never taken); when the holder lets go, the next claimant gets it.
+   */
+  private claimNodeAddresses(id: string, addresses: string[]): void {
+    if (!this.datapath) return;
+    const mine = new Set(this.cfg.node.addresses.map((a) => formatPrefix(parsePrefix(a))));
+    const podSpace = [...this.trust.pinned().flatMap((c) => c.podCIDRs), ...(this.trust.facts(this.cfg.cluster.name)?.podCIDRs ?? []), ...this.cfg.node.podCIDRs.map((c) => parsePrefix(c)), ...[...this.routeRefs.keys()].map((c) => parsePrefix(c))];
+    const want = new Set(
+      addresses
+        .map((a) => parsePrefix(a))
+        .filter((p) => !mine.has(formatPrefix(p)) && !podSpace.some((c) => c.addr.length === p.addr.length && prefixContains(c, p.addr)))
+        .map((p) => formatPrefix(p)),
+    );
+    const handOver = new Set<string>();
+    for (const [a, ids] of this.nodeAddressClaims) {
+      const i = ids.indexOf(id);
+      if (i < 0 || want.has(a)) continue;
+      ids.splice(i, 1);
+      if (i === 0 && ids[0]) handOver.add(ids[0]);
+      if (ids.length === 0) this.nodeAddressClaims.delete(a);
+    }
+    for (const a of want) {
+      const ids = this.nodeAddressClaims.get(a);
+      if (!ids) this.nodeAddressClaims.set(a, [id]);
+      else if (!ids.includes(id)) {
+        ids.push(id);
+        this.log.warn({ address: a, holder: ids[0], claimant: id }, 'two nodes claim one address: it stays with the first');
+      }
+    }
+    for (const other of handOver) if (other !== id) this.programAllowedIPs(other);
   }
 
   private claimRoutes(routes: string[]): void {
@@ -856,6 +1039,7 @@ export class Agent extends EventEmitter {
     this.releaseRoutes(st.routes);
     this.dev.removePeer(st.peer.publicKey);
     this.peers.delete(id);
+    this.claimNodeAddresses(id, []);
     this.datapath?.setNode(id, null);
     this.services?.schedule();
     this.log.debug({ peer: id }, 'peer removed');

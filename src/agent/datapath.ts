@@ -18,12 +18,13 @@ import { describeIdentity, identityCluster, LOCAL_SCOPE, RESERVED, type Identity
 import type { Logger } from '../log.js';
 import type { Manifest } from '../manifests/validate.js';
 import { decodeL7Records, L7_RECORD_SIZE, type NativeDevice } from '../native/binding.js';
-import { formatIP, parseIP, parsePrefix, type Prefix } from '../net/ip.js';
+import { formatIP, parsePrefix, type Prefix } from '../net/ip.js';
 import { compileEndpoint, encodeEntries, IdentityUniverse, type EndpointPolicy } from '../policy/compile.js';
 import { decodeFlows, DROP_REASONS, flowProtocol, type Flow, type FlowEndpoint } from '../policy/flows.js';
 import { enforcedRules, rulePrefixes, type StoredPolicy } from '../policy/repository.js';
 import type { Rule } from '../policy/rules.js';
 import { l7Rules, type L7Rules } from '../policy/l7.js';
+import { IpcacheTable } from './ipcache.js';
 
 interface LocalEp {
   id: number;
@@ -31,11 +32,6 @@ interface LocalEp {
   identity: number;
   labels: Labels;
   ips: string[];
-}
-
-interface IpcacheEntry {
-  identity: number;
-  endpoint: number;
 }
 
 const FLOW_HISTORY = 20_000;
@@ -59,10 +55,10 @@ export class PolicyDatapath extends EventEmitter {
   private readonly localByIp = new Map<string, LocalEp>();
   private nextEpId = 1;
   readonly compiled = new Map<string, EndpointPolicy>();
-  /** What the ipcache holds (by address or prefix text) and what changed since the last flush. */
-  private readonly ipcache = new Map<string, IpcacheEntry>();
-  private readonly pending = new Map<string, IpcacheEntry | null>();
-  private readonly endpointsByIp = new Map<string, EndpointRecord>();
+  /** The ipcache: every prefix with the sources that put it there (ipcache.ts); flushed as batches. */
+  readonly ipcache = new IpcacheTable();
+  private readonly endpointRecords = new Map<string, EndpointRecord>(); // by etcd key
+  private readonly endpointsByIp = new Map<string, Map<string, EndpointRecord>>(); // ip -> etcd key -> record
   private readonly nodeAddresses = new Map<string, string[]>(); // node id -> addresses
   private dirty = false;
   private scheduled = false;
@@ -128,29 +124,51 @@ export class PolicyDatapath extends EventEmitter {
     if (this.policies.delete(etcdKey)) this.markDirty();
   }
 
-  upsertEndpoint(rec: EndpointRecord): void {
-    const old = this.endpointsByIp.get(rec.ip);
-    this.endpointsByIp.set(rec.ip, rec);
+  /**
+   * An endpoint record, by its etcd key (the owner of its ipcache entry): two
+   * records may name one address for a while (a pod moved to another node, the
+   * old record not expired yet); the latest wins and the other's removal leaves it.
+   */
+  upsertEndpoint(key: string, rec: EndpointRecord): void {
+    const old = this.endpointRecords.get(key);
+    if (old && old.ip !== rec.ip) this.removeEndpoint(key);
+    this.endpointRecords.set(key, rec);
+    let byIp = this.endpointsByIp.get(rec.ip);
+    if (!byIp) this.endpointsByIp.set(rec.ip, (byIp = new Map()));
+    byIp.delete(key); // (re)inserted last: the latest record describes the address
+    byIp.set(key, rec);
     this.endpointText.clear();
-    if (old && old.identity === rec.identity && old.node === rec.node) return;
-    this.setIpcache(rec.ip, rec.identity ?? RESERVED.world, this.localEndpointId(rec));
+    if (old && old.ip === rec.ip && old.identity === rec.identity && old.node === rec.node) return;
+    this.ipcache.set(rec.ip, `ep:${key}`, 'endpoint', { identity: rec.identity ?? RESERVED.world, endpoint: this.localEndpointId(rec) });
     this.scheduleFlush();
   }
 
-  removeEndpoint(ip: string): void {
-    if (!this.endpointsByIp.delete(ip)) return;
+  removeEndpoint(key: string): void {
+    const old = this.endpointRecords.get(key);
+    if (!old) return;
+    this.endpointRecords.delete(key);
+    const byIp = this.endpointsByIp.get(old.ip);
+    byIp?.delete(key);
+    if (byIp?.size === 0) this.endpointsByIp.delete(old.ip);
     this.endpointText.clear();
-    this.setIpcache(ip, null);
+    this.ipcache.delete(old.ip, `ep:${key}`);
     this.scheduleFlush();
+  }
+
+  /** The latest endpoint record naming `ip`. */
+  private endpointAt(ip: string): EndpointRecord | undefined {
+    const byIp = this.endpointsByIp.get(ip);
+    return byIp ? [...byIp.values()].at(-1) : undefined;
   }
 
   /** Node addresses: ours are `host`, every other node's `remote-node`. */
   setNode(id: string, addresses: string[] | null): void {
-    for (const a of this.nodeAddresses.get(id) ?? []) this.setIpcache(a, null);
+    const owner = `node:${id}`;
+    for (const a of this.nodeAddresses.get(id) ?? []) if (!addresses?.includes(a)) this.ipcache.delete(a, owner);
     if (addresses) this.nodeAddresses.set(id, addresses);
     else this.nodeAddresses.delete(id);
     const identity = id === `${this.cluster}/${this.node}` ? RESERVED.host : RESERVED['remote-node'];
-    for (const a of addresses ?? []) this.setIpcache(a, identity, 0);
+    for (const a of addresses ?? []) this.ipcache.set(a, owner, 'node', { identity, endpoint: 0 });
     this.scheduleFlush();
   }
 
@@ -162,11 +180,11 @@ export class PolicyDatapath extends EventEmitter {
     for (const ip of old?.ips ?? [])
       if (!ips.includes(ip)) {
         this.localByIp.delete(ip);
-        this.setIpcache(ip, null);
+        this.ipcache.delete(ip, `local:${key}`);
       }
     for (const ip of ips) {
       this.localByIp.set(ip, ep);
-      this.setIpcache(ip, identity, ep.id);
+      this.ipcache.set(ip, `local:${key}`, 'local-endpoint', { identity, endpoint: ep.id });
     }
     this.scheduleFlush();
     this.markDirty();
@@ -180,7 +198,7 @@ export class PolicyDatapath extends EventEmitter {
     this.dev.removeEndpoint(ep.id);
     for (const ip of ep.ips) {
       this.localByIp.delete(ip);
-      this.setIpcache(ip, null);
+      this.ipcache.delete(ip, `local:${key}`);
     }
     this.scheduleFlush();
   }
@@ -195,19 +213,6 @@ export class PolicyDatapath extends EventEmitter {
   private localEndpointId(rec: EndpointRecord): number {
     if (rec.cluster !== this.cluster || rec.node !== this.node) return 0;
     return this.localEps.get(`${rec.namespace}/${rec.name}`)?.id ?? 0;
-  }
-
-  private setIpcache(addrOrPrefix: string, identity: number | null, endpoint = 0): void {
-    // a local endpoint's address keeps its endpoint id even when the record comes back from etcd
-    const local = identity !== null && endpoint === 0 ? this.localByIp.get(addrOrPrefix) : undefined;
-    if (local) return this.setIpcache(addrOrPrefix, local.identity, local.id);
-    const cur = this.ipcache.get(addrOrPrefix);
-    if (identity === null) {
-      if (cur) this.pending.set(addrOrPrefix, null);
-      return;
-    }
-    if (cur && cur.identity === identity && cur.endpoint === endpoint && !this.pending.has(addrOrPrefix)) return;
-    this.pending.set(addrOrPrefix, { identity, endpoint });
   }
 
   private scheduleFlush(): void {
@@ -230,12 +235,12 @@ export class PolicyDatapath extends EventEmitter {
   }
 
   private flushIpcache(): void {
-    if (this.pending.size === 0) return;
+    const changes = this.ipcache.takeChanges();
+    if (changes.size === 0) return;
     const ups: Buffer[] = [];
     const dels: Buffer[] = [];
-    for (const [k, v] of this.pending) {
-      const p: Prefix = k.includes('/') ? parsePrefix(k) : { addr: parseIP(k)!, cidr: parseIP(k)!.length * 8 };
-      if (!p.addr) continue;
+    for (const [k, v] of changes) {
+      const p: Prefix = parsePrefix(k);
       const row = Buffer.alloc(28);
       row[0] = p.addr.length;
       row[1] = p.cidr;
@@ -244,12 +249,8 @@ export class PolicyDatapath extends EventEmitter {
         row.writeUInt32LE(v.identity >>> 0, 4);
         row.writeUInt32LE(v.endpoint >>> 0, 8);
         ups.push(row);
-        this.ipcache.set(k, v);
-      } else if (this.ipcache.delete(k)) {
-        dels.push(row);
-      }
+      } else dels.push(row);
     }
-    this.pending.clear();
     this.dev.ipcacheUpdate(Buffer.concat(ups), Buffer.concat(dels));
   }
 
@@ -278,10 +279,11 @@ export class PolicyDatapath extends EventEmitter {
     this.rules = enforcedRules(this.policies.values(), this.cluster, this.opts.defaultLocalCluster, this.warnings, this.opts.enforcesPoliciesOf);
     // CIDR identities: every prefix a rule names, so the longest match decides
     const wanted = rulePrefixes(this.rules);
-    for (const [text, prefix] of wanted) this.setIpcache(text, this.universe.cidrIdentity(text, prefix), 0);
+    // (owned as `cidr:<text>`: a pod's or a node's own entry for the same prefix wins, and outlives the rule)
+    for (const [text, prefix] of wanted) this.ipcache.set(text, `cidr:${text}`, 'cidr', { identity: this.universe.cidrIdentity(text, prefix), endpoint: 0 });
     for (const text of this.universe.cidrs.keys())
       if (!wanted.has(text)) {
-        this.setIpcache(text, null);
+        this.ipcache.delete(text, `cidr:${text}`);
         this.universe.cidrs.delete(text);
       }
     for (const ep of this.localEps.values()) {
@@ -447,7 +449,7 @@ export class PolicyDatapath extends EventEmitter {
 
   private describeEndpoint(ip: string, identity: number): Omit<FlowEndpoint, 'ip' | 'port'> {
     const e: Omit<FlowEndpoint, 'ip' | 'port'> = { identity };
-    const rec = ip ? this.endpointsByIp.get(ip) : undefined;
+    const rec = ip ? this.endpointAt(ip) : undefined;
     const labels = this.universe.identities.get(identity);
     if (identity >= LOCAL_SCOPE) {
       const c = [...this.universe.cidrs.entries()].find(([, v]) => v.id === identity);

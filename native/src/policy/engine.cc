@@ -18,6 +18,7 @@ const char* const kPolicyCounterNames[kPolCounterCount] = {
     "policy_redirected_flows",
     "drop_fragment",
     "drop_ipv6_ext_chain",
+    "policy_to_kernel_packets",
 };
 
 namespace {
@@ -293,7 +294,7 @@ void PolicyEngine::drop(const PacketView& pv, PolicyResult res, FlowDirection di
   record(pv, kFlowDropped, r, dir, src_id, dst_id, res.rule, peer, wall_ms, flags);
 }
 
-PolicyEngine::TxAction PolicyEngine::tx(const PacketView& pv, uint64_t wall_ms, uint32_t* wire_identity) {
+PolicyEngine::TxAction PolicyEngine::tx(const PacketView& pv, uint64_t wall_ms, uint32_t* wire_identity, bool* src_local) {
   IpcacheValue s{kIdentityWorld, 0}, d{kIdentityWorld, 0};
   ipcache_.lookup(pv.ip.src, pv.ip.addr_len, &s);
   ipcache_.lookup(pv.ip.dst, pv.ip.addr_len, &d);
@@ -307,6 +308,8 @@ PolicyEngine::TxAction PolicyEngine::tx(const PacketView& pv, uint64_t wall_ms, 
     auto it = endpoints_.find(d.endpoint);
     if (it != endpoints_.end()) de = &it->second;
   }
+  // a pod's packet (before the node's own flows borrow the host pseudo-endpoint below)
+  if (src_local) *src_local = se != nullptr;
   // The node's own flows (the gateway connects from the router address) get
   // conntrack entries, so their replies pass the host firewall.
   if (!se && host_firewall_ && s.identity == kIdentityHost) se = &host_;

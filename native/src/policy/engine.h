@@ -75,6 +75,7 @@ enum PolicyCounter : int {
   kPolRedirected,
   kPolDropFragment,
   kPolDropIpv6ExtChain,
+  kPolToKernel,
   kPolCounterCount
 };
 extern const char* const kPolicyCounterNames[kPolCounterCount];
@@ -111,8 +112,12 @@ class PolicyEngine {
   uint64_t counter(int c) const { return counters_[c].load(std::memory_order_relaxed); }
 
   // ---- packet threads (caller holds mu shared)
-  // *wire_identity: the identity to tag the packet with.
-  TxAction tx(const PacketView& pv, uint64_t wall_ms, uint32_t* wire_identity);
+  // *wire_identity: the identity to tag the packet with. *src_local (optional):
+  // the source is an endpoint of this node (its egress policy was applied), so
+  // the device may hand the packet back to the kernel when no peer takes it
+  // (world, other nodes' underlay addresses without a tunnel): count_to_kernel().
+  TxAction tx(const PacketView& pv, uint64_t wall_ms, uint32_t* wire_identity, bool* src_local = nullptr);
+  void count_to_kernel() { count(kPolToKernel); }
   // src_identity: already validated against the sending peer.
   RxAction rx(const PacketView& pv, uint32_t src_identity, uint32_t peer, uint64_t wall_ms);
   // A drop the device decided (tag checks, cryptokey routing).

@@ -595,8 +595,12 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
     uint8_t key[40];
     PolicyEngine::TxAction action;
     uint32_t identity;
+    bool src_local;
   } last_verdict;
   PeerCtx* last = nullptr;
+  // hairpinned and to-kernel packets, written back after the batch (they live in the TX arena until then)
+  static thread_local std::vector<std::pair<const uint8_t*, size_t>> back;
+  back.clear();
   auto ctx_for = [&](Peer* p) -> PeerCtx& {
     // a TSO super-packet's segments all go to one peer: test the last hit first
     if (last && last->peer == p) return *last;
@@ -617,6 +621,7 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
     uint8_t* plain = s.plain;
     Peer* p = s.peer;
     uint32_t identity = kIdentityWorld;
+    bool src_local = false;  // a local endpoint sent it (and its egress policy passed)
     if (!p) {
       IpInfo ip;
       if (!parse_ip(plain, s.len, &ip)) {
@@ -665,12 +670,14 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
         if (plain_flags && last_verdict.valid && std::memcmp(last_verdict.key, key, sizeof key) == 0) {
           action = last_verdict.action;
           identity = last_verdict.identity;
+          src_local = last_verdict.src_local;
         } else {
-          action = pe->tx(pv, wall, &identity);
+          action = pe->tx(pv, wall, &identity, &src_local);
           last_verdict.valid = action != PolicyEngine::kTxDrop && action != PolicyEngine::kTxRedirect;
           std::memcpy(last_verdict.key, key, sizeof key);
           last_verdict.action = action;
           last_verdict.identity = identity;
+          last_verdict.src_local = src_local;
         }
         if (action == PolicyEngine::kTxDrop) {
           if (nat_created) lb->forget(ip, pv.sport, pv.dport, vip, vport);  // a denied flow keeps no NAT entries
@@ -683,13 +690,23 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
         if (action == PolicyEngine::kTxHairpin) {
           // a local backend's reply to a local client leaves as the VIP
           if (pv.has_ports) lb->reverse(plain, ip, &pv.sport, pv.dport, pv.tcp_flags, now_s);
-          hairpins.emplace_back(plain, s.len);
+          // coalesced and written after the locks, with the packets handed back to the kernel
+          back.emplace_back(plain, s.len);
           continue;
         }
       }
       uint32_t id = allowed_.lookup(ip.dst, ip.addr_len);
       p = id == AllowedIPs::kNoPeer ? nullptr : find_peer(id);
       if (!p) {
+        // No tunnel takes it: a pod's packet to the world (or to a node address
+        // without a tunnel) after its egress check goes back to the kernel, which
+        // routes it out of the node (rule 2003: what the TUN writes is routed by
+        // the main table). Anything else (the host's own packets) has no route.
+        if (src_local) {
+          pe->count_to_kernel();
+          back.emplace_back(plain, s.len);
+          continue;
+        }
         count(kDropNoRoute);
         continue;
       }
@@ -757,6 +774,25 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
   for (const auto& [pkt, len] : hairpins) hairpin(pkt, len);
   for (const auto& r : rejects) hairpin(r.data(), r.size());
   tx_send(out);
+  if (!back.empty()) write_back(back);
+}
+
+void Device::write_back(const std::vector<std::pair<const uint8_t*, size_t>>& pkts) {
+  if (tun_.fd < 0) return;
+  if (!tun_.vnet_hdr) {
+    for (const auto& p : pkts)
+      if (write(tun_.fd, p.first, p.second) < 0) count(kTunWriteErrors);
+    return;
+  }
+  static thread_local Coalescer co(1024);
+  co.reset();
+  for (const auto& p : pkts) co.add(p.first, p.second);
+  iovec iov[2];
+  for (const auto& it : co.finish()) {
+    iov[0] = iovec{const_cast<uint8_t*>(it.vnet), kVnetHdrSize};
+    iov[1] = iovec{const_cast<uint8_t*>(it.data), it.len};
+    if (writev(tun_.fd, iov, 2) < 0) count(kTunWriteErrors);
+  }
 }
 
 void Device::tx_send(std::vector<TxOut>& out) {

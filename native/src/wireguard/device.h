@@ -257,6 +257,9 @@ class Device {
   void tx_send(std::vector<TxOut>& out);
   void rx_message(uint8_t* msg, size_t len, const Endpoint& from, uint64_t now);
   void hairpin(const uint8_t* pkt, size_t len);
+  // Writes a TX batch's packets back into the TUN, TCP segments of one flow
+  // merged into GSO super-packets (one writev each instead of one per segment).
+  void write_back(const std::vector<std::pair<const uint8_t*, size_t>>& pkts);
   uint32_t accept_tag(const Peer* p, uint32_t identity) const;
   void rx_probe(Peer* p, const uint8_t* plain, uint64_t now);
   void stage(Peer* p, const uint8_t* pkt, size_t len);
