@@ -90,10 +90,6 @@ export class Admission {
     private readonly sinks: AdmissionSinks,
   ) {}
 
-  admittedNodes(): IterableIterator<NodeRecord> {
-    return this.admitted.node.values() as IterableIterator<NodeRecord>;
-  }
-
   // ---- inputs (from the decoding watch sinks) ----------------------------------
 
   upsert(kind: Kind, key: string, cluster: string, rec: unknown): void {

@@ -11,6 +11,7 @@
  * counter without the interface. See docs/architecture.md.
  */
 import { execFileSync } from 'node:child_process';
+import { z } from 'zod';
 
 export const POD_GUARD_TABLE = 'wiremesh_pods';
 
@@ -52,11 +53,15 @@ export function removePodGuard(veth: string, netns?: string): void {
   }
 }
 
+/** The part of `nft -j list counter` read here (libnftables' JSON output). */
+const nftCounters = z.object({ nftables: z.array(z.object({ counter: z.object({ packets: z.number() }).optional() })) });
+
 /** Packets dropped as spoofed from this pod's veth. */
 export function spoofedPackets(veth: string, netns?: string): number {
   const nftArgs = ['-j', 'list', 'counter', 'netdev', POD_GUARD_TABLE, `spoofed_${ident(veth)}`];
   const [cmd, ...args] = netns ? ['ip', 'netns', 'exec', netns, 'nft', ...nftArgs] : ['nft', ...nftArgs];
   const out = execFileSync(cmd!, args, { encoding: 'utf8' });
-  const counter = (JSON.parse(out) as { nftables: Array<{ counter?: { packets: number } }> }).nftables.find((o) => o.counter)?.counter;
-  return counter?.packets ?? 0;
+  const listed = nftCounters.safeParse(JSON.parse(out));
+  if (!listed.success) throw new Error(`nft -j list counter: unexpected answer (${listed.error.issues[0]?.message ?? 'invalid'})`);
+  return listed.data.nftables.find((o) => o.counter)?.counter?.packets ?? 0;
 }
