@@ -51,7 +51,12 @@ describe.skipIf(!enabled)('the docker-compose testbed', () => {
     if (!up.ok) throw new Error(`compose up: ${up.out.slice(-2000)}`);
     // the one-shot setup job, then every node with its pods
     await waitFor(() => /mesh set up/.test(compose(['logs', 'setup']).out), 120_000, 'the setup job');
-    for (const n of ['c1-n1', 'c1-n2', 'c2-n1', 'c2-n2']) await waitFor(() => /ready/.test(compose(['logs', n]).out), 240_000, `node ${n}`);
+    for (const n of ['c1-n1', 'c1-n2', 'c2-n1', 'c2-n2']) {
+      await waitFor(() => /ready/.test(compose(['logs', n]).out), 240_000, `node ${n}`).catch((err: Error) => {
+        // what the node said, and the state of every container: a timeout alone tells nothing
+        throw new Error(`${err.message}\n--- logs ${n}:\n${compose(['logs', '--tail', '60', n]).out.slice(-6000)}\n--- ps:\n${compose(['ps']).out}`);
+      });
+    }
   }, 1_800_000);
 
   afterAll(() => {
