@@ -5,7 +5,7 @@
  * pattern once for the agent and the kvstoremesh replicator alike.
  */
 import { readFileSync } from 'node:fs';
-import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, type IBackoff } from 'cockatiel';
+import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, retry, type IBackoff } from 'cockatiel';
 import { Etcd3, isRecoverableError, Range, type IOptions, type Watcher } from 'etcd3';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
@@ -45,6 +45,19 @@ export interface EtcdOptions {
   dialTimeoutMs?: number;
 }
 
+/**
+ * etcd refuses a request with "revision of auth store is old" when users or
+ * roles changed between its auth check and its apply (e.g. `clustermesh
+ * node-credentials` for another node while this agent writes). The request was
+ * not applied, so a retry is safe; etcd's own Go client retries it too. Without
+ * this, the first endpoint registration of a node that starts while the
+ * operator adds other nodes failed (the docker-compose testbed's setup job did
+ * exactly that).
+ */
+export function isRetriableEtcdError(err: Error): boolean {
+  return isRecoverableError(err) || /revision of auth store is old/.test(err.message);
+}
+
 export function connectEtcd(o: EtcdOptions): Etcd3 {
   // Watch responses during a bulk load can be large; lists are paginated (EtcdStore.list).
   const opts: IOptions = {
@@ -55,6 +68,8 @@ export function connectEtcd(o: EtcdOptions): Etcd3 {
     // 3 failures) left agents 12-13 s behind a restarted etcd (npm run chaos,
     // etcd-loss); state should flow again within about a second.
     faultHandling: {
+      // every call: etcd3's default (3 attempts on recoverable errors) plus the auth-revision race, with a short backoff
+      global: retry(handleWhen(isRetriableEtcdError), { maxAttempts: 5, backoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }) }),
       host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
       // etcd3 calls next() on it first (it takes the factory its own default is)
       watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 1000 }) as unknown as IBackoff<unknown>,
