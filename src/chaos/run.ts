@@ -19,7 +19,9 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { z } from 'zod';
 import { agentRequest } from '../agent/api.js';
+import { agentStatusSchema, decodeAnswer, servicesAnswerSchema } from '../agent/wire.js';
 import { addLatency } from '../testbed/latency.js';
 import { canRunNetns, execIn, hasCommand, ROOT } from '../testbed/netns.js';
 import { restartEtcd, startAgent, stopRole, testbedDown, testbedUp, type TestbedState } from '../testbed/testbed.js';
@@ -28,6 +30,11 @@ import { renamedTopology } from '../testbed/topology.js';
 import type { LoadReport } from './probe.js';
 
 const PROBE = join(ROOT, 'dist', 'src', 'chaos', 'probe.js');
+/** The load probe's one JSON line (probe.ts), decoded rather than cast. */
+const loadReportSchema = z.object({
+  requests: z.array(z.object({ at: z.number(), ok: z.boolean(), name: z.string().optional(), error: z.string().optional() })),
+  held: z.array(z.object({ name: z.string().nullable(), replies: z.number(), error: z.string().nullable(), errorAt: z.number().nullable(), maxGapMs: z.number() })),
+}) satisfies z.ZodType<LoadReport>;
 const BACKENDS: Record<string, { cluster: string; node: string }> = { api1: { cluster: 'c1', node: 'n2' }, api2: { cluster: 'c2', node: 'n2' }, api3: { cluster: 'c3', node: 'n1' } };
 const FAULT_AT_MS = 2000;
 
@@ -197,9 +204,9 @@ function runLoad(st: TestbedState, vip: string, ms: number, timeoutMs: number): 
     p.stdout.on('data', (d: Buffer) => (out += String(d)));
     p.once('exit', () => {
       try {
-        resolve(JSON.parse(out) as LoadReport);
-      } catch {
-        reject(new Error(`load probe printed no report: ${out.slice(0, 200)}`));
+        resolve(decodeAnswer(loadReportSchema, out, 'load probe'));
+      } catch (err) {
+        reject(new Error(`load probe printed no report (${(err as Error).message}): ${out.slice(0, 200)}`));
       }
     });
   });
@@ -292,7 +299,7 @@ async function main(): Promise<number> {
     const node = (c: string, n: string) => st.clusters.find((x) => x.name === c)!.nodes.find((x) => x.name === n)!;
     const c1n1 = node('c1', 'n1');
     const services = async () => {
-      const body = JSON.parse(await agentGet(c1n1.socket, '/v1/services')) as { services: Array<{ name: string; vip?: string; ports: Array<{ backends: Array<{ ip: string; state: string }> }> }> };
+      const body = decodeAnswer(servicesAnswerSchema, await agentGet(c1n1.socket, '/v1/services'), 'GET /v1/services');
       return body.services.find((s) => s.name === 'api');
     };
     const ipName = new Map(Object.keys(BACKENDS).map((n) => [st.pods.find((p) => p.name === n)!.ip, n]));
@@ -301,7 +308,7 @@ async function main(): Promise<number> {
       vip: '',
       node,
       async agentStatus(c, n) {
-        return agentGet(node(c, n).socket, '/v1/status').then((t) => JSON.parse(t) as Awaited<ReturnType<Ctx['agentStatus']>>).catch(() => null);
+        return agentGet(node(c, n).socket, '/v1/status').then((t) => decodeAnswer(agentStatusSchema, t, 'GET /v1/status')).catch(() => null);
       },
       async handshakesCompleted(c, n) {
         const m = await agentGet(node(c, n).socket, '/metrics').catch(() => '');

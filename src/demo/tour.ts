@@ -10,6 +10,8 @@
  * Ctrl-C. Prints how long it took.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { z } from 'zod';
+import { decodeAnswer } from '../agent/wire.js';
 import { startPodServers } from '../testbed/pod.js';
 import { join } from 'node:path';
 import { execIn, ROOT } from '../testbed/netns.js';
@@ -81,8 +83,13 @@ async function tour(st: TestbedState, servers: ChildProcess[]): Promise<void> {
   const counts = new Map<string, number>();
   for (let i = 0; i < 30; i++) {
     const r = execIn(pod('web1').netns, process.execPath, HTTP, 'req', 'api.shop.svc.clusterset.local', '80', 'GET', '/');
-    const body = (JSON.parse(r.out.trim() || '{}') as { body?: string }).body;
-    const who = body ? (JSON.parse(body) as { pod: string }).pod : 'error';
+    let who = 'error';
+    try {
+      const { body } = decodeAnswer(z.object({ body: z.string().optional() }), r.out.trim() || '{}', 'request');
+      if (body) who = decodeAnswer(z.object({ pod: z.string() }), body, 'answer').pod;
+    } catch {
+      // counted as 'error'
+    }
     counts.set(who, (counts.get(who) ?? 0) + 1);
   }
   show([...counts.entries()].sort().map(([p, n]) => `${p} (${st.pods.find((x) => x.name === p)?.cluster ?? '?'}): ${'#'.repeat(n)} ${n}`).join('\n'));
