@@ -359,7 +359,8 @@ spec:
 `, 'named-out.yaml');
     await waitFor(async () => (await podReaches('a', [pod('b').ip])).length === 0, 15_000, 'named-out compiled');
     expect(await podReaches('a', [pod('r').ip, pod('b').ip, pod('open').ip, H1])).toEqual([pod('r').ip]);
-    expect(await podReaches('b', [pod('a').ip])).toEqual([pod('a').ip]); // ingress not isolated by an egress-only policy
+    // no policyTypes: Ingress is always implied (egress rules add Egress), so a's ingress is isolated too
+    expect(await podReaches('b', [pod('a').ip])).toEqual([]);
     await remove('policies', 'x/knp.named-out');
     await waitFor(async () => (await podReaches('a', [pod('b').ip])).length === 1, 15_000, 'named-out gone');
   }, 90_000);
