@@ -47,6 +47,7 @@ import {
   nodeCodec,
   nodeHealthCodec,
   pinnedClusterCodec,
+  namespaceCodec,
   policyCodec,
   RecordError,
   Rejections,
@@ -54,6 +55,7 @@ import {
   remoteStatusCodec,
   serviceCodec,
   stateLocation,
+  tryDecode,
   Trust,
   type Codec,
   type EndpointRecord,
@@ -70,7 +72,8 @@ import { generatePrivateKey } from '../wireguard/crypto.js';
 import { WireGuardDevice } from '../wireguard/device.js';
 import type { Peer } from '../wireguard/peer.js';
 import { IdentityAllocator } from '../identity/allocator.js';
-import { endpointIdentityLabels } from '../identity/identity.js';
+import { endpointIdentityLabels, type Labels } from '../identity/identity.js';
+import type { ContainerPort } from '../policy/ports.js';
 import type { AgentConfig } from './config.js';
 import { PolicyDatapath } from './datapath.js';
 import { ServiceDatapath } from '../services/datapath.js';
@@ -88,6 +91,8 @@ export interface LocalEndpoint {
   namespace: string;
   labels: Record<string, string>;
   ips: string[];
+  /** Named container ports (rules naming a port resolve against them). */
+  ports?: ContainerPort[];
 }
 
 interface PeerState {
@@ -115,6 +120,8 @@ export class Agent extends EventEmitter {
   private routerAddress: string | undefined;
   /** Identity of each local endpoint, by namespace/name. */
   private readonly identities = new Map<string, number>();
+  /** Labels of this cluster's v1 Namespace objects (state/namespaces): they enter the identities of their pods. */
+  private readonly namespaceLabels = new Map<string, Labels>();
   private etcd!: Etcd3;
   private lease: Lease | undefined;
   private leaseId: string | undefined;
@@ -242,10 +249,12 @@ export class Agent extends EventEmitter {
       );
     }
     this.loadLocalEndpoints();
-    await this.register();
-    const store = new EtcdStore(this.etcd);
     const own = this.cfg.cluster.name;
     const rej = this.rejections;
+    // namespace labels before the first registration: a pod's first identity already carries them
+    if (this.datapath) await this.loadNamespaces();
+    await this.register();
+    const store = new EtcdStore(this.etcd);
     const admission = this.admission;
     const dp = this.datapath;
     const svc = this.services;
@@ -346,6 +355,10 @@ export class Agent extends EventEmitter {
         new ListWatcher(store, cachePrefix('identities'), admit('identities', 'identity', identityCodec), this.log),
         new ListWatcher(store, statePrefix('policies', own), policySink, this.log),
         new ListWatcher(store, cachePrefix('policies'), policySink, this.log),
+        new ListWatcher(store, statePrefix('namespaces', own), stateSink('namespaces', namespaceCodec, (_k, _c, name, m) => this.setNamespace(name, m.metadata.labels ?? {}), (k) => {
+          const loc = stateLocation('namespaces', k);
+          if (loc) this.setNamespace(loc.name, null);
+        }), this.log),
       );
     }
     if (svc) {
@@ -524,16 +537,47 @@ export class Agent extends EventEmitter {
     for (const ep of this.local.values()) await this.putEndpoint(ep);
   }
 
+  /** This cluster's Namespace objects, read once at start (the watcher keeps them after). */
+  private async loadNamespaces(): Promise<void> {
+    try {
+      for (const [k, v] of Object.entries(await this.etcd.getAll().prefix(statePrefix('namespaces', this.cfg.cluster.name)).strings())) {
+        const loc = stateLocation('namespaces', k);
+        const r = tryDecode(namespaceCodec, k, v);
+        if (!r.ok) this.rejections.add(r.error, this.cfg.cluster.name);
+        else if (loc) this.namespaceLabels.set(loc.name, r.value.metadata.labels ?? {});
+      }
+      this.datapath?.setNamespaces(this.namespaceLabels.keys());
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'could not read namespaces yet; the watcher will deliver them');
+    }
+  }
+
+  /**
+   * A Namespace object applied (labels) or deleted (null): when its labels
+   * changed, its pods here get the identity of their new label set, and
+   * policy follows (namespaceSelector, io.cilium.k8s.namespace.labels).
+   */
+  private setNamespace(name: string, labels: Labels | null): void {
+    const old = this.namespaceLabels.get(name);
+    if (labels) this.namespaceLabels.set(name, labels);
+    else this.namespaceLabels.delete(name);
+    this.datapath?.setNamespaces(this.namespaceLabels.keys());
+    if (JSON.stringify(old ?? {}) === JSON.stringify(labels ?? {})) return;
+    for (const ep of this.local.values())
+      if (ep.namespace === name && this.leaseId)
+        void this.putEndpoint(ep).catch((err) => this.log.error({ endpoint: `${ep.namespace}/${ep.name}`, err: (err as Error).message }, 'could not move the endpoint to its namespace\'s new labels'));
+  }
+
   /** Allocates (or finds) the endpoint's identity and hands it to the data path. */
   private async endpointIdentity(ep: LocalEndpoint): Promise<number | undefined> {
     if (!this.allocator || !this.datapath || !this.leaseId) return undefined;
     const key = `${ep.namespace}/${ep.name}`;
-    const labels = endpointIdentityLabels(ep.labels, ep.namespace, this.cfg.cluster.name);
+    const labels = endpointIdentityLabels(ep.labels, ep.namespace, this.cfg.cluster.name, this.namespaceLabels.get(ep.namespace));
     const id = await this.allocator.allocate(labels, this.leaseId);
     const old = this.identities.get(key);
     this.identities.set(key, id);
     if (old !== undefined && old !== id) await this.releaseIdentity(old);
-    this.datapath.setLocalEndpoint(key, id, labels, ep.ips);
+    this.datapath.setLocalEndpoint(key, id, labels, ep.ips, ep.ports ?? []);
     return id;
   }
 
@@ -545,7 +589,7 @@ export class Agent extends EventEmitter {
   private async putEndpoint(ep: LocalEndpoint): Promise<void> {
     const identity = await this.endpointIdentity(ep);
     for (const ip of ep.ips) {
-      const rec: EndpointRecord = { ip, cluster: this.cfg.cluster.name, node: this.cfg.node.name, namespace: ep.namespace, name: ep.name, labels: ep.labels, ...(identity !== undefined ? { identity } : {}) };
+      const rec: EndpointRecord = { ip, cluster: this.cfg.cluster.name, node: this.cfg.node.name, namespace: ep.namespace, name: ep.name, labels: ep.labels, ...(identity !== undefined ? { identity } : {}), ...(ep.ports?.length ? { ports: ep.ports } : {}) };
       await this.lease!.put(this.endpointKey(ip)).value(endpointCodec.encode(rec));
     }
   }

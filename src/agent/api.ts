@@ -1,8 +1,9 @@
 /**
  * The agent's local API on a UNIX socket (HTTP/1.1, JSON), used by the testbed
  * and a CNI-style plugin:
- *   POST   /v1/endpoints                  {name, namespace, labels, ips, replace?}: ips inside the node's pod
- *                                          CIDRs; an address another endpoint holds is 409 unless replace: true
+ *   POST   /v1/endpoints                  {name, namespace, labels, ips, ports?, replace?}: ips inside the node's pod
+ *                                          CIDRs; an address another endpoint holds is 409 unless replace: true;
+ *                                          ports: [{name, containerPort, protocol?}] (named ports, IANA_SVC_NAME names)
  *   DELETE /v1/endpoints/<namespace>/<name>
  *   GET    /v1/endpoints                  this node's endpoints
  *   GET    /v1/status                     peers, handshakes, sync state, counters
@@ -28,6 +29,7 @@ import { formatIP, parseIP } from '../net/ip.js';
 import { NAMESPACE_LABEL } from '../identity/identity.js';
 import { MAX_ADDRESSES, MAX_LABELS } from '../controlplane/records/fields.js';
 import { flowMatches, type Flow, type FlowFilter } from '../policy/flows.js';
+import { parseContainerPorts } from '../policy/ports.js';
 import type { Agent, LocalEndpoint } from './agent.js';
 
 
@@ -49,7 +51,8 @@ export function validateEndpoint(body: unknown): LocalEndpoint {
   // canonical text (fe80:0::1 and fe80::1 are one address): records and conflicts compare strings
   const ips = b.ips.map((ip, i) => formatIP(parseIP(validateAddress(ip, `ips[${i}]`))!));
   if (new Set(ips).size !== ips.length) throw new ConfigError('ips', 'lists an address twice');
-  return { name: b.name as string, namespace: b.namespace as string, labels: labels as Record<string, string>, ips };
+  const ports = parseContainerPorts(b.ports, 'ports');
+  return { name: b.name as string, namespace: b.namespace as string, labels: labels as Record<string, string>, ips, ...(ports.length ? { ports } : {}) };
 }
 
 function send(res: ServerResponse, code: number, body: unknown): void {

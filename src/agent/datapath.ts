@@ -19,7 +19,8 @@ import type { Logger } from '../log.js';
 import type { Manifest } from '../manifests/validate.js';
 import { decodeL7Records, L7_RECORD_SIZE, type NativeDevice } from '../native/binding.js';
 import { formatIP, parsePrefix, type Prefix } from '../net/ip.js';
-import { compileEndpoint, encodeEntries, IdentityUniverse, type EndpointPolicy } from '../policy/compile.js';
+import { compileEndpoint, encodeEntries, IdentityUniverse, ruleWarnings, type EndpointPolicy } from '../policy/compile.js';
+import type { ContainerPort } from '../policy/ports.js';
 import { decodeFlows, DROP_REASONS, flowProtocol, type Flow, type FlowEndpoint } from '../policy/flows.js';
 import { enforcedRules, rulePrefixes, type StoredPolicy } from '../policy/repository.js';
 import type { Rule } from '../policy/rules.js';
@@ -32,6 +33,8 @@ interface LocalEp {
   identity: number;
   labels: Labels;
   ips: string[];
+  /** Its container ports (ingress named ports resolve against them). */
+  ports: ContainerPort[];
 }
 
 const FLOW_HISTORY = 20_000;
@@ -61,6 +64,8 @@ export class PolicyDatapath extends EventEmitter {
   private readonly endpointsByIp = new Map<string, Map<string, EndpointRecord>>(); // ip -> etcd key -> record
   private readonly nodeAddresses = new Map<string, string[]>(); // node id -> addresses
   private dirty = false;
+  /** The rules name ports or ipBlocks that resolve against endpoints: endpoint changes recompile. */
+  private rulesUseEndpoints = false;
   private scheduled = false;
   private timers: NodeJS.Timeout[] = [];
   /** The flow history, oldest first: flows, and L7 batches not yet enriched. */
@@ -138,6 +143,7 @@ export class PolicyDatapath extends EventEmitter {
     byIp.delete(key); // (re)inserted last: the latest record describes the address
     byIp.set(key, rec);
     this.endpointText.clear();
+    this.endpointFacts(key, rec);
     if (old && old.ip === rec.ip && old.identity === rec.identity && old.node === rec.node) return;
     this.ipcache.set(rec.ip, `ep:${key}`, 'endpoint', { identity: rec.identity ?? RESERVED.world, endpoint: this.localEndpointId(rec) });
     this.scheduleFlush();
@@ -151,8 +157,22 @@ export class PolicyDatapath extends EventEmitter {
     byIp?.delete(key);
     if (byIp?.size === 0) this.endpointsByIp.delete(old.ip);
     this.endpointText.clear();
+    this.endpointFacts(key, null);
     this.ipcache.delete(old.ip, `ep:${key}`);
     this.scheduleFlush();
+  }
+
+  /** Addresses and container ports for named ports and ipBlocks (compile.ts): recompile when rules use them. */
+  private endpointFacts(key: string, rec: EndpointRecord | null): void {
+    const facts = rec && rec.identity !== undefined ? { identity: rec.identity, ip: rec.ip, ports: rec.ports ?? [] } : null;
+    if (this.universe.setEndpoint(key, facts) && this.rulesUseEndpoints) this.markDirty();
+  }
+
+  /** Namespaces the cluster declared (v1 Namespace objects): known to the "unknown namespace" warning. */
+  setNamespaces(names: Iterable<string>): void {
+    this.universe.namespaces.clear();
+    for (const n of names) this.universe.namespaces.add(n);
+    this.markDirty();
   }
 
   /** The latest endpoint record naming `ip`. */
@@ -173,9 +193,9 @@ export class PolicyDatapath extends EventEmitter {
   }
 
   /** A local endpoint and its allocated identity (the agent allocated it in etcd). */
-  setLocalEndpoint(key: string, identity: number, labels: Labels, ips: string[]): void {
+  setLocalEndpoint(key: string, identity: number, labels: Labels, ips: string[], ports: ContainerPort[] = []): void {
     const old = this.localEps.get(key);
-    const ep: LocalEp = { id: old?.id ?? this.nextEpId++, key, identity, labels, ips };
+    const ep: LocalEp = { id: old?.id ?? this.nextEpId++, key, identity, labels, ips, ports };
     this.localEps.set(key, ep);
     for (const ip of old?.ips ?? [])
       if (!ips.includes(ip)) {
@@ -277,6 +297,8 @@ export class PolicyDatapath extends EventEmitter {
     this.dirty = false;
     this.warnings.length = 0;
     this.rules = enforcedRules(this.policies.values(), this.cluster, this.opts.defaultLocalCluster, this.warnings, this.opts.enforcesPoliciesOf);
+    this.rulesUseEndpoints = this.rules.some((r) => r.ports.some((p) => p.name !== undefined) || r.peers.some((p) => p.kind === 'cidr' && p.endpoints === true));
+    this.warnings.push(...ruleWarnings(this.rules, this.universe));
     // CIDR identities: every prefix a rule names, so the longest match decides
     const wanted = rulePrefixes(this.rules);
     // (owned as `cidr:<text>`: a pod's or a node's own entry for the same prefix wins, and outlives the rule)
@@ -287,7 +309,7 @@ export class PolicyDatapath extends EventEmitter {
         this.universe.cidrs.delete(text);
       }
     for (const ep of this.localEps.values()) {
-      const pol = compileEndpoint(ep.labels, this.rules, this.universe, (r) => this.ruleNumber(r));
+      const pol = compileEndpoint(ep.labels, this.rules, this.universe, (r) => this.ruleNumber(r), ep.ports);
       this.compiled.set(ep.key, pol);
       this.dev.setEndpointPolicy(ep.id, ep.identity, encodeEntries(pol.ingress), encodeEntries(pol.egress));
     }
@@ -426,7 +448,7 @@ export class PolicyDatapath extends EventEmitter {
     const ep = this.localByIp.get(dstIp);
     const pol = ep ? this.compiled.get(ep.key) : undefined;
     if (!ep || !pol) return null;
-    return { endpoint: ep.key, rules: l7Rules(pol.selectedBy.ingress, this.universe, identity, dstPort) };
+    return { endpoint: ep.key, rules: l7Rules(pol.selectedBy.ingress, this.universe, identity, dstPort, ep.ports) };
   }
 
   /**

@@ -210,7 +210,7 @@ export async function main(argv: string[]): Promise<number> {
 
   program
     .command('apply')
-    .description("validate manifests (Service, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, NetworkPolicy) and store them in a cluster's etcd")
+    .description("validate manifests (Service, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, NetworkPolicy, Namespace) and store them in a cluster's etcd")
     .requiredOption('-f, --file <files...>', 'YAML files (several documents each)')
     .requiredOption('--cluster <name>', 'the cluster to apply to')
     .option('--etcd <urls>', "the cluster's etcd (default: the testbed that has this cluster)")
@@ -219,7 +219,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--etcd-key <file>', 'client key (PEM)')
     .option('--dry-run', 'only validate')
     .action(async (o: { file: string[]; cluster: string; etcd?: string; etcdCa?: string; etcdCert?: string; etcdKey?: string; dryRun?: boolean }) => {
-      const { loadManifests, applyManifests } = await import('../manifests/apply.js');
+      const { loadManifests, applyManifests, appliedPolicyWarnings } = await import('../manifests/apply.js');
       const manifests = loadManifests(o.file);
       if (o.dryRun) return void console.log(`${manifests.length} manifest(s) valid`);
       if (!o.etcd) {
@@ -229,8 +229,11 @@ export async function main(argv: string[]): Promise<number> {
         const { resolve } = await import('node:path');
         return void process.stdout.write(cliIn(netns, ['apply', '--cluster', o.cluster, ...flags, '-f', ...o.file.map((f) => resolve(f))]));
       }
-      const applied = await applyManifests(etcdOptions({ etcd: o.etcd, etcdCa: o.etcdCa, etcdCert: o.etcdCert, etcdKey: o.etcdKey }), o.cluster, manifests);
+      const access = etcdOptions({ etcd: o.etcd, etcdCa: o.etcdCa, etcdCert: o.etcdCert, etcdKey: o.etcdKey });
+      const applied = await applyManifests(access, o.cluster, manifests);
       for (const a of applied) console.log(`${a} applied to ${o.cluster}`);
+      // what the agents will report in GET /v1/policy: a named port no pod declares, an unknown namespace, ...
+      for (const w of await appliedPolicyWarnings(access, o.cluster, manifests)) console.log(`WARNING: ${w}`);
     });
 
   program
@@ -303,16 +306,19 @@ export async function main(argv: string[]): Promise<number> {
     .requiredOption('--ip <address>', "the pod's address (in this node's pod CIDR)")
     .option('--namespace <ns>', 'Kubernetes namespace', 'default')
     .option('--labels <k=v,...>', 'labels', '')
+    .option('--port <NAME:PORT[/PROTO]>', 'a named container port, e.g. serve-80-tcp:80/TCP (repeatable; PROTO TCP, UDP or SCTP, default TCP)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--socket <path>', "the node agent's API socket", '/run/wiremesh/agent.sock')
-    .action(async (name: string, o: { ip: string; namespace: string; labels: string; socket: string }) => {
+    .action(async (name: string, o: { ip: string; namespace: string; labels: string; port: string[]; socket: string }) => {
       const { wirePod } = await import('../testbed/pod.js');
+      const { parsePortFlags } = await import('../policy/ports.js');
+      const ports = parsePortFlags(o.port);
       const labels: Record<string, string> = {};
       for (const kv of o.labels.split(',').filter(Boolean)) {
         const i = kv.indexOf('=');
         if (i <= 0) throw new ConfigError('--labels', `"${kv}" is not key=value`);
         labels[kv.slice(0, i)] = kv.slice(i + 1);
       }
-      await wirePod({ netns: `pod-${name}`, name, namespace: o.namespace, labels, ip: o.ip, socket: o.socket });
+      await wirePod({ netns: `pod-${name}`, name, namespace: o.namespace, labels, ...(ports.length ? { ports } : {}), ip: o.ip, socket: o.socket });
       console.log(`pod ${o.namespace}/${name} ${o.ip} in network namespace pod-${name}`);
     });
 

@@ -19,7 +19,9 @@
  * (ns/name), relays (node: a hub node's offer to relay traffic between the
  * clusters it reaches), gateways (node), heartbeat ("kvstoremesh": {at, seq}
  * every 2 s from the cluster's kvstoremesh, leased; remote agents measure
- * replication lag with it).
+ * replication lag with it), namespaces (name: a v1 Namespace manifest; read by
+ * the cluster's own agents only, never replicated: its labels reach other
+ * clusters inside the identities of its pods).
  *
  * Why v2 for ip and identity-refs: etcd's RBAC grants key prefixes, and each
  * agent may write only its own node's records (docs/security.md). In v1 an
@@ -27,10 +29,10 @@
  * prefix separated one node's records from another's; v2 puts the node first.
  */
 export const ROOT = 'wiremesh/';
-export const STATE_TYPES = ['nodes', 'ip', 'identities', 'services', 'policies', 'relays', 'gateways', 'heartbeat'] as const;
+export const STATE_TYPES = ['nodes', 'ip', 'identities', 'services', 'policies', 'relays', 'gateways', 'heartbeat', 'namespaces'] as const;
 export type StateType = (typeof STATE_TYPES)[number];
 /** The key version of each type (see above). */
-const VERSION: Record<StateType, string> = { nodes: 'v1', ip: 'v2', identities: 'v1', services: 'v1', policies: 'v1', relays: 'v1', gateways: 'v1', heartbeat: 'v1' };
+const VERSION: Record<StateType, string> = { nodes: 'v1', ip: 'v2', identities: 'v1', services: 'v1', policies: 'v1', relays: 'v1', gateways: 'v1', heartbeat: 'v1', namespaces: 'v1' };
 
 export const stateKey = (type: StateType, cluster: string, name: string): string => `wiremesh/state/${type}/${VERSION[type]}/${cluster}/${name}`;
 export const statePrefix = (type: StateType, cluster?: string): string =>

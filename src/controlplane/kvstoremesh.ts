@@ -38,6 +38,7 @@ import {
   endpointCodec,
   gatewayCodec,
   heartbeatCodec,
+  namespaceCodec,
   identityCodec,
   nodeCodec,
   pinnedClusterCodec,
@@ -74,6 +75,7 @@ const CODECS: Record<StateType, Codec<unknown>> = {
   relays: relayCodec,
   gateways: gatewayCodec,
   heartbeat: heartbeatCodec,
+  namespaces: namespaceCodec, // not replicated (REPLICATED_TYPES): namespace labels travel inside identities
 };
 
 /** Per-remote budget (kvstoremesh --max-records-per-remote / --max-bytes-per-remote). */

@@ -46,14 +46,19 @@ export function reservedLabels(name: ReservedName): Labels {
   return { [`reserved:${name}`]: '' };
 }
 
-/** The labels an endpoint's identity is made of. */
-export function endpointIdentityLabels(podLabels: Labels, namespace: string, cluster: string): Labels {
-  return {
-    ...podLabels,
-    [NAMESPACE_LABEL]: namespace,
-    [CLUSTER_LABEL]: cluster,
-    [`${NAMESPACE_LABELS_PREFIX}${NAMESPACE_NAME_LABEL}`]: namespace,
-  };
+/**
+ * The labels an endpoint's identity is made of: the pod's, its namespace and
+ * cluster, and its namespace's labels as Cilium writes them
+ * (io.cilium.k8s.namespace.labels.<key>; kubernetes.io/metadata.name always
+ * the namespace's name, whatever namespaceLabels say).
+ */
+export function endpointIdentityLabels(podLabels: Labels, namespace: string, cluster: string, namespaceLabels: Labels = {}): Labels {
+  const out: Labels = { ...podLabels };
+  for (const [k, v] of Object.entries(namespaceLabels)) out[`${NAMESPACE_LABELS_PREFIX}${k}`] = v;
+  out[NAMESPACE_LABEL] = namespace;
+  out[CLUSTER_LABEL] = cluster;
+  out[`${NAMESPACE_LABELS_PREFIX}${NAMESPACE_NAME_LABEL}`] = namespace;
+  return out;
 }
 
 /** Canonical text of a label set: sorted key=value lines (hashing, comparing). */

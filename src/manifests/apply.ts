@@ -54,6 +54,27 @@ export async function applyManifests(access: EtcdOptions, cluster: string, manif
   }
 }
 
+/**
+ * What the cluster's agents will warn about the policies just applied (a
+ * named port no pod declares, a namespace nobody knows, a field not
+ * enforced): the agents' own compiler over the cluster's etcd as it is now.
+ * Lines of other policies are left out.
+ */
+export async function appliedPolicyWarnings(access: EtcdOptions, cluster: string, manifests: Manifest[]): Promise<string[]> {
+  const { loadMeshState, clusterRules } = await import('../policy/trace.js');
+  const names = manifests.filter((m) => manifestName(m).type === 'policies').map((m) => `${cluster}/${manifestName(m).name}`);
+  if (names.length === 0) return [];
+  const c = connectEtcd(access);
+  try {
+    const st = await loadMeshState(c);
+    const warnings: string[] = [];
+    clusterRules(st, cluster, true, warnings, st.acceptsPoliciesOf);
+    return [...new Set(warnings)].filter((w) => names.some((n) => w.startsWith(`${n}:`)));
+  } finally {
+    c.close();
+  }
+}
+
 /** The range VIPs are allocated from: the cluster's serviceCIDR, else 100.127.<id>.0/24 (docs/etcd-keys.md). */
 export function serviceCIDR(cfg: { id: number; serviceCIDR?: string }): string {
   return cfg.serviceCIDR ?? `100.127.${cfg.id}.0/24`;

@@ -1,7 +1,8 @@
 /**
  * Kubernetes-style manifests wiremesh stores: v1 Service (with Cilium's global
  * service annotations), cilium.io/v2 CiliumNetworkPolicy and
- * CiliumClusterwideNetworkPolicy, networking.k8s.io/v1 NetworkPolicy.
+ * CiliumClusterwideNetworkPolicy, networking.k8s.io/v1 NetworkPolicy, and
+ * v1 Namespace (its labels enter its pods' identities, for namespaceSelector).
  *
  * Validation follows the upstream schemas closely enough that a manifest that
  * passes here applies to Kubernetes too; every error names the field path
@@ -14,7 +15,7 @@ import { parsePrefix } from '../net/ip.js';
 
 export type Manifest = {
   apiVersion: string;
-  kind: 'Service' | 'CiliumNetworkPolicy' | 'CiliumClusterwideNetworkPolicy' | 'NetworkPolicy';
+  kind: 'Service' | 'CiliumNetworkPolicy' | 'CiliumClusterwideNetworkPolicy' | 'NetworkPolicy' | 'Namespace';
   metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
   spec?: Record<string, unknown>;
   specs?: Array<Record<string, unknown>>;
@@ -247,12 +248,30 @@ function serviceSpec(m: Manifest, v: unknown, path: string): void {
     fail('metadata.annotations["wiremesh.io/weight"]', 'must be an integer 1..1000 (the Maglev weight of each backend this cluster exports)');
 }
 
-const KINDS: Record<string, string> = {
+/** Every kind `apply` stores, with its apiVersion. */
+export const KINDS: Record<string, string> = {
   Service: 'v1',
   CiliumNetworkPolicy: 'cilium.io/v2',
   CiliumClusterwideNetworkPolicy: 'cilium.io/v2',
   NetworkPolicy: 'networking.k8s.io/v1',
+  Namespace: 'v1',
 };
+
+/** Labels a Namespace may carry: each becomes an identity label of its pods (identities hold at most 64). */
+export const MAX_NAMESPACE_LABELS = 16;
+
+function namespaceObject(m: Manifest, spec: unknown): void {
+  const labels = m.metadata.labels ?? {};
+  if (Object.keys(labels).length > MAX_NAMESPACE_LABELS) fail('metadata.labels', `at most ${MAX_NAMESPACE_LABELS} labels (they enter every pod's identity)`);
+  // Kubernetes sets this label itself, always to the name
+  const own = labels['kubernetes.io/metadata.name'];
+  if (own !== undefined && own !== m.metadata.name) fail('metadata.labels["kubernetes.io/metadata.name"]', `must be the namespace's name (${m.metadata.name})`);
+  if (spec !== undefined) {
+    const o = obj(spec, 'spec');
+    only(o, 'spec', ['finalizers']);
+    if (o.finalizers !== undefined) list(o.finalizers, 'spec.finalizers').forEach((f, i) => typeof f === 'string' || fail(`spec.finalizers[${i}]`, 'must be a string'));
+  }
+}
 
 export function validateManifest(doc: unknown, where = ''): Manifest {
   const p = (f: string) => (where ? `${where}: ${f}` : f);
@@ -261,8 +280,8 @@ export function validateManifest(doc: unknown, where = ''): Manifest {
   if (o.apiVersion !== KINDS[o.kind]) fail(p('apiVersion'), `must be ${KINDS[o.kind]} for ${o.kind}`);
   const md = obj(o.metadata, p('metadata'));
   if (typeof md.name !== 'string' || !DNS1123.test(md.name) || md.name.length > 63) fail(p('metadata.name'), 'must be a DNS-1123 label');
-  const clusterwide = o.kind === 'CiliumClusterwideNetworkPolicy';
-  if (clusterwide && md.namespace !== undefined) fail(p('metadata.namespace'), 'a clusterwide policy has no namespace');
+  const clusterwide = o.kind === 'CiliumClusterwideNetworkPolicy' || o.kind === 'Namespace';
+  if (clusterwide && md.namespace !== undefined) fail(p('metadata.namespace'), `a ${o.kind === 'Namespace' ? 'Namespace' : 'clusterwide policy'} has no namespace`);
   if (!clusterwide && md.namespace !== undefined && (typeof md.namespace !== 'string' || !DNS1123.test(md.namespace))) fail(p('metadata.namespace'), 'must be a DNS-1123 label');
   if (md.labels !== undefined) labels(md.labels, p('metadata.labels'));
   if (md.annotations !== undefined) {
@@ -271,7 +290,7 @@ export function validateManifest(doc: unknown, where = ''): Manifest {
   }
   const meshWide = (md.annotations as Record<string, unknown> | undefined)?.['wiremesh.io/mesh-wide'];
   if (meshWide !== undefined && !['true', 'false'].includes(meshWide as string)) fail(p('metadata.annotations["wiremesh.io/mesh-wide"]'), 'must be "true" or "false"');
-  if (meshWide !== undefined && o.kind === 'Service') fail(p('metadata.annotations["wiremesh.io/mesh-wide"]'), 'applies to policies only (services use service.cilium.io/global)');
+  if (meshWide !== undefined && (o.kind === 'Service' || o.kind === 'Namespace')) fail(p('metadata.annotations["wiremesh.io/mesh-wide"]'), 'applies to policies only (services use service.cilium.io/global)');
   const m: Manifest = { apiVersion: o.apiVersion as string, kind: o.kind as Manifest['kind'], metadata: { ...(md as Manifest['metadata']) } };
   if (!clusterwide && !m.metadata.namespace) m.metadata.namespace = 'default';
   try {
@@ -281,6 +300,9 @@ export function validateManifest(doc: unknown, where = ''): Manifest {
         break;
       case 'NetworkPolicy':
         networkPolicySpec(o.spec, 'spec');
+        break;
+      case 'Namespace':
+        namespaceObject(m, o.spec);
         break;
       default:
         if (o.spec === undefined && o.specs === undefined) fail('spec', 'is required');
@@ -311,8 +333,9 @@ export function parseManifests(text: string, file: string): Manifest[] {
 }
 
 /** The etcd key name of a manifest under its type's prefix (docs/etcd-keys.md). */
-export function manifestName(m: Manifest): { type: 'services' | 'policies'; name: string } {
+export function manifestName(m: Manifest): { type: 'services' | 'policies' | 'namespaces'; name: string } {
   if (m.kind === 'Service') return { type: 'services', name: `${m.metadata.namespace}/${m.metadata.name}` };
+  if (m.kind === 'Namespace') return { type: 'namespaces', name: m.metadata.name };
   const kind = m.kind === 'CiliumNetworkPolicy' ? 'cnp' : m.kind === 'NetworkPolicy' ? 'knp' : 'ccnp';
   return { type: 'policies', name: `${m.metadata.namespace ?? '_clusterwide'}/${kind}.${m.metadata.name}` };
 }

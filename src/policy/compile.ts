@@ -7,12 +7,26 @@
  * the L7 proxy, then the first allow of the identity's entries, then of the
  * wildcard entries, else default deny), so `wiremesh policy trace` explains
  * exactly what the data path does.
+ *
+ * Two parts of a rule resolve against the mesh's endpoints (their addresses
+ * and container ports, IdentityUniverse.setEndpoint), both per identity since
+ * the data path decides by identity:
+ * - a named port (ports.ts): ingress against the selected endpoint's own
+ *   ports, egress against each destination identity's endpoints;
+ * - a NetworkPolicy ipBlock: an endpoint identity matches when every address
+ *   of every endpoint holding it lies in one of the rule's ipBlocks (cidr
+ *   minus except) — exact for one pod per label set, never wider than the
+ *   addresses the rule names (docs/policy.md).
+ * What resolves to nothing matches nothing, and the rule still puts what it
+ * selects in default deny (a deny rule's unresolved named port denies every
+ * port of its protocol instead: fail closed both ways).
  */
-import { CLUSTER_LABEL, LOCAL_SCOPE, RESERVED, type Labels } from '../identity/identity.js';
-import type { Prefix } from '../net/ip.js';
+import { CLUSTER_LABEL, LOCAL_SCOPE, NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX, NAMESPACE_NAME_LABEL, RESERVED, type Labels } from '../identity/identity.js';
+import { maskPrefix, parseIP, prefixContains, type Prefix } from '../net/ip.js';
 import { prefixesOverlap } from '../controlplane/types.js';
 import { matches } from './selector.js';
-import type { Direction, PeerSpec, Rule } from './rules.js';
+import { resolveNamedPort, resolveNamedPortAll, type ContainerPort } from './ports.js';
+import { protocolName, type Direction, type HttpRule, type PeerSpec, type Rule } from './rules.js';
 
 export interface PolicyEntry {
   identity: number;
@@ -25,12 +39,24 @@ export interface PolicyEntry {
   rule: number;
 }
 
+/** One mesh endpoint address: its identity and its pod's container ports. */
+export interface EndpointFacts {
+  identity: number;
+  ip: string;
+  ports: readonly ContainerPort[];
+}
+
 /** Every identity policies can name: cluster-scoped (from etcd), reserved, and CIDR identities. */
 export class IdentityUniverse {
   readonly identities = new Map<number, Labels>();
   /** Node-local CIDR identities by prefix text. */
   readonly cidrs = new Map<string, { id: number; prefix: Prefix }>();
+  /** Namespaces known apart from endpoints (v1 Namespace objects of the local cluster): no "unknown namespace" warning. */
+  readonly namespaces = new Set<string>();
   private nextCidr = 1;
+  /** Endpoint addresses by the caller's key (the endpoint record's etcd key). */
+  private readonly facts = new Map<string, EndpointFacts>();
+  private byIdentity: Map<number, EndpointFacts[]> | undefined;
 
   constructor(readonly localCluster: string) {
     for (const [name, id] of Object.entries(RESERVED)) this.identities.set(id, { [`reserved:${name}`]: '' });
@@ -44,6 +70,33 @@ export class IdentityUniverse {
       this.cidrs.set(text, c);
     }
     return c.id;
+  }
+
+  /** Records (or with null forgets) an endpoint address; true when that changed anything. */
+  setEndpoint(key: string, f: EndpointFacts | null): boolean {
+    const old = this.facts.get(key);
+    if (!f) {
+      if (!old) return false;
+      this.facts.delete(key);
+    } else {
+      if (old && old.identity === f.identity && old.ip === f.ip && JSON.stringify(old.ports) === JSON.stringify(f.ports)) return false;
+      this.facts.set(key, f);
+    }
+    this.byIdentity = undefined;
+    return true;
+  }
+
+  /** Endpoint addresses by identity (each identity with at least one). */
+  endpointsByIdentity(): Map<number, EndpointFacts[]> {
+    if (!this.byIdentity) {
+      this.byIdentity = new Map();
+      for (const f of this.facts.values()) {
+        const l = this.byIdentity.get(f.identity);
+        if (l) l.push(f);
+        else this.byIdentity.set(f.identity, [f]);
+      }
+    }
+    return this.byIdentity;
   }
 }
 
@@ -92,6 +145,101 @@ function entityIdentities(entity: string, u: IdentityUniverse): number[] {
   }
 }
 
+const within = (p: Prefix, a: Buffer): boolean => prefixContains({ addr: maskPrefix(p.addr, p.cidr), cidr: p.cidr }, a);
+
+/**
+ * Every identity a rule's peers name (0 = any): peerIdentities of each peer,
+ * plus, for NetworkPolicy ipBlocks, each endpoint identity all of whose
+ * addresses some ipBlock of the rule admits (cidr, not an except).
+ */
+export function ruleIdentities(r: Rule, u: IdentityUniverse): Set<number> {
+  const ids = new Set<number>();
+  for (const p of r.peers) for (const id of peerIdentities(p, u)) ids.add(id);
+  const blocks = r.peers.filter((p): p is Extract<PeerSpec, { kind: 'cidr' }> => p.kind === 'cidr' && p.endpoints === true);
+  if (blocks.length)
+    for (const [id, eps] of u.endpointsByIdentity())
+      if (
+        eps.every((e) => {
+          const a = parseIP(e.ip);
+          return a !== null && blocks.some((b) => within(b.cidr, a) && !b.except.some((x) => within(x.prefix, a)));
+        })
+      )
+        ids.add(id);
+  return ids;
+}
+
+/** One entry of a rule before numbering: an identity and a concrete port range. */
+export interface RuleEntry {
+  identity: number;
+  proto: number;
+  lo: number;
+  hi: number;
+  http?: HttpRule[];
+}
+
+/**
+ * A rule's entries for the endpoint whose container ports are `ownPorts`:
+ * every peer identity times every port, named ports resolved (ingress: own
+ * ports; egress: the destination identity's, wildcard peers expanded to every
+ * endpoint identity that declares the name). Unresolved named ports give no
+ * entry, or in a deny rule an entry for every port of the protocol.
+ */
+export function ruleEntries(r: Rule, u: IdentityUniverse, ownPorts: readonly ContainerPort[]): RuleEntry[] {
+  const ids = ruleIdentities(r, u);
+  const out: RuleEntry[] = [];
+  const ports = r.ports.length ? r.ports : [{ proto: 0, lo: 0, hi: 65535 }];
+  for (const p of ports) {
+    const http = 'http' in p && p.http ? { http: p.http } : {};
+    if (!('name' in p) || p.name === undefined) {
+      for (const id of ids) out.push({ identity: id, proto: p.proto, lo: p.lo, hi: p.hi, ...http });
+      continue;
+    }
+    const name = p.name;
+    const push = (id: number, resolved: Array<{ proto: number; port: number }>) => {
+      for (const x of resolved) out.push({ identity: id, proto: x.proto, lo: x.port, hi: x.port, ...http });
+      if (resolved.length === 0 && r.deny) out.push({ identity: id, proto: p.proto, lo: 0, hi: 65535 });
+    };
+    if (r.direction === 'ingress') {
+      const resolved = resolveNamedPort(ownPorts, name, p.proto);
+      for (const id of ids) push(id, resolved);
+      continue;
+    }
+    const eps = u.endpointsByIdentity();
+    const targets = ids.has(0) && !r.deny ? new Set([...ids, ...eps.keys()].filter((id) => id !== 0)) : ids;
+    for (const id of targets) push(id, id === 0 ? [] : resolveNamedPortAll((eps.get(id) ?? []).map((e) => e.ports), name, p.proto));
+  }
+  return out;
+}
+
+/**
+ * What the rules say that cannot be resolved now, one line per rule and
+ * cause: a named port no endpoint declares, an unknown entity, a selector on
+ * a namespace that has neither endpoints nor a Namespace object.
+ */
+export function ruleWarnings(rules: Rule[], u: IdentityUniverse): string[] {
+  const out: string[] = [];
+  const declared = new Set<string>();
+  for (const eps of u.endpointsByIdentity().values()) for (const e of eps) for (const p of e.ports) declared.add(`${p.name}/${p.protocol}`);
+  const known = new Set(u.namespaces);
+  for (const labels of u.identities.values()) if (labels[NAMESPACE_LABEL]) known.add(labels[NAMESPACE_LABEL]);
+  for (const r of rules) {
+    for (const p of r.ports) {
+      if (p.name === undefined) continue;
+      const protos = p.proto === 0 ? ['TCP', 'UDP', 'SCTP'] : [protocolName(p.proto)];
+      if (protos.some((x) => declared.has(`${p.name}/${x}`))) continue;
+      out.push(`${r.id}: named port ${p.name}${p.proto ? `/${protocolName(p.proto)}` : ''} is declared by no pod: ${r.deny ? 'the rule denies every port of its protocol to its peers' : 'it matches nothing (the policy still isolates the pods it selects)'}`);
+    }
+    for (const peer of r.peers) {
+      if (peer.kind === 'entity' && entityIdentities(peer.entity, u).length === 0) out.push(`${r.id}: unknown entity ${peer.entity}: it matches nothing`);
+      if (peer.kind !== 'selector') continue;
+      for (const [k, v] of peer.selector.labels)
+        if ((k === NAMESPACE_LABEL || k === `${NAMESPACE_LABELS_PREFIX}${NAMESPACE_NAME_LABEL}`) && !known.has(v))
+          out.push(`${r.id}: namespace ${v} is unknown (no endpoints, no Namespace object): the selector matches nothing in it yet`);
+    }
+  }
+  return [...new Set(out)];
+}
+
 export interface EndpointPolicy {
   ingress: PolicyEntry[] | null;
   egress: PolicyEntry[] | null;
@@ -100,10 +248,11 @@ export interface EndpointPolicy {
 }
 
 /**
- * The maps of one endpoint. ruleNumber gives each rule its stable number
- * (the data path reports it in flow records).
+ * The maps of one endpoint (its identity labels and container ports).
+ * ruleNumber gives each rule its stable number (the data path reports it in
+ * flow records).
  */
-export function compileEndpoint(labels: Labels, rules: Rule[], u: IdentityUniverse, ruleNumber: (r: Rule) => number): EndpointPolicy {
+export function compileEndpoint(labels: Labels, rules: Rule[], u: IdentityUniverse, ruleNumber: (r: Rule) => number, ownPorts: readonly ContainerPort[] = []): EndpointPolicy {
   const res: EndpointPolicy = { ingress: null, egress: null, selectedBy: { ingress: [], egress: [] } };
   const enforced = { ingress: false, egress: false };
   const entries = { ingress: [] as PolicyEntry[], egress: [] as PolicyEntry[] };
@@ -112,10 +261,7 @@ export function compileEndpoint(labels: Labels, rules: Rule[], u: IdentityUniver
     res.selectedBy[r.direction].push(r);
     if (r.defaultDeny) enforced[r.direction] = true;
     const n = ruleNumber(r);
-    const ids = new Set<number>();
-    for (const p of r.peers) for (const id of peerIdentities(p, u)) ids.add(id);
-    const ports = r.ports.length ? r.ports : [{ proto: 0, lo: 0, hi: 65535 }];
-    for (const id of ids) for (const p of ports) entries[r.direction].push({ identity: id, proto: p.proto, deny: r.deny, ...(p.http ? { redirect: true } : {}), lo: p.lo, hi: p.hi, rule: n });
+    for (const e of ruleEntries(r, u, ownPorts)) entries[r.direction].push({ identity: e.identity, proto: e.proto, deny: r.deny, ...(e.http ? { redirect: true } : {}), lo: e.lo, hi: e.hi, rule: n });
   }
   // A direction only some enableDefaultDeny:false policies select stays open,
   // but their deny rules still apply: an allow-everything entry after them.

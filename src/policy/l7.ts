@@ -17,7 +17,8 @@
  * (`(?P<name>`, inline flags) throws here.
  */
 import type { IdentityUniverse } from './compile.js';
-import { peerIdentities } from './compile.js';
+import { ruleEntries } from './compile.js';
+import type { ContainerPort } from './ports.js';
 import type { HttpRule, Rule } from './rules.js';
 
 export interface HttpRequestView {
@@ -31,18 +32,20 @@ export interface HttpRequestView {
 /** The rules deciding a redirected flow: 'all' (an L4 allow applies), or HTTP rules with the rule they came from. */
 export type L7Rules = 'all' | Array<{ rule: Rule; http: HttpRule }>;
 
-/** Ingress rules selecting the endpoint (compiled selectedBy) that allow `identity` on TCP `port`. */
-export function l7Rules(ingress: Rule[], u: IdentityUniverse, identity: number, port: number): L7Rules {
+/**
+ * Ingress rules selecting the endpoint (compiled selectedBy; its container
+ * ports resolve named ports, as compileEndpoint does) that allow `identity`
+ * on TCP `port`.
+ */
+export function l7Rules(ingress: Rule[], u: IdentityUniverse, identity: number, port: number, ownPorts: readonly ContainerPort[] = []): L7Rules {
   const out: Array<{ rule: Rule; http: HttpRule }> = [];
   for (const r of ingress) {
     if (r.deny) continue;
-    const ids = new Set(r.peers.flatMap((p) => peerIdentities(p, u)));
-    if (!ids.has(identity) && !ids.has(0)) continue;
-    const ports = r.ports.length ? r.ports : [{ proto: 0, lo: 0, hi: 65535 }];
-    for (const p of ports) {
-      if ((p.proto !== 0 && p.proto !== 6) || port < p.lo || port > p.hi) continue;
-      if (!('http' in p) || !p.http) return 'all';
-      for (const h of p.http) out.push({ rule: r, http: h });
+    for (const e of ruleEntries(r, u, ownPorts)) {
+      if (e.identity !== identity && e.identity !== 0) continue;
+      if ((e.proto !== 0 && e.proto !== 6) || port < e.lo || port > e.hi) continue;
+      if (!e.http) return 'all';
+      for (const h of e.http) out.push({ rule: r, http: h });
     }
   }
   return out;

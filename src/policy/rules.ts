@@ -14,9 +14,15 @@
  *   allow from/to everyone; a rule with neither (`ingress: [{}]`) allows
  *   nothing but puts the selected endpoints in default deny;
  * - NetworkPolicy: an empty `from`/`to` means everyone, ports default to TCP,
- *   policyTypes default to Ingress (plus Egress when egress rules exist),
- *   namespaceSelector matches namespace labels (here the
- *   kubernetes.io/metadata.name label every namespace has).
+ *   policyTypes default to Ingress, plus Egress when `egress` holds at least
+ *   one rule (the API's defaulting: `egress: []` alone isolates nothing);
+ *   namespaceSelector matches namespace labels (kubernetes.io/metadata.name
+ *   and those of v1 Namespace objects); ipBlock also matches pod addresses
+ *   (compile.ts) where CiliumNetworkPolicy CIDR rules match outside
+ *   addresses only, as in Cilium;
+ * - named ports resolve per pod (ports.ts, compile.ts); a part of a rule that
+ *   cannot be resolved matches nothing and the rule still isolates what it
+ *   selects (fail closed), with a warning (compile.ts ruleWarnings).
  * A policy annotated wiremesh.io/mesh-wide: "true" is enforced in every
  * connected cluster (kvstoremesh replicates it).
  */
@@ -33,7 +39,8 @@ export type PeerSpec =
   | { kind: 'all' }
   | { kind: 'selector'; selector: Selector }
   | { kind: 'entity'; entity: string }
-  | { kind: 'cidr'; cidr: Prefix; text: string; except: Array<{ prefix: Prefix; text: string }> };
+  /** endpoints: a NetworkPolicy ipBlock, which also matches mesh endpoints by address (compile.ts). */
+  | { kind: 'cidr'; cidr: Prefix; text: string; except: Array<{ prefix: Prefix; text: string }>; endpoints?: boolean };
 
 /** One `toPorts[].rules.http` entry; regular expressions match whole values (as Cilium's Go regexps, anchored). */
 export interface HttpRule {
@@ -48,6 +55,8 @@ export interface PortSpec {
   proto: number; // 0 = any
   lo: number;
   hi: number;
+  /** A named port: lo/hi are unused; it resolves per pod when compiled (ports.ts), to nothing if no pod declares it. */
+  name?: string;
   /** L7: requests on this port go through the agent's proxy and must match one of these (ingress allow rules). */
   http?: HttpRule[];
 }
@@ -103,7 +112,8 @@ export function policyRules(m: Manifest, key: string, storedIn: string, opts: Ru
   if (m.kind === 'NetworkPolicy') {
     const spec = m.spec as Obj;
     const subject = subjectOf(spec.podSelector as LabelSelector);
-    const types = (spec.policyTypes as string[] | undefined) ?? ['Ingress', ...(spec.egress !== undefined ? ['Egress'] : [])];
+    // the API's defaulting: Ingress always, Egress only when there is an egress rule
+    const types = (spec.policyTypes as string[] | undefined) ?? ['Ingress', ...(((spec.egress as unknown[] | undefined) ?? []).length > 0 ? ['Egress'] : [])];
     for (const [dir, section, peerField] of [['ingress', 'Ingress', 'from'], ['egress', 'Egress', 'to']] as const) {
       if (!types.includes(section)) continue;
       const rules = (spec[dir] as Obj[] | undefined) ?? [];
@@ -112,11 +122,7 @@ export function policyRules(m: Manifest, key: string, storedIn: string, opts: Ru
       rules.forEach((r, i) => {
         const peersIn = (r[peerField] as Obj[] | undefined) ?? [];
         const peers: PeerSpec[] = peersIn.length === 0 ? [{ kind: 'all' }] : peersIn.map((p) => networkPolicyPeer(p, peerSelector));
-        const ports = ((r.ports as Obj[] | undefined) ?? []).map((p) => {
-          const proto = PROTOCOLS[(p.protocol as string | undefined) ?? 'TCP']!;
-          return portSpec(proto, p.port, p.endPort, `${policy}:${dir}[${i}]`, warnings);
-        }).filter((p): p is PortSpec => p !== null);
-        if (r.ports !== undefined && (r.ports as Obj[]).length > 0 && ports.length === 0) return; // only unsupported (named) ports
+        const ports = ((r.ports as Obj[] | undefined) ?? []).map((p) => portSpec(PROTOCOLS[(p.protocol as string | undefined) ?? 'TCP']!, p.port, p.endPort));
         out.push(rule(policy, `${dir}[${i}]`, dir, false, subject, peers, ports, true));
       });
     }
@@ -145,25 +151,20 @@ export function policyRules(m: Manifest, key: string, storedIn: string, opts: Ru
         for (const f of [`${peerWord}Requires`, 'toFQDNs', 'toServices'])
           if (r[f] !== undefined) warnings.push(`${policy}:${where}: ${f} is not enforced; the rule allows nothing through it`);
         const ports: PortSpec[] = [];
-        let portsListed = false;
         for (const pr of (r.toPorts as Obj[] | undefined) ?? []) {
           const http = ((pr.rules as Obj | undefined)?.http as Obj[] | undefined)?.map(httpRule);
           const l7 = http !== undefined && dir === 'ingress' && !deny;
           if (pr.rules !== undefined && !l7) warnings.push(`${policy}:${where}: L7 rules are enforced at L4 only here (${deny ? 'deny rules' : dir === 'egress' ? 'egress' : 'non-HTTP rules'}; the ports are allowed)`);
           for (const p of (pr.ports as Obj[] | undefined) ?? []) {
-            portsListed = true;
-            const spec = portSpec(PROTOCOLS[(p.protocol as string | undefined) ?? 'ANY']!, p.port, p.endPort, `${policy}:${where}`, warnings);
+            const spec = portSpec(PROTOCOLS[(p.protocol as string | undefined) ?? 'ANY']!, p.port, p.endPort);
             // the proxy speaks HTTP over TCP: an L7 port is a TCP port
-            if (spec && l7) ports.push({ ...spec, proto: 6, http: http! });
-            else if (spec) ports.push(spec);
+            ports.push(l7 ? { ...spec, proto: 6, http: http! } : spec);
           }
         }
         if (r.icmps !== undefined) {
           warnings.push(`${policy}:${where}: icmps allow ICMP and ICMPv6 as a whole (types are not matched)`);
           ports.push({ proto: 1, lo: 0, hi: 65535 }, { proto: 58, lo: 0, hi: 65535 });
-          portsListed = true;
         }
-        if (portsListed && ports.length === 0) return;
         const hasPeerFields = Object.keys(r).some((k) => k.startsWith(peerWord));
         if (!hasPeerFields && ports.length > 0) peers.push({ kind: 'all' });
         out.push(rule(policy, where, dir, deny, subject, peers, ports, dd[dir] !== false));
@@ -190,7 +191,7 @@ function httpRule(h: Obj): HttpRule {
 
 function rule(policy: string, where: string, direction: Direction, deny: boolean, subject: Selector, peers: PeerSpec[], ports: PortSpec[], defaultDeny: boolean): Rule {
   const peerText = peers.length === 0 ? 'nobody' : peers.map(describePeer).join(' | ');
-  const portText = ports.length === 0 ? 'any port' : ports.map((p) => `${p.lo === 0 && p.hi === 65535 ? 'any' : p.lo === p.hi ? p.lo : `${p.lo}-${p.hi}`}/${protocolName(p.proto)}${p.http ? ` (HTTP: ${p.http.map(describeHttp).join(' | ')})` : ''}`).join(',');
+  const portText = ports.length === 0 ? 'any port' : ports.map((p) => `${p.name !== undefined ? `named:${p.name}` : p.lo === 0 && p.hi === 65535 ? 'any' : p.lo === p.hi ? p.lo : `${p.lo}-${p.hi}`}/${protocolName(p.proto)}${p.http ? ` (HTTP: ${p.http.map(describeHttp).join(' | ')})` : ''}`).join(',');
   return {
     id: `${policy}:${where}`,
     policy,
@@ -211,23 +212,20 @@ export function describePeer(p: PeerSpec): string {
     case 'entity':
       return `entity:${p.entity}`;
     case 'cidr':
-      return p.except.length ? `${p.text} except ${p.except.map((e) => e.text).join(',')}` : p.text;
+      return `${p.endpoints ? 'ipBlock ' : ''}${p.except.length ? `${p.text} except ${p.except.map((e) => e.text).join(',')}` : p.text}`;
     case 'selector':
       return `{${describeSelector(p.selector)}}`;
   }
 }
 
-function cidrPeer(cidr: string, except: string[]): PeerSpec {
-  return { kind: 'cidr', cidr: parsePrefix(cidr), text: cidr, except: except.map((e) => ({ prefix: parsePrefix(e), text: e })) };
+function cidrPeer(cidr: string, except: string[], endpoints = false): PeerSpec {
+  return { kind: 'cidr', cidr: parsePrefix(cidr), text: cidr, except: except.map((e) => ({ prefix: parsePrefix(e), text: e })), ...(endpoints ? { endpoints } : {}) };
 }
 
-function portSpec(proto: number, port: unknown, endPort: unknown, where: string, warnings: string[]): PortSpec | null {
+function portSpec(proto: number, port: unknown, endPort: unknown): PortSpec {
   if (port === undefined) return { proto, lo: 0, hi: 65535 };
   const n = typeof port === 'number' ? port : /^\d+$/.test(String(port)) ? Number(port) : NaN;
-  if (Number.isNaN(n)) {
-    warnings.push(`${where}: named port ${String(port)} cannot be resolved (wiremesh has no container ports); the entry is ignored`);
-    return null;
-  }
+  if (Number.isNaN(n)) return { proto, lo: 0, hi: 0, name: String(port) }; // resolved per pod at compile time
   if (n === 0) return { proto, lo: 0, hi: 65535 };
   const hi = endPort === undefined ? n : Number(endPort);
   return { proto, lo: n, hi };
@@ -236,7 +234,7 @@ function portSpec(proto: number, port: unknown, endPort: unknown, where: string,
 function networkPolicyPeer(p: Obj, peerSelector: (s: Selector, namespaced: boolean) => Selector): PeerSpec {
   if (p.ipBlock) {
     const b = p.ipBlock as Obj;
-    return cidrPeer(b.cidr as string, (b.except as string[] | undefined) ?? []);
+    return cidrPeer(b.cidr as string, (b.except as string[] | undefined) ?? [], true);
   }
   const pod = compileSelector(p.podSelector as LabelSelector | undefined);
   if (p.namespaceSelector === undefined) return { kind: 'selector', selector: peerSelector(pod, true) };

@@ -12,6 +12,7 @@ import {
   clusterConfigCodec,
   endpointCodec,
   identityCodec,
+  namespaceCodec,
   nodeCodec,
   pinnedClusterCodec,
   policyCodec,
@@ -28,7 +29,7 @@ import { WiremeshError } from '../errors.js';
 import { describeIdentity, endpointIdentityLabels, RESERVED, type Labels } from '../identity/identity.js';
 import type { Manifest } from '../manifests/validate.js';
 import { parseIP, prefixContains } from '../net/ip.js';
-import { compileEndpoint, evaluate, IdentityUniverse, type Verdict } from './compile.js';
+import { compileEndpoint, evaluate, IdentityUniverse, ruleWarnings, type Verdict } from './compile.js';
 import { enforcedRules, rulePrefixes, type StoredPolicy } from './repository.js';
 import { PROTOCOLS, type Direction, type Rule } from './rules.js';
 
@@ -42,6 +43,8 @@ export interface MeshState {
   acceptsPoliciesOf?: (cluster: string) => boolean;
   /** Records refused as an agent of that cluster refuses them. */
   rejected?: string[];
+  /** Namespaces with a v1 Namespace object, by cluster (their labels are in the identities already). */
+  namespaces?: Map<string, Set<string>>;
 }
 
 /**
@@ -88,6 +91,12 @@ export async function loadMeshState(etcd: Etcd3): Promise<MeshState> {
   await read('ip', endpointCodec, (k, c, _n, v) => (admission ? admission.upsert('endpoint', k, c, v) : endpoints.set(k, v)));
   await read('identities', identityCodec, (k, c, _n, v) => (admission ? admission.upsert('identity', k, c, v) : st.identities.set(v.id, v.labels)));
   await read('policies', policyCodec, (_k, cluster, name, manifest) => st.policies.push({ cluster, name, manifest }));
+  st.namespaces = new Map();
+  await read('namespaces', namespaceCodec, (_k, cluster, name) => {
+    let set = st.namespaces!.get(cluster);
+    if (!set) st.namespaces!.set(cluster, (set = new Set()));
+    set.add(name);
+  });
   st.nodes = [...nodes.values()];
   st.endpoints = [...endpoints.values()];
   for (const e of rejections.recent) st.rejected!.push(`${e.type} ${e.key}: ${e.reason}: ${e.detail}`);
@@ -149,18 +158,21 @@ export function trace(st: MeshState, src: TraceEndpoint, dst: TraceEndpoint, pro
     if (!ep || ep.identity === undefined) return null;
     // a remote's mesh-wide policies count where that cluster accepted them: known for the cluster whose etcd this is
     const accepts = ep.cluster === st.cluster ? st.acceptsPoliciesOf : (c: string) => c === ep.cluster;
-    const rules = enforcedRules(st.policies, ep.cluster, defaultLocalCluster, warnings, accepts);
-    const u = new IdentityUniverse(ep.cluster);
-    for (const [id, labels] of st.identities) u.identities.set(id, labels);
-    for (const [text, prefix] of rulePrefixes(rules)) u.cidrIdentity(text, prefix);
+    const { rules, u } = clusterRules(st, ep.cluster, defaultLocalCluster, warnings, accepts);
     const remoteId = remoteIdentity(remote, local, u);
     const byNumber = new Map<number, Rule>();
     const labels = st.identities.get(ep.identity) ?? endpointIdentityLabels(ep.labels, ep.namespace, ep.cluster);
-    const pol = compileEndpoint(labels, rules, u, (r) => {
-      const n = rules.indexOf(r) + 1;
-      byNumber.set(n, r);
-      return n;
-    });
+    const pol = compileEndpoint(
+      labels,
+      rules,
+      u,
+      (r) => {
+        const n = rules.indexOf(r) + 1;
+        byNumber.set(n, r);
+        return n;
+      },
+      ep.ports ?? [],
+    );
     const v = evaluate(pol[direction], remoteId, proto, dport, hasPorts);
     const rule = v.entry && v.entry.rule ? byNumber.get(v.entry.rule) : undefined;
     return {
@@ -177,6 +189,23 @@ export function trace(st: MeshState, src: TraceEndpoint, dst: TraceEndpoint, pro
   for (const s of [side('egress', src, dst), side('ingress', dst, src)]) if (s) steps.push(s);
   const denied = steps.some((s) => s.verdict === 'deny' || s.verdict === 'default-deny');
   return { src, dst, protocol: protocol.toUpperCase(), dport, steps, verdict: denied ? 'DENIED' : 'ALLOWED', warnings: [...new Set(warnings)] };
+}
+
+/**
+ * The rules `cluster` enforces and the universe they compile against, as its
+ * agents build them (CIDR identities, endpoint addresses and ports, declared
+ * namespaces); warnings collect what is not enforced or cannot be resolved.
+ */
+export function clusterRules(st: MeshState, cluster: string, defaultLocalCluster: boolean, warnings: string[], accepts?: (c: string) => boolean): { rules: Rule[]; u: IdentityUniverse } {
+  const rules = enforcedRules(st.policies, cluster, defaultLocalCluster, warnings, accepts);
+  const u = new IdentityUniverse(cluster);
+  for (const [id, labels] of st.identities) u.identities.set(id, labels);
+  for (const [text, prefix] of rulePrefixes(rules)) u.cidrIdentity(text, prefix);
+  // the endpoints' addresses and ports, as the agent has them (named ports, NetworkPolicy ipBlocks)
+  for (const e of st.endpoints) if (e.identity !== undefined) u.setEndpoint(`${e.cluster}/${e.node}/${e.ip}`, { identity: e.identity, ip: e.ip, ports: e.ports ?? [] });
+  for (const n of st.namespaces?.get(cluster) ?? []) u.namespaces.add(n);
+  warnings.push(...ruleWarnings(rules, u));
+  return { rules, u };
 }
 
 /** The identity the data path sees for `remote` at `local`'s node. */

@@ -12,6 +12,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { callAgent } from '../agent/api.js';
 import { WiremeshError } from '../errors.js';
 import { installPodGuard, removePodGuard } from './podguard.js';
+import type { ContainerPort } from '../policy/ports.js';
 
 export interface PodWiring {
   /** The pod's namespace (created here). */
@@ -21,6 +22,8 @@ export interface PodWiring {
   name: string;
   namespace: string;
   labels: Record<string, string>;
+  /** Named container ports, registered with the endpoint. */
+  ports?: ContainerPort[];
   ip: string;
   ip6?: string;
   /** The node's agent API socket. */
@@ -59,7 +62,7 @@ export async function wirePod(p: PodWiring): Promise<void> {
   // bind-mounts /etc/netns/<ns>/resolv.conf over /etc/resolv.conf).
   mkdirSync(`/etc/netns/${p.netns}`, { recursive: true });
   writeFileSync(`/etc/netns/${p.netns}/resolv.conf`, `nameserver 169.254.1.1\nsearch ${p.namespace}.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5 timeout:1 attempts:2\n`);
-  const res = await callAgent(p.socket, 'POST', '/v1/endpoints', { name: p.name, namespace: p.namespace, labels: p.labels, ips: p.ip6 ? [p.ip, p.ip6] : [p.ip] });
+  const res = await callAgent(p.socket, 'POST', '/v1/endpoints', { name: p.name, namespace: p.namespace, labels: p.labels, ips: p.ip6 ? [p.ip, p.ip6] : [p.ip], ...(p.ports?.length ? { ports: p.ports } : {}) });
   if (res.status !== 201) throw new WiremeshError('WM_POD_REGISTER', `agent refused pod ${p.namespace}/${p.name}: ${JSON.stringify(res.body)}`);
 }
 

@@ -357,7 +357,7 @@ export async function addPod(st: TestbedState, pod: PodSpec): Promise<TestbedSta
   const ip6 = node.podCIDRv6 ? podAddress(node.podCIDRv6, k) : undefined;
   st.namespaces.push(ns);
   save(st);
-  await wirePod({ netns: ns, nodeNetns: node.netns, name: pod.name, namespace: pod.namespace, labels: pod.labels, ip, ...(ip6 ? { ip6 } : {}), socket: node.socket });
+  await wirePod({ netns: ns, nodeNetns: node.netns, name: pod.name, namespace: pod.namespace, labels: pod.labels, ...(pod.ports ? { ports: pod.ports } : {}), ip, ...(ip6 ? { ip6 } : {}), socket: node.socket });
   const rec = { name: pod.name, cluster: pod.cluster, node: pod.node, namespace: pod.namespace, netns: ns, ip, ...(ip6 ? { ip6 } : {}) };
   st.pods.push(rec);
   save(st);

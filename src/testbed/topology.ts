@@ -5,7 +5,8 @@
  *   clusters:
  *     - { name: c1, id: 1, podCIDR: 100.65.0.0/16, nodes: [n1, n2] }
  *   pods:
- *     - { name: web, cluster: c1, node: n1, namespace: default, labels: { app: web } }
+ *     - { name: web, cluster: c1, node: n1, namespace: default, labels: { app: web },
+ *         ports: [{ name: serve-80-tcp, containerPort: 80, protocol: TCP }] }   # optional named ports
  *   manifests: { c1: [policy.yaml] }  # applied with `wiremesh apply` (issue 3/4)
  *   connect: [[c1, c2]]               # optional; default: full mesh
  *   hub: c1                           # optional: hub-and-spoke, spokes reach each other through c1
@@ -16,6 +17,7 @@ import { isYamlObject, parseYamlMapping, type YamlObject } from '../yamlconfig.j
 import { ConfigError } from '../errors.js';
 import { formatIP, parsePrefix } from '../net/ip.js';
 import { prefixesOverlap, validateClusterId, validateClusterName } from '../controlplane/types.js';
+import { parseContainerPorts, type ContainerPort } from '../policy/ports.js';
 
 export interface ClusterSpec {
   name: string;
@@ -32,6 +34,8 @@ export interface PodSpec {
   node: string;
   namespace: string;
   labels: Record<string, string>;
+  /** Named container ports (for rules that name ports). */
+  ports?: ContainerPort[];
 }
 
 export interface Topology {
@@ -101,7 +105,8 @@ export function parseTopology(text: string, file = 'topology.yaml'): Topology {
     if (typeof namespace !== 'string' || !DNS.test(namespace)) throw new ConfigError(`${f}.namespace`, 'must be a DNS label');
     const labels = p.labels === undefined ? {} : p.labels;
     if (!isObj(labels) || Object.values(labels).some((v) => typeof v !== 'string')) throw new ConfigError(`${f}.labels`, 'must be a map of strings');
-    return { name: p.name, cluster: c.name, node: p.node, namespace, labels: labels as Record<string, string> };
+    const ports = parseContainerPorts(p.ports, `${f}.ports`);
+    return { name: p.name, cluster: c.name, node: p.node, namespace, labels: labels as Record<string, string>, ...(ports.length ? { ports } : {}) };
   });
   const seen = new Set<string>();
   pods.forEach((p, i) => {

@@ -5,6 +5,11 @@
 // pod's packets to other nodes' addresses go through those nodes' tunnels
 // (nothing in the clear on the underlay); and the regression of a policy whose
 // ipBlock names a pod's address (the ipcache entry was shared and lost).
+// Then NetworkPolicy semantics of issue 17 end to end: ipBlock matching pod
+// addresses (and not CiliumNetworkPolicy CIDR rules), named ports resolved per
+// pod and failing closed, namespace labels relabelled under namespaceSelector.
+// Expected outcomes are written from the Kubernetes API's rules, never from
+// `policy trace`.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -98,10 +103,11 @@ describe.skipIf(!enabled)('policy between pods and the world', () => {
   const cidrIdentities = async (c: string, n: string) =>
     ((await callAgent(node(c, n).socket, 'GET', '/v1/policy')).body as { cidrIdentities: Array<{ cidr: string }> }).cidrIdentities.map((x) => x.cidr);
 
-  function apply(cluster: string, yaml: string, fileName: string): void {
+  /** `wiremesh apply`; its output (applied lines, warnings). */
+  function apply(cluster: string, yaml: string, fileName: string): string {
     writeFileSync(join(dir, fileName), yaml);
     const a = testbedClusterAccess(cluster, name);
-    cliIn(a.netns, ['apply', '--cluster', cluster, ...a.flags, '-f', join(dir, fileName)]);
+    return cliIn(a.netns, ['apply', '--cluster', cluster, ...a.flags, '-f', join(dir, fileName)]);
   }
 
   function deletePolicy(cluster: string, key: string): { deleted: number } {
@@ -123,13 +129,13 @@ pods:
   - { name: e, cluster: c1, node: n1, namespace: out, labels: { app: egress } }
   - { name: ew, cluster: c1, node: n1, namespace: out, labels: { app: world } }
   - { name: open, cluster: c1, node: n1, namespace: web, labels: { app: open } }
-  - { name: a, cluster: c1, node: n1, namespace: x, labels: { pod: a } }
+  - { name: a, cluster: c1, node: n1, namespace: x, labels: { pod: a }, ports: [{ name: serve-7000-tcp, containerPort: 7000 }] }
   - { name: deny, cluster: c1, node: n2, namespace: web, labels: { app: deny } }
   - { name: ipb, cluster: c1, node: n2, namespace: web, labels: { app: ipb } }
   - { name: b, cluster: c1, node: n2, namespace: y, labels: { pod: b } }
   - { name: c, cluster: c1, node: n2, namespace: y, labels: { pod: c } }
   - { name: cidrset, cluster: c2, node: n1, namespace: web, labels: { app: cidrset } }
-  - { name: r, cluster: c2, node: n1, namespace: y, labels: { pod: r } }
+  - { name: r, cluster: c2, node: n1, namespace: y, labels: { pod: r }, ports: [{ name: serve-7000-tcp, containerPort: 7000, protocol: TCP }] }
 manifests:
   c1: [${join(dir, 'c1.yaml')}]
   c2: [${join(dir, 'c2.yaml')}]
@@ -242,9 +248,10 @@ spec:
     );
     for (const n of ['n1', 'n2']) await waitFor(async () => (await cidrIdentities('c1', n)).includes(`${pod('b').ip}/32`), 15_000, `policy on c1/${n}`);
     await waitFor(async () => (await podReaches('a', [pod('open').ip])).length === 0, 10_000, 'a restricted');
-    // b and the pods on its node (and elsewhere) still talk, and b's packets carry b's identity, not world
+    // b and the pods on its node (and elsewhere) still talk, and b's packets carry b's identity, not world;
+    // a reaches b through the ipBlock (a NetworkPolicy ipBlock matches pod addresses) and nothing else
     const during = await pairs();
-    expect({ bc: during.bc, cb: during.cb, rb: during.rb }).toEqual({ bc: before.bc, cb: before.cb, rb: before.rb });
+    expect(during).toEqual({ bc: before.bc, cb: before.cb, rb: before.rb, ab: [pod('b').ip] });
     const bIdentity = ((await callAgent(node('c1', 'n2').socket, 'GET', '/v1/policy')).body as { endpoints: Array<{ endpoint: string; identity: number }> }).endpoints.find((e) => e.endpoint === 'y/b')!.identity;
     const fromB = flows('c1', 'n2').filter((f) => f.source.ip === pod('b').ip).at(-1);
     expect(fromB?.source.identity).toBe(bIdentity);
@@ -257,4 +264,132 @@ spec:
     await waitFor(async () => (await podReaches('a', [pod('open').ip])).length === 1, 10_000, 'a free again');
     expect(await pairs()).toEqual(before);
   }, 60_000);
+
+  /** Deletes a stored object (policy or Namespace) from c1's etcd. */
+  async function remove(type: 'policies' | 'namespaces', keyName: string): Promise<void> {
+    expect(deletePolicy('c1', stateKey(type, 'c1', keyName))).toEqual({ deleted: 1 });
+  }
+
+  it('NetworkPolicy ipBlock except naming a pod excludes it; deleted again, everything as before', async () => {
+    const targets = () => podReaches('a', [pod('b').ip, pod('open').ip, pod('r').ip]);
+    const before = await targets();
+    expect(before).toEqual([pod('b').ip, pod('open').ip, pod('r').ip].sort());
+    apply('c1', `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: except-b, namespace: x }
+spec:
+  podSelector: { matchLabels: { pod: a } }
+  policyTypes: [Egress]
+  egress: [{ to: [{ ipBlock: { cidr: 100.64.0.0/10, except: [${pod('b').ip}/32] } }] }]
+`, 'except-b.yaml');
+    // API: 100.64.0.0/10 minus b's /32 holds open's and r's addresses, not b's
+    await waitFor(async () => (await targets()).length === 2, 15_000, 'except applied');
+    expect(await targets()).toEqual([pod('open').ip, pod('r').ip].sort());
+    expect(await podReaches('c', [pod('b').ip])).toEqual([pod('b').ip]); // b itself is untouched
+    await remove('policies', 'x/knp.except-b');
+    await waitFor(async () => (await targets()).length === 3, 15_000, 'except gone');
+    expect(await targets()).toEqual(before);
+  }, 60_000);
+
+  it('ingress from ipBlock 0.0.0.0/0 admits every pod for a NetworkPolicy, while CNP fromCIDR 0.0.0.0/0 admits only the world', async () => {
+    const srcs = ['open', 'a', 'r', 'c'] as const;
+    const who = async (dst: string, list: readonly string[]) => {
+      const out: string[] = [];
+      for (const s of list.filter((x) => x !== dst)) if ((await podReaches(s, [pod(dst).ip])).length) out.push(s);
+      if ((await reachFrom(hosts[H1]!, 7000, [pod(dst).ip])).size) out.push('H1');
+      return out;
+    };
+    apply('c1', `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: all-v4, namespace: y }
+spec:
+  podSelector: { matchLabels: { pod: c } }
+  ingress: [{ from: [{ ipBlock: { cidr: 0.0.0.0/0 } }] }]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: { name: cidr-all, namespace: y }
+spec:
+  endpointSelector: { matchLabels: { pod: b } }
+  ingress: [{ fromCIDR: [0.0.0.0/0] }]
+`, 'all-v4.yaml');
+    // Kubernetes: every IPv4 address is in 0.0.0.0/0, pods of this and the other cluster included.
+    // Cilium: CIDR rules select addresses outside the cluster mesh only.
+    await waitFor(async () => (await who('b', ['open'])).join() === 'H1', 15_000, 'CNP compiled');
+    expect(await who('c', [...srcs, 'b'])).toEqual(['open', 'a', 'r', 'b', 'H1']);
+    expect(await who('b', srcs)).toEqual(['H1']);
+    await remove('policies', 'y/knp.all-v4');
+    await remove('policies', 'y/cnp.cidr-all');
+    await waitFor(async () => (await who('b', ['open'])).join() === 'open,H1', 15_000, 'CNP gone');
+  }, 90_000);
+
+  it('named ports: resolved on the selected pod (ingress) and on each destination, remote cluster included (egress); an undeclared name isolates and warns', async () => {
+    // ingress serve-7000-tcp: a declares it as 7000 -> from any namespace on 7000
+    apply('c1', `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: named-in, namespace: x }
+spec:
+  podSelector: { matchLabels: { pod: a } }
+  ingress: [{ from: [{ namespaceSelector: {} }], ports: [{ port: serve-7000-tcp }] }]
+`, 'named-in.yaml');
+    await waitFor(async () => ((await callAgent(node('c1', 'n1').socket, 'GET', '/v1/policy')).body as { rules: Array<{ id: string }> }).rules.some((r) => r.id.startsWith('c1/x/knp.named-in')), 15_000, 'named-in compiled');
+    expect(await podReaches('b', [pod('a').ip])).toEqual([pod('a').ip]);
+    // the same policy naming a port no pod declares: x/a stays isolated (the issue's fail-open case)
+    const out = apply('c1', `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: named-in, namespace: x }
+spec:
+  podSelector: { matchLabels: { pod: a } }
+  ingress: [{ from: [{ namespaceSelector: {} }], ports: [{ port: serve-80-tcp }] }]
+`, 'named-in.yaml');
+    expect(out).toMatch(/WARNING: c1\/x\/knp\.named-in:ingress\[0\]: named port serve-80-tcp\/TCP is declared by no pod/);
+    await waitFor(async () => (await podReaches('b', [pod('a').ip])).length === 0, 15_000, 'a isolated');
+    expect(await podReaches('open', [pod('a').ip])).toEqual([]);
+    expect((await reachFrom(hosts[H1]!, 7000, [pod('a').ip])).size).toBe(0);
+    const pol = (await callAgent(node('c1', 'n1').socket, 'GET', '/v1/policy')).body as { warnings: string[] };
+    expect(pol.warnings.join('\n')).toMatch(/knp\.named-in:ingress\[0\]: named port serve-80-tcp\/TCP is declared by no pod: it matches nothing/);
+    await remove('policies', 'x/knp.named-in');
+    // egress serve-7000-tcp: r (cluster c2) declares it, b declares nothing
+    apply('c1', `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: named-out, namespace: x }
+spec:
+  podSelector: { matchLabels: { pod: a } }
+  egress: [{ ports: [{ port: serve-7000-tcp }] }]
+`, 'named-out.yaml');
+    await waitFor(async () => (await podReaches('a', [pod('b').ip])).length === 0, 15_000, 'named-out compiled');
+    expect(await podReaches('a', [pod('r').ip, pod('b').ip, pod('open').ip, H1])).toEqual([pod('r').ip]);
+    // no policyTypes: Ingress is always implied (egress rules add Egress), so a's ingress is isolated too
+    expect(await podReaches('b', [pod('a').ip])).toEqual([]);
+    await remove('policies', 'x/knp.named-out');
+    await waitFor(async () => (await podReaches('a', [pod('b').ip])).length === 1, 15_000, 'named-out gone');
+  }, 90_000);
+
+  it('namespaceSelector follows Namespace labels: applied, relabelled, deleted', async () => {
+    apply('c1', `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: from-blue, namespace: y }
+spec:
+  podSelector: { matchLabels: { pod: c } }
+  ingress: [{ from: [{ namespaceSelector: { matchLabels: { team: blue } } }] }]
+`, 'from-blue.yaml');
+    const who = async () => {
+      const out: string[] = [];
+      for (const s of ['a', 'open', 'b']) if ((await podReaches(s, [pod('c').ip])).length) out.push(s);
+      return out;
+    };
+    // no namespace carries team=blue yet: c admits nobody
+    await waitFor(async () => (await who()).length === 0, 15_000, 'from-blue compiled');
+    const ns = (labels: string) => apply('c1', `apiVersion: v1\nkind: Namespace\nmetadata: { name: x, labels: { ${labels} } }\n`, 'ns-x.yaml');
+    expect(ns('team: blue')).toMatch(/namespace\/x applied to c1/);
+    await waitFor(async () => (await who()).join() === 'a', 20_000, 'x is blue');
+    ns('team: red');
+    await waitFor(async () => (await who()).length === 0, 20_000, 'x is red');
+    ns('team: blue');
+    await waitFor(async () => (await who()).join() === 'a', 20_000, 'x is blue again');
+    await remove('namespaces', 'x');
+    await waitFor(async () => (await who()).length === 0, 20_000, 'x has no labels');
+    await remove('policies', 'y/knp.from-blue');
+    await waitFor(async () => (await who()).length === 3, 15_000, 'from-blue gone');
+  }, 120_000);
 });

@@ -33,13 +33,13 @@ const codecs = (Object.entries(records) as Array<[string, unknown]>).filter(
     typeof e[1] === 'object' && e[1] !== null && typeof (e[1] as Codec<unknown>).decode === 'function' && typeof (e[1] as Codec<unknown>).encode === 'function' && typeof (e[1] as Codec<unknown>).maxBytes === 'number',
 );
 
-const STATE_OF: Partial<Record<RecordType, StateType>> = { node: 'nodes', endpoint: 'ip', identity: 'identities', service: 'services', policy: 'policies', relay: 'relays', gateway: 'gateways', heartbeat: 'heartbeat' };
+const STATE_OF: Partial<Record<RecordType, StateType>> = { node: 'nodes', endpoint: 'ip', identity: 'identities', service: 'services', policy: 'policies', relay: 'relays', gateway: 'gateways', heartbeat: 'heartbeat', namespace: 'namespaces' };
 
 /** A key of the codec's type, naming cluster c2 (and name when given). */
 function keyFor(type: RecordType, name?: string, cached = false): string {
   const st = STATE_OF[type];
   if (st) {
-    const n = name ?? { nodes: 'n1', ip: 'n1/100.66.1.10', identities: String(2 * 65536 + 300), services: 'shop/web', policies: 'shop/cnp.backend', relays: 'n1', gateways: 'n1', heartbeat: 'kvstoremesh' }[st];
+    const n = name ?? { nodes: 'n1', ip: 'n1/100.66.1.10', identities: String(2 * 65536 + 300), services: 'shop/web', policies: 'shop/cnp.backend', relays: 'n1', gateways: 'n1', heartbeat: 'kvstoremesh', namespaces: 'shop' }[st];
     return cached ? cacheKey(st, 'c2', n) : stateKey(st, 'c2', n);
   }
   switch (type) {
@@ -164,7 +164,7 @@ function validRecord(r: R, type: RecordType): { key: string; value: unknown } | 
       return { key: keyFor(type, node, r.bool()), value: v };
     }
     case 'endpoint': {
-      const v = { ip, cluster: 'c2', node, namespace: 'shop', name: `p${r.int(99)}`, labels: lbl(), ...(r.bool() ? { identity: 2 * 65536 + 256 + r.int(60000) } : {}) };
+      const v = { ip, cluster: 'c2', node, namespace: 'shop', name: `p${r.int(99)}`, labels: lbl(), ...(r.bool() ? { identity: 2 * 65536 + 256 + r.int(60000) } : {}), ...(r.bool() ? { ports: [{ name: 'serve-80-tcp', containerPort: 80, protocol: 'TCP' }, { name: `p${r.int(99)}x`, containerPort: 1 + r.int(65535), protocol: r.pick(['TCP', 'UDP', 'SCTP']) }] } : {}) };
       return { key: keyFor(type, `${node}/${ip}`, r.bool()), value: v };
     }
     case 'identity': {
@@ -181,6 +181,8 @@ function validRecord(r: R, type: RecordType): { key: string; value: unknown } | 
       return { key: keyFor(type, manifestName(service).name), value: service };
     case 'policy':
       return { key: keyFor(type, manifestName(policy).name), value: policy };
+    case 'namespace':
+      return { key: keyFor(type, 'shop'), value: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop', labels: { team: r.pick(['blue', 'red']) } } } };
     case 'cluster-config':
       return { key: keyFor(type), value: { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], ...(r.bool() ? { relay: true, serviceCIDR: '100.127.2.0/24' } : {}) } };
     case 'pinned-cluster':

@@ -20,6 +20,7 @@ export type RecordType =
   | 'identity-ref'
   | 'service'
   | 'policy'
+  | 'namespace'
   | 'relay'
   | 'gateway'
   | 'heartbeat'

@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { LOCAL_SCOPE, MIN_LOCAL_ID } from '../../identity/identity.js';
 import { jsonCodec } from './codec.js';
-import { clusterName, dnsLabel, ipAddress, labels, nodeName } from './fields.js';
+import { clusterName, containerPorts, dnsLabel, ipAddress, labels, nodeName } from './fields.js';
 import { mismatch, stateLocation } from './location.js';
 
 export const endpointSchema = z.object({
@@ -14,6 +14,8 @@ export const endpointSchema = z.object({
   labels,
   /** Security identity (src/identity); absent while it is being allocated. */
   identity: z.number().int().min(MIN_LOCAL_ID).max(LOCAL_SCOPE - 1).optional(),
+  /** The pod's named container ports: rules naming a port resolve against them (remote clusters' egress too). */
+  ports: containerPorts.optional(),
 });
 export type EndpointRecord = z.infer<typeof endpointSchema>;
 

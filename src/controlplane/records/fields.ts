@@ -58,3 +58,39 @@ export const labels = z
 export const identityLabels = z
   .record(z.string().min(1).max(317).regex(/^[A-Za-z0-9][-A-Za-z0-9_./]*$/, 'invalid label key'), z.string().regex(LABEL_VALUE_RE, 'invalid label value'))
   .refine((l) => Object.keys(l).length <= MAX_LABELS, `at most ${MAX_LABELS} labels`);
+
+/** At most this many container ports per pod (Kubernetes has no limit; ours keeps a record small). */
+export const MAX_CONTAINER_PORTS = 64;
+
+/**
+ * Why `s` is not an IANA_SVC_NAME (the rule Kubernetes applies to container
+ * port names): at most 15 characters, lowercase letters, digits and '-', at
+ * least one letter, no '-' at either end, no '--'. undefined: it is one.
+ */
+export function ianaSvcNameError(s: string): string | undefined {
+  if (s.length === 0 || s.length > 15) return 'must be 1-15 characters';
+  if (!/^[a-z0-9-]+$/.test(s)) return 'must be lowercase letters, digits and "-"';
+  if (!/[a-z]/.test(s)) return 'must contain at least one letter';
+  if (s.startsWith('-') || s.endsWith('-')) return 'must not begin or end with "-"';
+  if (s.includes('--')) return 'must not contain "--"';
+  return undefined;
+}
+
+/** A pod's named container port (Kubernetes ContainerPort); protocol defaults to TCP. */
+export const containerPort = z
+  .object({
+    name: z.string().max(15).superRefine((s, ctx) => {
+      const why = ianaSvcNameError(s);
+      if (why) ctx.addIssue({ code: 'custom', message: `not an IANA service name: ${why}` });
+    }),
+    containerPort: port,
+    protocol: z.enum(['TCP', 'UDP', 'SCTP']).default('TCP'),
+  })
+  .strict();
+export type ContainerPort = z.infer<typeof containerPort>;
+
+/** A pod's container ports: names unique (as Kubernetes requires within a pod). */
+export const containerPorts = z
+  .array(containerPort)
+  .max(MAX_CONTAINER_PORTS)
+  .refine((ps) => new Set(ps.map((p) => p.name)).size === ps.length, 'port names must be unique');

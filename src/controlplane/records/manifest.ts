@@ -1,5 +1,5 @@
 /**
- * Services and policies: the manifests `wiremesh apply` stored, decoded by the
+ * Services, policies and namespaces: the manifests `wiremesh apply` stored, decoded by the
  * same validator apply uses (src/manifests/validate.ts), so what an agent
  * enforces is exactly what apply accepted. Larger limit: a policy may be long.
  */
@@ -10,8 +10,8 @@ import { stateLocation } from './location.js';
 
 export const MANIFEST_MAX_BYTES = 256 * 1024;
 
-function manifestCodec(type: 'service' | 'policy'): Codec<Manifest> {
-  const stateType = type === 'service' ? 'services' : 'policies';
+function manifestCodec(type: 'service' | 'policy' | 'namespace'): Codec<Manifest> {
+  const stateType = type === 'service' ? 'services' : type === 'policy' ? 'policies' : 'namespaces';
   return {
     type,
     maxBytes: MANIFEST_MAX_BYTES,
@@ -35,3 +35,5 @@ function manifestCodec(type: 'service' | 'policy'): Codec<Manifest> {
 
 export const serviceCodec = manifestCodec('service');
 export const policyCodec = manifestCodec('policy');
+/** state/namespaces/v1/<cluster>/<name>: a v1 Namespace (local to its cluster). */
+export const namespaceCodec = manifestCodec('namespace');
