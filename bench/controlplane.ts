@@ -156,7 +156,7 @@ async function main(): Promise<void> {
         etcd: { endpoints: [`http://127.0.0.1:${etcdPort(1)}`] },
         api: { socket: join(dir, 'agent.sock') },
         leaseTTL: 60,
-        policy: { enabled: true, defaultLocalCluster: true, proxyPort: 15001, proxyWorkers: 1, conntrack: { maxEntries: 500_000, perEndpoint: 65_536 }, hostFirewall: true },
+        policy: { enabled: true, defaultLocalCluster: true, proxyPort: 15001, proxyWorkers: 1, conntrack: { maxEntries: 500_000, perEndpoint: 65_536, natPerEndpoint: 65_536 }, hostFirewall: true },
         services: { maglevTableSize: 16381, dns: { enabled: false, address: '169.254.1.1', port: 53 } },
       },
       silentLogger,

@@ -391,7 +391,8 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
          InstanceMethod("ctEndpointEntries", &DeviceWrap::CtEndpointEntries),
          InstanceMethod("probe", &DeviceWrap::Probe), InstanceMethod("serviceUpsert", &DeviceWrap::ServiceUpsert),
          InstanceMethod("serviceRemove", &DeviceWrap::ServiceRemove),
-         InstanceMethod("servicePick", &DeviceWrap::ServicePick), InstanceMethod("setProxy", &DeviceWrap::SetProxy),
+         InstanceMethod("servicePick", &DeviceWrap::ServicePick),
+         InstanceMethod("serviceNat", &DeviceWrap::ServiceNat), InstanceMethod("setProxy", &DeviceWrap::SetProxy),
          InstanceMethod("proxyOriginal", &DeviceWrap::ProxyOriginal)});
   }
 
@@ -600,6 +601,8 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
     if (wm::LoadBalancer* lb = dev_.lb()) {
       for (int i = 0; i < wm::kLbCounterCount; i++) o.Set(wm::kLbCounterNames[i], double(lb->counter(i)));
       o.Set("service_nat_entries", double(lb->nat_size()));
+      o.Set("service_nat_endpoint_max_entries", double(lb->nat_client_max()));    // the client holding most, now
+      o.Set("service_nat_endpoint_peak_entries", double(lb->nat_client_peak()));  // the most one client held since start
     }
     return o;
   }
@@ -742,8 +745,9 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
     uint32_t wire = 0;
     return Napi::String::New(env, tx[pe->tx(pv, wall, &wire)]);
   }
-  // setConntrackLimits(maxEntries, perEndpoint): the policy conntrack's bounds; the
-  // service NAT table gets maxEntries too (a flow holds two of its entries).
+  // setConntrackLimits(maxEntries, perEndpoint, natPerEndpoint?): the policy conntrack's bounds; the
+  // service NAT table gets maxEntries too (a flow holds two of its entries) and
+  // natPerEndpoint per client (default: LoadBalancer::kDefaultPerClient).
   Napi::Value SetConntrackLimits(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     wm::PolicyEngine* pe = Engine(env);
@@ -751,8 +755,10 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
     if (!info[0].IsNumber() || !info[1].IsNumber()) return ThrowType(env, "setConntrackLimits(maxEntries, perEndpoint)");
     int64_t max = info[0].As<Napi::Number>().Int64Value(), per = info[1].As<Napi::Number>().Int64Value();
     if (max < 1 || per < 1) return ThrowType(env, "conntrack limits must be positive");
+    int64_t nat_per = info[2].IsNumber() ? info[2].As<Napi::Number>().Int64Value() : int64_t(wm::LoadBalancer::kDefaultPerClient);
+    if (nat_per < 2) return ThrowType(env, "natPerEndpoint must be at least 2 (one flow)");
     pe->ct_set_limits(size_t(max), size_t(per));
-    dev_.lb()->set_nat_limit(size_t(max));
+    dev_.lb()->set_nat_limit(size_t(max), size_t(nat_per));
     return env.Undefined();
   }
   Napi::Value SetHostFirewall(const Napi::CallbackInfo& info) {
@@ -837,6 +843,27 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
     wm::BackendKey b;
     if (!dev_.lb()->pick(fe, src.Data(), uint16_t(info[2].As<Napi::Number>().Uint32Value()), &b)) return env.Null();
     return BackendObject(env, b);
+  }
+  // serviceNat(packet, 'forward' | 'reverse', nowS): one packet through the
+  // service NAT as the TX thread would (rewritten in place); for tests.
+  // Returns 'none' | 'translated' | 'reject' | 'drop'.
+  Napi::Value ServiceNat(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Engine(env)) return env.Undefined();
+    if (!info[0].IsBuffer() || !info[1].IsString() || !info[2].IsNumber())
+      return ThrowType(env, "serviceNat(packet: Buffer, 'forward' | 'reverse', nowS: number)");
+    auto b = info[0].As<Napi::Buffer<uint8_t>>();
+    wm::IpInfo ip;
+    wm::PacketView pv;
+    if (!wm::parse_ip(b.Data(), b.Length(), &ip) || !wm::parse_l4(b.Data(), ip, &pv) || !pv.has_ports)
+      return Napi::String::New(env, "none");
+    uint32_t now_s = info[2].As<Napi::Number>().Uint32Value();
+    wm::LoadBalancer* lb = dev_.lb();
+    std::shared_lock<std::shared_mutex> lock(lb->mu);
+    if (info[1].As<Napi::String>().Utf8Value() == "reverse")
+      return Napi::String::New(env, lb->reverse(b.Data(), ip, &pv.sport, pv.dport, pv.tcp_flags, now_s) ? "translated" : "none");
+    static const char* const res[] = {"none", "translated", "reject", "drop"};
+    return Napi::String::New(env, res[lb->forward(b.Data(), ip, pv.sport, &pv.dport, pv.tcp_flags, now_s)]);
   }
 
   wm::Device dev_;

@@ -76,6 +76,7 @@ import { endpointIdentityLabels, type Labels } from '../identity/identity.js';
 import type { ContainerPort } from '../policy/ports.js';
 import type { AgentConfig } from './config.js';
 import { PolicyDatapath } from './datapath.js';
+import { SpoofWatch } from './spoofwatch.js';
 import { ServiceDatapath } from '../services/datapath.js';
 import { answer, DnsServer } from '../services/dns.js';
 import { clusterCounts } from '../cli/services.js';
@@ -107,6 +108,7 @@ export class Agent extends EventEmitter {
   dev!: WireGuardDevice;
   /** Identity and policy state of the data path (absent with policy.enabled: false). */
   datapath: PolicyDatapath | undefined;
+  private spoofWatch: SpoofWatch | undefined;
   private allocator: IdentityAllocator | undefined;
   /** Global services (absent with policy.enabled: false). */
   services: ServiceDatapath | undefined;
@@ -234,6 +236,10 @@ export class Agent extends EventEmitter {
       this.datapath = new PolicyDatapath(this.dev.native, this.cfg.cluster.name, this.cfg.node.name, { defaultLocalCluster: this.cfg.policy.defaultLocalCluster, enforcesPoliciesOf: (c) => this.trust.enforcesPoliciesOf(c), conntrack: this.cfg.policy.conntrack, hostFirewall: this.cfg.policy.hostFirewall }, this.log);
       this.datapath.setNode(this.id, this.cfg.node.addresses);
       this.datapath.start();
+      // the pod guard's drops happen before the data path: their flow records come from its nftables sets
+      const dp = this.datapath;
+      this.spoofWatch = new SpoofWatch((t) => dp.addSpoofedFlows(t), (message) => this.log.warn({ err: message }, 'pod guard sets unreadable: no flow records for source-spoofed drops'));
+      this.spoofWatch.start();
       this.allocator = new IdentityAllocator(this.etcd, this.cfg.cluster.name, this.cfg.cluster.id, this.cfg.node.name);
       this.installHairpinRouting();
       this.services = new ServiceDatapath(
@@ -398,6 +404,7 @@ export class Agent extends EventEmitter {
     if (this.dnsAddressAdded) this.ip(['addr', 'del', `${this.cfg.services.dns.address}/${this.cfg.services.dns.address.includes(':') ? 128 : 32}`, 'dev', 'lo']);
     this.services?.stop();
     this.datapath?.stop();
+    this.spoofWatch?.stop();
     if (this.datapath) this.removeHairpinRouting();
     // Leave the records to expire with the lease: a restarting agent takes them over.
     this.lease?.release();
@@ -1178,7 +1185,10 @@ export class Agent extends EventEmitter {
           txPackets: s?.txPackets ?? 0,
         };
       }),
-      counters: this.dev.native.counters(),
+      counters: {
+        ...this.dev.native.counters(),
+        ...(this.datapath && this.spoofWatch ? { source_spoofed_records: this.datapath.spoofedRecords, source_spoofed_watch_errors: this.spoofWatch.errors } : {}),
+      },
       // records refused (docs/security.md): how many, and the latest with key and reason
       rejections: { total: this.rejections.total, recent: this.rejections.recent.slice(-20) },
       pinnedClusters: this.trust.pinned().map((f) => ({ name: f.name, id: f.id, relay: f.relay, acceptPolicies: f.acceptPolicies })),

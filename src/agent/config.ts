@@ -10,7 +10,7 @@
  *   etcd: { endpoints: [http://198.18.1.2:2379], caFile, certFile, keyFile }
  *   api: { socket: /run/wiremesh/agent.sock }
  *   policy: { enabled: true, defaultLocalCluster: true, proxyPort: 15001, proxyWorkers: 1 }   # the L7 proxy: port on the router address, threads
- *     conntrack: { maxEntries: 500000, perEndpoint: 65536 }   # policy conntrack bounds (docs/architecture.md); NAT gets maxEntries too
+ *     conntrack: { maxEntries: 500000, perEndpoint: 65536, natPerEndpoint: 65536 }   # policy conntrack bounds (docs/architecture.md); NAT gets maxEntries too, natPerEndpoint per client (5 MB)
  *     hostFirewall: true                  # peers' packets to this node / to no pod: only from remote-node, or replies
  *   services: { maglevTableSize: 16381, dns: { enabled: true, address: 169.254.1.1, port: 53 } }
  *   gateway:                            # optional: ingress gateway for global services (src/gateway)
@@ -37,7 +37,7 @@ export interface AgentConfig {
   etcd: { endpoints: string[]; caFile?: string; certFile?: string; keyFile?: string };
   api: { socket: string };
   /** enabled: identity tagging and policy enforcement; defaultLocalCluster: Cilium's policy-default-local-cluster. */
-  policy: { enabled: boolean; defaultLocalCluster: boolean; proxyPort: number; proxyWorkers: number; conntrack: { maxEntries: number; perEndpoint: number }; hostFirewall: boolean };
+  policy: { enabled: boolean; defaultLocalCluster: boolean; proxyPort: number; proxyWorkers: number; conntrack: { maxEntries: number; perEndpoint: number; natPerEndpoint: number }; hostFirewall: boolean };
   /** maglevTableSize: prime M of every service's table; dns: the node's service-name server. */
   services: { maglevTableSize: number; dns: { enabled: boolean; address: string; port: number } };
   gateway?: { address: string; region?: string; listeners: Array<{ service: string; port: number; listenPort: number; proxyProtocol: boolean }> };
@@ -77,7 +77,7 @@ export function parseAgentConfig(text: string): AgentConfig {
   const pol = obj(root.policy ?? {}, 'policy');
   for (const k of Object.keys(pol)) if (!['enabled', 'defaultLocalCluster', 'proxyPort', 'proxyWorkers', 'conntrack', 'hostFirewall'].includes(k)) throw new ConfigError(`policy.${k}`, 'unknown field (expected enabled, defaultLocalCluster, proxyPort, proxyWorkers, conntrack, hostFirewall)');
   const ct = obj(pol.conntrack ?? {}, 'policy.conntrack');
-  for (const k of Object.keys(ct)) if (!['maxEntries', 'perEndpoint'].includes(k)) throw new ConfigError(`policy.conntrack.${k}`, 'unknown field (expected maxEntries, perEndpoint)');
+  for (const k of Object.keys(ct)) if (!['maxEntries', 'perEndpoint', 'natPerEndpoint'].includes(k)) throw new ConfigError(`policy.conntrack.${k}`, 'unknown field (expected maxEntries, perEndpoint, natPerEndpoint)');
   const ctMax = int(ct.maxEntries, 'policy.conntrack.maxEntries', 1024, 1 << 24, 500_000);
   const svc = obj(root.services ?? {}, 'services');
   for (const k of Object.keys(svc)) if (!['maglevTableSize', 'dns'].includes(k)) throw new ConfigError(`services.${k}`, 'unknown field (expected maglevTableSize, dns)');
@@ -116,7 +116,7 @@ export function parseAgentConfig(text: string): AgentConfig {
     etcd: { endpoints, caFile: tls('caFile'), certFile: tls('certFile'), keyFile: tls('keyFile') },
     api: { socket: a.socket === undefined ? `/run/wiremesh/${nodeName}.sock` : str(a.socket, 'api.socket') },
     leaseTTL: int(root.leaseTTL, 'leaseTTL', 5, 3600, 30),
-    policy: { enabled: bool(pol.enabled, 'policy.enabled', true), defaultLocalCluster: bool(pol.defaultLocalCluster, 'policy.defaultLocalCluster', true), proxyPort: int(pol.proxyPort, 'policy.proxyPort', 1, 65535, 15001), proxyWorkers: int(pol.proxyWorkers, 'policy.proxyWorkers', 1, 16, 1), conntrack: { maxEntries: ctMax, perEndpoint: int(ct.perEndpoint, 'policy.conntrack.perEndpoint', 1, ctMax, Math.min(65_536, ctMax)) }, hostFirewall: bool(pol.hostFirewall, 'policy.hostFirewall', true) },
+    policy: { enabled: bool(pol.enabled, 'policy.enabled', true), defaultLocalCluster: bool(pol.defaultLocalCluster, 'policy.defaultLocalCluster', true), proxyPort: int(pol.proxyPort, 'policy.proxyPort', 1, 65535, 15001), proxyWorkers: int(pol.proxyWorkers, 'policy.proxyWorkers', 1, 16, 1), conntrack: { maxEntries: ctMax, perEndpoint: int(ct.perEndpoint, 'policy.conntrack.perEndpoint', 1, ctMax, Math.min(65_536, ctMax)), natPerEndpoint: int(ct.natPerEndpoint, 'policy.conntrack.natPerEndpoint', 2, ctMax, Math.min(65_536, ctMax)) }, hostFirewall: bool(pol.hostFirewall, 'policy.hostFirewall', true) },
     ...(gw ? { gateway: parseGateway(gw, addresses[0]!, bool) } : {}),
     ...(root.metrics !== undefined ? { metrics: parseMetrics(obj(root.metrics, 'metrics')) } : {}),
     services: {

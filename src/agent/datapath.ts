@@ -26,6 +26,8 @@ import { enforcedRules, rulePrefixes, type StoredPolicy } from '../policy/reposi
 import type { Rule } from '../policy/rules.js';
 import { l7Rules, type L7Rules } from '../policy/l7.js';
 import { IpcacheTable } from './ipcache.js';
+import type { SpoofedTuple } from './spoofwatch.js';
+import { podVeth } from '../testbed/podguard.js';
 
 interface LocalEp {
   id: number;
@@ -72,19 +74,21 @@ export class PolicyDatapath extends EventEmitter {
   private readonly flowLog: Array<Flow | L7Batch> = [];
   private flowCount = 0;
   flowsLost = 0;
+  /** Flow records made for the pod guard's source-spoofed drops. */
+  spoofedRecords = 0;
   lastCompileMs = 0;
 
   constructor(
     private readonly dev: NativeDevice,
     private readonly cluster: string,
     private readonly node: string,
-    private readonly opts: { defaultLocalCluster: boolean; enforcesPoliciesOf?: (cluster: string) => boolean; conntrack?: { maxEntries: number; perEndpoint: number }; hostFirewall?: boolean },
+    private readonly opts: { defaultLocalCluster: boolean; enforcesPoliciesOf?: (cluster: string) => boolean; conntrack?: { maxEntries: number; perEndpoint: number; natPerEndpoint?: number }; hostFirewall?: boolean },
     private readonly log: Logger,
   ) {
     super();
     this.universe = new IdentityUniverse(cluster);
     dev.enablePolicy();
-    if (opts.conntrack) dev.setConntrackLimits(opts.conntrack.maxEntries, opts.conntrack.perEndpoint);
+    if (opts.conntrack) dev.setConntrackLimits(opts.conntrack.maxEntries, opts.conntrack.perEndpoint, opts.conntrack.natPerEndpoint);
     dev.setHostFirewall(opts.hostFirewall ?? true);
   }
 
@@ -366,6 +370,37 @@ export class PolicyDatapath extends EventEmitter {
       out.push(f);
     }
     this.addFlows(out);
+  }
+
+  /**
+   * Flow records for packets the pod guard dropped at a pod's veth because
+   * their source was not the pod's (src/agent/spoofwatch.ts): the source side
+   * is the sending pod (found by its veth name) with the address it claimed.
+   */
+  addSpoofedFlows(tuples: SpoofedTuple[]): void {
+    const time = new Date().toISOString();
+    this.spoofedRecords += tuples.length;
+    this.addFlows(
+      tuples.map((t) => {
+        const sender = [...this.localEps.values()].find((ep) => podVeth(ep.key.slice(ep.key.indexOf('/') + 1)) === t.iface);
+        const real = sender?.ips[0];
+        const source: FlowEndpoint = sender && real ? { ...this.flowEndpoint(real, 0, sender.identity), ip: t.source } : { ip: t.source, port: 0, identity: 0 };
+        const dstEp = this.localByIp.get(t.destination);
+        const dstIdentity = dstEp?.identity ?? [...(this.endpointsByIp.get(t.destination)?.values() ?? [])].at(-1)?.identity ?? 0;
+        return {
+          time,
+          verdict: 'DROPPED',
+          dropReason: 'source-spoofed',
+          direction: 'egress',
+          protocol: /^\d+$/.test(t.protocol) ? flowProtocol(Number(t.protocol)) : t.protocol.toUpperCase(),
+          source,
+          destination: this.flowEndpoint(t.destination, 0, dstIdentity),
+          interface: t.iface,
+          node: this.node,
+          cluster: this.cluster,
+        } satisfies Flow;
+      }),
+    );
   }
 
   private addFlows(out: Flow[]): void {

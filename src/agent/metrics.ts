@@ -48,6 +48,8 @@ const CONNTRACK_PRESSURE: Array<[string, string, string]> = [
   ['conntrack', 'quota-full', 'conntrack_quota_full'],
   ['conntrack', 'table-full', 'conntrack_table_full'],
   ['service-nat', 'evicted', 'service_nat_evicted'],
+  ['service-nat', 'sweep', 'service_nat_quota_sweeps'],
+  ['service-nat', 'quota-full', 'service_nat_quota_full'],
   ['service-nat', 'table-full', 'service_nat_full'],
 ];
 
@@ -179,6 +181,17 @@ export class AgentMetrics {
         const c = s().counters;
         this.set({ table: 'conntrack' }, c.conntrack_entries ?? 0);
         this.set({ table: 'service-nat' }, c.service_nat_entries ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'wiremesh_service_nat_endpoint_entries',
+      help: 'Service NAT entries of the client endpoint holding most (now, and the peak since start); each is within policy.conntrack.natPerEndpoint.',
+      labelNames: ['stat'],
+      registers: reg,
+      collect() {
+        const c = s().counters;
+        this.set({ stat: 'max' }, c.service_nat_endpoint_max_entries ?? 0);
+        this.set({ stat: 'peak' }, c.service_nat_endpoint_peak_entries ?? 0);
       },
     });
     new Counter({

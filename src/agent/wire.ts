@@ -35,6 +35,7 @@ export const flowSchema = z.object({
   sameNode: z.boolean().optional(),
   proxied: z.boolean().optional(),
   l7: z.object({ type: z.literal('http'), method: z.string(), path: z.string(), host: z.string().optional(), status: z.number().optional(), latencyMs: z.number().optional() }).optional(),
+  interface: z.string().optional(),
   node: z.string(),
   cluster: z.string(),
 }) satisfies z.ZodType<Flow>;

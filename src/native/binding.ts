@@ -91,7 +91,8 @@ export interface NativeDevice {
   /** Expires idle policy conntrack and service NAT entries; returns how many went. */
   ctGc(): number;
   /** Policy conntrack bounds: the table, and the entries one local endpoint may hold (the service NAT table gets maxEntries too). */
-  setConntrackLimits(maxEntries: number, perEndpoint: number): void;
+  /** Policy conntrack bounds; the service NAT table gets maxEntries and natPerEndpoint entries per client (default 65 536, two per flow). */
+  setConntrackLimits(maxEntries: number, perEndpoint: number, natPerEndpoint?: number): void;
   /** Host firewall: peers' packets to this node or to no pod pass only from remote-node or as replies of the node's own flows. */
   setHostFirewall(on: boolean): void;
   /** Conntrack entries charged to a local endpoint. */
@@ -109,6 +110,8 @@ export interface NativeDevice {
   serviceRemove(id: number): void;
   /** The backend the data path gives a new flow from source:port to the frontend (a 20-byte row). */
   servicePick(frontend: Buffer, source: Buffer, sourcePort: number): { address: Buffer; port: number } | null;
+  /** One packet through the service NAT as the TX thread would (rewritten in place), at monotonic second nowS; for tests. */
+  serviceNat(packet: Buffer, dir: 'forward' | 'reverse', nowS: number): 'none' | 'translated' | 'reject' | 'drop';
   /** Where flows that policy redirects (L7 rules) go: the agent's proxy (IPv4). */
   setProxy(address: Buffer, port: number): void;
   /** The original destination and source identity of a flow the proxy accepted from client:port. */

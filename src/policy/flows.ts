@@ -51,6 +51,8 @@ export interface Flow {
   proxied?: boolean;
   /** An HTTP request the proxy decided: DROPPED = answered 403. */
   l7?: { type: 'http'; method: string; path: string; host?: string; status?: number; latencyMs?: number };
+  /** The pod interface the packet came in on: set for source-spoofed drops (the source is the address the pod claimed). */
+  interface?: string;
   /** Where the record was made. */
   node: string;
   cluster: string;

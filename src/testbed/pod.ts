@@ -11,8 +11,10 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { callAgent } from '../agent/api.js';
 import { WiremeshError } from '../errors.js';
-import { installPodGuard, removePodGuard } from './podguard.js';
+import { installPodGuard, podVeth, removePodGuard } from './podguard.js';
 import type { ContainerPort } from '../policy/ports.js';
+
+export { podVeth };
 
 export interface PodWiring {
   /** The pod's namespace (created here). */
@@ -66,10 +68,6 @@ export async function wirePod(p: PodWiring): Promise<void> {
   if (res.status !== 201) throw new WiremeshError('WM_POD_REGISTER', `agent refused pod ${p.namespace}/${p.name}: ${JSON.stringify(res.body)}`);
 }
 
-/** The node-side veth of a pod. */
-export function podVeth(name: string): string {
-  return `vp${name}`.slice(0, 15);
-}
 
 /** Deregisters the pod and deletes its namespace and its source validation. */
 export async function unwirePod(p: Pick<PodWiring, 'netns' | 'nodeNetns' | 'name' | 'namespace' | 'socket'>): Promise<void> {

@@ -4,7 +4,11 @@
  * wiremesh_pods`, holds per pod a chain on the ingress hook of the node-side
  * veth (the earliest point, before routing: a spoofed packet never reaches the
  * TUN, where the data path could no longer tell which interface it came from)
- * and a named counter `spoofed_<veth>` of what it dropped.
+ * and a named counter `spoofed_<veth>` of what it dropped. Each drop also
+ * adds (veth . source . destination . protocol) to the table's dynamic set
+ * spoofed4 / spoofed6 (bounded, elements time out), which the agent turns
+ * into flow records (DROPPED, source-spoofed). The add is its own rule, before
+ * the drop: a full set fails the add, and the drop still happens.
  *
  * Why not rp_filter: strict reverse-path filtering would do for IPv4 (routes
  * are per pod /32) but has no IPv6 counterpart and its drops are one global
@@ -14,6 +18,15 @@ import { execFileSync } from 'node:child_process';
 import { z } from 'zod';
 
 export const POD_GUARD_TABLE = 'wiremesh_pods';
+/** Elements per family the sets of spoofed tuples hold (nft `size`): more tuples are still dropped and counted, not recorded. */
+export const SPOOF_SET_SIZE = 4096;
+/** Seconds a tuple stays in its set: the agent's SpoofWatch (src/agent/spoofwatch.ts) makes one flow record per tuple per this long. */
+export const SPOOF_SET_TIMEOUT_S = 60;
+
+/** The node-side veth of a pod (its name is the interface the guard and its flow records name). */
+export function podVeth(name: string): string {
+  return `vp${name}`.slice(0, 15);
+}
 
 /** nft names: the veth name with anything but [A-Za-z0-9_] as `_`. */
 function ident(veth: string): string {
@@ -29,12 +42,19 @@ function nft(script: string, netns?: string): string {
 export function podGuardScript(veth: string, ip: string, ip6?: string): string {
   const c = ident(veth);
   const v6 = ['::', 'fe80::/10', ...(ip6 ? [ip6] : [])].join(', ');
+  const set = (name: string, addr: string) =>
+    `add set netdev ${POD_GUARD_TABLE} ${name} { type ifname . ${addr} . ${addr} . inet_proto; size ${SPOOF_SET_SIZE}; flags dynamic,timeout; timeout ${SPOOF_SET_TIMEOUT_S}s; }`;
+  const rule = (r: string) => `add rule netdev ${POD_GUARD_TABLE} ${c} ${r}`;
   return [
     `table netdev ${POD_GUARD_TABLE} {}`,
+    set('spoofed4', 'ipv4_addr'),
+    set('spoofed6', 'ipv6_addr'),
     `add counter netdev ${POD_GUARD_TABLE} spoofed_${c}`,
     `add chain netdev ${POD_GUARD_TABLE} ${c} { type filter hook ingress device "${veth}" priority -500; policy accept; }`,
-    `add rule netdev ${POD_GUARD_TABLE} ${c} meta protocol ip ip saddr != ${ip} counter name spoofed_${c} drop`,
-    `add rule netdev ${POD_GUARD_TABLE} ${c} meta protocol ip6 ip6 saddr != { ${v6} } counter name spoofed_${c} drop`,
+    rule(`meta protocol ip ip saddr != ${ip} add @spoofed4 { meta iifname . ip saddr . ip daddr . meta l4proto }`),
+    rule(`meta protocol ip ip saddr != ${ip} counter name spoofed_${c} drop`),
+    rule(`meta protocol ip6 ip6 saddr != { ${v6} } add @spoofed6 { meta iifname . ip6 saddr . ip6 daddr . meta l4proto }`),
+    rule(`meta protocol ip6 ip6 saddr != { ${v6} } counter name spoofed_${c} drop`),
     '',
   ].join('\n');
 }

@@ -1,17 +1,23 @@
 // Nothing a pod sends can break its node: a pod on another node cannot reach
 // this node's own listeners through the tunnel (host firewall); a pod sending as its neighbour is
-// dropped at its veth and counted (podguard.ts); a pod flooding raw SYNs at a
+// dropped at its veth, counted (podguard.ts) and recorded as a DROPPED
+// source-spoofed flow (spoofwatch.ts); an IPv6 SYN to a denied port is denied
+// behind hop-by-hop, destination-options, routing and fragment headers like
+// without them (raw frames, seen at the destination pod's interface); a pod flooding raw SYNs at a
 // port policy denies and at a service VIP (allowed for it: it carries the
 // client label, so its flows take entries) for FLOOD_SECONDS (default 60) neither
 // stops another pod's established stream nor a new connection, and the
-// agent's memory stays bounded (conntrack bounds, docs/architecture.md).
-import { spawn, type ChildProcess } from 'node:child_process';
+// agent's memory stays bounded (conntrack bounds, docs/architecture.md) and the
+// flooder's service NAT entries stay within its quota (policy.conntrack.natPerEndpoint).
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callAgent } from '../../src/agent/api.js';
+import { flowSchema } from '../../src/agent/wire.js';
+import type { Flow } from '../../src/policy/flows.js';
 import type { ServiceStatus } from '../../src/services/datapath.js';
 import { canRunNetns, execIn, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
 import { podVeth } from '../../src/testbed/pod.js';
@@ -21,6 +27,9 @@ import { ECHO, startEchoServers, startPodServers } from '../helpers/echo.js';
 
 const enabled = canRunNetns() && hasCommand('etcd') && hasCommand('nft');
 const STREAM = join(ROOT, 'test', 'helpers', 'tcpstream.mjs');
+const RAWSYN6 = join(ROOT, 'test', 'helpers', 'rawsyn6.py');
+const WIREMESH = join(ROOT, 'bin', 'wiremesh.js');
+const NAT_QUOTA = 65_536; // policy.conntrack.natPerEndpoint default
 const FLOOD_SECONDS = Number(process.env.FLOOD_SECONDS ?? 60);
 
 const POLICY = `apiVersion: cilium.io/v2
@@ -38,6 +47,17 @@ metadata: { name: web, namespace: shop }
 spec:
   selector: { app: backend }
   ports: [{ name: echo, port: 80, targetPort: 7000, protocol: TCP }]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: { name: v6srv, namespace: shop }
+spec:
+  endpointSelector: { matchLabels: { app: v6srv } }
+  ingress:
+    - fromEndpoints: [{ matchLabels: { app: client } }]
+  ingressDeny:
+    - fromEndpoints: [{ matchLabels: { app: client } }]
+      toPorts: [{ ports: [{ port: "22", protocol: TCP }] }]
 `;
 
 // UDP: `recv IP PORT` prints "<source> <payload>" per datagram; `send SRC DST PORT N TAG` sends N datagrams from SRC.
@@ -61,13 +81,14 @@ describe.skipIf(!enabled)('a hostile pod cannot break its node', () => {
       file,
       `name: ${name}
 clusters:
-  - { name: c1, id: 1, podCIDR: 100.65.0.0/16, nodes: [n1, n2] }
+  - { name: c1, id: 1, podCIDR: 100.65.0.0/16, podCIDRv6: fd65::/48, nodes: [n1, n2] }
 pods:
   - { name: evil, cluster: c1, node: n1, namespace: shop, labels: { app: client } }
   - { name: good, cluster: c1, node: n1, namespace: shop, labels: { app: client } }
   - { name: other, cluster: c1, node: n2, namespace: shop, labels: { app: client } }
   - { name: be1, cluster: c1, node: n2, namespace: shop, labels: { app: backend } }
   - { name: be2, cluster: c1, node: n1, namespace: shop, labels: { app: backend } }
+  - { name: v6srv, cluster: c1, node: n2, namespace: shop, labels: { app: v6srv } }
 manifests:
   c1: [${join(dir, 'c1.yaml')}]
 `,
@@ -102,6 +123,46 @@ manifests:
     expect(spoofedPackets(podVeth('evil'), node('n1').netns) - before).toBeGreaterThanOrEqual(40);
     expect(spoofedPackets(podVeth('good'), node('n1').netns)).toBe(0);
     execIn(pod('evil').netns, 'ip', 'addr', 'del', `${pod('good').ip}/32`, 'dev', 'eth0');
+    // and observe shows it: one DROPPED source-spoofed record per (veth, claimed source, destination, protocol), not per packet
+    let spoofed: Flow[] = [];
+    await waitFor(() => {
+      const out = execFileSync(process.execPath, [WIREMESH, 'observe', '--socket', node('n1').socket, '--verdict', 'DROPPED', '--pod', 'shop/evil', '--last', '1000', '-o', 'json'], { encoding: 'utf8' });
+      spoofed = out.split('\n').filter(Boolean).map((l) => flowSchema.parse(JSON.parse(l))).filter((f) => f.dropReason === 'source-spoofed');
+      return spoofed.length >= 2;
+    }, 10_000);
+    for (const dst of ['be1', 'be2'])
+      expect(spoofed.filter((f) => f.destination.ip === pod(dst).ip)).toEqual([
+        expect.objectContaining({ verdict: 'DROPPED', direction: 'egress', protocol: 'UDP', interface: podVeth('evil'), source: expect.objectContaining({ ip: pod('good').ip, pod: 'evil' }), destination: expect.objectContaining({ pod: dst }) }),
+      ]);
+    const status = (await callAgent(node('n1').socket, 'GET', '/v1/status')).body as { counters: Record<string, number> };
+    expect(status.counters.source_spoofed_records).toBeGreaterThanOrEqual(2);
+    expect(status.counters.source_spoofed_watch_errors).toBe(0);
+  }, 60_000);
+
+  it.skipIf(!hasCommand('python3'))('IPv6: a SYN to a denied port is denied behind extension headers like without; an allowed port passes with and without', async () => {
+    // raw frames from good (n1) to v6srv (n2): allow all from client, deny TCP/22 (ingressDeny)
+    const py = execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim();
+    const links = JSON.parse(execIn(node('n1').netns, 'ip', '-j', 'link', 'show', podVeth('good')).out) as Array<{ address: string }>;
+    const gwMac = links[0]!.address;
+    const src = pod('good').ip6!;
+    const dst = pod('v6srv').ip6!;
+    const listener = spawn('ip', ['netns', 'exec', pod('v6srv').netns, py, RAWSYN6, 'listen', 'eth0', src], { stdio: ['ignore', 'pipe', 'pipe'] });
+    procs.push(listener);
+    let seen = '';
+    listener.stdout!.setEncoding('utf8').on('data', (d: string) => (seen += d));
+    await new Promise((r) => listener.stderr!.once('data', r));
+    const n2 = async () => ((await callAgent(node('n2').socket, 'GET', '/v1/status')).body as { counters: Record<string, number> }).counters;
+    const deniedBefore = (await n2()).drop_policy_denied ?? 0;
+    const chains = ['none', 'hbh', 'dst', 'rt', 'frag', 'hbh,dst,rt,frag'];
+    const cases = chains.flatMap((chain, i) => [{ chain, dport: 22, sport: 41000 + i }, { chain, dport: 7000, sport: 42000 + i }]);
+    for (const c of cases) expect(execIn(pod('good').netns, py, RAWSYN6, 'send', 'eth0', gwMac, src, dst, String(c.dport), String(c.sport), c.chain).ok).toBe(true);
+    const line = (c: { chain: string; dport: number; sport: number }) => `${c.sport} ${c.dport} ${c.chain}`;
+    await waitFor(() => cases.filter((c) => c.dport === 7000).every((c) => seen.includes(line(c))), 10_000);
+    await new Promise((r) => setTimeout(r, 500));
+    listener.kill('SIGKILL');
+    for (const c of cases) expect({ ...c, delivered: seen.includes(line(c)) }).toEqual({ ...c, delivered: c.dport === 7000 });
+    // each denied SYN (3 per case) counted where it was decided
+    expect(((await n2()).drop_policy_denied ?? 0) - deniedBefore).toBeGreaterThanOrEqual(3 * chains.length);
   }, 60_000);
 
   it("host firewall: a pod on another node does not reach a listener on this node's router address; local pods do", async () => {
@@ -153,6 +214,7 @@ manifests:
     const midRss = rss();
     const newConn = execIn(pod('other').netns, process.execPath, ECHO, 'client', '7000', pod('be2').ip, pod('be1').ip).out;
     const viaVip = execIn(pod('good').netns, process.execPath, ECHO, 'client', '80', vip).out;
+    const viaVipOther = execIn(pod('other').netns, process.execPath, ECHO, 'client', '80', vip).out; // from the other node
     await Promise.all(floods.map((f) => new Promise((r) => f.once('exit', r))));
     await waitFor(() => streamOut.includes('sent'), 15_000);
     const c = await counters();
@@ -161,18 +223,21 @@ manifests:
     process.stdout.write(
       `[hardening] flood ${FLOOD_SECONDS}s: agent RSS ${rssBefore.toFixed(1)} MB before, ${midRss.toFixed(1)} mid, ${rssAfter.toFixed(1)} after ` +
         `(JS heap ${heapBefore.toFixed(1)} -> ${heapAfter.toFixed(1)} MB); ` +
-        `conntrack ${c.conntrack_entries}, service NAT ${c.service_nat_entries}, denied ${c.drop_policy_denied ?? 0} + default-deny ${c.drop_policy_default_deny ?? 0}, ` +
+        `conntrack ${c.conntrack_entries}, service NAT ${c.service_nat_entries} (most by one pod ${c.service_nat_endpoint_peak_entries}, quota ${NAT_QUOTA}; quota-full ${c.service_nat_quota_full ?? 0}, sweeps ${c.service_nat_quota_sweeps ?? 0}), denied ${c.drop_policy_denied ?? 0} + default-deny ${c.drop_policy_default_deny ?? 0}, ` +
         `evicted ${c.conntrack_evicted ?? 0}, NAT evicted ${c.service_nat_evicted ?? 0}, TUN write errors ${c.tun_write_errors ?? 0}, send errors ${c.tx_send_errors ?? 0}, TUN queue drops ${tunDrops() - tunDropsBefore}; stream: ${streamOut.trim()} (without flood: ${baseline})\n`,
     );
     expect(newConn).toContain(`${pod('be2').ip} ok`);
     expect(newConn).toContain(`${pod('be1').ip} ok`);
     expect(viaVip).toContain(`${vip} ok`);
+    expect(viaVipOther).toContain(`${vip} ok`);
     const m = /sent (\d+) echoed (\d+) errors (\d+)/.exec(streamOut)!;
     expect(Number(m[3])).toBe(0);
     expect(Number(m[2])).toBe(Number(m[1]));
     // SYNs denied here made no entries; the VIP's (allowed: the client label) are charged to the flooder (egress)
     // and, for the same-node backend, to be2 (ingress): within two endpoints' quotas (node.yaml default 65 536)
     expect(c.conntrack_entries).toBeLessThanOrEqual(2 * 65_536 + 100);
-    expect(c.service_nat_entries).toBeLessThanOrEqual(500_000);
+    // the flooder's NAT entries never went past its quota (the peak since start), nor did the table hold more than the quotas of its clients
+    expect(c.service_nat_endpoint_peak_entries).toBeLessThanOrEqual(NAT_QUOTA);
+    expect(c.service_nat_entries).toBeLessThanOrEqual(NAT_QUOTA + 1000);
   }, (FLOOD_SECONDS + 120) * 1000);
 });

@@ -115,10 +115,12 @@ describe('bounded conntrack under a SYN flood', () => {
 describe('node.yaml policy.conntrack', () => {
   const base = 'cluster: { name: c1, id: 1 }\nnode: { name: n1, addresses: [198.18.1.10], podCIDRs: [100.65.1.0/24] }\netcd: { endpoints: ["http://198.18.1.2:2379"] }\n';
   it('defaults, overrides and bounds', () => {
-    expect(parseAgentConfig(base).policy.conntrack).toEqual({ maxEntries: 500_000, perEndpoint: 65_536 });
-    expect(parseAgentConfig(`${base}policy: { conntrack: { maxEntries: 20000 } }\n`).policy.conntrack).toEqual({ maxEntries: 20_000, perEndpoint: 20_000 });
+    expect(parseAgentConfig(base).policy.conntrack).toEqual({ maxEntries: 500_000, perEndpoint: 65_536, natPerEndpoint: 65_536 });
+    expect(parseAgentConfig(`${base}policy: { conntrack: { maxEntries: 20000 } }\n`).policy.conntrack).toEqual({ maxEntries: 20_000, perEndpoint: 20_000, natPerEndpoint: 20_000 });
     expect(parseAgentConfig(`${base}policy: { conntrack: { maxEntries: 20000, perEndpoint: 500 } }\n`).policy.conntrack.perEndpoint).toBe(500);
     expect(() => parseAgentConfig(`${base}policy: { conntrack: { maxEntries: 20000, perEndpoint: 30000 } }\n`)).toThrow(/policy\.conntrack\.perEndpoint/);
+    expect(parseAgentConfig(`${base}policy: { conntrack: { natPerEndpoint: 1000 } }\n`).policy.conntrack.natPerEndpoint).toBe(1000);
+    expect(() => parseAgentConfig(`${base}policy: { conntrack: { natPerEndpoint: 1 } }\n`)).toThrow(/policy\.conntrack\.natPerEndpoint/);
     expect(() => parseAgentConfig(`${base}policy: { conntrack: { max: 1 } }\n`)).toThrow(/policy\.conntrack\.max: unknown field/);
   });
 });

@@ -18,6 +18,8 @@ constexpr uint64_t kFlowSeed = 0x666C6F7773656564ull;  // fixed: every node hash
 const char* const kLbCounterNames[kLbCounterCount] = {
     "service_new_flows", "service_reject_no_backend", "service_reject_dead_backend", "service_nat_full",
     "service_reverse_translated", "service_drop_midflow_no_backend", "service_nat_evicted",
+    "service_nat_quota_full",    // new flows without NAT entries: their client's quota was full of answered flows
+    "service_nat_quota_sweeps",  // times a client's quota was full and its own evictable pairs were swept
 };
 
 bool LbService::alive(const BackendKey& k) const { return std::binary_search(backends.begin(), backends.end(), k); }
@@ -143,6 +145,11 @@ bool LoadBalancer::add_pair(const NatKey& first, const uint8_t* to, uint16_t to_
   rk.proto = first.proto;
   rk.family = first.family;
   rk.kind = kNatReverse;
+  Client client = client_of(first);
+  if (!charge(client, now_s)) {
+    count(kLbNatQuotaFull);
+    return false;
+  }
   for (int attempt = 0; attempt < 2; attempt++) {
     if (nat_.put(first, fwd) && nat_.put(rk, rev)) {
       if (first.kind == kNatRedirect) redirects_.fetch_add(1, std::memory_order_relaxed);
@@ -151,8 +158,49 @@ bool LoadBalancer::add_pair(const NatKey& first, const uint8_t* to, uint16_t to_
     nat_.erase(first);
     if (attempt == 0 && sweep_evictable(now_s) == 0) break;
   }
+  release(client);
   count(kLbNatFull);
   return false;
+}
+
+bool LoadBalancer::charge(const Client& c, uint32_t now_s) {
+  size_t quota = per_client_.load(std::memory_order_relaxed);
+  for (int attempt = 0; attempt < 2; attempt++) {
+    {
+      std::lock_guard<std::mutex> lock(quota_mu_);
+      Usage& u = clients_[c];
+      if (size_t(u.pairs + 1) * 2 <= quota) {
+        u.pairs++;
+        size_t held = size_t(u.pairs) * 2, peak = client_peak_.load(std::memory_order_relaxed);
+        while (held > peak && !client_peak_.compare_exchange_weak(peak, held)) {
+        }
+        return true;
+      }
+      // full: its own evictable pairs make room, at most once a second (a
+      // quota full of answered flows must not cost a table scan per packet)
+      if (attempt > 0 || u.last_sweep_s == now_s) return false;
+      u.last_sweep_s = now_s;
+    }
+    count(kLbNatQuotaSweeps);
+    count(kLbNatEvicted, sweep_pairs(now_s, &c));
+  }
+  return false;
+}
+
+void LoadBalancer::release(const Client& c, int64_t pairs) {
+  std::lock_guard<std::mutex> lock(quota_mu_);
+  auto it = clients_.find(c);
+  if (it == clients_.end()) return;
+  it->second.pairs -= pairs;
+  // an idle client's record goes (its sweep time with it: a new flood starts a new second anyway)
+  if (it->second.pairs <= 0) clients_.erase(it);
+}
+
+size_t LoadBalancer::nat_client_max() {
+  std::lock_guard<std::mutex> lock(quota_mu_);
+  int64_t most = 0;
+  for (const auto& [c, u] : clients_) most = std::max(most, u.pairs);
+  return size_t(most) * 2;
 }
 
 LbResult LoadBalancer::forward(uint8_t* pkt, const IpInfo& ip, uint16_t sport, uint16_t* dport, uint8_t tcp_flags,
@@ -193,7 +241,7 @@ LbResult LoadBalancer::forward(uint8_t* pkt, const IpInfo& ip, uint16_t sport, u
     rk.proto = ip.proto;
     rk.family = uint8_t(ip.version);
     rk.kind = kNatReverse;
-    nat_.erase(k);
+    if (nat_.erase(k)) release(client_of(k));
     nat_.erase(rk);
     count(kLbRejectDeadBackend);
     return kLbReject;
@@ -329,28 +377,54 @@ void LoadBalancer::forget(const IpInfo& ip, uint16_t sport, uint16_t backend_por
   rk.proto = ip.proto;
   rk.family = uint8_t(ip.version);
   rk.kind = kNatReverse;
-  nat_.erase(k);
+  if (nat_.erase(k)) release(client_of(k));
   nat_.erase(rk);
 }
 
 size_t LoadBalancer::sweep_evictable(uint32_t now_s) {
   uint32_t last = last_eviction_s_.load(std::memory_order_relaxed);
   if (last == now_s || !last_eviction_s_.compare_exchange_strong(last, now_s)) return 0;
+  // the flooder first: the client holding most pairs
+  Client top{};
+  bool any = false;
+  {
+    std::lock_guard<std::mutex> lock(quota_mu_);
+    int64_t most = 0;
+    for (const auto& [c, u] : clients_)
+      if (u.pairs > most) {
+        most = u.pairs;
+        top = c;
+        any = true;
+      }
+  }
+  size_t removed = any ? sweep_pairs(now_s, &top) : 0;
+  if (removed == 0) removed = sweep_pairs(now_s, nullptr);
+  count(kLbNatEvicted, removed);
+  return removed;
+}
+
+size_t LoadBalancer::sweep_pairs(uint32_t now_s, const Client* only) {
   // a pair goes when no reply has passed (its reverse entry unreplied) or either side closed it
   std::vector<NatKey> twins;
+  std::vector<Client> gone;  // the clients of the pairs whose first entry went
   size_t removed = nat_.erase_if([&](const NatKey& k, const NatEntry& e) {
     if (now_s - e.last_s < 1) return false;
     if (!(e.closing || (k.kind == kNatReverse && !e.replied))) return false;
-    twins.push_back(twin_of(k, e));
+    NatKey twin = twin_of(k, e);
+    const NatKey& first = k.kind == kNatReverse ? twin : k;
+    if (only && !(client_of(first) == *only)) return false;
+    twins.push_back(twin);
+    if (k.kind != kNatReverse) gone.push_back(client_of(k));
     if (k.kind == kNatRedirect) redirects_.fetch_sub(1, std::memory_order_relaxed);
     return true;
   });
   for (const NatKey& t : twins) {
     if (!nat_.erase(t)) continue;
     removed++;
+    if (t.kind != kNatReverse) gone.push_back(client_of(t));
     if (t.kind == kNatRedirect) redirects_.fetch_sub(1, std::memory_order_relaxed);
   }
-  count(kLbNatEvicted, removed);
+  for (const Client& c : gone) release(c);
   return removed;
 }
 
@@ -372,7 +446,9 @@ size_t LoadBalancer::gc(uint32_t now_s) {
     NatKey twin = twin_of(k, e);
     bool twin_idle = nat_.with(twin, [&](NatEntry* t) { return !t || expired(*t); });
     if (!twin_idle) continue;
-    bool first_gone = nat_.erase(k.kind == kNatReverse ? twin : k);  // the pair's first entry
+    const NatKey& first = k.kind == kNatReverse ? twin : k;
+    bool first_gone = nat_.erase(first);  // the pair's first entry
+    if (first_gone) release(client_of(first));
     removed += first_gone ? 1 : 0;
     removed += nat_.erase(k.kind == kNatReverse ? k : twin) ? 1 : 0;
     NatKind first_kind = k.kind == kNatReverse ? NatKind(e.pair_kind) : NatKind(k.kind);

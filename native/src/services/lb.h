@@ -20,7 +20,9 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <memory>
+#include <mutex>
 #include <shared_mutex>
 #include <unordered_map>
 #include <vector>
@@ -60,6 +62,8 @@ enum LbCounter : int {
   kLbReverseTranslated,
   kLbDropMidflowNoBackend,
   kLbNatEvicted,
+  kLbNatQuotaFull,
+  kLbNatQuotaSweeps,
   kLbCounterCount
 };
 extern const char* const kLbCounterNames[kLbCounterCount];
@@ -69,8 +73,18 @@ enum LbResult { kLbNone, kLbTranslated, kLbReject, kLbDrop };
 class LoadBalancer {
  public:
   // 500 000 entries (250 000 flows) stay within 16384 slots per shard: 64 x 16384 x 80 bytes = 84 MB when full.
+  // A client (the flow's source address: a local pod, whose address the pod
+  // guard vouches for, or the node) may hold per_client entries, 65 536 by
+  // default (32 768 flows, 5 MB): one pod's flood cannot fill the table.
+  static constexpr size_t kDefaultPerClient = 65536;
   explicit LoadBalancer(size_t max_nat_entries = 500000);
-  void set_nat_limit(size_t max_entries) { nat_.set_max_entries(max_entries); }
+  void set_nat_limit(size_t max_entries, size_t per_client = kDefaultPerClient) {
+    nat_.set_max_entries(max_entries);
+    per_client_.store(per_client, std::memory_order_relaxed);
+  }
+  // Entries held by the client with the most now, and the most any client held since start.
+  size_t nat_client_max();
+  size_t nat_client_peak() const { return client_peak_.load(std::memory_order_relaxed); }
 
   // ---- control thread
   // Replaces (or adds) a service; backends are sorted here. Frontends that
@@ -148,9 +162,35 @@ class LoadBalancer {
   // Creates a flow's two entries (first: client -> original destination, rewritten to `to`); false when full.
   bool add_pair(const NatKey& first, const uint8_t* to, uint16_t to_port, const uint8_t* orig_dst, uint16_t orig_port,
                 uint32_t service, uint32_t identity, bool closing, uint32_t now_s);
-  // The table is full: removes the pairs idle for a second that no reply has
-  // passed (a SYN flood's) or that are closing, at most once a second; never
-  // an answered open flow.
+  // Per-client quota (entries, two per pair), keyed by the client's address.
+  struct Client {
+    uint8_t addr[16];
+    uint8_t family;
+    bool operator==(const Client& o) const { return family == o.family && std::memcmp(addr, o.addr, 16) == 0; }
+  };
+  struct ClientHash {
+    size_t operator()(const Client& c) const { return size_t(hash_bytes(&c, sizeof c, 0x6e6174636c69656eull)); }
+  };
+  struct Usage {
+    int64_t pairs = 0;
+    uint32_t last_sweep_s = 0;
+  };
+  static Client client_of(const NatKey& first) {
+    Client c;
+    std::memcpy(c.addr, first.src, 16);
+    c.family = first.family;
+    return c;
+  }
+  // Charges a new pair to its client: false when the client's quota stays
+  // full after (at most once a second) sweeping its own evictable pairs.
+  bool charge(const Client& c, uint32_t now_s);
+  void release(const Client& c, int64_t pairs = 1);
+  // Removes the pairs idle for a second that no reply has passed (a SYN
+  // flood's) or that are closing, of one client (only) or of all; never an
+  // answered open flow.
+  size_t sweep_pairs(uint32_t now_s, const Client* only);
+  // The table is full: the client holding most pairs loses its evictable
+  // ones first, then everyone's go; at most once a second.
   size_t sweep_evictable(uint32_t now_s);
   // The other entry of k's pair.
   static NatKey twin_of(const NatKey& k, const NatEntry& e);
@@ -167,6 +207,10 @@ class LoadBalancer {
   std::atomic<uint16_t> proxy_port_{0};
   std::atomic<size_t> redirects_{0};  // live redirect pairs
   std::atomic<uint32_t> last_eviction_s_{0};
+  std::atomic<size_t> per_client_{kDefaultPerClient};
+  std::atomic<size_t> client_peak_{0};
+  std::mutex quota_mu_;  // guards clients_; never held while a NAT shard is locked
+  std::unordered_map<Client, Usage, ClientHash> clients_;
   std::atomic<uint64_t> counters_[kLbCounterCount];
 };
 
