@@ -160,6 +160,17 @@ describe.skipIf(!enabled)('NetworkPolicy conformance (the upstream e2e model)', 
     }
   }
 
+  /** Seconds spent in each phase over the whole run (the report's measurements). */
+  const phases: Record<string, number> = {};
+  async function timed<T>(phase: string, f: () => Promise<T>): Promise<T> {
+    const t = Date.now();
+    try {
+      return await f();
+    } finally {
+      phases[phase] = (phases[phase] ?? 0) + (Date.now() - t) / 1000;
+    }
+  }
+
   async function runCase(c: Case): Promise<Result> {
     const r: Result = { c, diffs: [], traceDiffs: [] };
     const applied = new Set<string>();
@@ -167,17 +178,19 @@ describe.skipIf(!enabled)('NetworkPolicy conformance (the upstream e2e model)', 
     try {
       for (const [i, step] of c.steps.entries()) {
         for (const m of step.apply ?? []) if (m.kind === 'Namespace') namespaces.add(m.metadata.name);
-        const { policiesChanged } = await act(step, applied);
+        const { policiesChanged } = await timed('act', () => act(step, applied));
         const tag = c.steps.length > 1 ? `step ${i + 1}: ` : '';
-        // policies: the agents said they have them; labels: identities travel through etcd first
-        r.diffs.push(...(await judge(policiesChanged ? 3_000 : 8_000)).map((d) => tag + d));
-        r.traceDiffs.push(...(await traceDiffs()).map((d) => tag + d));
+        // policies: the agents said they have them; labels: identities travel through etcd first.
+        // trace reads etcd, already final: it runs while the probes wait out their timeouts
+        const [diffs, tdiffs] = await Promise.all([timed('probe', () => judge(policiesChanged ? 3_000 : 8_000)), timed('trace', traceDiffs)]);
+        r.diffs.push(...diffs.map((d) => tag + d));
+        r.traceDiffs.push(...tdiffs.map((d) => tag + d));
       }
     } catch (err) {
       r.error = (err as Error).message;
     }
     try {
-      await reset(applied, namespaces);
+      await timed('reset', () => reset(applied, namespaces));
     } catch (err) {
       r.error = `${r.error ? `${r.error}; ` : ''}reset: ${(err as Error).message}`;
     }
@@ -196,6 +209,7 @@ describe.skipIf(!enabled)('NetworkPolicy conformance (the upstream e2e model)', 
     const lines = [
       `conformance: ${results.length - failed.length} cases passed, ${failed.length} failed (${upstreamN} upstream e2e cases, ${cases.length - upstreamN} API cases; ${allCells().length} cells a step; ${Math.round((Date.now() - t0) / 1000)} s); ` +
         `policy trace agrees with the model on ${results.length - traceFailed.length} cases, disagrees on ${traceFailed.length}`,
+      `  time: ${Object.entries(phases).map(([k, v]) => `${k} ${Math.round(v)} s`).join(', ')} (probe and trace overlap)`,
     ];
     const show = (diffs: string[]) => [...diffs.slice(0, 8).map((d) => `    ${d}`), ...(diffs.length > 8 ? [`    ... and ${diffs.length - 8} more cells`] : [])];
     for (const r of failed) {
