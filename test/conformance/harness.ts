@@ -1,7 +1,7 @@
 /**
  * The conformance suite's hands on the testbed: apply manifests (`wiremesh
- * apply`, every cluster at once), delete policies (their etcd keys, until a
- * `wiremesh delete` exists), relabel pods (the agent's endpoint API, as a CNI
+ * apply`, every cluster at once), delete policies (their etcd keys through
+ * tracer.mjs, until a `wiremesh delete` exists), relabel pods (the agent's endpoint API, as a CNI
  * plugin or `wiremesh pod label` would), wait for the agents to hold exactly
  * the policies applied, probe the truth table from every pod at once, and ask
  * `policy trace` (tracer.mjs) about the same cells.
@@ -18,7 +18,6 @@ import { JsonLineProcess } from '../helpers/jsonlines.js';
 import type { Labels, ModelPod, Protocol } from './model.js';
 
 const PROBE = join(ROOT, 'dist', 'src', 'chaos', 'probe.js');
-const ETCDDEL = join(ROOT, 'test', 'helpers', 'etcddel.mjs');
 const TRACER = join(ROOT, 'test', 'helpers', 'tracer.mjs');
 export const PORTS = [80, 81];
 export const PROTOCOLS: Protocol[] = ['TCP', 'UDP'];
@@ -77,17 +76,11 @@ export class Harness {
     );
   }
 
-  /** Deletes NetworkPolicies ("namespace/name") from every cluster's etcd. */
+  /** Deletes NetworkPolicies ("namespace/name") from every cluster's etcd (their keys, as `wiremesh apply` stored them). */
   async deletePolicies(names: string[]): Promise<void> {
     if (names.length === 0) return;
-    await Promise.all(
-      this.st.clusters.map((c) => {
-        const a = testbedClusterAccess(c.name, this.st.name);
-        const [, url, , ca, , cert, , key] = a.flags;
-        const keys = names.map((n) => stateKey('policies', c.name, `${n.split('/')[0]}/knp.${n.split('/')[1]}`));
-        return run(a.netns, [ETCDDEL, url!, ca!, cert!, key!, ...keys]);
-      }),
-    );
+    const keys = Object.fromEntries(this.st.clusters.map((c) => [c.name, names.map((n) => stateKey('policies', c.name, `${n.split('/')[0]}/knp.${n.split('/')[1]}`))]));
+    await this.tracer!.request({ delete: keys }, 30_000);
   }
 
   /** Re-registers a pod's endpoint with new labels (same name, namespace, address and container ports). */

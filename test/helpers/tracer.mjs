@@ -6,7 +6,10 @@
 // is answered with one line { id, cells: { "SRC>DST/PROTO/PORT": { egress, ingress } } }:
 // the egress step as the source's cluster traces it and the ingress step as the
 // destination's cluster does (each cluster enforces its own policies; no etcd
-// holds both sides of a cross-cluster flow).
+// holds both sides of a cross-cluster flow). A line { id, delete: { CLUSTER: [KEY...] } }
+// deletes those keys (the suite's policy deletions, until `wiremesh delete`
+// exists: one process instead of one etcd client start per deletion) and is
+// answered with { id, deleted }.
 import { createInterface } from 'node:readline';
 import { connectEtcd } from '../../dist/src/controlplane/kvstore.js';
 import { loadMeshState, resolveEndpoint, trace } from '../../dist/src/policy/trace.js';
@@ -38,10 +41,16 @@ async function answer(req) {
   return cells;
 }
 
+async function remove(req) {
+  let deleted = 0;
+  for (const c of clusters) for (const k of req.delete[c.cluster] ?? []) deleted += Number((await c.etcd.delete().key(k).exec()).deleted);
+  return { deleted };
+}
+
 createInterface({ input: process.stdin }).on('line', (line) => {
   const req = JSON.parse(line);
-  answer(req).then(
-    (cells) => process.stdout.write(JSON.stringify({ id: req.id, cells }) + '\n'),
+  (req.delete ? remove(req) : answer(req).then((cells) => ({ cells }))).then(
+    (res) => process.stdout.write(JSON.stringify({ id: req.id, ...res }) + '\n'),
     (err) => process.stdout.write(JSON.stringify({ id: req.id, error: String(err?.message ?? err) }) + '\n'),
   );
 });
