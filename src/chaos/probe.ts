@@ -11,8 +11,17 @@
  *     connections opened at the start asking every 100 ms (established flows).
  *     Prints one JSON line: { requests: [{ at, ok, name?, error? }],
  *     held: [{ name, replies, error, errorAt, maxGapMs }] }.
+ *   netpol NAME PORT[,PORT...]
+ *     the NetworkPolicy conformance suite's pod (test/netns/conformance.test.ts):
+ *     TCP and UDP on every PORT, each request (a line) or datagram answered with
+ *     NAME; and a prober driven from stdin: each line is a batch
+ *     { id, timeoutMs, targets: [{ host, port, proto: "TCP" | "UDP" }] }, probed
+ *     all at once, answered with one line { id, results: [{ at, ok, name?, error? }] }
+ *     (results in the order of the targets). "listening" on stderr once bound.
  */
+import { createSocket } from 'node:dgram';
 import { connect, createServer } from 'node:net';
+import { createInterface } from 'node:readline';
 
 export interface RequestResult {
   at: number;
@@ -52,6 +61,68 @@ function request(host: string, port: number, timeoutMs: number): Promise<Request
       if (got.includes('\n')) done({ ok: true, name: got.trim() });
     });
     s.on('error', (e: NodeJS.ErrnoException) => done({ ok: false, error: e.code ?? e.message }));
+  });
+}
+
+/**
+ * One UDP request: "who" to host:port, the first datagram back is the answer.
+ * The request is sent again at half the timeout (one lost datagram is not a
+ * denial); ICMP unreachable ends it early (ECONNREFUSED).
+ */
+function udpRequest(host: string, port: number, timeoutMs: number): Promise<RequestResult> {
+  const at = Date.now();
+  return new Promise((resolve) => {
+    const s = createSocket('udp4');
+    let finished = false;
+    const done = (r: Omit<RequestResult, 'at'>) => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(t);
+      clearTimeout(again);
+      s.close();
+      resolve({ at, ...r });
+    };
+    const send = () => s.send('who\n', (err) => err && done({ ok: false, error: (err as NodeJS.ErrnoException).code ?? err.message }));
+    const t = setTimeout(() => done({ ok: false, error: 'TIMEOUT' }), timeoutMs);
+    const again = setTimeout(() => !finished && send(), timeoutMs / 2);
+    s.on('message', (m) => done({ ok: true, name: String(m).trim() }));
+    s.on('error', (e: NodeJS.ErrnoException) => done({ ok: false, error: e.code ?? e.message }));
+    s.connect(port, host, send);
+  });
+}
+
+export interface ProbeTarget {
+  host: string;
+  port: number;
+  proto: 'TCP' | 'UDP';
+}
+
+/** TCP and UDP servers answering NAME on each port; resolves once all are bound. */
+async function serveBoth(name: string, ports: number[]): Promise<void> {
+  for (const port of ports) {
+    await new Promise<void>((resolve) => {
+      createServer((s) => {
+        s.on('error', () => undefined);
+        s.on('data', (d) => String(d).includes('\n') && s.end(`${name}\n`));
+      }).listen(port, '0.0.0.0', resolve);
+    });
+    await new Promise<void>((resolve) => {
+      const u = createSocket('udp4');
+      u.on('message', (_m, from) => u.send(`${name}\n`, from.port, from.address));
+      u.bind(port, '0.0.0.0', resolve);
+    });
+  }
+}
+
+function netpol(name: string, ports: number[]): void {
+  void serveBoth(name, ports).then(() => {
+    process.stderr.write('listening\n');
+    createInterface({ input: process.stdin }).on('line', (line) => {
+      const batch = JSON.parse(line) as { id: number; timeoutMs: number; targets: ProbeTarget[] };
+      void Promise.all(batch.targets.map((t) => (t.proto === 'UDP' ? udpRequest : request)(t.host, t.port, batch.timeoutMs))).then((results) =>
+        process.stdout.write(JSON.stringify({ id: batch.id, results }) + '\n'),
+      );
+    });
   });
 }
 
@@ -129,6 +200,9 @@ if (mode === 'server') {
 } else if (mode === 'ask') {
   const [host, port, timeoutMs] = a as [string, string, string?];
   void request(host, Number(port), Number(timeoutMs ?? 2000)).then((r) => process.stdout.write(JSON.stringify(r) + '\n'));
+} else if (mode === 'netpol') {
+  const [name, ports] = a as [string, string];
+  netpol(name, ports.split(',').map(Number));
 } else if (mode === 'load') {
   const [host, port, ms, holdN, timeoutMs] = a as [string, string, string, string, string];
   void load(host, Number(port), Number(ms), Number(holdN), Number(timeoutMs)).then((r) => process.stdout.write(JSON.stringify(r) + '\n'));
