@@ -5,10 +5,11 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, WiremeshError } from '../errors.js';
 import { createLogger } from '../log.js';
+import { etcdOptions, withOptionalEtcdFlags } from './etcdflags.js';
+import { exitCodeFor } from './exitcodes.js';
+import { registerObjectCommands } from './objects.js';
+import { registerPodLabel } from './podlabel.js';
 
-function etcdOptions(o: { etcd: string; etcdCa?: string; etcdCert?: string; etcdKey?: string }) {
-  return { endpoints: o.etcd.split(','), caFile: o.etcdCa, certFile: o.etcdCert, keyFile: o.etcdKey };
-}
 
 /** One side (a or b) of connect/disconnect: its --X-etcd* flags and --X-pki folder. */
 function side(o: Record<string, string>, p: 'a' | 'b') {
@@ -208,15 +209,13 @@ export async function main(argv: string[]): Promise<number> {
           console.log(`  ${node} -> ${p.id.padEnd(20)} handshake ${p.handshakeAgeS === null ? 'never' : `${p.handshakeAgeS}s ago`}, rx ${p.rxBytes} B, tx ${p.txBytes} B`);
     });
 
-  program
-    .command('apply')
-    .description("validate manifests (Service, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, NetworkPolicy) and store them in a cluster's etcd")
-    .requiredOption('-f, --file <files...>', 'YAML files (several documents each)')
-    .requiredOption('--cluster <name>', 'the cluster to apply to')
-    .option('--etcd <urls>', "the cluster's etcd (default: the testbed that has this cluster)")
-    .option('--etcd-ca <file>', 'CA certificate (PEM)')
-    .option('--etcd-cert <file>', 'client certificate (PEM)')
-    .option('--etcd-key <file>', 'client key (PEM)')
+  withOptionalEtcdFlags(
+    program
+      .command('apply')
+      .description("validate manifests (Service, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, NetworkPolicy) and store them in a cluster's etcd")
+      .requiredOption('-f, --file <files...>', 'YAML files (several documents each)')
+      .requiredOption('--cluster <name>', 'the cluster to apply to'),
+  )
     .option('--dry-run', 'only validate')
     .action(async (o: { file: string[]; cluster: string; etcd?: string; etcdCa?: string; etcdCert?: string; etcdKey?: string; dryRun?: boolean }) => {
       const { loadManifests, applyManifests } = await import('../manifests/apply.js');
@@ -232,6 +231,8 @@ export async function main(argv: string[]): Promise<number> {
       const applied = await applyManifests(etcdOptions({ etcd: o.etcd, etcdCa: o.etcdCa, etcdCert: o.etcdCert, etcdKey: o.etcdKey }), o.cluster, manifests);
       for (const a of applied) console.log(`${a} applied to ${o.cluster}`);
     });
+
+  registerObjectCommands(program);
 
   program
     .command('observe')
@@ -315,15 +316,10 @@ export async function main(argv: string[]): Promise<number> {
       await wirePod({ netns: `pod-${name}`, name, namespace: o.namespace, labels, ip: o.ip, socket: o.socket });
       console.log(`pod ${o.namespace}/${name} ${o.ip} in network namespace pod-${name}`);
     });
+  registerPodLabel(podCmd);
 
   const pol = program.command('policy').description('network policy tools');
-  pol
-    .command('trace')
-    .description('explain the verdict for a new flow and the rule that decides it')
-    .option('--etcd <urls>', "the cluster's etcd (default: the testbed that has this cluster)")
-    .option('--etcd-ca <file>', 'CA certificate (PEM)')
-    .option('--etcd-cert <file>', 'client certificate (PEM)')
-    .option('--etcd-key <file>', 'client key (PEM)')
+  withOptionalEtcdFlags(pol.command('trace').description('explain the verdict for a new flow and the rule that decides it'))
     .requiredOption('--cluster <name>', "the cluster whose etcd to read (it caches every connected cluster's state)")
     .requiredOption('--src <endpoint>', 'CLUSTER/NAMESPACE/POD, NAMESPACE/POD, POD or an IP address (comma-separated: several)')
     .requiredOption('--dst <endpoint>', 'CLUSTER/NAMESPACE/POD, NAMESPACE/POD, POD or an IP address (comma-separated: several)')
@@ -414,11 +410,10 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv, { from: 'user' });
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
-    const e = err as { code?: string; exitCode?: number };
-    if (e.code?.startsWith('commander.')) return e.exitCode ?? 1;
+    if ((err as { code?: string }).code?.startsWith('commander.')) return exitCodeFor(err);
     if (err instanceof ConfigError) process.stderr.write(`error: ${err.field}: ${err.message.slice(err.field.length + 2)}\n`);
     else if (err instanceof WiremeshError) process.stderr.write(`error (${err.code}): ${err.message}\n`);
     else process.stderr.write(`error: ${(err as Error).message}\n`);
-    return 1;
+    return exitCodeFor(err);
   }
 }

@@ -247,7 +247,7 @@ function serviceSpec(m: Manifest, v: unknown, path: string): void {
     fail('metadata.annotations["wiremesh.io/weight"]', 'must be an integer 1..1000 (the Maglev weight of each backend this cluster exports)');
 }
 
-const KINDS: Record<string, string> = {
+export const KINDS: Record<string, string> = {
   Service: 'v1',
   CiliumNetworkPolicy: 'cilium.io/v2',
   CiliumClusterwideNetworkPolicy: 'cilium.io/v2',

@@ -12,6 +12,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { callAgent } from '../agent/api.js';
 import { WiremeshError } from '../errors.js';
 import { installPodGuard, removePodGuard } from './podguard.js';
+import { ifName } from './ifname.js';
 
 export interface PodWiring {
   /** The pod's namespace (created here). */
@@ -63,9 +64,9 @@ export async function wirePod(p: PodWiring): Promise<void> {
   if (res.status !== 201) throw new WiremeshError('WM_POD_REGISTER', `agent refused pod ${p.namespace}/${p.name}: ${JSON.stringify(res.body)}`);
 }
 
-/** The node-side veth of a pod. */
+/** The node-side veth of a pod: vp<name>, shortened (ifname.ts) when a pod name is longer than 13 characters. */
 export function podVeth(name: string): string {
-  return `vp${name}`.slice(0, 15);
+  return ifName('vp', name);
 }
 
 /** Deregisters the pod and deletes its namespace and its source validation. */
