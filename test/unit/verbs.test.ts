@@ -82,7 +82,7 @@ describe('pod label changes', () => {
     expect(() => parseLabelArgs(['app=a b'])).toThrow(/invalid label value/);
     expect(() => parseLabelArgs(['-bad=x'])).toThrow(/invalid label key/);
     expect(() => parseLabelArgs(['io.cilium.k8s.policy.cluster=c2'])).toThrow(/set by wiremesh/);
-    expect(() => parseLabelArgs(['kubernetes.io/metadata.name=kube-system'])).toThrow(/set by wiremesh/);
+    expect(() => parseLabelArgs(['io.kubernetes.pod.namespace=kube-system'])).toThrow(/set by wiremesh/);
     expect(() => parseLabelArgs(['app=a', 'app-'])).toThrow(/changed twice/);
   });
   it('an existing key changes only with overwrite (even to its own value); a missing key removed is a warning', () => {
