@@ -21,10 +21,8 @@ interface EtcdFlags {
   etcdKey?: string;
 }
 
-const access = (o: EtcdFlags & { etcd: string }) => etcdOptions(o);
-
 /** Runs `wiremesh ARGS` in the testbed namespace that reaches the cluster's etcd, output passed through; its exit status. */
-async function inTestbed(cluster: string, args: string[]): Promise<number> {
+export async function inTestbed(cluster: string, args: string[]): Promise<number> {
   const { testbedClusterAccess, WIREMESH } = await import('../testbed/testbed.js');
   const { netns, flags } = testbedClusterAccess(cluster);
   const r = spawnSync('ip', ['netns', 'exec', netns, process.execPath, WIREMESH, ...args, '--cluster', cluster, ...flags], { stdio: 'inherit' });
@@ -55,7 +53,7 @@ export function registerObjectCommands(program: Command): void {
       return void (process.exitCode = await inTestbed(o.cluster, ['delete', ...args, ...(o.ignoreNotFound ? ['--ignore-not-found'] : [])]));
     }
     const { deleteObjects } = await import('../manifests/store.js');
-    const results = await deleteObjects(access({ ...o, etcd: o.etcd }), o.cluster, refs);
+    const results = await deleteObjects(etcdOptions({ ...o, etcd: o.etcd }), o.cluster, refs);
     const missing = results.filter((r) => !r.deleted);
     for (const r of results) if (r.deleted) console.log(`${r.what} deleted from ${o.cluster}`);
     if (missing.length && !o.ignoreNotFound) {
@@ -85,7 +83,7 @@ export function registerObjectCommands(program: Command): void {
     }
     const { getObjects } = await import('../manifests/store.js');
     const namespace = isClusterScoped(kind) || o.allNamespaces ? undefined : (o.namespace ?? 'default');
-    const listing = await getObjects(access({ ...o, etcd: o.etcd }), o.cluster, kind, { ...(name ? { name } : {}), ...(namespace ? { namespace } : {}) });
+    const listing = await getObjects(etcdOptions({ ...o, etcd: o.etcd }), o.cluster, kind, { ...(name ? { name } : {}), ...(namespace ? { namespace } : {}) });
     for (const e of listing.rejected) process.stderr.write(`warning: skipped a stored record that does not decode: ${e.message}\n`);
     if (ref && listing.items.length === 0) throw new NotFoundError(`${describeRef(ref)} not found in cluster ${o.cluster}`);
     if (output === 'json' || output === 'yaml') return void console.log(formatObjects(listing.items, ref !== undefined, output));

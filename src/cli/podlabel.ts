@@ -6,7 +6,6 @@
  */
 import type { Command } from 'commander';
 import { ConfigError, NotFoundError, WiremeshError } from '../errors.js';
-import { parseLabelArgs } from '../agent/labels.js';
 
 /** The socket of the node that hosts testbed pod cluster/name. */
 async function testbedPodSocket(cluster: string, name: string, testbed?: string): Promise<string> {
@@ -28,6 +27,7 @@ export function registerPodLabel(pod: Command): void {
     .option('--testbed <name>', 'the testbed (when several are up)')
     .action(async (name: string, args: string[], o: { namespace: string; overwrite?: boolean; socket: string; cluster?: string; testbed?: string }) => {
       const { callAgent } = await import('../agent/api.js');
+      const { parseLabelArgs } = await import('../agent/labels.js');
       const labels = parseLabelArgs(args);
       const socket = o.cluster ? await testbedPodSocket(o.cluster, name, o.testbed) : o.socket;
       const res = await callAgent(socket, 'PATCH', `/v1/endpoints/${encodeURIComponent(o.namespace)}/${encodeURIComponent(name)}`, { labels, overwrite: !!o.overwrite });

@@ -7,9 +7,8 @@ import { ConfigError, WiremeshError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { etcdOptions, withOptionalEtcdFlags } from './etcdflags.js';
 import { exitCodeFor } from './exitcodes.js';
-import { registerObjectCommands } from './objects.js';
+import { inTestbed, registerObjectCommands } from './objects.js';
 import { registerPodLabel } from './podlabel.js';
-
 
 /** One side (a or b) of connect/disconnect: its --X-etcd* flags and --X-pki folder. */
 function side(o: Record<string, string>, p: 'a' | 'b') {
@@ -223,10 +222,8 @@ export async function main(argv: string[]): Promise<number> {
       if (o.dryRun) return void console.log(`${manifests.length} manifest(s) valid`);
       if (!o.etcd) {
         // testbed addresses exist only inside the testbed: re-run there
-        const { testbedClusterAccess, cliIn } = await import('../testbed/testbed.js');
-        const { netns, flags } = testbedClusterAccess(o.cluster);
         const { resolve } = await import('node:path');
-        return void process.stdout.write(cliIn(netns, ['apply', '--cluster', o.cluster, ...flags, '-f', ...o.file.map((f) => resolve(f))]));
+        return void (process.exitCode = await inTestbed(o.cluster, ['apply', '-f', ...o.file.map((f) => resolve(f))]));
       }
       const applied = await applyManifests(etcdOptions({ etcd: o.etcd, etcdCa: o.etcdCa, etcdCert: o.etcdCert, etcdKey: o.etcdKey }), o.cluster, manifests);
       for (const a of applied) console.log(`${a} applied to ${o.cluster}`);
