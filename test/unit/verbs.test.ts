@@ -17,6 +17,7 @@ import { objectRef, pluralOf, refOf, resolveKind, storeName } from '../../src/ma
 import { KINDS, manifestName, validateManifest } from '../../src/manifests/validate.js';
 import { ifName, socketPath } from '../../src/testbed/ifname.js';
 import { podVeth } from '../../src/testbed/pod.js';
+import { nodeRole, nodeUser } from '../../src/controlplane/rbac.js';
 import { parseTopology } from '../../src/testbed/topology.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'wmverbs-'));
@@ -190,6 +191,15 @@ describe('kernel names from long names', () => {
     const p = socketPath(d, `${'c'.repeat(32)}-${'n'.repeat(63)}`);
     expect(Buffer.byteLength(p)).toBeLessThanOrEqual(107);
     expect(p).not.toBe(socketPath(d, `${'c'.repeat(32)}-${'n'.repeat(62)}m`));
+  });
+  it("a node's etcd user (its certificate's CN) stays within X.509's 64 characters; its role grants the full name", () => {
+    expect(nodeUser('n1')).toBe('node-n1');
+    const long = `node-${'a'.repeat(58)}`;
+    expect(nodeUser(long)).toHaveLength(64);
+    expect(nodeUser(long)).not.toBe(nodeUser(`node-${'a'.repeat(57)}b`));
+    const role = nodeRole('cluster-with-thirty-two-chars-xy', long);
+    expect(role.user).toBe(nodeUser(long));
+    expect(role.grants.some((g) => g.key?.endsWith(`/${long}`))).toBe(true);
   });
   it('the testbed takes cluster names up to 32 characters and node/pod names up to 63', () => {
     const c32 = 'cluster-with-a-name-of-32-chars-';
