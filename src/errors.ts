@@ -33,3 +33,17 @@ export class EndpointConflictError extends WiremeshError {
     super('WM_ENDPOINT_CONFLICT', `address ${holders.map((h) => `${h.ip} is held by ${h.cluster}/${h.node}/${h.endpoint}`).join('; ')} (replace: true takes it over)`);
   }
 }
+
+/** The object a command names does not exist (CLI exit status 3, agent API 404). */
+export class NotFoundError extends WiremeshError {
+  constructor(message: string) {
+    super('WM_NOT_FOUND', message);
+  }
+}
+
+/** A label key already has a value and the request did not say to overwrite it (CLI exit status 4, agent API 409). */
+export class LabelExistsError extends WiremeshError {
+  constructor(readonly key: string, value: string) {
+    super('WM_LABEL_EXISTS', `'${key}' already has a value (${value}), and --overwrite is false`);
+  }
+}

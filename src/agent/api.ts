@@ -4,6 +4,9 @@
  *   POST   /v1/endpoints                  {name, namespace, labels, ips, ports?, replace?}: ips inside the node's pod
  *                                          CIDRs; an address another endpoint holds is 409 unless replace: true;
  *                                          ports: [{name, containerPort, protocol?}] (named ports, IANA_SVC_NAME names)
+ *   PATCH  /v1/endpoints/<namespace>/<name> {labels: {k: "v" | null}, overwrite?}: label changes (labels.ts); 200
+ *                                          {endpoint, warnings}, 404 no such endpoint, 409 a key has a value and
+ *                                          overwrite is not true
  *   DELETE /v1/endpoints/<namespace>/<name>
  *   GET    /v1/endpoints                  this node's endpoints
  *   GET    /v1/status                     peers, handshakes, sync state, counters
@@ -21,12 +24,12 @@
 import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
-import { ConfigError, EndpointConflictError } from '../errors.js';
+import { ConfigError, EndpointConflictError, LabelExistsError } from '../errors.js';
 import { validateAddress } from '../controlplane/types.js';
-import { DNS_LABEL_RE as DNS_LABEL, LABEL_KEY_RE as LABEL_KEY, LABEL_VALUE_RE as LABEL_VALUE } from '../controlplane/records/fields.js';
+import { DNS_LABEL_RE as DNS_LABEL } from '../controlplane/records/fields.js';
 import { listenPrivate } from '../net/listen.js';
 import { formatIP, parseIP } from '../net/ip.js';
-import { NAMESPACE_LABEL } from '../identity/identity.js';
+import { applyLabelPatch, checkPodLabel, validateLabelPatch } from './labels.js';
 import { MAX_ADDRESSES, MAX_LABELS } from '../controlplane/records/fields.js';
 import { flowMatches, type Flow, type FlowFilter } from '../policy/flows.js';
 import { parseContainerPorts } from '../policy/ports.js';
@@ -41,12 +44,7 @@ export function validateEndpoint(body: unknown): LocalEndpoint {
   const labels = (b.labels ?? {}) as Record<string, unknown>;
   if (typeof labels !== 'object' || labels === null || Array.isArray(labels)) throw new ConfigError('labels', 'must be a map');
   if (Object.keys(labels).length > MAX_LABELS) throw new ConfigError('labels', `at most ${MAX_LABELS} labels`);
-  for (const [k, v] of Object.entries(labels)) {
-    if (!LABEL_KEY.test(k)) throw new ConfigError(`labels.${k}`, 'invalid label key');
-    // these keys are derived (cluster, namespace and its labels): a pod that set them could match namespaceSelectors it is not in
-    if (k.startsWith('io.cilium.k8s.') || k === NAMESPACE_LABEL) throw new ConfigError(`labels.${k}`, 'is set by wiremesh from the cluster and namespace, not by the pod');
-    if (typeof v !== 'string' || !LABEL_VALUE.test(v)) throw new ConfigError(`labels.${k}`, `invalid label value ${JSON.stringify(v)}`);
-  }
+  for (const [k, v] of Object.entries(labels)) checkPodLabel(k, v);
   if (!Array.isArray(b.ips) || b.ips.length === 0 || b.ips.length > MAX_ADDRESSES) throw new ConfigError('ips', `must be a list of 1..${MAX_ADDRESSES} IP addresses`);
   // canonical text (fe80:0::1 and fe80::1 are one address): records and conflicts compare strings
   const ips = b.ips.map((ip, i) => formatIP(parseIP(validateAddress(ip, `ips[${i}]`))!));
@@ -133,6 +131,15 @@ export async function serveApi(agent: Agent, path: string): Promise<Server> {
           await agent.addEndpoint(ep, { replace: (body as { replace?: unknown }).replace === true });
           return send(res, 201, ep);
         }
+        if (req.method === 'PATCH' && parts.length === 4 && parts[0] === 'v1' && parts[1] === 'endpoints') {
+          const { patch, overwrite } = validateLabelPatch(await readJson(req));
+          const cur = agent.localEndpoints().find((e) => e.namespace === parts[2] && e.name === parts[3]);
+          if (!cur) return send(res, 404, { error: `no endpoint ${parts[2]}/${parts[3]} on this node` });
+          const { labels, warnings } = applyLabelPatch(cur.labels, patch, overwrite);
+          const ep = validateEndpoint({ ...cur, labels });
+          await agent.addEndpoint(ep);
+          return send(res, 200, { endpoint: ep, warnings });
+        }
         if (req.method === 'DELETE' && parts.length === 4 && parts[0] === 'v1' && parts[1] === 'endpoints') {
           const ok = await agent.removeEndpoint(parts[2]!, parts[3]!);
           return send(res, ok ? 200 : 404, ok ? { deleted: `${parts[2]}/${parts[3]}` } : { error: 'no such endpoint' });
@@ -141,6 +148,7 @@ export async function serveApi(agent: Agent, path: string): Promise<Server> {
       } catch (err) {
         if (err instanceof ConfigError) send(res, 400, { error: err.message, field: err.field });
         else if (err instanceof EndpointConflictError) send(res, 409, { error: err.message, holders: err.holders });
+        else if (err instanceof LabelExistsError) send(res, 409, { error: err.message, field: `labels.${err.key}` });
         else send(res, 500, { error: (err as Error).message });
       }
     })();

@@ -5,10 +5,10 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, WiremeshError } from '../errors.js';
 import { createLogger } from '../log.js';
-
-function etcdOptions(o: { etcd: string; etcdCa?: string; etcdCert?: string; etcdKey?: string }) {
-  return { endpoints: o.etcd.split(','), caFile: o.etcdCa, certFile: o.etcdCert, keyFile: o.etcdKey };
-}
+import { etcdOptions, withOptionalEtcdFlags } from './etcdflags.js';
+import { exitCodeFor } from './exitcodes.js';
+import { inTestbed, registerObjectCommands } from './objects.js';
+import { registerPodLabel } from './podlabel.js';
 
 /** One side (a or b) of connect/disconnect: its --X-etcd* flags and --X-pki folder. */
 function side(o: Record<string, string>, p: 'a' | 'b') {
@@ -208,15 +208,13 @@ export async function main(argv: string[]): Promise<number> {
           console.log(`  ${node} -> ${p.id.padEnd(20)} handshake ${p.handshakeAgeS === null ? 'never' : `${p.handshakeAgeS}s ago`}, rx ${p.rxBytes} B, tx ${p.txBytes} B`);
     });
 
-  program
-    .command('apply')
-    .description("validate manifests (Service, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, NetworkPolicy, Namespace) and store them in a cluster's etcd")
-    .requiredOption('-f, --file <files...>', 'YAML files (several documents each)')
-    .requiredOption('--cluster <name>', 'the cluster to apply to')
-    .option('--etcd <urls>', "the cluster's etcd (default: the testbed that has this cluster)")
-    .option('--etcd-ca <file>', 'CA certificate (PEM)')
-    .option('--etcd-cert <file>', 'client certificate (PEM)')
-    .option('--etcd-key <file>', 'client key (PEM)')
+  withOptionalEtcdFlags(
+    program
+      .command('apply')
+      .description("validate manifests (Service, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, NetworkPolicy, Namespace) and store them in a cluster's etcd")
+      .requiredOption('-f, --file <files...>', 'YAML files (several documents each)')
+      .requiredOption('--cluster <name>', 'the cluster to apply to'),
+  )
     .option('--dry-run', 'only validate')
     .action(async (o: { file: string[]; cluster: string; etcd?: string; etcdCa?: string; etcdCert?: string; etcdKey?: string; dryRun?: boolean }) => {
       const { loadManifests, applyManifests, appliedPolicyWarnings } = await import('../manifests/apply.js');
@@ -224,10 +222,8 @@ export async function main(argv: string[]): Promise<number> {
       if (o.dryRun) return void console.log(`${manifests.length} manifest(s) valid`);
       if (!o.etcd) {
         // testbed addresses exist only inside the testbed: re-run there
-        const { testbedClusterAccess, cliIn } = await import('../testbed/testbed.js');
-        const { netns, flags } = testbedClusterAccess(o.cluster);
         const { resolve } = await import('node:path');
-        return void process.stdout.write(cliIn(netns, ['apply', '--cluster', o.cluster, ...flags, '-f', ...o.file.map((f) => resolve(f))]));
+        return void (process.exitCode = await inTestbed(o.cluster, ['apply', '-f', ...o.file.map((f) => resolve(f))]));
       }
       const access = etcdOptions({ etcd: o.etcd, etcdCa: o.etcdCa, etcdCert: o.etcdCert, etcdKey: o.etcdKey });
       const applied = await applyManifests(access, o.cluster, manifests);
@@ -235,6 +231,8 @@ export async function main(argv: string[]): Promise<number> {
       // what the agents will report in GET /v1/policy: a named port no pod declares, an unknown namespace, ...
       for (const w of await appliedPolicyWarnings(access, o.cluster, manifests)) console.log(`WARNING: ${w}`);
     });
+
+  registerObjectCommands(program);
 
   program
     .command('observe')
@@ -321,15 +319,10 @@ export async function main(argv: string[]): Promise<number> {
       await wirePod({ netns: `pod-${name}`, name, namespace: o.namespace, labels, ...(ports.length ? { ports } : {}), ip: o.ip, socket: o.socket });
       console.log(`pod ${o.namespace}/${name} ${o.ip} in network namespace pod-${name}`);
     });
+  registerPodLabel(podCmd);
 
   const pol = program.command('policy').description('network policy tools');
-  pol
-    .command('trace')
-    .description('explain the verdict for a new flow and the rule that decides it')
-    .option('--etcd <urls>', "the cluster's etcd (default: the testbed that has this cluster)")
-    .option('--etcd-ca <file>', 'CA certificate (PEM)')
-    .option('--etcd-cert <file>', 'client certificate (PEM)')
-    .option('--etcd-key <file>', 'client key (PEM)')
+  withOptionalEtcdFlags(pol.command('trace').description('explain the verdict for a new flow and the rule that decides it'))
     .requiredOption('--cluster <name>', "the cluster whose etcd to read (it caches every connected cluster's state)")
     .requiredOption('--src <endpoint>', 'CLUSTER/NAMESPACE/POD, NAMESPACE/POD, POD or an IP address (comma-separated: several)')
     .requiredOption('--dst <endpoint>', 'CLUSTER/NAMESPACE/POD, NAMESPACE/POD, POD or an IP address (comma-separated: several)')
@@ -420,11 +413,10 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv, { from: 'user' });
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
-    const e = err as { code?: string; exitCode?: number };
-    if (e.code?.startsWith('commander.')) return e.exitCode ?? 1;
+    if ((err as { code?: string }).code?.startsWith('commander.')) return exitCodeFor(err);
     if (err instanceof ConfigError) process.stderr.write(`error: ${err.field}: ${err.message.slice(err.field.length + 2)}\n`);
     else if (err instanceof WiremeshError) process.stderr.write(`error (${err.code}): ${err.message}\n`);
     else process.stderr.write(`error: ${(err as Error).message}\n`);
-    return 1;
+    return exitCodeFor(err);
   }
 }

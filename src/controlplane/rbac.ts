@@ -23,6 +23,7 @@
  * every node), so a compromised node can rewrite or delete the cluster's
  * identities, though not the endpoints that map addresses to them.
  */
+import { boundedName } from '../boundedname.js';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -60,6 +61,8 @@ const STATE_ROOT = 'wiremesh/state/';
 const CACHE_ROOT = 'wiremesh/cache/';
 
 export const NODE_USER_PREFIX = 'node-';
+/** ub-common-name (RFC 5280): the longest CN a certificate may carry. */
+const X509_CN_MAX = 64;
 export const KVSTOREMESH_USER = 'kvstoremesh';
 export const OBSERVER_USER = 'observer';
 export const REMOTE_READER_ROLE = 'wiremesh-remote-reader';
@@ -71,7 +74,12 @@ export function validateNodeName(node: unknown, field = 'node'): string {
   return node;
 }
 
-export const nodeUser = (node: string): string => `${NODE_USER_PREFIX}${node}`;
+/**
+ * A node's etcd user, which is also its certificate's CN (etcd takes the user
+ * from the CN): node-<node>, shortened past X.509's 64 characters for a CN
+ * (node names are DNS labels up to 63); the role still grants the full name.
+ */
+export const nodeUser = (node: string): string => boundedName(NODE_USER_PREFIX, node, X509_CN_MAX);
 
 /** The agent of node `node` in `cluster`: its own records, the cluster's identity allocation, and reading what it needs. */
 export function nodeRole(cluster: string, node: string): RoleSpec {

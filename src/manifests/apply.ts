@@ -9,8 +9,9 @@ import { stateKey, vipKey, vipPrefix } from '../controlplane/keys.js';
 import type { Etcd3 } from 'etcd3';
 import { formatIP, parsePrefix } from '../net/ip.js';
 import { connectEtcd, type EtcdOptions } from '../controlplane/kvstore.js';
-import { readClusterConfig, MeshError } from '../controlplane/clustermesh.js';
+import { MeshError } from '../controlplane/clustermesh.js';
 import { manifestName, parseManifests, type Manifest } from './validate.js';
+import { clusterConfigOf } from './store.js';
 
 export function loadManifests(files: string[]): Manifest[] {
   return files.flatMap((f) => {
@@ -25,8 +26,7 @@ export function loadManifests(files: string[]): Manifest[] {
 }
 
 export async function applyManifests(access: EtcdOptions, cluster: string, manifests: Manifest[]): Promise<string[]> {
-  const cfg = await readClusterConfig(access);
-  if (cfg.name !== cluster) throw new MeshError('WM_WRONG_CLUSTER', `--cluster ${cluster}, but the etcd at ${access.endpoints.join(', ')} belongs to cluster ${cfg.name}`);
+  const cfg = await clusterConfigOf(access, cluster);
   const c = connectEtcd(access);
   try {
     for (let attempt = 0; ; attempt++) {

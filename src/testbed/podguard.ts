@@ -16,6 +16,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { z } from 'zod';
+import { ifName } from './ifname.js';
 
 export const POD_GUARD_TABLE = 'wiremesh_pods';
 /** Elements per family the sets of spoofed tuples hold (nft `size`): more tuples are still dropped and counted, not recorded. */
@@ -25,7 +26,7 @@ export const SPOOF_SET_TIMEOUT_S = 60;
 
 /** The node-side veth of a pod (its name is the interface the guard and its flow records name). */
 export function podVeth(name: string): string {
-  return `vp${name}`.slice(0, 15);
+  return ifName('vp', name);
 }
 
 /** nft names: the veth name with anything but [A-Za-z0-9_] as `_`. */

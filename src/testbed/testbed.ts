@@ -23,6 +23,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { WiremeshError } from '../errors.js';
 import { callAgent } from '../agent/api.js';
 import { unwirePod, wirePod } from './pod.js';
+import { ifName, socketPath } from './ifname.js';
 import { createClusterPKI, pkiFiles } from '../controlplane/pki.js';
 import { startEtcd } from './etcd.js';
 import { ROOT } from './netns.js';
@@ -204,7 +205,7 @@ async function build(topo: Topology, st: TestbedState, progress: (msg: string) =
       sh(['sysctl', '-qw', 'net.ipv4.conf.all.send_redirects=0'], ns);
       const podCIDR = nodePodCIDR(c, ni);
       const podCIDRv6 = nodePodCIDRv6(c, ni);
-      const socket = join(st.dir, `${c.name}-${n}.sock`);
+      const socket = socketPath(st.dir, `${c.name}-${n}`); // cluster (32) and node (63) names: may need shortening
       const cfgFile = join(st.dir, `${c.name}-${n}.yaml`);
       writeFileSync(
         cfgFile,
@@ -332,7 +333,7 @@ export async function restartEtcd(st: TestbedState, cluster: string): Promise<vo
 export function addUnderlayHost(st: TestbedState, name: string, address: string): string {
   const ns = `${nsPrefix(st.name)}x-${name}`;
   addNetns(st, ns);
-  const bridgeSide = `ux${name}`.slice(0, 15);
+  const bridgeSide = ifName('ux', name);
   execFileSync('ip', ['link', 'add', 'eth0', 'netns', ns, 'type', 'veth', 'peer', 'name', bridgeSide, 'netns', `${nsPrefix(st.name)}ul`]);
   sh(['ip', 'link', 'set', bridgeSide, 'master', 'br0', 'up'], `${nsPrefix(st.name)}ul`);
   sh(['ip', 'addr', 'add', `${address}/${UNDERLAY_PREFIX_LEN}`, 'dev', 'eth0'], ns);

@@ -18,6 +18,8 @@ import { ConfigError } from '../errors.js';
 import { formatIP, parsePrefix } from '../net/ip.js';
 import { prefixesOverlap, validateClusterId, validateClusterName } from '../controlplane/types.js';
 import { parseContainerPorts, type ContainerPort } from '../policy/ports.js';
+// names as Kubernetes has them (63); kernel names made from them are shortened where they are built (ifname.ts)
+import { DNS_LABEL_RE as DNS } from '../controlplane/records/fields.js';
 
 export interface ClusterSpec {
   name: string;
@@ -49,7 +51,6 @@ export interface Topology {
   hub?: string;
 }
 
-const DNS = /^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$/;
 type Obj = YamlObject;
 const isObj = isYamlObject;
 
@@ -62,7 +63,6 @@ export function parseTopology(text: string, file = 'topology.yaml'): Topology {
     const f = `clusters[${i}]`;
     if (!isObj(c)) throw new ConfigError(f, 'must be a mapping');
     const cname = validateClusterName(c.name, `${f}.name`);
-    if (cname.length > 12) throw new ConfigError(`${f}.name`, 'at most 12 characters in the testbed (interface names are short)');
     const id = validateClusterId(c.id, `${f}.id`);
     if (typeof c.podCIDR !== 'string') throw new ConfigError(`${f}.podCIDR`, 'must be a CIDR like 100.65.0.0/16');
     const p = parsePrefix(c.podCIDR, `${f}.podCIDR`);
@@ -76,7 +76,7 @@ export function parseTopology(text: string, file = 'topology.yaml'): Topology {
     }
     if (!Array.isArray(c.nodes) || c.nodes.length === 0) throw new ConfigError(`${f}.nodes`, 'must be a non-empty list of node names');
     const nodes = c.nodes.map((n, j) => {
-      if (typeof n !== 'string' || !DNS.test(n) || n.length > 12) throw new ConfigError(`${f}.nodes[${j}]`, 'must be a DNS label of at most 12 characters');
+      if (typeof n !== 'string' || !DNS.test(n)) throw new ConfigError(`${f}.nodes[${j}]`, 'must be a DNS label (at most 63 characters)');
       return n;
     });
     if (new Set(nodes).size !== nodes.length) throw new ConfigError(`${f}.nodes`, 'node names must be unique');
@@ -97,7 +97,7 @@ export function parseTopology(text: string, file = 'topology.yaml'): Topology {
   const pods: PodSpec[] = (Array.isArray(doc.pods) ? doc.pods : doc.pods === undefined ? [] : (() => { throw new ConfigError('pods', 'must be a list'); })()).map((p: unknown, i: number) => {
     const f = `pods[${i}]`;
     if (!isObj(p)) throw new ConfigError(f, 'must be a mapping');
-    if (typeof p.name !== 'string' || !DNS.test(p.name) || p.name.length > 12) throw new ConfigError(`${f}.name`, 'must be a DNS label of at most 12 characters');
+    if (typeof p.name !== 'string' || !DNS.test(p.name)) throw new ConfigError(`${f}.name`, 'must be a DNS label (at most 63 characters)');
     const c = typeof p.cluster === 'string' ? byName.get(p.cluster) : undefined;
     if (!c) throw new ConfigError(`${f}.cluster`, `unknown cluster ${JSON.stringify(p.cluster)}`);
     if (typeof p.node !== 'string' || !c.nodes.includes(p.node)) throw new ConfigError(`${f}.node`, `unknown node ${JSON.stringify(p.node)} in cluster ${c.name}`);

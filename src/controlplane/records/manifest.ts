@@ -7,6 +7,7 @@ import { ConfigError } from '../../errors.js';
 import { manifestName, validateManifest, type Manifest } from '../../manifests/validate.js';
 import { RecordError, parseJson, type Codec } from './codec.js';
 import { stateLocation } from './location.js';
+import type { StateType } from '../keys.js';
 
 export const MANIFEST_MAX_BYTES = 256 * 1024;
 
@@ -37,3 +38,6 @@ export const serviceCodec = manifestCodec('service');
 export const policyCodec = manifestCodec('policy');
 /** state/namespaces/v1/<cluster>/<name>: a v1 Namespace (local to its cluster). */
 export const namespaceCodec = manifestCodec('namespace');
+
+/** The codec of each state type that holds manifests (`wiremesh get` decodes through these). */
+export const manifestCodecs: Partial<Record<StateType, Codec<Manifest>>> = { services: serviceCodec, policies: policyCodec, namespaces: namespaceCodec };
