@@ -132,6 +132,8 @@ manifests: { c1: [${join(dir, 'policy.yaml')}] }
     expect((l.counts.ECONNREFUSED ?? 0) + (l.counts.ECONNRESET ?? 0), loopOut).toBeGreaterThan(0);
     expect(l.changes[0]![1]).toBe('403');
     expect(l.changes.at(-1)![1]).toBe('403');
+    const outage = l.changes.at(-1)![0] - l.changes[1]![0];
+    console.log(`proxy outage after SIGSEGV: ~${outage} ms (${JSON.stringify(l.counts)}); L4 stream: ${sent} lines, max gap ${maxGap} ms; pings ${pm![2]}/${pm![1]}`);
 
     // the agent saw the crash, counted it and runs a new process
     const after = await proxyStatus();
