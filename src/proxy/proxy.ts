@@ -69,7 +69,7 @@ export interface ProxyProcessStatus {
   /** Times the proxy process exited or was killed and was started again. */
   restarts: number;
   lastExit?: { code: number | null; signal: string | null; at: string };
-  /** Messages from the proxy process refused, by reason (messages.ts ProxyRejectReason, or `frame`). */
+  /** Messages from the proxy process refused, by reason (messages.ts ProxyRejectReason, `frame`, `budget`). */
   rejectedMessages: Record<string, number>;
   /** The agent's answers to the proxy's original-destination lookups. */
   lookups: { answered: number; notFound: number; malformed: number };
@@ -93,6 +93,10 @@ export interface Backoff {
 export const DEFAULT_BACKOFF: Backoff = { initialMs: 100, maxMs: 10_000, resetAfterMs: 60_000 };
 /** A proxy process whose messages are refused this often is killed (and restarted). */
 const MAX_REJECTED_PER_PROCESS = 1000;
+/** Bytes of answers the proxy process has not read, past which it is killed (it is not reading its channel). */
+const MAX_UNREAD = 64 << 20;
+/** Rule requests answered per second (an honest proxy asks once per key and policy generation); beyond: refused. */
+const RULE_REQUESTS_PER_S = 50_000;
 const MAX_WARNED = 1024;
 
 const ZERO: NativeL7ProxyStats = { connections: 0, active: 0, requests: 0, denied: 0, upstreamErrors: 0, passthrough: 0, badRequests: 0, recordsLost: 0, h2Refused: 0, h2cIgnored: 0, headTimeouts: 0, bodyTimeouts: 0, limited: 0 };
@@ -120,6 +124,8 @@ export class L7Proxy {
   private base: NativeL7ProxyStats = { ...ZERO };
   private current: NativeL7ProxyStats = { ...ZERO };
   private statsId = 0;
+  private budgetSec = 0;
+  private budgetLeft = RULE_REQUESTS_PER_S;
   private readonly statsWaiters = new Map<number, () => void>();
   private readonly onCompiled = () => this.send({ t: 'invalidate' });
   private readonly warned = new Set<string>();
@@ -203,7 +209,26 @@ export class L7Proxy {
 
   private send(msg: unknown): void {
     const ctl = this.child?.stdio[3] as Socket | undefined;
-    if (ctl && !ctl.destroyed) ctl.write(jsonFrame(msg));
+    if (!ctl || ctl.destroyed) return;
+    if (ctl.writableLength > MAX_UNREAD) {
+      this.log.error({ pid: this.child?.pid, unread: ctl.writableLength }, 'L7 proxy process does not read its control channel: killing it');
+      ctl.destroy();
+      this.child?.kill('SIGKILL');
+      return;
+    }
+    ctl.write(jsonFrame(msg));
+  }
+
+  /** Takes n from this second's rule-request budget; false when it is spent. */
+  private budget(n: number): boolean {
+    const sec = Math.floor(Date.now() / 1000);
+    if (sec !== this.budgetSec) {
+      this.budgetSec = sec;
+      this.budgetLeft = RULE_REQUESTS_PER_S;
+    }
+    if (n > this.budgetLeft) return false;
+    this.budgetLeft -= n;
+    return true;
   }
 
   private spawnProcess(): void {
@@ -275,6 +300,8 @@ export class L7Proxy {
         this.log.error({ code: m.code, err: m.message, address: this.address, port: this.port }, 'L7 proxy process cannot listen');
         return;
       case 'requests':
+        // an honest proxy asks once per key and generation, far below this: one over it is not served
+        if (!this.budget(m.requests.length)) return this.reject('budget', `${m.requests.length} rule requests over ${RULE_REQUESTS_PER_S}/s`);
         for (const r of m.requests) this.answer(r);
         return;
       case 'warnings':
@@ -303,7 +330,7 @@ export class L7Proxy {
     this.send({ t: 'rules', req, rules: decided ? nativeRules(decided.rules, (r) => this.policy.ruleNumber(r)) : null });
   }
 
-  private reject(reason: ProxyRejectReason | 'frame', detail: string): void {
+  private reject(reason: ProxyRejectReason | 'frame' | 'budget', detail: string): void {
     const n = (this.rejected.get(reason) ?? 0) + 1;
     this.rejected.set(reason, n);
     this.rejectedInProcess++;
