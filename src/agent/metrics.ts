@@ -165,7 +165,7 @@ export class AgentMetrics {
     });
     new Counter({
       name: 'wiremesh_proxy_messages_rejected_total',
-      help: 'Messages from the L7 proxy process the agent refused, by reason (not-json, schema, records, kind, frame).',
+      help: 'Messages from the L7 proxy process the agent refused, by reason (not-json, schema, records, kind, frame, budget).',
       labelNames: ['reason'],
       registers: reg,
       collect() {
