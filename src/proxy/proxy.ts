@@ -91,6 +91,13 @@ export interface Backoff {
   resetAfterMs: number;
 }
 export const DEFAULT_BACKOFF: Backoff = { initialMs: 100, maxMs: 10_000, resetAfterMs: 60_000 };
+
+/** For tests: another backoff, another program than worker.js, another lookup server than the device's. */
+export interface SupervisorOptions {
+  backoff?: Backoff;
+  workerPath?: string;
+  lookup?: (dev: NativeDevice) => NativeProxyLookup;
+}
 /** A proxy process whose messages are refused this often is killed (and restarted). */
 const MAX_REJECTED_PER_PROCESS = 1000;
 /** Bytes of answers the proxy process has not read, past which it is killed (it is not reading its channel). */
@@ -109,6 +116,7 @@ function workerPath(): string {
 }
 
 export class L7Proxy {
+  private readonly backoff: Backoff;
   private lookup: NativeProxyLookup | undefined;
   private child: ChildProcess | undefined;
   private ready = false;
@@ -138,15 +146,16 @@ export class L7Proxy {
     private readonly log: Logger,
     /** Proxy threads (SO_REUSEPORT listeners) in the proxy process. */
     private readonly workers = 1,
-    private readonly backoff: Backoff = DEFAULT_BACKOFF,
+    private readonly opts: SupervisorOptions = {},
   ) {
-    this.delayMs = backoff.initialMs;
+    this.backoff = opts.backoff ?? DEFAULT_BACKOFF;
+    this.delayMs = this.backoff.initialMs;
   }
 
   start(): void {
     const addr = parseIP(this.address);
     if (!addr || addr.length !== 4) throw new Error(`L7 proxy address ${this.address}: an IPv4 address`);
-    this.lookup = new native.ProxyLookup(this.dev);
+    this.lookup = this.opts.lookup ? this.opts.lookup(this.dev) : new native.ProxyLookup(this.dev);
     this.dev.setProxy(addr, this.port);
     this.policy.on('compiled', this.onCompiled);
     this.spawnProcess();
@@ -244,7 +253,7 @@ export class L7Proxy {
     }
     const config = { address: this.address, port: this.port, workers: this.workers, parentPid: process.pid };
     // No execArgv: the agent's --inspect and the like are not the proxy's.
-    const child = spawn(process.execPath, [workerPath(), JSON.stringify(config)], { stdio: ['ignore', 'inherit', 'inherit', 'pipe', ...fds] });
+    const child = spawn(process.execPath, [this.opts.workerPath ?? workerPath(), JSON.stringify(config)], { stdio: ['ignore', 'inherit', 'inherit', 'pipe', ...fds] });
     for (const fd of fds) closeSync(fd); // the child has its own copies (a dead child's close ends the channels)
     this.child = child;
     this.ready = false;
