@@ -253,8 +253,12 @@ export class L7Proxy {
     }
     const config = { address: this.address, port: this.port, workers: this.workers, parentPid: process.pid };
     // No execArgv: the agent's --inspect and the like are not the proxy's.
-    const child = spawn(process.execPath, [this.opts.workerPath ?? workerPath(), JSON.stringify(config)], { stdio: ['ignore', 'inherit', 'inherit', 'pipe', ...fds] });
-    for (const fd of fds) closeSync(fd); // the child has its own copies (a dead child's close ends the channels)
+    let child: ChildProcess;
+    try {
+      child = spawn(process.execPath, [this.opts.workerPath ?? workerPath(), JSON.stringify(config)], { stdio: ['ignore', 'inherit', 'inherit', 'pipe', ...fds] });
+    } finally {
+      for (const fd of fds) closeSync(fd); // the child has its own copies (a dead child's close ends the channels)
+    }
     this.child = child;
     this.ready = false;
     this.current = { ...ZERO };
