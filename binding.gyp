@@ -22,6 +22,7 @@
         "native/src/policy/policymap.cc",
         "native/src/proxy/http1.cc",
         "native/src/proxy/l7rules.cc",
+        "native/src/proxy/lookup.cc",
         "native/src/proxy/proxy.cc",
         "native/src/services/lb.cc",
         "native/src/services/maglev.cc",

@@ -2,6 +2,7 @@
 // JavaScript thread; the packet threads live in wireguard/device.cc and talk
 // back only through the event queue drained by the thread-safe function below.
 #include <napi.h>
+#include <sys/prctl.h>
 
 #include <atomic>
 #include <cstring>
@@ -15,6 +16,7 @@
 #include "wireguard/allowedips.h"
 #include "wireguard/cookie.h"
 #include "policy/bench.h"
+#include "proxy/lookup.h"
 #include "proxy/proxy.h"
 #include "wireguard/device.h"
 #include "wireguard/messages.h"
@@ -916,7 +918,9 @@ Napi::Array Warnings(Napi::Env env, const std::vector<std::string>& w) {
   return a;
 }
 
-// new L7Proxy(device, { address: Buffer(4), port, workers }, onRuleRequests): the native L7 proxy (src/proxy/proxy.ts).
+// new L7Proxy({ address: Buffer(4), port, workers, lookupFds: number[] }, onRuleRequests): the native L7
+// proxy, in the proxy process (src/proxy/worker.ts); worker i asks the agent for each accepted flow's
+// original destination on lookupFds[i] (proxy/lookup.h).
 class L7ProxyWrap : public Napi::ObjectWrap<L7ProxyWrap> {
  public:
   static Napi::Function Init(Napi::Env env) {
@@ -930,29 +934,38 @@ class L7ProxyWrap : public Napi::ObjectWrap<L7ProxyWrap> {
   explicit L7ProxyWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<L7ProxyWrap>(info) {
     Napi::Env env = info.Env();
     const uint8_t* addr;
-    if (!info[0].IsObject() || !info[1].IsObject() || !info[2].IsFunction() ||
-        !GetBytes(info[1].As<Napi::Object>().Get("address"), 4, &addr) || !info[1].As<Napi::Object>().Get("port").IsNumber()) {
-      ThrowType(env, "new L7Proxy(device, { address: 4-byte Buffer, port, workers? }, onRuleRequests)");
+    const char* usage = "new L7Proxy({ address: 4-byte Buffer, port, workers, lookupFds: one fd per worker }, onRuleRequests)";
+    if (!info[0].IsObject() || !info[1].IsFunction() || !GetBytes(info[0].As<Napi::Object>().Get("address"), 4, &addr) ||
+        !info[0].As<Napi::Object>().Get("port").IsNumber() || !info[0].As<Napi::Object>().Get("lookupFds").IsArray()) {
+      ThrowType(env, usage);
       return;
     }
-    DeviceWrap* d = Napi::ObjectWrap<DeviceWrap>::Unwrap(info[0].As<Napi::Object>());
-    wm::LoadBalancer* lb = d ? d->device().lb() : nullptr;
-    if (!lb) {
-      ThrowType(env, "the L7 proxy needs the device's policy engine (enablePolicy first)");
-      return;
-    }
-    device_ = Napi::Persistent(info[0].As<Napi::Object>());  // the load balancer lives as long as the device
-    Napi::Object o = info[1].As<Napi::Object>();
+    Napi::Object o = info[0].As<Napi::Object>();
     uint16_t port = uint16_t(o.Get("port").As<Napi::Number>().Uint32Value());
     int workers = o.Get("workers").IsNumber() ? o.Get("workers").As<Napi::Number>().Int32Value() : 1;
-    tsfn_ = Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "wiremesh-l7proxy", 0, 1);
+    Napi::Array fda = o.Get("lookupFds").As<Napi::Array>();
+    if (workers < 1 || workers > 16 || fda.Length() != uint32_t(workers)) {
+      ThrowType(env, usage);
+      return;
+    }
+    auto fds = std::make_shared<std::vector<int>>();
+    for (uint32_t i = 0; i < fda.Length(); i++) {
+      if (!fda.Get(i).IsNumber()) {
+        ThrowType(env, usage);
+        return;
+      }
+      fds->push_back(fda.Get(i).As<Napi::Number>().Int32Value());
+    }
+    tsfn_ = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "wiremesh-l7proxy", 0, 1);
     tsfn_.Unref(env);
     have_tsfn_ = true;
     std::string err;
+    // One sequence number per worker: each is only touched by its own loop.
+    auto seqs = std::make_shared<std::vector<uint32_t>>(fds->size(), 0);
     bool ok = proxy_.start(
         addr, port, workers,
-        [lb](const uint8_t c[4], uint16_t cp, uint8_t dst[4], uint16_t* dp, uint32_t* id) {
-          return lb->proxy_original(c, cp, dst, dp, id);
+        [fds, seqs](int w, const uint8_t c[4], uint16_t cp, uint8_t dst[4], uint16_t* dp, uint32_t* id) {
+          return wm::lookup_original((*fds)[size_t(w)], ++(*seqs)[size_t(w)], c, cp, dst, dp, id);
         },
         [this] {
           if (!pending_.exchange(true)) tsfn_.NonBlockingCall([this](Napi::Env, Napi::Function cb) {
@@ -1084,16 +1097,82 @@ class L7ProxyWrap : public Napi::ObjectWrap<L7ProxyWrap> {
   }
   Napi::Value Close(const Napi::CallbackInfo& info) {
     Stop();
-    device_.Reset();
     return info.Env().Undefined();
   }
 
   wm::L7Proxy proxy_;
-  Napi::ObjectReference device_;
   Napi::ThreadSafeFunction tsfn_;
   bool have_tsfn_ = false;
   std::atomic<bool> pending_{false};
 };
+
+// new ProxyLookup(device): the agent's answering side of the proxy process's original-destination
+// lookups (proxy/lookup.h), from the device's LoadBalancer. pair() -> the fd to hand the proxy process
+// (close it here once spawned); stats() -> { answered, notFound, malformed, channels }; close().
+class ProxyLookupWrap : public Napi::ObjectWrap<ProxyLookupWrap> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "ProxyLookup",
+                       {InstanceMethod("pair", &ProxyLookupWrap::Pair), InstanceMethod("stats", &ProxyLookupWrap::Stats),
+                        InstanceMethod("close", &ProxyLookupWrap::Close)});
+  }
+  explicit ProxyLookupWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ProxyLookupWrap>(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) {
+      ThrowType(env, "new ProxyLookup(device)");
+      return;
+    }
+    DeviceWrap* d = Napi::ObjectWrap<DeviceWrap>::Unwrap(info[0].As<Napi::Object>());
+    wm::LoadBalancer* lb = d ? d->device().lb() : nullptr;
+    if (!lb) {
+      ThrowType(env, "the proxy lookup needs the device's policy engine (enablePolicy first)");
+      return;
+    }
+    device_ = Napi::Persistent(info[0].As<Napi::Object>());  // the load balancer lives as long as the device
+    server_ = std::make_unique<wm::LookupServer>([lb](const uint8_t c[4], uint16_t cp, uint8_t dst[4], uint16_t* dp, uint32_t* id) {
+      return lb->proxy_original(c, cp, dst, dp, id);
+    });
+    std::string err;
+    if (!server_->start(&err)) Napi::Error::New(env, err).ThrowAsJavaScriptException();
+  }
+  ~ProxyLookupWrap() {
+    if (server_) server_->stop();
+  }
+
+ private:
+  Napi::Value Pair(const Napi::CallbackInfo& info) {
+    std::string err;
+    int fd = server_ ? server_->pair(&err) : -1;
+    if (fd < 0) {
+      Napi::Error::New(info.Env(), err.empty() ? "proxy lookup closed" : err).ThrowAsJavaScriptException();
+      return info.Env().Undefined();
+    }
+    return Napi::Number::New(info.Env(), fd);
+  }
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    wm::LookupStats s = server_ ? server_->stats() : wm::LookupStats{0, 0, 0, 0};
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("answered", double(s.answered));
+    o.Set("notFound", double(s.not_found));
+    o.Set("malformed", double(s.malformed));
+    o.Set("channels", double(s.channels));
+    return o;
+  }
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    if (server_) server_->stop();
+    device_.Reset();
+    return info.Env().Undefined();
+  }
+  std::unique_ptr<wm::LookupServer> server_;
+  Napi::ObjectReference device_;
+};
+
+// setParentDeathSignal(signal) -> boolean: the proxy process dies with the agent (prctl PR_SET_PDEATHSIG).
+Napi::Value SetParentDeathSignal(const Napi::CallbackInfo& info) {
+  if (!info[0].IsNumber()) return ThrowType(info.Env(), "setParentDeathSignal(signal number)");
+  return Napi::Boolean::New(info.Env(), prctl(PR_SET_PDEATHSIG, info[0].As<Napi::Number>().Int32Value()) == 0);
+}
 
 // l7Decide(rules, requestHead: string) -> { allowed, ref, target, warnings, h2cIgnored? } | { error, status }: the proxy's
 // request parser and rule matcher, for tests against src/policy/l7.ts.
@@ -1213,6 +1292,8 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("Device", DeviceWrap::Init(env));
   exports.Set("DelayLine", DelayLineWrap::Init(env));
   exports.Set("L7Proxy", L7ProxyWrap::Init(env));
+  exports.Set("ProxyLookup", ProxyLookupWrap::Init(env));
+  exports.Set("setParentDeathSignal", Napi::Function::New(env, SetParentDeathSignal));
   exports.Set("l7Decide", Napi::Function::New(env, L7Decide));
   exports.Set("validateRegex", Napi::Function::New(env, ValidateRegex));
   return exports;

@@ -399,7 +399,7 @@ export class Agent extends EventEmitter {
     await Promise.all(this.watchers.map((w) => w.stop()));
     this.dns?.close();
     this.gateway?.stop();
-    this.proxy?.stop();
+    await this.proxy?.stop();
     if (this.routerAddress) this.ip(['addr', 'del', `${this.routerAddress}/32`, 'dev', this.dev.tunName]);
     if (this.dnsAddressAdded) this.ip(['addr', 'del', `${this.cfg.services.dns.address}/${this.cfg.services.dns.address.includes(':') ? 128 : 32}`, 'dev', 'lo']);
     this.services?.stop();

@@ -109,7 +109,10 @@ export async function serveApi(agent: Agent, path: string): Promise<Server> {
       try {
         const url = new URL(req.url ?? '/', 'http://agent');
         const parts = url.pathname.split('/').filter(Boolean);
-        if (req.method === 'GET' && url.pathname === '/v1/status') return send(res, 200, agent.status());
+        if (req.method === 'GET' && url.pathname === '/v1/status') {
+          await agent.proxy?.refreshStats(); // the proxy process's counters as of now, not of its last report
+          return send(res, 200, agent.status());
+        }
         if (req.method === 'GET' && url.pathname === '/v1/endpoints') return send(res, 200, agent.localEndpoints());
         if (req.method === 'GET' && url.pathname === '/v1/policy') {
           if (!agent.datapath) return send(res, 404, { error: 'policy is disabled on this node (policy.enabled: false)' });

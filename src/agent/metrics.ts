@@ -14,6 +14,7 @@ import { createServer, type Server } from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { ServiceStatus } from '../services/datapath.js';
 import type { NativeL7ProxyStats } from '../native/binding.js';
+import type { ProxyProcessStatus } from '../proxy/proxy.js';
 
 /** One scrape's view of the agent (Agent.metricsSnapshot). */
 export interface MetricsSnapshot {
@@ -21,7 +22,8 @@ export interface MetricsSnapshot {
   counters: Record<string, number>;
   handshakes: { initiated: number; completed: number; rejected: number };
   services: ServiceStatus[];
-  proxy?: NativeL7ProxyStats;
+  /** The L7 proxy's counters and its process's state (src/proxy/proxy.ts ProxyStats). */
+  proxy?: NativeL7ProxyStats & Partial<ProxyProcessStatus>;
   etcdConnected: boolean;
   syncedClusters: string[];
   /** Per remote cluster: the last heartbeat's replication lag and when it arrived (ms since the epoch). */
@@ -143,6 +145,33 @@ export class AgentMetrics {
         const p = s().proxy;
         if (!p) return this.reset();
         totals(this, [[{ verdict: 'allowed' }, p.requests - p.denied], [{ verdict: 'denied' }, p.denied], [{ verdict: 'bad' }, p.badRequests]]);
+      },
+    });
+    new Counter({
+      name: 'wiremesh_proxy_restarts_total',
+      help: 'Times the L7 proxy process exited or was killed (a crash, a signal) and the agent started it again.',
+      registers: reg,
+      collect() {
+        totals(this, [[{}, s().proxy?.restarts ?? 0]]);
+      },
+    });
+    new Gauge({
+      name: 'wiremesh_proxy_up',
+      help: '1 while the L7 proxy process listens; 0 while it is down (redirected flows are refused then).',
+      registers: reg,
+      collect() {
+        const p = s().proxy;
+        if (!p) return this.reset();
+        this.set(p.up === false ? 0 : 1);
+      },
+    });
+    new Counter({
+      name: 'wiremesh_proxy_messages_rejected_total',
+      help: 'Messages from the L7 proxy process the agent refused, by reason (not-json, schema, records, kind, frame, budget).',
+      labelNames: ['reason'],
+      registers: reg,
+      collect() {
+        totals(this, Object.entries(s().proxy?.rejectedMessages ?? {}).map(([reason, n]) => [{ reason }, n] as [Record<string, string>, number]));
       },
     });
     new Counter({

@@ -209,6 +209,14 @@ export interface NativeL7Proxy {
   close(): void;
 }
 
+/** The agent's answering thread for the proxy process's lookups. */
+export interface NativeProxyLookup {
+  /** A new channel: the fd to give the proxy process (close this copy once it is spawned). Throws over 64 channels. */
+  pair(): number;
+  stats(): { answered: number; notFound: number; malformed: number; channels: number };
+  close(): void;
+}
+
 export interface NativeAddon {
   blake2s(outlen: number, data: Buffer, key?: Buffer): Buffer;
   hchacha20(key: Buffer, nonce16: Buffer): Buffer;
@@ -239,7 +247,15 @@ export interface NativeAddon {
   policyBench(kind: 'ipcache' | 'ipcache+policy' | 'conntrack' | 'engine' | 'maglev-build' | 'maglev-lookup' | 'service-nat', size: number, policyEntries: number, ops: number): { nsPerOp: number; setupMs: number; ops: number; hits: number };
   /** Maglev table over backend rows (24 bytes, as serviceUpsert): for each of the m slots, the input index of its backend. */
   maglevBuild(backends: Buffer, m: number): Uint32Array;
-  L7Proxy: new (device: NativeDevice, opts: { address: Buffer; port: number; workers?: number }, onRuleRequests: () => void) => NativeL7Proxy;
+  /**
+   * The native L7 proxy, in the proxy process (src/proxy/worker.ts): listens on address:port with `workers`
+   * loops; worker i asks the agent for each accepted flow's original destination on lookupFds[i].
+   */
+  L7Proxy: new (opts: { address: Buffer; port: number; workers: number; lookupFds: number[] }, onRuleRequests: () => void) => NativeL7Proxy;
+  /** The agent's side of those lookups (native/src/proxy/lookup.h), answered from the device's load balancer. */
+  ProxyLookup: new (device: NativeDevice) => NativeProxyLookup;
+  /** prctl(PR_SET_PDEATHSIG): this process gets `signal` when its parent dies. */
+  setParentDeathSignal(signal: number): boolean;
   /** The native proxy's request parser and matcher, for tests. */
   l7Decide(rules: NativeL7Rules, head: string): { allowed: boolean; ref: number; target: string; warnings: string[]; h2cIgnored?: true } | { error: string; status: number };
   /** Why the proxy's RE2 refuses an L7 pattern, or null (the check `wiremesh apply` makes). */

@@ -4,32 +4,50 @@
  *
  * The proxy itself is native (native/src/proxy/proxy.h: its own epoll
  * threads parse, decide and forward every request; no JavaScript per
- * request). This side is its control:
+ * request) and runs in a process of its own (src/proxy/worker.ts), so a
+ * fault in it cannot take the agent's WireGuard device and packet path with
+ * it. This side spawns and supervises that process and is its control:
  *
- *   native proxy: a connection for (pod, port, source identity) whose rules it
- *     has not cached in this policy generation ──▶ onRuleRequests()
- *   here: takeRequests() ──▶ the endpoint's ingress rules for that identity
- *     and port (src/policy/l7.ts l7Rules, via the L7Policy) ──▶ setRules()
+ *   proxy process: an accepted connection ──▶ its original destination and
+ *     source identity, asked of this agent's load balancer on a lookup
+ *     channel (native/src/proxy/lookup.h; a native thread answers, no JS)
+ *   proxy process: a connection for (pod, port, source identity) whose rules
+ *     it has not cached in this policy generation ──▶ a `requests` message
+ *   here: the endpoint's ingress rules for that identity and port
+ *     (src/policy/l7.ts l7Rules, via the L7Policy) ──▶ a `rules` message
  *     ('all', the HTTP rules with their rule numbers, or null: no such
  *     endpoint, the connection is closed)
- *   policy recompiled ──▶ invalidate(): every connection asks again before
+ *   policy recompiled ──▶ `invalidate`: every connection asks again before
  *     its next request, so a changed rule applies to kept-alive connections
- *   every 100 ms: drain() the L7 records (binary rows) ──▶ the flow history,
- *     enriched when read (method, path, status, latency, deciding rule) for
- *     `wiremesh observe`
+ *   every 100 ms: L7 records (binary rows) ──▶ the flow history, enriched when
+ *     read (method, path, status, latency, deciding rule) for `wiremesh observe`
+ *
+ * Every message from the proxy process is decoded by src/proxy/messages.ts
+ * and a bad one is rejected alone (logged, counted in `rejectedMessages`).
+ * Supervision: when the process exits or is killed it is logged with its
+ * signal, counted (`restarts`, wiremesh_proxy_restarts_total) and started
+ * again after a backoff (100 ms doubling to 10 s; back to 100 ms once a
+ * process stayed up 60 s). While it is down, redirected flows reach no
+ * listener and are refused (RST): nothing is let through unchecked. It dies
+ * with the agent (PR_SET_PDEATHSIG, and the control channel's close).
  *
  * The source identity stays the client's: it decides the rules and the flow
  * records; the pod sees the node as the TCP peer and the client in
- * X-Forwarded-For. HTTP/2 is refused where HTTP rules apply (GOAWAY to the
- * preface, Upgrade: h2c dropped), and targets are decided normalised
- * (docs/architecture.md, the L7 section).
+ * X-Forwarded-For (docs/architecture.md, the L7 section).
  */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Logger } from '../log.js';
-import type { NativeDevice, NativeL7Proxy, NativeL7ProxyStats, NativeL7Rules } from '../native/binding.js';
-import { L7_RECORD_SIZE, native } from '../native/binding.js';
-import { formatIP, parseIP } from '../net/ip.js';
+import type { NativeDevice, NativeL7ProxyStats, NativeL7Rules, NativeProxyLookup } from '../native/binding.js';
+import { native } from '../native/binding.js';
+import { parseIP } from '../net/ip.js';
 import type { L7Rules } from '../policy/l7.js';
 import type { Rule } from '../policy/rules.js';
+import { FrameReader, jsonFrame } from './frames.js';
+import { decodeProxyMessage, ProxyMessageError, type ProxyMessage, type ProxyRejectReason, type RuleRequest } from './messages.js';
 
 /** What the proxy needs of the agent's policy state (PolicyDatapath). */
 export interface L7Policy {
@@ -42,7 +60,23 @@ export interface L7Policy {
   off(event: 'compiled', fn: () => void): unknown;
 }
 
-export type ProxyStats = NativeL7ProxyStats;
+/** The proxy process's state, next to its counters. */
+export interface ProxyProcessStatus {
+  /** The proxy process while it runs (null: down, about to be restarted). */
+  pid: number | null;
+  /** Listening (it said `ready`). */
+  up: boolean;
+  /** Times the proxy process exited or was killed and was started again. */
+  restarts: number;
+  lastExit?: { code: number | null; signal: string | null; at: string };
+  /** Messages from the proxy process refused, by reason (messages.ts ProxyRejectReason, `frame`, `budget`). */
+  rejectedMessages: Record<string, number>;
+  /** The agent's answers to the proxy's original-destination lookups. */
+  lookups: { answered: number; notFound: number; malformed: number };
+}
+
+/** Counters summed over every proxy process this agent ran (`active`: the running one's). */
+export type ProxyStats = NativeL7ProxyStats & ProxyProcessStatus;
 
 /** The rules for the native matcher: the same decisions as decideRequest (test/unit/l7.test.ts runs both). */
 export function nativeRules(rules: L7Rules, ruleNumber: (r: Rule) => number): NativeL7Rules {
@@ -50,10 +84,58 @@ export function nativeRules(rules: L7Rules, ruleNumber: (r: Rule) => number): Na
   return rules.map(({ rule, http }) => ({ ref: ruleNumber(rule), ...http }));
 }
 
+export interface Backoff {
+  initialMs: number;
+  maxMs: number;
+  /** A process up this long resets the delay to initialMs. */
+  resetAfterMs: number;
+}
+export const DEFAULT_BACKOFF: Backoff = { initialMs: 100, maxMs: 10_000, resetAfterMs: 60_000 };
+
+/** For tests: another backoff, another program than worker.js, another lookup server than the device's. */
+export interface SupervisorOptions {
+  backoff?: Backoff;
+  workerPath?: string;
+  lookup?: (dev: NativeDevice) => NativeProxyLookup;
+}
+/** A proxy process whose messages are refused this often is killed (and restarted). */
+const MAX_REJECTED_PER_PROCESS = 1000;
+/** Bytes of answers the proxy process has not read, past which it is killed (it is not reading its channel). */
+const MAX_UNREAD = 64 << 20;
+/** Rule requests answered per second (an honest proxy asks once per key and policy generation); beyond: refused. */
+const RULE_REQUESTS_PER_S = 50_000;
+const MAX_WARNED = 1024;
+
+const ZERO: NativeL7ProxyStats = { connections: 0, active: 0, requests: 0, denied: 0, upstreamErrors: 0, passthrough: 0, badRequests: 0, recordsLost: 0, h2Refused: 0, h2cIgnored: 0, headTimeouts: 0, bodyTimeouts: 0, limited: 0 };
+
+/** dist/src/proxy/worker.js: next to this file when built, or under dist/ when this runs from sources (vitest). */
+function workerPath(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const sibling = join(here, 'worker.js');
+  return existsSync(sibling) ? sibling : join(here, '..', '..', 'dist', 'src', 'proxy', 'worker.js');
+}
+
 export class L7Proxy {
-  private proxy: NativeL7Proxy | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private readonly onCompiled = () => this.proxy?.invalidate();
+  private readonly backoff: Backoff;
+  private lookup: NativeProxyLookup | undefined;
+  private child: ChildProcess | undefined;
+  private ready = false;
+  private upSince = 0;
+  private stopping = false;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private delayMs: number;
+  private restarts = 0;
+  private lastExit: ProxyProcessStatus['lastExit'];
+  private rejectedInProcess = 0;
+  private readonly rejected = new Map<string, number>();
+  /** Counters of the processes that are gone; `current` is the running one's latest. */
+  private base: NativeL7ProxyStats = { ...ZERO };
+  private current: NativeL7ProxyStats = { ...ZERO };
+  private statsId = 0;
+  private budgetSec = 0;
+  private budgetLeft = RULE_REQUESTS_PER_S;
+  private readonly statsWaiters = new Map<number, () => void>();
+  private readonly onCompiled = () => this.send({ t: 'invalidate' });
   private readonly warned = new Set<string>();
 
   constructor(
@@ -62,56 +144,233 @@ export class L7Proxy {
     private readonly port: number,
     private readonly policy: L7Policy,
     private readonly log: Logger,
-    /** Proxy threads (SO_REUSEPORT listeners). */
+    /** Proxy threads (SO_REUSEPORT listeners) in the proxy process. */
     private readonly workers = 1,
-  ) {}
+    private readonly opts: SupervisorOptions = {},
+  ) {
+    this.backoff = opts.backoff ?? DEFAULT_BACKOFF;
+    this.delayMs = this.backoff.initialMs;
+  }
 
   start(): void {
     const addr = parseIP(this.address);
     if (!addr || addr.length !== 4) throw new Error(`L7 proxy address ${this.address}: an IPv4 address`);
-    this.proxy = new native.L7Proxy(this.dev, { address: addr, port: this.port, workers: this.workers }, () => this.answer());
+    this.lookup = this.opts.lookup ? this.opts.lookup(this.dev) : new native.ProxyLookup(this.dev);
     this.dev.setProxy(addr, this.port);
     this.policy.on('compiled', this.onCompiled);
-    this.timer = setInterval(() => this.drain(), 100);
-    this.timer.unref();
-    this.log.info({ address: this.address, port: this.port, workers: this.workers }, 'L7 proxy listening');
+    this.spawnProcess();
   }
 
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
+  /** Stops the proxy process (SIGTERM: it sends its last records; SIGKILL after 2 s) and the lookup thread. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
     this.policy.off('compiled', this.onCompiled);
-    this.drain();
-    this.proxy?.close();
-    this.proxy = undefined;
+    const c = this.child;
+    if (c && c.exitCode === null && c.signalCode === null) {
+      const exited = new Promise<void>((resolve) => c.once('close', () => resolve()));
+      c.kill('SIGTERM');
+      const killer = setTimeout(() => c.kill('SIGKILL'), 2000);
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 3000).unref())]);
+      clearTimeout(killer);
+    }
+    this.lookup?.close();
+    this.lookup = undefined;
   }
 
-  get stats(): ProxyStats | undefined {
-    return this.proxy?.stats();
+  /** The proxy process's pid while it runs. */
+  get pid(): number | null {
+    return this.child?.pid ?? null;
   }
 
-  /** The native side waits for rules: compute them for each key it asked about. */
-  private answer(): void {
-    const p = this.proxy;
-    if (!p) return;
-    for (const req of p.takeRequests()) {
-      const decided = this.policy.l7For(formatIP(req.address), req.port, req.identity);
-      const warnings = p.setRules(req, decided ? nativeRules(decided.rules, (r) => this.policy.ruleNumber(r)) : null);
-      for (const w of warnings)
-        if (!this.warned.has(w)) {
-          this.warned.add(w);
-          this.log.warn({ warning: w }, 'L7 rule pattern the proxy cannot compile: its rule matches nothing');
+  get stats(): ProxyStats {
+    const sum = { ...ZERO };
+    for (const k of Object.keys(ZERO) as Array<keyof NativeL7ProxyStats>) sum[k] = this.base[k] + (this.child ? this.current[k] : 0);
+    sum.active = this.child ? this.current.active : 0;
+    const l = this.lookup?.stats();
+    return {
+      ...sum,
+      pid: this.pid,
+      up: this.ready,
+      restarts: this.restarts,
+      ...(this.lastExit ? { lastExit: this.lastExit } : {}),
+      rejectedMessages: Object.fromEntries(this.rejected),
+      lookups: { answered: l?.answered ?? 0, notFound: l?.notFound ?? 0, malformed: l?.malformed ?? 0 },
+    };
+  }
+
+  /** Asks the running proxy process for its counters now (the status API's reads are then exact); at most timeoutMs. */
+  async refreshStats(timeoutMs = 500): Promise<void> {
+    if (!this.child || !this.ready) return;
+    const id = (this.statsId = (this.statsId + 1) % 0xffffffff);
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        this.statsWaiters.delete(id);
+        resolve();
+      }, timeoutMs);
+      this.statsWaiters.set(id, () => {
+        clearTimeout(t);
+        resolve();
+      });
+      this.send({ t: 'stats', id });
+    });
+  }
+
+  private send(msg: unknown): void {
+    const ctl = this.child?.stdio[3] as Socket | undefined;
+    if (!ctl || ctl.destroyed) return;
+    if (ctl.writableLength > MAX_UNREAD) {
+      this.log.error({ pid: this.child?.pid, unread: ctl.writableLength }, 'L7 proxy process does not read its control channel: killing it');
+      ctl.destroy();
+      this.child?.kill('SIGKILL');
+      return;
+    }
+    ctl.write(jsonFrame(msg));
+  }
+
+  /** Takes n from this second's rule-request budget; false when it is spent. */
+  private budget(n: number): boolean {
+    const sec = Math.floor(Date.now() / 1000);
+    if (sec !== this.budgetSec) {
+      this.budgetSec = sec;
+      this.budgetLeft = RULE_REQUESTS_PER_S;
+    }
+    if (n > this.budgetLeft) return false;
+    this.budgetLeft -= n;
+    return true;
+  }
+
+  private spawnProcess(): void {
+    this.restartTimer = undefined;
+    if (this.stopping || !this.lookup) return;
+    const fds: number[] = [];
+    try {
+      for (let i = 0; i < this.workers; i++) fds.push(this.lookup.pair());
+    } catch (err) {
+      for (const fd of fds) closeSync(fd);
+      this.log.error({ err: (err as Error).message }, 'L7 proxy: no lookup channel; retrying');
+      return this.scheduleRestart();
+    }
+    const config = { address: this.address, port: this.port, workers: this.workers, parentPid: process.pid };
+    // No execArgv: the agent's --inspect and the like are not the proxy's.
+    let child: ChildProcess;
+    try {
+      child = spawn(process.execPath, [this.opts.workerPath ?? workerPath(), JSON.stringify(config)], { stdio: ['ignore', 'inherit', 'inherit', 'pipe', ...fds] });
+    } finally {
+      for (const fd of fds) closeSync(fd); // the child has its own copies (a dead child's close ends the channels)
+    }
+    this.child = child;
+    this.ready = false;
+    this.current = { ...ZERO };
+    this.rejectedInProcess = 0;
+    const reader = new FrameReader();
+    const ctl = child.stdio[3] as Socket;
+    ctl.on('data', (chunk: Buffer) => {
+      if (this.child !== child) return;
+      let frames;
+      try {
+        frames = reader.push(chunk);
+      } catch (err) {
+        // a length out of bounds: the stream cannot be read on; the process goes, and restarts
+        this.reject('frame', (err as Error).message);
+        ctl.destroy();
+        child.kill('SIGKILL');
+        return;
+      }
+      for (const f of frames) {
+        let m: ProxyMessage;
+        try {
+          m = decodeProxyMessage(f);
+        } catch (err) {
+          if (!(err instanceof ProxyMessageError)) throw err;
+          this.reject(err.reason, err.detail);
+          if (this.rejectedInProcess > MAX_REJECTED_PER_PROCESS) {
+            child.kill('SIGKILL');
+            return;
+          }
+          continue;
         }
+        this.handle(m);
+      }
+    });
+    ctl.on('error', () => undefined); // the exit handler decides
+    // 'close', not 'exit': the control channel is read to its end first (a stopping process's last records)
+    child.once('close', (code, signal) => this.exited(child, code, signal));
+    child.once('error', (err) => {
+      this.log.error({ err: err.message }, 'L7 proxy process: spawn failed');
+      if (child.pid === undefined) this.exited(child, null, null);
+    });
+  }
+
+  private handle(m: ProxyMessage): void {
+    switch (m.t) {
+      case 'ready':
+        this.ready = true;
+        this.upSince = Date.now();
+        this.log.info({ address: this.address, port: this.port, workers: this.workers, pid: this.child?.pid }, 'L7 proxy listening');
+        return;
+      case 'listen-error':
+        this.log.error({ code: m.code, err: m.message, address: this.address, port: this.port }, 'L7 proxy process cannot listen');
+        return;
+      case 'requests':
+        // an honest proxy asks once per key and generation, far below this: one over it is not served
+        if (!this.budget(m.requests.length)) return this.reject('budget', `${m.requests.length} rule requests over ${RULE_REQUESTS_PER_S}/s`);
+        for (const r of m.requests) this.answer(r);
+        return;
+      case 'warnings':
+        for (const w of m.warnings)
+          if (!this.warned.has(w) && this.warned.size < MAX_WARNED) {
+            this.warned.add(w);
+            this.log.warn({ warning: w }, 'L7 rule pattern the proxy cannot compile: its rule matches nothing');
+          }
+        return;
+      case 'stats':
+        this.current = m.stats;
+        if (m.id !== undefined) {
+          this.statsWaiters.get(m.id)?.();
+          this.statsWaiters.delete(m.id);
+        }
+        return;
+      case 'records':
+        this.policy.addL7Records(m.rows, m.text);
+        return;
     }
   }
 
-  /** L7 records into the flow history. */
-  private drain(): void {
-    const p = this.proxy;
-    if (!p) return;
-    for (;;) {
-      const { rows, text } = p.drain(4096);
-      this.policy.addL7Records(rows, text);
-      if (rows.length < 4096 * L7_RECORD_SIZE) return;
-    }
+  /** The proxy waits for rules: compute them for the key it asked about. */
+  private answer(req: RuleRequest): void {
+    const decided = this.policy.l7For(req.address, req.port, req.identity);
+    this.send({ t: 'rules', req, rules: decided ? nativeRules(decided.rules, (r) => this.policy.ruleNumber(r)) : null });
+  }
+
+  private reject(reason: ProxyRejectReason | 'frame' | 'budget', detail: string): void {
+    const n = (this.rejected.get(reason) ?? 0) + 1;
+    this.rejected.set(reason, n);
+    this.rejectedInProcess++;
+    if (n <= 20 || n % 1000 === 0) this.log.warn({ pid: this.child?.pid, reason, detail, count: n }, 'L7 proxy process: message refused');
+  }
+
+  private exited(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    if (child !== this.child) return;
+    for (const k of Object.keys(ZERO) as Array<keyof NativeL7ProxyStats>) if (k !== 'active') this.base[k] += this.current[k];
+    this.child = undefined;
+    const wasUpMs = this.ready ? Date.now() - this.upSince : 0;
+    this.ready = false;
+    for (const w of this.statsWaiters.values()) w();
+    this.statsWaiters.clear();
+    if (this.stopping) return;
+    this.restarts++;
+    this.lastExit = { code, signal, at: new Date().toISOString() };
+    if (wasUpMs >= this.backoff.resetAfterMs) this.delayMs = this.backoff.initialMs;
+    this.log.error({ pid: child.pid, code, signal, upMs: wasUpMs, restartInMs: this.delayMs, restarts: this.restarts }, 'L7 proxy process exited: restarting it (redirected flows are refused meanwhile)');
+    this.scheduleRestart();
+  }
+
+  private scheduleRestart(): void {
+    if (this.stopping) return;
+    const delay = this.delayMs;
+    this.delayMs = Math.min(this.delayMs * 2, this.backoff.maxMs);
+    this.restartTimer = setTimeout(() => this.spawnProcess(), delay);
+    this.restartTimer.unref();
   }
 }

@@ -147,7 +147,7 @@ uint32_t mono_s() {
 
 class L7Proxy::Loop {
  public:
-  Loop(L7Proxy* owner) : p_(owner) {}
+  Loop(L7Proxy* owner, int index) : p_(owner), index_(index) {}
   ~Loop() { stop(); }
 
   bool open(const uint8_t addr[4], uint16_t port, std::string* err) {
@@ -273,8 +273,8 @@ class L7Proxy::Loop {
       auto c = std::make_unique<Conn>();
       std::memcpy(c->client, &sa.sin_addr, 4);
       c->client_port = ntohs(sa.sin_port);
-      if (!p_->original()(c->client, c->client_port, c->key.dst, &c->key.port, &c->key.identity)) {
-        close(fd);  // not a redirected flow
+      if (!p_->original()(index_, c->client, c->client_port, c->key.dst, &c->key.port, &c->key.identity)) {
+        close(fd);  // not a redirected flow, or the agent did not answer (fail closed)
         continue;
       }
       if (p_->active_.load(std::memory_order_relaxed) >= kMaxConnections || !p_->acquire(c->key.identity, kMaxPerIdentity)) {
@@ -840,6 +840,7 @@ class L7Proxy::Loop {
   }
 
   L7Proxy* p_;
+  int index_;
   int lfd_ = -1, epfd_ = -1, wfd_ = -1;
   std::atomic<bool> running_{false};
   std::thread thread_;
@@ -856,7 +857,7 @@ bool L7Proxy::start(const uint8_t address[4], uint16_t port, int workers, Origin
   notify_ = std::move(notify);
   if (workers < 1) workers = 1;
   for (int i = 0; i < workers; i++) {
-    auto l = std::make_unique<Loop>(this);
+    auto l = std::make_unique<Loop>(this, i);
     if (!l->open(address, port, err)) {
       loops_.clear();
       return false;

@@ -6,8 +6,10 @@
 //   RX/TX thread: a new flow to a local pod whose verdict is redirect ──▶ DNAT
 //     to <router address>:<proxy port>, remembering (original destination,
 //     source identity) per client address and port (LoadBalancer)
-//   proxy loop (epoll, one per worker, SO_REUSEPORT listeners):
-//     accept ──▶ original destination and identity (LoadBalancer) ──▶ rules
+//   proxy loop (epoll, one per worker, SO_REUSEPORT listeners; in the proxy
+//   process, src/proxy/worker.ts, not the agent's):
+//     accept ──▶ original destination and identity (the agent's LoadBalancer,
+//     asked over the worker's lookup channel, lookup.h) ──▶ rules
 //     for (destination, port, identity) from the cache, or asked of the agent
 //     (the connection waits, unread) ──▶ per request (http1.h framing): the
 //     decision (L7RuleSet) ──▶ 403 "Access denied", or the head (plus
@@ -87,8 +89,9 @@ struct L7ProxyStats {
 
 class L7Proxy {
  public:
-  // The flow a redirected client connection was headed for (LoadBalancer::proxy_original).
-  using OriginalFn = std::function<bool(const uint8_t client[4], uint16_t client_port, uint8_t dst[4],
+  // The flow a redirected client connection was headed for, asked by worker `worker` (0..workers-1) from
+  // its own loop: the agent's LoadBalancer::proxy_original, over that worker's lookup channel (lookup.h).
+  using OriginalFn = std::function<bool(int worker, const uint8_t client[4], uint16_t client_port, uint8_t dst[4],
                                         uint16_t* dst_port, uint32_t* identity)>;
 
   L7Proxy();
