@@ -84,6 +84,7 @@ import { IngressGateway } from '../gateway/gateway.js';
 import { L7Proxy } from '../proxy/proxy.js';
 import { AgentMetrics, type MetricsSnapshot } from './metrics.js';
 import { ConfigError, EndpointConflictError } from '../errors.js';
+import { MAX_LABELS } from '../controlplane/records/fields.js';
 import type { GatewayRecord } from '../controlplane/types.js';
 import { formatIP } from '../net/ip.js';
 
@@ -580,6 +581,8 @@ export class Agent extends EventEmitter {
     if (!this.allocator || !this.datapath || !this.leaseId) return undefined;
     const key = `${ep.namespace}/${ep.name}`;
     const labels = endpointIdentityLabels(ep.labels, ep.namespace, this.cfg.cluster.name, this.namespaceLabels.get(ep.namespace));
+    // MAX_POD_LABELS keeps this within bounds; an identity past them would be refused by every reader
+    if (Object.keys(labels).length > MAX_LABELS) throw new ConfigError('labels', `the identity of ${key} would hold ${Object.keys(labels).length} labels (at most ${MAX_LABELS})`);
     const id = await this.allocator.allocate(labels, this.leaseId);
     const old = this.identities.get(key);
     this.identities.set(key, id);

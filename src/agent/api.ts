@@ -30,7 +30,7 @@ import { DNS_LABEL_RE as DNS_LABEL } from '../controlplane/records/fields.js';
 import { listenPrivate } from '../net/listen.js';
 import { formatIP, parseIP } from '../net/ip.js';
 import { applyLabelPatch, checkPodLabel, validateLabelPatch } from './labels.js';
-import { MAX_ADDRESSES, MAX_LABELS } from '../controlplane/records/fields.js';
+import { DERIVED_IDENTITY_LABELS, MAX_ADDRESSES, MAX_LABELS, MAX_NAMESPACE_LABELS, MAX_POD_LABELS } from '../controlplane/records/fields.js';
 import { flowMatches, type Flow, type FlowFilter } from '../policy/flows.js';
 import { parseContainerPorts } from '../policy/ports.js';
 import type { Agent, LocalEndpoint } from './agent.js';
@@ -43,7 +43,7 @@ export function validateEndpoint(body: unknown): LocalEndpoint {
     if (typeof b[f] !== 'string' || !DNS_LABEL.test(b[f] as string)) throw new ConfigError(f, `must be a DNS label, got ${JSON.stringify(b[f])}`);
   const labels = (b.labels ?? {}) as Record<string, unknown>;
   if (typeof labels !== 'object' || labels === null || Array.isArray(labels)) throw new ConfigError('labels', 'must be a map');
-  if (Object.keys(labels).length > MAX_LABELS) throw new ConfigError('labels', `at most ${MAX_LABELS} labels`);
+  if (Object.keys(labels).length > MAX_POD_LABELS) throw new ConfigError('labels', `at most ${MAX_POD_LABELS} labels (with its namespace's ${MAX_NAMESPACE_LABELS} and ${DERIVED_IDENTITY_LABELS} derived ones, its identity holds at most ${MAX_LABELS})`);
   for (const [k, v] of Object.entries(labels)) checkPodLabel(k, v);
   if (!Array.isArray(b.ips) || b.ips.length === 0 || b.ips.length > MAX_ADDRESSES) throw new ConfigError('ips', `must be a list of 1..${MAX_ADDRESSES} IP addresses`);
   // canonical text (fe80:0::1 and fe80::1 are one address): records and conflicts compare strings

@@ -8,7 +8,7 @@
  * arguments into that body.
  */
 import { ConfigError, LabelExistsError } from '../errors.js';
-import { LABEL_KEY_RE, LABEL_VALUE_RE, MAX_LABELS } from '../controlplane/records/fields.js';
+import { DERIVED_IDENTITY_LABELS, LABEL_KEY_RE, LABEL_VALUE_RE, MAX_LABELS, MAX_NAMESPACE_LABELS, MAX_POD_LABELS } from '../controlplane/records/fields.js';
 import { NAMESPACE_LABEL } from '../identity/identity.js';
 
 /** A pod label the agent accepts: a valid key that wiremesh does not derive itself, a valid value. Throws ConfigError. */
@@ -74,6 +74,6 @@ export function applyLabelPatch(current: Record<string, string>, patch: LabelPat
     if (k in labels && !overwrite) throw new LabelExistsError(k, labels[k]!);
     labels[k] = v;
   }
-  if (Object.keys(labels).length > MAX_LABELS) throw new ConfigError('labels', `at most ${MAX_LABELS} labels`);
+  if (Object.keys(labels).length > MAX_POD_LABELS) throw new ConfigError('labels', `at most ${MAX_POD_LABELS} labels (with its namespace's ${MAX_NAMESPACE_LABELS} and ${DERIVED_IDENTITY_LABELS} derived ones, its identity holds at most ${MAX_LABELS})`);
   return { labels, warnings };
 }

@@ -12,6 +12,7 @@ import { parseAllDocuments } from 'yaml';
 import { ConfigError } from '../errors.js';
 import { native } from '../native/binding.js';
 import { parsePrefix } from '../net/ip.js';
+import { MAX_NAMESPACE_LABELS } from '../controlplane/records/fields.js';
 
 export type Manifest = {
   apiVersion: string;
@@ -257,8 +258,6 @@ export const KINDS: Record<string, string> = {
   Namespace: 'v1',
 };
 
-/** Labels a Namespace may carry: each becomes an identity label of its pods (identities hold at most 64). */
-export const MAX_NAMESPACE_LABELS = 16;
 
 function namespaceObject(m: Manifest, spec: unknown): void {
   const labels = m.metadata.labels ?? {};

@@ -112,8 +112,11 @@ export function policyRules(m: Manifest, key: string, storedIn: string, opts: Ru
   if (m.kind === 'NetworkPolicy') {
     const spec = m.spec as Obj;
     const subject = subjectOf(spec.podSelector as LabelSelector);
-    // the API's defaulting: Ingress always, Egress only when there is an egress rule
-    const types = (spec.policyTypes as string[] | undefined) ?? ['Ingress', ...(((spec.egress as unknown[] | undefined) ?? []).length > 0 ? ['Egress'] : [])];
+    // the API's defaulting: Ingress always, Egress only when there is an egress rule. An empty
+    // list is defaulted as an absent one (the API's defaulter checks len == 0): kept as given it
+    // would isolate nothing, failing open.
+    const given = spec.policyTypes as string[] | undefined;
+    const types = given && given.length > 0 ? given : ['Ingress', ...(((spec.egress as unknown[] | undefined) ?? []).length > 0 ? ['Egress'] : [])];
     for (const [dir, section, peerField] of [['ingress', 'Ingress', 'from'], ['egress', 'Egress', 'to']] as const) {
       if (!types.includes(section)) continue;
       const rules = (spec[dir] as Obj[] | undefined) ?? [];

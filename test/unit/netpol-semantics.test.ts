@@ -8,6 +8,8 @@ import { parse } from 'yaml';
 import { clusterIdentity, endpointIdentityLabels, NAMESPACE_LABELS_PREFIX, RESERVED, type Labels } from '../../src/identity/identity.js';
 import { manifestName, validateManifest } from '../../src/manifests/validate.js';
 import { validateEndpoint } from '../../src/agent/api.js';
+import { applyLabelPatch } from '../../src/agent/labels.js';
+import { MAX_LABELS, MAX_NAMESPACE_LABELS, MAX_POD_LABELS } from '../../src/controlplane/records/fields.js';
 import { parseTopology } from '../../src/testbed/topology.js';
 import { compileEndpoint, evaluate, IdentityUniverse, ruleWarnings } from '../../src/policy/compile.js';
 import { l7Rules } from '../../src/policy/l7.js';
@@ -86,6 +88,13 @@ describe('policyTypes defaulting (networking.k8s.io/v1)', () => {
     expect(c.v('ingress', b.id, TCP, 80)).toBe('default-deny');
     expect(c.v('egress', b.id, TCP, 80)).toBe('default-deny');
     expect(c.v('egress', b.id, UDP, 53)).toBe('allow');
+  });
+  it('regression: an empty policyTypes list is defaulted like an absent one (it isolated nothing)', () => {
+    // API defaulting: len(policyTypes) == 0 gets [Ingress] (+ Egress with egress rules)
+    const c = check(u, np('{ podSelector: {}, policyTypes: [], ingress: [{ from: [{ podSelector: { matchLabels: { pod: b } } }] }] }'), a);
+    expect(c.v('ingress', b.id, TCP, 80)).toBe('allow');
+    expect(c.v('ingress', a.id, TCP, 80)).toBe('default-deny');
+    expect(c.v('egress', b.id, TCP, 80)).toBe('not-enforced');
   });
   it('explicit policyTypes win: [Egress] leaves ingress open even with ingress rules', () => {
     const c = check(u, np('{ podSelector: {}, policyTypes: [Egress], ingress: [{}] }'), a);
@@ -345,6 +354,17 @@ describe('interfaces: Namespace manifests, endpoint and topology ports', () => {
     expect(l[`${NAMESPACE_LABELS_PREFIX}team`]).toBe('blue');
     expect(l[`${NAMESPACE_LABELS_PREFIX}kubernetes.io/metadata.name`]).toBe('y');
     expect(endpointIdentityLabels({ pod: 'a' }, 'y', 'c1')).toEqual(endpointIdentityLabels({ pod: 'a' }, 'y', 'c1', {}));
+  });
+
+  it('regression: a pod has at most MAX_POD_LABELS labels, so its identity with a full namespace stays readable', () => {
+    // an identity over MAX_LABELS was refused by every reader: no rule, deny rules included, could match the pod
+    const many = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`l${i}`, 'v']));
+    const nsLabels = Object.fromEntries(Array.from({ length: MAX_NAMESPACE_LABELS }, (_, i) => [`n${i}`, 'v']));
+    expect(Object.keys(endpointIdentityLabels(many(MAX_POD_LABELS), 'y', 'c1', nsLabels)).length).toBeLessThanOrEqual(MAX_LABELS);
+    const base = { name: 'a', namespace: 'x', ips: ['100.65.1.10'] };
+    expect(validateEndpoint({ ...base, labels: many(MAX_POD_LABELS) }).labels).toEqual(many(MAX_POD_LABELS));
+    expect(() => validateEndpoint({ ...base, labels: many(MAX_POD_LABELS + 1) })).toThrow(/at most 45 labels/);
+    expect(() => applyLabelPatch(many(MAX_POD_LABELS), { extra: 'v' }, false)).toThrow(/at most 45 labels/);
   });
 
   it('agent API and topology take ports [{name, containerPort, protocol?}] and refuse bad names', () => {

@@ -13,6 +13,16 @@ export const LABEL_VALUE_RE = /^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?
 export const DNS_LABEL_RE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 export const MAX_LABELS = 64;
+/** Labels a Namespace may carry: each enters every identity of its pods. */
+export const MAX_NAMESPACE_LABELS = 16;
+/** Labels the agent adds to every endpoint identity (namespace, cluster, the namespace's name label). */
+export const DERIVED_IDENTITY_LABELS = 3;
+/**
+ * A pod's own labels. With its namespace's and the derived ones its identity
+ * stays within MAX_LABELS: an identity over it is refused by every reader
+ * (its own node included), so no rule could name it, deny rules included.
+ */
+export const MAX_POD_LABELS = MAX_LABELS - MAX_NAMESPACE_LABELS - DERIVED_IDENTITY_LABELS;
 export const MAX_ADDRESSES = 16;
 export const MAX_CIDRS = 16;
 
