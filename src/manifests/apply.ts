@@ -34,6 +34,9 @@ export async function applyManifests(access: EtcdOptions, cluster: string, manif
       let txn = c.if(stateKey('nodes', cluster, '__none__'), 'Version', '==', 0);
       // a VIP claimed by someone else since we listed the claims fails the transaction
       for (const cl of claims.fresh) txn = txn.and(vipKey(cluster, cl.ip), 'Version', '==', 0);
+      // and a VIP kept must still be its service's: a `wiremesh delete` of the service in between
+      // freed it, and writing the service without its claim would let the next apply hand it out again
+      for (const cl of claims.kept) txn = txn.and(vipKey(cluster, cl.ip), 'Value', '==', cl.owner);
       const keys = manifests.map((m) => {
         const { type, name } = manifestName(m);
         return { key: stateKey(type, cluster, name), value: JSON.stringify(m) };
@@ -84,9 +87,10 @@ export function serviceCIDR(cfg: { id: number; serviceCIDR?: string }): string {
  * Gives every Service a cluster IP (spec.clusterIP, in place): an explicit
  * one must be free or already its own; without one a service keeps the VIP it
  * had, else takes the lowest free address of the range. Returns the claims to
- * create and the VIPs given up (a service moved to another explicit VIP).
+ * create, the claims kept (still to be held when the transaction commits) and
+ * the VIPs given up (a service moved to another explicit VIP).
  */
-async function allocateVips(c: Etcd3, cluster: string, cidr: string, manifests: Manifest[]): Promise<{ fresh: Array<{ ip: string; owner: string }>; released: string[] }> {
+async function allocateVips(c: Etcd3, cluster: string, cidr: string, manifests: Manifest[]): Promise<{ fresh: Array<{ ip: string; owner: string }>; kept: Array<{ ip: string; owner: string }>; released: string[] }> {
   const claimed = new Map<string, string>(); // ip -> owner
   const owned = new Map<string, string>(); // owner -> ip
   for (const [k, v] of Object.entries(await c.getAll().prefix(vipPrefix(cluster)).strings())) {
@@ -98,6 +102,7 @@ async function allocateVips(c: Etcd3, cluster: string, cidr: string, manifests: 
   const size = 2 ** (32 - range.cidr);
   const base = range.addr.readUInt32BE(0);
   const fresh: Array<{ ip: string; owner: string }> = [];
+  const kept: Array<{ ip: string; owner: string }> = [];
   const released: string[] = [];
   for (const m of manifests) {
     if (m.kind !== 'Service') continue;
@@ -126,7 +131,7 @@ async function allocateVips(c: Etcd3, cluster: string, cidr: string, manifests: 
       fresh.push({ ip, owner });
       claimed.set(ip, owner);
       owned.set(owner, ip);
-    }
+    } else kept.push({ ip, owner });
   }
-  return { fresh, released };
+  return { fresh, kept, released };
 }

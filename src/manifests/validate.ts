@@ -11,7 +11,7 @@
 import { parseAllDocuments } from 'yaml';
 import { ConfigError } from '../errors.js';
 import { native } from '../native/binding.js';
-import { parsePrefix } from '../net/ip.js';
+import { parsePrefix, prefixContains } from '../net/ip.js';
 import { MAX_NAMESPACE_LABELS } from '../controlplane/records/fields.js';
 
 export type Manifest = {
@@ -92,11 +92,24 @@ function cidr(v: unknown, path: string): void {
   parsePrefix(v, path);
 }
 
-function cidrSet(v: unknown, path: string): void {
+/**
+ * A CIDR with exceptions. `strictExcept` (NetworkPolicy's ipBlock, as the API
+ * validates it): every except entry of the same family and strictly inside
+ * `cidr`; one elsewhere would otherwise be silently ignored, leaving the
+ * addresses it was meant to exclude allowed.
+ */
+function cidrSet(v: unknown, path: string, strictExcept = false): void {
   const o = obj(v, path);
   only(o, path, ['cidr', 'except', 'cidrGroupRef']);
   cidr(o.cidr, `${path}.cidr`);
-  if (o.except !== undefined) list(o.except, `${path}.except`).forEach((e, i) => cidr(e, `${path}.except[${i}]`));
+  if (o.except === undefined) return;
+  const outer = parsePrefix(o.cidr as string, `${path}.cidr`);
+  list(o.except, `${path}.except`).forEach((e, i) => {
+    cidr(e, `${path}.except[${i}]`);
+    const inner = parsePrefix(e as string, `${path}.except[${i}]`);
+    if (strictExcept && !(inner.addr.length === outer.addr.length && inner.cidr > outer.cidr && prefixContains(outer, inner.addr)))
+      fail(`${path}.except[${i}]`, `must be a strict subset of cidr ${o.cidr as string} (same address family)`);
+  });
 }
 
 function ciliumPorts(v: unknown, path: string): void {
@@ -167,7 +180,7 @@ function npPeers(v: unknown, path: string): void {
     only(o, p, ['podSelector', 'namespaceSelector', 'ipBlock']);
     if (o.ipBlock !== undefined) {
       if (o.podSelector !== undefined || o.namespaceSelector !== undefined) fail(`${p}.ipBlock`, 'cannot be combined with podSelector or namespaceSelector');
-      cidrSet(o.ipBlock, `${p}.ipBlock`);
+      cidrSet(o.ipBlock, `${p}.ipBlock`, true);
     }
     if (o.podSelector !== undefined) validateSelector(o.podSelector, `${p}.podSelector`);
     if (o.namespaceSelector !== undefined) validateSelector(o.namespaceSelector, `${p}.namespaceSelector`);
@@ -194,6 +207,8 @@ function networkPolicySpec(v: unknown, path: string): void {
             const y = obj(pp, q);
             only(y, q, ['port', 'endPort', 'protocol']);
             if (y.port !== undefined) port(y.port, `${q}.port`, true);
+            // the API's ports are 1..65535; 0 would compile to "every port"
+            if (y.port !== undefined && /^\d+$/.test(String(y.port)) && Number(y.port) === 0) fail(`${q}.port`, 'must be 1..65535');
             if (y.endPort !== undefined) {
               port(y.endPort, `${q}.endPort`, false);
               if (typeof y.port !== 'number') fail(`${q}.endPort`, 'needs a numeric port');
