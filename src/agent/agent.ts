@@ -140,6 +140,8 @@ export class Agent extends EventEmitter {
   readonly endpoints = new Map<string, EndpointRecord>();
   private readonly peers = new Map<string, PeerState>(); // by "cluster/node"
   private readonly local = new Map<string, LocalEndpoint>(); // by "namespace/name"
+  /** The tail of the local endpoint changes queue (serialized()). */
+  private endpointOps: Promise<unknown> = Promise.resolve();
   private reconcileQueued = false;
   /** Node keys changed since the last pass, or 'all' (sync state, relays or config changed). */
   private dirty: Set<string> | 'all' = 'all';
@@ -542,7 +544,9 @@ export class Agent extends EventEmitter {
     const gw = this.gatewayRecord();
     if (gw) await lease.put(stateKey('gateways', this.cfg.cluster.name, this.cfg.node.name)).value(gatewayCodec.encode(gw));
     this.leaseId = await lease.grant();
-    for (const ep of this.local.values()) await this.putEndpoint(ep);
+    await this.serialized(async () => {
+      for (const ep of [...this.local.values()]) await this.putEndpoint(ep);
+    });
   }
 
   /** This cluster's Namespace objects, read once at start (the watcher keeps them after). */
@@ -571,9 +575,26 @@ export class Agent extends EventEmitter {
     else this.namespaceLabels.delete(name);
     this.datapath?.setNamespaces(this.namespaceLabels.keys());
     if (JSON.stringify(old ?? {}) === JSON.stringify(labels ?? {})) return;
-    for (const ep of this.local.values())
+    for (const [key, ep] of this.local)
       if (ep.namespace === name && this.leaseId)
-        void this.putEndpoint(ep).catch((err) => this.log.error({ endpoint: `${ep.namespace}/${ep.name}`, err: (err as Error).message }, 'could not move the endpoint to its namespace\'s new labels'));
+        // queued behind any change of the endpoint in flight; it then takes the endpoint as it is by that time
+        void this.serialized(async () => {
+          const cur = this.local.get(key);
+          if (cur) await this.putEndpoint(cur);
+        }).catch((err) => this.log.error({ endpoint: key, err: (err as Error).message }, 'could not move the endpoint to its namespace\'s new labels'));
+  }
+
+  /**
+   * Local endpoint changes run one at a time. Each takes etcd round trips
+   * (identity allocation, record writes); run concurrently, a later change
+   * (a relabel back) could finish first and the earlier one then leave the
+   * data path and the record on a stale identity with its access, or a change
+   * in flight re-create an endpoint just removed.
+   */
+  private serialized<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.endpointOps.then(fn, fn);
+    this.endpointOps = run.catch(() => undefined);
+    return run;
   }
 
   /** Allocates (or finds) the endpoint's identity and hands it to the data path. */
@@ -613,7 +634,30 @@ export class Agent extends EventEmitter {
    * name, or a live record of another node) is refused unless `replace`
    * says to take it over. Throws EndpointConflictError / ConfigError.
    */
-  async addEndpoint(ep: LocalEndpoint, opts: { replace?: boolean } = {}): Promise<void> {
+  addEndpoint(ep: LocalEndpoint, opts: { replace?: boolean } = {}): Promise<void> {
+    return this.serialized(() => this.addEndpointNow(ep, opts));
+  }
+
+  /**
+   * Changes a local endpoint from what it is when its turn comes (`change`
+   * may throw to refuse); undefined when there is no such endpoint. The
+   * agent API's PATCH: two label patches never both start from the same labels.
+   */
+  updateEndpoint(namespace: string, name: string, change: (cur: LocalEndpoint) => LocalEndpoint): Promise<LocalEndpoint | undefined> {
+    return this.serialized(async () => {
+      const cur = this.local.get(`${namespace}/${name}`);
+      if (!cur) return undefined;
+      const ep = change(cur);
+      await this.addEndpointNow(ep, {});
+      return ep;
+    });
+  }
+
+  removeEndpoint(namespace: string, name: string): Promise<boolean> {
+    return this.serialized(() => this.removeEndpointNow(namespace, name));
+  }
+
+  private async addEndpointNow(ep: LocalEndpoint, opts: { replace?: boolean }): Promise<void> {
     const key = `${ep.namespace}/${ep.name}`;
     const mine = this.cfg.node.podCIDRs.map((c) => parsePrefix(c));
     ep.ips.forEach((ip, i) => {
@@ -626,8 +670,8 @@ export class Agent extends EventEmitter {
       const other = h.node === this.cfg.node.name && h.cluster === this.cfg.cluster.name ? this.local.get(h.endpoint) : undefined;
       if (!other) continue;
       const rest = other.ips.filter((ip) => !ep.ips.includes(ip));
-      if (rest.length) await this.addEndpoint({ ...other, ips: rest }, { replace: true });
-      else await this.removeEndpoint(other.namespace, other.name);
+      if (rest.length) await this.addEndpointNow({ ...other, ips: rest }, { replace: true });
+      else await this.removeEndpointNow(other.namespace, other.name);
     }
     const old = this.local.get(key);
     this.local.set(key, ep);
@@ -636,7 +680,7 @@ export class Agent extends EventEmitter {
     if (old) for (const ip of old.ips) if (!ep.ips.includes(ip)) await this.etcd.delete().key(this.endpointKey(ip));
   }
 
-  async removeEndpoint(namespace: string, name: string): Promise<boolean> {
+  private async removeEndpointNow(namespace: string, name: string): Promise<boolean> {
     const ep = this.local.get(`${namespace}/${name}`);
     if (!ep) return false;
     this.local.delete(`${namespace}/${name}`);

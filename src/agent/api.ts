@@ -136,11 +136,14 @@ export async function serveApi(agent: Agent, path: string): Promise<Server> {
         }
         if (req.method === 'PATCH' && parts.length === 4 && parts[0] === 'v1' && parts[1] === 'endpoints') {
           const { patch, overwrite } = validateLabelPatch(await readJson(req));
-          const cur = agent.localEndpoints().find((e) => e.namespace === parts[2] && e.name === parts[3]);
-          if (!cur) return send(res, 404, { error: `no endpoint ${parts[2]}/${parts[3]} on this node` });
-          const { labels, warnings } = applyLabelPatch(cur.labels, patch, overwrite);
-          const ep = validateEndpoint({ ...cur, labels });
-          await agent.addEndpoint(ep);
+          let warnings: string[] = [];
+          // applied to the labels as they are when the agent's turn comes (agent.updateEndpoint)
+          const ep = await agent.updateEndpoint(parts[2]!, parts[3]!, (cur) => {
+            const r = applyLabelPatch(cur.labels, patch, overwrite);
+            warnings = r.warnings;
+            return validateEndpoint({ ...cur, labels: r.labels });
+          });
+          if (!ep) return send(res, 404, { error: `no endpoint ${parts[2]}/${parts[3]} on this node` });
           return send(res, 200, { endpoint: ep, warnings });
         }
         if (req.method === 'DELETE' && parts.length === 4 && parts[0] === 'v1' && parts[1] === 'endpoints') {

@@ -103,8 +103,13 @@ describe('pod label changes', () => {
   it('the agent API: 200 with the new labels, 409 without overwrite, 404 for an unknown pod, 400 for a derived key', async () => {
     const eps = new Map<string, LocalEndpoint>([['shop/web', { name: 'web', namespace: 'shop', labels: { app: 'web' }, ips: ['100.65.1.10'] }]]);
     const fake = {
-      localEndpoints: () => [...eps.values()],
-      addEndpoint: async (ep: LocalEndpoint) => void eps.set(`${ep.namespace}/${ep.name}`, ep),
+      updateEndpoint: async (ns: string, name: string, change: (cur: LocalEndpoint) => LocalEndpoint) => {
+        const cur = eps.get(`${ns}/${name}`);
+        if (!cur) return undefined;
+        const ep = change(cur);
+        eps.set(`${ns}/${name}`, ep);
+        return ep;
+      },
     } as unknown as Agent;
     const sock = join(dir, 'agent.sock');
     const server = await serveApi(fake, sock);
