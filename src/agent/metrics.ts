@@ -167,7 +167,7 @@ export class AgentMetrics {
     });
     new Counter({
       name: 'wiremesh_proxy_messages_rejected_total',
-      help: 'Messages from the L7 proxy process the agent refused, by reason (not-json, schema, records, kind, frame, budget).',
+      help: 'Messages from the L7 proxy process the agent refused, by reason (not-json, too-large, schema, records, kind, frame, budget).',
       labelNames: ['reason'],
       registers: reg,
       collect() {

@@ -27,9 +27,11 @@ import { FRAME_JSON, FRAME_RECORDS, type Frame } from './frames.js';
 export const MAX_RULE_REQUESTS = 4096;
 export const MAX_RECORDS_PER_FRAME = 512;
 export const MAX_WARNINGS = 64;
+/** A JSON frame from the proxy process, in bytes. */
+export const MAX_JSON_FRAME = 1 << 20;
 
 /** Why a message from the proxy process was refused (labels a metric: few, stable). */
-export type ProxyRejectReason = 'not-json' | 'schema' | 'records' | 'kind';
+export type ProxyRejectReason = 'not-json' | 'too-large' | 'schema' | 'records' | 'kind';
 
 export class ProxyMessageError extends WiremeshError {
   constructor(
@@ -67,6 +69,8 @@ export type ProxyMessage = z.infer<typeof proxyMessage> | { t: 'records'; rows: 
 export function decodeProxyMessage(f: Frame): ProxyMessage {
   if (f.kind === FRAME_RECORDS) return decodeRecords(f.payload);
   if (f.kind !== FRAME_JSON) throw new ProxyMessageError('kind', `frame kind ${f.kind}`);
+  // the largest honest message (4096 rule requests) is ~400 KiB; parsing is on the agent's event loop
+  if (f.payload.length > MAX_JSON_FRAME) throw new ProxyMessageError('too-large', `${f.payload.length} bytes of JSON (at most ${MAX_JSON_FRAME})`);
   const r = proxyMessage.safeParse(parseJson(f.payload));
   if (!r.success) throw new ProxyMessageError('schema', z.prettifyError(r.error).slice(0, 300));
   return r.data;
@@ -94,16 +98,19 @@ function decodeRecords(p: Buffer): ProxyMessage {
   const rowsLen = p.readUInt32LE(0);
   if (rowsLen % L7_RECORD_SIZE !== 0 || rowsLen === 0 || rowsLen > MAX_RECORDS_PER_FRAME * L7_RECORD_SIZE || 4 + rowsLen > p.length)
     throw new ProxyMessageError('records', `rows length ${rowsLen}`);
-  const rows = p.subarray(4, 4 + rowsLen);
+  const rows = Buffer.from(p.subarray(4, 4 + rowsLen));
   const text = p.subarray(4 + rowsLen);
+  let used = 0;
   for (let o = 0, i = 0; o < rows.length; o += L7_RECORD_SIZE, i++) {
     const time = rows.readDoubleLE(o);
     if (!Number.isFinite(time) || time < 0 || time > MAX_TIME_MS) throw new ProxyMessageError('records', `row ${i}: time ${time}`);
     if (rows[o + 26]! > 1) throw new ProxyMessageError('records', `row ${i}: denied ${rows[o + 26]}`);
     const end = rows.readUInt32LE(o + 40) + rows.readUInt16LE(o + 44) + rows.readUInt16LE(o + 46) + rows.readUInt16LE(o + 48);
     if (end > text.length) throw new ProxyMessageError('records', `row ${i}: text to ${end} of ${text.length}`);
+    used = Math.max(used, end);
   }
-  return { t: 'records', rows, text };
+  // copies of what the rows use: the flow history keeps these, bounded by rows, so never a whole frame per record
+  return { t: 'records', rows, text: Buffer.from(text.subarray(0, used)) };
 }
 
 // ---- agent ──▶ proxy ----

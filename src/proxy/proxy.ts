@@ -98,8 +98,19 @@ export interface SupervisorOptions {
   workerPath?: string;
   lookup?: (dev: NativeDevice) => NativeProxyLookup;
 }
-/** A proxy process whose messages are refused this often is killed (and restarted). */
-const MAX_REJECTED_PER_PROCESS = 1000;
+/**
+ * A proxy process whose messages are refused this often is killed (and
+ * restarted). An honest proxy never sends a refused message; a few allow for a
+ * bug without a restart loop, and each costs at most one MAX_JSON_FRAME parse.
+ */
+const MAX_REJECTED_PER_PROCESS = 10;
+/**
+ * The uid (and gid) the proxy process runs as once listening, when the agent
+ * runs as root: one no other process on the node should use (docs/security.md).
+ */
+export const PROXY_UID = 64_999;
+/** Rule answers kept per policy compile (key: address, port, identity); computing one walks the rules and identities. */
+const MAX_ANSWERS_CACHED = 65_536;
 /** Bytes of answers the proxy process has not read, past which it is killed (it is not reading its channel). */
 const MAX_UNREAD = 64 << 20;
 /** Rule requests answered per second (an honest proxy asks once per key and policy generation); beyond: refused. */
@@ -135,7 +146,12 @@ export class L7Proxy {
   private budgetSec = 0;
   private budgetLeft = RULE_REQUESTS_PER_S;
   private readonly statsWaiters = new Map<number, () => void>();
-  private readonly onCompiled = () => this.send({ t: 'invalidate' });
+  private readonly onCompiled = () => {
+    this.answers.clear();
+    this.send({ t: 'invalidate' });
+  };
+  /** This compile's answers: a proxy re-asking (or asking 4096 keys a message) costs a lookup, not a rule walk each. */
+  private readonly answers = new Map<string, NativeL7Rules | null>();
   private readonly warned = new Set<string>();
 
   constructor(
@@ -251,13 +267,23 @@ export class L7Proxy {
       this.log.error({ err: (err as Error).message }, 'L7 proxy: no lookup channel; retrying');
       return this.scheduleRestart();
     }
-    const config = { address: this.address, port: this.port, workers: this.workers, parentPid: process.pid };
+    const config = { address: this.address, port: this.port, workers: this.workers, parentPid: process.pid, ...(process.getuid?.() === 0 ? { uid: PROXY_UID } : {}) };
     // No execArgv: the agent's --inspect and the like are not the proxy's.
     let child: ChildProcess;
     try {
       child = spawn(process.execPath, [this.opts.workerPath ?? workerPath(), JSON.stringify(config)], { stdio: ['ignore', 'inherit', 'inherit', 'pipe', ...fds] });
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'L7 proxy process: spawn failed; retrying');
+      return this.scheduleRestart();
     } finally {
       for (const fd of fds) closeSync(fd); // the child has its own copies (a dead child's close ends the channels)
+    }
+    // EMFILE and the like: Node reports them as 'error' and leaves no stdio
+    if (!child.stdio?.[3]) {
+      this.log.error('L7 proxy process: spawn failed (no control channel); retrying');
+      child.once('error', () => undefined);
+      child.kill('SIGKILL');
+      return this.scheduleRestart();
     }
     this.child = child;
     this.ready = false;
@@ -339,8 +365,15 @@ export class L7Proxy {
 
   /** The proxy waits for rules: compute them for the key it asked about. */
   private answer(req: RuleRequest): void {
-    const decided = this.policy.l7For(req.address, req.port, req.identity);
-    this.send({ t: 'rules', req, rules: decided ? nativeRules(decided.rules, (r) => this.policy.ruleNumber(r)) : null });
+    const key = `${req.address}:${req.port}:${req.identity}`;
+    let rules = this.answers.get(key);
+    if (rules === undefined) {
+      const decided = this.policy.l7For(req.address, req.port, req.identity);
+      rules = decided ? nativeRules(decided.rules, (r) => this.policy.ruleNumber(r)) : null;
+      if (this.answers.size >= MAX_ANSWERS_CACHED) this.answers.clear();
+      this.answers.set(key, rules);
+    }
+    this.send({ t: 'rules', req, rules });
   }
 
   private reject(reason: ProxyRejectReason | 'frame' | 'budget', detail: string): void {

@@ -29,11 +29,33 @@ interface WorkerConfig {
   port: number;
   workers: number;
   parentPid: number;
+  /** The uid and gid to run as once listening (the agent passes PROXY_UID when it runs as root). */
+  uid?: number;
 }
 
 function fail(msg: string): never {
   process.stderr.write(`wiremesh proxy: ${msg}\n`);
   process.exit(2);
+}
+
+/**
+ * Everything this process needs is open (the addon, its modules, the
+ * listening sockets, its channels): from here on it runs as a uid of its own,
+ * without the agent's capabilities, files (WireGuard and etcd keys) or the
+ * right to trace it, and nothing else can join its SO_REUSEPORT group. glibc
+ * changes the ids of every thread, the native proxy's included. A change of
+ * ids clears the parent-death signal: set again, and the parent checked again.
+ */
+function dropPrivileges(uid: number, parentPid: number): void {
+  try {
+    process.setgroups!([]);
+    process.setgid!(uid);
+    process.setuid!(uid);
+  } catch (err) {
+    fail(`cannot drop privileges to uid ${uid}: ${(err as Error).message}`);
+  }
+  native.setParentDeathSignal(9);
+  if (process.ppid !== parentPid) process.exit(0);
 }
 
 function main(): void {
@@ -71,6 +93,7 @@ function main(): void {
     control.end(() => process.exit(3));
     return;
   }
+  if (cfg.uid !== undefined) dropPrivileges(cfg.uid, cfg.parentPid);
   send(jsonFrame({ t: 'ready', pid: process.pid, workers: cfg.workers }));
 
   const reader = new FrameReader();

@@ -29,10 +29,16 @@ export function podVeth(name: string): string {
   return ifName('vp', name);
 }
 
-/** nft names: the veth name with anything but [A-Za-z0-9_] as `_`. */
-function ident(veth: string): string {
-  return veth.replace(/[^A-Za-z0-9_]/g, '_');
+/**
+ * nft names of a veth's chain and counter: its bytes in hex, one to one. (A
+ * mapping of "-" to "_" made `vpfron-c3ebb11e` and the shortened
+ * `vpfron_c3ebb11e` share one chain: each pod was dropped by the other's rule,
+ * and deleting either left the other unguarded.)
+ */
+export function podGuardIdent(veth: string): string {
+  return `v${Buffer.from(veth).toString('hex')}`;
 }
+const ident = podGuardIdent;
 
 function nft(script: string, netns?: string): string {
   const [cmd, ...args] = netns ? ['ip', 'netns', 'exec', netns, 'nft', '-f', '-'] : ['nft', '-f', '-'];

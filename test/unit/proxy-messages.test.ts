@@ -123,3 +123,19 @@ describe('proxy control channel', () => {
     expect(() => decodeAgentMessage(json({ t: 'rules', req: REQ, rules: 'some' }))).toThrow(ProxyMessageError);
   });
 });
+
+describe('proxy control channel: review regressions', () => {
+  it('refuses a JSON frame over 1 MiB before parsing it (parsing is on the agent\'s event loop)', () => {
+    const big: Frame = { kind: FRAME_JSON, payload: Buffer.from(`{"t":"warnings","warnings":["${'x'.repeat(1 << 20)}"]}`) };
+    expect(reason(big)).toBe('too-large');
+  });
+  it('keeps only the text the rows use: a records frame cannot make one record hold 16 MiB', () => {
+    const [f] = frames(recordsFrame(row({ lens: [3, 2, 1] }), Buffer.concat([Buffer.from('GET/ah'), Buffer.alloc(8 << 20)])));
+    const m = decodeProxyMessage(f!);
+    expect(m.t).toBe('records');
+    if (m.t !== 'records') return;
+    expect(m.text.length).toBe(6);
+    expect(m.text.toString()).toBe('GET/ah');
+    expect(m.rows.buffer).not.toBe(f!.payload.buffer); // copies, not views of the frame
+  });
+});

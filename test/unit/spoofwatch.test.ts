@@ -5,7 +5,7 @@
 // before the drop (a full set must not let a packet through).
 import { describe, expect, it } from 'vitest';
 import { parseSpoofSets, SpoofWatch, type SpoofedTuple } from '../../src/agent/spoofwatch.js';
-import { podGuardScript } from '../../src/testbed/podguard.js';
+import { podGuardIdent, podGuardScript } from '../../src/testbed/podguard.js';
 
 const set = (name: string, elems: Array<[string, string, string, string | number, number]>, table = 'wiremesh_pods') => ({
   set: { family: 'netdev', name, table, type: ['ifname', 'ipv4_addr', 'ipv4_addr', 'inet_proto'], handle: 1, size: 4096, flags: ['timeout'], timeout: 60, elem: elems.map(([a, b, c, d, expires]) => ({ elem: { val: { concat: [a, b, c, d] }, expires } })) },
@@ -54,10 +54,17 @@ describe('podGuardScript', () => {
     expect(s).toMatch(/add set netdev wiremesh_pods spoofed4 \{ type ifname \. ipv4_addr \. ipv4_addr \. inet_proto; size 4096; flags dynamic,timeout; timeout 60s; \}/);
     const lines = s.split('\n');
     const add4 = lines.findIndex((l) => l.includes('add @spoofed4'));
-    const drop4 = lines.findIndex((l) => l.includes('ip saddr != 100.65.1.3 counter name spoofed_vpevil drop'));
+    const drop4 = lines.findIndex((l) => l.includes('ip saddr != 100.65.1.3 counter name spoofed_v76706576696c drop'));
     expect(add4).toBeGreaterThan(0);
     expect(drop4).toBe(add4 + 1);
     expect(lines[add4]).not.toMatch(/drop|accept/);
     expect(lines.findIndex((l) => l.includes('ip6 saddr') && l.includes('drop'))).toBe(lines.findIndex((l) => l.includes('add @spoofed6')) + 1);
+  });
+});
+
+describe('pod guard names (review regression)', () => {
+  it('gives distinct chains to veths that differ only in "-" and "_" (a shortened long name and a short one)', () => {
+    expect(podGuardIdent('vpfron-c3ebb11e')).not.toBe(podGuardIdent('vpfron_c3ebb11e'));
+    expect(podGuardScript('vpfron-c3ebb11e', '100.65.1.3')).not.toContain(podGuardIdent('vpfron_c3ebb11e'));
   });
 });
