@@ -38,12 +38,14 @@ export type L7Rules = 'all' | Array<{ rule: Rule; http: HttpRule }>;
  * on TCP `port`.
  */
 export function l7Rules(ingress: Rule[], u: IdentityUniverse, identity: number, port: number, ownPorts: readonly ContainerPort[] = []): L7Rules {
+  const covers = (r: Rule) => ruleEntries(r, u, ownPorts).filter((e) => (e.identity === identity || e.identity === 0) && (e.proto === 0 || e.proto === 6) && port >= e.lo && port <= e.hi);
+  // A deny covering the flow wins over every allow, as in the data path. Without this a kept-alive
+  // connection asking again after a deny was added got its old rules (or 'all'): no request is allowed.
+  if (ingress.some((r) => r.deny && covers(r).length > 0)) return [];
   const out: Array<{ rule: Rule; http: HttpRule }> = [];
   for (const r of ingress) {
     if (r.deny) continue;
-    for (const e of ruleEntries(r, u, ownPorts)) {
-      if (e.identity !== identity && e.identity !== 0) continue;
-      if ((e.proto !== 0 && e.proto !== 6) || port < e.lo || port > e.hi) continue;
+    for (const e of covers(r)) {
       if (!e.http) return 'all';
       for (const h of e.http) out.push({ rule: r, http: h });
     }

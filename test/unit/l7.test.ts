@@ -219,3 +219,30 @@ spec:
     expect(native.l7Decide('all', 'GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n')).not.toHaveProperty('h2cIgnored');
   });
 });
+
+describe('L7 rules under a deny (review regression)', () => {
+  it('a deny covering (identity, port) leaves no request allowed, so kept-alive connections asking again get nothing', () => {
+    // before: l7Rules skipped deny rules, and a connection re-asking after the deny was added kept its HTTP rules
+    const DENY = `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: { name: quarantine, namespace: shop }
+spec:
+  endpointSelector: { matchLabels: { app: api } }
+  ingressDeny:
+    - fromEndpoints: [{ matchLabels: { app: frontend } }]
+      toPorts: [{ ports: [{ port: "80", protocol: TCP }] }]
+`;
+    const u = new IdentityUniverse('c1');
+    const fe = clusterIdentity(1, 300);
+    u.identities.set(fe, endpointIdentityLabels({ app: 'frontend' }, 'shop', 'c1'));
+    const warnings: string[] = [];
+    const compiled = (docs: string[]) => {
+      const rules = enforcedRules(docs.map((d, i) => ({ cluster: 'c1', name: `shop/p${i}`, manifest: validateManifest(parse(d)) })), 'c1', true, warnings);
+      return compileEndpoint(endpointIdentityLabels({ app: 'api' }, 'shop', 'c1'), rules, u, (r) => rules.indexOf(r) + 1);
+    };
+    const before = l7Rules(compiled([POLICY]).selectedBy.ingress, u, fe, 80);
+    expect(Array.isArray(before) && before.length).toBe(2);
+    expect(l7Rules(compiled([POLICY, DENY]).selectedBy.ingress, u, fe, 80)).toEqual([]);
+    expect(l7Rules(compiled([POLICY, DENY]).selectedBy.ingress, u, fe, 9090)).toBe('all'); // the deny names port 80 only
+  });
+});
