@@ -11,11 +11,15 @@
  */
 import { createHash } from 'node:crypto';
 
-/** prefix + name when that is at most `max` characters (ASCII), else prefix + name's start + "_" + 8 hex digits. */
-export function boundedName(prefix: string, name: string, max: number): string {
+/**
+ * prefix + name when that is at most `max` characters (ASCII), else prefix +
+ * name's start + "_" + `digits` hex digits (8 by default: names local to one
+ * node; a name that grants rights, such as an etcd user, takes more).
+ */
+export function boundedName(prefix: string, name: string, max: number, digits = 8): string {
   const whole = `${prefix}${name}`;
   if (whole.length <= max) return whole;
-  const keep = max - prefix.length - 9;
+  const keep = max - prefix.length - 1 - digits;
   if (keep < 0) throw new Error(`${JSON.stringify(prefix)} leaves no room for a name within ${max} characters`);
-  return `${prefix}${name.slice(0, keep)}_${createHash('sha256').update(name).digest('hex').slice(0, 8)}`;
+  return `${prefix}${name.slice(0, keep)}_${createHash('sha256').update(name).digest('hex').slice(0, digits)}`;
 }

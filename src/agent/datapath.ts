@@ -380,9 +380,11 @@ export class PolicyDatapath extends EventEmitter {
   addSpoofedFlows(tuples: SpoofedTuple[]): void {
     const time = new Date().toISOString();
     this.spoofedRecords += tuples.length;
+    // veth -> endpoint once per batch (a name is hashed when shortened), not per tuple and pod
+    const byVeth = new Map([...this.localEps.values()].map((ep) => [podVeth(ep.key.slice(ep.key.indexOf('/') + 1)), ep]));
     this.addFlows(
       tuples.map((t) => {
-        const sender = [...this.localEps.values()].find((ep) => podVeth(ep.key.slice(ep.key.indexOf('/') + 1)) === t.iface);
+        const sender = byVeth.get(t.iface);
         const real = sender?.ips[0];
         const source: FlowEndpoint = sender && real ? { ...this.flowEndpoint(real, 0, sender.identity), ip: t.source } : { ip: t.source, port: 0, identity: 0 };
         const dstEp = this.localByIp.get(t.destination);

@@ -41,11 +41,11 @@ const listSchema = z.object({ nftables: z.array(z.union([setSchema, z.unknown()]
  * seconds until it expires. null: no pod guard sets (the node wires its pods
  * otherwise). Throws when the answer does not decode.
  */
-export function parseSpoofSets(json: unknown): Array<SpoofedTuple & { expiresS: number }> | null {
+export function parseSpoofSets(json: unknown): Array<SpoofedTuple & { expiresS?: number }> | null {
   const listed = listSchema.safeParse(json);
   if (!listed.success) throw new Error(`nft -j list sets: unexpected answer (${listed.error.issues[0]?.message ?? 'invalid'})`);
   let found = false;
-  const out: Array<SpoofedTuple & { expiresS: number }> = [];
+  const out: Array<SpoofedTuple & { expiresS?: number }> = [];
   for (const o of listed.data.nftables) {
     const s = setSchema.safeParse(o);
     if (!s.success || s.data.set.table !== POD_GUARD_TABLE || !/^spoofed[46]$/.test(s.data.set.name)) continue;
@@ -54,7 +54,7 @@ export function parseSpoofSets(json: unknown): Array<SpoofedTuple & { expiresS: 
       const el = elemSchema.safeParse(e);
       if (!el.success) continue;
       const [iface, source, destination, proto] = el.data.elem.val.concat;
-      out.push({ iface, source, destination, protocol: String(proto), expiresS: el.data.elem.expires ?? SPOOF_SET_TIMEOUT_S });
+      out.push({ iface, source, destination, protocol: String(proto), ...(el.data.elem.expires !== undefined ? { expiresS: el.data.elem.expires } : {}) });
     }
   }
   return found ? out : null;
@@ -106,8 +106,11 @@ export class SpoofWatch {
   }
 
   /** One poll (exported for tests): reports the new tuples. */
-  async poll(now = Date.now()): Promise<void> {
-    const raw: unknown = JSON.parse(await this.list());
+  async poll(at?: number): Promise<void> {
+    const text = await this.list();
+    // after the listing: a slow nft must not make every element look re-added
+    const now = at ?? Date.now();
+    const raw: unknown = JSON.parse(text);
     const tuples = parseSpoofSets(raw);
     this.lastError = '';
     this.idlePolls = tuples === null ? 1 : 0;
@@ -115,11 +118,13 @@ export class SpoofWatch {
     const fresh: SpoofedTuple[] = [];
     for (const t of tuples ?? []) {
       const key = `${t.iface}|${t.source}|${t.destination}|${t.protocol}`;
-      const expires = now + t.expiresS * 1000;
+      const expires = t.expiresS === undefined ? undefined : now + t.expiresS * 1000;
       const before = this.seen.get(key);
-      // an element's expiry never moves (the rule adds, never updates): a later one is the tuple added again
-      if (before === undefined || expires > before + 1500) fresh.push({ iface: t.iface, source: t.source, destination: t.destination, protocol: t.protocol });
-      next.set(key, before === undefined || expires > before + 1500 ? expires : before);
+      // an element's expiry never moves (the rule adds, never updates): a later one is the tuple added again;
+      // an element without one (an nft that does not print it) is new only when it was not listed before
+      const isNew = before === undefined || (expires !== undefined && expires > before + 1500);
+      if (isNew) fresh.push({ iface: t.iface, source: t.source, destination: t.destination, protocol: t.protocol });
+      next.set(key, isNew ? (expires ?? now + SPOOF_SET_TIMEOUT_S * 1000) : before!);
     }
     this.seen = next;
     if (fresh.length > 0) this.onNew(fresh);

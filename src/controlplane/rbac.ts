@@ -79,7 +79,8 @@ export function validateNodeName(node: unknown, field = 'node'): string {
  * from the CN): node-<node>, shortened past X.509's 64 characters for a CN
  * (node names are DNS labels up to 63); the role still grants the full name.
  */
-export const nodeUser = (node: string): string => boundedName(NODE_USER_PREFIX, node, X509_CN_MAX);
+// 32 hex digits (128 bits): two long node names sharing a user would share each other's rights
+export const nodeUser = (node: string): string => boundedName(NODE_USER_PREFIX, node, X509_CN_MAX, 32);
 
 /** The agent of node `node` in `cluster`: its own records, the cluster's identity allocation, and reading what it needs. */
 export function nodeRole(cluster: string, node: string): RoleSpec {

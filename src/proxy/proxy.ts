@@ -152,6 +152,8 @@ export class L7Proxy {
   };
   /** This compile's answers: a proxy re-asking (or asking 4096 keys a message) costs a lookup, not a rule walk each. */
   private readonly answers = new Map<string, NativeL7Rules | null>();
+  /** The process whose listen-error was logged (one line per process). */
+  private listenErrorLogged: ChildProcess | undefined;
   private readonly warned = new Set<string>();
 
   constructor(
@@ -331,11 +333,15 @@ export class L7Proxy {
   private handle(m: ProxyMessage): void {
     switch (m.t) {
       case 'ready':
+        // once per process: a repeat is not something an honest proxy sends (nor a reason to log again)
+        if (this.ready) return this.reject('schema', 'ready sent twice');
         this.ready = true;
         this.upSince = Date.now();
         this.log.info({ address: this.address, port: this.port, workers: this.workers, pid: this.child?.pid }, 'L7 proxy listening');
         return;
       case 'listen-error':
+        if (this.listenErrorLogged === this.child) return this.reject('schema', 'listen-error sent twice');
+        this.listenErrorLogged = this.child;
         this.log.error({ code: m.code, err: m.message, address: this.address, port: this.port }, 'L7 proxy process cannot listen');
         return;
       case 'requests':

@@ -42,6 +42,14 @@ describe('SpoofWatch', () => {
     ]);
   });
 
+  it('regression: an element listed without an expiry is reported once while it stays (it was re-reported every ~2 s)', async () => {
+    const noExpiry = { nftables: [{ set: { family: 'netdev', name: 'spoofed4', table: 'wiremesh_pods', type: ['ifname', 'ipv4_addr', 'ipv4_addr', 'inet_proto'], handle: 1, elem: [{ elem: { val: { concat: ['vpevil', '100.65.1.3', '100.65.2.2', 'udp'] } } }] } }] };
+    const seen: SpoofedTuple[][] = [];
+    const w = new SpoofWatch((t) => seen.push(t), () => undefined, () => Promise.resolve(JSON.stringify(noExpiry)));
+    for (let t = 0; t <= 10_000; t += 1000) await w.poll(t);
+    expect(seen).toHaveLength(1);
+  });
+
   it('a malformed answer is an error of that poll', async () => {
     const w = new SpoofWatch(() => undefined, () => undefined, () => Promise.resolve('{"nftables": 3}'));
     await expect(w.poll()).rejects.toThrow(/unexpected answer/);
