@@ -113,7 +113,8 @@ export function peerIdentities(p: PeerSpec, u: IdentityUniverse): number[] {
       const out: number[] = [];
       for (const { id, prefix } of u.cidrs.values())
         if (prefixWithin(prefix, p.cidr) && !p.except.some((e) => prefixWithin(prefix, e.prefix))) out.push(id);
-      if (p.cidr.cidr === 0) out.push(RESERVED.world); // 0.0.0.0/0 and ::/0 include everything outside the mesh
+      // A /0 is a CIDR identity of its own family like any other prefix (rulePrefixes), not `world`:
+      // world is what misses the ipcache in either family, so 0.0.0.0/0 as world admitted all of IPv6 too.
       return out;
     }
     case 'selector': {

@@ -39,14 +39,17 @@ export function enforcedRules(policies: Iterable<StoredPolicy>, localCluster: st
   return rules;
 }
 
-/** Every prefix the rules name (CIDRs and their exceptions), except /0, which is world itself. */
+/**
+ * Every prefix the rules name (CIDRs and their exceptions), /0 included: a
+ * /0 is a CIDR identity of its family, so 0.0.0.0/0 never covers IPv6 (and
+ * ::/0 never IPv4), as the API's ipBlock and Cilium's toCIDR mean.
+ */
 export function rulePrefixes(rules: Rule[]): Map<string, Prefix> {
   const out = new Map<string, Prefix>();
   for (const r of rules)
     for (const p of r.peers)
       if (p.kind === 'cidr')
         for (const x of [p.cidr, ...p.except.map((e) => e.prefix)]) {
-          if (x.cidr === 0) continue;
           const norm = { addr: maskPrefix(x.addr, x.cidr), cidr: x.cidr };
           out.set(formatPrefix(norm), norm);
         }

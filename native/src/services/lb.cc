@@ -8,7 +8,7 @@
 namespace wm {
 
 namespace {
-constexpr uint8_t kTcpFin = 0x01, kTcpSyn = 0x02, kTcpRst = 0x04;
+constexpr uint8_t kTcpFin = 0x01, kTcpSyn = 0x02, kTcpRst = 0x04, kTcpAck = 0x10;
 // Same idle timeouts as policy conntrack (conntrack.h): a TCP flow no reply
 // has passed yet (SYN only) is half-open, 60 s.
 constexpr uint32_t kTcpTimeout = 3600, kHalfOpenTimeout = 60, kClosingTimeout = 10, kOtherTimeout = 60;
@@ -310,7 +310,25 @@ void LoadBalancer::set_proxy(const uint8_t addr[4], uint16_t port) {
 bool LoadBalancer::redirected(uint8_t* pkt, const IpInfo& ip, uint16_t sport, uint16_t* dport, uint8_t tcp_flags,
                               uint32_t now_s) {
   if (!proxy_active() || ip.proto != kProtoTCP || ip.version != 4 || !translatable(pkt, ip)) return false;
-  return translate(pkt, ip, packet_key(ip, sport, *dport, kNatRedirect), true, dport, tcp_flags, now_s);
+  NatKey k = packet_key(ip, sport, *dport, kNatRedirect);
+  if ((tcp_flags & kTcpSyn) && !(tcp_flags & kTcpAck)) {
+    // A new connection on a key an old one left behind (the address reused by
+    // another pod, a client relabelled): decided anew by policy with the
+    // identity of now, never by the old pair and the identity it recorded.
+    NatEntry old;
+    bool had = nat_.with(k, [&](NatEntry* e) {
+      if (!e) return false;
+      old = *e;
+      return true;
+    });
+    if (had && nat_.erase(k)) {
+      redirects_.fetch_sub(1, std::memory_order_relaxed);
+      release(client_of(k));
+      nat_.erase(twin_of(k, old));
+    }
+    return false;
+  }
+  return translate(pkt, ip, k, true, dport, tcp_flags, now_s);
 }
 
 bool LoadBalancer::redirect(uint8_t* pkt, const IpInfo& ip, uint16_t sport, uint16_t* dport, uint32_t identity,
