@@ -239,5 +239,8 @@ manifests:
     // the flooder's NAT entries never went past its quota (the peak since start), nor did the table hold more than the quotas of its clients
     expect(c.service_nat_endpoint_peak_entries).toBeLessThanOrEqual(NAT_QUOTA);
     expect(c.service_nat_entries).toBeLessThanOrEqual(NAT_QUOTA + 1000);
+    // memory within the configured bound: both tables full cost ≈ 63 MB (conntrack) + ≈ 84 MB (service NAT)
+    // at node.yaml's defaults (docs/architecture.md, Bounds); 64 MB more for the JS heap, flow history and buffers
+    expect(Math.max(midRss, rssAfter) - rssBefore).toBeLessThanOrEqual(63 + 84 + 64);
   }, (FLOOD_SECONDS + 120) * 1000);
 });
