@@ -5,7 +5,7 @@
  * pattern once for the agent and the kvstoremesh replicator alike.
  */
 import { readFileSync } from 'node:fs';
-import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, retry, type IBackoff } from 'cockatiel';
+import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, retry, wrap, type IBackoff } from 'cockatiel';
 import { Etcd3, isRecoverableError, Range, type IOptions, type Watcher } from 'etcd3';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
@@ -54,8 +54,8 @@ export interface EtcdOptions {
  * operator adds other nodes failed (the docker-compose testbed's setup job did
  * exactly that).
  */
-export function isRetriableEtcdError(err: Error): boolean {
-  return isRecoverableError(err) || /revision of auth store is old/.test(err.message);
+export function isAuthRevisionRace(err: Error): boolean {
+  return /revision of auth store is old/.test(err.message);
 }
 
 export function connectEtcd(o: EtcdOptions): Etcd3 {
@@ -68,8 +68,12 @@ export function connectEtcd(o: EtcdOptions): Etcd3 {
     // 3 failures) left agents 12-13 s behind a restarted etcd (npm run chaos,
     // etcd-loss); state should flow again within about a second.
     faultHandling: {
-      // every call: etcd3's default (3 attempts on recoverable errors) plus the auth-revision race, with a short backoff
-      global: retry(handleWhen(isRetriableEtcdError), { maxAttempts: 5, backoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }) }),
+      // every call: etcd3's default (3 attempts on recoverable errors), inside up to 20 attempts for the
+      // auth-revision race (an operator issuing many nodes' credentials bumps the revision every few ms)
+      global: wrap(
+        retry(handleWhen(isAuthRevisionRace), { maxAttempts: 20, backoff: new ExponentialBackoff({ initialDelay: 20, maxDelay: 500 }) }),
+        retry(handleWhen(isRecoverableError), { maxAttempts: 3 }),
+      ),
       host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
       // etcd3 calls next() on it first (it takes the factory its own default is)
       watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 1000 }) as unknown as IBackoff<unknown>,

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enableCluster } from '../../src/controlplane/clustermesh.js';
 import { stateKey } from '../../src/controlplane/keys.js';
-import { connectEtcd, isRetriableEtcdError } from '../../src/controlplane/kvstore.js';
+import { connectEtcd, isAuthRevisionRace } from '../../src/controlplane/kvstore.js';
 import { createClusterPKI, pkiFiles } from '../../src/controlplane/pki.js';
 import { issueNodeCredentials } from '../../src/controlplane/rbac.js';
 import { startEtcd, type EtcdProcess } from '../../src/testbed/etcd.js';
@@ -38,9 +38,9 @@ describe.skipIf(!enabled)('etcd auth-revision races', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('classifies the refusal as retriable, and nothing else of its kind', () => {
-    expect(isRetriableEtcdError(new Error('3 INVALID_ARGUMENT: etcdserver: revision of auth store is old'))).toBe(true);
-    expect(isRetriableEtcdError(new Error('etcdserver: permission denied'))).toBe(false);
+  it('classifies the refusal as the race, and nothing else of its kind', () => {
+    expect(isAuthRevisionRace(new Error('3 INVALID_ARGUMENT: etcdserver: revision of auth store is old'))).toBe(true);
+    expect(isAuthRevisionRace(new Error('etcdserver: permission denied'))).toBe(false);
   });
 
   it("a node's writes all succeed while the operator issues other nodes' credentials", async () => {
