@@ -21,6 +21,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
+import { z } from 'zod';
 import { dirname } from 'node:path';
 import type { Etcd3, Lease } from 'etcd3';
 import {
@@ -104,6 +105,9 @@ interface PeerState {
   /** Pod CIDRs of other clusters reached through this (hub) node. */
   relayed: string[];
 }
+
+/** The part of `ip -j addr show` read here (iproute2's JSON), decoded rather than cast. */
+const ipAddrAnswer = z.array(z.object({ ifname: z.string(), addr_info: z.array(z.object({ local: z.string().optional() }).passthrough()).optional() }).passthrough());
 
 export class Agent extends EventEmitter {
   dev!: WireGuardDevice;
@@ -1022,7 +1026,7 @@ export class Agent extends EventEmitter {
   /** Interfaces holding the node's (underlay) addresses: where traffic from outside the mesh arrives. */
   private underlayDevices(): string[] {
     try {
-      const links = JSON.parse(execFileSync('ip', ['-j', 'addr', 'show'], { encoding: 'utf8' })) as Array<{ ifname: string; addr_info?: Array<{ local?: string }> }>;
+      const links = ipAddrAnswer.parse(JSON.parse(execFileSync('ip', ['-j', 'addr', 'show'], { encoding: 'utf8' })));
       const mine = new Set(this.cfg.node.addresses.map((a) => formatIP(parseIP(a)!)));
       return [...new Set(links.filter((l) => l.ifname !== this.dev.tunName && l.ifname !== 'lo' && (l.addr_info ?? []).some((a) => a.local && parseIP(a.local) && mine.has(formatIP(parseIP(a.local)!)))).map((l) => l.ifname))];
     } catch (err) {
