@@ -16,6 +16,7 @@
  * to survive a crash that lost state.json, every process inside and every
  * namespace named wmtb-<name>-*.
  */
+import { z } from 'zod';
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -382,13 +383,16 @@ export async function testbedDown(file: string, progress: (msg: string) => void 
   await teardown(topo.name, progress);
 }
 
+/** What teardown reads of a state file that may be torn or stale: the processes to stop. */
+const statePids = z.object({ processes: z.array(z.object({ pid: z.number().int().positive() }).passthrough()) }).passthrough();
+
 async function teardown(name: string, progress: (msg: string) => void): Promise<void> {
   const dir = stateDir(name);
   const stFile = join(dir, 'state.json');
   const pids = new Set<number>();
   if (existsSync(stFile)) {
     try {
-      for (const p of (JSON.parse(readFileSync(stFile, 'utf8')) as TestbedState).processes) pids.add(p.pid);
+      for (const p of statePids.parse(JSON.parse(readFileSync(stFile, 'utf8'))).processes) pids.add(p.pid);
     } catch {
       /* a torn state file: the namespace scan below still finds everything */
     }
