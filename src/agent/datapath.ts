@@ -312,11 +312,13 @@ export class PolicyDatapath extends EventEmitter {
         this.ipcache.delete(text, `cidr:${text}`);
         this.universe.cidrs.delete(text);
       }
-    for (const ep of this.localEps.values()) {
-      const pol = compileEndpoint(ep.labels, this.rules, this.universe, (r) => this.ruleNumber(r), ep.ports);
-      this.compiled.set(ep.key, pol);
-      this.dev.setEndpointPolicy(ep.id, ep.identity, encodeEntries(pol.ingress), encodeEntries(pol.egress));
-    }
+    this.universe.withRuleMemo(() => {
+      for (const ep of this.localEps.values()) {
+        const pol = compileEndpoint(ep.labels, this.rules, this.universe, (r) => this.ruleNumber(r), ep.ports);
+        this.compiled.set(ep.key, pol);
+        this.dev.setEndpointPolicy(ep.id, ep.identity, encodeEntries(pol.ingress), encodeEntries(pol.egress));
+      }
+    });
     this.endpointText.clear(); // CIDR identities may have changed
     this.lastCompileMs = performance.now() - t0;
     this.emit('compiled');

@@ -57,6 +57,23 @@ export class IdentityUniverse {
   /** Endpoint addresses by the caller's key (the endpoint record's etcd key). */
   private readonly facts = new Map<string, EndpointFacts>();
   private byIdentity: Map<number, EndpointFacts[]> | undefined;
+  /** Inside withRuleMemo: each rule's identities, computed once for all endpoints of one compile. */
+  ruleIdsMemo: Map<Rule, Set<number>> | undefined;
+
+  /**
+   * Runs `fn` (one compile of every local endpoint) with ruleIdentities
+   * computed once per rule instead of once per rule and endpoint: selector
+   * matching over every identity is most of a compile. The universe must not
+   * change inside `fn`; outside it nothing is cached.
+   */
+  withRuleMemo<T>(fn: () => T): T {
+    this.ruleIdsMemo = new Map();
+    try {
+      return fn();
+    } finally {
+      this.ruleIdsMemo = undefined;
+    }
+  }
 
   constructor(readonly localCluster: string) {
     for (const [name, id] of Object.entries(RESERVED)) this.identities.set(id, { [`reserved:${name}`]: '' });
@@ -153,7 +170,9 @@ const within = (p: Prefix, a: Buffer): boolean => prefixContains({ addr: maskPre
  * plus, for NetworkPolicy ipBlocks, each endpoint identity all of whose
  * addresses some ipBlock of the rule admits (cidr, not an except).
  */
-export function ruleIdentities(r: Rule, u: IdentityUniverse): Set<number> {
+export function ruleIdentities(r: Rule, u: IdentityUniverse): ReadonlySet<number> {
+  const memo = u.ruleIdsMemo?.get(r);
+  if (memo) return memo;
   const ids = new Set<number>();
   for (const p of r.peers) for (const id of peerIdentities(p, u)) ids.add(id);
   const blocks = r.peers.filter((p): p is Extract<PeerSpec, { kind: 'cidr' }> => p.kind === 'cidr' && p.endpoints === true);
@@ -166,6 +185,7 @@ export function ruleIdentities(r: Rule, u: IdentityUniverse): Set<number> {
         })
       )
         ids.add(id);
+  u.ruleIdsMemo?.set(r, ids);
   return ids;
 }
 
