@@ -22,6 +22,7 @@
 import { createSocket } from 'node:dgram';
 import { connect, createServer } from 'node:net';
 import { createInterface } from 'node:readline';
+import { z } from 'zod';
 
 export interface RequestResult {
   at: number;
@@ -114,11 +115,24 @@ async function serveBoth(name: string, ports: number[]): Promise<void> {
   }
 }
 
+/** One line of the netpol prober's stdin: a batch of targets to probe at once. */
+const probeBatch = z.object({
+  id: z.number(),
+  timeoutMs: z.number().int().positive(),
+  targets: z.array(z.object({ host: z.string(), port: z.number().int().min(1).max(65535), proto: z.enum(['TCP', 'UDP']) })),
+});
+
 function netpol(name: string, ports: number[]): void {
   void serveBoth(name, ports).then(() => {
     process.stderr.write('listening\n');
     createInterface({ input: process.stdin }).on('line', (line) => {
-      const batch = JSON.parse(line) as { id: number; timeoutMs: number; targets: ProbeTarget[] };
+      let batch: z.infer<typeof probeBatch>;
+      try {
+        batch = probeBatch.parse(JSON.parse(line));
+      } catch (err) {
+        process.stderr.write(`bad batch: ${(err as Error).message.slice(0, 200)}\n`);
+        return;
+      }
       void Promise.all(batch.targets.map((t) => (t.proto === 'UDP' ? udpRequest : request)(t.host, t.port, batch.timeoutMs))).then((results) =>
         process.stdout.write(JSON.stringify({ id: batch.id, results }) + '\n'),
       );

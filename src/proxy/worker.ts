@@ -14,6 +14,7 @@
  * control channel closes. Config: { address, port, workers, parentPid }.
  */
 import { Socket } from 'node:net';
+import { z } from 'zod';
 import { native, L7_RECORD_SIZE } from '../native/binding.js';
 import { parseIP } from '../net/ip.js';
 import { FrameReader, jsonFrame, recordsFrame } from './frames.js';
@@ -24,14 +25,15 @@ const FIRST_LOOKUP_FD = 4;
 /** Bytes queued for the agent above which records stay in the native queue. */
 const MAX_UNSENT = 32 << 20;
 
-interface WorkerConfig {
-  address: string;
-  port: number;
-  workers: number;
-  parentPid: number;
-  /** The uid and gid to run as once listening (the agent passes PROXY_UID when it runs as root). */
-  uid?: number;
-}
+/** The agent's config argument; `uid`: the uid and gid to run as once listening (PROXY_UID when the agent is root). */
+const workerConfig = z.object({
+  address: z.string(),
+  port: z.number().int().min(1).max(65535),
+  workers: z.number().int().min(1).max(64),
+  parentPid: z.number().int().positive(),
+  uid: z.number().int().positive().optional(),
+});
+type WorkerConfig = z.infer<typeof workerConfig>;
 
 function fail(msg: string): never {
   process.stderr.write(`wiremesh proxy: ${msg}\n`);
@@ -62,7 +64,7 @@ function main(): void {
   native.setParentDeathSignal(9); // SIGKILL
   let cfg: WorkerConfig;
   try {
-    cfg = JSON.parse(process.argv[2] ?? '') as WorkerConfig;
+    cfg = workerConfig.parse(JSON.parse(process.argv[2] ?? ''));
   } catch {
     fail('usage: worker.js <config JSON> (spawned by the agent)');
   }
