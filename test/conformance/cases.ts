@@ -37,6 +37,8 @@ export interface Case {
   source: 'upstream' | 'api';
   needs?: Feature[];
   steps: Step[];
+  /** How long cells may take to agree with the model (default: 3 s after a policy change, else 8 s). */
+  settleMs?: number;
 }
 
 export interface CaseContext {
