@@ -207,7 +207,16 @@ manifests:
     const nodes = list('c2', 'wiremesh/state/nodes/v1/c2/');
     const n1 = nodes.find((x) => x.key.endsWith('/n1'))!;
     c2n1 = { key: n1.key, value: JSON.parse(n1.value) as Record<string, unknown> };
-    baseline = await matrix();
+    // The expectation from the policy alone (Cilium's default-local-cluster: only c1's app=web reaches c1/api1;
+    // nothing else is selected). Wait for the mesh to converge to it before the baseline is judged: right after the
+    // testbed came up one CI run saw a c3 pair not reachable yet, then reachable in the final matrix.
+    const expected = (k: string): boolean => !k.endsWith('>api1') || k === 'web1>api1';
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      baseline = await matrix();
+      if ([...baseline].every(([k, v]) => v === expected(k)) || Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
     traceBefore = trace('c2/shop/web2', 'c1/shop/api1');
   }, 300_000);
 
