@@ -9,9 +9,8 @@
  * - Leases with TTLs on an injectable clock: nothing expires by itself; a test
  *   moves its clock and calls expire(), so expiry happens where the test says.
  *   A lease's end deletes its keys in one revision.
- * - Watches replay history from a revision; a revision older than the last
- *   compaction is refused as etcd refuses it ("required revision has been
- *   compacted"). Events reach the handlers synchronously, in revision order,
+ * - Watches replay history from a revision; a watch from a revision older
+ *   than the last compaction breaks at once, as etcd cancels it. Events reach the handlers synchronously, in revision order,
  *   before the write's promise resolves (a handler that writes is queued
  *   behind the delivery in progress, never nested).
  * - A client-side outage: disconnect() makes list and watch fail and holds
@@ -44,6 +43,8 @@ export type MemOp = { put: string; value: string; lease?: string } | { delete: s
 export const COMPACTED = 'etcdserver: mvcc: required revision has been compacted';
 export const FUTURE_REVISION = 'etcdserver: mvcc: required revision is a future revision';
 export const LEASE_NOT_FOUND = 'etcdserver: requested lease not found';
+/** How etcd3 reports a watch etcd cancelled (it leaves out the reason). */
+export const WATCH_COMPACTED = `Watcher canceled: ${COMPACTED}`;
 
 interface Event {
   type: 'put' | 'delete';
@@ -100,14 +101,18 @@ export class MemKV implements KVStore {
   }
 
   /**
-   * Follows prefix from fromRevision ("0": from the next write). Rejects with
-   * COMPACTED when that revision's history is gone, like etcd3's create().
+   * Follows prefix from fromRevision ("0": from the next write). When that
+   * revision's history is gone the watch breaks at once (broken(), no event),
+   * as etcd cancels it: the caller relists.
    */
   async watch(prefix: string, fromRevision: string, h: WatchHandlers): Promise<{ cancel(): Promise<void> }> {
     this.reachable();
     const from = Number(fromRevision);
-    if (from !== 0 && from < this.compactedAt) throw new Error(COMPACTED);
     const w: Watch = { prefix, next: from === 0 ? this.rev + 1 : from, h };
+    if (w.next < this.compactedAt) {
+      queueMicrotask(() => h.broken(new Error(WATCH_COMPACTED)));
+      return { cancel: async () => undefined };
+    }
     this.watches.add(w);
     this.pump();
     return { cancel: async () => void this.watches.delete(w) };
@@ -154,7 +159,7 @@ export class MemKV implements KVStore {
     return { succeeded, revision: this.rev };
   }
 
-  /** Compacts history before revision rev: a watch from an older revision is refused (COMPACTED). */
+  /** Compacts history before revision rev: a watch from an older revision breaks. */
   compact(rev: number): void {
     if (rev > this.rev) throw new Error(FUTURE_REVISION);
     if (rev <= this.compactedAt) throw new Error(COMPACTED);
@@ -204,14 +209,14 @@ export class MemKV implements KVStore {
     for (const w of this.watches) w.h.connected?.(false);
   }
 
-  /** Back: each watch replays what it missed, or breaks with COMPACTED if that history is gone. */
+  /** Back: each watch replays what it missed, or breaks (WATCH_COMPACTED) if that history is gone. */
   reconnect(): void {
     if (!this.down) return;
     this.down = undefined;
     for (const w of [...this.watches]) {
       if (w.next < this.compactedAt) {
         this.watches.delete(w);
-        w.h.broken(new Error(COMPACTED));
+        w.h.broken(new Error(WATCH_COMPACTED));
       } else w.h.connected?.(true);
     }
     this.pump();
