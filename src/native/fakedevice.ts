@@ -9,6 +9,7 @@
  * simple models of it over that state; the rest of the engine (policyCheck,
  * serviceNat) answers what the test sets.
  *
+ * Like the addon, calls naming a peer that does not exist are ignored.
  * Consumers take narrow Pick<NativeDevice, ...> views; this implements all of it.
  */
 import { formatIP, parseIP, parsePrefix, prefixContains } from '../net/ip.js';
@@ -152,7 +153,7 @@ export class FakeDevice implements NativeDevice {
     this.flowsLost += lost;
   }
 
-  /** The peer, which must exist. */
+  /** The peer, which must exist (a test's accessor; the device's own methods ignore unknown peers, as the addon does). */
   peer(id: number): FakePeer {
     const p = this.peers.get(id);
     if (!p) throw new Error(`FakeDevice: no peer ${id}`);
@@ -196,11 +197,16 @@ export class FakeDevice implements NativeDevice {
   }
 
   setEndpoint(id: number, host: string | null, port?: number): void {
-    this.peer(id).endpoint = host === null ? null : { host, port: port ?? 0 };
+    const p = this.peers.get(id);
+    if (p) p.endpoint = host === null ? null : { host, port: port ?? 0 };
   }
 
+  /** As the native trie: a prefix belongs to one peer, so another peer that had it loses it. */
   setAllowedIPs(id: number, prefixes: Array<[Buffer, number]>): void {
-    this.peer(id).allowedIPs = prefixes.map(([addr, cidr]) => `${formatIP(addr)}/${cidr}`);
+    const p = this.peers.get(id);
+    if (!p) return;
+    p.allowedIPs = prefixes.map(([addr, cidr]) => `${formatIP(addr)}/${cidr}`);
+    for (const other of this.peers.values()) if (other !== p) other.allowedIPs = other.allowedIPs.filter((x) => !p.allowedIPs.includes(x));
   }
 
   installKeypair(id: number, localIndex: number, remoteIndex: number, sendKey: Buffer, recvKey: Buffer, initiator: boolean): boolean {
@@ -220,11 +226,12 @@ export class FakeDevice implements NativeDevice {
   }
 
   sendKeepalive(id: number): void {
-    this.peer(id).keepalives++;
+    const p = this.peers.get(id);
+    if (p) p.keepalives++;
   }
 
   flushStaged(id: number, keepaliveIfEmpty: boolean): void {
-    this.peer(id).flushes.push(keepaliveIfEmpty);
+    this.peers.get(id)?.flushes.push(keepaliveIfEmpty);
   }
 
   refreshMtu(): number {
@@ -254,7 +261,8 @@ export class FakeDevice implements NativeDevice {
   }
 
   setPeerIdentity(id: number, tagged: boolean, defaultIdentity: number, clusters: number[]): void {
-    this.peer(id).identity = { tagged, defaultIdentity, clusters: [...clusters] };
+    const p = this.peers.get(id);
+    if (p) p.identity = { tagged, defaultIdentity, clusters: [...clusters] };
   }
 
   ipcacheUpdate(upserts: Buffer, removes: Buffer): void {
