@@ -109,27 +109,16 @@ describe('ipcache owners', () => {
   });
 });
 
-// The same, through PolicyDatapath (the agent's side) with a device that only records ipcache writes.
+// The same, through PolicyDatapath (the agent's side) on the fake device (src/native/fakedevice.ts).
 describe('PolicyDatapath ipcache sources', () => {
   async function setup() {
     const { PolicyDatapath } = await import('../../src/agent/datapath.js');
-    const native = new Map<string, { identity: number; endpoint: number }>();
-    const dev = {
-      enablePolicy: () => undefined,
-      setHostFirewall: () => undefined,
-      setConntrackLimits: () => undefined,
-      setEndpointPolicy: () => undefined,
-      removeEndpoint: () => undefined,
-      ipcacheUpdate: (ups: Buffer, dels: Buffer) => {
-        const key = (row: Buffer) => `${[...row.subarray(12, 12 + row[0]!)].join('.')}/${row[1]}`;
-        for (let o = 0; o < dels.length; o += 28) native.delete(key(dels.subarray(o, o + 28)));
-        for (let o = 0; o < ups.length; o += 28) native.set(key(ups.subarray(o, o + 28)), { identity: ups.readUInt32LE(o + 4), endpoint: ups.readUInt32LE(o + 8) });
-      },
-    };
+    const { FakeDevice } = await import('../../src/native/fakedevice.js');
+    const dev = new FakeDevice();
     const log = { info: () => undefined, warn: () => undefined, debug: () => undefined, error: () => undefined };
-    const dp = new PolicyDatapath(dev as never, 'c1', 'n1', { defaultLocalCluster: true }, log as never);
+    const dp = new PolicyDatapath(dev, 'c1', 'n1', { defaultLocalCluster: true }, log as never);
     const settle = () => new Promise((r) => setImmediate(r));
-    return { dp, native, settle };
+    return { dp, native: dev.ipcache, settle };
   }
   const rec = (ip: string, node: string, identity: number) => ({ ip, cluster: 'c1', node, namespace: 'y', name: 'b', labels: { pod: 'b' }, identity });
 
