@@ -80,7 +80,7 @@ import { PolicyDatapath } from './datapath.js';
 import { SpoofWatch } from './spoofwatch.js';
 import { ServiceDatapath } from '../services/datapath.js';
 import { answer, DnsServer } from '../services/dns.js';
-import { clusterCounts } from '../cli/services.js';
+import { clusterCounts } from '../services/counts.js';
 import { IngressGateway } from '../gateway/gateway.js';
 import { L7Proxy } from '../proxy/proxy.js';
 import { AgentMetrics, type MetricsSnapshot } from './metrics.js';
