@@ -8,7 +8,7 @@
  *
  * With policy enabled (the default) the agent also allocates its endpoints'
  * security identities in etcd and drives the native policy engine through
- * PolicyDatapath (datapath.ts): ipcache, policy maps, peers' tag settings.
+ * PolicyDatapath (src/policy/datapath.ts): ipcache, policy maps, peers' tag settings.
  *
  * Services (src/services) ride on the same native engine: ServiceDatapath
  * programs the Maglev load balancer from service records, endpoints and
@@ -76,7 +76,7 @@ import { IdentityAllocator } from '../identity/allocator.js';
 import { endpointIdentityLabels, type Labels } from '../identity/identity.js';
 import type { ContainerPort } from '../policy/ports.js';
 import type { AgentConfig } from './config.js';
-import { PolicyDatapath } from './datapath.js';
+import { PolicyDatapath } from '../policy/datapath.js';
 import { SpoofWatch } from './spoofwatch.js';
 import { ServiceDatapath } from '../services/datapath.js';
 import { answer, DnsServer } from '../services/dns.js';
