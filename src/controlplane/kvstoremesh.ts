@@ -31,7 +31,8 @@ import {
   syncedKey,
   type StateType,
 } from './keys.js';
-import { connectEtcd, decoded, EtcdStore, ListWatcher } from './kvstore.js';
+import { connectEtcd, decoded, EtcdStore, ListWatcher, type KVStore } from './kvstore.js';
+import { BatchedWriter, etcdMirrorTarget, type MirrorTarget } from './mirrorwriter.js';
 import { IdentityCollector } from '../identity/allocator.js';
 import {
   clusterConfigCodec,
@@ -86,67 +87,24 @@ export interface Budget {
 /** 16 clusters x 1000 nodes x 10 endpoints fit one remote many times over; 1 MiB per 4 records on average. */
 export const DEFAULT_BUDGET: Budget = { maxRecords: 250_000, maxBytes: 256 << 20 };
 
-/**
- * Local writes of one remote's mirror. Writes to the same key coalesce (only
- * the last value matters for a mirror) and go to etcd in transactions of up to
- * 128 operations (etcd's limit): one fsync per batch instead of one per key, which is what
- * lets a cluster take in 15 remotes x 11,000 records in seconds.
- */
-/** etcd's default --max-txn-ops. */
-const MAX_TXN_OPS = 128;
+/** Opens a remote's store (connectRemote: its etcd; unit tests: an in-memory store). */
+export type RemoteConnector = (spec: RemoteSpec) => { store: KVStore; close(): void };
 
-class BatchedWriter {
-  private pending = new Map<string, string | null>(); // null: delete
-  private running: Promise<void> | null = null;
-  private waiters: Array<() => void> = [];
-
-  constructor(private readonly etcd: Etcd3, private readonly log: Logger, private readonly remote: string) {}
-
-  put(key: string, value: string): void {
-    this.pending.set(key, value);
-    this.kick();
-  }
-
-  delete(key: string): void {
-    this.pending.set(key, null);
-    this.kick();
-  }
-
-  /** Resolves once everything queued so far is written. */
-  flushed(): Promise<void> {
-    if (!this.running && this.pending.size === 0) return Promise.resolve();
-    return new Promise((r) => this.waiters.push(r));
-  }
-
-  private kick(): void {
-    if (this.running) return;
-    this.running = (async () => {
-      while (this.pending.size > 0) {
-        const batch = [...this.pending.entries()].slice(0, MAX_TXN_OPS);
-        for (const [k] of batch) this.pending.delete(k);
-        const ops = batch.map(([k, v]) => (v === null ? this.etcd.delete().key(k) : this.etcd.put(k).value(v)));
-        try {
-          await this.etcd.if(batch[0]![0], 'Version', '>', -1).then(...ops).commit();
-        } catch (err) {
-          this.log.error({ remote: this.remote, err: (err as Error).message, keys: batch.length }, 'local write failed, retrying');
-          for (const [k, v] of batch) if (!this.pending.has(k)) this.pending.set(k, v);
-          await new Promise((r) => setTimeout(r, 500));
-        }
-      }
-      this.running = null;
-      for (const w of this.waiters.splice(0)) w();
-    })();
-  }
-}
+export const connectRemote: RemoteConnector = (spec) => {
+  const client = connectEtcd({ ...spec, dialTimeoutMs: 3000 });
+  return { store: new EtcdStore(client), close: () => client.close() };
+};
 
 /**
  * One remote's mirror. Every record is decoded and its claims checked against
  * what this cluster pinned about the remote (records/trust.ts) before it is
  * copied; a refused record is reported and the cache keeps the key's previous
  * good value. The remote's records and bytes are held to its budget.
+ * (Exported for its unit test; KVStoreMesh runs one per remote.)
  */
-class RemoteReplication {
-  private client: Etcd3;
+export class RemoteReplication {
+  /** The remote's store. */
+  private readonly source: ReturnType<RemoteConnector>;
   private readonly watchers: ListWatcher[] = [];
   private readonly writer: BatchedWriter;
   readonly synced: Record<string, boolean> = {};
@@ -160,12 +118,13 @@ class RemoteReplication {
     readonly spec: RemoteSpec,
     readonly pinned: PinnedCluster,
     private readonly trust: Trust,
-    private readonly local: Etcd3,
+    private readonly local: MirrorTarget,
     private readonly log: Logger,
     private readonly rejections: Rejections,
     private readonly budget: Budget,
+    connect: RemoteConnector = connectRemote,
   ) {
-    this.client = connectEtcd({ ...spec, dialTimeoutMs: 3000 });
+    this.source = connect(spec);
     this.writer = new BatchedWriter(local, log, spec.name);
   }
 
@@ -207,9 +166,9 @@ class RemoteReplication {
 
   async start(): Promise<void> {
     const remote = this.spec.name;
-    const store = new EtcdStore(this.client);
+    const store = this.source.store;
     for (const type of REPLICATED_TYPES) {
-      const stale = new Set((await this.local.getAll().prefix(cachePrefix(type, remote)).keys()).map(String));
+      const stale = new Set(await this.local.keys(cachePrefix(type, remote)));
       this.synced[type] = false;
       this.counts[type] = 0;
       const srcPrefix = statePrefix(type, remote);
@@ -247,7 +206,7 @@ class RemoteReplication {
             for (const k of stale) this.writer.delete(k);
             stale.clear();
             // the marker goes out only after every record of the first list is written
-            void this.writer.flushed().then(() => this.local.put(syncedKey(remote, type)).value(JSON.stringify({ at: new Date().toISOString() })).exec());
+            void this.writer.flushed().then(() => this.local.write([[syncedKey(remote, type), JSON.stringify({ at: new Date().toISOString() })]]));
             this.synced[type] = true;
             this.log.info({ remote, type }, 'initial sync complete');
           },
@@ -280,19 +239,19 @@ class RemoteReplication {
   /** Stops replicating; with purge, also deletes the cache and the sync markers. */
   async stop(purge: boolean): Promise<void> {
     await Promise.all(this.watchers.map((w) => w.stop()));
-    this.client.close();
+    this.source.close();
     await this.writer.flushed();
     if (purge) await purgeRemote(this.local, this.spec.name);
   }
 }
 
 /** Deletes a remote's cache, sync markers and status from the local etcd. */
-async function purgeRemote(local: Etcd3, remote: string): Promise<void> {
+async function purgeRemote(local: MirrorTarget, remote: string): Promise<void> {
   for (const type of REPLICATED_TYPES) {
-    await local.delete().key(syncedKey(remote, type));
-    await local.delete().prefix(cachePrefix(type, remote));
+    await local.write([[syncedKey(remote, type), null]]);
+    await local.deletePrefix(cachePrefix(type, remote));
   }
-  await local.delete().key(remoteStatusKey(remote));
+  await local.write([[remoteStatusKey(remote), null]]);
 }
 
 /**
@@ -309,6 +268,8 @@ export class KVStoreMesh {
   private lease: Lease | undefined;
   private gcTimer: NodeJS.Timeout | undefined;
   private readonly collector: IdentityCollector;
+  /** Where the remotes' mirrors write: the local etcd. */
+  private readonly mirror: MirrorTarget;
   readonly rejections: Rejections;
   private trust: Trust | undefined;
   /** Serialises remote starts and stops (watch events may arrive back to back). */
@@ -322,6 +283,7 @@ export class KVStoreMesh {
     private readonly identityGcMs = 60_000,
     private readonly budget: Budget = DEFAULT_BUDGET,
   ) {
+    this.mirror = etcdMirrorTarget(local);
     this.collector = new IdentityCollector(local, cluster, log);
     this.rejections = new Rejections(log);
   }
@@ -393,10 +355,10 @@ export class KVStoreMesh {
     const refused = this.trust.pin(pin);
     if (refused) {
       this.rejections.add(new RecordError('pinned-cluster', pinnedKey(name), 'conflict', refused), name);
-      await purgeRemote(this.local, name); // what it sent under an earlier pin may not stay either
+      await purgeRemote(this.mirror, name); // what it sent under an earlier pin may not stay either
       return;
     }
-    const r = new RemoteReplication(spec, pin, this.trust, this.local, this.log, this.rejections, this.budget);
+    const r = new RemoteReplication(spec, pin, this.trust, this.mirror, this.log, this.rejections, this.budget);
     this.remotes.set(name, r);
     this.log.info({ remote: name, endpoints: spec.endpoints, id: pin.id }, 'replicating remote cluster');
     await r.start().catch((err) => this.log.error({ remote: name, err: (err as Error).message }, 'replication start failed'));

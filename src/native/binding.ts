@@ -14,10 +14,8 @@ export interface NativeEvent {
   port?: number;
 }
 
-export const EVENT_HANDSHAKE_MESSAGE = 1;
-export const EVENT_HANDSHAKE_NEEDED = 2;
-export const EVENT_TUN_CLOSED = 3;
-export const EVENT_KEYPAIR_CONFIRMED = 4;
+// in their own module so that fakes (src/native/fakedevice.ts) use them without loading the addon
+export { EVENT_HANDSHAKE_MESSAGE, EVENT_HANDSHAKE_NEEDED, EVENT_KEYPAIR_CONFIRMED, EVENT_TUN_CLOSED } from './events.js';
 
 export interface NativePeerStats {
   id: number;

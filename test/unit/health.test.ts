@@ -3,17 +3,15 @@
 // our own event loop (no probes sent) is not taken for a dead node.
 import { describe, expect, it } from 'vitest';
 import { DEAD_AFTER_MS, NodeHealth } from '../../src/services/health.js';
-import type { NativePeerStats } from '../../src/native/binding.js';
+import { FakeDevice } from '../../src/native/fakedevice.js';
 
 function fake() {
   let now = 1_000_000;
-  const lastReply = new Map<number, number>();
   const answering = new Set<number>([1]);
-  const dev = {
-    probe: (ids: number[]) => {
-      for (const id of ids) if (answering.has(id)) lastReply.set(id, now); // answered at once
-    },
-    peerStats: () => [...[1, 2]].map((id) => ({ id, lastProbeReplyMs: lastReply.get(id) ?? 0, probeRttUs: 300 }) as unknown as NativePeerStats),
+  const dev = new FakeDevice({ now: () => now });
+  for (const id of [1, 2]) dev.upsertPeer(id);
+  dev.onProbe = (ids) => {
+    for (const id of ids) if (answering.has(id)) dev.answerProbe(id, 300); // answered at once
   };
   let changes = 0;
   const h = new NodeHealth(dev, () => now, () => changes++);

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { NativeDevice, NativeProxyLookup } from '../../src/native/binding.js';
+import type { NativeProxyLookup } from '../../src/native/binding.js';
+import { FakeDevice } from '../../src/native/fakedevice.js';
 import { ROOT } from '../../src/testbed/netns.js';
 import { L7Proxy, type L7Policy } from '../../src/proxy/proxy.js';
 
@@ -27,7 +28,7 @@ function setup(mode: string) {
   };
   // lookup channels: the stand-in never asks, so any fd serves
   const lookup: NativeProxyLookup = { pair: () => openSync('/dev/null', 'r'), stats: () => ({ answered: 0, notFound: 0, malformed: 0, channels: 0 }), close: () => undefined };
-  const dev = { setProxy: () => undefined } as unknown as NativeDevice;
+  const dev = new FakeDevice();
   const proxy = new L7Proxy(dev, '100.64.0.1', 15001, policy, log, 1, { backoff: { initialMs: 20, maxMs: 80, resetAfterMs: 60_000 }, workerPath: FAKE, lookup: () => lookup });
   running.push(proxy);
   return { proxy, logs, asked };

@@ -1,0 +1,369 @@
+/**
+ * An in-memory NativeDevice for unit tests without root, a TUN or the addon
+ * (as wireguard-go ships tun/tuntest and conn/bindtest). Everything the
+ * control plane hands the device is kept, decoded from its rows, in readable
+ * state (peers, allowed IPs, endpoints, keypairs, ipcache, endpoint policies,
+ * services); the test plays the data path: it injects events (handshake
+ * messages, keypair confirmations), answers probes, queues flow records.
+ * Lookups the native engine answers (ipcacheLookup, servicePick) are
+ * simple models of it over that state; the rest of the engine (policyCheck,
+ * serviceNat) answers what the test sets.
+ *
+ * Consumers take narrow Pick<NativeDevice, ...> views; this implements all of it.
+ */
+import { formatIP, parseIP, parsePrefix, prefixContains } from '../net/ip.js';
+import type { PolicyEntry } from '../policy/compile.js';
+import type { NativeDevice, NativeDeviceOptions, NativeEvent, NativePeerStats } from './binding.js';
+import { EVENT_HANDSHAKE_MESSAGE, EVENT_HANDSHAKE_NEEDED, EVENT_KEYPAIR_CONFIRMED, EVENT_TUN_CLOSED } from './events.js';
+
+export interface FakeKeypair {
+  localIndex: number;
+  remoteIndex: number;
+  sendKey: Buffer;
+  recvKey: Buffer;
+  initiator: boolean;
+}
+
+export interface FakePeer {
+  id: number;
+  endpoint: { host: string; port: number } | null;
+  /** "address/length", in the order given. */
+  allowedIPs: string[];
+  /** Installed since the last clearKeypairs, oldest first. */
+  keypairs: FakeKeypair[];
+  keepalives: number;
+  /** flushStaged calls (keepaliveIfEmpty of each). */
+  flushes: boolean[];
+  /** setPeerIdentity (mesh mode), if called. */
+  identity?: { tagged: boolean; defaultIdentity: number; clusters: number[] };
+  /** What peerStats reports beyond id, host and port (a test may set any field). */
+  stats: Omit<NativePeerStats, 'id' | 'host' | 'port'>;
+}
+
+export interface FakeIpcacheEntry {
+  identity: number;
+  endpoint: number;
+}
+
+export interface FakeService {
+  m: number;
+  /** "address:port/protocol number". */
+  frontends: string[];
+  backends: Array<{ address: string; port: number; weight: number }>;
+}
+
+export interface FakeDeviceOptions extends NativeDeviceOptions {
+  gso?: boolean;
+  /** The device's monotonic clock in ms (probe answers are stamped with it). */
+  now?: () => number;
+}
+
+const zeroStats = (): FakePeer['stats'] => ({
+  rxBytes: 0, txBytes: 0, rxPackets: 0, txPackets: 0, lastDataSentMs: 0, lastDataRecvMs: 0, lastAuthSentMs: 0, lastAuthRecvMs: 0,
+  sentUnansweredMs: 0, recvUnansweredMs: 0, hasCurrent: false, currentInitiator: false, currentAgeMs: 0, hasNext: false,
+  lastProbeReplyMs: 0, probeRttUs: 0, probesSent: 0, probeReplies: 0,
+});
+
+/** The text of a row's address (4 or 16 bytes from `at`). */
+function addrText(row: Buffer, at: number, len: number): string {
+  return formatIP(row.subarray(at, at + (len === 4 ? 4 : 16)));
+}
+
+export class FakeDevice implements NativeDevice {
+  readonly tunName: string;
+  port: number;
+  readonly gso: boolean;
+  readonly now: () => number;
+  started = false;
+  closed = false;
+  mtu: number;
+  fwmark = 0;
+  publicKey: Buffer | null = null;
+  readonly peers = new Map<number, FakePeer>();
+  /** Handshake messages the device was asked to send, in order. */
+  readonly handshakesSent: Array<{ host: string; port: number; msg: Buffer }> = [];
+  /** probe() calls, in order. */
+  readonly probes: number[][] = [];
+  /** Called on each probe(); a test answers with answerProbe (or lets probes go unanswered). */
+  onProbe: ((peerIds: number[]) => void) | undefined;
+  readonly counterValues: Record<string, number> = {};
+  // ---- mesh mode
+  policyEnabled = false;
+  hostFirewall: boolean | undefined;
+  conntrackLimits: { maxEntries: number; perEndpoint: number; natPerEndpoint?: number } | undefined;
+  /** Keyed by "address/length". */
+  readonly ipcache = new Map<string, FakeIpcacheEntry>();
+  /** setEndpointPolicy by endpoint id; null maps are "not enforced". */
+  readonly policies = new Map<number, { identity: number; ingress: PolicyEntry[] | null; egress: PolicyEntry[] | null }>();
+  readonly services = new Map<number, FakeService>();
+  proxy: { address: string; port: number } | undefined;
+  /** What policyCheck and serviceNat answer. */
+  verdict: ReturnType<NativeDevice['policyCheck']> = 'forward';
+  natResult: ReturnType<NativeDevice['serviceNat']> = 'none';
+  /** What proxyOriginal answers, by "client:port". */
+  readonly proxyFlows = new Map<string, { address: Buffer; port: number; identity: number }>();
+  private onEvents: ((events: NativeEvent[]) => void) | undefined;
+  private flows: Buffer[] = [];
+  private flowsLost = 0;
+
+  constructor(opts: FakeDeviceOptions = {}) {
+    this.tunName = opts.tunName ?? 'fake0';
+    this.port = opts.port || 51820;
+    this.gso = opts.gso ?? false;
+    this.mtu = opts.mtu ?? 1420;
+    this.now = opts.now ?? (() => performance.now());
+  }
+
+  // ---- driving it from a test ----------------------------------------------------
+
+  /** Delivers events to the start() callback, as the event thread does. */
+  emit(...events: NativeEvent[]): void {
+    if (!this.onEvents) throw new Error('FakeDevice: start() was not called');
+    this.onEvents(events);
+  }
+
+  handshakeMessage(data: Buffer, host: string, port: number): void {
+    this.emit({ kind: EVENT_HANDSHAKE_MESSAGE, peer: 0, data, host, port });
+  }
+
+  handshakeNeeded(peer: number): void {
+    this.emit({ kind: EVENT_HANDSHAKE_NEEDED, peer });
+  }
+
+  keypairConfirmed(peer: number): void {
+    this.emit({ kind: EVENT_KEYPAIR_CONFIRMED, peer });
+  }
+
+  tunClosed(): void {
+    this.emit({ kind: EVENT_TUN_CLOSED, peer: 0 });
+  }
+
+  /** The peer answers a probe now (on the device clock), with a smoothed RTT of rttUs. */
+  answerProbe(id: number, rttUs: number): void {
+    const s = this.peer(id).stats;
+    s.lastProbeReplyMs = this.now();
+    s.probeRttUs = rttUs;
+    s.probeReplies++;
+  }
+
+  /** Queues 72-byte flow records for the next drainFlows; lost adds to its loss count. */
+  pushFlows(records: Buffer, lost = 0): void {
+    this.flows.push(records);
+    this.flowsLost += lost;
+  }
+
+  /** The peer, which must exist. */
+  peer(id: number): FakePeer {
+    const p = this.peers.get(id);
+    if (!p) throw new Error(`FakeDevice: no peer ${id}`);
+    return p;
+  }
+
+  // ---- NativeDevice ----------------------------------------------------------------
+
+  start(onEvents: (events: NativeEvent[]) => void): void {
+    this.started = true;
+    this.onEvents = onEvents;
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+
+  setMtu(mtu: number): void {
+    this.mtu = mtu;
+  }
+
+  rebind(port: number): void {
+    this.port = port;
+  }
+
+  setFwmark(mark: number): boolean {
+    this.fwmark = mark;
+    return true;
+  }
+
+  setPublicKey(pub: Buffer): void {
+    this.publicKey = Buffer.from(pub);
+  }
+
+  upsertPeer(id: number): void {
+    if (!this.peers.has(id)) this.peers.set(id, { id, endpoint: null, allowedIPs: [], keypairs: [], keepalives: 0, flushes: [], stats: zeroStats() });
+  }
+
+  removePeer(id: number): void {
+    this.peers.delete(id);
+  }
+
+  setEndpoint(id: number, host: string | null, port?: number): void {
+    this.peer(id).endpoint = host === null ? null : { host, port: port ?? 0 };
+  }
+
+  setAllowedIPs(id: number, prefixes: Array<[Buffer, number]>): void {
+    this.peer(id).allowedIPs = prefixes.map(([addr, cidr]) => `${formatIP(addr)}/${cidr}`);
+  }
+
+  installKeypair(id: number, localIndex: number, remoteIndex: number, sendKey: Buffer, recvKey: Buffer, initiator: boolean): boolean {
+    const p = this.peers.get(id);
+    if (!p) return false;
+    p.keypairs.push({ localIndex, remoteIndex, sendKey: Buffer.from(sendKey), recvKey: Buffer.from(recvKey), initiator });
+    p.stats.hasCurrent = true;
+    p.stats.currentInitiator = initiator;
+    return true;
+  }
+
+  clearKeypairs(id: number): void {
+    const p = this.peers.get(id);
+    if (!p) return;
+    p.keypairs = [];
+    p.stats.hasCurrent = p.stats.hasNext = false;
+  }
+
+  sendKeepalive(id: number): void {
+    this.peer(id).keepalives++;
+  }
+
+  flushStaged(id: number, keepaliveIfEmpty: boolean): void {
+    this.peer(id).flushes.push(keepaliveIfEmpty);
+  }
+
+  refreshMtu(): number {
+    return this.mtu;
+  }
+
+  sendHandshake(host: string, port: number, msg: Buffer): boolean {
+    this.handshakesSent.push({ host, port, msg: Buffer.from(msg) });
+    return true;
+  }
+
+  peerStats(activeOnly = false): NativePeerStats[] {
+    const out: NativePeerStats[] = [];
+    for (const p of this.peers.values()) {
+      if (activeOnly && !p.stats.hasCurrent && p.stats.rxPackets + p.stats.txPackets === 0) continue;
+      out.push({ id: p.id, ...p.stats, ...(p.endpoint ? { host: p.endpoint.host, port: p.endpoint.port } : {}) });
+    }
+    return out;
+  }
+
+  counters(): Record<string, number> {
+    return { ...this.counterValues };
+  }
+
+  enablePolicy(): void {
+    this.policyEnabled = true;
+  }
+
+  setPeerIdentity(id: number, tagged: boolean, defaultIdentity: number, clusters: number[]): void {
+    this.peer(id).identity = { tagged, defaultIdentity, clusters: [...clusters] };
+  }
+
+  ipcacheUpdate(upserts: Buffer, removes: Buffer): void {
+    for (let o = 0; o + 28 <= removes.length; o += 28) this.ipcache.delete(`${addrText(removes, o + 12, removes[o]!)}/${removes[o + 1]}`);
+    for (let o = 0; o + 28 <= upserts.length; o += 28)
+      this.ipcache.set(`${addrText(upserts, o + 12, upserts[o]!)}/${upserts[o + 1]}`, { identity: upserts.readUInt32LE(o + 4), endpoint: upserts.readUInt32LE(o + 8) });
+  }
+
+  /** Longest-prefix match over the ipcache, as the engine's trie answers. */
+  ipcacheLookup(addr: Buffer): { identity: number; endpoint: number } | null {
+    let best: { len: number; e: FakeIpcacheEntry } | undefined;
+    for (const [text, e] of this.ipcache) {
+      const p = parsePrefix(text);
+      if ((!best || p.cidr > best.len) && prefixContains(p, addr)) best = { len: p.cidr, e };
+    }
+    return best ? { ...best.e } : null;
+  }
+
+  setEndpointPolicy(endpoint: number, identity: number, ingress: Buffer | null, egress: Buffer | null): void {
+    this.policies.set(endpoint, { identity, ingress: decodePolicy(ingress), egress: decodePolicy(egress) });
+  }
+
+  removeEndpoint(endpoint: number): void {
+    this.policies.delete(endpoint);
+  }
+
+  drainFlows(): { records: Buffer; lost: number } {
+    const out = { records: Buffer.concat(this.flows), lost: this.flowsLost };
+    this.flows = [];
+    this.flowsLost = 0;
+    return out;
+  }
+
+  ctGc(): number {
+    return 0;
+  }
+
+  setConntrackLimits(maxEntries: number, perEndpoint: number, natPerEndpoint?: number): void {
+    this.conntrackLimits = { maxEntries, perEndpoint, ...(natPerEndpoint !== undefined ? { natPerEndpoint } : {}) };
+  }
+
+  setHostFirewall(on: boolean): void {
+    this.hostFirewall = on;
+  }
+
+  ctEndpointEntries(_endpoint: number): number {
+    return 0;
+  }
+
+  policyCheck(_packet: Buffer, _srcIdentity?: number): ReturnType<NativeDevice['policyCheck']> {
+    return this.verdict;
+  }
+
+  probe(peerIds: number[]): void {
+    this.probes.push([...peerIds]);
+    for (const id of peerIds) {
+      const p = this.peers.get(id);
+      if (p) p.stats.probesSent++;
+    }
+    this.onProbe?.(peerIds);
+  }
+
+  serviceUpsert(id: number, m: number, frontends: Buffer, backends: Buffer): void {
+    const fe: string[] = [];
+    for (let o = 0; o + 20 <= frontends.length; o += 20) fe.push(`${addrText(frontends, o + 4, frontends[o] === 4 ? 4 : 16)}:${frontends.readUInt16LE(o + 2)}/${frontends[o + 1]}`);
+    const be: FakeService['backends'] = [];
+    for (let o = 0; o + 24 <= backends.length; o += 24)
+      be.push({ address: addrText(backends, o + 8, backends[o] === 4 ? 4 : 16), port: backends.readUInt16LE(o + 2), weight: backends.readUInt32LE(o + 4) });
+    this.services.set(id, { m, frontends: fe, backends: be });
+  }
+
+  serviceRemove(id: number): void {
+    this.services.delete(id);
+  }
+
+  /** The first backend with weight of the service that has this frontend (no Maglev: a test of the choice itself wants the addon). */
+  servicePick(frontend: Buffer, _source: Buffer, _sourcePort: number): { address: Buffer; port: number } | null {
+    const fe = `${addrText(frontend, 4, frontend[0] === 4 ? 4 : 16)}:${frontend.readUInt16LE(2)}/${frontend[1]}`;
+    for (const s of this.services.values()) {
+      if (!s.frontends.includes(fe)) continue;
+      const b = s.backends.find((x) => x.weight > 0);
+      return b ? { address: parseIP(b.address)!, port: b.port } : null;
+    }
+    return null;
+  }
+
+  serviceNat(_packet: Buffer, _dir: 'forward' | 'reverse', _nowS: number): ReturnType<NativeDevice['serviceNat']> {
+    return this.natResult;
+  }
+
+  setProxy(address: Buffer, port: number): void {
+    this.proxy = { address: formatIP(address), port };
+  }
+
+  proxyOriginal(client: Buffer, clientPort: number): { address: Buffer; port: number; identity: number } | null {
+    return this.proxyFlows.get(`${formatIP(client)}:${clientPort}`) ?? null;
+  }
+}
+
+/** The 16-byte policy rows of setEndpointPolicy as the entries they encode (policy/compile.ts encodeEntries). */
+function decodePolicy(rows: Buffer | null): PolicyEntry[] | null {
+  if (!rows) return null;
+  const out: PolicyEntry[] = [];
+  for (let o = 0; o + 16 <= rows.length; o += 16) {
+    const action = rows[o + 5];
+    out.push({
+      identity: rows.readUInt32LE(o), proto: rows[o + 4]!, deny: action === 1, ...(action === 2 ? { redirect: true } : {}),
+      lo: rows.readUInt16LE(o + 6), hi: rows.readUInt16LE(o + 8), rule: rows.readUInt32LE(o + 12),
+    });
+  }
+  return out;
+}

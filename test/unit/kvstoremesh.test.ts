@@ -1,0 +1,103 @@
+// KVStoreMesh's mirror of one remote cluster (RemoteReplication) against two
+// in-memory stores (src/controlplane/memkv.ts), no etcd: the remote's prefix
+// reaches the local cache; a bad record is refused alone (the cache keeps the
+// key's last good value); after an outage in which the remote deleted keys and
+// compacted its history, the relist removes the stale copies and keeps the
+// good ones; at start, copies the remote no longer has are deleted.
+import { describe, expect, it, vi } from 'vitest';
+import { cacheKey, cachePrefix, stateKey, syncedKey, syncedPrefix } from '../../src/controlplane/keys.js';
+import { DEFAULT_BUDGET, REPLICATED_TYPES, RemoteReplication } from '../../src/controlplane/kvstoremesh.js';
+import { MemKV } from '../../src/controlplane/memkv.js';
+import type { MirrorTarget } from '../../src/controlplane/mirrorwriter.js';
+import { Rejections, Trust, type PinnedCluster } from '../../src/controlplane/records/index.js';
+import { silentLogger } from '../../src/log.js';
+
+const KEY = Buffer.alloc(32, 7).toString('base64');
+const node = (name: string, extra: Record<string, unknown> = {}) =>
+  JSON.stringify({ cluster: 'c2', clusterId: 2, name, addresses: ['198.18.2.10'], port: 51820, publicKey: KEY, podCIDRs: ['100.66.1.0/24'], bootId: '1', ...extra });
+const src = (name: string) => stateKey('nodes', 'c2', name);
+const dst = (name: string) => cacheKey('nodes', 'c2', name);
+
+/** The local MemKV as kvstoremesh's MirrorTarget. */
+function mirrorOf(kv: MemKV): MirrorTarget {
+  return {
+    keys: async (prefix) => kv.entries(prefix).map((e) => e.key),
+    write: async (ops) => void (await kv.txn([], ops.map(([key, value]) => (value === null ? { delete: key } : { put: key, value })))),
+    deletePrefix: async (prefix) => void (await kv.deletePrefix(prefix)),
+  };
+}
+
+function setup() {
+  const remote = new MemKV();
+  const local = new MemKV();
+  const pinned: PinnedCluster = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false };
+  const trust = new Trust('c1', 1, ['100.65.0.0/16']);
+  expect(trust.pin(pinned)).toBeUndefined();
+  const rejections = new Rejections(silentLogger);
+  let closed = 0;
+  const start = () => {
+    const r = new RemoteReplication({ name: 'c2', endpoints: ['http://198.18.0.2:2379'] }, pinned, trust, mirrorOf(local), silentLogger, rejections, DEFAULT_BUDGET, () => ({
+      store: remote,
+      close: () => void closed++,
+    }));
+    return r;
+  };
+  const cached = () => Object.fromEntries(local.entries(cachePrefix('nodes', 'c2')).map((e) => [e.key, e.value]));
+  const allSynced = () => expect(local.entries(syncedPrefix()).map((e) => e.key).sort()).toEqual(REPLICATED_TYPES.map((t) => syncedKey('c2', t)).sort());
+  return { remote, local, rejections, start, cached, allSynced, closed: () => closed };
+}
+
+const soon = { timeout: 5000, interval: 10 };
+
+describe('kvstoremesh: one remote mirrored through fake stores', () => {
+  it('copies the remote prefix, refuses a bad record alone, and relists after a compacted outage', async () => {
+    const f = setup();
+    for (const n of ['n1', 'n2', 'n3']) await f.remote.put(src(n), node(n));
+    await f.remote.put(src('liar'), node('liar', { clusterId: 3 })); // claims another cluster's id
+    await f.remote.put(src('garbage'), '{not json');
+    const r = f.start();
+    await r.start();
+    await vi.waitFor(f.allSynced, soon);
+    expect(f.cached()).toEqual({ [dst('n1')]: node('n1'), [dst('n2')]: node('n2'), [dst('n3')]: node('n3') });
+    expect(r.status()).toMatchObject({ connected: true, entries: { nodes: 5 }, budget: { records: 3 } });
+    expect(Object.values(r.status().rejected ?? {}).reduce((a, b) => a + b, 0)).toBe(2);
+
+    // an update that does not hold leaves the last good copy
+    await f.remote.put(src('n1'), node('n1', { podCIDRs: ['100.65.1.0/24'] })); // our own pod CIDR
+    await f.remote.put(src('n3'), node('n3', { bootId: '2' }));
+    await vi.waitFor(() => expect(f.cached()[dst('n3')]).toBe(node('n3', { bootId: '2' })), soon);
+    expect(f.cached()[dst('n1')]).toBe(node('n1'));
+
+    // an outage: the remote deletes and compacts what the watch would have replayed
+    f.remote.disconnect();
+    await vi.waitFor(() => expect(r.status().connected).toBe(false), soon);
+    await f.remote.delete(src('n2'));
+    await f.remote.put(src('n4'), node('n4'));
+    await f.remote.put(src('n3'), node('n3', { bootId: '3' }));
+    f.remote.compact(f.remote.revision);
+    f.remote.reconnect();
+    await vi.waitFor(() => expect(f.cached()).toEqual({ [dst('n1')]: node('n1'), [dst('n3')]: node('n3', { bootId: '3' }), [dst('n4')]: node('n4') }), soon);
+    expect(r.status()).toMatchObject({ connected: true, budget: { records: 3 } });
+    expect(r.status().relists).toBeGreaterThanOrEqual(1);
+
+    await r.stop(false);
+    expect(f.closed()).toBe(1);
+    expect(f.remote.watchCount).toBe(0);
+    expect(Object.keys(f.cached())).toHaveLength(3); // stop without purge keeps the cache
+  });
+
+  it('at start, deletes the copies the remote no longer has or may no longer have; a purge removes everything', async () => {
+    const f = setup();
+    await f.local.put(dst('gone'), node('gone')); // left by an earlier run
+    await f.local.put(dst('now-bad'), node('now-bad'));
+    await f.local.put(dst('kept'), node('kept'));
+    await f.remote.put(src('kept'), node('kept'));
+    await f.remote.put(src('now-bad'), node('now-bad', { clusterId: 9 }));
+    const r = f.start();
+    await r.start();
+    await vi.waitFor(f.allSynced, soon);
+    await vi.waitFor(() => expect(f.cached()).toEqual({ [dst('kept')]: node('kept') }), soon);
+    await r.stop(true);
+    expect(f.local.entries('wiremesh/')).toEqual([]);
+  });
+});
