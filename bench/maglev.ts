@@ -19,7 +19,7 @@ import { backendRows } from '../src/services/datapath.js';
 import { ROOT, waitFor } from '../src/testbed/netns.js';
 import { canRunTestbedBench, iperfMbps, median, roundSettings } from './testbed-runs.js';
 import { testbedDown, testbedUp } from '../src/testbed/testbed.js';
-import { callAgent } from '../src/agent/api.js';
+import { callAgent } from '../src/agent/client.js';
 import type { ServiceStatus } from '../src/services/datapath.js';
 
 const results: Record<string, unknown> = {};

@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { canRunTestbedBench, iperfMbps, median, roundSettings } from './testbed-runs.js';
 import { addUnderlayHost, cliIn, testbedClusterAccess, testbedDown, testbedUp } from '../src/testbed/testbed.js';
-import { PolicyDatapath } from '../src/agent/datapath.js';
+import { PolicyDatapath } from '../src/policy/datapath.js';
 import { clusterIdentity, endpointIdentityLabels } from '../src/identity/identity.js';
 import { silentLogger } from '../src/log.js';
 import { native } from '../src/native/binding.js';

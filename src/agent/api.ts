@@ -18,11 +18,13 @@
  * Errors: 400 with {error, field} for a bad request, 409 with {error, holders}
  * for an address another endpoint holds, 404 for unknown paths.
  *
+ * The client side (agentRequest, callAgent) is client.ts.
+ *
  * The socket is created under umask 077 (owner only) before listen(): never
  * a moment when it exists with wider permissions (no chmod after the fact).
  */
 import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
-import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
 import { ConfigError, EndpointConflictError, LabelExistsError } from '../errors.js';
 import { validateAddress } from '../controlplane/types.js';
@@ -161,27 +163,4 @@ export async function serveApi(agent: Agent, path: string): Promise<Server> {
   });
   await listenPrivate(server, path);
   return server;
-}
-
-/** Client side: one request to an agent's socket, the answer as text (metrics, NDJSON flows). */
-export function agentRequest(socket: string, method: string, path: string, body?: unknown, timeoutMs?: number): Promise<{ status: number; text: string }> {
-  return new Promise((resolve, reject) => {
-    // agent: false: no keep-alive pool; a pooled socket the agent already closed failed the next request with EPIPE
-    const req = request({ socketPath: socket, agent: false, method, path, headers: { 'content-type': 'application/json' }, ...(timeoutMs ? { timeout: timeoutMs } : {}) }, (res) => {
-      let data = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (data += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: data }));
-    });
-    req.on('timeout', () => req.destroy(new Error(`${path}: timeout`)));
-    req.on('error', reject);
-    if (body !== undefined) req.write(JSON.stringify(body));
-    req.end();
-  });
-}
-
-/** Client side: one request to an agent's socket, the answer parsed as JSON. */
-export async function callAgent(socket: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> {
-  const r = await agentRequest(socket, method, path, body);
-  return { status: r.status, body: r.text ? JSON.parse(r.text) : null };
 }

@@ -20,7 +20,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { agentRequest } from '../agent/api.js';
+import { agentRequest } from '../agent/client.js';
 import { agentStatusSchema, decodeAnswer, servicesAnswerSchema } from '../agent/wire.js';
 import { addLatency } from '../testbed/latency.js';
 import { canRunNetns, execIn, hasCommand, ROOT } from '../testbed/netns.js';

@@ -26,7 +26,7 @@ export function registerPodLabel(pod: Command): void {
     .option('--cluster <name>', "in a testbed: the pod's cluster (its node's socket is used)")
     .option('--testbed <name>', 'the testbed (when several are up)')
     .action(async (name: string, args: string[], o: { namespace: string; overwrite?: boolean; socket: string; cluster?: string; testbed?: string }) => {
-      const { callAgent } = await import('../agent/api.js');
+      const { callAgent } = await import('../agent/client.js');
       const { parseLabelArgs } = await import('../agent/labels.js');
       const labels = parseLabelArgs(args);
       const socket = o.cluster ? await testbedPodSocket(o.cluster, name, o.testbed) : o.socket;

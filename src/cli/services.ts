@@ -4,8 +4,9 @@
  * (selected / standby / dead), the Maglev table size and, for affinity
  * nearest, the chosen cluster and measured round-trip times.
  */
-import { callAgent } from '../agent/api.js';
+import { callAgent } from '../agent/client.js';
 import type { ServiceStatus } from '../services/datapath.js';
+import { clusterCounts } from '../services/counts.js';
 
 export interface ServiceListing {
   cluster: string;
@@ -21,20 +22,6 @@ export async function listServices(sockets: string[]): Promise<ServiceListing[]>
     out.push(res.body as ServiceListing);
   }
   return out;
-}
-
-/** Backends per cluster: "c1 2/3" = 2 of 3 usable (selected or standby). */
-export function clusterCounts(svc: ServiceStatus): Map<string, { total: number; healthy: number; selected: number }> {
-  const m = new Map<string, { total: number; healthy: number; selected: number }>();
-  for (const p of svc.ports.slice(0, 1))
-    for (const b of p.backends) {
-      const c = m.get(b.cluster) ?? { total: 0, healthy: 0, selected: 0 };
-      c.total++;
-      if (b.state !== 'dead') c.healthy++;
-      if (b.state === 'selected') c.selected++;
-      m.set(b.cluster, c);
-    }
-  return m;
 }
 
 export function formatServices(listings: ServiceListing[], wide: boolean): string[] {

@@ -30,6 +30,25 @@ export interface KVStore {
   watch(prefix: string, fromRevision: string, h: WatchHandlers): Promise<{ cancel(): Promise<void> }>;
 }
 
+/** Keys that live as long as their writer: a lease kept alive until released, or lost. */
+export interface KVLease {
+  /** Writes `key` under the lease (granting it first if it is not yet). */
+  put(key: string, value: string): Promise<void>;
+  /** Grants the lease if it is not yet; its id, for keys others attach to it (identity references). */
+  grant(): Promise<string>;
+  /** `fn` runs when the lease is lost (expired, or keep-alives failed): its keys are gone. */
+  onLost(fn: (err: Error) => void): void;
+  /** Stops the keep-alives without revoking: the keys expire with the lease's TTL. */
+  release(): void;
+}
+
+/** The writes beside KVStore's reads (the agent's registration); each consumer picks what it uses. */
+export interface KVWriter {
+  delete(key: string): Promise<void>;
+  /** A lease of `ttlSeconds`, kept alive until released. */
+  lease(ttlSeconds: number): KVLease;
+}
+
 export interface EtcdOptions {
   endpoints: string[];
   /** PEM files for TLS; all three for mutual TLS. */
@@ -91,8 +110,22 @@ export function connectEtcd(o: EtcdOptions): Etcd3 {
 
 const LIST_PAGE = 5000;
 
-export class EtcdStore implements KVStore {
+export class EtcdStore implements KVStore, KVWriter {
   constructor(readonly client: Etcd3) {}
+
+  async delete(key: string): Promise<void> {
+    await this.client.delete().key(key).exec();
+  }
+
+  lease(ttlSeconds: number): KVLease {
+    const l = this.client.lease(ttlSeconds, { autoKeepAlive: true });
+    return {
+      put: async (key, value) => void (await l.put(key).value(value).exec()),
+      grant: () => l.grant(),
+      onLost: (fn) => void l.on('lost', fn),
+      release: () => l.release(),
+    };
+  }
 
   /**
    * Lists a prefix in pages of LIST_PAGE keys, every page at the revision of the

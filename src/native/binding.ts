@@ -75,7 +75,7 @@ export interface NativeDevice {
   /** activeOnly: only peers with traffic, keypairs, staged packets or a pending handshake request. */
   peerStats(activeOnly?: boolean): NativePeerStats[];
   counters(): Record<string, number>;
-  // ---- mesh mode (src/agent/datapath.ts; row formats in docs/wire-format.md)
+  // ---- mesh mode (src/policy/datapath.ts; row formats in docs/wire-format.md)
   enablePolicy(): void;
   setPeerIdentity(id: number, tagged: boolean, defaultIdentity: number, clusters: number[]): void;
   /** Rows of 28 bytes: family, prefix length, 2 reserved, identity u32le, endpoint u32le, address[16]. */

@@ -70,6 +70,13 @@ export class ServiceDatapath {
   private scheduled = false;
   private timer: NodeJS.Timeout | undefined;
   lastComputeMs = 0;
+  /**
+   * Bumped by every change list() reads (records, a recompute): list() is
+   * built once per generation and shared by its readers (status, metrics,
+   * health, the API), instead of re-indexing every endpoint per reader.
+   */
+  private generation = 0;
+  private listed: { generation: number; list: ServiceStatus[] } | undefined;
   /** Called after every recompute (the ingress gateway resets connections to backends that died). */
   onComputed: (() => void) | undefined;
 
@@ -105,11 +112,14 @@ export class ServiceDatapath {
   /** A cluster's Service manifest, decoded by records/manifest.ts. */
   upsertRecord(key: string, cluster: string, manifest: Manifest): void {
     this.records.set(key, serviceFromManifest(cluster, manifest));
+    this.generation++;
     this.schedule();
   }
 
   removeRecord(key: string): void {
-    if (this.records.delete(key)) this.schedule();
+    if (!this.records.delete(key)) return;
+    this.generation++;
+    this.schedule();
   }
 
   /** Endpoints or peers changed: recompute soon (batched). */
@@ -232,6 +242,7 @@ export class ServiceDatapath {
     }
     for (const vip of vips) if (!this.routedVips.has(vip)) this.route(vip, true);
     for (const vip of [...this.routedVips]) if (!vips.has(vip)) this.route(vip, false);
+    this.generation++;
     this.lastComputeMs = performance.now() - t0;
     this.onComputed?.();
   }
@@ -254,8 +265,17 @@ export class ServiceDatapath {
     }
   }
 
-  /** Every local service with its ports, backends and their state. */
+  /**
+   * Every local service with its ports, backends and their state (and each
+   * cluster's round-trip time), as of the last change: cached until the
+   * records change or the tables are recomputed (at least every second).
+   */
   list(): ServiceStatus[] {
+    if (this.listed?.generation !== this.generation) this.listed = { generation: this.generation, list: this.buildList() };
+    return this.listed.list;
+  }
+
+  private buildList(): ServiceStatus[] {
     const rtt = this.rttByCluster();
     const out: ServiceStatus[] = [];
     for (const defs of this.definitions().values()) {

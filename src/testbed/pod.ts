@@ -9,7 +9,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { callAgent } from '../agent/api.js';
+import { callAgent } from '../agent/client.js';
 import { WiremeshError } from '../errors.js';
 import { installPodGuard, podVeth, removePodGuard } from './podguard.js';
 import type { ContainerPort } from '../policy/ports.js';

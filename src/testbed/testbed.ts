@@ -22,7 +22,7 @@ import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, wri
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WiremeshError } from '../errors.js';
-import { callAgent } from '../agent/api.js';
+import { callAgent } from '../agent/client.js';
 import { unwirePod, wirePod } from './pod.js';
 import { ifName, socketPath } from './ifname.js';
 import { createClusterPKI, pkiFiles } from '../controlplane/pki.js';

@@ -13,8 +13,8 @@
  */
 import { listen } from '../net/listen.js';
 import { createServer, type Server } from 'node:http';
-import { agentRequest } from '../agent/api.js';
-import { clusterCounts } from '../cli/services.js';
+import { agentRequest } from '../agent/client.js';
+import { clusterCounts } from '../services/counts.js';
 import type { ServiceStatus } from '../services/datapath.js';
 import type { Flow } from '../policy/flows.js';
 import { PAGE } from './page.js';

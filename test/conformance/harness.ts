@@ -10,7 +10,7 @@ import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { callAgent } from '../../src/agent/api.js';
+import { callAgent } from '../../src/agent/client.js';
 import { stateKey } from '../../src/controlplane/keys.js';
 import { ROOT } from '../../src/testbed/netns.js';
 import { testbedClusterAccess, WIREMESH, type TestbedState } from '../../src/testbed/testbed.js';

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { callAgent } from '../../src/agent/api.js';
+import { callAgent } from '../../src/agent/client.js';
 import { canRunNetns, execIn, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
 import { startEchoServers } from '../helpers/echo.js';
 import { cliIn, etcdFlags, restartEtcd, startAgent, stopRole, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';

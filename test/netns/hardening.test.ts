@@ -15,7 +15,7 @@ import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { callAgent } from '../../src/agent/api.js';
+import { callAgent } from '../../src/agent/client.js';
 import { flowSchema } from '../../src/agent/wire.js';
 import type { Flow } from '../../src/policy/flows.js';
 import type { ServiceStatus } from '../../src/services/datapath.js';

@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentRequest, callAgent } from '../../src/agent/api.js';
+import { agentRequest, callAgent } from '../../src/agent/client.js';
 import { canRunNetns, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
 import { startEchoServers, startPodServers } from '../helpers/echo.js';
 import { stopRole, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { callAgent } from '../../src/agent/api.js';
+import { callAgent } from '../../src/agent/client.js';
 import type { NativeL7ProxyStats } from '../../src/native/binding.js';
 import { canRunNetns, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
 import { startPodServers } from '../../src/testbed/pod.js';

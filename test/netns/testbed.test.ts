@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentRequest, callAgent } from '../../src/agent/api.js';
+import { agentRequest, callAgent } from '../../src/agent/client.js';
 import { canRunNetns, execIn, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
 import { addPod, cliIn, etcdFlags, removePod, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
 import { readPcapUdpPayloads } from '../helpers/pcap.js';

@@ -15,7 +15,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { callAgent } from '../../src/agent/api.js';
+import { callAgent } from '../../src/agent/client.js';
 import { stateKey } from '../../src/controlplane/keys.js';
 import type { Flow } from '../../src/policy/flows.js';
 import { canRunNetns, execIn, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';

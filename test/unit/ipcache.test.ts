@@ -1,7 +1,7 @@
 // The agent's ipcache table: prefixes owned by their sources, with precedence
-// and removal that restores what the remaining owners say (src/agent/ipcache.ts).
+// and removal that restores what the remaining owners say (src/policy/ipcache.ts).
 import { describe, expect, it } from 'vitest';
-import { canonicalPrefix, IpcacheTable } from '../../src/agent/ipcache.js';
+import { canonicalPrefix, IpcacheTable } from '../../src/policy/ipcache.js';
 
 const POD = 0x10101; // some endpoint identity
 const CIDR = (1 << 24) + 1; // a CIDR identity
@@ -112,7 +112,7 @@ describe('ipcache owners', () => {
 // The same, through PolicyDatapath (the agent's side) on the fake device (src/native/fakedevice.ts).
 describe('PolicyDatapath ipcache sources', () => {
   async function setup() {
-    const { PolicyDatapath } = await import('../../src/agent/datapath.js');
+    const { PolicyDatapath } = await import('../../src/policy/datapath.js');
     const { FakeDevice } = await import('../../src/native/fakedevice.js');
     const dev = new FakeDevice();
     const log = { info: () => undefined, warn: () => undefined, debug: () => undefined, error: () => undefined };

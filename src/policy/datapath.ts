@@ -17,16 +17,17 @@ import type { EndpointRecord } from '../controlplane/types.js';
 import { describeIdentity, identityCluster, LOCAL_SCOPE, RESERVED, type IdentityRecord, type Labels } from '../identity/identity.js';
 import type { Logger } from '../log.js';
 import type { Manifest } from '../manifests/validate.js';
-import { decodeL7Records, L7_RECORD_SIZE, type NativeDevice } from '../native/binding.js';
-import { formatIP, parsePrefix, type Prefix } from '../net/ip.js';
-import { compileEndpoint, encodeEntries, IdentityUniverse, ruleWarnings, type EndpointPolicy } from '../policy/compile.js';
-import type { ContainerPort } from '../policy/ports.js';
-import { decodeFlows, DROP_REASONS, flowProtocol, type Flow, type FlowEndpoint } from '../policy/flows.js';
-import { enforcedRules, rulePrefixes, type StoredPolicy } from '../policy/repository.js';
-import type { Rule } from '../policy/rules.js';
-import { l7Rules, type L7Rules } from '../policy/l7.js';
+import type { NativeDevice } from '../native/binding.js';
+import { parsePrefix, type Prefix } from '../net/ip.js';
+import { compileEndpoint, encodeEntries, IdentityUniverse, ruleWarnings, type EndpointPolicy } from './compile.js';
+import type { ContainerPort } from './ports.js';
+import { flowProtocol, type Flow, type FlowEndpoint } from './flows.js';
+import { FlowLog } from './flowlog.js';
+import { enforcedRules, rulePrefixes, type StoredPolicy } from './repository.js';
+import type { Rule } from './rules.js';
+import { l7Rules, type L7Rules } from './l7.js';
 import { IpcacheTable } from './ipcache.js';
-import type { SpoofedTuple } from './spoofwatch.js';
+import type { SpoofedTuple } from '../agent/spoofwatch.js';
 import { podVeth } from '../testbed/podguard.js';
 
 interface LocalEp {
@@ -37,16 +38,6 @@ interface LocalEp {
   ips: string[];
   /** Its container ports (ingress named ports resolve against them). */
   ports: ContainerPort[];
-}
-
-const FLOW_HISTORY = 20_000;
-
-/** L7 records as the native proxy wrote them, enriched only when flows are read (see addL7Records). */
-interface L7Batch {
-  l7batch: true;
-  rows: Buffer;
-  text: Buffer;
-  n: number;
 }
 
 export class PolicyDatapath extends EventEmitter {
@@ -70,10 +61,8 @@ export class PolicyDatapath extends EventEmitter {
   private rulesUseEndpoints = false;
   private scheduled = false;
   private timers: NodeJS.Timeout[] = [];
-  /** The flow history, oldest first: flows, and L7 batches not yet enriched. */
-  private readonly flowLog: Array<Flow | L7Batch> = [];
-  private flowCount = 0;
-  flowsLost = 0;
+  /** The flow history (flowlog.ts); new flows are emitted as 'flows'. */
+  private readonly flowLog: FlowLog;
   /** Flow records made for the pod guard's source-spoofed drops. */
   spoofedRecords = 0;
   lastCompileMs = 0;
@@ -87,6 +76,15 @@ export class PolicyDatapath extends EventEmitter {
   ) {
     super();
     this.universe = new IdentityUniverse(cluster);
+    this.flowLog = new FlowLog({
+      node,
+      cluster,
+      rule: (n) => this.ruleById.get(n),
+      localIdentity: (ip) => this.localByIp.get(ip)?.identity,
+      describe: (ip, identity) => this.describeEndpoint(ip, identity),
+      emit: (flows) => this.emit('flows', flows),
+      following: () => this.listenerCount('flows') > 0,
+    });
     dev.enablePolicy();
     if (opts.conntrack) dev.setConntrackLimits(opts.conntrack.maxEntries, opts.conntrack.perEndpoint, opts.conntrack.natPerEndpoint);
     dev.setHostFirewall(opts.hostFirewall ?? true);
@@ -106,13 +104,13 @@ export class PolicyDatapath extends EventEmitter {
 
   upsertIdentity(rec: IdentityRecord): void {
     this.universe.identities.set(rec.id, rec.labels);
-    this.endpointText.clear();
+    this.flowLog.forget();
     this.markDirty();
   }
 
   removeIdentity(id: number): void {
     if (this.universe.identities.delete(id)) this.markDirty();
-    this.endpointText.clear();
+    this.flowLog.forget();
   }
 
   /**
@@ -146,7 +144,7 @@ export class PolicyDatapath extends EventEmitter {
     if (!byIp) this.endpointsByIp.set(rec.ip, (byIp = new Map()));
     byIp.delete(key); // (re)inserted last: the latest record describes the address
     byIp.set(key, rec);
-    this.endpointText.clear();
+    this.flowLog.forget();
     this.endpointFacts(key, rec);
     if (old && old.ip === rec.ip && old.identity === rec.identity && old.node === rec.node) return;
     this.ipcache.set(rec.ip, `ep:${key}`, 'endpoint', { identity: rec.identity ?? RESERVED.world, endpoint: this.localEndpointId(rec) });
@@ -160,7 +158,7 @@ export class PolicyDatapath extends EventEmitter {
     const byIp = this.endpointsByIp.get(old.ip);
     byIp?.delete(key);
     if (byIp?.size === 0) this.endpointsByIp.delete(old.ip);
-    this.endpointText.clear();
+    this.flowLog.forget();
     this.endpointFacts(key, null);
     this.ipcache.delete(old.ip, `ep:${key}`);
     this.scheduleFlush();
@@ -319,7 +317,7 @@ export class PolicyDatapath extends EventEmitter {
         this.dev.setEndpointPolicy(ep.id, ep.identity, encodeEntries(pol.ingress), encodeEntries(pol.egress));
       }
     });
-    this.endpointText.clear(); // CIDR identities may have changed
+    this.flowLog.forget(); // CIDR identities may have changed
     this.lastCompileMs = performance.now() - t0;
     this.emit('compiled');
   }
@@ -348,30 +346,14 @@ export class PolicyDatapath extends EventEmitter {
 
   // ---- flows ------------------------------------------------------------------------
 
+  /** Records lost before they were drained (the native ring was full). */
+  get flowsLost(): number {
+    return this.flowLog.lost;
+  }
+
   drainFlows(): void {
     const { records, lost } = this.dev.drainFlows();
-    this.flowsLost += lost;
-    if (records.length === 0) return;
-    const out: Flow[] = [];
-    for (const r of decodeFlows(records)) {
-      const rule = r.rule ? this.ruleById.get(r.rule) : undefined;
-      const f: Flow = {
-        time: new Date(r.timeMs).toISOString(),
-        verdict: r.verdict === 2 ? 'DROPPED' : 'FORWARDED',
-        ...(r.verdict === 2 ? { dropReason: DROP_REASONS[r.reason] ?? String(r.reason) } : {}),
-        direction: r.direction === 2 ? 'egress' : 'ingress',
-        protocol: flowProtocol(r.proto),
-        source: this.flowEndpoint(r.src, r.sport, r.srcIdentity),
-        destination: this.flowEndpoint(r.dst, r.dport, r.dstIdentity),
-        ...(rule ? { rule: rule.id, ruleText: rule.text } : {}),
-        ...(r.flags & 2 ? { sameNode: true } : {}),
-        ...(r.flags & 4 ? { proxied: true } : {}),
-        node: this.node,
-        cluster: this.cluster,
-      };
-      out.push(f);
-    }
-    this.addFlows(out);
+    this.flowLog.addNative(records, lost);
   }
 
   /**
@@ -384,11 +366,11 @@ export class PolicyDatapath extends EventEmitter {
     this.spoofedRecords += tuples.length;
     // veth -> endpoint once per batch (a name is hashed when shortened), not per tuple and pod
     const byVeth = new Map([...this.localEps.values()].map((ep) => [podVeth(ep.key.slice(ep.key.indexOf('/') + 1)), ep]));
-    this.addFlows(
+    this.flowLog.add(
       tuples.map((t) => {
         const sender = byVeth.get(t.iface);
         const real = sender?.ips[0];
-        const source: FlowEndpoint = sender && real ? { ...this.flowEndpoint(real, 0, sender.identity), ip: t.source } : { ip: t.source, port: 0, identity: 0 };
+        const source: FlowEndpoint = sender && real ? { ...this.flowLog.endpoint(real, 0, sender.identity), ip: t.source } : { ip: t.source, port: 0, identity: 0 };
         const dstEp = this.localByIp.get(t.destination);
         const dstIdentity = dstEp?.identity ?? [...(this.endpointsByIp.get(t.destination)?.values() ?? [])].at(-1)?.identity ?? 0;
         return {
@@ -398,7 +380,7 @@ export class PolicyDatapath extends EventEmitter {
           direction: 'egress',
           protocol: /^\d+$/.test(t.protocol) ? flowProtocol(Number(t.protocol)) : t.protocol.toUpperCase(),
           source,
-          destination: this.flowEndpoint(t.destination, 0, dstIdentity),
+          destination: this.flowLog.endpoint(t.destination, 0, dstIdentity),
           interface: t.iface,
           node: this.node,
           cluster: this.cluster,
@@ -407,75 +389,14 @@ export class PolicyDatapath extends EventEmitter {
     );
   }
 
-  private addFlows(out: Flow[]): void {
-    if (out.length === 0) return;
-    for (const f of out) this.flowLog.push(f);
-    this.flowCount += out.length;
-    this.trimFlows();
-    this.emit('flows', out);
-  }
-
-  /** Keeps about FLOW_HISTORY flows, trimming in steps of a quarter (splicing on every record cost O(history) each). */
-  private trimFlows(): void {
-    if (this.flowCount <= FLOW_HISTORY * 1.25) return;
-    let drop = 0;
-    while (drop < this.flowLog.length) {
-      const e = this.flowLog[drop]!;
-      const n = 'l7batch' in e ? e.n : 1;
-      if (this.flowCount - n < FLOW_HISTORY) break;
-      this.flowCount -= n;
-      drop++;
-    }
-    this.flowLog.splice(0, drop);
-  }
-
-  /** The flow history, oldest first (L7 batches enriched now, in place). */
+  /** The flow history, oldest first. */
   get flows(): Flow[] {
-    if (this.flowLog.some((e) => 'l7batch' in e)) {
-      const all: Flow[] = [];
-      for (const e of this.flowLog) {
-        if ('l7batch' in e) for (const f of this.l7Flows(e.rows, e.text)) all.push(f);
-        else all.push(e);
-      }
-      this.flowLog.length = 0;
-      for (const f of all) this.flowLog.push(f);
-    }
-    return this.flowLog as Flow[];
+    return this.flowLog.flows;
   }
 
-  /**
-   * Requests the L7 proxy decided (its drain() rows). Enriching one flow record
-   * per request in JavaScript cost more CPU than the proxy itself at 20k
-   * requests/s, so the rows are kept as they are and enriched when someone
-   * reads the history (GET /v1/flows), or at once while someone follows it.
-   */
+  /** The L7 proxy's request records (flowlog.ts: enriched when read or followed). */
   addL7Records(rows: Buffer, text: Buffer): void {
-    const n = Math.floor(rows.length / L7_RECORD_SIZE);
-    if (n === 0) return;
-    if (this.listenerCount('flows') > 0) return this.addFlows(this.l7Flows(rows, text));
-    this.flowLog.push({ l7batch: true, rows, text, n });
-    this.flowCount += n;
-    this.trimFlows();
-  }
-
-  private l7Flows(rows: Buffer, text: Buffer): Flow[] {
-    return decodeL7Records(rows, text).map((r) => {
-      const dst = formatIP(r.dst);
-      const rule = r.ref >= 0 ? this.ruleById.get(r.ref) : undefined;
-      return {
-        time: new Date(r.timeMs).toISOString(),
-        verdict: r.denied ? 'DROPPED' : 'FORWARDED',
-        ...(r.denied ? { dropReason: 'l7-policy-denied' } : {}),
-        direction: 'ingress',
-        protocol: 'TCP',
-        source: this.flowEndpoint(formatIP(r.client), r.clientPort, r.identity),
-        destination: this.flowEndpoint(dst, r.dstPort, this.localByIp.get(dst)?.identity ?? 0),
-        ...(rule ? { rule: rule.id, ruleText: rule.text } : {}),
-        l7: { type: 'http', method: r.method, path: r.path, ...(r.host ? { host: r.host } : {}), status: r.status, latencyMs: r.latencyUs / 1000 },
-        node: this.node,
-        cluster: this.cluster,
-      } satisfies Flow;
-    });
+    this.flowLog.addL7Records(rows, text);
   }
 
   /**
@@ -488,24 +409,6 @@ export class PolicyDatapath extends EventEmitter {
     const pol = ep ? this.compiled.get(ep.key) : undefined;
     if (!ep || !pol) return null;
     return { endpoint: ep.key, rules: l7Rules(pol.selectedBy.ingress, this.universe, identity, dstPort, ep.ports) };
-  }
-
-  /**
-   * Flow endpoint text per (address, identity), without the port: labels and
-   * identity text are the same for every record of a pod. Emptied whenever
-   * endpoints, identities or CIDR identities change.
-   */
-  private readonly endpointText = new Map<string, Omit<FlowEndpoint, 'ip' | 'port'>>();
-
-  private flowEndpoint(ip: string, port: number, identity: number): FlowEndpoint {
-    const key = `${ip}|${identity}`;
-    let base = this.endpointText.get(key);
-    if (!base) {
-      if (this.endpointText.size > 50_000) this.endpointText.clear();
-      base = this.describeEndpoint(ip, identity);
-      this.endpointText.set(key, base);
-    }
-    return { ip, port, ...base };
   }
 
   private describeEndpoint(ip: string, identity: number): Omit<FlowEndpoint, 'ip' | 'port'> {

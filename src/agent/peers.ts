@@ -1,0 +1,374 @@
+/**
+ * Peer reconciliation: node records (our cluster's, and synced remotes'
+ * cached ones) become WireGuard peers whose allowed IPs are their pod CIDRs,
+ * the CIDRs a hub relays for us, and (mesh mode) their node addresses; the
+ * TUN's routes follow (RouteClaims, hostroutes.ts).
+ *
+ * The pure parts (which record is wanted, the relay plan, our relay offer)
+ * are functions; PeerReconciler keeps the records and the peers and talks to
+ * the device, the routes and the policy data path through narrow interfaces,
+ * so it runs against fakes without root.
+ */
+import { cachePrefix, splitClusterName, stateKey, statePrefix } from '../controlplane/keys.js';
+import { relayCodec, type NodeRecord, type RelayRecord } from '../controlplane/records/index.js';
+import type { Logger } from '../log.js';
+import { formatPrefix, parseIP, parsePrefix, prefixContains, type Prefix } from '../net/ip.js';
+import type { RouteClaims } from './hostroutes.js';
+
+/** The part of a WireGuard peer the reconciler and status read (wireguard/peer.ts Peer). */
+export interface PeerHandle {
+  readonly id: number;
+  readonly publicKey: Buffer;
+  /** 0 before the first handshake. */
+  lastHandshakeEpochMs: number;
+  /** Monotonic ms since we started initiating without an answer; 0 when not initiating. */
+  initiatingSinceMs: number;
+}
+
+/** The device calls the reconciler makes (wireguard/device.ts WireGuardDevice). */
+export interface PeerDevice {
+  addPeer(publicKey: Buffer): PeerHandle;
+  removePeer(publicKey: Buffer): void;
+  setPeerEndpoint(peer: PeerHandle, ep: { host: string; port: number }): void;
+  setPeerAllowedIPs(peer: PeerHandle, prefixes: Prefix[]): void;
+}
+
+/** The policy data path's view of peers (policy/datapath.ts PolicyDatapath), with policy on. */
+export interface PeerPolicy {
+  /** Node addresses of `id` ("cluster/node"); null: the node is gone. */
+  setNode(id: string, addresses: string[] | null): void;
+  /** The clusters whose identities peer `peerId`'s tags may carry. */
+  peerIdentity(peerId: number, clusterIds: number[]): void;
+}
+
+export interface PeerState {
+  record: NodeRecord;
+  peer: PeerHandle;
+  routes: string[];
+  /** Pod CIDRs of other clusters reached through this (hub) node. */
+  relayed: string[];
+}
+
+/** This node: who it is, its underlay addresses and pod CIDRs. */
+export interface LocalNode {
+  cluster: string;
+  node: string;
+  addresses: string[];
+  podCIDRs: string[];
+}
+
+/**
+ * The record behind node key `key` if it names a node we should have a tunnel
+ * to (id "cluster/node", rec undefined when we should not); null when the key
+ * names no node. A record must live under its own name; a cached one only
+ * counts for a synced remote cluster; our own node is never a peer.
+ */
+export function desiredAt(me: LocalNode, key: string, nodes: ReadonlyMap<string, NodeRecord>, synced: ReadonlySet<string>): { id: string; rec: NodeRecord | undefined } | null {
+  const own = me.cluster;
+  const local = key.startsWith(statePrefix('nodes', own));
+  const loc = splitClusterName(local ? statePrefix('nodes') : cachePrefix('nodes'), key);
+  if (!loc) return null;
+  const id = `${loc.cluster}/${loc.name}`;
+  const rec = nodes.get(key);
+  if (!rec) return { id, rec: undefined };
+  if (loc.cluster !== rec.cluster || loc.name !== rec.name) return { id, rec: undefined };
+  if (!local && (rec.cluster === own || !synced.has(rec.cluster))) return { id, rec: undefined };
+  if (rec.cluster === own && rec.name === me.node) return { id, rec: undefined };
+  return { id, rec };
+}
+
+/**
+ * Hub-and-spoke: pod CIDRs we cannot reach directly but a hub node offers to
+ * relay, by the hub node's id ("cluster/node"; CIDRs sorted). Every node picks
+ * the same hub node for a remote cluster (the first relay offer by cluster,
+ * then node name), so both directions of a relayed flow use the same hub node
+ * and pass its cryptokey routing check. Offers count only from synced remote
+ * clusters' nodes we have a tunnel to.
+ */
+export function relayPlan(me: LocalNode, desired: ReadonlyMap<string, NodeRecord>, relays: Iterable<RelayRecord>, synced: ReadonlySet<string>): Map<string, string[]> {
+  const direct = new Set<string>(me.podCIDRs);
+  for (const rec of desired.values()) for (const c of rec.podCIDRs) direct.add(c);
+  const offers = [...relays]
+    .filter((r) => r.cluster !== me.cluster && synced.has(r.cluster) && desired.has(`${r.cluster}/${r.node}`))
+    .sort((a, b) => (a.cluster + '/' + a.node < b.cluster + '/' + b.node ? -1 : 1));
+  const via = new Map<string, string>();
+  for (const r of offers) for (const c of r.podCIDRs) if (!direct.has(c) && !via.has(c)) via.set(c, `${r.cluster}/${r.node}`);
+  const plan = new Map<string, string[]>();
+  for (const [cidr, hub] of via) plan.set(hub, [...(plan.get(hub) ?? []), cidr].sort());
+  return plan;
+}
+
+/** A hub node's relay offer: every remote cluster's pod CIDRs it reaches, encoded; '' for none (or not a hub). */
+export function relayOffer(me: LocalNode, hub: boolean, desired: ReadonlyMap<string, NodeRecord>): string {
+  const remote = hub ? [...desired.values()].filter((r) => r.cluster !== me.cluster) : [];
+  const cidrs = remote.flatMap((r) => r.podCIDRs).sort();
+  const clusterIds = [...new Set(remote.map((r) => r.clusterId))].sort((a, b) => a - b);
+  return cidrs.length ? relayCodec.encode({ cluster: me.cluster, node: me.node, podCIDRs: cidrs, clusterIds }) : '';
+}
+
+export interface ReconcilerDeps {
+  me: LocalNode;
+  dev: PeerDevice;
+  routes: RouteClaims;
+  /** With policy on: node addresses and peers' tags (and node addresses in allowed IPs). */
+  policy?: PeerPolicy;
+  /** Pod CIDRs of every pinned cluster and of our own cluster-config: a node address inside them is never a peer's. */
+  podSpace(): Prefix[];
+  /** Peers changed (services follow: backends on nodes that are peers). */
+  peersChanged(): void;
+  /** Our relay offer ('' for none), after every full pass (registration.ts publishes it when it changed). */
+  publishRelay(value: string): void;
+  /** The data path holds these peers now. */
+  programmed(changed: NodeRecord[]): void;
+  log: Logger;
+}
+
+export class PeerReconciler {
+  /** Node records by etcd key, local and cached. */
+  private readonly nodes = new Map<string, NodeRecord>();
+  readonly syncedClusters = new Set<string>();
+  /** Relay offers of hub nodes in connected clusters, by etcd key. */
+  private readonly relays = new Map<string, RelayRecord>();
+  /** Our own cluster is a hub (cluster-config relay: true). */
+  private relayEnabled = false;
+  /** By "cluster/node". */
+  readonly peers = new Map<string, PeerState>();
+  private queued = false;
+  private stopped = false;
+  /** Node keys changed since the last pass, or 'all' (sync state, relays or config changed). */
+  private dirty: Set<string> | 'all' = 'all';
+  private lastPlan = new Map<string, string[]>();
+  /**
+   * Node addresses in peers' allowed IPs (a pod's packets to another node go
+   * through that node's tunnel): each address to the first peer that claims it;
+   * the others that claim it, in order, take over when it goes.
+   */
+  private readonly addressClaims = new Map<string, string[]>();
+
+  constructor(private readonly d: ReconcilerDeps) {}
+
+  // ---- inputs (watch sinks, admission) ------------------------------------------------
+
+  /** A node record admitted (or gone: undefined) under etcd key `key`. */
+  setNodeRecord(key: string, rec: NodeRecord | undefined): void {
+    if (rec) this.nodes.set(key, rec);
+    else this.nodes.delete(key);
+    this.queue(key);
+  }
+
+  setRelay(key: string, rec: RelayRecord | undefined): void {
+    if (rec) this.relays.set(key, rec);
+    else this.relays.delete(key);
+    this.queue();
+  }
+
+  /** kvstoremesh marked a remote cluster synced (or it was disconnected: its cached records go too). */
+  setSynced(cluster: string, synced: boolean): void {
+    if (synced) this.syncedClusters.add(cluster);
+    else this.syncedClusters.delete(cluster);
+    this.queue();
+  }
+
+  setRelayEnabled(on: boolean): void {
+    this.relayEnabled = on;
+    this.queue();
+  }
+
+  stop(): void {
+    this.stopped = true;
+  }
+
+  /** Schedules a pass; `key` limits it to one node record, none means everything. */
+  queue(key?: string): void {
+    if (key === undefined) this.dirty = 'all';
+    else if (this.dirty !== 'all') this.dirty.add(key);
+    if (this.queued || this.stopped) return;
+    this.queued = true;
+    setImmediate(() => {
+      this.queued = false;
+      try {
+        this.reconcile();
+      } catch (err) {
+        this.d.log.error({ err: (err as Error).message }, 'reconcile failed');
+      }
+    });
+  }
+
+  // ---- passes -----------------------------------------------------------------------------
+
+  /** The nodes we should have a tunnel to: our cluster's and synced remotes', by "cluster/node". */
+  desiredNodes(): Map<string, NodeRecord> {
+    const out = new Map<string, NodeRecord>();
+    for (const key of this.nodes.keys()) {
+      const w = desiredAt(this.d.me, key, this.nodes, this.syncedClusters);
+      if (w?.rec) out.set(w.id, w.rec);
+    }
+    return out;
+  }
+
+  reconcile(): void {
+    const dirty = this.dirty;
+    this.dirty = new Set();
+    if (dirty !== 'all' && this.reconcileKeys(dirty)) return;
+    const desired = this.desiredNodes();
+    for (const [id, st] of this.peers) if (!desired.has(id)) this.removePeer(id, st);
+    const plan = relayPlan(this.d.me, desired, this.relays.values(), this.syncedClusters);
+    this.lastPlan = plan;
+    const changed: NodeRecord[] = [];
+    for (const [id, rec] of desired) {
+      const relayed = plan.get(id) ?? [];
+      const st = this.peers.get(id);
+      if (this.unchanged(id, st, rec, st !== undefined && st.relayed.join() === relayed.join())) continue;
+      this.upsertPeer(id, rec, relayed);
+      changed.push(rec);
+    }
+    this.d.routes.flush();
+    this.d.publishRelay(relayOffer(this.d.me, this.relayEnabled, desired));
+    // The data path holds these peers now (the device calls above are synchronous).
+    if (changed.length) this.d.programmed(changed);
+  }
+
+  /**
+   * The common case under churn: a few node records changed. Handles them in
+   * O(changed) and returns true, or returns false when a change can move relay
+   * plans (a node came or went, or changed its pod CIDRs, while relays are in
+   * use), which needs the full pass.
+   */
+  private reconcileKeys(keys: Set<string>): boolean {
+    const relaysInUse = this.relays.size > 0 || this.relayEnabled;
+    const work: Array<{ id: string; rec: NodeRecord | undefined }> = [];
+    for (const key of keys) {
+      const w = desiredAt(this.d.me, key, this.nodes, this.syncedClusters);
+      if (!w) continue;
+      const st = this.peers.get(w.id);
+      if (relaysInUse && (!st || !w.rec || st.record.podCIDRs.join() !== w.rec.podCIDRs.join())) return false;
+      work.push(w);
+    }
+    const changed: NodeRecord[] = [];
+    for (const { id, rec } of work) {
+      const st = this.peers.get(id);
+      if (!rec) {
+        // removed here; the same node may still be desired under its other key (state vs cache)
+        if (st && !this.desiredById(id)) this.removePeer(id, st);
+        continue;
+      }
+      if (this.unchanged(id, st, rec, true)) continue;
+      this.upsertPeer(id, rec, this.lastPlan.get(id) ?? []);
+      changed.push(rec);
+    }
+    this.d.routes.flush();
+    if (changed.length) this.d.programmed(changed);
+    return true;
+  }
+
+  /**
+   * True when peer state `st` already stands for `rec` (records are replaced,
+   * never mutated, on every change: the same object or the same content); a
+   * peer whose key changed is removed here, before upsertPeer adds the new one.
+   */
+  private unchanged(id: string, st: PeerState | undefined, rec: NodeRecord, sameRelay: boolean): boolean {
+    if (st && sameRelay && st.record === rec) return true;
+    if (st && sameRelay && JSON.stringify(st.record) === JSON.stringify(rec)) {
+      st.record = rec;
+      return true;
+    }
+    if (st && st.record.publicKey !== rec.publicKey) this.removePeer(id, st);
+    return false;
+  }
+
+  private desiredById(id: string): boolean {
+    const [cluster, name] = id.split('/') as [string, string];
+    const key = cluster === this.d.me.cluster ? stateKey('nodes', cluster, name) : `${cachePrefix('nodes', cluster)}${name}`;
+    return desiredAt(this.d.me, key, this.nodes, this.syncedClusters)?.rec !== undefined;
+  }
+
+  private upsertPeer(id: string, rec: NodeRecord, relayed: string[]): void {
+    const { dev, policy } = this.d;
+    const peer = dev.addPeer(Buffer.from(rec.publicKey, 'base64'));
+    const mine = parseIP(this.d.me.addresses[0]!)!;
+    const addr = rec.addresses.find((a) => parseIP(a)!.length === mine.length) ?? rec.addresses[0]!;
+    dev.setPeerEndpoint(peer, { host: addr, port: rec.port });
+    const routes = [...rec.podCIDRs, ...relayed];
+    const old = this.peers.get(id);
+    if (old) this.d.routes.release(old.routes);
+    this.d.routes.claim(routes);
+    this.peers.set(id, { record: rec, peer, routes, relayed });
+    this.claimNodeAddresses(id, rec.addresses);
+    this.programAllowedIPs(id);
+    if (policy) {
+      policy.setNode(id, rec.addresses);
+      policy.peerIdentity(peer.id, [rec.clusterId, ...this.relayedClusterIds(id, relayed)]);
+    }
+    this.d.peersChanged();
+    this.d.log.debug({ peer: id, endpoint: `${addr}:${rec.port}`, podCIDRs: rec.podCIDRs }, 'peer up');
+  }
+
+  private removePeer(id: string, st: PeerState): void {
+    this.d.routes.release(st.routes);
+    this.d.dev.removePeer(st.peer.publicKey);
+    this.peers.delete(id);
+    this.claimNodeAddresses(id, []);
+    this.d.policy?.setNode(id, null);
+    this.d.peersChanged();
+    this.d.log.debug({ peer: id }, 'peer removed');
+  }
+
+  /**
+   * Cluster ids a hub node relays for (from its relay offer: a spoke does not
+   * know the other spokes' nodes): its tags may carry those clusters' identities.
+   */
+  private relayedClusterIds(hubId: string, cidrs: string[]): number[] {
+    if (cidrs.length === 0) return [];
+    const [cluster, node] = hubId.split('/');
+    for (const r of this.relays.values()) if (r.cluster === cluster && r.node === node) return r.clusterIds ?? [];
+    return [];
+  }
+
+  /**
+   * A peer's allowed IPs: its pod CIDRs, the CIDRs it relays and (mesh mode)
+   * the node addresses it holds, so a pod's packets to another node's address
+   * go through that node's tunnel (encrypted, tagged, its reply comes back the
+   * same way) instead of leaving in the clear.
+   */
+  private programAllowedIPs(id: string): void {
+    const st = this.peers.get(id);
+    if (!st) return;
+    const addrs = [...this.addressClaims].filter(([, ids]) => ids[0] === id).map(([a]) => a);
+    this.d.dev.setPeerAllowedIPs(st.peer, [...st.routes, ...addrs].map((c) => parsePrefix(c)));
+  }
+
+  /**
+   * Records which node addresses peer `id` claims now. An address goes to the
+   * first peer that claims it (a node must not take over another's address, nor
+   * a pod address: one inside any pinned cluster's pod CIDRs or any peer's
+   * routes is never taken); when the holder lets go, the next claimant gets it.
+   */
+  private claimNodeAddresses(id: string, addresses: string[]): void {
+    if (!this.d.policy) return;
+    const mine = new Set(this.d.me.addresses.map((a) => formatPrefix(parsePrefix(a))));
+    const podSpace = [...this.d.podSpace(), ...this.d.me.podCIDRs.map((c) => parsePrefix(c)), ...[...this.d.routes.claimed()].map((c) => parsePrefix(c))];
+    const want = new Set(
+      addresses
+        .map((a) => parsePrefix(a))
+        .filter((p) => !mine.has(formatPrefix(p)) && !podSpace.some((c) => c.addr.length === p.addr.length && prefixContains(c, p.addr)))
+        .map((p) => formatPrefix(p)),
+    );
+    const handOver = new Set<string>();
+    for (const [a, ids] of this.addressClaims) {
+      const i = ids.indexOf(id);
+      if (i < 0 || want.has(a)) continue;
+      ids.splice(i, 1);
+      if (i === 0 && ids[0]) handOver.add(ids[0]);
+      if (ids.length === 0) this.addressClaims.delete(a);
+    }
+    for (const a of want) {
+      const ids = this.addressClaims.get(a);
+      if (!ids) this.addressClaims.set(a, [id]);
+      else if (!ids.includes(id)) {
+        ids.push(id);
+        this.d.log.warn({ address: a, holder: ids[0], claimant: id }, 'two nodes claim one address: it stays with the first');
+      }
+    }
+    for (const other of handOver) if (other !== id) this.programAllowedIPs(other);
+  }
+}

@@ -1,0 +1,354 @@
+/**
+ * What this node writes to etcd, and the local state behind it: its WireGuard
+ * key, its node (and gateway) record under a lease, its local endpoints (the
+ * agent API's, persisted next to the key so that a restarted agent, even after
+ * kill -9, re-registers them before the old lease expires) with their
+ * identities, and the relay offer and health record that ride on the lease.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { endpointName, stateKey, statePrefix } from '../controlplane/keys.js';
+import type { KVLease, KVStore, KVWriter } from '../controlplane/kvstore.js';
+import { endpointCodec, gatewayCodec, namespaceCodec, nodeCodec, stateLocation, tryDecode, type EndpointRecord, type NodeRecord, type RecordError } from '../controlplane/records/index.js';
+import { MAX_LABELS } from '../controlplane/records/fields.js';
+import type { GatewayRecord } from '../controlplane/types.js';
+import { ConfigError, EndpointConflictError } from '../errors.js';
+import { endpointIdentityLabels, type Labels } from '../identity/identity.js';
+import type { Logger } from '../log.js';
+import { parseIP, parsePrefix, prefixContains } from '../net/ip.js';
+import type { ContainerPort } from '../policy/ports.js';
+import { generatePrivateKey } from '../wireguard/crypto.js';
+import { validateEndpoint } from './api.js';
+import type { AgentConfig } from './config.js';
+
+export interface LocalEndpoint {
+  name: string;
+  namespace: string;
+  labels: Record<string, string>;
+  ips: string[];
+  /** Named container ports (rules naming a port resolve against them). */
+  ports?: ContainerPort[];
+}
+
+/** The node's WireGuard private key (32 bytes) from `file`, or a new one written there (0600, its directory 0700). */
+export function loadOrCreateKey(file: string): Buffer {
+  if (existsSync(file)) {
+    const k = Buffer.from(readFileSync(file, 'utf8').trim(), 'base64');
+    if (k.length !== 32) throw new Error(`${file}: not a base64 WireGuard private key`);
+    return k;
+  }
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  const k = generatePrivateKey();
+  writeFileSync(file, k.toString('base64') + '\n', { mode: 0o600 });
+  return k;
+}
+
+/** Identity numbers of label sets (identity/allocator.ts IdentityAllocator). */
+export interface IdentitySource {
+  /** The identity of `labels`, referenced under lease `leaseId`. */
+  allocate(labels: Labels, leaseId: string): Promise<number>;
+  /** This node stops using `id`. */
+  release(id: number): Promise<void>;
+}
+
+/** The policy data path's view of local endpoints (policy/datapath.ts PolicyDatapath). */
+export interface LocalEndpointPolicy {
+  setLocalEndpoint(key: string, identity: number, labels: Labels, ips: string[], ports?: ContainerPort[]): void;
+  removeLocalEndpoint(key: string): void;
+  setNamespaces(names: Iterable<string>): void;
+}
+
+/** The store calls registration makes. */
+export type RegistrationStore = Pick<KVStore, 'list'> & KVWriter;
+
+export interface RegistrationDeps {
+  cfg: Pick<AgentConfig, 'cluster' | 'node' | 'leaseTTL' | 'gateway'> & { wireguard: { privateKeyFile: string } };
+  store: RegistrationStore;
+  /** With policy on: identities of local endpoints and the data path that enforces them. */
+  identities?: { allocator: IdentitySource; datapath: LocalEndpointPolicy };
+  /** Every endpoint record known (own cluster and cached), by etcd key: address conflicts. */
+  endpoints: ReadonlyMap<string, EndpointRecord>;
+  rejections: { add(err: RecordError, origin: string): void };
+  log: Logger;
+}
+
+type Holder = { ip: string; cluster: string; node: string; endpoint: string };
+
+export class Registration {
+  private lease: KVLease | undefined;
+  private leaseId: string | undefined;
+  private stopped = false;
+  private publishedRelay = '';
+  private readonly local = new Map<string, LocalEndpoint>(); // by "namespace/name"
+  /** Identity of each local endpoint, by namespace/name. */
+  readonly identities = new Map<string, number>();
+  /** Labels of this cluster's v1 Namespace objects (state/namespaces): they enter the identities of their pods. */
+  private readonly namespaceLabels = new Map<string, Labels>();
+  /** The tail of the local endpoint changes queue (serialized()). */
+  private endpointOps: Promise<unknown> = Promise.resolve();
+
+  /** `node`: this node's record, as registered on every (new) lease. */
+  constructor(
+    private readonly d: RegistrationDeps,
+    private readonly node: NodeRecord,
+  ) {}
+
+  private get cluster(): string {
+    return this.d.cfg.cluster.name;
+  }
+
+  /**
+   * Next to the key and named after it: nodes of different clusters may share
+   * a name and a key directory (the testbed's do), never a key file.
+   */
+  private get stateFile(): string {
+    return `${this.d.cfg.wireguard.privateKeyFile}.endpoints.json`;
+  }
+
+  /** This node's record of an endpoint address (ip v2: under the node, so RBAC can keep it ours). */
+  private endpointKey(ip: string): string {
+    return stateKey('ip', this.cluster, endpointName(this.d.cfg.node.name, ip));
+  }
+
+  private gatewayRecord(): GatewayRecord | undefined {
+    const g = this.d.cfg.gateway;
+    if (!g) return undefined;
+    return { cluster: this.cluster, node: this.d.cfg.node.name, address: g.address, ...(g.region ? { region: g.region } : {}), listeners: g.listeners.map((l) => ({ service: l.service, port: l.port, listenPort: l.listenPort })) };
+  }
+
+  /** Writes the node (and gateway) record under a new lease, then every local endpoint; again whenever the lease is lost. */
+  async register(): Promise<void> {
+    const lease = this.d.store.lease(this.d.cfg.leaseTTL);
+    this.lease = lease;
+    lease.onLost((err) => {
+      if (this.stopped) return;
+      this.d.log.warn({ err: err.message }, 'etcd lease lost, registering again');
+      setTimeout(() => void this.register().catch((e) => this.d.log.error({ err: (e as Error).message }, 'registration failed')), 1000);
+    });
+    await lease.put(stateKey('nodes', this.cluster, this.d.cfg.node.name), nodeCodec.encode(this.node));
+    const gw = this.gatewayRecord();
+    if (gw) await lease.put(stateKey('gateways', this.cluster, this.d.cfg.node.name), gatewayCodec.encode(gw));
+    this.leaseId = await lease.grant();
+    await this.serialized(async () => {
+      for (const ep of [...this.local.values()]) await this.putEndpoint(ep);
+    });
+  }
+
+  /** Writes `key` under the lease; undefined (nothing written) before registration or after stop. */
+  putLeased(key: string, value: string): Promise<void> | undefined {
+    if (!this.lease || this.stopped) return undefined;
+    return this.lease.put(key, value);
+  }
+
+  /** Our relay offer (peers.ts relayOffer; '' for none): written or deleted when it changed. */
+  publishRelay(value: string): void {
+    if (value === this.publishedRelay || !this.lease) return;
+    this.publishedRelay = value;
+    const key = stateKey('relays', this.cluster, this.d.cfg.node.name);
+    const op = value ? this.lease.put(key, value) : this.d.store.delete(key);
+    void op.catch((err: Error) => this.d.log.warn({ err: err.message }, 'could not publish relay offer'));
+  }
+
+  /** Stops keeping the lease alive: the records expire with it, so a restarting agent takes them over. */
+  stop(): void {
+    this.stopped = true;
+    this.lease?.release();
+  }
+
+  // ---- namespaces and identities -----------------------------------------------------
+
+  /** This cluster's Namespace objects, read once at start (the watcher keeps them after). */
+  async loadNamespaces(): Promise<void> {
+    try {
+      for (const { key, value } of (await this.d.store.list(statePrefix('namespaces', this.cluster))).kvs) {
+        const loc = stateLocation('namespaces', key);
+        const r = tryDecode(namespaceCodec, key, value);
+        if (!r.ok) this.d.rejections.add(r.error, this.cluster);
+        else if (loc) this.namespaceLabels.set(loc.name, r.value.metadata.labels ?? {});
+      }
+      this.d.identities?.datapath.setNamespaces(this.namespaceLabels.keys());
+    } catch (err) {
+      this.d.log.warn({ err: (err as Error).message }, 'could not read namespaces yet; the watcher will deliver them');
+    }
+  }
+
+  /**
+   * A Namespace object applied (labels) or deleted (null): when its labels
+   * changed, its pods here get the identity of their new label set, and
+   * policy follows (namespaceSelector, io.cilium.k8s.namespace.labels).
+   */
+  setNamespace(name: string, labels: Labels | null): void {
+    const old = this.namespaceLabels.get(name);
+    if (labels) this.namespaceLabels.set(name, labels);
+    else this.namespaceLabels.delete(name);
+    this.d.identities?.datapath.setNamespaces(this.namespaceLabels.keys());
+    if (JSON.stringify(old ?? {}) === JSON.stringify(labels ?? {})) return;
+    for (const [key, ep] of this.local)
+      if (ep.namespace === name && this.leaseId)
+        // queued behind any change of the endpoint in flight; it then takes the endpoint as it is by that time
+        void this.serialized(async () => {
+          const cur = this.local.get(key);
+          if (cur) await this.putEndpoint(cur);
+        }).catch((err) => this.d.log.error({ endpoint: key, err: (err as Error).message }, 'could not move the endpoint to its namespace\'s new labels'));
+  }
+
+  /**
+   * Local endpoint changes run one at a time. Each takes etcd round trips
+   * (identity allocation, record writes); run concurrently, a later change
+   * (a relabel back) could finish first and the earlier one then leave the
+   * data path and the record on a stale identity with its access, or a change
+   * in flight re-create an endpoint just removed.
+   */
+  private serialized<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.endpointOps.then(fn, fn);
+    this.endpointOps = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Allocates (or finds) the endpoint's identity and hands it to the data path. */
+  private async endpointIdentity(ep: LocalEndpoint): Promise<number | undefined> {
+    const ids = this.d.identities;
+    if (!ids || !this.leaseId) return undefined;
+    const key = `${ep.namespace}/${ep.name}`;
+    const labels = endpointIdentityLabels(ep.labels, ep.namespace, this.cluster, this.namespaceLabels.get(ep.namespace));
+    // MAX_POD_LABELS keeps this within bounds; an identity past them would be refused by every reader
+    if (Object.keys(labels).length > MAX_LABELS) throw new ConfigError('labels', `the identity of ${key} would hold ${Object.keys(labels).length} labels (at most ${MAX_LABELS})`);
+    const id = await ids.allocator.allocate(labels, this.leaseId);
+    const old = this.identities.get(key);
+    this.identities.set(key, id);
+    if (old !== undefined && old !== id) await this.releaseIdentity(old);
+    ids.datapath.setLocalEndpoint(key, id, labels, ep.ips, ep.ports ?? []);
+    return id;
+  }
+
+  private async releaseIdentity(id: number): Promise<void> {
+    if ([...this.identities.values()].includes(id)) return; // another endpoint here still uses it
+    await this.d.identities?.allocator.release(id);
+  }
+
+  private async putEndpoint(ep: LocalEndpoint): Promise<void> {
+    const identity = await this.endpointIdentity(ep);
+    for (const ip of ep.ips) {
+      const rec: EndpointRecord = { ip, cluster: this.cluster, node: this.d.cfg.node.name, namespace: ep.namespace, name: ep.name, labels: ep.labels, ...(identity !== undefined ? { identity } : {}), ...(ep.ports?.length ? { ports: ep.ports } : {}) };
+      await this.lease!.put(this.endpointKey(ip), endpointCodec.encode(rec));
+    }
+  }
+
+  // ---- local endpoints (the CNI-facing API calls these) -------------------------
+
+  /**
+   * Adds or updates a local endpoint (the agent API, a CNI plugin). A pod
+   * speaks only from its own addresses: each must lie in this node's pod
+   * CIDRs, and an address another endpoint holds (of this node under another
+   * name, or a live record of another node) is refused unless `replace`
+   * says to take it over. Throws EndpointConflictError / ConfigError.
+   */
+  addEndpoint(ep: LocalEndpoint, opts: { replace?: boolean } = {}): Promise<void> {
+    return this.serialized(() => this.addEndpointNow(ep, opts));
+  }
+
+  /**
+   * Changes a local endpoint from what it is when its turn comes (`change`
+   * may throw to refuse); undefined when there is no such endpoint. The
+   * agent API's PATCH: two label patches never both start from the same labels.
+   */
+  updateEndpoint(namespace: string, name: string, change: (cur: LocalEndpoint) => LocalEndpoint): Promise<LocalEndpoint | undefined> {
+    return this.serialized(async () => {
+      const cur = this.local.get(`${namespace}/${name}`);
+      if (!cur) return undefined;
+      const ep = change(cur);
+      await this.addEndpointNow(ep, {});
+      return ep;
+    });
+  }
+
+  /** Removes a local endpoint: false when there is none of that name. */
+  removeEndpoint(namespace: string, name: string): Promise<boolean> {
+    return this.serialized(() => this.removeEndpointNow(namespace, name));
+  }
+
+  localEndpoints(): LocalEndpoint[] {
+    return [...this.local.values()];
+  }
+
+  get localCount(): number {
+    return this.local.size;
+  }
+
+  private async addEndpointNow(ep: LocalEndpoint, opts: { replace?: boolean }): Promise<void> {
+    const key = `${ep.namespace}/${ep.name}`;
+    const podCIDRs = this.d.cfg.node.podCIDRs;
+    const mine = podCIDRs.map((c) => parsePrefix(c));
+    ep.ips.forEach((ip, i) => {
+      const a = parseIP(ip)!;
+      if (!mine.some((p) => prefixContains(p, a))) throw new ConfigError(`ips[${i}]`, `${ip} is outside this node's pod CIDRs (${podCIDRs.join(', ')})`);
+    });
+    const holders = this.addressHolders(ep.ips, key);
+    if (holders.length && !opts.replace) throw new EndpointConflictError(holders);
+    for (const h of holders) {
+      const other = h.node === this.d.cfg.node.name && h.cluster === this.cluster ? this.local.get(h.endpoint) : undefined;
+      if (!other) continue;
+      const rest = other.ips.filter((ip) => !ep.ips.includes(ip));
+      if (rest.length) await this.addEndpointNow({ ...other, ips: rest }, { replace: true });
+      else await this.removeEndpointNow(other.namespace, other.name);
+    }
+    const old = this.local.get(key);
+    this.local.set(key, ep);
+    this.saveLocalEndpoints();
+    await this.putEndpoint(ep);
+    if (old) for (const ip of old.ips) if (!ep.ips.includes(ip)) await this.d.store.delete(this.endpointKey(ip));
+  }
+
+  private async removeEndpointNow(namespace: string, name: string): Promise<boolean> {
+    const key = `${namespace}/${name}`;
+    const ep = this.local.get(key);
+    if (!ep) return false;
+    this.local.delete(key);
+    this.saveLocalEndpoints();
+    for (const ip of ep.ips) await this.d.store.delete(this.endpointKey(ip));
+    this.d.identities?.datapath.removeLocalEndpoint(key);
+    const id = this.identities.get(key);
+    this.identities.delete(key);
+    if (id !== undefined) await this.releaseIdentity(id);
+    return true;
+  }
+
+  /** Who else holds any of `ips`: local endpoints under another name, endpoints of other nodes. */
+  private addressHolders(ips: string[], key: string): Holder[] {
+    const out: Holder[] = [];
+    const node = this.d.cfg.node.name;
+    for (const other of this.local.values()) {
+      const k = `${other.namespace}/${other.name}`;
+      if (k === key) continue;
+      for (const ip of other.ips) if (ips.includes(ip)) out.push({ ip, cluster: this.cluster, node, endpoint: k });
+    }
+    for (const rec of this.d.endpoints.values()) {
+      if (!ips.includes(rec.ip)) continue;
+      if (rec.cluster === this.cluster && rec.node === node) continue; // ours: seen above
+      out.push({ ip: rec.ip, cluster: rec.cluster, node: rec.node, endpoint: `${rec.namespace}/${rec.name}` });
+    }
+    return out;
+  }
+
+  /** The endpoints saved by an earlier run (each checked as the API checks it; an unreadable one is skipped). */
+  loadLocalEndpoints(): void {
+    if (!existsSync(this.stateFile)) return;
+    try {
+      const saved: unknown = JSON.parse(readFileSync(this.stateFile, 'utf8'));
+      for (const [i, raw] of (Array.isArray(saved) ? saved : []).entries()) {
+        try {
+          const ep = validateEndpoint(raw);
+          this.local.set(`${ep.namespace}/${ep.name}`, ep);
+        } catch (err) {
+          this.d.log.warn({ file: this.stateFile, index: i, err: (err as Error).message }, 'skipping an unreadable saved endpoint');
+        }
+      }
+    } catch (err) {
+      this.d.log.warn({ file: this.stateFile, err: (err as Error).message }, 'ignoring unreadable endpoint state');
+    }
+  }
+
+  private saveLocalEndpoints(): void {
+    writeFileSync(this.stateFile, JSON.stringify([...this.local.values()], null, 1), { mode: 0o600 });
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * The agent's status (GET /v1/status, `wiremesh status`), typed, and the views
+ * made from it: the health record published for `wiremesh clustermesh status`
+ * (healthRecord) and the metrics snapshot (agent.ts metricsSnapshot).
+ */
+import type { NodeHealth } from '../controlplane/records/index.js';
+import type { RejectionEntry } from '../controlplane/records/rejections.js';
+import type { GatewayStats } from '../gateway/gateway.js';
+import type { NativePeerStats } from '../native/binding.js';
+import type { ProxyStats } from '../proxy/proxy.js';
+import { clusterCounts } from '../services/counts.js';
+import type { ServiceStatus } from '../services/datapath.js';
+import type { DnsCounters } from '../services/dns.js';
+import type { PeerState } from './peers.js';
+
+/** One tunnel as GET /v1/status shows it. */
+export interface PeerStatus {
+  /** "cluster/node". */
+  id: string;
+  cluster: string;
+  /** host:port the peer was last heard from (absent before). */
+  endpoint?: string;
+  podCIDRs: string[];
+  /** Pod CIDRs of other clusters reached through this (hub) node. */
+  relayed?: string[];
+  /** Seconds since the last handshake; null before the first. */
+  lastHandshakeAgeS: number | null;
+  /** Seconds we have been initiating without an answer, past 15 s (three RekeyTimeouts). */
+  unreachableForS?: number;
+  rxBytes: number;
+  txBytes: number;
+  rxPackets: number;
+  txPackets: number;
+}
+
+/** GET /v1/status. */
+export interface AgentStatus {
+  cluster: string;
+  clusterId: number;
+  node: string;
+  /** Base64 WireGuard public key. */
+  publicKey?: string;
+  listenPort: number;
+  /** Every watch of etcd is connected. */
+  etcdConnected: boolean;
+  syncedClusters: string[];
+  /** Endpoint records known (own cluster and cached). */
+  endpoints: number;
+  localEndpoints: number;
+  peers: PeerStatus[];
+  /** The native data path's counters (and the pod guard's, with policy). */
+  counters: Record<string, number>;
+  /** Records refused (docs/security.md): how many, and the latest with key and reason. */
+  rejections: { total: number; recent: RejectionEntry[] };
+  pinnedClusters: Array<{ name: string; id: number; relay: boolean; acceptPolicies: boolean }>;
+  proxy?: ProxyStats;
+  gateway?: { address: string; routerAddress: string | undefined; listeners: GatewayStats[] };
+  services?: { count: number; lastComputeMs: number; dns?: DnsCounters };
+  policy?: { identities: number; localEndpoints: number; lastCompileMs: number; warnings: number };
+}
+
+/**
+ * The tunnels' status from the peers and the device's per-peer counters (by
+ * peer id); `nowMs` wall clock, `monoMs` the device's monotonic clock.
+ */
+export function peerStatuses(peers: Iterable<[string, PeerState]>, stats: ReadonlyMap<number, NativePeerStats>, nowMs: number, monoMs: number): PeerStatus[] {
+  return [...peers].map(([id, st]) => {
+    const s = stats.get(st.peer.id);
+    return {
+      id,
+      cluster: st.record.cluster,
+      endpoint: s?.host ? `${s.host}:${s.port}` : undefined,
+      podCIDRs: st.record.podCIDRs,
+      ...(st.relayed.length ? { relayed: st.relayed } : {}),
+      lastHandshakeAgeS: st.peer.lastHandshakeEpochMs ? Math.round((nowMs - st.peer.lastHandshakeEpochMs) / 1000) : null,
+      // initiating for more than 15 s (three RekeyTimeouts) without an answer
+      unreachableForS: st.peer.initiatingSinceMs && monoMs - st.peer.initiatingSinceMs > 15_000 ? Math.round((monoMs - st.peer.initiatingSinceMs) / 1000) : undefined,
+      rxBytes: s?.rxBytes ?? 0,
+      txBytes: s?.txBytes ?? 0,
+      rxPackets: s?.rxPackets ?? 0,
+      txPackets: s?.txPackets ?? 0,
+    };
+  });
+}
+
+/**
+ * This node's health record (health/v1/<cluster>/<node>) from its status and
+ * its services list: per cluster, tunnels and live tunnels (handshake < 180 s);
+ * per tunnel only the active ones, at most 500, so the record stays small with
+ * thousands of peers; at most 100 unreachable peers and 200 global services.
+ */
+export function healthRecord(s: AgentStatus, services: readonly ServiceStatus[], at: Date): NodeHealth {
+  const clusters: Record<string, { peers: number; live: number }> = {};
+  for (const p of s.peers) {
+    const c = (clusters[p.cluster] ??= { peers: 0, live: 0 });
+    c.peers++;
+    if (p.lastHandshakeAgeS !== null && p.lastHandshakeAgeS < 180) c.live++;
+  }
+  const active = s.peers.filter((p) => p.lastHandshakeAgeS !== null).slice(0, 500);
+  const unreachable = s.peers.flatMap((p) => (p.unreachableForS !== undefined ? [{ id: p.id, endpoint: p.endpoint, forS: p.unreachableForS }] : [])).slice(0, 100);
+  // global services as this node sees them: backends per cluster, healthy, table size (clustermesh status)
+  const global = services.filter((x) => x.global).slice(0, 200).map((x) => ({
+    service: `${x.namespace}/${x.name}`,
+    vip: x.vip,
+    affinity: x.affinity,
+    tableSize: x.ports[0]?.tableSize,
+    ...(x.ports[0]?.nearest ? { nearest: x.ports[0].nearest } : {}),
+    clusters: Object.fromEntries(clusterCounts(x)),
+  }));
+  return { at: at.toISOString(), syncedClusters: s.syncedClusters, clusters, unreachable, services: global, peers: active.map((p) => ({ id: p.id, cluster: p.cluster, handshakeAgeS: p.lastHandshakeAgeS, rxBytes: p.rxBytes, txBytes: p.txBytes })) };
+}

@@ -1,0 +1,212 @@
+// What a node writes to etcd (src/agent/registration.ts), against the shipped MemKV: its node and
+// gateway records under a lease, its local endpoints (persisted next to the key, checked against
+// its pod CIDRs and other holders of their addresses) with their identities, the relay offer, and
+// registering again when the lease is lost. No root, no etcd.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { endpointName, stateKey } from '../../src/controlplane/keys.js';
+import type { KVLease } from '../../src/controlplane/kvstore.js';
+import { MemKV } from '../../src/controlplane/memkv.js';
+import { nodeCodec, type EndpointRecord, type NodeRecord, type RecordError } from '../../src/controlplane/records/index.js';
+import { ConfigError, EndpointConflictError } from '../../src/errors.js';
+import type { Labels } from '../../src/identity/identity.js';
+import { silentLogger } from '../../src/log.js';
+import { loadOrCreateKey, Registration, type IdentitySource, type RegistrationDeps, type RegistrationStore } from '../../src/agent/registration.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'wmreg-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** RegistrationStore on MemKV: one lease per lease() (granted on first use); lose() ends it as an expiry would. */
+function memStore(mem: MemKV) {
+  const lost: Array<(err: Error) => void> = [];
+  const leases: string[] = [];
+  const store: RegistrationStore = {
+    list: (p) => mem.list(p),
+    delete: async (k) => void (await mem.delete(k)),
+    lease: (ttl): KVLease => {
+      const id = mem.grant(ttl).then((x) => (leases.push(x), x));
+      return {
+        put: async (k, v) => void (await mem.put(k, v, { lease: await id })),
+        grant: () => id,
+        onLost: (fn) => void lost.push(fn),
+        release: () => undefined,
+      };
+    },
+  };
+  return {
+    store,
+    leases,
+    lose: async () => {
+      await mem.revoke(leases.at(-1)!);
+      for (const fn of lost.splice(0)) fn(new Error('lease expired'));
+    },
+  };
+}
+
+const cfg = (file: string): RegistrationDeps['cfg'] => ({
+  cluster: { name: 'c1', id: 1 },
+  node: { name: 'n1', addresses: ['198.18.1.1'], podCIDRs: ['100.65.1.0/24'] },
+  leaseTTL: 10,
+  gateway: { address: '198.18.1.1', listeners: [{ service: 'shop/web', port: 80, listenPort: 8080, proxyProtocol: false }] },
+  wireguard: { privateKeyFile: file },
+});
+const nodeRec: NodeRecord = { cluster: 'c1', clusterId: 1, name: 'n1', addresses: ['198.18.1.1'], port: 51820, publicKey: Buffer.alloc(32, 1).toString('base64'), podCIDRs: ['100.65.1.0/24'], bootId: '1' };
+const epKey = (ip: string) => stateKey('ip', 'c1', endpointName('n1', ip));
+
+function setup(name: string, extra: Partial<RegistrationDeps> = {}) {
+  const mem = new MemKV();
+  const s = memStore(mem);
+  const endpoints = new Map<string, EndpointRecord>();
+  const rejected: RecordError[] = [];
+  const file = join(dir, name, 'key');
+  loadOrCreateKey(file); // as the agent does first: the endpoints file goes beside the key
+  const deps: RegistrationDeps = { cfg: cfg(file), store: s.store, endpoints, rejections: { add: (e) => void rejected.push(e) }, log: silentLogger, ...extra };
+  return { mem, ...s, endpoints, rejected, file, deps, reg: new Registration(deps, nodeRec) };
+}
+
+const json = (mem: MemKV, key: string): unknown => {
+  const e = mem.get(key);
+  return e ? JSON.parse(e.value) : undefined;
+};
+
+describe('the key', () => {
+  it('is made once (0600) and read back after', () => {
+    const file = join(dir, 'key-once', 'key');
+    const k = loadOrCreateKey(file);
+    expect(k).toHaveLength(32);
+    expect(loadOrCreateKey(file).equals(k)).toBe(true);
+    expect(readFileSync(file, 'utf8').trim()).toBe(k.toString('base64'));
+  });
+});
+
+describe('Registration', () => {
+  it('registers the node and gateway records and every local endpoint under one lease; a restart re-registers saved endpoints', async () => {
+    const { mem, reg, leases, file, deps } = setup('basic');
+    await reg.register();
+    expect(nodeCodec.decode(stateKey('nodes', 'c1', 'n1'), mem.get(stateKey('nodes', 'c1', 'n1'))!.value)).toEqual(nodeRec);
+    expect(json(mem, stateKey('gateways', 'c1', 'n1'))).toMatchObject({ address: '198.18.1.1', listeners: [{ service: 'shop/web', port: 80, listenPort: 8080 }] });
+    await reg.addEndpoint({ name: 'web', namespace: 'shop', labels: { app: 'web' }, ips: ['100.65.1.10'] });
+    expect(json(mem, epKey('100.65.1.10'))).toEqual({ ip: '100.65.1.10', cluster: 'c1', node: 'n1', namespace: 'shop', name: 'web', labels: { app: 'web' } });
+    expect(mem.leaseKeys(leases[0]!)).toEqual([stateKey('gateways', 'c1', 'n1'), epKey('100.65.1.10'), stateKey('nodes', 'c1', 'n1')].sort());
+    expect(JSON.parse(readFileSync(`${file}.endpoints.json`, 'utf8'))).toEqual(reg.localEndpoints());
+
+    // a new agent on the same key: the saved endpoint is back in a new store
+    const again = setup('basic', { cfg: deps.cfg });
+    again.reg.loadLocalEndpoints();
+    await again.reg.register();
+    expect(again.reg.localEndpoints()).toEqual([{ name: 'web', namespace: 'shop', labels: { app: 'web' }, ips: ['100.65.1.10'] }]);
+    expect(json(again.mem, epKey('100.65.1.10'))).toMatchObject({ name: 'web' });
+  });
+
+  it("refuses an address outside the node's pod CIDRs, and one another endpoint holds unless replace; replace moves it", async () => {
+    const { mem, reg, endpoints } = setup('conflict');
+    await reg.register();
+    await expect(reg.addEndpoint({ name: 'a', namespace: 'ns', labels: {}, ips: ['100.65.2.1'] })).rejects.toThrow(ConfigError);
+    await reg.addEndpoint({ name: 'a', namespace: 'ns', labels: {}, ips: ['100.65.1.1', '100.65.1.2'] });
+    await expect(reg.addEndpoint({ name: 'b', namespace: 'ns', labels: {}, ips: ['100.65.1.2'] })).rejects.toThrow(EndpointConflictError);
+    await reg.addEndpoint({ name: 'b', namespace: 'ns', labels: {}, ips: ['100.65.1.2'] }, { replace: true });
+    expect(reg.localEndpoints().map((e) => [e.name, e.ips])).toEqual([
+      ['a', ['100.65.1.1']],
+      ['b', ['100.65.1.2']],
+    ]);
+    expect(json(mem, epKey('100.65.1.2'))).toMatchObject({ name: 'b' });
+    // the last address taken: the other endpoint goes
+    await reg.addEndpoint({ name: 'c', namespace: 'ns', labels: {}, ips: ['100.65.1.1'] }, { replace: true });
+    expect(reg.localEndpoints().map((e) => e.name)).toEqual(['b', 'c']);
+
+    // another node's live record holds an address
+    endpoints.set('k', { ip: '100.65.1.9', cluster: 'c1', node: 'n2', namespace: 'ns', name: 'moved', labels: {} });
+    const err = await reg.addEndpoint({ name: 'd', namespace: 'ns', labels: {}, ips: ['100.65.1.9'] }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(EndpointConflictError);
+    expect((err as EndpointConflictError).holders).toEqual([{ ip: '100.65.1.9', cluster: 'c1', node: 'n2', endpoint: 'ns/moved' }]);
+
+    // an update that drops an address deletes its record; a removal deletes all
+    await reg.addEndpoint({ name: 'b', namespace: 'ns', labels: {}, ips: ['100.65.1.3'] });
+    expect(mem.get(epKey('100.65.1.2'))).toBeUndefined();
+    expect(await reg.removeEndpoint('ns', 'b')).toBe(true);
+    expect(await reg.removeEndpoint('ns', 'b')).toBe(false);
+    expect(mem.get(epKey('100.65.1.3'))).toBeUndefined();
+  });
+
+  it('with policy: endpoints carry their identity (with their namespace labels), a relabel moves them and releases the old one', async () => {
+    const ids = new Map<string, number>();
+    const released: number[] = [];
+    const allocator: IdentitySource = {
+      allocate: async (labels: Labels) => {
+        const k = JSON.stringify(Object.entries(labels).sort());
+        if (!ids.has(k)) ids.set(k, 1000 + ids.size);
+        return ids.get(k)!;
+      },
+      release: async (id) => void released.push(id),
+    };
+    const local = new Map<string, { identity: number; labels: Labels }>();
+    let namespaces: string[] = [];
+    const datapath = {
+      setLocalEndpoint: (key: string, identity: number, labels: Labels) => void local.set(key, { identity, labels }),
+      removeLocalEndpoint: (key: string) => void local.delete(key),
+      setNamespaces: (n: Iterable<string>) => void (namespaces = [...n]),
+    };
+    const { mem, reg, rejected } = setup('identities', { identities: { allocator, datapath } });
+    await mem.put(stateKey('namespaces', 'c1', 'shop'), JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop', labels: { team: 'a' } } }));
+    await mem.put(stateKey('namespaces', 'c1', 'bad'), '{');
+    await reg.loadNamespaces();
+    expect(namespaces).toEqual(['shop']);
+    expect(rejected).toHaveLength(1);
+    await reg.register();
+    await reg.addEndpoint({ name: 'web', namespace: 'shop', labels: { app: 'web' }, ips: ['100.65.1.10'] });
+    const first = local.get('shop/web')!;
+    expect(first.identity).toBe(1000);
+    expect(Object.entries(first.labels)).toEqual(expect.arrayContaining([['app', 'web'], [expect.stringMatching(/team$/), 'a']]));
+    expect(json(mem, epKey('100.65.1.10'))).toMatchObject({ identity: 1000 });
+
+    const ep = await reg.updateEndpoint('shop', 'web', (cur) => ({ ...cur, labels: { app: 'api' } }));
+    expect(ep?.labels).toEqual({ app: 'api' });
+    expect(local.get('shop/web')!.identity).toBe(1001);
+    expect(released).toEqual([1000]);
+    expect(json(mem, epKey('100.65.1.10'))).toMatchObject({ identity: 1001, labels: { app: 'api' } });
+    expect(await reg.updateEndpoint('shop', 'nope', (cur) => cur)).toBeUndefined();
+
+    // the namespace's labels change: the pod gets the identity of its new label set
+    reg.setNamespace('shop', { team: 'b' });
+    await reg.updateEndpoint('shop', 'web', (cur) => cur); // queued behind the move
+    expect(local.get('shop/web')!.identity).toBe(1002);
+    expect(reg.identities.get('shop/web')).toBe(1002);
+
+    await reg.removeEndpoint('shop', 'web');
+    expect(local.has('shop/web')).toBe(false);
+    expect(released).toEqual([1000, 1001, 1002]);
+  });
+
+  it('publishes a relay offer only when it changed, and deletes it when it goes', async () => {
+    const { mem, reg } = setup('relay');
+    reg.publishRelay('x'); // before registration: nothing to write under
+    await reg.register();
+    const key = stateKey('relays', 'c1', 'n1');
+    const offer = JSON.stringify({ cluster: 'c1', node: 'n1', podCIDRs: ['100.66.0.0/16'] });
+    reg.publishRelay(offer);
+    await new Promise((r) => setTimeout(r, 10));
+    const rev = mem.get(key)!.modRevision;
+    reg.publishRelay(offer);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(mem.get(key)!.modRevision).toBe(rev);
+    reg.publishRelay('');
+    await new Promise((r) => setTimeout(r, 10));
+    expect(mem.get(key)).toBeUndefined();
+  });
+
+  it('registers again when the lease is lost, and writes nothing under it after stop', async () => {
+    const { mem, reg, lose, leases } = setup('lost');
+    await reg.register();
+    await reg.addEndpoint({ name: 'web', namespace: 'shop', labels: {}, ips: ['100.65.1.10'] });
+    await lose();
+    expect(mem.get(stateKey('nodes', 'c1', 'n1'))).toBeUndefined();
+    await new Promise((r) => setTimeout(r, 1300));
+    expect(leases).toHaveLength(2);
+    expect(mem.get(stateKey('nodes', 'c1', 'n1'))).toBeDefined();
+    expect(mem.get(epKey('100.65.1.10'))).toBeDefined();
+    reg.stop();
+    expect(reg.putLeased('wiremesh/x', 'y')).toBeUndefined();
+  });
+});
