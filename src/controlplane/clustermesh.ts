@@ -15,7 +15,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Etcd3 } from 'etcd3';
-import { WiremeshError } from '../errors.js';
+import { MeshError } from '../errors.js';
 import { parseIP, parsePrefix, prefixContains } from '../net/ip.js';
 import { clusterConfigKey, clusterConfigPrefix, healthPrefix, pinnedKey, pinnedPrefix, remoteKey, remotesPrefix, remoteStatusPrefix, cachePrefix, statePrefix, syncedPrefix } from './keys.js';
 import { connectEtcd, type EtcdOptions } from './kvstore.js';
@@ -66,12 +66,6 @@ async function idempotent(p: Promise<unknown>): Promise<void> {
     await p;
   } catch (err) {
     if (!/already exists|already granted/i.test((err as Error).message)) throw err;
-  }
-}
-
-export class MeshError extends WiremeshError {
-  constructor(code: string, message: string) {
-    super(code, message);
   }
 }
 
