@@ -21,7 +21,8 @@ import { clusterConfigKey, clusterConfigPrefix, healthPrefix, pinnedKey, pinnedP
 import { connectEtcd, type EtcdOptions } from './kvstore.js';
 import { issueRemoteReader } from './pki.js';
 import { ensureRole, kvstoremeshRole, observerRole, REMOTE_READER_ROLE, remoteReaderRole } from './rbac.js';
-import { prefixesOverlap, validateClusterId, validateClusterName, validatePrefixes } from './types.js';
+import { prefixesOverlap } from './types.js';
+import { validateClusterId, validateClusterName, validatePrefixes } from '../validate.js';
 import {
   clusterConfigCodec,
   nodeCodec,
