@@ -156,34 +156,24 @@ export class UapiError extends WiremeshError {
   }
 }
 
-/** The cluster mesh's etcd state (clustermesh, apply/delete, identities, PKI). */
-export class MeshError extends WiremeshError {
-  declare readonly code: MeshErrorCode;
-  constructor(code: MeshErrorCode, message: string) {
-    super(code, message);
-  }
+/** The base of a family class: its instances take that family's codes only. */
+function codeFamily<C extends ErrorCode>() {
+  return class extends WiremeshError {
+    declare readonly code: C;
+    constructor(code: C, message: string) {
+      super(code, message);
+    }
+  };
 }
+
+/** The cluster mesh's etcd state (clustermesh, apply/delete, identities, PKI). */
+export class MeshError extends codeFamily<MeshErrorCode>() {}
 
 /** An agent's API socket answered something else than asked for; `policy trace` could not be answered. */
-export class AgentError extends WiremeshError {
-  declare readonly code: AgentErrorCode;
-  constructor(code: AgentErrorCode, message: string) {
-    super(code, message);
-  }
-}
+export class AgentError extends codeFamily<AgentErrorCode>() {}
 
 /** The host lacks or refuses something wiremesh needs. */
-export class HostError extends WiremeshError {
-  declare readonly code: HostErrorCode;
-  constructor(code: HostErrorCode, message: string) {
-    super(code, message);
-  }
-}
+export class HostError extends codeFamily<HostErrorCode>() {}
 
 /** The testbed, its demo tour or the chaos runner failed. */
-export class TestbedError extends WiremeshError {
-  declare readonly code: TestbedErrorCode;
-  constructor(code: TestbedErrorCode, message: string) {
-    super(code, message);
-  }
-}
+export class TestbedError extends codeFamily<TestbedErrorCode>() {}
