@@ -84,7 +84,7 @@ import { clusterCounts } from '../cli/services.js';
 import { IngressGateway } from '../gateway/gateway.js';
 import { L7Proxy } from '../proxy/proxy.js';
 import { AgentMetrics, type MetricsSnapshot } from './metrics.js';
-import { ConfigError, EndpointConflictError } from '../errors.js';
+import { ConfigError, EndpointConflictError, HostError } from '../errors.js';
 import { MAX_LABELS } from '../controlplane/records/fields.js';
 import type { GatewayRecord } from '../controlplane/types.js';
 import { formatIP } from '../net/ip.js';
@@ -509,7 +509,7 @@ export class Agent extends EventEmitter {
     const file = this.cfg.wireguard.privateKeyFile;
     if (existsSync(file)) {
       const k = Buffer.from(readFileSync(file, 'utf8').trim(), 'base64');
-      if (k.length !== 32) throw new Error(`${file}: not a base64 WireGuard private key`);
+      if (k.length !== 32) throw new HostError('WM_KEY_INVALID', `${file}: not a base64 WireGuard private key`);
       return k;
     }
     mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
