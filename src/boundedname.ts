@@ -20,6 +20,7 @@ export function boundedName(prefix: string, name: string, max: number, digits = 
   const whole = `${prefix}${name}`;
   if (whole.length <= max) return whole;
   const keep = max - prefix.length - 1 - digits;
+  // assertion: prefixes are constants in the code, none this long; no user input reaches this
   if (keep < 0) throw new Error(`${JSON.stringify(prefix)} leaves no room for a name within ${max} characters`);
   return `${prefix}${name.slice(0, keep)}_${createHash('sha256').update(name).digest('hex').slice(0, digits)}`;
 }

@@ -6,22 +6,19 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { ConfigError } from './errors.js';
-
-export type YamlObject = Record<string, unknown>;
-
-export const isYamlObject = (v: unknown): v is YamlObject => typeof v === 'object' && v !== null && !Array.isArray(v);
+import { obj, onlyFields, type Obj } from './validate.js';
 
 /** Parses text as a YAML mapping whose top-level keys are all in `known`. */
-export function parseYamlMapping(text: string, known: readonly string[]): YamlObject {
+export function parseYamlMapping(text: string, known: readonly string[]): Obj {
   let doc: unknown;
   try {
     doc = parse(text);
   } catch (err) {
     throw new ConfigError('(file)', `not valid YAML: ${(err as Error).message}`);
   }
-  if (!isYamlObject(doc)) throw new ConfigError('(root)', 'must be a mapping');
-  for (const k of Object.keys(doc)) if (!known.includes(k)) throw new ConfigError(k, `unknown field (expected one of ${known.join(', ')})`);
-  return doc;
+  const root = obj(doc, '(root)');
+  onlyFields(root, '', known, 'expected one of');
+  return root;
 }
 
 /** Reads a config file named by a command-line option. */

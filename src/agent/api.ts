@@ -27,7 +27,7 @@ import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
 import { ConfigError, EndpointConflictError, LabelExistsError } from '../errors.js';
-import { validateAddress } from '../controlplane/types.js';
+import { obj, oneOf, validateAddress } from '../validate.js';
 import { DNS_LABEL_RE as DNS_LABEL } from '../controlplane/records/fields.js';
 import { listenPrivate } from '../net/listen.js';
 import { formatIP, parseIP } from '../net/ip.js';
@@ -43,8 +43,7 @@ export function validateEndpoint(body: unknown): LocalEndpoint {
   const b = body as Record<string, unknown>;
   for (const f of ['name', 'namespace'] as const)
     if (typeof b[f] !== 'string' || !DNS_LABEL.test(b[f] as string)) throw new ConfigError(f, `must be a DNS label, got ${JSON.stringify(b[f])}`);
-  const labels = (b.labels ?? {}) as Record<string, unknown>;
-  if (typeof labels !== 'object' || labels === null || Array.isArray(labels)) throw new ConfigError('labels', 'must be a map');
+  const labels = obj(b.labels ?? {}, 'labels', 'must be a map');
   if (Object.keys(labels).length > MAX_POD_LABELS) throw new ConfigError('labels', `at most ${MAX_POD_LABELS} labels (with its namespace's ${MAX_NAMESPACE_LABELS} and ${DERIVED_IDENTITY_LABELS} derived ones, its identity holds at most ${MAX_LABELS})`);
   for (const [k, v] of Object.entries(labels)) checkPodLabel(k, v);
   if (!Array.isArray(b.ips) || b.ips.length === 0 || b.ips.length > MAX_ADDRESSES) throw new ConfigError('ips', `must be a list of 1..${MAX_ADDRESSES} IP addresses`);
@@ -81,7 +80,7 @@ export function flowFilter(q: URLSearchParams): FlowFilter {
     return Number(v);
   };
   const verdict = q.get('verdict') ?? undefined;
-  if (verdict && !['FORWARDED', 'DROPPED'].includes(verdict.toUpperCase())) throw new ConfigError('verdict', 'must be FORWARDED or DROPPED');
+  if (verdict) oneOf(verdict.toUpperCase(), 'verdict', ['FORWARDED', 'DROPPED'], 'must be FORWARDED or DROPPED');
   return { verdict, cluster: q.get('cluster') ?? undefined, pod: q.get('pod') ?? undefined, namespace: q.get('namespace') ?? undefined, identity: num('identity'), port: num('port') };
 }
 

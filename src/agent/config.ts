@@ -27,7 +27,7 @@
  */
 import { ConfigError } from '../errors.js';
 import { parseYamlMapping, readConfigFile } from '../yamlconfig.js';
-import { validateAddress, validateClusterId, validateClusterName, validatePrefixes } from '../controlplane/types.js';
+import { bool, etcdEndpoint, int, obj, onlyFields, str, strList, validateAddress, validateClusterId, validateClusterName, validatePrefixes, type Obj } from '../validate.js';
 import { formatPrefix } from '../net/ip.js';
 
 export interface AgentConfig {
@@ -46,27 +46,6 @@ export interface AgentConfig {
   leaseTTL: number;
 }
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-function obj(v: unknown, field: string): Obj {
-  if (!isObj(v)) throw new ConfigError(field, 'must be a mapping');
-  return v;
-}
-function str(v: unknown, field: string): string {
-  if (typeof v !== 'string' || v === '') throw new ConfigError(field, 'must be a non-empty string');
-  return v;
-}
-function int(v: unknown, field: string, min: number, max: number, dflt?: number): number {
-  if (v === undefined && dflt !== undefined) return dflt;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new ConfigError(field, `must be an integer in ${min}..${max}`);
-  return v;
-}
-function strList(v: unknown, field: string): string[] {
-  if (!Array.isArray(v) || v.length === 0) throw new ConfigError(field, 'must be a non-empty list');
-  return v.map((x, i) => str(x, `${field}[${i}]`));
-}
-
 export function parseAgentConfig(text: string): AgentConfig {
   const root = parseYamlMapping(text, ['cluster', 'node', 'wireguard', 'etcd', 'api', 'leaseTTL', 'policy', 'services', 'gateway', 'metrics']);
   const c = obj(root.cluster, 'cluster');
@@ -75,23 +54,18 @@ export function parseAgentConfig(text: string): AgentConfig {
   const e = obj(root.etcd, 'etcd');
   const a = obj(root.api ?? {}, 'api');
   const pol = obj(root.policy ?? {}, 'policy');
-  for (const k of Object.keys(pol)) if (!['enabled', 'defaultLocalCluster', 'proxyPort', 'proxyWorkers', 'conntrack', 'hostFirewall'].includes(k)) throw new ConfigError(`policy.${k}`, 'unknown field (expected enabled, defaultLocalCluster, proxyPort, proxyWorkers, conntrack, hostFirewall)');
+  onlyFields(pol, 'policy', ['enabled', 'defaultLocalCluster', 'proxyPort', 'proxyWorkers', 'conntrack', 'hostFirewall']);
   const ct = obj(pol.conntrack ?? {}, 'policy.conntrack');
-  for (const k of Object.keys(ct)) if (!['maxEntries', 'perEndpoint', 'natPerEndpoint'].includes(k)) throw new ConfigError(`policy.conntrack.${k}`, 'unknown field (expected maxEntries, perEndpoint, natPerEndpoint)');
+  onlyFields(ct, 'policy.conntrack', ['maxEntries', 'perEndpoint', 'natPerEndpoint']);
   const ctMax = int(ct.maxEntries, 'policy.conntrack.maxEntries', 1024, 1 << 24, 500_000);
   const svc = obj(root.services ?? {}, 'services');
-  for (const k of Object.keys(svc)) if (!['maglevTableSize', 'dns'].includes(k)) throw new ConfigError(`services.${k}`, 'unknown field (expected maglevTableSize, dns)');
+  onlyFields(svc, 'services', ['maglevTableSize', 'dns']);
   const dns = obj(svc.dns ?? {}, 'services.dns');
-  for (const k of Object.keys(dns)) if (!['enabled', 'address', 'port'].includes(k)) throw new ConfigError(`services.dns.${k}`, 'unknown field (expected enabled, address, port)');
+  onlyFields(dns, 'services.dns', ['enabled', 'address', 'port']);
   const maglevTableSize = int(svc.maglevTableSize, 'services.maglevTableSize', 251, 1048573, 16381);
   if (!isPrime(maglevTableSize)) throw new ConfigError('services.maglevTableSize', `${maglevTableSize} is not prime (Maglev needs a prime: 251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071)`);
   const gw = root.gateway === undefined ? undefined : obj(root.gateway, 'gateway');
-  for (const k of Object.keys(gw ?? {})) if (!['address', 'region', 'listeners'].includes(k)) throw new ConfigError(`gateway.${k}`, 'unknown field (expected address, region, listeners)');
-  const bool = (v: unknown, field: string, dflt: boolean): boolean => {
-    if (v === undefined) return dflt;
-    if (typeof v !== 'boolean') throw new ConfigError(field, 'must be true or false');
-    return v;
-  };
+  if (gw) onlyFields(gw, 'gateway', ['address', 'region', 'listeners']);
   const nodeName = str(n.name, 'node.name');
   if (!/^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/.test(nodeName)) throw new ConfigError('node.name', `"${nodeName}" must be a DNS label`);
   const addresses = strList(n.addresses, 'node.addresses');
@@ -99,10 +73,7 @@ export function parseAgentConfig(text: string): AgentConfig {
   const podCIDRs = validatePrefixes(n.podCIDRs, 'node.podCIDRs').map(formatPrefix);
   const iface = w.interface === undefined ? 'wm0' : str(w.interface, 'wireguard.interface');
   if (iface.length > 15) throw new ConfigError('wireguard.interface', 'at most 15 characters');
-  const endpoints = strList(e.endpoints, 'etcd.endpoints');
-  endpoints.forEach((u, i) => {
-    if (!/^https?:\/\/[^/]+$/.test(u)) throw new ConfigError(`etcd.endpoints[${i}]`, `"${u}" must be http(s)://host:port`);
-  });
+  const endpoints = strList(e.endpoints, 'etcd.endpoints').map((u, i) => etcdEndpoint(u, `etcd.endpoints[${i}]`));
   const tls = (k: string) => (e[k] === undefined ? undefined : str(e[k], `etcd.${k}`));
   return {
     cluster: { name: validateClusterName(c.name), id: validateClusterId(c.id) },
@@ -117,7 +88,7 @@ export function parseAgentConfig(text: string): AgentConfig {
     api: { socket: a.socket === undefined ? `/run/wiremesh/${nodeName}.sock` : str(a.socket, 'api.socket') },
     leaseTTL: int(root.leaseTTL, 'leaseTTL', 5, 3600, 30),
     policy: { enabled: bool(pol.enabled, 'policy.enabled', true), defaultLocalCluster: bool(pol.defaultLocalCluster, 'policy.defaultLocalCluster', true), proxyPort: int(pol.proxyPort, 'policy.proxyPort', 1, 65535, 15001), proxyWorkers: int(pol.proxyWorkers, 'policy.proxyWorkers', 1, 16, 1), conntrack: { maxEntries: ctMax, perEndpoint: int(ct.perEndpoint, 'policy.conntrack.perEndpoint', 1, ctMax, Math.min(65_536, ctMax)), natPerEndpoint: int(ct.natPerEndpoint, 'policy.conntrack.natPerEndpoint', 2, ctMax, Math.min(65_536, ctMax)) }, hostFirewall: bool(pol.hostFirewall, 'policy.hostFirewall', true) },
-    ...(gw ? { gateway: parseGateway(gw, addresses[0]!, bool) } : {}),
+    ...(gw ? { gateway: parseGateway(gw, addresses[0]!) } : {}),
     ...(root.metrics !== undefined ? { metrics: parseMetrics(obj(root.metrics, 'metrics')) } : {}),
     services: {
       maglevTableSize,
@@ -131,16 +102,16 @@ export function parseAgentConfig(text: string): AgentConfig {
 }
 
 function parseMetrics(m: Obj): NonNullable<AgentConfig['metrics']> {
-  for (const k of Object.keys(m)) if (!['address', 'port'].includes(k)) throw new ConfigError(`metrics.${k}`, 'unknown field (expected address, port)');
+  onlyFields(m, 'metrics', ['address', 'port']);
   if (m.address === undefined) throw new ConfigError('metrics.address', 'required (the address Prometheus scrapes, e.g. the node\'s underlay address)');
   return { address: validateAddress(m.address, 'metrics.address'), port: int(m.port, 'metrics.port', 1, 65535, 9962) };
 }
 
-function parseGateway(gw: Obj, nodeAddress: string, bool: (v: unknown, f: string, d: boolean) => boolean): NonNullable<AgentConfig['gateway']> {
+function parseGateway(gw: Obj, nodeAddress: string): NonNullable<AgentConfig['gateway']> {
   const listeners = (Array.isArray(gw.listeners) ? gw.listeners : []).map((l: unknown, i: number) => {
     const f = `gateway.listeners[${i}]`;
     const o = obj(l, f);
-    for (const k of Object.keys(o)) if (!['service', 'port', 'listenPort', 'proxyProtocol'].includes(k)) throw new ConfigError(`${f}.${k}`, 'unknown field (expected service, port, listenPort, proxyProtocol)');
+    onlyFields(o, f, ['service', 'port', 'listenPort', 'proxyProtocol']);
     const service = str(o.service, `${f}.service`);
     if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(service)) throw new ConfigError(`${f}.service`, `"${service}" must be namespace/name`);
     return { service, port: int(o.port, `${f}.port`, 1, 65535), listenPort: int(o.listenPort, `${f}.listenPort`, 1, 65535), proxyProtocol: bool(o.proxyProtocol, `${f}.proxyProtocol`, false) };

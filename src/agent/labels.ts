@@ -10,6 +10,7 @@
 import { ConfigError, LabelExistsError } from '../errors.js';
 import { DERIVED_IDENTITY_LABELS, LABEL_KEY_RE, LABEL_VALUE_RE, MAX_LABELS, MAX_NAMESPACE_LABELS, MAX_POD_LABELS } from '../controlplane/records/fields.js';
 import { NAMESPACE_LABEL } from '../identity/identity.js';
+import { bool, obj, onlyFields } from '../validate.js';
 
 /** A pod label the agent accepts: a valid key that wiremesh does not derive itself, a valid value. Throws ConfigError. */
 export function checkPodLabel(k: string, v: unknown): void {
@@ -41,12 +42,10 @@ export function parseLabelArgs(args: string[]): LabelPatch {
 
 /** Checks a PATCH body: {labels: {k: string | null}, overwrite?: boolean}. Throws ConfigError. */
 export function validateLabelPatch(body: unknown): { patch: LabelPatch; overwrite: boolean } {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ConfigError('(body)', 'must be a JSON object');
-  const b = body as Record<string, unknown>;
-  for (const k of Object.keys(b)) if (k !== 'labels' && k !== 'overwrite') throw new ConfigError(k, 'unknown field (allowed: labels, overwrite)');
-  if (b.overwrite !== undefined && typeof b.overwrite !== 'boolean') throw new ConfigError('overwrite', 'must be true or false');
-  const l = b.labels;
-  if (typeof l !== 'object' || l === null || Array.isArray(l)) throw new ConfigError('labels', 'must be a map of key to value (or null: remove)');
+  const b = obj(body, '(body)', 'must be a JSON object');
+  onlyFields(b, '', ['labels', 'overwrite'], 'allowed:');
+  const overwrite = bool(b.overwrite, 'overwrite', false);
+  const l = obj(b.labels, 'labels', 'must be a map of key to value (or null: remove)');
   const patch: LabelPatch = {};
   for (const [k, v] of Object.entries(l)) {
     if (v === null) {
@@ -54,7 +53,7 @@ export function validateLabelPatch(body: unknown): { patch: LabelPatch; overwrit
     } else checkPodLabel(k, v);
     patch[k] = v as string | null;
   }
-  return { patch, overwrite: b.overwrite === true };
+  return { patch, overwrite };
 }
 
 /**

@@ -12,7 +12,7 @@ import type { KVLease, KVStore, KVWriter } from '../controlplane/kvstore.js';
 import { endpointCodec, gatewayCodec, namespaceCodec, nodeCodec, stateLocation, tryDecode, type EndpointRecord, type NodeRecord, type RecordError } from '../controlplane/records/index.js';
 import { MAX_LABELS } from '../controlplane/records/fields.js';
 import type { GatewayRecord } from '../controlplane/types.js';
-import { ConfigError, EndpointConflictError } from '../errors.js';
+import { ConfigError, EndpointConflictError, HostError } from '../errors.js';
 import { endpointIdentityLabels, type Labels } from '../identity/identity.js';
 import type { Logger } from '../log.js';
 import { parseIP, parsePrefix, prefixContains } from '../net/ip.js';
@@ -34,7 +34,7 @@ export interface LocalEndpoint {
 export function loadOrCreateKey(file: string): Buffer {
   if (existsSync(file)) {
     const k = Buffer.from(readFileSync(file, 'utf8').trim(), 'base64');
-    if (k.length !== 32) throw new Error(`${file}: not a base64 WireGuard private key`);
+    if (k.length !== 32) throw new HostError('WM_KEY_INVALID', `${file}: not a base64 WireGuard private key`);
     return k;
   }
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });

@@ -13,6 +13,7 @@
  */
 import { execFile } from 'node:child_process';
 import { z } from 'zod';
+import { HostError } from '../errors.js';
 import { POD_GUARD_TABLE, SPOOF_SET_TIMEOUT_S } from '../testbed/podguard.js';
 
 export interface SpoofedTuple {
@@ -43,7 +44,7 @@ const listSchema = z.object({ nftables: z.array(z.union([setSchema, z.unknown()]
  */
 export function parseSpoofSets(json: unknown): Array<SpoofedTuple & { expiresS?: number }> | null {
   const listed = listSchema.safeParse(json);
-  if (!listed.success) throw new Error(`nft -j list sets: unexpected answer (${listed.error.issues[0]?.message ?? 'invalid'})`);
+  if (!listed.success) throw new HostError('WM_NFT_ANSWER', `nft -j list sets: unexpected answer (${listed.error.issues[0]?.message ?? 'invalid'})`);
   let found = false;
   const out: Array<SpoofedTuple & { expiresS?: number }> = [];
   for (const o of listed.data.nftables) {

@@ -5,7 +5,7 @@
  * a crash of the client. Unknown fields are kept out (zod strips them).
  */
 import { z } from 'zod';
-import { WiremeshError } from '../errors.js';
+import { AgentError } from '../errors.js';
 import type { Flow } from '../policy/flows.js';
 import type { ServiceStatus } from '../services/datapath.js';
 
@@ -79,15 +79,15 @@ export const servicesAnswerSchema = z.object({
   ),
 }) satisfies z.ZodType<{ services: ServiceStatus[] }>;
 
-/** Decodes one answer (or NDJSON line); throws WiremeshError WM_AGENT_ANSWER saying what was wrong. */
+/** Decodes one answer (or NDJSON line); throws AgentError WM_AGENT_ANSWER saying what was wrong. */
 export function decodeAnswer<T>(schema: z.ZodType<T>, text: string, what: string): T {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch {
-    throw new WiremeshError('WM_AGENT_ANSWER', `${what}: not JSON`);
+    throw new AgentError('WM_AGENT_ANSWER', `${what}: not JSON`);
   }
   const r = schema.safeParse(raw);
-  if (!r.success) throw new WiremeshError('WM_AGENT_ANSWER', `${what}: ${r.error.issues[0]?.path.join('.') ?? ''} ${r.error.issues[0]?.message ?? 'invalid'}`);
+  if (!r.success) throw new AgentError('WM_AGENT_ANSWER', `${what}: ${r.error.issues[0]?.path.join('.') ?? ''} ${r.error.issues[0]?.message ?? 'invalid'}`);
   return r.data;
 }

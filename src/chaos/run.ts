@@ -27,6 +27,7 @@ import { canRunNetns, execIn, hasCommand, ROOT } from '../testbed/netns.js';
 import { restartEtcd, startAgent, stopRole, testbedDown, testbedUp, type TestbedState } from '../testbed/testbed.js';
 import { startPodServers } from '../testbed/pod.js';
 import { renamedTopology } from '../testbed/topology.js';
+import { TestbedError } from '../errors.js';
 import type { LoadReport } from './probe.js';
 
 const PROBE = join(ROOT, 'dist', 'src', 'chaos', 'probe.js');
@@ -320,7 +321,7 @@ async function main(): Promise<number> {
           const svc = await services().catch(() => undefined);
           const now = Object.fromEntries((svc?.ports[0]?.backends ?? []).map((b) => [ipName.get(b.ip) ?? b.ip, b.state]));
           if (Object.entries(states).every(([k, v]) => now[k] === v)) return Date.now() - start;
-          if (Date.now() - start > ms) throw new Error(`backends seen from c1/n1: ${JSON.stringify(now)}, want ${JSON.stringify(states)}`);
+          if (Date.now() - start > ms) throw new TestbedError('WM_TESTBED_TIMEOUT', `backends seen from c1/n1: ${JSON.stringify(now)}, want ${JSON.stringify(states)}`);
           await sleep(100);
         }
       },

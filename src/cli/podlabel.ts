@@ -5,7 +5,7 @@
  * follows. In a testbed, --cluster finds the pod's node socket.
  */
 import type { Command } from 'commander';
-import { ConfigError, NotFoundError, WiremeshError } from '../errors.js';
+import { AgentError, ConfigError, NotFoundError, WiremeshError } from '../errors.js';
 
 /** The socket of the node that hosts testbed pod cluster/name. */
 async function testbedPodSocket(cluster: string, name: string, testbed?: string): Promise<string> {
@@ -33,9 +33,10 @@ export function registerPodLabel(pod: Command): void {
       const res = await callAgent(socket, 'PATCH', `/v1/endpoints/${encodeURIComponent(o.namespace)}/${encodeURIComponent(name)}`, { labels, overwrite: !!o.overwrite });
       const body = (res.body ?? {}) as { error?: string; field?: string; warnings?: string[] };
       if (res.status === 404) throw new NotFoundError(`pod ${o.namespace}/${name}: ${body.error ?? 'not found'}`);
+      // the agent's own words (it built a LabelExistsError), so the base class with that code
       if (res.status === 409) throw new WiremeshError('WM_LABEL_EXISTS', `pod ${o.namespace}/${name}: ${body.error}`);
       if (res.status === 400) throw new ConfigError(body.field ?? '(request)', String(body.error).replace(/^[^:]*: /, ''));
-      if (res.status !== 200) throw new WiremeshError('WM_AGENT_API', `agent answered ${res.status}: ${body.error ?? ''}`);
+      if (res.status !== 200) throw new AgentError('WM_AGENT_API', `agent answered ${res.status}: ${body.error ?? ''}`);
       for (const w of body.warnings ?? []) process.stderr.write(`warning: ${w}\n`);
       console.log(`pod/${o.namespace}/${name} labeled`);
     });

@@ -5,6 +5,7 @@
  * nearest, the chosen cluster and measured round-trip times.
  */
 import { callAgent } from '../agent/client.js';
+import { AgentError } from '../errors.js';
 import type { ServiceStatus } from '../services/datapath.js';
 import { clusterCounts } from '../services/counts.js';
 
@@ -18,7 +19,7 @@ export async function listServices(sockets: string[]): Promise<ServiceListing[]>
   const out: ServiceListing[] = [];
   for (const s of sockets) {
     const res = await callAgent(s, 'GET', '/v1/services').catch((err: Error) => ({ status: 0, body: { error: err.message } }));
-    if (res.status !== 200) throw new Error(`${s}: ${(res.body as { error?: string }).error ?? `HTTP ${res.status}`}`);
+    if (res.status !== 200) throw new AgentError('WM_AGENT_API', `${s}: ${(res.body as { error?: string }).error ?? `HTTP ${res.status}`}`);
     out.push(res.body as ServiceListing);
   }
   return out;

@@ -15,13 +15,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Etcd3 } from 'etcd3';
-import { WiremeshError } from '../errors.js';
+import { MeshError } from '../errors.js';
 import { parseIP, parsePrefix, prefixContains } from '../net/ip.js';
 import { clusterConfigKey, clusterConfigPrefix, healthPrefix, pinnedKey, pinnedPrefix, remoteKey, remotesPrefix, remoteStatusPrefix, cachePrefix, statePrefix, syncedPrefix } from './keys.js';
 import { connectEtcd, type EtcdOptions } from './kvstore.js';
 import { issueRemoteReader } from './pki.js';
 import { ensureRole, kvstoremeshRole, observerRole, REMOTE_READER_ROLE, remoteReaderRole } from './rbac.js';
-import { prefixesOverlap, validateClusterId, validateClusterName, validatePrefixes } from './types.js';
+import { prefixesOverlap } from './types.js';
+import { validateClusterId, validateClusterName, validatePrefixes } from '../validate.js';
 import {
   clusterConfigCodec,
   nodeCodec,
@@ -66,12 +67,6 @@ async function idempotent(p: Promise<unknown>): Promise<void> {
     await p;
   } catch (err) {
     if (!/already exists|already granted/i.test((err as Error).message)) throw err;
-  }
-}
-
-export class MeshError extends WiremeshError {
-  constructor(code: string, message: string) {
-    super(code, message);
   }
 }
 

@@ -161,6 +161,7 @@ export class MemKV implements KVStore {
 
   /** Compacts history before revision rev: a watch from an older revision breaks. */
   compact(rev: number): void {
+    // plain Errors with etcd's own texts, as etcd3 throws them: callers match those texts (not a catalogue code)
     if (rev > this.rev) throw new Error(FUTURE_REVISION);
     if (rev <= this.compactedAt) throw new Error(COMPACTED);
     this.compactedAt = rev;
@@ -230,7 +231,7 @@ export class MemKV implements KVStore {
 
   private lease(id: string): Lease {
     const l = this.leases.get(id);
-    if (!l) throw new Error(LEASE_NOT_FOUND);
+    if (!l) throw new Error(LEASE_NOT_FOUND); // etcd's text, as etcd3 throws it (see compact)
     return l;
   }
 

@@ -16,7 +16,7 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { WiremeshError } from '../errors.js';
+import { MeshError } from '../errors.js';
 
 export interface Pem {
   ca: string;
@@ -28,7 +28,7 @@ function openssl(args: string[]): void {
   try {
     execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   } catch (err) {
-    throw new WiremeshError('WM_PKI', `openssl ${args[0]} failed: ${String((err as { stderr?: Buffer }).stderr ?? err).trim()}`);
+    throw new MeshError('WM_PKI', `openssl ${args[0]} failed: ${String((err as { stderr?: Buffer }).stderr ?? err).trim()}`);
   }
 }
 

@@ -43,7 +43,7 @@ import {
 } from './keys.js';
 import { connectEtcd, type EtcdOptions } from './kvstore.js';
 import { issue } from './pki.js';
-import { validateClusterName } from './types.js';
+import { validateClusterName } from '../validate.js';
 
 export type Permission = 'Read' | 'Write' | 'ReadWrite';
 /** One permission: on a single key, or on every key that starts with a prefix. */

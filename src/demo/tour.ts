@@ -18,6 +18,7 @@ import { execIn, ROOT } from '../testbed/netns.js';
 import { cliIn, etcdFlags, testbedDown, testbedUp, type TestbedState } from '../testbed/testbed.js';
 import { hasChromium, screenshot } from '../ui/chromium.js';
 import { MeshDashboard } from '../ui/server.js';
+import { TestbedError } from '../errors.js';
 
 const TOPOLOGY = join(ROOT, 'examples', 'demo', 'mesh.yaml');
 const HTTP = join(ROOT, 'test', 'helpers', 'httpprobe.mjs');
@@ -62,7 +63,7 @@ async function tour(st: TestbedState, servers: ChildProcess[]): Promise<void> {
   say('1. pods in different clusters reach each other directly: web1 (c1) pings web2 (c2)');
   const ping = execIn(pod('web1').netns, 'ping', '-c', '3', '-i', '0.3', '-W', '2', pod('web2').ip);
   show(ping.out.split('\n').filter((l) => /bytes from|packet loss/.test(l)).join('\n'));
-  if (!/ 0% packet loss|[1-9] received/.test(ping.out)) throw new Error('cross-cluster ping failed');
+  if (!/ 0% packet loss|[1-9] received/.test(ping.out)) throw new TestbedError('WM_DEMO_FAILED', 'cross-cluster ping failed');
 
   say("2. encrypted end to end: what c1/n1's underlay carries while web1 pings web2");
   const node = cluster('c1').nodes.find((n) => n.name === 'n1')!;

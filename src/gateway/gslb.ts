@@ -28,11 +28,12 @@ import type { Etcd3 } from 'etcd3';
 import { ConfigError } from '../errors.js';
 import { cachePrefix, statePrefix } from '../controlplane/keys.js';
 import { connectEtcd, decoded, EtcdStore, ListWatcher } from '../controlplane/kvstore.js';
-import { validateAddress, validatePrefixes, prefixesOverlap } from '../controlplane/types.js';
+import { prefixesOverlap } from '../controlplane/types.js';
+import { etcdEndpoint, fail, int, isObj, nonEmptyList, obj, validateAddress, validatePrefixes } from '../validate.js';
 import { gatewayCodec, nodeCodec, RecordError, Rejections, stateLocation, type GatewayRecord, type NodeRecord } from '../controlplane/records/index.js';
 import type { Logger } from '../log.js';
 import { parsePrefix, type Prefix } from '../net/ip.js';
-import { isYamlObject, parseYamlMapping, readConfigFile } from '../yamlconfig.js';
+import { parseYamlMapping, readConfigFile } from '../yamlconfig.js';
 import { DnsServer, RCODE_REFUSED, RCODE_SERVFAIL, type Answer } from '../services/dns.js';
 
 export const PROBE_INTERVAL_MS = 1000;
@@ -46,38 +47,31 @@ export interface GatewayDnsConfig {
   regions: Map<string, Prefix[]>;
 }
 
-const isObj = isYamlObject;
-
 export function parseGatewayDnsConfig(text: string): GatewayDnsConfig {
   const doc = parseYamlMapping(text, ['etcd', 'listen', 'ttl', 'names', 'regions']);
-  const e = doc.etcd;
-  if (!isObj(e) || !Array.isArray(e.endpoints) || e.endpoints.length === 0) throw new ConfigError('etcd.endpoints', 'must be a non-empty list of http(s)://host:port');
-  const endpoints = e.endpoints.map((u, i) => {
-    if (typeof u !== 'string' || !/^https?:\/\/[^/]+$/.test(u)) throw new ConfigError(`etcd.endpoints[${i}]`, `"${String(u)}" must be http(s)://host:port`);
-    return u;
-  });
+  // a missing or malformed etcd section is reported at its endpoints, as it always was
+  const e = isObj(doc.etcd) ? doc.etcd : {};
+  const endpoints = nonEmptyList(e.endpoints, 'etcd.endpoints', 'must be a non-empty list of http(s)://host:port').map((u, i) => etcdEndpoint(u, `etcd.endpoints[${i}]`));
   const file = (k: string): string | undefined => {
     if (e[k] === undefined) return undefined;
-    if (typeof e[k] !== 'string') throw new ConfigError(`etcd.${k}`, 'must be a file path');
-    return e[k] as string;
+    if (typeof e[k] !== 'string') fail(`etcd.${k}`, 'must be a file path');
+    return e[k];
   };
-  const l = doc.listen;
-  if (!isObj(l)) throw new ConfigError('listen', 'must be a mapping { address, port }');
-  const port = l.port === undefined ? 53 : l.port;
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) throw new ConfigError('listen.port', 'must be an integer in 1..65535');
-  const ttl = doc.ttl === undefined ? 5 : doc.ttl;
-  if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 1 || ttl > 3600) throw new ConfigError('ttl', 'must be an integer in 1..3600 (seconds)');
-  if (!isObj(doc.names) || Object.keys(doc.names).length === 0) throw new ConfigError('names', 'must map at least one public name to namespace/name');
+  const l = obj(doc.listen, 'listen', 'must be a mapping { address, port }');
+  const port = int(l.port, 'listen.port', 1, 65535, 53);
+  const ttl = int(doc.ttl, 'ttl', 1, 3600, 5, 'seconds');
+  const namesReason = 'must map at least one public name to namespace/name';
+  const named = obj(doc.names, 'names', namesReason);
+  if (Object.keys(named).length === 0) fail('names', namesReason);
   const names = new Map<string, string>();
-  for (const [n, s] of Object.entries(doc.names)) {
+  for (const [n, s] of Object.entries(named)) {
     if (!/^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z0-9]([-a-z0-9]*[a-z0-9])?\.?$/i.test(n)) throw new ConfigError(`names["${n}"]`, 'must be a DNS name');
     if (typeof s !== 'string' || !/^[a-z0-9-]+\/[a-z0-9-]+$/.test(s)) throw new ConfigError(`names["${n}"]`, 'must be namespace/name of a global service');
     names.set(n.toLowerCase().replace(/\.$/, ''), s);
   }
   const regions = new Map<string, Prefix[]>();
   if (doc.regions !== undefined) {
-    if (!isObj(doc.regions)) throw new ConfigError('regions', 'must map region names to lists of client prefixes');
-    for (const [r, list] of Object.entries(doc.regions)) regions.set(r, validatePrefixes(list, `regions.${r}`));
+    for (const [r, list] of Object.entries(obj(doc.regions, 'regions', 'must map region names to lists of client prefixes'))) regions.set(r, validatePrefixes(list, `regions.${r}`));
   }
   return { etcd: { endpoints, caFile: file('caFile'), certFile: file('certFile'), keyFile: file('keyFile') }, listen: { address: validateAddress(l.address, 'listen.address'), port }, ttl, names, regions };
 }

@@ -16,6 +16,7 @@ function plain(addr: string): string {
 export function proxyV2Header(src: string, srcPort: number, dst: string, dstPort: number): Buffer {
   const s = parseIP(plain(src));
   const d = parseIP(plain(dst));
+  // assertion: both come from a connected socket's addresses, never from a user
   if (!s || !d) throw new Error(`PROXY v2: bad address ${src} or ${dst}`);
   const v4 = s.length === 4 && d.length === 4;
   const as16 = (a: Buffer) => (a.length === 16 ? a : Buffer.concat([Buffer.alloc(10), Buffer.from([0xff, 0xff]), a]));

@@ -16,7 +16,7 @@
  */
 import type { Etcd3 } from 'etcd3';
 import { identityIndexKey, identityRefKey, identityRefsPrefix, stateKey, statePrefix } from '../controlplane/keys.js';
-import { WiremeshError } from '../errors.js';
+import { MeshError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { clusterIdentity, labelsHash, MAX_LOCAL_ID, MIN_LOCAL_ID, type IdentityRecord, type Labels } from './identity.js';
 import { identityCodec, tryDecode } from '../controlplane/records/index.js';
@@ -61,7 +61,7 @@ export class IdentityAllocator {
         .commit();
       if (res.succeeded) return id;
     }
-    throw new WiremeshError('WM_IDENTITY_ALLOCATION', `could not allocate an identity for ${JSON.stringify(labels)} after 20 attempts`);
+    throw new MeshError('WM_IDENTITY_ALLOCATION', `could not allocate an identity for ${JSON.stringify(labels)} after 20 attempts`);
   }
 
   /** This node stops using `id` (the collector deletes it once no node does). */
@@ -74,7 +74,7 @@ export class IdentityAllocator {
     const keys = await this.etcd.getAll().prefix(statePrefix('identities', this.cluster)).keys();
     const used = new Set(keys.map((k) => Number(k.slice(k.lastIndexOf('/') + 1)) & 0xffff));
     const span = MAX_LOCAL_ID - MIN_LOCAL_ID + 1;
-    if (used.size >= span) throw new WiremeshError('WM_IDENTITY_EXHAUSTED', `cluster ${this.cluster} has used all ${span} identities`);
+    if (used.size >= span) throw new MeshError('WM_IDENTITY_EXHAUSTED', `cluster ${this.cluster} has used all ${span} identities`);
     for (;;) {
       const local = MIN_LOCAL_ID + Math.floor(Math.random() * span);
       if (!used.has(local)) return clusterIdentity(this.clusterId, local);

@@ -4,12 +4,11 @@
  * under wiremesh/state/{services,policies}/v1/<cluster>/...
  */
 import { readFileSync } from 'node:fs';
-import { ConfigError } from '../errors.js';
+import { ConfigError, MeshError } from '../errors.js';
 import { stateKey, vipKey, vipPrefix } from '../controlplane/keys.js';
 import type { Etcd3 } from 'etcd3';
 import { formatIP, parsePrefix } from '../net/ip.js';
 import { connectEtcd, type EtcdOptions } from '../controlplane/kvstore.js';
-import { MeshError } from '../controlplane/clustermesh.js';
 import { manifestName, parseManifests, type Manifest } from './validate.js';
 import { clusterConfigOf } from './store.js';
 

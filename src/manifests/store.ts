@@ -8,11 +8,11 @@
  * record over the codec's size limit is refused unparsed and reported.
  */
 import type { Etcd3 } from 'etcd3';
-import { MeshError, readClusterConfig } from '../controlplane/clustermesh.js';
+import { readClusterConfig } from '../controlplane/clustermesh.js';
 import { connectEtcd, type EtcdOptions } from '../controlplane/kvstore.js';
 import { stateKey, statePrefix, vipPrefix, type StateType } from '../controlplane/keys.js';
 import { manifestCodecs, tryDecode, type ClusterConfig, type Codec, type RecordError } from '../controlplane/records/index.js';
-import { WiremeshError } from '../errors.js';
+import { MeshError } from '../errors.js';
 import { describeRef, isClusterScoped, storeName, type ObjectRef } from './kinds.js';
 import type { Manifest } from './validate.js';
 
@@ -35,7 +35,7 @@ async function withCluster<T>(access: EtcdOptions, cluster: string, fn: (c: Etcd
 
 function codecFor(type: StateType): Codec<Manifest> {
   const codec = manifestCodecs[type];
-  if (!codec) throw new WiremeshError('WM_NO_CODEC', `no record codec for stored ${type}`);
+  if (!codec) throw new MeshError('WM_NO_CODEC', `no record codec for stored ${type}`);
   return codec;
 }
 

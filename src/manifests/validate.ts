@@ -12,6 +12,7 @@ import { parseAllDocuments } from 'yaml';
 import { ConfigError } from '../errors.js';
 import { native } from '../native/binding.js';
 import { parsePrefix, prefixContains } from '../net/ip.js';
+import { cidr, fail, isObj, list, obj, oneOf, onlyFields, type Obj } from '../validate.js';
 import { MAX_NAMESPACE_LABELS } from '../controlplane/records/fields.js';
 
 export type Manifest = {
@@ -22,31 +23,14 @@ export type Manifest = {
   specs?: Array<Record<string, unknown>>;
 };
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const DNS1123 = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const LABEL_KEY = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$/;
 export const ENTITIES = ['all', 'world', 'cluster', 'host', 'remote-node', 'kube-apiserver', 'init', 'health', 'unmanaged', 'ingress'] as const;
 const PROTOCOLS = ['TCP', 'UDP', 'SCTP', 'ICMP', 'ICMPv6', 'ANY'];
 
-function fail(path: string, reason: string): never {
-  throw new ConfigError(path, reason);
-}
-
-function obj(v: unknown, path: string): Obj {
-  if (!isObj(v)) fail(path, 'must be a mapping');
-  return v;
-}
-
-function list(v: unknown, path: string): unknown[] {
-  if (!Array.isArray(v)) fail(path, 'must be a list');
-  return v;
-}
-
-function only(o: Obj, path: string, allowed: string[]): void {
-  for (const k of Object.keys(o)) if (!allowed.includes(k)) fail(`${path}.${k}`, `unknown field (allowed: ${allowed.join(', ')})`);
-}
+/** Manifests have always said "allowed:" (the other files "expected"). */
+const only = (o: Obj, path: string, allowed: string[]): void => onlyFields(o, path, allowed, 'allowed:');
 
 function labels(v: unknown, path: string): Record<string, string> {
   const o = obj(v, path);
@@ -67,7 +51,7 @@ export function validateSelector(v: unknown, path: string): void {
       const x = obj(e, p);
       only(x, p, ['key', 'operator', 'values']);
       if (typeof x.key !== 'string' || !LABEL_KEY.test(x.key)) fail(`${p}.key`, 'must be a label key');
-      if (!['In', 'NotIn', 'Exists', 'DoesNotExist'].includes(x.operator as string)) fail(`${p}.operator`, 'must be In, NotIn, Exists or DoesNotExist');
+      oneOf(x.operator, `${p}.operator`, ['In', 'NotIn', 'Exists', 'DoesNotExist'], 'must be In, NotIn, Exists or DoesNotExist');
       const values = x.values === undefined ? [] : list(x.values, `${p}.values`);
       if ((x.operator === 'In' || x.operator === 'NotIn') && values.length === 0) fail(`${p}.values`, `must not be empty for ${x.operator}`);
       if ((x.operator === 'Exists' || x.operator === 'DoesNotExist') && values.length > 0) fail(`${p}.values`, `must be empty for ${x.operator}`);
@@ -87,11 +71,6 @@ function port(v: unknown, path: string, allowName: boolean): void {
   fail(path, `must be a port number${allowName ? ' or name' : ''}`);
 }
 
-function cidr(v: unknown, path: string): void {
-  if (typeof v !== 'string' || !v.includes('/')) fail(path, 'must be a CIDR like 100.64.0.0/10');
-  parsePrefix(v, path);
-}
-
 /**
  * A CIDR with exceptions. `strictExcept` (NetworkPolicy's ipBlock, as the API
  * validates it): every except entry of the same family and strictly inside
@@ -101,12 +80,10 @@ function cidr(v: unknown, path: string): void {
 function cidrSet(v: unknown, path: string, strictExcept = false): void {
   const o = obj(v, path);
   only(o, path, ['cidr', 'except', 'cidrGroupRef']);
-  cidr(o.cidr, `${path}.cidr`);
+  const outer = cidr(o.cidr, `${path}.cidr`);
   if (o.except === undefined) return;
-  const outer = parsePrefix(o.cidr as string, `${path}.cidr`);
   list(o.except, `${path}.except`).forEach((e, i) => {
-    cidr(e, `${path}.except[${i}]`);
-    const inner = parsePrefix(e as string, `${path}.except[${i}]`);
+    const inner = cidr(e, `${path}.except[${i}]`);
     if (strictExcept && !(inner.addr.length === outer.addr.length && inner.cidr > outer.cidr && prefixContains(outer, inner.addr)))
       fail(`${path}.except[${i}]`, `must be a strict subset of cidr ${o.cidr as string} (same address family)`);
   });
@@ -127,7 +104,7 @@ function ciliumPorts(v: unknown, path: string): void {
           port(x.endPort, `${q}.endPort`, false);
           if (Number(x.endPort) < Number(x.port)) fail(`${q}.endPort`, 'must not be below port');
         }
-        if (x.protocol !== undefined && !PROTOCOLS.includes(x.protocol as string)) fail(`${q}.protocol`, `must be one of ${PROTOCOLS.join(', ')}`);
+        if (x.protocol !== undefined) oneOf(x.protocol, `${q}.protocol`, PROTOCOLS);
       });
     if (o.rules !== undefined) {
       const r = obj(o.rules, `${p}.rules`);
@@ -156,7 +133,7 @@ function ciliumRule(v: unknown, path: string, dir: 'ingress' | 'egress'): void {
   if (o[`${peer}Endpoints`] !== undefined) list(o[`${peer}Endpoints`], `${path}.${peer}Endpoints`).forEach((s, i) => validateSelector(s, `${path}.${peer}Endpoints[${i}]`));
   if (o[`${peer}Entities`] !== undefined)
     list(o[`${peer}Entities`], `${path}.${peer}Entities`).forEach((e, i) => {
-      if (!(ENTITIES as readonly string[]).includes(e as string)) fail(`${path}.${peer}Entities[${i}]`, `unknown entity ${JSON.stringify(e)} (known: ${ENTITIES.join(', ')})`);
+      oneOf(e, `${path}.${peer}Entities[${i}]`, ENTITIES, `unknown entity ${JSON.stringify(e)} (known: ${ENTITIES.join(', ')})`);
     });
   if (o[`${peer}CIDR`] !== undefined) list(o[`${peer}CIDR`], `${path}.${peer}CIDR`).forEach((c, i) => cidr(c, `${path}.${peer}CIDR[${i}]`));
   if (o[`${peer}CIDRSet`] !== undefined) list(o[`${peer}CIDRSet`], `${path}.${peer}CIDRSet`).forEach((c, i) => cidrSet(c, `${path}.${peer}CIDRSet[${i}]`));
@@ -193,7 +170,7 @@ function networkPolicySpec(v: unknown, path: string): void {
   if (o.podSelector === undefined) fail(`${path}.podSelector`, 'is required (use {} for every pod)');
   validateSelector(o.podSelector, `${path}.podSelector`);
   if (o.policyTypes !== undefined)
-    list(o.policyTypes, `${path}.policyTypes`).forEach((t, i) => ['Ingress', 'Egress'].includes(t as string) || fail(`${path}.policyTypes[${i}]`, 'must be Ingress or Egress'));
+    list(o.policyTypes, `${path}.policyTypes`).forEach((t, i) => oneOf(t, `${path}.policyTypes[${i}]`, ['Ingress', 'Egress'], 'must be Ingress or Egress'));
   for (const [f, peer] of [['ingress', 'from'], ['egress', 'to']] as const)
     if (o[f] !== undefined)
       list(o[f], `${path}.${f}`).forEach((r, i) => {
@@ -214,7 +191,7 @@ function networkPolicySpec(v: unknown, path: string): void {
               if (typeof y.port !== 'number') fail(`${q}.endPort`, 'needs a numeric port');
               if ((y.endPort as number) < y.port) fail(`${q}.endPort`, 'must not be below port');
             }
-            if (y.protocol !== undefined && !['TCP', 'UDP', 'SCTP'].includes(y.protocol as string)) fail(`${q}.protocol`, 'must be TCP, UDP or SCTP');
+            if (y.protocol !== undefined) oneOf(y.protocol, `${q}.protocol`, ['TCP', 'UDP', 'SCTP'], 'must be TCP, UDP or SCTP');
           });
       });
 }
@@ -243,7 +220,7 @@ function serviceSpec(m: Manifest, v: unknown, path: string): void {
       port(x.targetPort, `${q}.targetPort`, false);
       if (x.targetPort === 0) fail(`${q}.targetPort`, 'must be 1..65535');
     }
-    if (x.protocol !== undefined && !['TCP', 'UDP'].includes(x.protocol as string)) fail(`${q}.protocol`, 'must be TCP or UDP (the service data path translates TCP and UDP)');
+    if (x.protocol !== undefined) oneOf(x.protocol, `${q}.protocol`, ['TCP', 'UDP'], 'must be TCP or UDP (the service data path translates TCP and UDP)');
     if (ports.length > 1 && typeof x.name !== 'string') fail(`${q}.name`, 'is required when a service has several ports');
     if (typeof x.name === 'string') {
       if (names.has(x.name)) fail(`${q}.name`, `duplicate port name ${x.name}`);
@@ -256,7 +233,7 @@ function serviceSpec(m: Manifest, v: unknown, path: string): void {
   }
   const ann = m.metadata.annotations ?? {};
   for (const k of [GLOBAL_ANNOTATION, SHARED_ANNOTATION])
-    if (ann[k] !== undefined && !['true', 'false'].includes(ann[k]!)) fail(`metadata.annotations["${k}"]`, 'must be "true" or "false"');
+    if (ann[k] !== undefined) oneOf(ann[k], `metadata.annotations["${k}"]`, ['true', 'false'], 'must be "true" or "false"');
   if (ann[AFFINITY_ANNOTATION] !== undefined && !AFFINITIES.includes(ann[AFFINITY_ANNOTATION]!.toLowerCase()))
     fail(`metadata.annotations["${AFFINITY_ANNOTATION}"]`, `must be one of ${AFFINITIES.join(', ')}`);
   const w = ann['wiremesh.io/weight'];
@@ -290,12 +267,12 @@ function namespaceObject(m: Manifest, spec: unknown): void {
 export function validateManifest(doc: unknown, where = ''): Manifest {
   const p = (f: string) => (where ? `${where}: ${f}` : f);
   const o = obj(doc, p('(document)'));
-  if (typeof o.kind !== 'string' || !(o.kind in KINDS)) fail(p('kind'), `must be one of ${Object.keys(KINDS).join(', ')}`);
-  if (o.apiVersion !== KINDS[o.kind]) fail(p('apiVersion'), `must be ${KINDS[o.kind]} for ${o.kind}`);
+  const kind = oneOf(o.kind, p('kind'), Object.keys(KINDS) as Array<Manifest['kind']>);
+  if (o.apiVersion !== KINDS[kind]) fail(p('apiVersion'), `must be ${KINDS[kind]} for ${kind}`);
   const md = obj(o.metadata, p('metadata'));
   if (typeof md.name !== 'string' || !DNS1123.test(md.name) || md.name.length > 63) fail(p('metadata.name'), 'must be a DNS-1123 label');
-  const clusterwide = o.kind === 'CiliumClusterwideNetworkPolicy' || o.kind === 'Namespace';
-  if (clusterwide && md.namespace !== undefined) fail(p('metadata.namespace'), `a ${o.kind === 'Namespace' ? 'Namespace' : 'clusterwide policy'} has no namespace`);
+  const clusterwide = kind === 'CiliumClusterwideNetworkPolicy' || kind === 'Namespace';
+  if (clusterwide && md.namespace !== undefined) fail(p('metadata.namespace'), `a ${kind === 'Namespace' ? 'Namespace' : 'clusterwide policy'} has no namespace`);
   if (!clusterwide && md.namespace !== undefined && (typeof md.namespace !== 'string' || !DNS1123.test(md.namespace))) fail(p('metadata.namespace'), 'must be a DNS-1123 label');
   if (md.labels !== undefined) labels(md.labels, p('metadata.labels'));
   if (md.annotations !== undefined) {
@@ -303,9 +280,9 @@ export function validateManifest(doc: unknown, where = ''): Manifest {
     for (const [k, v] of Object.entries(a)) if (typeof v !== 'string') fail(p(`metadata.annotations["${k}"]`), 'must be a string');
   }
   const meshWide = (md.annotations as Record<string, unknown> | undefined)?.['wiremesh.io/mesh-wide'];
-  if (meshWide !== undefined && !['true', 'false'].includes(meshWide as string)) fail(p('metadata.annotations["wiremesh.io/mesh-wide"]'), 'must be "true" or "false"');
-  if (meshWide !== undefined && (o.kind === 'Service' || o.kind === 'Namespace')) fail(p('metadata.annotations["wiremesh.io/mesh-wide"]'), 'applies to policies only (services use service.cilium.io/global)');
-  const m: Manifest = { apiVersion: o.apiVersion as string, kind: o.kind as Manifest['kind'], metadata: { ...(md as Manifest['metadata']) } };
+  if (meshWide !== undefined) oneOf(meshWide, p('metadata.annotations["wiremesh.io/mesh-wide"]'), ['true', 'false'], 'must be "true" or "false"');
+  if (meshWide !== undefined && (kind === 'Service' || kind === 'Namespace')) fail(p('metadata.annotations["wiremesh.io/mesh-wide"]'), 'applies to policies only (services use service.cilium.io/global)');
+  const m: Manifest = { apiVersion: o.apiVersion as string, kind, metadata: { ...(md as Manifest['metadata']) } };
   if (!clusterwide && !m.metadata.namespace) m.metadata.namespace = 'default';
   try {
     switch (m.kind) {

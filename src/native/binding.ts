@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { HostError } from '../errors.js';
 
 export interface NativeEvent {
   kind: number;
@@ -268,7 +269,7 @@ function findAddon(): string {
     if (existsSync(candidate)) return candidate;
     dir = dirname(dir);
   }
-  throw new Error('wiremesh native addon not built: run `npm ci` (or `npm run build`) first');
+  throw new HostError('WM_NATIVE_MISSING', 'wiremesh native addon not built: run `npm ci` (or `npm run build`) first');
 }
 
 const require = createRequire(import.meta.url);

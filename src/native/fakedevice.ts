@@ -119,6 +119,7 @@ export class FakeDevice implements NativeDevice {
 
   /** Delivers events to the start() callback, as the event thread does. */
   emit(...events: NativeEvent[]): void {
+    // assertion in a test double: a test that drives it wrongly, never a user
     if (!this.onEvents) throw new Error('FakeDevice: start() was not called');
     this.onEvents(events);
   }
@@ -156,6 +157,7 @@ export class FakeDevice implements NativeDevice {
   /** The peer, which must exist (a test's accessor; the device's own methods ignore unknown peers, as the addon does). */
   peer(id: number): FakePeer {
     const p = this.peers.get(id);
+    // assertion in a test double, as above
     if (!p) throw new Error(`FakeDevice: no peer ${id}`);
     return p;
   }

@@ -25,7 +25,7 @@ import {
   type NodeRecord,
 } from '../controlplane/records/index.js';
 import { Admission } from '../agent/admission.js';
-import { WiremeshError } from '../errors.js';
+import { AgentError } from '../errors.js';
 import { describeIdentity, endpointIdentityLabels, RESERVED, type Labels } from '../identity/identity.js';
 import type { Manifest } from '../manifests/validate.js';
 import { parseIP, prefixContains } from '../net/ip.js';
@@ -142,14 +142,14 @@ export function resolveEndpoint(st: MeshState, spec: string, cluster: string): T
   const parts = spec.split('/');
   const [c, ns, name] = parts.length === 3 ? parts : parts.length === 2 ? [cluster, parts[0], parts[1]] : [cluster, 'default', parts[0]];
   const matches = st.endpoints.filter((e) => e.cluster === c && e.namespace === ns && e.name === name);
-  if (matches.length === 0) throw new WiremeshError('WM_TRACE_UNKNOWN', `no endpoint ${c}/${ns}/${name} (give CLUSTER/NAMESPACE/POD or an IP address)`);
+  if (matches.length === 0) throw new AgentError('WM_TRACE_UNKNOWN', `no endpoint ${c}/${ns}/${name} (give CLUSTER/NAMESPACE/POD or an IP address)`);
   const v4 = matches.find((e) => !e.ip.includes(':')) ?? matches[0]!;
   return { spec, ip: v4.ip, endpoint: v4 };
 }
 
 export function trace(st: MeshState, src: TraceEndpoint, dst: TraceEndpoint, protocol: string, dport: number, defaultLocalCluster = true): TraceResult {
   const proto = PROTOCOLS[protocol.toUpperCase() === 'ICMPV6' ? 'ICMPv6' : protocol.toUpperCase()];
-  if (proto === undefined || proto === 0) throw new WiremeshError('WM_TRACE_PROTOCOL', `unknown protocol ${protocol} (TCP, UDP, SCTP, ICMP, ICMPv6)`);
+  if (proto === undefined || proto === 0) throw new AgentError('WM_TRACE_PROTOCOL', `unknown protocol ${protocol} (TCP, UDP, SCTP, ICMP, ICMPv6)`);
   const hasPorts = proto === 6 || proto === 17 || proto === 132;
   const warnings: string[] = [];
   const steps: TraceStep[] = [];

@@ -19,7 +19,7 @@
  *   stats      { t, id }                           send your counters now
  */
 import { z } from 'zod';
-import { WiremeshError } from '../errors.js';
+import { ProxyMessageError } from '../errors.js';
 import { L7_RECORD_SIZE, type NativeL7ProxyStats, type NativeL7Rules } from '../native/binding.js';
 import { formatIP, parseIP } from '../net/ip.js';
 import { FRAME_JSON, FRAME_RECORDS, type Frame } from './frames.js';
@@ -33,14 +33,8 @@ export const MAX_JSON_FRAME = 1 << 20;
 /** Why a message from the proxy process was refused (labels a metric: few, stable). */
 export type ProxyRejectReason = 'not-json' | 'too-large' | 'schema' | 'records' | 'kind';
 
-export class ProxyMessageError extends WiremeshError {
-  constructor(
-    readonly reason: ProxyRejectReason,
-    readonly detail: string,
-  ) {
-    super('WM_PROXY_MESSAGE_REJECTED', `${reason}: ${detail}`);
-  }
-}
+// The class lives in the error catalogue; exported here too, next to its reasons.
+export { ProxyMessageError };
 
 const u32 = z.number().int().min(0).max(0xffffffff);
 const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);

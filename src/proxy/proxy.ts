@@ -172,6 +172,7 @@ export class L7Proxy {
 
   start(): void {
     const addr = parseIP(this.address);
+    // assertion: the agent passes its router address (IPv4, derived from the node's pod CIDR)
     if (!addr || addr.length !== 4) throw new Error(`L7 proxy address ${this.address}: an IPv4 address`);
     this.lookup = this.opts.lookup ? this.opts.lookup(this.dev) : new native.ProxyLookup(this.dev);
     this.dev.setProxy(addr, this.port);

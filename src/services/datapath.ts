@@ -326,6 +326,7 @@ const PROTO = { TCP: 6, UDP: 17 } as const;
 /** A 20-byte native frontend row (docs/wire-format.md). */
 export function frontendRow(vip: string, port: number, protocol: 'TCP' | 'UDP'): Buffer {
   const addr = parseIP(vip);
+  // assertion: VIPs come from decoded service records (an IP address by schema)
   if (!addr) throw new Error(`bad VIP ${vip}`);
   const b = Buffer.alloc(20);
   b[0] = addr.length === 4 ? 4 : 6;

@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
+import { TestbedError } from '../errors.js';
 
 export interface EtcdProcess {
   clientUrl: string;
@@ -62,11 +63,11 @@ export async function startEtcd(spec: EtcdSpec): Promise<EtcdProcess> {
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   const deadline = Date.now() + 15_000;
   for (;;) {
-    if (proc.exitCode !== null) throw new Error(`etcd ${spec.name} exited: ${stderrTail()}`);
+    if (proc.exitCode !== null) throw new TestbedError('WM_TESTBED_ETCD', `etcd ${spec.name} exited: ${stderrTail()}`);
     if (await canConnect(spec.host, spec.clientPort, spec.netns)) break;
     if (Date.now() > deadline) {
       proc.kill('SIGKILL');
-      throw new Error(`etcd ${spec.name} did not start listening on ${clientUrl}: ${stderrTail()}`);
+      throw new TestbedError('WM_TESTBED_ETCD', `etcd ${spec.name} did not start listening on ${clientUrl}: ${stderrTail()}`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }

@@ -19,7 +19,7 @@
  *   2011:  <remote node>/32 dev wmdly<id> src <node address>
  */
 import { execFileSync } from 'node:child_process';
-import { WiremeshError } from '../errors.js';
+import { TestbedError } from '../errors.js';
 import { spawnIn, stopRole, WIREMESH, type TestbedState } from './testbed.js';
 
 const TABLE = '2010';
@@ -30,7 +30,7 @@ function ipIn(netns: string, args: string[], ignoreErrors = false): void {
   try {
     execFileSync('ip', ['netns', 'exec', netns, ...args], { stdio: 'ignore' });
   } catch (err) {
-    if (!ignoreErrors) throw new WiremeshError('WM_TESTBED_LATENCY', `${args.join(' ')} in ${netns}: ${(err as Error).message}`);
+    if (!ignoreErrors) throw new TestbedError('WM_TESTBED_LATENCY', `${args.join(' ')} in ${netns}: ${(err as Error).message}`);
   }
 }
 
@@ -38,7 +38,7 @@ function ipIn(netns: string, args: string[], ignoreErrors = false): void {
 export async function addLatency(st: TestbedState, cluster: string, node: string, to: string, ms: number, share = 1): Promise<() => Promise<void>> {
   const n = st.clusters.find((c) => c.name === cluster)?.nodes.find((x) => x.name === node);
   const dst = st.clusters.find((c) => c.name === to);
-  if (!n || !dst) throw new WiremeshError('WM_TESTBED_TARGET', `no node ${cluster}/${node} or cluster ${to}`);
+  if (!n || !dst) throw new TestbedError('WM_TESTBED_TARGET', `no node ${cluster}/${node} or cluster ${to}`);
   const tun = `wmdly${dst.id}`;
   const role = `delay-${cluster}-${node}-${to}`;
   spawnIn(st, n.netns, role, [process.execPath, WIREMESH, 'testbed', 'delay-line', tun, String(ms)]);
@@ -48,7 +48,7 @@ export async function addLatency(st: TestbedState, cluster: string, node: string
       execFileSync('ip', ['netns', 'exec', n.netns, 'ip', 'link', 'show', 'dev', tun], { stdio: 'ignore' });
       break;
     } catch {
-      if (Date.now() > end) throw new WiremeshError('WM_TESTBED_LATENCY', `delay line ${tun} did not appear in ${n.netns}`);
+      if (Date.now() > end) throw new TestbedError('WM_TESTBED_LATENCY', `delay line ${tun} did not appear in ${n.netns}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }

@@ -8,6 +8,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { TestbedError } from '../errors.js';
 
 function packageRoot(): string {
   // src/testbed or dist/src/testbed: walk up to the folder with package.json
@@ -144,7 +145,7 @@ export async function waitFor(cond: () => boolean | Promise<boolean>, ms = 10_00
   const end = Date.now() + ms;
   for (;;) {
     if (await cond()) return;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > end) throw new TestbedError('WM_TESTBED_TIMEOUT', `timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }

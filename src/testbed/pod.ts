@@ -10,7 +10,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { callAgent } from '../agent/client.js';
-import { WiremeshError } from '../errors.js';
+import { TestbedError } from '../errors.js';
 import { installPodGuard, podVeth, removePodGuard } from './podguard.js';
 import type { ContainerPort } from '../policy/ports.js';
 
@@ -65,7 +65,7 @@ export async function wirePod(p: PodWiring): Promise<void> {
   mkdirSync(`/etc/netns/${p.netns}`, { recursive: true });
   writeFileSync(`/etc/netns/${p.netns}/resolv.conf`, `nameserver 169.254.1.1\nsearch ${p.namespace}.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5 timeout:1 attempts:2\n`);
   const res = await callAgent(p.socket, 'POST', '/v1/endpoints', { name: p.name, namespace: p.namespace, labels: p.labels, ips: p.ip6 ? [p.ip, p.ip6] : [p.ip], ...(p.ports?.length ? { ports: p.ports } : {}) });
-  if (res.status !== 201) throw new WiremeshError('WM_POD_REGISTER', `agent refused pod ${p.namespace}/${p.name}: ${JSON.stringify(res.body)}`);
+  if (res.status !== 201) throw new TestbedError('WM_POD_REGISTER', `agent refused pod ${p.namespace}/${p.name}: ${JSON.stringify(res.body)}`);
 }
 
 

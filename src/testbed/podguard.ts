@@ -16,6 +16,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { z } from 'zod';
+import { HostError } from '../errors.js';
 import { ifName } from './ifname.js';
 
 export const POD_GUARD_TABLE = 'wiremesh_pods';
@@ -89,6 +90,6 @@ export function spoofedPackets(veth: string, netns?: string): number {
   const [cmd, ...args] = netns ? ['ip', 'netns', 'exec', netns, 'nft', ...nftArgs] : ['nft', ...nftArgs];
   const out = execFileSync(cmd!, args, { encoding: 'utf8' });
   const listed = nftCounters.safeParse(JSON.parse(out));
-  if (!listed.success) throw new Error(`nft -j list counter: unexpected answer (${listed.error.issues[0]?.message ?? 'invalid'})`);
+  if (!listed.success) throw new HostError('WM_NFT_ANSWER', `nft -j list counter: unexpected answer (${listed.error.issues[0]?.message ?? 'invalid'})`);
   return listed.data.nftables.find((o) => o.counter)?.counter?.packets ?? 0;
 }

@@ -21,7 +21,7 @@ import { execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { WiremeshError } from '../errors.js';
+import { TestbedError } from '../errors.js';
 import { callAgent } from '../agent/client.js';
 import { unwirePod, wirePod } from './pod.js';
 import { ifName, socketPath } from './ifname.js';
@@ -72,7 +72,7 @@ function sh(args: string[], netns?: string): string {
 function cliInAsync(netns: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile('ip', ['netns', 'exec', netns, process.execPath, WIREMESH, ...args], { encoding: 'utf8' }, (err, stdout, stderr) => {
-      if (err) reject(new WiremeshError('WM_TESTBED_CLI', `wiremesh ${args.slice(0, 2).join(' ')} in ${netns}: ${(stderr || err.message).trim()}`));
+      if (err) reject(new TestbedError('WM_TESTBED_CLI', `wiremesh ${args.slice(0, 2).join(' ')} in ${netns}: ${(stderr || err.message).trim()}`));
       else resolve(stdout);
     });
   });
@@ -84,7 +84,7 @@ export function cliIn(netns: string, args: string[]): string {
     return execFileSync('ip', ['netns', 'exec', netns, process.execPath, WIREMESH, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (err) {
     const e = err as { stderr?: string; message: string };
-    throw new WiremeshError('WM_TESTBED_CLI', `wiremesh ${args.slice(0, 2).join(' ')} in ${netns}: ${(e.stderr ?? e.message).trim()}`);
+    throw new TestbedError('WM_TESTBED_CLI', `wiremesh ${args.slice(0, 2).join(' ')} in ${netns}: ${(e.stderr ?? e.message).trim()}`);
   }
 }
 
@@ -113,16 +113,16 @@ export function spawnIn(st: TestbedState, netns: string, role: string, args: str
 async function waitForFile(path: string, ms: number, what: string): Promise<void> {
   const end = Date.now() + ms;
   while (!existsSync(path)) {
-    if (Date.now() > end) throw new WiremeshError('WM_TESTBED_TIMEOUT', `${what} did not come up within ${ms / 1000} s`);
+    if (Date.now() > end) throw new TestbedError('WM_TESTBED_TIMEOUT', `${what} did not come up within ${ms / 1000} s`);
     await sleep(50);
   }
 }
 
 export async function testbedUp(file: string, progress: (msg: string) => void = () => undefined): Promise<TestbedState> {
   const topo = loadTopology(file);
-  if (process.getuid?.() !== 0) throw new WiremeshError('WM_NOT_ROOT', 'the testbed needs root (network namespaces)');
+  if (process.getuid?.() !== 0) throw new TestbedError('WM_NOT_ROOT', 'the testbed needs root (network namespaces)');
   const dir = stateDir(topo.name);
-  if (existsSync(join(dir, 'state.json'))) throw new WiremeshError('WM_TESTBED_EXISTS', `testbed ${topo.name} is already up: run \`wiremesh testbed down ${file}\` first`);
+  if (existsSync(join(dir, 'state.json'))) throw new TestbedError('WM_TESTBED_EXISTS', `testbed ${topo.name} is already up: run \`wiremesh testbed down ${file}\` first`);
   await teardown(topo.name, () => undefined); // leftovers of a crashed run
   mkdirSync(join(dir, 'logs'), { recursive: true });
   mkdirSync(join(dir, 'keys'), { recursive: true, mode: 0o700 });
@@ -269,7 +269,7 @@ async function waitConverged(st: TestbedState, topo: Topology, ms: number): Prom
         if (have !== expected(c.name)) pending = `${c.name}/${n.name} has ${have} of ${expected(c.name)} peers`;
       }
     if (!pending) return;
-    if (Date.now() > end) throw new WiremeshError('WM_TESTBED_TIMEOUT', `mesh did not converge: ${pending}`);
+    if (Date.now() > end) throw new TestbedError('WM_TESTBED_TIMEOUT', `mesh did not converge: ${pending}`);
     await sleep(200);
   }
 }
@@ -305,14 +305,14 @@ export async function stopRole(st: TestbedState, role: string, signal: NodeJS.Si
 /** (Re)starts a node's agent with its existing config, key and endpoint state. */
 export async function startAgent(st: TestbedState, cluster: string, node: string): Promise<void> {
   const n = st.clusters.find((c) => c.name === cluster)?.nodes.find((x) => x.name === node);
-  if (!n) throw new WiremeshError('WM_TESTBED_TARGET', `no node ${cluster}/${node}`);
+  if (!n) throw new TestbedError('WM_TESTBED_TARGET', `no node ${cluster}/${node}`);
   rmSync(n.socket, { force: true });
   const rec = spawnIn(st, n.netns, agentRole(cluster, node), agentCommand(join(st.dir, `${cluster}-${node}.yaml`)));
   try {
     await waitForFile(n.socket, 20_000, `agent ${cluster}/${node}`);
   } catch (err) {
     const tail = readFileSync(rec.log, 'utf8').trim().split('\n').slice(-5).join('\n');
-    throw new WiremeshError('WM_TESTBED_TIMEOUT', `${(err as Error).message}; its log ends:\n${tail}`);
+    throw new TestbedError('WM_TESTBED_TIMEOUT', `${(err as Error).message}; its log ends:\n${tail}`);
   }
 }
 
@@ -350,7 +350,7 @@ export function addUnderlayHost(st: TestbedState, name: string, address: string)
 export async function addPod(st: TestbedState, pod: PodSpec): Promise<TestbedState['pods'][number]> {
   const c = st.clusters.find((x) => x.name === pod.cluster);
   const node = c?.nodes.find((x) => x.name === pod.node);
-  if (!c || !node) throw new WiremeshError('WM_TESTBED_TARGET', `no node ${pod.cluster}/${pod.node}`);
+  if (!c || !node) throw new TestbedError('WM_TESTBED_TARGET', `no node ${pod.cluster}/${pod.node}`);
   const used = new Set(st.pods.filter((p) => p.cluster === c.name && p.node === node.name).map((p) => p.ip));
   let k = 0;
   while (used.has(podAddress(node.podCIDR, k))) k++;
@@ -369,7 +369,7 @@ export async function addPod(st: TestbedState, pod: PodSpec): Promise<TestbedSta
 /** Deregisters a pod's endpoint and deletes its namespace. */
 export async function removePod(st: TestbedState, cluster: string, name: string): Promise<void> {
   const i = st.pods.findIndex((p) => p.cluster === cluster && p.name === name);
-  if (i < 0) throw new WiremeshError('WM_TESTBED_TARGET', `no pod ${cluster}/${name}`);
+  if (i < 0) throw new TestbedError('WM_TESTBED_TARGET', `no pod ${cluster}/${name}`);
   const pod = st.pods[i]!;
   const node = st.clusters.find((c) => c.name === cluster)!.nodes.find((n) => n.name === pod.node)!;
   await unwirePod({ netns: pod.netns, nodeNetns: node.netns, name: pod.name, namespace: pod.namespace, socket: node.socket });
@@ -449,9 +449,9 @@ export function activeTestbeds(): string[] {
 export function loadState(name?: string): TestbedState {
   const active = activeTestbeds();
   const pick = name ?? (active.length === 1 ? active[0] : undefined);
-  if (!pick) throw new WiremeshError('WM_TESTBED_NONE', active.length ? `several testbeds are up (${active.join(', ')}): pass --name` : 'no testbed is up');
+  if (!pick) throw new TestbedError('WM_TESTBED_NONE', active.length ? `several testbeds are up (${active.join(', ')}): pass --name` : 'no testbed is up');
   const f = join(stateDir(pick), 'state.json');
-  if (!existsSync(f)) throw new WiremeshError('WM_TESTBED_NONE', `testbed ${pick} is not up`);
+  if (!existsSync(f)) throw new TestbedError('WM_TESTBED_NONE', `testbed ${pick} is not up`);
   return JSON.parse(readFileSync(f, 'utf8')) as TestbedState;
 }
 
@@ -495,7 +495,7 @@ export function formatStatus(s: Record<string, unknown>): string {
 export function testbedClusterAccess(cluster: string, name?: string, user: 'root' | 'kvstoremesh' | 'observer' = 'root'): { netns: string; flags: string[] } {
   const st = loadState(name);
   const c = st.clusters.find((x) => x.name === cluster);
-  if (!c) throw new WiremeshError('WM_TESTBED_TARGET', `testbed ${st.name} has no cluster ${cluster}`);
+  if (!c) throw new TestbedError('WM_TESTBED_TARGET', `testbed ${st.name} has no cluster ${cluster}`);
   return { netns: c.cpNetns, flags: etcdFlags('', c.etcd, pkiDir(st, cluster), user) };
 }
 
@@ -506,9 +506,9 @@ export async function testbedExec(target: string, cmd: string[], name?: string):
   const pod = st.pods.find((p) => p.cluster === cluster && p.name === what);
   const node = st.clusters.find((c) => c.name === cluster)?.nodes.find((n) => n.name === what);
   const ns = pod?.netns ?? node?.netns;
-  if (!ns) throw new WiremeshError('WM_TESTBED_TARGET', `no pod or node "${target}" in testbed ${st.name}`);
+  if (!ns) throw new TestbedError('WM_TESTBED_TARGET', `no pod or node "${target}" in testbed ${st.name}`);
   if (cmd[0] === '--') cmd = cmd.slice(1);
-  if (cmd.length === 0) throw new WiremeshError('WM_TESTBED_TARGET', 'no command given: testbed exec CLUSTER/POD -- CMD...');
+  if (cmd.length === 0) throw new TestbedError('WM_TESTBED_TARGET', 'no command given: testbed exec CLUSTER/POD -- CMD...');
   return new Promise((resolve) => {
     const child = spawn('ip', ['netns', 'exec', ns, ...cmd], { stdio: 'inherit' });
     child.once('exit', (code) => resolve(code ?? 1));

@@ -13,10 +13,11 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { isYamlObject, parseYamlMapping, type YamlObject } from '../yamlconfig.js';
+import { parseYamlMapping } from '../yamlconfig.js';
 import { ConfigError } from '../errors.js';
 import { formatIP, parsePrefix } from '../net/ip.js';
-import { prefixesOverlap, validateClusterId, validateClusterName } from '../controlplane/types.js';
+import { prefixesOverlap } from '../controlplane/types.js';
+import { cidr, isObj, list, nonEmptyList, obj, oneOf, validateClusterId, validateClusterName } from '../validate.js';
 import { parseContainerPorts, type ContainerPort } from '../policy/ports.js';
 // names as Kubernetes has them (63); kernel names made from them are shortened where they are built (ifname.ts)
 import { DNS_LABEL_RE as DNS } from '../controlplane/records/fields.js';
@@ -51,31 +52,24 @@ export interface Topology {
   hub?: string;
 }
 
-type Obj = YamlObject;
-const isObj = isYamlObject;
-
 export function parseTopology(text: string, file = 'topology.yaml'): Topology {
   const doc = parseYamlMapping(text, ['name', 'clusters', 'pods', 'manifests', 'connect', 'hub']);
   const name = doc.name === undefined ? basename(file).replace(/\.[^.]*$/, '').toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 12) : doc.name;
   if (typeof name !== 'string' || !/^[a-z0-9][a-z0-9-]{0,11}$/.test(name)) throw new ConfigError('name', 'must be 1-12 lowercase letters, digits or "-"');
-  if (!Array.isArray(doc.clusters) || doc.clusters.length === 0) throw new ConfigError('clusters', 'must be a non-empty list');
-  const clusters: ClusterSpec[] = doc.clusters.map((c, i) => {
+  const clusters: ClusterSpec[] = nonEmptyList(doc.clusters, 'clusters').map((item, i) => {
     const f = `clusters[${i}]`;
-    if (!isObj(c)) throw new ConfigError(f, 'must be a mapping');
+    const c = obj(item, f);
     const cname = validateClusterName(c.name, `${f}.name`);
     const id = validateClusterId(c.id, `${f}.id`);
-    if (typeof c.podCIDR !== 'string') throw new ConfigError(`${f}.podCIDR`, 'must be a CIDR like 100.65.0.0/16');
-    const p = parsePrefix(c.podCIDR, `${f}.podCIDR`);
+    const p = cidr(c.podCIDR, `${f}.podCIDR`, 'must be a CIDR like 100.65.0.0/16', false);
     if (p.addr.length !== 4 || p.cidr > 22) throw new ConfigError(`${f}.podCIDR`, 'must be an IPv4 prefix of /22 or shorter (each node gets a /24)');
     let podCIDRv6: string | undefined;
     if (c.podCIDRv6 !== undefined) {
-      if (typeof c.podCIDRv6 !== 'string') throw new ConfigError(`${f}.podCIDRv6`, 'must be an IPv6 /48 like fd65::/48');
-      const p6 = parsePrefix(c.podCIDRv6, `${f}.podCIDRv6`);
+      const p6 = cidr(c.podCIDRv6, `${f}.podCIDRv6`, 'must be an IPv6 /48 like fd65::/48', false);
       if (p6.addr.length !== 16 || p6.cidr !== 48) throw new ConfigError(`${f}.podCIDRv6`, 'must be an IPv6 /48 (each node gets a /64)');
       podCIDRv6 = `${formatIP(p6.addr)}/48`;
     }
-    if (!Array.isArray(c.nodes) || c.nodes.length === 0) throw new ConfigError(`${f}.nodes`, 'must be a non-empty list of node names');
-    const nodes = c.nodes.map((n, j) => {
+    const nodes = nonEmptyList(c.nodes, `${f}.nodes`, 'must be a non-empty list of node names').map((n, j) => {
       if (typeof n !== 'string' || !DNS.test(n)) throw new ConfigError(`${f}.nodes[${j}]`, 'must be a DNS label (at most 63 characters)');
       return n;
     });
@@ -94,9 +88,9 @@ export function parseTopology(text: string, file = 'topology.yaml'): Topology {
         throw new ConfigError(`clusters[${j}].podCIDRv6`, `${b.podCIDRv6} overlaps ${a.podCIDRv6} of ${a.name}`);
     }
   const byName = new Map(clusters.map((c) => [c.name, c]));
-  const pods: PodSpec[] = (Array.isArray(doc.pods) ? doc.pods : doc.pods === undefined ? [] : (() => { throw new ConfigError('pods', 'must be a list'); })()).map((p: unknown, i: number) => {
+  const pods: PodSpec[] = (doc.pods === undefined ? [] : list(doc.pods, 'pods')).map((item, i) => {
     const f = `pods[${i}]`;
-    if (!isObj(p)) throw new ConfigError(f, 'must be a mapping');
+    const p = obj(item, f);
     if (typeof p.name !== 'string' || !DNS.test(p.name)) throw new ConfigError(`${f}.name`, 'must be a DNS label (at most 63 characters)');
     const c = typeof p.cluster === 'string' ? byName.get(p.cluster) : undefined;
     if (!c) throw new ConfigError(`${f}.cluster`, `unknown cluster ${JSON.stringify(p.cluster)}`);
@@ -116,8 +110,7 @@ export function parseTopology(text: string, file = 'topology.yaml'): Topology {
   });
   const manifests: Record<string, string[]> = {};
   if (doc.manifests !== undefined) {
-    if (!isObj(doc.manifests)) throw new ConfigError('manifests', 'must map cluster names to lists of files');
-    for (const [c, files] of Object.entries(doc.manifests)) {
+    for (const [c, files] of Object.entries(obj(doc.manifests, 'manifests', 'must map cluster names to lists of files'))) {
       if (!byName.has(c)) throw new ConfigError(`manifests.${c}`, 'unknown cluster');
       if (!Array.isArray(files) || files.some((f) => typeof f !== 'string')) throw new ConfigError(`manifests.${c}`, 'must be a list of file names');
       manifests[c] = (files as string[]).map((f) => resolve(dirname(file), f));
@@ -125,8 +118,7 @@ export function parseTopology(text: string, file = 'topology.yaml'): Topology {
   }
   let hub: string | undefined;
   if (doc.hub !== undefined) {
-    if (typeof doc.hub !== 'string' || !byName.has(doc.hub)) throw new ConfigError('hub', `unknown cluster ${JSON.stringify(doc.hub)}`);
-    hub = doc.hub;
+    hub = oneOf(doc.hub, 'hub', [...byName.keys()], `unknown cluster ${JSON.stringify(doc.hub)}`);
   }
   let connect: Array<[string, string]>;
   if (doc.connect === undefined) {
@@ -137,8 +129,7 @@ export function parseTopology(text: string, file = 'topology.yaml'): Topology {
         if (!hub || pair.includes(hub)) connect.push(pair); // hub-and-spoke: spokes connect to the hub only
       }
   } else {
-    if (!Array.isArray(doc.connect)) throw new ConfigError('connect', 'must be a list of [clusterA, clusterB] pairs');
-    connect = doc.connect.map((pair, i) => {
+    connect = list(doc.connect, 'connect', 'must be a list of [clusterA, clusterB] pairs').map((pair, i) => {
       if (!Array.isArray(pair) || pair.length !== 2 || pair.some((x) => typeof x !== 'string' || !byName.has(x)) || pair[0] === pair[1])
         throw new ConfigError(`connect[${i}]`, 'must be a pair of two different cluster names');
       return [pair[0], pair[1]] as [string, string];

@@ -5,6 +5,7 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { HostError } from '../errors.js';
 
 const BIN = 'chromium-headless-shell';
 const FLAGS = ['--no-sandbox', '--disable-gpu', '--hide-scrollbars', '--window-size=1500,1900', '--virtual-time-budget=4000'];
@@ -26,13 +27,13 @@ function run(args: string[]): Promise<string> {
     c.stdout.on('data', (d: Buffer) => (out += String(d)));
     c.stderr.on('data', (d: Buffer) => (err += String(d)));
     c.once('error', reject);
-    c.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${BIN} exited ${code}: ${err.slice(-400)}`))));
+    c.once('exit', (code) => (code === 0 ? resolve(out) : reject(new HostError('WM_UI_SCREENSHOT', `${BIN} exited ${code}: ${err.slice(-400)}`))));
   });
 }
 
 export async function screenshot(url: string, file: string): Promise<void> {
   await run([`--screenshot=${file}`, url]);
-  if (!existsSync(file)) throw new Error(`${BIN} wrote no screenshot to ${file}`);
+  if (!existsSync(file)) throw new HostError('WM_UI_SCREENSHOT', `${BIN} wrote no screenshot to ${file}`);
 }
 
 /** The page's DOM as HTML after its script ran. */

@@ -18,6 +18,7 @@ import { clusterCounts } from '../services/counts.js';
 import type { ServiceStatus } from '../services/datapath.js';
 import type { Flow } from '../policy/flows.js';
 import { PAGE } from './page.js';
+import { AgentError } from '../errors.js';
 import { agentStatusSchema, decodeAnswer, flowSchema, servicesAnswerSchema } from '../agent/wire.js';
 
 /** One flow line, or none when it does not decode (one bad line never hides the rest). */
@@ -41,7 +42,7 @@ export interface MeshSnapshot {
 /** A GET to an agent that must answer 200 (2 s timeout). */
 async function get(socket: string, path: string): Promise<string> {
   const r = await agentRequest(socket, 'GET', path, undefined, 2000);
-  if (r.status !== 200) throw new Error(`${path}: HTTP ${r.status}`);
+  if (r.status !== 200) throw new AgentError('WM_AGENT_API', `${path}: HTTP ${r.status}`);
   return r.text;
 }
 

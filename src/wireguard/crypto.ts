@@ -54,6 +54,7 @@ export function kdf(n: 1 | 2 | 3, chainKey: Buffer, input: Buffer): Buffer[] {
 
 export function publicFromPrivate(raw: Buffer): Buffer {
   const pub = native.x25519Public(raw);
+  // assertion: the addon refuses only a key of the wrong length; callers pass 32 bytes (keys.ts, agent key file check)
   if (!pub) throw new Error('invalid X25519 private key');
   return pub;
 }
@@ -118,6 +119,7 @@ export function aeadOpen(key: Buffer, counter: bigint, ciphertext: Buffer, aad: 
 
 export function xaeadSeal(key: Buffer, nonce24: Buffer, plaintext: Buffer, aad: Buffer): Buffer {
   const out = native.aead(true, true, key, nonce24, plaintext, aad);
+  // assertion: sealing fails only on wrong key or nonce lengths, which callers fix
   if (!out) throw new Error('xchacha20-poly1305 seal failed');
   return out;
 }

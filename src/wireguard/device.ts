@@ -28,7 +28,7 @@ import {
   type NativePeerStats,
 } from '../native/binding.js';
 import type { Prefix } from '../net/ip.js';
-import { WiremeshError } from '../errors.js';
+import { HandshakeError, HostError } from '../errors.js';
 import {
   consumeInitiation,
   consumeResponse,
@@ -134,7 +134,7 @@ export class WireGuardDevice extends EventEmitter {
     try {
       this.native.rebind(port);
     } catch (err) {
-      throw new WiremeshError('WM_PORT_IN_USE', (err as Error).message);
+      throw new HostError('WM_PORT_IN_USE', (err as Error).message);
     }
   }
 
@@ -260,7 +260,7 @@ export class WireGuardDevice extends EventEmitter {
         }
         case MSG_RESPONSE: {
           const peer = this.indices.get(msg.readUInt32LE(8));
-          if (!peer) throw new WiremeshError('WM_HANDSHAKE_REJECTED', 'response to an unknown index');
+          if (!peer) throw new HandshakeError('response to an unknown index');
           consumeResponse(identity, peer.handshake, msg);
           this.updateEndpoint(peer, from);
           const keys = deriveSession(peer.handshake);

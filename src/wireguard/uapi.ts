@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { listenPrivate } from '../net/listen.js';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
-import { ConfigError, WiremeshError } from '../errors.js';
+import { ConfigError, HostError, UAPI_EADDRINUSE, UAPI_EINVAL, UAPI_EIO, UAPI_EPROTO, UapiError } from '../errors.js';
 import { formatEndpoint, formatPrefix, parseEndpoint, parsePrefix, type Prefix } from '../net/ip.js';
 import type { WireGuardDevice } from './device.js';
 import { keyFromHex } from './keys.js';
@@ -18,17 +18,8 @@ import type { Endpoint } from './peer.js';
 
 export const SOCKET_DIR = '/var/run/wireguard';
 
-/** errno values as wireguard-go reports them (negated Linux errnos). */
-export const UAPI_EIO = -5;
-export const UAPI_EINVAL = -22;
-export const UAPI_EADDRINUSE = -98;
-export const UAPI_EPROTO = -71;
-
-export class UapiError extends WiremeshError {
-  constructor(readonly errno: number, message: string) {
-    super('WM_UAPI_' + (errno === UAPI_EPROTO ? 'PROTOCOL' : errno === UAPI_EADDRINUSE ? 'PORT_IN_USE' : 'INVALID'), message);
-  }
-}
+// errno values and UapiError live in the error catalogue; exported here too, where the socket uses them.
+export { UAPI_EADDRINUSE, UAPI_EINVAL, UAPI_EIO, UAPI_EPROTO, UapiError };
 
 interface PeerOps {
   publicKey: Buffer;
@@ -231,7 +222,7 @@ export async function serveUapi(dev: WireGuardDevice, ifname: string, path = soc
       c.once('connect', () => (c.destroy(), resolve(true)));
       c.once('error', () => resolve(false));
     });
-    if (live) throw new WiremeshError('WM_UAPI_IN_USE', `UAPI socket ${path} is in use by another process`);
+    if (live) throw new HostError('WM_UAPI_IN_USE', `UAPI socket ${path} is in use by another process`);
     unlinkSync(path);
   }
   const server = createServer((sock: Socket) => {

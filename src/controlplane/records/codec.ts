@@ -11,7 +11,7 @@
  * go on.
  */
 import type { z } from 'zod';
-import { WiremeshError } from '../../errors.js';
+import { RecordError } from '../../errors.js';
 
 export type RecordType =
   | 'node'
@@ -40,16 +40,8 @@ export type RecordType =
  */
 export type RejectReason = 'too-large' | 'not-json' | 'schema' | 'key' | 'claim' | 'conflict' | 'budget';
 
-export class RecordError extends WiremeshError {
-  constructor(
-    readonly type: RecordType,
-    readonly key: string,
-    readonly reason: RejectReason,
-    readonly detail: string,
-  ) {
-    super('WM_RECORD_REJECTED', `${type} ${key}: ${reason}: ${detail}`);
-  }
-}
+// The class lives in the error catalogue; exported here too, next to its types.
+export { RecordError };
 
 export interface Codec<T> {
   readonly type: RecordType;
