@@ -83,6 +83,7 @@ export async function main(argv: string[]): Promise<number> {
     .action(async (o: { cluster: string; etcd: string; etcdCa?: string; etcdCert?: string; etcdKey?: string; identityGcInterval: string; maxRecordsPerRemote: string; maxBytesPerRemote: string }) => {
       const { connectEtcd } = await import('../controlplane/kvstore.js');
       const { KVStoreMesh } = await import('../controlplane/kvstoremesh.js');
+      const { etcdMeshLocal } = await import('../controlplane/mirrorwriter.js');
       const log = createLogger(`kvstoremesh(${o.cluster})`);
       const gcS = Number(o.identityGcInterval);
       if (!Number.isFinite(gcS) || gcS < 1) throw new ConfigError('--identity-gc-interval', 'must be a number of seconds >= 1');
@@ -90,7 +91,7 @@ export async function main(argv: string[]): Promise<number> {
       const budget = { maxRecords: Number(o.maxRecordsPerRemote), maxBytes: Number(o.maxBytesPerRemote) };
       if (!Number.isInteger(budget.maxRecords) || budget.maxRecords < 1) throw new ConfigError('--max-records-per-remote', 'must be a whole number >= 1');
       if (!Number.isInteger(budget.maxBytes) || budget.maxBytes < 1024) throw new ConfigError('--max-bytes-per-remote', 'must be a whole number >= 1024');
-      const mesh = new KVStoreMesh(o.cluster, etcd, log, gcS * 1000, budget);
+      const mesh = new KVStoreMesh(o.cluster, etcdMeshLocal(etcd), log, gcS * 1000, budget);
       await mesh.start();
       log.info('kvstoremesh started');
       await waitForSignal();

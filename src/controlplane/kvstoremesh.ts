@@ -15,7 +15,6 @@
  * - While a remote is unreachable, its cached state stays and the outage is
  *   reported in wiremesh/mesh/v1/status/<remote>.
  */
-import type { Etcd3, Lease } from 'etcd3';
 import type { Logger } from '../log.js';
 import {
   cacheKey,
@@ -32,7 +31,7 @@ import {
   type StateType,
 } from './keys.js';
 import { connectEtcd, decoded, EtcdStore, ListWatcher, type KVStore } from './kvstore.js';
-import { BatchedWriter, etcdMirrorTarget, type MirrorTarget } from './mirrorwriter.js';
+import { BatchedWriter, type MeshLease, type MeshLocal, type MirrorTarget } from './mirrorwriter.js';
 import { IdentityCollector } from '../identity/allocator.js';
 import {
   clusterConfigCodec,
@@ -265,7 +264,7 @@ export class KVStoreMesh {
   private readonly pins = new Map<string, PinnedCluster>();
   private readonly watchers: ListWatcher[] = [];
   private statusTimer: NodeJS.Timeout | undefined;
-  private lease: Lease | undefined;
+  private lease: MeshLease | undefined;
   private gcTimer: NodeJS.Timeout | undefined;
   private readonly collector: IdentityCollector;
   /** Where the remotes' mirrors write: the local etcd. */
@@ -275,22 +274,27 @@ export class KVStoreMesh {
   /** Serialises remote starts and stops (watch events may arrive back to back). */
   private chain: Promise<void> = Promise.resolve();
 
-  /** identityGcMs: how often unreferenced identities are swept (deleted on the second sweep that finds them unused). */
+  /**
+   * local: the cluster's own etcd (etcdMeshLocal) or a stand-in. identityGcMs: how often unreferenced identities
+   * are swept (deleted on the second sweep that finds them unused). opts.statusMs: how often the status and the
+   * heartbeat are written (2 s); opts.connect: how remotes are opened (connectRemote, their etcds).
+   */
   constructor(
     readonly cluster: string,
-    private readonly local: Etcd3,
+    private readonly local: MeshLocal,
     private readonly log: Logger,
     private readonly identityGcMs = 60_000,
     private readonly budget: Budget = DEFAULT_BUDGET,
+    private readonly opts: { statusMs?: number; connect?: RemoteConnector } = {},
   ) {
-    this.mirror = etcdMirrorTarget(local);
-    this.collector = new IdentityCollector(local, cluster, log);
+    this.mirror = local.mirror;
+    this.collector = new IdentityCollector(local.identities, cluster, log);
     this.rejections = new Rejections(log);
   }
 
   async start(): Promise<void> {
-    this.lease = this.local.lease(15, { autoKeepAlive: true });
-    const store = new EtcdStore(this.local);
+    this.lease = this.local.lease(15);
+    const store = this.local.store;
     const nameOf = (prefix: string) => (k: string) => k.slice(prefix.length);
     this.watchers.push(
       new ListWatcher(store, clusterConfigKey(this.cluster), decoded(clusterConfigCodec, {
@@ -326,7 +330,7 @@ export class KVStoreMesh {
       }, this.rejections, nameOf(remotesPrefix())), this.log),
     );
     for (const w of this.watchers) void w.start();
-    this.statusTimer = setInterval(() => void this.publishStatus(), 2000);
+    this.statusTimer = setInterval(() => void this.publishStatus(), this.opts.statusMs ?? 2000);
     this.statusTimer.unref();
     // The cluster's identity garbage collector lives here: one per cluster.
     this.gcTimer = setInterval(() => void this.collector.sweep().catch((err: Error) => this.log.warn({ err: err.message }, 'identity sweep failed')), this.identityGcMs);
@@ -358,7 +362,7 @@ export class KVStoreMesh {
       await purgeRemote(this.mirror, name); // what it sent under an earlier pin may not stay either
       return;
     }
-    const r = new RemoteReplication(spec, pin, this.trust, this.mirror, this.log, this.rejections, this.budget);
+    const r = new RemoteReplication(spec, pin, this.trust, this.mirror, this.log, this.rejections, this.budget, this.opts.connect);
     this.remotes.set(name, r);
     this.log.info({ remote: name, endpoints: spec.endpoints, id: pin.id }, 'replicating remote cluster');
     await r.start().catch((err) => this.log.error({ remote: name, err: (err as Error).message }, 'replication start failed'));
@@ -382,8 +386,8 @@ export class KVStoreMesh {
   private async publishStatus(): Promise<void> {
     if (!this.lease) return;
     // Remote agents see this through their own kvstoremesh: its age on arrival is the replication lag.
-    await this.lease.put(stateKey('heartbeat', this.cluster, 'kvstoremesh')).value(JSON.stringify({ at: Date.now(), seq: ++this.heartbeats })).catch(() => undefined);
-    for (const s of this.status()) await this.lease.put(remoteStatusKey(s.cluster)).value(JSON.stringify(s)).catch(() => undefined);
+    await this.lease.put(stateKey('heartbeat', this.cluster, 'kvstoremesh'), JSON.stringify({ at: Date.now(), seq: ++this.heartbeats })).catch(() => undefined);
+    for (const s of this.status()) await this.lease.put(remoteStatusKey(s.cluster), JSON.stringify(s)).catch(() => undefined);
   }
 
   async stop(): Promise<void> {

@@ -1,10 +1,43 @@
 /**
- * kvstoremesh's writes into the local etcd: the narrow interface it needs
- * (MirrorTarget, declared here by its consumer so that unit tests pass an
- * in-memory store), its etcd3 implementation, and the batching writer.
+ * kvstoremesh and its local etcd: the narrow interfaces it needs (MeshLocal,
+ * MirrorTarget, declared here by their consumer so that unit tests pass
+ * in-memory stores), their etcd3 implementations, and the batching writer.
  */
 import type { Etcd3 } from 'etcd3';
+import { etcdCollectorStore, type CollectorStore } from '../identity/allocator.js';
 import type { Logger } from '../log.js';
+import { EtcdStore, type KVStore } from './kvstore.js';
+
+/** Everything KVStoreMesh does to its own cluster's store. */
+export interface MeshLocal {
+  /** Its inputs (cluster config, pins, remotes) are listed and watched here. */
+  readonly store: KVStore;
+  /** Where the remotes' mirrors write. */
+  readonly mirror: MirrorTarget;
+  /** The cluster's identity garbage collector reads and deletes here. */
+  readonly identities: CollectorStore;
+  /** A lease of ttlSeconds, kept alive until released: what is put under it goes when this process does. */
+  lease(ttlSeconds: number): MeshLease;
+}
+
+export interface MeshLease {
+  put(key: string, value: string): Promise<void>;
+  /** Stops keeping the lease alive: its keys go when its TTL runs out (etcd3's Lease.release). */
+  release(): void;
+}
+
+/** MeshLocal on etcd; the lease keeps itself alive (etcd3's autoKeepAlive). */
+export function etcdMeshLocal(etcd: Etcd3): MeshLocal {
+  return {
+    store: new EtcdStore(etcd),
+    mirror: etcdMirrorTarget(etcd),
+    identities: etcdCollectorStore(etcd),
+    lease: (ttlSeconds) => {
+      const lease = etcd.lease(ttlSeconds, { autoKeepAlive: true });
+      return { put: async (key, value) => void (await lease.put(key).value(value)), release: () => lease.release() };
+    },
+  };
+}
 
 /** etcd's default --max-txn-ops. */
 export const MAX_TXN_OPS = 128;

@@ -92,32 +92,26 @@ export class IdentityCollector {
   private candidates = new Map<string, string>(); // identity key -> mod revision seen unreferenced
 
   constructor(
-    private readonly etcd: Etcd3,
+    private readonly store: CollectorStore,
     private readonly cluster: string,
     private readonly log: Logger,
   ) {}
 
   async sweep(): Promise<number> {
-    const ids = await this.etcd.getAll().prefix(statePrefix('identities', this.cluster)).exec();
-    const refs = await this.etcd.getAll().prefix(identityRefsPrefix(this.cluster)).keys();
+    const ids = await this.store.list(statePrefix('identities', this.cluster));
+    const refs = await this.store.keys(identityRefsPrefix(this.cluster));
     const referenced = new Set(refs.map((k) => k.slice(k.lastIndexOf('/') + 1)));
     const next = new Map<string, string>();
     let deleted = 0;
-    for (const kv of ids.kvs) {
-      const key = kv.key.toString();
-      const r = tryDecode(identityCodec, key, kv.value.toString());
+    for (const { key, value, modRevision: rev } of ids) {
+      const r = tryDecode(identityCodec, key, value);
       const rec = r.ok ? r.value : undefined;
       if (!rec || referenced.has(String(rec.id))) continue;
-      const rev = String(kv.mod_revision);
       if (this.candidates.get(key) !== rev) {
         next.set(key, rev);
         continue;
       }
-      const res = await this.etcd
-        .if(key, 'Mod', '==', rev)
-        .then(this.etcd.delete().key(key), this.etcd.delete().key(identityIndexKey(this.cluster, labelsHash(rec.labels))))
-        .commit();
-      if (res.succeeded) {
+      if (await this.store.deleteIfUnchanged(key, rev, [key, identityIndexKey(this.cluster, labelsHash(rec.labels))])) {
         deleted++;
         this.log.info({ identity: rec.id }, 'identity released: no node uses it');
       }
@@ -125,4 +119,23 @@ export class IdentityCollector {
     this.candidates = next;
     return deleted;
   }
+}
+
+/** What the collector does to its cluster's store (declared here for it; etcdCollectorStore is etcd3 behind it). */
+export interface CollectorStore {
+  /** Keys, values and mod revisions (etcd's int64, in decimal) under prefix. */
+  list(prefix: string): Promise<Array<{ key: string; value: string; modRevision: string }>>;
+  /** The keys under prefix (values are not fetched). */
+  keys(prefix: string): Promise<string[]>;
+  /** Deletes `keys` in one transaction if `guard`'s mod revision is still `modRevision`; returns whether it did. */
+  deleteIfUnchanged(guard: string, modRevision: string, keys: string[]): Promise<boolean>;
+}
+
+export function etcdCollectorStore(etcd: Etcd3): CollectorStore {
+  return {
+    list: async (prefix) => (await etcd.getAll().prefix(prefix).exec()).kvs.map((kv) => ({ key: kv.key.toString(), value: kv.value.toString(), modRevision: String(kv.mod_revision) })),
+    keys: (prefix) => etcd.getAll().prefix(prefix).keys(),
+    deleteIfUnchanged: async (guard, modRevision, keys) =>
+      (await etcd.if(guard, 'Mod', '==', modRevision).then(...keys.map((k) => etcd.delete().key(k))).commit()).succeeded,
+  };
 }

@@ -9,6 +9,11 @@
  * simple models of it over that state; the rest of the engine (policyCheck,
  * serviceNat) answers what the test sets.
  *
+ * Keypairs take the addon's slots: an initiator's is current at once, a
+ * responder's waits as next until a transport message arrives with it. Sends
+ * (handshakes, keepalives, flushes) go to an attached FakeWire when there is
+ * one (src/native/fakenet.ts links devices) and are recorded either way.
+ *
  * Like the addon, calls naming a peer that does not exist are ignored.
  * Consumers take narrow Pick<NativeDevice, ...> views; this implements all of it.
  */
@@ -32,6 +37,10 @@ export interface FakePeer {
   allowedIPs: string[];
   /** Installed since the last clearKeypairs, oldest first. */
   keypairs: FakeKeypair[];
+  /** The addon's slots: current sends; next (a responder's) waits for the initiator's first message. */
+  current: FakeKeypair | null;
+  next: FakeKeypair | null;
+  previous: FakeKeypair | null;
   keepalives: number;
   /** flushStaged calls (keepaliveIfEmpty of each). */
   flushes: boolean[];
@@ -51,6 +60,14 @@ export interface FakeService {
   /** "address:port/protocol number". */
   frontends: string[];
   backends: Array<{ address: string; port: number; weight: number }>;
+}
+
+/** Where a FakeDevice's datagrams go (FakeNetwork in src/native/fakenet.ts). */
+export interface FakeWire {
+  /** A handshake message to host:port (sendHandshake). */
+  handshake(from: FakeDevice, host: string, port: number, msg: Buffer): void;
+  /** A keepalive to the peer (sendKeepalive, flushStaged with nothing staged). */
+  keepalive(from: FakeDevice, peer: FakePeer): void;
 }
 
 export interface FakeDeviceOptions extends NativeDeviceOptions {
@@ -88,6 +105,8 @@ export class FakeDevice implements NativeDevice {
   /** Called on each probe(); a test answers with answerProbe (or lets probes go unanswered). */
   onProbe: ((peerIds: number[]) => void) | undefined;
   readonly counterValues: Record<string, number> = {};
+  /** Set by FakeNetwork.attach. */
+  wire: FakeWire | undefined;
   // ---- mesh mode
   policyEnabled = false;
   hostFirewall: boolean | undefined;
@@ -191,7 +210,8 @@ export class FakeDevice implements NativeDevice {
   }
 
   upsertPeer(id: number): void {
-    if (!this.peers.has(id)) this.peers.set(id, { id, endpoint: null, allowedIPs: [], keypairs: [], keepalives: 0, flushes: [], stats: zeroStats() });
+    if (!this.peers.has(id))
+      this.peers.set(id, { id, endpoint: null, allowedIPs: [], keypairs: [], current: null, next: null, previous: null, keepalives: 0, flushes: [], stats: zeroStats() });
   }
 
   removePeer(id: number): void {
@@ -214,26 +234,58 @@ export class FakeDevice implements NativeDevice {
   installKeypair(id: number, localIndex: number, remoteIndex: number, sendKey: Buffer, recvKey: Buffer, initiator: boolean): boolean {
     const p = this.peers.get(id);
     if (!p) return false;
-    p.keypairs.push({ localIndex, remoteIndex, sendKey: Buffer.from(sendKey), recvKey: Buffer.from(recvKey), initiator });
-    p.stats.hasCurrent = true;
-    p.stats.currentInitiator = initiator;
+    const kp = { localIndex, remoteIndex, sendKey: Buffer.from(sendKey), recvKey: Buffer.from(recvKey), initiator };
+    p.keypairs.push(kp);
+    // the addon's rotation (native/src/wireguard/device.cc install_keypair)
+    if (initiator) {
+      p.previous = p.next ?? p.current;
+      p.next = null;
+      p.current = kp;
+    } else {
+      p.next = kp;
+      p.previous = null;
+    }
+    this.slotsChanged(p);
     return true;
+  }
+
+  /** A transport message authenticated with kp: a responder's next keypair is confirmed (current from now on). */
+  confirm(p: FakePeer, kp: FakeKeypair): boolean {
+    if (p.next !== kp) return false;
+    p.previous = p.current;
+    p.current = kp;
+    p.next = null;
+    this.slotsChanged(p);
+    return true;
+  }
+
+  private slotsChanged(p: FakePeer): void {
+    p.stats.hasCurrent = p.current !== null;
+    p.stats.currentInitiator = p.current?.initiator ?? false;
+    p.stats.hasNext = p.next !== null;
   }
 
   clearKeypairs(id: number): void {
     const p = this.peers.get(id);
     if (!p) return;
     p.keypairs = [];
-    p.stats.hasCurrent = p.stats.hasNext = false;
+    p.current = p.next = p.previous = null;
+    this.slotsChanged(p);
   }
 
   sendKeepalive(id: number): void {
     const p = this.peers.get(id);
-    if (p) p.keepalives++;
+    if (!p) return;
+    p.keepalives++;
+    this.wire?.keepalive(this, p);
   }
 
+  /** Nothing is ever staged here: with keepaliveIfEmpty a keepalive goes out, as the addon's would. */
   flushStaged(id: number, keepaliveIfEmpty: boolean): void {
-    this.peers.get(id)?.flushes.push(keepaliveIfEmpty);
+    const p = this.peers.get(id);
+    if (!p) return;
+    p.flushes.push(keepaliveIfEmpty);
+    if (keepaliveIfEmpty) this.wire?.keepalive(this, p);
   }
 
   refreshMtu(): number {
@@ -242,13 +294,14 @@ export class FakeDevice implements NativeDevice {
 
   sendHandshake(host: string, port: number, msg: Buffer): boolean {
     this.handshakesSent.push({ host, port, msg: Buffer.from(msg) });
+    this.wire?.handshake(this, host, port, Buffer.from(msg));
     return true;
   }
 
   peerStats(activeOnly = false): NativePeerStats[] {
     const out: NativePeerStats[] = [];
     for (const p of this.peers.values()) {
-      if (activeOnly && !p.stats.hasCurrent && p.stats.rxPackets + p.stats.txPackets === 0) continue;
+      if (activeOnly && !p.stats.hasCurrent && !p.stats.hasNext && p.stats.rxPackets + p.stats.txPackets === 0) continue;
       out.push({ id: p.id, ...p.stats, ...(p.endpoint ? { host: p.endpoint.host, port: p.endpoint.port } : {}) });
     }
     return out;

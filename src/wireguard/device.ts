@@ -12,6 +12,9 @@
  *
  * Configuration changes come from UAPI (uapi.ts) or the mesh agent through the
  * methods below; each keeps the native tables in step with the JS peer objects.
+ *
+ * The data path is the addon's Device unless one is passed (DeviceOptions.device):
+ * unit tests run two of these on linked FakeDevices (src/native/fakenet.ts), no root.
  */
 import { randomInt } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -45,15 +48,45 @@ import {
 import { Peer, type Endpoint } from './peer.js';
 import { REKEY_TIMEOUT_MS } from './timers.js';
 
-export interface DeviceOptions {
+/** What this class uses of the data path (declared here, so that a fake can stand in). */
+export type WireGuardNative = Pick<
+  NativeDevice,
+  | 'tunName'
+  | 'port'
+  | 'start'
+  | 'close'
+  | 'rebind'
+  | 'setFwmark'
+  | 'setPublicKey'
+  | 'upsertPeer'
+  | 'removePeer'
+  | 'setEndpoint'
+  | 'setAllowedIPs'
+  | 'installKeypair'
+  | 'clearKeypairs'
+  | 'sendKeepalive'
+  | 'flushStaged'
+  | 'refreshMtu'
+  | 'sendHandshake'
+  | 'peerStats'
+>;
+
+export interface DeviceOptions<D extends WireGuardNative = NativeDevice> {
   /** TUN name to create; omit with createTun=false for a UDP-only device. */
   tunName?: string;
   createTun?: boolean;
   mtu?: number;
   listenPort?: number;
   logger?: Logger;
-  /** Timer tick period; tests may shorten it. */
+  /** Timer tick period; tests may shorten it, or pass 0 to call tick() themselves. */
   tickMs?: number;
+  /**
+   * The data path, already built (tunName, createTun, mtu and listenPort are then its own business).
+   * Default: the addon's Device, built from the options above.
+   */
+  device?: D;
+  /** The monotonic clock in ms the timers run on; default the addon's (the data path's timestamps use it). */
+  now?: () => number;
 }
 
 export interface DeviceStats {
@@ -63,8 +96,8 @@ export interface DeviceStats {
   cookieRepliesConsumed: number;
 }
 
-export class WireGuardDevice extends EventEmitter {
-  readonly native: NativeDevice;
+export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends EventEmitter {
+  readonly native: D;
   readonly log: Logger;
   identity: StaticIdentity | null = null;
   fwmark = 0;
@@ -78,21 +111,28 @@ export class WireGuardDevice extends EventEmitter {
   private timer: NodeJS.Timeout | undefined;
   private ticks = 0;
   private closed = false;
-  readonly now: () => number = () => native.nowMs();
+  readonly now: () => number;
 
-  constructor(opts: DeviceOptions = {}) {
+  constructor(opts: DeviceOptions<D> = {}) {
     super();
     this.log = opts.logger ?? silentLogger;
-    this.native = new native.Device({
-      tunName: opts.tunName ?? '',
-      createTun: opts.createTun ?? true,
-      vnetHdr: true,
-      mtu: opts.mtu ?? 1420,
-      port: opts.listenPort ?? 0,
-    });
+    this.now = opts.now ?? (() => native.nowMs());
+    // Without a device D is its default, NativeDevice, which the addon's Device is (TypeScript cannot see that).
+    this.native =
+      opts.device ??
+      (new native.Device({
+        tunName: opts.tunName ?? '',
+        createTun: opts.createTun ?? true,
+        vnetHdr: true,
+        mtu: opts.mtu ?? 1420,
+        port: opts.listenPort ?? 0,
+      }) as unknown as D);
     this.native.start((events) => this.onEvents(events));
-    this.timer = setInterval(() => this.tick(), opts.tickMs ?? 250);
-    this.timer.unref();
+    const tickMs = opts.tickMs ?? 250;
+    if (tickMs > 0) {
+      this.timer = setInterval(() => this.tick(), tickMs);
+      this.timer.unref();
+    }
   }
 
   get tunName(): string {

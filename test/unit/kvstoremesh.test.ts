@@ -3,13 +3,28 @@
 // reaches the local cache; a bad record is refused alone (the cache keeps the
 // key's last good value); after an outage in which the remote deleted keys and
 // compacted its history, the relist removes the stale copies and keeps the
-// good ones; at start, copies the remote no longer has are deleted.
+// good ones; at start, copies the remote no longer has are deleted. Then a whole KVStoreMesh on MemKVs
+// (its inputs, mirrors, leased status and heartbeat, identity collector): connect, mirror, an outage in
+// its status, disconnect.
 import { describe, expect, it, vi } from 'vitest';
-import { cacheKey, cachePrefix, stateKey, syncedKey, syncedPrefix } from '../../src/controlplane/keys.js';
-import { DEFAULT_BUDGET, REPLICATED_TYPES, RemoteReplication } from '../../src/controlplane/kvstoremesh.js';
+import {
+  cacheKey,
+  cachePrefix,
+  clusterConfigKey,
+  identityIndexKey,
+  identityRefKey,
+  pinnedKey,
+  remoteKey,
+  remoteStatusKey,
+  stateKey,
+  syncedKey,
+  syncedPrefix,
+} from '../../src/controlplane/keys.js';
+import { DEFAULT_BUDGET, KVStoreMesh, REPLICATED_TYPES, RemoteReplication } from '../../src/controlplane/kvstoremesh.js';
 import { MemKV } from '../../src/controlplane/memkv.js';
-import type { MirrorTarget } from '../../src/controlplane/mirrorwriter.js';
-import { Rejections, Trust, type PinnedCluster } from '../../src/controlplane/records/index.js';
+import type { MeshLocal, MirrorTarget } from '../../src/controlplane/mirrorwriter.js';
+import { heartbeatCodec, Rejections, remoteStatusCodec, Trust, tryDecode, type PinnedCluster } from '../../src/controlplane/records/index.js';
+import { clusterIdentity, labelsHash } from '../../src/identity/identity.js';
 import { silentLogger } from '../../src/log.js';
 
 const KEY = Buffer.alloc(32, 7).toString('base64');
@@ -24,6 +39,32 @@ function mirrorOf(kv: MemKV): MirrorTarget {
     keys: async (prefix) => kv.entries(prefix).map((e) => e.key),
     write: async (ops) => void (await kv.txn([], ops.map(([key, value]) => (value === null ? { delete: key } : { put: key, value })))),
     deletePrefix: async (prefix) => void (await kv.deletePrefix(prefix)),
+  };
+}
+
+/** A MemKV as all of KVStoreMesh's local store; the lease is renewed by every put under it, until released. */
+function meshLocalOf(kv: MemKV): MeshLocal & { released: () => boolean } {
+  let released = false;
+  return {
+    store: kv,
+    mirror: mirrorOf(kv),
+    identities: {
+      list: async (prefix) => kv.entries(prefix).map((e) => ({ key: e.key, value: e.value, modRevision: String(e.modRevision) })),
+      keys: async (prefix) => kv.entries(prefix).map((e) => e.key),
+      deleteIfUnchanged: async (guard, rev, keys) =>
+        (await kv.txn([{ key: guard, target: 'mod', op: '==', value: Number(rev) }], keys.map((k) => ({ delete: k })))).succeeded,
+    },
+    lease: (ttl) => {
+      const id = kv.grant(ttl);
+      return {
+        put: async (key, value) => {
+          if (!released) await kv.keepAlive(await id);
+          await kv.put(key, value, { lease: await id });
+        },
+        release: () => void (released = true),
+      };
+    },
+    released: () => released,
   };
 }
 
@@ -99,5 +140,91 @@ describe('kvstoremesh: one remote mirrored through fake stores', () => {
     await vi.waitFor(() => expect(f.cached()).toEqual({ [dst('kept')]: node('kept') }), soon);
     await r.stop(true);
     expect(f.local.entries('wiremesh/')).toEqual([]);
+  });
+});
+
+describe('kvstoremesh: the whole of it on in-memory stores', () => {
+  it('connects a remote, mirrors it, writes status and heartbeat, reports an outage, and purges on disconnect', async () => {
+    const clock = { ms: 0 };
+    const local = new MemKV(() => clock.ms);
+    const remote = new MemKV();
+    const pinned: PinnedCluster = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false };
+    await local.put(clusterConfigKey('c1'), JSON.stringify({ name: 'c1', id: 1, podCIDRs: ['100.65.0.0/16'] }));
+    await local.put(pinnedKey('c2'), JSON.stringify(pinned));
+    for (const n of ['n1', 'n2']) await remote.put(src(n), node(n));
+    // the cluster's identities: one a node references, one nobody does
+    const identity = (local: number, app: string) => ({ id: clusterIdentity(1, local), labels: { app } });
+    for (const i of [identity(300, 'used'), identity(301, 'unused')]) {
+      await local.put(stateKey('identities', 'c1', String(i.id)), JSON.stringify(i));
+      await local.put(identityIndexKey('c1', labelsHash(i.labels)), String(i.id));
+    }
+    await local.put(identityRefKey('c1', clusterIdentity(1, 300), 'n1'), '');
+
+    const opened: string[] = [];
+    let closed = 0;
+    const localStore = meshLocalOf(local);
+    const mesh = new KVStoreMesh('c1', localStore, silentLogger, 20, DEFAULT_BUDGET, {
+      statusMs: 20,
+      connect: (spec) => (opened.push(spec.name), { store: remote, close: () => void closed++ }),
+    });
+    await mesh.start();
+    const status = () => {
+      const e = local.get(remoteStatusKey('c2'));
+      const r = e ? tryDecode(remoteStatusCodec, e.key, e.value) : undefined;
+      return r?.ok ? r.value : undefined;
+    };
+    const cached = () => Object.fromEntries(local.entries(cachePrefix('nodes', 'c2')).map((e) => [e.key, e.value]));
+
+    // nothing is replicated before the remote is connected
+    await new Promise((r) => setTimeout(r, 50));
+    expect(opened).toEqual([]);
+    await local.put(remoteKey('c2'), JSON.stringify({ name: 'c2', endpoints: ['http://198.18.0.2:2379'] }));
+    await vi.waitFor(() => expect(local.entries(syncedPrefix()).map((e) => e.key).sort()).toEqual(REPLICATED_TYPES.map((t) => syncedKey('c2', t)).sort()), soon);
+    expect(opened).toEqual(['c2']);
+    expect(cached()).toEqual({ [dst('n1')]: node('n1'), [dst('n2')]: node('n2') });
+    await remote.put(src('n3'), node('n3'));
+    await vi.waitFor(() => expect(cached()[dst('n3')]).toBe(node('n3')), soon);
+    await vi.waitFor(() => expect(status()).toMatchObject({ cluster: 'c2', connected: true, entries: { nodes: 3 } }), soon);
+    expect(Object.values(status()!.synced).every(Boolean)).toBe(true);
+
+    // the heartbeat: leased, its sequence moving
+    const hbKey = stateKey('heartbeat', 'c1', 'kvstoremesh');
+    const hb = () => {
+      const e = local.get(hbKey);
+      const r = e ? tryDecode(heartbeatCodec, e.key, e.value) : undefined;
+      return r?.ok ? r.value : undefined;
+    };
+    const seq = hb()!.seq;
+    await vi.waitFor(() => expect(hb()!.seq).toBeGreaterThan(seq), soon);
+    expect(local.get(hbKey)!.lease).toBeDefined();
+    expect(local.get(remoteStatusKey('c2'))!.lease).toBe(local.get(hbKey)!.lease);
+
+    // the unreferenced identity goes (index too) on a second sweep; the referenced one stays
+    await vi.waitFor(() => expect(local.get(stateKey('identities', 'c1', String(clusterIdentity(1, 301))))).toBeUndefined(), soon);
+    expect(local.get(identityIndexKey('c1', labelsHash({ app: 'unused' })))).toBeUndefined();
+    expect(local.get(stateKey('identities', 'c1', String(clusterIdentity(1, 300))))).toBeDefined();
+
+    // an outage: the status says so, the cache stays; back again, connected
+    remote.disconnect();
+    await vi.waitFor(() => expect(status()).toMatchObject({ connected: false }), soon);
+    expect(Object.keys(cached())).toHaveLength(3);
+    remote.reconnect();
+    await vi.waitFor(() => expect(status()).toMatchObject({ connected: true }), soon);
+
+    // the operator disconnects it: replication stops, cache, markers and status go
+    await local.delete(remoteKey('c2'));
+    await vi.waitFor(() => expect(local.entries('wiremesh/cache/').concat(local.entries(syncedPrefix()))).toEqual([]), soon);
+    await vi.waitFor(() => expect(status()).toBeUndefined(), soon);
+    expect(closed).toBe(1);
+    expect(remote.watchCount).toBe(0);
+    expect(mesh.status()).toEqual([]);
+
+    // stopped: the lease is no longer kept alive, and its keys go when its 15 s run out
+    await mesh.stop();
+    expect(localStore.released()).toBe(true);
+    expect(local.get(hbKey)).toBeDefined();
+    clock.ms += 15_000;
+    local.expire();
+    expect(local.get(hbKey)).toBeUndefined();
   });
 });

@@ -1,0 +1,174 @@
+// Two WireGuardDevices (the control half: Noise in noise.ts, timers in timers.ts) on linked in-memory data
+// paths (FakeDevice + FakeNetwork), one fake clock, no root. Expectations come from the protocol
+// (whitepaper §5.4, §6): a 148-byte initiation answered by a 92-byte response, crossed indices, the
+// initiator's send key the responder's receive key and back, the responder's keypair in use only after the
+// initiator's first transport message, a wrong static key or preshared key never yielding a session, and
+// an unanswered initiation sent again after REKEY_TIMEOUT (5 s) plus at most 334 ms of jitter.
+import { afterEach, describe, expect, it } from 'vitest';
+import { FakeDevice } from '../../src/native/fakedevice.js';
+import { linkFakeDevices, type FakeDatagram } from '../../src/native/fakenet.js';
+import { generatePrivateKey, publicFromPrivate } from '../../src/wireguard/crypto.js';
+import { WireGuardDevice } from '../../src/wireguard/device.js';
+
+const A = { host: '198.18.0.1', port: 51820 };
+const B = { host: '198.18.0.2', port: 51820 };
+const INITIATION = 1;
+const RESPONSE = 2;
+const TRANSPORT = 4;
+
+const devices: WireGuardDevice<FakeDevice>[] = [];
+afterEach(() => {
+  for (const d of devices.splice(0)) d.close();
+});
+
+function setup(o: { pskA?: Buffer; pskB?: Buffer; aThinksBIs?: Buffer } = {}) {
+  const clock = { ms: 1_000_000 };
+  const now = () => clock.ms;
+  const fa = new FakeDevice({ port: A.port, now });
+  const fb = new FakeDevice({ port: B.port, now });
+  const net = linkFakeDevices(fa, fb, [A.host, B.host]);
+  const a = new WireGuardDevice({ device: fa, now, tickMs: 0 });
+  const b = new WireGuardDevice({ device: fb, now, tickMs: 0 });
+  devices.push(a, b);
+  a.setPrivateKey(generatePrivateKey());
+  b.setPrivateKey(generatePrivateKey());
+  const pb = a.addPeer(o.aThinksBIs ?? b.identity!.publicKey); // a's view of b
+  const pa = b.addPeer(a.identity!.publicKey); // b's view of a: no endpoint, learnt from the initiation
+  if (o.pskA) pb.setPresharedKey(o.pskA);
+  if (o.pskB) pa.setPresharedKey(o.pskB);
+  a.setPeerEndpoint(pb, B);
+  const completed = { a: 0, b: 0 };
+  a.on('handshake', () => completed.a++);
+  b.on('handshake', () => completed.b++);
+  const wire = (): Array<Pick<FakeDatagram, 'type' | 'fate'> & { from: string; to: string; bytes: number }> =>
+    net.datagrams.map((d) => ({ type: d.type, fate: d.fate, from: d.from.host, to: d.to.host, bytes: d.msg.length }));
+  return { clock, fa, fb, net, a, b, pa, pb, completed, wire };
+}
+
+describe('WireGuardDevice on linked FakeDevices', () => {
+  it('completes a handshake: crossed indices, matching keys, and the responder confirmed by the first transport message', () => {
+    const f = setup({ pskA: Buffer.alloc(32, 9), pskB: Buffer.alloc(32, 9) });
+    f.a.initiate(f.pb);
+    f.net.deliver();
+    expect(f.wire()).toEqual([
+      { type: INITIATION, fate: 'delivered', from: A.host, to: B.host, bytes: 148 },
+      { type: RESPONSE, fate: 'delivered', from: B.host, to: A.host, bytes: 92 },
+      // the initiator's keepalive: 16-byte header, empty payload, 16-byte tag
+      { type: TRANSPORT, fate: 'delivered', from: A.host, to: B.host, bytes: 32 },
+    ]);
+    expect(f.completed).toEqual({ a: 1, b: 1 });
+    // the responder answers where the initiation came from
+    expect(f.pa.endpoint).toEqual(A);
+    expect(f.fb.peer(f.pa.id).endpoint).toEqual(A);
+
+    const [init, resp] = f.net.datagrams.map((d) => d.msg);
+    const ka = f.fa.peer(f.pb.id).keypairs;
+    const kb = f.fb.peer(f.pa.id).keypairs;
+    expect(ka).toHaveLength(1);
+    expect(kb).toHaveLength(1);
+    // indices as the messages carry them: initiation sender = a's, response sender = b's, response receiver = a's
+    expect(ka[0]!.localIndex).toBe(init!.readUInt32LE(4));
+    expect(kb[0]!.localIndex).toBe(resp!.readUInt32LE(4));
+    expect(resp!.readUInt32LE(8)).toBe(init!.readUInt32LE(4));
+    expect(ka[0]!.remoteIndex).toBe(kb[0]!.localIndex);
+    expect(kb[0]!.remoteIndex).toBe(ka[0]!.localIndex);
+    expect([ka[0]!.initiator, kb[0]!.initiator]).toEqual([true, false]);
+    expect(ka[0]!.sendKey.equals(kb[0]!.recvKey)).toBe(true);
+    expect(ka[0]!.recvKey.equals(kb[0]!.sendKey)).toBe(true);
+    expect(ka[0]!.sendKey.equals(ka[0]!.recvKey)).toBe(false);
+    expect(ka[0]!.sendKey.every((x) => x === 0)).toBe(false);
+    // both now send with it
+    expect(f.fa.peer(f.pb.id).current).toBe(ka[0]);
+    expect(f.fb.peer(f.pa.id).current).toBe(kb[0]);
+  });
+
+  it("keeps the responder's keypair unconfirmed until a transport message from the initiator arrives", () => {
+    const f = setup();
+    f.net.lose = (d) => d.type === TRANSPORT && f.net.datagrams.filter((x) => x.type === TRANSPORT).indexOf(d) === 0;
+    f.a.initiate(f.pb);
+    f.net.deliver();
+    expect(f.wire().map((d) => [d.type, d.fate])).toEqual([[INITIATION, 'delivered'], [RESPONSE, 'delivered'], [TRANSPORT, 'lost']]);
+    expect(f.completed).toEqual({ a: 1, b: 0 });
+    expect(f.a.stats.handshakesCompleted).toBe(1);
+    expect(f.b.stats.handshakesCompleted).toBe(0);
+    // b derived its keys as the responder and handed them over as such: not to send with yet
+    const kb = f.fb.peer(f.pa.id);
+    expect(kb.keypairs.map((k) => k.initiator)).toEqual([false]);
+    expect(kb.current).toBeNull();
+    expect(kb.next).toBe(kb.keypairs[0]);
+    // b's timers are not satisfied: no retransmit is armed on b (it did not initiate), and no completion
+    expect(f.pa.timers.retransmitPending).toBe(false);
+    // the initiator's next keepalive confirms it
+    f.a.setPeerPersistentKeepalive(f.pb, 25);
+    f.net.deliver();
+    expect(f.wire().at(-1)).toMatchObject({ type: TRANSPORT, fate: 'delivered', from: A.host });
+    expect(f.completed).toEqual({ a: 1, b: 1 });
+    expect(kb.current).toBe(kb.keypairs[0]);
+    expect(kb.next).toBeNull();
+  });
+
+  it('never completes with a wrong public key for the peer', () => {
+    const f = setup({ aThinksBIs: publicFromPrivate(generatePrivateKey()) });
+    f.a.initiate(f.pb);
+    f.net.deliver();
+    for (let i = 0; i < 3; i++) {
+      f.clock.ms += 5_334;
+      f.a.tick();
+      f.net.deliver();
+    }
+    // b cannot open an initiation sealed to another key: nothing answers, four initiations went unanswered
+    expect(f.wire().map((d) => [d.type, d.fate])).toEqual(Array(4).fill([INITIATION, 'delivered']));
+    expect(f.b.stats.handshakesRejected).toBe(4);
+    expect(f.completed).toEqual({ a: 0, b: 0 });
+    expect(f.fa.peer(f.pb.id).keypairs).toEqual([]);
+    expect(f.fb.peer(f.pa.id).keypairs).toEqual([]);
+  });
+
+  it('never completes with mismatched preshared keys: the initiator cannot authenticate the response', () => {
+    const f = setup({ pskA: Buffer.alloc(32, 1), pskB: Buffer.alloc(32, 2) });
+    f.a.initiate(f.pb);
+    f.net.deliver();
+    // the preshared key enters only the response's key schedule: b answers, a refuses the answer
+    expect(f.wire().map((d) => [d.type, d.fate])).toEqual([[INITIATION, 'delivered'], [RESPONSE, 'delivered']]);
+    expect(f.a.stats.handshakesRejected).toBe(1);
+    for (let i = 0; i < 3; i++) {
+      f.clock.ms += 5_334;
+      f.a.tick();
+      f.b.tick();
+      f.net.deliver();
+    }
+    expect(f.wire().filter((d) => d.type === INITIATION)).toHaveLength(4);
+    expect(f.wire().filter((d) => d.type === TRANSPORT)).toEqual([]);
+    expect(f.completed).toEqual({ a: 0, b: 0 });
+    expect(f.fa.peer(f.pb.id).keypairs).toEqual([]);
+    // whatever b derived was never confirmed
+    expect(f.fb.peer(f.pa.id).current).toBeNull();
+  });
+
+  it('sends the initiation again after REKEY_TIMEOUT (5 s + jitter) when the first is lost', () => {
+    const f = setup();
+    f.net.lose = (d) => d === f.net.datagrams[0];
+    const t0 = f.clock.ms;
+    f.a.initiate(f.pb);
+    f.net.deliver();
+    expect(f.wire().map((d) => [d.type, d.fate])).toEqual([[INITIATION, 'lost']]);
+    f.clock.ms = t0 + 4_999;
+    f.a.tick();
+    expect(f.net.pending).toBe(0);
+    expect(f.net.datagrams).toHaveLength(1);
+    f.clock.ms = t0 + 5_000 + 334;
+    f.a.tick();
+    f.net.deliver();
+    expect(f.wire().map((d) => [d.type, d.fate])).toEqual([[INITIATION, 'lost'], [INITIATION, 'delivered'], [RESPONSE, 'delivered'], [TRANSPORT, 'delivered']]);
+    const [first, second] = f.net.datagrams.map((d) => d.msg);
+    // a new handshake, not a copy: its own sender index and ephemeral key
+    expect(second!.readUInt32LE(4)).not.toBe(first!.readUInt32LE(4));
+    expect(second!.subarray(8, 40).equals(first!.subarray(8, 40))).toBe(false);
+    expect(f.completed).toEqual({ a: 1, b: 1 });
+    expect(f.fa.peer(f.pb.id).keypairs[0]!.localIndex).toBe(second!.readUInt32LE(4));
+    // answered: nothing more to retransmit
+    f.clock.ms += 10_000;
+    f.a.tick();
+    expect(f.net.pending).toBe(0);
+  });
+});
