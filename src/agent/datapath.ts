@@ -18,6 +18,7 @@ import { describeIdentity, identityCluster, LOCAL_SCOPE, RESERVED, type Identity
 import type { Logger } from '../log.js';
 import type { Manifest } from '../manifests/validate.js';
 import { decodeL7Records, L7_RECORD_SIZE, type NativeDevice } from '../native/binding.js';
+import { ipcacheRow } from '../native/rows.js';
 import { formatIP, parsePrefix, type Prefix } from '../net/ip.js';
 import { compileEndpoint, encodeEntries, IdentityUniverse, ruleWarnings, type EndpointPolicy } from '../policy/compile.js';
 import type { ContainerPort } from '../policy/ports.js';
@@ -265,15 +266,8 @@ export class PolicyDatapath extends EventEmitter {
     const dels: Buffer[] = [];
     for (const [k, v] of changes) {
       const p: Prefix = parsePrefix(k);
-      const row = Buffer.alloc(28);
-      row[0] = p.addr.length;
-      row[1] = p.cidr;
-      p.addr.copy(row, 12);
-      if (v) {
-        row.writeUInt32LE(v.identity >>> 0, 4);
-        row.writeUInt32LE(v.endpoint >>> 0, 8);
-        ups.push(row);
-      } else dels.push(row);
+      if (v) ups.push(ipcacheRow(p.addr, p.cidr, v.identity, v.endpoint));
+      else dels.push(ipcacheRow(p.addr, p.cidr, 0, 0));
     }
     this.dev.ipcacheUpdate(Buffer.concat(ups), Buffer.concat(dels));
   }
