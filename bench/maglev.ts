@@ -14,8 +14,8 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { native } from '../src/native/binding.js';
-import { backendRows } from '../src/services/datapath.js';
+import { testhooks } from '../src/native/testhooks.js';
+import { backendRows } from '../src/native/rows.js';
 import { ROOT, waitFor } from '../src/testbed/netns.js';
 import { canRunTestbedBench, iperfMbps, median, roundSettings } from './testbed-runs.js';
 import { testbedDown, testbedUp } from '../src/testbed/testbed.js';
@@ -28,7 +28,7 @@ const best = (f: () => number, n = 3): number => Math.min(...Array.from({ length
 console.log('Maglev table build (best of 3 runs of 5 builds)');
 for (const m of [16381, 65537])
   for (const n of [100, 1000]) {
-    const ms = best(() => native.policyBench('maglev-build', n, m, 5).nsPerOp) / 1e6;
+    const ms = best(() => testhooks.policyBench('maglev-build', n, m, 5).nsPerOp) / 1e6;
     const anchor = m === 65537 ? 'paper: 1.8 ms at M = 65537' : n === 1000 ? 'Cilium: 8.17 ms' : '';
     results[`build M=${m} N=${n} (ms)`] = Math.round(ms * 1000) / 1000;
     console.log(`  M=${String(m).padEnd(6)} N=${String(n).padEnd(5)} ${ms.toFixed(2).padStart(7)} ms   ${anchor}`);
@@ -36,14 +36,14 @@ for (const m of [16381, 65537])
 
 console.log('Per packet');
 for (const m of [16381, 65537]) {
-  const ns = best(() => native.policyBench('maglev-lookup', 1_000_000, m, 3_000_000).nsPerOp);
+  const ns = best(() => testhooks.policyBench('maglev-lookup', 1_000_000, m, 3_000_000).nsPerOp);
   results[`lookup incl. flow hash M=${m} (ns)`] = Math.round(ns * 10) / 10;
   console.log(`  new flow: frontend + flow hash + slot, M=${m}: ${ns.toFixed(1)} ns   (paper: ~350 ns per packet for the whole path)`);
 }
-const nat = best(() => native.policyBench('service-nat', 1_000_000, 16381, 3_000_000).nsPerOp);
+const nat = best(() => testhooks.policyBench('service-nat', 1_000_000, 16381, 3_000_000).nsPerOp);
 results['service NAT established flow @ 1M flows (ns)'] = Math.round(nat * 10) / 10;
 console.log(`  established flow at 1M flows: NAT lookup + liveness + DNAT rewrite: ${nat.toFixed(1)} ns`);
-const ct = best(() => native.policyBench('conntrack', 1_000_000, 0, 3_000_000).nsPerOp);
+const ct = best(() => testhooks.policyBench('conntrack', 1_000_000, 0, 3_000_000).nsPerOp);
 results['policy conntrack lookup @ 1M flows (ns)'] = Math.round(ct * 10) / 10;
 console.log(`  policy conntrack lookup at 1M flows (same run): ${ct.toFixed(1)} ns`);
 
@@ -51,11 +51,11 @@ console.log("Disruption: survivors' slots that move when one backend is removed 
 const addr = (i: number) => `100.${64 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
 for (const [m, n] of [[16381, 10], [16381, 100], [16381, 1000], [65537, 100], [65537, 1000]] as const) {
   const all = Array.from({ length: n }, (_, i) => [{ ip: addr(i), port: 8080 }, 1] as const);
-  const before = native.maglevBuild(backendRows(all), m);
+  const before = testhooks.maglevBuild(backendRows(all), m);
   let sum = 0;
   const gones = [0, 1, n >> 2, n >> 1, n - 1];
   for (const gone of gones) {
-    const after = native.maglevBuild(backendRows(all.filter((_, i) => i !== gone)), m);
+    const after = testhooks.maglevBuild(backendRows(all.filter((_, i) => i !== gone)), m);
     let s = 0;
     let moved = 0;
     for (let k = 0; k < m; k++) {

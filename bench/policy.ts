@@ -24,7 +24,7 @@ import { addUnderlayHost, cliIn, testbedClusterAccess, testbedDown, testbedUp } 
 import { PolicyDatapath } from '../src/policy/datapath.js';
 import { clusterIdentity, endpointIdentityLabels } from '../src/identity/identity.js';
 import { silentLogger } from '../src/log.js';
-import { native } from '../src/native/binding.js';
+import { testhooks } from '../src/native/testhooks.js';
 import { validateManifest } from '../src/manifests/validate.js';
 import { ROOT } from '../src/testbed/netns.js';
 import { WireGuardDevice } from '../src/wireguard/device.js';
@@ -37,7 +37,7 @@ const results: Record<string, unknown> = {};
 function lookup(kind: 'ipcache' | 'ipcache+policy' | 'conntrack' | 'engine', size: number, policyEntries: number, anchor?: string): void {
   // best of 3: the machine is shared
   let best = Infinity;
-  for (let i = 0; i < 3; i++) best = Math.min(best, native.policyBench(kind, size, policyEntries, OPS).nsPerOp);
+  for (let i = 0; i < 3; i++) best = Math.min(best, testhooks.policyBench(kind, size, policyEntries, OPS).nsPerOp);
   const key = `${kind} @ ${size.toLocaleString('en')}${policyEntries ? ` (policy map ${policyEntries.toLocaleString('en')})` : ''}`;
   results[key] = Math.round(best * 10) / 10;
   console.log(`${key.padEnd(52)} ${best.toFixed(1).padStart(7)} ns/lookup${anchor ? `   anchor: ${anchor}` : ''}`);

@@ -15,7 +15,7 @@ declare -A deps=(
   [fuzz_offload]="$src/net/offload.cc"
   [fuzz_allowedips]="$src/wireguard/allowedips.cc"
   [fuzz_policy]="$src/policy/engine.cc $src/policy/conntrack.cc $src/policy/ipcache.cc $src/policy/policymap.cc $src/policy/flatmap.cc $src/wireguard/allowedips.cc"
-  [fuzz_lb]="$src/services/lb.cc $src/services/maglev.cc $src/net/reject.cc $src/policy/flatmap.cc"
+  [fuzz_lb]="$src/services/lb.cc $src/services/lb_nat.cc $src/services/maglev.cc $src/net/reject.cc $src/policy/flatmap.cc"
   [fuzz_http1]="$src/proxy/http1.cc $src/proxy/l7rules.cc -lre2"
   [fuzz_l7]="$src/proxy/http1.cc $src/proxy/l7rules.cc -lre2"
 )

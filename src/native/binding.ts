@@ -1,11 +1,11 @@
 /**
- * Typed view of the C++ addon (native/src/addon.cc). Only this file loads it.
+ * Typed view of the product C++ addon (build/Release/wiremesh.node, native/src/addon/). Only this
+ * file loads it; exports only tests, benchmarks and the testbed use are in the test-hooks addon
+ * (testhooks.ts). Row layouts: rows.ts.
  */
-import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { HostError } from '../errors.js';
+import { loadAddon } from './load.js';
+
+export { decodeL7Records, L7_RECORD_SIZE, type NativeL7Record } from './rows.js';
 
 export interface NativeEvent {
   kind: number;
@@ -16,7 +16,7 @@ export interface NativeEvent {
 }
 
 // in their own module so that fakes (src/native/fakedevice.ts) use them without loading the addon
-export { EVENT_HANDSHAKE_MESSAGE, EVENT_HANDSHAKE_NEEDED, EVENT_KEYPAIR_CONFIRMED, EVENT_TUN_CLOSED } from './events.js';
+export { EVENT_HANDSHAKE_MESSAGE, EVENT_HANDSHAKE_NEEDED, EVENT_KEYPAIR_CONFIRMED, EVENT_TUN_CLOSED, NativeEventKind } from './events.js';
 
 export interface NativePeerStats {
   id: number;
@@ -79,10 +79,10 @@ export interface NativeDevice {
   // ---- mesh mode (src/policy/datapath.ts; row formats in docs/wire-format.md)
   enablePolicy(): void;
   setPeerIdentity(id: number, tagged: boolean, defaultIdentity: number, clusters: number[]): void;
-  /** Rows of 28 bytes: family, prefix length, 2 reserved, identity u32le, endpoint u32le, address[16]. */
+  /** Rows of rows.ts ipcacheRow (28 bytes; family 4|6). */
   ipcacheUpdate(upserts: Buffer, removes: Buffer): void;
   ipcacheLookup(addr: Buffer): { identity: number; endpoint: number } | null;
-  /** Maps: rows of 16 bytes (identity u32le, proto, deny, portLo u16le, portHi u16le, 2 reserved, rule u32le) or null = not enforced. */
+  /** Maps: rows.ts policyRows (16 bytes each) or null = not enforced. */
   setEndpointPolicy(endpoint: number, identity: number, ingress: Buffer | null, egress: Buffer | null): void;
   removeEndpoint(endpoint: number): void;
   /** 72-byte flow records (src/policy/flows.ts decodes them) and how many were lost since the last drain. */
@@ -101,9 +101,8 @@ export interface NativeDevice {
   /** One liveness probe to each peer (tagged mesh peers answer). */
   probe(peerIds: number[]): void;
   /**
-   * Installs or replaces a service port. m: prime Maglev table size. Frontend rows of 20 bytes (family 4|6,
-   * protocol, port u16le, address[16]); backend rows of 24 bytes (family, reserved, port u16le, weight u32le,
-   * address[16]); weight 0 = keeps its established flows, takes no new ones.
+   * Installs or replaces a service port. m: prime Maglev table size. Rows: rows.ts frontendRow and
+   * backendRows; weight 0 = keeps its established flows, takes no new ones.
    */
   serviceUpsert(id: number, m: number, frontends: Buffer, backends: Buffer): void;
   serviceRemove(id: number): void;
@@ -126,54 +125,6 @@ export interface NativeL7Request {
   port: number;
   identity: number;
   generation: number;
-}
-
-/** One L7 record, decoded from the native proxy's 56-byte rows (docs/wire-format.md "L7 records"). */
-export interface NativeL7Record {
-  timeMs: number;
-  client: Buffer;
-  clientPort: number;
-  identity: number;
-  dst: Buffer;
-  dstPort: number;
-  denied: boolean;
-  status: number;
-  latencyUs: number;
-  ref: number;
-  generation: number;
-  method: string;
-  path: string;
-  host: string;
-}
-
-export const L7_RECORD_SIZE = 56;
-
-/** Decodes drain()'s rows; method, path and host are bytes from the request head (latin1 keeps them exact). */
-export function decodeL7Records(rows: Buffer, text: Buffer): NativeL7Record[] {
-  const out: NativeL7Record[] = [];
-  for (let o = 0; o + L7_RECORD_SIZE <= rows.length; o += L7_RECORD_SIZE) {
-    const t = rows.readUInt32LE(o + 40);
-    const ml = rows.readUInt16LE(o + 44);
-    const pl = rows.readUInt16LE(o + 46);
-    const hl = rows.readUInt16LE(o + 48);
-    out.push({
-      timeMs: rows.readDoubleLE(o),
-      client: rows.subarray(o + 8, o + 12),
-      dst: rows.subarray(o + 12, o + 16),
-      clientPort: rows.readUInt16LE(o + 16),
-      dstPort: rows.readUInt16LE(o + 18),
-      identity: rows.readUInt32LE(o + 20),
-      status: rows.readUInt16LE(o + 24),
-      denied: rows[o + 26] === 1,
-      latencyUs: rows.readUInt32LE(o + 28),
-      ref: rows.readInt32LE(o + 32),
-      generation: rows.readUInt32LE(o + 36),
-      method: text.toString('latin1', t, t + ml),
-      path: text.toString('latin1', t + ml, t + ml + pl),
-      host: text.toString('latin1', t + ml + pl, t + ml + pl + hl),
-    });
-  }
-  return out;
 }
 
 export interface NativeL7ProxyStats {
@@ -218,34 +169,11 @@ export interface NativeProxyLookup {
 
 export interface NativeAddon {
   blake2s(outlen: number, data: Buffer, key?: Buffer): Buffer;
-  hchacha20(key: Buffer, nonce16: Buffer): Buffer;
   aead(seal: boolean, xchacha: boolean, key: Buffer, nonce: Buffer, data: Buffer, aad?: Buffer): Buffer | null;
   nowMs(): number;
   x25519(priv: Buffer, pub: Buffer): Buffer | null;
   x25519Public(priv: Buffer): Buffer | null;
-  classifyMessage(buf: Buffer): number;
-  splitPacket(vnetHdr: Buffer | null, packet: Buffer): Buffer[] | null;
-  coalesce(packets: Buffer[]): Array<{ vnet: Buffer; data: Buffer }>;
-  ReplayFilter: new () => { validate(counter: bigint): boolean; reset(): void };
-  RateLimiter: new () => { allow(ip: Buffer, nowNs: bigint): boolean; size(): number };
-  AllowedIPs: new () => {
-    insert(addr: Buffer, cidr: number, peer: number): void;
-    removePeer(peer: number): void;
-    lookup(addr: Buffer): number;
-    size(): number;
-  };
-  CookieChecker: new () => {
-    setPublicKey(pub: Buffer): void;
-    checkMac1(msg: Buffer): boolean;
-    checkMac2(msg: Buffer, src: Buffer, nowMs: number): boolean;
-    makeReply(msg: Buffer, receiver: number, src: Buffer, nowMs: number): Buffer | null;
-  };
   Device: new (opts: NativeDeviceOptions) => NativeDevice;
-  /** The testbed's latency device: packets read from the TUN go back in after delayMs. */
-  DelayLine: new (tunName: string, delayMs: number) => { close(): void; packets(): number };
-  policyBench(kind: 'ipcache' | 'ipcache+policy' | 'conntrack' | 'engine' | 'maglev-build' | 'maglev-lookup' | 'service-nat', size: number, policyEntries: number, ops: number): { nsPerOp: number; setupMs: number; ops: number; hits: number };
-  /** Maglev table over backend rows (24 bytes, as serviceUpsert): for each of the m slots, the input index of its backend. */
-  maglevBuild(backends: Buffer, m: number): Uint32Array;
   /**
    * The native L7 proxy, in the proxy process (src/proxy/worker.ts): listens on address:port with `workers`
    * loops; worker i asks the agent for each accepted flow's original destination on lookupFds[i].
@@ -255,22 +183,8 @@ export interface NativeAddon {
   ProxyLookup: new (device: NativeDevice) => NativeProxyLookup;
   /** prctl(PR_SET_PDEATHSIG): this process gets `signal` when its parent dies. */
   setParentDeathSignal(signal: number): boolean;
-  /** The native proxy's request parser and matcher, for tests. */
-  l7Decide(rules: NativeL7Rules, head: string): { allowed: boolean; ref: number; target: string; warnings: string[]; h2cIgnored?: true } | { error: string; status: number };
   /** Why the proxy's RE2 refuses an L7 pattern, or null (the check `wiremesh apply` makes). */
   validateRegex(pattern: string): string | null;
 }
 
-function findAddon(): string {
-  // Walk up from this file (src/native or dist/src/native) to the package root.
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    const candidate = join(dir, 'build', 'Release', 'wiremesh.node');
-    if (existsSync(candidate)) return candidate;
-    dir = dirname(dir);
-  }
-  throw new HostError('WM_NATIVE_MISSING', 'wiremesh native addon not built: run `npm ci` (or `npm run build`) first');
-}
-
-const require = createRequire(import.meta.url);
-export const native: NativeAddon = require(findAddon());
+export const native = loadAddon('wiremesh') as NativeAddon;

@@ -321,9 +321,9 @@ export class FakeDevice implements NativeDevice {
   }
 
   ipcacheUpdate(upserts: Buffer, removes: Buffer): void {
-    for (let o = 0; o + 28 <= removes.length; o += 28) this.ipcache.delete(`${addrText(removes, o + 12, removes[o]!)}/${removes[o + 1]}`);
+    for (let o = 0; o + 28 <= removes.length; o += 28) this.ipcache.delete(`${addrText(removes, o + 12, removes[o] === 4 ? 4 : 16)}/${removes[o + 1]}`);
     for (let o = 0; o + 28 <= upserts.length; o += 28)
-      this.ipcache.set(`${addrText(upserts, o + 12, upserts[o]!)}/${upserts[o + 1]}`, { identity: upserts.readUInt32LE(o + 4), endpoint: upserts.readUInt32LE(o + 8) });
+      this.ipcache.set(`${addrText(upserts, o + 12, upserts[o] === 4 ? 4 : 16)}/${upserts[o + 1]}`, { identity: upserts.readUInt32LE(o + 4), endpoint: upserts.readUInt32LE(o + 8) });
   }
 
   /** Longest-prefix match over the ipcache, as the engine's trie answers. */

@@ -24,6 +24,7 @@
 import { CLUSTER_LABEL, LOCAL_SCOPE, NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX, NAMESPACE_NAME_LABEL, RESERVED, type Labels } from '../identity/identity.js';
 import { maskPrefix, parseIP, prefixContains, type Prefix } from '../net/ip.js';
 import { prefixesOverlap } from '../controlplane/types.js';
+import { PolicyAction, policyRows } from '../native/rows.js';
 import { matches } from './selector.js';
 import { resolveNamedPort, resolveNamedPortAll, type ContainerPort } from './ports.js';
 import { protocolName, type Direction, type HttpRule, type PeerSpec, type Rule } from './rules.js';
@@ -294,20 +295,10 @@ export function compileEndpoint(labels: Labels, rules: Rule[], u: IdentityUniver
   return res;
 }
 
-/** Rows for Device.setEndpointPolicy (16 bytes each, docs/wire-format.md). */
+/** Rows for Device.setEndpointPolicy (rows.ts policyRows), null = not enforced. */
 export function encodeEntries(entries: PolicyEntry[] | null): Buffer | null {
   if (!entries) return null;
-  const b = Buffer.alloc(entries.length * 16);
-  entries.forEach((e, i) => {
-    const o = i * 16;
-    b.writeUInt32LE(e.identity >>> 0, o);
-    b[o + 4] = e.proto;
-    b[o + 5] = e.deny ? 1 : e.redirect ? 2 : 0; // action: allow, deny, redirect to the L7 proxy
-    b.writeUInt16LE(e.lo, o + 6);
-    b.writeUInt16LE(e.hi, o + 8);
-    b.writeUInt32LE(e.rule >>> 0, o + 12);
-  });
-  return b;
+  return policyRows(entries.map((e) => ({ ...e, action: e.deny ? PolicyAction.Deny : e.redirect ? PolicyAction.Redirect : PolicyAction.Allow })));
 }
 
 export type Verdict = { verdict: 'allow' | 'deny' | 'default-deny' | 'not-enforced' | 'proxy'; entry?: PolicyEntry };

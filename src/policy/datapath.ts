@@ -26,6 +26,7 @@ import { FlowLog } from './flowlog.js';
 import { enforcedRules, rulePrefixes, type StoredPolicy } from './repository.js';
 import type { Rule } from './rules.js';
 import { l7Rules, type L7Rules } from './l7.js';
+import { ipcacheRow } from '../native/rows.js';
 import { IpcacheTable } from './ipcache.js';
 import type { SpoofedTuple } from '../agent/spoofwatch.js';
 import { podVeth } from '../testbed/podguard.js';
@@ -263,15 +264,8 @@ export class PolicyDatapath extends EventEmitter {
     const dels: Buffer[] = [];
     for (const [k, v] of changes) {
       const p: Prefix = parsePrefix(k);
-      const row = Buffer.alloc(28);
-      row[0] = p.addr.length;
-      row[1] = p.cidr;
-      p.addr.copy(row, 12);
-      if (v) {
-        row.writeUInt32LE(v.identity >>> 0, 4);
-        row.writeUInt32LE(v.endpoint >>> 0, 8);
-        ups.push(row);
-      } else dels.push(row);
+      if (v) ups.push(ipcacheRow(p.addr, p.cidr, v.identity, v.endpoint));
+      else dels.push(ipcacheRow(p.addr, p.cidr, 0, 0));
     }
     this.dev.ipcacheUpdate(Buffer.concat(ups), Buffer.concat(dels));
   }

@@ -3,10 +3,11 @@
  * (native/src/policy/flows.h), enriched by the agent with pods, clusters,
  * labels and the deciding rule, streamed by `wiremesh observe`.
  */
+import { FLOW_RECORD_SIZE } from '../native/rows.js';
 import { formatIP } from '../net/ip.js';
 import { protocolName } from './rules.js';
 
-export const FLOW_RECORD_SIZE = 72;
+export { FLOW_RECORD_SIZE };
 
 /** Stable reason names (the numbers are in flows.h). */
 export const DROP_REASONS: Record<number, string> = {

@@ -18,6 +18,7 @@ import { execFileSync } from 'node:child_process';
 import type { EndpointRecord } from '../controlplane/types.js';
 import type { Logger } from '../log.js';
 import type { NativeDevice } from '../native/binding.js';
+import { backendRows, frontendRow } from '../native/rows.js';
 import { formatIP, parseIP } from '../net/ip.js';
 import { NodeHealth } from './health.js';
 import { indexEndpoints, serviceFromManifest, selectBackends, servicePorts, type Backend, type ClusterService, type ServicePortView } from './service.js';
@@ -319,33 +320,4 @@ export class ServiceDatapath {
     for (const d of this.records.values()) if (d.cluster === this.cluster && d.namespace === namespace && d.name === name) return d;
     return undefined;
   }
-}
-
-const PROTO = { TCP: 6, UDP: 17 } as const;
-
-/** A 20-byte native frontend row (docs/wire-format.md). */
-export function frontendRow(vip: string, port: number, protocol: 'TCP' | 'UDP'): Buffer {
-  const addr = parseIP(vip);
-  // assertion: VIPs come from decoded service records (an IP address by schema)
-  if (!addr) throw new Error(`bad VIP ${vip}`);
-  const b = Buffer.alloc(20);
-  b[0] = addr.length === 4 ? 4 : 6;
-  b[1] = PROTO[protocol];
-  b.writeUInt16LE(port, 2);
-  addr.copy(b, 4);
-  return b;
-}
-
-/** 24-byte native backend rows. */
-export function backendRows(rows: ReadonlyArray<readonly [{ ip: string; port: number }, number]>): Buffer {
-  const b = Buffer.alloc(24 * rows.length);
-  rows.forEach(([be, weight], i) => {
-    const addr = parseIP(be.ip)!;
-    const o = i * 24;
-    b[o] = addr.length === 4 ? 4 : 6;
-    b.writeUInt16LE(be.port, o + 2);
-    b.writeUInt32LE(weight, o + 4);
-    addr.copy(b, o + 8);
-  });
-  return b;
 }

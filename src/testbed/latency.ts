@@ -78,8 +78,8 @@ export async function addLatency(st: TestbedState, cluster: string, node: string
 
 /** The delay-line process: runs until SIGTERM. */
 export async function runDelayLine(tun: string, ms: number): Promise<void> {
-  const { native } = await import('../native/binding.js');
-  const line = new native.DelayLine(tun, ms);
+  const { testhooks } = await import('../native/testhooks.js'); // the delay line is test infrastructure, not in the product addon
+  const line = new testhooks.DelayLine(tun, ms);
   const keepAlive = setInterval(() => undefined, 1 << 30); // the line's thread does not hold the event loop
   await new Promise<void>((resolve) => {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve());

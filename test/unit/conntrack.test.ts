@@ -3,6 +3,7 @@
 // passing, and a denied flow leaves no entry. Driven through policyCheck.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseAgentConfig } from '../../src/agent/config.js';
+import { ipcacheRow } from '../../src/native/rows.js';
 import { parseIP } from '../../src/net/ip.js';
 import { WireGuardDevice } from '../../src/wireguard/device.js';
 import { l4Packet } from '../helpers/packets.js';
@@ -18,13 +19,7 @@ const victim = ip('100.64.3.2'); // endpoint 4: ingress default deny (only repli
 let d: WireGuardDevice;
 
 function row(addr: Buffer, identity: number, endpoint: number): Buffer {
-  const b = Buffer.alloc(28);
-  b[0] = 4;
-  b[1] = 32;
-  b.writeUInt32LE(identity, 4);
-  b.writeUInt32LE(endpoint, 8);
-  addr.copy(b, 12);
-  return b;
+  return ipcacheRow(addr, 32, identity, endpoint);
 }
 const tcp = (src: Buffer, dst: Buffer, sport: number, dport: number, tcpFlags: number) => l4Packet({ v: 4, src, dst, proto: TCP, sport, dport, tcpFlags });
 const counters = () => d.native.counters() as Record<string, number>;

@@ -1,6 +1,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { native } from '../../src/native/binding.js';
+import { testhooks } from '../../src/native/testhooks.js';
 import {
   aeadOpen,
   aeadSeal,
@@ -114,7 +115,7 @@ describe('ChaCha20-Poly1305 (RFC 8439 §2.8.2)', () => {
 
 describe('XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha-03)', () => {
   it('HChaCha20 matches §2.2.1', () => {
-    const out = native.hchacha20(seq(0, 32), hex('000000090000004a0000000031415927'));
+    const out = testhooks.hchacha20(seq(0, 32), hex('000000090000004a0000000031415927'));
     expect(out.toString('hex')).toBe('82413b4227b27bfed30e42508a877d73a0f9e4d58a74a853c12ec41326d3ecdc');
   });
   it('AEAD matches appendix A.3.1', () => {

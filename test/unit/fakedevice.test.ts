@@ -7,19 +7,10 @@ import { EVENT_KEYPAIR_CONFIRMED } from '../../src/native/events.js';
 import { FakeDevice } from '../../src/native/fakedevice.js';
 import { parseIP } from '../../src/net/ip.js';
 import { encodeEntries, type PolicyEntry } from '../../src/policy/compile.js';
-import { backendRows, frontendRow } from '../../src/services/datapath.js';
+import { backendRows, frontendRow, ipcacheRow as encodeIpcacheRow } from '../../src/native/rows.js';
 
-/** An ipcache row as the agent's datapath writes it (docs/wire-format.md). */
-function ipcacheRow(addr: string, cidr: number, identity = 0, endpoint = 0): Buffer {
-  const a = parseIP(addr)!;
-  const row = Buffer.alloc(28);
-  row[0] = a.length;
-  row[1] = cidr;
-  row.writeUInt32LE(identity, 4);
-  row.writeUInt32LE(endpoint, 8);
-  a.copy(row, 12);
-  return row;
-}
+/** An ipcache row as the agent's datapath writes it (src/native/rows.ts, docs/wire-format.md). */
+const ipcacheRow = (addr: string, cidr: number, identity = 0, endpoint = 0): Buffer => encodeIpcacheRow(parseIP(addr)!, cidr, identity, endpoint);
 
 describe('FakeDevice', () => {
   it('keeps peers, endpoints, allowed IPs (one owner per prefix) and keypairs; ignores unknown peers', () => {

@@ -3,6 +3,7 @@
 // themselves or as replies of the node's own flows; relayed pod traffic and
 // local pods' ingress are untouched. Driven through policyCheck.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ipcacheRow } from '../../src/native/rows.js';
 import { parseIP } from '../../src/net/ip.js';
 import { WireGuardDevice } from '../../src/wireguard/device.js';
 import { l4Packet } from '../helpers/packets.js';
@@ -18,13 +19,7 @@ const unused = ip('100.65.1.77'); // in our pod CIDR, no pod
 
 let d: WireGuardDevice;
 function row(addr: Buffer, identity: number, endpoint: number): Buffer {
-  const b = Buffer.alloc(28);
-  b[0] = 4;
-  b[1] = 32;
-  b.writeUInt32LE(identity, 4);
-  b.writeUInt32LE(endpoint, 8);
-  addr.copy(b, 12);
-  return b;
+  return ipcacheRow(addr, 32, identity, endpoint);
 }
 const syn = (src: Buffer, dst: Buffer, sport: number, dport: number, flags = SYN) => l4Packet({ v: 4, src, dst, proto: 6, sport, dport, tcpFlags: flags });
 

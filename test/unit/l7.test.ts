@@ -8,6 +8,7 @@ import { compileEndpoint, encodeEntries, evaluate, IdentityUniverse } from '../.
 import { decideRequest, httpRuleMatches, l7Rules } from '../../src/policy/l7.js';
 import { enforcedRules } from '../../src/policy/repository.js';
 import { native } from '../../src/native/binding.js';
+import { testhooks } from '../../src/native/testhooks.js';
 import { nativeRules } from '../../src/proxy/proxy.js';
 
 const POLICY = `apiVersion: cilium.io/v2
@@ -122,13 +123,13 @@ spec:
     for (const [method, path, headers, host] of cases) {
       const want = decideRequest(r, { method, path, host, headers: Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v])) });
       const head = `${method} ${path} HTTP/1.1\r\n${host ? `Host: ${host}\r\n` : ''}${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
-      const got = native.l7Decide(spec, head);
+      const got = testhooks.l7Decide(spec, head);
       expect({ method, path, headers, host, ...got }).toEqual({ method, path, headers, host, allowed: want.allowed, ref: want.rule ? num(want.rule) : -1, target: path, warnings: [] });
     }
-    expect(native.l7Decide('all', 'PUT /x HTTP/1.1\r\n\r\n')).toMatchObject({ allowed: true, ref: -1 });
-    expect(native.l7Decide([], 'GET / HTTP/1.1\r\n\r\n')).toMatchObject({ allowed: false });
+    expect(testhooks.l7Decide('all', 'PUT /x HTTP/1.1\r\n\r\n')).toMatchObject({ allowed: true, ref: -1 });
+    expect(testhooks.l7Decide([], 'GET / HTTP/1.1\r\n\r\n')).toMatchObject({ allowed: false });
     // a pattern RE2 refuses (apply refuses it first) fails closed, with a warning
-    expect(native.l7Decide([{ ref: 1, path: '/(x)\\1' }], 'GET /xx HTTP/1.1\r\n\r\n')).toMatchObject({ allowed: false, warnings: [expect.stringMatching(/path pattern .*\\1/)] });
+    expect(testhooks.l7Decide([{ ref: 1, path: '/(x)\\1' }], 'GET /xx HTTP/1.1\r\n\r\n')).toMatchObject({ allowed: false, warnings: [expect.stringMatching(/path pattern .*\\1/)] });
   });
 
   it('matches in linear time (RE2): patterns that backtrack for ever elsewhere answer at once on 10-16 KB paths', () => {
@@ -143,7 +144,7 @@ spec:
     ];
     for (const [path, target, allowed] of cases) {
       const t0 = performance.now();
-      expect(native.l7Decide([{ ref: 1, method: 'GET', path }], head(target))).toMatchObject({ allowed, ref: allowed ? 1 : -1 });
+      expect(testhooks.l7Decide([{ ref: 1, method: 'GET', path }], head(target))).toMatchObject({ allowed, ref: allowed ? 1 : -1 });
       expect(performance.now() - t0).toBeLessThan(100); // std::regex: seconds to minutes, or a stack overflow
     }
   });
@@ -165,7 +166,7 @@ spec:
   });
 
   it('the native request parser refuses smuggling and malformed heads with the status it answers', () => {
-    const d = (head: string) => native.l7Decide('all', head);
+    const d = (head: string) => testhooks.l7Decide('all', head);
     expect(d('GET / HTTP/1.1\r\nHost: a\r\n\r\n')).toMatchObject({ allowed: true });
     expect(d('\r\nGET / HTTP/1.1\r\n\r\n')).toMatchObject({ allowed: true }); // a leading empty line is allowed
     expect(d('POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n')).toMatchObject({ status: 400, error: expect.stringMatching(/both/) });
@@ -183,7 +184,7 @@ spec:
 
   it('normalises request targets before matching (dot segments, unreserved escapes) and refuses ambiguous ones', () => {
     const rules = [{ ref: 1, path: '/public/.*' }];
-    const d = (target: string, extra = 'Host: a\r\n') => native.l7Decide(rules, `GET ${target} HTTP/1.1\r\n${extra}\r\n`);
+    const d = (target: string, extra = 'Host: a\r\n') => testhooks.l7Decide(rules, `GET ${target} HTTP/1.1\r\n${extra}\r\n`);
     // decided (and forwarded) as the normalised target
     expect(d('/public/../admin.txt')).toMatchObject({ allowed: false, target: '/admin.txt' });
     expect(d('/public/%2e%2e/admin.txt')).toMatchObject({ allowed: false, target: '/admin.txt' }); // unreserved decoded first
@@ -205,8 +206,8 @@ spec:
     expect(d('http://a/public/x', '')).toMatchObject({ status: 400 });
     expect(d('http://u@a/public/x')).toMatchObject({ status: 400 });
     expect(d('ftp://a/public/x')).toMatchObject({ status: 400 });
-    expect(native.l7Decide('all', 'OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n')).toMatchObject({ allowed: true, target: '*' });
-    expect(native.l7Decide('all', 'CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n')).toMatchObject({ allowed: true, target: 'a:443' });
+    expect(testhooks.l7Decide('all', 'OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n')).toMatchObject({ allowed: true, target: '*' });
+    expect(testhooks.l7Decide('all', 'CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n')).toMatchObject({ allowed: true, target: 'a:443' });
     // one Host header at most
     expect(d('/public/x', 'Host: a\r\nHost: a\r\n')).toMatchObject({ status: 400, error: expect.stringMatching(/Host/) });
     expect(d('/public/x', 'Host: a\r\nX: 1\r\nhost: b\r\n')).toMatchObject({ status: 400 });
@@ -214,9 +215,9 @@ spec:
 
   it('never switches to HTTP/2 by upgrade: an Upgrade: h2c request is decided as HTTP/1.1', () => {
     const h2c = 'Host: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n';
-    expect(native.l7Decide([{ ref: 1, path: '/public/.*' }], `GET /admin HTTP/1.1\r\n${h2c}\r\n`)).toMatchObject({ allowed: false, h2cIgnored: true });
-    expect(native.l7Decide([{ ref: 1, path: '/public/.*' }], `GET /public/a HTTP/1.1\r\n${h2c}\r\n`)).toMatchObject({ allowed: true, h2cIgnored: true });
-    expect(native.l7Decide('all', 'GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n')).not.toHaveProperty('h2cIgnored');
+    expect(testhooks.l7Decide([{ ref: 1, path: '/public/.*' }], `GET /admin HTTP/1.1\r\n${h2c}\r\n`)).toMatchObject({ allowed: false, h2cIgnored: true });
+    expect(testhooks.l7Decide([{ ref: 1, path: '/public/.*' }], `GET /public/a HTTP/1.1\r\n${h2c}\r\n`)).toMatchObject({ allowed: true, h2cIgnored: true });
+    expect(testhooks.l7Decide('all', 'GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n')).not.toHaveProperty('h2cIgnored');
   });
 });
 

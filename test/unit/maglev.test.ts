@@ -1,8 +1,8 @@
 // Maglev tables built by the native code (native/src/services/maglev.cc), as
 // the data path uses them: balance, weights, disruption, order independence.
 import { describe, expect, it } from 'vitest';
-import { native } from '../../src/native/binding.js';
-import { backendRows } from '../../src/services/datapath.js';
+import { testhooks } from '../../src/native/testhooks.js';
+import { backendRows } from '../../src/native/rows.js';
 
 const backends = (n: number, weight = (_i: number) => 1) =>
   Array.from({ length: n }, (_, i) => [{ ip: `100.${64 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`, port: 8080 }, weight(i)] as const);
@@ -19,7 +19,7 @@ describe('Maglev', () => {
     [16381, 100],
     [65537, 1000],
   ])('M=%i, N=%i: every slot is filled and entries per backend differ by at most 1', (m, n) => {
-    const t = native.maglevBuild(backendRows(backends(n)), m);
+    const t = testhooks.maglevBuild(backendRows(backends(n)), m);
     expect(t.length).toBe(m);
     const c = counts(t, n);
     expect(Math.max(...c) - Math.min(...c)).toBeLessThanOrEqual(1);
@@ -28,7 +28,7 @@ describe('Maglev', () => {
   it('respects weights', () => {
     const w = (i: number) => [1, 2, 5, 0][i % 4]!;
     const n = 40;
-    const t = native.maglevBuild(backendRows(backends(n, w)), 16381);
+    const t = testhooks.maglevBuild(backendRows(backends(n, w)), 16381);
     const c = counts(t, n);
     const total = Array.from({ length: n }, (_, i) => w(i)).reduce((a, b) => a + b, 0);
     for (let i = 0; i < n; i++) {
@@ -47,10 +47,10 @@ describe('Maglev', () => {
     [65537, 1000],
   ])('M=%i, N=%i: removing one backend moves under 1 %% of the survivors\' slots', (m, n) => {
     const all = backends(n);
-    const before = native.maglevBuild(backendRows(all), m);
+    const before = testhooks.maglevBuild(backendRows(all), m);
     for (const gone of [0, n >> 1, n - 1]) {
       const rest = all.filter((_, i) => i !== gone);
-      const after = native.maglevBuild(backendRows(rest), m);
+      const after = testhooks.maglevBuild(backendRows(rest), m);
       let survivorSlots = 0;
       let moved = 0;
       for (let s = 0; s < m; s++) {
@@ -66,20 +66,20 @@ describe('Maglev', () => {
 
   it('builds the same table whatever the order of the backends (every node agrees)', () => {
     const all = backends(50, (i) => 1 + (i % 3));
-    const a = native.maglevBuild(backendRows(all), 16381);
+    const a = testhooks.maglevBuild(backendRows(all), 16381);
     const perm = [...all.keys()].sort((x, y) => ((x * 7919) % 50) - ((y * 7919) % 50));
-    const b = native.maglevBuild(backendRows(perm.map((i) => all[i]!)), 16381);
+    const b = testhooks.maglevBuild(backendRows(perm.map((i) => all[i]!)), 16381);
     const key = (i: number, list: typeof all) => `${list[i]![0].ip}:${list[i]![0].port}`;
     for (let s = 0; s < a.length; s++) expect(key(b[s]!, perm.map((i) => all[i]!))).toBe(key(a[s]!, all));
   });
 
   it('rejects a table size that is not prime and malformed rows', () => {
-    expect(() => native.maglevBuild(backendRows(backends(3)), 16384)).toThrow(/prime/);
-    expect(() => native.maglevBuild(Buffer.alloc(23), 251)).toThrow(/24-byte/);
+    expect(() => testhooks.maglevBuild(backendRows(backends(3)), 16384)).toThrow(/prime/);
+    expect(() => testhooks.maglevBuild(Buffer.alloc(23), 251)).toThrow(/24-byte/);
   });
 
   it('an empty or all-zero-weight backend set gives an empty table', () => {
-    expect(native.maglevBuild(Buffer.alloc(0), 251).length).toBe(0);
-    expect(native.maglevBuild(backendRows(backends(3, () => 0)), 251).length).toBe(0);
+    expect(testhooks.maglevBuild(Buffer.alloc(0), 251).length).toBe(0);
+    expect(testhooks.maglevBuild(backendRows(backends(3, () => 0)), 251).length).toBe(0);
   });
 });

@@ -5,7 +5,7 @@
 // Driven through serviceNat (the TX thread's forward / reverse, clock given).
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseIP } from '../../src/net/ip.js';
-import { backendRows, frontendRow } from '../../src/services/datapath.js';
+import { backendRows, frontendRow } from '../../src/native/rows.js';
 import { WireGuardDevice } from '../../src/wireguard/device.js';
 import { l4Packet } from '../helpers/packets.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { native } from '../../src/native/binding.js';
+import { testhooks } from '../../src/native/testhooks.js';
 import { tcpPacket, tcpChecksumOk, ipv4ChecksumOk } from '../helpers/packets.js';
 
 function vnet(flags: number, gsoType: number, hdrLen: number, gsoSize: number, csumStart: number, csumOffset: number) {
@@ -20,7 +20,7 @@ describe('TSO split and GRO coalesce', () => {
       for (let i = 0; i < payload.length; i++) payload[i] = (i * 7) & 0xff;
       const sup = tcpPacket(v, 1000, payload, { psh: true });
       const l4 = v === 4 ? 20 : 40;
-      const segs = native.splitPacket(vnet(1, v === 4 ? 1 : 4, l4 + 20, 1400, l4, 16), sup)!;
+      const segs = testhooks.splitPacket(vnet(1, v === 4 ? 1 : 4, l4 + 20, 1400, l4, 16), sup)!;
       expect(segs.length).toBe(Math.ceil(10_000 / 1400));
       let seq = 1000;
       segs.forEach((s, i) => {
@@ -31,7 +31,7 @@ describe('TSO split and GRO coalesce', () => {
         expect((s[l4 + 13]! & 0x08) !== 0).toBe(last); // PSH only on the last
         seq += s.length - l4 - 20;
       });
-      const merged = native.coalesce(segs);
+      const merged = testhooks.coalesce(segs);
       expect(merged.length).toBe(1);
       const m = merged[0]!;
       expect(m.vnet[1]).toBe(v === 4 ? 1 : 4);
@@ -47,7 +47,7 @@ describe('TSO split and GRO coalesce', () => {
     const partialField = Buffer.from(p);
     // emulate CHECKSUM_PARTIAL: field = folded pseudo-header sum
     partialField.writeUInt16BE(pseudoSum(partialField), 36);
-    const [out] = native.splitPacket(vnet(1, 0, 0, 0, 20, 16), partialField)!;
+    const [out] = testhooks.splitPacket(vnet(1, 0, 0, 0, 20, 16), partialField)!;
     expect(out!.readUInt16BE(36)).toBe(good);
   });
 
@@ -57,16 +57,16 @@ describe('TSO split and GRO coalesce', () => {
     const gap = tcpPacket(4, 3000, Buffer.alloc(1000, 3), {});
     const bad = tcpPacket(4, 2000, Buffer.alloc(1000, 4), {});
     bad[100]! ^= 0xff;
-    const out = native.coalesce([a, b, bad, gap]);
+    const out = testhooks.coalesce([a, b, bad, gap]);
     expect(out.map((o) => o.data.length)).toEqual([2040, 1040, 1040]);
     expect(out[1]!.data.equals(bad)).toBe(true);
   });
 
   it('rejects malformed super-packets', () => {
-    expect(native.splitPacket(vnet(1, 1, 40, 1400, 20, 16), Buffer.alloc(10))).toBeNull();
+    expect(testhooks.splitPacket(vnet(1, 1, 40, 1400, 20, 16), Buffer.alloc(10))).toBeNull();
     const p = tcpPacket(4, 0, Buffer.alloc(3000), {});
-    expect(native.splitPacket(vnet(1, 1, 40, 0, 20, 16), p)).toBeNull(); // gso_size 0
-    expect(native.splitPacket(vnet(1, 4, 40, 1000, 20, 16), p)).toBeNull(); // v6 GSO on a v4 packet
+    expect(testhooks.splitPacket(vnet(1, 1, 40, 0, 20, 16), p)).toBeNull(); // gso_size 0
+    expect(testhooks.splitPacket(vnet(1, 4, 40, 1000, 20, 16), p)).toBeNull(); // v6 GSO on a v4 packet
   });
 });
 

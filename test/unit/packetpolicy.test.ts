@@ -6,6 +6,7 @@ import { parseIP } from '../../src/net/ip.js';
 import { encodeEntries } from '../../src/policy/compile.js';
 import { WireGuardDevice } from '../../src/wireguard/device.js';
 import { l4Packet, type ExtHeader, type L4PacketOptions } from '../helpers/packets.js';
+import { ipcacheRow } from '../../src/native/rows.js';
 
 const TCP = 6;
 const UDP = 17;
@@ -22,13 +23,7 @@ let d: WireGuardDevice;
 let sport = 20000; // a fresh source port per packet: no conntrack hit between cases
 
 function row(addr: Buffer, identity: number, endpoint: number): Buffer {
-  const b = Buffer.alloc(28);
-  b[0] = addr.length;
-  b[1] = addr.length * 8;
-  b.writeUInt32LE(identity, 4);
-  b.writeUInt32LE(endpoint, 8);
-  addr.copy(b, 12);
-  return b;
+  return ipcacheRow(addr, addr.length * 8, identity, endpoint);
 }
 
 /** RX verdict of a packet from X to endpoint `ep`. */

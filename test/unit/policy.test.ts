@@ -8,7 +8,8 @@ import { parseIP } from '../../src/net/ip.js';
 import { compileEndpoint, encodeEntries, evaluate, IdentityUniverse } from '../../src/policy/compile.js';
 import { enforcedRules, rulePrefixes, type StoredPolicy } from '../../src/policy/repository.js';
 import { WireGuardDevice } from '../../src/wireguard/device.js';
-import { native } from '../../src/native/binding.js';
+import { ipcacheRow } from '../../src/native/rows.js';
+import { testhooks } from '../../src/native/testhooks.js';
 
 const TCP = 6;
 const UDP = 17;
@@ -184,13 +185,7 @@ describe('native ipcache and policy maps', () => {
   const row = (cidrText: string, identity: number, endpoint: number) => {
     const [ip, len] = cidrText.split('/');
     const addr = parseIP(ip!)!;
-    const b = Buffer.alloc(28);
-    b[0] = addr.length;
-    b[1] = len === undefined ? addr.length * 8 : Number(len);
-    b.writeUInt32LE(identity, 4);
-    b.writeUInt32LE(endpoint, 8);
-    addr.copy(b, 12);
-    return b;
+    return ipcacheRow(addr, len === undefined ? addr.length * 8 : Number(len), identity, endpoint);
   };
 
   it('longest prefix match across host entries and prefixes, v4 and v6; removal', () => {
@@ -229,9 +224,9 @@ describe('native ipcache and policy maps', () => {
 describe('native policy microbenchmark harness', () => {
   it('runs every kind and finds every entry it inserted (timings are for bench:policy, not asserted)', () => {
     for (const kind of ['ipcache', 'ipcache+policy', 'conntrack', 'engine'] as const) {
-      const r = native.policyBench(kind, 1000, 100, 10_000);
+      const r = testhooks.policyBench(kind, 1000, 100, 10_000);
       expect(r.hits).toBe(10_000);
     }
-    expect(() => native.policyBench('nope' as 'ipcache', 10, 1, 1)).toThrow(/unknown benchmark/);
+    expect(() => testhooks.policyBench('nope' as 'ipcache', 10, 1, 1)).toThrow(/unknown benchmark/);
   });
 });

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { native } from '../../src/native/binding.js';
+import { testhooks } from '../../src/native/testhooks.js';
 
 const MS = 1_000_000n;
 
 describe('handshake rate limiter (20/s, burst 5)', () => {
   it('allows a burst of 5 then one every 50 ms', () => {
-    const rl = new native.RateLimiter();
+    const rl = new testhooks.RateLimiter();
     const ip = Buffer.from([198, 18, 0, 1]);
     const t0 = 10_000n * MS;
     const burst = Array.from({ length: 8 }, () => rl.allow(ip, t0));
@@ -16,7 +16,7 @@ describe('handshake rate limiter (20/s, burst 5)', () => {
   });
 
   it('keeps sources apart', () => {
-    const rl = new native.RateLimiter();
+    const rl = new testhooks.RateLimiter();
     const t0 = 20_000n * MS;
     const a = Buffer.from([198, 18, 0, 1]);
     const b = Buffer.alloc(16, 7);
@@ -26,7 +26,7 @@ describe('handshake rate limiter (20/s, burst 5)', () => {
   });
 
   it('refills to the burst after idling and forgets idle sources', () => {
-    const rl = new native.RateLimiter();
+    const rl = new testhooks.RateLimiter();
     const ip = Buffer.from([198, 18, 0, 9]);
     const t0 = 30_000n * MS;
     for (let i = 0; i < 5; i++) rl.allow(ip, t0);

@@ -270,7 +270,7 @@ ParseResult parse_request(const char* data, size_t len, size_t max_head, Head* o
   for (const auto& f : out->headers) {
     hosts += f.first == "host";
     // An h2c upgrade would turn the connection into HTTP/2 frames the proxy cannot decide: the
-    // request is decided and forwarded as plain HTTP/1.1, without the upgrade (proxy.cc).
+    // request is decided and forwarded as plain HTTP/1.1, without the upgrade (loop_client.cc).
     if (f.first == "upgrade" && has_token(f.second, "h2c")) out->h2c_upgrade = true;
   }
   if (hosts > 1) return *reason = "more than one Host header", ParseResult::kError;

@@ -111,7 +111,7 @@ class L7Proxy {
   void drain(std::vector<L7Record>* out, size_t max);
   L7ProxyStats stats() const;
 
-  // --- for the loops (proxy.cc) ---
+  // --- for the loops (loop*.cc) ---
   struct CacheEntry {
     bool found;
     std::shared_ptr<const L7RuleSet> rules;
@@ -125,7 +125,7 @@ class L7Proxy {
 
   std::atomic<uint64_t> connections_{0}, active_{0}, requests_{0}, denied_{0}, upstream_errors_{0}, passthrough_{0},
       bad_requests_{0}, h2_refused_{0}, h2c_ignored_{0}, head_timeouts_{0}, body_timeouts_{0}, limited_{0};
-  // Connections per source identity (the cap in proxy.cc): acquire at accept, release on close.
+  // Connections per source identity (the cap in loop.cc): acquire at accept, release on close.
   bool acquire(uint32_t identity, uint32_t max);
   void release(uint32_t identity);
 

@@ -27,7 +27,15 @@
 //     threads hold it shared while they decide a batch, so the raw Peer/Keypair
 //     pointers they take from the tables stay valid for that; control calls hold
 //     it exclusively for the few microseconds a table edit takes. No packet I/O
-//     (sendmmsg and its retries, TUN writes) happens under it (device.cc).
+//     (sendmmsg with its EAGAIN/ENOBUFS poll-and-retry, TUN writes of
+//     hairpinned packets and rejects) happens under it nor under the engine's
+//     or load balancer's mu: it runs after the batch's locks are released, so a
+//     full socket buffer never holds a control call's exclusive table edit (nor,
+//     with a writer waiting, the RX thread) for the length of the retries. What
+//     the I/O needs survives the unlock: messages live in the TX arena and
+//     endpoints are copied per peer; the UDP sockets only change with the
+//     threads stopped (rebind). The RX thread writes to the TUN after its batch;
+//     its one cookie-reply sendto is MSG_DONTWAIT, never retried.
 //   Peer::mu guards a peer's keypair slots, endpoint and staged queue. Never take
 //     table_mu_ while holding a Peer::mu.
 //   Keypair send contexts are used only by the TX thread, receive contexts and
@@ -35,6 +43,9 @@
 //   events_mu_ guards the event queue; ctl_mu_ the TX control queue.
 //   PolicyEngine::mu is taken shared by packet threads after table_mu_ (never
 //     the other way round); control calls into the engine take only its mu.
+//
+// Files: device.cc (lifecycle, control calls), device_tx.cc (TX thread),
+// device_rx.cc (RX thread), device_mesh.cc (tags, hairpin, probes).
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -232,8 +243,16 @@ class Device {
   void count(int c, uint64_t n = 1) { counters_[c].fetch_add(n, std::memory_order_relaxed); }
 
  private:
+  // What the control thread (and the RX thread, for replies) asks of the TX thread.
+  enum class CtlKind : uint8_t {
+    kKeepalive = 1,
+    kFlush = 2,              // send what was staged
+    kFlushOrKeepalive = 3,   // send what was staged, a keepalive if nothing was
+    kProbeRequest = 4,
+    kProbeReply = 5,
+  };
   struct Ctl {
-    int kind;  // 1 keepalive, 2 flush staged, 3 flush staged or keepalive, 4 probe request, 5 probe reply
+    CtlKind kind;
     uint32_t peer;
     uint8_t probe[kProbeSize];
   };

@@ -1,0 +1,125 @@
+// Registers the test-hooks addon: the L7 matcher, Maglev tables and the policy microbenchmarks
+// for tests and benches, the testbed's delay line, and the primitives (primitives_wrap.cc).
+#include <string>
+#include <vector>
+
+#include "../addon/util.h"
+#include "../net/delayline.h"
+#include "../policy/bench.h"
+#include "../proxy/http1.h"
+#include "../services/maglev.h"
+#include "testhooks.h"
+
+namespace wm {
+namespace testhooks {
+namespace {
+
+using namespace addon;
+
+// l7Decide(rules, requestHead: string) -> { allowed, ref, target, warnings, h2cIgnored? } | { error, status }: the proxy's
+// request parser and rule matcher, for tests against src/policy/l7.ts.
+Napi::Value L7Decide(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool all;
+  std::vector<HttpRuleSpec> specs;
+  std::string err;
+  if (!ParseL7Spec(info[0], &all, &specs, &err) || !info[1].IsString()) return ThrowType(env, err.empty() ? "l7Decide(rules, head)" : err);
+  std::vector<std::string> warnings;
+  auto set = L7RuleSet::compile(all, specs, &warnings);
+  std::string head = info[1].As<Napi::String>().Utf8Value();
+  http1::Head h;
+  int status = 0;
+  std::string reason;
+  Napi::Object o = Napi::Object::New(env);
+  http1::ParseResult r = http1::parse_request(head.data(), head.size(), 16384, &h, &status, &reason);
+  if (r != http1::ParseResult::kDone) {
+    o.Set("error", r == http1::ParseResult::kNeedMore ? std::string("incomplete head") : reason);
+    o.Set("status", double(status));
+    return o;
+  }
+  L7RuleSet::Decision d = set->decide(h);
+  o.Set("allowed", d.allowed);
+  o.Set("ref", double(d.ref));
+  o.Set("target", h.target);  // normalised: what was matched and what the pod would be sent
+  if (h.h2c_upgrade) o.Set("h2cIgnored", true);
+  o.Set("warnings", Warnings(env, warnings));
+  return o;
+}
+
+// DelayLine(tunName, delayMs): the testbed's latency device (src/testbed/latency.ts).
+class DelayLineWrap : public Napi::ObjectWrap<DelayLineWrap> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "DelayLine",
+                       {InstanceMethod("close", &DelayLineWrap::Close), InstanceMethod("packets", &DelayLineWrap::Packets)});
+  }
+  explicit DelayLineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DelayLineWrap>(info) {
+    if (!info[0].IsString() || !info[1].IsNumber()) {
+      ThrowType(info.Env(), "new DelayLine(tunName, delayMs)");
+      return;
+    }
+    std::string err;
+    if (!line_.start(info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::Number>().Uint32Value(), &err))
+      Napi::Error::New(info.Env(), err).ThrowAsJavaScriptException();
+  }
+
+ private:
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    line_.stop();
+    return info.Env().Undefined();
+  }
+  Napi::Value Packets(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(line_.packets())); }
+  DelayLine line_;
+};
+
+// maglevBuild(backends: 24-byte rows, m) -> { table: Uint32Array (input index per slot), kept }
+Napi::Value MaglevBuild(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<BackendKey> keys;
+  std::vector<uint32_t> weights;
+  if (!ParseBackends(info[0], &keys, &weights) || !info[1].IsNumber())
+    return ThrowType(env, "maglevBuild(backends: Buffer of 24-byte rows, m: prime)");
+  uint32_t m = info[1].As<Napi::Number>().Uint32Value();
+  if (m < 3 || m > 1048573 || !is_prime(m)) return ThrowType(env, "m must be a prime in 3..1048573");
+  std::vector<uint32_t> kept = sort_backends(&keys, &weights);
+  std::vector<uint32_t> table = maglev_build(keys, weights, m);
+  auto arr = Napi::Uint32Array::New(env, table.size());
+  for (size_t i = 0; i < table.size(); i++) arr[i] = kept[table[i]];
+  return arr;
+}
+
+// policyBench(kind, size, policyEntries, ops) -> { nsPerOp, setupMs, ops, hits }
+Napi::Value PolicyBench(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) return ThrowType(env, "policyBench(kind, size, policyEntries, ops)");
+  PolicyBenchResult r;
+  std::string err;
+  if (!run_policy_bench(info[0].As<Napi::String>().Utf8Value(), size_t(info[1].As<Napi::Number>().Int64Value()),
+                            size_t(info[2].As<Napi::Number>().Int64Value()),
+                            size_t(info[3].As<Napi::Number>().Int64Value()), &r, &err))
+    return ThrowType(env, err);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("nsPerOp", r.ns_per_op);
+  o.Set("setupMs", r.setup_ms);
+  o.Set("ops", double(r.ops));
+  o.Set("hits", double(r.hits));
+  return o;
+}
+
+Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
+  RegisterPrimitives(env, exports);
+  exports.Set("l7Decide", Napi::Function::New(env, L7Decide));
+  exports.Set("maglevBuild", Napi::Function::New(env, MaglevBuild));
+  exports.Set("policyBench", Napi::Function::New(env, PolicyBench));
+  exports.Set("DelayLine", DelayLineWrap::Init(env));
+  return exports;
+}
+
+}  // namespace
+}  // namespace testhooks
+}  // namespace wm
+
+// NODE_API_MODULE wants an unqualified name.
+static Napi::Object InitTestHooks(Napi::Env env, Napi::Object exports) { return wm::testhooks::InitAll(env, exports); }
+
+NODE_API_MODULE(wiremesh_testhooks, InitTestHooks)

@@ -1,0 +1,12 @@
+// The test-hooks addon (build/Release/wiremesh_testhooks.node): exports only tests and benchmarks
+// use (src/native/testhooks.ts loads it); the product addon never contains them.
+#pragma once
+#include <napi.h>
+
+namespace wm {
+namespace testhooks {
+
+void RegisterPrimitives(Napi::Env env, Napi::Object exports);  // primitives_wrap.cc
+
+}  // namespace testhooks
+}  // namespace wm

@@ -1,0 +1,115 @@
+// Mesh mode on the packet path: identities and tags, hairpinning back into the TUN,
+// liveness probes (locking rules: device.h).
+#include "device.h"
+
+#include "../net/reject.h"
+
+#include <errno.h>
+#include <netinet/udp.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+#include "../net/ip.h"
+#include "../net/offload.h"
+#include "messages.h"
+#include "device_internal.h"
+
+namespace wm {
+
+using namespace device_detail;
+
+void Device::set_peer_identity(uint32_t id, bool tagged, uint32_t default_identity,
+                               const std::vector<uint8_t>& clusters) {
+  std::unique_lock<std::shared_mutex> lock(table_mu_);
+  Peer* p = find_peer(id);
+  if (!p) return;
+  p->tagged = tagged;
+  p->default_identity = default_identity;
+  p->clusters = clusters;
+}
+
+uint32_t Device::accept_tag(const Peer* p, uint32_t id) const {
+  if (id < 256) {
+    // Reserved identities carry no cluster. A node speaks as "host" for
+    // itself, which is "remote-node" here; anything more privileged is refused.
+    if (id == kIdentityHost) return kIdentityRemoteNode;
+    if (id == kIdentityWorld || id == kIdentityUnmanaged || id == kIdentityHealth || id == kIdentityInit ||
+        id == kIdentityRemoteNode)
+      return id;
+    return 0;
+  }
+  if (id >= kIdentityLocalScope) return 0;
+  uint8_t c = uint8_t(identity_cluster(id));
+  for (uint8_t x : p->clusters)
+    if (x == c) return id;
+  return 0;
+}
+
+void Device::hairpin(const uint8_t* pkt, size_t len) {
+  if (tun_.fd < 0) return;
+  uint8_t vnet[kVnetHdrSize] = {0};  // complete checksums, no GSO
+  iovec iov[2] = {{vnet, kVnetHdrSize}, {const_cast<uint8_t*>(pkt), len}};
+  ssize_t r = tun_.vnet_hdr ? writev(tun_.fd, iov, 2) : writev(tun_.fd, iov + 1, 1);
+  if (r < 0) count(kTunWriteErrors);
+}
+
+
+void Device::probe(uint32_t id) {
+  Ctl c{CtlKind::kProbeRequest, id};
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  c.probe[0] = kProbeRequest;
+  store_be32(c.probe + 4, uint32_t(probe_seq_.fetch_add(1, std::memory_order_relaxed)));
+  uint64_t ns = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+  store_be32(c.probe + 8, uint32_t(ns >> 32));
+  store_be32(c.probe + 12, uint32_t(ns));
+  push_ctl(c);
+}
+
+void Device::rx_probe(Peer* p, const uint8_t* plain, uint64_t now) {
+  if (plain[0] == kProbeRequest) {
+    Ctl r{CtlKind::kProbeReply, p->id};
+    std::memcpy(r.probe, plain, kProbeSize);
+    r.probe[0] = kProbeReply;
+    rx_flushes_.push_back(r);
+    return;
+  }
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  uint64_t ns = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+  uint64_t sent = uint64_t(load_be32(plain + 8)) << 32 | load_be32(plain + 12);
+  if (sent > ns || ns - sent > 60000000000ull) return;  // not one of ours
+  uint64_t rtt = (ns - sent) / 1000;
+  uint64_t old = p->probe_rtt_us.load(std::memory_order_relaxed);
+  p->probe_rtt_us.store(old == 0 ? rtt + 1 : (old * 3 + rtt + 1) / 4, std::memory_order_relaxed);
+  p->last_probe_reply_ms.store(now, std::memory_order_relaxed);
+  p->probe_replies.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Device::write_back(const std::vector<std::pair<const uint8_t*, size_t>>& pkts) {
+  if (tun_.fd < 0) return;
+  if (!tun_.vnet_hdr) {
+    for (const auto& p : pkts)
+      if (write(tun_.fd, p.first, p.second) < 0) count(kTunWriteErrors);
+    return;
+  }
+  static thread_local Coalescer co(1024);
+  co.reset();
+  for (const auto& p : pkts) co.add(p.first, p.second);
+  iovec iov[2];
+  for (const auto& it : co.finish()) {
+    iov[0] = iovec{const_cast<uint8_t*>(it.vnet), kVnetHdrSize};
+    iov[1] = iovec{const_cast<uint8_t*>(it.data), it.len};
+    if (writev(tun_.fd, iov, 2) < 0) count(kTunWriteErrors);
+  }
+}
+
+}  // namespace wm

@@ -1,0 +1,41 @@
+/**
+ * Typed view of the test-hooks addon (build/Release/wiremesh_testhooks.node, native/src/testhooks/):
+ * the data path's pieces wrapped one by one, the L7 matcher, Maglev tables and the policy
+ * microbenchmarks for test/ and bench/, and the testbed's delay line (src/testbed/latency.ts).
+ * The product (agent, proxy, CLI outside `testbed`) never imports this module.
+ */
+import type { NativeL7Rules } from './binding.js';
+import { loadAddon } from './load.js';
+
+export type PolicyBenchKind = 'ipcache' | 'ipcache+policy' | 'conntrack' | 'engine' | 'maglev-build' | 'maglev-lookup' | 'service-nat';
+
+export interface TestHooksAddon {
+  hchacha20(key: Buffer, nonce16: Buffer): Buffer;
+  /** A GSO super-packet (with its virtio-net header, or null) cut into MTU packets; null when it cannot be. */
+  splitPacket(vnetHdr: Buffer | null, packet: Buffer): Buffer[] | null;
+  /** TCP segments merged as the RX path merges them before the TUN. */
+  coalesce(packets: Buffer[]): Array<{ vnet: Buffer; data: Buffer }>;
+  ReplayFilter: new () => { validate(counter: bigint): boolean; reset(): void };
+  RateLimiter: new () => { allow(ip: Buffer, nowNs: bigint): boolean; size(): number };
+  AllowedIPs: new () => {
+    insert(addr: Buffer, cidr: number, peer: number): void;
+    removePeer(peer: number): void;
+    lookup(addr: Buffer): number;
+    size(): number;
+  };
+  CookieChecker: new () => {
+    setPublicKey(pub: Buffer): void;
+    checkMac1(msg: Buffer): boolean;
+    checkMac2(msg: Buffer, src: Buffer, nowMs: number): boolean;
+    makeReply(msg: Buffer, receiver: number, src: Buffer, nowMs: number): Buffer | null;
+  };
+  /** The testbed's latency device: packets read from the TUN go back in after delayMs. */
+  DelayLine: new (tunName: string, delayMs: number) => { close(): void; packets(): number };
+  policyBench(kind: PolicyBenchKind, size: number, policyEntries: number, ops: number): { nsPerOp: number; setupMs: number; ops: number; hits: number };
+  /** Maglev table over backend rows (rows.ts backendRows): for each of the m slots, the input index of its backend. */
+  maglevBuild(backends: Buffer, m: number): Uint32Array;
+  /** The native proxy's request parser and matcher. */
+  l7Decide(rules: NativeL7Rules, head: string): { allowed: boolean; ref: number; target: string; warnings: string[]; h2cIgnored?: true } | { error: string; status: number };
+}
+
+export const testhooks = loadAddon('wiremesh_testhooks') as TestHooksAddon;
