@@ -124,12 +124,16 @@ void Coalescer::reset() {
 
 void Coalescer::add(const uint8_t* pkt, size_t len) {
   if (try_merge(pkt, len)) return;
+  push_item(pkt, len, 0);
+}
+
+void Coalescer::push_item(const uint8_t* pkt, size_t len, uint16_t seg) {
   Item it;
   std::memset(it.vnet, 0, sizeof it.vnet);
   it.data = pkt;
   it.len = len;
   items_.push_back(it);
-  meta_.push_back(Meta{0, 1});
+  meta_.push_back(Meta{seg, 1});
 }
 
 bool Coalescer::try_merge(const uint8_t* pkt, size_t len) {
@@ -214,12 +218,7 @@ bool Coalescer::try_merge(const uint8_t* pkt, size_t len) {
   f->hdr_len = hdr;
   f->closed = (flags & kTcpPsh) != 0;
   f->buf = -1;
-  Item it;
-  std::memset(it.vnet, 0, sizeof it.vnet);
-  it.data = pkt;
-  it.len = len;
-  items_.push_back(it);
-  meta_.push_back(Meta{uint16_t(payload), 1});
+  push_item(pkt, len, uint16_t(payload));
   return true;
 }
 

@@ -76,6 +76,8 @@ class Coalescer {
     int segs;
   };
   bool try_merge(const uint8_t* pkt, size_t len);
+  // Appends a packet as a new item (no vnet header yet); seg: its GSO segment size so far, 0 for none.
+  void push_item(const uint8_t* pkt, size_t len, uint16_t seg);
   std::vector<Item> items_;
   std::vector<Meta> meta_;
   std::vector<Flow> flows_;

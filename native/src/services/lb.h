@@ -156,6 +156,8 @@ class LoadBalancer {
     uint8_t pad[2];
   };
   static NatKey packet_key(const IpInfo& ip, uint16_t sport, uint16_t dport, uint8_t kind);
+  // The key of the replies to a flow `first` sent to `to`:`to_port` (16-byte, zero-padded address).
+  static NatKey reverse_of(const NatKey& first, const uint8_t* to, uint16_t to_port);
   // Looks k up, refreshes it and rewrites the packet's destination (dst) or source to the entry's address and port.
   bool translate(uint8_t* pkt, const IpInfo& ip, const NatKey& k, bool dst, uint16_t* port, uint8_t tcp_flags,
                  uint32_t now_s);

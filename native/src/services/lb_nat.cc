@@ -37,6 +37,19 @@ LoadBalancer::NatKey LoadBalancer::packet_key(const IpInfo& ip, uint16_t sport, 
   return k;
 }
 
+LoadBalancer::NatKey LoadBalancer::reverse_of(const NatKey& first, const uint8_t* to, uint16_t to_port) {
+  NatKey rk;
+  std::memset(&rk, 0, sizeof rk);
+  std::memcpy(rk.src, to, 16);
+  std::memcpy(rk.dst, first.src, 16);
+  rk.sport = to_port;
+  rk.dport = first.sport;
+  rk.proto = first.proto;
+  rk.family = first.family;
+  rk.kind = kNatReverse;
+  return rk;
+}
+
 bool LoadBalancer::add_pair(const NatKey& first, const uint8_t* to, uint16_t to_port, const uint8_t* orig_dst,
                             uint16_t orig_port, uint32_t service, uint32_t identity, bool closing, uint32_t now_s) {
   NatEntry fwd;
@@ -53,15 +66,7 @@ bool LoadBalancer::add_pair(const NatKey& first, const uint8_t* to, uint16_t to_
   std::memcpy(rev.addr, orig_dst, 16);
   rev.port = orig_port;
   // the reply comes from where the flow was sent, to the client
-  NatKey rk;
-  std::memset(&rk, 0, sizeof rk);
-  std::memcpy(rk.src, to, 16);
-  std::memcpy(rk.dst, first.src, 16);
-  rk.sport = to_port;
-  rk.dport = first.sport;
-  rk.proto = first.proto;
-  rk.family = first.family;
-  rk.kind = kNatReverse;
+  NatKey rk = reverse_of(first, to, to_port);
   Client client = client_of(first);
   if (!charge(client, now_s)) {
     count(kLbNatQuotaFull);
@@ -149,15 +154,7 @@ LbResult LoadBalancer::forward(uint8_t* pkt, const IpInfo& ip, uint16_t sport, u
   });
   if (state == 2) {
     // The backend is gone: forget the flow and tell the client now.
-    NatKey rk;
-    std::memset(&rk, 0, sizeof rk);
-    std::memcpy(rk.src, be.addr, 16);
-    std::memcpy(rk.dst, ip.src, size_t(ip.addr_len));
-    rk.sport = be.port;
-    rk.dport = sport;
-    rk.proto = ip.proto;
-    rk.family = uint8_t(ip.version);
-    rk.kind = kNatReverse;
+    NatKey rk = reverse_of(k, be.addr, be.port);
     if (nat_.erase(k)) release(client_of(k));
     nat_.erase(rk);
     count(kLbRejectDeadBackend);
@@ -303,15 +300,9 @@ void LoadBalancer::forget(const IpInfo& ip, uint16_t sport, uint16_t backend_por
   NatKey k = packet_key(ip, sport, vport, kNatForward);
   std::memset(k.dst, 0, 16);
   std::memcpy(k.dst, vip, size_t(ip.addr_len));
-  NatKey rk;
-  std::memset(&rk, 0, sizeof rk);
-  std::memcpy(rk.src, ip.dst, size_t(ip.addr_len));  // the backend, after translation
-  std::memcpy(rk.dst, ip.src, size_t(ip.addr_len));
-  rk.sport = backend_port;
-  rk.dport = sport;
-  rk.proto = ip.proto;
-  rk.family = uint8_t(ip.version);
-  rk.kind = kNatReverse;
+  uint8_t backend[16] = {};
+  std::memcpy(backend, ip.dst, size_t(ip.addr_len));  // the backend, after translation
+  NatKey rk = reverse_of(k, backend, backend_port);
   if (nat_.erase(k)) release(client_of(k));
   nat_.erase(rk);
 }
