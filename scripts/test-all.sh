@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (README's test command calls this):
+#   0. structure checks (all three run, then any failure stops here): no TS file in src/ or
+#      C++ file in native/src/ of 450 lines or more (scripts/check-structure.mjs); no block
+#      of 6+ lines repeated in src/ or native/src/ (jscpd, .jscpd.json); no import cycle
+#      in src/ and no import of src/cli/ by the daemon (dependency-cruiser, .dependency-cruiser.cjs)
 #   1. every vitest test under the machine's Node (20): unit + network-namespace tests
 #   2. the unit tests again under the current LTS, Node 24, with the same addon build
 #   3. the libFuzzer targets under AddressSanitizer, FUZZ_SECONDS each (default 30)
@@ -7,6 +11,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== tests under $(node --version)"
 npm run typecheck
+echo "== structure checks"
+structure_failed=0
+node scripts/check-structure.mjs || structure_failed=1
+npx --no-install jscpd || structure_failed=1
+npx --no-install depcruise src --config .dependency-cruiser.cjs || structure_failed=1
+if [ "$structure_failed" = 1 ]; then
+  echo "structure checks failed (see above)" >&2
+  exit 1
+fi
 results=$(mktemp -d)
 trap 'rm -rf "$results"' EXIT
 npx vitest run --reporter=default --reporter=json --outputFile.json="$results/node20.json"

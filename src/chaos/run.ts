@@ -15,7 +15,7 @@
  * bench/results/chaos.json. Needs root, etcd and nftables. `--keep` leaves the
  * mesh up afterwards.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,7 +24,8 @@ import { agentRequest } from '../agent/client.js';
 import { agentStatusSchema, decodeAnswer, servicesAnswerSchema } from '../agent/wire.js';
 import { addLatency } from '../testbed/latency.js';
 import { canRunNetns, execIn, hasCommand, ROOT } from '../testbed/netns.js';
-import { restartEtcd, startAgent, stopRole, testbedDown, testbedUp, type TestbedState } from '../testbed/testbed.js';
+import { restartEtcd, startAgent, stopRole, testbedUp, type TestbedState } from '../testbed/testbed.js';
+import { ownTestbed } from '../testbed/owned.js';
 import { startPodServers } from '../testbed/pod.js';
 import { renamedTopology } from '../testbed/topology.js';
 import { TestbedError } from '../errors.js';
@@ -281,17 +282,8 @@ async function main(): Promise<number> {
   const stamp = () => `[${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s]`;
   const dir = mkdtempSync(join(tmpdir(), 'wmchaos-'));
   const file = renamedTopology(join(ROOT, 'examples', 'demo', 'mesh.yaml'), 'chaos', dir);
-  const servers: ChildProcess[] = [];
   const results: ScenarioResult[] = [];
-  let down = false;
-  const teardown = async () => {
-    if (down) return;
-    down = true;
-    for (const s of servers) s.kill('SIGKILL');
-    await testbedDown(file).catch((err: Error) => console.error(`teardown: ${err.message}`));
-    rmSync(dir, { recursive: true, force: true });
-  };
-  process.once('SIGINT', () => void teardown().then(() => process.exit(130)));
+  const { servers, teardown } = ownTestbed(file, { after: () => rmSync(dir, { recursive: true, force: true }) });
   try {
     console.log(`${stamp()} building the mesh (3 clusters x 2 nodes, global service shop/api with a backend per cluster)`);
     const st = await testbedUp(file, (m) => console.log(`${stamp()}    ${m}`));

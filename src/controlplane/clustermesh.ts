@@ -20,7 +20,7 @@ import { parseIP, parsePrefix, prefixContains } from '../net/ip.js';
 import { clusterConfigKey, clusterConfigPrefix, healthPrefix, pinnedKey, pinnedPrefix, remoteKey, remotesPrefix, remoteStatusPrefix, cachePrefix, statePrefix, syncedPrefix } from './keys.js';
 import { connectEtcd, type EtcdOptions } from './kvstore.js';
 import { issueRemoteReader } from './pki.js';
-import { ensureRole, kvstoremeshRole, observerRole, REMOTE_READER_ROLE, remoteReaderRole } from './rbac.js';
+import { ensureRole, idempotent, kvstoremeshRole, observerRole, REMOTE_READER_ROLE, remoteReaderRole } from './rbac.js';
 import { prefixesOverlap } from './types.js';
 import { validateClusterId, validateClusterName, validatePrefixes } from '../validate.js';
 import {
@@ -60,15 +60,6 @@ export interface ClusterAccess extends EtcdOptions {
 
 export { REMOTE_READER_ROLE };
 const remoteUser = (reader: string) => `remote-${reader}`;
-
-/** etcd answers "already exists" to a repeated create: that is fine here. */
-async function idempotent(p: Promise<unknown>): Promise<void> {
-  try {
-    await p;
-  } catch (err) {
-    if (!/already exists|already granted/i.test((err as Error).message)) throw err;
-  }
-}
 
 async function withEtcd<T>(access: EtcdOptions, fn: (c: Etcd3) => Promise<T>): Promise<T> {
   const c = connectEtcd({ ...access, dialTimeoutMs: access.dialTimeoutMs ?? 3000 });

@@ -152,8 +152,8 @@ export function remoteReaderRole(): RoleSpec {
   return { role: REMOTE_READER_ROLE, grants: [{ permission: 'Read', prefix: STATE_ROOT }] };
 }
 
-/** etcd answers "already exists" to a repeated create: that is fine here. */
-async function idempotent(p: Promise<unknown>): Promise<void> {
+/** etcd answers "already exists" to a repeated create (user, role, grant): that is fine here. Other errors reject. */
+export async function idempotent(p: Promise<unknown>): Promise<void> {
   try {
     await p;
   } catch (err) {

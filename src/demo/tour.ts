@@ -15,7 +15,8 @@ import { decodeAnswer } from '../agent/wire.js';
 import { startPodServers } from '../testbed/pod.js';
 import { join } from 'node:path';
 import { execIn, ROOT } from '../testbed/netns.js';
-import { cliIn, etcdFlags, testbedDown, testbedUp, type TestbedState } from '../testbed/testbed.js';
+import { cliIn, etcdFlags, testbedUp, type TestbedState } from '../testbed/testbed.js';
+import { ownTestbed } from '../testbed/owned.js';
 import { hasChromium, screenshot } from '../ui/chromium.js';
 import { MeshDashboard } from '../ui/server.js';
 import { TestbedError } from '../errors.js';
@@ -32,16 +33,7 @@ async function main(): Promise<number> {
     console.error('npm run demo needs root (network namespaces, TUN devices).');
     return 1;
   }
-  const servers: ChildProcess[] = [];
-  let down = false;
-  const teardown = async () => {
-    if (down) return;
-    down = true;
-    for (const s of servers) s.kill('SIGKILL');
-    say('tearing the mesh down');
-    await testbedDown(TOPOLOGY).catch((err: Error) => console.error(`teardown: ${err.message}`));
-  };
-  process.once('SIGINT', () => void teardown().then(() => process.exit(130)));
+  const { servers, teardown } = ownTestbed(TOPOLOGY, { before: () => say('tearing the mesh down') });
   try {
     say('building 3 clusters x 2 nodes: etcd + kvstoremesh per cluster, an agent per node, WireGuard between all nodes');
     const st = await testbedUp(TOPOLOGY, (m) => console.log(`[${elapsed()}]    ${m}`));

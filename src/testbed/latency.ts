@@ -20,7 +20,8 @@
  */
 import { execFileSync } from 'node:child_process';
 import { TestbedError } from '../errors.js';
-import { spawnIn, stopRole, WIREMESH, type TestbedState } from './testbed.js';
+import { spawnIn, WIREMESH, type TestbedState } from './state.js';
+import { stopRole } from './roles.js';
 
 const TABLE = '2010';
 const MARK_TABLE = '2011';

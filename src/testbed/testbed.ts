@@ -17,106 +17,42 @@
  * namespace named wmtb-<name>-*.
  */
 import { z } from 'zod';
-import { execFile, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TestbedError } from '../errors.js';
 import { callAgent } from '../agent/client.js';
-import { unwirePod, wirePod } from './pod.js';
-import { ifName, socketPath } from './ifname.js';
-import { createClusterPKI, pkiFiles } from '../controlplane/pki.js';
+import { socketPath } from './ifname.js';
+import { createClusterPKI } from '../controlplane/pki.js';
 import { startEtcd } from './etcd.js';
-import { ROOT } from './netns.js';
+import { controlAddress, loadTopology, nodeAddress, nodePodCIDR, nodePodCIDRv6, UNDERLAY_PREFIX_LEN, type Topology } from './topology.js';
+import { addPod } from './roles.js';
 import {
-  controlAddress,
-  loadTopology,
-  nodeAddress,
-  nodePodCIDR,
-  nodePodCIDRv6,
-  podAddress,
-  UNDERLAY_PREFIX_LEN,
-  type PodSpec,
-  type Topology,
-} from './topology.js';
+  addNetns,
+  agentCommand,
+  agentRole,
+  alive,
+  cliIn,
+  cliInAsync,
+  credDir,
+  etcdFlags,
+  etcdTls,
+  nsPrefix,
+  pkiDir,
+  save,
+  sh,
+  spawnIn,
+  stateDir,
+  waitForFile,
+  WIREMESH,
+  type TestbedState,
+} from './state.js';
 
-export const STATE_ROOT = '/run/wiremesh-testbed';
-export const WIREMESH = join(ROOT, 'bin', 'wiremesh.js');
-
-interface ProcRecord {
-  pid: number;
-  role: string;
-  netns: string;
-  log: string;
-}
-
-export interface TestbedState {
-  name: string;
-  file: string;
-  dir: string;
-  namespaces: string[];
-  processes: ProcRecord[];
-  clusters: Array<{ name: string; id: number; podCIDR: string; etcd: string; cpNetns: string; nodes: Array<{ name: string; netns: string; address: string; podCIDR: string; podCIDRv6?: string; socket: string }> }>;
-  pods: Array<{ name: string; cluster: string; node: string; namespace: string; netns: string; ip: string; ip6?: string }>;
-}
-
-const nsPrefix = (name: string) => `wmtb-${name}-`;
-const stateDir = (name: string) => join(STATE_ROOT, name);
-
-function sh(args: string[], netns?: string): string {
-  const [cmd, ...rest] = netns ? ['ip', 'netns', 'exec', netns, ...args] : args;
-  return execFileSync(cmd!, rest, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-/** cliIn without blocking the event loop (several run at once). */
-function cliInAsync(netns: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile('ip', ['netns', 'exec', netns, process.execPath, WIREMESH, ...args], { encoding: 'utf8' }, (err, stdout, stderr) => {
-      if (err) reject(new TestbedError('WM_TESTBED_CLI', `wiremesh ${args.slice(0, 2).join(' ')} in ${netns}: ${(stderr || err.message).trim()}`));
-      else resolve(stdout);
-    });
-  });
-}
-
-/** Runs the wiremesh CLI inside a namespace (where the testbed's addresses are). */
-export function cliIn(netns: string, args: string[]): string {
-  try {
-    return execFileSync('ip', ['netns', 'exec', netns, process.execPath, WIREMESH, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  } catch (err) {
-    const e = err as { stderr?: string; message: string };
-    throw new TestbedError('WM_TESTBED_CLI', `wiremesh ${args.slice(0, 2).join(' ')} in ${netns}: ${(e.stderr ?? e.message).trim()}`);
-  }
-}
-
-function save(st: TestbedState): void {
-  writeFileSync(join(st.dir, 'state.json'), JSON.stringify(st, null, 1));
-}
-
-function addNetns(st: TestbedState, ns: string): void {
-  execFileSync('ip', ['netns', 'add', ns]);
-  st.namespaces.push(ns);
-  save(st);
-  sh(['ip', 'link', 'set', 'lo', 'up'], ns);
-}
-
-export function spawnIn(st: TestbedState, netns: string, role: string, args: string[]): ProcRecord {
-  const log = join(st.dir, 'logs', `${role.replace(/[^a-z0-9-]/gi, '_')}.log`);
-  const fd = openSync(log, 'a');
-  const child = spawn('ip', ['netns', 'exec', netns, ...args], { detached: true, stdio: ['ignore', fd, fd] });
-  child.unref();
-  const rec = { pid: child.pid!, role, netns, log };
-  st.processes.push(rec);
-  save(st);
-  return rec;
-}
-
-async function waitForFile(path: string, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!existsSync(path)) {
-    if (Date.now() > end) throw new TestbedError('WM_TESTBED_TIMEOUT', `${what} did not come up within ${ms / 1000} s`);
-    await sleep(50);
-  }
-}
+// the testbed's whole API from one module (state.ts, roles.ts and status.ts hold the parts)
+export { activeTestbeds, cliIn, etcdFlags, loadState, spawnIn, STATE_ROOT, WIREMESH, type TestbedState } from './state.js';
+export { addPod, addUnderlayHost, removePod, restartEtcd, startAgent, stopRole } from './roles.js';
+export { formatStatus, testbedClusterAccess, testbedExec, testbedStatus } from './status.js';
 
 export async function testbedUp(file: string, progress: (msg: string) => void = () => undefined): Promise<TestbedState> {
   const topo = loadTopology(file);
@@ -274,110 +210,6 @@ async function waitConverged(st: TestbedState, topo: Topology, ms: number): Prom
   }
 }
 
-const pkiDir = (st: TestbedState, cluster: string) => join(st.dir, 'pki', cluster);
-/** A node's own etcd credentials (node.crt, node.key, ca.crt). */
-const credDir = (st: TestbedState, cluster: string, node: string) => join(st.dir, 'creds', `${cluster}-${node}`);
-const etcdTls = (pki: string) => ({ certFile: join(pki, 'etcd.crt'), keyFile: join(pki, 'etcd.key'), caFile: join(pki, 'ca.crt') });
-/** --etcd flags (prefixed for connect's two sides) with one of the cluster's client certificates: root (operator) by default. */
-export function etcdFlags(prefix: '' | 'a' | 'b', url: string, pki: string, user: 'root' | 'kvstoremesh' | 'observer' = 'root'): string[] {
-  const p = prefix ? `--${prefix}-` : '--';
-  const f = pkiFiles(pki, user);
-  return [`${p}etcd`, url, `${p}etcd-ca`, f.caFile, `${p}etcd-cert`, f.certFile, `${p}etcd-key`, f.keyFile];
-}
-
-const agentRole = (cluster: string, node: string) => `${cluster}-${node}-agent`;
-const agentCommand = (cfgFile: string) => [process.execPath, WIREMESH, 'agent', '--config', cfgFile];
-
-/** Kills the process with this role (e.g. "c1-n2-agent", "c3-etcd"); returns whether it ran. */
-export async function stopRole(st: TestbedState, role: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<boolean> {
-  const rec = st.processes.find((p) => p.role === role && alive(p.pid));
-  if (!rec) return false;
-  process.kill(rec.pid, signal);
-  // a process that does not finish within 5 s is killed: the next one may need its TUN or port
-  for (const [sig, ms] of [[null, 5000], ['SIGKILL', 2000]] as const) {
-    if (sig && alive(rec.pid)) process.kill(rec.pid, sig);
-    const end = Date.now() + ms;
-    while (alive(rec.pid) && Date.now() < end) await sleep(20);
-  }
-  return true;
-}
-
-/** (Re)starts a node's agent with its existing config, key and endpoint state. */
-export async function startAgent(st: TestbedState, cluster: string, node: string): Promise<void> {
-  const n = st.clusters.find((c) => c.name === cluster)?.nodes.find((x) => x.name === node);
-  if (!n) throw new TestbedError('WM_TESTBED_TARGET', `no node ${cluster}/${node}`);
-  rmSync(n.socket, { force: true });
-  const rec = spawnIn(st, n.netns, agentRole(cluster, node), agentCommand(join(st.dir, `${cluster}-${node}.yaml`)));
-  try {
-    await waitForFile(n.socket, 20_000, `agent ${cluster}/${node}`);
-  } catch (err) {
-    const tail = readFileSync(rec.log, 'utf8').trim().split('\n').slice(-5).join('\n');
-    throw new TestbedError('WM_TESTBED_TIMEOUT', `${(err as Error).message}; its log ends:\n${tail}`);
-  }
-}
-
-/** Restarts a cluster's etcd on its data directory (after stopRole(..., `${cluster}-etcd`)). */
-export async function restartEtcd(st: TestbedState, cluster: string): Promise<void> {
-  const ci = st.clusters.findIndex((c) => c.name === cluster);
-  const c = st.clusters[ci]!;
-  const log = join(st.dir, 'logs', `${cluster}-etcd.log`);
-  const etcd = await startEtcd({ name: cluster, dataDir: join(st.dir, 'etcd', cluster), host: controlAddress(ci), clientPort: 2379, peerPort: 2380, netns: c.cpNetns, logFile: log, keepData: true, tls: etcdTls(pkiDir(st, cluster)) });
-  etcd.proc.unref();
-  st.processes.push({ pid: etcd.proc.pid!, role: `${cluster}-etcd`, netns: c.cpNetns, log });
-  save(st);
-}
-
-/**
- * An extra host on the underlay (outside every cluster): an external client of
- * the ingress gateways, or the gateway DNS entry point. Removed with the testbed.
- */
-export function addUnderlayHost(st: TestbedState, name: string, address: string): string {
-  const ns = `${nsPrefix(st.name)}x-${name}`;
-  addNetns(st, ns);
-  const bridgeSide = ifName('ux', name);
-  execFileSync('ip', ['link', 'add', 'eth0', 'netns', ns, 'type', 'veth', 'peer', 'name', bridgeSide, 'netns', `${nsPrefix(st.name)}ul`]);
-  sh(['ip', 'link', 'set', bridgeSide, 'master', 'br0', 'up'], `${nsPrefix(st.name)}ul`);
-  sh(['ip', 'addr', 'add', `${address}/${UNDERLAY_PREFIX_LEN}`, 'dev', 'eth0'], ns);
-  sh(['ip', 'link', 'set', 'eth0', 'up'], ns);
-  return ns;
-}
-
-/**
- * Creates a pod: a namespace with a veth into its node, its /32 from the node's
- * pod CIDR (the next free .10+k), a default route via the node, and its
- * endpoint registered with the node's agent (as a CNI plugin would).
- */
-export async function addPod(st: TestbedState, pod: PodSpec): Promise<TestbedState['pods'][number]> {
-  const c = st.clusters.find((x) => x.name === pod.cluster);
-  const node = c?.nodes.find((x) => x.name === pod.node);
-  if (!c || !node) throw new TestbedError('WM_TESTBED_TARGET', `no node ${pod.cluster}/${pod.node}`);
-  const used = new Set(st.pods.filter((p) => p.cluster === c.name && p.node === node.name).map((p) => p.ip));
-  let k = 0;
-  while (used.has(podAddress(node.podCIDR, k))) k++;
-  const ip = podAddress(node.podCIDR, k);
-  const ns = `${nsPrefix(st.name)}${pod.cluster}-p-${pod.name}`;
-  const ip6 = node.podCIDRv6 ? podAddress(node.podCIDRv6, k) : undefined;
-  st.namespaces.push(ns);
-  save(st);
-  await wirePod({ netns: ns, nodeNetns: node.netns, name: pod.name, namespace: pod.namespace, labels: pod.labels, ...(pod.ports ? { ports: pod.ports } : {}), ip, ...(ip6 ? { ip6 } : {}), socket: node.socket });
-  const rec = { name: pod.name, cluster: pod.cluster, node: pod.node, namespace: pod.namespace, netns: ns, ip, ...(ip6 ? { ip6 } : {}) };
-  st.pods.push(rec);
-  save(st);
-  return rec;
-}
-
-/** Deregisters a pod's endpoint and deletes its namespace. */
-export async function removePod(st: TestbedState, cluster: string, name: string): Promise<void> {
-  const i = st.pods.findIndex((p) => p.cluster === cluster && p.name === name);
-  if (i < 0) throw new TestbedError('WM_TESTBED_TARGET', `no pod ${cluster}/${name}`);
-  const pod = st.pods[i]!;
-  const node = st.clusters.find((c) => c.name === cluster)!.nodes.find((n) => n.name === pod.node)!;
-  await unwirePod({ netns: pod.netns, nodeNetns: node.netns, name: pod.name, namespace: pod.namespace, socket: node.socket });
-  st.pods.splice(i, 1);
-  st.namespaces = st.namespaces.filter((n) => n !== pod.netns);
-  save(st);
-}
-
 export async function testbedDown(file: string, progress: (msg: string) => void = () => undefined): Promise<void> {
   const topo = loadTopology(file);
   await teardown(topo.name, progress);
@@ -431,86 +263,4 @@ async function teardown(name: string, progress: (msg: string) => void): Promise<
   }
   if (namespaces.length || pids.size) progress(`testbed ${name}: stopped ${pids.size} processes, removed ${namespaces.length} namespaces`);
   rmSync(dir, { recursive: true, force: true });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-export function activeTestbeds(): string[] {
-  return existsSync(STATE_ROOT) ? readdirSync(STATE_ROOT).filter((n) => existsSync(join(STATE_ROOT, n, 'state.json'))) : [];
-}
-
-export function loadState(name?: string): TestbedState {
-  const active = activeTestbeds();
-  const pick = name ?? (active.length === 1 ? active[0] : undefined);
-  if (!pick) throw new TestbedError('WM_TESTBED_NONE', active.length ? `several testbeds are up (${active.join(', ')}): pass --name` : 'no testbed is up');
-  const f = join(stateDir(pick), 'state.json');
-  if (!existsSync(f)) throw new TestbedError('WM_TESTBED_NONE', `testbed ${pick} is not up`);
-  return JSON.parse(readFileSync(f, 'utf8')) as TestbedState;
-}
-
-export async function testbedStatus(name?: string): Promise<Record<string, unknown>> {
-  const st = loadState(name);
-  const clusters = [];
-  for (const c of st.clusters) {
-    const nodes = [];
-    for (const n of c.nodes) {
-      const s = await callAgent(n.socket, 'GET', '/v1/status').catch((err: Error) => ({ status: 0, body: { error: err.message } }));
-      nodes.push({ name: n.name, address: n.address, podCIDR: n.podCIDR, agent: s.body });
-    }
-    clusters.push({ name: c.name, id: c.id, etcd: c.etcd, nodes });
-  }
-  return {
-    name: st.name,
-    processes: st.processes.map((p) => ({ ...p, alive: alive(p.pid) })),
-    clusters,
-    pods: st.pods,
-  };
-}
-
-export function formatStatus(s: Record<string, unknown>): string {
-  const out: string[] = [`testbed ${s.name}`];
-  for (const c of s.clusters as Array<{ name: string; id: number; nodes: Array<{ name: string; address: string; podCIDR: string; agent: { peers?: Array<{ id: string; lastHandshakeAgeS: number | null; rxBytes: number; txBytes: number }>; error?: string } }> }>) {
-    out.push(`cluster ${c.name} (id ${c.id})`);
-    for (const n of c.nodes) {
-      out.push(`  node ${n.name} ${n.address} pods ${n.podCIDR}${n.agent.error ? `  agent: ${n.agent.error}` : ''}`);
-      for (const p of n.agent.peers ?? [])
-        out.push(`    peer ${p.id.padEnd(16)} handshake ${p.lastHandshakeAgeS === null ? 'never' : `${p.lastHandshakeAgeS}s ago`}  rx ${p.rxBytes} tx ${p.txBytes}`);
-    }
-  }
-  out.push('pods:');
-  for (const p of s.pods as TestbedState['pods']) out.push(`  ${p.cluster}/${p.name} ${p.ip} on ${p.node} (ns ${p.namespace})`);
-  const dead = (s.processes as Array<ProcRecord & { alive: boolean }>).filter((p) => !p.alive);
-  out.push(dead.length ? `dead processes: ${dead.map((p) => p.role).join(', ')}` : 'all processes running');
-  return out.join('\n');
-}
-
-/** Where a testbed cluster's etcd is reachable from, and the flags to reach it as `user` (root: operator commands; observer: read-only). */
-export function testbedClusterAccess(cluster: string, name?: string, user: 'root' | 'kvstoremesh' | 'observer' = 'root'): { netns: string; flags: string[] } {
-  const st = loadState(name);
-  const c = st.clusters.find((x) => x.name === cluster);
-  if (!c) throw new TestbedError('WM_TESTBED_TARGET', `testbed ${st.name} has no cluster ${cluster}`);
-  return { netns: c.cpNetns, flags: etcdFlags('', c.etcd, pkiDir(st, cluster), user) };
-}
-
-/** Runs cmd in CLUSTER/POD's namespace (or CLUSTER/NODE's); returns its exit code. */
-export async function testbedExec(target: string, cmd: string[], name?: string): Promise<number> {
-  const st = loadState(name);
-  const [cluster, what] = target.split('/');
-  const pod = st.pods.find((p) => p.cluster === cluster && p.name === what);
-  const node = st.clusters.find((c) => c.name === cluster)?.nodes.find((n) => n.name === what);
-  const ns = pod?.netns ?? node?.netns;
-  if (!ns) throw new TestbedError('WM_TESTBED_TARGET', `no pod or node "${target}" in testbed ${st.name}`);
-  if (cmd[0] === '--') cmd = cmd.slice(1);
-  if (cmd.length === 0) throw new TestbedError('WM_TESTBED_TARGET', 'no command given: testbed exec CLUSTER/POD -- CMD...');
-  return new Promise((resolve) => {
-    const child = spawn('ip', ['netns', 'exec', ns, ...cmd], { stdio: 'inherit' });
-    child.once('exit', (code) => resolve(code ?? 1));
-  });
 }

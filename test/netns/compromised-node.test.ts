@@ -4,7 +4,7 @@
 // nodes' records, the replicated cache, cluster config, the mesh's remote
 // credentials and pinned records. The kvstoremesh certificate cannot write
 // cluster state either, and the observer one writes nothing.
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +13,7 @@ import { cacheKey, clusterConfigKey, healthKey, identityRefKey, pinnedKey, remot
 import { pkiFiles } from '../../src/controlplane/pki.js';
 import { canRunNetns, execIn, hasCommand, ROOT } from '../../src/testbed/netns.js';
 import { testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
+import { writeTopology } from '../helpers/topology.js';
 
 const enabled = canRunNetns() && hasCommand('etcd');
 const PROBE = join(ROOT, 'test', 'helpers', 'rbacprobe.mjs');
@@ -33,12 +34,7 @@ describe.skipIf(!enabled)('a compromised node cannot write what is not its own',
   }
 
   beforeAll(async () => {
-    writeFileSync(file, `name: cn${process.pid % 100000}
-clusters:
-  - { name: c1, id: 1, podCIDR: 100.65.0.0/16, nodes: [n1, n2] }
-  - { name: c2, id: 2, podCIDR: 100.66.0.0/16, nodes: [n1] }
-connect: [[c1, c2]]
-`);
+    writeTopology(file, { name: `cn${process.pid % 100000}`, clusters: [2, 1], connect: [['c1', 'c2']] });
     // testbedUp waits until every agent has a tunnel to every node of both clusters:
     // agents (own credentials) and kvstoremesh (its certificate) did their work under RBAC
     st = await testbedUp(file);

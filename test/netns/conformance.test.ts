@@ -17,7 +17,7 @@
 // probed again until they agree or a bound passes (propagation, a lost
 // datagram). `policy trace` is asked about the same cells and compared with
 // the model too. One line reports the totals; the test asserts that all pass.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -27,6 +27,7 @@ import { testbedDown, testbedUp, type TestbedState } from '../../src/testbed/tes
 import { conformanceCases, type Case, type NamespaceManifest, type Step } from '../conformance/cases.js';
 import { cellKey, Harness, podText, PORTS, PROTOCOLS, type Cell } from '../conformance/harness.js';
 import { allowed, type ContainerPort, type Labels, type ModelPod, type NetworkPolicy, type World } from '../conformance/model.js';
+import { writeTopology } from '../helpers/topology.js';
 
 const enabled = canRunNetns() && hasCommand('etcd');
 const SERVE: ContainerPort[] = PROTOCOLS.flatMap((proto) => PORTS.map((port) => ({ name: `serve-${port}-${proto.toLowerCase()}`, containerPort: port, protocol: proto })));
@@ -53,23 +54,15 @@ describe.skipIf(!enabled)('NetworkPolicy conformance (the upstream e2e model)', 
   const world: World = { namespaces: [], pods: [], policies: [] };
 
   beforeAll(async () => {
-    const podLine = (cluster: string, spec: string, i: number, nodes: string[]) => {
-      const [ns, p] = spec.split('/');
-      return `  - { name: ${ns}${p}, cluster: ${cluster}, node: ${nodes[i % nodes.length]}, namespace: ${ns}, labels: { pod: ${p} }, ports: ${JSON.stringify(SERVE)} }`;
+    const modelPod = (cluster: string, spec: string, i: number, nodes: string[]) => {
+      const [ns, p] = spec.split('/') as [string, string];
+      return { name: `${ns}${p}`, cluster, node: nodes[i % nodes.length]!, namespace: ns, labels: { pod: p }, ports: SERVE };
     };
-    writeFileSync(
-      file,
-      [
-        `name: ${name}`,
-        'clusters:',
-        '  - { name: c1, id: 1, podCIDR: 100.65.0.0/16, nodes: [n1, n2] }',
-        '  - { name: c2, id: 2, podCIDR: 100.66.0.0/16, nodes: [n1] }',
-        'pods:',
-        ...C1_PODS.map((s, i) => podLine('c1', s, i, ['n1', 'n2'])),
-        ...C2_PODS.map((s, i) => podLine('c2', s, i, ['n1'])),
-        '',
-      ].join('\n'),
-    );
+    writeTopology(file, {
+      name,
+      clusters: [2, 1],
+      pods: [...C1_PODS.map((s, i) => modelPod('c1', s, i, ['n1', 'n2'])), ...C2_PODS.map((s, i) => modelPod('c2', s, i, ['n1']))],
+    });
     st = await testbedUp(file);
     pods = st.pods.map((p) => ({ cluster: p.cluster, namespace: p.namespace, name: p.name, labels: { pod: p.name.slice(1) }, ip: p.ip, node: p.node, ports: SERVE }));
     for (const p of pods) original.set(p, { ...p.labels });

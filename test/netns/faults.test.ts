@@ -1,7 +1,7 @@
 // Faults on a running 3-cluster mesh: an agent killed with SIGKILL and
 // restarted, and a cluster's etcd stopped, while traffic flows elsewhere.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +9,7 @@ import { callAgent } from '../../src/agent/client.js';
 import { canRunNetns, execIn, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
 import { startEchoServers } from '../helpers/echo.js';
 import { cliIn, etcdFlags, restartEtcd, startAgent, stopRole, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
+import { writeTopology } from '../helpers/topology.js';
 
 const enabled = canRunNetns() && hasCommand('etcd');
 const STREAM = join(ROOT, 'test', 'helpers', 'tcpstream.mjs');
@@ -37,14 +38,11 @@ describe.skipIf(!enabled)('faults on a 3-cluster mesh', () => {
   const pod = (c: number, n: number) => st.pods.find((p) => p.name === `p${c}${n}`)!;
 
   beforeAll(async () => {
-    writeFileSync(file, `name: ${name}
-clusters:
-  - { name: c1, id: 1, podCIDR: 100.65.0.0/16, nodes: [n1, n2] }
-  - { name: c2, id: 2, podCIDR: 100.66.0.0/16, nodes: [n1, n2] }
-  - { name: c3, id: 3, podCIDR: 100.67.0.0/16, nodes: [n1, n2] }
-pods:
-${[1, 2, 3].flatMap((c) => [1, 2].map((n) => `  - { name: p${c}${n}, cluster: c${c}, node: n${n} }`)).join('\n')}
-`);
+    writeTopology(file, {
+      name,
+      clusters: [2, 2, 2],
+      pods: [1, 2, 3].flatMap((c) => [1, 2].map((n) => ({ name: `p${c}${n}`, cluster: `c${c}`, node: `n${n}` }))),
+    });
     st = await testbedUp(file);
     servers.push(...(await startEchoServers(st.pods)));
   }, 120_000);

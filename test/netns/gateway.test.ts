@@ -14,6 +14,7 @@ import type { ServiceStatus } from '../../src/services/datapath.js';
 import { canRunNetns, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
 import { startPodServers } from '../helpers/echo.js';
 import { addUnderlayHost, spawnIn, startAgent, stopRole, testbedClusterAccess, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
+import { shopPod, writeTopology } from '../helpers/topology.js';
 
 const enabled = canRunNetns() && hasCommand('etcd');
 const PROBE = join(ROOT, 'test', 'helpers', 'svcprobe.mjs');
@@ -53,22 +54,12 @@ describe.skipIf(!enabled)('ingress gateway and gateway DNS', () => {
 
   beforeAll(async () => {
     writeFileSync(join(dir, 'svc.yaml'), [service('web', 'web'), service('web-pp', 'pp')].join('---\n'));
-    writeFileSync(
-      file,
-      `name: ${name}
-clusters:
-  - { name: c1, id: 1, podCIDR: 100.65.0.0/16, nodes: [n1, n2] }
-  - { name: c2, id: 2, podCIDR: 100.66.0.0/16, nodes: [n1] }
-  - { name: c3, id: 3, podCIDR: 100.67.0.0/16, nodes: [n1] }
-pods:
-  - { name: w1, cluster: c1, node: n2, namespace: shop, labels: { app: web } }
-  - { name: w1g, cluster: c1, node: n1, namespace: shop, labels: { app: web } }
-  - { name: w2, cluster: c2, node: n1, namespace: shop, labels: { app: web } }
-  - { name: w3, cluster: c3, node: n1, namespace: shop, labels: { app: web } }
-  - { name: pp2, cluster: c2, node: n1, namespace: shop, labels: { app: pp } }
-manifests: { c1: [${join(dir, 'svc.yaml')}], c2: [${join(dir, 'svc.yaml')}], c3: [${join(dir, 'svc.yaml')}] }
-`,
-    );
+    writeTopology(file, {
+      name,
+      clusters: [2, 1, 1],
+      pods: [shopPod('w1', 'c1/n2', 'web'), shopPod('w1g', 'c1/n1', 'web'), shopPod('w2', 'c2/n1', 'web'), shopPod('w3', 'c3/n1', 'web'), shopPod('pp2', 'c2/n1', 'pp')],
+      manifests: { c1: [join(dir, 'svc.yaml')], c2: [join(dir, 'svc.yaml')], c3: [join(dir, 'svc.yaml')] },
+    });
     st = await testbedUp(file);
     procs.push(...(await startPodServers(['w1', 'w1g', 'w2', 'w3'].map(pod), (p) => [PROBE, 'server', p.name, '8080'])));
     procs.push(...(await startPodServers([pod('pp2')], (p) => [PROBE, 'ppserver', p.name, '8080'])));

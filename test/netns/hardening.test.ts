@@ -24,6 +24,7 @@ import { podVeth } from '../../src/testbed/pod.js';
 import { spoofedPackets } from '../../src/testbed/podguard.js';
 import { testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
 import { ECHO, startEchoServers, startPodServers } from '../helpers/echo.js';
+import { shopPod, writeTopology } from '../helpers/topology.js';
 
 const enabled = canRunNetns() && hasCommand('etcd') && hasCommand('nft');
 const STREAM = join(ROOT, 'test', 'helpers', 'tcpstream.mjs');
@@ -77,22 +78,19 @@ describe.skipIf(!enabled)('a hostile pod cannot break its node', () => {
 
   beforeAll(async () => {
     writeFileSync(join(dir, 'c1.yaml'), POLICY);
-    writeFileSync(
-      file,
-      `name: ${name}
-clusters:
-  - { name: c1, id: 1, podCIDR: 100.65.0.0/16, podCIDRv6: fd65::/48, nodes: [n1, n2] }
-pods:
-  - { name: evil, cluster: c1, node: n1, namespace: shop, labels: { app: client } }
-  - { name: good, cluster: c1, node: n1, namespace: shop, labels: { app: client } }
-  - { name: other, cluster: c1, node: n2, namespace: shop, labels: { app: client } }
-  - { name: be1, cluster: c1, node: n2, namespace: shop, labels: { app: backend } }
-  - { name: be2, cluster: c1, node: n1, namespace: shop, labels: { app: backend } }
-  - { name: v6srv, cluster: c1, node: n2, namespace: shop, labels: { app: v6srv } }
-manifests:
-  c1: [${join(dir, 'c1.yaml')}]
-`,
-    );
+    writeTopology(file, {
+      name,
+      clusters: [{ nodes: 2, podCIDRv6: 'fd65::/48' }],
+      pods: [
+        shopPod('evil', 'c1/n1', 'client'),
+        shopPod('good', 'c1/n1', 'client'),
+        shopPod('other', 'c1/n2', 'client'),
+        shopPod('be1', 'c1/n2', 'backend'),
+        shopPod('be2', 'c1/n1', 'backend'),
+        shopPod('v6srv', 'c1/n2', 'v6srv'),
+      ],
+      manifests: { c1: [join(dir, 'c1.yaml')] },
+    });
     st = await testbedUp(file);
     procs.push(...(await startEchoServers([pod('be1'), pod('be2')])));
     for (const b of ['be1', 'be2']) {

@@ -15,6 +15,7 @@ import { agentRequest, callAgent } from '../../src/agent/client.js';
 import { canRunNetns, execIn, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
 import { addUnderlayHost, cliIn, etcdFlags, spawnIn, stopRole, testbedClusterAccess, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
 import { ECHO, startEchoServers, startPodServers } from '../helpers/echo.js';
+import { shopPod, writeTopology } from '../helpers/topology.js';
 
 const enabled = canRunNetns() && hasCommand('etcd');
 const HOSTILE = join(ROOT, 'test', 'helpers', 'hostile-etcd.mjs');
@@ -170,25 +171,20 @@ describe.skipIf(!enabled)('a hostile cluster: c2 writes what it may not claim in
 
   beforeAll(async () => {
     writeFileSync(join(dir, 'c1.yaml'), C1_POLICY);
-    writeFileSync(
-      file,
-      `name: ${name}
-clusters:
-  - { name: c1, id: 1, podCIDR: 100.65.0.0/16, nodes: [n1, n2] }
-  - { name: c2, id: 2, podCIDR: 100.66.0.0/16, nodes: [n1, n2] }
-  - { name: c3, id: 3, podCIDR: 100.67.0.0/16, nodes: [n1, n2] }
-pods:
-  - { name: web1, cluster: c1, node: n1, namespace: shop, labels: { app: web } }
-  - { name: other1, cluster: c1, node: n1, namespace: shop, labels: { app: other } }
-  - { name: api1, cluster: c1, node: n2, namespace: shop, labels: { app: api } }
-  - { name: web2, cluster: c2, node: n1, namespace: shop, labels: { app: web } }
-  - { name: api2, cluster: c2, node: n2, namespace: shop, labels: { app: api } }
-  - { name: web3, cluster: c3, node: n1, namespace: shop, labels: { app: web } }
-  - { name: api3, cluster: c3, node: n2, namespace: shop, labels: { app: api } }
-manifests:
-  c1: [${join(dir, 'c1.yaml')}]
-`,
-    );
+    writeTopology(file, {
+      name,
+      clusters: [2, 2, 2],
+      pods: [
+        shopPod('web1', 'c1/n1', 'web'),
+        shopPod('other1', 'c1/n1', 'other'),
+        shopPod('api1', 'c1/n2', 'api'),
+        shopPod('web2', 'c2/n1', 'web'),
+        shopPod('api2', 'c2/n2', 'api'),
+        shopPod('web3', 'c3/n1', 'web'),
+        shopPod('api3', 'c3/n2', 'api'),
+      ],
+      manifests: { c1: [join(dir, 'c1.yaml')] },
+    });
     st = await testbedUp(file);
     // c1's kvstoremesh again, with a small per-remote record budget (case 8)
     expect(await stopRole(st, 'c1-kvstoremesh', 'SIGTERM')).toBe(true);

@@ -1,7 +1,7 @@
 // Hub-and-spoke: spokes c2 and c3 are connected only to hub c1; their pods reach
 // each other through a c1 node, which forwards between its tunnels.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +9,7 @@ import { callAgent } from '../../src/agent/client.js';
 import { canRunNetns, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
 import { testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
 import { ECHO, startEchoServers } from '../helpers/echo.js';
+import { writeTopology } from '../helpers/topology.js';
 
 const enabled = canRunNetns() && hasCommand('etcd');
 
@@ -37,17 +38,16 @@ describe.skipIf(!enabled)('hub-and-spoke topology', () => {
   };
 
   beforeAll(async () => {
-    writeFileSync(file, `name: h${process.pid % 100000}
-hub: c1
-clusters:
-  - { name: c1, id: 1, podCIDR: 100.65.0.0/16, nodes: [n1, n2] }
-  - { name: c2, id: 2, podCIDR: 100.66.0.0/16, nodes: [n1] }
-  - { name: c3, id: 3, podCIDR: 100.67.0.0/16, nodes: [n1] }
-pods:
-  - { name: a, cluster: c1, node: n2 }
-  - { name: b, cluster: c2, node: n1 }
-  - { name: c, cluster: c3, node: n1 }
-`);
+    writeTopology(file, {
+      name: `h${process.pid % 100000}`,
+      hub: 'c1',
+      clusters: [2, 1, 1],
+      pods: [
+        { name: 'a', cluster: 'c1', node: 'n2' },
+        { name: 'b', cluster: 'c2', node: 'n1' },
+        { name: 'c', cluster: 'c3', node: 'n1' },
+      ],
+    });
     st = await testbedUp(file);
   }, 120_000);
   afterAll(async () => {

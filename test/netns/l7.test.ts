@@ -6,88 +6,53 @@
 // closed: HTTP/2 (preface or h2c upgrade) never gets past the rules, targets
 // are decided normalised, ambiguous ones and duplicate Hosts get 400, and
 // pathological paths against regex rules answer at once.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callAgent } from '../../src/agent/client.js';
 import type { Flow } from '../../src/policy/flows.js';
 import { canRunNetns, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
-import { startPodServers } from '../helpers/echo.js';
-import { testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
+import { apiL7Policy, HTTP, L7Testbed, runInNetns } from '../helpers/l7bed.js';
+import { shopPod } from '../helpers/topology.js';
 
 const enabled = canRunNetns() && hasCommand('etcd');
-const HTTP = join(ROOT, 'test', 'helpers', 'httpprobe.mjs');
 const WIREMESH = join(ROOT, 'bin', 'wiremesh.js');
 
-const POLICY = `apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: { name: api-l7, namespace: shop }
-spec:
-  endpointSelector: { matchLabels: { app: api } }
-  ingress:
-    - fromEndpoints: [{ matchLabels: { app: frontend } }]
-      toPorts:
-        - ports: [{ port: "8080", protocol: TCP }]
-          rules:
-            http:
-              - { method: GET, path: "/public/.*" }
-              - { method: POST, path: /submit, headers: ["X-Token: secret"] }
-              - { method: GET, path: "/files/(\\\\w|-)+" }
-    - fromEndpoints: [{ matchLabels: { app: frontend, io.cilium.k8s.policy.cluster: c2 } }]
+const POLICY = apiL7Policy(
+  '[{ method: GET, path: "/public/.*" }, { method: POST, path: /submit, headers: ["X-Token: secret"] }, { method: GET, path: "/files/(\\\\w|-)+" }]',
+  `    - fromEndpoints: [{ matchLabels: { app: frontend, io.cilium.k8s.policy.cluster: c2 } }]
       toPorts:
         - ports: [{ port: "8080", protocol: TCP }]
           rules: { http: [{ method: GET, path: /public/c2 }] }
-`;
+`,
+);
 
 describe.skipIf(!enabled)('L7 HTTP policy through the proxy', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'wml7-'));
-  const file = join(dir, 'topo.yaml');
-  const name = `l${process.pid % 100000}`;
-  let st: TestbedState;
-  const procs: ChildProcess[] = [];
-  const pod = (n: string) => st.pods.find((p) => p.name === n)!;
-  const node = (c: string, n: string) => st.clusters.find((x) => x.name === c)!.nodes.find((x) => x.name === n)!;
+  const bed = new L7Testbed(
+    'wml7-',
+    {
+      name: `l${process.pid % 100000}`,
+      clusters: [2, 1],
+      pods: [shopPod('api', 'c1/n2', 'api'), shopPod('fe1', 'c1/n1', 'frontend'), shopPod('fe1local', 'c1/n2', 'frontend'), shopPod('other1', 'c1/n1', 'other'), shopPod('fe2', 'c2/n1', 'frontend')],
+    },
+    POLICY,
+  );
+  const pod = (n: string) => bed.pod(n);
+  const node = (c: string, n: string) => bed.node(c, n);
 
-  function http(from: string, args: string[]): Promise<unknown> {
-    return new Promise((resolve) => {
-      const p = spawn('ip', ['netns', 'exec', pod(from).netns, process.execPath, HTTP, ...args], { stdio: ['ignore', 'pipe', 'ignore'] });
-      let out = '';
-      p.stdout!.on('data', (d) => (out += d));
-      p.once('exit', () => resolve(out.trim() ? JSON.parse(out) : null));
-    });
+  async function http(from: string, args: string[]): Promise<unknown> {
+    const out = await runInNetns(pod(from).netns, HTTP, args);
+    return out ? JSON.parse(out) : null;
   }
   const get = (from: string, path: string, ...extra: string[]) => http(from, ['req', pod('api').ip, '8080', 'GET', path, ...extra]) as Promise<{ status?: number; body?: string; error?: string }>;
 
   beforeAll(async () => {
-    writeFileSync(join(dir, 'policy.yaml'), POLICY);
-    writeFileSync(
-      file,
-      `name: ${name}
-clusters:
-  - { name: c1, id: 1, podCIDR: 100.65.0.0/16, nodes: [n1, n2] }
-  - { name: c2, id: 2, podCIDR: 100.66.0.0/16, nodes: [n1] }
-pods:
-  - { name: api, cluster: c1, node: n2, namespace: shop, labels: { app: api } }
-  - { name: fe1, cluster: c1, node: n1, namespace: shop, labels: { app: frontend } }
-  - { name: fe1local, cluster: c1, node: n2, namespace: shop, labels: { app: frontend } }
-  - { name: other1, cluster: c1, node: n1, namespace: shop, labels: { app: other } }
-  - { name: fe2, cluster: c2, node: n1, namespace: shop, labels: { app: frontend } }
-manifests: { c1: [${join(dir, 'policy.yaml')}] }
-`,
-    );
-    st = await testbedUp(file);
-    procs.push(...(await startPodServers([pod('api')], (p) => [HTTP, 'server', p.name, '8080'])));
+    await bed.up();
     // the policy is compiled with every frontend identity (c2's included)
     await waitFor(async () => (await get('fe2', '/public/c2')).status === 200, 30_000);
   }, 180_000);
 
-  afterAll(async () => {
-    for (const p of procs) p.kill('SIGKILL');
-    await testbedDown(file);
-    rmSync(dir, { recursive: true, force: true });
-  }, 60_000);
+  afterAll(() => bed.down(), 60_000);
 
   it('allows and denies requests by method, path and header, with 403 for the denied', async () => {
     const ok = await get('fe1', '/public/index.html');

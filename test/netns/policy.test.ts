@@ -13,6 +13,7 @@ import { cliIn, stopRole, testbedClusterAccess, testbedDown, testbedUp, type Tes
 import type { Flow } from '../../src/policy/flows.js';
 import type { TraceResult } from '../../src/policy/trace.js';
 import { ECHO, startEchoServers } from '../helpers/echo.js';
+import { shopPod, writeTopology } from '../helpers/topology.js';
 
 const enabled = canRunNetns() && hasCommand('etcd');
 const STREAM = join(ROOT, 'test', 'helpers', 'tcpstream.mjs');
@@ -118,28 +119,22 @@ describe.skipIf(!enabled)('identity-aware policy on a 3-cluster mesh', () => {
   beforeAll(async () => {
     writeFileSync(join(dir, 'c1.yaml'), C1);
     writeFileSync(join(dir, 'c2.yaml'), C2);
-    writeFileSync(
-      file,
-      `name: ${name}
-clusters:
-  - { name: c1, id: 1, podCIDR: 100.65.0.0/16, nodes: [n1, n2] }
-  - { name: c2, id: 2, podCIDR: 100.66.0.0/16, nodes: [n1] }
-  - { name: c3, id: 3, podCIDR: 100.67.0.0/16, nodes: [n1] }
-pods:
-  - { name: fe1, cluster: c1, node: n1, namespace: shop, labels: { app: frontend } }
-  - { name: be1, cluster: c1, node: n2, namespace: shop, labels: { app: backend } }
-  - { name: be1b, cluster: c1, node: n1, namespace: shop, labels: { app: backend } }
-  - { name: db1, cluster: c1, node: n2, namespace: vault, labels: { app: db } }
-  - { name: cli1, cluster: c1, node: n2, namespace: vault, labels: { app: client } }
-  - { name: probe1, cluster: c1, node: n1, namespace: tools, labels: { app: probe } }
-  - { name: fe2, cluster: c2, node: n1, namespace: shop, labels: { app: frontend } }
-  - { name: be2, cluster: c2, node: n1, namespace: shop, labels: { app: backend } }
-  - { name: fe3, cluster: c3, node: n1, namespace: shop, labels: { app: frontend } }
-manifests:
-  c1: [${join(dir, 'c1.yaml')}]
-  c2: [${join(dir, 'c2.yaml')}]
-`,
-    );
+    writeTopology(file, {
+      name,
+      clusters: [2, 1, 1],
+      pods: [
+        shopPod('fe1', 'c1/n1', 'frontend'),
+        shopPod('be1', 'c1/n2', 'backend'),
+        shopPod('be1b', 'c1/n1', 'backend'),
+        { name: 'db1', cluster: 'c1', node: 'n2', namespace: 'vault', labels: { app: 'db' } },
+        { name: 'cli1', cluster: 'c1', node: 'n2', namespace: 'vault', labels: { app: 'client' } },
+        { name: 'probe1', cluster: 'c1', node: 'n1', namespace: 'tools', labels: { app: 'probe' } },
+        shopPod('fe2', 'c2/n1', 'frontend'),
+        shopPod('be2', 'c2/n1', 'backend'),
+        shopPod('fe3', 'c3/n1', 'frontend'),
+      ],
+      manifests: { c1: [join(dir, 'c1.yaml')], c2: [join(dir, 'c2.yaml')] },
+    });
     st = await testbedUp(file);
     for (const port of PORTS) procs.push(...(await startEchoServers(st.pods, port)));
     // every agent has compiled the policies and every remote identity

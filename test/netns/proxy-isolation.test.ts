@@ -7,32 +7,19 @@
 // 200 for a denied path would be the proof), the agent counts the restart and
 // the new process serves the rule again (allowed 200, denied 403). When the
 // agent dies, its proxy process dies with it.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agentRequest, callAgent } from '../../src/agent/client.js';
 import { canRunNetns, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
-import { startEchoServers, startPodServers } from '../helpers/echo.js';
-import { stopRole, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
+import { startEchoServers } from '../helpers/echo.js';
+import { apiL7Policy, HTTP, L7Testbed, runInNetns } from '../helpers/l7bed.js';
+import { shopPod } from '../helpers/topology.js';
+import { stopRole } from '../../src/testbed/testbed.js';
 
 const enabled = canRunNetns() && hasCommand('etcd');
-const HTTP = join(ROOT, 'test', 'helpers', 'httpprobe.mjs');
 const LOOP = join(ROOT, 'test', 'helpers', 'l7loop.mjs');
 const STREAM = join(ROOT, 'test', 'helpers', 'tcpstream.mjs');
-
-const POLICY = `apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: { name: api-l7, namespace: shop }
-spec:
-  endpointSelector: { matchLabels: { app: api } }
-  ingress:
-    - fromEndpoints: [{ matchLabels: { app: frontend } }]
-      toPorts:
-        - ports: [{ port: "8080", protocol: TCP }]
-          rules: { http: [{ method: GET, path: "/public/.*" }] }
-`;
 
 interface ProxyStatus {
   pid: number | null;
@@ -42,59 +29,35 @@ interface ProxyStatus {
   requests: number;
 }
 
-/** Runs `node script args` in a pod's namespace; resolves with its stdout. */
-function inPod(netns: string, script: string, args: string[]): Promise<string> {
-  return new Promise((resolve) => {
-    const p = spawn('ip', ['netns', 'exec', netns, process.execPath, script, ...args], { stdio: ['ignore', 'pipe', 'ignore'] });
-    let out = '';
-    p.stdout!.on('data', (d) => (out += d));
-    p.once('exit', () => resolve(out.trim()));
-  });
-}
-
 describe.skipIf(!enabled)('L7 proxy isolation: a proxy crash leaves the tunnel up', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'wmpi-'));
-  const file = join(dir, 'topo.yaml');
-  const name = `pi${process.pid % 10000}`;
-  let st: TestbedState;
-  const procs: ChildProcess[] = [];
-  const pod = (n: string) => st.pods.find((p) => p.name === n)!;
-  const n2 = () => st.clusters[0]!.nodes.find((x) => x.name === 'n2')!;
-  const proxyStatus = async () => ((await callAgent(n2().socket, 'GET', '/v1/status')).body as { proxy: ProxyStatus }).proxy;
+  const bed = new L7Testbed(
+    'wmpi-',
+    {
+      name: `pi${process.pid % 10000}`,
+      clusters: [2],
+      pods: [shopPod('api', 'c1/n2', 'api'), shopPod('fe', 'c1/n1', 'frontend'), shopPod('a', 'c1/n1', 'l4'), shopPod('b', 'c1/n2', 'l4')],
+    },
+    apiL7Policy(),
+  );
+  const pod = (n: string) => bed.pod(n);
+  const n2 = () => bed.node('c1', 'n2');
+  const proxyStatus = () => bed.proxyStatus<ProxyStatus>();
+  const inPod = runInNetns;
   const get = async (path: string) => JSON.parse((await inPod(pod('fe').netns, HTTP, ['req', pod('api').ip, '8080', 'GET', path])) || '{}') as { status?: number; error?: string };
 
   beforeAll(async () => {
-    writeFileSync(join(dir, 'policy.yaml'), POLICY);
-    writeFileSync(
-      file,
-      `name: ${name}
-clusters:
-  - { name: c1, id: 1, podCIDR: 100.65.0.0/16, nodes: [n1, n2] }
-pods:
-  - { name: api, cluster: c1, node: n2, namespace: shop, labels: { app: api } }
-  - { name: fe, cluster: c1, node: n1, namespace: shop, labels: { app: frontend } }
-  - { name: a, cluster: c1, node: n1, namespace: shop, labels: { app: l4 } }
-  - { name: b, cluster: c1, node: n2, namespace: shop, labels: { app: l4 } }
-manifests: { c1: [${join(dir, 'policy.yaml')}] }
-`,
-    );
-    st = await testbedUp(file);
-    procs.push(...(await startPodServers([pod('api')], (p) => [HTTP, 'server', p.name, '8080'])));
-    procs.push(...(await startEchoServers([pod('b')])));
+    await bed.up();
+    bed.procs.push(...(await startEchoServers([pod('b')])));
     await waitFor(async () => (await get('/public/ready')).status === 200, 30_000, 'L7 rule served');
   }, 180_000);
 
-  afterAll(async () => {
-    for (const p of procs) p.kill('SIGKILL');
-    await testbedDown(file);
-    rmSync(dir, { recursive: true, force: true });
-  }, 60_000);
+  afterAll(() => bed.down(), 60_000);
 
   it('runs the proxy in a process of its own, outside the agent', async () => {
     const s = await proxyStatus();
     expect(s.up).toBe(true);
     expect(s.pid).toBeGreaterThan(0);
-    const agentPid = st.processes.find((p) => p.role === 'c1-n2-agent')!.pid;
+    const agentPid = bed.st.processes.find((p) => p.role === 'c1-n2-agent')!.pid;
     expect(s.pid).not.toBe(agentPid);
     expect(process.kill(s.pid!, 0)).toBe(true);
   });
@@ -151,7 +114,7 @@ manifests: { c1: [${join(dir, 'policy.yaml')}] }
 
   it('the proxy process dies with its agent', async () => {
     const { pid } = await proxyStatus();
-    expect(await stopRole(st, 'c1-n2-agent', 'SIGKILL')).toBe(true);
+    expect(await stopRole(bed.st, 'c1-n2-agent', 'SIGKILL')).toBe(true);
     await waitFor(() => {
       try {
         process.kill(pid!, 0);

@@ -14,6 +14,7 @@ import { canRunNetns, execIn, hasCommand, ROOT, waitFor } from '../../src/testbe
 import { addLatency } from '../../src/testbed/latency.js';
 import { startPodServers } from '../helpers/echo.js';
 import { addPod, cliIn, removePod, startAgent, stopRole, testbedClusterAccess, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
+import { shopPod, writeTopology } from '../helpers/topology.js';
 
 const enabled = canRunNetns() && hasCommand('etcd');
 const PROBE = join(ROOT, 'test', 'helpers', 'svcprobe.mjs');
@@ -107,30 +108,23 @@ describe.skipIf(!enabled)('global services on a 3-cluster mesh', () => {
 
   beforeAll(async () => {
     for (const c of ['c1', 'c2', 'c3']) writeFileSync(join(dir, `${c}.yaml`), manifests(c));
-    writeFileSync(
-      file,
-      `name: ${name}
-clusters:
-  - { name: c1, id: 1, podCIDR: 100.65.0.0/16, nodes: [n1, n2] }
-  - { name: c2, id: 2, podCIDR: 100.66.0.0/16, nodes: [n1] }
-  - { name: c3, id: 3, podCIDR: 100.67.0.0/16, nodes: [n1] }
-pods:
-  - { name: cl1, cluster: c1, node: n1, namespace: shop, labels: { app: client } }
-  - { name: cl2, cluster: c2, node: n1, namespace: shop, labels: { app: client } }
-  - { name: w1a, cluster: c1, node: n1, namespace: shop, labels: { app: web } }
-  - { name: w1b, cluster: c1, node: n2, namespace: shop, labels: { app: web } }
-  - { name: w2a, cluster: c2, node: n1, namespace: shop, labels: { app: web } }
-  - { name: w2b, cluster: c2, node: n1, namespace: shop, labels: { app: web } }
-  - { name: w3a, cluster: c3, node: n1, namespace: shop, labels: { app: web } }
-  - { name: w3b, cluster: c3, node: n1, namespace: shop, labels: { app: web } }
-  - { name: loc1, cluster: c1, node: n2, namespace: shop, labels: { app: loc } }
-  - { name: loc2, cluster: c2, node: n1, namespace: shop, labels: { app: loc } }
-manifests:
-  c1: [${join(dir, 'c1.yaml')}]
-  c2: [${join(dir, 'c2.yaml')}]
-  c3: [${join(dir, 'c3.yaml')}]
-`,
-    );
+    writeTopology(file, {
+      name,
+      clusters: [2, 1, 1],
+      pods: [
+        shopPod('cl1', 'c1/n1', 'client'),
+        shopPod('cl2', 'c2/n1', 'client'),
+        shopPod('w1a', 'c1/n1', 'web'),
+        shopPod('w1b', 'c1/n2', 'web'),
+        shopPod('w2a', 'c2/n1', 'web'),
+        shopPod('w2b', 'c2/n1', 'web'),
+        shopPod('w3a', 'c3/n1', 'web'),
+        shopPod('w3b', 'c3/n1', 'web'),
+        shopPod('loc1', 'c1/n2', 'loc'),
+        shopPod('loc2', 'c2/n1', 'loc'),
+      ],
+      manifests: { c1: [join(dir, 'c1.yaml')], c2: [join(dir, 'c2.yaml')], c3: [join(dir, 'c3.yaml')] },
+    });
     st = await testbedUp(file);
     for (const p of ['w1a', 'w1b', 'w2a', 'w2b', 'w3a', 'w3b', 'loc1', 'loc2']) await startServer(p);
     for (const [c, n] of [['c1', 'n1'], ['c1', 'n2'], ['c2', 'n1'], ['c3', 'n1']] as const) await settled(c, n, 'web', 6);

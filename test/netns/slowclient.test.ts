@@ -6,82 +6,43 @@
 // refuses none of them here (limited stays put; the cap has its own unit-level
 // check). Meanwhile another pod's ordinary requests keep being answered: their
 // p50/p99 latency before and during the load is printed, not asserted.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callAgent } from '../../src/agent/client.js';
 import type { NativeL7ProxyStats } from '../../src/native/binding.js';
 import { canRunNetns, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
-import { startPodServers } from '../../src/testbed/pod.js';
-import { testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
+import { apiL7Policy, L7Testbed, runInNetns } from '../helpers/l7bed.js';
+import { shopPod } from '../helpers/topology.js';
 
 const enabled = canRunNetns() && hasCommand('etcd');
-const HTTP = join(ROOT, 'test', 'helpers', 'httpprobe.mjs');
 const SLOW = join(ROOT, 'test', 'helpers', 'slowclients.mjs');
 const CONNECTIONS = 2000;
 const PER_IDENTITY_CAP = 4096; // kMaxPerIdentity in proxy.cc
 
-const POLICY = `apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: { name: api-l7, namespace: shop }
-spec:
-  endpointSelector: { matchLabels: { app: api } }
-  ingress:
-    - fromEndpoints: [{ matchLabels: { app: frontend } }]
-      toPorts:
-        - ports: [{ port: "8080", protocol: TCP }]
-          rules: { http: [{ method: GET, path: "/public/.*" }] }
-`;
-
 describe.skipIf(!enabled)('slow clients against the L7 proxy', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'wmslow-'));
-  const file = join(dir, 'topo.yaml');
-  const name = `s${process.pid % 100000}`;
-  let st: TestbedState;
-  const procs: ChildProcess[] = [];
-  const pod = (n: string) => st.pods.find((p) => p.name === n)!;
-  const api = () => st.clusters[0]!.nodes.find((x) => x.name === 'n2')!;
+  const bed = new L7Testbed(
+    'wmslow-',
+    { name: `s${process.pid % 100000}`, clusters: [2], pods: [shopPod('api', 'c1/n2', 'api'), shopPod('slow', 'c1/n1', 'frontend'), shopPod('fe', 'c1/n1', 'frontend')] },
+    apiL7Policy(),
+  );
+  const pod = (n: string) => bed.pod(n);
 
   /** Runs a helper in a pod and parses its one JSON line. */
-  function run<T>(from: string, script: string, args: string[]): Promise<T> {
-    return new Promise((resolve, reject) => {
-      const p = spawn('ip', ['netns', 'exec', pod(from).netns, process.execPath, script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-      procs.push(p);
-      let out = '';
-      p.stdout!.on('data', (d) => (out += d));
-      p.once('exit', () => (out.trim() ? resolve(JSON.parse(out) as T) : reject(new Error(`${script} ${args[0]}: no output`))));
-    });
+  async function run<T>(from: string, script: string, args: string[]): Promise<T> {
+    const out = await runInNetns(pod(from).netns, script, args, { stderr: 'inherit', track: bed.procs });
+    if (!out) throw new Error(`${script} ${args[0]}: no output`);
+    return JSON.parse(out) as T;
   }
-  const proxyStats = async () => ((await callAgent(api().socket, 'GET', '/v1/status')).body as { proxy: NativeL7ProxyStats }).proxy;
+  const proxyStats = () => bed.proxyStatus<NativeL7ProxyStats>();
   type Latency = { n: number; ok: number; failed: number; p50: number | null; p99: number | null };
   type Slow = { opened: number; connectErrors: number; closedByServer: number; answered408: number; reset: number; stillOpen: number; closeAfterMs: { min: number; max: number } };
 
   beforeAll(async () => {
-    writeFileSync(join(dir, 'policy.yaml'), POLICY);
-    writeFileSync(
-      file,
-      `name: ${name}
-clusters:
-  - { name: c1, id: 1, podCIDR: 100.65.0.0/16, nodes: [n1, n2] }
-pods:
-  - { name: api, cluster: c1, node: n2, namespace: shop, labels: { app: api } }
-  - { name: slow, cluster: c1, node: n1, namespace: shop, labels: { app: frontend } }
-  - { name: fe, cluster: c1, node: n1, namespace: shop, labels: { app: frontend } }
-manifests: { c1: [${join(dir, 'policy.yaml')}] }
-`,
-    );
-    st = await testbedUp(file);
-    procs.push(...(await startPodServers([pod('api')], (p) => [HTTP, 'server', p.name, '8080'])));
+    await bed.up();
     await waitFor(async () => (await run<Latency>('fe', SLOW, ['latency', pod('api').ip, '8080', '/public/warm', '1'])).ok > 0, 30_000);
   }, 180_000);
 
-  afterAll(async () => {
-    for (const p of procs) p.kill('SIGKILL');
-    await testbedDown(file);
-    rmSync(dir, { recursive: true, force: true });
-  }, 60_000);
+  afterAll(() => bed.down(), 60_000);
 
   it(`${CONNECTIONS} connections sending a head byte every 5 s are closed by the head timeout; other requests are served`, async () => {
     const baseline = await run<Latency>('fe', SLOW, ['latency', pod('api').ip, '8080', '/public/normal', '8']);

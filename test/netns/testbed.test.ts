@@ -10,6 +10,7 @@ import { canRunNetns, execIn, hasCommand, ROOT, waitFor } from '../../src/testbe
 import { addPod, cliIn, etcdFlags, removePod, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
 import { readPcapUdpPayloads } from '../helpers/pcap.js';
 import { ECHO, startEchoServers } from '../helpers/echo.js';
+import { writeTopology } from '../helpers/topology.js';
 
 const enabled = canRunNetns() && hasCommand('etcd');
 
@@ -25,19 +26,12 @@ describe.skipIf(!enabled)('multi-cluster testbed (3 clusters x 2 nodes)', () => 
   const servers: ChildProcess[] = [];
 
   beforeAll(async () => {
-    writeFileSync(
-      file,
-      `name: ${name}
-clusters:
-  - { name: c1, id: 1, podCIDR: 100.65.0.0/16, podCIDRv6: "fd65:1::/48", nodes: [n1, n2] }
-  - { name: c2, id: 2, podCIDR: 100.66.0.0/16, podCIDRv6: "fd65:2::/48", nodes: [n1, n2] }
-  - { name: c3, id: 3, podCIDR: 100.67.0.0/16, podCIDRv6: "fd65:3::/48", nodes: [n1, n2] }
-pods:
-${[1, 2, 3].flatMap((c) => [1, 2].map((n) => `  - { name: p${c}${n}, cluster: c${c}, node: n${n}, namespace: ns${n}, labels: { app: a${n} } }`)).join('\n')}
-manifests:
-  c1: [${join(ROOT, 'examples', 'manifests', 'shop.yaml')}]
-`,
-    );
+    writeTopology(file, {
+      name,
+      clusters: [1, 2, 3].map((i) => ({ nodes: 2, podCIDRv6: `fd65:${i}::/48` })),
+      pods: [1, 2, 3].flatMap((c) => [1, 2].map((n) => ({ name: `p${c}${n}`, cluster: `c${c}`, node: `n${n}`, namespace: `ns${n}`, labels: { app: `a${n}` } }))),
+      manifests: { c1: [join(ROOT, 'examples', 'manifests', 'shop.yaml')] },
+    });
     st = await testbedUp(file);
   }, 120_000);
 

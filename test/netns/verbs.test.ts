@@ -18,6 +18,7 @@ import { canRunNetns, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.
 import { podVeth } from '../../src/testbed/pod.js';
 import { testbedClusterAccess, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
 import { ECHO, startEchoServers } from '../helpers/echo.js';
+import { shopPod, writeTopology } from '../helpers/topology.js';
 
 const enabled = canRunNetns() && hasCommand('etcd');
 const WIREMESH = join(ROOT, 'bin', 'wiremesh.js');
@@ -68,21 +69,21 @@ describe.skipIf(!enabled)('kubectl-style verbs on a testbed with long cluster, n
 
   beforeAll(async () => {
     writeFileSync(join(dir, 'policy.yaml'), POLICY);
-    writeFileSync(
-      file,
-      `name: ${name}
-clusters:
-  - { name: cluster-one, id: 1, podCIDR: 100.65.0.0/16, nodes: [n1, ${LONG_NODE}] }
-  - { name: cluster-three, id: 3, podCIDR: 100.67.0.0/16, nodes: [n1] }
-  - { name: ${C32}, id: 32, podCIDR: 100.68.0.0/16, nodes: [n1] }
-pods:
-  - { name: client, cluster: cluster-one, node: n1, namespace: shop, labels: { app: client } }
-  - { name: ${LONG_POD}, cluster: cluster-one, node: n1, namespace: shop, labels: { app: web } }
-  - { name: db, cluster: cluster-one, node: ${LONG_NODE}, namespace: shop, labels: { app: db } }
-  - { name: far, cluster: cluster-three, node: n1, namespace: shop, labels: { app: far } }
-  - { name: farther, cluster: ${C32}, node: n1, namespace: shop, labels: { app: far } }
-`,
-    );
+    writeTopology(file, {
+      name,
+      clusters: [
+        { name: 'cluster-one', id: 1, nodes: ['n1', LONG_NODE] },
+        { name: 'cluster-three', id: 3, nodes: ['n1'] },
+        { name: C32, id: 32, podCIDR: '100.68.0.0/16', nodes: ['n1'] },
+      ],
+      pods: [
+        shopPod('client', 'cluster-one/n1', 'client'),
+        shopPod(LONG_POD, 'cluster-one/n1', 'web'),
+        shopPod('db', `cluster-one/${LONG_NODE}`, 'db'),
+        shopPod('far', 'cluster-three/n1', 'far'),
+        shopPod('farther', `${C32}/n1`, 'far'),
+      ],
+    });
     st = await testbedUp(file);
     procs.push(...(await startEchoServers(st.pods)));
   }, 240_000);

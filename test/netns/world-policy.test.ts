@@ -21,6 +21,7 @@ import type { Flow } from '../../src/policy/flows.js';
 import { canRunNetns, execIn, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
 import { addUnderlayHost, cliIn, testbedClusterAccess, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
 import { ECHO, startPodServers } from '../helpers/echo.js';
+import { writeTopology } from '../helpers/topology.js';
 
 const enabled = canRunNetns() && hasCommand('etcd') && hasCommand('tcpdump');
 const WIREMESH = join(ROOT, 'bin', 'wiremesh.js');
@@ -119,28 +120,23 @@ describe.skipIf(!enabled)('policy between pods and the world', () => {
   beforeAll(async () => {
     writeFileSync(join(dir, 'c1.yaml'), C1);
     writeFileSync(join(dir, 'c2.yaml'), C2);
-    writeFileSync(
-      file,
-      `name: ${name}
-clusters:
-  - { name: c1, id: 1, podCIDR: 100.65.0.0/16, nodes: [n1, n2] }
-  - { name: c2, id: 2, podCIDR: 100.66.0.0/16, nodes: [n1] }
-pods:
-  - { name: e, cluster: c1, node: n1, namespace: out, labels: { app: egress } }
-  - { name: ew, cluster: c1, node: n1, namespace: out, labels: { app: world } }
-  - { name: open, cluster: c1, node: n1, namespace: web, labels: { app: open } }
-  - { name: a, cluster: c1, node: n1, namespace: x, labels: { pod: a }, ports: [{ name: serve-7000-tcp, containerPort: 7000 }] }
-  - { name: deny, cluster: c1, node: n2, namespace: web, labels: { app: deny } }
-  - { name: ipb, cluster: c1, node: n2, namespace: web, labels: { app: ipb } }
-  - { name: b, cluster: c1, node: n2, namespace: y, labels: { pod: b } }
-  - { name: c, cluster: c1, node: n2, namespace: y, labels: { pod: c } }
-  - { name: cidrset, cluster: c2, node: n1, namespace: web, labels: { app: cidrset } }
-  - { name: r, cluster: c2, node: n1, namespace: y, labels: { pod: r }, ports: [{ name: serve-7000-tcp, containerPort: 7000, protocol: TCP }] }
-manifests:
-  c1: [${join(dir, 'c1.yaml')}]
-  c2: [${join(dir, 'c2.yaml')}]
-`,
-    );
+    writeTopology(file, {
+      name,
+      clusters: [2, 1],
+      pods: [
+        { name: 'e', cluster: 'c1', node: 'n1', namespace: 'out', labels: { app: 'egress' } },
+        { name: 'ew', cluster: 'c1', node: 'n1', namespace: 'out', labels: { app: 'world' } },
+        { name: 'open', cluster: 'c1', node: 'n1', namespace: 'web', labels: { app: 'open' } },
+        { name: 'a', cluster: 'c1', node: 'n1', namespace: 'x', labels: { pod: 'a' }, ports: [{ name: 'serve-7000-tcp', containerPort: 7000 }] },
+        { name: 'deny', cluster: 'c1', node: 'n2', namespace: 'web', labels: { app: 'deny' } },
+        { name: 'ipb', cluster: 'c1', node: 'n2', namespace: 'web', labels: { app: 'ipb' } },
+        { name: 'b', cluster: 'c1', node: 'n2', namespace: 'y', labels: { pod: 'b' } },
+        { name: 'c', cluster: 'c1', node: 'n2', namespace: 'y', labels: { pod: 'c' } },
+        { name: 'cidrset', cluster: 'c2', node: 'n1', namespace: 'web', labels: { app: 'cidrset' } },
+        { name: 'r', cluster: 'c2', node: 'n1', namespace: 'y', labels: { pod: 'r' }, ports: [{ name: 'serve-7000-tcp', containerPort: 7000, protocol: 'TCP' }] },
+      ],
+      manifests: { c1: [join(dir, 'c1.yaml')], c2: [join(dir, 'c2.yaml')] },
+    });
     st = await testbedUp(file);
     // two hosts outside the mesh on the underlay, routing the pod CIDRs through the nodes (no masquerade in the testbed)
     for (const [i, addr] of [H1, H2].entries()) {

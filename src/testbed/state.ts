@@ -1,0 +1,128 @@
+/**
+ * The testbed's state on disk and the small operations everything else builds
+ * on: state.json under /run/wiremesh-testbed/<name>/ (namespaces and the
+ * processes started, with their roles and logs), commands run inside a
+ * namespace, where each cluster's PKI and each node's credentials live.
+ */
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { existsSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { TestbedError } from '../errors.js';
+import { pkiFiles } from '../controlplane/pki.js';
+import { ROOT } from './netns.js';
+
+export const STATE_ROOT = '/run/wiremesh-testbed';
+export const WIREMESH = join(ROOT, 'bin', 'wiremesh.js');
+
+export interface ProcRecord {
+  pid: number;
+  role: string;
+  netns: string;
+  log: string;
+}
+
+export interface TestbedState {
+  name: string;
+  file: string;
+  dir: string;
+  namespaces: string[];
+  processes: ProcRecord[];
+  clusters: Array<{ name: string; id: number; podCIDR: string; etcd: string; cpNetns: string; nodes: Array<{ name: string; netns: string; address: string; podCIDR: string; podCIDRv6?: string; socket: string }> }>;
+  pods: Array<{ name: string; cluster: string; node: string; namespace: string; netns: string; ip: string; ip6?: string }>;
+}
+
+export const nsPrefix = (name: string) => `wmtb-${name}-`;
+export const stateDir = (name: string) => join(STATE_ROOT, name);
+
+export function sh(args: string[], netns?: string): string {
+  const [cmd, ...rest] = netns ? ['ip', 'netns', 'exec', netns, ...args] : args;
+  return execFileSync(cmd!, rest, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** cliIn without blocking the event loop (several run at once). */
+export function cliInAsync(netns: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('ip', ['netns', 'exec', netns, process.execPath, WIREMESH, ...args], { encoding: 'utf8' }, (err, stdout, stderr) => {
+      if (err) reject(new TestbedError('WM_TESTBED_CLI', `wiremesh ${args.slice(0, 2).join(' ')} in ${netns}: ${(stderr || err.message).trim()}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+/** Runs the wiremesh CLI inside a namespace (where the testbed's addresses are). */
+export function cliIn(netns: string, args: string[]): string {
+  try {
+    return execFileSync('ip', ['netns', 'exec', netns, process.execPath, WIREMESH, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new TestbedError('WM_TESTBED_CLI', `wiremesh ${args.slice(0, 2).join(' ')} in ${netns}: ${(e.stderr ?? e.message).trim()}`);
+  }
+}
+
+export function save(st: TestbedState): void {
+  writeFileSync(join(st.dir, 'state.json'), JSON.stringify(st, null, 1));
+}
+
+export function addNetns(st: TestbedState, ns: string): void {
+  execFileSync('ip', ['netns', 'add', ns]);
+  st.namespaces.push(ns);
+  save(st);
+  sh(['ip', 'link', 'set', 'lo', 'up'], ns);
+}
+
+export function spawnIn(st: TestbedState, netns: string, role: string, args: string[]): ProcRecord {
+  const log = join(st.dir, 'logs', `${role.replace(/[^a-z0-9-]/gi, '_')}.log`);
+  const fd = openSync(log, 'a');
+  const child = spawn('ip', ['netns', 'exec', netns, ...args], { detached: true, stdio: ['ignore', fd, fd] });
+  child.unref();
+  const rec = { pid: child.pid!, role, netns, log };
+  st.processes.push(rec);
+  save(st);
+  return rec;
+}
+
+export async function waitForFile(path: string, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!existsSync(path)) {
+    if (Date.now() > end) throw new TestbedError('WM_TESTBED_TIMEOUT', `${what} did not come up within ${ms / 1000} s`);
+    await sleep(50);
+  }
+}
+
+export const pkiDir = (st: TestbedState, cluster: string) => join(st.dir, 'pki', cluster);
+/** A node's own etcd credentials (node.crt, node.key, ca.crt). */
+export const credDir = (st: TestbedState, cluster: string, node: string) => join(st.dir, 'creds', `${cluster}-${node}`);
+export const etcdTls = (pki: string) => ({ certFile: join(pki, 'etcd.crt'), keyFile: join(pki, 'etcd.key'), caFile: join(pki, 'ca.crt') });
+/** --etcd flags (prefixed for connect's two sides) with one of the cluster's client certificates: root (operator) by default. */
+export function etcdFlags(prefix: '' | 'a' | 'b', url: string, pki: string, user: 'root' | 'kvstoremesh' | 'observer' = 'root'): string[] {
+  const p = prefix ? `--${prefix}-` : '--';
+  const f = pkiFiles(pki, user);
+  return [`${p}etcd`, url, `${p}etcd-ca`, f.caFile, `${p}etcd-cert`, f.certFile, `${p}etcd-key`, f.keyFile];
+}
+
+export const agentRole = (cluster: string, node: string) => `${cluster}-${node}-agent`;
+export const agentCommand = (cfgFile: string) => [process.execPath, WIREMESH, 'agent', '--config', cfgFile];
+
+/** Whether a process with this PID exists (signal 0). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function activeTestbeds(): string[] {
+  return existsSync(STATE_ROOT) ? readdirSync(STATE_ROOT).filter((n) => existsSync(join(STATE_ROOT, n, 'state.json'))) : [];
+}
+
+export function loadState(name?: string): TestbedState {
+  const active = activeTestbeds();
+  const pick = name ?? (active.length === 1 ? active[0] : undefined);
+  if (!pick) throw new TestbedError('WM_TESTBED_NONE', active.length ? `several testbeds are up (${active.join(', ')}): pass --name` : 'no testbed is up');
+  const f = join(stateDir(pick), 'state.json');
+  if (!existsSync(f)) throw new TestbedError('WM_TESTBED_NONE', `testbed ${pick} is not up`);
+  return JSON.parse(readFileSync(f, 'utf8')) as TestbedState;
+}
