@@ -9,8 +9,6 @@
  * A plain `Error` left in src/ is a programming assertion (it says so where it
  * is thrown): nothing a user does can reach it.
  */
-import type { RecordType, RejectReason } from './controlplane/records/codec.js';
-import type { ProxyRejectReason } from './proxy/messages.js';
 
 /** A configuration value, manifest field, API body field or CLI flag is invalid (CLI exit status 2, agent API 400). */
 export const CONFIG_CODES = ['WM_CONFIG_INVALID'] as const;
@@ -117,6 +115,37 @@ export class HandshakeError extends WiremeshError {
     super('WM_HANDSHAKE_REJECTED', reason);
   }
 }
+
+/** The replicated record types (src/controlplane/records/codec.ts decodes each). */
+export type RecordType =
+  | 'node'
+  | 'endpoint'
+  | 'identity'
+  | 'identity-ref'
+  | 'service'
+  | 'policy'
+  | 'namespace'
+  | 'relay'
+  | 'gateway'
+  | 'heartbeat'
+  | 'cluster-config'
+  | 'health'
+  | 'remote-status'
+  | 'remote'
+  | 'pinned-cluster';
+
+/**
+ * Why a record was refused. Stable, few values: they label metrics.
+ *   too-large  over the type's byte limit      not-json   not a JSON document
+ *   schema     fields of wrong type or range   key        the key disagrees with the value
+ *   claim      says something its origin may not (another cluster's id, CIDR, labels)
+ *   conflict   overlaps a record already admitted (a pod CIDR, an address)
+ *   budget     the remote is over its record or byte budget
+ */
+export type RejectReason = 'too-large' | 'not-json' | 'schema' | 'key' | 'claim' | 'conflict' | 'budget';
+
+/** Why a message from the proxy process was refused (labels a metric: few, stable). */
+export type ProxyRejectReason = 'not-json' | 'too-large' | 'schema' | 'records' | 'kind';
 
 /** A stored record was refused (src/controlplane/records/codec.ts): the reader drops that one record and goes on. */
 export class RecordError extends WiremeshError {

@@ -27,32 +27,14 @@ import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
 import { ConfigError, EndpointConflictError, LabelExistsError } from '../errors.js';
-import { obj, oneOf, validateAddress } from '../validate.js';
-import { DNS_LABEL_RE as DNS_LABEL } from '../controlplane/records/fields.js';
+import { oneOf } from '../validate.js';
 import { listenPrivate } from '../net/listen.js';
-import { formatIP, parseIP } from '../net/ip.js';
-import { applyLabelPatch, checkPodLabel, validateLabelPatch } from './labels.js';
-import { DERIVED_IDENTITY_LABELS, MAX_ADDRESSES, MAX_LABELS, MAX_NAMESPACE_LABELS, MAX_POD_LABELS } from '../controlplane/records/fields.js';
+import { applyLabelPatch, validateLabelPatch } from './labels.js';
 import { flowMatches, type Flow, type FlowFilter } from '../policy/flows.js';
-import { parseContainerPorts } from '../policy/ports.js';
-import type { Agent, LocalEndpoint } from './agent.js';
+import type { Agent } from './agent.js';
+import { validateEndpoint } from './endpoint.js';
 
 
-export function validateEndpoint(body: unknown): LocalEndpoint {
-  if (typeof body !== 'object' || body === null) throw new ConfigError('(body)', 'must be a JSON object');
-  const b = body as Record<string, unknown>;
-  for (const f of ['name', 'namespace'] as const)
-    if (typeof b[f] !== 'string' || !DNS_LABEL.test(b[f] as string)) throw new ConfigError(f, `must be a DNS label, got ${JSON.stringify(b[f])}`);
-  const labels = obj(b.labels ?? {}, 'labels', 'must be a map');
-  if (Object.keys(labels).length > MAX_POD_LABELS) throw new ConfigError('labels', `at most ${MAX_POD_LABELS} labels (with its namespace's ${MAX_NAMESPACE_LABELS} and ${DERIVED_IDENTITY_LABELS} derived ones, its identity holds at most ${MAX_LABELS})`);
-  for (const [k, v] of Object.entries(labels)) checkPodLabel(k, v);
-  if (!Array.isArray(b.ips) || b.ips.length === 0 || b.ips.length > MAX_ADDRESSES) throw new ConfigError('ips', `must be a list of 1..${MAX_ADDRESSES} IP addresses`);
-  // canonical text (fe80:0::1 and fe80::1 are one address): records and conflicts compare strings
-  const ips = b.ips.map((ip, i) => formatIP(parseIP(validateAddress(ip, `ips[${i}]`))!));
-  if (new Set(ips).size !== ips.length) throw new ConfigError('ips', 'lists an address twice');
-  const ports = parseContainerPorts(b.ports, 'ports');
-  return { name: b.name as string, namespace: b.namespace as string, labels: labels as Record<string, string>, ips, ...(ports.length ? { ports } : {}) };
-}
 
 function send(res: ServerResponse, code: number, body: unknown): void {
   res.writeHead(code, { 'content-type': 'application/json' });

@@ -18,17 +18,10 @@ import type { Logger } from '../log.js';
 import { parseIP, parsePrefix, prefixContains } from '../net/ip.js';
 import type { ContainerPort } from '../policy/ports.js';
 import { generatePrivateKey } from '../wireguard/crypto.js';
-import { validateEndpoint } from './api.js';
+import { validateEndpoint, type LocalEndpoint } from './endpoint.js';
 import type { AgentConfig } from './config.js';
 
-export interface LocalEndpoint {
-  name: string;
-  namespace: string;
-  labels: Record<string, string>;
-  ips: string[];
-  /** Named container ports (rules naming a port resolve against them). */
-  ports?: ContainerPort[];
-}
+export type { LocalEndpoint };
 
 /** The node's WireGuard private key (32 bytes) from `file`, or a new one written there (0600, its directory 0700). */
 export function loadOrCreateKey(file: string): Buffer {

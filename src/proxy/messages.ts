@@ -19,7 +19,7 @@
  *   stats      { t, id }                           send your counters now
  */
 import { z } from 'zod';
-import { ProxyMessageError } from '../errors.js';
+import { ProxyMessageError, type ProxyRejectReason } from '../errors.js';
 import { L7_RECORD_SIZE, type NativeL7ProxyStats, type NativeL7Rules } from '../native/binding.js';
 import { formatIP, parseIP } from '../net/ip.js';
 import { FRAME_JSON, FRAME_RECORDS, type Frame } from './frames.js';
@@ -30,8 +30,7 @@ export const MAX_WARNINGS = 64;
 /** A JSON frame from the proxy process, in bytes. */
 export const MAX_JSON_FRAME = 1 << 20;
 
-/** Why a message from the proxy process was refused (labels a metric: few, stable). */
-export type ProxyRejectReason = 'not-json' | 'too-large' | 'schema' | 'records' | 'kind';
+export type { ProxyRejectReason };
 
 // The class lives in the error catalogue; exported here too, next to its reasons.
 export { ProxyMessageError };

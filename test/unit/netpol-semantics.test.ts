@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { clusterIdentity, endpointIdentityLabels, NAMESPACE_LABELS_PREFIX, RESERVED, type Labels } from '../../src/identity/identity.js';
 import { manifestName, validateManifest } from '../../src/manifests/validate.js';
-import { validateEndpoint } from '../../src/agent/api.js';
+import { validateEndpoint } from '../../src/agent/endpoint.js';
 import { applyLabelPatch } from '../../src/agent/labels.js';
 import { MAX_LABELS, MAX_NAMESPACE_LABELS, MAX_POD_LABELS } from '../../src/controlplane/records/fields.js';
 import { parseTopology } from '../../src/testbed/topology.js';

@@ -11,34 +11,10 @@
  * go on.
  */
 import type { z } from 'zod';
-import { RecordError } from '../../errors.js';
+import { RecordError, type RecordType, type RejectReason } from '../../errors.js';
 
-export type RecordType =
-  | 'node'
-  | 'endpoint'
-  | 'identity'
-  | 'identity-ref'
-  | 'service'
-  | 'policy'
-  | 'namespace'
-  | 'relay'
-  | 'gateway'
-  | 'heartbeat'
-  | 'cluster-config'
-  | 'health'
-  | 'remote-status'
-  | 'remote'
-  | 'pinned-cluster';
-
-/**
- * Why a record was refused. Stable, few values: they label metrics.
- *   too-large  over the type's byte limit      not-json   not a JSON document
- *   schema     fields of wrong type or range   key        the key disagrees with the value
- *   claim      says something its origin may not (another cluster's id, CIDR, labels)
- *   conflict   overlaps a record already admitted (a pod CIDR, an address)
- *   budget     the remote is over its record or byte budget
- */
-export type RejectReason = 'too-large' | 'not-json' | 'schema' | 'key' | 'claim' | 'conflict' | 'budget';
+// The record types and refusal reasons are part of the error catalogue (they label RecordError and metrics).
+export type { RecordType, RejectReason };
 
 // The class lives in the error catalogue; exported here too, next to its types.
 export { RecordError };
