@@ -86,7 +86,9 @@ export class PeerTimers {
   tick(nowMs: number, t: TrafficTimes): TimerAction[] {
     const actions: TimerAction[] = [];
     if (this.retransmitAtMs !== undefined && nowMs >= this.retransmitAtMs) {
-      if (this.handshakeAttempts >= MAX_TIMER_HANDSHAKES) {
+      // As wireguard-go and the kernel: give up only once the count has passed MaxTimerHandshakes, so an
+      // unanswered handshake is sent MaxTimerHandshakes + 2 = 20 times (the first and 19 retransmissions).
+      if (this.handshakeAttempts > MAX_TIMER_HANDSHAKES) {
         this.retransmitAtMs = undefined;
         actions.push('give-up');
         if (this.zeroAtMs === undefined) this.zeroAtMs = nowMs + ZERO_KEYS_AFTER_MS;
