@@ -7,6 +7,7 @@
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { z } from 'zod';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TestbedError } from '../errors.js';
 import { pkiFiles } from '../controlplane/pki.js';
@@ -15,22 +16,21 @@ import { ROOT } from './netns.js';
 export const STATE_ROOT = '/run/wiremesh-testbed';
 export const WIREMESH = join(ROOT, 'bin', 'wiremesh.js');
 
-export interface ProcRecord {
-  pid: number;
-  role: string;
-  netns: string;
-  log: string;
-}
-
-export interface TestbedState {
-  name: string;
-  file: string;
-  dir: string;
-  namespaces: string[];
-  processes: ProcRecord[];
-  clusters: Array<{ name: string; id: number; podCIDR: string; etcd: string; cpNetns: string; nodes: Array<{ name: string; netns: string; address: string; podCIDR: string; podCIDRv6?: string; socket: string }> }>;
-  pods: Array<{ name: string; cluster: string; node: string; namespace: string; netns: string; ip: string; ip6?: string }>;
-}
+// state.json is decoded, not cast: it is a file on disk that a crash, an older version or a hand edit may have left
+// in any shape, and `down` must then refuse clearly instead of acting on undefined fields.
+const procRecord = z.object({ pid: z.number().int().positive(), role: z.string(), netns: z.string(), log: z.string() });
+const nodeState = z.object({ name: z.string(), netns: z.string(), address: z.string(), podCIDR: z.string(), podCIDRv6: z.string().optional(), socket: z.string() });
+const testbedState = z.object({
+  name: z.string(),
+  file: z.string(),
+  dir: z.string(),
+  namespaces: z.array(z.string()),
+  processes: z.array(procRecord),
+  clusters: z.array(z.object({ name: z.string(), id: z.number().int(), podCIDR: z.string(), etcd: z.string(), cpNetns: z.string(), nodes: z.array(nodeState) })),
+  pods: z.array(z.object({ name: z.string(), cluster: z.string(), node: z.string(), namespace: z.string(), netns: z.string(), ip: z.string(), ip6: z.string().optional() })),
+});
+export type ProcRecord = z.infer<typeof procRecord>;
+export type TestbedState = z.infer<typeof testbedState>;
 
 export const nsPrefix = (name: string) => `wmtb-${name}-`;
 export const stateDir = (name: string) => join(STATE_ROOT, name);
@@ -124,5 +124,13 @@ export function loadState(name?: string): TestbedState {
   if (!pick) throw new TestbedError('WM_TESTBED_NONE', active.length ? `several testbeds are up (${active.join(', ')}): pass --name` : 'no testbed is up');
   const f = join(stateDir(pick), 'state.json');
   if (!existsSync(f)) throw new TestbedError('WM_TESTBED_NONE', `testbed ${pick} is not up`);
-  return JSON.parse(readFileSync(f, 'utf8')) as TestbedState;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(f, 'utf8'));
+  } catch (err) {
+    throw new TestbedError('WM_TESTBED_NONE', `${f}: not JSON (${(err as Error).message})`);
+  }
+  const st = testbedState.safeParse(parsed);
+  if (!st.success) throw new TestbedError('WM_TESTBED_NONE', `${f}: not a testbed state (${st.error.issues[0]?.path.join('.')}: ${st.error.issues[0]?.message})`);
+  return st.data;
 }
