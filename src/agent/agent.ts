@@ -224,6 +224,9 @@ export class Agent extends EventEmitter {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    // First: a lease lost while the rest shuts down must not register the node again.
+    // Leave the records to expire with the lease: a restarting agent takes them over.
+    this.registration?.stop();
     this.peerSet?.stop();
     if (this.healthTimer) clearInterval(this.healthTimer);
     this.metricsServer?.close();
@@ -237,8 +240,6 @@ export class Agent extends EventEmitter {
     this.datapath?.stop();
     this.spoofWatch?.stop();
     this.hairpin?.remove();
-    // Leave the records to expire with the lease: a restarting agent takes them over.
-    this.registration?.stop();
     this.etcd?.close();
     this.dev?.close();
   }
@@ -333,7 +334,7 @@ export class Agent extends EventEmitter {
   }
 
   /** The services list, computed once per services change (ServiceDatapath.list caches it) and shared by every reader. */
-  private serviceList(): ServiceStatus[] {
+  private serviceList(): readonly ServiceStatus[] {
     return this.services?.list() ?? [];
   }
 

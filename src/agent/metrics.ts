@@ -21,7 +21,7 @@ export interface MetricsSnapshot {
   peers: Array<{ id: string; cluster: string; rxBytes: number; txBytes: number; rxPackets: number; txPackets: number; lastHandshakeAgeS: number | null }>;
   counters: Record<string, number>;
   handshakes: { initiated: number; completed: number; rejected: number };
-  services: ServiceStatus[];
+  services: readonly ServiceStatus[];
   /** The L7 proxy's counters and its process's state (src/proxy/proxy.ts ProxyStats). */
   proxy?: NativeL7ProxyStats & Partial<ProxyProcessStatus>;
   etcdConnected: boolean;

@@ -116,11 +116,15 @@ export class Registration {
     lease.onLost((err) => {
       if (this.stopped) return;
       this.d.log.warn({ err: err.message }, 'etcd lease lost, registering again');
-      setTimeout(() => void this.register().catch((e) => this.d.log.error({ err: (e as Error).message }, 'registration failed')), 1000);
+      setTimeout(() => {
+        if (!this.stopped) void this.register().catch((e) => this.d.log.error({ err: (e as Error).message }, 'registration failed'));
+      }, 1000).unref();
     });
     await lease.put(stateKey('nodes', this.cluster, this.d.cfg.node.name), nodeCodec.encode(this.node));
     const gw = this.gatewayRecord();
     if (gw) await lease.put(stateKey('gateways', this.cluster, this.d.cfg.node.name), gatewayCodec.encode(gw));
+    // A hub's relay offer lived under the lost lease too: write it again (publishRelay only writes changes).
+    if (this.publishedRelay) await lease.put(stateKey('relays', this.cluster, this.d.cfg.node.name), this.publishedRelay);
     this.leaseId = await lease.grant();
     await this.serialized(async () => {
       for (const ep of [...this.local.values()]) await this.putEndpoint(ep);

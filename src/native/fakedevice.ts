@@ -83,6 +83,12 @@ const zeroStats = (): FakePeer['stats'] => ({
 });
 
 /** The text of a row's address (4 or 16 bytes from `at`). */
+/** Address bytes for a row's family byte (native/src/rows.h: 4 or 6); any other value throws, as in the addon. */
+function familyBytes(family: number | undefined): 4 | 16 {
+  if (family === 4 || family === 6) return family === 4 ? 4 : 16;
+  throw new TypeError(`row family ${family}: 4 or 6`);
+}
+
 function addrText(row: Buffer, at: number, len: number): string {
   return formatIP(row.subarray(at, at + (len === 4 ? 4 : 16)));
 }
@@ -321,9 +327,15 @@ export class FakeDevice implements NativeDevice {
   }
 
   ipcacheUpdate(upserts: Buffer, removes: Buffer): void {
-    for (let o = 0; o + 28 <= removes.length; o += 28) this.ipcache.delete(`${addrText(removes, o + 12, removes[o] === 4 ? 4 : 16)}/${removes[o + 1]}`);
-    for (let o = 0; o + 28 <= upserts.length; o += 28)
-      this.ipcache.set(`${addrText(upserts, o + 12, upserts[o] === 4 ? 4 : 16)}/${upserts[o + 1]}`, { identity: upserts.readUInt32LE(o + 4), endpoint: upserts.readUInt32LE(o + 8) });
+    // Checked as the addon checks them (device_policy_wrap.cc): a bad row throws, so an encoder bug fails here too.
+    const prefix = (b: Buffer, o: number) => {
+      const len = familyBytes(b[o]);
+      if (b[o + 1]! > len * 8) throw new TypeError('ipcache row: bad family (4 or 6) or prefix length');
+      return `${addrText(b, o + 12, len)}/${b[o + 1]}`;
+    };
+    for (const b of [upserts, removes]) if (b.length % 28) throw new TypeError('ipcache rows are 28 bytes');
+    for (let o = 0; o < removes.length; o += 28) this.ipcache.delete(prefix(removes, o));
+    for (let o = 0; o < upserts.length; o += 28) this.ipcache.set(prefix(upserts, o), { identity: upserts.readUInt32LE(o + 4), endpoint: upserts.readUInt32LE(o + 8) });
   }
 
   /** Longest-prefix match over the ipcache, as the engine's trie answers. */
@@ -382,10 +394,10 @@ export class FakeDevice implements NativeDevice {
 
   serviceUpsert(id: number, m: number, frontends: Buffer, backends: Buffer): void {
     const fe: string[] = [];
-    for (let o = 0; o + 20 <= frontends.length; o += 20) fe.push(`${addrText(frontends, o + 4, frontends[o] === 4 ? 4 : 16)}:${frontends.readUInt16LE(o + 2)}/${frontends[o + 1]}`);
+    for (let o = 0; o + 20 <= frontends.length; o += 20) fe.push(`${addrText(frontends, o + 4, familyBytes(frontends[o]))}:${frontends.readUInt16LE(o + 2)}/${frontends[o + 1]}`);
     const be: FakeService['backends'] = [];
     for (let o = 0; o + 24 <= backends.length; o += 24)
-      be.push({ address: addrText(backends, o + 8, backends[o] === 4 ? 4 : 16), port: backends.readUInt16LE(o + 2), weight: backends.readUInt32LE(o + 4) });
+      be.push({ address: addrText(backends, o + 8, familyBytes(backends[o])), port: backends.readUInt16LE(o + 2), weight: backends.readUInt32LE(o + 4) });
     this.services.set(id, { m, frontends: fe, backends: be });
   }
 
@@ -395,7 +407,7 @@ export class FakeDevice implements NativeDevice {
 
   /** The first backend with weight of the service that has this frontend (no Maglev: a test of the choice itself wants the addon). */
   servicePick(frontend: Buffer, _source: Buffer, _sourcePort: number): { address: Buffer; port: number } | null {
-    const fe = `${addrText(frontend, 4, frontend[0] === 4 ? 4 : 16)}:${frontend.readUInt16LE(2)}/${frontend[1]}`;
+    const fe = `${addrText(frontend, 4, familyBytes(frontend[0]))}:${frontend.readUInt16LE(2)}/${frontend[1]}`;
     for (const s of this.services.values()) {
       if (!s.frontends.includes(fe)) continue;
       const b = s.backends.find((x) => x.weight > 0);

@@ -271,7 +271,7 @@ export class ServiceDatapath {
    * cluster's round-trip time), as of the last change: cached until the
    * records change or the tables are recomputed (at least every second).
    */
-  list(): ServiceStatus[] {
+  list(): readonly ServiceStatus[] {
     if (this.listed?.generation !== this.generation) this.listed = { generation: this.generation, list: this.buildList() };
     return this.listed.list;
   }

@@ -50,6 +50,21 @@ describe('FakeDevice', () => {
     expect(dev.servicePick(frontendRow('100.127.0.10', 81, 'TCP'), parseIP('100.64.1.1')!, 1234)).toBeNull();
   });
 
+  it('refuses malformed rows as the addon does (test/unit/policy.test.ts runs the same rows against it)', () => {
+    const dev = new FakeDevice();
+    expect(() => dev.ipcacheUpdate(Buffer.alloc(27), Buffer.alloc(0))).toThrow(/28 bytes/);
+    for (const [family, len] of [[5, 0], [16, 32], [4, 33]] as const) {
+      const bad = Buffer.alloc(28);
+      bad[0] = family;
+      bad[1] = len;
+      expect(() => dev.ipcacheUpdate(bad, Buffer.alloc(0))).toThrow(/family/);
+      expect(() => dev.ipcacheUpdate(Buffer.alloc(0), bad)).toThrow(/family/);
+    }
+    const fe = frontendRow('100.64.0.10', 80, 'TCP');
+    fe[0] = 16;
+    expect(() => dev.serviceUpsert(1, 7, fe, Buffer.alloc(0))).toThrow(/family/);
+  });
+
   it('delivers injected events to the start() callback and records what it was asked to send', () => {
     const dev = new FakeDevice();
     const seen: number[] = [];

@@ -211,9 +211,14 @@ describe('native ipcache and policy maps', () => {
     devs.push(d);
     d.native.enablePolicy();
     expect(() => d.native.ipcacheUpdate(Buffer.alloc(27), Buffer.alloc(0))).toThrow(/28 bytes/);
-    const bad = Buffer.alloc(28);
-    bad[0] = 5;
-    expect(() => d.native.ipcacheUpdate(bad, Buffer.alloc(0))).toThrow(/family/);
+    // family 5; 16 (the address length, this row's encoding before rows.h made it 4|6 everywhere); /33 in IPv4
+    for (const [family, len] of [[5, 0], [16, 32], [4, 33]] as const) {
+      const bad = Buffer.alloc(28);
+      bad[0] = family;
+      bad[1] = len;
+      expect(() => d.native.ipcacheUpdate(bad, Buffer.alloc(0))).toThrow(/family/);
+      expect(() => d.native.ipcacheUpdate(Buffer.alloc(0), bad)).toThrow(/family/);
+    }
     const inverted = encodeEntries([{ identity: 0, proto: 6, deny: false, lo: 90, hi: 80, rule: 1 }]);
     expect(() => d.native.setEndpointPolicy(1, 70000, inverted, null)).toThrow(/port_lo <= port_hi/);
     d.native.setEndpointPolicy(1, 70000, encodeEntries([{ identity: 0, proto: 6, deny: false, lo: 80, hi: 90, rule: 1 }]), null);
