@@ -124,7 +124,7 @@ export class Registration {
     const gw = this.gatewayRecord();
     if (gw) await lease.put(stateKey('gateways', this.cluster, this.d.cfg.node.name), gatewayCodec.encode(gw));
     // A hub's relay offer lived under the lost lease too: write it again (publishRelay only writes changes).
-    if (this.publishedRelay) await lease.put(stateKey('relays', this.cluster, this.d.cfg.node.name), this.publishedRelay);
+    if (this.publishedRelay) await lease.put(this.relayKey(), this.publishedRelay);
     this.leaseId = await lease.grant();
     await this.serialized(async () => {
       for (const ep of [...this.local.values()]) await this.putEndpoint(ep);
@@ -141,9 +141,13 @@ export class Registration {
   publishRelay(value: string): void {
     if (value === this.publishedRelay || !this.lease) return;
     this.publishedRelay = value;
-    const key = stateKey('relays', this.cluster, this.d.cfg.node.name);
+    const key = this.relayKey();
     const op = value ? this.lease.put(key, value) : this.d.store.delete(key);
     void op.catch((err: Error) => this.d.log.warn({ err: err.message }, 'could not publish relay offer'));
+  }
+
+  private relayKey(): string {
+    return stateKey('relays', this.cluster, this.d.cfg.node.name);
   }
 
   /** Stops keeping the lease alive: the records expire with it, so a restarting agent takes them over. */

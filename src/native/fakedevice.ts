@@ -21,6 +21,7 @@ import { formatIP, parseIP, parsePrefix, prefixContains } from '../net/ip.js';
 import type { PolicyEntry } from '../policy/compile.js';
 import type { NativeDevice, NativeDeviceOptions, NativeEvent, NativePeerStats } from './binding.js';
 import { EVENT_HANDSHAKE_MESSAGE, EVENT_HANDSHAKE_NEEDED, EVENT_KEYPAIR_CONFIRMED, EVENT_TUN_CLOSED } from './events.js';
+import { familyBytes, IPCACHE_ROW_SIZE } from './rows.js';
 
 export interface FakeKeypair {
   localIndex: number;
@@ -83,12 +84,6 @@ const zeroStats = (): FakePeer['stats'] => ({
 });
 
 /** The text of a row's address (4 or 16 bytes from `at`). */
-/** Address bytes for a row's family byte (native/src/rows.h: 4 or 6); any other value throws, as in the addon. */
-function familyBytes(family: number | undefined): 4 | 16 {
-  if (family === 4 || family === 6) return family === 4 ? 4 : 16;
-  throw new TypeError(`row family ${family}: 4 or 6`);
-}
-
 function addrText(row: Buffer, at: number, len: number): string {
   return formatIP(row.subarray(at, at + (len === 4 ? 4 : 16)));
 }
@@ -333,9 +328,9 @@ export class FakeDevice implements NativeDevice {
       if (b[o + 1]! > len * 8) throw new TypeError('ipcache row: bad family (4 or 6) or prefix length');
       return `${addrText(b, o + 12, len)}/${b[o + 1]}`;
     };
-    for (const b of [upserts, removes]) if (b.length % 28) throw new TypeError('ipcache rows are 28 bytes');
-    for (let o = 0; o < removes.length; o += 28) this.ipcache.delete(prefix(removes, o));
-    for (let o = 0; o < upserts.length; o += 28) this.ipcache.set(prefix(upserts, o), { identity: upserts.readUInt32LE(o + 4), endpoint: upserts.readUInt32LE(o + 8) });
+    for (const b of [upserts, removes]) if (b.length % IPCACHE_ROW_SIZE) throw new TypeError(`ipcache rows are ${IPCACHE_ROW_SIZE} bytes`);
+    for (let o = 0; o < removes.length; o += IPCACHE_ROW_SIZE) this.ipcache.delete(prefix(removes, o));
+    for (let o = 0; o < upserts.length; o += IPCACHE_ROW_SIZE) this.ipcache.set(prefix(upserts, o), { identity: upserts.readUInt32LE(o + 4), endpoint: upserts.readUInt32LE(o + 8) });
   }
 
   /** Longest-prefix match over the ipcache, as the engine's trie answers. */

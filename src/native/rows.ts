@@ -31,6 +31,13 @@ export function rowFamily(addr: Buffer): RowFamily {
   return addr.length === 4 ? RowFamily.V4 : RowFamily.V6;
 }
 
+/** The address bytes of a row's family byte (rows.h family_bytes); any other value throws, as the addon refuses it. */
+export function familyBytes(family: number | undefined): 4 | 16 {
+  if (family === RowFamily.V4) return 4;
+  if (family === RowFamily.V6) return 16;
+  throw new TypeError(`row family ${family}: 4 or 6`);
+}
+
 /**
  * A Device.ipcacheUpdate row: family, prefix length, 2 reserved, identity u32le, endpoint u32le
  * (local endpoint id, 0 = not on this node), address[16].
