@@ -72,6 +72,7 @@
       "sources": [
         "native/src/net/delayline.cc",
         "native/src/policy/bench.cc",
+        "native/src/services/maglev_bench.cc",
         "native/src/testhooks/primitives_wrap.cc",
         "native/src/testhooks/testhooks.cc"
       ]

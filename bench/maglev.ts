@@ -1,13 +1,15 @@
 /**
  * Global-service hot functions and throughput (npm run bench:maglev):
- *   - Maglev table build for M = 16381 and 65537 with N = 100 and 1000 backends
- *     (anchors: paper 1.8 ms at M = 65537; Cilium 8.17 ms at M = 16381, N = 1000);
- *   - lookup per packet: frontend map, flow hash, table slot (paper: ~350 ns per packet, whole path);
+ *   - Maglev table build for M = 16381 and 65537 with N = 100 and 1000 backends, beside the reference
+ *     implementation in the same run (anchors: paper 1.8 ms at M = 65537; Envoy 2.22 ms at N = 100;
+ *     Cilium 8.17 ms at M = 16381, N = 1000);
+ *   - lookup per packet: frontend map, flow hash, table slot, beside the reference's
+ *     (paper: ~350 ns per packet, whole path);
  *   - service NAT (conntrack) of an established flow at 1M flows, DNAT rewrite included;
  *   - disruption: share of the survivors' slots that move when one backend goes;
  *   - (as root, with etcd and iperf3) TCP throughput through a global service VIP
  *     vs straight to the pod, alternating in one run, same pods (bar: >= 90 %).
- *     MAGLEV_TP_ROUNDS (3), MAGLEV_TP_SECONDS (8).
+ *     MAGLEV_TP_ROUNDS (3; 0 skips it), MAGLEV_TP_SECONDS (8).
  * Single-thread figures on a shared 2-vCPU machine: compare within a run.
  */
 import { spawn } from 'node:child_process';
@@ -25,20 +27,38 @@ import type { ServiceStatus } from '../src/services/datapath.js';
 const results: Record<string, unknown> = {};
 const best = (f: () => number, n = 3): number => Math.min(...Array.from({ length: n }, f));
 
-console.log('Maglev table build (best of 3 runs of 5 builds)');
+// The anchors: the paper's and Envoy's figures are facts from other machines
+// (shared/design/ANCHORS.md); the reference (-ref: the paper's algorithm
+// written plainly, the implementation before this one) runs here, interleaved.
+const ratio = (a: number, r: number) => Math.round((a / r) * 1000) / 1000;
+console.log('Maglev table build (best of 5 runs of 5 builds; reference in the same run)');
 for (const m of [16381, 65537])
   for (const n of [100, 1000]) {
-    const ms = best(() => testhooks.policyBench('maglev-build', n, m, 5).nsPerOp) / 1e6;
-    const anchor = m === 65537 ? 'paper: 1.8 ms at M = 65537' : n === 1000 ? 'Cilium: 8.17 ms' : '';
+    let ms = Infinity;
+    let ref = Infinity;
+    for (let i = 0; i < 5; i++) {
+      ms = Math.min(ms, testhooks.maglevBench('build', n, m, 5).nsPerOp / 1e6);
+      ref = Math.min(ref, testhooks.maglevBench('build-ref', n, m, 5).nsPerOp / 1e6);
+    }
+    const anchor = m === 65537 ? `paper 1.8 ms at M = 65537${n === 100 ? ', Envoy 2.22 ms at N = 100' : ''}` : n === 1000 ? 'Cilium: 8.17 ms' : '';
     results[`build M=${m} N=${n} (ms)`] = Math.round(ms * 1000) / 1000;
-    console.log(`  M=${String(m).padEnd(6)} N=${String(n).padEnd(5)} ${ms.toFixed(2).padStart(7)} ms   ${anchor}`);
+    results[`build M=${m} N=${n} reference (ms)`] = Math.round(ref * 1000) / 1000;
+    results[`build M=${m} N=${n} / reference`] = ratio(ms, ref);
+    console.log(`  M=${String(m).padEnd(6)} N=${String(n).padEnd(5)} ${ms.toFixed(3).padStart(7)} ms   reference ${ref.toFixed(3)} ms (x${(ms / ref).toFixed(2)})   ${anchor}`);
   }
 
 console.log('Per packet');
 for (const m of [16381, 65537]) {
-  const ns = best(() => testhooks.policyBench('maglev-lookup', 1_000_000, m, 3_000_000).nsPerOp);
+  let ns = Infinity;
+  let ref = Infinity;
+  for (let i = 0; i < 5; i++) {
+    ns = Math.min(ns, testhooks.maglevBench('lookup', 100, m, 3_000_000).nsPerOp);
+    ref = Math.min(ref, testhooks.maglevBench('lookup-ref', 100, m, 3_000_000).nsPerOp);
+  }
   results[`lookup incl. flow hash M=${m} (ns)`] = Math.round(ns * 10) / 10;
-  console.log(`  new flow: frontend + flow hash + slot, M=${m}: ${ns.toFixed(1)} ns   (paper: ~350 ns per packet for the whole path)`);
+  results[`lookup incl. flow hash M=${m} reference (ns)`] = Math.round(ref * 10) / 10;
+  results[`lookup M=${m} / reference`] = ratio(ns, ref);
+  console.log(`  new flow: frontend + flow hash + slot, M=${m}: ${ns.toFixed(1)} ns   reference ${ref.toFixed(1)} ns (x${(ns / ref).toFixed(2)})   (paper: ~350 ns per packet for the whole path)`);
 }
 const nat = best(() => testhooks.policyBench('service-nat', 1_000_000, 16381, 3_000_000).nsPerOp);
 results['service NAT established flow @ 1M flows (ns)'] = Math.round(nat * 10) / 10;
@@ -71,8 +91,8 @@ for (const [m, n] of [[16381, 10], [16381, 100], [16381, 1000], [65537, 100], [6
 }
 
 async function throughput(): Promise<void> {
-  if (!canRunTestbedBench('throughput')) return;
   const { rounds, secs } = roundSettings('MAGLEV');
+  if (rounds === 0 || !canRunTestbedBench('throughput')) return; // MAGLEV_TP_ROUNDS=0: the native figures only
   const dir = mkdtempSync(join(tmpdir(), 'wmbm-'));
   const topo = join(dir, 'topo.yaml');
   const name = `bm${process.pid % 100000}`;

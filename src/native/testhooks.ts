@@ -33,7 +33,12 @@ export interface TestHooksAddon {
   DelayLine: new (tunName: string, delayMs: number) => { close(): void; packets(): number };
   policyBench(kind: PolicyBenchKind, size: number, policyEntries: number, ops: number): { nsPerOp: number; setupMs: number; ops: number; hits: number };
   /** Maglev table over backend rows (rows.ts backendRows): for each of the m slots, the input index of its backend. */
-  maglevBuild(backends: Buffer, m: number): Uint32Array;
+  maglevBuild(backends: Buffer, m: number, reference?: boolean): Uint32Array;
+  /**
+   * Maglev build ('build', n backends, ns per build) or new-flow lookup ('lookup': frontend, flow hash, slot; ns per
+   * lookup); the '-ref' kinds time the plain reference implementation in the same process.
+   */
+  maglevBench(kind: 'build' | 'build-ref' | 'lookup' | 'lookup-ref', n: number, m: number, ops: number): { nsPerOp: number; ops: number; hits: number };
   /** The native proxy's request parser and matcher. */
   l7Decide(rules: NativeL7Rules, head: string): { allowed: boolean; ref: number; target: string; warnings: string[]; h2cIgnored?: true } | { error: string; status: number };
 }

@@ -73,6 +73,24 @@ describe('Maglev', () => {
     for (let s = 0; s < a.length; s++) expect(key(b[s]!, perm.map((i) => all[i]!))).toBe(key(a[s]!, all));
   });
 
+  // maglev.cc fills with an occupancy bitmap, 8-wide walks and an exact tail;
+  // the reference walks the slot table as the paper writes it. Same table.
+  it('builds the reference implementation\'s table, slot for slot (seeded random backend sets and weights)', () => {
+    let seed = 0x5eed;
+    const rnd = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    const primes = [251, 1021, 4093, 16381, 65537];
+    for (let round = 0; round < 24; round++) {
+      const n = 1 + rnd(round % 3 === 0 ? 1200 : 60);
+      const weighted = round % 2 === 1;
+      const rows = backendRows(backends(n, () => (weighted ? rnd(6) : 1)));
+      const m = primes[rnd(primes.length)]!;
+      expect(Array.from(testhooks.maglevBuild(rows, m)), `round ${round}: n=${n} m=${m}`).toEqual(Array.from(testhooks.maglevBuild(rows, m, true)));
+    }
+  });
+
   it('rejects a table size that is not prime and malformed rows', () => {
     expect(() => testhooks.maglevBuild(backendRows(backends(3)), 16384)).toThrow(/prime/);
     expect(() => testhooks.maglevBuild(Buffer.alloc(23), 251)).toThrow(/24-byte/);

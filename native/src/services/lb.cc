@@ -6,10 +6,6 @@
 
 namespace wm {
 
-namespace {
-constexpr uint64_t kFlowSeed = 0x666C6F7773656564ull;  // fixed: every node hashes a flow alike
-}  // namespace
-
 const char* const kLbCounterNames[kLbCounterCount] = {
     "service_new_flows", "service_reject_no_backend", "service_reject_dead_backend", "service_nat_full",
     "service_reverse_translated", "service_drop_midflow_no_backend", "service_nat_evicted",
@@ -26,7 +22,7 @@ LoadBalancer::LoadBalancer(size_t max_nat_entries) : nat_(max_nat_entries) {
 void LoadBalancer::upsert(std::shared_ptr<LbService> svc) {
   // Sorted by key, so every node builds the same table.
   sort_backends(&svc->backends, &svc->weights);
-  svc->table = maglev_build(svc->backends, svc->weights, svc->m);
+  svc->table.assign(maglev_build(svc->backends, svc->weights, svc->m), svc->backends.size());
   std::shared_ptr<const LbService> old;
   {
     std::unique_lock<std::shared_mutex> lock(mu);
@@ -59,28 +55,14 @@ size_t LoadBalancer::services() const {
   return services_.size();
 }
 
-uint64_t LoadBalancer::flow_hash(const uint8_t* src, const uint8_t* dst, int alen, uint16_t sport, uint16_t dport,
-                                 uint8_t proto) {
-  uint8_t b[38] = {0};
-  std::memcpy(b, src, size_t(alen));
-  std::memcpy(b + 16, dst, size_t(alen));
-  std::memcpy(b + 32, &sport, 2);
-  std::memcpy(b + 34, &dport, 2);
-  b[36] = proto;
-  b[37] = uint8_t(alen);
-  return hash_bytes(b, sizeof b, kFlowSeed);
-}
-
 const LbService* LoadBalancer::select(const Frontend& fe, const uint8_t* src, uint16_t sport,
                                       const BackendKey** backend) const {
-  const LbService* const* s = frontends_.find(fe);
-  if (!s) return nullptr;
-  const LbService* svc = *s;
+  const uint64_t fh = flowhash::frontend(fe);
+  const LbService* svc = frontends_.find(fe, fh);
+  if (!svc) return nullptr;
   *backend = nullptr;
-  if (!svc->table.empty()) {
-    uint64_t h = flow_hash(src, fe.addr, fe.family == 4 ? 4 : 16, sport, fe.port, fe.proto);
-    *backend = &svc->backends[svc->table[h % svc->m]];
-  }
+  if (!svc->table.empty())
+    *backend = &svc->backends[svc->table[flowhash::slot(flowhash::flow(fh, src, fe.family, sport), svc->m)]];
   return svc;
 }
 

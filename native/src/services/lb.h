@@ -30,16 +30,10 @@
 #include "../net/ip.h"
 #include "../policy/flatmap.h"
 #include "../policy/sharded.h"
+#include "frontends.h"
 #include "maglev.h"
 
 namespace wm {
-
-struct Frontend {
-  uint8_t addr[16];
-  uint16_t port;  // host order
-  uint8_t proto;
-  uint8_t family;  // 4 or 6
-};
 
 // One service port: every frontend of it (its VIP in each cluster) shares it.
 struct LbService {
@@ -50,7 +44,7 @@ struct LbService {
   // selected for new flows (another affinity tier is preferred).
   std::vector<BackendKey> backends;
   std::vector<uint32_t> weights;
-  std::vector<uint32_t> table;  // Maglev: slot -> backend index; empty: no selectable backend
+  MaglevTable table;  // slot -> backend index; empty: no selectable backend
   bool alive(const BackendKey& k) const;
 };
 
@@ -121,6 +115,8 @@ class LoadBalancer {
 
   // The service of a frontend and the backend its Maglev table gives a flow
   // (null backend: no selectable backend); null service: not a frontend.
+  // One frontend hash, one frontend-table probe, the flow hash, one table
+  // read: no allocation, no lock of its own (frontends.h).
   const LbService* select(const Frontend& fe, const uint8_t* src, uint16_t sport, const BackendKey** backend) const;
   // *created: this packet made the flow's NAT entries (forget() them if policy then drops it).
   LbResult forward(uint8_t* pkt, const IpInfo& ip, uint16_t sport, uint16_t* dport, uint8_t tcp_flags, uint32_t now_s,
@@ -196,13 +192,11 @@ class LoadBalancer {
   size_t sweep_evictable(uint32_t now_s);
   // The other entry of k's pair.
   static NatKey twin_of(const NatKey& k, const NatEntry& e);
-  static uint64_t flow_hash(const uint8_t* src, const uint8_t* dst, int alen, uint16_t sport, uint16_t dport,
-                            uint8_t proto);
   void count(int c, uint64_t n = 1) { counters_[c].fetch_add(n, std::memory_order_relaxed); }
   void rebuild_frontends();  // mu held exclusively
 
   std::unordered_map<uint32_t, std::shared_ptr<const LbService>> services_;
-  FlatMap<Frontend, const LbService*> frontends_;
+  FrontendTable frontends_;
   std::atomic<size_t> frontends_n_{0};
   ShardedMap<NatKey, NatEntry> nat_;
   uint8_t proxy_addr_[4] = {0, 0, 0, 0};

@@ -12,6 +12,7 @@
 // the input order never matters. Removing a backend changes only the slots it
 // held plus a few that cascaded (well under 1 % of the others' slots).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -42,5 +43,26 @@ std::vector<uint32_t> sort_backends(std::vector<BackendKey>* keys, std::vector<u
 // an empty table when no backend has a positive weight.
 std::vector<uint32_t> maglev_build(const std::vector<BackendKey>& backends, const std::vector<uint32_t>& weights,
                                    uint32_t m);
+
+// A built table as the data path reads it: 16-bit backend indices when the
+// backends fit (128 KiB at M = 65537, which stays in L2 where 32-bit entries
+// take 256 KiB), 32-bit otherwise. Empty: no selectable backend.
+class MaglevTable {
+ public:
+  void assign(const std::vector<uint32_t>& t, size_t backends) {
+    narrow_.clear();
+    wide_.clear();
+    if (backends <= 0x10000)
+      narrow_.assign(t.begin(), t.end());
+    else
+      wide_ = t;
+  }
+  bool empty() const { return narrow_.empty() && wide_.empty(); }
+  uint32_t operator[](uint32_t slot) const { return narrow_.empty() ? wide_[slot] : narrow_[slot]; }
+
+ private:
+  std::vector<uint16_t> narrow_;
+  std::vector<uint32_t> wide_;
+};
 
 }  // namespace wm

@@ -8,6 +8,7 @@
 #include "../policy/bench.h"
 #include "../proxy/http1.h"
 #include "../services/maglev.h"
+#include "../services/maglev_bench.h"
 #include "testhooks.h"
 
 namespace wm {
@@ -72,7 +73,8 @@ class DelayLineWrap : public Napi::ObjectWrap<DelayLineWrap> {
   DelayLine line_;
 };
 
-// maglevBuild(backends: 24-byte rows, m) -> { table: Uint32Array (input index per slot), kept }
+// maglevBuild(backends: 24-byte rows, m, reference?) -> Uint32Array (input index per slot); reference: the
+// plain build maglev_build is checked against (maglev_bench.h)
 Napi::Value MaglevBuild(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::vector<BackendKey> keys;
@@ -82,10 +84,29 @@ Napi::Value MaglevBuild(const Napi::CallbackInfo& info) {
   uint32_t m = info[1].As<Napi::Number>().Uint32Value();
   if (m < 3 || m > 1048573 || !is_prime(m)) return ThrowType(env, "m must be a prime in 3..1048573");
   std::vector<uint32_t> kept = sort_backends(&keys, &weights);
-  std::vector<uint32_t> table = maglev_build(keys, weights, m);
+  bool reference = info.Length() > 2 && info[2].ToBoolean().Value();
+  std::vector<uint32_t> table = reference ? maglev_build_reference(keys, weights, m) : maglev_build(keys, weights, m);
   auto arr = Napi::Uint32Array::New(env, table.size());
   for (size_t i = 0; i < table.size(); i++) arr[i] = kept[table[i]];
   return arr;
+}
+
+// maglevBench(kind, n, m, ops) -> { nsPerOp, ops, hits } (maglev_bench.h)
+Napi::Value MaglevBench(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString() || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsNumber())
+    return ThrowType(env, "maglevBench(kind, n, m, ops)");
+  MaglevBenchResult r;
+  std::string err;
+  if (!run_maglev_bench(info[0].As<Napi::String>().Utf8Value(), size_t(info[1].As<Napi::Number>().Int64Value()),
+                        info[2].As<Napi::Number>().Uint32Value(), size_t(info[3].As<Napi::Number>().Int64Value()), &r,
+                        &err))
+    return ThrowType(env, err);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("nsPerOp", r.ns_per_op);
+  o.Set("ops", double(r.ops));
+  o.Set("hits", double(r.hits));
+  return o;
 }
 
 // policyBench(kind, size, policyEntries, ops) -> { nsPerOp, setupMs, ops, hits }
@@ -110,6 +131,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   RegisterPrimitives(env, exports);
   exports.Set("l7Decide", Napi::Function::New(env, L7Decide));
   exports.Set("maglevBuild", Napi::Function::New(env, MaglevBuild));
+  exports.Set("maglevBench", Napi::Function::New(env, MaglevBench));
   exports.Set("policyBench", Napi::Function::New(env, PolicyBench));
   exports.Set("DelayLine", DelayLineWrap::Init(env));
   return exports;
