@@ -83,18 +83,25 @@ struct Fill {
   // unpredictable branch (a walk then takes several probes anyway).
   void probe8(uint32_t i) {
     uint32_t c = next[i];
-    const uint32_t s = skip[i];
+    const uint32_t s1 = skip[i], s2 = add(s1, s1), s4 = add(s2, s2), s8 = add(s4, s4);
     for (;;) {
+      // c + k * skip for k = 0..7 in three levels of additions, not a chain of seven
       uint32_t cs[8];
+      cs[0] = c;
+      cs[1] = add(c, s1);
+      cs[2] = add(c, s2);
+      cs[3] = add(cs[1], s2);
+      for (int k = 0; k < 4; k++) cs[4 + k] = add(cs[k], s4);
       uint32_t free_mask = 0;
-      for (int k = 0; k < 8; k++) {
-        cs[k] = c;
-        free_mask |= uint32_t(!taken(c)) << k;
-        c += s;
-        if (c >= m) c -= m;
-      }
+      for (int k = 0; k < 8; k++) free_mask |= uint32_t(!taken(cs[k])) << k;
       if (free_mask) return claim(i, cs[__builtin_ctz(free_mask)]);
+      c = add(c, s8);
     }
+  }
+  // (a + b) mod M for a, b < M
+  uint32_t add(uint32_t a, uint32_t b) const {
+    uint32_t r = a + b;
+    return r >= m ? r - m : r;
   }
 };
 
