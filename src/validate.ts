@@ -102,8 +102,9 @@ export function validateClusterName(name: unknown, field = 'cluster.name'): stri
 }
 
 /** Cluster ids 1..255 (docs/architecture.md). */
-export function validateClusterId(id: unknown, field = 'cluster.id'): number {
-  if (typeof id !== 'number' || !Number.isInteger(id) || id < 1 || id > 255) fail(field, `${String(id)} must be an integer in 1..255`);
+/** A cluster id: 1..255, or 1..511 in a mesh configured for 511 clusters (maxClusters). */
+export function validateClusterId(id: unknown, field = 'cluster.id', maxClusters: 255 | 511 = 255): number {
+  if (typeof id !== 'number' || !Number.isInteger(id) || id < 1 || id > maxClusters) fail(field, `${String(id)} must be an integer in 1..${maxClusters}`);
   return id;
 }
 

@@ -97,7 +97,7 @@ export class Agent extends EventEmitter {
   constructor(readonly cfg: AgentConfig, readonly log: Logger) {
     super();
     this.metrics = new AgentMetrics({ cluster: cfg.cluster.name, node: cfg.node.name }, () => this.metricsSnapshot());
-    this.trust = new Trust(cfg.cluster.name, cfg.cluster.id);
+    this.trust = new Trust(cfg.cluster.name, cfg.cluster.id, [], cfg.cluster.maxConnectedClusters ?? 255);
     this.rejections = new Rejections(log);
     // (records reach admission only from the watchers start() makes, after the owners below exist)
     this.admission = new Admission(this.trust, this.rejections, {
@@ -135,6 +135,7 @@ export class Agent extends EventEmitter {
     const store = new EtcdStore(etcd);
     let allocator: IdentityAllocator | undefined;
     if (cfg.policy.enabled) {
+      this.dev.native.setMaxClusters(cfg.cluster.maxConnectedClusters ?? 255); // before any peer's cluster list
       const dp = (this.datapath = new PolicyDatapath(this.dev.native, cfg.cluster.name, cfg.node.name, { defaultLocalCluster: cfg.policy.defaultLocalCluster, enforcesPoliciesOf: (c) => this.trust.enforcesPoliciesOf(c), conntrack: cfg.policy.conntrack, hostFirewall: cfg.policy.hostFirewall }, log));
       dp.setNode(this.id, cfg.node.addresses);
       dp.start();
@@ -142,7 +143,7 @@ export class Agent extends EventEmitter {
       this.spoofWatch = new SpoofWatch((t) => dp.addSpoofedFlows(t), (message) => log.warn({ err: message }, 'pod guard sets unreadable: no flow records for source-spoofed drops'));
       this.spoofWatch.start();
       // identity allocation is transactional (compare-and-swap over several keys): it keeps its own etcd client calls
-      allocator = new IdentityAllocator(etcd, cfg.cluster.name, cfg.cluster.id, cfg.node.name);
+      allocator = new IdentityAllocator(etcd, cfg.cluster.name, cfg.cluster.id, cfg.node.name, cfg.cluster.maxConnectedClusters ?? 255);
       this.hairpin = new HairpinRouting(cfg, this.dev.tunName, log);
       this.hairpin.install();
       this.services = new ServiceDatapath(

@@ -1,7 +1,7 @@
 /**
  * The agent's node.yaml. Every error names the field and the reason.
  *
- *   cluster: { name: c1, id: 1 }
+ *   cluster: { name: c1, id: 1 }       # maxConnectedClusters: 511 when the mesh is (ids 1..511; default 255)
  *   node:
  *     name: n1
  *     addresses: [198.18.1.10]          # underlay; IPv4 and/or IPv6
@@ -27,11 +27,12 @@
  */
 import { ConfigError } from '../errors.js';
 import { parseYamlMapping, readConfigFile } from '../yamlconfig.js';
-import { bool, etcdEndpoint, int, obj, onlyFields, str, strList, validateAddress, validateClusterId, validateClusterName, validatePrefixes, type Obj } from '../validate.js';
+import { bool, etcdEndpoint, fail, int, obj, onlyFields, str, strList, validateAddress, validateClusterId, validateClusterName, validatePrefixes, type Obj } from '../validate.js';
 import { formatPrefix } from '../net/ip.js';
 
 export interface AgentConfig {
-  cluster: { name: string; id: number };
+  /** maxConnectedClusters: the mesh's cluster-id layout (identity.ts); must equal the cluster-config's. */
+  cluster: { name: string; id: number; maxConnectedClusters?: 255 | 511 };
   node: { name: string; addresses: string[]; podCIDRs: string[] };
   wireguard: { interface: string; port: number; privateKeyFile: string; mtu: number };
   etcd: { endpoints: string[]; caFile?: string; certFile?: string; keyFile?: string };
@@ -76,7 +77,7 @@ export function parseAgentConfig(text: string): AgentConfig {
   const endpoints = strList(e.endpoints, 'etcd.endpoints').map((u, i) => etcdEndpoint(u, `etcd.endpoints[${i}]`));
   const tls = (k: string) => (e[k] === undefined ? undefined : str(e[k], `etcd.${k}`));
   return {
-    cluster: { name: validateClusterName(c.name), id: validateClusterId(c.id) },
+    cluster: clusterSection(c),
     node: { name: nodeName, addresses, podCIDRs },
     wireguard: {
       interface: iface,
@@ -133,4 +134,11 @@ function isPrime(n: number): boolean {
 
 export function loadAgentConfig(path: string): AgentConfig {
   return parseAgentConfig(readConfigFile(path));
+}
+
+function clusterSection(c: Obj): AgentConfig['cluster'] {
+  onlyFields(c, 'cluster', ['name', 'id', 'maxConnectedClusters']);
+  const max = c.maxConnectedClusters ?? 255;
+  if (max !== 255 && max !== 511) fail('cluster.maxConnectedClusters', `${String(max)} must be 255 or 511`);
+  return { name: validateClusterName(c.name), id: validateClusterId(c.id, 'cluster.id', max), maxConnectedClusters: max };
 }

@@ -50,7 +50,7 @@ export interface Watch {
 
 /** Where the watched records go. */
 export interface WatchTargets {
-  cluster: { name: string; id: number };
+  cluster: { name: string; id: number; maxConnectedClusters?: 255 | 511 };
   trust: Trust;
   rejections: Rejections;
   admission: Pick<Admission, 'upsert' | 'remove' | 'recheck'>;
@@ -150,6 +150,9 @@ class Sinks {
         upsert: (k, cfg) => {
           if (k !== key) return; // the prefix also matches longer names
           if (cfg.id !== cluster.id) log.error({ configured: cluster.id, etcd: cfg.id }, 'cluster id in node.yaml differs from the cluster-config in etcd');
+          // Remote pins laid out otherwise than node.yaml says are refused by Trust (fail closed); say why here.
+          if ((cfg.maxConnectedClusters ?? 255) !== (cluster.maxConnectedClusters ?? 255))
+            log.error({ configured: cluster.maxConnectedClusters ?? 255, etcd: cfg.maxConnectedClusters ?? 255 }, 'maxConnectedClusters in node.yaml differs from the cluster-config in etcd');
           peers.setRelayEnabled(cfg.relay === true);
           trust.setLocalCIDRs(cfg.podCIDRs);
           admission.recheck(cluster.name);

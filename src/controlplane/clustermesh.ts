@@ -83,7 +83,7 @@ async function withEtcd<T>(access: EtcdOptions, fn: (c: Etcd3) => Promise<T>): P
 
 export async function enableCluster(access: EtcdOptions, cfg: ClusterConfig): Promise<void> {
   validateClusterName(cfg.name);
-  validateClusterId(cfg.id);
+  validateClusterId(cfg.id, 'id', cfg.maxConnectedClusters ?? 255);
   validatePrefixes(cfg.podCIDRs, 'podCIDRs');
   await withEtcd(access, async (c) => {
     const all = await c.getAll().prefix(clusterConfigPrefix()).strings();
@@ -93,6 +93,8 @@ export async function enableCluster(access: EtcdOptions, cfg: ClusterConfig): Pr
     if (existing !== undefined) {
       const old = tryDecode(clusterConfigCodec, clusterConfigKey(cfg.name), existing);
       if (old.ok && old.value.id !== cfg.id) throw new MeshError('WM_CLUSTER_ID_CHANGED', `cluster ${cfg.name} is already enabled with id ${old.value.id}, not ${cfg.id}`);
+      if (old.ok && (old.value.maxConnectedClusters ?? 255) !== (cfg.maxConnectedClusters ?? 255))
+        throw new MeshError('WM_MAX_CLUSTERS_MISMATCH', `cluster ${cfg.name} is enabled with maxConnectedClusters ${old.value.maxConnectedClusters ?? 255}: its identities are laid out for it`);
     }
     await c.put(clusterConfigKey(cfg.name)).value(clusterConfigCodec.encode(cfg));
     if (access.ca || access.caFile) {
@@ -122,6 +124,9 @@ export async function readClusterConfig(access: EtcdOptions): Promise<ClusterCon
 export function preflight(a: ClusterConfig, b: ClusterConfig): void {
   if (a.name === b.name) throw new MeshError('WM_DUPLICATE_CLUSTER_NAME', `both clusters are named "${a.name}": cluster names must be unique in a mesh`);
   if (a.id === b.id) throw new MeshError('WM_DUPLICATE_CLUSTER_ID', `clusters ${a.name} and ${b.name} both have id ${a.id}: cluster IDs must be unique in a mesh`);
+  const [ma, mb] = [a.maxConnectedClusters ?? 255, b.maxConnectedClusters ?? 255];
+  if (ma !== mb)
+    throw new MeshError('WM_MAX_CLUSTERS_MISMATCH', `${a.name} has maxConnectedClusters ${ma}, ${b.name} ${mb}: one mesh reads identities one way`);
   for (const pa of a.podCIDRs)
     for (const pb of b.podCIDRs)
       if (prefixesOverlap(parsePrefix(pa), parsePrefix(pb)))
@@ -153,7 +158,8 @@ async function remoteSpecFor(cfg: ClusterConfig, access: ClusterAccess, reader: 
 
 /** What a cluster pins about a remote at connect (records/cluster.ts). */
 export function pinFor(remote: ClusterConfig, acceptPolicies: boolean): PinnedCluster {
-  return { name: remote.name, id: remote.id, podCIDRs: [...remote.podCIDRs], relay: remote.relay === true, acceptPolicies };
+  const layout = remote.maxConnectedClusters === 511 ? { maxConnectedClusters: 511 as const } : {};
+  return { name: remote.name, id: remote.id, podCIDRs: [...remote.podCIDRs], relay: remote.relay === true, acceptPolicies, ...layout };
 }
 
 /**

@@ -300,7 +300,7 @@ export class KVStoreMesh {
       new ListWatcher(store, clusterConfigKey(this.cluster), decoded(clusterConfigCodec, {
         upsert: (_k, cfg) => {
           if (cfg.name !== this.cluster) return;
-          this.trust ??= new Trust(cfg.name, cfg.id, cfg.podCIDRs);
+          this.trust ??= new Trust(cfg.name, cfg.id, cfg.podCIDRs, cfg.maxConnectedClusters ?? 255);
           this.trust.setLocalCIDRs(cfg.podCIDRs);
           this.refresh(...this.specs.keys());
         },

@@ -18,7 +18,7 @@ import type { Etcd3 } from 'etcd3';
 import { identityIndexKey, identityRefKey, identityRefsPrefix, stateKey, statePrefix } from '../controlplane/keys.js';
 import { MeshError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { clusterIdentity, labelsHash, MAX_LOCAL_ID, MIN_LOCAL_ID, type IdentityRecord, type Labels } from './identity.js';
+import { clusterIdentity, DEFAULT_MAX_CLUSTERS, labelsHash, maxLocalId, MIN_LOCAL_ID, type IdentityRecord, type Labels, type MaxClusters } from './identity.js';
 import { identityCodec, tryDecode } from '../controlplane/records/index.js';
 
 export class IdentityAllocator {
@@ -27,6 +27,8 @@ export class IdentityAllocator {
     private readonly cluster: string,
     private readonly clusterId: number,
     private readonly node: string,
+    /** The mesh's cluster-id layout: how many bits the local part has. */
+    private readonly maxClusters: MaxClusters = DEFAULT_MAX_CLUSTERS,
   ) {}
 
   /** Returns the identity of `labels`, allocating it if needed, and records that this node uses it. */
@@ -72,12 +74,13 @@ export class IdentityAllocator {
   /** A random unused number: concurrent allocators of different labels rarely collide. */
   private async pickFree(): Promise<number> {
     const keys = await this.etcd.getAll().prefix(statePrefix('identities', this.cluster)).keys();
-    const used = new Set(keys.map((k) => Number(k.slice(k.lastIndexOf('/') + 1)) & 0xffff));
-    const span = MAX_LOCAL_ID - MIN_LOCAL_ID + 1;
+    const localMax = maxLocalId(this.maxClusters);
+    const used = new Set(keys.map((k) => Number(k.slice(k.lastIndexOf('/') + 1)) & localMax));
+    const span = localMax - MIN_LOCAL_ID + 1;
     if (used.size >= span) throw new MeshError('WM_IDENTITY_EXHAUSTED', `cluster ${this.cluster} has used all ${span} identities`);
     for (;;) {
       const local = MIN_LOCAL_ID + Math.floor(Math.random() * span);
-      if (!used.has(local)) return clusterIdentity(this.clusterId, local);
+      if (!used.has(local)) return clusterIdentity(this.clusterId, local, this.maxClusters);
     }
   }
 }

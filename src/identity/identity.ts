@@ -2,8 +2,15 @@
  * Security identities: a number for a set of labels, scoped to a cluster.
  *
  *   identity = clusterId << 16 | local      cluster-scoped (local 256..65535), allocated in etcd
+ *            = clusterId << 15 | local      the same in a mesh configured for 511 clusters (local 256..32767)
  *   1..255                                  Cilium's reserved identities (no cluster bits)
  *   1 << 24 | n                             node-local CIDR identities (never on the wire)
+ *
+ * The layout is mesh-wide (Cilium's max-connected-clusters): every cluster's
+ * cluster-config says it (`maxConnectedClusters`, 255 by default), `clustermesh
+ * connect` refuses two clusters that differ, and a pinned remote whose layout
+ * differs from ours is refused (records/trust.ts): an identity means one
+ * cluster everywhere or nowhere.
  *
  * Every cluster-scoped identity's labels include the cluster
  * (io.cilium.k8s.policy.cluster) and the namespace (io.kubernetes.pod.namespace).
@@ -32,10 +39,23 @@ export type ReservedName = keyof typeof RESERVED;
 
 export const LOCAL_SCOPE = 1 << 24;
 export const MIN_LOCAL_ID = 256;
+/** The largest local part with 255 clusters (maxLocalId(255)). */
 export const MAX_LOCAL_ID = 0xffff;
 
-export const clusterIdentity = (clusterId: number, local: number): number => clusterId * 0x10000 + local;
-export const identityCluster = (id: number): number => (id < LOCAL_SCOPE ? (id >>> 16) & 0xff : 0);
+/** The mesh's cluster-id layout: up to 255 clusters (the default) or 511 (one identity bit fewer per cluster). */
+export type MaxClusters = 255 | 511;
+export const DEFAULT_MAX_CLUSTERS: MaxClusters = 255;
+/** Bits of an identity's local part: 16 with 255 clusters, 15 with 511. */
+export const localIdBits = (max: MaxClusters): number => (max === 511 ? 15 : 16);
+/** The largest local part: 65535 with 255 clusters, 32767 with 511 (so 65280 or 32512 identities per cluster). */
+export const maxLocalId = (max: MaxClusters): number => 2 ** localIdBits(max) - 1;
+
+/** clusterId << localIdBits(max) | local: clusterId 1..max, local MIN_LOCAL_ID..maxLocalId(max). */
+export const clusterIdentity = (clusterId: number, local: number, max: MaxClusters = DEFAULT_MAX_CLUSTERS): number =>
+  clusterId * 2 ** localIdBits(max) + local;
+/** The cluster bits of an identity read with the mesh's layout; 0 for node-local (CIDR) identities. */
+export const identityCluster = (id: number, max: MaxClusters = DEFAULT_MAX_CLUSTERS): number =>
+  id < LOCAL_SCOPE ? Math.floor(id / 2 ** localIdBits(max)) & max : 0;
 
 export function reservedName(id: number): ReservedName | undefined {
   return (Object.keys(RESERVED) as ReservedName[]).find((k) => RESERVED[k] === id);

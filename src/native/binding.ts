@@ -78,7 +78,10 @@ export interface NativeDevice {
   counters(): Record<string, number>;
   // ---- mesh mode (src/policy/datapath.ts; row formats in docs/wire-format.md)
   enablePolicy(): void;
+  /** Cluster ids 1..maxClusters (setMaxClusters); any other id throws. */
   setPeerIdentity(id: number, tagged: boolean, defaultIdentity: number, clusters: number[]): void;
+  /** The mesh's cluster-id layout (src/identity/identity.ts): 255 (default) or 511; before any setPeerIdentity. */
+  setMaxClusters(n: 255 | 511): void;
   /** Rows of rows.ts ipcacheRow (28 bytes; family 4|6). */
   ipcacheUpdate(upserts: Buffer, removes: Buffer): void;
   ipcacheLookup(addr: Buffer): { identity: number; endpoint: number } | null;

@@ -316,7 +316,15 @@ export class FakeDevice implements NativeDevice {
     this.policyEnabled = true;
   }
 
+  /** setMaxClusters, as the addon keeps it: cluster ids setPeerIdentity takes. */
+  maxClusters: 255 | 511 = 255;
+  setMaxClusters(n: 255 | 511): void {
+    if (n !== 255 && n !== 511) throw new TypeError('setMaxClusters(255 | 511)');
+    this.maxClusters = n;
+  }
+
   setPeerIdentity(id: number, tagged: boolean, defaultIdentity: number, clusters: number[]): void {
+    if (!clusters.every((c) => Number.isInteger(c) && c >= 1 && c <= this.maxClusters)) throw new TypeError('setPeerIdentity: cluster ids 1..maxClusters');
     const p = this.peers.get(id);
     if (p) p.identity = { tagged, defaultIdentity, clusters: [...clusters] };
   }

@@ -34,6 +34,8 @@ export interface TestHooksAddon {
   policyBench(kind: PolicyBenchKind, size: number, policyEntries: number, ops: number): { nsPerOp: number; setupMs: number; ops: number; hits: number };
   /** Maglev table over backend rows (rows.ts backendRows): for each of the m slots, the input index of its backend. */
   maglevBuild(backends: Buffer, m: number, reference?: boolean): Uint32Array;
+  /** The device's check of a tagged identity against the clusters its peer speaks for, in the mesh's layout. */
+  peerSpeaksFor(clusters: number[], maxClusters: 255 | 511, identity: number): boolean;
   /**
    * Maglev build ('build', n backends, ns per build) or new-flow lookup ('lookup': frontend, flow hash, slot; ns per
    * lookup); the '-ref' kinds time the plain reference implementation in the same process.

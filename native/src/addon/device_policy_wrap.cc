@@ -4,6 +4,7 @@
 
 #include "../net/ip.h"
 #include "../rows.h"
+#include "../wireguard/peer_clusters.h"
 #include "device_wrap.h"
 #include "util.h"
 
@@ -37,12 +38,27 @@ Napi::Value DeviceWrap::EnablePolicy(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// setPeerIdentity(peer, tagged, defaultIdentity, clusterIds[])
+// setMaxClusters(255 | 511): the mesh's cluster-id layout, before any setPeerIdentity
+Napi::Value DeviceWrap::SetMaxClusters(const Napi::CallbackInfo& info) {
+  uint32_t n = info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 0;
+  if (!valid_max_clusters(n)) return ThrowType(info.Env(), "setMaxClusters(255 | 511)");
+  dev_.set_max_clusters(n);
+  return info.Env().Undefined();
+}
+
+// setPeerIdentity(peer, tagged, defaultIdentity, clusterIds[]): ids 1..maxClusters (never truncated: an id the
+// layout cannot hold throws)
 Napi::Value DeviceWrap::SetPeerIdentity(const Napi::CallbackInfo& info) {
-  if (!info[3].IsArray()) return ThrowType(info.Env(), "setPeerIdentity(peer, tagged, defaultIdentity, clusters[])");
+  const char* usage = "setPeerIdentity(peer, tagged, defaultIdentity, clusters[]: integers 1..maxClusters)";
+  if (!info[3].IsArray()) return ThrowType(info.Env(), usage);
   Napi::Array a = info[3].As<Napi::Array>();
-  std::vector<uint8_t> clusters;
-  for (uint32_t i = 0; i < a.Length(); i++) clusters.push_back(uint8_t(a.Get(i).As<Napi::Number>().Uint32Value()));
+  std::vector<uint16_t> clusters;
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value v = a.Get(i);
+    double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : 0;
+    if (!(d >= 1 && d <= dev_.max_clusters() && d == double(uint32_t(d)))) return ThrowType(info.Env(), usage);
+    clusters.push_back(uint16_t(d));
+  }
   dev_.set_peer_identity(info[0].As<Napi::Number>().Uint32Value(), info[1].ToBoolean(),
                          info[2].As<Napi::Number>().Uint32Value(), clusters);
   return info.Env().Undefined();

@@ -38,6 +38,7 @@ Napi::Function DeviceWrap::Init(Napi::Env env) {
        InstanceMethod("peerStats", &DeviceWrap::PeerStats), InstanceMethod("counters", &DeviceWrap::Counters),
        InstanceMethod("enablePolicy", &DeviceWrap::EnablePolicy),
        InstanceMethod("setPeerIdentity", &DeviceWrap::SetPeerIdentity),
+       InstanceMethod("setMaxClusters", &DeviceWrap::SetMaxClusters),
        InstanceMethod("ipcacheUpdate", &DeviceWrap::IpcacheUpdate),
        InstanceMethod("ipcacheLookup", &DeviceWrap::IpcacheLookup),
        InstanceMethod("setEndpointPolicy", &DeviceWrap::SetEndpointPolicy),

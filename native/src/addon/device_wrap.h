@@ -48,6 +48,7 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
   PolicyEngine* Engine(Napi::Env env);
   Napi::Value EnablePolicy(const Napi::CallbackInfo& info);
   Napi::Value SetPeerIdentity(const Napi::CallbackInfo& info);
+  Napi::Value SetMaxClusters(const Napi::CallbackInfo& info);
   Napi::Value IpcacheUpdate(const Napi::CallbackInfo& info);
   Napi::Value IpcacheLookup(const Napi::CallbackInfo& info);
   Napi::Value SetEndpointPolicy(const Napi::CallbackInfo& info);

@@ -37,7 +37,12 @@ namespace wm {
 constexpr uint32_t kIdentityHost = 1, kIdentityWorld = 2, kIdentityUnmanaged = 3, kIdentityHealth = 4,
                    kIdentityInit = 5, kIdentityRemoteNode = 6;
 constexpr uint32_t kIdentityLocalScope = 1u << 24;  // CIDR identities: node-local, never on the wire
-inline uint32_t identity_cluster(uint32_t id) { return (id >> 16) & 0xFF; }
+// The cluster bits of a cluster-scoped identity (256 .. kIdentityLocalScope - 1):
+// cluster << 16 | local in a mesh of up to 255 clusters (the default),
+// cluster << 15 | local with 511 (Cilium's max-connected-clusters=511).
+inline uint32_t identity_cluster(uint32_t id, uint32_t max_clusters = 255) {
+  return max_clusters == 511 ? (id >> 15) & 0x1FF : (id >> 16) & 0xFF;
+}
 
 struct PacketView {
   IpInfo ip;

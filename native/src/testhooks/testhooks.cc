@@ -9,6 +9,7 @@
 #include "../proxy/http1.h"
 #include "../services/maglev.h"
 #include "../services/maglev_bench.h"
+#include "../wireguard/peer_clusters.h"
 #include "testhooks.h"
 
 namespace wm {
@@ -91,6 +92,19 @@ Napi::Value MaglevBuild(const Napi::CallbackInfo& info) {
   return arr;
 }
 
+// peerSpeaksFor(clusters: number[], maxClusters: 255 | 511, identity) -> boolean: the device's check of a
+// tagged packet's identity against the clusters its peer speaks for (peer_clusters.h)
+Napi::Value PeerSpeaksFor(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray() || !info[1].IsNumber() || !info[2].IsNumber()) return ThrowType(env, "peerSpeaksFor(clusters, maxClusters, identity)");
+  Napi::Array a = info[0].As<Napi::Array>();
+  std::vector<uint16_t> clusters;
+  for (uint32_t i = 0; i < a.Length(); i++) clusters.push_back(uint16_t(a.Get(i).As<Napi::Number>().Uint32Value()));
+  uint32_t max = info[1].As<Napi::Number>().Uint32Value();
+  if (!valid_max_clusters(max)) return ThrowType(env, "maxClusters is 255 or 511");
+  return Napi::Boolean::New(env, peer_speaks_for(clusters, max, info[2].As<Napi::Number>().Uint32Value()));
+}
+
 // maglevBench(kind, n, m, ops) -> { nsPerOp, ops, hits } (maglev_bench.h)
 Napi::Value MaglevBench(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -131,6 +145,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   RegisterPrimitives(env, exports);
   exports.Set("l7Decide", Napi::Function::New(env, L7Decide));
   exports.Set("maglevBuild", Napi::Function::New(env, MaglevBuild));
+  exports.Set("peerSpeaksFor", Napi::Function::New(env, PeerSpeaksFor));
   exports.Set("maglevBench", Napi::Function::New(env, MaglevBench));
   exports.Set("policyBench", Napi::Function::New(env, PolicyBench));
   exports.Set("DelayLine", DelayLineWrap::Init(env));

@@ -106,7 +106,7 @@ struct Peer {
   // peer may send (its own, plus those it relays for).
   bool tagged = false;
   uint32_t default_identity = kIdentityWorld;
-  std::vector<uint8_t> clusters;
+  std::vector<uint16_t> clusters;  // 1..max_clusters()
   // Liveness probes (mesh mode): when the last answer came, and the smoothed
   // round-trip time (EWMA, 1/4 weight of the newest sample).
   std::atomic<uint64_t> last_probe_reply_ms{0};
@@ -239,7 +239,11 @@ class Device {
   // Sends a liveness probe to a (tagged) peer; its answer updates the peer's
   // last_probe_reply_ms and probe_rtt_us.
   void probe(uint32_t id);
-  void set_peer_identity(uint32_t id, bool tagged, uint32_t default_identity, const std::vector<uint8_t>& clusters);
+  void set_peer_identity(uint32_t id, bool tagged, uint32_t default_identity, const std::vector<uint16_t>& clusters);
+  // The mesh's cluster-id layout (peer_clusters.h): 255 (default) or 511;
+  // set once at start, before any peer identity.
+  void set_max_clusters(uint32_t n) { max_clusters_.store(n, std::memory_order_relaxed); }
+  uint32_t max_clusters() const { return max_clusters_.load(std::memory_order_relaxed); }
   void count(int c, uint64_t n = 1) { counters_[c].fetch_add(n, std::memory_order_relaxed); }
 
  private:
@@ -340,6 +344,7 @@ class Device {
   std::unique_ptr<PolicyEngine> policy_ = std::make_unique<PolicyEngine>();
   std::unique_ptr<LoadBalancer> lb_ = std::make_unique<LoadBalancer>();
   std::atomic<bool> policy_on_{false};
+  std::atomic<uint32_t> max_clusters_{255};
   std::atomic<uint32_t> probe_seq_{0};
 
   std::atomic<uint64_t> counters_[kCounterCount];

@@ -20,6 +20,7 @@
 #include "../net/ip.h"
 #include "../net/offload.h"
 #include "messages.h"
+#include "peer_clusters.h"
 #include "device_internal.h"
 
 namespace wm {
@@ -27,7 +28,7 @@ namespace wm {
 using namespace device_detail;
 
 void Device::set_peer_identity(uint32_t id, bool tagged, uint32_t default_identity,
-                               const std::vector<uint8_t>& clusters) {
+                               const std::vector<uint16_t>& clusters) {
   std::unique_lock<std::shared_mutex> lock(table_mu_);
   Peer* p = find_peer(id);
   if (!p) return;
@@ -47,10 +48,7 @@ uint32_t Device::accept_tag(const Peer* p, uint32_t id) const {
     return 0;
   }
   if (id >= kIdentityLocalScope) return 0;
-  uint8_t c = uint8_t(identity_cluster(id));
-  for (uint8_t x : p->clusters)
-    if (x == c) return id;
-  return 0;
+  return peer_speaks_for(p->clusters, max_clusters(), id) ? id : 0;
 }
 
 void Device::hairpin(const uint8_t* pkt, size_t len) {

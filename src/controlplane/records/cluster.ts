@@ -7,20 +7,28 @@
 import { z } from 'zod';
 import { clusterConfigPrefix, pinnedPrefix, remotesPrefix } from '../keys.js';
 import { jsonCodec } from './codec.js';
-import { cidr, clusterId, clusterName, MAX_CIDRS } from './fields.js';
+import { cidr, clusterId, clusterName, MAX_CIDRS, maxConnectedClusters } from './fields.js';
 import { mismatch } from './location.js';
 
 const nameAfter = (prefix: string, key: string): string | undefined => (key.startsWith(prefix) ? key.slice(prefix.length) : undefined);
 
+const idWithinLimit = (c: { id: number; maxConnectedClusters?: 255 | 511 }) => c.id <= (c.maxConnectedClusters ?? 255);
+const idLimitMessage = { message: 'id is above maxConnectedClusters (255 unless the mesh is configured for 511)', path: ['id'] };
+
 export const clusterConfigSchema = z.object({
   name: clusterName,
   id: clusterId,
+  /**
+   * The mesh's cluster-id layout (Cilium's max-connected-clusters), the same in
+   * every cluster of a mesh: 255 (default) or 511 (identities keep 15 local bits).
+   */
+  maxConnectedClusters: maxConnectedClusters.optional(),
   podCIDRs: z.array(cidr).min(1).max(MAX_CIDRS),
   /** Hub of a hub-and-spoke mesh: its nodes relay traffic between the clusters they reach. */
   relay: z.boolean().optional(),
   /** Where `apply` allocates service VIPs (default 100.127.<id>.0/24); unique across the mesh. */
   serviceCIDR: cidr.optional(),
-});
+}).refine(idWithinLimit, idLimitMessage);
 export type ClusterConfig = z.infer<typeof clusterConfigSchema>;
 
 export const clusterConfigCodec = jsonCodec('cluster-config', clusterConfigSchema, {
@@ -40,7 +48,9 @@ export const pinnedClusterSchema = z.object({
   relay: z.boolean(),
   /** This cluster opted in to the remote's mesh-wide policies (default false). */
   acceptPolicies: z.boolean(),
-});
+  /** The remote's layout at connect (absent: 255); Trust refuses a pin whose layout differs from ours. */
+  maxConnectedClusters: maxConnectedClusters.optional(),
+}).refine(idWithinLimit, idLimitMessage);
 export type PinnedCluster = z.infer<typeof pinnedClusterSchema>;
 
 export const pinnedClusterCodec = jsonCodec('pinned-cluster', pinnedClusterSchema, {

@@ -27,8 +27,15 @@ export const MAX_ADDRESSES = 16;
 export const MAX_CIDRS = 16;
 
 export const clusterName = z.string().regex(CLUSTER_NAME_RE, 'must be 1-32 characters of lowercase letters, digits and "-"');
-/** Cluster ids 1..255 (docs/architecture.md). */
-export const clusterId = z.number().int().min(1).max(255);
+/**
+ * Cluster ids 1..511 as a record may spell them; a mesh configured for 255
+ * clusters (the default) takes 1..255 only: cluster-config refuses a larger
+ * id, and Trust (trust.ts) refuses any record or pin above the local limit
+ * (docs/architecture.md, "Cluster ids").
+ */
+export const clusterId = z.number().int().min(1).max(511);
+/** Cilium's max-connected-clusters: 255 (identity = cluster << 16 | local) or 511 (cluster << 15 | local). */
+export const maxConnectedClusters = z.union([z.literal(255), z.literal(511)]);
 /** Node names: DNS-1123 subdomain-ish, no slash (they are key segments). */
 export const nodeName = z.string().min(1).max(253).regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a DNS name');
 export const dnsLabel = z.string().regex(DNS_LABEL_RE, 'must be a DNS-1123 label');

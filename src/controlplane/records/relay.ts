@@ -4,7 +4,7 @@ import { jsonCodec } from './codec.js';
 import { cidr, clusterId, clusterName, nodeName } from './fields.js';
 import { mismatch, stateLocation } from './location.js';
 
-/** A hub reaches at most every other cluster of a 255-cluster mesh, a few CIDRs each. */
+/** A hub reaches at most every other cluster of a 511-cluster mesh, about two CIDRs each. */
 export const MAX_RELAYED_CIDRS = 1024;
 
 export const relaySchema = z.object({
@@ -13,7 +13,7 @@ export const relaySchema = z.object({
   /** Pod CIDRs of the remote clusters it reaches. */
   podCIDRs: z.array(cidr).max(MAX_RELAYED_CIDRS),
   /** Ids of the clusters behind those CIDRs: the hub's identity tags may carry them. */
-  clusterIds: z.array(clusterId).max(255).optional(),
+  clusterIds: z.array(clusterId).max(511).optional(),
 });
 export type RelayRecord = z.infer<typeof relaySchema>;
 

@@ -4,6 +4,7 @@
  * side pinned (its own cluster-config, and per remote the record `clustermesh
  * connect` stored), never from the cluster's own records:
  *
+ *   pin       id within the mesh's maxConnectedClusters; the remote's layout is ours (fail closed)
  *   node      clusterId = the pinned id; pod CIDRs inside the pinned CIDRs
  *   endpoint  address inside the pinned CIDRs; identity with the pinned id's bits
  *   identity  cluster bits = the pinned id; labels naming a cluster name it (normalised in)
@@ -15,7 +16,7 @@
  * node's CIDRs, a gateway address that is not its node's) live with the state
  * they need: src/agent/admission.ts, src/gateway/gslb.ts.
  */
-import { CLUSTER_LABEL, identityCluster } from '../../identity/identity.js';
+import { CLUSTER_LABEL, DEFAULT_MAX_CLUSTERS, identityCluster, type MaxClusters } from '../../identity/identity.js';
 import { formatPrefix, parseIP, parsePrefix, prefixContains, type Prefix } from '../../net/ip.js';
 import { prefixesOverlap } from '../types.js';
 import type { PinnedCluster } from './cluster.js';
@@ -40,7 +41,12 @@ export class Trust {
   private readonly clusters = new Map<string, ClusterFacts>();
   private readonly byId = new Map<number, string>();
 
-  constructor(readonly localName: string, readonly localId: number, localCIDRs: string[] = []) {
+  /**
+   * maxClusters: the mesh's cluster-id layout as this cluster is configured
+   * (its cluster-config's maxConnectedClusters): how identities' cluster bits
+   * are read, and the highest cluster id any pin or record may carry.
+   */
+  constructor(readonly localName: string, readonly localId: number, localCIDRs: string[] = [], readonly maxClusters: MaxClusters = DEFAULT_MAX_CLUSTERS) {
     this.set({ name: localName, id: localId, podCIDRs: localCIDRs.map((c) => parsePrefix(c)), relay: false, acceptPolicies: true });
   }
 
@@ -56,6 +62,10 @@ export class Trust {
    */
   pin(p: PinnedCluster): string | undefined {
     if (p.name === this.localName) return `a cluster cannot pin itself`;
+    if (p.id > this.maxClusters) return `id ${p.id} is above this mesh's maxConnectedClusters (${this.maxClusters})`;
+    const theirs = p.maxConnectedClusters ?? DEFAULT_MAX_CLUSTERS;
+    if (theirs !== this.maxClusters)
+      return `${p.name} was connected with maxConnectedClusters ${theirs}, this cluster has ${this.maxClusters}: identities would name other clusters`;
     const holder = this.byId.get(p.id);
     if (holder !== undefined && holder !== p.name) return `id ${p.id} is already ${holder}'s`;
     this.set({ name: p.name, id: p.id, podCIDRs: p.podCIDRs.map((c) => parsePrefix(c)), relay: p.relay, acceptPolicies: p.acceptPolicies });
@@ -72,7 +82,7 @@ export class Trust {
     this.reindex();
   }
 
-  /** Ids by cluster, derived (at most 255 clusters): never out of step with `clusters`. */
+  /** Ids by cluster, derived (at most maxClusters clusters): never out of step with `clusters`. */
   private reindex(): void {
     this.byId.clear();
     for (const f of this.clusters.values()) if (!this.byId.has(f.id) || f.name === this.localName) this.byId.set(f.id, f.name);
@@ -103,6 +113,7 @@ export class Trust {
   node(cluster: string, rec: NodeRecord): Verdict {
     const f = this.origin(cluster);
     if (typeof f === 'string') return f;
+    if (rec.clusterId > this.maxClusters) return `claims cluster id ${rec.clusterId}, above this mesh's maxConnectedClusters (${this.maxClusters})`;
     if (rec.clusterId !== f.id) return `claims cluster id ${rec.clusterId}; ${cluster} is pinned as ${f.id}`;
     // an underlay address inside any cluster's pod CIDRs would turn pod traffic into tunnel endpoints
     for (const a of rec.addresses) {
@@ -115,8 +126,8 @@ export class Trust {
   endpoint(cluster: string, rec: EndpointRecord): Verdict {
     const f = this.origin(cluster);
     if (typeof f === 'string') return f;
-    if (rec.identity !== undefined && identityCluster(rec.identity) !== f.id)
-      return `identity ${rec.identity} belongs to cluster id ${identityCluster(rec.identity)}, not ${cluster} (${f.id})`;
+    const of = (id: number) => identityCluster(id, this.maxClusters);
+    if (rec.identity !== undefined && of(rec.identity) !== f.id) return `identity ${rec.identity} belongs to cluster id ${of(rec.identity)}, not ${cluster} (${f.id})`;
     const addr = parseIP(rec.ip)!;
     if (f.podCIDRs.length && !f.podCIDRs.some((p) => prefixContains(p, addr))) return `address ${rec.ip} is outside ${cluster}'s pod CIDRs`;
     return undefined;
@@ -126,7 +137,8 @@ export class Trust {
   identity(cluster: string, rec: IdentityRecord): IdentityRecord | string {
     const f = this.origin(cluster);
     if (typeof f === 'string') return f;
-    if (identityCluster(rec.id) !== f.id) return `identity ${rec.id} has cluster id ${identityCluster(rec.id)}; ${cluster} is pinned as ${f.id}`;
+    const c = identityCluster(rec.id, this.maxClusters);
+    if (c !== f.id) return `identity ${rec.id} has cluster id ${c}; ${cluster} is pinned as ${f.id}`;
     const claimed = rec.labels[CLUSTER_LABEL];
     if (claimed !== undefined && claimed !== cluster) return `labels claim cluster "${claimed}", the identity is ${cluster}'s`;
     return claimed === undefined ? { id: rec.id, labels: { ...rec.labels, [CLUSTER_LABEL]: cluster } } : rec;
@@ -148,7 +160,7 @@ export class Trust {
       if (known.some((k) => prefixesOverlap(k, p))) return false;
       return !holdsNodeAddress(p);
     });
-    const clusterIds = (rec.clusterIds ?? []).filter((id) => !this.byId.has(id));
+    const clusterIds = (rec.clusterIds ?? []).filter((id) => !this.byId.has(id) && id <= this.maxClusters);
     return { record: { ...rec, podCIDRs, clusterIds } };
   }
 
