@@ -5,6 +5,7 @@
 #include <cstring>
 #include <memory>
 
+#include "../net/checksum.h"
 #include "../policy/flatmap.h"
 #include "lb.h"
 
@@ -51,18 +52,11 @@ using Clock = std::chrono::steady_clock;
 
 double ns_since(Clock::time_point t) { return std::chrono::duration<double, std::nano>(Clock::now() - t).count(); }
 
-void put_be32(uint32_t v, uint8_t* out) {
-  out[0] = uint8_t(v >> 24);
-  out[1] = uint8_t(v >> 16);
-  out[2] = uint8_t(v >> 8);
-  out[3] = uint8_t(v);
-}
-
 std::vector<BackendKey> bench_backends(size_t n) {
   std::vector<BackendKey> keys(n);
   for (size_t i = 0; i < n; i++) {
     std::memset(&keys[i], 0, sizeof keys[i]);
-    put_be32((100u << 24) | (66u << 16) | uint32_t(i + 1), keys[i].addr);
+    store_be32(keys[i].addr, (100u << 24) | (66u << 16) | uint32_t(i + 1));
     keys[i].port = 8080;
     keys[i].family = 4;
   }
@@ -96,7 +90,7 @@ bool run_lookup(bool reference, size_t n, uint32_t m, size_t ops, MaglevBenchRes
   svc->m = m;
   Frontend fe;
   std::memset(&fe, 0, sizeof fe);
-  put_be32((100u << 24) | (127u << 16) | 1, fe.addr);  // 100.127.0.1:80/TCP
+  store_be32(fe.addr, (100u << 24) | (127u << 16) | 1);  // 100.127.0.1:80/TCP
   fe.port = 80;
   fe.proto = 6;
   fe.family = 4;
