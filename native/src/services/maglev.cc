@@ -98,6 +98,33 @@ struct Fill {
       c = add(c, s8);
     }
   }
+  // Four consecutive turns (four different backends) at once: the walks run
+  // in lockstep against the table as it was before the four, without a
+  // branch per walk, then claim in turn order. A walk whose slot an earlier
+  // one of the four has just taken continues from there (probe), so the
+  // result is the one-at-a-time fill's: the slots a walk passed over were
+  // taken before the four, and stay taken.
+  void turns4(const uint32_t* b) {
+    uint32_t c[4], s[4];
+    for (int j = 0; j < 4; j++) {
+      c[j] = next[b[j]];
+      s[j] = skip[b[j]];
+    }
+    for (;;) {
+      uint32_t busy = 0;
+      for (int j = 0; j < 4; j++) {
+        uint32_t t = taken(c[j]);
+        busy |= t << j;
+        uint32_t a = add(c[j], s[j]);
+        c[j] = t ? a : c[j];
+      }
+      if (!busy) break;
+    }
+    for (int j = 0; j < 4; j++) {
+      next[b[j]] = c[j];
+      probe(b[j]);
+    }
+  }
   // (a + b) mod M for a, b < M
   uint32_t add(uint32_t a, uint32_t b) const {
     uint32_t r = a + b;
@@ -184,6 +211,9 @@ std::vector<uint32_t> maglev_build(const std::vector<BackendKey>& backends, cons
   std::vector<uint32_t> order;
   const uint32_t tail_at = m - std::min(m, tail_start(m));
   const uint32_t half = m / 2;
+  // Lockstep groups of four until 90 % full; beyond, walks are long and
+  // uneven (four in lockstep wait for the longest), so one at a time, 8-wide.
+  const uint32_t lockstep_until = uint32_t(uint64_t(m) * 9 / 10);
   std::unique_ptr<Tail> tail;
   while (f.filled < m) {
     const std::vector<uint32_t>* round = &turns;
@@ -200,9 +230,14 @@ std::vector<uint32_t> maglev_build(const std::vector<BackendKey>& backends, cons
       }
       round = &order;
     }
-    for (uint32_t i : *round) {
+    const std::vector<uint32_t>& r = *round;
+    for (size_t k = 0; k < r.size(); k++) {
       if (f.filled == m) break;
-      if (f.filled < half) {
+      const uint32_t i = r[k];
+      if (k + 4 <= r.size() && f.filled + 4 <= lockstep_until) {
+        f.turns4(&r[k]);
+        k += 3;
+      } else if (f.filled < half) {
         f.probe(i);
       } else if (f.filled < tail_at) {
         f.probe8(i);
