@@ -173,6 +173,23 @@ export interface NativeAddon {
   nowMs(): number;
   x25519(priv: Buffer, pub: Buffer): Buffer | null;
   x25519Public(priv: Buffer): Buffer | null;
+  /** HKDF-BLAKE2s as WireGuard uses it: n (1..3) outputs of 32 bytes, concatenated. */
+  noiseKdf(n: number, chainKey: Buffer, input: Buffer): Buffer;
+  /*
+   * Whole Noise_IKpsk2 steps (native/src/crypto/noise.h). Each returns one Buffer laid out as
+   * the step's output struct, or a number: 1 a low-order key, 2 an AEAD that does not open,
+   * 3 an internal failure. Wrong argument lengths throw a TypeError.
+   */
+  /** -> msg 148 (macs zero) | h 32 | ck 32 | ephemeral private 32 */
+  noiseCreateInitiation(sender: number, h0: Buffer, remoteStatic: Buffer, localPublic: Buffer, ss: Buffer, timestamp: Buffer): Buffer | number;
+  /** -> h 32 | ck 32 | initiator static 32 */
+  noiseConsumeInitiationStatic(localPrivate: Buffer, h0: Buffer, msg: Buffer): Buffer | number;
+  /** -> h 32 | ck 32 | timestamp 12 */
+  noiseConsumeInitiationTimestamp(h: Buffer, ck: Buffer, ss: Buffer, msg: Buffer): Buffer | number;
+  /** -> msg 92 (macs zero) | h 32 | ck 32 | ephemeral private 32 */
+  noiseCreateResponse(sender: number, receiver: number, h: Buffer, ck: Buffer, remoteEphemeral: Buffer, remoteStatic: Buffer, psk: Buffer): Buffer | number;
+  /** -> h 32 | ck 32 */
+  noiseConsumeResponse(h: Buffer, ck: Buffer, ephemeralPrivate: Buffer, localPrivate: Buffer, psk: Buffer, msg: Buffer): Buffer | number;
   Device: new (opts: NativeDeviceOptions) => NativeDevice;
   /**
    * The native L7 proxy, in the proxy process (src/proxy/worker.ts): listens on address:port with `workers`

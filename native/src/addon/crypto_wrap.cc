@@ -1,8 +1,10 @@
-// The primitives the TypeScript handshake (src/wireguard/crypto.ts) calls, and the device's clock.
+// The primitives and whole Noise steps the TypeScript handshake (src/wireguard/{crypto,noise}.ts) calls, and the
+// device's clock.
 #include <vector>
 
 #include "../crypto/aead.h"
 #include "../crypto/blake2s.h"
+#include "../crypto/noise.h"
 #include "../crypto/x25519.h"
 #include "../wireguard/device.h"
 #include "util.h"
@@ -79,6 +81,83 @@ Napi::Value X25519Public(const Napi::CallbackInfo& info) {
   return Copy(info.Env(), out, 32);
 }
 
+// Handshake steps (crypto/noise.h): each returns one Buffer laid out as the step's *Out struct
+// (the JS side slices it), or the Fail code as a number.
+template <typename T>
+Napi::Value StepResult(Napi::Env env, noise::Fail f, T* out) {
+  Napi::Value v = f == noise::Fail::kNone ? Napi::Value(Copy(env, reinterpret_cast<const uint8_t*>(out), sizeof(T)))
+                                          : Napi::Value(Napi::Number::New(env, double(f)));
+  secure_zero(out, sizeof(T));
+  return v;
+}
+
+// noiseKdf(n 1..3, ck 32, input) -> Buffer(32n)
+Napi::Value NoiseKdf(const Napi::CallbackInfo& info) {
+  const uint8_t *ck, *in;
+  uint32_t n = info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 0;
+  if (n < 1 || n > 3 || !GetBytes(info[1], 32, &ck) || !GetBytes(info[2], 0, &in))
+    return ThrowType(info.Env(), "noiseKdf(n 1..3, ck 32, input)");
+  uint8_t out[96];
+  noise::kdf(out, int(n), ck, in, info[2].As<Napi::Buffer<uint8_t>>().Length());
+  Napi::Value v = Copy(info.Env(), out, 32 * n);
+  secure_zero(out, sizeof(out));
+  return v;
+}
+
+// noiseCreateInitiation(sender, h0, remoteStatic, localPublic, ss, timestamp 12)
+Napi::Value NoiseCreateInitiation(const Napi::CallbackInfo& info) {
+  const uint8_t *h0, *rs, *lp, *ss, *ts;
+  if (!info[0].IsNumber() || !GetBytes(info[1], 32, &h0) || !GetBytes(info[2], 32, &rs) ||
+      !GetBytes(info[3], 32, &lp) || !GetBytes(info[4], 32, &ss) || !GetBytes(info[5], noise::kTimestampLen, &ts))
+    return ThrowType(info.Env(), "noiseCreateInitiation(sender, h0 32, remoteStatic 32, localPublic 32, ss 32, ts 12)");
+  noise::InitiationOut out;
+  return StepResult(info.Env(), noise::create_initiation(&out, info[0].As<Napi::Number>().Uint32Value(), h0, rs, lp, ss, ts), &out);
+}
+
+// noiseConsumeInitiationStatic(localPriv, h0, msg 148)
+Napi::Value NoiseConsumeInitiationStatic(const Napi::CallbackInfo& info) {
+  const uint8_t *sk, *h0, *msg;
+  if (!GetBytes(info[0], 32, &sk) || !GetBytes(info[1], 32, &h0) || !GetBytes(info[2], noise::kInitiationSize, &msg))
+    return ThrowType(info.Env(), "noiseConsumeInitiationStatic(localPriv 32, h0 32, msg 148)");
+  noise::InitiationStaticOut out;
+  return StepResult(info.Env(), noise::consume_initiation_static(&out, sk, h0, msg), &out);
+}
+
+// noiseConsumeInitiationTimestamp(h, ck, ss, msg 148)
+Napi::Value NoiseConsumeInitiationTimestamp(const Napi::CallbackInfo& info) {
+  const uint8_t *h, *ck, *ss, *msg;
+  if (!GetBytes(info[0], 32, &h) || !GetBytes(info[1], 32, &ck) || !GetBytes(info[2], 32, &ss) ||
+      !GetBytes(info[3], noise::kInitiationSize, &msg))
+    return ThrowType(info.Env(), "noiseConsumeInitiationTimestamp(h 32, ck 32, ss 32, msg 148)");
+  noise::InitiationTimestampOut out;
+  return StepResult(info.Env(), noise::consume_initiation_timestamp(&out, h, ck, ss, msg), &out);
+}
+
+// noiseCreateResponse(sender, receiver, h, ck, remoteEphemeral, remoteStatic, psk)
+Napi::Value NoiseCreateResponse(const Napi::CallbackInfo& info) {
+  const uint8_t *h, *ck, *re, *rs, *psk;
+  if (!info[0].IsNumber() || !info[1].IsNumber() || !GetBytes(info[2], 32, &h) || !GetBytes(info[3], 32, &ck) ||
+      !GetBytes(info[4], 32, &re) || !GetBytes(info[5], 32, &rs) || !GetBytes(info[6], 32, &psk))
+    return ThrowType(info.Env(), "noiseCreateResponse(sender, receiver, h 32, ck 32, remoteEphemeral 32, remoteStatic 32, psk 32)");
+  noise::ResponseOut out;
+  noise::Fail f = noise::create_response(&out, info[0].As<Napi::Number>().Uint32Value(),
+                                         info[1].As<Napi::Number>().Uint32Value(), h, ck, re, rs, psk);
+  return StepResult(info.Env(), f, &out);
+}
+
+// noiseConsumeResponse(h, ck, ephPriv, localPriv, psk, msg 92) -> Buffer(h 32 | ck 32) | Fail
+Napi::Value NoiseConsumeResponse(const Napi::CallbackInfo& info) {
+  const uint8_t *h, *ck, *ep, *sk, *psk, *msg;
+  if (!GetBytes(info[0], 32, &h) || !GetBytes(info[1], 32, &ck) || !GetBytes(info[2], 32, &ep) ||
+      !GetBytes(info[3], 32, &sk) || !GetBytes(info[4], 32, &psk) || !GetBytes(info[5], noise::kResponseSize, &msg))
+    return ThrowType(info.Env(), "noiseConsumeResponse(h 32, ck 32, ephPriv 32, localPriv 32, psk 32, msg 92)");
+  struct {
+    uint8_t h[32];
+    uint8_t ck[32];
+  } out;
+  return StepResult(info.Env(), noise::consume_response(out.h, out.ck, h, ck, ep, sk, psk, msg), &out);
+}
+
 Napi::Value NowMs(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(monotonic_ms())); }
 
 }  // namespace
@@ -89,6 +168,12 @@ void RegisterCrypto(Napi::Env env, Napi::Object exports) {
   exports.Set("nowMs", Napi::Function::New(env, NowMs));
   exports.Set("x25519", Napi::Function::New(env, X25519));
   exports.Set("x25519Public", Napi::Function::New(env, X25519Public));
+  exports.Set("noiseKdf", Napi::Function::New(env, NoiseKdf));
+  exports.Set("noiseCreateInitiation", Napi::Function::New(env, NoiseCreateInitiation));
+  exports.Set("noiseConsumeInitiationStatic", Napi::Function::New(env, NoiseConsumeInitiationStatic));
+  exports.Set("noiseConsumeInitiationTimestamp", Napi::Function::New(env, NoiseConsumeInitiationTimestamp));
+  exports.Set("noiseCreateResponse", Napi::Function::New(env, NoiseCreateResponse));
+  exports.Set("noiseConsumeResponse", Napi::Function::New(env, NoiseConsumeResponse));
 }
 
 }  // namespace addon
