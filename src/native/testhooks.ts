@@ -19,6 +19,11 @@ export interface TestHooksAddon {
    * 'openssl-keygen' (EVP keygen, context kept). Throws on an unknown name.
    */
   x25519Cost(impl: string, iterations: number): number;
+  /**
+   * Thread CPU seconds per handshake for each side running only the native Noise steps, no
+   * JavaScript (the floor under src/wireguard/noise.ts). Throws if a step fails.
+   */
+  noiseStepsCost(iterations: number): { initiator: number; responder: number };
   /** A GSO super-packet (with its virtio-net header, or null) cut into MTU packets; null when it cannot be. */
   splitPacket(vnetHdr: Buffer | null, packet: Buffer): Buffer[] | null;
   /** TCP segments merged as the RX path merges them before the TUN. */

@@ -64,6 +64,8 @@ export class Handshake {
   presharedKey: Buffer;
   /** DH(our static, their static); null when their key is of low order. */
   precomputedStaticStatic: Buffer | null;
+  /** h | ck | ephemeral private: `hash`, `chainKey` and `localEphemeral.privateKey` are views of it. */
+  readonly secrets: Buffer = Buffer.alloc(96);
 
   constructor(local: StaticIdentity, remoteStatic: Buffer, presharedKey: Buffer = Buffer.alloc(32)) {
     this.remoteStatic = Buffer.from(remoteStatic);
@@ -72,14 +74,22 @@ export class Handshake {
     this.precomputedStaticStatic = dh(local.privateKey, this.remoteStatic);
   }
 
+  /**
+   * Takes a native step's h | ck (and, from a step that made one, the ephemeral private key:
+   * `ephemeral` 96 bytes) into this handshake's own buffer; `src` is the step's scratch.
+   */
+  commit(src: Buffer): void {
+    src.copy(this.secrets, 0, 0, Math.min(src.length, this.secrets.length));
+    this.hash = this.secrets.subarray(0, 32);
+    this.chainKey = this.secrets.subarray(32, 64);
+  }
+
   /** Forgets all ephemeral state (keeps the replay and flood guards). */
   clear(): void {
     this.state = 'zeroed';
-    this.hash.fill(0);
-    this.chainKey.fill(0);
+    this.secrets.fill(0);
     this.hash = EMPTY;
     this.chainKey = EMPTY;
-    this.localEphemeral?.privateKey.fill(0);
     this.localEphemeral = null;
     this.remoteEphemeral = EMPTY;
     this.localIndex = 0;
@@ -99,14 +109,22 @@ export interface SessionKeys {
 const FAIL_LOW_ORDER = 1;
 const FAIL_DECRYPT = 2;
 
-/**
- * A native step's output: the Buffer laid out as its C++ *Out struct, or throws the
- * HandshakeError the failure code stands for (`messages[code]`).
- */
-function stepOutput(r: Buffer | number, lowOrder: string, decrypt: string): Buffer {
-  if (typeof r !== 'number') return r;
-  throw new HandshakeError(r === FAIL_LOW_ORDER ? lowOrder : r === FAIL_DECRYPT ? decrypt : 'handshake computation failed');
+/** Throws the HandshakeError a native step's failure code stands for; 0 passes. */
+function check(code: number, lowOrder: string, decrypt: string): void {
+  if (code === 0) return;
+  throw new HandshakeError(code === FAIL_LOW_ORDER ? lowOrder : code === FAIL_DECRYPT ? decrypt : 'handshake computation failed');
 }
+
+/*
+ * The native steps write into these (one JS thread; each is wiped after use). A consumed message
+ * reaches a Handshake only once it has passed every check, so a forged or replayed message never
+ * disturbs a handshake in progress.
+ */
+const OUT_INITIATION = Buffer.alloc(INITIATION_SIZE + 96);
+const OUT_RESPONSE = Buffer.alloc(RESPONSE_SIZE + 96);
+const OUT_STATIC = Buffer.alloc(96);
+const OUT_TIMESTAMP = Buffer.alloc(64 + TAI64N_LEN);
+const OUT_HASHES = Buffer.alloc(64);
 
 /**
  * Builds an initiation (without mac1/mac2, which cookie.ts adds over the final
@@ -120,16 +138,17 @@ export function createInitiation(
   nowEpochMs: number = Date.now(),
 ): Buffer {
   if (!hs.precomputedStaticStatic) throw new HandshakeError('peer public key is of low order');
-  const out = stepOutput(
-    native.noiseCreateInitiation(localIndex >>> 0, hs.remoteStaticHash, hs.remoteStatic, local.publicKey, hs.precomputedStaticStatic, tai64n(nowEpochMs)),
+  const out = OUT_INITIATION;
+  check(
+    native.noiseCreateInitiation(out, localIndex >>> 0, hs.remoteStaticHash, hs.remoteStatic, local.publicKey, hs.precomputedStaticStatic, tai64n(nowEpochMs)),
     'peer public key is of low order',
     'initiation could not be sealed',
   );
   // out: msg 148 | h 32 | ck 32 | ephemeral private 32
   const msg = Buffer.from(out.subarray(0, INITIATION_SIZE));
-  hs.hash = out.subarray(INITIATION_SIZE, INITIATION_SIZE + 32);
-  hs.chainKey = out.subarray(INITIATION_SIZE + 32, INITIATION_SIZE + 64);
-  hs.localEphemeral = { privateKey: out.subarray(INITIATION_SIZE + 64, INITIATION_SIZE + 96), publicKey: msg.subarray(8, 40) };
+  hs.commit(out.subarray(INITIATION_SIZE));
+  out.fill(0);
+  hs.localEphemeral = { privateKey: hs.secrets.subarray(64, 96), publicKey: msg.subarray(8, 40) };
   hs.localIndex = localIndex >>> 0;
   hs.state = 'initiation-created';
   return msg;
@@ -151,49 +170,60 @@ export function consumeInitiation(
     throw new HandshakeError('not an initiation');
   const sender = msg.readUInt32LE(4);
   // first: h 32 | ck 32 | initiator static 32
-  const first = stepOutput(
-    native.noiseConsumeInitiationStatic(local.privateKey, local.responderHash, msg),
-    'initiator ephemeral key is of low order',
-    'initiation static key does not decrypt',
-  );
-  const hs = findPeer(first.subarray(64, 96));
-  if (!hs) throw new HandshakeError('initiation from an unknown peer');
-  if (!hs.precomputedStaticStatic || isZero(hs.precomputedStaticStatic))
-    throw new HandshakeError('peer public key is of low order');
-  // second: h 32 | ck 32 | timestamp 12
-  const second = stepOutput(
-    native.noiseConsumeInitiationTimestamp(first.subarray(0, 32), first.subarray(32, 64), hs.precomputedStaticStatic, msg),
-    'peer public key is of low order',
-    'initiation timestamp does not decrypt',
-  );
-  first.fill(0);
-  const ts = second.subarray(64, 64 + TAI64N_LEN);
-  if (!tai64nAfter(ts, hs.lastTimestamp)) throw new HandshakeError('replayed initiation (timestamp not newer)');
-  if (nowMs - hs.lastInitiationConsumedMs < HANDSHAKE_INITIATION_RATE_MS)
-    throw new HandshakeError('initiation flood (less than 20 ms since the last one)');
-  hs.hash = second.subarray(0, 32);
-  hs.chainKey = second.subarray(32, 64);
+  const first = OUT_STATIC;
+  const second = OUT_TIMESTAMP;
+  try {
+    check(
+      native.noiseConsumeInitiationStatic(first, local.privateKey, local.responderHash, msg),
+      'initiator ephemeral key is of low order',
+      'initiation static key does not decrypt',
+    );
+    const hs = findPeer(Buffer.from(first.subarray(64, 96)));
+    if (!hs) throw new HandshakeError('initiation from an unknown peer');
+    if (!hs.precomputedStaticStatic || isZero(hs.precomputedStaticStatic))
+      throw new HandshakeError('peer public key is of low order');
+    // second: h 32 | ck 32 | timestamp 12
+    check(
+      native.noiseConsumeInitiationTimestamp(second, first.subarray(0, 32), first.subarray(32, 64), hs.precomputedStaticStatic, msg),
+      'peer public key is of low order',
+      'initiation timestamp does not decrypt',
+    );
+    const ts = second.subarray(64, 64 + TAI64N_LEN);
+    if (!tai64nAfter(ts, hs.lastTimestamp)) throw new HandshakeError('replayed initiation (timestamp not newer)');
+    if (nowMs - hs.lastInitiationConsumedMs < HANDSHAKE_INITIATION_RATE_MS)
+      throw new HandshakeError('initiation flood (less than 20 ms since the last one)');
+    commitInitiation(hs, second, sender, msg, nowMs);
+    return hs;
+  } finally {
+    first.fill(0);
+    second.fill(0);
+  }
+}
+
+/** Commits a consumed initiation that passed every check to its peer's handshake. */
+function commitInitiation(hs: Handshake, out: Buffer, sender: number, msg: Buffer, nowMs: number): void {
+  hs.commit(out.subarray(0, 64));
   hs.remoteIndex = sender;
   hs.remoteEphemeral = Buffer.from(msg.subarray(8, 40));
-  hs.lastTimestamp = Buffer.from(ts);
+  hs.lastTimestamp = Buffer.from(out.subarray(64, 64 + TAI64N_LEN));
   hs.lastInitiationConsumedMs = nowMs;
   hs.state = 'initiation-consumed';
-  return hs;
 }
 
 /** The responder's answer to a consumed initiation (without macs): one native call. */
 export function createResponse(hs: Handshake, localIndex: number): Buffer {
   if (hs.state !== 'initiation-consumed') throw new HandshakeError('no initiation to respond to');
-  const out = stepOutput(
-    native.noiseCreateResponse(localIndex >>> 0, hs.remoteIndex >>> 0, hs.hash, hs.chainKey, hs.remoteEphemeral, hs.remoteStatic, hs.presharedKey),
+  const out = OUT_RESPONSE;
+  check(
+    native.noiseCreateResponse(out, localIndex >>> 0, hs.remoteIndex >>> 0, hs.hash, hs.chainKey, hs.remoteEphemeral, hs.remoteStatic, hs.presharedKey),
     'low-order key in response derivation',
     'response could not be sealed',
   );
   // out: msg 92 | h 32 | ck 32 | ephemeral private 32
   const msg = Buffer.from(out.subarray(0, RESPONSE_SIZE));
-  hs.hash = out.subarray(RESPONSE_SIZE, RESPONSE_SIZE + 32);
-  hs.chainKey = out.subarray(RESPONSE_SIZE + 32, RESPONSE_SIZE + 64);
-  hs.localEphemeral = { privateKey: out.subarray(RESPONSE_SIZE + 64, RESPONSE_SIZE + 96), publicKey: msg.subarray(12, 44) };
+  hs.commit(out.subarray(RESPONSE_SIZE));
+  out.fill(0);
+  hs.localEphemeral = { privateKey: hs.secrets.subarray(64, 96), publicKey: msg.subarray(12, 44) };
   hs.localIndex = localIndex >>> 0;
   hs.state = 'response-created';
   return msg;
@@ -207,13 +237,17 @@ export function consumeResponse(local: StaticIdentity, hs: Handshake, msg: Buffe
     throw new HandshakeError('response without a pending initiation');
   if (msg.readUInt32LE(8) !== hs.localIndex) throw new HandshakeError('response to another initiation');
   // out: h 32 | ck 32
-  const out = stepOutput(
-    native.noiseConsumeResponse(hs.hash, hs.chainKey, hs.localEphemeral.privateKey, local.privateKey, hs.presharedKey, msg),
-    'responder ephemeral key is of low order',
-    'response does not authenticate',
-  );
-  hs.hash = out.subarray(0, 32);
-  hs.chainKey = out.subarray(32, 64);
+  const out = OUT_HASHES;
+  try {
+    check(
+      native.noiseConsumeResponse(out, hs.hash, hs.chainKey, hs.localEphemeral.privateKey, local.privateKey, hs.presharedKey, msg),
+      'responder ephemeral key is of low order',
+      'response does not authenticate',
+    );
+    hs.commit(out);
+  } finally {
+    out.fill(0);
+  }
   hs.remoteIndex = msg.readUInt32LE(4);
   hs.remoteEphemeral = Buffer.from(msg.subarray(12, 44));
   hs.state = 'response-consumed';

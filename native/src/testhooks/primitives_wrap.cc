@@ -8,6 +8,7 @@
 
 #include "../addon/util.h"
 #include "../crypto/chacha.h"
+#include "../crypto/noise.h"
 #include "../crypto/x25519.h"
 #include "../net/offload.h"
 #include "../wireguard/allowedips.h"
@@ -103,6 +104,42 @@ Napi::Value X25519Cost(const Napi::CallbackInfo& info) {
   if (!known) return ThrowType(env, "x25519Cost: unknown implementation " + impl);
   if (!ok) return ThrowType(env, "x25519Cost: " + impl + " failed");
   return Napi::Number::New(env, elapsed / n);
+}
+
+// noiseStepsCost(iterations) -> { initiator, responder }: thread CPU seconds per handshake for each side
+// running only the native steps (crypto/noise.h) back to back, no JavaScript: the floor under what
+// src/wireguard/noise.ts achieves (bench/handshake.ts prints both). The initiator creates message 1 and
+// consumes message 2; the responder consumes message 1 (both halves) and creates message 2.
+Napi::Value NoiseStepsCost(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t n = info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 0;
+  uint8_t a[32], A[32], b[32], B[32], ss[32], h0[32] = {7}, ts[12] = {0}, psk[32] = {0}, h[32], ck[32];
+  if (n == 0 || !x25519_keypair(a, A) || !x25519_keypair(b, B) || !x25519(ss, a, B))
+    return ThrowType(env, "noiseStepsCost(iterations > 0)");
+  noise::InitiationOut io;
+  noise::InitiationStaticOut so;
+  noise::InitiationTimestampOut to;
+  noise::ResponseOut ro;
+  double init = 0, resp = 0;
+  bool ok = true;
+  for (uint32_t i = 0; ok && i < n; i++) {
+    double t0 = ThreadCpuSeconds();
+    ok = noise::create_initiation(&io, 1, h0, B, A, ss, ts) == noise::Fail::kNone;
+    double t1 = ThreadCpuSeconds();
+    ok = ok && noise::consume_initiation_static(&so, b, h0, io.msg) == noise::Fail::kNone &&
+         noise::consume_initiation_timestamp(&to, so.h, so.ck, ss, io.msg) == noise::Fail::kNone &&
+         noise::create_response(&ro, 2, 1, to.h, to.ck, io.msg + 8, A, psk) == noise::Fail::kNone;
+    double t2 = ThreadCpuSeconds();
+    ok = ok && noise::consume_response(h, ck, io.h, io.ck, io.eph_priv, a, psk, ro.msg) == noise::Fail::kNone;
+    double t3 = ThreadCpuSeconds();
+    init += (t1 - t0) + (t3 - t2);
+    resp += t2 - t1;
+  }
+  if (!ok) return ThrowType(env, "noiseStepsCost: a step failed");
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("initiator", Napi::Number::New(env, init / n));
+  o.Set("responder", Napi::Number::New(env, resp / n));
+  return o;
 }
 
 // splitPacket(vnetHdr: Buffer|null, packet: Buffer) -> Buffer[] | null
@@ -275,6 +312,7 @@ class CookieCheckerWrap : public Napi::ObjectWrap<CookieCheckerWrap> {
 void RegisterPrimitives(Napi::Env env, Napi::Object exports) {
   exports.Set("hchacha20", Napi::Function::New(env, HChaCha20));
   exports.Set("x25519Cost", Napi::Function::New(env, X25519Cost));
+  exports.Set("noiseStepsCost", Napi::Function::New(env, NoiseStepsCost));
   exports.Set("splitPacket", Napi::Function::New(env, SplitPacket));
   exports.Set("coalesce", Napi::Function::New(env, Coalesce));
   exports.Set("ReplayFilter", ReplayFilterWrap::Init(env));
