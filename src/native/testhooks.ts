@@ -24,6 +24,8 @@ export interface TestHooksAddon {
    * JavaScript (the floor under src/wireguard/noise.ts). Throws if a step fails.
    */
   noiseStepsCost(iterations: number): { initiator: number; responder: number };
+  /** CPU seconds of the calling thread alone (process.cpuUsage() also counts V8's and libuv's helpers). */
+  threadCpuSeconds(): number;
   /** A GSO super-packet (with its virtio-net header, or null) cut into MTU packets; null when it cannot be. */
   splitPacket(vnetHdr: Buffer | null, packet: Buffer): Buffer[] | null;
   /** TCP segments merged as the RX path merges them before the TUN. */

@@ -88,9 +88,9 @@ describe('X25519 (libsodium in the addon) against RFC 7748', () => {
       .toBe('95cbde9476e8907d7aade45cb4b873f88b595a68799fa152e6f8f7647aac7957');
   });
   it('§5.2: the iterated vector after 1 and 1,000 iterations', () => {
-    let k = Buffer.alloc(32);
+    let k: Buffer = Buffer.alloc(32);
     k[0] = 9;
-    let u = Buffer.from(k);
+    let u: Buffer = Buffer.from(k);
     const after: Record<number, string> = {};
     for (let i = 1; i <= 1000; i++) {
       const r = dh(k, u)!;

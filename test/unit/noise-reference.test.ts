@@ -26,7 +26,7 @@ const H0 = hash(C0, Buffer.from(IDENTIFIER));
 function refKdf(n: number, ck: Buffer, input: Buffer): Buffer[] {
   const prk = hmac(ck, input);
   const out: Buffer[] = [];
-  let prev = EMPTY;
+  let prev: Buffer = EMPTY;
   for (let i = 1; i <= n; i++) out.push((prev = hmac(prk, Buffer.concat([prev, Buffer.from([i])]))));
   return out;
 }

@@ -106,6 +106,10 @@ Napi::Value X25519Cost(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, elapsed / n);
 }
 
+// threadCpuSeconds() -> CPU seconds of the calling (JS) thread alone: process.cpuUsage() also counts V8's
+// and libuv's helper threads.
+Napi::Value ThreadCpu(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), ThreadCpuSeconds()); }
+
 // noiseStepsCost(iterations) -> { initiator, responder }: thread CPU seconds per handshake for each side
 // running only the native steps (crypto/noise.h) back to back, no JavaScript: the floor under what
 // src/wireguard/noise.ts achieves (bench/handshake.ts prints both). The initiator creates message 1 and
@@ -313,6 +317,7 @@ void RegisterPrimitives(Napi::Env env, Napi::Object exports) {
   exports.Set("hchacha20", Napi::Function::New(env, HChaCha20));
   exports.Set("x25519Cost", Napi::Function::New(env, X25519Cost));
   exports.Set("noiseStepsCost", Napi::Function::New(env, NoiseStepsCost));
+  exports.Set("threadCpuSeconds", Napi::Function::New(env, ThreadCpu));
   exports.Set("splitPacket", Napi::Function::New(env, SplitPacket));
   exports.Set("coalesce", Napi::Function::New(env, Coalesce));
   exports.Set("ReplayFilter", ReplayFilterWrap::Init(env));
