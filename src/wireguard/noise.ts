@@ -144,13 +144,20 @@ export function createInitiation(
     'peer public key is of low order',
     'initiation could not be sealed',
   );
-  // out: msg 148 | h 32 | ck 32 | ephemeral private 32
-  const msg = Buffer.from(out.subarray(0, INITIATION_SIZE));
-  hs.commit(out.subarray(INITIATION_SIZE));
+  return adoptCreated(hs, out, INITIATION_SIZE, 8, localIndex, 'initiation-created');
+}
+
+/**
+ * Takes a create step's output (message `size` bytes | h | ck | ephemeral private, the
+ * ephemeral public key at `ephAt` in the message) into `hs`; returns a copy of the message.
+ */
+function adoptCreated(hs: Handshake, out: Buffer, size: number, ephAt: number, localIndex: number, state: HandshakeStateName): Buffer {
+  const msg = Buffer.from(out.subarray(0, size));
+  hs.commit(out.subarray(size));
   out.fill(0);
-  hs.localEphemeral = { privateKey: hs.secrets.subarray(64, 96), publicKey: msg.subarray(8, 40) };
+  hs.localEphemeral = { privateKey: hs.secrets.subarray(64, 96), publicKey: msg.subarray(ephAt, ephAt + 32) };
   hs.localIndex = localIndex >>> 0;
-  hs.state = 'initiation-created';
+  hs.state = state;
   return msg;
 }
 
@@ -219,14 +226,7 @@ export function createResponse(hs: Handshake, localIndex: number): Buffer {
     'low-order key in response derivation',
     'response could not be sealed',
   );
-  // out: msg 92 | h 32 | ck 32 | ephemeral private 32
-  const msg = Buffer.from(out.subarray(0, RESPONSE_SIZE));
-  hs.commit(out.subarray(RESPONSE_SIZE));
-  out.fill(0);
-  hs.localEphemeral = { privateKey: hs.secrets.subarray(64, 96), publicKey: msg.subarray(12, 44) };
-  hs.localIndex = localIndex >>> 0;
-  hs.state = 'response-created';
-  return msg;
+  return adoptCreated(hs, out, RESPONSE_SIZE, 12, localIndex, 'response-created');
 }
 
 /** The initiator consumes the response addressed to `hs` (found by receiver index): one native call. */

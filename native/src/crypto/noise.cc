@@ -65,6 +65,15 @@ struct Scratch {
   ~Scratch() { secure_zero(this, sizeof(*this)); }
 };
 
+// Zeroes a message being built, writes its type and sender index, and makes the ephemeral key pair
+// whose public half goes at msg + eph_at.
+bool start_message(uint8_t* msg, size_t size, uint32_t type, uint32_t sender, size_t eph_at, uint8_t eph_priv[32]) {
+  memset(msg, 0, size);
+  put_le32(msg, type);
+  put_le32(msg + 4, sender);
+  return x25519_keypair(eph_priv, msg + eph_at);
+}
+
 // The key schedule both sides run over a response (ephemeral, two DH results, psk): leaves
 // the new ck in ck, tau mixed into h, and the AEAD key for the empty payload in key.
 void response_schedule(uint8_t h[32], uint8_t ck[32], uint8_t key[32], const uint8_t ephemeral[32],
@@ -126,11 +135,8 @@ Fail create_initiation(InitiationOut* out, uint32_t sender, const uint8_t h0[32]
                        const uint8_t local_public[32], const uint8_t ss[32], const uint8_t timestamp[12]) {
   Scratch s;
   uint8_t* msg = out->msg;
-  memset(msg, 0, kInitiationSize);
-  put_le32(msg, kMsgInitiation);
-  put_le32(msg + 4, sender);
   uint8_t* eph = msg + 8;
-  if (!x25519_keypair(out->eph_priv, eph)) return Fail::kInternal;
+  if (!start_message(msg, kInitiationSize, kMsgInitiation, sender, 8, out->eph_priv)) return Fail::kInternal;
   memcpy(out->h, h0, 32);
   kdf(out->ck, 1, initial_chain_key(), eph, 32);
   mix_hash(out->h, eph, 32);
@@ -176,12 +182,9 @@ Fail create_response(ResponseOut* out, uint32_t sender, uint32_t receiver, const
                      const uint8_t remote_ephemeral[32], const uint8_t remote_static[32], const uint8_t psk[32]) {
   Scratch s;
   uint8_t* msg = out->msg;
-  memset(msg, 0, kResponseSize);
-  put_le32(msg, kMsgResponse);
-  put_le32(msg + 4, sender);
-  put_le32(msg + 8, receiver);
   uint8_t* eph = msg + 12;
-  if (!x25519_keypair(out->eph_priv, eph)) return Fail::kInternal;
+  if (!start_message(msg, kResponseSize, kMsgResponse, sender, 12, out->eph_priv)) return Fail::kInternal;
+  put_le32(msg + 8, receiver);
   uint8_t se[32];
   bool ok = x25519(s.dh, out->eph_priv, remote_ephemeral) && x25519(se, out->eph_priv, remote_static);
   if (ok) {
