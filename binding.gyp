@@ -8,12 +8,13 @@
     # Hidden visibility + -Bsymbolic-functions: Node 24's binary exports its own std::
     # instantiations (std::regex among them, once used here), built without exceptions; bound to
     # those, a throwing path aborted the process (test/unit/l7.test.ts under Node 24). L7 patterns
-    # are RE2 (Debian libre2-dev): linear-time matching whatever the pattern.
+    # are RE2 (Debian libre2-dev): linear-time matching whatever the pattern. X25519 is libsodium's
+    # (Debian libsodium-dev; docs/dependencies.md has the measurement).
     "cflags": ["-fPIC"],
     "cflags_cc": ["-std=c++17", "-O3", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers", "-fvisibility=hidden", "-fvisibility-inlines-hidden"],
     "cflags_cc!": ["-fno-exceptions"],
     "ldflags": ["-pthread", "-Wl,-Bsymbolic-functions"],
-    "libraries": ["-lre2"]
+    "libraries": ["-lre2", "-lsodium"]
   },
   "targets": [
     {
@@ -24,6 +25,7 @@
         "native/src/crypto/aead.cc",
         "native/src/crypto/blake2s.cc",
         "native/src/crypto/chacha.cc",
+        "native/src/crypto/noise.cc",
         "native/src/crypto/x25519.cc",
         "native/src/net/endpoint.cc",
         "native/src/net/offload.cc",

@@ -176,6 +176,24 @@ export interface NativeAddon {
   nowMs(): number;
   x25519(priv: Buffer, pub: Buffer): Buffer | null;
   x25519Public(priv: Buffer): Buffer | null;
+  /** HKDF-BLAKE2s as WireGuard uses it: n (1..3) outputs of 32 bytes, concatenated. */
+  noiseKdf(n: number, chainKey: Buffer, input: Buffer): Buffer;
+  /*
+   * Whole Noise_IKpsk2 steps (native/src/crypto/noise.h). Each writes its output, laid out as below, into
+   * `out` (a Buffer of exactly that size, which the caller owns and reuses) and returns 0, or 1 for a
+   * low-order key, 2 for an AEAD that does not open, 3 for an internal failure (`out` then untouched).
+   * Wrong argument lengths throw a TypeError.
+   */
+  /** out 244: msg 148 (macs zero) | h 32 | ck 32 | ephemeral private 32 */
+  noiseCreateInitiation(out: Buffer, sender: number, h0: Buffer, remoteStatic: Buffer, localPublic: Buffer, ss: Buffer, timestamp: Buffer): number;
+  /** out 96: h 32 | ck 32 | initiator static 32 */
+  noiseConsumeInitiationStatic(out: Buffer, localPrivate: Buffer, h0: Buffer, msg: Buffer): number;
+  /** out 76: h 32 | ck 32 | timestamp 12 */
+  noiseConsumeInitiationTimestamp(out: Buffer, h: Buffer, ck: Buffer, ss: Buffer, msg: Buffer): number;
+  /** out 188: msg 92 (macs zero) | h 32 | ck 32 | ephemeral private 32 */
+  noiseCreateResponse(out: Buffer, sender: number, receiver: number, h: Buffer, ck: Buffer, remoteEphemeral: Buffer, remoteStatic: Buffer, psk: Buffer): number;
+  /** out 64: h 32 | ck 32 */
+  noiseConsumeResponse(out: Buffer, h: Buffer, ck: Buffer, ephemeralPrivate: Buffer, localPrivate: Buffer, psk: Buffer, msg: Buffer): number;
   Device: new (opts: NativeDeviceOptions) => NativeDevice;
   /**
    * The native L7 proxy, in the proxy process (src/proxy/worker.ts): listens on address:port with `workers`

@@ -11,6 +11,21 @@ export type PolicyBenchKind = 'ipcache' | 'ipcache+policy' | 'conntrack' | 'engi
 
 export interface TestHooksAddon {
   hchacha20(key: Buffer, nonce16: Buffer): Buffer;
+  /**
+   * Thread CPU seconds per X25519 operation, `iterations` run natively (no JS crossing) with one
+   * implementation: 'libsodium' (what the addon uses), 'libsodium-base' (public key of a private
+   * key), 'openssl-reuse' (EVP with our key object and derive context kept, the peer's built per
+   * call), 'openssl-fresh' (both key objects per call: the addon before libsodium),
+   * 'openssl-keygen' (EVP keygen, context kept). Throws on an unknown name.
+   */
+  x25519Cost(impl: string, iterations: number): number;
+  /**
+   * Thread CPU seconds per handshake for each side running only the native Noise steps, no
+   * JavaScript (the floor under src/wireguard/noise.ts). Throws if a step fails.
+   */
+  noiseStepsCost(iterations: number): { initiator: number; responder: number };
+  /** CPU seconds of the calling thread alone (process.cpuUsage() also counts V8's and libuv's helpers). */
+  threadCpuSeconds(): number;
   /** A GSO super-packet (with its virtio-net header, or null) cut into MTU packets; null when it cannot be. */
   splitPacket(vnetHdr: Buffer | null, packet: Buffer): Buffer[] | null;
   /** TCP segments merged as the RX path merges them before the TUN. */

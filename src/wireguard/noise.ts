@@ -6,17 +6,8 @@
  * run two of these against each other in memory.
  */
 import { HandshakeError } from '../errors.js';
-import {
-  aeadOpen,
-  aeadSeal,
-  dh,
-  generateEphemeral,
-  hash,
-  isZero,
-  kdf,
-  publicFromPrivate,
-  type EphemeralKey,
-} from './crypto.js';
+import { native } from '../native/binding.js';
+import { dh, hash, isZero, kdf, publicFromPrivate, type EphemeralKey } from './crypto.js';
 import { tai64n, tai64nAfter, TAI64N_LEN } from './tai64n.js';
 
 export const CONSTRUCTION = 'Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s';
@@ -73,6 +64,8 @@ export class Handshake {
   presharedKey: Buffer;
   /** DH(our static, their static); null when their key is of low order. */
   precomputedStaticStatic: Buffer | null;
+  /** h | ck | ephemeral private: `hash`, `chainKey` and `localEphemeral.privateKey` are views of it. */
+  readonly secrets: Buffer = Buffer.alloc(96);
 
   constructor(local: StaticIdentity, remoteStatic: Buffer, presharedKey: Buffer = Buffer.alloc(32)) {
     this.remoteStatic = Buffer.from(remoteStatic);
@@ -81,11 +74,20 @@ export class Handshake {
     this.precomputedStaticStatic = dh(local.privateKey, this.remoteStatic);
   }
 
+  /**
+   * Takes a native step's h | ck (and, from a step that made one, the ephemeral private key:
+   * `ephemeral` 96 bytes) into this handshake's own buffer; `src` is the step's scratch.
+   */
+  commit(src: Buffer): void {
+    src.copy(this.secrets, 0, 0, Math.min(src.length, this.secrets.length));
+    this.hash = this.secrets.subarray(0, 32);
+    this.chainKey = this.secrets.subarray(32, 64);
+  }
+
   /** Forgets all ephemeral state (keeps the replay and flood guards). */
   clear(): void {
     this.state = 'zeroed';
-    this.hash.fill(0);
-    this.chainKey.fill(0);
+    this.secrets.fill(0);
     this.hash = EMPTY;
     this.chainKey = EMPTY;
     this.localEphemeral = null;
@@ -103,9 +105,31 @@ export interface SessionKeys {
   initiator: boolean;
 }
 
+/** Why a native handshake step refused its input (native/src/crypto/noise.h, enum Fail). */
+const FAIL_LOW_ORDER = 1;
+const FAIL_DECRYPT = 2;
+
+/** Throws the HandshakeError a native step's failure code stands for; 0 passes. */
+function check(code: number, lowOrder: string, decrypt: string): void {
+  if (code === 0) return;
+  throw new HandshakeError(code === FAIL_LOW_ORDER ? lowOrder : code === FAIL_DECRYPT ? decrypt : 'handshake computation failed');
+}
+
+/*
+ * The native steps write into these (one JS thread; each is wiped after use). A consumed message
+ * reaches a Handshake only once it has passed every check, so a forged or replayed message never
+ * disturbs a handshake in progress.
+ */
+const OUT_INITIATION = Buffer.alloc(INITIATION_SIZE + 96);
+const OUT_RESPONSE = Buffer.alloc(RESPONSE_SIZE + 96);
+const OUT_STATIC = Buffer.alloc(96);
+const OUT_TIMESTAMP = Buffer.alloc(64 + TAI64N_LEN);
+const OUT_HASHES = Buffer.alloc(64);
+
 /**
  * Builds an initiation (without mac1/mac2, which cookie.ts adds over the final
- * bytes). `nowEpochMs` feeds the TAI64N timestamp.
+ * bytes). `nowEpochMs` feeds the TAI64N timestamp. One native call does the
+ * whole message (ephemeral, DH, KDF chain, both AEADs).
  */
 export function createInitiation(
   local: StaticIdentity,
@@ -114,31 +138,26 @@ export function createInitiation(
   nowEpochMs: number = Date.now(),
 ): Buffer {
   if (!hs.precomputedStaticStatic) throw new HandshakeError('peer public key is of low order');
-  const msg = Buffer.alloc(INITIATION_SIZE);
-  msg.writeUInt32LE(MSG_INITIATION, 0);
-  msg.writeUInt32LE(localIndex >>> 0, 4);
-  let h = hs.remoteStaticHash;
-  let ck = INITIAL_CHAIN_KEY;
-  const e = generateEphemeral();
-  e.publicKey.copy(msg, 8);
-  [ck] = kdf(1, ck, e.publicKey) as [Buffer];
-  h = hash(h, e.publicKey);
-  const ee = dh(e.privateKey, hs.remoteStatic);
-  if (!ee) throw new HandshakeError('peer public key is of low order');
-  let k: Buffer;
-  [ck, k] = kdf(2, ck, ee) as [Buffer, Buffer];
-  const encStatic = aeadSeal(k, 0n, local.publicKey, h);
-  encStatic.copy(msg, 40);
-  h = hash(h, encStatic);
-  [ck, k] = kdf(2, ck, hs.precomputedStaticStatic) as [Buffer, Buffer];
-  const encTs = aeadSeal(k, 0n, tai64n(nowEpochMs), h);
-  encTs.copy(msg, 88);
-  h = hash(h, encTs);
-  hs.hash = h;
-  hs.chainKey = ck;
-  hs.localEphemeral = e;
+  const out = OUT_INITIATION;
+  check(
+    native.noiseCreateInitiation(out, localIndex >>> 0, hs.remoteStaticHash, hs.remoteStatic, local.publicKey, hs.precomputedStaticStatic, tai64n(nowEpochMs)),
+    'peer public key is of low order',
+    'initiation could not be sealed',
+  );
+  return adoptCreated(hs, out, INITIATION_SIZE, 8, localIndex, 'initiation-created');
+}
+
+/**
+ * Takes a create step's output (message `size` bytes | h | ck | ephemeral private, the
+ * ephemeral public key at `ephAt` in the message) into `hs`; returns a copy of the message.
+ */
+function adoptCreated(hs: Handshake, out: Buffer, size: number, ephAt: number, localIndex: number, state: HandshakeStateName): Buffer {
+  const msg = Buffer.from(out.subarray(0, size));
+  hs.commit(out.subarray(size));
+  out.fill(0);
+  hs.localEphemeral = { privateKey: hs.secrets.subarray(64, 96), publicKey: msg.subarray(ephAt, ephAt + 32) };
   hs.localIndex = localIndex >>> 0;
-  hs.state = 'initiation-created';
+  hs.state = state;
   return msg;
 }
 
@@ -146,6 +165,7 @@ export function createInitiation(
  * Decrypts an initiation far enough to learn who sent it. `findPeer` maps the
  * sender's static key to its handshake state; the message is then checked
  * against that peer's replay and flood guards and, if it passes, committed.
+ * Two native calls: up to the static key, then (the peer known) the timestamp.
  */
 export function consumeInitiation(
   local: StaticIdentity,
@@ -156,99 +176,80 @@ export function consumeInitiation(
   if (msg.length !== INITIATION_SIZE || msg.readUInt32LE(0) !== MSG_INITIATION)
     throw new HandshakeError('not an initiation');
   const sender = msg.readUInt32LE(4);
-  const ephemeral = msg.subarray(8, 40);
-  const encStatic = msg.subarray(40, 88);
-  const encTs = msg.subarray(88, 116);
-  let h = local.responderHash;
-  let ck = INITIAL_CHAIN_KEY;
-  [ck] = kdf(1, ck, ephemeral) as [Buffer];
-  h = hash(h, ephemeral);
-  const es = dh(local.privateKey, ephemeral);
-  if (!es) throw new HandshakeError('initiator ephemeral key is of low order');
-  let k: Buffer;
-  [ck, k] = kdf(2, ck, es) as [Buffer, Buffer];
-  const peerStatic = aeadOpen(k, 0n, encStatic, h);
-  if (!peerStatic) throw new HandshakeError('initiation static key does not decrypt');
-  h = hash(h, encStatic);
-  const hs = findPeer(peerStatic);
-  if (!hs) throw new HandshakeError('initiation from an unknown peer');
-  if (!hs.precomputedStaticStatic || isZero(hs.precomputedStaticStatic))
-    throw new HandshakeError('peer public key is of low order');
-  [ck, k] = kdf(2, ck, hs.precomputedStaticStatic) as [Buffer, Buffer];
-  const ts = aeadOpen(k, 0n, encTs, h);
-  if (!ts) throw new HandshakeError('initiation timestamp does not decrypt');
-  h = hash(h, encTs);
-  if (!tai64nAfter(ts, hs.lastTimestamp)) throw new HandshakeError('replayed initiation (timestamp not newer)');
-  if (nowMs - hs.lastInitiationConsumedMs < HANDSHAKE_INITIATION_RATE_MS)
-    throw new HandshakeError('initiation flood (less than 20 ms since the last one)');
-  hs.hash = h;
-  hs.chainKey = ck;
+  // first: h 32 | ck 32 | initiator static 32
+  const first = OUT_STATIC;
+  const second = OUT_TIMESTAMP;
+  try {
+    check(
+      native.noiseConsumeInitiationStatic(first, local.privateKey, local.responderHash, msg),
+      'initiator ephemeral key is of low order',
+      'initiation static key does not decrypt',
+    );
+    const hs = findPeer(Buffer.from(first.subarray(64, 96)));
+    if (!hs) throw new HandshakeError('initiation from an unknown peer');
+    if (!hs.precomputedStaticStatic || isZero(hs.precomputedStaticStatic))
+      throw new HandshakeError('peer public key is of low order');
+    // second: h 32 | ck 32 | timestamp 12
+    check(
+      native.noiseConsumeInitiationTimestamp(second, first.subarray(0, 32), first.subarray(32, 64), hs.precomputedStaticStatic, msg),
+      'peer public key is of low order',
+      'initiation timestamp does not decrypt',
+    );
+    const ts = second.subarray(64, 64 + TAI64N_LEN);
+    if (!tai64nAfter(ts, hs.lastTimestamp)) throw new HandshakeError('replayed initiation (timestamp not newer)');
+    if (nowMs - hs.lastInitiationConsumedMs < HANDSHAKE_INITIATION_RATE_MS)
+      throw new HandshakeError('initiation flood (less than 20 ms since the last one)');
+    commitInitiation(hs, second, sender, msg, nowMs);
+    return hs;
+  } finally {
+    first.fill(0);
+    second.fill(0);
+  }
+}
+
+/** Commits a consumed initiation that passed every check to its peer's handshake. */
+function commitInitiation(hs: Handshake, out: Buffer, sender: number, msg: Buffer, nowMs: number): void {
+  hs.commit(out.subarray(0, 64));
   hs.remoteIndex = sender;
-  hs.remoteEphemeral = Buffer.from(ephemeral);
-  hs.lastTimestamp = Buffer.from(ts);
+  hs.remoteEphemeral = Buffer.from(msg.subarray(8, 40));
+  hs.lastTimestamp = Buffer.from(out.subarray(64, 64 + TAI64N_LEN));
   hs.lastInitiationConsumedMs = nowMs;
   hs.state = 'initiation-consumed';
-  return hs;
 }
 
-/**
- * The key schedule both sides run over a response: mixes in the responder's
- * ephemeral key, the two DH results and the preshared key. Returns the AEAD key
- * for the response's empty payload, the hash it authenticates and the new
- * chain key.
- */
-function responseSchedule(hs: Handshake, ephemeral: Buffer, ee: Buffer, se: Buffer) {
-  let h = hash(hs.hash, ephemeral);
-  let [ck] = kdf(1, hs.chainKey, ephemeral) as [Buffer];
-  [ck] = kdf(1, ck, ee) as [Buffer];
-  [ck] = kdf(1, ck, se) as [Buffer];
-  const [chainKey, tau, key] = kdf(3, ck, hs.presharedKey) as [Buffer, Buffer, Buffer];
-  h = hash(h, tau);
-  return { hash: h, chainKey, key };
-}
-
-/** The responder's answer to a consumed initiation (without macs). */
+/** The responder's answer to a consumed initiation (without macs): one native call. */
 export function createResponse(hs: Handshake, localIndex: number): Buffer {
   if (hs.state !== 'initiation-consumed') throw new HandshakeError('no initiation to respond to');
-  const msg = Buffer.alloc(RESPONSE_SIZE);
-  msg.writeUInt32LE(MSG_RESPONSE, 0);
-  msg.writeUInt32LE(localIndex >>> 0, 4);
-  msg.writeUInt32LE(hs.remoteIndex >>> 0, 8);
-  const e = generateEphemeral();
-  e.publicKey.copy(msg, 12);
-  const ee = dh(e.privateKey, hs.remoteEphemeral);
-  const se = dh(e.privateKey, hs.remoteStatic);
-  if (!ee || !se) throw new HandshakeError('low-order key in response derivation');
-  const sch = responseSchedule(hs, e.publicKey, ee, se);
-  const empty = aeadSeal(sch.key, 0n, EMPTY, sch.hash);
-  empty.copy(msg, 44);
-  hs.hash = hash(sch.hash, empty);
-  hs.chainKey = sch.chainKey;
-  hs.localEphemeral = e;
-  hs.localIndex = localIndex >>> 0;
-  hs.state = 'response-created';
-  return msg;
+  const out = OUT_RESPONSE;
+  check(
+    native.noiseCreateResponse(out, localIndex >>> 0, hs.remoteIndex >>> 0, hs.hash, hs.chainKey, hs.remoteEphemeral, hs.remoteStatic, hs.presharedKey),
+    'low-order key in response derivation',
+    'response could not be sealed',
+  );
+  return adoptCreated(hs, out, RESPONSE_SIZE, 12, localIndex, 'response-created');
 }
 
-/** The initiator consumes the response addressed to `hs` (found by receiver index). */
+/** The initiator consumes the response addressed to `hs` (found by receiver index): one native call. */
 export function consumeResponse(local: StaticIdentity, hs: Handshake, msg: Buffer): void {
   if (msg.length !== RESPONSE_SIZE || msg.readUInt32LE(0) !== MSG_RESPONSE)
     throw new HandshakeError('not a response');
   if (hs.state !== 'initiation-created' || !hs.localEphemeral)
     throw new HandshakeError('response without a pending initiation');
   if (msg.readUInt32LE(8) !== hs.localIndex) throw new HandshakeError('response to another initiation');
-  const sender = msg.readUInt32LE(4);
-  const ephemeral = msg.subarray(12, 44);
-  const empty = msg.subarray(44, 60);
-  const ee = dh(hs.localEphemeral.privateKey, ephemeral);
-  const se = dh(local.privateKey, ephemeral);
-  if (!ee || !se) throw new HandshakeError('responder ephemeral key is of low order');
-  const sch = responseSchedule(hs, ephemeral, ee, se);
-  if (!aeadOpen(sch.key, 0n, empty, sch.hash)) throw new HandshakeError('response does not authenticate');
-  hs.hash = hash(sch.hash, empty);
-  hs.chainKey = sch.chainKey;
-  hs.remoteIndex = sender;
-  hs.remoteEphemeral = Buffer.from(ephemeral);
+  // out: h 32 | ck 32
+  const out = OUT_HASHES;
+  try {
+    check(
+      native.noiseConsumeResponse(out, hs.hash, hs.chainKey, hs.localEphemeral.privateKey, local.privateKey, hs.presharedKey, msg),
+      'responder ephemeral key is of low order',
+      'response does not authenticate',
+    );
+    hs.commit(out);
+  } finally {
+    out.fill(0);
+  }
+  hs.remoteIndex = msg.readUInt32LE(4);
+  hs.remoteEphemeral = Buffer.from(msg.subarray(12, 44));
   hs.state = 'response-consumed';
 }
 

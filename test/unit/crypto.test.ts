@@ -65,22 +65,60 @@ describe('HMAC-BLAKE2s and HKDF', () => {
   });
 });
 
-describe('X25519 (RFC 7748 §6.1)', () => {
+describe('X25519 (libsodium in the addon) against RFC 7748', () => {
   const alicePriv = hex('77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a');
   const alicePub = hex('8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a');
   const bobPriv = hex('5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb');
   const bobPub = hex('de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f');
   const shared = '4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742';
-  it('derives public keys', () => {
+  it('§6.1: derives both public keys', () => {
     expect(publicFromPrivate(alicePriv).equals(alicePub)).toBe(true);
     expect(publicFromPrivate(bobPriv).equals(bobPub)).toBe(true);
   });
-  it('agrees on the shared secret', () => {
+  it('§6.1: both sides agree on the shared secret', () => {
     expect(dh(alicePriv, bobPub)!.toString('hex')).toBe(shared);
     expect(dh(bobPriv, alicePub)!.toString('hex')).toBe(shared);
   });
-  it('refuses a low-order point (all-zero shared secret)', () => {
-    expect(dh(alicePriv, Buffer.alloc(32))).toBeNull();
+  it('§5.2: the two single-multiplication vectors (the second u has its top bit set, which is masked)', () => {
+    expect(dh(hex('a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4'),
+      hex('e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c'))!.toString('hex'))
+      .toBe('c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552');
+    expect(dh(hex('4b66e9d4d1b4673c5ad22691957d6af5c11b6421e0ea01d42ca4169e7918ba0d'),
+      hex('e5210f12786811d3f4b7959d0538ae2c31dbe7106fc03c3efc4cd549c715a493'))!.toString('hex'))
+      .toBe('95cbde9476e8907d7aade45cb4b873f88b595a68799fa152e6f8f7647aac7957');
+  });
+  it('§5.2: the iterated vector after 1 and 1,000 iterations', () => {
+    let k: Buffer = Buffer.alloc(32);
+    k[0] = 9;
+    let u: Buffer = Buffer.from(k);
+    const after: Record<number, string> = {};
+    for (let i = 1; i <= 1000; i++) {
+      const r = dh(k, u)!;
+      u = k;
+      k = r;
+      if (i === 1 || i === 1000) after[i] = k.toString('hex');
+    }
+    expect(after).toEqual({
+      1: '422c8e7a6227d7bca1350b3e2bb7279f7897b87bb6854b783c60e80311ae3079',
+      1000: '684cf59ba83309552800ef566f2f4d3c1c3887c49360e3875f2eb94d99532c51',
+    });
+  });
+  it('refuses every low-order point (all-zero shared secret), as WireGuard requires', () => {
+    // u = 0, 1, the two points of order 8, p − 1, p, p + 1, and the same with the (masked) top bit set
+    const lowOrder = [
+      '0000000000000000000000000000000000000000000000000000000000000000',
+      '0100000000000000000000000000000000000000000000000000000000000000',
+      'e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800',
+      '5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157',
+      'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+      'edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+      'eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+    ];
+    const withTopBit = lowOrder.map((h) => { const b = hex(h); b[31]! |= 0x80; return b.toString('hex'); });
+    for (const u of [...lowOrder, ...withTopBit]) {
+      expect(dh(alicePriv, hex(u)), u).toBeNull();
+      expect(native.x25519(bobPriv, hex(u)), u).toBeNull();
+    }
   });
 });
 

@@ -4,11 +4,12 @@
 // initiator's send key the responder's receive key and back, the responder's keypair in use only after the
 // initiator's first transport message, a wrong static key or preshared key never yielding a session, and
 // an unanswered initiation sent again after REKEY_TIMEOUT (5 s) plus at most 334 ms of jitter.
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FakeDevice } from '../../src/native/fakedevice.js';
 import { linkFakeDevices, type FakeDatagram } from '../../src/native/fakenet.js';
-import { generatePrivateKey, publicFromPrivate } from '../../src/wireguard/crypto.js';
+import { dh, generatePrivateKey, publicFromPrivate } from '../../src/wireguard/crypto.js';
 import { WireGuardDevice } from '../../src/wireguard/device.js';
+import type { Peer } from '../../src/wireguard/peer.js';
 
 const A = { host: '198.18.0.1', port: 51820 };
 const B = { host: '198.18.0.2', port: 51820 };
@@ -172,3 +173,66 @@ describe('WireGuardDevice on linked FakeDevices', () => {
     expect(f.net.pending).toBe(0);
   });
 });
+
+// The static-static DH (our static private key with the peer's static public key) is computed once per peer
+// and kept, as wireguard-go does; it must follow both keys. A stale value makes the responder unable to open
+// the initiation's timestamp, so the handshake fails; the recomputed one completes.
+describe('precomputed static-static DH', () => {
+  // The initiation's TAI64N timestamp comes from Date.now() (16.8 ms granularity): a fake wall clock moves it
+  // on, or a second initiation within the same tick would be refused as a replay.
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(1_700_000_000_000);
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+  const handshakeOnce = (f: ReturnType<typeof setup>, from: WireGuardDevice<FakeDevice>, peer: Peer) => {
+    f.clock.ms += 6_000; // past REKEY_TIMEOUT, so initiate() sends at once
+    vi.setSystemTime(Date.now() + 6_000);
+    from.initiate(peer);
+    f.net.deliver();
+  };
+
+  it('is recomputed when the local private key changes (the old value fails, the new one completes)', () => {
+    const f = setup();
+    const old = Buffer.from(f.pb.handshake.precomputedStaticStatic!);
+    const k2 = generatePrivateKey();
+    f.a.setPrivateKey(k2);
+    const fresh = f.pb.handshake.precomputedStaticStatic!;
+    expect(fresh.equals(dh(k2, f.b.identity!.publicKey)!)).toBe(true);
+    expect(fresh.equals(old)).toBe(false);
+    // b is told a's new public key (peers are named by public key: a new peer)
+    f.b.removePeer(f.pa.publicKey);
+    f.b.addPeer(f.a.identity!.publicKey);
+    // the stale value: b decrypts the new static key, then cannot open the timestamp
+    f.pb.handshake.precomputedStaticStatic = old;
+    handshakeOnce(f, f.a, f.pb);
+    expect(f.b.stats.handshakesRejected).toBe(1);
+    expect(f.completed).toEqual({ a: 0, b: 0 });
+    // the recomputed value completes
+    f.pb.handshake.precomputedStaticStatic = fresh;
+    handshakeOnce(f, f.a, f.pb);
+    expect(f.completed).toEqual({ a: 1, b: 1 });
+  });
+
+  it("is recomputed when a peer's public key changes (the peer under the old key never completes)", () => {
+    const f = setup();
+    handshakeOnce(f, f.a, f.pb);
+    expect(f.completed).toEqual({ a: 1, b: 1 });
+    const oldPeer = f.pb;
+    f.b.setPrivateKey(generatePrivateKey());
+    const newPeer = f.a.addPeer(f.b.identity!.publicKey);
+    f.a.setPeerEndpoint(newPeer, B);
+    expect(newPeer.handshake.precomputedStaticStatic!.equals(dh(f.a.identity!.privateKey, f.b.identity!.publicKey)!)).toBe(true);
+    expect(newPeer.handshake.precomputedStaticStatic!.equals(oldPeer.handshake.precomputedStaticStatic!)).toBe(false);
+    // b's peer entry for a survives its key change, recomputed against b's new key
+    expect(f.pa.handshake.precomputedStaticStatic!.equals(dh(f.b.identity!.privateKey, f.a.identity!.publicKey)!)).toBe(true);
+    handshakeOnce(f, f.a, oldPeer);
+    expect(f.b.stats.handshakesRejected).toBe(1);
+    expect(f.completed).toEqual({ a: 1, b: 1 });
+    handshakeOnce(f, f.a, newPeer);
+    expect(f.completed).toEqual({ a: 2, b: 2 });
+  });
+});
+

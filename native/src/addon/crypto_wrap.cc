@@ -1,8 +1,11 @@
-// The primitives the TypeScript handshake (src/wireguard/crypto.ts) calls, and the device's clock.
+// The primitives and whole Noise steps the TypeScript handshake (src/wireguard/{crypto,noise}.ts) calls, and the
+// device's clock.
+#include <cstring>
 #include <vector>
 
 #include "../crypto/aead.h"
 #include "../crypto/blake2s.h"
+#include "../crypto/noise.h"
 #include "../crypto/x25519.h"
 #include "../wireguard/device.h"
 #include "util.h"
@@ -79,6 +82,103 @@ Napi::Value X25519Public(const Napi::CallbackInfo& info) {
   return Copy(info.Env(), out, 32);
 }
 
+// Handshake steps (crypto/noise.h): each writes its *Out struct into the caller's Buffer `out` (exactly
+// that size; the JS side keeps one and slices it) and returns the Fail code (0: done). Writing into a
+// Buffer the caller owns, rather than returning a new one, keeps a handshake free of per-step external
+// allocations, which cost the JS thread more (GC of external memory) than the step's hashing.
+template <typename T>
+bool OutStruct(const Napi::Value& v, uint8_t** out) {
+  const uint8_t* p;
+  if (!GetBytes(v, sizeof(T), &p)) return false;
+  *out = const_cast<uint8_t*>(p);
+  return true;
+}
+
+template <typename T>
+Napi::Value StepDone(Napi::Env env, noise::Fail f, T* local, uint8_t* out) {
+  if (f == noise::Fail::kNone) memcpy(out, local, sizeof(T));
+  secure_zero(local, sizeof(T));
+  return Napi::Number::New(env, double(f));
+}
+
+// noiseKdf(n 1..3, ck 32, input) -> Buffer(32n)
+Napi::Value NoiseKdf(const Napi::CallbackInfo& info) {
+  const uint8_t *ck, *in;
+  uint32_t n = info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 0;
+  if (n < 1 || n > 3 || !GetBytes(info[1], 32, &ck) || !GetBytes(info[2], 0, &in))
+    return ThrowType(info.Env(), "noiseKdf(n 1..3, ck 32, input)");
+  uint8_t out[96];
+  noise::kdf(out, int(n), ck, in, info[2].As<Napi::Buffer<uint8_t>>().Length());
+  Napi::Value v = Copy(info.Env(), out, 32 * n);
+  secure_zero(out, sizeof(out));
+  return v;
+}
+
+// noiseCreateInitiation(out 244, sender, h0, remoteStatic, localPublic, ss, timestamp 12)
+Napi::Value NoiseCreateInitiation(const Napi::CallbackInfo& info) {
+  const uint8_t *h0, *rs, *lp, *ss, *ts;
+  uint8_t* dst;
+  if (!OutStruct<noise::InitiationOut>(info[0], &dst) || !info[1].IsNumber() || !GetBytes(info[2], 32, &h0) ||
+      !GetBytes(info[3], 32, &rs) || !GetBytes(info[4], 32, &lp) || !GetBytes(info[5], 32, &ss) ||
+      !GetBytes(info[6], noise::kTimestampLen, &ts))
+    return ThrowType(info.Env(), "noiseCreateInitiation(out 244, sender, h0 32, remoteStatic 32, localPublic 32, ss 32, ts 12)");
+  noise::InitiationOut out;
+  noise::Fail f = noise::create_initiation(&out, info[1].As<Napi::Number>().Uint32Value(), h0, rs, lp, ss, ts);
+  return StepDone(info.Env(), f, &out, dst);
+}
+
+// noiseConsumeInitiationStatic(out 96, localPriv, h0, msg 148)
+Napi::Value NoiseConsumeInitiationStatic(const Napi::CallbackInfo& info) {
+  const uint8_t *sk, *h0, *msg;
+  uint8_t* dst;
+  if (!OutStruct<noise::InitiationStaticOut>(info[0], &dst) || !GetBytes(info[1], 32, &sk) ||
+      !GetBytes(info[2], 32, &h0) || !GetBytes(info[3], noise::kInitiationSize, &msg))
+    return ThrowType(info.Env(), "noiseConsumeInitiationStatic(out 96, localPriv 32, h0 32, msg 148)");
+  noise::InitiationStaticOut out;
+  return StepDone(info.Env(), noise::consume_initiation_static(&out, sk, h0, msg), &out, dst);
+}
+
+// noiseConsumeInitiationTimestamp(out 76, h, ck, ss, msg 148)
+Napi::Value NoiseConsumeInitiationTimestamp(const Napi::CallbackInfo& info) {
+  const uint8_t *h, *ck, *ss, *msg;
+  uint8_t* dst;
+  if (!OutStruct<noise::InitiationTimestampOut>(info[0], &dst) || !GetBytes(info[1], 32, &h) ||
+      !GetBytes(info[2], 32, &ck) || !GetBytes(info[3], 32, &ss) || !GetBytes(info[4], noise::kInitiationSize, &msg))
+    return ThrowType(info.Env(), "noiseConsumeInitiationTimestamp(out 76, h 32, ck 32, ss 32, msg 148)");
+  noise::InitiationTimestampOut out;
+  return StepDone(info.Env(), noise::consume_initiation_timestamp(&out, h, ck, ss, msg), &out, dst);
+}
+
+// noiseCreateResponse(out 188, sender, receiver, h, ck, remoteEphemeral, remoteStatic, psk)
+Napi::Value NoiseCreateResponse(const Napi::CallbackInfo& info) {
+  const uint8_t *h, *ck, *re, *rs, *psk;
+  uint8_t* dst;
+  if (!OutStruct<noise::ResponseOut>(info[0], &dst) || !info[1].IsNumber() || !info[2].IsNumber() ||
+      !GetBytes(info[3], 32, &h) || !GetBytes(info[4], 32, &ck) || !GetBytes(info[5], 32, &re) ||
+      !GetBytes(info[6], 32, &rs) || !GetBytes(info[7], 32, &psk))
+    return ThrowType(info.Env(), "noiseCreateResponse(out 188, sender, receiver, h 32, ck 32, remoteEphemeral 32, remoteStatic 32, psk 32)");
+  noise::ResponseOut out;
+  noise::Fail f = noise::create_response(&out, info[1].As<Napi::Number>().Uint32Value(),
+                                         info[2].As<Napi::Number>().Uint32Value(), h, ck, re, rs, psk);
+  return StepDone(info.Env(), f, &out, dst);
+}
+
+// noiseConsumeResponse(out 64: h | ck, h, ck, ephPriv, localPriv, psk, msg 92)
+Napi::Value NoiseConsumeResponse(const Napi::CallbackInfo& info) {
+  struct HashAndChainKey {
+    uint8_t h[32];
+    uint8_t ck[32];
+  };
+  const uint8_t *h, *ck, *ep, *sk, *psk, *msg;
+  uint8_t* dst;
+  if (!OutStruct<HashAndChainKey>(info[0], &dst) || !GetBytes(info[1], 32, &h) || !GetBytes(info[2], 32, &ck) ||
+      !GetBytes(info[3], 32, &ep) || !GetBytes(info[4], 32, &sk) || !GetBytes(info[5], 32, &psk) ||
+      !GetBytes(info[6], noise::kResponseSize, &msg))
+    return ThrowType(info.Env(), "noiseConsumeResponse(out 64, h 32, ck 32, ephPriv 32, localPriv 32, psk 32, msg 92)");
+  HashAndChainKey out;
+  return StepDone(info.Env(), noise::consume_response(out.h, out.ck, h, ck, ep, sk, psk, msg), &out, dst);
+}
+
 Napi::Value NowMs(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(monotonic_ms())); }
 
 }  // namespace
@@ -89,6 +189,12 @@ void RegisterCrypto(Napi::Env env, Napi::Object exports) {
   exports.Set("nowMs", Napi::Function::New(env, NowMs));
   exports.Set("x25519", Napi::Function::New(env, X25519));
   exports.Set("x25519Public", Napi::Function::New(env, X25519Public));
+  exports.Set("noiseKdf", Napi::Function::New(env, NoiseKdf));
+  exports.Set("noiseCreateInitiation", Napi::Function::New(env, NoiseCreateInitiation));
+  exports.Set("noiseConsumeInitiationStatic", Napi::Function::New(env, NoiseConsumeInitiationStatic));
+  exports.Set("noiseConsumeInitiationTimestamp", Napi::Function::New(env, NoiseConsumeInitiationTimestamp));
+  exports.Set("noiseCreateResponse", Napi::Function::New(env, NoiseCreateResponse));
+  exports.Set("noiseConsumeResponse", Napi::Function::New(env, NoiseConsumeResponse));
 }
 
 }  // namespace addon

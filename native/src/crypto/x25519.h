@@ -1,11 +1,16 @@
-// X25519 through Node's OpenSSL with raw 32-byte keys: no DER wrapping or
-// KeyObject per call, which is most of what node:crypto's diffieHellman costs
-// for a handshake (bench/handshake.ts measures the three options).
+// X25519 (RFC 7748) through libsodium (Debian libsodium-dev). Chosen by measurement
+// (bench/handshake.ts runs both in one process): libsodium's 64-bit/AVX ladder is faster than
+// OpenSSL's EVP X25519 even with OpenSSL's contexts and key objects reused, and it needs no
+// per-call allocation. No field arithmetic of ours: only libsodium's public API.
 #pragma once
 #include <cstdint>
 
 namespace wm {
-// Returns false for a low-order peer key (all-zero result) or an OpenSSL error.
+// out = X25519(priv, pub). False for a low-order peer key (all-zero result, which WireGuard
+// must refuse): libsodium checks it in constant time.
 bool x25519(uint8_t out[32], const uint8_t priv[32], const uint8_t pub[32]);
+// out = X25519(priv, 9): the public key of a private key.
 bool x25519_public(uint8_t out[32], const uint8_t priv[32]);
+// A fresh clamped private key (as `wg genkey`) and its public key: the handshake's ephemerals.
+bool x25519_keypair(uint8_t priv[32], uint8_t pub[32]);
 }  // namespace wm

@@ -1,8 +1,15 @@
 // Data-path pieces wrapped one by one for the unit tests (test/unit): never in the product addon.
+#include <openssl/evp.h>
+#include <time.h>
+
+#include <cstring>
+#include <string>
 #include <vector>
 
 #include "../addon/util.h"
 #include "../crypto/chacha.h"
+#include "../crypto/noise.h"
+#include "../crypto/x25519.h"
 #include "../net/offload.h"
 #include "../wireguard/allowedips.h"
 #include "../wireguard/cookie.h"
@@ -24,6 +31,119 @@ Napi::Value HChaCha20(const Napi::CallbackInfo& info) {
   uint8_t out[32];
   hchacha20(out, key, nonce);
   return Copy(info.Env(), out, 32);
+}
+
+double ThreadCpuSeconds() {
+  timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return double(t.tv_sec) + double(t.tv_nsec) * 1e-9;
+}
+
+// OpenSSL's X25519 as well as EVP allows: our private key object and derive context built
+// once, the peer's key object per call (a handshake's peer keys are fresh ephemerals).
+bool OpensslReuse(EVP_PKEY_CTX* derive, const uint8_t pub[32], uint8_t out[32]) {
+  EVP_PKEY* pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nullptr, pub, 32);
+  size_t len = 32;
+  bool ok = pk && EVP_PKEY_derive_set_peer(derive, pk) == 1 && EVP_PKEY_derive(derive, out, &len) == 1;
+  EVP_PKEY_free(pk);
+  return ok;
+}
+
+// The addon's X25519 before libsodium: both key objects built per call (and OpenSSL derives the
+// public key of a raw private key when it builds the object, a second scalar multiplication).
+bool OpensslFresh(const uint8_t priv[32], const uint8_t pub[32], uint8_t out[32]) {
+  EVP_PKEY* sk = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nullptr, priv, 32);
+  EVP_PKEY* pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nullptr, pub, 32);
+  EVP_PKEY_CTX* ctx = sk ? EVP_PKEY_CTX_new(sk, nullptr) : nullptr;
+  size_t len = 32;
+  bool ok = pk && ctx && EVP_PKEY_derive_init(ctx) == 1 && EVP_PKEY_derive_set_peer(ctx, pk) == 1 &&
+            EVP_PKEY_derive(ctx, out, &len) == 1;
+  EVP_PKEY_CTX_free(ctx);
+  EVP_PKEY_free(pk);
+  EVP_PKEY_free(sk);
+  return ok;
+}
+
+// x25519Cost(impl, iterations) -> thread CPU seconds per operation, measured natively so that
+// the implementations compare without the JS crossing. impl: 'libsodium' | 'libsodium-base' |
+// 'openssl-reuse' | 'openssl-fresh' | 'openssl-keygen'. Throws on an unknown impl or a failure.
+Napi::Value X25519Cost(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString() || !info[1].IsNumber()) return ThrowType(env, "x25519Cost(impl, iterations)");
+  std::string impl = info[0].As<Napi::String>();
+  uint32_t n = info[1].As<Napi::Number>().Uint32Value();
+  uint8_t sk[32], pk[32], out[32];
+  if (n == 0 || !x25519_keypair(sk, pk)) return ThrowType(env, "x25519Cost: no iterations or no key");
+  EVP_PKEY* skey = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nullptr, sk, 32);
+  EVP_PKEY_CTX* derive = skey ? EVP_PKEY_CTX_new(skey, nullptr) : nullptr;
+  EVP_PKEY_CTX* keygen = EVP_PKEY_CTX_new_id(EVP_PKEY_X25519, nullptr);
+  bool ok = derive && keygen && EVP_PKEY_derive_init(derive) == 1 && EVP_PKEY_keygen_init(keygen) == 1;
+  bool known = true;
+  double start = ThreadCpuSeconds();
+  for (uint32_t i = 0; ok && known && i < n; i++) {
+    if (impl == "libsodium") {
+      ok = x25519(out, sk, pk);
+    } else if (impl == "libsodium-base") {
+      ok = x25519_public(out, sk);
+    } else if (impl == "openssl-reuse") {
+      ok = OpensslReuse(derive, pk, out);
+    } else if (impl == "openssl-fresh") {
+      ok = OpensslFresh(sk, pk, out);
+    } else if (impl == "openssl-keygen") {
+      EVP_PKEY* k = nullptr;
+      ok = EVP_PKEY_keygen(keygen, &k) == 1;
+      EVP_PKEY_free(k);
+    } else {
+      known = false;
+    }
+  }
+  double elapsed = ThreadCpuSeconds() - start;
+  EVP_PKEY_CTX_free(keygen);
+  EVP_PKEY_CTX_free(derive);
+  EVP_PKEY_free(skey);
+  if (!known) return ThrowType(env, "x25519Cost: unknown implementation " + impl);
+  if (!ok) return ThrowType(env, "x25519Cost: " + impl + " failed");
+  return Napi::Number::New(env, elapsed / n);
+}
+
+// threadCpuSeconds() -> CPU seconds of the calling (JS) thread alone: process.cpuUsage() also counts V8's
+// and libuv's helper threads.
+Napi::Value ThreadCpu(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), ThreadCpuSeconds()); }
+
+// noiseStepsCost(iterations) -> { initiator, responder }: thread CPU seconds per handshake for each side
+// running only the native steps (crypto/noise.h) back to back, no JavaScript: the floor under what
+// src/wireguard/noise.ts achieves (bench/handshake.ts prints both). The initiator creates message 1 and
+// consumes message 2; the responder consumes message 1 (both halves) and creates message 2.
+Napi::Value NoiseStepsCost(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t n = info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 0;
+  uint8_t a[32], A[32], b[32], B[32], ss[32], h0[32] = {7}, ts[12] = {0}, psk[32] = {0}, h[32], ck[32];
+  if (n == 0 || !x25519_keypair(a, A) || !x25519_keypair(b, B) || !x25519(ss, a, B))
+    return ThrowType(env, "noiseStepsCost(iterations > 0)");
+  noise::InitiationOut io;
+  noise::InitiationStaticOut so;
+  noise::InitiationTimestampOut to;
+  noise::ResponseOut ro;
+  double init = 0, resp = 0;
+  bool ok = true;
+  for (uint32_t i = 0; ok && i < n; i++) {
+    double t0 = ThreadCpuSeconds();
+    ok = noise::create_initiation(&io, 1, h0, B, A, ss, ts) == noise::Fail::kNone;
+    double t1 = ThreadCpuSeconds();
+    ok = ok && noise::consume_initiation_static(&so, b, h0, io.msg) == noise::Fail::kNone &&
+         noise::consume_initiation_timestamp(&to, so.h, so.ck, ss, io.msg) == noise::Fail::kNone &&
+         noise::create_response(&ro, 2, 1, to.h, to.ck, io.msg + 8, A, psk) == noise::Fail::kNone;
+    double t2 = ThreadCpuSeconds();
+    ok = ok && noise::consume_response(h, ck, io.h, io.ck, io.eph_priv, a, psk, ro.msg) == noise::Fail::kNone;
+    double t3 = ThreadCpuSeconds();
+    init += (t1 - t0) + (t3 - t2);
+    resp += t2 - t1;
+  }
+  if (!ok) return ThrowType(env, "noiseStepsCost: a step failed");
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("initiator", Napi::Number::New(env, init / n));
+  o.Set("responder", Napi::Number::New(env, resp / n));
+  return o;
 }
 
 // splitPacket(vnetHdr: Buffer|null, packet: Buffer) -> Buffer[] | null
@@ -195,6 +315,9 @@ class CookieCheckerWrap : public Napi::ObjectWrap<CookieCheckerWrap> {
 
 void RegisterPrimitives(Napi::Env env, Napi::Object exports) {
   exports.Set("hchacha20", Napi::Function::New(env, HChaCha20));
+  exports.Set("x25519Cost", Napi::Function::New(env, X25519Cost));
+  exports.Set("noiseStepsCost", Napi::Function::New(env, NoiseStepsCost));
+  exports.Set("threadCpuSeconds", Napi::Function::New(env, ThreadCpu));
   exports.Set("splitPacket", Napi::Function::New(env, SplitPacket));
   exports.Set("coalesce", Napi::Function::New(env, Coalesce));
   exports.Set("ReplayFilter", ReplayFilterWrap::Init(env));
