@@ -26,21 +26,16 @@ import { execFileSync } from 'node:child_process';
 import type { EndpointRecord } from '../controlplane/types.js';
 import type { Logger } from '../log.js';
 import type { NativeDevice } from '../native/binding.js';
-import { backendRows, frontendRow } from '../native/rows.js';
+import { frontendRow } from '../native/rows.js';
 import { formatIP, parseIP } from '../net/ip.js';
 import { serviceName, ServiceEndpoints } from './endpoints.js';
 import { NodeHealth } from './health.js';
-import { portViews, serviceFromManifest, selectBackends, type Backend, type ClusterService, type ServicePortView } from './service.js';
-import { serviceList, type BackendStatus, type ServicePortStatus, type ServiceStatus } from './status.js';
+import { portViews, serviceFromManifest, type ClusterService, type ServicePortView } from './service.js';
+import { serviceList, type ServiceStatus } from './status.js';
+import { PortTables } from './tables.js';
 import type { Manifest } from '../manifests/validate.js';
 
 export type { BackendStatus, ServicePortStatus, ServiceStatus } from './status.js';
-
-interface Installed {
-  id: number;
-  signature: string;
-  status: ServicePortStatus;
-}
 
 export interface ServiceDatapathOptions {
   maglevTableSize: number;
@@ -75,13 +70,11 @@ export class ServiceDatapath {
   private readonly nearestServices = new Set<string>();
   private watchDirty = false;
   private rttDirty = false;
-  private healthSeen = -1;
+  private healthSeen = -1; // health.version of the last compute
+  private timerHealth = -1; // and of the last timer round
   private rtt = new Map<string, number>();
   private readonly vipRefs = new Map<string, number>();
-  private readonly installed = new Map<string, Installed>(); // by port key
-  private readonly ids = new Map<string, number>();
-  private nextId = 1;
-  private readonly nearest = new Map<string, string>(); // port key -> cluster
+  private readonly tables: PortTables;
   private readonly routedVips = new Set<string>();
   readonly health: NodeHealth;
   private scheduled = false;
@@ -109,6 +102,7 @@ export class ServiceDatapath {
     now: () => number,
   ) {
     this.index = new ServiceEndpoints((svc) => this.markBackends(svc));
+    this.tables = new PortTables(dev, cluster, opts.maglevTableSize, log);
     this.health = new NodeHealth(dev, now, (changed) => {
       this.refreshAlive(changed);
       this.schedule();
@@ -119,7 +113,8 @@ export class ServiceDatapath {
     this.health.start();
     // Once a second: RTTs moved, so "nearest" is re-evaluated, for the ports that use it only, from their cached candidates.
     this.timer = setInterval(() => {
-      if (this.health.version === this.healthSeen) return;
+      if (this.health.version === this.timerHealth) return;
+      this.timerHealth = this.health.version;
       this.generation++; // list() shows the new RTTs
       if (this.nearestServices.size) this.schedule();
     }, 1000);
@@ -294,7 +289,7 @@ export class ServiceDatapath {
     const nearest = views.length > 0 && views[0]!.service.affinity === 'nearest';
     if (nearest) this.nearestServices.add(svc);
     else this.nearestServices.delete(svc);
-    for (const v of prev?.views ?? []) if (!views.some((x) => x.key === v.key)) this.uninstall(v.key);
+    for (const v of prev?.views ?? []) if (!views.some((x) => x.key === v.key)) this.tables.uninstall(v.key);
     if (views.length) this.services.set(svc, { views, nodes, vip, nearest });
     else this.services.delete(svc);
     this.rttDirty = true;
@@ -323,48 +318,14 @@ export class ServiceDatapath {
     if (refs === 0 && this.routedVips.has(vip)) this.route(vip, false);
   }
 
-  private uninstall(key: string): void {
-    const inst = this.installed.get(key);
-    if (inst) this.dev.serviceRemove(inst.id);
-    this.installed.delete(key);
-    this.nearest.delete(key);
-  }
-
   /** Health and affinity over a service's cached candidates; installs each port whose table changed. */
   private select(svc: string): void {
-    for (const v of this.services.get(svc)?.views ?? []) {
-      const healthy = v.backends.filter((b) => this.aliveNode(`${b.cluster}/${b.node}`));
-      const sel = selectBackends(this.cluster, v.service.affinity, healthy, this.rtt, this.nearest.get(v.key));
-      if (sel.nearest) this.nearest.set(v.key, sel.nearest);
-      const state = new Map<Backend, BackendStatus['state']>();
-      for (const b of sel.selected) state.set(b, 'selected');
-      for (const b of sel.standby) state.set(b, 'standby');
-      const status: ServicePortStatus = {
-        name: v.port.name,
-        port: v.port.port,
-        protocol: v.port.protocol,
-        tableSize: this.opts.maglevTableSize,
-        ...(sel.nearest ? { nearest: sel.nearest } : {}),
-        backends: v.backends.map((b) => ({ ...b, state: state.get(b) ?? 'dead' })),
-      };
-      const vip = v.service.vip;
-      const rows = [...sel.selected.map((b) => [b, b.weight] as const), ...sel.standby.map((b) => [b, 0] as const)];
-      const signature = JSON.stringify([vip, v.port, this.opts.maglevTableSize, rows.map(([b, w]) => `${b.ip}:${b.port}:${w}`)]);
-      let id = this.ids.get(v.key);
-      if (id === undefined) this.ids.set(v.key, (id = this.nextId++));
-      if (this.installed.get(v.key)?.signature !== signature) {
-        if (vip) this.dev.serviceUpsert(id, this.opts.maglevTableSize, frontendRow(vip, v.port.port, v.port.protocol), backendRows(rows));
-        else this.dev.serviceRemove(id);
-        this.log.debug({ service: v.key, selected: sel.selected.length, standby: sel.standby.length, nearest: sel.nearest }, 'service table');
-      }
-      this.installed.set(v.key, { id, signature, status });
-    }
+    for (const v of this.services.get(svc)?.views ?? []) this.tables.install(v, v.backends.filter((b) => this.aliveNode(`${b.cluster}/${b.node}`)), this.rtt);
   }
 
   /** A backend address some local service still counts as alive (selected or standby). */
   backendAlive(ip: string, port: number): boolean {
-    for (const inst of this.installed.values()) for (const b of inst.status.backends) if (b.ip === ip && b.port === port && b.state !== 'dead') return true;
-    return false;
+    return this.tables.backendAlive(ip, port);
   }
 
   private route(vip: string, add: boolean): void {
@@ -390,7 +351,7 @@ export class ServiceDatapath {
    * records change or the tables are recomputed (at least every second).
    */
   list(): readonly ServiceStatus[] {
-    if (this.listed?.generation !== this.generation) this.listed = { generation: this.generation, list: serviceList(this.cluster, this.byName.values(), (key) => this.installed.get(key)?.status, this.rttByCluster()) };
+    if (this.listed?.generation !== this.generation) this.listed = { generation: this.generation, list: serviceList(this.cluster, this.byName.values(), (key) => this.tables.status(key), this.rttByCluster()) };
     return this.listed.list;
   }
 

@@ -1,15 +1,15 @@
 // The incremental ServiceDatapath (src/services/datapath.ts, endpoints.ts) against a full recompute:
 // random seeded sequences of service, endpoint, peer, node-health and RTT changes; after every step the
 // tables it installed (FakeDevice) must equal those a full recompute installs from the same inputs
-// (every endpoint re-indexed, every port selected: the algorithm before the index, kept here as the reference).
+// (bench/services-reference.ts: every endpoint re-indexed, every port selected, as before the index).
 import { describe, expect, it } from 'vitest';
 import type { EndpointRecord } from '../../src/controlplane/types.js';
 import { silentLogger } from '../../src/log.js';
 import { AFFINITY_ANNOTATION, GLOBAL_ANNOTATION, SHARED_ANNOTATION, validateManifest } from '../../src/manifests/validate.js';
 import { FakeDevice } from '../../src/native/fakedevice.js';
-import { backendRows, frontendRow } from '../../src/native/rows.js';
 import { ServiceDatapath } from '../../src/services/datapath.js';
-import { selectBackends, serviceFromManifest, servicePorts, WEIGHT_ANNOTATION, type Backend, type ClusterService } from '../../src/services/service.js';
+import { serviceFromManifest, WEIGHT_ANNOTATION, type ClusterService } from '../../src/services/service.js';
+import { FullRecompute } from '../../bench/services-reference.js';
 
 function rng(seed: number) {
   let s = seed >>> 0;
@@ -27,37 +27,6 @@ function tables(dev: FakeDevice): string[] {
   return [...dev.services.values()].map((s) => `${s.m} ${s.frontends.join(',')} -> ${s.backends.map((b) => `${b.address}:${b.port}:${b.weight}`).join(',')}`).sort();
 }
 
-/** The full recompute (the datapath before its index): all endpoints indexed, every port selected. */
-class Reference {
-  readonly dev = new FakeDevice();
-  private readonly nearest = new Map<string, string>();
-
-  compute(records: Map<string, ClusterService>, endpoints: Map<string, EndpointRecord>, alive: (id: string) => boolean, rttOf: (id: string) => number | undefined): void {
-    const byName = new Map<string, ClusterService[]>();
-    for (const d of records.values()) byName.set(`${d.namespace}/${d.name}`, [...(byName.get(`${d.namespace}/${d.name}`) ?? []), d]);
-    const views = [...byName.values()].flatMap((defs) => servicePorts('c1', defs, [...endpoints.values()]));
-    const samples = new Map<string, number[]>();
-    for (const v of views)
-      for (const b of v.backends) {
-        const id = `${b.cluster}/${b.node}`;
-        const rtt = id === SELF ? 0 : rttOf(id);
-        if (rtt !== undefined) samples.set(b.cluster, [...(samples.get(b.cluster) ?? []), rtt]);
-      }
-    const rtt = new Map([...samples].map(([c, l]) => [c, l.sort((a, b) => a - b)[l.length >> 1]!] as const));
-    this.dev.services.clear();
-    const seen = new Set<string>();
-    views.forEach((v, i) => {
-      seen.add(v.key);
-      const healthy = v.backends.filter((b: Backend) => alive(`${b.cluster}/${b.node}`));
-      const sel = selectBackends('c1', v.service.affinity, healthy, rtt, this.nearest.get(v.key));
-      if (sel.nearest) this.nearest.set(v.key, sel.nearest);
-      const rows = [...sel.selected.map((b) => [b, b.weight] as const), ...sel.standby.map((b) => [b, 0] as const)];
-      if (v.service.vip) this.dev.serviceUpsert(i + 1, 251, frontendRow(v.service.vip, v.port.port, v.port.protocol), backendRows(rows));
-    });
-    for (const k of [...this.nearest.keys()]) if (!seen.has(k)) this.nearest.delete(k);
-  }
-}
-
 function run(seed: number, steps: number): void {
   const rand = rng(seed);
   const pick = <T>(l: readonly T[]): T => l[Math.floor(rand() * l.length)]!;
@@ -72,10 +41,12 @@ function run(seed: number, steps: number): void {
     for (const id of ids) if (answering.has(id)) dev.answerProbe(id, answering.get(id)!);
   };
   const dp = new ServiceDatapath(dev, 'fake0', 'c1', 'n1', { maglevTableSize: 251, routeVip: (_vip, add) => add }, silentLogger, (id) => (peers.has(id) ? peerIdOf.get(id) : undefined), () => now);
-  const ref = new Reference();
+  const refDev = new FakeDevice();
+  const ref = new FullRecompute(refDev, 'c1', 'n1', 251);
   const records = new Map<string, ClusterService>();
   const endpoints = new Map<string, EndpointRecord>();
 
+  let busy = 0;
   const tick = (ms: number): void => {
     now += ms;
     dp.health.tick();
@@ -137,9 +108,12 @@ function run(seed: number, steps: number): void {
       tick(200);
     }
     dp.compute();
-    ref.compute(records, endpoints, (id) => id === SELF || (peers.has(id) && dp.health.get(id).alive), (id) => dp.health.get(id).rttMs);
-    expect(tables(dev), `seed ${seed} step ${step}`).toEqual(tables(ref.dev));
+    // the same inputs: records, endpoints, peers and the liveness dp's probes measured (the reference does not re-watch)
+    ref.compute({ records: records.values(), endpoints: endpoints.values(), peerOf: (id) => (peers.has(id) ? peerIdOf.get(id) : undefined), health: { get: (id) => dp.health.get(id), watch: () => {} } });
+    expect(tables(dev), `seed ${seed} step ${step}`).toEqual(tables(refDev));
+    if ([...dev.services.values()].some((t) => t.backends.some((b) => b.weight > 0))) busy++;
   }
+  expect(busy, 'steps with a selected backend installed').toBeGreaterThan(steps / 2); // the sequence exercises real tables
   dp.stop();
 }
 
