@@ -70,6 +70,7 @@ export class ServiceDatapath {
   private readonly nearestServices = new Set<string>();
   private watchDirty = false;
   private rttDirty = false;
+  private readonly nodeDelta = new Map<string, number>(); // net backend count change per node in this compute
   private healthSeen = -1; // health.version of the last compute
   private timerHealth = -1; // and of the last timer round
   private rtt = new Map<string, number>();
@@ -245,6 +246,9 @@ export class ServiceDatapath {
     const touched = this.dirtyBackends.size + this.dirtySelection.size;
     for (const svc of this.dirtyBackends) this.rebuild(svc);
     this.dirtyBackends.clear();
+    // RTT medians weigh nodes by backends: only a net change of some node's count moves them (not a pod moving between services)
+    for (const d of this.nodeDelta.values()) if (d !== 0) this.rttDirty = true;
+    this.nodeDelta.clear();
     if (this.watchDirty) {
       // probe every other node that hosts a candidate backend
       const watch = new Map<string, number>();
@@ -279,8 +283,11 @@ export class ServiceDatapath {
     const prev = this.services.get(svc);
     const nodes = new Map<string, number>();
     for (const v of views) for (const b of v.backends) nodes.set(`${b.cluster}/${b.node}`, (nodes.get(`${b.cluster}/${b.node}`) ?? 0) + 1);
-    for (const [id, n] of prev?.nodes ?? []) this.countNode(id, svc, -n);
-    for (const [id, n] of nodes) this.countNode(id, svc, n);
+    for (const [id, n] of nodes) {
+      const was = prev?.nodes.get(id) ?? 0;
+      if (n !== was) this.countNode(id, svc, n - was);
+    }
+    for (const [id, was] of prev?.nodes ?? []) if (!nodes.has(id)) this.countNode(id, svc, -was);
     const vip = views.length ? views[0]!.service.vip : undefined;
     if (vip !== prev?.vip) {
       if (prev?.vip) this.vipRef(prev.vip, -1);
@@ -292,17 +299,18 @@ export class ServiceDatapath {
     for (const v of prev?.views ?? []) if (!views.some((x) => x.key === v.key)) this.tables.uninstall(v.key);
     if (views.length) this.services.set(svc, { views, nodes, vip, nearest });
     else this.services.delete(svc);
-    this.rttDirty = true;
     this.dirtySelection.add(svc);
   }
 
-  private countNode(id: string, svc: string, n: number): void {
-    const total = (this.nodeBackends.get(id) ?? 0) + n;
-    if (n > 0) {
-      let s = this.nodeServices.get(id);
-      if (!s) (this.nodeServices.set(id, (s = new Set())), (this.watchDirty = true));
-      s.add(svc);
-    } else this.nodeServices.get(id)!.delete(svc);
+  /** svc's backend count on node id moved by delta (from 0: svc joins the node; to 0: it leaves). */
+  private countNode(id: string, svc: string, delta: number): void {
+    const mine = (this.services.get(svc)?.nodes.get(id) ?? 0) + delta; // (services still holds the previous state)
+    const total = (this.nodeBackends.get(id) ?? 0) + delta;
+    this.nodeDelta.set(id, (this.nodeDelta.get(id) ?? 0) + delta);
+    let s = this.nodeServices.get(id);
+    if (!s) (this.nodeServices.set(id, (s = new Set())), (this.watchDirty = true)); // a new node: watch it
+    if (mine > 0) s.add(svc);
+    else s.delete(svc);
     if (total > 0) return void this.nodeBackends.set(id, total);
     this.nodeBackends.delete(id);
     this.nodeServices.delete(id);
@@ -320,7 +328,8 @@ export class ServiceDatapath {
 
   /** Health and affinity over a service's cached candidates; installs each port whose table changed. */
   private select(svc: string): void {
-    for (const v of this.services.get(svc)?.views ?? []) this.tables.install(v, v.backends.filter((b) => this.aliveNode(`${b.cluster}/${b.node}`)), this.rtt);
+    // nodeAlive is current for every node with backends (refreshAlive on each liveness, peer or watch change)
+    for (const v of this.services.get(svc)?.views ?? []) this.tables.install(v, v.backends.filter((b) => this.nodeAlive.get(`${b.cluster}/${b.node}`)), this.rtt);
   }
 
   /** A backend address some local service still counts as alive (selected or standby). */

@@ -8,13 +8,16 @@
 import type { Logger } from '../log.js';
 import type { NativeDevice } from '../native/binding.js';
 import { backendRows, frontendRow } from '../native/rows.js';
-import { selectBackends, type Backend, type ServicePortView } from './service.js';
+import { selectBackends, type Backend, type Selection, type ServicePortView } from './service.js';
 import type { BackendStatus, ServicePortStatus } from './status.js';
 
 interface Installed {
   id: number;
   signature: string;
-  status: ServicePortStatus;
+  view: ServicePortView;
+  sel: Selection;
+  /** Built on first read (list(), the gateway), not per recompute: a port can have thousands of backends. */
+  status?: ServicePortStatus;
 }
 
 export class PortTables {
@@ -36,17 +39,6 @@ export class PortTables {
   install(v: ServicePortView, healthy: Backend[], rtt: Map<string, number>): void {
     const sel = selectBackends(this.cluster, v.service.affinity, healthy, rtt, this.nearest.get(v.key));
     if (sel.nearest) this.nearest.set(v.key, sel.nearest);
-    const state = new Map<Backend, BackendStatus['state']>();
-    for (const b of sel.selected) state.set(b, 'selected');
-    for (const b of sel.standby) state.set(b, 'standby');
-    const status: ServicePortStatus = {
-      name: v.port.name,
-      port: v.port.port,
-      protocol: v.port.protocol,
-      tableSize: this.maglevTableSize,
-      ...(sel.nearest ? { nearest: sel.nearest } : {}),
-      backends: v.backends.map((b) => ({ ...b, state: state.get(b) ?? 'dead' })),
-    };
     const vip = v.service.vip;
     const rows = [...sel.selected.map((b) => [b, b.weight] as const), ...sel.standby.map((b) => [b, 0] as const)];
     const signature = JSON.stringify([vip, v.port, this.maglevTableSize, rows.map(([b, w]) => `${b.ip}:${b.port}:${w}`)]);
@@ -57,7 +49,7 @@ export class PortTables {
       else this.dev.serviceRemove(id);
       this.log.debug({ service: v.key, selected: sel.selected.length, standby: sel.standby.length, nearest: sel.nearest }, 'service table');
     }
-    this.installed.set(v.key, { id, signature, status });
+    this.installed.set(v.key, { id, signature, view: v, sel });
   }
 
   /** The port is gone: its table is removed. */
@@ -73,12 +65,25 @@ export class PortTables {
   }
 
   status(key: string): ServicePortStatus | undefined {
-    return this.installed.get(key)?.status;
+    const inst = this.installed.get(key);
+    if (!inst || inst.status) return inst?.status;
+    const { view: v, sel } = inst;
+    const state = new Map<Backend, BackendStatus['state']>();
+    for (const b of sel.selected) state.set(b, 'selected');
+    for (const b of sel.standby) state.set(b, 'standby');
+    return (inst.status = {
+      name: v.port.name,
+      port: v.port.port,
+      protocol: v.port.protocol,
+      tableSize: this.maglevTableSize,
+      ...(sel.nearest ? { nearest: sel.nearest } : {}),
+      backends: v.backends.map((b) => ({ ...b, state: state.get(b) ?? 'dead' })),
+    });
   }
 
   /** A backend address some local port still counts as alive (selected or standby). */
   backendAlive(ip: string, port: number): boolean {
-    for (const inst of this.installed.values()) for (const b of inst.status.backends) if (b.ip === ip && b.port === port && b.state !== 'dead') return true;
+    for (const inst of this.installed.values()) for (const l of [inst.sel.selected, inst.sel.standby]) for (const b of l) if (b.ip === ip && b.port === port) return true;
     return false;
   }
 }
