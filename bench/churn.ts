@@ -25,6 +25,7 @@ const s = benchServices(16, Math.max(10, Math.round(1000 * scale)));
 console.log(`Services: ${s.endpoints} endpoints, ${s.services} services x 16 clusters (loaded in ${s.loadMs.toFixed(0)} ms), ms`);
 console.log(`  one endpoint change   incremental ${s.incrementalChangeMs.toFixed(3).padStart(9)}   full recompute (before) ${s.fullChangeMs.toFixed(1).padStart(8)}   ratio ${(s.incrementalChangeMs / s.fullChangeMs).toFixed(4)}`);
 console.log(`  1 s timer round       incremental ${s.incrementalTimerMs.toFixed(3).padStart(9)}   full recompute (before) ${s.fullChangeMs.toFixed(1).padStart(8)}   = idle CPU ${(s.incrementalTimerMs / 10).toFixed(3)} % vs ${(s.fullChangeMs / 10).toFixed(1)} % of a core`);
+if (s.indexBytes !== undefined) console.log(`  services index + tables: ${s.indexBytes.toFixed(0)} B of heap per endpoint`);
 console.log(`  health probe round (every 200 ms, unchanged) ${s.healthTickMs.toFixed(2)} ms`);
 Object.assign(results, {
   'services endpoints': s.endpoints,
@@ -32,5 +33,6 @@ Object.assign(results, {
   'services change full (ms)': r2(s.fullChangeMs),
   'services timer incremental (ms)': r2(s.incrementalTimerMs * 10) / 10,
   'health tick (ms)': r2(s.healthTickMs),
+  ...(s.indexBytes !== undefined ? { 'services index heap per endpoint (B)': Math.round(s.indexBytes) } : {}),
 });
 console.log(JSON.stringify(results));

@@ -9,8 +9,8 @@
  *   full:        FullRecompute (bench/services-reference.ts: the agent before
  *                the index, which ran on every change and every second), same run, same inputs
  *
- * Tables go to a FakeDevice: this is the agent's JavaScript side; the native
- * Maglev build per changed port is bench:maglev's. Times in ms, best/median of
+ * Tables go to a FakeDevice that only counts them: this is the agent's
+ * JavaScript side; the native Maglev build per changed port is bench:maglev's. Times in ms, best/median of
  * rounds on a shared 2-vCPU machine: compare within a run.
  */
 import type { EndpointRecord } from '../src/controlplane/types.js';
@@ -33,6 +33,8 @@ export interface ServicesFigures {
   healthTickMs: number;
   /** Initial load: every endpoint upserted, then one compute. */
   loadMs: number;
+  /** Heap the services index and tables add per endpoint (with --expose-gc). */
+  indexBytes: number | undefined;
 }
 
 const median = (l: number[]): number => [...l].sort((a, b) => a - b)[l.length >> 1]!;
@@ -59,7 +61,11 @@ export function benchServices(clusters = 16, nodes = 1000, perNode = 10, service
   };
   const peerOf = (id: string): number | undefined => (id === 'c0/n0' ? undefined : peerIds.get(id));
   const dp = new ServiceDatapath(dev, 'bench0', 'c0', 'n0', { maglevTableSize: 16381, routeVip: (_vip, add) => add }, silentLogger, peerOf, () => now);
+  // tables are counted, not kept: the native tables live outside the JS heap (and their Maglev build is bench:maglev's)
+  let upserts = 0;
+  dev.serviceUpsert = () => void upserts++;
   const refDev = new FakeDevice();
+  refDev.serviceUpsert = () => void upserts++;
   const ref = new FullRecompute(refDev, 'c0', 'n0', 16381);
   const records: ClusterService[] = [];
   for (let k = 0; k < services; k++) {
@@ -81,16 +87,22 @@ export function benchServices(clusters = 16, nodes = 1000, perNode = 10, service
     const ip = `100.${64 + c}.${x >> 8}.${x & 255}`;
     return [`state/ip/v2/c${c}/n${n}/${ip}`, { ip, cluster: `c${c}`, node: `n${n}`, namespace: `ns-${k % 10}`, name: `pod-${n}-${e}`, labels: { app: `svc-${k}`, tier: 'backend' }, identity: 300 + (k % 50) }];
   };
+  for (let c = 0; c < clusters; c++)
+    for (let n = 0; n < nodes; n++)
+      for (let e = 0; e < perNode; e++) {
+        const [key, rec] = endpoint(c, n, e, (n * perNode + e) % services);
+        endpoints.set(key, rec);
+      }
+  // the index's own heap per endpoint (the records themselves are the agent's): node --expose-gc
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  const heap0 = process.memoryUsage().heapUsed;
   const loadMs = time(() => {
-    for (let c = 0; c < clusters; c++)
-      for (let n = 0; n < nodes; n++)
-        for (let e = 0; e < perNode; e++) {
-          const [key, rec] = endpoint(c, n, e, (n * perNode + e) % services);
-          endpoints.set(key, rec);
-          dp.upsertEndpoint(key, rec);
-        }
+    for (const [key, rec] of endpoints) dp.upsertEndpoint(key, rec);
     dp.compute();
   });
+  gc?.();
+  const indexBytes = gc ? (process.memoryUsage().heapUsed - heap0) / endpoints.size : undefined;
   const input = { records, endpoints: { [Symbol.iterator]: () => endpoints.values() }, peerOf, health: dp.health };
   // every node answers: alive, with an RTT
   const round = (): number => {
@@ -131,5 +143,5 @@ export function benchServices(clusters = 16, nodes = 1000, perNode = 10, service
     timer.push(time(() => dp.compute()));
   }
   dp.stop();
-  return { endpoints: endpoints.size, services, incrementalChangeMs: median(inc), fullChangeMs: median(full), incrementalTimerMs: median(timer), healthTickMs: median(ticks), loadMs };
+  return { endpoints: endpoints.size, services, incrementalChangeMs: median(inc), fullChangeMs: median(full), incrementalTimerMs: median(timer), healthTickMs: median(ticks), loadMs, indexBytes };
 }

@@ -5,6 +5,7 @@
  * gateway. Shared by the incremental recompute (datapath.ts) and the full
  * recompute the tests and bench/services.ts compare it with.
  */
+import { createHash } from 'node:crypto';
 import type { Logger } from '../log.js';
 import type { NativeDevice } from '../native/binding.js';
 import { backendRows, frontendRow } from '../native/rows.js';
@@ -41,7 +42,8 @@ export class PortTables {
     if (sel.nearest) this.nearest.set(v.key, sel.nearest);
     const vip = v.service.vip;
     const rows = [...sel.selected.map((b) => [b, b.weight] as const), ...sel.standby.map((b) => [b, 0] as const)];
-    const signature = JSON.stringify([vip, v.port, this.maglevTableSize, rows.map(([b, w]) => `${b.ip}:${b.port}:${w}`)]);
+    // a digest, not the text: a port's rows can be thousands long and the signature is kept per port
+    const signature = createHash('sha256').update(JSON.stringify([vip, v.port, this.maglevTableSize, rows.map(([b, w]) => `${b.ip}:${b.port}:${w}`)])).digest('base64');
     let id = this.ids.get(v.key);
     if (id === undefined) this.ids.set(v.key, (id = this.nextId++));
     if (this.installed.get(v.key)?.signature !== signature) {
