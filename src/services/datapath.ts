@@ -243,7 +243,6 @@ export class ServiceDatapath {
   /** Installs what changed since the last call: the marked services only. */
   compute(): void {
     const t0 = performance.now();
-    const touched = this.dirtyBackends.size + this.dirtySelection.size;
     for (const svc of this.dirtyBackends) this.rebuild(svc);
     this.dirtyBackends.clear();
     // RTT medians weigh nodes by backends: only a net change of some node's count moves them (not a pod moving between services)
@@ -268,6 +267,7 @@ export class ServiceDatapath {
     }
     this.rttDirty = false;
     this.healthSeen = this.health.version;
+    const touched = this.dirtySelection.size; // every rebuilt service is selected again too
     for (const svc of this.dirtySelection) this.select(svc);
     this.dirtySelection.clear();
     this.lastComputeMs = performance.now() - t0;
