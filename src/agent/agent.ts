@@ -107,11 +107,12 @@ export class Agent extends EventEmitter {
         if (rec) {
           this.endpoints.set(k, rec);
           this.datapath?.upsertEndpoint(k, rec);
+          this.services?.upsertEndpoint(k, rec); // recomputes only the services whose selectors pick it (old or new)
         } else if (old) {
           this.endpoints.delete(k);
           this.datapath?.removeEndpoint(k);
+          this.services?.removeEndpoint(k);
         }
-        this.services?.schedule();
       },
       identity: (k, rec) => {
         if (rec) this.datapath?.upsertIdentity(rec);
@@ -153,7 +154,6 @@ export class Agent extends EventEmitter {
         cfg.node.name,
         { maglevTableSize: cfg.services.maglevTableSize },
         log,
-        () => this.endpoints.values(),
         (id) => this.peerSet.peers.get(id)?.peer.id,
         () => this.dev.now(),
       );
@@ -169,7 +169,7 @@ export class Agent extends EventEmitter {
       routes: new RouteTable(this.dev.tunName, ipBatch(log)),
       ...(this.datapath ? { policy: this.datapath } : {}),
       podSpace: () => [...this.trust.pinned().flatMap((c) => c.podCIDRs), ...(this.trust.facts(cfg.cluster.name)?.podCIDRs ?? [])],
-      peersChanged: () => this.services?.schedule(),
+      peersChanged: () => this.services?.peersChanged(),
       publishRelay: (value) => reg.publishRelay(value),
       programmed: (changed) => this.emit('peers-programmed', changed),
       log,

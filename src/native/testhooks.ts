@@ -37,6 +37,8 @@ export interface TestHooksAddon {
     removePeer(peer: number): void;
     lookup(addr: Buffer): number;
     size(): number;
+    /** Walks the whole trie (the prefix list): a benchmark's anchor; returns the number of prefixes. */
+    walk(): number;
   };
   CookieChecker: new () => {
     setPublicKey(pub: Buffer): void;

@@ -4,77 +4,87 @@
  * Maglev-backed native service per frontend port.
  *
  *   Service records ──▶ per namespace/name, every cluster's definition
- *   endpoints (all clusters) ──▶ candidate backends (service.ts servicePorts)
+ *   endpoints (all clusters) ──▶ index by cluster/namespace and selector (endpoints.ts)
+ *     ──▶ candidate backends per port (service.ts portViews)
  *   node liveness (health.ts, tunnel probes) ──▶ healthy backends
  *   affinity ──▶ selected (weight > 0) and standby (weight 0: established flows only)
  *   ──▶ serviceUpsert(id, M, frontends = local VIP:port, backends)  (only when the result changed)
  *
  * A backend that is neither selected nor standby is dead: the data path
  * resets its established flows on their next packet. VIPs of the local
- * definitions are routed into the TUN. Recomputation is debounced and runs
- * again every second so "nearest" follows measured round-trip times.
+ * definitions are routed into the TUN.
+ *
+ * Every change costs what it changes: an endpoint or definition change marks
+ * only the services whose members it changes (their candidates are rebuilt);
+ * a node's liveness or peer change marks only the services with backends on
+ * it (selected again from cached candidates); RTT changes re-select only the
+ * "nearest" services. Recomputation is debounced (10 ms); the result equals a
+ * full recompute (test/unit/services-incremental.test.ts checks it on random
+ * sequences).
  */
 import { execFileSync } from 'node:child_process';
 import type { EndpointRecord } from '../controlplane/types.js';
 import type { Logger } from '../log.js';
 import type { NativeDevice } from '../native/binding.js';
-import { backendRows, frontendRow } from '../native/rows.js';
+import { frontendRow } from '../native/rows.js';
 import { formatIP, parseIP } from '../net/ip.js';
+import { serviceName, ServiceEndpoints } from './endpoints.js';
 import { NodeHealth } from './health.js';
-import { indexEndpoints, serviceFromManifest, selectBackends, servicePorts, type Backend, type ClusterService, type ServicePortView } from './service.js';
+import { portViews, serviceFromManifest, type ClusterService, type ServicePortView } from './service.js';
+import { serviceList, type ServiceStatus } from './status.js';
+import { PortTables } from './tables.js';
 import type { Manifest } from '../manifests/validate.js';
 
-export interface BackendStatus extends Backend {
-  state: 'selected' | 'standby' | 'dead';
-}
-
-export interface ServicePortStatus {
-  name: string;
-  port: number;
-  protocol: string;
-  tableSize: number;
-  nearest?: string;
-  backends: BackendStatus[];
-}
-
-export interface ServiceStatus {
-  namespace: string;
-  name: string;
-  vip?: string;
-  global: boolean;
-  shared: boolean;
-  affinity: string;
-  /** Clusters that define the service, and which of them export backends to us. */
-  clusters: Array<{ cluster: string; exported: boolean; rttMs?: number }>;
-  ports: ServicePortStatus[];
-}
-
-interface Installed {
-  id: number;
-  signature: string;
-  status: ServicePortStatus;
-}
+export type { BackendStatus, ServicePortStatus, ServiceStatus } from './status.js';
 
 export interface ServiceDatapathOptions {
   maglevTableSize: number;
+  /** Routes (add) or unroutes a VIP into the TUN; true when it is routed. Default: `ip route` on the TUN (tests replace it). */
+  routeVip?: (vip: string, add: boolean) => boolean;
+}
+
+/** What one service ("namespace/name") contributes, cached between recomputes. */
+interface ServiceState {
+  /** Its ports with their candidate backends (recomputed only when its definitions or members change). */
+  views: ServicePortView[];
+  /** Backends per node id ("cluster/node") over its ports: which node events touch it, and the RTT weights. */
+  nodes: Map<string, number>;
+  vip: string | undefined;
+  nearest: boolean;
 }
 
 export class ServiceDatapath {
   /** Definitions by etcd key. */
   private readonly records = new Map<string, ClusterService>();
-  private readonly installed = new Map<string, Installed>(); // by port key
-  private readonly ids = new Map<string, number>();
-  private nextId = 1;
-  private readonly nearest = new Map<string, string>(); // port key -> cluster
+  /** Every cluster's definitions by service ("namespace/name"). */
+  private readonly byName = new Map<string, ClusterService[]>();
+  private readonly index: ServiceEndpoints;
+  private readonly services = new Map<string, ServiceState>();
+  /** Services whose candidate backends must be rebuilt / whose selection must be redone. */
+  private readonly dirtyBackends = new Set<string>();
+  private readonly dirtySelection = new Set<string>();
+  /** node id -> the services with backends there, its backend count over all ports, its last liveness seen. */
+  private readonly nodeServices = new Map<string, Set<string>>();
+  private readonly nodeBackends = new Map<string, number>();
+  private readonly nodeAlive = new Map<string, boolean>();
+  private readonly nearestServices = new Set<string>();
+  private watchDirty = false;
+  private rttDirty = false;
+  private readonly nodeDelta = new Map<string, number>(); // net backend count change per node in this compute
+  private healthSeen = -1; // health.version of the last compute
+  private timerHealth = -1; // and of the last timer round
+  private rtt = new Map<string, number>();
+  private readonly vipRefs = new Map<string, number>();
+  private readonly tables: PortTables;
   private readonly routedVips = new Set<string>();
   readonly health: NodeHealth;
   private scheduled = false;
   private timer: NodeJS.Timeout | undefined;
   lastComputeMs = 0;
   /**
-   * Bumped by every change list() reads (records, a recompute): list() is
-   * built once per generation and shared by its readers (status, metrics,
-   * health, the API), instead of re-indexing every endpoint per reader.
+   * Bumped by every change list() reads (records, a recompute, RTTs): list()
+   * is built once per generation and shared by its readers (status, metrics,
+   * health, the API), instead of rebuilt per reader.
    */
   private generation = 0;
   private listed: { generation: number; list: ServiceStatus[] } | undefined;
@@ -88,18 +98,27 @@ export class ServiceDatapath {
     private readonly node: string,
     private readonly opts: ServiceDatapathOptions,
     private readonly log: Logger,
-    /** All known endpoints (own cluster and cached). */
-    private readonly endpoints: () => Iterable<EndpointRecord>,
     /** WireGuard peer id of a node ("cluster/node"), if it is a peer now. */
     private readonly peerOf: (nodeId: string) => number | undefined,
     now: () => number,
   ) {
-    this.health = new NodeHealth(dev, now, () => this.schedule());
+    this.index = new ServiceEndpoints((svc) => this.markBackends(svc));
+    this.tables = new PortTables(dev, cluster, opts.maglevTableSize, log);
+    this.health = new NodeHealth(dev, now, (changed) => {
+      this.refreshAlive(changed);
+      this.schedule();
+    });
   }
 
   start(): void {
     this.health.start();
-    this.timer = setInterval(() => this.schedule(), 1000); // schedule(): one guarded, batched compute
+    // Once a second: RTTs moved, so "nearest" is re-evaluated, for the ports that use it only, from their cached candidates.
+    this.timer = setInterval(() => {
+      if (this.health.version === this.timerHealth) return;
+      this.timerHealth = this.health.version;
+      this.generation++; // list() shows the new RTTs
+      if (this.nearestServices.size) this.schedule();
+    }, 1000);
     this.timer.unref();
   }
 
@@ -112,18 +131,52 @@ export class ServiceDatapath {
 
   /** A cluster's Service manifest, decoded by records/manifest.ts. */
   upsertRecord(key: string, cluster: string, manifest: Manifest): void {
-    this.records.set(key, serviceFromManifest(cluster, manifest));
+    const def = serviceFromManifest(cluster, manifest);
+    this.dropDefinition(key);
+    this.records.set(key, def);
+    const name = serviceName(def);
+    let list = this.byName.get(name);
+    if (!list) this.byName.set(name, (list = []));
+    list.push(def);
+    this.index.addDefinition(def);
     this.generation++;
     this.schedule();
   }
 
   removeRecord(key: string): void {
-    if (!this.records.delete(key)) return;
+    if (!this.dropDefinition(key)) return;
     this.generation++;
     this.schedule();
   }
 
-  /** Endpoints or peers changed: recompute soon (batched). */
+  private dropDefinition(key: string): boolean {
+    const def = this.records.get(key);
+    if (!def) return false;
+    this.records.delete(key);
+    const name = serviceName(def);
+    const list = this.byName.get(name)!.filter((d) => d !== def);
+    if (list.length) this.byName.set(name, list);
+    else this.byName.delete(name);
+    this.index.removeDefinition(def);
+    return true;
+  }
+
+  /** An endpoint record (any cluster) was admitted or replaced: only the services whose selectors pick it (old or new) are recomputed. */
+  upsertEndpoint(key: string, rec: EndpointRecord): void {
+    this.index.upsert(key, rec);
+  }
+
+  removeEndpoint(key: string): void {
+    this.index.remove(key);
+  }
+
+  /** Peers changed: backends' liveness depends on their node being a peer. */
+  peersChanged(): void {
+    this.watchDirty = true;
+    this.schedule();
+  }
+
+  /** Recompute soon (batched): the services marked since the last recompute. */
   schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
@@ -137,132 +190,167 @@ export class ServiceDatapath {
     }, 10).unref();
   }
 
-  /** Local definitions by namespace/name with every cluster's definitions. */
-  private definitions(): Map<string, ClusterService[]> {
-    const byName = new Map<string, ClusterService[]>();
-    for (const d of this.records.values()) {
-      const k = `${d.namespace}/${d.name}`;
-      let list = byName.get(k);
-      if (!list) byName.set(k, (list = []));
-      list.push(d);
+  private markBackends(svc: string): void {
+    this.dirtyBackends.add(svc);
+    this.schedule();
+  }
+
+  private aliveNode(id: string): boolean {
+    return id === `${this.cluster}/${this.node}` || (this.peerOf(id) !== undefined && this.health.get(id).alive);
+  }
+
+  /** Nodes whose liveness may have changed: the services with backends on those that did are selected again. */
+  private refreshAlive(ids: Iterable<string>): void {
+    for (const id of ids) {
+      if (!this.nodeBackends.has(id)) continue;
+      const alive = this.aliveNode(id);
+      if (this.nodeAlive.get(id) === alive) continue;
+      this.nodeAlive.set(id, alive);
+      for (const svc of this.nodeServices.get(id)!) this.dirtySelection.add(svc);
     }
-    for (const [k, list] of byName) if (!list.some((d) => d.cluster === this.cluster)) byName.delete(k);
-    return byName;
   }
 
-  private alive(b: Backend): boolean {
-    if (b.cluster === this.cluster && b.node === this.node) return true;
-    const id = `${b.cluster}/${b.node}`;
-    return this.peerOf(id) !== undefined && this.health.get(id).alive;
-  }
-
-  /** Median probe RTT per cluster over the nodes hosting candidates (this node: 0). */
-  rttByCluster(views = this.views()): Map<string, number> {
-    const samples = new Map<string, number[]>();
-    const add = (c: string, v: number): void => {
+  /**
+   * Median probe RTT per cluster over the backends' nodes, each node counted
+   * once per backend it hosts (this node: 0). O(nodes hosting backends).
+   */
+  rttByCluster(): Map<string, number> {
+    const self = `${this.cluster}/${this.node}`;
+    const samples = new Map<string, Array<[number, number]>>();
+    for (const [id, count] of this.nodeBackends) {
+      const rtt = id === self ? 0 : this.health.get(id).rttMs;
+      if (rtt === undefined) continue;
+      const c = id.slice(0, id.indexOf('/'));
       let l = samples.get(c);
       if (!l) samples.set(c, (l = []));
-      l.push(v);
-    };
-    for (const view of views) {
-      for (const b of view.backends) {
-        if (b.cluster === this.cluster && b.node === this.node) add(b.cluster, 0);
-        else {
-          const rtt = this.health.get(`${b.cluster}/${b.node}`).rttMs;
-          if (rtt !== undefined) add(b.cluster, rtt);
-        }
-      }
+      l.push([rtt, count]);
     }
     const out = new Map<string, number>();
     for (const [c, l] of samples) {
-      l.sort((a, b) => a - b);
-      out.set(c, l[l.length >> 1]!);
+      l.sort((a, b) => a[0] - b[0]);
+      let at = l.reduce((n, [, w]) => n + w, 0) >> 1; // the middle sample of the list expanded by weight
+      for (const [rtt, w] of l) {
+        if (at < w) {
+          out.set(c, rtt);
+          break;
+        }
+        at -= w;
+      }
     }
     return out;
   }
 
-  private views(): ServicePortView[] {
-    const idx = indexEndpoints(this.endpoints());
-    return [...this.definitions().values()].flatMap((defs) => servicePorts(this.cluster, defs, idx));
-  }
-
+  /** Installs what changed since the last call: the marked services only. */
   compute(): void {
     const t0 = performance.now();
-    const views = this.views();
-    // probe every other node that hosts a candidate backend
-    const watch = new Map<string, number>();
-    for (const v of views)
-      for (const b of v.backends) {
-        if (b.cluster === this.cluster && b.node === this.node) continue;
-        const id = `${b.cluster}/${b.node}`;
+    for (const svc of this.dirtyBackends) this.rebuild(svc);
+    this.dirtyBackends.clear();
+    // RTT medians weigh nodes by backends: only a net change of some node's count moves them (not a pod moving between services)
+    for (const d of this.nodeDelta.values()) if (d !== 0) this.rttDirty = true;
+    this.nodeDelta.clear();
+    if (this.watchDirty) {
+      // probe every other node that hosts a candidate backend
+      const watch = new Map<string, number>();
+      for (const id of this.nodeBackends.keys()) {
+        if (id === `${this.cluster}/${this.node}`) continue;
         const peer = this.peerOf(id);
         if (peer !== undefined) watch.set(id, peer);
       }
-    this.health.watch(watch);
-    const rtt = this.rttByCluster(views);
-    const seen = new Set<string>();
-    const vips = new Set<string>();
-    for (const v of views) {
-      seen.add(v.key);
-      const healthy = v.backends.filter((b) => this.alive(b));
-      const sel = selectBackends(this.cluster, v.service.affinity, healthy, rtt, this.nearest.get(v.key));
-      if (sel.nearest) this.nearest.set(v.key, sel.nearest);
-      const state = new Map<Backend, BackendStatus['state']>();
-      for (const b of sel.selected) state.set(b, 'selected');
-      for (const b of sel.standby) state.set(b, 'standby');
-      const status: ServicePortStatus = {
-        name: v.port.name,
-        port: v.port.port,
-        protocol: v.port.protocol,
-        tableSize: this.opts.maglevTableSize,
-        ...(sel.nearest ? { nearest: sel.nearest } : {}),
-        backends: v.backends.map((b) => ({ ...b, state: state.get(b) ?? 'dead' })),
-      };
-      const vip = v.service.vip;
-      if (vip) vips.add(vip);
-      const rows = [...sel.selected.map((b) => [b, b.weight] as const), ...sel.standby.map((b) => [b, 0] as const)];
-      const signature = JSON.stringify([vip, v.port, this.opts.maglevTableSize, rows.map(([b, w]) => `${b.ip}:${b.port}:${w}`)]);
-      let id = this.ids.get(v.key);
-      if (id === undefined) this.ids.set(v.key, (id = this.nextId++));
-      const prev = this.installed.get(v.key);
-      if (prev?.signature !== signature) {
-        if (vip) {
-          this.dev.serviceUpsert(id, this.opts.maglevTableSize, frontendRow(vip, v.port.port, v.port.protocol), backendRows(rows));
-        } else {
-          this.dev.serviceRemove(id);
-        }
-        this.log.debug({ service: v.key, selected: sel.selected.length, standby: sel.standby.length, nearest: sel.nearest }, 'service table');
-      }
-      this.installed.set(v.key, { id, signature, status });
+      this.health.watch(watch);
+      this.refreshAlive(this.nodeBackends.keys());
+      this.watchDirty = false;
     }
-    for (const [key, inst] of this.installed) {
-      if (seen.has(key)) continue;
-      this.dev.serviceRemove(inst.id);
-      this.installed.delete(key);
-      this.nearest.delete(key);
+    if (this.nearestServices.size && (this.rttDirty || this.health.version !== this.healthSeen)) {
+      const rtt = this.rttByCluster();
+      if (rtt.size !== this.rtt.size || [...rtt].some(([c, v]) => this.rtt.get(c) !== v)) for (const svc of this.nearestServices) this.dirtySelection.add(svc);
+      this.rtt = rtt;
     }
-    for (const vip of vips) if (!this.routedVips.has(vip)) this.route(vip, true);
-    for (const vip of [...this.routedVips]) if (!vips.has(vip)) this.route(vip, false);
-    this.generation++;
+    this.rttDirty = false;
+    this.healthSeen = this.health.version;
+    const touched = this.dirtySelection.size; // every rebuilt service is selected again too
+    for (const svc of this.dirtySelection) this.select(svc);
+    this.dirtySelection.clear();
     this.lastComputeMs = performance.now() - t0;
+    if (touched === 0) return;
+    this.generation++;
     this.onComputed?.();
+  }
+
+  /** A service's candidate backends from its definitions' members; its node, VIP and nearest bookkeeping follows. */
+  private rebuild(svc: string): void {
+    const defs = this.byName.get(svc) ?? [];
+    const views = portViews(this.cluster, defs, (d) => this.index.membersOf(d));
+    const prev = this.services.get(svc);
+    const nodes = new Map<string, number>();
+    for (const v of views) for (const b of v.backends) nodes.set(`${b.cluster}/${b.node}`, (nodes.get(`${b.cluster}/${b.node}`) ?? 0) + 1);
+    for (const [id, n] of nodes) {
+      const was = prev?.nodes.get(id) ?? 0;
+      if (n !== was) this.countNode(id, svc, n - was);
+    }
+    for (const [id, was] of prev?.nodes ?? []) if (!nodes.has(id)) this.countNode(id, svc, -was);
+    const vip = views.length ? views[0]!.service.vip : undefined;
+    if (vip !== prev?.vip) {
+      if (prev?.vip) this.vipRef(prev.vip, -1);
+      if (vip) this.vipRef(vip, 1);
+    }
+    const nearest = views.length > 0 && views[0]!.service.affinity === 'nearest';
+    if (nearest) this.nearestServices.add(svc);
+    else this.nearestServices.delete(svc);
+    for (const v of prev?.views ?? []) if (!views.some((x) => x.key === v.key)) this.tables.uninstall(v.key);
+    if (views.length) this.services.set(svc, { views, nodes, vip, nearest });
+    else this.services.delete(svc);
+    this.dirtySelection.add(svc);
+  }
+
+  /** svc's backend count on node id moved by delta (from 0: svc joins the node; to 0: it leaves). */
+  private countNode(id: string, svc: string, delta: number): void {
+    const mine = (this.services.get(svc)?.nodes.get(id) ?? 0) + delta; // (services still holds the previous state)
+    const total = (this.nodeBackends.get(id) ?? 0) + delta;
+    this.nodeDelta.set(id, (this.nodeDelta.get(id) ?? 0) + delta);
+    let s = this.nodeServices.get(id);
+    if (!s) (this.nodeServices.set(id, (s = new Set())), (this.watchDirty = true)); // a new node: watch it
+    if (mine > 0) s.add(svc);
+    else s.delete(svc);
+    if (total > 0) return void this.nodeBackends.set(id, total);
+    this.nodeBackends.delete(id);
+    this.nodeServices.delete(id);
+    this.nodeAlive.delete(id);
+    this.watchDirty = true;
+  }
+
+  private vipRef(vip: string, n: number): void {
+    const refs = (this.vipRefs.get(vip) ?? 0) + n;
+    if (refs > 0) this.vipRefs.set(vip, refs);
+    else this.vipRefs.delete(vip);
+    if (refs > 0 && !this.routedVips.has(vip)) this.route(vip, true);
+    if (refs === 0 && this.routedVips.has(vip)) this.route(vip, false);
+  }
+
+  /** Health and affinity over a service's cached candidates; installs each port whose table changed. */
+  private select(svc: string): void {
+    // nodeAlive is current for every node with backends (refreshAlive on each liveness, peer or watch change)
+    for (const v of this.services.get(svc)?.views ?? []) this.tables.install(v, v.backends.filter((b) => this.nodeAlive.get(`${b.cluster}/${b.node}`)), this.rtt);
   }
 
   /** A backend address some local service still counts as alive (selected or standby). */
   backendAlive(ip: string, port: number): boolean {
-    for (const inst of this.installed.values()) for (const b of inst.status.backends) if (b.ip === ip && b.port === port && b.state !== 'dead') return true;
-    return false;
+    return this.tables.backendAlive(ip, port);
   }
 
   private route(vip: string, add: boolean): void {
+    const routed = this.opts.routeVip ? this.opts.routeVip(vip, add) : this.ipRoute(vip, add);
+    if (routed) this.routedVips.add(vip);
+    else this.routedVips.delete(vip);
+  }
+
+  private ipRoute(vip: string, add: boolean): boolean {
     const v6 = vip.includes(':');
     try {
       execFileSync('ip', [...(v6 ? ['-6'] : []), 'route', add ? 'replace' : 'del', `${vip}/${v6 ? 128 : 32}`, 'dev', this.tunName], { stdio: 'ignore' });
-      if (add) this.routedVips.add(vip);
-      else this.routedVips.delete(vip);
+      return add;
     } catch (err) {
       if (add) this.log.warn({ vip, err: (err as Error).message }, 'cannot route service VIP into the TUN');
-      else this.routedVips.delete(vip);
+      return false;
     }
   }
 
@@ -272,30 +360,8 @@ export class ServiceDatapath {
    * records change or the tables are recomputed (at least every second).
    */
   list(): readonly ServiceStatus[] {
-    if (this.listed?.generation !== this.generation) this.listed = { generation: this.generation, list: this.buildList() };
+    if (this.listed?.generation !== this.generation) this.listed = { generation: this.generation, list: serviceList(this.cluster, this.byName.values(), (key) => this.tables.status(key), this.rttByCluster()) };
     return this.listed.list;
-  }
-
-  private buildList(): ServiceStatus[] {
-    const rtt = this.rttByCluster();
-    const out: ServiceStatus[] = [];
-    for (const defs of this.definitions().values()) {
-      const local = defs.find((d) => d.cluster === this.cluster)!;
-      const ports = local.ports.map((p) => this.installed.get(`${local.namespace}/${local.name}/${p.name || p.port}`)?.status).filter((s): s is ServicePortStatus => s !== undefined);
-      out.push({
-        namespace: local.namespace,
-        name: local.name,
-        ...(local.vip ? { vip: local.vip } : {}),
-        global: local.global,
-        shared: local.shared,
-        affinity: local.affinity,
-        clusters: defs
-          .map((d) => ({ cluster: d.cluster, exported: d.cluster === this.cluster || (local.global && d.shared), ...(rtt.has(d.cluster) ? { rttMs: Math.round(rtt.get(d.cluster)! * 1000) / 1000 } : {}) }))
-          .sort((a, b) => (a.cluster < b.cluster ? -1 : 1)),
-        ports,
-      });
-    }
-    return out.sort((a, b) => (`${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1));
   }
 
   /**

@@ -36,16 +36,18 @@ export class NodeHealth {
   private readonly watched = new Map<string, { peer: number; since: number; unanswered?: number }>();
   private readonly state = new Map<string, NodeLiveness>();
   private timer: NodeJS.Timeout | undefined;
+  /** Bumped whenever what get() answers for some node changes (alive or RTT): readers compare it to skip unchanged rounds. */
+  version = 0;
 
   /**
    * now: the device's monotonic clock (ms), the clock of the native
    * lastProbeReplyMs; onChange: called after a tick that changed any node's
-   * alive state.
+   * alive state, with those nodes' ids.
    */
   constructor(
     private readonly dev: ProbeDevice,
     private readonly now: () => number,
-    private readonly onChange: () => void,
+    private readonly onChange: (changed: string[]) => void,
   ) {}
 
   start(): void {
@@ -62,12 +64,14 @@ export class NodeHealth {
     const now = this.now();
     for (const [id, peer] of nodes) {
       const w = this.watched.get(id);
+      if (!w) this.version++; // newly watched: not alive until it answers
       if (!w || w.peer !== peer) this.watched.set(id, { peer, since: now });
     }
     for (const id of [...this.watched.keys()]) {
       if (!nodes.has(id)) {
         this.watched.delete(id);
         this.state.delete(id);
+        this.version++;
       }
     }
   }
@@ -81,7 +85,7 @@ export class NodeHealth {
     if (this.watched.size === 0) return;
     const stats = new Map(this.dev.peerStats().map((s) => [s.id, s]));
     const now = this.now();
-    let changed = false;
+    const changed: string[] = [];
     for (const [id, w] of this.watched) {
       const s = stats.get(w.peer);
       const last = s?.lastProbeReplyMs ?? 0;
@@ -90,11 +94,12 @@ export class NodeHealth {
       const alive = last >= w.since && !overdue;
       const prev = this.state.get(id);
       const next: NodeLiveness = { alive, ...(s?.probeRttUs ? { rttMs: s.probeRttUs / 1000 } : {}), ...(last ? { lastReplyAgoMs: now - last } : {}) };
-      if (!prev || prev.alive !== alive) changed = true;
+      if (!prev || prev.alive !== alive) changed.push(id);
+      if (!prev || prev.alive !== alive || prev.rttMs !== next.rttMs) this.version++;
       this.state.set(id, next);
     }
     for (const w of this.watched.values()) w.unanswered ??= now;
     this.dev.probe([...this.watched.values()].map((w) => w.peer));
-    if (changed) this.onChange();
+    if (changed.length) this.onChange(changed);
   }
 }

@@ -106,7 +106,11 @@ function portMatches(a: ServicePort, b: ServicePort, single: boolean): boolean {
   return a.name !== '' || !single ? a.name === b.name : a.port === b.port;
 }
 
-function selects(selector: Record<string, string> | undefined, ep: EndpointRecord, namespace: string): boolean {
+/** The fields of an endpoint that services read (an EndpointRecord has them; the agent's index keeps only these). */
+export type ServiceEndpoint = Pick<EndpointRecord, 'cluster' | 'node' | 'namespace' | 'name' | 'ip' | 'labels'>;
+
+/** Whether a definition's selector picks the endpoint (its namespace, every selector label equal). */
+export function selects(selector: Record<string, string> | undefined, ep: ServiceEndpoint, namespace: string): boolean {
   if (!selector || Object.keys(selector).length === 0) return false; // no selector: no managed backends (Kubernetes)
   if (ep.namespace !== namespace) return false;
   for (const [k, v] of Object.entries(selector)) if (ep.labels[k] !== v) return false;
@@ -133,9 +137,27 @@ export function indexEndpoints(endpoints: Iterable<EndpointRecord>): EndpointInd
  * definition of this namespace/name; endpoints: all known endpoints.
  */
 export function servicePorts(localCluster: string, defs: ClusterService[], endpoints: EndpointIndex | Iterable<EndpointRecord>): ServicePortView[] {
+  const idx = endpoints instanceof Map ? endpoints : indexEndpoints(endpoints);
+  return portViews(localCluster, defs, (def) => (idx.get(`${def.cluster}/${def.namespace}`) ?? []).filter((ep) => selects(def.selector, ep, def.namespace)));
+}
+
+/** Backend order in a port's list (and so in the Maglev input): address, port, then who it is, so ties do not depend on arrival order. */
+function backendOrder(a: Backend, b: Backend): number {
+  if (a.ip !== b.ip) return a.ip < b.ip ? -1 : 1;
+  if (a.port !== b.port) return a.port - b.port;
+  const x = `${a.cluster}/${a.node}/${a.pod}`;
+  const y = `${b.cluster}/${b.node}/${b.pod}`;
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/**
+ * servicePorts over pre-matched endpoints: members(def) yields the endpoints
+ * def's selector picks in its cluster and namespace (selects() true), e.g.
+ * from an index maintained per change (endpoints.ts).
+ */
+export function portViews(localCluster: string, defs: ClusterService[], members: (def: ClusterService) => Iterable<ServiceEndpoint>): ServicePortView[] {
   const local = defs.find((d) => d.cluster === localCluster);
   if (!local) return [];
-  const idx = endpoints instanceof Map ? endpoints : indexEndpoints(endpoints);
   const contributing = defs.filter((d) => d.cluster === localCluster || (local.global && d.shared));
   // backends of the VIP's address family only (a pod has one record per address)
   const v6 = local.vip?.includes(':');
@@ -144,12 +166,12 @@ export function servicePorts(localCluster: string, defs: ClusterService[], endpo
     for (const def of contributing) {
       const theirs = def.ports.find((p) => portMatches(p, port, local.ports.length === 1 && def.ports.length === 1));
       if (!theirs) continue;
-      for (const ep of idx.get(`${def.cluster}/${def.namespace}`) ?? []) {
-        if ((local.vip !== undefined && ep.ip.includes(':') !== v6) || !selects(def.selector, ep, def.namespace)) continue;
+      for (const ep of members(def)) {
+        if (local.vip !== undefined && ep.ip.includes(':') !== v6) continue;
         backends.push({ cluster: def.cluster, node: ep.node, pod: `${ep.namespace}/${ep.name}`, ip: ep.ip, port: theirs.targetPort, weight: def.weight });
       }
     }
-    backends.sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : a.port - b.port));
+    backends.sort(backendOrder);
     return { key: `${local.namespace}/${local.name}/${port.name || port.port}`, service: local, port, backends };
   });
 }

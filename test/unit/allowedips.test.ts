@@ -77,4 +77,54 @@ describe('allowed-IPs trie', () => {
       }
     });
   }
+
+  // Per-peer prefix ownership: replacing and removing peers' prefixes (set_allowed_ips = remove_peer + inserts)
+  // in random seeded sequences, checked after every step against a map prefix -> peer with longest-prefix lookup.
+  for (const seed of [1, 2, 3]) {
+    it(`set/remove sequences agree with a naive model (seed ${seed})`, () => {
+      const rand = rng(seed * 104729);
+      const t = new testhooks.AllowedIPs();
+      const model = new Map<string, Entry>(); // "hex/cidr" -> entry
+      const pick = (n: number) => Math.floor(rand() * n);
+      const randomPrefix = (): [Buffer, number] => {
+        const family = rand() < 0.7 ? 4 : 16;
+        const b = Buffer.alloc(family);
+        for (let i = 0; i < family; i++) b[i] = pick(256);
+        b[0] = 100 + pick(2);
+        if (family === 4) b[1] = 64 + pick(4); // dense: prefixes nest and share branch nodes
+        const cidr = family === 4 ? [8, 10, 16, 20, 24, 28, 32, pick(33)][pick(8)]! : [0, 16, 48, 64, 128, pick(129)][pick(6)]!;
+        return [maskPrefix(b, cidr), cidr];
+      };
+      const probes = (): Buffer[] => {
+        const out: Buffer[] = [];
+        for (const e of model.values()) {
+          const inside = Buffer.from(e.addr);
+          inside[inside.length - 1]! ^= 1; // a neighbour: inside the prefix unless it is a full-length one
+          out.push(e.addr, inside);
+        }
+        for (let i = 0; i < 40; i++) out.push(randomPrefix()[0]);
+        return out;
+      };
+      for (let step = 0; step < 300; step++) {
+        const peer = pick(24);
+        const op = rand();
+        if (op < 0.75) {
+          const prefixes = Array.from({ length: pick(5) }, randomPrefix);
+          t.removePeer(peer);
+          for (const [k, e] of model) if (e.peer === peer) model.delete(k);
+          for (const [addr, cidr] of prefixes) {
+            t.insert(addr, cidr, peer);
+            model.set(`${addr.toString('hex')}/${cidr}`, { addr, cidr, peer }); // a later owner takes the prefix over
+          }
+        } else {
+          t.removePeer(peer);
+          for (const [k, e] of model) if (e.peer === peer) model.delete(k);
+        }
+        expect(t.size()).toBe(model.size);
+        expect(t.walk()).toBe(model.size);
+        const entries = [...model.values()];
+        for (const a of probes()) expect(t.lookup(a)).toBe(naiveLookup(entries, a));
+      }
+    });
+  }
 });

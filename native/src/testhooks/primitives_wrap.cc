@@ -245,7 +245,8 @@ class AllowedIPsWrap : public Napi::ObjectWrap<AllowedIPsWrap> {
                        {InstanceMethod("insert", &AllowedIPsWrap::Insert),
                         InstanceMethod("removePeer", &AllowedIPsWrap::RemovePeer),
                         InstanceMethod("lookup", &AllowedIPsWrap::Lookup),
-                        InstanceMethod("size", &AllowedIPsWrap::Size)});
+                        InstanceMethod("size", &AllowedIPsWrap::Size),
+                        InstanceMethod("walk", &AllowedIPsWrap::Walk)});
   }
   explicit AllowedIPsWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<AllowedIPsWrap>(info) {}
 
@@ -268,6 +269,12 @@ class AllowedIPsWrap : public Napi::ObjectWrap<AllowedIPsWrap> {
     return Napi::Number::New(info.Env(), p == AllowedIPs::kNoPeer ? -1.0 : double(p));
   }
   Napi::Value Size(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(t_.size())); }
+  // The whole prefix list (a full walk of the trie): the churn benchmark's anchor.
+  Napi::Value Walk(const Napi::CallbackInfo& info) {
+    std::vector<AllowedIPs::Entry> out;
+    t_.entries(&out);
+    return Napi::Number::New(info.Env(), double(out.size()));
+  }
   AllowedIPs t_;
 };
 

@@ -6,12 +6,15 @@ namespace wm {
 
 // A node owns a prefix (bits [0, cidr) of key); children split on bit `cidr`.
 // has_peer distinguishes real prefixes from the branch nodes that path
-// compression creates where two prefixes diverge.
+// compression creates where two prefixes diverge. parent (null at a root)
+// lets a peer's removal climb from its own nodes instead of walking the trie.
 struct AllowedIPs::Node {
   uint8_t key[16] = {0};
   int cidr = 0;
   bool has_peer = false;
   uint32_t peer = kNoPeer;
+  size_t owner_pos = 0;  // index in owned_[peer] while has_peer
+  Node* parent = nullptr;
   std::unique_ptr<Node> child[2];
 };
 
@@ -47,6 +50,50 @@ int common_bits(const uint8_t* a, const uint8_t* b, int limit) {
 AllowedIPs::AllowedIPs() = default;
 AllowedIPs::~AllowedIPs() = default;
 
+std::unique_ptr<AllowedIPs::Node>& AllowedIPs::slot_of(Node* n) {
+  if (n->parent) return n->parent->child[0].get() == n ? n->parent->child[0] : n->parent->child[1];
+  return root4_.get() == n ? root4_ : root6_;
+}
+
+void AllowedIPs::own(Node* n, uint32_t peer) {
+  std::vector<Node*>& list = owned_[peer];
+  n->has_peer = true;
+  n->peer = peer;
+  n->owner_pos = list.size();
+  list.push_back(n);
+}
+
+// Takes n out of its peer's list (swap with the last: O(1)).
+void AllowedIPs::disown(Node* n) {
+  auto it = owned_.find(n->peer);
+  std::vector<Node*>& list = it->second;
+  Node* last = list.back();
+  list[n->owner_pos] = last;
+  last->owner_pos = n->owner_pos;
+  list.pop_back();
+  if (list.empty()) owned_.erase(it);
+  n->has_peer = false;
+  n->peer = kNoPeer;
+}
+
+// n just lost its prefix: compress away the nodes that no longer branch,
+// climbing while a parent without a prefix loses its last-but-one child.
+void AllowedIPs::release(Node* n) {
+  while (n && !n->has_peer) {
+    if (n->child[0] && n->child[1]) return;  // still a branch point
+    Node* parent = n->parent;
+    std::unique_ptr<Node>& slot = slot_of(n);
+    if (n->child[0] || n->child[1]) {  // one child takes n's place; the parent's fan-out is unchanged
+      std::unique_ptr<Node> only = std::move(n->child[0] ? n->child[0] : n->child[1]);
+      only->parent = parent;
+      slot = std::move(only);
+      return;
+    }
+    slot.reset();  // a leaf: gone, and the parent may now have one child
+    n = parent;
+  }
+}
+
 void AllowedIPs::insert(const uint8_t* addr, int bytes, int cidr, uint32_t peer) {
   uint8_t key[16] = {0};
   std::memcpy(key, addr, bytes);
@@ -54,26 +101,31 @@ void AllowedIPs::insert(const uint8_t* addr, int bytes, int cidr, uint32_t peer)
   if (cidr > bytes * 8) cidr = bytes * 8;
   mask(key, bytes, cidr);
   std::unique_ptr<Node>* slot = bytes == 4 ? &root4_ : &root6_;
+  Node* parent = nullptr;
   for (;;) {
     Node* n = slot->get();
     if (!n) {
       auto fresh = std::make_unique<Node>();
       std::memcpy(fresh->key, key, 16);
       fresh->cidr = cidr;
-      fresh->has_peer = true;
-      fresh->peer = peer;
+      fresh->parent = parent;
+      own(fresh.get(), peer);
       *slot = std::move(fresh);
       count_++;
       return;
     }
     int common = common_bits(n->key, key, cidr < n->cidr ? cidr : n->cidr);
-    if (common == n->cidr && common == cidr) {  // same prefix
-      if (!n->has_peer) count_++;
-      n->has_peer = true;
-      n->peer = peer;
+    if (common == n->cidr && common == cidr) {  // same prefix: the new peer takes it
+      if (n->has_peer && n->peer == peer) return;
+      if (n->has_peer)
+        disown(n);
+      else
+        count_++;
+      own(n, peer);
       return;
     }
     if (common == n->cidr) {  // n is a prefix of the new key: descend
+      parent = n;
       slot = &n->child[bit_at(key, n->cidr)];
       continue;
     }
@@ -83,18 +135,19 @@ void AllowedIPs::insert(const uint8_t* addr, int bytes, int cidr, uint32_t peer)
     std::memcpy(split->key, key, 16);
     mask(split->key, 16, common);
     split->cidr = common;
+    split->parent = parent;
     std::unique_ptr<Node> old = std::move(*slot);
+    old->parent = split.get();
     int old_bit = bit_at(old->key, common);
     split->child[old_bit] = std::move(old);
     if (common == cidr) {
-      split->has_peer = true;
-      split->peer = peer;
+      own(split.get(), peer);
     } else {
       auto leaf = std::make_unique<Node>();
       std::memcpy(leaf->key, key, 16);
       leaf->cidr = cidr;
-      leaf->has_peer = true;
-      leaf->peer = peer;
+      leaf->parent = split.get();
+      own(leaf.get(), peer);
       split->child[!old_bit] = std::move(leaf);
     }
     *slot = std::move(split);
@@ -103,31 +156,18 @@ void AllowedIPs::insert(const uint8_t* addr, int bytes, int cidr, uint32_t peer)
   }
 }
 
-static size_t remove_rec(std::unique_ptr<AllowedIPs::Node>& slot, uint32_t peer);
-
 void AllowedIPs::remove_peer(uint32_t peer) {
-  count_ -= remove_rec(root4_, peer);
-  count_ -= remove_rec(root6_, peer);
-}
-
-static size_t remove_rec(std::unique_ptr<AllowedIPs::Node>& slot, uint32_t peer) {
-  AllowedIPs::Node* n = slot.get();
-  if (!n) return 0;
-  size_t removed = remove_rec(n->child[0], peer) + remove_rec(n->child[1], peer);
-  if (n->has_peer && n->peer == peer) {
+  auto it = owned_.find(peer);
+  if (it == owned_.end()) return;
+  std::vector<Node*> nodes = std::move(it->second);
+  owned_.erase(it);
+  // Nodes still in `nodes` keep has_peer until their turn, so release() never frees one of them early.
+  for (Node* n : nodes) {
     n->has_peer = false;
-    n->peer = AllowedIPs::kNoPeer;
-    removed++;
+    n->peer = kNoPeer;
+    count_--;
+    release(n);
   }
-  if (!n->has_peer) {  // compress away nodes that no longer branch
-    if (!n->child[0] && !n->child[1]) {
-      slot.reset();
-    } else if (!n->child[0] || !n->child[1]) {
-      std::unique_ptr<AllowedIPs::Node> only = std::move(n->child[0] ? n->child[0] : n->child[1]);
-      slot = std::move(only);
-    }
-  }
-  return removed;
 }
 
 uint32_t AllowedIPs::lookup(const uint8_t* addr, int bytes) const {

@@ -1,0 +1,147 @@
+/**
+ * Services recompute (part of npm run bench:churn): what one endpoint change
+ * and the once-a-second "nearest" round cost the agent at C clusters x N
+ * nodes x E endpoints (default 16 x 1000 x 10 = 160k endpoints) and S
+ * global services (default 100, every 10th with affinity nearest, every 10th
+ * local), each selecting ~1/S of the endpoints of every cluster.
+ *
+ *   incremental: ServiceDatapath.upsertEndpoint + compute() (the agent today)
+ *   full:        FullRecompute (bench/services-reference.ts: the agent before
+ *                the index, which ran on every change and every second), same run, same inputs
+ *
+ * Tables go to a FakeDevice that only counts them: this is the agent's
+ * JavaScript side; the native Maglev build per changed port is bench:maglev's. Times in ms, best/median of
+ * rounds on a shared 2-vCPU machine: compare within a run.
+ */
+import type { EndpointRecord } from '../src/controlplane/types.js';
+import { silentLogger } from '../src/log.js';
+import { AFFINITY_ANNOTATION, GLOBAL_ANNOTATION, validateManifest } from '../src/manifests/validate.js';
+import { FakeDevice } from '../src/native/fakedevice.js';
+import { ServiceDatapath } from '../src/services/datapath.js';
+import { serviceFromManifest, type ClusterService } from '../src/services/service.js';
+import { FullRecompute } from './services-reference.js';
+
+export interface ServicesFigures {
+  endpoints: number;
+  services: number;
+  /** Median ms per endpoint change (label move between two services), then compute. */
+  incrementalChangeMs: number;
+  fullChangeMs: number;
+  /** Median ms of one timer round after every node's RTT moved (incremental: nearest ports only). */
+  incrementalTimerMs: number;
+  /** One health probe round over every watched node (every 200 ms, before and after). */
+  healthTickMs: number;
+  /** Initial load: every endpoint upserted, then one compute. */
+  loadMs: number;
+  /** Heap the services index and tables add per endpoint (with --expose-gc). */
+  indexBytes: number | undefined;
+}
+
+const median = (l: number[]): number => [...l].sort((a, b) => a - b)[l.length >> 1]!;
+
+function time(f: () => void): number {
+  const t0 = performance.now();
+  f();
+  return performance.now() - t0;
+}
+
+export function benchServices(clusters = 16, nodes = 1000, perNode = 10, services = 100, changes = 200, fullRounds = 5): ServicesFigures {
+  let now = 1_000_000;
+  const dev = new FakeDevice({ now: () => now });
+  const peerIds = new Map<string, number>();
+  for (let c = 0; c < clusters; c++)
+    for (let n = 0; n < nodes; n++) {
+      const id = c * nodes + n + 1;
+      peerIds.set(`c${c}/n${n}`, id);
+      dev.upsertPeer(id);
+    }
+  let rttBase = 500;
+  dev.onProbe = (ids) => {
+    for (const id of ids) dev.answerProbe(id, rttBase + (id % 7) * 100);
+  };
+  const peerOf = (id: string): number | undefined => (id === 'c0/n0' ? undefined : peerIds.get(id));
+  const dp = new ServiceDatapath(dev, 'bench0', 'c0', 'n0', { maglevTableSize: 16381, routeVip: (_vip, add) => add }, silentLogger, peerOf, () => now);
+  // tables are counted, not kept: the native tables live outside the JS heap (and their Maglev build is bench:maglev's)
+  let upserts = 0;
+  dev.serviceUpsert = () => void upserts++;
+  const refDev = new FakeDevice();
+  refDev.serviceUpsert = () => void upserts++;
+  const ref = new FullRecompute(refDev, 'c0', 'n0', 16381);
+  const records: ClusterService[] = [];
+  for (let k = 0; k < services; k++) {
+    const affinity = k % 10 === 0 ? 'nearest' : k % 10 === 1 ? 'local' : 'none';
+    const m = validateManifest({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: `svc-${k}`, namespace: `ns-${k % 10}`, annotations: { [GLOBAL_ANNOTATION]: 'true', [AFFINITY_ANNOTATION]: affinity } },
+      spec: { clusterIP: `100.127.${k >> 8}.${(k & 255) + 1}`, selector: { app: `svc-${k}` }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
+    });
+    for (let c = 0; c < clusters; c++) {
+      dp.upsertRecord(`services/c${c}/ns-${k % 10}/svc-${k}`, `c${c}`, m);
+      records.push(serviceFromManifest(`c${c}`, m));
+    }
+  }
+  const endpoints = new Map<string, EndpointRecord>();
+  const endpoint = (c: number, n: number, e: number, k: number): [string, EndpointRecord] => {
+    const x = n * perNode + e + 1;
+    const ip = `100.${64 + c}.${x >> 8}.${x & 255}`;
+    return [`state/ip/v2/c${c}/n${n}/${ip}`, { ip, cluster: `c${c}`, node: `n${n}`, namespace: `ns-${k % 10}`, name: `pod-${n}-${e}`, labels: { app: `svc-${k}`, tier: 'backend' }, identity: 300 + (k % 50) }];
+  };
+  for (let c = 0; c < clusters; c++)
+    for (let n = 0; n < nodes; n++)
+      for (let e = 0; e < perNode; e++) {
+        const [key, rec] = endpoint(c, n, e, (n * perNode + e) % services);
+        endpoints.set(key, rec);
+      }
+  // the index's own heap per endpoint (the records themselves are the agent's): node --expose-gc
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  const heap0 = process.memoryUsage().heapUsed;
+  const loadMs = time(() => {
+    for (const [key, rec] of endpoints) dp.upsertEndpoint(key, rec);
+    dp.compute();
+  });
+  gc?.();
+  const indexBytes = gc ? (process.memoryUsage().heapUsed - heap0) / endpoints.size : undefined;
+  const input = { records, endpoints: { [Symbol.iterator]: () => endpoints.values() }, peerOf, health: dp.health };
+  // every node answers: alive, with an RTT
+  const round = (): number => {
+    now += 200;
+    return time(() => dp.health.tick());
+  };
+  round();
+  round();
+  dp.compute();
+  ref.compute(input);
+  let x = 99;
+  const rand = (n: number): number => ((x = (Math.imul(x, 1664525) + 1013904223) >>> 0) % n);
+  const change = (): [string, EndpointRecord] => {
+    const [c, n, e] = [rand(clusters), rand(nodes), rand(perNode)];
+    const key = endpoint(c, n, e, 0)[0];
+    const old = endpoints.get(key)!;
+    const k = Number(old.labels.app!.slice(4));
+    const rec = endpoint(c, n, e, (k + 10) % services)[1]; // the same namespace, another service
+    endpoints.set(key, rec);
+    return [key, rec];
+  };
+  const inc: number[] = [];
+  for (let i = 0; i < changes; i++) {
+    const [key, rec] = change();
+    inc.push(time(() => (dp.upsertEndpoint(key, rec), dp.compute())));
+  }
+  const full: number[] = [];
+  for (let i = 0; i < fullRounds; i++) {
+    change();
+    full.push(time(() => ref.compute(input)));
+  }
+  // the 1 s round: every RTT moved (one probe round), then what the timer's compute does
+  const timer: number[] = [];
+  const ticks: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    rttBase = 400 + 37 * i;
+    ticks.push(round());
+    timer.push(time(() => dp.compute()));
+  }
+  dp.stop();
+  return { endpoints: endpoints.size, services, incrementalChangeMs: median(inc), fullChangeMs: median(full), incrementalTimerMs: median(timer), healthTickMs: median(ticks), loadMs, indexBytes };
+}
