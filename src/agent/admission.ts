@@ -130,12 +130,12 @@ export class Admission {
 
   upsert(kind: Kind, key: string, cluster: string, rec: unknown): void {
     const old = this.cand[kind].get(key);
-    if (kind === 'endpoint' && old) this.endpointsOfNode.get(`${old.cluster}/${(old.rec as EndpointRecord).node}`)?.delete(key);
+    if (kind === 'endpoint' && old) this.unlinkEndpoint(key, old);
     this.cand[kind].set(key, cluster, rec);
     if (kind === 'endpoint') {
       const id = `${cluster}/${(rec as EndpointRecord).node}`;
       let s = this.endpointsOfNode.get(id);
-      if (!s) this.endpointsOfNode.set(id, (s = new Set()));
+      if (!s) this.endpointsOfNode.set(internName(id), (s = new Set())); // one copy of the id, shared with nodeByName
       s.add(key);
     }
     this.evaluate(kind, key);
@@ -145,8 +145,15 @@ export class Admission {
     const c = this.cand[kind].get(key);
     this.cand[kind].delete(key);
     this.reported.delete(key);
-    if (kind === 'endpoint' && c) this.endpointsOfNode.get(`${c.cluster}/${(c.rec as EndpointRecord).node}`)?.delete(key);
+    if (kind === 'endpoint' && c) this.unlinkEndpoint(key, c);
     this.withdraw(kind, key);
+  }
+
+  /** Takes an endpoint key out of its node's set (and the set once empty: bounded by the endpoints held). */
+  private unlinkEndpoint(key: string, c: Candidate<unknown>): void {
+    const id = `${c.cluster}/${(c.rec as EndpointRecord).node}`;
+    const s = this.endpointsOfNode.get(id);
+    if (s?.delete(key) && s.size === 0) this.endpointsOfNode.delete(id);
   }
 
   /** What is pinned about `cluster` (or our own config) changed: check its records again. */
@@ -302,7 +309,7 @@ export class Admission {
   private index(key: string, cluster: string, n: NodeRecord): void {
     const cl = claimsOf(n);
     this.claims.set(key, cl);
-    this.nodeByName.set(`${cluster}/${n.name}`, key);
+    this.nodeByName.set(internName(`${cluster}/${n.name}`), key);
     let t = this.cidrs.get(cluster);
     if (!t) this.cidrs.set(cluster, (t = new PrefixTrie()));
     for (const p of cl.cidrs) t.insert(p, key);
