@@ -212,6 +212,9 @@ async function child(dist: string, mode: Mode, shape: Shape): Promise<Reading> {
   if (process.env.MEMORY_SNAPSHOT) (await import('node:v8')).writeHeapSnapshot(process.env.MEMORY_SNAPSHOT);
   const keep = [lws, admission, dp, endpoints, nodes]; // alive until read
   void keep;
+  const v8 = await import('node:v8');
+  const spaces = Object.fromEntries(v8.getHeapSpaceStatistics().map((x) => [x.space_name, Math.round(x.physical_space_size / 1024)]));
+  if (process.env.MEMORY_SPACES) console.error(JSON.stringify({ rssKiB: Math.round((after.rss - before.rss) / 1024), heapTotalKiB: Math.round((after.heapTotal - before.heapTotal) / 1024), externalKiB: Math.round((after.external - before.external) / 1024), spacesKiB: spaces }));
   return { heapPerEp: (after.heapUsed - before.heapUsed) / n, rssPerEp: (after.rss - before.rss) / n, endpoints: n, admitted, ms: Date.now() - t0 };
 }
 
