@@ -25,6 +25,7 @@
  * (key, reason).
  */
 import { RecordError, type RecordType, type RejectReason } from '../controlplane/records/codec.js';
+import { internName } from '../controlplane/records/intern.js';
 import type { EndpointRecord } from '../controlplane/records/endpoint.js';
 import type { IdentityRecord } from '../controlplane/records/identity.js';
 import type { NodeRecord } from '../controlplane/records/node.js';
@@ -44,6 +45,41 @@ export interface AdmissionSinks {
 interface Candidate<T> {
   cluster: string;
   rec: T;
+}
+
+/** A candidate whose record does not name its cluster (identities, relays): stored wrapped. */
+class Wrapped implements Candidate<unknown> {
+  constructor(readonly cluster: string, readonly rec: unknown) {}
+}
+
+/**
+ * Candidates by key. Node and endpoint records name their cluster (their
+ * codecs check it against the key): those are stored as they are, without a
+ * wrapper per record (bench/memory.ts); the others are wrapped.
+ */
+class Candidates {
+  private readonly m = new Map<string, unknown>();
+
+  get(key: string): Candidate<unknown> | undefined {
+    return Candidates.unwrap(this.m.get(key));
+  }
+
+  set(key: string, cluster: string, rec: unknown): void {
+    this.m.set(key, (rec as { cluster?: unknown }).cluster === cluster ? rec : new Wrapped(internName(cluster), rec));
+  }
+
+  delete(key: string): void {
+    this.m.delete(key);
+  }
+
+  *[Symbol.iterator](): IterableIterator<[string, Candidate<unknown>]> {
+    for (const [k, v] of this.m) yield [k, Candidates.unwrap(v)!];
+  }
+
+  private static unwrap(v: unknown): Candidate<unknown> | undefined {
+    if (v === undefined || v instanceof Wrapped) return v;
+    return { cluster: (v as { cluster: string }).cluster, rec: v };
+  }
 }
 
 type Kind = 'node' | 'endpoint' | 'identity' | 'relay';
@@ -68,7 +104,7 @@ function claimsOf(n: NodeRecord): NodeClaims {
 }
 
 export class Admission {
-  private readonly cand: { [K in Kind]: Map<string, Candidate<unknown>> } = { node: new Map(), endpoint: new Map(), identity: new Map(), relay: new Map() };
+  private readonly cand: { [K in Kind]: Candidates } = { node: new Candidates(), endpoint: new Candidates(), identity: new Candidates(), relay: new Candidates() };
   private readonly admitted: { [K in Kind]: Map<string, unknown> } = { node: new Map(), endpoint: new Map(), identity: new Map(), relay: new Map() };
   /** Admitted nodes: key by "cluster/name", and their parsed claims. */
   private readonly nodeByName = new Map<string, string>();
@@ -94,12 +130,12 @@ export class Admission {
 
   upsert(kind: Kind, key: string, cluster: string, rec: unknown): void {
     const old = this.cand[kind].get(key);
-    if (kind === 'endpoint' && old) this.endpointsOfNode.get(`${old.cluster}/${(old.rec as EndpointRecord).node}`)?.delete(key);
-    this.cand[kind].set(key, { cluster, rec });
+    if (kind === 'endpoint' && old) this.unlinkEndpoint(key, old);
+    this.cand[kind].set(key, cluster, rec);
     if (kind === 'endpoint') {
       const id = `${cluster}/${(rec as EndpointRecord).node}`;
       let s = this.endpointsOfNode.get(id);
-      if (!s) this.endpointsOfNode.set(id, (s = new Set()));
+      if (!s) this.endpointsOfNode.set(internName(id), (s = new Set())); // one copy of the id, shared with nodeByName
       s.add(key);
     }
     this.evaluate(kind, key);
@@ -109,8 +145,15 @@ export class Admission {
     const c = this.cand[kind].get(key);
     this.cand[kind].delete(key);
     this.reported.delete(key);
-    if (kind === 'endpoint' && c) this.endpointsOfNode.get(`${c.cluster}/${(c.rec as EndpointRecord).node}`)?.delete(key);
+    if (kind === 'endpoint' && c) this.unlinkEndpoint(key, c);
     this.withdraw(kind, key);
+  }
+
+  /** Takes an endpoint key out of its node's set (and the set once empty: bounded by the endpoints held). */
+  private unlinkEndpoint(key: string, c: Candidate<unknown>): void {
+    const id = `${c.cluster}/${(c.rec as EndpointRecord).node}`;
+    const s = this.endpointsOfNode.get(id);
+    if (s?.delete(key) && s.size === 0) this.endpointsOfNode.delete(id);
   }
 
   /** What is pinned about `cluster` (or our own config) changed: check its records again. */
@@ -266,7 +309,7 @@ export class Admission {
   private index(key: string, cluster: string, n: NodeRecord): void {
     const cl = claimsOf(n);
     this.claims.set(key, cl);
-    this.nodeByName.set(`${cluster}/${n.name}`, key);
+    this.nodeByName.set(internName(`${cluster}/${n.name}`), key);
     let t = this.cidrs.get(cluster);
     if (!t) this.cidrs.set(cluster, (t = new PrefixTrie()));
     for (const p of cl.cidrs) t.insert(p, key);

@@ -27,6 +27,12 @@ export interface WatchHandlers {
 
 export interface KVStore {
   list(prefix: string): Promise<{ revision: string; kvs: KV[] }>;
+  /**
+   * The same snapshot as list, handed over a page at a time (every page at the
+   * first page's revision); resolves to that revision. Optional: ListWatcher
+   * uses it when present, so a 160k-key prefix never sits in memory whole.
+   */
+  listPages?(prefix: string, page: (kvs: KV[]) => void): Promise<string>;
   watch(prefix: string, fromRevision: string, h: WatchHandlers): Promise<{ cancel(): Promise<void> }>;
 }
 
@@ -133,8 +139,13 @@ export class EtcdStore implements KVStore, KVWriter {
    * (which grpc's message limit would refuse, and a relist would retry forever).
    */
   async list(prefix: string): Promise<{ revision: string; kvs: KV[] }> {
-    const end = Range.prefix(prefix).end;
     const kvs: KV[] = [];
+    const revision = await this.listPages(prefix, (page) => void kvs.push(...page));
+    return { revision, kvs };
+  }
+
+  async listPages(prefix: string, page: (kvs: KV[]) => void): Promise<string> {
+    const end = Range.prefix(prefix).end;
     let start: Buffer = Buffer.from(prefix);
     let revision: string | undefined;
     for (;;) {
@@ -142,11 +153,11 @@ export class EtcdStore implements KVStore, KVWriter {
       if (revision) b.revision(revision);
       const res = await b.exec();
       revision ??= res.header.revision;
-      for (const kv of res.kvs) kvs.push({ key: kv.key.toString(), value: kv.value.toString() });
+      page(res.kvs.map((kv) => ({ key: kv.key.toString(), value: kv.value.toString() })));
       if (!res.more || res.kvs.length === 0) break;
       start = Buffer.concat([res.kvs[res.kvs.length - 1]!.key, Buffer.from([0])]);
     }
-    return { revision, kvs };
+    return revision;
   }
 
   async watch(prefix: string, fromRevision: string, h: WatchHandlers): Promise<{ cancel(): Promise<void> }> {
@@ -197,8 +208,32 @@ export function decoded<T>(codec: Codec<T>, sink: RecordSink<T>, rejections: Rej
  * breaks (compaction, cancel) it lists again and removes what vanished, so no
  * deletion is lost. While etcd is unreachable the sink keeps what it has.
  */
+/**
+ * A 53-bit digest of a value (cyrb53: two 32-bit multiply-xor lanes), for
+ * ListWatcher's "has this key's value changed" test. Two different values
+ * agree with probability 2^-53; only the key's own writer chooses its values,
+ * so a forged collision could only hold back that writer's own update.
+ */
+export function valueDigest(s: string): number {
+  let h1 = 0xdeadbeef;
+  let h2 = 0x41c6ce57;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 2654435761);
+    h2 = Math.imul(h2 ^ c, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return 4294967296 * (2097151 & h2) + (h1 >>> 0);
+}
+
 export class ListWatcher {
-  private readonly known = new Map<string, string>();
+  /**
+   * Key → digest of its value (valueDigest), not the value: the sink holds what
+   * it decoded, and a second copy of every value text cost ~350 B per remote
+   * endpoint (bench/memory.ts).
+   */
+  private readonly known = new Map<string, number>();
   private cancelWatch: (() => Promise<void>) | undefined;
   private stopped = false;
   private retryMs = 200;
@@ -255,25 +290,47 @@ export class ListWatcher {
   /** Sink calls that threw (each skipped). */
   sinkErrors = 0;
 
+  /**
+   * Lists the prefix and hands the sink what changed: the list's revision, or
+   * undefined once stopped. Its own frame: the listed keys and values are
+   * garbage when it returns (held in cycle's frame they stayed alive as long as
+   * the watch ran, ~600 B per remote endpoint).
+   */
+  private async relist(): Promise<string | undefined> {
+    const seen = new Set<string>();
+    const take = (kvs: KV[]) => {
+      if (this.stopped) return;
+      for (const kv of kvs) {
+        seen.add(kv.key);
+        const d = valueDigest(kv.value);
+        if (this.known.get(kv.key) !== d) {
+          this.known.set(kv.key, d);
+          this.deliver('upsert', kv.key, () => this.sink.upsert(kv.key, kv.value));
+        }
+      }
+    };
+    let revision: string;
+    if (this.store.listPages) revision = await this.store.listPages(this.prefix, take);
+    else {
+      const r = await this.store.list(this.prefix);
+      take(r.kvs);
+      revision = r.revision;
+    }
+    if (this.stopped) return undefined;
+    for (const key of [...this.known.keys()]) {
+      if (!seen.has(key)) {
+        this.known.delete(key);
+        this.deliver('remove', key, () => this.sink.remove(key));
+      }
+    }
+    return revision;
+  }
+
   private async cycle(): Promise<void> {
     while (!this.stopped) {
       try {
-        const { revision, kvs } = await this.store.list(this.prefix);
-        if (this.stopped) return;
-        const seen = new Set<string>();
-        for (const kv of kvs) {
-          seen.add(kv.key);
-          if (this.known.get(kv.key) !== kv.value) {
-            this.known.set(kv.key, kv.value);
-            this.deliver('upsert', kv.key, () => this.sink.upsert(kv.key, kv.value));
-          }
-        }
-        for (const key of [...this.known.keys()]) {
-          if (!seen.has(key)) {
-            this.known.delete(key);
-            this.deliver('remove', key, () => this.sink.remove(key));
-          }
-        }
+        const revision = await this.relist();
+        if (revision === undefined) return;
         this.deliver('synced', this.prefix, () => this.sink.synced?.());
         this.firstSynced();
         this.connected = true;
@@ -284,8 +341,9 @@ export class ListWatcher {
         const brokenP = new Promise<Error>((resolve) => (broken = resolve));
         const w = await this.store.watch(this.prefix, next, {
           put: (kv) => {
-            if (this.known.get(kv.key) === kv.value) return;
-            this.known.set(kv.key, kv.value);
+            const d = valueDigest(kv.value);
+            if (this.known.get(kv.key) === d) return;
+            this.known.set(kv.key, d);
             this.deliver('upsert', kv.key, () => this.sink.upsert(kv.key, kv.value));
           },
           delete: (key) => {

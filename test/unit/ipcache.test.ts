@@ -174,3 +174,89 @@ spec:
     expect(native.get('198.18.1.10/32')?.identity).toBe(HOST);
   });
 });
+
+// The table holds one owner inline per prefix and more in a side map (for memory): on random
+// seeded sequences its answers must equal those of the plain model (prefix -> owner -> claim).
+describe('ipcache owners against the plain model', () => {
+  type Kind = 'node' | 'local-endpoint' | 'endpoint' | 'cidr';
+  const KINDS: Kind[] = ['node', 'local-endpoint', 'endpoint', 'cidr'];
+  const RANK: Record<Kind, number> = { node: 3, 'local-endpoint': 2, endpoint: 1, cidr: 0 };
+  class Model {
+    owners = new Map<string, Map<string, { kind: Kind; identity: number; endpoint: number; seq: number }>>();
+    installed = new Map<string, { identity: number; endpoint: number }>();
+    touched = new Set<string>();
+    seq = 0;
+    set(p: string, owner: string, kind: Kind, v: { identity: number; endpoint: number }): void {
+      let o = this.owners.get(p);
+      if (!o) this.owners.set(p, (o = new Map()));
+      const cur = o.get(owner);
+      if (cur && cur.kind === kind && cur.identity === v.identity && cur.endpoint === v.endpoint) return;
+      o.set(owner, { kind, ...v, seq: cur && cur.kind === kind ? cur.seq : ++this.seq });
+      this.touched.add(p);
+    }
+    delete(p: string, owner: string): void {
+      const o = this.owners.get(p);
+      if (!o || !o.delete(owner)) return;
+      if (o.size === 0) this.owners.delete(p);
+      this.touched.add(p);
+    }
+    get(p: string) {
+      let best: [string, { kind: Kind; identity: number; endpoint: number; seq: number }] | undefined;
+      for (const e of this.owners.get(p) ?? []) if (!best || RANK[e[1].kind] > RANK[best[1].kind] || (RANK[e[1].kind] === RANK[best[1].kind] && e[1].seq > best[1].seq)) best = e;
+      return best ? { identity: best[1].identity, endpoint: best[1].endpoint, kind: best[1].kind, owner: best[0] } : undefined;
+    }
+    take(): Map<string, { identity: number; endpoint: number } | null> {
+      const out = new Map<string, { identity: number; endpoint: number } | null>();
+      for (const p of this.touched) {
+        const want = this.get(p);
+        const have = this.installed.get(p);
+        if (!want) {
+          if (have) (this.installed.delete(p), out.set(p, null));
+          continue;
+        }
+        if (have && have.identity === want.identity && have.endpoint === want.endpoint) continue;
+        this.installed.set(p, { identity: want.identity, endpoint: want.endpoint });
+        out.set(p, { identity: want.identity, endpoint: want.endpoint });
+      }
+      this.touched.clear();
+      return out;
+    }
+  }
+  // mulberry32: a failure reproduces from its seed
+  const prng = (seed: number) => () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+
+  for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
+    it(`seed ${seed}: 3000 random sets, deletes and takes`, () => {
+      const rnd = prng(seed);
+      const pick = <T>(xs: T[]) => xs[Math.floor(rnd() * xs.length)]!;
+      const prefixes = ['100.64.0.1/32', '100.64.0.2/32', '100.64.0.0/24', 'fd64::1/128'];
+      const owners = ['ep:a', 'ep:b', 'local:a', 'node:x', 'cidr:r1', 'cidr:r2'];
+      const t = new IpcacheTable();
+      const m = new Model();
+      for (let i = 0; i < 3000; i++) {
+        const p = pick(prefixes);
+        const o = pick(owners);
+        const r = rnd();
+        if (r < 0.5) {
+          const v = { identity: 256 + Math.floor(rnd() * 3), endpoint: Math.floor(rnd() * 2) };
+          const k = pick(KINDS);
+          t.set(p, o, k, v);
+          m.set(p, o, k, v);
+        } else if (r < 0.85) {
+          t.delete(p, o);
+          m.delete(p, o);
+        } else {
+          expect([...t.takeChanges()]).toEqual([...m.take()]);
+          expect(t.size).toBe(m.installed.size);
+        }
+        expect(t.get(p)).toEqual(m.get(p));
+        expect(t.ownersOf(p)).toEqual([...(m.owners.get(p) ?? [])].map(([owner, c]) => ({ owner, kind: c.kind })));
+      }
+    });
+  }
+});

@@ -1,6 +1,7 @@
 /** Node records: state/nodes/v1/<cluster>/<node>, written by the node's agent under its lease. */
 import { z } from 'zod';
-import { jsonCodec } from './codec.js';
+import { jsonCodec, type Codec } from './codec.js';
+import { internName } from './intern.js';
 import { cidr, clusterId, clusterName, ipAddress, MAX_ADDRESSES, MAX_CIDRS, nodeName, port } from './fields.js';
 import { mismatch, stateLocation } from './location.js';
 
@@ -19,9 +20,20 @@ export const nodeSchema = z.object({
 });
 export type NodeRecord = z.infer<typeof nodeSchema>;
 
-export const nodeCodec = jsonCodec('node', nodeSchema, {
+const nodeJson = jsonCodec('node', nodeSchema, {
   check: (key, v) => {
     const loc = stateLocation('nodes', key);
     return mismatch('cluster', loc?.cluster, v.cluster) ?? mismatch('node', loc?.name, v.name);
   },
 });
+
+/**
+ * A decoded node as one object literal (no out-of-object property store) whose
+ * cluster and node names are the engine's one copy (intern.ts): its endpoints'
+ * records name the same node. What the record says is unchanged.
+ */
+export function compactNode(v: NodeRecord): NodeRecord {
+  return { cluster: internName(v.cluster), clusterId: v.clusterId, name: internName(v.name), addresses: v.addresses, port: v.port, publicKey: v.publicKey, podCIDRs: v.podCIDRs, bootId: v.bootId };
+}
+
+export const nodeCodec: Codec<NodeRecord> = { ...nodeJson, decode: (key, value) => compactNode(nodeJson.decode(key, value)) };

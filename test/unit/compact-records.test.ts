@@ -1,0 +1,112 @@
+// Compact agent state (issue 16, bench/memory.ts): decoded records share what
+// they repeat, ListWatcher keeps digests instead of values and takes listings
+// page by page. What a record says and what a sink sees must not change.
+import { describe, expect, it, vi } from 'vitest';
+import { ListWatcher, valueDigest, type KV, type KVStore } from '../../src/controlplane/kvstore.js';
+import { endpointCodec, nodeCodec } from '../../src/controlplane/records/index.js';
+import { internName } from '../../src/controlplane/records/intern.js';
+
+const ep = (ip: string, name: string, labels: Record<string, string>) => ({
+  ip,
+  cluster: 'c2',
+  node: 'n1',
+  namespace: 'team-a',
+  name,
+  labels,
+  identity: 0x20100,
+  ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }],
+});
+const epKey = (ip: string) => `wiremesh/cache/ip/v2/c2/n1/${ip}`;
+
+describe('decoded records share what they repeat', () => {
+  it('two endpoints with one label set hold one frozen label object and one port list, and read back what they carried', () => {
+    const a = ep('100.64.0.2', 'web-1', { app: 'web', tier: 'front' });
+    const b = ep('100.64.0.3', 'web-2', { app: 'web', tier: 'front' });
+    const da = endpointCodec.decode(epKey(a.ip), JSON.stringify(a));
+    const db = endpointCodec.decode(epKey(b.ip), JSON.stringify(b));
+    expect(da).toStrictEqual(a);
+    expect(db).toStrictEqual(b);
+    expect(da.labels).toBe(db.labels);
+    expect(da.ports).toBe(db.ports);
+    expect(Object.isFrozen(da.labels)).toBe(true);
+    expect(() => ((da.labels as Record<string, string>).app = 'db')).toThrow(TypeError);
+    expect(db.labels.app).toBe('web');
+  });
+
+  it('label order is kept: the same entries in another order are another set', () => {
+    const a = endpointCodec.decode(epKey('100.64.0.4'), JSON.stringify(ep('100.64.0.4', 'x', { app: 'web', tier: 'front' })));
+    const b = endpointCodec.decode(epKey('100.64.0.5'), JSON.stringify(ep('100.64.0.5', 'y', { tier: 'front', app: 'web' })));
+    expect(Object.keys(a.labels)).toEqual(['app', 'tier']);
+    expect(Object.keys(b.labels)).toEqual(['tier', 'app']);
+  });
+
+  it('an endpoint without identity or ports decodes as before', () => {
+    const { identity: _i, ports: _p, ...bare } = ep('100.64.0.6', 'z', {});
+    expect(endpointCodec.decode(epKey('100.64.0.6'), JSON.stringify(bare))).toStrictEqual(bare);
+  });
+
+  it('a node decodes to the same fields; names are the engine copy', () => {
+    const n = { cluster: 'c2', clusterId: 2, name: 'n1', addresses: ['198.18.0.1'], port: 51871, publicKey: `${'A'.repeat(43)}=`, podCIDRs: ['100.64.0.0/24'], bootId: '1' };
+    expect(nodeCodec.decode('wiremesh/cache/nodes/v1/c2/n1', JSON.stringify(n))).toStrictEqual(n);
+    expect(internName('n1')).toBe('n1');
+    expect(internName('123')).toBe('123');
+  });
+
+  it('values that differ have different digests (53 bits)', () => {
+    const seen = new Set<number>();
+    for (let i = 0; i < 20000; i++) seen.add(valueDigest(JSON.stringify({ i, ip: `100.64.${i >> 8}.${i & 255}` })));
+    expect(seen.size).toBe(20000);
+    expect(valueDigest('é€x')).not.toBe(valueDigest('éx€'));
+    expect(valueDigest('abc')).toBe(valueDigest('abc'));
+    expect(Number.isSafeInteger(valueDigest('abc'))).toBe(true);
+  });
+});
+
+/** A store that lists in pages of 2 and can fail after `failAfter` pages. */
+function pagedStore(data: Map<string, string>) {
+  const st = { failAfter: Infinity, lists: 0 };
+  const store: KVStore & typeof st = Object.assign(st, {
+    async list(): Promise<{ revision: string; kvs: KV[] }> {
+      throw new Error('list() must not be used when listPages exists');
+    },
+    async listPages(prefix: string, page: (kvs: KV[]) => void): Promise<string> {
+      st.lists++;
+      const kvs = [...data].filter(([k]) => k.startsWith(prefix)).map(([key, value]) => ({ key, value }));
+      for (let i = 0, n = 0; i < kvs.length; i += 2, n++) {
+        if (n >= st.failAfter) throw new Error('connection lost mid-list');
+        page(kvs.slice(i, i + 2));
+      }
+      return '10';
+    },
+    async watch(_p: string, _r: string, h: { broken(e: Error): void }) {
+      broken = h.broken;
+      return { cancel: async () => undefined };
+    },
+  });
+  let broken: ((e: Error) => void) | undefined;
+  return { store, breakWatch: () => broken?.(new Error('compacted')) };
+}
+
+describe('ListWatcher lists page by page', () => {
+  it('delivers every key once, removes what vanished only after a complete listing, and re-delivers only changed values', async () => {
+    const data = new Map(Array.from({ length: 7 }, (_, i) => [`p/k${i}`, `v${i}`] as [string, string]));
+    const { store, breakWatch } = pagedStore(data);
+    const seen: string[] = [];
+    const lw = new ListWatcher(store, 'p/', { upsert: (k, v) => seen.push(`+${k}=${v}`), remove: (k) => seen.push(`-${k}`) });
+    void lw.start();
+    await lw.firstSync();
+    expect(seen).toEqual([...data].map(([k, v]) => `+${k}=${v}`));
+    seen.length = 0;
+    // a relist that fails half way removes nothing; the next complete one removes k6 and sends k0's change only
+    data.delete('p/k6');
+    data.set('p/k0', 'changed');
+    store.failAfter = 2;
+    breakWatch();
+    await vi.waitFor(() => expect(lw.lastError).toBe('connection lost mid-list'));
+    expect(seen).toEqual(['+p/k0=changed']);
+    store.failAfter = Infinity;
+    await vi.waitFor(() => expect(seen).toEqual(['+p/k0=changed', '-p/k6']));
+    expect(lw.keys().sort()).toEqual([...data.keys()].sort());
+    await lw.stop();
+  });
+});
