@@ -39,10 +39,8 @@ inline Ip6Key lpm_mask(Ip6Key k, int len) {
   if (len <= 64) return Ip6Key{len == 0 ? 0 : k.hi & (~0ull << (64 - len)), 0};
   return Ip6Key{k.hi, len == 128 ? k.lo : k.lo & (~0ull << (128 - len))};
 }
-// Seeded hashes: multiply-shift (Dietzfelbinger) for IPv4, whose high bits
-// index the table; for IPv6 the same over a seeded mix of both halves.
-inline uint64_t lpm_hash(uint32_t k, uint64_t a, uint64_t b) { return a * k + b; }
-inline uint64_t lpm_hash(Ip6Key k, uint64_t a, uint64_t b) {
+// IPv6 keys (FlatMap's MulShiftHash): multiply-shift over a seeded mix of both halves.
+inline uint64_t probe_hash(Ip6Key k, uint64_t a, uint64_t b) {
   uint64_t x = (k.hi ^ b) * 0x9E3779B97F4A7C15ull;
   x = (x ^ (x >> 29) ^ k.lo) * 0xBF58476D1CE4E5B9ull;
   return a * (x ^ (x >> 32)) + b;
@@ -71,36 +69,7 @@ class LpmTables {
   void reserve(int len, size_t n);
 
  private:
-  struct Slot {
-    Key key{};
-    IpcacheValue value;
-    uint32_t used = 0;
-  };
-  // Linear probing, backward-shift deletion, load <= 1/2; the index is
-  // seeded multiply-shift hashing (a remote sender cannot aim collisions).
-  class Table {
-   public:
-    Table(uint64_t a, uint64_t b) : a_(a | 1), b_(b) { rehash(16); }
-    const IpcacheValue* find(Key k) const {
-      for (size_t i = index(k);; i = (i + 1) & mask_) {
-        const Slot& s = slots_[i];
-        if (!s.used) return nullptr;
-        if (s.key == k) return &s.value;
-      }
-    }
-    void put(Key k, IpcacheValue v);
-    bool erase(Key k);
-    size_t size() const { return size_; }
-    void reserve(size_t n);
-
-   private:
-    size_t index(Key k) const { return size_t(lpm_hash(k, a_, b_) >> shift_); }
-    void rehash(size_t n);
-    std::vector<Slot, HugePageAllocator<Slot>> slots_;
-    size_t mask_ = 0, size_ = 0;
-    int shift_ = 0;
-    uint64_t a_, b_;
-  };
+  using Table = FlatMap<Key, IpcacheValue, MulShiftHash>;
   void relist();
   Table& table(int len);  // created on first use
 

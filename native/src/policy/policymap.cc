@@ -13,7 +13,7 @@ bool same(const PolicyEntry& a, const PolicyEntry& b) {
 }
 }  // namespace
 
-PolicyMap::PolicyMap(std::vector<PolicyEntry> entries) : by_identity_(16), entries_(std::move(entries)) {
+PolicyMap::PolicyMap(std::vector<PolicyEntry> entries) : entries_(std::move(entries)) {
   std::stable_sort(entries_.begin(), entries_.end(), [](const PolicyEntry& a, const PolicyEntry& b) {
     if (a.identity != b.identity) return a.identity < b.identity;
     return rank(a.action) < rank(b.action);
@@ -24,15 +24,15 @@ PolicyMap::PolicyMap(std::vector<PolicyEntry> entries) : by_identity_(16), entri
 void PolicyMap::index() {
   by_identity_.clear();
   by_identity_.reserve(entries_.size());
-  wild_ = Span{0, 0};
+  wild_ = Span{};
   live_ = entries_.size();
   for (uint32_t i = 0; i < entries_.size();) {
     uint32_t j = i;
     while (j < entries_.size() && entries_[j].identity == entries_[i].identity) j++;
     if (entries_[i].identity == 0)
-      wild_ = Span{i, j - i};
+      wild_ = make_span(i, j - i);
     else
-      by_identity_.put(entries_[i].identity, Span{i, j - i});
+      by_identity_.put(entries_[i].identity, make_span(i, j - i));
     i = j;
   }
 }
@@ -43,18 +43,20 @@ void PolicyMap::order_group(std::vector<PolicyEntry>* g) {
 
 void PolicyMap::set_group(uint32_t identity, std::vector<PolicyEntry> group) {
   const Span* old = span(identity);
-  Span s = old ? *old : Span{0, 0};
+  Span s = old ? *old : Span{};
   live_ = live_ - s.count + group.size();
   if (group.size() <= s.count) {
     // in place: the group shrinks (its tail becomes garbage)
     std::copy(group.begin(), group.end(), entries_.begin() + s.first);
     s.count = uint32_t(group.size());
   } else {
-    s = Span{uint32_t(entries_.size()), uint32_t(group.size())};
+    s.first = uint32_t(entries_.size());
+    s.count = uint32_t(group.size());
     entries_.insert(entries_.end(), group.begin(), group.end());
   }
+  s = make_span(s.first, s.count);
   if (identity == 0)
-    wild_ = s.count ? s : Span{0, 0};
+    wild_ = s.count ? s : Span{};
   else if (s.count)
     by_identity_.put(identity, s);
   else
@@ -112,8 +114,8 @@ PolicyResult PolicyMap::lookup(uint32_t identity, uint8_t proto, uint16_t port, 
   const PolicyEntry* redirect = nullptr;
   for (const Span* s : spans) {
     if (!s) continue;
-    for (uint32_t i = s->first; i < s->first + s->count; i++) {
-      const PolicyEntry& e = entries_[i];
+    for (uint32_t i = 0; i < s->count; i++) {
+      const PolicyEntry& e = i == 0 ? s->head : entries_[s->first + i];
       if (!matches(e, proto, port, has_ports)) continue;
       if (e.action == kActionDeny) return PolicyResult{kPolicyDeny, e.rule};
       // denies come first in a group, then redirects: the first other match decides the group

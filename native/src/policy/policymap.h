@@ -58,16 +58,20 @@ class PolicyMap {
   std::vector<PolicyEntry> entries() const;
 
  private:
+  // An identity's entries: entries_[first, first + count), the first also
+  // inline (most groups have one entry: a lookup touches one cache line).
   struct Span {
-    uint32_t first, count;
+    uint32_t first = 0, count = 0;
+    PolicyEntry head{};
   };
   static void order_group(std::vector<PolicyEntry>* group);
   void index();  // from entries_, grouped: builds by_identity_
   void set_group(uint32_t identity, std::vector<PolicyEntry> group);
   const Span* span(uint32_t identity) const { return identity == 0 ? (wild_.count ? &wild_ : nullptr) : by_identity_.find(identity); }
+  Span make_span(uint32_t first, uint32_t count) const { return Span{first, count, count ? entries_[first] : PolicyEntry{}}; }
 
-  FlatMap<uint32_t, Span> by_identity_;  // identity != 0
-  Span wild_{0, 0};                      // identity 0 (any), looked up with every packet: no probe
+  FlatMap<uint32_t, Span, MulShiftHash> by_identity_;  // identity != 0
+  Span wild_;                               // identity 0 (any), looked up with every packet: no probe
   // groups by identity; in a group denies, then redirects, then allows. A
   // group rewritten by update() moves to the end when it grows; the slots it
   // left are garbage until a compaction.
