@@ -12,9 +12,11 @@
  * order: the map equals a full build's) and into the compiled policy.
  *
  * Cost: per identity, its selector matches against the rules selecting each
- * endpoint and its own entries; plus one pass over each compiled entry list to
- * take the old group out (no selector matching, no encoding, no native
- * rebuild). A rule change still recompiles everything (datapath.ts).
+ * endpoint, and its own entries (encoded, written natively, appended); an
+ * identity that had entries (a removal, a relabel) adds one pass over each
+ * such compiled list to take them out. No other identity's selectors, no
+ * re-encoding, no native rebuild. A rule change still recompiles everything
+ * (datapath.ts).
  */
 import type { NativeDevice } from '../native/binding.js';
 import { encodeEntries, identityEntries, type EndpointPolicy, type IdentityUniverse, type PolicyEntry } from './compile.js';
@@ -29,6 +31,18 @@ export interface DeltaEndpoint {
   key: string;
   identity: number;
   ports: readonly ContainerPort[];
+}
+
+/** Entries per remote identity of a compiled map, counted once per compile (the map's array is patched in place). */
+const counted = new WeakMap<PolicyEntry[], Map<number, number>>();
+function identityCounts(entries: PolicyEntry[]): Map<number, number> {
+  let c = counted.get(entries);
+  if (!c) {
+    c = new Map();
+    for (const e of entries) c.set(e.identity, (c.get(e.identity) ?? 0) + 1);
+    counted.set(entries, c);
+  }
+  return c;
 }
 
 const sameEntry = (a: PolicyEntry, b: PolicyEntry): boolean =>
@@ -54,13 +68,23 @@ export function applyIdentityDelta(
     for (const dir of ['ingress', 'egress'] as const) {
       const entries = pol[dir];
       if (!entries) continue; // not enforced: no map, nothing a remote identity changes
-      const kept: PolicyEntry[] = [];
-      const old: PolicyEntry[] = [];
-      for (const e of entries) (ids.has(e.identity) ? old : kept).push(e);
+      const counts = identityCounts(entries);
       const fresh: PolicyEntry[] = [];
       for (const id of ids) fresh.push(...identityEntries(pol.selectedBy[dir], u, ruleNumber, ep.ports, id));
+      // an identity new to this map (the common case) costs its own entries, not a pass over the map
+      const old = [...ids].some((id) => counts.has(id)) ? entries.filter((e) => ids.has(e.identity)) : [];
       if (old.length === fresh.length && old.every((e, i) => sameEntry(e, fresh[i]!))) continue;
-      pol[dir] = kept.concat(fresh);
+      if (old.length) {
+        // in place (the counts stay attached to the array)
+        let w = 0;
+        for (const e of entries) if (!ids.has(e.identity)) entries[w++] = e;
+        entries.length = w;
+        for (const id of ids) counts.delete(id);
+      }
+      for (const e of fresh) {
+        entries.push(e);
+        counts.set(e.identity, (counts.get(e.identity) ?? 0) + 1);
+      }
       written += old.length + fresh.length;
       // false: the data path has no such map (it and `compiled` disagree, a bug): the whole maps restore it
       if (!dev.policyMapUpdate(ep.id, dir, encodeEntries(fresh)!, encodeEntries(old)!)) dev.setEndpointPolicy(ep.id, ep.identity, encodeEntries(pol.ingress), encodeEntries(pol.egress));
