@@ -1,0 +1,94 @@
+/**
+ * Policy by delta: an identity that appears, goes or changes its labels
+ * changes only its own group in each endpoint's maps (the entries whose remote
+ * identity it is; nothing in a map depends on another identity's labels), so
+ * the agent rewrites that group instead of recompiling and swapping every map.
+ *
+ * For each local endpoint and enforced direction: the group's entries now
+ * (compile.ts identityEntries, the rules that select the endpoint, unchanged
+ * since the last full compile) against the entries the endpoint's compiled
+ * policy holds for it; a difference goes to the data path as one
+ * Device.policyMapUpdate (the old entries removed, the new ones in compile
+ * order: the map equals a full build's) and into the compiled policy.
+ *
+ * Cost: per identity, its selector matches against the rules selecting each
+ * endpoint, and its own entries (encoded, written natively, appended); an
+ * identity that had entries (a removal, a relabel) adds one pass over each
+ * such compiled list to take them out. No other identity's selectors, no
+ * re-encoding, no native rebuild. A rule change still recompiles everything
+ * (datapath.ts).
+ */
+import type { NativeDevice } from '../native/binding.js';
+import { encodeEntries, identityEntries, type EndpointPolicy, type IdentityUniverse, type PolicyEntry } from './compile.js';
+import type { ContainerPort } from './ports.js';
+import type { Rule } from './rules.js';
+
+/** A local endpoint as the delta needs it. */
+export interface DeltaEndpoint {
+  /** Native endpoint id. */
+  id: number;
+  /** namespace/name: the key of its compiled policy. */
+  key: string;
+  identity: number;
+  ports: readonly ContainerPort[];
+}
+
+/** Entries per remote identity of a compiled map, counted once per compile (the map's array is patched in place). */
+const counted = new WeakMap<PolicyEntry[], Map<number, number>>();
+function identityCounts(entries: PolicyEntry[]): Map<number, number> {
+  let c = counted.get(entries);
+  if (!c) {
+    c = new Map();
+    for (const e of entries) c.set(e.identity, (c.get(e.identity) ?? 0) + 1);
+    counted.set(entries, c);
+  }
+  return c;
+}
+
+const sameEntry = (a: PolicyEntry, b: PolicyEntry): boolean =>
+  a.identity === b.identity && a.proto === b.proto && a.deny === b.deny && !!a.redirect === !!b.redirect && a.lo === b.lo && a.hi === b.hi && a.rule === b.rule;
+
+/**
+ * Applies the groups of `ids` (identities whose records changed since the
+ * maps were last written; 0 is never one) to every endpoint's maps and
+ * compiled policy. Returns how many entries were written (removed + added).
+ */
+export function applyIdentityDelta(
+  dev: NativeDevice,
+  endpoints: Iterable<DeltaEndpoint>,
+  compiled: Map<string, EndpointPolicy>,
+  ids: ReadonlySet<number>,
+  u: IdentityUniverse,
+  ruleNumber: (r: Rule) => number,
+): number {
+  let written = 0;
+  for (const ep of endpoints) {
+    const pol = compiled.get(ep.key);
+    if (!pol) continue;
+    for (const dir of ['ingress', 'egress'] as const) {
+      const entries = pol[dir];
+      if (!entries) continue; // not enforced: no map, nothing a remote identity changes
+      const counts = identityCounts(entries);
+      const fresh: PolicyEntry[] = [];
+      for (const id of ids) fresh.push(...identityEntries(pol.selectedBy[dir], u, ruleNumber, ep.ports, id));
+      // an identity new to this map (the common case) costs its own entries, not a pass over the map
+      const old = [...ids].some((id) => counts.has(id)) ? entries.filter((e) => ids.has(e.identity)) : [];
+      if (old.length === fresh.length && old.every((e, i) => sameEntry(e, fresh[i]!))) continue;
+      if (old.length) {
+        // in place (the counts stay attached to the array)
+        let w = 0;
+        for (const e of entries) if (!ids.has(e.identity)) entries[w++] = e;
+        entries.length = w;
+        for (const id of ids) counts.delete(id);
+      }
+      for (const e of fresh) {
+        entries.push(e);
+        counts.set(e.identity, (counts.get(e.identity) ?? 0) + 1);
+      }
+      written += old.length + fresh.length;
+      // false: the data path has no such map (it and `compiled` disagree, a bug): the whole maps restore it
+      if (!dev.policyMapUpdate(ep.id, dir, encodeEntries(fresh)!, encodeEntries(old)!)) dev.setEndpointPolicy(ep.id, ep.identity, encodeEntries(pol.ingress), encodeEntries(pol.egress));
+    }
+  }
+  return written;
+}
