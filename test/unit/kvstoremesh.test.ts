@@ -61,7 +61,7 @@ function meshLocalOf(kv: MemKV): MeshLocal & { released: () => boolean; lose: ()
     },
     lease: (ttl) => {
       const id = kv.grant(ttl);
-      const l = (current = { id, lost: [] });
+      const l: { id: Promise<string>; lost: Array<(err: Error) => void> } = (current = { id, lost: [] });
       leases++;
       return {
         onLost: (fn) => void l.lost.push(fn),
