@@ -16,7 +16,7 @@
  *
  * Sweep (--sweep 4,8,16,32): for each K, K clusters of a few nodes (--nodes, default
  * here 20 x 2 endpoints), no agent; the write rate at rest per etcd and mesh-wide and
- * the idle CPU, so the growth with K shows. With --anchor <dir> (a build of main: its
+ * the idle CPU, so the growth with K shows; beside the same etcds without kvstoremesh (the floor). With --anchor <dir> (a build of main: its
  * bin/wiremesh.js) each K runs with the anchor's kvstoremesh too, in the same run.
  *
  * Common: --rest-seconds (10) the rest window, --timeout (900 s) for the whole run.
@@ -81,21 +81,23 @@ const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math
 const gc = () => (globalThis as { gc?: () => void }).gc?.();
 
 async function sweep(dir: string): Promise<void> {
-  const variants: Array<[string, string]> = [...(o.anchor ? [['anchor', join(o.anchor, 'bin', 'wiremesh.js')] as [string, string]] : []), ['this tree', OURS]];
-  const rows: Array<{ K: number; variant: string; rest: RestFigures }> = [];
+  // the floor: the same etcds and records without any kvstoremesh (etcd's own idle cost)
+  const variants: Array<[string, string | undefined]> = [['etcds alone', undefined], ...(o.anchor ? [['anchor', join(o.anchor, 'bin', 'wiremesh.js')] as [string, string]] : []), ['this tree', OURS]];
+  const rows: Array<{ K: number; variant: string; synced: boolean; rest: RestFigures }> = [];
   const gen = loadGenerator();
   try {
     for (const k of SWEEP!)
       for (const [variant, bin] of variants) {
         log(`sweep: K = ${k} (${N} nodes x ${E} endpoints per cluster), ${variant}`);
-        const m = await startMesh(k, join(dir, `${variant.replace(' ', '-')}-${k}`), bin);
+        const m = await startMesh(k, join(dir, `${variant.replace(/ /g, '-')}-${k}`), bin);
         try {
           await gen.request({ op: 'load', clusters: clustersOf(range(1, k)), nodes: N, endpoints: E });
-          await waitMeshSynced(m, 300_000);
+          // a mesh that cannot finish its first sync (the anchor at K = 32 on 2 shared cores) is measured as it is
+          const synced = !bin || (await waitMeshSynced(m, 180_000).then(() => true, (err: Error) => (log(`  ${err.message}; measured as it is`), false)));
           await sleep(5000); // the last status writes after the sync settle
           const rest = await measureRest(m, REST_S);
           log(`  ${restLine(rest)}`);
-          rows.push({ K: k, variant, rest });
+          rows.push({ K: k, variant, synced, rest });
         } finally {
           await m.stop();
         }
@@ -107,7 +109,7 @@ async function sweep(dir: string): Promise<void> {
   console.log('| K | kvstoremesh | writes/s per etcd | writes/s mesh-wide | commits/s per etcd | commits/s mesh-wide | CPU cores (etcds + kvstoremesh) |');
   console.log('|---|---|---|---|---|---|---|');
   for (const r of rows)
-    console.log(`| ${r.K} | ${r.variant} | ${r.rest.writesPerS.perEtcd.toFixed(2)} | ${r.rest.writesPerS.mesh.toFixed(1)} | ${r.rest.commitsPerS.perEtcd.toFixed(2)} | ${r.rest.commitsPerS.mesh.toFixed(1)} | ${r.rest.cores.total.toFixed(3)} (${r.rest.cores.etcds.toFixed(3)} + ${r.rest.cores.kvstoremesh.toFixed(3)}) |`);
+    console.log(`| ${r.K} | ${r.variant}${r.synced ? '' : ' (first sync unfinished)'} | ${r.rest.writesPerS.perEtcd.toFixed(2)} | ${r.rest.writesPerS.mesh.toFixed(1)} | ${r.rest.commitsPerS.perEtcd.toFixed(2)} | ${r.rest.commitsPerS.mesh.toFixed(1)} | ${r.rest.cores.total.toFixed(3)} (${r.rest.cores.etcds.toFixed(3)} + ${r.rest.cores.kvstoremesh.toFixed(3)}) |`);
   save(`controlplane-sweep-${SWEEP!.join('-')}.json`, { date: new Date().toISOString(), nodesPerCluster: N, endpointsPerNode: E, restSeconds: REST_S, rows });
 }
 

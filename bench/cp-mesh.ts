@@ -105,9 +105,10 @@ export interface Mesh {
 /**
  * K clusters c1..cK, each with its etcd and kvstoremesh (`bin` is the wiremesh.js that runs it: this tree's, or
  * an anchor build's), every pair connected by writing the pins and remote entries (clustermesh connect's preflight
- * would refuse the shared 100.64.0.0/10 config CIDR; the synthetic per-node CIDRs are disjoint).
+ * would refuse the shared 100.64.0.0/10 config CIDR; the synthetic per-node CIDRs are disjoint). Without `bin`, the
+ * etcds alone with the same records and no replication (the floor: what K idle etcds cost).
  */
-export async function startMesh(K: number, dir: string, bin: string): Promise<Mesh> {
+export async function startMesh(K: number, dir: string, bin: string | undefined): Promise<Mesh> {
   const etcds: EtcdProcess[] = [];
   const meshes: ChildProcess[] = [];
   const clients: Etcd3[] = [];
@@ -131,7 +132,7 @@ export async function startMesh(K: number, dir: string, bin: string): Promise<Me
         }
       }),
     );
-    for (let k = 1; k <= K; k++)
+    for (let k = 1; bin && k <= K; k++)
       meshes.push(spawn(process.execPath, [bin, 'kvstoremesh', '--cluster', clusterName(k), '--etcd', etcdUrl(k)], { stdio: 'ignore', env: { ...process.env, LOG_LEVEL: 'warn' } }));
   } catch (err) {
     await stop();
