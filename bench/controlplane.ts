@@ -28,6 +28,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Agent } from '../src/agent/agent.js';
+import { nodeCodec } from '../src/controlplane/records/index.js';
 import type { NodeRecord } from '../src/controlplane/types.js';
 import { silentLogger } from '../src/log.js';
 import { ROOT } from '../src/testbed/netns.js';
@@ -173,8 +174,23 @@ async function fullRun(dir: string): Promise<void> {
         if (sent > 1e12 && !seen.has(`${r.cluster}/${r.name}/${sent}`)) seen.add(`${r.cluster}/${r.name}/${sent}`), delays.push(t - sent);
       }
     });
+    // the kvstoremesh hop alone: remote write -> its copy in c1's etcd
+    const hop: number[] = [];
+    const cacheWatch = await m.clients[0]!.watch().prefix('wiremesh/cache/nodes/v1/').create();
+    cacheWatch.on('put', (kv) => {
+      const t = Date.now();
+      const r = (() => {
+        try {
+          return nodeCodec.decode(kv.key.toString(), kv.value.toString());
+        } catch {
+          return undefined;
+        }
+      })();
+      if (r && Number(r.bootId) > 1e12) hop.push(t - Number(r.bootId));
+    });
     const churn = await gen.request({ op: 'churn', clusters: clustersOf(range(2, K)), nodes: N, endpoints: E, rate: RATE, seconds: CHURN_S });
     await sleep(5000);
+    await cacheWatch.cancel();
 
     const remoteEps = (K - 1) * N * E;
     const report = {
@@ -185,6 +201,7 @@ async function fullRun(dir: string): Promise<void> {
       initialSyncSeconds: syncS,
       churn: { nominalPerS: RATE, achievedPerS: churn.writes / churn.seconds, writes: churn.writes, failed: churn.failed, seconds: churn.seconds, nodeWritesMeasured: delays.length },
       propagationMs: delays.length ? { p50: quantile(delays, 0.5), p99: quantile(delays, 0.99), max: Math.max(...delays) } : null,
+      kvstoremeshHopMs: hop.length ? { p50: quantile(hop, 0.5), p99: quantile(hop, 0.99) } : null,
       agentBytesPerRemoteEndpoint: { heap: (mem1.heapUsed - mem0.heapUsed) / remoteEps, rss: (mem1.rss - mem0.rss) / remoteEps },
       agentRssMiB: mem1.rss / 2 ** 20,
       rest,
@@ -197,6 +214,7 @@ async function fullRun(dir: string): Promise<void> {
     if (report.propagationMs)
       console.log(`propagation, write in a remote etcd -> agent data path: p50 ${report.propagationMs.p50} ms, p99 ${report.propagationMs.p99} ms, max ${report.propagationMs.max} ms (${delays.length} node writes; later writes to a node supersede earlier ones)`);
     else console.log('propagation: no node write reached the agent');
+    if (report.kvstoremeshHopMs) console.log(`  of which remote etcd -> kvstoremesh -> c1's etcd: p50 ${report.kvstoremeshHopMs.p50} ms, p99 ${report.kvstoremeshHopMs.p99} ms`);
     save(`controlplane-${K}x${N}x${E}.json`, report);
   } finally {
     gen.stop();
