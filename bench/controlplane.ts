@@ -19,6 +19,7 @@
  * the idle CPU, so the growth with K shows; beside the same etcds without kvstoremesh (the floor). With --anchor <dir> (a build of main: its
  * bin/wiremesh.js) each K runs with the anchor's kvstoremesh too, in the same run.
  *
+ * A full run with --anchor <dir> runs the anchor's kvstoremesh instead (the same agent: this tree's).
  * Common: --rest-seconds (10) the rest window, --timeout (900 s) for the whole run.
  */
 import { fork } from 'node:child_process';
@@ -120,8 +121,8 @@ function save(name: string, report: unknown): void {
 }
 
 async function fullRun(dir: string): Promise<void> {
-  log(`starting ${K} etcd + kvstoremesh pairs`);
-  const m = await startMesh(K, dir, OURS);
+  log(`starting ${K} etcd + kvstoremesh pairs${o.anchor ? ` (the anchor's kvstoremesh, ${o.anchor})` : ''}`);
+  const m = await startMesh(K, dir, o.anchor ? join(o.anchor, 'bin', 'wiremesh.js') : OURS);
   const gen = loadGenerator();
   let agent: Agent | undefined;
   try {
@@ -206,7 +207,7 @@ async function fullRun(dir: string): Promise<void> {
       agentRssMiB: mem1.rss / 2 ** 20,
       rest,
     };
-    console.log(`\ncontrol plane: ${K} clusters x ${N} nodes x ${E} endpoints/node (${K * N} nodes, ${K * N * E} endpoints)`);
+    console.log(`\ncontrol plane: ${K} clusters x ${N} nodes x ${E} endpoints/node (${K * N} nodes, ${K * N * E} endpoints), kvstoremesh of ${o.anchor ?? 'this tree'}`);
     console.log(`initial sync into one agent (all clusters): ${syncS.toFixed(1)} s`);
     console.log(`agent growth per remote endpoint (incl. its share of nodes and peers): RSS ${report.agentBytesPerRemoteEndpoint.rss.toFixed(0)} B, heap ${report.agentBytesPerRemoteEndpoint.heap.toFixed(0)} B (RSS ${report.agentRssMiB.toFixed(0)} MiB)`);
     console.log(`at rest: ${restLine(rest)}`);
@@ -215,7 +216,7 @@ async function fullRun(dir: string): Promise<void> {
       console.log(`propagation, write in a remote etcd -> agent data path: p50 ${report.propagationMs.p50} ms, p99 ${report.propagationMs.p99} ms, max ${report.propagationMs.max} ms (${delays.length} node writes; later writes to a node supersede earlier ones)`);
     else console.log('propagation: no node write reached the agent');
     if (report.kvstoremeshHopMs) console.log(`  of which remote etcd -> kvstoremesh -> c1's etcd: p50 ${report.kvstoremeshHopMs.p50} ms, p99 ${report.kvstoremeshHopMs.p99} ms`);
-    save(`controlplane-${K}x${N}x${E}.json`, report);
+    save(`controlplane-${K}x${N}x${E}${o.anchor ? '-anchor' : ''}.json`, { ...report, kvstoremesh: o.anchor ?? 'this tree' });
   } finally {
     gen.stop();
     await agent?.stop().catch(() => undefined);
