@@ -28,7 +28,8 @@ export interface MetricsSnapshot {
   syncedClusters: string[];
   /**
    * Per remote cluster whose kvstoremesh heartbeat is in our cache (it is leased: gone when that kvstoremesh is):
-   * the heartbeat's replication lag on arrival and when it arrived (ms since the epoch).
+   * the heartbeat's replication lag on arrival (NaN until one is seen rewritten: the first may predate the
+   * connection) and when it arrived (ms since the epoch).
    */
   syncLag: Map<string, { lagMs: number; receivedAtMs: number }>;
   /** kvstoremesh's view of each remote (wiremesh/mesh/v1/status/<remote>); behindSince in ms since the epoch. */
@@ -269,12 +270,12 @@ export class AgentMetrics {
     });
     new Gauge({
       name: 'wiremesh_controlplane_heartbeat_lag_seconds',
-      help: "A remote kvstoremesh's last heartbeat's age when this agent's watch delivered it: the whole path's lag, sampled at its start and every 5 min (needs synchronized clocks).",
+      help: "A remote kvstoremesh's last heartbeat's age when this agent's watch delivered it: the whole path's lag, sampled every 5 min from the first rewrite this agent sees (needs synchronized clocks).",
       labelNames: ['remote'],
       registers: reg,
       collect() {
         this.reset();
-        for (const [c, l] of s().syncLag) this.set({ remote: c }, l.lagMs / 1000);
+        for (const [c, l] of s().syncLag) if (Number.isFinite(l.lagMs)) this.set({ remote: c }, l.lagMs / 1000);
       },
     });
     new Gauge({

@@ -179,8 +179,10 @@ class Sinks {
       { prefix: cachePrefix('relays'), sink: this.admit('relays', 'relay', relayCodec) },
       {
         prefix: cachePrefix('heartbeat'),
-        // leased at its origin: the key goes (and its copy here) when that kvstoremesh is gone
-        sink: this.state('heartbeat', heartbeatCodec, (_k, c, _n, hb) => t.syncLag.set(c, { lagMs: Math.max(0, Date.now() - hb.at), receivedAtMs: Date.now() }), (k) => {
+        // Leased at its origin: the key goes (and its copy here) when that kvstoremesh is gone. Its first arrival
+        // is no lag sample (it was written at that kvstoremesh's start, maybe long before this cluster connected):
+        // only a heartbeat seen rewritten is.
+        sink: this.state('heartbeat', heartbeatCodec, (_k, c, _n, hb) => t.syncLag.set(c, { lagMs: t.syncLag.has(c) ? Math.max(0, Date.now() - hb.at) : NaN, receivedAtMs: Date.now() }), (k) => {
           const loc = stateLocation('heartbeat', k);
           if (loc) t.syncLag.delete(loc.cluster);
         }),
