@@ -32,7 +32,6 @@ import { Agent } from '../src/agent/agent.js';
 import { nodeCodec } from '../src/controlplane/records/index.js';
 import type { NodeRecord } from '../src/controlplane/types.js';
 import { silentLogger } from '../src/log.js';
-import { ROOT } from '../src/testbed/netns.js';
 import type { LoadRequest, LoadResult } from './cp-load.js';
 import { etcdUrl, log, measureRest, restLine, runInNetns, startMesh, waitMeshSynced, type RestFigures } from './cp-mesh.js';
 
@@ -61,6 +60,9 @@ const E = num(o.endpoints, 'endpoints', SWEEP ? 2 : 10);
 const RATE = num(o.rate, 'rate', 100);
 const CHURN_S = num(o['churn-seconds'], 'churn-seconds', 10);
 const REST_S = num(o['rest-seconds'], 'rest-seconds', 10);
+// not src/testbed/netns.ts's ROOT: importing it installs SIGINT/SIGTERM handlers that exit 130 before ours
+// could kill the namespace's processes
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const OURS = join(ROOT, 'bin', 'wiremesh.js');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
