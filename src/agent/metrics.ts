@@ -26,10 +26,14 @@ export interface MetricsSnapshot {
   proxy?: NativeL7ProxyStats & Partial<ProxyProcessStatus>;
   etcdConnected: boolean;
   syncedClusters: string[];
-  /** Per remote cluster: the last heartbeat's replication lag and when it arrived (ms since the epoch). */
+  /**
+   * Per remote cluster whose kvstoremesh heartbeat is in our cache (it is leased: gone when that kvstoremesh is):
+   * the heartbeat's replication lag on arrival (NaN until one is seen rewritten: the first may predate the
+   * connection) and when it arrived (ms since the epoch).
+   */
   syncLag: Map<string, { lagMs: number; receivedAtMs: number }>;
-  /** kvstoremesh's view of each remote (wiremesh/mesh/v1/status/<remote>). */
-  remotes: Array<{ cluster: string; connected: boolean; synced: Record<string, boolean>; entries: Record<string, number>; relists: number; rejected?: Record<string, number> }>;
+  /** kvstoremesh's view of each remote (wiremesh/mesh/v1/status/<remote>); behindSince in ms since the epoch. */
+  remotes: Array<{ cluster: string; connected: boolean; behindSince?: number; synced: Record<string, boolean>; entries: Record<string, number>; relists: number; rejected?: Record<string, number> }>;
   /** Records this agent refused, by the cluster the key named, type and reason (records/rejections.ts). */
   rejections: Array<{ origin: string; type: string; reason: string; count: number }>;
   policy?: { identities: number; localEndpoints: number; lastCompileMs: number };
@@ -243,23 +247,35 @@ export class AgentMetrics {
     });
     new Gauge({
       name: 'wiremesh_controlplane_sync_lag_seconds',
-      help: "Replication lag of each remote cluster's state: its kvstoremesh heartbeat's age when this agent's watch delivered it (needs synchronized clocks).",
-      labelNames: ['remote'],
-      registers: reg,
-      collect() {
-        this.reset();
-        for (const [c, l] of s().syncLag) this.set({ remote: c }, l.lagMs / 1000);
-      },
-    });
-    new Gauge({
-      name: 'wiremesh_controlplane_heartbeat_age_seconds',
-      help: "Seconds since a remote cluster's last heartbeat reached this agent (grows when replication stalls; heartbeats come every 2 s).",
+      help: "How long this cluster's copy of each remote cluster's state has not been known current (0 when it is): our kvstoremesh's behindSince (not yet synced, watches down, or a received change unwritten for over 1 s).",
       labelNames: ['remote'],
       registers: reg,
       collect() {
         this.reset();
         const now = Date.now();
-        for (const [c, l] of s().syncLag) this.set({ remote: c }, (now - l.receivedAtMs) / 1000);
+        for (const r of s().remotes) this.set({ remote: r.cluster }, r.behindSince === undefined ? 0 : Math.max(0, now - r.behindSince) / 1000);
+      },
+    });
+    new Gauge({
+      name: 'wiremesh_controlplane_remote_kvstoremesh_up',
+      help: "1 while a remote cluster's kvstoremesh heartbeat (leased: it goes with that process) is in this cluster's cache.",
+      labelNames: ['remote'],
+      registers: reg,
+      collect() {
+        this.reset();
+        const { remotes, syncLag } = s();
+        for (const r of remotes) this.set({ remote: r.cluster }, syncLag.has(r.cluster) ? 1 : 0);
+        for (const c of syncLag.keys()) this.set({ remote: c }, 1);
+      },
+    });
+    new Gauge({
+      name: 'wiremesh_controlplane_heartbeat_lag_seconds',
+      help: "A remote kvstoremesh's last heartbeat's age when this agent's watch delivered it: the whole path's lag, sampled every 5 min from the first rewrite this agent sees (needs synchronized clocks).",
+      labelNames: ['remote'],
+      registers: reg,
+      collect() {
+        this.reset();
+        for (const [c, l] of s().syncLag) if (Number.isFinite(l.lagMs)) this.set({ remote: c }, l.lagMs / 1000);
       },
     });
     new Gauge({

@@ -55,7 +55,7 @@ export interface WatchTargets {
   rejections: Rejections;
   admission: Pick<Admission, 'upsert' | 'remove' | 'recheck'>;
   peers: { setSynced(cluster: string, synced: boolean): void; setRelayEnabled(on: boolean): void; queue(): void };
-  /** Remote clusters' kvstoremesh heartbeats: replication lag and arrival (metrics). */
+  /** Remote clusters' kvstoremesh heartbeats present in our cache: lag on arrival and arrival (metrics). */
   syncLag: Map<string, { lagMs: number; receivedAtMs: number }>;
   /** Our kvstoremesh's view of each remote (wiremesh/mesh/v1/status/). */
   remoteStatus: Map<string, MetricsSnapshot['remotes'][number]>;
@@ -182,7 +182,13 @@ class Sinks {
       { prefix: cachePrefix('relays'), sink: this.admit('relays', 'relay', relayCodec) },
       {
         prefix: cachePrefix('heartbeat'),
-        sink: this.state('heartbeat', heartbeatCodec, (_k, c, _n, hb) => t.syncLag.set(c, { lagMs: Math.max(0, Date.now() - hb.at), receivedAtMs: Date.now() }), () => undefined /* the last value stays: its age keeps growing in the metrics */),
+        // Leased at its origin: the key goes (and its copy here) when that kvstoremesh is gone. Its first arrival
+        // is no lag sample (it was written at that kvstoremesh's start, maybe long before this cluster connected):
+        // only a heartbeat seen rewritten is.
+        sink: this.state('heartbeat', heartbeatCodec, (_k, c, _n, hb) => t.syncLag.set(c, { lagMs: t.syncLag.has(c) ? Math.max(0, Date.now() - hb.at) : NaN, receivedAtMs: Date.now() }), (k) => {
+          const loc = stateLocation('heartbeat', k);
+          if (loc) t.syncLag.delete(loc.cluster);
+        }),
       },
       {
         prefix: remoteStatusPrefix(),

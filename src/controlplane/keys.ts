@@ -18,8 +18,8 @@
  * (the identity number, value its labels), services (ns/name), policies
  * (ns/name), relays (node: a hub node's offer to relay traffic between the
  * clusters it reaches), gateways (node), heartbeat ("kvstoremesh": {at, seq}
- * every 2 s from the cluster's kvstoremesh, leased; remote agents measure
- * replication lag with it), namespaces (name: a v1 Namespace manifest; read by
+ * at start and every 5 min from the cluster's kvstoremesh, leased: present
+ * while it lives, its age on arrival a lag sample), namespaces (name: a v1 Namespace manifest; read by
  * the cluster's own agents only, never replicated: its labels reach other
  * clusters inside the identities of its pods).
  *

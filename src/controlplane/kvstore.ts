@@ -266,6 +266,11 @@ export class ListWatcher {
     return [...this.known.keys()];
   }
 
+  /** How many keys the prefix holds as last seen (keys().length without building the list). */
+  get size(): number {
+    return this.known.size;
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     const c = this.cancelWatch;

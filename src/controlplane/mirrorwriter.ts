@@ -24,6 +24,8 @@ export interface MeshLease {
   put(key: string, value: string): Promise<void>;
   /** Stops keeping the lease alive: its keys go when its TTL runs out (etcd3's Lease.release). */
   release(): void;
+  /** `fn` runs when etcd lost the lease (keep-alives failed past its TTL, or etcd lost it): its keys are gone. */
+  onLost?(fn: (err: Error) => void): void;
 }
 
 /** MeshLocal on etcd; the lease keeps itself alive (etcd3's autoKeepAlive). */
@@ -34,7 +36,7 @@ export function etcdMeshLocal(etcd: Etcd3): MeshLocal {
     identities: etcdCollectorStore(etcd),
     lease: (ttlSeconds) => {
       const lease = etcd.lease(ttlSeconds, { autoKeepAlive: true });
-      return { put: async (key, value) => void (await lease.put(key).value(value)), release: () => lease.release() };
+      return { put: async (key, value) => void (await lease.put(key).value(value)), release: () => lease.release(), onLost: (fn) => void lease.on('lost', fn) };
     },
   };
 }
@@ -72,20 +74,35 @@ export function etcdMirrorTarget(etcd: Etcd3): MirrorTarget {
  * lets a cluster take in 15 remotes x 11,000 records in seconds.
  */
 export class BatchedWriter {
-  private pending = new Map<string, string | null>(); // null: delete
+  /** Queued writes by key (null: delete), each with when it was first queued (ms since the epoch): insertion order is age order. */
+  private pending = new Map<string, { v: string | null; at: number }>();
+  /** When the oldest write of the batch in flight was queued. */
+  private inFlightSince: number | undefined;
   private running: Promise<void> | null = null;
   private waiters: Array<() => void> = [];
 
-  constructor(private readonly target: MirrorTarget, private readonly log: Logger, private readonly remote: string) {}
+  constructor(private readonly target: MirrorTarget, private readonly log: Logger, private readonly remote: string, private readonly clock: () => number = Date.now) {}
 
   put(key: string, value: string): void {
-    this.pending.set(key, value);
-    this.kick();
+    this.queue(key, value);
   }
 
   delete(key: string): void {
-    this.pending.set(key, null);
+    this.queue(key, null);
+  }
+
+  /** A rewrite of a queued key keeps its place and age: the mirror has been behind on it since the first. */
+  private queue(key: string, v: string | null): void {
+    this.pending.set(key, { v, at: this.pending.get(key)?.at ?? this.clock() });
     this.kick();
+  }
+
+  /** When the oldest change not yet written locally was queued (ms since the epoch), or undefined when all are written. */
+  oldestPending(): number | undefined {
+    const first = this.pending.values().next();
+    const queued = first.done ? undefined : first.value.at;
+    if (this.inFlightSince === undefined) return queued;
+    return queued === undefined ? this.inFlightSince : Math.min(queued, this.inFlightSince);
   }
 
   /** Resolves once everything queued so far is written. */
@@ -100,12 +117,16 @@ export class BatchedWriter {
       while (this.pending.size > 0) {
         const batch = [...this.pending.entries()].slice(0, MAX_TXN_OPS);
         for (const [k] of batch) this.pending.delete(k);
+        this.inFlightSince = batch[0]![1].at;
         try {
-          await this.target.write(batch);
+          await this.target.write(batch.map(([k, e]) => [k, e.v] as const));
         } catch (err) {
           this.log.error({ remote: this.remote, err: (err as Error).message, keys: batch.length }, 'local write failed, retrying');
-          for (const [k, v] of batch) if (!this.pending.has(k)) this.pending.set(k, v);
+          // back in front of newer writes, with their first-queued time: the retry is older than what came since
+          this.pending = new Map([...batch.filter(([k]) => !this.pending.has(k)), ...this.pending]);
           await new Promise((r) => setTimeout(r, 500));
+        } finally {
+          this.inFlightSince = undefined;
         }
       }
       this.running = null;

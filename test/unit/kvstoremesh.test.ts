@@ -20,7 +20,7 @@ import {
   syncedKey,
   syncedPrefix,
 } from '../../src/controlplane/keys.js';
-import { DEFAULT_BUDGET, KVStoreMesh, REPLICATED_TYPES, RemoteReplication } from '../../src/controlplane/kvstoremesh.js';
+import { DEFAULT_BUDGET, KVStoreMesh, LAG_GRACE_MS, REPLICATED_TYPES, RemoteReplication } from '../../src/controlplane/kvstoremesh.js';
 import { MemKV } from '../../src/controlplane/memkv.js';
 import type { MeshLocal, MirrorTarget } from '../../src/controlplane/mirrorwriter.js';
 import { heartbeatCodec, Rejections, remoteStatusCodec, Trust, tryDecode, type PinnedCluster } from '../../src/controlplane/records/index.js';
@@ -42,9 +42,14 @@ function mirrorOf(kv: MemKV): MirrorTarget {
   };
 }
 
-/** A MemKV as all of KVStoreMesh's local store; the lease is renewed by every put under it, until released. */
-function meshLocalOf(kv: MemKV): MeshLocal & { released: () => boolean } {
+/**
+ * A MemKV as all of KVStoreMesh's local store; the lease is renewed by every put under it, until released.
+ * lose() ends the current lease as etcd would (its keys go) and tells its owner.
+ */
+function meshLocalOf(kv: MemKV): MeshLocal & { released: () => boolean; lose: () => Promise<void>; leases: () => number } {
   let released = false;
+  let current: { id: Promise<string>; lost: Array<(err: Error) => void> } | undefined;
+  let leases = 0;
   return {
     store: kv,
     mirror: mirrorOf(kv),
@@ -56,7 +61,10 @@ function meshLocalOf(kv: MemKV): MeshLocal & { released: () => boolean } {
     },
     lease: (ttl) => {
       const id = kv.grant(ttl);
+      const l: { id: Promise<string>; lost: Array<(err: Error) => void> } = (current = { id, lost: [] });
+      leases++;
       return {
+        onLost: (fn) => void l.lost.push(fn),
         put: async (key, value) => {
           if (!released) await kv.keepAlive(await id);
           await kv.put(key, value, { lease: await id });
@@ -65,6 +73,12 @@ function meshLocalOf(kv: MemKV): MeshLocal & { released: () => boolean } {
       };
     },
     released: () => released,
+    leases: () => leases,
+    lose: async () => {
+      const l = current!;
+      await kv.revoke(await l.id);
+      for (const fn of l.lost) fn(new Error('lease lost'));
+    },
   };
 }
 
@@ -143,6 +157,49 @@ describe('kvstoremesh: one remote mirrored through fake stores', () => {
   });
 });
 
+describe('kvstoremesh: sync lag from the mirror itself', () => {
+  it('is behind from the start until synced, then since the oldest change received and not yet written locally, once over the grace', async () => {
+    const f = setup();
+    await f.remote.put(src('n1'), node('n1'));
+    // the local store stops answering writes until released: changes queue in the mirror
+    let release!: () => void;
+    let gate: Promise<void> | undefined;
+    const target = mirrorOf(f.local);
+    const slow: MirrorTarget = { ...target, write: async (ops) => (await gate, target.write(ops)) };
+    const pinned: PinnedCluster = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false };
+    const trust = new Trust('c1', 1, ['100.65.0.0/16']);
+    trust.pin(pinned);
+    const r = new RemoteReplication({ name: 'c2', endpoints: ['http://198.18.0.2:2379'] }, pinned, trust, slow, silentLogger, f.rejections, DEFAULT_BUDGET, () => ({ store: f.remote, close: () => undefined }));
+    const before = Date.now();
+    expect(r.behindSince(true)).toBeGreaterThanOrEqual(before - 1000); // not synced yet: behind since it started
+    await r.start();
+    await vi.waitFor(f.allSynced, soon);
+    expect(f.cached()).toEqual({ [dst('n1')]: node('n1') });
+    expect(r.behindSince(true)).toBeUndefined();
+    expect(r.status().behindSince).toBeUndefined();
+
+    gate = new Promise((res) => (release = res));
+    const t0 = Date.now();
+    await f.remote.put(src('n2'), node('n2'));
+    await vi.waitFor(() => expect(r.status().entries.nodes).toBe(2), soon);
+    const t1 = Date.now();
+    // within the grace it is not behind; past it, behind since the change arrived (ms since the epoch)
+    expect(r.behindSince(true, t0)).toBeUndefined();
+    const since = r.behindSince(true, t1 + LAG_GRACE_MS + 1)!;
+    expect(since).toBeGreaterThanOrEqual(t0);
+    expect(since).toBeLessThanOrEqual(t1);
+    // a rewrite of the same key keeps its age; the watch down counts from the first tick that saw it
+    await f.remote.put(src('n2'), node('n2', { bootId: '2' }));
+    expect(r.behindSince(true, t1 + LAG_GRACE_MS + 1)).toBe(since);
+    expect(r.behindSince(false, since - 5)).toBe(since - 5);
+    expect(r.behindSince(true, since - 4)).toBeUndefined(); // up again, and the change not yet over the grace
+    release();
+    await vi.waitFor(() => expect(f.cached()[dst('n2')]).toBe(node('n2', { bootId: '2' })), soon);
+    expect(r.behindSince(true, Date.now() + 10 * LAG_GRACE_MS)).toBeUndefined();
+    await r.stop(false);
+  });
+});
+
 describe('kvstoremesh: the whole of it on in-memory stores', () => {
   it('connects a remote, mirrors it, writes status and heartbeat, reports an outage, and purges on disconnect', async () => {
     const clock = { ms: 0 };
@@ -165,6 +222,7 @@ describe('kvstoremesh: the whole of it on in-memory stores', () => {
     const localStore = meshLocalOf(local);
     const mesh = new KVStoreMesh('c1', localStore, silentLogger, 20, DEFAULT_BUDGET, {
       statusMs: 20,
+      heartbeatMs: 40,
       connect: (spec) => (opened.push(spec.name), { store: remote, close: () => void closed++ }),
     });
     await mesh.start();
@@ -198,6 +256,19 @@ describe('kvstoremesh: the whole of it on in-memory stores', () => {
     await vi.waitFor(() => expect(hb()!.seq).toBeGreaterThan(seq), soon);
     expect(local.get(hbKey)!.lease).toBeDefined();
     expect(local.get(remoteStatusKey('c2'))!.lease).toBe(local.get(hbKey)!.lease);
+    expect(status()!.behindSince).toBeUndefined(); // synced, connected, nothing waiting: current
+
+    // at rest the status is not written again: ten status intervals, one revision
+    const rev = local.get(remoteStatusKey('c2'))!.modRevision;
+    await new Promise((r) => setTimeout(r, 200));
+    expect(local.get(remoteStatusKey('c2'))!.modRevision).toBe(rev);
+
+    // etcd loses the lease with its keys: a new lease, the heartbeat and the status again under it
+    await localStore.lose();
+    expect(local.get(remoteStatusKey('c2'))).toBeUndefined();
+    await vi.waitFor(() => expect(status()).toMatchObject({ cluster: 'c2', connected: true }), soon);
+    expect(localStore.leases()).toBe(2);
+    expect(local.get(remoteStatusKey('c2'))!.lease).toBe(local.get(hbKey)!.lease);
 
     // the unreferenced identity goes (index too) on a second sweep; the referenced one stays
     await vi.waitFor(() => expect(local.get(stateKey('identities', 'c1', String(clusterIdentity(1, 301))))).toBeUndefined(), soon);
@@ -206,10 +277,11 @@ describe('kvstoremesh: the whole of it on in-memory stores', () => {
 
     // an outage: the status says so, the cache stays; back again, connected
     remote.disconnect();
-    await vi.waitFor(() => expect(status()).toMatchObject({ connected: false }), soon);
+    await vi.waitFor(() => expect(status()).toMatchObject({ connected: false, behindSince: expect.any(Number) }), soon);
     expect(Object.keys(cached())).toHaveLength(3);
     remote.reconnect();
     await vi.waitFor(() => expect(status()).toMatchObject({ connected: true }), soon);
+    expect(status()!.behindSince).toBeUndefined();
 
     // the operator disconnects it: replication stops, cache, markers and status go
     await local.delete(remoteKey('c2'));
@@ -226,5 +298,39 @@ describe('kvstoremesh: the whole of it on in-memory stores', () => {
     clock.ms += 15_000;
     local.expire();
     expect(local.get(hbKey)).toBeUndefined();
+  });
+
+  it('the status written only on change is, after every step of a random sequence, the status computed afresh', async () => {
+    let seed = 16; // mulberry32: a failure reproduces
+    const rand = () => {
+      seed = (seed + 0x6d2b79f5) | 0;
+      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+    const local = new MemKV();
+    const remote = new MemKV();
+    await local.put(clusterConfigKey('c1'), JSON.stringify({ name: 'c1', id: 1, podCIDRs: ['100.65.0.0/16'] }));
+    await local.put(pinnedKey('c2'), JSON.stringify({ name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false }));
+    const mesh = new KVStoreMesh('c1', meshLocalOf(local), silentLogger, 60_000, DEFAULT_BUDGET, { statusMs: 5, connect: () => ({ store: remote, close: () => undefined }) });
+    await mesh.start();
+    await local.put(remoteKey('c2'), JSON.stringify({ name: 'c2', endpoints: ['http://198.18.0.2:2379'] }));
+    const published = () => {
+      const e = local.get(remoteStatusKey('c2'));
+      const r = e ? tryDecode(remoteStatusCodec, e.key, e.value) : undefined;
+      return r?.ok ? r.value : undefined;
+    };
+    let down = false;
+    for (let step = 0; step < 40; step++) {
+      const x = rand();
+      const n = `n${Math.floor(rand() * 6)}`;
+      if (x < 0.45) await remote.put(src(n), node(n, { bootId: String(step) }));
+      else if (x < 0.6) await remote.put(src(n), node(n, { clusterId: 7 })); // refused: counted in the status
+      else if (x < 0.8) await remote.delete(src(n));
+      else if (down) (remote.reconnect(), (down = false));
+      else (remote.disconnect(), (down = true));
+      await vi.waitFor(() => expect(published()).toEqual(mesh.status()[0]), soon);
+    }
+    await mesh.stop();
   });
 });

@@ -17,7 +17,7 @@ function snapshot(over: Partial<MetricsSnapshot> = {}): MetricsSnapshot {
     etcdConnected: true,
     syncedClusters: ['c2'],
     syncLag: new Map([['c2', { lagMs: 120, receivedAtMs: Date.now() - 1000 }]]),
-    remotes: [{ cluster: 'c2', connected: true, synced: { nodes: true }, entries: { nodes: 2, ip: 5 }, relists: 1, rejected: { 'node/claim': 3 } }],
+    remotes: [{ cluster: 'c2', connected: true, behindSince: Date.now() - 3000, synced: { nodes: true }, entries: { nodes: 2, ip: 5 }, relists: 1, rejected: { 'node/claim': 3 } }],
     rejections: [{ origin: 'c2', type: 'identity', reason: 'claim', count: 2 }],
     policy: { identities: 6, localEndpoints: 2, lastCompileMs: 1.5 },
     ...over,
@@ -45,8 +45,9 @@ describe('agent metrics', () => {
     expect(line(t, 'wiremesh_conntrack_pressure_total{table="service-nat",event="evicted"')).toMatch(/ 0$/);
     expect(line(t, 'wiremesh_service_backends{service="shop/api",backend_cluster="c2",state="dead"')).toMatch(/ 1$/);
     expect(line(t, 'wiremesh_l7_requests_total{verdict="allowed"')).toMatch(/ 6$/);
-    expect(line(t, 'wiremesh_controlplane_sync_lag_seconds{remote="c2"')).toMatch(/ 0\.12$/);
-    expect(Number(line(t, 'wiremesh_controlplane_heartbeat_age_seconds{remote="c2"')!.split(' ').pop())).toBeGreaterThanOrEqual(1);
+    expect(line(t, 'wiremesh_controlplane_heartbeat_lag_seconds{remote="c2"')).toMatch(/ 0\.12$/);
+    expect(Number(line(t, 'wiremesh_controlplane_sync_lag_seconds{remote="c2"')!.split(' ').pop())).toBeGreaterThanOrEqual(3);
+    expect(line(t, 'wiremesh_controlplane_remote_kvstoremesh_up{remote="c2"')).toMatch(/ 1$/);
     expect(line(t, 'wiremesh_kvstoremesh_remote_entries{remote="c2",type="ip"')).toMatch(/ 5$/);
     expect(line(t, 'wiremesh_etcd_connected{')).toMatch(/ 1$/);
     expect(t).toMatch(/^# TYPE wiremesh_peer_bytes_total counter$/m);

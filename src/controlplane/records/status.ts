@@ -50,6 +50,12 @@ export type Rejection = z.infer<typeof rejectionSchema>;
 export const remoteStatusSchema = z.object({
   cluster: clusterName,
   connected: z.boolean(),
+  /**
+   * Since when (ms since the epoch, kvstoremesh's clock) this cluster's copy of the remote is not known to be
+   * current: before the first full sync, while its watches are down, or while a change has waited over 1 s to be
+   * written locally. Absent when the copy is current. Agents export now - behindSince as the sync lag.
+   */
+  behindSince: z.number().int().nonnegative().optional(),
   synced: z.record(text(32), z.boolean()),
   entries: z.record(text(32), count),
   relists: count,

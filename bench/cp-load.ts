@@ -1,0 +1,115 @@
+/**
+ * bench:controlplane's load generator, in its own process (child_process.fork
+ * from bench/controlplane.ts) so that its writes do not share the measured
+ * agent's event loop (issue 16: sharing it, 16 x 1000 x 10 reached ~12 of the
+ * nominal 100 writes/s).
+ *
+ * Messages from the parent (LoadRequest), one answer each (LoadResult):
+ *   load   writes N nodes and N*E endpoints into each of the given clusters' etcds, in transactions of 128
+ *   churn  rewrites node and endpoint records of the given clusters at `rate` writes/s for `seconds`; a node
+ *          write carries its send time (ms since the epoch) in bootId, which the agent's 'peers-programmed'
+ *          event hands back to the parent: propagation = programmed time - send time (one machine, one clock)
+ */
+import { randomBytes } from 'node:crypto';
+import type { Etcd3 } from 'etcd3';
+import { endpointName, stateKey } from '../src/controlplane/keys.js';
+import { connectEtcd } from '../src/controlplane/kvstore.js';
+import type { NodeRecord } from '../src/controlplane/types.js';
+
+export interface Shape {
+  /** Nodes per cluster and endpoints per node. */
+  nodes: number;
+  endpoints: number;
+}
+export type LoadRequest =
+  | ({ op: 'load'; clusters: Array<{ k: number; url: string }> } & Shape)
+  | ({ op: 'churn'; clusters: Array<{ k: number; url: string }>; rate: number; seconds: number } & Shape);
+export interface LoadResult {
+  op: LoadRequest['op'];
+  /** Writes acknowledged by etcd, and over how long (s): achieved rate = writes / seconds. */
+  writes: number;
+  seconds: number;
+  failed: number;
+}
+
+export const clusterName = (k: number): string => `c${k}`;
+/** Synthetic node n of cluster k owns the /24 number (k-1)*nodes+n of 100.64.0.0/10. */
+export function podCIDR(s: Shape, k: number, n: number): string {
+  const i = (k - 1) * s.nodes + n;
+  return `100.${64 + (i >> 8)}.${i & 255}.0/24`;
+}
+function underlay(s: Shape, k: number, n: number): string {
+  const i = (k - 1) * s.nodes + n + 1;
+  return `198.${18 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
+}
+function nodeRecord(s: Shape, k: number, n: number, bootId = '1'): NodeRecord {
+  return { cluster: clusterName(k), clusterId: k, name: `n${n}`, addresses: [underlay(s, k, n)], port: 51820, publicKey: randomBytes(32).toString('base64'), podCIDRs: [podCIDR(s, k, n)], bootId };
+}
+function endpoint(s: Shape, k: number, n: number, e: number, rev = ''): [string, string] {
+  const ip = `${podCIDR(s, k, n).split('.').slice(0, 3).join('.')}.${10 + e}`;
+  const labels = rev ? { app: `a${e}`, rev } : { app: `a${e}` };
+  return [stateKey('ip', clusterName(k), endpointName(`n${n}`, ip)), JSON.stringify({ ip, cluster: clusterName(k), node: `n${n}`, namespace: 'bench', name: `p${n}-${e}`, labels })];
+}
+
+async function putBatch(c: Etcd3, kvs: Array<[string, string]>): Promise<void> {
+  for (let i = 0; i < kvs.length; i += 128) {
+    const chunk = kvs.slice(i, i + 128);
+    await c.if(chunk[0]![0], 'Version', '>', -1).then(...chunk.map(([k, v]) => c.put(k).value(v))).commit();
+  }
+}
+
+async function load(req: Extract<LoadRequest, { op: 'load' }>): Promise<LoadResult> {
+  const t0 = Date.now();
+  let writes = 0;
+  await Promise.all(
+    req.clusters.map(async ({ k, url }) => {
+      const c = connectEtcd({ endpoints: [url] });
+      const kvs: Array<[string, string]> = [];
+      for (let n = 0; n < req.nodes; n++) {
+        kvs.push([stateKey('nodes', clusterName(k), `n${n}`), JSON.stringify(nodeRecord(req, k, n))]);
+        for (let e = 0; e < req.endpoints; e++) kvs.push(endpoint(req, k, n, e));
+      }
+      await putBatch(c, kvs);
+      writes += kvs.length;
+      c.close();
+    }),
+  );
+  return { op: 'load', writes, seconds: (Date.now() - t0) / 1000, failed: 0 };
+}
+
+/** Paced in 10 ms slots: each slot sends what the nominal rate owes by then, so a late slot catches up. */
+async function churn(req: Extract<LoadRequest, { op: 'churn' }>): Promise<LoadResult> {
+  const clients = req.clusters.map(({ k, url }) => ({ k, c: connectEtcd({ endpoints: [url] }) }));
+  const inflight = new Set<Promise<unknown>>();
+  let sent = 0;
+  let acked = 0;
+  let failed = 0;
+  const t0 = Date.now();
+  const end = t0 + req.seconds * 1000;
+  while (Date.now() < end) {
+    const owed = Math.floor(((Date.now() - t0) / 1000) * req.rate);
+    for (; sent < owed; sent++) {
+      const { k, c } = clients[Math.floor(Math.random() * clients.length)]!;
+      const n = Math.floor(Math.random() * req.nodes);
+      const [key, value] =
+        sent % 2 === 0 ? [stateKey('nodes', clusterName(k), `n${n}`), JSON.stringify(nodeRecord(req, k, n, String(Date.now())))] : endpoint(req, k, n, Math.floor(Math.random() * req.endpoints), String(sent));
+      const p: Promise<unknown> = c.put(key).value(value).exec().then(() => acked++, () => failed++).finally(() => inflight.delete(p));
+      inflight.add(p);
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  await Promise.all(inflight);
+  const seconds = (Date.now() - t0) / 1000; // until the last answer: a backlog lowers the achieved rate
+
+  for (const { c } of clients) c.close();
+  return { op: 'churn', writes: acked, seconds, failed };
+}
+
+if (process.send) {
+  process.on('message', (req: LoadRequest) => {
+    void (req.op === 'load' ? load(req) : churn(req)).then(
+      (r) => process.send!(r),
+      (err: Error) => process.send!({ op: req.op, writes: 0, seconds: 0, failed: 1, error: err.message }),
+    );
+  });
+}

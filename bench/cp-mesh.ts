@@ -1,0 +1,211 @@
+/**
+ * bench:controlplane's pieces that are not the measured agent: running the
+ * benchmark in the foreground inside a private network namespace, starting K
+ * clusters (a real etcd and a real kvstoremesh process each, connected pairwise),
+ * and measuring a mesh at rest from outside its processes: CPU from
+ * /proc/<pid>/stat (utime + stime) and writes from each etcd's /metrics.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Etcd3 } from 'etcd3';
+import { enableCluster, pinFor } from '../src/controlplane/clustermesh.js';
+import { pinnedKey, remoteKey, syncedPrefix } from '../src/controlplane/keys.js';
+import { connectEtcd } from '../src/controlplane/kvstore.js';
+import { REPLICATED_TYPES } from '../src/controlplane/kvstoremesh.js';
+import { startEtcd, type EtcdProcess } from '../src/testbed/etcd.js';
+import { clusterName } from './cp-load.js';
+
+export const log = (m: string): void => void process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${m}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const IN_NETNS = 'WIREMESH_BENCH_NETNS';
+
+/**
+ * Runs `main` inside a fresh network namespace with only loopback. Outside one, this process creates it, runs
+ * itself in it as a child, waits for the child and exits with its code; after `timeoutS` (or on SIGINT/SIGTERM)
+ * it kills every process in the namespace (the child, etcds, kvstoremesh, the load generator) and exits 124
+ * (130/143 on a signal). The namespace is removed in every case.
+ */
+export function runInNetns(timeoutS: number, main: () => Promise<void>): void {
+  if (process.env[IN_NETNS]) {
+    main().then(
+      () => process.exit(0),
+      (err) => {
+        console.error(err);
+        process.exit(1);
+      },
+    );
+    return;
+  }
+  const ns = `i16-cprest-${process.pid}`;
+  execFileSync('ip', ['netns', 'add', ns]);
+  const killAll = () => {
+    for (let i = 0; i < 50; i++) {
+      const pids = execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).split('\n').filter(Boolean);
+      if (pids.length === 0) return;
+      for (const pid of pids) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+      execFileSync('sleep', ['0.1']);
+    }
+  };
+  const finish = (code: number) => {
+    killAll();
+    try {
+      execFileSync('ip', ['netns', 'del', ns]);
+    } catch (err) {
+      process.stderr.write(`could not remove namespace ${ns}: ${(err as Error).message}\n`);
+    }
+    process.exit(code);
+  };
+  let child: ChildProcess;
+  try {
+    execFileSync('ip', ['netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up']);
+    child = spawn('ip', ['netns', 'exec', ns, process.execPath, '--expose-gc', '--max-old-space-size=8192', process.argv[1]!, ...process.argv.slice(2)], {
+      stdio: 'inherit',
+      env: { ...process.env, [IN_NETNS]: ns },
+    });
+  } catch (err) {
+    finish(1);
+    throw err;
+  }
+  let forced: number | undefined;
+  const kill = (code: number, why: string) => {
+    if (forced !== undefined) return;
+    forced = code;
+    process.stderr.write(`bench:controlplane: ${why}: killing every process in ${ns}\n`);
+    killAll();
+  };
+  const timer = setTimeout(() => kill(124, `timed out after ${timeoutS} s`), timeoutS * 1000);
+  process.once('SIGINT', () => kill(130, 'interrupted'));
+  process.once('SIGTERM', () => kill(143, 'terminated'));
+  child.once('exit', (code, signal) => {
+    clearTimeout(timer);
+    finish(forced ?? code ?? (signal ? 1 : 0));
+  });
+}
+
+export const etcdPort = (k: number): number => 24000 + 10 * k;
+export const etcdUrl = (k: number): string => `http://127.0.0.1:${etcdPort(k)}`;
+
+export interface Mesh {
+  K: number;
+  etcds: EtcdProcess[];
+  /** kvstoremesh processes, index k-1. */
+  meshes: ChildProcess[];
+  clients: Etcd3[];
+  stop(): Promise<void>;
+}
+
+/**
+ * K clusters c1..cK, each with its etcd and kvstoremesh (`bin` is the wiremesh.js that runs it: this tree's, or
+ * an anchor build's), every pair connected by writing the pins and remote entries (clustermesh connect's preflight
+ * would refuse the shared 100.64.0.0/10 config CIDR; the synthetic per-node CIDRs are disjoint). Without `bin`, the
+ * etcds alone with the same records and no replication (the floor: what K idle etcds cost).
+ */
+export async function startMesh(K: number, dir: string, bin: string | undefined): Promise<Mesh> {
+  const etcds: EtcdProcess[] = [];
+  const meshes: ChildProcess[] = [];
+  const clients: Etcd3[] = [];
+  const stop = async () => {
+    for (const c of clients) c.close();
+    for (const p of meshes) p.kill('SIGKILL');
+    await Promise.all(etcds.map((e) => e.stop()));
+  };
+  try {
+    for (let k = 1; k <= K; k++) {
+      etcds.push(await startEtcd({ name: clusterName(k), dataDir: join(dir, `etcd${k}`), host: '127.0.0.1', clientPort: etcdPort(k), peerPort: etcdPort(k) + 1, logFile: join(dir, `etcd${k}.log`) }));
+      await enableCluster({ endpoints: [etcdUrl(k)] }, { name: clusterName(k), id: k, podCIDRs: ['100.64.0.0/10'] });
+      clients.push(connectEtcd({ endpoints: [etcdUrl(k)] }));
+    }
+    await Promise.all(
+      clients.map(async (c, i) => {
+        for (let y = 1; y <= K; y++) {
+          if (y === i + 1) continue;
+          await c.put(pinnedKey(clusterName(y))).value(JSON.stringify(pinFor({ name: clusterName(y), id: y, podCIDRs: ['100.64.0.0/10'] }, false)));
+          await c.put(remoteKey(clusterName(y))).value(JSON.stringify({ name: clusterName(y), endpoints: [etcdUrl(y)] }));
+        }
+      }),
+    );
+    for (let k = 1; bin && k <= K; k++)
+      meshes.push(spawn(process.execPath, [bin, 'kvstoremesh', '--cluster', clusterName(k), '--etcd', etcdUrl(k)], { stdio: 'ignore', env: { ...process.env, LOG_LEVEL: 'warn' } }));
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { K, etcds, meshes, clients, stop };
+}
+
+/** Resolves once every kvstoremesh marked every type of every remote synced (K-1 remotes x the replicated types). */
+export async function waitMeshSynced(m: Mesh, timeoutMs: number): Promise<void> {
+  const want = (m.K - 1) * REPLICATED_TYPES.length;
+  const t0 = Date.now();
+  for (;;) {
+    const counts = await Promise.all(m.clients.map(async (c) => (await c.getAll().prefix(syncedPrefix()).keys()).length));
+    if (counts.every((n) => n >= want)) return;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`mesh not synced after ${timeoutMs / 1000} s: markers ${counts.join(',')} of ${want} each`);
+    await sleep(500);
+  }
+}
+
+/** CPU seconds (utime + stime) a process has used; 0 once it is gone. */
+function cpuSeconds(pid: number, tick: number): number {
+  try {
+    // the command name (field 2) may hold spaces: count fields after its closing parenthesis
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / tick;
+  } catch {
+    return 0;
+  }
+}
+
+/** One etcd's counters from its /metrics (Prometheus text). */
+async function etcdCounters(k: number): Promise<{ commits: number; puts: number; deletes: number }> {
+  const text = await (await fetch(`${etcdUrl(k)}/metrics`)).text();
+  const get = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+  return { commits: get('etcd_server_proposals_committed_total'), puts: get('etcd_mvcc_put_total'), deletes: get('etcd_mvcc_delete_total') };
+}
+
+export interface RestFigures {
+  seconds: number;
+  /** Cores used over the window (CPU seconds / wall seconds). */
+  cores: { etcds: number; kvstoremesh: number; total: number };
+  /** Per second over the window, mesh-wide and per etcd (mean; max over etcds). */
+  commitsPerS: { mesh: number; perEtcd: number; maxEtcd: number };
+  writesPerS: { mesh: number; perEtcd: number; maxEtcd: number };
+}
+
+/** Measures the mesh over `seconds` of whatever it does meanwhile (at rest: nothing is being written to it). */
+export async function measureRest(m: Mesh, seconds: number): Promise<RestFigures> {
+  const tick = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  const ePids = m.etcds.map((e) => e.proc.pid!);
+  const mPids = m.meshes.map((p) => p.pid!);
+  const ks = Array.from({ length: m.K }, (_, i) => i + 1);
+  const cpu = () => ({ e: ePids.reduce((a, p) => a + cpuSeconds(p, tick), 0), m: mPids.reduce((a, p) => a + cpuSeconds(p, tick), 0) });
+  const c0 = await Promise.all(ks.map(etcdCounters));
+  const u0 = cpu();
+  const t0 = Date.now();
+  await sleep(seconds * 1000);
+  const u1 = cpu();
+  const s = (Date.now() - t0) / 1000;
+  const c1 = await Promise.all(ks.map(etcdCounters));
+  const rate = (f: (c: { commits: number; puts: number; deletes: number }) => number) => {
+    const per = c1.map((c, i) => (f(c) - f(c0[i]!)) / s);
+    const mesh = per.reduce((a, b) => a + b, 0);
+    return { mesh, perEtcd: mesh / m.K, maxEtcd: Math.max(...per) };
+  };
+  const cores = { etcds: (u1.e - u0.e) / s, kvstoremesh: (u1.m - u0.m) / s, total: 0 };
+  cores.total = cores.etcds + cores.kvstoremesh;
+  return { seconds: s, cores, commitsPerS: rate((c) => c.commits), writesPerS: rate((c) => c.puts + c.deletes) };
+}
+
+export const restLine = (r: RestFigures): string =>
+  `writes/s mesh-wide ${r.writesPerS.mesh.toFixed(1)}, per etcd ${r.writesPerS.perEtcd.toFixed(2)} (max ${r.writesPerS.maxEtcd.toFixed(2)}); ` +
+  `commits/s mesh-wide ${r.commitsPerS.mesh.toFixed(1)}, per etcd ${r.commitsPerS.perEtcd.toFixed(2)}; ` +
+  `CPU ${r.cores.total.toFixed(3)} cores (etcds ${r.cores.etcds.toFixed(3)}, kvstoremesh ${r.cores.kvstoremesh.toFixed(3)}) over ${r.seconds.toFixed(0)} s`;

@@ -1,0 +1,255 @@
+/**
+ * One remote cluster's mirror (RemoteReplication) and what it needs: the
+ * replicated types and their codecs, the per-remote budget, how a remote's
+ * store is opened, and the purge of what it left. KVStoreMesh (kvstoremesh.ts)
+ * runs one per connected remote.
+ */
+import type { Logger } from '../log.js';
+import { cacheKey, cachePrefix, remoteStatusKey, splitClusterName, statePrefix, syncedKey, type StateType } from './keys.js';
+import { connectEtcd, EtcdStore, ListWatcher, type KVStore } from './kvstore.js';
+import { BatchedWriter, type MirrorTarget } from './mirrorwriter.js';
+import {
+  endpointCodec,
+  gatewayCodec,
+  heartbeatCodec,
+  namespaceCodec,
+  identityCodec,
+  nodeCodec,
+  policyCodec,
+  RecordError,
+  Rejections,
+  relayCodec,
+  serviceCodec,
+  tryDecode,
+  Trust,
+  type Codec,
+  type PinnedCluster,
+  type RemoteSpec,
+  type RemoteStatus,
+} from './records/index.js';
+
+/**
+ * State replicated between clusters. Policies travel too: agents enforce a
+ * remote cluster's policy only when it is marked mesh-wide, and `policy trace`
+ * reads the others to explain a verdict on the far side.
+ */
+export const REPLICATED_TYPES: StateType[] = ['nodes', 'ip', 'identities', 'services', 'relays', 'policies', 'gateways', 'heartbeat'];
+
+export type { RemoteSpec } from './records/index.js';
+
+/** The codec of each replicated type: kvstoremesh refuses what does not decode. */
+const CODECS: Record<StateType, Codec<unknown>> = {
+  nodes: nodeCodec,
+  ip: endpointCodec,
+  identities: identityCodec,
+  services: serviceCodec,
+  policies: policyCodec,
+  relays: relayCodec,
+  gateways: gatewayCodec,
+  heartbeat: heartbeatCodec,
+  namespaces: namespaceCodec, // not replicated (REPLICATED_TYPES): namespace labels travel inside identities
+};
+
+/** Per-remote budget (kvstoremesh --max-records-per-remote / --max-bytes-per-remote). */
+export interface Budget {
+  maxRecords: number;
+  maxBytes: number;
+}
+/** 16 clusters x 1000 nodes x 10 endpoints fit one remote many times over; 1 MiB per 4 records on average. */
+export const DEFAULT_BUDGET: Budget = { maxRecords: 250_000, maxBytes: 256 << 20 };
+
+/** Opens a remote's store (connectRemote: its etcd; unit tests: an in-memory store). */
+export type RemoteConnector = (spec: RemoteSpec) => { store: KVStore; close(): void };
+
+/** A change received and not yet written locally for this long makes a mirror "behind" (its usual hop is milliseconds). */
+export const LAG_GRACE_MS = 1000;
+
+export const connectRemote: RemoteConnector = (spec) => {
+  const client = connectEtcd({ ...spec, dialTimeoutMs: 3000 });
+  return { store: new EtcdStore(client), close: () => client.close() };
+};
+
+/**
+ * One remote's mirror. Every record is decoded and its claims checked against
+ * what this cluster pinned about the remote (records/trust.ts) before it is
+ * copied; a refused record is reported and the cache keeps the key's previous
+ * good value. The remote's records and bytes are held to its budget.
+ * (Exported for its unit test; KVStoreMesh runs one per remote.)
+ */
+export class RemoteReplication {
+  /** The remote's store. */
+  private readonly source: ReturnType<RemoteConnector>;
+  private readonly watchers: ListWatcher[] = [];
+  private readonly writer: BatchedWriter;
+  readonly synced: Record<string, boolean> = {};
+  readonly counts: Record<string, number> = {};
+  private readonly since = new Date().toISOString();
+  private readonly startedAt = Date.now();
+  /** When the watches were first seen down (status ticks), while they are. */
+  private downSince: number | undefined;
+  /** Bytes (key + value) of every record copied, by source key: the budget's measure. */
+  private readonly held = new Map<string, number>();
+  private heldBytes = 0;
+
+  constructor(
+    readonly spec: RemoteSpec,
+    readonly pinned: PinnedCluster,
+    private readonly trust: Trust,
+    private readonly local: MirrorTarget,
+    private readonly log: Logger,
+    private readonly rejections: Rejections,
+    private readonly budget: Budget,
+    connect: RemoteConnector = connectRemote,
+  ) {
+    this.source = connect(spec);
+    this.writer = new BatchedWriter(local, log, spec.name);
+  }
+
+  /** Why the remote may not have this record copied, or undefined. */
+  private admit(type: StateType, key: string, value: string): RecordError | undefined {
+    const remote = this.spec.name;
+    const loc = splitClusterName(statePrefix(type), key);
+    if (!loc || loc.cluster !== remote) return new RecordError(CODECS[type].type, key, 'key', `not under ${remote}'s prefix`);
+    const r = tryDecode(CODECS[type], key, value);
+    if (!r.ok) return r.error;
+    const claim = this.claim(type, r.value);
+    if (claim) return new RecordError(CODECS[type].type, key, 'claim', claim);
+    const size = Buffer.byteLength(key) + Buffer.byteLength(value);
+    const prev = this.held.get(key);
+    if (prev === undefined && this.held.size >= this.budget.maxRecords) return new RecordError(CODECS[type].type, key, 'budget', `${remote} holds ${this.held.size} records (limit ${this.budget.maxRecords})`);
+    if (this.heldBytes - (prev ?? 0) + size > this.budget.maxBytes) return new RecordError(CODECS[type].type, key, 'budget', `${remote} would hold ${this.heldBytes - (prev ?? 0) + size} bytes (limit ${this.budget.maxBytes})`);
+    return undefined;
+  }
+
+  private claim(type: StateType, v: unknown): string | undefined {
+    const remote = this.spec.name;
+    switch (type) {
+      case 'nodes':
+        return this.trust.node(remote, v as Parameters<Trust['node']>[1]);
+      case 'ip':
+        return this.trust.endpoint(remote, v as Parameters<Trust['endpoint']>[1]);
+      case 'identities': {
+        const r = this.trust.identity(remote, v as Parameters<Trust['identity']>[1]);
+        return typeof r === 'string' ? r : undefined;
+      }
+      case 'relays': {
+        const r = this.trust.relay(remote, v as Parameters<Trust['relay']>[1]);
+        return typeof r === 'string' ? r : undefined;
+      }
+      default:
+        return undefined;
+    }
+  }
+
+  async start(): Promise<void> {
+    const remote = this.spec.name;
+    const store = this.source.store;
+    for (const type of REPLICATED_TYPES) {
+      const stale = new Set(await this.local.keys(cachePrefix(type, remote)));
+      this.synced[type] = false;
+      this.counts[type] = 0;
+      const srcPrefix = statePrefix(type, remote);
+      const w = new ListWatcher(
+        store,
+        srcPrefix,
+        {
+          upsert: (k, v) => {
+            const loc = splitClusterName(statePrefix(type), k);
+            const dst = loc ? cacheKey(type, remote, loc.name) : undefined;
+            const bad = this.admit(type, k, v);
+            // A refused update leaves the cached copy (the key's last good value) in place. In the
+            // first list after a (re)start or a pin change the cached copy was made under what may
+            // no longer hold, so a key refused then stays stale and is deleted with the rest.
+            if (dst && (!bad || this.synced[type])) stale.delete(dst);
+            if (bad) return this.rejections.add(bad, remote);
+            const size = Buffer.byteLength(k) + Buffer.byteLength(v);
+            this.heldBytes += size - (this.held.get(k) ?? 0);
+            this.held.set(k, size);
+            this.writer.put(dst!, v);
+          },
+          remove: (k) => {
+            const loc = splitClusterName(statePrefix(type), k);
+            if (!loc) return;
+            const size = this.held.get(k);
+            if (size !== undefined) {
+              this.held.delete(k);
+              this.heldBytes -= size;
+            }
+            this.writer.delete(cacheKey(type, remote, loc.name));
+          },
+          synced: () => {
+            this.counts[type] = w.size;
+            if (this.synced[type]) return;
+            for (const k of stale) this.writer.delete(k);
+            stale.clear();
+            // The marker goes through the writer behind every record of the first list (batches leave in queue
+            // order; a failed one is retried ahead of what came later), so it is written after them, and retried
+            // like them: a lone write that failed under load left the remote unsynced for good.
+            this.writer.put(syncedKey(remote, type), JSON.stringify({ at: new Date().toISOString() }));
+            this.synced[type] = true;
+            this.log.info({ remote, type }, 'initial sync complete');
+          },
+        },
+        this.log,
+      );
+      this.watchers.push(w);
+      void w.start();
+    }
+  }
+
+  /**
+   * Since when (ms since the epoch) this cluster's copy of the remote is not known to be current, or undefined:
+   * the start until every type is synced, the first tick that saw a watch down, or the oldest change received
+   * and still unwritten once it is LAG_GRACE_MS old.
+   */
+  behindSince(connected: boolean, now = Date.now()): number | undefined {
+    if (connected) this.downSince = undefined;
+    else this.downSince ??= now;
+    const pending = this.writer.oldestPending();
+    const times = [
+      REPLICATED_TYPES.every((t) => this.synced[t]) ? undefined : this.startedAt,
+      this.downSince,
+      pending !== undefined && now - pending > LAG_GRACE_MS ? pending : undefined,
+    ].filter((t): t is number => t !== undefined);
+    return times.length ? Math.min(...times) : undefined;
+  }
+
+  status(): RemoteStatus {
+    const lastError = this.watchers.map((w) => w.lastError).find(Boolean);
+    // every status interval for every remote: a count, not a copy of 165k keys (16 x 1000 x 10)
+    for (const [i, type] of REPLICATED_TYPES.entries()) this.counts[type] = this.watchers[i]?.size ?? 0;
+    const rejected = this.rejections.byTypeReason(this.spec.name);
+    const recent = this.rejections.recentOf(this.spec.name).map(({ at, type, key, reason, detail }) => ({ at, type, key, reason, detail }));
+    const connected = this.watchers.length > 0 && this.watchers.every((w) => w.connected);
+    const behindSince = this.behindSince(connected);
+    return {
+      cluster: this.spec.name,
+      connected,
+      ...(behindSince !== undefined ? { behindSince } : {}),
+      synced: { ...this.synced },
+      entries: { ...this.counts },
+      relists: this.watchers.reduce((n, w) => n + w.relists, 0),
+      ...(lastError ? { lastError: lastError.slice(0, 2048) } : {}),
+      since: this.since,
+      ...(Object.keys(rejected).length ? { rejected, recentRejections: recent } : {}),
+      budget: { records: this.held.size, bytes: this.heldBytes, maxRecords: this.budget.maxRecords, maxBytes: this.budget.maxBytes },
+    };
+  }
+
+  /** Stops replicating; with purge, also deletes the cache and the sync markers. */
+  async stop(purge: boolean): Promise<void> {
+    await Promise.all(this.watchers.map((w) => w.stop()));
+    this.source.close();
+    await this.writer.flushed();
+    if (purge) await purgeRemote(this.local, this.spec.name);
+  }
+}
+
+/** Deletes a remote's cache, sync markers and status from the local etcd. */
+export async function purgeRemote(local: MirrorTarget, remote: string): Promise<void> {
+  for (const type of REPLICATED_TYPES) {
+    await local.write([[syncedKey(remote, type), null]]);
+    await local.deletePrefix(cachePrefix(type, remote));
+  }
+  await local.write([[remoteStatusKey(remote), null]]);
+}
