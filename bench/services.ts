@@ -60,7 +60,7 @@ export function benchServices(clusters = 16, nodes = 1000, perNode = 10, service
     for (const id of ids) dev.answerProbe(id, rttBase + (id % 7) * 100);
   };
   const peerOf = (id: string): number | undefined => (id === 'c0/n0' ? undefined : peerIds.get(id));
-  const dp = new ServiceDatapath(dev, 'bench0', 'c0', 'n0', { maglevTableSize: 16381, routeVip: (_vip, add) => add }, silentLogger, peerOf, () => now);
+  const dp = new ServiceDatapath(dev, 'bench0', 'c0', 'n0', { maglevTableSize: 16381, routeVip: (_vip, add) => add }, silentLogger, peerOf);
   // tables are counted, not kept: the native tables live outside the JS heap (and their Maglev build is bench:maglev's)
   let upserts = 0;
   dev.serviceUpsert = () => void upserts++;

@@ -22,6 +22,7 @@ import type { PolicyEntry } from '../policy/compile.js';
 import type { NativeDevice, NativeDeviceOptions, NativeEvent, NativePeerStats } from './binding.js';
 import { EVENT_HANDSHAKE_MESSAGE, EVENT_HANDSHAKE_NEEDED, EVENT_KEYPAIR_CONFIRMED, EVENT_TUN_CLOSED } from './events.js';
 import { familyBytes, IPCACHE_ROW_SIZE } from './rows.js';
+import { FakeProbeMonitor } from './fakeprobe.js';
 
 export interface FakeKeypair {
   localIndex: number;
@@ -377,6 +378,12 @@ export class FakeDevice implements NativeDevice {
   policyCheck(_packet: Buffer, _srcIdentity?: number): ReturnType<NativeDevice['policyCheck']> {
     return this.verdict;
   }
+
+  /** The probe monitor (src/native/fakeprobe.ts): one round per probeChanges() unless autoRound is off. */
+  readonly probeMonitor = new FakeProbeMonitor({ now: () => this.now(), probe: (ids) => this.probe(ids), reply: (p) => this.peers.get(p)?.stats });
+
+  readonly probeWatch = (add: number[], remove: number[]): void => this.probeMonitor.watch(add, remove);
+  readonly probeChanges = (): { rows: Uint32Array; lost: boolean } => this.probeMonitor.drain();
 
   probe(peerIds: number[]): void {
     this.probes.push([...peerIds]);
