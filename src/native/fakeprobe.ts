@@ -45,6 +45,9 @@ export class FakeProbeMonitor {
     for (const p of remove) this.watched.delete(p);
     const now = this.src.now();
     for (const p of add) this.watched.set(p, { since: now, alive: false, rttUs: 0 });
+    // queued rows of these peers belong to their previous watch (a peer watched again is not alive from an old answer)
+    const gone = new Set([...add, ...remove]);
+    if (gone.size && this.queue.length) this.queue = this.queue.filter((_, i, q) => !gone.has(q[i - (i % 3)]!));
   }
 
   /** One round of the device thread: evaluate every watched peer, queue the changes, probe them all. */

@@ -35,7 +35,8 @@ function run(seed: number, steps: number): { drains: number; emptyDrains: number
   let now = 5_000_000;
   const dev = new FakeDevice({ now: () => now });
   dev.probeMonitor.autoRound = false;
-  if (seed % 3 === 0) dev.probeMonitor.queueMax = 2; // forces full resyncs
+  if (seed % 3 === 0) dev.probeMonitor.queueMax = 1; // forces full resyncs
+  const drainP = seed % 2 ? 0.7 : 0.3; // drains that skip rounds
   const PEERS = 12;
   const rtt = new Map<number, number>(); // answering peers -> RTT µs
   for (let p = 1; p <= PEERS; p++) dev.upsertPeer(p);
@@ -60,25 +61,27 @@ function run(seed: number, steps: number): { drains: number; emptyDrains: number
   for (let step = 0; step < steps; step++) {
     const op = rand();
     const peer = 1 + Math.floor(rand() * PEERS);
-    if (op < 0.08) {
+    if (op < 0.12) {
       // watch or unwatch one node
       const id = `c${peer % 3}/n${peer}`;
-      if (nodes.has(id)) (nodes.delete(id), ref.watched.delete(peer));
-      else (nodes.set(id, peer), ref.watched.set(peer, { since: now, alive: false, rttUs: 0 }));
+      const was = nodes.has(id);
+      const again = was && rand() < 0.5; // unwatched and watched again before a drain: starts afresh
+      if (was) (nodes.delete(id), ref.watched.delete(peer), h.watch(new Map(nodes)));
+      if (again || !was) (nodes.set(id, peer), ref.watched.set(peer, { since: now, alive: false, rttUs: 0 }));
       h.watch(new Map(nodes));
-    } else if (op < 0.16) {
+    } else if (op < 0.2) {
       if (rtt.has(peer)) rtt.delete(peer); // falls silent
       else rtt.set(peer, 200 + Math.floor(rand() * 5000));
-    } else if (op < 0.24 && rtt.has(peer)) {
+    } else if (op < 0.28 && rtt.has(peer)) {
       rtt.set(peer, Math.max(1, Math.round(rtt.get(peer)! * (0.8 + rand() * 0.4)))); // RTT moves a little or a lot
-    } else if (op < 0.27) {
+    } else if (op < 0.31) {
       now += 1000 + Math.floor(rand() * 3000); // the prober stalled: no round, no probe
     }
     // one round of the device thread, then (mostly) a drain
     now += PROBE_INTERVAL_MS;
     ref.round(now);
     dev.probeMonitor.round();
-    if (rand() < 0.7) {
+    if (rand() < drainP) {
       h.tick();
       drains++;
       for (const [id, p] of nodes) {
