@@ -53,6 +53,7 @@
         "native/src/wireguard/device_mesh.cc",
         "native/src/wireguard/device_rx.cc",
         "native/src/wireguard/device_tx.cc",
+        "native/src/wireguard/probe_monitor.cc",
         "native/src/wireguard/ratelimiter.cc"
       ]
     },

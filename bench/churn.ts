@@ -26,13 +26,15 @@ console.log(`Services: ${s.endpoints} endpoints, ${s.services} services x 16 clu
 console.log(`  one endpoint change   incremental ${s.incrementalChangeMs.toFixed(3).padStart(9)}   full recompute (before) ${s.fullChangeMs.toFixed(1).padStart(8)}   ratio ${(s.incrementalChangeMs / s.fullChangeMs).toFixed(4)}`);
 console.log(`  1 s timer round       incremental ${s.incrementalTimerMs.toFixed(3).padStart(9)}   full recompute (before) ${s.fullChangeMs.toFixed(1).padStart(8)}   = idle CPU ${(s.incrementalTimerMs / 10).toFixed(3)} % vs ${(s.fullChangeMs / 10).toFixed(1)} % of a core`);
 if (s.indexBytes !== undefined) console.log(`  services index + tables: ${s.indexBytes.toFixed(0)} B of heap per endpoint`);
-console.log(`  health probe round (every 200 ms, unchanged) ${s.healthTickMs.toFixed(2)} ms`);
+console.log(`  health round (every 200 ms) at ${s.healthWatched} watched nodes, agent thread: at rest ${(s.healthRestMs * 1000).toFixed(1)} µs   full scan (before, anchor) ${s.healthFullScanMs.toFixed(2)} ms   ratio ${(s.healthRestMs / s.healthFullScanMs).toFixed(5)}   every RTT moved ${s.healthTickMs.toFixed(2)} ms`);
 Object.assign(results, {
   'services endpoints': s.endpoints,
   'services change incremental (ms)': r2(s.incrementalChangeMs * 10) / 10,
   'services change full (ms)': r2(s.fullChangeMs),
   'services timer incremental (ms)': r2(s.incrementalTimerMs * 10) / 10,
-  'health tick (ms)': r2(s.healthTickMs),
+  'health round at rest (us)': r2(s.healthRestMs * 1000),
+  'health full scan, before (ms)': r2(s.healthFullScanMs),
+  'health round every RTT moved (ms)': r2(s.healthTickMs),
   ...(s.indexBytes !== undefined ? { 'services index heap per endpoint (B)': Math.round(s.indexBytes) } : {}),
 });
 console.log(JSON.stringify(results));

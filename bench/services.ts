@@ -29,8 +29,14 @@ export interface ServicesFigures {
   fullChangeMs: number;
   /** Median ms of one timer round after every node's RTT moved (incremental: nearest ports only). */
   incrementalTimerMs: number;
-  /** One health probe round over every watched node (every 200 ms, before and after). */
+  /** The agent's share of one health round (a drain) when every node's RTT moved (16,000 rows). */
   healthTickMs: number;
+  /** The agent's share of one health round at rest (nothing changed): the drain. */
+  healthRestMs: number;
+  /** Anchor: the former round on the agent's thread, peerStats() and a walk of every watched node. */
+  healthFullScanMs: number;
+  /** Watched nodes. */
+  healthWatched: number;
   /** Initial load: every endpoint upserted, then one compute. */
   loadMs: number;
   /** Heap the services index and tables add per endpoint (with --expose-gc). */
@@ -60,7 +66,7 @@ export function benchServices(clusters = 16, nodes = 1000, perNode = 10, service
     for (const id of ids) dev.answerProbe(id, rttBase + (id % 7) * 100);
   };
   const peerOf = (id: string): number | undefined => (id === 'c0/n0' ? undefined : peerIds.get(id));
-  const dp = new ServiceDatapath(dev, 'bench0', 'c0', 'n0', { maglevTableSize: 16381, routeVip: (_vip, add) => add }, silentLogger, peerOf, () => now);
+  const dp = new ServiceDatapath(dev, 'bench0', 'c0', 'n0', { maglevTableSize: 16381, routeVip: (_vip, add) => add }, silentLogger, peerOf);
   // tables are counted, not kept: the native tables live outside the JS heap (and their Maglev build is bench:maglev's)
   let upserts = 0;
   dev.serviceUpsert = () => void upserts++;
@@ -104,9 +110,12 @@ export function benchServices(clusters = 16, nodes = 1000, perNode = 10, service
   gc?.();
   const indexBytes = gc ? (process.memoryUsage().heapUsed - heap0) / endpoints.size : undefined;
   const input = { records, endpoints: { [Symbol.iterator]: () => endpoints.values() }, peerOf, health: dp.health };
-  // every node answers: alive, with an RTT
+  // every node answers: alive, with an RTT. The device's probe round runs on its TX thread in the
+  // agent (here the fake's, untimed); the agent's thread only drains the changes.
+  dev.probeMonitor.autoRound = false;
   const round = (): number => {
     now += 200;
+    dev.probeMonitor.round();
     return time(() => dp.health.tick());
   };
   round();
@@ -138,10 +147,29 @@ export function benchServices(clusters = 16, nodes = 1000, perNode = 10, service
   const timer: number[] = [];
   const ticks: number[] = [];
   for (let i = 0; i < 5; i++) {
-    rttBase = 400 + 37 * i;
+    rttBase = i % 2 ? 1000 : 400; // moves by more than the 1/8 reporting threshold
     ticks.push(round());
     timer.push(time(() => dp.compute()));
   }
+  // at rest: nothing changes; beside it the former full scan of every watched node (the anchor)
+  round();
+  const rest: number[] = [];
+  const scan: number[] = [];
+  for (let i = 0; i < 20; i++) (rest.push(round()), scan.push(time(() => fullScan(dev, peerIds, now))));
   dp.stop();
-  return { endpoints: endpoints.size, services, incrementalChangeMs: median(inc), fullChangeMs: median(full), incrementalTimerMs: median(timer), healthTickMs: median(ticks), loadMs, indexBytes };
+  const health = { healthTickMs: median(ticks), healthRestMs: median(rest), healthFullScanMs: median(scan), healthWatched: peerIds.size - 1 };
+  return { endpoints: endpoints.size, services, incrementalChangeMs: median(inc), fullChangeMs: median(full), incrementalTimerMs: median(timer), ...health, loadMs, indexBytes };
+}
+
+/** The former NodeHealth.tick() on the agent's thread (probe sending excluded): one object per peer, every node evaluated. */
+function fullScan(dev: FakeDevice, nodes: Map<string, number>, now: number): number {
+  const stats = new Map(dev.peerStats().map((s) => [s.id, s]));
+  let alive = 0;
+  const probe: number[] = [];
+  for (const peer of nodes.values()) {
+    const s = stats.get(peer);
+    if ((s?.lastProbeReplyMs ?? 0) > now - 1000 && s?.probeRttUs) alive++;
+    probe.push(peer);
+  }
+  return alive + probe.length;
 }

@@ -155,7 +155,6 @@ export class Agent extends EventEmitter {
         { maglevTableSize: cfg.services.maglevTableSize },
         log,
         (id) => this.peerSet.peers.get(id)?.peer.id,
-        () => this.dev.now(),
       );
     }
     this.registration = new Registration(

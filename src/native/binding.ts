@@ -111,6 +111,19 @@ export interface NativeDevice {
   /** One liveness probe to each peer (tagged mesh peers answer). */
   probe(peerIds: number[]): void;
   /**
+   * The device's probe monitor (mesh mode): its TX thread probes every watched peer every 200 ms
+   * and keeps each one's liveness (src/services/health.ts). add: peers watched from now on (again
+   * not alive until they answer); remove: peers no longer watched. Unknown peer ids are kept and
+   * count as unanswered until the peer exists.
+   */
+  probeWatch(add: number[], remove: number[]): void;
+  /**
+   * What changed since the last call: rows of 3 numbers [peer id, alive 0/1, smoothed RTT µs (0 = none)],
+   * a peer's row when its liveness flipped or its RTT moved by more than 1/8 of the last reported one.
+   * lost: the bounded queue overflowed and rows hold every watched peer's state (a full resync).
+   */
+  probeChanges(): { rows: Uint32Array; lost: boolean };
+  /**
    * Installs or replaces a service port. m: prime Maglev table size. Rows: rows.ts frontendRow and
    * backendRows; weight 0 = keeps its established flows, takes no new ones.
    */

@@ -18,10 +18,11 @@
  * Consumers take narrow Pick<NativeDevice, ...> views; this implements all of it.
  */
 import { formatIP, parseIP, parsePrefix, prefixContains } from '../net/ip.js';
-import type { PolicyEntry } from '../policy/compile.js';
 import type { NativeDevice, NativeDeviceOptions, NativeEvent, NativePeerStats } from './binding.js';
 import { EVENT_HANDSHAKE_MESSAGE, EVENT_HANDSHAKE_NEEDED, EVENT_KEYPAIR_CONFIRMED, EVENT_TUN_CLOSED } from './events.js';
-import { decodePolicyRows, familyBytes, IPCACHE_ROW_SIZE, lookupOrder, PolicyAction, policyRows } from './rows.js';
+import { familyBytes, IPCACHE_ROW_SIZE } from './rows.js';
+import { FakePolicyMaps } from './fakepolicy.js';
+import { FakeProbeMonitor } from './fakeprobe.js';
 
 export interface FakeKeypair {
   localIndex: number;
@@ -114,8 +115,9 @@ export class FakeDevice implements NativeDevice {
   conntrackLimits: { maxEntries: number; perEndpoint: number; natPerEndpoint?: number } | undefined;
   /** Keyed by "address/length". */
   readonly ipcache = new Map<string, FakeIpcacheEntry>();
-  /** setEndpointPolicy by endpoint id; null maps are "not enforced". */
-  readonly policies = new Map<number, { identity: number; ingress: PolicyEntry[] | null; egress: PolicyEntry[] | null }>();
+  /** The per-endpoint policy maps (fakepolicy.ts); policies: setEndpointPolicy by endpoint id, null maps are "not enforced". */
+  readonly policyMaps = new FakePolicyMaps();
+  readonly policies = this.policyMaps.byEndpoint;
   readonly services = new Map<number, FakeService>();
   proxy: { address: string; port: number } | undefined;
   /** What policyCheck and serviceNat answer. */
@@ -351,28 +353,10 @@ export class FakeDevice implements NativeDevice {
     return best ? { ...best.e } : null;
   }
 
-  setEndpointPolicy(endpoint: number, identity: number, ingress: Buffer | null, egress: Buffer | null): void {
-    this.policies.set(endpoint, { identity, ingress: decodePolicy(ingress), egress: decodePolicy(egress) });
-  }
-
-  /** As the engine's PolicyMap::update: equal entries removed, upserts after the entries their identity kept. */
-  policyMapUpdate(endpoint: number, direction: 'ingress' | 'egress', upserts: Buffer, removes: Buffer): boolean {
-    const p = this.policies.get(endpoint);
-    if (!p?.[direction]) return false;
-    const gone = new Set(decodePolicyRows(removes).map((r) => JSON.stringify(r)));
-    const kept = decodePolicyRows(encodeRows(p[direction])).filter((r) => !gone.has(JSON.stringify(r)));
-    p[direction] = decodePolicy(Buffer.concat([policyRows(kept), upserts]));
-    return true;
-  }
-
-  policyMapEntries(endpoint: number, direction: 'ingress' | 'egress'): Buffer | null {
-    const cur = this.policies.get(endpoint)?.[direction];
-    return cur ? policyRows(lookupOrder(decodePolicyRows(encodeRows(cur)))) : null;
-  }
-
-  removeEndpoint(endpoint: number): void {
-    this.policies.delete(endpoint);
-  }
+  readonly setEndpointPolicy = (endpoint: number, identity: number, ingress: Buffer | null, egress: Buffer | null): void => this.policyMaps.set(endpoint, identity, ingress, egress);
+  readonly policyMapUpdate = (endpoint: number, direction: 'ingress' | 'egress', upserts: Buffer, removes: Buffer): boolean => this.policyMaps.update(endpoint, direction, upserts, removes);
+  readonly policyMapEntries = (endpoint: number, direction: 'ingress' | 'egress'): Buffer | null => this.policyMaps.entries(endpoint, direction);
+  readonly removeEndpoint = (endpoint: number): void => void this.policies.delete(endpoint);
 
   drainFlows(): { records: Buffer; lost: number } {
     const out = { records: Buffer.concat(this.flows), lost: this.flowsLost };
@@ -400,6 +384,12 @@ export class FakeDevice implements NativeDevice {
   policyCheck(_packet: Buffer, _srcIdentity?: number): ReturnType<NativeDevice['policyCheck']> {
     return this.verdict;
   }
+
+  /** The probe monitor (src/native/fakeprobe.ts): one round per probeChanges() unless autoRound is off. */
+  readonly probeMonitor = new FakeProbeMonitor({ now: () => this.now(), probe: (ids) => this.probe(ids), reply: (p) => this.peers.get(p)?.stats });
+
+  readonly probeWatch = (add: number[], remove: number[]): void => this.probeMonitor.watch(add, remove);
+  readonly probeChanges = (): { rows: Uint32Array; lost: boolean } => this.probeMonitor.drain();
 
   probe(peerIds: number[]): void {
     this.probes.push([...peerIds]);
@@ -445,11 +435,4 @@ export class FakeDevice implements NativeDevice {
   proxyOriginal(client: Buffer, clientPort: number): { address: Buffer; port: number; identity: number } | null {
     return this.proxyFlows.get(`${formatIP(client)}:${clientPort}`) ?? null;
   }
-}
-
-const encodeRows = (es: PolicyEntry[] | null | undefined): Buffer => policyRows((es ?? []).map((e) => ({ ...e, action: e.deny ? PolicyAction.Deny : e.redirect ? PolicyAction.Redirect : PolicyAction.Allow })));
-
-/** The 16-byte policy rows of setEndpointPolicy as the entries they encode (policy/compile.ts encodeEntries). */
-function decodePolicy(rows: Buffer | null): PolicyEntry[] | null {
-  return rows && decodePolicyRows(rows).map(({ action, ...e }) => ({ ...e, deny: action === PolicyAction.Deny, ...(action === PolicyAction.Redirect ? { redirect: true } : {}) }));
 }

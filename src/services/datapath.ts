@@ -100,11 +100,10 @@ export class ServiceDatapath {
     private readonly log: Logger,
     /** WireGuard peer id of a node ("cluster/node"), if it is a peer now. */
     private readonly peerOf: (nodeId: string) => number | undefined,
-    now: () => number,
   ) {
     this.index = new ServiceEndpoints((svc) => this.markBackends(svc));
     this.tables = new PortTables(dev, cluster, opts.maglevTableSize, log);
-    this.health = new NodeHealth(dev, now, (changed) => {
+    this.health = new NodeHealth(dev, (changed) => {
       this.refreshAlive(changed);
       this.schedule();
     });

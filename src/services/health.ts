@@ -1,19 +1,27 @@
 /**
  * Tunnel liveness of the nodes that host service backends.
  *
- * Every PROBE_INTERVAL_MS the agent sends one liveness probe through the
- * WireGuard tunnel to each watched node (native probe frames, answered by the
- * peer's RX thread without JavaScript: docs/wire-format.md). A node is dead
- * when a probe sent DEAD_AFTER_MS ago is still unanswered, so a node that
- * stops answering leaves service selection in about a second, long before its
- * etcd lease would expire. Counting from the oldest unanswered probe (not from
- * the last answer) keeps a stall of our own event loop, which also stops the
- * probes, from declaring healthy nodes dead. Answers also carry the
- * round-trip time that affinity "nearest" compares.
+ * The device's probe monitor (native/src/wireguard/probe_monitor.h, on its TX
+ * thread) sends one liveness probe through the WireGuard tunnel to each watched
+ * node every PROBE_INTERVAL_MS (native probe frames, answered by the peer's RX
+ * thread without JavaScript: docs/wire-format.md) and keeps each node's state.
+ * A node is dead when a probe sent DEAD_AFTER_MS ago is still unanswered, so a
+ * node that stops answering leaves service selection in about a second, long
+ * before its etcd lease would expire. Counting from the oldest unanswered probe
+ * (not from the last answer) keeps a stall of the prober, which also stops the
+ * probes, from declaring healthy nodes dead: the prober is the TX thread now, so
+ * a stall of our event loop no longer stops probes at all; it only delays when
+ * we see a change (the monitor queues them). Answers also carry the round-trip
+ * time that affinity "nearest" compares; the monitor reports an RTT again only
+ * when it moved by more than 1/8 of the last reported value.
  *
  * A node that has not answered since we started watching it is not alive
  * yet: new flows go only to nodes that have shown they answer (the first
  * answer comes a handshake after the first probe).
+ *
+ * JavaScript tells the device the watched set only when it changes and, every
+ * PROBE_INTERVAL_MS, drains the changes: O(1) per round at rest, O(changed
+ * nodes) otherwise.
  */
 import type { NativeDevice } from '../native/binding.js';
 
@@ -24,29 +32,23 @@ export interface NodeLiveness {
   alive: boolean;
   /** Smoothed round-trip time in ms, if measured. */
   rttMs?: number;
-  /** ms since the last answer, if any. */
-  lastReplyAgoMs?: number;
 }
 
 /** What NodeHealth needs of the device (the native Device in the agent). */
-export type ProbeDevice = Pick<NativeDevice, 'probe' | 'peerStats'>;
+export type ProbeDevice = Pick<NativeDevice, 'probeWatch' | 'probeChanges'>;
 
 export class NodeHealth {
-  /** since: when we started watching; unanswered: when the oldest probe sent after the last answer went out. */
-  private readonly watched = new Map<string, { peer: number; since: number; unanswered?: number }>();
+  /** Watched node id -> WireGuard peer id, and back. */
+  private readonly watched = new Map<string, number>();
+  private readonly nodeOf = new Map<number, string>();
   private readonly state = new Map<string, NodeLiveness>();
   private timer: NodeJS.Timeout | undefined;
   /** Bumped whenever what get() answers for some node changes (alive or RTT): readers compare it to skip unchanged rounds. */
   version = 0;
 
-  /**
-   * now: the device's monotonic clock (ms), the clock of the native
-   * lastProbeReplyMs; onChange: called after a tick that changed any node's
-   * alive state, with those nodes' ids.
-   */
+  /** onChange: called after a tick that changed any node's alive state, with those nodes' ids. */
   constructor(
     private readonly dev: ProbeDevice,
-    private readonly now: () => number,
     private readonly onChange: (changed: string[]) => void,
   ) {}
 
@@ -59,21 +61,26 @@ export class NodeHealth {
     if (this.timer) clearInterval(this.timer);
   }
 
-  /** The nodes to probe, node id ("cluster/node") -> WireGuard peer id. */
+  /** The nodes to probe, node id ("cluster/node") -> WireGuard peer id (one node per peer). O(nodes): call on change. */
   watch(nodes: Map<string, number>): void {
-    const now = this.now();
+    const add: number[] = [];
+    const remove: number[] = [];
+    for (const [id, peer] of this.watched) {
+      if (nodes.get(id) === peer) continue;
+      remove.push(peer);
+      this.watched.delete(id);
+      this.nodeOf.delete(peer);
+      this.state.delete(id);
+      this.version++;
+    }
     for (const [id, peer] of nodes) {
-      const w = this.watched.get(id);
-      if (!w) this.version++; // newly watched: not alive until it answers
-      if (!w || w.peer !== peer) this.watched.set(id, { peer, since: now });
+      if (this.watched.has(id)) continue;
+      add.push(peer);
+      this.watched.set(id, peer);
+      this.nodeOf.set(peer, id);
+      this.version++; // newly watched: not alive until it answers
     }
-    for (const id of [...this.watched.keys()]) {
-      if (!nodes.has(id)) {
-        this.watched.delete(id);
-        this.state.delete(id);
-        this.version++;
-      }
-    }
+    if (add.length || remove.length) this.dev.probeWatch(add, remove);
   }
 
   /** Liveness of a watched node (not alive before its first answer); unwatched nodes (e.g. this one) count as alive. */
@@ -81,25 +88,24 @@ export class NodeHealth {
     return this.state.get(id) ?? { alive: !this.watched.has(id) };
   }
 
+  /** Drains the device's changes: O(1) when nothing changed. */
   tick(): void {
     if (this.watched.size === 0) return;
-    const stats = new Map(this.dev.peerStats().map((s) => [s.id, s]));
-    const now = this.now();
+    const { rows, lost } = this.dev.probeChanges();
+    if (rows.length === 0) return;
     const changed: string[] = [];
-    for (const [id, w] of this.watched) {
-      const s = stats.get(w.peer);
-      const last = s?.lastProbeReplyMs ?? 0;
-      if (w.unanswered !== undefined && last >= w.unanswered) w.unanswered = undefined; // answered since
-      const overdue = w.unanswered !== undefined && now - w.unanswered > DEAD_AFTER_MS;
-      const alive = last >= w.since && !overdue;
+    for (let i = 0; i + 2 < rows.length; i += 3) {
+      const id = this.nodeOf.get(rows[i]!);
+      if (id === undefined) continue; // unwatched since the round
+      const alive = rows[i + 1] === 1;
+      const rttUs = rows[i + 2]!;
       const prev = this.state.get(id);
-      const next: NodeLiveness = { alive, ...(s?.probeRttUs ? { rttMs: s.probeRttUs / 1000 } : {}), ...(last ? { lastReplyAgoMs: now - last } : {}) };
-      if (!prev || prev.alive !== alive) changed.push(id);
-      if (!prev || prev.alive !== alive || prev.rttMs !== next.rttMs) this.version++;
+      const next: NodeLiveness = rttUs ? { alive, rttMs: rttUs / 1000 } : { alive };
+      if (lost && prev && prev.alive === next.alive && prev.rttMs === next.rttMs) continue;
+      if ((prev?.alive ?? false) !== alive) changed.push(id);
       this.state.set(id, next);
+      this.version++;
     }
-    for (const w of this.watched.values()) w.unanswered ??= now;
-    this.dev.probe([...this.watched.values()].map((w) => w.peer));
     if (changed.length) this.onChange(changed);
   }
 }

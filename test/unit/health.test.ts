@@ -14,7 +14,7 @@ function fake() {
     for (const id of ids) if (answering.has(id)) dev.answerProbe(id, 300); // answered at once
   };
   let changes = 0;
-  const h = new NodeHealth(dev, () => now, () => changes++);
+  const h = new NodeHealth(dev, () => changes++);
   return { h, answering, advance: (ms: number) => (now += ms), changes: () => changes };
 }
 

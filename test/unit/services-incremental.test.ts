@@ -40,7 +40,7 @@ function run(seed: number, steps: number): void {
   dev.onProbe = (ids) => {
     for (const id of ids) if (answering.has(id)) dev.answerProbe(id, answering.get(id)!);
   };
-  const dp = new ServiceDatapath(dev, 'fake0', 'c1', 'n1', { maglevTableSize: 251, routeVip: (_vip, add) => add }, silentLogger, (id) => (peers.has(id) ? peerIdOf.get(id) : undefined), () => now);
+  const dp = new ServiceDatapath(dev, 'fake0', 'c1', 'n1', { maglevTableSize: 251, routeVip: (_vip, add) => add }, silentLogger, (id) => (peers.has(id) ? peerIdOf.get(id) : undefined));
   const refDev = new FakeDevice();
   const ref = new FullRecompute(refDev, 'c1', 'n1', 251);
   const records = new Map<string, ClusterService>();

@@ -1,3 +1,4 @@
+#include <cstring>
 #include <memory>
 #include <shared_mutex>
 #include <string>
@@ -51,6 +52,36 @@ Napi::Value DeviceWrap::Probe(const Napi::CallbackInfo& info) {
   Napi::Array a = info[0].As<Napi::Array>();
   for (uint32_t i = 0; i < a.Length(); i++) dev_.probe(a.Get(i).As<Napi::Number>().Uint32Value());
   return info.Env().Undefined();
+}
+
+// probeWatch(add[], remove[]): peer ids the probe monitor starts / stops watching.
+Napi::Value DeviceWrap::ProbeWatch(const Napi::CallbackInfo& info) {
+  if (!info[0].IsArray() || !info[1].IsArray()) return ThrowType(info.Env(), "probeWatch(add[], remove[])");
+  std::vector<uint32_t> lists[2];
+  for (int k = 0; k < 2; k++) {
+    Napi::Array a = info[k].As<Napi::Array>();
+    lists[k].reserve(a.Length());
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Napi::Value v = a.Get(i);
+      if (!v.IsNumber()) return ThrowType(info.Env(), "probeWatch: peer ids are numbers");
+      lists[k].push_back(v.As<Napi::Number>().Uint32Value());
+    }
+  }
+  dev_.probe_watch(lists[0], lists[1]);
+  return info.Env().Undefined();
+}
+
+// probeChanges() -> { rows: Uint32Array [peer, alive, rttUs]*, lost }
+Napi::Value DeviceWrap::ProbeChanges(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<uint32_t> rows;
+  bool lost = dev_.probe_drain(&rows);
+  auto arr = Napi::Uint32Array::New(env, rows.size());
+  if (!rows.empty()) std::memcpy(arr.Data(), rows.data(), rows.size() * 4);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("rows", arr);
+  o.Set("lost", Napi::Boolean::New(env, lost));
+  return o;
 }
 
 // serviceUpsert(id, m, frontends, backends): rows.h FrontendRow and BackendRow Buffers.

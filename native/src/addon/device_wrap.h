@@ -63,6 +63,8 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
   Napi::Value CtGc(const Napi::CallbackInfo& info);
   // mesh mode: probes, services, proxy redirects (device_services_wrap.cc)
   Napi::Value Probe(const Napi::CallbackInfo& info);
+  Napi::Value ProbeWatch(const Napi::CallbackInfo& info);
+  Napi::Value ProbeChanges(const Napi::CallbackInfo& info);
   Napi::Value ServiceUpsert(const Napi::CallbackInfo& info);
   Napi::Value ServiceRemove(const Napi::CallbackInfo& info);
   Napi::Value SetProxy(const Napi::CallbackInfo& info);

@@ -67,6 +67,7 @@
 #include "../services/lb.h"
 #include "allowedips.h"
 #include "cookie.h"
+#include "probe_monitor.h"
 #include "ratelimiter.h"
 #include "replay.h"
 
@@ -239,6 +240,10 @@ class Device {
   // Sends a liveness probe to a (tagged) peer; its answer updates the peer's
   // last_probe_reply_ms and probe_rtt_us.
   void probe(uint32_t id);
+  // The probe monitor (probe_monitor.h): the TX thread probes the watched
+  // peers every ProbeMonitor::kRoundMs; JavaScript drains the changes.
+  void probe_watch(const std::vector<uint32_t>& add, const std::vector<uint32_t>& remove);
+  bool probe_drain(std::vector<uint32_t>* rows) { return probes_.drain(rows); }
   void set_peer_identity(uint32_t id, bool tagged, uint32_t default_identity, const std::vector<uint16_t>& clusters);
   // The mesh's cluster-id layout (peer_clusters.h): 255 (default) or 511;
   // set once at start, before any peer identity.
@@ -285,6 +290,9 @@ class Device {
   void write_back(const std::vector<std::pair<const uint8_t*, size_t>>& pkts);
   uint32_t accept_tag(const Peer* p, uint32_t identity) const;
   void rx_probe(Peer* p, const uint8_t* plain, uint64_t now);
+  // TX thread: one probe round when due; returns the poll timeout until the next one.
+  int probe_round_due(int timeout_ms);
+  Ctl probe_ctl(uint32_t id);
   void stage(Peer* p, const uint8_t* pkt, size_t len);
   void request_handshake(Peer* p, uint64_t now);
   void push_event(Event&& e);
@@ -346,6 +354,8 @@ class Device {
   std::atomic<bool> policy_on_{false};
   std::atomic<uint32_t> max_clusters_{255};
   std::atomic<uint32_t> probe_seq_{0};
+  ProbeMonitor probes_;
+  uint64_t next_probe_ms_ = 0;  // TX thread only
 
   std::atomic<uint64_t> counters_[kCounterCount];
 };

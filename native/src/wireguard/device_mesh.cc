@@ -60,7 +60,9 @@ void Device::hairpin(const uint8_t* pkt, size_t len) {
 }
 
 
-void Device::probe(uint32_t id) {
+void Device::probe(uint32_t id) { push_ctl(probe_ctl(id)); }
+
+Device::Ctl Device::probe_ctl(uint32_t id) {
   Ctl c{CtlKind::kProbeRequest, id};
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -69,7 +71,46 @@ void Device::probe(uint32_t id) {
   uint64_t ns = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
   store_be32(c.probe + 8, uint32_t(ns >> 32));
   store_be32(c.probe + 12, uint32_t(ns));
-  push_ctl(c);
+  return c;
+}
+
+void Device::probe_watch(const std::vector<uint32_t>& add, const std::vector<uint32_t>& remove) {
+  probes_.watch(add, remove, monotonic_ms());
+  uint64_t one = 1;  // the TX thread starts the first round now, not after its idle poll
+  if (write(tx_wake_, &one, 8) < 0) {}
+}
+
+int Device::probe_round_due(int timeout_ms) {
+  if (probes_.empty()) return timeout_ms;
+  uint64_t now = monotonic_ms();
+  if (now >= next_probe_ms_) {
+    std::vector<uint32_t> ids;
+    {
+      std::shared_lock<std::shared_mutex> lock(table_mu_);
+      probes_.round(
+          now,
+          [&](uint32_t id, ProbeMonitor::Reply* r) {
+            Peer* p = find_peer(id);
+            if (!p) return false;
+            r->last_ms = p->last_probe_reply_ms.load(std::memory_order_relaxed);
+            r->rtt_us = p->probe_rtt_us.load(std::memory_order_relaxed);
+            return true;
+          },
+          &ids);
+    }
+    std::vector<Ctl> cs;
+    cs.reserve(ids.size());
+    for (uint32_t id : ids) cs.push_back(probe_ctl(id));
+    {
+      std::lock_guard<std::mutex> lock(ctl_mu_);
+      ctl_.insert(ctl_.end(), cs.begin(), cs.end());
+    }
+    uint64_t one = 1;  // one wake-up for the whole round
+    if (write(tx_wake_, &one, 8) < 0) {}
+    next_probe_ms_ = now + ProbeMonitor::kRoundMs;
+  }
+  uint64_t wait = next_probe_ms_ - now;
+  return int(wait < uint64_t(timeout_ms) ? wait : uint64_t(timeout_ms));
 }
 
 void Device::rx_probe(Peer* p, const uint8_t* plain, uint64_t now) {

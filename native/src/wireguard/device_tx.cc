@@ -36,7 +36,7 @@ void Device::tx_loop() {
   while (running_.load(std::memory_order_relaxed)) {
     pollfd fds[2] = {{tx_wake_, POLLIN, 0}, {tun_.fd, POLLIN, 0}};
     int nfds = tun_.fd >= 0 ? 2 : 1;
-    if (poll(fds, nfds, 1000) < 0 && errno != EINTR) break;
+    if (poll(fds, nfds, probe_round_due(1000)) < 0 && errno != EINTR) break;
     if (!running_.load()) break;
     size_t used = 0;
     segs.clear();
