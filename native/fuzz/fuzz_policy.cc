@@ -30,7 +30,7 @@ static PolicyEngine* engine() {
                                    {0x10101, 6, kActionRedirect, 8080, 8080, 6}, {0, 0, kActionAllow, 0, 65535, 3}};
     std::vector<PolicyEntry> eg = {{0x10101, 0, 1, 0, 65535, 4}, {kIdentityLocalScope + 1, 6, 0, 443, 443, 5}};
     for (uint32_t ep = 1; ep < 4; ep++)
-      pe->set_endpoint(ep, 0x10100 + ep, std::make_shared<const PolicyMap>(in), std::make_shared<const PolicyMap>(eg));
+      pe->set_endpoint(ep, 0x10100 + ep, std::make_shared<PolicyMap>(in), std::make_shared<PolicyMap>(eg));
     return pe;
   }();
   return e;

@@ -139,16 +139,23 @@ inline bool decode_backends(const uint8_t* p, size_t len, std::vector<BackendKey
   return true;
 }
 
-// Policy rows as a map: false unless len is whole rows, each action known and port_lo <= port_hi.
-inline bool decode_policy(const uint8_t* p, size_t len, std::shared_ptr<const PolicyMap>* out) {
+// Policy rows as entries: false unless len is whole rows, each action known and port_lo <= port_hi.
+inline bool decode_policy_entries(const uint8_t* p, size_t len, std::vector<PolicyEntry>* out) {
   if (len % sizeof(PolicyRow)) return false;
-  std::vector<PolicyEntry> entries(len / sizeof(PolicyRow));
-  for (size_t i = 0; i < entries.size(); i++) {
+  out->resize(len / sizeof(PolicyRow));
+  for (size_t i = 0; i < out->size(); i++) {
     PolicyRow r = row_at<PolicyRow>(p, i);
     if (r.action > kActionRedirect || r.port_hi < r.port_lo) return false;
-    entries[i] = PolicyEntry{r.identity, r.proto, r.action, r.port_lo, r.port_hi, r.rule};
+    (*out)[i] = PolicyEntry{r.identity, r.proto, r.action, r.port_lo, r.port_hi, r.rule};
   }
-  *out = std::make_shared<const PolicyMap>(std::move(entries));
+  return true;
+}
+
+// Policy rows as a map (decode_policy_entries' checks).
+inline bool decode_policy(const uint8_t* p, size_t len, std::shared_ptr<PolicyMap>* out) {
+  std::vector<PolicyEntry> entries;
+  if (!decode_policy_entries(p, len, &entries)) return false;
+  *out = std::make_shared<PolicyMap>(std::move(entries));
   return true;
 }
 

@@ -84,6 +84,13 @@ export interface NativeDevice {
   ipcacheLookup(addr: Buffer): { identity: number; endpoint: number } | null;
   /** Maps: rows.ts policyRows (16 bytes each) or null = not enforced. */
   setEndpointPolicy(endpoint: number, identity: number, ingress: Buffer | null, egress: Buffer | null): void;
+  /**
+   * A delta to one enforced map: every entry equal to a row of `removes` goes, then each row of `upserts` joins its
+   * identity's group after the entries it kept (rows.ts policyRows). false: no such endpoint or map (nothing changed).
+   */
+  policyMapUpdate(endpoint: number, direction: 'ingress' | 'egress', upserts: Buffer, removes: Buffer): boolean;
+  /** An endpoint's map as policy rows, grouped by identity (ascending) in lookup order; null = no such map. For tests and tools. */
+  policyMapEntries(endpoint: number, direction: 'ingress' | 'egress'): Buffer | null;
   removeEndpoint(endpoint: number): void;
   /** 72-byte flow records (src/policy/flows.ts decodes them) and how many were lost since the last drain. */
   drainFlows(): { records: Buffer; lost: number };

@@ -21,7 +21,7 @@ import { formatIP, parseIP, parsePrefix, prefixContains } from '../net/ip.js';
 import type { PolicyEntry } from '../policy/compile.js';
 import type { NativeDevice, NativeDeviceOptions, NativeEvent, NativePeerStats } from './binding.js';
 import { EVENT_HANDSHAKE_MESSAGE, EVENT_HANDSHAKE_NEEDED, EVENT_KEYPAIR_CONFIRMED, EVENT_TUN_CLOSED } from './events.js';
-import { familyBytes, IPCACHE_ROW_SIZE } from './rows.js';
+import { decodePolicyRows, familyBytes, IPCACHE_ROW_SIZE, lookupOrder, PolicyAction, policyRows } from './rows.js';
 
 export interface FakeKeypair {
   localIndex: number;
@@ -347,6 +347,21 @@ export class FakeDevice implements NativeDevice {
     this.policies.set(endpoint, { identity, ingress: decodePolicy(ingress), egress: decodePolicy(egress) });
   }
 
+  /** As the engine's PolicyMap::update: equal entries removed, upserts after the entries their identity kept. */
+  policyMapUpdate(endpoint: number, direction: 'ingress' | 'egress', upserts: Buffer, removes: Buffer): boolean {
+    const p = this.policies.get(endpoint);
+    if (!p?.[direction]) return false;
+    const gone = new Set(decodePolicyRows(removes).map((r) => JSON.stringify(r)));
+    const kept = decodePolicyRows(encodeRows(p[direction])).filter((r) => !gone.has(JSON.stringify(r)));
+    p[direction] = decodePolicy(Buffer.concat([policyRows(kept), upserts]));
+    return true;
+  }
+
+  policyMapEntries(endpoint: number, direction: 'ingress' | 'egress'): Buffer | null {
+    const cur = this.policies.get(endpoint)?.[direction];
+    return cur ? policyRows(lookupOrder(decodePolicyRows(encodeRows(cur)))) : null;
+  }
+
   removeEndpoint(endpoint: number): void {
     this.policies.delete(endpoint);
   }
@@ -424,16 +439,9 @@ export class FakeDevice implements NativeDevice {
   }
 }
 
+const encodeRows = (es: PolicyEntry[] | null | undefined): Buffer => policyRows((es ?? []).map((e) => ({ ...e, action: e.deny ? PolicyAction.Deny : e.redirect ? PolicyAction.Redirect : PolicyAction.Allow })));
+
 /** The 16-byte policy rows of setEndpointPolicy as the entries they encode (policy/compile.ts encodeEntries). */
 function decodePolicy(rows: Buffer | null): PolicyEntry[] | null {
-  if (!rows) return null;
-  const out: PolicyEntry[] = [];
-  for (let o = 0; o + 16 <= rows.length; o += 16) {
-    const action = rows[o + 5];
-    out.push({
-      identity: rows.readUInt32LE(o), proto: rows[o + 4]!, deny: action === 1, ...(action === 2 ? { redirect: true } : {}),
-      lo: rows.readUInt16LE(o + 6), hi: rows.readUInt16LE(o + 8), rule: rows.readUInt32LE(o + 12),
-    });
-  }
-  return out;
+  return rows && decodePolicyRows(rows).map(({ action, ...e }) => ({ ...e, deny: action === PolicyAction.Deny, ...(action === PolicyAction.Redirect ? { redirect: true } : {}) }));
 }

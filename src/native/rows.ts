@@ -77,6 +77,20 @@ export function policyRows(entries: readonly PolicyRowInput[]): Buffer {
   return b;
 }
 
+/** policyRows' rows decoded (the addon's policyMapEntries answers in them). */
+export function decodePolicyRows(b: Buffer): PolicyRowInput[] {
+  const out: PolicyRowInput[] = [];
+  for (let o = 0; o + POLICY_ROW_SIZE <= b.length; o += POLICY_ROW_SIZE)
+    out.push({ identity: b.readUInt32LE(o), proto: b[o + 4]!, action: b[o + 5]!, lo: b.readUInt16LE(o + 6), hi: b.readUInt16LE(o + 8), rule: b.readUInt32LE(o + 12) });
+  return out;
+}
+
+/** The native map's order (policymap.h): grouped by identity ascending, in a group denies, redirects, allows, else as given. */
+export function lookupOrder(rows: readonly PolicyRowInput[]): PolicyRowInput[] {
+  const rank = (a: PolicyAction) => (a === PolicyAction.Deny ? 0 : a === PolicyAction.Redirect ? 1 : 2);
+  return [...rows].sort((a, b) => a.identity - b.identity || rank(a.action) - rank(b.action));
+}
+
 const PROTO = { TCP: 6, UDP: 17 } as const;
 
 /** A frontend row (family, protocol, port u16le, address[16]). Throws on a VIP that is not an IP address. */

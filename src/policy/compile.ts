@@ -120,25 +120,39 @@ export class IdentityUniverse {
 
 const prefixWithin = (inner: Prefix, outer: Prefix): boolean => inner.addr.length === outer.addr.length && inner.cidr >= outer.cidr && prefixesOverlap(inner, outer);
 
-/** The identities a peer names (0 = any). */
-export function peerIdentities(p: PeerSpec, u: IdentityUniverse): number[] {
+/**
+ * The identities the universe holds, or (only given) just `only` if it holds
+ * it: a delta for one identity asks the same questions as a full compile
+ * without the walk over every identity.
+ */
+function identitiesOf(u: IdentityUniverse, only?: number): Iterable<[number, Labels]> {
+  if (only === undefined) return u.identities;
+  const labels = u.identities.get(only);
+  return labels ? [[only, labels]] : [];
+}
+
+/** Keeps 0 (any) and, given, only `only`. */
+const kept = (only: number | undefined) => (id: number) => only === undefined || id === only || id === 0;
+
+/** The identities a peer names (0 = any); given `only`, just those of {only, 0} it names. */
+export function peerIdentities(p: PeerSpec, u: IdentityUniverse, only?: number): number[] {
   switch (p.kind) {
     case 'all':
       return [0];
     case 'entity':
-      return entityIdentities(p.entity, u);
+      return entityIdentities(p.entity, u, only).filter(kept(only));
     case 'cidr': {
       const out: number[] = [];
       for (const { id, prefix } of u.cidrs.values())
         if (prefixWithin(prefix, p.cidr) && !p.except.some((e) => prefixWithin(prefix, e.prefix))) out.push(id);
       // A /0 is a CIDR identity of its own family like any other prefix (rulePrefixes), not `world`:
       // world is what misses the ipcache in either family, so 0.0.0.0/0 as world admitted all of IPv6 too.
-      return out;
+      return out.filter(kept(only));
     }
     case 'selector': {
       const out: number[] = [];
       const wantsReserved = p.selector.labels.some(([k]) => k.startsWith('reserved:')) || p.selector.expressions.some((e) => e.key.startsWith('reserved:'));
-      for (const [id, labels] of u.identities) {
+      for (const [id, labels] of identitiesOf(u, only)) {
         if ((id < 256 || id >= LOCAL_SCOPE) && !wantsReserved) continue;
         if (matches(p.selector, labels)) out.push(id);
       }
@@ -147,14 +161,14 @@ export function peerIdentities(p: PeerSpec, u: IdentityUniverse): number[] {
   }
 }
 
-function entityIdentities(entity: string, u: IdentityUniverse): number[] {
+function entityIdentities(entity: string, u: IdentityUniverse, only?: number): number[] {
   switch (entity) {
     case 'world':
       return [RESERVED.world, ...[...u.cidrs.values()].map((c) => c.id)];
     case 'cluster': {
       // the local cluster: its endpoints, its nodes and the reserved node-side identities
       const out: number[] = [RESERVED.host, RESERVED['remote-node'], RESERVED.health, RESERVED.init, RESERVED.unmanaged];
-      for (const [id, labels] of u.identities) if (id >= 256 && id < LOCAL_SCOPE && labels[CLUSTER_LABEL] === u.localCluster) out.push(id);
+      for (const [id, labels] of identitiesOf(u, only)) if (id >= 256 && id < LOCAL_SCOPE && labels[CLUSTER_LABEL] === u.localCluster) out.push(id);
       return out;
     }
     default: {
@@ -169,16 +183,19 @@ const within = (p: Prefix, a: Buffer): boolean => prefixContains({ addr: maskPre
 /**
  * Every identity a rule's peers name (0 = any): peerIdentities of each peer,
  * plus, for NetworkPolicy ipBlocks, each endpoint identity all of whose
- * addresses some ipBlock of the rule admits (cidr, not an except).
+ * addresses some ipBlock of the rule admits (cidr, not an except). Given
+ * `only`: the subset of {only, 0}, at the cost of that identity alone.
  */
-export function ruleIdentities(r: Rule, u: IdentityUniverse): ReadonlySet<number> {
-  const memo = u.ruleIdsMemo?.get(r);
+export function ruleIdentities(r: Rule, u: IdentityUniverse, only?: number): ReadonlySet<number> {
+  const memo = only === undefined ? u.ruleIdsMemo?.get(r) : undefined;
   if (memo) return memo;
   const ids = new Set<number>();
-  for (const p of r.peers) for (const id of peerIdentities(p, u)) ids.add(id);
+  for (const p of r.peers) for (const id of peerIdentities(p, u, only)) ids.add(id);
   const blocks = r.peers.filter((p): p is Extract<PeerSpec, { kind: 'cidr' }> => p.kind === 'cidr' && p.endpoints === true);
+  const byIdentity = u.endpointsByIdentity();
+  const onlyEps = only === undefined ? undefined : byIdentity.get(only);
   if (blocks.length)
-    for (const [id, eps] of u.endpointsByIdentity())
+    for (const [id, eps] of only === undefined ? byIdentity : onlyEps ? new Map([[only, onlyEps]]) : [])
       if (
         eps.every((e) => {
           const a = parseIP(e.ip);
@@ -186,7 +203,7 @@ export function ruleIdentities(r: Rule, u: IdentityUniverse): ReadonlySet<number
         })
       )
         ids.add(id);
-  u.ruleIdsMemo?.set(r, ids);
+  if (only === undefined) u.ruleIdsMemo?.set(r, ids);
   return ids;
 }
 
@@ -206,8 +223,8 @@ export interface RuleEntry {
  * endpoint identity that declares the name). Unresolved named ports give no
  * entry, or in a deny rule an entry for every port of the protocol.
  */
-export function ruleEntries(r: Rule, u: IdentityUniverse, ownPorts: readonly ContainerPort[]): RuleEntry[] {
-  const ids = ruleIdentities(r, u);
+export function ruleEntries(r: Rule, u: IdentityUniverse, ownPorts: readonly ContainerPort[], only?: number): RuleEntry[] {
+  const ids = ruleIdentities(r, u, only);
   const out: RuleEntry[] = [];
   const ports = r.ports.length ? r.ports : [{ proto: 0, lo: 0, hi: 65535 }];
   for (const p of ports) {
@@ -227,7 +244,7 @@ export function ruleEntries(r: Rule, u: IdentityUniverse, ownPorts: readonly Con
       continue;
     }
     const eps = u.endpointsByIdentity();
-    const targets = ids.has(0) && !r.deny ? new Set([...ids, ...eps.keys()].filter((id) => id !== 0)) : ids;
+    const targets = ids.has(0) && !r.deny ? new Set([...ids, ...(only === undefined ? eps.keys() : eps.has(only) ? [only] : [])].filter((id) => id !== 0)) : ids;
     for (const id of targets) push(id, id === 0 ? [] : resolveNamedPortAll((eps.get(id) ?? []).map((e) => e.ports), name, p.proto));
   }
   return out;
@@ -282,8 +299,7 @@ export function compileEndpoint(labels: Labels, rules: Rule[], u: IdentityUniver
     if (!matches(r.subject, labels)) continue;
     res.selectedBy[r.direction].push(r);
     if (r.defaultDeny) enforced[r.direction] = true;
-    const n = ruleNumber(r);
-    for (const e of ruleEntries(r, u, ownPorts)) entries[r.direction].push({ identity: e.identity, proto: e.proto, deny: r.deny, ...(e.http ? { redirect: true } : {}), lo: e.lo, hi: e.hi, rule: n });
+    entries[r.direction].push(...policyEntries(r, ruleEntries(r, u, ownPorts), ruleNumber(r)));
   }
   // A direction only some enableDefaultDeny:false policies select stays open,
   // but their deny rules still apply: an allow-everything entry after them.
@@ -293,6 +309,29 @@ export function compileEndpoint(labels: Labels, rules: Rule[], u: IdentityUniver
     res[dir] = entries[dir];
   }
   return res;
+}
+
+function policyEntries(r: Rule, es: RuleEntry[], n: number): PolicyEntry[] {
+  return es.map((e) => ({ identity: e.identity, proto: e.proto, deny: r.deny, ...(e.http ? { redirect: true } : {}), lo: e.lo, hi: e.hi, rule: n }));
+}
+
+/**
+ * The entries of identity `id` (never 0) in one direction's map of an
+ * endpoint, given the rules that select it there (EndpointPolicy.selectedBy,
+ * in rule order) and its container ports: exactly the entries of `id` that
+ * compileEndpoint would give, in its order (the identity's group of the map).
+ */
+export function identityEntries(selectedBy: readonly Rule[], u: IdentityUniverse, ruleNumber: (r: Rule) => number, ownPorts: readonly ContainerPort[], id: number): PolicyEntry[] {
+  const out: PolicyEntry[] = [];
+  for (const r of selectedBy)
+    out.push(
+      ...policyEntries(
+        r,
+        ruleEntries(r, u, ownPorts, id).filter((e) => e.identity === id),
+        ruleNumber(r),
+      ),
+    );
+  return out;
 }
 
 /** Rows for Device.setEndpointPolicy (rows.ts policyRows), null = not enforced. */

@@ -6,7 +6,8 @@
  *   endpoint records (own cluster + cache) ──▶ ipcache  ip/32 → identity (+ local endpoint id)
  *   node records ──▶ ipcache  node address → host (us) / remote-node (others)
  *   policies (own cluster + mesh-wide cached) ──▶ rules ──▶ CIDR identities → ipcache prefixes
- *   identities (own cluster + cache) + rules ──▶ per local endpoint policy maps (recompiled on change)
+ *   identities (own cluster + cache) + rules ──▶ per local endpoint policy maps (recompiled on a rule
+ *     or endpoint change; an identity's own entries by delta when only identities changed: delta.ts)
  *
  * Updates reach the data path as batches (one ipcache call, one map swap per
  * endpoint), never per packet; maps are swapped whole, and established flows
@@ -14,12 +15,14 @@
  */
 import { EventEmitter } from 'node:events';
 import type { EndpointRecord } from '../controlplane/types.js';
-import { describeIdentity, identityCluster, LOCAL_SCOPE, RESERVED, type IdentityRecord, type Labels } from '../identity/identity.js';
+import { RESERVED, type IdentityRecord, type Labels } from '../identity/identity.js';
 import type { Logger } from '../log.js';
 import type { Manifest } from '../manifests/validate.js';
 import type { NativeDevice } from '../native/binding.js';
 import { parsePrefix, type Prefix } from '../net/ip.js';
 import { compileEndpoint, encodeEntries, IdentityUniverse, ruleWarnings, type EndpointPolicy } from './compile.js';
+import { applyIdentityDelta } from './delta.js';
+import { describeEndpoint } from './describe.js';
 import type { ContainerPort } from './ports.js';
 import { flowProtocol, type Flow, type FlowEndpoint } from './flows.js';
 import { FlowLog } from './flowlog.js';
@@ -45,7 +48,9 @@ export class PolicyDatapath extends EventEmitter {
   readonly universe: IdentityUniverse;
   private readonly policies = new Map<string, StoredPolicy>();
   private rules: Rule[] = [];
-  readonly warnings: string[] = [];
+  /** Warnings of the rules themselves (enforcedRules); `warnings` adds those that depend on identities and endpoints. */
+  private ruleTextWarnings: string[] = [];
+  private warningsCache: string[] | undefined;
   private readonly ruleNumbers = new Map<string, number>();
   private readonly ruleById = new Map<number, Rule>();
   private readonly localEps = new Map<string, LocalEp>(); // by namespace/name
@@ -58,6 +63,8 @@ export class PolicyDatapath extends EventEmitter {
   private readonly endpointsByIp = new Map<string, Map<string, EndpointRecord>>(); // ip -> etcd key -> record
   private readonly nodeAddresses = new Map<string, string[]>(); // node id -> addresses
   private dirty = false;
+  /** Identities whose labels changed (or that came or went) since the maps were written: applied by delta. */
+  private readonly changedIds = new Set<number>();
   /** The rules name ports or ipBlocks that resolve against endpoints: endpoint changes recompile. */
   private rulesUseEndpoints = false;
   private scheduled = false;
@@ -67,6 +74,8 @@ export class PolicyDatapath extends EventEmitter {
   /** Flow records made for the pod guard's source-spoofed drops. */
   spoofedRecords = 0;
   lastCompileMs = 0;
+  /** The last identity delta's time (ms) and entries written. */
+  lastDelta = { ms: 0, entries: 0 };
 
   constructor(
     private readonly dev: NativeDevice,
@@ -82,7 +91,7 @@ export class PolicyDatapath extends EventEmitter {
       cluster,
       rule: (n) => this.ruleById.get(n),
       localIdentity: (ip) => this.localByIp.get(ip)?.identity,
-      describe: (ip, identity) => this.describeEndpoint(ip, identity),
+      describe: (ip, identity) => describeEndpoint(this.universe, identity, ip ? this.endpointAt(ip) : undefined),
       emit: (flows) => this.emit('flows', flows),
       following: () => this.listenerCount('flows') > 0,
     });
@@ -106,12 +115,28 @@ export class PolicyDatapath extends EventEmitter {
   upsertIdentity(rec: IdentityRecord): void {
     this.universe.identities.set(rec.id, rec.labels);
     this.flowLog.forget();
-    this.markDirty();
+    this.identityChanged(rec.id);
   }
 
   removeIdentity(id: number): void {
-    if (this.universe.identities.delete(id)) this.markDirty();
+    if (this.universe.identities.delete(id)) this.identityChanged(id);
     this.flowLog.forget();
+  }
+
+  /**
+   * Its entries change by delta at the next flush, unless so many identities
+   * changed at once (an initial sync) that one full compile costs less.
+   */
+  private identityChanged(id: number): void {
+    this.warningsCache = undefined;
+    this.changedIds.add(id);
+    if (id === 0 || this.changedIds.size * this.localEps.size > Math.max(1024, this.universe.identities.size)) this.markDirty();
+    else this.scheduleFlush();
+  }
+
+  /** What the rules cannot resolve now (compile.ts ruleWarnings), one line each. */
+  get warnings(): string[] {
+    return (this.warningsCache ??= [...this.ruleTextWarnings, ...ruleWarnings(this.rules, this.universe)]);
   }
 
   /**
@@ -246,6 +271,7 @@ export class PolicyDatapath extends EventEmitter {
       // a fault here is a bug; it must cost one pass, not the agent (and with it every pod's mesh)
       try {
         if (this.dirty) this.recompile();
+        else if (this.changedIds.size) this.applyIdentityChanges();
       } catch (err) {
         this.log.error({ err: (err as Error).message }, 'policy compile failed; the previous maps stay in force');
       }
@@ -291,10 +317,11 @@ export class PolicyDatapath extends EventEmitter {
   recompile(): void {
     const t0 = performance.now();
     this.dirty = false;
-    this.warnings.length = 0;
-    this.rules = enforcedRules(this.policies.values(), this.cluster, this.opts.defaultLocalCluster, this.warnings, this.opts.enforcesPoliciesOf);
+    this.changedIds.clear();
+    this.warningsCache = undefined;
+    this.ruleTextWarnings = [];
+    this.rules = enforcedRules(this.policies.values(), this.cluster, this.opts.defaultLocalCluster, this.ruleTextWarnings, this.opts.enforcesPoliciesOf);
     this.rulesUseEndpoints = this.rules.some((r) => r.ports.some((p) => p.name !== undefined) || r.peers.some((p) => p.kind === 'cidr' && p.endpoints === true));
-    this.warnings.push(...ruleWarnings(this.rules, this.universe));
     // CIDR identities: every prefix a rule names, so the longest match decides
     const wanted = rulePrefixes(this.rules);
     // (owned as `cidr:<text>`: a pod's or a node's own entry for the same prefix wins, and outlives the rule)
@@ -314,6 +341,16 @@ export class PolicyDatapath extends EventEmitter {
     this.flowLog.forget(); // CIDR identities may have changed
     this.lastCompileMs = performance.now() - t0;
     this.emit('compiled');
+  }
+
+  /** Writes the identities that changed since the last compile or delta into the maps, by delta (delta.ts). */
+  applyIdentityChanges(): void {
+    const t0 = performance.now();
+    const ids = new Set(this.changedIds);
+    this.changedIds.clear();
+    const entries = applyIdentityDelta(this.dev, this.localEps.values(), this.compiled, ids, this.universe, (r) => this.ruleNumber(r));
+    this.lastDelta = { ms: performance.now() - t0, entries };
+    this.emit('compiled'); // the proxy's answers for these identities may have changed
   }
 
   /** Summary for `GET /v1/policy`. */
@@ -403,19 +440,5 @@ export class PolicyDatapath extends EventEmitter {
     const pol = ep ? this.compiled.get(ep.key) : undefined;
     if (!ep || !pol) return null;
     return { endpoint: ep.key, rules: l7Rules(pol.selectedBy.ingress, this.universe, identity, dstPort, ep.ports) };
-  }
-
-  private describeEndpoint(ip: string, identity: number): Omit<FlowEndpoint, 'ip' | 'port'> {
-    const e: Omit<FlowEndpoint, 'ip' | 'port'> = { identity };
-    const rec = ip ? this.endpointAt(ip) : undefined;
-    const labels = this.universe.identities.get(identity);
-    if (identity >= LOCAL_SCOPE) {
-      const c = [...this.universe.cidrs.entries()].find(([, v]) => v.id === identity);
-      e.identityText = c ? `cidr:${c[0]}` : 'cidr';
-    } else e.identityText = describeIdentity(identity, labels);
-    if (labels && identity >= 256) e.labels = labels;
-    if (rec) Object.assign(e, { cluster: rec.cluster, namespace: rec.namespace, pod: rec.name, node: rec.node });
-    else if (identity >= 256 && identity < LOCAL_SCOPE) e.cluster = labels?.['io.cilium.k8s.policy.cluster'] ?? `cluster-id-${identityCluster(identity)}`;
-    return e;
   }
 }

@@ -1,4 +1,6 @@
+#include <cstring>
 #include <memory>
+#include <string>
 #include <shared_mutex>
 #include <vector>
 
@@ -13,7 +15,7 @@ namespace addon {
 namespace {
 
 // Policy rows (rows.h PolicyRow) or null / undefined: the direction is not enforced.
-bool ParsePolicyMap(const Napi::Value& v, std::shared_ptr<const PolicyMap>* out) {
+bool ParsePolicyMap(const Napi::Value& v, std::shared_ptr<PolicyMap>* out) {
   if (v.IsNull() || v.IsUndefined()) return true;
   if (!v.IsBuffer()) return false;
   auto b = v.As<Napi::Buffer<uint8_t>>();
@@ -90,12 +92,60 @@ Napi::Value DeviceWrap::SetEndpointPolicy(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   PolicyEngine* pe = Engine(env);
   if (!pe) return env.Undefined();
-  std::shared_ptr<const PolicyMap> in, eg;
+  std::shared_ptr<PolicyMap> in, eg;
   if (!ParsePolicyMap(info[2], &in) || !ParsePolicyMap(info[3], &eg))
     return ThrowType(env, "policy maps are null or Buffers of 16-byte rows with port_lo <= port_hi");
   pe->set_endpoint(info[0].As<Napi::Number>().Uint32Value(), info[1].As<Napi::Number>().Uint32Value(), std::move(in),
                    std::move(eg));
   return env.Undefined();
+}
+
+// "ingress" | "egress" -> true for ingress; anything else throws.
+static bool ParseDirection(const Napi::Value& v, bool* ingress) {
+  if (!v.IsString()) return false;
+  std::string d = v.As<Napi::String>().Utf8Value();
+  *ingress = d == "ingress";
+  return d == "ingress" || d == "egress";
+}
+
+// policyMapUpdate(endpointId, direction, upserts: Buffer, removes: Buffer) -> boolean: a delta to
+// one enforced map (PolicyMap::update); false when the endpoint or that map does not exist.
+Napi::Value DeviceWrap::PolicyMapUpdate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PolicyEngine* pe = Engine(env);
+  if (!pe) return env.Undefined();
+  bool ingress = false;
+  std::vector<PolicyEntry> ups, dels;
+  if (!info[0].IsNumber() || !ParseDirection(info[1], &ingress) || !info[2].IsBuffer() || !info[3].IsBuffer())
+    return ThrowType(env, "policyMapUpdate(endpoint, 'ingress' | 'egress', upserts: Buffer, removes: Buffer)");
+  auto u = info[2].As<Napi::Buffer<uint8_t>>(), d = info[3].As<Napi::Buffer<uint8_t>>();
+  if (!rows::decode_policy_entries(u.Data(), u.Length(), &ups) || !rows::decode_policy_entries(d.Data(), d.Length(), &dels))
+    return ThrowType(env, "policy rows are 16 bytes with a known action and port_lo <= port_hi");
+  return Napi::Boolean::New(env, pe->policy_map_update(info[0].As<Napi::Number>().Uint32Value(), ingress, ups, dels));
+}
+
+// policyMapEntries(endpointId, direction) -> Buffer of policy rows grouped by identity, or null (no such map).
+Napi::Value DeviceWrap::PolicyMapEntries(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PolicyEngine* pe = Engine(env);
+  if (!pe) return env.Undefined();
+  bool ingress = false;
+  if (!info[0].IsNumber() || !ParseDirection(info[1], &ingress))
+    return ThrowType(env, "policyMapEntries(endpoint, 'ingress' | 'egress')");
+  std::vector<PolicyEntry> es;
+  if (!pe->policy_map_entries(info[0].As<Napi::Number>().Uint32Value(), ingress, &es)) return env.Null();
+  auto b = Napi::Buffer<uint8_t>::New(env, es.size() * sizeof(rows::PolicyRow));
+  for (size_t i = 0; i < es.size(); i++) {
+    rows::PolicyRow r{};
+    r.identity = es[i].identity;
+    r.proto = es[i].proto;
+    r.action = es[i].action;
+    r.port_lo = es[i].port_lo;
+    r.port_hi = es[i].port_hi;
+    r.rule = es[i].rule;
+    std::memcpy(b.Data() + i * sizeof r, &r, sizeof r);
+  }
+  return b;
 }
 
 Napi::Value DeviceWrap::RemoveEndpoint(const Napi::CallbackInfo& info) {

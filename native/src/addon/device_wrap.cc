@@ -41,6 +41,8 @@ Napi::Function DeviceWrap::Init(Napi::Env env) {
        InstanceMethod("ipcacheUpdate", &DeviceWrap::IpcacheUpdate),
        InstanceMethod("ipcacheLookup", &DeviceWrap::IpcacheLookup),
        InstanceMethod("setEndpointPolicy", &DeviceWrap::SetEndpointPolicy),
+       InstanceMethod("policyMapUpdate", &DeviceWrap::PolicyMapUpdate),
+       InstanceMethod("policyMapEntries", &DeviceWrap::PolicyMapEntries),
        InstanceMethod("removeEndpoint", &DeviceWrap::RemoveEndpoint),
        InstanceMethod("drainFlows", &DeviceWrap::DrainFlows), InstanceMethod("ctGc", &DeviceWrap::CtGc),
        InstanceMethod("policyCheck", &DeviceWrap::PolicyCheck),

@@ -51,6 +51,8 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
   Napi::Value IpcacheUpdate(const Napi::CallbackInfo& info);
   Napi::Value IpcacheLookup(const Napi::CallbackInfo& info);
   Napi::Value SetEndpointPolicy(const Napi::CallbackInfo& info);
+  Napi::Value PolicyMapUpdate(const Napi::CallbackInfo& info);
+  Napi::Value PolicyMapEntries(const Napi::CallbackInfo& info);
   Napi::Value RemoveEndpoint(const Napi::CallbackInfo& info);
   Napi::Value DrainFlows(const Napi::CallbackInfo& info);
   Napi::Value PolicyCheck(const Napi::CallbackInfo& info);

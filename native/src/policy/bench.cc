@@ -115,7 +115,7 @@ bool run_policy_bench(const std::string& kind, size_t size, size_t npol, size_t 
       eng.ipcache_reserve(size * 2);
       std::vector<PolicyEntry> entries = policy_entries_for(npol);
       entries.push_back(PolicyEntry{0, 6, 0, 5201, 5201, 99999});
-      eng.set_endpoint(1, 300, std::make_shared<const PolicyMap>(entries), std::make_shared<const PolicyMap>(entries));
+      eng.set_endpoint(1, 300, std::make_shared<PolicyMap>(entries), std::make_shared<PolicyMap>(entries));
     }
     uint8_t s[8];
     PacketView pv;

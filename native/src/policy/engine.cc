@@ -153,15 +153,36 @@ size_t PolicyEngine::ipcache_size() {
   return ipcache_.size();
 }
 
-void PolicyEngine::set_endpoint(uint32_t id, uint32_t identity, std::shared_ptr<const PolicyMap> ingress,
-                                std::shared_ptr<const PolicyMap> egress) {
+void PolicyEngine::set_endpoint(uint32_t id, uint32_t identity, std::shared_ptr<PolicyMap> ingress,
+                                std::shared_ptr<PolicyMap> egress) {
   Endpoint e{id, identity, std::move(ingress), std::move(egress)};
   std::unique_lock<std::shared_mutex> lock(mu);
   std::swap(endpoints_[id], e);  // the old maps are freed with e, after the lock
 }
 
+bool PolicyEngine::policy_map_update(uint32_t id, bool ingress, const std::vector<PolicyEntry>& upserts,
+                                     const std::vector<PolicyEntry>& removes) {
+  std::unique_lock<std::shared_mutex> lock(mu);
+  auto it = endpoints_.find(id);
+  if (it == endpoints_.end()) return false;
+  PolicyMap* m = (ingress ? it->second.ingress : it->second.egress).get();
+  if (!m) return false;
+  m->update(upserts, removes);
+  return true;
+}
+
+bool PolicyEngine::policy_map_entries(uint32_t id, bool ingress, std::vector<PolicyEntry>* out) {
+  std::shared_lock<std::shared_mutex> lock(mu);
+  auto it = endpoints_.find(id);
+  if (it == endpoints_.end()) return false;
+  const PolicyMap* m = (ingress ? it->second.ingress : it->second.egress).get();
+  if (!m) return false;
+  *out = m->entries();
+  return true;
+}
+
 void PolicyEngine::remove_endpoint(uint32_t id) {
-  std::shared_ptr<const PolicyMap> in, out;  // freed after the lock is released
+  std::shared_ptr<PolicyMap> in, out;  // freed after the lock is released
   std::unique_lock<std::shared_mutex> lock(mu);
   auto it = endpoints_.find(id);
   if (it == endpoints_.end()) return;
@@ -171,8 +192,8 @@ void PolicyEngine::remove_endpoint(uint32_t id) {
 }
 
 void PolicyEngine::set_host_firewall(bool on) {
-  std::shared_ptr<const PolicyMap> in;
-  if (on) in = std::make_shared<const PolicyMap>(std::vector<PolicyEntry>{{kIdentityRemoteNode, 0, kActionAllow, 0, 65535, 0}});
+  std::shared_ptr<PolicyMap> in;
+  if (on) in = std::make_shared<PolicyMap>(std::vector<PolicyEntry>{{kIdentityRemoteNode, 0, kActionAllow, 0, 65535, 0}});
   std::unique_lock<std::shared_mutex> lock(mu);
   std::swap(host_.ingress, in);  // the old map is freed with `in`, after the lock
   host_firewall_ = on;

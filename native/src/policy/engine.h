@@ -15,8 +15,10 @@
 //
 // Locking: mu guards the ipcache and the endpoint table. Packet threads hold
 // it shared for a whole batch; the control thread holds it exclusively for a
-// table edit. Policy maps are immutable and swapped whole (shared_ptr), so an
-// update never pauses the packet threads for longer than a pointer swap.
+// table edit. A rule change swaps whole policy maps (built outside the lock,
+// shared_ptr): the packet threads wait for a pointer swap. An identity that
+// appears or goes patches the maps in place (policy_map_update) under the
+// exclusive lock: they wait for that identity's entries to be written.
 // Conntrack and the flow ring have their own locks.
 #pragma once
 #include <atomic>
@@ -95,8 +97,14 @@ class PolicyEngine {
   void ipcache_reserve(size_t n);
   size_t ipcache_size();
   // Maps may be null: that direction is not enforced.
-  void set_endpoint(uint32_t id, uint32_t identity, std::shared_ptr<const PolicyMap> ingress,
-                    std::shared_ptr<const PolicyMap> egress);
+  void set_endpoint(uint32_t id, uint32_t identity, std::shared_ptr<PolicyMap> ingress,
+                    std::shared_ptr<PolicyMap> egress);
+  // A delta to one endpoint's map of one direction (PolicyMap::update), in
+  // place under mu. false: no such endpoint, or that direction is not enforced.
+  bool policy_map_update(uint32_t id, bool ingress, const std::vector<PolicyEntry>& upserts,
+                         const std::vector<PolicyEntry>& removes);
+  // A copy of an endpoint's map of one direction (entries grouped by identity); false when none.
+  bool policy_map_entries(uint32_t id, bool ingress, std::vector<PolicyEntry>* out);
   void remove_endpoint(uint32_t id);
   // Host firewall: packets from peers to this node's own addresses (router
   // address included) or to anything that is not a pod take the "host"
@@ -132,7 +140,8 @@ class PolicyEngine {
   struct Endpoint {
     uint32_t id;  // conntrack entries are charged to it
     uint32_t identity;
-    std::shared_ptr<const PolicyMap> ingress, egress;
+    // each endpoint owns its maps (update() changes them in place)
+    std::shared_ptr<PolicyMap> ingress, egress;
   };
   static uint32_t now_s();
   enum CheckResult { kCheckDrop, kCheckPass, kCheckRedirect };

@@ -2,6 +2,8 @@
 
 #include <sys/random.h>
 
+#include <atomic>
+
 namespace wm {
 
 uint64_t flatmap_seed() {
@@ -11,6 +13,14 @@ uint64_t flatmap_seed() {
     return s;
   }();
   return seed;
+}
+
+MulShiftHash::MulShiftHash() {
+  // every table its own seeds: a collision aimed at one says nothing about another
+  static std::atomic<uint64_t> tables{0};
+  uint64_t s = flatmap_seed() + tables.fetch_add(1, std::memory_order_relaxed) * 0x9E3779B97F4A7C15ull;
+  a = hash_bytes(&s, sizeof s, 1) | 1;
+  b = hash_bytes(&s, sizeof s, 2);
 }
 
 }  // namespace wm

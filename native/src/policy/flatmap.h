@@ -31,7 +31,7 @@ struct HugePageAllocator {
   HugePageAllocator(const HugePageAllocator<U>&) {}
   T* allocate(size_t n) {
     size_t bytes = n * sizeof(T);
-    if (bytes < kHuge) return static_cast<T*>(::operator new(bytes));
+    if (bytes < kHuge) return static_cast<T*>(::operator new(bytes, std::align_val_t(alignof(T))));
     void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) throw std::bad_alloc();
     madvise(p, bytes, MADV_HUGEPAGE);
@@ -40,7 +40,7 @@ struct HugePageAllocator {
   void deallocate(T* p, size_t n) {
     size_t bytes = n * sizeof(T);
     if (bytes < kHuge)
-      ::operator delete(p);
+      ::operator delete(p, std::align_val_t(alignof(T)));
     else
       munmap(p, bytes);
   }
@@ -72,22 +72,44 @@ inline uint64_t hash_bytes(const void* data, size_t n, uint64_t seed) {
   return h;
 }
 
-template <typename K, typename V>
+// The default hasher: the seeded byte hash, whose low bits index the table
+// (ShardedMap shards by the same hash and passes it in: find(k, h)).
+struct BytesHash {
+  uint64_t seed = flatmap_seed();
+  template <typename K>
+  uint64_t hash(const K& k) const { return hash_bytes(&k, sizeof k, seed); }
+  size_t index(uint64_t h, size_t mask, int) const { return size_t(h) & mask; }
+};
+
+// For native-width keys on the hot lookups (ipcache, policy map identities):
+// seeded multiply-shift (Dietzfelbinger), a multiply and an add, whose high
+// bits index the table. Each table draws its own seeds. Keys: uint32_t, or a
+// type with a probe_hash(key, a, b) overload found by ADL.
+inline uint64_t probe_hash(uint32_t k, uint64_t a, uint64_t b) { return a * k + b; }
+struct MulShiftHash {
+  uint64_t a, b;
+  MulShiftHash();
+  template <typename K>
+  uint64_t hash(const K& k) const { return probe_hash(k, a, b); }
+  size_t index(uint64_t h, size_t, int shift) const { return size_t(h >> shift); }
+};
+
+template <typename K, typename V, typename H = BytesHash>
 class FlatMap {
   static_assert(std::is_trivially_copyable<K>::value, "keys are compared bytewise");
 
  public:
-  explicit FlatMap(size_t initial = 16) : seed_(flatmap_seed()) { rehash(initial < 16 ? 16 : initial); }
+  explicit FlatMap(size_t initial = 16) { rehash(initial < 16 ? 16 : initial); }
 
   size_t size() const { return size_; }
   size_t capacity() const { return slots_.size(); }
 
-  uint64_t hash(const K& k) const { return hash_bytes(&k, sizeof(K), seed_); }
+  uint64_t hash(const K& k) const { return hasher_.hash(k); }
 
   V* find(const K& k) { return find(k, hash(k)); }
   // h: hash(k), for callers that already computed it (conntrack shards by it)
   V* find(const K& k, uint64_t h) {
-    size_t i = size_t(h) & mask_;
+    size_t i = hasher_.index(h, mask_, shift_);
     for (;;) {
       Slot& s = slots_[i];
       if (!s.used) return nullptr;
@@ -101,7 +123,7 @@ class FlatMap {
   V* put(const K& k, const V& v) { return put(k, v, hash(k)); }
   V* put(const K& k, const V& v, uint64_t h) {
     if ((size_ + 1) * 2 > slots_.size()) rehash(slots_.size() * 2);
-    size_t i = size_t(h) & mask_;
+    size_t i = hasher_.index(h, mask_, shift_);
     for (;;) {
       Slot& s = slots_[i];
       if (!s.used) {
@@ -156,6 +178,7 @@ class FlatMap {
   void clear() {
     slots_.assign(16, Slot());
     mask_ = 15;
+    shift_ = 60;
     size_ = 0;
   }
 
@@ -166,13 +189,24 @@ class FlatMap {
   }
 
  private:
-  struct Slot {
+  struct Packed {
+    K key;
+    V value;
+    bool used;
+  };
+  // A slot of 33..63 bytes (a conntrack entry: 57) is padded to a cache line
+  // so a probe never straddles two: one miss per probe at a million flows.
+  // (16- and 32-byte slots are aligned to their size for the same reason)
+  static constexpr size_t kSlotAlign = sizeof(Packed) > 32 && sizeof(Packed) < 64 ? 64
+                                       : sizeof(Packed) == 16 || sizeof(Packed) == 32 ? sizeof(Packed)
+                                                                                   : alignof(Packed);
+  struct alignas(kSlotAlign) Slot {
     K key{};
     V value{};
     bool used = false;
   };
 
-  size_t index(const K& k) const { return size_t(hash_bytes(&k, sizeof(K), seed_)) & mask_; }
+  size_t index(const K& k) const { return hasher_.index(hash(k), mask_, shift_); }
 
   void erase_slot(size_t i) {
     // Backward shift: pull later entries of the probe run into the hole so
@@ -200,6 +234,8 @@ class FlatMap {
     old.swap(slots_);
     slots_.assign(n, Slot());
     mask_ = n - 1;
+    shift_ = 64;
+    for (size_t m = n; m > 1; m >>= 1) shift_--;
     size_ = 0;
     for (const Slot& s : old)
       if (s.used) put(s.key, s.value);
@@ -207,8 +243,9 @@ class FlatMap {
 
   std::vector<Slot, HugePageAllocator<Slot>> slots_;
   size_t mask_ = 0;
+  int shift_ = 64;  // 64 - log2(slots): MulShiftHash's index is the hash's high bits
   size_t size_ = 0;
-  uint64_t seed_;
+  H hasher_;
 };
 
 }  // namespace wm

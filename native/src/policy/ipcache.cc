@@ -1,72 +1,66 @@
 #include "ipcache.h"
 
-#include <cstring>
-
 namespace wm {
 
-IPCache::HostKey IPCache::host_key(const uint8_t* addr, int family_bytes) {
-  HostKey k;
-  std::memset(&k, 0, sizeof k);
-  std::memcpy(k.addr, addr, size_t(family_bytes));
-  k.family = uint32_t(family_bytes);
-  return k;
+template <typename Key, int kBits>
+LpmTables<Key, kBits>::LpmTables() {
+  for (int i = 0; i <= kBits; i++) lens_[i] = 0;
 }
 
-static std::vector<uint8_t> prefix_key(const uint8_t* addr, int bytes, int cidr) {
-  std::vector<uint8_t> k(2 + size_t(bytes));
-  k[0] = uint8_t(bytes);
-  k[1] = uint8_t(cidr);
-  for (int i = 0; i < bytes; i++) {
-    int keep = cidr - 8 * i;
-    k[2 + size_t(i)] = keep >= 8 ? addr[i] : keep <= 0 ? 0 : uint8_t(addr[i] & (0xFF << (8 - keep)));
-  }
-  return k;
+template <typename Key, int kBits>
+void LpmTables<Key, kBits>::relist() {
+  nlens_ = 0;
+  for (int len = kBits; len >= 0; len--)
+    if (tables_[len] && tables_[len]->size()) lens_[nlens_++] = len;
 }
+
+template <typename Key, int kBits>
+typename LpmTables<Key, kBits>::Table& LpmTables<Key, kBits>::table(int len) {
+  auto& t = tables_[len];
+  if (!t) t.reset(new Table());
+  return *t;
+}
+
+template <typename Key, int kBits>
+void LpmTables<Key, kBits>::upsert(Key key, int len, IpcacheValue v) {
+  Table* t = &table(len);
+  size_t before = t->size();
+  t->put(lpm_mask(key, len), v);
+  if (t->size() != before) {
+    size_++;
+    if (before == 0) relist();
+  }
+}
+
+template <typename Key, int kBits>
+bool LpmTables<Key, kBits>::remove(Key key, int len) {
+  auto& t = tables_[len];
+  if (!t || !t->erase(lpm_mask(key, len))) return false;
+  size_--;
+  if (t->size() == 0) {
+    t.reset();  // an emptied length costs neither memory nor a probe
+    relist();
+  }
+  return true;
+}
+
+template <typename Key, int kBits>
+void LpmTables<Key, kBits>::reserve(int len, size_t n) {
+  table(len).reserve(n);  // (an empty table is not probed: relist skips it)
+}
+
+template class LpmTables<uint32_t, 32>;
+template class LpmTables<Ip6Key, 128>;
 
 void IPCache::upsert(const uint8_t* addr, int bytes, int cidr, IpcacheValue v) {
-  if (cidr >= bytes * 8) {
-    hosts_.put(host_key(addr, bytes), v);
-    return;
-  }
-  auto key = prefix_key(addr, bytes, cidr);
-  auto it = prefix_ids_.find(key);
-  if (it != prefix_ids_.end()) {
-    prefix_values_[it->second] = v;
-    return;
-  }
-  uint32_t id;
-  if (!free_ids_.empty()) {
-    id = free_ids_.back();
-    free_ids_.pop_back();
-    prefix_values_[id] = v;
-  } else {
-    id = uint32_t(prefix_values_.size());
-    prefix_values_.push_back(v);
-  }
-  prefix_ids_[key] = id;
-  prefixes_.insert(addr, bytes, cidr, id);
+  if (bytes == 4)
+    v4_.upsert(v4_key(addr), cidr, v);
+  else
+    v6_.upsert(v6_key(addr), cidr, v);
 }
 
 bool IPCache::remove(const uint8_t* addr, int bytes, int cidr) {
-  if (cidr >= bytes * 8) return hosts_.erase(host_key(addr, bytes));
-  auto it = prefix_ids_.find(prefix_key(addr, bytes, cidr));
-  if (it == prefix_ids_.end()) return false;
-  prefixes_.remove_peer(it->second);  // each prefix has its own id
-  free_ids_.push_back(it->second);
-  prefix_ids_.erase(it);
-  return true;
-}
-
-bool IPCache::lookup(const uint8_t* addr, int bytes, IpcacheValue* out) const {
-  if (const IpcacheValue* v = hosts_.find(host_key(addr, bytes))) {
-    *out = *v;
-    return true;
-  }
-  if (prefix_ids_.empty()) return false;
-  uint32_t id = prefixes_.lookup(addr, bytes);
-  if (id == AllowedIPs::kNoPeer) return false;
-  *out = prefix_values_[id];
-  return true;
+  return bytes == 4 ? v4_.remove(v4_key(addr), cidr) : v6_.remove(v6_key(addr), cidr);
 }
 
 }  // namespace wm

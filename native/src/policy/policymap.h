@@ -10,7 +10,10 @@
 // denied (a map exists only for an endpoint some policy selects in that
 // direction).
 //
-// Maps are immutable once built; PolicyEngine swaps whole maps in.
+// A rule change swaps whole maps in; an identity that appears or goes is
+// applied by delta (update: only that identity's group is rewritten), under
+// PolicyEngine's exclusive lock, so the packet threads wait for a few entries'
+// worth of work, not a map's.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -42,14 +45,38 @@ class PolicyMap {
   explicit PolicyMap(std::vector<PolicyEntry> entries);
   // has_ports: TCP/UDP/SCTP (a port-restricted entry matches only those).
   PolicyResult lookup(uint32_t identity, uint8_t proto, uint16_t port, bool has_ports) const;
-  size_t size() const { return entries_.size(); }
+  // Entries in force.
+  size_t size() const { return live_; }
+  // Delta: every entry equal (all fields) to one of `removes` goes, then each
+  // of `upserts` joins its identity's group after the entries it kept (the
+  // group ordered by action as a full build orders it). The agent rewrites an
+  // identity's whole group this way (its old entries removed, its new ones in
+  // compile order), so the result equals a map built from scratch.
+  // Cost: the groups of the identities named, plus an occasional compaction.
+  void update(const std::vector<PolicyEntry>& upserts, const std::vector<PolicyEntry>& removes);
+  // The map's entries, grouped by identity (ascending), in lookup order.
+  std::vector<PolicyEntry> entries() const;
 
  private:
+  // An identity's entries: entries_[first, first + count), the first also
+  // inline (most groups have one entry: a lookup touches one cache line).
   struct Span {
-    uint32_t first, count;
+    uint32_t first = 0, count = 0;
+    PolicyEntry head{};
   };
-  FlatMap<uint32_t, Span> by_identity_;
-  std::vector<PolicyEntry> entries_;  // grouped by identity; denies, then redirects, then allows
+  static void order_group(std::vector<PolicyEntry>* group);
+  void index();  // from entries_, grouped: builds by_identity_
+  void set_group(uint32_t identity, std::vector<PolicyEntry> group);
+  const Span* span(uint32_t identity) const { return identity == 0 ? (wild_.count ? &wild_ : nullptr) : by_identity_.find(identity); }
+  Span make_span(uint32_t first, uint32_t count) const { return Span{first, count, count ? entries_[first] : PolicyEntry{}}; }
+
+  FlatMap<uint32_t, Span, MulShiftHash> by_identity_;  // identity != 0
+  Span wild_;                               // identity 0 (any), looked up with every packet: no probe
+  // groups by identity; in a group denies, then redirects, then allows. A
+  // group rewritten by update() moves to the end when it grows; the slots it
+  // left are garbage until a compaction.
+  std::vector<PolicyEntry> entries_;
+  size_t live_ = 0;
 };
 
 }  // namespace wm
