@@ -229,6 +229,7 @@ const SEMI_SPACE = process.argv.includes('--semi-space') ? [`--max-semi-space-si
 
 function runChild(dist: string, mode: Mode, shape: Shape): Reading {
   const r = spawnSync(process.execPath, ['--expose-gc', '--max-old-space-size=4096', ...SEMI_SPACE, join(OWN_DIST, 'bench/memory.js'), '--child', dist, mode, String(shape.clusters), String(shape.nodes), String(shape.eps)], { encoding: 'utf8', timeout: 600_000 });
+  if (process.env.MEMORY_SPACES && r.stderr) process.stderr.write(r.stderr); // the child's V8 spaces
   const line = r.stdout.trim().split('\n').pop() ?? '';
   if (r.status !== 0 || !line.startsWith('{')) throw new Error(`stage ${mode} (${dist}) failed: ${r.stderr || r.stdout}`);
   return JSON.parse(line) as Reading;
