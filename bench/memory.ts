@@ -1,7 +1,7 @@
 /**
  * Agent memory per remote endpoint (issue 16), measured as RSS and heap growth:
  *
- *   node --expose-gc dist/bench/memory.js [--clusters 16] [--nodes 1000] [--eps 10] [--base DIR]
+ *   node --expose-gc dist/bench/memory.js [--clusters 16] [--nodes 1000] [--eps 10] [--base DIR] [--semi-space MB]
  *
  * Feeds K remote clusters × N nodes × E endpoints (and 50 identities per
  * cluster) through the agent's real path: ListWatcher (kvstore.ts) → the
@@ -159,7 +159,8 @@ async function child(dist: string, mode: Mode, shape: Shape): Promise<Reading> {
   let rows = 0;
   dev.ipcacheUpdate = (ups: Buffer) => void (rows += ups.length / 32); // the native table: counted, not kept in JS
   const dp = mode === 'full' ? new PolicyDatapath(dev, 'local', 'self', { defaultLocalCluster: true }, silentLogger) : undefined;
-  const endpoints = new Map<string, unknown>();
+  // as Agent.endpoints: a build whose PolicyDatapath exposes its endpoint map keeps no second one
+  const endpoints = dp?.endpoints instanceof Map ? undefined : new Map<string, unknown>();
   const nodes = new Map<string, unknown>();
   let admitted = 0;
   const admission = new Admission(trust, rejections, {
@@ -168,9 +169,12 @@ async function child(dist: string, mode: Mode, shape: Shape): Promise<Reading> {
       if (rec) admitted++;
       if (!dp) return;
       if (rec) {
-        endpoints.set(k, rec);
+        endpoints?.set(k, rec);
         dp.upsertEndpoint(k, rec);
-      } else if (endpoints.delete(k)) dp.removeEndpoint(k);
+      } else {
+        endpoints?.delete(k);
+        dp.removeEndpoint(k);
+      }
     },
     identity: (k: string, rec: { id: number } | undefined) => {
       if (!dp) return;
@@ -220,8 +224,12 @@ async function child(dist: string, mode: Mode, shape: Shape): Promise<Reading> {
 
 // ---- the parent: every stage, both builds, alternating ---------------------------------
 
+/** `--semi-space MB`: V8's --max-semi-space-size for every stage (both builds); default: V8's own (16 MiB). */
+const SEMI_SPACE = process.argv.includes('--semi-space') ? [`--max-semi-space-size=${Number(arg('semi-space', '16'))}`] : [];
+
 function runChild(dist: string, mode: Mode, shape: Shape): Reading {
-  const r = spawnSync(process.execPath, ['--expose-gc', '--max-old-space-size=4096', join(OWN_DIST, 'bench/memory.js'), '--child', dist, mode, String(shape.clusters), String(shape.nodes), String(shape.eps)], { encoding: 'utf8', timeout: 600_000 });
+  const r = spawnSync(process.execPath, ['--expose-gc', '--max-old-space-size=4096', ...SEMI_SPACE, join(OWN_DIST, 'bench/memory.js'), '--child', dist, mode, String(shape.clusters), String(shape.nodes), String(shape.eps)], { encoding: 'utf8', timeout: 600_000 });
+  if (process.env.MEMORY_SPACES && r.stderr) process.stderr.write(r.stderr); // the child's V8 spaces
   const line = r.stdout.trim().split('\n').pop() ?? '';
   if (r.status !== 0 || !line.startsWith('{')) throw new Error(`stage ${mode} (${dist}) failed: ${r.stderr || r.stdout}`);
   return JSON.parse(line) as Reading;
@@ -238,7 +246,7 @@ async function main(): Promise<void> {
   const shape: Shape = { clusters: Number(arg('clusters', '16')), nodes: Number(arg('nodes', '1000')), eps: Number(arg('eps', '10')) };
   const base = process.argv.includes('--base') ? resolve(arg('base', ''), 'dist') : undefined;
   const modes = process.argv.includes('--full-only') ? (['full'] as Mode[]) : MODES;
-  console.log(`memory per remote endpoint: ${shape.clusters} clusters × ${shape.nodes} nodes × ${shape.eps} endpoints (${shape.clusters * shape.nodes * shape.eps} endpoints, ${shape.clusters * shape.nodes} nodes, ${shape.clusters * IDENTITIES_PER_CLUSTER} identities); node ${process.version}`);
+  console.log(`memory per remote endpoint: ${shape.clusters} clusters × ${shape.nodes} nodes × ${shape.eps} endpoints (${shape.clusters * shape.nodes * shape.eps} endpoints, ${shape.clusters * shape.nodes} nodes, ${shape.clusters * IDENTITIES_PER_CLUSTER} identities); node ${process.version}${SEMI_SPACE.length ? ` ${SEMI_SPACE[0]}` : ''}`);
   const fmt = (x: number) => x.toFixed(0).padStart(6);
   const results: Record<string, unknown> = {};
   console.log(`stage     ${base ? 'base heap  base RSS   ' : ''}heap B/ep  RSS B/ep  ${base ? ' RSS ratio' : ''}  sync ms`);

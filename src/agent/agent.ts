@@ -71,8 +71,8 @@ export class Agent extends EventEmitter {
   private routerAddress: string | undefined;
   private etcd: Etcd3 | undefined;
   private readonly watchers: ListWatcher[] = [];
-  /** Endpoint records (own cluster and cached, admitted), by etcd key. */
-  readonly endpoints = new Map<string, EndpointRecord>();
+  /** Endpoint records (own cluster and cached, admitted) by etcd key without the policy data path (with it: its map). */
+  private readonly ownEndpoints = new Map<string, EndpointRecord>();
   private peerSet!: PeerReconciler;
   private registration!: Registration;
   private hairpin: HairpinRouting | undefined;
@@ -103,16 +103,13 @@ export class Agent extends EventEmitter {
     this.admission = new Admission(this.trust, this.rejections, {
       node: (k, rec) => this.peerSet.setNodeRecord(k, rec),
       endpoint: (k, rec) => {
-        const old = this.endpoints.get(k);
-        if (rec) {
-          this.endpoints.set(k, rec);
-          this.datapath?.upsertEndpoint(k, rec);
-          this.services?.upsertEndpoint(k, rec); // recomputes only the services whose selectors pick it (old or new)
-        } else if (old) {
-          this.endpoints.delete(k);
-          this.datapath?.removeEndpoint(k);
-          this.services?.removeEndpoint(k);
-        }
+        if (this.datapath) {
+          if (rec) this.datapath.upsertEndpoint(k, rec);
+          else this.datapath.removeEndpoint(k);
+        } else if (rec) this.ownEndpoints.set(k, rec);
+        else this.ownEndpoints.delete(k);
+        if (rec) this.services?.upsertEndpoint(k, rec); // recomputes only the services whose selectors pick it (old or new)
+        else this.services?.removeEndpoint(k);
       },
       identity: (k, rec) => {
         if (rec) this.datapath?.upsertIdentity(rec);
@@ -120,6 +117,15 @@ export class Agent extends EventEmitter {
       },
       relay: (k, rec) => this.peerSet.setRelay(k, rec),
     });
+  }
+
+  /**
+   * Endpoint records (own cluster and cached, admitted), by etcd key: the policy
+   * data path's own map when policy is on (one map per record, not two: ~46 B per
+   * remote endpoint, bench/memory.ts), else the agent's.
+   */
+  get endpoints(): ReadonlyMap<string, EndpointRecord> {
+    return this.datapath?.endpoints ?? this.ownEndpoints;
   }
 
   get id(): string {
@@ -137,7 +143,7 @@ export class Agent extends EventEmitter {
     let allocator: IdentityAllocator | undefined;
     if (cfg.policy.enabled) {
       this.dev.native.setMaxClusters(cfg.cluster.maxConnectedClusters ?? 255); // before any peer's cluster list
-      const dp = (this.datapath = new PolicyDatapath(this.dev.native, cfg.cluster.name, cfg.node.name, { defaultLocalCluster: cfg.policy.defaultLocalCluster, enforcesPoliciesOf: (c) => this.trust.enforcesPoliciesOf(c), conntrack: cfg.policy.conntrack, hostFirewall: cfg.policy.hostFirewall }, log));
+      const dp = (this.datapath = new PolicyDatapath(this.dev.native, cfg.cluster.name, cfg.node.name, { defaultLocalCluster: cfg.policy.defaultLocalCluster, enforcesPoliciesOf: (c) => this.trust.enforcesPoliciesOf(c), conntrack: cfg.policy.conntrack, hostFirewall: cfg.policy.hostFirewall, maxClusters: cfg.cluster.maxConnectedClusters ?? 255 }, log));
       dp.setNode(this.id, cfg.node.addresses);
       dp.start();
       // the pod guard's drops happen before the data path: their flow records come from its nftables sets

@@ -20,7 +20,7 @@ import type { Logger } from '../log.js';
 import type { Manifest } from '../manifests/validate.js';
 import type { NativeDevice } from '../native/binding.js';
 import { parsePrefix, type Prefix } from '../net/ip.js';
-import { compileEndpoint, encodeEntries, IdentityUniverse, ruleWarnings, type EndpointPolicy } from './compile.js';
+import { compileEndpoint, encodeEntries, IdentityUniverse, ruleWarnings, type EndpointFacts, type EndpointPolicy } from './compile.js';
 import { applyIdentityDelta } from './delta.js';
 import { describeEndpoint } from './describe.js';
 import type { ContainerPort } from './ports.js';
@@ -60,7 +60,10 @@ export class PolicyDatapath extends EventEmitter {
   /** The ipcache: every prefix with the sources that put it there (ipcache.ts); flushed as batches. */
   readonly ipcache = new IpcacheTable();
   private readonly endpointRecords = new Map<string, EndpointRecord>(); // by etcd key
-  private readonly endpointsByIp = new Map<string, Map<string, EndpointRecord>>(); // ip -> etcd key -> record
+  /** Endpoint records by etcd key (also the agent's endpoint map: Agent.endpoints). */
+  get endpoints(): ReadonlyMap<string, EndpointRecord> { return this.endpointRecords; }
+  /** ip -> the etcd key of the record naming it, or the keys (latest last) while several do: no Map per address. */
+  private readonly endpointsByIp = new Map<string, string | string[]>();
   private readonly nodeAddresses = new Map<string, string[]>(); // node id -> addresses
   private dirty = false;
   /** Identities whose labels changed (or that came or went) since the maps were written: applied by delta. */
@@ -81,7 +84,7 @@ export class PolicyDatapath extends EventEmitter {
     private readonly dev: NativeDevice,
     private readonly cluster: string,
     private readonly node: string,
-    private readonly opts: { defaultLocalCluster: boolean; enforcesPoliciesOf?: (cluster: string) => boolean; conntrack?: { maxEntries: number; perEndpoint: number; natPerEndpoint?: number }; hostFirewall?: boolean },
+    private readonly opts: { defaultLocalCluster: boolean; enforcesPoliciesOf?: (cluster: string) => boolean; conntrack?: { maxEntries: number; perEndpoint: number; natPerEndpoint?: number }; hostFirewall?: boolean; maxClusters?: 255 | 511 },
     private readonly log: Logger,
   ) {
     super();
@@ -91,7 +94,7 @@ export class PolicyDatapath extends EventEmitter {
       cluster,
       rule: (n) => this.ruleById.get(n),
       localIdentity: (ip) => this.localByIp.get(ip)?.identity,
-      describe: (ip, identity) => describeEndpoint(this.universe, identity, ip ? this.endpointAt(ip) : undefined),
+      describe: (ip, identity) => describeEndpoint(this.universe, identity, ip ? this.endpointAt(ip) : undefined, opts.maxClusters),
       emit: (flows) => this.emit('flows', flows),
       following: () => this.listenerCount('flows') > 0,
     });
@@ -166,14 +169,13 @@ export class PolicyDatapath extends EventEmitter {
     const old = this.endpointRecords.get(key);
     if (old && old.ip !== rec.ip) this.removeEndpoint(key);
     this.endpointRecords.set(key, rec);
-    let byIp = this.endpointsByIp.get(rec.ip);
-    if (!byIp) this.endpointsByIp.set(rec.ip, (byIp = new Map()));
-    byIp.delete(key); // (re)inserted last: the latest record describes the address
-    byIp.set(key, rec);
+    const at = this.endpointsByIp.get(rec.ip) ?? key; // (re)inserted last: the latest record describes the address
+    this.endpointsByIp.set(rec.ip, at === key ? at : [...(typeof at === 'string' ? [at] : at).filter((k) => k !== key), key]);
     this.flowLog.forget();
     this.endpointFacts(key, rec);
     if (old && old.ip === rec.ip && old.identity === rec.identity && old.node === rec.node) return;
-    this.ipcache.set(rec.ip, `ep:${key}`, 'endpoint', { identity: rec.identity ?? RESERVED.world, endpoint: this.localEndpointId(rec) });
+    // (the owner is the etcd key itself, shared text: no etcd key starts with the other owners' `node:`, `local:`, `cidr:`)
+    this.ipcache.set(rec.ip, key, 'endpoint', { identity: rec.identity ?? RESERVED.world, endpoint: this.localEndpointId(rec) });
     this.scheduleFlush();
   }
 
@@ -181,18 +183,20 @@ export class PolicyDatapath extends EventEmitter {
     const old = this.endpointRecords.get(key);
     if (!old) return;
     this.endpointRecords.delete(key);
-    const byIp = this.endpointsByIp.get(old.ip);
-    byIp?.delete(key);
-    if (byIp?.size === 0) this.endpointsByIp.delete(old.ip);
+    const at = this.endpointsByIp.get(old.ip);
+    const rest = typeof at === 'string' ? (at === key ? [] : [at]) : (at ?? []).filter((k) => k !== key);
+    if (rest.length) this.endpointsByIp.set(old.ip, rest.length === 1 ? rest[0]! : rest);
+    else this.endpointsByIp.delete(old.ip);
     this.flowLog.forget();
     this.endpointFacts(key, null);
-    this.ipcache.delete(old.ip, `ep:${key}`);
+    this.ipcache.delete(old.ip, key);
     this.scheduleFlush();
   }
 
   /** Addresses and container ports for named ports and ipBlocks (compile.ts): recompile when rules use them. */
   private endpointFacts(key: string, rec: EndpointRecord | null): void {
-    const facts = rec && rec.identity !== undefined ? { identity: rec.identity, ip: rec.ip, ports: rec.ports ?? [] } : null;
+    // the record itself when it has every fact (one object less per endpoint)
+    const facts = rec?.identity === undefined ? null : rec.ports ? (rec as EndpointFacts) : { identity: rec.identity, ip: rec.ip, ports: [] };
     if (this.universe.setEndpoint(key, facts) && this.rulesUseEndpoints) this.markDirty();
   }
 
@@ -205,8 +209,8 @@ export class PolicyDatapath extends EventEmitter {
 
   /** The latest endpoint record naming `ip`. */
   private endpointAt(ip: string): EndpointRecord | undefined {
-    const byIp = this.endpointsByIp.get(ip);
-    return byIp ? [...byIp.values()].at(-1) : undefined;
+    const at = this.endpointsByIp.get(ip);
+    return at === undefined ? undefined : this.endpointRecords.get(typeof at === 'string' ? at : at.at(-1)!);
   }
 
   /** Node addresses: ours are `host`, every other node's `remote-node`. */
@@ -403,7 +407,7 @@ export class PolicyDatapath extends EventEmitter {
         const real = sender?.ips[0];
         const source: FlowEndpoint = sender && real ? { ...this.flowLog.endpoint(real, 0, sender.identity), ip: t.source } : { ip: t.source, port: 0, identity: 0 };
         const dstEp = this.localByIp.get(t.destination);
-        const dstIdentity = dstEp?.identity ?? [...(this.endpointsByIp.get(t.destination)?.values() ?? [])].at(-1)?.identity ?? 0;
+        const dstIdentity = dstEp?.identity ?? this.endpointAt(t.destination)?.identity ?? 0;
         return {
           time,
           verdict: 'DROPPED',

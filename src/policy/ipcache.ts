@@ -48,6 +48,23 @@ export function canonicalPrefix(addrOrPrefix: string): string | null {
 }
 
 /**
+ * The slot key: a host prefix (/32, /128) by its address text alone, and then
+ * the caller's own string when it is already canonical (an endpoint record's
+ * address, so the text is shared: ~35 B per remote endpoint), any other prefix
+ * as canonicalPrefix. takeChanges gives every prefix back as `addr/len`.
+ */
+function slotKey(addrOrPrefix: string): string | null {
+  const p = canonicalPrefix(addrOrPrefix);
+  const host = !p ? -1 : p.endsWith('/128') ? p.length - 4 : p.endsWith('/32') && !p.includes(':') ? p.length - 3 : -1;
+  if (host < 0) return p;
+  const addr = p!.slice(0, host);
+  return addr === addrOrPrefix ? addrOrPrefix : addr;
+}
+
+/** A slot key as `addr/len`. */
+const fullPrefix = (key: string): string => (key.includes('/') ? key : `${key}/${key.includes(':') ? 128 : 32}`);
+
+/**
  * One prefix. Nearly every prefix has one owner (a pod's /32): that claim is
  * held inline, further owners in `more`; beside it what the data path holds.
  * One object per prefix instead of a Map, a claim and an installed value (~200 B
@@ -75,7 +92,7 @@ export class IpcacheTable {
 
   /** `owner` says `prefix` is `value`. Re-setting the same claim does not change its age. */
   set(addrOrPrefix: string, owner: string, kind: IpcacheOwnerKind, value: IpcacheValue): void {
-    const p = canonicalPrefix(addrOrPrefix);
+    const p = slotKey(addrOrPrefix);
     if (!p) return;
     let s = this.slots.get(p);
     if (!s) this.slots.set(p, (s = { owner: undefined, kind, identity: 0, endpoint: 0, seq: 0, more: undefined, instIdentity: -1, instEndpoint: 0 }));
@@ -89,7 +106,7 @@ export class IpcacheTable {
 
   /** `owner` no longer names `prefix`; what other owners say takes effect. */
   delete(addrOrPrefix: string, owner: string): void {
-    const p = canonicalPrefix(addrOrPrefix);
+    const p = slotKey(addrOrPrefix);
     const s = p ? this.slots.get(p) : undefined;
     if (!s || s.owner === undefined) return;
     if (s.owner === owner) {
@@ -119,7 +136,7 @@ export class IpcacheTable {
 
   /** The value that wins for `prefix` now (not necessarily taken yet). */
   get(addrOrPrefix: string): (IpcacheValue & { kind: IpcacheOwnerKind; owner: string }) | undefined {
-    const p = canonicalPrefix(addrOrPrefix);
+    const p = slotKey(addrOrPrefix);
     const s = p ? this.slots.get(p) : undefined;
     const best = s && IpcacheTable.best(s);
     return best ? { identity: best[1].identity, endpoint: best[1].endpoint, kind: best[1].kind, owner: best[0] } : undefined;
@@ -127,7 +144,7 @@ export class IpcacheTable {
 
   /** Owners of `prefix`, in the order they came (for status and tests). */
   ownersOf(addrOrPrefix: string): Array<{ owner: string; kind: IpcacheOwnerKind }> {
-    const p = canonicalPrefix(addrOrPrefix);
+    const p = slotKey(addrOrPrefix);
     const s = p ? this.slots.get(p) : undefined;
     if (!s || s.owner === undefined) return [];
     return [{ owner: s.owner, kind: s.kind }, ...[...(s.more ?? [])].map(([owner, c]) => ({ owner, kind: c.kind }))];
@@ -150,7 +167,7 @@ export class IpcacheTable {
         this.slots.delete(p); // no owner left: the slot goes with the data path's entry
         if (have) {
           this.installedCount--;
-          out.set(p, null);
+          out.set(fullPrefix(p), null);
         }
         continue;
       }
@@ -158,7 +175,7 @@ export class IpcacheTable {
       if (!have) this.installedCount++;
       s.instIdentity = want.identity;
       s.instEndpoint = want.endpoint;
-      out.set(p, { identity: want.identity, endpoint: want.endpoint });
+      out.set(fullPrefix(p), { identity: want.identity, endpoint: want.endpoint });
     }
     this.touched.clear();
     return out;

@@ -102,7 +102,13 @@ export function etcdFlags(prefix: '' | 'a' | 'b', url: string, pki: string, user
 }
 
 export const agentRole = (cluster: string, node: string) => `${cluster}-${node}-agent`;
-export const agentCommand = (cfgFile: string) => [process.execPath, WIREMESH, 'agent', '--config', cfgFile];
+/**
+ * V8's young generation capped at 1 MiB semi-spaces: its default grows to 16 MiB
+ * (32 MiB resident) during a sync and stays; the cap costs no sync time
+ * (docs/benchmarks.md, bench:memory). A command-line flag: V8 reads it when the heap is made.
+ */
+export const AGENT_NODE_FLAGS = ['--max-semi-space-size=1'];
+export const agentCommand = (cfgFile: string) => [process.execPath, ...AGENT_NODE_FLAGS, WIREMESH, 'agent', '--config', cfgFile];
 
 /** Whether a process with this PID exists (signal 0). */
 export function alive(pid: number): boolean {

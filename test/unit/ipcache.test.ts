@@ -161,6 +161,35 @@ spec:
     expect(native.has('100.65.2.12/32')).toBe(false);
   });
 
+  // endpointsByIp holds one key per address and an array only while several records name it: on random
+  // sequences the record it gives for an address must be the latest upserted of those naming it
+  for (const seed of [1, 2, 3, 4]) {
+    it(`seed ${seed}: the record an address resolves to is the latest of those naming it (plain model)`, async () => {
+      const { dp, settle } = await setup();
+      let s = seed;
+      const rnd = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32);
+      const keys = ['k/a', 'k/b', 'k/c', 'k/d'];
+      const ips = ['100.65.2.1', '100.65.2.2', '100.65.2.3'];
+      const model = new Map<string, ReturnType<typeof rec>>(); // key -> record, in order of the last upsert
+      const at = (ip: string) => (dp as unknown as { endpointAt(ip: string): unknown }).endpointAt(ip);
+      for (let i = 0; i < 2000; i++) {
+        const key = keys[Math.floor(rnd() * keys.length)]!;
+        if (rnd() < 0.6) {
+          const r = rec(ips[Math.floor(rnd() * ips.length)]!, 'n2', POD + Math.floor(rnd() * 3));
+          dp.upsertEndpoint(key, r);
+          model.delete(key);
+          model.set(key, r);
+        } else {
+          dp.removeEndpoint(key);
+          model.delete(key);
+        }
+        for (const ip of ips) expect(at(ip)).toBe([...model.values()].filter((r) => r.ip === ip).at(-1));
+        expect(new Map(dp.endpoints)).toEqual(model);
+      }
+      await settle();
+    });
+  }
+
   it("a node's address and the router address stay host / remote-node whatever else names them", async () => {
     const { dp, native, settle } = await setup();
     dp.setNode('c1/n1', ['198.18.1.10', '100.65.1.1']);
