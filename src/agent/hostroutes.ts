@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import type { Logger } from '../log.js';
 import { formatIP, parseIP, parsePrefix } from '../net/ip.js';
+import { PrefixTrie } from '../net/prefixtrie.js';
 import { ConfigError } from '../errors.js';
 
 /** The part of `ip -j addr show` read here (iproute2's JSON), decoded rather than cast. */
@@ -50,8 +51,8 @@ export interface RouteClaims {
   release(routes: string[]): void;
   /** Applies the changes since the last flush. */
   flush(): void;
-  /** Every CIDR some peer claims now. */
-  claimed(): Iterable<string>;
+  /** Whether some CIDR a peer claims now holds addr: O(address bits), whatever the number of peers. */
+  covers(addr: Buffer): boolean;
 }
 
 /**
@@ -66,6 +67,8 @@ export class RouteTable implements RouteClaims {
   /** How many peers claim each CIDR, and the CIDRs whose count changed since the last flush. */
   private readonly refs = new Map<string, number>();
   private readonly touched = new Set<string>();
+  /** The claimed CIDRs (count > 0) by prefix, for covers(). */
+  private readonly trie = new PrefixTrie<string>();
 
   constructor(
     private readonly tun: string,
@@ -74,7 +77,9 @@ export class RouteTable implements RouteClaims {
 
   claim(routes: string[]): void {
     for (const r of routes) {
-      this.refs.set(r, (this.refs.get(r) ?? 0) + 1);
+      const n = this.refs.get(r) ?? 0;
+      if (n === 0) this.trie.insert(parsePrefix(r), r);
+      this.refs.set(r, n + 1);
       this.touched.add(r);
     }
   }
@@ -83,13 +88,13 @@ export class RouteTable implements RouteClaims {
     for (const r of routes) {
       const n = (this.refs.get(r) ?? 1) - 1;
       if (n > 0) this.refs.set(r, n);
-      else this.refs.delete(r);
+      else if (this.refs.delete(r)) this.trie.remove(parsePrefix(r), r);
       this.touched.add(r);
     }
   }
 
-  claimed(): Iterable<string> {
-    return this.refs.keys();
+  covers(addr: Buffer): boolean {
+    return this.trie.covering({ addr, cidr: addr.length * 8 }) !== undefined;
   }
 
   flush(): void {

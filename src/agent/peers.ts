@@ -144,6 +144,8 @@ export class PeerReconciler {
    * the others that claim it, in order, take over when it goes.
    */
   private readonly addressClaims = new Map<string, string[]>();
+  /** The same claims by claimant (peer id -> addresses it claims), so one peer's change never walks every claim. */
+  private readonly claimsOf = new Map<string, Set<string>>();
 
   constructor(private readonly d: ReconcilerDeps) {}
 
@@ -333,7 +335,7 @@ export class PeerReconciler {
   private programAllowedIPs(id: string): void {
     const st = this.peers.get(id);
     if (!st) return;
-    const addrs = [...this.addressClaims].filter(([, ids]) => ids[0] === id).map(([a]) => a);
+    const addrs = [...(this.claimsOf.get(id) ?? [])].filter((a) => this.addressClaims.get(a)?.[0] === id);
     this.d.dev.setPeerAllowedIPs(st.peer, [...st.routes, ...addrs].map((c) => parsePrefix(c)));
   }
 
@@ -346,21 +348,26 @@ export class PeerReconciler {
   private claimNodeAddresses(id: string, addresses: string[]): void {
     if (!this.d.policy) return;
     const mine = new Set(this.d.me.addresses.map((a) => formatPrefix(parsePrefix(a))));
-    const podSpace = [...this.d.podSpace(), ...this.d.me.podCIDRs.map((c) => parsePrefix(c)), ...[...this.d.routes.claimed()].map((c) => parsePrefix(c))];
+    // Pod space: every pinned cluster's and our pod CIDRs (a few per cluster) and every peer's routes (a trie: one per node).
+    const podSpace = [...this.d.podSpace(), ...this.d.me.podCIDRs.map((c) => parsePrefix(c))];
     const want = new Set(
       addresses
         .map((a) => parsePrefix(a))
-        .filter((p) => !mine.has(formatPrefix(p)) && !podSpace.some((c) => c.addr.length === p.addr.length && prefixContains(c, p.addr)))
+        .filter((p) => !mine.has(formatPrefix(p)) && !this.d.routes.covers(p.addr) && !podSpace.some((c) => c.addr.length === p.addr.length && prefixContains(c, p.addr)))
         .map((p) => formatPrefix(p)),
     );
     const handOver = new Set<string>();
-    for (const [a, ids] of this.addressClaims) {
+    const had = this.claimsOf.get(id) ?? new Set<string>();
+    for (const a of had) {
+      if (want.has(a)) continue;
+      const ids = this.addressClaims.get(a)!;
       const i = ids.indexOf(id);
-      if (i < 0 || want.has(a)) continue;
       ids.splice(i, 1);
       if (i === 0 && ids[0]) handOver.add(ids[0]);
       if (ids.length === 0) this.addressClaims.delete(a);
     }
+    if (want.size) this.claimsOf.set(id, want);
+    else this.claimsOf.delete(id);
     for (const a of want) {
       const ids = this.addressClaims.get(a);
       if (!ids) this.addressClaims.set(a, [id]);
