@@ -4,6 +4,7 @@
  * reads state goes through ListWatcher, which implements the list-then-watch
  * pattern once for the agent and the kvstoremesh replicator alike.
  */
+import { createHmac, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, retry, wrap, type IBackoff } from 'cockatiel';
 import { Etcd3, isRecoverableError, Range, type IOptions, type Watcher } from 'etcd3';
@@ -209,22 +210,15 @@ export function decoded<T>(codec: Codec<T>, sink: RecordSink<T>, rejections: Rej
  * deletion is lost. While etcd is unreachable the sink keeps what it has.
  */
 /**
- * A 53-bit digest of a value (cyrb53: two 32-bit multiply-xor lanes), for
- * ListWatcher's "has this key's value changed" test. Two different values
- * agree with probability 2^-53; only the key's own writer chooses its values,
- * so a forged collision could only hold back that writer's own update.
+ * A 48-bit digest of a value, for ListWatcher's "has this key's value changed"
+ * test: HMAC-SHA-256 under a key drawn once per process, so nobody who writes
+ * a record can aim for another value's digest (a collision would make an agent
+ * keep a stale value: several writers share some prefixes, e.g. a cluster's
+ * agents its identities). Two values agree by chance with probability 2^-48.
  */
+const DIGEST_KEY = randomBytes(32);
 export function valueDigest(s: string): number {
-  let h1 = 0xdeadbeef;
-  let h2 = 0x41c6ce57;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    h1 = Math.imul(h1 ^ c, 2654435761);
-    h2 = Math.imul(h2 ^ c, 1597334677);
-  }
-  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
-  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
-  return 4294967296 * (2097151 & h2) + (h1 >>> 0);
+  return createHmac('sha256', DIGEST_KEY).update(s).digest().readUIntLE(0, 6);
 }
 
 export class ListWatcher {

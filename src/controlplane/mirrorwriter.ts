@@ -122,8 +122,10 @@ export class BatchedWriter {
           await this.target.write(batch.map(([k, e]) => [k, e.v] as const));
         } catch (err) {
           this.log.error({ remote: this.remote, err: (err as Error).message, keys: batch.length }, 'local write failed, retrying');
-          // back in front of newer writes, with their first-queued time: the retry is older than what came since
-          this.pending = new Map([...batch.filter(([k]) => !this.pending.has(k)), ...this.pending]);
+          // back in front of newer writes, with their first-queued time: the retry is older than what came since.
+          // A key rewritten meanwhile keeps its newer value but this first time (Map: first position, last value).
+          this.pending = new Map([...batch, ...this.pending]);
+          for (const [k, e] of batch) this.pending.get(k)!.at = e.at;
           await new Promise((r) => setTimeout(r, 500));
         } finally {
           this.inFlightSince = undefined;

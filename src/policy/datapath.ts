@@ -352,7 +352,8 @@ export class PolicyDatapath extends EventEmitter {
     const t0 = performance.now();
     const ids = new Set(this.changedIds);
     this.changedIds.clear();
-    const entries = applyIdentityDelta(this.dev, this.localEps.values(), this.compiled, ids, this.universe, (r) => this.ruleNumber(r));
+    // A delta that fails half way leaves some maps patched and some not: a full compile rewrites every one (fail closed, not stale).
+    const entries = (() => { try { return applyIdentityDelta(this.dev, this.localEps.values(), this.compiled, ids, this.universe, (r) => this.ruleNumber(r)); } catch (err) { this.markDirty(); throw err; } })();
     this.lastDelta = { ms: performance.now() - t0, entries };
     this.emit('compiled'); // the proxy's answers for these identities may have changed
   }
