@@ -15,20 +15,38 @@ namespace {
 constexpr uint8_t kTcpFin = 0x01, kTcpRst = 0x04;
 }
 
-Conntrack::Key Conntrack::make_key(CtScope scope, const FlowTuple& t, bool* src_is_a) {
-  Key k;
+const uint64_t* Conntrack::Hash4::seeds() {
+  static const uint64_t* s = [] {
+    static uint64_t seeds[5];
+    for (int i = 0; i < 5; i++) {
+      uint64_t x = flatmap_seed() + uint64_t(i) * 0x9E3779B97F4A7C15ull;
+      seeds[i] = hash_bytes(&x, sizeof x, 0xC7C7C7C7u);
+    }
+    return seeds;
+  }();
+  return s;
+}
+
+Conntrack::Key4 Conntrack::make_key4(CtScope scope, const FlowTuple& t, bool* src_is_a) {
+  uint32_t s, d;
+  std::memcpy(&s, t.src, 4);
+  std::memcpy(&d, t.dst, 4);
+  bool a_is_src = s < d || (s == d && t.sport <= t.dport);
+  *src_is_a = a_is_src;
+  return a_is_src ? Key4{s, d, t.sport, t.dport, t.proto, scope, 0} : Key4{d, s, t.dport, t.sport, t.proto, scope, 0};
+}
+
+Conntrack::Key6 Conntrack::make_key6(CtScope scope, const FlowTuple& t, bool* src_is_a) {
+  Key6 k;
   std::memset(&k, 0, sizeof k);
-  int c = std::memcmp(t.src, t.dst, size_t(t.addr_len));
+  int c = std::memcmp(t.src, t.dst, 16);
   bool a_is_src = c < 0 || (c == 0 && t.sport <= t.dport);
-  const uint8_t* a = a_is_src ? t.src : t.dst;
-  const uint8_t* b = a_is_src ? t.dst : t.src;
-  std::memcpy(k.a, a, size_t(t.addr_len));
-  std::memcpy(k.b, b, size_t(t.addr_len));
+  std::memcpy(k.a, a_is_src ? t.src : t.dst, 16);
+  std::memcpy(k.b, a_is_src ? t.dst : t.src, 16);
   k.pa = a_is_src ? t.sport : t.dport;
   k.pb = a_is_src ? t.dport : t.sport;
   k.proto = t.proto;
   k.scope = scope;
-  k.family = uint8_t(t.addr_len);
   *src_is_a = a_is_src;
   return k;
 }
@@ -41,14 +59,23 @@ uint32_t Conntrack::timeout(const Entry& e) {
 
 CtResult Conntrack::lookup(CtScope scope, const FlowTuple& t, uint32_t now_s) {
   bool src_is_a;
-  Key k = make_key(scope, t, &src_is_a);
   bool closing = (t.tcp_flags & (kTcpFin | kTcpRst)) != 0;
+  if (t.addr_len == 4) {
+    Key4 k = make_key4(scope, t, &src_is_a);  // (sets src_is_a: not in the call's arguments)
+    return lookup_in(map4_, k, scope, src_is_a, closing, now_s);
+  }
+  Key6 k = make_key6(scope, t, &src_is_a);
+  return lookup_in(map6_, k, scope, src_is_a, closing, now_s);
+}
+
+template <typename M, typename K>
+CtResult Conntrack::lookup_in(M& map, K k, CtScope scope, bool src_is_a, bool closing, uint32_t now_s) {
   for (int pass = 0; pass < 2; pass++) {
     // pass 0: our scope, same orientation; pass 1: the other scope, reversed (a reply)
     bool want_orig_a = pass == 0 ? src_is_a : !src_is_a;
     int delta = 0;  // change in the entry's "evictable" state (unreplied or closing)
     uint32_t endpoint = 0;
-    bool hit = map_.with(k, [&](Entry* e) {
+    bool hit = map.with(k, [&](Entry* e) {
       if (!e || bool(e->orig_is_a) != want_orig_a) return false;
       bool was = evictable(*e);
       e->last_s = now_s;
@@ -68,23 +95,33 @@ CtResult Conntrack::lookup(CtScope scope, const FlowTuple& t, uint32_t now_s) {
   return kCtMiss;
 }
 
-bool Conntrack::tracked(const FlowTuple& t) {
-  bool src_is_a;
-  Key k = make_key(kCtEgress, t, &src_is_a);
+template <typename M, typename K>
+bool Conntrack::tracked_in(M& map, K k) {
   for (uint8_t scope : {kCtEgress, kCtIngress}) {
     k.scope = scope;
-    if (map_.with(k, [](Entry* e) { return e != nullptr; })) return true;
+    if (map.with(k, [](Entry* e) { return e != nullptr; })) return true;
   }
   return false;
 }
 
-CtCreate Conntrack::create(CtScope scope, const FlowTuple& t, uint32_t now_s, uint32_t rule, uint32_t endpoint) {
+bool Conntrack::tracked(const FlowTuple& t) {
   bool src_is_a;
-  Key k = make_key(scope, t, &src_is_a);
+  if (t.addr_len == 4) return tracked_in(map4_, make_key4(kCtEgress, t, &src_is_a));
+  return tracked_in(map6_, make_key6(kCtEgress, t, &src_is_a));
+}
+
+CtCreate Conntrack::create(CtScope scope, const FlowTuple& t, uint32_t now_s, uint32_t rule, uint32_t endpoint) {
+  bool src_is_a = false;
+  Key4 k4{};
+  Key6 k6{};
+  if (t.addr_len == 4)
+    k4 = make_key4(scope, t, &src_is_a);
+  else
+    k6 = make_key6(scope, t, &src_is_a);
   Entry e{now_s, rule, endpoint, uint8_t(src_is_a), uint8_t((t.tcp_flags & (kTcpFin | kTcpRst)) != 0),
           uint8_t(t.proto == 6), 0};
   size_t quota = per_endpoint_.load(std::memory_order_relaxed);
-  size_t max = map_.max_entries();
+  size_t max = map4_.max_entries();
   bool sweep = false, quota_full = false;
   uint32_t victim = endpoint;
   {
@@ -94,7 +131,7 @@ CtCreate Conntrack::create(CtScope scope, const FlowTuple& t, uint32_t now_s, ui
       // the endpoint's own quota: only its own evictable entries may make room
       quota_full = true;
       sweep = worth_sweeping(u.evictable, quota);
-    } else if (map_.size() >= max) {
+    } else if (size() >= max) {
       // the table: the endpoint with most evictable entries pays (the flooder)
       int64_t most = 0;
       for (auto& [id, v] : usage_)
@@ -113,7 +150,9 @@ CtCreate Conntrack::create(CtScope scope, const FlowTuple& t, uint32_t now_s, ui
     count(kEvictionSweeps);
     count(kEvicted, sweep_evictable(victim));
   }
-  int r = map_.insert(k, e);
+  // max_entries bounds both tables together (each alone refuses past it too,
+  // so threads racing past this check overshoot by at most one entry each)
+  int r = size() >= max ? -1 : t.addr_len == 4 ? map4_.insert(k4, e) : map6_.insert(k6, e);
   if (r < 0) {
     count(kTableFull);
     return kCtTableFull;
@@ -127,7 +166,7 @@ CtCreate Conntrack::create(CtScope scope, const FlowTuple& t, uint32_t now_s, ui
 }
 
 size_t Conntrack::sweep_evictable(uint32_t endpoint) {
-  size_t n = map_.erase_if([endpoint](const Key&, const Entry& e) { return e.endpoint == endpoint && evictable(e); });
+  size_t n = erase_if([endpoint](const auto&, const Entry& e) { return e.endpoint == endpoint && evictable(e); });
   std::lock_guard<std::mutex> lock(quota_mu_);
   Usage& u = usage_[endpoint];
   u.total -= int64_t(n);
@@ -137,7 +176,7 @@ size_t Conntrack::sweep_evictable(uint32_t endpoint) {
 
 size_t Conntrack::gc(uint32_t now_s) {
   std::unordered_map<uint32_t, Usage> gone;
-  size_t n = map_.erase_if([&](const Key&, const Entry& e) {
+  size_t n = erase_if([&](const auto&, const Entry& e) {
     if (now_s - e.last_s <= timeout(e)) return false;
     Usage& g = gone[e.endpoint];
     g.total++;
@@ -161,7 +200,8 @@ size_t Conntrack::endpoint_entries(uint32_t endpoint) {
 }
 
 void Conntrack::clear() {
-  map_.clear();
+  map4_.clear();
+  map6_.clear();
   std::lock_guard<std::mutex> lock(quota_mu_);
   usage_.clear();
 }

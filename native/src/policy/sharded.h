@@ -2,8 +2,11 @@
 // tables (policy conntrack, service NAT) are written by the TX and RX threads
 // and swept by the control thread, and sharding keeps them from meeting.
 //
-// One hash per key: its low bits index the shard's table, its high bits pick
-// the shard. The size is kept in an atomic so a full table can refuse new
+// One hash per key (H, FlatMap's hasher; every shard's must hash alike): H
+// indexes a shard's table with some of its bits, the shard is picked by the
+// bits from kShardShift up, which must be other ones (BytesHash indexes by
+// the low bits: bits 40..45; a multiply-shift hasher by the high bits).
+// The size is kept in an atomic so a full table can refuse new
 // entries without taking every lock.
 #pragma once
 #include <atomic>
@@ -14,7 +17,7 @@
 
 namespace wm {
 
-template <typename K, typename V, int kShards = 64>
+template <typename K, typename V, int kShards = 64, typename H = BytesHash, int kShardShift = 40>
 class ShardedMap {
  public:
   explicit ShardedMap(size_t max_entries) : max_entries_(max_entries) {}
@@ -88,14 +91,15 @@ class ShardedMap {
  private:
   struct Shard {
     std::mutex mu;
-    FlatMap<K, V> map{64};
+    FlatMap<K, V, H> map{64};
   };
-  Shard& shard_for(uint64_t h) { return shards_[(h >> 40) % kShards]; }
-  uint64_t hash(const K& k) const { return hash_bytes(&k, sizeof k, flatmap_seed()); }
+  Shard& shard_for(uint64_t h) { return shards_[(h >> kShardShift) % kShards]; }
+  uint64_t hash(const K& k) const { return hasher_.hash(k); }
 
   Shard shards_[kShards];
   std::atomic<size_t> size_{0};
   std::atomic<size_t> max_entries_;
+  H hasher_;
 };
 
 }  // namespace wm
