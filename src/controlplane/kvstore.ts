@@ -89,10 +89,7 @@ export function connectEtcd(o: EtcdOptions): Etcd3 {
   const opts: IOptions = {
     hosts: o.endpoints,
     dialTimeout: o.dialTimeoutMs ?? 3000,
-    // HTTP/2 pings every 10 s while calls (watches) are open, 5 s to answer: a silently blackholed etcd
-    // (half-open TCP) breaks the watches in ~15 s, so sync lag and `connected` say so, instead of after
-    // the kernel's TCP keepalive (hours). etcd refuses pings more often than --grpc-keepalive-min-time (5 s).
-    grpcOptions: { 'grpc.max_receive_message_length': 64 << 20, 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_timeout_ms': 5_000 },
+    grpcOptions: { 'grpc.max_receive_message_length': 64 << 20 },
     // etcd3's defaults (watch backoff up to 30 s, a host circuit open 5 s after
     // 3 failures) left agents 12-13 s behind a restarted etcd (npm run chaos,
     // etcd-loss); state should flow again within about a second.
