@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <utility>
 
 #include "../policy/flatmap.h"
 
@@ -185,20 +186,31 @@ uint32_t tail_start(uint32_t m) {
 
 }  // namespace
 
+bool maglev_permutations(const std::vector<BackendKey>& backends, const std::vector<uint32_t>& weights, uint32_t m,
+                         std::vector<uint32_t>* offset, std::vector<uint32_t>* skip, uint32_t* wmax) {
+  size_t n = backends.size();
+  *wmax = 0;
+  for (size_t i = 0; i < n; i++) *wmax = std::max(*wmax, weights[i]);
+  if (n == 0 || *wmax == 0 || m < 2) return false;
+  offset->resize(n);
+  skip->resize(n);
+  for (size_t i = 0; i < n; i++) {
+    uint64_t h1 = hash_bytes(&backends[i], sizeof(BackendKey), kMaglevSeed);
+    uint64_t h2 = hash_bytes(&backends[i], sizeof(BackendKey), kMaglevSeed ^ 0x9E3779B97F4A7C15ull);
+    (*offset)[i] = uint32_t(h1 % m);
+    (*skip)[i] = uint32_t(h2 % (m - 1) + 1);
+  }
+  return true;
+}
+
 std::vector<uint32_t> maglev_build(const std::vector<BackendKey>& backends, const std::vector<uint32_t>& weights,
                                    uint32_t m) {
   size_t n = backends.size();
   uint32_t wmax = 0;
-  for (size_t i = 0; i < n; i++) wmax = std::max(wmax, weights[i]);
-  if (n == 0 || wmax == 0 || m < 2) return {};
+  std::vector<uint32_t> offset, skip;
+  if (!maglev_permutations(backends, weights, m, &offset, &skip, &wmax)) return {};
   std::vector<uint32_t> table(m);
-  Fill f{m, std::vector<uint32_t>(n), std::vector<uint32_t>(n), std::vector<uint64_t>((m + 63) / 64, 0), &table};
-  for (size_t i = 0; i < n; i++) {
-    uint64_t h1 = hash_bytes(&backends[i], sizeof(BackendKey), kMaglevSeed);
-    uint64_t h2 = hash_bytes(&backends[i], sizeof(BackendKey), kMaglevSeed ^ 0x9E3779B97F4A7C15ull);
-    f.next[i] = uint32_t(h1 % m);
-    f.skip[i] = uint32_t(h2 % (m - 1) + 1);
-  }
+  Fill f{m, std::move(offset), std::move(skip), std::vector<uint64_t>((m + 63) / 64, 0), &table};
   // The backends that take a turn, in order; weighted backends by rounds:
   // backend i takes a turn in round r when floor((r + 1) * w / wmax) steps up,
   // i.e. when r * w mod wmax plus w reaches wmax (kept as a running remainder).

@@ -34,6 +34,13 @@ constexpr uint32_t kMaglevDefaultSize = 16381;
 
 bool is_prime(uint32_t n);
 
+// The paper's permutation of every backend: offset = h1 % m, skip = h2 % (m - 1) + 1,
+// hashes of the backend key with fixed seeds (every node agrees). False (nothing
+// to build) when there is no backend, no positive weight or m < 2; else *wmax is
+// the largest weight. Shared by maglev_build and the bench's reference build.
+bool maglev_permutations(const std::vector<BackendKey>& backends, const std::vector<uint32_t>& weights, uint32_t m,
+                         std::vector<uint32_t>* offset, std::vector<uint32_t>* skip, uint32_t* wmax);
+
 // Sorts backends by key (weights alongside) and drops duplicate keys; returns
 // the input index of every backend kept, in the new order.
 std::vector<uint32_t> sort_backends(std::vector<BackendKey>* keys, std::vector<uint32_t>* weights);

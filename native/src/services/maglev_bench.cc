@@ -15,15 +15,8 @@ std::vector<uint32_t> maglev_build_reference(const std::vector<BackendKey>& back
                                              const std::vector<uint32_t>& weights, uint32_t m) {
   size_t n = backends.size();
   uint32_t wmax = 0;
-  for (size_t i = 0; i < n; i++) wmax = std::max(wmax, weights[i]);
-  if (n == 0 || wmax == 0 || m < 2) return {};
-  std::vector<uint32_t> next(n), skip(n);
-  for (size_t i = 0; i < n; i++) {
-    uint64_t h1 = hash_bytes(&backends[i], sizeof(BackendKey), kMaglevSeed);
-    uint64_t h2 = hash_bytes(&backends[i], sizeof(BackendKey), kMaglevSeed ^ 0x9E3779B97F4A7C15ull);
-    next[i] = uint32_t(h1 % m);
-    skip[i] = uint32_t(h2 % (m - 1) + 1);
-  }
+  std::vector<uint32_t> next, skip;
+  if (!maglev_permutations(backends, weights, m, &next, &skip, &wmax)) return {};
   constexpr uint32_t kFree = 0xFFFFFFFFu;
   std::vector<uint32_t> table(m, kFree);
   uint32_t filled = 0;

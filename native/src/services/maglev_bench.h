@@ -20,6 +20,7 @@ std::vector<uint32_t> maglev_build_reference(const std::vector<BackendKey>& back
 
 struct MaglevBenchResult {
   double ns_per_op = 0;  // one build, or one lookup
+  double setup_ms = 0;   // not measured: RunBench (testhooks.cc) answers it for every bench
   size_t ops = 0;
   size_t hits = 0;  // lookups that found a backend
 };

@@ -105,40 +105,41 @@ Napi::Value PeerSpeaksFor(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, peer_speaks_for(clusters, max, info[2].As<Napi::Number>().Uint32Value()));
 }
 
-// maglevBench(kind, n, m, ops) -> { nsPerOp, ops, hits } (maglev_bench.h)
-Napi::Value MaglevBench(const Napi::CallbackInfo& info) {
+// One native micro-benchmark: run(kind, a, b, c, &result, &err) with the four
+// arguments checked; answers { nsPerOp, setupMs, ops, hits } or throws err.
+template <typename R, typename Run>
+Napi::Value RunBench(const Napi::CallbackInfo& info, const char* usage, Run run) {
   Napi::Env env = info.Env();
   if (!info[0].IsString() || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsNumber())
-    return ThrowType(env, "maglevBench(kind, n, m, ops)");
-  MaglevBenchResult r;
+    return ThrowType(env, usage);
+  auto arg = [&](int i) { return info[i].As<Napi::Number>().Int64Value(); };
+  R r;
   std::string err;
-  if (!run_maglev_bench(info[0].As<Napi::String>().Utf8Value(), size_t(info[1].As<Napi::Number>().Int64Value()),
-                        info[2].As<Napi::Number>().Uint32Value(), size_t(info[3].As<Napi::Number>().Int64Value()), &r,
-                        &err))
-    return ThrowType(env, err);
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("nsPerOp", r.ns_per_op);
-  o.Set("ops", double(r.ops));
-  o.Set("hits", double(r.hits));
-  return o;
-}
-
-// policyBench(kind, size, policyEntries, ops) -> { nsPerOp, setupMs, ops, hits }
-Napi::Value PolicyBench(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!info[0].IsString()) return ThrowType(env, "policyBench(kind, size, policyEntries, ops)");
-  PolicyBenchResult r;
-  std::string err;
-  if (!run_policy_bench(info[0].As<Napi::String>().Utf8Value(), size_t(info[1].As<Napi::Number>().Int64Value()),
-                            size_t(info[2].As<Napi::Number>().Int64Value()),
-                            size_t(info[3].As<Napi::Number>().Int64Value()), &r, &err))
-    return ThrowType(env, err);
+  if (!run(info[0].As<Napi::String>().Utf8Value(), arg(1), arg(2), arg(3), &r, &err)) return ThrowType(env, err);
   Napi::Object o = Napi::Object::New(env);
   o.Set("nsPerOp", r.ns_per_op);
   o.Set("setupMs", r.setup_ms);
   o.Set("ops", double(r.ops));
   o.Set("hits", double(r.hits));
   return o;
+}
+
+// maglevBench(kind, n, m, ops) -> { nsPerOp, setupMs (0), ops, hits } (maglev_bench.h)
+Napi::Value MaglevBench(const Napi::CallbackInfo& info) {
+  return RunBench<MaglevBenchResult>(info, "maglevBench(kind, n, m, ops)",
+                                     [](const std::string& kind, int64_t n, int64_t m, int64_t ops,
+                                        MaglevBenchResult* r, std::string* err) {
+                                       return run_maglev_bench(kind, size_t(n), uint32_t(m), size_t(ops), r, err);
+                                     });
+}
+
+// policyBench(kind, size, policyEntries, ops) -> { nsPerOp, setupMs, ops, hits } (policy/bench.h)
+Napi::Value PolicyBench(const Napi::CallbackInfo& info) {
+  return RunBench<PolicyBenchResult>(info, "policyBench(kind, size, policyEntries, ops)",
+                                     [](const std::string& kind, int64_t size, int64_t entries, int64_t ops,
+                                        PolicyBenchResult* r, std::string* err) {
+                                       return run_policy_bench(kind, size_t(size), size_t(entries), size_t(ops), r, err);
+                                     });
 }
 
 Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
