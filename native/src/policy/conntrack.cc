@@ -75,6 +75,7 @@ CtResult Conntrack::lookup_in(M& map, K k, CtScope scope, bool src_is_a, bool cl
     bool want_orig_a = pass == 0 ? src_is_a : !src_is_a;
     int delta = 0;  // change in the entry's "evictable" state (unreplied or closing)
     uint32_t endpoint = 0;
+    bool proxied = false;
     bool hit = map.with(k, [&](Entry* e) {
       if (!e || bool(e->orig_is_a) != want_orig_a) return false;
       bool was = evictable(*e);
@@ -83,13 +84,14 @@ CtResult Conntrack::lookup_in(M& map, K k, CtScope scope, bool src_is_a, bool cl
       if (pass == 1) e->replied = 1;
       delta = int(evictable(*e)) - int(was);
       endpoint = e->endpoint;
+      proxied = e->proxied;
       return true;
     });
     if (delta) {
       std::lock_guard<std::mutex> lock(quota_mu_);
       usage_[endpoint].evictable += delta;
     }
-    if (hit) return pass == 0 ? kCtEstablished : kCtReply;
+    if (hit) return pass == 1 ? kCtReply : proxied ? kCtProxied : kCtEstablished;
     k.scope = scope == kCtEgress ? kCtIngress : kCtEgress;
   }
   return kCtMiss;
@@ -110,7 +112,8 @@ bool Conntrack::tracked(const FlowTuple& t) {
   return tracked_in(map6_, make_key6(kCtEgress, t, &src_is_a));
 }
 
-CtCreate Conntrack::create(CtScope scope, const FlowTuple& t, uint32_t now_s, uint32_t rule, uint32_t endpoint) {
+CtCreate Conntrack::create(CtScope scope, const FlowTuple& t, uint32_t now_s, uint32_t rule, uint32_t endpoint,
+                           bool proxied) {
   bool src_is_a = false;
   Key4 k4{};
   Key6 k6{};
@@ -119,7 +122,7 @@ CtCreate Conntrack::create(CtScope scope, const FlowTuple& t, uint32_t now_s, ui
   else
     k6 = make_key6(scope, t, &src_is_a);
   Entry e{now_s, rule, endpoint, uint8_t(src_is_a), uint8_t((t.tcp_flags & (kTcpFin | kTcpRst)) != 0),
-          uint8_t(t.proto == 6), 0};
+          uint8_t(t.proto == 6), 0, uint8_t(proxied)};
   size_t quota = per_endpoint_.load(std::memory_order_relaxed);
   size_t max = map4_.max_entries();
   bool sweep = false, quota_full = false;

@@ -44,7 +44,9 @@
 namespace wm {
 
 enum CtScope : uint8_t { kCtEgress = 0, kCtIngress = 1 };
-enum CtResult : uint8_t { kCtMiss = 0, kCtEstablished = 1, kCtReply = 2 };
+// kCtProxied: the flow's own direction, admitted only to go through the L7
+// proxy: it may never pass straight to the pod (see Entry::proxied).
+enum CtResult : uint8_t { kCtMiss = 0, kCtEstablished = 1, kCtReply = 2, kCtProxied = 3 };
 enum CtCreate : uint8_t { kCtCreated, kCtExists, kCtTableFull, kCtQuotaFull };
 
 struct FlowTuple {
@@ -81,8 +83,10 @@ class Conntrack {
   // and, in the other scope, as a reply (reverse orientation; marks it replied).
   CtResult lookup(CtScope scope, const FlowTuple& t, uint32_t now_s);
   // An entry for a flow policy allowed, charged to `endpoint`; evicts
-  // unreplied entries under pressure (see above).
-  CtCreate create(CtScope scope, const FlowTuple& t, uint32_t now_s, uint32_t rule, uint32_t endpoint);
+  // unreplied entries under pressure (see above). `proxied`: policy allowed
+  // it only through the L7 proxy.
+  CtCreate create(CtScope scope, const FlowTuple& t, uint32_t now_s, uint32_t rule, uint32_t endpoint,
+                  bool proxied = false);
   // Whether the flow has an entry in either scope and orientation (nothing is refreshed).
   bool tracked(const FlowTuple& t);
   size_t gc(uint32_t now_s);
@@ -126,6 +130,12 @@ class Conntrack {
     uint8_t closing : 1;
     uint8_t tcp : 1;
     uint8_t replied : 1;  // the other side answered: no longer evictable, TCP gets the long timeout
+    // Admitted for the L7 proxy: the flow's packets reach the pod only through
+    // the device's redirect pair. When that pair is missing (the redirect
+    // failed while the proxy was down, or an RST closed the pair and the
+    // client reuses the tuple), a hit says kCtProxied, never "established":
+    // a conntrack entry must not turn an L7 decision into an L4 pass.
+    uint8_t proxied : 1;
   };
   static_assert(sizeof(Key4) == 16 && sizeof(Entry) == 13, "an IPv4 slot is 32 bytes");
   struct Usage {

@@ -262,7 +262,10 @@ PolicyEngine::CheckResult PolicyEngine::decide(const Endpoint& ep, CtScope scope
   }
   uint32_t now = now_s();
   // (a redirected flow's later packets are caught by the device's redirect table before this)
-  if (ct_.lookup(scope, t, now) != kCtMiss) return kCheckPass;
+  // A flow admitted for the proxy goes to the proxy again (or nowhere, while it is down).
+  CtResult ct = ct_.lookup(scope, t, now);
+  if (ct == kCtProxied) return kCheckRedirect;
+  if (ct != kCtMiss) return kCheckPass;
   uint32_t rule = 0;
   bool redirect = false;
   if (m) {
@@ -290,7 +293,7 @@ void PolicyEngine::admit(const PacketView& pv, const Admission& a) {
   if (!a.pending) return;
   FlowTuple t{pv.ip.src, pv.ip.dst, pv.ip.addr_len, pv.sport, pv.dport, pv.proto, pv.tcp_flags};
   FlowReason r = kReasonNone;
-  CtCreate c = ct_.create(a.scope, t, now_s(), a.rule, a.endpoint);
+  CtCreate c = ct_.create(a.scope, t, now_s(), a.rule, a.endpoint, a.redirect);
   if (c == kCtTableFull || c == kCtQuotaFull) {
     count(kPolCtFull);
     r = kReasonCtFull;
