@@ -21,6 +21,8 @@
  *
  * A full run with --anchor <dir> runs the anchor's kvstoremesh instead (the same agent: this tree's).
  * Common: --rest-seconds (10) the rest window, --timeout (900 s) for the whole run.
+ * --profile-agent DIR: CPU profiles of the agent's (this process's) JavaScript thread, one file per
+ * --profile-window (30 s) into DIR, from the agent's start to the end (bench/cp-profile.ts).
  */
 import { fork } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -33,6 +35,7 @@ import { nodeCodec } from '../src/controlplane/records/index.js';
 import type { NodeRecord } from '../src/controlplane/types.js';
 import { silentLogger } from '../src/log.js';
 import type { LoadRequest, LoadResult } from './cp-load.js';
+import { profileWindows, threadCpu } from './cp-profile.js';
 import { etcdUrl, log, measureRest, restLine, runInNetns, startMesh, waitMeshSynced, type RestFigures } from './cp-mesh.js';
 
 const { values: o } = parseArgs({
@@ -46,6 +49,8 @@ const { values: o } = parseArgs({
     sweep: { type: 'string' },
     anchor: { type: 'string' },
     timeout: { type: 'string', default: '900' },
+    'profile-agent': { type: 'string' },
+    'profile-window': { type: 'string', default: '30' },
   },
 });
 const num = (v: string | undefined, what: string, dflt: number): number => {
@@ -127,6 +132,7 @@ async function fullRun(dir: string): Promise<void> {
   const m = await startMesh(K, dir, o.anchor ? join(o.anchor, 'bin', 'wiremesh.js') : OURS);
   const gen = loadGenerator();
   let agent: Agent | undefined;
+  let stopProfile: (() => Promise<void>) | undefined;
   try {
     log('starting the measuring agent in c1');
     mkdirSync(join(dir, 'agent'), { recursive: true });
@@ -144,6 +150,7 @@ async function fullRun(dir: string): Promise<void> {
       silentLogger,
     );
     await agent.start();
+    stopProfile = o['profile-agent'] ? profileWindows(o['profile-agent'], num(o['profile-window'], 'profile-window', 30), log) : undefined;
     gc();
     const mem0 = process.memoryUsage();
 
@@ -151,12 +158,17 @@ async function fullRun(dir: string): Promise<void> {
     const t0 = Date.now();
     const loaded = await gen.request({ op: 'load', clusters: clustersOf(range(1, K)), nodes: N, endpoints: E });
     log(`written in ${loaded.seconds.toFixed(1)} s; waiting for the agent to program ${K * N} peers`);
-    const peerCount = () => (agent!.status() as { peers: unknown[] }).peers.length;
-    for (let last = 0; peerCount() < K * N || agent.endpoints.size < K * N * E; ) {
+    // not status(): that reads every peer's counters from the device, O(peers) per call
+    const peerCount = () => agent!.peerCount;
+    for (let last = 0, cpu0 = threadCpu(); peerCount() < K * N || agent.endpoints.size < K * N * E; ) {
       await sleep(500);
       if (Date.now() - last > 10_000) {
+        const cpu = threadCpu();
+        const s = (Date.now() - last) / 1000;
+        const busy = last ? `; cores: JavaScript thread ${((cpu.js - cpu0.js) / s).toFixed(2)}, other threads ${((cpu.other - cpu0.other) / s).toFixed(2)}` : '';
         last = Date.now();
-        log(`  agent: ${peerCount()} peers, ${agent.endpoints.size} endpoints`);
+        cpu0 = cpu;
+        log(`  agent: ${peerCount()} peers, ${agent.endpoints.size} endpoints, RSS ${(process.memoryUsage.rss() / 2 ** 20).toFixed(0)} MiB${busy}`);
       }
     }
     const syncS = (Date.now() - t0) / 1000;
@@ -220,6 +232,7 @@ async function fullRun(dir: string): Promise<void> {
     if (report.kvstoremeshHopMs) console.log(`  of which remote etcd -> kvstoremesh -> c1's etcd: p50 ${report.kvstoremeshHopMs.p50} ms, p99 ${report.kvstoremeshHopMs.p99} ms`);
     save(`controlplane-${K}x${N}x${E}${o.anchor ? '-anchor' : ''}.json`, { ...report, kvstoremesh: o.anchor ?? 'this tree' });
   } finally {
+    await stopProfile?.().catch(() => undefined);
     gen.stop();
     await agent?.stop().catch(() => undefined);
     await m.stop();

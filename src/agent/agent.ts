@@ -326,6 +326,11 @@ export class Agent extends EventEmitter {
     return this.peerSet.desiredNodes();
   }
 
+  /** How many peers (tunnels) the agent holds: O(1), unlike status(). */
+  get peerCount(): number {
+    return this.peerSet.peers.size;
+  }
+
   reconcile(): void {
     this.peerSet.reconcile();
   }
