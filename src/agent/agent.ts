@@ -49,7 +49,7 @@ import { HairpinRouting, ip, ipBatch, RouteTable, setupRouterAddress } from './h
 import { PeerReconciler } from './peers.js';
 import { loadOrCreateKey, Registration, type LocalEndpoint } from './registration.js';
 import { stateWatches, trustWatches, type Watch } from './sinks.js';
-import { healthRecord, peerStatuses, type AgentStatus } from './status.js';
+import { healthOfPeers, peerStatuses, type AgentStatus } from './status.js';
 
 export type { LocalEndpoint } from './registration.js';
 export type { AgentStatus } from './status.js';
@@ -340,8 +340,10 @@ export class Agent extends EventEmitter {
   /** Publishes this node's tunnels for `wiremesh clustermesh status`. */
   private async publishHealth(): Promise<void> {
     if (this.stopped) return;
-    const st = this.status();
-    await this.registration.putLeased(healthKey(this.cfg.cluster.name, this.cfg.node.name), nodeHealthCodec.encode(healthRecord(st, this.serviceList(), new Date())))?.catch(() => undefined);
+    // not status(): that reads every peer's counters (healthOfPeers)
+    const active = new Map(this.dev.native.peerStats(true).map((s) => [s.id, s]));
+    const health = healthOfPeers([...this.peerSet.syncedClusters].sort(), this.peerSet.peers, active, Date.now(), this.dev.now(), this.serviceList(), new Date());
+    await this.registration.putLeased(healthKey(this.cfg.cluster.name, this.cfg.node.name), nodeHealthCodec.encode(health))?.catch(() => undefined);
   }
 
   /** The services list, computed once per services change (ServiceDatapath.list caches it) and shared by every reader. */

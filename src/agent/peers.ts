@@ -23,6 +23,8 @@ export interface PeerHandle {
   lastHandshakeEpochMs: number;
   /** Monotonic ms since we started initiating without an answer; 0 when not initiating. */
   initiatingSinceMs: number;
+  /** Where handshakes go (the configured endpoint, or where the last handshake came from). */
+  readonly endpoint?: { host: string; port: number } | undefined;
 }
 
 /** The device calls the reconciler makes (wireguard/device.ts WireGuardDevice). */

@@ -9,7 +9,7 @@ import { validateManifest } from '../../src/manifests/validate.js';
 import { FakeDevice } from '../../src/native/fakedevice.js';
 import { ServiceDatapath, type ServiceStatus } from '../../src/services/datapath.js';
 import type { PeerState } from '../../src/agent/peers.js';
-import { healthRecord, peerStatuses, type AgentStatus } from '../../src/agent/status.js';
+import { healthOfPeers, healthRecord, peerStatuses, type AgentStatus } from '../../src/agent/status.js';
 
 const rec = (cluster: string, name: string): NodeRecord => ({ cluster, clusterId: 2, name, addresses: ['198.18.2.1'], port: 51820, publicKey: Buffer.alloc(32, 7).toString('base64'), podCIDRs: ['100.66.1.0/24'], bootId: '1' });
 const peer = (id: number, lastHandshakeEpochMs: number, initiatingSinceMs: number) => ({ id, publicKey: Buffer.alloc(32, id), lastHandshakeEpochMs, initiatingSinceMs });
@@ -70,5 +70,48 @@ describe('the services list', () => {
     svc.removeRecord('k1');
     expect(svc.list()).toEqual([]);
     svc.stop();
+  });
+});
+
+// The health record from the peers and the device's active peers only (what the agent publishes every 5 s)
+// against the reference: healthRecord over status()'s full read of every peer's counters.
+describe('the health record without a full read of the counters', () => {
+  function rng(seed: number) {
+    let s = seed >>> 0;
+    return () => {
+      s = (s + 0x6d2b79f5) >>> 0;
+      let t = s;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+    };
+  }
+  it.each([1, 2, 3, 4, 5])('equals healthRecord(status) on random peer sets (seed %i)', (seed) => {
+    const rand = rng(seed);
+    const nowMs = 2_000_000_000;
+    const monoMs = 1_000_000;
+    for (let round = 0; round < 20; round++) {
+      const fd = new FakeDevice();
+      const peers: Array<[string, PeerState]> = [];
+      const n = 1 + Math.floor(rand() * 700); // past the 500 listed peers sometimes
+      for (let i = 1; i <= n; i++) {
+        const cluster = `c${2 + Math.floor(rand() * 4)}`;
+        const r = rand();
+        // never, recently, long ago (not live), or at the 180 s edge
+        const hs = r < 0.4 ? 0 : r < 0.7 ? nowMs - Math.floor(rand() * 100_000) : r < 0.9 ? nowMs - 200_000 - Math.floor(rand() * 1e6) : nowMs - 179_400 - Math.floor(rand() * 1200);
+        const init = rand() < 0.3 ? monoMs - Math.floor(rand() * 40_000) : 0;
+        const endpoint = { host: `198.18.${Math.floor(i / 250)}.${i % 250}`, port: 51820 };
+        fd.upsertPeer(i);
+        fd.setEndpoint(i, endpoint.host, endpoint.port);
+        // the device's contract: a peer outside peerStats(true) has all counters 0
+        if (hs || rand() < 0.2) Object.assign(fd.peer(i).stats, { rxBytes: Math.floor(rand() * 1e6), txBytes: Math.floor(rand() * 1e6), rxPackets: 1 + Math.floor(rand() * 100), txPackets: Math.floor(rand() * 100) });
+        peers.push([`${cluster}/n${i}`, { record: rec(cluster, `n${i}`), peer: { ...peer(i, hs, init), endpoint }, routes: [], relayed: [] }]);
+      }
+      const all = new Map(fd.peerStats().map((s) => [s.id, s]));
+      const active = new Map(fd.peerStats(true).map((s) => [s.id, s]));
+      const at = new Date(nowMs);
+      const ref = healthRecord({ syncedClusters: ['c2', 'c3'], peers: peerStatuses(peers, all, nowMs, monoMs) }, [], at);
+      expect(healthOfPeers(['c2', 'c3'], peers, active, nowMs, monoMs, [], at)).toEqual(ref);
+    }
   });
 });
