@@ -104,6 +104,12 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
   readonly peers = new Map<string, Peer>();
   readonly stats: DeviceStats = { handshakesInitiated: 0, handshakesCompleted: 0, handshakesRejected: 0, cookieRepliesConsumed: 0 };
   private readonly byId = new Map<number, Peer>();
+  /**
+   * Peers whose timers may be armed (a retransmit, key zeroing or persistent keepalive pending): added where a
+   * timer is armed, dropped by tick() once it no longer is, so a tick looks at these and the device's active
+   * peers, never at every peer (an agent holds thousands of idle ones).
+   */
+  private readonly armedPeers = new Set<Peer>();
   /** Which peer owns each allowed-IP prefix ("addr/cidr" hex): an address belongs to one peer. */
   private readonly prefixOwner = new Map<string, Peer>();
   private readonly indices = new Map<number, Peer>();
@@ -201,6 +207,7 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
     const peer = this.getPeer(publicKey);
     if (!peer) return;
     peer.timers.stop();
+    this.armedPeers.delete(peer);
     this.native.removePeer(peer.id);
     for (const p of peer.allowedIPs) {
       const k = `${p.addr.toString('hex')}/${p.cidr}`;
@@ -241,6 +248,7 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
   setPeerPersistentKeepalive(peer: Peer, seconds: number): void {
     const was = peer.timers.persistentKeepaliveS;
     peer.timers.persistentKeepaliveSet(seconds, this.now());
+    this.armedPeers.add(peer);
     // As wireguard-go: turning it on sends one at once, which also starts a handshake.
     if (seconds > 0 && was === 0 && this.identity) this.native.sendKeepalive(peer.id);
   }
@@ -341,6 +349,7 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
     keys.send.fill(0);
     keys.recv.fill(0);
     peer.timers.sessionDerived(now);
+    this.armedPeers.add(peer);
   }
 
   private handshakeComplete(peer: Peer): void {
@@ -373,10 +382,16 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
     const msg = peer.cookie.addMacs(createInitiation(identity, peer.handshake, this.allocIndex(peer)));
     this.native.sendHandshake(peer.endpoint.host, peer.endpoint.port, msg);
     peer.timers.handshakeInitiated(now);
+    this.armedPeers.add(peer);
     this.stats.handshakesInitiated++;
   }
 
   // ---- timers ---------------------------------------------------------------------
+
+  /** The peers tick() looks at besides the active ones (a test compares them with a full scan). */
+  get trackedArmedPeers(): ReadonlySet<Peer> {
+    return this.armedPeers;
+  }
 
   tick(): void {
     if (this.closed) return;
@@ -392,7 +407,10 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
       work.push([peer, s]);
     }
     // idle peers whose own timers can still fire
-    for (const peer of this.byId.values()) if (!seen.has(peer.id) && peer.timers.armed) work.push([peer, idle]);
+    for (const peer of this.armedPeers) {
+      if (!peer.timers.armed) this.armedPeers.delete(peer);
+      else if (!seen.has(peer.id)) work.push([peer, idle]);
+    }
     for (const [peer, s] of work) {
       for (const action of peer.timers.tick(now, s)) {
         switch (action) {

@@ -236,3 +236,44 @@ describe('precomputed static-static DH', () => {
   });
 });
 
+
+// tick() looks at the device's active peers and the peers whose timers were armed, not at every peer: on
+// seeded random sequences of handshakes (some answered, most not), persistent keepalives, peer removals and
+// clock steps, every peer a full scan finds armed is tracked, and a tick with nothing due leaves exactly those.
+describe('the timers tick over armed peers only', () => {
+  function rng(seed: number) {
+    let s = seed >>> 0;
+    return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  }
+  const armedByScan = (d: WireGuardDevice<FakeDevice>) => new Set([...d.peers.values()].filter((p) => p.timers.armed));
+  it.each([1, 2, 3, 4])('tracks every armed peer, against a full scan (seed %i)', (seed) => {
+    const rand = rng(seed);
+    const f = setup();
+    const extra: Peer[] = [];
+    for (let step = 0; step < 400; step++) {
+      const r = rand();
+      if (r < 0.15) {
+        // a peer that never answers (B does not know this key)
+        const p = f.a.addPeer(generatePrivateKey());
+        f.a.setPeerEndpoint(p, B);
+        extra.push(p);
+        f.a.initiate(p);
+      } else if (r < 0.25 && extra.length) f.a.removePeer(extra.splice(Math.floor(rand() * extra.length), 1)[0]!.publicKey);
+      else if (r < 0.35) f.a.setPeerPersistentKeepalive(rand() < 0.5 ? f.pb : (extra[Math.floor(rand() * extra.length)] ?? f.pb), rand() < 0.5 ? 0 : 25);
+      else if (r < 0.45) f.a.initiate(f.pb);
+      else if (r < 0.6) f.clock.ms += Math.floor(rand() * 60_000);
+      else if (r < 0.75) f.net.deliver();
+      else {
+        f.a.tick();
+        f.b.tick();
+      }
+      // b is the responder: its peer is armed by the session it derives, without initiating
+      for (const d of [f.a, f.b]) for (const p of armedByScan(d)) expect(d.trackedArmedPeers.has(p)).toBe(true);
+    }
+    // nothing due at this instant after one tick: a second one keeps exactly the armed peers
+    f.a.tick();
+    f.a.tick();
+    expect(new Set(f.a.trackedArmedPeers)).toEqual(armedByScan(f.a));
+    expect(f.a.trackedArmedPeers.size).toBeLessThanOrEqual(f.a.peers.size);
+  });
+});
