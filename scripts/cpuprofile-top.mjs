@@ -47,6 +47,6 @@ const show = (title, m) => {
   for (const [k, us] of [...m].sort((a, b) => b[1] - a[1]).slice(0, top))
     console.log(`${(us / 1000).toFixed(0).padStart(9)} ms ${((100 * us) / total).toFixed(1).padStart(5)} %  ${k}`);
 };
-console.log(`${files.length} profile(s) over ${wall.toFixed(1)} s: ${(total / 1e6).toFixed(1)} s of CPU on the JavaScript thread (${(total / 1e6 / wall).toFixed(2)} cores)`);
+console.log(`${files.length} profile(s) over ${wall.toFixed(1)} s: ${(total / 1e6).toFixed(1)} s sampled on the JavaScript thread (${(total / 1e6 / wall).toFixed(2)} of the wall time; a native call that waits, such as execFileSync, counts as on the thread)`);
 show('self time by function', byFn);
 show('self time by file', byFile);
