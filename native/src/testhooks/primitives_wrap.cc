@@ -65,7 +65,7 @@ bool OpensslFresh(const uint8_t priv[32], const uint8_t pub[32], uint8_t out[32]
 }
 
 // x25519Cost(impl, iterations) -> thread CPU seconds per operation, measured natively so that
-// the implementations compare without the JS crossing. impl: 'libsodium' | 'libsodium-base' |
+// the implementations compare without the JS crossing. impl: 'libsodium' | 'libsodium-base' | 'libsodium-comb' |
 // 'openssl-reuse' | 'openssl-fresh' | 'openssl-keygen'. Throws on an unknown impl or a failure.
 Napi::Value X25519Cost(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -85,6 +85,8 @@ Napi::Value X25519Cost(const Napi::CallbackInfo& info) {
       ok = x25519(out, sk, pk);
     } else if (impl == "libsodium-base") {
       ok = x25519_public(out, sk);
+    } else if (impl == "libsodium-comb") {
+      ok = x25519_public_comb(out, sk);
     } else if (impl == "openssl-reuse") {
       ok = OpensslReuse(derive, pk, out);
     } else if (impl == "openssl-fresh") {
@@ -104,6 +106,16 @@ Napi::Value X25519Cost(const Napi::CallbackInfo& info) {
   if (!known) return ThrowType(env, "x25519Cost: unknown implementation " + impl);
   if (!ok) return ThrowType(env, "x25519Cost: " + impl + " failed");
   return Napi::Number::New(env, elapsed / n);
+}
+
+// x25519PublicComb(priv 32) -> Buffer 32: x25519_public_comb (the ephemerals' fixed-base path), which the
+// unit tests compare with x25519Public (libsodium's crypto_scalarmult_base); null if it failed.
+Napi::Value X25519PublicComb(const Napi::CallbackInfo& info) {
+  const uint8_t* sk;
+  if (!GetBytes(info[0], 32, &sk)) return ThrowType(info.Env(), "x25519PublicComb(priv 32)");
+  uint8_t out[32];
+  if (!x25519_public_comb(out, sk)) return info.Env().Null();
+  return Copy(info.Env(), out, 32);
 }
 
 // threadCpuSeconds() -> CPU seconds of the calling (JS) thread alone: process.cpuUsage() also counts V8's
@@ -323,6 +335,7 @@ class CookieCheckerWrap : public Napi::ObjectWrap<CookieCheckerWrap> {
 void RegisterPrimitives(Napi::Env env, Napi::Object exports) {
   exports.Set("hchacha20", Napi::Function::New(env, HChaCha20));
   exports.Set("x25519Cost", Napi::Function::New(env, X25519Cost));
+  exports.Set("x25519PublicComb", Napi::Function::New(env, X25519PublicComb));
   exports.Set("noiseStepsCost", Napi::Function::New(env, NoiseStepsCost));
   exports.Set("threadCpuSeconds", Napi::Function::New(env, ThreadCpu));
   exports.Set("splitPacket", Napi::Function::New(env, SplitPacket));
