@@ -129,7 +129,7 @@ Napi::Value ThreadCpu(const Napi::CallbackInfo& info) { return Napi::Number::New
 Napi::Value NoiseStepsCost(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t n = info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 0;
-  uint8_t a[32], A[32], b[32], B[32], ss[32], h0[32] = {7}, ts[12] = {0}, psk[32] = {0}, h[32], ck[32];
+  uint8_t a[32], A[32], b[32], B[32], ss[32], h0[32] = {7}, ts[12] = {0}, psk[32] = {0}, h[32], ck[32], keys[64];
   if (n == 0 || !x25519_keypair(a, A) || !x25519_keypair(b, B) || !x25519(ss, a, B))
     return ThrowType(env, "noiseStepsCost(iterations > 0)");
   noise::InitiationOut io;
@@ -146,7 +146,7 @@ Napi::Value NoiseStepsCost(const Napi::CallbackInfo& info) {
          noise::consume_initiation_timestamp(&to, so.h, so.ck, ss, io.msg) == noise::Fail::kNone &&
          noise::create_response(&ro, 2, 1, to.h, to.ck, io.msg + 8, A, psk) == noise::Fail::kNone;
     double t2 = ThreadCpuSeconds();
-    ok = ok && noise::consume_response(h, ck, io.h, io.ck, io.eph_priv, a, psk, ro.msg) == noise::Fail::kNone;
+    ok = ok && noise::consume_response(h, ck, keys, io.h, io.ck, io.eph_priv, a, psk, ro.msg) == noise::Fail::kNone;
     double t3 = ThreadCpuSeconds();
     init += (t1 - t0) + (t3 - t2);
     resp += t2 - t1;
