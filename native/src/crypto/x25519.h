@@ -1,7 +1,9 @@
 // X25519 (RFC 7748) through libsodium (Debian libsodium-dev). Chosen by measurement
 // (bench/handshake.ts runs both in one process): libsodium's 64-bit/AVX ladder is faster than
 // OpenSSL's EVP X25519 even with OpenSSL's contexts and key objects reused, and it needs no
-// per-call allocation. No field arithmetic of ours: only libsodium's public API.
+// per-call allocation. The scalar multiplications are all libsodium's public API; the only field
+// arithmetic of ours is the Edwards -> Montgomery map of the ephemerals' public keys (x25519.cc:
+// one inversion of a public value, checked byte for byte against crypto_scalarmult_base).
 #pragma once
 #include <cstdint>
 
