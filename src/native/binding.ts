@@ -210,9 +210,9 @@ export interface NativeAddon {
   noiseConsumeInitiationStatic(out: Buffer, localPrivate: Buffer, h0: Buffer, msg: Buffer): number;
   /** out 76: h 32 | ck 32 | timestamp 12 */
   noiseConsumeInitiationTimestamp(out: Buffer, h: Buffer, ck: Buffer, ss: Buffer, msg: Buffer): number;
-  /** out 188: msg 92 (macs zero) | h 32 | ck 32 | ephemeral private 32 */
+  /** out 252: msg 92 (macs zero) | h 32 | ck 32 | ephemeral private 32 | transport keys τ1 32 | τ2 32 */
   noiseCreateResponse(out: Buffer, sender: number, receiver: number, h: Buffer, ck: Buffer, remoteEphemeral: Buffer, remoteStatic: Buffer, psk: Buffer): number;
-  /** out 64: h 32 | ck 32 */
+  /** out 128: h 32 | ck 32 | transport keys τ1 32 | τ2 32 */
   noiseConsumeResponse(out: Buffer, h: Buffer, ck: Buffer, ephemeralPrivate: Buffer, localPrivate: Buffer, psk: Buffer, msg: Buffer): number;
   Device: new (opts: NativeDeviceOptions) => NativeDevice;
   /**

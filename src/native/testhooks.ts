@@ -14,11 +14,14 @@ export interface TestHooksAddon {
   /**
    * Thread CPU seconds per X25519 operation, `iterations` run natively (no JS crossing) with one
    * implementation: 'libsodium' (what the addon uses), 'libsodium-base' (public key of a private
-   * key), 'openssl-reuse' (EVP with our key object and derive context kept, the peer's built per
+   * key, crypto_scalarmult_base), 'libsodium-comb' (the same by the Ed25519 fixed-base comb and the
+   * Edwards -> Montgomery map: the handshake's ephemerals), 'openssl-reuse' (EVP with our key object and derive context kept, the peer's built per
    * call), 'openssl-fresh' (both key objects per call: the addon before libsodium),
    * 'openssl-keygen' (EVP keygen, context kept). Throws on an unknown name.
    */
   x25519Cost(impl: string, iterations: number): number;
+  /** X25519(priv, 9) by the Ed25519 comb path the ephemerals use (32 bytes); null if it failed. */
+  x25519PublicComb(priv: Buffer): Buffer | null;
   /**
    * Thread CPU seconds per handshake for each side running only the native Noise steps, no
    * JavaScript (the floor under src/wireguard/noise.ts). Throws if a step fails.

@@ -7,7 +7,7 @@
  */
 import { HandshakeError } from '../errors.js';
 import { native } from '../native/binding.js';
-import { dh, hash, isZero, kdf, publicFromPrivate, type EphemeralKey } from './crypto.js';
+import { dh, hash, isZero, publicFromPrivate, type EphemeralKey } from './crypto.js';
 import { tai64n, tai64nAfter, TAI64N_LEN } from './tai64n.js';
 
 export const CONSTRUCTION = 'Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s';
@@ -64,8 +64,11 @@ export class Handshake {
   presharedKey: Buffer;
   /** DH(our static, their static); null when their key is of low order. */
   precomputedStaticStatic: Buffer | null;
-  /** h | ck | ephemeral private: `hash`, `chainKey` and `localEphemeral.privateKey` are views of it. */
-  readonly secrets: Buffer = Buffer.alloc(96);
+  /**
+   * h | ck | ephemeral private | transport keys τ1 | τ2 (once the last native step derived them):
+   * `hash`, `chainKey` and `localEphemeral.privateKey` are views of it.
+   */
+  readonly secrets: Buffer = Buffer.alloc(160);
 
   constructor(local: StaticIdentity, remoteStatic: Buffer, presharedKey: Buffer = Buffer.alloc(32)) {
     this.remoteStatic = Buffer.from(remoteStatic);
@@ -75,8 +78,9 @@ export class Handshake {
   }
 
   /**
-   * Takes a native step's h | ck (and, from a step that made one, the ephemeral private key:
-   * `ephemeral` 96 bytes) into this handshake's own buffer; `src` is the step's scratch.
+   * Takes a native step's h | ck (and, from a step that made one, the ephemeral private key and
+   * then the transport keys: up to 160 bytes) into this handshake's own buffer; `src` is the
+   * step's scratch.
    */
   commit(src: Buffer): void {
     src.copy(this.secrets, 0, 0, Math.min(src.length, this.secrets.length));
@@ -121,10 +125,10 @@ function check(code: number, lowOrder: string, decrypt: string): void {
  * disturbs a handshake in progress.
  */
 const OUT_INITIATION = Buffer.alloc(INITIATION_SIZE + 96);
-const OUT_RESPONSE = Buffer.alloc(RESPONSE_SIZE + 96);
+const OUT_RESPONSE = Buffer.alloc(RESPONSE_SIZE + 160);
 const OUT_STATIC = Buffer.alloc(96);
 const OUT_TIMESTAMP = Buffer.alloc(64 + TAI64N_LEN);
-const OUT_HASHES = Buffer.alloc(64);
+const OUT_HASHES = Buffer.alloc(128);
 
 /**
  * Builds an initiation (without mac1/mac2, which cookie.ts adds over the final
@@ -236,7 +240,7 @@ export function consumeResponse(local: StaticIdentity, hs: Handshake, msg: Buffe
   if (hs.state !== 'initiation-created' || !hs.localEphemeral)
     throw new HandshakeError('response without a pending initiation');
   if (msg.readUInt32LE(8) !== hs.localIndex) throw new HandshakeError('response to another initiation');
-  // out: h 32 | ck 32
+  // out: h 32 | ck 32 | τ1 32 | τ2 32 (the keys go after the ephemeral private key in secrets)
   const out = OUT_HASHES;
   try {
     check(
@@ -244,7 +248,8 @@ export function consumeResponse(local: StaticIdentity, hs: Handshake, msg: Buffe
       'responder ephemeral key is of low order',
       'response does not authenticate',
     );
-    hs.commit(out);
+    hs.commit(out.subarray(0, 64));
+    out.copy(hs.secrets, 96, 64, 128);
   } finally {
     out.fill(0);
   }
@@ -262,7 +267,9 @@ export function deriveSession(hs: Handshake): SessionKeys {
   if (hs.state === 'response-consumed') initiator = true;
   else if (hs.state === 'response-created') initiator = false;
   else throw new HandshakeError(`no session to derive in state ${hs.state}`);
-  const [t1, t2] = kdf(2, hs.chainKey, EMPTY) as [Buffer, Buffer];
+  // τ1 | τ2 = KDF2(ck, ε), derived by the native step that completed the handshake
+  const t1 = Buffer.from(hs.secrets.subarray(96, 128));
+  const t2 = Buffer.from(hs.secrets.subarray(128, 160));
   const keys: SessionKeys = {
     send: initiator ? t1 : t2,
     recv: initiator ? t2 : t1,

@@ -79,7 +79,7 @@ function placeholderHandshake(publicKey: Buffer): Handshake {
     remoteStaticHash: Buffer.alloc(32),
     presharedKey: Buffer.alloc(32),
     precomputedStaticStatic: null,
-    secrets: Buffer.alloc(96),
+    secrets: Buffer.alloc(160),
   });
   return hs;
 }

@@ -149,34 +149,35 @@ Napi::Value NoiseConsumeInitiationTimestamp(const Napi::CallbackInfo& info) {
   return StepDone(info.Env(), noise::consume_initiation_timestamp(&out, h, ck, ss, msg), &out, dst);
 }
 
-// noiseCreateResponse(out 188, sender, receiver, h, ck, remoteEphemeral, remoteStatic, psk)
+// noiseCreateResponse(out 252: msg | h | ck | ephPriv | τ1 | τ2, sender, receiver, h, ck, remoteEphemeral, remoteStatic, psk)
 Napi::Value NoiseCreateResponse(const Napi::CallbackInfo& info) {
   const uint8_t *h, *ck, *re, *rs, *psk;
   uint8_t* dst;
   if (!OutStruct<noise::ResponseOut>(info[0], &dst) || !info[1].IsNumber() || !info[2].IsNumber() ||
       !GetBytes(info[3], 32, &h) || !GetBytes(info[4], 32, &ck) || !GetBytes(info[5], 32, &re) ||
       !GetBytes(info[6], 32, &rs) || !GetBytes(info[7], 32, &psk))
-    return ThrowType(info.Env(), "noiseCreateResponse(out 188, sender, receiver, h 32, ck 32, remoteEphemeral 32, remoteStatic 32, psk 32)");
+    return ThrowType(info.Env(), "noiseCreateResponse(out 252, sender, receiver, h 32, ck 32, remoteEphemeral 32, remoteStatic 32, psk 32)");
   noise::ResponseOut out;
   noise::Fail f = noise::create_response(&out, info[1].As<Napi::Number>().Uint32Value(),
                                          info[2].As<Napi::Number>().Uint32Value(), h, ck, re, rs, psk);
   return StepDone(info.Env(), f, &out, dst);
 }
 
-// noiseConsumeResponse(out 64: h | ck, h, ck, ephPriv, localPriv, psk, msg 92)
+// noiseConsumeResponse(out 128: h | ck | τ1 | τ2, h, ck, ephPriv, localPriv, psk, msg 92)
 Napi::Value NoiseConsumeResponse(const Napi::CallbackInfo& info) {
-  struct HashAndChainKey {
+  struct StepOut {
     uint8_t h[32];
     uint8_t ck[32];
+    uint8_t keys[64];
   };
   const uint8_t *h, *ck, *ep, *sk, *psk, *msg;
   uint8_t* dst;
-  if (!OutStruct<HashAndChainKey>(info[0], &dst) || !GetBytes(info[1], 32, &h) || !GetBytes(info[2], 32, &ck) ||
+  if (!OutStruct<StepOut>(info[0], &dst) || !GetBytes(info[1], 32, &h) || !GetBytes(info[2], 32, &ck) ||
       !GetBytes(info[3], 32, &ep) || !GetBytes(info[4], 32, &sk) || !GetBytes(info[5], 32, &psk) ||
       !GetBytes(info[6], noise::kResponseSize, &msg))
-    return ThrowType(info.Env(), "noiseConsumeResponse(out 64, h 32, ck 32, ephPriv 32, localPriv 32, psk 32, msg 92)");
-  HashAndChainKey out;
-  return StepDone(info.Env(), noise::consume_response(out.h, out.ck, h, ck, ep, sk, psk, msg), &out, dst);
+    return ThrowType(info.Env(), "noiseConsumeResponse(out 128, h 32, ck 32, ephPriv 32, localPriv 32, psk 32, msg 92)");
+  StepOut out;
+  return StepDone(info.Env(), noise::consume_response(out.h, out.ck, out.keys, h, ck, ep, sk, psk, msg), &out, dst);
 }
 
 Napi::Value NowMs(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(monotonic_ms())); }

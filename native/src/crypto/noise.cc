@@ -192,13 +192,16 @@ Fail create_response(ResponseOut* out, uint32_t sender, uint32_t receiver, const
     memcpy(out->ck, ck, 32);
     response_schedule(out->h, out->ck, s.t, eph, s.dh, se, psk);
     ok = seal0(s.t, nullptr, 0, out->h, msg + 44);
-    if (ok) mix_hash(out->h, msg + 44, 16);
+    if (ok) {
+      mix_hash(out->h, msg + 44, 16);
+      kdf(out->keys, 2, out->ck, nullptr, 0);
+    }
   }
   secure_zero(se, sizeof(se));
   return ok ? Fail::kNone : Fail::kLowOrder;
 }
 
-Fail consume_response(uint8_t out_h[32], uint8_t out_ck[32], const uint8_t h[32], const uint8_t ck[32],
+Fail consume_response(uint8_t out_h[32], uint8_t out_ck[32], uint8_t out_keys[64], const uint8_t h[32], const uint8_t ck[32],
                       const uint8_t eph_priv[32], const uint8_t local_priv[32], const uint8_t psk[32],
                       const uint8_t msg[kResponseSize]) {
   Scratch s;
@@ -212,7 +215,10 @@ Fail consume_response(uint8_t out_h[32], uint8_t out_ck[32], const uint8_t h[32]
     response_schedule(out_h, out_ck, s.t, eph, s.dh, se, psk);
     uint8_t none[1] = {0};
     f = open0(s.t, msg + 44, 0, out_h, none) ? Fail::kNone : Fail::kDecrypt;
-    if (f == Fail::kNone) mix_hash(out_h, msg + 44, 16);
+    if (f == Fail::kNone) {
+      mix_hash(out_h, msg + 44, 16);
+      kdf(out_keys, 2, out_ck, nullptr, 0);
+    }
   }
   secure_zero(se, sizeof(se));
   return f;

@@ -52,18 +52,22 @@ struct InitiationTimestampOut {
 Fail consume_initiation_timestamp(InitiationTimestampOut* out, const uint8_t h[32], const uint8_t ck[32],
                                   const uint8_t ss[32], const uint8_t msg[kInitiationSize]);
 
-// Responder, message 2. Writes msg[0..60) (type, sender, receiver, ephemeral, empty AEAD).
+// Responder, message 2. Writes msg[0..60) (type, sender, receiver, ephemeral, empty AEAD), and
+// the transport keys KDF2(ck, ε) = τ1 | τ2 (whitepaper §5.4.5: the responder's receive | send
+// key), derived here so that the session costs no further crossing.
 struct ResponseOut {
   uint8_t msg[kResponseSize];
   uint8_t h[kKeyLen];
   uint8_t ck[kKeyLen];
   uint8_t eph_priv[kKeyLen];
+  uint8_t keys[2 * kKeyLen];
 };
 Fail create_response(ResponseOut* out, uint32_t sender, uint32_t receiver, const uint8_t h[32], const uint8_t ck[32],
                      const uint8_t remote_ephemeral[32], const uint8_t remote_static[32], const uint8_t psk[32]);
 
-// Initiator, message 2: checks the response's empty AEAD. out_h, out_ck: the new h and ck.
-Fail consume_response(uint8_t out_h[32], uint8_t out_ck[32], const uint8_t h[32], const uint8_t ck[32],
+// Initiator, message 2: checks the response's empty AEAD. out_h, out_ck: the new h and ck;
+// out_keys: the transport keys KDF2(ck, ε) = τ1 | τ2 (the initiator's send | receive key).
+Fail consume_response(uint8_t out_h[32], uint8_t out_ck[32], uint8_t out_keys[64], const uint8_t h[32], const uint8_t ck[32],
                       const uint8_t eph_priv[32], const uint8_t local_priv[32], const uint8_t psk[32],
                       const uint8_t msg[kResponseSize]);
 

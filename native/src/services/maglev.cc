@@ -51,86 +51,82 @@ uint32_t inverse_mod(uint32_t a, uint32_t m) {
   return uint32_t(t < 0 ? t + m : t);
 }
 
-// The fill state: next slot of every backend's permutation to try, its skip,
-// and which slots are taken, as a bitmap (M / 8 bytes: 8 KiB at M = 65537, in
-// L1, where the slot table itself would be 256 KiB).
-struct Fill {
-  uint32_t m;
-  std::vector<uint32_t> next, skip;
-  std::vector<uint64_t> used;
-  std::vector<uint32_t>* table;
-  uint32_t filled = 0;
+// One backend's permutation as the fill walks it: the next slot to try and the
+// step, side by side (one cache line holds eight backends' state).
+struct Perm {
+  uint32_t next, skip;
+};
 
-  bool taken(uint32_t c) const { return (used[c >> 6] >> (c & 63)) & 1; }
-  void claim(uint32_t i, uint32_t c) {
-    used[c >> 6] |= uint64_t(1) << (c & 63);
-    (*table)[c] = i;
-    c += skip[i];
-    next[i] = c >= m ? c - m : c;
-    filled++;
+// The fill state: every backend's permutation, which slots are taken as a
+// bitmap (M / 8 bytes: 8 KiB at M = 65537, in L1, where the slot table itself
+// would be 256 KiB), and the table. The fill count is kept by the caller, not
+// here: a table store (uint32_t) could alias a uint32_t member, and a counter
+// reloaded and stored on every turn would chain the turns through memory.
+class Fill {
+ public:
+  Fill(uint32_t m, size_t n, const std::vector<uint32_t>& offset, const std::vector<uint32_t>& skip, uint32_t* table)
+      : m_(m), perm_(n), used_((m + 63) / 64, 0), table_(table) {
+    for (size_t i = 0; i < n; i++) perm_[i] = {offset[i], skip[i]};
   }
-  // Backend i's turn while the table is mostly free: walk its permutation to the first free slot.
-  void probe(uint32_t i) {
-    uint32_t c = next[i];
-    const uint32_t s = skip[i];
-    while (taken(c)) {
-      c += s;
-      if (c >= m) c -= m;
-    }
-    claim(i, c);
-  }
-  // The same walk once most slots are taken: eight candidates per step, loaded
-  // independently and tested without a branch each, so the exit is the only
-  // unpredictable branch (a walk then takes several probes anyway).
-  void probe8(uint32_t i) {
-    uint32_t c = next[i];
-    const uint32_t s1 = skip[i], s2 = add(s1, s1), s4 = add(s2, s2), s8 = add(s4, s4);
-    for (;;) {
-      // c + k * skip for k = 0..7 in three levels of additions, not a chain of seven
-      uint32_t cs[8];
-      cs[0] = c;
-      cs[1] = add(c, s1);
-      cs[2] = add(c, s2);
-      cs[3] = add(cs[1], s2);
-      for (int k = 0; k < 4; k++) cs[4 + k] = add(cs[k], s4);
-      uint32_t free_mask = 0;
-      for (int k = 0; k < 8; k++) free_mask |= uint32_t(!taken(cs[k])) << k;
-      if (free_mask) return claim(i, cs[__builtin_ctz(free_mask)]);
-      c = add(c, s8);
-    }
-  }
-  // Four consecutive turns (four different backends) at once: the walks run
-  // in lockstep against the table as it was before the four, without a
-  // branch per walk, then claim in turn order. A walk whose slot an earlier
-  // one of the four has just taken continues from there (probe), so the
-  // result is the one-at-a-time fill's: the slots a walk passed over were
-  // taken before the four, and stay taken.
-  void turns4(const uint32_t* b) {
-    uint32_t c[4], s[4];
-    for (int j = 0; j < 4; j++) {
-      c[j] = next[b[j]];
-      s[j] = skip[b[j]];
-    }
-    for (;;) {
-      uint32_t busy = 0;
-      for (int j = 0; j < 4; j++) {
-        uint32_t t = taken(c[j]);
-        busy |= t << j;
-        uint32_t a = add(c[j], s[j]);
-        c[j] = t ? a : c[j];
-      }
-      if (!busy) break;
-    }
-    for (int j = 0; j < 4; j++) {
-      next[b[j]] = c[j];
-      probe(b[j]);
-    }
-  }
+  uint32_t m() const { return m_; }
+  bool taken(uint32_t c) const { return (used_[c >> 6] >> (c & 63)) & 1; }
+  const std::vector<uint64_t>& used() const { return used_; }
+  Perm& perm(uint32_t i) { return perm_[i]; }
   // (a + b) mod M for a, b < M
   uint32_t add(uint32_t a, uint32_t b) const {
     uint32_t r = a + b;
-    return r >= m ? r - m : r;
+    return r >= m_ ? r - m_ : r;
   }
+  void claim(uint32_t i, uint32_t c) {
+    used_[c >> 6] |= uint64_t(1) << (c & 63);
+    table_[c] = i;
+    perm_[i].next = add(c, perm_[i].skip);
+  }
+  // Backend i's turn while the table is mostly free: walk its permutation to
+  // the first free slot. The first two candidates are tested without a branch
+  // (a conditional move picks the free one), so the walk's branch is taken only
+  // when both are taken: below 70 % full that is rarer than one taken slot,
+  // whose unpredictable branch cost ~6 % of the build (A/B in docs/benchmarks.md).
+  void probe2(uint32_t i) {
+    const Perm p = perm_[i];
+    const uint32_t c0 = p.next, c1 = add(c0, p.skip);
+    const bool t0 = taken(c0), t1 = taken(c1);
+    uint32_t c = t0 ? c1 : c0;
+    if (t0 & t1) {
+      c = add(c1, p.skip);
+      while (taken(c)) c = add(c, p.skip);
+    }
+    claim(i, c);
+  }
+
+  // The same walk once most slots are taken: W candidates per step, loaded
+  // independently and tested without a branch each, so the exit is the only
+  // unpredictable branch (a walk then takes several probes anyway). W = 8:
+  // 16 and 32 were slower (the extra candidates cost more than the branches).
+  template <int W>
+  void probe_wide(uint32_t i) {
+    const Perm p = perm_[i];
+    uint32_t s[W];
+    s[0] = 0;
+    s[1] = p.skip;
+    for (int k = 2; k < W; k++) s[k] = add(s[k >> 1], s[k - (k >> 1)]);  // k * skip mod M
+    const uint32_t sw = add(s[W / 2], s[W / 2]);
+    const uint64_t* used = used_.data();
+    for (uint32_t c = p.next;; c = add(c, sw)) {
+      uint64_t free_mask = 0;
+      for (int k = 0; k < W; k++) {
+        const uint32_t x = add(c, s[k]);
+        free_mask |= uint64_t(~(used[x >> 6] >> (x & 63)) & 1) << k;
+      }
+      if (free_mask) return claim(i, add(c, s[__builtin_ctzll(free_mask)]));
+    }
+  }
+
+ private:
+  uint32_t m_;
+  std::vector<Perm> perm_;
+  std::vector<uint64_t> used_;
+  uint32_t* table_;
 };
 
 // The last few free slots: walking a permutation costs M / F probes per turn
@@ -139,13 +135,17 @@ struct Fill {
 // mod M: O(F) per turn. The slot taken is the same one the walk finds.
 class Tail {
  public:
-  Tail(Fill* f, size_t n) : f_(f), inv_(n, 0), inv_m_(1.0 / double(f->m)) {
-    for (uint32_t c = 0; c < f->m; c++)
-      if (!f->taken(c)) free_.push_back(c);
+  Tail(Fill* f, size_t n) : f_(f), inv_(n, 0), inv_m_(1.0 / double(f->m())) {
+    const std::vector<uint64_t>& used = f->used();  // by bitmap words: 1,024 of them at M = 65537
+    for (uint32_t w = 0; w < used.size(); w++)
+      for (uint64_t x = ~used[w]; x; x &= x - 1) {
+        const uint32_t c = w * 64 + uint32_t(__builtin_ctzll(x));
+        if (c < f->m()) free_.push_back(c);
+      }
   }
   void turn(uint32_t i) {
-    const uint32_t m = f_->m, c = f_->next[i];
-    if (inv_[i] == 0) inv_[i] = inverse_mod(f_->skip[i], m);
+    const uint32_t m = f_->m(), c = f_->perm(i).next;
+    if (inv_[i] == 0) inv_[i] = inverse_mod(f_->perm(i).skip, m);
     const uint64_t inv = inv_[i];
     size_t best = 0;
     uint32_t best_steps = m;
@@ -210,7 +210,7 @@ std::vector<uint32_t> maglev_build(const std::vector<BackendKey>& backends, cons
   std::vector<uint32_t> offset, skip;
   if (!maglev_permutations(backends, weights, m, &offset, &skip, &wmax)) return {};
   std::vector<uint32_t> table(m);
-  Fill f{m, std::move(offset), std::move(skip), std::vector<uint64_t>((m + 63) / 64, 0), &table};
+  Fill f(m, n, offset, skip, table.data());
   // The backends that take a turn, in order; weighted backends by rounds:
   // backend i takes a turn in round r when floor((r + 1) * w / wmax) steps up,
   // i.e. when r * w mod wmax plus w reaches wmax (kept as a running remainder).
@@ -222,12 +222,10 @@ std::vector<uint32_t> maglev_build(const std::vector<BackendKey>& backends, cons
   rem.assign(n, 0);
   std::vector<uint32_t> order;
   const uint32_t tail_at = m - std::min(m, tail_start(m));
-  const uint32_t half = m / 2;
-  // Lockstep groups of four until 90 % full; beyond, walks are long and
-  // uneven (four in lockstep wait for the longest), so one at a time, 8-wide.
-  const uint32_t lockstep_until = uint32_t(uint64_t(m) * 9 / 10);
+  const uint32_t wide_at = std::min(tail_at, uint32_t(uint64_t(m) * 7 / 10));
   std::unique_ptr<Tail> tail;
-  while (f.filled < m) {
+  uint32_t filled = 0;  // one slot a turn (kept here, not in Fill, so no table store can alias it)
+  while (filled < m) {
     const std::vector<uint32_t>* round = &turns;
     if (!weighted.empty()) {
       order.clear();
@@ -242,21 +240,15 @@ std::vector<uint32_t> maglev_build(const std::vector<BackendKey>& backends, cons
       }
       round = &order;
     }
-    const std::vector<uint32_t>& r = *round;
-    for (size_t k = 0; k < r.size(); k++) {
-      if (f.filled == m) break;
-      const uint32_t i = r[k];
-      if (k + 4 <= r.size() && f.filled + 4 <= lockstep_until) {
-        f.turns4(&r[k]);
-        k += 3;
-      } else if (f.filled < half) {
-        f.probe(i);
-      } else if (f.filled < tail_at) {
-        f.probe8(i);
-      } else {
-        if (!tail) tail = std::make_unique<Tail>(&f, n);
-        tail->turn(i);
-      }
+    const uint32_t* r = round->data();
+    const size_t rn = round->size();
+    size_t k = 0;
+    // each phase runs while it is the cheaper one, over as much of the round as it can
+    for (; k < rn && filled < wide_at; k++, filled++) f.probe2(r[k]);
+    for (; k < rn && filled < tail_at; k++, filled++) f.probe_wide<8>(r[k]);
+    for (; k < rn && filled < m; k++, filled++) {
+      if (!tail) tail = std::make_unique<Tail>(&f, n);
+      tail->turn(r[k]);
     }
   }
   return table;
