@@ -256,16 +256,28 @@ class SeqShardedMap {
     return t;
   }
 
-  // One mapping: the slots (zero = empty, huge pages when large), then the header.
+  // One mapping: the slots (zero = empty), then the header. Large tables
+  // start on a 2 MiB boundary so every part of them can be a huge page (the
+  // kernel aligns only mappings of whole huge pages, which the header breaks).
   static Table* new_table(size_t n) {
+    constexpr size_t kHuge = 2u << 20, kPage = 4096;
     size_t slot_bytes = n * sizeof(Slot);
-    size_t bytes = slot_bytes + sizeof(Table);
-    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    size_t bytes = (slot_bytes + sizeof(Table) + kPage - 1) / kPage * kPage;
+    bool huge = slot_bytes >= kHuge;
+    size_t reserve = huge ? bytes + kHuge : bytes;
+    void* p = mmap(nullptr, reserve, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) throw std::bad_alloc();
-    if (slot_bytes >= (2u << 20)) madvise(p, slot_bytes, MADV_HUGEPAGE);
+    char* base = static_cast<char*>(p);
+    if (huge) {
+      char* aligned = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(base) + kHuge - 1) & ~uintptr_t(kHuge - 1));
+      if (aligned > base) munmap(base, size_t(aligned - base));
+      if (base + reserve > aligned + bytes) munmap(aligned + bytes, size_t(base + reserve - (aligned + bytes)));
+      base = aligned;
+      madvise(base, slot_bytes, MADV_HUGEPAGE);
+    }
     int shift = 64;
     for (size_t m = n; m > 1; m >>= 1) shift--;
-    return new (static_cast<char*>(p) + slot_bytes) Table{static_cast<Slot*>(p), n - 1, shift, bytes};
+    return new (base + slot_bytes) Table{reinterpret_cast<Slot*>(base), n - 1, shift, bytes};
   }
   static void free_table(Table* t) { munmap(t->slots, t->bytes); }
   // Empties a table: whole pages back to the kernel (they read as zeros), the rest cleared.
