@@ -171,9 +171,13 @@ class Conntrack {
     uint32_t s, d;
     std::memcpy(&s, t.src, 4);
     std::memcpy(&d, t.dst, 4);
-    bool a_is_src = s < d || (s == d && t.sport <= t.dport);
+    // branch-free (on random flows a branch here mispredicts half the time):
+    // the (address, port) ends compared as one number, the lower one first
+    bool a_is_src = (uint64_t(s) << 16 | t.sport) <= (uint64_t(d) << 16 | t.dport);
     *src_is_a = a_is_src;
-    return a_is_src ? Key4{s, d, t.sport, t.dport, t.proto, scope, 0} : Key4{d, s, t.dport, t.sport, t.proto, scope, 0};
+    uint32_t m = 0u - uint32_t(a_is_src), a = (s & m) | (d & ~m);
+    uint16_t pm = uint16_t(m), pa = uint16_t((t.sport & pm) | (t.dport & ~pm));
+    return Key4{a, s ^ d ^ a, pa, uint16_t(t.sport ^ t.dport ^ pa), t.proto, scope, 0};
   }
   __attribute__((noinline)) CtResult lookup_slow(CtScope scope, const FlowTuple& t, uint32_t now_s);
   static Key6 make_key6(CtScope scope, const FlowTuple& t, bool* src_is_a);
