@@ -36,10 +36,12 @@
 #include <type_traits>
 #include <vector>
 
+#include "bound.h"
+
 namespace wm {
 
 template <typename K, typename V, int kShards, typename H, int kShardShift>
-class SeqShardedMap {
+class SeqShardedMap : public TableBound {
   static_assert(std::is_trivially_copyable<K>::value && std::is_trivially_copyable<V>::value, "slots are copied bytewise");
 
   struct Raw {
@@ -65,7 +67,7 @@ class SeqShardedMap {
   };
 
  public:
-  explicit SeqShardedMap(size_t max_entries) : max_entries_(max_entries) {
+  explicit SeqShardedMap(size_t max_entries) : TableBound(max_entries) {
     for (Shard& sh : shards_) sh.cur.store(new_table(64), std::memory_order_relaxed);
   }
   ~SeqShardedMap() {
@@ -107,7 +109,7 @@ class SeqShardedMap {
 
   // Inserts k only if it is absent: 1 inserted, 0 present (left alone), -1 full.
   int insert(const K& k, const V& v) {
-    if (size() >= max_entries()) return -1;
+    if (full()) return -1;
     uint64_t h = hasher_.hash(k);
     Shard& sh = shard_for(h);
     std::lock_guard<std::mutex> lock(sh.mu);
@@ -145,9 +147,6 @@ class SeqShardedMap {
     return removed;
   }
 
-  size_t size() const { return size_.load(std::memory_order_relaxed); }
-  size_t max_entries() const { return max_entries_.load(std::memory_order_relaxed); }
-  void set_max_entries(size_t n) { max_entries_.store(n, std::memory_order_relaxed); }
 
   // Empties every shard; tables keep their size (their pages go back to the kernel).
   void clear() {
@@ -288,8 +287,6 @@ class SeqShardedMap {
   }
 
   Shard shards_[kShards];
-  std::atomic<size_t> size_{0};
-  std::atomic<size_t> max_entries_;
   H hasher_;
 };
 
