@@ -83,8 +83,8 @@ class SeqShardedMap : public TableBound {
   // f runs once, on a consistent copy; it must not write to the map.
   template <typename F>
   __attribute__((always_inline)) auto read(const K& k, F f) {
-    uint64_t h = hasher_.hash(k);
-    Shard& sh = shard_for(h);
+    uint64_t h;
+    Shard& sh = locate(k, &h);
     Slot copy;
     uint64_t s1 = sh.seq.load(std::memory_order_acquire);
     bool found = probe(sh.cur.load(std::memory_order_acquire), k, h, &copy);
@@ -98,8 +98,8 @@ class SeqShardedMap : public TableBound {
   // f(V* or null) under the key's shard lock, as a write (f may change the value).
   template <typename F>
   auto with(const K& k, F f) {
-    uint64_t h = hasher_.hash(k);
-    Shard& sh = shard_for(h);
+    uint64_t h;
+    Shard& sh = locate(k, &h);
     std::lock_guard<std::mutex> lock(sh.mu);
     Writing w(sh);
     Table* t = sh.cur.load(std::memory_order_relaxed);
@@ -110,12 +110,12 @@ class SeqShardedMap : public TableBound {
   // Inserts k only if it is absent: 1 inserted, 0 present (left alone), -1 full.
   int insert(const K& k, const V& v) {
     if (full()) return -1;
-    uint64_t h = hasher_.hash(k);
-    Shard& sh = shard_for(h);
+    uint64_t h;
+    Shard& sh = locate(k, &h);
     std::lock_guard<std::mutex> lock(sh.mu);
-    if (find(sh.cur.load(std::memory_order_relaxed), k, h) != kNone) return 0;
-    Writing w(sh);
     Table* t = sh.cur.load(std::memory_order_relaxed);
+    if (find(t, k, h) != kNone) return 0;
+    Writing w(sh);
     if ((sh.size + 1) * 2 > t->mask + 1) t = grow(sh);
     place(t, k, v, h);
     sh.size++;
@@ -178,7 +178,11 @@ class SeqShardedMap : public TableBound {
     ~Writing() { sh.seq.store(sh.seq.load(std::memory_order_relaxed) + 1, std::memory_order_release); }
   };
 
-  Shard& shard_for(uint64_t h) { return shards_[(h >> kShardShift) % kShards]; }
+  // The key's hash (*h) and shard.
+  Shard& locate(const K& k, uint64_t* h) {
+    *h = hasher_.hash(k);
+    return shards_[(*h >> kShardShift) % kShards];
+  }
   static size_t home(const Table* t, uint64_t h) { return size_t(h >> t->shift) & t->mask; }
   static bool same(const K& a, const K& b) { return std::memcmp(&a, &b, sizeof(K)) == 0; }
 
