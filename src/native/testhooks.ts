@@ -7,7 +7,7 @@
 import type { NativeL7Rules } from './binding.js';
 import { loadAddon } from './load.js';
 
-export type PolicyBenchKind = 'ipcache' | 'ipcache+policy' | 'conntrack' | 'engine' | 'maglev-build' | 'maglev-lookup' | 'service-nat';
+export type PolicyBenchKind = 'ipcache' | 'ipcache+policy' | 'conntrack' | 'conntrack-mt' | 'engine' | 'maglev-build' | 'maglev-lookup' | 'service-nat';
 
 export interface TestHooksAddon {
   hchacha20(key: Buffer, nonce16: Buffer): Buffer;

@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseAgentConfig } from '../../src/agent/config.js';
 import { ipcacheRow } from '../../src/native/rows.js';
 import { parseIP } from '../../src/net/ip.js';
+import { testhooks } from '../../src/native/testhooks.js';
 import { WireGuardDevice } from '../../src/wireguard/device.js';
 import { l4Packet } from '../helpers/packets.js';
 
@@ -117,5 +118,16 @@ describe('node.yaml policy.conntrack', () => {
     expect(parseAgentConfig(`${base}policy: { conntrack: { natPerEndpoint: 1000 } }\n`).policy.conntrack.natPerEndpoint).toBe(1000);
     expect(() => parseAgentConfig(`${base}policy: { conntrack: { natPerEndpoint: 1 } }\n`)).toThrow(/policy\.conntrack\.natPerEndpoint/);
     expect(() => parseAgentConfig(`${base}policy: { conntrack: { max: 1 } }\n`)).toThrow(/policy\.conntrack\.max: unknown field/);
+  });
+});
+
+describe('lock-free lookups (conntrack.h locking rule)', () => {
+  it('a TX and an RX thread always find their flows while others create, grow and garbage-collect the table', () => {
+    // native threads: 2 readers (established, reply), a creator of short-lived flows, gc; hits counts correct answers
+    for (const size of [2_000, 20_000]) {
+      const r = testhooks.policyBench('conntrack-mt', size, 0, 2_000_000);
+      expect(r.ops).toBe(2_000_000);
+      expect(r.hits).toBe(r.ops);
+    }
   });
 });

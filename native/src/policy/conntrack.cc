@@ -27,15 +27,6 @@ const uint64_t* Conntrack::Hash4::seeds() {
   return s;
 }
 
-Conntrack::Key4 Conntrack::make_key4(CtScope scope, const FlowTuple& t, bool* src_is_a) {
-  uint32_t s, d;
-  std::memcpy(&s, t.src, 4);
-  std::memcpy(&d, t.dst, 4);
-  bool a_is_src = s < d || (s == d && t.sport <= t.dport);
-  *src_is_a = a_is_src;
-  return a_is_src ? Key4{s, d, t.sport, t.dport, t.proto, scope, 0} : Key4{d, s, t.dport, t.sport, t.proto, scope, 0};
-}
-
 Conntrack::Key6 Conntrack::make_key6(CtScope scope, const FlowTuple& t, bool* src_is_a) {
   Key6 k;
   std::memset(&k, 0, sizeof k);
@@ -57,27 +48,26 @@ uint32_t Conntrack::timeout(const Entry& e) {
   return e.tcp ? kTcpTimeout : kOtherTimeout;
 }
 
-CtResult Conntrack::lookup(CtScope scope, const FlowTuple& t, uint32_t now_s) {
-  bool src_is_a;
-  bool closing = (t.tcp_flags & (kTcpFin | kTcpRst)) != 0;
-  if (t.addr_len == 4) {
-    Key4 k = make_key4(scope, t, &src_is_a);  // (sets src_is_a: not in the call's arguments)
-    return lookup_in(map4_, k, scope, src_is_a, closing, now_s);
-  }
-  Key6 k = make_key6(scope, t, &src_is_a);
-  return lookup_in(map6_, k, scope, src_is_a, closing, now_s);
-}
-
 template <typename M, typename K>
 CtResult Conntrack::lookup_in(M& map, K k, CtScope scope, bool src_is_a, bool closing, uint32_t now_s) {
   for (int pass = 0; pass < 2; pass++) {
     // pass 0: our scope, same orientation; pass 1: the other scope, reversed (a reply)
     bool want_orig_a = pass == 0 ? src_is_a : !src_is_a;
+    // Lock-free first: most packets of a flow leave its entry as it is.
+    uint32_t last_s = 0;
+    bool same_state = false, proxied = false;
+    bool found = map.read(k, [&](const Entry* e) {
+      if (!e || bool(e->orig_is_a) != want_orig_a) return false;
+      last_s = e->last_s;
+      same_state = (!closing || e->closing) && (pass == 0 || e->replied);
+      proxied = e->proxied;
+      return true;
+    });
+    if (found && last_s == now_s && same_state) return verdict(pass, proxied);
     int delta = 0;  // change in the entry's "evictable" state (unreplied or closing)
     uint32_t endpoint = 0;
-    bool proxied = false;
-    bool hit = map.with(k, [&](Entry* e) {
-      if (!e || bool(e->orig_is_a) != want_orig_a) return false;
+    bool hit = found && map.with(k, [&](Entry* e) {
+      if (!e || bool(e->orig_is_a) != want_orig_a) return false;  // gone (or replaced) since the read
       bool was = evictable(*e);
       e->last_s = now_s;
       if (closing) e->closing = 1;
@@ -91,17 +81,28 @@ CtResult Conntrack::lookup_in(M& map, K k, CtScope scope, bool src_is_a, bool cl
       std::lock_guard<std::mutex> lock(quota_mu_);
       usage_[endpoint].evictable += delta;
     }
-    if (hit) return pass == 1 ? kCtReply : proxied ? kCtProxied : kCtEstablished;
+    if (hit) return verdict(pass, proxied);
     k.scope = scope == kCtEgress ? kCtIngress : kCtEgress;
   }
   return kCtMiss;
+}
+
+CtResult Conntrack::lookup_slow(CtScope scope, const FlowTuple& t, uint32_t now_s) {
+  bool src_is_a;
+  bool closing = (t.tcp_flags & kClosingFlags) != 0;
+  if (t.addr_len == 4) {
+    Key4 k = make_key4(scope, t, &src_is_a);  // (sets src_is_a: not in the call's arguments)
+    return lookup_in(map4_, k, scope, src_is_a, closing, now_s);
+  }
+  Key6 k = make_key6(scope, t, &src_is_a);
+  return lookup_in(map6_, k, scope, src_is_a, closing, now_s);
 }
 
 template <typename M, typename K>
 bool Conntrack::tracked_in(M& map, K k) {
   for (uint8_t scope : {kCtEgress, kCtIngress}) {
     k.scope = scope;
-    if (map.with(k, [](Entry* e) { return e != nullptr; })) return true;
+    if (map.read(k, [](const Entry* e) { return e != nullptr; })) return true;
   }
   return false;
 }

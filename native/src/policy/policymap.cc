@@ -101,14 +101,7 @@ std::vector<PolicyEntry> PolicyMap::entries() const {
   return out;
 }
 
-static inline bool matches(const PolicyEntry& e, uint8_t proto, uint16_t port, bool has_ports) {
-  if (e.proto != 0 && e.proto != proto) return false;
-  bool any_port = e.port_lo == 0 && e.port_hi == 65535;
-  if (any_port) return true;
-  return has_ports && port >= e.port_lo && port <= e.port_hi;
-}
-
-PolicyResult PolicyMap::lookup(uint32_t identity, uint8_t proto, uint16_t port, bool has_ports) const {
+PolicyResult PolicyMap::lookup_groups(uint32_t identity, uint8_t proto, uint16_t port, bool has_ports) const {
   const Span* spans[2] = {span(identity), identity != 0 ? span(0) : nullptr};
   const PolicyEntry* allow = nullptr;
   const PolicyEntry* redirect = nullptr;

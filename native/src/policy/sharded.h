@@ -1,26 +1,27 @@
-// A FlatMap split into shards, each under its own mutex: the connection
-// tables (policy conntrack, service NAT) are written by the TX and RX threads
-// and swept by the control thread, and sharding keeps them from meeting.
+// A FlatMap split into shards, each under its own mutex: the service NAT
+// table is written by the TX and RX threads and swept by the control thread,
+// and sharding keeps them from meeting. (Policy conntrack, read on every
+// packet, uses seqmap.h: lock-free reads.)
 //
 // One hash per key (H, FlatMap's hasher; every shard's must hash alike): H
 // indexes a shard's table with some of its bits, the shard is picked by the
 // bits from kShardShift up, which must be other ones (BytesHash indexes by
 // the low bits: bits 40..45; a multiply-shift hasher by the high bits).
-// The size is kept in an atomic so a full table can refuse new
-// entries without taking every lock.
+// The count and limit: bound.h.
 #pragma once
 #include <atomic>
 #include <cstdint>
 #include <mutex>
 
+#include "bound.h"
 #include "flatmap.h"
 
 namespace wm {
 
 template <typename K, typename V, int kShards = 64, typename H = BytesHash, int kShardShift = 40>
-class ShardedMap {
+class ShardedMap : public TableBound {
  public:
-  explicit ShardedMap(size_t max_entries) : max_entries_(max_entries) {}
+  explicit ShardedMap(size_t max_entries) : TableBound(max_entries) {}
 
   // Runs f(V* or null) under the key's shard lock and returns its result.
   template <typename F>
@@ -33,7 +34,7 @@ class ShardedMap {
 
   // Inserts or replaces; false when the table is full (and k is new).
   bool put(const K& k, const V& v) {
-    if (size_.load(std::memory_order_relaxed) >= max_entries_.load(std::memory_order_relaxed)) return false;
+    if (full()) return false;
     uint64_t h = hash(k);
     Shard& sh = shard_for(h);
     std::lock_guard<std::mutex> lock(sh.mu);
@@ -45,7 +46,7 @@ class ShardedMap {
 
   // Inserts k only if it is absent: 1 inserted, 0 present (left alone), -1 full.
   int insert(const K& k, const V& v) {
-    if (size_.load(std::memory_order_relaxed) >= max_entries_.load(std::memory_order_relaxed)) return -1;
+    if (full()) return -1;
     uint64_t h = hash(k);
     Shard& sh = shard_for(h);
     std::lock_guard<std::mutex> lock(sh.mu);
@@ -76,10 +77,6 @@ class ShardedMap {
     return removed;
   }
 
-  size_t size() const { return size_.load(std::memory_order_relaxed); }
-  size_t max_entries() const { return max_entries_.load(std::memory_order_relaxed); }
-  void set_max_entries(size_t n) { max_entries_.store(n, std::memory_order_relaxed); }
-
   void clear() {
     for (Shard& sh : shards_) {
       std::lock_guard<std::mutex> lock(sh.mu);
@@ -97,8 +94,6 @@ class ShardedMap {
   uint64_t hash(const K& k) const { return hasher_.hash(k); }
 
   Shard shards_[kShards];
-  std::atomic<size_t> size_{0};
-  std::atomic<size_t> max_entries_;
   H hasher_;
 };
 
