@@ -118,7 +118,14 @@ class SeqShardedMap : public TableBound {
     Table* t = sh.cur.load(std::memory_order_relaxed);
     if (find(t, k, h) != kNone) return 0;
     Writing w(sh);
-    if ((sh.size + 1) * 2 > t->mask + 1) t = grow(sh);
+    if ((sh.size + 1) * 2 > t->mask + 1) {
+      // out of memory: the table is full for this flow, the packet thread goes on
+      try {
+        t = grow(sh);
+      } catch (const std::bad_alloc&) {
+        return -1;
+      }
+    }
     place(t, k, v, h);
     sh.size++;
     size_.fetch_add(1, std::memory_order_relaxed);
@@ -252,6 +259,7 @@ class SeqShardedMap : public TableBound {
   // Twice the slots; the old table is retired, not freed (a reader may be in it).
   Table* grow(Shard& sh) {
     Table* old = sh.cur.load(std::memory_order_relaxed);
+    sh.retired.reserve(sh.retired.size() + 1);  // may throw: before anything changes
     Table* t = new_table((old->mask + 1) * 2);
     for (size_t i = 0; i <= old->mask; i++)
       if (old->slots[i].used) place(t, old->slots[i].key, old->slots[i].value, hasher_.hash(old->slots[i].key));
@@ -288,7 +296,8 @@ class SeqShardedMap : public TableBound {
   // Empties a table: whole pages back to the kernel (they read as zeros), the rest cleared.
   static void zero_slots(Table* t) {
     size_t slot_bytes = (t->mask + 1) * sizeof(Slot), page = 4096, whole = slot_bytes / page * page;
-    if (whole) madvise(t->slots, whole, MADV_DONTNEED);
+    // madvise fails on locked memory (mlockall): then every byte is cleared by hand
+    if (whole && madvise(t->slots, whole, MADV_DONTNEED) != 0) whole = 0;
     std::memset(reinterpret_cast<char*>(t->slots) + whole, 0, slot_bytes - whole);
   }
 
