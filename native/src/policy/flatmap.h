@@ -194,7 +194,7 @@ class FlatMap {
     V value;
     bool used;
   };
-  // A slot of 33..63 bytes (a conntrack entry: 57) is padded to a cache line
+  // A slot of 33..63 bytes is padded to a cache line
   // so a probe never straddles two: one miss per probe at a million flows.
   // (16- and 32-byte slots are aligned to their size for the same reason)
   static constexpr size_t kSlotAlign = sizeof(Packed) > 32 && sizeof(Packed) < 64 ? 64
