@@ -193,7 +193,12 @@ size_t Conntrack::gc(uint32_t now_s) {
     u.total -= g.total;
     u.evictable -= g.evictable;
   }
-  for (auto it = usage_.begin(); it != usage_.end();) it = it->second.total <= 0 ? usage_.erase(it) : std::next(it);
+  // Counts are adjusted after the shard work, so a count may briefly run
+  // below zero (a sweep removed an entry whose create has not added it yet):
+  // only an exact zero is dropped, else the late +1 would recreate a count
+  // with no entry behind it and use up a unit of the endpoint's quota for good.
+  for (auto it = usage_.begin(); it != usage_.end();)
+    it = it->second.total == 0 && it->second.evictable == 0 ? usage_.erase(it) : std::next(it);
   return n;
 }
 
