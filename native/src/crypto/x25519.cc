@@ -26,6 +26,8 @@ struct Fe {
   uint64_t v[5];
 };
 
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the field code loads and stores limbs little-endian");
+
 uint64_t load64_le(const uint8_t* p) {
   uint64_t x;
   std::memcpy(&x, p, 8);
