@@ -5,11 +5,14 @@
 // global service, and tears it all
 // down. Starts dockerd (--bip in 198.19.0.0/16) when none runs, and stops only
 // the one it started. Skips when docker, docker-compose or debootstrap are
-// missing or dockerd cannot start.
+// missing or dockerd cannot start. One run at a time per machine (the underlay
+// subnet is fixed): it holds a host lock from before dockerd to after it stops,
+// and, holding it, takes down what a killed earlier run left (wmtest* projects).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { acquireHostLock, type HostLock } from '../../src/testbed/hostlock.js';
 import { hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
 
 const COMPOSE = join(ROOT, 'docker', 'compose.yaml');
@@ -33,9 +36,20 @@ const ask = (node: string, pod: string, host: string, port = 8080) => {
 };
 let dockerd: ChildProcess | undefined;
 let dockerUp = false;
+let lock: HostLock | undefined;
+
+/** Holding the lock, no other run uses a wmtest* project: any other is a killed run's leftover. */
+function downLeftovers(): void {
+  const labels = run('docker', ['ps', '-a', '--format', '{{.Label "com.docker.compose.project"}}']).out;
+  const nets = run('docker', ['network', 'ls', '--format', '{{.Label "com.docker.compose.project"}}']).out;
+  for (const p of new Set(`${labels}\n${nets}`.split('\n').map((l) => l.trim()))) {
+    if (/^wmtest\d+$/.test(p) && p !== PROJECT) run('docker-compose', ['-f', COMPOSE, '-p', p, 'down', '-v', '--remove-orphans'], 300_000);
+  }
+}
 
 describe.skipIf(!enabled)('the docker-compose testbed', () => {
   beforeAll(async () => {
+    lock = await acquireHostLock('/run/lock/wiremesh-docker-test.lock', 1_200_000);
     if (!run('docker', ['info']).ok) {
       // our own dockerd; its default bridge in 198.19.0.0/16, never the private ranges
       dockerd = spawn('dockerd', ['--bip', '198.19.0.1/16', '--pidfile', '/run/wiremesh-test-dockerd.pid'], { stdio: 'ignore' });
@@ -43,6 +57,7 @@ describe.skipIf(!enabled)('the docker-compose testbed', () => {
       if (!dockerUp) console.warn('dockerd did not start: the docker-compose tests are skipped');
     } else dockerUp = true;
     if (!dockerUp) return;
+    downLeftovers();
     const base = run('bash', [join(ROOT, 'docker', 'build-base-image.sh')], 900_000);
     if (!base.ok) throw new Error(`base image: ${base.out.slice(-2000)}`);
     const img = run('docker', ['build', '-q', '-f', 'docker/Dockerfile', '-t', 'wiremesh:dev', '.'], 900_000);
@@ -66,6 +81,7 @@ describe.skipIf(!enabled)('the docker-compose testbed', () => {
       const pidfile = '/run/wiremesh-test-dockerd.pid';
       for (let i = 0; i < 50 && existsSync(pidfile); i++) execFileSync('sleep', ['0.2']);
     }
+    lock?.release();
   }, 600_000);
 
   it('pods reach each other across clusters, through WireGuard between the node containers', async (ctx) => {
