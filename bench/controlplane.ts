@@ -172,12 +172,17 @@ async function fullRun(dir: string): Promise<void> {
       }
     }
     const syncS = (Date.now() - t0) / 1000;
-    gc();
-    const mem1 = process.memoryUsage();
+    const syncedAt = Date.now();
     log(`synced ${syncS.toFixed(1)} s after the first write; the mesh at rest for ${REST_S} s`);
     await waitMeshSynced(m, 60_000);
     await sleep(3000);
     const rest = await measureRest(m, REST_S);
+    // the agent at rest: ≥ 25 s after its sync (its heap compaction checks every 10 s and runs once the heap is
+    // quiet), 2 s after the last GC (V8 unmaps freed pages on a background thread)
+    await sleep(Math.max(0, 25_000 - (Date.now() - syncedAt)));
+    gc();
+    await sleep(2000);
+    const mem1 = process.memoryUsage();
 
     log(`churn: nominal ${RATE} writes/s for ${CHURN_S} s across c2..c${K} (half node records, half endpoints)`);
     const delays: number[] = [];

@@ -12,6 +12,10 @@
  * value, as etcd3's Buffer.toString() does. The native ipcache is a stub that
  * counts rows (the addon's own table is native memory, outside this figure).
  *
+ * The full stage ends as the agent does once a sync is over: one compacting GC
+ * (src/agent/heapcompaction.ts, when the build has it; MEMORY_NO_COMPACTION=1
+ * skips it). Readings are taken 2 s after the last GC (MEMORY_SETTLE_MS), as V8
+ * unmaps freed pages on a background thread after the GC returns.
  * Each stage runs in a fresh process (--expose-gc; readings after gc), so one
  * stage's garbage does not land in the next:
  *   watch   ListWatcher alone (its key → value map)
@@ -202,6 +206,8 @@ async function child(dist: string, mode: Mode, shape: Shape): Promise<Reading> {
   const settle = async () => {
     for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
     for (let i = 0; i < 4; i++) gc();
+    // V8 unmaps the pages a GC freed on a background thread, after the GC: read RSS once that is done
+    await new Promise((r) => setTimeout(r, Number(process.env.MEMORY_SETTLE_MS ?? 2000)));
   };
   await settle();
   const before = process.memoryUsage();
@@ -209,6 +215,9 @@ async function child(dist: string, mode: Mode, shape: Shape): Promise<Reading> {
   const lws = watches.map((w) => new ListWatcher(store, w.prefix, mode === 'watch' ? nullSink : w.sink, silentLogger));
   for (const w of lws) void w.start();
   await Promise.all(lws.map((w: { firstSync(): Promise<void> }) => w.firstSync()));
+  // the agent's one compacting GC once the sync is over (a build that has it; MEMORY_NO_COMPACTION=1: none)
+  const compaction = (await imp('src/agent/heapcompaction.js').catch(() => undefined)) as { compactHeap(): void } | undefined;
+  if (mode === 'full' && compaction && !process.env.MEMORY_NO_COMPACTION) compaction.compactHeap();
   await settle();
   const after = process.memoryUsage();
   const n = shape.clusters * shape.nodes * shape.eps;

@@ -49,6 +49,7 @@ import { HairpinRouting, ip, ipBatch, RouteTable, setupRouterAddress } from './h
 import { PeerReconciler } from './peers.js';
 import { loadOrCreateKey, Registration, type LocalEndpoint } from './registration.js';
 import { stateWatches, trustWatches, type Watch } from './sinks.js';
+import { startHeapCompaction } from './heapcompaction.js';
 import { healthOfPeers, peerStatuses, type AgentStatus } from './status.js';
 
 export type { LocalEndpoint } from './registration.js';
@@ -77,6 +78,7 @@ export class Agent extends EventEmitter {
   private registration!: Registration;
   private hairpin: HairpinRouting | undefined;
   private healthTimer: NodeJS.Timeout | undefined;
+  private stopHeapCompaction: (() => void) | undefined;
   /** Prometheus metrics (GET /metrics; node.yaml metrics for a TCP listener). */
   readonly metrics: AgentMetrics;
   private metricsServer: import('node:http').Server | undefined;
@@ -225,6 +227,7 @@ export class Agent extends EventEmitter {
     this.healthTimer = setInterval(publish, 5000);
     this.healthTimer.unref();
     publish();
+    this.stopHeapCompaction = startHeapCompaction(log);
     log.info({ node: this.id, tun: this.dev.tunName, port: this.dev.listenPort }, 'agent started');
   }
 
@@ -235,6 +238,7 @@ export class Agent extends EventEmitter {
     this.registration?.stop();
     this.peerSet?.stop();
     if (this.healthTimer) clearInterval(this.healthTimer);
+    this.stopHeapCompaction?.();
     this.metricsServer?.close();
     await Promise.all(this.watchers.map((w) => w.stop()));
     this.dns?.close();
