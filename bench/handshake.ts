@@ -150,12 +150,12 @@ function handshakeSection(peers: number, rounds: number): SideRates {
     const warm = round === 0;
     const nowMs = 1000 * (round + 1);
     let s = clock();
-    const inits = pairs.map((p, i) => p.macsToB.addMacs(createInitiation(p.a, p.aSeesB, i + 1, 1_700_000_000_000 + nowMs)));
+    const inits = pairs.map((p, i) => createInitiation(p.a, p.aSeesB, i + 1, 1_700_000_000_000 + nowMs, p.macsToB));
     if (!warm) add(s, 'init');
     s = clock();
     const resps = inits.map((msg, i) => {
       const hs = consumeInitiation(b, msg, find, nowMs);
-      const resp = pairs[i]!.macsToA.addMacs(createResponse(hs, 1_000_000 + i));
+      const resp = createResponse(hs, 1_000_000 + i, pairs[i]!.macsToA);
       deriveSession(hs);
       return resp;
     });

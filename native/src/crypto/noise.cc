@@ -131,8 +131,24 @@ void kdf(uint8_t* out, int n, const uint8_t ck[32], const uint8_t* in, size_t in
   secure_zero(buf, sizeof(buf));
 }
 
+void tai64n(uint8_t out[kTimestampLen], int64_t seconds, uint32_t nanos) {
+  const uint64_t label = (uint64_t(1) << 62) + 10 + uint64_t(seconds);
+  for (int i = 0; i < 8; i++) out[i] = uint8_t(label >> (56 - 8 * i));
+  for (int i = 0; i < 4; i++) out[8 + i] = uint8_t(nanos >> (24 - 8 * i));
+}
+
+void add_macs(uint8_t* msg, size_t size, const MacKeys& keys) {
+  blake2s(msg + size - 32, 16, msg, size - 32, keys.mac1_key, 32);
+  if (keys.cookie) {
+    blake2s(msg + size - 16, 16, msg, size - 16, keys.cookie, 16);
+  } else {
+    memset(msg + size - 16, 0, 16);
+  }
+}
+
 Fail create_initiation(InitiationOut* out, uint32_t sender, const uint8_t h0[32], const uint8_t remote_static[32],
-                       const uint8_t local_public[32], const uint8_t ss[32], const uint8_t timestamp[12]) {
+                       const uint8_t local_public[32], const uint8_t ss[32], const uint8_t timestamp[12],
+                       const MacKeys* macs) {
   Scratch s;
   uint8_t* msg = out->msg;
   uint8_t* eph = msg + 8;
@@ -149,6 +165,7 @@ Fail create_initiation(InitiationOut* out, uint32_t sender, const uint8_t h0[32]
   memcpy(out->ck, s.t, 32);
   if (!seal0(s.t + 32, timestamp, kTimestampLen, out->h, msg + 88)) return Fail::kInternal;
   mix_hash(out->h, msg + 88, 28);
+  if (macs) add_macs(msg, kInitiationSize, *macs);
   return Fail::kNone;
 }
 
@@ -179,7 +196,8 @@ Fail consume_initiation_timestamp(InitiationTimestampOut* out, const uint8_t h[3
 }
 
 Fail create_response(ResponseOut* out, uint32_t sender, uint32_t receiver, const uint8_t h[32], const uint8_t ck[32],
-                     const uint8_t remote_ephemeral[32], const uint8_t remote_static[32], const uint8_t psk[32]) {
+                     const uint8_t remote_ephemeral[32], const uint8_t remote_static[32], const uint8_t psk[32],
+                     const MacKeys* macs) {
   Scratch s;
   uint8_t* msg = out->msg;
   uint8_t* eph = msg + 12;
@@ -195,6 +213,7 @@ Fail create_response(ResponseOut* out, uint32_t sender, uint32_t receiver, const
     if (ok) {
       mix_hash(out->h, msg + 44, 16);
       kdf(out->keys, 2, out->ck, nullptr, 0);
+      if (macs) add_macs(msg, kResponseSize, *macs);
     }
   }
   secure_zero(se, sizeof(se));
