@@ -9,7 +9,7 @@
  *    map (x25519_public_comb), timed beside crypto_scalarmult_base.
  * 2. X25519 implementations available to the addon, measured natively (no JS crossing,
  *    thread CPU time): libsodium (what the addon uses), OpenSSL EVP with contexts reused,
- *    OpenSSL EVP with fresh key objects per call (the addon before), and, through JS,
+ *    OpenSSL EVP with fresh key objects per call (the addon before), nettle (when installed), and, through JS,
  *    node:crypto and tweetnacl for scale.
  * 3. Handshakes per side on one core, as shipped (src/wireguard/noise.ts + cookie macs):
  *    initiator = create initiation + consume response + derive keys; responder = consume
@@ -76,7 +76,7 @@ function opensslSpeed(seconds: number): number | null {
 const fmt = (perSec: number): string => `${perSec.toFixed(0).padStart(8)} /s ${(1e6 / perSec).toFixed(1).padStart(8)} µs`;
 
 function x25519Section(): Record<string, number> {
-  const native5 = ['libsodium', 'libsodium-base', 'libsodium-comb', 'openssl-reuse', 'openssl-keygen', 'openssl-fresh'] as const;
+  const native5 = ['libsodium', 'libsodium-base', 'libsodium-comb', 'openssl-reuse', 'openssl-keygen', 'openssl-fresh', 'nettle'] as const;
   const labels: Record<(typeof native5)[number], string> = {
     libsodium: 'libsodium crypto_scalarmult (the addon)',
     'libsodium-base': 'libsodium crypto_scalarmult_base',
@@ -84,12 +84,17 @@ function x25519Section(): Record<string, number> {
     'openssl-reuse': 'OpenSSL EVP derive, key object + context reused',
     'openssl-keygen': 'OpenSSL EVP keygen, context reused',
     'openssl-fresh': 'OpenSSL EVP, key objects built per call (before)',
+    nettle: 'nettle curve25519_mul (libnettle8, x86-64 asm field)',
   };
   const out: Record<string, number> = {};
   console.log('\nX25519 in the addon, measured natively (thread CPU time, best of 3 rounds):');
   for (const impl of native5) {
     let best = Infinity;
-    for (let round = 0; round < 3; round++) best = Math.min(best, testhooks.x25519Cost(impl, 1500));
+    for (let round = 0; round < 3; round++) best = Math.min(best, testhooks.x25519Cost(impl, 1500) ?? Infinity);
+    if (best === Infinity) {
+      console.log(`  ${labels[impl].padEnd(54)} not installed`);
+      continue;
+    }
     out[impl] = 1 / best;
     console.log(`  ${labels[impl].padEnd(54)} ${fmt(out[impl]!)}`);
   }
@@ -203,7 +208,7 @@ function main(): void {
   if (ceiling) {
     console.log(`  ratio to the OpenSSL per-side ceiling: initiator ${(sides.initiatorCpu / ceiling).toFixed(2)}, responder ${(sides.responderCpu / ceiling).toFixed(2)}`);
   }
-  console.log(`  libsodium vs OpenSSL EVP (contexts reused): ${(x.libsodium! / x['openssl-reuse']!).toFixed(2)}x; vs the addon before (fresh key objects): ${(x.libsodium! / x['openssl-fresh']!).toFixed(2)}x`);
+  console.log(`  libsodium vs OpenSSL EVP (contexts reused): ${(x.libsodium! / x['openssl-reuse']!).toFixed(2)}x; vs the addon before (fresh key objects): ${(x.libsodium! / x['openssl-fresh']!).toFixed(2)}x${x.nettle ? `; vs nettle: ${(x.libsodium! / x.nettle).toFixed(2)}x` : ''}`);
   console.log(`  goal ≥ 5,000/s per side: ${Math.min(sides.initiatorCpu, sides.responderCpu) >= 5000 ? 'met' : 'NOT met'} (JS thread CPU time)`);
   const report = {
     date: new Date().toISOString(),

@@ -1,4 +1,5 @@
 // Data-path pieces wrapped one by one for the unit tests (test/unit): never in the product addon.
+#include <dlfcn.h>
 #include <openssl/evp.h>
 #include <time.h>
 
@@ -64,9 +65,22 @@ bool OpensslFresh(const uint8_t priv[32], const uint8_t pub[32], uint8_t out[32]
   return ok;
 }
 
+// nettle's curve25519_mul (Debian libnettle8, which GnuTLS depends on), the alternative the benchmark times
+// beside libsodium and OpenSSL. Looked up at run time, so the addons do not link it: null when it is not
+// installed. Nettle clamps the scalar itself, as RFC 7748 decodeScalar25519 does.
+using NettleMul = void (*)(uint8_t* q, const uint8_t* n, const uint8_t* p);
+NettleMul NettleCurve25519Mul() {
+  static const NettleMul fn = [] {
+    void* lib = dlopen("libnettle.so.8", RTLD_NOW | RTLD_LOCAL);
+    return lib ? reinterpret_cast<NettleMul>(dlsym(lib, "nettle_curve25519_mul")) : nullptr;
+  }();
+  return fn;
+}
+
 // x25519Cost(impl, iterations) -> thread CPU seconds per operation, measured natively so that
 // the implementations compare without the JS crossing. impl: 'libsodium' | 'libsodium-base' | 'libsodium-comb' |
-// 'openssl-reuse' | 'openssl-fresh' | 'openssl-keygen'. Throws on an unknown impl or a failure.
+// 'openssl-reuse' | 'openssl-fresh' | 'openssl-keygen' | 'nettle'. Null for 'nettle' when libnettle.so.8 is not
+// installed. Throws on an unknown impl, a failure, or nettle's bytes differing from libsodium's.
 Napi::Value X25519Cost(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsString() || !info[1].IsNumber()) return ThrowType(env, "x25519Cost(impl, iterations)");
@@ -74,6 +88,13 @@ Napi::Value X25519Cost(const Napi::CallbackInfo& info) {
   uint32_t n = info[1].As<Napi::Number>().Uint32Value();
   uint8_t sk[32], pk[32], out[32];
   if (n == 0 || !x25519_keypair(sk, pk)) return ThrowType(env, "x25519Cost: no iterations or no key");
+  const NettleMul nettle = impl == "nettle" ? NettleCurve25519Mul() : nullptr;
+  if (impl == "nettle") {
+    uint8_t ref[32];
+    if (!nettle) return env.Null();
+    nettle(out, sk, pk);
+    if (!x25519(ref, sk, pk) || memcmp(ref, out, 32) != 0) return ThrowType(env, "x25519Cost: nettle differs from libsodium");
+  }
   EVP_PKEY* skey = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nullptr, sk, 32);
   EVP_PKEY_CTX* derive = skey ? EVP_PKEY_CTX_new(skey, nullptr) : nullptr;
   EVP_PKEY_CTX* keygen = EVP_PKEY_CTX_new_id(EVP_PKEY_X25519, nullptr);
@@ -91,6 +112,8 @@ Napi::Value X25519Cost(const Napi::CallbackInfo& info) {
       ok = OpensslReuse(derive, pk, out);
     } else if (impl == "openssl-fresh") {
       ok = OpensslFresh(sk, pk, out);
+    } else if (nettle) {
+      nettle(out, sk, pk);
     } else if (impl == "openssl-keygen") {
       EVP_PKEY* k = nullptr;
       ok = EVP_PKEY_keygen(keygen, &k) == 1;
