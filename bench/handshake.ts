@@ -84,7 +84,7 @@ function x25519Section(): Record<string, number> {
     'openssl-reuse': 'OpenSSL EVP derive, key object + context reused',
     'openssl-keygen': 'OpenSSL EVP keygen, context reused',
     'openssl-fresh': 'OpenSSL EVP, key objects built per call (before)',
-    nettle: 'nettle curve25519_mul (libnettle8, x86-64 asm field)',
+    nettle: 'nettle curve25519_mul (libhogweed6, x86-64 asm field)',
   };
   const out: Record<string, number> = {};
   console.log('\nX25519 in the addon, measured natively (thread CPU time, best of 3 rounds):');

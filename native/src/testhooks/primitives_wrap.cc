@@ -65,13 +65,13 @@ bool OpensslFresh(const uint8_t priv[32], const uint8_t pub[32], uint8_t out[32]
   return ok;
 }
 
-// nettle's curve25519_mul (Debian libnettle8, which GnuTLS depends on), the alternative the benchmark times
+// nettle's curve25519_mul (Debian libhogweed6, nettle's public-key half, which GnuTLS depends on), the alternative the benchmark times
 // beside libsodium and OpenSSL. Looked up at run time, so the addons do not link it: null when it is not
 // installed. Nettle clamps the scalar itself, as RFC 7748 decodeScalar25519 does.
 using NettleMul = void (*)(uint8_t* q, const uint8_t* n, const uint8_t* p);
 NettleMul NettleCurve25519Mul() {
   static const NettleMul fn = [] {
-    void* lib = dlopen("libnettle.so.8", RTLD_NOW | RTLD_LOCAL);
+    void* lib = dlopen("libhogweed.so.6", RTLD_NOW | RTLD_LOCAL);
     return lib ? reinterpret_cast<NettleMul>(dlsym(lib, "nettle_curve25519_mul")) : nullptr;
   }();
   return fn;
@@ -79,7 +79,7 @@ NettleMul NettleCurve25519Mul() {
 
 // x25519Cost(impl, iterations) -> thread CPU seconds per operation, measured natively so that
 // the implementations compare without the JS crossing. impl: 'libsodium' | 'libsodium-base' | 'libsodium-comb' |
-// 'openssl-reuse' | 'openssl-fresh' | 'openssl-keygen' | 'nettle'. Null for 'nettle' when libnettle.so.8 is not
+// 'openssl-reuse' | 'openssl-fresh' | 'openssl-keygen' | 'nettle'. Null for 'nettle' when libhogweed.so.6 is not
 // installed. Throws on an unknown impl, a failure, or nettle's bytes differing from libsodium's.
 Napi::Value X25519Cost(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
