@@ -15,7 +15,8 @@
  *    initiator = create initiation + consume response + derive keys; responder = consume
  *    initiation + create response + derive keys; each side timed alone over a batch of
  *    peers (CPU time of the JS thread, of the whole process, and wall time), and beside it
- *    the same steps natively with no JavaScript, interleaved round by round.
+ *    the same steps natively with no JavaScript, interleaved round by round, and OpenSSL's EVP X25519
+ *    interleaved too (the anchor at the same moments: this machine's speed drifts within a run).
  *
  * Writes bench/results/handshake.json. Goal: ≥ 5,000 handshakes/s per side.
  */
@@ -126,6 +127,13 @@ interface SideRates {
   /** the native steps alone, interleaved with the rounds above (per thread CPU second) */
   nativeInitiator: number;
   nativeResponder: number;
+  /**
+   * OpenSSL's EVP X25519 (our key and derive context reused, the peer's key object built per call as for a
+   * handshake's fresh peer keys: a little slower than `openssl speed`), run in process between the rounds
+   * (per thread CPU second): the anchor taken at the same moments as the handshakes, since this shared
+   * machine's speed drifts within one run.
+   */
+  anchorInterleaved: number;
 }
 
 /**
@@ -143,7 +151,7 @@ function handshakeSection(peers: number, rounds: number): SideRates {
     return { a, aSeesB, bSeesA, macsToB: new CookieGenerator(b.publicKey, () => 0), macsToA: new CookieGenerator(a.publicKey, () => 0) };
   });
   const find = (k: Buffer): Handshake | undefined => byKey.get(k.toString('hex'));
-  const t = { initCpu: 0, respCpu: 0, initProc: 0, respProc: 0, initWall: 0, respWall: 0, nativeInit: 0, nativeResp: 0 };
+  const t = { initCpu: 0, respCpu: 0, initProc: 0, respProc: 0, initWall: 0, respWall: 0, nativeInit: 0, nativeResp: 0, anchor: 0 };
   const clock = () => [testhooks.threadCpuSeconds(), cpuSeconds(), Number(process.hrtime.bigint()) / 1e9] as const;
   const add = (start: readonly [number, number, number], side: 'init' | 'resp') => {
     const [c, p, w] = clock();
@@ -174,6 +182,7 @@ function handshakeSection(peers: number, rounds: number): SideRates {
     const floor = testhooks.noiseStepsCost(peers);
     t.nativeInit += floor.initiator * peers;
     t.nativeResp += floor.responder * peers;
+    t.anchor += testhooks.x25519Cost('openssl-reuse', 4 * peers)! * 4 * peers;
   }
   const n = peers * rounds;
   return {
@@ -185,6 +194,7 @@ function handshakeSection(peers: number, rounds: number): SideRates {
     responderWall: n / t.respWall,
     nativeInitiator: (n + peers) / t.nativeInit,
     nativeResponder: (n + peers) / t.nativeResp,
+    anchorInterleaved: (4 * (n + peers)) / t.anchor,
   };
 }
 
@@ -208,6 +218,8 @@ function main(): void {
   if (ceiling) {
     console.log(`  ratio to the OpenSSL per-side ceiling: initiator ${(sides.initiatorCpu / ceiling).toFixed(2)}, responder ${(sides.responderCpu / ceiling).toFixed(2)}`);
   }
+  const ceilingNow = sides.anchorInterleaved / 4;
+  console.log(`  anchor interleaved with the rounds (OpenSSL EVP X25519 in process): ${fmt(sides.anchorInterleaved)} => ceiling ${ceilingNow.toFixed(0)}/s; ratio initiator ${(sides.initiatorCpu / ceilingNow).toFixed(2)}, responder ${(sides.responderCpu / ceilingNow).toFixed(2)}`);
   console.log(`  libsodium vs OpenSSL EVP (contexts reused): ${(x.libsodium! / x['openssl-reuse']!).toFixed(2)}x; vs the addon before (fresh key objects): ${(x.libsodium! / x['openssl-fresh']!).toFixed(2)}x${x.nettle ? `; vs nettle: ${(x.libsodium! / x.nettle).toFixed(2)}x` : ''}`);
   console.log(`  goal ≥ 5,000/s per side: ${Math.min(sides.initiatorCpu, sides.responderCpu) >= 5000 ? 'met' : 'NOT met'} (JS thread CPU time)`);
   const report = {
@@ -216,6 +228,7 @@ function main(): void {
     x25519PerCpuSec: x,
     handshakesPerSec: sides,
     ratioToCeiling: ceiling ? { initiator: sides.initiatorCpu / ceiling, responder: sides.responderCpu / ceiling } : null,
+    ratioToInterleavedCeiling: { initiator: (4 * sides.initiatorCpu) / sides.anchorInterleaved, responder: (4 * sides.responderCpu) / sides.anchorInterleaved },
     goalPerSide: 5000,
   };
   mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
