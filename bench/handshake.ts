@@ -9,13 +9,14 @@
  *    map (x25519_public_comb), timed beside crypto_scalarmult_base.
  * 2. X25519 implementations available to the addon, measured natively (no JS crossing,
  *    thread CPU time): libsodium (what the addon uses), OpenSSL EVP with contexts reused,
- *    OpenSSL EVP with fresh key objects per call (the addon before), and, through JS,
+ *    OpenSSL EVP with fresh key objects per call (the addon before), nettle (when installed), and, through JS,
  *    node:crypto and tweetnacl for scale.
  * 3. Handshakes per side on one core, as shipped (src/wireguard/noise.ts + cookie macs):
  *    initiator = create initiation + consume response + derive keys; responder = consume
  *    initiation + create response + derive keys; each side timed alone over a batch of
  *    peers (CPU time of the JS thread, of the whole process, and wall time), and beside it
- *    the same steps natively with no JavaScript, interleaved round by round.
+ *    the same steps natively with no JavaScript, interleaved round by round, and OpenSSL's EVP X25519
+ *    interleaved too (the anchor at the same moments: this machine's speed drifts within a run).
  *
  * Writes bench/results/handshake.json. Goal: ≥ 5,000 handshakes/s per side.
  */
@@ -76,7 +77,7 @@ function opensslSpeed(seconds: number): number | null {
 const fmt = (perSec: number): string => `${perSec.toFixed(0).padStart(8)} /s ${(1e6 / perSec).toFixed(1).padStart(8)} µs`;
 
 function x25519Section(): Record<string, number> {
-  const native5 = ['libsodium', 'libsodium-base', 'libsodium-comb', 'openssl-reuse', 'openssl-keygen', 'openssl-fresh'] as const;
+  const native5 = ['libsodium', 'libsodium-base', 'libsodium-comb', 'openssl-reuse', 'openssl-keygen', 'openssl-fresh', 'nettle'] as const;
   const labels: Record<(typeof native5)[number], string> = {
     libsodium: 'libsodium crypto_scalarmult (the addon)',
     'libsodium-base': 'libsodium crypto_scalarmult_base',
@@ -84,12 +85,17 @@ function x25519Section(): Record<string, number> {
     'openssl-reuse': 'OpenSSL EVP derive, key object + context reused',
     'openssl-keygen': 'OpenSSL EVP keygen, context reused',
     'openssl-fresh': 'OpenSSL EVP, key objects built per call (before)',
+    nettle: 'nettle curve25519_mul (libhogweed6, x86-64 asm field)',
   };
   const out: Record<string, number> = {};
   console.log('\nX25519 in the addon, measured natively (thread CPU time, best of 3 rounds):');
   for (const impl of native5) {
     let best = Infinity;
-    for (let round = 0; round < 3; round++) best = Math.min(best, testhooks.x25519Cost(impl, 1500));
+    for (let round = 0; round < 3; round++) best = Math.min(best, testhooks.x25519Cost(impl, 1500) ?? Infinity);
+    if (best === Infinity) {
+      console.log(`  ${labels[impl].padEnd(54)} not installed`);
+      continue;
+    }
     out[impl] = 1 / best;
     console.log(`  ${labels[impl].padEnd(54)} ${fmt(out[impl]!)}`);
   }
@@ -121,6 +127,13 @@ interface SideRates {
   /** the native steps alone, interleaved with the rounds above (per thread CPU second) */
   nativeInitiator: number;
   nativeResponder: number;
+  /**
+   * OpenSSL's EVP X25519 (our key and derive context reused, the peer's key object built per call as for a
+   * handshake's fresh peer keys: a little slower than `openssl speed`), run in process between the rounds
+   * (per thread CPU second): the anchor taken at the same moments as the handshakes, since this shared
+   * machine's speed drifts within one run.
+   */
+  anchorInterleaved: number;
 }
 
 /**
@@ -138,7 +151,7 @@ function handshakeSection(peers: number, rounds: number): SideRates {
     return { a, aSeesB, bSeesA, macsToB: new CookieGenerator(b.publicKey, () => 0), macsToA: new CookieGenerator(a.publicKey, () => 0) };
   });
   const find = (k: Buffer): Handshake | undefined => byKey.get(k.toString('hex'));
-  const t = { initCpu: 0, respCpu: 0, initProc: 0, respProc: 0, initWall: 0, respWall: 0, nativeInit: 0, nativeResp: 0 };
+  const t = { initCpu: 0, respCpu: 0, initProc: 0, respProc: 0, initWall: 0, respWall: 0, nativeInit: 0, nativeResp: 0, anchor: 0 };
   const clock = () => [testhooks.threadCpuSeconds(), cpuSeconds(), Number(process.hrtime.bigint()) / 1e9] as const;
   const add = (start: readonly [number, number, number], side: 'init' | 'resp') => {
     const [c, p, w] = clock();
@@ -150,12 +163,12 @@ function handshakeSection(peers: number, rounds: number): SideRates {
     const warm = round === 0;
     const nowMs = 1000 * (round + 1);
     let s = clock();
-    const inits = pairs.map((p, i) => p.macsToB.addMacs(createInitiation(p.a, p.aSeesB, i + 1, 1_700_000_000_000 + nowMs)));
+    const inits = pairs.map((p, i) => createInitiation(p.a, p.aSeesB, i + 1, 1_700_000_000_000 + nowMs, p.macsToB));
     if (!warm) add(s, 'init');
     s = clock();
     const resps = inits.map((msg, i) => {
       const hs = consumeInitiation(b, msg, find, nowMs);
-      const resp = pairs[i]!.macsToA.addMacs(createResponse(hs, 1_000_000 + i));
+      const resp = createResponse(hs, 1_000_000 + i, pairs[i]!.macsToA);
       deriveSession(hs);
       return resp;
     });
@@ -169,6 +182,7 @@ function handshakeSection(peers: number, rounds: number): SideRates {
     const floor = testhooks.noiseStepsCost(peers);
     t.nativeInit += floor.initiator * peers;
     t.nativeResp += floor.responder * peers;
+    t.anchor += testhooks.x25519Cost('openssl-reuse', 4 * peers)! * 4 * peers;
   }
   const n = peers * rounds;
   return {
@@ -180,6 +194,7 @@ function handshakeSection(peers: number, rounds: number): SideRates {
     responderWall: n / t.respWall,
     nativeInitiator: (n + peers) / t.nativeInit,
     nativeResponder: (n + peers) / t.nativeResp,
+    anchorInterleaved: (4 * (n + peers)) / t.anchor,
   };
 }
 
@@ -203,7 +218,9 @@ function main(): void {
   if (ceiling) {
     console.log(`  ratio to the OpenSSL per-side ceiling: initiator ${(sides.initiatorCpu / ceiling).toFixed(2)}, responder ${(sides.responderCpu / ceiling).toFixed(2)}`);
   }
-  console.log(`  libsodium vs OpenSSL EVP (contexts reused): ${(x.libsodium! / x['openssl-reuse']!).toFixed(2)}x; vs the addon before (fresh key objects): ${(x.libsodium! / x['openssl-fresh']!).toFixed(2)}x`);
+  const ceilingNow = sides.anchorInterleaved / 4;
+  console.log(`  anchor interleaved with the rounds (OpenSSL EVP X25519 in process): ${fmt(sides.anchorInterleaved)} => ceiling ${ceilingNow.toFixed(0)}/s; ratio initiator ${(sides.initiatorCpu / ceilingNow).toFixed(2)}, responder ${(sides.responderCpu / ceilingNow).toFixed(2)}`);
+  console.log(`  libsodium vs OpenSSL EVP (contexts reused): ${(x.libsodium! / x['openssl-reuse']!).toFixed(2)}x; vs the addon before (fresh key objects): ${(x.libsodium! / x['openssl-fresh']!).toFixed(2)}x${x.nettle ? `; vs nettle: ${(x.libsodium! / x.nettle).toFixed(2)}x` : ''}`);
   console.log(`  goal ≥ 5,000/s per side: ${Math.min(sides.initiatorCpu, sides.responderCpu) >= 5000 ? 'met' : 'NOT met'} (JS thread CPU time)`);
   const report = {
     date: new Date().toISOString(),
@@ -211,6 +228,7 @@ function main(): void {
     x25519PerCpuSec: x,
     handshakesPerSec: sides,
     ratioToCeiling: ceiling ? { initiator: sides.initiatorCpu / ceiling, responder: sides.responderCpu / ceiling } : null,
+    ratioToInterleavedCeiling: { initiator: (4 * sides.initiatorCpu) / sides.anchorInterleaved, responder: (4 * sides.responderCpu) / sides.anchorInterleaved },
     goalPerSide: 5000,
   };
   mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });

@@ -204,14 +204,19 @@ export interface NativeAddon {
    * low-order key, 2 for an AEAD that does not open, 3 for an internal failure (`out` then untouched).
    * Wrong argument lengths throw a TypeError.
    */
-  /** out 244: msg 148 (macs zero) | h 32 | ck 32 | ephemeral private 32 */
-  noiseCreateInitiation(out: Buffer, sender: number, h0: Buffer, remoteStatic: Buffer, localPublic: Buffer, ss: Buffer, timestamp: Buffer): number;
+  /**
+   * out 244: msg 148 | h 32 | ck 32 | ephemeral private 32. The TAI64N timestamp from its seconds and whitened
+   * nanoseconds (tai64n.ts); mac1 keyed by mac1Key (32) and mac2 by cookie (16) when given, else zero.
+   */
+  noiseCreateInitiation(out: Buffer, sender: number, h0: Buffer, remoteStatic: Buffer, localPublic: Buffer, ss: Buffer,
+    tsSeconds: number, tsNanos: number, mac1Key: Buffer | null, cookie: Buffer | null): number;
   /** out 96: h 32 | ck 32 | initiator static 32 */
   noiseConsumeInitiationStatic(out: Buffer, localPrivate: Buffer, h0: Buffer, msg: Buffer): number;
   /** out 76: h 32 | ck 32 | timestamp 12 */
   noiseConsumeInitiationTimestamp(out: Buffer, h: Buffer, ck: Buffer, ss: Buffer, msg: Buffer): number;
-  /** out 252: msg 92 (macs zero) | h 32 | ck 32 | ephemeral private 32 | transport keys τ1 32 | τ2 32 */
-  noiseCreateResponse(out: Buffer, sender: number, receiver: number, h: Buffer, ck: Buffer, remoteEphemeral: Buffer, remoteStatic: Buffer, psk: Buffer): number;
+  /** out 252: msg 92 | h 32 | ck 32 | ephemeral private 32 | transport keys τ1 32 | τ2 32; macs as noiseCreateInitiation */
+  noiseCreateResponse(out: Buffer, sender: number, receiver: number, h: Buffer, ck: Buffer, remoteEphemeral: Buffer, remoteStatic: Buffer, psk: Buffer,
+    mac1Key: Buffer | null, cookie: Buffer | null): number;
   /** out 128: h 32 | ck 32 | transport keys τ1 32 | τ2 32 */
   noiseConsumeResponse(out: Buffer, h: Buffer, ck: Buffer, ephemeralPrivate: Buffer, localPrivate: Buffer, psk: Buffer, msg: Buffer): number;
   Device: new (opts: NativeDeviceOptions) => NativeDevice;

@@ -17,9 +17,11 @@ export interface TestHooksAddon {
    * key, crypto_scalarmult_base), 'libsodium-comb' (the same by the Ed25519 fixed-base comb and the
    * Edwards -> Montgomery map: the handshake's ephemerals), 'openssl-reuse' (EVP with our key object and derive context kept, the peer's built per
    * call), 'openssl-fresh' (both key objects per call: the addon before libsodium),
-   * 'openssl-keygen' (EVP keygen, context kept). Throws on an unknown name.
+   * 'openssl-keygen' (EVP keygen, context kept), 'nettle' (curve25519_mul of Debian's libhogweed6, looked up at
+   * run time: null when it is not installed; its bytes are checked against libsodium's first). Throws on an
+   * unknown name.
    */
-  x25519Cost(impl: string, iterations: number): number;
+  x25519Cost(impl: string, iterations: number): number | null;
   /** X25519(priv, 9) by the Ed25519 comb path the ephemerals use (32 bytes); null if it failed. */
   x25519PublicComb(priv: Buffer): Buffer | null;
   /**

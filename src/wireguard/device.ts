@@ -332,7 +332,7 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
   private onInitiation(peer: Peer, hs: Handshake, from: Endpoint, now: number): void {
     this.updateEndpoint(peer, from);
     const index = this.allocIndex(peer);
-    const response = peer.cookie.addMacs(createResponse(hs, index));
+    const response = createResponse(hs, index, peer.cookie);
     const keys = deriveSession(hs);
     this.install(peer, keys, now);
     peer.lastSentHandshakeMs = now;
@@ -379,7 +379,7 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
     }
     peer.lastSentHandshakeMs = now;
     if (peer.initiatingSinceMs === 0) peer.initiatingSinceMs = now;
-    const msg = peer.cookie.addMacs(createInitiation(identity, peer.handshake, this.allocIndex(peer)));
+    const msg = createInitiation(identity, peer.handshake, this.allocIndex(peer), Date.now(), peer.cookie);
     this.native.sendHandshake(peer.endpoint.host, peer.endpoint.port, msg);
     peer.timers.handshakeInitiated(now);
     this.armedPeers.add(peer);

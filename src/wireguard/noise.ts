@@ -8,7 +8,7 @@
 import { HandshakeError } from '../errors.js';
 import { native } from '../native/binding.js';
 import { dh, hash, isZero, publicFromPrivate, type EphemeralKey } from './crypto.js';
-import { tai64n, tai64nAfter, TAI64N_LEN } from './tai64n.js';
+import { tai64nAfter, tai64nNanos, tai64nSeconds, TAI64N_LEN } from './tai64n.js';
 
 export const CONSTRUCTION = 'Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s';
 export const IDENTIFIER = 'WireGuard v1 zx2c4 Jason@zx2c4.com';
@@ -101,6 +101,19 @@ export class Handshake {
   }
 }
 
+/**
+ * The cookie macs of the messages sent to one peer (cookie.ts's CookieGenerator): the create steps
+ * write mac1/mac2 natively in the same call that builds the message.
+ */
+export interface MessageMacs {
+  /** HASH(LABEL_MAC1 || the receiver's public key), 32 bytes. */
+  readonly mac1Key: Buffer;
+  /** The receiver's cookie (16 bytes) while fresh, else null (mac2 zero). */
+  freshCookie(): Buffer | null;
+  /** Told the whole message once it is built (a cookie reply is bound to its mac1). */
+  sent(msg: Buffer): void;
+}
+
 export interface SessionKeys {
   send: Buffer;
   recv: Buffer;
@@ -131,32 +144,36 @@ const OUT_TIMESTAMP = Buffer.alloc(64 + TAI64N_LEN);
 const OUT_HASHES = Buffer.alloc(128);
 
 /**
- * Builds an initiation (without mac1/mac2, which cookie.ts adds over the final
- * bytes). `nowEpochMs` feeds the TAI64N timestamp. One native call does the
- * whole message (ephemeral, DH, KDF chain, both AEADs).
+ * Builds an initiation (148 bytes). `nowEpochMs` feeds the TAI64N timestamp. With `macs`, mac1 and
+ * mac2 are written too (and `macs.sent` told); without, they stay zero (cookie.ts's addMacs can add
+ * them). One native call does the whole message (ephemeral, DH, KDF chain, both AEADs, macs).
+ * Throws HandshakeError for a low-order peer key.
  */
 export function createInitiation(
   local: StaticIdentity,
   hs: Handshake,
   localIndex: number,
   nowEpochMs: number = Date.now(),
+  macs?: MessageMacs,
 ): Buffer {
   if (!hs.precomputedStaticStatic) throw new HandshakeError('peer public key is of low order');
   const out = OUT_INITIATION;
   check(
-    native.noiseCreateInitiation(out, localIndex >>> 0, hs.remoteStaticHash, hs.remoteStatic, local.publicKey, hs.precomputedStaticStatic, tai64n(nowEpochMs)),
+    native.noiseCreateInitiation(out, localIndex >>> 0, hs.remoteStaticHash, hs.remoteStatic, local.publicKey, hs.precomputedStaticStatic,
+      tai64nSeconds(nowEpochMs), tai64nNanos(nowEpochMs), macs ? macs.mac1Key : null, macs ? macs.freshCookie() : null),
     'peer public key is of low order',
     'initiation could not be sealed',
   );
-  return adoptCreated(hs, out, INITIATION_SIZE, 8, localIndex, 'initiation-created');
+  return adoptCreated(hs, out, INITIATION_SIZE, 8, localIndex, 'initiation-created', macs);
 }
 
 /**
  * Takes a create step's output (message `size` bytes | h | ck | ephemeral private, the
  * ephemeral public key at `ephAt` in the message) into `hs`; returns a copy of the message.
  */
-function adoptCreated(hs: Handshake, out: Buffer, size: number, ephAt: number, localIndex: number, state: HandshakeStateName): Buffer {
+function adoptCreated(hs: Handshake, out: Buffer, size: number, ephAt: number, localIndex: number, state: HandshakeStateName, macs?: MessageMacs): Buffer {
   const msg = Buffer.from(out.subarray(0, size));
+  macs?.sent(msg);
   hs.commit(out.subarray(size));
   out.fill(0);
   hs.localEphemeral = { privateKey: hs.secrets.subarray(64, 96), publicKey: msg.subarray(ephAt, ephAt + 32) };
@@ -221,16 +238,21 @@ function commitInitiation(hs: Handshake, out: Buffer, sender: number, msg: Buffe
   hs.state = 'initiation-consumed';
 }
 
-/** The responder's answer to a consumed initiation (without macs): one native call. */
-export function createResponse(hs: Handshake, localIndex: number): Buffer {
+/**
+ * The responder's answer to a consumed initiation (92 bytes; mac1/mac2 by `macs` as in
+ * createInitiation, else zero): one native call. Throws HandshakeError without a consumed initiation
+ * or for a low-order key.
+ */
+export function createResponse(hs: Handshake, localIndex: number, macs?: MessageMacs): Buffer {
   if (hs.state !== 'initiation-consumed') throw new HandshakeError('no initiation to respond to');
   const out = OUT_RESPONSE;
   check(
-    native.noiseCreateResponse(out, localIndex >>> 0, hs.remoteIndex >>> 0, hs.hash, hs.chainKey, hs.remoteEphemeral, hs.remoteStatic, hs.presharedKey),
+    native.noiseCreateResponse(out, localIndex >>> 0, hs.remoteIndex >>> 0, hs.hash, hs.chainKey, hs.remoteEphemeral, hs.remoteStatic, hs.presharedKey,
+      macs ? macs.mac1Key : null, macs ? macs.freshCookie() : null),
     'low-order key in response derivation',
     'response could not be sealed',
   );
-  return adoptCreated(hs, out, RESPONSE_SIZE, 12, localIndex, 'response-created');
+  return adoptCreated(hs, out, RESPONSE_SIZE, 12, localIndex, 'response-created', macs);
 }
 
 /** The initiator consumes the response addressed to `hs` (found by receiver index): one native call. */

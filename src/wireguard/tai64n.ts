@@ -8,13 +8,25 @@ export const TAI64N_LEN = 12;
 const BASE = 0x400000000000000an;
 const WHITENER = 0x1000000;
 
+/** The seconds of `epochMs`'s TAI64N timestamp (before the 2^62 + 10 offset). */
+export function tai64nSeconds(epochMs: number): number {
+  return Math.floor(epochMs / 1000);
+}
+
+/** The whitened nanoseconds of `epochMs`'s TAI64N timestamp (a multiple of 2^24, < 10^9). */
+export function tai64nNanos(epochMs: number, extraNs = 0): number {
+  const nanos = Math.floor((epochMs - tai64nSeconds(epochMs) * 1000) * 1e6) + extraNs;
+  return nanos - (nanos % WHITENER);
+}
+
+/**
+ * The 12-byte timestamp. The handshake's initiations have theirs written natively from
+ * tai64nSeconds / tai64nNanos (native/src/crypto/noise.cc, tai64n); this is the reference.
+ */
 export function tai64n(epochMs: number = Date.now(), extraNs = 0): Buffer {
   const out = Buffer.alloc(TAI64N_LEN);
-  const secs = Math.floor(epochMs / 1000);
-  let nanos = Math.floor((epochMs - secs * 1000) * 1e6) + extraNs;
-  nanos -= nanos % WHITENER;
-  out.writeBigUInt64BE(BASE + BigInt(secs), 0);
-  out.writeUInt32BE(nanos, 8);
+  out.writeBigUInt64BE(BASE + BigInt(tai64nSeconds(epochMs)), 0);
+  out.writeUInt32BE(tai64nNanos(epochMs, extraNs), 8);
   return out;
 }
 

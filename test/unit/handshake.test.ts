@@ -3,6 +3,7 @@ import { native } from '../../src/native/binding.js';
 import { testhooks } from '../../src/native/testhooks.js';
 import { CookieGenerator } from '../../src/wireguard/cookie.js';
 import { generatePrivateKey } from '../../src/wireguard/crypto.js';
+import { tai64n } from '../../src/wireguard/tai64n.js';
 import {
   consumeInitiation,
   consumeResponse,
@@ -105,5 +106,52 @@ describe('cookies: native checker against the TypeScript generator', () => {
     now += 121_000;
     const late = gen.addMacs(createInitiation(a, aSeesB, 9));
     expect(late.subarray(late.length - 16).every((x) => x === 0)).toBe(true);
+  });
+});
+
+describe('macs and timestamp written by the native create steps', () => {
+  it('equal cookie.ts addMacs (the TypeScript reference) with and without a cookie, for both messages', () => {
+    const { a, b, aSeesB, bSeesA } = pair();
+    let now = 5_000;
+    const toB = new CookieGenerator(b.publicKey, () => now);
+    const toA = new CookieGenerator(a.publicKey, () => now);
+    const checker = new testhooks.CookieChecker();
+    checker.setPublicKey(b.publicKey);
+    const src = Buffer.from([198, 18, 0, 1, 0xca, 0x6c]);
+    for (const withCookie of [false, true]) {
+      if (withCookie) {
+        // a cookie reply to the last message (its mac1 recorded by `sent`) arms mac2
+        const last = createInitiation(a, aSeesB, 20, 1_700_000_000_000 + now, toB);
+        expect(toB.consumeReply(checker.makeReply(last, 20, src, now)!)).toBe(true);
+      }
+      const init = createInitiation(a, aSeesB, 21, 1_700_000_000_000 + now, toB);
+      const ref = toB.addMacs(Buffer.from(init)); // recomputes both macs over the same first bytes
+      expect(init.toString('hex'), `cookie ${withCookie}`).toBe(ref.toString('hex'));
+      expect(init.subarray(132).every((x) => x === 0)).toBe(!withCookie);
+      expect(checker.checkMac1(init)).toBe(true);
+      expect(checker.checkMac2(init, src, now)).toBe(withCookie);
+      consumeInitiation(b, init, () => bSeesA, now);
+      const resp = createResponse(bSeesA, 22, toA);
+      expect(resp.toString('hex')).toBe(toA.addMacs(Buffer.from(resp)).toString('hex'));
+      expect(resp.subarray(76).every((x) => x === 0)).toBe(true); // no cookie from a
+      consumeResponse(a, aSeesB, resp);
+      deriveSession(aSeesB);
+      deriveSession(bSeesA);
+      now += 1_000;
+    }
+  });
+
+  it('the timestamp built natively from tai64nSeconds/tai64nNanos is tai64n() on random times (seeded)', () => {
+    const { a, b, aSeesB } = pair();
+    let x = 0x9e3779b9;
+    const next = () => ((x = (Math.imul(x ^ (x >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0) / 2 ** 32);
+    for (let i = 0; i < 200; i++) {
+      // whole and fractional milliseconds from 1970 to 2100, and the edges of a second
+      const ms = i % 3 === 0 ? Math.floor(next() * 4.1e12) : i % 3 === 1 ? next() * 4.1e12 : Math.floor(next() * 4.1e9) * 1000 + (i % 2 ? 999 : 0);
+      const bSeesA = new Handshake(b, a.publicKey); // no earlier timestamp: any passes the replay check
+      consumeInitiation(b, createInitiation(a, aSeesB, i + 1, ms), () => bSeesA, 0);
+      expect(bSeesA.lastTimestamp.toString('hex'), `ms ${ms}`).toBe(tai64n(ms).toString('hex'));
+      aSeesB.clear();
+    }
   });
 });

@@ -102,6 +102,18 @@ describe('native Noise_IKpsk2 steps against a TypeScript reference from the whit
     expect(kdf(2, C0, EMPTY).map((x) => x.toString('hex'))).toEqual(refKdf(2, C0, EMPTY).map((x) => x.toString('hex')));
   });
 
+  it('the addon KDF (HMAC pad states precomputed per key) equals the reference on random keys and inputs of 0..200 bytes (seeded)', () => {
+    let x = 0x2545f491;
+    const byte = () => ((x = (Math.imul(x ^ (x >>> 13), 0x5bd1e995) + 0x9e3779b9) >>> 0) >>> 24);
+    const bytes = (n: number) => Buffer.from(Array.from({ length: n }, byte));
+    for (let i = 0; i < 300; i++) {
+      const n = ((i % 3) + 1) as 1 | 2 | 3;
+      const ck = i % 7 === 0 ? C0 : bytes(32);
+      const input = bytes(i % 67 === 0 ? 0 : byte() % 201);
+      expect(kdf(n, ck, input).map((k) => k.toString('hex')), `case ${i}`).toEqual(refKdf(n, ck, input).map((k) => k.toString('hex')));
+    }
+  });
+
   it('shipped initiator, reference responder', () => {
     const hs = new Handshake(a, b.publicKey, psk);
     const msg = createInitiation(a, hs, 0x01020304, 1_700_000_000_123);

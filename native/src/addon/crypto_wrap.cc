@@ -114,16 +114,35 @@ Napi::Value NoiseKdf(const Napi::CallbackInfo& info) {
   return v;
 }
 
-// noiseCreateInitiation(out 244, sender, h0, remoteStatic, localPublic, ss, timestamp 12)
+// The cookie macs of a create step from its last two arguments, info[i] = mac1Key (32 bytes) or null and
+// info[i + 1] = cookie (16 bytes) or null; *use is false when mac1Key is null (the macs stay zero). False on
+// any other type or length.
+bool GetMacKeys(const Napi::CallbackInfo& info, size_t i, noise::MacKeys* keys, bool* use) {
+  keys->mac1_key = nullptr;
+  keys->cookie = nullptr;
+  *use = !info[i].IsNull() && !info[i].IsUndefined();
+  if (*use && !GetBytes(info[i], 32, &keys->mac1_key)) return false;
+  return info[i + 1].IsNull() || info[i + 1].IsUndefined() || (*use && GetBytes(info[i + 1], 16, &keys->cookie));
+}
+
+// noiseCreateInitiation(out 244, sender, h0, remoteStatic, localPublic, ss, tsSeconds, tsNanos, mac1Key | null,
+// cookie | null): the TAI64N timestamp is built here from its two (already whitened) numbers.
 Napi::Value NoiseCreateInitiation(const Napi::CallbackInfo& info) {
-  const uint8_t *h0, *rs, *lp, *ss, *ts;
+  const uint8_t *h0, *rs, *lp, *ss;
   uint8_t* dst;
+  noise::MacKeys macs;
+  bool use_macs;
   if (!OutStruct<noise::InitiationOut>(info[0], &dst) || !info[1].IsNumber() || !GetBytes(info[2], 32, &h0) ||
       !GetBytes(info[3], 32, &rs) || !GetBytes(info[4], 32, &lp) || !GetBytes(info[5], 32, &ss) ||
-      !GetBytes(info[6], noise::kTimestampLen, &ts))
-    return ThrowType(info.Env(), "noiseCreateInitiation(out 244, sender, h0 32, remoteStatic 32, localPublic 32, ss 32, ts 12)");
+      !info[6].IsNumber() || !info[7].IsNumber() || !GetMacKeys(info, 8, &macs, &use_macs))
+    return ThrowType(info.Env(),
+                     "noiseCreateInitiation(out 244, sender, h0 32, remoteStatic 32, localPublic 32, ss 32, tsSeconds, "
+                     "tsNanos, mac1Key 32 | null, cookie 16 | null)");
+  uint8_t ts[noise::kTimestampLen];
+  noise::tai64n(ts, info[6].As<Napi::Number>().Int64Value(), info[7].As<Napi::Number>().Uint32Value());
   noise::InitiationOut out;
-  noise::Fail f = noise::create_initiation(&out, info[1].As<Napi::Number>().Uint32Value(), h0, rs, lp, ss, ts);
+  noise::Fail f = noise::create_initiation(&out, info[1].As<Napi::Number>().Uint32Value(), h0, rs, lp, ss, ts,
+                                           use_macs ? &macs : nullptr);
   return StepDone(info.Env(), f, &out, dst);
 }
 
@@ -149,17 +168,23 @@ Napi::Value NoiseConsumeInitiationTimestamp(const Napi::CallbackInfo& info) {
   return StepDone(info.Env(), noise::consume_initiation_timestamp(&out, h, ck, ss, msg), &out, dst);
 }
 
-// noiseCreateResponse(out 252: msg | h | ck | ephPriv | τ1 | τ2, sender, receiver, h, ck, remoteEphemeral, remoteStatic, psk)
+// noiseCreateResponse(out 252: msg | h | ck | ephPriv | τ1 | τ2, sender, receiver, h, ck, remoteEphemeral, remoteStatic, psk,
+// mac1Key | null, cookie | null)
 Napi::Value NoiseCreateResponse(const Napi::CallbackInfo& info) {
   const uint8_t *h, *ck, *re, *rs, *psk;
   uint8_t* dst;
+  noise::MacKeys macs;
+  bool use_macs;
   if (!OutStruct<noise::ResponseOut>(info[0], &dst) || !info[1].IsNumber() || !info[2].IsNumber() ||
       !GetBytes(info[3], 32, &h) || !GetBytes(info[4], 32, &ck) || !GetBytes(info[5], 32, &re) ||
-      !GetBytes(info[6], 32, &rs) || !GetBytes(info[7], 32, &psk))
-    return ThrowType(info.Env(), "noiseCreateResponse(out 252, sender, receiver, h 32, ck 32, remoteEphemeral 32, remoteStatic 32, psk 32)");
+      !GetBytes(info[6], 32, &rs) || !GetBytes(info[7], 32, &psk) || !GetMacKeys(info, 8, &macs, &use_macs))
+    return ThrowType(info.Env(),
+                     "noiseCreateResponse(out 252, sender, receiver, h 32, ck 32, remoteEphemeral 32, remoteStatic 32, "
+                     "psk 32, mac1Key 32 | null, cookie 16 | null)");
   noise::ResponseOut out;
   noise::Fail f = noise::create_response(&out, info[1].As<Napi::Number>().Uint32Value(),
-                                         info[2].As<Napi::Number>().Uint32Value(), h, ck, re, rs, psk);
+                                         info[2].As<Napi::Number>().Uint32Value(), h, ck, re, rs, psk,
+                                         use_macs ? &macs : nullptr);
   return StepDone(info.Env(), f, &out, dst);
 }
 

@@ -86,6 +86,11 @@ void blake2s_update(Blake2sState* s, const uint8_t* in, size_t inlen) {
   }
 }
 
+void blake2s_absorb_block(Blake2sState* s, const uint8_t block[64]) {
+  increment(s, 64);
+  compress(s, block);
+}
+
 void blake2s_final(Blake2sState* s, uint8_t* out) {
   increment(s, uint32_t(s->buflen));
   s->f[0] = 0xFFFFFFFFu;

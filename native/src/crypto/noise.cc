@@ -91,7 +91,20 @@ void response_schedule(uint8_t h[32], uint8_t ck[32], uint8_t key[32], const uin
 
 }  // namespace
 
-void hmac(uint8_t out[32], const uint8_t* key, size_t keylen, const uint8_t* in, size_t inlen) {
+namespace {
+
+// An HMAC-BLAKE2s key with its two pad blocks already compressed: a KDF uses the same key for
+// up to three outputs, and C0 keys every handshake's first KDF, so each pad costs one compression
+// per key instead of one per use. BLAKE2s compresses its last block with the final flag, so with no
+// data the inner pad block is itself the last block: that case hashes ipad from scratch.
+struct HmacKey {
+  Blake2sState inner;
+  Blake2sState outer;
+  uint8_t ipad[kBlock];
+  ~HmacKey() { secure_zero(this, sizeof(*this)); }
+};
+
+void hmac_key(HmacKey* k, const uint8_t* key, size_t keylen) {
   uint8_t block[kBlock] = {0};
   if (keylen > kBlock) {
     blake2s(block, 32, key, keylen, nullptr, 0);
@@ -100,30 +113,53 @@ void hmac(uint8_t out[32], const uint8_t* key, size_t keylen, const uint8_t* in,
   }
   uint8_t pad[kBlock];
   for (size_t i = 0; i < kBlock; i++) pad[i] = block[i] ^ 0x36;
-  uint8_t inner[32];
-  Blake2sState s;
-  blake2s_init(&s, 32, nullptr, 0);
-  blake2s_update(&s, pad, kBlock);
-  blake2s_update(&s, in, inlen);
-  blake2s_final(&s, inner);
+  memcpy(k->ipad, pad, kBlock);
+  blake2s_init(&k->inner, 32, nullptr, 0);
+  blake2s_absorb_block(&k->inner, pad);
   for (size_t i = 0; i < kBlock; i++) pad[i] = block[i] ^ 0x5c;
-  blake2s_init(&s, 32, nullptr, 0);
-  blake2s_update(&s, pad, kBlock);
-  blake2s_update(&s, inner, 32);
-  blake2s_final(&s, out);
+  blake2s_init(&k->outer, 32, nullptr, 0);
+  blake2s_absorb_block(&k->outer, pad);
   secure_zero(block, sizeof(block));
   secure_zero(pad, sizeof(pad));
-  secure_zero(inner, sizeof(inner));
 }
 
-void kdf(uint8_t* out, int n, const uint8_t ck[32], const uint8_t* in, size_t inlen) {
+void hmac_with(uint8_t out[32], const HmacKey& k, const uint8_t* in, size_t inlen) {
+  uint8_t inner[32];
+  Blake2sState s;
+  if (inlen > 0) {
+    s = k.inner;
+    blake2s_update(&s, in, inlen);
+  } else {
+    blake2s_init(&s, 32, nullptr, 0);
+    blake2s_update(&s, k.ipad, kBlock);
+  }
+  blake2s_final(&s, inner);
+  s = k.outer;
+  blake2s_update(&s, inner, 32);
+  blake2s_final(&s, out);
+  secure_zero(inner, sizeof(inner));
+  secure_zero(&s, sizeof(s));
+}
+
+const HmacKey& initial_chain_hmac_key() {
+  static const HmacKey* k = [] {
+    auto* key = new HmacKey;
+    hmac_key(key, initial_chain_key(), 32);
+    return key;
+  }();
+  return *k;
+}
+
+void kdf_with(uint8_t* out, int n, const HmacKey& ck, const uint8_t* in, size_t inlen) {
   uint8_t prk[32];
   uint8_t buf[33];
-  hmac(prk, ck, 32, in, inlen);
+  hmac_with(prk, ck, in, inlen);
+  HmacKey pk;
+  hmac_key(&pk, prk, 32);
   size_t prevlen = 0;
   for (int i = 1; i <= n; i++) {
     buf[prevlen] = uint8_t(i);
-    hmac(out + 32 * (i - 1), prk, 32, buf, prevlen + 1);
+    hmac_with(out + 32 * (i - 1), pk, buf, prevlen + 1);
     memcpy(buf, out + 32 * (i - 1), 32);
     prevlen = 32;
   }
@@ -131,14 +167,47 @@ void kdf(uint8_t* out, int n, const uint8_t ck[32], const uint8_t* in, size_t in
   secure_zero(buf, sizeof(buf));
 }
 
+// KDF1 from C0 (the first step of message 1 on both sides), with C0's pads precomputed.
+void kdf_initial(uint8_t out[32], const uint8_t* in, size_t inlen) { kdf_with(out, 1, initial_chain_hmac_key(), in, inlen); }
+
+}  // namespace
+
+void hmac(uint8_t out[32], const uint8_t* key, size_t keylen, const uint8_t* in, size_t inlen) {
+  HmacKey k;
+  hmac_key(&k, key, keylen);
+  hmac_with(out, k, in, inlen);
+}
+
+void kdf(uint8_t* out, int n, const uint8_t ck[32], const uint8_t* in, size_t inlen) {
+  HmacKey k;
+  hmac_key(&k, ck, 32);
+  kdf_with(out, n, k, in, inlen);
+}
+
+void tai64n(uint8_t out[kTimestampLen], int64_t seconds, uint32_t nanos) {
+  const uint64_t label = (uint64_t(1) << 62) + 10 + uint64_t(seconds);
+  for (int i = 0; i < 8; i++) out[i] = uint8_t(label >> (56 - 8 * i));
+  for (int i = 0; i < 4; i++) out[8 + i] = uint8_t(nanos >> (24 - 8 * i));
+}
+
+void add_macs(uint8_t* msg, size_t size, const MacKeys& keys) {
+  blake2s(msg + size - 32, 16, msg, size - 32, keys.mac1_key, 32);
+  if (keys.cookie) {
+    blake2s(msg + size - 16, 16, msg, size - 16, keys.cookie, 16);
+  } else {
+    memset(msg + size - 16, 0, 16);
+  }
+}
+
 Fail create_initiation(InitiationOut* out, uint32_t sender, const uint8_t h0[32], const uint8_t remote_static[32],
-                       const uint8_t local_public[32], const uint8_t ss[32], const uint8_t timestamp[12]) {
+                       const uint8_t local_public[32], const uint8_t ss[32], const uint8_t timestamp[12],
+                       const MacKeys* macs) {
   Scratch s;
   uint8_t* msg = out->msg;
   uint8_t* eph = msg + 8;
   if (!start_message(msg, kInitiationSize, kMsgInitiation, sender, 8, out->eph_priv)) return Fail::kInternal;
   memcpy(out->h, h0, 32);
-  kdf(out->ck, 1, initial_chain_key(), eph, 32);
+  kdf_initial(out->ck, eph, 32);
   mix_hash(out->h, eph, 32);
   if (!x25519(s.dh, out->eph_priv, remote_static)) return Fail::kLowOrder;
   kdf(s.t, 2, out->ck, s.dh, 32);
@@ -149,6 +218,7 @@ Fail create_initiation(InitiationOut* out, uint32_t sender, const uint8_t h0[32]
   memcpy(out->ck, s.t, 32);
   if (!seal0(s.t + 32, timestamp, kTimestampLen, out->h, msg + 88)) return Fail::kInternal;
   mix_hash(out->h, msg + 88, 28);
+  if (macs) add_macs(msg, kInitiationSize, *macs);
   return Fail::kNone;
 }
 
@@ -157,7 +227,7 @@ Fail consume_initiation_static(InitiationStaticOut* out, const uint8_t local_pri
   Scratch s;
   const uint8_t* eph = msg + 8;
   memcpy(out->h, h0, 32);
-  kdf(out->ck, 1, initial_chain_key(), eph, 32);
+  kdf_initial(out->ck, eph, 32);
   mix_hash(out->h, eph, 32);
   if (!x25519(s.dh, local_priv, eph)) return Fail::kLowOrder;
   kdf(s.t, 2, out->ck, s.dh, 32);
@@ -179,7 +249,8 @@ Fail consume_initiation_timestamp(InitiationTimestampOut* out, const uint8_t h[3
 }
 
 Fail create_response(ResponseOut* out, uint32_t sender, uint32_t receiver, const uint8_t h[32], const uint8_t ck[32],
-                     const uint8_t remote_ephemeral[32], const uint8_t remote_static[32], const uint8_t psk[32]) {
+                     const uint8_t remote_ephemeral[32], const uint8_t remote_static[32], const uint8_t psk[32],
+                     const MacKeys* macs) {
   Scratch s;
   uint8_t* msg = out->msg;
   uint8_t* eph = msg + 12;
@@ -195,6 +266,7 @@ Fail create_response(ResponseOut* out, uint32_t sender, uint32_t receiver, const
     if (ok) {
       mix_hash(out->h, msg + 44, 16);
       kdf(out->keys, 2, out->ck, nullptr, 0);
+      if (macs) add_macs(msg, kResponseSize, *macs);
     }
   }
   secure_zero(se, sizeof(se));

@@ -1,4 +1,5 @@
 // Data-path pieces wrapped one by one for the unit tests (test/unit): never in the product addon.
+#include <dlfcn.h>
 #include <openssl/evp.h>
 #include <time.h>
 
@@ -64,9 +65,22 @@ bool OpensslFresh(const uint8_t priv[32], const uint8_t pub[32], uint8_t out[32]
   return ok;
 }
 
+// nettle's curve25519_mul (Debian libhogweed6, nettle's public-key half, which GnuTLS depends on), the alternative the benchmark times
+// beside libsodium and OpenSSL. Looked up at run time, so the addons do not link it: null when it is not
+// installed. Nettle clamps the scalar itself, as RFC 7748 decodeScalar25519 does.
+using NettleMul = void (*)(uint8_t* q, const uint8_t* n, const uint8_t* p);
+NettleMul NettleCurve25519Mul() {
+  static const NettleMul fn = [] {
+    void* lib = dlopen("libhogweed.so.6", RTLD_NOW | RTLD_LOCAL);
+    return lib ? reinterpret_cast<NettleMul>(dlsym(lib, "nettle_curve25519_mul")) : nullptr;
+  }();
+  return fn;
+}
+
 // x25519Cost(impl, iterations) -> thread CPU seconds per operation, measured natively so that
 // the implementations compare without the JS crossing. impl: 'libsodium' | 'libsodium-base' | 'libsodium-comb' |
-// 'openssl-reuse' | 'openssl-fresh' | 'openssl-keygen'. Throws on an unknown impl or a failure.
+// 'openssl-reuse' | 'openssl-fresh' | 'openssl-keygen' | 'nettle'. Null for 'nettle' when libhogweed.so.6 is not
+// installed. Throws on an unknown impl, a failure, or nettle's bytes differing from libsodium's.
 Napi::Value X25519Cost(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsString() || !info[1].IsNumber()) return ThrowType(env, "x25519Cost(impl, iterations)");
@@ -74,6 +88,13 @@ Napi::Value X25519Cost(const Napi::CallbackInfo& info) {
   uint32_t n = info[1].As<Napi::Number>().Uint32Value();
   uint8_t sk[32], pk[32], out[32];
   if (n == 0 || !x25519_keypair(sk, pk)) return ThrowType(env, "x25519Cost: no iterations or no key");
+  const NettleMul nettle = impl == "nettle" ? NettleCurve25519Mul() : nullptr;
+  if (impl == "nettle") {
+    uint8_t ref[32];
+    if (!nettle) return env.Null();
+    nettle(out, sk, pk);
+    if (!x25519(ref, sk, pk) || memcmp(ref, out, 32) != 0) return ThrowType(env, "x25519Cost: nettle differs from libsodium");
+  }
   EVP_PKEY* skey = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nullptr, sk, 32);
   EVP_PKEY_CTX* derive = skey ? EVP_PKEY_CTX_new(skey, nullptr) : nullptr;
   EVP_PKEY_CTX* keygen = EVP_PKEY_CTX_new_id(EVP_PKEY_X25519, nullptr);
@@ -91,6 +112,8 @@ Napi::Value X25519Cost(const Napi::CallbackInfo& info) {
       ok = OpensslReuse(derive, pk, out);
     } else if (impl == "openssl-fresh") {
       ok = OpensslFresh(sk, pk, out);
+    } else if (nettle) {
+      nettle(out, sk, pk);
     } else if (impl == "openssl-keygen") {
       EVP_PKEY* k = nullptr;
       ok = EVP_PKEY_keygen(keygen, &k) == 1;
@@ -125,13 +148,16 @@ Napi::Value ThreadCpu(const Napi::CallbackInfo& info) { return Napi::Number::New
 // noiseStepsCost(iterations) -> { initiator, responder }: thread CPU seconds per handshake for each side
 // running only the native steps (crypto/noise.h) back to back, no JavaScript: the floor under what
 // src/wireguard/noise.ts achieves (bench/handshake.ts prints both). The initiator creates message 1 and
-// consumes message 2; the responder consumes message 1 (both halves) and creates message 2.
+// consumes message 2; the responder consumes message 1 (both halves) and creates message 2. Each created
+// message gets its mac1 (no cookie), as the shipped path writes it.
 Napi::Value NoiseStepsCost(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t n = info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 0;
   uint8_t a[32], A[32], b[32], B[32], ss[32], h0[32] = {7}, ts[12] = {0}, psk[32] = {0}, h[32], ck[32], keys[64];
   if (n == 0 || !x25519_keypair(a, A) || !x25519_keypair(b, B) || !x25519(ss, a, B))
     return ThrowType(env, "noiseStepsCost(iterations > 0)");
+  const uint8_t mac1_key[32] = {9};
+  const noise::MacKeys macs{mac1_key, nullptr};
   noise::InitiationOut io;
   noise::InitiationStaticOut so;
   noise::InitiationTimestampOut to;
@@ -140,11 +166,11 @@ Napi::Value NoiseStepsCost(const Napi::CallbackInfo& info) {
   bool ok = true;
   for (uint32_t i = 0; ok && i < n; i++) {
     double t0 = ThreadCpuSeconds();
-    ok = noise::create_initiation(&io, 1, h0, B, A, ss, ts) == noise::Fail::kNone;
+    ok = noise::create_initiation(&io, 1, h0, B, A, ss, ts, &macs) == noise::Fail::kNone;
     double t1 = ThreadCpuSeconds();
     ok = ok && noise::consume_initiation_static(&so, b, h0, io.msg) == noise::Fail::kNone &&
          noise::consume_initiation_timestamp(&to, so.h, so.ck, ss, io.msg) == noise::Fail::kNone &&
-         noise::create_response(&ro, 2, 1, to.h, to.ck, io.msg + 8, A, psk) == noise::Fail::kNone;
+         noise::create_response(&ro, 2, 1, to.h, to.ck, io.msg + 8, A, psk, &macs) == noise::Fail::kNone;
     double t2 = ThreadCpuSeconds();
     ok = ok && noise::consume_response(h, ck, keys, io.h, io.ck, io.eph_priv, a, psk, ro.msg) == noise::Fail::kNone;
     double t3 = ThreadCpuSeconds();
