@@ -95,7 +95,14 @@ export class BatchedWriter {
   private running: Promise<void> | null = null;
   private waiters: Array<() => void> = [];
 
-  constructor(private readonly target: MirrorTarget, private readonly log: Logger, private readonly remote: string, private readonly clock: () => number = Date.now) {}
+  /** retryMs: the pause before a failed batch is written again. */
+  constructor(
+    private readonly target: MirrorTarget,
+    private readonly log: Logger,
+    private readonly remote: string,
+    private readonly clock: () => number = Date.now,
+    private readonly retryMs = 500,
+  ) {}
 
   put(key: string, value: string): void {
     this.queue(key, value);
@@ -146,7 +153,7 @@ export class BatchedWriter {
           // A key rewritten meanwhile keeps its newer value but this first time (Map: first position, last value).
           this.pending = new Map([...batch, ...this.pending]);
           for (const [k, e] of batch) this.pending.get(k)!.at = e.at;
-          await new Promise((r) => setTimeout(r, 500));
+          await new Promise((r) => setTimeout(r, this.retryMs));
         } finally {
           this.inFlightSince = undefined;
         }

@@ -11,7 +11,7 @@
  * for its outcome before offering the next), writers' keys are disjoint (each remote has its own cache prefix),
  * and a write whose key is already in the transaction being built waits for the next one, so a key's writes
  * reach etcd in the order they were offered. Failure: a transaction is atomic in etcd (all or nothing); when a
- * merged one fails, each member is retried alone once, so a member that cannot be written (a record etcd
+ * merged one fails, each member is retried alone once (one after the other), so a member that cannot be written (a record etcd
  * refuses, too large a request) fails alone and the others' writes still go; each member learns its own
  * outcome (its promise rejects), and BatchedWriter queues a failed batch again in front of newer writes.
  */
@@ -155,9 +155,10 @@ export class TxnCoalescer implements MirrorTarget {
     } catch (err) {
       if (members.length === 1) return members[0]!.m.reject(err as Error);
     }
-    // one member may be what etcd refuses: each alone, so the others' writes still go
+    // one member may be what etcd refuses: each alone, so the others' writes still go; one after the other, in
+    // this transaction's slot (maxInFlight holds)
     this.stats.isolated += members.length;
-    await Promise.all(members.map(({ m, ops: mine }) => this.target.write(mine).then(m.resolve, m.reject)));
+    for (const { m, ops: mine } of members) await this.target.write(mine).then(m.resolve, m.reject);
   }
 
   /** Cancels the window timer (what is queued stays queued: writers are stopped before this). */
