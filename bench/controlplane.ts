@@ -23,6 +23,8 @@
  * Common: --rest-seconds (10) the rest window, --timeout (900 s) for the whole run.
  * --profile-agent DIR: CPU profiles of the agent's (this process's) JavaScript thread, one file per
  * --profile-window (30 s) into DIR, from the agent's start to the end (bench/cp-profile.ts).
+ * --profile-kvstoremesh DIR: every kvstoremesh runs with --cpu-prof into DIR (a profile per process, written
+ * when the bench stops it), for `node scripts/cpuprofile-top.mjs DIR/*.cpuprofile`.
  */
 import { fork } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -51,6 +53,7 @@ const { values: o } = parseArgs({
     timeout: { type: 'string', default: '900' },
     'profile-agent': { type: 'string' },
     'profile-window': { type: 'string', default: '30' },
+    'profile-kvstoremesh': { type: 'string' },
   },
 });
 const num = (v: string | undefined, what: string, dflt: number): number => {
@@ -129,7 +132,8 @@ function save(name: string, report: unknown): void {
 
 async function fullRun(dir: string): Promise<void> {
   log(`starting ${K} etcd + kvstoremesh pairs${o.anchor ? ` (the anchor's kvstoremesh, ${o.anchor})` : ''}`);
-  const m = await startMesh(K, dir, o.anchor ? join(o.anchor, 'bin', 'wiremesh.js') : OURS);
+  if (o['profile-kvstoremesh']) mkdirSync(o['profile-kvstoremesh'], { recursive: true });
+  const m = await startMesh(K, dir, o.anchor ? join(o.anchor, 'bin', 'wiremesh.js') : OURS, o['profile-kvstoremesh']);
   const gen = loadGenerator();
   let agent: Agent | undefined;
   let stopProfile: (() => Promise<void>) | undefined;
@@ -208,7 +212,8 @@ async function fullRun(dir: string): Promise<void> {
       })();
       if (r && Number(r.bootId) > 1e12) hop.push(t - Number(r.bootId));
     });
-    const churn = await gen.request({ op: 'churn', clusters: clustersOf(range(2, K)), nodes: N, endpoints: E, rate: RATE, seconds: CHURN_S });
+    // what the mesh spends during the churn (the same figures as at rest, over the churn's nominal window)
+    const [churn, load] = await Promise.all([gen.request({ op: 'churn', clusters: clustersOf(range(2, K)), nodes: N, endpoints: E, rate: RATE, seconds: CHURN_S }), measureRest(m, CHURN_S)]);
     await sleep(5000);
     await cacheWatch.cancel();
 
@@ -225,12 +230,14 @@ async function fullRun(dir: string): Promise<void> {
       agentBytesPerRemoteEndpoint: { heap: (mem1.heapUsed - mem0.heapUsed) / remoteEps, rss: (mem1.rss - mem0.rss) / remoteEps },
       agentRssMiB: mem1.rss / 2 ** 20,
       rest,
+      duringChurn: load,
     };
     console.log(`\ncontrol plane: ${K} clusters x ${N} nodes x ${E} endpoints/node (${K * N} nodes, ${K * N * E} endpoints), kvstoremesh of ${o.anchor ?? 'this tree'}`);
     console.log(`initial sync into one agent (all clusters): ${syncS.toFixed(1)} s`);
     console.log(`agent growth per remote endpoint (incl. its share of nodes and peers): RSS ${report.agentBytesPerRemoteEndpoint.rss.toFixed(0)} B, heap ${report.agentBytesPerRemoteEndpoint.heap.toFixed(0)} B (RSS ${report.agentRssMiB.toFixed(0)} MiB)`);
     console.log(`at rest: ${restLine(rest)}`);
     console.log(`churn: achieved ${report.churn.achievedPerS.toFixed(1)} of nominal ${RATE} writes/s (${churn.writes} acknowledged, ${churn.failed} failed, in ${churn.seconds.toFixed(1)} s)`);
+    console.log(`during the churn: ${restLine(load)}`);
     if (report.propagationMs)
       console.log(`propagation, write in a remote etcd -> agent data path: p50 ${report.propagationMs.p50} ms, p99 ${report.propagationMs.p99} ms, max ${report.propagationMs.max} ms (${delays.length} node writes; later writes to a node supersede earlier ones)`);
     else console.log('propagation: no node write reached the agent');

@@ -108,12 +108,14 @@ export interface Mesh {
  * would refuse the shared 100.64.0.0/10 config CIDR; the synthetic per-node CIDRs are disjoint). Without `bin`, the
  * etcds alone with the same records and no replication (the floor: what K idle etcds cost).
  */
-export async function startMesh(K: number, dir: string, bin: string | undefined): Promise<Mesh> {
+export async function startMesh(K: number, dir: string, bin: string | undefined, profileDir?: string): Promise<Mesh> {
   const etcds: EtcdProcess[] = [];
   const meshes: ChildProcess[] = [];
   const clients: Etcd3[] = [];
   const stop = async () => {
     for (const c of clients) c.close();
+    // a profiled process writes its profile on a clean exit (SIGTERM): given 10 s before SIGKILL
+    if (profileDir) await Promise.all(meshes.map((p) => stopGently(p, 10_000)));
     for (const p of meshes) p.kill('SIGKILL');
     await Promise.all(etcds.map((e) => e.stop()));
   };
@@ -133,12 +135,20 @@ export async function startMesh(K: number, dir: string, bin: string | undefined)
       }),
     );
     for (let k = 1; bin && k <= K; k++)
-      meshes.push(spawn(process.execPath, [bin, 'kvstoremesh', '--cluster', clusterName(k), '--etcd', etcdUrl(k)], { stdio: 'ignore', env: { ...process.env, LOG_LEVEL: 'warn' } }));
+      meshes.push(spawn(process.execPath, [...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []), bin, 'kvstoremesh', '--cluster', clusterName(k), '--etcd', etcdUrl(k)], { stdio: 'ignore', env: { ...process.env, LOG_LEVEL: 'warn' } }));
   } catch (err) {
     await stop();
     throw err;
   }
   return { K, etcds, meshes, clients, stop };
+}
+
+/** SIGTERM, then resolves when the process exited or after `ms`. */
+function stopGently(p: ChildProcess, ms: number): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
+  const exited = new Promise<void>((r) => p.once('exit', () => r()));
+  p.kill('SIGTERM');
+  return Promise.race([exited, sleep(ms).then(() => undefined)]);
 }
 
 /** Resolves once every kvstoremesh marked every type of every remote synced (K-1 remotes x the replicated types). */

@@ -28,10 +28,11 @@
 import type { Logger } from '../log.js';
 import { clusterConfigKey, pinnedKey, pinnedPrefix, remoteStatusKey, remotesPrefix, stateKey } from './keys.js';
 import { decoded, ListWatcher } from './kvstore.js';
-import type { MeshLease, MeshLocal, MirrorTarget } from './mirrorwriter.js';
+import type { MeshLease, MeshLocal } from './mirrorwriter.js';
 import { IdentityCollector } from '../identity/allocator.js';
 import { clusterConfigCodec, pinnedClusterCodec, RecordError, Rejections, remoteSpecCodec, Trust, type PinnedCluster, type RemoteSpec, type RemoteStatus } from './records/index.js';
 import { DEFAULT_BUDGET, purgeRemote, RemoteReplication, type Budget, type RemoteConnector } from './replication.js';
+import { DEFAULT_COALESCER, TxnCoalescer, type CoalescerOptions } from './txncoalescer.js';
 
 export { connectRemote, DEFAULT_BUDGET, LAG_GRACE_MS, REPLICATED_TYPES, RemoteReplication, type Budget, type RemoteConnector } from './replication.js';
 export type { RemoteSpec } from './records/index.js';
@@ -53,8 +54,8 @@ export class KVStoreMesh {
   private readonly written = new Map<string, string>();
   private gcTimer: NodeJS.Timeout | undefined;
   private readonly collector: IdentityCollector;
-  /** Where the remotes' mirrors write: the local etcd. */
-  private readonly mirror: MirrorTarget;
+  /** Where the remotes' mirrors write: the local etcd, every remote's writes of a short window in one transaction. */
+  private readonly mirror: TxnCoalescer;
   readonly rejections: Rejections;
   private trust: Trust | undefined;
   /** Serialises remote starts and stops (watch events may arrive back to back). */
@@ -64,7 +65,8 @@ export class KVStoreMesh {
    * local: the cluster's own etcd (etcdMeshLocal) or a stand-in. identityGcMs: how often unreferenced identities
    * are swept (deleted on the second sweep that finds them unused). opts.statusMs: how often each remote's status
    * is looked at, and written if it changed (2 s); opts.heartbeatMs: how often the heartbeat is written (5 min;
-   * it lives by its lease meanwhile); opts.connect: how remotes are opened (connectRemote, their etcds).
+   * it lives by its lease meanwhile); opts.connect: how remotes are opened (connectRemote, their etcds);
+   * opts.txn: how the remotes' writes are coalesced into local transactions (txncoalescer.ts: window, bounds).
    */
   constructor(
     readonly cluster: string,
@@ -72,9 +74,9 @@ export class KVStoreMesh {
     private readonly log: Logger,
     private readonly identityGcMs = 60_000,
     private readonly budget: Budget = DEFAULT_BUDGET,
-    private readonly opts: { statusMs?: number; heartbeatMs?: number; connect?: RemoteConnector } = {},
+    private readonly opts: { statusMs?: number; heartbeatMs?: number; connect?: RemoteConnector; txn?: Partial<CoalescerOptions> } = {},
   ) {
-    this.mirror = local.mirror;
+    this.mirror = new TxnCoalescer(local.mirror, { ...DEFAULT_COALESCER, ...opts.txn });
     this.collector = new IdentityCollector(local.identities, cluster, log);
     this.rejections = new Rejections(log);
   }
@@ -213,6 +215,7 @@ export class KVStoreMesh {
     await Promise.all(this.watchers.map((w) => w.stop()));
     await this.chain;
     await Promise.all([...this.remotes.keys()].map((n) => this.dropRemote(n, false)));
+    this.mirror.stop();
     this.lease?.release();
   }
 }

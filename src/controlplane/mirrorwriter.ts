@@ -44,12 +44,26 @@ export function etcdMeshLocal(etcd: Etcd3): MeshLocal {
 /** etcd's default --max-txn-ops. */
 export const MAX_TXN_OPS = 128;
 
+/** Puts (a value) and deletes (null), in order. */
+export type MirrorOps = ReadonlyArray<readonly [key: string, value: string | null]>;
+
+/**
+ * Takes up to `room` operations from a writer's queue for the transaction about to leave: called when it leaves,
+ * so that it carries everything the writer queued meanwhile. An empty answer: nothing left to write.
+ */
+export type TakeOps = (room: number) => MirrorOps;
+
 /** What a remote's mirror does to the local store. */
 export interface MirrorTarget {
   /** The keys under prefix (values are not fetched). */
   keys(prefix: string): Promise<string[]>;
   /** Puts (a value) and deletes (null) in one transaction of at most MAX_TXN_OPS operations. */
-  write(ops: ReadonlyArray<readonly [key: string, value: string | null]>): Promise<void>;
+  write(ops: MirrorOps): Promise<void>;
+  /**
+   * Optional (TxnCoalescer): the writer's next batch, taken by take(room) when the shared transaction leaves;
+   * `size` is how many operations the writer has queued. Resolves once what was taken is written.
+   */
+  writeFrom?(take: TakeOps, size: () => number): Promise<void>;
   deletePrefix(prefix: string): Promise<void>;
 }
 
@@ -81,7 +95,14 @@ export class BatchedWriter {
   private running: Promise<void> | null = null;
   private waiters: Array<() => void> = [];
 
-  constructor(private readonly target: MirrorTarget, private readonly log: Logger, private readonly remote: string, private readonly clock: () => number = Date.now) {}
+  /** retryMs: the pause before a failed batch is written again. */
+  constructor(
+    private readonly target: MirrorTarget,
+    private readonly log: Logger,
+    private readonly remote: string,
+    private readonly clock: () => number = Date.now,
+    private readonly retryMs = 500,
+  ) {}
 
   put(key: string, value: string): void {
     this.queue(key, value);
@@ -115,18 +136,24 @@ export class BatchedWriter {
     if (this.running) return;
     this.running = (async () => {
       while (this.pending.size > 0) {
-        const batch = [...this.pending.entries()].slice(0, MAX_TXN_OPS);
-        for (const [k] of batch) this.pending.delete(k);
-        this.inFlightSince = batch[0]![1].at;
+        let batch: Array<[string, { v: string | null; at: number }]> = [];
+        // taken when the transaction leaves: a coalescing target sends it with other writers' batches
+        const take = (room: number) => {
+          batch = [...this.pending.entries()].slice(0, Math.min(room, MAX_TXN_OPS));
+          for (const [k] of batch) this.pending.delete(k);
+          if (batch.length) this.inFlightSince = batch[0]![1].at;
+          return batch.map(([k, e]) => [k, e.v] as const);
+        };
         try {
-          await this.target.write(batch.map(([k, e]) => [k, e.v] as const));
+          if (this.target.writeFrom) await this.target.writeFrom(take, () => this.pending.size);
+          else await this.target.write(take(MAX_TXN_OPS));
         } catch (err) {
           this.log.error({ remote: this.remote, err: (err as Error).message, keys: batch.length }, 'local write failed, retrying');
           // back in front of newer writes, with their first-queued time: the retry is older than what came since.
           // A key rewritten meanwhile keeps its newer value but this first time (Map: first position, last value).
           this.pending = new Map([...batch, ...this.pending]);
           for (const [k, e] of batch) this.pending.get(k)!.at = e.at;
-          await new Promise((r) => setTimeout(r, 500));
+          await new Promise((r) => setTimeout(r, this.retryMs));
         } finally {
           this.inFlightSince = undefined;
         }

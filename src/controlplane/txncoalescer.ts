@@ -1,0 +1,169 @@
+/**
+ * One transaction for many mirrors' writes: kvstoremesh runs one BatchedWriter per remote, and during churn
+ * each of them had one key to write at a time, so every copied change was its own etcd request, raft proposal
+ * and reply (issue 16: 16 clusters, every change copied into 15 etcds, ~1.6 of 2 cores in the kvstoremesh
+ * processes). The coalescer collects what every mirror has to write during a short window and sends it as one
+ * transaction of at most `maxOps` operations and `maxBytes` bytes (keys + values).
+ *
+ * Bounds: a write waits at most `windowMs` (10 ms) after the first write of the window was offered, less when
+ * `maxOps` operations are already queued; at most `maxInFlight` (4) transactions are outstanding at once, and
+ * what arrives meanwhile keeps collecting. Order: each writer offers one batch at a time (BatchedWriter waits
+ * for its outcome before offering the next), writers' keys are disjoint (each remote has its own cache prefix),
+ * and a write whose key is already in the transaction being built waits for the next one, so a key's writes
+ * reach etcd in the order they were offered. Failure: a transaction is atomic in etcd (all or nothing); when a
+ * merged one fails, each member is retried alone once (one after the other), so a member that cannot be written (a record etcd
+ * refuses, too large a request) fails alone and the others' writes still go; each member learns its own
+ * outcome (its promise rejects), and BatchedWriter queues a failed batch again in front of newer writes.
+ */
+import type { MirrorOps, MirrorTarget, TakeOps } from './mirrorwriter.js';
+
+export interface CoalescerOptions {
+  /** How long the first write of a window waits for others (ms). */
+  windowMs: number;
+  /** Operations per transaction (etcd's --max-txn-ops, 128 by default). */
+  maxOps: number;
+  /** Bytes (keys + values) per transaction: well under etcd's --max-request-bytes (1.5 MiB by default). */
+  maxBytes: number;
+  /** Transactions outstanding at once. */
+  maxInFlight: number;
+}
+
+export const DEFAULT_COALESCER: CoalescerOptions = { windowMs: 10, maxOps: 128, maxBytes: 512 << 10, maxInFlight: 4 };
+
+interface Member {
+  /** A fixed batch (MirrorTarget.write), or ops taken from a writer at send time. */
+  ops?: MirrorOps;
+  take?: TakeOps;
+  /** How many operations the member would bring now (for the "full" test). */
+  size: () => number;
+  at: number;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+const opBytes = (ops: MirrorOps) => ops.reduce((n, [k, v]) => n + k.length + (v?.length ?? 0), 0);
+
+export class TxnCoalescer implements MirrorTarget {
+  private readonly queue: Member[] = [];
+  private inFlight = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  /** Transactions sent and members retried alone after a merged failure (for tests and the benchmark). */
+  readonly stats = { txns: 0, ops: 0, isolated: 0 };
+
+  constructor(
+    private readonly target: MirrorTarget,
+    private readonly opts: CoalescerOptions = DEFAULT_COALESCER,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  keys(prefix: string): Promise<string[]> {
+    return this.target.keys(prefix);
+  }
+
+  deletePrefix(prefix: string): Promise<void> {
+    return this.target.deletePrefix(prefix);
+  }
+
+  /** A fixed batch (at most maxOps operations), written in one of the coalesced transactions. */
+  write(ops: MirrorOps): Promise<void> {
+    if (ops.length === 0) return Promise.resolve();
+    return this.offer({ ops, size: () => ops.length });
+  }
+
+  /**
+   * A writer's next batch, taken when the transaction leaves (take(room)); `size` says how many operations it
+   * has queued. Resolves when what was taken is written (at once when nothing was taken), rejects when it failed.
+   */
+  writeFrom(take: TakeOps, size: () => number): Promise<void> {
+    return this.offer({ take, size });
+  }
+
+  private offer(m: Omit<Member, 'at' | 'resolve' | 'reject'>): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ ...m, at: this.clock(), resolve, reject });
+      this.pump();
+    });
+  }
+
+  /** Sends what may leave now, and arms the timer for the window of the oldest waiting write. */
+  private pump(): void {
+    while (this.queue.length > 0 && this.inFlight < this.opts.maxInFlight) {
+      const due = this.queue[0]!.at + this.opts.windowMs;
+      if (this.clock() < due && this.queuedOps() < this.opts.maxOps) {
+        this.arm(due - this.clock());
+        return;
+      }
+      this.send();
+    }
+  }
+
+  private queuedOps(): number {
+    let n = 0;
+    for (const m of this.queue) if ((n += m.size()) >= this.opts.maxOps) break;
+    return n;
+  }
+
+  private arm(ms: number): void {
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.pump();
+    }, Math.max(0, ms));
+  }
+
+  /** Builds one transaction from the front of the queue and sends it. */
+  private send(): void {
+    const ops: Array<MirrorOps[number]> = [];
+    const keys = new Set<string>();
+    const members: Array<{ m: Member; ops: MirrorOps }> = [];
+    let bytes = 0;
+    while (this.queue.length > 0 && ops.length < this.opts.maxOps) {
+      const m = this.queue[0]!;
+      const mine = m.ops ?? m.take!(this.opts.maxOps - ops.length);
+      if (mine.length === 0) {
+        this.queue.shift();
+        m.resolve();
+        continue;
+      }
+      const b = opBytes(mine);
+      const fits = ops.length + mine.length <= this.opts.maxOps && bytes + b <= this.opts.maxBytes && !mine.some(([k]) => keys.has(k));
+      if (!fits && ops.length > 0) {
+        // what was taken stays at the front, as a fixed batch, for the next transaction
+        if (m.take) this.queue[0] = { ...m, ops: mine, take: undefined, size: () => mine.length };
+        break;
+      }
+      this.queue.shift();
+      members.push({ m, ops: mine });
+      for (const op of mine) (ops.push(op), keys.add(op[0]));
+      bytes += b;
+    }
+    if (members.length === 0) return;
+    this.inFlight++;
+    this.stats.txns++;
+    this.stats.ops += ops.length;
+    void this.commit(ops, members).finally(() => {
+      this.inFlight--;
+      this.pump();
+    });
+  }
+
+  private async commit(ops: MirrorOps, members: Array<{ m: Member; ops: MirrorOps }>): Promise<void> {
+    try {
+      await this.target.write(ops);
+      for (const { m } of members) m.resolve();
+      return;
+    } catch (err) {
+      if (members.length === 1) return members[0]!.m.reject(err as Error);
+    }
+    // one member may be what etcd refuses: each alone, so the others' writes still go; one after the other, in
+    // this transaction's slot (maxInFlight holds)
+    this.stats.isolated += members.length;
+    for (const { m, ops: mine } of members) await this.target.write(mine).then(m.resolve, m.reject);
+  }
+
+  /** Cancels the window timer (what is queued stays queued: writers are stopped before this). */
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}

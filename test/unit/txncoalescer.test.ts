@@ -1,0 +1,133 @@
+/**
+ * TxnCoalescer (src/controlplane/txncoalescer.ts): the remotes' mirror writes of a short window in one local
+ * transaction. Checked: the bounds (window, operations, bytes, transactions in flight), per-key order and the
+ * final store against the reference (the last value offered per key) on seeded random sequences of writes with
+ * failing transactions, and that a failed merged transaction applies nothing and is retried member by member.
+ */
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { silentLogger } from '../../src/log.js';
+import { BatchedWriter, type MirrorOps, type MirrorTarget } from '../../src/controlplane/mirrorwriter.js';
+import { TxnCoalescer, type CoalescerOptions } from '../../src/controlplane/txncoalescer.js';
+
+/** An in-memory store whose write is one atomic transaction; `fail(ops)` says whether a transaction fails. */
+function store(fail: (ops: MirrorOps) => boolean = () => false) {
+  const kv = new Map<string, string>();
+  /** Every value each key took, in the order applied. */
+  const history = new Map<string, Array<string | null>>();
+  const txns: MirrorOps[] = [];
+  let inFlight = 0;
+  let maxInFlight = 0;
+  const target: MirrorTarget = {
+    keys: async (prefix) => [...kv.keys()].filter((k) => k.startsWith(prefix)),
+    deletePrefix: async (prefix) => {
+      for (const k of [...kv.keys()]) if (k.startsWith(prefix)) kv.delete(k);
+    },
+    write: async (ops) => {
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      await Promise.resolve();
+      inFlight--;
+      if (new Set(ops.map(([k]) => k)).size !== ops.length) throw new Error('duplicate key given in txn request');
+      if (fail(ops)) throw new Error('txn failed');
+      txns.push(ops);
+      for (const [k, v] of ops) {
+        if (v === null) kv.delete(k);
+        else kv.set(k, v);
+        history.set(k, [...(history.get(k) ?? []), v]);
+      }
+    },
+  };
+  return { kv, history, txns, target, maxInFlight: () => maxInFlight };
+}
+
+const OPTS: CoalescerOptions = { windowMs: 10, maxOps: 8, maxBytes: 4096, maxInFlight: 2 };
+
+afterEach(() => void vi.useRealTimers());
+
+describe('TxnCoalescer', () => {
+  it('sends the writes of one window as one transaction, no earlier than the window unless full', async () => {
+    vi.useFakeTimers();
+    const s = store();
+    const c = new TxnCoalescer(s.target, OPTS);
+    const done = [c.write([['a/1', 'x']]), c.write([['b/1', 'y']]), c.write([['c/1', null]])];
+    await vi.advanceTimersByTimeAsync(9);
+    expect(s.txns).toHaveLength(0); // inside the window: waiting for others
+    await vi.advanceTimersByTimeAsync(1);
+    await Promise.all(done);
+    expect(s.txns).toEqual([[['a/1', 'x'], ['b/1', 'y'], ['c/1', null]]]);
+    // a full transaction's worth of operations leaves at once, in transactions of at most maxOps
+    const many = Array.from({ length: 20 }, (_, i) => c.write([[`k/${i}`, String(i)]]));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(s.txns.length).toBeGreaterThanOrEqual(2);
+    await vi.advanceTimersByTimeAsync(OPTS.windowMs);
+    await Promise.all(many);
+    expect(s.txns.slice(1).map((t) => t.length)).toEqual([8, 8, 4]);
+    expect(c.stats).toMatchObject({ txns: 4, ops: 23 });
+  });
+
+  it('keeps a transaction under its byte bound and a key once per transaction, in the order offered', async () => {
+    vi.useFakeTimers();
+    const s = store();
+    const c = new TxnCoalescer(s.target, OPTS);
+    const big = 'v'.repeat(3000);
+    const done = [c.write([['a', big]]), c.write([['b', big]]), c.write([['a', '2']]), c.write([['a', '3']])];
+    await vi.advanceTimersByTimeAsync(100);
+    await Promise.all(done);
+    for (const t of s.txns) expect(t.reduce((n, [k, v]) => n + k.length + (v?.length ?? 0), 0)).toBeLessThanOrEqual(OPTS.maxBytes);
+    expect(s.history.get('a')).toEqual([big, '2', '3']);
+    expect(s.kv.get('b')).toBe(big);
+  });
+
+  it('applies nothing of a failed merged transaction, then writes each member alone: only the refused one fails', async () => {
+    const s = store((ops) => ops.some(([k]) => k === 'poison'));
+    const c = new TxnCoalescer(s.target, { ...OPTS, windowMs: 0 });
+    const results = await Promise.allSettled([c.write([['a', '1'], ['b', '1']]), c.write([['poison', 'x']]), c.write([['c', '1']])].map((p) => p));
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(s.kv.has('poison')).toBe(false);
+    expect(Object.fromEntries(s.kv)).toEqual({ a: '1', b: '1', c: '1' });
+    // each key was applied once: the failed merged transaction left nothing behind
+    for (const k of ['a', 'b', 'c']) expect(s.history.get(k)).toEqual(['1']);
+  });
+
+  it('on seeded random writes through BatchedWriters, with failing transactions, ends where the last values say, each key in order', async () => {
+    for (let seed = 1; seed <= 30; seed++) {
+      let x = seed * 2654435761; // mulberry32: a failure reproduces with its seed
+      const rnd = () => {
+        x = (x + 0x6d2b79f5) | 0;
+        let t = Math.imul(x ^ (x >>> 15), 1 | x);
+        t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+      };
+      const s = store(() => rnd() < 0.15);
+      const c = new TxnCoalescer(s.target, { windowMs: 1, maxOps: 1 + Math.floor(rnd() * 10), maxBytes: 4096, maxInFlight: 1 + Math.floor(rnd() * 3) });
+      const writers = Array.from({ length: 4 }, (_, w) => new BatchedWriter(c, silentLogger, `r${w}`, Date.now, 1));
+      const want = new Map<string, string | null>();
+      const offered = new Map<string, Array<string | null>>();
+      for (let i = 0; i < 300; i++) {
+        const w = Math.floor(rnd() * writers.length);
+        const key = `r${w}/k${Math.floor(rnd() * 12)}`;
+        const v = rnd() < 0.2 ? null : `v${i}`;
+        if (v === null) writers[w]!.delete(key);
+        else writers[w]!.put(key, v);
+        want.set(key, v);
+        offered.set(key, [...(offered.get(key) ?? []), v]);
+        if (rnd() < 0.1) await new Promise((r) => setTimeout(r, rnd() * 3));
+      }
+      await Promise.all(writers.map((w) => w.flushed()));
+      const expected = Object.fromEntries([...want].filter(([, v]) => v !== null));
+      expect(Object.fromEntries(s.kv), `seed ${seed}`).toEqual(expected);
+      // per key, the values applied are a subsequence of those offered (coalescing drops, never reorders)
+      for (const [k, applied] of s.history) {
+        const seq = offered.get(k)!;
+        let j = 0;
+        for (const v of applied) {
+          while (j < seq.length && seq[j] !== v) j++;
+          expect(j < seq.length, `seed ${seed}: ${k} applied out of order`).toBe(true);
+          j++;
+        }
+      }
+      expect(s.maxInFlight()).toBeLessThanOrEqual(3);
+      c.stop();
+    }
+  });
+});
