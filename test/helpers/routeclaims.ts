@@ -3,17 +3,7 @@
 // reference: the CIDRs some peer claims, recomputed from the peers' routes.
 import type { RouteClaims } from '../../src/agent/routetable.js';
 
-/** mulberry32: a failure reproduces from its seed. */
-export function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+export { prng } from './prng.js';
 
 /** `n` CIDRs in the pods' ranges (100.64.0.0/10, fd00::/8), IPv4 and IPv6 mixed. */
 export function cidrPool(n: number): string[] {

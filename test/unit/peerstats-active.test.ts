@@ -9,7 +9,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { native, type NativeDevice, type NativePeerStats } from '../../src/native/binding.js';
 import { FakeDevice } from '../../src/native/fakedevice.js';
-import { prng } from '../helpers/routeclaims.js';
+import { prng } from '../helpers/prng.js';
 
 const opened: NativeDevice[] = [];
 afterEach(() => {
