@@ -186,7 +186,13 @@ export class RouteTable implements RouteClaims {
     this.stats.batches++;
     this.stats.ops += ops.length;
     this.inFlightOps = ops.length;
-    this.inFlight = this.run(lines)
+    let run: Promise<BatchResult>;
+    try {
+      run = this.run(lines);
+    } catch (err) {
+      run = Promise.reject(err as Error); // (a runner that throws instead of rejecting: the same)
+    }
+    this.inFlight = run
       .then(
         (r) => r.failed,
         (err: Error) => {
