@@ -20,7 +20,8 @@
  *
  * This class wires the owners together and holds no logic of theirs:
  *   peers.ts         peer reconciliation and relay planning
- *   hostroutes.ts    TUN routes, hairpin policy routing, the router address
+ *   routetable.ts    TUN routes to peers' CIDRs (written off the thread)
+ *   hostroutes.ts    hairpin policy routing, the router address
  *   registration.ts  key, lease, node record, local endpoints and their identities
  *   sinks.ts         what is watched in etcd and where each prefix's records go
  *   status.ts        the typed status, and the health record made from it
@@ -45,7 +46,8 @@ import { IngressGateway } from '../gateway/gateway.js';
 import { L7Proxy } from '../proxy/proxy.js';
 import { AgentMetrics, type MetricsSnapshot } from './metrics.js';
 import { ConfigError } from '../errors.js';
-import { HairpinRouting, ip, ipBatch, RouteTable, setupRouterAddress } from './hostroutes.js';
+import { HairpinRouting, ip, setupRouterAddress } from './hostroutes.js';
+import { ipBatch, RouteTable } from './routetable.js';
 import { PeerReconciler } from './peers.js';
 import { loadOrCreateKey, Registration, type LocalEndpoint } from './registration.js';
 import { stateWatches, trustWatches, type Watch } from './sinks.js';
@@ -87,6 +89,8 @@ export class Agent extends EventEmitter {
   /** Our kvstoremesh's view of each remote (wiremesh/mesh/v1/status/). */
   private readonly remoteStatus = new Map<string, MetricsSnapshot['remotes'][number]>();
   private stopped = false;
+  /** The TUN's routes to peers' CIDRs (written by `ip -batch` off the thread). */
+  private routes: RouteTable | undefined;
   readonly startedAt = Date.now();
 
   /** What this side pinned about each cluster: the measure of every record's claims. */
@@ -173,7 +177,7 @@ export class Agent extends EventEmitter {
     this.peerSet = new PeerReconciler({
       me: { cluster: cfg.cluster.name, node: cfg.node.name, addresses: cfg.node.addresses, podCIDRs: cfg.node.podCIDRs },
       dev: this.dev,
-      routes: new RouteTable(this.dev.tunName, ipBatch(log)),
+      routes: (this.routes = new RouteTable(this.dev.tunName, ipBatch(), log)),
       ...(this.datapath ? { policy: this.datapath } : {}),
       podSpace: () => [...this.trust.pinned().flatMap((c) => c.podCIDRs), ...(this.trust.facts(cfg.cluster.name)?.podCIDRs ?? [])],
       peersChanged: () => this.services?.peersChanged(),
@@ -237,6 +241,8 @@ export class Agent extends EventEmitter {
     // Leave the records to expire with the lease: a restarting agent takes them over.
     this.registration?.stop();
     this.peerSet?.stop();
+    // the routes' batch in flight ends before the TUN goes (its routes go with it)
+    await this.routes?.close();
     if (this.healthTimer) clearInterval(this.healthTimer);
     this.stopHeapCompaction?.();
     this.metricsServer?.close();

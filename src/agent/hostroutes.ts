@@ -1,15 +1,15 @@
 /**
- * The host's side of the agent's data path: routes of peers' CIDRs into the
- * TUN (RouteTable, reference-counted), the policy routing that sends every
- * packet of a pod through the TUN (HairpinRouting), and the router address.
- * Everything here runs `ip` / `sysctl` in the agent's network namespace.
+ * The host's side of the agent's data path: the policy routing that sends
+ * every packet of a pod through the TUN (HairpinRouting) and the router
+ * address (the routes of peers' CIDRs into the TUN: routetable.ts). Everything
+ * here runs `ip` / `sysctl` in the agent's network namespace, once at start
+ * and stop (blocking: nothing here runs per reconcile pass).
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import type { Logger } from '../log.js';
 import { formatIP, parseIP, parsePrefix } from '../net/ip.js';
-import { PrefixTrie } from '../net/prefixtrie.js';
 import { ConfigError } from '../errors.js';
 
 /** The part of `ip -j addr show` read here (iproute2's JSON), decoded rather than cast. */
@@ -30,88 +30,6 @@ export function ip(args: string[], log: Logger): void {
     execFileSync('ip', args, { stdio: 'ignore' });
   } catch (err) {
     log.warn({ args: args.join(' '), err: (err as Error).message }, 'ip command failed');
-  }
-}
-
-/** Runs `ip -force -batch` lines (one process for a whole pass); a failing line is logged and the rest go on. */
-export function ipBatch(log: Logger): (ops: string[]) => void {
-  return (ops) => {
-    try {
-      // -force: one failing line (a route already gone) must not stop the rest
-      execFileSync('ip', ['-force', '-batch', '-'], { input: ops.join('\n') + '\n', stdio: ['pipe', 'ignore', 'pipe'] });
-    } catch (err) {
-      log.warn({ err: String((err as { stderr?: Buffer }).stderr ?? err).trim() }, 'some route changes failed');
-    }
-  };
-}
-
-/** Claims on the TUN's routes, as the peer reconciler makes them (peers.ts). */
-export interface RouteClaims {
-  claim(routes: string[]): void;
-  release(routes: string[]): void;
-  /** Applies the changes since the last flush. */
-  flush(): void;
-  /** Whether some CIDR a peer claims now holds addr: O(address bits), whatever the number of peers. */
-  covers(addr: Buffer): boolean;
-}
-
-/**
- * The TUN's routes: the CIDRs some peer claims (reference counts), so a CIDR
- * that moved from one peer to another in a pass (a relay handed over) stays
- * installed. Only CIDRs whose count changed are looked at on flush(), and they
- * go out as one batch (`run`: `ip -batch` lines, ipBatch() by default).
- */
-export class RouteTable implements RouteClaims {
-  /** Routes we installed into the TUN (all peers' CIDRs point at the same device). */
-  private readonly installed = new Set<string>();
-  /** How many peers claim each CIDR, and the CIDRs whose count changed since the last flush. */
-  private readonly refs = new Map<string, number>();
-  private readonly touched = new Set<string>();
-  /** The claimed CIDRs (count > 0) by prefix, for covers(). */
-  private readonly trie = new PrefixTrie<string>();
-
-  constructor(
-    private readonly tun: string,
-    private readonly run: (ops: string[]) => void,
-  ) {}
-
-  claim(routes: string[]): void {
-    for (const r of routes) {
-      const n = this.refs.get(r) ?? 0;
-      if (n === 0) this.trie.insert(parsePrefix(r), r);
-      this.refs.set(r, n + 1);
-      this.touched.add(r);
-    }
-  }
-
-  release(routes: string[]): void {
-    for (const r of routes) {
-      const n = (this.refs.get(r) ?? 1) - 1;
-      if (n > 0) this.refs.set(r, n);
-      else if (this.refs.delete(r)) this.trie.remove(parsePrefix(r), r);
-      this.touched.add(r);
-    }
-  }
-
-  covers(addr: Buffer): boolean {
-    return this.trie.covering({ addr, cidr: addr.length * 8 }) !== undefined;
-  }
-
-  flush(): void {
-    const ops: string[] = [];
-    // (ip -batch takes no per-line options like -6: the prefix tells the family)
-    for (const r of this.touched) {
-      const want = this.refs.has(r);
-      if (want && !this.installed.has(r)) {
-        ops.push(`route replace ${r} dev ${this.tun}`);
-        this.installed.add(r);
-      } else if (!want && this.installed.has(r)) {
-        ops.push(`route del ${r} dev ${this.tun}`);
-        this.installed.delete(r);
-      }
-    }
-    this.touched.clear();
-    if (ops.length) this.run(ops);
   }
 }
 

@@ -2,7 +2,7 @@
  * Peer reconciliation: node records (our cluster's, and synced remotes'
  * cached ones) become WireGuard peers whose allowed IPs are their pod CIDRs,
  * the CIDRs a hub relays for us, and (mesh mode) their node addresses; the
- * TUN's routes follow (RouteClaims, hostroutes.ts).
+ * TUN's routes follow (RouteClaims, routetable.ts).
  *
  * The pure parts (which record is wanted, the relay plan, our relay offer)
  * are functions; PeerReconciler keeps the records and the peers and talks to
@@ -13,7 +13,7 @@ import { cachePrefix, splitClusterName, stateKey, statePrefix } from '../control
 import { relayCodec, type NodeRecord, type RelayRecord } from '../controlplane/records/index.js';
 import type { Logger } from '../log.js';
 import { formatPrefix, parseIP, parsePrefix, prefixContains, type Prefix } from '../net/ip.js';
-import type { RouteClaims } from './hostroutes.js';
+import type { RouteClaims } from './routetable.js';
 
 /** The part of a WireGuard peer the reconciler and status read (wireguard/peer.ts Peer). */
 export interface PeerHandle {
@@ -228,7 +228,8 @@ export class PeerReconciler {
     }
     this.d.routes.flush();
     this.d.publishRelay(relayOffer(this.d.me, this.relayEnabled, desired));
-    // The data path holds these peers now (the device calls above are synchronous).
+    // The data path holds these peers now (the device calls above are synchronous; the
+    // TUN's routes follow when the batch flush() started ends: RouteTable.flushed()).
     if (changed.length) this.d.programmed(changed);
   }
 

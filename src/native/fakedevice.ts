@@ -301,10 +301,16 @@ export class FakeDevice implements NativeDevice {
     return true;
   }
 
+  /** The addon's active_only test (device.cc is_active) on what a fake peer shows: a keypair, or anything sent or received. */
+  static active(p: FakePeer): boolean {
+    const s = p.stats;
+    return p.current !== null || p.next !== null || p.previous !== null || s.hasCurrent || s.hasNext || s.lastAuthSentMs > 0 || s.lastAuthRecvMs > 0 || s.rxPackets + s.txPackets > 0;
+  }
+
   peerStats(activeOnly = false): NativePeerStats[] {
     const out: NativePeerStats[] = [];
     for (const p of this.peers.values()) {
-      if (activeOnly && !p.stats.hasCurrent && !p.stats.hasNext && p.stats.rxPackets + p.stats.txPackets === 0) continue;
+      if (activeOnly && !FakeDevice.active(p)) continue;
       out.push({ id: p.id, ...p.stats, ...(p.endpoint ? { host: p.endpoint.host, port: p.endpoint.port } : {}) });
     }
     return out;

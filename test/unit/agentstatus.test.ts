@@ -10,6 +10,7 @@ import { FakeDevice } from '../../src/native/fakedevice.js';
 import { ServiceDatapath, type ServiceStatus } from '../../src/services/datapath.js';
 import type { PeerState } from '../../src/agent/peers.js';
 import { healthOfPeers, healthRecord, peerStatuses, type AgentStatus } from '../../src/agent/status.js';
+import { prng } from '../helpers/prng.js';
 
 const rec = (cluster: string, name: string): NodeRecord => ({ cluster, clusterId: 2, name, addresses: ['198.18.2.1'], port: 51820, publicKey: Buffer.alloc(32, 7).toString('base64'), podCIDRs: ['100.66.1.0/24'], bootId: '1' });
 const peer = (id: number, lastHandshakeEpochMs: number, initiatingSinceMs: number) => ({ id, publicKey: Buffer.alloc(32, id), lastHandshakeEpochMs, initiatingSinceMs });
@@ -76,18 +77,8 @@ describe('the services list', () => {
 // The health record from the peers and the device's active peers only (what the agent publishes every 5 s)
 // against the reference: healthRecord over status()'s full read of every peer's counters.
 describe('the health record without a full read of the counters', () => {
-  function rng(seed: number) {
-    let s = seed >>> 0;
-    return () => {
-      s = (s + 0x6d2b79f5) >>> 0;
-      let t = s;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-    };
-  }
   it.each([1, 2, 3, 4, 5])('equals healthRecord(status) on random peer sets (seed %i)', (seed) => {
-    const rand = rng(seed);
+    const rand = prng(seed);
     const nowMs = 2_000_000_000;
     const monoMs = 1_000_000;
     for (let round = 0; round < 20; round++) {

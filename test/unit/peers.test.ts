@@ -10,7 +10,7 @@ import { silentLogger } from '../../src/log.js';
 import { parseIP, type Prefix } from '../../src/net/ip.js';
 import { FakeDevice } from '../../src/native/fakedevice.js';
 import { PolicyDatapath } from '../../src/policy/datapath.js';
-import { RouteTable } from '../../src/agent/hostroutes.js';
+import { RouteTable } from '../../src/agent/routetable.js';
 import { desiredAt, PeerReconciler, relayOffer, relayPlan, type LocalNode, type PeerDevice, type PeerHandle } from '../../src/agent/peers.js';
 
 const me: LocalNode = { cluster: 'c1', node: 'n1', addresses: ['198.18.1.1'], podCIDRs: ['100.65.1.0/24'] };
@@ -67,7 +67,7 @@ function setup(opts: { policy?: boolean; podSpace?: Prefix[] } = {}) {
   const r = new PeerReconciler({
     me,
     dev,
-    routes: new RouteTable('wm0', (ops) => batches.push(ops)),
+    routes: new RouteTable('wm0', (ops) => (batches.push(ops), Promise.resolve({ failed: new Map() })), silentLogger),
     ...(policy ? { policy } : {}),
     podSpace: () => opts.podSpace ?? [],
     peersChanged: () => changes++,

@@ -146,6 +146,7 @@ void Device::remove_peer(uint32_t id) {
   Peer* p = find_peer(id);
   if (!p) return;
   allowed_.remove_peer(id);
+  unlist(p);
   for (auto it = indices_.begin(); it != indices_.end();) {
     if (it->second.peer == p)
       it = indices_.erase(it);
@@ -217,6 +218,7 @@ bool Device::install_keypair(uint32_t id, uint32_t local_index, uint32_t remote_
   for (auto& d : dropped) erase_index(d.get());
   indices_[local_index] = IndexEntry{kp, p};
   p->handshake_requested_ms.store(0);
+  mark_active(p);
   return true;
 }
 
@@ -244,12 +246,16 @@ void Device::clear_keypairs(uint32_t id) {
   Peer* p = find_peer(id);
   if (!p) return;
   erase_retired();
-  std::lock_guard<std::mutex> pl(p->mu);
-  for (auto* slot : {&p->previous, &p->current, &p->next}) {
-    erase_index(slot->get());
-    slot->reset();
+  {
+    std::lock_guard<std::mutex> pl(p->mu);
+    for (auto* slot : {&p->previous, &p->current, &p->next}) {
+      erase_index(slot->get());
+      slot->reset();
+    }
+    p->staged.clear();
   }
-  p->staged.clear();
+  // (exclusive: no packet thread is marking it now)
+  if (!is_active(p)) unlist(p);
 }
 
 
@@ -270,16 +276,36 @@ bool Device::send_handshake(const Endpoint& ep, const uint8_t* buf, size_t len) 
   return ok;
 }
 
+bool Device::is_active(Peer* p) {
+  if (p->last_auth_sent_ms.load() != 0 || p->last_auth_recv_ms.load() != 0 || p->handshake_requested_ms.load() != 0)
+    return true;
+  std::lock_guard<std::mutex> pl(p->mu);
+  return p->current || p->next || p->previous || !p->staged.empty();
+}
+
+void Device::mark_active(Peer* p) {
+  if (p->listed.load(std::memory_order_relaxed)) return;
+  std::lock_guard<std::mutex> al(active_mu_);
+  if (p->listed.load(std::memory_order_relaxed)) return;
+  p->active_pos = active_.size();
+  active_.push_back(p);
+  p->listed.store(true, std::memory_order_relaxed);
+}
+
+void Device::unlist(Peer* p) {
+  std::lock_guard<std::mutex> al(active_mu_);
+  if (!p->listed.load(std::memory_order_relaxed)) return;
+  Peer* last = active_.back();
+  active_[p->active_pos] = last;
+  last->active_pos = p->active_pos;
+  active_.pop_back();
+  p->listed.store(false, std::memory_order_relaxed);
+}
+
 void Device::peer_stats(std::vector<PeerStats>* out, bool active_only) {
   std::shared_lock<std::shared_mutex> lock(table_mu_);
   uint64_t now = monotonic_ms();
-  for (auto& kv : peers_) {
-    Peer* p = kv.second.get();
-    if (active_only && p->last_auth_sent_ms.load() == 0 && p->last_auth_recv_ms.load() == 0 &&
-        p->handshake_requested_ms.load() == 0) {
-      std::lock_guard<std::mutex> pl(p->mu);
-      if (!p->current && !p->next && !p->previous && p->staged.empty()) continue;
-    }
+  auto emit = [&](Peer* p) {
     PeerStats s;
     s.id = p->id;
     s.rx_bytes = p->rx_bytes.load();
@@ -303,7 +329,21 @@ void Device::peer_stats(std::vector<PeerStats>* out, bool active_only) {
     s.has_next = p->next != nullptr;
     s.endpoint = p->endpoint;
     out->push_back(s);
+  };
+  if (!active_only) {
+    for (auto& kv : peers_) emit(kv.second.get());
+    return;
   }
+  // A copy: active_mu_ is a leaf, and emit takes each peer's mu. The peers
+  // stay valid while table_mu_ is held; one a packet thread lists meanwhile
+  // shows from the next read on.
+  std::vector<Peer*> listed;
+  {
+    std::lock_guard<std::mutex> al(active_mu_);
+    listed = active_;
+  }
+  for (Peer* p : listed)
+    if (is_active(p)) emit(p);
 }
 
 void Device::push_event(Event&& e) {
@@ -339,6 +379,7 @@ void Device::request_handshake(Peer* p, uint64_t now) {
   uint64_t last = p->handshake_requested_ms.load(std::memory_order_relaxed);
   if (last != 0 && now - last < 1000) return;
   if (!p->handshake_requested_ms.compare_exchange_strong(last, now)) return;
+  mark_active(p);
   count(kHandshakeRequests);
   Event e;
   e.kind = kEventHandshakeNeeded;
@@ -353,6 +394,7 @@ void Device::stage(Peer* p, const uint8_t* pkt, size_t len) {
     count(kDropStageOverflow);
   }
   p->staged.emplace_back(pkt, pkt + len);
+  mark_active(p);
 }
 
 }  // namespace wm

@@ -41,6 +41,14 @@
 //   Keypair send contexts are used only by the TX thread, receive contexts and
 //     the replay filter only by the RX thread; the send counter is atomic.
 //   events_mu_ guards the event queue; ctl_mu_ the TX control queue.
+//   active_mu_ guards the active list (active_, Peer::listed, Peer::active_pos).
+//     It is a leaf: taken under table_mu_ (either mode) and under a Peer::mu,
+//     never held while taking another lock. A peer joins the list (mark_active)
+//     wherever what makes it active is set: a keypair installed, a handshake
+//     requested, a packet staged, anything authenticated sent or received; it
+//     leaves only under table_mu_ held exclusively (removed, or its keypairs
+//     cleared and nothing else active about it), so no packet thread can be
+//     marking it then. peer_stats(active_only) walks the list, not peers_.
 //   PolicyEngine::mu is taken shared by packet threads after table_mu_ (never
 //     the other way round); control calls into the engine take only its mu.
 //
@@ -113,6 +121,10 @@ struct Peer {
   std::atomic<uint64_t> last_probe_reply_ms{0};
   std::atomic<uint64_t> probe_rtt_us{0};
   std::atomic<uint64_t> probes_sent{0}, probe_replies{0};
+  // In Device::active_ (at active_pos), both guarded by active_mu_; read
+  // without it only as a hint (a stale false takes the lock and looks again).
+  std::atomic<bool> listed{false};
+  size_t active_pos = 0;
 };
 
 // Identity tag in front of the IP packet in a transport message's plaintext
@@ -228,7 +240,8 @@ class Device {
   int refresh_mtu();
   bool send_handshake(const Endpoint& ep, const uint8_t* buf, size_t len);
   // active_only: skip peers that never sent or received anything and hold no
-  // keypair (thousands of idle mesh peers need no timer work).
+  // keypair (thousands of idle mesh peers need no timer work): O(active peers),
+  // from the active list (locking rules above), not a walk of every peer.
   void peer_stats(std::vector<PeerStats>* out, bool active_only = false);
   uint64_t counter(int c) const { return counters_[c].load(std::memory_order_relaxed); }
   // Mesh mode: switches the policy engine on (once; safe while running).
@@ -298,6 +311,12 @@ class Device {
   void push_event(Event&& e);
   void push_ctl(const Ctl& c);
   Peer* find_peer(uint32_t id);
+  // Puts p on the active list (table_mu_ held, either mode); cheap when it is on it.
+  void mark_active(Peer* p);
+  // Takes p off it (table_mu_ held exclusively).
+  void unlist(Peer* p);
+  // The active_only test of peer_stats (table_mu_ held; takes p->mu).
+  static bool is_active(Peer* p);
   void erase_index(const Keypair* kp);  // table_mu_ held exclusively
   void erase_retired();                 // table_mu_ held exclusively
   void start_threads();
@@ -324,6 +343,9 @@ class Device {
   };
   std::mutex retired_mu_;
   std::vector<RetiredIndex> retired_;
+  // Peers that may be active (a superset of those is_active() holds for).
+  std::mutex active_mu_;
+  std::vector<Peer*> active_;
 
   std::mutex events_mu_;
   std::vector<Event> events_;

@@ -203,6 +203,7 @@ void Device::rx_message(uint8_t* msg, size_t len, const Endpoint& from, uint64_t
   p->rx_bytes.fetch_add(len, std::memory_order_relaxed);
   p->rx_packets.fetch_add(1, std::memory_order_relaxed);
   p->last_auth_recv_ms.store(now, std::memory_order_relaxed);
+  mark_active(p);  // (listed since its keypair came: a relaxed load)
   p->sent_unanswered_ms.store(0, std::memory_order_relaxed);
   if (kp->initiator && now - kp->created_ms >= kRejectAfterTimeMs - kKeepaliveTimeoutMs - kRekeyTimeoutMs)
     request_handshake(p, now);

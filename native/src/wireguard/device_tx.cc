@@ -333,6 +333,7 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
     p->tx_bytes.fetch_add(c.bytes, std::memory_order_relaxed);
     p->tx_packets.fetch_add(c.packets, std::memory_order_relaxed);
     p->last_auth_sent_ms.store(now, std::memory_order_relaxed);
+    mark_active(p);  // (listed since its keypair came: a relaxed load)
     p->recv_unanswered_ms.store(0, std::memory_order_relaxed);
     if (c.data_packets) {
       p->last_data_sent_ms.store(now, std::memory_order_relaxed);
