@@ -33,6 +33,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Agent } from '../src/agent/agent.js';
+import { compactions as heapCompactions } from '../src/agent/heapcompaction.js';
 import { nodeCodec } from '../src/controlplane/records/index.js';
 import type { NodeRecord } from '../src/controlplane/types.js';
 import { silentLogger } from '../src/log.js';
@@ -156,6 +157,7 @@ async function fullRun(dir: string): Promise<void> {
     await agent.start();
     stopProfile = o['profile-agent'] ? profileWindows(o['profile-agent'], num(o['profile-window'], 'profile-window', 30), log) : undefined;
     gc();
+    await sleep(2000); // as before mem1: V8 unmaps freed pages on a background thread
     const mem0 = process.memoryUsage();
 
     log(`loading ${K} x ${N} nodes and ${K} x ${N * E} endpoints (load generator process)`);
@@ -234,7 +236,7 @@ async function fullRun(dir: string): Promise<void> {
     };
     console.log(`\ncontrol plane: ${K} clusters x ${N} nodes x ${E} endpoints/node (${K * N} nodes, ${K * N * E} endpoints), kvstoremesh of ${o.anchor ?? 'this tree'}`);
     console.log(`initial sync into one agent (all clusters): ${syncS.toFixed(1)} s`);
-    console.log(`agent growth per remote endpoint (incl. its share of nodes and peers): RSS ${report.agentBytesPerRemoteEndpoint.rss.toFixed(0)} B, heap ${report.agentBytesPerRemoteEndpoint.heap.toFixed(0)} B (RSS ${report.agentRssMiB.toFixed(0)} MiB)`);
+    console.log(`agent growth per remote endpoint (incl. its share of nodes and peers): RSS ${report.agentBytesPerRemoteEndpoint.rss.toFixed(0)} B, heap ${report.agentBytesPerRemoteEndpoint.heap.toFixed(0)} B (RSS ${report.agentRssMiB.toFixed(0)} MiB; at rest ≥ 25 s after the sync; the agent's heap compactions: ${heapCompactions})`);
     console.log(`at rest: ${restLine(rest)}`);
     console.log(`churn: achieved ${report.churn.achievedPerS.toFixed(1)} of nominal ${RATE} writes/s (${churn.writes} acknowledged, ${churn.failed} failed, in ${churn.seconds.toFixed(1)} s)`);
     console.log(`during the churn: ${restLine(load)}`);

@@ -18,7 +18,7 @@ import { hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
 const COMPOSE = join(ROOT, 'docker', 'compose.yaml');
 const PROJECT = `wmtest${process.pid % 100000}`;
 const isRoot = process.getuid?.() === 0;
-const enabled = isRoot && hasCommand('dockerd') && hasCommand('docker-compose') && hasCommand('debootstrap') && process.env.WIREMESH_SKIP_DOCKER !== '1';
+const enabled = isRoot && hasCommand('dockerd') && hasCommand('docker-compose') && hasCommand('debootstrap') && hasCommand('flock') && process.env.WIREMESH_SKIP_DOCKER !== '1';
 
 function run(cmd: string, args: string[], timeoutMs = 120_000): { ok: boolean; out: string } {
   try {
@@ -38,18 +38,39 @@ let dockerd: ChildProcess | undefined;
 let dockerUp = false;
 let lock: HostLock | undefined;
 
-/** Holding the lock, no other run uses a wmtest* project: any other is a killed run's leftover. */
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+/**
+ * Holding the lock, a wmtest<pid> project whose process is gone is a killed
+ * run's leftover (a live one belongs to a run that took no lock: left alone).
+ */
 function downLeftovers(): void {
   const labels = run('docker', ['ps', '-a', '--format', '{{.Label "com.docker.compose.project"}}']).out;
   const nets = run('docker', ['network', 'ls', '--format', '{{.Label "com.docker.compose.project"}}']).out;
   for (const p of new Set(`${labels}\n${nets}`.split('\n').map((l) => l.trim()))) {
-    if (/^wmtest\d+$/.test(p) && p !== PROJECT) run('docker-compose', ['-f', COMPOSE, '-p', p, 'down', '-v', '--remove-orphans'], 300_000);
+    const m = /^wmtest(\d+)$/.exec(p);
+    if (!m || p === PROJECT || alive(Number(m[1]))) continue;
+    run('docker-compose', ['-f', COMPOSE, '-p', p, 'down', '-v', '--remove-orphans'], 300_000);
+    // networks an older compose file named otherwise
+    for (const id of run('docker', ['network', 'ls', '-q', '--filter', `label=com.docker.compose.project=${p}`]).out.split('\n').filter(Boolean)) run('docker', ['network', 'rm', id]);
   }
 }
 
 describe.skipIf(!enabled)('the docker-compose testbed', () => {
+  // its own hook, so that waiting for another run does not eat the setup's time; in /run (root's alone, not
+  // the world-writable /run/lock, where anyone could hold it or plant a symlink for root to create)
   beforeAll(async () => {
-    lock = await acquireHostLock('/run/lock/wiremesh-docker-test.lock', 1_200_000);
+    lock = await acquireHostLock('/run/wiremesh-docker-test.lock', 1_200_000);
+  }, 1_260_000);
+
+  beforeAll(async () => {
     if (!run('docker', ['info']).ok) {
       // our own dockerd; its default bridge in 198.19.0.0/16, never the private ranges
       dockerd = spawn('dockerd', ['--bip', '198.19.0.1/16', '--pidfile', '/run/wiremesh-test-dockerd.pid'], { stdio: 'ignore' });
