@@ -27,6 +27,8 @@ export type BatchRunner = (ops: string[]) => Promise<BatchResult>;
 
 /** stderr kept of one batch (bytes): past it the answer is unreadable and every line counts as failed. */
 const STDERR_CAP = 4 << 20;
+/** ms an `ip -batch` run may take before it is killed (its batch then failed as a whole and is retried). */
+const IP_TIMEOUT_MS = 30_000;
 
 /**
  * `ip -force -batch` failures as line indexes (0-based) with their messages.
@@ -56,7 +58,8 @@ export function ipBatch(netns?: string): BatchRunner {
   return (ops) =>
     new Promise((resolve, reject) => {
       // -force: one failing line (a route already gone) must not stop the rest
-      const child = spawn('ip', [...(netns ? ['-n', netns] : []), '-force', '-batch', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
+      // a stuck ip is killed (then the batch failed as a whole): the agent's stop awaits the batch in flight
+      const child = spawn('ip', [...(netns ? ['-n', netns] : []), '-force', '-batch', '-'], { stdio: ['pipe', 'ignore', 'pipe'], timeout: IP_TIMEOUT_MS, killSignal: 'SIGKILL' });
       let stderr = '';
       let truncated = false;
       child.stderr.setEncoding('utf8').on('data', (d: string) => {
@@ -66,8 +69,10 @@ export function ipBatch(netns?: string): BatchRunner {
       child.on('error', reject);
       child.on('close', (code, signal) => {
         if (code === 0) return resolve({ failed: new Map() });
+        // exit 1 after running every line is -force's "some lines failed"; anything else (a signal, an abort
+        // mid-batch) may have left lines unrun that no error names: the batch failed as a whole
         const failed = parseBatchErrors(stderr, ops.length);
-        if (failed.size === 0 || truncated) return reject(new Error(`ip -batch exited with ${code ?? signal}: ${stderr.slice(0, 500).trim()}`));
+        if (signal !== null || code !== 1 || failed.size === 0 || truncated) return reject(new Error(`ip -batch exited with ${code ?? signal}: ${stderr.slice(0, 500).trim()}`));
         resolve({ failed });
       });
       child.stdin.on('error', () => {
@@ -194,24 +199,24 @@ export class RouteTable implements RouteClaims {
     }
     this.inFlight = run
       .then(
-        (r) => r.failed,
+        (r) => ({ failed: r.failed, whole: false }),
         (err: Error) => {
           this.stats.failedRuns++;
           for (const o of ops) this.uncertain.add(o.cidr);
-          return new Map(lines.map((_, i) => [i, err.message]));
+          return { failed: new Map(lines.map((_, i) => [i, err.message])), whole: true };
         },
       )
-      .then((failed) => this.settle(ops, lines, failed));
+      .then(({ failed, whole }) => this.settle(ops, lines, failed, whole));
   }
 
   /** Books a finished batch, then starts the next one if flush() was called meanwhile. */
-  private settle(ops: Op[], lines: string[], failed: Map<number, string>): void {
+  private settle(ops: Op[], lines: string[], failed: Map<number, string>, whole: boolean): void {
     const report: string[] = [];
     let nFailed = 0;
     ops.forEach((o, i) => {
       const err = failed.get(i);
-      // a route already gone is what a del wanted (ESRCH)
-      if (err !== undefined && !(!o.add && /No such process/.test(err))) {
+      // a route already gone is what a del wanted (ESRCH): said of this line, not in a failed run's message
+      if (err !== undefined && (whole || !(!o.add && /No such process/.test(err)))) {
         this.touched.add(o.cidr);
         if (report.length < 20) report.push(`${lines[i]}: ${err}`);
         nFailed++;

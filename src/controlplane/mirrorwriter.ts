@@ -43,15 +43,21 @@ export function etcdMeshLocal(etcd: Etcd3): MeshLocal {
 
 /** etcd's default --max-txn-ops. */
 export const MAX_TXN_OPS = 128;
+/** Bytes (keys + values, UTF-8) per transaction: well under etcd's default --max-request-bytes (1.5 MiB). */
+export const MAX_TXN_BYTES = 512 << 10;
+
+/** UTF-8 bytes of one operation's key and value. */
+export const opBytes = ([k, v]: readonly [string, string | null]) => Buffer.byteLength(k) + (v === null ? 0 : Buffer.byteLength(v));
 
 /** Puts (a value) and deletes (null), in order. */
 export type MirrorOps = ReadonlyArray<readonly [key: string, value: string | null]>;
 
 /**
- * Takes up to `room` operations from a writer's queue for the transaction about to leave: called when it leaves,
- * so that it carries everything the writer queued meanwhile. An empty answer: nothing left to write.
+ * Takes up to `room` operations and `roomBytes` bytes (opBytes; at least one operation whatever its size) from a
+ * writer's queue for the transaction about to leave: called when it leaves, so that it carries everything the
+ * writer queued meanwhile. An empty answer: nothing left to write.
  */
-export type TakeOps = (room: number) => MirrorOps;
+export type TakeOps = (room: number, roomBytes: number) => MirrorOps;
 
 /** What a remote's mirror does to the local store. */
 export interface MirrorTarget {
@@ -138,15 +144,25 @@ export class BatchedWriter {
       while (this.pending.size > 0) {
         let batch: Array<[string, { v: string | null; at: number }]> = [];
         // taken when the transaction leaves: a coalescing target sends it with other writers' batches
-        const take = (room: number) => {
-          batch = [...this.pending.entries()].slice(0, Math.min(room, MAX_TXN_OPS));
+        // bounded in bytes as well: a remote's large records (≤ 64 KiB each) must not make a transaction etcd
+        // refuses every time, which would stall this mirror (and its stop) for good
+        const take = (room: number, roomBytes: number) => {
+          batch = [];
+          let bytes = 0;
+          for (const e of this.pending) {
+            if (batch.length >= Math.min(room, MAX_TXN_OPS)) break;
+            const b = opBytes([e[0], e[1].v]);
+            if (batch.length > 0 && bytes + b > Math.min(roomBytes, MAX_TXN_BYTES)) break;
+            batch.push(e);
+            bytes += b;
+          }
           for (const [k] of batch) this.pending.delete(k);
           if (batch.length) this.inFlightSince = batch[0]![1].at;
           return batch.map(([k, e]) => [k, e.v] as const);
         };
         try {
           if (this.target.writeFrom) await this.target.writeFrom(take, () => this.pending.size);
-          else await this.target.write(take(MAX_TXN_OPS));
+          else await this.target.write(take(MAX_TXN_OPS, MAX_TXN_BYTES));
         } catch (err) {
           this.log.error({ remote: this.remote, err: (err as Error).message, keys: batch.length }, 'local write failed, retrying');
           // back in front of newer writes, with their first-queued time: the retry is older than what came since.

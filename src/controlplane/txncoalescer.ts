@@ -15,7 +15,7 @@
  * refuses, too large a request) fails alone and the others' writes still go; each member learns its own
  * outcome (its promise rejects), and BatchedWriter queues a failed batch again in front of newer writes.
  */
-import type { MirrorOps, MirrorTarget, TakeOps } from './mirrorwriter.js';
+import { MAX_TXN_BYTES, opBytes as oneOpBytes, type MirrorOps, type MirrorTarget, type TakeOps } from './mirrorwriter.js';
 
 export interface CoalescerOptions {
   /** How long the first write of a window waits for others (ms). */
@@ -28,7 +28,7 @@ export interface CoalescerOptions {
   maxInFlight: number;
 }
 
-export const DEFAULT_COALESCER: CoalescerOptions = { windowMs: 10, maxOps: 128, maxBytes: 512 << 10, maxInFlight: 4 };
+export const DEFAULT_COALESCER: CoalescerOptions = { windowMs: 10, maxOps: 128, maxBytes: MAX_TXN_BYTES, maxInFlight: 4 };
 
 interface Member {
   /** A fixed batch (MirrorTarget.write), or ops taken from a writer at send time. */
@@ -41,7 +41,7 @@ interface Member {
   reject: (err: Error) => void;
 }
 
-const opBytes = (ops: MirrorOps) => ops.reduce((n, [k, v]) => n + k.length + (v?.length ?? 0), 0);
+const opBytes = (ops: MirrorOps) => ops.reduce((n, op) => n + oneOpBytes(op), 0);
 
 export class TxnCoalescer implements MirrorTarget {
   private readonly queue: Member[] = [];
@@ -119,7 +119,7 @@ export class TxnCoalescer implements MirrorTarget {
     let bytes = 0;
     while (this.queue.length > 0 && ops.length < this.opts.maxOps) {
       const m = this.queue[0]!;
-      const mine = m.ops ?? m.take!(this.opts.maxOps - ops.length);
+      const mine = m.ops ?? m.take!(this.opts.maxOps - ops.length, this.opts.maxBytes - bytes);
       if (mine.length === 0) {
         this.queue.shift();
         m.resolve();

@@ -171,3 +171,13 @@ describe('native Noise_IKpsk2 steps against a TypeScript reference from the whit
     }
   });
 });
+
+describe('noiseCreateInitiation: the timestamp parts are checked at the addon boundary', () => {
+  it('regression: a negative, fractional, NaN or ≥ 10^9 nanosecond count (or such seconds) throws instead of wrapping', async () => {
+    const { native } = await import('../../src/native/binding.js');
+    const k = Buffer.alloc(32, 9);
+    const call = (s: number, ns: number) => native.noiseCreateInitiation(Buffer.alloc(244), 1, k, k, k, k, s, ns, null, null);
+    for (const [s, ns] of [[1, -1], [1, 1e9], [1, 0.5], [1, NaN], [-1, 0], [NaN, 0], [Infinity, 0], [2 ** 53, 0], [1.5, 0]]) expect(() => call(s!, ns!), `${s} ${ns}`).toThrow(/tsSeconds/);
+    expect(() => call(1_764_500_000, 999_999_999)).not.toThrow();
+  });
+});

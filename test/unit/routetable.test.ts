@@ -3,8 +3,11 @@
 // run may have applied some of its lines). On seeded random claim/release/flush sequences, at most
 // one batch is in flight, and once the failures stop and the table settles, the kernel's routes
 // equal the CIDRs some peer claims (recomputed from the peers' routes: the reference).
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { parseBatchErrors, RouteTable, type BatchResult, type BatchRunner } from '../../src/agent/routetable.js';
+import { ipBatch, parseBatchErrors, RouteTable, type BatchResult, type BatchRunner } from '../../src/agent/routetable.js';
 import { silentLogger } from '../../src/log.js';
 import { cidrPool, prng, randomClaims } from '../helpers/routeclaims.js';
 
@@ -132,6 +135,55 @@ describe('RouteTable', () => {
     expect(t.pending).toBe(0);
     expect(t.stats.failedOps).toBe(1);
     await t.close();
+  });
+
+  it('regression: a run that failed as a whole books no line as done, not even a del whose message says ESRCH', async () => {
+    const kernel = new Set<string>();
+    let fail = false;
+    const run: BatchRunner = async (lines) => {
+      if (fail) throw new Error('ip -batch exited with SIGKILL: RTNETLINK answers: No such process');
+      for (const l of lines) {
+        const [, op, cidr] = l.split(' ');
+        if (op === 'replace') kernel.add(cidr!);
+        else kernel.delete(cidr!);
+      }
+      return { failed: new Map() };
+    };
+    const t = new RouteTable('wm0', run, silentLogger, { retryMs: 10 });
+    t.claim(['100.64.1.0/24']);
+    t.flush();
+    await t.flushed();
+    fail = true;
+    t.release(['100.64.1.0/24']);
+    t.flush();
+    await t.flushed();
+    expect(t.pending).toBeGreaterThan(0); // the del is still owed
+    fail = false;
+    t.flush();
+    await t.flushed();
+    expect([...kernel]).toEqual([]);
+    await t.close();
+  });
+
+  it('ipBatch: exit 1 with line errors is a partial result; a signal or another exit code fails the batch as a whole', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wm-fakeip-'));
+    const path = process.env.PATH;
+    try {
+      const fake = (body: string) => {
+        writeFileSync(join(dir, 'ip'), `#!/bin/sh\ncat >/dev/null\n${body}\n`);
+        chmodSync(join(dir, 'ip'), 0o755);
+      };
+      process.env.PATH = `${dir}:${path}`;
+      fake('echo "RTNETLINK answers: File exists" >&2; echo "Command failed -:1" >&2; exit 1');
+      expect([...(await ipBatch()(['route replace 100.64.1.0/24 dev wm0', 'route replace 100.64.2.0/24 dev wm0'])).failed.keys()]).toEqual([0]);
+      fake('echo "Command failed -:1" >&2; kill -9 $$');
+      await expect(ipBatch()(['a', 'b'])).rejects.toThrow(/SIGKILL/);
+      fake('echo "Command failed -:1" >&2; exit 255');
+      await expect(ipBatch()(['a', 'b'])).rejects.toThrow(/255/);
+    } finally {
+      process.env.PATH = path;
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("reads iproute2's batch errors: the message before each `Command failed -:<line>`", () => {

@@ -45,6 +45,23 @@ const OPTS: CoalescerOptions = { windowMs: 10, maxOps: 8, maxBytes: 4096, maxInF
 afterEach(() => void vi.useRealTimers());
 
 describe('TxnCoalescer', () => {
+  it("regression: one remote's large records are taken by bytes too, so no transaction exceeds the bound (etcd would refuse it every time)", async () => {
+    vi.useFakeTimers();
+    // etcd's request limit, as the store sees it: a transaction over OPTS.maxBytes fails
+    const s = store((ops) => ops.reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v ?? ''), 0) > OPTS.maxBytes);
+    const c = new TxnCoalescer(s.target, OPTS);
+    const w = new BatchedWriter(c, silentLogger, 'c2', Date.now, 5);
+    const big = 'é'.repeat(700); // 1,400 bytes, 700 UTF-16 units: three of them exceed the bound in bytes only
+    for (let i = 0; i < 6; i++) w.put(`big/${i}`, big);
+    w.put('small', 'x');
+    const flushed = w.flushed();
+    await vi.advanceTimersByTimeAsync(200);
+    await flushed;
+    expect(s.kv.size).toBe(7);
+    expect(c.stats.isolated).toBe(0); // nothing had to fail first
+    for (const t of s.txns) expect(t.reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v ?? ''), 0)).toBeLessThanOrEqual(OPTS.maxBytes);
+  });
+
   it('sends the writes of one window as one transaction, no earlier than the window unless full', async () => {
     vi.useFakeTimers();
     const s = store();

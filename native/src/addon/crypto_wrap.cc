@@ -125,6 +125,15 @@ bool GetMacKeys(const Napi::CallbackInfo& info, size_t i, noise::MacKeys* keys, 
   return info[i + 1].IsNull() || info[i + 1].IsUndefined() || (*use && GetBytes(info[i + 1], 16, &keys->cookie));
 }
 
+// A TAI64N's two numbers: whole seconds in [0, 2^53), nanoseconds in [0, 10^9). A NaN, negative or
+// fractional value would wrap in the conversion and move the peer's replay high-water mark.
+static bool TimestampParts(const Napi::Value& s, const Napi::Value& ns) {
+  if (!s.IsNumber() || !ns.IsNumber()) return false;
+  const double sec = s.As<Napi::Number>().DoubleValue(), nano = ns.As<Napi::Number>().DoubleValue();
+  return sec >= 0 && sec < 9007199254740992.0 && sec == static_cast<double>(static_cast<int64_t>(sec)) && nano >= 0 &&
+         nano < 1e9 && nano == static_cast<double>(static_cast<uint32_t>(nano));
+}
+
 // noiseCreateInitiation(out 244, sender, h0, remoteStatic, localPublic, ss, tsSeconds, tsNanos, mac1Key | null,
 // cookie | null): the TAI64N timestamp is built here from its two (already whitened) numbers.
 Napi::Value NoiseCreateInitiation(const Napi::CallbackInfo& info) {
@@ -134,7 +143,7 @@ Napi::Value NoiseCreateInitiation(const Napi::CallbackInfo& info) {
   bool use_macs;
   if (!OutStruct<noise::InitiationOut>(info[0], &dst) || !info[1].IsNumber() || !GetBytes(info[2], 32, &h0) ||
       !GetBytes(info[3], 32, &rs) || !GetBytes(info[4], 32, &lp) || !GetBytes(info[5], 32, &ss) ||
-      !info[6].IsNumber() || !info[7].IsNumber() || !GetMacKeys(info, 8, &macs, &use_macs))
+      !TimestampParts(info[6], info[7]) || !GetMacKeys(info, 8, &macs, &use_macs))
     return ThrowType(info.Env(),
                      "noiseCreateInitiation(out 244, sender, h0 32, remoteStatic 32, localPublic 32, ss 32, tsSeconds, "
                      "tsNanos, mac1Key 32 | null, cookie 16 | null)");
