@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acquireHostLock, type HostLock } from '../../src/testbed/hostlock.js';
 import { hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
+import { alive } from '../../src/testbed/state.js';
 
 const COMPOSE = join(ROOT, 'docker', 'compose.yaml');
 const PROJECT = `wmtest${process.pid % 100000}`;
@@ -37,15 +38,6 @@ const ask = (node: string, pod: string, host: string, port = 8080) => {
 let dockerd: ChildProcess | undefined;
 let dockerUp = false;
 let lock: HostLock | undefined;
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-};
 
 /**
  * Holding the lock, a wmtest<pid> project whose process is gone is a killed
