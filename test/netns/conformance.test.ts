@@ -128,13 +128,23 @@ describe.skipIf(!enabled)('NetworkPolicy conformance (the upstream e2e model)', 
     return wrong.map((c) => cellText(c, expected.get(cellKey(c))!, !expected.get(cellKey(c))));
   }
 
-  async function traceDiffs(): Promise<string[]> {
-    const traced = await h.traceAllowed(pods);
-    return allCells().flatMap((c) => {
-      const e = allowed(world, c.from, c.to, c.protocol, c.port);
-      const t = traced.has(cellKey(c));
-      return e === t ? [] : [cellText(c, e, t).replace('observed', 'trace')];
-    });
+  /**
+   * Asks `policy trace` until it agrees with the model or boundMs passes. It reads etcd, which is final
+   * for policies once `wiremesh apply` returns, but not for labels: a namespace's new labels give its pods
+   * new identities only once their agents (and, across clusters, kvstoremesh) wrote them back.
+   */
+  async function traceDiffs(boundMs: number): Promise<string[]> {
+    const end = Date.now() + boundMs;
+    for (;;) {
+      const traced = await h.traceAllowed(pods);
+      const diffs = allCells().flatMap((c) => {
+        const e = allowed(world, c.from, c.to, c.protocol, c.port);
+        const t = traced.has(cellKey(c));
+        return e === t ? [] : [cellText(c, e, t).replace('observed', 'trace')];
+      });
+      if (diffs.length === 0 || Date.now() >= end) return diffs;
+      await sleep(500);
+    }
   }
 
   /** Puts the testbed back as it was before the case: no policies, original pod and namespace labels. */
@@ -174,8 +184,9 @@ describe.skipIf(!enabled)('NetworkPolicy conformance (the upstream e2e model)', 
         const { policiesChanged } = await timed('act', () => act(step, applied));
         const tag = c.steps.length > 1 ? `step ${i + 1}: ` : '';
         // policies: the agents said they have them; labels: identities travel through etcd first.
-        // trace reads etcd, already final: it runs while the probes wait out their timeouts
-        const [diffs, tdiffs] = await Promise.all([timed('probe', () => judge(c.settleMs ?? (policiesChanged ? 3_000 : 8_000))), timed('trace', traceDiffs)]);
+        // trace runs while the probes wait out their timeouts, with the same bound
+        const bound = c.settleMs ?? (policiesChanged ? 3_000 : 8_000);
+        const [diffs, tdiffs] = await Promise.all([timed('probe', () => judge(bound)), timed('trace', () => traceDiffs(bound))]);
         r.diffs.push(...diffs.map((d) => tag + d));
         r.traceDiffs.push(...tdiffs.map((d) => tag + d));
       }
