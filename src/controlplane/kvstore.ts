@@ -69,6 +69,14 @@ export interface EtcdOptions {
   username?: string;
   password?: string;
   dialTimeoutMs?: number;
+  /**
+   * HTTP/2 keepalive pings on the connection: one after timeMs without traffic, the connection (and every
+   * watch on it) failed when no answer came within timeoutMs. Off by default: grpc-js judges the answer on
+   * the event loop, so a process busy longer than timeoutMs in one synchronous pass would take its own stall
+   * for a dead etcd (51be69b took it back from the agent). etcd refuses pings closer than 5 s
+   * (--grpc-keepalive-min-time) and pings without an open stream, so timeMs ≥ 5000 and none are sent idle.
+   */
+  keepalive?: { timeMs: number; timeoutMs: number };
 }
 
 /**
@@ -89,7 +97,10 @@ export function connectEtcd(o: EtcdOptions): Etcd3 {
   const opts: IOptions = {
     hosts: o.endpoints,
     dialTimeout: o.dialTimeoutMs ?? 3000,
-    grpcOptions: { 'grpc.max_receive_message_length': 64 << 20 },
+    grpcOptions: {
+      'grpc.max_receive_message_length': 64 << 20,
+      ...(o.keepalive ? { 'grpc.keepalive_time_ms': Math.max(5000, o.keepalive.timeMs), 'grpc.keepalive_timeout_ms': o.keepalive.timeoutMs } : {}),
+    },
     // etcd3's defaults (watch backoff up to 30 s, a host circuit open 5 s after
     // 3 failures) left agents 12-13 s behind a restarted etcd (npm run chaos,
     // etcd-loss); state should flow again within about a second.

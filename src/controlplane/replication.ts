@@ -64,8 +64,17 @@ export type RemoteConnector = (spec: RemoteSpec) => { store: KVStore; close(): v
 /** A change received and not yet written locally for this long makes a mirror "behind" (its usual hop is milliseconds). */
 export const LAG_GRACE_MS = 1000;
 
+/**
+ * A remote etcd whose packets are dropped (a blackhole: no reset, no FIN) leaves a watch open and silent for as
+ * long as TCP keeps the connection (hours): its status would say connected while nothing arrives. A ping every
+ * 15 s, answered within 20 s, bounds that to ≤ 35 s; the timeout is far above any synchronous pass of
+ * kvstoremesh's thread (a page of 5,000 records), so its own load is not taken for an outage. The cache keeps
+ * the remote's last good state meanwhile, as for any outage.
+ */
+export const REMOTE_KEEPALIVE = { timeMs: 15_000, timeoutMs: 20_000 };
+
 export const connectRemote: RemoteConnector = (spec) => {
-  const client = connectEtcd({ ...spec, dialTimeoutMs: 3000 });
+  const client = connectEtcd({ ...spec, dialTimeoutMs: 3000, keepalive: REMOTE_KEEPALIVE });
   return { store: new EtcdStore(client), close: () => client.close() };
 };
 

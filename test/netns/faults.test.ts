@@ -1,5 +1,5 @@
 // Faults on a running 3-cluster mesh: an agent killed with SIGKILL and
-// restarted, and a cluster's etcd stopped, while traffic flows elsewhere.
+// restarted, a cluster's etcd stopped or blackholed, while traffic flows elsewhere.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -128,4 +128,31 @@ describe.skipIf(!enabled)('faults on a 3-cluster mesh', () => {
       inNs(c3n2.netns, 'nft', 'delete table inet wmtest');
     }
   }, 90_000);
+
+  it('a remote etcd behind a blackhole (packets dropped, no reset) is reported within the keepalive bound; the cache stays, and it reconnects', async () => {
+    // c2's etcd drops everything from c1's control plane: c1's kvstoremesh watches on c2 stay open and silent
+    const c1cp = new URL(st.clusters[0]!.etcd).hostname;
+    const c2cp = st.clusters[1]!.cpNetns;
+    const statusOf = () =>
+      (JSON.parse(cliIn(st.clusters[0]!.cpNetns, ['clustermesh', 'status', '--json', ...etcdFlags('', st.clusters[0]!.etcd, join(st.dir, 'pki', 'c1'))])) as {
+        remotes: Array<{ name: string; status: { connected: boolean } | null }>;
+        nodes: { byRemote: Record<string, number> };
+      });
+    inNs(c2cp, 'nft', 'add table inet wmblackhole');
+    inNs(c2cp, 'nft', 'add chain inet wmblackhole input { type filter hook input priority 0 ; }');
+    try {
+      expect(inNs(c2cp, 'nft', `add rule inet wmblackhole input ip saddr ${c1cp} tcp dport 2379 drop`).ok).toBe(true);
+      const t0 = Date.now();
+      // REMOTE_KEEPALIVE: a ping after 15 s of silence, 20 s to answer (35 s), plus status publishing
+      await waitFor(() => {
+        const s = statusOf();
+        return s.remotes.find((r) => r.name === 'c2')?.status?.connected === false && s.nodes.byRemote.c2 === 2;
+      }, 60_000, 'blackhole reported');
+      console.log(`blackholed remote etcd reported disconnected after ${Date.now() - t0} ms`);
+      expect(inNs(pod(1, 1).netns, 'ping', '-c', '1', '-W', '2', pod(2, 1).ip).ok).toBe(true);
+    } finally {
+      inNs(c2cp, 'nft', 'delete table inet wmblackhole');
+    }
+    await waitFor(() => statusOf().remotes.find((r) => r.name === 'c2')?.status?.connected === true, 30_000, 'c2 reconnected');
+  }, 120_000);
 });
