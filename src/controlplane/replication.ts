@@ -67,7 +67,8 @@ export const LAG_GRACE_MS = 1000;
 /**
  * A remote etcd whose packets are dropped (a blackhole: no reset, no FIN) leaves a watch open and silent for as
  * long as TCP keeps the connection (hours): its status would say connected while nothing arrives. A ping every
- * 15 s, answered within 20 s, bounds that to ≤ 35 s; the timeout is far above any synchronous pass of
+ * 15 s while a watch is open (grpc-js pings on a timer, not after silence), answered within 20 s, bounds that
+ * to ≤ 35 s (a remote etcd must allow it: --grpc-keepalive-min-time ≤ 15 s, default 5 s); the timeout is far above any synchronous pass of
  * kvstoremesh's thread (a page of 5,000 records), so its own load is not taken for an outage. The cache keeps
  * the remote's last good state meanwhile, as for any outage.
  */
