@@ -51,13 +51,13 @@ const uint8_t kSrc[6] = {198, 18, 0, 1, 0x0c, 0x80};  // 198.18.0.1:3200, the in
 
 bool same(const void* a, const void* b, size_t n) { return memcmp(a, b, n) == 0; }
 
-// HASH(label || key), 32 bytes: the mac1 and cookie keys (whitepaper §5.4.4).
+// HASH(label || key), 32 bytes: the mac1 and cookie keys (whitepaper §5.4.4), computed here one-shot as an
+// independent reference for CookieChecker's own derivation.
 void labelled(uint8_t out[32], const char* label8, const uint8_t key[32]) {
-  Blake2sState s;
-  blake2s_init(&s, 32, nullptr, 0);
-  blake2s_update(&s, reinterpret_cast<const uint8_t*>(label8), 8);
-  blake2s_update(&s, key, 32);
-  blake2s_final(&s, out);
+  uint8_t in[40];
+  memcpy(in, label8, 8);
+  memcpy(in + 8, key, 32);
+  blake2s(out, 32, in, sizeof in, nullptr, 0);
 }
 
 void private_key(uint8_t k[32], uint8_t fill) {
@@ -171,6 +171,17 @@ void initiation(const Fixture& f, bool raw, bool remac, const uint8_t* d, size_t
   nz::Fail a = nz::consume_initiation_static(&st, f.r_priv, f.h0, msg);
   // The ephemeral and the sealed static are authenticated: any change there fails the AEAD.
   CHECK((a == nz::Fail::kNone) == same(msg + 8, f.init.msg + 8, 80));
+  // The response step takes the initiator's ephemeral as it came: refused exactly when it is of low order
+  // (the same test the static step made), else a whole message 2 to the sender, mac1 under I's key.
+  nz::ResponseOut ro;
+  nz::MacKeys to_i{f.i_mac1, nullptr};
+  nz::Fail c = nz::create_response(&ro, kResponderIndex, le32(msg + 4), f.rts.h, f.rts.ck, msg + 8, f.i_pub, f.psk, &to_i);
+  CHECK(c == nz::Fail::kNone || c == nz::Fail::kLowOrder);
+  CHECK((c == nz::Fail::kLowOrder) == (a == nz::Fail::kLowOrder));
+  if (c == nz::Fail::kNone) {
+    CHECK(le32(ro.msg) == kMsgResponse && le32(ro.msg + 4) == kResponderIndex && le32(ro.msg + 8) == le32(msg + 4));
+    CHECK(f.i_check.check_mac1(ro.msg, kResponseSize) && classify_message(ro.msg, kResponseSize) == kMsgResponse);
+  }
   if (a != nz::Fail::kNone) return;
   CHECK(same(&st, &f.rst, sizeof st));
   nz::InitiationTimestampOut ts;
