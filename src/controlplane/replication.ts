@@ -9,12 +9,12 @@ import { cacheKey, cachePrefix, remoteStatusKey, splitClusterName, statePrefix, 
 import { connectEtcd, EtcdStore, ListWatcher, type KVStore } from './kvstore.js';
 import { BatchedWriter, type MirrorTarget } from './mirrorwriter.js';
 import {
-  endpointCodec,
+  endpointCheckCodec,
   gatewayCodec,
   heartbeatCodec,
   namespaceCodec,
   identityCodec,
-  nodeCodec,
+  nodeCheckCodec,
   policyCodec,
   RecordError,
   Rejections,
@@ -37,10 +37,13 @@ export const REPLICATED_TYPES: StateType[] = ['nodes', 'ip', 'identities', 'serv
 
 export type { RemoteSpec } from './records/index.js';
 
-/** The codec of each replicated type: kvstoremesh refuses what does not decode. */
+/**
+ * The codec of each replicated type: kvstoremesh refuses what does not decode. Nodes and endpoints without the
+ * readers' compaction (their check codecs): the decoded record is only checked here, the value text is copied.
+ */
 const CODECS: Record<StateType, Codec<unknown>> = {
-  nodes: nodeCodec,
-  ip: endpointCodec,
+  nodes: nodeCheckCodec,
+  ip: endpointCheckCodec,
   identities: identityCodec,
   services: serviceCodec,
   policies: policyCodec,
