@@ -141,6 +141,12 @@ describe('record fast paths against zod (the reference)', () => {
     });
   }
 
+  it('covers every field of its schema (a field added to a schema needs its fast path changed too)', () => {
+    expect(Object.keys(nodeSchema.shape)).toEqual(['cluster', 'clusterId', 'name', 'addresses', 'port', 'publicKey', 'podCIDRs', 'bootId']);
+    expect(Object.keys(endpointSchema.shape)).toEqual(['ip', 'cluster', 'node', 'namespace', 'name', 'labels', 'identity', 'ports']);
+    expect(Object.keys(identitySchema.shape)).toEqual(['id', 'labels']);
+  });
+
   it('leaves to zod what zod accepts in its own ways (a __proto__ label is dropped, IPv6 and odd prefixes checked the long way)', () => {
     const withProto = JSON.parse('{"id":300,"labels":{"__proto__":"x","a":"b"}}') as unknown;
     expect(fastIdentity(withProto)).toBeUndefined();
