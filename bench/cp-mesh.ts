@@ -198,13 +198,15 @@ export async function measureRest(m: Mesh, seconds: number): Promise<RestFigures
   const mPids = m.meshes.map((p) => p.pid!);
   const ks = Array.from({ length: m.K }, (_, i) => i + 1);
   const cpu = () => ({ e: ePids.reduce((a, p) => a + cpuSeconds(p, tick), 0), m: mPids.reduce((a, p) => a + cpuSeconds(p, tick), 0) });
-  const c0 = await Promise.all(ks.map(etcdCounters));
+  // one window for both: the CPU read and the clock bracket the etcds' /metrics reads, which take seconds on a
+  // loaded machine (a window opened after them measured the churn's writes but a CPU span after the churn)
   const u0 = cpu();
   const t0 = Date.now();
+  const c0 = await Promise.all(ks.map(etcdCounters));
   await sleep(seconds * 1000);
+  const c1 = await Promise.all(ks.map(etcdCounters));
   const u1 = cpu();
   const s = (Date.now() - t0) / 1000;
-  const c1 = await Promise.all(ks.map(etcdCounters));
   const rate = (f: (c: { commits: number; puts: number; deletes: number }) => number) => {
     const per = c1.map((c, i) => (f(c) - f(c0[i]!)) / s);
     const mesh = per.reduce((a, b) => a + b, 0);

@@ -9,12 +9,12 @@ import { cacheKey, cachePrefix, remoteStatusKey, splitClusterName, statePrefix, 
 import { connectEtcd, EtcdStore, ListWatcher, type KVStore } from './kvstore.js';
 import { BatchedWriter, type MirrorTarget } from './mirrorwriter.js';
 import {
-  endpointCodec,
+  endpointCheckCodec,
   gatewayCodec,
   heartbeatCodec,
   namespaceCodec,
   identityCodec,
-  nodeCodec,
+  nodeCheckCodec,
   policyCodec,
   RecordError,
   Rejections,
@@ -37,10 +37,13 @@ export const REPLICATED_TYPES: StateType[] = ['nodes', 'ip', 'identities', 'serv
 
 export type { RemoteSpec } from './records/index.js';
 
-/** The codec of each replicated type: kvstoremesh refuses what does not decode. */
+/**
+ * The codec of each replicated type: kvstoremesh refuses what does not decode. Nodes and endpoints without the
+ * readers' compaction (their check codecs): the decoded record is only checked here, the value text is copied.
+ */
 const CODECS: Record<StateType, Codec<unknown>> = {
-  nodes: nodeCodec,
-  ip: endpointCodec,
+  nodes: nodeCheckCodec,
+  ip: endpointCheckCodec,
   identities: identityCodec,
   services: serviceCodec,
   policies: policyCodec,
@@ -115,16 +118,14 @@ export class RemoteReplication {
     this.writer = new BatchedWriter(local, log, spec.name);
   }
 
-  /** Why the remote may not have this record copied, or undefined. */
-  private admit(type: StateType, key: string, value: string): RecordError | undefined {
+  /** Why the remote may not have this record (located at `loc`, `size` bytes of key and value) copied, or undefined. */
+  private admit(type: StateType, key: string, value: string, loc: { cluster: string } | null, size: number): RecordError | undefined {
     const remote = this.spec.name;
-    const loc = splitClusterName(statePrefix(type), key);
     if (!loc || loc.cluster !== remote) return new RecordError(CODECS[type].type, key, 'key', `not under ${remote}'s prefix`);
     const r = tryDecode(CODECS[type], key, value);
     if (!r.ok) return r.error;
     const claim = this.claim(type, r.value);
     if (claim) return new RecordError(CODECS[type].type, key, 'claim', claim);
-    const size = Buffer.byteLength(key) + Buffer.byteLength(value);
     const prev = this.held.get(key);
     if (prev === undefined && this.held.size >= this.budget.maxRecords) return new RecordError(CODECS[type].type, key, 'budget', `${remote} holds ${this.held.size} records (limit ${this.budget.maxRecords})`);
     if (this.heldBytes - (prev ?? 0) + size > this.budget.maxBytes) return new RecordError(CODECS[type].type, key, 'budget', `${remote} would hold ${this.heldBytes - (prev ?? 0) + size} bytes (limit ${this.budget.maxBytes})`);
@@ -159,26 +160,28 @@ export class RemoteReplication {
       this.synced[type] = false;
       this.counts[type] = 0;
       const srcPrefix = statePrefix(type, remote);
+      const typePrefix = statePrefix(type);
       const w = new ListWatcher(
         store,
         srcPrefix,
         {
           upsert: (k, v) => {
-            const loc = splitClusterName(statePrefix(type), k);
+            // located and measured once per copied change (the admission and the budget use both)
+            const loc = splitClusterName(typePrefix, k);
             const dst = loc ? cacheKey(type, remote, loc.name) : undefined;
-            const bad = this.admit(type, k, v);
+            const size = Buffer.byteLength(k) + Buffer.byteLength(v);
+            const bad = this.admit(type, k, v, loc, size);
             // A refused update leaves the cached copy (the key's last good value) in place. In the
             // first list after a (re)start or a pin change the cached copy was made under what may
             // no longer hold, so a key refused then stays stale and is deleted with the rest.
             if (dst && (!bad || this.synced[type])) stale.delete(dst);
             if (bad) return this.rejections.add(bad, remote);
-            const size = Buffer.byteLength(k) + Buffer.byteLength(v);
             this.heldBytes += size - (this.held.get(k) ?? 0);
             this.held.set(k, size);
             this.writer.put(dst!, v);
           },
           remove: (k) => {
-            const loc = splitClusterName(statePrefix(type), k);
+            const loc = splitClusterName(typePrefix, k);
             if (!loc) return;
             const size = this.held.get(k);
             if (size !== undefined) {

@@ -12,6 +12,7 @@
  */
 import type { z } from 'zod';
 import { RecordError, type RecordType, type RejectReason } from '../../errors.js';
+import type { FastPath } from './fast.js';
 
 // The record types and refusal reasons are part of the error catalogue (they label RecordError and metrics).
 export type { RecordType, RejectReason };
@@ -34,24 +35,30 @@ export const DEFAULT_MAX_BYTES = 64 * 1024;
 /**
  * A JSON codec from a zod schema (which also normalises: unknown fields are
  * dropped). check(key, v) compares the key with the value and returns why
- * they disagree, or undefined.
+ * they disagree, or undefined. fast (fast.ts) answers the schema's output for
+ * the values it can vouch for without zod; anything it leaves goes to zod.
  */
 export function jsonCodec<T>(
   type: RecordType,
   schema: z.ZodType<T>,
-  opts: { maxBytes?: number; check?: (key: string, v: T) => string | undefined; encode?: (v: T) => string } = {},
+  opts: { maxBytes?: number; check?: (key: string, v: T) => string | undefined; encode?: (v: T) => string; fast?: FastPath<T> } = {},
 ): Codec<T> {
   const maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES;
+  const fast = opts.fast;
   return {
     type,
     maxBytes,
     decode(key, value) {
       const raw = parseJson(type, key, value, maxBytes);
-      const r = schema.safeParse(raw);
-      if (!r.success) throw new RecordError(type, key, 'schema', describeIssue(r.error));
-      const why = opts.check?.(key, r.data);
+      let data = fast?.(raw);
+      if (data === undefined) {
+        const r = schema.safeParse(raw);
+        if (!r.success) throw new RecordError(type, key, 'schema', describeIssue(r.error));
+        data = r.data;
+      }
+      const why = opts.check?.(key, data);
       if (why) throw new RecordError(type, key, 'key', why);
-      return r.data;
+      return data;
     },
     encode: opts.encode ?? ((v) => JSON.stringify(v)),
   };

@@ -3,7 +3,8 @@ import { z } from 'zod';
 import { LOCAL_SCOPE, MIN_LOCAL_ID } from '../../identity/identity.js';
 import { jsonCodec, type Codec } from './codec.js';
 import { internLabels, internList, internName } from './intern.js';
-import { clusterName, containerPorts, dnsLabel, ipAddress, labels, nodeName } from './fields.js';
+import { isClusterName, isDnsLabel, isInt, isIP, isNodeName, isObj, labelSet } from './fast.js';
+import { clusterName, containerPorts, dnsLabel, ipAddress, LABEL_KEY_RE, labels, nodeName } from './fields.js';
 import { mismatch, stateLocation } from './location.js';
 
 export const endpointSchema = z.object({
@@ -20,7 +21,28 @@ export const endpointSchema = z.object({
 });
 export type EndpointRecord = z.infer<typeof endpointSchema>;
 
+const labelKeyOk = (k: string): boolean => LABEL_KEY_RE.test(k);
+
+/**
+ * endpointSchema's output without zod, or undefined (fast.ts): the same predicates, field by field; container
+ * ports (rare, with a default and a uniqueness rule) through their own zod schema.
+ */
+export function fastEndpoint(v: unknown): EndpointRecord | undefined {
+  if (!isObj(v)) return undefined;
+  const { ip, cluster, node, namespace, name, identity } = v;
+  if (!isIP(ip) || !isClusterName(cluster) || !isNodeName(node) || !isDnsLabel(namespace) || !isDnsLabel(name)) return undefined;
+  const labels = labelSet(v.labels, labelKeyOk);
+  if (!labels) return undefined;
+  const hasId = 'identity' in v;
+  if (hasId && !isInt(identity, MIN_LOCAL_ID, LOCAL_SCOPE - 1)) return undefined;
+  if (!('ports' in v)) return hasId ? { ip, cluster, node, namespace, name, labels, identity: identity as number } : { ip, cluster, node, namespace, name, labels };
+  const ports = containerPorts.safeParse(v.ports);
+  if (!ports.success) return undefined;
+  return hasId ? { ip, cluster, node, namespace, name, labels, identity: identity as number, ports: ports.data } : { ip, cluster, node, namespace, name, labels, ports: ports.data };
+}
+
 const endpointJson = jsonCodec('endpoint', endpointSchema, {
+  fast: fastEndpoint,
   check: (key, v) => {
     const loc = stateLocation('ip', key);
     const slash = loc ? loc.name.lastIndexOf('/') : -1;
@@ -41,5 +63,11 @@ export function compactEndpoint(v: EndpointRecord): EndpointRecord {
   if (v.identity !== undefined && v.ports) return { ip: v.ip, cluster, node, namespace, name: v.name, labels, identity: v.identity, ports: internList(v.ports) };
   return Object.assign(v, { cluster, node, namespace, labels }, v.ports ? { ports: internList(v.ports) } : {});
 }
+
+/**
+ * The same decode without the compaction: for a reader that checks a record and lets it go (kvstoremesh copies
+ * the value text as it came), where sharing its parts would only cost a pool look-up and a weak reference each.
+ */
+export const endpointCheckCodec: Codec<EndpointRecord> = endpointJson;
 
 export const endpointCodec: Codec<EndpointRecord> = { ...endpointJson, decode: (key, value) => compactEndpoint(endpointJson.decode(key, value)) };

@@ -37,7 +37,8 @@ export const clusterId = z.number().int().min(1).max(511);
 /** Cilium's max-connected-clusters: 255 (identity = cluster << 16 | local) or 511 (cluster << 15 | local). */
 export const maxConnectedClusters = z.union([z.literal(255), z.literal(511)]);
 /** Node names: DNS-1123 subdomain-ish, no slash (they are key segments). */
-export const nodeName = z.string().min(1).max(253).regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a DNS name');
+export const NODE_NAME_RE = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+export const nodeName = z.string().min(1).max(253).regex(NODE_NAME_RE, 'must be a DNS name');
 export const dnsLabel = z.string().regex(DNS_LABEL_RE, 'must be a DNS-1123 label');
 export const port = z.number().int().min(1).max(65535);
 
@@ -46,26 +47,27 @@ export const port = z.number().int().min(1).max(65535);
  * strings: "fe80:0::1" must not pass for another address than "fe80::1"),
  * and no IPv4-mapped IPv6 (::ffff:a.b.c.d would dodge IPv4 checks).
  */
-export const ipAddress = z
-  .string()
-  .max(64)
-  .refine((s) => {
-    const a = parseIP(s);
-    if (!a || formatIP(a) !== s) return false;
-    return !(a.length === 16 && a.subarray(0, 10).every((x) => x === 0) && a[10] === 0xff && a[11] === 0xff);
-  }, 'not an IP address in canonical form');
-export const cidr = z
-  .string()
-  .max(64)
-  .refine((s) => {
-    if (!s.includes('/')) return false;
-    try {
-      parsePrefix(s);
-      return true;
-    } catch {
-      return false;
-    }
-  }, 'not a CIDR');
+export function isCanonicalIP(s: string): boolean {
+  const a = parseIP(s);
+  if (!a || formatIP(a) !== s) return false;
+  return !(a.length === 16 && a.subarray(0, 10).every((x) => x === 0) && a[10] === 0xff && a[11] === 0xff);
+}
+export const ipAddress = z.string().max(64).refine(isCanonicalIP, 'not an IP address in canonical form');
+
+/** A prefix "address/length" that parsePrefix takes (host bits may be set: they are masked where it is used). */
+export function isCidr(s: string): boolean {
+  if (!s.includes('/')) return false;
+  try {
+    parsePrefix(s);
+    return true;
+  } catch {
+    return false;
+  }
+}
+export const cidr = z.string().max(64).refine(isCidr, 'not a CIDR');
+
+/** Cilium's identity label keys (namespace labels under io.cilium.k8s.namespace.labels.<key>); 1-317 characters. */
+export const IDENTITY_LABEL_KEY_RE = /^[A-Za-z0-9][-A-Za-z0-9_./]*$/;
 
 export const labels = z
   .record(z.string().regex(LABEL_KEY_RE, 'invalid label key'), z.string().regex(LABEL_VALUE_RE, 'invalid label value'))
@@ -73,7 +75,7 @@ export const labels = z
 
 /** Identity labels also carry Cilium's namespace-label keys (io.cilium.k8s.namespace.labels.<key>). */
 export const identityLabels = z
-  .record(z.string().min(1).max(317).regex(/^[A-Za-z0-9][-A-Za-z0-9_./]*$/, 'invalid label key'), z.string().regex(LABEL_VALUE_RE, 'invalid label value'))
+  .record(z.string().min(1).max(317).regex(IDENTITY_LABEL_KEY_RE, 'invalid label key'), z.string().regex(LABEL_VALUE_RE, 'invalid label value'))
   .refine((l) => Object.keys(l).length <= MAX_LABELS, `at most ${MAX_LABELS} labels`);
 
 /** At most this many container ports per pod (Kubernetes has no limit; ours keeps a record small). */

@@ -6,7 +6,8 @@
 import { z } from 'zod';
 import { LOCAL_SCOPE, MIN_LOCAL_ID } from '../../identity/identity.js';
 import { jsonCodec } from './codec.js';
-import { identityLabels } from './fields.js';
+import { isInt, isObj, labelSet } from './fast.js';
+import { IDENTITY_LABEL_KEY_RE, identityLabels } from './fields.js';
 import { stateLocation } from './location.js';
 
 export const identitySchema = z.object({
@@ -15,7 +16,17 @@ export const identitySchema = z.object({
 });
 export type IdentityRecord = z.infer<typeof identitySchema>;
 
+const identityKeyOk = (k: string): boolean => k.length >= 1 && k.length <= 317 && IDENTITY_LABEL_KEY_RE.test(k);
+
+/** identitySchema's output without zod, or undefined (fast.ts). */
+export function fastIdentity(v: unknown): IdentityRecord | undefined {
+  if (!isObj(v) || !isInt(v.id, MIN_LOCAL_ID, LOCAL_SCOPE - 1)) return undefined;
+  const labels = labelSet(v.labels, identityKeyOk);
+  return labels && { id: v.id, labels };
+}
+
 export const identityCodec = jsonCodec('identity', identitySchema, {
+  fast: fastIdentity,
   check: (key, v) => {
     const loc = stateLocation('identities', key);
     if (!loc) return 'key is not an identity key';
