@@ -98,12 +98,7 @@ export function etcdMirrorTarget(etcd: Etcd3): MirrorTarget {
   };
 }
 
-/**
- * Local writes of one remote's mirror. Writes to the same key coalesce (only
- * the last value matters for a mirror) and go to etcd in transactions of up to
- * MAX_TXN_OPS operations: one fsync per batch instead of one per key, which is what
- * lets a cluster take in 15 remotes x 11,000 records in seconds.
- */
+/** One queued write of a BatchedWriter (null: delete). */
 interface Pending {
   v: string | null;
   /** When it was first queued (ms since the epoch). */
@@ -112,6 +107,12 @@ interface Pending {
   bytes: number;
 }
 
+/**
+ * Local writes of one remote's mirror. Writes to the same key coalesce (only
+ * the last value matters for a mirror) and go to etcd in transactions of up to
+ * MAX_TXN_OPS operations: one fsync per batch instead of one per key, which is what
+ * lets a cluster take in 15 remotes x 11,000 records in seconds.
+ */
 export class BatchedWriter {
   /** Queued writes by key (null: delete): insertion order is age order. */
   private pending = new Map<string, Pending>();
