@@ -68,13 +68,17 @@ export class KVStoreMesh {
   private publishing = false;
   /** Failures kept out of the chain of remote starts and stops and out of the status timer: logged and counted. */
   readonly failures = { chain: 0, status: 0 };
+  /** Disconnected remotes whose purge failed (bounded by the remotes ever connected): tried again by purgeTimer. */
+  private readonly unpurged = new Set<string>();
+  private purgeTimer: NodeJS.Timeout | undefined;
 
   /**
    * local: the cluster's own etcd (etcdMeshLocal) or a stand-in. identityGcMs: how often unreferenced identities
    * are swept (deleted on the second sweep that finds them unused). opts.statusMs: how often each remote's status
    * is looked at, and written if it changed (2 s); opts.heartbeatMs: how often the heartbeat is written (5 min;
    * it lives by its lease meanwhile); opts.connect: how remotes are opened (connectRemote, their etcds);
-   * opts.txn: how the remotes' writes are coalesced into local transactions (txncoalescer.ts: window, bounds).
+   * opts.txn: how the remotes' writes are coalesced into local transactions (txncoalescer.ts: window, bounds);
+   * opts.purgeRetryMs: how long after a disconnected remote's purge failed it is tried again (5 s).
    */
   constructor(
     readonly cluster: string,
@@ -82,7 +86,7 @@ export class KVStoreMesh {
     private readonly log: Logger,
     private readonly identityGcMs = 60_000,
     private readonly budget: Budget = DEFAULT_BUDGET,
-    private readonly opts: { statusMs?: number; heartbeatMs?: number; connect?: RemoteConnector; txn?: Partial<CoalescerOptions> } = {},
+    private readonly opts: { statusMs?: number; heartbeatMs?: number; connect?: RemoteConnector; txn?: Partial<CoalescerOptions>; purgeRetryMs?: number } = {},
   ) {
     this.mirror = new TxnCoalescer(local.mirror, { ...DEFAULT_COALESCER, ...opts.txn });
     this.collector = new IdentityCollector(local.identities, cluster, log);
@@ -136,7 +140,7 @@ export class KVStoreMesh {
         remove: (k) => {
           const name = nameOf(remotesPrefix())(k);
           this.specs.delete(name);
-          this.enqueue(name, 'replication stop', () => this.dropRemote(name, true));
+          this.enqueue(name, 'replication stop', () => this.disconnect(name));
         },
       }, this.rejections, nameOf(remotesPrefix())), this.log),
     );
@@ -200,6 +204,33 @@ export class KVStoreMesh {
     await r.start().catch((err) => this.log.error({ remote: name, err: (err as Error).message }, 'replication start failed'));
   }
 
+  /** The operator disconnected the remote: stop and purge (retry: purge only); a failed purge is tried again until it holds. */
+  private async disconnect(name: string, retry = false): Promise<void> {
+    try {
+      if (retry) await purgeRemote(this.mirror, name);
+      else await this.dropRemote(name, true);
+      this.unpurged.delete(name);
+    } catch (err) {
+      this.unpurged.add(name);
+      this.armPurgeRetry();
+      throw err;
+    }
+  }
+
+  private armPurgeRetry(): void {
+    if (this.purgeTimer || this.stopped) return;
+    this.purgeTimer = setTimeout(() => {
+      this.purgeTimer = undefined;
+      for (const name of this.unpurged)
+        this.enqueue(name, 'purge of a disconnected remote', async () => {
+          // connected again meanwhile: its replication's start deletes what the remote no longer has
+          if (this.specs.has(name) || this.remotes.has(name)) return void this.unpurged.delete(name);
+          if (this.unpurged.has(name)) await this.disconnect(name, true);
+        });
+    }, this.opts.purgeRetryMs ?? 5000);
+    this.purgeTimer.unref();
+  }
+
   private async dropRemote(name: string, purge: boolean): Promise<void> {
     const r = this.remotes.get(name);
     if (!r) return;
@@ -251,6 +282,7 @@ export class KVStoreMesh {
     if (this.statusTimer) clearInterval(this.statusTimer);
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     if (this.gcTimer) clearInterval(this.gcTimer);
+    if (this.purgeTimer) clearTimeout(this.purgeTimer);
     await Promise.all(this.watchers.map((w) => w.stop()));
     await this.chain;
     await Promise.all([...this.remotes.keys()].map((n) => this.dropRemote(n, false).catch(this.failed(n, 'replication stop'))));
