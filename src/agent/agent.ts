@@ -404,6 +404,7 @@ export class Agent extends EventEmitter {
       remotes: [...this.remoteStatus.values()],
       rejections: this.rejections.rows(),
       ...(st.policy ? { policy: st.policy } : {}),
+      ...(this.routes ? { routes: this.routes.stats } : {}),
     };
   }
 }

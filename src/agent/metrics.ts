@@ -15,6 +15,7 @@ import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { ServiceStatus } from '../services/datapath.js';
 import type { NativeL7ProxyStats } from '../native/binding.js';
 import type { ProxyProcessStatus } from '../proxy/proxy.js';
+import type { RouteTableStats } from './routetable.js';
 
 /** One scrape's view of the agent (Agent.metricsSnapshot). */
 export interface MetricsSnapshot {
@@ -37,6 +38,8 @@ export interface MetricsSnapshot {
   /** Records this agent refused, by the cluster the key named, type and reason (records/rejections.ts). */
   rejections: Array<{ origin: string; type: string; reason: string; count: number }>;
   policy?: { identities: number; localEndpoints: number; lastCompileMs: number };
+  /** The TUN's route writes (routetable.ts): `ip -batch` runs and lines, and those that failed (each retried). */
+  routes?: RouteTableStats;
 }
 
 /** Native counters that are policy verdicts, by verdict label. */
@@ -57,6 +60,14 @@ const CONNTRACK_PRESSURE: Array<[string, string, string]> = [
   ['service-nat', 'sweep', 'service_nat_quota_sweeps'],
   ['service-nat', 'quota-full', 'service_nat_quota_full'],
   ['service-nat', 'table-full', 'service_nat_full'],
+];
+
+/** Route-table counters (RouteTableStats field): [metric, help, field]. */
+const ROUTE_COUNTERS: Array<[string, string, keyof RouteTableStats]> = [
+  ['wiremesh_route_batches_total', 'Route-table writes: `ip -force -batch` runs started (each carries every route change made since the last).', 'batches'],
+  ['wiremesh_route_changes_total', 'Route changes (route replace/del lines) sent in `ip -batch` runs.', 'ops'],
+  ['wiremesh_route_batch_failures_total', '`ip -batch` runs that failed as a whole (killed after 30 s, a signal, no process, an unreadable answer): every line retried.', 'failedRuns'],
+  ['wiremesh_route_change_failures_total', 'Route changes that failed (a line error, or every line of a failed run), each retried from the claims.', 'failedOps'],
 ];
 
 export class AgentMetrics {
@@ -341,6 +352,15 @@ export class AgentMetrics {
         totals(this, rows);
       },
     });
+    for (const [name, help, field] of ROUTE_COUNTERS)
+      new Counter({
+        name,
+        help,
+        registers: reg,
+        collect() {
+          totals(this, [[{}, s().routes?.[field] ?? 0]]);
+        },
+      });
     new Gauge({
       name: 'wiremesh_policy_identities',
       help: 'Identities known to this agent, local endpoints, and the last policy compile time.',

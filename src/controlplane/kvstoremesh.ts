@@ -58,15 +58,27 @@ export class KVStoreMesh {
   private readonly mirror: TxnCoalescer;
   readonly rejections: Rejections;
   private trust: Trust | undefined;
-  /** Serialises remote starts and stops (watch events may arrive back to back). */
+  /** Serialises remote starts and stops (watch events may arrive back to back); never rejects (enqueue). */
   private chain: Promise<void> = Promise.resolve();
+  /**
+   * Status puts in flight, by remote: a remote's drop waits for its own before purging, so that no status put
+   * lands after the purge deleted the key (it would resurrect the status of a cluster no longer connected).
+   */
+  private readonly statusPuts = new Map<string, Promise<void>>();
+  private publishing = false;
+  /** Failures kept out of the chain of remote starts and stops and out of the status timer: logged and counted. */
+  readonly failures = { chain: 0, status: 0 };
+  /** Disconnected remotes whose purge failed (bounded by the remotes ever connected): tried again by purgeTimer. */
+  private readonly unpurged = new Set<string>();
+  private purgeTimer: NodeJS.Timeout | undefined;
 
   /**
    * local: the cluster's own etcd (etcdMeshLocal) or a stand-in. identityGcMs: how often unreferenced identities
    * are swept (deleted on the second sweep that finds them unused). opts.statusMs: how often each remote's status
    * is looked at, and written if it changed (2 s); opts.heartbeatMs: how often the heartbeat is written (5 min;
    * it lives by its lease meanwhile); opts.connect: how remotes are opened (connectRemote, their etcds);
-   * opts.txn: how the remotes' writes are coalesced into local transactions (txncoalescer.ts: window, bounds).
+   * opts.txn: how the remotes' writes are coalesced into local transactions (txncoalescer.ts: window, bounds);
+   * opts.purgeRetryMs: how long after a disconnected remote's purge failed it is tried again (5 s).
    */
   constructor(
     readonly cluster: string,
@@ -74,7 +86,7 @@ export class KVStoreMesh {
     private readonly log: Logger,
     private readonly identityGcMs = 60_000,
     private readonly budget: Budget = DEFAULT_BUDGET,
-    private readonly opts: { statusMs?: number; heartbeatMs?: number; connect?: RemoteConnector; txn?: Partial<CoalescerOptions> } = {},
+    private readonly opts: { statusMs?: number; heartbeatMs?: number; connect?: RemoteConnector; txn?: Partial<CoalescerOptions>; purgeRetryMs?: number } = {},
   ) {
     this.mirror = new TxnCoalescer(local.mirror, { ...DEFAULT_COALESCER, ...opts.txn });
     this.collector = new IdentityCollector(local.identities, cluster, log);
@@ -128,12 +140,19 @@ export class KVStoreMesh {
         remove: (k) => {
           const name = nameOf(remotesPrefix())(k);
           this.specs.delete(name);
-          this.chain = this.chain.then(() => this.dropRemote(name, true));
+          this.enqueue(name, 'replication stop', () => this.disconnect(name));
         },
       }, this.rejections, nameOf(remotesPrefix())), this.log),
     );
     for (const w of this.watchers) void w.start();
-    this.statusTimer = setInterval(() => void this.publishStatus(), this.opts.statusMs ?? 2000);
+    this.statusTimer = setInterval(
+      () =>
+        void this.publishStatus().catch((err: Error) => {
+          this.failures.status++;
+          this.log.error({ err: err.message }, 'remote status publication failed');
+        }),
+      this.opts.statusMs ?? 2000,
+    );
     this.statusTimer.unref();
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.opts.heartbeatMs ?? 300_000);
     this.heartbeatTimer.unref();
@@ -144,7 +163,19 @@ export class KVStoreMesh {
 
   /** Brings each named remote's replication in line with its spec and pin. */
   private refresh(...names: string[]): void {
-    for (const name of names) this.chain = this.chain.then(() => this.sync(name)).catch((err: Error) => this.log.error({ remote: name, err: err.message }, 'replication change failed'));
+    for (const name of names) this.enqueue(name, 'replication change', () => this.sync(name));
+  }
+
+  /** Runs `step` after the steps queued before it; a failure is logged and counted, never thrown (an unhandled rejection ends the process). */
+  private enqueue(name: string, what: string, step: () => Promise<void>): void {
+    this.chain = this.chain.then(step).catch(this.failed(name, what));
+  }
+
+  private failed(name: string, what: string): (err: Error) => void {
+    return (err) => {
+      this.failures.chain++;
+      this.log.error({ remote: name, err: err.message }, `${what} failed`);
+    };
   }
 
   private async sync(name: string): Promise<void> {
@@ -173,6 +204,33 @@ export class KVStoreMesh {
     await r.start().catch((err) => this.log.error({ remote: name, err: (err as Error).message }, 'replication start failed'));
   }
 
+  /** The operator disconnected the remote: stop and purge (retry: purge only); a failed purge is tried again until it holds. */
+  private async disconnect(name: string, retry = false): Promise<void> {
+    try {
+      if (retry) await purgeRemote(this.mirror, name);
+      else await this.dropRemote(name, true);
+      this.unpurged.delete(name);
+    } catch (err) {
+      this.unpurged.add(name);
+      this.armPurgeRetry();
+      throw err;
+    }
+  }
+
+  private armPurgeRetry(): void {
+    if (this.purgeTimer || this.stopped) return;
+    this.purgeTimer = setTimeout(() => {
+      this.purgeTimer = undefined;
+      for (const name of this.unpurged)
+        this.enqueue(name, 'purge of a disconnected remote', async () => {
+          // connected again meanwhile: its replication's start deletes what the remote no longer has
+          if (this.specs.has(name) || this.remotes.has(name)) return void this.unpurged.delete(name);
+          if (this.unpurged.has(name)) await this.disconnect(name, true);
+        });
+    }, this.opts.purgeRetryMs ?? 5000);
+    this.purgeTimer.unref();
+  }
+
   private async dropRemote(name: string, purge: boolean): Promise<void> {
     const r = this.remotes.get(name);
     if (!r) return;
@@ -180,6 +238,8 @@ export class KVStoreMesh {
     this.written.delete(name);
     this.trust?.unpin(name);
     this.log.info({ remote: name, purge }, 'stopped replicating remote cluster');
+    // removal is final: publishStatus writes nothing for it from here on, and a put already sent lands first
+    await this.statusPuts.get(name);
     await r.stop(purge);
   }
 
@@ -194,16 +254,26 @@ export class KVStoreMesh {
     await this.lease?.put(stateKey('heartbeat', this.cluster, 'kvstoremesh'), JSON.stringify({ at: Date.now(), seq: ++this.heartbeats })).catch(() => undefined);
   }
 
-  /** Writes each remote's status that changed since it was last written: nothing at rest. */
+  /** Writes each remote's status that changed since it was last written: nothing at rest. One pass at a time. */
   private async publishStatus(): Promise<void> {
     const lease = this.lease;
-    if (!lease) return;
-    for (const s of this.status()) {
-      const v = JSON.stringify(s);
-      if (this.written.get(s.cluster) === v) continue;
-      const ok = await lease.put(remoteStatusKey(s.cluster), v).then(() => true, () => false);
-      // a status dropped meanwhile stays unwritten; a failed put is retried on the next tick
-      if (ok && this.remotes.has(s.cluster) && this.lease === lease) this.written.set(s.cluster, v);
+    if (!lease || this.publishing) return;
+    this.publishing = true;
+    try {
+      for (const [name, r] of [...this.remotes]) {
+        // a remote whose drop began meanwhile is never written again (its purge deletes the key)
+        if (this.remotes.get(name) !== r || this.lease !== lease) continue;
+        const v = JSON.stringify(r.status());
+        if (this.written.get(name) === v) continue;
+        const put = lease.put(remoteStatusKey(name), v).then(() => true, () => false);
+        this.statusPuts.set(name, put.then(() => undefined));
+        const ok = await put;
+        this.statusPuts.delete(name);
+        // a failed put is retried on the next tick
+        if (ok && this.remotes.get(name) === r && this.lease === lease) this.written.set(name, v);
+      }
+    } finally {
+      this.publishing = false;
     }
   }
 
@@ -212,9 +282,10 @@ export class KVStoreMesh {
     if (this.statusTimer) clearInterval(this.statusTimer);
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     if (this.gcTimer) clearInterval(this.gcTimer);
+    if (this.purgeTimer) clearTimeout(this.purgeTimer);
     await Promise.all(this.watchers.map((w) => w.stop()));
     await this.chain;
-    await Promise.all([...this.remotes.keys()].map((n) => this.dropRemote(n, false)));
+    await Promise.all([...this.remotes.keys()].map((n) => this.dropRemote(n, false).catch(this.failed(n, 'replication stop'))));
     this.mirror.stop();
     this.lease?.release();
   }

@@ -53,11 +53,22 @@ export const opBytes = ([k, v]: readonly [string, string | null]) => Buffer.byte
 export type MirrorOps = ReadonlyArray<readonly [key: string, value: string | null]>;
 
 /**
+ * What a writer gave the transaction about to leave: its operations, their size (opBytes, summed: counted once,
+ * when they were queued) and whether they must go alone (in a transaction of their own: some of them failed
+ * alone on the last try and were not rewritten since, so merged they would fail their co-members' writes too).
+ */
+export interface Taken {
+  ops: MirrorOps;
+  bytes: number;
+  alone: boolean;
+}
+
+/**
  * Takes up to `room` operations and `roomBytes` bytes (opBytes; at least one operation whatever its size) from a
  * writer's queue for the transaction about to leave: called when it leaves, so that it carries everything the
- * writer queued meanwhile. An empty answer: nothing left to write.
+ * writer queued meanwhile. No operations: nothing left to write.
  */
-export type TakeOps = (room: number, roomBytes: number) => MirrorOps;
+export type TakeOps = (room: number, roomBytes: number) => Taken;
 
 /** What a remote's mirror does to the local store. */
 export interface MirrorTarget {
@@ -87,6 +98,15 @@ export function etcdMirrorTarget(etcd: Etcd3): MirrorTarget {
   };
 }
 
+/** One queued write of a BatchedWriter (null: delete). */
+interface Pending {
+  v: string | null;
+  /** When it was first queued (ms since the epoch). */
+  at: number;
+  /** opBytes of the key and this value: counted once, when queued. */
+  bytes: number;
+}
+
 /**
  * Local writes of one remote's mirror. Writes to the same key coalesce (only
  * the last value matters for a mirror) and go to etcd in transactions of up to
@@ -94,8 +114,14 @@ export function etcdMirrorTarget(etcd: Etcd3): MirrorTarget {
  * lets a cluster take in 15 remotes x 11,000 records in seconds.
  */
 export class BatchedWriter {
-  /** Queued writes by key (null: delete), each with when it was first queued (ms since the epoch): insertion order is age order. */
-  private pending = new Map<string, { v: string | null; at: number }>();
+  /** Queued writes by key (null: delete): insertion order is age order. */
+  private pending = new Map<string, Pending>();
+  /**
+   * The operations of the last batch that failed alone (key → value), until a batch succeeds: a batch holding one
+   * of them unchanged goes alone (TxnCoalescer), so a write etcd refuses does not fail its co-members' writes on
+   * every retry. At most one batch (≤ MAX_TXN_OPS operations).
+   */
+  private failedAlone: Map<string, string | null> | undefined;
   /** When the oldest write of the batch in flight was queued. */
   private inFlightSince: number | undefined;
   private running: Promise<void> | null = null;
@@ -120,7 +146,7 @@ export class BatchedWriter {
 
   /** A rewrite of a queued key keeps its place and age: the mirror has been behind on it since the first. */
   private queue(key: string, v: string | null): void {
-    this.pending.set(key, { v, at: this.pending.get(key)?.at ?? this.clock() });
+    this.pending.set(key, { v, at: this.pending.get(key)?.at ?? this.clock(), bytes: opBytes([key, v]) });
     this.kick();
   }
 
@@ -142,28 +168,33 @@ export class BatchedWriter {
     if (this.running) return;
     this.running = (async () => {
       while (this.pending.size > 0) {
-        let batch: Array<[string, { v: string | null; at: number }]> = [];
+        let batch: Array<[string, Pending]> = [];
         // taken when the transaction leaves: a coalescing target sends it with other writers' batches
         // bounded in bytes as well: a remote's large records (≤ 64 KiB each) must not make a transaction etcd
         // refuses every time, which would stall this mirror (and its stop) for good
-        const take = (room: number, roomBytes: number) => {
+        const take = (room: number, roomBytes: number): Taken => {
           batch = [];
           let bytes = 0;
           for (const e of this.pending) {
             if (batch.length >= Math.min(room, MAX_TXN_OPS)) break;
-            const b = opBytes([e[0], e[1].v]);
-            if (batch.length > 0 && bytes + b > Math.min(roomBytes, MAX_TXN_BYTES)) break;
+            if (batch.length > 0 && bytes + e[1].bytes > Math.min(roomBytes, MAX_TXN_BYTES)) break;
             batch.push(e);
-            bytes += b;
+            bytes += e[1].bytes;
           }
           for (const [k] of batch) this.pending.delete(k);
           if (batch.length) this.inFlightSince = batch[0]![1].at;
-          return batch.map(([k, e]) => [k, e.v] as const);
+          const failed = this.failedAlone;
+          // a failed write rewritten since (superseded) may hold now: only an unchanged one keeps the batch alone
+          const alone = failed !== undefined && batch.some(([k, e]) => failed.has(k) && failed.get(k) === e.v);
+          return { ops: batch.map(([k, e]) => [k, e.v] as const), bytes, alone };
         };
         try {
           if (this.target.writeFrom) await this.target.writeFrom(take, () => this.pending.size);
-          else await this.target.write(take(MAX_TXN_OPS, MAX_TXN_BYTES));
+          else await this.target.write(take(MAX_TXN_OPS, MAX_TXN_BYTES).ops);
+          if (batch.length) this.failedAlone = undefined;
         } catch (err) {
+          // a coalescing target rejects a batch only once it failed alone (a merged failure is retried member by member)
+          this.failedAlone = new Map(batch.map(([k, e]) => [k, e.v]));
           this.log.error({ remote: this.remote, err: (err as Error).message, keys: batch.length }, 'local write failed, retrying');
           // back in front of newer writes, with their first-queued time: the retry is older than what came since.
           // A key rewritten meanwhile keeps its newer value but this first time (Map: first position, last value).

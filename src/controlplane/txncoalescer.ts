@@ -13,9 +13,12 @@
  * reach etcd in the order they were offered. Failure: a transaction is atomic in etcd (all or nothing); when a
  * merged one fails, each member is retried alone once (one after the other), so a member that cannot be written (a record etcd
  * refuses, too large a request) fails alone and the others' writes still go; each member learns its own
- * outcome (its promise rejects), and BatchedWriter queues a failed batch again in front of newer writes.
+ * outcome (its promise rejects), and BatchedWriter queues a failed batch again in front of newer writes. A batch
+ * that failed alone is marked `alone` by its writer on its next tries (until one succeeds or its failed writes are
+ * rewritten): it goes in a transaction of its own, so its co-members do not pay one failed write per retry.
+ * Size: a batch's bytes are counted once (BatchedWriter, when queued; write(), when offered) and carried along.
  */
-import { MAX_TXN_BYTES, opBytes as oneOpBytes, type MirrorOps, type MirrorTarget, type TakeOps } from './mirrorwriter.js';
+import { MAX_TXN_BYTES, opBytes, type MirrorOps, type MirrorTarget, type TakeOps } from './mirrorwriter.js';
 
 export interface CoalescerOptions {
   /** How long the first write of a window waits for others (ms). */
@@ -31,8 +34,8 @@ export interface CoalescerOptions {
 export const DEFAULT_COALESCER: CoalescerOptions = { windowMs: 10, maxOps: 128, maxBytes: MAX_TXN_BYTES, maxInFlight: 4 };
 
 interface Member {
-  /** A fixed batch (MirrorTarget.write), or ops taken from a writer at send time. */
-  ops?: MirrorOps;
+  /** A fixed batch (MirrorTarget.write, or what a writer gave that did not fit), or ops taken from a writer at send time. */
+  fixed?: { ops: MirrorOps; bytes: number; alone: boolean };
   take?: TakeOps;
   /** How many operations the member would bring now (for the "full" test). */
   size: () => number;
@@ -41,14 +44,15 @@ interface Member {
   reject: (err: Error) => void;
 }
 
-const opBytes = (ops: MirrorOps) => ops.reduce((n, op) => n + oneOpBytes(op), 0);
-
 export class TxnCoalescer implements MirrorTarget {
   private readonly queue: Member[] = [];
   private inFlight = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
-  /** Transactions sent and members retried alone after a merged failure (for tests and the benchmark). */
-  readonly stats = { txns: 0, ops: 0, isolated: 0 };
+  /**
+   * Transactions sent, members retried alone after a merged failure, and transactions sent alone because their
+   * batch had failed alone before (for tests and the benchmark).
+   */
+  readonly stats = { txns: 0, ops: 0, isolated: 0, alone: 0 };
 
   constructor(
     private readonly target: MirrorTarget,
@@ -67,7 +71,7 @@ export class TxnCoalescer implements MirrorTarget {
   /** A fixed batch (at most maxOps operations), written in one of the coalesced transactions. */
   write(ops: MirrorOps): Promise<void> {
     if (ops.length === 0) return Promise.resolve();
-    return this.offer({ ops, size: () => ops.length });
+    return this.offer({ fixed: { ops, bytes: ops.reduce((n, op) => n + opBytes(op), 0), alone: false }, size: () => ops.length });
   }
 
   /**
@@ -117,27 +121,30 @@ export class TxnCoalescer implements MirrorTarget {
     const keys = new Set<string>();
     const members: Array<{ m: Member; ops: MirrorOps }> = [];
     let bytes = 0;
-    while (this.queue.length > 0 && ops.length < this.opts.maxOps) {
+    let alone = false;
+    while (this.queue.length > 0 && ops.length < this.opts.maxOps && !alone) {
       const m = this.queue[0]!;
-      const mine = m.ops ?? m.take!(this.opts.maxOps - ops.length, this.opts.maxBytes - bytes);
+      const t = m.fixed ?? m.take!(this.opts.maxOps - ops.length, this.opts.maxBytes - bytes);
+      const mine = t.ops;
       if (mine.length === 0) {
         this.queue.shift();
         m.resolve();
         continue;
       }
-      const b = opBytes(mine);
-      const fits = ops.length + mine.length <= this.opts.maxOps && bytes + b <= this.opts.maxBytes && !mine.some(([k]) => keys.has(k));
+      const fits = !t.alone && ops.length + mine.length <= this.opts.maxOps && bytes + t.bytes <= this.opts.maxBytes && !mine.some(([k]) => keys.has(k));
       if (!fits && ops.length > 0) {
         // what was taken stays at the front, as a fixed batch, for the next transaction
-        if (m.take) this.queue[0] = { ...m, ops: mine, take: undefined, size: () => mine.length };
+        if (m.take) this.queue[0] = { ...m, fixed: t, take: undefined, size: () => mine.length };
         break;
       }
       this.queue.shift();
       members.push({ m, ops: mine });
       for (const op of mine) (ops.push(op), keys.add(op[0]));
-      bytes += b;
+      bytes += t.bytes;
+      alone = t.alone;
     }
     if (members.length === 0) return;
+    if (alone) this.stats.alone++;
     this.inFlight++;
     this.stats.txns++;
     this.stats.ops += ops.length;

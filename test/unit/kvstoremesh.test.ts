@@ -333,4 +333,64 @@ describe('kvstoremesh: the whole of it on in-memory stores', () => {
     }
     await mesh.stop();
   });
+
+  it('regression: a status put racing a disconnect lands before the purge, never after it; a failed purge is logged and counted, not thrown', async () => {
+    const [local, remote] = [new MemKV(), new MemKV()];
+    await local.put(clusterConfigKey('c1'), JSON.stringify({ name: 'c1', id: 1, podCIDRs: ['100.65.0.0/16'] }));
+    await local.put(pinnedKey('c2'), JSON.stringify({ name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false }));
+    const base = meshLocalOf(local);
+    let gate: Promise<void> | undefined;
+    let held = 0;
+    let failPurge = false;
+    let purging = false;
+    const store: MeshLocal = {
+      ...base,
+      // etcd unavailable for the purge's last write (the status key's delete)
+      mirror: {
+        ...base.mirror,
+        write: async (ops) => {
+          if (!ops.some(([k]) => k === remoteStatusKey('c2'))) return base.mirror.write(ops);
+          purging = true;
+          return failPurge ? Promise.reject(new Error('etcd unavailable')) : base.mirror.write(ops);
+        },
+      },
+      // the remote's status puts wait for the gate while it is set
+      lease: (ttl) => {
+        const l = base.lease(ttl);
+        return { ...l, put: async (k, v) => (gate && k === remoteStatusKey('c2') && (held++, await gate), l.put(k, v)) };
+      },
+    };
+    const mesh = new KVStoreMesh('c1', store, silentLogger, 60_000, DEFAULT_BUDGET, { statusMs: 5, purgeRetryMs: 20, connect: () => ({ store: remote, close: () => undefined }) });
+    await mesh.start();
+    const spec = JSON.stringify({ name: 'c2', endpoints: ['http://198.18.0.2:2379'] });
+    await local.put(remoteKey('c2'), spec);
+    await vi.waitFor(() => expect(local.get(remoteStatusKey('c2'))).toBeDefined(), soon);
+    let release!: () => void;
+    gate = new Promise((r) => (release = r));
+    await remote.put(src('n1'), node('n1')); // the status changes: its put is held in flight...
+    await vi.waitFor(() => expect(held).toBeGreaterThan(0), soon);
+    await local.delete(remoteKey('c2')); // ...while the operator disconnects the remote
+    // main's code purged meanwhile, the put still held; the fixed code waits for the put (nothing to see for 1 s)
+    for (let i = 0; i < 100 && !purging; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(purging).toBe(false);
+    release();
+    await vi.waitFor(() => expect(local.entries('wiremesh/cache/').concat(local.entries(syncedPrefix()))).toEqual([]), soon);
+    await new Promise((r) => setTimeout(r, 50)); // ten status intervals
+    expect(local.get(remoteStatusKey("c2"))).toBeUndefined(); // main's code: resurrected by the late put
+    expect(held).toBe(1); // no status write for it once its drop began
+
+    gate = undefined;
+    await local.put(remoteKey('c2'), spec);
+    await vi.waitFor(() => expect(local.get(remoteStatusKey('c2'))).toBeDefined(), soon);
+    failPurge = true;
+    await local.delete(remoteKey('c2')); // main's code: an unhandled rejection (the process ends under Node's default)
+    await vi.waitFor(() => expect(mesh.failures.chain).toBeGreaterThan(0), soon);
+    expect(local.get(remoteStatusKey('c2'))).toBeDefined();
+    failPurge = false; // the purge is tried again until it holds
+    await vi.waitFor(() => expect(local.get(remoteStatusKey('c2'))).toBeUndefined(), soon);
+    expect(local.entries('wiremesh/cache/').concat(local.entries(syncedPrefix()))).toEqual([]);
+    await local.put(remoteKey('c2'), spec); // the chain goes on after a failed step
+    await vi.waitFor(() => expect(mesh.status()).toMatchObject([{ cluster: 'c2', connected: true }]), soon);
+    await mesh.stop();
+  });
 });

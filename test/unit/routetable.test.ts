@@ -7,6 +7,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { AgentMetrics } from '../../src/agent/metrics.js';
 import { ipBatch, parseBatchErrors, RouteTable, type BatchResult, type BatchRunner } from '../../src/agent/routetable.js';
 import { silentLogger } from '../../src/log.js';
 import { cidrPool, prng, randomClaims } from '../helpers/routeclaims.js';
@@ -162,6 +163,31 @@ describe('RouteTable', () => {
     t.flush();
     await t.flushed();
     expect([...kernel]).toEqual([]);
+    await t.close();
+  });
+
+  it("failing lines and runs move the agent's route counters (wiremesh_route_*_total)", async () => {
+    const ip = new FakeIp(prng(5));
+    const t = new RouteTable('wm0', ip.run, silentLogger, { retryMs: 1e9 });
+    const snapshot = { peers: [], counters: {}, handshakes: { initiated: 0, completed: 0, rejected: 0 }, services: [], etcdConnected: true, syncedClusters: [], syncLag: new Map(), remotes: [], rejections: [], routes: t.stats };
+    const m = new AgentMetrics({ cluster: 'c1', node: 'n1' }, () => snapshot);
+    const counters = async () =>
+      Object.fromEntries(
+        (await m.text())
+          .split('\n')
+          .filter((l) => l.startsWith('wiremesh_route_'))
+          .map((l) => [l.slice(0, l.indexOf('{')), Number(l.slice(l.lastIndexOf(' ') + 1))]),
+      );
+    expect(await counters()).toEqual({ wiremesh_route_batches_total: 0, wiremesh_route_changes_total: 0, wiremesh_route_batch_failures_total: 0, wiremesh_route_change_failures_total: 0 });
+    ip.lineFail = 1; // both lines fail: the run itself answered
+    t.claim(['100.64.1.0/24', '100.64.2.0/24']);
+    t.flush();
+    await ip.complete();
+    expect(await counters()).toEqual({ wiremesh_route_batches_total: 1, wiremesh_route_changes_total: 2, wiremesh_route_batch_failures_total: 0, wiremesh_route_change_failures_total: 2 });
+    ip.runFail = 1; // killed: the whole run failed
+    t.flush();
+    await ip.complete();
+    expect(await counters()).toEqual({ wiremesh_route_batches_total: 2, wiremesh_route_changes_total: 4, wiremesh_route_batch_failures_total: 1, wiremesh_route_change_failures_total: 4 });
     await t.close();
   });
 

@@ -15,6 +15,8 @@ function store(fail: (ops: MirrorOps) => boolean = () => false) {
   /** Every value each key took, in the order applied. */
   const history = new Map<string, Array<string | null>>();
   const txns: MirrorOps[] = [];
+  /** Every transaction tried, in the order sent, and whether it applied. */
+  const attempts: Array<{ ops: MirrorOps; ok: boolean }> = [];
   let inFlight = 0;
   let maxInFlight = 0;
   const target: MirrorTarget = {
@@ -23,6 +25,8 @@ function store(fail: (ops: MirrorOps) => boolean = () => false) {
       for (const k of [...kv.keys()]) if (k.startsWith(prefix)) kv.delete(k);
     },
     write: async (ops) => {
+      const attempt = { ops, ok: false };
+      attempts.push(attempt);
       inFlight++;
       maxInFlight = Math.max(maxInFlight, inFlight);
       await Promise.resolve();
@@ -30,6 +34,7 @@ function store(fail: (ops: MirrorOps) => boolean = () => false) {
       if (new Set(ops.map(([k]) => k)).size !== ops.length) throw new Error('duplicate key given in txn request');
       if (fail(ops)) throw new Error('txn failed');
       txns.push(ops);
+      attempt.ok = true;
       for (const [k, v] of ops) {
         if (v === null) kv.delete(k);
         else kv.set(k, v);
@@ -37,7 +42,7 @@ function store(fail: (ops: MirrorOps) => boolean = () => false) {
       }
     },
   };
-  return { kv, history, txns, target, maxInFlight: () => maxInFlight };
+  return { kv, history, txns, attempts, target, maxInFlight: () => maxInFlight };
 }
 
 const OPTS: CoalescerOptions = { windowMs: 10, maxOps: 8, maxBytes: 4096, maxInFlight: 2 };
@@ -60,6 +65,59 @@ describe('TxnCoalescer', () => {
     expect(s.kv.size).toBe(7);
     expect(c.stats.isolated).toBe(0); // nothing had to fail first
     for (const t of s.txns) expect(t.reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v ?? ''), 0)).toBeLessThanOrEqual(OPTS.maxBytes);
+  });
+
+  it('regression: counts a write\'s UTF-8 size once (when queued), and the byte bound holds exactly with multi-byte characters', async () => {
+    vi.useFakeTimers();
+    const spy = vi.spyOn(Buffer, 'byteLength');
+    try {
+      const s = store();
+      const c = new TxnCoalescer(s.target, { ...OPTS, maxBytes: 3000 });
+      const writers = [0, 1].map((j) => new BatchedWriter(c, silentLogger, `w${j}`, Date.now, 5));
+      const ours = new Set<string>();
+      for (let i = 0; i < 8; i++)
+        writers.forEach((w, j) => {
+          const [k, v] = [`w${j}/k${i}`, `${'ü'.repeat(250)}${j}/${i}`]; // 5 + 503 bytes, 5 + 253 UTF-16 units
+          ours.add(k).add(v);
+          w.put(k, v);
+        });
+      const flushed = Promise.all(writers.map((w) => w.flushed()));
+      await vi.advanceTimersByTimeAsync(200);
+      await flushed;
+      expect(s.kv.size).toBe(16);
+      // one count per key and per value: not again when taken, nor when packed (main's code counted each twice)
+      expect(spy.mock.calls.filter(([x]) => typeof x === 'string' && ours.has(x))).toHaveLength(ours.size);
+      const bytes = (t: MirrorOps) => t.reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v ?? ''), 0);
+      for (const t of s.txns) expect(bytes(t)).toBeLessThanOrEqual(3000);
+      // exact, not loose: 5 × 508 bytes fit, a 6th does not (by UTF-16 length all 8 of maxOps would)
+      expect(Math.max(...s.txns.map((t) => t.length))).toBe(5);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it('regression: a batch that failed alone goes alone on its next tries, so its co-members pay no failed write again', async () => {
+    vi.useFakeTimers();
+    let poisonTries = 0;
+    // etcd refuses the poisoned write three times, then takes it
+    const s = store((ops) => ops.some(([k]) => k === 'p/poison') && ++poisonTries <= 3);
+    const c = new TxnCoalescer(s.target, OPTS);
+    const [p, a, b] = ['p', 'a', 'b'].map((r) => new BatchedWriter(c, silentLogger, r, Date.now, 5));
+    p!.put('p/poison', 'x');
+    for (let round = 0; round < 6; round++) {
+      a!.put(`a/${round}`, '1');
+      b!.put(`b/${round}`, '1');
+      await vi.advanceTimersByTimeAsync(6); // the others' writes share windows with the poisoned retries
+    }
+    const flushed = Promise.all([p, a, b].map((w) => w!.flushed()));
+    await vi.advanceTimersByTimeAsync(200);
+    await flushed;
+    expect(s.kv.size).toBe(13);
+    const merged = (ops: MirrorOps) => new Set(ops.map(([k]) => k.split('/')[0])).size > 1;
+    // the first merged transaction failed (and was retried member by member); none after it
+    expect(s.attempts.filter((t) => !t.ok && merged(t.ops))).toHaveLength(1);
+    expect(c.stats.isolated).toBe(3); // p, a and b, once
+    expect(c.stats.alone).toBe(2); // tries 3 (refused) and 4 (applied): then it rejoins batching
   });
 
   it('sends the writes of one window as one transaction, no earlier than the window unless full', async () => {
@@ -144,6 +202,19 @@ describe('TxnCoalescer', () => {
         }
       }
       expect(s.maxInFlight()).toBeLessThanOrEqual(3);
+      // a writer's batch that failed alone goes alone while it holds one of the failed writes unchanged, until a
+      // batch of that writer applies
+      const failedAlone = new Map<string, Map<string, string | null>>();
+      for (const t of s.attempts) {
+        const byWriter = new Map<string, Array<MirrorOps[number]>>();
+        for (const op of t.ops) byWriter.set(op[0].split('/')[0]!, [...(byWriter.get(op[0].split('/')[0]!) ?? []), op]);
+        for (const [w, mine] of byWriter) {
+          const f = failedAlone.get(w);
+          if (f && mine.some(([k, v]) => f.has(k) && f.get(k) === v)) expect(byWriter.size, `seed ${seed}: ${w}'s batch that failed alone merged`).toBe(1);
+          if (t.ok) failedAlone.delete(w);
+          else if (byWriter.size === 1) failedAlone.set(w, new Map(mine));
+        }
+      }
       c.stop();
     }
   });
