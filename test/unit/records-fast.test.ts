@@ -105,6 +105,7 @@ const CASES = [
   { kind: 'endpoint', schema: endpointSchema, fast: fastEndpoint, codecs: [endpointCheckCodec, endpointCodec] },
   { kind: 'identity', schema: identitySchema, fast: fastIdentity, codecs: [identityCodec] },
 ] as const;
+type FastCase = (typeof CASES)[number];
 
 describe('record fast paths against zod (the reference)', () => {
   for (const { kind, schema, fast, codecs } of CASES) {
@@ -145,6 +146,30 @@ describe('record fast paths against zod (the reference)', () => {
     expect(Object.keys(nodeSchema.shape)).toEqual(['cluster', 'clusterId', 'name', 'addresses', 'port', 'publicKey', 'podCIDRs', 'bootId']);
     expect(Object.keys(endpointSchema.shape)).toEqual(['ip', 'cluster', 'node', 'namespace', 'name', 'labels', 'identity', 'ports']);
     expect(Object.keys(identitySchema.shape)).toEqual(['id', 'labels']);
+  });
+
+  it('agrees with zod at each limit and one past it (label count, label key and value length, bootId, names)', () => {
+    const labels = (n: number, key = (i: number) => `k${i}`, value = 'v') => Object.fromEntries(Array.from({ length: n }, (_, i) => [key(i), value]));
+    const node = { cluster: 'c1', clusterId: 1, name: 'n1', addresses: ['198.18.0.1'], port: 51820, publicKey: KEY, podCIDRs: ['100.64.0.0/24'], bootId: '1' };
+    const endpoint = { ip: '100.64.0.10', cluster: 'c1', node: 'n1', namespace: 'bench', name: 'p1', labels: {} };
+    const values: Array<[FastCase, unknown]> = [];
+    for (const d of [-1, 0, 1]) {
+      values.push([CASES[2], { id: 300, labels: labels(64 + d) }], [CASES[1], { ...endpoint, labels: labels(64 + d) }]);
+      values.push([CASES[0], { ...node, bootId: 'b'.repeat(64 + d) }], [CASES[0], { ...node, name: 'n'.repeat(253 + d) }]);
+      for (const len of [63, 64, 253, 316, 317, 318]) {
+        const k = (i: number) => `${'a'.repeat(Math.max(1, len + d - 2))}${i}`.slice(-(len + d));
+        values.push([CASES[2], { id: 300, labels: labels(1, k) }], [CASES[1], { ...endpoint, labels: labels(1, k) }]);
+      }
+      values.push([CASES[2], { id: 300, labels: { a: 'v'.repeat(63 + d) } }], [CASES[1], { ...endpoint, labels: { a: 'v'.repeat(63 + d) } }]);
+    }
+    for (const [{ schema, fast }, raw] of values) {
+      const ref = (schema as z.ZodType<unknown>).safeParse(raw);
+      const got = (fast as (v: unknown) => unknown)(raw);
+      if (got !== undefined) {
+        expect(ref.success, `fast path accepted what zod refuses: ${JSON.stringify(raw).slice(0, 200)}`).toBe(true);
+        expect(JSON.stringify(got)).toBe(JSON.stringify(ref.data));
+      }
+    }
   });
 
   it('leaves to zod what zod accepts in its own ways (a __proto__ label is dropped, IPv6 and odd prefixes checked the long way)', () => {
