@@ -186,7 +186,7 @@ export class KVStoreMesh {
       if (spec && !pin) this.log.error({ remote: name }, 'remote has no pinned record (wiremesh/mesh/v1/clusters/): not replicating; run clustermesh connect again');
       if (name === this.cluster) this.log.error({ remote: name }, 'a cluster cannot connect to itself');
       // without its pin nothing the remote sent may stay: purge its cache
-      if (existing) await this.dropRemote(name, !pin);
+      if (existing) await (pin ? this.dropRemote(name, false) : this.purge(name, () => this.dropRemote(name, true)));
       return;
     }
     if (existing && JSON.stringify(existing.spec) === JSON.stringify(spec) && JSON.stringify(existing.pinned) === JSON.stringify(pin)) return;
@@ -195,7 +195,7 @@ export class KVStoreMesh {
     const refused = this.trust.pin(pin);
     if (refused) {
       this.rejections.add(new RecordError('pinned-cluster', pinnedKey(name), 'conflict', refused), name);
-      await purgeRemote(this.mirror, name); // what it sent under an earlier pin may not stay either
+      await this.purge(name, () => purgeRemote(this.mirror, name)); // what it sent under an earlier pin may not stay either
       return;
     }
     const r = new RemoteReplication(spec, pin, this.trust, this.mirror, this.log, this.rejections, this.budget, this.opts.connect);
@@ -204,11 +204,19 @@ export class KVStoreMesh {
     await r.start().catch((err) => this.log.error({ remote: name, err: (err as Error).message }, 'replication start failed'));
   }
 
-  /** The operator disconnected the remote: stop and purge (retry: purge only); a failed purge is tried again until it holds. */
-  private async disconnect(name: string, retry = false): Promise<void> {
+  /** The operator disconnected the remote: stop and purge (nothing replicated: purge what an earlier failure left). */
+  private disconnect(name: string): Promise<void> {
+    return this.purge(name, () => (this.remotes.has(name) ? this.dropRemote(name, true) : purgeRemote(this.mirror, name)));
+  }
+
+  /**
+   * Runs a step that purges the remote's state (cache, markers, status); when it fails, the purge is tried again
+   * every purgeRetryMs until it holds or the remote is replicated again (its start deletes what is stale). Every
+   * purge goes through here (disconnect, pin removed, pin refused): a failed one never leaves state for good.
+   */
+  private async purge(name: string, step: () => Promise<void>): Promise<void> {
     try {
-      if (retry) await purgeRemote(this.mirror, name);
-      else await this.dropRemote(name, true);
+      await step();
       this.unpurged.delete(name);
     } catch (err) {
       this.unpurged.add(name);
@@ -222,10 +230,9 @@ export class KVStoreMesh {
     this.purgeTimer = setTimeout(() => {
       this.purgeTimer = undefined;
       for (const name of this.unpurged)
-        this.enqueue(name, 'purge of a disconnected remote', async () => {
-          // connected again meanwhile: its replication's start deletes what the remote no longer has
-          if (this.specs.has(name) || this.remotes.has(name)) return void this.unpurged.delete(name);
-          if (this.unpurged.has(name)) await this.disconnect(name, true);
+        this.enqueue(name, 'purge of a remote', async () => {
+          if (this.remotes.has(name)) return void this.unpurged.delete(name);
+          if (this.unpurged.has(name)) await this.purge(name, () => purgeRemote(this.mirror, name));
         });
     }, this.opts.purgeRetryMs ?? 5000);
     this.purgeTimer.unref();

@@ -391,6 +391,17 @@ describe('kvstoremesh: the whole of it on in-memory stores', () => {
     expect(local.entries('wiremesh/cache/').concat(local.entries(syncedPrefix()))).toEqual([]);
     await local.put(remoteKey('c2'), spec); // the chain goes on after a failed step
     await vi.waitFor(() => expect(mesh.status()).toMatchObject([{ cluster: 'c2', connected: true }]), soon);
+    await vi.waitFor(() => expect(local.get(remoteStatusKey('c2'))).toBeDefined(), soon);
+
+    // the pin removed while the local etcd fails the purge: tried again too (before: logged once, state kept for good)
+    const failedBefore = mesh.failures.chain;
+    failPurge = true;
+    await local.delete(pinnedKey('c2'));
+    await vi.waitFor(() => expect(mesh.failures.chain).toBeGreaterThan(failedBefore), soon);
+    expect(local.get(remoteStatusKey('c2'))).toBeDefined();
+    failPurge = false;
+    await vi.waitFor(() => expect(local.get(remoteStatusKey('c2'))).toBeUndefined(), soon);
+    expect(local.entries('wiremesh/cache/').concat(local.entries(syncedPrefix()))).toEqual([]);
     await mesh.stop();
   });
 });
