@@ -17,7 +17,7 @@
  * from its key's, and admission refuses such a record again (fail closed,
  * `nodeIdOf`). Keys that are not endpoint keys share the bucket "".
  */
-import { stateLocation } from '../controlplane/records/location.js';
+import { cachePrefix, statePrefix } from '../controlplane/keys.js';
 import { internName } from '../controlplane/records/intern.js';
 
 /** What admission asks of a candidate table. */
@@ -37,10 +37,14 @@ class Held {
 
 /** The node id an endpoint key names ("cluster/node"), or "" when it is not an endpoint key. */
 export function nodeIdOf(key: string): string {
-  const loc = stateLocation('ip', key);
-  const slash = loc ? loc.name.lastIndexOf('/') : -1;
-  return loc && slash > 0 ? `${loc.cluster}/${loc.name.slice(0, slash)}` : '';
+  // what stateLocation + the codec's split give, without their allocations: it runs several times per record
+  const p = PREFIXES.find((x) => key.startsWith(x));
+  if (p === undefined) return '';
+  const c = key.indexOf('/', p.length);
+  const last = key.lastIndexOf('/');
+  return c > p.length && last > c + 1 ? key.slice(p.length, last) : '';
 }
+const PREFIXES = [statePrefix('ip'), cachePrefix('ip')];
 
 export class EndpointStore {
   private readonly byNode = new Map<string, Map<string, unknown>>();

@@ -12,6 +12,8 @@ describe('EndpointStore', () => {
     expect(nodeIdOf('wiremesh/state/ip/v2/c1/n-a/fd00::1')).toBe('c1/n-a');
     expect(nodeIdOf('wiremesh/cache/ip/v2/c2/100.66.1.10')).toBe('');
     expect(nodeIdOf('other')).toBe('');
+    expect(nodeIdOf('wiremesh/cache/ip/v2/c2/n1/')).toBe('c2/n1');
+    for (const k of ['wiremesh/cache/ip/v2//n1/1.2.3.4', 'wiremesh/cache/ip/v2/c2//1.2.3.4', 'wiremesh/cache/ip/v2/c2/', 'wiremesh/cache/ip/v2/c2', 'wiremesh/cache/nodes/v1/c2/n1/x']) expect(nodeIdOf(k)).toBe('');
   });
 
   for (const seed of [1, 2, 3, 42, 9001]) {
