@@ -34,6 +34,7 @@ import type { Rejections } from '../controlplane/records/rejections.js';
 import type { Trust } from '../controlplane/records/trust.js';
 import { formatPrefix, parseIP, parsePrefix, prefixContains, type Prefix } from '../net/ip.js';
 import { PrefixTrie } from '../net/prefixtrie.js';
+import { EndpointStore, nodeIdOf, type Candidate } from './endpointstore.js';
 
 export interface AdmissionSinks {
   node(key: string, rec: NodeRecord | undefined): void;
@@ -42,10 +43,6 @@ export interface AdmissionSinks {
   relay(key: string, rec: RelayRecord | undefined): void;
 }
 
-interface Candidate<T> {
-  cluster: string;
-  rec: T;
-}
 
 /** A candidate whose record does not name its cluster (identities, relays): stored wrapped. */
 class Wrapped implements Candidate<unknown> {
@@ -83,6 +80,8 @@ class Candidates {
 }
 
 type Kind = 'node' | 'endpoint' | 'identity' | 'relay';
+type CandidateTable = Pick<Candidates, 'get' | 'set' | 'delete' | typeof Symbol.iterator>;
+type AdmittedTable = { get(key: string): unknown; set(key: string, v: unknown): void; delete(key: string): void; keys(): Iterable<string> };
 
 /** A node's claims, parsed once. */
 interface NodeClaims {
@@ -104,13 +103,13 @@ function claimsOf(n: NodeRecord): NodeClaims {
 }
 
 export class Admission {
-  private readonly cand: { [K in Kind]: Candidates } = { node: new Candidates(), endpoint: new Candidates(), identity: new Candidates(), relay: new Candidates() };
-  private readonly admitted: { [K in Kind]: Map<string, unknown> } = { node: new Map(), endpoint: new Map(), identity: new Map(), relay: new Map() };
+  /** Endpoints' candidates, admitted values and keys by node: one table (endpointstore.ts). */
+  private readonly endpoints = new EndpointStore();
+  private readonly cand: { [K in Kind]: CandidateTable } = { node: new Candidates(), endpoint: this.endpoints.candidates, identity: new Candidates(), relay: new Candidates() };
+  private readonly admitted: { node: Map<string, unknown> } & { [K in Kind]: AdmittedTable } = { node: new Map(), endpoint: this.endpoints.admitted, identity: new Map(), relay: new Map() };
   /** Admitted nodes: key by "cluster/name", and their parsed claims. */
   private readonly nodeByName = new Map<string, string>();
   private readonly claims = new Map<string, NodeClaims>();
-  /** Endpoint keys by "cluster/node". */
-  private readonly endpointsOfNode = new Map<string, Set<string>>();
   /** Pod CIDRs of admitted nodes per cluster; underlay addresses and WireGuard keys of all. */
   private readonly cidrs = new Map<string, PrefixTrie<string>>();
   private readonly addrs = new PrefixTrie<string>();
@@ -129,31 +128,14 @@ export class Admission {
   // ---- inputs (from the decoding watch sinks) ----------------------------------
 
   upsert(kind: Kind, key: string, cluster: string, rec: unknown): void {
-    const old = this.cand[kind].get(key);
-    if (kind === 'endpoint' && old) this.unlinkEndpoint(key, old);
     this.cand[kind].set(key, cluster, rec);
-    if (kind === 'endpoint') {
-      const id = `${cluster}/${(rec as EndpointRecord).node}`;
-      let s = this.endpointsOfNode.get(id);
-      if (!s) this.endpointsOfNode.set(internName(id), (s = new Set())); // one copy of the id, shared with nodeByName
-      s.add(key);
-    }
     this.evaluate(kind, key);
   }
 
   remove(kind: Kind, key: string): void {
-    const c = this.cand[kind].get(key);
     this.cand[kind].delete(key);
     this.reported.delete(key);
-    if (kind === 'endpoint' && c) this.unlinkEndpoint(key, c);
     this.withdraw(kind, key);
-  }
-
-  /** Takes an endpoint key out of its node's set (and the set once empty: bounded by the endpoints held). */
-  private unlinkEndpoint(key: string, c: Candidate<unknown>): void {
-    const id = `${c.cluster}/${(c.rec as EndpointRecord).node}`;
-    const s = this.endpointsOfNode.get(id);
-    if (s?.delete(key) && s.size === 0) this.endpointsOfNode.delete(id);
   }
 
   /** What is pinned about `cluster` (or our own config) changed: check its records again. */
@@ -201,6 +183,8 @@ export class Admission {
         const rec = c.rec as EndpointRecord;
         const why = this.trust.endpoint(c.cluster, rec);
         if (why) return refuse('endpoint', 'claim', why);
+        // the codec checked it already; the endpoint table files a record under its key's node (endpointstore.ts)
+        if (nodeIdOf(key) !== `${c.cluster}/${rec.node}`) return refuse('endpoint', 'claim', `the key does not name node ${c.cluster}/${rec.node}`);
         const nodeKey = this.nodeByName.get(`${c.cluster}/${rec.node}`);
         const cl = nodeKey ? this.claims.get(nodeKey) : undefined;
         if (!cl) return 'wait'; // its node is not (yet) admitted
@@ -348,6 +332,6 @@ export class Admission {
   }
 
   private recheckEndpointsOf(nodeId: string): void {
-    for (const k of this.endpointsOfNode.get(nodeId) ?? []) this.evaluate('endpoint', k);
+    for (const k of this.endpoints.keysOfNode(nodeId)) this.evaluate('endpoint', k);
   }
 }

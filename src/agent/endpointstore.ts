@@ -1,0 +1,118 @@
+/**
+ * Admission's endpoint state in one table (issue 16, bench/memory.ts): the
+ * candidate record of each endpoint key, the value admitted for it, and the
+ * keys of each node — formerly three maps with an entry per endpoint each
+ * (candidates, admitted, endpoints by node: ~135 B per endpoint), now one
+ * entry in a per-node map.
+ *
+ * Shape: node id ("cluster/node", taken from the key
+ * `…/ip/v2/<cluster>/<node>/<ip>`) → endpoint key → value, where the value is
+ * - the record itself when it is both the candidate and the admitted value
+ *   (the common case), and its `cluster` is the cluster it came from;
+ * - a `Held` otherwise (not admitted yet, refused, an older value still in
+ *   force, or a record naming another cluster than its source).
+ *
+ * The node id comes from the key so that `remove(key)` finds the entry
+ * without its record; the endpoint codec refuses a record whose node differs
+ * from its key's, and admission refuses such a record again (fail closed,
+ * `nodeIdOf`). Keys that are not endpoint keys share the bucket "".
+ */
+import { cachePrefix, statePrefix } from '../controlplane/keys.js';
+import { internName } from '../controlplane/records/intern.js';
+
+/** What admission asks of a candidate table. */
+export interface Candidate<T> {
+  cluster: string;
+  rec: T;
+}
+
+/** A value that is not simply "this record, admitted". */
+class Held {
+  constructor(
+    readonly cluster: string,
+    readonly cand: unknown,
+    readonly admitted: unknown,
+  ) {}
+}
+
+/** The node id an endpoint key names ("cluster/node"), or "" when it is not an endpoint key. */
+export function nodeIdOf(key: string): string {
+  // what stateLocation + the codec's split give, without their allocations: it runs several times per record
+  const p = PREFIXES.find((x) => key.startsWith(x));
+  if (p === undefined) return '';
+  const c = key.indexOf('/', p.length);
+  const last = key.lastIndexOf('/');
+  return c > p.length && last > c + 1 ? key.slice(p.length, last) : '';
+}
+const PREFIXES = [statePrefix('ip'), cachePrefix('ip')];
+
+export class EndpointStore {
+  private readonly byNode = new Map<string, Map<string, unknown>>();
+
+  /** The candidate table's view (records by key, with their source cluster). */
+  readonly candidates = {
+    get: (key: string): Candidate<unknown> | undefined => {
+      const v = this.raw(key);
+      if (v === undefined) return undefined;
+      if (!(v instanceof Held)) return { cluster: (v as { cluster: string }).cluster, rec: v };
+      return v.cand === undefined ? undefined : { cluster: v.cluster, rec: v.cand };
+    },
+    set: (key: string, cluster: string, rec: unknown): void => this.put(key, cluster, rec, this.admittedOf(key)),
+    delete: (key: string): void => {
+      const v = this.raw(key);
+      if (v !== undefined) this.put(key, '', undefined, this.admittedOf(key));
+    },
+    [Symbol.iterator]: (): IterableIterator<[string, Candidate<unknown>]> => this.entries(),
+  };
+
+  /** The admitted table's view (the value in force by key). */
+  readonly admitted = {
+    get: (key: string): unknown => this.admittedOf(key),
+    set: (key: string, rec: unknown): void => {
+      const c = this.candidates.get(key);
+      this.put(key, c?.cluster ?? '', c?.rec, rec);
+    },
+    delete: (key: string): void => {
+      const c = this.candidates.get(key);
+      this.put(key, c?.cluster ?? '', c?.rec, undefined);
+    },
+    keys: (): string[] => [...this.allKeys()].filter((k) => this.admittedOf(k) !== undefined),
+  };
+
+  /** Keys whose key names node `nodeId` ("cluster/node"), snapshot (callers change the table meanwhile). */
+  keysOfNode(nodeId: string): string[] {
+    return [...(this.byNode.get(nodeId)?.keys() ?? [])];
+  }
+
+  private raw(key: string): unknown {
+    return this.byNode.get(nodeIdOf(key))?.get(key);
+  }
+
+  private admittedOf(key: string): unknown {
+    const v = this.raw(key);
+    return v instanceof Held ? v.admitted : v;
+  }
+
+  private put(key: string, cluster: string, cand: unknown, admitted: unknown): void {
+    const id = nodeIdOf(key);
+    let m = this.byNode.get(id);
+    if (cand === undefined && admitted === undefined) {
+      if (m?.delete(key) && m.size === 0) this.byNode.delete(id); // bounded by the endpoints held
+      return;
+    }
+    if (!m) this.byNode.set(internName(id), (m = new Map()));
+    const plain = cand !== undefined && cand === admitted && (cand as { cluster?: unknown }).cluster === cluster;
+    m.set(key, plain ? cand : new Held(internName(cluster), cand, admitted));
+  }
+
+  private *entries(): IterableIterator<[string, Candidate<unknown>]> {
+    for (const k of [...this.allKeys()]) {
+      const c = this.candidates.get(k);
+      if (c) yield [k, c];
+    }
+  }
+
+  private *allKeys(): IterableIterator<string> {
+    for (const m of this.byNode.values()) yield* m.keys();
+  }
+}

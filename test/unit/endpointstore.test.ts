@@ -1,0 +1,61 @@
+// Admission's endpoint table (src/agent/endpointstore.ts) against the three maps it replaced (candidates,
+// admitted values, keys by node) on seeded random sequences: a failure reproduces from its seed.
+import { describe, expect, it } from 'vitest';
+import { EndpointStore, nodeIdOf } from '../../src/agent/endpointstore.js';
+import { prng } from '../helpers/prng.js';
+
+const key = (c: string, n: string, ip: string) => `wiremesh/cache/ip/v2/${c}/${n}/${ip}`;
+
+describe('EndpointStore', () => {
+  it('names the node of an endpoint key, "" for other keys', () => {
+    expect(nodeIdOf(key('c2', 'n1', '100.66.1.10'))).toBe('c2/n1');
+    expect(nodeIdOf('wiremesh/state/ip/v2/c1/n-a/fd00::1')).toBe('c1/n-a');
+    expect(nodeIdOf('wiremesh/cache/ip/v2/c2/100.66.1.10')).toBe('');
+    expect(nodeIdOf('other')).toBe('');
+    expect(nodeIdOf('wiremesh/cache/ip/v2/c2/n1/')).toBe('c2/n1');
+    for (const k of ['wiremesh/cache/ip/v2//n1/1.2.3.4', 'wiremesh/cache/ip/v2/c2//1.2.3.4', 'wiremesh/cache/ip/v2/c2/', 'wiremesh/cache/ip/v2/c2', 'wiremesh/cache/nodes/v1/c2/n1/x']) expect(nodeIdOf(k)).toBe('');
+  });
+
+  for (const seed of [1, 2, 3, 42, 9001]) {
+    it(`agrees with the reference maps on random changes (seed ${seed})`, () => {
+      const rand = prng(seed);
+      const pick = <T>(xs: T[]): T => xs[Math.floor(rand() * xs.length)]!;
+      const s = new EndpointStore();
+      const cand = new Map<string, { cluster: string; rec: unknown }>();
+      const adm = new Map<string, unknown>();
+      const keys = ['c1', 'c2'].flatMap((c) => ['n1', 'n2', 'n3'].flatMap((n) => ['100.64.0.1', '100.64.0.2'].map((ip) => key(c, n, ip)))).concat(['bogus/key']);
+      const recs = keys.map((k) => ({ cluster: nodeIdOf(k).split('/')[0] || 'c1', v: k }));
+      for (let step = 0; step < 400; step++) {
+        const k = pick(keys);
+        const r = rand();
+        if (r < 0.35) {
+          const rec = rand() < 0.5 ? pick(recs) : { ...pick(recs) };
+          const cluster = rand() < 0.9 ? rec.cluster : 'cx';
+          s.candidates.set(k, cluster, rec);
+          cand.set(k, { cluster, rec });
+        } else if (r < 0.5) {
+          s.candidates.delete(k);
+          cand.delete(k);
+        } else if (r < 0.8) {
+          const v = rand() < 0.7 ? cand.get(k)?.rec ?? pick(recs) : pick(recs);
+          s.admitted.set(k, v);
+          adm.set(k, v);
+        } else {
+          s.admitted.delete(k);
+          adm.delete(k);
+        }
+        for (const x of keys) {
+          expect(s.candidates.get(x)).toEqual(cand.get(x));
+          if (cand.has(x)) expect(s.candidates.get(x)!.rec).toBe(cand.get(x)!.rec);
+          expect(s.admitted.get(x)).toBe(adm.get(x));
+        }
+        expect(new Map([...s.candidates])).toEqual(cand);
+        expect(new Set(s.admitted.keys())).toEqual(new Set(adm.keys()));
+        for (const id of ['c1/n1', 'c1/n2', 'c2/n3', '']) {
+          const want = keys.filter((x) => nodeIdOf(x) === id && (cand.has(x) || adm.has(x)));
+          expect(new Set(s.keysOfNode(id))).toEqual(new Set(want));
+        }
+      }
+    });
+  }
+});
