@@ -160,9 +160,11 @@ export class Admission {
         this.reported.set(key, out.detail);
         this.rejections.add(out, c.cluster);
       }
-      // the key's admitted value stays in force only while it still holds itself
+      // the key's admitted value stays in force only while it still holds itself ('wait': an endpoint whose node
+      // went away holds no more than a refused one: kept, it outlived its node)
       const prev = this.admitted[kind].get(key);
-      if (prev !== undefined && (prev === c.rec || this.decide(kind, key, { cluster: c.cluster, rec: prev }) instanceof RecordError)) this.withdraw(kind, key);
+      const held = prev === undefined || prev === c.rec ? undefined : this.decide(kind, key, { cluster: c.cluster, rec: prev });
+      if (prev !== undefined && (prev === c.rec || held instanceof RecordError || held === 'wait')) this.withdraw(kind, key);
       return;
     }
     this.reported.delete(key);

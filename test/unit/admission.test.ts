@@ -53,6 +53,27 @@ describe('agent admission', () => {
     expect(seen.node.get(nodeKey('c2', 'n1'))).toBe(good);
   });
 
+  it('regression: an endpoint kept in force after a refused update goes with its node', () => {
+    const { a, seen } = setup();
+    a.upsert('node', nodeKey('c2', 'n1'), 'c2', node('c2', 2, 'n1', ['100.66.1.0/24']));
+    const good = ep('c2', 'n1', '100.66.1.10');
+    a.upsert('endpoint', epKey('c2', 'n1', '100.66.1.10'), 'c2', good);
+    a.upsert('endpoint', epKey('c2', 'n1', '100.66.1.10'), 'c2', ep('c2', 'n1', '100.66.1.10', 65536 + 300)); // cluster 1's identity bits: refused
+    expect(seen.endpoint.get(epKey('c2', 'n1', '100.66.1.10'))).toBe(good); // the previous value stays in force
+    a.remove('node', nodeKey('c2', 'n1'));
+    expect([...seen.node.keys(), ...seen.endpoint.keys()]).toEqual([]); // before: the endpoint outlived its node
+  });
+
+  it('an endpoint whose key names another node than its record is refused (the table files it by its key)', () => {
+    const { a, seen, reasons } = setup();
+    a.upsert('node', nodeKey('c2', 'a'), 'c2', node('c2', 2, 'a', ['100.66.1.0/24']));
+    a.upsert('node', nodeKey('c2', 'b'), 'c2', { ...node('c2', 2, 'b', ['100.66.2.0/24'], ['198.18.1.11']), publicKey: 'B'.repeat(42) + 'A=' });
+    expect(seen.node.size).toBe(2);
+    a.upsert('endpoint', epKey('c2', 'a', '100.66.2.10'), 'c2', ep('c2', 'b', '100.66.2.10'));
+    expect([...seen.endpoint.keys()]).toEqual([]);
+    expect(reasons()).toEqual(['endpoint/claim']);
+  });
+
   it('an endpoint waits for its node and must lie inside that node\'s CIDRs', () => {
     const { a, seen, reasons } = setup();
     a.upsert('endpoint', epKey('c2', 'n1', '100.66.1.10'), 'c2', ep('c2', 'n1', '100.66.1.10', 2 * 65536 + 300));
