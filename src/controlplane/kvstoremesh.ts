@@ -68,7 +68,7 @@ export class KVStoreMesh {
   private publishing = false;
   /** Failures kept out of the chain of remote starts and stops and out of the status timer: logged and counted. */
   readonly failures = { chain: 0, status: 0 };
-  /** Disconnected remotes whose purge failed (bounded by the remotes ever connected): tried again by purgeTimer. */
+  /** Remotes whose purge failed (bounded by the remotes ever connected): tried again by purgeTimer (purge()). */
   private readonly unpurged = new Set<string>();
   private purgeTimer: NodeJS.Timeout | undefined;
 

@@ -33,12 +33,18 @@ export function fastEndpoint(v: unknown): EndpointRecord | undefined {
   if (!isIP(ip) || !isClusterName(cluster) || !isNodeName(node) || !isDnsLabel(namespace) || !isDnsLabel(name)) return undefined;
   const labels = labelSet(v.labels, labelKeyOk);
   if (!labels) return undefined;
-  const hasId = 'identity' in v;
-  if (hasId && !isInt(identity, MIN_LOCAL_ID, LOCAL_SCOPE - 1)) return undefined;
-  if (!('ports' in v)) return hasId ? { ip, cluster, node, namespace, name, labels, identity: identity as number } : { ip, cluster, node, namespace, name, labels };
-  const ports = containerPorts.safeParse(v.ports);
-  if (!ports.success) return undefined;
-  return hasId ? { ip, cluster, node, namespace, name, labels, identity: identity as number, ports: ports.data } : { ip, cluster, node, namespace, name, labels, ports: ports.data };
+  // keys added in the schema's order (zod's output order); optional ones only when present
+  const out: EndpointRecord = { ip, cluster, node, namespace, name, labels };
+  if ('identity' in v) {
+    if (!isInt(identity, MIN_LOCAL_ID, LOCAL_SCOPE - 1)) return undefined;
+    out.identity = identity;
+  }
+  if ('ports' in v) {
+    const ports = containerPorts.safeParse(v.ports);
+    if (!ports.success) return undefined;
+    out.ports = ports.data;
+  }
+  return out;
 }
 
 const endpointJson = jsonCodec('endpoint', endpointSchema, {
