@@ -91,6 +91,12 @@ export function runInNetns(timeoutS: number, main: () => Promise<void>): void {
 }
 
 export const etcdPort = (k: number): number => 24000 + 10 * k;
+/**
+ * The raft tick of the mesh's one-member etcds (--etcd-tick-ms; src/testbed/etcd.ts EtcdSpec.tickMs): 500 ms, as
+ * docs/benchmarks.md recommends for a one-member etcd (no follower to heartbeat; idle CPU ~27 % lower than at
+ * etcd's default 100 ms). `--etcd-tick-ms 100` measures etcd's default.
+ */
+export const ETCD_TICK_MS = 500;
 export const etcdUrl = (k: number): string => `http://127.0.0.1:${etcdPort(k)}`;
 
 export interface Mesh {
@@ -108,7 +114,8 @@ export interface Mesh {
  * would refuse the shared 100.64.0.0/10 config CIDR; the synthetic per-node CIDRs are disjoint). Without `bin`, the
  * etcds alone with the same records and no replication (the floor: what K idle etcds cost).
  */
-export async function startMesh(K: number, dir: string, bin: string | undefined, profileDir?: string): Promise<Mesh> {
+export async function startMesh(K: number, dir: string, bin: string | undefined, opts: { profileDir?: string; etcdTickMs?: number } = {}): Promise<Mesh> {
+  const { profileDir, etcdTickMs = ETCD_TICK_MS } = opts;
   const etcds: EtcdProcess[] = [];
   const meshes: ChildProcess[] = [];
   const clients: Etcd3[] = [];
@@ -121,7 +128,7 @@ export async function startMesh(K: number, dir: string, bin: string | undefined,
   };
   try {
     for (let k = 1; k <= K; k++) {
-      etcds.push(await startEtcd({ name: clusterName(k), dataDir: join(dir, `etcd${k}`), host: '127.0.0.1', clientPort: etcdPort(k), peerPort: etcdPort(k) + 1, logFile: join(dir, `etcd${k}.log`) }));
+      etcds.push(await startEtcd({ name: clusterName(k), dataDir: join(dir, `etcd${k}`), host: '127.0.0.1', clientPort: etcdPort(k), peerPort: etcdPort(k) + 1, logFile: join(dir, `etcd${k}.log`), tickMs: etcdTickMs }));
       await enableCluster({ endpoints: [etcdUrl(k)] }, { name: clusterName(k), id: k, podCIDRs: ['100.64.0.0/10'] });
       clients.push(connectEtcd({ endpoints: [etcdUrl(k)] }));
     }
