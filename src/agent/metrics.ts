@@ -9,8 +9,8 @@
  * `metrics: { address, port }`, on that TCP address for Prometheus.
  * Names and labels: docs/metrics.md.
  */
-import { listen } from '../net/listen.js';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
+import { serveMetrics } from '../net/metricsserver.js';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { ServiceStatus } from '../services/datapath.js';
 import type { NativeL7ProxyStats } from '../native/binding.js';
@@ -392,18 +392,7 @@ export class AgentMetrics {
   }
 
   /** The Prometheus endpoint on a TCP address (node.yaml metrics). */
-  async listen(address: string, port: number): Promise<Server> {
-    const server = createServer((req, res) => {
-      if (req.url !== '/metrics') {
-        res.writeHead(404).end('see /metrics\n');
-        return;
-      }
-      this.text().then(
-        (t) => res.writeHead(200, { 'content-type': this.contentType }).end(t),
-        (err: Error) => res.writeHead(500).end(`${err.message}\n`),
-      );
-    });
-    await listen(server, port, address);
-    return server;
+  listen(address: string, port: number): Promise<Server> {
+    return serveMetrics(this, address, port);
   }
 }

@@ -80,7 +80,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('--identity-gc-interval <seconds>', 'sweep for identities no node uses (deleted on the second sweep that finds them unused)', '60')
     .option('--max-records-per-remote <n>', "a remote's record budget: past it, its new records are refused and reported", '250000')
     .option('--max-bytes-per-remote <n>', "a remote's byte budget (keys + values)", String(256 << 20))
-    .action(async (o: { cluster: string; etcd: string; etcdCa?: string; etcdCert?: string; etcdKey?: string; identityGcInterval: string; maxRecordsPerRemote: string; maxBytesPerRemote: string }) => {
+    .option('--metrics <address:port>', 'serve Prometheus metrics (GET /metrics) on this TCP address (docs/metrics.md)')
+    .action(async (o: { cluster: string; etcd: string; etcdCa?: string; etcdCert?: string; etcdKey?: string; identityGcInterval: string; maxRecordsPerRemote: string; maxBytesPerRemote: string; metrics?: string }) => {
       const { connectEtcd } = await import('../controlplane/kvstore.js');
       const { KVStoreMesh } = await import('../controlplane/kvstoremesh.js');
       const { etcdMeshLocal } = await import('../controlplane/mirrorwriter.js');
@@ -91,10 +92,16 @@ export async function main(argv: string[]): Promise<number> {
       const budget = { maxRecords: Number(o.maxRecordsPerRemote), maxBytes: Number(o.maxBytesPerRemote) };
       if (!Number.isInteger(budget.maxRecords) || budget.maxRecords < 1) throw new ConfigError('--max-records-per-remote', 'must be a whole number >= 1');
       if (!Number.isInteger(budget.maxBytes) || budget.maxBytes < 1024) throw new ConfigError('--max-bytes-per-remote', 'must be a whole number >= 1024');
+      const at = o.metrics === undefined ? undefined : /^(.+):(\d{1,5})$/.exec(o.metrics);
+      if (at === null || (at && Number(at[2]) > 65535)) throw new ConfigError('--metrics', 'must be <address>:<port>');
       const mesh = new KVStoreMesh(o.cluster, etcdMeshLocal(etcd), log, gcS * 1000, budget);
       await mesh.start();
+      const { KVStoreMeshMetrics } = await import('../controlplane/meshmetrics.js');
+      const { serveMetrics } = await import('../net/metricsserver.js');
+      const server = at ? await serveMetrics(new KVStoreMeshMetrics(o.cluster, mesh), at[1]!.replace(/^\[(.*)\]$/, '$1'), Number(at[2])) : undefined;
       log.info('kvstoremesh started');
       await waitForSignal();
+      server?.close();
       await mesh.stop();
       etcd.close();
     });

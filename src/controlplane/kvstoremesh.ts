@@ -33,6 +33,20 @@ import { IdentityCollector } from '../identity/allocator.js';
 import { clusterConfigCodec, pinnedClusterCodec, RecordError, Rejections, remoteSpecCodec, Trust, type PinnedCluster, type RemoteSpec, type RemoteStatus } from './records/index.js';
 import { DEFAULT_BUDGET, purgeRemote, RemoteReplication, type Budget, type RemoteConnector } from './replication.js';
 import { DEFAULT_COALESCER, TxnCoalescer, type CoalescerOptions } from './txncoalescer.js';
+import { cachedRemotes } from './cachedremotes.js';
+
+/**
+ * How long a status put may take (ms) before it counts as failed: a hung local etcd must hold neither the other
+ * remotes' statuses nor, through a drop waiting for the remote's put, the starts and stops of remotes.
+ */
+export const STATUS_PUT_DEADLINE_MS = 5000;
+
+/** p's outcome, or `late` when p has not settled within ms (the timer goes when p settles first). */
+function within<T>(p: Promise<T>, ms: number, late: T): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<T>((r) => (timer = setTimeout(() => r(late), ms)));
+  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
+}
 
 export { connectRemote, DEFAULT_BUDGET, LAG_GRACE_MS, REPLICATED_TYPES, RemoteReplication, type Budget, type RemoteConnector } from './replication.js';
 export type { RemoteSpec } from './records/index.js';
@@ -66,11 +80,18 @@ export class KVStoreMesh {
    */
   private readonly statusPuts = new Map<string, Promise<void>>();
   private publishing = false;
-  /** Failures kept out of the chain of remote starts and stops and out of the status timer: logged and counted. */
-  readonly failures = { chain: 0, status: 0 };
+  /**
+   * Failures kept out of the chain of remote starts and stops and out of the status timer: logged and counted
+   * (exported by KVStoreMeshMetrics, docs/metrics.md). chain: steps of the chain that threw (failed purges among
+   * them); status: status passes that threw; statusPut: status puts that failed or outran STATUS_PUT_DEADLINE_MS;
+   * start: replication starts that failed (each tried again, opts.startRetryMs).
+   */
+  readonly failures = { chain: 0, status: 0, statusPut: 0, start: 0 };
   /** Remotes whose purge failed (bounded by the remotes ever connected): tried again by purgeTimer (purge()). */
   private readonly unpurged = new Set<string>();
   private purgeTimer: NodeJS.Timeout | undefined;
+  /** Replications whose start failed, by remote (bounded by the remotes): the next try's timer, failures in a row. */
+  private readonly restarts = new Map<string, { timer: NodeJS.Timeout; failed: number }>();
 
   /**
    * local: the cluster's own etcd (etcdMeshLocal) or a stand-in. identityGcMs: how often unreferenced identities
@@ -78,7 +99,10 @@ export class KVStoreMesh {
    * is looked at, and written if it changed (2 s); opts.heartbeatMs: how often the heartbeat is written (5 min;
    * it lives by its lease meanwhile); opts.connect: how remotes are opened (connectRemote, their etcds);
    * opts.txn: how the remotes' writes are coalesced into local transactions (txncoalescer.ts: window, bounds);
-   * opts.purgeRetryMs: how long after a disconnected remote's purge failed it is tried again (5 s).
+   * opts.purgeRetryMs: how long after a disconnected remote's purge failed it is tried again (5 s);
+   * opts.startRetryMs: the pause before a failed replication start is tried again, doubling per failure in a row
+   * up to its max (1 s to 60 s: a remote whose start keeps failing is tried at most once a minute);
+   * opts.statusPutMs: how long a status put may take before it counts as failed (STATUS_PUT_DEADLINE_MS).
    */
   constructor(
     readonly cluster: string,
@@ -86,7 +110,7 @@ export class KVStoreMesh {
     private readonly log: Logger,
     private readonly identityGcMs = 60_000,
     private readonly budget: Budget = DEFAULT_BUDGET,
-    private readonly opts: { statusMs?: number; heartbeatMs?: number; connect?: RemoteConnector; txn?: Partial<CoalescerOptions>; purgeRetryMs?: number } = {},
+    private readonly opts: { statusMs?: number; heartbeatMs?: number; connect?: RemoteConnector; txn?: Partial<CoalescerOptions>; purgeRetryMs?: number; startRetryMs?: { first: number; max: number }; statusPutMs?: number } = {},
   ) {
     this.mirror = new TxnCoalescer(local.mirror, { ...DEFAULT_COALESCER, ...opts.txn });
     this.collector = new IdentityCollector(local.identities, cluster, log);
@@ -145,6 +169,9 @@ export class KVStoreMesh {
       }, this.rejections, nameOf(remotesPrefix())), this.log),
     );
     for (const w of this.watchers) void w.start();
+    // once both the pins and the remotes were listed in full (a partial view must not purge a live remote)
+    const [, pins, remotes] = this.watchers;
+    void Promise.all([pins!.firstSync(), remotes!.firstSync()]).then(() => this.sweepOrphans());
     this.statusTimer = setInterval(
       () =>
         void this.publishStatus().catch((err: Error) => {
@@ -201,7 +228,53 @@ export class KVStoreMesh {
     const r = new RemoteReplication(spec, pin, this.trust, this.mirror, this.log, this.rejections, this.budget, this.opts.connect);
     this.remotes.set(name, r);
     this.log.info({ remote: name, endpoints: spec.endpoints, id: pin.id }, 'replicating remote cluster');
-    await r.start().catch((err) => this.log.error({ remote: name, err: (err as Error).message }, 'replication start failed'));
+    await this.startReplication(name, r, 0);
+  }
+
+  /**
+   * Starts r; when that fails (the local etcd unavailable for its read of the cache), counts it and tries again
+   * after a pause (startRetryMs, doubling), through the chain, as long as r is still the remote's replication.
+   * Meanwhile the status says so (lastError, not connected, behind).
+   */
+  private async startReplication(name: string, r: RemoteReplication, failed: number): Promise<void> {
+    try {
+      await r.start();
+      this.restarts.delete(name);
+    } catch (err) {
+      this.failures.start++;
+      const { first, max } = this.opts.startRetryMs ?? { first: 1000, max: 60_000 };
+      const delay = Math.min(first * 2 ** Math.min(failed, 30), max);
+      this.log.error({ remote: name, err: (err as Error).message, retryMs: delay }, 'replication start failed; trying again');
+      const timer = setTimeout(() => {
+        this.enqueue(name, 'replication start', async () => {
+          if (this.remotes.get(name) === r && !this.stopped) await this.startReplication(name, r, failed + 1);
+        });
+      }, delay);
+      timer.unref();
+      this.restarts.set(name, { timer, failed: failed + 1 });
+    }
+  }
+
+  /**
+   * After a restart: purges every remote the local etcd holds anything of (cache, markers, status) that is not
+   * replicated by this run: no entry or no pin (as sync()), or ourselves. A remote whose pin is refused is purged by
+   * sync(). Each through purge(), so a failure is retried like any purge.
+   */
+  private sweepOrphans(): void {
+    if (!this.stopped) this.enqueue('*', 'purge of the remotes no longer connected', () => this.purgeOrphans());
+  }
+
+  private async purgeOrphans(): Promise<void> {
+    const names = await cachedRemotes(this.mirror).catch((err: Error) => {
+      // the local etcd unavailable for the look: looked at again, like a failed purge
+      setTimeout(() => this.sweepOrphans(), this.opts.purgeRetryMs ?? 5000).unref();
+      throw err;
+    });
+    for (const name of names) {
+      if (this.remotes.has(name) || (this.specs.has(name) && this.pins.has(name) && name !== this.cluster)) continue;
+      this.log.info({ remote: name }, 'purging a remote no longer connected (left by an earlier run)');
+      await this.purge(name, () => purgeRemote(this.mirror, name)).catch(this.failed(name, 'purge of a remote'));
+    }
   }
 
   /** The operator disconnected the remote: stop and purge (nothing replicated: purge what an earlier failure left). */
@@ -243,11 +316,31 @@ export class KVStoreMesh {
     if (!r) return;
     this.remotes.delete(name);
     this.written.delete(name);
+    clearTimeout(this.restarts.get(name)?.timer);
+    this.restarts.delete(name);
     this.trust?.unpin(name);
     this.log.info({ remote: name, purge }, 'stopped replicating remote cluster');
-    // removal is final: publishStatus writes nothing for it from here on, and a put already sent lands first
-    await this.statusPuts.get(name);
+    // removal is final: publishStatus writes nothing for it from here on, and a put already sent lands first;
+    // one that outran its deadline (a hung local etcd) does not hold the chain: the purge goes on, and is done
+    // again once that put settled, in case it landed after
+    const late = this.statusPuts.get(name);
+    const settled = late && (await within(late.then(() => true), this.statusPutMs, false));
     await r.stop(purge);
+    if (purge && late && !settled)
+      void late.then(() => {
+        if (this.remotes.has(name) || this.stopped) return;
+        this.unpurged.add(name);
+        this.armPurgeRetry();
+      });
+  }
+
+  private get statusPutMs(): number {
+    return this.opts.statusPutMs ?? STATUS_PUT_DEADLINE_MS;
+  }
+
+  /** For metrics: remotes whose purge is waiting to be tried again, and replications waiting for a start retry. */
+  pending(): { unpurged: number; startRetries: number } {
+    return { unpurged: this.unpurged.size, startRetries: this.restarts.size };
   }
 
   status(): RemoteStatus[] {
@@ -271,12 +364,14 @@ export class KVStoreMesh {
         // a remote whose drop began meanwhile is never written again (its purge deletes the key)
         if (this.remotes.get(name) !== r || this.lease !== lease) continue;
         const v = JSON.stringify(r.status());
-        if (this.written.get(name) === v) continue;
+        // at most one put per remote in flight: one that outran its deadline is not sent again until it settled
+        if (this.written.get(name) === v || this.statusPuts.has(name)) continue;
         const put = lease.put(remoteStatusKey(name), v).then(() => true, () => false);
-        this.statusPuts.set(name, put.then(() => undefined));
-        const ok = await put;
-        this.statusPuts.delete(name);
-        // a failed put is retried on the next tick
+        const settled = put.then(() => void (this.statusPuts.get(name) === settled && this.statusPuts.delete(name)));
+        this.statusPuts.set(name, settled);
+        const ok = await within(put, this.statusPutMs, false);
+        // a failed put is retried on the next tick (one past its deadline, once it settled)
+        if (!ok) this.failures.statusPut++;
         if (ok && this.remotes.get(name) === r && this.lease === lease) this.written.set(name, v);
       }
     } finally {
@@ -290,6 +385,7 @@ export class KVStoreMesh {
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     if (this.gcTimer) clearInterval(this.gcTimer);
     if (this.purgeTimer) clearTimeout(this.purgeTimer);
+    for (const { timer } of this.restarts.values()) clearTimeout(timer);
     await Promise.all(this.watchers.map((w) => w.stop()));
     await this.chain;
     await Promise.all([...this.remotes.keys()].map((n) => this.dropRemote(n, false).catch(this.failed(n, 'replication stop'))));

@@ -117,9 +117,10 @@ export class BatchedWriter {
   /** Queued writes by key (null: delete): insertion order is age order. */
   private pending = new Map<string, Pending>();
   /**
-   * The operations of the last batch that failed alone (key → value), until a batch succeeds: a batch holding one
-   * of them unchanged goes alone (TxnCoalescer), so a write etcd refuses does not fail its co-members' writes on
-   * every retry. At most one batch (≤ MAX_TXN_OPS operations).
+   * The operations of the last batch that failed alone (key → value), each until a batch that carried its key
+   * applied: a batch holding one of them unchanged goes alone (TxnCoalescer), so a write etcd refuses does not fail
+   * its co-members' writes on every retry. Not cleared by a retry that carried only part of them (a smaller
+   * room): the write etcd refused may be in the part still queued. At most one batch (≤ MAX_TXN_OPS operations).
    */
   private failedAlone: Map<string, string | null> | undefined;
   /** When the oldest write of the batch in flight was queued. */
@@ -191,7 +192,11 @@ export class BatchedWriter {
         try {
           if (this.target.writeFrom) await this.target.writeFrom(take, () => this.pending.size);
           else await this.target.write(take(MAX_TXN_OPS, MAX_TXN_BYTES).ops);
-          if (batch.length) this.failedAlone = undefined;
+          const failed = this.failedAlone;
+          if (failed) {
+            for (const [k] of batch) failed.delete(k);
+            if (failed.size === 0) this.failedAlone = undefined;
+          }
         } catch (err) {
           // a coalescing target rejects a batch only once it failed alone (a merged failure is retried member by member)
           this.failedAlone = new Map(batch.map(([k, e]) => [k, e.v]));

@@ -103,6 +103,8 @@ export class RemoteReplication {
   /** Bytes (key + value) of every record copied, by source key: the budget's measure. */
   private readonly held = new Map<string, number>();
   private heldBytes = 0;
+  /** Why the last start failed, until one succeeds (status: lastError). */
+  private startError: string | undefined;
 
   constructor(
     readonly spec: RemoteSpec,
@@ -116,6 +118,11 @@ export class RemoteReplication {
   ) {
     this.source = connect(spec);
     this.writer = new BatchedWriter(local, log, spec.name);
+    // the status of a replication not started yet (or whose start failed) names every type, none synced
+    for (const type of REPLICATED_TYPES) {
+      this.synced[type] = false;
+      this.counts[type] = 0;
+    }
   }
 
   /** Why the remote may not have this record (located at `loc`, `size` bytes of key and value) copied, or undefined. */
@@ -152,11 +159,25 @@ export class RemoteReplication {
     }
   }
 
+  /**
+   * Reads what the local cache holds of the remote (the only step that can fail: the local etcd unavailable), then
+   * starts the watches. A start that threw started nothing and may be called again (KVStoreMesh retries it); its
+   * error is the status's lastError meanwhile. Calling it again after it succeeded does nothing.
+   */
   async start(): Promise<void> {
+    if (this.watchers.length > 0) return;
     const remote = this.spec.name;
     const store = this.source.store;
-    for (const type of REPLICATED_TYPES) {
-      const stale = new Set(await this.local.keys(cachePrefix(type, remote)));
+    const stales: Array<Set<string>> = [];
+    try {
+      for (const type of REPLICATED_TYPES) stales.push(new Set(await this.local.keys(cachePrefix(type, remote))));
+    } catch (err) {
+      this.startError = `start failed: ${(err as Error).message}`;
+      throw err;
+    }
+    this.startError = undefined;
+    for (const [i, type] of REPLICATED_TYPES.entries()) {
+      const stale = stales[i]!;
       this.synced[type] = false;
       this.counts[type] = 0;
       const srcPrefix = statePrefix(type, remote);
@@ -228,7 +249,7 @@ export class RemoteReplication {
   }
 
   status(): RemoteStatus {
-    const lastError = this.watchers.map((w) => w.lastError).find(Boolean);
+    const lastError = this.startError ?? this.watchers.map((w) => w.lastError).find(Boolean);
     // every status interval for every remote: a count, not a copy of 165k keys (16 x 1000 x 10)
     for (const [i, type] of REPLICATED_TYPES.entries()) this.counts[type] = this.watchers[i]?.size ?? 0;
     const rejected = this.rejections.byTypeReason(this.spec.name);

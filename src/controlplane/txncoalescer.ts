@@ -14,8 +14,9 @@
  * merged one fails, each member is retried alone once (one after the other), so a member that cannot be written (a record etcd
  * refuses, too large a request) fails alone and the others' writes still go; each member learns its own
  * outcome (its promise rejects), and BatchedWriter queues a failed batch again in front of newer writes. A batch
- * that failed alone is marked `alone` by its writer on its next tries (until one succeeds or its failed writes are
- * rewritten): it goes in a transaction of its own, so its co-members do not pay one failed write per retry.
+ * that failed alone is marked `alone` by its writer on its next tries (while it holds one of its failed writes
+ * unchanged that no applied batch carried yet): it goes in a transaction of its own, so its co-members do not pay
+ * one failed write per retry.
  * Size: a batch's bytes are counted once (BatchedWriter, when queued; write(), when offered) and carried along.
  */
 import { MAX_TXN_BYTES, opBytes, type MirrorOps, type MirrorTarget, type TakeOps } from './mirrorwriter.js';

@@ -1,0 +1,61 @@
+/**
+ * Prometheus metrics of one kvstoremesh process (prom-client): its own failures, which no status record carries
+ * (a status record is per remote, and a remote no longer connected has none). The per-remote view (connected,
+ * entries, relists, rejections) is in wiremesh/mesh/v1/status/<remote> and exported by every agent.
+ * Read at scrape time from KVStoreMesh; served by `wiremesh kvstoremesh --metrics <address:port>`. Names and
+ * labels: docs/metrics.md.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type { KVStoreMesh } from './kvstoremesh.js';
+
+/** What a scrape reads of KVStoreMesh. */
+export type MeshMetricsSource = Pick<KVStoreMesh, 'failures' | 'pending'>;
+
+/** failures key → the `what` label of wiremesh_kvstoremesh_failures_total. */
+const FAILURES: Array<[keyof KVStoreMesh['failures'], string]> = [
+  ['chain', 'remote-change'],
+  ['status', 'status-pass'],
+  ['statusPut', 'status-put'],
+  ['start', 'replication-start'],
+];
+
+export class KVStoreMeshMetrics {
+  readonly registry = new Registry();
+
+  constructor(cluster: string, mesh: MeshMetricsSource) {
+    this.registry.setDefaultLabels({ cluster });
+    collectDefaultMetrics({ register: this.registry, prefix: 'wiremesh_kvstoremesh_process_' });
+    const registers = [this.registry];
+    new Counter({
+      name: 'wiremesh_kvstoremesh_failures_total',
+      help: "This kvstoremesh's failures, each logged and retried: remote-change (a start/stop/purge step), status-pass, status-put (failed or past its 5 s deadline), replication-start.",
+      labelNames: ['what'],
+      registers,
+      collect() {
+        // prom-client counters only go up by inc(): the totals kept by KVStoreMesh are set with reset() + inc()
+        this.reset();
+        for (const [k, what] of FAILURES) this.inc({ what }, mesh.failures[k]);
+      },
+    });
+    new Gauge({
+      name: 'wiremesh_kvstoremesh_pending_retries',
+      help: 'Remotes waiting for a retry: purge (a disconnected remote whose state is not yet deleted) or start (a replication whose start failed).',
+      labelNames: ['what'],
+      registers,
+      collect() {
+        const p = mesh.pending();
+        this.set({ what: 'purge' }, p.unpurged);
+        this.set({ what: 'start' }, p.startRetries);
+      },
+    });
+  }
+
+  /** The exposition text. */
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
