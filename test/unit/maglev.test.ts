@@ -97,6 +97,7 @@ describe('Maglev', () => {
     expect(() => testhooks.maglevBuild(backendRows(backends(3)), 16384)).toThrow(/prime/);
     expect(() => testhooks.maglevBuild(Buffer.alloc(23), 251)).toThrow(/24-byte/);
     expect(() => testhooks.maglevBuild(backendRows(backends(3)), 251, 'sse9' as 'scalar')).toThrow(/build is/);
+    expect(() => testhooks.maglevBuild(backendRows(backends(3)), 251, true as unknown as 'reference')).toThrow(/build is/); // the old boolean form
   });
 
   it('an empty or all-zero-weight backend set gives an empty table', () => {

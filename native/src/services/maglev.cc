@@ -338,7 +338,7 @@ std::vector<uint32_t> maglev_build(const std::vector<BackendKey>& backends, cons
   }
   rem.assign(n, 0);
   std::vector<uint32_t> order;
-  walk = m < (1u << 27) ? maglev_walk_supported(walk) : MaglevWalk::kScalar;  // vector lanes hold 16 M
+  walk = m < (1u << 27) ? maglev_walk_supported(walk) : MaglevWalk::kScalar;  // vector lanes hold up to 8 M
   const uint32_t tail_at = m - std::min(m, tail_start(m, walk));
   // below ~45 % full the first or second candidate is nearly always free, and
   // a scalar probe is cheaper than a vector gather; the scalar walk of 8

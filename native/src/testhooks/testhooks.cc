@@ -86,7 +86,8 @@ Napi::Value MaglevBuild(const Napi::CallbackInfo& info) {
   uint32_t m = info[1].As<Napi::Number>().Uint32Value();
   if (m < 3 || m > 1048573 || !is_prime(m)) return ThrowType(env, "m must be a prime in 3..1048573");
   std::vector<uint32_t> kept = sort_backends(&keys, &weights);
-  const std::string build = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "avx512";
+  const bool named = info.Length() > 2 && !info[2].IsUndefined();
+  const std::string build = !named ? "avx512" : info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
   std::vector<uint32_t> table;
   if (build == "reference") table = maglev_build_reference(keys, weights, m);
   else if (build == "scalar") table = maglev_build(keys, weights, m, MaglevWalk::kScalar);
