@@ -1,8 +1,8 @@
 /**
  * Global-service hot functions and throughput (npm run bench:maglev):
  *   - Maglev table build for M = 16381 and 65537 with N = 100 and 1000 backends, beside the reference
- *     implementation in the same run (anchors: paper 1.8 ms at M = 65537; Envoy 2.22 ms at N = 100;
- *     Cilium 8.17 ms at M = 16381, N = 1000);
+ *     implementation and the build's AVX2 and scalar fallbacks in the same run (anchors: paper 1.8 ms at
+ *     M = 65537; Envoy 2.22 ms at N = 100; Cilium 8.17 ms at M = 16381, N = 1000);
  *   - lookup per packet: frontend map, flow hash, table slot, beside the reference's
  *     (paper: ~350 ns per packet, whole path);
  *   - service NAT (conntrack) of an established flow at 1M flows, DNAT rewrite included;
@@ -31,20 +31,27 @@ const best = (f: () => number, n = 3): number => Math.min(...Array.from({ length
 // (shared/design/ANCHORS.md); the reference (-ref: the paper's algorithm
 // written plainly, the implementation before this one) runs here, interleaved.
 const ratio = (a: number, r: number) => Math.round((a / r) * 1000) / 1000;
-console.log('Maglev table build (best of 5 runs of 5 builds; reference in the same run)');
+console.log('Maglev table build (best of 5 runs of 5 builds; reference and the AVX2 / scalar fallbacks in the same run)');
 for (const m of [16381, 65537])
   for (const n of [100, 1000]) {
     let ms = Infinity;
     let ref = Infinity;
+    let avx2 = Infinity;
+    let scalar = Infinity;
     for (let i = 0; i < 5; i++) {
       ms = Math.min(ms, testhooks.maglevBench('build', n, m, 5).nsPerOp / 1e6);
       ref = Math.min(ref, testhooks.maglevBench('build-ref', n, m, 5).nsPerOp / 1e6);
+      avx2 = Math.min(avx2, testhooks.maglevBench('build-avx2', n, m, 5).nsPerOp / 1e6);
+      scalar = Math.min(scalar, testhooks.maglevBench('build-scalar', n, m, 5).nsPerOp / 1e6);
     }
     const anchor = m === 65537 ? `paper 1.8 ms at M = 65537${n === 100 ? ', Envoy 2.22 ms at N = 100' : ''}` : n === 1000 ? 'Cilium: 8.17 ms' : '';
-    results[`build M=${m} N=${n} (ms)`] = Math.round(ms * 1000) / 1000;
-    results[`build M=${m} N=${n} reference (ms)`] = Math.round(ref * 1000) / 1000;
-    results[`build M=${m} N=${n} / reference`] = ratio(ms, ref);
-    console.log(`  M=${String(m).padEnd(6)} N=${String(n).padEnd(5)} ${ms.toFixed(3).padStart(7)} ms   reference ${ref.toFixed(3)} ms (x${(ms / ref).toFixed(2)})   ${anchor}`);
+    const key = `build M=${m} N=${n}`;
+    results[`${key} (ms)`] = Math.round(ms * 1000) / 1000;
+    results[`${key} reference (ms)`] = Math.round(ref * 1000) / 1000;
+    results[`${key} / reference`] = ratio(ms, ref);
+    results[`${key} AVX2 walk / reference`] = ratio(avx2, ref);
+    results[`${key} scalar walk / reference`] = ratio(scalar, ref);
+    console.log(`  M=${String(m).padEnd(6)} N=${String(n).padEnd(5)} ${ms.toFixed(3).padStart(7)} ms   reference ${ref.toFixed(3)} ms (x${(ms / ref).toFixed(2)}; AVX2 walk x${(avx2 / ref).toFixed(2)}, scalar x${(scalar / ref).toFixed(2)})   ${anchor}`);
   }
 
 console.log('Per packet');

@@ -54,15 +54,20 @@ export interface TestHooksAddon {
   /** The testbed's latency device: packets read from the TUN go back in after delayMs. */
   DelayLine: new (tunName: string, delayMs: number) => { close(): void; packets(): number };
   policyBench(kind: PolicyBenchKind, size: number, policyEntries: number, ops: number): { nsPerOp: number; setupMs: number; ops: number; hits: number };
-  /** Maglev table over backend rows (rows.ts backendRows): for each of the m slots, the input index of its backend. */
-  maglevBuild(backends: Buffer, m: number, reference?: boolean): Uint32Array;
+  /**
+   * Maglev table over backend rows (rows.ts backendRows): for each of the m slots, the input index of its backend.
+   * build: 'reference' (the plain build it is checked against) or the widest walk the build may use (default: the
+   * widest this CPU runs; a narrower CPU runs a narrower one); every build gives the same table.
+   */
+  maglevBuild(backends: Buffer, m: number, build?: 'reference' | 'scalar' | 'avx2' | 'avx512'): Uint32Array;
   /** The device's check of a tagged identity against the clusters its peer speaks for, in the mesh's layout. */
   peerSpeaksFor(clusters: number[], maxClusters: 255 | 511, identity: number): boolean;
   /**
    * Maglev build ('build', n backends, ns per build) or new-flow lookup ('lookup': frontend, flow hash, slot; ns per
-   * lookup); the '-ref' kinds time the plain reference implementation in the same process.
+   * lookup); the '-ref' kinds time the plain reference implementation in the same process, 'build-avx2' and
+   * 'build-scalar' the build with its walk capped at that (the fallbacks of CPUs without AVX-512 or AVX2).
    */
-  maglevBench(kind: 'build' | 'build-ref' | 'lookup' | 'lookup-ref', n: number, m: number, ops: number): { nsPerOp: number; ops: number; hits: number };
+  maglevBench(kind: 'build' | 'build-avx2' | 'build-scalar' | 'build-ref' | 'lookup' | 'lookup-ref', n: number, m: number, ops: number): { nsPerOp: number; ops: number; hits: number };
   /** The native proxy's request parser and matcher. */
   l7Decide(rules: NativeL7Rules, head: string): { allowed: boolean; ref: number; target: string; warnings: string[]; h2cIgnored?: true } | { error: string; status: number };
 }

@@ -73,27 +73,31 @@ describe('Maglev', () => {
     for (let s = 0; s < a.length; s++) expect(key(b[s]!, perm.map((i) => all[i]!))).toBe(key(a[s]!, all));
   });
 
-  // maglev.cc fills with an occupancy bitmap, 8-wide walks and an exact tail;
-  // the reference walks the slot table as the paper writes it. Same table.
-  it('builds the reference implementation\'s table, slot for slot (seeded random backend sets and weights)', () => {
+  // maglev.cc fills with an occupancy bitmap, batched 8-wide or vector (AVX2, AVX-512) walks and an exact tail;
+  // the reference walks the slot table as the paper writes it (the oracle). Same table, whichever walk this CPU
+  // runs (a walk the CPU lacks falls back to a narrower one, so every CPU checks what it runs).
+  it.each(['avx512', 'avx2', 'scalar'] as const)('the %s walk builds the reference table, slot for slot (seeded random backend sets, weights, M)', (walk) => {
     let seed = 0x5eed;
     const rnd = (n: number) => {
       seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
       return (seed >>> 8) % n;
     };
-    const primes = [251, 1021, 4093, 16381, 65537];
-    for (let round = 0; round < 24; round++) {
+    // small primes: lanes past M wrap several times, and more backends than slots
+    const primes = [3, 5, 7, 13, 251, 1021, 4093, 16381, 65537, 131071];
+    for (let round = 0; round < 40; round++) {
       const n = 1 + rnd(round % 3 === 0 ? 1200 : 60);
       const weighted = round % 2 === 1;
       const rows = backendRows(backends(n, () => (weighted ? rnd(6) : 1)));
       const m = primes[rnd(primes.length)]!;
-      expect(Array.from(testhooks.maglevBuild(rows, m)), `round ${round}: n=${n} m=${m}`).toEqual(Array.from(testhooks.maglevBuild(rows, m, true)));
+      expect(Array.from(testhooks.maglevBuild(rows, m, walk)), `round ${round}: n=${n} m=${m}`).toEqual(Array.from(testhooks.maglevBuild(rows, m, 'reference')));
     }
   });
 
   it('rejects a table size that is not prime and malformed rows', () => {
     expect(() => testhooks.maglevBuild(backendRows(backends(3)), 16384)).toThrow(/prime/);
     expect(() => testhooks.maglevBuild(Buffer.alloc(23), 251)).toThrow(/24-byte/);
+    expect(() => testhooks.maglevBuild(backendRows(backends(3)), 251, 'sse9' as 'scalar')).toThrow(/build is/);
+    expect(() => testhooks.maglevBuild(backendRows(backends(3)), 251, true as unknown as 'reference')).toThrow(/build is/); // the old boolean form
   });
 
   it('an empty or all-zero-weight backend set gives an empty table', () => {

@@ -5,6 +5,13 @@
 #include <memory>
 #include <utility>
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define WM_MAGLEV_SIMD 1
+#else
+#define WM_MAGLEV_SIMD 0
+#endif
+
 #include "../policy/flatmap.h"
 
 namespace wm {
@@ -58,27 +65,32 @@ struct Perm {
 };
 
 // The fill state: every backend's permutation, which slots are taken as a
-// bitmap (M / 8 bytes: 8 KiB at M = 65537, in L1, where the slot table itself
-// would be 256 KiB), and the table. The fill count is kept by the caller, not
-// here: a table store (uint32_t) could alias a uint32_t member, and a counter
-// reloaded and stored on every turn would chain the turns through memory.
+// bitmap, and the table. The bitmap holds every slot twice (bit c and bit
+// c + M: 16 KiB at M = 65537, in L1, where the slot table itself would be
+// 256 KiB), so a candidate c + k * skip mod M can be tested as c + (k * skip
+// mod M) < 2M, with no reduction, and a vector walk's lanes need none. The
+// fill count is kept by the caller, not here: a table store (uint32_t) could
+// alias a uint32_t member, and a counter reloaded and stored on every turn
+// would chain the turns through memory.
 class Fill {
  public:
   Fill(uint32_t m, size_t n, const std::vector<uint32_t>& offset, const std::vector<uint32_t>& skip, uint32_t* table)
-      : m_(m), perm_(n), used_((m + 63) / 64, 0), table_(table) {
+      : m_(m), perm_(n), used_((2 * size_t(m) + 31) / 32, 0), table_(table) {
     for (size_t i = 0; i < n; i++) perm_[i] = {offset[i], skip[i]};
   }
   uint32_t m() const { return m_; }
-  bool taken(uint32_t c) const { return (used_[c >> 6] >> (c & 63)) & 1; }
-  const std::vector<uint64_t>& used() const { return used_; }
+  bool taken(uint32_t c) const { return (used_[c >> 5] >> (c & 31)) & 1; }  // c < 2M
+  const std::vector<uint32_t>& used() const { return used_; }
   Perm& perm(uint32_t i) { return perm_[i]; }
   // (a + b) mod M for a, b < M
   uint32_t add(uint32_t a, uint32_t b) const {
     uint32_t r = a + b;
     return r >= m_ ? r - m_ : r;
   }
-  void claim(uint32_t i, uint32_t c) {
-    used_[c >> 6] |= uint64_t(1) << (c & 63);
+  void claim(uint32_t i, uint32_t c) {  // c < M
+    used_[c >> 5] |= uint32_t(1) << (c & 31);
+    const uint32_t d = c + m_;
+    used_[d >> 5] |= uint32_t(1) << (d & 31);
     table_[c] = i;
     perm_[i].next = add(c, perm_[i].skip);
   }
@@ -89,45 +101,126 @@ class Fill {
   // whose unpredictable branch cost ~6 % of the build (A/B in docs/benchmarks.md).
   void probe2(uint32_t i) {
     const Perm p = perm_[i];
-    const uint32_t c0 = p.next, c1 = add(c0, p.skip);
+    const uint32_t c0 = p.next, c1 = c0 + p.skip;
     const bool t0 = taken(c0), t1 = taken(c1);
     uint32_t c = t0 ? c1 : c0;
+    c = c >= m_ ? c - m_ : c;
     if (t0 & t1) {
-      c = add(c1, p.skip);
+      c = add(c, p.skip);
       while (taken(c)) c = add(c, p.skip);
     }
     claim(i, c);
   }
 
-  // The same walk once most slots are taken: W candidates per step, loaded
-  // independently and tested without a branch each, so the exit is the only
-  // unpredictable branch (a walk then takes several probes anyway). W = 8:
-  // 16 and 32 were slower (the extra candidates cost more than the branches).
+  // A W-wide walk's candidates are c + s[k], s[k] = k * skip mod M for k < W
+  // (W a power of two); returns W * skip mod M, the walk's step.
   template <int W>
-  void probe_wide(uint32_t i) {
-    const Perm p = perm_[i];
-    uint32_t s[W];
+  uint32_t lanes(uint32_t i, uint32_t* s) const {
     s[0] = 0;
-    s[1] = p.skip;
-    for (int k = 2; k < W; k++) s[k] = add(s[k >> 1], s[k - (k >> 1)]);  // k * skip mod M
-    const uint32_t sw = add(s[W / 2], s[W / 2]);
-    const uint64_t* used = used_.data();
-    for (uint32_t c = p.next;; c = add(c, sw)) {
-      uint64_t free_mask = 0;
+    s[1] = perm_[i].skip;
+    for (int k = 2; k < W; k++) s[k] = add(s[k >> 1], s[k - (k >> 1)]);
+    return add(s[W / 2], s[W / 2]);
+  }
+
+  // The first free slot of backend i's permutation from slot c (< M) on,
+  // without claiming it. 8 candidates per step, loaded independently and
+  // tested without a branch each, so the exit is the only unpredictable branch.
+  uint32_t find_scalar(uint32_t i, uint32_t c) const {
+    constexpr int W = 8;  // 16 and 32 were slower (the extra candidates cost more than the branches)
+    uint32_t s[W];
+    const uint32_t sw = lanes<W>(i, s);
+    const uint32_t* used = used_.data();
+    for (;;) {
+      uint32_t free_mask = 0;
       for (int k = 0; k < W; k++) {
-        const uint32_t x = add(c, s[k]);
-        free_mask |= uint64_t(~(used[x >> 6] >> (x & 63)) & 1) << k;
+        const uint32_t x = c + s[k];
+        free_mask |= (~(used[x >> 5] >> (x & 31)) & 1) << k;
       }
-      if (free_mask) return claim(i, add(c, s[__builtin_ctzll(free_mask)]));
+      if (free_mask) return add(c, s[__builtin_ctz(free_mask)]);
+      c = add(c, sw);
     }
+  }
+#if WM_MAGLEV_SIMD
+  uint32_t find_avx2(uint32_t i, uint32_t c) const;
+  uint32_t find_avx512(uint32_t i, uint32_t c) const;
+#endif
+
+  // Four turns of distinct backends (one round's) walked against the same
+  // bitmap, then claimed in order. The four walks are independent, so the CPU
+  // overlaps them, where each walk would otherwise wait for the previous
+  // turn's claim (one after another: ~1.1x the vector build). The table is
+  // the one-at-a-time table: a walk's slot is the first free one of its
+  // permutation unless an earlier of the four took it, and then the walk goes
+  // on from it (the slots before it were taken already).
+  template <uint32_t (Fill::*Find)(uint32_t, uint32_t) const>
+  void walk4(const uint32_t* r) {
+    uint32_t c[4];
+    for (int j = 0; j < 4; j++) c[j] = (this->*Find)(r[j], perm_[r[j]].next);
+    for (int j = 0; j < 4; j++) claim(r[j], taken(c[j]) ? (this->*Find)(r[j], c[j]) : c[j]);
   }
 
  private:
   uint32_t m_;
   std::vector<Perm> perm_;
-  std::vector<uint64_t> used_;
+  std::vector<uint32_t> used_;
   uint32_t* table_;
 };
+
+#if WM_MAGLEV_SIMD
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"  // GCC 12's AVX-512 intrinsics (_mm512_undefined_epi32)
+// The same walk with 8 (AVX2) or 16 (AVX-512) candidates per step in one
+// gather of bitmap words: lane k tests c + (k * skip mod M) < 2M. The lane
+// offsets are computed in registers (k * skip < 8M, reduced by conditional
+// subtractions: min(s, s - qM) keeps s when the subtraction wraps); built in
+// memory and loaded, they cost a failed store forwarding per walk, ~1.7x the build.
+__attribute__((target("avx2"))) __m256i lanes8(uint32_t skip, uint32_t m) {
+  __m256i s = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(int(skip)));
+  for (uint32_t q = 4; q; q >>= 1) s = _mm256_min_epu32(s, _mm256_sub_epi32(s, _mm256_set1_epi32(int(q * m))));
+  return s;
+}
+
+__attribute__((target("avx2"))) uint32_t Fill::find_avx2(uint32_t i, uint32_t c) const {
+  const __m256i s = lanes8(perm_[i].skip, m_), low = _mm256_set1_epi32(31);
+  uint32_t step = perm_[i].skip;  // 8 * skip mod M
+  for (int k = 0; k < 3; k++) step = add(step, step);
+  const int* used = reinterpret_cast<const int*>(used_.data());
+  int taken;
+  __m256i x;
+  do {  // bit x & 31 of each gathered word moved to the sign bit: one mask bit per lane
+    x = _mm256_add_epi32(_mm256_set1_epi32(int(c)), s);
+    const __m256i g = _mm256_i32gather_epi32(used, _mm256_srli_epi32(x, 5), 4);
+    taken = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_sllv_epi32(g, _mm256_sub_epi32(low, _mm256_and_si256(x, low)))));
+    c = add(c, step);
+  } while (taken == 0xFF);
+  alignas(32) uint32_t lane[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lane), x);
+  const uint32_t slot = lane[__builtin_ctz(~unsigned(taken))];
+  return slot >= m_ ? slot - m_ : slot;
+}
+
+__attribute__((target("avx512f"))) uint32_t Fill::find_avx512(uint32_t i, uint32_t c) const {
+  // lanes 8..15 are lanes 0..7 plus 8 * skip mod M
+  uint32_t step = perm_[i].skip;
+  for (int k = 0; k < 3; k++) step = add(step, step);
+  const __m256i lo = lanes8(perm_[i].skip, m_), m = _mm256_set1_epi32(int(m_));
+  __m256i hi = _mm256_add_epi32(lo, _mm256_set1_epi32(int(step)));
+  hi = _mm256_min_epu32(hi, _mm256_sub_epi32(hi, m));
+  const __m512i s = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), one = _mm512_set1_epi32(1);
+  step = add(step, step);
+  for (const int* used = reinterpret_cast<const int*>(used_.data());; c = add(c, step)) {
+    const __m512i x = _mm512_add_epi32(_mm512_set1_epi32(int(c)), s);
+    // rotate bit x & 31 of each gathered word to bit 0; a zero bit is a free slot
+    const __mmask16 free = _mm512_testn_epi32_mask(_mm512_rorv_epi32(_mm512_i32gather_epi32(_mm512_srli_epi32(x, 5), used, 4), x), one);
+    if (!free) continue;
+    alignas(64) uint32_t lane[16];
+    _mm512_store_si512(lane, x);
+    const uint32_t slot = lane[__builtin_ctz(unsigned(free))];
+    return slot >= m_ ? slot - m_ : slot;
+  }
+}
+#pragma GCC diagnostic pop
+#endif
 
 // The last few free slots: walking a permutation costs M / F probes per turn
 // when F slots are free, so each turn instead takes the free slot with the
@@ -136,10 +229,10 @@ class Fill {
 class Tail {
  public:
   Tail(Fill* f, size_t n) : f_(f), inv_(n, 0), inv_m_(1.0 / double(f->m())) {
-    const std::vector<uint64_t>& used = f->used();  // by bitmap words: 1,024 of them at M = 65537
-    for (uint32_t w = 0; w < used.size(); w++)
-      for (uint64_t x = ~used[w]; x; x &= x - 1) {
-        const uint32_t c = w * 64 + uint32_t(__builtin_ctzll(x));
+    const std::vector<uint32_t>& used = f->used();  // by bitmap words: 2,049 of them for slots < M = 65537
+    for (uint32_t w = 0; w < (f->m() + 31) / 32; w++)
+      for (uint32_t x = ~used[w]; x; x &= x - 1) {
+        const uint32_t c = w * 32 + uint32_t(__builtin_ctz(x));
         if (c < f->m()) free_.push_back(c);
       }
   }
@@ -177,11 +270,23 @@ class Tail {
 };
 
 // Free slots left when the build switches from walking to the tail: the walk's
-// expected M / F probes per turn exceed the tail's F candidates near F = sqrt(M).
-uint32_t tail_start(uint32_t m) {
+// expected M / F probes per turn exceed the tail's F candidates near F = sqrt(M)
+// for the scalar walk; vector walks test 8 or 16 candidates a step, so they
+// stay cheaper down to sqrt(M) / 2 (A/B in docs/benchmarks.md).
+uint32_t tail_start(uint32_t m, MaglevWalk walk) {
   uint32_t f = 1;
   while (uint64_t(f) * f < m) f++;
-  return f;
+  return walk == MaglevWalk::kScalar ? f : (f + 1) / 2;
+}
+
+using Find = uint32_t (Fill::*)(uint32_t, uint32_t) const;
+
+// Turns r[*k..rn) while *filled < until: four at a time (Fill::walk4), the
+// rest one by one.
+template <Find F>
+void walk_turns(Fill* f, const uint32_t* r, size_t rn, size_t* k, uint32_t* filled, uint32_t until) {
+  for (; *k + 4 <= rn && *filled + 4 <= until; *k += 4, *filled += 4) f->walk4<F>(r + *k);
+  for (; *k < rn && *filled < until; ++*k, ++*filled) f->claim(r[*k], (f->*F)(r[*k], f->perm(r[*k]).next));
 }
 
 }  // namespace
@@ -203,8 +308,20 @@ bool maglev_permutations(const std::vector<BackendKey>& backends, const std::vec
   return true;
 }
 
+MaglevWalk maglev_walk_supported(MaglevWalk widest) {
+#if WM_MAGLEV_SIMD
+  static const MaglevWalk cpu = __builtin_cpu_supports("avx512f") ? MaglevWalk::kAvx512
+                                : __builtin_cpu_supports("avx2")  ? MaglevWalk::kAvx2
+                                                                  : MaglevWalk::kScalar;
+  return std::min(widest, cpu);
+#else
+  (void)widest;
+  return MaglevWalk::kScalar;
+#endif
+}
+
 std::vector<uint32_t> maglev_build(const std::vector<BackendKey>& backends, const std::vector<uint32_t>& weights,
-                                   uint32_t m) {
+                                   uint32_t m, MaglevWalk walk) {
   size_t n = backends.size();
   uint32_t wmax = 0;
   std::vector<uint32_t> offset, skip;
@@ -221,8 +338,12 @@ std::vector<uint32_t> maglev_build(const std::vector<BackendKey>& backends, cons
   }
   rem.assign(n, 0);
   std::vector<uint32_t> order;
-  const uint32_t tail_at = m - std::min(m, tail_start(m));
-  const uint32_t wide_at = std::min(tail_at, uint32_t(uint64_t(m) * 7 / 10));
+  walk = m < (1u << 27) ? maglev_walk_supported(walk) : MaglevWalk::kScalar;  // vector lanes hold up to 8 M
+  const uint32_t tail_at = m - std::min(m, tail_start(m, walk));
+  // below ~45 % full the first or second candidate is nearly always free, and
+  // a scalar probe is cheaper than a vector gather; the scalar walk of 8
+  // candidates only pays from ~70 %
+  const uint32_t wide_at = std::min(tail_at, uint32_t(uint64_t(m) * (walk == MaglevWalk::kScalar ? 70 : 45) / 100));
   std::unique_ptr<Tail> tail;
   uint32_t filled = 0;  // one slot a turn (kept here, not in Fill, so no table store can alias it)
   while (filled < m) {
@@ -245,7 +366,13 @@ std::vector<uint32_t> maglev_build(const std::vector<BackendKey>& backends, cons
     size_t k = 0;
     // each phase runs while it is the cheaper one, over as much of the round as it can
     for (; k < rn && filled < wide_at; k++, filled++) f.probe2(r[k]);
-    for (; k < rn && filled < tail_at; k++, filled++) f.probe_wide<8>(r[k]);
+    switch (walk) {
+#if WM_MAGLEV_SIMD
+      case MaglevWalk::kAvx512: walk_turns<&Fill::find_avx512>(&f, r, rn, &k, &filled, tail_at); break;
+      case MaglevWalk::kAvx2: walk_turns<&Fill::find_avx2>(&f, r, rn, &k, &filled, tail_at); break;
+#endif
+      default: walk_turns<&Fill::find_scalar>(&f, r, rn, &k, &filled, tail_at);
+    }
     for (; k < rn && filled < m; k++, filled++) {
       if (!tail) tail = std::make_unique<Tail>(&f, n);
       tail->turn(r[k]);

@@ -45,11 +45,21 @@ bool maglev_permutations(const std::vector<BackendKey>& backends, const std::vec
 // the input index of every backend kept, in the new order.
 std::vector<uint32_t> sort_backends(std::vector<BackendKey>* keys, std::vector<uint32_t>* weights);
 
+// How the build walks a permutation to its next free slot once the table is
+// ~45 % full: 8 candidates a step in scalar code, or one vector gather of 8
+// (AVX2) or 16 (AVX-512) bitmap words. Every walk gives the same table.
+enum class MaglevWalk { kScalar, kAvx2, kAvx512 };
+
+// The widest walk up to `widest` that this CPU runs (x86-64: by CPUID, once).
+MaglevWalk maglev_walk_supported(MaglevWalk widest);
+
 // backends must be sorted by key (callers sort once and keep the order);
-// weights has one entry per backend. Returns table[slot] = backend index, or
-// an empty table when no backend has a positive weight.
+// weights has one entry per backend; m < 2^27 (callers allow primes up to
+// 1048573). Returns table[slot] = backend index, or an empty table when no
+// backend has a positive weight. walk: the widest walk to use (tests and the
+// benchmark pick narrower ones; the table is the same).
 std::vector<uint32_t> maglev_build(const std::vector<BackendKey>& backends, const std::vector<uint32_t>& weights,
-                                   uint32_t m);
+                                   uint32_t m, MaglevWalk walk = MaglevWalk::kAvx512);
 
 // A built table as the data path reads it: 16-bit backend indices when the
 // backends fit (128 KiB at M = 65537, which stays in L2 where 32-bit entries

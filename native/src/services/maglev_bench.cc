@@ -137,7 +137,10 @@ bool run_maglev_bench(const std::string& kind, size_t n, uint32_t m, size_t ops,
   }
   out->ops = ops;
   if (kind == "lookup" || kind == "lookup-ref") return run_lookup(kind == "lookup-ref", n, m, ops, out);
-  if (kind != "build" && kind != "build-ref") {
+  MaglevWalk walk = MaglevWalk::kAvx512;
+  if (kind == "build-avx2") walk = MaglevWalk::kAvx2;
+  else if (kind == "build-scalar") walk = MaglevWalk::kScalar;
+  else if (kind != "build" && kind != "build-ref") {
     *err = "unknown Maglev benchmark " + kind;
     return false;
   }
@@ -148,7 +151,7 @@ bool run_maglev_bench(const std::string& kind, size_t n, uint32_t m, size_t ops,
   volatile uint32_t sink = 0;
   auto t = Clock::now();
   for (size_t i = 0; i < ops; i++)
-    sink = sink + (reference ? maglev_build_reference(keys, weights, m) : maglev_build(keys, weights, m))[0];
+    sink = sink + (reference ? maglev_build_reference(keys, weights, m) : maglev_build(keys, weights, m, walk))[0];
   out->ns_per_op = ns_since(t) / double(ops);
   out->hits = ops;
   return true;

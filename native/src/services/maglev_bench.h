@@ -25,7 +25,8 @@ struct MaglevBenchResult {
   size_t hits = 0;  // lookups that found a backend
 };
 
-// kind: "build" | "build-ref" (one table of n unweighted backends, ops builds),
+// kind: "build" | "build-avx2" | "build-scalar" | "build-ref" (one table of n
+// unweighted backends, ops builds; -avx2 and -scalar cap the build's walk),
 // "lookup" | "lookup-ref" (one service of n backends in a table of m slots,
 // ops new-flow lookups over 1M distinct flows: frontend, flow hash, slot).
 // m must be prime; false with *err on bad arguments.

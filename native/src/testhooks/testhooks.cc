@@ -74,8 +74,9 @@ class DelayLineWrap : public Napi::ObjectWrap<DelayLineWrap> {
   DelayLine line_;
 };
 
-// maglevBuild(backends: 24-byte rows, m, reference?) -> Uint32Array (input index per slot); reference: the
-// plain build maglev_build is checked against (maglev_bench.h)
+// maglevBuild(backends: 24-byte rows, m, build?) -> Uint32Array (input index per slot); build: 'reference'
+// (the plain build maglev_build is checked against, maglev_bench.h), or the widest walk maglev_build may use,
+// 'scalar' | 'avx2' | 'avx512' (default: the widest this CPU runs)
 Napi::Value MaglevBuild(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::vector<BackendKey> keys;
@@ -85,8 +86,14 @@ Napi::Value MaglevBuild(const Napi::CallbackInfo& info) {
   uint32_t m = info[1].As<Napi::Number>().Uint32Value();
   if (m < 3 || m > 1048573 || !is_prime(m)) return ThrowType(env, "m must be a prime in 3..1048573");
   std::vector<uint32_t> kept = sort_backends(&keys, &weights);
-  bool reference = info.Length() > 2 && info[2].ToBoolean().Value();
-  std::vector<uint32_t> table = reference ? maglev_build_reference(keys, weights, m) : maglev_build(keys, weights, m);
+  const bool named = info.Length() > 2 && !info[2].IsUndefined();
+  const std::string build = !named ? "avx512" : info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
+  std::vector<uint32_t> table;
+  if (build == "reference") table = maglev_build_reference(keys, weights, m);
+  else if (build == "scalar") table = maglev_build(keys, weights, m, MaglevWalk::kScalar);
+  else if (build == "avx2") table = maglev_build(keys, weights, m, MaglevWalk::kAvx2);
+  else if (build == "avx512") table = maglev_build(keys, weights, m, MaglevWalk::kAvx512);
+  else return ThrowType(env, "maglevBuild: build is 'reference' | 'scalar' | 'avx2' | 'avx512'");
   auto arr = Napi::Uint32Array::New(env, table.size());
   for (size_t i = 0; i < table.size(); i++) arr[i] = kept[table[i]];
   return arr;
