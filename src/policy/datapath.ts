@@ -20,7 +20,7 @@ import type { Logger } from '../log.js';
 import type { Manifest } from '../manifests/validate.js';
 import type { NativeDevice } from '../native/binding.js';
 import { parsePrefix, type Prefix } from '../net/ip.js';
-import { compileEndpoint, encodeEntries, IdentityUniverse, ruleWarnings, type EndpointFacts, type EndpointPolicy } from './compile.js';
+import { compileEndpoint, encodeEntries, IdentityUniverse, ruleWarnings, type EndpointPolicy } from './compile.js';
 import { applyIdentityDelta } from './delta.js';
 import { describeEndpoint } from './describe.js';
 import type { ContainerPort } from './ports.js';
@@ -88,7 +88,7 @@ export class PolicyDatapath extends EventEmitter {
     private readonly log: Logger,
   ) {
     super();
-    this.universe = new IdentityUniverse(cluster);
+    this.universe = new IdentityUniverse(cluster, this.endpointRecords); // its endpoint facts are these records
     this.flowLog = new FlowLog({
       node,
       cluster,
@@ -168,11 +168,13 @@ export class PolicyDatapath extends EventEmitter {
   upsertEndpoint(key: string, rec: EndpointRecord): void {
     const old = this.endpointRecords.get(key);
     if (old && old.ip !== rec.ip) this.removeEndpoint(key);
+    // the universe reads its facts in this map's order: a record gaining an identity goes last (as its own table did)
+    if (old?.identity === undefined && rec.identity !== undefined) this.endpointRecords.delete(key);
     this.endpointRecords.set(key, rec);
     const at = this.endpointsByIp.get(rec.ip) ?? key; // (re)inserted last: the latest record describes the address
     this.endpointsByIp.set(rec.ip, at === key ? at : [...(typeof at === 'string' ? [at] : at).filter((k) => k !== key), key]);
     this.flowLog.forget();
-    this.endpointFacts(key, rec);
+    this.endpointFacts(old?.ip === rec.ip ? old : undefined, rec);
     if (old && old.ip === rec.ip && old.identity === rec.identity && old.node === rec.node) return;
     // (the owner is the etcd key itself, shared text: no etcd key starts with the other owners' `node:`, `local:`, `cidr:`)
     this.ipcache.set(rec.ip, key, 'endpoint', { identity: rec.identity ?? RESERVED.world, endpoint: this.localEndpointId(rec) });
@@ -188,16 +190,14 @@ export class PolicyDatapath extends EventEmitter {
     if (rest.length) this.endpointsByIp.set(old.ip, rest.length === 1 ? rest[0]! : rest);
     else this.endpointsByIp.delete(old.ip);
     this.flowLog.forget();
-    this.endpointFacts(key, null);
+    this.endpointFacts(old, undefined);
     this.ipcache.delete(old.ip, key);
     this.scheduleFlush();
   }
 
   /** Addresses and container ports for named ports and ipBlocks (compile.ts): recompile when rules use them. */
-  private endpointFacts(key: string, rec: EndpointRecord | null): void {
-    // the record itself when it has every fact (one object less per endpoint)
-    const facts = rec?.identity === undefined ? null : rec.ports ? (rec as EndpointFacts) : { identity: rec.identity, ip: rec.ip, ports: [] };
-    if (this.universe.setEndpoint(key, facts) && this.rulesUseEndpoints) this.markDirty();
+  private endpointFacts(old: EndpointRecord | undefined, rec: EndpointRecord | undefined): void {
+    if (this.universe.endpointChanged(old, rec) && this.rulesUseEndpoints) this.markDirty();
   }
 
   /** Namespaces the cluster declared (v1 Namespace objects): known to the "unknown namespace" warning. */
