@@ -30,10 +30,7 @@ export class EndpointsByAddress {
 
   /** Keys of the records whose address text is `ip`, by the ipcache's owners (at most one outside `shared`). */
   private named(ip: string): string[] {
-    return this.ipcache
-      .ownersOf(ip)
-      .filter((o) => o.kind === 'endpoint' && this.records.get(o.owner)?.ip === ip)
-      .map((o) => o.owner);
+    return this.ipcache.ownersOfKind(ip, 'endpoint').filter((k) => this.records.get(k)?.ip === ip);
   }
 
   /** Record `key` (already in `records`) names `ip`: it describes the address from now on. */

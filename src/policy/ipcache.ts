@@ -55,12 +55,17 @@ export function canonicalPrefix(addrOrPrefix: string): string | null {
  * as canonicalPrefix. takeChanges gives every prefix back as `addr/len`.
  */
 function slotKey(addrOrPrefix: string): string | null {
+  // the data path asks twice in a row for one record's address (EndpointsByAddress, then set): parse once
+  if (addrOrPrefix === lastKey.in) return lastKey.out;
   const p = canonicalPrefix(addrOrPrefix);
   const host = !p ? -1 : p.endsWith('/128') ? p.length - 4 : p.endsWith('/32') && !p.includes(':') ? p.length - 3 : -1;
-  if (host < 0) return p;
-  const addr = p!.slice(0, host);
-  return addr === addrOrPrefix ? addrOrPrefix : addr;
+  const addr = host < 0 ? p : p!.slice(0, host);
+  lastKey.in = addrOrPrefix;
+  lastKey.out = addr === addrOrPrefix ? addrOrPrefix : addr;
+  return lastKey.out;
 }
+/** slotKey's last answer (a pure function of its input). */
+const lastKey: { in: string | undefined; out: string | null } = { in: undefined, out: null };
 
 /** A slot key as `addr/len`. */
 const fullPrefix = (key: string): string => (key.includes('/') ? key : `${key}/${key.includes(':') ? 128 : 32}`);
@@ -172,6 +177,17 @@ export class IpcacheTable {
     const inline = s === undefined ? undefined : this.cols.str(s);
     if (inline === undefined) return [];
     return [{ owner: inline, kind: this.inlineClaim(s!, inline).kind }, ...[...(this.more.get(s!) ?? [])].map(([owner, c]) => ({ owner, kind: c.kind }))];
+  }
+
+  /** Owners of `prefix` of kind `kind`, in the order they came. */
+  ownersOfKind(addrOrPrefix: string, kind: IpcacheOwnerKind): string[] {
+    const p = slotKey(addrOrPrefix);
+    const s = p ? this.slots.get(p) : undefined;
+    const inline = s === undefined ? undefined : this.cols.str(s);
+    if (inline === undefined) return [];
+    const out = this.cols.get(s!, SEQ_KIND) % 4 === OWNER_PRECEDENCE[kind] ? [inline] : [];
+    for (const [owner, c] of this.more.get(s!) ?? []) if (c.kind === kind) out.push(owner);
+    return out;
   }
 
   /** Prefixes the data path holds. */

@@ -42,6 +42,7 @@ function run(seed: number, steps: number, prefixes: number): void {
       const a = spell(ip);
       expect(t.get(a), `seed ${seed} step ${step}`).toEqual(o.get(a));
       expect(t.ownersOf(a)).toEqual(o.ownersOf(a));
+      for (const k of KINDS) expect(t.ownersOfKind(a, k)).toEqual(o.ownersOf(a).filter((x) => x.kind === k).map((x) => x.owner));
     }
   }
   expect(t.takeChanges()).toEqual(o.takeChanges());
