@@ -62,6 +62,9 @@ export class IdentityUniverse {
   /** Namespaces known apart from endpoints (v1 Namespace objects of the local cluster): no "unknown namespace" warning. */
   readonly namespaces = new Set<string>();
   private nextCidr = 1;
+  private readonly facts: ReadonlyMap<string, EndpointSource>;
+  /** Whether `facts` is the universe's own table (setEndpoint) or its caller's (endpointChanged). */
+  private readonly ownsFacts: boolean;
   private byIdentity: Map<number, EndpointFacts[]> | undefined;
   /** Inside withRuleMemo: each rule's identities, computed once for all endpoints of one compile. */
   ruleIdsMemo: Map<Rule, Set<number>> | undefined;
@@ -89,8 +92,10 @@ export class IdentityUniverse {
    */
   constructor(
     readonly localCluster: string,
-    private readonly facts: ReadonlyMap<string, EndpointSource> = new Map<string, EndpointFacts>(),
+    source?: ReadonlyMap<string, EndpointSource>,
   ) {
+    this.facts = source ?? new Map<string, EndpointSource>();
+    this.ownsFacts = source === undefined;
     for (const [name, id] of Object.entries(RESERVED)) this.identities.set(id, { [`reserved:${name}`]: '' });
   }
 
@@ -106,6 +111,7 @@ export class IdentityUniverse {
 
   /** Records (or with null forgets) an endpoint address in the universe's own table; true when that changed anything. */
   setEndpoint(key: string, f: EndpointFacts | null): boolean {
+    if (!this.ownsFacts) throw new Error('setEndpoint: this universe reads its endpoints from its caller (endpointChanged)');
     const own = this.facts as Map<string, EndpointSource>;
     if (!this.endpointChanged(own.get(key), f ?? undefined)) return false;
     if (f) own.set(key, f);

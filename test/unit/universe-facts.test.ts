@@ -76,4 +76,10 @@ describe('universe endpoint facts from the data path records', () => {
   it('agree with the former table of their own on random sequences (order included)', () => {
     for (let seed = 1; seed <= 60; seed++) run(seed, 400);
   });
+
+  it("a universe reading its caller's records refuses setEndpoint (it would write into the caller's map)", () => {
+    const dp = new PolicyDatapath(new FakeDevice(), 'c1', 'n1', { defaultLocalCluster: true }, silentLogger);
+    expect(() => dp.universe.setEndpoint('k', { identity: 0x20101, ip: '100.66.0.1', ports: [] })).toThrow(/reads its endpoints from its caller/);
+    expect(dp.endpoints.size).toBe(0);
+  });
 });
