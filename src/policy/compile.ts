@@ -47,6 +47,13 @@ export interface EndpointFacts {
   ports: readonly ContainerPort[];
 }
 
+/** What the universe reads of an endpoint record (EndpointFacts, or a record that may lack them). */
+export interface EndpointSource {
+  identity?: number;
+  ip: string;
+  ports?: readonly ContainerPort[];
+}
+
 /** Every identity policies can name: cluster-scoped (from etcd), reserved, and CIDR identities. */
 export class IdentityUniverse {
   readonly identities = new Map<number, Labels>();
@@ -55,8 +62,9 @@ export class IdentityUniverse {
   /** Namespaces known apart from endpoints (v1 Namespace objects of the local cluster): no "unknown namespace" warning. */
   readonly namespaces = new Set<string>();
   private nextCidr = 1;
-  /** Endpoint addresses by the caller's key (the endpoint record's etcd key). */
-  private readonly facts = new Map<string, EndpointFacts>();
+  private readonly facts: ReadonlyMap<string, EndpointSource>;
+  /** Whether `facts` is the universe's own table (setEndpoint) or its caller's (endpointChanged). */
+  private readonly ownsFacts: boolean;
   private byIdentity: Map<number, EndpointFacts[]> | undefined;
   /** Inside withRuleMemo: each rule's identities, computed once for all endpoints of one compile. */
   ruleIdsMemo: Map<Rule, Set<number>> | undefined;
@@ -76,7 +84,18 @@ export class IdentityUniverse {
     }
   }
 
-  constructor(readonly localCluster: string) {
+  /**
+   * `facts`: endpoint addresses by the caller's key, read in its order (a record without an identity
+   * counts as none, one without ports as no ports). The data path passes its own endpoint records
+   * (no second table of an entry per endpoint, bench/memory.ts) and says what changed
+   * (endpointChanged); without it the universe keeps its own table (setEndpoint).
+   */
+  constructor(
+    readonly localCluster: string,
+    source?: ReadonlyMap<string, EndpointSource>,
+  ) {
+    this.facts = source ?? new Map<string, EndpointSource>();
+    this.ownsFacts = source === undefined;
     for (const [name, id] of Object.entries(RESERVED)) this.identities.set(id, { [`reserved:${name}`]: '' });
   }
 
@@ -90,16 +109,22 @@ export class IdentityUniverse {
     return c.id;
   }
 
-  /** Records (or with null forgets) an endpoint address; true when that changed anything. */
+  /** Records (or with null forgets) an endpoint address in the universe's own table; true when that changed anything. */
   setEndpoint(key: string, f: EndpointFacts | null): boolean {
-    const old = this.facts.get(key);
-    if (!f) {
-      if (!old) return false;
-      this.facts.delete(key);
-    } else {
-      if (old && old.identity === f.identity && old.ip === f.ip && JSON.stringify(old.ports) === JSON.stringify(f.ports)) return false;
-      this.facts.set(key, f);
-    }
+    if (!this.ownsFacts) throw new Error('setEndpoint: this universe reads its endpoints from its caller (endpointChanged)');
+    const own = this.facts as Map<string, EndpointSource>;
+    if (!this.endpointChanged(own.get(key), f ?? undefined)) return false;
+    if (f) own.set(key, f);
+    else own.delete(key);
+    return true;
+  }
+
+  /** The caller's table changed an endpoint from `old` to `cur` (undefined: none): true when its facts differ. */
+  endpointChanged(old: EndpointSource | undefined, cur: EndpointSource | undefined): boolean {
+    const a = old?.identity === undefined ? undefined : old;
+    const b = cur?.identity === undefined ? undefined : cur;
+    if (a === undefined && b === undefined) return false;
+    if (a && b && a.identity === b.identity && a.ip === b.ip && JSON.stringify(a.ports ?? []) === JSON.stringify(b.ports ?? [])) return false;
     this.byIdentity = undefined;
     return true;
   }
@@ -108,7 +133,9 @@ export class IdentityUniverse {
   endpointsByIdentity(): Map<number, EndpointFacts[]> {
     if (!this.byIdentity) {
       this.byIdentity = new Map();
-      for (const f of this.facts.values()) {
+      for (const r of this.facts.values()) {
+        if (r.identity === undefined) continue;
+        const f: EndpointFacts = r.ports ? (r as EndpointFacts) : { identity: r.identity, ip: r.ip, ports: [] };
         const l = this.byIdentity.get(f.identity);
         if (l) l.push(f);
         else this.byIdentity.set(f.identity, [f]);

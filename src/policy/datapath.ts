@@ -20,7 +20,7 @@ import type { Logger } from '../log.js';
 import type { Manifest } from '../manifests/validate.js';
 import type { NativeDevice } from '../native/binding.js';
 import { parsePrefix, type Prefix } from '../net/ip.js';
-import { compileEndpoint, encodeEntries, IdentityUniverse, ruleWarnings, type EndpointFacts, type EndpointPolicy } from './compile.js';
+import { compileEndpoint, encodeEntries, IdentityUniverse, ruleWarnings, type EndpointPolicy } from './compile.js';
 import { applyIdentityDelta } from './delta.js';
 import { describeEndpoint } from './describe.js';
 import type { ContainerPort } from './ports.js';
@@ -31,6 +31,7 @@ import type { Rule } from './rules.js';
 import { l7Rules, type L7Rules } from './l7.js';
 import { ipcacheRow } from '../native/rows.js';
 import { IpcacheTable } from './ipcache.js';
+import { EndpointsByAddress } from './byaddress.js';
 import type { SpoofedTuple } from '../agent/spoofwatch.js';
 import { podVeth } from '../testbed/podguard.js';
 
@@ -62,8 +63,7 @@ export class PolicyDatapath extends EventEmitter {
   private readonly endpointRecords = new Map<string, EndpointRecord>(); // by etcd key
   /** Endpoint records by etcd key (also the agent's endpoint map: Agent.endpoints). */
   get endpoints(): ReadonlyMap<string, EndpointRecord> { return this.endpointRecords; }
-  /** ip -> the etcd key of the record naming it, or the keys (latest last) while several do: no Map per address. */
-  private readonly endpointsByIp = new Map<string, string | string[]>();
+  private readonly byAddress = new EndpointsByAddress(this.endpointRecords, this.ipcache); // the latest record naming an address
   private readonly nodeAddresses = new Map<string, string[]>(); // node id -> addresses
   private dirty = false;
   /** Identities whose labels changed (or that came or went) since the maps were written: applied by delta. */
@@ -88,7 +88,7 @@ export class PolicyDatapath extends EventEmitter {
     private readonly log: Logger,
   ) {
     super();
-    this.universe = new IdentityUniverse(cluster);
+    this.universe = new IdentityUniverse(cluster, this.endpointRecords); // its endpoint facts are these records
     this.flowLog = new FlowLog({
       node,
       cluster,
@@ -168,11 +168,12 @@ export class PolicyDatapath extends EventEmitter {
   upsertEndpoint(key: string, rec: EndpointRecord): void {
     const old = this.endpointRecords.get(key);
     if (old && old.ip !== rec.ip) this.removeEndpoint(key);
+    // the universe reads its facts in this map's order: a record gaining an identity goes last (as its own table did)
+    if (old?.identity === undefined && rec.identity !== undefined) this.endpointRecords.delete(key);
     this.endpointRecords.set(key, rec);
-    const at = this.endpointsByIp.get(rec.ip) ?? key; // (re)inserted last: the latest record describes the address
-    this.endpointsByIp.set(rec.ip, at === key ? at : [...(typeof at === 'string' ? [at] : at).filter((k) => k !== key), key]);
+    this.byAddress.added(key, rec.ip); // (re)inserted last: the latest record describes the address
     this.flowLog.forget();
-    this.endpointFacts(key, rec);
+    this.endpointFacts(old?.ip === rec.ip ? old : undefined, rec);
     if (old && old.ip === rec.ip && old.identity === rec.identity && old.node === rec.node) return;
     // (the owner is the etcd key itself, shared text: no etcd key starts with the other owners' `node:`, `local:`, `cidr:`)
     this.ipcache.set(rec.ip, key, 'endpoint', { identity: rec.identity ?? RESERVED.world, endpoint: this.localEndpointId(rec) });
@@ -183,21 +184,16 @@ export class PolicyDatapath extends EventEmitter {
     const old = this.endpointRecords.get(key);
     if (!old) return;
     this.endpointRecords.delete(key);
-    const at = this.endpointsByIp.get(old.ip);
-    const rest = typeof at === 'string' ? (at === key ? [] : [at]) : (at ?? []).filter((k) => k !== key);
-    if (rest.length) this.endpointsByIp.set(old.ip, rest.length === 1 ? rest[0]! : rest);
-    else this.endpointsByIp.delete(old.ip);
+    this.byAddress.removed(key, old.ip);
     this.flowLog.forget();
-    this.endpointFacts(key, null);
+    this.endpointFacts(old, undefined);
     this.ipcache.delete(old.ip, key);
     this.scheduleFlush();
   }
 
   /** Addresses and container ports for named ports and ipBlocks (compile.ts): recompile when rules use them. */
-  private endpointFacts(key: string, rec: EndpointRecord | null): void {
-    // the record itself when it has every fact (one object less per endpoint)
-    const facts = rec?.identity === undefined ? null : rec.ports ? (rec as EndpointFacts) : { identity: rec.identity, ip: rec.ip, ports: [] };
-    if (this.universe.setEndpoint(key, facts) && this.rulesUseEndpoints) this.markDirty();
+  private endpointFacts(old: EndpointRecord | undefined, rec: EndpointRecord | undefined): void {
+    if (this.universe.endpointChanged(old, rec) && this.rulesUseEndpoints) this.markDirty();
   }
 
   /** Namespaces the cluster declared (v1 Namespace objects): known to the "unknown namespace" warning. */
@@ -209,8 +205,7 @@ export class PolicyDatapath extends EventEmitter {
 
   /** The latest endpoint record naming `ip`. */
   private endpointAt(ip: string): EndpointRecord | undefined {
-    const at = this.endpointsByIp.get(ip);
-    return at === undefined ? undefined : this.endpointRecords.get(typeof at === 'string' ? at : at.at(-1)!);
+    return this.byAddress.at(ip);
   }
 
   /** Node addresses: ours are `host`, every other node's `remote-node`. */

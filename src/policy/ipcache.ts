@@ -23,6 +23,7 @@
  * ipcache since the last call (value, or null = delete).
  */
 import { formatPrefix, parsePrefix } from '../net/ip.js';
+import { SlotColumns } from './slotcolumns.js';
 
 export type IpcacheOwnerKind = 'node' | 'local-endpoint' | 'endpoint' | 'cidr';
 
@@ -54,38 +55,47 @@ export function canonicalPrefix(addrOrPrefix: string): string | null {
  * as canonicalPrefix. takeChanges gives every prefix back as `addr/len`.
  */
 function slotKey(addrOrPrefix: string): string | null {
+  // the data path asks twice in a row for one record's address (EndpointsByAddress, then set): parse once
+  if (addrOrPrefix === lastKey.in) return lastKey.out;
   const p = canonicalPrefix(addrOrPrefix);
   const host = !p ? -1 : p.endsWith('/128') ? p.length - 4 : p.endsWith('/32') && !p.includes(':') ? p.length - 3 : -1;
-  if (host < 0) return p;
-  const addr = p!.slice(0, host);
-  return addr === addrOrPrefix ? addrOrPrefix : addr;
+  const addr = host < 0 ? p : p!.slice(0, host);
+  lastKey.in = addrOrPrefix;
+  lastKey.out = addr === addrOrPrefix ? addrOrPrefix : addr;
+  return lastKey.out;
 }
+/** slotKey's last answer (a pure function of its input). */
+const lastKey: { in: string | undefined; out: string | null } = { in: undefined, out: null };
 
 /** A slot key as `addr/len`. */
 const fullPrefix = (key: string): string => (key.includes('/') ? key : `${key}/${key.includes(':') ? 128 : 32}`);
 
-/**
- * One prefix. Nearly every prefix has one owner (a pod's /32): that claim is
- * held inline, further owners in `more`; beside it what the data path holds.
- * One object per prefix instead of a Map, a claim and an installed value (~200 B
- * less per remote endpoint, bench/memory.ts).
- */
-interface Slot {
-  /** The inline claim's owner; undefined when it has none (then `more` is empty too). */
-  owner: string | undefined;
-  kind: IpcacheOwnerKind;
-  identity: number;
-  endpoint: number;
-  seq: number;
-  /** Owners after the inline one, in the order they came. */
-  more: Map<string, Claim> | undefined;
-  /** What the data path holds (as last taken); -1: nothing. */
-  instIdentity: number;
-  instEndpoint: number;
-}
+/** A slot's numeric fields (slotcolumns.ts). */
+const IDENTITY = 0;
+const ENDPOINT = 1;
+/** The inline claim's age and kind as one number: seq × 4 + OWNER_PRECEDENCE[kind]. */
+const SEQ_KIND = 2;
+/** What the data path holds (as last taken); INST_IDENTITY -1: nothing. */
+const INST_IDENTITY = 3;
+const INST_ENDPOINT = 4;
+const KIND_OF: IpcacheOwnerKind[] = ['cidr', 'endpoint', 'local-endpoint', 'node'];
 
+/** A claim as the ipcache's callers see it. */
+type Owned = Claim & { owner: string };
+
+/**
+ * One prefix is a slot in columns (slotcolumns.ts: ~48 B instead of an 88 B
+ * object per remote endpoint, bench/memory.ts). Nearly every prefix has one
+ * owner (a pod's /32): that claim is held inline (the slot's string is its
+ * owner; undefined when it has none, and then it has no further owners),
+ * further owners in `more`, in the order they came; beside it what the data
+ * path holds.
+ */
 export class IpcacheTable {
-  private readonly slots = new Map<string, Slot>();
+  private readonly slots = new Map<string, number>();
+  private readonly cols = new SlotColumns(5, [0, 0, 0, -1, 0]);
+  /** Owners after the inline one, by slot (rare: a prefix with several owners). */
+  private readonly more = new Map<number, Map<string, Claim>>();
   private readonly touched = new Set<string>();
   private installedCount = 0;
   private seq = 0;
@@ -95,12 +105,17 @@ export class IpcacheTable {
     const p = slotKey(addrOrPrefix);
     if (!p) return;
     let s = this.slots.get(p);
-    if (!s) this.slots.set(p, (s = { owner: undefined, kind, identity: 0, endpoint: 0, seq: 0, more: undefined, instIdentity: -1, instEndpoint: 0 }));
-    const cur = s.owner === owner ? s : s.more?.get(owner);
+    if (s === undefined) this.slots.set(p, (s = this.cols.alloc()));
+    const inline = this.cols.str(s);
+    const cur = inline === owner ? this.inlineClaim(s, inline) : this.more.get(s)?.get(owner);
     if (cur && cur.kind === kind && cur.identity === value.identity && cur.endpoint === value.endpoint) return;
     const seq = cur && cur.kind === kind ? cur.seq : ++this.seq;
-    if (s.owner === undefined || s.owner === owner) Object.assign(s, { owner, kind, identity: value.identity, endpoint: value.endpoint, seq });
-    else (s.more ??= new Map()).set(owner, { kind, identity: value.identity, endpoint: value.endpoint, seq });
+    if (inline === undefined || inline === owner) this.setInline(s, owner, { kind, identity: value.identity, endpoint: value.endpoint, seq });
+    else {
+      let m = this.more.get(s);
+      if (!m) this.more.set(s, (m = new Map()));
+      m.set(owner, { kind, identity: value.identity, endpoint: value.endpoint, seq });
+    }
     this.touched.add(p);
   }
 
@@ -108,28 +123,41 @@ export class IpcacheTable {
   delete(addrOrPrefix: string, owner: string): void {
     const p = slotKey(addrOrPrefix);
     const s = p ? this.slots.get(p) : undefined;
-    if (!s || s.owner === undefined) return;
-    if (s.owner === owner) {
+    if (s === undefined) return;
+    const inline = this.cols.str(s);
+    if (inline === undefined) return;
+    const m = this.more.get(s);
+    if (inline === owner) {
       // the next owner in order moves inline
-      const next = s.more?.entries().next().value as [string, Claim] | undefined;
+      const next = m?.entries().next().value as [string, Claim] | undefined;
       if (next) {
-        s.more!.delete(next[0]);
-        Object.assign(s, { owner: next[0], ...next[1] });
-      } else s.owner = undefined;
-      if (s.more?.size === 0) s.more = undefined;
-    } else if (!s.more?.delete(owner)) return;
-    else if (s.more.size === 0) s.more = undefined;
+        m!.delete(next[0]);
+        this.setInline(s, next[0], next[1]);
+      } else this.cols.setStr(s, undefined);
+    } else if (!m?.delete(owner)) return;
+    if (m?.size === 0) this.more.delete(s);
     this.touched.add(p!);
   }
 
+  private inlineClaim(s: number, owner: string): Owned {
+    const sk = this.cols.get(s, SEQ_KIND);
+    return { owner, kind: KIND_OF[sk % 4]!, seq: Math.floor(sk / 4), identity: this.cols.get(s, IDENTITY), endpoint: this.cols.get(s, ENDPOINT) };
+  }
+
+  private setInline(s: number, owner: string, c: Claim): void {
+    this.cols.setStr(s, owner);
+    this.cols.set(s, IDENTITY, c.identity);
+    this.cols.set(s, ENDPOINT, c.endpoint);
+    this.cols.set(s, SEQ_KIND, c.seq * 4 + OWNER_PRECEDENCE[c.kind]);
+  }
+
   /** The winning claim of a slot with owners. */
-  private static best(s: Slot): [string, Claim] | undefined {
-    if (s.owner === undefined) return undefined;
-    let best: [string, Claim] = [s.owner, s];
-    for (const e of s.more ?? []) {
-      const b = best[1];
-      const c = e[1];
-      if (OWNER_PRECEDENCE[c.kind] > OWNER_PRECEDENCE[b.kind] || (OWNER_PRECEDENCE[c.kind] === OWNER_PRECEDENCE[b.kind] && c.seq > b.seq)) best = e;
+  private best(s: number): Owned | undefined {
+    const inline = this.cols.str(s);
+    if (inline === undefined) return undefined;
+    let best = this.inlineClaim(s, inline);
+    for (const [owner, c] of this.more.get(s) ?? []) {
+      if (OWNER_PRECEDENCE[c.kind] > OWNER_PRECEDENCE[best.kind] || (OWNER_PRECEDENCE[c.kind] === OWNER_PRECEDENCE[best.kind] && c.seq > best.seq)) best = { owner, ...c };
     }
     return best;
   }
@@ -138,16 +166,28 @@ export class IpcacheTable {
   get(addrOrPrefix: string): (IpcacheValue & { kind: IpcacheOwnerKind; owner: string }) | undefined {
     const p = slotKey(addrOrPrefix);
     const s = p ? this.slots.get(p) : undefined;
-    const best = s && IpcacheTable.best(s);
-    return best ? { identity: best[1].identity, endpoint: best[1].endpoint, kind: best[1].kind, owner: best[0] } : undefined;
+    const best = s === undefined ? undefined : this.best(s);
+    return best ? { identity: best.identity, endpoint: best.endpoint, kind: best.kind, owner: best.owner } : undefined;
   }
 
   /** Owners of `prefix`, in the order they came (for status and tests). */
   ownersOf(addrOrPrefix: string): Array<{ owner: string; kind: IpcacheOwnerKind }> {
     const p = slotKey(addrOrPrefix);
     const s = p ? this.slots.get(p) : undefined;
-    if (!s || s.owner === undefined) return [];
-    return [{ owner: s.owner, kind: s.kind }, ...[...(s.more ?? [])].map(([owner, c]) => ({ owner, kind: c.kind }))];
+    const inline = s === undefined ? undefined : this.cols.str(s);
+    if (inline === undefined) return [];
+    return [{ owner: inline, kind: this.inlineClaim(s!, inline).kind }, ...[...(this.more.get(s!) ?? [])].map(([owner, c]) => ({ owner, kind: c.kind }))];
+  }
+
+  /** Owners of `prefix` of kind `kind`, in the order they came. */
+  ownersOfKind(addrOrPrefix: string, kind: IpcacheOwnerKind): string[] {
+    const p = slotKey(addrOrPrefix);
+    const s = p ? this.slots.get(p) : undefined;
+    const inline = s === undefined ? undefined : this.cols.str(s);
+    if (inline === undefined) return [];
+    const out = this.cols.get(s!, SEQ_KIND) % 4 === OWNER_PRECEDENCE[kind] ? [inline] : [];
+    for (const [owner, c] of this.more.get(s!) ?? []) if (c.kind === kind) out.push(owner);
+    return out;
   }
 
   /** Prefixes the data path holds. */
@@ -160,21 +200,23 @@ export class IpcacheTable {
     const out = new Map<string, IpcacheValue | null>();
     for (const p of this.touched) {
       const s = this.slots.get(p);
-      if (!s) continue;
-      const want = IpcacheTable.best(s)?.[1];
-      const have = s.instIdentity !== -1;
+      if (s === undefined) continue;
+      const want = this.best(s);
+      const have = this.cols.get(s, INST_IDENTITY) !== -1;
       if (!want) {
         this.slots.delete(p); // no owner left: the slot goes with the data path's entry
+        this.more.delete(s); // (empty already: further owners move inline first)
+        this.cols.release(s);
         if (have) {
           this.installedCount--;
           out.set(fullPrefix(p), null);
         }
         continue;
       }
-      if (have && s.instIdentity === want.identity && s.instEndpoint === want.endpoint) continue;
+      if (have && this.cols.get(s, INST_IDENTITY) === want.identity && this.cols.get(s, INST_ENDPOINT) === want.endpoint) continue;
       if (!have) this.installedCount++;
-      s.instIdentity = want.identity;
-      s.instEndpoint = want.endpoint;
+      this.cols.set(s, INST_IDENTITY, want.identity);
+      this.cols.set(s, INST_ENDPOINT, want.endpoint);
       out.set(fullPrefix(p), { identity: want.identity, endpoint: want.endpoint });
     }
     this.touched.clear();

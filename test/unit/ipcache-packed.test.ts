@@ -1,0 +1,77 @@
+// The ipcache table with its slots packed into columns (src/policy/ipcache.ts,
+// src/policy/slotcolumns.ts) against the one-object-per-slot table it replaced
+// (test/helpers/ipcache-oracle.ts) on seeded random sequences: same winners,
+// owners, sizes and changes, slot indices reused across chunk boundaries.
+import { describe, expect, it } from 'vitest';
+import { IpcacheTable, type IpcacheOwnerKind } from '../../src/policy/ipcache.js';
+import { SlotColumns } from '../../src/policy/slotcolumns.js';
+import { OracleIpcacheTable } from '../helpers/ipcache-oracle.js';
+import { prng } from '../helpers/prng.js';
+
+const KINDS: IpcacheOwnerKind[] = ['node', 'local-endpoint', 'endpoint', 'cidr'];
+
+function run(seed: number, steps: number, prefixes: number): void {
+  const rnd = prng(seed);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
+  const ips = Array.from({ length: prefixes }, (_, i) => `100.${64 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`);
+  // the same address in every spelling the table accepts, plus a few non-host prefixes and nonsense
+  const spell = (ip: string) => pick([ip, `${ip}/32`, ip, `${ip.slice(0, ip.lastIndexOf('.'))}.0/24`, 'fd65::1', 'fd65::1/128', 'nonsense']);
+  const owners = ['ep-a', 'ep-b', 'node:1', 'local:x', 'cidr:y', 'ep-c'];
+  const t = new IpcacheTable();
+  const o = new OracleIpcacheTable();
+  for (let step = 0; step < steps; step++) {
+    const ip = pick(ips);
+    const r = rnd();
+    if (r < 0.5) {
+      const a = spell(ip);
+      const owner = pick(owners);
+      const kind = pick(KINDS);
+      // identities and endpoint ids beyond 32 bits too: the columns hold every number exactly
+      const v = { identity: pick([1, 6, 0x10101, (1 << 24) + 3, 2 ** 40 + 1]), endpoint: pick([0, 7, 65535, 2 ** 33]) };
+      t.set(a, owner, kind, v);
+      o.set(a, owner, kind, v);
+    } else if (r < 0.85) {
+      const a = spell(ip);
+      const owner = pick(owners);
+      t.delete(a, owner);
+      o.delete(a, owner);
+    } else if (r < 0.95) {
+      expect(t.takeChanges(), `seed ${seed} step ${step}`).toEqual(o.takeChanges());
+      expect(t.size).toBe(o.size);
+    } else {
+      const a = spell(ip);
+      expect(t.get(a), `seed ${seed} step ${step}`).toEqual(o.get(a));
+      expect(t.ownersOf(a)).toEqual(o.ownersOf(a));
+      for (const k of KINDS) expect(t.ownersOfKind(a, k)).toEqual(o.ownersOf(a).filter((x) => x.kind === k).map((x) => x.owner));
+    }
+  }
+  expect(t.takeChanges()).toEqual(o.takeChanges());
+  for (const ip of ips) expect(t.get(ip)).toEqual(o.get(ip));
+}
+
+describe('packed ipcache slots against the object-per-slot table', () => {
+  it('agrees on random sequences over few prefixes (many owners per prefix)', () => {
+    for (let seed = 1; seed <= 40; seed++) run(seed, 3000, 8);
+  });
+
+  it('agrees on random sequences over more prefixes than one chunk of slots (indices freed and reused)', () => {
+    for (let seed = 100; seed <= 101; seed++) run(seed, 40_000, 6000);
+  });
+});
+
+describe('slot columns', () => {
+  it('a fresh record has its initial fields; freed indices come back, latest freed first', () => {
+    const c = new SlotColumns(2, [0, -1]);
+    const idx = Array.from({ length: 5000 }, () => c.alloc());
+    expect(idx[4999]).toBe(4999);
+    c.set(4100, 0, 2 ** 52 + 1);
+    c.setStr(4100, 'x');
+    expect([c.get(4100, 0), c.get(4100, 1), c.str(4100)]).toEqual([2 ** 52 + 1, -1, 'x']);
+    c.release(7);
+    c.release(4100);
+    expect(c.alloc()).toBe(4100);
+    expect([c.get(4100, 0), c.get(4100, 1), c.str(4100)]).toEqual([0, -1, undefined]);
+    expect(c.alloc()).toBe(7);
+    expect(c.alloc()).toBe(5000);
+  });
+});
