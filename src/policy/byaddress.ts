@@ -9,8 +9,10 @@
  *
  * An address is the record's own text (`ip`): a record is found by the text it
  * gives, as by a map keyed by that text (the ipcache's slot is the canonical
- * address, so its owners are filtered by exact text). Bounded by the records
- * held: `shared` lists only keys of records in the data path.
+ * address, so its owners are filtered by exact text). A record whose address
+ * does not parse has no ipcache claim and so is never found here (unreachable:
+ * the endpoint codec admits canonical addresses only, records/fields.ts).
+ * Bounded by the records held: `shared` lists only keys of records in the data path.
  */
 import type { EndpointRecord } from '../controlplane/types.js';
 import type { IpcacheTable } from './ipcache.js';

@@ -119,7 +119,12 @@ export class IdentityUniverse {
     return true;
   }
 
-  /** The caller's table changed an endpoint from `old` to `cur` (undefined: none): true when its facts differ. */
+  /**
+   * The caller's table changed an endpoint from `old` to `cur` (undefined: none): true when its facts differ, and
+   * then the cached members by identity are dropped (a side effect: call it once per change). The universe reads
+   * the caller's records as they are: a record is replaced, never mutated in place (the decoder builds each anew),
+   * or this test would miss the change while the next compile saw it.
+   */
   endpointChanged(old: EndpointSource | undefined, cur: EndpointSource | undefined): boolean {
     const a = old?.identity === undefined ? undefined : old;
     const b = cur?.identity === undefined ? undefined : cur;

@@ -31,7 +31,7 @@ export class SlotColumns {
     let i = this.free.pop();
     if (i === undefined) {
       i = this.next++;
-      if (i >> SHIFT === this.nums.length) {
+      if (i >>> SHIFT === this.nums.length) {
         this.nums.push(new Float64Array(CHUNK * this.fields));
         this.strs.push(new Array<string | undefined>(CHUNK).fill(undefined));
       }
@@ -48,18 +48,18 @@ export class SlotColumns {
   }
 
   get(i: number, field: number): number {
-    return this.nums[i >> SHIFT]![(i & (CHUNK - 1)) * this.fields + field]!;
+    return this.nums[i >>> SHIFT]![(i & (CHUNK - 1)) * this.fields + field]!;
   }
 
   set(i: number, field: number, v: number): void {
-    this.nums[i >> SHIFT]![(i & (CHUNK - 1)) * this.fields + field] = v;
+    this.nums[i >>> SHIFT]![(i & (CHUNK - 1)) * this.fields + field] = v;
   }
 
   str(i: number): string | undefined {
-    return this.strs[i >> SHIFT]![i & (CHUNK - 1)];
+    return this.strs[i >>> SHIFT]![i & (CHUNK - 1)];
   }
 
   setStr(i: number, s: string | undefined): void {
-    this.strs[i >> SHIFT]![i & (CHUNK - 1)] = s;
+    this.strs[i >>> SHIFT]![i & (CHUNK - 1)] = s;
   }
 }
