@@ -93,6 +93,15 @@ describe('Maglev', () => {
     }
   });
 
+  // regression (review of s5maglev): the running remainder wrapped in 32 bits for weights near 2^32, so a
+  // backend lost its turns (weights {0xffffffff, 0x80000001}, M = 7: backend 1 got no slot, the reference 2)
+  it.each(['avx512', 'avx2', 'scalar'] as const)('the %s walk gives weights near 2^32 their turns', (walk) => {
+    for (const ws of [[0xffffffff, 0x80000001], [0x80000001, 0xffffffff, 0xfffffffe], [0xffffffff, 1, 0x7fffffff]]) {
+      const rows = backendRows(backends(ws.length, (i) => ws[i]!));
+      for (const m of [7, 251, 65537]) expect(Array.from(testhooks.maglevBuild(rows, m, walk)), `${ws} m=${m}`).toEqual(Array.from(testhooks.maglevBuild(rows, m, 'reference')));
+    }
+  });
+
   it('rejects a table size that is not prime and malformed rows', () => {
     expect(() => testhooks.maglevBuild(backendRows(backends(3)), 16384)).toThrow(/prime/);
     expect(() => testhooks.maglevBuild(Buffer.alloc(23), 251)).toThrow(/24-byte/);

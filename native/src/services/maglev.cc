@@ -353,9 +353,14 @@ std::vector<uint32_t> maglev_build(const std::vector<BackendKey>& backends, cons
       for (uint32_t i = 0; i < n; i++) {  // every backend with a turn, in backend order
         if (weights[i] == 0) continue;
         if (weights[i] != wmax) {
-          rem[i] += weights[i];
-          if (rem[i] < wmax) continue;
-          rem[i] -= wmax;
+          // rem < wmax, so rem + w < wmax is tested as rem < wmax - w: rem + w wrapped in 32 bits for weights
+          // near 2^32 (a u32 row field; the product's weights are 1..1000) and the backend lost its turns
+          const uint32_t gap = wmax - weights[i];
+          if (rem[i] < gap) {
+            rem[i] += weights[i];
+            continue;
+          }
+          rem[i] -= gap;
         }
         order.push_back(i);
       }
