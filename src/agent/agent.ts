@@ -228,7 +228,13 @@ export class Agent extends EventEmitter {
         );
     }
     for (const w of this.watchers) void w.start();
-    if (cfg.metrics) this.metricsServer = await this.metrics.listen(cfg.metrics.address, cfg.metrics.port);
+    const at = cfg.metrics;
+    if (at)
+      this.metricsServer = await this.metrics.listen(at.address, at.port).catch(async (err: Error) => {
+        // an agent without the metrics asked for does not run on headless: undone, and the caller exits non-zero
+        await this.stop().catch(() => undefined);
+        throw new ConfigError('metrics', `cannot listen on ${at.address}:${at.port}: ${err.message}`);
+      });
     const publish = () => void this.publishHealth().catch((err: Error) => log.warn({ err: err.message }, 'health publish failed'));
     this.healthTimer = setInterval(publish, 5000);
     this.healthTimer.unref();

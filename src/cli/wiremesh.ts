@@ -95,10 +95,17 @@ export async function main(argv: string[]): Promise<number> {
       const at = o.metrics === undefined ? undefined : /^(.+):(\d{1,5})$/.exec(o.metrics);
       if (at === null || (at && Number(at[2]) > 65535)) throw new ConfigError('--metrics', 'must be <address>:<port>');
       const mesh = new KVStoreMesh(o.cluster, etcdMeshLocal(etcd), log, gcS * 1000, budget);
-      await mesh.start();
       const { KVStoreMeshMetrics } = await import('../controlplane/meshmetrics.js');
       const { serveMetrics } = await import('../net/metricsserver.js');
-      const server = at ? await serveMetrics(new KVStoreMeshMetrics(o.cluster, mesh), at[1]!.replace(/^\[(.*)\]$/, '$1'), Number(at[2])) : undefined;
+      // the listener first: when it cannot listen, nothing was started, and the process exits with the error
+      // (started first, a mesh without the metrics asked for would run on, headless)
+      const server = at
+        ? await serveMetrics(new KVStoreMeshMetrics(o.cluster, mesh), at[1]!.replace(/^\[(.*)\]$/, '$1'), Number(at[2])).catch((err: Error) => {
+            etcd.close();
+            throw new ConfigError('--metrics', `cannot listen on ${o.metrics}: ${err.message}`);
+          })
+        : undefined;
+      await mesh.start();
       log.info('kvstoremesh started');
       await waitForSignal();
       server?.close();

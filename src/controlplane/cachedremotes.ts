@@ -3,11 +3,13 @@
  * at after a restart to purge the remotes no longer connected (a purge that failed or was still pending when the
  * last run ended is otherwise forgotten, and the agents would keep a disconnected cluster's state for good).
  */
-import { cachePrefix, remoteStatusPrefix, syncedPrefix, STATE_TYPES } from './keys.js';
+import { cachePrefix, remoteStatusPrefix, syncedPrefix } from './keys.js';
 import type { MirrorTarget } from './mirrorwriter.js';
+import { REPLICATED_TYPES } from './replication.js';
 
 /**
- * The cluster names under wiremesh/cache/<type>/<v>/, wiremesh/synced/ and wiremesh/mesh/v1/status/ (keys only,
+ * The cluster names under wiremesh/cache/<type>/<v>/ (the replicated types: exactly what purgeRemote deletes, so
+ * that a key it would leave never names a remote to purge again on every start), wiremesh/synced/ and wiremesh/mesh/v1/status/ (keys only,
  * one list per prefix, read once per start: at most every cached key's name in memory at once, 165k at 16
  * clusters x 1000 nodes x 10 endpoints). A key with no cluster segment names nothing. Errors: the store's.
  */
@@ -21,7 +23,7 @@ export async function cachedRemotes(local: Pick<MirrorTarget, 'keys'>): Promise<
       if (name) names.add(name);
     }
   };
-  for (const type of STATE_TYPES) collect(cachePrefix(type), await local.keys(cachePrefix(type)), false);
+  for (const type of REPLICATED_TYPES) collect(cachePrefix(type), await local.keys(cachePrefix(type)), false);
   collect(syncedPrefix(), await local.keys(syncedPrefix()), false);
   collect(remoteStatusPrefix(), await local.keys(remoteStatusPrefix()), true);
   return names;

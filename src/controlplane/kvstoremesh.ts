@@ -34,19 +34,15 @@ import { clusterConfigCodec, pinnedClusterCodec, RecordError, Rejections, remote
 import { DEFAULT_BUDGET, purgeRemote, RemoteReplication, type Budget, type RemoteConnector } from './replication.js';
 import { DEFAULT_COALESCER, TxnCoalescer, type CoalescerOptions } from './txncoalescer.js';
 import { cachedRemotes } from './cachedremotes.js';
+import { within } from './within.js';
 
 /**
  * How long a status put may take (ms) before it counts as failed: a hung local etcd must hold neither the other
- * remotes' statuses nor, through a drop waiting for the remote's put, the starts and stops of remotes.
+ * remotes' statuses nor, through a drop waiting for the remote's put, the starts and stops of remotes. Also how
+ * long a stop without purge waits for the remote's mirror writes (RemoteReplication.stop) before abandoning them.
  */
 export const STATUS_PUT_DEADLINE_MS = 5000;
 
-/** p's outcome, or `late` when p has not settled within ms (the timer goes when p settles first). */
-function within<T>(p: Promise<T>, ms: number, late: T): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<T>((r) => (timer = setTimeout(() => r(late), ms)));
-  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
-}
 
 export { connectRemote, DEFAULT_BUDGET, LAG_GRACE_MS, REPLICATED_TYPES, RemoteReplication, type Budget, type RemoteConnector } from './replication.js';
 export type { RemoteSpec } from './records/index.js';
@@ -84,9 +80,10 @@ export class KVStoreMesh {
    * Failures kept out of the chain of remote starts and stops and out of the status timer: logged and counted
    * (exported by KVStoreMeshMetrics, docs/metrics.md). chain: steps of the chain that threw (failed purges among
    * them); status: status passes that threw; statusPut: status puts that failed or outran STATUS_PUT_DEADLINE_MS;
-   * start: replication starts that failed (each tried again, opts.startRetryMs).
+   * start: replication starts that failed (each tried again, opts.startRetryMs); lease: leases lost (or never
+   * granted: the local etcd down), each taken again after opts.leaseRetryMs.
    */
-  readonly failures = { chain: 0, status: 0, statusPut: 0, start: 0 };
+  readonly failures = { chain: 0, status: 0, statusPut: 0, start: 0, lease: 0 };
   /** Remotes whose purge failed (bounded by the remotes ever connected): tried again by purgeTimer (purge()). */
   private readonly unpurged = new Set<string>();
   private purgeTimer: NodeJS.Timeout | undefined;
@@ -102,7 +99,8 @@ export class KVStoreMesh {
    * opts.purgeRetryMs: how long after a disconnected remote's purge failed it is tried again (5 s);
    * opts.startRetryMs: the pause before a failed replication start is tried again, doubling per failure in a row
    * up to its max (1 s to 60 s: a remote whose start keeps failing is tried at most once a minute);
-   * opts.statusPutMs: how long a status put may take before it counts as failed (STATUS_PUT_DEADLINE_MS).
+   * opts.statusPutMs: how long a status put may take before it counts as failed (STATUS_PUT_DEADLINE_MS);
+   * opts.leaseRetryMs: the pause before a lost lease is taken again, doubling per loss in a row (200 ms to 5 s).
    */
   constructor(
     readonly cluster: string,
@@ -110,24 +108,40 @@ export class KVStoreMesh {
     private readonly log: Logger,
     private readonly identityGcMs = 60_000,
     private readonly budget: Budget = DEFAULT_BUDGET,
-    private readonly opts: { statusMs?: number; heartbeatMs?: number; connect?: RemoteConnector; txn?: Partial<CoalescerOptions>; purgeRetryMs?: number; startRetryMs?: { first: number; max: number }; statusPutMs?: number } = {},
+    private readonly opts: { statusMs?: number; heartbeatMs?: number; connect?: RemoteConnector; txn?: Partial<CoalescerOptions>; purgeRetryMs?: number; startRetryMs?: { first: number; max: number }; statusPutMs?: number; leaseRetryMs?: { first: number; max: number } } = {},
   ) {
     this.mirror = new TxnCoalescer(local.mirror, { ...DEFAULT_COALESCER, ...opts.txn });
     this.collector = new IdentityCollector(local.identities, cluster, log);
     this.rejections = new Rejections(log);
   }
 
-  /** Takes a lease (again, after etcd lost the last one with its keys) and writes the heartbeat under it. */
+  /**
+   * Takes a lease (again, after etcd lost the last one with its keys) and writes the heartbeat under it. A lost
+   * lease is taken again after a pause (opts.leaseRetryMs: 200 ms doubling to 5 s, back to the first once a
+   * heartbeat was written under a lease): a local etcd that is down fails every grant at once, and without the
+   * pause grant, loss and grant again would spin a core and log without end. One warning per loss.
+   */
   private takeLease(): void {
     const lease = (this.lease = this.local.lease(15));
     this.written.clear(); // the statuses went with the old lease: all are written again on the next tick
     lease.onLost?.((err) => {
-      if (this.lease !== lease || this.stopped) return;
-      this.log.warn({ err: err.message }, 'kvstoremesh lease lost; taking a new one');
-      this.takeLease();
+      if (this.lease !== lease || this.stopped || this.leaseTimer) return;
+      this.failures.lease++;
+      const { first, max } = this.opts.leaseRetryMs ?? { first: 200, max: 5000 };
+      const delay = Math.min(first * 2 ** Math.min(this.leaseLosses++, 30), max);
+      this.log.warn({ err: err.message, retryMs: delay }, 'kvstoremesh lease lost; taking a new one');
+      this.leaseTimer = setTimeout(() => {
+        this.leaseTimer = undefined;
+        if (!this.stopped) this.takeLease();
+      }, delay);
+      this.leaseTimer.unref();
     });
     void this.heartbeat();
   }
+
+  /** The next lease's timer while one is lost; losses since a heartbeat was last written (the backoff's step). */
+  private leaseTimer: NodeJS.Timeout | undefined;
+  private leaseLosses = 0;
 
   private stopped = false;
 
@@ -325,16 +339,20 @@ export class KVStoreMesh {
     // again once that put settled, in case it landed after
     const late = this.statusPuts.get(name);
     const settled = late && (await within(late.then(() => true), this.statusPutMs, false));
-    await r.stop(purge);
-    if (purge && late && !settled)
-      void late.then(() => {
+    // the mirror's writes: with a purge, abandoned (not waited for: a write the local etcd refuses for good would
+    // hold the chain); without, waited for at most statusPutMs. A write in flight then may land after the purge.
+    const { landing } = await r.stop(purge, this.statusPutMs);
+    const after = [...(late && !settled ? [late] : []), ...(landing ? [landing] : [])];
+    if (purge && after.length)
+      void Promise.all(after).then(() => {
         if (this.remotes.has(name) || this.stopped) return;
         this.unpurged.add(name);
         this.armPurgeRetry();
       });
   }
 
-  private get statusPutMs(): number {
+  /** How long a status put may take (ms), and a stop without purge wait for the mirror's writes. */
+  get statusPutMs(): number {
     return this.opts.statusPutMs ?? STATUS_PUT_DEADLINE_MS;
   }
 
@@ -351,7 +369,9 @@ export class KVStoreMesh {
 
   /** Remote agents see this through their own kvstoremesh: present while we live (leased), its age on arrival a lag sample. */
   private async heartbeat(): Promise<void> {
-    await this.lease?.put(stateKey('heartbeat', this.cluster, 'kvstoremesh'), JSON.stringify({ at: Date.now(), seq: ++this.heartbeats })).catch(() => undefined);
+    const lease = this.lease;
+    const ok = await lease?.put(stateKey('heartbeat', this.cluster, 'kvstoremesh'), JSON.stringify({ at: Date.now(), seq: ++this.heartbeats })).then(() => true, () => false);
+    if (ok && this.lease === lease) this.leaseLosses = 0; // the lease holds: the next loss waits the first pause again
   }
 
   /** Writes each remote's status that changed since it was last written: nothing at rest. One pass at a time. */
@@ -385,6 +405,7 @@ export class KVStoreMesh {
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     if (this.gcTimer) clearInterval(this.gcTimer);
     if (this.purgeTimer) clearTimeout(this.purgeTimer);
+    if (this.leaseTimer) clearTimeout(this.leaseTimer);
     for (const { timer } of this.restarts.values()) clearTimeout(timer);
     await Promise.all(this.watchers.map((w) => w.stop()));
     await this.chain;

@@ -9,7 +9,7 @@ import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { KVStoreMesh } from './kvstoremesh.js';
 
 /** What a scrape reads of KVStoreMesh. */
-export type MeshMetricsSource = Pick<KVStoreMesh, 'failures' | 'pending'>;
+export type MeshMetricsSource = Pick<KVStoreMesh, 'failures' | 'pending' | 'statusPutMs'>;
 
 /** failures key → the `what` label of wiremesh_kvstoremesh_failures_total. */
 const FAILURES: Array<[keyof KVStoreMesh['failures'], string]> = [
@@ -17,6 +17,7 @@ const FAILURES: Array<[keyof KVStoreMesh['failures'], string]> = [
   ['status', 'status-pass'],
   ['statusPut', 'status-put'],
   ['start', 'replication-start'],
+  ['lease', 'lease'],
 ];
 
 export class KVStoreMeshMetrics {
@@ -28,7 +29,7 @@ export class KVStoreMeshMetrics {
     const registers = [this.registry];
     new Counter({
       name: 'wiremesh_kvstoremesh_failures_total',
-      help: "This kvstoremesh's failures, each logged and retried: remote-change (a start/stop/purge step), status-pass, status-put (failed or past its 5 s deadline), replication-start.",
+      help: `This kvstoremesh's failures, each logged and retried: remote-change (a start/stop/purge step), status-pass, status-put (failed or past its ${mesh.statusPutMs / 1000} s deadline), replication-start, lease (lost or not granted: the local etcd down).`,
       labelNames: ['what'],
       registers,
       collect() {

@@ -127,6 +127,8 @@ export class BatchedWriter {
   private inFlightSince: number | undefined;
   private running: Promise<void> | null = null;
   private waiters: Array<() => void> = [];
+  /** Set by abandon(): nothing is queued, written or retried from then on. */
+  private abandoned = false;
 
   /** retryMs: the pause before a failed batch is written again. */
   constructor(
@@ -147,6 +149,7 @@ export class BatchedWriter {
 
   /** A rewrite of a queued key keeps its place and age: the mirror has been behind on it since the first. */
   private queue(key: string, v: string | null): void {
+    if (this.abandoned) return;
     this.pending.set(key, { v, at: this.pending.get(key)?.at ?? this.clock(), bytes: opBytes([key, v]) });
     this.kick();
   }
@@ -165,10 +168,24 @@ export class BatchedWriter {
     return new Promise((r) => this.waiters.push(r));
   }
 
+  /**
+   * Drops everything queued and stops retrying (the remote's state is about to be purged: none of it is needed),
+   * so that a write etcd refuses for good (NOSPACE) or that hangs holds no stop: flushed() resolves at once.
+   * Returns the batch in flight, if one is: it may still land, after a purge; the promise resolves once it
+   * settled (either way). Later writes are ignored.
+   */
+  abandon(): Promise<void> | undefined {
+    this.abandoned = true;
+    this.pending.clear();
+    this.failedAlone = undefined;
+    for (const w of this.waiters.splice(0)) w();
+    return this.inFlightSince !== undefined && this.running ? this.running : undefined;
+  }
+
   private kick(): void {
     if (this.running) return;
     this.running = (async () => {
-      while (this.pending.size > 0) {
+      while (this.pending.size > 0 && !this.abandoned) {
         let batch: Array<[string, Pending]> = [];
         // taken when the transaction leaves: a coalescing target sends it with other writers' batches
         // bounded in bytes as well: a remote's large records (≤ 64 KiB each) must not make a transaction etcd
@@ -198,6 +215,7 @@ export class BatchedWriter {
             if (failed.size === 0) this.failedAlone = undefined;
           }
         } catch (err) {
+          if (this.abandoned) break;
           // a coalescing target rejects a batch only once it failed alone (a merged failure is retried member by member)
           this.failedAlone = new Map(batch.map(([k, e]) => [k, e.v]));
           this.log.error({ remote: this.remote, err: (err as Error).message, keys: batch.length }, 'local write failed, retrying');

@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import { cacheKey, cachePrefix, remoteStatusKey, splitClusterName, statePrefix, syncedKey, type StateType } from './keys.js';
 import { connectEtcd, EtcdStore, ListWatcher, type KVStore } from './kvstore.js';
 import { BatchedWriter, type MirrorTarget } from './mirrorwriter.js';
+import { within } from './within.js';
 import {
   endpointCheckCodec,
   gatewayCodec,
@@ -270,12 +271,20 @@ export class RemoteReplication {
     };
   }
 
-  /** Stops replicating; with purge, also deletes the cache and the sync markers. */
-  async stop(purge: boolean): Promise<void> {
+  /**
+   * Stops replicating. With purge: what the writer still holds is abandoned (the purge deletes all of it: a write
+   * the local etcd refuses for good, or one that hangs, must not hold the purge), then the cache, markers and status
+   * are deleted. Without: the writer's queue is waited for, at most flushMs (ms), then abandoned the same way.
+   * Returns `landing`: the write that was in flight when the queue was abandoned, if one was; it settles when that
+   * write did, which may be after the purge (the caller purges again then: it may have put keys back).
+   */
+  async stop(purge: boolean, flushMs: number): Promise<{ landing?: Promise<void> }> {
     await Promise.all(this.watchers.map((w) => w.stop()));
     this.source.close();
-    await this.writer.flushed();
-    if (purge) await purgeRemote(this.local, this.spec.name);
+    if (!purge) return (await within(this.writer.flushed().then(() => true), flushMs, false)) ? {} : { landing: this.writer.abandon() };
+    const landing = this.writer.abandon();
+    await purgeRemote(this.local, this.spec.name);
+    return { landing };
   }
 }
 

@@ -1,38 +1,13 @@
 // KVStoreMesh recovering from its local etcd's failures, on in-memory stores (issue 16 follow-ups): the purge a
 // restart would forget, a replication start that failed, a status put that hangs, and the failures as metrics.
 import { describe, expect, it, vi } from 'vitest';
-import { cacheKey, cachePrefix, clusterConfigKey, pinnedKey, remoteKey, remotesPrefix, remoteStatusKey, stateKey, syncedKey, syncedPrefix } from '../../src/controlplane/keys.js';
+import { cacheKey, cachePrefix, pinnedKey, remoteKey, remotesPrefix, remoteStatusKey, stateKey, syncedKey, syncedPrefix } from '../../src/controlplane/keys.js';
 import { DEFAULT_BUDGET, KVStoreMesh, REPLICATED_TYPES } from '../../src/controlplane/kvstoremesh.js';
 import { MemKV } from '../../src/controlplane/memkv.js';
 import { KVStoreMeshMetrics } from '../../src/controlplane/meshmetrics.js';
 import type { MeshLocal } from '../../src/controlplane/mirrorwriter.js';
-import { remoteStatusCodec, tryDecode } from '../../src/controlplane/records/index.js';
 import { silentLogger } from '../../src/log.js';
-import { meshLocalOf } from './meshfakes.js';
-
-const KEY = Buffer.alloc(32, 7).toString('base64');
-const node = (cluster: string, id: number, name: string) =>
-  JSON.stringify({ cluster, clusterId: id, name, addresses: [`198.18.${id}.10`], port: 51820, publicKey: KEY, podCIDRs: [`100.${64 + id}.1.0/24`], bootId: '1' });
-const spec = (name: string) => JSON.stringify({ name, endpoints: ['http://198.18.0.2:2379'] });
-const pin = (name: string, id: number) => JSON.stringify({ name, id, podCIDRs: [`100.${64 + id}.0.0/16`], relay: false, acceptPolicies: false });
-const soon = { timeout: 5000, interval: 10 };
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Everything the local etcd holds of a remote: its cache, markers and status. */
-const heldOf = (local: MemKV, remote: string) =>
-  [...REPLICATED_TYPES.flatMap((t) => local.entries(cachePrefix(t, remote))), ...local.entries(`${syncedPrefix()}${remote}/`), ...(local.get(remoteStatusKey(remote)) ? [remoteStatusKey(remote)] : [])];
-
-const statusOf = (local: MemKV, remote: string) => {
-  const e = local.get(remoteStatusKey(remote));
-  const r = e ? tryDecode(remoteStatusCodec, e.key, e.value) : undefined;
-  return r?.ok ? r.value : undefined;
-};
-
-async function cluster() {
-  const local = new MemKV();
-  await local.put(clusterConfigKey('c1'), JSON.stringify({ name: 'c1', id: 1, podCIDRs: ['100.65.0.0/16'] }));
-  return local;
-}
+import { cluster, heldOf, meshLocalOf, node, pin, pinnedPair, sleep, soon, spec, statusOf } from './meshfakes.js';
 
 describe('kvstoremesh: recovery from its local etcd', () => {
   it('regression: after a restart, purges the state of every remote no longer connected, once the remotes and pins are listed in full, retrying a failed purge', async () => {
@@ -105,12 +80,7 @@ describe('kvstoremesh: recovery from its local etcd', () => {
   });
 
   it('regression: a status put against a hung local etcd has a deadline, is counted, and holds no start or stop of remotes; a late one is purged again', async () => {
-    const local = await cluster();
-    const remotes: Record<string, MemKV> = { c2: new MemKV(), c3: new MemKV() };
-    await remotes.c2!.put(stateKey('nodes', 'c2', 'n1'), node('c2', 2, 'n1'));
-    await remotes.c3!.put(stateKey('nodes', 'c3', 'n1'), node('c3', 3, 'n1'));
-    await local.put(pinnedKey('c2'), pin('c2', 2));
-    await local.put(pinnedKey('c3'), pin('c3', 3));
+    const { local, remotes } = await pinnedPair();
     const base = meshLocalOf(local);
     let hung: Promise<void> | undefined;
     let puts = 0;

@@ -87,7 +87,7 @@ describe('kvstoremesh: one remote mirrored through fake stores', () => {
     expect(r.status()).toMatchObject({ connected: true, budget: { records: 3 } });
     expect(r.status().relists).toBeGreaterThanOrEqual(1);
 
-    await r.stop(false);
+    await r.stop(false, 5000);
     expect(f.closed()).toBe(1);
     expect(f.remote.watchCount).toBe(0);
     expect(Object.keys(f.cached())).toHaveLength(3); // stop without purge keeps the cache
@@ -104,7 +104,7 @@ describe('kvstoremesh: one remote mirrored through fake stores', () => {
     await r.start();
     await vi.waitFor(f.allSynced, soon);
     await vi.waitFor(() => expect(f.cached()).toEqual({ [dst('kept')]: node('kept') }), soon);
-    await r.stop(true);
+    await r.stop(true, 5000);
     expect(f.local.entries('wiremesh/')).toEqual([]);
   });
 });
@@ -148,7 +148,7 @@ describe('kvstoremesh: sync lag from the mirror itself', () => {
     release();
     await vi.waitFor(() => expect(f.cached()[dst('n2')]).toBe(node('n2', { bootId: '2' })), soon);
     expect(r.behindSince(true, Date.now() + 10 * LAG_GRACE_MS)).toBeUndefined();
-    await r.stop(false);
+    await r.stop(false, 5000);
   });
 });
 

@@ -1,6 +1,9 @@
 // In-memory stand-ins for kvstoremesh's local store (MeshLocal, MirrorTarget) on a MemKV, shared by its tests.
 import { MemKV } from '../../src/controlplane/memkv.js';
+import { cachePrefix, clusterConfigKey, pinnedKey, remoteStatusKey, stateKey, syncedPrefix } from '../../src/controlplane/keys.js';
+import { REPLICATED_TYPES } from '../../src/controlplane/kvstoremesh.js';
 import type { MeshLocal, MirrorTarget } from '../../src/controlplane/mirrorwriter.js';
+import { remoteStatusCodec, tryDecode } from '../../src/controlplane/records/index.js';
 
 /** The local MemKV as kvstoremesh's MirrorTarget. */
 export function mirrorOf(kv: MemKV): MirrorTarget {
@@ -51,3 +54,38 @@ export function meshLocalOf(kv: MemKV): MeshLocal & { released: () => boolean; l
   };
 }
 
+// Fixtures of the kvstoremesh tests: records of clusters c<id>, the local cluster c1.
+const KEY = Buffer.alloc(32, 7).toString('base64');
+export const node = (cluster: string, id: number, name: string) =>
+  JSON.stringify({ cluster, clusterId: id, name, addresses: [`198.18.${id}.10`], port: 51820, publicKey: KEY, podCIDRs: [`100.${64 + id}.1.0/24`], bootId: '1' });
+export const spec = (name: string) => JSON.stringify({ name, endpoints: ['http://198.18.0.2:2379'] });
+export const pin = (name: string, id: number) => JSON.stringify({ name, id, podCIDRs: [`100.${64 + id}.0.0/16`], relay: false, acceptPolicies: false });
+export const soon = { timeout: 5000, interval: 10 };
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Everything the local etcd holds of a remote: its cache, markers and status. */
+export const heldOf = (local: MemKV, remote: string) =>
+  [...REPLICATED_TYPES.flatMap((t) => local.entries(cachePrefix(t, remote))), ...local.entries(`${syncedPrefix()}${remote}/`), ...(local.get(remoteStatusKey(remote)) ? [remoteStatusKey(remote)] : [])];
+
+export const statusOf = (local: MemKV, remote: string) => {
+  const e = local.get(remoteStatusKey(remote));
+  const r = e ? tryDecode(remoteStatusCodec, e.key, e.value) : undefined;
+  return r?.ok ? r.value : undefined;
+};
+
+export async function cluster() {
+  const local = new MemKV();
+  await local.put(clusterConfigKey('c1'), JSON.stringify({ name: 'c1', id: 1, podCIDRs: ['100.65.0.0/16'] }));
+  return local;
+}
+
+/** Cluster c1 with remotes c2 and c3 pinned (not yet connected), each remote's etcd holding one node n1. */
+export async function pinnedPair(): Promise<{ local: MemKV; remotes: Record<string, MemKV> }> {
+  const local = await cluster();
+  const remotes: Record<string, MemKV> = { c2: new MemKV(), c3: new MemKV() };
+  await remotes.c2!.put(stateKey('nodes', 'c2', 'n1'), node('c2', 2, 'n1'));
+  await remotes.c3!.put(stateKey('nodes', 'c3', 'n1'), node('c3', 3, 'n1'));
+  await local.put(pinnedKey('c2'), pin('c2', 2));
+  await local.put(pinnedKey('c3'), pin('c3', 3));
+  return { local, remotes };
+}

@@ -1,0 +1,148 @@
+// KVStoreMesh's stops and its lease against a local etcd that refuses or hangs (review of the issue 16 follow-ups):
+// a mirror write stuck for a remote being dropped holds no later start, stop or purge; a late one is purged again;
+// a lease the local etcd cannot grant is taken again after a backoff, not in a loop; the restart sweep looks at
+// exactly what a purge deletes.
+import { pino } from 'pino';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { cacheKey, cachePrefix, remoteKey, stateKey, syncedKey } from '../../src/controlplane/keys.js';
+import { DEFAULT_BUDGET, KVStoreMesh } from '../../src/controlplane/kvstoremesh.js';
+import { KVStoreMeshMetrics } from '../../src/controlplane/meshmetrics.js';
+import type { MeshLocal, MirrorOps } from '../../src/controlplane/mirrorwriter.js';
+import { silentLogger } from '../../src/log.js';
+import { cluster, heldOf, meshLocalOf, node, pinnedPair, soon, spec, statusOf } from './meshfakes.js';
+
+/** A logger whose lines (parsed) land in `lines`. */
+function recording(lines: Array<Record<string, unknown>>) {
+  return pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
+}
+
+/** c2's puts into the local etcd: written, refused for good (NOSPACE refuses puts, not deletes), hung, or held until released. */
+type Mode = 'ok' | 'refuse' | 'hang' | 'late';
+
+async function meshWithStuckWrites(statusPutMs = 5000) {
+  const { local, remotes } = await pinnedPair();
+  const base = meshLocalOf(local);
+  const s = { mode: 'ok' as Mode, tried: 0, landed: 0, release: () => undefined as void };
+  const gate = new Promise<void>((r) => (s.release = r));
+  const c2put = (ops: MirrorOps) => ops.some(([k, v]) => v !== null && k.includes('/c2/'));
+  const store: MeshLocal = {
+    ...base,
+    mirror: {
+      ...base.mirror,
+      write: async (ops) => {
+        if (s.mode === 'ok' || !c2put(ops)) return base.mirror.write(ops);
+        s.tried++;
+        if (s.mode === 'refuse') throw new Error('etcdserver: mvcc: database space exceeded');
+        await (s.mode === 'hang' ? new Promise<void>(() => undefined) : gate);
+        await base.mirror.write(ops);
+        s.landed++;
+      },
+    },
+  };
+  const mesh = new KVStoreMesh('c1', store, process.env.DBG ? pino({ level: 'debug' }) : silentLogger, 60_000, DEFAULT_BUDGET, { statusMs: 5, statusPutMs, purgeRetryMs: 20, connect: (sp) => ({ store: remotes[sp.name]!, close: () => undefined }) });
+  await mesh.start();
+  await local.put(remoteKey('c2'), spec('c2'));
+  await vi.waitFor(() => expect(statusOf(local, 'c2')).toMatchObject({ connected: true, entries: { nodes: 1 } }), soon);
+  return { local, remotes, mesh, s };
+}
+
+describe('kvstoremesh: stops against a local etcd that refuses or hangs', () => {
+  it.each(['refuse', 'hang', 'late'] as const)('regression: a mirror write of a remote being disconnected that is %s holds no later start; the purge goes on, and a late landing is purged again', async (mode) => {
+    const { local, remotes, mesh, s } = await meshWithStuckWrites();
+    s.mode = mode;
+    await remotes.c2!.put(stateKey('nodes', 'c2', 'n2'), node('c2', 2, 'n2'));
+    await vi.waitFor(() => expect(s.tried).toBeGreaterThan(0), soon);
+    await local.delete(remoteKey('c2'));
+    await local.put(remoteKey('c3'), spec('c3'));
+    // before: the drop waited for c2's writer to flush, for ever (a refused batch is retried for ever)
+    await vi.waitFor(() => expect(local.get(syncedKey('c3', 'nodes')), 'c3 started').toBeDefined(), soon);
+    await vi.waitFor(() => expect(heldOf(local, 'c2')).toEqual([]), soon);
+    const tried = s.tried;
+    if (mode === 'late') {
+      s.release(); // the abandoned write lands after the purge: it is purged again
+      await vi.waitFor(() => expect(s.landed).toBe(1), soon);
+      await vi.waitFor(() => expect(heldOf(local, 'c2')).toEqual([]), soon);
+    }
+    expect(s.tried).toBe(tried); // abandoned: not tried again
+    expect(local.get(cacheKey('nodes', 'c3', 'n1'))?.value).toBe(node('c3', 3, 'n1'));
+    await mesh.stop();
+  });
+
+  it('regression: a stop (no purge) waits for a hung mirror write at most statusPutMs', async () => {
+    const { remotes, mesh, s } = await meshWithStuckWrites(50);
+    s.mode = 'hang';
+    await remotes.c2!.put(stateKey('nodes', 'c2', 'n2'), node('c2', 2, 'n2'));
+    await vi.waitFor(() => expect(s.tried).toBe(1), soon);
+    await mesh.stop(); // before: never resolved
+  });
+});
+
+describe('kvstoremesh: its lease while the local etcd is down', () => {
+  afterEach(() => void vi.useRealTimers());
+
+  it('regression: a lease that cannot be granted is taken again after 200 ms doubling to 5 s (back to 200 ms once one held), one warning per loss, counted', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
+    const turns = async (n: number) => {
+      for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+    };
+    const local = await cluster();
+    const base = meshLocalOf(local);
+    let down = true;
+    let grants = 0;
+    const store: MeshLocal = {
+      ...base,
+      // etcd down: the grant fails, and the lease is lost, at once (etcd3 emits `lost` when its grant fails)
+      lease: (ttl) => {
+        grants++;
+        if (!down) return base.lease(ttl);
+        const lost: Array<(err: Error) => void> = [];
+        setImmediate(() => lost.forEach((fn) => fn(new Error('connect ECONNREFUSED 127.0.0.1:1'))));
+        return { put: () => Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:1')), release: () => undefined, onLost: (fn) => void lost.push(fn) };
+      },
+    };
+    const lines: Array<Record<string, unknown>> = [];
+    const mesh = new KVStoreMesh('c1', store, recording(lines), 60_000, DEFAULT_BUDGET, { statusPutMs: 50 });
+    await mesh.start();
+    await turns(50);
+    expect(grants).toBe(1); // before: one grant per turn of the event loop
+    const next = async (ms: number) => {
+      const before = grants;
+      await vi.advanceTimersByTimeAsync(ms - 1);
+      await turns(5);
+      expect(grants, `not before ${ms} ms`).toBe(before);
+      await vi.advanceTimersByTimeAsync(1);
+      await turns(5);
+      expect(grants, `after ${ms} ms`).toBe(before + 1);
+    };
+    for (const ms of [200, 400, 800, 1600, 3200, 5000, 5000]) await next(ms);
+    const warned = lines.filter((l) => l.msg === 'kvstoremesh lease lost; taking a new one');
+    expect(mesh.failures.lease).toBe(8);
+    expect(warned).toHaveLength(8);
+    down = false;
+    await next(5000);
+    await turns(5);
+    expect(local.get(stateKey('heartbeat', 'c1', 'kvstoremesh'))).toBeDefined(); // the heartbeat under a lease that holds
+    await base.lose();
+    await next(200);
+    const text = await new KVStoreMeshMetrics('c1', mesh).text();
+    expect(text).toContain('wiremesh_kvstoremesh_failures_total{what="lease",cluster="c1"} 9\n');
+    expect(text).toContain('past its 0.05 s deadline'); // the help says the deadline in force (it said 5 s whatever it was)
+    await mesh.stop();
+  });
+});
+
+describe('kvstoremesh: the restart sweep', () => {
+  it('regression: looks only at what a purge deletes (a stray key of a type never replicated is not "purged" on every start)', async () => {
+    const local = await cluster();
+    await local.put(cacheKey('namespaces', 'c3', 'shop'), '{}');
+    await local.put(syncedKey('c4', 'nodes'), '{}');
+    const lines: Array<Record<string, unknown>> = [];
+    const mesh = new KVStoreMesh('c1', meshLocalOf(local), recording(lines), 60_000, DEFAULT_BUDGET, { statusMs: 5 });
+    await mesh.start();
+    await vi.waitFor(() => expect(heldOf(local, 'c4')).toEqual([]), soon); // a real orphan: purged
+    const purged = lines.filter((l) => l.msg === 'purging a remote no longer connected (left by an earlier run)').map((l) => l.remote);
+    expect(purged).toEqual(['c4']); // before: c3 too, and its key stayed (purgeRemote never deletes it)
+    expect(local.entries(cachePrefix('namespaces', 'c3'))).toHaveLength(1);
+    await mesh.stop();
+  });
+});

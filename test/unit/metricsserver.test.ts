@@ -1,0 +1,79 @@
+// The metrics HTTP listener (agent and kvstoremesh): its clients are untrusted, so connections, slow requests and
+// methods are bounded; and `kvstoremesh --metrics` on an address it cannot listen on starts nothing and fails.
+import { createServer as createTcpServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
+import { request } from 'node:http';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { KVStoreMesh } from '../../src/controlplane/kvstoremesh.js';
+import { main } from '../../src/cli/wiremesh.js';
+import { METRICS_LIMITS, serveMetrics } from '../../src/net/metricsserver.js';
+import { soon } from './meshfakes.js';
+
+const source = { text: async () => 'up 1\n', contentType: 'text/plain' };
+const open: Array<Server | Socket> = [];
+afterEach(() => {
+  for (const o of open.splice(0)) (o as Socket).destroy?.() ?? (o as Server).close();
+});
+
+const portOf = (s: Server) => (s.address() as AddressInfo).port;
+
+function call(port: number, method: string): Promise<number> {
+  return new Promise((resolve, reject) => request({ host: '127.0.0.1', port, method, path: '/metrics' }, (res) => (res.resume(), resolve(res.statusCode!))).on('error', reject).end());
+}
+
+describe('metrics listener bounds', () => {
+  it('regression: connections past maxConnections are closed; a client that says nothing is closed after the request timeout', async () => {
+    const server = await serveMetrics(source, '127.0.0.1', 0, { ...METRICS_LIMITS, maxConnections: 4, headersTimeoutMs: 300, requestTimeoutMs: 300, checkMs: 50 });
+    open.push(server);
+    const closed: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const s = connect(portOf(server), '127.0.0.1');
+      s.on('close', () => closed.push(i)).on('error', () => undefined);
+      open.push(s);
+      await new Promise((r) => s.once('connect', r));
+    }
+    // before: every one accepted and held (1,515 idle sockets in 1.5 s)
+    await vi.waitFor(() => expect(closed.length).toBeGreaterThanOrEqual(6), soon);
+    expect(closed.slice(0, 6).sort((a, b) => a - b)).toEqual([4, 5, 6, 7, 8, 9]);
+    // the 4 accepted ones said nothing: closed by the headers timeout (checked every checkMs)
+    await vi.waitFor(() => expect(closed).toHaveLength(10), soon);
+    expect(await call(portOf(server), 'GET')).toBe(200); // room again
+  });
+
+  it('regression: only GET and HEAD: POST, PUT, DELETE answer 405', async () => {
+    const server = await serveMetrics(source, '127.0.0.1', 0);
+    open.push(server);
+    for (const m of ['POST', 'PUT', 'DELETE']) expect(await call(portOf(server), m), m).toBe(405);
+    expect(server.maxConnections).toBe(64);
+    expect(server.headersTimeout).toBe(10_000);
+    expect(server.requestTimeout).toBe(10_000);
+    expect(await call(portOf(server), 'GET')).toBe(200);
+    expect(await call(portOf(server), 'HEAD')).toBe(200);
+  });
+});
+
+describe('kvstoremesh --metrics', () => {
+  it('regression: on an address in use, no mesh is left running: nothing started, a non-zero exit', async () => {
+    const busy = createTcpServer();
+    open.push(busy);
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+    const start = vi.spyOn(KVStoreMesh.prototype, 'start');
+    const stop = vi.spyOn(KVStoreMesh.prototype, 'stop');
+    const write = process.stderr.write.bind(process.stderr);
+    let stderr = '';
+    process.stderr.write = ((s: string) => ((stderr += s), true)) as typeof process.stderr.write;
+    const before = process.exitCode;
+    try {
+      const status = await main(['kvstoremesh', '--cluster', 'c1', '--etcd', 'http://127.0.0.1:1', '--metrics', `127.0.0.1:${portOf(busy)}`]);
+      // before: started, and left running when the listen failed (never stopped)
+      expect(start.mock.calls.length - stop.mock.calls.length).toBe(0);
+      expect(status).not.toBe(0);
+      expect(stderr).toMatch(/--metrics: cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/);
+    } finally {
+      process.stderr.write = write;
+      process.exitCode = before;
+      for (const m of start.mock.contexts) await (m as KVStoreMesh).stop();
+      start.mockRestore();
+      stop.mockRestore();
+    }
+  });
+});
