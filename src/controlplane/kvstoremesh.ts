@@ -89,6 +89,12 @@ export class KVStoreMesh {
   private purgeTimer: NodeJS.Timeout | undefined;
   /** Replications whose start failed, by remote (bounded by the remotes): the next try's timer, failures in a row. */
   private readonly restarts = new Map<string, { timer: NodeJS.Timeout; failed: number }>();
+  /**
+   * A dropped replication's mirror write still in flight when it was abandoned, by remote, until it settled: the
+   * remote's next replication starts after it (a start reads the cache, so it sees what landed late), else that
+   * late write could overwrite the new replication's copy or put back a key the remote deleted meanwhile.
+   */
+  private readonly landings = new Map<string, Promise<void>>();
 
   /**
    * local: the cluster's own etcd (etcdMeshLocal) or a stand-in. identityGcMs: how often unreferenced identities
@@ -252,6 +258,9 @@ export class KVStoreMesh {
    */
   private async startReplication(name: string, r: RemoteReplication, failed: number): Promise<void> {
     try {
+      const prev = this.landings.get(name);
+      // not waited for without a bound (a hung local etcd): a start failure, tried again with the backoff below
+      if (prev && !(await within(prev.then(() => true), this.statusPutMs, false))) throw new Error("the previous replication's mirror write is still in flight");
       await r.start();
       this.restarts.delete(name);
     } catch (err) {
@@ -342,6 +351,11 @@ export class KVStoreMesh {
     // the mirror's writes: with a purge, abandoned (not waited for: a write the local etcd refuses for good would
     // hold the chain); without, waited for at most statusPutMs. A write in flight then may land after the purge.
     const { landing } = await r.stop(purge, this.statusPutMs);
+    if (landing) {
+      this.landings.set(name, landing);
+      const done = () => void (this.landings.get(name) === landing && this.landings.delete(name));
+      void landing.then(done, done);
+    }
     const after = [...(late && !settled ? [late] : []), ...(landing ? [landing] : [])];
     if (purge && after.length)
       void Promise.all(after).then(() => {

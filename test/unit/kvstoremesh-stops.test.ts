@@ -9,7 +9,7 @@ import { DEFAULT_BUDGET, KVStoreMesh } from '../../src/controlplane/kvstoremesh.
 import { KVStoreMeshMetrics } from '../../src/controlplane/meshmetrics.js';
 import type { MeshLocal, MirrorOps } from '../../src/controlplane/mirrorwriter.js';
 import { silentLogger } from '../../src/log.js';
-import { cluster, heldOf, meshLocalOf, node, pinnedPair, soon, spec, statusOf } from './meshfakes.js';
+import { cluster, heldOf, meshLocalOf, node, pinnedPair, sleep, soon, spec, statusOf } from './meshfakes.js';
 
 /** A logger whose lines (parsed) land in `lines`. */
 function recording(lines: Array<Record<string, unknown>>) {
@@ -19,7 +19,7 @@ function recording(lines: Array<Record<string, unknown>>) {
 /** c2's puts into the local etcd: written, refused for good (NOSPACE refuses puts, not deletes), hung, or held until released. */
 type Mode = 'ok' | 'refuse' | 'hang' | 'late';
 
-async function meshWithStuckWrites(statusPutMs = 5000) {
+async function meshWithStuckWrites(statusPutMs = 5000, startRetryMs = { first: 1000, max: 60_000 }) {
   const { local, remotes } = await pinnedPair();
   const base = meshLocalOf(local);
   const s = { mode: 'ok' as Mode, tried: 0, landed: 0, release: () => undefined as void };
@@ -39,7 +39,7 @@ async function meshWithStuckWrites(statusPutMs = 5000) {
       },
     },
   };
-  const mesh = new KVStoreMesh('c1', store, process.env.DBG ? pino({ level: 'debug' }) : silentLogger, 60_000, DEFAULT_BUDGET, { statusMs: 5, statusPutMs, purgeRetryMs: 20, connect: (sp) => ({ store: remotes[sp.name]!, close: () => undefined }) });
+  const mesh = new KVStoreMesh('c1', store, process.env.DBG ? pino({ level: 'debug' }) : silentLogger, 60_000, DEFAULT_BUDGET, { statusMs: 5, statusPutMs, startRetryMs, purgeRetryMs: 20, connect: (sp) => ({ store: remotes[sp.name]!, close: () => undefined }) });
   await mesh.start();
   await local.put(remoteKey('c2'), spec('c2'));
   await vi.waitFor(() => expect(statusOf(local, 'c2')).toMatchObject({ connected: true, entries: { nodes: 1 } }), soon);
@@ -65,6 +65,28 @@ describe('kvstoremesh: stops against a local etcd that refuses or hangs', () => 
     }
     expect(s.tried).toBe(tried); // abandoned: not tried again
     expect(local.get(cacheKey('nodes', 'c3', 'n1'))?.value).toBe(node('c3', 3, 'n1'));
+    await mesh.stop();
+  });
+
+  // review of ed9650e: a restart (the spec changed) abandoned the old writer after statusPutMs and started the new
+  // replication at once; the old write landing late overwrote the new copy (n2 ended at bootId 1, the remote at 2)
+  it('regression: a restarted replication starts after the old one\'s late mirror write landed, so its copy stays', async () => {
+    const { local, remotes, mesh, s } = await meshWithStuckWrites(50, { first: 20, max: 40 });
+    s.mode = 'late';
+    await remotes.c2!.put(stateKey('nodes', 'c2', 'n2'), node('c2', 2, 'n2'));
+    await vi.waitFor(() => expect(s.tried).toBe(1), soon);
+    const v2 = node('c2', 2, 'n2').replace('"bootId":"1"', '"bootId":"2"');
+    await remotes.c2!.put(stateKey('nodes', 'c2', 'n2'), v2);
+    s.mode = 'ok'; // the new replication's writes go through; the old one's stays held
+    await local.put(remoteKey('c2'), JSON.stringify({ name: 'c2', endpoints: ['http://198.18.0.3:2379'] }));
+    await sleep(300); // before the fix the new replication started and wrote v2 meanwhile
+    s.release();
+    await vi.waitFor(() => expect(s.landed).toBe(1), soon);
+    await vi.waitFor(() => expect(local.get(cacheKey('nodes', 'c2', 'n2'))?.value).toBe(v2), soon);
+    await sleep(100);
+    expect(local.get(cacheKey('nodes', 'c2', 'n2'))?.value).toBe(v2);
+    expect(mesh.failures.start).toBeGreaterThan(0); // the new start waited for the landing
+    await vi.waitFor(() => expect(statusOf(local, 'c2')).toMatchObject({ connected: true }), soon);
     await mesh.stop();
   });
 
