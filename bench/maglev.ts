@@ -10,9 +10,12 @@
  *   - (as root, with etcd and iperf3) TCP throughput through a global service VIP
  *     vs straight to the pod, alternating in one run, same pods (bar: >= 90 %).
  *     MAGLEV_TP_ROUNDS (3; 0 skips it), MAGLEV_TP_SECONDS (8).
+ *   MAGLEV_ANCHOR=<path of another build's wiremesh_testhooks.node> (e.g. main's): its build is timed too,
+ *   interleaved in the same process, and the ratio printed.
  * Single-thread figures on a shared 2-vCPU machine: compare within a run.
  */
 import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,6 +34,10 @@ const best = (f: () => number, n = 3): number => Math.min(...Array.from({ length
 // (shared/design/ANCHORS.md); the reference (-ref: the paper's algorithm
 // written plainly, the implementation before this one) runs here, interleaved.
 const ratio = (a: number, r: number) => Math.round((a / r) * 1000) / 1000;
+// Another build's test hooks loaded beside ours (its own copy of the native code, no shared symbols).
+const anchorPath = process.env.MAGLEV_ANCHOR;
+const anchor = anchorPath ? (createRequire(import.meta.url)(anchorPath) as typeof testhooks) : undefined;
+if (anchorPath) console.log(`anchor build: ${anchorPath}`);
 console.log('Maglev table build (best of 5 runs of 5 builds; reference and the AVX2 / scalar fallbacks in the same run)');
 for (const m of [16381, 65537])
   for (const n of [100, 1000]) {
@@ -38,20 +45,24 @@ for (const m of [16381, 65537])
     let ref = Infinity;
     let avx2 = Infinity;
     let scalar = Infinity;
+    let other = Infinity;
     for (let i = 0; i < 5; i++) {
+      if (anchor) other = Math.min(other, anchor.maglevBench('build', n, m, 5).nsPerOp / 1e6);
       ms = Math.min(ms, testhooks.maglevBench('build', n, m, 5).nsPerOp / 1e6);
       ref = Math.min(ref, testhooks.maglevBench('build-ref', n, m, 5).nsPerOp / 1e6);
       avx2 = Math.min(avx2, testhooks.maglevBench('build-avx2', n, m, 5).nsPerOp / 1e6);
       scalar = Math.min(scalar, testhooks.maglevBench('build-scalar', n, m, 5).nsPerOp / 1e6);
     }
-    const anchor = m === 65537 ? `paper 1.8 ms at M = 65537${n === 100 ? ', Envoy 2.22 ms at N = 100' : ''}` : n === 1000 ? 'Cilium: 8.17 ms' : '';
+    const paper = m === 65537 ? `paper 1.8 ms at M = 65537${n === 100 ? ', Envoy 2.22 ms at N = 100' : ''}` : n === 1000 ? 'Cilium: 8.17 ms' : '';
     const key = `build M=${m} N=${n}`;
     results[`${key} (ms)`] = Math.round(ms * 1000) / 1000;
     results[`${key} reference (ms)`] = Math.round(ref * 1000) / 1000;
     results[`${key} / reference`] = ratio(ms, ref);
     results[`${key} AVX2 walk / reference`] = ratio(avx2, ref);
     results[`${key} scalar walk / reference`] = ratio(scalar, ref);
-    console.log(`  M=${String(m).padEnd(6)} N=${String(n).padEnd(5)} ${ms.toFixed(3).padStart(7)} ms   reference ${ref.toFixed(3)} ms (x${(ms / ref).toFixed(2)}; AVX2 walk x${(avx2 / ref).toFixed(2)}, scalar x${(scalar / ref).toFixed(2)})   ${anchor}`);
+    if (anchor) results[`${key} / anchor build`] = ratio(ms, other);
+    const vsAnchor = anchor ? `; anchor build ${other.toFixed(3)} ms, x${(ms / other).toFixed(2)}` : '';
+    console.log(`  M=${String(m).padEnd(6)} N=${String(n).padEnd(5)} ${ms.toFixed(3).padStart(7)} ms   reference ${ref.toFixed(3)} ms (x${(ms / ref).toFixed(2)}; AVX2 walk x${(avx2 / ref).toFixed(2)}, scalar x${(scalar / ref).toFixed(2)}${vsAnchor})   ${paper}`);
   }
 
 console.log('Per packet');

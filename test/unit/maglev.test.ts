@@ -82,8 +82,9 @@ describe('Maglev', () => {
       seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
       return (seed >>> 8) % n;
     };
-    // small primes: lanes past M wrap several times, and more backends than slots
-    const primes = [3, 5, 7, 13, 251, 1021, 4093, 16381, 65537, 131071];
+    // small primes: lanes past M wrap several times, and more backends than slots; M mod 32 = 31, 5, 1 (31, 37,
+    // 97, 65537): the scalar walk's copy of the bitmap at bit offset M straddles words (maglev.cc double_bitmap)
+    const primes = [3, 5, 7, 13, 31, 37, 97, 251, 1021, 4093, 16381, 65537, 131071];
     for (let round = 0; round < 40; round++) {
       const n = 1 + rnd(round % 3 === 0 ? 1200 : 60);
       const weighted = round % 2 === 1;

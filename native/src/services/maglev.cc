@@ -65,10 +65,14 @@ struct Perm {
 };
 
 // The fill state: every backend's permutation, which slots are taken as a
-// bitmap, and the table. The bitmap holds every slot twice (bit c and bit
-// c + M: 16 KiB at M = 65537, in L1, where the slot table itself would be
-// 256 KiB), so a candidate c + k * skip mod M can be tested as c + (k * skip
-// mod M) < 2M, with no reduction, and a vector walk's lanes need none. The
+// bitmap, and the table. The bitmap is one bit a slot (8 KiB at M = 65537, in
+// L1, where the slot table itself would be 256 KiB); the vector walks reduce
+// their lanes mod M with two vector operations. Only the scalar walk keeps
+// every slot twice (bit c and bit c + M, from double_bitmap on), so that its
+// candidates c + (k * skip mod M) < 2M need no reduction. A claim of the
+// doubled bitmap writes two words: keeping the copy from the start cost the
+// vector builds 3-9 % (one more read-modify-write a turn, and twice the L1
+// footprint, which costs most under load: A/B in docs/benchmarks.md). The
 // fill count is kept by the caller, not here: a table store (uint32_t) could
 // alias a uint32_t member, and a counter reloaded and stored on every turn
 // would chain the turns through memory.
@@ -79,8 +83,22 @@ class Fill {
     for (size_t i = 0; i < n; i++) perm_[i] = {offset[i], skip[i]};
   }
   uint32_t m() const { return m_; }
-  bool taken(uint32_t c) const { return (used_[c >> 5] >> (c & 31)) & 1; }  // c < 2M
+  bool taken(uint32_t c) const { return (used_[c >> 5] >> (c & 31)) & 1; }  // c < M, or < 2M once doubled
   const std::vector<uint32_t>& used() const { return used_; }
+  // From here on every slot is kept twice, bit c and bit c + M (for the scalar
+  // walk, whose candidates c + k * skip mod M < 2M are then tested unreduced):
+  // copies the taken slots so far once, by words.
+  void double_bitmap() {
+    if (doubled_) return;
+    doubled_ = true;
+    const uint32_t words = (m_ + 31) / 32, q = m_ >> 5, sh = m_ & 31;
+    for (uint32_t w = 0; w < words; w++) {
+      // the last word holds slots below M only in its low bits; the copy's first bits land in it
+      const uint32_t x = w == q ? used_[w] & ((uint32_t(1) << sh) - 1) : used_[w];
+      used_[w + q] |= x << sh;
+      if (sh && w + q + 1 < used_.size()) used_[w + q + 1] |= x >> (32 - sh);
+    }
+  }
   Perm& perm(uint32_t i) { return perm_[i]; }
   // (a + b) mod M for a, b < M
   uint32_t add(uint32_t a, uint32_t b) const {
@@ -89,8 +107,10 @@ class Fill {
   }
   void claim(uint32_t i, uint32_t c) {  // c < M
     used_[c >> 5] |= uint32_t(1) << (c & 31);
-    const uint32_t d = c + m_;
-    used_[d >> 5] |= uint32_t(1) << (d & 31);
+    if (doubled_) {
+      const uint32_t d = c + m_;
+      used_[d >> 5] |= uint32_t(1) << (d & 31);
+    }
     table_[c] = i;
     perm_[i].next = add(c, perm_[i].skip);
   }
@@ -101,10 +121,9 @@ class Fill {
   // whose unpredictable branch cost ~6 % of the build (A/B in docs/benchmarks.md).
   void probe2(uint32_t i) {
     const Perm p = perm_[i];
-    const uint32_t c0 = p.next, c1 = c0 + p.skip;
+    const uint32_t c0 = p.next, c1 = add(c0, p.skip);
     const bool t0 = taken(c0), t1 = taken(c1);
     uint32_t c = t0 ? c1 : c0;
-    c = c >= m_ ? c - m_ : c;
     if (t0 & t1) {
       c = add(c, p.skip);
       while (taken(c)) c = add(c, p.skip);
@@ -161,6 +180,7 @@ class Fill {
 
  private:
   uint32_t m_;
+  bool doubled_ = false;
   std::vector<Perm> perm_;
   std::vector<uint32_t> used_;
   uint32_t* table_;
@@ -170,7 +190,7 @@ class Fill {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"  // GCC 12's AVX-512 intrinsics (_mm512_undefined_epi32)
 // The same walk with 8 (AVX2) or 16 (AVX-512) candidates per step in one
-// gather of bitmap words: lane k tests c + (k * skip mod M) < 2M. The lane
+// gather of bitmap words: lane k tests (c + (k * skip mod M)) mod M. The lane
 // offsets are computed in registers (k * skip < 8M, reduced by conditional
 // subtractions: min(s, s - qM) keeps s when the subtraction wraps); built in
 // memory and loaded, they cost a failed store forwarding per walk, ~1.7x the build.
@@ -181,7 +201,7 @@ __attribute__((target("avx2"))) __m256i lanes8(uint32_t skip, uint32_t m) {
 }
 
 __attribute__((target("avx2"))) uint32_t Fill::find_avx2(uint32_t i, uint32_t c) const {
-  const __m256i s = lanes8(perm_[i].skip, m_), low = _mm256_set1_epi32(31);
+  const __m256i s = lanes8(perm_[i].skip, m_), low = _mm256_set1_epi32(31), vm = _mm256_set1_epi32(int(m_));
   uint32_t step = perm_[i].skip;  // 8 * skip mod M
   for (int k = 0; k < 3; k++) step = add(step, step);
   const int* used = reinterpret_cast<const int*>(used_.data());
@@ -189,14 +209,14 @@ __attribute__((target("avx2"))) uint32_t Fill::find_avx2(uint32_t i, uint32_t c)
   __m256i x;
   do {  // bit x & 31 of each gathered word moved to the sign bit: one mask bit per lane
     x = _mm256_add_epi32(_mm256_set1_epi32(int(c)), s);
+    x = _mm256_min_epu32(x, _mm256_sub_epi32(x, vm));  // mod M
     const __m256i g = _mm256_i32gather_epi32(used, _mm256_srli_epi32(x, 5), 4);
     taken = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_sllv_epi32(g, _mm256_sub_epi32(low, _mm256_and_si256(x, low)))));
     c = add(c, step);
   } while (taken == 0xFF);
   alignas(32) uint32_t lane[8];
   _mm256_store_si256(reinterpret_cast<__m256i*>(lane), x);
-  const uint32_t slot = lane[__builtin_ctz(~unsigned(taken))];
-  return slot >= m_ ? slot - m_ : slot;
+  return lane[__builtin_ctz(~unsigned(taken))];
 }
 
 __attribute__((target("avx512f"))) uint32_t Fill::find_avx512(uint32_t i, uint32_t c) const {
@@ -207,16 +227,17 @@ __attribute__((target("avx512f"))) uint32_t Fill::find_avx512(uint32_t i, uint32
   __m256i hi = _mm256_add_epi32(lo, _mm256_set1_epi32(int(step)));
   hi = _mm256_min_epu32(hi, _mm256_sub_epi32(hi, m));
   const __m512i s = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), one = _mm512_set1_epi32(1);
+  const __m512i vm = _mm512_set1_epi32(int(m_));
   step = add(step, step);
   for (const int* used = reinterpret_cast<const int*>(used_.data());; c = add(c, step)) {
-    const __m512i x = _mm512_add_epi32(_mm512_set1_epi32(int(c)), s);
+    __m512i x = _mm512_add_epi32(_mm512_set1_epi32(int(c)), s);
+    x = _mm512_min_epu32(x, _mm512_sub_epi32(x, vm));  // mod M
     // rotate bit x & 31 of each gathered word to bit 0; a zero bit is a free slot
     const __mmask16 free = _mm512_testn_epi32_mask(_mm512_rorv_epi32(_mm512_i32gather_epi32(_mm512_srli_epi32(x, 5), used, 4), x), one);
     if (!free) continue;
     alignas(64) uint32_t lane[16];
     _mm512_store_si512(lane, x);
-    const uint32_t slot = lane[__builtin_ctz(unsigned(free))];
-    return slot >= m_ ? slot - m_ : slot;
+    return lane[__builtin_ctz(unsigned(free))];
   }
 }
 #pragma GCC diagnostic pop
@@ -327,6 +348,7 @@ std::vector<uint32_t> maglev_build(const std::vector<BackendKey>& backends, cons
   std::vector<uint32_t> offset, skip;
   if (!maglev_permutations(backends, weights, m, &offset, &skip, &wmax)) return {};
   std::vector<uint32_t> table(m);
+  walk = m < (1u << 27) ? maglev_walk_supported(walk) : MaglevWalk::kScalar;  // vector lanes hold up to 8 M
   Fill f(m, n, offset, skip, table.data());
   // The backends that take a turn, in order; weighted backends by rounds:
   // backend i takes a turn in round r when floor((r + 1) * w / wmax) steps up,
@@ -338,7 +360,6 @@ std::vector<uint32_t> maglev_build(const std::vector<BackendKey>& backends, cons
   }
   rem.assign(n, 0);
   std::vector<uint32_t> order;
-  walk = m < (1u << 27) ? maglev_walk_supported(walk) : MaglevWalk::kScalar;  // vector lanes hold up to 8 M
   const uint32_t tail_at = m - std::min(m, tail_start(m, walk));
   // below ~45 % full the first or second candidate is nearly always free, and
   // a scalar probe is cheaper than a vector gather; the scalar walk of 8
@@ -376,7 +397,9 @@ std::vector<uint32_t> maglev_build(const std::vector<BackendKey>& backends, cons
       case MaglevWalk::kAvx512: walk_turns<&Fill::find_avx512>(&f, r, rn, &k, &filled, tail_at); break;
       case MaglevWalk::kAvx2: walk_turns<&Fill::find_avx2>(&f, r, rn, &k, &filled, tail_at); break;
 #endif
-      default: walk_turns<&Fill::find_scalar>(&f, r, rn, &k, &filled, tail_at);
+      default:
+        if (k < rn && filled < tail_at) f.double_bitmap();
+        walk_turns<&Fill::find_scalar>(&f, r, rn, &k, &filled, tail_at);
     }
     for (; k < rn && filled < m; k++, filled++) {
       if (!tail) tail = std::make_unique<Tail>(&f, n);
