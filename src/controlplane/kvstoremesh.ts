@@ -31,9 +31,10 @@ import { decoded, ListWatcher } from './kvstore.js';
 import type { MeshLease, MeshLocal } from './mirrorwriter.js';
 import { IdentityCollector } from '../identity/allocator.js';
 import { clusterConfigCodec, pinnedClusterCodec, RecordError, Rejections, remoteSpecCodec, Trust, type PinnedCluster, type RemoteSpec, type RemoteStatus } from './records/index.js';
-import { DEFAULT_BUDGET, purgeRemote, RemoteReplication, type Budget, type RemoteConnector } from './replication.js';
+import { DEFAULT_BUDGET, RemoteReplication, type Budget, type RemoteConnector } from './replication.js';
 import { DEFAULT_COALESCER, TxnCoalescer, type CoalescerOptions } from './txncoalescer.js';
 import { cachedRemotes } from './cachedremotes.js';
+import { Purges } from './purges.js';
 import { within } from './within.js';
 
 /**
@@ -95,6 +96,8 @@ export class KVStoreMesh {
    * late write could overwrite the new replication's copy or put back a key the remote deleted meanwhile.
    */
   private readonly landings = new Map<string, Promise<void>>();
+  /** Purge attempts, each within statusPutMs; one that outran it is waited for like a landing (purges.ts). */
+  private readonly purges: Purges;
 
   /**
    * local: the cluster's own etcd (etcdMeshLocal) or a stand-in. identityGcMs: how often unreferenced identities
@@ -117,6 +120,8 @@ export class KVStoreMesh {
     private readonly opts: { statusMs?: number; heartbeatMs?: number; connect?: RemoteConnector; txn?: Partial<CoalescerOptions>; purgeRetryMs?: number; startRetryMs?: { first: number; max: number }; statusPutMs?: number; leaseRetryMs?: { first: number; max: number } } = {},
   ) {
     this.mirror = new TxnCoalescer(local.mirror, { ...DEFAULT_COALESCER, ...opts.txn });
+    // a late purge may have deleted the status of the remote's next replication: written again on the next tick
+    this.purges = new Purges(this.mirror, () => this.statusPutMs, (name) => void this.written.delete(name));
     this.collector = new IdentityCollector(local.identities, cluster, log);
     this.rejections = new Rejections(log);
   }
@@ -242,7 +247,7 @@ export class KVStoreMesh {
     const refused = this.trust.pin(pin);
     if (refused) {
       this.rejections.add(new RecordError('pinned-cluster', pinnedKey(name), 'conflict', refused), name);
-      await this.purge(name, () => purgeRemote(this.mirror, name)); // what it sent under an earlier pin may not stay either
+      await this.purge(name, () => this.purges.run(name)); // what it sent under an earlier pin may not stay either
       return;
     }
     const r = new RemoteReplication(spec, pin, this.trust, this.mirror, this.log, this.rejections, this.budget, this.opts.connect);
@@ -261,6 +266,8 @@ export class KVStoreMesh {
       const prev = this.landings.get(name);
       // not waited for without a bound (a hung local etcd): a start failure, tried again with the backoff below
       if (prev && !(await within(prev.then(() => true), this.statusPutMs, false))) throw new Error("the previous replication's mirror write is still in flight");
+      const purging = this.purges.pending(name); // a purge past its deadline would delete what this one writes
+      if (purging && !(await within(purging.then(() => true), this.statusPutMs, false))) throw new Error('a purge of the remote is still in flight');
       await r.start();
       this.restarts.delete(name);
     } catch (err) {
@@ -296,13 +303,13 @@ export class KVStoreMesh {
     for (const name of names) {
       if (this.remotes.has(name) || (this.specs.has(name) && this.pins.has(name) && name !== this.cluster)) continue;
       this.log.info({ remote: name }, 'purging a remote no longer connected (left by an earlier run)');
-      await this.purge(name, () => purgeRemote(this.mirror, name)).catch(this.failed(name, 'purge of a remote'));
+      await this.purge(name, () => this.purges.run(name)).catch(this.failed(name, 'purge of a remote'));
     }
   }
 
   /** The operator disconnected the remote: stop and purge (nothing replicated: purge what an earlier failure left). */
   private disconnect(name: string): Promise<void> {
-    return this.purge(name, () => (this.remotes.has(name) ? this.dropRemote(name, true) : purgeRemote(this.mirror, name)));
+    return this.purge(name, () => (this.remotes.has(name) ? this.dropRemote(name, true) : this.purges.run(name)));
   }
 
   /**
@@ -328,7 +335,7 @@ export class KVStoreMesh {
       for (const name of this.unpurged)
         this.enqueue(name, 'purge of a remote', async () => {
           if (this.remotes.has(name)) return void this.unpurged.delete(name);
-          if (this.unpurged.has(name)) await this.purge(name, () => purgeRemote(this.mirror, name));
+          if (this.unpurged.has(name)) await this.purge(name, () => this.purges.run(name));
         });
     }, this.opts.purgeRetryMs ?? 5000);
     this.purgeTimer.unref();
@@ -363,6 +370,7 @@ export class KVStoreMesh {
         this.unpurged.add(name);
         this.armPurgeRetry();
       });
+    if (purge) await this.purges.run(name);
   }
 
   /** How long a status put may take (ms), and a stop without purge wait for the mirror's writes. */

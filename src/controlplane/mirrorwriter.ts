@@ -7,6 +7,7 @@ import type { Etcd3 } from 'etcd3';
 import { etcdCollectorStore, type CollectorStore } from '../identity/allocator.js';
 import type { Logger } from '../log.js';
 import { EtcdStore, type KVStore } from './kvstore.js';
+import { LateWriteError } from './latewrite.js';
 
 /** Everything KVStoreMesh does to its own cluster's store. */
 export interface MeshLocal {
@@ -129,6 +130,13 @@ export class BatchedWriter {
   private waiters: Array<() => void> = [];
   /** Set by abandon(): nothing is queued, written or retried from then on. */
   private abandoned = false;
+  /**
+   * Batches given up on past their deadline (LateWriteError) that may still land: their landings, and for each of
+   * their keys the number of such batches carrying it and the last value sent for it since (what to write again
+   * once they settled). Bounded by TxnCoalescer's maxLate batches of at most MAX_TXN_OPS keys.
+   */
+  private readonly landings = new Set<Promise<void>>();
+  private readonly uncertain = new Map<string, { n: number; v: string | null }>();
 
   /** retryMs: the pause before a failed batch is written again. */
   constructor(
@@ -162,24 +170,47 @@ export class BatchedWriter {
     return queued === undefined ? this.inFlightSince : Math.min(queued, this.inFlightSince);
   }
 
-  /** Resolves once everything queued so far is written. */
+  /** Resolves once everything queued so far is written (and no batch given up on may still land over it). */
   flushed(): Promise<void> {
-    if (!this.running && this.pending.size === 0) return Promise.resolve();
+    if (this.idle()) return Promise.resolve();
     return new Promise((r) => this.waiters.push(r));
+  }
+
+  private idle(): boolean {
+    return !this.running && this.pending.size === 0 && this.landings.size === 0;
+  }
+
+  /**
+   * A batch past its deadline may land after what was written since, over it: once it settled, each of its keys
+   * not queued meanwhile (a queued write goes after it) is written again with the last value sent for it.
+   */
+  private landLate(batch: Array<[string, Pending]>, landing: Promise<void>): void {
+    this.landings.add(landing);
+    for (const [k, e] of batch) this.uncertain.set(k, { n: (this.uncertain.get(k)?.n ?? 0) + 1, v: e.v });
+    void landing.then(() => {
+      this.landings.delete(landing);
+      for (const [k] of batch) {
+        const u = this.uncertain.get(k)!;
+        if (--u.n === 0) this.uncertain.delete(k);
+        if (!this.pending.has(k)) this.queue(k, u.v);
+      }
+      if (this.idle()) for (const w of this.waiters.splice(0)) w();
+    });
   }
 
   /**
    * Drops everything queued and stops retrying (the remote's state is about to be purged: none of it is needed),
    * so that a write etcd refuses for good (NOSPACE) or that hangs holds no stop: flushed() resolves at once.
-   * Returns the batch in flight, if one is: it may still land, after a purge; the promise resolves once it
-   * settled (either way). Later writes are ignored.
+   * Returns the batch in flight and those given up on past their deadline, if any: they may still land, after a
+   * purge; the promise resolves once all settled (either way). Later writes are ignored.
    */
   abandon(): Promise<void> | undefined {
     this.abandoned = true;
     this.pending.clear();
     this.failedAlone = undefined;
     for (const w of this.waiters.splice(0)) w();
-    return this.inFlightSince !== undefined && this.running ? this.running : undefined;
+    const landing = [...this.landings, ...(this.inFlightSince !== undefined && this.running ? [this.running] : [])];
+    return landing.length ? Promise.all(landing).then(() => undefined) : undefined;
   }
 
   private kick(): void {
@@ -199,7 +230,11 @@ export class BatchedWriter {
             batch.push(e);
             bytes += e[1].bytes;
           }
-          for (const [k] of batch) this.pending.delete(k);
+          for (const [k, e] of batch) {
+            this.pending.delete(k);
+            const u = this.uncertain.get(k);
+            if (u) u.v = e.v;
+          }
           if (batch.length) this.inFlightSince = batch[0]![1].at;
           const failed = this.failedAlone;
           // a failed write rewritten since (superseded) may hold now: only an unchanged one keeps the batch alone
@@ -215,9 +250,11 @@ export class BatchedWriter {
             if (failed.size === 0) this.failedAlone = undefined;
           }
         } catch (err) {
+          if (err instanceof LateWriteError) this.landLate(batch, err.landing);
           if (this.abandoned) break;
-          // a coalescing target rejects a batch only once it failed alone (a merged failure is retried member by member)
-          this.failedAlone = new Map(batch.map(([k, e]) => [k, e.v]));
+          // a coalescing target rejects a batch only once it failed alone (a merged failure is retried member by
+          // member), or past its deadline: a hung etcd, no refused write (the batch need not go alone)
+          if (!(err instanceof LateWriteError)) this.failedAlone = new Map(batch.map(([k, e]) => [k, e.v]));
           this.log.error({ remote: this.remote, err: (err as Error).message, keys: batch.length }, 'local write failed, retrying');
           // back in front of newer writes, with their first-queued time: the retry is older than what came since.
           // A key rewritten meanwhile keeps its newer value but this first time (Map: first position, last value).
@@ -229,7 +266,7 @@ export class BatchedWriter {
         }
       }
       this.running = null;
-      for (const w of this.waiters.splice(0)) w();
+      if (this.idle() || this.abandoned) for (const w of this.waiters.splice(0)) w();
     })();
   }
 }

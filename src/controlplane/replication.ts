@@ -272,27 +272,26 @@ export class RemoteReplication {
   }
 
   /**
-   * Stops replicating. With purge: what the writer still holds is abandoned (the purge deletes all of it: a write
-   * the local etcd refuses for good, or one that hangs, must not hold the purge), then the cache, markers and status
-   * are deleted. Without: the writer's queue is waited for, at most flushMs (ms), then abandoned the same way.
-   * Returns `landing`: the write that was in flight when the queue was abandoned, if one was; it settles when that
-   * write did, which may be after the purge (the caller purges again then: it may have put keys back).
+   * Stops replicating. With purge: what the writer still holds is abandoned at once (the caller purges next, which
+   * deletes all of it: a write the local etcd refuses for good, or one that hangs, must not hold the purge).
+   * Without: the writer's queue is waited for, at most flushMs (ms), then abandoned the same way. Returns
+   * `landing`: the write that was in flight when the queue was abandoned, if one was; it settles when that write
+   * did, which may be after the purge (the caller purges again then: it may have put keys back). Never rejects.
    */
   async stop(purge: boolean, flushMs: number): Promise<{ landing?: Promise<void> }> {
     await Promise.all(this.watchers.map((w) => w.stop()));
     this.source.close();
     if (!purge) return (await within(this.writer.flushed().then(() => true), flushMs, false)) ? {} : { landing: this.writer.abandon() };
-    const landing = this.writer.abandon();
-    await purgeRemote(this.local, this.spec.name);
-    return { landing };
+    return { landing: this.writer.abandon() };
   }
 }
 
-/** Deletes a remote's cache, sync markers and status from the local etcd. */
+/**
+ * Deletes a remote's cache, sync markers and status from the local etcd, in three round trips (a purge has a
+ * deadline, purges.ts): the markers first (agents ignore a cache without its marker), then the caches, then the status.
+ */
 export async function purgeRemote(local: MirrorTarget, remote: string): Promise<void> {
-  for (const type of REPLICATED_TYPES) {
-    await local.write([[syncedKey(remote, type), null]]);
-    await local.deletePrefix(cachePrefix(type, remote));
-  }
+  await local.write(REPLICATED_TYPES.map((type) => [syncedKey(remote, type), null] as const));
+  await Promise.all(REPLICATED_TYPES.map((type) => local.deletePrefix(cachePrefix(type, remote))));
   await local.write([[remoteStatusKey(remote), null]]);
 }

@@ -18,7 +18,14 @@
  * unchanged that no applied batch carried yet): it goes in a transaction of its own, so its co-members do not pay
  * one failed write per retry.
  * Size: a batch's bytes are counted once (BatchedWriter, when queued; write(), when offered) and carried along.
+ * Deadline: a transaction etcd does not answer within `deadlineMs` (10 s) fails (LateWriteError, for every
+ * member: a hung etcd is no refused member, so no member-by-member retry) and frees its slot, so up to maxInFlight
+ * hung calls do not stall every other remote's writes. Such a call is not cancelled and may still land: its
+ * members learn when it settled (LateWriteError.landing) and write again what it may have overwritten
+ * (BatchedWriter). At most `maxLate` (16) given-up calls are outstanding: at that bound nothing more is sent until
+ * one settled (the local etcd answers none of them: a new one would hang too).
  */
+import { LateWriteError } from './latewrite.js';
 import { MAX_TXN_BYTES, opBytes, type MirrorOps, type MirrorTarget, type TakeOps } from './mirrorwriter.js';
 
 export interface CoalescerOptions {
@@ -30,9 +37,13 @@ export interface CoalescerOptions {
   maxBytes: number;
   /** Transactions outstanding at once. */
   maxInFlight: number;
+  /** How long etcd may take to answer one transaction (ms) before it fails (LateWriteError) and frees its slot. */
+  deadlineMs: number;
+  /** Transactions given up on (past their deadline) and not settled yet, at most: at the bound nothing is sent. */
+  maxLate: number;
 }
 
-export const DEFAULT_COALESCER: CoalescerOptions = { windowMs: 10, maxOps: 128, maxBytes: MAX_TXN_BYTES, maxInFlight: 4 };
+export const DEFAULT_COALESCER: CoalescerOptions = { windowMs: 10, maxOps: 128, maxBytes: MAX_TXN_BYTES, maxInFlight: 4, deadlineMs: 10_000, maxLate: 16 };
 
 interface Member {
   /** A fixed batch (MirrorTarget.write, or what a writer gave that did not fit), or ops taken from a writer at send time. */
@@ -48,12 +59,14 @@ interface Member {
 export class TxnCoalescer implements MirrorTarget {
   private readonly queue: Member[] = [];
   private inFlight = 0;
+  /** Transactions past their deadline, not settled yet (≤ maxLate). */
+  private late = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
   /**
    * Transactions sent, members retried alone after a merged failure, and transactions sent alone because their
-   * batch had failed alone before (for tests and the benchmark).
+   * batch had failed alone before (for tests and the benchmark); writes that outran their deadline.
    */
-  readonly stats = { txns: 0, ops: 0, isolated: 0, alone: 0 };
+  readonly stats = { txns: 0, ops: 0, isolated: 0, alone: 0, late: 0 };
 
   constructor(
     private readonly target: MirrorTarget,
@@ -92,7 +105,7 @@ export class TxnCoalescer implements MirrorTarget {
 
   /** Sends what may leave now, and arms the timer for the window of the oldest waiting write. */
   private pump(): void {
-    while (this.queue.length > 0 && this.inFlight < this.opts.maxInFlight) {
+    while (this.queue.length > 0 && this.inFlight < this.opts.maxInFlight && this.late < this.opts.maxLate) {
       const due = this.queue[0]!.at + this.opts.windowMs;
       if (this.clock() < due && this.queuedOps() < this.opts.maxOps) {
         this.arm(due - this.clock());
@@ -157,16 +170,37 @@ export class TxnCoalescer implements MirrorTarget {
 
   private async commit(ops: MirrorOps, members: Array<{ m: Member; ops: MirrorOps }>): Promise<void> {
     try {
-      await this.target.write(ops);
+      await this.timed(ops);
       for (const { m } of members) m.resolve();
       return;
     } catch (err) {
-      if (members.length === 1) return members[0]!.m.reject(err as Error);
+      if (members.length === 1 || err instanceof LateWriteError) return members.forEach(({ m }) => m.reject(err as Error));
     }
     // one member may be what etcd refuses: each alone, so the others' writes still go; one after the other, in
     // this transaction's slot (maxInFlight holds)
     this.stats.isolated += members.length;
-    for (const { m, ops: mine } of members) await this.target.write(mine).then(m.resolve, m.reject);
+    for (const { m, ops: mine } of members) await this.timed(mine).then(m.resolve, m.reject);
+  }
+
+  /** target.write(ops), or a LateWriteError once deadlineMs passed without an answer (the write is counted late until it settled). */
+  private timed(ops: MirrorOps): Promise<void> {
+    const write = this.target.write(ops);
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.late++;
+        this.stats.late++;
+        const landing = write.then(
+          () => undefined,
+          () => undefined,
+        );
+        void landing.then(() => {
+          this.late--;
+          this.pump();
+        });
+        reject(new LateWriteError(this.opts.deadlineMs, landing));
+      }, this.opts.deadlineMs);
+      write.then(resolve, reject).finally(() => clearTimeout(timer));
+    });
   }
 
   /** Cancels the window timer (what is queued stays queued: writers are stopped before this). */

@@ -5,7 +5,7 @@
 import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { cacheKey, cachePrefix, remoteKey, stateKey, syncedKey } from '../../src/controlplane/keys.js';
-import { DEFAULT_BUDGET, KVStoreMesh } from '../../src/controlplane/kvstoremesh.js';
+import { DEFAULT_BUDGET, KVStoreMesh, REPLICATED_TYPES } from '../../src/controlplane/kvstoremesh.js';
 import { KVStoreMeshMetrics } from '../../src/controlplane/meshmetrics.js';
 import type { MeshLocal, MirrorOps } from '../../src/controlplane/mirrorwriter.js';
 import { silentLogger } from '../../src/log.js';
@@ -22,8 +22,10 @@ type Mode = 'ok' | 'refuse' | 'hang' | 'late';
 async function meshWithStuckWrites(statusPutMs = 5000, startRetryMs = { first: 1000, max: 60_000 }) {
   const { local, remotes } = await pinnedPair();
   const base = meshLocalOf(local);
-  const s = { mode: 'ok' as Mode, tried: 0, landed: 0, release: () => undefined as void };
+  const s = { mode: 'ok' as Mode, tried: 0, landed: 0, release: () => undefined as void, purge: 'ok' as 'ok' | 'late', purges: 0, purged: 0, releasePurge: () => undefined as void };
   const gate = new Promise<void>((r) => (s.release = r));
+  // c2's purges (deletePrefix of its cache) held until releasePurge: a hung local etcd, or one answering late
+  const purgeGate = new Promise<void>((r) => (s.releasePurge = r));
   const c2put = (ops: MirrorOps) => ops.some(([k, v]) => v !== null && k.includes('/c2/'));
   const store: MeshLocal = {
     ...base,
@@ -36,6 +38,13 @@ async function meshWithStuckWrites(statusPutMs = 5000, startRetryMs = { first: 1
         await (s.mode === 'hang' ? new Promise<void>(() => undefined) : gate);
         await base.mirror.write(ops);
         s.landed++;
+      },
+      deletePrefix: async (prefix) => {
+        if (s.purge === 'ok' || !prefix.includes('/c2/')) return base.mirror.deletePrefix(prefix);
+        s.purges++;
+        await purgeGate;
+        await base.mirror.deletePrefix(prefix);
+        s.purged++;
       },
     },
   };
@@ -96,6 +105,43 @@ describe('kvstoremesh: stops against a local etcd that refuses or hangs', () => 
     await remotes.c2!.put(stateKey('nodes', 'c2', 'n2'), node('c2', 2, 'n2'));
     await vi.waitFor(() => expect(s.tried).toBe(1), soon);
     await mesh.stop(); // before: never resolved
+  });
+});
+
+describe('kvstoremesh: purges against a local etcd that hangs', () => {
+  // s6fix: purgeRemote had no deadline: a hung delete held the disconnect, and every start and stop queued behind it
+  it('regression: a hung purge outruns its deadline, is counted and retried, holds no other remote\'s start, and is retried until it holds', async () => {
+    const { local, mesh, s } = await meshWithStuckWrites(50);
+    s.purge = 'late';
+    await local.delete(remoteKey('c2'));
+    await local.put(remoteKey('c3'), spec('c3'));
+    await vi.waitFor(() => expect(local.get(syncedKey('c3', 'nodes')), 'c3 started').toBeDefined(), soon); // before: never
+    await vi.waitFor(() => expect(mesh.failures.chain).toBeGreaterThan(0), soon);
+    expect(mesh.pending().unpurged).toBe(1);
+    await sleep(200);
+    expect(s.purges).toBe(REPLICATED_TYPES.length); // one attempt (a prefix per type) in flight per remote: the retries wait for it, not pile up
+    s.releasePurge();
+    await vi.waitFor(() => expect(heldOf(local, 'c2')).toEqual([]), soon);
+    await vi.waitFor(() => expect(mesh.pending().unpurged).toBe(0), soon);
+    await mesh.stop();
+  });
+
+  it('regression: a purge that lands after its deadline cannot delete what the remote\'s next replication wrote', async () => {
+    const { local, mesh, s } = await meshWithStuckWrites(50, { first: 20, max: 40 });
+    s.purge = 'late';
+    await local.delete(remoteKey('c2'));
+    await vi.waitFor(() => expect(mesh.failures.chain).toBeGreaterThan(0), soon);
+    await local.put(remoteKey('c2'), spec('c2')); // connected again while the old purge is held
+    await sleep(300);
+    expect(local.get(syncedKey('c2', 'nodes')), 'not started before the purge settled').toBeUndefined();
+    s.releasePurge(); // the old purge lands now: the new replication starts after it, so its copy stays
+    await vi.waitFor(() => expect(s.purged).toBeGreaterThan(0), soon);
+    await vi.waitFor(() => expect(statusOf(local, 'c2')).toMatchObject({ connected: true, synced: { nodes: true }, entries: { nodes: 1 } }), soon);
+    await sleep(100);
+    expect(local.get(cacheKey('nodes', 'c2', 'n1'))?.value).toBe(node('c2', 2, 'n1'));
+    expect(local.get(syncedKey('c2', 'nodes'))).toBeDefined();
+    expect(mesh.failures.start).toBeGreaterThan(0); // the start waited for the purge
+    await mesh.stop();
   });
 });
 

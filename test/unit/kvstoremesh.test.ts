@@ -22,6 +22,7 @@ import {
 } from '../../src/controlplane/keys.js';
 import { DEFAULT_BUDGET, KVStoreMesh, LAG_GRACE_MS, REPLICATED_TYPES, RemoteReplication } from '../../src/controlplane/kvstoremesh.js';
 import { MemKV } from '../../src/controlplane/memkv.js';
+import { purgeRemote } from '../../src/controlplane/replication.js';
 import type { MeshLocal, MirrorTarget } from '../../src/controlplane/mirrorwriter.js';
 import { heartbeatCodec, Rejections, remoteStatusCodec, Trust, tryDecode, type PinnedCluster } from '../../src/controlplane/records/index.js';
 import { clusterIdentity, labelsHash } from '../../src/identity/identity.js';
@@ -105,6 +106,7 @@ describe('kvstoremesh: one remote mirrored through fake stores', () => {
     await vi.waitFor(f.allSynced, soon);
     await vi.waitFor(() => expect(f.cached()).toEqual({ [dst('kept')]: node('kept') }), soon);
     await r.stop(true, 5000);
+    await purgeRemote(mirrorOf(f.local), 'c2'); // the caller's purge (KVStoreMesh: within a deadline, purges.ts)
     expect(f.local.entries('wiremesh/')).toEqual([]);
   });
 });

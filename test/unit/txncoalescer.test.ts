@@ -7,10 +7,14 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { silentLogger } from '../../src/log.js';
 import { BatchedWriter, type MirrorOps, type MirrorTarget } from '../../src/controlplane/mirrorwriter.js';
+import { LateWriteError } from '../../src/controlplane/latewrite.js';
 import { TxnCoalescer, type CoalescerOptions } from '../../src/controlplane/txncoalescer.js';
 
-/** An in-memory store whose write is one atomic transaction; `fail(ops)` says whether a transaction fails. */
-function store(fail: (ops: MirrorOps) => boolean = () => false) {
+/**
+ * An in-memory store whose write is one atomic transaction; `fail(ops)` says whether a transaction fails, `delay(ops)`
+ * how long it takes to answer (ms; a promise: until it settles, a hung etcd while it does not).
+ */
+function store(fail: (ops: MirrorOps) => boolean = () => false, delay: (ops: MirrorOps) => number | Promise<void> = () => 0) {
   const kv = new Map<string, string>();
   /** Every value each key took, in the order applied. */
   const history = new Map<string, Array<string | null>>();
@@ -29,7 +33,8 @@ function store(fail: (ops: MirrorOps) => boolean = () => false) {
       attempts.push(attempt);
       inFlight++;
       maxInFlight = Math.max(maxInFlight, inFlight);
-      await Promise.resolve();
+      const d = delay(ops);
+      await (typeof d === 'number' ? (d > 0 ? new Promise((r) => setTimeout(r, d)) : Promise.resolve()) : d);
       inFlight--;
       if (new Set(ops.map(([k]) => k)).size !== ops.length) throw new Error('duplicate key given in txn request');
       if (fail(ops)) throw new Error('txn failed');
@@ -45,9 +50,39 @@ function store(fail: (ops: MirrorOps) => boolean = () => false) {
   return { kv, history, txns, attempts, target, maxInFlight: () => maxInFlight };
 }
 
-const OPTS: CoalescerOptions = { windowMs: 10, maxOps: 8, maxBytes: 4096, maxInFlight: 2 };
+const OPTS: CoalescerOptions = { windowMs: 10, maxOps: 8, maxBytes: 4096, maxInFlight: 2, deadlineMs: 60_000, maxLate: 16 };
 
 afterEach(() => void vi.useRealTimers());
+
+/**
+ * n random puts and deletes (a fifth) of `keys` keys per writer, pausing up to pauseMs now and then; the last value
+ * per key (null: deleted) is returned, every value offered per key added to `offered`.
+ */
+async function randomWrites(rnd: () => number, writers: BatchedWriter[], n: number, keys: number, pauseMs: number, offered = new Map<string, Array<string | null>>()) {
+  const want = new Map<string, string | null>();
+  for (let i = 0; i < n; i++) {
+    const w = Math.floor(rnd() * writers.length);
+    const key = `r${w}/k${Math.floor(rnd() * keys)}`;
+    const v = rnd() < 0.2 ? null : `v${i}`;
+    if (v === null) writers[w]!.delete(key);
+    else writers[w]!.put(key, v);
+    want.set(key, v);
+    offered.set(key, [...(offered.get(key) ?? []), v]);
+    if (rnd() < 0.1) await new Promise((r) => setTimeout(r, rnd() * pauseMs));
+  }
+  return want;
+}
+
+/** mulberry32: numbers in [0, 1), a failure reproduces with its seed. */
+function seeded(seed: number): () => number {
+  let x = seed * 2654435761;
+  return () => {
+    x = (x + 0x6d2b79f5) | 0;
+    let t = Math.imul(x ^ (x >>> 15), 1 | x);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
 
 describe('TxnCoalescer', () => {
   it("regression: one remote's large records are taken by bytes too, so no transaction exceeds the bound (etcd would refuse it every time)", async () => {
@@ -191,28 +226,12 @@ describe('TxnCoalescer', () => {
 
   it('on seeded random writes through BatchedWriters, with failing transactions, ends where the last values say, each key in order', async () => {
     for (let seed = 1; seed <= 30; seed++) {
-      let x = seed * 2654435761; // mulberry32: a failure reproduces with its seed
-      const rnd = () => {
-        x = (x + 0x6d2b79f5) | 0;
-        let t = Math.imul(x ^ (x >>> 15), 1 | x);
-        t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-      };
+      const rnd = seeded(seed);
       const s = store(() => rnd() < 0.15);
-      const c = new TxnCoalescer(s.target, { windowMs: 1, maxOps: 1 + Math.floor(rnd() * 10), maxBytes: 4096, maxInFlight: 1 + Math.floor(rnd() * 3) });
+      const c = new TxnCoalescer(s.target, { ...OPTS, windowMs: 1, maxOps: 1 + Math.floor(rnd() * 10), maxBytes: 4096, maxInFlight: 1 + Math.floor(rnd() * 3) });
       const writers = Array.from({ length: 4 }, (_, w) => new BatchedWriter(c, silentLogger, `r${w}`, Date.now, 1));
-      const want = new Map<string, string | null>();
       const offered = new Map<string, Array<string | null>>();
-      for (let i = 0; i < 300; i++) {
-        const w = Math.floor(rnd() * writers.length);
-        const key = `r${w}/k${Math.floor(rnd() * 12)}`;
-        const v = rnd() < 0.2 ? null : `v${i}`;
-        if (v === null) writers[w]!.delete(key);
-        else writers[w]!.put(key, v);
-        want.set(key, v);
-        offered.set(key, [...(offered.get(key) ?? []), v]);
-        if (rnd() < 0.1) await new Promise((r) => setTimeout(r, rnd() * 3));
-      }
+      const want = await randomWrites(rnd, writers, 300, 12, 3, offered);
       await Promise.all(writers.map((w) => w.flushed()));
       const expected = Object.fromEntries([...want].filter(([, v]) => v !== null));
       expect(Object.fromEntries(s.kv), `seed ${seed}`).toEqual(expected);
@@ -242,5 +261,79 @@ describe('TxnCoalescer', () => {
       }
       c.stop();
     }
+  });
+});
+
+describe('TxnCoalescer: a local etcd that does not answer', () => {
+  // s6fix: with maxInFlight transactions hung (etcd never answers), every other remote's writes waited for ever
+  it('regression: a hung transaction fails at its deadline and frees its slot, so other writers\' writes go; bounded by maxLate', async () => {
+    vi.useFakeTimers();
+    const never = new Promise<void>(() => undefined);
+    const s = store(undefined, (ops) => (ops.some(([k]) => k.startsWith('hung/')) ? never : 0));
+    const c = new TxnCoalescer(s.target, { ...OPTS, windowMs: 0, deadlineMs: 100, maxLate: 3 });
+    const hung = [c.write([['hung/1', 'x']]), c.write([['hung/2', 'x']])].map((p) => p.catch((e: Error) => e));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(s.maxInFlight()).toBe(2); // both slots held by calls that never answer
+    const w = new BatchedWriter(c, silentLogger, 'ok', Date.now, 5);
+    w.put('ok/1', 'v');
+    await vi.advanceTimersByTimeAsync(99);
+    expect(s.kv.has('ok/1')).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(s.kv.get('ok/1')).toBe('v'); // before: never
+    for (const e of await Promise.all(hung)) expect(e).toBeInstanceOf(LateWriteError);
+    expect(c.stats.late).toBe(2);
+    // a third hung call reaches maxLate (3): nothing more is sent until one of them settled
+    void c.write([['hung/3', 'x']]).catch(() => undefined);
+    await vi.advanceTimersByTimeAsync(100);
+    const sent = s.attempts.length;
+    void c.write([['ok/2', 'v']]);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(s.attempts.length).toBe(sent);
+    c.stop();
+  });
+
+  it("regression: a transaction that lands after its deadline cannot leave a key at the stale value it carried (it is written again once it settled)", async () => {
+    vi.useFakeTimers();
+    let release = () => undefined as void;
+    const gate = new Promise<void>((r) => (release = r));
+    let first = true;
+    // the first transaction answers late (after the deadline and after the retry and newer writes applied)
+    const s = store(undefined, () => (first ? ((first = false), gate) : 0));
+    const c = new TxnCoalescer(s.target, { ...OPTS, windowMs: 0, deadlineMs: 100 });
+    const w = new BatchedWriter(c, silentLogger, 'r', Date.now, 5);
+    w.put('r/a', 'v1');
+    w.put('r/b', 'v1');
+    await vi.advanceTimersByTimeAsync(150); // past the deadline: retried, applied
+    expect(Object.fromEntries(s.kv)).toEqual({ 'r/a': 'v1', 'r/b': 'v1' });
+    w.put('r/a', 'v2');
+    w.delete('r/b');
+    await vi.advanceTimersByTimeAsync(50);
+    expect(Object.fromEntries(s.kv)).toEqual({ 'r/a': 'v2' });
+    let flushed = false;
+    void w.flushed().then(() => (flushed = true));
+    await vi.advanceTimersByTimeAsync(50);
+    expect(flushed).toBe(false); // the late transaction may still land over what was written
+    release(); // it lands now: r/a back at v1, r/b back
+    await vi.advanceTimersByTimeAsync(50);
+    expect(Object.fromEntries(s.kv)).toEqual({ 'r/a': 'v2' }); // before: { r/a: v1, r/b: v1 }
+    expect(flushed).toBe(true);
+    c.stop();
+  });
+
+  it('on seeded random writes with transactions answering late or failing, ends where the last values say', async () => {
+    let late = 0;
+    for (let seed = 1; seed <= 20; seed++) {
+      const rnd = seeded(seed);
+      // a quarter of the transactions answer after the 4 ms deadline (up to 20 ms), some fail
+      const s = store(() => rnd() < 0.1, () => (rnd() < 0.25 ? 4 + rnd() * 16 : 0));
+      const c = new TxnCoalescer(s.target, { ...OPTS, windowMs: 1, maxOps: 1 + Math.floor(rnd() * 10), maxInFlight: 1 + Math.floor(rnd() * 3), deadlineMs: 4, maxLate: 4 });
+      const writers = Array.from({ length: 3 }, (_, w) => new BatchedWriter(c, silentLogger, `r${w}`, Date.now, 1));
+      const want = await randomWrites(rnd, writers, 200, 8, 5);
+      await Promise.all(writers.map((w) => w.flushed()));
+      expect(Object.fromEntries(s.kv), `seed ${seed}`).toEqual(Object.fromEntries([...want].filter(([, v]) => v !== null)));
+      late += c.stats.late;
+      c.stop();
+    }
+    expect(late).toBeGreaterThan(20); // the late path was taken, many times
   });
 });

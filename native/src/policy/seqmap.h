@@ -19,9 +19,13 @@
 // destroyed (its slot pages are returned to the kernel with MADV_DONTNEED and
 // read as zeros, i.e. empty), and a table's size and slot pointer live in its
 // header, which is never released, so a probe stays inside the table it
-// started in, and stops after at most one pass over it. (Writers store plain,
-// readers load atomically: the usual seqlock compromise, sound on x86-64 and
-// AArch64 with GCC and Clang; a torn copy is discarded by the check.)
+// started in, and stops after at most one pass over it. Writers store every
+// slot word a reader may be probing with a relaxed atomic store (store_slot),
+// readers load them with relaxed atomic loads: no data race under the C++
+// memory model (plain stores against atomic loads were one), and on x86-64 and
+// AArch64 a relaxed store is the plain store it replaces; a torn copy is
+// discarded by the sequence check. with() hands f a copy of the value and
+// stores it back the same way.
 //
 // One hash per key (H::hash, every shard's alike): bits kShardShift.. pick the
 // shard, the high bits index the shard's table (as FlatMap's multiply-shift
@@ -97,7 +101,9 @@ class SeqShardedMap : public TableBound {
     return f(found ? &copy.value : static_cast<const V*>(nullptr));
   }
 
-  // f(V* or null) under the key's shard lock, as a write (f may change the value).
+  // f(V* or null) under the key's shard lock, as a write (f may change the
+  // value: it gets a copy, stored back into the slot with atomic stores; the
+  // pointer is valid only during f).
   template <typename F>
   auto with(const K& k, F f) {
     uint64_t h;
@@ -106,7 +112,14 @@ class SeqShardedMap : public TableBound {
     Writing w(sh);
     Table* t = sh.cur.load(std::memory_order_relaxed);
     size_t i = find(t, k, h);
-    return f(i == kNone ? nullptr : &t->slots[i].value);
+    if (i == kNone) return f(static_cast<V*>(nullptr));
+    Slot copy = t->slots[i];  // under the mutex: no other writer
+    struct StoreBack {
+      Slot* dst;
+      const Slot& src;
+      ~StoreBack() { store_slot(dst, src); }
+    } back{&t->slots[i], copy};
+    return f(&copy.value);
   }
 
   // Inserts k only if it is absent: 1 inserted, 0 present (left alone), -1 full.
@@ -141,7 +154,7 @@ class SeqShardedMap : public TableBound {
       std::lock_guard<std::mutex> lock(sh.mu);
       Table* t = sh.cur.load(std::memory_order_relaxed);
       for (size_t i = 0; i <= t->mask;) {
-        Slot& s = t->slots[i];
+        const Slot& s = t->slots[i];  // pred reads only: a slot is written through store_slot
         if (s.used && pred(s.key, s.value)) {
           Writing w(sh);
           erase_slot(t, i);  // an entry may shift into slot i: look at it again
@@ -227,6 +240,21 @@ class SeqShardedMap : public TableBound {
     return probe(sh.cur.load(std::memory_order_relaxed), k, h, out);
   }
 
+  // Writes a slot word by word with relaxed atomic stores (readers may be
+  // probing it, see probe()). Under the shard's mutex, inside Writing.
+  static void store_slot(Slot* dst, const Slot& src) {
+    uint64_t w[sizeof(Slot) / 8];
+    std::memcpy(w, &src, sizeof(Slot));
+    uint64_t* d = reinterpret_cast<uint64_t*>(dst);
+#pragma GCC unroll 8
+    for (size_t j = 0; j < sizeof(Slot) / 8; j++) __atomic_store_n(d + j, w[j], __ATOMIC_RELAXED);
+  }
+  static void store_empty(Slot* dst) {
+    uint64_t* d = reinterpret_cast<uint64_t*>(dst);
+#pragma GCC unroll 8
+    for (size_t j = 0; j < sizeof(Slot) / 8; j++) __atomic_store_n(d + j, uint64_t(0), __ATOMIC_RELAXED);
+  }
+
   // Under the shard's mutex.
   size_t find(const Table* t, const K& k, uint64_t h) const {
     for (size_t i = home(t, h);; i = (i + 1) & t->mask) {
@@ -238,10 +266,12 @@ class SeqShardedMap : public TableBound {
   void place(Table* t, const K& k, const V& v, uint64_t h) {
     size_t i = home(t, h);
     while (t->slots[i].used) i = (i + 1) & t->mask;
-    Slot& s = t->slots[i];
+    Slot s;
+    std::memset(&s, 0, sizeof(s));  // padding too: the copy is stored word by word
     s.key = k;
     s.value = v;
     s.used = 1;
+    store_slot(&t->slots[i], s);
   }
   void erase_slot(Table* t, size_t i) {
     // Backward shift: later entries of the probe run move into the hole (no tombstones).
@@ -250,11 +280,11 @@ class SeqShardedMap : public TableBound {
       size_t h = home(t, hasher_.hash(t->slots[j].key));
       bool movable = hole <= j ? (h <= hole || h > j) : (h <= hole && h > j);
       if (movable) {
-        t->slots[hole] = t->slots[j];
+        store_slot(&t->slots[hole], t->slots[j]);
         hole = j;
       }
     }
-    t->slots[hole].used = 0;
+    store_empty(&t->slots[hole]);
   }
   // Twice the slots; the old table is retired, not freed (a reader may be in it).
   Table* grow(Shard& sh) {
@@ -298,7 +328,7 @@ class SeqShardedMap : public TableBound {
     size_t slot_bytes = (t->mask + 1) * sizeof(Slot), page = 4096, whole = slot_bytes / page * page;
     // madvise fails on locked memory (mlockall): then every byte is cleared by hand
     if (whole && madvise(t->slots, whole, MADV_DONTNEED) != 0) whole = 0;
-    std::memset(reinterpret_cast<char*>(t->slots) + whole, 0, slot_bytes - whole);
+    for (size_t i = whole / sizeof(Slot); i <= t->mask; i++) store_empty(&t->slots[i]);
   }
 
   Shard shards_[kShards];

@@ -363,7 +363,7 @@ size_t LoadBalancer::gc(uint32_t now_s) {
   // A flow's two entries go together, once both are idle: a one-way UDP
   // stream keeps its reverse entry as long as it keeps sending.
   std::vector<std::pair<NatKey, NatEntry>> candidates;
-  nat_.erase_if([&](const NatKey& k, NatEntry& e) {
+  nat_.erase_if([&](const NatKey& k, const NatEntry& e) {
     if (expired(e)) candidates.emplace_back(k, e);
     return false;
   });

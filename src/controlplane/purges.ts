@@ -1,0 +1,58 @@
+/**
+ * A remote's purge (purgeRemote: its cache, sync markers and status) against a local etcd that may hang: each
+ * attempt has a deadline, so a hung write holds neither the remote's purge nor the chain of starts and stops
+ * behind it; an attempt past its deadline counts as failed (KVStoreMesh retries it until one holds). Such an
+ * attempt is not cancelled and may still land: its deletes would then remove what a newer replication of the same
+ * remote wrote meanwhile. So it is kept until it settled (pending()): the remote's next replication starts only
+ * after it, as after an abandoned mirror write (KVStoreMesh's landings), and the next attempt waits for it too.
+ * Bound: at most one attempt in flight per remote (a later one first waits for it, within the same deadline).
+ */
+import type { MirrorTarget } from './mirrorwriter.js';
+import { purgeRemote } from './replication.js';
+import { within } from './within.js';
+
+export class Purges {
+  /** The attempt in flight per remote, until it settled (either way): bounded by the remotes ever purged. */
+  private readonly inFlight = new Map<string, Promise<void>>();
+
+  /**
+   * local: where the remote's state is deleted; deadlineMs: how long one attempt may take (ms), read per attempt;
+   * settled(remote): called when an attempt that outran its deadline settled at last (it may have deleted keys).
+   */
+  constructor(
+    private readonly local: MirrorTarget,
+    private readonly deadlineMs: () => number,
+    private readonly settled: (remote: string) => void = () => undefined,
+  ) {}
+
+  /**
+   * One purge attempt of `remote`. Rejects with the local etcd's error, or when the attempt (or the previous one,
+   * still in flight) did not finish within the deadline; resolves once everything of the remote was deleted.
+   */
+  async run(remote: string): Promise<void> {
+    const ms = this.deadlineMs();
+    const prev = this.inFlight.get(remote);
+    if (prev && !(await within(prev.then(() => true), ms, false))) throw new Error(`purge of ${remote}: the previous attempt is still in flight`);
+    const attempt = purgeRemote(this.local, remote);
+    const done = attempt.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.inFlight.set(remote, done);
+    const outcome = await within<Error | undefined | 'late'>(attempt.then(() => undefined, (err: Error) => err), ms, 'late');
+    if (outcome === 'late') {
+      void done.then(() => {
+        if (this.inFlight.get(remote) === done) this.inFlight.delete(remote);
+        this.settled(remote);
+      });
+      throw new Error(`purge of ${remote} outran its ${ms} ms deadline`);
+    }
+    if (this.inFlight.get(remote) === done) this.inFlight.delete(remote);
+    if (outcome) throw outcome;
+  }
+
+  /** The attempt of `remote` that outran its deadline and has not settled yet (resolves when it did), if one has not. */
+  pending(remote: string): Promise<void> | undefined {
+    return this.inFlight.get(remote);
+  }
+}
