@@ -104,4 +104,46 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
     direct.close();
     proxy.server.close();
   });
+  it('a cut stream resumes after the last event without a relist; a big value arrives whole', async () => {
+    const direct = connectEtcd({ endpoints: [etcd.clientUrl] });
+    const proxy = new PausableProxy(port);
+    const proxyPort = port + 2001;
+    await proxy.listen(proxyPort);
+    const viaProxy = connectEtcd({ endpoints: [`http://127.0.0.1:${proxyPort}`] });
+    const state = new Map<string, string>();
+    const lw = new ListWatcher(new EtcdStore(viaProxy), 'wiremesh/r/', { upsert: (k, v) => state.set(k, v), remove: (k) => state.delete(k) });
+    void lw.start();
+    await lw.firstSync();
+    await direct.put('wiremesh/r/a').value('1');
+    await waitFor(() => state.get('wiremesh/r/a') === '1', 5000, 'first event');
+    proxy.cut();
+    await direct.put('wiremesh/r/b').value('2');
+    await direct.delete().key('wiremesh/r/a');
+    const big = 'v'.repeat(1 << 20); // 1 MiB: under etcd's 1.5 MiB request limit, many HTTP/2 frames in one message
+    await direct.put('wiremesh/r/big').value(big);
+    proxy.resume();
+    await waitFor(() => state.has('wiremesh/r/b') && !state.has('wiremesh/r/a') && state.get('wiremesh/r/big')?.length === big.length, 15_000, 'resumed');
+    expect(state.get('wiremesh/r/big')).toBe(big);
+    expect(lw.relists).toBe(0);
+    await lw.stop();
+    viaProxy.close();
+    direct.close();
+    proxy.server.close();
+  });
+
+  it('a value that is not valid UTF-8 is rejected alone: the key keeps its last good value, later events arrive', async () => {
+    const c = connectEtcd({ endpoints: [etcd.clientUrl] });
+    const state = new Map<string, string>();
+    const lw = new ListWatcher(new EtcdStore(c), 'wiremesh/u/', { upsert: (k, v) => state.set(k, v), remove: (k) => state.delete(k) });
+    void lw.start();
+    await lw.firstSync();
+    await c.put('wiremesh/u/k').value('{"good":1}');
+    await c.put('wiremesh/u/k').value(Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]));
+    await c.put('wiremesh/u/next').value('ok');
+    await waitFor(() => state.has('wiremesh/u/next'), 5000, 'next event');
+    expect(state.get('wiremesh/u/k')).toBe('{"good":1}');
+    expect(lw.rejectedEvents).toBe(1);
+    await lw.stop();
+    c.close();
+  });
 });
