@@ -23,10 +23,9 @@
  * the handlers synchronously as each response arrives, so nothing queues here beyond grpc's flow control.
  */
 import { isUtf8 } from 'node:buffer';
-import { createRequire } from 'node:module';
-import type { Client, ClientDuplexStream, Metadata } from '@grpc/grpc-js';
+import type { ClientDuplexStream } from '@grpc/grpc-js';
 import { castGrpcError, ClientClosedError, EtcdInvalidAuthTokenError, type Etcd3 } from 'etcd3';
-import protobuf from 'protobufjs';
+import { etcdPool, rpc, type Pool } from './etcdproto.js';
 
 /** What the watch calls: KVStore's WatchHandlers (kvstore.ts), restated so the two files do not import each other. */
 export interface WatchHandlers {
@@ -37,17 +36,8 @@ export interface WatchHandlers {
   rejected?(key: string, reason: string): void;
 }
 
-/** The part of etcd3's (internal) ConnectionPool the watch uses; etcd3 is pinned (package.json). */
-interface Pool {
-  withConnection<T>(service: 'Watch', fn: (c: { resource: unknown; client: Client; metadata: Metadata }) => T): Promise<T>;
-  markFailed(resource: unknown, err: Error): void;
-  authenticator: { invalidateMetadata(): void };
-}
-
-const require = createRequire(import.meta.url);
-const root = new protobuf.Root().loadSync(require.resolve('etcd3/proto/rpc.proto'), { keepCase: true });
-const WatchRequest = root.lookupType('etcdserverpb.WatchRequest');
-const WatchResponse = root.lookupType('etcdserverpb.WatchResponse');
+const WatchRequest = rpc.lookupType('etcdserverpb.WatchRequest');
+const WatchResponse = rpc.lookupType('etcdserverpb.WatchResponse');
 
 /** An int64 as protobufjs decodes it: a number, or a Long when the `long` package is loaded. */
 type Int64 = number | { low: number; high: number } | null | undefined;
@@ -124,7 +114,7 @@ export const DEFAULT_LEAN_WATCH: LeanWatchOptions = { createTimeoutMs: 5000, ini
  * relist and retry. Handlers are called synchronously, in revision order, per response.
  */
 export function leanWatch(etcd: Etcd3, prefix: string, fromRevision: string, h: WatchHandlers, o: LeanWatchOptions = DEFAULT_LEAN_WATCH): Promise<{ cancel(): Promise<void> }> {
-  const w = new LeanWatch((etcd as unknown as { pool: Pool }).pool, prefix, revisionNumber(fromRevision, 'start revision'), h, o);
+  const w = new LeanWatch(etcdPool(etcd), prefix, revisionNumber(fromRevision, 'start revision'), h, o);
   return w.first.then(() => ({ cancel: () => w.cancel() }));
 }
 

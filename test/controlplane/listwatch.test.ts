@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectEtcd, EtcdStore, ListWatcher } from '../../src/controlplane/kvstore.js';
+import { etcdMirrorTarget } from '../../src/controlplane/mirrorwriter.js';
 import { startEtcd, type EtcdProcess } from '../../src/testbed/etcd.js';
 import { hasCommand, waitFor } from '../../src/testbed/netns.js';
 
@@ -143,6 +144,24 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
     await waitFor(() => state.has('wiremesh/u/next'), 5000, 'next event');
     expect(state.get('wiremesh/u/k')).toBe('{"good":1}');
     expect(lw.rejectedEvents).toBe(1);
+    await lw.stop();
+    c.close();
+  });
+  it("the mirror target's raw Txn applies puts and deletes (distinct keys, as etcd requires) in one revision, seen by a watch", async () => {
+    const c = connectEtcd({ endpoints: [etcd.clientUrl] });
+    await c.put('wiremesh/m/gone').value('x');
+    const state = new Map<string, string>();
+    const lw = new ListWatcher(new EtcdStore(c), 'wiremesh/m/', { upsert: (k, v) => state.set(k, v), remove: (k) => state.delete(k) });
+    void lw.start();
+    await lw.firstSync();
+    const before = Number((await c.get('wiremesh/m/gone').exec()).header.revision);
+    await etcdMirrorTarget(c).write([['wiremesh/m/a', '2'], ['wiremesh/m/gone', null], ['wiremesh/m/b', 'ü']]);
+    const after = await c.getAll().prefix('wiremesh/m/').exec();
+    expect(after.kvs.map((kv) => [kv.key.toString(), kv.value.toString(), Number(kv.mod_revision)])).toEqual([
+      ['wiremesh/m/a', '2', before + 1],
+      ['wiremesh/m/b', 'ü', before + 1],
+    ]);
+    await waitFor(() => state.get('wiremesh/m/a') === '2' && state.get('wiremesh/m/b') === 'ü' && !state.has('wiremesh/m/gone'), 5000, 'watched');
     await lw.stop();
     c.close();
   });

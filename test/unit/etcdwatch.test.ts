@@ -6,14 +6,13 @@
  * failure rejecting watch(). No real time: fake timers drive the backoff and the creation timeout.
  */
 import { EventEmitter } from 'node:events';
-import { createRequire } from 'node:module';
 import type { Etcd3 } from 'etcd3';
-import protobuf from 'protobufjs';
+import { rpc } from '../../src/controlplane/etcdproto.js';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { encodeTxn } from '../../src/controlplane/etcdtxn.js';
 import { decodeResponse, leanWatch, revisionNumber, type WatchHandlers } from '../../src/controlplane/etcdwatch.js';
 
-const require = createRequire(import.meta.url);
-const root = new protobuf.Root().loadSync(require.resolve('etcd3/proto/rpc.proto'), { keepCase: true });
+const root = rpc;
 const WatchResponse = root.lookupType('etcdserverpb.WatchResponse');
 const WatchRequest = root.lookupType('etcdserverpb.WatchRequest');
 
@@ -64,6 +63,7 @@ function fakeEtcd(metadataFails = 0) {
       return fn({ resource: 'host', client, metadata: {} });
     },
     markFailed: (_r: unknown, err: Error) => void pool.failed.push(err),
+    globalPolicy: { execute: <T>(fn: () => Promise<T>) => fn() },
     authenticator: { invalidateMetadata: () => void pool.invalidated++ },
   };
   return { etcd: { pool } as unknown as Etcd3, pool, calls };
@@ -201,5 +201,19 @@ describe('leanWatch', () => {
     g.calls[0]!.emit('error', new Error('1 CANCELLED'));
     await vi.advanceTimersByTimeAsync(5000);
     expect(g.calls).toHaveLength(1);
+  });
+});
+
+describe('encodeTxn', () => {
+  it('encodes puts and deletes, in order, as the success branch of a Txn without compares', () => {
+    const T = rpc.lookupType('etcdserverpb.TxnRequest');
+    const back = T.toObject(T.decode(encodeTxn([['a', '1'], ['b', null], ['c', '']])), { bytes: String }) as Record<string, unknown>;
+    expect(back).toEqual({
+      success: [
+        { request_put: { key: Buffer.from('a').toString('base64'), value: Buffer.from('1').toString('base64') } },
+        { request_delete_range: { key: Buffer.from('b').toString('base64') } },
+        { request_put: { key: Buffer.from('c').toString('base64'), value: '' } }, // an empty value is still a put of ''
+      ],
+    });
   });
 });
