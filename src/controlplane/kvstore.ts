@@ -7,9 +7,10 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, retry, wrap, type IBackoff } from 'cockatiel';
-import { Etcd3, isRecoverableError, Range, type IOptions, type Watcher } from 'etcd3';
+import { Etcd3, isRecoverableError, Range, type IOptions } from 'etcd3';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
+import { leanWatch } from './etcdwatch.js';
 import { tryDecode, type Codec } from './records/codec.js';
 import type { Rejections } from './records/rejections.js';
 
@@ -24,6 +25,8 @@ export interface WatchHandlers {
   /** The watch cannot continue (compaction, cancel): the caller must relist. */
   broken(err: Error): void;
   connected?(up: boolean): void;
+  /** An event the store refused alone (a key or value that is not valid UTF-8); the watch goes on. */
+  rejected?(key: string, reason: string): void;
 }
 
 export interface KVStore {
@@ -172,14 +175,9 @@ export class EtcdStore implements KVStore, KVWriter {
     return revision;
   }
 
-  async watch(prefix: string, fromRevision: string, h: WatchHandlers): Promise<{ cancel(): Promise<void> }> {
-    const w: Watcher = await this.client.watch().prefix(prefix).startRevision(fromRevision).create();
-    w.on('put', (kv) => h.put({ key: kv.key.toString(), value: kv.value.toString() }, kv.mod_revision));
-    w.on('delete', (kv) => h.delete(kv.key.toString(), kv.mod_revision));
-    w.on('error', (err) => h.broken(err));
-    w.on('disconnected', () => h.connected?.(false));
-    w.on('connected', () => h.connected?.(true));
-    return { cancel: () => w.cancel() };
+  /** The lean watch of etcdwatch.ts (etcd3's connection and auth, our decoding). */
+  watch(prefix: string, fromRevision: string, h: WatchHandlers): Promise<{ cancel(): Promise<void> }> {
+    return leanWatch(this.client, prefix, fromRevision, h);
   }
 }
 
@@ -299,6 +297,8 @@ export class ListWatcher {
 
   /** Sink calls that threw (each skipped). */
   sinkErrors = 0;
+  /** Watch events the store refused alone (not valid UTF-8): the key keeps its previous value. */
+  rejectedEvents = 0;
 
   /**
    * Lists the prefix and hands the sink what changed: the list's revision, or
@@ -362,6 +362,10 @@ export class ListWatcher {
           },
           broken: (err) => broken(err),
           connected: (up) => (this.connected = up),
+          rejected: (key, reason) => {
+            this.rejectedEvents++;
+            this.log.warn({ prefix: this.prefix, key, reason }, 'watch event rejected');
+          },
         });
         this.cancelWatch = () => w.cancel();
         if (this.stopped) {

@@ -8,6 +8,7 @@ import { etcdCollectorStore, type CollectorStore } from '../identity/allocator.j
 import type { Logger } from '../log.js';
 import { EtcdStore, type KVStore } from './kvstore.js';
 import { LateWriteError } from './latewrite.js';
+import { rawTxnWriter } from './etcdtxn.js';
 
 /** Everything KVStoreMesh does to its own cluster's store. */
 export interface MeshLocal {
@@ -85,15 +86,13 @@ export interface MirrorTarget {
   deletePrefix(prefix: string): Promise<void>;
 }
 
-/** MirrorTarget on etcd: a lone operation is a plain put or delete, more go in one transaction. */
+/** MirrorTarget on etcd: every write is one raw Txn (etcdtxn.ts). */
 export function etcdMirrorTarget(etcd: Etcd3): MirrorTarget {
-  const op = ([k, v]: readonly [string, string | null]) => (v === null ? etcd.delete().key(k) : etcd.put(k).value(v));
+  const txn = rawTxnWriter(etcd);
   return {
     keys: async (prefix) => (await etcd.getAll().prefix(prefix).keys()).map(String),
     write: async (ops) => {
-      if (ops.length === 1) await op(ops[0]!).exec();
-      // etcd3 builds a batch only behind a compare: one that always holds
-      else if (ops.length > 1) await etcd.if(ops[0]![0], 'Version', '>', -1).then(...ops.map(op)).commit();
+      if (ops.length > 0) await txn(ops);
     },
     deletePrefix: async (prefix) => void (await etcd.delete().prefix(prefix).exec()),
   };

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectEtcd, EtcdStore, ListWatcher } from '../../src/controlplane/kvstore.js';
+import { etcdMirrorTarget } from '../../src/controlplane/mirrorwriter.js';
 import { startEtcd, type EtcdProcess } from '../../src/testbed/etcd.js';
 import { hasCommand, waitFor } from '../../src/testbed/netns.js';
 
@@ -103,5 +104,65 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
     viaProxy.close();
     direct.close();
     proxy.server.close();
+  });
+  it('a cut stream resumes after the last event without a relist; a big value arrives whole', async () => {
+    const direct = connectEtcd({ endpoints: [etcd.clientUrl] });
+    const proxy = new PausableProxy(port);
+    const proxyPort = port + 2001;
+    await proxy.listen(proxyPort);
+    const viaProxy = connectEtcd({ endpoints: [`http://127.0.0.1:${proxyPort}`] });
+    const state = new Map<string, string>();
+    const lw = new ListWatcher(new EtcdStore(viaProxy), 'wiremesh/r/', { upsert: (k, v) => state.set(k, v), remove: (k) => state.delete(k) });
+    void lw.start();
+    await lw.firstSync();
+    await direct.put('wiremesh/r/a').value('1');
+    await waitFor(() => state.get('wiremesh/r/a') === '1', 5000, 'first event');
+    proxy.cut();
+    await direct.put('wiremesh/r/b').value('2');
+    await direct.delete().key('wiremesh/r/a');
+    const big = 'v'.repeat(1 << 20); // 1 MiB: under etcd's 1.5 MiB request limit, many HTTP/2 frames in one message
+    await direct.put('wiremesh/r/big').value(big);
+    proxy.resume();
+    await waitFor(() => state.has('wiremesh/r/b') && !state.has('wiremesh/r/a') && state.get('wiremesh/r/big')?.length === big.length, 15_000, 'resumed');
+    expect(state.get('wiremesh/r/big')).toBe(big);
+    expect(lw.relists).toBe(0);
+    await lw.stop();
+    viaProxy.close();
+    direct.close();
+    proxy.server.close();
+  });
+
+  it('a value that is not valid UTF-8 is rejected alone: the key keeps its last good value, later events arrive', async () => {
+    const c = connectEtcd({ endpoints: [etcd.clientUrl] });
+    const state = new Map<string, string>();
+    const lw = new ListWatcher(new EtcdStore(c), 'wiremesh/u/', { upsert: (k, v) => state.set(k, v), remove: (k) => state.delete(k) });
+    void lw.start();
+    await lw.firstSync();
+    await c.put('wiremesh/u/k').value('{"good":1}');
+    await c.put('wiremesh/u/k').value(Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]));
+    await c.put('wiremesh/u/next').value('ok');
+    await waitFor(() => state.has('wiremesh/u/next'), 5000, 'next event');
+    expect(state.get('wiremesh/u/k')).toBe('{"good":1}');
+    expect(lw.rejectedEvents).toBe(1);
+    await lw.stop();
+    c.close();
+  });
+  it("the mirror target's raw Txn applies puts and deletes (distinct keys, as etcd requires) in one revision, seen by a watch", async () => {
+    const c = connectEtcd({ endpoints: [etcd.clientUrl] });
+    await c.put('wiremesh/m/gone').value('x');
+    const state = new Map<string, string>();
+    const lw = new ListWatcher(new EtcdStore(c), 'wiremesh/m/', { upsert: (k, v) => state.set(k, v), remove: (k) => state.delete(k) });
+    void lw.start();
+    await lw.firstSync();
+    const before = Number((await c.get('wiremesh/m/gone').exec()).header.revision);
+    await etcdMirrorTarget(c).write([['wiremesh/m/a', '2'], ['wiremesh/m/gone', null], ['wiremesh/m/b', 'ü']]);
+    const after = await c.getAll().prefix('wiremesh/m/').exec();
+    expect(after.kvs.map((kv) => [kv.key.toString(), kv.value.toString(), Number(kv.mod_revision)])).toEqual([
+      ['wiremesh/m/a', '2', before + 1],
+      ['wiremesh/m/b', 'ü', before + 1],
+    ]);
+    await waitFor(() => state.get('wiremesh/m/a') === '2' && state.get('wiremesh/m/b') === 'ü' && !state.has('wiremesh/m/gone'), 5000, 'watched');
+    await lw.stop();
+    c.close();
   });
 });
