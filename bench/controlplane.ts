@@ -21,7 +21,8 @@
  *
  * A full run with --anchor <dir> runs the anchor's kvstoremesh instead (the same agent: this tree's).
  * Common: --rest-seconds (10) the rest window, --timeout (900 s) for the whole run, --etcd-tick-ms (500) the raft
- * tick of every etcd (ETCD_TICK_MS in bench/cp-mesh.ts; 100 is etcd's default).
+ * tick of every etcd (ETCD_TICK_MS in bench/cp-mesh.ts; 100 is etcd's default), --etcd-gomaxprocs (1) and --etcd-batch-ms
+ * (1000, etcd's --backend-batch-interval) their GOMAXPROCS and batch commit (0: Go's and etcd's defaults).
  * --profile-agent DIR: CPU profiles of the agent's (this process's) JavaScript thread, one file per
  * --profile-window (30 s) into DIR, from the agent's start to the end (bench/cp-profile.ts).
  * --profile-kvstoremesh DIR: every kvstoremesh runs with --cpu-prof into DIR (a profile per process, written
@@ -40,7 +41,7 @@ import type { NodeRecord } from '../src/controlplane/types.js';
 import { silentLogger } from '../src/log.js';
 import type { LoadRequest, LoadResult } from './cp-load.js';
 import { profileWindows, threadCpu } from './cp-profile.js';
-import { ETCD_TICK_MS, etcdUrl, log, measureRest, restLine, runInNetns, startMesh, waitMeshSynced, type RestFigures } from './cp-mesh.js';
+import { ETCD_TUNING, etcdUrl, log, measureRest, restLine, runInNetns, startMesh, waitMeshSynced, type RestFigures } from './cp-mesh.js';
 
 const { values: o } = parseArgs({
   options: {
@@ -53,7 +54,9 @@ const { values: o } = parseArgs({
     sweep: { type: 'string' },
     anchor: { type: 'string' },
     timeout: { type: 'string', default: '900' },
-    'etcd-tick-ms': { type: 'string', default: String(ETCD_TICK_MS) },
+    'etcd-tick-ms': { type: 'string', default: String(ETCD_TUNING.tickMs) },
+    'etcd-gomaxprocs': { type: 'string', default: String(ETCD_TUNING.goMaxProcs) },
+    'etcd-batch-ms': { type: 'string', default: String(ETCD_TUNING.batchMs) },
     'profile-agent': { type: 'string' },
     'profile-window': { type: 'string', default: '30' },
     'profile-kvstoremesh': { type: 'string' },
@@ -71,7 +74,8 @@ const E = num(o.endpoints, 'endpoints', SWEEP ? 2 : 10);
 const RATE = num(o.rate, 'rate', 100);
 const CHURN_S = num(o['churn-seconds'], 'churn-seconds', 10);
 const REST_S = num(o['rest-seconds'], 'rest-seconds', 10);
-const TICK_MS = num(o['etcd-tick-ms'], 'etcd-tick-ms', ETCD_TICK_MS);
+const ETCD = { tickMs: num(o['etcd-tick-ms'], 'etcd-tick-ms', 0), goMaxProcs: num(o['etcd-gomaxprocs'], 'etcd-gomaxprocs', 0), batchMs: num(o['etcd-batch-ms'], 'etcd-batch-ms', 0) };
+const ETCD_LINE = `etcd tick ${ETCD.tickMs} ms, GOMAXPROCS ${ETCD.goMaxProcs || 'default'}, batch ${ETCD.batchMs || 'default'} ms`;
 // not src/testbed/netns.ts's ROOT: importing it installs SIGINT/SIGTERM handlers that exit 130 before ours
 // could kill the namespace's processes
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -105,7 +109,7 @@ async function sweep(dir: string): Promise<void> {
     for (const k of SWEEP!)
       for (const [variant, bin] of variants) {
         log(`sweep: K = ${k} (${N} nodes x ${E} endpoints per cluster), ${variant}`);
-        const m = await startMesh(k, join(dir, `${variant.replace(/ /g, '-')}-${k}`), bin, { etcdTickMs: TICK_MS });
+        const m = await startMesh(k, join(dir, `${variant.replace(/ /g, '-')}-${k}`), bin, { etcd: ETCD });
         try {
           await gen.request({ op: 'load', clusters: clustersOf(range(1, k)), nodes: N, endpoints: E });
           // a mesh that cannot finish its first sync (the anchor at K = 32 on 2 shared cores) is measured as it is
@@ -121,12 +125,12 @@ async function sweep(dir: string): Promise<void> {
   } finally {
     gen.stop();
   }
-  console.log(`\ncontrol plane at rest, K clusters of ${N} nodes x ${E} endpoints, no churn, ${REST_S} s windows, etcd tick ${TICK_MS} ms`);
+  console.log(`\ncontrol plane at rest, K clusters of ${N} nodes x ${E} endpoints, no churn, ${REST_S} s windows, ${ETCD_LINE}`);
   console.log('| K | kvstoremesh | writes/s per etcd | writes/s mesh-wide | commits/s per etcd | commits/s mesh-wide | CPU cores (etcds + kvstoremesh) |');
   console.log('|---|---|---|---|---|---|---|');
   for (const r of rows)
     console.log(`| ${r.K} | ${r.variant}${r.synced ? '' : ' (first sync unfinished)'} | ${r.rest.writesPerS.perEtcd.toFixed(2)} | ${r.rest.writesPerS.mesh.toFixed(1)} | ${r.rest.commitsPerS.perEtcd.toFixed(2)} | ${r.rest.commitsPerS.mesh.toFixed(1)} | ${r.rest.cores.total.toFixed(3)} (${r.rest.cores.etcds.toFixed(3)} + ${r.rest.cores.kvstoremesh.toFixed(3)}) |`);
-  save(`controlplane-sweep-${SWEEP!.join('-')}.json`, { date: new Date().toISOString(), nodesPerCluster: N, endpointsPerNode: E, restSeconds: REST_S, etcdTickMs: TICK_MS, rows });
+  save(`controlplane-sweep-${SWEEP!.join('-')}.json`, { date: new Date().toISOString(), nodesPerCluster: N, endpointsPerNode: E, restSeconds: REST_S, etcd: ETCD, rows });
 }
 
 function save(name: string, report: unknown): void {
@@ -137,7 +141,7 @@ function save(name: string, report: unknown): void {
 async function fullRun(dir: string): Promise<void> {
   log(`starting ${K} etcd + kvstoremesh pairs${o.anchor ? ` (the anchor's kvstoremesh, ${o.anchor})` : ''}`);
   if (o['profile-kvstoremesh']) mkdirSync(o['profile-kvstoremesh'], { recursive: true });
-  const m = await startMesh(K, dir, o.anchor ? join(o.anchor, 'bin', 'wiremesh.js') : OURS, { profileDir: o['profile-kvstoremesh'], etcdTickMs: TICK_MS });
+  const m = await startMesh(K, dir, o.anchor ? join(o.anchor, 'bin', 'wiremesh.js') : OURS, { profileDir: o['profile-kvstoremesh'], etcd: ETCD });
   const gen = loadGenerator();
   let agent: Agent | undefined;
   let stopProfile: (() => Promise<void>) | undefined;
@@ -237,7 +241,7 @@ async function fullRun(dir: string): Promise<void> {
       rest,
       duringChurn: load,
     };
-    console.log(`\ncontrol plane: ${K} clusters x ${N} nodes x ${E} endpoints/node (${K * N} nodes, ${K * N * E} endpoints), kvstoremesh of ${o.anchor ?? 'this tree'}, etcd tick ${TICK_MS} ms`);
+    console.log(`\ncontrol plane: ${K} clusters x ${N} nodes x ${E} endpoints/node (${K * N} nodes, ${K * N * E} endpoints), kvstoremesh of ${o.anchor ?? 'this tree'}, ${ETCD_LINE}`);
     console.log(`initial sync into one agent (all clusters): ${syncS.toFixed(1)} s`);
     console.log(`agent growth per remote endpoint (incl. its share of nodes and peers): RSS ${report.agentBytesPerRemoteEndpoint.rss.toFixed(0)} B, heap ${report.agentBytesPerRemoteEndpoint.heap.toFixed(0)} B (RSS ${report.agentRssMiB.toFixed(0)} MiB; at rest ≥ 25 s after the sync; the agent's heap compactions: ${heapCompactions})`);
     console.log(`at rest: ${restLine(rest)}`);
@@ -247,7 +251,7 @@ async function fullRun(dir: string): Promise<void> {
       console.log(`propagation, write in a remote etcd -> agent data path: p50 ${report.propagationMs.p50} ms, p99 ${report.propagationMs.p99} ms, max ${report.propagationMs.max} ms (${delays.length} node writes; later writes to a node supersede earlier ones)`);
     else console.log('propagation: no node write reached the agent');
     if (report.kvstoremeshHopMs) console.log(`  of which remote etcd -> kvstoremesh -> c1's etcd: p50 ${report.kvstoremeshHopMs.p50} ms, p99 ${report.kvstoremeshHopMs.p99} ms`);
-    save(`controlplane-${K}x${N}x${E}${o.anchor ? '-anchor' : ''}.json`, { ...report, kvstoremesh: o.anchor ?? 'this tree', etcdTickMs: TICK_MS });
+    save(`controlplane-${K}x${N}x${E}${o.anchor ? '-anchor' : ''}.json`, { ...report, kvstoremesh: o.anchor ?? 'this tree', etcd: ETCD });
   } finally {
     await stopProfile?.().catch(() => undefined);
     gen.stop();

@@ -97,6 +97,20 @@ export const etcdPort = (k: number): number => 24000 + 10 * k;
  * etcd's default 100 ms). `--etcd-tick-ms 100` measures etcd's default.
  */
 export const ETCD_TICK_MS = 500;
+/**
+ * The rest of the mesh's etcd tuning (src/testbed/etcd.ts EtcdSpec): GOMAXPROCS 1 (--etcd-gomaxprocs) and a 1 s
+ * backend batch commit (--etcd-batch-ms), docs/benchmarks.md's recommendation for a one-member etcd per cluster on
+ * a shared host: 16 idle etcds ~0.76x the CPU of Go's and etcd's defaults (2026-12-01). 0 keeps etcd's default.
+ */
+export const ETCD_GOMAXPROCS = 1;
+export const ETCD_BATCH_MS = 1000;
+/** How the mesh's etcds run: raft tick, GOMAXPROCS, backend batch interval (ms; 0: etcd's or Go's default). */
+export interface EtcdTuning {
+  tickMs: number;
+  goMaxProcs: number;
+  batchMs: number;
+}
+export const ETCD_TUNING: EtcdTuning = { tickMs: ETCD_TICK_MS, goMaxProcs: ETCD_GOMAXPROCS, batchMs: ETCD_BATCH_MS };
 export const etcdUrl = (k: number): string => `http://127.0.0.1:${etcdPort(k)}`;
 
 export interface Mesh {
@@ -114,8 +128,8 @@ export interface Mesh {
  * would refuse the shared 100.64.0.0/10 config CIDR; the synthetic per-node CIDRs are disjoint). Without `bin`, the
  * etcds alone with the same records and no replication (the floor: what K idle etcds cost).
  */
-export async function startMesh(K: number, dir: string, bin: string | undefined, opts: { profileDir?: string; etcdTickMs?: number } = {}): Promise<Mesh> {
-  const { profileDir, etcdTickMs = ETCD_TICK_MS } = opts;
+export async function startMesh(K: number, dir: string, bin: string | undefined, opts: { profileDir?: string; etcd?: EtcdTuning } = {}): Promise<Mesh> {
+  const { profileDir, etcd: tune = ETCD_TUNING } = opts;
   const etcds: EtcdProcess[] = [];
   const meshes: ChildProcess[] = [];
   const clients: Etcd3[] = [];
@@ -128,7 +142,7 @@ export async function startMesh(K: number, dir: string, bin: string | undefined,
   };
   try {
     for (let k = 1; k <= K; k++) {
-      etcds.push(await startEtcd({ name: clusterName(k), dataDir: join(dir, `etcd${k}`), host: '127.0.0.1', clientPort: etcdPort(k), peerPort: etcdPort(k) + 1, logFile: join(dir, `etcd${k}.log`), tickMs: etcdTickMs }));
+      etcds.push(await startEtcd({ name: clusterName(k), dataDir: join(dir, `etcd${k}`), host: '127.0.0.1', clientPort: etcdPort(k), peerPort: etcdPort(k) + 1, logFile: join(dir, `etcd${k}.log`), tickMs: tune.tickMs, goMaxProcs: tune.goMaxProcs, backendBatchMs: tune.batchMs }));
       await enableCluster({ endpoints: [etcdUrl(k)] }, { name: clusterName(k), id: k, podCIDRs: ['100.64.0.0/10'] });
       clients.push(connectEtcd({ endpoints: [etcdUrl(k)] }));
     }

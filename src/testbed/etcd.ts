@@ -35,11 +35,25 @@ export interface EtcdSpec {
    * mesh uses it (ETCD_TICK_MS in bench/cp-mesh.ts); tests keep the default for fast starts.
    */
   tickMs?: number;
+  /**
+   * GOMAXPROCS of the etcd process (Go's default, one per core, when unset). An idle one-member etcd wakes ~90
+   * times a second (raft tick, its watch sync loop every 100 ms, the backend's batch commit, the runtime's
+   * monitor); with one P, fewer threads are woken for each (futex calls in 15 s: 862 → 279). The cost: etcd's Go
+   * code runs on one core at a time, a ceiling for one busy etcd; right for the one-member etcd per cluster of the
+   * benchmark's mesh on a shared host, not for a busy production member.
+   */
+  goMaxProcs?: number;
+  /**
+   * --backend-batch-interval (ms; etcd's default 100 ms): how often the backend commits its boltdb batch, and the
+   * period of a timer that fires even when nothing was written. Durability does not depend on it (every raft
+   * entry is fsync'd to the WAL before it is applied, reads see the uncommitted batch): a crash replays up to
+   * this much more WAL on restart; --backend-batch-limit (10,000 operations) still commits a full batch earlier.
+   */
+  backendBatchMs?: number;
 }
 
-export async function startEtcd(spec: EtcdSpec): Promise<EtcdProcess> {
-  if (!spec.keepData) rmSync(spec.dataDir, { recursive: true, force: true });
-  mkdirSync(spec.dataDir, { recursive: true, mode: 0o700 });
+/** etcd's command line and environment for `spec` (exported for its unit test). */
+export function etcdCommand(spec: EtcdSpec): { cmd: string; args: string[]; env: NodeJS.ProcessEnv } {
   const scheme = spec.tls ? 'https' : 'http';
   const clientUrl = `${scheme}://${spec.host}:${spec.clientPort}`;
   const peerUrl = `http://${spec.host}:${spec.peerPort}`;
@@ -55,17 +69,22 @@ export async function startEtcd(spec: EtcdSpec): Promise<EtcdProcess> {
     '--auto-compaction-retention', '0',
     '--log-level', 'warn',
     ...(spec.tickMs ? ['--heartbeat-interval', String(spec.tickMs), '--election-timeout', String(5 * spec.tickMs)] : []),
+    ...(spec.backendBatchMs ? ['--backend-batch-interval', `${spec.backendBatchMs}ms`] : []),
     ...(spec.tls ? ['--cert-file', spec.tls.certFile, '--key-file', spec.tls.keyFile, '--trusted-ca-file', spec.tls.caFile, '--client-cert-auth'] : []),
   ];
-  const cmd = spec.netns ? 'ip' : 'etcd';
-  const full = spec.netns ? ['netns', 'exec', spec.netns, 'etcd', ...args] : args;
+  const env: NodeJS.ProcessEnv = { ...process.env, ETCD_UNSUPPORTED_ARCH: process.arch === 'x64' ? '' : process.arch };
+  if (spec.goMaxProcs) env.GOMAXPROCS = String(spec.goMaxProcs);
+  return spec.netns ? { cmd: 'ip', args: ['netns', 'exec', spec.netns, 'etcd', ...args], env } : { cmd: 'etcd', args, env };
+}
+
+export async function startEtcd(spec: EtcdSpec): Promise<EtcdProcess> {
+  if (!spec.keepData) rmSync(spec.dataDir, { recursive: true, force: true });
+  mkdirSync(spec.dataDir, { recursive: true, mode: 0o700 });
+  const { cmd, args, env } = etcdCommand(spec);
+  const clientUrl = `${spec.tls ? 'https' : 'http'}://${spec.host}:${spec.clientPort}`;
   // With a log file etcd is detached, so it outlives the command that started it.
   const logFd = spec.logFile ? openSync(spec.logFile, 'a') : undefined;
-  const proc = spawn(cmd, full, {
-    detached: logFd !== undefined,
-    stdio: ['ignore', 'ignore', logFd ?? 'pipe'],
-    env: { ...process.env, ETCD_UNSUPPORTED_ARCH: process.arch === 'x64' ? '' : process.arch },
-  });
+  const proc = spawn(cmd, args, { detached: logFd !== undefined, stdio: ['ignore', 'ignore', logFd ?? 'pipe'], env });
   let captured = '';
   proc.stderr?.on('data', (d) => (captured = (captured + d).slice(-4000)));
   const stderrTail = () => (spec.logFile ? readFileSync(spec.logFile, 'utf8').slice(-4000) : captured);
