@@ -337,3 +337,28 @@ describe('TxnCoalescer: a local etcd that does not answer', () => {
     expect(late).toBeGreaterThan(20); // the late path was taken, many times
   });
 });
+
+describe('s6fix review: given-up writes that still land', () => {
+  // review s6fix-r1 #1: abandon() resolved when the batch in flight passed its deadline, not when it landed
+  it('regression: abandon() of a writer whose batch in flight turns late resolves only once that batch landed', async () => {
+    vi.useFakeTimers();
+    let release = () => undefined as void;
+    const gate = new Promise<void>((r) => (release = r));
+    const s = store(undefined, () => gate);
+    const c = new TxnCoalescer(s.target, { ...OPTS, windowMs: 0, deadlineMs: 100 });
+    const w = new BatchedWriter(c, silentLogger, 'r', Date.now, 5);
+    w.put('r/a', 'v1');
+    await vi.advanceTimersByTimeAsync(10); // in flight, held
+    let settled = false;
+    const landing = w.abandon();
+    expect(landing).toBeDefined();
+    void landing!.then(() => (settled = true));
+    await vi.advanceTimersByTimeAsync(500); // past the deadline: given up on, not landed
+    expect(settled).toBe(false); // before: true (the purge went on while the write could still land)
+    release();
+    await vi.advanceTimersByTimeAsync(10);
+    expect(s.kv.get('r/a')).toBe('v1');
+    expect(settled).toBe(true);
+    c.stop();
+  });
+});
