@@ -156,6 +156,23 @@ describe('kvstoremesh: purges against a local etcd that hangs', () => {
 });
 
 describe('kvstoremesh: purges whose writes the coalescer gave up on (review s6fix-r1)', () => {
+  // #1: abandon() waited for the in-flight batch only until the coalescer gave up on it, so its late landing after
+  // the purge was never purged again: the cache and markers of a disconnected remote stayed
+  it('regression: a disconnected remote\'s mirror write given up on by the coalescer and landing after the purge is purged again', async () => {
+    const { local, remotes, mesh, s } = await meshWithStuckWrites(5000, undefined, { deadlineMs: 100 });
+    s.mode = 'late';
+    await remotes.c2!.put(stateKey('nodes', 'c2', 'n2'), node('c2', 2, 'n2'));
+    await vi.waitFor(() => expect(s.tried).toBe(1), soon);
+    await local.delete(remoteKey('c2'));
+    await vi.waitFor(() => expect(heldOf(local, 'c2')).toEqual([]), soon);
+    await sleep(300); // past the coalescer's deadline: given up on, not landed
+    s.release(); // it lands now, after the purge
+    await vi.waitFor(() => expect(s.landed).toBe(1), soon);
+    await vi.waitFor(() => expect(heldOf(local, 'c2')).toEqual([]), soon); // before: n2 and its marker stayed
+    await vi.waitFor(() => expect(mesh.pending().unpurged).toBe(0), soon);
+    await mesh.stop();
+  });
+
   // #2: the attempt settled when the coalescer gave up on its marker delete, not when it landed: the remote's next
   // replication started, and the late delete removed its new sync marker (agents ignore a cache without it)
   it("regression: a purge's coalesced marker delete that outran the coalescer's deadline cannot delete the next replication's marker", async () => {
