@@ -88,6 +88,8 @@ export class KVStoreMesh {
   /** Remotes whose purge failed (bounded by the remotes ever connected): tried again by purgeTimer (purge()). */
   private readonly unpurged = new Set<string>();
   private purgeTimer: NodeJS.Timeout | undefined;
+  /** Remotes whose purge retry is queued in the chain (⊆ unpurged): not queued again meanwhile. */
+  private readonly retrying = new Set<string>();
   /** Replications whose start failed, by remote (bounded by the remotes): the next try's timer, failures in a row. */
   private readonly restarts = new Map<string, { timer: NodeJS.Timeout; failed: number }>();
   /**
@@ -332,11 +334,16 @@ export class KVStoreMesh {
     if (this.purgeTimer || this.stopped) return;
     this.purgeTimer = setTimeout(() => {
       this.purgeTimer = undefined;
-      for (const name of this.unpurged)
+      // at most one queued retry per remote; one fails at once while the remote's last attempt is in flight
+      for (const name of this.unpurged) {
+        if (this.retrying.has(name)) continue;
+        this.retrying.add(name);
         this.enqueue(name, 'purge of a remote', async () => {
+          this.retrying.delete(name);
           if (this.remotes.has(name)) return void this.unpurged.delete(name);
-          if (this.unpurged.has(name)) await this.purge(name, () => this.purges.run(name));
+          if (this.unpurged.has(name)) await this.purge(name, () => this.purges.run(name, false));
         });
+      }
     }, this.opts.purgeRetryMs ?? 5000);
     this.purgeTimer.unref();
   }

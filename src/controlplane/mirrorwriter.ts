@@ -208,8 +208,11 @@ export class BatchedWriter {
     this.pending.clear();
     this.failedAlone = undefined;
     for (const w of this.waiters.splice(0)) w();
-    const landing = [...this.landings, ...(this.inFlightSince !== undefined && this.running ? [this.running] : [])];
-    return landing.length ? Promise.all(landing).then(() => undefined) : undefined;
+    // the batch in flight may be given up on (LateWriteError) and still land: its landing joins `landings` only
+    // when the loop catches that, after this returned, so the set is read once the loop ended
+    const running = this.inFlightSince !== undefined ? this.running : null;
+    if (running) return running.then(() => Promise.all([...this.landings])).then(() => undefined);
+    return this.landings.size ? Promise.all([...this.landings]).then(() => undefined) : undefined;
   }
 
   private kick(): void {

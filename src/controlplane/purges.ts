@@ -5,8 +5,12 @@
  * attempt is not cancelled and may still land: its deletes would then remove what a newer replication of the same
  * remote wrote meanwhile. So it is kept until it settled (pending()): the remote's next replication starts only
  * after it, as after an abandoned mirror write (KVStoreMesh's landings), and the next attempt waits for it too.
- * Bound: at most one attempt in flight per remote (a later one first waits for it, within the same deadline).
+ * An attempt settles when its writes did: one of its coalesced writes given up on by the TxnCoalescer
+ * (LateWriteError) counts as late as well, and settles only when that write landed (LateWriteError.landing).
+ * Bound: at most one attempt in flight per remote (a later one first waits for it, within the same deadline; a
+ * retry fails at once instead).
  */
+import { LateWriteError } from './latewrite.js';
 import type { MirrorTarget } from './mirrorwriter.js';
 import { purgeRemote } from './replication.js';
 import { within } from './within.js';
@@ -28,24 +32,27 @@ export class Purges {
   /**
    * One purge attempt of `remote`. Rejects with the local etcd's error, or when the attempt (or the previous one,
    * still in flight) did not finish within the deadline; resolves once everything of the remote was deleted.
+   * waitForPrevious false (a retry): while the previous attempt is in flight, fails at once instead of waiting for
+   * it, so retries of a hung purge do not hold the chain of starts and stops a deadline each.
    */
-  async run(remote: string): Promise<void> {
+  async run(remote: string, waitForPrevious = true): Promise<void> {
     const ms = this.deadlineMs();
     const prev = this.inFlight.get(remote);
-    if (prev && !(await within(prev.then(() => true), ms, false))) throw new Error(`purge of ${remote}: the previous attempt is still in flight`);
+    if (prev && !(waitForPrevious && (await within(prev.then(() => true), ms, false)))) throw new Error(`purge of ${remote}: the previous attempt is still in flight`);
     const attempt = purgeRemote(this.local, remote);
+    // settles once the attempt's writes did: a coalesced delete given up on (LateWriteError) may still land
     const done = attempt.then(
       () => undefined,
-      () => undefined,
+      (err: unknown) => (err instanceof LateWriteError ? err.landing : undefined),
     );
     this.inFlight.set(remote, done);
-    const outcome = await within<Error | undefined | 'late'>(attempt.then(() => undefined, (err: Error) => err), ms, 'late');
-    if (outcome === 'late') {
+    const outcome = await within<unknown>(attempt.then(() => undefined, (err: unknown) => err), ms, 'late');
+    if (outcome === 'late' || outcome instanceof LateWriteError) {
       void done.then(() => {
         if (this.inFlight.get(remote) === done) this.inFlight.delete(remote);
         this.settled(remote);
       });
-      throw new Error(`purge of ${remote} outran its ${ms} ms deadline`);
+      throw outcome === 'late' ? new Error(`purge of ${remote} outran its ${ms} ms deadline`) : outcome;
     }
     if (this.inFlight.get(remote) === done) this.inFlight.delete(remote);
     if (outcome) throw outcome;

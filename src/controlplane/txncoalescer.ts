@@ -22,8 +22,12 @@
  * member: a hung etcd is no refused member, so no member-by-member retry) and frees its slot, so up to maxInFlight
  * hung calls do not stall every other remote's writes. Such a call is not cancelled and may still land: its
  * members learn when it settled (LateWriteError.landing) and write again what it may have overwritten
- * (BatchedWriter). At most `maxLate` (16) given-up calls are outstanding: at that bound nothing more is sent until
- * one settled (the local etcd answers none of them: a new one would hang too).
+ * (BatchedWriter). At most `maxLate` (16) given-up calls are outstanding: a call is sent only while the given-up
+ * ones plus those in flight (each may turn late) are fewer than maxLate, so at the bound nothing more is sent until
+ * one settled (the local etcd answers none of them: a new one would hang too); with maxLate below maxInFlight, at
+ * most maxLate calls are in flight. In the member-by-member retry, the first member past the deadline fails the
+ * rest with its LateWriteError (they were not sent): that retry runs in its transaction's slot, so it adds at most
+ * one given-up call, counted in the slot before.
  */
 import { LateWriteError } from './latewrite.js';
 import { MAX_TXN_BYTES, opBytes, type MirrorOps, type MirrorTarget, type TakeOps } from './mirrorwriter.js';
@@ -105,7 +109,8 @@ export class TxnCoalescer implements MirrorTarget {
 
   /** Sends what may leave now, and arms the timer for the window of the oldest waiting write. */
   private pump(): void {
-    while (this.queue.length > 0 && this.inFlight < this.opts.maxInFlight && this.late < this.opts.maxLate) {
+    // every call in flight may be given up on: counted against maxLate too, so that at most maxLate are late
+    while (this.queue.length > 0 && this.inFlight < this.opts.maxInFlight && this.late + this.inFlight < this.opts.maxLate) {
       const due = this.queue[0]!.at + this.opts.windowMs;
       if (this.clock() < due && this.queuedOps() < this.opts.maxOps) {
         this.arm(due - this.clock());
@@ -177,9 +182,15 @@ export class TxnCoalescer implements MirrorTarget {
       if (members.length === 1 || err instanceof LateWriteError) return members.forEach(({ m }) => m.reject(err as Error));
     }
     // one member may be what etcd refuses: each alone, so the others' writes still go; one after the other, in
-    // this transaction's slot (maxInFlight holds)
+    // this transaction's slot (maxInFlight holds; maxLate too: the slot is counted in inFlight, so at most its one
+    // call in flight can turn late)
     this.stats.isolated += members.length;
-    for (const { m, ops: mine } of members) await this.timed(mine).then(m.resolve, m.reject);
+    for (let i = 0; i < members.length; i++) {
+      const { m, ops: mine } = members[i]!;
+      const err = await this.timed(mine).then(m.resolve, (e: Error) => (m.reject(e), e));
+      // a hung etcd, no refused member: the others would hang too, a deadline each in this slot
+      if (err instanceof LateWriteError) return members.slice(i + 1).forEach(({ m: rest }) => rest.reject(err));
+    }
   }
 
   /** target.write(ops), or a LateWriteError once deadlineMs passed without an answer (the write is counted late until it settled). */

@@ -19,10 +19,13 @@ function recording(lines: Array<Record<string, unknown>>) {
 /** c2's puts into the local etcd: written, refused for good (NOSPACE refuses puts, not deletes), hung, or held until released. */
 type Mode = 'ok' | 'refuse' | 'hang' | 'late';
 
-async function meshWithStuckWrites(statusPutMs = 5000, startRetryMs = { first: 1000, max: 60_000 }) {
+async function meshWithStuckWrites(statusPutMs = 5000, startRetryMs = { first: 1000, max: 60_000 }, txn: { deadlineMs?: number } = {}) {
   const { local, remotes } = await pinnedPair();
   const base = meshLocalOf(local);
   const s = { mode: 'ok' as Mode, tried: 0, landed: 0, release: () => undefined as void, purge: 'ok' as 'ok' | 'late', purges: 0, purged: 0, releasePurge: () => undefined as void };
+  // 'held': the next transaction deleting c2's nodes sync marker (a purge's coalesced write) is held until releaseMarker
+  const m = { marker: 'ok' as 'ok' | 'held', markerLanded: 0, releaseMarker: () => undefined as void };
+  const markerGate = new Promise<void>((r) => (m.releaseMarker = r));
   const gate = new Promise<void>((r) => (s.release = r));
   // c2's purges (deletePrefix of its cache) held until releasePurge: a hung local etcd, or one answering late
   const purgeGate = new Promise<void>((r) => (s.releasePurge = r));
@@ -32,6 +35,12 @@ async function meshWithStuckWrites(statusPutMs = 5000, startRetryMs = { first: 1
     mirror: {
       ...base.mirror,
       write: async (ops) => {
+        if (m.marker === 'held' && ops.some(([k, v]) => v === null && k === syncedKey('c2', 'nodes'))) {
+          m.marker = 'ok';
+          await markerGate;
+          await base.mirror.write(ops);
+          return void m.markerLanded++;
+        }
         if (s.mode === 'ok' || !c2put(ops)) return base.mirror.write(ops);
         s.tried++;
         if (s.mode === 'refuse') throw new Error('etcdserver: mvcc: database space exceeded');
@@ -48,11 +57,12 @@ async function meshWithStuckWrites(statusPutMs = 5000, startRetryMs = { first: 1
       },
     },
   };
-  const mesh = new KVStoreMesh('c1', store, process.env.DBG ? pino({ level: 'debug' }) : silentLogger, 60_000, DEFAULT_BUDGET, { statusMs: 5, statusPutMs, startRetryMs, purgeRetryMs: 20, connect: (sp) => ({ store: remotes[sp.name]!, close: () => undefined }) });
+  const opts = { statusMs: 5, statusPutMs, startRetryMs, purgeRetryMs: 20, txn, connect: (sp: { name: string }) => ({ store: remotes[sp.name]!, close: () => undefined }) };
+  const mesh = new KVStoreMesh('c1', store, process.env.DBG ? pino({ level: 'debug' }) : silentLogger, 60_000, DEFAULT_BUDGET, opts);
   await mesh.start();
   await local.put(remoteKey('c2'), spec('c2'));
   await vi.waitFor(() => expect(statusOf(local, 'c2')).toMatchObject({ connected: true, entries: { nodes: 1 } }), soon);
-  return { local, remotes, mesh, s };
+  return { local, remotes, mesh, s, m, opts };
 }
 
 describe('kvstoremesh: stops against a local etcd that refuses or hangs', () => {
@@ -141,6 +151,61 @@ describe('kvstoremesh: purges against a local etcd that hangs', () => {
     expect(local.get(cacheKey('nodes', 'c2', 'n1'))?.value).toBe(node('c2', 2, 'n1'));
     expect(local.get(syncedKey('c2', 'nodes'))).toBeDefined();
     expect(mesh.failures.start).toBeGreaterThan(0); // the start waited for the purge
+    await mesh.stop();
+  });
+});
+
+describe('kvstoremesh: purges whose writes the coalescer gave up on (review s6fix-r1)', () => {
+  // #1: abandon() waited for the in-flight batch only until the coalescer gave up on it, so its late landing after
+  // the purge was never purged again: the cache and markers of a disconnected remote stayed
+  it('regression: a disconnected remote\'s mirror write given up on by the coalescer and landing after the purge is purged again', async () => {
+    const { local, remotes, mesh, s } = await meshWithStuckWrites(5000, undefined, { deadlineMs: 100 });
+    s.mode = 'late';
+    await remotes.c2!.put(stateKey('nodes', 'c2', 'n2'), node('c2', 2, 'n2'));
+    await vi.waitFor(() => expect(s.tried).toBe(1), soon);
+    await local.delete(remoteKey('c2'));
+    await vi.waitFor(() => expect(heldOf(local, 'c2')).toEqual([]), soon);
+    await sleep(300); // past the coalescer's deadline: given up on, not landed
+    s.release(); // it lands now, after the purge
+    await vi.waitFor(() => expect(s.landed).toBe(1), soon);
+    await vi.waitFor(() => expect(heldOf(local, 'c2')).toEqual([]), soon); // before: n2 and its marker stayed
+    await vi.waitFor(() => expect(mesh.pending().unpurged).toBe(0), soon);
+    await mesh.stop();
+  });
+
+  // #2: the attempt settled when the coalescer gave up on its marker delete, not when it landed: the remote's next
+  // replication started, and the late delete removed its new sync marker (agents ignore a cache without it)
+  it("regression: a purge's coalesced marker delete that outran the coalescer's deadline cannot delete the next replication's marker", async () => {
+    const { local, mesh, s, m } = await meshWithStuckWrites(1000, { first: 20, max: 40 }, { deadlineMs: 100 });
+    m.marker = 'held';
+    await local.delete(remoteKey('c2'));
+    await vi.waitFor(() => expect(mesh.failures.chain).toBeGreaterThan(0), soon);
+    await local.put(remoteKey('c2'), spec('c2')); // connected again while the old marker delete is held
+    await sleep(300);
+    expect(local.get(syncedKey('c2', 'nodes')), 'not started before the purge settled').toBeUndefined(); // before: started
+    m.releaseMarker();
+    await vi.waitFor(() => expect(m.markerLanded).toBe(1), soon);
+    await vi.waitFor(() => expect(statusOf(local, 'c2')).toMatchObject({ connected: true, synced: { nodes: true }, entries: { nodes: 1 } }), soon);
+    await sleep(100);
+    expect(local.get(syncedKey('c2', 'nodes'))).toBeDefined(); // before: deleted by the late purge
+    expect(s.purged).toBe(0);
+    await mesh.stop();
+  });
+
+  // #3: each retry step waited for the hung attempt up to statusPutMs in the chain, holding every start behind it
+  it('regression: retries of a hung purge fail at once while it is in flight, so they hold no other remote\'s start', async () => {
+    const { local, mesh, s, opts } = await meshWithStuckWrites(50);
+    s.purge = 'late';
+    await local.delete(remoteKey('c2'));
+    await vi.waitFor(() => expect(mesh.failures.chain).toBeGreaterThan(0), soon); // the first attempt outran 50 ms
+    opts.statusPutMs = 60_000; // a retry that waits for the attempt in flight would now hold the chain for a minute
+    await sleep(100);
+    await local.put(remoteKey('c3'), spec('c3'));
+    await vi.waitFor(() => expect(local.get(syncedKey('c3', 'nodes')), 'c3 started').toBeDefined(), soon); // before: not within 5 s
+    expect(s.purges).toBe(REPLICATED_TYPES.length); // still the one attempt
+    s.releasePurge();
+    await vi.waitFor(() => expect(heldOf(local, 'c2')).toEqual([]), soon);
+    await vi.waitFor(() => expect(mesh.pending().unpurged).toBe(0), soon);
     await mesh.stop();
   });
 });

@@ -337,3 +337,65 @@ describe('TxnCoalescer: a local etcd that does not answer', () => {
     expect(late).toBeGreaterThan(20); // the late path was taken, many times
   });
 });
+
+describe('s6fix review: given-up writes that still land', () => {
+  // review s6fix-r1 #1: abandon() resolved when the batch in flight passed its deadline, not when it landed
+  it('regression: abandon() of a writer whose batch in flight turns late resolves only once that batch landed', async () => {
+    vi.useFakeTimers();
+    let release = () => undefined as void;
+    const gate = new Promise<void>((r) => (release = r));
+    const s = store(undefined, () => gate);
+    const c = new TxnCoalescer(s.target, { ...OPTS, windowMs: 0, deadlineMs: 100 });
+    const w = new BatchedWriter(c, silentLogger, 'r', Date.now, 5);
+    w.put('r/a', 'v1');
+    await vi.advanceTimersByTimeAsync(10); // in flight, held
+    let settled = false;
+    const landing = w.abandon();
+    expect(landing).toBeDefined();
+    void landing!.then(() => (settled = true));
+    await vi.advanceTimersByTimeAsync(500); // past the deadline: given up on, not landed
+    expect(settled).toBe(false); // before: true (the purge went on while the write could still land)
+    release();
+    await vi.advanceTimersByTimeAsync(10);
+    expect(s.kv.get('r/a')).toBe('v1');
+    expect(settled).toBe(true);
+    c.stop();
+  });
+});
+
+describe('s6fix review: the maxLate bound', () => {
+  // review s6fix-r1 #4: after a merged transaction failed, each member was sent alone with no look at `late`: with
+  // etcd hung from then on, every member hung a deadline each in the slot, all of them outstanding
+  it('regression: the member-by-member retry stops at the first member past its deadline and keeps the maxLate bound', async () => {
+    vi.useFakeTimers();
+    let n = 0;
+    const never = new Promise<void>(() => undefined);
+    // the first transaction fails (an ordinary error); etcd hangs from then on
+    const s = store(() => n === 1, () => (++n === 1 ? 0 : never));
+    const c = new TxnCoalescer(s.target, { ...OPTS, windowMs: 10, maxOps: 8, maxInFlight: 1, deadlineMs: 100, maxLate: 2 });
+    const settled: Array<Error | undefined> = [];
+    for (let i = 0; i < 30; i++) void c.write([[`r${i}/k`, 'v']]).then(() => settled.push(undefined), (e: Error) => settled.push(e));
+    await vi.advanceTimersByTimeAsync(150);
+    expect(settled.length).toBe(8); // the first transaction's members: one late, the rest failed with it (before: 1)
+    for (const e of settled) expect(e).toBeInstanceOf(LateWriteError);
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(s.maxInFlight()).toBe(2); // calls etcd never answered (before: 8, all the first transaction's members)
+    expect(c.stats.late).toBe(2);
+    c.stop();
+  });
+
+  // review s6fix-r1 #5: with late = maxLate - 1, pump let maxInFlight more calls through, each of which could turn late
+  it('regression: at most maxLate calls are ever given up on, whatever maxInFlight', async () => {
+    vi.useFakeTimers();
+    const never = new Promise<void>(() => undefined);
+    const s = store(undefined, () => never);
+    const c = new TxnCoalescer(s.target, { ...OPTS, windowMs: 0, maxInFlight: 4, deadlineMs: 100, maxLate: 2 });
+    void c.write([['a/k', 'v']]).catch(() => undefined);
+    await vi.advanceTimersByTimeAsync(150); // one late: late = maxLate - 1
+    for (let i = 0; i < 10; i++) void c.write([[`r${i}/k`, 'v']]).catch(() => undefined);
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(s.maxInFlight()).toBe(2); // before: 5
+    expect(c.stats.late).toBe(2);
+    c.stop();
+  });
+});

@@ -1,0 +1,73 @@
+// Purges (a remote's purge attempts, each within a deadline) over the TxnCoalescer: an attempt whose coalesced
+// delete was given up on (LateWriteError) is in flight until that delete landed, and a retry fails at once while it is.
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { syncedKey } from '../../src/controlplane/keys.js';
+import { LateWriteError } from '../../src/controlplane/latewrite.js';
+import type { MirrorOps, MirrorTarget } from '../../src/controlplane/mirrorwriter.js';
+import { Purges } from '../../src/controlplane/purges.js';
+import { DEFAULT_COALESCER, TxnCoalescer } from '../../src/controlplane/txncoalescer.js';
+
+afterEach(() => void vi.useRealTimers());
+
+/** A local store whose transactions deleting `remote`'s sync markers are held until release(). */
+function heldMarkers(remote: string) {
+  let release = () => undefined as void;
+  const gate = new Promise<void>((r) => (release = r));
+  const s = { landed: 0, prefixes: 0, release: () => release() };
+  const target: MirrorTarget = {
+    keys: async () => [],
+    write: async (ops: MirrorOps) => {
+      if (ops.some(([k]) => k === syncedKey(remote, 'nodes'))) await gate;
+      s.landed++;
+    },
+    deletePrefix: async () => void s.prefixes++,
+  };
+  return { s, target };
+}
+
+describe('Purges over the TxnCoalescer', () => {
+  // review s6fix-r1 #2: the attempt settled when the coalescer gave up on the marker delete, not when it landed:
+  // the remote's next replication started, and the late delete removed its new sync markers
+  for (const purgeMs of [50, 1000]) {
+    it(`regression: an attempt whose coalesced marker delete outran the coalescer's deadline is pending until that delete landed (purge deadline ${purgeMs} ms)`, async () => {
+      vi.useFakeTimers();
+      const { s, target } = heldMarkers('c2');
+      const c = new TxnCoalescer(target, { ...DEFAULT_COALESCER, windowMs: 0, deadlineMs: 100 });
+      const settled: string[] = [];
+      const purges = new Purges(c, () => purgeMs, (r) => void settled.push(r));
+      const run = purges.run('c2').catch((e: Error) => e);
+      await vi.advanceTimersByTimeAsync(500); // both deadlines passed: the attempt failed
+      const err = await run;
+      expect(err).toBeInstanceOf(Error);
+      if (purgeMs > 100) expect(err).toBeInstanceOf(LateWriteError);
+      expect(purges.pending('c2'), 'the marker delete may still land').toBeDefined(); // before: undefined
+      expect(settled).toEqual([]);
+      s.release();
+      await vi.advanceTimersByTimeAsync(10);
+      expect(s.landed).toBe(1);
+      expect(purges.pending('c2')).toBeUndefined();
+      expect(settled).toEqual(['c2']);
+      c.stop();
+    });
+  }
+
+  // review s6fix-r1 #3: each retry waited up to the deadline in the chain for the attempt still in flight
+  it('regression: a retry (waitForPrevious false) fails at once while the previous attempt is in flight, and sends nothing', async () => {
+    vi.useFakeTimers();
+    const { s, target } = heldMarkers('c2');
+    const c = new TxnCoalescer(target, { ...DEFAULT_COALESCER, windowMs: 0, deadlineMs: 100 });
+    const purges = new Purges(c, () => 1000);
+    void purges.run('c2').catch(() => undefined);
+    await vi.advanceTimersByTimeAsync(200);
+    let failed: Error | undefined;
+    void purges.run('c2', false).catch((e: Error) => (failed = e));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(failed?.message).toMatch(/still in flight/); // before: waited (up to the 1000 ms deadline)
+    expect(c.stats.txns).toBe(1);
+    s.release();
+    await vi.advanceTimersByTimeAsync(10);
+    await purges.run('c2', false); // once it landed, a retry runs
+    expect(s.prefixes).toBeGreaterThan(0);
+    c.stop();
+  });
+});
