@@ -83,7 +83,7 @@ type Kind = 'node' | 'endpoint' | 'identity' | 'relay';
 type CandidateTable = Pick<Candidates, 'get' | 'set' | 'delete' | typeof Symbol.iterator>;
 type AdmittedTable = { get(key: string): unknown; set(key: string, v: unknown): void; delete(key: string): void; keys(): Iterable<string> };
 
-/** A node's claims, parsed once. */
+/** A node's claims, parsed. */
 interface NodeClaims {
   cidrs: Prefix[];
   addrs: Prefix[];
@@ -94,12 +94,14 @@ const hostPrefix = (ip: string): Prefix => {
   return { addr: a, cidr: a.length * 8 };
 };
 
-/** Parsed once per record object (records are replaced, never mutated). */
-const parsed = new WeakMap<NodeRecord, NodeClaims>();
+/**
+ * Parsed when asked, not kept: held per admitted node they cost ~450 B each (two
+ * Buffers, their prefixes and arrays; ~45 B per remote endpoint at 10 per node,
+ * issue 16, bench/memory.ts), and they are asked for once per node change and
+ * once per endpoint admitted (its node's pod CIDRs). The codec checked the texts.
+ */
 function claimsOf(n: NodeRecord): NodeClaims {
-  let c = parsed.get(n);
-  if (!c) parsed.set(n, (c = { cidrs: n.podCIDRs.map((x) => parsePrefix(x)), addrs: n.addresses.map(hostPrefix) }));
-  return c;
+  return { cidrs: n.podCIDRs.map((x) => parsePrefix(x)), addrs: n.addresses.map(hostPrefix) };
 }
 
 export class Admission {
@@ -107,9 +109,8 @@ export class Admission {
   private readonly endpoints = new EndpointStore();
   private readonly cand: { [K in Kind]: CandidateTable } = { node: new Candidates(), endpoint: this.endpoints.candidates, identity: new Candidates(), relay: new Candidates() };
   private readonly admitted: { node: Map<string, unknown> } & { [K in Kind]: AdmittedTable } = { node: new Map(), endpoint: this.endpoints.admitted, identity: new Map(), relay: new Map() };
-  /** Admitted nodes: key by "cluster/name", and their parsed claims. */
+  /** Admitted nodes: key by "cluster/name" (their claims are their records', in `admitted.node`). */
   private readonly nodeByName = new Map<string, string>();
-  private readonly claims = new Map<string, NodeClaims>();
   /** Pod CIDRs of admitted nodes per cluster; underlay addresses and WireGuard keys of all. */
   private readonly cidrs = new Map<string, PrefixTrie<string>>();
   private readonly addrs = new PrefixTrie<string>();
@@ -188,10 +189,11 @@ export class Admission {
         // the codec checked it already; the endpoint table files a record under its key's node (endpointstore.ts)
         if (nodeIdOf(key) !== `${c.cluster}/${rec.node}`) return refuse('endpoint', 'claim', `the key does not name node ${c.cluster}/${rec.node}`);
         const nodeKey = this.nodeByName.get(`${c.cluster}/${rec.node}`);
-        const cl = nodeKey ? this.claims.get(nodeKey) : undefined;
-        if (!cl) return 'wait'; // its node is not (yet) admitted
+        const node = nodeKey ? (this.admitted.node.get(nodeKey) as NodeRecord | undefined) : undefined;
+        if (!node) return 'wait'; // its node is not (yet) admitted
         const addr = parseIP(rec.ip)!;
-        if (!cl.cidrs.some((p) => prefixContains(p, addr))) return refuse('endpoint', 'claim', `address ${rec.ip} is outside node ${rec.node}'s pod CIDRs ${cl.cidrs.map(formatPrefix).join(', ')}`);
+        const cidrs = node.podCIDRs.map((x) => parsePrefix(x));
+        if (!cidrs.some((p) => prefixContains(p, addr))) return refuse('endpoint', 'claim', `address ${rec.ip} is outside node ${rec.node}'s pod CIDRs ${cidrs.map(formatPrefix).join(', ')}`);
         return rec;
       }
       case 'identity': {
@@ -294,7 +296,6 @@ export class Admission {
 
   private index(key: string, cluster: string, n: NodeRecord): void {
     const cl = claimsOf(n);
-    this.claims.set(key, cl);
     this.nodeByName.set(internName(`${cluster}/${n.name}`), key);
     let t = this.cidrs.get(cluster);
     if (!t) this.cidrs.set(cluster, (t = new PrefixTrie()));
@@ -303,10 +304,9 @@ export class Admission {
     this.keys.set(n.publicKey, key);
   }
 
+  /** `n` is the record `index` was given for `key` (the one admitted until now). */
   private unindex(key: string, n: NodeRecord): void {
-    const cl = this.claims.get(key);
-    if (!cl) return;
-    this.claims.delete(key);
+    const cl = claimsOf(n);
     if (this.nodeByName.get(`${n.cluster}/${n.name}`) === key) this.nodeByName.delete(`${n.cluster}/${n.name}`);
     for (const p of cl.cidrs) this.cidrs.get(n.cluster)?.remove(p, key);
     for (const a of cl.addrs) this.addrs.remove(a, key);

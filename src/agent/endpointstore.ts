@@ -16,9 +16,12 @@
  * without its record; the endpoint codec refuses a record whose node differs
  * from its key's, and admission refuses such a record again (fail closed,
  * `nodeIdOf`). Keys that are not endpoint keys share the bucket "".
+ * A node's table is a flat array while it holds ≤ 32 endpoints, a Map above
+ * (src/agent/keytable.ts: ~31 B per endpoint less than a Map at 10 per node).
  */
 import { cachePrefix, statePrefix } from '../controlplane/keys.js';
 import { internName } from '../controlplane/records/intern.js';
+import { ktDelete, ktGet, ktKeys, ktSet, type KeyTable } from './keytable.js';
 
 /** What admission asks of a candidate table. */
 export interface Candidate<T> {
@@ -47,7 +50,7 @@ export function nodeIdOf(key: string): string {
 const PREFIXES = [statePrefix('ip'), cachePrefix('ip')];
 
 export class EndpointStore {
-  private readonly byNode = new Map<string, Map<string, unknown>>();
+  private readonly byNode = new Map<string, KeyTable<unknown>>();
 
   /** The candidate table's view (records by key, with their source cluster). */
   readonly candidates = {
@@ -81,11 +84,11 @@ export class EndpointStore {
 
   /** Keys whose key names node `nodeId` ("cluster/node"), snapshot (callers change the table meanwhile). */
   keysOfNode(nodeId: string): string[] {
-    return [...(this.byNode.get(nodeId)?.keys() ?? [])];
+    return [...ktKeys(this.byNode.get(nodeId))];
   }
 
   private raw(key: string): unknown {
-    return this.byNode.get(nodeIdOf(key))?.get(key);
+    return ktGet(this.byNode.get(nodeIdOf(key)), key);
   }
 
   private admittedOf(key: string): unknown {
@@ -95,14 +98,17 @@ export class EndpointStore {
 
   private put(key: string, cluster: string, cand: unknown, admitted: unknown): void {
     const id = nodeIdOf(key);
-    let m = this.byNode.get(id);
+    const m = this.byNode.get(id);
     if (cand === undefined && admitted === undefined) {
-      if (m?.delete(key) && m.size === 0) this.byNode.delete(id); // bounded by the endpoints held
+      if (m === undefined) return;
+      const left = ktDelete(m, key);
+      if (left === undefined) this.byNode.delete(id); // bounded by the endpoints held
+      else if (left !== m) this.byNode.set(id, left);
       return;
     }
-    if (!m) this.byNode.set(internName(id), (m = new Map()));
     const plain = cand !== undefined && cand === admitted && (cand as { cluster?: unknown }).cluster === cluster;
-    m.set(key, plain ? cand : new Held(internName(cluster), cand, admitted));
+    const next = ktSet(m, key, plain ? cand : new Held(internName(cluster), cand, admitted));
+    if (next !== m) this.byNode.set(m === undefined ? internName(id) : id, next);
   }
 
   private *entries(): IterableIterator<[string, Candidate<unknown>]> {
@@ -113,6 +119,6 @@ export class EndpointStore {
   }
 
   private *allKeys(): IterableIterator<string> {
-    for (const m of this.byNode.values()) yield* m.keys();
+    for (const m of this.byNode.values()) yield* ktKeys(m);
   }
 }

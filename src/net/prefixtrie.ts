@@ -4,19 +4,54 @@
  * stored prefix inside P" cost O(prefix length), whatever the number stored.
  * Admission (src/agent/admission.ts) uses it so that checking a node's pod
  * CIDRs and addresses against every other node is not O(nodes).
+ *
+ * Memory (issue 16, bench/memory.ts): a trie node is one object of five
+ * fields (its two children inline, not in an array; its first owner inline,
+ * further owners in a Set only when a prefix has several, which is rare): ~64 B
+ * per trie node instead of ~112 B plus a Set (~150 B) per stored prefix.
+ * Owners are answered oldest first, as a single Set of them would.
  */
 import type { Prefix } from './ip.js';
 
 interface TrieNode<T> {
-  kids: [TrieNode<T> | undefined, TrieNode<T> | undefined];
-  owners: Set<T> | undefined;
+  k0: TrieNode<T> | undefined;
+  k1: TrieNode<T> | undefined;
+  /** The oldest owner of the prefix ending here, if any. */
+  one: T | undefined;
+  /** Owners after `one`, oldest first; undefined unless there are any. */
+  more: Set<T> | undefined;
   /** Owner entries in this node and below. */
   count: number;
 }
 
-const fresh = <T>(): TrieNode<T> => ({ kids: [undefined, undefined], owners: undefined, count: 0 });
+const fresh = <T>(): TrieNode<T> => ({ k0: undefined, k1: undefined, one: undefined, more: undefined, count: 0 });
 const bit = (addr: Buffer, i: number): 0 | 1 => ((addr[i >> 3]! >> (7 - (i & 7))) & 1) as 0 | 1;
+const kid = <T>(n: TrieNode<T>, b: 0 | 1): TrieNode<T> | undefined => (b === 0 ? n.k0 : n.k1);
 
+/** An owner of n itself other than `except`, oldest first. */
+function ownerOf<T>(n: TrieNode<T>, except: T | undefined): T | undefined {
+  if (n.one === undefined) return undefined;
+  if (n.one !== except) return n.one;
+  for (const o of n.more ?? []) if (o !== except) return o;
+  return undefined;
+}
+
+/** Drops `owner` from n's owners, keeping the rest oldest first; false when n did not hold it. */
+function dropOwner<T>(n: TrieNode<T>, owner: T): boolean {
+  if (n.one === undefined) return false;
+  if (n.one !== owner) {
+    if (!n.more?.delete(owner)) return false;
+    if (n.more.size === 0) n.more = undefined;
+    return true;
+  }
+  const next = n.more?.values().next();
+  n.one = next && !next.done ? next.value : undefined;
+  if (n.one !== undefined) n.more!.delete(n.one);
+  if (n.more?.size === 0) n.more = undefined;
+  return true;
+}
+
+/** Owners are any values but undefined (the agent's are texts). */
 export class PrefixTrie<T> {
   private readonly v4 = fresh<T>();
   private readonly v6 = fresh<T>();
@@ -30,12 +65,12 @@ export class PrefixTrie<T> {
     const path = [n];
     for (let i = 0; i < p.cidr; i++) {
       const b = bit(p.addr, i);
-      n = n.kids[b] ??= fresh<T>();
+      n = kid(n, b) ?? (b === 0 ? (n.k0 = fresh<T>()) : (n.k1 = fresh<T>()));
       path.push(n);
     }
-    n.owners ??= new Set();
-    if (n.owners.has(owner)) return;
-    n.owners.add(owner);
+    if (n.one === owner || n.more?.has(owner)) return;
+    if (n.one === undefined) n.one = owner;
+    else (n.more ??= new Set()).add(owner);
     for (const x of path) x.count++;
   }
 
@@ -43,16 +78,17 @@ export class PrefixTrie<T> {
     let n: TrieNode<T> | undefined = this.root(p);
     const path: TrieNode<T>[] = [n];
     for (let i = 0; i < p.cidr && n; i++) {
-      n = n.kids[bit(p.addr, i)];
+      n = kid(n, bit(p.addr, i));
       if (n) path.push(n);
     }
-    if (!n || !n.owners?.delete(owner)) return;
+    if (!n || !dropOwner(n, owner)) return;
     for (const x of path) x.count--;
     // prune empty branches so the trie holds only what is stored
     for (let i = path.length - 1; i > 0; i--) {
       if (path[i]!.count > 0) break;
       const parent = path[i - 1]!;
-      parent.kids[parent.kids[0] === path[i] ? 0 : 1] = undefined;
+      if (parent.k0 === path[i]) parent.k0 = undefined;
+      else parent.k1 = undefined;
     }
   }
 
@@ -60,9 +96,10 @@ export class PrefixTrie<T> {
   covering(p: Prefix, except?: T): T | undefined {
     let n: TrieNode<T> | undefined = this.root(p);
     for (let i = 0; n; i++) {
-      for (const o of n.owners ?? []) if (o !== except) return o;
+      const o = ownerOf(n, except);
+      if (o !== undefined) return o;
       if (i === p.cidr) return undefined;
-      n = n.kids[bit(p.addr, i)];
+      n = kid(n, bit(p.addr, i));
     }
     return undefined;
   }
@@ -70,7 +107,7 @@ export class PrefixTrie<T> {
   /** An owner (other than `except`) of a stored prefix that equals or lies inside p. */
   within(p: Prefix, except?: T): T | undefined {
     let n: TrieNode<T> | undefined = this.root(p);
-    for (let i = 0; i < p.cidr && n; i++) n = n.kids[bit(p.addr, i)];
+    for (let i = 0; i < p.cidr && n; i++) n = kid(n, bit(p.addr, i));
     return n ? this.anyBelow(n, except) : undefined;
   }
 
@@ -81,11 +118,9 @@ export class PrefixTrie<T> {
 
   private anyBelow(n: TrieNode<T>, except: T | undefined): T | undefined {
     if (n.count === 0) return undefined;
-    for (const o of n.owners ?? []) if (o !== except) return o;
-    for (const k of n.kids) {
-      const o = k ? this.anyBelow(k, except) : undefined;
-      if (o !== undefined) return o;
-    }
-    return undefined;
+    const o = ownerOf(n, except);
+    if (o !== undefined) return o;
+    const b = n.k0 ? this.anyBelow(n.k0, except) : undefined;
+    return b !== undefined ? b : n.k1 ? this.anyBelow(n.k1, except) : undefined;
   }
 }
