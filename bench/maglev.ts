@@ -18,7 +18,7 @@ import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { testhooks } from '../src/native/testhooks.js';
 import { backendRows } from '../src/native/rows.js';
 import { ROOT, waitFor } from '../src/testbed/netns.js';
@@ -36,7 +36,7 @@ const best = (f: () => number, n = 3): number => Math.min(...Array.from({ length
 const ratio = (a: number, r: number) => Math.round((a / r) * 1000) / 1000;
 // Another build's test hooks loaded beside ours (its own copy of the native code, no shared symbols).
 const anchorPath = process.env.MAGLEV_ANCHOR;
-const anchor = anchorPath ? (createRequire(import.meta.url)(anchorPath) as typeof testhooks) : undefined;
+const anchor = anchorPath ? (createRequire(import.meta.url)(resolve(anchorPath)) as typeof testhooks) : undefined;
 if (anchorPath) console.log(`anchor build: ${anchorPath}`);
 console.log('Maglev table build (best of 5 runs of 5 builds; reference and the AVX2 / scalar fallbacks in the same run)');
 for (const m of [16381, 65537])

@@ -78,8 +78,10 @@ struct Perm {
 // would chain the turns through memory.
 class Fill {
  public:
-  Fill(uint32_t m, size_t n, const std::vector<uint32_t>& offset, const std::vector<uint32_t>& skip, uint32_t* table)
-      : m_(m), perm_(n), used_((2 * size_t(m) + 31) / 32, 0), table_(table) {
+  // `doubles`: the scalar walk will run (double_bitmap), so room for 2M bits; else M bits.
+  Fill(uint32_t m, size_t n, const std::vector<uint32_t>& offset, const std::vector<uint32_t>& skip, uint32_t* table,
+       bool doubles)
+      : m_(m), perm_(n), used_(((doubles ? 2 : 1) * size_t(m) + 31) / 32, 0), table_(table) {
     for (size_t i = 0; i < n; i++) perm_[i] = {offset[i], skip[i]};
   }
   uint32_t m() const { return m_; }
@@ -349,7 +351,6 @@ std::vector<uint32_t> maglev_build(const std::vector<BackendKey>& backends, cons
   if (!maglev_permutations(backends, weights, m, &offset, &skip, &wmax)) return {};
   std::vector<uint32_t> table(m);
   walk = m < (1u << 27) ? maglev_walk_supported(walk) : MaglevWalk::kScalar;  // vector lanes hold up to 8 M
-  Fill f(m, n, offset, skip, table.data());
   // The backends that take a turn, in order; weighted backends by rounds:
   // backend i takes a turn in round r when floor((r + 1) * w / wmax) steps up,
   // i.e. when r * w mod wmax plus w reaches wmax (kept as a running remainder).
@@ -365,6 +366,7 @@ std::vector<uint32_t> maglev_build(const std::vector<BackendKey>& backends, cons
   // a scalar probe is cheaper than a vector gather; the scalar walk of 8
   // candidates only pays from ~70 %
   const uint32_t wide_at = std::min(tail_at, uint32_t(uint64_t(m) * (walk == MaglevWalk::kScalar ? 70 : 45) / 100));
+  Fill f(m, n, offset, skip, table.data(), walk == MaglevWalk::kScalar && wide_at < tail_at);
   std::unique_ptr<Tail> tail;
   uint32_t filled = 0;  // one slot a turn (kept here, not in Fill, so no table store can alias it)
   while (filled < m) {
