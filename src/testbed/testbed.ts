@@ -54,6 +54,9 @@ export { activeTestbeds, cliIn, etcdFlags, loadState, spawnIn, STATE_ROOT, WIREM
 export { addPod, addUnderlayHost, removePod, restartEtcd, startAgent, stopRole } from './roles.js';
 export { formatStatus, testbedClusterAccess, testbedExec, testbedStatus } from './status.js';
 
+/** The TCP port of each cluster's `kvstoremesh --metrics`, on its control plane's underlay address (the agents': 9962). */
+export const KVSTOREMESH_METRICS_PORT = 9963;
+
 export async function testbedUp(file: string, progress: (msg: string) => void = () => undefined): Promise<TestbedState> {
   const topo = loadTopology(file);
   if (process.getuid?.() !== 0) throw new TestbedError('WM_NOT_ROOT', 'the testbed needs root (network namespaces)');
@@ -114,7 +117,8 @@ async function build(topo: Topology, st: TestbedState, progress: (msg: string) =
     save(st);
     // etcd addresses exist only inside the testbed: talk to them from a namespace on the underlay.
     cliIn(cp, ['clustermesh', 'enable', ...etcdFlags('', etcd.clientUrl, pki), '--cluster', c.name, '--id', String(c.id), '--pod-cidr', [c.podCIDR, ...(c.podCIDRv6 ? [c.podCIDRv6] : [])].join(','), ...(topo.hub === c.name ? ['--relay'] : [])]);
-    spawnIn(st, cp, `${c.name}-kvstoremesh`, [process.execPath, WIREMESH, 'kvstoremesh', '--cluster', c.name, ...etcdFlags('', etcd.clientUrl, pki, 'kvstoremesh')]);
+    // its Prometheus metrics on the control plane's underlay address (docs/testbed.md), as the agents' on theirs
+    spawnIn(st, cp, `${c.name}-kvstoremesh`, [process.execPath, WIREMESH, 'kvstoremesh', '--cluster', c.name, '--metrics', `${controlAddress(ci)}:${KVSTOREMESH_METRICS_PORT}`, ...etcdFlags('', etcd.clientUrl, pki, 'kvstoremesh')]);
   }
 
   // each agent's own etcd user (it may write only its own records): clusters in parallel,

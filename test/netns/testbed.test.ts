@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agentRequest, callAgent } from '../../src/agent/client.js';
 import { canRunNetns, execIn, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
-import { addPod, cliIn, etcdFlags, removePod, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
+import { addPod, cliIn, etcdFlags, KVSTOREMESH_METRICS_PORT, removePod, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
+import { controlAddress } from '../../src/testbed/topology.js';
 import { readPcapUdpPayloads } from '../helpers/pcap.js';
 import { ECHO, startEchoServers } from '../helpers/echo.js';
 import { writeTopology } from '../helpers/topology.js';
@@ -139,6 +140,12 @@ describe.skipIf(!enabled)('multi-cluster testbed (3 clusters x 2 nodes)', () => 
     const tcp = run(c2n1.netns, process.execPath, '-e', `fetch('http://${c2n1.address}:9962/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`);
     expect(tcp.ok).toBe(true);
     expect(tcp.out).toMatch(/^wiremesh_peer_bytes_total\{peer="c1\/n1"/m);
+    // the cluster's kvstoremesh serves its own (failures, pending retries) on the control plane's address
+    const c2 = st.clusters.find((c) => c.name === 'c2')!;
+    const mesh = run(c2.cpNetns, process.execPath, '-e', `fetch('http://${controlAddress(1)}:${KVSTOREMESH_METRICS_PORT}/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`);
+    expect(mesh.ok).toBe(true);
+    expect(mesh.out).toMatch(/^wiremesh_kvstoremesh_failures_total\{[^}]*what="status-put"[^}]*\} \d+$/m);
+    expect(mesh.out).toMatch(/^wiremesh_kvstoremesh_pending_retries\{/m);
   });
 
   it('apply rejects an invalid manifest with its field and stores nothing', () => {
