@@ -20,8 +20,9 @@
  * is pinned changes (recheck), an admitted value that no longer holds is
  * withdrawn: refusals never leave more trusted than the pin allows.
  *
- * Cost: O(prefix length) per node (PrefixTrie), O(1) per endpoint and
- * identity, O(relays) per node admitted; a record is reported once per
+ * Cost: O(prefix length) per node (PrefixTrie), per endpoint its node's pod
+ * CIDRs parsed again (≤ 16; not kept parsed per node, to save memory), O(1)
+ * per identity, O(relays) per node admitted; a record is reported once per
  * (key, reason).
  */
 import { RecordError, type RecordType, type RejectReason } from '../controlplane/records/codec.js';
@@ -192,8 +193,10 @@ export class Admission {
         const node = nodeKey ? (this.admitted.node.get(nodeKey) as NodeRecord | undefined) : undefined;
         if (!node) return 'wait'; // its node is not (yet) admitted
         const addr = parseIP(rec.ip)!;
-        const cidrs = node.podCIDRs.map((x) => parsePrefix(x));
-        if (!cidrs.some((p) => prefixContains(p, addr))) return refuse('endpoint', 'claim', `address ${rec.ip} is outside node ${rec.node}'s pod CIDRs ${cidrs.map(formatPrefix).join(', ')}`);
+        // the node's claims are parsed here, not kept parsed per node (memory, issue 16): ≤ 16, stopping at the first that holds
+        if (!node.podCIDRs.some((x) => prefixContains(parsePrefix(x), addr))) {
+          return refuse('endpoint', 'claim', `address ${rec.ip} is outside node ${rec.node}'s pod CIDRs ${node.podCIDRs.map((x) => formatPrefix(parsePrefix(x))).join(', ')}`);
+        }
         return rec;
       }
       case 'identity': {
