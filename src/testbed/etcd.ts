@@ -35,6 +35,8 @@ export interface EtcdSpec {
    * mesh uses it (ETCD_TICK_MS in bench/cp-mesh.ts); tests keep the default for fast starts.
    */
   tickMs?: number;
+  /** How often etcd sends a caught-up watcher a progress notification (ms); etcd's default, 10 min, when unset. */
+  progressNotifyMs?: number;
 }
 
 export async function startEtcd(spec: EtcdSpec): Promise<EtcdProcess> {
@@ -54,6 +56,7 @@ export async function startEtcd(spec: EtcdSpec): Promise<EtcdProcess> {
     // a test may compact on purpose; never on its own
     '--auto-compaction-retention', '0',
     '--log-level', 'warn',
+    ...(spec.progressNotifyMs ? ['--experimental-watch-progress-notify-interval', `${spec.progressNotifyMs}ms`] : []),
     ...(spec.tickMs ? ['--heartbeat-interval', String(spec.tickMs), '--election-timeout', String(5 * spec.tickMs)] : []),
     ...(spec.tls ? ['--cert-file', spec.tls.certFile, '--key-file', spec.tls.keyFile, '--trusted-ca-file', spec.tls.caFile, '--client-cert-auth'] : []),
   ];

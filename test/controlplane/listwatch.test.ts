@@ -47,7 +47,7 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
   const port = 23000 + (process.pid % 1000);
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'wm-etcd-'));
-    etcd = await startEtcd({ name: 'lw', dataDir: join(dir, 'data'), host: '127.0.0.1', clientPort: port, peerPort: port + 1000 });
+    etcd = await startEtcd({ name: 'lw', dataDir: join(dir, 'data'), host: '127.0.0.1', clientPort: port, peerPort: port + 1000, progressNotifyMs: 500 });
   });
   afterAll(async () => {
     await etcd?.stop();
@@ -130,6 +130,50 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
     viaProxy.close();
     direct.close();
     proxy.server.close();
+  });
+
+  it('a quiet prefix resumes after a reconnect without a relist once etcd compacted (progress notifications)', async () => {
+    const direct = connectEtcd({ endpoints: [etcd.clientUrl] });
+    const proxy = new PausableProxy(port);
+    const proxyPort = port + 2002;
+    await proxy.listen(proxyPort);
+    const viaProxy = connectEtcd({ endpoints: [`http://127.0.0.1:${proxyPort}`] });
+    await direct.put('wiremesh/q/a').value('1');
+    const state = new Map<string, string>();
+    const lw = new ListWatcher(new EtcdStore(viaProxy), 'wiremesh/q/', { upsert: (k, v) => state.set(k, v), remove: (k) => state.delete(k) });
+    void lw.start();
+    await lw.firstSync();
+    for (let i = 0; i < 50; i++) await direct.put('wiremesh/elsewhere/k').value(String(i));
+    await new Promise((r) => setTimeout(r, 1500)); // progress notifications every 500 ms here
+    const rev = (await direct.get('wiremesh/elsewhere/k').exec()).header.revision;
+    await (direct as unknown as { kv: { compact(r: { revision: string; physical: boolean }): Promise<unknown> } }).kv.compact({ revision: rev, physical: true });
+    proxy.cut();
+    await new Promise((r) => setTimeout(r, 200));
+    proxy.resume();
+    await direct.put('wiremesh/q/z').value('after');
+    await waitFor(() => state.get('wiremesh/q/z') === 'after', 15_000, 'event after the reconnect');
+    expect(lw.relists).toBe(0);
+    await lw.stop();
+    viaProxy.close();
+    direct.close();
+    proxy.server.close();
+  });
+
+  it('a watch response larger than grpc\'s receive limit breaks the watch (the caller relists) instead of reconnecting forever', async () => {
+    const c = connectEtcd({ endpoints: [etcd.clientUrl] });
+    await c.put('wiremesh/h/start').value('0');
+    const from = Number((await c.get('wiremesh/h/start').exec()).header.revision) + 1;
+    const big = 'v'.repeat(1 << 20);
+    for (let i = 0; i < 70; i++) await c.put(`wiremesh/h/k${i % 10}`).value(big); // 70 MiB of history > 64 MiB
+    let broken = '';
+    let ups = 0;
+    const w = await new EtcdStore(c).watch('wiremesh/h/', String(from), { put: () => undefined, delete: () => undefined, broken: (e) => void (broken = e.message), connected: (u) => void (ups += u ? 1 : 0) });
+    await waitFor(() => broken !== '', 15_000, 'watch broken');
+    expect(broken).toMatch(/larger than max|RESOURCE_EXHAUSTED/i);
+    expect(ups).toBe(1);
+    await w.cancel();
+    await c.delete().prefix('wiremesh/h/');
+    c.close();
   });
 
   it('a value that is not valid UTF-8 is rejected alone: the key keeps its last good value, later events arrive', async () => {
