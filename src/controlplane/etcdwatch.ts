@@ -36,6 +36,30 @@ export interface WatchHandlers {
   rejected?(key: string, reason: string): void;
 }
 
+/** Why a record is refused as text (handlers.rejected's reason); the list reports the same (kvstore.ts). */
+export const KEY_NOT_UTF8 = 'key is not valid UTF-8';
+export const VALUE_NOT_UTF8 = 'value is not valid UTF-8';
+type Rejected = ((key: string, reason: string) => void) | undefined;
+
+/** A key as text, or undefined after reporting it (as hex) when it is not valid UTF-8. */
+export function textKey(key: Buffer, rejected: Rejected): string | undefined {
+  if (isUtf8(key)) return key.toString();
+  rejected?.(key.toString('hex'), KEY_NOT_UTF8);
+  return undefined;
+}
+
+/**
+ * A key and value as text, or undefined after reporting the refusal: bytes that are not valid UTF-8 are
+ * refused alone rather than turned into U+FFFD (two binary keys would merge, and a deletion would miss).
+ */
+export function textKV(kv: { key: Buffer; value: Buffer }, rejected: Rejected): { key: string; value: string } | undefined {
+  const key = textKey(kv.key, rejected);
+  if (key === undefined) return undefined;
+  if (isUtf8(kv.value)) return { key, value: kv.value.toString() };
+  rejected?.(key, VALUE_NOT_UTF8);
+  return undefined;
+}
+
 const WatchRequest = rpc.lookupType('etcdserverpb.WatchRequest');
 const WatchResponse = rpc.lookupType('etcdserverpb.WatchResponse');
 
@@ -286,14 +310,13 @@ class LeanWatch {
       if (rev < this.floor) throw new RangeError(`mod revision ${rev} went back below ${this.floor}`);
       this.floor = rev;
       this.next = rev + 1;
-      if (!isUtf8(kv.key)) {
-        this.h.rejected?.(kv.key.toString('hex'), 'key is not valid UTF-8');
-        continue;
+      if (ev.type === DELETE) {
+        const key = textKey(kv.key, this.h.rejected);
+        if (key !== undefined) this.h.delete(key, String(rev));
+      } else {
+        const text = textKV(kv, this.h.rejected);
+        if (text) this.h.put(text, String(rev));
       }
-      const key = kv.key.toString();
-      if (ev.type === DELETE) this.h.delete(key, String(rev));
-      else if (!isUtf8(kv.value)) this.h.rejected?.(key, 'value is not valid UTF-8');
-      else this.h.put({ key, value: kv.value.toString() }, String(rev));
       if (this.stopped) return;
     }
   }

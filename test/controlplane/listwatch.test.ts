@@ -191,6 +191,27 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
     await lw.stop();
     c.close();
   });
+  it('the list refuses what the watch refuses (not valid UTF-8): no merged binary keys, no stale key after its delete', async () => {
+    const c = connectEtcd({ endpoints: [etcd.clientUrl] });
+    const bin = (b: number) => Buffer.concat([Buffer.from('wiremesh/b/k'), Buffer.from([b])]);
+    await c.put(bin(0xff)).value('{"v":1}');
+    await c.put(bin(0xfe)).value('{"v":2}'); // both would read as "wiremesh/b/k\ufffd"
+    await c.put('wiremesh/b/v').value(Buffer.from([0x7b, 0xff, 0x7d]));
+    await c.put('wiremesh/b/ok').value('{}');
+    const state = new Map<string, string>();
+    const lw = new ListWatcher(new EtcdStore(c), 'wiremesh/b/', { upsert: (k, v) => state.set(k, v), remove: (k) => state.delete(k) });
+    void lw.start();
+    await lw.firstSync();
+    expect([...state]).toEqual([['wiremesh/b/ok', '{}']]);
+    expect(lw.rejectedEvents).toBe(3);
+    await c.delete().key(bin(0xff)).exec();
+    await c.put('wiremesh/b/z').value('ok');
+    await waitFor(() => state.has('wiremesh/b/z'), 5000, 'next event');
+    expect([...state.keys()].sort()).toEqual(['wiremesh/b/ok', 'wiremesh/b/z']);
+    await lw.stop();
+    c.close();
+  });
+
   it("the mirror target's raw Txn applies puts and deletes (distinct keys, as etcd requires) in one revision, seen by a watch", async () => {
     const c = connectEtcd({ endpoints: [etcd.clientUrl] });
     await c.put('wiremesh/m/gone').value('x');
