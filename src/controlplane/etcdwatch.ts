@@ -11,16 +11,21 @@
  * so the same channel, TLS credentials, channel options such as the 64 MiB receive limit, and its host
  * circuit breaker), the auth token metadata (re-fetched after etcd says the token is invalid), and its
  * semantics: a compacted or cancelled watch breaks (the caller relists), a broken stream reconnects with
- * backoff from the revision after the last event delivered.
+ * backoff from the revision after the last event delivered or the last progress notification (the watch asks
+ * for them, as etcd3 does, so a quiet prefix does not resume from a long-compacted revision).
  *
  * Differences, on purpose: one grpc stream per watch (cancel is the stream's RST, immediate); a resume uses the
  * last delivered event's revision, not the response header's (etcd sends the store's current revision in the
  * header of a catch-up batch that may be cut short, so resuming from the header could skip events); the
  * creation of a watch waits at most `createTimeoutMs`, then watch() rejects (the caller retries); a value
- * that is not valid UTF-8 is rejected alone (handlers.rejected) instead of reaching the sink as U+FFFD text.
+ * that is not valid UTF-8 is rejected alone (handlers.rejected) instead of reaching the sink as U+FFFD text;
+ * a response grpc refuses (too large, not decodable) breaks the watch instead of being fetched again on every
+ * reconnect; what etcd never sends (an event without a kv, an unknown type, a revision going back) breaks it.
  *
- * Bounds: one response is at most the channel's receive limit (64 MiB, connectEtcd); events are handed to
- * the handlers synchronously as each response arrives, so nothing queues here beyond grpc's flow control.
+ * Bounds: one response is at most the channel's receive limit (64 MiB, connectEtcd; beyond it the watch
+ * breaks); the backoff returns to its start only after a delivered response or a stream up `stableMs`;
+ * events are handed to the handlers synchronously as each response arrives, so nothing queues here beyond
+ * grpc's flow control.
  */
 import { isUtf8 } from 'node:buffer';
 import type { ClientDuplexStream } from '@grpc/grpc-js';

@@ -240,7 +240,7 @@ describe('leanWatch: resume point, repeated failures, what etcd never sends (rev
     }
   });
 
-  it('a created answer alone does not reset the backoff; a delivered event does', async () => {
+  it('a created answer alone does not reset the backoff; a delivered event or a stream up 10 s does', async () => {
     const { f } = await created();
     const cycle = async (n: number, wait: number) => {
       f.calls[n]!.emit('error', dropped());
@@ -255,6 +255,9 @@ describe('leanWatch: resume point, repeated failures, what etcd never sends (rev
     await cycle(2, 400);
     f.calls[3]!.send(response({ events: [{ key: 'p/a', value: '1', rev: 2 }] }));
     await cycle(3, 100);
+    await cycle(4, 200);
+    await vi.advanceTimersByTimeAsync(10_000); // a stream up 10 s counts as stable
+    await cycle(5, 100);
   });
 
   it('breaks on an event without a kv, an unknown event type, or a revision going backwards', async () => {
