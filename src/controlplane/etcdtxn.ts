@@ -9,8 +9,8 @@
  *
  * Bounds: at most MAX_TXN_OPS operations and MAX_TXN_BYTES bytes (the callers' batches, mirrorwriter.ts); each
  * attempt has a deadline of `timeoutMs` (10 s), after which it fails (DEADLINE_EXCEEDED) and the writer retries
- * the batch. Errors: etcd's refusal as etcd3 casts it (castGrpcError); an invalid auth token is dropped so the
- * next attempt fetches a new one.
+ * the batch. Errors: etcd's refusal as etcd3 casts it (castGrpcError); an invalid auth token is dropped and
+ * the Txn sent once more at once with a new one (at most two attempts per call for that error).
  */
 import { castGrpcError, EtcdInvalidAuthTokenError, type Etcd3 } from 'etcd3';
 import { etcdPool, rpc } from './etcdproto.js';
@@ -29,12 +29,15 @@ export function encodeTxn(ops: Ops): Buffer {
 
 const raw = (b: Buffer) => b;
 
-/** A writer of raw Txns on `etcd`'s connection: resolves when etcd applied `ops`, rejects with etcd's error. */
+/**
+ * A writer of raw Txns on `etcd`'s connection: resolves when etcd applied `ops`, rejects with etcd's error. An
+ * invalid auth token (it expired, or etcd restarted) is dropped and the Txn sent once more right away with a
+ * fresh one, as etcd3's exec does: the retry policy does not retry that error, so the batch would fail.
+ */
 export function rawTxnWriter(etcd: Etcd3, timeoutMs = 10_000): (ops: Ops) => Promise<void> {
   const pool = etcdPool(etcd);
-  return (ops) => {
-    const body = encodeTxn(ops);
-    return pool.globalPolicy.execute(() =>
+  const send = (body: Buffer): Promise<void> =>
+    pool.globalPolicy.execute(() =>
       pool.withConnection(
         'KV',
         ({ client, metadata }) =>
@@ -48,5 +51,11 @@ export function rawTxnWriter(etcd: Etcd3, timeoutMs = 10_000): (ops: Ops) => Pro
           }),
       ),
     );
+  return (ops) => {
+    const body = encodeTxn(ops);
+    return send(body).catch((err: unknown) => {
+      if (err instanceof EtcdInvalidAuthTokenError) return send(body);
+      throw err;
+    });
   };
 }

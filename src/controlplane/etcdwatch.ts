@@ -11,16 +11,21 @@
  * so the same channel, TLS credentials, channel options such as the 64 MiB receive limit, and its host
  * circuit breaker), the auth token metadata (re-fetched after etcd says the token is invalid), and its
  * semantics: a compacted or cancelled watch breaks (the caller relists), a broken stream reconnects with
- * backoff from the revision after the last event delivered.
+ * backoff from the revision after the last event delivered or the last progress notification (the watch asks
+ * for them, as etcd3 does, so a quiet prefix does not resume from a long-compacted revision).
  *
  * Differences, on purpose: one grpc stream per watch (cancel is the stream's RST, immediate); a resume uses the
  * last delivered event's revision, not the response header's (etcd sends the store's current revision in the
  * header of a catch-up batch that may be cut short, so resuming from the header could skip events); the
  * creation of a watch waits at most `createTimeoutMs`, then watch() rejects (the caller retries); a value
- * that is not valid UTF-8 is rejected alone (handlers.rejected) instead of reaching the sink as U+FFFD text.
+ * that is not valid UTF-8 is rejected alone (handlers.rejected) instead of reaching the sink as U+FFFD text;
+ * a response grpc refuses (too large, not decodable) breaks the watch instead of being fetched again on every
+ * reconnect; what etcd never sends (an event without a kv, an unknown type, a revision going back) breaks it.
  *
- * Bounds: one response is at most the channel's receive limit (64 MiB, connectEtcd); events are handed to
- * the handlers synchronously as each response arrives, so nothing queues here beyond grpc's flow control.
+ * Bounds: one response is at most the channel's receive limit (64 MiB, connectEtcd; beyond it the watch
+ * breaks); the backoff returns to its start only after a delivered response or a stream up `stableMs`;
+ * events are handed to the handlers synchronously as each response arrives, so nothing queues here beyond
+ * grpc's flow control.
  */
 import { isUtf8 } from 'node:buffer';
 import type { ClientDuplexStream } from '@grpc/grpc-js';
@@ -34,6 +39,30 @@ export interface WatchHandlers {
   broken(err: Error): void;
   connected?(up: boolean): void;
   rejected?(key: string, reason: string): void;
+}
+
+/** Why a record is refused as text (handlers.rejected's reason); the list reports the same (kvstore.ts). */
+export const KEY_NOT_UTF8 = 'key is not valid UTF-8';
+export const VALUE_NOT_UTF8 = 'value is not valid UTF-8';
+type Rejected = ((key: string, reason: string) => void) | undefined;
+
+/** A key as text, or undefined after reporting it (as hex) when it is not valid UTF-8. */
+export function textKey(key: Buffer, rejected: Rejected): string | undefined {
+  if (isUtf8(key)) return key.toString();
+  rejected?.(key.toString('hex'), KEY_NOT_UTF8);
+  return undefined;
+}
+
+/**
+ * A key and value as text, or undefined after reporting the refusal: bytes that are not valid UTF-8 are
+ * refused alone rather than turned into U+FFFD (two binary keys would merge, and a deletion would miss).
+ */
+export function textKV(kv: { key: Buffer; value: Buffer }, rejected: Rejected): { key: string; value: string } | undefined {
+  const key = textKey(kv.key, rejected);
+  if (key === undefined) return undefined;
+  if (isUtf8(kv.value)) return { key, value: kv.value.toString() };
+  rejected?.(key, VALUE_NOT_UTF8);
+  return undefined;
 }
 
 const WatchRequest = rpc.lookupType('etcdserverpb.WatchRequest');
@@ -57,7 +86,21 @@ export interface WireWatchResponse {
   events: Array<{ type: number; kv?: WireKV | null }>;
 }
 
-const DELETE = 1; // mvccpb.Event.EventType
+const PUT = 0; // mvccpb.Event.EventType
+const DELETE = 1;
+/** grpc status codes after which the same response would come again on a resume (too large, or not decodable). */
+const RESOURCE_EXHAUSTED = 8;
+const INTERNAL = 13;
+
+/**
+ * A stream error that a reconnect from the same revision would only repeat: grpc refused a response larger than
+ * the channel's receive limit (RESOURCE_EXHAUSTED) or could not decode one (INTERNAL "Response message parsing
+ * error"). The watch breaks instead, and the caller relists through the paginated list.
+ */
+function repeats(err: Error): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === RESOURCE_EXHAUSTED || (code === INTERNAL && /Response message parsing error/.test(err.message));
+}
 
 /**
  * A revision as a number: etcd's int64 revisions fit a double exactly up to 2^53 − 1; above that (or
@@ -78,7 +121,7 @@ export function revisionNumber(v: Int64 | string, what = 'revision'): number {
 export function encodeCreate(prefix: string, startRevision: number): Buffer {
   const key = Buffer.from(prefix);
   const end = prefixEnd(key);
-  const msg = WatchRequest.fromObject({ create_request: { key, range_end: end, start_revision: startRevision } });
+  const msg = WatchRequest.fromObject({ create_request: { key, range_end: end, start_revision: startRevision, progress_notify: true } });
   const u8 = WatchRequest.encode(msg).finish();
   return Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
 }
@@ -105,8 +148,10 @@ export interface LeanWatchOptions {
   /** Reconnect backoff after a broken stream: doubled from initialMs up to maxMs (ms). */
   initialBackoffMs: number;
   maxBackoffMs: number;
+  /** A stream up this long (ms) before it broke counts as stable: the backoff starts again from initialMs. */
+  stableMs: number;
 }
-export const DEFAULT_LEAN_WATCH: LeanWatchOptions = { createTimeoutMs: 5000, initialBackoffMs: 100, maxBackoffMs: 1000 };
+export const DEFAULT_LEAN_WATCH: LeanWatchOptions = { createTimeoutMs: 5000, initialBackoffMs: 100, maxBackoffMs: 1000, stableMs: 10_000 };
 
 /**
  * Watches every key under `prefix` from `fromRevision` (a decimal string). Resolves once etcd created the
@@ -124,6 +169,10 @@ class LeanWatch {
   private stopped = false;
   private up = false;
   private created = false;
+  /** When the current stream was created (ms, Date.now()): a long-lived stream resets the backoff. */
+  private upSince = 0;
+  /** The lowest revision the next event may carry: the resume point, then the last event's (a Txn shares one). */
+  private floor = 0;
   private backoffMs: number;
   private settle!: { resolve: () => void; reject: (err: Error) => void };
   readonly first = new Promise<void>((resolve, reject) => (this.settle = { resolve, reject }));
@@ -169,6 +218,7 @@ class LeanWatch {
         this.timer = setTimeout(() => this.failed(call, resource, new Error(`watch of ${this.prefix} not created within ${this.o.createTimeoutMs} ms`)), this.o.createTimeoutMs);
         call.on('data', (res: WireWatchResponse) => this.onResponse(call, res));
         call.on('end', () => this.failed(call, resource, new Error('The etcd watch stream was unexpectedly ended')));
+        this.floor = this.next;
         call.write(encodeCreate(this.prefix, this.next));
       })
       .catch((err: Error) => this.failed(undefined, resource, err));
@@ -185,8 +235,10 @@ class LeanWatch {
     if (resource !== undefined) this.pool.markFailed(resource, cast);
     if (this.up) {
       this.up = false;
+      if (Date.now() - this.upSince >= this.o.stableMs) this.backoffMs = this.o.initialBackoffMs;
       this.h.connected?.(false);
     }
+    if (this.created && repeats(err)) return this.broken(cast);
     if (!this.created || cast instanceof ClientClosedError) {
       this.stopped = true;
       if (this.created) this.h.broken(cast);
@@ -215,32 +267,61 @@ class LeanWatch {
     if (res.canceled) return this.broken(new Error(`Watcher canceled: ${res.cancel_reason || `compacted at ${String(res.compact_revision)}`}`));
     if (res.created) {
       clearTimeout(this.timer);
-      this.backoffMs = this.o.initialBackoffMs;
+      // the backoff is not reset here: a response that fails after every creation (too large) must not
+      // reconnect every initialMs; it resets on a delivered response or a stream that stayed up (failed())
       this.up = true;
+      this.upSince = Date.now();
       if (!this.created) {
         this.created = true;
         this.settle.resolve();
       }
       this.h.connected?.(true);
     }
+    try {
+      if (!res.created && res.events.length === 0) return this.progress(res);
+      this.deliver(res);
+    } catch (err) {
+      return this.broken(err as Error);
+    }
+  }
+
+  /**
+   * A response with no events that neither creates nor cancels is a progress notification (progress_notify),
+   * which etcd sends only to a watcher that has caught up: nothing under the prefix changed up to the header's
+   * revision, so a resume may start after it (as etcd3 does). Without this a quiet prefix would resume from
+   * its last event, long compacted, and relist everything after any reconnect. The created response's header
+   * is not used: it is the store's revision, not what this watcher has seen.
+   */
+  private progress(res: WireWatchResponse): void {
+    const rev = revisionNumber(res.header?.revision, 'progress revision');
+    if (rev + 1 < this.next) throw new RangeError(`progress revision ${rev} went back below ${this.next - 1}`);
+    this.next = rev + 1;
+    this.floor = this.next;
+    this.backoffMs = this.o.initialBackoffMs;
+  }
+
+  /**
+   * Hands a response's events to the handlers. Fails closed (throws; the watch breaks and the caller relists)
+   * on what etcd never sends: an event without a kv, an unknown event type, or a revision below the last one
+   * seen (a hostile server moving the resume point back). Events of one Txn share a revision.
+   */
+  private deliver(res: WireWatchResponse): void {
+    if (res.events.length > 0) this.backoffMs = this.o.initialBackoffMs;
     for (const ev of res.events) {
       const kv = ev.kv;
-      if (!kv) continue;
-      let rev: number;
-      try {
-        rev = revisionNumber(kv.mod_revision, 'mod revision');
-      } catch (err) {
-        return this.broken(err as Error);
-      }
+      if (!kv) throw new Error(`watch of ${this.prefix}: an event without a key-value`);
+      if (ev.type !== PUT && ev.type !== DELETE) throw new Error(`watch of ${this.prefix}: unknown event type ${String(ev.type)}`);
+      const rev = revisionNumber(kv.mod_revision, 'mod revision');
+      if (rev < this.floor) throw new RangeError(`mod revision ${rev} went back below ${this.floor}`);
+      this.floor = rev;
       this.next = rev + 1;
-      if (!isUtf8(kv.key)) {
-        this.h.rejected?.(kv.key.toString('hex'), 'key is not valid UTF-8');
-        continue;
+      if (ev.type === DELETE) {
+        const key = textKey(kv.key, this.h.rejected);
+        if (key !== undefined) this.h.delete(key, String(rev));
+      } else {
+        const text = textKV(kv, this.h.rejected);
+        if (text) this.h.put(text, String(rev));
       }
-      const key = kv.key.toString();
-      if (ev.type === DELETE) this.h.delete(key, String(rev));
-      else if (!isUtf8(kv.value)) this.h.rejected?.(key, 'value is not valid UTF-8');
-      else this.h.put({ key, value: kv.value.toString() }, String(rev));
       if (this.stopped) return;
     }
   }

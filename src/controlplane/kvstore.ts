@@ -10,7 +10,7 @@ import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, ret
 import { Etcd3, isRecoverableError, Range, type IOptions } from 'etcd3';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
-import { leanWatch } from './etcdwatch.js';
+import { leanWatch, textKV, VALUE_NOT_UTF8 } from './etcdwatch.js';
 import { tryDecode, type Codec } from './records/codec.js';
 import type { Rejections } from './records/rejections.js';
 
@@ -29,14 +29,18 @@ export interface WatchHandlers {
   rejected?(key: string, reason: string): void;
 }
 
+/** A record a store refused alone (`key` as text, or hex when the key itself is not valid UTF-8). */
+export type Rejected = (key: string, reason: string) => void;
+
 export interface KVStore {
-  list(prefix: string): Promise<{ revision: string; kvs: KV[] }>;
+  /** `rejected`: records refused alone (etcd: bytes that are not valid UTF-8), left out of `kvs`. */
+  list(prefix: string, rejected?: Rejected): Promise<{ revision: string; kvs: KV[] }>;
   /**
    * The same snapshot as list, handed over a page at a time (every page at the
    * first page's revision); resolves to that revision. Optional: ListWatcher
    * uses it when present, so a 160k-key prefix never sits in memory whole.
    */
-  listPages?(prefix: string, page: (kvs: KV[]) => void): Promise<string>;
+  listPages?(prefix: string, page: (kvs: KV[]) => void, rejected?: Rejected): Promise<string>;
   watch(prefix: string, fromRevision: string, h: WatchHandlers): Promise<{ cancel(): Promise<void> }>;
 }
 
@@ -153,13 +157,14 @@ export class EtcdStore implements KVStore, KVWriter {
    * first: a consistent snapshot without one response holding 150,000 records
    * (which grpc's message limit would refuse, and a relist would retry forever).
    */
-  async list(prefix: string): Promise<{ revision: string; kvs: KV[] }> {
+  async list(prefix: string, rejected?: Rejected): Promise<{ revision: string; kvs: KV[] }> {
     const kvs: KV[] = [];
-    const revision = await this.listPages(prefix, (page) => void kvs.push(...page));
+    const revision = await this.listPages(prefix, (page) => void kvs.push(...page), rejected);
     return { revision, kvs };
   }
 
-  async listPages(prefix: string, page: (kvs: KV[]) => void): Promise<string> {
+  /** Keys and values that are not valid UTF-8 are refused alone (`rejected`), as the watch does (etcdwatch.ts). */
+  async listPages(prefix: string, page: (kvs: KV[]) => void, rejected?: Rejected): Promise<string> {
     const end = Range.prefix(prefix).end;
     let start: Buffer = Buffer.from(prefix);
     let revision: string | undefined;
@@ -168,7 +173,7 @@ export class EtcdStore implements KVStore, KVWriter {
       if (revision) b.revision(revision);
       const res = await b.exec();
       revision ??= res.header.revision;
-      page(res.kvs.map((kv) => ({ key: kv.key.toString(), value: kv.value.toString() })));
+      page(res.kvs.flatMap((kv) => textKV(kv, rejected) ?? []));
       if (!res.more || res.kvs.length === 0) break;
       start = Buffer.concat([res.kvs[res.kvs.length - 1]!.key, Buffer.from([0])]);
     }
@@ -297,8 +302,13 @@ export class ListWatcher {
 
   /** Sink calls that threw (each skipped). */
   sinkErrors = 0;
-  /** Watch events the store refused alone (not valid UTF-8): the key keeps its previous value. */
+  /** Watch events and listed records the store refused alone (not valid UTF-8): the key keeps its previous value. */
   rejectedEvents = 0;
+
+  private refused(key: string, reason: string): void {
+    this.rejectedEvents++;
+    this.log.warn({ prefix: this.prefix, key, reason }, 'record rejected');
+  }
 
   /**
    * Lists the prefix and hands the sink what changed: the list's revision, or
@@ -319,10 +329,15 @@ export class ListWatcher {
         }
       }
     };
+    // a key whose value is refused keeps its previous value (as on a watch), so it counts as seen
+    const rejected: Rejected = (key, reason) => {
+      if (reason === VALUE_NOT_UTF8) seen.add(key);
+      this.refused(key, reason);
+    };
     let revision: string;
-    if (this.store.listPages) revision = await this.store.listPages(this.prefix, take);
+    if (this.store.listPages) revision = await this.store.listPages(this.prefix, take, rejected);
     else {
-      const r = await this.store.list(this.prefix);
+      const r = await this.store.list(this.prefix, rejected);
       take(r.kvs);
       revision = r.revision;
     }
@@ -362,10 +377,7 @@ export class ListWatcher {
           },
           broken: (err) => broken(err),
           connected: (up) => (this.connected = up),
-          rejected: (key, reason) => {
-            this.rejectedEvents++;
-            this.log.warn({ prefix: this.prefix, key, reason }, 'watch event rejected');
-          },
+          rejected: (key, reason) => this.refused(key, reason),
         });
         this.cancelWatch = () => w.cancel();
         if (this.stopped) {

@@ -50,6 +50,8 @@ export interface EtcdSpec {
    * this much more WAL on restart; --backend-batch-limit (10,000 operations) still commits a full batch earlier.
    */
   backendBatchMs?: number;
+  /** How often etcd sends a caught-up watcher a progress notification (ms); etcd's default, 10 min, when unset. */
+  progressNotifyMs?: number;
 }
 
 /** etcd's command line and environment for `spec` (exported for its unit test). */
@@ -68,6 +70,7 @@ export function etcdCommand(spec: EtcdSpec): { cmd: string; args: string[]; env:
     // a test may compact on purpose; never on its own
     '--auto-compaction-retention', '0',
     '--log-level', 'warn',
+    ...(spec.progressNotifyMs ? ['--experimental-watch-progress-notify-interval', `${spec.progressNotifyMs}ms`] : []),
     ...(spec.tickMs ? ['--heartbeat-interval', String(spec.tickMs), '--election-timeout', String(5 * spec.tickMs)] : []),
     ...(spec.backendBatchMs ? ['--backend-batch-interval', `${spec.backendBatchMs}ms`] : []),
     ...(spec.tls ? ['--cert-file', spec.tls.certFile, '--key-file', spec.tls.keyFile, '--trusted-ca-file', spec.tls.caFile, '--client-cert-auth'] : []),

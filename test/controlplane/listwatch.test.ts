@@ -47,7 +47,7 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
   const port = 23000 + (process.pid % 1000);
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'wm-etcd-'));
-    etcd = await startEtcd({ name: 'lw', dataDir: join(dir, 'data'), host: '127.0.0.1', clientPort: port, peerPort: port + 1000 });
+    etcd = await startEtcd({ name: 'lw', dataDir: join(dir, 'data'), host: '127.0.0.1', clientPort: port, peerPort: port + 1000, progressNotifyMs: 500 });
   });
   afterAll(async () => {
     await etcd?.stop();
@@ -132,6 +132,50 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
     proxy.server.close();
   });
 
+  it('a quiet prefix resumes after a reconnect without a relist once etcd compacted (progress notifications)', async () => {
+    const direct = connectEtcd({ endpoints: [etcd.clientUrl] });
+    const proxy = new PausableProxy(port);
+    const proxyPort = port + 2002;
+    await proxy.listen(proxyPort);
+    const viaProxy = connectEtcd({ endpoints: [`http://127.0.0.1:${proxyPort}`] });
+    await direct.put('wiremesh/q/a').value('1');
+    const state = new Map<string, string>();
+    const lw = new ListWatcher(new EtcdStore(viaProxy), 'wiremesh/q/', { upsert: (k, v) => state.set(k, v), remove: (k) => state.delete(k) });
+    void lw.start();
+    await lw.firstSync();
+    for (let i = 0; i < 50; i++) await direct.put('wiremesh/elsewhere/k').value(String(i));
+    await new Promise((r) => setTimeout(r, 1500)); // progress notifications every 500 ms here
+    const rev = (await direct.get('wiremesh/elsewhere/k').exec()).header.revision;
+    await (direct as unknown as { kv: { compact(r: { revision: string; physical: boolean }): Promise<unknown> } }).kv.compact({ revision: rev, physical: true });
+    proxy.cut();
+    await new Promise((r) => setTimeout(r, 200));
+    proxy.resume();
+    await direct.put('wiremesh/q/z').value('after');
+    await waitFor(() => state.get('wiremesh/q/z') === 'after', 15_000, 'event after the reconnect');
+    expect(lw.relists).toBe(0);
+    await lw.stop();
+    viaProxy.close();
+    direct.close();
+    proxy.server.close();
+  });
+
+  it('a watch response larger than grpc\'s receive limit breaks the watch (the caller relists) instead of reconnecting forever', async () => {
+    const c = connectEtcd({ endpoints: [etcd.clientUrl] });
+    await c.put('wiremesh/h/start').value('0');
+    const from = Number((await c.get('wiremesh/h/start').exec()).header.revision) + 1;
+    const big = 'v'.repeat(1 << 20);
+    for (let i = 0; i < 70; i++) await c.put(`wiremesh/h/k${i % 10}`).value(big); // 70 MiB of history > 64 MiB
+    let broken = '';
+    let ups = 0;
+    const w = await new EtcdStore(c).watch('wiremesh/h/', String(from), { put: () => undefined, delete: () => undefined, broken: (e) => void (broken = e.message), connected: (u) => void (ups += u ? 1 : 0) });
+    await waitFor(() => broken !== '', 15_000, 'watch broken');
+    expect(broken).toMatch(/larger than max|RESOURCE_EXHAUSTED/i);
+    expect(ups).toBe(1);
+    await w.cancel();
+    await c.delete().prefix('wiremesh/h/');
+    c.close();
+  });
+
   it('a value that is not valid UTF-8 is rejected alone: the key keeps its last good value, later events arrive', async () => {
     const c = connectEtcd({ endpoints: [etcd.clientUrl] });
     const state = new Map<string, string>();
@@ -147,6 +191,27 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
     await lw.stop();
     c.close();
   });
+  it('the list refuses what the watch refuses (not valid UTF-8): no merged binary keys, no stale key after its delete', async () => {
+    const c = connectEtcd({ endpoints: [etcd.clientUrl] });
+    const bin = (b: number) => Buffer.concat([Buffer.from('wiremesh/b/k'), Buffer.from([b])]);
+    await c.put(bin(0xff)).value('{"v":1}');
+    await c.put(bin(0xfe)).value('{"v":2}'); // both would read as "wiremesh/b/k\ufffd"
+    await c.put('wiremesh/b/v').value(Buffer.from([0x7b, 0xff, 0x7d]));
+    await c.put('wiremesh/b/ok').value('{}');
+    const state = new Map<string, string>();
+    const lw = new ListWatcher(new EtcdStore(c), 'wiremesh/b/', { upsert: (k, v) => state.set(k, v), remove: (k) => state.delete(k) });
+    void lw.start();
+    await lw.firstSync();
+    expect([...state]).toEqual([['wiremesh/b/ok', '{}']]);
+    expect(lw.rejectedEvents).toBe(3);
+    await c.delete().key(bin(0xff)).exec();
+    await c.put('wiremesh/b/z').value('ok');
+    await waitFor(() => state.has('wiremesh/b/z'), 5000, 'next event');
+    expect([...state.keys()].sort()).toEqual(['wiremesh/b/ok', 'wiremesh/b/z']);
+    await lw.stop();
+    c.close();
+  });
+
   it("the mirror target's raw Txn applies puts and deletes (distinct keys, as etcd requires) in one revision, seen by a watch", async () => {
     const c = connectEtcd({ endpoints: [etcd.clientUrl] });
     await c.put('wiremesh/m/gone').value('x');

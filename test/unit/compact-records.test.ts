@@ -64,14 +64,16 @@ describe('decoded records share what they repeat', () => {
 
 /** A store that lists in pages of 2 and can fail after `failAfter` pages. */
 function pagedStore(data: Map<string, string>) {
-  const st = { failAfter: Infinity, lists: 0 };
+  /** `refuse`: keys whose value the store refuses alone (as etcd's store does bytes that are not UTF-8). */
+  const st = { failAfter: Infinity, lists: 0, refuse: new Set<string>() };
   const store: KVStore & typeof st = Object.assign(st, {
     async list(): Promise<{ revision: string; kvs: KV[] }> {
       throw new Error('list() must not be used when listPages exists');
     },
-    async listPages(prefix: string, page: (kvs: KV[]) => void): Promise<string> {
+    async listPages(prefix: string, page: (kvs: KV[]) => void, rejected?: (key: string, reason: string) => void): Promise<string> {
       st.lists++;
-      const kvs = [...data].filter(([k]) => k.startsWith(prefix)).map(([key, value]) => ({ key, value }));
+      for (const k of st.refuse) rejected?.(k, 'value is not valid UTF-8');
+      const kvs = [...data].filter(([k]) => k.startsWith(prefix) && !st.refuse.has(k)).map(([key, value]) => ({ key, value }));
       for (let i = 0, n = 0; i < kvs.length; i += 2, n++) {
         if (n >= st.failAfter) throw new Error('connection lost mid-list');
         page(kvs.slice(i, i + 2));
@@ -107,6 +109,23 @@ describe('ListWatcher lists page by page', () => {
     store.failAfter = Infinity;
     await vi.waitFor(() => expect(seen).toEqual(['+p/k0=changed', '-p/k6']));
     expect(lw.keys().sort()).toEqual([...data.keys()].sort());
+    await lw.stop();
+  });
+});
+
+describe('ListWatcher and records the store refuses while listing', () => {
+  it('counts them, and a key whose value is refused keeps its previous value instead of being removed', async () => {
+    const data = new Map([['p/a', '1'], ['p/b', '2']]);
+    const { store, breakWatch } = pagedStore(data);
+    const state = new Map<string, string>();
+    const lw = new ListWatcher(store, 'p/', { upsert: (k, v) => state.set(k, v), remove: (k) => state.delete(k) });
+    void lw.start();
+    await lw.firstSync();
+    store.refuse.add('p/a');
+    breakWatch();
+    await vi.waitFor(() => expect(store.lists).toBe(2));
+    await vi.waitFor(() => expect(lw.rejectedEvents).toBe(1));
+    expect([...state]).toEqual([['p/a', '1'], ['p/b', '2']]);
     await lw.stop();
   });
 });

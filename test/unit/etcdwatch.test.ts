@@ -9,7 +9,7 @@ import { EventEmitter } from 'node:events';
 import type { Etcd3 } from 'etcd3';
 import { rpc } from '../../src/controlplane/etcdproto.js';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { encodeTxn } from '../../src/controlplane/etcdtxn.js';
+import { encodeTxn, rawTxnWriter } from '../../src/controlplane/etcdtxn.js';
 import { decodeResponse, leanWatch, revisionNumber, type WatchHandlers } from '../../src/controlplane/etcdwatch.js';
 
 const root = rpc;
@@ -48,6 +48,9 @@ class FakeCall extends EventEmitter {
 
 function fakeEtcd(metadataFails = 0) {
   const calls: FakeCall[] = [];
+  /** The outcomes of unary calls (Txn), in order: an error, or null for success. */
+  const unary: Array<Error | null> = [];
+  const unaryTokens: number[] = [];
   const pool = {
     invalidated: 0,
     failed: [] as Error[],
@@ -59,6 +62,10 @@ function fakeEtcd(metadataFails = 0) {
           calls.push(c);
           return c;
         },
+        makeUnaryRequest: (_p: string, _s: unknown, _d: unknown, _b: Buffer, _m: unknown, _o: unknown, cb: (err: Error | null) => void) => {
+          unaryTokens.push(pool.invalidated);
+          queueMicrotask(() => cb(unary.shift() ?? null));
+        },
       };
       return fn({ resource: 'host', client, metadata: {} });
     },
@@ -66,7 +73,7 @@ function fakeEtcd(metadataFails = 0) {
     globalPolicy: { execute: <T>(fn: () => Promise<T>) => fn() },
     authenticator: { invalidateMetadata: () => void pool.invalidated++ },
   };
-  return { etcd: { pool } as unknown as Etcd3, pool, calls };
+  return { etcd: { pool } as unknown as Etcd3, pool, calls, unary, unaryTokens };
 }
 
 function recorder() {
@@ -204,6 +211,76 @@ describe('leanWatch', () => {
   });
 });
 
+describe('leanWatch: resume point, repeated failures, what etcd never sends (review s6prop-r1)', () => {
+  const dropped = () => Object.assign(new Error('14 UNAVAILABLE: Connection dropped'), { code: 14 });
+
+  it('asks for progress notifications; one moves the resume point, the created header does not', async () => {
+    const { f } = await created('5', 40);
+    expect(f.calls[0]!.writes[0]).toMatchObject({ create_request: { start_revision: 5, progress_notify: true } });
+    f.calls[0]!.emit('error', dropped());
+    await vi.advanceTimersByTimeAsync(100);
+    expect(f.calls[1]!.writes[0]).toMatchObject({ create_request: { start_revision: 5 } });
+    f.calls[1]!.send(response({ created: true, header: 60 }));
+    f.calls[1]!.send(response({ header: 52 })); // a progress notification: nothing under p/ up to 52
+    f.calls[1]!.emit('error', dropped());
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(f.calls[2]!.writes[0]).toMatchObject({ create_request: { start_revision: 53 } });
+  });
+
+  it('breaks (the caller relists) on a response too large or not decodable instead of reconnecting to it forever', async () => {
+    for (const err of [
+      Object.assign(new Error('8 RESOURCE_EXHAUSTED: Received message larger than max (80000000 vs 67108864)'), { code: 8 }),
+      Object.assign(new Error('13 INTERNAL: Response message parsing error: index out of range'), { code: 13 }),
+    ]) {
+      const { f, seen } = await created();
+      f.calls[0]!.emit('error', err);
+      await vi.advanceTimersByTimeAsync(5000);
+      expect(f.calls).toHaveLength(1);
+      expect(seen.at(-1)).toMatch(/^broken /);
+    }
+  });
+
+  it('a created answer alone does not reset the backoff; a delivered event or a stream up 10 s does', async () => {
+    const { f } = await created();
+    const cycle = async (n: number, wait: number) => {
+      f.calls[n]!.emit('error', dropped());
+      await vi.advanceTimersByTimeAsync(wait - 1);
+      expect(f.calls).toHaveLength(n + 1);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(f.calls).toHaveLength(n + 2);
+      f.calls[n + 1]!.send(response({ created: true }));
+    };
+    await cycle(0, 100);
+    await cycle(1, 200);
+    await cycle(2, 400);
+    f.calls[3]!.send(response({ events: [{ key: 'p/a', value: '1', rev: 2 }] }));
+    await cycle(3, 100);
+    await cycle(4, 200);
+    await vi.advanceTimersByTimeAsync(10_000); // a stream up 10 s counts as stable
+    await cycle(5, 100);
+  });
+
+  it('breaks on an event without a kv, an unknown event type, or a revision going backwards', async () => {
+    const raw = (events: unknown[]) => Buffer.from(WatchResponse.encode(WatchResponse.fromObject({ header: { revision: 9 }, events })).finish());
+    const kv = (rev: number) => ({ key: Buffer.from('p/a'), value: Buffer.from('1'), mod_revision: rev });
+    const cases: Array<[Buffer, RegExp]> = [
+      [raw([{ type: 0 }]), /without a key-value/],
+      [raw([{ type: 2, kv: kv(3) }]), /unknown event type 2/],
+      [raw([{ type: 0, kv: kv(3) }]), /mod revision 3 went back below 4/],
+      [response({ header: 1 }), /progress revision 1 went back below 4/],
+    ];
+    for (const [msg, why] of cases) {
+      const { f, seen } = await created('1');
+      f.calls[0]!.send(response({ events: [{ key: 'p/x', value: '0', rev: 4 }, { key: 'p/y', value: '0', rev: 4 }] })); // one Txn
+      f.calls[0]!.send(msg);
+      expect(seen.slice(1, 3)).toEqual(['put p/x=0@4', 'put p/y=0@4']);
+      expect(seen.at(-1)).toMatch(why);
+      expect(seen).toHaveLength(4);
+      expect(f.calls[0]!.cancelled).toBe(true);
+    }
+  });
+});
+
 describe('encodeTxn', () => {
   it('encodes puts and deletes, in order, as the success branch of a Txn without compares', () => {
     const T = rpc.lookupType('etcdserverpb.TxnRequest');
@@ -215,5 +292,27 @@ describe('encodeTxn', () => {
         { request_put: { key: Buffer.from('c').toString('base64'), value: '' } }, // an empty value is still a put of ''
       ],
     });
+  });
+});
+
+describe('rawTxnWriter', () => {
+  const invalidToken = () => Object.assign(new Error('3 INVALID_ARGUMENT: etcdserver: invalid auth token'), { code: 3, details: 'etcdserver: invalid auth token' });
+
+  it('after an invalid auth token, drops it and sends the Txn once more at once with a new one', async () => {
+    const f = fakeEtcd();
+    f.unary.push(invalidToken(), null);
+    await rawTxnWriter(f.etcd)([['k', 'v']]);
+    expect(f.unaryTokens).toEqual([0, 1]); // the second attempt came after the token was dropped
+  });
+
+  it('retries that error only once, and never other refusals', async () => {
+    const f = fakeEtcd();
+    f.unary.push(invalidToken(), invalidToken(), null);
+    await expect(rawTxnWriter(f.etcd)([['k', 'v']])).rejects.toThrow(/invalid auth token/);
+    expect(f.unaryTokens).toHaveLength(2);
+    const g = fakeEtcd();
+    g.unary.push(Object.assign(new Error('7 PERMISSION_DENIED: etcdserver: permission denied'), { code: 7, details: 'etcdserver: permission denied' }), null);
+    await expect(rawTxnWriter(g.etcd)([['k', 'v']])).rejects.toThrow(/permission denied/);
+    expect(g.unaryTokens).toHaveLength(1);
   });
 });
