@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import { cacheKey, cachePrefix, remoteStatusKey, splitClusterName, statePrefix, syncedKey, type StateType } from './keys.js';
 import { connectEtcd, EtcdStore, ListWatcher, type KVStore } from './kvstore.js';
 import { BatchedWriter, type MirrorTarget } from './mirrorwriter.js';
+import { LateWriteError } from './latewrite.js';
 import { within } from './within.js';
 import {
   endpointCheckCodec,
@@ -292,6 +293,16 @@ export class RemoteReplication {
  */
 export async function purgeRemote(local: MirrorTarget, remote: string): Promise<void> {
   await local.write(REPLICATED_TYPES.map((type) => [syncedKey(remote, type), null] as const));
-  await Promise.all(REPLICATED_TYPES.map((type) => local.deletePrefix(cachePrefix(type, remote))));
+  await allSettled(REPLICATED_TYPES.map((type) => local.deletePrefix(cachePrefix(type, remote))));
   await local.write([[remoteStatusKey(remote), null]]);
+}
+
+/**
+ * Waits for every one of ps, then rejects with the first rejection (a LateWriteError first: its landing is what
+ * the caller must wait for). Not Promise.all: that rejects at the first failure while the others may still be in
+ * flight, and the purge would count as settled while one of its deletes could still land (review s6fix-r2 #1).
+ */
+async function allSettled(ps: Array<Promise<void>>): Promise<void> {
+  const failed = (await Promise.allSettled(ps)).flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+  if (failed.length) throw failed.find((e) => e instanceof LateWriteError) ?? failed[0];
 }

@@ -1,7 +1,7 @@
 // Purges (a remote's purge attempts, each within a deadline) over the TxnCoalescer: an attempt whose coalesced
 // delete was given up on (LateWriteError) is in flight until that delete landed, and a retry fails at once while it is.
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { syncedKey } from '../../src/controlplane/keys.js';
+import { cachePrefix, syncedKey } from '../../src/controlplane/keys.js';
 import { LateWriteError } from '../../src/controlplane/latewrite.js';
 import type { MirrorOps, MirrorTarget } from '../../src/controlplane/mirrorwriter.js';
 import { Purges } from '../../src/controlplane/purges.js';
@@ -68,6 +68,49 @@ describe('Purges over the TxnCoalescer', () => {
     await vi.advanceTimersByTimeAsync(10);
     await purges.run('c2', false); // once it landed, a retry runs
     expect(s.prefixes).toBeGreaterThan(0);
+    c.stop();
+  });
+});
+
+describe('purgeRemote: parallel cache deletes', () => {
+  // review s6fix-r2 #1: Promise.all rejected at the first failed delete while another was still in flight: the
+  // attempt counted as settled (pending() undefined) and the held delete landed after the next replication wrote
+  it('regression: one cache delete failing at once while another hangs keeps the attempt pending until that one landed', async () => {
+    let release = () => undefined as void;
+    const gate = new Promise<void>((r) => (release = r));
+    let landed = 0;
+    const target: MirrorTarget = {
+      keys: async () => [],
+      write: async () => undefined,
+      deletePrefix: async (p: string) => {
+        if (p === cachePrefix('nodes', 'c2')) return void (await gate, landed++);
+        if (p === cachePrefix('ip', 'c2')) throw new Error('etcdserver: leader changed');
+      },
+    };
+    const c = new TxnCoalescer(target, { ...DEFAULT_COALESCER, windowMs: 0 });
+    const purges = new Purges(c, () => 50);
+    const err = await purges.run('c2').catch((e: Error) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect(landed).toBe(0);
+    expect(purges.pending('c2'), 'the nodes cache delete may still land').toBeDefined(); // before: undefined
+    release();
+    await vi.waitFor(() => expect(purges.pending('c2')).toBeUndefined());
+    expect(landed).toBe(1);
+    c.stop();
+  });
+
+  it('an attempt whose delete failed (none in flight) rejects with that error once all settled', async () => {
+    const target: MirrorTarget = {
+      keys: async () => [],
+      write: async () => undefined,
+      deletePrefix: async (p: string) => {
+        if (p === cachePrefix('ip', 'c2')) throw new Error('etcdserver: leader changed');
+      },
+    };
+    const c = new TxnCoalescer(target, { ...DEFAULT_COALESCER, windowMs: 0 });
+    const purges = new Purges(c, () => 1000);
+    await expect(purges.run('c2')).rejects.toThrow(/leader changed/);
+    expect(purges.pending('c2')).toBeUndefined();
     c.stop();
   });
 });
