@@ -5,6 +5,7 @@ import { cachePrefix, syncedKey } from '../../src/controlplane/keys.js';
 import { LateWriteError } from '../../src/controlplane/latewrite.js';
 import type { MirrorOps, MirrorTarget } from '../../src/controlplane/mirrorwriter.js';
 import { Purges } from '../../src/controlplane/purges.js';
+import { UnsentWriteError } from '../../src/controlplane/unsentwrite.js';
 import { DEFAULT_COALESCER, TxnCoalescer } from '../../src/controlplane/txncoalescer.js';
 
 afterEach(() => void vi.useRealTimers());
@@ -111,6 +112,37 @@ describe('purgeRemote: parallel cache deletes', () => {
     const purges = new Purges(c, () => 1000);
     await expect(purges.run('c2')).rejects.toThrow(/leader changed/);
     expect(purges.pending('c2')).toBeUndefined();
+    c.stop();
+  });
+});
+
+describe('Purges: a marker delete not sent behind a lost call', () => {
+  // review s6fix-r2 #2: the marker delete, merged with a/k, was refused with it; a/k sent alone was never answered,
+  // and the marker delete (never sent) got a/k's LateWriteError and landing: the purge stayed pending for good, so
+  // the remote was neither purged nor started again
+  it('regression: the attempt fails (not sent) and is not pending; a retry then purges', async () => {
+    vi.useFakeTimers();
+    let n = 0;
+    const target: MirrorTarget = {
+      keys: async () => [],
+      write: (ops: MirrorOps) => {
+        if (++n === 1) return Promise.reject(new Error('etcdserver: request is too large')); // the merged txn
+        if (ops.some(([k]) => k.startsWith('a/'))) return new Promise<void>(() => undefined); // lost for good
+        return Promise.resolve();
+      },
+      deletePrefix: async () => undefined,
+    };
+    const c = new TxnCoalescer(target, { ...DEFAULT_COALESCER, windowMs: 10, deadlineMs: 100 });
+    const purges = new Purges(c, () => 1000);
+    void c.write([['a/k', 'v']]).catch(() => undefined);
+    const run = purges.run('c2').catch((e: Error) => e);
+    await vi.advanceTimersByTimeAsync(200);
+    expect(await run).toBeInstanceOf(UnsentWriteError);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(purges.pending('c2')).toBeUndefined(); // before: pending for good (a/k's landing)
+    const retry = purges.run('c2', false);
+    await vi.advanceTimersByTimeAsync(100);
+    await expect(retry).resolves.toBeUndefined();
     c.stop();
   });
 });
