@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { cachePrefix, syncedKey } from '../../src/controlplane/keys.js';
 import { LateWriteError } from '../../src/controlplane/latewrite.js';
 import type { MirrorOps, MirrorTarget } from '../../src/controlplane/mirrorwriter.js';
+import { PurgeRetries } from '../../src/controlplane/purgeretries.js';
 import { Purges } from '../../src/controlplane/purges.js';
 import { UnsentWriteError } from '../../src/controlplane/unsentwrite.js';
 import { DEFAULT_COALESCER, TxnCoalescer } from '../../src/controlplane/txncoalescer.js';
@@ -144,5 +145,28 @@ describe('Purges: a marker delete not sent behind a lost call', () => {
     await vi.advanceTimersByTimeAsync(100);
     await expect(retry).resolves.toBeUndefined();
     c.stop();
+  });
+});
+
+describe('PurgeRetries', () => {
+  it('doubles the pause per failure in a row up to max, back to the first once a purge held; one retry pending per remote', async () => {
+    vi.useFakeTimers();
+    const retried: Array<[string, number]> = [];
+    const r = new PurgeRetries({ first: 10, max: 40 }, (name) => void retried.push([name, Date.now()]));
+    const t0 = Date.now();
+    const fail = (name: string) => (r.dequeued(name), r.failed(name));
+    r.failed('c2');
+    r.failed('c2'); // a second failure while its timer is armed: still one retry
+    for (let i = 0; i < 4; i++) {
+      await vi.advanceTimersByTimeAsync(100);
+      fail('c2');
+    }
+    expect(retried.map(([, t]) => t - t0)).toEqual([10, 100 + 40, 200 + 40, 300 + 40]); // 1st failure: 10; 3rd: 40; then capped at 40
+    r.held('c2');
+    expect(r.size).toBe(0);
+    r.failed('c2');
+    await vi.advanceTimersByTimeAsync(10);
+    expect(retried).toHaveLength(5); // back to the first pause
+    r.stop();
   });
 });
