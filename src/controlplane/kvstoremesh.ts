@@ -270,7 +270,8 @@ export class KVStoreMesh {
       if (prev && !(await within(prev.then(() => true), this.statusPutMs, false))) throw new Error("the previous replication's mirror write is still in flight");
       const purging = this.purges.pending(name); // a purge past its deadline would delete what this one writes
       if (purging && !(await within(purging.then(() => true), this.statusPutMs, false))) throw new Error('a purge of the remote is still in flight');
-      await r.start();
+      // its read of the cache against a hung local etcd: given up on, tried again later (the same read, replication.ts)
+      if (!(await within(r.start().then(() => true), this.statusPutMs, false))) throw new Error('the read of the cache outran its deadline');
       this.restarts.delete(name);
     } catch (err) {
       this.failures.start++;

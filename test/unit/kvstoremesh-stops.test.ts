@@ -319,3 +319,43 @@ describe('kvstoremesh: purge retries back off (review s6fix-r2 #3)', () => {
     await mesh.stop();
   });
 });
+
+describe('kvstoremesh: a start whose read of the cache hangs (review s6fix-r2 #4)', () => {
+  // the start's read of the local cache had no deadline: against a hung local etcd it held the whole chain (here
+  // c3's disconnect), and a read answering late started watchers for whatever replication it belonged to
+  it('regression: is given up on after statusPutMs (a start failure), holds no other remote\'s stop, and a late read starts nothing for a replication no longer current', async () => {
+    const { local, remotes } = await pinnedPair();
+    const base = meshLocalOf(local);
+    let release = () => undefined as void;
+    const gate = new Promise<void>((r) => (release = r));
+    const reads = { c2: 0 };
+    const store: MeshLocal = {
+      ...base,
+      mirror: {
+        ...base.mirror,
+        keys: async (prefix) => {
+          if (prefix.includes('/c2/')) (reads.c2++, await gate);
+          return base.mirror.keys(prefix);
+        },
+      },
+    };
+    const opts = { statusMs: 5, statusPutMs: 50, startRetryMs: { first: 20, max: 40 }, purgeRetryMs: 20, connect: (sp: { name: string }) => ({ store: remotes[sp.name]!, close: () => undefined }) };
+    const mesh = new KVStoreMesh('c1', store, silentLogger, 60_000, DEFAULT_BUDGET, opts);
+    await mesh.start();
+    await local.put(remoteKey('c3'), spec('c3'));
+    await vi.waitFor(() => expect(local.get(syncedKey('c3', 'nodes'))).toBeDefined(), soon);
+    await local.put(remoteKey('c2'), spec('c2')); // its read of the cache hangs
+    await vi.waitFor(() => expect(mesh.failures.start).toBeGreaterThan(1), soon); // before: 0, the chain held
+    await local.delete(remoteKey('c3'));
+    await vi.waitFor(() => expect(heldOf(local, 'c3')).toEqual([]), soon); // before: never (queued behind c2's start)
+    expect(reads.c2).toBe(1); // the retries wait for the same read
+    await local.delete(remoteKey('c2')); // c2's replication is dropped while its read hangs
+    await vi.waitFor(() => expect(mesh.pending().startRetries).toBe(0), soon);
+    release(); // the read answers now: nothing may start for the dropped replication
+    await sleep(200);
+    expect(heldOf(local, 'c2')).toEqual([]);
+    expect(local.get(syncedKey('c2', 'nodes'))).toBeUndefined();
+    expect(remotes.c2!.watchCount, 'no watch of the dropped replication left open on the remote').toBe(0);
+    await mesh.stop();
+  });
+});
