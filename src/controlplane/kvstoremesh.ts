@@ -34,6 +34,7 @@ import { clusterConfigCodec, pinnedClusterCodec, RecordError, Rejections, remote
 import { DEFAULT_BUDGET, RemoteReplication, type Budget, type RemoteConnector } from './replication.js';
 import { DEFAULT_COALESCER, TxnCoalescer, type CoalescerOptions } from './txncoalescer.js';
 import { cachedRemotes } from './cachedremotes.js';
+import { PurgeRetries } from './purgeretries.js';
 import { Purges } from './purges.js';
 import { within } from './within.js';
 
@@ -85,11 +86,8 @@ export class KVStoreMesh {
    * granted: the local etcd down), each taken again after opts.leaseRetryMs.
    */
   readonly failures = { chain: 0, status: 0, statusPut: 0, start: 0, lease: 0 };
-  /** Remotes whose purge failed (bounded by the remotes ever connected): tried again by purgeTimer (purge()). */
-  private readonly unpurged = new Set<string>();
-  private purgeTimer: NodeJS.Timeout | undefined;
-  /** Remotes whose purge retry is queued in the chain (⊆ unpurged): not queued again meanwhile. */
-  private readonly retrying = new Set<string>();
+  /** Remotes whose purge failed, tried again with a backoff (purge(), purgeretries.ts). */
+  private readonly unpurged: PurgeRetries;
   /** Replications whose start failed, by remote (bounded by the remotes): the next try's timer, failures in a row. */
   private readonly restarts = new Map<string, { timer: NodeJS.Timeout; failed: number }>();
   /**
@@ -107,7 +105,8 @@ export class KVStoreMesh {
    * is looked at, and written if it changed (2 s); opts.heartbeatMs: how often the heartbeat is written (5 min;
    * it lives by its lease meanwhile); opts.connect: how remotes are opened (connectRemote, their etcds);
    * opts.txn: how the remotes' writes are coalesced into local transactions (txncoalescer.ts: window, bounds);
-   * opts.purgeRetryMs: how long after a disconnected remote's purge failed it is tried again (5 s);
+   * opts.purgeRetryMs: how long after a disconnected remote's purge failed it is tried again, doubling per failure
+   * in a row up to 60 s (5 s);
    * opts.startRetryMs: the pause before a failed replication start is tried again, doubling per failure in a row
    * up to its max (1 s to 60 s: a remote whose start keeps failing is tried at most once a minute);
    * opts.statusPutMs: how long a status put may take before it counts as failed (STATUS_PUT_DEADLINE_MS);
@@ -124,6 +123,7 @@ export class KVStoreMesh {
     this.mirror = new TxnCoalescer(local.mirror, { ...DEFAULT_COALESCER, ...opts.txn });
     // a late purge may have deleted the status of the remote's next replication: written again on the next tick
     this.purges = new Purges(this.mirror, () => this.statusPutMs, (name) => void this.written.delete(name));
+    this.unpurged = new PurgeRetries({ first: opts.purgeRetryMs ?? 5000, max: 60_000 }, (name) => this.retryPurge(name));
     this.collector = new IdentityCollector(local.identities, cluster, log);
     this.rejections = new Rejections(log);
   }
@@ -270,7 +270,8 @@ export class KVStoreMesh {
       if (prev && !(await within(prev.then(() => true), this.statusPutMs, false))) throw new Error("the previous replication's mirror write is still in flight");
       const purging = this.purges.pending(name); // a purge past its deadline would delete what this one writes
       if (purging && !(await within(purging.then(() => true), this.statusPutMs, false))) throw new Error('a purge of the remote is still in flight');
-      await r.start();
+      // its read of the cache against a hung local etcd: given up on, tried again later (the same read, replication.ts)
+      if (!(await within(r.start().then(() => true), this.statusPutMs, false))) throw new Error('the read of the cache outran its deadline');
       this.restarts.delete(name);
     } catch (err) {
       this.failures.start++;
@@ -322,30 +323,20 @@ export class KVStoreMesh {
   private async purge(name: string, step: () => Promise<void>): Promise<void> {
     try {
       await step();
-      this.unpurged.delete(name);
+      this.unpurged.held(name);
     } catch (err) {
-      this.unpurged.add(name);
-      this.armPurgeRetry();
+      if (!this.stopped) this.unpurged.failed(name);
       throw err;
     }
   }
 
-  private armPurgeRetry(): void {
-    if (this.purgeTimer || this.stopped) return;
-    this.purgeTimer = setTimeout(() => {
-      this.purgeTimer = undefined;
-      // at most one queued retry per remote; one fails at once while the remote's last attempt is in flight
-      for (const name of this.unpurged) {
-        if (this.retrying.has(name)) continue;
-        this.retrying.add(name);
-        this.enqueue(name, 'purge of a remote', async () => {
-          this.retrying.delete(name);
-          if (this.remotes.has(name)) return void this.unpurged.delete(name);
-          if (this.unpurged.has(name)) await this.purge(name, () => this.purges.run(name, false));
-        });
-      }
-    }, this.opts.purgeRetryMs ?? 5000);
-    this.purgeTimer.unref();
+  /** A queued purge retry (purgeretries.ts); it fails at once while the remote's last attempt is in flight. */
+  private retryPurge(name: string): void {
+    this.enqueue(name, 'purge of a remote', async () => {
+      if (!this.unpurged.dequeued(name) || this.stopped) return;
+      if (this.remotes.has(name)) return this.unpurged.held(name);
+      await this.purge(name, () => this.purges.run(name, false));
+    });
   }
 
   private async dropRemote(name: string, purge: boolean): Promise<void> {
@@ -373,9 +364,7 @@ export class KVStoreMesh {
     const after = [...(late && !settled ? [late] : []), ...(landing ? [landing] : [])];
     if (purge && after.length)
       void Promise.all(after).then(() => {
-        if (this.remotes.has(name) || this.stopped) return;
-        this.unpurged.add(name);
-        this.armPurgeRetry();
+        if (!this.remotes.has(name) && !this.stopped) this.unpurged.failed(name);
       });
     if (purge) await this.purges.run(name);
   }
@@ -433,7 +422,7 @@ export class KVStoreMesh {
     if (this.statusTimer) clearInterval(this.statusTimer);
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     if (this.gcTimer) clearInterval(this.gcTimer);
-    if (this.purgeTimer) clearTimeout(this.purgeTimer);
+    this.unpurged.stop();
     if (this.leaseTimer) clearTimeout(this.leaseTimer);
     for (const { timer } of this.restarts.values()) clearTimeout(timer);
     await Promise.all(this.watchers.map((w) => w.stop()));

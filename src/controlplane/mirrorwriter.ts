@@ -9,6 +9,7 @@ import type { Logger } from '../log.js';
 import { EtcdStore, type KVStore } from './kvstore.js';
 import { LateWriteError } from './latewrite.js';
 import { rawTxnWriter } from './etcdtxn.js';
+import { UnsentWriteError } from './unsentwrite.js';
 
 /** Everything KVStoreMesh does to its own cluster's store. */
 export interface MeshLocal {
@@ -255,8 +256,9 @@ export class BatchedWriter {
           if (err instanceof LateWriteError) this.landLate(batch, err.landing);
           if (this.abandoned) break;
           // a coalescing target rejects a batch only once it failed alone (a merged failure is retried member by
-          // member), or past its deadline: a hung etcd, no refused write (the batch need not go alone)
-          if (!(err instanceof LateWriteError)) this.failedAlone = new Map(batch.map(([k, e]) => [k, e.v]));
+          // member), or past its deadline, or unsent behind one past it: a hung etcd, no refused write (the batch
+          // need not go alone)
+          if (!(err instanceof LateWriteError || err instanceof UnsentWriteError)) this.failedAlone = new Map(batch.map(([k, e]) => [k, e.v]));
           this.log.error({ remote: this.remote, err: (err as Error).message, keys: batch.length }, 'local write failed, retrying');
           // back in front of newer writes, with their first-queued time: the retry is older than what came since.
           // A key rewritten meanwhile keeps its newer value but this first time (Map: first position, last value).

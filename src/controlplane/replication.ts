@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import { cacheKey, cachePrefix, remoteStatusKey, splitClusterName, statePrefix, syncedKey, type StateType } from './keys.js';
 import { connectEtcd, EtcdStore, ListWatcher, type KVStore } from './kvstore.js';
 import { BatchedWriter, type MirrorTarget } from './mirrorwriter.js';
+import { LateWriteError } from './latewrite.js';
 import { within } from './within.js';
 import {
   endpointCheckCodec,
@@ -106,6 +107,9 @@ export class RemoteReplication {
   private heldBytes = 0;
   /** Why the last start failed, until one succeeds (status: lastError). */
   private startError: string | undefined;
+  /** The start's read of the cache while in flight; whether stop() was called (a late read then starts nothing). */
+  private starting: Promise<void> | undefined;
+  private stopped = false;
 
   constructor(
     readonly spec: RemoteSpec,
@@ -163,10 +167,16 @@ export class RemoteReplication {
   /**
    * Reads what the local cache holds of the remote (the only step that can fail: the local etcd unavailable), then
    * starts the watches. A start that threw started nothing and may be called again (KVStoreMesh retries it); its
-   * error is the status's lastError meanwhile. Calling it again after it succeeded does nothing.
+   * error is the status's lastError meanwhile. Calling it again after it succeeded, or after stop(), does nothing;
+   * while its read is in flight (a caller gave up on it), returns that same start.
    */
-  async start(): Promise<void> {
-    if (this.watchers.length > 0) return;
+  start(): Promise<void> {
+    if (this.watchers.length > 0 || this.stopped) return Promise.resolve();
+    // one read of the cache at a time: a start given up on (a hung local etcd) and tried again waits for the same one
+    return (this.starting ??= this.begin().finally(() => (this.starting = undefined)));
+  }
+
+  private async begin(): Promise<void> {
     const remote = this.spec.name;
     const store = this.source.store;
     const stales: Array<Set<string>> = [];
@@ -177,6 +187,8 @@ export class RemoteReplication {
       throw err;
     }
     this.startError = undefined;
+    // stopped while its read hung (KVStoreMesh gave up on this start): no watchers for a replication no longer current
+    if (this.stopped) return;
     for (const [i, type] of REPLICATED_TYPES.entries()) {
       const stale = stales[i]!;
       this.synced[type] = false;
@@ -279,6 +291,7 @@ export class RemoteReplication {
    * did, which may be after the purge (the caller purges again then: it may have put keys back). Never rejects.
    */
   async stop(purge: boolean, flushMs: number): Promise<{ landing?: Promise<void> }> {
+    this.stopped = true;
     await Promise.all(this.watchers.map((w) => w.stop()));
     this.source.close();
     if (!purge) return (await within(this.writer.flushed().then(() => true), flushMs, false)) ? {} : { landing: this.writer.abandon() };
@@ -292,6 +305,16 @@ export class RemoteReplication {
  */
 export async function purgeRemote(local: MirrorTarget, remote: string): Promise<void> {
   await local.write(REPLICATED_TYPES.map((type) => [syncedKey(remote, type), null] as const));
-  await Promise.all(REPLICATED_TYPES.map((type) => local.deletePrefix(cachePrefix(type, remote))));
+  await allSettled(REPLICATED_TYPES.map((type) => local.deletePrefix(cachePrefix(type, remote))));
   await local.write([[remoteStatusKey(remote), null]]);
+}
+
+/**
+ * Waits for every one of ps, then rejects with the first rejection (a LateWriteError first: its landing is what
+ * the caller must wait for). Not Promise.all: that rejects at the first failure while the others may still be in
+ * flight, and the purge would count as settled while one of its deletes could still land (review s6fix-r2 #1).
+ */
+async function allSettled(ps: Array<Promise<void>>): Promise<void> {
+  const failed = (await Promise.allSettled(ps)).flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+  if (failed.length) throw failed.find((e) => e instanceof LateWriteError) ?? failed[0];
 }

@@ -26,10 +26,11 @@
  * ones plus those in flight (each may turn late) are fewer than maxLate, so at the bound nothing more is sent until
  * one settled (the local etcd answers none of them: a new one would hang too); with maxLate below maxInFlight, at
  * most maxLate calls are in flight. In the member-by-member retry, the first member past the deadline fails the
- * rest with its LateWriteError (they were not sent): that retry runs in its transaction's slot, so it adds at most
- * one given-up call, counted in the slot before.
+ * rest, not sent, with an UnsentWriteError (no landing to wait for: nothing of theirs can land): that retry runs in
+ * its transaction's slot, so it adds at most one given-up call, counted in the slot before.
  */
 import { LateWriteError } from './latewrite.js';
+import { UnsentWriteError } from './unsentwrite.js';
 import { MAX_TXN_BYTES, opBytes, type MirrorOps, type MirrorTarget, type TakeOps } from './mirrorwriter.js';
 
 export interface CoalescerOptions {
@@ -189,7 +190,8 @@ export class TxnCoalescer implements MirrorTarget {
       const { m, ops: mine } = members[i]!;
       const err = await this.timed(mine).then(m.resolve, (e: Error) => (m.reject(e), e));
       // a hung etcd, no refused member: the others would hang too, a deadline each in this slot
-      if (err instanceof LateWriteError) return members.slice(i + 1).forEach(({ m: rest }) => rest.reject(err));
+      // the rest were not sent: they fail without the late call's landing (nothing of theirs can land)
+      if (err instanceof LateWriteError) return members.slice(i + 1).forEach(({ m: rest }) => rest.reject(new UnsentWriteError(err.deadlineMs)));
     }
   }
 

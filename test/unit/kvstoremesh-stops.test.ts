@@ -19,7 +19,7 @@ function recording(lines: Array<Record<string, unknown>>) {
 /** c2's puts into the local etcd: written, refused for good (NOSPACE refuses puts, not deletes), hung, or held until released. */
 type Mode = 'ok' | 'refuse' | 'hang' | 'late';
 
-async function meshWithStuckWrites(statusPutMs = 5000, startRetryMs = { first: 1000, max: 60_000 }, txn: { deadlineMs?: number } = {}) {
+async function meshWithStuckWrites(statusPutMs = 5000, startRetryMs = { first: 1000, max: 60_000 }, txn: { deadlineMs?: number; windowMs?: number } = {}) {
   const { local, remotes } = await pinnedPair();
   const base = meshLocalOf(local);
   const s = { mode: 'ok' as Mode, tried: 0, landed: 0, release: () => undefined as void, purge: 'ok' as 'ok' | 'late', purges: 0, purged: 0, releasePurge: () => undefined as void };
@@ -276,6 +276,86 @@ describe('kvstoremesh: the restart sweep', () => {
     const purged = lines.filter((l) => l.msg === 'purging a remote no longer connected (left by an earlier run)').map((l) => l.remote);
     expect(purged).toEqual(['c4']); // before: c3 too, and its key stayed (purgeRemote never deletes it)
     expect(local.entries(cachePrefix('namespaces', 'c3'))).toHaveLength(1);
+    await mesh.stop();
+  });
+});
+
+describe('kvstoremesh: purge retries back off (review s6fix-r2 #3)', () => {
+  afterEach(() => void vi.useRealTimers());
+
+  // every retry of a hung purge fails at once (the attempt is still in flight), and was tried, logged and counted
+  // every purgeRetryMs for as long as the local etcd hung
+  it('regression: a remote\'s failed purge is tried again after purgeRetryMs doubling per failure in a row, until one held', async () => {
+    // no coalescing window: the coalescer's clock is not faked (its window would wait for real time)
+    const { local, mesh, s } = await meshWithStuckWrites(50, undefined, { windowMs: 0 });
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
+    s.purge = 'late';
+    await local.delete(remoteKey('c2'));
+    await vi.advanceTimersByTimeAsync(60); // the first attempt outran its 50 ms deadline: one failure
+    expect(mesh.failures.chain).toBe(1);
+    const at: number[] = [];
+    for (let t = 0; t < 2600; t += 5) {
+      const before = mesh.failures.chain;
+      await vi.advanceTimersByTimeAsync(5);
+      if (mesh.failures.chain > before) at.push(t + 5);
+    }
+    // retries after 20, 40, 80, 160, 320, 640, 1280 ms (before: one every 20 ms, ~130 failures)
+    expect(at).toHaveLength(7);
+    const gaps = at.map((t, i) => t - (at[i - 1] ?? 0));
+    for (let i = 2; i < gaps.length; i++) expect(gaps[i]! / gaps[i - 1]!).toBeCloseTo(2, 0);
+    expect(mesh.pending().unpurged).toBe(1);
+    s.releasePurge();
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r)); // the in-memory etcd's turns
+    expect(s.purged).toBe(REPLICATED_TYPES.length); // the held attempt landed
+    // the next retry (2560 ms after the last) holds: in small steps, each with the in-memory etcd's turns, so that
+    // its attempt is answered within its (fake) 50 ms
+    for (let t = 0; t < 3000; t += 2) {
+      await vi.advanceTimersByTimeAsync(2);
+      for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
+    }
+    expect(heldOf(local, 'c2')).toEqual([]);
+    expect(mesh.pending().unpurged).toBe(0);
+    vi.useRealTimers();
+    await mesh.stop();
+  });
+});
+
+describe('kvstoremesh: a start whose read of the cache hangs (review s6fix-r2 #4)', () => {
+  // the start's read of the local cache had no deadline: against a hung local etcd it held the whole chain (here
+  // c3's disconnect), and a read answering late started watchers for whatever replication it belonged to
+  it('regression: is given up on after statusPutMs (a start failure), holds no other remote\'s stop, and a late read starts nothing for a replication no longer current', async () => {
+    const { local, remotes } = await pinnedPair();
+    const base = meshLocalOf(local);
+    let release = () => undefined as void;
+    const gate = new Promise<void>((r) => (release = r));
+    const reads = { c2: 0 };
+    const store: MeshLocal = {
+      ...base,
+      mirror: {
+        ...base.mirror,
+        keys: async (prefix) => {
+          if (prefix.includes('/c2/')) (reads.c2++, await gate);
+          return base.mirror.keys(prefix);
+        },
+      },
+    };
+    const opts = { statusMs: 5, statusPutMs: 50, startRetryMs: { first: 20, max: 40 }, purgeRetryMs: 20, connect: (sp: { name: string }) => ({ store: remotes[sp.name]!, close: () => undefined }) };
+    const mesh = new KVStoreMesh('c1', store, silentLogger, 60_000, DEFAULT_BUDGET, opts);
+    await mesh.start();
+    await local.put(remoteKey('c3'), spec('c3'));
+    await vi.waitFor(() => expect(local.get(syncedKey('c3', 'nodes'))).toBeDefined(), soon);
+    await local.put(remoteKey('c2'), spec('c2')); // its read of the cache hangs
+    await vi.waitFor(() => expect(mesh.failures.start).toBeGreaterThan(1), soon); // before: 0, the chain held
+    await local.delete(remoteKey('c3'));
+    await vi.waitFor(() => expect(heldOf(local, 'c3')).toEqual([]), soon); // before: never (queued behind c2's start)
+    expect(reads.c2).toBe(1); // the retries wait for the same read
+    await local.delete(remoteKey('c2')); // c2's replication is dropped while its read hangs
+    await vi.waitFor(() => expect(mesh.pending().startRetries).toBe(0), soon);
+    release(); // the read answers now: nothing may start for the dropped replication
+    await sleep(200);
+    expect(heldOf(local, 'c2')).toEqual([]);
+    expect(local.get(syncedKey('c2', 'nodes'))).toBeUndefined();
+    expect(remotes.c2!.watchCount, 'no watch of the dropped replication left open on the remote').toBe(0);
     await mesh.stop();
   });
 });

@@ -1,10 +1,12 @@
 // Purges (a remote's purge attempts, each within a deadline) over the TxnCoalescer: an attempt whose coalesced
 // delete was given up on (LateWriteError) is in flight until that delete landed, and a retry fails at once while it is.
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { syncedKey } from '../../src/controlplane/keys.js';
+import { cachePrefix, syncedKey } from '../../src/controlplane/keys.js';
 import { LateWriteError } from '../../src/controlplane/latewrite.js';
 import type { MirrorOps, MirrorTarget } from '../../src/controlplane/mirrorwriter.js';
+import { PurgeRetries } from '../../src/controlplane/purgeretries.js';
 import { Purges } from '../../src/controlplane/purges.js';
+import { UnsentWriteError } from '../../src/controlplane/unsentwrite.js';
 import { DEFAULT_COALESCER, TxnCoalescer } from '../../src/controlplane/txncoalescer.js';
 
 afterEach(() => void vi.useRealTimers());
@@ -69,5 +71,102 @@ describe('Purges over the TxnCoalescer', () => {
     await purges.run('c2', false); // once it landed, a retry runs
     expect(s.prefixes).toBeGreaterThan(0);
     c.stop();
+  });
+});
+
+describe('purgeRemote: parallel cache deletes', () => {
+  // review s6fix-r2 #1: Promise.all rejected at the first failed delete while another was still in flight: the
+  // attempt counted as settled (pending() undefined) and the held delete landed after the next replication wrote
+  it('regression: one cache delete failing at once while another hangs keeps the attempt pending until that one landed', async () => {
+    let release = () => undefined as void;
+    const gate = new Promise<void>((r) => (release = r));
+    let landed = 0;
+    const target: MirrorTarget = {
+      keys: async () => [],
+      write: async () => undefined,
+      deletePrefix: async (p: string) => {
+        if (p === cachePrefix('nodes', 'c2')) return void (await gate, landed++);
+        if (p === cachePrefix('ip', 'c2')) throw new Error('etcdserver: leader changed');
+      },
+    };
+    const c = new TxnCoalescer(target, { ...DEFAULT_COALESCER, windowMs: 0 });
+    const purges = new Purges(c, () => 50);
+    const err = await purges.run('c2').catch((e: Error) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect(landed).toBe(0);
+    expect(purges.pending('c2'), 'the nodes cache delete may still land').toBeDefined(); // before: undefined
+    release();
+    await vi.waitFor(() => expect(purges.pending('c2')).toBeUndefined());
+    expect(landed).toBe(1);
+    c.stop();
+  });
+
+  it('an attempt whose delete failed (none in flight) rejects with that error once all settled', async () => {
+    const target: MirrorTarget = {
+      keys: async () => [],
+      write: async () => undefined,
+      deletePrefix: async (p: string) => {
+        if (p === cachePrefix('ip', 'c2')) throw new Error('etcdserver: leader changed');
+      },
+    };
+    const c = new TxnCoalescer(target, { ...DEFAULT_COALESCER, windowMs: 0 });
+    const purges = new Purges(c, () => 1000);
+    await expect(purges.run('c2')).rejects.toThrow(/leader changed/);
+    expect(purges.pending('c2')).toBeUndefined();
+    c.stop();
+  });
+});
+
+describe('Purges: a marker delete not sent behind a lost call', () => {
+  // review s6fix-r2 #2: the marker delete, merged with a/k, was refused with it; a/k sent alone was never answered,
+  // and the marker delete (never sent) got a/k's LateWriteError and landing: the purge stayed pending for good, so
+  // the remote was neither purged nor started again
+  it('regression: the attempt fails (not sent) and is not pending; a retry then purges', async () => {
+    vi.useFakeTimers();
+    let n = 0;
+    const target: MirrorTarget = {
+      keys: async () => [],
+      write: (ops: MirrorOps) => {
+        if (++n === 1) return Promise.reject(new Error('etcdserver: request is too large')); // the merged txn
+        if (ops.some(([k]) => k.startsWith('a/'))) return new Promise<void>(() => undefined); // lost for good
+        return Promise.resolve();
+      },
+      deletePrefix: async () => undefined,
+    };
+    const c = new TxnCoalescer(target, { ...DEFAULT_COALESCER, windowMs: 10, deadlineMs: 100 });
+    const purges = new Purges(c, () => 1000);
+    void c.write([['a/k', 'v']]).catch(() => undefined);
+    const run = purges.run('c2').catch((e: Error) => e);
+    await vi.advanceTimersByTimeAsync(200);
+    expect(await run).toBeInstanceOf(UnsentWriteError);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(purges.pending('c2')).toBeUndefined(); // before: pending for good (a/k's landing)
+    const retry = purges.run('c2', false);
+    await vi.advanceTimersByTimeAsync(100);
+    await expect(retry).resolves.toBeUndefined();
+    c.stop();
+  });
+});
+
+describe('PurgeRetries', () => {
+  it('doubles the pause per failure in a row up to max, back to the first once a purge held; one retry pending per remote', async () => {
+    vi.useFakeTimers();
+    const retried: Array<[string, number]> = [];
+    const r = new PurgeRetries({ first: 10, max: 40 }, (name) => void retried.push([name, Date.now()]));
+    const t0 = Date.now();
+    const fail = (name: string) => (r.dequeued(name), r.failed(name));
+    r.failed('c2');
+    r.failed('c2'); // a second failure while its timer is armed: still one retry
+    for (let i = 0; i < 4; i++) {
+      await vi.advanceTimersByTimeAsync(100);
+      fail('c2');
+    }
+    expect(retried.map(([, t]) => t - t0)).toEqual([10, 100 + 40, 200 + 40, 300 + 40]); // 1st failure: 10; 3rd: 40; then capped at 40
+    r.held('c2');
+    expect(r.size).toBe(0);
+    r.failed('c2');
+    await vi.advanceTimersByTimeAsync(10);
+    expect(retried).toHaveLength(5); // back to the first pause
+    r.stop();
   });
 });

@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { silentLogger } from '../../src/log.js';
 import { BatchedWriter, type MirrorOps, type MirrorTarget } from '../../src/controlplane/mirrorwriter.js';
 import { LateWriteError } from '../../src/controlplane/latewrite.js';
+import { UnsentWriteError } from '../../src/controlplane/unsentwrite.js';
 import { TxnCoalescer, type CoalescerOptions } from '../../src/controlplane/txncoalescer.js';
 
 /**
@@ -377,7 +378,8 @@ describe('s6fix review: the maxLate bound', () => {
     for (let i = 0; i < 30; i++) void c.write([[`r${i}/k`, 'v']]).then(() => settled.push(undefined), (e: Error) => settled.push(e));
     await vi.advanceTimersByTimeAsync(150);
     expect(settled.length).toBe(8); // the first transaction's members: one late, the rest failed with it (before: 1)
-    for (const e of settled) expect(e).toBeInstanceOf(LateWriteError);
+    expect(settled[0]).toBeInstanceOf(LateWriteError);
+    for (const e of settled.slice(1)) expect(e).toBeInstanceOf(UnsentWriteError); // not sent: no landing of theirs
     await vi.advanceTimersByTimeAsync(5000);
     expect(s.maxInFlight()).toBe(2); // calls etcd never answered (before: 8, all the first transaction's members)
     expect(c.stats.late).toBe(2);
@@ -396,6 +398,29 @@ describe('s6fix review: the maxLate bound', () => {
     await vi.advanceTimersByTimeAsync(5000);
     expect(s.maxInFlight()).toBe(2); // before: 5
     expect(c.stats.late).toBe(2);
+    c.stop();
+  });
+
+  // review s6fix-r2 #2: the members after the first one past its deadline were rejected with that call's
+  // LateWriteError, so they waited for its landing though nothing of theirs was sent: a call etcd never answers
+  // pinned them for good (a writer's flushed() never resolved, a purge stayed pending)
+  it('regression: a writer whose batch was not sent behind a call lost for good is flushed once etcd answers again', async () => {
+    vi.useFakeTimers();
+    let n = 0;
+    const never = new Promise<void>(() => undefined);
+    // the merged transaction (a/k and the writer's batch) fails; a/k alone is never answered; the rest answer
+    const s = store(() => ++n === 1, (ops) => (ops.some(([k]) => k === 'a/k') && n >= 1 ? never : 0));
+    const c = new TxnCoalescer(s.target, { ...OPTS, windowMs: 10, deadlineMs: 100 });
+    const lost = c.write([['a/k', 'v']]).catch((e: Error) => e);
+    const w = new BatchedWriter(c, silentLogger, 'c2', Date.now, 5);
+    w.put('c2/k', 'v');
+    let flushed = false;
+    void w.flushed().then(() => (flushed = true));
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(await lost).toBeInstanceOf(LateWriteError);
+    expect(s.kv.get('c2/k')).toBe('v');
+    expect(flushed).toBe(true); // before: false (waiting on a/k's landing)
+    expect(s.attempts.filter((a) => a.ops.length === 1 && a.ops[0]![0] === 'c2/k').length).toBe(1); // retried once, as it was
     c.stop();
   });
 });
