@@ -290,11 +290,14 @@ class LeanWatch {
    * which etcd sends only to a watcher that has caught up: nothing under the prefix changed up to the header's
    * revision, so a resume may start after it (as etcd3 does). Without this a quiet prefix would resume from
    * its last event, long compacted, and relist everything after any reconnect. The created response's header
-   * is not used: it is the store's revision, not what this watcher has seen.
+   * is not used: it is the store's revision, not what this watcher has seen. One at or below the resume point
+   * is ignored (its revision cannot move the resume point back).
    */
   private progress(res: WireWatchResponse): void {
     const rev = revisionNumber(res.header?.revision, 'progress revision');
-    if (rev + 1 < this.next) throw new RangeError(`progress revision ${rev} went back below ${this.next - 1}`);
+    // below the resume point it says nothing new (it cannot skip an event): ignored, not a break, as etcd
+    // before 3.4.38 / 3.5.22 sends one from a member behind the watch's start revision (etcd-io/etcd#20221)
+    if (rev + 1 <= this.next) return;
     this.next = rev + 1;
     this.floor = this.next;
     this.backoffMs = this.o.initialBackoffMs;

@@ -235,6 +235,9 @@ export function valueDigest(s: string): number {
   return createHmac('sha256', DIGEST_KEY).update(s).digest().readUIntLE(0, 6);
 }
 
+/** A watch up this long (ms) before it broke counts as stable: the next relist starts at once. */
+export const STABLE_WATCH_MS = 10_000;
+
 export class ListWatcher {
   /**
    * Key → digest of its value (valueDigest), not the value: the sink holds what
@@ -245,6 +248,12 @@ export class ListWatcher {
   private cancelWatch: (() => Promise<void>) | undefined;
   private stopped = false;
   private retryMs = 200;
+  /**
+   * The wait before relisting after a broken watch: 0 after a watch that delivered or stayed up
+   * STABLE_WATCH_MS, else 200 ms doubling to 5 s, so a remote that breaks every new watch (a response
+   * over the channel's limit, an event etcd never sends) cannot make us relist in a loop.
+   */
+  private relistDelayMs = 0;
   relists = 0;
   connected = false;
   lastError: string | undefined;
@@ -364,14 +373,18 @@ export class ListWatcher {
         const next = (BigInt(revision) + 1n).toString();
         let broken!: (err: Error) => void;
         const brokenP = new Promise<Error>((resolve) => (broken = resolve));
+        const watchedAt = Date.now();
+        let delivered = false;
         const w = await this.store.watch(this.prefix, next, {
           put: (kv) => {
+            delivered = true;
             const d = valueDigest(kv.value);
             if (this.known.get(kv.key) === d) return;
             this.known.set(kv.key, d);
             this.deliver('upsert', kv.key, () => this.sink.upsert(kv.key, kv.value));
           },
           delete: (key) => {
+            delivered = true;
             if (!this.known.delete(key)) return;
             this.deliver('remove', key, () => this.sink.remove(key));
           },
@@ -389,7 +402,9 @@ export class ListWatcher {
         // etcd already dropped a cancelled watcher: cancel() would wait for an answer that never comes
         void w.cancel().catch(() => undefined);
         this.relists++;
-        this.log.info({ prefix: this.prefix, reason: err.message }, 'watch broken, relisting');
+        this.relistDelayMs = delivered || Date.now() - watchedAt >= STABLE_WATCH_MS ? 0 : Math.min(Math.max(this.relistDelayMs * 2, 200), 5000);
+        this.log.info({ prefix: this.prefix, reason: err.message, delayMs: this.relistDelayMs }, 'watch broken, relisting');
+        if (this.relistDelayMs > 0) await new Promise((r) => setTimeout(r, this.relistDelayMs));
       } catch (err) {
         this.connected = false;
         this.lastError = (err as Error).message;
