@@ -85,7 +85,8 @@ describe('kvstoremesh: one remote mirrored through fake stores', () => {
     f.remote.compact(f.remote.revision);
     f.remote.reconnect();
     await vi.waitFor(() => expect(f.cached()).toEqual({ [dst('n1')]: node('n1'), [dst('n3')]: node('n3', { bootId: '3' }), [dst('n4')]: node('n4') }), soon);
-    expect(r.status()).toMatchObject({ connected: true, budget: { records: 3 } });
+    // a watch broken before it delivered anything waits ≥ 200 ms before its relist (ListWatcher): connected after it
+    await vi.waitFor(() => expect(r.status()).toMatchObject({ connected: true, budget: { records: 3 } }), soon);
     expect(r.status().relists).toBeGreaterThanOrEqual(1);
 
     await r.stop(false, 5000);

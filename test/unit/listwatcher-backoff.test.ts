@@ -15,7 +15,7 @@ function breakingStore() {
     },
     async watch(_p: string, _r: string, h: WatchHandlers) {
       setImmediate(() => {
-        if (st.deliverFirst) h.put({ key: 'p/a', value: String(st.lists) });
+        if (st.deliverFirst) h.put({ key: 'p/a', value: String(st.lists) }, '11');
         h.broken(new Error('response over the channel limit'));
       });
       return { cancel: async () => undefined };
