@@ -12,6 +12,12 @@ const require = createRequire(import.meta.url);
 /** The etcdserverpb (and mvccpb, authpb) message types. */
 export const rpc = new protobuf.Root().loadSync(require.resolve('etcd3/proto/rpc.proto'), { keepCase: true });
 
+/** `msg` (plain fields, keepCase names) encoded as `type`, as a Buffer over protobufjs's bytes (no copy). */
+export function encodeMessage(type: protobuf.Type, msg: Record<string, unknown>): Buffer {
+  const u8 = type.encode(msg).finish();
+  return Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
+}
+
 /**
  * The part of etcd3's (internal) ConnectionPool used here; etcd3 is pinned (package.json), and etcdPool checks
  * the shape so an etcd3 that changed it fails at the first call, not silently.

@@ -13,7 +13,7 @@
  * the Txn sent once more at once with a new one (at most two attempts per call for that error).
  */
 import { castGrpcError, EtcdInvalidAuthTokenError, type Etcd3 } from 'etcd3';
-import { etcdPool, rpc } from './etcdproto.js';
+import { encodeMessage, etcdPool, rpc } from './etcdproto.js';
 
 const TxnRequest = rpc.lookupType('etcdserverpb.TxnRequest');
 
@@ -23,8 +23,7 @@ type Ops = ReadonlyArray<readonly [key: string, value: string | null]>;
 /** A TxnRequest without compares whose success branch is `ops`, in order. */
 export function encodeTxn(ops: Ops): Buffer {
   const success = ops.map(([k, v]) => (v === null ? { request_delete_range: { key: Buffer.from(k) } } : { request_put: { key: Buffer.from(k), value: Buffer.from(v) } }));
-  const u8 = TxnRequest.encode({ success }).finish();
-  return Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
+  return encodeMessage(TxnRequest, { success });
 }
 
 const raw = (b: Buffer) => b;

@@ -29,25 +29,29 @@
  */
 import { isUtf8 } from 'node:buffer';
 import type { ClientDuplexStream } from '@grpc/grpc-js';
-import { castGrpcError, ClientClosedError, EtcdInvalidAuthTokenError, type Etcd3 } from 'etcd3';
-import { etcdPool, rpc, type Pool } from './etcdproto.js';
+import { castGrpcError, ClientClosedError, EtcdInvalidAuthTokenError, Range, type Etcd3 } from 'etcd3';
+import { encodeMessage, etcdPool, rpc, type Pool } from './etcdproto.js';
 
-/** What the watch calls: KVStore's WatchHandlers (kvstore.ts), restated so the two files do not import each other. */
+/** What a store's watch calls (KVStore.watch, kvstore.ts, re-exports it): defined here, where it is called. */
 export interface WatchHandlers {
   put(kv: { key: string; value: string }, revision: string): void;
   delete(key: string, revision: string): void;
+  /** The watch cannot continue (compaction, cancel): the caller must relist. */
   broken(err: Error): void;
   connected?(up: boolean): void;
+  /** An event the store refused alone (a key or value that is not valid UTF-8); the watch goes on. */
   rejected?(key: string, reason: string): void;
 }
+
+/** A record a store refused alone (`key` as text, or hex when the key itself is not valid UTF-8). */
+export type Rejected = (key: string, reason: string) => void;
 
 /** Why a record is refused as text (handlers.rejected's reason); the list reports the same (kvstore.ts). */
 export const KEY_NOT_UTF8 = 'key is not valid UTF-8';
 export const VALUE_NOT_UTF8 = 'value is not valid UTF-8';
-type Rejected = ((key: string, reason: string) => void) | undefined;
 
 /** A key as text, or undefined after reporting it (as hex) when it is not valid UTF-8. */
-export function textKey(key: Buffer, rejected: Rejected): string | undefined {
+export function textKey(key: Buffer, rejected: Rejected | undefined): string | undefined {
   if (isUtf8(key)) return key.toString();
   rejected?.(key.toString('hex'), KEY_NOT_UTF8);
   return undefined;
@@ -57,7 +61,7 @@ export function textKey(key: Buffer, rejected: Rejected): string | undefined {
  * A key and value as text, or undefined after reporting the refusal: bytes that are not valid UTF-8 are
  * refused alone rather than turned into U+FFFD (two binary keys would merge, and a deletion would miss).
  */
-export function textKV(kv: { key: Buffer; value: Buffer }, rejected: Rejected): { key: string; value: string } | undefined {
+export function textKV(kv: { key: Buffer; value: Buffer }, rejected: Rejected | undefined): { key: string; value: string } | undefined {
   const key = textKey(kv.key, rejected);
   if (key === undefined) return undefined;
   if (isUtf8(kv.value)) return { key, value: kv.value.toString() };
@@ -119,27 +123,12 @@ export function revisionNumber(v: Int64 | string, what = 'revision'): number {
 }
 
 export function encodeCreate(prefix: string, startRevision: number): Buffer {
-  const key = Buffer.from(prefix);
-  const end = prefixEnd(key);
-  const msg = WatchRequest.fromObject({ create_request: { key, range_end: end, start_revision: startRevision, progress_notify: true } });
-  const u8 = WatchRequest.encode(msg).finish();
-  return Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
+  const { start: key, end: range_end } = Range.prefix(prefix);
+  return encodeMessage(WatchRequest, { create_request: { key, range_end, start_revision: startRevision, progress_notify: true } });
 }
 
 export function decodeResponse(buf: Buffer): WireWatchResponse {
   return WatchResponse.decode(buf) as unknown as WireWatchResponse;
-}
-
-/** The end of a prefix range: the prefix with its last byte below 0xff incremented (etcd's rule; "\0" = all keys). */
-function prefixEnd(key: Buffer): Buffer {
-  const end = Buffer.from(key);
-  for (let i = end.length - 1; i >= 0; i--) {
-    if (end[i]! < 0xff) {
-      end[i]!++;
-      return end.subarray(0, i + 1);
-    }
-  }
-  return Buffer.from([0]);
 }
 
 export interface LeanWatchOptions {

@@ -10,7 +10,7 @@ import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, ret
 import { Etcd3, isRecoverableError, Range, type IOptions } from 'etcd3';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
-import { leanWatch, textKV, VALUE_NOT_UTF8 } from './etcdwatch.js';
+import { leanWatch, textKV, VALUE_NOT_UTF8, type Rejected, type WatchHandlers } from './etcdwatch.js';
 import { tryDecode, type Codec } from './records/codec.js';
 import type { Rejections } from './records/rejections.js';
 
@@ -19,18 +19,7 @@ export interface KV {
   value: string;
 }
 
-export interface WatchHandlers {
-  put(kv: KV, revision: string): void;
-  delete(key: string, revision: string): void;
-  /** The watch cannot continue (compaction, cancel): the caller must relist. */
-  broken(err: Error): void;
-  connected?(up: boolean): void;
-  /** An event the store refused alone (a key or value that is not valid UTF-8); the watch goes on. */
-  rejected?(key: string, reason: string): void;
-}
-
-/** A record a store refused alone (`key` as text, or hex when the key itself is not valid UTF-8). */
-export type Rejected = (key: string, reason: string) => void;
+export type { Rejected, WatchHandlers } from './etcdwatch.js';
 
 export interface KVStore {
   /** `rejected`: records refused alone (etcd: bytes that are not valid UTF-8), left out of `kvs`. */
