@@ -299,10 +299,13 @@ describe.skipIf(!enabled)('a hostile cluster: c2 writes what it may not claim in
     const before = rejected();
     const v = c2n1.value;
     const big = 'x'.repeat(1 << 20);
+    const takenIdentities = new Set(list('c2', 'wiremesh/state/identities/v1/c2/').map((e) => Number(e.key.slice(e.key.lastIndexOf('/') + 1))));
+    const freeIdentity = (id: number): number => (takenIdentities.has(id) ? freeIdentity(id + 100) : id);
     const valid: Record<string, { key: (n: string) => string; name: (k: number) => string; type: string; value: (n: string) => unknown; wrong: unknown; missing: unknown }> = {
       nodes: { type: 'node', key: (n) => `wiremesh/state/nodes/v1/c2/${n}`, name: (k) => `junk-${k}`, value: (n) => ({ ...v, name: n }), wrong: { ...v, name: 'junk-w', clusterId: '2', addresses: '198.18.1.1', port: 'x' }, missing: { ...v, name: 'junk-m', publicKey: undefined } },
       ip: { type: 'endpoint', key: (n) => `wiremesh/state/ip/v2/c2/n1/${n}`, name: (k) => `100.66.1.${150 + k}`, value: (n) => ({ ip: n, cluster: 'c2', node: 'n1', namespace: 'shop', name: 'junk', labels: {} }), wrong: { ip: 5, cluster: ['c2'], node: 'n1', namespace: 'shop', name: 'junk', labels: 'app=web' }, missing: { cluster: 'c2', node: 'n1' } },
-      identities: { type: 'identity', key: (n) => `wiremesh/state/identities/v1/c2/${n}`, name: (k) => String(2 * 65536 + 60000 + k), value: (n) => ({ id: Number(n), labels: { app: 'junk' } }), wrong: { id: '131072', labels: [1, 2] }, missing: { labels: {} } },
+      // c2's own agents allocate identities at random: a junk id must not be one of theirs (its cached good value would stay)
+      identities: { type: 'identity', key: (n) => `wiremesh/state/identities/v1/c2/${n}`, name: (k) => String(freeIdentity(2 * 65536 + 60000 + k)), value: (n) => ({ id: Number(n), labels: { app: 'junk' } }), wrong: { id: '131072', labels: [1, 2] }, missing: { labels: {} } },
       services: { type: 'service', key: (n) => `wiremesh/state/services/v1/c2/shop/${n}`, name: (k) => `junk-${k}`, value: (n) => ({ apiVersion: 'v1', kind: 'Service', metadata: { name: n, namespace: 'shop' }, spec: { ports: [{ port: 80 }] } }), wrong: { apiVersion: 'v1', kind: 'Service', metadata: { name: 7, namespace: 'shop' }, spec: { ports: 'all' } }, missing: { apiVersion: 'v1', kind: 'Service' } },
       policies: { type: 'policy', key: (n) => `wiremesh/state/policies/v1/c2/shop/cnp.${n}`, name: (k) => `junk-${k}`, value: (n) => ({ apiVersion: 'cilium.io/v2', kind: 'CiliumNetworkPolicy', metadata: { name: n, namespace: 'shop' }, spec: { endpointSelector: {} } }), wrong: { apiVersion: 'cilium.io/v2', kind: 'CiliumNetworkPolicy', metadata: { name: ['x'], namespace: 'shop' }, spec: { endpointSelector: 'all' } }, missing: { kind: 'CiliumNetworkPolicy', metadata: { namespace: 'shop' } } },
       relays: { type: 'relay', key: (n) => `wiremesh/state/relays/v1/c2/${n}`, name: (k) => `junk-${k}`, value: (n) => ({ cluster: 'c2', node: n, podCIDRs: [] }), wrong: { cluster: 'c2', node: 'junk-w', podCIDRs: '0.0.0.0/0' }, missing: { cluster: 'c2' } },
@@ -328,6 +331,10 @@ describe.skipIf(!enabled)('a hostile cluster: c2 writes what it may not claim in
       if (t.type !== 'heartbeat') written.push({ type: t.type, key: t.key(t.name(20)), reason: 'key', value: JSON.stringify(t.value(t.name(21))) });
       else written.push({ type: t.type, key: t.key('junk-20'), reason: 'key', value: JSON.stringify(t.value('')) });
     }
+    // every junk key is new in c2 (an existing key's cached good value would stay, and the test would blame the refusal)
+    const listed = etcd('c2', Object.values(valid).map((t) => ({ op: 'list', prefix: t.key('') }))) as Array<Array<{ key: string }>>;
+    const existing = new Set(listed.flat().map((e) => e.key));
+    expect(written.filter((w) => !w.key.endsWith('/kvstoremesh') && existing.has(w.key)).map((w) => w.key)).toEqual([]);
     // one etcd call per 20 writes (the 1 MB values make big files)
     for (let i = 0; i < written.length; i += 8) etcd('c2', written.slice(i, i + 8).map((w) => ({ op: 'put', key: w.key, value: w.value })));
     const want = new Map<string, number>();
