@@ -236,11 +236,12 @@ export class ListWatcher {
   private readonly known = new Map<string, number>();
   private cancelWatch: (() => Promise<void>) | undefined;
   private stopped = false;
-  private retryMs = 200;
   /**
-   * The wait before relisting after a broken watch: 0 after a watch that delivered or stayed up
-   * STABLE_WATCH_MS, else 200 ms doubling to 5 s, so a remote that breaks every new watch (a response
-   * over the channel's limit, an event etcd never sends) cannot make us relist in a loop.
+   * The wait before the next list, after a failed list, a failed watch creation or a broken watch: 0 only
+   * after a watch that stayed up STABLE_WATCH_MS, else 200 ms doubling to 5 s. One backoff for all three,
+   * reset by a stable watch alone, so a remote cannot make us relist in a loop by breaking every new watch
+   * (a response over the channel's limit, an event etcd never sends), even after delivering one event
+   * first, nor by serving the list and failing the watch creation.
    */
   private relistDelayMs = 0;
   relists = 0;
@@ -349,6 +350,12 @@ export class ListWatcher {
     return revision;
   }
 
+  /** The next wait (ms): 0 after a stable watch, else 200 ms doubling to 5 s (relistDelayMs). */
+  private backoff(stable: boolean): number {
+    this.relistDelayMs = stable ? 0 : Math.min(Math.max(this.relistDelayMs * 2, 200), 5000);
+    return this.relistDelayMs;
+  }
+
   private async cycle(): Promise<void> {
     while (!this.stopped) {
       try {
@@ -358,22 +365,18 @@ export class ListWatcher {
         this.firstSynced();
         this.connected = true;
         this.lastError = undefined;
-        this.retryMs = 200;
         const next = (BigInt(revision) + 1n).toString();
         let broken!: (err: Error) => void;
         const brokenP = new Promise<Error>((resolve) => (broken = resolve));
         const watchedAt = Date.now();
-        let delivered = false;
         const w = await this.store.watch(this.prefix, next, {
           put: (kv) => {
-            delivered = true;
             const d = valueDigest(kv.value);
             if (this.known.get(kv.key) === d) return;
             this.known.set(kv.key, d);
             this.deliver('upsert', kv.key, () => this.sink.upsert(kv.key, kv.value));
           },
           delete: (key) => {
-            delivered = true;
             if (!this.known.delete(key)) return;
             this.deliver('remove', key, () => this.sink.remove(key));
           },
@@ -391,15 +394,15 @@ export class ListWatcher {
         // etcd already dropped a cancelled watcher: cancel() would wait for an answer that never comes
         void w.cancel().catch(() => undefined);
         this.relists++;
-        this.relistDelayMs = delivered || Date.now() - watchedAt >= STABLE_WATCH_MS ? 0 : Math.min(Math.max(this.relistDelayMs * 2, 200), 5000);
-        this.log.info({ prefix: this.prefix, reason: err.message, delayMs: this.relistDelayMs }, 'watch broken, relisting');
-        if (this.relistDelayMs > 0) await new Promise((r) => setTimeout(r, this.relistDelayMs));
+        const delayMs = this.backoff(Date.now() - watchedAt >= STABLE_WATCH_MS);
+        this.log.info({ prefix: this.prefix, reason: err.message, delayMs }, 'watch broken, relisting');
+        if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
       } catch (err) {
         this.connected = false;
         this.lastError = (err as Error).message;
-        this.log.warn({ prefix: this.prefix, err: this.lastError }, 'list failed, keeping cached state and retrying');
-        await new Promise((r) => setTimeout(r, this.retryMs));
-        this.retryMs = Math.min(this.retryMs * 2, 5000);
+        const delayMs = this.backoff(false);
+        this.log.warn({ prefix: this.prefix, err: this.lastError, delayMs }, 'list or watch failed, keeping cached state and retrying');
+        await new Promise((r) => setTimeout(r, delayMs));
       }
     }
   }
