@@ -7,8 +7,9 @@
 // another's copy and swap, so stale copies are dropped too.
 // Checked: TSan finds no race; a reader never misses an identity that is never
 // changed, and every verdict it gets names its identity's rule (no torn or
-// lost entry); at the end the map equals the writers' references (no update
-// lost to a compaction), and compactions were both swapped in and dropped.
+// lost entry); after each of its updates a writer finds its identities' groups
+// exactly as its reference has them (no update lost to a stale compaction),
+// the map equals the references at the end, and compactions were swapped in.
 // Built and run by run.sh (clang-14 -fsanitize=thread); exit status 1 on a
 // failed check, 66 (TSan's) on a race.
 #include <algorithm>
@@ -44,6 +45,24 @@ bool same(const PolicyEntry& a, const PolicyEntry& b) {
          a.port_hi == b.port_hi && a.rule == b.rule;
 }
 
+using Groups = std::map<uint32_t, std::vector<PolicyEntry>>;
+
+// The map's entries() for these groups: identities ascending, in a group denies, redirects, then allows
+// (each class in write order).
+std::vector<PolicyEntry> in_lookup_order(Groups groups) {
+  auto rank = [](uint8_t x) { return x == wm::kActionDeny ? 0 : x == wm::kActionRedirect ? 1 : 2; };
+  std::vector<PolicyEntry> out;
+  for (auto& [id, g] : groups) {
+    std::stable_sort(g.begin(), g.end(), [&](const PolicyEntry& x, const PolicyEntry& y) { return rank(x.action) < rank(y.action); });
+    out.insert(out.end(), g.begin(), g.end());
+  }
+  return out;
+}
+
+bool equal(const std::vector<PolicyEntry>& a, const std::vector<PolicyEntry>& b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), same);
+}
+
 }  // namespace
 
 int main() {
@@ -53,7 +72,7 @@ int main() {
   eng.set_endpoint(1, 300, std::make_shared<wm::PolicyMap>(initial), nullptr);
 
   std::atomic<bool> stop{false};
-  std::atomic<uint64_t> lookups{0}, missed{0}, torn{0};
+  std::atomic<uint64_t> lookups{0}, missed{0}, torn{0}, lost{0};
   std::vector<std::thread> readers;
   for (int r = 0; r < 2; r++)
     readers.emplace_back([&, r] {
@@ -73,14 +92,16 @@ int main() {
         }
       }
     });
-  std::vector<std::map<uint32_t, std::vector<PolicyEntry>>> refs(kWriters);
+  std::vector<Groups> refs(kWriters);
   std::vector<std::thread> writers;
   for (int w = 0; w < kWriters; w++)
     writers.emplace_back([&, w] {
       std::mt19937 rng(uint32_t(100 + w));
-      auto& ref = refs[size_t(w)];
+      Groups& ref = refs[size_t(w)];
+      uint32_t first = kChurn + uint32_t(w) * kChurnPerWriter;
+      std::vector<PolicyEntry> got, mine;
       for (uint32_t round = 0; round < uint32_t(kRounds); round++) {
-        uint32_t id = kChurn + uint32_t(w) * kChurnPerWriter + rng() % kChurnPerWriter;
+        uint32_t id = first + rng() % kChurnPerWriter;
         std::vector<PolicyEntry> removes = ref[id], upserts;
         for (uint32_t k = 0, n = rng() % 6; k < n; k++) upserts.push_back(churn_entry(id, k, round));
         eng.policy_map_update(1, true, upserts, removes);
@@ -88,30 +109,31 @@ int main() {
           ref.erase(id);
         else
           ref[id] = upserts;
+        // Only this writer changes these identities: the map holds exactly its reference for them now. A stale
+        // compaction swapped in over one of its updates shows here (a later rewrite of the group would hide it).
+        eng.policy_map_entries(1, true, &got);
+        mine.clear();
+        for (const PolicyEntry& e : got)
+          if (e.identity >= first && e.identity < first + kChurnPerWriter) mine.push_back(e);
+        if (!equal(mine, in_lookup_order(ref))) lost.fetch_add(1, std::memory_order_relaxed);
       }
     });
   for (std::thread& t : writers) t.join();
   stop.store(true);
   for (std::thread& t : readers) t.join();
 
-  // The map now: every group in lookup order (denies, redirects, then allows, each class in write order),
-  // identities ascending.
-  std::map<uint32_t, std::vector<PolicyEntry>> by_id;
-  for (const PolicyEntry& e : initial) by_id[e.identity].push_back(e);
-  for (auto& ref : refs) by_id.insert(ref.begin(), ref.end());
-  std::vector<PolicyEntry> want, got;
-  auto rank = [](uint8_t x) { return x == wm::kActionDeny ? 0 : x == wm::kActionRedirect ? 1 : 2; };
-  for (auto& [id, g] : by_id) {
-    std::stable_sort(g.begin(), g.end(), [&](const PolicyEntry& x, const PolicyEntry& y) { return rank(x.action) < rank(y.action); });
-    want.insert(want.end(), g.begin(), g.end());
-  }
+  // The map now: the stable identities and every writer's groups.
+  Groups all;
+  for (const PolicyEntry& e : initial) all[e.identity].push_back(e);
+  for (Groups& ref : refs) all.insert(ref.begin(), ref.end());
+  std::vector<PolicyEntry> got;
   eng.policy_map_entries(1, true, &got);
-  bool equal = got.size() == want.size();
-  for (size_t i = 0; equal && i < got.size(); i++) equal = same(got[i], want[i]);
-  std::printf("tsan_policymap: %llu lookups, %llu missed, %llu torn; %llu compactions swapped in, %llu dropped (stale); "
-              "final map %s the references (%zu entries)\n",
+  bool final_equal = equal(got, in_lookup_order(all));
+  std::printf("tsan_policymap: %llu lookups, %llu missed, %llu torn; %llu writer checks lost an update; %llu compactions "
+              "swapped in, %llu dropped (stale); final map %s the references (%zu entries)\n",
               (unsigned long long)lookups.load(), (unsigned long long)missed.load(), (unsigned long long)torn.load(),
+              (unsigned long long)lost.load(),
               (unsigned long long)eng.compactions(), (unsigned long long)eng.compactions_dropped(),
-              equal ? "equals" : "DIFFERS FROM", got.size());
-  return missed.load() || torn.load() || !equal || eng.compactions() == 0 ? 1 : 0;
+              final_equal ? "equals" : "DIFFERS FROM", got.size());
+  return missed.load() || torn.load() || lost.load() || !final_equal || eng.compactions() == 0 ? 1 : 0;
 }
