@@ -2,7 +2,8 @@
 # Builds the libFuzzer targets with clang-14 under AddressSanitizer (which also
 # reports leaks) and runs each for FUZZ_SECONDS (default 30); FUZZ_TARGETS
 # picks some. Fails if any target crashes, trips an assertion or leaks. Then
-# tsan_seqmap.cc under ThreadSanitizer (SeqShardedMap's readers against its writer).
+# tsan_seqmap.cc (SeqShardedMap's readers against its writer) and tsan_policymap.cc
+# (policy map lookups against compacting delta writers) under ThreadSanitizer.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out="$here/out"
@@ -36,14 +37,23 @@ for target in ${FUZZ_TARGETS:-fuzz_wire fuzz_offload fuzz_allowedips fuzz_policy
     grep -E "stat::number_of_executed_units|stat::peak_rss_mb" "$out/$target.log" | sed "s/^/   /"
   fi
 done
-# Not a fuzz target: the lock-free conntrack table's readers against its writer under ThreadSanitizer (a data
-# race or a torn copy fails it; a few seconds).
-echo "== tsan_seqmap: build and run"
-"$CXX" -std=c++17 -g -O1 -fsanitize=thread -I"$src" "$here/tsan_seqmap.cc" -o "$out/tsan_seqmap"
-if ! "$out/tsan_seqmap" > "$out/tsan_seqmap.log" 2>&1; then
-  echo "!! tsan_seqmap failed:"; tail -40 "$out/tsan_seqmap.log"; status=1
-else
-  sed "s/^/   /" "$out/tsan_seqmap.log"
-fi
+# Not fuzz targets: under ThreadSanitizer, the lock-free conntrack table's readers against its writer
+# (tsan_seqmap), and policy map lookups against delta writers that compact the map (tsan_policymap: copy under
+# the engine's lock held shared, swap under it exclusive). A data race, a torn copy or a lost entry fails them;
+# a few seconds each.
+declare -A tsan_deps=(
+  [tsan_seqmap]=""
+  [tsan_policymap]="$src/policy/engine.cc $src/policy/conntrack.cc $src/policy/ipcache.cc $src/policy/policymap.cc $src/policy/flatmap.cc $src/wireguard/allowedips.cc"
+)
+for t in tsan_seqmap tsan_policymap; do
+  echo "== $t: build and run"
+  # shellcheck disable=SC2086
+  "$CXX" -std=c++17 -g -O1 -fsanitize=thread -I"$src" "$here/$t.cc" ${tsan_deps[$t]} -o "$out/$t"
+  if ! "$out/$t" > "$out/$t.log" 2>&1; then
+    echo "!! $t failed:"; tail -40 "$out/$t.log"; status=1
+  else
+    sed "s/^/   /" "$out/$t.log"
+  fi
+done
 [ $status -eq 0 ] && echo "fuzz: every target ran ${secs}s with no crash or leak"
 exit $status

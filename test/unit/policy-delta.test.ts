@@ -5,7 +5,7 @@
 //   .applyIdentityChanges, native policyMapUpdate) against a full recompile of
 //   the same state, on seeded random sequences: the native maps (real addon and
 //   FakeDevice) and the compiled entries must be equal.
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { clusterIdentity, endpointIdentityLabels } from '../../src/identity/identity.js';
 import { silentLogger } from '../../src/log.js';
@@ -15,7 +15,7 @@ import { FakeDevice } from '../../src/native/fakedevice.js';
 import { decodePolicyRows, ipcacheRow, lookupOrder, PolicyAction } from '../../src/native/rows.js';
 import { formatIP, maskPrefix, prefixContains } from '../../src/net/ip.js';
 import { PolicyDatapath } from '../../src/policy/datapath.js';
-import { WireGuardDevice } from '../../src/wireguard/device.js';
+import { nativeDevices } from '../helpers/native-devices.js';
 
 /** xorshift32, seeded: a failure reproduces from its seed. */
 function rng(seed: number) {
@@ -30,15 +30,7 @@ function rng(seed: number) {
   return { u32, int: (n: number) => u32() % n, pick: <T>(xs: readonly T[]): T => xs[u32() % xs.length]! };
 }
 
-const devs: WireGuardDevice[] = [];
-afterEach(() => {
-  for (const d of devs.splice(0)) d.close();
-});
-function device(): NativeDevice {
-  const d = new WireGuardDevice({ createTun: false });
-  devs.push(d);
-  return d.native;
-}
+const device = nativeDevices();
 
 describe('native ipcache: v4 and v6 tables against a naive longest-prefix match', () => {
   for (const seed of [1, 2, 3]) {

@@ -162,12 +162,51 @@ void PolicyEngine::set_endpoint(uint32_t id, uint32_t identity, std::shared_ptr<
 
 bool PolicyEngine::policy_map_update(uint32_t id, bool ingress, const std::vector<PolicyEntry>& upserts,
                                      const std::vector<PolicyEntry>& removes) {
+  std::shared_ptr<PolicyMap> m;  // kept alive for the compaction below
+  {
+    std::unique_lock<std::shared_mutex> lock(mu);
+    auto it = endpoints_.find(id);
+    if (it == endpoints_.end()) return false;
+    m = ingress ? it->second.ingress : it->second.egress;
+    if (!m) return false;
+    m->update(upserts, removes);
+    if (!m->wants_compaction()) return true;
+  }
+  compact(id, ingress, m);
+  return true;
+}
+
+// The copy under mu shared (writers out, packet threads on), the swap under mu
+// exclusive, O(1); the locking rules are policymap.h's.
+bool PolicyEngine::compact(uint32_t id, bool ingress, const std::shared_ptr<PolicyMap>& old) {
+  std::shared_ptr<PolicyMap> fresh;  // after the swap: the displaced map, freed after the lock
+  uint64_t generation;
+  {
+    std::shared_lock<std::shared_mutex> lock(mu);
+    generation = old->generation();
+    fresh = old->compacted();
+  }
   std::unique_lock<std::shared_mutex> lock(mu);
   auto it = endpoints_.find(id);
   if (it == endpoints_.end()) return false;
-  PolicyMap* m = (ingress ? it->second.ingress : it->second.egress).get();
+  std::shared_ptr<PolicyMap>& slot = ingress ? it->second.ingress : it->second.egress;
+  // a writer came in between (new map, or an update to this one): the copy is stale
+  if (slot != old || old->generation() != generation) {
+    compactions_dropped_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  slot.swap(fresh);
+  compactions_.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+bool PolicyEngine::policy_lookup(uint32_t endpoint, bool ingress, uint32_t identity, uint8_t proto, uint16_t port,
+                                 PolicyResult* out) {
+  auto it = endpoints_.find(endpoint);
+  if (it == endpoints_.end()) return false;
+  const PolicyMap* m = (ingress ? it->second.ingress : it->second.egress).get();
   if (!m) return false;
-  m->update(upserts, removes);
+  *out = m->lookup(identity, proto, port, true);
   return true;
 }
 

@@ -18,7 +18,10 @@
 // table edit. A rule change swaps whole policy maps (built outside the lock,
 // shared_ptr): the packet threads wait for a pointer swap. An identity that
 // appears or goes patches the maps in place (policy_map_update) under the
-// exclusive lock: they wait for that identity's entries to be written.
+// exclusive lock: they wait for that identity's entries to be written. The
+// compaction such patches call for now and then is copied under mu shared and
+// swapped in under the exclusive lock (a pointer swap; policymap.h states the
+// rules and why no update is lost).
 // Conntrack and the flow ring have their own locks.
 #pragma once
 #include <atomic>
@@ -108,6 +111,10 @@ class PolicyEngine {
   // place under mu. false: no such endpoint, or that direction is not enforced.
   bool policy_map_update(uint32_t id, bool ingress, const std::vector<PolicyEntry>& upserts,
                          const std::vector<PolicyEntry>& removes);
+  // Policy map compactions swapped in, and those dropped because a writer
+  // changed the map between the copy and the swap (its garbage waits for the next update).
+  uint64_t compactions() const { return compactions_.load(std::memory_order_relaxed); }
+  uint64_t compactions_dropped() const { return compactions_dropped_.load(std::memory_order_relaxed); }
   // A copy of an endpoint's map of one direction (entries grouped by identity); false when none.
   bool policy_map_entries(uint32_t id, bool ingress, std::vector<PolicyEntry>* out);
   void remove_endpoint(uint32_t id);
@@ -135,6 +142,9 @@ class PolicyEngine {
   RxAction rx(const PacketView& pv, uint32_t src_identity, uint32_t peer, uint64_t wall_ms);
   // A drop the device decided (tag checks, cryptokey routing).
   void record_drop(const PacketView* pv, FlowReason reason, uint32_t src_identity, uint32_t peer, uint64_t wall_ms);
+  // An endpoint's map of one direction asked directly (tests, benchmarks):
+  // false when there is no such map.
+  bool policy_lookup(uint32_t endpoint, bool ingress, uint32_t identity, uint8_t proto, uint16_t port, PolicyResult* out);
   // Identity for a plain (untagged) packet from a peer: a CIDR identity of its
   // source address if a policy names one, else the peer's default.
   uint32_t untagged_identity(const PacketView& pv, uint32_t peer_default);
@@ -166,6 +176,8 @@ class PolicyEngine {
                      uint32_t src_identity, uint32_t dst_identity, uint32_t peer, uint64_t wall_ms, uint8_t flags,
                      Admission* adm);
   void admit(const PacketView& pv, const Admission& a);
+  // Swaps a garbage-free copy of `old`, the endpoint's map of that direction, in; false when stale.
+  bool compact(uint32_t id, bool ingress, const std::shared_ptr<PolicyMap>& old);
   // An ICMP error about a tracked flow of its destination.
   bool related(const PacketView& pv);
   void drop(const PacketView& pv, PolicyResult res, FlowDirection dir, uint32_t src_id, uint32_t dst_id, uint32_t peer,
@@ -181,6 +193,7 @@ class PolicyEngine {
   Conntrack ct_;
   FlowRing flows_;
   std::atomic<uint64_t> counters_[kPolCounterCount];
+  std::atomic<uint64_t> compactions_{0}, compactions_dropped_{0};
 };
 
 }  // namespace wm

@@ -21,6 +21,15 @@ PolicyMap::PolicyMap(std::vector<PolicyEntry> entries) : entries_(std::move(entr
   index();
 }
 
+PolicyMap::PolicyMap(Ordered, std::vector<PolicyEntry> entries, uint64_t generation)
+    : entries_(std::move(entries)), generation_(generation) {
+  index();
+}
+
+std::shared_ptr<PolicyMap> PolicyMap::compacted() const {
+  return std::shared_ptr<PolicyMap>(new PolicyMap(Ordered{}, entries(), generation_));
+}
+
 void PolicyMap::index() {
   by_identity_.clear();
   by_identity_.reserve(entries_.size());
@@ -82,11 +91,7 @@ void PolicyMap::update(const std::vector<PolicyEntry>& upserts, const std::vecto
     order_group(&g);
     set_group(id, std::move(g));
   }
-  // Compact when garbage outweighs the entries in force: amortized O(1) per entry written.
-  if (entries_.size() > 64 && entries_.size() > 2 * live_) {
-    entries_ = entries();
-    index();
-  }
+  generation_++;
 }
 
 std::vector<PolicyEntry> PolicyMap::entries() const {

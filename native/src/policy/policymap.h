@@ -14,6 +14,24 @@
 // applied by delta (update: only that identity's group is rewritten), under
 // PolicyEngine's exclusive lock, so the packet threads wait for a few entries'
 // worth of work, not a map's.
+//
+// Locking rules (PolicyEngine::mu guards every PolicyMap an endpoint holds):
+//   - lookup(), entries(), compacted(), generation(), wants_compaction(),
+//     size() and slots() only read: mu held shared (or exclusive) is enough,
+//     any number of threads at once.
+//   - update() writes in place: mu held exclusively (no reader in the map).
+//   - Compaction never writes a map: compacted() builds a new map (a map's
+//     garbage-free copy) under mu shared, which keeps every writer out while
+//     the packet threads go on looking up; the caller then takes mu
+//     exclusively and swaps the endpoint's shared_ptr to the copy (O(1)) if
+//     and only if the endpoint still holds the same map at the same
+//     generation(). Between the shared and the exclusive hold a writer may
+//     have come in (mu cannot be upgraded): then the generation differs, the
+//     copy is stale and is dropped, the map keeps its garbage and the writer's
+//     change, and a later update compacts it. So no update is ever lost to a
+//     compaction, and a packet thread, which holds mu shared for its whole
+//     batch, sees either the old map or the new one, never a mix. The map a
+//     swap displaces is freed after mu is released.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -68,8 +86,20 @@ class PolicyMap {
   // group ordered by action as a full build orders it). The agent rewrites an
   // identity's whole group this way (its old entries removed, its new ones in
   // compile order), so the result equals a map built from scratch.
-  // Cost: the groups of the identities named, plus an occasional compaction.
+  // Cost: the groups of the identities named. A group that grows moves to the
+  // end and leaves garbage: when wants_compaction(), the caller swaps in
+  // compacted() (see the locking rules above). Bumps generation().
   void update(const std::vector<PolicyEntry>& upserts, const std::vector<PolicyEntry>& removes);
+  // Garbage outweighs the entries in force (and the map is past 64 slots):
+  // compacting now keeps the work amortized O(1) per entry written.
+  bool wants_compaction() const { return entries_.size() > 64 && entries_.size() > 2 * live_; }
+  // A new map with this one's entries and no garbage (same lookups, same
+  // entries(), same generation()). O(entries); reads only.
+  std::shared_ptr<PolicyMap> compacted() const;
+  // Counts the updates applied: a compacted() copy is current while it matches.
+  uint64_t generation() const { return generation_; }
+  // Slots held, entries in force plus garbage (>= size()).
+  size_t slots() const { return entries_.size(); }
   // The map's entries, grouped by identity (ascending), in lookup order.
   std::vector<PolicyEntry> entries() const;
 
@@ -87,6 +117,8 @@ class PolicyMap {
   }
   // Any case: the identity's group and the wildcard group.
   PolicyResult lookup_groups(uint32_t identity, uint8_t proto, uint16_t port, bool has_ports) const;
+  struct Ordered {};  // entries already grouped by identity in lookup order (entries()): no sort
+  PolicyMap(Ordered, std::vector<PolicyEntry> entries, uint64_t generation);
   static void order_group(std::vector<PolicyEntry>* group);
   void index();  // from entries_, grouped: builds by_identity_
   void set_group(uint32_t identity, std::vector<PolicyEntry> group);
@@ -100,6 +132,7 @@ class PolicyMap {
   // left are garbage until a compaction.
   std::vector<PolicyEntry> entries_;
   size_t live_ = 0;
+  uint64_t generation_ = 0;
 };
 
 }  // namespace wm
