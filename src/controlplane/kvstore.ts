@@ -11,6 +11,7 @@ import { Etcd3, isRecoverableError, Range, type IOptions } from 'etcd3';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 import { leanWatch, textKV, VALUE_NOT_UTF8, type Rejected, type WatchHandlers } from './etcdwatch.js';
+import { DigestTable } from './digesttable.js';
 import { tryDecode, type Codec } from './records/codec.js';
 import type { Rejections } from './records/rejections.js';
 
@@ -231,9 +232,10 @@ export class ListWatcher {
   /**
    * Key → digest of its value (valueDigest), not the value: the sink holds what
    * it decoded, and a second copy of every value text cost ~350 B per remote
-   * endpoint (bench/memory.ts).
+   * endpoint (bench/memory.ts); digests in a Float64 column, not a heap
+   * number each (digesttable.ts).
    */
-  private readonly known = new Map<string, number>();
+  private readonly known = new DigestTable();
   private cancelWatch: (() => Promise<void>) | undefined;
   private stopped = false;
   /**

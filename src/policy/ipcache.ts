@@ -84,7 +84,7 @@ const KIND_OF: IpcacheOwnerKind[] = ['cidr', 'endpoint', 'local-endpoint', 'node
 type Owned = Claim & { owner: string };
 
 /**
- * One prefix is a slot in columns (slotcolumns.ts: ~48 B instead of an 88 B
+ * One prefix is a slot in columns (slotcolumns.ts: ~28 B instead of an 88 B
  * object per remote endpoint, bench/memory.ts). Nearly every prefix has one
  * owner (a pod's /32): that claim is held inline (the slot's string is its
  * owner; undefined when it has none, and then it has no further owners),

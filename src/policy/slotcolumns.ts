@@ -2,22 +2,33 @@
  * Numbered records of a fixed set of numeric fields and one string, held in
  * columns instead of one object each (issue 16, bench/memory.ts): a record
  * is its index, a Smi, where an object of 8 fields costs 88 B of heap; here it
- * costs `fields` × 8 B of Float64Array and 8 B of string reference.
+ * costs `fields` × 4 B of Uint32Array and 8 B of string reference.
+ *
+ * A field holds any JS number exactly: an integer v in [-1, 2^32 - 3] (what
+ * the ipcache stores: u32 identities and endpoint ids, its -1 "nothing", a
+ * sequence × 4 + kind) is stored as v + 1; any other number (-0, a fraction,
+ * a larger integer) as SPILL, the number itself in a side map by field
+ * (rare: one map entry each, dropped when the field is set to a plain value).
  *
  * Storage grows by chunks of CHUNK records (never by doubling, so at most one
  * chunk is slack) and is not given back: it stays at the most records held at
  * once (the caller's own bound). Freed indices are reused, latest freed first.
- * Float64 holds every JS number exactly, so a field reads back what was written.
  */
 
-/** Records per chunk: 4096 × (fields × 8 + 8) B, e.g. 192 KiB at 5 fields. */
+/** Records per chunk: 4096 × (fields × 4 + 8) B, e.g. 112 KiB at 5 fields. */
 const CHUNK = 4096;
 const SHIFT = 12;
+/** The stored code of a field whose number is in `spill`. */
+const SPILL = 0xffffffff;
+/** The largest number stored inline (as v + 1, below SPILL). */
+const MAX_INLINE = SPILL - 2;
 
 export class SlotColumns {
-  private readonly nums: Float64Array[] = [];
+  private readonly nums: Uint32Array[] = [];
   private readonly strs: Array<Array<string | undefined>> = [];
   private readonly free: number[] = [];
+  /** Numbers no code holds, by record × fields + field. */
+  private readonly spill = new Map<number, number>();
   private next = 0;
 
   /** `fields`: numeric fields per record; `initial`: their values in a fresh record. */
@@ -32,7 +43,7 @@ export class SlotColumns {
     if (i === undefined) {
       i = this.next++;
       if (i >>> SHIFT === this.nums.length) {
-        this.nums.push(new Float64Array(CHUNK * this.fields));
+        this.nums.push(new Uint32Array(CHUNK * this.fields));
         this.strs.push(new Array<string | undefined>(CHUNK).fill(undefined));
       }
     }
@@ -41,18 +52,34 @@ export class SlotColumns {
     return i;
   }
 
-  /** Gives record `i` back (its string reference dropped). */
+  /** Gives record `i` back (its string reference and spilled numbers dropped). */
   release(i: number): void {
     this.setStr(i, undefined);
+    for (let f = 0; f < this.fields; f++) this.set(i, f, 0);
     this.free.push(i);
   }
 
   get(i: number, field: number): number {
-    return this.nums[i >>> SHIFT]![(i & (CHUNK - 1)) * this.fields + field]!;
+    const code = this.nums[i >>> SHIFT]![(i & (CHUNK - 1)) * this.fields + field]!;
+    return code === SPILL ? this.spill.get(i * this.fields + field)! : code - 1;
   }
 
   set(i: number, field: number, v: number): void {
-    this.nums[i >>> SHIFT]![(i & (CHUNK - 1)) * this.fields + field] = v;
+    const col = this.nums[i >>> SHIFT]!;
+    const at = (i & (CHUNK - 1)) * this.fields + field;
+    const inline = Number.isInteger(v) && v >= -1 && v <= MAX_INLINE && !Object.is(v, -0);
+    if (inline) {
+      if (col[at] === SPILL) this.spill.delete(i * this.fields + field);
+      col[at] = v + 1;
+    } else {
+      col[at] = SPILL;
+      this.spill.set(i * this.fields + field, v);
+    }
+  }
+
+  /** Fields held in the side map (for tests and status: should stay ~0). */
+  get spilled(): number {
+    return this.spill.size;
   }
 
   str(i: number): string | undefined {
