@@ -5,9 +5,7 @@
  * pattern once for the agent and the kvstoremesh replicator alike.
  */
 import { createHmac, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, retry, wrap, type IBackoff } from 'cockatiel';
-import { Etcd3, isRecoverableError, Range, type IOptions } from 'etcd3';
+import { Range, type Etcd3 } from 'etcd3';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 import { leanWatch, textKV, VALUE_NOT_UTF8, type Rejected, type WatchHandlers } from './etcdwatch.js';
@@ -17,9 +15,12 @@ import type { Rejections } from './records/rejections.js';
 export interface KV {
   key: string;
   value: string;
+  /** etcd's create_revision (decimal): the key's incarnation, new after a delete; absent when the store has none. */
+  createRevision?: string;
 }
 
 export type { Rejected, WatchHandlers } from './etcdwatch.js';
+export { connectEtcd, isAuthRevisionRace, type EtcdOptions } from './etcdconnect.js';
 
 export interface KVStore {
   /** `rejected`: records refused alone (etcd: bytes that are not valid UTF-8), left out of `kvs`. */
@@ -50,76 +51,6 @@ export interface KVWriter {
   delete(key: string): Promise<void>;
   /** A lease of `ttlSeconds`, kept alive until released. */
   lease(ttlSeconds: number): KVLease;
-}
-
-export interface EtcdOptions {
-  endpoints: string[];
-  /** PEM files for TLS; all three for mutual TLS. */
-  caFile?: string;
-  certFile?: string;
-  keyFile?: string;
-  /** The same as inline PEM (remote specs carry their credentials this way). */
-  ca?: string;
-  cert?: string;
-  key?: string;
-  username?: string;
-  password?: string;
-  dialTimeoutMs?: number;
-  /**
-   * HTTP/2 keepalive pings on the connection: one after timeMs without traffic, the connection (and every
-   * watch on it) failed when no answer came within timeoutMs. Off by default: grpc-js judges the answer on
-   * the event loop, so a process busy longer than timeoutMs in one synchronous pass would take its own stall
-   * for a dead etcd (51be69b took it back from the agent). etcd refuses pings closer than 5 s
-   * (--grpc-keepalive-min-time) and pings without an open stream, so timeMs ≥ 5000 and none are sent idle.
-   */
-  keepalive?: { timeMs: number; timeoutMs: number };
-}
-
-/**
- * etcd refuses a request with "revision of auth store is old" when users or
- * roles changed between its auth check and its apply (e.g. `clustermesh
- * node-credentials` for another node while this agent writes). The request was
- * not applied, so a retry is safe; etcd's own Go client retries it too. Without
- * this, the first endpoint registration of a node that starts while the
- * operator adds other nodes failed (the docker-compose testbed's setup job did
- * exactly that).
- */
-export function isAuthRevisionRace(err: Error): boolean {
-  return /revision of auth store is old/.test(err.message);
-}
-
-export function connectEtcd(o: EtcdOptions): Etcd3 {
-  // Watch responses during a bulk load can be large; lists are paginated (EtcdStore.list).
-  const opts: IOptions = {
-    hosts: o.endpoints,
-    dialTimeout: o.dialTimeoutMs ?? 3000,
-    grpcOptions: {
-      'grpc.max_receive_message_length': 64 << 20,
-      ...(o.keepalive ? { 'grpc.keepalive_time_ms': Math.max(5000, o.keepalive.timeMs), 'grpc.keepalive_timeout_ms': o.keepalive.timeoutMs } : {}),
-    },
-    // etcd3's defaults (watch backoff up to 30 s, a host circuit open 5 s after
-    // 3 failures) left agents 12-13 s behind a restarted etcd (npm run chaos,
-    // etcd-loss); state should flow again within about a second.
-    faultHandling: {
-      // every call: etcd3's default (3 attempts on recoverable errors), inside up to 20 attempts for the
-      // auth-revision race (an operator issuing many nodes' credentials bumps the revision every few ms)
-      global: wrap(
-        retry(handleWhen(isAuthRevisionRace), { maxAttempts: 20, backoff: new ExponentialBackoff({ initialDelay: 20, maxDelay: 500 }) }),
-        retry(handleWhen(isRecoverableError), { maxAttempts: 3 }),
-      ),
-      host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
-      // etcd3 calls next() on it first (it takes the factory its own default is)
-      watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 1000 }) as unknown as IBackoff<unknown>,
-    },
-  };
-  const ca = o.ca ? Buffer.from(o.ca) : o.caFile ? readFileSync(o.caFile) : undefined;
-  if (ca) {
-    const cert = o.cert ? Buffer.from(o.cert) : o.certFile ? readFileSync(o.certFile) : undefined;
-    const key = o.key ? Buffer.from(o.key) : o.keyFile ? readFileSync(o.keyFile) : undefined;
-    opts.credentials = { rootCertificate: ca, ...(cert ? { certChain: cert } : {}), ...(key ? { privateKey: key } : {}) };
-  }
-  if (o.username) opts.auth = { username: o.username, password: o.password ?? '' };
-  return new Etcd3(opts);
 }
 
 const LIST_PAGE = 5000;
@@ -176,7 +107,12 @@ export class EtcdStore implements KVStore, KVWriter {
 }
 
 export interface ListWatchSink {
-  upsert(key: string, value: string): void;
+  /**
+   * Returns `false` when the value was refused (counted by the sink) and the sink kept the key's previous value
+   * (anything else: taken). ListWatcher then removes that previous value if the refused one is of a new
+   * incarnation of the key (deleted in between).
+   */
+  upsert(key: string, value: string): unknown;
   remove(key: string): void;
   /** Called after every complete (re)list: the sink now mirrors the prefix. */
   synced?(): void;
@@ -184,7 +120,8 @@ export interface ListWatchSink {
 
 /** A sink of decoded records. */
 export interface RecordSink<T> {
-  upsert(key: string, value: T): void;
+  /** `false`: refused (as ListWatchSink.upsert). */
+  upsert(key: string, value: T): unknown;
   remove(key: string): void;
   synced?(): void;
 }
@@ -192,15 +129,17 @@ export interface RecordSink<T> {
 /**
  * Decodes every value with `codec` before `sink` sees it. A value that does
  * not decode is rejected alone (logged, counted in `rejections` under the
- * cluster its key names) and the sink keeps the key's previous good value;
- * `origin` names that cluster from the key.
+ * cluster its key names) and the sink keeps the key's previous good value
+ * (upsert answers false: ListWatcher removes that value if the key was
+ * deleted in between); `origin` names that cluster from the key.
  */
 export function decoded<T>(codec: Codec<T>, sink: RecordSink<T>, rejections: Rejections, origin: (key: string) => string = () => ''): ListWatchSink {
   return {
     upsert: (key, value) => {
       const r = tryDecode(codec, key, value);
-      if (r.ok) sink.upsert(key, r.value);
-      else rejections.add(r.error, origin(key));
+      if (r.ok) return sink.upsert(key, r.value);
+      rejections.add(r.error, origin(key));
+      return false;
     },
     remove: (key) => sink.remove(key),
     ...(sink.synced ? { synced: () => sink.synced!() } : {}),
@@ -227,13 +166,23 @@ export function valueDigest(s: string): number {
 /** A watch up this long (ms) before it broke counts as stable: the next relist starts at once. */
 export const STABLE_WATCH_MS = 10_000;
 
+/** What ListWatcher last saw of a key: its value's digest (valueDigest) and its create revision (0: unknown). */
+interface Seen {
+  d: number;
+  c: number;
+}
+
+/** A create revision as a number; 0 when the store gave none (memory stores of old tests). */
+function incarnation(createRevision: string | undefined): number {
+  return createRevision ? Number(createRevision) : 0;
+}
+
 export class ListWatcher {
   /**
-   * Key → digest of its value (valueDigest), not the value: the sink holds what
-   * it decoded, and a second copy of every value text cost ~350 B per remote
-   * endpoint (bench/memory.ts).
+   * Key → digest of its value (valueDigest), not the value, and its create revision: the sink holds what
+   * it decoded, and a second copy of every value text cost ~350 B per remote endpoint (bench/memory.ts).
    */
-  private readonly known = new Map<string, number>();
+  private readonly known = new Map<string, Seen>();
   private cancelWatch: (() => Promise<void>) | undefined;
   private stopped = false;
   private retryMs = 200;
@@ -308,6 +257,35 @@ export class ListWatcher {
     this.log.warn({ prefix: this.prefix, key, reason }, 'record rejected');
   }
 
+  /** Whether create revision `c` is another incarnation of `key` than the one last seen (both known). */
+  private reborn(key: string, c: number): boolean {
+    const k = this.known.get(key);
+    return k !== undefined && k.c !== 0 && c !== 0 && k.c !== c;
+  }
+
+  /**
+   * Hands the sink a put (listed or watched) unless the key holds this value in this incarnation already. A
+   * value the sink refuses leaves the previous one in force, but not across a delete: a new incarnation (another
+   * create_revision: deleted and created again, maybe unseen in a gap that forced a relist) whose value is
+   * refused removes the old incarnation's value, as the delete would have.
+   */
+  private put(kv: KV): void {
+    const c = incarnation(kv.createRevision);
+    const d = valueDigest(kv.value);
+    const k = this.known.get(kv.key);
+    if (k && k.d === d && k.c === c) return;
+    const reborn = this.reborn(kv.key, c);
+    this.known.set(kv.key, { d, c });
+    this.deliver('upsert', kv.key, () => {
+      if (this.sink.upsert(kv.key, kv.value) === false && reborn) this.sink.remove(kv.key);
+    });
+  }
+
+  /** The key is gone (deleted, or a new incarnation refused by the store): the sink forgets it. */
+  private drop(key: string): void {
+    if (this.known.delete(key)) this.deliver('remove', key, () => this.sink.remove(key));
+  }
+
   /**
    * Lists the prefix and hands the sink what changed: the list's revision, or
    * undefined once stopped. Its own frame: the listed keys and values are
@@ -320,16 +298,13 @@ export class ListWatcher {
       if (this.stopped) return;
       for (const kv of kvs) {
         seen.add(kv.key);
-        const d = valueDigest(kv.value);
-        if (this.known.get(kv.key) !== d) {
-          this.known.set(kv.key, d);
-          this.deliver('upsert', kv.key, () => this.sink.upsert(kv.key, kv.value));
-        }
+        this.put(kv);
       }
     };
-    // a key whose value is refused keeps its previous value (as on a watch), so it counts as seen
-    const rejected: Rejected = (key, reason) => {
-      if (reason === VALUE_NOT_UTF8) seen.add(key);
+    // a key whose value is refused keeps its previous value (as on a watch), so it counts as seen, unless it
+    // was deleted and created again since: then the previous value goes (removed below, as unseen)
+    const rejected: Rejected = (key, reason, createRevision) => {
+      if (reason === VALUE_NOT_UTF8 && !this.reborn(key, incarnation(createRevision))) seen.add(key);
       this.refused(key, reason);
     };
     let revision: string;
@@ -340,12 +315,7 @@ export class ListWatcher {
       revision = r.revision;
     }
     if (this.stopped) return undefined;
-    for (const key of [...this.known.keys()]) {
-      if (!seen.has(key)) {
-        this.known.delete(key);
-        this.deliver('remove', key, () => this.sink.remove(key));
-      }
-    }
+    for (const key of [...this.known.keys()]) if (!seen.has(key)) this.drop(key);
     return revision;
   }
 
@@ -367,19 +337,19 @@ export class ListWatcher {
         const w = await this.store.watch(this.prefix, next, {
           put: (kv) => {
             delivered = true;
-            const d = valueDigest(kv.value);
-            if (this.known.get(kv.key) === d) return;
-            this.known.set(kv.key, d);
-            this.deliver('upsert', kv.key, () => this.sink.upsert(kv.key, kv.value));
+            this.put(kv);
           },
           delete: (key) => {
             delivered = true;
-            if (!this.known.delete(key)) return;
-            this.deliver('remove', key, () => this.sink.remove(key));
+            this.drop(key);
           },
           broken: (err) => broken(err),
           connected: (up) => (this.connected = up),
-          rejected: (key, reason) => this.refused(key, reason),
+          rejected: (key, reason, createRevision) => {
+            this.refused(key, reason);
+            // etcd sends the delete before the put, so only a put without one (never from etcd) is caught here
+            if (reason === VALUE_NOT_UTF8 && this.reborn(key, incarnation(createRevision))) this.drop(key);
+          },
         });
         this.cancelWatch = () => w.cancel();
         if (this.stopped) {

@@ -209,7 +209,10 @@ export class RemoteReplication {
             // first list after a (re)start or a pin change the cached copy was made under what may
             // no longer hold, so a key refused then stays stale and is deleted with the rest.
             if (dst && (!bad || this.synced[type])) stale.delete(dst);
-            if (bad) return this.rejections.add(bad, remote);
+            if (bad) {
+              this.rejections.add(bad, remote);
+              return false; // refused: ListWatcher removes the cached copy if the key was deleted in between
+            }
             this.heldBytes += size - (this.held.get(k) ?? 0);
             this.held.set(k, size);
             this.writer.put(dst!, v);
