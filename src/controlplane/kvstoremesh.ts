@@ -86,6 +86,10 @@ export class KVStoreMesh {
    * granted: the local etcd down), each taken again after opts.leaseRetryMs.
    */
   readonly failures = { chain: 0, status: 0, statusPut: 0, start: 0, lease: 0 };
+  /** Local mirror transactions given up on past the coalescer's deadline (TxnCoalescer.stats.late), a total. */
+  get lateWrites(): number {
+    return this.mirror.stats.late;
+  }
   /** Remotes whose purge failed, tried again with a backoff (purge(), purgeretries.ts). */
   private readonly unpurged: PurgeRetries;
   /** Replications whose start failed, by remote (bounded by the remotes): the next try's timer, failures in a row. */

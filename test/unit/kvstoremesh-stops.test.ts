@@ -170,6 +170,9 @@ describe('kvstoremesh: purges whose writes the coalescer gave up on (review s6fi
     await vi.waitFor(() => expect(s.landed).toBe(1), soon);
     await vi.waitFor(() => expect(heldOf(local, 'c2')).toEqual([]), soon); // before: n2 and its marker stayed
     await vi.waitFor(() => expect(mesh.pending().unpurged).toBe(0), soon);
+    // the given-up write is counted and exported (before: only in the coalescer's stats)
+    expect(mesh.lateWrites).toBeGreaterThanOrEqual(1);
+    expect(await new KVStoreMeshMetrics('c1', mesh).text()).toContain(`wiremesh_kvstoremesh_late_writes_total{cluster="c1"} ${mesh.lateWrites}\n`);
     await mesh.stop();
   });
 
