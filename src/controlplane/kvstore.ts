@@ -8,8 +8,8 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { Range, type Etcd3 } from 'etcd3';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
-import { leanWatch, textKV, VALUE_NOT_UTF8, type Rejected, type WatchHandlers } from './etcdwatch.js';
-import { tryDecode, type Codec } from './records/codec.js';
+import { KEY_NOT_UTF8, leanWatch, textKV, VALUE_NOT_UTF8, type Rejected, type WatchHandlers } from './etcdwatch.js';
+import { RecordError, tryDecode, type Codec, type RecordType } from './records/codec.js';
 import type { Rejections } from './records/rejections.js';
 
 export interface KV {
@@ -144,6 +144,15 @@ export function decoded<T>(codec: Codec<T>, sink: RecordSink<T>, rejections: Rej
     remove: (key) => sink.remove(key),
     ...(sink.synced ? { synced: () => sink.synced!() } : {}),
   };
+}
+
+/**
+ * A store's refusals (list(prefix, rejected): bytes that are not valid UTF-8) counted in `rejections` as records of
+ * `type` from `origin`, as a decoder's refusals are (logged with key and reason, in metrics and status): a key that
+ * is not text is refused for its key, a value that is not text as not JSON (JSON text is UTF-8).
+ */
+export function refusedInto(rejections: Pick<Rejections, 'add'>, type: RecordType, origin: string): Rejected {
+  return (key, reason) => rejections.add(new RecordError(type, key, reason === KEY_NOT_UTF8 ? 'key' : 'not-json', reason), origin);
 }
 
 /**

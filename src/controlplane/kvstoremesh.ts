@@ -128,8 +128,8 @@ export class KVStoreMesh {
     // a late purge may have deleted the status of the remote's next replication: written again on the next tick
     this.purges = new Purges(this.mirror, () => this.statusPutMs, (name) => void this.written.delete(name));
     this.unpurged = new PurgeRetries({ first: opts.purgeRetryMs ?? 5000, max: 60_000 }, (name) => this.retryPurge(name));
-    this.collector = new IdentityCollector(local.identities, cluster, log);
     this.rejections = new Rejections(log);
+    this.collector = new IdentityCollector(local.identities, cluster, log, this.rejections);
   }
 
   /**

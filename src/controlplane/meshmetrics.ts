@@ -9,7 +9,7 @@ import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { KVStoreMesh } from './kvstoremesh.js';
 
 /** What a scrape reads of KVStoreMesh. */
-export type MeshMetricsSource = Pick<KVStoreMesh, 'failures' | 'pending' | 'statusPutMs' | 'lateWrites'>;
+export type MeshMetricsSource = Pick<KVStoreMesh, 'failures' | 'pending' | 'statusPutMs' | 'lateWrites' | 'rejections'>;
 
 /** failures key → the `what` label of wiremesh_kvstoremesh_failures_total. */
 const FAILURES: Array<[keyof KVStoreMesh['failures'], string]> = [
@@ -45,6 +45,16 @@ export class KVStoreMeshMetrics {
       collect() {
         this.reset();
         this.inc(mesh.lateWrites);
+      },
+    });
+    new Counter({
+      name: 'wiremesh_kvstoremesh_rejected_records_total',
+      help: 'Records this kvstoremesh refused, by the cluster the key named, record type and reason: the remotes\' (also in each remote\'s status) and its own cluster\'s (the identity collector\'s sweeps, counted once per sweep that lists them).',
+      labelNames: ['origin', 'type', 'reason'],
+      registers,
+      collect() {
+        this.reset();
+        for (const r of mesh.rejections.rows()) this.inc({ origin: r.origin, type: r.type, reason: r.reason }, r.count);
       },
     });
     new Gauge({

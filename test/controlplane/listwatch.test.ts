@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectEtcd, decoded, EtcdStore, ListWatcher } from '../../src/controlplane/kvstore.js';
 import { RecordError, Rejections, type Codec } from '../../src/controlplane/records/index.js';
 import { etcdMirrorTarget } from '../../src/controlplane/mirrorwriter.js';
+import { etcdCollectorStore } from '../../src/identity/allocator.js';
 import { startEtcd, type EtcdProcess } from '../../src/testbed/etcd.js';
 import { hasCommand, waitFor } from '../../src/testbed/netns.js';
 
@@ -284,6 +285,17 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
     expect(rejections.total + lw.rejectedEvents).toBe(2);
     expect(lw.relists).toBe(0);
     await lw.stop();
+    c.close();
+  });
+
+  it("the identity collector's list refuses a value that is not valid UTF-8 (reported, not read as U+FFFD text)", async () => {
+    const c = connectEtcd({ endpoints: [etcd.clientUrl] });
+    await c.put('wiremesh/ic/1').value('{}');
+    await c.put('wiremesh/ic/2').value(Buffer.from([0x7b, 0xff, 0x7d]));
+    const refused: string[] = [];
+    const kvs = await etcdCollectorStore(c).list('wiremesh/ic/', (key, reason) => void refused.push(`${key}: ${reason}`));
+    expect(kvs.map((kv) => kv.key)).toEqual(['wiremesh/ic/1']);
+    expect(refused).toEqual(['wiremesh/ic/2: value is not valid UTF-8']);
     c.close();
   });
 
