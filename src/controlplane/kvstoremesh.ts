@@ -275,10 +275,11 @@ export class KVStoreMesh {
       const purging = this.purges.pending(name); // a purge past its deadline would delete what this one writes
       if (purging && !(await within(purging.then(() => true), this.statusPutMs, false))) throw new Error('a purge of the remote is still in flight');
       // its read of the cache against a hung local etcd: given up on, tried again later (the same read, replication.ts)
-      if (!(await within(r.start().then(() => true), this.statusPutMs, false))) throw new Error('the read of the cache outran its deadline');
+      if (!(await within(r.start().then(() => true), this.statusPutMs, false))) throw new Error(`local cache read timed out (no answer within ${this.statusPutMs} ms)`);
       this.restarts.delete(name);
     } catch (err) {
       this.failures.start++;
+      r.startFailed((err as Error).message); // the status says why (a hung read left it at "not connected")
       const { first, max } = this.opts.startRetryMs ?? { first: 1000, max: 60_000 };
       const delay = Math.min(first * 2 ** Math.min(failed, 30), max);
       this.log.error({ remote: name, err: (err as Error).message, retryMs: delay }, 'replication start failed; trying again');
