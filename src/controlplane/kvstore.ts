@@ -9,6 +9,7 @@ import { Range, type Etcd3 } from 'etcd3';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 import { KEY_NOT_UTF8, leanWatch, textKV, VALUE_NOT_UTF8, type Rejected, type WatchHandlers } from './etcdwatch.js';
+import { doublingDelay } from './backoff.js';
 import { RecordError, tryDecode, type Codec, type RecordType } from './records/codec.js';
 import type { Rejections } from './records/rejections.js';
 
@@ -172,6 +173,9 @@ export function valueDigest(s: string): number {
   return createHmac('sha256', DIGEST_KEY).update(s).digest().readUIntLE(0, 6);
 }
 
+/** ListWatcher's retry pauses (ms): a failed list's, and a relist's after a watch that broke unstable. */
+const RETRY = { first: 200, max: 5000 };
+
 /** A watch up this long (ms) before it broke counts as stable: the next relist starts at once. */
 export const STABLE_WATCH_MS = 10_000;
 
@@ -194,13 +198,14 @@ export class ListWatcher {
   private readonly known = new Map<string, Seen>();
   private cancelWatch: (() => Promise<void>) | undefined;
   private stopped = false;
-  private retryMs = 200;
+  /** Lists failed in a row: the next retry waits 200 ms doubled per failure, at most 5 s. */
+  private listFailures = 0;
   /**
-   * The wait before relisting after a broken watch: 0 after a watch that delivered or stayed up
-   * STABLE_WATCH_MS, else 200 ms doubling to 5 s, so a remote that breaks every new watch (a response
-   * over the channel's limit, an event etcd never sends) cannot make us relist in a loop.
+   * Watches in a row that broke before they delivered anything or stayed up STABLE_WATCH_MS: the relist after
+   * such a one waits 200 ms doubled per further one, at most 5 s (after any other, none), so a remote that breaks
+   * every new watch (a response over the channel's limit, an event etcd never sends) cannot make us relist in a loop.
    */
-  private relistDelayMs = 0;
+  private unstableWatches = 0;
   relists = 0;
   connected = false;
   lastError: string | undefined;
@@ -337,7 +342,7 @@ export class ListWatcher {
         this.firstSynced();
         this.connected = true;
         this.lastError = undefined;
-        this.retryMs = 200;
+        this.listFailures = 0;
         const next = (BigInt(revision) + 1n).toString();
         let broken!: (err: Error) => void;
         const brokenP = new Promise<Error>((resolve) => (broken = resolve));
@@ -370,15 +375,16 @@ export class ListWatcher {
         // etcd already dropped a cancelled watcher: cancel() would wait for an answer that never comes
         void w.cancel().catch(() => undefined);
         this.relists++;
-        this.relistDelayMs = delivered || Date.now() - watchedAt >= STABLE_WATCH_MS ? 0 : Math.min(Math.max(this.relistDelayMs * 2, 200), 5000);
-        this.log.info({ prefix: this.prefix, reason: err.message, delayMs: this.relistDelayMs }, 'watch broken, relisting');
-        if (this.relistDelayMs > 0) await new Promise((r) => setTimeout(r, this.relistDelayMs));
+        const stable = delivered || Date.now() - watchedAt >= STABLE_WATCH_MS;
+        if (stable) this.unstableWatches = 0;
+        const delayMs = stable ? 0 : doublingDelay(this.unstableWatches++, RETRY);
+        this.log.info({ prefix: this.prefix, reason: err.message, delayMs }, 'watch broken, relisting');
+        if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
       } catch (err) {
         this.connected = false;
         this.lastError = (err as Error).message;
         this.log.warn({ prefix: this.prefix, err: this.lastError }, 'list failed, keeping cached state and retrying');
-        await new Promise((r) => setTimeout(r, this.retryMs));
-        this.retryMs = Math.min(this.retryMs * 2, 5000);
+        await new Promise((r) => setTimeout(r, doublingDelay(this.listFailures++, RETRY)));
       }
     }
   }

@@ -33,6 +33,7 @@ import { IdentityCollector } from '../identity/allocator.js';
 import { clusterConfigCodec, pinnedClusterCodec, RecordError, Rejections, remoteSpecCodec, Trust, type PinnedCluster, type RemoteSpec, type RemoteStatus } from './records/index.js';
 import { DEFAULT_BUDGET, RemoteReplication, type Budget, type RemoteConnector } from './replication.js';
 import { DEFAULT_COALESCER, TxnCoalescer, type CoalescerOptions } from './txncoalescer.js';
+import { doublingDelay } from './backoff.js';
 import { cachedRemotes } from './cachedremotes.js';
 import { PurgeRetries } from './purgeretries.js';
 import { Purges } from './purges.js';
@@ -144,8 +145,7 @@ export class KVStoreMesh {
     lease.onLost?.((err) => {
       if (this.lease !== lease || this.stopped || this.leaseTimer) return;
       this.failures.lease++;
-      const { first, max } = this.opts.leaseRetryMs ?? { first: 200, max: 5000 };
-      const delay = Math.min(first * 2 ** Math.min(this.leaseLosses++, 30), max);
+      const delay = doublingDelay(this.leaseLosses++, this.opts.leaseRetryMs ?? { first: 200, max: 5000 });
       this.log.warn({ err: err.message, retryMs: delay }, 'kvstoremesh lease lost; taking a new one');
       this.leaseTimer = setTimeout(() => {
         this.leaseTimer = undefined;
@@ -280,8 +280,7 @@ export class KVStoreMesh {
     } catch (err) {
       this.failures.start++;
       r.startFailed((err as Error).message); // the status says why (a hung read left it at "not connected")
-      const { first, max } = this.opts.startRetryMs ?? { first: 1000, max: 60_000 };
-      const delay = Math.min(first * 2 ** Math.min(failed, 30), max);
+      const delay = doublingDelay(failed, this.opts.startRetryMs ?? { first: 1000, max: 60_000 });
       this.log.error({ remote: name, err: (err as Error).message, retryMs: delay }, 'replication start failed; trying again');
       const timer = setTimeout(() => {
         this.enqueue(name, 'replication start', async () => {
