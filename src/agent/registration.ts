@@ -8,7 +8,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { endpointName, stateKey, statePrefix } from '../controlplane/keys.js';
-import type { KVLease, KVStore, KVWriter } from '../controlplane/kvstore.js';
+import { refusedInto, type KVLease, type KVStore, type KVWriter } from '../controlplane/kvstore.js';
 import { endpointCodec, gatewayCodec, namespaceCodec, nodeCodec, stateLocation, tryDecode, type EndpointRecord, type NodeRecord, type RecordError } from '../controlplane/records/index.js';
 import { MAX_LABELS } from '../controlplane/records/fields.js';
 import type { GatewayRecord } from '../controlplane/types.js';
@@ -161,7 +161,9 @@ export class Registration {
   /** This cluster's Namespace objects, read once at start (the watcher keeps them after). */
   async loadNamespaces(): Promise<void> {
     try {
-      for (const { key, value } of (await this.d.store.list(statePrefix('namespaces', this.cluster))).kvs) {
+      // what the store refuses (not UTF-8) is counted as the decoder's refusals are, not dropped unseen
+      const refused = refusedInto(this.d.rejections, namespaceCodec.type, this.cluster);
+      for (const { key, value } of (await this.d.store.list(statePrefix('namespaces', this.cluster), refused)).kvs) {
         const loc = stateLocation('namespaces', key);
         const r = tryDecode(namespaceCodec, key, value);
         if (!r.ok) this.d.rejections.add(r.error, this.cluster);

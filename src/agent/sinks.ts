@@ -83,7 +83,10 @@ class Sinks {
       upsert: (k, v) => {
         const loc = stateLocation(type, k);
         if (!loc) return;
-        if (loc.cached && loc.cluster === own) return rej.add(new RecordError(codec.type, k, 'claim', `a cached record names this cluster (${own}): only its own agents speak for it`), loc.cluster);
+        if (loc.cached && loc.cluster === own) {
+          rej.add(new RecordError(codec.type, k, 'claim', `a cached record names this cluster (${own}): only its own agents speak for it`), loc.cluster);
+          return false;
+        }
         upsert(k, loc.cluster, loc.name, v);
       },
       remove,

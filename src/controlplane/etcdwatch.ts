@@ -34,17 +34,22 @@ import { encodeMessage, etcdPool, rpc, type Pool } from './etcdproto.js';
 
 /** What a store's watch calls (KVStore.watch, kvstore.ts, re-exports it): defined here, where it is called. */
 export interface WatchHandlers {
-  put(kv: { key: string; value: string }, revision: string): void;
+  /** kv.createRevision: etcd's create_revision (the key's incarnation: a delete and a put give a new one). */
+  put(kv: { key: string; value: string; createRevision?: string }, revision: string): void;
   delete(key: string, revision: string): void;
   /** The watch cannot continue (compaction, cancel): the caller must relist. */
   broken(err: Error): void;
   connected?(up: boolean): void;
   /** An event the store refused alone (a key or value that is not valid UTF-8); the watch goes on. */
-  rejected?(key: string, reason: string): void;
+  rejected?: Rejected;
 }
 
-/** A record a store refused alone (`key` as text, or hex when the key itself is not valid UTF-8). */
-export type Rejected = (key: string, reason: string) => void;
+/**
+ * A record a store refused alone (`key` as text, or hex when the key itself is not valid UTF-8);
+ * `createRevision`, when known, is the refused put's create_revision (a new incarnation of the key, after a
+ * delete, must not leave the old incarnation's value in force: kvstore.ts ListWatcher).
+ */
+export type Rejected = (key: string, reason: string, createRevision?: string) => void;
 
 /** Why a record is refused as text (handlers.rejected's reason); the list reports the same (kvstore.ts). */
 export const KEY_NOT_UTF8 = 'key is not valid UTF-8';
@@ -61,11 +66,13 @@ export function textKey(key: Buffer, rejected: Rejected | undefined): string | u
  * A key and value as text, or undefined after reporting the refusal: bytes that are not valid UTF-8 are
  * refused alone rather than turned into U+FFFD (two binary keys would merge, and a deletion would miss).
  */
-export function textKV(kv: { key: Buffer; value: Buffer }, rejected: Rejected | undefined): { key: string; value: string } | undefined {
+export function textKV(kv: { key: Buffer; value: Buffer; create_revision?: Int64 | string }, rejected: Rejected | undefined): { key: string; value: string; createRevision?: string } | undefined {
   const key = textKey(kv.key, rejected);
   if (key === undefined) return undefined;
-  if (isUtf8(kv.value)) return { key, value: kv.value.toString() };
-  rejected?.(key, VALUE_NOT_UTF8);
+  const c = kv.create_revision;
+  const createRevision = c === undefined || c === null ? undefined : String(revisionNumber(c, 'create revision'));
+  if (isUtf8(kv.value)) return { key, value: kv.value.toString(), ...(createRevision ? { createRevision } : {}) };
+  rejected?.(key, VALUE_NOT_UTF8, createRevision);
   return undefined;
 }
 
@@ -79,6 +86,7 @@ export interface WireKV {
   key: Buffer;
   value: Buffer;
   mod_revision: Int64;
+  create_revision: Int64;
 }
 /** A decoded WatchResponse; absent fields read as protobufjs's prototype defaults (false, '', 0, []). */
 export interface WireWatchResponse {

@@ -5,22 +5,24 @@
  * pattern once for the agent and the kvstoremesh replicator alike.
  */
 import { createHmac, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, retry, wrap, type IBackoff } from 'cockatiel';
-import { Etcd3, isRecoverableError, Range, type IOptions } from 'etcd3';
+import { Range, type Etcd3 } from 'etcd3';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
-import { leanWatch, textKV, VALUE_NOT_UTF8, type Rejected, type WatchHandlers } from './etcdwatch.js';
+import { KEY_NOT_UTF8, leanWatch, textKV, VALUE_NOT_UTF8, type Rejected, type WatchHandlers } from './etcdwatch.js';
+import { doublingDelay } from './backoff.js';
 import { DigestTable } from './digesttable.js';
-import { tryDecode, type Codec } from './records/codec.js';
+import { RecordError, tryDecode, type Codec, type RecordType } from './records/codec.js';
 import type { Rejections } from './records/rejections.js';
 
 export interface KV {
   key: string;
   value: string;
+  /** etcd's create_revision (decimal): the key's incarnation, new after a delete; absent when the store has none. */
+  createRevision?: string;
 }
 
 export type { Rejected, WatchHandlers } from './etcdwatch.js';
+export { connectEtcd, isAuthRevisionRace, type EtcdOptions } from './etcdconnect.js';
 
 export interface KVStore {
   /** `rejected`: records refused alone (etcd: bytes that are not valid UTF-8), left out of `kvs`. */
@@ -51,76 +53,6 @@ export interface KVWriter {
   delete(key: string): Promise<void>;
   /** A lease of `ttlSeconds`, kept alive until released. */
   lease(ttlSeconds: number): KVLease;
-}
-
-export interface EtcdOptions {
-  endpoints: string[];
-  /** PEM files for TLS; all three for mutual TLS. */
-  caFile?: string;
-  certFile?: string;
-  keyFile?: string;
-  /** The same as inline PEM (remote specs carry their credentials this way). */
-  ca?: string;
-  cert?: string;
-  key?: string;
-  username?: string;
-  password?: string;
-  dialTimeoutMs?: number;
-  /**
-   * HTTP/2 keepalive pings on the connection: one after timeMs without traffic, the connection (and every
-   * watch on it) failed when no answer came within timeoutMs. Off by default: grpc-js judges the answer on
-   * the event loop, so a process busy longer than timeoutMs in one synchronous pass would take its own stall
-   * for a dead etcd (51be69b took it back from the agent). etcd refuses pings closer than 5 s
-   * (--grpc-keepalive-min-time) and pings without an open stream, so timeMs ≥ 5000 and none are sent idle.
-   */
-  keepalive?: { timeMs: number; timeoutMs: number };
-}
-
-/**
- * etcd refuses a request with "revision of auth store is old" when users or
- * roles changed between its auth check and its apply (e.g. `clustermesh
- * node-credentials` for another node while this agent writes). The request was
- * not applied, so a retry is safe; etcd's own Go client retries it too. Without
- * this, the first endpoint registration of a node that starts while the
- * operator adds other nodes failed (the docker-compose testbed's setup job did
- * exactly that).
- */
-export function isAuthRevisionRace(err: Error): boolean {
-  return /revision of auth store is old/.test(err.message);
-}
-
-export function connectEtcd(o: EtcdOptions): Etcd3 {
-  // Watch responses during a bulk load can be large; lists are paginated (EtcdStore.list).
-  const opts: IOptions = {
-    hosts: o.endpoints,
-    dialTimeout: o.dialTimeoutMs ?? 3000,
-    grpcOptions: {
-      'grpc.max_receive_message_length': 64 << 20,
-      ...(o.keepalive ? { 'grpc.keepalive_time_ms': Math.max(5000, o.keepalive.timeMs), 'grpc.keepalive_timeout_ms': o.keepalive.timeoutMs } : {}),
-    },
-    // etcd3's defaults (watch backoff up to 30 s, a host circuit open 5 s after
-    // 3 failures) left agents 12-13 s behind a restarted etcd (npm run chaos,
-    // etcd-loss); state should flow again within about a second.
-    faultHandling: {
-      // every call: etcd3's default (3 attempts on recoverable errors), inside up to 20 attempts for the
-      // auth-revision race (an operator issuing many nodes' credentials bumps the revision every few ms)
-      global: wrap(
-        retry(handleWhen(isAuthRevisionRace), { maxAttempts: 20, backoff: new ExponentialBackoff({ initialDelay: 20, maxDelay: 500 }) }),
-        retry(handleWhen(isRecoverableError), { maxAttempts: 3 }),
-      ),
-      host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
-      // etcd3 calls next() on it first (it takes the factory its own default is)
-      watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 1000 }) as unknown as IBackoff<unknown>,
-    },
-  };
-  const ca = o.ca ? Buffer.from(o.ca) : o.caFile ? readFileSync(o.caFile) : undefined;
-  if (ca) {
-    const cert = o.cert ? Buffer.from(o.cert) : o.certFile ? readFileSync(o.certFile) : undefined;
-    const key = o.key ? Buffer.from(o.key) : o.keyFile ? readFileSync(o.keyFile) : undefined;
-    opts.credentials = { rootCertificate: ca, ...(cert ? { certChain: cert } : {}), ...(key ? { privateKey: key } : {}) };
-  }
-  if (o.username) opts.auth = { username: o.username, password: o.password ?? '' };
-  return new Etcd3(opts);
 }
 
 const LIST_PAGE = 5000;
@@ -177,7 +109,12 @@ export class EtcdStore implements KVStore, KVWriter {
 }
 
 export interface ListWatchSink {
-  upsert(key: string, value: string): void;
+  /**
+   * Returns `false` when the value was refused (counted by the sink) and the sink kept the key's previous value
+   * (anything else: taken). ListWatcher then removes that previous value if the refused one is of a new
+   * incarnation of the key (deleted in between).
+   */
+  upsert(key: string, value: string): unknown;
   remove(key: string): void;
   /** Called after every complete (re)list: the sink now mirrors the prefix. */
   synced?(): void;
@@ -185,7 +122,8 @@ export interface ListWatchSink {
 
 /** A sink of decoded records. */
 export interface RecordSink<T> {
-  upsert(key: string, value: T): void;
+  /** `false`: refused (as ListWatchSink.upsert). */
+  upsert(key: string, value: T): unknown;
   remove(key: string): void;
   synced?(): void;
 }
@@ -193,19 +131,30 @@ export interface RecordSink<T> {
 /**
  * Decodes every value with `codec` before `sink` sees it. A value that does
  * not decode is rejected alone (logged, counted in `rejections` under the
- * cluster its key names) and the sink keeps the key's previous good value;
- * `origin` names that cluster from the key.
+ * cluster its key names) and the sink keeps the key's previous good value
+ * (upsert answers false: ListWatcher removes that value if the key was
+ * deleted in between); `origin` names that cluster from the key.
  */
 export function decoded<T>(codec: Codec<T>, sink: RecordSink<T>, rejections: Rejections, origin: (key: string) => string = () => ''): ListWatchSink {
   return {
     upsert: (key, value) => {
       const r = tryDecode(codec, key, value);
-      if (r.ok) sink.upsert(key, r.value);
-      else rejections.add(r.error, origin(key));
+      if (r.ok) return sink.upsert(key, r.value);
+      rejections.add(r.error, origin(key));
+      return false;
     },
     remove: (key) => sink.remove(key),
     ...(sink.synced ? { synced: () => sink.synced!() } : {}),
   };
+}
+
+/**
+ * A store's refusals (list(prefix, rejected): bytes that are not valid UTF-8) counted in `rejections` as records of
+ * `type` from `origin`, as a decoder's refusals are (logged with key and reason, in metrics and status): a key that
+ * is not text is refused for its key, a value that is not text as not JSON (JSON text is UTF-8).
+ */
+export function refusedInto(rejections: Pick<Rejections, 'add'>, type: RecordType, origin: string): Rejected {
+  return (key, reason) => rejections.add(new RecordError(type, key, reason === KEY_NOT_UTF8 ? 'key' : 'not-json', reason), origin);
 }
 
 /**
@@ -225,27 +174,34 @@ export function valueDigest(s: string): number {
   return createHmac('sha256', DIGEST_KEY).update(s).digest().readUIntLE(0, 6);
 }
 
+/** ListWatcher's retry pause (ms) after a failed list or watch creation, or a watch that broke unstable. */
+const RETRY = { first: 200, max: 5000 };
+
 /** A watch up this long (ms) before it broke counts as stable: the next relist starts at once. */
 export const STABLE_WATCH_MS = 10_000;
 
+/** A create revision as a number; 0 when the store gave none (memory stores of old tests). */
+function incarnation(createRevision: string | undefined): number {
+  return createRevision ? Number(createRevision) : 0;
+}
+
 export class ListWatcher {
   /**
-   * Key → digest of its value (valueDigest), not the value: the sink holds what
-   * it decoded, and a second copy of every value text cost ~350 B per remote
-   * endpoint (bench/memory.ts); digests in a Float64 column, not a heap
-   * number each (digesttable.ts).
+   * Key → digest of its value (valueDigest), not the value, and its create revision (0: unknown): the sink
+   * holds what it decoded, and a second copy of every value text cost ~350 B per remote endpoint
+   * (bench/memory.ts); both in Float64 columns, not heap objects (digesttable.ts).
    */
   private readonly known = new DigestTable();
   private cancelWatch: (() => Promise<void>) | undefined;
   private stopped = false;
   /**
-   * The wait before the next list, after a failed list, a failed watch creation or a broken watch: 0 only
-   * after a watch that stayed up STABLE_WATCH_MS, else 200 ms doubling to 5 s. One backoff for all three,
-   * reset by a stable watch alone, so a remote cannot make us relist in a loop by breaking every new watch
-   * (a response over the channel's limit, an event etcd never sends), even after delivering one event
-   * first, nor by serving the list and failing the watch creation.
+   * Failed lists, failed watch creations and watches broken before staying up STABLE_WATCH_MS, in a row: the
+   * next list waits 200 ms doubled per further one, at most 5 s; only a watch up STABLE_WATCH_MS resets it. One
+   * backoff for the three, so a remote cannot make us relist in a loop by breaking every new watch (a response
+   * over the channel's limit, an event etcd never sends), even after delivering one event first, nor by
+   * serving the list and failing every watch creation.
    */
-  private relistDelayMs = 0;
+  private failures = 0;
   relists = 0;
   connected = false;
   lastError: string | undefined;
@@ -311,6 +267,34 @@ export class ListWatcher {
     this.log.warn({ prefix: this.prefix, key, reason }, 'record rejected');
   }
 
+  /** Whether create revision `c` is another incarnation of `key` than the one last seen (both known). */
+  private reborn(key: string, c: number): boolean {
+    const k = this.known.createRevision(key);
+    return k !== undefined && k !== 0 && c !== 0 && k !== c;
+  }
+
+  /**
+   * Hands the sink a put (listed or watched) unless the key holds this value in this incarnation already. A
+   * value the sink refuses leaves the previous one in force, but not across a delete: a new incarnation (another
+   * create_revision: deleted and created again, maybe unseen in a gap that forced a relist) whose value is
+   * refused removes the old incarnation's value, as the delete would have.
+   */
+  private put(kv: KV): void {
+    const c = incarnation(kv.createRevision);
+    const d = valueDigest(kv.value);
+    if (this.known.get(kv.key) === d && this.known.createRevision(kv.key) === c) return;
+    const reborn = this.reborn(kv.key, c);
+    this.known.set(kv.key, d, c);
+    this.deliver('upsert', kv.key, () => {
+      if (this.sink.upsert(kv.key, kv.value) === false && reborn) this.sink.remove(kv.key);
+    });
+  }
+
+  /** The key is gone (deleted, or a new incarnation refused by the store): the sink forgets it. */
+  private drop(key: string): void {
+    if (this.known.delete(key)) this.deliver('remove', key, () => this.sink.remove(key));
+  }
+
   /**
    * Lists the prefix and hands the sink what changed: the list's revision, or
    * undefined once stopped. Its own frame: the listed keys and values are
@@ -323,16 +307,13 @@ export class ListWatcher {
       if (this.stopped) return;
       for (const kv of kvs) {
         seen.add(kv.key);
-        const d = valueDigest(kv.value);
-        if (this.known.get(kv.key) !== d) {
-          this.known.set(kv.key, d);
-          this.deliver('upsert', kv.key, () => this.sink.upsert(kv.key, kv.value));
-        }
+        this.put(kv);
       }
     };
-    // a key whose value is refused keeps its previous value (as on a watch), so it counts as seen
-    const rejected: Rejected = (key, reason) => {
-      if (reason === VALUE_NOT_UTF8) seen.add(key);
+    // a key whose value is refused keeps its previous value (as on a watch), so it counts as seen, unless it
+    // was deleted and created again since: then the previous value goes (removed below, as unseen)
+    const rejected: Rejected = (key, reason, createRevision) => {
+      if (reason === VALUE_NOT_UTF8 && !this.reborn(key, incarnation(createRevision))) seen.add(key);
       this.refused(key, reason);
     };
     let revision: string;
@@ -343,19 +324,14 @@ export class ListWatcher {
       revision = r.revision;
     }
     if (this.stopped) return undefined;
-    for (const key of [...this.known.keys()]) {
-      if (!seen.has(key)) {
-        this.known.delete(key);
-        this.deliver('remove', key, () => this.sink.remove(key));
-      }
-    }
+    for (const key of [...this.known.keys()]) if (!seen.has(key)) this.drop(key);
     return revision;
   }
 
-  /** The next wait (ms): 0 after a stable watch, else 200 ms doubling to 5 s (relistDelayMs). */
+  /** The pause (ms) before the next list: 0 after a stable watch, else the backoff of `failures`. */
   private backoff(stable: boolean): number {
-    this.relistDelayMs = stable ? 0 : Math.min(Math.max(this.relistDelayMs * 2, 200), 5000);
-    return this.relistDelayMs;
+    if (stable) this.failures = 0;
+    return stable ? 0 : doublingDelay(this.failures++, RETRY);
   }
 
   private async cycle(): Promise<void> {
@@ -372,19 +348,15 @@ export class ListWatcher {
         const brokenP = new Promise<Error>((resolve) => (broken = resolve));
         const watchedAt = Date.now();
         const w = await this.store.watch(this.prefix, next, {
-          put: (kv) => {
-            const d = valueDigest(kv.value);
-            if (this.known.get(kv.key) === d) return;
-            this.known.set(kv.key, d);
-            this.deliver('upsert', kv.key, () => this.sink.upsert(kv.key, kv.value));
-          },
-          delete: (key) => {
-            if (!this.known.delete(key)) return;
-            this.deliver('remove', key, () => this.sink.remove(key));
-          },
+          put: (kv) => this.put(kv),
+          delete: (key) => this.drop(key),
           broken: (err) => broken(err),
           connected: (up) => (this.connected = up),
-          rejected: (key, reason) => this.refused(key, reason),
+          rejected: (key, reason, createRevision) => {
+            this.refused(key, reason);
+            // etcd sends the delete before the put, so only a put without one (never from etcd) is caught here
+            if (reason === VALUE_NOT_UTF8 && this.reborn(key, incarnation(createRevision))) this.drop(key);
+          },
         });
         this.cancelWatch = () => w.cancel();
         if (this.stopped) {

@@ -33,6 +33,7 @@ import { IdentityCollector } from '../identity/allocator.js';
 import { clusterConfigCodec, pinnedClusterCodec, RecordError, Rejections, remoteSpecCodec, Trust, type PinnedCluster, type RemoteSpec, type RemoteStatus } from './records/index.js';
 import { DEFAULT_BUDGET, RemoteReplication, type Budget, type RemoteConnector } from './replication.js';
 import { DEFAULT_COALESCER, TxnCoalescer, type CoalescerOptions } from './txncoalescer.js';
+import { doublingDelay } from './backoff.js';
 import { cachedRemotes } from './cachedremotes.js';
 import { PurgeRetries } from './purgeretries.js';
 import { Purges } from './purges.js';
@@ -86,6 +87,10 @@ export class KVStoreMesh {
    * granted: the local etcd down), each taken again after opts.leaseRetryMs.
    */
   readonly failures = { chain: 0, status: 0, statusPut: 0, start: 0, lease: 0 };
+  /** Local mirror transactions given up on past the coalescer's deadline (TxnCoalescer.stats.late), a total. */
+  get lateWrites(): number {
+    return this.mirror.stats.late;
+  }
   /** Remotes whose purge failed, tried again with a backoff (purge(), purgeretries.ts). */
   private readonly unpurged: PurgeRetries;
   /** Replications whose start failed, by remote (bounded by the remotes): the next try's timer, failures in a row. */
@@ -124,8 +129,8 @@ export class KVStoreMesh {
     // a late purge may have deleted the status of the remote's next replication: written again on the next tick
     this.purges = new Purges(this.mirror, () => this.statusPutMs, (name) => void this.written.delete(name));
     this.unpurged = new PurgeRetries({ first: opts.purgeRetryMs ?? 5000, max: 60_000 }, (name) => this.retryPurge(name));
-    this.collector = new IdentityCollector(local.identities, cluster, log);
     this.rejections = new Rejections(log);
+    this.collector = new IdentityCollector(local.identities, cluster, log, this.rejections);
   }
 
   /**
@@ -140,8 +145,7 @@ export class KVStoreMesh {
     lease.onLost?.((err) => {
       if (this.lease !== lease || this.stopped || this.leaseTimer) return;
       this.failures.lease++;
-      const { first, max } = this.opts.leaseRetryMs ?? { first: 200, max: 5000 };
-      const delay = Math.min(first * 2 ** Math.min(this.leaseLosses++, 30), max);
+      const delay = doublingDelay(this.leaseLosses++, this.opts.leaseRetryMs ?? { first: 200, max: 5000 });
       this.log.warn({ err: err.message, retryMs: delay }, 'kvstoremesh lease lost; taking a new one');
       this.leaseTimer = setTimeout(() => {
         this.leaseTimer = undefined;
@@ -271,12 +275,12 @@ export class KVStoreMesh {
       const purging = this.purges.pending(name); // a purge past its deadline would delete what this one writes
       if (purging && !(await within(purging.then(() => true), this.statusPutMs, false))) throw new Error('a purge of the remote is still in flight');
       // its read of the cache against a hung local etcd: given up on, tried again later (the same read, replication.ts)
-      if (!(await within(r.start().then(() => true), this.statusPutMs, false))) throw new Error('the read of the cache outran its deadline');
+      if (!(await within(r.start().then(() => true), this.statusPutMs, false))) throw new Error(`local cache read timed out (no answer within ${this.statusPutMs} ms)`);
       this.restarts.delete(name);
     } catch (err) {
       this.failures.start++;
-      const { first, max } = this.opts.startRetryMs ?? { first: 1000, max: 60_000 };
-      const delay = Math.min(first * 2 ** Math.min(failed, 30), max);
+      r.startFailed((err as Error).message); // the status says why (a hung read left it at "not connected")
+      const delay = doublingDelay(failed, this.opts.startRetryMs ?? { first: 1000, max: 60_000 });
       this.log.error({ remote: name, err: (err as Error).message, retryMs: delay }, 'replication start failed; trying again');
       const timer = setTimeout(() => {
         this.enqueue(name, 'replication start', async () => {

@@ -51,6 +51,8 @@ interface Event {
   key: string;
   value: string;
   revision: number;
+  /** A put's key's create revision (0 on a delete). */
+  createRevision: number;
 }
 
 interface Watch {
@@ -97,7 +99,7 @@ export class MemKV implements KVStore {
   /** All keys under prefix in key order, at the current revision; rejects during an outage. */
   async list(prefix: string): Promise<{ revision: string; kvs: KV[] }> {
     this.reachable();
-    return { revision: String(this.rev), kvs: this.entries(prefix).map(({ key, value }) => ({ key, value })) };
+    return { revision: String(this.rev), kvs: this.entries(prefix).map(({ key, value, createRevision }) => ({ key, value, createRevision: String(createRevision) })) };
   }
 
   /**
@@ -274,7 +276,7 @@ export class MemKV implements KVStore {
           this.leases.get(op.lease)!.keys.add(op.put);
         }
         this.data.set(op.put, e);
-        events.push({ type: 'put', key: op.put, value: op.value, revision });
+        events.push({ type: 'put', key: op.put, value: op.value, revision, createRevision: e.createRevision });
         continue;
       }
       const keys = op.prefix ? [...this.data.keys()].filter((k) => k.startsWith(op.delete)).sort() : this.data.has(op.delete) ? [op.delete] : [];
@@ -282,7 +284,7 @@ export class MemKV implements KVStore {
         const lease = this.data.get(k)!.lease;
         if (lease !== undefined) this.leases.get(lease)?.keys.delete(k);
         this.data.delete(k);
-        events.push({ type: 'delete', key: k, value: '', revision });
+        events.push({ type: 'delete', key: k, value: '', revision, createRevision: 0 });
         deleted++;
       }
     }
@@ -312,7 +314,7 @@ export class MemKV implements KVStore {
             const ev = this.history[i]!;
             w.next = ev.revision + 1;
             if (!ev.key.startsWith(w.prefix)) continue;
-            if (ev.type === 'put') w.h.put({ key: ev.key, value: ev.value }, String(ev.revision));
+            if (ev.type === 'put') w.h.put({ key: ev.key, value: ev.value, createRevision: String(ev.createRevision) }, String(ev.revision));
             else w.h.delete(ev.key, String(ev.revision));
           }
         }

@@ -9,7 +9,7 @@ import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { KVStoreMesh } from './kvstoremesh.js';
 
 /** What a scrape reads of KVStoreMesh. */
-export type MeshMetricsSource = Pick<KVStoreMesh, 'failures' | 'pending' | 'statusPutMs'>;
+export type MeshMetricsSource = Pick<KVStoreMesh, 'failures' | 'pending' | 'statusPutMs' | 'lateWrites' | 'rejections'>;
 
 /** failures key → the `what` label of wiremesh_kvstoremesh_failures_total. */
 const FAILURES: Array<[keyof KVStoreMesh['failures'], string]> = [
@@ -36,6 +36,25 @@ export class KVStoreMeshMetrics {
         // prom-client counters only go up by inc(): the totals kept by KVStoreMesh are set with reset() + inc()
         this.reset();
         for (const [k, what] of FAILURES) this.inc({ what }, mesh.failures[k]);
+      },
+    });
+    new Counter({
+      name: 'wiremesh_kvstoremesh_late_writes_total',
+      help: "Transactions of the remotes' mirror writes to the local etcd given up on past their deadline (the local etcd did not answer in time): not cancelled, they may still land; their writes are done again once they settled.",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(mesh.lateWrites);
+      },
+    });
+    new Counter({
+      name: 'wiremesh_kvstoremesh_rejected_records_total',
+      help: 'Records this kvstoremesh refused, by the cluster the key named, record type and reason: the remotes\' (also in each remote\'s status) and its own cluster\'s (the identity collector\'s sweeps, counted once per sweep that lists them).',
+      labelNames: ['origin', 'type', 'reason'],
+      registers,
+      collect() {
+        this.reset();
+        for (const r of mesh.rejections.rows()) this.inc({ origin: r.origin, type: r.type, reason: r.reason }, r.count);
       },
     });
     new Gauge({

@@ -6,6 +6,8 @@
  * (review s6fix-r2 #3), as starts and leases back off. Bounds: per remote whose purge failed (bounded by the
  * remotes ever connected), one timer or one queued retry at a time, never both.
  */
+import { doublingDelay } from './backoff.js';
+
 export class PurgeRetries {
   /** Per remote not purged: failures in a row, its timer while one is armed, whether its retry is queued. */
   private readonly remotes = new Map<string, { failed: number; timer?: NodeJS.Timeout; queued: boolean }>();
@@ -30,7 +32,7 @@ export class PurgeRetries {
       e.timer = undefined;
       e.queued = true;
       this.retry(name);
-    }, Math.min(first * 2 ** Math.min(e.failed - 1, 30), Math.max(first, max)));
+    }, doublingDelay(e.failed - 1, { first, max: Math.max(first, max) }));
     e.timer.unref();
   }
 

@@ -105,8 +105,9 @@ export class RemoteReplication {
   /** Bytes (key + value) of every record copied, by source key: the budget's measure. */
   private readonly held = new Map<string, number>();
   private heldBytes = 0;
-  /** Why the last start failed, until one succeeds (status: lastError). */
+  /** Why the last start failed, until one succeeds (status: lastError); since when starts fail in a row (ms). */
   private startError: string | undefined;
+  private startFailingSince: number | undefined;
   /** The start's read of the cache while in flight; whether stop() was called (a late read then starts nothing). */
   private starting: Promise<void> | undefined;
   private stopped = false;
@@ -183,10 +184,11 @@ export class RemoteReplication {
     try {
       for (const type of REPLICATED_TYPES) stales.push(new Set(await this.local.keys(cachePrefix(type, remote))));
     } catch (err) {
-      this.startError = `start failed: ${(err as Error).message}`;
+      this.startFailed((err as Error).message);
       throw err;
     }
     this.startError = undefined;
+    this.startFailingSince = undefined;
     // stopped while its read hung (KVStoreMesh gave up on this start): no watchers for a replication no longer current
     if (this.stopped) return;
     for (const [i, type] of REPLICATED_TYPES.entries()) {
@@ -209,7 +211,10 @@ export class RemoteReplication {
             // first list after a (re)start or a pin change the cached copy was made under what may
             // no longer hold, so a key refused then stays stale and is deleted with the rest.
             if (dst && (!bad || this.synced[type])) stale.delete(dst);
-            if (bad) return this.rejections.add(bad, remote);
+            if (bad) {
+              this.rejections.add(bad, remote);
+              return false; // refused: ListWatcher removes the cached copy if the key was deleted in between
+            }
             this.heldBytes += size - (this.held.get(k) ?? 0);
             this.held.set(k, size);
             this.writer.put(dst!, v);
@@ -242,6 +247,15 @@ export class RemoteReplication {
       this.watchers.push(w);
       void w.start();
     }
+  }
+
+  /**
+   * A start that failed or that its caller gave up on (KVStoreMesh: the read of the local cache past its deadline):
+   * the status says why, and since when starts fail in a row, until one succeeds (else it said only "not connected").
+   */
+  startFailed(reason: string, now = Date.now()): void {
+    this.startFailingSince ??= now;
+    this.startError = `start failed: ${reason} (failing since ${new Date(this.startFailingSince).toISOString()})`;
   }
 
   /**

@@ -19,7 +19,9 @@ import { identityIndexKey, identityRefKey, identityRefsPrefix, stateKey, statePr
 import { MeshError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { clusterIdentity, DEFAULT_MAX_CLUSTERS, labelsHash, maxLocalId, MIN_LOCAL_ID, type IdentityRecord, type Labels, type MaxClusters } from './identity.js';
-import { identityCodec, tryDecode } from '../controlplane/records/index.js';
+import { identityCodec, Rejections, tryDecode } from '../controlplane/records/index.js';
+import { refusedInto } from '../controlplane/kvstore.js';
+import { textKV, type Rejected } from '../controlplane/etcdwatch.js';
 
 export class IdentityAllocator {
   constructor(
@@ -98,16 +100,19 @@ export class IdentityCollector {
     private readonly store: CollectorStore,
     private readonly cluster: string,
     private readonly log: Logger,
+    /** Where the records it refuses are counted (logged, metrics): once per sweep that lists them. */
+    private readonly rejections: Rejections = new Rejections(log),
   ) {}
 
   async sweep(): Promise<number> {
-    const ids = await this.store.list(statePrefix('identities', this.cluster));
+    const ids = await this.store.list(statePrefix('identities', this.cluster), refusedInto(this.rejections, identityCodec.type, this.cluster));
     const refs = await this.store.keys(identityRefsPrefix(this.cluster));
     const referenced = new Set(refs.map((k) => k.slice(k.lastIndexOf('/') + 1)));
     const next = new Map<string, string>();
     let deleted = 0;
     for (const { key, value, modRevision: rev } of ids) {
       const r = tryDecode(identityCodec, key, value);
+      if (!r.ok) this.rejections.add(r.error, this.cluster);
       const rec = r.ok ? r.value : undefined;
       if (!rec || referenced.has(String(rec.id))) continue;
       if (this.candidates.get(key) !== rev) {
@@ -126,8 +131,8 @@ export class IdentityCollector {
 
 /** What the collector does to its cluster's store (declared here for it; etcdCollectorStore is etcd3 behind it). */
 export interface CollectorStore {
-  /** Keys, values and mod revisions (etcd's int64, in decimal) under prefix. */
-  list(prefix: string): Promise<Array<{ key: string; value: string; modRevision: string }>>;
+  /** Keys, values and mod revisions (etcd's int64, in decimal) under prefix; `rejected`: records refused alone (not valid UTF-8), left out. */
+  list(prefix: string, rejected?: Rejected): Promise<Array<{ key: string; value: string; modRevision: string }>>;
   /** The keys under prefix (values are not fetched). */
   keys(prefix: string): Promise<string[]>;
   /** Deletes `keys` in one transaction if `guard`'s mod revision is still `modRevision`; returns whether it did. */
@@ -136,7 +141,11 @@ export interface CollectorStore {
 
 export function etcdCollectorStore(etcd: Etcd3): CollectorStore {
   return {
-    list: async (prefix) => (await etcd.getAll().prefix(prefix).exec()).kvs.map((kv) => ({ key: kv.key.toString(), value: kv.value.toString(), modRevision: String(kv.mod_revision) })),
+    list: async (prefix, rejected) =>
+      (await etcd.getAll().prefix(prefix).exec()).kvs.flatMap((kv) => {
+        const t = textKV(kv, rejected); // not turned into U+FFFD text: refused, as the lists and watches do
+        return t ? [{ key: t.key, value: t.value, modRevision: String(kv.mod_revision) }] : [];
+      }),
     keys: (prefix) => etcd.getAll().prefix(prefix).keys(),
     deleteIfUnchanged: async (guard, modRevision, keys) =>
       (await etcd.if(guard, 'Mod', '==', modRevision).then(...keys.map((k) => etcd.delete().key(k))).commit()).succeeded,

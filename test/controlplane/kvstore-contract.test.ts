@@ -91,12 +91,29 @@ function contract(name: string, setup: () => Backend | Promise<Backend>, enabled
       for (const k of ['b', 'a', 'c/d', 'c/e']) await b.put(`${p}${k}`, k);
       await b.put(`${p.slice(0, -1)}x`, 'sibling'); // shares the text but not the prefix
       const { revision, kvs } = await b.store.list(p);
-      expect(kvs).toEqual(['a', 'b', 'c/d', 'c/e'].map((k) => ({ key: `${p}${k}`, value: k })));
+      expect(kvs.map(({ key, value }) => ({ key, value }))).toEqual(['a', 'b', 'c/d', 'c/e'].map((k) => ({ key: `${p}${k}`, value: k })));
       expect(Number(revision)).toBe((await b.get(`${p.slice(0, -1)}x`))!.modRevision);
+      // every listed key carries its create revision (ListWatcher tells a key's incarnations apart by it)
+      for (const kv of kvs) expect(Number(kv.createRevision)).toBe((await b.get(kv.key))!.createRevision);
       expect((await b.store.list(`${p}c/`)).kvs.map((kv) => kv.key)).toEqual([`${p}c/d`, `${p}c/e`]);
       await b.deletePrefix(`${p}c/`);
       expect((await b.store.list(p)).kvs.map((kv) => kv.key)).toEqual([`${p}a`, `${p}b`]);
       expect((await b.store.list(`${p}none/`)).kvs).toEqual([]);
+    });
+
+    it('a key deleted and put again has a new create revision, in the list and on the watch', async () => {
+      fresh();
+      await b.put(`${p}k`, '1');
+      await b.put(`${p}k`, '2');
+      const first = (await b.store.list(p)).kvs[0]!.createRevision;
+      const seen: Array<string | undefined> = [];
+      const w = await b.store.watch(p, String((await revisionOf(b, p)) + 1), { put: (kv) => void seen.push(kv.createRevision), delete: () => undefined, broken: () => undefined });
+      await b.delete(`${p}k`);
+      await b.put(`${p}k`, '3');
+      const again = (await b.store.list(p)).kvs[0]!.createRevision;
+      expect(Number(again)).toBeGreaterThan(Number(first));
+      await vi.waitFor(() => expect(seen).toEqual([again]), { timeout: 5000, interval: 10 });
+      await w.cancel();
     });
 
     it('a watch replays from a revision, then follows, puts and deletes in order', async () => {

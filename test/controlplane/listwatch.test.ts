@@ -6,8 +6,10 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectEtcd, EtcdStore, ListWatcher } from '../../src/controlplane/kvstore.js';
+import { connectEtcd, decoded, EtcdStore, ListWatcher } from '../../src/controlplane/kvstore.js';
+import { RecordError, Rejections, type Codec } from '../../src/controlplane/records/index.js';
 import { etcdMirrorTarget } from '../../src/controlplane/mirrorwriter.js';
+import { etcdCollectorStore } from '../../src/identity/allocator.js';
 import { startEtcd, type EtcdProcess } from '../../src/testbed/etcd.js';
 import { hasCommand, waitFor } from '../../src/testbed/netns.js';
 
@@ -209,6 +211,91 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
     await waitFor(() => state.has('wiremesh/b/z'), 5000, 'next event');
     expect([...state.keys()].sort()).toEqual(['wiremesh/b/ok', 'wiremesh/b/z']);
     await lw.stop();
+    c.close();
+  });
+
+  /** A decoding sink whose codec refuses any value not starting with "good" (a decoder's refusal). */
+  function refusingSink(state: Map<string, string>, rejections: Rejections) {
+    const codec: Codec<string> = {
+      type: 'heartbeat',
+      maxBytes: 1024,
+      decode: (key, value) => {
+        if (!value.startsWith('good')) throw new RecordError('heartbeat', key, 'schema', 'not good');
+        return value;
+      },
+      encode: (v) => v,
+    };
+    return decoded(codec, { upsert: (k, v) => void state.set(k, v), remove: (k) => void state.delete(k) }, rejections);
+  }
+
+  it('a key deleted and created again with a refused value during a gap that forces a relist loses its old value (create_revision)', async () => {
+    const direct = connectEtcd({ endpoints: [etcd.clientUrl] });
+    const proxy = new PausableProxy(port);
+    const proxyPort = port + 2003;
+    await proxy.listen(proxyPort);
+    const viaProxy = connectEtcd({ endpoints: [`http://127.0.0.1:${proxyPort}`] });
+    for (const k of ['reborn', 'binary', 'same', 'samebinary']) await direct.put(`wiremesh/g/${k}`).value(`good-${k}`);
+    const state = new Map<string, string>();
+    const rejections = new Rejections();
+    const lw = new ListWatcher(new EtcdStore(viaProxy), 'wiremesh/g/', refusingSink(state, rejections));
+    void lw.start();
+    await lw.firstSync();
+    await direct.put('wiremesh/g/aa').value('good-aa');
+    await waitFor(() => state.size === 5, 5000, 'the watch is up');
+    proxy.cut();
+    // deleted and re-created with a value the decoder refuses / the store refuses (not UTF-8)
+    await direct.delete().key('wiremesh/g/reborn');
+    await direct.put('wiremesh/g/reborn').value('bad');
+    await direct.delete().key('wiremesh/g/binary');
+    await direct.put('wiremesh/g/binary').value(Buffer.from([0x67, 0xff]));
+    // the same incarnation updated with refused values: the last good value stays in force
+    await direct.put('wiremesh/g/same').value('bad');
+    await direct.put('wiremesh/g/samebinary').value(Buffer.from([0x67, 0xff]));
+    await direct.put('wiremesh/g/zz').value('good-after');
+    const rev = (await direct.get('wiremesh/g/zz').exec()).header.revision;
+    await (direct as unknown as { kv: { compact(r: { revision: string; physical: boolean }): Promise<unknown> } }).kv.compact({ revision: rev, physical: true });
+    proxy.resume();
+    await waitFor(() => state.has('wiremesh/g/zz'), 15_000, 'relist after compaction');
+    expect(lw.relists).toBe(1);
+    expect(Object.fromEntries(state)).toEqual({ 'wiremesh/g/aa': 'good-aa', 'wiremesh/g/same': 'good-same', 'wiremesh/g/samebinary': 'good-samebinary', 'wiremesh/g/zz': 'good-after' });
+    expect(rejections.total).toBe(2);
+    expect(lw.rejectedEvents).toBe(2);
+    expect(lw.keys()).not.toContain('wiremesh/g/binary');
+    await lw.stop();
+    viaProxy.close();
+    direct.close();
+    proxy.server.close();
+  });
+
+  it('on the watch, a delete then a put of a refused value removes the key (the delete is not undone by the refusal)', async () => {
+    const c = connectEtcd({ endpoints: [etcd.clientUrl] });
+    for (const k of ['reborn', 'binary']) await c.put(`wiremesh/wd/${k}`).value(`good-${k}`);
+    const state = new Map<string, string>();
+    const rejections = new Rejections();
+    const lw = new ListWatcher(new EtcdStore(c), 'wiremesh/wd/', refusingSink(state, rejections));
+    void lw.start();
+    await lw.firstSync();
+    await c.delete().key('wiremesh/wd/reborn');
+    await c.put('wiremesh/wd/reborn').value('bad');
+    await c.delete().key('wiremesh/wd/binary');
+    await c.put('wiremesh/wd/binary').value(Buffer.from([0x67, 0xff]));
+    await c.put('wiremesh/wd/zz').value('good-after');
+    await waitFor(() => state.has('wiremesh/wd/zz'), 5000, 'watched');
+    expect([...state.keys()]).toEqual(['wiremesh/wd/zz']);
+    expect(rejections.total + lw.rejectedEvents).toBe(2);
+    expect(lw.relists).toBe(0);
+    await lw.stop();
+    c.close();
+  });
+
+  it("the identity collector's list refuses a value that is not valid UTF-8 (reported, not read as U+FFFD text)", async () => {
+    const c = connectEtcd({ endpoints: [etcd.clientUrl] });
+    await c.put('wiremesh/ic/1').value('{}');
+    await c.put('wiremesh/ic/2').value(Buffer.from([0x7b, 0xff, 0x7d]));
+    const refused: string[] = [];
+    const kvs = await etcdCollectorStore(c).list('wiremesh/ic/', (key, reason) => void refused.push(`${key}: ${reason}`));
+    expect(kvs.map((kv) => kv.key)).toEqual(['wiremesh/ic/1']);
+    expect(refused).toEqual(['wiremesh/ic/2: value is not valid UTF-8']);
     c.close();
   });
 

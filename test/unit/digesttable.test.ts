@@ -12,6 +12,7 @@ describe('DigestTable', () => {
       const keys = Array.from({ length: 6000 }, (_, i) => `wiremesh/cache/ip/v2/c1/n${i % 37}/100.64.${i >> 8}.${i & 255}`);
       const t = new DigestTable();
       const m = new Map<string, number>();
+      const c = new Map<string, number>();
       for (let step = 0; step < 20_000; step++) {
         // phases that fill and drain
         const fill = Math.floor(step / 4000) % 2 === 0 ? 0.8 : 0.3;
@@ -20,14 +21,21 @@ describe('DigestTable', () => {
         if (r < fill) {
           // 48-bit digests (as valueDigest), and the edges
           const d = r < 0.01 ? [0, 2 ** 48 - 1, 2 ** 53 - 1][step % 3]! : Math.floor(rand() * 2 ** 48);
-          t.set(k, d);
+          // create revisions: 0 (unknown), small, and up to 2^53 - 1
+          const cr = step % 5 === 0 ? 0 : step % 7 === 0 ? 2 ** 53 - 1 : step;
+          t.set(k, d, cr);
           m.set(k, d);
-        } else expect(t.delete(k)).toBe(m.delete(k));
+          c.set(k, cr);
+        } else {
+          expect(t.delete(k)).toBe(m.delete(k));
+          c.delete(k);
+        }
         expect(t.size).toBe(m.size);
         expect(t.get(k)).toBe(m.get(k));
+        expect(t.createRevision(k)).toBe(c.get(k));
         if (step % 4000 === 0) {
           expect([...t.keys()]).toEqual([...m.keys()]);
-          for (const key of keys) expect(t.get(key)).toBe(m.get(key));
+          for (const key of keys) expect([t.get(key), t.createRevision(key)]).toEqual([m.get(key), c.get(key)]);
         }
       }
       expect([...t.keys()]).toEqual([...m.keys()]);

@@ -170,6 +170,9 @@ describe('kvstoremesh: purges whose writes the coalescer gave up on (review s6fi
     await vi.waitFor(() => expect(s.landed).toBe(1), soon);
     await vi.waitFor(() => expect(heldOf(local, 'c2')).toEqual([]), soon); // before: n2 and its marker stayed
     await vi.waitFor(() => expect(mesh.pending().unpurged).toBe(0), soon);
+    // the given-up write is counted and exported (before: only in the coalescer's stats)
+    expect(mesh.lateWrites).toBeGreaterThanOrEqual(1);
+    expect(await new KVStoreMeshMetrics('c1', mesh).text()).toContain(`wiremesh_kvstoremesh_late_writes_total{cluster="c1"} ${mesh.lateWrites}\n`);
     await mesh.stop();
   });
 
@@ -346,6 +349,8 @@ describe('kvstoremesh: a start whose read of the cache hangs (review s6fix-r2 #4
     await vi.waitFor(() => expect(local.get(syncedKey('c3', 'nodes'))).toBeDefined(), soon);
     await local.put(remoteKey('c2'), spec('c2')); // its read of the cache hangs
     await vi.waitFor(() => expect(mesh.failures.start).toBeGreaterThan(1), soon); // before: 0, the chain held
+    // the status says why c2 is not connected (before: no lastError while its read hung)
+    await vi.waitFor(() => expect(statusOf(local, 'c2')).toMatchObject({ connected: false, lastError: expect.stringMatching(/^start failed: local cache read timed out \(no answer within 50 ms\) \(failing since \d{4}-\d\d-\d\dT/) }), soon);
     await local.delete(remoteKey('c3'));
     await vi.waitFor(() => expect(heldOf(local, 'c3')).toEqual([]), soon); // before: never (queued behind c2's start)
     expect(reads.c2).toBe(1); // the retries wait for the same read

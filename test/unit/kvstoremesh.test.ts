@@ -82,17 +82,21 @@ describe('kvstoremesh: one remote mirrored through fake stores', () => {
     await f.remote.delete(src('n2'));
     await f.remote.put(src('n4'), node('n4'));
     await f.remote.put(src('n3'), node('n3', { bootId: '3' }));
+    // n1 deleted and created again with a value that does not hold: its old copy goes (a new create revision)
+    await f.remote.delete(src('n1'));
+    await f.remote.put(src('n1'), node('n1', { podCIDRs: ['100.65.1.0/24'] }));
     f.remote.compact(f.remote.revision);
     f.remote.reconnect();
-    await vi.waitFor(() => expect(f.cached()).toEqual({ [dst('n1')]: node('n1'), [dst('n3')]: node('n3', { bootId: '3' }), [dst('n4')]: node('n4') }), soon);
+    await vi.waitFor(() => expect(f.cached()).toEqual({ [dst('n3')]: node('n3', { bootId: '3' }), [dst('n4')]: node('n4') }), soon);
     // a watch broken before it delivered anything waits ≥ 200 ms before its relist (ListWatcher): connected after it
-    await vi.waitFor(() => expect(r.status()).toMatchObject({ connected: true, budget: { records: 3 } }), soon);
+    await vi.waitFor(() => expect(r.status()).toMatchObject({ connected: true, budget: { records: 2 } }), soon);
+    expect(Object.values(r.status().rejected ?? {}).reduce((a, b) => a + b, 0)).toBe(4);
     expect(r.status().relists).toBeGreaterThanOrEqual(1);
 
     await r.stop(false, 5000);
     expect(f.closed()).toBe(1);
     expect(f.remote.watchCount).toBe(0);
-    expect(Object.keys(f.cached())).toHaveLength(3); // stop without purge keeps the cache
+    expect(Object.keys(f.cached())).toHaveLength(2); // stop without purge keeps the cache
   });
 
   it('at start, deletes the copies the remote no longer has or may no longer have; a purge removes everything', async () => {

@@ -82,6 +82,19 @@ describe('the key', () => {
 });
 
 describe('Registration', () => {
+  it('regression: a namespace the store refuses (not valid UTF-8) is counted with its key and reason, not dropped unseen', async () => {
+    let namespaces: string[] = [];
+    const datapath = { setLocalEndpoint: () => undefined, removeLocalEndpoint: () => undefined, setNamespaces: (n: Iterable<string>) => void (namespaces = [...n]) };
+    const allocator = { allocate: async () => 1000, release: async () => undefined } as unknown as NonNullable<RegistrationDeps['identities']>['allocator'];
+    const s = setup('ns-refused', { identities: { allocator, datapath } });
+    const bin = stateKey('namespaces', 'c1', 'bin');
+    s.deps.store = { ...s.store, list: async (p, rejected) => (rejected?.(bin, 'value is not valid UTF-8'), s.mem.list(p)) };
+    await s.mem.put(stateKey('namespaces', 'c1', 'shop'), JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop' } }));
+    await new Registration(s.deps, nodeRec).loadNamespaces();
+    expect(namespaces).toEqual(['shop']);
+    expect(s.rejected.map((e) => [e.key, e.type, e.reason])).toEqual([[bin, 'namespace', 'not-json']]);
+  });
+
   it('registers the node and gateway records and every local endpoint under one lease; a restart re-registers saved endpoints', async () => {
     const { mem, reg, leases, file, deps } = setup('basic');
     await reg.register();
