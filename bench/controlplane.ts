@@ -126,10 +126,12 @@ async function sweep(dir: string): Promise<void> {
     gen.stop();
   }
   console.log(`\ncontrol plane at rest, K clusters of ${N} nodes x ${E} endpoints, no churn, ${REST_S} s windows, ${ETCD_LINE}`);
-  console.log('| K | kvstoremesh | writes/s per etcd | writes/s mesh-wide | commits/s per etcd | commits/s mesh-wide | CPU cores (etcds + kvstoremesh) |');
-  console.log('|---|---|---|---|---|---|---|');
-  for (const r of rows)
-    console.log(`| ${r.K} | ${r.variant}${r.synced ? '' : ' (first sync unfinished)'} | ${r.rest.writesPerS.perEtcd.toFixed(2)} | ${r.rest.writesPerS.mesh.toFixed(1)} | ${r.rest.commitsPerS.perEtcd.toFixed(2)} | ${r.rest.commitsPerS.mesh.toFixed(1)} | ${r.rest.cores.total.toFixed(3)} (${r.rest.cores.etcds.toFixed(3)} + ${r.rest.cores.kvstoremesh.toFixed(3)}) |`);
+  console.log('| K | kvstoremesh | writes/s per etcd | writes/s mesh-wide | commits/s per etcd | commits/s mesh-wide | CPU cores (etcds + kvstoremesh) | mcores per etcd / kvstoremesh | wakes/s per etcd / kvstoremesh |');
+  console.log('|---|---|---|---|---|---|---|---|---|');
+  for (const r of rows) {
+    const { etcd, kvstoremesh } = r.rest.perProcess;
+    console.log(`| ${r.K} | ${r.variant}${r.synced ? '' : ' (first sync unfinished)'} | ${r.rest.writesPerS.perEtcd.toFixed(2)} | ${r.rest.writesPerS.mesh.toFixed(1)} | ${r.rest.commitsPerS.perEtcd.toFixed(2)} | ${r.rest.commitsPerS.mesh.toFixed(1)} | ${r.rest.cores.total.toFixed(3)} (${r.rest.cores.etcds.toFixed(3)} + ${r.rest.cores.kvstoremesh.toFixed(3)}) | ${etcd.mcores.toFixed(2)} / ${kvstoremesh.mcores.toFixed(2)} | ${etcd.wakesPerS.toFixed(0)} / ${kvstoremesh.wakesPerS.toFixed(0)} |`);
+  }
   save(`controlplane-sweep-${SWEEP!.join('-')}.json`, { date: new Date().toISOString(), nodesPerCluster: N, endpointsPerNode: E, restSeconds: REST_S, etcd: ETCD, rows });
 }
 

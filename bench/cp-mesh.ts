@@ -6,7 +6,6 @@
  * /proc/<pid>/stat (utime + stime) and writes from each etcd's /metrics.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import { enableCluster, pinFor } from '../src/controlplane/clustermesh.js';
@@ -15,6 +14,7 @@ import { connectEtcd } from '../src/controlplane/kvstore.js';
 import { REPLICATED_TYPES } from '../src/controlplane/kvstoremesh.js';
 import { startEtcd, type EtcdProcess } from '../src/testbed/etcd.js';
 import { clusterName } from './cp-load.js';
+import { perProcess, procUse, type PerProcess } from './cp-procstat.js';
 
 export const log = (m: string): void => void process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${m}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -184,18 +184,6 @@ export async function waitMeshSynced(m: Mesh, timeoutMs: number): Promise<void> 
   }
 }
 
-/** CPU seconds (utime + stime) a process has used; 0 once it is gone. */
-function cpuSeconds(pid: number, tick: number): number {
-  try {
-    // the command name (field 2) may hold spaces: count fields after its closing parenthesis
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / tick;
-  } catch {
-    return 0;
-  }
-}
-
 /** One etcd's counters from its /metrics (Prometheus text). */
 async function etcdCounters(k: number): Promise<{ commits: number; puts: number; deletes: number }> {
   const text = await (await fetch(`${etcdUrl(k)}/metrics`)).text();
@@ -210,6 +198,8 @@ export interface RestFigures {
   /** Per second over the window, mesh-wide and per etcd (mean; max over etcds). */
   commitsPerS: { mesh: number; perEtcd: number; maxEtcd: number };
   writesPerS: { mesh: number; perEtcd: number; maxEtcd: number };
+  /** Per process of each kind over the window (millicores mean and max, the main thread's, wakes/s). */
+  perProcess: { etcd: PerProcess; kvstoremesh: PerProcess };
 }
 
 /** Measures the mesh over `seconds` of whatever it does meanwhile (at rest: nothing is being written to it). */
@@ -218,27 +208,31 @@ export async function measureRest(m: Mesh, seconds: number): Promise<RestFigures
   const ePids = m.etcds.map((e) => e.proc.pid!);
   const mPids = m.meshes.map((p) => p.pid!);
   const ks = Array.from({ length: m.K }, (_, i) => i + 1);
-  const cpu = () => ({ e: ePids.reduce((a, p) => a + cpuSeconds(p, tick), 0), m: mPids.reduce((a, p) => a + cpuSeconds(p, tick), 0) });
+  const use = () => ({ e: ePids.map((p) => procUse(p, tick)), m: mPids.map((p) => procUse(p, tick)) });
+  const total = (xs: Array<{ cpu: number }>) => xs.reduce((a, x) => a + x.cpu, 0);
   // one window for both: the CPU read and the clock bracket the etcds' /metrics reads, which take seconds on a
   // loaded machine (a window opened after them measured the churn's writes but a CPU span after the churn)
-  const u0 = cpu();
+  const u0 = use();
   const t0 = Date.now();
   const c0 = await Promise.all(ks.map(etcdCounters));
   await sleep(seconds * 1000);
   const c1 = await Promise.all(ks.map(etcdCounters));
-  const u1 = cpu();
+  const u1 = use();
   const s = (Date.now() - t0) / 1000;
   const rate = (f: (c: { commits: number; puts: number; deletes: number }) => number) => {
     const per = c1.map((c, i) => (f(c) - f(c0[i]!)) / s);
     const mesh = per.reduce((a, b) => a + b, 0);
     return { mesh, perEtcd: mesh / m.K, maxEtcd: Math.max(...per) };
   };
-  const cores = { etcds: (u1.e - u0.e) / s, kvstoremesh: (u1.m - u0.m) / s, total: 0 };
+  const cores = { etcds: (total(u1.e) - total(u0.e)) / s, kvstoremesh: (total(u1.m) - total(u0.m)) / s, total: 0 };
   cores.total = cores.etcds + cores.kvstoremesh;
-  return { seconds: s, cores, commitsPerS: rate((c) => c.commits), writesPerS: rate((c) => c.puts + c.deletes) };
+  const procs = { etcd: perProcess(u0.e, u1.e, s), kvstoremesh: perProcess(u0.m, u1.m, s) };
+  return { seconds: s, cores, commitsPerS: rate((c) => c.commits), writesPerS: rate((c) => c.puts + c.deletes), perProcess: procs };
 }
 
 export const restLine = (r: RestFigures): string =>
   `writes/s mesh-wide ${r.writesPerS.mesh.toFixed(1)}, per etcd ${r.writesPerS.perEtcd.toFixed(2)} (max ${r.writesPerS.maxEtcd.toFixed(2)}); ` +
   `commits/s mesh-wide ${r.commitsPerS.mesh.toFixed(1)}, per etcd ${r.commitsPerS.perEtcd.toFixed(2)}; ` +
-  `CPU ${r.cores.total.toFixed(3)} cores (etcds ${r.cores.etcds.toFixed(3)}, kvstoremesh ${r.cores.kvstoremesh.toFixed(3)}) over ${r.seconds.toFixed(0)} s`;
+  `CPU ${r.cores.total.toFixed(3)} cores (etcds ${r.cores.etcds.toFixed(3)}, kvstoremesh ${r.cores.kvstoremesh.toFixed(3)}) over ${r.seconds.toFixed(0)} s; ` +
+  `per etcd ${procLine(r.perProcess.etcd)}; per kvstoremesh ${procLine(r.perProcess.kvstoremesh)}, its JavaScript thread ${r.perProcess.kvstoremesh.mainMcores.toFixed(2)} mcores`;
+const procLine = (p: PerProcess): string => `${p.mcores.toFixed(2)} mcores (max ${p.maxMcores.toFixed(2)}), ${p.wakesPerS.toFixed(1)} wakes/s`;

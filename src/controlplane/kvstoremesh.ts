@@ -19,7 +19,8 @@
  *   it changes (at most once per status interval), under this process's lease;
  *   the heartbeat (liveness of this kvstoremesh, replicated to the remotes) is
  *   written at start and every heartbeat interval (5 min), and lives by its
- *   lease's keep-alives, which etcd answers on the leader without a raft commit.
+ *   lease's keep-alives (every 20 s: LEASE_TTL_S), which etcd answers on the
+ *   leader without a raft commit.
  *   Sync lag is measured here, not by a periodic record: `behindSince` in the
  *   status is when this cluster's copy of the remote last stopped being known
  *   current (not yet synced, watches down, or a change received and not written
@@ -45,6 +46,15 @@ import { within } from './within.js';
  * long a stop without purge waits for the remote's mirror writes (RemoteReplication.stop) before abandoning them.
  */
 export const STATUS_PUT_DEADLINE_MS = 5000;
+
+/**
+ * TTL of this process's lease (s; etcd3 keeps it alive every TTL/3): the heartbeat and the remotes' statuses live
+ * by it, so it bounds how long they outlive a kvstoremesh that died (≤ 60 s; a stop releases nothing either). Each
+ * keep-alive wakes an idle etcd about 50 times (docs/benchmarks.md, 2026-12-01: one lease kept alive every 5 s
+ * added ~10 wakes/s to an etcd's ~60): at 15 s it was a sixth of a one-member etcd's idle wakes. Cilium keeps its
+ * kvstore sessions on 15 min leases.
+ */
+export const LEASE_TTL_S = 60;
 
 
 export { connectRemote, DEFAULT_BUDGET, LAG_GRACE_MS, REPLICATED_TYPES, RemoteReplication, type Budget, type RemoteConnector } from './replication.js';
@@ -115,7 +125,8 @@ export class KVStoreMesh {
    * opts.startRetryMs: the pause before a failed replication start is tried again, doubling per failure in a row
    * up to its max (1 s to 60 s: a remote whose start keeps failing is tried at most once a minute);
    * opts.statusPutMs: how long a status put may take before it counts as failed (STATUS_PUT_DEADLINE_MS);
-   * opts.leaseRetryMs: the pause before a lost lease is taken again, doubling per loss in a row (200 ms to 5 s).
+   * opts.leaseRetryMs: the pause before a lost lease is taken again, doubling per loss in a row (200 ms to 5 s);
+   * opts.leaseTtlS: the lease's TTL in seconds (LEASE_TTL_S).
    */
   constructor(
     readonly cluster: string,
@@ -123,7 +134,7 @@ export class KVStoreMesh {
     private readonly log: Logger,
     private readonly identityGcMs = 60_000,
     private readonly budget: Budget = DEFAULT_BUDGET,
-    private readonly opts: { statusMs?: number; heartbeatMs?: number; connect?: RemoteConnector; txn?: Partial<CoalescerOptions>; purgeRetryMs?: number; startRetryMs?: { first: number; max: number }; statusPutMs?: number; leaseRetryMs?: { first: number; max: number } } = {},
+    private readonly opts: { statusMs?: number; heartbeatMs?: number; connect?: RemoteConnector; txn?: Partial<CoalescerOptions>; purgeRetryMs?: number; startRetryMs?: { first: number; max: number }; statusPutMs?: number; leaseRetryMs?: { first: number; max: number }; leaseTtlS?: number } = {},
   ) {
     this.mirror = new TxnCoalescer(local.mirror, { ...DEFAULT_COALESCER, ...opts.txn });
     // a late purge may have deleted the status of the remote's next replication: written again on the next tick
@@ -140,7 +151,7 @@ export class KVStoreMesh {
    * pause grant, loss and grant again would spin a core and log without end. One warning per loss.
    */
   private takeLease(): void {
-    const lease = (this.lease = this.local.lease(15));
+    const lease = (this.lease = this.local.lease(this.opts.leaseTtlS ?? LEASE_TTL_S));
     this.written.clear(); // the statuses went with the old lease: all are written again on the next tick
     lease.onLost?.((err) => {
       if (this.lease !== lease || this.stopped || this.leaseTimer) return;

@@ -20,7 +20,7 @@ import {
   syncedKey,
   syncedPrefix,
 } from '../../src/controlplane/keys.js';
-import { DEFAULT_BUDGET, KVStoreMesh, LAG_GRACE_MS, REPLICATED_TYPES, RemoteReplication } from '../../src/controlplane/kvstoremesh.js';
+import { DEFAULT_BUDGET, KVStoreMesh, LAG_GRACE_MS, LEASE_TTL_S, REPLICATED_TYPES, RemoteReplication } from '../../src/controlplane/kvstoremesh.js';
 import { MemKV } from '../../src/controlplane/memkv.js';
 import { purgeRemote } from '../../src/controlplane/replication.js';
 import type { MeshLocal, MirrorTarget } from '../../src/controlplane/mirrorwriter.js';
@@ -250,11 +250,13 @@ describe('kvstoremesh: the whole of it on in-memory stores', () => {
     expect(remote.watchCount).toBe(0);
     expect(mesh.status()).toEqual([]);
 
-    // stopped: the lease is no longer kept alive, and its keys go when its 15 s run out
+    // stopped: the lease is no longer kept alive, and its keys go when its TTL (LEASE_TTL_S, 60 s) runs out
     await mesh.stop();
     expect(localStore.released()).toBe(true);
+    clock.ms += LEASE_TTL_S * 1000 - 1;
+    local.expire();
     expect(local.get(hbKey)).toBeDefined();
-    clock.ms += 15_000;
+    clock.ms += 1;
     local.expire();
     expect(local.get(hbKey)).toBeUndefined();
   });
