@@ -25,12 +25,16 @@
  * (1000, etcd's --backend-batch-interval) their GOMAXPROCS and batch commit (0: Go's and etcd's defaults).
  * --profile-agent DIR: CPU profiles of the agent's (this process's) JavaScript thread, one file per
  * --profile-window (30 s) into DIR, from the agent's start to the end (bench/cp-profile.ts).
+ * --etcd-data-dir DIR: where the etcds keep their data (default the system's tmpdir; /dev/shm takes the disk out).
+ * A full run also prints where a write's time goes: the load generator's send -> etcd's answer, etcd's own
+ * handling time of Puts and Txns (ETCD_METRICS=extensive), WAL fsync and boltdb commit, the agent's share write
+ * by write, and the host's CPU during the churn.
  * --profile-kvstoremesh DIR: every kvstoremesh runs with --cpu-prof into DIR (a profile per process, written
  * when the bench stops it), for `node scripts/cpuprofile-top.mjs DIR/*.cpuprofile`.
  */
 import { fork } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -41,7 +45,7 @@ import type { NodeRecord } from '../src/controlplane/types.js';
 import { silentLogger } from '../src/log.js';
 import type { LoadRequest, LoadResult } from './cp-load.js';
 import { profileWindows, threadCpu } from './cp-profile.js';
-import { ETCD_TUNING, etcdUrl, log, measureRest, restLine, runInNetns, startMesh, waitMeshSynced, type RestFigures } from './cp-mesh.js';
+import { ETCD_TUNING, etcdHistograms, etcdUrl, histogramQuantile, log, measureRest, restLine, runInNetns, startMesh, waitMeshSynced, type RestFigures } from './cp-mesh.js';
 
 const { values: o } = parseArgs({
   options: {
@@ -60,6 +64,7 @@ const { values: o } = parseArgs({
     'profile-agent': { type: 'string' },
     'profile-window': { type: 'string', default: '30' },
     'profile-kvstoremesh': { type: 'string' },
+    'etcd-data-dir': { type: 'string' },
   },
 });
 const num = (v: string | undefined, what: string, dflt: number): number => {
@@ -98,6 +103,13 @@ function loadGenerator() {
 const clustersOf = (ks: number[]) => ks.map((k) => ({ k, url: etcdUrl(k) }));
 const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
 const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]!;
+/** Host-wide CPU jiffies from /proc/stat (busy = all but idle and iowait) and the number of cores. */
+function hostCpu(): { busy: number; total: number; cores: number } {
+  const lines = readFileSync('/proc/stat', 'utf8').split('\n');
+  const f = lines[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - f[3]! - f[4]!, total, cores: lines.filter((l) => /^cpu\d/.test(l)).length };
+}
 const gc = () => (globalThis as { gc?: () => void }).gc?.();
 
 async function sweep(dir: string): Promise<void> {
@@ -141,6 +153,8 @@ function save(name: string, report: unknown): void {
 }
 
 async function fullRun(dir: string): Promise<void> {
+  // etcd's per-method grpc latency histograms (grpc_server_handling_seconds), read around the churn
+  process.env.ETCD_METRICS = 'extensive';
   log(`starting ${K} etcd + kvstoremesh pairs${o.anchor ? ` (the anchor's kvstoremesh, ${o.anchor})` : ''}`);
   if (o['profile-kvstoremesh']) mkdirSync(o['profile-kvstoremesh'], { recursive: true });
   const m = await startMesh(K, dir, o.anchor ? join(o.anchor, 'bin', 'wiremesh.js') : OURS, { profileDir: o['profile-kvstoremesh'], etcd: ETCD });
@@ -206,11 +220,18 @@ async function fullRun(dir: string): Promise<void> {
       const t = Date.now();
       for (const r of recs) {
         const sent = Number(r.bootId);
-        if (sent > 1e12 && !seen.has(`${r.cluster}/${r.name}/${sent}`)) seen.add(`${r.cluster}/${r.name}/${sent}`), delays.push(t - sent);
+        const id = `${r.cluster}/${r.name}/${sent}`;
+        if (sent > 1e12 && !seen.has(id)) seen.add(id), programmedAt.set(id, t), delays.push(t - sent), copiedAt.has(id) && agentShare.push(t - copiedAt.get(id)!);
       }
     });
     // the kvstoremesh hop alone: remote write -> its copy in c1's etcd
     const hop: number[] = [];
+    // per node write: when its copy appeared in c1's etcd, so that the agent's own share (programmed - copied) is
+    // measured write by write (this watch runs on the agent's event loop: its time stamps wait for that loop too)
+    const copiedAt = new Map<string, number>();
+    const agentShare: number[] = [];
+    // per node write: programmed time, to read against etcd's answer to the load generator afterwards
+    const programmedAt = new Map<string, number>();
     const cacheWatch = await m.clients[0]!.watch().prefix('wiremesh/cache/nodes/v1/').create();
     cacheWatch.on('put', (kv) => {
       const t = Date.now();
@@ -221,10 +242,26 @@ async function fullRun(dir: string): Promise<void> {
           return undefined;
         }
       })();
-      if (r && Number(r.bootId) > 1e12) hop.push(t - Number(r.bootId));
+      if (r && Number(r.bootId) > 1e12) (hop.push(t - Number(r.bootId)), copiedAt.set(`${r.cluster}/${r.name}/${Number(r.bootId)}`, t));
     });
     // what the mesh spends during the churn (the same figures as at rest, over the churn's nominal window)
+    const disk0 = await etcdHistograms(K);
+    const agentCpu0 = process.cpuUsage();
+    const host0 = hostCpu();
+    const churnT0 = Date.now();
     const [churn, load] = await Promise.all([gen.request({ op: 'churn', clusters: clustersOf(range(2, K)), nodes: N, endpoints: E, rate: RATE, seconds: CHURN_S }), measureRest(m, CHURN_S)]);
+    const agentCpu = process.cpuUsage(agentCpu0);
+    const churnS = (Date.now() - churnT0) / 1000;
+    const host1 = hostCpu();
+    // from etcd's answer to the load generator (after the remote commit: a lower bound of the mesh's own share)
+    const sinceAck: number[] = [];
+    for (const [id, acked] of churn.nodeAcks ?? []) if (programmedAt.has(id)) sinceAck.push(programmedAt.get(id)! - acked);
+    const disk1 = await etcdHistograms(K);
+    const q = (h: keyof typeof disk0) => ({ p50: histogramQuantile(disk0[h], disk1[h], 0.5).ms, p99: histogramQuantile(disk0[h], disk1[h], 0.99).ms, n: histogramQuantile(disk0[h], disk1[h], 0.5).n });
+    const served = { put: q('put'), txn: q('txn') };
+    const fsync = { p50: histogramQuantile(disk0.walFsync, disk1.walFsync, 0.5), p99: histogramQuantile(disk0.walFsync, disk1.walFsync, 0.99) };
+    const commit = { p50: histogramQuantile(disk0.backendCommit, disk1.backendCommit, 0.5), p99: histogramQuantile(disk0.backendCommit, disk1.backendCommit, 0.99) };
+    const machine = { busyCores: ((host1.busy - host0.busy) / (host1.total - host0.total)) * host1.cores, agentCores: (agentCpu.user + agentCpu.system) / 1e6 / churnS, loadGeneratorCores: churn.cores ?? NaN, load: loadavg()[0] };
     await sleep(5000);
     await cacheWatch.cancel();
 
@@ -238,6 +275,13 @@ async function fullRun(dir: string): Promise<void> {
       churn: { nominalPerS: RATE, achievedPerS: churn.writes / churn.seconds, writes: churn.writes, failed: churn.failed, seconds: churn.seconds, nodeWritesMeasured: delays.length },
       propagationMs: delays.length ? { p50: quantile(delays, 0.5), p99: quantile(delays, 0.99), max: Math.max(...delays) } : null,
       kvstoremeshHopMs: hop.length ? { p50: quantile(hop, 0.5), p99: quantile(hop, 0.99) } : null,
+      remoteWriteAckMs: churn.ackMs,
+      propagationSinceAckMs: sinceAck.length ? { p50: quantile(sinceAck, 0.5), p99: quantile(sinceAck, 0.99) } : null,
+      agentShareMs: agentShare.length ? { p50: quantile(agentShare, 0.5), p99: quantile(agentShare, 0.99) } : null,
+      machineDuringChurn: machine,
+      etcdDiskMs: { walFsync: { p50: fsync.p50.ms, p99: fsync.p99.ms, n: fsync.p50.n }, backendCommit: { p50: commit.p50.ms, p99: commit.p99.ms, n: commit.p50.n } },
+      etcdServedMs: served,
+      etcdDataDir: o['etcd-data-dir'] ?? tmpdir(),
       agentBytesPerRemoteEndpoint: { heap: (mem1.heapUsed - mem0.heapUsed) / remoteEps, rss: (mem1.rss - mem0.rss) / remoteEps },
       agentRssMiB: mem1.rss / 2 ** 20,
       rest,
@@ -253,6 +297,12 @@ async function fullRun(dir: string): Promise<void> {
       console.log(`propagation, write in a remote etcd -> agent data path: p50 ${report.propagationMs.p50} ms, p99 ${report.propagationMs.p99} ms, max ${report.propagationMs.max} ms (${delays.length} node writes; later writes to a node supersede earlier ones)`);
     else console.log('propagation: no node write reached the agent');
     if (report.kvstoremeshHopMs) console.log(`  of which remote etcd -> kvstoremesh -> c1's etcd: p50 ${report.kvstoremeshHopMs.p50} ms, p99 ${report.kvstoremeshHopMs.p99} ms`);
+    if (churn.ackMs) console.log(`  the remote write alone (load generator: send -> etcd's answer): p50 ${churn.ackMs.p50} ms, p99 ${churn.ackMs.p99} ms`);
+    if (report.propagationSinceAckMs) console.log(`  propagation from etcd's answer to the remote write (a lower bound: the answer follows the commit): p50 ${report.propagationSinceAckMs.p50} ms, p99 ${report.propagationSinceAckMs.p99} ms`);
+    if (report.agentShareMs) console.log(`  the agent's share, write by write (copy seen in c1's etcd -> programmed): p50 ${report.agentShareMs.p50} ms, p99 ${report.agentShareMs.p99} ms`);
+    console.log(`etcds during the churn (data in ${report.etcdDataDir}; histogram bucket bounds): WAL fsync p50 ≤ ${fsync.p50.ms} ms, p99 ≤ ${fsync.p99.ms} ms (${fsync.p50.n}); boltdb commit p50 ≤ ${commit.p50.ms} ms, p99 ≤ ${commit.p99.ms} ms (${commit.p50.n})`);
+    console.log(`etcd's own handling time (server side, bucket bounds): the load generator's Put p50 ≤ ${served.put.p50} ms, p99 ≤ ${served.put.p99} ms (${served.put.n}); kvstoremesh's Txn p50 ≤ ${served.txn.p50} ms, p99 ≤ ${served.txn.p99} ms (${served.txn.n})`);
+    console.log(`machine during the churn: ${machine.busyCores.toFixed(2)} of ${hostCpu().cores} cores busy (whole host), agent process ${machine.agentCores.toFixed(3)}, load generator ${machine.loadGeneratorCores.toFixed(3)}, load average ${machine.load.toFixed(2)}`);
     save(`controlplane-${K}x${N}x${E}${o.anchor ? '-anchor' : ''}.json`, { ...report, kvstoremesh: o.anchor ?? 'this tree', etcd: ETCD });
   } finally {
     await stopProfile?.().catch(() => undefined);
@@ -263,7 +313,8 @@ async function fullRun(dir: string): Promise<void> {
 }
 
 runInNetns(num(o.timeout, 'timeout', 900), async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'wmcpb-'));
+  // --etcd-data-dir: where the etcds' data (WAL, boltdb) goes, e.g. /dev/shm to take the shared disk's fsyncs out
+  const dir = mkdtempSync(join(o['etcd-data-dir'] ?? tmpdir(), 'wmcpb-'));
   try {
     if (SWEEP) await sweep(dir);
     else await fullRun(dir);

@@ -30,6 +30,11 @@ export interface LoadResult {
   writes: number;
   seconds: number;
   failed: number;
+  /** churn: each acknowledged write's latency (send -> etcd's answer), ms; and this process's CPU over the churn (cores). */
+  ackMs?: { p50: number; p99: number };
+  cores?: number;
+  /** churn: when etcd's answer to each node write came back (ms since the epoch), by `cluster/node/bootId`. */
+  nodeAcks?: Array<[string, number]>;
 }
 
 export const clusterName = (k: number): string => `c${k}`;
@@ -84,6 +89,9 @@ async function churn(req: Extract<LoadRequest, { op: 'churn' }>): Promise<LoadRe
   let sent = 0;
   let acked = 0;
   let failed = 0;
+  const acks: number[] = [];
+  const nodeAcks: Array<[string, number]> = [];
+  const cpu0 = process.cpuUsage();
   const t0 = Date.now();
   const end = t0 + req.seconds * 1000;
   while (Date.now() < end) {
@@ -91,18 +99,28 @@ async function churn(req: Extract<LoadRequest, { op: 'churn' }>): Promise<LoadRe
     for (; sent < owed; sent++) {
       const { k, c } = clients[Math.floor(Math.random() * clients.length)]!;
       const n = Math.floor(Math.random() * req.nodes);
-      const [key, value] =
-        sent % 2 === 0 ? [stateKey('nodes', clusterName(k), `n${n}`), JSON.stringify(nodeRecord(req, k, n, String(Date.now())))] : endpoint(req, k, n, Math.floor(Math.random() * req.endpoints), String(sent));
-      const p: Promise<unknown> = c.put(key).value(value).exec().then(() => acked++, () => failed++).finally(() => inflight.delete(p));
+      const ts = Date.now();
+      const node = sent % 2 === 0 ? `${clusterName(k)}/n${n}/${ts}` : undefined;
+      const [key, value] = node ? [stateKey('nodes', clusterName(k), `n${n}`), JSON.stringify(nodeRecord(req, k, n, String(ts)))] : endpoint(req, k, n, Math.floor(Math.random() * req.endpoints), String(sent));
+      const done = () => {
+        const t = Date.now();
+        acked++;
+        acks.push(t - ts);
+        if (node) nodeAcks.push([node, t]);
+      };
+      const p: Promise<unknown> = c.put(key).value(value).exec().then(done, () => failed++).finally(() => inflight.delete(p));
       inflight.add(p);
     }
     await new Promise((r) => setTimeout(r, 10));
   }
   await Promise.all(inflight);
   const seconds = (Date.now() - t0) / 1000; // until the last answer: a backlog lowers the achieved rate
+  const cpu = process.cpuUsage(cpu0);
+  acks.sort((a, b) => a - b);
+  const q = (x: number) => acks[Math.min(acks.length - 1, Math.floor(x * acks.length))] ?? NaN;
 
   for (const { c } of clients) c.close();
-  return { op: 'churn', writes: acked, seconds, failed };
+  return { op: 'churn', writes: acked, seconds, failed, ackMs: { p50: q(0.5), p99: q(0.99) }, cores: (cpu.user + cpu.system) / 1e6 / seconds, nodeAcks };
 }
 
 if (process.send) {

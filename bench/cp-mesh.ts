@@ -191,6 +191,39 @@ async function etcdCounters(k: number): Promise<{ commits: number; puts: number;
   return { commits: get('etcd_server_proposals_committed_total'), puts: get('etcd_mvcc_put_total'), deletes: get('etcd_mvcc_delete_total') };
 }
 
+/** Cumulative bucket counts (by upper bound, s) of one of etcd's latency histograms, summed over the mesh's etcds. */
+export type Histogram = Map<number, number>;
+/**
+ * etcd's latency histograms over the etcds 1..K, summed: WAL fsync, backend (boltdb) commit, and with
+ * ETCD_METRICS=extensive in the etcds' environment the server-side handling time of a Put (the load generator's
+ * writes) and of a Txn (kvstoremesh's copies), from the request's arrival to its answer.
+ */
+export async function etcdHistograms(K: number): Promise<Record<'walFsync' | 'backendCommit' | 'put' | 'txn', Histogram>> {
+  const h = { walFsync: new Map(), backendCommit: new Map(), put: new Map(), txn: new Map() } as Record<'walFsync' | 'backendCommit' | 'put' | 'txn', Histogram>;
+  const add = (into: Histogram, text: string, series: string) => {
+    for (const m of text.matchAll(new RegExp(`^${series}le="([^"]+)"\\} (\\S+)$`, 'gm'))) {
+      const le = m[1] === '+Inf' ? Infinity : Number(m[1]);
+      into.set(le, (into.get(le) ?? 0) + Number(m[2]));
+    }
+  };
+  const grpc = (method: string) => `grpc_server_handling_seconds_bucket\\{grpc_method="${method}",grpc_service="etcdserverpb.KV",grpc_type="unary",`;
+  for (let k = 1; k <= K; k++) {
+    const text = await (await fetch(`${etcdUrl(k)}/metrics`)).text();
+    add(h.walFsync, text, 'etcd_disk_wal_fsync_duration_seconds_bucket\\{');
+    add(h.backendCommit, text, 'etcd_disk_backend_commit_duration_seconds_bucket\\{');
+    add(h.put, text, grpc('Put'));
+    add(h.txn, text, grpc('Txn'));
+  }
+  return h;
+}
+/** The quantile q of what was observed between two readings, as the upper bound (ms) of its bucket, and the count. */
+export function histogramQuantile(before: Histogram, after: Histogram, q: number): { ms: number; n: number } {
+  const les = [...after.keys()].sort((a, b) => a - b);
+  const n = (after.get(Infinity) ?? 0) - (before.get(Infinity) ?? 0);
+  for (const le of les) if ((after.get(le) ?? 0) - (before.get(le) ?? 0) >= q * n) return { ms: le * 1000, n };
+  return { ms: NaN, n };
+}
+
 export interface RestFigures {
   seconds: number;
   /** Cores used over the window (CPU seconds / wall seconds). */
