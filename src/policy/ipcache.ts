@@ -79,6 +79,8 @@ const SEQ_KIND = 2;
 const INST_IDENTITY = 3;
 const INST_ENDPOINT = 4;
 const KIND_OF: IpcacheOwnerKind[] = ['cidr', 'endpoint', 'local-endpoint', 'node'];
+/** The largest claim sequence whose seq × 4 + 3 a slot column holds inline (≤ 2^32 - 3, slotcolumns.ts). */
+const SEQ_LIMIT = 2 ** 30 - 2;
 
 /** A claim as the ipcache's callers see it. */
 type Owned = Claim & { owner: string };
@@ -100,10 +102,25 @@ export class IpcacheTable {
   private installedCount = 0;
   private seq = 0;
 
+  /**
+   * `seqLimit`: the largest claim sequence number handed out before the claims are renumbered (renumber()):
+   * SEQ_KIND holds seq × 4 + kind inline only up to 2^32 - 3, so past ~2^30 claims (a remote flipping its
+   * endpoints' addresses drives this) every slot's sequence would spill to slotcolumns' side map for good,
+   * ~49 B each. Lower only in tests.
+   */
+  constructor(private readonly seqLimit = SEQ_LIMIT) {}
+
+  /** Slot fields held outside the columns (slotcolumns.ts; 0 unless a caller stores numbers beyond 32 bits). */
+  get spilled(): number {
+    return this.cols.spilled;
+  }
+
   /** `owner` says `prefix` is `value`. Re-setting the same claim does not change its age. */
   set(addrOrPrefix: string, owner: string, kind: IpcacheOwnerKind, value: IpcacheValue): void {
     const p = slotKey(addrOrPrefix);
     if (!p) return;
+    // before any claim is read: renumber() rewrites them
+    if (this.seq >= this.seqLimit) this.renumber();
     let s = this.slots.get(p);
     if (s === undefined) this.slots.set(p, (s = this.cols.alloc()));
     const inline = this.cols.str(s);
@@ -137,6 +154,26 @@ export class IpcacheTable {
     } else if (!m?.delete(owner)) return;
     if (m?.size === 0) this.more.delete(s);
     this.touched.add(p!);
+  }
+
+  /**
+   * Sequence numbers only order the claims of one slot (best()), so each slot's claims are renumbered 1..k in
+   * their order, and the next claim gets one more than the largest k: same winners, small numbers again. One
+   * pass over the slots, once per `seqLimit` claims.
+   */
+  private renumber(): void {
+    let top = 0;
+    for (const s of this.slots.values()) {
+      const inline = this.cols.str(s);
+      if (inline === undefined) continue;
+      const m = this.more.get(s);
+      const own = this.inlineClaim(s, inline);
+      const claims: Claim[] = [own, ...(m?.values() ?? [])].sort((a, b) => a.seq - b.seq);
+      claims.forEach((c, i) => (c.seq = i + 1));
+      this.setInline(s, inline, own);
+      top = Math.max(top, claims.length);
+    }
+    this.seq = top;
   }
 
   private inlineClaim(s: number, owner: string): Owned {

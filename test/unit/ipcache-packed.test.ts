@@ -10,14 +10,14 @@ import { prng } from '../helpers/prng.js';
 
 const KINDS: IpcacheOwnerKind[] = ['node', 'local-endpoint', 'endpoint', 'cidr'];
 
-function run(seed: number, steps: number, prefixes: number): void {
+function run(seed: number, steps: number, prefixes: number, seqLimit?: number): void {
   const rnd = prng(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
   const ips = Array.from({ length: prefixes }, (_, i) => `100.${64 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`);
   // the same address in every spelling the table accepts, plus a few non-host prefixes and nonsense
   const spell = (ip: string) => pick([ip, `${ip}/32`, ip, `${ip.slice(0, ip.lastIndexOf('.'))}.0/24`, 'fd65::1', 'fd65::1/128', 'nonsense']);
   const owners = ['ep-a', 'ep-b', 'node:1', 'local:x', 'cidr:y', 'ep-c'];
-  const t = new IpcacheTable();
+  const t = new IpcacheTable(seqLimit);
   const o = new OracleIpcacheTable();
   for (let step = 0; step < steps; step++) {
     const ip = pick(ips);
@@ -56,6 +56,26 @@ describe('packed ipcache slots against the object-per-slot table', () => {
 
   it('agrees on random sequences over more prefixes than one chunk of slots (indices freed and reused)', () => {
     for (let seed = 100; seed <= 101; seed++) run(seed, 40_000, 6000);
+  });
+});
+
+describe('claim sequence renumbering', () => {
+  // regression (review of s7mem): past 2^30 claims every slot's seq × 4 + kind spilled out of its Uint32
+  // column for good (~49 B per slot); the claims are renumbered instead, here every 40 claims
+  it('same winners and owners as the object-per-slot table when the sequence is renumbered often', () => {
+    for (let seed = 200; seed <= 220; seed++) run(seed, 3000, 8, 40);
+    run(300, 20_000, 500, 40);
+  });
+
+  it('the sequence never spills: past the limit, slots still hold their claims inline', () => {
+    // a table that has handed out nearly 2^30 claims (the default limit), as after ~10^9 address flips
+    const t = new IpcacheTable();
+    (t as unknown as { seq: number }).seq = 2 ** 30 - 10;
+    for (let i = 0; i < 5000; i++) t.set(`100.64.0.${i % 200}`, `ep-${i % 3}`, 'endpoint', { identity: 300 + (i % 7), endpoint: i % 11 });
+    expect(t.spilled).toBe(0);
+    const ref = new IpcacheTable(2 ** 40);
+    for (let i = 0; i < 5000; i++) ref.set(`100.64.0.${i % 200}`, `ep-${i % 3}`, 'endpoint', { identity: 300 + (i % 7), endpoint: i % 11 });
+    for (let i = 0; i < 200; i++) expect(t.get(`100.64.0.${i}`)).toEqual(ref.get(`100.64.0.${i}`));
   });
 });
 
