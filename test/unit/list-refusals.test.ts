@@ -3,10 +3,12 @@
 // (bytes that are not valid UTF-8) and the collector's decode failures were dropped unseen.
 import { describe, expect, it } from 'vitest';
 import { statePrefix, stateKey } from '../../src/controlplane/keys.js';
-import { VALUE_NOT_UTF8 } from '../../src/controlplane/etcdwatch.js';
+import type { Etcd3 } from 'etcd3';
+import { textKV, VALUE_NOT_UTF8 } from '../../src/controlplane/etcdwatch.js';
+import { EtcdStore } from '../../src/controlplane/kvstore.js';
 import { KVStoreMeshMetrics } from '../../src/controlplane/meshmetrics.js';
 import { Rejections } from '../../src/controlplane/records/index.js';
-import { IdentityCollector, type CollectorStore } from '../../src/identity/allocator.js';
+import { etcdCollectorStore, IdentityCollector, type CollectorStore } from '../../src/identity/allocator.js';
 import { silentLogger } from '../../src/log.js';
 
 describe('list() callers count their refusals', () => {
@@ -30,5 +32,35 @@ describe('list() callers count their refusals', () => {
     const mesh = { failures: { chain: 0, status: 0, statusPut: 0, start: 0, lease: 0 }, pending: () => ({ unpurged: 0, startRetries: 0 }), statusPutMs: 5000, lateWrites: 0, rejections };
     const text = await new KVStoreMeshMetrics('c1', mesh as never).text();
     expect(text).toContain('wiremesh_kvstoremesh_rejected_records_total{origin="c1",type="identity",reason="not-json",cluster="c1"} 2\n');
+  });
+});
+
+/** An etcd3 client whose range reads (getAll, any builder chain) all answer `kvs` in one page at revision 9. */
+function listingEtcd(kvs: Array<{ key: Buffer; value: Buffer; create_revision: string; mod_revision: string }>): Etcd3 {
+  const exec = async () => ({ header: { revision: '9' }, kvs, more: false });
+  const builder: Record<string, unknown> = {};
+  for (const m of ['prefix', 'inRange', 'limit', 'revision']) builder[m] = () => builder;
+  builder.exec = exec;
+  return { getAll: () => builder } as unknown as Etcd3;
+}
+
+describe('a create revision at or above 2^53 (review of s7fix, #3)', () => {
+  const beyond = '9007199254740992'; // 2^53: never from etcd, only from a hostile or broken server
+  const kv = (key: string, value: Buffer | string, create: string) => ({ key: Buffer.from(key), value: Buffer.from(value), create_revision: create, mod_revision: '7' });
+
+  it('regression: textKV reads it as unknown (left out) instead of throwing; a good one is kept', () => {
+    expect(textKV(kv('k', 'v', beyond), undefined)).toEqual({ key: 'k', value: 'v' });
+    expect(textKV({ key: Buffer.from('k'), value: Buffer.from('v'), create_revision: { low: 0, high: 0x200000 } as never }, undefined)).toEqual({ key: 'k', value: 'v' });
+    expect(textKV(kv('k', 'v', '12'), undefined)).toEqual({ key: 'k', value: 'v', createRevision: '12' });
+    const refused: unknown[] = [];
+    expect(textKV(kv('k', Buffer.from([0xff]), beyond), (...a) => void refused.push(a))).toBeUndefined();
+    expect(refused).toEqual([['k', VALUE_NOT_UTF8, undefined]]);
+  });
+
+  it('regression: one such record does not fail the list of the others (EtcdStore.listPages, the collector store)', async () => {
+    const etcd = listingEtcd([kv('p/a', 'A', '3'), kv('p/b', 'B', beyond), kv('p/c', 'C', '5')]);
+    const listed = await new EtcdStore(etcd).list('p/');
+    expect(listed).toEqual({ revision: '9', kvs: [{ key: 'p/a', value: 'A', createRevision: '3' }, { key: 'p/b', value: 'B' }, { key: 'p/c', value: 'C', createRevision: '5' }] });
+    expect((await etcdCollectorStore(etcd).list('p/')).map((r) => r.key)).toEqual(['p/a', 'p/b', 'p/c']);
   });
 });
