@@ -21,7 +21,7 @@ import type { Logger } from '../log.js';
 import { clusterIdentity, DEFAULT_MAX_CLUSTERS, labelsHash, maxLocalId, MIN_LOCAL_ID, type IdentityRecord, type Labels, type MaxClusters } from './identity.js';
 import { identityCodec, Rejections, tryDecode } from '../controlplane/records/index.js';
 import { refusedInto } from '../controlplane/kvstore.js';
-import { textKV, type Rejected } from '../controlplane/etcdwatch.js';
+import { textKV } from '../controlplane/etcdwatch.js';
 
 export class IdentityAllocator {
   constructor(
@@ -95,24 +95,38 @@ export class IdentityAllocator {
  */
 export class IdentityCollector {
   private candidates = new Map<string, string>(); // identity key -> mod revision seen unreferenced
+  /**
+   * Identity key -> mod revision of the refused record already counted: each refused record is counted once,
+   * not on every sweep (every 60 s) that lists it again, which flushed the remotes' refusals out of the
+   * 50-entry status history and made the counter rise forever (review of s7fix, #2). Only the keys the last
+   * sweep refused: bounded by the keys listed. A sweep that fails keeps the previous map (what it counted
+   * anew is counted once more on the next sweep).
+   */
+  private counted = new Map<string, string>();
 
   constructor(
     private readonly store: CollectorStore,
     private readonly cluster: string,
     private readonly log: Logger,
-    /** Where the records it refuses are counted (logged, metrics): once per sweep that lists them. */
+    /** Where the records it refuses are counted (logged, metrics): once per record (key and mod revision). */
     private readonly rejections: Rejections = new Rejections(log),
   ) {}
 
   async sweep(): Promise<number> {
-    const ids = await this.store.list(statePrefix('identities', this.cluster), refusedInto(this.rejections, identityCodec.type, this.cluster));
+    const refused = new Map<string, string>();
+    const storeRefused = refusedInto(this.rejections, identityCodec.type, this.cluster);
+    const refuse = (key: string, rev: string, count: () => void) => {
+      refused.set(key, rev);
+      if (this.counted.get(key) !== rev) count();
+    };
+    const ids = await this.store.list(statePrefix('identities', this.cluster), (key, reason, rev) => refuse(key, rev, () => storeRefused(key, reason)));
     const refs = await this.store.keys(identityRefsPrefix(this.cluster));
     const referenced = new Set(refs.map((k) => k.slice(k.lastIndexOf('/') + 1)));
     const next = new Map<string, string>();
     let deleted = 0;
     for (const { key, value, modRevision: rev } of ids) {
       const r = tryDecode(identityCodec, key, value);
-      if (!r.ok) this.rejections.add(r.error, this.cluster);
+      if (!r.ok) refuse(key, rev, () => this.rejections.add(r.error, this.cluster));
       const rec = r.ok ? r.value : undefined;
       if (!rec || referenced.has(String(rec.id))) continue;
       if (this.candidates.get(key) !== rev) {
@@ -125,14 +139,21 @@ export class IdentityCollector {
       }
     }
     this.candidates = next;
+    this.counted = refused;
     return deleted;
   }
 }
 
+/** A record a CollectorStore refused alone: its key (hex when not valid UTF-8), why, and its mod revision. */
+export type RefusedAt = (key: string, reason: string, modRevision: string) => void;
+
 /** What the collector does to its cluster's store (declared here for it; etcdCollectorStore is etcd3 behind it). */
 export interface CollectorStore {
-  /** Keys, values and mod revisions (etcd's int64, in decimal) under prefix; `rejected`: records refused alone (not valid UTF-8), left out. */
-  list(prefix: string, rejected?: Rejected): Promise<Array<{ key: string; value: string; modRevision: string }>>;
+  /**
+   * Keys, values and mod revisions (etcd's int64, in decimal) under prefix; `rejected`: records refused alone
+   * (not valid UTF-8), left out, with the store's reason and their mod revision.
+   */
+  list(prefix: string, rejected?: RefusedAt): Promise<Array<{ key: string; value: string; modRevision: string }>>;
   /** The keys under prefix (values are not fetched). */
   keys(prefix: string): Promise<string[]>;
   /** Deletes `keys` in one transaction if `guard`'s mod revision is still `modRevision`; returns whether it did. */
@@ -143,7 +164,8 @@ export function etcdCollectorStore(etcd: Etcd3): CollectorStore {
   return {
     list: async (prefix, rejected) =>
       (await etcd.getAll().prefix(prefix).exec()).kvs.flatMap((kv) => {
-        const t = textKV(kv, rejected); // not turned into U+FFFD text: refused, as the lists and watches do
+        // not turned into U+FFFD text: refused, as the lists and watches do
+        const t = textKV(kv, rejected && ((key, reason) => rejected(key, reason, String(kv.mod_revision))));
         return t ? [{ key: t.key, value: t.value, modRevision: String(kv.mod_revision) }] : [];
       }),
     keys: (prefix) => etcd.getAll().prefix(prefix).keys(),

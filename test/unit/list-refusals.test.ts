@@ -7,7 +7,7 @@ import type { Etcd3 } from 'etcd3';
 import { textKV, VALUE_NOT_UTF8 } from '../../src/controlplane/etcdwatch.js';
 import { EtcdStore } from '../../src/controlplane/kvstore.js';
 import { KVStoreMeshMetrics } from '../../src/controlplane/meshmetrics.js';
-import { Rejections } from '../../src/controlplane/records/index.js';
+import { RecordError, Rejections } from '../../src/controlplane/records/index.js';
 import { etcdCollectorStore, IdentityCollector, type CollectorStore } from '../../src/identity/allocator.js';
 import { silentLogger } from '../../src/log.js';
 
@@ -17,7 +17,7 @@ describe('list() callers count their refusals', () => {
     const store: CollectorStore = {
       list: async (p, rejected) => {
         expect(p).toBe(prefix);
-        rejected?.(stateKey('identities', 'c1', '1001'), VALUE_NOT_UTF8);
+        rejected?.(stateKey('identities', 'c1', '1001'), VALUE_NOT_UTF8, '4');
         return [{ key: stateKey('identities', 'c1', '1002'), value: '{', modRevision: '5' }];
       },
       keys: async () => [],
@@ -43,6 +43,39 @@ function listingEtcd(kvs: Array<{ key: Buffer; value: Buffer; create_revision: s
   builder.exec = exec;
   return { getAll: () => builder } as unknown as Etcd3;
 }
+
+describe('the identity collector counts each refused record once (review of s7fix, #2)', () => {
+  it('regression: sweeps that list the same refused records count them once, a record rewritten again', async () => {
+    const key = (id: number) => stateKey('identities', 'c1', String(id));
+    let rev = '5';
+    const store: CollectorStore = {
+      list: async (_p, rejected) => {
+        for (let id = 1000; id < 1050; id++) rejected?.(key(id), VALUE_NOT_UTF8, '4');
+        return Array.from({ length: 50 }, (_, i) => ({ key: key(2000 + i), value: '{', modRevision: i === 0 ? rev : '5' }));
+      },
+      keys: async () => [],
+      deleteIfUnchanged: async () => false,
+    };
+    const rejections = new Rejections(silentLogger);
+    const collector = new IdentityCollector(store, 'c1', silentLogger, rejections);
+    await collector.sweep();
+    rejections.add(new RecordError('node', 'cilium/state/nodes/v1/evil/n1', 'claim', 'not its own'), 'evil');
+    for (let i = 0; i < 2; i++) await collector.sweep();
+    expect(rejections.total).toBe(101); // the remote's one and the 100 own ones, once each
+    expect(rejections.recent.map((e) => e.origin)).toContain('evil'); // not flushed out of the 50-entry history
+    rev = '6'; // record 2000 written again (still not decodable): a new record, counted
+    await collector.sweep();
+    await collector.sweep();
+    expect(rejections.total).toBe(102);
+  });
+
+  it('the etcd collector store hands a refused record\'s mod revision with it (what the collector counts by)', async () => {
+    const etcd = listingEtcd([{ key: Buffer.from('p/a'), value: Buffer.from([0xff]), create_revision: '3', mod_revision: '8' }]);
+    const refused: unknown[] = [];
+    expect(await etcdCollectorStore(etcd).list('p/', (...a) => void refused.push(a))).toEqual([]);
+    expect(refused).toEqual([['p/a', VALUE_NOT_UTF8, '8']]);
+  });
+});
 
 describe('a create revision at or above 2^53 (review of s7fix, #3)', () => {
   const beyond = '9007199254740992'; // 2^53: never from etcd, only from a hostile or broken server
