@@ -112,9 +112,10 @@ export interface ListWatchSink {
   /**
    * Returns `false` when the value was refused (counted by the sink) and the sink kept the key's previous value
    * (anything else: taken). ListWatcher then removes that previous value if the refused one is of a new
-   * incarnation of the key (deleted in between).
+   * incarnation of the key (deleted in between). `reborn`: the value is of such a new incarnation (the key was
+   * deleted and created again since the value last handed over, maybe unseen in a gap that forced a relist).
    */
-  upsert(key: string, value: string): unknown;
+  upsert(key: string, value: string, reborn?: boolean): unknown;
   remove(key: string): void;
   /** Called after every complete (re)list: the sink now mirrors the prefix. */
   synced?(): void;
@@ -286,7 +287,7 @@ export class ListWatcher {
     const reborn = this.reborn(kv.key, c);
     this.known.set(kv.key, d, c);
     this.deliver('upsert', kv.key, () => {
-      if (this.sink.upsert(kv.key, kv.value) === false && reborn) this.sink.remove(kv.key);
+      if (this.sink.upsert(kv.key, kv.value, reborn) === false && reborn) this.sink.remove(kv.key);
     });
   }
 

@@ -201,7 +201,7 @@ export class RemoteReplication {
         store,
         srcPrefix,
         {
-          upsert: (k, v) => {
+          upsert: (k, v, reborn) => {
             // located and measured once per copied change (the admission and the budget use both)
             const loc = splitClusterName(typePrefix, k);
             const dst = loc ? cacheKey(type, remote, loc.name) : undefined;
@@ -217,7 +217,9 @@ export class RemoteReplication {
             }
             this.heldBytes += size - (this.held.get(k) ?? 0);
             this.held.set(k, size);
-            this.writer.put(dst!, v);
+            // a new incarnation (ListWatcher saw another create revision): the cache key is deleted, then put, so
+            // that agents see a new incarnation too (their admission lets go of the old one), not an update
+            this.writer.put(dst!, v, reborn === true);
           },
           remove: (k) => {
             const loc = splitClusterName(typePrefix, k);

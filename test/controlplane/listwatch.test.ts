@@ -7,11 +7,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectEtcd, decoded, EtcdStore, ListWatcher } from '../../src/controlplane/kvstore.js';
-import { RecordError, Rejections, type Codec } from '../../src/controlplane/records/index.js';
+import { RecordError, Rejections, type Codec, type PinnedCluster } from '../../src/controlplane/records/index.js';
 import { etcdMirrorTarget } from '../../src/controlplane/mirrorwriter.js';
 import { etcdCollectorStore } from '../../src/identity/allocator.js';
 import { startEtcd, type EtcdProcess } from '../../src/testbed/etcd.js';
 import { hasCommand, waitFor } from '../../src/testbed/netns.js';
+import { cacheKey, stateKey } from '../../src/controlplane/keys.js';
+import { DEFAULT_BUDGET, RemoteReplication } from '../../src/controlplane/replication.js';
+import { Trust } from '../../src/controlplane/records/index.js';
+import { silentLogger } from '../../src/log.js';
 
 const enabled = hasCommand('etcd');
 
@@ -316,5 +320,37 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
     await waitFor(() => state.get('wiremesh/m/a') === '2' && state.get('wiremesh/m/b') === 'ü' && !state.has('wiremesh/m/gone'), 5000, 'watched');
     await lw.stop();
     c.close();
+  });
+
+  it('regression: kvstoremesh copies a key deleted and created again in a gap as a new incarnation (the cache key\'s create revision changes)', async () => {
+    const direct = connectEtcd({ endpoints: [etcd.clientUrl] });
+    const proxy = new PausableProxy(port);
+    const proxyPort = port + 2004;
+    await proxy.listen(proxyPort);
+    const viaProxy = connectEtcd({ endpoints: [`http://127.0.0.1:${proxyPort}`] });
+    const node = (bootId: string) =>
+      JSON.stringify({ cluster: 'c2', clusterId: 2, name: 'n1', addresses: ['198.18.2.10'], port: 51820, publicKey: Buffer.alloc(32, 7).toString('base64'), podCIDRs: ['100.66.1.0/24'], bootId });
+    const [src, dst] = [stateKey('nodes', 'c2', 'n1'), cacheKey('nodes', 'c2', 'n1')];
+    await direct.put(src).value(node('1'));
+    const pinned: PinnedCluster = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false };
+    const trust = new Trust('c1', 1, ['100.65.0.0/16']);
+    expect(trust.pin(pinned)).toBeUndefined();
+    const r = new RemoteReplication({ name: 'c2', endpoints: [] }, pinned, trust, etcdMirrorTarget(direct), silentLogger, new Rejections(), DEFAULT_BUDGET, () => ({ store: new EtcdStore(viaProxy), close: () => undefined }));
+    await r.start();
+    const cached = async () => (await direct.get(dst).exec()).kvs[0];
+    await waitFor(async () => (await cached())?.value.toString() === node('1'), 5000, 'first copy');
+    const before = (await cached())!.create_revision;
+    proxy.cut();
+    await direct.delete().key(src);
+    await direct.put(src).value(node('2'));
+    const rev = (await direct.get(src).exec()).header.revision;
+    await (direct as unknown as { kv: { compact(r: { revision: string; physical: boolean }): Promise<unknown> } }).kv.compact({ revision: rev, physical: true });
+    proxy.resume(); // the watch resumes before the compacted revision (or its creation failed in the cut): a relist
+    await waitFor(async () => (await cached())?.value.toString() === node('2'), 15_000, 'the new incarnation copied');
+    expect(Number((await cached())!.create_revision)).toBeGreaterThan(Number(before));
+    await r.stop(false, 1000);
+    viaProxy.close();
+    direct.close();
+    proxy.server.close();
   });
 });
