@@ -32,6 +32,16 @@
 //     compaction, and a packet thread, which holds mu shared for its whole
 //     batch, sees either the old map or the new one, never a mix. The map a
 //     swap displaces is freed after mu is released.
+//
+// Memory bound: until the swap an endpoint's direction holds two maps, the old
+// one (S slots x 16 B, S > 2 x live, plus its identity index) and the copy
+// (live x 16 B plus an index of the next power of two >= 2 x identities slots
+// of 32 B each, under 128 B per identity). The copy's entries are less than
+// half the old's and its index no bigger than the old's (which holds >= 2
+// slots per identity), so a compaction's peak is under twice the old map's
+// footprint (s7pmap review, measured before the copy's index was sized to its
+// identities: +5.3 -> +8.4 MiB at 100k entries, +34.6 -> +66.0 MiB at 1M). One
+// control thread compacts, one map at a time: at most one copy engine-wide.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -118,9 +128,9 @@ class PolicyMap {
   // Any case: the identity's group and the wildcard group.
   PolicyResult lookup_groups(uint32_t identity, uint8_t proto, uint16_t port, bool has_ports) const;
   struct Ordered {};  // entries already grouped by identity in lookup order (entries()): no sort
-  PolicyMap(Ordered, std::vector<PolicyEntry> entries, uint64_t generation);
+  PolicyMap(Ordered, std::vector<PolicyEntry> entries, uint64_t generation, size_t identities);
   static void order_group(std::vector<PolicyEntry>* group);
-  void index();  // from entries_, grouped: builds by_identity_
+  void index(size_t identities);  // from entries_, grouped: builds by_identity_, reserved for `identities`
   void set_group(uint32_t identity, std::vector<PolicyEntry> group);
   const Span* span(uint32_t identity) const { return identity == 0 ? (wild_.count ? &wild_ : nullptr) : by_identity_.find(identity); }
   Span make_span(uint32_t first, uint32_t count) const { return Span{first, count, count ? entries_[first] : PolicyEntry{}}; }
