@@ -102,6 +102,11 @@ class PolicyMap {
   void update(const std::vector<PolicyEntry>& upserts, const std::vector<PolicyEntry>& removes);
   // Garbage outweighs the entries in force (and the map is past 64 slots):
   // compacting now keeps the work amortized O(1) per entry written.
+  // A compaction dropped as stale leaves this true: every later update then
+  // copies the map again until one copy lands. Only two writer threads can
+  // drop one (production has one control thread writing), and a drop means a
+  // writer got in, whose own update retries: no livelock, at worst a copy per
+  // update while writers race.
   bool wants_compaction() const { return entries_.size() > 64 && entries_.size() > 2 * live_; }
   // A new map with this one's entries and no garbage (same lookups, same
   // entries(), same generation()). O(entries); reads only.
