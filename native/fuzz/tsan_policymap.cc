@@ -38,7 +38,7 @@ constexpr uint32_t kStable = 256, kStableCount = 64;        // identities never 
 constexpr uint32_t kChurn = 4096, kChurnPerWriter = 64;     // writer w: kChurn + w * kChurnPerWriter + [0, 64)
 constexpr int kWriters = 2, kRounds = 4000;
 // The replaced endpoint: its maps hold a marker (rule = the map's version) and kReplaceIds one-entry groups.
-constexpr uint32_t kReplaced = 2, kMarker = 9000, kReplaceIds = 256, kReplaces = 600;
+constexpr uint32_t kReplaced = 2, kMarker = 9000, kReplaceIds = 256, kReplaces = 300;
 
 // Entry k of identity id's group, version v: its rule names the identity.
 PolicyEntry churn_entry(uint32_t id, uint32_t k, uint32_t v) {
