@@ -76,6 +76,7 @@
         "native/src/net/delayline.cc",
         "native/src/policy/bench.cc",
         "native/src/services/maglev_bench.cc",
+        "native/src/testhooks/policy_probe_wrap.cc",
         "native/src/testhooks/primitives_wrap.cc",
         "native/src/testhooks/testhooks.cc"
       ]

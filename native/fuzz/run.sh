@@ -38,7 +38,8 @@ for target in ${FUZZ_TARGETS:-fuzz_wire fuzz_offload fuzz_allowedips fuzz_policy
   fi
 done
 # Not fuzz targets: under ThreadSanitizer, the lock-free conntrack table's readers against its writer
-# (tsan_seqmap), and policy map lookups against delta writers that compact the map (tsan_policymap: copy under
+# (tsan_seqmap), and policy map lookups against delta writers that compact the map while another thread replaces
+# it (tsan_policymap: copy under
 # the engine's lock held shared, swap under it exclusive). A data race, a torn copy or a lost entry fails them;
 # a few seconds each.
 declare -A tsan_deps=(

@@ -4,12 +4,17 @@
 // control-thread writers rewrite groups of disjoint identities by delta
 // (policy_map_update), which compacts the map over and over: the copy under mu
 // shared, the swap under mu exclusive. Two writers make a writer land between
-// another's copy and swap, so stale copies are dropped too.
+// another's copy and swap, so stale copies are dropped too. On a second
+// endpoint a replacer swaps whole maps in (set_endpoint, or remove_endpoint and
+// set_endpoint again) while a delta writer compacts that endpoint's map: a
+// compaction whose copy was taken before a replace must be dropped (the swap's
+// `slot != old` check), or the replaced map's copy comes back.
 // Checked: TSan finds no race; a reader never misses an identity that is never
 // changed, and every verdict it gets names its identity's rule (no torn or
 // lost entry); after each of its updates a writer finds its identities' groups
 // exactly as its reference has them (no update lost to a stale compaction),
-// the map equals the references at the end, and compactions were swapped in.
+// the map equals the references at the end, and compactions were swapped in;
+// the second endpoint's marker entry always names the newest map's version.
 // Built and run by run.sh (clang-14 -fsanitize=thread); exit status 1 on a
 // failed check, 66 (TSan's) on a race.
 #include <algorithm>
@@ -32,6 +37,8 @@ using wm::PolicyEntry;
 constexpr uint32_t kStable = 256, kStableCount = 64;        // identities never changed
 constexpr uint32_t kChurn = 4096, kChurnPerWriter = 64;     // writer w: kChurn + w * kChurnPerWriter + [0, 64)
 constexpr int kWriters = 2, kRounds = 4000;
+// The replaced endpoint: its maps hold a marker (rule = the map's version) and kReplaceIds one-entry groups.
+constexpr uint32_t kReplaced = 2, kMarker = 9000, kReplaceIds = 256, kReplaces = 300;
 
 // Entry k of identity id's group, version v: its rule names the identity.
 PolicyEntry churn_entry(uint32_t id, uint32_t k, uint32_t v) {
@@ -61,6 +68,51 @@ std::vector<PolicyEntry> in_lookup_order(Groups groups) {
 
 bool equal(const std::vector<PolicyEntry>& a, const std::vector<PolicyEntry>& b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), same);
+}
+
+std::shared_ptr<wm::PolicyMap> replacement(uint32_t version) {
+  std::vector<PolicyEntry> v{PolicyEntry{kMarker, 6, wm::kActionAllow, 80, 80, version}};
+  for (uint32_t i = 0; i < kReplaceIds; i++) v.push_back(PolicyEntry{kStable + i, 6, wm::kActionAllow, 80, 80, kStable + i});
+  return std::make_shared<wm::PolicyMap>(v);
+}
+
+// Endpoint kReplaced: a delta writer grows and shrinks groups (9 slots of garbage a round: a compaction every
+// ~30 rounds) until `stop`, while this thread replaces the map kReplaces times, at random points of the writer's
+// cycle, and looks up the marker between replaces. Returns the lookups that saw an older map than the newest.
+uint64_t replace_during_compactions(wm::PolicyEngine& eng, uint64_t* checks) {
+  eng.set_endpoint(kReplaced, 301, replacement(0), nullptr);
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    for (uint32_t round = 0; !stop.load(std::memory_order_relaxed); round++) {
+      uint32_t id = kStable + round % kReplaceIds;
+      std::vector<PolicyEntry> grow;
+      for (uint16_t k = 0; k < 8; k++) grow.push_back(PolicyEntry{id, 6, wm::kActionAllow, uint16_t(2000 + k), uint16_t(2000 + k), id});
+      eng.policy_map_update(kReplaced, true, grow, {});
+      eng.policy_map_update(kReplaced, true, {}, grow);
+    }
+  });
+  std::mt19937 rng(7);
+  uint64_t stale = 0;
+  for (uint32_t version = 1; version <= kReplaces; version++) {
+    if (version % 2) {
+      eng.set_endpoint(kReplaced, 301, replacement(version), nullptr);
+    } else {
+      eng.remove_endpoint(kReplaced);
+      eng.set_endpoint(kReplaced, 301, replacement(version), nullptr);
+    }
+    for (uint32_t i = 0, n = 1 + rng() % 64; i < n; i++) {
+      {
+        std::shared_lock<std::shared_mutex> lock(eng.mu);
+        wm::PolicyResult res{};
+        (*checks)++;
+        if (!eng.policy_lookup(kReplaced, true, kMarker, 6, 80, &res) || res.rule != version) stale++;
+      }
+      std::this_thread::yield();
+    }
+  }
+  stop.store(true);
+  writer.join();
+  return stale;
 }
 
 }  // namespace
@@ -121,6 +173,8 @@ int main() {
   for (std::thread& t : writers) t.join();
   stop.store(true);
   for (std::thread& t : readers) t.join();
+  // After the readers: their batches under mu shared would starve the replacer's exclusive holds.
+  uint64_t replace_checks = 0, replace_stale = replace_during_compactions(eng, &replace_checks);
 
   // The map now: the stable identities and every writer's groups.
   Groups all;
@@ -130,10 +184,12 @@ int main() {
   eng.policy_map_entries(1, true, &got);
   bool final_equal = equal(got, in_lookup_order(all));
   std::printf("tsan_policymap: %llu lookups, %llu missed, %llu torn; %llu writer checks lost an update; %llu compactions "
-              "swapped in, %llu dropped (stale); final map %s the references (%zu entries)\n",
+              "swapped in, %llu dropped (stale); final map %s the references (%zu entries); %llu of %llu marker lookups "
+              "saw a replaced map\n",
               (unsigned long long)lookups.load(), (unsigned long long)missed.load(), (unsigned long long)torn.load(),
               (unsigned long long)lost.load(),
               (unsigned long long)eng.compactions(), (unsigned long long)eng.compactions_dropped(),
-              final_equal ? "equals" : "DIFFERS FROM", got.size());
-  return missed.load() || torn.load() || lost.load() || !final_equal || eng.compactions() == 0 ? 1 : 0;
+              final_equal ? "equals" : "DIFFERS FROM", got.size(), (unsigned long long)replace_stale,
+              (unsigned long long)replace_checks);
+  return missed.load() || torn.load() || lost.load() || !final_equal || eng.compactions() == 0 || replace_stale ? 1 : 0;
 }

@@ -53,6 +53,16 @@ export interface TestHooksAddon {
   };
   /** The testbed's latency device: packets read from the TUN go back in after delayMs. */
   DelayLine: new (tunName: string, delayMs: number) => { close(): void; packets(): number };
+  /**
+   * A PolicyEngine of its own with one endpoint's ingress map (policy rows, rows.ts policyRows), to see what the
+   * product addon does not show: compactions swapped in and dropped, and the map's slots (entries plus garbage).
+   * update() is PolicyEngine::policy_map_update (false: no map); set() replaces the map. Throws on bad rows.
+   */
+  PolicyProbe: new () => {
+    set(rows: Buffer): void;
+    update(upserts: Buffer, removes: Buffer): boolean;
+    stats(): { compactions: number; dropped: number; slots: number; live: number };
+  };
   policyBench(kind: PolicyBenchKind, size: number, policyEntries: number, ops: number): { nsPerOp: number; setupMs: number; ops: number; hits: number };
   /**
    * Maglev table over backend rows (rows.ts backendRows): for each of the m slots, the input index of its backend.

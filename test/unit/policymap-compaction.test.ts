@@ -5,12 +5,15 @@
 // entries in lookup order. The reference also follows the map's slots (a
 // group that grows moves to the end, the garbage goes at a compaction) so the
 // test knows compactions happened: since compaction is a copy swapped in
-// (PolicyEngine::compact), an entry lost or doubled by it shows here.
+// (PolicyEngine::compact), an entry lost or doubled by it shows here. The same
+// deltas go to a testhooks PolicyProbe (an engine of its own), whose counters
+// and slots show the native side compacting as the reference does.
 import { describe, expect, it } from 'vitest';
 import type { NativeDevice } from '../../src/native/binding.js';
 import { decodePolicyRows, lookupOrder, PolicyAction, policyRows, type PolicyRowInput } from '../../src/native/rows.js';
 import { nativeDevices } from '../helpers/native-devices.js';
 import { prng } from '../helpers/prng.js';
+import { testhooks } from '../../src/native/testhooks.js';
 
 const newDevice = nativeDevices();
 function device(): NativeDevice {
@@ -72,6 +75,8 @@ describe('native policy map by delta across compactions, against a reference', (
       const dev = device();
       dev.setEndpointPolicy(7, 300, policyRows(initial), null);
       const ref = new ReferenceMap(initial);
+      const probe = new testhooks.PolicyProbe();
+      probe.set(policyRows(initial));
       for (let step = 0; step < 1500; step++) {
         const current = ref.entries();
         const removes: PolicyRowInput[] = [];
@@ -83,10 +88,17 @@ describe('native policy map by delta across compactions, against a reference', (
         }
         const upserts = Array.from({ length: int(6) }, row);
         expect(dev.policyMapUpdate(7, 'ingress', policyRows(upserts), policyRows(removes))).toBe(true);
+        const slotsBefore = ref.slots;
         ref.update(upserts, removes);
         expect(decodePolicyRows(dev.policyMapEntries(7, 'ingress')!), `seed ${seed}, step ${step}`).toEqual(ref.entries());
+        expect(probe.update(policyRows(upserts), policyRows(removes))).toBe(true);
+        const s = probe.stats();
+        // garbage stays bounded: at most the threshold (2 x live) plus what this delta wrote past it
+        expect(s.slots, `seed ${seed}, step ${step}`).toBeLessThanOrEqual(Math.max(64, 2 * s.live) + Math.max(0, ref.slots - slotsBefore));
+        expect({ slots: s.slots, live: s.live, compactions: s.compactions }).toEqual({ slots: ref.slots, live: ref.live, compactions: ref.compactions });
       }
       expect(ref.compactions).toBeGreaterThan(5);
+      expect(probe.stats().dropped).toBe(0); // one writer: no compaction is stale
     });
   }
 });

@@ -210,13 +210,14 @@ bool PolicyEngine::policy_lookup(uint32_t endpoint, bool ingress, uint32_t ident
   return true;
 }
 
-bool PolicyEngine::policy_map_entries(uint32_t id, bool ingress, std::vector<PolicyEntry>* out) {
+bool PolicyEngine::policy_map_entries(uint32_t id, bool ingress, std::vector<PolicyEntry>* out, size_t* slots) {
   std::shared_lock<std::shared_mutex> lock(mu);
   auto it = endpoints_.find(id);
   if (it == endpoints_.end()) return false;
   const PolicyMap* m = (ingress ? it->second.ingress : it->second.egress).get();
   if (!m) return false;
   *out = m->entries();
+  if (slots) *slots = m->slots();
   return true;
 }
 

@@ -116,7 +116,8 @@ class PolicyEngine {
   uint64_t compactions() const { return compactions_.load(std::memory_order_relaxed); }
   uint64_t compactions_dropped() const { return compactions_dropped_.load(std::memory_order_relaxed); }
   // A copy of an endpoint's map of one direction (entries grouped by identity); false when none.
-  bool policy_map_entries(uint32_t id, bool ingress, std::vector<PolicyEntry>* out);
+  // *slots (optional): the map's slots, entries in force plus garbage (PolicyMap::slots()).
+  bool policy_map_entries(uint32_t id, bool ingress, std::vector<PolicyEntry>* out, size_t* slots = nullptr);
   void remove_endpoint(uint32_t id);
   // Host firewall: packets from peers to this node's own addresses (router
   // address included) or to anything that is not a pod take the "host"

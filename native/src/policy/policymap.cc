@@ -18,21 +18,23 @@ PolicyMap::PolicyMap(std::vector<PolicyEntry> entries) : entries_(std::move(entr
     if (a.identity != b.identity) return a.identity < b.identity;
     return rank(a.action) < rank(b.action);
   });
-  index();
+  index(entries_.size());  // identities unknown before the pass: at most one per entry
 }
 
-PolicyMap::PolicyMap(Ordered, std::vector<PolicyEntry> entries, uint64_t generation)
+PolicyMap::PolicyMap(Ordered, std::vector<PolicyEntry> entries, uint64_t generation, size_t identities)
     : entries_(std::move(entries)), generation_(generation) {
-  index();
+  index(identities);
 }
 
 std::shared_ptr<PolicyMap> PolicyMap::compacted() const {
-  return std::shared_ptr<PolicyMap>(new PolicyMap(Ordered{}, entries(), generation_));
+  // The copy's index sized to the identities, not the entries: groups of several entries would otherwise
+  // over-reserve it while the old map is still held (the peak the header bounds).
+  return std::shared_ptr<PolicyMap>(new PolicyMap(Ordered{}, entries(), generation_, by_identity_.size()));
 }
 
-void PolicyMap::index() {
+void PolicyMap::index(size_t identities) {
   by_identity_.clear();
-  by_identity_.reserve(entries_.size());
+  by_identity_.reserve(identities);  // a hint: put() grows the index past it
   wild_ = Span{};
   live_ = entries_.size();
   for (uint32_t i = 0; i < entries_.size();) {

@@ -32,6 +32,16 @@
 //     compaction, and a packet thread, which holds mu shared for its whole
 //     batch, sees either the old map or the new one, never a mix. The map a
 //     swap displaces is freed after mu is released.
+//
+// Memory bound: until the swap an endpoint's direction holds two maps, the old
+// one (S slots x 16 B, S > 2 x live, plus its identity index) and the copy
+// (live x 16 B plus an index of the next power of two >= 2 x identities slots
+// of 32 B each, under 128 B per identity). The copy's entries are less than
+// half the old's and its index no bigger than the old's (which holds >= 2
+// slots per identity), so a compaction's peak is under twice the old map's
+// footprint (s7pmap review, measured before the copy's index was sized to its
+// identities: +5.3 -> +8.4 MiB at 100k entries, +34.6 -> +66.0 MiB at 1M). One
+// control thread compacts, one map at a time: at most one copy engine-wide.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -92,6 +102,11 @@ class PolicyMap {
   void update(const std::vector<PolicyEntry>& upserts, const std::vector<PolicyEntry>& removes);
   // Garbage outweighs the entries in force (and the map is past 64 slots):
   // compacting now keeps the work amortized O(1) per entry written.
+  // A compaction dropped as stale leaves this true: every later update then
+  // copies the map again until one copy lands. Only two writer threads can
+  // drop one (production has one control thread writing), and a drop means a
+  // writer got in, whose own update retries: no livelock, at worst a copy per
+  // update while writers race.
   bool wants_compaction() const { return entries_.size() > 64 && entries_.size() > 2 * live_; }
   // A new map with this one's entries and no garbage (same lookups, same
   // entries(), same generation()). O(entries); reads only.
@@ -118,9 +133,9 @@ class PolicyMap {
   // Any case: the identity's group and the wildcard group.
   PolicyResult lookup_groups(uint32_t identity, uint8_t proto, uint16_t port, bool has_ports) const;
   struct Ordered {};  // entries already grouped by identity in lookup order (entries()): no sort
-  PolicyMap(Ordered, std::vector<PolicyEntry> entries, uint64_t generation);
+  PolicyMap(Ordered, std::vector<PolicyEntry> entries, uint64_t generation, size_t identities);
   static void order_group(std::vector<PolicyEntry>* group);
-  void index();  // from entries_, grouped: builds by_identity_
+  void index(size_t identities);  // from entries_, grouped: builds by_identity_, reserved for `identities`
   void set_group(uint32_t identity, std::vector<PolicyEntry> group);
   const Span* span(uint32_t identity) const { return identity == 0 ? (wild_.count ? &wild_ : nullptr) : by_identity_.find(identity); }
   Span make_span(uint32_t first, uint32_t count) const { return Span{first, count, count ? entries_[first] : PolicyEntry{}}; }

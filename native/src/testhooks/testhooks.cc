@@ -157,6 +157,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("maglevBench", Napi::Function::New(env, MaglevBench));
   exports.Set("policyBench", Napi::Function::New(env, PolicyBench));
   exports.Set("DelayLine", DelayLineWrap::Init(env));
+  exports.Set("PolicyProbe", PolicyProbeClass(env));
   return exports;
 }
 

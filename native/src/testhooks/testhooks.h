@@ -7,6 +7,7 @@ namespace wm {
 namespace testhooks {
 
 void RegisterPrimitives(Napi::Env env, Napi::Object exports);  // primitives_wrap.cc
+Napi::Function PolicyProbeClass(Napi::Env env);                // policy_probe_wrap.cc
 
 }  // namespace testhooks
 }  // namespace wm
