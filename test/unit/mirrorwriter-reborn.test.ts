@@ -85,4 +85,44 @@ describe('BatchedWriter: a reborn key is deleted, then put, in two transactions'
     const history = (k: string) => r.applied().flatMap((ops) => ops.filter(([key]) => key === k).map(([, v]) => v));
     for (let i = 0; i < 5; i++) expect(history(`k${i}`)).toEqual(['old', null, 'new']);
   });
+
+  it('regression (review of s7fix2): a run of reborn keys shares its deletes\' transaction, not one each', async () => {
+    vi.useFakeTimers();
+    const r = recorder();
+    const w = new BatchedWriter(r.target, silentLogger, 'c2', Date.now, 5);
+    for (let i = 0; i < 50; i++) w.put(`k${i}`, 'old');
+    await settle(w);
+    const before = r.applied().length;
+    // a relist of a remote whose etcd was rebuilt: every key a new incarnation
+    for (let i = 0; i < 50; i++) w.put(`k${i}`, 'new', true);
+    await settle(w);
+    const after = r.applied().slice(before);
+    // before: 50 deletes alone, each followed by its put (101 transactions)
+    expect(after.length).toBeLessThanOrEqual(3);
+    const history = (k: string) => r.applied().flatMap((ops) => ops.filter(([key]) => key === k).map(([, v]) => v));
+    for (let i = 0; i < 50; i++) expect(history(`k${i}`)).toEqual(['old', null, 'new']);
+  });
+
+  it('regression (review of s7fix2): a plain delete that failed while the key was re-created is not merged into a put', async () => {
+    vi.useFakeTimers();
+    const sent: Array<{ ops: MirrorOps; ok: boolean }> = [];
+    let n = 0;
+    const target: MirrorTarget = {
+      keys: async () => [],
+      deletePrefix: async () => undefined,
+      write: async (ops) => {
+        const ok = n++ !== 1; // the second transaction (the delete) fails
+        sent.push({ ops, ok });
+        if (!ok) throw new Error('txn refused');
+      },
+    };
+    const w = new BatchedWriter(target, silentLogger, 'c2', Date.now, 5);
+    w.put('k', 'v1');
+    await settle(w);
+    w.delete('k'); // in flight
+    w.put('k', 'v2'); // the watch's re-create, queued while the delete is in flight (not reborn: the key was dropped)
+    await settle(w);
+    // before: [k, null] failed, then [k, v2] alone (the cache key kept its create revision)
+    expect(sent.map((t) => [t.ops, t.ok])).toEqual([[[['k', 'v1']], true], [[['k', null]], false], [[['k', null]], true], [[['k', 'v2']], true]]);
+  });
 });
