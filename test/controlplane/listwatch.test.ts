@@ -55,6 +55,25 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
     dir = mkdtempSync(join(tmpdir(), 'wm-etcd-'));
     etcd = await startEtcd({ name: 'lw', dataDir: join(dir, 'data'), host: '127.0.0.1', clientPort: port, peerPort: port + 1000, progressNotifyMs: 500 });
   });
+  /**
+   * A client straight to the test's etcd, a PausableProxy to it on port + `offset` (one per test), and a client
+   * through the proxy; close() closes all three.
+   */
+  async function behindProxy(offset: number) {
+    const direct = connectEtcd({ endpoints: [etcd.clientUrl] });
+    const proxy = new PausableProxy(port);
+    await proxy.listen(port + offset);
+    const viaProxy = connectEtcd({ endpoints: [`http://127.0.0.1:${port + offset}`] });
+    const close = () => {
+      viaProxy.close();
+      direct.close();
+      proxy.server.close();
+    };
+    return { direct, proxy, viaProxy, close };
+  }
+  /** Compacts etcd's history up to `rev` (etcd3 has no public call for it). */
+  const compact = (c: ReturnType<typeof connectEtcd>, rev: string) =>
+    (c as unknown as { kv: { compact(r: { revision: string; physical: boolean }): Promise<unknown> } }).kv.compact({ revision: rev, physical: true });
   afterAll(async () => {
     await etcd?.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -73,11 +92,7 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
   });
 
   it('lists, follows puts and deletes, and loses no deletion across a compacted outage', async () => {
-    const direct = connectEtcd({ endpoints: [etcd.clientUrl] });
-    const proxy = new PausableProxy(port);
-    const proxyPort = port + 2000;
-    await proxy.listen(proxyPort);
-    const viaProxy = connectEtcd({ endpoints: [`http://127.0.0.1:${proxyPort}`] });
+    const { direct, proxy, viaProxy, close } = await behindProxy(2000);
     for (const k of ['a', 'b', 'c']) await direct.put(`wiremesh/t/${k}`).value(k);
     const state = new Map<string, string>();
     let syncs = 0;
@@ -100,23 +115,17 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
     const rev = (await direct.get('wiremesh/t/e').exec()).header.revision;
     await direct.put('wiremesh/t/zz').value('x');
     await direct.delete().key('wiremesh/t/zz');
-    await (direct as unknown as { kv: { compact(r: { revision: string; physical: boolean }): Promise<unknown> } }).kv.compact({ revision: rev, physical: true });
+    await compact(direct, rev);
     // while cut off, the cached state stays
     expect(state.has('wiremesh/t/b')).toBe(true);
     proxy.resume();
     await waitFor(() => !state.has('wiremesh/t/b') && state.has('wiremesh/t/e'), 15_000, 'relist after compaction');
     expect([...state.keys()].sort()).toEqual(['wiremesh/t/c', 'wiremesh/t/d', 'wiremesh/t/e']);
     await lw.stop();
-    viaProxy.close();
-    direct.close();
-    proxy.server.close();
+    close();
   });
   it('a cut stream resumes after the last event without a relist; a big value arrives whole', async () => {
-    const direct = connectEtcd({ endpoints: [etcd.clientUrl] });
-    const proxy = new PausableProxy(port);
-    const proxyPort = port + 2001;
-    await proxy.listen(proxyPort);
-    const viaProxy = connectEtcd({ endpoints: [`http://127.0.0.1:${proxyPort}`] });
+    const { direct, proxy, viaProxy, close } = await behindProxy(2001);
     const state = new Map<string, string>();
     const lw = new ListWatcher(new EtcdStore(viaProxy), 'wiremesh/r/', { upsert: (k, v) => state.set(k, v), remove: (k) => state.delete(k) });
     void lw.start();
@@ -133,17 +142,11 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
     expect(state.get('wiremesh/r/big')).toBe(big);
     expect(lw.relists).toBe(0);
     await lw.stop();
-    viaProxy.close();
-    direct.close();
-    proxy.server.close();
+    close();
   });
 
   it('a quiet prefix resumes after a reconnect without a relist once etcd compacted (progress notifications)', async () => {
-    const direct = connectEtcd({ endpoints: [etcd.clientUrl] });
-    const proxy = new PausableProxy(port);
-    const proxyPort = port + 2002;
-    await proxy.listen(proxyPort);
-    const viaProxy = connectEtcd({ endpoints: [`http://127.0.0.1:${proxyPort}`] });
+    const { direct, proxy, viaProxy, close } = await behindProxy(2002);
     await direct.put('wiremesh/q/a').value('1');
     const state = new Map<string, string>();
     const lw = new ListWatcher(new EtcdStore(viaProxy), 'wiremesh/q/', { upsert: (k, v) => state.set(k, v), remove: (k) => state.delete(k) });
@@ -152,7 +155,7 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
     for (let i = 0; i < 50; i++) await direct.put('wiremesh/elsewhere/k').value(String(i));
     await new Promise((r) => setTimeout(r, 1500)); // progress notifications every 500 ms here
     const rev = (await direct.get('wiremesh/elsewhere/k').exec()).header.revision;
-    await (direct as unknown as { kv: { compact(r: { revision: string; physical: boolean }): Promise<unknown> } }).kv.compact({ revision: rev, physical: true });
+    await compact(direct, rev);
     proxy.cut();
     await new Promise((r) => setTimeout(r, 200));
     proxy.resume();
@@ -160,9 +163,7 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
     await waitFor(() => state.get('wiremesh/q/z') === 'after', 15_000, 'event after the reconnect');
     expect(lw.relists).toBe(0);
     await lw.stop();
-    viaProxy.close();
-    direct.close();
-    proxy.server.close();
+    close();
   });
 
   it('a watch response larger than grpc\'s receive limit breaks the watch (the caller relists) instead of reconnecting forever', async () => {
@@ -233,11 +234,7 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
   }
 
   it('a key deleted and created again with a refused value during a gap that forces a relist loses its old value (create_revision)', async () => {
-    const direct = connectEtcd({ endpoints: [etcd.clientUrl] });
-    const proxy = new PausableProxy(port);
-    const proxyPort = port + 2003;
-    await proxy.listen(proxyPort);
-    const viaProxy = connectEtcd({ endpoints: [`http://127.0.0.1:${proxyPort}`] });
+    const { direct, proxy, viaProxy, close } = await behindProxy(2003);
     for (const k of ['reborn', 'binary', 'same', 'samebinary']) await direct.put(`wiremesh/g/${k}`).value(`good-${k}`);
     const state = new Map<string, string>();
     const rejections = new Rejections();
@@ -257,7 +254,7 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
     await direct.put('wiremesh/g/samebinary').value(Buffer.from([0x67, 0xff]));
     await direct.put('wiremesh/g/zz').value('good-after');
     const rev = (await direct.get('wiremesh/g/zz').exec()).header.revision;
-    await (direct as unknown as { kv: { compact(r: { revision: string; physical: boolean }): Promise<unknown> } }).kv.compact({ revision: rev, physical: true });
+    await compact(direct, rev);
     proxy.resume();
     await waitFor(() => state.has('wiremesh/g/zz'), 15_000, 'relist after compaction');
     expect(lw.relists).toBe(1);
@@ -266,9 +263,7 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
     expect(lw.rejectedEvents).toBe(2);
     expect(lw.keys()).not.toContain('wiremesh/g/binary');
     await lw.stop();
-    viaProxy.close();
-    direct.close();
-    proxy.server.close();
+    close();
   });
 
   it('on the watch, a delete then a put of a refused value removes the key (the delete is not undone by the refusal)', async () => {
@@ -323,11 +318,7 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
   });
 
   it('regression: kvstoremesh copies a key deleted and created again in a gap as a new incarnation (the cache key\'s create revision changes)', async () => {
-    const direct = connectEtcd({ endpoints: [etcd.clientUrl] });
-    const proxy = new PausableProxy(port);
-    const proxyPort = port + 2004;
-    await proxy.listen(proxyPort);
-    const viaProxy = connectEtcd({ endpoints: [`http://127.0.0.1:${proxyPort}`] });
+    const { direct, proxy, viaProxy, close } = await behindProxy(2004);
     const node = (bootId: string) =>
       JSON.stringify({ cluster: 'c2', clusterId: 2, name: 'n1', addresses: ['198.18.2.10'], port: 51820, publicKey: Buffer.alloc(32, 7).toString('base64'), podCIDRs: ['100.66.1.0/24'], bootId });
     const [src, dst] = [stateKey('nodes', 'c2', 'n1'), cacheKey('nodes', 'c2', 'n1')];
@@ -344,13 +335,11 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
     await direct.delete().key(src);
     await direct.put(src).value(node('2'));
     const rev = (await direct.get(src).exec()).header.revision;
-    await (direct as unknown as { kv: { compact(r: { revision: string; physical: boolean }): Promise<unknown> } }).kv.compact({ revision: rev, physical: true });
+    await compact(direct, rev);
     proxy.resume(); // the watch resumes before the compacted revision (or its creation failed in the cut): a relist
     await waitFor(async () => (await cached())?.value.toString() === node('2'), 15_000, 'the new incarnation copied');
     expect(Number((await cached())!.create_revision)).toBeGreaterThan(Number(before));
     await r.stop(false, 1000);
-    viaProxy.close();
-    direct.close();
-    proxy.server.close();
+    close();
   });
 });
