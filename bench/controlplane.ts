@@ -32,7 +32,7 @@
  * --profile-kvstoremesh DIR: every kvstoremesh runs with --cpu-prof into DIR (a profile per process, written
  * when the bench stops it), for `node scripts/cpuprofile-top.mjs DIR/*.cpuprofile`.
  */
-import { fork } from 'node:child_process';
+import { execFileSync, fork } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -45,6 +45,7 @@ import type { NodeRecord } from '../src/controlplane/types.js';
 import { silentLogger } from '../src/log.js';
 import type { LoadRequest, LoadResult } from './cp-load.js';
 import { profileWindows, threadCpu } from './cp-profile.js';
+import { perProcess, procUse } from './cp-procstat.js';
 import { ETCD_TUNING, etcdHistograms, etcdUrl, histogramQuantile, log, measureRest, restLine, runInNetns, startMesh, waitMeshSynced, type RestFigures } from './cp-mesh.js';
 
 const { values: o } = parseArgs({
@@ -97,6 +98,7 @@ function loadGenerator() {
         child.send(req);
       }),
     stop: () => void child.kill('SIGKILL'),
+    pid: child.pid!,
   };
 }
 
@@ -247,11 +249,15 @@ async function fullRun(dir: string): Promise<void> {
     // what the mesh spends during the churn (the same figures as at rest, over the churn's nominal window)
     const disk0 = await etcdHistograms(K);
     const agentCpu0 = process.cpuUsage();
+    const clkTck = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    const waits0 = [procUse(process.pid, clkTck), procUse(gen.pid, clkTck)];
     const host0 = hostCpu();
     const churnT0 = Date.now();
     const [churn, load] = await Promise.all([gen.request({ op: 'churn', clusters: clustersOf(range(2, K)), nodes: N, endpoints: E, rate: RATE, seconds: CHURN_S }), measureRest(m, CHURN_S)]);
     const agentCpu = process.cpuUsage(agentCpu0);
     const churnS = (Date.now() - churnT0) / 1000;
+    const waits1 = [procUse(process.pid, clkTck), procUse(gen.pid, clkTck)];
+    const [agentWait, genWait] = [0, 1].map((i) => perProcess([waits0[i]!], [waits1[i]!], churnS));
     const host1 = hostCpu();
     // from etcd's answer to the load generator (after the remote commit: a lower bound of the mesh's own share)
     const sinceAck: number[] = [];
@@ -261,7 +267,7 @@ async function fullRun(dir: string): Promise<void> {
     const served = { put: q('put'), txn: q('txn') };
     const fsync = { p50: histogramQuantile(disk0.walFsync, disk1.walFsync, 0.5), p99: histogramQuantile(disk0.walFsync, disk1.walFsync, 0.99) };
     const commit = { p50: histogramQuantile(disk0.backendCommit, disk1.backendCommit, 0.5), p99: histogramQuantile(disk0.backendCommit, disk1.backendCommit, 0.99) };
-    const machine = { busyCores: ((host1.busy - host0.busy) / (host1.total - host0.total)) * host1.cores, agentCores: (agentCpu.user + agentCpu.system) / 1e6 / churnS, loadGeneratorCores: churn.cores ?? NaN, load: loadavg()[0] };
+    const machine = { busyCores: ((host1.busy - host0.busy) / (host1.total - host0.total)) * host1.cores, agentCores: (agentCpu.user + agentCpu.system) / 1e6 / churnS, loadGeneratorCores: churn.cores ?? NaN, load: loadavg()[0], agentRunqMsPerS: agentWait!.runqMsPerS, agentMainRunqMsPerS: agentWait!.mainRunqMsPerS, loadGeneratorRunqMsPerS: genWait!.runqMsPerS };
     await sleep(5000);
     await cacheWatch.cancel();
 
@@ -303,6 +309,8 @@ async function fullRun(dir: string): Promise<void> {
     console.log(`etcds during the churn (data in ${report.etcdDataDir}; histogram bucket bounds): WAL fsync p50 ≤ ${fsync.p50.ms} ms, p99 ≤ ${fsync.p99.ms} ms (${fsync.p50.n}); boltdb commit p50 ≤ ${commit.p50.ms} ms, p99 ≤ ${commit.p99.ms} ms (${commit.p50.n})`);
     console.log(`etcd's own handling time (server side, bucket bounds): the load generator's Put p50 ≤ ${served.put.p50} ms, p99 ≤ ${served.put.p99} ms (${served.put.n}); kvstoremesh's Txn p50 ≤ ${served.txn.p50} ms, p99 ≤ ${served.txn.p99} ms (${served.txn.n})`);
     console.log(`machine during the churn: ${machine.busyCores.toFixed(2)} of ${hostCpu().cores} cores busy (whole host), agent process ${machine.agentCores.toFixed(3)}, load generator ${machine.loadGeneratorCores.toFixed(3)}, load average ${machine.load.toFixed(2)}`);
+    console.log(`  waiting for a core (run queue, ms per s): agent ${machine.agentRunqMsPerS.toFixed(1)} (its JavaScript thread ${machine.agentMainRunqMsPerS.toFixed(1)}), load generator ${machine.loadGeneratorRunqMsPerS.toFixed(1)}; etcds and kvstoremesh: the churn line above`);
+    if (churn.ackBySecond) console.log(`  the remote write alone by second of the churn, p50/p99 ms: ${churn.ackBySecond.map((x) => `${x.p50}/${x.p99}`).join(' ')}`);
     save(`controlplane-${K}x${N}x${E}${o.anchor ? '-anchor' : ''}.json`, { ...report, kvstoremesh: o.anchor ?? 'this tree', etcd: ETCD });
   } finally {
     await stopProfile?.().catch(() => undefined);

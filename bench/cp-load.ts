@@ -35,6 +35,8 @@ export interface LoadResult {
   cores?: number;
   /** churn: when etcd's answer to each node write came back (ms since the epoch), by `cluster/node/bootId`. */
   nodeAcks?: Array<[string, number]>;
+  /** send -> answer per second of the churn (by send time): whether a slow start or the whole window. */
+  ackBySecond?: Array<{ p50: number; p99: number }>;
 }
 
 export const clusterName = (k: number): string => `c${k}`;
@@ -90,6 +92,7 @@ async function churn(req: Extract<LoadRequest, { op: 'churn' }>): Promise<LoadRe
   let acked = 0;
   let failed = 0;
   const acks: number[] = [];
+  const bySecond: number[][] = [];
   const nodeAcks: Array<[string, number]> = [];
   const cpu0 = process.cpuUsage();
   const t0 = Date.now();
@@ -106,6 +109,7 @@ async function churn(req: Extract<LoadRequest, { op: 'churn' }>): Promise<LoadRe
         const t = Date.now();
         acked++;
         acks.push(t - ts);
+        (bySecond[Math.floor((ts - t0) / 1000)] ??= []).push(t - ts);
         if (node) nodeAcks.push([node, t]);
       };
       const p: Promise<unknown> = c.put(key).value(value).exec().then(done, () => failed++).finally(() => inflight.delete(p));
@@ -119,8 +123,12 @@ async function churn(req: Extract<LoadRequest, { op: 'churn' }>): Promise<LoadRe
   acks.sort((a, b) => a - b);
   const q = (x: number) => acks[Math.min(acks.length - 1, Math.floor(x * acks.length))] ?? NaN;
 
+  const ackBySecond = Array.from(bySecond, (xs = []) => {
+    xs.sort((a, b) => a - b);
+    return { p50: xs[Math.floor(xs.length / 2)] ?? NaN, p99: xs[Math.min(xs.length - 1, Math.floor(0.99 * xs.length))] ?? NaN };
+  });
   for (const { c } of clients) c.close();
-  return { op: 'churn', writes: acked, seconds, failed, ackMs: { p50: q(0.5), p99: q(0.99) }, cores: (cpu.user + cpu.system) / 1e6 / seconds, nodeAcks };
+  return { op: 'churn', writes: acked, seconds, failed, ackMs: { p50: q(0.5), p99: q(0.99) }, cores: (cpu.user + cpu.system) / 1e6 / seconds, nodeAcks, ackBySecond };
 }
 
 if (process.send) {

@@ -268,4 +268,5 @@ export const restLine = (r: RestFigures): string =>
   `commits/s mesh-wide ${r.commitsPerS.mesh.toFixed(1)}, per etcd ${r.commitsPerS.perEtcd.toFixed(2)}; ` +
   `CPU ${r.cores.total.toFixed(3)} cores (etcds ${r.cores.etcds.toFixed(3)}, kvstoremesh ${r.cores.kvstoremesh.toFixed(3)}) over ${r.seconds.toFixed(0)} s; ` +
   `per etcd ${procLine(r.perProcess.etcd)}; per kvstoremesh ${procLine(r.perProcess.kvstoremesh)}, its JavaScript thread ${r.perProcess.kvstoremesh.mainMcores.toFixed(2)} mcores`;
-const procLine = (p: PerProcess): string => `${p.mcores.toFixed(2)} mcores (max ${p.maxMcores.toFixed(2)}), ${p.wakesPerS.toFixed(1)} wakes/s`;
+const procLine = (p: PerProcess): string =>
+  `${p.mcores.toFixed(2)} mcores (max ${p.maxMcores.toFixed(2)}), ${p.wakesPerS.toFixed(1)} wakes/s, waiting for a core ${p.runqMsPerS.toFixed(1)} ms/s (main thread ${p.mainRunqMsPerS.toFixed(1)})`;

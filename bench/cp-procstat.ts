@@ -1,7 +1,9 @@
 /**
  * What a process has used so far, read from /proc without touching it: CPU seconds (utime + stime) of the whole
  * process and of its main thread, and its wakes (context switches of all its threads: a thread that blocked and
- * was woken again counts one voluntary switch; an idle process's CPU is mostly the cost of its wakes).
+ * was woken again counts one voluntary switch; an idle process's CPU is mostly the cost of its wakes), and how long
+ * its threads waited for a core (schedstat's run-queue wait: runnable, not running; the CPU queueing a latency
+ * figure cannot tell from the process's own work).
  */
 import { readdirSync, readFileSync } from 'node:fs';
 
@@ -12,7 +14,14 @@ export interface ProcUse {
   mainCpu: number;
   /** Context switches of all threads (voluntary + involuntary). */
   wakes: number;
+  /** Seconds its threads spent runnable on a run queue, waiting for a core (all threads; /proc/.../schedstat). */
+  runqWait: number;
+  /** The same for the main thread alone. */
+  mainRunqWait: number;
 }
+
+/** Field 2 of a schedstat text: nanoseconds spent waiting on a run queue. */
+const runqSeconds = (schedstat: string): number => Number(schedstat.split(' ')[1]) / 1e9 || 0;
 
 /** utime + stime in seconds from a /proc/.../stat text (the command name, field 2, may hold spaces). */
 function statCpu(stat: string, tick: number): number {
@@ -26,17 +35,22 @@ export function procUse(pid: number, tick: number): ProcUse {
     const cpu = statCpu(readFileSync(`/proc/${pid}/stat`, 'utf8'), tick);
     const mainCpu = statCpu(readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8'), tick);
     let wakes = 0;
+    let runqWait = 0;
+    let mainRunqWait = 0;
     for (const tid of readdirSync(`/proc/${pid}/task`)) {
       try {
         const status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
         for (const m of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) wakes += Number(m[1]);
+        const w = runqSeconds(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8'));
+        runqWait += w;
+        if (tid === String(pid)) mainRunqWait = w;
       } catch {
         /* the thread ended meanwhile */
       }
     }
-    return { cpu, mainCpu, wakes };
+    return { cpu, mainCpu, wakes, runqWait, mainRunqWait };
   } catch {
-    return { cpu: 0, mainCpu: 0, wakes: 0 };
+    return { cpu: 0, mainCpu: 0, wakes: 0, runqWait: 0, mainRunqWait: 0 };
   }
 }
 
@@ -46,17 +60,28 @@ export interface PerProcess {
   maxMcores: number;
   mainMcores: number;
   wakesPerS: number;
+  /** Mean milliseconds per second its threads waited for a core (all threads / the main thread). */
+  runqMsPerS: number;
+  mainRunqMsPerS: number;
 }
 
 /** Per-process figures of a set of processes between two readings `seconds` apart. */
 export function perProcess(before: ProcUse[], after: ProcUse[], seconds: number): PerProcess {
   const n = Math.max(1, before.length);
-  const d = after.map((a, i) => ({ cpu: a.cpu - before[i]!.cpu, main: a.mainCpu - before[i]!.mainCpu, wakes: a.wakes - before[i]!.wakes }));
+  const d = after.map((a, i) => ({
+    cpu: a.cpu - before[i]!.cpu,
+    main: a.mainCpu - before[i]!.mainCpu,
+    wakes: a.wakes - before[i]!.wakes,
+    runq: a.runqWait - before[i]!.runqWait,
+    mainRunq: a.mainRunqWait - before[i]!.mainRunqWait,
+  }));
   const sum = (f: (x: (typeof d)[number]) => number) => d.reduce((s, x) => s + f(x), 0);
   return {
     mcores: (1000 * sum((x) => x.cpu)) / seconds / n,
     maxMcores: d.length ? (1000 * Math.max(...d.map((x) => x.cpu))) / seconds : 0,
     mainMcores: (1000 * sum((x) => x.main)) / seconds / n,
     wakesPerS: sum((x) => x.wakes) / seconds / n,
+    runqMsPerS: (1000 * sum((x) => x.runq)) / seconds / n,
+    mainRunqMsPerS: (1000 * sum((x) => x.mainRunq)) / seconds / n,
   };
 }
