@@ -123,8 +123,8 @@ export interface ListWatchSink {
 
 /** A sink of decoded records. */
 export interface RecordSink<T> {
-  /** `false`: refused (as ListWatchSink.upsert). */
-  upsert(key: string, value: T): unknown;
+  /** `false`: refused; `reborn`: of a new incarnation of the key (both as ListWatchSink.upsert). */
+  upsert(key: string, value: T, reborn?: boolean): unknown;
   remove(key: string): void;
   synced?(): void;
 }
@@ -134,13 +134,15 @@ export interface RecordSink<T> {
  * not decode is rejected alone (logged, counted in `rejections` under the
  * cluster its key names) and the sink keeps the key's previous good value
  * (upsert answers false: ListWatcher removes that value if the key was
- * deleted in between); `origin` names that cluster from the key.
+ * deleted in between); `origin` names that cluster from the key. `reborn`
+ * goes through to `sink` with the decoded value: a sink that refuses a value
+ * of its own accord must know whether the value it keeps is of a deleted key.
  */
 export function decoded<T>(codec: Codec<T>, sink: RecordSink<T>, rejections: Rejections, origin: (key: string) => string = () => ''): ListWatchSink {
   return {
-    upsert: (key, value) => {
+    upsert: (key, value, reborn) => {
       const r = tryDecode(codec, key, value);
-      if (r.ok) return sink.upsert(key, r.value);
+      if (r.ok) return sink.upsert(key, r.value, reborn);
       rejections.add(r.error, origin(key));
       return false;
     },
@@ -278,7 +280,8 @@ export class ListWatcher {
    * Hands the sink a put (listed or watched) unless the key holds this value in this incarnation already. A
    * value the sink refuses leaves the previous one in force, but not across a delete: a new incarnation (another
    * create_revision: deleted and created again, maybe unseen in a gap that forced a relist) whose value is
-   * refused removes the old incarnation's value, as the delete would have.
+   * refused removes the old incarnation's value, as the delete would have; so does one the sink threw on (a
+   * bug, but the old value must not outlive its delete because of it).
    */
   private put(kv: KV): void {
     const c = incarnation(kv.createRevision);
@@ -287,7 +290,12 @@ export class ListWatcher {
     const reborn = this.reborn(kv.key, c);
     this.known.set(kv.key, d, c);
     this.deliver('upsert', kv.key, () => {
-      if (this.sink.upsert(kv.key, kv.value, reborn) === false && reborn) this.sink.remove(kv.key);
+      let taken: unknown = false;
+      try {
+        taken = this.sink.upsert(kv.key, kv.value, reborn);
+      } finally {
+        if (taken === false && reborn) this.sink.remove(kv.key);
+      }
     });
   }
 

@@ -16,6 +16,7 @@ import { cacheKey, stateKey } from '../../src/controlplane/keys.js';
 import { DEFAULT_BUDGET, RemoteReplication } from '../../src/controlplane/replication.js';
 import { Trust } from '../../src/controlplane/records/index.js';
 import { silentLogger } from '../../src/log.js';
+import { agentOn, ep, epKey, node, nodeKey } from '../helpers/admitting-agent.js';
 
 const enabled = hasCommand('etcd');
 
@@ -340,6 +341,31 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
     await waitFor(async () => (await cached())?.value.toString() === node('2'), 15_000, 'the new incarnation copied');
     expect(Number((await cached())!.create_revision)).toBeGreaterThan(Number(before));
     await r.stop(false, 1000);
+    close();
+  });
+
+  it('regression: the agent withdraws a node deleted and re-created in a gap with a conflicting value; admits it once the conflict goes', async () => {
+    const { direct, proxy, viaProxy, close } = await behindProxy(2005);
+    await direct.put(nodeKey('n1')).value(JSON.stringify(node('n1', ['100.66.1.0/24'], '198.18.2.1', 'A')));
+    await direct.put(nodeKey('n2')).value(JSON.stringify(node('n2', ['100.66.2.0/24'], '198.18.2.2', 'B')));
+    await direct.put(epKey('n1', '100.66.1.10')).value(JSON.stringify(ep('n1', '100.66.1.10')));
+    const { seen, rejections, watchers } = agentOn(new EtcdStore(viaProxy));
+    for (const w of watchers) void w.start();
+    await Promise.all(watchers.map((w) => w.firstSync()));
+    expect(seen.node.size + seen.endpoint.size).toBe(3);
+    await direct.put(nodeKey('n3')).value(JSON.stringify(node('n3', ['100.66.3.0/24'], '198.18.2.3', 'C')));
+    await waitFor(() => seen.node.size === 3, 5000, 'the watch is up');
+    proxy.cut();
+    await direct.delete().key(nodeKey('n1'));
+    await direct.put(nodeKey('n1')).value(JSON.stringify(node('n1', ['100.66.1.0/24', '100.66.2.0/25'], '198.18.2.1', 'A')));
+    await compact(direct, (await direct.get(nodeKey('n1')).exec()).header.revision);
+    proxy.resume();
+    await waitFor(() => rejections.total === 1, 15_000, 'relist after compaction');
+    expect(watchers[0]!.relists).toBe(1);
+    expect([...seen.node.keys(), ...seen.endpoint.keys()].sort()).toEqual([nodeKey('n2'), nodeKey('n3')]); // before: n1 (deleted) and its endpoint stayed
+    await direct.delete().key(nodeKey('n2'));
+    await waitFor(() => seen.node.has(nodeKey('n1')) && seen.endpoint.size === 1, 5000, 'n1 admitted once n2 is gone');
+    await Promise.all(watchers.map((w) => w.stop()));
     close();
   });
 });
