@@ -119,6 +119,12 @@ export interface ListWatchSink {
   remove(key: string): void;
   /** Called after every complete (re)list: the sink now mirrors the prefix. */
   synced?(): void;
+  /**
+   * The store refused a record alone (a key, then in hex, or a value that is not valid UTF-8): the sink counts it
+   * with its own refusals (decoded() does, through refusedInto); a sink without it has ListWatcher log it. Once
+   * per refused write on the watch, once per key and incarnation across relists.
+   */
+  refused?: Rejected;
 }
 
 /** A sink of decoded records. */
@@ -148,16 +154,23 @@ export function decoded<T>(codec: Codec<T>, sink: RecordSink<T>, rejections: Rej
     },
     remove: (key) => sink.remove(key),
     ...(sink.synced ? { synced: () => sink.synced!() } : {}),
+    refused: refusedInto(rejections, codec.type, origin),
   };
 }
 
 /**
- * A store's refusals (list(prefix, rejected): bytes that are not valid UTF-8) counted in `rejections` as records of
- * `type` from `origin`, as a decoder's refusals are (logged with key and reason, in metrics and status): a key that
- * is not text is refused for its key, a value that is not text as not JSON (JSON text is UTF-8).
+ * A store's refusals (list(prefix, rejected), a watch's: bytes that are not valid UTF-8) counted in `rejections` as
+ * records of `type` from `origin` (or the cluster `origin(key)` names), as a decoder's refusals are (logged with key
+ * and reason, in metrics and status): a key that is not text is refused for its key, from origin "" when named by
+ * the key (its hex names no cluster, and one label per such key would be unbounded), a value that is not text as
+ * not JSON (JSON text is UTF-8).
  */
-export function refusedInto(rejections: Pick<Rejections, 'add'>, type: RecordType, origin: string): Rejected {
-  return (key, reason) => rejections.add(new RecordError(type, key, reason === KEY_NOT_UTF8 ? 'key' : 'not-json', reason), origin);
+export function refusedInto(rejections: Pick<Rejections, 'add'>, type: RecordType, origin: string | ((key: string) => string)): Rejected {
+  return (key, reason) => {
+    const binaryKey = reason === KEY_NOT_UTF8;
+    const from = typeof origin === 'string' ? origin : binaryKey ? '' : origin(key);
+    rejections.add(new RecordError(type, key, binaryKey ? 'key' : 'not-json', reason), from);
+  };
 }
 
 /**
@@ -262,12 +275,28 @@ export class ListWatcher {
 
   /** Sink calls that threw (each skipped). */
   sinkErrors = 0;
-  /** Watch events and listed records the store refused alone (not valid UTF-8): the key keeps its previous value. */
+  /**
+   * Watch events and listed records the store refused alone (not valid UTF-8), each list's again: the key keeps
+   * its previous value. The sink (ListWatchSink.refused) hears each once.
+   */
   rejectedEvents = 0;
+  /**
+   * Keys whose refusal the sink heard → their create revision then ("": unknown), so a relist, which lists them
+   * again, does not count them again (a refused write in the gap before it, to the same incarnation, goes
+   * uncounted); a key's good value, its watched delete or a relist without it takes it out: at most the
+   * prefix's refused keys.
+   */
+  private readonly refusedKeys = new Map<string, string>();
 
-  private refused(key: string, reason: string): void {
+  /** `listed`: seen by a (re)list, where a refusal the sink heard for this incarnation is not handed on again. */
+  private refused(key: string, reason: string, createRevision: string | undefined, listed: boolean): void {
     this.rejectedEvents++;
-    this.log.warn({ prefix: this.prefix, key, reason }, 'record rejected');
+    const inc = createRevision ?? '';
+    if (listed && this.refusedKeys.get(key) === inc) return;
+    this.refusedKeys.set(key, inc);
+    const sink = this.sink;
+    if (sink.refused) this.deliver('refused', key, () => sink.refused!(key, reason, createRevision));
+    else this.log.warn({ prefix: this.prefix, key, reason }, 'record rejected');
   }
 
   /** Whether create revision `c` is another incarnation of `key` than the one last seen (both known). */
@@ -289,6 +318,7 @@ export class ListWatcher {
     if (this.known.get(kv.key) === d && this.known.createRevision(kv.key) === c) return;
     const reborn = this.reborn(kv.key, c);
     this.known.set(kv.key, d, c);
+    this.refusedKeys.delete(kv.key);
     this.deliver('upsert', kv.key, () => {
       let taken: unknown = false;
       try {
@@ -312,6 +342,7 @@ export class ListWatcher {
    */
   private async relist(): Promise<string | undefined> {
     const seen = new Set<string>();
+    const refusedNow = new Set<string>();
     const take = (kvs: KV[]) => {
       if (this.stopped) return;
       for (const kv of kvs) {
@@ -323,7 +354,8 @@ export class ListWatcher {
     // was deleted and created again since: then the previous value goes (removed below, as unseen)
     const rejected: Rejected = (key, reason, createRevision) => {
       if (reason === VALUE_NOT_UTF8 && !this.reborn(key, incarnation(createRevision))) seen.add(key);
-      this.refused(key, reason);
+      refusedNow.add(key);
+      this.refused(key, reason, createRevision, true);
     };
     let revision: string;
     if (this.store.listPages) revision = await this.store.listPages(this.prefix, take, rejected);
@@ -334,6 +366,7 @@ export class ListWatcher {
     }
     if (this.stopped) return undefined;
     for (const key of [...this.known.keys()]) if (!seen.has(key)) this.drop(key);
+    for (const key of [...this.refusedKeys.keys()]) if (!refusedNow.has(key)) this.refusedKeys.delete(key);
     return revision;
   }
 
@@ -358,11 +391,14 @@ export class ListWatcher {
         const watchedAt = Date.now();
         const w = await this.store.watch(this.prefix, next, {
           put: (kv) => this.put(kv),
-          delete: (key) => this.drop(key),
+          delete: (key) => {
+            this.refusedKeys.delete(key);
+            this.drop(key);
+          },
           broken: (err) => broken(err),
           connected: (up) => (this.connected = up),
           rejected: (key, reason, createRevision) => {
-            this.refused(key, reason);
+            this.refused(key, reason, createRevision, false);
             // etcd sends the delete before the put, so only a put without one (never from etcd) is caught here
             if (reason === VALUE_NOT_UTF8 && this.reborn(key, incarnation(createRevision))) this.drop(key);
           },
