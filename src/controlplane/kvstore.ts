@@ -190,6 +190,9 @@ export function valueDigest(s: string): number {
   return createHmac('sha256', DIGEST_KEY).update(s).digest().readUIntLE(0, 6);
 }
 
+/** A refused key's id in ListWatcher's refused keys: a binary key (named in hex) apart from any text key. */
+const refusedId = (key: string, binary: boolean): number => valueDigest(binary ? `\0${key}` : key);
+
 /** ListWatcher's retry pause (ms) after a failed list or watch creation, or a watch that broke unstable. */
 const RETRY = { first: 200, max: 5000 };
 
@@ -281,19 +284,21 @@ export class ListWatcher {
    */
   rejectedEvents = 0;
   /**
-   * Keys whose refusal the sink heard → their create revision then ("": unknown), so a relist, which lists them
-   * again, does not count them again (a refused write in the gap before it, to the same incarnation, goes
-   * uncounted); a key's good value, its watched delete or a relist without it takes it out: at most the
-   * prefix's refused keys.
+   * Keys whose refusal the sink heard, by their digest (valueDigest: a fixed size whatever the key's, ~1.5 MiB
+   * at most in etcd) → their create revision then ("": unknown), so a relist, which lists them again, does not
+   * count them again (a refused write in the gap before it, to the same incarnation, goes uncounted); a key's
+   * good value, its watched delete (a binary key's too: WatchHandlers.unreadableDeleted) or a relist without it
+   * takes it out: at most the refused keys the prefix holds in etcd.
    */
-  private readonly refusedKeys = new Map<string, string>();
+  private readonly refusedKeys = new Map<number, string>();
 
   /** `listed`: seen by a (re)list, where a refusal the sink heard for this incarnation is not handed on again. */
   private refused(key: string, reason: string, createRevision: string | undefined, listed: boolean): void {
     this.rejectedEvents++;
     const inc = createRevision ?? '';
-    if (listed && this.refusedKeys.get(key) === inc) return;
-    this.refusedKeys.set(key, inc);
+    const id = refusedId(key, reason === KEY_NOT_UTF8);
+    if (listed && this.refusedKeys.get(id) === inc) return;
+    this.refusedKeys.set(id, inc);
     const sink = this.sink;
     if (sink.refused) this.deliver('refused', key, () => sink.refused!(key, reason, createRevision));
     else this.log.warn({ prefix: this.prefix, key, reason }, 'record rejected');
@@ -318,7 +323,7 @@ export class ListWatcher {
     if (this.known.get(kv.key) === d && this.known.createRevision(kv.key) === c) return;
     const reborn = this.reborn(kv.key, c);
     this.known.set(kv.key, d, c);
-    this.refusedKeys.delete(kv.key);
+    if (this.refusedKeys.size > 0) this.refusedKeys.delete(refusedId(kv.key, false));
     this.deliver('upsert', kv.key, () => {
       let taken: unknown = false;
       try {
@@ -342,7 +347,7 @@ export class ListWatcher {
    */
   private async relist(): Promise<string | undefined> {
     const seen = new Set<string>();
-    const refusedNow = new Set<string>();
+    const refusedNow = new Set<number>();
     const take = (kvs: KV[]) => {
       if (this.stopped) return;
       for (const kv of kvs) {
@@ -354,7 +359,7 @@ export class ListWatcher {
     // was deleted and created again since: then the previous value goes (removed below, as unseen)
     const rejected: Rejected = (key, reason, createRevision) => {
       if (reason === VALUE_NOT_UTF8 && !this.reborn(key, incarnation(createRevision))) seen.add(key);
-      refusedNow.add(key);
+      refusedNow.add(refusedId(key, reason === KEY_NOT_UTF8));
       this.refused(key, reason, createRevision, true);
     };
     let revision: string;
@@ -392,9 +397,10 @@ export class ListWatcher {
         const w = await this.store.watch(this.prefix, next, {
           put: (kv) => this.put(kv),
           delete: (key) => {
-            this.refusedKeys.delete(key);
+            if (this.refusedKeys.size > 0) this.refusedKeys.delete(refusedId(key, false));
             this.drop(key);
           },
+          unreadableDeleted: (hexKey) => void this.refusedKeys.delete(refusedId(hexKey, true)),
           broken: (err) => broken(err),
           connected: (up) => (this.connected = up),
           rejected: (key, reason, createRevision) => {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectEtcd, decoded, EtcdStore, ListWatcher } from '../../src/controlplane/kvstore.js';
-import { RecordError, Rejections, type Codec, type PinnedCluster } from '../../src/controlplane/records/index.js';
+import { nodeCodec, RecordError, Rejections, type Codec, type PinnedCluster } from '../../src/controlplane/records/index.js';
 import { etcdMirrorTarget } from '../../src/controlplane/mirrorwriter.js';
 import { etcdCollectorStore } from '../../src/identity/allocator.js';
 import { startEtcd, type EtcdProcess } from '../../src/testbed/etcd.js';
@@ -216,6 +216,25 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
     await c.put('wiremesh/b/z').value('ok');
     await waitFor(() => state.has('wiremesh/b/z'), 5000, 'next event');
     expect([...state.keys()].sort()).toEqual(['wiremesh/b/ok', 'wiremesh/b/z']);
+    await lw.stop();
+    c.close();
+  });
+
+  it("regression: a binary key's delete is no refusal and is forgotten (review of s8adm: put and delete cycles grew the refused keys)", async () => {
+    const c = connectEtcd({ endpoints: [etcd.clientUrl] });
+    const bin = (i: number) => Buffer.concat([Buffer.from('wiremesh/bd/'), Buffer.from([0xff, i >> 8, i & 0xff]), Buffer.alloc(4096, 0x61)]);
+    const rejections = new Rejections(silentLogger);
+    const lw = new ListWatcher(new EtcdStore(c), 'wiremesh/bd/', decoded(nodeCodec, { upsert: () => undefined, remove: () => undefined }, rejections));
+    void lw.start();
+    await lw.firstSync();
+    for (let i = 0; i < 50; i++) {
+      await c.put(bin(i)).value('{}');
+      await c.delete().key(bin(i)).exec();
+    }
+    await c.put('wiremesh/bd/last').value('{}'); // after every binary event: its refusal marks the watch caught up
+    await waitFor(() => rejections.total === 51, 5000, 'the 50 binary puts and the last record counted');
+    expect(rejections.total).toBe(51); // before: 101 (each delete counted as a refusal too)
+    expect((lw as unknown as { refusedKeys: Map<unknown, unknown> }).refusedKeys.size).toBe(0); // before: 50, for good
     await lw.stop();
     c.close();
   });
