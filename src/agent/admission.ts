@@ -16,8 +16,12 @@
  * A refused node waits on the node it conflicts with and is checked again
  * when that one changes or goes.
  *
- * A refused *new value* leaves the key's admitted value in force; when what
- * is pinned changes (recheck), an admitted value that no longer holds is
+ * A refused *new value* leaves the key's admitted value in force, within one
+ * incarnation of the key: a value of a new incarnation (`reborn`: the key was
+ * deleted and created again, maybe unseen in a gap that forced a relist) that
+ * is refused or waits withdraws it, as the delete would have, and stays the
+ * candidate (admitted once its conflict or its node clears). When what is
+ * pinned changes (recheck), an admitted value that no longer holds is
  * withdrawn: refusals never leave more trusted than the pin allows.
  *
  * Cost: O(prefix length) per node (PrefixTrie), per endpoint its node's pod
@@ -129,9 +133,11 @@ export class Admission {
 
   // ---- inputs (from the decoding watch sinks) ----------------------------------
 
-  upsert(kind: Kind, key: string, cluster: string, rec: unknown): void {
+  /** `reborn`: `rec` is of a new incarnation of `key` (ListWatchSink.upsert): the admitted value is not kept for it. */
+  upsert(kind: Kind, key: string, cluster: string, rec: unknown, reborn = false): void {
     this.cand[kind].set(key, cluster, rec);
-    this.evaluate(kind, key);
+    if (reborn) this.reported.delete(key); // a new record: its refusal is reported anew, as after a delete
+    this.evaluate(kind, key, reborn);
   }
 
   remove(kind: Kind, key: string): void {
@@ -148,7 +154,8 @@ export class Admission {
 
   // ---- decisions ----------------------------------------------------------------
 
-  private evaluate(kind: Kind, key: string): void {
+  /** `reborn`: the candidate is of another incarnation than the admitted value (upsert). */
+  private evaluate(kind: Kind, key: string, reborn = false): void {
     const c = this.cand[kind].get(key);
     if (!c) return;
     const out = this.decide(kind, key, c);
@@ -162,11 +169,14 @@ export class Admission {
         this.reported.set(key, out.detail);
         this.rejections.add(out, c.cluster);
       }
-      // the key's admitted value stays in force only while it still holds itself ('wait': an endpoint whose node
-      // went away holds no more than a refused one: kept, it outlived its node)
+      // the key's admitted value stays in force only while it is of the candidate's incarnation (a deleted key's
+      // value must not outlive its delete) and still holds itself ('wait': an endpoint whose node went away holds
+      // no more than a refused one: kept, it outlived its node)
       const prev = this.admitted[kind].get(key);
-      const held = prev === undefined || prev === c.rec ? undefined : this.decide(kind, key, { cluster: c.cluster, rec: prev });
-      if (prev !== undefined && (prev === c.rec || held instanceof RecordError || held === 'wait')) this.withdraw(kind, key);
+      if (prev === undefined) return;
+      if (reborn || prev === c.rec) return this.withdraw(kind, key);
+      const held = this.decide(kind, key, { cluster: c.cluster, rec: prev });
+      if (held instanceof RecordError || held === 'wait') this.withdraw(kind, key);
       return;
     }
     this.reported.delete(key);

@@ -75,19 +75,22 @@ export interface WatchTargets {
 class Sinks {
   constructor(private readonly t: WatchTargets) {}
 
-  /** A decoding sink for a state type: a cache/ record naming our own cluster is refused (only we speak for us). */
-  state<T>(type: StateType, codec: Codec<T>, upsert: (k: string, cluster: string, name: string, v: T) => void, remove: (k: string) => void): ListWatchSink {
+  /**
+   * A decoding sink for a state type: a cache/ record naming our own cluster is refused (only we speak for us).
+   * `reborn` (ListWatchSink.upsert) reaches `upsert`: admission needs it.
+   */
+  state<T>(type: StateType, codec: Codec<T>, upsert: (k: string, cluster: string, name: string, v: T, reborn?: boolean) => void, remove: (k: string) => void): ListWatchSink {
     const own = this.t.cluster.name;
     const rej = this.t.rejections;
     return decoded(codec, {
-      upsert: (k, v) => {
+      upsert: (k, v, reborn) => {
         const loc = stateLocation(type, k);
         if (!loc) return;
         if (loc.cached && loc.cluster === own) {
           rej.add(new RecordError(codec.type, k, 'claim', `a cached record names this cluster (${own}): only its own agents speak for it`), loc.cluster);
           return false;
         }
-        upsert(k, loc.cluster, loc.name, v);
+        upsert(k, loc.cluster, loc.name, v, reborn);
       },
       remove,
     }, rej, (k) => stateLocation(type, k)?.cluster ?? ''); // the cluster each key names: the origin whose claims are checked
@@ -96,7 +99,7 @@ class Sinks {
   /** Records that go through admission (records/trust.ts, admission.ts) into the data path. */
   admit<T>(type: StateType, kind: Parameters<Admission['upsert']>[0], codec: Codec<T>): ListWatchSink {
     const a = this.t.admission;
-    return this.state(type, codec, (k, cluster, _n, v) => a.upsert(kind, k, cluster, v), (k) => a.remove(kind, k));
+    return this.state(type, codec, (k, cluster, _n, v, reborn) => a.upsert(kind, k, cluster, v, reborn), (k) => a.remove(kind, k));
   }
 
   /** Our own and the cached copies of a state type, into one sink. */

@@ -42,6 +42,11 @@ export interface WatchHandlers {
   connected?(up: boolean): void;
   /** An event the store refused alone (a key or value that is not valid UTF-8); the watch goes on. */
   rejected?: Rejected;
+  /**
+   * A key that is not valid UTF-8 (hex, as `rejected` named it) was deleted: not a refusal (nothing of it was
+   * taken), but whoever remembers its refusal can forget it (kvstore.ts ListWatcher's refused keys).
+   */
+  unreadableDeleted?(hexKey: string): void;
 }
 
 /**
@@ -333,8 +338,11 @@ class LeanWatch {
       this.floor = rev;
       this.next = rev + 1;
       if (ev.type === DELETE) {
-        const key = textKey(kv.key, this.h.rejected);
+        // a binary key's delete refuses nothing (review of s8adm: counted as a refusal and remembered, it let a
+        // remote grow ListWatcher's refused keys by a put and a delete at a time, its etcd holding none)
+        const key = textKey(kv.key, undefined);
         if (key !== undefined) this.h.delete(key, String(rev));
+        else this.h.unreadableDeleted?.(kv.key.toString('hex'));
       } else {
         const text = textKV(kv, this.h.rejected);
         if (text) this.h.put(text, String(rev));

@@ -119,12 +119,18 @@ export interface ListWatchSink {
   remove(key: string): void;
   /** Called after every complete (re)list: the sink now mirrors the prefix. */
   synced?(): void;
+  /**
+   * The store refused a record alone (a key, then in hex, or a value that is not valid UTF-8): the sink counts it
+   * with its own refusals (decoded() does, through refusedInto); a sink without it has ListWatcher log it. Once
+   * per refused write on the watch, once per key and incarnation across relists.
+   */
+  refused?: Rejected;
 }
 
 /** A sink of decoded records. */
 export interface RecordSink<T> {
-  /** `false`: refused (as ListWatchSink.upsert). */
-  upsert(key: string, value: T): unknown;
+  /** `false`: refused; `reborn`: of a new incarnation of the key (both as ListWatchSink.upsert). */
+  upsert(key: string, value: T, reborn?: boolean): unknown;
   remove(key: string): void;
   synced?(): void;
 }
@@ -134,28 +140,37 @@ export interface RecordSink<T> {
  * not decode is rejected alone (logged, counted in `rejections` under the
  * cluster its key names) and the sink keeps the key's previous good value
  * (upsert answers false: ListWatcher removes that value if the key was
- * deleted in between); `origin` names that cluster from the key.
+ * deleted in between); `origin` names that cluster from the key. `reborn`
+ * goes through to `sink` with the decoded value: a sink that refuses a value
+ * of its own accord must know whether the value it keeps is of a deleted key.
  */
 export function decoded<T>(codec: Codec<T>, sink: RecordSink<T>, rejections: Rejections, origin: (key: string) => string = () => ''): ListWatchSink {
   return {
-    upsert: (key, value) => {
+    upsert: (key, value, reborn) => {
       const r = tryDecode(codec, key, value);
-      if (r.ok) return sink.upsert(key, r.value);
+      if (r.ok) return sink.upsert(key, r.value, reborn);
       rejections.add(r.error, origin(key));
       return false;
     },
     remove: (key) => sink.remove(key),
     ...(sink.synced ? { synced: () => sink.synced!() } : {}),
+    refused: refusedInto(rejections, codec.type, origin),
   };
 }
 
 /**
- * A store's refusals (list(prefix, rejected): bytes that are not valid UTF-8) counted in `rejections` as records of
- * `type` from `origin`, as a decoder's refusals are (logged with key and reason, in metrics and status): a key that
- * is not text is refused for its key, a value that is not text as not JSON (JSON text is UTF-8).
+ * A store's refusals (list(prefix, rejected), a watch's: bytes that are not valid UTF-8) counted in `rejections` as
+ * records of `type` from `origin` (or the cluster `origin(key)` names), as a decoder's refusals are (logged with key
+ * and reason, in metrics and status): a key that is not text is refused for its key, from origin "" when named by
+ * the key (its hex names no cluster, and one label per such key would be unbounded), a value that is not text as
+ * not JSON (JSON text is UTF-8).
  */
-export function refusedInto(rejections: Pick<Rejections, 'add'>, type: RecordType, origin: string): Rejected {
-  return (key, reason) => rejections.add(new RecordError(type, key, reason === KEY_NOT_UTF8 ? 'key' : 'not-json', reason), origin);
+export function refusedInto(rejections: Pick<Rejections, 'add'>, type: RecordType, origin: string | ((key: string) => string)): Rejected {
+  return (key, reason) => {
+    const binaryKey = reason === KEY_NOT_UTF8;
+    const from = typeof origin === 'string' ? origin : binaryKey ? '' : origin(key);
+    rejections.add(new RecordError(type, key, binaryKey ? 'key' : 'not-json', reason), from);
+  };
 }
 
 /**
@@ -174,6 +189,9 @@ const DIGEST_KEY = randomBytes(32);
 export function valueDigest(s: string): number {
   return createHmac('sha256', DIGEST_KEY).update(s).digest().readUIntLE(0, 6);
 }
+
+/** A refused key's id in ListWatcher's refused keys: a binary key (named in hex) apart from any text key. */
+const refusedId = (key: string, binary: boolean): number => valueDigest(binary ? `\0${key}` : key);
 
 /** ListWatcher's retry pause (ms) after a failed list or watch creation, or a watch that broke unstable. */
 const RETRY = { first: 200, max: 5000 };
@@ -260,12 +278,30 @@ export class ListWatcher {
 
   /** Sink calls that threw (each skipped). */
   sinkErrors = 0;
-  /** Watch events and listed records the store refused alone (not valid UTF-8): the key keeps its previous value. */
+  /**
+   * Watch events and listed records the store refused alone (not valid UTF-8), each list's again: the key keeps
+   * its previous value. The sink (ListWatchSink.refused) hears each once.
+   */
   rejectedEvents = 0;
+  /**
+   * Keys whose refusal the sink heard, by their digest (valueDigest: a fixed size whatever the key's, ~1.5 MiB
+   * at most in etcd) → their create revision then ("": unknown), so a relist, which lists them again, does not
+   * count them again (a refused write in the gap before it, to the same incarnation, goes uncounted); a key's
+   * good value, its watched delete (a binary key's too: WatchHandlers.unreadableDeleted) or a relist without it
+   * takes it out: at most the refused keys the prefix holds in etcd.
+   */
+  private readonly refusedKeys = new Map<number, string>();
 
-  private refused(key: string, reason: string): void {
+  /** `listed`: seen by a (re)list, where a refusal the sink heard for this incarnation is not handed on again. */
+  private refused(key: string, reason: string, createRevision: string | undefined, listed: boolean): void {
     this.rejectedEvents++;
-    this.log.warn({ prefix: this.prefix, key, reason }, 'record rejected');
+    const inc = createRevision ?? '';
+    const id = refusedId(key, reason === KEY_NOT_UTF8);
+    if (listed && this.refusedKeys.get(id) === inc) return;
+    this.refusedKeys.set(id, inc);
+    const sink = this.sink;
+    if (sink.refused) this.deliver('refused', key, () => sink.refused!(key, reason, createRevision));
+    else this.log.warn({ prefix: this.prefix, key, reason }, 'record rejected');
   }
 
   /** Whether create revision `c` is another incarnation of `key` than the one last seen (both known). */
@@ -278,7 +314,8 @@ export class ListWatcher {
    * Hands the sink a put (listed or watched) unless the key holds this value in this incarnation already. A
    * value the sink refuses leaves the previous one in force, but not across a delete: a new incarnation (another
    * create_revision: deleted and created again, maybe unseen in a gap that forced a relist) whose value is
-   * refused removes the old incarnation's value, as the delete would have.
+   * refused removes the old incarnation's value, as the delete would have; so does one the sink threw on (a
+   * bug, but the old value must not outlive its delete because of it).
    */
   private put(kv: KV): void {
     const c = incarnation(kv.createRevision);
@@ -286,8 +323,14 @@ export class ListWatcher {
     if (this.known.get(kv.key) === d && this.known.createRevision(kv.key) === c) return;
     const reborn = this.reborn(kv.key, c);
     this.known.set(kv.key, d, c);
+    if (this.refusedKeys.size > 0) this.refusedKeys.delete(refusedId(kv.key, false));
     this.deliver('upsert', kv.key, () => {
-      if (this.sink.upsert(kv.key, kv.value, reborn) === false && reborn) this.sink.remove(kv.key);
+      let taken: unknown = false;
+      try {
+        taken = this.sink.upsert(kv.key, kv.value, reborn);
+      } finally {
+        if (taken === false && reborn) this.sink.remove(kv.key);
+      }
     });
   }
 
@@ -304,6 +347,7 @@ export class ListWatcher {
    */
   private async relist(): Promise<string | undefined> {
     const seen = new Set<string>();
+    const refusedNow = new Set<number>();
     const take = (kvs: KV[]) => {
       if (this.stopped) return;
       for (const kv of kvs) {
@@ -315,7 +359,8 @@ export class ListWatcher {
     // was deleted and created again since: then the previous value goes (removed below, as unseen)
     const rejected: Rejected = (key, reason, createRevision) => {
       if (reason === VALUE_NOT_UTF8 && !this.reborn(key, incarnation(createRevision))) seen.add(key);
-      this.refused(key, reason);
+      refusedNow.add(refusedId(key, reason === KEY_NOT_UTF8));
+      this.refused(key, reason, createRevision, true);
     };
     let revision: string;
     if (this.store.listPages) revision = await this.store.listPages(this.prefix, take, rejected);
@@ -326,6 +371,7 @@ export class ListWatcher {
     }
     if (this.stopped) return undefined;
     for (const key of [...this.known.keys()]) if (!seen.has(key)) this.drop(key);
+    for (const key of [...this.refusedKeys.keys()]) if (!refusedNow.has(key)) this.refusedKeys.delete(key);
     return revision;
   }
 
@@ -350,11 +396,15 @@ export class ListWatcher {
         const watchedAt = Date.now();
         const w = await this.store.watch(this.prefix, next, {
           put: (kv) => this.put(kv),
-          delete: (key) => this.drop(key),
+          delete: (key) => {
+            if (this.refusedKeys.size > 0) this.refusedKeys.delete(refusedId(key, false));
+            this.drop(key);
+          },
+          unreadableDeleted: (hexKey) => void this.refusedKeys.delete(refusedId(hexKey, true)),
           broken: (err) => broken(err),
           connected: (up) => (this.connected = up),
           rejected: (key, reason, createRevision) => {
-            this.refused(key, reason);
+            this.refused(key, reason, createRevision, false);
             // etcd sends the delete before the put, so only a put without one (never from etcd) is caught here
             if (reason === VALUE_NOT_UTF8 && this.reborn(key, incarnation(createRevision))) this.drop(key);
           },

@@ -6,7 +6,7 @@
  */
 import type { Logger } from '../log.js';
 import { cacheKey, cachePrefix, remoteStatusKey, splitClusterName, statePrefix, syncedKey, type StateType } from './keys.js';
-import { connectEtcd, EtcdStore, ListWatcher, type KVStore } from './kvstore.js';
+import { connectEtcd, EtcdStore, ListWatcher, refusedInto, type KVStore } from './kvstore.js';
 import { BatchedWriter, type MirrorTarget } from './mirrorwriter.js';
 import { LateWriteError } from './latewrite.js';
 import { within } from './within.js';
@@ -243,6 +243,8 @@ export class RemoteReplication {
             this.synced[type] = true;
             this.log.info({ remote, type }, 'initial sync complete');
           },
+          // the remote store's own refusals (not valid UTF-8): counted as the remote's, with the refusals above
+          refused: refusedInto(this.rejections, CODECS[type].type, remote),
         },
         this.log,
       );

@@ -112,7 +112,30 @@ export class IdentityCollector {
     private readonly rejections: Rejections = new Rejections(log),
   ) {}
 
+  /** Whether a sweep runs: one at a time (two against a hung etcd each counted its refusals and acted on them). */
+  private sweeping = false;
+  /** Sweeps skipped because the previous one still ran (each logged). */
+  skipped = 0;
+
+  /**
+   * One sweep: resolves to how many identities it deleted. A sweep due while the previous one still runs (its
+   * etcd hung) is skipped: resolves to 0 at once, counted in `skipped` and logged.
+   */
   async sweep(): Promise<number> {
+    if (this.sweeping) {
+      this.skipped++;
+      this.log.warn({ cluster: this.cluster, skipped: this.skipped }, 'identity sweep skipped: the previous one still runs');
+      return 0;
+    }
+    this.sweeping = true;
+    try {
+      return await this.sweepOnce();
+    } finally {
+      this.sweeping = false;
+    }
+  }
+
+  private async sweepOnce(): Promise<number> {
     const refused = new Map<string, string>();
     const storeRefused = refusedInto(this.rejections, identityCodec.type, this.cluster);
     const refuse = (key: string, rev: string, count: () => void) => {

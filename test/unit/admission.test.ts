@@ -53,6 +53,26 @@ describe('agent admission', () => {
     expect(seen.node.get(nodeKey('c2', 'n1'))).toBe(good);
   });
 
+  it('regression: a refused value of a new incarnation of the key (reborn) withdraws the admitted one, kept as the candidate', () => {
+    const { a, seen } = setup();
+    a.upsert('node', nodeKey('c2', 'n1'), 'c2', node('c2', 2, 'n1', ['100.66.1.0/24']));
+    const k = epKey('c2', 'n1', '100.66.1.10');
+    const idKey = 'wiremesh/cache/identities/v1/c2/131372';
+    a.upsert('endpoint', k, 'c2', ep('c2', 'n1', '100.66.1.10'));
+    a.upsert('identity', idKey, 'c2', { id: 2 * 65536 + 300, labels: { app: 'x' } });
+    // refused updates of the same incarnation: the admitted values stay in force
+    a.upsert('endpoint', k, 'c2', ep('c2', 'n1', '100.66.2.10'));
+    a.upsert('identity', idKey, 'c2', { id: 1 * 65536 + 300, labels: { app: 'x' } });
+    expect(seen.endpoint.size + seen.identity.size).toBe(2);
+    // the same values of a new incarnation (deleted and created again): the deleted ones go
+    a.upsert('endpoint', k, 'c2', ep('c2', 'n1', '100.66.2.10'), true);
+    a.upsert('identity', idKey, 'c2', { id: 1 * 65536 + 300, labels: { app: 'x' } }, true);
+    expect(seen.endpoint.size + seen.identity.size).toBe(0);
+    // the candidate stays: admitted once it holds (its node now owns its address)
+    a.upsert('node', nodeKey('c2', 'n1'), 'c2', node('c2', 2, 'n1', ['100.66.1.0/24', '100.66.2.0/24']));
+    expect(seen.endpoint.get(k)?.ip).toBe('100.66.2.10');
+  });
+
   it('regression: an endpoint kept in force after a refused update goes with its node', () => {
     const { a, seen } = setup();
     a.upsert('node', nodeKey('c2', 'n1'), 'c2', node('c2', 2, 'n1', ['100.66.1.0/24']));

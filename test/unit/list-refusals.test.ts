@@ -97,3 +97,34 @@ describe('a create revision at or above 2^53 (review of s7fix, #3)', () => {
     expect((await etcdCollectorStore(etcd).list('p/')).map((r) => r.key)).toEqual(['p/a', 'p/b', 'p/c']);
   });
 });
+
+describe('the identity collector runs one sweep at a time', () => {
+  it('regression: a sweep due while one hangs on etcd is skipped (counted), not run beside it (each counted the refusals)', async () => {
+    let lists = 0;
+    const hung: Array<() => void> = [];
+    const answer = () => hung.splice(0).forEach((r) => r());
+    const store: CollectorStore = {
+      list: async (_p, rejected) => {
+        lists++;
+        await new Promise<void>((r) => hung.push(r));
+        rejected?.(stateKey('identities', 'c1', '1001'), VALUE_NOT_UTF8, '4');
+        return [];
+      },
+      keys: async () => [],
+      deleteIfUnchanged: async () => false,
+    };
+    const rejections = new Rejections(silentLogger);
+    const collector = new IdentityCollector(store, 'c1', silentLogger, rejections);
+    const first = collector.sweep();
+    const second = collector.sweep(); // due while the first hangs: skipped at once
+    await new Promise((r) => setImmediate(r));
+    expect([lists, collector.skipped]).toEqual([1, 1]); // before: a second list ran beside the first
+    answer();
+    expect(await Promise.all([first, second])).toEqual([0, 0]);
+    expect(rejections.total).toBe(1);
+    const third = collector.sweep(); // the first is done: the next one runs
+    answer();
+    await third;
+    expect([lists, collector.skipped, rejections.total]).toEqual([2, 1, 1]);
+  });
+});

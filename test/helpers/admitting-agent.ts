@@ -1,0 +1,37 @@
+// The agent's admission behind the agent's own node and endpoint sinks (src/agent/sinks.ts), fed by ListWatchers
+// on a store: what an agent admits from cluster c2's cached records (c2 pinned to 100.66.0.0/16).
+import { Admission } from '../../src/agent/admission.js';
+import { stateWatches, type WatchTargets } from '../../src/agent/sinks.js';
+import { cacheKey, endpointName } from '../../src/controlplane/keys.js';
+import { ListWatcher, type KVStore } from '../../src/controlplane/kvstore.js';
+import { Rejections, Trust, type EndpointRecord, type NodeRecord } from '../../src/controlplane/records/index.js';
+import { silentLogger } from '../../src/log.js';
+
+const keyOf = (c: string) => c.repeat(42) + 'A=';
+export const node = (name: string, podCIDRs: string[], addr: string, pk: string): NodeRecord => ({ cluster: 'c2', clusterId: 2, name, addresses: [addr], port: 51820, publicKey: keyOf(pk), podCIDRs, bootId: '1' });
+export const ep = (nodeName: string, ip: string): EndpointRecord => ({ ip, cluster: 'c2', node: nodeName, namespace: 'ns', name: 'p1', labels: { app: 'x' } });
+export const nodeKey = (n: string) => cacheKey('nodes', 'c2', n);
+export const epKey = (n: string, ip: string) => cacheKey('ip', 'c2', endpointName(n, ip));
+
+/** The admission, what it admitted (`seen`) and refused, and the (unstarted) ListWatchers on `store`. */
+export function agentOn(store: KVStore) {
+  const trust = new Trust('c1', 1, ['100.65.0.0/16']);
+  trust.pin({ name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false });
+  const rejections = new Rejections();
+  const seen = { node: new Map<string, NodeRecord>(), endpoint: new Map<string, EndpointRecord>() };
+  const put = <T>(m: Map<string, T>) => (k: string, r: T | undefined) => (r ? m.set(k, r) : m.delete(k));
+  const admission = new Admission(trust, rejections, { node: put(seen.node), endpoint: put(seen.endpoint), identity: () => undefined, relay: () => undefined });
+  const targets: WatchTargets = {
+    cluster: { name: 'c1', id: 1 },
+    trust,
+    rejections,
+    admission,
+    peers: { setSynced: () => undefined, setRelayEnabled: () => undefined, queue: () => undefined },
+    syncLag: new Map(),
+    remoteStatus: new Map(),
+    log: silentLogger,
+  };
+  const rows = stateWatches(targets).filter((w) => w.prefix.startsWith('wiremesh/cache/nodes/') || w.prefix.startsWith('wiremesh/cache/ip/'));
+  const watchers = rows.map((w) => new ListWatcher(store, w.prefix, w.sink));
+  return { seen, rejections, watchers };
+}
