@@ -5,9 +5,14 @@
  * processes). The coalescer collects what every mirror has to write during a short window and sends it as one
  * transaction of at most `maxOps` operations and `maxBytes` bytes (keys + values).
  *
- * Bounds: a write waits at most `windowMs` (10 ms) after the first write of the window was offered, less when
- * `maxOps` operations are already queued; at most `maxInFlight` (4) transactions are outstanding at once, and
- * what arrives meanwhile keeps collecting. Order: each writer offers one batch at a time (BatchedWriter waits
+ * Bounds: a write waits at most `windowMs` (0 ms) after the first write of the window was offered, and a
+ * transaction leaves at most once per `intervalMs` (25 ms) after the previous one left, neither when `maxOps`
+ * operations are already queued: so a write waits at most max(windowMs, intervalMs) for the pacing, and a lone
+ * write after a quiet spell not at all. At most `maxInFlight` (4) transactions are outstanding at once, and what
+ * arrives meanwhile keeps collecting. Why the pacing: during churn (issue 16, ~94 copies/s into each
+ * kvstoremesh's etcd) the writes arrive one by one, so a window counted from the first write sent ~1–2 operations
+ * per transaction, and each transaction is a grpc call here and a raft proposal in etcd: their CPU, not the
+ * records', was most of the mesh's cost per copied write. Order: each writer offers one batch at a time (BatchedWriter waits
  * for its outcome before offering the next), writers' keys are disjoint (each remote has its own cache prefix),
  * and a write whose key is already in the transaction being built waits for the next one, so a key's writes
  * reach etcd in the order they were offered. Failure: a transaction is atomic in etcd (all or nothing); when a
@@ -36,6 +41,8 @@ import { MAX_TXN_BYTES, opBytes, type MirrorOps, type MirrorTarget, type TakeOps
 export interface CoalescerOptions {
   /** How long the first write of a window waits for others (ms). */
   windowMs: number;
+  /** Least time between two transactions leaving (ms), unless maxOps operations are queued: the churn's batching. */
+  intervalMs: number;
   /** Operations per transaction (etcd's --max-txn-ops, 128 by default). */
   maxOps: number;
   /** Bytes (keys + values) per transaction: well under etcd's --max-request-bytes (1.5 MiB by default). */
@@ -48,7 +55,7 @@ export interface CoalescerOptions {
   maxLate: number;
 }
 
-export const DEFAULT_COALESCER: CoalescerOptions = { windowMs: 10, maxOps: 128, maxBytes: MAX_TXN_BYTES, maxInFlight: 4, deadlineMs: 10_000, maxLate: 16 };
+export const DEFAULT_COALESCER: CoalescerOptions = { windowMs: 0, intervalMs: 25, maxOps: 128, maxBytes: MAX_TXN_BYTES, maxInFlight: 4, deadlineMs: 10_000, maxLate: 16 };
 
 interface Member {
   /** A fixed batch (MirrorTarget.write, or what a writer gave that did not fit), or ops taken from a writer at send time. */
@@ -67,6 +74,8 @@ export class TxnCoalescer implements MirrorTarget {
   /** Transactions past their deadline, not settled yet (≤ maxLate). */
   private late = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
+  /** When the last transaction left (clock ms): the next waits until intervalMs after it. */
+  private lastSent = -Infinity;
   /**
    * Transactions sent, members retried alone after a merged failure, and transactions sent alone because their
    * batch had failed alone before (for tests and the benchmark); writes that outran their deadline.
@@ -112,7 +121,7 @@ export class TxnCoalescer implements MirrorTarget {
   private pump(): void {
     // every call in flight may be given up on: counted against maxLate too, so that at most maxLate are late
     while (this.queue.length > 0 && this.inFlight < this.opts.maxInFlight && this.late + this.inFlight < this.opts.maxLate) {
-      const due = this.queue[0]!.at + this.opts.windowMs;
+      const due = Math.max(this.queue[0]!.at + this.opts.windowMs, this.lastSent + this.opts.intervalMs);
       if (this.clock() < due && this.queuedOps() < this.opts.maxOps) {
         this.arm(due - this.clock());
         return;
@@ -165,6 +174,7 @@ export class TxnCoalescer implements MirrorTarget {
     }
     if (members.length === 0) return;
     if (alone) this.stats.alone++;
+    this.lastSent = this.clock();
     this.inFlight++;
     this.stats.txns++;
     this.stats.ops += ops.length;

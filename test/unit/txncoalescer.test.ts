@@ -51,7 +51,7 @@ function store(fail: (ops: MirrorOps) => boolean = () => false, delay: (ops: Mir
   return { kv, history, txns, attempts, target, maxInFlight: () => maxInFlight };
 }
 
-const OPTS: CoalescerOptions = { windowMs: 10, maxOps: 8, maxBytes: 4096, maxInFlight: 2, deadlineMs: 60_000, maxLate: 16 };
+const OPTS: CoalescerOptions = { windowMs: 10, intervalMs: 0, maxOps: 8, maxBytes: 4096, maxInFlight: 2, deadlineMs: 60_000, maxLate: 16 };
 
 afterEach(() => void vi.useRealTimers());
 
@@ -262,6 +262,53 @@ describe('TxnCoalescer', () => {
       }
       c.stop();
     }
+  });
+});
+
+describe('TxnCoalescer: pacing (intervalMs)', () => {
+  it('a lone write leaves at once; what arrives within intervalMs after a transaction left shares the next; maxOps queued leaves at once', async () => {
+    vi.useFakeTimers();
+    const s = store();
+    const c = new TxnCoalescer(s.target, { ...OPTS, windowMs: 0, intervalMs: 25 });
+    const first = c.write([['a/1', 'x']]);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(s.txns).toHaveLength(1); // after a quiet spell no wait at all
+    await first;
+    const next = [c.write([['b/1', 'y']]), c.write([['c/1', 'z']])];
+    await vi.advanceTimersByTimeAsync(5);
+    next.push(c.write([['d/1', null]]));
+    await vi.advanceTimersByTimeAsync(19);
+    expect(s.txns).toHaveLength(1); // 24 ms after the first left: still collecting
+    await vi.advanceTimersByTimeAsync(1);
+    await Promise.all(next);
+    expect(s.txns[1]).toEqual([['b/1', 'y'], ['c/1', 'z'], ['d/1', null]]);
+    // a full transaction's worth does not wait for the pacing
+    const many = Array.from({ length: OPTS.maxOps }, (_, i) => c.write([[`k/${i}`, String(i)]]));
+    await vi.advanceTimersByTimeAsync(0);
+    await Promise.all(many);
+    expect(c.stats).toMatchObject({ txns: 3, ops: 4 + OPTS.maxOps });
+  });
+
+  it('issue 16: copies arriving one by one from many remotes share transactions (one per intervalMs, not one per copy), each key in order', async () => {
+    vi.useFakeTimers();
+    const s = store(undefined, () => 2);
+    const c = new TxnCoalescer(s.target, { ...OPTS, windowMs: 0, intervalMs: 25, maxOps: 128 });
+    const writers = Array.from({ length: 15 }, (_, j) => new BatchedWriter(c, silentLogger, `c${j + 2}`, Date.now, 5));
+    // ~100 copies/s into one kvstoremesh, round robin over the remotes, a few keys rewritten
+    const want = new Map<string, string>();
+    for (let i = 0; i < 300; i++) {
+      const key = `c${(i % 15) + 2}/k${i % 40}`;
+      writers[i % 15]!.put(key, `v${i}`);
+      want.set(key, `v${i}`);
+      await vi.advanceTimersByTimeAsync(10);
+    }
+    const flushed = Promise.all(writers.map((w) => w.flushed()));
+    await vi.advanceTimersByTimeAsync(100);
+    await flushed;
+    // 3 s of copies: at most one transaction per 25 ms (one copy per transaction before the pacing: ~300)
+    expect(c.stats.txns).toBeLessThanOrEqual(3000 / 25 + 2);
+    expect(s.kv).toEqual(want);
+    for (const [k, vs] of s.history) expect(vs).toEqual([...vs].sort((a, b) => Number(a!.slice(1)) - Number(b!.slice(1)))); // in order
   });
 });
 
