@@ -25,6 +25,8 @@ export interface MeshLocal {
 
 export interface MeshLease {
   put(key: string, value: string): Promise<void>;
+  /** Optional: puts under the lease in one transaction (at most MAX_TXN_OPS puts, MAX_TXN_BYTES bytes), all or none. */
+  putAll?(puts: ReadonlyArray<readonly [key: string, value: string]>): Promise<void>;
   /** Stops keeping the lease alive: its keys go when its TTL runs out (etcd3's Lease.release). */
   release(): void;
   /** `fn` runs when etcd lost the lease (keep-alives failed past its TTL, or etcd lost it): its keys are gone. */
@@ -33,13 +35,19 @@ export interface MeshLease {
 
 /** MeshLocal on etcd; the lease keeps itself alive (etcd3's autoKeepAlive). */
 export function etcdMeshLocal(etcd: Etcd3): MeshLocal {
+  const txn = rawTxnWriter(etcd);
   return {
     store: new EtcdStore(etcd),
     mirror: etcdMirrorTarget(etcd),
     identities: etcdCollectorStore(etcd),
     lease: (ttlSeconds) => {
       const lease = etcd.lease(ttlSeconds, { autoKeepAlive: true });
-      return { put: async (key, value) => void (await lease.put(key).value(value)), release: () => lease.release(), onLost: (fn) => void lease.on('lost', fn) };
+      return {
+        put: async (key, value) => void (await lease.put(key).value(value)),
+        putAll: async (puts) => txn(puts, await lease.grant()),
+        release: () => lease.release(),
+        onLost: (fn) => void lease.on('lost', fn),
+      };
     },
   };
 }
