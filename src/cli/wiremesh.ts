@@ -81,7 +81,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--max-records-per-remote <n>', "a remote's record budget: past it, its new records are refused and reported", '250000')
     .option('--max-bytes-per-remote <n>', "a remote's byte budget (keys + values)", String(256 << 20))
     .option('--metrics <address:port>', 'serve Prometheus metrics (GET /metrics) on this TCP address (docs/metrics.md)')
-    .option('--txn-interval-ms <ms>', 'least time between two local mirror transactions (0-1000): a copy waits at most this long to share one', '25')
+    .option('--txn-interval-ms <ms>', 'least time between two local mirror transactions (0-1000): a copy waits at most this long to share one', '100')
     .action(async (o: { cluster: string; etcd: string; etcdCa?: string; etcdCert?: string; etcdKey?: string; identityGcInterval: string; maxRecordsPerRemote: string; maxBytesPerRemote: string; metrics?: string; txnIntervalMs: string }) => {
       const { connectEtcd } = await import('../controlplane/kvstore.js');
       const { KVStoreMesh } = await import('../controlplane/kvstoremesh.js');

@@ -6,13 +6,14 @@
  * transaction of at most `maxOps` operations and `maxBytes` bytes (keys + values).
  *
  * Bounds: a write waits at most `windowMs` (0 ms) after the first write of the window was offered, and a
- * transaction leaves at most once per `intervalMs` (25 ms) after the previous one left, neither when `maxOps`
+ * transaction leaves at most once per `intervalMs` (100 ms) after the previous one left, neither when `maxOps`
  * operations are already queued: so a write waits at most max(windowMs, intervalMs) for the pacing, and a lone
  * write after a quiet spell not at all. At most `maxInFlight` (4) transactions are outstanding at once, and what
  * arrives meanwhile keeps collecting. Why the pacing: during churn (issue 16, ~94 copies/s into each
- * kvstoremesh's etcd) the writes arrive one by one, so a window counted from the first write sent ~1–2 operations
- * per transaction, and each transaction is a grpc call here and a raft proposal in etcd: their CPU, not the
- * records', was most of the mesh's cost per copied write. Order: each writer offers one batch at a time (BatchedWriter waits
+ * kvstoremesh's etcd) a 10 ms window counted from the first write sent ~4–7 operations per transaction, and
+ * each transaction is an HTTP/2 stream here and a raft entry, WAL write and apply in etcd: 100 ms took half the
+ * transactions, 1.1× less kvstoremesh and 1.16× less etcd CPU per copy, and the propagation p99 from ~1.1–1.4 s
+ * to 0.3–0.4 s (docs/benchmarks.md, s8kvm). Order: each writer offers one batch at a time (BatchedWriter waits
  * for its outcome before offering the next), writers' keys are disjoint (each remote has its own cache prefix),
  * and a write whose key is already in the transaction being built waits for the next one, so a key's writes
  * reach etcd in the order they were offered. Failure: a transaction is atomic in etcd (all or nothing); when a
@@ -55,7 +56,7 @@ export interface CoalescerOptions {
   maxLate: number;
 }
 
-export const DEFAULT_COALESCER: CoalescerOptions = { windowMs: 0, intervalMs: 25, maxOps: 128, maxBytes: MAX_TXN_BYTES, maxInFlight: 4, deadlineMs: 10_000, maxLate: 16 };
+export const DEFAULT_COALESCER: CoalescerOptions = { windowMs: 0, intervalMs: 100, maxOps: 128, maxBytes: MAX_TXN_BYTES, maxInFlight: 4, deadlineMs: 10_000, maxLate: 16 };
 
 interface Member {
   /** A fixed batch (MirrorTarget.write, or what a writer gave that did not fit), or ops taken from a writer at send time. */

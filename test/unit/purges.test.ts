@@ -133,7 +133,7 @@ describe('Purges: a marker delete not sent behind a lost call', () => {
       },
       deletePrefix: async () => undefined,
     };
-    const c = new TxnCoalescer(target, { ...DEFAULT_COALESCER, windowMs: 10, deadlineMs: 100 });
+    const c = new TxnCoalescer(target, { ...DEFAULT_COALESCER, windowMs: 10, intervalMs: 0, deadlineMs: 100 });
     const purges = new Purges(c, () => 1000);
     void c.write([['a/k', 'v']]).catch(() => undefined);
     const run = purges.run('c2').catch((e: Error) => e);
