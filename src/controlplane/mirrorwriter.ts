@@ -3,7 +3,7 @@
  * MirrorTarget, declared here by their consumer so that unit tests pass
  * in-memory stores), their etcd3 implementations, and the batching writer.
  */
-import type { Etcd3 } from 'etcd3';
+import { EtcdLeaseInvalidError, type Etcd3 } from 'etcd3';
 import { etcdCollectorStore, type CollectorStore } from '../identity/allocator.js';
 import type { Logger } from '../log.js';
 import { EtcdStore, type KVStore } from './kvstore.js';
@@ -44,7 +44,16 @@ export function etcdMeshLocal(etcd: Etcd3): MeshLocal {
       const lease = etcd.lease(ttlSeconds, { autoKeepAlive: true });
       return {
         put: async (key, value) => void (await lease.put(key).value(value)),
-        putAll: async (puts) => txn(puts, await lease.grant()),
+        putAll: async (puts) => {
+          try {
+            await txn(puts, await lease.grant());
+          } catch (err) {
+            // the raw Txn skips etcd3's lease wrapper, which emits 'lost' on this error: a keep-alive now makes etcd3
+            // find the lease gone and emit it (review of s8kvm: else the next keep-alive, up to TTL/3 = 20 s later)
+            if (err instanceof EtcdLeaseInvalidError) void lease.keepaliveOnce().catch(() => undefined);
+            throw err;
+          }
+        },
         release: () => lease.release(),
         onLost: (fn) => void lease.on('lost', fn),
       };

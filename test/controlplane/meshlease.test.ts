@@ -43,4 +43,17 @@ describe.skipIf(!hasCommand('etcd'))('etcdMeshLocal: lease putAll on a real etcd
     expect((await c.getAll().prefix('s/').keys()).length).toBe(0);
     lease.release();
   }, 60_000);
+
+  it('regression: a putAll refused for a lost lease reports the loss at once (review of s8kvm: the next keep-alive, up to 20 s later)', async () => {
+    const c = client!;
+    const lease = etcdMeshLocal(c).lease(60);
+    await lease.putAll!([['t/c2', '{}']]);
+    const lost = new Promise<string>((resolve) => lease.onLost!((err) => resolve(err.name)));
+    const id = (await c.get('t/c2').exec()).kvs[0]!.lease;
+    await c.leaseClient.leaseRevoke({ ID: id });
+    await expect(lease.putAll!([['t/c2', '{}']])).rejects.toThrow(/lease/i);
+    // within the test's own 10 s bound (not a timing threshold: the keep-alive that found it before came after 20 s)
+    await expect(Promise.race([lost.then(() => 'lost'), new Promise((r) => setTimeout(() => r('not reported'), 10_000))])).resolves.toBe('lost');
+    lease.release();
+  }, 60_000);
 });

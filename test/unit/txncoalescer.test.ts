@@ -312,6 +312,31 @@ describe('TxnCoalescer: pacing (intervalMs)', () => {
   });
 });
 
+describe('TxnCoalescer: what the pacing does not hold back (review of s8kvm)', () => {
+  it('regression: batches retried alone go one after the other, not one per intervalMs (a purge queued behind them kept its deadline)', async () => {
+    vi.useFakeTimers();
+    const s = store();
+    const c = new TxnCoalescer(s.target, { ...OPTS, windowMs: 0, intervalMs: 100, maxInFlight: 1 });
+    await c.write([['first/1', 'x']]); // a merged transaction just left: the next small one waits 100 ms
+    const alone = Array.from({ length: 10 }, (_, i) => c.writeFrom(() => ({ ops: [[`r${i}/k`, 'v']], bytes: 10, alone: true }), () => 1));
+    const purge = c.write([['purge/1', null]]);
+    await vi.advanceTimersByTimeAsync(100);
+    await Promise.all([...alone, purge]);
+    expect(s.txns).toHaveLength(12); // before: 2 by then (one per 100 ms), the purge's ~1 s later
+  });
+
+  it('regression: large transactions are not paced (100 records of 60 KiB took 1.3 s at 100 ms)', async () => {
+    vi.useFakeTimers();
+    const s = store();
+    const c = new TxnCoalescer(s.target, { ...OPTS, windowMs: 0, intervalMs: 100 });
+    const big = 'v'.repeat(3000); // each its own transaction (maxBytes 4096), each over maxBytes / 2
+    const writes = Array.from({ length: 6 }, (_, i) => c.write([[`big/${i}`, big]]));
+    await vi.advanceTimersByTimeAsync(0);
+    await Promise.all(writes);
+    expect(s.txns).toHaveLength(6); // before: 1 at once, then one per 100 ms
+  });
+});
+
 describe('TxnCoalescer: a local etcd that does not answer', () => {
   // s6fix: with maxInFlight transactions hung (etcd never answers), every other remote's writes waited for ever
   it('regression: a hung transaction fails at its deadline and frees its slot, so other writers\' writes go; bounded by maxLate', async () => {
