@@ -31,11 +31,14 @@
  * by write, and the host's CPU during the churn.
  * --profile-kvstoremesh DIR: every kvstoremesh runs with --cpu-prof into DIR (a profile per process, written
  * when the bench stops it), for `node scripts/cpuprofile-top.mjs DIR/*.cpuprofile`.
+ * --profile-kvstoremesh-churn DIR: the same over the churn window alone (started and stopped by SIGUSR2,
+ * bench/cp-profile-signal.ts; works with --anchor too): DIR/kvstoremesh-<pid>.cpuprofile.
+ * --txn-interval-ms MS: passed to this tree's kvstoremesh (not the anchor's, which may not know it).
  */
 import { execFileSync, fork } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Agent } from '../src/agent/agent.js';
@@ -65,6 +68,8 @@ const { values: o } = parseArgs({
     'profile-agent': { type: 'string' },
     'profile-window': { type: 'string', default: '30' },
     'profile-kvstoremesh': { type: 'string' },
+    'profile-kvstoremesh-churn': { type: 'string' },
+    'txn-interval-ms': { type: 'string' },
     'etcd-data-dir': { type: 'string' },
   },
 });
@@ -158,8 +163,11 @@ async function fullRun(dir: string): Promise<void> {
   // etcd's per-method grpc latency histograms (grpc_server_handling_seconds), read around the churn
   process.env.ETCD_METRICS = 'extensive';
   log(`starting ${K} etcd + kvstoremesh pairs${o.anchor ? ` (the anchor's kvstoremesh, ${o.anchor})` : ''}`);
-  if (o['profile-kvstoremesh']) mkdirSync(o['profile-kvstoremesh'], { recursive: true });
-  const m = await startMesh(K, dir, o.anchor ? join(o.anchor, 'bin', 'wiremesh.js') : OURS, { profileDir: o['profile-kvstoremesh'], etcd: ETCD });
+  const churnProfile = o['profile-kvstoremesh-churn'] && resolvePath(o['profile-kvstoremesh-churn']);
+  for (const d of [o['profile-kvstoremesh'], churnProfile]) if (d) mkdirSync(d, { recursive: true });
+  const m = await startMesh(K, dir, o.anchor ? join(o.anchor, 'bin', 'wiremesh.js') : OURS, { profileDir: o['profile-kvstoremesh'], signalProfileDir: churnProfile || undefined, etcd: ETCD, args: !o.anchor && o['txn-interval-ms'] ? ['--txn-interval-ms', o['txn-interval-ms']] : [] });
+  // SIGUSR2 starts, then stops, each kvstoremesh's profiler (cp-profile-signal.ts)
+  const toggleProfiles = () => churnProfile && m.meshes.forEach((p) => p.kill('SIGUSR2'));
   const gen = loadGenerator();
   let agent: Agent | undefined;
   let stopProfile: (() => Promise<void>) | undefined;
@@ -253,7 +261,9 @@ async function fullRun(dir: string): Promise<void> {
     const waits0 = [procUse(process.pid, clkTck), procUse(gen.pid, clkTck)];
     const host0 = hostCpu();
     const churnT0 = Date.now();
+    toggleProfiles();
     const [churn, load] = await Promise.all([gen.request({ op: 'churn', clusters: clustersOf(range(2, K)), nodes: N, endpoints: E, rate: RATE, seconds: CHURN_S }), measureRest(m, CHURN_S)]);
+    toggleProfiles();
     const agentCpu = process.cpuUsage(agentCpu0);
     const churnS = (Date.now() - churnT0) / 1000;
     const waits1 = [procUse(process.pid, clkTck), procUse(gen.pid, clkTck)];

@@ -6,7 +6,8 @@
  * /proc/<pid>/stat (utime + stime) and writes from each etcd's /metrics.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Etcd3 } from 'etcd3';
 import { enableCluster, pinFor } from '../src/controlplane/clustermesh.js';
 import { pinnedKey, remoteKey, syncedPrefix } from '../src/controlplane/keys.js';
@@ -128,8 +129,10 @@ export interface Mesh {
  * would refuse the shared 100.64.0.0/10 config CIDR; the synthetic per-node CIDRs are disjoint). Without `bin`, the
  * etcds alone with the same records and no replication (the floor: what K idle etcds cost).
  */
-export async function startMesh(K: number, dir: string, bin: string | undefined, opts: { profileDir?: string; etcd?: EtcdTuning } = {}): Promise<Mesh> {
-  const { profileDir, etcd: tune = ETCD_TUNING } = opts;
+export async function startMesh(K: number, dir: string, bin: string | undefined, opts: { profileDir?: string; signalProfileDir?: string; etcd?: EtcdTuning; args?: string[] } = {}): Promise<Mesh> {
+  const { profileDir, signalProfileDir, etcd: tune = ETCD_TUNING } = opts;
+  // --profile-kvstoremesh-churn: profiled between two SIGUSR2 (cp-profile-signal.ts), not from start to exit
+  const profileArgs = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : signalProfileDir ? ['--import', join(dirname(fileURLToPath(import.meta.url)), 'cp-profile-signal.js')] : [];
   const etcds: EtcdProcess[] = [];
   const meshes: ChildProcess[] = [];
   const clients: Etcd3[] = [];
@@ -156,7 +159,7 @@ export async function startMesh(K: number, dir: string, bin: string | undefined,
       }),
     );
     for (let k = 1; bin && k <= K; k++)
-      meshes.push(spawn(process.execPath, [...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []), bin, 'kvstoremesh', '--cluster', clusterName(k), '--etcd', etcdUrl(k)], { stdio: 'ignore', env: { ...process.env, LOG_LEVEL: 'warn' } }));
+      meshes.push(spawn(process.execPath, [...profileArgs, bin, 'kvstoremesh', '--cluster', clusterName(k), '--etcd', etcdUrl(k), ...(opts.args ?? [])], { stdio: 'ignore', env: { ...process.env, LOG_LEVEL: 'warn', ...(signalProfileDir ? { WIREMESH_PROFILE_DIR: signalProfileDir } : {}) } }));
   } catch (err) {
     await stop();
     throw err;

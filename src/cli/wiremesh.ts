@@ -81,7 +81,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('--max-records-per-remote <n>', "a remote's record budget: past it, its new records are refused and reported", '250000')
     .option('--max-bytes-per-remote <n>', "a remote's byte budget (keys + values)", String(256 << 20))
     .option('--metrics <address:port>', 'serve Prometheus metrics (GET /metrics) on this TCP address (docs/metrics.md)')
-    .action(async (o: { cluster: string; etcd: string; etcdCa?: string; etcdCert?: string; etcdKey?: string; identityGcInterval: string; maxRecordsPerRemote: string; maxBytesPerRemote: string; metrics?: string }) => {
+    .option('--txn-interval-ms <ms>', 'least time between two local mirror transactions (0-1000): a copy waits at most this long to share one', '100')
+    .action(async (o: { cluster: string; etcd: string; etcdCa?: string; etcdCert?: string; etcdKey?: string; identityGcInterval: string; maxRecordsPerRemote: string; maxBytesPerRemote: string; metrics?: string; txnIntervalMs: string }) => {
       const { connectEtcd } = await import('../controlplane/kvstore.js');
       const { KVStoreMesh } = await import('../controlplane/kvstoremesh.js');
       const { etcdMeshLocal } = await import('../controlplane/mirrorwriter.js');
@@ -94,7 +95,9 @@ export async function main(argv: string[]): Promise<number> {
       if (!Number.isInteger(budget.maxBytes) || budget.maxBytes < 1024) throw new ConfigError('--max-bytes-per-remote', 'must be a whole number >= 1024');
       const at = o.metrics === undefined ? undefined : /^(.+):(\d{1,5})$/.exec(o.metrics);
       if (at === null || (at && Number(at[2]) > 65535)) throw new ConfigError('--metrics', 'must be <address>:<port>');
-      const mesh = new KVStoreMesh(o.cluster, etcdMeshLocal(etcd), log, gcS * 1000, budget);
+      const intervalMs = Number(o.txnIntervalMs);
+      if (!Number.isInteger(intervalMs) || intervalMs < 0 || intervalMs > 1000) throw new ConfigError('--txn-interval-ms', 'must be a whole number of ms from 0 to 1000');
+      const mesh = new KVStoreMesh(o.cluster, etcdMeshLocal(etcd), log, gcS * 1000, budget, { txn: { intervalMs } });
       const { KVStoreMeshMetrics } = await import('../controlplane/meshmetrics.js');
       const { serveMetrics } = await import('../net/metricsserver.js');
       // the listener first: when it cannot listen, nothing was started, and the process exits with the error

@@ -20,9 +20,13 @@ const TxnRequest = rpc.lookupType('etcdserverpb.TxnRequest');
 /** Puts (a value) and deletes (null), in order (mirrorwriter.ts's MirrorOps). */
 type Ops = ReadonlyArray<readonly [key: string, value: string | null]>;
 
-/** A TxnRequest without compares whose success branch is `ops`, in order. */
-export function encodeTxn(ops: Ops): Buffer {
-  const success = ops.map(([k, v]) => (v === null ? { request_delete_range: { key: Buffer.from(k) } } : { request_put: { key: Buffer.from(k), value: Buffer.from(v) } }));
+/**
+ * A TxnRequest without compares whose success branch is `ops`, in order; with `lease` (etcd's lease ID, an int64 as
+ * a decimal string, as etcd3's Lease.grant gives it), every put is under that lease.
+ */
+export function encodeTxn(ops: Ops, lease?: string): Buffer {
+  const put = (k: string, v: string) => (lease === undefined ? { key: Buffer.from(k), value: Buffer.from(v) } : { key: Buffer.from(k), value: Buffer.from(v), lease });
+  const success = ops.map(([k, v]) => (v === null ? { request_delete_range: { key: Buffer.from(k) } } : { request_put: put(k, v) }));
   return encodeMessage(TxnRequest, { success });
 }
 
@@ -31,9 +35,10 @@ const raw = (b: Buffer) => b;
 /**
  * A writer of raw Txns on `etcd`'s connection: resolves when etcd applied `ops`, rejects with etcd's error. An
  * invalid auth token (it expired, or etcd restarted) is dropped and the Txn sent once more right away with a
- * fresh one, as etcd3's exec does: the retry policy does not retry that error, so the batch would fail.
+ * fresh one, as etcd3's exec does: the retry policy does not retry that error, so the batch would fail. `lease`:
+ * the puts are under that lease (encodeTxn).
  */
-export function rawTxnWriter(etcd: Etcd3, timeoutMs = 10_000): (ops: Ops) => Promise<void> {
+export function rawTxnWriter(etcd: Etcd3, timeoutMs = 10_000): (ops: Ops, lease?: string) => Promise<void> {
   const pool = etcdPool(etcd);
   const send = (body: Buffer): Promise<void> =>
     pool.globalPolicy.execute(() =>
@@ -50,8 +55,8 @@ export function rawTxnWriter(etcd: Etcd3, timeoutMs = 10_000): (ops: Ops) => Pro
           }),
       ),
     );
-  return (ops) => {
-    const body = encodeTxn(ops);
+  return (ops, lease) => {
+    const body = encodeTxn(ops, lease);
     return send(body).catch((err: unknown) => {
       if (err instanceof EtcdInvalidAuthTokenError) return send(body);
       throw err;

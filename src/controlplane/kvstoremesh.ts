@@ -39,6 +39,7 @@ import { cachedRemotes } from './cachedremotes.js';
 import { PurgeRetries } from './purgeretries.js';
 import { Purges } from './purges.js';
 import { within } from './within.js';
+import { publishStatuses } from './statusputs.js';
 
 /**
  * How long a status put may take (ms) before it counts as failed: a hung local etcd must hold neither the other
@@ -92,7 +93,7 @@ export class KVStoreMesh {
   /**
    * Failures kept out of the chain of remote starts and stops and out of the status timer: logged and counted
    * (exported by KVStoreMeshMetrics, docs/metrics.md). chain: steps of the chain that threw (failed purges among
-   * them); status: status passes that threw; statusPut: status puts that failed or outran STATUS_PUT_DEADLINE_MS;
+   * them); status: status passes that threw; statusPut: status transactions (one per pass, the statuses it changed) that failed or outran STATUS_PUT_DEADLINE_MS;
    * start: replication starts that failed (each tried again, opts.startRetryMs); lease: leases lost (or never
    * granted: the local etcd down), each taken again after opts.leaseRetryMs.
    */
@@ -407,26 +408,13 @@ export class KVStoreMesh {
     if (ok && this.lease === lease) this.leaseLosses = 0; // the lease holds: the next loss waits the first pause again
   }
 
-  /** Writes each remote's status that changed since it was last written: nothing at rest. One pass at a time. */
+  /** Writes each remote's status that changed since it was last written (statusputs.ts). One pass at a time. */
   private async publishStatus(): Promise<void> {
     const lease = this.lease;
     if (!lease || this.publishing) return;
     this.publishing = true;
     try {
-      for (const [name, r] of [...this.remotes]) {
-        // a remote whose drop began meanwhile is never written again (its purge deletes the key)
-        if (this.remotes.get(name) !== r || this.lease !== lease) continue;
-        const v = JSON.stringify(r.status());
-        // at most one put per remote in flight: one that outran its deadline is not sent again until it settled
-        if (this.written.get(name) === v || this.statusPuts.has(name)) continue;
-        const put = lease.put(remoteStatusKey(name), v).then(() => true, () => false);
-        const settled = put.then(() => void (this.statusPuts.get(name) === settled && this.statusPuts.delete(name)));
-        this.statusPuts.set(name, settled);
-        const ok = await within(put, this.statusPutMs, false);
-        // a failed put is retried on the next tick (one past its deadline, once it settled)
-        if (!ok) this.failures.statusPut++;
-        if (ok && this.remotes.get(name) === r && this.lease === lease) this.written.set(name, v);
-      }
+      await publishStatuses(lease, { remotes: this.remotes, written: this.written, inFlight: this.statusPuts, deadlineMs: this.statusPutMs, current: (l) => this.lease === l, failed: () => void this.failures.statusPut++ });
     } finally {
       this.publishing = false;
     }

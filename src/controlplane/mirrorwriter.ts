@@ -3,7 +3,7 @@
  * MirrorTarget, declared here by their consumer so that unit tests pass
  * in-memory stores), their etcd3 implementations, and the batching writer.
  */
-import type { Etcd3 } from 'etcd3';
+import { EtcdLeaseInvalidError, type Etcd3 } from 'etcd3';
 import { etcdCollectorStore, type CollectorStore } from '../identity/allocator.js';
 import type { Logger } from '../log.js';
 import { EtcdStore, type KVStore } from './kvstore.js';
@@ -25,6 +25,8 @@ export interface MeshLocal {
 
 export interface MeshLease {
   put(key: string, value: string): Promise<void>;
+  /** Optional: puts under the lease in one transaction (at most MAX_TXN_OPS puts, MAX_TXN_BYTES bytes), all or none. */
+  putAll?(puts: ReadonlyArray<readonly [key: string, value: string]>): Promise<void>;
   /** Stops keeping the lease alive: its keys go when its TTL runs out (etcd3's Lease.release). */
   release(): void;
   /** `fn` runs when etcd lost the lease (keep-alives failed past its TTL, or etcd lost it): its keys are gone. */
@@ -33,13 +35,28 @@ export interface MeshLease {
 
 /** MeshLocal on etcd; the lease keeps itself alive (etcd3's autoKeepAlive). */
 export function etcdMeshLocal(etcd: Etcd3): MeshLocal {
+  const txn = rawTxnWriter(etcd);
   return {
     store: new EtcdStore(etcd),
     mirror: etcdMirrorTarget(etcd),
     identities: etcdCollectorStore(etcd),
     lease: (ttlSeconds) => {
       const lease = etcd.lease(ttlSeconds, { autoKeepAlive: true });
-      return { put: async (key, value) => void (await lease.put(key).value(value)), release: () => lease.release(), onLost: (fn) => void lease.on('lost', fn) };
+      return {
+        put: async (key, value) => void (await lease.put(key).value(value)),
+        putAll: async (puts) => {
+          try {
+            await txn(puts, await lease.grant());
+          } catch (err) {
+            // the raw Txn skips etcd3's lease wrapper, which emits 'lost' on this error: a keep-alive now makes etcd3
+            // find the lease gone and emit it (review of s8kvm: else the next keep-alive, up to TTL/3 = 20 s later)
+            if (err instanceof EtcdLeaseInvalidError) void lease.keepaliveOnce().catch(() => undefined);
+            throw err;
+          }
+        },
+        release: () => lease.release(),
+        onLost: (fn) => void lease.on('lost', fn),
+      };
     },
   };
 }

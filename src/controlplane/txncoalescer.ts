@@ -5,9 +5,18 @@
  * processes). The coalescer collects what every mirror has to write during a short window and sends it as one
  * transaction of at most `maxOps` operations and `maxBytes` bytes (keys + values).
  *
- * Bounds: a write waits at most `windowMs` (10 ms) after the first write of the window was offered, less when
- * `maxOps` operations are already queued; at most `maxInFlight` (4) transactions are outstanding at once, and
- * what arrives meanwhile keeps collecting. Order: each writer offers one batch at a time (BatchedWriter waits
+ * Bounds: a write waits at most `windowMs` (0 ms) after the first write of the window was offered, and a
+ * transaction leaves at most once per `intervalMs` (100 ms) after the previous one left, neither when `maxOps`
+ * operations are already queued: so a write waits at most max(windowMs, intervalMs) for the pacing, and a lone
+ * write after a quiet spell not at all. Only merged transactions of small writes count for the pacing: one sent
+ * alone (a batch that failed alone before, retried) or one of at least maxBytes / 2 does not hold the next back,
+ * so retries of refused batches, and large records, are not slowed to one transaction per intervalMs (a purge
+ * queued behind them kept its 5 s deadline only so). At most `maxInFlight` (4) transactions are outstanding at once, and what
+ * arrives meanwhile keeps collecting. Why the pacing: during churn (issue 16, ~94 copies/s into each
+ * kvstoremesh's etcd) a 10 ms window counted from the first write sent ~4–7 operations per transaction, and
+ * each transaction is an HTTP/2 stream here and a raft entry, WAL write and apply in etcd: 100 ms took half the
+ * transactions, 1.1× less kvstoremesh and 1.16× less etcd CPU per copy, and the propagation p99 from ~1.1–1.4 s
+ * to 0.3–0.4 s (docs/benchmarks.md, s8kvm). Order: each writer offers one batch at a time (BatchedWriter waits
  * for its outcome before offering the next), writers' keys are disjoint (each remote has its own cache prefix),
  * and a write whose key is already in the transaction being built waits for the next one, so a key's writes
  * reach etcd in the order they were offered. Failure: a transaction is atomic in etcd (all or nothing); when a
@@ -36,6 +45,8 @@ import { MAX_TXN_BYTES, opBytes, type MirrorOps, type MirrorTarget, type TakeOps
 export interface CoalescerOptions {
   /** How long the first write of a window waits for others (ms). */
   windowMs: number;
+  /** Least time between two transactions leaving (ms), unless maxOps operations are queued: the churn's batching. */
+  intervalMs: number;
   /** Operations per transaction (etcd's --max-txn-ops, 128 by default). */
   maxOps: number;
   /** Bytes (keys + values) per transaction: well under etcd's --max-request-bytes (1.5 MiB by default). */
@@ -48,7 +59,7 @@ export interface CoalescerOptions {
   maxLate: number;
 }
 
-export const DEFAULT_COALESCER: CoalescerOptions = { windowMs: 10, maxOps: 128, maxBytes: MAX_TXN_BYTES, maxInFlight: 4, deadlineMs: 10_000, maxLate: 16 };
+export const DEFAULT_COALESCER: CoalescerOptions = { windowMs: 0, intervalMs: 100, maxOps: 128, maxBytes: MAX_TXN_BYTES, maxInFlight: 4, deadlineMs: 10_000, maxLate: 16 };
 
 interface Member {
   /** A fixed batch (MirrorTarget.write, or what a writer gave that did not fit), or ops taken from a writer at send time. */
@@ -67,6 +78,8 @@ export class TxnCoalescer implements MirrorTarget {
   /** Transactions past their deadline, not settled yet (≤ maxLate). */
   private late = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
+  /** When the last transaction left (clock ms): the next waits until intervalMs after it. */
+  private lastSent = -Infinity;
   /**
    * Transactions sent, members retried alone after a merged failure, and transactions sent alone because their
    * batch had failed alone before (for tests and the benchmark); writes that outran their deadline.
@@ -112,7 +125,7 @@ export class TxnCoalescer implements MirrorTarget {
   private pump(): void {
     // every call in flight may be given up on: counted against maxLate too, so that at most maxLate are late
     while (this.queue.length > 0 && this.inFlight < this.opts.maxInFlight && this.late + this.inFlight < this.opts.maxLate) {
-      const due = this.queue[0]!.at + this.opts.windowMs;
+      const due = Math.max(this.queue[0]!.at + this.opts.windowMs, this.lastSent + this.opts.intervalMs);
       if (this.clock() < due && this.queuedOps() < this.opts.maxOps) {
         this.arm(due - this.clock());
         return;
@@ -165,6 +178,10 @@ export class TxnCoalescer implements MirrorTarget {
     }
     if (members.length === 0) return;
     if (alone) this.stats.alone++;
+    // pacing merges small writes: a transaction sent alone (a batch that failed alone before, retried) or one that
+    // is already large in bytes does not hold the next one back (review of s8kvm: paced, 15 remotes' retried
+    // batches took 1.5 s, and 100 records of 60 KiB 1.3 s instead of 70 ms)
+    if (!alone && bytes * 2 < this.opts.maxBytes) this.lastSent = this.clock();
     this.inFlight++;
     this.stats.txns++;
     this.stats.ops += ops.length;

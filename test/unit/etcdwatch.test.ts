@@ -302,6 +302,14 @@ describe('encodeTxn', () => {
       ],
     });
   });
+
+  it('puts under a lease given as etcd3 gives it (an int64 as a decimal string, past 2^53 too), deletes as they are', () => {
+    const T = rpc.lookupType('etcdserverpb.TxnRequest');
+    const lease = '7587883542473719809';
+    const back = T.toObject(T.decode(encodeTxn([['s', '{}'], ['d', null]], lease)), { bytes: String, longs: String }) as { success: Array<Record<string, { lease?: string }>> };
+    expect(back.success[0]!.request_put!.lease).toBe(lease);
+    expect(back.success[1]).toEqual({ request_delete_range: { key: Buffer.from('d').toString('base64') } });
+  });
 });
 
 describe('rawTxnWriter', () => {

@@ -19,7 +19,7 @@ function recording(lines: Array<Record<string, unknown>>) {
 /** c2's puts into the local etcd: written, refused for good (NOSPACE refuses puts, not deletes), hung, or held until released. */
 type Mode = 'ok' | 'refuse' | 'hang' | 'late';
 
-async function meshWithStuckWrites(statusPutMs = 5000, startRetryMs = { first: 1000, max: 60_000 }, txn: { deadlineMs?: number; windowMs?: number } = {}) {
+async function meshWithStuckWrites(statusPutMs = 5000, startRetryMs = { first: 1000, max: 60_000 }, txn: { deadlineMs?: number; windowMs?: number; intervalMs?: number } = {}) {
   const { local, remotes } = await pinnedPair();
   const base = meshLocalOf(local);
   const s = { mode: 'ok' as Mode, tried: 0, landed: 0, release: () => undefined as void, purge: 'ok' as 'ok' | 'late', purges: 0, purged: 0, releasePurge: () => undefined as void };
@@ -57,7 +57,8 @@ async function meshWithStuckWrites(statusPutMs = 5000, startRetryMs = { first: 1
       },
     },
   };
-  const opts = { statusMs: 5, statusPutMs, startRetryMs, purgeRetryMs: 20, txn, connect: (sp: { name: string }) => ({ store: remotes[sp.name]!, close: () => undefined }) };
+  // deadlines of 50 ms here: the coalescer's pacing well under them, as in production (100 ms against 5 s)
+  const opts = { statusMs: 5, statusPutMs, startRetryMs, purgeRetryMs: 20, txn: { intervalMs: 10, ...txn }, connect: (sp: { name: string }) => ({ store: remotes[sp.name]!, close: () => undefined }) };
   const mesh = new KVStoreMesh('c1', store, process.env.DBG ? pino({ level: 'debug' }) : silentLogger, 60_000, DEFAULT_BUDGET, opts);
   await mesh.start();
   await local.put(remoteKey('c2'), spec('c2'));
@@ -289,8 +290,8 @@ describe('kvstoremesh: purge retries back off (review s6fix-r2 #3)', () => {
   // every retry of a hung purge fails at once (the attempt is still in flight), and was tried, logged and counted
   // every purgeRetryMs for as long as the local etcd hung
   it('regression: a remote\'s failed purge is tried again after purgeRetryMs doubling per failure in a row, until one held', async () => {
-    // no coalescing window: the coalescer's clock is not faked (its window would wait for real time)
-    const { local, mesh, s } = await meshWithStuckWrites(50, undefined, { windowMs: 0 });
+    // no coalescing window nor pacing: the coalescer's clock is not faked (either would wait for real time)
+    const { local, mesh, s } = await meshWithStuckWrites(50, undefined, { windowMs: 0, intervalMs: 0 });
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
     s.purge = 'late';
     await local.delete(remoteKey('c2'));

@@ -321,7 +321,8 @@ describe('kvstoremesh: the whole of it on in-memory stores', () => {
         return { ...l, put: async (k, v) => (gate && k === remoteStatusKey('c2') && (held++, await gate), l.put(k, v)) };
       },
     };
-    const mesh = new KVStoreMesh('c1', store, silentLogger, 60_000, DEFAULT_BUDGET, { statusMs: 5, purgeRetryMs: 20, connect: () => ({ store: remote, close: () => undefined }) });
+    // its waits are tens of ms: the coalescer's pacing under them (txn.intervalMs)
+    const mesh = new KVStoreMesh('c1', store, silentLogger, 60_000, DEFAULT_BUDGET, { statusMs: 5, purgeRetryMs: 20, txn: { intervalMs: 10 }, connect: () => ({ store: remote, close: () => undefined }) });
     await mesh.start();
     const spec = JSON.stringify({ name: 'c2', endpoints: ['http://198.18.0.2:2379'] });
     await local.put(remoteKey('c2'), spec);

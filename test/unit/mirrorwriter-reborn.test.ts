@@ -73,7 +73,7 @@ describe('BatchedWriter: a reborn key is deleted, then put, in two transactions'
   it('through a TxnCoalescer too: never the same key twice in one transaction', async () => {
     vi.useFakeTimers();
     const r = recorder();
-    const c = new TxnCoalescer(r.target, { windowMs: 10, maxOps: 8, maxBytes: 4096, maxInFlight: 2, deadlineMs: 60_000, maxLate: 16 });
+    const c = new TxnCoalescer(r.target, { windowMs: 10, intervalMs: 0, maxOps: 8, maxBytes: 4096, maxInFlight: 2, deadlineMs: 60_000, maxLate: 16 });
     const w = new BatchedWriter(c, silentLogger, 'c2', Date.now, 5);
     const other = new BatchedWriter(c, silentLogger, 'c3', Date.now, 5);
     for (let i = 0; i < 5; i++) w.put(`k${i}`, 'old');

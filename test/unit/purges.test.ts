@@ -34,7 +34,7 @@ describe('Purges over the TxnCoalescer', () => {
     it(`regression: an attempt whose coalesced marker delete outran the coalescer's deadline is pending until that delete landed (purge deadline ${purgeMs} ms)`, async () => {
       vi.useFakeTimers();
       const { s, target } = heldMarkers('c2');
-      const c = new TxnCoalescer(target, { ...DEFAULT_COALESCER, windowMs: 0, deadlineMs: 100 });
+      const c = new TxnCoalescer(target, { ...DEFAULT_COALESCER, windowMs: 0, intervalMs: 0, deadlineMs: 100 });
       const settled: string[] = [];
       const purges = new Purges(c, () => purgeMs, (r) => void settled.push(r));
       const run = purges.run('c2').catch((e: Error) => e);
@@ -57,7 +57,7 @@ describe('Purges over the TxnCoalescer', () => {
   it('regression: a retry (waitForPrevious false) fails at once while the previous attempt is in flight, and sends nothing', async () => {
     vi.useFakeTimers();
     const { s, target } = heldMarkers('c2');
-    const c = new TxnCoalescer(target, { ...DEFAULT_COALESCER, windowMs: 0, deadlineMs: 100 });
+    const c = new TxnCoalescer(target, { ...DEFAULT_COALESCER, windowMs: 0, intervalMs: 0, deadlineMs: 100 });
     const purges = new Purges(c, () => 1000);
     void purges.run('c2').catch(() => undefined);
     await vi.advanceTimersByTimeAsync(200);
@@ -133,7 +133,7 @@ describe('Purges: a marker delete not sent behind a lost call', () => {
       },
       deletePrefix: async () => undefined,
     };
-    const c = new TxnCoalescer(target, { ...DEFAULT_COALESCER, windowMs: 10, deadlineMs: 100 });
+    const c = new TxnCoalescer(target, { ...DEFAULT_COALESCER, windowMs: 10, intervalMs: 0, deadlineMs: 100 });
     const purges = new Purges(c, () => 1000);
     void c.write([['a/k', 'v']]).catch(() => undefined);
     const run = purges.run('c2').catch((e: Error) => e);

@@ -51,7 +51,7 @@ function store(fail: (ops: MirrorOps) => boolean = () => false, delay: (ops: Mir
   return { kv, history, txns, attempts, target, maxInFlight: () => maxInFlight };
 }
 
-const OPTS: CoalescerOptions = { windowMs: 10, maxOps: 8, maxBytes: 4096, maxInFlight: 2, deadlineMs: 60_000, maxLate: 16 };
+const OPTS: CoalescerOptions = { windowMs: 10, intervalMs: 0, maxOps: 8, maxBytes: 4096, maxInFlight: 2, deadlineMs: 60_000, maxLate: 16 };
 
 afterEach(() => void vi.useRealTimers());
 
@@ -262,6 +262,78 @@ describe('TxnCoalescer', () => {
       }
       c.stop();
     }
+  });
+});
+
+describe('TxnCoalescer: pacing (intervalMs)', () => {
+  it('a lone write leaves at once; what arrives within intervalMs after a transaction left shares the next; maxOps queued leaves at once', async () => {
+    vi.useFakeTimers();
+    const s = store();
+    const c = new TxnCoalescer(s.target, { ...OPTS, windowMs: 0, intervalMs: 25 });
+    const first = c.write([['a/1', 'x']]);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(s.txns).toHaveLength(1); // after a quiet spell no wait at all
+    await first;
+    const next = [c.write([['b/1', 'y']]), c.write([['c/1', 'z']])];
+    await vi.advanceTimersByTimeAsync(5);
+    next.push(c.write([['d/1', null]]));
+    await vi.advanceTimersByTimeAsync(19);
+    expect(s.txns).toHaveLength(1); // 24 ms after the first left: still collecting
+    await vi.advanceTimersByTimeAsync(1);
+    await Promise.all(next);
+    expect(s.txns[1]).toEqual([['b/1', 'y'], ['c/1', 'z'], ['d/1', null]]);
+    // a full transaction's worth does not wait for the pacing
+    const many = Array.from({ length: OPTS.maxOps }, (_, i) => c.write([[`k/${i}`, String(i)]]));
+    await vi.advanceTimersByTimeAsync(0);
+    await Promise.all(many);
+    expect(c.stats).toMatchObject({ txns: 3, ops: 4 + OPTS.maxOps });
+  });
+
+  it('issue 16: copies arriving one by one from many remotes share transactions (one per intervalMs, not one per copy), each key in order', async () => {
+    vi.useFakeTimers();
+    const s = store(undefined, () => 2);
+    const c = new TxnCoalescer(s.target, { ...OPTS, windowMs: 0, intervalMs: 25, maxOps: 128 });
+    const writers = Array.from({ length: 15 }, (_, j) => new BatchedWriter(c, silentLogger, `c${j + 2}`, Date.now, 5));
+    // ~100 copies/s into one kvstoremesh, round robin over the remotes, a few keys rewritten
+    const want = new Map<string, string>();
+    for (let i = 0; i < 300; i++) {
+      const key = `c${(i % 15) + 2}/k${i % 40}`;
+      writers[i % 15]!.put(key, `v${i}`);
+      want.set(key, `v${i}`);
+      await vi.advanceTimersByTimeAsync(10);
+    }
+    const flushed = Promise.all(writers.map((w) => w.flushed()));
+    await vi.advanceTimersByTimeAsync(100);
+    await flushed;
+    // 3 s of copies: at most one transaction per 25 ms (one copy per transaction before the pacing: ~300)
+    expect(c.stats.txns).toBeLessThanOrEqual(3000 / 25 + 2);
+    expect(s.kv).toEqual(want);
+    for (const [k, vs] of s.history) expect(vs).toEqual([...vs].sort((a, b) => Number(a!.slice(1)) - Number(b!.slice(1)))); // in order
+  });
+});
+
+describe('TxnCoalescer: what the pacing does not hold back (review of s8kvm)', () => {
+  it('regression: batches retried alone go one after the other, not one per intervalMs (a purge queued behind them kept its deadline)', async () => {
+    vi.useFakeTimers();
+    const s = store();
+    const c = new TxnCoalescer(s.target, { ...OPTS, windowMs: 0, intervalMs: 100, maxInFlight: 1 });
+    await c.write([['first/1', 'x']]); // a merged transaction just left: the next small one waits 100 ms
+    const alone = Array.from({ length: 10 }, (_, i) => c.writeFrom(() => ({ ops: [[`r${i}/k`, 'v']], bytes: 10, alone: true }), () => 1));
+    const purge = c.write([['purge/1', null]]);
+    await vi.advanceTimersByTimeAsync(100);
+    await Promise.all([...alone, purge]);
+    expect(s.txns).toHaveLength(12); // before: 2 by then (one per 100 ms), the purge's ~1 s later
+  });
+
+  it('regression: large transactions are not paced (100 records of 60 KiB took 1.3 s at 100 ms)', async () => {
+    vi.useFakeTimers();
+    const s = store();
+    const c = new TxnCoalescer(s.target, { ...OPTS, windowMs: 0, intervalMs: 100 });
+    const big = 'v'.repeat(3000); // each its own transaction (maxBytes 4096), each over maxBytes / 2
+    const writes = Array.from({ length: 6 }, (_, i) => c.write([[`big/${i}`, big]]));
+    await vi.advanceTimersByTimeAsync(0);
+    await Promise.all(writes);
+    expect(s.txns).toHaveLength(6); // before: 1 at once, then one per 100 ms
   });
 });
 
