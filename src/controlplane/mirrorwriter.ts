@@ -10,6 +10,7 @@ import { EtcdStore, type KVStore } from './kvstore.js';
 import { LateWriteError } from './latewrite.js';
 import { rawTxnWriter } from './etcdtxn.js';
 import { UnsentWriteError } from './unsentwrite.js';
+import { VALUE_NOT_UTF8 } from './etcdwatch.js';
 
 /** Everything KVStoreMesh does to its own cluster's store. */
 export interface MeshLocal {
@@ -94,6 +95,11 @@ export type TakeOps = (room: number, roomBytes: number) => Taken;
 export interface MirrorTarget {
   /** The keys under prefix (values are not fetched). */
   keys(prefix: string): Promise<string[]>;
+  /**
+   * The keys under prefix with their values (null: not text), handed over a page at a time: what a remote's cache
+   * holds when its replication starts (cachedcopies.ts). Resolves once every page was handed over.
+   */
+  entries(prefix: string, page: (kvs: ReadonlyArray<{ key: string; value: string | null }>) => void): Promise<void>;
   /** Puts (a value) and deletes (null) in one transaction of at most MAX_TXN_OPS operations. */
   write(ops: MirrorOps): Promise<void>;
   /**
@@ -107,8 +113,12 @@ export interface MirrorTarget {
 /** MirrorTarget on etcd: every write is one raw Txn (etcdtxn.ts). */
 export function etcdMirrorTarget(etcd: Etcd3): MirrorTarget {
   const txn = rawTxnWriter(etcd);
+  const store = new EtcdStore(etcd);
   return {
     keys: async (prefix) => (await etcd.getAll().prefix(prefix).keys()).map(String),
+    // in pages of LIST_PAGE keys at one revision (EtcdStore.listPages): a cache of 256 MiB never in one response
+    // a value that is not text is handed as null; a key that is not text (never written by a mirror) is left out
+    entries: async (prefix, page) => void (await store.listPages(prefix, page, (key, reason) => reason === VALUE_NOT_UTF8 && page([{ key, value: null }]))),
     write: async (ops) => {
       if (ops.length > 0) await txn(ops);
     },

@@ -6,7 +6,8 @@
  */
 import type { Logger } from '../log.js';
 import { cacheKey, cachePrefix, remoteStatusKey, splitClusterName, statePrefix, syncedKey, type StateType } from './keys.js';
-import { connectEtcd, EtcdStore, ListWatcher, refusedInto, type KVStore } from './kvstore.js';
+import { connectEtcd, EtcdStore, ListWatcher, refusedInto, valueDigest, type KVStore } from './kvstore.js';
+import { cachedCopies } from './cachedcopies.js';
 import { BatchedWriter, type MirrorTarget } from './mirrorwriter.js';
 import { LateWriteError } from './latewrite.js';
 import { within } from './within.js';
@@ -180,9 +181,11 @@ export class RemoteReplication {
   private async begin(): Promise<void> {
     const remote = this.spec.name;
     const store = this.source.store;
-    const stales: Array<Set<string>> = [];
+    // what the cache holds (key → value digest): stale until the first list copies the key again, and compared
+    // with the remote's value then (a new incarnation this new watcher cannot tell otherwise: cachedcopies.ts)
+    const stales: Array<Map<string, number>> = [];
     try {
-      for (const type of REPLICATED_TYPES) stales.push(new Set(await this.local.keys(cachePrefix(type, remote))));
+      for (const type of REPLICATED_TYPES) stales.push(await cachedCopies(this.local, cachePrefix(type, remote)));
     } catch (err) {
       this.startFailed((err as Error).message);
       throw err;
@@ -207,6 +210,9 @@ export class RemoteReplication {
             const dst = loc ? cacheKey(type, remote, loc.name) : undefined;
             const size = Buffer.byteLength(k) + Buffer.byteLength(v);
             const bad = this.admit(type, k, v, loc, size);
+            // in the first list, a cached copy of another value may be of an incarnation since deleted: fail closed
+            const cached = dst && !this.synced[type] ? stale.get(dst) : undefined;
+            const again = reborn === true || (cached !== undefined && cached !== valueDigest(v));
             // A refused update leaves the cached copy (the key's last good value) in place. In the
             // first list after a (re)start or a pin change the cached copy was made under what may
             // no longer hold, so a key refused then stays stale and is deleted with the rest.
@@ -217,9 +223,10 @@ export class RemoteReplication {
             }
             this.heldBytes += size - (this.held.get(k) ?? 0);
             this.held.set(k, size);
-            // a new incarnation (ListWatcher saw another create revision): the cache key is deleted, then put, so
-            // that agents see a new incarnation too (their admission lets go of the old one), not an update
-            this.writer.put(dst!, v, reborn === true);
+            // a new incarnation (ListWatcher saw another create revision, or the first list another value than the
+            // cached one): the cache key is deleted, then put, so that agents see a new incarnation too (their
+            // admission lets go of the old one), not an update
+            this.writer.put(dst!, v, again);
           },
           remove: (k) => {
             const loc = splitClusterName(typePrefix, k);
@@ -234,7 +241,7 @@ export class RemoteReplication {
           synced: () => {
             this.counts[type] = w.size;
             if (this.synced[type]) return;
-            for (const k of stale) this.writer.delete(k);
+            for (const k of stale.keys()) this.writer.delete(k);
             stale.clear();
             // The marker goes through the writer behind every record of the first list (batches leave in queue
             // order; a failed one is retried ahead of what came later), so it is written after them, and retried

@@ -96,6 +96,10 @@ export class TxnCoalescer implements MirrorTarget {
     return this.target.keys(prefix);
   }
 
+  entries(prefix: string, page: Parameters<MirrorTarget['entries']>[1]): Promise<void> {
+    return this.target.entries(prefix, page);
+  }
+
   deletePrefix(prefix: string): Promise<void> {
     return this.target.deletePrefix(prefix);
   }

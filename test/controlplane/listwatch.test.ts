@@ -387,4 +387,41 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
     await Promise.all(watchers.map((w) => w.stop()));
     close();
   });
+
+  it('regression: a key re-created on the remote while its replication was down reaches the cache as a new incarnation; an unchanged one keeps its own', async () => {
+    const direct = connectEtcd({ endpoints: [etcd.clientUrl] });
+    const rec = (n: string, cidrs: string[], addr: string, pk: string) => JSON.stringify(node(n, cidrs, addr, pk));
+    await direct.put(stateKey('nodes', 'c2', 'n1')).value(rec('n1', ['100.66.1.0/24'], '198.18.2.1', 'A'));
+    await direct.put(stateKey('nodes', 'c2', 'n2')).value(rec('n2', ['100.66.2.0/24'], '198.18.2.2', 'B'));
+    const pinned: PinnedCluster = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false };
+    const trust = new Trust('c1', 1, ['100.65.0.0/16']);
+    trust.pin(pinned);
+    const replication = () =>
+      new RemoteReplication({ name: 'c2', endpoints: [] }, pinned, trust, etcdMirrorTarget(direct), silentLogger, new Rejections(), DEFAULT_BUDGET, () => ({ store: new EtcdStore(direct), close: () => undefined }));
+    let r = replication();
+    await r.start();
+    const { seen, rejections, watchers } = agentOn(new EtcdStore(direct));
+    for (const w of watchers) void w.start();
+    await waitFor(() => seen.node.size === 2, 5000, 'both admitted');
+    const incarnation = async (n: string) => Number((await direct.get(nodeKey(n)).exec()).kvs[0]?.create_revision);
+    const before = { n1: await incarnation('n1'), n2: await incarnation('n2') };
+    await r.stop(false, 1000);
+    await direct.delete().key(stateKey('nodes', 'c2', 'n1'));
+    await direct.put(stateKey('nodes', 'c2', 'n1')).value(rec('n1', ['100.66.1.0/24', '100.66.2.0/25'], '198.18.2.1', 'A'));
+    r = replication();
+    await r.start();
+    await waitFor(() => rejections.total === 1, 5000, 'the conflict recorded');
+    expect([...seen.node.keys()]).toEqual([nodeKey('n2')]); // before: n1 kept its deleted value ["100.66.1.0/24"]
+    expect(await incarnation('n1')).toBeGreaterThan(before.n1);
+    expect(await incarnation('n2')).toBe(before.n2);
+    // the start's read of the cache: values in pages, one that is not text handed as null (it matches no value)
+    await direct.put(nodeKey('bin')).value(Buffer.from([0xff, 0xfe]));
+    const read: Array<[string, string | null]> = [];
+    await etcdMirrorTarget(direct).entries(nodeKey(''), (page) => void read.push(...page.map((e) => [e.key, e.value] as [string, string | null])));
+    expect(read.map(([k, v]) => [k, v === null ? null : 'text'])).toEqual([[nodeKey('bin'), null], [nodeKey('n1'), 'text'], [nodeKey('n2'), 'text']]);
+    await direct.delete().key(nodeKey('bin'));
+    await r.stop(false, 1000);
+    await Promise.all(watchers.map((w) => w.stop()));
+    direct.close();
+  });
 });

@@ -57,7 +57,7 @@ describe('kvstoremesh: recovery from its local etcd', () => {
     await local.put(pinnedKey('c2'), pin('c2', 2));
     let keysFailing = true;
     const base = meshLocalOf(local);
-    const store: MeshLocal = { ...base, mirror: { ...base.mirror, keys: async (p) => (keysFailing && p.startsWith('wiremesh/cache/') && p.includes('/c2/') ? Promise.reject(new Error('etcd unavailable')) : base.mirror.keys(p)) } };
+    const store: MeshLocal = { ...base, mirror: { ...base.mirror, entries: async (p, page) => (keysFailing && p.startsWith('wiremesh/cache/') && p.includes('/c2/') ? Promise.reject(new Error('etcd unavailable')) : base.mirror.entries(p, page)) } };
     const mesh = new KVStoreMesh('c1', store, silentLogger, 60_000, DEFAULT_BUDGET, { statusMs: 5, startRetryMs: { first: 10, max: 40 }, connect: () => ({ store: remote, close: () => undefined }) });
     await mesh.start();
     await local.put(remoteKey('c2'), spec('c2'));

@@ -337,9 +337,9 @@ describe('kvstoremesh: a start whose read of the cache hangs (review s6fix-r2 #4
       ...base,
       mirror: {
         ...base.mirror,
-        keys: async (prefix) => {
+        entries: async (prefix, page) => {
           if (prefix.includes('/c2/')) (reads.c2++, await gate);
-          return base.mirror.keys(prefix);
+          return base.mirror.entries(prefix, page);
         },
       },
     };

@@ -9,6 +9,7 @@ import { remoteStatusCodec, tryDecode } from '../../src/controlplane/records/ind
 export function mirrorOf(kv: MemKV): MirrorTarget {
   return {
     keys: async (prefix) => kv.entries(prefix).map((e) => e.key),
+    entries: async (prefix, page) => page(kv.entries(prefix).map(({ key, value }) => ({ key, value }))),
     write: async (ops) => void (await kv.txn([], ops.map(([key, value]) => (value === null ? { delete: key } : { put: key, value })))),
     deletePrefix: async (prefix) => void (await kv.deletePrefix(prefix)),
   };

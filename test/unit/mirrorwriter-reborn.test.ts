@@ -12,6 +12,7 @@ function recorder(failures = 0) {
   const sent: Array<{ ops: MirrorOps; ok: boolean }> = [];
   const target: MirrorTarget = {
     keys: async () => [],
+    entries: async () => undefined,
     deletePrefix: async () => undefined,
     write: async (ops) => {
       const ok = failures-- <= 0 && new Set(ops.map(([k]) => k)).size === ops.length;
@@ -109,6 +110,7 @@ describe('BatchedWriter: a reborn key is deleted, then put, in two transactions'
     let n = 0;
     const target: MirrorTarget = {
       keys: async () => [],
+      entries: async () => undefined,
       deletePrefix: async () => undefined,
       write: async (ops) => {
         const ok = n++ !== 1; // the second transaction (the delete) fails

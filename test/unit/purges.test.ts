@@ -18,6 +18,7 @@ function heldMarkers(remote: string) {
   const s = { landed: 0, prefixes: 0, release: () => release() };
   const target: MirrorTarget = {
     keys: async () => [],
+    entries: async () => undefined,
     write: async (ops: MirrorOps) => {
       if (ops.some(([k]) => k === syncedKey(remote, 'nodes'))) await gate;
       s.landed++;
@@ -83,6 +84,7 @@ describe('purgeRemote: parallel cache deletes', () => {
     let landed = 0;
     const target: MirrorTarget = {
       keys: async () => [],
+      entries: async () => undefined,
       write: async () => undefined,
       deletePrefix: async (p: string) => {
         if (p === cachePrefix('nodes', 'c2')) return void (await gate, landed++);
@@ -104,6 +106,7 @@ describe('purgeRemote: parallel cache deletes', () => {
   it('an attempt whose delete failed (none in flight) rejects with that error once all settled', async () => {
     const target: MirrorTarget = {
       keys: async () => [],
+      entries: async () => undefined,
       write: async () => undefined,
       deletePrefix: async (p: string) => {
         if (p === cachePrefix('ip', 'c2')) throw new Error('etcdserver: leader changed');
@@ -126,6 +129,7 @@ describe('Purges: a marker delete not sent behind a lost call', () => {
     let n = 0;
     const target: MirrorTarget = {
       keys: async () => [],
+      entries: async () => undefined,
       write: (ops: MirrorOps) => {
         if (++n === 1) return Promise.reject(new Error('etcdserver: request is too large')); // the merged txn
         if (ops.some(([k]) => k.startsWith('a/'))) return new Promise<void>(() => undefined); // lost for good

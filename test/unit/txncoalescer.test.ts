@@ -26,6 +26,7 @@ function store(fail: (ops: MirrorOps) => boolean = () => false, delay: (ops: Mir
   let maxInFlight = 0;
   const target: MirrorTarget = {
     keys: async (prefix) => [...kv.keys()].filter((k) => k.startsWith(prefix)),
+    entries: async () => undefined,
     deletePrefix: async (prefix) => {
       for (const k of [...kv.keys()]) if (k.startsWith(prefix)) kv.delete(k);
     },
