@@ -14,7 +14,7 @@ export const NOT_TEXT = -1;
 
 /**
  * Cached key → valueDigest of its value, read a page at a time (MirrorTarget.entries): at most one page of values
- * in memory, then a key and a number per cached key (the key set the start held before, plus ~16 B each; 165k
+ * in memory, then a key and a number per cached key (the key set the start held before, plus ~25 B each; 165k
  * keys at 16 clusters x 1000 nodes x 10 endpoints). Errors: the store's (the start fails and is retried).
  */
 export async function cachedCopies(local: Pick<MirrorTarget, 'entries'>, prefix: string): Promise<Map<string, number>> {

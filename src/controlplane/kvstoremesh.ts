@@ -47,6 +47,12 @@ import { publishStatuses } from './statusputs.js';
  * long a stop without purge waits for the remote's mirror writes (RemoteReplication.stop) before abandoning them.
  */
 export const STATUS_PUT_DEADLINE_MS = 5000;
+/**
+ * How long a replication start's read of the local cache (its keys and values, replication.ts) may take (ms) before
+ * the start counts as failed (retried, waiting for the same read): at a remote's budget, 250k records of ~1 KiB,
+ * the read takes ~5.5 s on an idle etcd (review of s8reborn), so the status put's 5 s would fail every such start.
+ */
+export const START_READ_DEADLINE_MS = 60_000;
 
 /**
  * TTL of this process's lease (s; etcd3 keeps it alive every TTL/3): the heartbeat and the remotes' statuses live
@@ -126,6 +132,7 @@ export class KVStoreMesh {
    * opts.startRetryMs: the pause before a failed replication start is tried again, doubling per failure in a row
    * up to its max (1 s to 60 s: a remote whose start keeps failing is tried at most once a minute);
    * opts.statusPutMs: how long a status put may take before it counts as failed (STATUS_PUT_DEADLINE_MS);
+   * opts.startReadMs: how long a start's read of the cache may take (START_READ_DEADLINE_MS);
    * opts.leaseRetryMs: the pause before a lost lease is taken again, doubling per loss in a row (200 ms to 5 s);
    * opts.leaseTtlS: the lease's TTL in seconds (LEASE_TTL_S).
    */
@@ -135,7 +142,7 @@ export class KVStoreMesh {
     private readonly log: Logger,
     private readonly identityGcMs = 60_000,
     private readonly budget: Budget = DEFAULT_BUDGET,
-    private readonly opts: { statusMs?: number; heartbeatMs?: number; connect?: RemoteConnector; txn?: Partial<CoalescerOptions>; purgeRetryMs?: number; startRetryMs?: { first: number; max: number }; statusPutMs?: number; leaseRetryMs?: { first: number; max: number }; leaseTtlS?: number } = {},
+    private readonly opts: { statusMs?: number; heartbeatMs?: number; connect?: RemoteConnector; txn?: Partial<CoalescerOptions>; purgeRetryMs?: number; startRetryMs?: { first: number; max: number }; statusPutMs?: number; startReadMs?: number; leaseRetryMs?: { first: number; max: number }; leaseTtlS?: number } = {},
   ) {
     this.mirror = new TxnCoalescer(local.mirror, { ...DEFAULT_COALESCER, ...opts.txn });
     // a late purge may have deleted the status of the remote's next replication: written again on the next tick
@@ -287,7 +294,8 @@ export class KVStoreMesh {
       const purging = this.purges.pending(name); // a purge past its deadline would delete what this one writes
       if (purging && !(await within(purging.then(() => true), this.statusPutMs, false))) throw new Error('a purge of the remote is still in flight');
       // its read of the cache against a hung local etcd: given up on, tried again later (the same read, replication.ts)
-      if (!(await within(r.start().then(() => true), this.statusPutMs, false))) throw new Error(`local cache read timed out (no answer within ${this.statusPutMs} ms)`);
+      const readMs = this.opts.startReadMs ?? START_READ_DEADLINE_MS;
+      if (!(await within(r.start().then(() => true), readMs, false))) throw new Error(`local cache read timed out (no answer within ${readMs} ms)`);
       this.restarts.delete(name);
     } catch (err) {
       this.failures.start++;

@@ -327,7 +327,7 @@ describe('kvstoremesh: purge retries back off (review s6fix-r2 #3)', () => {
 describe('kvstoremesh: a start whose read of the cache hangs (review s6fix-r2 #4)', () => {
   // the start's read of the local cache had no deadline: against a hung local etcd it held the whole chain (here
   // c3's disconnect), and a read answering late started watchers for whatever replication it belonged to
-  it('regression: is given up on after statusPutMs (a start failure), holds no other remote\'s stop, and a late read starts nothing for a replication no longer current', async () => {
+  it('regression: is given up on after startReadMs (a start failure), holds no other remote\'s stop, and a late read starts nothing for a replication no longer current', async () => {
     const { local, remotes } = await pinnedPair();
     const base = meshLocalOf(local);
     let release = () => undefined as void;
@@ -343,7 +343,7 @@ describe('kvstoremesh: a start whose read of the cache hangs (review s6fix-r2 #4
         },
       },
     };
-    const opts = { statusMs: 5, statusPutMs: 50, startRetryMs: { first: 20, max: 40 }, purgeRetryMs: 20, connect: (sp: { name: string }) => ({ store: remotes[sp.name]!, close: () => undefined }) };
+    const opts = { statusMs: 5, statusPutMs: 50, startReadMs: 50, startRetryMs: { first: 20, max: 40 }, purgeRetryMs: 20, connect: (sp: { name: string }) => ({ store: remotes[sp.name]!, close: () => undefined }) };
     const mesh = new KVStoreMesh('c1', store, silentLogger, 60_000, DEFAULT_BUDGET, opts);
     await mesh.start();
     await local.put(remoteKey('c3'), spec('c3'));
@@ -362,6 +362,19 @@ describe('kvstoremesh: a start whose read of the cache hangs (review s6fix-r2 #4
     expect(heldOf(local, 'c2')).toEqual([]);
     expect(local.get(syncedKey('c2', 'nodes'))).toBeUndefined();
     expect(remotes.c2!.watchCount, 'no watch of the dropped replication left open on the remote').toBe(0);
+    await mesh.stop();
+  });
+
+  it('regression: a slow read (values too, at a remote\'s budget ~5.5 s) is not held to the status put\'s deadline (review of s8reborn)', async () => {
+    const { local, remotes } = await pinnedPair();
+    const base = meshLocalOf(local);
+    const store: MeshLocal = { ...base, mirror: { ...base.mirror, entries: async (prefix, page) => (await sleep(150), base.mirror.entries(prefix, page)) } };
+    const opts = { statusMs: 5, statusPutMs: 50, startRetryMs: { first: 20, max: 40 }, purgeRetryMs: 20, connect: (sp: { name: string }) => ({ store: remotes[sp.name]!, close: () => undefined }) };
+    const mesh = new KVStoreMesh('c1', store, silentLogger, 60_000, DEFAULT_BUDGET, opts);
+    await mesh.start();
+    await local.put(remoteKey('c2'), spec('c2'));
+    await vi.waitFor(() => expect(local.get(syncedKey('c2', 'nodes'))).toBeDefined(), soon);
+    expect(mesh.failures.start).toBe(0); // before: the read outran statusPutMs (50 ms here, 5 s by default) and failed
     await mesh.stop();
   });
 });
