@@ -20,7 +20,12 @@
  * bin/wiremesh.js) each K runs with the anchor's kvstoremesh too, in the same run.
  *
  * A full run with --anchor <dir> runs the anchor's kvstoremesh instead (the same agent: this tree's).
- * Common: --rest-seconds (10) the rest window, --timeout (900 s) for the whole run, --etcd-tick-ms (500) the raft
+ * Common: --rest-seconds (10) the rest window; --settle-seconds (full run 120, sweep 5) when the settled rest
+ * window starts, in seconds after the sync (a full run: the agent's; the sweep: the mesh's markers, at least 5). A full run also measures and prints a
+ * window right after the sync (3 s after the mesh's sync markers): at 16 x 1000 x 10 each kvstoremesh's V8 heap
+ * still gives back the sync's garbage in bumps up to ~+90 s (its GC threads; the etcds are at rest at once), which
+ * is not rest (docs/benchmarks.md, s9idle);
+ * --rest-timeline S (0: off) prints back-to-back rest windows from the sync to S seconds after it. --timeout (900 s) for the whole run, --etcd-tick-ms (500) the raft
  * tick of every etcd (ETCD_TICK_MS in bench/cp-mesh.ts; 100 is etcd's default), --etcd-gomaxprocs (1) and --etcd-batch-ms
  * (1000, etcd's --backend-batch-interval) their GOMAXPROCS and batch commit (0: Go's and etcd's defaults).
  * --profile-agent DIR: CPU profiles of the agent's (this process's) JavaScript thread, one file per
@@ -51,6 +56,8 @@ import { profileWindows, threadCpu } from './cp-profile.js';
 import { perProcess, procUse } from './cp-procstat.js';
 import { ETCD_TUNING, etcdHistograms, etcdUrl, histogramQuantile, log, measureRest, restLine, runInNetns, startMesh, waitMeshSynced, type RestFigures } from './cp-mesh.js';
 
+/** Default of --settle-seconds in a full run: see the header and docs/benchmarks.md (s9idle) for the timeline it comes from. */
+const SETTLE_DEFAULT_S = 120;
 const { values: o } = parseArgs({
   options: {
     clusters: { type: 'string', default: '4' },
@@ -59,6 +66,8 @@ const { values: o } = parseArgs({
     rate: { type: 'string', default: '100' },
     'churn-seconds': { type: 'string', default: '10' },
     'rest-seconds': { type: 'string', default: '10' },
+    'settle-seconds': { type: 'string' },
+    'rest-timeline': { type: 'string', default: '0' },
     sweep: { type: 'string' },
     anchor: { type: 'string' },
     timeout: { type: 'string', default: '900' },
@@ -85,6 +94,9 @@ const E = num(o.endpoints, 'endpoints', SWEEP ? 2 : 10);
 const RATE = num(o.rate, 'rate', 100);
 const CHURN_S = num(o['churn-seconds'], 'churn-seconds', 10);
 const REST_S = num(o['rest-seconds'], 'rest-seconds', 10);
+// the sweep's small clusters have no large sync to digest: 5 s there, as before
+const SETTLE_S = num(o['settle-seconds'], 'settle-seconds', SWEEP ? 5 : SETTLE_DEFAULT_S);
+const TIMELINE_S = num(o['rest-timeline'], 'rest-timeline', 0);
 const ETCD = { tickMs: num(o['etcd-tick-ms'], 'etcd-tick-ms', 0), goMaxProcs: num(o['etcd-gomaxprocs'], 'etcd-gomaxprocs', 0), batchMs: num(o['etcd-batch-ms'], 'etcd-batch-ms', 0) };
 const ETCD_LINE = `etcd tick ${ETCD.tickMs} ms, GOMAXPROCS ${ETCD.goMaxProcs || 'default'}, batch ${ETCD.batchMs || 'default'} ms`;
 // not src/testbed/netns.ts's ROOT: importing it installs SIGINT/SIGTERM handlers that exit 130 before ours
@@ -133,7 +145,8 @@ async function sweep(dir: string): Promise<void> {
           await gen.request({ op: 'load', clusters: clustersOf(range(1, k)), nodes: N, endpoints: E });
           // a mesh that cannot finish its first sync (the anchor at K = 32 on 2 shared cores) is measured as it is
           const synced = !bin || (await waitMeshSynced(m, 180_000).then(() => true, (err: Error) => (log(`  ${err.message}; measured as it is`), false)));
-          await sleep(5000); // the last status writes after the sync settle
+          // the last status writes after the sync, and the etcds' digestion of it (Go's GC and scavenger), settle
+          await sleep(Math.max(5, SETTLE_S) * 1000);
           const rest = await measureRest(m, REST_S);
           log(`  ${restLine(rest)}`);
           rows.push({ K: k, variant, synced, rest });
@@ -144,7 +157,7 @@ async function sweep(dir: string): Promise<void> {
   } finally {
     gen.stop();
   }
-  console.log(`\ncontrol plane at rest, K clusters of ${N} nodes x ${E} endpoints, no churn, ${REST_S} s windows, ${ETCD_LINE}`);
+  console.log(`\ncontrol plane at rest, K clusters of ${N} nodes x ${E} endpoints, no churn, ${REST_S} s windows from ${Math.max(5, SETTLE_S)} s after the sync, ${ETCD_LINE}`);
   console.log('| K | kvstoremesh | writes/s per etcd | writes/s mesh-wide | commits/s per etcd | commits/s mesh-wide | CPU cores (etcds + kvstoremesh) | mcores per etcd / kvstoremesh | wakes/s per etcd / kvstoremesh |');
   console.log('|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
@@ -215,6 +228,18 @@ async function fullRun(dir: string): Promise<void> {
     log(`synced ${syncS.toFixed(1)} s after the first write; the mesh at rest for ${REST_S} s`);
     await waitMeshSynced(m, 60_000);
     await sleep(3000);
+    const since = () => (Date.now() - syncedAt) / 1000;
+    // right after the sync (what this line measured before --settle-seconds), then, with --rest-timeline, windows
+    // back to back, then the settled window
+    const timeline: Array<{ fromS: number; rest: RestFigures }> = [];
+    do {
+      const fromS = since();
+      const r = await measureRest(m, REST_S);
+      timeline.push({ fromS, rest: r });
+      log(`  rest window from +${fromS.toFixed(0)} s after the sync: ${restLine(r)}`);
+    } while (since() + REST_S <= TIMELINE_S);
+    await sleep(Math.max(0, SETTLE_S * 1000 - (Date.now() - syncedAt)));
+    const settledFromS = since();
     const rest = await measureRest(m, REST_S);
     // the agent at rest: ≥ 25 s after its sync (its heap compaction checks every 10 s and runs once the heap is
     // quiet), 2 s after the last GC (V8 unmaps freed pages on a background thread)
@@ -300,13 +325,18 @@ async function fullRun(dir: string): Promise<void> {
       etcdDataDir: o['etcd-data-dir'] ?? tmpdir(),
       agentBytesPerRemoteEndpoint: { heap: (mem1.heapUsed - mem0.heapUsed) / remoteEps, rss: (mem1.rss - mem0.rss) / remoteEps },
       agentRssMiB: mem1.rss / 2 ** 20,
+      restAfterSync: timeline[0]!.rest,
+      restTimeline: timeline,
+      settleSeconds: SETTLE_S,
+      restSettledFromS: settledFromS,
       rest,
       duringChurn: load,
     };
     console.log(`\ncontrol plane: ${K} clusters x ${N} nodes x ${E} endpoints/node (${K * N} nodes, ${K * N * E} endpoints), kvstoremesh of ${o.anchor ?? 'this tree'}, ${ETCD_LINE}`);
     console.log(`initial sync into one agent (all clusters): ${syncS.toFixed(1)} s`);
     console.log(`agent growth per remote endpoint (incl. its share of nodes and peers): RSS ${report.agentBytesPerRemoteEndpoint.rss.toFixed(0)} B, heap ${report.agentBytesPerRemoteEndpoint.heap.toFixed(0)} B (RSS ${report.agentRssMiB.toFixed(0)} MiB; at rest ≥ 25 s after the sync; the agent's heap compactions: ${heapCompactions})`);
-    console.log(`at rest: ${restLine(rest)}`);
+    console.log(`at rest right after the sync (from +${timeline[0]!.fromS.toFixed(0)} s): ${restLine(timeline[0]!.rest)}`);
+    console.log(`at rest, settled (from +${settledFromS.toFixed(0)} s, --settle-seconds ${SETTLE_S}): ${restLine(rest)}`);
     console.log(`churn: achieved ${report.churn.achievedPerS.toFixed(1)} of nominal ${RATE} writes/s (${churn.writes} acknowledged, ${churn.failed} failed, in ${churn.seconds.toFixed(1)} s)`);
     console.log(`during the churn: ${restLine(load)}`);
     if (report.propagationMs)
