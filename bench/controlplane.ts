@@ -145,7 +145,7 @@ async function sweep(dir: string): Promise<void> {
           await gen.request({ op: 'load', clusters: clustersOf(range(1, k)), nodes: N, endpoints: E });
           // a mesh that cannot finish its first sync (the anchor at K = 32 on 2 shared cores) is measured as it is
           const synced = !bin || (await waitMeshSynced(m, 180_000).then(() => true, (err: Error) => (log(`  ${err.message}; measured as it is`), false)));
-          // the last status writes after the sync, and the etcds' digestion of it (Go's GC and scavenger), settle
+          // the last status writes after the sync settle (and kvstoremesh's heaps give back the sync's garbage: s9idle)
           await sleep(Math.max(5, SETTLE_S) * 1000);
           const rest = await measureRest(m, REST_S);
           log(`  ${restLine(rest)}`);
