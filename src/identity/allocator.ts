@@ -22,6 +22,7 @@ import { clusterIdentity, DEFAULT_MAX_CLUSTERS, labelsHash, maxLocalId, MIN_LOCA
 import { identityCodec, Rejections, tryDecode } from '../controlplane/records/index.js';
 import { refusedInto } from '../controlplane/kvstore.js';
 import { textKV } from '../controlplane/etcdwatch.js';
+import { within } from '../controlplane/within.js';
 
 export class IdentityAllocator {
   constructor(
@@ -88,6 +89,31 @@ export class IdentityAllocator {
 }
 
 /**
+ * How long one identity sweep may take (ms) before it is given up on: a hung etcd call would otherwise hold the
+ * collector for good (one sweep at a time: every later one was skipped until the call failed). Half the default
+ * sweep interval (60 s), so a sweep past it has ended before the next is due.
+ */
+export const SWEEP_DEADLINE_MS = 30_000;
+/**
+ * Sweeps given up on whose etcd calls have not settled yet, at most: past it, a due sweep is skipped (counted)
+ * until one settled, so a local etcd that hangs every call holds at most this many calls of the collector.
+ */
+export const MAX_ABANDONED_SWEEPS = 4;
+
+/**
+ * The collector's sweeps since it started (kvstoremesh's metrics): done, failed (an etcd call failed), timedOut
+ * (given up on at the deadline), skipped (due while one ran, or with MAX_ABANDONED_SWEEPS still unsettled);
+ * abandoned: sweeps given up on whose calls are still in flight now.
+ */
+export interface SweepStats {
+  done: number;
+  failed: number;
+  timedOut: number;
+  skipped: number;
+  abandoned: number;
+}
+
+/**
  * Deletes identities no node references (run by the cluster's kvstoremesh).
  * An identity is deleted on the second sweep that finds it unreferenced with
  * the same record revision, so one that was just allocated (reference still
@@ -99,8 +125,8 @@ export class IdentityCollector {
    * Identity key -> mod revision of the refused record already counted: each refused record is counted once,
    * not on every sweep (every 60 s) that lists it again, which flushed the remotes' refusals out of the
    * 50-entry status history and made the counter rise forever (review of s7fix, #2). Only the keys the last
-   * sweep refused: bounded by the keys listed. A sweep that fails keeps the previous map (what it counted
-   * anew is counted once more on the next sweep).
+   * sweep refused: bounded by the keys listed. A sweep that fails or is given up on keeps the previous map and
+   * counts nothing (its refusals are counted by the next sweep that lists them).
    */
   private counted = new Map<string, string>();
 
@@ -110,59 +136,94 @@ export class IdentityCollector {
     private readonly log: Logger,
     /** Where the records it refuses are counted (logged, metrics): once per record (key and mod revision). */
     private readonly rejections: Rejections = new Rejections(log),
+    /** How long a sweep may take (ms) before it is given up on (SWEEP_DEADLINE_MS). */
+    private readonly deadlineMs = SWEEP_DEADLINE_MS,
   ) {}
 
-  /** Whether a sweep runs: one at a time (two against a hung etcd each counted its refusals and acted on them). */
-  private sweeping = false;
-  /** Sweeps skipped because the previous one still ran (each logged). */
-  skipped = 0;
+  /**
+   * The sweep that runs now (its token), if one does: one at a time (two against a hung etcd each counted their
+   * refusals and acted on them). A sweep given up on is no longer it, and acts on nothing from then on.
+   */
+  private running: object | undefined;
+  readonly stats: SweepStats = { done: 0, failed: 0, timedOut: 0, skipped: 0, abandoned: 0 };
+  /** Sweeps skipped (stats.skipped). */
+  get skipped(): number {
+    return this.stats.skipped;
+  }
 
   /**
-   * One sweep: resolves to how many identities it deleted. A sweep due while the previous one still runs (its
-   * etcd hung) is skipped: resolves to 0 at once, counted in `skipped` and logged.
+   * One sweep: resolves to how many identities it deleted, rejects with a failed etcd call's error. A sweep due
+   * while the previous one still runs, or while MAX_ABANDONED_SWEEPS given up on are in flight, is skipped:
+   * resolves to 0 at once, counted and logged. A sweep past deadlineMs is given up on: resolves to 0, counted
+   * and logged; its calls are not cancelled, but what they answer is ignored (no refusal counted, no candidate
+   * kept, no further delete sent: each delete sent is one guarded transaction, whole or not at all).
    */
   async sweep(): Promise<number> {
-    if (this.sweeping) {
-      this.skipped++;
-      this.log.warn({ cluster: this.cluster, skipped: this.skipped }, 'identity sweep skipped: the previous one still runs');
+    if (this.running || this.stats.abandoned >= MAX_ABANDONED_SWEEPS) {
+      this.stats.skipped++;
+      const why = this.running ? 'the previous one still runs' : `${this.stats.abandoned} sweeps given up on still wait for etcd`;
+      this.log.warn({ cluster: this.cluster, skipped: this.stats.skipped }, `identity sweep skipped: ${why}`);
       return 0;
     }
-    this.sweeping = true;
+    const token = {};
+    this.running = token;
+    const run = this.sweepOnce(token).then((n) => ({ n }), (err: Error) => ({ err }));
     try {
-      return await this.sweepOnce();
+      const r = await within<{ n: number } | { err: Error } | undefined>(run, this.deadlineMs, undefined);
+      if (r === undefined) {
+        this.stats.timedOut++;
+        this.stats.abandoned++;
+        void run.then(() => void this.stats.abandoned--);
+        this.log.warn({ cluster: this.cluster, deadlineMs: this.deadlineMs, timedOut: this.stats.timedOut }, 'identity sweep given up on: etcd did not answer within its deadline');
+        return 0;
+      }
+      if ('err' in r) {
+        this.stats.failed++;
+        throw r.err;
+      }
+      this.stats.done++;
+      return r.n;
     } finally {
-      this.sweeping = false;
+      this.running = undefined;
     }
   }
 
-  private async sweepOnce(): Promise<number> {
-    const refused = new Map<string, string>();
+  /** One sweep's work; `token`: it acts only while it is the running sweep (not given up on). */
+  private async sweepOnce(token: object): Promise<number> {
+    const live = () => this.running === token;
+    const refusedRecords: Array<{ key: string; rev: string; count: () => void }> = [];
     const storeRefused = refusedInto(this.rejections, identityCodec.type, this.cluster);
-    const refuse = (key: string, rev: string, count: () => void) => {
+    const ids = await this.store.list(statePrefix('identities', this.cluster), (key, reason, rev) => void refusedRecords.push({ key, rev, count: () => storeRefused(key, reason) }));
+    const refs = await this.store.keys(identityRefsPrefix(this.cluster));
+    if (!live()) return 0;
+    const referenced = new Set(refs.map((k) => k.slice(k.lastIndexOf('/') + 1)));
+    const decodedIds = ids.map(({ key, value, modRevision: rev }) => {
+      const r = tryDecode(identityCodec, key, value);
+      if (!r.ok) refusedRecords.push({ key, rev, count: () => this.rejections.add(r.error, this.cluster) });
+      return { key, rev, rec: r.ok ? r.value : undefined };
+    });
+    // counted only by a sweep that got both answers in time: one given up on counts nothing
+    const refused = new Map<string, string>();
+    for (const { key, rev, count } of refusedRecords) {
       refused.set(key, rev);
       if (this.counted.get(key) !== rev) count();
-    };
-    const ids = await this.store.list(statePrefix('identities', this.cluster), (key, reason, rev) => refuse(key, rev, () => storeRefused(key, reason)));
-    const refs = await this.store.keys(identityRefsPrefix(this.cluster));
-    const referenced = new Set(refs.map((k) => k.slice(k.lastIndexOf('/') + 1)));
+    }
+    this.counted = refused;
     const next = new Map<string, string>();
     let deleted = 0;
-    for (const { key, value, modRevision: rev } of ids) {
-      const r = tryDecode(identityCodec, key, value);
-      if (!r.ok) refuse(key, rev, () => this.rejections.add(r.error, this.cluster));
-      const rec = r.ok ? r.value : undefined;
+    for (const { key, rev, rec } of decodedIds) {
       if (!rec || referenced.has(String(rec.id))) continue;
       if (this.candidates.get(key) !== rev) {
         next.set(key, rev);
         continue;
       }
+      if (!live()) return deleted; // given up on while a delete hung: sends no more, keeps the candidates
       if (await this.store.deleteIfUnchanged(key, rev, [key, identityIndexKey(this.cluster, labelsHash(rec.labels))])) {
         deleted++;
         this.log.info({ identity: rec.id }, 'identity released: no node uses it');
       }
     }
-    this.candidates = next;
-    this.counted = refused;
+    if (live()) this.candidates = next;
     return deleted;
   }
 }
