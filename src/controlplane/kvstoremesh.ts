@@ -436,6 +436,7 @@ export class KVStoreMesh {
     if (this.statusTimer) clearInterval(this.statusTimer);
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     if (this.gcTimer) clearInterval(this.gcTimer);
+    this.collector.stop(); // a sweep in flight sends no further delete, and its deadline holds no exit
     this.unpurged.stop();
     if (this.leaseTimer) clearTimeout(this.leaseTimer);
     for (const { timer } of this.restarts.values()) clearTimeout(timer);

@@ -60,7 +60,7 @@ export class KVStoreMeshMetrics {
     });
     new Counter({
       name: 'wiremesh_kvstoremesh_identity_sweeps_total',
-      help: `The identity collector's sweeps of this cluster's identities, by result: done, failed (an etcd call failed; logged), timed-out (given up on past the ${SWEEP_DEADLINE_MS / 1000} s deadline, its answers ignored; logged), skipped (due while one still ran, or while ${MAX_ABANDONED_SWEEPS} sweeps given up on still waited for etcd; logged).`,
+      help: `The identity collector's sweeps of this cluster's identities, by result: done, failed (an etcd call failed; logged), timed-out (given up on: one etcd call past its ${SWEEP_DEADLINE_MS / 1000} s deadline, its answer ignored, the deletes done before it kept; logged), skipped (due while one still ran, or while ${MAX_ABANDONED_SWEEPS} sweeps given up on still waited for etcd; logged).`,
       labelNames: ['result'],
       registers,
       collect() {

@@ -22,7 +22,6 @@ import { clusterIdentity, DEFAULT_MAX_CLUSTERS, labelsHash, maxLocalId, MIN_LOCA
 import { identityCodec, Rejections, tryDecode } from '../controlplane/records/index.js';
 import { refusedInto } from '../controlplane/kvstore.js';
 import { textKV } from '../controlplane/etcdwatch.js';
-import { within } from '../controlplane/within.js';
 
 export class IdentityAllocator {
   constructor(
@@ -89,21 +88,28 @@ export class IdentityAllocator {
 }
 
 /**
- * How long one identity sweep may take (ms) before it is given up on: a hung etcd call would otherwise hold the
- * collector for good (one sweep at a time: every later one was skipped until the call failed). Half the default
- * sweep interval (60 s), so a sweep past it has ended before the next is due.
+ * How long one etcd call of an identity sweep (its list, its keys, each delete) may take (ms) before the sweep is
+ * given up on: a hung call would otherwise hold the collector for good (one sweep at a time: every later one was
+ * skipped until the call failed). Per call, not per sweep: a slow etcd that still answers each call in time lets
+ * the sweep go on (100 deletes of 1 s each take 100 s, as before the deadline; s9fix2 #1).
  */
 export const SWEEP_DEADLINE_MS = 30_000;
 /**
- * Sweeps given up on whose etcd calls have not settled yet, at most: past it, a due sweep is skipped (counted)
+ * How much later than SWEEP_DEADLINE_MS the call's grpc deadline is (ms): etcd3 cancels a hung call then, so a
+ * sweep given up on stops waiting; later than the collector's own deadline so that a hung call is counted as
+ * given up on (timed-out), not as failed, and the collector's deadline stays the backstop.
+ */
+export const CALL_CANCEL_GRACE_MS = 1000;
+/**
+ * Sweeps given up on whose etcd call has not settled yet, at most: past it, a due sweep is skipped (counted)
  * until one settled, so a local etcd that hangs every call holds at most this many calls of the collector.
  */
 export const MAX_ABANDONED_SWEEPS = 4;
 
 /**
  * The collector's sweeps since it started (kvstoremesh's metrics): done, failed (an etcd call failed), timedOut
- * (given up on at the deadline), skipped (due while one ran, or with MAX_ABANDONED_SWEEPS still unsettled);
- * abandoned: sweeps given up on whose calls are still in flight now.
+ * (given up on: a call past its deadline), skipped (due while one ran, or with MAX_ABANDONED_SWEEPS still
+ * unsettled); abandoned: sweeps given up on (or cut off by stop()) whose call is still in flight now.
  */
 export interface SweepStats {
   done: number;
@@ -111,6 +117,13 @@ export interface SweepStats {
   timedOut: number;
   skipped: number;
   abandoned: number;
+}
+
+/** Ends a sweep that was given up on (`timedOut`: a call past its deadline) or cut off by stop(): it acts on nothing more. */
+class SweepCutOff extends Error {
+  constructor(readonly timedOut: boolean) {
+    super(timedOut ? 'an etcd call did not answer within its deadline' : 'stopped');
+  }
 }
 
 /**
@@ -125,8 +138,9 @@ export class IdentityCollector {
    * Identity key -> mod revision of the refused record already counted: each refused record is counted once,
    * not on every sweep (every 60 s) that lists it again, which flushed the remotes' refusals out of the
    * 50-entry status history and made the counter rise forever (review of s7fix, #2). Only the keys the last
-   * sweep refused: bounded by the keys listed. A sweep that fails or is given up on keeps the previous map and
-   * counts nothing (its refusals are counted by the next sweep that lists them).
+   * sweep refused: bounded by the keys listed. Replaced once a sweep has both its list and its keys: a sweep that
+   * fails or is given up on before that keeps the previous map and counts nothing (the next sweep that lists them
+   * counts them); one that fails or is given up on during its deletes has counted them already.
    */
   private counted = new Map<string, string>();
 
@@ -136,15 +150,18 @@ export class IdentityCollector {
     private readonly log: Logger,
     /** Where the records it refuses are counted (logged, metrics): once per record (key and mod revision). */
     private readonly rejections: Rejections = new Rejections(log),
-    /** How long a sweep may take (ms) before it is given up on (SWEEP_DEADLINE_MS). */
+    /** How long each etcd call of a sweep may take (ms) before the sweep is given up on (SWEEP_DEADLINE_MS). */
     private readonly deadlineMs = SWEEP_DEADLINE_MS,
   ) {}
 
   /**
    * The sweep that runs now (its token), if one does: one at a time (two against a hung etcd each counted their
-   * refusals and acted on them). A sweep given up on is no longer it, and acts on nothing from then on.
+   * refusals and acted on them). A sweep given up on or cut off by stop() is no longer it, and sends nothing more.
    */
   private running: object | undefined;
+  /** The call the running sweep waits for: its deadline's timer, and how to end the wait at once (stop()). */
+  private waiting: { timer: NodeJS.Timeout; cut: () => void } | undefined;
+  private stopped = false;
   readonly stats: SweepStats = { done: 0, failed: 0, timedOut: 0, skipped: 0, abandoned: 0 };
   /** Sweeps skipped (stats.skipped). */
   get skipped(): number {
@@ -154,11 +171,13 @@ export class IdentityCollector {
   /**
    * One sweep: resolves to how many identities it deleted, rejects with a failed etcd call's error. A sweep due
    * while the previous one still runs, or while MAX_ABANDONED_SWEEPS given up on are in flight, is skipped:
-   * resolves to 0 at once, counted and logged. A sweep past deadlineMs is given up on: resolves to 0, counted
-   * and logged; its calls are not cancelled, but what they answer is ignored (no refusal counted, no candidate
-   * kept, no further delete sent: each delete sent is one guarded transaction, whole or not at all).
+   * resolves to 0 at once, counted and logged. An etcd call past deadlineMs gives the sweep up: it resolves to the
+   * deletes done before (counted, logged); the call is cancelled by its grpc deadline shortly after and what it
+   * answers is ignored (no refusal counted, no candidate kept, no further call sent: each delete sent is one
+   * guarded transaction, whole or not at all). After stop(), resolves to 0 at once.
    */
   async sweep(): Promise<number> {
+    if (this.stopped) return 0;
     if (this.running || this.stats.abandoned >= MAX_ABANDONED_SWEEPS) {
       this.stats.skipped++;
       const why = this.running ? 'the previous one still runs' : `${this.stats.abandoned} sweeps given up on still wait for etcd`;
@@ -167,42 +186,79 @@ export class IdentityCollector {
     }
     const token = {};
     this.running = token;
-    const run = this.sweepOnce(token).then((n) => ({ n }), (err: Error) => ({ err }));
+    const progress = { deleted: 0 }; // counted as each delete answers: a sweep given up on later still reports them
     try {
-      const r = await within<{ n: number } | { err: Error } | undefined>(run, this.deadlineMs, undefined);
-      if (r === undefined) {
-        this.stats.timedOut++;
-        this.stats.abandoned++;
-        void run.then(() => void this.stats.abandoned--);
-        this.log.warn({ cluster: this.cluster, deadlineMs: this.deadlineMs, timedOut: this.stats.timedOut }, 'identity sweep given up on: etcd did not answer within its deadline');
-        return 0;
-      }
-      if ('err' in r) {
-        this.stats.failed++;
-        throw r.err;
-      }
+      await this.sweepOnce(token, progress);
       this.stats.done++;
-      return r.n;
+      return progress.deleted;
+    } catch (err) {
+      if (!(err instanceof SweepCutOff)) {
+        this.stats.failed++;
+        throw err;
+      }
+      if (err.timedOut) {
+        this.stats.timedOut++;
+        this.log.warn({ cluster: this.cluster, deadlineMs: this.deadlineMs, timedOut: this.stats.timedOut, deleted: progress.deleted }, 'identity sweep given up on: an etcd call did not answer within its deadline');
+      }
+      return progress.deleted;
     } finally {
-      this.running = undefined;
+      if (this.running === token) this.running = undefined;
     }
   }
 
-  /** One sweep's work; `token`: it acts only while it is the running sweep (not given up on). */
-  private async sweepOnce(token: object): Promise<number> {
-    const live = () => this.running === token;
+  /**
+   * Cuts off the sweep in flight (it sends no further call; the one it waits for is abandoned, its answer ignored)
+   * and clears its deadline's timer; no sweep runs after. kvstoremesh's stop().
+   */
+  stop(): void {
+    this.stopped = true;
+    this.running = undefined;
+    if (this.waiting) {
+      clearTimeout(this.waiting.timer);
+      this.waiting.cut();
+    }
+  }
+
+  /**
+   * One etcd call of the sweep `token`, sent only while that sweep runs, with a grpc deadline; its answer, or
+   * SweepCutOff when it did not answer within deadlineMs (the sweep is given up on) or stop() came first.
+   */
+  private async call<T>(token: object, send: (deadline: Date) => Promise<T>): Promise<T> {
+    if (this.running !== token) throw new SweepCutOff(false);
+    const answer = send(new Date(Date.now() + this.deadlineMs + CALL_CANCEL_GRACE_MS)).then((value) => ({ value }));
+    let timer: NodeJS.Timeout | undefined;
+    const ended = new Promise<'late' | 'stopped'>((r) => {
+      timer = setTimeout(() => r('late'), this.deadlineMs);
+      timer.unref(); // a hung etcd must not hold the process's exit
+      this.waiting = { timer, cut: () => r('stopped') };
+    });
+    try {
+      const r = await Promise.race([answer, ended]);
+      if (typeof r === 'object') return r.value;
+      this.stats.abandoned++;
+      const settled = () => void this.stats.abandoned--;
+      void answer.then(settled, settled); // its answer, its error, or the grpc deadline's cancellation
+      throw new SweepCutOff(r === 'late'); // the sweep ends here: it sends nothing more, keeps no candidate
+    } finally {
+      clearTimeout(timer);
+      this.waiting = undefined;
+    }
+  }
+
+  /** One sweep's work; `token`: it sends a call only while it is the running sweep (not given up on or cut off). */
+  private async sweepOnce(token: object, progress: { deleted: number }): Promise<void> {
     const refusedRecords: Array<{ key: string; rev: string; count: () => void }> = [];
     const storeRefused = refusedInto(this.rejections, identityCodec.type, this.cluster);
-    const ids = await this.store.list(statePrefix('identities', this.cluster), (key, reason, rev) => void refusedRecords.push({ key, rev, count: () => storeRefused(key, reason) }));
-    const refs = await this.store.keys(identityRefsPrefix(this.cluster));
-    if (!live()) return 0;
+    const onRefused: RefusedAt = (key, reason, rev) => void refusedRecords.push({ key, rev, count: () => storeRefused(key, reason) });
+    const ids = await this.call(token, (deadline) => this.store.list(statePrefix('identities', this.cluster), onRefused, deadline));
+    const refs = await this.call(token, (deadline) => this.store.keys(identityRefsPrefix(this.cluster), deadline));
     const referenced = new Set(refs.map((k) => k.slice(k.lastIndexOf('/') + 1)));
     const decodedIds = ids.map(({ key, value, modRevision: rev }) => {
       const r = tryDecode(identityCodec, key, value);
       if (!r.ok) refusedRecords.push({ key, rev, count: () => this.rejections.add(r.error, this.cluster) });
       return { key, rev, rec: r.ok ? r.value : undefined };
     });
-    // counted only by a sweep that got both answers in time: one given up on counts nothing
+    // counted once both answers came in time: a sweep given up on before that counts nothing
     const refused = new Map<string, string>();
     for (const { key, rev, count } of refusedRecords) {
       refused.set(key, rev);
@@ -210,50 +266,52 @@ export class IdentityCollector {
     }
     this.counted = refused;
     const next = new Map<string, string>();
-    let deleted = 0;
     for (const { key, rev, rec } of decodedIds) {
       if (!rec || referenced.has(String(rec.id))) continue;
       if (this.candidates.get(key) !== rev) {
         next.set(key, rev);
         continue;
       }
-      if (!live()) return deleted; // given up on while a delete hung: sends no more, keeps the candidates
-      if (await this.store.deleteIfUnchanged(key, rev, [key, identityIndexKey(this.cluster, labelsHash(rec.labels))])) {
-        deleted++;
+      // one call at a time, each under its deadline: a give-up throws here and keeps the candidates as they were
+      const keys = [key, identityIndexKey(this.cluster, labelsHash(rec.labels))];
+      if (await this.call(token, (deadline) => this.store.deleteIfUnchanged(key, rev, keys, deadline))) {
+        progress.deleted++;
         this.log.info({ identity: rec.id }, 'identity released: no node uses it');
       }
     }
-    if (live()) this.candidates = next;
-    return deleted;
+    this.candidates = next;
   }
 }
 
 /** A record a CollectorStore refused alone: its key (hex when not valid UTF-8), why, and its mod revision. */
 export type RefusedAt = (key: string, reason: string, modRevision: string) => void;
 
-/** What the collector does to its cluster's store (declared here for it; etcdCollectorStore is etcd3 behind it). */
+/**
+ * What the collector does to its cluster's store (declared here for it; etcdCollectorStore is etcd3 behind it).
+ * `deadline`: the call's grpc deadline, past which etcd3 cancels it (rejects with DEADLINE_EXCEEDED).
+ */
 export interface CollectorStore {
   /**
    * Keys, values and mod revisions (etcd's int64, in decimal) under prefix; `rejected`: records refused alone
    * (not valid UTF-8), left out, with the store's reason and their mod revision.
    */
-  list(prefix: string, rejected?: RefusedAt): Promise<Array<{ key: string; value: string; modRevision: string }>>;
+  list(prefix: string, rejected?: RefusedAt, deadline?: Date): Promise<Array<{ key: string; value: string; modRevision: string }>>;
   /** The keys under prefix (values are not fetched). */
-  keys(prefix: string): Promise<string[]>;
+  keys(prefix: string, deadline?: Date): Promise<string[]>;
   /** Deletes `keys` in one transaction if `guard`'s mod revision is still `modRevision`; returns whether it did. */
-  deleteIfUnchanged(guard: string, modRevision: string, keys: string[]): Promise<boolean>;
+  deleteIfUnchanged(guard: string, modRevision: string, keys: string[], deadline?: Date): Promise<boolean>;
 }
 
 export function etcdCollectorStore(etcd: Etcd3): CollectorStore {
   return {
-    list: async (prefix, rejected) =>
-      (await etcd.getAll().prefix(prefix).exec()).kvs.flatMap((kv) => {
+    list: async (prefix, rejected, deadline) =>
+      (await etcd.getAll().prefix(prefix).options(deadline && { deadline }).exec()).kvs.flatMap((kv) => {
         // not turned into U+FFFD text: refused, as the lists and watches do
         const t = textKV(kv, rejected && ((key, reason) => rejected(key, reason, String(kv.mod_revision))));
         return t ? [{ key: t.key, value: t.value, modRevision: String(kv.mod_revision) }] : [];
       }),
-    keys: (prefix) => etcd.getAll().prefix(prefix).keys(),
-    deleteIfUnchanged: async (guard, modRevision, keys) =>
-      (await etcd.if(guard, 'Mod', '==', modRevision).then(...keys.map((k) => etcd.delete().key(k))).commit()).succeeded,
+    keys: (prefix, deadline) => etcd.getAll().prefix(prefix).options(deadline && { deadline }).keys(),
+    deleteIfUnchanged: async (guard, modRevision, keys, deadline) =>
+      (await etcd.if(guard, 'Mod', '==', modRevision).options(deadline && { deadline }).then(...keys.map((k) => etcd.delete().key(k))).commit()).succeeded,
   };
 }

@@ -39,7 +39,7 @@ describe('list() callers count their refusals', () => {
 function listingEtcd(kvs: Array<{ key: Buffer; value: Buffer; create_revision: string; mod_revision: string }>): Etcd3 {
   const exec = async () => ({ header: { revision: '9' }, kvs, more: false });
   const builder: Record<string, unknown> = {};
-  for (const m of ['prefix', 'inRange', 'limit', 'revision']) builder[m] = () => builder;
+  for (const m of ['prefix', 'inRange', 'limit', 'revision', 'options']) builder[m] = () => builder;
   builder.exec = exec;
   return { getAll: () => builder } as unknown as Etcd3;
 }
