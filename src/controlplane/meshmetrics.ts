@@ -70,6 +70,14 @@ export class KVStoreMeshMetrics {
       },
     });
     new Gauge({
+      name: 'wiremesh_kvstoremesh_identity_sweeps_waiting',
+      help: `Identity sweeps given up on (or cut off by a stop) whose etcd call has not settled yet; at ${MAX_ABANDONED_SWEEPS}, due sweeps are skipped.`,
+      registers,
+      collect() {
+        this.set(mesh.identitySweeps.abandoned);
+      },
+    });
+    new Gauge({
       name: 'wiremesh_kvstoremesh_pending_retries',
       help: 'Remotes waiting for a retry: purge (a disconnected remote whose state is not yet deleted) or start (a replication whose start failed).',
       labelNames: ['what'],

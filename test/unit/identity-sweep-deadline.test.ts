@@ -1,12 +1,13 @@
 // The identity collector's deadline is per etcd call, not per sweep (review of s9fix, s9fix2): a slow etcd that
 // still answers each call lets a sweep go on; a call past its deadline gives the sweep up (the deletes done before
-// it reported), sends nothing more and keeps nothing of it; stop() cuts a sweep in flight off. Fake store, fake
-// timers: nothing here depends on the machine's speed.
+// it reported), sends nothing more and keeps nothing of it; stop() cuts a sweep in flight off; the sweeps given up
+// on that still wait are a gauge. Fake store, fake timers: nothing here depends on the machine's speed.
 import type { Etcd3 } from 'etcd3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { VALUE_NOT_UTF8 } from '../../src/controlplane/etcdwatch.js';
 import { stateKey } from '../../src/controlplane/keys.js';
 import { DEFAULT_BUDGET, KVStoreMesh } from '../../src/controlplane/kvstoremesh.js';
+import { KVStoreMeshMetrics } from '../../src/controlplane/meshmetrics.js';
 import { Rejections } from '../../src/controlplane/records/index.js';
 import { CALL_CANCEL_GRACE_MS, etcdCollectorStore, IdentityCollector, type CollectorStore } from '../../src/identity/allocator.js';
 import { silentLogger } from '../../src/log.js';
@@ -209,5 +210,26 @@ describe('KVStoreMesh.stop() and its identity collector (review of s9fix, #3)', 
     release('list');
     await new Promise((r) => setImmediate(r));
     expect(s.calls).toEqual(['list']);
+  });
+});
+
+describe('wiremesh_kvstoremesh_identity_sweeps_waiting (review of s9fix, #6)', () => {
+  beforeEach(() => void vi.useFakeTimers());
+  afterEach(() => void vi.useRealTimers());
+
+  it('counts the sweeps given up on whose call still waits, 0 once it settled', async () => {
+    const { s, store, release } = fakeStore([]);
+    const rejections = new Rejections(silentLogger);
+    const collector = new IdentityCollector(store, 'c1', silentLogger, rejections, DEADLINE);
+    const mesh = { failures: { chain: 0, status: 0, statusPut: 0, start: 0, lease: 0 }, pending: () => ({ unpurged: 0, startRetries: 0 }), statusPutMs: 5000, lateWrites: 0, rejections, identitySweeps: collector.stats };
+    const metrics = new KVStoreMeshMetrics('c1', mesh as never);
+    s.hold.add('list');
+    const sweep = collector.sweep();
+    await vi.advanceTimersByTimeAsync(DEADLINE);
+    await sweep;
+    expect(await metrics.text()).toContain('wiremesh_kvstoremesh_identity_sweeps_waiting{cluster="c1"} 1\n');
+    release('list');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(await metrics.text()).toContain('wiremesh_kvstoremesh_identity_sweeps_waiting{cluster="c1"} 0\n');
   });
 });
