@@ -95,12 +95,6 @@ export class IdentityAllocator {
  */
 export const SWEEP_DEADLINE_MS = 30_000;
 /**
- * How much later than SWEEP_DEADLINE_MS the call's grpc deadline is (ms): etcd3 cancels a hung call then, so a
- * sweep given up on stops waiting; later than the collector's own deadline so that a hung call is counted as
- * given up on (timed-out), not as failed, and the collector's deadline stays the backstop.
- */
-export const CALL_CANCEL_GRACE_MS = 1000;
-/**
  * Sweeps given up on whose etcd call has not settled yet, at most: past it, a due sweep is skipped (counted)
  * until one settled, so a local etcd that hangs every call holds at most this many calls of the collector.
  */
@@ -172,7 +166,7 @@ export class IdentityCollector {
    * One sweep: resolves to how many identities it deleted, rejects with a failed etcd call's error. A sweep due
    * while the previous one still runs, or while MAX_ABANDONED_SWEEPS given up on are in flight, is skipped:
    * resolves to 0 at once, counted and logged. An etcd call past deadlineMs gives the sweep up: it resolves to the
-   * deletes done before (counted, logged); the call is cancelled by its grpc deadline shortly after and what it
+   * deletes done before (counted, logged); the call is not cancelled (no grpc deadline: see CollectorStore) and what it
    * answers is ignored (no refusal counted, no candidate kept, no further call sent: each delete sent is one
    * guarded transaction, whole or not at all). After stop(), resolves to 0 at once.
    */
@@ -220,12 +214,12 @@ export class IdentityCollector {
   }
 
   /**
-   * One etcd call of the sweep `token`, sent only while that sweep runs, with a grpc deadline; its answer, or
+   * One etcd call of the sweep `token`, sent only while that sweep runs; its answer, or
    * SweepCutOff when it did not answer within deadlineMs (the sweep is given up on) or stop() came first.
    */
-  private async call<T>(token: object, send: (deadline: Date) => Promise<T>): Promise<T> {
+  private async call<T>(token: object, send: () => Promise<T>): Promise<T> {
     if (this.running !== token) throw new SweepCutOff(false);
-    const answer = send(new Date(Date.now() + this.deadlineMs + CALL_CANCEL_GRACE_MS)).then((value) => ({ value }));
+    const answer = send().then((value) => ({ value }));
     let timer: NodeJS.Timeout | undefined;
     const ended = new Promise<'late' | 'stopped'>((r) => {
       timer = setTimeout(() => r('late'), this.deadlineMs);
@@ -237,7 +231,7 @@ export class IdentityCollector {
       if (typeof r === 'object') return r.value;
       this.stats.abandoned++;
       const settled = () => void this.stats.abandoned--;
-      void answer.then(settled, settled); // its answer, its error, or the grpc deadline's cancellation
+      void answer.then(settled, settled); // its answer or its error
       throw new SweepCutOff(r === 'late'); // the sweep ends here: it sends nothing more, keeps no candidate
     } finally {
       clearTimeout(timer);
@@ -250,8 +244,8 @@ export class IdentityCollector {
     const refusedRecords: Array<{ key: string; rev: string; count: () => void }> = [];
     const storeRefused = refusedInto(this.rejections, identityCodec.type, this.cluster);
     const onRefused: RefusedAt = (key, reason, rev) => void refusedRecords.push({ key, rev, count: () => storeRefused(key, reason) });
-    const ids = await this.call(token, (deadline) => this.store.list(statePrefix('identities', this.cluster), onRefused, deadline));
-    const refs = await this.call(token, (deadline) => this.store.keys(identityRefsPrefix(this.cluster), deadline));
+    const ids = await this.call(token, () => this.store.list(statePrefix('identities', this.cluster), onRefused));
+    const refs = await this.call(token, () => this.store.keys(identityRefsPrefix(this.cluster)));
     const referenced = new Set(refs.map((k) => k.slice(k.lastIndexOf('/') + 1)));
     const decodedIds = ids.map(({ key, value, modRevision: rev }) => {
       const r = tryDecode(identityCodec, key, value);
@@ -274,7 +268,7 @@ export class IdentityCollector {
       }
       // one call at a time, each under its deadline: a give-up throws here and keeps the candidates as they were
       const keys = [key, identityIndexKey(this.cluster, labelsHash(rec.labels))];
-      if (await this.call(token, (deadline) => this.store.deleteIfUnchanged(key, rev, keys, deadline))) {
+      if (await this.call(token, () => this.store.deleteIfUnchanged(key, rev, keys))) {
         progress.deleted++;
         this.log.info({ identity: rec.id }, 'identity released: no node uses it');
       }
@@ -288,30 +282,33 @@ export type RefusedAt = (key: string, reason: string, modRevision: string) => vo
 
 /**
  * What the collector does to its cluster's store (declared here for it; etcdCollectorStore is etcd3 behind it).
- * `deadline`: the call's grpc deadline, past which etcd3 cancels it (rejects with DEADLINE_EXCEEDED).
+ * No grpc deadline on these calls: etcd3 counts a DEADLINE_EXCEEDED as a failure of the host (retried, and three
+ * in a row open connectEtcd's circuit breaker for every call of the client: kvstoremesh's mirror writes and
+ * lease too), so a collector's hung call would cut its whole client off for a while; the collector's own
+ * deadline and MAX_ABANDONED_SWEEPS bound what a hung etcd holds instead.
  */
 export interface CollectorStore {
   /**
    * Keys, values and mod revisions (etcd's int64, in decimal) under prefix; `rejected`: records refused alone
    * (not valid UTF-8), left out, with the store's reason and their mod revision.
    */
-  list(prefix: string, rejected?: RefusedAt, deadline?: Date): Promise<Array<{ key: string; value: string; modRevision: string }>>;
+  list(prefix: string, rejected?: RefusedAt): Promise<Array<{ key: string; value: string; modRevision: string }>>;
   /** The keys under prefix (values are not fetched). */
-  keys(prefix: string, deadline?: Date): Promise<string[]>;
+  keys(prefix: string): Promise<string[]>;
   /** Deletes `keys` in one transaction if `guard`'s mod revision is still `modRevision`; returns whether it did. */
-  deleteIfUnchanged(guard: string, modRevision: string, keys: string[], deadline?: Date): Promise<boolean>;
+  deleteIfUnchanged(guard: string, modRevision: string, keys: string[]): Promise<boolean>;
 }
 
 export function etcdCollectorStore(etcd: Etcd3): CollectorStore {
   return {
-    list: async (prefix, rejected, deadline) =>
-      (await etcd.getAll().prefix(prefix).options(deadline && { deadline }).exec()).kvs.flatMap((kv) => {
+    list: async (prefix, rejected) =>
+      (await etcd.getAll().prefix(prefix).exec()).kvs.flatMap((kv) => {
         // not turned into U+FFFD text: refused, as the lists and watches do
         const t = textKV(kv, rejected && ((key, reason) => rejected(key, reason, String(kv.mod_revision))));
         return t ? [{ key: t.key, value: t.value, modRevision: String(kv.mod_revision) }] : [];
       }),
-    keys: (prefix, deadline) => etcd.getAll().prefix(prefix).options(deadline && { deadline }).keys(),
-    deleteIfUnchanged: async (guard, modRevision, keys, deadline) =>
-      (await etcd.if(guard, 'Mod', '==', modRevision).options(deadline && { deadline }).then(...keys.map((k) => etcd.delete().key(k))).commit()).succeeded,
+    keys: (prefix) => etcd.getAll().prefix(prefix).keys(),
+    deleteIfUnchanged: async (guard, modRevision, keys) =>
+      (await etcd.if(guard, 'Mod', '==', modRevision).then(...keys.map((k) => etcd.delete().key(k))).commit()).succeeded,
   };
 }
