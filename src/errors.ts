@@ -117,7 +117,11 @@ export class HandshakeError extends WiremeshError {
   }
 }
 
-/** The replicated record types (src/controlplane/records/codec.ts decodes each). */
+/**
+ * The replicated record types (src/controlplane/records/codec.ts decodes each), and sync-marker
+ * (wiremesh/synced/<remote>/<type>: no codec, only the key is read; a key or value the store refuses is counted
+ * under it).
+ */
 export type RecordType =
   | 'node'
   | 'endpoint'
@@ -133,7 +137,8 @@ export type RecordType =
   | 'health'
   | 'remote-status'
   | 'remote'
-  | 'pinned-cluster';
+  | 'pinned-cluster'
+  | 'sync-marker';
 
 /**
  * Why a record was refused. Stable, few values: they label metrics.

@@ -15,7 +15,7 @@ import {
   syncedPrefix,
   type StateType,
 } from '../controlplane/keys.js';
-import { decoded, type ListWatchSink } from '../controlplane/kvstore.js';
+import { decoded, refusedInto, type ListWatchSink } from '../controlplane/kvstore.js';
 import {
   clusterConfigCodec,
   endpointCodec,
@@ -181,8 +181,9 @@ class Sinks {
       {
         prefix: syncedPrefix(),
         // A remote's marker goes away when the cluster is disconnected; its
-        // cached records are deleted by kvstoremesh at the same time.
-        sink: { upsert: (k) => t.peers.setSynced(synced(k), true), remove: (k) => t.peers.setSynced(synced(k), false) },
+        // cached records are deleted by kvstoremesh at the same time. Only the key is read: what the store
+        // refuses (not valid UTF-8) is counted as a sync-marker of the cluster it names, as the other sinks'.
+        sink: { upsert: (k) => t.peers.setSynced(synced(k), true), remove: (k) => t.peers.setSynced(synced(k), false), refused: refusedInto(t.rejections, 'sync-marker', synced) },
       },
       ...this.both('ip', this.admit('ip', 'endpoint', endpointCodec)),
       { prefix: cachePrefix('relays'), sink: this.admit('relays', 'relay', relayCodec) },

@@ -30,7 +30,7 @@ import type { Logger } from '../log.js';
 import { clusterConfigKey, pinnedKey, pinnedPrefix, remoteStatusKey, remotesPrefix, stateKey } from './keys.js';
 import { decoded, ListWatcher } from './kvstore.js';
 import type { MeshLease, MeshLocal } from './mirrorwriter.js';
-import { IdentityCollector } from '../identity/allocator.js';
+import { IdentityCollector, type SweepStats } from '../identity/allocator.js';
 import { clusterConfigCodec, pinnedClusterCodec, RecordError, Rejections, remoteSpecCodec, Trust, type PinnedCluster, type RemoteSpec, type RemoteStatus } from './records/index.js';
 import { DEFAULT_BUDGET, RemoteReplication, type Budget, type RemoteConnector } from './replication.js';
 import { DEFAULT_COALESCER, TxnCoalescer, type CoalescerOptions } from './txncoalescer.js';
@@ -62,7 +62,6 @@ export const START_READ_DEADLINE_MS = 60_000;
  * kvstore sessions on 15 min leases.
  */
 export const LEASE_TTL_S = 60;
-
 
 export { connectRemote, DEFAULT_BUDGET, LAG_GRACE_MS, REPLICATED_TYPES, RemoteReplication, type Budget, type RemoteConnector } from './replication.js';
 export type { RemoteSpec } from './records/index.js';
@@ -107,6 +106,10 @@ export class KVStoreMesh {
   /** Local mirror transactions given up on past the coalescer's deadline (TxnCoalescer.stats.late), a total. */
   get lateWrites(): number {
     return this.mirror.stats.late;
+  }
+  /** The identity collector's sweeps: done, failed, given up on at their deadline, skipped (allocator.ts). */
+  get identitySweeps(): SweepStats {
+    return this.collector.stats;
   }
   /** Remotes whose purge failed, tried again with a backoff (purge(), purgeretries.ts). */
   private readonly unpurged: PurgeRetries;
@@ -433,6 +436,7 @@ export class KVStoreMesh {
     if (this.statusTimer) clearInterval(this.statusTimer);
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     if (this.gcTimer) clearInterval(this.gcTimer);
+    this.collector.stop(); // a sweep in flight sends no further delete, and its deadline holds no exit
     this.unpurged.stop();
     if (this.leaseTimer) clearTimeout(this.leaseTimer);
     for (const { timer } of this.restarts.values()) clearTimeout(timer);

@@ -7,9 +7,10 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { KVStoreMesh } from './kvstoremesh.js';
+import { MAX_ABANDONED_SWEEPS, SWEEP_DEADLINE_MS } from '../identity/allocator.js';
 
 /** What a scrape reads of KVStoreMesh. */
-export type MeshMetricsSource = Pick<KVStoreMesh, 'failures' | 'pending' | 'statusPutMs' | 'lateWrites' | 'rejections'>;
+export type MeshMetricsSource = Pick<KVStoreMesh, 'failures' | 'pending' | 'statusPutMs' | 'lateWrites' | 'rejections' | 'identitySweeps'>;
 
 /** failures key → the `what` label of wiremesh_kvstoremesh_failures_total. */
 const FAILURES: Array<[keyof KVStoreMesh['failures'], string]> = [
@@ -55,6 +56,25 @@ export class KVStoreMeshMetrics {
       collect() {
         this.reset();
         for (const r of mesh.rejections.rows()) this.inc({ origin: r.origin, type: r.type, reason: r.reason }, r.count);
+      },
+    });
+    new Counter({
+      name: 'wiremesh_kvstoremesh_identity_sweeps_total',
+      help: `The identity collector's sweeps of this cluster's identities, by result: done, failed (an etcd call failed; logged), timed-out (given up on: one etcd call past its ${SWEEP_DEADLINE_MS / 1000} s deadline, its answer ignored, the deletes done before it kept; logged), skipped (due while one still ran, or while ${MAX_ABANDONED_SWEEPS} sweeps given up on still waited for etcd; logged).`,
+      labelNames: ['result'],
+      registers,
+      collect() {
+        this.reset();
+        const s = mesh.identitySweeps;
+        for (const [result, n] of [['done', s.done], ['failed', s.failed], ['timed-out', s.timedOut], ['skipped', s.skipped]] as const) this.inc({ result }, n);
+      },
+    });
+    new Gauge({
+      name: 'wiremesh_kvstoremesh_identity_sweeps_waiting',
+      help: `Identity sweeps given up on (or cut off by a stop) whose etcd call has not settled yet; at ${MAX_ABANDONED_SWEEPS}, due sweeps are skipped.`,
+      registers,
+      collect() {
+        this.set(mesh.identitySweeps.abandoned);
       },
     });
     new Gauge({

@@ -88,6 +88,39 @@ export class IdentityAllocator {
 }
 
 /**
+ * How long one etcd call of an identity sweep (its list, its keys, each delete) may take (ms) before the sweep is
+ * given up on: a hung call would otherwise hold the collector for good (one sweep at a time: every later one was
+ * skipped until the call failed). Per call, not per sweep: a slow etcd that still answers each call in time lets
+ * the sweep go on (100 deletes of 1 s each take 100 s, as before the deadline; s9fix2 #1).
+ */
+export const SWEEP_DEADLINE_MS = 30_000;
+/**
+ * Sweeps given up on whose etcd call has not settled yet, at most: past it, a due sweep is skipped (counted)
+ * until one settled, so a local etcd that hangs every call holds at most this many calls of the collector.
+ */
+export const MAX_ABANDONED_SWEEPS = 4;
+
+/**
+ * The collector's sweeps since it started (kvstoremesh's metrics): done, failed (an etcd call failed), timedOut
+ * (given up on: a call past its deadline), skipped (due while one ran, or with MAX_ABANDONED_SWEEPS still
+ * unsettled); abandoned: sweeps given up on (or cut off by stop()) whose call is still in flight now.
+ */
+export interface SweepStats {
+  done: number;
+  failed: number;
+  timedOut: number;
+  skipped: number;
+  abandoned: number;
+}
+
+/** Ends a sweep that was given up on (`timedOut`: a call past its deadline) or cut off by stop(): it acts on nothing more. */
+class SweepCutOff extends Error {
+  constructor(readonly timedOut: boolean) {
+    super(timedOut ? 'an etcd call did not answer within its deadline' : 'stopped');
+  }
+}
+
+/**
  * Deletes identities no node references (run by the cluster's kvstoremesh).
  * An identity is deleted on the second sweep that finds it unreferenced with
  * the same record revision, so one that was just allocated (reference still
@@ -99,8 +132,9 @@ export class IdentityCollector {
    * Identity key -> mod revision of the refused record already counted: each refused record is counted once,
    * not on every sweep (every 60 s) that lists it again, which flushed the remotes' refusals out of the
    * 50-entry status history and made the counter rise forever (review of s7fix, #2). Only the keys the last
-   * sweep refused: bounded by the keys listed. A sweep that fails keeps the previous map (what it counted
-   * anew is counted once more on the next sweep).
+   * sweep refused: bounded by the keys listed. Replaced once a sweep has both its list and its keys: a sweep that
+   * fails or is given up on before that keeps the previous map and counts nothing (the next sweep that lists them
+   * counts them); one that fails or is given up on during its deletes has counted them already.
    */
   private counted = new Map<string, string>();
 
@@ -110,67 +144,149 @@ export class IdentityCollector {
     private readonly log: Logger,
     /** Where the records it refuses are counted (logged, metrics): once per record (key and mod revision). */
     private readonly rejections: Rejections = new Rejections(log),
+    /** How long each etcd call of a sweep may take (ms) before the sweep is given up on (SWEEP_DEADLINE_MS). */
+    private readonly deadlineMs = SWEEP_DEADLINE_MS,
   ) {}
 
-  /** Whether a sweep runs: one at a time (two against a hung etcd each counted its refusals and acted on them). */
-  private sweeping = false;
-  /** Sweeps skipped because the previous one still ran (each logged). */
-  skipped = 0;
+  /**
+   * The sweep that runs now (its token), if one does: one at a time (two against a hung etcd each counted their
+   * refusals and acted on them). A sweep given up on or cut off by stop() is no longer it, and sends nothing more.
+   */
+  private running: object | undefined;
+  /** The call the running sweep waits for: its deadline's timer, and how to end the wait at once (stop()). */
+  private waiting: { timer: NodeJS.Timeout; cut: () => void } | undefined;
+  private stopped = false;
+  readonly stats: SweepStats = { done: 0, failed: 0, timedOut: 0, skipped: 0, abandoned: 0 };
+  /** Sweeps skipped (stats.skipped). */
+  get skipped(): number {
+    return this.stats.skipped;
+  }
 
   /**
-   * One sweep: resolves to how many identities it deleted. A sweep due while the previous one still runs (its
-   * etcd hung) is skipped: resolves to 0 at once, counted in `skipped` and logged.
+   * One sweep: resolves to how many identities it deleted, rejects with a failed etcd call's error. A sweep due
+   * while the previous one still runs, or while MAX_ABANDONED_SWEEPS given up on are in flight, is skipped:
+   * resolves to 0 at once, counted and logged. An etcd call past deadlineMs gives the sweep up: it resolves to the
+   * deletes done before (counted, logged); the call is not cancelled (no grpc deadline: see CollectorStore) and what it
+   * answers is ignored (no refusal counted, no candidate kept, no further call sent: each delete sent is one
+   * guarded transaction, whole or not at all). After stop(), resolves to 0 at once.
    */
   async sweep(): Promise<number> {
-    if (this.sweeping) {
-      this.skipped++;
-      this.log.warn({ cluster: this.cluster, skipped: this.skipped }, 'identity sweep skipped: the previous one still runs');
+    if (this.stopped) return 0;
+    if (this.running || this.stats.abandoned >= MAX_ABANDONED_SWEEPS) {
+      this.stats.skipped++;
+      const why = this.running ? 'the previous one still runs' : `${this.stats.abandoned} sweeps given up on still wait for etcd`;
+      this.log.warn({ cluster: this.cluster, skipped: this.stats.skipped }, `identity sweep skipped: ${why}`);
       return 0;
     }
-    this.sweeping = true;
+    const token = {};
+    this.running = token;
+    const progress = { deleted: 0 }; // counted as each delete answers: a sweep given up on later still reports them
     try {
-      return await this.sweepOnce();
+      await this.sweepOnce(token, progress);
+      this.stats.done++;
+      return progress.deleted;
+    } catch (err) {
+      if (!(err instanceof SweepCutOff)) {
+        this.stats.failed++;
+        throw err;
+      }
+      if (err.timedOut) {
+        this.stats.timedOut++;
+        this.log.warn({ cluster: this.cluster, deadlineMs: this.deadlineMs, timedOut: this.stats.timedOut, deleted: progress.deleted }, 'identity sweep given up on: an etcd call did not answer within its deadline');
+      }
+      return progress.deleted;
     } finally {
-      this.sweeping = false;
+      if (this.running === token) this.running = undefined;
     }
   }
 
-  private async sweepOnce(): Promise<number> {
-    const refused = new Map<string, string>();
+  /**
+   * Cuts off the sweep in flight (it sends no further call; the one it waits for is abandoned, its answer ignored)
+   * and clears its deadline's timer; no sweep runs after. kvstoremesh's stop().
+   */
+  stop(): void {
+    this.stopped = true;
+    this.running = undefined;
+    if (this.waiting) {
+      clearTimeout(this.waiting.timer);
+      this.waiting.cut();
+    }
+  }
+
+  /**
+   * One etcd call of the sweep `token`, sent only while that sweep runs; its answer, or
+   * SweepCutOff when it did not answer within deadlineMs (the sweep is given up on) or stop() came first.
+   */
+  private async call<T>(token: object, send: () => Promise<T>): Promise<T> {
+    if (this.running !== token) throw new SweepCutOff(false);
+    const answer = send().then((value) => ({ value }));
+    let timer: NodeJS.Timeout | undefined;
+    const ended = new Promise<'late' | 'stopped'>((r) => {
+      timer = setTimeout(() => r('late'), this.deadlineMs);
+      timer.unref(); // a hung etcd must not hold the process's exit
+      this.waiting = { timer, cut: () => r('stopped') };
+    });
+    try {
+      const r = await Promise.race([answer, ended]);
+      if (typeof r === 'object') return r.value;
+      this.stats.abandoned++;
+      const settled = () => void this.stats.abandoned--;
+      void answer.then(settled, settled); // its answer or its error
+      throw new SweepCutOff(r === 'late'); // the sweep ends here: it sends nothing more, keeps no candidate
+    } finally {
+      clearTimeout(timer);
+      this.waiting = undefined;
+    }
+  }
+
+  /** One sweep's work; `token`: it sends a call only while it is the running sweep (not given up on or cut off). */
+  private async sweepOnce(token: object, progress: { deleted: number }): Promise<void> {
+    const refusedRecords: Array<{ key: string; rev: string; count: () => void }> = [];
     const storeRefused = refusedInto(this.rejections, identityCodec.type, this.cluster);
-    const refuse = (key: string, rev: string, count: () => void) => {
+    const onRefused: RefusedAt = (key, reason, rev) => void refusedRecords.push({ key, rev, count: () => storeRefused(key, reason) });
+    const ids = await this.call(token, () => this.store.list(statePrefix('identities', this.cluster), onRefused));
+    const refs = await this.call(token, () => this.store.keys(identityRefsPrefix(this.cluster)));
+    const referenced = new Set(refs.map((k) => k.slice(k.lastIndexOf('/') + 1)));
+    const decodedIds = ids.map(({ key, value, modRevision: rev }) => {
+      const r = tryDecode(identityCodec, key, value);
+      if (!r.ok) refusedRecords.push({ key, rev, count: () => this.rejections.add(r.error, this.cluster) });
+      return { key, rev, rec: r.ok ? r.value : undefined };
+    });
+    // counted once both answers came in time: a sweep given up on before that counts nothing
+    const refused = new Map<string, string>();
+    for (const { key, rev, count } of refusedRecords) {
       refused.set(key, rev);
       if (this.counted.get(key) !== rev) count();
-    };
-    const ids = await this.store.list(statePrefix('identities', this.cluster), (key, reason, rev) => refuse(key, rev, () => storeRefused(key, reason)));
-    const refs = await this.store.keys(identityRefsPrefix(this.cluster));
-    const referenced = new Set(refs.map((k) => k.slice(k.lastIndexOf('/') + 1)));
+    }
+    this.counted = refused;
     const next = new Map<string, string>();
-    let deleted = 0;
-    for (const { key, value, modRevision: rev } of ids) {
-      const r = tryDecode(identityCodec, key, value);
-      if (!r.ok) refuse(key, rev, () => this.rejections.add(r.error, this.cluster));
-      const rec = r.ok ? r.value : undefined;
+    for (const { key, rev, rec } of decodedIds) {
       if (!rec || referenced.has(String(rec.id))) continue;
       if (this.candidates.get(key) !== rev) {
         next.set(key, rev);
         continue;
       }
-      if (await this.store.deleteIfUnchanged(key, rev, [key, identityIndexKey(this.cluster, labelsHash(rec.labels))])) {
-        deleted++;
+      // one call at a time, each under its deadline: a give-up throws here and keeps the candidates as they were
+      const keys = [key, identityIndexKey(this.cluster, labelsHash(rec.labels))];
+      if (await this.call(token, () => this.store.deleteIfUnchanged(key, rev, keys))) {
+        progress.deleted++;
         this.log.info({ identity: rec.id }, 'identity released: no node uses it');
       }
     }
     this.candidates = next;
-    this.counted = refused;
-    return deleted;
   }
 }
 
 /** A record a CollectorStore refused alone: its key (hex when not valid UTF-8), why, and its mod revision. */
 export type RefusedAt = (key: string, reason: string, modRevision: string) => void;
 
-/** What the collector does to its cluster's store (declared here for it; etcdCollectorStore is etcd3 behind it). */
+/**
+ * What the collector does to its cluster's store (declared here for it; etcdCollectorStore is etcd3 behind it).
+ * No grpc deadline on these calls: etcd3 counts a DEADLINE_EXCEEDED as a failure of the host (retried, and three
+ * in a row open connectEtcd's circuit breaker for every call of the client: kvstoremesh's mirror writes and
+ * lease too), so a collector's hung call would cut its whole client off for a while; the collector's own
+ * deadline and MAX_ABANDONED_SWEEPS bound what a hung etcd holds instead.
+ */
 export interface CollectorStore {
   /**
    * Keys, values and mod revisions (etcd's int64, in decimal) under prefix; `rejected`: records refused alone

@@ -14,7 +14,7 @@ export const nodeKey = (n: string) => cacheKey('nodes', 'c2', n);
 export const epKey = (n: string, ip: string) => cacheKey('ip', 'c2', endpointName(n, ip));
 
 /** The admission, what it admitted (`seen`) and refused, and the (unstarted) ListWatchers on `store`. */
-export function agentOn(store: KVStore) {
+export function agentOn(store: KVStore, prefixes = ['wiremesh/cache/nodes/', 'wiremesh/cache/ip/']) {
   const trust = new Trust('c1', 1, ['100.65.0.0/16']);
   trust.pin({ name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false });
   const rejections = new Rejections();
@@ -31,7 +31,7 @@ export function agentOn(store: KVStore) {
     remoteStatus: new Map(),
     log: silentLogger,
   };
-  const rows = stateWatches(targets).filter((w) => w.prefix.startsWith('wiremesh/cache/nodes/') || w.prefix.startsWith('wiremesh/cache/ip/'));
+  const rows = stateWatches(targets).filter((w) => prefixes.some((p) => w.prefix.startsWith(p)));
   const watchers = rows.map((w) => new ListWatcher(store, w.prefix, w.sink));
   return { seen, rejections, watchers };
 }

@@ -1,14 +1,14 @@
 // The readers that list a prefix themselves (not through ListWatcher) count what they refuse, as ListWatcher's
 // sinks do: the identity collector (kvstoremesh) and the agent's namespace load. Before, the store's refusals
 // (bytes that are not valid UTF-8) and the collector's decode failures were dropped unseen.
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { statePrefix, stateKey } from '../../src/controlplane/keys.js';
 import type { Etcd3 } from 'etcd3';
 import { textKV, VALUE_NOT_UTF8 } from '../../src/controlplane/etcdwatch.js';
 import { EtcdStore } from '../../src/controlplane/kvstore.js';
 import { KVStoreMeshMetrics } from '../../src/controlplane/meshmetrics.js';
 import { RecordError, Rejections } from '../../src/controlplane/records/index.js';
-import { etcdCollectorStore, IdentityCollector, type CollectorStore } from '../../src/identity/allocator.js';
+import { etcdCollectorStore, IdentityCollector, MAX_ABANDONED_SWEEPS, type CollectorStore } from '../../src/identity/allocator.js';
 import { silentLogger } from '../../src/log.js';
 
 describe('list() callers count their refusals', () => {
@@ -29,7 +29,7 @@ describe('list() callers count their refusals', () => {
       [stateKey('identities', 'c1', '1001'), 'identity', 'not-json'],
       [stateKey('identities', 'c1', '1002'), 'identity', 'not-json'],
     ]);
-    const mesh = { failures: { chain: 0, status: 0, statusPut: 0, start: 0, lease: 0 }, pending: () => ({ unpurged: 0, startRetries: 0 }), statusPutMs: 5000, lateWrites: 0, rejections };
+    const mesh = { failures: { chain: 0, status: 0, statusPut: 0, start: 0, lease: 0 }, pending: () => ({ unpurged: 0, startRetries: 0 }), statusPutMs: 5000, lateWrites: 0, rejections, identitySweeps: { done: 0, failed: 0, timedOut: 0, skipped: 0, abandoned: 0 } };
     const text = await new KVStoreMeshMetrics('c1', mesh as never).text();
     expect(text).toContain('wiremesh_kvstoremesh_rejected_records_total{origin="c1",type="identity",reason="not-json",cluster="c1"} 2\n');
   });
@@ -39,7 +39,7 @@ describe('list() callers count their refusals', () => {
 function listingEtcd(kvs: Array<{ key: Buffer; value: Buffer; create_revision: string; mod_revision: string }>): Etcd3 {
   const exec = async () => ({ header: { revision: '9' }, kvs, more: false });
   const builder: Record<string, unknown> = {};
-  for (const m of ['prefix', 'inRange', 'limit', 'revision']) builder[m] = () => builder;
+  for (const m of ['prefix', 'inRange', 'limit', 'revision', 'options']) builder[m] = () => builder;
   builder.exec = exec;
   return { getAll: () => builder } as unknown as Etcd3;
 }
@@ -126,5 +126,82 @@ describe('the identity collector runs one sweep at a time', () => {
     answer();
     await third;
     expect([lists, collector.skipped, rejections.total]).toEqual([2, 1, 1]);
+  });
+});
+
+describe('the identity collector gives a sweep up at its deadline (s9fix #1)', () => {
+  const key = (id: number) => stateKey('identities', 'c1', String(id));
+  beforeEach(() => void vi.useFakeTimers());
+  afterEach(() => void vi.useRealTimers());
+  const good = { key: key(70000), value: JSON.stringify({ id: 70000, labels: { app: 'a' } }), modRevision: '5' };
+
+  /** A store whose list answers at once, or (the next hangNext lists) hangs until released, then answers what it would have. */
+  function hangingStore() {
+    const s = { lists: 0, deletes: 0, hangNext: 0, refuse: false, released: [] as Array<() => void> };
+    const store: CollectorStore = {
+      list: async (_p, rejected) => {
+        s.lists++;
+        if (s.hangNext > 0) {
+          s.hangNext--;
+          await new Promise<void>((r) => s.released.push(r));
+        }
+        if (s.refuse) rejected?.(key(1001), VALUE_NOT_UTF8, '4');
+        return [good];
+      },
+      keys: async () => [],
+      deleteIfUnchanged: async () => (s.deletes++, true),
+    };
+    return { s, store };
+  }
+
+  it('regression: a sweep whose list never answers is given up on, counted, and the next one runs (before: every later one skipped)', async () => {
+    const { s, store } = hangingStore();
+    const rejections = new Rejections(silentLogger);
+    const collector = new IdentityCollector(store, 'c1', silentLogger, rejections, 1000);
+    s.hangNext = 1;
+    const first = collector.sweep();
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(await first).toBe(0);
+    expect(collector.stats).toMatchObject({ timedOut: 1, abandoned: 1, skipped: 0 });
+    expect(await collector.sweep()).toBe(0); // runs (before: skipped while the hung one ran): its list answers
+    expect([s.lists, collector.stats.done]).toEqual([2, 1]);
+    const mesh = { failures: { chain: 0, status: 0, statusPut: 0, start: 0, lease: 0 }, pending: () => ({ unpurged: 0, startRetries: 0 }), statusPutMs: 5000, lateWrites: 0, rejections, identitySweeps: collector.stats };
+    const text = await new KVStoreMeshMetrics('c1', mesh as never).text();
+    expect(text).toContain('wiremesh_kvstoremesh_identity_sweeps_total{result="timed-out",cluster="c1"} 1\n');
+    expect(text).toContain('wiremesh_kvstoremesh_identity_sweeps_total{result="done",cluster="c1"} 1\n');
+  });
+
+  it('regression: a sweep given up on acts on nothing its late answer says (no refusal counted, no delete); the next one does', async () => {
+    const { s, store } = hangingStore();
+    const rejections = new Rejections(silentLogger);
+    const collector = new IdentityCollector(store, 'c1', silentLogger, rejections, 1000);
+    await collector.sweep(); // the identity is unreferenced: a candidate, deleted by the next sweep that sees it so
+    s.refuse = true;
+    s.hangNext = 1;
+    const late = collector.sweep();
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(await late).toBe(0);
+    s.released.splice(0).forEach((r) => r()); // the hung list answers now
+    await vi.advanceTimersByTimeAsync(0);
+    expect([s.deletes, rejections.total, collector.stats.abandoned]).toEqual([0, 0, 0]); // before: never given up on
+    expect(await collector.sweep()).toBe(1);
+    expect([s.deletes, rejections.total]).toEqual([1, 1]);
+  });
+
+  it(`at most ${MAX_ABANDONED_SWEEPS} sweeps given up on wait for etcd: a due sweep is skipped past that, runs again once one settled`, async () => {
+    const { s, store } = hangingStore();
+    const collector = new IdentityCollector(store, 'c1', silentLogger, new Rejections(silentLogger), 1000);
+    s.hangNext = MAX_ABANDONED_SWEEPS;
+    for (let i = 0; i < MAX_ABANDONED_SWEEPS; i++) {
+      const p = collector.sweep();
+      await vi.advanceTimersByTimeAsync(1000);
+      await p;
+    }
+    expect(await collector.sweep()).toBe(0);
+    expect([s.lists, collector.stats.timedOut, collector.stats.skipped]).toEqual([MAX_ABANDONED_SWEEPS, MAX_ABANDONED_SWEEPS, 1]);
+    s.released.shift()!();
+    await vi.advanceTimersByTimeAsync(0);
+    await collector.sweep();
+    expect([s.lists, collector.stats.done, collector.stats.abandoned]).toEqual([MAX_ABANDONED_SWEEPS + 1, 1, MAX_ABANDONED_SWEEPS - 1]);
   });
 });

@@ -14,7 +14,7 @@ import { nodeCodec, Rejections, Trust } from '../../src/controlplane/records/ind
 import { silentLogger } from '../../src/log.js';
 import { agentOn, nodeKey } from '../helpers/admitting-agent.js';
 import { mirrorOf, node as meshNode } from './meshfakes.js';
-import { stateKey } from '../../src/controlplane/keys.js';
+import { stateKey, syncedKey, syncedPrefix } from '../../src/controlplane/keys.js';
 
 const BINARY_KEY = 'ff00'; // as etcdwatch.ts reports a key that is not text: in hex
 
@@ -66,6 +66,28 @@ describe("a store's refusals under ListWatcher are counted as the decoders' are"
     watching.get(prefix)!.rejected!(nodeKey('bad'), VALUE_NOT_UTF8, '5'); // a refused write on the watch: a new one
     expect(rejections.total).toBe(3);
     expect(rejections.rows()).toContainEqual({ origin: 'c2', type: 'node', reason: 'not-json', count: 2 });
+    await lw.stop();
+  });
+
+  it('regression: the agent counts those under its sync markers (wiremesh/synced/) as sync-marker refusals of the cluster the key names, once across relists (before: logged, in rejectedEvents only)', async () => {
+    const mem = new MemKV();
+    await mem.put(syncedKey('c2', 'nodes'), '{}');
+    const { store } = refusing(mem, [
+      { under: syncedPrefix(), key: syncedKey('c3', 'nodes'), reason: VALUE_NOT_UTF8, rev: '4' },
+      { under: syncedPrefix(), key: BINARY_KEY, reason: KEY_NOT_UTF8 },
+    ]);
+    const { rejections, watchers } = agentOn(store, [syncedPrefix()]);
+    const lw = watchers[0]!;
+    void lw.start();
+    await lw.firstSync();
+    const counted = () => rejections.recent.map((e) => `${e.origin}|${e.type}|${e.reason}|${e.key}`);
+    expect(counted()).toEqual([`c3|sync-marker|not-json|${syncedKey('c3', 'nodes')}`, `|sync-marker|key|${BINARY_KEY}`]); // before: []
+    await relist(mem);
+    await vi.waitFor(() => expect(lw.rejectedEvents).toBe(4), { timeout: 5000 });
+    expect(rejections.rows()).toEqual([
+      { origin: 'c3', type: 'sync-marker', reason: 'not-json', count: 1 },
+      { origin: '', type: 'sync-marker', reason: 'key', count: 1 },
+    ]);
     await lw.stop();
   });
 
