@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, retry, wrap, type IBackoff } from 'cockatiel';
-import { Etcd3, isRecoverableError, type IOptions } from 'etcd3';
+import { Etcd3, GRPCDeadlineExceededError, isRecoverableError, type IOptions } from 'etcd3';
 
 export interface EtcdOptions {
   endpoints: string[];
@@ -42,6 +42,17 @@ export function isAuthRevisionRace(err: Error): boolean {
   return /revision of auth store is old/.test(err.message);
 }
 
+/**
+ * What the retry policy and the host's circuit breaker take for a failure of the host: etcd3's recoverable errors
+ * except a call's own deadline running out. etcd3 counts DEADLINE_EXCEEDED as recoverable: one write past its
+ * deadline (rawTxnWriter's 10 s) was tried three times (each with a fresh deadline: 30 s for a 10 s budget), and
+ * the three failures opened the breaker for every call of the client (kvstoremesh's mirror writes, its lease,
+ * the identity collector) though the etcd answered others; a caller's budget is the caller's to act on.
+ */
+export function isHostFailure(err: Error): boolean {
+  return isRecoverableError(err) && !(err instanceof GRPCDeadlineExceededError);
+}
+
 export function connectEtcd(o: EtcdOptions): Etcd3 {
   // Watch responses during a bulk load can be large; lists are paginated (EtcdStore.list).
   const opts: IOptions = {
@@ -55,13 +66,13 @@ export function connectEtcd(o: EtcdOptions): Etcd3 {
     // 3 failures) left agents 12-13 s behind a restarted etcd (npm run chaos,
     // etcd-loss); state should flow again within about a second.
     faultHandling: {
-      // every call: etcd3's default (3 attempts on recoverable errors), inside up to 20 attempts for the
+      // every call: etcd3's default (3 attempts on recoverable errors but a deadline: isHostFailure), inside up to 20 attempts for the
       // auth-revision race (an operator issuing many nodes' credentials bumps the revision every few ms)
       global: wrap(
         retry(handleWhen(isAuthRevisionRace), { maxAttempts: 20, backoff: new ExponentialBackoff({ initialDelay: 20, maxDelay: 500 }) }),
-        retry(handleWhen(isRecoverableError), { maxAttempts: 3 }),
+        retry(handleWhen(isHostFailure), { maxAttempts: 3 }),
       ),
-      host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
+      host: () => circuitBreaker(handleWhen(isHostFailure), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
       // etcd3 calls next() on it first (it takes the factory its own default is)
       watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 1000 }) as unknown as IBackoff<unknown>,
     },

@@ -282,10 +282,10 @@ export type RefusedAt = (key: string, reason: string, modRevision: string) => vo
 
 /**
  * What the collector does to its cluster's store (declared here for it; etcdCollectorStore is etcd3 behind it).
- * No grpc deadline on these calls: etcd3 counts a DEADLINE_EXCEEDED as a failure of the host (retried, and three
- * in a row open connectEtcd's circuit breaker for every call of the client: kvstoremesh's mirror writes and
- * lease too), so a collector's hung call would cut its whole client off for a while; the collector's own
- * deadline and MAX_ABANDONED_SWEEPS bound what a hung etcd holds instead.
+ * No grpc deadline on these calls: the collector's own deadline and MAX_ABANDONED_SWEEPS bound what a hung etcd
+ * holds (etcd3's default fault handling counts DEADLINE_EXCEEDED against the host, and three in a row open the
+ * circuit breaker for every call of the client; connectEtcd's isHostFailure leaves it out, a client made
+ * otherwise may not).
  */
 export interface CollectorStore {
   /**
