@@ -66,8 +66,9 @@ export function connectEtcd(o: EtcdOptions): Etcd3 {
     // 3 failures) left agents 12-13 s behind a restarted etcd (npm run chaos,
     // etcd-loss); state should flow again within about a second.
     faultHandling: {
-      // every call: etcd3's default (3 attempts on recoverable errors but a deadline: isHostFailure), inside up to 20 attempts for the
-      // auth-revision race (an operator issuing many nodes' credentials bumps the revision every few ms)
+      // every call: etcd3's default (3 attempts on recoverable errors, a deadline left out: isHostFailure),
+      // inside up to 20 attempts for the auth-revision race (an operator issuing many nodes' credentials bumps
+      // the revision every few ms)
       global: wrap(
         retry(handleWhen(isAuthRevisionRace), { maxAttempts: 20, backoff: new ExponentialBackoff({ initialDelay: 20, maxDelay: 500 }) }),
         retry(handleWhen(isHostFailure), { maxAttempts: 3 }),

@@ -9,8 +9,9 @@
  *
  * Bounds: at most MAX_TXN_OPS operations and MAX_TXN_BYTES bytes (the callers' batches, mirrorwriter.ts); each
  * call has a deadline of `timeoutMs` (10 s), after which it fails (DEADLINE_EXCEEDED: not retried, nor counted
- * against the host, under connectEtcd's isHostFailure) and the caller retries the batch. Errors: etcd's refusal as etcd3 casts it (castGrpcError); an invalid auth token is dropped and
- * the Txn sent once more at once with a new one (at most two attempts per call for that error).
+ * against the host, under connectEtcd's isHostFailure) and the caller retries the batch. Errors: etcd's refusal
+ * as etcd3 casts it (castGrpcError); an invalid auth token is dropped and the Txn sent once more at once with a
+ * new one (at most two attempts per call for that error).
  */
 import { castGrpcError, EtcdInvalidAuthTokenError, type Etcd3 } from 'etcd3';
 import { encodeMessage, etcdPool, rpc } from './etcdproto.js';

@@ -166,8 +166,8 @@ export class IdentityCollector {
    * One sweep: resolves to how many identities it deleted, rejects with a failed etcd call's error. A sweep due
    * while the previous one still runs, or while MAX_ABANDONED_SWEEPS given up on are in flight, is skipped:
    * resolves to 0 at once, counted and logged. An etcd call past deadlineMs gives the sweep up: it resolves to the
-   * deletes done before (counted, logged); the call is not cancelled (no grpc deadline: see CollectorStore) and what it
-   * answers is ignored (no refusal counted, no candidate kept, no further call sent: each delete sent is one
+   * deletes done before (counted, logged); the call is not cancelled (no grpc deadline: see CollectorStore) and
+   * what it answers is ignored (no refusal counted, no candidate kept, no further call sent: each delete sent is one
    * guarded transaction, whole or not at all). After stop(), resolves to 0 at once.
    */
   async sweep(): Promise<number> {
