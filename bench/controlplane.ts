@@ -21,13 +21,14 @@
  *
  * A full run with --anchor <dir> runs the anchor's kvstoremesh instead (the same agent: this tree's).
  * Common: --rest-seconds (10) the rest window; --settle-seconds (full run 120, sweep 5) when the settled rest
- * window starts, in seconds after the sync (a full run: the agent's; the sweep: the mesh's markers, at least 5). A full run also measures and prints a
- * window right after the sync (3 s after the mesh's sync markers): at 16 x 1000 x 10 each kvstoremesh's V8 heap
- * still gives back the sync's garbage in bumps up to ~+90 s (its GC threads; the etcds are at rest at once), which
- * is not rest (docs/benchmarks.md, s9idle);
- * --rest-timeline S (0: off) prints back-to-back rest windows from the sync to S seconds after it. --timeout (900 s) for the whole run, --etcd-tick-ms (500) the raft
- * tick of every etcd (ETCD_TICK_MS in bench/cp-mesh.ts; 100 is etcd's default), --etcd-gomaxprocs (1) and --etcd-batch-ms
- * (1000, etcd's --backend-batch-interval) their GOMAXPROCS and batch commit (0: Go's and etcd's defaults).
+ * window starts, in seconds after the sync (a full run: the agent's; the sweep: the mesh's markers, at least 5).
+ * A full run also measures and prints a window right after the sync (3 s after the mesh's sync markers): at
+ * 16 x 1000 x 10 each kvstoremesh's V8 heap still gives back the sync's garbage in bumps up to ~+90 s (its GC
+ * threads; the etcds are at rest at once), which is not rest (docs/benchmarks.md, s9idle); --rest-timeline S
+ * (0: off) prints back-to-back rest windows from the sync to S seconds after it. --timeout (900 s) for the whole
+ * run, --etcd-tick-ms (500) the raft tick of every etcd (ETCD_TICK_MS in bench/cp-mesh.ts; 100 is etcd's
+ * default), --etcd-gomaxprocs (1) and --etcd-batch-ms (1000, etcd's --backend-batch-interval) their GOMAXPROCS
+ * and batch commit (0: Go's and etcd's defaults).
  * --profile-agent DIR: CPU profiles of the agent's (this process's) JavaScript thread, one file per
  * --profile-window (30 s) into DIR, from the agent's start to the end (bench/cp-profile.ts).
  * --etcd-data-dir DIR: where the etcds keep their data (default the system's tmpdir; /dev/shm takes the disk out).
@@ -96,6 +97,7 @@ const CHURN_S = num(o['churn-seconds'], 'churn-seconds', 10);
 const REST_S = num(o['rest-seconds'], 'rest-seconds', 10);
 // the sweep's small clusters have no large sync to digest: 5 s there, as before
 const SETTLE_S = num(o['settle-seconds'], 'settle-seconds', SWEEP ? 5 : SETTLE_DEFAULT_S);
+const SWEEP_SETTLE_S = Math.max(5, SETTLE_S); // the sweep's last status writes after the sync take a few seconds
 const TIMELINE_S = num(o['rest-timeline'], 'rest-timeline', 0);
 const ETCD = { tickMs: num(o['etcd-tick-ms'], 'etcd-tick-ms', 0), goMaxProcs: num(o['etcd-gomaxprocs'], 'etcd-gomaxprocs', 0), batchMs: num(o['etcd-batch-ms'], 'etcd-batch-ms', 0) };
 const ETCD_LINE = `etcd tick ${ETCD.tickMs} ms, GOMAXPROCS ${ETCD.goMaxProcs || 'default'}, batch ${ETCD.batchMs || 'default'} ms`;
@@ -146,7 +148,7 @@ async function sweep(dir: string): Promise<void> {
           // a mesh that cannot finish its first sync (the anchor at K = 32 on 2 shared cores) is measured as it is
           const synced = !bin || (await waitMeshSynced(m, 180_000).then(() => true, (err: Error) => (log(`  ${err.message}; measured as it is`), false)));
           // the last status writes after the sync settle (and kvstoremesh's heaps give back the sync's garbage: s9idle)
-          await sleep(Math.max(5, SETTLE_S) * 1000);
+          await sleep(SWEEP_SETTLE_S * 1000);
           const rest = await measureRest(m, REST_S);
           log(`  ${restLine(rest)}`);
           rows.push({ K: k, variant, synced, rest });
@@ -157,7 +159,7 @@ async function sweep(dir: string): Promise<void> {
   } finally {
     gen.stop();
   }
-  console.log(`\ncontrol plane at rest, K clusters of ${N} nodes x ${E} endpoints, no churn, ${REST_S} s windows from ${Math.max(5, SETTLE_S)} s after the sync, ${ETCD_LINE}`);
+  console.log(`\ncontrol plane at rest, K clusters of ${N} nodes x ${E} endpoints, no churn, ${REST_S} s windows from ${SWEEP_SETTLE_S} s after the sync, ${ETCD_LINE}`);
   console.log('| K | kvstoremesh | writes/s per etcd | writes/s mesh-wide | commits/s per etcd | commits/s mesh-wide | CPU cores (etcds + kvstoremesh) | mcores per etcd / kvstoremesh | wakes/s per etcd / kvstoremesh |');
   console.log('|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {

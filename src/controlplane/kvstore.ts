@@ -304,6 +304,11 @@ export class ListWatcher {
     else this.log.warn({ prefix: this.prefix, key, reason }, 'record rejected');
   }
 
+  /** A key's good value or delete: its refusal is no longer remembered (no digest computed while none is). */
+  private forgetRefused(key: string, binary: boolean): void {
+    if (this.refusedKeys.size > 0) this.refusedKeys.delete(refusedId(key, binary));
+  }
+
   /** Whether create revision `c` is another incarnation of `key` than the one last seen (both known). */
   private reborn(key: string, c: number): boolean {
     const k = this.known.createRevision(key);
@@ -323,7 +328,7 @@ export class ListWatcher {
     if (this.known.get(kv.key) === d && this.known.createRevision(kv.key) === c) return;
     const reborn = this.reborn(kv.key, c);
     this.known.set(kv.key, d, c);
-    if (this.refusedKeys.size > 0) this.refusedKeys.delete(refusedId(kv.key, false));
+    this.forgetRefused(kv.key, false);
     this.deliver('upsert', kv.key, () => {
       let taken: unknown = false;
       try {
@@ -397,10 +402,10 @@ export class ListWatcher {
         const w = await this.store.watch(this.prefix, next, {
           put: (kv) => this.put(kv),
           delete: (key) => {
-            if (this.refusedKeys.size > 0) this.refusedKeys.delete(refusedId(key, false));
+            this.forgetRefused(key, false);
             this.drop(key);
           },
-          unreadableDeleted: (hexKey) => void this.refusedKeys.delete(refusedId(hexKey, true)),
+          unreadableDeleted: (hexKey) => this.forgetRefused(hexKey, true),
           broken: (err) => broken(err),
           connected: (up) => (this.connected = up),
           rejected: (key, reason, createRevision) => {

@@ -98,8 +98,8 @@ export class KVStoreMesh {
   /**
    * Failures kept out of the chain of remote starts and stops and out of the status timer: logged and counted
    * (exported by KVStoreMeshMetrics, docs/metrics.md). chain: steps of the chain that threw (failed purges among
-   * them); status: status passes that threw; statusPut: status transactions (one per pass, the statuses it changed) that failed or outran STATUS_PUT_DEADLINE_MS;
-   * start: replication starts that failed (each tried again, opts.startRetryMs); lease: leases lost (or never
+   * them); status: status passes that threw; statusPut: status transactions (statusputs.ts) that failed or
+   * outran STATUS_PUT_DEADLINE_MS; start: replication starts that failed (each tried again, opts.startRetryMs); lease: leases lost (or never
    * granted: the local etcd down), each taken again after opts.leaseRetryMs.
    */
   readonly failures = { chain: 0, status: 0, statusPut: 0, start: 0, lease: 0 };

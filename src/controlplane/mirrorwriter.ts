@@ -116,7 +116,7 @@ export function etcdMirrorTarget(etcd: Etcd3): MirrorTarget {
   const store = new EtcdStore(etcd);
   return {
     keys: async (prefix) => (await etcd.getAll().prefix(prefix).keys()).map(String),
-    // in pages of LIST_PAGE keys at one revision (EtcdStore.listPages): a cache of 256 MiB never in one response
+    // in pages of LIST_PAGE keys at one revision (EtcdStore.listPages): a cache of 256 MiB never in one response;
     // a value that is not text is handed as null; a key that is not text (never written by a mirror) is left out
     entries: async (prefix, page) => void (await store.listPages(prefix, page, (key, reason) => reason === VALUE_NOT_UTF8 && page([{ key, value: null }]))),
     write: async (ops) => {

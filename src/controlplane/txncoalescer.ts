@@ -11,8 +11,8 @@
  * write after a quiet spell not at all. Only merged transactions of small writes count for the pacing: one sent
  * alone (a batch that failed alone before, retried) or one of at least maxBytes / 2 does not hold the next back,
  * so retries of refused batches, and large records, are not slowed to one transaction per intervalMs (a purge
- * queued behind them kept its 5 s deadline only so). At most `maxInFlight` (4) transactions are outstanding at once, and what
- * arrives meanwhile keeps collecting. Why the pacing: during churn (issue 16, ~94 copies/s into each
+ * queued behind them kept its 5 s deadline only so). At most `maxInFlight` (4) transactions are outstanding at
+ * once, and what arrives meanwhile keeps collecting. Why the pacing: during churn (issue 16, ~94 copies/s into each
  * kvstoremesh's etcd) a 10 ms window counted from the first write sent ~4–7 operations per transaction, and
  * each transaction is an HTTP/2 stream here and a raft entry, WAL write and apply in etcd: 100 ms took half the
  * transactions, 1.1× less kvstoremesh and 1.16× less etcd CPU per copy, and the propagation p99 from ~1.1–1.4 s
