@@ -189,24 +189,33 @@ async function build(topo: Topology, st: TestbedState, progress: (msg: string) =
   progress(`testbed ${topo.name} is up: ${st.clusters.length} clusters, ${st.clusters.reduce((n, c) => n + c.nodes.length, 0)} nodes, ${st.pods.length} pods`);
 }
 
-/** Every agent has a peer for every node of its cluster and of each connected cluster. */
+/**
+ * Every agent has a peer for every node of its cluster and of each connected
+ * cluster and, where it enforces policy, knows every pod of those clusters
+ * (their endpoints and so their identities: a packet from a pod not known yet
+ * is from the world and policy denies it, so a test's first packet would race
+ * the mirror).
+ */
 async function waitConverged(st: TestbedState, topo: Topology, ms: number): Promise<void> {
   const end = Date.now() + ms;
-  const expected = (cluster: string) => {
-    const linked = new Set([cluster]);
+  const linked = (cluster: string) => {
+    const set = new Set([cluster]);
     for (const [a, b] of topo.connect) {
-      if (a === cluster) linked.add(b);
-      if (b === cluster) linked.add(a);
+      if (a === cluster) set.add(b);
+      if (b === cluster) set.add(a);
     }
-    return st.clusters.filter((c) => linked.has(c.name)).reduce((n, c) => n + c.nodes.length, 0) - 1;
+    return set;
   };
+  const expectedPeers = (cluster: string) => st.clusters.filter((c) => linked(cluster).has(c.name)).reduce((n, c) => n + c.nodes.length, 0) - 1;
+  const expectedPods = (cluster: string) => st.pods.filter((p) => linked(cluster).has(p.cluster)).length;
   for (;;) {
     let pending = '';
     for (const c of st.clusters)
       for (const n of c.nodes) {
-        const s = (await callAgent(n.socket, 'GET', '/v1/status').catch(() => null))?.body as { peers?: unknown[] } | undefined;
+        const s = (await callAgent(n.socket, 'GET', '/v1/status').catch(() => null))?.body as { peers?: unknown[]; endpoints?: number; policy?: unknown } | undefined;
         const have = s?.peers?.length ?? -1;
-        if (have !== expected(c.name)) pending = `${c.name}/${n.name} has ${have} of ${expected(c.name)} peers`;
+        if (have !== expectedPeers(c.name)) pending = `${c.name}/${n.name} has ${have} of ${expectedPeers(c.name)} peers`;
+        else if (s?.policy && (s.endpoints ?? 0) < expectedPods(c.name)) pending = `${c.name}/${n.name} knows ${s.endpoints} of ${expectedPods(c.name)} pods`;
       }
     if (!pending) return;
     if (Date.now() > end) throw new TestbedError('WM_TESTBED_TIMEOUT', `mesh did not converge: ${pending}`);

@@ -84,11 +84,13 @@ describe.skipIf(!enabled)('global services on a 3-cluster mesh', () => {
     return (await services(c, 'n1')).find((s) => s.name === svc)!.vip!;
   }
 
-  function probe(from: string, args: string[]): Promise<string> {
+  /** Runs svcprobe.mjs in a pod; resolves with its stdout at exit. onStderr: its progress lines (hold: "first NAME"). */
+  function probe(from: string, args: string[], onStderr?: (text: string) => void): Promise<string> {
     return new Promise((resolve) => {
-      const p = spawn('ip', ['netns', 'exec', pod(from).netns, process.execPath, PROBE, ...args], { stdio: ['ignore', 'pipe', 'ignore'] });
+      const p = spawn('ip', ['netns', 'exec', pod(from).netns, process.execPath, PROBE, ...args], { stdio: ['ignore', 'pipe', onStderr ? 'pipe' : 'ignore'] });
       let out = '';
       p.stdout!.on('data', (d) => (out += d));
+      if (onStderr) p.stderr!.setEncoding('utf8').on('data', onStderr);
       p.once('exit', () => resolve(out));
     });
   }
@@ -239,8 +241,15 @@ describe.skipIf(!enabled)('global services on a 3-cluster mesh', () => {
 
   it('established TCP connections keep their backend when backends are added', async () => {
     const v = await vip('c1', 'web');
-    const holds = Array.from({ length: 8 }, () => probe('cl1', ['hold', v, '80', '4000']));
-    await new Promise((r) => setTimeout(r, 1000));
+    // each connection answered once before the new backend exists (a connection still opening when it is added may
+    // be balanced onto it before its server listens: the probe's spawn can take longer than any fixed wait on a loaded host)
+    const answered: Array<Promise<unknown>> = [];
+    const holds = Array.from({ length: 8 }, () => {
+      let first!: (v: unknown) => void;
+      answered.push(new Promise((r) => (first = r)));
+      return probe('cl1', ['hold', v, '80', '6000'], (t) => t.includes('first ') && first(null));
+    });
+    await Promise.race([Promise.all(answered), Promise.all(holds)]);
     await addPod(st, { name: 'w2c', cluster: 'c2', node: 'n1', namespace: 'shop', labels: { app: 'web' } });
     await startServer('w2c');
     const results = (await Promise.all(holds)).map((o) => JSON.parse(o) as { names: string[]; replies: number; error: string | null });
