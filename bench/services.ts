@@ -61,9 +61,9 @@ export function benchServices(clusters = 16, nodes = 1000, perNode = 10, service
       peerIds.set(`c${c}/n${n}`, id);
       dev.upsertPeer(id);
     }
-  let rttBase = 500;
+  let rttScale = 1;
   dev.onProbe = (ids) => {
-    for (const id of ids) dev.answerProbe(id, rttBase + (id % 7) * 100);
+    for (const id of ids) dev.answerProbe(id, Math.round(rttScale * (500 + (id % 7) * 100)));
   };
   const peerOf = (id: string): number | undefined => (id === 'c0/n0' ? undefined : peerIds.get(id));
   const dp = new ServiceDatapath(dev, 'bench0', 'c0', 'n0', { maglevTableSize: 16381, routeVip: (_vip, add) => add }, silentLogger, peerOf);
@@ -147,7 +147,7 @@ export function benchServices(clusters = 16, nodes = 1000, perNode = 10, service
   const timer: number[] = [];
   const ticks: number[] = [];
   for (let i = 0; i < 5; i++) {
-    rttBase = i % 2 ? 1000 : 400; // moves by more than the 1/8 reporting threshold
+    rttScale /= 2; // every RTT halves: past the 1/8 reporting threshold (a decrease: the windowed minimum shows it at once)
     ticks.push(round());
     timer.push(time(() => dp.compute()));
   }

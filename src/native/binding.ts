@@ -35,7 +35,7 @@ export interface NativePeerStats {
   currentInitiator: boolean;
   currentAgeMs: number;
   hasNext: boolean;
-  /** Liveness probes (mesh mode): monotonic ms of the last answer (0 = none), smoothed RTT in µs (0 = none). */
+  /** Liveness probes (mesh mode): monotonic ms of the last answer (0 = none), its RTT in µs as measured (0 = none; the probe monitor reports the windowed minimum). */
   lastProbeReplyMs: number;
   probeRttUs: number;
   probesSent: number;
@@ -118,7 +118,7 @@ export interface NativeDevice {
    */
   probeWatch(add: number[], remove: number[]): void;
   /**
-   * What changed since the last call: rows of 3 numbers [peer id, alive 0/1, smoothed RTT µs (0 = none)],
+   * What changed since the last call: rows of 3 numbers [peer id, alive 0/1, windowed-minimum RTT µs (the least of the last 7.5..10 s; 0 = none)],
    * a peer's row when its liveness flipped or its RTT moved by more than 1/8 of the last reported one.
    * lost: the bounded queue overflowed and rows hold every watched peer's state (a full resync).
    */

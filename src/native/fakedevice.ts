@@ -162,7 +162,7 @@ export class FakeDevice implements NativeDevice {
     this.emit({ kind: EVENT_TUN_CLOSED, peer: 0 });
   }
 
-  /** The peer answers a probe now (on the device clock), with a smoothed RTT of rttUs. */
+  /** The peer answers a probe now (on the device clock), with an RTT of rttUs (as measured: the monitor keeps the windowed minimum). */
   answerProbe(id: number, rttUs: number): void {
     const s = this.peer(id).stats;
     s.lastProbeReplyMs = this.now();

@@ -5,12 +5,14 @@
  * PROBE_ROUND_MS on its TX thread; the fake runs one round per probeChanges()
  * call (autoRound, the default) or when a test or benchmark calls round().
  */
+import { RttWindow } from './rttwindow.js';
+
 export const PROBE_ROUND_MS = 200;
 export const PROBE_DEAD_AFTER_MS = 1000;
 /** Changes kept for the next drain before the queue is dropped and the next drain is a full resync. */
 export const PROBE_QUEUE_MAX = 65536;
 
-/** An RTT is reported again only when it moved by more than 1/8 (12.5 %) of the last reported value. */
+/** An RTT (the windowed minimum, rttwindow.ts) is reported again only when it moved by more than 1/8 (12.5 %) of the last reported value. */
 export function rttMoved(reported: number, rttUs: number): boolean {
   return Math.abs(rttUs - reported) * 8 > reported;
 }
@@ -19,15 +21,20 @@ interface Watched {
   since: number;
   unanswered?: number;
   alive: boolean;
+  /** Last reported. */
   rttUs: number;
+  /** The answer count of the last sample taken. */
+  replies: number;
+  /** Answers since watching began. */
+  window: RttWindow;
 }
 
 export interface ProbeSource {
   now(): number;
   /** Sends one probe to each peer. */
   probe(peerIds: number[]): void;
-  /** Monotonic ms of the peer's last answer (0 = none) and its smoothed RTT in µs. */
-  reply(peer: number): { lastProbeReplyMs: number; probeRttUs: number } | undefined;
+  /** Monotonic ms of the peer's last answer (0 = none), its RTT in µs and the answers counted so far. */
+  reply(peer: number): { lastProbeReplyMs: number; probeRttUs: number; probeReplies: number } | undefined;
 }
 
 export class FakeProbeMonitor {
@@ -44,7 +51,7 @@ export class FakeProbeMonitor {
   watch(add: readonly number[], remove: readonly number[]): void {
     for (const p of remove) this.watched.delete(p);
     const now = this.src.now();
-    for (const p of add) this.watched.set(p, { since: now, alive: false, rttUs: 0 });
+    for (const p of add) this.watched.set(p, { since: now, alive: false, rttUs: 0, replies: 0, window: new RttWindow() });
     // queued rows of these peers belong to their previous watch (a peer watched again is not alive from an old answer)
     const gone = new Set([...add, ...remove]);
     if (gone.size && this.queue.length) this.queue = this.queue.filter((_, i, q) => !gone.has(q[i - (i % 3)]!));
@@ -59,7 +66,12 @@ export class FakeProbeMonitor {
       if (w.unanswered !== undefined && last >= w.unanswered) w.unanswered = undefined;
       const overdue = w.unanswered !== undefined && now - w.unanswered > PROBE_DEAD_AFTER_MS;
       const alive = last > 0 && last >= w.since && !overdue;
-      const rtt = r?.probeRttUs ?? 0;
+      // several answers between two rounds give one sample, the newest (probe_monitor.h)
+      if (r && r.probeReplies !== w.replies && last >= w.since && last > 0 && r.probeRttUs) {
+        w.replies = r.probeReplies;
+        w.window.add(now, r.probeRttUs);
+      }
+      const rtt = w.window.min(now);
       if (alive !== w.alive || (rtt && (!w.rttUs || rttMoved(w.rttUs, rtt)))) {
         w.alive = alive;
         if (rtt) w.rttUs = rtt;

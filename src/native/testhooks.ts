@@ -63,6 +63,16 @@ export interface TestHooksAddon {
     update(upserts: Buffer, removes: Buffer): boolean;
     stats(): { compactions: number; dropped: number; slots: number; live: number };
   };
+  /**
+   * The device's probe monitor (native/src/wireguard/probe_monitor.h) on a clock and answers the test gives: watch as
+   * probeWatch; round(nowMs, flat [peer, lastMs, rttUs, replies]*) runs one round of the TX thread (a peer not listed
+   * does not exist) and returns the peers to probe; drain as probeChanges (rows peer, alive, rttUs).
+   */
+  ProbeMonitor: new () => {
+    watch(add: number[], remove: number[], nowMs: number): void;
+    round(nowMs: number, answers: number[]): number[];
+    drain(): { rows: number[]; lost: boolean };
+  };
   policyBench(kind: PolicyBenchKind, size: number, policyEntries: number, ops: number): { nsPerOp: number; setupMs: number; ops: number; hits: number };
   /**
    * Maglev table over backend rows (rows.ts backendRows): for each of the m slots, the input index of its backend.

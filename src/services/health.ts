@@ -12,7 +12,10 @@
  * probes, from declaring healthy nodes dead: the prober is the TX thread now, so
  * a stall of our event loop no longer stops probes at all; it only delays when
  * we see a change (the monitor queues them). Answers also carry the round-trip
- * time that affinity "nearest" compares; the monitor reports an RTT again only
+ * time; affinity "nearest" compares each node's windowed minimum of it (the
+ * least RTT of the last 7.5..10 s, native/src/wireguard/rtt_window.h): the
+ * path's delay, not the queueing of a loaded host, so a decrease shows at
+ * once and an increase 7.5..10 s later. The monitor reports it again only
  * when it moved by more than 1/8 of the last reported value.
  *
  * A node that has not answered since we started watching it is not alive
@@ -30,7 +33,7 @@ export const DEAD_AFTER_MS = 1000;
 
 export interface NodeLiveness {
   alive: boolean;
-  /** Smoothed round-trip time in ms, if measured. */
+  /** Least probe round-trip time of the last 7.5..10 s in ms (within 1/8), if measured. */
   rttMs?: number;
 }
 

@@ -2,27 +2,43 @@
 // (src/native/fakeprobe.ts, the rules of native/src/wireguard/probe_monitor.h).
 // Reference: the former full scan, every watched node evaluated from the
 // peers' last answers each round (dead when a probe sent DEAD_AFTER_MS ago is
-// unanswered; not alive before the first answer after watching began), on
+// unanswered; not alive before the first answer after watching began; the RTT
+// the minimum of every sample since the window's oldest slot began), on
 // seeded random sequences of answers, silences, RTT moves, watch changes,
 // stalls of the prober and drains that skip rounds or overflow the queue.
 import { describe, expect, it } from 'vitest';
 import { DEAD_AFTER_MS, NodeHealth, PROBE_INTERVAL_MS } from '../../src/services/health.js';
 import { FakeDevice } from '../../src/native/fakedevice.js';
+import { RTT_SLOT_MS, RTT_WINDOW_SLOTS } from '../../src/native/rttwindow.js';
 
 function rng(seed: number) {
   let s = seed >>> 0;
   return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
 }
 
-/** The full-scan reference: per watched peer, when watching began and the oldest unanswered probe. */
+interface RefPeer {
+  since: number;
+  unanswered?: number;
+  alive: boolean;
+  /** The RTT samples the rounds took since watching began: [round ms, µs] (one per round that saw a new answer). */
+  samples: Array<[number, number]>;
+  replies: number;
+  /** The least sample since the window's oldest slot began at the last round (rtt_window.h), 0 = none. */
+  rttUs: number;
+}
+const newRef = (since: number): RefPeer => ({ since, alive: false, samples: [], replies: 0, rttUs: 0 });
+
+/** The full-scan reference: per watched peer, when watching began, the oldest unanswered probe and every RTT sample. */
 class Reference {
-  /** rttUs: the peer's smoothed RTT the last round saw (answers to that round's probes come after it). */
-  readonly watched = new Map<number, { since: number; unanswered?: number; alive: boolean; rttUs: number }>();
+  readonly watched = new Map<number, RefPeer>();
   constructor(private readonly dev: FakeDevice) {}
   round(now: number): void {
+    const from = (Math.floor(now / RTT_SLOT_MS) - (RTT_WINDOW_SLOTS - 1)) * RTT_SLOT_MS;
     for (const [peer, w] of this.watched) {
-      const { lastProbeReplyMs: last, probeRttUs } = this.dev.peers.get(peer)!.stats;
-      w.rttUs = probeRttUs;
+      const { lastProbeReplyMs: last, probeRttUs, probeReplies } = this.dev.peers.get(peer)!.stats;
+      if (probeReplies !== w.replies && last >= w.since && last > 0) (w.replies = probeReplies), w.samples.push([now, probeRttUs]);
+      const inWindow = w.samples.filter(([t]) => t >= from).map(([, r]) => r);
+      w.rttUs = inWindow.length ? Math.min(...inWindow) : 0;
       if (w.unanswered !== undefined && last >= w.unanswered) w.unanswered = undefined;
       w.alive = last > 0 && last >= w.since && !(w.unanswered !== undefined && now - w.unanswered > DEAD_AFTER_MS);
       w.unanswered ??= now;
@@ -67,7 +83,7 @@ function run(seed: number, steps: number): { drains: number; emptyDrains: number
       const was = nodes.has(id);
       const again = was && rand() < 0.5; // unwatched and watched again before a drain: starts afresh
       if (was) (nodes.delete(id), ref.watched.delete(peer), h.watch(new Map(nodes)));
-      if (again || !was) (nodes.set(id, peer), ref.watched.set(peer, { since: now, alive: false, rttUs: 0 }));
+      if (again || !was) (nodes.set(id, peer), ref.watched.set(peer, newRef(now)));
       h.watch(new Map(nodes));
     } else if (op < 0.2) {
       if (rtt.has(peer)) rtt.delete(peer); // falls silent
@@ -87,9 +103,10 @@ function run(seed: number, steps: number): { drains: number; emptyDrains: number
       for (const [id, p] of nodes) {
         const got = h.get(id);
         if (got.alive !== ref.watched.get(p)!.alive) expect.fail(`seed ${seed} step ${step} ${id}: alive ${got.alive}`);
-        // the reported RTT is within 1/8 of the one the last round saw (none reported: none seen)
-        const seen = ref.watched.get(p)!.rttUs;
-        const ok = got.rttMs !== undefined ? Math.abs(got.rttMs * 1000 - seen) * 8 <= got.rttMs * 1000 : seen === 0;
+        // the reported RTT is within 1/8 of the window's minimum at the last round (none reported: no sample yet;
+        // a window left empty by a silence keeps the last one reported)
+        const { rttUs: seen, samples } = ref.watched.get(p)!;
+        const ok = got.rttMs !== undefined ? seen === 0 || Math.abs(got.rttMs * 1000 - seen) * 8 <= got.rttMs * 1000 : samples.length === 0;
         if (!ok) expect.fail(`seed ${seed} step ${step} ${id}: rtt ${got.rttMs} ms, seen ${seen} µs`);
       }
     }

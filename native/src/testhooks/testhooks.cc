@@ -1,5 +1,6 @@
 // Registers the test-hooks addon: the L7 matcher, Maglev tables and the policy microbenchmarks
-// for tests and benches, the testbed's delay line, and the primitives (primitives_wrap.cc).
+// for tests and benches, the testbed's delay line, the primitives (primitives_wrap.cc) and the probe
+// monitor (probe_monitor_wrap.cc).
 #include <string>
 #include <vector>
 
@@ -158,6 +159,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("policyBench", Napi::Function::New(env, PolicyBench));
   exports.Set("DelayLine", DelayLineWrap::Init(env));
   exports.Set("PolicyProbe", PolicyProbeClass(env));
+  exports.Set("ProbeMonitor", ProbeMonitorClass(env));
   return exports;
 }
 

@@ -116,8 +116,8 @@ struct Peer {
   bool tagged = false;
   uint32_t default_identity = kIdentityWorld;
   std::vector<uint16_t> clusters;  // 1..max_clusters()
-  // Liveness probes (mesh mode): when the last answer came, and the smoothed
-  // round-trip time (EWMA, 1/4 weight of the newest sample).
+  // Liveness probes (mesh mode): when the last answer came and its round-trip
+  // time in µs (as measured; the probe monitor keeps the windowed minimum).
   std::atomic<uint64_t> last_probe_reply_ms{0};
   std::atomic<uint64_t> probe_rtt_us{0};
   std::atomic<uint64_t> probes_sent{0}, probe_replies{0};

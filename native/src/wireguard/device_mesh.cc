@@ -92,6 +92,7 @@ int Device::probe_round_due(int timeout_ms) {
           [&](uint32_t id, ProbeMonitor::Reply* r) {
             Peer* p = find_peer(id);
             if (!p) return false;
+            r->replies = p->probe_replies.load(std::memory_order_acquire);  // before the RTT (rx_probe)
             r->last_ms = p->last_probe_reply_ms.load(std::memory_order_relaxed);
             r->rtt_us = p->probe_rtt_us.load(std::memory_order_relaxed);
             return true;
@@ -127,10 +128,12 @@ void Device::rx_probe(Peer* p, const uint8_t* plain, uint64_t now) {
   uint64_t sent = uint64_t(load_be32(plain + 8)) << 32 | load_be32(plain + 12);
   if (sent > ns || ns - sent > 60000000000ull) return;  // not one of ours
   uint64_t rtt = (ns - sent) / 1000;
-  uint64_t old = p->probe_rtt_us.load(std::memory_order_relaxed);
-  p->probe_rtt_us.store(old == 0 ? rtt + 1 : (old * 3 + rtt + 1) / 4, std::memory_order_relaxed);
+  // This answer's RTT as it is: the probe monitor keeps the windowed minimum
+  // (rtt_window.h). The count goes last: a round that sees the new count sees
+  // this RTT (or a newer one).
+  p->probe_rtt_us.store(rtt == 0 ? 1 : rtt, std::memory_order_relaxed);
   p->last_probe_reply_ms.store(now, std::memory_order_relaxed);
-  p->probe_replies.fetch_add(1, std::memory_order_relaxed);
+  p->probe_replies.fetch_add(1, std::memory_order_release);
 }
 
 void Device::write_back(const std::vector<std::pair<const uint8_t*, size_t>>& pkts) {

@@ -1,10 +1,12 @@
 // Liveness of the peers JavaScript watches (src/services/health.ts states the
 // rules and src/native/fakeprobe.ts mirrors them for the fake device). The TX
 // thread runs round() every kRoundMs: it reads each watched peer's last probe
-// answer, updates the peer's state, queues the peers whose liveness flipped or
-// whose RTT moved by more than 1/8 of the last reported value, and lists the
-// peers to probe. JavaScript sets the watched set on change (watch) and drains
-// the queue (drain): at rest its thread does O(1) per round.
+// answer, adds a new answer's RTT to the peer's windowed minimum
+// (rtt_window.h), updates the peer's state, queues the peers whose liveness
+// flipped or whose windowed-minimum RTT moved by more than 1/8 of the last
+// reported value, and lists the peers to probe. JavaScript sets the watched
+// set on change (watch) and drains the queue (drain): at rest its thread does
+// O(1) per round.
 //
 // Rules: a peer is alive when it answered after watching began and no probe
 // sent more than kDeadAfterMs ago is unanswered (counted from the oldest probe
@@ -19,6 +21,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "rtt_window.h"
+
 namespace wm {
 
 class ProbeMonitor {
@@ -31,7 +35,8 @@ class ProbeMonitor {
 
   struct Reply {
     uint64_t last_ms = 0;  // monotonic ms of the last answer, 0 = none
-    uint64_t rtt_us = 0;   // smoothed RTT, 0 = none
+    uint64_t rtt_us = 0;   // RTT of the last answer, µs (0 = none)
+    uint64_t replies = 0;  // answers counted so far: a new count = a new sample
   };
 
   static bool rtt_moved(uint64_t reported, uint64_t rtt) {
@@ -60,9 +65,16 @@ class ProbeMonitor {
       if (w.has_unanswered && r.last_ms >= w.unanswered) w.has_unanswered = false;
       bool overdue = w.has_unanswered && now - w.unanswered > kDeadAfterMs;
       bool alive = r.last_ms >= w.since && r.last_ms != 0 && !overdue;
-      if (alive != w.alive || (r.rtt_us && (!w.rtt_us || rtt_moved(w.rtt_us, r.rtt_us)))) {
+      // Several answers between two rounds (after a stall) give one sample, the
+      // newest: the others are the stall's, which the minimum would drop anyway.
+      if (r.replies != w.replies && r.last_ms >= w.since && r.last_ms != 0 && r.rtt_us) {
+        w.replies = r.replies;
+        w.window.add(now, uint32_t(r.rtt_us > 0xffffffffu ? 0xffffffffu : r.rtt_us));
+      }
+      uint32_t rtt = w.window.min(now);
+      if (alive != w.alive || (rtt && (!w.rtt_us || rtt_moved(w.rtt_us, rtt)))) {
         w.alive = alive;
-        if (r.rtt_us) w.rtt_us = uint32_t(r.rtt_us > 0xffffffffu ? 0xffffffffu : r.rtt_us);
+        if (rtt) w.rtt_us = rtt;
         if (queue_.size() / 3 >= kQueueMax) lost_ = true, queue_.clear();
         if (!lost_) queue_.insert(queue_.end(), {peer, alive ? 1u : 0u, w.rtt_us});
       }
@@ -77,7 +89,9 @@ class ProbeMonitor {
     uint64_t unanswered = 0;  // when the oldest probe sent after the last answer went out
     bool has_unanswered = false;
     bool alive = false;
-    uint32_t rtt_us = 0;  // last reported
+    uint32_t rtt_us = 0;   // last reported
+    uint64_t replies = 0;  // the answer count of the last sample taken
+    RttWindow window;      // answers since watching began
   };
   mutable std::mutex mu_;
   std::unordered_map<uint32_t, Watched> watched_;
