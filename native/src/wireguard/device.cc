@@ -48,6 +48,7 @@ const char* const kCounterNames[kCounterCount] = {
     "tx_send_errors",
     "tun_write_errors",
     "handshake_requests",
+    "drop_probe_forged",
 };
 
 uint64_t monotonic_ms() {
@@ -58,6 +59,12 @@ uint64_t monotonic_ms() {
 
 Device::Device() {
   for (auto& c : counters_) c.store(0);
+  // Without randomness the tags would be forgeable: fall back to a key no
+  // peer can read either (the clock and this object's address), never zeros.
+  if (!random_bytes(probe_key_, sizeof probe_key_)) {
+    uint64_t seed[2] = {uint64_t(reinterpret_cast<uintptr_t>(this)), monotonic_ms() ^ uint64_t(time(nullptr)) << 20};
+    std::memcpy(probe_key_, seed, sizeof probe_key_);
+  }
 }
 
 Device::~Device() {

@@ -133,8 +133,10 @@ struct Peer {
 constexpr size_t kTagSize = 8;
 constexpr uint8_t kTagV0 = 0x10;
 // Liveness probe plaintext (kind 2): 0x20 request / 0x21 reply, 3 reserved
-// bytes, a 4-byte sequence, the sender's 8-byte monotonic timestamp (ns),
-// echoed unchanged in the reply. 16 bytes; never an IP packet (version 2).
+// bytes, a 4-byte tag, the sender's 8-byte monotonic timestamp (ns), echoed
+// unchanged in the reply. 16 bytes; never an IP packet (version 2). The tag
+// is a MAC of the peer and the timestamp under a key only the sender holds
+// (Device::probe_tag): a peer can echo a probe it received, not make one up.
 constexpr uint8_t kProbeRequest = 0x20, kProbeReply = 0x21;
 constexpr size_t kProbeSize = 16;
 
@@ -161,6 +163,7 @@ enum Counter : int {
   kTxSendErrors,
   kTunWriteErrors,
   kHandshakeRequests,
+  kDropProbeForged,
   kCounterCount
 };
 extern const char* const kCounterNames[kCounterCount];
@@ -306,6 +309,9 @@ class Device {
   // TX thread: one probe round when due; returns the poll timeout until the next one.
   int probe_round_due(int timeout_ms);
   Ctl probe_ctl(uint32_t id);
+  // The tag of a probe to peer id sent at ns (monotonic): BLAKE2s-32 keyed
+  // with probe_key_ over (id, ns), big-endian.
+  uint32_t probe_tag(uint32_t id, uint64_t ns) const;
   void stage(Peer* p, const uint8_t* pkt, size_t len);
   void request_handshake(Peer* p, uint64_t now);
   void push_event(Event&& e);
@@ -375,7 +381,8 @@ class Device {
   std::unique_ptr<LoadBalancer> lb_ = std::make_unique<LoadBalancer>();
   std::atomic<bool> policy_on_{false};
   std::atomic<uint32_t> max_clusters_{255};
-  std::atomic<uint32_t> probe_seq_{0};
+  // Key of the probes' tags (probe_tag), random per device: never leaves it.
+  uint8_t probe_key_[16];
   ProbeMonitor probes_;
   uint64_t next_probe_ms_ = 0;  // TX thread only
 

@@ -2,6 +2,7 @@
 // liveness probes (locking rules: device.h).
 #include "device.h"
 
+#include "../crypto/blake2s.h"
 #include "../net/reject.h"
 
 #include <errno.h>
@@ -67,11 +68,28 @@ Device::Ctl Device::probe_ctl(uint32_t id) {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   c.probe[0] = kProbeRequest;
-  store_be32(c.probe + 4, uint32_t(probe_seq_.fetch_add(1, std::memory_order_relaxed)));
   uint64_t ns = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+  store_be32(c.probe + 4, probe_tag(id, ns));
   store_be32(c.probe + 8, uint32_t(ns >> 32));
   store_be32(c.probe + 12, uint32_t(ns));
   return c;
+}
+
+// Why a tag: the RTT is computed from the timestamp the answer carries, so a
+// peer that could write one (a compromised node) would echo a time later than
+// the probe's and claim a shorter path than it has; the windowed minimum
+// (rtt_window.h) would keep that one answer for 10 s, and affinity "nearest"
+// would send every client's new flows to that peer's cluster. With the tag it
+// can only echo what it received (which makes it look farther, never nearer).
+// 32 bits: a forgery is one guess per answer, each one a transport message the
+// peer must send and we count (drop_probe_forged).
+uint32_t Device::probe_tag(uint32_t id, uint64_t ns) const {
+  uint8_t in[12], out[4];
+  store_be32(in, id);
+  store_be32(in + 4, uint32_t(ns >> 32));
+  store_be32(in + 8, uint32_t(ns));
+  blake2s(out, sizeof out, in, sizeof in, probe_key_, sizeof probe_key_);
+  return load_be32(out);
 }
 
 void Device::probe_watch(const std::vector<uint32_t>& add, const std::vector<uint32_t>& remove) {
@@ -126,7 +144,11 @@ void Device::rx_probe(Peer* p, const uint8_t* plain, uint64_t now) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   uint64_t ns = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
   uint64_t sent = uint64_t(load_be32(plain + 8)) << 32 | load_be32(plain + 12);
-  if (sent > ns || ns - sent > 60000000000ull) return;  // not one of ours
+  if (load_be32(plain + 4) != probe_tag(p->id, sent)) {  // not one of ours to this peer
+    count(kDropProbeForged);
+    return;
+  }
+  if (sent > ns || ns - sent > 60000000000ull) return;  // ours, but older than 60 s
   uint64_t rtt = (ns - sent) / 1000;
   // This answer's RTT as it is: the probe monitor keeps the windowed minimum
   // (rtt_window.h). The count goes last: a round that sees the new count sees
