@@ -115,6 +115,12 @@ export class RemoteReplication {
   private stopped = false;
   /** Per synced type: when its first list was mirrored (its marker's `at`), the watermark last written (watermark.ts). */
   private readonly marks = new Map<StateType, { at: string; written?: string }>();
+  /**
+   * Per type (REPLICATED_TYPES' order): the highest create revision handed over. A watermark moves only past a key
+   * created since the last one written: updates and deletes alone change no key's create revision, so their
+   * transactions carry no marker (an agent sees a marker event only with a new key).
+   */
+  private readonly newest: number[] = REPLICATED_TYPES.map(() => 0);
   /** The watermarks of the transaction about to leave, by marker key (WriterProgress: at most one per type). */
   private readonly offered = new Map<string, { type: StateType; revision: string }>();
 
@@ -145,6 +151,7 @@ export class RemoteReplication {
       const mark = this.marks.get(type);
       const revision = this.watchers[i]?.revision;
       if (!mark || revision === undefined || revision === mark.written) continue;
+      if (mark.written !== undefined && this.newest[i]! <= Number(mark.written)) continue; // every key created is at or below it
       const key = syncedKey(this.spec.name, type);
       this.offered.set(key, { type, revision });
       ops.push([key, markerValue(mark.at, revision)]);
@@ -242,6 +249,7 @@ export class RemoteReplication {
             const dst = loc ? cacheKey(type, remote, loc.name) : undefined;
             const size = Buffer.byteLength(k) + Buffer.byteLength(v);
             const bad = this.admit(type, k, v, loc, size);
+            this.newest[i] = Math.max(this.newest[i]!, w.createRevision(k) ?? 0);
             // in the first list, a cached copy of another value may be of an incarnation since deleted: fail closed,
             // unless the key was created below the type's watermark (then the copy is of its incarnation: an update)
             const cached = dst && !this.synced[type] ? stale.get(dst) : undefined;

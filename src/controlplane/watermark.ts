@@ -5,7 +5,8 @@
  * The watermark W of a remote's type is kept in that type's sync marker (wiremesh/synced/<remote>/<type>, whose
  * value agents do not read) as {at, revision: W}: every change of the type at a remote revision below W was written
  * to the local cache when it was (replication.ts writes it in the transaction that empties the mirror's queue,
- * nothing earlier still in flight: mirrorwriter.ts WriterProgress). A remote key now listed with create revision
+ * nothing earlier still in flight: mirrorwriter.ts WriterProgress; only once a key was created at or past the last
+ * one written: updates and deletes change no key's create revision). A remote key now listed with create revision
  * C ≤ W was not deleted at or after C, and every earlier incarnation's delete (below C, so below W) reached the
  * cache: a cached copy of the key is of this incarnation, and a value that differs from it is an update (one put,
  * no blip for the agents). A key created at or after W, or any key when there is no watermark, falls back to the

@@ -122,6 +122,31 @@ describe('a replication restarted without a usable watermark', () => {
     expect(await restarted(remote, async () => (await remote.put(src, updated), remote))).toBe(false);
   });
 
+  it('a key created after the first list moves the watermark past it (updated while down: in place); updates alone write no marker', async () => {
+    const [remote, local] = [new MemKV(), new MemKV()];
+    await remote.put(src, node('c2', 2, 'n1'));
+    let r = replication(remote, local);
+    await r.start();
+    const marker = () => markerWatermark(local.get(syncedKey('c2', 'nodes'))?.value);
+    await vi.waitFor(() => expect(marker()).toBeDefined(), { timeout: 5000 });
+    const n9 = stateKey('nodes', 'c2', 'n9');
+    await remote.put(n9, node('c2', 2, 'n9'));
+    await vi.waitFor(() => expect(marker()).toBeGreaterThanOrEqual(remote.get(n9)!.createRevision), { timeout: 5000 });
+    const markerRev = local.get(syncedKey('c2', 'nodes'))!.modRevision;
+    await remote.put(src, updated); // an update: copied, the marker left as it is
+    await vi.waitFor(() => expect(local.get(nodeKey('n1'))?.value).toBe(updated), { timeout: 5000 });
+    await r.stop(false, 1000);
+    expect(local.get(syncedKey('c2', 'nodes'))!.modRevision).toBe(markerRev);
+    const before = local.get(nodeKey('n9'))!.createRevision;
+    const n9updated = JSON.stringify({ ...(JSON.parse(node('c2', 2, 'n9')) as object), bootId: '2' });
+    await remote.put(n9, n9updated);
+    r = replication(remote, local);
+    await r.start();
+    await vi.waitFor(() => expect(local.get(nodeKey('n9'))?.value).toBe(n9updated), { timeout: 5000 });
+    await r.stop(false, 1000);
+    expect(local.get(nodeKey('n9'))!.createRevision).toBe(before);
+  });
+
   it('a marker an older kvstoremesh wrote (no watermark): the update is copied as a new incarnation (fail closed)', async () => {
     const remote = new MemKV();
     await remote.put(src, node('c2', 2, 'n1'));
