@@ -13,7 +13,7 @@ import { loopbackEtcd } from '../helpers/loopback-etcd.js';
 const DEADLINE_MS = 300;
 
 describe.skipIf(!hasCommand('etcd'))('the identity collector against a paused etcd', () => {
-  const etcd = loopbackEtcd('collector', 29000);
+  const etcd = loopbackEtcd('collector', 35000);
   afterAll(() => etcd.stop());
 
   it('regression: each sweep given up on ends its call by the deadline (none left in flight); the breaker stays closed', async () => {

@@ -24,8 +24,8 @@ function mesh(local: Etcd3, remote: Etcd3): KVStoreMesh {
 }
 
 describe.skipIf(!hasCommand('etcd'))('kvstoremesh restarted while the remote changed: what the local watchers see', () => {
-  const localEtcd = loopbackEtcd('restart-local', 27000);
-  const remoteEtcd = loopbackEtcd('restart-remote', 28000);
+  const localEtcd = loopbackEtcd('restart-local', 31000);
+  const remoteEtcd = loopbackEtcd('restart-remote', 33000);
   afterAll(async () => {
     await localEtcd.stop();
     await remoteEtcd.stop();
