@@ -265,8 +265,8 @@ export class RemoteReplication {
             this.heldBytes += size - (this.held.get(k) ?? 0);
             this.held.set(k, size);
             // a new incarnation (ListWatcher saw another create revision, or the first list another value than the
-            // cached one, of a key not known to be of its incarnation): the cache key is deleted, then put, so that agents see a new incarnation too (their
-            // admission lets go of the old one), not an update
+            // cached one, of a key not known to be of its incarnation): the cache key is deleted, then put, so that
+            // agents see a new incarnation too (their admission lets go of the old one), not an update
             this.writer.put(dst!, v, again);
           },
           remove: (k) => {
