@@ -43,7 +43,8 @@ export const cachePrefix = (type: StateType, cluster?: string): string =>
 /** An endpoint's name under the ip type: the node that hosts it, then its address. */
 export const endpointName = (node: string, ip: string): string => `${node}/${ip}`;
 export const syncedKey = (cluster: string, type: StateType): string => `wiremesh/synced/${cluster}/${type}`;
-export const syncedPrefix = (): string => 'wiremesh/synced/';
+/** Every sync marker, or one cluster's. */
+export const syncedPrefix = (cluster?: string): string => (cluster === undefined ? 'wiremesh/synced/' : `wiremesh/synced/${cluster}/`);
 export const clusterConfigPrefix = (): string => 'wiremesh/cluster-config/';
 export const clusterConfigKey = (cluster: string): string => `wiremesh/cluster-config/${cluster}`;
 export const healthKey = (cluster: string, node: string): string => `wiremesh/health/v1/${cluster}/${node}`;

@@ -4,13 +4,14 @@
  * reads state goes through ListWatcher, which implements the list-then-watch
  * pattern once for the agent and the kvstoremesh replicator alike.
  */
-import { createHmac, randomBytes } from 'node:crypto';
 import { Range, type Etcd3 } from 'etcd3';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 import { KEY_NOT_UTF8, leanWatch, textKV, VALUE_NOT_UTF8, type Rejected, type WatchHandlers } from './etcdwatch.js';
 import { doublingDelay } from './backoff.js';
 import { DigestTable } from './digesttable.js';
+import { valueDigest } from './valuedigest.js';
+import { refusedInto } from './refusedinto.js';
 import { RecordError, tryDecode, type Codec, type RecordType } from './records/codec.js';
 import type { Rejections } from './records/rejections.js';
 
@@ -23,16 +24,18 @@ export interface KV {
 
 export type { Rejected, WatchHandlers } from './etcdwatch.js';
 export { connectEtcd, isAuthRevisionRace, type EtcdOptions } from './etcdconnect.js';
+export { valueDigest } from './valuedigest.js';
+export { refusedInto } from './refusedinto.js';
 
 export interface KVStore {
   /** `rejected`: records refused alone (etcd: bytes that are not valid UTF-8), left out of `kvs`. */
   list(prefix: string, rejected?: Rejected): Promise<{ revision: string; kvs: KV[] }>;
   /**
    * The same snapshot as list, handed over a page at a time (every page at the
-   * first page's revision); resolves to that revision. Optional: ListWatcher
+   * first page's revision, which a store may give with each page); resolves to that revision. Optional: ListWatcher
    * uses it when present, so a 160k-key prefix never sits in memory whole.
    */
-  listPages?(prefix: string, page: (kvs: KV[]) => void, rejected?: Rejected): Promise<string>;
+  listPages?(prefix: string, page: (kvs: KV[], revision?: string) => void, rejected?: Rejected): Promise<string>;
   watch(prefix: string, fromRevision: string, h: WatchHandlers): Promise<{ cancel(): Promise<void> }>;
 }
 
@@ -86,7 +89,7 @@ export class EtcdStore implements KVStore, KVWriter {
   }
 
   /** Keys and values that are not valid UTF-8 are refused alone (`rejected`), as the watch does (etcdwatch.ts). */
-  async listPages(prefix: string, page: (kvs: KV[]) => void, rejected?: Rejected): Promise<string> {
+  async listPages(prefix: string, page: (kvs: KV[], revision: string) => void, rejected?: Rejected): Promise<string> {
     const end = Range.prefix(prefix).end;
     let start: Buffer = Buffer.from(prefix);
     let revision: string | undefined;
@@ -95,7 +98,7 @@ export class EtcdStore implements KVStore, KVWriter {
       if (revision) b.revision(revision);
       const res = await b.exec();
       revision ??= res.header.revision;
-      page(res.kvs.flatMap((kv) => textKV(kv, rejected) ?? []));
+      page(res.kvs.flatMap((kv) => textKV(kv, rejected) ?? []), revision);
       if (!res.more || res.kvs.length === 0) break;
       start = Buffer.concat([res.kvs[res.kvs.length - 1]!.key, Buffer.from([0])]);
     }
@@ -158,38 +161,6 @@ export function decoded<T>(codec: Codec<T>, sink: RecordSink<T>, rejections: Rej
   };
 }
 
-/**
- * A store's refusals (list(prefix, rejected), a watch's: bytes that are not valid UTF-8) counted in `rejections` as
- * records of `type` from `origin` (or the cluster `origin(key)` names), as a decoder's refusals are (logged with key
- * and reason, in metrics and status): a key that is not text is refused for its key, from origin "" when named by
- * the key (its hex names no cluster, and one label per such key would be unbounded), a value that is not text as
- * not JSON (JSON text is UTF-8).
- */
-export function refusedInto(rejections: Pick<Rejections, 'add'>, type: RecordType, origin: string | ((key: string) => string)): Rejected {
-  return (key, reason) => {
-    const binaryKey = reason === KEY_NOT_UTF8;
-    const from = typeof origin === 'string' ? origin : binaryKey ? '' : origin(key);
-    rejections.add(new RecordError(type, key, binaryKey ? 'key' : 'not-json', reason), from);
-  };
-}
-
-/**
- * Mirrors a prefix into `sink`: list, then watch from revision+1. When the watch
- * breaks (compaction, cancel) it lists again and removes what vanished, so no
- * deletion is lost. While etcd is unreachable the sink keeps what it has.
- */
-/**
- * A 48-bit digest of a value, for ListWatcher's "has this key's value changed"
- * test: HMAC-SHA-256 under a key drawn once per process, so nobody who writes
- * a record can aim for another value's digest (a collision would make an agent
- * keep a stale value: several writers share some prefixes, e.g. a cluster's
- * agents its identities). Two values agree by chance with probability 2^-48.
- */
-const DIGEST_KEY = randomBytes(32);
-export function valueDigest(s: string): number {
-  return createHmac('sha256', DIGEST_KEY).update(s).digest().readUIntLE(0, 6);
-}
-
 /** A refused key's id in ListWatcher's refused keys: a binary key (named in hex) apart from any text key. */
 const refusedId = (key: string, binary: boolean): number => valueDigest(binary ? `\0${key}` : key);
 
@@ -204,6 +175,11 @@ function incarnation(createRevision: string | undefined): number {
   return createRevision ? Number(createRevision) : 0;
 }
 
+/**
+ * Mirrors a prefix into `sink`: list, then watch from revision+1. When the watch
+ * breaks (compaction, cancel) it lists again and removes what vanished, so no
+ * deletion is lost. While etcd is unreachable the sink keeps what it has.
+ */
 export class ListWatcher {
   /**
    * Key → digest of its value (valueDigest), not the value, and its create revision (0: unknown): the sink
@@ -223,6 +199,13 @@ export class ListWatcher {
   private failures = 0;
   relists = 0;
   connected = false;
+  /**
+   * Every change of the prefix at a revision below this one (decimal) has been handed to the sink (a complete
+   * list's revision + 1, then each watched event's revision as it arrives); undefined before the first list.
+   */
+  revision: string | undefined;
+  /** The revision of the list being handed to the sink, or of the last one (decimal); undefined before the first. */
+  listRevision: string | undefined;
   lastError: string | undefined;
 
   constructor(
@@ -248,6 +231,11 @@ export class ListWatcher {
 
   keys(): string[] {
     return [...this.known.keys()];
+  }
+
+  /** The create revision of `key` as last handed to the sink (0: the store gave none), or undefined when not held. */
+  createRevision(key: string): number | undefined {
+    return this.known.createRevision(key);
   }
 
   /** How many keys the prefix holds as last seen (keys().length without building the list). */
@@ -353,8 +341,9 @@ export class ListWatcher {
   private async relist(): Promise<string | undefined> {
     const seen = new Set<string>();
     const refusedNow = new Set<number>();
-    const take = (kvs: KV[]) => {
+    const take = (kvs: KV[], revision?: string) => {
       if (this.stopped) return;
+      if (revision !== undefined) this.listRevision = revision;
       for (const kv of kvs) {
         seen.add(kv.key);
         this.put(kv);
@@ -371,7 +360,7 @@ export class ListWatcher {
     if (this.store.listPages) revision = await this.store.listPages(this.prefix, take, rejected);
     else {
       const r = await this.store.list(this.prefix, rejected);
-      take(r.kvs);
+      take(r.kvs, r.revision);
       revision = r.revision;
     }
     if (this.stopped) return undefined;
@@ -391,17 +380,24 @@ export class ListWatcher {
       try {
         const revision = await this.relist();
         if (revision === undefined) return;
+        const next = (BigInt(revision) + 1n).toString();
+        this.listRevision = revision;
+        this.revision = next;
         this.deliver('synced', this.prefix, () => this.sink.synced?.());
         this.firstSynced();
         this.connected = true;
         this.lastError = undefined;
-        const next = (BigInt(revision) + 1n).toString();
         let broken!: (err: Error) => void;
         const brokenP = new Promise<Error>((resolve) => (broken = resolve));
         const watchedAt = Date.now();
         const w = await this.store.watch(this.prefix, next, {
-          put: (kv) => this.put(kv),
-          delete: (key) => {
+          // events come in revision order: those before this one's revision were all handed over
+          put: (kv, rev) => {
+            this.revision = rev;
+            this.put(kv);
+          },
+          delete: (key, rev) => {
+            this.revision = rev;
             this.forgetRefused(key, false);
             this.drop(key);
           },

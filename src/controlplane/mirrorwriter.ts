@@ -142,6 +142,17 @@ interface Pending {
 }
 
 /**
+ * Writes a BatchedWriter adds to a transaction that empties its queue (the mirror's progress: its sync markers'
+ * watermarks, replication.ts): ops() is asked when such a transaction leaves, once nothing of the writer is in
+ * flight or uncertain, so that everything handed to the writer before then is written by the time they are
+ * (and they go in the same transaction, all or none); written(ops) is told once that transaction applied.
+ */
+export interface WriterProgress {
+  ops(): MirrorOps;
+  written(ops: MirrorOps): void;
+}
+
+/**
  * Local writes of one remote's mirror. Writes to the same key coalesce (only
  * the last value matters for a mirror; but a delete then a put, a new
  * incarnation, stay two transactions: put's `reborn`) and go to etcd in transactions of up to
@@ -179,6 +190,7 @@ export class BatchedWriter {
     private readonly remote: string,
     private readonly clock: () => number = Date.now,
     private readonly retryMs = 500,
+    private readonly progress?: WriterProgress,
   ) {}
 
   /**
@@ -259,11 +271,27 @@ export class BatchedWriter {
     return this.landings.size ? Promise.all([...this.landings]).then(() => undefined) : undefined;
   }
 
+  /**
+   * The progress writes (WriterProgress) to add to a batch of `ops` that empties the queue, when nothing taken
+   * earlier may still land and the batch with them fits `room` operations and `roomBytes` bytes; else none (they
+   * wait for the next such batch: a watermark written late is only older, never ahead of what is written). One of
+   * a key the batch writes (a sync marker queued by its first list) takes the place of the batch's write of it.
+   */
+  private progressOps(ops: MirrorOps, room: number, roomBytes: number): MirrorOps {
+    if (!this.progress || this.pending.size > 0 || this.landings.size > 0 || this.uncertain.size > 0 || ops.length === 0) return [];
+    const extra = this.progress.ops();
+    const mine = new Set(extra.map(([k]) => k));
+    const kept = ops.filter(([k]) => !mine.has(k));
+    const bytes = [...kept, ...extra].reduce((n, op) => n + opBytes(op), 0);
+    return kept.length + extra.length <= room && bytes <= roomBytes ? extra : [];
+  }
+
   private kick(): void {
     if (this.running) return;
     this.running = (async () => {
       while (this.pending.size > 0 && !this.abandoned) {
         let batch: Array<[string, Pending]> = [];
+        let extra: MirrorOps = [];
         // taken when the transaction leaves: a coalescing target sends it with other writers' batches
         // bounded in bytes as well: a remote's large records (≤ 64 KiB each) must not make a transaction etcd
         // refuses every time, which would stall this mirror (and its stop) for good
@@ -294,11 +322,17 @@ export class BatchedWriter {
           const failed = this.failedAlone;
           // a failed write rewritten since (superseded) may hold now: only an unchanged one keeps the batch alone
           const alone = failed !== undefined && batch.some(([k, e]) => failed.has(k) && failed.get(k) === e.v);
-          return { ops: batch.map(([k, e]) => [k, e.v] as const), bytes, alone };
+          const ops = batch.map(([k, e]) => [k, e.v] as const);
+          extra = this.progressOps(ops, Math.min(room, MAX_TXN_OPS), Math.min(roomBytes, MAX_TXN_BYTES));
+          if (!extra.length) return { ops, bytes, alone };
+          const mine = new Set(extra.map(([k]) => k));
+          const all = [...ops.filter(([k]) => !mine.has(k)), ...extra];
+          return { ops: all, bytes: all.reduce((n, op) => n + opBytes(op), 0), alone };
         };
         try {
           if (this.target.writeFrom) await this.target.writeFrom(take, () => this.pending.size);
           else await this.target.write(take(MAX_TXN_OPS, MAX_TXN_BYTES).ops);
+          if (extra.length) this.progress!.written(extra);
           const failed = this.failedAlone;
           if (failed) {
             for (const [k] of batch) failed.delete(k);

@@ -5,10 +5,11 @@
  * runs one per connected remote.
  */
 import type { Logger } from '../log.js';
-import { cacheKey, cachePrefix, remoteStatusKey, splitClusterName, statePrefix, syncedKey, type StateType } from './keys.js';
+import { cacheKey, cachePrefix, remoteStatusKey, splitClusterName, statePrefix, syncedKey, syncedPrefix, type StateType } from './keys.js';
 import { connectEtcd, EtcdStore, ListWatcher, refusedInto, valueDigest, type KVStore } from './kvstore.js';
 import { cachedCopies } from './cachedcopies.js';
-import { BatchedWriter, type MirrorTarget } from './mirrorwriter.js';
+import { BatchedWriter, type MirrorOps, type MirrorTarget } from './mirrorwriter.js';
+import { markerValue, markerWatermark, sameIncarnation } from './watermark.js';
 import { LateWriteError } from './latewrite.js';
 import { within } from './within.js';
 import {
@@ -112,6 +113,16 @@ export class RemoteReplication {
   /** The start's read of the cache while in flight; whether stop() was called (a late read then starts nothing). */
   private starting: Promise<void> | undefined;
   private stopped = false;
+  /** Per synced type: when its first list was mirrored (its marker's `at`), the watermark last written (watermark.ts). */
+  private readonly marks = new Map<StateType, { at: string; written?: string }>();
+  /**
+   * Per type (REPLICATED_TYPES' order): the highest create revision handed over. A watermark moves only past a key
+   * created since the last one written: updates and deletes alone change no key's create revision, so their
+   * transactions carry no marker (an agent sees a marker event only with a new key).
+   */
+  private readonly newest: number[] = REPLICATED_TYPES.map(() => 0);
+  /** The watermarks of the transaction about to leave, by marker key (WriterProgress: at most one per type). */
+  private readonly offered = new Map<string, { type: StateType; revision: string }>();
 
   constructor(
     readonly spec: RemoteSpec,
@@ -124,11 +135,35 @@ export class RemoteReplication {
     connect: RemoteConnector = connectRemote,
   ) {
     this.source = connect(spec);
-    this.writer = new BatchedWriter(local, log, spec.name);
+    this.writer = new BatchedWriter(local, log, spec.name, undefined, undefined, { ops: () => this.progressOps(), written: (ops) => this.progressWritten(ops) });
     // the status of a replication not started yet (or whose start failed) names every type, none synced
     for (const type of REPLICATED_TYPES) {
       this.synced[type] = false;
       this.counts[type] = 0;
+    }
+  }
+
+  /** Each synced type's marker with its watcher's revision, where it moved since last written (watermark.ts). */
+  private progressOps(): MirrorOps {
+    this.offered.clear();
+    const ops: Array<[string, string]> = [];
+    for (const [i, type] of REPLICATED_TYPES.entries()) {
+      const mark = this.marks.get(type);
+      const revision = this.watchers[i]?.revision;
+      if (!mark || revision === undefined || revision === mark.written) continue;
+      if (mark.written !== undefined && this.newest[i]! <= Number(mark.written)) continue; // every key created is at or below it
+      const key = syncedKey(this.spec.name, type);
+      this.offered.set(key, { type, revision });
+      ops.push([key, markerValue(mark.at, revision)]);
+    }
+    return ops;
+  }
+
+  private progressWritten(ops: MirrorOps): void {
+    for (const [key] of ops) {
+      const o = this.offered.get(key);
+      const mark = o && this.marks.get(o.type);
+      if (mark) mark.written = o.revision;
     }
   }
 
@@ -184,8 +219,11 @@ export class RemoteReplication {
     // what the cache holds (key → value digest): stale until the first list copies the key again, and compared
     // with the remote's value then (a new incarnation this new watcher cannot tell otherwise: cachedcopies.ts)
     const stales: Array<Map<string, number>> = [];
+    // each type's watermark (watermark.ts): a cached key of the listed incarnation takes an update as one put
+    const markers = new Map<string, string | null>();
     try {
       for (const type of REPLICATED_TYPES) stales.push(await cachedCopies(this.local, cachePrefix(type, remote)));
+      await this.local.entries(syncedPrefix(remote), (kvs) => kvs.forEach(({ key, value }) => markers.set(key, value)));
     } catch (err) {
       this.startFailed((err as Error).message);
       throw err;
@@ -196,6 +234,7 @@ export class RemoteReplication {
     if (this.stopped) return;
     for (const [i, type] of REPLICATED_TYPES.entries()) {
       const stale = stales[i]!;
+      const watermark = markerWatermark(markers.get(syncedKey(remote, type)));
       this.synced[type] = false;
       this.counts[type] = 0;
       const srcPrefix = statePrefix(type, remote);
@@ -210,9 +249,11 @@ export class RemoteReplication {
             const dst = loc ? cacheKey(type, remote, loc.name) : undefined;
             const size = Buffer.byteLength(k) + Buffer.byteLength(v);
             const bad = this.admit(type, k, v, loc, size);
-            // in the first list, a cached copy of another value may be of an incarnation since deleted: fail closed
+            this.newest[i] = Math.max(this.newest[i]!, w.createRevision(k) ?? 0);
+            // in the first list, a cached copy of another value may be of an incarnation since deleted: fail closed,
+            // unless the key was created below the type's watermark (then the copy is of its incarnation: an update)
             const cached = dst && !this.synced[type] ? stale.get(dst) : undefined;
-            const again = reborn === true || (cached !== undefined && cached !== valueDigest(v));
+            const again = reborn === true || (cached !== undefined && cached !== valueDigest(v) && !sameIncarnation(w.createRevision(k), watermark, w.listRevision));
             // A refused update leaves the cached copy (the key's last good value) in place. In the
             // first list after a (re)start or a pin change the cached copy was made under what may
             // no longer hold, so a key refused then stays stale and is deleted with the rest.
@@ -224,8 +265,8 @@ export class RemoteReplication {
             this.heldBytes += size - (this.held.get(k) ?? 0);
             this.held.set(k, size);
             // a new incarnation (ListWatcher saw another create revision, or the first list another value than the
-            // cached one): the cache key is deleted, then put, so that agents see a new incarnation too (their
-            // admission lets go of the old one), not an update
+            // cached one, of a key not known to be of its incarnation): the cache key is deleted, then put, so that
+            // agents see a new incarnation too (their admission lets go of the old one), not an update
             this.writer.put(dst!, v, again);
           },
           remove: (k) => {
@@ -246,7 +287,9 @@ export class RemoteReplication {
             // The marker goes through the writer behind every record of the first list (batches leave in queue
             // order; a failed one is retried ahead of what came later), so it is written after them, and retried
             // like them: a lone write that failed under load left the remote unsynced for good.
-            this.writer.put(syncedKey(remote, type), JSON.stringify({ at: new Date().toISOString() }));
+            const at = new Date().toISOString();
+            this.marks.set(type, { at });
+            this.writer.put(syncedKey(remote, type), markerValue(at));
             this.synced[type] = true;
             this.log.info({ remote, type }, 'initial sync complete');
           },

@@ -14,7 +14,7 @@
  * the one it saw without references, so it can never delete an identity that
  * a node has just started to use.
  */
-import type { Etcd3 } from 'etcd3';
+import { GRPCDeadlineExceededError, type Etcd3 } from 'etcd3';
 import { identityIndexKey, identityRefKey, identityRefsPrefix, stateKey, statePrefix } from '../controlplane/keys.js';
 import { MeshError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -166,8 +166,9 @@ export class IdentityCollector {
    * One sweep: resolves to how many identities it deleted, rejects with a failed etcd call's error. A sweep due
    * while the previous one still runs, or while MAX_ABANDONED_SWEEPS given up on are in flight, is skipped:
    * resolves to 0 at once, counted and logged. An etcd call past deadlineMs gives the sweep up: it resolves to the
-   * deletes done before (counted, logged); the call is not cancelled (no grpc deadline: see CollectorStore) and
-   * what it answers is ignored (no refusal counted, no candidate kept, no further call sent: each delete sent is one
+   * deletes done before (counted, logged); the call itself ends by its own grpc deadline when the store sets one
+   * (etcdCollectorStore: the same deadline; it fails with DEADLINE_EXCEEDED, taken as the same give-up), and what it
+   * answers is ignored (no refusal counted, no candidate kept, no further call sent: each delete sent is one
    * guarded transaction, whole or not at all). After stop(), resolves to 0 at once.
    */
   async sweep(): Promise<number> {
@@ -219,7 +220,14 @@ export class IdentityCollector {
    */
   private async call<T>(token: object, send: () => Promise<T>): Promise<T> {
     if (this.running !== token) throw new SweepCutOff(false);
-    const answer = send().then((value) => ({ value }));
+    // the store's own grpc deadline (etcdCollectorStore) may end the call a moment before the timer: the same give-up
+    const answer = send().then(
+      (value) => ({ value }),
+      (err: unknown) => {
+        if (err instanceof GRPCDeadlineExceededError) return { late: true as const };
+        throw err;
+      },
+    );
     let timer: NodeJS.Timeout | undefined;
     const ended = new Promise<'late' | 'stopped'>((r) => {
       timer = setTimeout(() => r('late'), this.deadlineMs);
@@ -228,7 +236,8 @@ export class IdentityCollector {
     });
     try {
       const r = await Promise.race([answer, ended]);
-      if (typeof r === 'object') return r.value;
+      if (typeof r === 'object' && 'value' in r) return r.value;
+      if (typeof r === 'object') throw new SweepCutOff(true); // ended by its grpc deadline: nothing left in flight
       this.stats.abandoned++;
       const settled = () => void this.stats.abandoned--;
       void answer.then(settled, settled); // its answer or its error
@@ -282,10 +291,8 @@ export type RefusedAt = (key: string, reason: string, modRevision: string) => vo
 
 /**
  * What the collector does to its cluster's store (declared here for it; etcdCollectorStore is etcd3 behind it).
- * No grpc deadline on these calls: the collector's own deadline and MAX_ABANDONED_SWEEPS bound what a hung etcd
- * holds (etcd3's default fault handling counts DEADLINE_EXCEEDED against the host, and three in a row open the
- * circuit breaker for every call of the client; connectEtcd's isHostFailure leaves it out, a client made
- * otherwise may not).
+ * A store may end a call at the collector's deadline itself (a grpc deadline: GRPCDeadlineExceededError); the
+ * collector's own deadline and MAX_ABANDONED_SWEEPS bound what a store that does not holds.
  */
 export interface CollectorStore {
   /**
@@ -299,16 +306,24 @@ export interface CollectorStore {
   deleteIfUnchanged(guard: string, modRevision: string, keys: string[]): Promise<boolean>;
 }
 
-export function etcdCollectorStore(etcd: Etcd3): CollectorStore {
+/**
+ * The collector's store on etcd. Every call carries a grpc deadline of deadlineMs (the collector's,
+ * SWEEP_DEADLINE_MS), so a call the collector gives up on is cancelled too instead of running on against a hung
+ * etcd (holding one of MAX_ABANDONED_SWEEPS). Such a failure is not the host's: connectEtcd's isHostFailure
+ * neither retries it nor counts it in the circuit breaker (a client made otherwise: etcd3 retries it three times,
+ * each within the same deadline, and three open its breaker).
+ */
+export function etcdCollectorStore(etcd: Etcd3, deadlineMs = SWEEP_DEADLINE_MS): CollectorStore {
+  const within = () => ({ deadline: Date.now() + deadlineMs });
   return {
     list: async (prefix, rejected) =>
-      (await etcd.getAll().prefix(prefix).exec()).kvs.flatMap((kv) => {
+      (await etcd.getAll().prefix(prefix).options(within()).exec()).kvs.flatMap((kv) => {
         // not turned into U+FFFD text: refused, as the lists and watches do
         const t = textKV(kv, rejected && ((key, reason) => rejected(key, reason, String(kv.mod_revision))));
         return t ? [{ key: t.key, value: t.value, modRevision: String(kv.mod_revision) }] : [];
       }),
-    keys: (prefix) => etcd.getAll().prefix(prefix).keys(),
+    keys: (prefix) => etcd.getAll().prefix(prefix).options(within()).keys(),
     deleteIfUnchanged: async (guard, modRevision, keys) =>
-      (await etcd.if(guard, 'Mod', '==', modRevision).then(...keys.map((k) => etcd.delete().key(k))).commit()).succeeded,
+      (await etcd.if(guard, 'Mod', '==', modRevision).then(...keys.map((k) => etcd.delete().key(k))).options(within()).commit()).succeeded,
   };
 }

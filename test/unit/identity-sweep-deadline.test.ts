@@ -2,7 +2,7 @@
 // still answers each call lets a sweep go on; a call past its deadline gives the sweep up (the deletes done before
 // it reported), sends nothing more and keeps nothing of it; stop() cuts a sweep in flight off; the sweeps given up
 // on that still wait are a gauge. Fake store, fake timers: nothing here depends on the machine's speed.
-import type { Etcd3 } from 'etcd3';
+import { GRPCDeadlineExceededError, type Etcd3 } from 'etcd3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { VALUE_NOT_UTF8 } from '../../src/controlplane/etcdwatch.js';
 import { stateKey } from '../../src/controlplane/keys.js';
@@ -106,25 +106,36 @@ describe('the identity collector: a deadline per etcd call, not per sweep (revie
     expect(s.calls).toEqual(['list']); // before: ['list', 'keys']
   });
 
-  it('regression: the etcd collector store sets no grpc deadline on its calls (etcd3 counts DEADLINE_EXCEEDED against the host: three in a row opened the circuit breaker for every call of the client, kvstoremesh\'s mirror writes and lease too)', async () => {
-    const options: unknown[] = [];
+  it('the etcd collector store gives each call a grpc deadline of the collector\'s (before cec4ca8 none: etcd3 counted DEADLINE_EXCEEDED against the host; now a call given up on is cancelled)', async () => {
+    const options: Array<[string, { deadline: number }]> = [];
     const range: Record<string, unknown> = {
       prefix: () => range,
-      options: (o: unknown) => (options.push(['range', o]), range),
+      options: (o: { deadline: number }) => (options.push(['range', o]), range),
       exec: async () => ({ kvs: [] }),
       keys: async () => [],
     };
     const txn: Record<string, unknown> = {
-      options: (o: unknown) => (options.push(['txn', o]), txn),
+      options: (o: { deadline: number }) => (options.push(['txn', o]), txn),
       then: () => txn,
       commit: async () => ({ succeeded: true }),
     };
     const etcd = { getAll: () => range, if: () => txn, delete: () => ({ key: () => ({}) }) } as unknown as Etcd3;
-    const store = etcdCollectorStore(etcd);
+    const store = etcdCollectorStore(etcd, 7000);
+    const t0 = Date.now();
     await store.list('p/');
     await store.keys('p/');
     expect(await store.deleteIfUnchanged('p/a', '5', ['p/a'])).toBe(true);
-    expect(options).toEqual([]);
+    expect(options.map(([what]) => what)).toEqual(['range', 'range', 'txn']);
+    for (const [, o] of options) expect(o.deadline - t0).toBeGreaterThanOrEqual(7000);
+    for (const [, o] of options) expect(o.deadline - Date.now()).toBeLessThanOrEqual(7000);
+  });
+
+  it('a call its store ends at its grpc deadline gives the sweep up like the timer (timed out, nothing left in flight)', async () => {
+    const late = Object.assign(Object.create(GRPCDeadlineExceededError.prototype) as Error, { message: 'deadline exceeded' });
+    const store: CollectorStore = { list: async () => Promise.reject(late), keys: async () => [], deleteIfUnchanged: async () => false };
+    const collector = new IdentityCollector(store, 'c1', silentLogger, new Rejections(silentLogger), DEADLINE);
+    expect(await collector.sweep()).toBe(0);
+    expect(collector.stats).toMatchObject({ done: 0, failed: 0, timedOut: 1, abandoned: 0 });
   });
 });
 
