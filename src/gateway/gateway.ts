@@ -10,7 +10,8 @@
  * proxyProtocol the backend first receives a PROXY v2 header naming the client.
  *
  * A client whose service has no healthy backend (or is not defined here), or
- * whose upstream fails, is reset, so it retries elsewhere at once.
+ * whose upstream fails, is reset, so it retries elsewhere at once. So is one
+ * past the connection bounds (GATEWAY_LIMITS).
  */
 import net from 'node:net';
 import type { Logger } from '../log.js';
@@ -39,7 +40,22 @@ export interface GatewayStats {
   accepted: number;
   active: number;
   failed: number;
+  /** Connections reset at accept: the gateway's or their client address's bound was reached (GATEWAY_LIMITS). */
+  refused: number;
 }
+
+/**
+ * Connections the gateway holds at once, over all its listeners (maxConnections) and per client address
+ * (maxPerClient), from accept until the client's socket closes. Its clients are anyone who reaches the node's
+ * address, and each connection holds two of the agent's descriptors (the client's, the upstream's): unbounded,
+ * one client could take them all (20 000 by default), and with them the agent's etcd connections, its proxy
+ * process and its device. Past a bound a new connection is reset at accept, counted (`refused`) and logged.
+ */
+export interface GatewayLimits {
+  maxConnections: number;
+  maxPerClient: number;
+}
+export const GATEWAY_LIMITS: GatewayLimits = { maxConnections: 4096, maxPerClient: 256 };
 
 const UPSTREAM_TIMEOUT_MS = 5000;
 
@@ -47,6 +63,10 @@ export class IngressGateway {
   private readonly servers: net.Server[] = [];
   /** Open upstream connections and the backend each went to. */
   private readonly upstreams = new Map<net.Socket, { ip: string; port: number; client: net.Socket }>();
+  /** Client sockets open, in all and per client address (entries at 0 are removed: at most maxConnections). */
+  private open = 0;
+  private readonly openPerClient = new Map<string, number>();
+  private refusedLogged = 0;
   readonly stats: GatewayStats[];
 
   constructor(
@@ -57,8 +77,9 @@ export class IngressGateway {
     private readonly log: Logger,
     /** Opens the upstream connection (tests slow it down to stand in for the mesh's latency). */
     private readonly connectUpstream: (opts: net.TcpNetConnectOpts) => net.Socket = (opts) => net.connect(opts),
+    private readonly limits: GatewayLimits = GATEWAY_LIMITS,
   ) {
-    this.stats = listeners.map((l) => ({ service: l.service, listenPort: l.listenPort, accepted: 0, active: 0, failed: 0 }));
+    this.stats = listeners.map((l) => ({ service: l.service, listenPort: l.listenPort, accepted: 0, active: 0, failed: 0, refused: 0 }));
   }
 
   async start(): Promise<void> {
@@ -98,9 +119,34 @@ export class IngressGateway {
     return n;
   }
 
+  /** Takes a connection slot for a new client socket, released when it closes; false (reset, counted): no slot. */
+  private admit(l: GatewayListener, st: GatewayStats, client: net.Socket, src: string): boolean {
+    const mine = this.openPerClient.get(src) ?? 0;
+    const reason = this.open >= this.limits.maxConnections ? 'gateway connection bound' : mine >= this.limits.maxPerClient ? 'per-client connection bound' : undefined;
+    if (reason) {
+      st.refused++;
+      // a flood is logged at its start and then every 1000th, not once per connection
+      if (this.refusedLogged++ < 20 || this.refusedLogged % 1000 === 0)
+        this.log.warn({ service: l.service, listenPort: l.listenPort, client: src, reason, open: this.open, ofClient: mine, refused: st.refused }, 'gateway connection refused');
+      client.on('error', () => undefined);
+      client.resetAndDestroy();
+      return false;
+    }
+    this.open++;
+    this.openPerClient.set(src, mine + 1);
+    client.once('close', () => {
+      this.open--;
+      const n = (this.openPerClient.get(src) ?? 1) - 1;
+      if (n > 0) this.openPerClient.set(src, n);
+      else this.openPerClient.delete(src);
+    });
+    return true;
+  }
+
   private forward(l: GatewayListener, st: GatewayStats, client: net.Socket): void {
     // Addresses now: a client that leaves before the upstream connects has none later.
     const peer = { src: client.remoteAddress, srcPort: client.remotePort, dst: client.localAddress, dstPort: client.localPort };
+    if (!this.admit(l, st, client, peer.src ?? '')) return;
     st.accepted++;
     st.active++;
     let done = false;

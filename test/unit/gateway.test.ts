@@ -136,6 +136,48 @@ describe('ingress gateway', () => {
   });
 });
 
+describe('ingress gateway connection bounds (regression: any client could hold every descriptor of the agent)', () => {
+  it('resets connections past the gateway bound and past a client address\'s, counts them, and admits again once some close', async () => {
+    const backend = net.createServer((s) => {
+      s.on('data', (d) => s.write(d));
+      s.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
+    const bp = (backend.address() as net.AddressInfo).port;
+    const dir = { pick: () => ({ ip: '127.0.0.1', port: bp }), backendAlive: () => true };
+    const gw = new IngressGateway('127.0.0.1', '127.0.0.1', [{ service: 'shop/web', port: bp, listenPort: 0, proxyProtocol: false }], dir, silentLogger, undefined, { maxConnections: 6, maxPerClient: 4 });
+    await gw.start();
+    const port = (gw['servers'][0]!.address() as net.AddressInfo).port;
+    const open: net.Socket[] = [];
+    // echoed: admitted and forwarded (the socket stays open); reset: refused at accept
+    const attempt = (from: string) =>
+      new Promise<'echoed' | 'reset'>((resolve) => {
+        const s = net.connect({ port, host: '127.0.0.1', localAddress: from }, () => s.write('x'));
+        open.push(s);
+        s.once('data', () => resolve('echoed'));
+        s.on('error', () => resolve('reset'));
+        s.once('close', () => resolve('reset'));
+      });
+    try {
+      const first = [];
+      for (let i = 0; i < 4; i++) first.push(await attempt('127.0.0.1'));
+      expect(first).toEqual(['echoed', 'echoed', 'echoed', 'echoed']);
+      expect(await attempt('127.0.0.1')).toBe('reset'); // its address holds 4
+      expect(await attempt('127.0.0.3')).toBe('echoed');
+      expect(await attempt('127.0.0.4')).toBe('echoed');
+      expect(await attempt('127.0.0.5')).toBe('reset'); // the gateway holds 6
+      expect(gw.stats[0]).toMatchObject({ accepted: 6, refused: 2 });
+      open[0]!.destroy();
+      await new Promise((r) => setTimeout(r, 100));
+      expect(await attempt('127.0.0.1')).toBe('echoed'); // a slot freed by a close is taken again
+    } finally {
+      for (const s of open) s.destroy();
+      gw.stop();
+      backend.close();
+    }
+  });
+});
+
 describe('gateway configuration', () => {
   it('node.yaml gateway: listeners are checked field by field', async () => {
     const { parseAgentConfig } = await import('../../src/agent/config.js');

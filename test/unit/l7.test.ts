@@ -182,6 +182,36 @@ spec:
     expect(d('GET / HTTP/1.1\r\nHost: a\r\n')).toMatchObject({ error: 'incomplete head' });
   });
 
+  it('frames chunked bodies as a lenient pod server does, or fails: no bare LF or other control byte in extensions or trailers', () => {
+    // Smuggling past the rules (regression): nginx ends a chunk-size or trailer line at a bare LF, and read what
+    // follows as the next request; the proxy skipped to the CR, framed that request as body and forwarded it undecided.
+    const body = (s: string) => testhooks.chunkedBody(Buffer.from(s));
+    const smuggled = 'GET /admin HTTP/1.1\r\nHost: x\r\n\r\n';
+    expect(body(`0\r\n\n${smuggled}`)).toEqual({ consumed: 3, done: false, failed: true }); // trailer section
+    const inner = `0\r\n\r\n${smuggled}`;
+    expect(body(`${inner.length.toString(16)};a\n${'Z'.repeat(inner.length)}\r\n${inner}\r\n0\r\n\r\n`)).toMatchObject({ done: false, failed: true }); // chunk extension
+    for (const bad of ['5;a\u0000b\r\nhello\r\n0\r\n\r\n', '0\r\nX-T: a\u000bb\r\n\r\n', '0\r\nX-T: a\u007f\r\n\r\n'])
+      expect(body(bad), JSON.stringify(bad)).toMatchObject({ failed: true });
+    // what RFC 9112 7.1 allows still frames: extensions (HTAB included), trailers, and nothing past the end
+    const ok = '5;name=value\t;q="x y"\r\nhello\r\n3 ;e\r\nabc\r\n0\r\nX-Trailer: a\tb\r\nX-2: c\r\n\r\n';
+    expect(body(`${ok}GET / HTTP/1.1\r\n`)).toEqual({ consumed: ok.length, done: true, failed: false });
+  });
+
+  it('refuses an upgrade or CONNECT request with a body: refused, its body would be the next request to the proxy and body to the pod', () => {
+    // Smuggling past the rules (regression): the proxy held the body of an allowed upgrade, the pod (nginx) answered
+    // 200 without upgrading and waited for that body, the proxy parsed it as a request and forwarded it with its own
+    // body, which the pod then read as a request nobody decided.
+    const up = 'Host: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n';
+    const d = (head: string) => testhooks.l7Decide([{ ref: 1, path: '/public/.*' }], head);
+    expect(d(`GET /public/ws HTTP/1.1\r\n${up}Content-Length: 5\r\n\r\n`)).toMatchObject({ status: 400, error: expect.stringMatching(/upgrade or CONNECT request with a body/) });
+    expect(d(`GET /public/ws HTTP/1.1\r\n${up}Transfer-Encoding: chunked\r\n\r\n`)).toMatchObject({ status: 400 });
+    expect(testhooks.l7Decide('all', 'CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nContent-Length: 1\r\n\r\n')).toMatchObject({ status: 400 });
+    // without a body, as browsers send them; Content-Length: 0 is no body; an h2c upgrade is forwarded as a plain request
+    expect(d(`GET /public/ws HTTP/1.1\r\n${up}\r\n`)).toMatchObject({ allowed: true });
+    expect(d(`GET /public/ws HTTP/1.1\r\n${up}Content-Length: 0\r\n\r\n`)).toMatchObject({ allowed: true });
+    expect(d('POST /public/a HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AA\r\nContent-Length: 3\r\n\r\n')).toMatchObject({ allowed: true, h2cIgnored: true });
+  });
+
   it('normalises request targets before matching (dot segments, unreserved escapes) and refuses ambiguous ones', () => {
     const rules = [{ ref: 1, path: '/public/.*' }];
     const d = (target: string, extra = 'Host: a\r\n') => testhooks.l7Decide(rules, `GET ${target} HTTP/1.1\r\n${extra}\r\n`);

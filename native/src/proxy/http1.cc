@@ -285,6 +285,11 @@ ParseResult parse_request(const char* data, size_t len, size_t max_head, Head* o
   // A request body runs to the end only with a close-delimited coding, which requests cannot have.
   if (out->body == BodyKind::kUntilClose)
     return *error_status = 501, *reason = "unsupported transfer coding", ParseResult::kError;
+  // The proxy holds what follows an upgrade or CONNECT until the answer says tunnel or not; refused, the
+  // bytes were parsed as the next request while the pod read them as this one's body, and a request inside
+  // that body reached it undecided (smuggling). Neither needs a body (RFC 6455 4.1, RFC 9110 9.3.6).
+  if ((out->upgrade || out->method == "CONNECT") && out->body != BodyKind::kNone)
+    return *reason = "an upgrade or CONNECT request with a body", ParseResult::kError;
   out->size = skip + n;
   return ParseResult::kDone;
 }
@@ -372,11 +377,17 @@ size_t BodyFramer::feed(const char* p, size_t n) {
         }
         break;
       }
-      case kExt:  // chunk extensions and trailer fields are skipped up to their CR
+      case kExt:  // chunk extensions and trailer fields are skipped up to their CR, not kept
       case kTrailer: {
-        const void* cr = std::memchr(p + i, '\r', n - i);
-        if (!cr) return n;
-        i = size_t(static_cast<const char*>(cr) - p) + 1;
+        // ... but checked for control bytes, as header values are: a bare LF ends the line for a
+        // lenient server (nginx), which then reads what follows "0\r\n\n" or "5;x\n" as the next
+        // request, one this proxy framed as body and never decided (smuggling).
+        for (; i < n && p[i] != '\r'; i++) {
+          unsigned char u = static_cast<unsigned char>(p[i]);
+          if ((u < 0x20 && u != '\t') || u == 0x7f) return state_ = kFailed, i;
+        }
+        if (i == n) return n;
+        i++;
         state_ = state_ == kExt ? kSizeLF : kTrailerLF;
         break;
       }

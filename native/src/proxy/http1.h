@@ -7,7 +7,11 @@
 // Strict where smuggling lives: CRLF line endings only, no obs-fold, token
 // header names, one Content-Length value, Transfer-Encoding and
 // Content-Length together rejected, a Transfer-Encoding whose last coding is
-// not chunked rejected on requests. Errors carry the status to answer with.
+// not chunked rejected on requests, no control byte but HTAB inside a chunk
+// extension or trailer line (a bare LF there ends the line for nginx), no
+// body on an upgrade or CONNECT request (its bytes would be the next request
+// to the proxy when the upgrade is refused, body to the pod).
+// Errors carry the status to answer with.
 //
 // Request targets are normalised before anyone matches them (normalize_target),
 // and the upstream is sent the normalised target: what a rule matched is what

@@ -49,6 +49,23 @@ Napi::Value L7Decide(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// chunkedBody(bytes: Buffer) -> { consumed, done, failed }: the proxy's body framer (http1.h BodyFramer)
+// on a chunked body, fed in one piece: how many bytes it takes as the body (and forwards) before it ends
+// or fails.
+Napi::Value ChunkedBody(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsBuffer()) return ThrowType(env, "chunkedBody(bytes: Buffer)");
+  auto b = info[0].As<Napi::Buffer<char>>();
+  http1::BodyFramer f;
+  f.start(http1::BodyKind::kChunked, 0);
+  size_t n = f.feed(b.Data(), b.Length());
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("consumed", double(n));
+  o.Set("done", f.done());
+  o.Set("failed", f.failed());
+  return o;
+}
+
 // DelayLine(tunName, delayMs): the testbed's latency device (src/testbed/latency.ts).
 class DelayLineWrap : public Napi::ObjectWrap<DelayLineWrap> {
  public:
@@ -153,6 +170,7 @@ Napi::Value PolicyBench(const Napi::CallbackInfo& info) {
 Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   RegisterPrimitives(env, exports);
   exports.Set("l7Decide", Napi::Function::New(env, L7Decide));
+  exports.Set("chunkedBody", Napi::Function::New(env, ChunkedBody));
   exports.Set("maglevBuild", Napi::Function::New(env, MaglevBuild));
   exports.Set("peerSpeaksFor", Napi::Function::New(env, PeerSpeaksFor));
   exports.Set("maglevBench", Napi::Function::New(env, MaglevBench));
