@@ -166,8 +166,13 @@ export class PeerReconciler {
     this.queue();
   }
 
-  /** kvstoremesh marked a remote cluster synced (or it was disconnected: its cached records go too). */
+  /**
+   * kvstoremesh marked a remote cluster synced (or it was disconnected: its cached records go too). Only a change
+   * schedules a pass (over every node): kvstoremesh rewrites a marker as its mirror progresses (its watermark,
+   * src/controlplane/watermark.ts), and a remote that creates keys would otherwise drive full passes here.
+   */
   setSynced(cluster: string, synced: boolean): void {
+    if (this.syncedClusters.has(cluster) === synced) return;
     if (synced) this.syncedClusters.add(cluster);
     else this.syncedClusters.delete(cluster);
     this.queue();

@@ -9,14 +9,15 @@
  * one written: updates and deletes change no key's create revision). A remote key now listed with create revision
  * C ≤ W was not deleted at or after C, and every earlier incarnation's delete (below C, so below W) reached the
  * cache: a cached copy of the key is of this incarnation, and a value that differs from it is an update (one put,
- * no blip for the agents). A key created at or after W, or any key when there is no watermark, falls back to the
+ * no blip for the agents). A key created after W, or any key when there is no watermark, falls back to the
  * digest comparison (cachedcopies.ts: a differing value is copied as a new incarnation, delete then put).
  *
  * Only ever older than the truth, never ahead: a watermark written late means more keys fall back. The remote's
  * revisions are its own (it can blip only its own records, and could equally update instead of re-create them);
  * a remote etcd whose history went back (rebuilt, or restored from a backup without --bump-revision: its list's
- * revision is below W) makes the watermark void. One restored without bump whose revision has since passed W
- * again is not detected: a key it re-created below W would be copied as an update.
+ * revision is below W) makes the watermark void. Not detected: one restored with --bump-revision (keys keep their
+ * create revisions, the revision jumps past W), or without it once past W again: a key the backup holds in an
+ * earlier incarnation than the cache is copied as an update (docs/security.md: reconnect after a restore).
  */
 
 /** The sync marker's value: when the first list was mirrored (ISO time), and the watermark once known. */

@@ -183,6 +183,30 @@ describe('PeerReconciler', () => {
     expect(dev.of(m)).toBeUndefined();
   });
 
+  it('a sync marker rewritten (the mirror progressing) schedules no pass; a change of state does', async () => {
+    const { r } = setup();
+    r.setNodeRecord(cacheKey('c2', 'm1'), node('c2', 'm1', ['100.66.1.0/24']));
+    r.setSynced('c2', true);
+    await settle();
+    let passes = 0;
+    const reconcile = r.reconcile.bind(r);
+    r.reconcile = () => {
+      passes++;
+      reconcile();
+    };
+    for (let i = 0; i < 20; i++) {
+      r.setSynced('c2', true);
+      await settle();
+    }
+    expect(passes).toBe(0);
+    r.setSynced('c2', false);
+    await settle();
+    expect(passes).toBe(1);
+    r.setSynced('c3', false); // never synced: nothing to do
+    await settle();
+    expect(passes).toBe(1);
+  });
+
   it("hub and spoke: the hub's allowed IPs and the TUN take the CIDRs it relays; the hub moves them when its offer goes; a hub publishes its offer", async () => {
     const { r, dev, batches, relays } = setup();
     const hub = node('c2', 'hub', ['100.66.1.0/24']);

@@ -72,6 +72,21 @@ describe('BatchedWriter: the progress writes', () => {
     expect(s.txns.at(-1)).toEqual([['k0', null], ['m', 'rev2']]);
   });
 
+  it('are not written while the queue holds more (a new incarnation\'s put waits behind its delete)', async () => {
+    const s = target();
+    let release = () => undefined as void;
+    s.hangNext(new Promise<void>((r) => (release = r)));
+    const w = new BatchedWriter(s.t, silentLogger, 'r', Date.now, 5, { ops: () => [['m', 'rev']], written: () => undefined });
+    w.put('x', 'v'); // in flight, held
+    w.put('a', 'v1');
+    w.put('b', 'v2', true); // reborn: its delete leaves with a, its put in the transaction after
+    release();
+    await w.flushed();
+    const withDelete = s.txns.find((ops) => ops.some(([k, v]) => k === 'b' && v === null))!;
+    expect(withDelete.some(([k]) => k === 'm')).toBe(false);
+    expect(s.txns.at(-1)).toEqual([['b', 'v2'], ['m', 'rev']]);
+  });
+
   it('regression: are not written while a transaction given up on at its deadline may still land', async () => {
     vi.useFakeTimers();
     const s = target();
