@@ -15,6 +15,7 @@
  */
 import net from 'node:net';
 import type { Logger } from '../log.js';
+import { formatIP, maskPrefix, parseIP } from '../net/ip.js';
 /** What the gateway needs of the agent's services (ServiceDatapath). */
 export interface BackendPicker {
   /** The backend a new flow from client:clientPort to service port gets, or undefined (none healthy / unknown). */
@@ -45,17 +46,34 @@ export interface GatewayStats {
 }
 
 /**
- * Connections the gateway holds at once, over all its listeners (maxConnections) and per client address
- * (maxPerClient), from accept until the client's socket closes. Its clients are anyone who reaches the node's
- * address, and each connection holds two of the agent's descriptors (the client's, the upstream's): unbounded,
- * one client could take them all (20 000 by default), and with them the agent's etcd connections, its proxy
- * process and its device. Past a bound a new connection is reset at accept, counted (`refused`) and logged.
+ * Connections the gateway holds at once, over all its listeners (maxConnections) and per client (maxPerClient:
+ * an IPv4 address, an IPv6 /64, the unit one party holds; an IPv4-mapped IPv6 address counts as its IPv4 one),
+ * from accept until the client's socket closes. Its clients are anyone who reaches the node's address, and each
+ * connection holds two of the agent's descriptors (the client's, the upstream's): unbounded, one client could
+ * take them all (20 000 by default), and with them the agent's etcd connections, its proxy process and its
+ * device. Past a bound a new connection is reset at accept, counted (`refused`) and logged. So that the bound
+ * cannot be filled by connections that do nothing, a slot is also given back when the connection is idle (no
+ * byte either way) for idleMs, and at most lingerMs after its upstream closed (a client that never sends its
+ * own FIN, or stops reading, would otherwise hold it for good).
  */
 export interface GatewayLimits {
   maxConnections: number;
   maxPerClient: number;
+  /** ms without a byte either way before a connection is reset (Envoy's TCP proxy: 1 h; ours holds a bounded slot). */
+  idleMs: number;
+  /** ms after the upstream closed (what it sent is flushed first) before the client socket is destroyed. */
+  lingerMs: number;
 }
-export const GATEWAY_LIMITS: GatewayLimits = { maxConnections: 4096, maxPerClient: 256 };
+export const GATEWAY_LIMITS: GatewayLimits = { maxConnections: 4096, maxPerClient: 256, idleMs: 600_000, lingerMs: 5000 };
+
+/** The party a client address counts against (GatewayLimits.maxPerClient). */
+export function gatewayClientOf(address: string): string {
+  const a = parseIP(address);
+  if (!a) return address;
+  if (a.length === 4) return formatIP(a);
+  if (a.subarray(0, 10).every((b) => b === 0) && a[10] === 0xff && a[11] === 0xff) return formatIP(a.subarray(12));
+  return `${formatIP(maskPrefix(a, 64))}/64`;
+}
 
 const UPSTREAM_TIMEOUT_MS = 5000;
 
@@ -146,7 +164,7 @@ export class IngressGateway {
   private forward(l: GatewayListener, st: GatewayStats, client: net.Socket): void {
     // Addresses now: a client that leaves before the upstream connects has none later.
     const peer = { src: client.remoteAddress, srcPort: client.remotePort, dst: client.localAddress, dstPort: client.localPort };
-    if (!this.admit(l, st, client, peer.src ?? '')) return;
+    if (!this.admit(l, st, client, gatewayClientOf(peer.src ?? ''))) return;
     st.accepted++;
     st.active++;
     let done = false;
@@ -186,9 +204,16 @@ export class IngressGateway {
     client.on('error', () => {
       if (!up.destroyed) up.resetAndDestroy();
     });
+    // a connection with no byte either way for idleMs gives its slot back
+    client.setTimeout(this.limits.idleMs, () => {
+      client.resetAndDestroy();
+      if (!up.destroyed) up.resetAndDestroy();
+    });
     up.on('close', () => {
       finish(false);
-      if (!client.destroyed) client.end();
+      if (client.destroyed) return;
+      client.end(); // what the upstream sent is flushed; then the socket goes, whether or not the client closes its side
+      setTimeout(() => client.destroy(), this.limits.lingerMs).unref();
     });
     client.on('close', () => {
       if (!up.destroyed) up.end();

@@ -2,7 +2,7 @@
 // real TCP server on loopback standing in for the service VIP's backend.
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IngressGateway } from '../../src/gateway/gateway.js';
+import { GATEWAY_LIMITS, gatewayClientOf, IngressGateway } from '../../src/gateway/gateway.js';
 import { parseProxyV2, proxyV2Header } from '../../src/gateway/proxyproto.js';
 import { silentLogger } from '../../src/log.js';
 
@@ -145,7 +145,7 @@ describe('ingress gateway connection bounds (regression: any client could hold e
     await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
     const bp = (backend.address() as net.AddressInfo).port;
     const dir = { pick: () => ({ ip: '127.0.0.1', port: bp }), backendAlive: () => true };
-    const gw = new IngressGateway('127.0.0.1', '127.0.0.1', [{ service: 'shop/web', port: bp, listenPort: 0, proxyProtocol: false }], dir, silentLogger, undefined, { maxConnections: 6, maxPerClient: 4 });
+    const gw = new IngressGateway('127.0.0.1', '127.0.0.1', [{ service: 'shop/web', port: bp, listenPort: 0, proxyProtocol: false }], dir, silentLogger, undefined, { ...GATEWAY_LIMITS, maxConnections: 6, maxPerClient: 4 });
     await gw.start();
     const port = (gw['servers'][0]!.address() as net.AddressInfo).port;
     const open: net.Socket[] = [];
@@ -170,6 +170,58 @@ describe('ingress gateway connection bounds (regression: any client could hold e
       open[0]!.destroy();
       await new Promise((r) => setTimeout(r, 100));
       expect(await attempt('127.0.0.1')).toBe('echoed'); // a slot freed by a close is taken again
+    } finally {
+      for (const s of open) s.destroy();
+      gw.stop();
+      backend.close();
+    }
+  });
+});
+
+describe('ingress gateway connection bounds cannot be filled by connections that do nothing (review of the bounds)', () => {
+  it('a client is an IPv4 address or an IPv6 /64; an IPv4-mapped address counts as its IPv4 one', () => {
+    expect(gatewayClientOf('198.18.0.9')).toBe('198.18.0.9');
+    expect(gatewayClientOf('::ffff:198.18.0.9')).toBe('198.18.0.9');
+    expect(gatewayClientOf('2001:db8::1')).toBe(gatewayClientOf('2001:db8::fff:1'));
+    expect(gatewayClientOf('2001:db8::1')).toBe('2001:db8::/64');
+    expect(gatewayClientOf('2001:db8:0:1::1')).not.toBe(gatewayClientOf('2001:db8::1'));
+  });
+
+  it('gives a slot back when the connection idles, and after its upstream closed though the client never closes its side', async () => {
+    const closeAfter = new Set<number>(); // backend ports whose connections it closes 50 ms after accepting
+    const backend = net.createServer((s) => {
+      s.on('error', () => undefined);
+      s.on('data', (d) => s.write(d));
+      if (closeAfter.size) setTimeout(() => s.end(), 50);
+    });
+    await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
+    const bp = (backend.address() as net.AddressInfo).port;
+    const dir = { pick: () => ({ ip: '127.0.0.1', port: bp }), backendAlive: () => true };
+    const gw = new IngressGateway('127.0.0.1', '127.0.0.1', [{ service: 'shop/web', port: bp, listenPort: 0, proxyProtocol: false }], dir, silentLogger, undefined, { maxConnections: 8, maxPerClient: 1, idleMs: 400, lingerMs: 100 });
+    await gw.start();
+    const port = (gw['servers'][0]!.address() as net.AddressInfo).port;
+    const open: net.Socket[] = [];
+    const attempt = (from: string) =>
+      new Promise<'echoed' | 'reset'>((resolve) => {
+        // allowHalfOpen: this client never sends its FIN, even after the gateway sent its own
+        const s = net.connect({ port, host: '127.0.0.1', localAddress: from, allowHalfOpen: true }, () => s.write('x'));
+        open.push(s);
+        s.once('data', () => resolve('echoed'));
+        s.on('error', () => resolve('reset'));
+        s.once('close', () => resolve('reset'));
+      });
+    try {
+      // idle: the slot is held while the connection idles, given back after idleMs
+      expect(await attempt('127.0.0.2')).toBe('echoed');
+      expect(await attempt('127.0.0.2')).toBe('reset');
+      await new Promise((r) => setTimeout(r, 600));
+      expect(await attempt('127.0.0.2')).toBe('echoed');
+      // half open: the upstream closes, the client keeps its side open: given back after lingerMs
+      closeAfter.add(bp);
+      expect(await attempt('127.0.0.3')).toBe('echoed');
+      await new Promise((r) => setTimeout(r, 50 + 250));
+      expect(gw['open']).toBe(1); // 127.0.0.2's, still within its idleMs
+      expect(await attempt('127.0.0.3')).toBe('echoed');
     } finally {
       for (const s of open) s.destroy();
       gw.stop();

@@ -7,6 +7,7 @@
 #include <netinet/udp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -14,6 +15,8 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "../net/ip.h"
@@ -59,11 +62,11 @@ uint64_t monotonic_ms() {
 
 Device::Device() {
   for (auto& c : counters_) c.store(0);
-  // Without randomness the tags would be forgeable: fall back to a key no
-  // peer can read either (the clock and this object's address), never zeros.
-  if (!random_bytes(probe_key_, sizeof probe_key_)) {
-    uint64_t seed[2] = {uint64_t(reinterpret_cast<uintptr_t>(this)), monotonic_ms() ^ uint64_t(time(nullptr)) << 20};
-    std::memcpy(probe_key_, seed, sizeof probe_key_);
+  // Without randomness the probes' tags would be guessable: the kernel's
+  // generator if OpenSSL's fails, and no device at all if both do.
+  if (!random_bytes(probe_key_, sizeof probe_key_) && getrandom(probe_key_, sizeof probe_key_, 0) != ssize_t(sizeof probe_key_)) {
+    std::fprintf(stderr, "wiremesh: no randomness for the probe key\n");
+    std::abort();
   }
 }
 

@@ -132,13 +132,14 @@ struct Peer {
 // the 32-bit source identity big-endian.
 constexpr size_t kTagSize = 8;
 constexpr uint8_t kTagV0 = 0x10;
-// Liveness probe plaintext (kind 2): 0x20 request / 0x21 reply, 3 reserved
-// bytes, a 4-byte tag, the sender's 8-byte monotonic timestamp (ns), echoed
-// unchanged in the reply. 16 bytes; never an IP packet (version 2). The tag
-// is a MAC of the peer and the timestamp under a key only the sender holds
-// (Device::probe_tag): a peer can echo a probe it received, not make one up.
+// Liveness probe plaintext (kind 2): 0x20 request / 0x21 reply, a 7-byte tag,
+// the sender's 8-byte monotonic timestamp (ns), echoed unchanged in the reply.
+// 16 bytes; never an IP packet (version 2). The tag is a MAC of the peer and
+// the timestamp under a key only the sender holds (Device::probe_tag): a peer
+// can echo a probe it received, not make one up.
 constexpr uint8_t kProbeRequest = 0x20, kProbeReply = 0x21;
 constexpr size_t kProbeSize = 16;
+constexpr size_t kProbeTagSize = 7;
 
 enum Counter : int {
   kRxPackets,
@@ -310,8 +311,8 @@ class Device {
   int probe_round_due(int timeout_ms);
   Ctl probe_ctl(uint32_t id);
   // The tag of a probe to peer id sent at ns (monotonic): BLAKE2s-32 keyed
-  // with probe_key_ over (id, ns), big-endian.
-  uint32_t probe_tag(uint32_t id, uint64_t ns) const;
+  // with probe_key_ over (id, ns), big-endian, cut to kProbeTagSize bytes.
+  void probe_tag(uint32_t id, uint64_t ns, uint8_t out[kProbeTagSize]) const;
   void stage(Peer* p, const uint8_t* pkt, size_t len);
   void request_handshake(Peer* p, uint64_t now);
   void push_event(Event&& e);

@@ -69,7 +69,7 @@ Device::Ctl Device::probe_ctl(uint32_t id) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   c.probe[0] = kProbeRequest;
   uint64_t ns = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
-  store_be32(c.probe + 4, probe_tag(id, ns));
+  probe_tag(id, ns, c.probe + 1);
   store_be32(c.probe + 8, uint32_t(ns >> 32));
   store_be32(c.probe + 12, uint32_t(ns));
   return c;
@@ -81,15 +81,16 @@ Device::Ctl Device::probe_ctl(uint32_t id) {
 // (rtt_window.h) would keep that one answer for 10 s, and affinity "nearest"
 // would send every client's new flows to that peer's cluster. With the tag it
 // can only echo what it received (which makes it look farther, never nearer).
-// 32 bits: a forgery is one guess per answer, each one a transport message the
-// peer must send and we count (drop_probe_forged).
-uint32_t Device::probe_tag(uint32_t id, uint64_t ns) const {
-  uint8_t in[12], out[4];
+// 56 bits (bytes 1..7, the 3 bytes once reserved and the 4 of the sequence
+// number, all of which every version echoes): a forgery is one guess per
+// answer, each one a transport message the peer must send and we count
+// (drop_probe_forged); at a million a second one lands in ~1,100 years.
+void Device::probe_tag(uint32_t id, uint64_t ns, uint8_t out[kProbeTagSize]) const {
+  uint8_t in[12];
   store_be32(in, id);
   store_be32(in + 4, uint32_t(ns >> 32));
   store_be32(in + 8, uint32_t(ns));
-  blake2s(out, sizeof out, in, sizeof in, probe_key_, sizeof probe_key_);
-  return load_be32(out);
+  blake2s(out, kProbeTagSize, in, sizeof in, probe_key_, sizeof probe_key_);
 }
 
 void Device::probe_watch(const std::vector<uint32_t>& add, const std::vector<uint32_t>& remove) {
@@ -144,7 +145,9 @@ void Device::rx_probe(Peer* p, const uint8_t* plain, uint64_t now) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   uint64_t ns = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
   uint64_t sent = uint64_t(load_be32(plain + 8)) << 32 | load_be32(plain + 12);
-  if (load_be32(plain + 4) != probe_tag(p->id, sent)) {  // not one of ours to this peer
+  uint8_t tag[kProbeTagSize];
+  probe_tag(p->id, sent, tag);
+  if (std::memcmp(plain + 1, tag, kProbeTagSize) != 0) {  // not one of ours to this peer
     count(kDropProbeForged);
     return;
   }
