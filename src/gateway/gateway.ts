@@ -23,7 +23,7 @@ export interface BackendPicker {
   /** Whether a backend is still alive (its node answers, its endpoint exists). */
   backendAlive(ip: string, port: number): boolean;
 }
-import { proxyV2Header } from './proxyproto.js';
+import { proxyV2Header, unmappedIPv4 } from './proxyproto.js';
 
 export interface GatewayListener {
   /** namespace/name of a service defined in this cluster. */
@@ -68,11 +68,9 @@ export const GATEWAY_LIMITS: GatewayLimits = { maxConnections: 4096, maxPerClien
 
 /** The party a client address counts against (GatewayLimits.maxPerClient). */
 export function gatewayClientOf(address: string): string {
-  const a = parseIP(address);
+  const a = parseIP(unmappedIPv4(address));
   if (!a) return address;
-  if (a.length === 4) return formatIP(a);
-  if (a.subarray(0, 10).every((b) => b === 0) && a[10] === 0xff && a[11] === 0xff) return formatIP(a.subarray(12));
-  return `${formatIP(maskPrefix(a, 64))}/64`;
+  return a.length === 4 ? formatIP(a) : `${formatIP(maskPrefix(a, 64))}/64`;
 }
 
 const UPSTREAM_TIMEOUT_MS = 5000;

@@ -8,14 +8,14 @@ import { parseIP } from '../net/ip.js';
 
 export const PROXY_V2_SIGNATURE = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
 
-/** Node reports IPv4 clients of a dual-stack listener as ::ffff:a.b.c.d. */
-function plain(addr: string): string {
+/** Node reports IPv4 clients of a dual-stack listener as ::ffff:a.b.c.d: the IPv4 address, else addr as it is. */
+export function unmappedIPv4(addr: string): string {
   return addr.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : addr;
 }
 
 export function proxyV2Header(src: string, srcPort: number, dst: string, dstPort: number): Buffer {
-  const s = parseIP(plain(src));
-  const d = parseIP(plain(dst));
+  const s = parseIP(unmappedIPv4(src));
+  const d = parseIP(unmappedIPv4(dst));
   // assertion: both come from a connected socket's addresses, never from a user
   if (!s || !d) throw new Error(`PROXY v2: bad address ${src} or ${dst}`);
   const v4 = s.length === 4 && d.length === 4;

@@ -198,24 +198,23 @@ async function build(topo: Topology, st: TestbedState, progress: (msg: string) =
  */
 async function waitConverged(st: TestbedState, topo: Topology, ms: number): Promise<void> {
   const end = Date.now() + ms;
-  const linked = (cluster: string) => {
-    const set = new Set([cluster]);
-    for (const [a, b] of topo.connect) {
-      if (a === cluster) set.add(b);
-      if (b === cluster) set.add(a);
-    }
-    return set;
-  };
-  const expectedPeers = (cluster: string) => st.clusters.filter((c) => linked(cluster).has(c.name)).reduce((n, c) => n + c.nodes.length, 0) - 1;
-  const expectedPods = (cluster: string) => st.pods.filter((p) => linked(cluster).has(p.cluster)).length;
+  // per cluster, what each of its agents should reach: the nodes (but itself) and pods of it and its linked clusters
+  const expected = new Map(
+    st.clusters.map((c) => {
+      const linked = new Set([c.name, ...topo.connect.flatMap(([a, b]) => (a === c.name ? [b] : b === c.name ? [a] : []))]);
+      const peers = st.clusters.filter((x) => linked.has(x.name)).reduce((n, x) => n + x.nodes.length, 0) - 1;
+      return [c.name, { peers, pods: st.pods.filter((p) => linked.has(p.cluster)).length }];
+    }),
+  );
   for (;;) {
     let pending = '';
     for (const c of st.clusters)
       for (const n of c.nodes) {
+        const want = expected.get(c.name)!;
         const s = (await callAgent(n.socket, 'GET', '/v1/status').catch(() => null))?.body as { peers?: unknown[]; endpoints?: number; policy?: unknown } | undefined;
         const have = s?.peers?.length ?? -1;
-        if (have !== expectedPeers(c.name)) pending = `${c.name}/${n.name} has ${have} of ${expectedPeers(c.name)} peers`;
-        else if (s?.policy && (s.endpoints ?? 0) < expectedPods(c.name)) pending = `${c.name}/${n.name} knows ${s.endpoints} of ${expectedPods(c.name)} pods`;
+        if (have !== want.peers) pending = `${c.name}/${n.name} has ${have} of ${want.peers} peers`;
+        else if (s?.policy && (s.endpoints ?? 0) < want.pods) pending = `${c.name}/${n.name} knows ${s.endpoints} of ${want.pods} pods`;
       }
     if (!pending) return;
     if (Date.now() > end) throw new TestbedError('WM_TESTBED_TIMEOUT', `mesh did not converge: ${pending}`);
