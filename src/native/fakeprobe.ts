@@ -65,9 +65,10 @@ export class FakeProbeMonitor {
       const last = r?.lastProbeReplyMs ?? 0;
       if (w.unanswered !== undefined && last >= w.unanswered) w.unanswered = undefined;
       const overdue = w.unanswered !== undefined && now - w.unanswered > PROBE_DEAD_AFTER_MS;
-      const alive = last > 0 && last >= w.since && !overdue;
+      const answered = last > 0 && last >= w.since; // since watching began
+      const alive = answered && !overdue;
       // several answers between two rounds give one sample, the newest (probe_monitor.h)
-      if (r && r.probeReplies !== w.replies && last >= w.since && last > 0 && r.probeRttUs) {
+      if (r && answered && r.probeReplies !== w.replies && r.probeRttUs) {
         w.replies = r.probeReplies;
         w.window.add(now, r.probeRttUs);
       }

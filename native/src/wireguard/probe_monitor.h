@@ -64,10 +64,11 @@ class ProbeMonitor {
       if (!reply(peer, &r)) r = Reply{};
       if (w.has_unanswered && r.last_ms >= w.unanswered) w.has_unanswered = false;
       bool overdue = w.has_unanswered && now - w.unanswered > kDeadAfterMs;
-      bool alive = r.last_ms >= w.since && r.last_ms != 0 && !overdue;
+      bool answered = r.last_ms >= w.since && r.last_ms != 0;  // since watching began
+      bool alive = answered && !overdue;
       // Several answers between two rounds (after a stall) give one sample, the
       // newest: the others are the stall's, which the minimum would drop anyway.
-      if (r.replies != w.replies && r.last_ms >= w.since && r.last_ms != 0 && r.rtt_us) {
+      if (answered && r.replies != w.replies && r.rtt_us) {
         w.replies = r.replies;
         w.window.add(now, uint32_t(r.rtt_us > 0xffffffffu ? 0xffffffffu : r.rtt_us));
       }
