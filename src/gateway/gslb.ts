@@ -36,7 +36,7 @@ import { parsePrefix, type Prefix } from '../net/ip.js';
 import { parseYamlMapping, readConfigFile } from '../yamlconfig.js';
 import { DnsServer, RCODE_REFUSED, RCODE_SERVFAIL, type Answer } from '../services/dns.js';
 import { unmappedIPv4 } from './proxyproto.js';
-import { probeTcp, TCP_PROBE_TIMES, type TcpProbeTimes } from './tcpprobe.js';
+import { listenerHealth, probeTcp, TCP_PROBE_TIMES, type ListenerHealth, type TcpProbeTimes } from './tcpprobe.js';
 
 export const PROBE_INTERVAL_MS = 1000;
 
@@ -91,7 +91,11 @@ export class GatewayDns {
   private readonly refused = new Map<string, string>();
   /** Gateway records by etcd key. */
   private readonly gateways = new Map<string, Target>();
-  private readonly health = new Map<string, boolean>(); // "address:port" -> last probe ok
+  /** "address:port" -> healthy, and the soft failures in a row since its last pass (listenerHealth). */
+  private readonly health = new Map<string, ListenerHealth>();
+  /** "address:port" of the listeners the last probeAll found: a probe of one removed since is not recorded. */
+  private listening = new Set<string>();
+  private stopped = false;
   /** "address:port" of probes under way: one at a time per listener, so at most one socket each. */
   private readonly probing = new Set<string>();
   private etcd: Etcd3 | undefined;
@@ -210,6 +214,7 @@ export class GatewayDns {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.server.close();
     await Promise.all(this.watchers.map((w) => w.stop()));
@@ -227,11 +232,15 @@ export class GatewayDns {
         this.probing.add(key);
         void probeTcp(t.record.address, l.listenPort, this.probeTimes).then((failure) => {
           this.probing.delete(key);
-          const ok = failure === undefined;
-          if (this.health.get(key) !== ok) this.log.info({ gateway: key, cluster: t.record.cluster, healthy: ok, failure }, 'gateway health changed');
-          this.health.set(key, ok);
+          // a listener removed while its probe ran: a stale result must not come back with it
+          if (this.stopped || !this.listening.has(key)) return;
+          const before = this.health.get(key);
+          const after = listenerHealth(before, failure);
+          if (before?.healthy !== after.healthy) this.log.info({ gateway: key, cluster: t.record.cluster, healthy: after.healthy, failure }, 'gateway health changed');
+          this.health.set(key, after);
         });
       }
+    this.listening = seen;
     for (const k of [...this.health.keys()]) if (!seen.has(k)) this.health.delete(k);
   }
 
@@ -253,7 +262,7 @@ export class GatewayDns {
     const out: GatewayRecord[] = [];
     for (const t of this.gateways.values()) {
       const l = t.record.listeners.find((x) => x.service === service);
-      if (l && this.health.get(`${t.record.address}:${l.listenPort}`)) out.push(t.record);
+      if (l && this.health.get(`${t.record.address}:${l.listenPort}`)?.healthy) out.push(t.record);
     }
     const rank = (g: GatewayRecord) => (clientRegion !== undefined && g.region === clientRegion ? 0 : 1);
     return out.sort((a, b) => rank(a) - rank(b) || (a.cluster < b.cluster ? -1 : a.cluster > b.cluster ? 1 : a.node < b.node ? -1 : 1));

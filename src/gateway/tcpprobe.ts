@@ -37,7 +37,11 @@ export type TcpProbeFailure = 'connect timeout' | 'refused' | 'reset' | 'closed'
 export function probeTcp(host: string, port: number, times: TcpProbeTimes = TCP_PROBE_TIMES): Promise<TcpProbeFailure | undefined> {
   return new Promise((resolve) => {
     const s = net.connect({ host, port });
-    let timer = setTimeout(() => done('connect timeout'), times.connectMs);
+    s.unref(); // a probe never holds the process (stop() does not wait for one under way)
+    // Each timer lets I/O already pending run first (setImmediate): after the event loop was blocked, the timer and
+    // the connect (or the close) are both due, and the timer alone would decide against what happened on the wire.
+    const after = (ms: number, f: () => void) => setTimeout(() => setImmediate(f).unref(), ms).unref();
+    let timer = after(times.connectMs, () => s.connecting && done('connect timeout'));
     let settled = false;
     function done(failure: TcpProbeFailure | undefined): void {
       if (settled) return;
@@ -48,11 +52,41 @@ export function probeTcp(host: string, port: number, times: TcpProbeTimes = TCP_
     }
     s.once('connect', () => {
       clearTimeout(timer);
-      timer = setTimeout(() => done(undefined), times.settleMs);
+      timer = after(times.settleMs, () => done(undefined));
     });
     s.resume(); // read what the peer says, so that a FIN behind it is seen
     s.once('end', () => done('closed'));
     s.once('close', () => done('closed'));
     s.once('error', (e: NodeJS.ErrnoException) => done(e.code === 'ECONNREFUSED' ? 'refused' : e.code === 'ECONNRESET' ? 'reset' : 'error'));
   });
+}
+
+/**
+ * A listener's health as gateway-dns keeps it: `healthy`, and `softFails`, the soft failures in a row since its
+ * last pass.
+ */
+export interface ListenerHealth {
+  healthy: boolean;
+  softFails: number;
+}
+
+/**
+ * Soft failures in a row that drop a healthy listener (3: 3 s at one probe a second). A gateway gives each
+ * connection one backend; when one of its backends accepts and closes, some probes fail and the others pass,
+ * and dropping the gateway on one failure would make it flap in and out of the answers every second. A gateway
+ * that fails every connection (at its bound, no backend, every backend closing) is dropped after 3 s.
+ */
+export const SOFT_FAILS_TO_DROP = 3;
+
+/**
+ * The health after one probe (failure undefined: it passed). A pass makes the listener healthy at once. A hard
+ * failure ('refused', 'connect timeout': nothing listens, or the node is gone) drops it at once, as does any
+ * failure of a listener not yet seen healthy (fail closed). A soft one ('reset', 'closed', 'error': the gateway
+ * answered, then ended the connection) drops a healthy listener only at the SOFT_FAILS_TO_DROP-th in a row.
+ */
+export function listenerHealth(before: ListenerHealth | undefined, failure: TcpProbeFailure | undefined): ListenerHealth {
+  if (failure === undefined) return { healthy: true, softFails: 0 };
+  if (failure === 'refused' || failure === 'connect timeout' || !before?.healthy) return { healthy: false, softFails: 0 };
+  const softFails = before.softFails + 1;
+  return { healthy: softFails < SOFT_FAILS_TO_DROP, softFails };
 }
