@@ -388,11 +388,10 @@ export class KVStoreMesh {
       const done = () => void (this.landings.get(name) === landing && this.landings.delete(name));
       void landing.then(done, done);
     }
+    // a late write (a sync marker among its puts) may land after the purge, this one or the caller's (a pin refused
+    // after a restart): purged again once it settled, at once, when no replication of the remote is current
     const after = [...(late && !settled ? [late] : []), ...(landing ? [landing] : [])];
-    if (purge && after.length)
-      void Promise.all(after).then(() => {
-        if (!this.remotes.has(name) && !this.stopped) this.unpurged.failed(name);
-      });
+    if (after.length) void Promise.all(after).then(() => void (!this.remotes.has(name) && !this.stopped && this.unpurged.again(name)));
     if (purge) await this.purges.run(name);
   }
 

@@ -36,6 +36,22 @@ export class PurgeRetries {
     e.timer.unref();
   }
 
+  /**
+   * A write that may have put the remote's keys back after its purge (one given up on at its deadline, a sync
+   * marker among its puts) settled: the purge is tried again now, not after the pause, since agents admit what
+   * such a write put back while its marker stands (s11gslb). Not counted as a failure; a retry already queued is
+   * enough (it runs after now).
+   */
+  again(name: string): void {
+    const e = this.remotes.get(name) ?? { failed: 0, queued: false };
+    this.remotes.set(name, e);
+    if (e.queued) return;
+    clearTimeout(e.timer);
+    e.timer = undefined;
+    e.queued = true;
+    this.retry(name);
+  }
+
   /** The remote's queued retry runs now: whether it is still wanted (false once held() forgot the remote). */
   dequeued(name: string): boolean {
     const e = this.remotes.get(name);

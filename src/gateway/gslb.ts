@@ -6,7 +6,8 @@
  *
  *   gateway records (agents' gateway sections, under their leases; every
  *   cluster's through kvstoremesh) ──▶ listeners per service
- *   TCP connect probe to every listener each second (timeout 800 ms) ──▶ healthy
+ *   TCP probe of every listener each second: connected within 500 ms and then
+ *   neither reset nor closed for 300 ms (src/gateway/tcpprobe.ts) ──▶ healthy
  *   query from a client ──▶ its region (configured source prefixes) ──▶
  *   A/AAAA records of healthy gateways, own region first, TTL `ttl`
  *
@@ -21,7 +22,6 @@
  *   names: { web.example.com: shop/web }
  *   regions: { eu: [198.18.200.0/24], us: [198.18.201.0/24] }
  */
-import net from 'node:net';
 import type { RemoteInfo } from 'node:dgram';
 import type { Question } from 'dns-packet';
 import type { Etcd3 } from 'etcd3';
@@ -35,9 +35,10 @@ import type { Logger } from '../log.js';
 import { parsePrefix, type Prefix } from '../net/ip.js';
 import { parseYamlMapping, readConfigFile } from '../yamlconfig.js';
 import { DnsServer, RCODE_REFUSED, RCODE_SERVFAIL, type Answer } from '../services/dns.js';
+import { unmappedIPv4 } from './proxyproto.js';
+import { listenerHealth, probeTcp, TCP_PROBE_TIMES, type ListenerHealth, type TcpProbeTimes } from './tcpprobe.js';
 
 export const PROBE_INTERVAL_MS = 1000;
-const PROBE_TIMEOUT_MS = 800;
 
 export interface GatewayDnsConfig {
   etcd: { endpoints: string[]; caFile?: string; certFile?: string; keyFile?: string };
@@ -90,7 +91,13 @@ export class GatewayDns {
   private readonly refused = new Map<string, string>();
   /** Gateway records by etcd key. */
   private readonly gateways = new Map<string, Target>();
-  private readonly health = new Map<string, boolean>(); // "address:port" -> last probe ok
+  /** "address:port" -> healthy, and the soft failures in a row since its last pass (listenerHealth). */
+  private readonly health = new Map<string, ListenerHealth>();
+  /** "address:port" of the listeners the last probeAll found: a probe of one removed since is not recorded. */
+  private listening = new Set<string>();
+  private stopped = false;
+  /** "address:port" of probes under way: one at a time per listener, so at most one socket each. */
+  private readonly probing = new Set<string>();
   private etcd: Etcd3 | undefined;
   private readonly watchers: ListWatcher[] = [];
   private timer: NodeJS.Timeout | undefined;
@@ -99,6 +106,7 @@ export class GatewayDns {
   constructor(
     readonly cfg: GatewayDnsConfig,
     private readonly log: Logger,
+    private readonly probeTimes: TcpProbeTimes = TCP_PROBE_TIMES,
   ) {
     this.server = new DnsServer((q, from) => this.answer(q, from), log);
     this.rejections = new Rejections(log);
@@ -206,6 +214,7 @@ export class GatewayDns {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.server.close();
     await Promise.all(this.watchers.map((w) => w.stop()));
@@ -219,23 +228,25 @@ export class GatewayDns {
         const key = `${t.record.address}:${l.listenPort}`;
         if (seen.has(key)) continue;
         seen.add(key);
-        const s = net.connect({ host: t.record.address, port: l.listenPort });
-        const done = (ok: boolean) => {
-          clearTimeout(timer);
-          s.destroy();
-          if (this.health.get(key) !== ok) this.log.info({ gateway: key, cluster: t.record.cluster, healthy: ok }, 'gateway health changed');
-          this.health.set(key, ok);
-        };
-        const timer = setTimeout(() => done(false), PROBE_TIMEOUT_MS);
-        s.once('connect', () => done(true));
-        s.once('error', () => done(false));
+        if (this.probing.has(key)) continue;
+        this.probing.add(key);
+        void probeTcp(t.record.address, l.listenPort, this.probeTimes).then((failure) => {
+          this.probing.delete(key);
+          // a listener removed while its probe ran: a stale result must not come back with it
+          if (this.stopped || !this.listening.has(key)) return;
+          const before = this.health.get(key);
+          const after = listenerHealth(before, failure);
+          if (before?.healthy !== after.healthy) this.log.info({ gateway: key, cluster: t.record.cluster, healthy: after.healthy, failure }, 'gateway health changed');
+          this.health.set(key, after);
+        });
       }
+    this.listening = seen;
     for (const k of [...this.health.keys()]) if (!seen.has(k)) this.health.delete(k);
   }
 
   /** The region of a client address, if configured. */
   regionOf(ip: string): string | undefined {
-    const plain = ip.startsWith('::ffff:') ? ip.slice(7) : ip;
+    const plain = unmappedIPv4(ip);
     let p: Prefix;
     try {
       p = parsePrefix(plain.includes(':') ? `${plain}/128` : `${plain}/32`);
@@ -251,7 +262,7 @@ export class GatewayDns {
     const out: GatewayRecord[] = [];
     for (const t of this.gateways.values()) {
       const l = t.record.listeners.find((x) => x.service === service);
-      if (l && this.health.get(`${t.record.address}:${l.listenPort}`)) out.push(t.record);
+      if (l && this.health.get(`${t.record.address}:${l.listenPort}`)?.healthy) out.push(t.record);
     }
     const rank = (g: GatewayRecord) => (clientRegion !== undefined && g.region === clientRegion ? 0 : 1);
     return out.sort((a, b) => rank(a) - rank(b) || (a.cluster < b.cluster ? -1 : a.cluster > b.cluster ? 1 : a.node < b.node ? -1 : 1));

@@ -28,6 +28,7 @@ import type { Logger } from '../log.js';
 import type { NativeDevice } from '../native/binding.js';
 import { frontendRow } from '../native/rows.js';
 import { formatIP, parseIP } from '../net/ip.js';
+import { unmappedIPv4 } from '../gateway/proxyproto.js';
 import { serviceName, ServiceEndpoints } from './endpoints.js';
 import { NodeHealth } from './health.js';
 import { portViews, serviceFromManifest, type ClusterService, type ServicePortView } from './service.js';
@@ -373,7 +374,7 @@ export class ServiceDatapath {
     const p = def?.ports.find((x) => x.port === port && x.protocol === 'TCP');
     if (!def?.vip || !p) return undefined;
     const v6 = def.vip.includes(':');
-    const plain = client.startsWith('::ffff:') ? client.slice(7) : client;
+    const plain = unmappedIPv4(client);
     // the hash input must be of the VIP's family; another family's client hashes by port alone
     const src = parseIP(plain.includes(':') === v6 ? plain : v6 ? '::' : '0.0.0.0')!;
     const b = this.dev.servicePick(frontendRow(def.vip, port, 'TCP'), src, clientPort);

@@ -173,4 +173,20 @@ describe('PurgeRetries', () => {
     expect(retried).toHaveLength(5); // back to the first pause
     r.stop();
   });
+
+  it('again(): a write that may have landed after the purge queues the retry at once, in place of an armed timer, once', async () => {
+    vi.useFakeTimers();
+    const retried: string[] = [];
+    const r = new PurgeRetries({ first: 1000, max: 4000 }, (name) => void retried.push(name));
+    r.failed('c2'); // a timer armed for 1 s
+    r.again('c2');
+    expect(retried).toEqual(['c2']); // now, not after the pause
+    r.again('c2'); // already queued: not twice
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(retried).toEqual(['c2']); // the armed timer was cancelled
+    expect(r.dequeued('c2')).toBe(true);
+    r.again('c3'); // a remote not waiting for a retry (its purge held): queued too
+    expect(retried).toEqual(['c2', 'c3']);
+    r.stop();
+  });
 });
