@@ -5,7 +5,8 @@
 // oldest first.
 import type { Prefix } from '../../src/net/ip.js';
 
-const bits = (p: Prefix): string => {
+/** A prefix as its family and bit string ('4:0110...'), the key of `held()`. */
+export const prefixBits = (p: Prefix): string => {
   let s = p.addr.length === 4 ? '4:' : '6:';
   for (let i = 0; i < p.cidr; i++) s += (p.addr[i >> 3]! >> (7 - (i & 7))) & 1;
   return s;
@@ -15,30 +16,35 @@ export class OraclePrefixTrie<T> {
   private readonly owners = new Map<string, Set<T>>();
 
   insert(p: Prefix, owner: T): void {
-    const k = bits(p);
+    const k = prefixBits(p);
     const s = this.owners.get(k) ?? new Set<T>();
     this.owners.set(k, s.add(owner));
   }
 
   remove(p: Prefix, owner: T): void {
-    const k = bits(p);
+    const k = prefixBits(p);
     const s = this.owners.get(k);
     if (s?.delete(owner) && s.size === 0) this.owners.delete(k);
   }
 
   covering(p: Prefix, except?: T): T | undefined {
-    const k = bits(p);
+    const k = prefixBits(p);
     const hits = [...this.owners.keys()].filter((x) => k.startsWith(x)).sort((a, b) => a.length - b.length);
     return this.first(hits, except);
   }
 
   within(p: Prefix, except?: T): T | undefined {
-    const k = bits(p);
+    const k = prefixBits(p);
     return this.first([...this.owners.keys()].filter((x) => x.startsWith(k)).sort(), except);
   }
 
   overlapping(p: Prefix, except?: T): T | undefined {
     return this.covering(p, except) ?? this.within(p, except);
+  }
+
+  /** Owners of each stored prefix, oldest first, by bit string ('4:0110...'): what the trie's structure must hold. */
+  held(): Map<string, T[]> {
+    return new Map([...this.owners].map(([k, s]) => [k, [...s]]));
   }
 
   private first(prefixes: string[], except: T | undefined): T | undefined {

@@ -2,7 +2,8 @@
 // table that completes batches when the test says, fails lines and whole runs at random (a killed
 // run may have applied some of its lines). On seeded random claim/release/flush sequences, at most
 // one batch is in flight, and once the failures stop and the table settles, the kernel's routes
-// equal the CIDRs some peer claims (recomputed from the peers' routes: the reference).
+// equal the CIDRs some peer claims (recomputed from the peers' routes: the reference), covers() answers
+// as those CIDRs do, and its trie holds them and nothing else, down to its two empty roots once all is released.
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +11,9 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { AgentMetrics } from '../../src/agent/metrics.js';
 import { ipBatch, parseBatchErrors, RouteTable, type BatchResult, type BatchRunner } from '../../src/agent/routetable.js';
 import { silentLogger } from '../../src/log.js';
+import { parsePrefix, prefixContains } from '../../src/net/ip.js';
+import { prefixBits } from '../helpers/prefixtrie-oracle.js';
+import { nodesNeeded, trieShape } from '../helpers/prefixtrie-shape.js';
 import { cidrPool, prng, randomClaims } from '../helpers/routeclaims.js';
 
 /** A routing table behind a fake `ip -force -batch`: batches complete on complete(). */
@@ -66,6 +70,28 @@ async function settle(t: RouteTable, ip: FakeIp): Promise<void> {
   expect(t.pending).toBe(0);
 }
 
+/**
+ * covers() answers as the claimed CIDRs (`want`) do for an address inside each CIDR of `pool` and two outside
+ * it, and the trie behind it holds each claimed CIDR once (its own text as owner), only the nodes they need.
+ */
+function expectCovers(t: RouteTable, want: Set<string>, pool: string[]): void {
+  const claimed = [...want].map((c) => [parsePrefix(c), c] as const);
+  const probes = [...pool, '100.127.255.0/24', 'fd00:ffff::/64'].map((c) => {
+    const a = Buffer.from(parsePrefix(c).addr);
+    a[a.length - 1] = 5;
+    return a;
+  });
+  expect(probes.map((a) => t.covers(a))).toEqual(probes.map((a) => claimed.some(([p]) => prefixContains(p, a))));
+  const owners = new Map(claimed.map(([p, c]) => [prefixBits(p), [c]]));
+  const { faults, rootCount, nodes, owners: held } = trieShape(t['trie']);
+  expect({ faults, rootCount, nodes, owners: held }).toEqual({
+    faults: [],
+    rootCount: { v4: claimed.filter(([p]) => p.addr.length === 4).length, v6: claimed.filter(([p]) => p.addr.length === 16).length },
+    nodes: nodesNeeded(owners.keys()),
+    owners,
+  });
+}
+
 afterEach(() => {
   vi.useRealTimers();
 });
@@ -78,10 +104,11 @@ describe('RouteTable', () => {
       ip.lineFail = seed % 3 === 0 ? 0 : 0.1;
       ip.runFail = seed % 4 === 0 ? 0.2 : 0;
       const t = new RouteTable('wm0', ip.run, silentLogger, { retryMs: 1e9 });
-      const { want } = await randomClaims(t, rnd, {
+      const pool = cidrPool(24);
+      const { want, held } = await randomClaims(t, rnd, {
         steps: 300,
         peers: 12,
-        pool: cidrPool(24),
+        pool,
         between: () => (rnd() < 0.4 ? ip.complete() : undefined),
       });
       ip.lineFail = 0;
@@ -91,6 +118,10 @@ describe('RouteTable', () => {
       expect(ip.maxRunning).toBe(1);
       // without injected failures the books are exact: no line fails (no del of a route already gone)
       if (seed % 3 === 0 && seed % 4 !== 0) expect({ seed, failedOps: t.stats.failedOps }).toEqual({ seed, failedOps: 0 });
+      expectCovers(t, want, pool);
+      t.release(held); // every peer gone: nothing covered, the trie back to its roots
+      expectCovers(t, new Set(), pool);
+      expect(trieShape(t['trie']).nodes).toBe(2);
       await t.close();
     }
   });
