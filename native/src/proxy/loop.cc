@@ -100,8 +100,9 @@ void L7Proxy::Loop::run() {
   }
 }
 
-// Once a second: idle connections close; late heads get 408; stalled bodies close.
+// Once a second: a paused listener re-arms; idle connections close; late heads get 408; stalled bodies close.
 void L7Proxy::Loop::sweep() {
+  resume_accept();
   std::vector<uint32_t> idle, head, body;
   for (auto& kv : conns_) {
     const Conn* c = kv.second.get();
@@ -133,7 +134,12 @@ void L7Proxy::Loop::accept_all() {
     sockaddr_in sa{};
     socklen_t len = sizeof sa;
     int fd = accept4(lfd_, reinterpret_cast<sockaddr*>(&sa), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) return;
+    if (fd < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (accept_error_is_the_connections(errno)) continue;  // that connection is gone; the next may be fine
+      return pause_accept();
+    }
+    exhausted_ = false;
     p_->connections_.fetch_add(1, std::memory_order_relaxed);
     auto c = std::make_unique<Conn>();
     std::memcpy(c->client, &sa.sin_addr, 4);
@@ -142,7 +148,7 @@ void L7Proxy::Loop::accept_all() {
       close(fd);  // not a redirected flow, or the agent did not answer (fail closed)
       continue;
     }
-    if (p_->active_.load(std::memory_order_relaxed) >= kMaxConnections || !p_->acquire(c->key.identity, kMaxPerIdentity)) {
+    if (p_->active_.load(std::memory_order_relaxed) >= p_->max_connections() || !p_->acquire(c->key.identity, kMaxPerIdentity)) {
       p_->limited_.fetch_add(1, std::memory_order_relaxed);
       close(fd);
       continue;
@@ -162,6 +168,42 @@ void L7Proxy::Loop::accept_all() {
     refresh_rules(raw);
     settle(raw);
   }
+}
+
+// accept(2) on Linux hands a new connection's pending network error to the caller (man accept: "treat them
+// like EAGAIN by retrying"); the listener itself is fine.
+bool L7Proxy::Loop::accept_error_is_the_connections(int err) {
+  switch (err) {
+    case EINTR: case ECONNABORTED: case EPROTO: case ENETDOWN: case ENOPROTOOPT: case EHOSTDOWN: case ENONET:
+    case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH: case EPERM:  // EPERM: a firewall refused it
+      return true;
+    default:
+      return false;
+  }
+}
+
+// No descriptor (EMFILE, ENFILE) or memory (ENOBUFS, ENOMEM) for the next connection. The listener is
+// level-triggered: left armed it fires again at once and the loop spins on the same failure (a core at 100 %).
+// It is disarmed until a connection closes (destroy) or the next sweep (1 s): then one accept is tried again.
+// An episode (failures with no accept between) is counted once in fd_exhausted, for the agent's log.
+void L7Proxy::Loop::pause_accept() {
+  p_->accept_errors_.fetch_add(1, std::memory_order_relaxed);
+  if (!exhausted_) p_->fd_exhausted_.fetch_add(1, std::memory_order_relaxed);
+  exhausted_ = true;
+  if (accept_paused_) return;
+  epoll_event ev{};
+  ev.data.u64 = kListener;
+  epoll_ctl(epfd_, EPOLL_CTL_MOD, lfd_, &ev);
+  accept_paused_ = true;
+}
+
+void L7Proxy::Loop::resume_accept() {
+  if (!accept_paused_) return;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kListener;
+  epoll_ctl(epfd_, EPOLL_CTL_MOD, lfd_, &ev);
+  accept_paused_ = false;
 }
 
 // Makes sure c has the current generation's rules; false: asked the agent, c waits.
@@ -357,6 +399,7 @@ void L7Proxy::Loop::destroy(Conn* c) {
   p_->active_.fetch_sub(1, std::memory_order_relaxed);
   p_->release(c->key.identity);
   conns_.erase(c->id);
+  resume_accept();  // its descriptors are free
 }
 
 }  // namespace wm
