@@ -4,7 +4,10 @@
 // no original destination and is closed (fail closed), which the client sees as an end: accepted.
 // stdout: one JSON line { pid, port } when ready, then one per command. stdin commands, one a line:
 // "free N" closes N held descriptors; "stats" prints the proxy's counters.
-// WM_ADDON: the addon to load (default: this tree's build), so one test can run an older build too.
+// WM_ADDON: the addon to load (default: this tree's build), to run test/unit/l7-accept.test.ts against an
+// older build (it passes its environment on). Under test/unit/l7-accept.test.ts's LD_PRELOAD shim:
+// WM_FDPROXY_NOFILL=1 takes no descriptors; WM_SHIM_LOOKUP_FD (set by the shim) is a lookup channel that
+// answers every flow (127.0.0.1:9), and rule requests are answered "all" (an L4 allow).
 import { closeSync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
@@ -22,10 +25,12 @@ const port = await new Promise((resolve) => {
     s.close(() => resolve(p));
   });
 });
-const lookup = openSync('/dev/null', 'r');
-const proxy = new native.L7Proxy({ address: Buffer.from([127, 0, 0, 1]), port, workers: 1, lookupFds: [lookup] }, () => undefined);
+const lookup = process.env.WM_SHIM_LOOKUP_FD ? Number(process.env.WM_SHIM_LOOKUP_FD) : openSync('/dev/null', 'r');
+const proxy = new native.L7Proxy({ address: Buffer.from([127, 0, 0, 1]), port, workers: 1, lookupFds: [lookup] }, () => {
+  for (const req of proxy.takeRequests()) proxy.setRules(req, 'all');
+});
 const held = [];
-for (;;) {
+while (!process.env.WM_FDPROXY_NOFILL) {
   try {
     held.push(openSync('/dev/null', 'r'));
   } catch {

@@ -130,14 +130,20 @@ void L7Proxy::Loop::sweep() {
 }
 
 void L7Proxy::Loop::accept_all() {
+  // A connection's own errors are skipped, but at most kMaxAcceptSkips a call: one that keeps coming back would
+  // hold the thread here, its connections starved and stop() waiting on join. The listener is level-triggered,
+  // so what is left is tried again after the loop's other events.
+  uint32_t skipped = 0;
   for (;;) {
     sockaddr_in sa{};
     socklen_t len = sizeof sa;
     int fd = accept4(lfd_, reinterpret_cast<sockaddr*>(&sa), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      if (accept_error_is_the_connections(errno)) continue;  // that connection is gone; the next may be fine
-      return pause_accept();
+      if (!accept_error_is_the_connections(errno)) return pause_accept();
+      p_->accept_errors_.fetch_add(1, std::memory_order_relaxed);
+      if (++skipped >= kMaxAcceptSkips) return;
+      continue;  // that connection is gone; the next may be fine
     }
     exhausted_ = false;
     p_->connections_.fetch_add(1, std::memory_order_relaxed);
@@ -171,20 +177,23 @@ void L7Proxy::Loop::accept_all() {
 }
 
 // accept(2) on Linux hands a new connection's pending network error to the caller (man accept: "treat them
-// like EAGAIN by retrying"); the listener itself is fine.
+// like EAGAIN by retrying"); the listener itself is fine. Not EPERM or EACCES: on Linux they come from seccomp
+// or an LSM before the connection leaves the queue, so they repeat; they pause accept like EMFILE.
 bool L7Proxy::Loop::accept_error_is_the_connections(int err) {
   switch (err) {
     case EINTR: case ECONNABORTED: case EPROTO: case ENETDOWN: case ENOPROTOOPT: case EHOSTDOWN: case ENONET:
-    case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH: case EPERM:  // EPERM: a firewall refused it
+    case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH:
       return true;
     default:
       return false;
   }
 }
 
-// No descriptor (EMFILE, ENFILE) or memory (ENOBUFS, ENOMEM) for the next connection. The listener is
+// No descriptor (EMFILE, ENFILE) or memory (ENOBUFS, ENOMEM) for the next connection, or accept refused
+// (EPERM, EACCES: seccomp, an LSM), or the listener broken (EBADF, EINVAL: not expected). The listener is
 // level-triggered: left armed it fires again at once and the loop spins on the same failure (a core at 100 %).
-// It is disarmed until a connection closes (destroy) or the next sweep (1 s): then one accept is tried again.
+// It is disarmed until a descriptor closes on this worker (destroy, drop_upstream) or its next sweep (1 s):
+// then one accept is tried again. A close on another worker does not wake this one (its sweep does, 1 s).
 // An episode (failures with no accept between) is counted once in fd_exhausted, for the agent's log.
 void L7Proxy::Loop::pause_accept() {
   p_->accept_errors_.fetch_add(1, std::memory_order_relaxed);
@@ -306,7 +315,12 @@ bool L7Proxy::Loop::connect_upstream(Conn* c) {
   // No bind: the kernel's route to the local pod (its veth, the node's
   // source address) is the host's own path, outside the TUN and policy.
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
+  if (fd < 0) {
+    // accept took the last descriptor: this request gets its 503, and no more clients are taken on until
+    // descriptors are free (counted as an accept failure: fdExhausted, acceptErrors).
+    if (errno == EMFILE || errno == ENFILE) pause_accept();
+    return false;
+  }
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   sockaddr_in sa{};

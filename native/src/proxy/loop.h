@@ -36,6 +36,8 @@ constexpr uint32_t kBodyTimeoutS = 30;
 constexpr uint64_t kMaxConnections = 16384;
 constexpr uint32_t kMaxPerIdentity = 4096;
 constexpr size_t kMaxRecords = 65536;
+// Failed accepts a connection's own error explains (ECONNABORTED, say) skipped in one pass before the loop's other events.
+constexpr uint32_t kMaxAcceptSkips = 64;
 
 inline constexpr char kH2Preface[] = "PRI * HTTP/2.0\r\n";
 
@@ -196,7 +198,7 @@ class L7Proxy::Loop {
   uint32_t next_id_ = 1;
   uint32_t now_s_ = 0;
   bool accept_paused_ = false;  // the listener is disarmed (pause_accept)
-  bool exhausted_ = false;      // accept failed for want of descriptors or memory, none accepted since
+  bool exhausted_ = false;      // accept paused (pause_accept), none accepted since
 };
 
 }  // namespace wm

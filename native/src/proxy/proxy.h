@@ -85,8 +85,8 @@ struct L7ProxyStats {
   uint64_t h2c_ignored;  // requests whose Upgrade: h2c was dropped
   uint64_t head_timeouts, body_timeouts;  // heads not whole in time (408), bodies stalled (closed)
   uint64_t limited;      // connections closed at accept: over the total or per-identity cap
-  uint64_t fd_exhausted;   // episodes of accept failing for want of descriptors or memory (listener paused)
-  uint64_t accept_errors;  // those failures, one per attempt (at most one per closed connection or second)
+  uint64_t fd_exhausted;   // episodes of accept failing for want of descriptors or memory, or refused (paused)
+  uint64_t accept_errors;  // failed accepts, one per attempt (paused: one per closed descriptor or second)
   uint64_t max_connections;  // the cap in force: kMaxConnections or what RLIMIT_NOFILE holds, if lower
 };
 
