@@ -139,7 +139,7 @@ spec:
     const numbers = new Map<string, number>();
     const num = (rule: { id: string }) => numbers.get(rule.id) ?? (numbers.set(rule.id, numbers.size + 1), numbers.size);
     const spec = nativeRules(r, num);
-    const cases: Array<[string, string, Record<string, string>, string]> = [
+    const cases: Array<[string, string, Record<string, string | string[]>, string]> = [
       ['GET', '/public/a', {}, 'api.shop'],
       ['HEAD', '/public/', {}, 'api.shop'],
       ['GET', '/publicx', {}, 'api.shop'],
@@ -151,10 +151,20 @@ spec:
       ['POST', '/submit', { 'x-token': 'secret', 'x-trace': '1' }, 'apixshop'],
       ['POST', '/submit?x=1', { 'x-token': 'secret', 'x-trace': '1' }, 'api.shop'],
       ['GET', '/public/%20a?q=1', {}, ''],
+      // repeated field lines: one field, the lines joined by "," (a value rule needs the whole of it)
+      ['POST', '/submit', { 'X-Token': ['secret', 'other'], 'x-trace': '1' }, 'api.shop'],
+      ['POST', '/submit', { 'X-Token': ['other', 'secret'], 'x-trace': '1' }, 'api.shop'],
+      ['POST', '/submit', { 'X-Token': ['secret', 'secret'], 'x-trace': '1' }, 'api.shop'],
+      ['POST', '/submit', { 'X-Token': 'secret', 'x-trace': ['1', '2'] }, 'api.shop'],
+      ['POST', '/submit', { 'X-Token': 'secret', 'x-trace': ['', ''] }, 'api.shop'],
+      // CONNECT (authority-form target): no rule here names its method
+      ['CONNECT', 'api.shop:443', {}, 'api.shop:443'],
+      ['CONNECT', 'api.shop:443', { 'X-Token': 'secret', 'x-trace': '1' }, 'api.shop'],
     ];
     for (const [method, path, headers, host] of cases) {
       const want = decideRequest(r, { method, path, host, headers: Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v])) });
-      const head = `${method} ${path} HTTP/1.1\r\n${host ? `Host: ${host}\r\n` : ''}${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
+      const lines = Object.entries(headers).flatMap(([k, v]) => (Array.isArray(v) ? v : [v]).map((x) => `${k}: ${x}\r\n`));
+      const head = `${method} ${path} HTTP/1.1\r\n${host ? `Host: ${host}\r\n` : ''}${lines.join('')}\r\n`;
       const got = testhooks.l7Decide(spec, head);
       expect({ method, path, headers, host, ...got }).toEqual({ method, path, headers, host, allowed: want.allowed, ref: want.rule ? num(want.rule) : -1, target: path, warnings: [] });
     }
