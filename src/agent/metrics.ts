@@ -181,6 +181,14 @@ export class AgentMetrics {
       },
     });
     new Counter({
+      name: 'wiremesh_proxy_fd_exhausted_total',
+      help: 'Times the L7 proxy ran out of descriptors or memory at accept and paused accepting (until a connection closed, retried every second).',
+      registers: reg,
+      collect() {
+        totals(this, [[{}, s().proxy?.fdExhausted ?? 0]]);
+      },
+    });
+    new Counter({
       name: 'wiremesh_proxy_messages_rejected_total',
       help: 'Messages from the L7 proxy process the agent refused, by reason (not-json, too-large, schema, records, kind, frame, budget).',
       labelNames: ['reason'],

@@ -169,6 +169,12 @@ export interface NativeL7ProxyStats {
   bodyTimeouts: number;
   /** Connections closed at accept: over the proxy's total or per-identity cap. */
   limited: number;
+  /** Episodes of accept failing for want of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), or refused (EPERM, EACCES), or of the upstream socket() finding no descriptor: accepting paused. */
+  fdExhausted: number;
+  /** Failed accepts, one per attempt: while paused at most one per closed descriptor or second; also a connection's own errors (ECONNABORTED...), at most 64 a pass. */
+  acceptErrors: number;
+  /** The connection cap in force (a gauge): 16384, or less when RLIMIT_NOFILE cannot hold two descriptors each. */
+  maxConnections: number;
 }
 
 /** The native L7 proxy (native/src/proxy/proxy.h). */

@@ -8,7 +8,10 @@
  * for that identity and port has no HTTP section (an L4 allow: everything
  * passes, as in Cilium) or one of the HTTP rules matches: method, path and host
  * are regular expressions over the whole value, headers must be present (and
- * equal, when a value is given).
+ * equal, when a value is given, to the field's value: repeated lines joined by
+ * ",", as Envoy does). CONNECT (a tunnel once the pod answers 2xx) is allowed
+ * only by a rule with a method pattern that matches it, never by a rule
+ * without a method (Envoy refuses CONNECT unless configured for it).
  *
  * The proxy decides natively, with RE2 on the normalised target
  * (native/src/proxy/l7rules.h, http1.h); `wiremesh apply` refuses patterns RE2
@@ -65,13 +68,16 @@ function whole(re: string): RegExp {
 }
 
 export function httpRuleMatches(h: HttpRule, req: HttpRequestView): boolean {
+  // A CONNECT's 2xx is a tunnel past every later decision: only a rule naming a method that matches it allows it.
+  if (req.method === 'CONNECT' && h.method === undefined) return false;
   if (h.method !== undefined && !whole(h.method).test(req.method)) return false;
   if (h.path !== undefined && !whole(h.path).test(req.path)) return false;
   if (h.host !== undefined && !whole(h.host).test(req.host)) return false;
   for (const x of h.headers ?? []) {
     const v = req.headers[x.name];
     if (v === undefined) return false;
-    if (x.value !== undefined && !(Array.isArray(v) ? v : [v]).includes(x.value)) return false;
+    // repeated lines are one field, joined by commas (RFC 9110 5.3): the value must equal that, not one of them
+    if (x.value !== undefined && (Array.isArray(v) ? v.join(',') : v) !== x.value) return false;
   }
   return true;
 }

@@ -117,7 +117,9 @@ const MAX_UNREAD = 64 << 20;
 const RULE_REQUESTS_PER_S = 50_000;
 const MAX_WARNED = 1024;
 
-const ZERO: NativeL7ProxyStats = { connections: 0, active: 0, requests: 0, denied: 0, upstreamErrors: 0, passthrough: 0, badRequests: 0, recordsLost: 0, h2Refused: 0, h2cIgnored: 0, headTimeouts: 0, bodyTimeouts: 0, limited: 0 };
+/** Stats that are the running process's state, not counts: never carried over a restart. */
+const GAUGES: ReadonlyArray<keyof NativeL7ProxyStats> = ['active', 'maxConnections'];
+const ZERO: NativeL7ProxyStats = { connections: 0, active: 0, requests: 0, denied: 0, upstreamErrors: 0, passthrough: 0, badRequests: 0, recordsLost: 0, h2Refused: 0, h2cIgnored: 0, headTimeouts: 0, bodyTimeouts: 0, limited: 0, fdExhausted: 0, acceptErrors: 0, maxConnections: 0 };
 
 /** dist/src/proxy/worker.js: next to this file when built, or under dist/ when this runs from sources (vitest). */
 function workerPath(): string {
@@ -205,7 +207,7 @@ export class L7Proxy {
   get stats(): ProxyStats {
     const sum = { ...ZERO };
     for (const k of Object.keys(ZERO) as Array<keyof NativeL7ProxyStats>) sum[k] = this.base[k] + (this.child ? this.current[k] : 0);
-    sum.active = this.child ? this.current.active : 0;
+    for (const k of GAUGES) sum[k] = this.child ? this.current[k] : 0;
     const l = this.lookup?.stats();
     return {
       ...sum,
@@ -358,6 +360,9 @@ export class L7Proxy {
           }
         return;
       case 'stats':
+        // once per episode: the counter moves when accepting pauses after a success, not per failed accept
+        if (m.stats.fdExhausted > this.current.fdExhausted)
+          this.log.warn({ pid: this.child?.pid, active: m.stats.active, maxConnections: m.stats.maxConnections, episodes: this.base.fdExhausted + m.stats.fdExhausted }, 'L7 proxy out of descriptors: accepting paused until a connection closes (1 s retries)');
         this.current = m.stats;
         if (m.id !== undefined) {
           this.statsWaiters.get(m.id)?.();
@@ -392,7 +397,7 @@ export class L7Proxy {
 
   private exited(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
     if (child !== this.child) return;
-    for (const k of Object.keys(ZERO) as Array<keyof NativeL7ProxyStats>) if (k !== 'active') this.base[k] += this.current[k];
+    for (const k of Object.keys(ZERO) as Array<keyof NativeL7ProxyStats>) if (!GAUGES.includes(k)) this.base[k] += this.current[k];
     this.child = undefined;
     const wasUpMs = this.ready ? Date.now() - this.upSince : 0;
     this.ready = false;

@@ -83,10 +83,42 @@ describe('L7 rules', () => {
     expect(decideRequest([], { method: 'GET', path: '/', host: '', headers: {} }).allowed).toBe(false);
   });
 
-  it('header rules: "Name" means present, "Name: value" means equal (multi-valued headers included)', () => {
+  it('header rules: "Name" means present, "Name: value" means equal to the field value (repeated lines joined by ",")', () => {
     const h = { headers: [{ name: 'x-a' }, { name: 'x-b', value: 'v' }] };
-    expect(httpRuleMatches(h, { method: 'GET', path: '/', host: '', headers: { 'x-a': '', 'x-b': ['w', 'v'] } })).toBe(true);
+    expect(httpRuleMatches(h, { method: 'GET', path: '/', host: '', headers: { 'x-a': '', 'x-b': 'v' } })).toBe(true);
+    expect(httpRuleMatches(h, { method: 'GET', path: '/', host: '', headers: { 'x-a': ['', ''], 'x-b': 'v' } })).toBe(true); // present twice is present
     expect(httpRuleMatches(h, { method: 'GET', path: '/', host: '', headers: { 'x-b': 'v' } })).toBe(false);
+    // review regression: one matching line among several passed, and the pod may read another one
+    expect(httpRuleMatches(h, { method: 'GET', path: '/', host: '', headers: { 'x-a': '', 'x-b': ['w', 'v'] } })).toBe(false);
+    expect(httpRuleMatches({ headers: [{ name: 'x-b', value: 'w,v' }] }, { method: 'GET', path: '/', host: '', headers: { 'x-b': ['w', 'v'] } })).toBe(true);
+    // the native matcher: the same answers on repeated field lines (either order), and on one line holding both
+    const role = [{ ref: 1, headers: [{ name: 'X-Role', value: 'admin' }] }];
+    const head = (...lines: string[]) => `GET / HTTP/1.1\r\nHost: a\r\n${lines.map((l) => `${l}\r\n`).join('')}\r\n`;
+    expect(testhooks.l7Decide(role, head('X-Role: admin'))).toMatchObject({ allowed: true, ref: 1 });
+    expect(testhooks.l7Decide(role, head('X-Role: admin', 'X-Role: guest'))).toMatchObject({ allowed: false });
+    expect(testhooks.l7Decide(role, head('X-Role: guest', 'x-role: admin'))).toMatchObject({ allowed: false });
+    expect(testhooks.l7Decide(role, head('X-Role: admin', 'X-Role: admin'))).toMatchObject({ allowed: false }); // "admin,admin"
+    expect(testhooks.l7Decide(role, head('X-Role: admin, guest'))).toMatchObject({ allowed: false });
+    expect(testhooks.l7Decide([{ ref: 2, headers: [{ name: 'X-Role', value: 'guest,admin' }] }], head('X-Role: guest', 'X-Role: admin'))).toMatchObject({ allowed: true, ref: 2 });
+    expect(testhooks.l7Decide([{ ref: 3, headers: [{ name: 'X-Role' }] }], head('X-Role: a', 'X-Role: b'))).toMatchObject({ allowed: true, ref: 3 });
+  });
+
+  it('CONNECT (a tunnel on 2xx) is allowed only by a rule whose method pattern matches it, never by a rule without a method', () => {
+    const connect = 'CONNECT api.shop:8080 HTTP/1.1\r\nHost: api.shop:8080\r\nX-Token: s\r\n\r\n';
+    const view = { method: 'CONNECT', path: 'api.shop:8080', host: 'api.shop:8080', headers: { 'x-token': 's' } };
+    // review regression: a header or host rule (no method, no path) let CONNECT through, and a pod answering 2xx
+    // turned the connection into a tunnel no later rule sees
+    for (const rule of [{ headers: [{ name: 'X-Token', value: 's' }] }, { host: 'api\\.shop(:8080)?' }, {}]) {
+      expect(testhooks.l7Decide([{ ref: 1, ...rule }], connect)).toMatchObject({ allowed: false, ref: -1 });
+      expect(httpRuleMatches({ ...rule, headers: rule.headers?.map((h) => ({ ...h, name: h.name.toLowerCase() })) }, view)).toBe(false);
+      // other methods still pass such a rule
+      expect(testhooks.l7Decide([{ ref: 1, ...rule }], 'GET / HTTP/1.1\r\nHost: api.shop:8080\r\nX-Token: s\r\n\r\n')).toMatchObject({ allowed: true, ref: 1 });
+    }
+    expect(testhooks.l7Decide([{ ref: 4, method: 'CONNECT' }], connect)).toMatchObject({ allowed: true, ref: 4 });
+    expect(testhooks.l7Decide([{ ref: 5, method: 'GET|CONNECT', host: 'api\\.shop:8080' }], connect)).toMatchObject({ allowed: true, ref: 5 });
+    expect(testhooks.l7Decide([{ ref: 6, method: 'GET' }], connect)).toMatchObject({ allowed: false });
+    expect(httpRuleMatches({ method: 'CONNECT' }, view)).toBe(true);
+    expect(testhooks.l7Decide('all', connect)).toMatchObject({ allowed: true, ref: -1 }); // an L4 allow is everything, as in Cilium
   });
 
   it('egress and deny rules with HTTP sections stay L4, with a warning', () => {
@@ -107,7 +139,7 @@ spec:
     const numbers = new Map<string, number>();
     const num = (rule: { id: string }) => numbers.get(rule.id) ?? (numbers.set(rule.id, numbers.size + 1), numbers.size);
     const spec = nativeRules(r, num);
-    const cases: Array<[string, string, Record<string, string>, string]> = [
+    const cases: Array<[string, string, Record<string, string | string[]>, string]> = [
       ['GET', '/public/a', {}, 'api.shop'],
       ['HEAD', '/public/', {}, 'api.shop'],
       ['GET', '/publicx', {}, 'api.shop'],
@@ -119,10 +151,20 @@ spec:
       ['POST', '/submit', { 'x-token': 'secret', 'x-trace': '1' }, 'apixshop'],
       ['POST', '/submit?x=1', { 'x-token': 'secret', 'x-trace': '1' }, 'api.shop'],
       ['GET', '/public/%20a?q=1', {}, ''],
+      // repeated field lines: one field, the lines joined by "," (a value rule needs the whole of it)
+      ['POST', '/submit', { 'X-Token': ['secret', 'other'], 'x-trace': '1' }, 'api.shop'],
+      ['POST', '/submit', { 'X-Token': ['other', 'secret'], 'x-trace': '1' }, 'api.shop'],
+      ['POST', '/submit', { 'X-Token': ['secret', 'secret'], 'x-trace': '1' }, 'api.shop'],
+      ['POST', '/submit', { 'X-Token': 'secret', 'x-trace': ['1', '2'] }, 'api.shop'],
+      ['POST', '/submit', { 'X-Token': 'secret', 'x-trace': ['', ''] }, 'api.shop'],
+      // CONNECT (authority-form target): no rule here names its method
+      ['CONNECT', 'api.shop:443', {}, 'api.shop:443'],
+      ['CONNECT', 'api.shop:443', { 'X-Token': 'secret', 'x-trace': '1' }, 'api.shop'],
     ];
     for (const [method, path, headers, host] of cases) {
       const want = decideRequest(r, { method, path, host, headers: Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v])) });
-      const head = `${method} ${path} HTTP/1.1\r\n${host ? `Host: ${host}\r\n` : ''}${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
+      const lines = Object.entries(headers).flatMap(([k, v]) => (Array.isArray(v) ? v : [v]).map((x) => `${k}: ${x}\r\n`));
+      const head = `${method} ${path} HTTP/1.1\r\n${host ? `Host: ${host}\r\n` : ''}${lines.join('')}\r\n`;
       const got = testhooks.l7Decide(spec, head);
       expect({ method, path, headers, host, ...got }).toEqual({ method, path, headers, host, allowed: want.allowed, ref: want.rule ? num(want.rule) : -1, target: path, warnings: [] });
     }

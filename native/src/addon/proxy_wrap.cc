@@ -193,6 +193,9 @@ class L7ProxyWrap : public Napi::ObjectWrap<L7ProxyWrap> {
     o.Set("headTimeouts", double(s.head_timeouts));
     o.Set("bodyTimeouts", double(s.body_timeouts));
     o.Set("limited", double(s.limited));
+    o.Set("fdExhausted", double(s.fd_exhausted));
+    o.Set("acceptErrors", double(s.accept_errors));
+    o.Set("maxConnections", double(s.max_connections));
     return o;
   }
   Napi::Value Close(const Napi::CallbackInfo& info) {

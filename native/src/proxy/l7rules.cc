@@ -60,23 +60,31 @@ L7RuleSet::Decision L7RuleSet::decide(const http1::Head& req) const {
   if (all_) return {true, -1};
   static const std::string kEmpty;
   const std::string* host = req.get("host");
+  // A CONNECT's 2xx makes the connection a byte tunnel, past every later request's decision. Envoy (Cilium's
+  // proxy) refuses CONNECT unless configured for it; here only a rule whose method pattern matches CONNECT
+  // allows it: a rule without a method (a host or header rule, say) was not written for tunnels.
+  const bool connect = req.method == "CONNECT";
   for (const Rule& r : rules_) {
     if (r.broken) continue;
+    if (connect && !r.method) continue;
     // FullMatch: the whole value, as Cilium's anchored Go regexps and l7.ts's ^(?:...)$.
     if (r.method && !RE2::FullMatch(req.method, *r.method)) continue;
     if (r.path && !RE2::FullMatch(req.target, *r.path)) continue;
     if (r.host && !RE2::FullMatch(host ? *host : kEmpty, *r.host)) continue;
     bool ok = true;
     for (const auto& want : r.headers) {
+      // Repeated field lines are one field whose value is theirs joined by commas, in order (RFC 9110 5.3;
+      // Envoy matches that combined value too, joined by ","). A rule's value is compared with it, so
+      // "X-Role: admin" does not pass a request that also carries "X-Role: guest", which the pod may read.
       bool found = false;
+      std::string combined;
       for (const auto& h : req.headers) {
         if (h.first != want.first) continue;
-        if (!want.second || h.second == *want.second) {
-          found = true;
-          break;
-        }
+        if (found) combined += ',';
+        combined += h.second;
+        found = true;
       }
-      if (!found) {
+      if (!found || (want.second && combined != *want.second)) {
         ok = false;
         break;
       }

@@ -5,7 +5,8 @@
 // semantics are those of src/policy/l7.ts httpRuleMatches/decideRequest (a
 // unit test runs both over the same table): method, path and host are
 // regular expressions over the whole value, headers must be present and, when
-// a value is given, equal.
+// a value is given, equal to the field's value (repeated lines: joined by ",").
+// CONNECT is allowed only by a rule with a method pattern that matches it.
 //
 // Patterns are RE2 (the syntax Cilium's Go regexps share): matching is linear
 // in the input whatever the pattern, so no request can make a rule take

@@ -100,8 +100,9 @@ void L7Proxy::Loop::run() {
   }
 }
 
-// Once a second: idle connections close; late heads get 408; stalled bodies close.
+// Once a second: a paused listener re-arms; idle connections close; late heads get 408; stalled bodies close.
 void L7Proxy::Loop::sweep() {
+  resume_accept();
   std::vector<uint32_t> idle, head, body;
   for (auto& kv : conns_) {
     const Conn* c = kv.second.get();
@@ -129,11 +130,22 @@ void L7Proxy::Loop::sweep() {
 }
 
 void L7Proxy::Loop::accept_all() {
+  // A connection's own errors are skipped, but at most kMaxAcceptSkips a call: one that keeps coming back would
+  // hold the thread here, its connections starved and stop() waiting on join. The listener is level-triggered,
+  // so what is left is tried again after the loop's other events.
+  uint32_t skipped = 0;
   for (;;) {
     sockaddr_in sa{};
     socklen_t len = sizeof sa;
     int fd = accept4(lfd_, reinterpret_cast<sockaddr*>(&sa), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) return;
+    if (fd < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (!accept_error_is_the_connections(errno)) return pause_accept();
+      p_->accept_errors_.fetch_add(1, std::memory_order_relaxed);
+      if (++skipped >= kMaxAcceptSkips) return;
+      continue;  // that connection is gone; the next may be fine
+    }
+    exhausted_ = false;
     p_->connections_.fetch_add(1, std::memory_order_relaxed);
     auto c = std::make_unique<Conn>();
     std::memcpy(c->client, &sa.sin_addr, 4);
@@ -142,7 +154,7 @@ void L7Proxy::Loop::accept_all() {
       close(fd);  // not a redirected flow, or the agent did not answer (fail closed)
       continue;
     }
-    if (p_->active_.load(std::memory_order_relaxed) >= kMaxConnections || !p_->acquire(c->key.identity, kMaxPerIdentity)) {
+    if (p_->active_.load(std::memory_order_relaxed) >= p_->max_connections() || !p_->acquire(c->key.identity, kMaxPerIdentity)) {
       p_->limited_.fetch_add(1, std::memory_order_relaxed);
       close(fd);
       continue;
@@ -162,6 +174,45 @@ void L7Proxy::Loop::accept_all() {
     refresh_rules(raw);
     settle(raw);
   }
+}
+
+// accept(2) on Linux hands a new connection's pending network error to the caller (man accept: "treat them
+// like EAGAIN by retrying"); the listener itself is fine. Not EPERM or EACCES: on Linux they come from seccomp
+// or an LSM before the connection leaves the queue, so they repeat; they pause accept like EMFILE.
+bool L7Proxy::Loop::accept_error_is_the_connections(int err) {
+  switch (err) {
+    case EINTR: case ECONNABORTED: case EPROTO: case ENETDOWN: case ENOPROTOOPT: case EHOSTDOWN: case ENONET:
+    case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// No descriptor (EMFILE, ENFILE) or memory (ENOBUFS, ENOMEM) for the next connection, or accept refused
+// (EPERM, EACCES: seccomp, an LSM), or the listener broken (EBADF, EINVAL: not expected). The listener is
+// level-triggered: left armed it fires again at once and the loop spins on the same failure (a core at 100 %).
+// It is disarmed until a descriptor closes on this worker (destroy, drop_upstream) or its next sweep (1 s):
+// then one accept is tried again. A close on another worker does not wake this one (its sweep does, 1 s).
+// An episode (failures with no accept between) is counted once in fd_exhausted, for the agent's log.
+void L7Proxy::Loop::pause_accept() {
+  p_->accept_errors_.fetch_add(1, std::memory_order_relaxed);
+  if (!exhausted_) p_->fd_exhausted_.fetch_add(1, std::memory_order_relaxed);
+  exhausted_ = true;
+  if (accept_paused_) return;
+  epoll_event ev{};
+  ev.data.u64 = kListener;
+  epoll_ctl(epfd_, EPOLL_CTL_MOD, lfd_, &ev);
+  accept_paused_ = true;
+}
+
+void L7Proxy::Loop::resume_accept() {
+  if (!accept_paused_) return;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kListener;
+  epoll_ctl(epfd_, EPOLL_CTL_MOD, lfd_, &ev);
+  accept_paused_ = false;
 }
 
 // Makes sure c has the current generation's rules; false: asked the agent, c waits.
@@ -264,7 +315,12 @@ bool L7Proxy::Loop::connect_upstream(Conn* c) {
   // No bind: the kernel's route to the local pod (its veth, the node's
   // source address) is the host's own path, outside the TUN and policy.
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
+  if (fd < 0) {
+    // accept took the last descriptor: this request gets its 503, and no more clients are taken on until
+    // descriptors are free (counted as an accept failure: fdExhausted, acceptErrors).
+    if (errno == EMFILE || errno == ENFILE) pause_accept();
+    return false;
+  }
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   sockaddr_in sa{};
@@ -357,6 +413,7 @@ void L7Proxy::Loop::destroy(Conn* c) {
   p_->active_.fetch_sub(1, std::memory_order_relaxed);
   p_->release(c->key.identity);
   conns_.erase(c->id);
+  resume_accept();  // its descriptors are free
 }
 
 }  // namespace wm

@@ -32,9 +32,12 @@ constexpr uint32_t kHeadTimeoutS = 10;
 // A request body may pause this long while the proxy is reading it (not while the pod holds it back).
 constexpr uint32_t kBodyTimeoutS = 30;
 // Connections per proxy and per source identity: one identity (a compromised pod, say) cannot take them all.
+// The proxy's cap is the lower of kMaxConnections and what its descriptor limit holds (L7Proxy::start).
 constexpr uint64_t kMaxConnections = 16384;
 constexpr uint32_t kMaxPerIdentity = 4096;
 constexpr size_t kMaxRecords = 65536;
+// Failed accepts a connection's own error explains (ECONNABORTED, say) skipped in one pass before the loop's other events.
+constexpr uint32_t kMaxAcceptSkips = 64;
 
 inline constexpr char kH2Preface[] = "PRI * HTTP/2.0\r\n";
 
@@ -153,6 +156,9 @@ class L7Proxy::Loop {
   void run();
   void sweep();
   void accept_all();
+  static bool accept_error_is_the_connections(int err);
+  void pause_accept();
+  void resume_accept();
   bool refresh_rules(Conn* c);
   void retry_waiting();
   bool read_into(int fd, Buf* b);
@@ -191,6 +197,8 @@ class L7Proxy::Loop {
   std::vector<uint32_t> waiting_;
   uint32_t next_id_ = 1;
   uint32_t now_s_ = 0;
+  bool accept_paused_ = false;  // the listener is disarmed (pause_accept)
+  bool exhausted_ = false;      // accept paused (pause_accept), none accepted since
 };
 
 }  // namespace wm

@@ -130,6 +130,7 @@ void L7Proxy::Loop::drop_upstream(Conn* c) {
   if (c->ufd >= 0) {
     epoll_ctl(epfd_, EPOLL_CTL_DEL, c->ufd, nullptr);
     close(c->ufd);
+    resume_accept();  // a descriptor is free (other workers: their own closes or their 1 s sweep)
   }
   c->ufd = -1;
   c->connecting = c->connected = false;

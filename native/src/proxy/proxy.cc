@@ -10,9 +10,11 @@
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -34,9 +36,22 @@ size_t L7FlowKeyHash::operator()(const L7FlowKey& k) const {
 }
 
 
+// The connection cap the descriptor limit allows. Each connection holds two descriptors (client, upstream); the
+// rest of the process (Node and libuv, the control and lookup channels, each loop's listener, epoll and
+// eventfd) keeps 128 plus an eighth of the limit, or half of a small one. Node raises the soft limit to the
+// hard one at startup, so this is usually kMaxConnections; at 1024 it is 384. A descriptor limit lowered
+// later (prlimit) is met by pausing accept (loop.cc pause_accept), not by this cap.
+static uint64_t connection_cap() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return kMaxConnections;
+  uint64_t soft = rl.rlim_cur, reserve = std::min<uint64_t>(128 + soft / 8, soft / 2);
+  return std::max<uint64_t>(1, std::min<uint64_t>(kMaxConnections, (soft - reserve) / 2));
+}
+
 bool L7Proxy::start(const uint8_t address[4], uint16_t port, int workers, OriginalFn original,
                     std::function<void()> notify, std::string* err) {
   std::memcpy(address_, address, 4);
+  max_connections_ = connection_cap();
   original_ = std::move(original);
   notify_ = std::move(notify);
   if (workers < 1) workers = 1;
@@ -159,6 +174,9 @@ L7ProxyStats L7Proxy::stats() const {
   s.head_timeouts = head_timeouts_.load();
   s.body_timeouts = body_timeouts_.load();
   s.limited = limited_.load();
+  s.fd_exhausted = fd_exhausted_.load();
+  s.accept_errors = accept_errors_.load();
+  s.max_connections = max_connections_;
   std::lock_guard<std::mutex> lock(records_mu_);
   s.records_lost = records_lost_;
   return s;

@@ -85,6 +85,9 @@ struct L7ProxyStats {
   uint64_t h2c_ignored;  // requests whose Upgrade: h2c was dropped
   uint64_t head_timeouts, body_timeouts;  // heads not whole in time (408), bodies stalled (closed)
   uint64_t limited;      // connections closed at accept: over the total or per-identity cap
+  uint64_t fd_exhausted;   // episodes of accept failing for want of descriptors or memory, or refused (paused)
+  uint64_t accept_errors;  // failed accepts, one per attempt (paused: one per closed descriptor or second)
+  uint64_t max_connections;  // the cap in force: kMaxConnections or what RLIMIT_NOFILE holds, if lower
 };
 
 class L7Proxy {
@@ -124,7 +127,9 @@ class L7Proxy {
   const uint8_t* address() const { return address_; }
 
   std::atomic<uint64_t> connections_{0}, active_{0}, requests_{0}, denied_{0}, upstream_errors_{0}, passthrough_{0},
-      bad_requests_{0}, h2_refused_{0}, h2c_ignored_{0}, head_timeouts_{0}, body_timeouts_{0}, limited_{0};
+      bad_requests_{0}, h2_refused_{0}, h2c_ignored_{0}, head_timeouts_{0}, body_timeouts_{0}, limited_{0},
+      fd_exhausted_{0}, accept_errors_{0};
+  uint64_t max_connections() const { return max_connections_; }
   // Connections per source identity (the cap in loop.cc): acquire at accept, release on close.
   bool acquire(uint32_t identity, uint32_t max);
   void release(uint32_t identity);
@@ -136,6 +141,7 @@ class L7Proxy {
   std::function<void()> notify_;
   std::vector<std::unique_ptr<Loop>> loops_;
   std::atomic<uint64_t> generation_{1};
+  uint64_t max_connections_ = 0;  // set by start, before the loops run
 
   std::mutex mu_;
   std::unordered_map<L7FlowKey, CacheEntry, L7FlowKeyHash> cache_;
