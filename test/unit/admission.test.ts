@@ -185,4 +185,25 @@ describe('agent admission', () => {
     expect(reasons()).toEqual(['node/claim']);
     expect(seen.node.size).toBe(1);
   });
+
+  it("regression: no node takes this node's own pod CIDRs, underlay address or WireGuard key, even seen first (its configuration is the pin)", () => {
+    // A compromised node of our own cluster, listed before ours (key order after a restart, or while our lease
+    // lapsed): first-admitted-wins gave it our pod CIDR (its tunnel then took our pods' addresses as sources)
+    // and refused our own record here.
+    const trust = new Trust('c1', 1, ['100.65.0.0/16']);
+    const rejections = new Rejections();
+    const seen = new Map<string, NodeRecord>();
+    const self = { key: nodeKey('c1', 'n5'), podCIDRs: ['100.65.5.0/24'], addresses: ['198.18.1.15'], publicKey: () => 'B'.repeat(42) + 'A=' };
+    const a = new Admission(trust, rejections, { node: (k, r) => (r ? seen.set(k, r) : seen.delete(k)), endpoint: () => {}, identity: () => {}, relay: () => {} }, self);
+    a.upsert('node', nodeKey('c1', 'a0'), 'c1', node('c1', 1, 'a0', ['100.65.5.0/25'], ['198.18.1.90']));
+    a.upsert('node', nodeKey('c1', 'a1'), 'c1', node('c1', 1, 'a1', ['100.65.91.0/24'], ['198.18.1.15']));
+    a.upsert('node', nodeKey('c1', 'a2'), 'c1', { ...node('c1', 1, 'a2', ['100.65.92.0/24'], ['198.18.1.92']), publicKey: self.publicKey() });
+    expect([...seen.keys()]).toEqual([]);
+    expect(rejections.recent.map((e) => `${e.key} ${e.reason}`)).toEqual(['a0', 'a1', 'a2'].map((n) => `${nodeKey('c1', n)} conflict`));
+    a.upsert('node', self.key, 'c1', { ...node('c1', 1, 'n5', self.podCIDRs, self.addresses), publicKey: self.publicKey() });
+    expect([...seen.keys()]).toEqual([self.key]);
+    // one that lets go of our claims is admitted
+    a.upsert('node', nodeKey('c1', 'a0'), 'c1', node('c1', 1, 'a0', ['100.65.90.0/24'], ['198.18.1.90']));
+    expect(seen.has(nodeKey('c1', 'a0'))).toBe(true);
+  });
 });
