@@ -121,3 +121,28 @@ export function parseEndpoint(text: string, field = 'endpoint'): { host: string;
 export function formatEndpoint(ep: { host: string; port: number }): string {
   return ep.host.includes(':') ? `[${ep.host}]:${ep.port}` : `${ep.host}:${ep.port}`;
 }
+
+/** Ranges whose addresses are no host reachable across a routed network (RFC 6890): what each is. */
+const NOT_A_HOST: ReadonlyArray<readonly [Prefix, string]> = (
+  [
+    ['0.0.0.0/8', 'unspecified ("this network")'],
+    ['127.0.0.0/8', 'loopback'],
+    ['169.254.0.0/16', 'link-local'],
+    ['224.0.0.0/4', 'multicast'],
+    ['240.0.0.0/4', 'reserved or broadcast'],
+    ['::/128', 'unspecified'],
+    ['::1/128', 'loopback'],
+    ['fe80::/10', 'link-local'],
+    ['ff00::/8', 'multicast'],
+  ] as const
+).map(([p, what]) => [parsePrefix(p), what] as const);
+
+/**
+ * Why `addr` (4 or 16 bytes) cannot be another machine's address on the underlay (loopback, link-local:
+ * every node has its own, such as the cloud metadata service 169.254.169.254; multicast, unspecified,
+ * broadcast), or undefined for an address that can.
+ */
+export function notAHost(addr: Buffer): string | undefined {
+  for (const [p, what] of NOT_A_HOST) if (p.addr.length === addr.length && prefixContains(p, addr)) return what;
+  return undefined;
+}

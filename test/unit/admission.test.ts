@@ -206,4 +206,16 @@ describe('agent admission', () => {
     a.upsert('node', nodeKey('c1', 'a0'), 'c1', node('c1', 1, 'a0', ['100.65.90.0/24'], ['198.18.1.90']));
     expect(seen.has(nodeKey('c1', 'a0'))).toBe(true);
   });
+
+  it('regression: no node address that cannot be a host on the underlay (link-local, loopback, multicast, unspecified, broadcast)', () => {
+    // In mesh mode a node's addresses enter its peer's allowed IPs: a remote node that named 169.254.169.254 (the
+    // cloud metadata service every node has on its own link) got our pods' requests to it through its tunnel.
+    const { a, seen, reasons } = setup();
+    const bad = ['169.254.169.254', 'fe80::1', '127.0.0.1', '::1', '224.0.0.251', 'ff02::1', '0.0.0.0', '::', '255.255.255.255'];
+    bad.forEach((addr, i) => a.upsert('node', nodeKey('c2', `n${i}`), 'c2', { ...node('c2', 2, `n${i}`, [`100.66.${i}.0/24`], [`198.18.2.${10 + i}`, addr]), publicKey: Buffer.alloc(32, i + 1).toString('base64') }));
+    expect(seen.node.size).toBe(0);
+    expect(reasons()).toEqual(bad.map(() => 'node/claim'));
+    a.upsert('node', nodeKey('c2', 'ok'), 'c2', node('c2', 2, 'ok', ['100.66.200.0/24'], ['198.18.2.10', 'fd00:18::10']));
+    expect(seen.node.size).toBe(1);
+  });
 });

@@ -17,7 +17,7 @@
  * they need: src/agent/admission.ts, src/gateway/gslb.ts.
  */
 import { CLUSTER_LABEL, DEFAULT_MAX_CLUSTERS, identityCluster, type MaxClusters } from '../../identity/identity.js';
-import { formatPrefix, parseIP, parsePrefix, prefixContains, type Prefix } from '../../net/ip.js';
+import { formatPrefix, notAHost, parseIP, parsePrefix, prefixContains, type Prefix } from '../../net/ip.js';
 import { prefixesOverlap } from '../types.js';
 import type { PinnedCluster } from './cluster.js';
 import type { EndpointRecord } from './endpoint.js';
@@ -118,6 +118,9 @@ export class Trust {
     // an underlay address inside any cluster's pod CIDRs would turn pod traffic into tunnel endpoints
     for (const a of rec.addresses) {
       const addr = parseIP(a)!;
+      // node addresses enter its peer's allowed IPs (mesh mode): one every node has itself would send our pods' packets to it into that tunnel
+      const local = notAHost(addr);
+      if (local) return `underlay address ${a} is ${local}: no node's own`;
       for (const c of this.clusters.values()) if (c.podCIDRs.some((p) => prefixContains(p, addr))) return `underlay address ${a} lies in ${c.name}'s pod CIDRs`;
     }
     return this.insideCluster(f, rec.podCIDRs.map((c) => parsePrefix(c)), 'pod CIDR');
