@@ -134,8 +134,13 @@ export class Admission {
   private readonly cidrs = new Map<string, PrefixTrie<string>>();
   private readonly addrs = new PrefixTrie<string>();
   private readonly keys = new Map<string, string>();
-  /** Nodes refused for a conflict, by the node they conflict with. */
+  /**
+   * Nodes refused for a conflict, by the node they conflict with, and the one node each waits on: a node waits
+   * on one node at a time and leaves that list when it is removed, admitted or waits on another, so together
+   * they hold at most one entry per node candidate (a hostile remote's create-delete rounds leave nothing).
+   */
   private readonly waiting = new Map<string, Set<string>>();
+  private readonly waitsOn = new Map<string, string>();
   /** (key, reason) pairs already reported: a record is counted once, not on every re-check. */
   private readonly reported = new Map<string, string>();
 
@@ -167,6 +172,7 @@ export class Admission {
 
   remove(kind: Kind, key: string): void {
     this.cand[kind].delete(key);
+    if (kind === 'node') this.unwait(key);
     this.reported.delete(key);
     this.withdraw(kind, key);
   }
@@ -310,6 +316,7 @@ export class Admission {
       this.waitOn(key, clash);
     }
     if (prev) this.unindex(key, prev);
+    this.unwait(key);
     this.admitted.node.set(key, n);
     this.index(key, cluster, n);
     this.sinks.node(key, n);
@@ -367,9 +374,21 @@ export class Admission {
   }
 
   private waitOn(owner: string, key: string): void {
+    if (this.waitsOn.get(key) !== owner) this.unwait(key);
     let s = this.waiting.get(owner);
     if (!s) this.waiting.set(owner, (s = new Set()));
     s.add(key);
+    this.waitsOn.set(key, owner);
+  }
+
+  /** `key` waits on no node (any more). */
+  private unwait(key: string): void {
+    const owner = this.waitsOn.get(key);
+    if (owner === undefined) return;
+    this.waitsOn.delete(key);
+    const s = this.waiting.get(owner);
+    s?.delete(key);
+    if (s?.size === 0) this.waiting.delete(owner);
   }
 
   /** Nodes that waited on `owner` are checked again (each waits on at most one node at a time). */
@@ -377,6 +396,7 @@ export class Admission {
     const s = this.waiting.get(owner);
     if (!s) return;
     this.waiting.delete(owner);
+    for (const k of s) this.waitsOn.delete(k);
     for (const k of s) {
       // most waiters still clash with someone else: finding whom costs a few trie steps, a full check much more
       const c = this.cand.node.get(k);

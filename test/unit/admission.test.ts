@@ -218,4 +218,31 @@ describe('agent admission', () => {
     a.upsert('node', nodeKey('c2', 'ok'), 'c2', node('c2', 2, 'ok', ['100.66.200.0/24'], ['198.18.2.10', 'fd00:18::10']));
     expect(seen.node.size).toBe(1);
   });
+  it('regression: the lists of nodes waiting on a conflict hold no more than the live node candidates', () => {
+    // A hostile remote created and deleted nodes under new names, each claiming our node's address, one alive at
+    // a time: each waited on our node and stayed on its list after its delete (cleared only when our node's record
+    // changed), 200,000 entries with no live record. A node that moved its claim stayed on its first list too.
+    const { a, seen } = setup();
+    a.upsert('node', nodeKey('c1', 'n1'), 'c1', node('c1', 1, 'n1', ['100.65.1.0/24'], ['198.18.1.10']));
+    a.upsert('node', nodeKey('c1', 'n2'), 'c1', { ...node('c1', 1, 'n2', ['100.65.2.0/24'], ['198.18.1.20']), publicKey: 'B'.repeat(42) + 'A=' });
+    const internals = a as unknown as { waiting: Map<string, Set<string>>; cand: { node: Iterable<unknown> } };
+    const waiters = () => [...internals.waiting.values()].reduce((n, s) => n + s.size, 0);
+    const candidates = () => [...internals.cand.node].length;
+    for (let i = 0; i < 500; i++) {
+      const k = nodeKey('c2', `x${i}`);
+      a.upsert('node', k, 'c2', { ...node('c2', 2, `x${i}`, [`100.66.${i % 250}.0/24`], ['198.18.1.10']), publicKey: Buffer.alloc(32, (i % 250) + 1).toString('base64') });
+      // the same node moving its claim to the other node's address: it waits on that one alone
+      a.upsert('node', k, 'c2', { ...node('c2', 2, `x${i}`, [`100.66.${i % 250}.0/24`], ['198.18.1.20']), publicKey: Buffer.alloc(32, (i % 250) + 1).toString('base64') });
+      expect(waiters()).toBe(1);
+      a.remove('node', k);
+    }
+    expect(waiters()).toBe(0);
+    expect(candidates()).toBe(2);
+    expect([...seen.node.keys()]).toEqual([nodeKey('c1', 'n1'), nodeKey('c1', 'n2')]);
+    // the waiting still works: a waiter is admitted when the node it waits on goes
+    a.upsert('node', nodeKey('c2', 'y'), 'c2', node('c2', 2, 'y', ['100.66.1.0/24'], ['198.18.1.10']));
+    a.remove('node', nodeKey('c1', 'n1'));
+    expect(seen.node.has(nodeKey('c2', 'y'))).toBe(true);
+    expect(waiters()).toBe(0);
+  });
 });
