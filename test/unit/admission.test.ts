@@ -207,15 +207,18 @@ describe('agent admission', () => {
     expect(seen.has(nodeKey('c1', 'a0'))).toBe(true);
   });
 
-  it('regression: no node address that cannot be a host on the underlay (link-local, loopback, multicast, unspecified, broadcast)', () => {
+  it('regression: no node address that cannot be a host on the underlay (link-local, loopback, multicast, unspecified, broadcast, IPv4-compatible, site-local, metadata services)', () => {
     // In mesh mode a node's addresses enter its peer's allowed IPs: a remote node that named 169.254.169.254 (the
     // cloud metadata service every node has on its own link) got our pods' requests to it through its tunnel.
     const { a, seen, reasons } = setup();
-    const bad = ['169.254.169.254', 'fe80::1', '127.0.0.1', '::1', '224.0.0.251', 'ff02::1', '0.0.0.0', '::', '255.255.255.255'];
+    const bad = ['169.254.169.254', 'fe80::1', '127.0.0.1', '::1', '224.0.0.251', 'ff02::1', '0.0.0.0', '::', '255.255.255.255',
+      // IPv4 in deprecated IPv6 forms (127.0.0.1, 169.254.169.254), site-local, metadata services outside link-local
+      '::7f00:1', '::a9fe:a9fe', '::ffff:0:7f00:1', 'fec0::1', 'fd00:ec2::254', '100.100.100.200', '192.0.0.192'];
     bad.forEach((addr, i) => a.upsert('node', nodeKey('c2', `n${i}`), 'c2', { ...node('c2', 2, `n${i}`, [`100.66.${i}.0/24`], [`198.18.2.${10 + i}`, addr]), publicKey: Buffer.alloc(32, i + 1).toString('base64') }));
     expect(seen.node.size).toBe(0);
     expect(reasons()).toEqual(bad.map(() => 'node/claim'));
-    a.upsert('node', nodeKey('c2', 'ok'), 'c2', node('c2', 2, 'ok', ['100.66.200.0/24'], ['198.18.2.10', 'fd00:18::10']));
+    // routed unicast neighbours of those stay claimable (a known gap: docs/security.md); NAT64 is not decoded
+    a.upsert('node', nodeKey('c2', 'ok'), 'c2', node('c2', 2, 'ok', ['100.66.200.0/24'], ['198.18.2.10', 'fd00:18::10', 'fd00:ec2::253', '192.0.0.193', '64:ff9b::7f00:1']));
     expect(seen.node.size).toBe(1);
   });
   it('regression: the lists of nodes waiting on a conflict hold no more than the live node candidates', () => {
