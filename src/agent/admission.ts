@@ -39,7 +39,21 @@ import type { Rejections } from '../controlplane/records/rejections.js';
 import type { Trust } from '../controlplane/records/trust.js';
 import { formatPrefix, parseIP, parsePrefix, prefixContains, type Prefix } from '../net/ip.js';
 import { PrefixTrie } from '../net/prefixtrie.js';
+import { prefixesOverlap } from '../controlplane/types.js';
 import { EndpointStore, nodeIdOf, type Candidate } from './endpointstore.js';
+
+/**
+ * This agent's own node as its configuration says (what its own record carries): the one claim the agent
+ * knows first-hand. Shapes as in the node record: CIDR and address texts, the WireGuard key in base64
+ * (undefined before the device has one).
+ */
+export interface SelfNode {
+  /** Its node record's etcd key. */
+  key: string;
+  podCIDRs: string[];
+  addresses: string[];
+  publicKey(): string | undefined;
+}
 
 export interface AdmissionSinks {
   node(key: string, rec: NodeRecord | undefined): void;
@@ -120,16 +134,32 @@ export class Admission {
   private readonly cidrs = new Map<string, PrefixTrie<string>>();
   private readonly addrs = new PrefixTrie<string>();
   private readonly keys = new Map<string, string>();
-  /** Nodes refused for a conflict, by the node they conflict with. */
+  /**
+   * Nodes refused for a conflict, by the node they conflict with, and the one node each waits on: a node waits
+   * on one node at a time and leaves that list when it is removed, admitted or waits on another, so together
+   * they hold at most one entry per node candidate (a hostile remote's create-delete rounds leave nothing).
+   */
   private readonly waiting = new Map<string, Set<string>>();
+  private readonly waitsOn = new Map<string, string>();
   /** (key, reason) pairs already reported: a record is counted once, not on every re-check. */
   private readonly reported = new Map<string, string>();
 
+  /** This node's own claims, parsed once (≤ 16 of each). */
+  private readonly self: (NodeClaims & { key: string; publicKey(): string | undefined }) | undefined;
+
+  /**
+   * `self`: this agent's own node. No other node, of any cluster, is admitted with a pod CIDR overlapping
+   * its pod CIDRs, one of its underlay addresses or its WireGuard key, whatever the order records come in: first-admitted-wins would otherwise let a node listed
+   * before ours (a restart, our lease lapsed) take our pods' addresses as its tunnel's sources here.
+   */
   constructor(
     private readonly trust: Trust,
     private readonly rejections: Rejections,
     private readonly sinks: AdmissionSinks,
-  ) {}
+    self?: SelfNode,
+  ) {
+    if (self) this.self = { key: self.key, publicKey: () => self.publicKey(), cidrs: self.podCIDRs.map((c) => parsePrefix(c)), addrs: self.addresses.map(hostPrefix) };
+  }
 
   // ---- inputs (from the decoding watch sinks) ----------------------------------
 
@@ -142,6 +172,7 @@ export class Admission {
 
   remove(kind: Kind, key: string): void {
     this.cand[kind].delete(key);
+    if (kind === 'node') this.unwait(key);
     this.reported.delete(key);
     this.withdraw(kind, key);
   }
@@ -230,6 +261,8 @@ export class Admission {
     const ours = cluster === this.trust.localName;
     const blocks = (owner: string) => !ours || this.admittedCluster(owner) === this.trust.localName;
     const cl = claimsOf(rec);
+    const own = this.selfClash(key, rec, cl);
+    if (own) return { owner: this.self!.key, what: own };
     const trie = this.cidrs.get(cluster);
     for (const [i, p] of cl.cidrs.entries()) {
       const o = trie?.overlapping(p, key);
@@ -243,6 +276,19 @@ export class Admission {
     }
     const k = this.keys.get(rec.publicKey);
     if (k !== undefined && k !== key && blocks(k)) return { owner: k, what: `WireGuard key is node ${this.nameOf(k)}'s` };
+    return undefined;
+  }
+
+  /** What node `key` would take of this node's own claims (its configuration), if anything. */
+  private selfClash(key: string, rec: NodeRecord, cl: NodeClaims): string | undefined {
+    const me = this.self;
+    if (!me || key === me.key) return undefined;
+    // (an address inside a pod CIDR, ours too, is trust's refusal already)
+    for (const [i, p] of cl.cidrs.entries())
+      if (me.cidrs.some((m) => prefixesOverlap(m, p))) return `pod CIDR ${rec.podCIDRs[i]} overlaps this node's own`;
+    for (const [i, a] of cl.addrs.entries())
+      if (me.addrs.some((m) => m.addr.equals(a.addr))) return `underlay address ${rec.addresses[i]} is this node's own`;
+    if (rec.publicKey === me.publicKey()) return `WireGuard key is this node's own`;
     return undefined;
   }
 
@@ -270,6 +316,7 @@ export class Admission {
       this.waitOn(key, clash);
     }
     if (prev) this.unindex(key, prev);
+    this.unwait(key);
     this.admitted.node.set(key, n);
     this.index(key, cluster, n);
     this.sinks.node(key, n);
@@ -327,9 +374,21 @@ export class Admission {
   }
 
   private waitOn(owner: string, key: string): void {
+    if (this.waitsOn.get(key) !== owner) this.unwait(key);
     let s = this.waiting.get(owner);
     if (!s) this.waiting.set(owner, (s = new Set()));
     s.add(key);
+    this.waitsOn.set(key, owner);
+  }
+
+  /** `key` waits on no node (any more). */
+  private unwait(key: string): void {
+    const owner = this.waitsOn.get(key);
+    if (owner === undefined) return;
+    this.waitsOn.delete(key);
+    const s = this.waiting.get(owner);
+    s?.delete(key);
+    if (s?.size === 0) this.waiting.delete(owner);
   }
 
   /** Nodes that waited on `owner` are checked again (each waits on at most one node at a time). */
@@ -337,6 +396,7 @@ export class Admission {
     const s = this.waiting.get(owner);
     if (!s) return;
     this.waiting.delete(owner);
+    for (const k of s) this.waitsOn.delete(k);
     for (const k of s) {
       // most waiters still clash with someone else: finding whom costs a few trie steps, a full check much more
       const c = this.cand.node.get(k);

@@ -29,7 +29,7 @@
 import { execFileSync } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import type { Etcd3 } from 'etcd3';
-import { healthKey } from '../controlplane/keys.js';
+import { healthKey, stateKey } from '../controlplane/keys.js';
 import { connectEtcd, EtcdStore, ListWatcher } from '../controlplane/kvstore.js';
 import { nodeHealthCodec, Rejections, Trust, type EndpointRecord, type NodeRecord } from '../controlplane/records/index.js';
 import { Admission } from './admission.js';
@@ -122,6 +122,11 @@ export class Agent extends EventEmitter {
         else this.datapath?.removeIdentity(Number(k.slice(k.lastIndexOf('/') + 1)));
       },
       relay: (k, rec) => this.peerSet.setRelay(k, rec),
+    }, {
+      key: stateKey('nodes', cfg.cluster.name, cfg.node.name),
+      podCIDRs: cfg.node.podCIDRs,
+      addresses: cfg.node.addresses.map((a) => formatIP(parseIP(a)!)),
+      publicKey: () => this.dev?.identity?.publicKey.toString('base64'),
     });
   }
 

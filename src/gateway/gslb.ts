@@ -30,7 +30,7 @@ import { cachePrefix, statePrefix } from '../controlplane/keys.js';
 import { connectEtcd, decoded, EtcdStore, ListWatcher } from '../controlplane/kvstore.js';
 import { prefixesOverlap } from '../controlplane/types.js';
 import { etcdEndpoint, fail, int, isObj, nonEmptyList, obj, validateAddress, validatePrefixes } from '../validate.js';
-import { gatewayCodec, nodeCodec, RecordError, Rejections, stateLocation, type GatewayRecord, type NodeRecord } from '../controlplane/records/index.js';
+import { gatewayCodec, nodeCodec, notANodeAddress, RecordError, Rejections, stateLocation, type GatewayRecord, type NodeRecord } from '../controlplane/records/index.js';
 import type { Logger } from '../log.js';
 import { parsePrefix, type Prefix } from '../net/ip.js';
 import { parseYamlMapping, readConfigFile } from '../yamlconfig.js';
@@ -173,34 +173,40 @@ export class GatewayDns {
     if (changed) this.probeAll(); // new targets are probed at once, not a second later
   }
 
+  /** The gateway record at etcd key `k` is now `rec` (undefined: deleted); it is used once admitGateways admits it. */
+  gatewayChanged(k: string, rec: GatewayRecord | undefined): void {
+    if (rec) this.offered.set(k, rec);
+    else this.offered.delete(k);
+    this.admitGateways();
+  }
+
+  /**
+   * The node record at etcd key `k` is now `rec` (undefined: deleted). A node naming an address that is no host
+   * of its own (loopback, link-local such as 169.254.169.254: `notANodeAddress`, as agents check it) is refused
+   * (`claim`, counted) and its gateways wait: this process would probe that address on its own host, find it
+   * healthy and hand it to outside clients.
+   */
+  nodeChanged(k: string, rec: NodeRecord | undefined): void {
+    const why = rec?.addresses.map(notANodeAddress).find((w) => w !== undefined);
+    if (rec && why) this.rejections.add(new RecordError('node', k, 'claim', why), rec.cluster);
+    if (rec && !why) {
+      if (stateLocation('nodes', k)?.cached === false) this.localNodes.add(`${rec.cluster}/${rec.name}`);
+      this.setNode(`${rec.cluster}/${rec.name}`, rec);
+      this.nodeKeys.set(k, `${rec.cluster}/${rec.name}`);
+    } else {
+      const id = this.nodeKeys.get(k);
+      this.nodeKeys.delete(k);
+      if (id) this.setNode(id, undefined);
+    }
+    this.admitGateways();
+  }
+
   async start(): Promise<void> {
     this.etcd = connectEtcd(this.cfg.etcd);
     const store = new EtcdStore(this.etcd);
     const origin = (k: string) => stateLocation('gateways', k)?.cluster ?? stateLocation('nodes', k)?.cluster ?? '';
-    const gateways = decoded(gatewayCodec, {
-      upsert: (k, rec) => {
-        this.offered.set(k, rec);
-        this.admitGateways();
-      },
-      remove: (k) => {
-        this.offered.delete(k);
-        this.admitGateways();
-      },
-    }, this.rejections, origin);
-    const nodes = decoded(nodeCodec, {
-      upsert: (k, rec) => {
-        if (stateLocation('nodes', k)?.cached === false) this.localNodes.add(`${rec.cluster}/${rec.name}`);
-        this.setNode(`${rec.cluster}/${rec.name}`, rec);
-        this.nodeKeys.set(k, `${rec.cluster}/${rec.name}`);
-        this.admitGateways();
-      },
-      remove: (k) => {
-        const id = this.nodeKeys.get(k);
-        this.nodeKeys.delete(k);
-        if (id) this.setNode(id, undefined);
-        this.admitGateways();
-      },
-    }, this.rejections, origin);
+    const gateways = decoded(gatewayCodec, { upsert: (k, rec) => this.gatewayChanged(k, rec), remove: (k) => this.gatewayChanged(k, undefined) }, this.rejections, origin);
+    const nodes = decoded(nodeCodec, { upsert: (k, rec) => this.nodeChanged(k, rec), remove: (k) => this.nodeChanged(k, undefined) }, this.rejections, origin);
     this.watchers.push(
       new ListWatcher(store, statePrefix('gateways'), gateways, this.log),
       new ListWatcher(store, cachePrefix('gateways'), gateways, this.log),

@@ -121,3 +121,44 @@ export function parseEndpoint(text: string, field = 'endpoint'): { host: string;
 export function formatEndpoint(ep: { host: string; port: number }): string {
   return ep.host.includes(':') ? `[${ep.host}]:${ep.port}` : `${ep.host}:${ep.port}`;
 }
+
+/**
+ * Ranges whose addresses are no host reachable across a routed network (RFC 6890), or that every host has for
+ * itself: what each is. The first that holds names it. Addresses that embed an IPv4 one in a routed prefix
+ * (NAT64 64:ff9b::/96, 6to4 2002::/16, Teredo 2001::/32) are not decoded: they reach a routed host as any
+ * unicast address does (docs/security.md, "A node names its own addresses").
+ */
+const NOT_A_HOST: ReadonlyArray<readonly [Prefix, string]> = (
+  [
+    ['0.0.0.0/8', 'unspecified ("this network")'],
+    ['127.0.0.0/8', 'loopback'],
+    ['169.254.0.0/16', 'link-local'],
+    ['224.0.0.0/4', 'multicast'],
+    ['240.0.0.0/4', 'reserved or broadcast'],
+    ['::/128', 'unspecified'],
+    ['::1/128', 'loopback'],
+    // deprecated forms that carry an IPv4 address (::7f00:1 is 127.0.0.1, ::a9fe:a9fe 169.254.169.254):
+    // IPv4-compatible (RFC 4291), IPv4-mapped, IPv4-translated (SIIT, RFC 2765); no host has one as its own
+    ['::/96', 'IPv4-compatible (deprecated)'],
+    ['::ffff:0:0/96', 'IPv4-mapped'],
+    ['::ffff:0:0:0/96', 'IPv4-translated (SIIT)'],
+    ['fe80::/10', 'link-local'],
+    ['fec0::/10', 'site-local (deprecated)'],
+    ['ff00::/8', 'multicast'],
+    // cloud metadata services outside link-local: like 169.254.169.254, each node's own host answers them
+    ['fd00:ec2::254/128', 'the AWS metadata service (IPv6)'],
+    ['100.100.100.200/32', 'the Alibaba Cloud metadata service'],
+    ['192.0.0.192/32', 'the Oracle Cloud metadata service'],
+  ] as const
+).map(([p, what]) => [parsePrefix(p), what] as const);
+
+/**
+ * Why `addr` (4 or 16 bytes) cannot be another machine's address on the underlay (loopback, link-local,
+ * site-local, multicast, unspecified, broadcast, IPv4 embedded in ::/96 or ::ffff forms; the cloud metadata
+ * services each node's own host answers: 169.254.169.254, fd00:ec2::254, 100.100.100.200, 192.0.0.192),
+ * or undefined for an address that can.
+ */
+export function notAHost(addr: Buffer): string | undefined {
+  for (const [p, what] of NOT_A_HOST) if (p.addr.length === addr.length && prefixContains(p, addr)) return what;
+  return undefined;
+}

@@ -50,7 +50,8 @@ export interface MeshState {
 /**
  * One cluster's view, as its agents have it: every record decoded by its
  * codec and admitted by the agents' own Admission against what this cluster
- * pinned (so trace explains what the data path does, refusals included).
+ * pinned (so trace explains what the data path does, refusals included). No own node is given (`self`): on a
+ * conflict with one agent's own node, that agent's view can differ (docs/policy.md).
  */
 export async function loadMeshState(etcd: Etcd3): Promise<MeshState> {
   const st: MeshState = { endpoints: [], identities: new Map(), policies: [], nodes: [], rejected: [] };

@@ -325,6 +325,21 @@ describe('record codecs under random and hostile values', () => {
     expect(reason(records.endpointCodec, stateKey('ip', 'c2', '100.66.1.10'), ep)).toMatchObject({ ok: false, error: { reason: 'key' } });
     expect(reason(records.heartbeatCodec, stateKey('heartbeat', 'c2', 'other'), { at: 1, seq: 1 })).toMatchObject({ ok: false, error: { reason: 'key' } });
   });
+
+  it('regression: a WireGuard key has one spelling: base64 whose unused low bits are set is refused (it names the same key)', () => {
+    // 43 base64 digits carry 258 bits: the last digit's low 2 are dropped, so "…E=", "…F=", "…G=", "…H=" decode
+    // to one key. Compared as text (admission's one key, one node), a node took another's key spelt otherwise;
+    // the device then held one peer for both and the second record moved the first one's endpoint and CIDRs.
+    const decode = (publicKey: string) =>
+      records.tryDecode(records.nodeCodec, stateKey('nodes', 'c2', 'n1'), JSON.stringify({ cluster: 'c2', clusterId: 2, name: 'n1', addresses: ['198.18.2.10'], port: 51820, publicKey, podCIDRs: ['100.66.1.0/24'], bootId: '1' }));
+    for (const last of 'FGH') {
+      const alias = KEY.slice(0, 42) + last + '=';
+      expect(Buffer.from(alias, 'base64').equals(Buffer.from(KEY, 'base64'))).toBe(true);
+      expect(decode(alias), alias).toMatchObject({ ok: false });
+    }
+    expect(decode(KEY)).toMatchObject({ ok: true });
+    for (let b = 0; b < 256; b++) expect(decode(Buffer.alloc(32, b).toString('base64'))).toMatchObject({ ok: true });
+  });
 });
 
 // ---- Trust -----------------------------------------------------------------------------

@@ -6,8 +6,12 @@ import { arrayOf, isClusterName, isInt, isIP, isNodeName, isObj, isPrefix } from
 import { cidr, clusterId, clusterName, ipAddress, MAX_ADDRESSES, MAX_CIDRS, nodeName, port } from './fields.js';
 import { mismatch, stateLocation } from './location.js';
 
-/** A WireGuard public key: base64 of 32 bytes. */
-const PUBLIC_KEY_RE = /^[A-Za-z0-9+/]{43}=$/;
+/**
+ * A WireGuard public key: base64 of 32 bytes, in its one spelling. 43 digits carry 258 bits: the last digit's
+ * low 2 bits must be zero (A E I … 0 4 8), else four texts name one key and a node could take another's key,
+ * spelt otherwise, past every comparison of the text (admission's one key, one node).
+ */
+const PUBLIC_KEY_RE = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
 
 export const nodeSchema = z.object({
   cluster: clusterName,
@@ -17,7 +21,7 @@ export const nodeSchema = z.object({
   addresses: z.array(ipAddress).min(1).max(MAX_ADDRESSES),
   port,
   /** WireGuard public key, base64 of 32 bytes. */
-  publicKey: z.string().refine((s) => PUBLIC_KEY_RE.test(s), 'not a base64 32-byte key'),
+  publicKey: z.string().refine((s) => PUBLIC_KEY_RE.test(s), 'not a base64 32-byte key in its canonical spelling'),
   podCIDRs: z.array(cidr).min(1).max(MAX_CIDRS),
   /** The agent's start time (ms since epoch, as text): lets watchers see restarts. */
   bootId: z.string().max(64),

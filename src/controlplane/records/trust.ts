@@ -17,7 +17,7 @@
  * they need: src/agent/admission.ts, src/gateway/gslb.ts.
  */
 import { CLUSTER_LABEL, DEFAULT_MAX_CLUSTERS, identityCluster, type MaxClusters } from '../../identity/identity.js';
-import { formatPrefix, parseIP, parsePrefix, prefixContains, type Prefix } from '../../net/ip.js';
+import { formatPrefix, notAHost, parseIP, parsePrefix, prefixContains, type Prefix } from '../../net/ip.js';
 import { prefixesOverlap } from '../types.js';
 import type { PinnedCluster } from './cluster.js';
 import type { EndpointRecord } from './endpoint.js';
@@ -36,6 +36,17 @@ export interface ClusterFacts {
 
 /** A reason, or undefined when the claim holds. */
 export type Verdict = string | undefined;
+
+/**
+ * Why the underlay address text `a` (the codec checked it) cannot be a node's own, or undefined: it names no
+ * host of its own (`notAHost`). Node addresses enter their peer's allowed IPs (mesh mode): one every node has
+ * itself would send our pods' packets to it into that tunnel; gateway-dns would probe it on its own host and
+ * hand it to clients. A stateless check, also applied where no pin is known (gateway-dns).
+ */
+export function notANodeAddress(a: string): Verdict {
+  const local = notAHost(parseIP(a)!);
+  return local ? `underlay address ${a} is ${local}: no node's own` : undefined;
+}
 
 export class Trust {
   private readonly clusters = new Map<string, ClusterFacts>();
@@ -118,6 +129,8 @@ export class Trust {
     // an underlay address inside any cluster's pod CIDRs would turn pod traffic into tunnel endpoints
     for (const a of rec.addresses) {
       const addr = parseIP(a)!;
+      const local = notANodeAddress(a);
+      if (local) return local;
       for (const c of this.clusters.values()) if (c.podCIDRs.some((p) => prefixContains(p, addr))) return `underlay address ${a} lies in ${c.name}'s pod CIDRs`;
     }
     return this.insideCluster(f, rec.podCIDRs.map((c) => parsePrefix(c)), 'pod CIDR');
