@@ -34,6 +34,7 @@ import { gatewayCodec, nodeCodec, RecordError, Rejections, stateLocation, type G
 import type { Logger } from '../log.js';
 import { parsePrefix, type Prefix } from '../net/ip.js';
 import { parseYamlMapping, readConfigFile } from '../yamlconfig.js';
+import { gatewayClientOf } from './gateway.js';
 import { DnsServer, RCODE_REFUSED, RCODE_SERVFAIL, type Answer } from '../services/dns.js';
 
 export const PROBE_INTERVAL_MS = 1000;
@@ -100,7 +101,8 @@ export class GatewayDns {
     readonly cfg: GatewayDnsConfig,
     private readonly log: Logger,
   ) {
-    this.server = new DnsServer((q, from) => this.answer(q, from), log);
+    // a client on the open network holds a whole IPv6 /64: it counts as one source, as at the gateway
+    this.server = new DnsServer((q, from) => this.answer(q, from), log, { sourceOf: gatewayClientOf });
     this.rejections = new Rejections(log);
   }
 
