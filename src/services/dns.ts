@@ -10,7 +10,8 @@
  * Unknown names inside a zone get NXDOMAIN with the zone's SOA (negative
  * caching); names outside them REFUSED: the agent is not a recursive
  * resolver. Malformed queries are dropped and counted; the server never
- * throws on input.
+ * throws on input. Each source is bounded before its query is decoded
+ * (dnslimit.ts) and answers fit the client's UDP size (dnssize.ts).
  */
 import dgram from 'node:dgram';
 import * as packet from 'dns-packet';
