@@ -208,7 +208,7 @@ export class DnsServer {
     const rd = q.flag_rd ? packet.RECURSION_DESIRED : 0;
     const edns = ednsOf(q);
     const limit = edns === undefined || edns === 'formerr' ? PLAIN_UDP_PAYLOAD : edns.payload;
-    const fail = (rcode: number, questions: packet.Question[]) => ({ res: { type: 'response' as const, id: q.id, flags: rd | (rcode & 0xf), questions }, limit, opt: edns === undefined || edns === 'formerr' ? undefined : optRecord(rcode) });
+    const fail = (rcode: number, questions: packet.Question[]) => ({ res: { type: 'response' as const, id: q.id, flags: rd | (rcode & 0xf), questions }, limit, opt: edns === undefined || edns === 'formerr' ? undefined : optRecord(rcode, edns) });
     // a FORMERR echoes no questions: a query with thousands would make an answer as large as itself
     if (edns === 'formerr' || !q.questions || q.questions.length !== 1) return fail(RCODE_FORMERR, []);
     if (edns?.version !== undefined && edns.version !== 0) return fail(RCODE_BADVERS, q.questions);
@@ -225,6 +225,6 @@ export class DnsServer {
       authorities: a.authorities,
       additionals: a.additionals,
     };
-    return { res, limit, opt: edns ? optRecord(0) : undefined };
+    return { res, limit, opt: edns ? optRecord(0, edns) : undefined };
   }
 }

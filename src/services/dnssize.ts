@@ -25,6 +25,8 @@ export interface Edns {
   /** The answer's byte bound: the advertised size clamped to [512, EDNS_MAX_PAYLOAD]. */
   payload: number;
   version: number;
+  /** The DO bit (RFC 3225 §3): copied into the answer's OPT record. */
+  dnssecOk: boolean;
 }
 
 /**
@@ -36,12 +38,16 @@ export function ednsOf(q: packet.DecodedPacket): Edns | undefined | 'formerr' {
   if (opts.length === 0) return undefined;
   if (opts.length > 1) return 'formerr';
   const o = opts[0]!;
-  return { payload: Math.min(EDNS_MAX_PAYLOAD, Math.max(PLAIN_UDP_PAYLOAD, o.udpPayloadSize ?? 0)), version: o.ednsVersion ?? 0 };
+  return { payload: Math.min(EDNS_MAX_PAYLOAD, Math.max(PLAIN_UDP_PAYLOAD, o.udpPayloadSize ?? 0)), version: o.ednsVersion ?? 0, dnssecOk: ((o.flags ?? 0) & packet.DNSSEC_OK) !== 0 };
 }
 
-/** The OPT record of an answer to an EDNS query (our size; BADVERS's upper bits when asked). */
-export function optRecord(rcode: number): packet.OptAnswer {
-  return { type: 'OPT', name: '.', udpPayloadSize: EDNS_MAX_PAYLOAD, extendedRcode: rcode >> 4, ednsVersion: 0, flags: 0 } as packet.OptAnswer;
+/**
+ * The OPT record of an answer to an EDNS query: our size, BADVERS's upper
+ * bits when asked, and the query's DO bit (RFC 3225 §3: the server copies it).
+ */
+export function optRecord(rcode: number, edns: Edns): packet.OptAnswer {
+  const flags = edns.dnssecOk ? packet.DNSSEC_OK : 0;
+  return { type: 'OPT', name: '.', udpPayloadSize: EDNS_MAX_PAYLOAD, extendedRcode: rcode >> 4, ednsVersion: 0, flags } as packet.OptAnswer;
 }
 
 /**

@@ -25,16 +25,32 @@ describe('SourceLimiter', () => {
     expect([1, 2, 3, 4].map(() => l.allow('a', 60_000))).toEqual([true, true, true, false]); // full again, not more
   });
 
-  it('holds at most maxSources, forgetting the one seen longest ago', () => {
-    const l = new SourceLimiter({ ratePerS: 1, burst: 1, maxSources: 3 });
-    for (const s of ['a', 'b', 'c']) l.allow(s, 0);
-    expect(l.allow('a', 0)).toBe(false); // a is now the most recent
-    l.allow('d', 0); // evicts b
+  it('holds at most maxSources in two generations: a recent flooder stays empty, a forgotten source comes back full', () => {
+    const l = new SourceLimiter({ ratePerS: 1, burst: 1, maxSources: 4 }); // generations of 2
+    expect(l.allow('flood', 0)).toBe(true);
+    expect(l.allow('honest', 0)).toBe(true);
+    expect(l.allow('honest', 0)).toBe(false);
+    for (let i = 0; i < 1000; i++) {
+      expect(l.allow('flood', 0)).toBe(false); // always recent: never forgotten, never refilled
+      l.allow(`x${i}`, 0);
+      expect(l.size).toBeLessThanOrEqual(4);
+    }
+    expect(l.evicted).toBe(999); // 'honest' and all the x but those of the last two generations; 'flood' never
+    expect(l.allow('honest', 0)).toBe(true); // forgotten: a full bucket
+  });
+
+  it('a hit in the old generation is kept (promoted), not counted as evicted', () => {
+    const l = new SourceLimiter({ ratePerS: 1, burst: 1, maxSources: 4 });
+    l.allow('a', 0);
+    l.allow('b', 0); // current = {a, b}
+    l.allow('c', 0); // rotates: old = {a, b}, current = {c}
+    expect(l.allow('a', 0)).toBe(false); // promoted, still empty
+    expect([l.size, l.evicted]).toEqual([3, 0]);
+    l.allow('d', 0); // rotates: b forgotten, a and c kept
     expect([l.size, l.evicted]).toEqual([3, 1]);
-    expect(l.allow('a', 0)).toBe(false); // still remembered, still empty
-    expect(l.allow('b', 0)).toBe(true); // forgotten: a full bucket (evicts c)
-    for (let i = 0; i < 1000; i++) l.allow(`x${i}`, 0);
-    expect(l.size).toBe(3);
+    expect(l.allow('a', 0)).toBe(false);
+    expect(l.allow('c', 0)).toBe(false);
+    expect(l.allow('b', 0)).toBe(true);
   });
 });
 

@@ -100,6 +100,16 @@ describe('DNS answer size', () => {
     expect(two.flags! & 0xf).toBe(1); // FORMERR
     expect(two.questions).toEqual([]);
   });
+
+  it('copies the query DO bit into the answer OPT record (RFC 3225 §3), also on BADVERS', async () => {
+    const port = await start();
+    const flagsOf = (m: Buffer) => (packet.decode(m).additionals!.find((a) => a.type === 'OPT') as packet.OptAnswer).flags ?? 0;
+    const withDo = { ...opt(1232), flags: packet.DNSSEC_OK } as packet.Answer;
+    expect(flagsOf((await ask(port, query({ additionals: [withDo] })))!) & packet.DNSSEC_OK).toBe(packet.DNSSEC_OK); // main: 0
+    expect(flagsOf((await ask(port, query({ additionals: [opt(1232)] })))!) & packet.DNSSEC_OK).toBe(0);
+    const badvers = { ...opt(1232, 1), flags: packet.DNSSEC_OK } as packet.Answer;
+    expect(flagsOf((await ask(port, query({ additionals: [badvers] })))!) & packet.DNSSEC_OK).toBe(packet.DNSSEC_OK);
+  });
 });
 
 describe('DNS server under random input', () => {
