@@ -418,6 +418,7 @@ export class Agent extends EventEmitter {
       rejections: this.rejections.rows(),
       ...(st.policy ? { policy: st.policy } : {}),
       ...(this.routes ? { routes: this.routes.stats } : {}),
+      ...(this.dns ? { dns: this.dns.counters } : {}),
     };
   }
 }

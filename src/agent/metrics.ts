@@ -16,6 +16,7 @@ import type { ServiceStatus } from '../services/datapath.js';
 import type { NativeL7ProxyStats } from '../native/binding.js';
 import type { ProxyProcessStatus } from '../proxy/proxy.js';
 import type { RouteTableStats } from './routetable.js';
+import type { DnsCounters } from '../services/dns.js';
 
 /** One scrape's view of the agent (Agent.metricsSnapshot). */
 export interface MetricsSnapshot {
@@ -40,6 +41,8 @@ export interface MetricsSnapshot {
   policy?: { identities: number; localEndpoints: number; lastCompileMs: number };
   /** The TUN's route writes (routetable.ts): `ip -batch` runs and lines, and those that failed (each retried). */
   routes?: RouteTableStats;
+  /** The node's service DNS server's counters (src/services/dns.ts), when it runs. */
+  dns?: DnsCounters;
 }
 
 /** Native counters that are policy verdicts, by verdict label. */
@@ -369,6 +372,17 @@ export class AgentMetrics {
           totals(this, [[{}, s().routes?.[field] ?? 0]]);
         },
       });
+    new Counter({
+      name: 'wiremesh_dns_queries_total',
+      help: "The node's service DNS: datagrams received, by outcome (limited: dropped over the source's quota, undecoded; truncated: answered with TC=1).",
+      labelNames: ['result'],
+      registers: reg,
+      collect() {
+        const d = s().dns;
+        if (!d) return;
+        totals(this, (['answered', 'nxdomain', 'refused', 'malformed', 'limited', 'truncated'] as const).map((r) => [{ result: r }, d[r]]));
+      },
+    });
     new Gauge({
       name: 'wiremesh_policy_identities',
       help: 'Identities known to this agent, local endpoints, and the last policy compile time.',

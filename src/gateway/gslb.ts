@@ -34,6 +34,7 @@ import { gatewayCodec, nodeCodec, notANodeAddress, RecordError, Rejections, stat
 import type { Logger } from '../log.js';
 import { parsePrefix, type Prefix } from '../net/ip.js';
 import { parseYamlMapping, readConfigFile } from '../yamlconfig.js';
+import { gatewayClientOf } from './gateway.js';
 import { DnsServer, RCODE_REFUSED, RCODE_SERVFAIL, type Answer } from '../services/dns.js';
 import { unmappedIPv4 } from './proxyproto.js';
 import { listenerHealth, probeTcp, TCP_PROBE_TIMES, type ListenerHealth, type TcpProbeTimes } from './tcpprobe.js';
@@ -108,7 +109,8 @@ export class GatewayDns {
     private readonly log: Logger,
     private readonly probeTimes: TcpProbeTimes = TCP_PROBE_TIMES,
   ) {
-    this.server = new DnsServer((q, from) => this.answer(q, from), log);
+    // a client on the open network holds a whole IPv6 /64: it counts as one source, as at the gateway
+    this.server = new DnsServer((q, from) => this.answer(q, from), log, { sourceOf: gatewayClientOf });
     this.rejections = new Rejections(log);
   }
 

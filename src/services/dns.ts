@@ -10,12 +10,15 @@
  * Unknown names inside a zone get NXDOMAIN with the zone's SOA (negative
  * caching); names outside them REFUSED: the agent is not a recursive
  * resolver. Malformed queries are dropped and counted; the server never
- * throws on input.
+ * throws on input. Each source is bounded before its query is decoded
+ * (dnslimit.ts) and answers fit the client's UDP size (dnssize.ts).
  */
 import dgram from 'node:dgram';
 import * as packet from 'dns-packet';
 import type { Logger } from '../log.js';
 import type { ClusterService } from './service.js';
+import { DNS_SOURCE_LIMITS, SourceLimiter, type SourceLimits } from './dnslimit.js';
+import { ednsOf, encodeWithin, optRecord, PLAIN_UDP_PAYLOAD, RCODE_BADVERS } from './dnssize.js';
 
 export const ZONES = ['svc.cluster.local', 'svc.clusterset.local'] as const;
 export const TTL_S = 5;
@@ -36,7 +39,31 @@ export interface DnsCounters {
   nxdomain: number;
   refused: number;
   malformed: number;
+  /** Queries dropped undecoded: their source was over its quota (dnslimit.ts). */
+  limited: number;
+  /** Answers sent with TC=1 (did not fit the client's UDP size; dnssize.ts). */
+  truncated: number;
+  /** Sources in the per-source table now, and those it forgot because it was full. */
+  sources: number;
+  sourcesEvicted: number;
 }
+
+/** Options of a DnsServer; every one has a default. */
+export interface DnsServerOptions {
+  limits?: SourceLimits;
+  /** The party a source address counts against (default: the address itself). */
+  sourceOf?: (address: string) => string;
+  /** SO_RCVBUF asked for (the kernel caps it at net.core.rmem_max). */
+  recvBufferBytes?: number;
+}
+
+/**
+ * 4 MiB: the kernel queues ~4000 small queries (each costs ~1 KiB of buffer)
+ * while the JS thread is busy, instead of ~200 with the 208 KiB default, so
+ * a burst does not push an honest query out before the per-source check sees it.
+ */
+export const DNS_RECV_BUFFER_BYTES = 4 << 20;
+const LIMIT_LOG_MS = 10_000;
 
 /** One question's answer: rcode, answer / additional / authority records. */
 export interface Answer {
@@ -91,20 +118,32 @@ export function answer(dir: ServiceDirectory, q: packet.Question): Answer {
 /**
  * A UDP DNS server around an answer function: the node's service DNS
  * (answer() over the agent's services) and the gateway entry point
- * (src/gateway/gslb.ts) share it.
+ * (src/gateway/gslb.ts) share it, and with it the per-source bound
+ * (dnslimit.ts), the kernel receive buffer and the answer size (dnssize.ts).
  */
 export class DnsServer {
   private socket: dgram.Socket | undefined;
-  readonly counters: DnsCounters = { queries: 0, answered: 0, nxdomain: 0, refused: 0, malformed: 0 };
+  readonly counters: DnsCounters = { queries: 0, answered: 0, nxdomain: 0, refused: 0, malformed: 0, limited: 0, truncated: 0, sources: 0, sourcesEvicted: 0 };
+  private readonly limiter: SourceLimiter;
+  private readonly keyOf: (address: string) => string;
+  private readonly recvBufferBytes: number;
+  /** Drops over quota since the last warning, and when that was (performance.now(), ms). */
+  private limitedSinceLog = 0;
+  private lastLimitLog = -Infinity;
 
   constructor(
     private readonly answerFor: (q: packet.Question, from: dgram.RemoteInfo) => Answer,
     private readonly log: Logger,
-  ) {}
+    opts: DnsServerOptions = {},
+  ) {
+    this.limiter = new SourceLimiter(opts.limits ?? DNS_SOURCE_LIMITS);
+    this.keyOf = opts.sourceOf ?? ((a) => a);
+    this.recvBufferBytes = opts.recvBufferBytes ?? DNS_RECV_BUFFER_BYTES;
+  }
 
   /** Binds address:port (UDP); rejects with the socket error (e.g. EADDRNOTAVAIL). */
   async listen(address: string, port: number): Promise<void> {
-    const s = dgram.createSocket({ type: address.includes(':') ? 'udp6' : 'udp4', reuseAddr: true });
+    const s = dgram.createSocket({ type: address.includes(':') ? 'udp6' : 'udp4', reuseAddr: true, recvBufferSize: this.recvBufferBytes });
     await new Promise<void>((resolve, reject) => {
       s.once('error', reject);
       s.bind(port, address, () => {
@@ -122,8 +161,24 @@ export class DnsServer {
     this.socket = undefined;
   }
 
+  /** Over quota: counted, and one warning per LIMIT_LOG_MS at most (a flood must not become a log flood). */
+  private limited(source: string, now: number): void {
+    this.counters.limited++;
+    this.limitedSinceLog++;
+    if (now - this.lastLimitLog < LIMIT_LOG_MS) return;
+    this.log.warn({ source, dropped: this.limitedSinceLog, limits: this.limiter.limits }, 'dns queries over a source\'s quota dropped');
+    this.lastLimitLog = now;
+    this.limitedSinceLog = 0;
+  }
+
   private onMessage(s: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
     this.counters.queries++;
+    const now = performance.now();
+    const source = this.keyOf(rinfo.address);
+    const ok = this.limiter.allow(source, now);
+    this.counters.sources = this.limiter.size;
+    this.counters.sourcesEvicted = this.limiter.evicted;
+    if (!ok) return this.limited(source, now);
     let q: packet.DecodedPacket;
     try {
       q = packet.decode(msg);
@@ -135,32 +190,41 @@ export class DnsServer {
       this.counters.malformed++;
       return;
     }
-    const rd = q.flag_rd ? packet.RECURSION_DESIRED : 0;
-    let res: packet.Packet;
-    if (!q.questions || q.questions.length !== 1) {
-      res = { type: 'response', id: q.id, flags: rd | RCODE_FORMERR, questions: q.questions ?? [] };
-    } else {
-      const a = this.answerFor(q.questions[0]!, rinfo);
-      if (a.rcode === RCODE_NXDOMAIN) this.counters.nxdomain++;
-      else if (a.rcode === RCODE_REFUSED) this.counters.refused++;
-      else if (a.rcode === 0) this.counters.answered++;
-      res = {
-        type: 'response',
-        id: q.id,
-        flags: (a.rcode === RCODE_REFUSED ? 0 : packet.AUTHORITATIVE_ANSWER) | rd | a.rcode,
-        questions: q.questions,
-        answers: a.answers,
-        authorities: a.authorities,
-        additionals: a.additionals,
-      };
-    }
+    const reply = this.reply(q, rinfo);
     let out: Buffer;
     try {
-      out = packet.encode(res);
+      const r = encodeWithin(reply.res, reply.limit, reply.opt);
+      if (r.truncated) this.counters.truncated++;
+      out = r.bytes;
     } catch {
       this.counters.malformed++;
       return;
     }
     s.send(out, rinfo.port, rinfo.address);
+  }
+
+  /** The answer to a decoded query, its byte bound and OPT record (when the query had EDNS). */
+  private reply(q: packet.DecodedPacket, rinfo: dgram.RemoteInfo): { res: packet.Packet; limit: number; opt?: packet.OptAnswer } {
+    const rd = q.flag_rd ? packet.RECURSION_DESIRED : 0;
+    const edns = ednsOf(q);
+    const limit = edns === undefined || edns === 'formerr' ? PLAIN_UDP_PAYLOAD : edns.payload;
+    const fail = (rcode: number, questions: packet.Question[]) => ({ res: { type: 'response' as const, id: q.id, flags: rd | (rcode & 0xf), questions }, limit, opt: edns === undefined || edns === 'formerr' ? undefined : optRecord(rcode, edns) });
+    // a FORMERR echoes no questions: a query with thousands would make an answer as large as itself
+    if (edns === 'formerr' || !q.questions || q.questions.length !== 1) return fail(RCODE_FORMERR, []);
+    if (edns?.version !== undefined && edns.version !== 0) return fail(RCODE_BADVERS, q.questions);
+    const a = this.answerFor(q.questions[0]!, rinfo);
+    if (a.rcode === RCODE_NXDOMAIN) this.counters.nxdomain++;
+    else if (a.rcode === RCODE_REFUSED) this.counters.refused++;
+    else if (a.rcode === 0) this.counters.answered++;
+    const res: packet.Packet = {
+      type: 'response',
+      id: q.id,
+      flags: (a.rcode === RCODE_REFUSED ? 0 : packet.AUTHORITATIVE_ANSWER) | rd | a.rcode,
+      questions: q.questions,
+      answers: a.answers,
+      authorities: a.authorities,
+      additionals: a.additionals,
+    };
+    return { res, limit, opt: edns ? optRecord(0, edns) : undefined };
   }
 }
