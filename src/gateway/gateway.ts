@@ -73,6 +73,17 @@ export function gatewayClientOf(address: string): string {
   return a.length === 4 ? formatIP(a) : `${formatIP(maskPrefix(a, 64))}/64`;
 }
 
+/**
+ * The IPv6 site a client address belongs to, its /48 (RFC 6177: a customer's
+ * site is commonly assigned one: 65 536 /64s), or undefined for IPv4 (one
+ * address, already bounded by gatewayClientOf). gateway-dns bounds it too.
+ */
+export function gatewaySiteOf(address: string): string | undefined {
+  const a = parseIP(unmappedIPv4(address));
+  if (!a || a.length === 4) return undefined;
+  return `${formatIP(maskPrefix(a, 48))}/48`;
+}
+
 const UPSTREAM_TIMEOUT_MS = 5000;
 
 export class IngressGateway {

@@ -34,7 +34,7 @@ import { gatewayCodec, nodeCodec, notANodeAddress, RecordError, Rejections, stat
 import type { Logger } from '../log.js';
 import { parsePrefix, type Prefix } from '../net/ip.js';
 import { parseYamlMapping, readConfigFile } from '../yamlconfig.js';
-import { gatewayClientOf } from './gateway.js';
+import { gatewayClientOf, gatewaySiteOf } from './gateway.js';
 import { DnsServer, RCODE_REFUSED, RCODE_SERVFAIL, type Answer } from '../services/dns.js';
 import { unmappedIPv4 } from './proxyproto.js';
 import { listenerHealth, probeTcp, TCP_PROBE_TIMES, type ListenerHealth, type TcpProbeTimes } from './tcpprobe.js';
@@ -109,8 +109,9 @@ export class GatewayDns {
     private readonly log: Logger,
     private readonly probeTimes: TcpProbeTimes = TCP_PROBE_TIMES,
   ) {
-    // a client on the open network holds a whole IPv6 /64: it counts as one source, as at the gateway
-    this.server = new DnsServer((q, from) => this.answer(q, from), log, { sourceOf: gatewayClientOf });
+    // a client on the open network holds a whole IPv6 /64: it counts as one source, as at the gateway;
+    // and a customer's site a /48 of them, bounded as a whole too (DNS_PREFIX_LIMITS)
+    this.server = new DnsServer((q, from) => this.answer(q, from), log, { sourceOf: gatewayClientOf, prefixOf: gatewaySiteOf });
     this.rejections = new Rejections(log);
   }
 

@@ -17,7 +17,7 @@ import dgram from 'node:dgram';
 import * as packet from 'dns-packet';
 import type { Logger } from '../log.js';
 import type { ClusterService } from './service.js';
-import { DNS_SOURCE_LIMITS, SourceLimiter, type SourceLimits } from './dnslimit.js';
+import { DNS_PREFIX_LIMITS, DNS_SOURCE_LIMITS, SourceLimiter, type SourceLimits } from './dnslimit.js';
 import { ednsOf, encodeWithin, optRecord, PLAIN_UDP_PAYLOAD, RCODE_BADVERS } from './dnssize.js';
 
 export const ZONES = ['svc.cluster.local', 'svc.clusterset.local'] as const;
@@ -53,6 +53,15 @@ export interface DnsServerOptions {
   limits?: SourceLimits;
   /** The party a source address counts against (default: the address itself). */
   sourceOf?: (address: string) => string;
+  /**
+   * A second party the address also counts against, or undefined for none
+   * (gateway-dns: an IPv6 address's /48); its own bucket, `prefixLimits`, is
+   * checked with the source's: a query is answered only when both have a
+   * token, and a query either refuses costs a token of neither.
+   */
+  prefixOf?: (address: string) => string | undefined;
+  /** The prefix bound (default DNS_PREFIX_LIMITS). */
+  prefixLimits?: SourceLimits;
   /** SO_RCVBUF asked for (the kernel caps it at net.core.rmem_max). */
   recvBufferBytes?: number;
 }
@@ -126,6 +135,8 @@ export class DnsServer {
   readonly counters: DnsCounters = { queries: 0, answered: 0, nxdomain: 0, refused: 0, malformed: 0, limited: 0, truncated: 0, sources: 0, sourcesEvicted: 0 };
   private readonly limiter: SourceLimiter;
   private readonly keyOf: (address: string) => string;
+  private readonly prefixOf: ((address: string) => string | undefined) | undefined;
+  private readonly prefixLimiter: SourceLimiter;
   private readonly recvBufferBytes: number;
   /** Drops over quota since the last warning, and when that was (performance.now(), ms). */
   private limitedSinceLog = 0;
@@ -138,6 +149,8 @@ export class DnsServer {
   ) {
     this.limiter = new SourceLimiter(opts.limits ?? DNS_SOURCE_LIMITS);
     this.keyOf = opts.sourceOf ?? ((a) => a);
+    this.prefixOf = opts.prefixOf;
+    this.prefixLimiter = new SourceLimiter(opts.prefixLimits ?? DNS_PREFIX_LIMITS);
     this.recvBufferBytes = opts.recvBufferBytes ?? DNS_RECV_BUFFER_BYTES;
   }
 
@@ -162,11 +175,11 @@ export class DnsServer {
   }
 
   /** Over quota: counted, and one warning per LIMIT_LOG_MS at most (a flood must not become a log flood). */
-  private limited(source: string, now: number): void {
+  private limited(source: string, now: number, limits: SourceLimits): void {
     this.counters.limited++;
     this.limitedSinceLog++;
     if (now - this.lastLimitLog < LIMIT_LOG_MS) return;
-    this.log.warn({ source, dropped: this.limitedSinceLog, limits: this.limiter.limits }, 'dns queries over a source\'s quota dropped');
+    this.log.warn({ source, dropped: this.limitedSinceLog, limits }, 'dns queries over a source\'s quota dropped');
     this.lastLimitLog = now;
     this.limitedSinceLog = 0;
   }
@@ -175,10 +188,14 @@ export class DnsServer {
     this.counters.queries++;
     const now = performance.now();
     const source = this.keyOf(rinfo.address);
+    // the prefix first: a prefix over its quota refuses before its sources enter the table
+    const prefix = this.prefixOf?.(rinfo.address);
+    if (prefix !== undefined && !this.prefixLimiter.ready(prefix, now)) return this.limited(prefix, now, this.prefixLimiter.limits);
     const ok = this.limiter.allow(source, now);
     this.counters.sources = this.limiter.size;
     this.counters.sourcesEvicted = this.limiter.evicted;
-    if (!ok) return this.limited(source, now);
+    if (!ok) return this.limited(source, now, this.limiter.limits);
+    if (prefix !== undefined) this.prefixLimiter.take(prefix);
     let q: packet.DecodedPacket;
     try {
       q = packet.decode(msg);

@@ -53,6 +53,16 @@ describe('SourceLimiter', () => {
     expect(l.allow('c', 0)).toBe(false);
     expect(l.allow('b', 0)).toBe(true);
   });
+
+  it('ready() sees a token without taking it; take() takes it (a query checked against two buckets)', () => {
+    const l = new SourceLimiter({ ratePerS: 10, burst: 2, maxSources: 8 });
+    expect([l.ready('a', 0), l.ready('a', 0), l.ready('a', 0)]).toEqual([true, true, true]);
+    l.take('a');
+    l.take('a');
+    expect(l.ready('a', 0)).toBe(false);
+    l.take('a'); // none left: nothing taken, no debt
+    expect(l.ready('a', 100)).toBe(true); // one token refilled
+  });
 });
 
 const FLOOD = join(ROOT, 'test', 'helpers', 'dnsflood.mjs');

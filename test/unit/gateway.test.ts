@@ -2,7 +2,7 @@
 // real TCP server on loopback standing in for the service VIP's backend.
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GATEWAY_LIMITS, gatewayClientOf, IngressGateway } from '../../src/gateway/gateway.js';
+import { GATEWAY_LIMITS, gatewayClientOf, gatewaySiteOf, IngressGateway } from '../../src/gateway/gateway.js';
 import { parseProxyV2, proxyV2Header } from '../../src/gateway/proxyproto.js';
 import { silentLogger } from '../../src/log.js';
 
@@ -185,6 +185,14 @@ describe('ingress gateway connection bounds cannot be filled by connections that
     expect(gatewayClientOf('2001:db8::1')).toBe(gatewayClientOf('2001:db8::fff:1'));
     expect(gatewayClientOf('2001:db8::1')).toBe('2001:db8::/64');
     expect(gatewayClientOf('2001:db8:0:1::1')).not.toBe(gatewayClientOf('2001:db8::1'));
+  });
+
+  it('an IPv6 client\'s site is its /48 (gateway-dns bounds it too); an IPv4 one has none', () => {
+    expect(gatewaySiteOf('2001:db8:0:1::1')).toBe('2001:db8::/48');
+    expect(gatewaySiteOf('2001:db8:0:ffff::9')).toBe(gatewaySiteOf('2001:db8::1'));
+    expect(gatewaySiteOf('2001:db8:1::1')).toBe('2001:db8:1::/48');
+    expect(gatewaySiteOf('198.18.0.9')).toBeUndefined();
+    expect(gatewaySiteOf('::ffff:198.18.0.9')).toBeUndefined();
   });
 
   it('gives a slot back when the connection idles, and after its upstream closed though the client never closes its side', async () => {
