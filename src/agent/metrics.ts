@@ -185,7 +185,7 @@ export class AgentMetrics {
     });
     new Counter({
       name: 'wiremesh_proxy_fd_exhausted_total',
-      help: 'Times the L7 proxy ran out of descriptors or memory at accept and paused accepting (until a connection closed, retried every second).',
+      help: 'Times the L7 proxy ran out of descriptors or memory at accept, or was refused (EPERM, EACCES), and paused accepting (until a descriptor closed on that worker, retried every second).',
       registers: reg,
       collect() {
         totals(this, [[{}, s().proxy?.fdExhausted ?? 0]]);

@@ -66,11 +66,14 @@ export interface GatewayLimits {
 }
 export const GATEWAY_LIMITS: GatewayLimits = { maxConnections: 4096, maxPerClient: 256, idleMs: 600_000, lingerMs: 5000 };
 
+/** "prefix/bits" of an IPv6 address (16 bytes). */
+const v6Prefix = (a: Buffer, bits: number) => `${formatIP(maskPrefix(a, bits))}/${bits}`;
+
 /** The party a client address counts against (GatewayLimits.maxPerClient). */
 export function gatewayClientOf(address: string): string {
   const a = parseIP(unmappedIPv4(address));
   if (!a) return address;
-  return a.length === 4 ? formatIP(a) : `${formatIP(maskPrefix(a, 64))}/64`;
+  return a.length === 4 ? formatIP(a) : v6Prefix(a, 64);
 }
 
 /**
@@ -81,7 +84,7 @@ export function gatewayClientOf(address: string): string {
 export function gatewaySiteOf(address: string): string | undefined {
   const a = parseIP(unmappedIPv4(address));
   if (!a || a.length === 4) return undefined;
-  return `${formatIP(maskPrefix(a, 48))}/48`;
+  return v6Prefix(a, 48);
 }
 
 const UPSTREAM_TIMEOUT_MS = 5000;
