@@ -45,9 +45,14 @@ export function podCIDR(s: Shape, k: number, n: number): string {
   const i = (k - 1) * s.nodes + n;
   return `100.${64 + (i >> 8)}.${i & 255}.0/24`;
 }
-function underlay(s: Shape, k: number, n: number): string {
-  const i = (k - 1) * s.nodes + n + 1;
-  return `198.${18 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
+/** Cluster k's nodes live in its own /21 of 198.18.0.0/16 (≤ 2046 nodes, k ≤ 32); c1 also holds the measuring agent's 198.19.255.254. */
+export function underlayCIDRs(k: number): string[] {
+  const b = (k - 1) * 8;
+  return [`198.18.${b}.0/21`, ...(k === 1 ? ['198.19.255.0/24'] : [])];
+}
+function underlay(_s: Shape, k: number, n: number): string {
+  const i = (k - 1) * 2048 + n + 1;
+  return `198.18.${(i >> 8) & 255}.${i & 255}`;
 }
 function nodeRecord(s: Shape, k: number, n: number, bootId = '1'): NodeRecord {
   return { cluster: clusterName(k), clusterId: k, name: `n${n}`, addresses: [underlay(s, k, n)], port: 51820, publicKey: randomBytes(32).toString('base64'), podCIDRs: [podCIDR(s, k, n)], bootId };

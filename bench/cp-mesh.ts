@@ -14,7 +14,7 @@ import { pinnedKey, remoteKey, syncedPrefix } from '../src/controlplane/keys.js'
 import { connectEtcd } from '../src/controlplane/kvstore.js';
 import { REPLICATED_TYPES } from '../src/controlplane/kvstoremesh.js';
 import { startEtcd, type EtcdProcess } from '../src/testbed/etcd.js';
-import { clusterName } from './cp-load.js';
+import { clusterName, underlayCIDRs } from './cp-load.js';
 import { perProcess, procUse, type PerProcess } from './cp-procstat.js';
 
 export const log = (m: string): void => void process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${m}\n`);
@@ -146,14 +146,14 @@ export async function startMesh(K: number, dir: string, bin: string | undefined,
   try {
     for (let k = 1; k <= K; k++) {
       etcds.push(await startEtcd({ name: clusterName(k), dataDir: join(dir, `etcd${k}`), host: '127.0.0.1', clientPort: etcdPort(k), peerPort: etcdPort(k) + 1, logFile: join(dir, `etcd${k}.log`), tickMs: tune.tickMs, goMaxProcs: tune.goMaxProcs, backendBatchMs: tune.batchMs }));
-      await enableCluster({ endpoints: [etcdUrl(k)] }, { name: clusterName(k), id: k, podCIDRs: ['100.64.0.0/10'] });
+      await enableCluster({ endpoints: [etcdUrl(k)] }, { name: clusterName(k), id: k, podCIDRs: ['100.64.0.0/10'], underlayCIDRs: underlayCIDRs(k) });
       clients.push(connectEtcd({ endpoints: [etcdUrl(k)] }));
     }
     await Promise.all(
       clients.map(async (c, i) => {
         for (let y = 1; y <= K; y++) {
           if (y === i + 1) continue;
-          await c.put(pinnedKey(clusterName(y))).value(JSON.stringify(pinFor({ name: clusterName(y), id: y, podCIDRs: ['100.64.0.0/10'] }, false)));
+          await c.put(pinnedKey(clusterName(y))).value(JSON.stringify(pinFor({ name: clusterName(y), id: y, podCIDRs: ['100.64.0.0/10'], underlayCIDRs: underlayCIDRs(y) }, false)));
           await c.put(remoteKey(clusterName(y))).value(JSON.stringify({ name: clusterName(y), endpoints: [etcdUrl(y)] }));
         }
       }),

@@ -62,14 +62,19 @@ const OWN_DIST = resolve(here, '..');
 // ---- the generated mesh ----------------------------------------------------------
 
 const ip4 = (a: number, b: number, c: number, d: number) => `${a}.${b}.${c}.${d}`;
-/** Cluster i (0-based) owns 100.(64+4i).0.0/14; node n its /24 in it; underlay 198.18.0.0/15 by node index. */
+/** Cluster i (0-based) owns 100.(64+4i).0.0/14; node n its /24 in it; underlay: a /20 per cluster. */
 const clusterName = (i: number) => `remote-${i + 1}`;
 const clusterId = (i: number) => i + 1;
 const clusterCIDR = (i: number) => `${ip4(100, 64 + 4 * i, 0, 0)}/14`;
 const nodeName = (n: number) => `ip-10-${(n >> 8) & 255}-${n & 255}.eu-west-1.compute.internal`;
 const podCIDR = (i: number, n: number) => `${ip4(100, 64 + 4 * i + (n >> 8), n & 255, 0)}/24`;
 const podIP = (i: number, n: number, e: number) => ip4(100, 64 + 4 * i + (n >> 8), n & 255, e + 2);
-const underlay = (idx: number) => ip4(198, 18 + ((idx + 1) >> 16), ((idx + 1) >> 8) & 255, (idx + 1) & 255);
+/** Cluster i's nodes in its own /20 of 198.18.0.0/15 (≤ 4094 nodes, ≤ 32 clusters): its pinned underlay CIDR. */
+const underlayCIDR = (i: number) => `${ip4(198, 18 + (i >> 4), (i & 15) * 16, 0)}/20`;
+const underlay = (i: number, n: number) => {
+  const a = i * 4096 + n + 1;
+  return ip4(198, 18 + (a >> 16), (a >> 8) & 255, a & 255);
+};
 const wgKey = (idx: number) => {
   const b = Buffer.alloc(32, 7);
   b.writeUInt32BE(idx + 1, 0);
@@ -106,7 +111,7 @@ async function child(dist: string, mode: Mode, shape: Shape): Promise<Reading> {
         const node = nodeName(n);
         const idx = i * shape.nodes + n;
         if (type === 'nodes')
-          yield [keys.cacheKey('nodes', cluster, node), JSON.stringify({ cluster, clusterId: clusterId(i), name: node, addresses: [underlay(idx)], port: 51871, publicKey: wgKey(idx), podCIDRs: [podCIDR(i, n)], bootId: String(1764500000000 + idx) })];
+          yield [keys.cacheKey('nodes', cluster, node), JSON.stringify({ cluster, clusterId: clusterId(i), name: node, addresses: [underlay(i, n)], port: 51871, publicKey: wgKey(idx), podCIDRs: [podCIDR(i, n)], bootId: String(1764500000000 + idx) })];
         if (type === 'ip')
           for (let e = 0; e < shape.eps; e++) {
             const ip = podIP(i, n, e);
@@ -158,7 +163,7 @@ async function child(dist: string, mode: Mode, shape: Shape): Promise<Reading> {
   };
 
   const trust = new Trust('local', 200, ['100.100.0.0/16']); // (the local cluster has no records here)
-  for (let i = 0; i < shape.clusters; i++) trust.pin({ name: clusterName(i), id: clusterId(i), podCIDRs: [clusterCIDR(i)], relay: false, acceptPolicies: true });
+  for (let i = 0; i < shape.clusters; i++) trust.pin({ name: clusterName(i), id: clusterId(i), podCIDRs: [clusterCIDR(i)], underlayCIDRs: [underlayCIDR(i)], relay: false, acceptPolicies: true });
   const rejections = new Rejections(silentLogger);
   const dev = new FakeDevice();
   let rows = 0;

@@ -10,8 +10,8 @@ E1=https://198.18.100.2:2379
 E2=https://198.18.100.3:2379
 root() { echo "--$1etcd-ca /pki/$2/ca.crt --$1etcd-cert /pki/$2/root.crt --$1etcd-key /pki/$2/root.key"; }
 retry() { for i in $(seq 1 60); do "$@" && return 0; sleep 1; done; return 1; }
-retry wiremesh clustermesh enable --cluster c1 --id 1 --pod-cidr 100.65.0.0/16 --etcd $E1 $(root '' c1)
-retry wiremesh clustermesh enable --cluster c2 --id 2 --pod-cidr 100.66.0.0/16 --etcd $E2 $(root '' c2)
+retry wiremesh clustermesh enable --cluster c1 --id 1 --pod-cidr 100.65.0.0/16 --underlay-cidrs 198.18.100.8/29 --etcd $E1 $(root '' c1)
+retry wiremesh clustermesh enable --cluster c2 --id 2 --pod-cidr 100.66.0.0/16 --underlay-cidrs 198.18.100.16/28 --etcd $E2 $(root '' c2)
 for n in n1 n2; do
   wiremesh clustermesh node-credentials --cluster c1 --node $n --dir /pki/c1 --out /pki/c1/nodes/$n --etcd $E1 $(root '' c1)
   wiremesh clustermesh node-credentials --cluster c2 --node $n --dir /pki/c2 --out /pki/c2/nodes/$n --etcd $E2 $(root '' c2)

@@ -38,7 +38,6 @@ import {
 import type { Labels } from '../identity/identity.js';
 import type { Logger } from '../log.js';
 import type { Manifest } from '../manifests/validate.js';
-import { formatPrefix, parsePrefix } from '../net/ip.js';
 import type { Admission } from './admission.js';
 import type { MetricsSnapshot } from './metrics.js';
 
@@ -119,9 +118,8 @@ class Sinks {
       const touched = new Set([changed]);
       if (!pins.has(changed)) trust.unpin(changed);
       for (const [name, p] of pins) {
-        const f = trust.facts(name);
-        if (f && f.id === p.id && f.relay === p.relay && f.acceptPolicies === p.acceptPolicies && f.podCIDRs.map(formatPrefix).join() === p.podCIDRs.map((c) => formatPrefix(parsePrefix(c))).join()) continue;
-        if (f) trust.unpin(name); // changed: take the old pin out before the new one goes in
+        if (trust.holds(p)) continue;
+        if (trust.facts(name)) trust.unpin(name); // changed: take the old pin out before the new one goes in
         const refused = trust.pin(p);
         if (refused) rej.add(new RecordError('pinned-cluster', pinnedKey(name), 'conflict', refused), name);
         touched.add(name);
@@ -161,7 +159,9 @@ class Sinks {
             log.error({ configured: cluster.maxConnectedClusters ?? 255, etcd: cfg.maxConnectedClusters ?? 255 }, 'maxConnectedClusters in node.yaml differs from the cluster-config in etcd');
           peers.setRelayEnabled(cfg.relay === true);
           trust.setLocalCIDRs(cfg.podCIDRs);
-          admission.recheck(cluster.name);
+          trust.setLocalUnderlay(cfg.underlayCIDRs);
+          // every cluster's nodes: an address inside our ranges is no other cluster's
+          for (const f of [trust.facts(cluster.name)!, ...trust.pinned()]) admission.recheck(f.name);
         },
         remove: (k) => {
           if (k !== key) return;

@@ -150,7 +150,7 @@ export async function main(argv: string[]): Promise<number> {
       const cred = await issueNodeCredentials({ cluster: o.cluster, node: o.node, pkiDir: o.dir, outDir: o.out, root: etcdOptions(o) });
       console.log(`etcd user ${cred.user} for ${o.cluster}/${o.node}: ${cred.certFile}, ${cred.keyFile}, ${cred.caFile}`);
     });
-  withEtcdFlags(cm.command('enable').description("record this cluster's name, id and pod CIDRs in its etcd"))
+  withEtcdFlags(cm.command('enable').description("record this cluster's name, id, pod and underlay CIDRs in its etcd"))
     .requiredOption('--cluster <name>', 'cluster name')
     .requiredOption('--id <n>', 'cluster id (1-255; 1-511 with --max-connected-clusters 511)', (v) => {
       const n = Number(v);
@@ -158,15 +158,16 @@ export async function main(argv: string[]): Promise<number> {
       return n;
     })
     .requiredOption('--pod-cidr <cidrs>', 'pod CIDRs, comma separated')
+    .requiredOption('--underlay-cidrs <cidrs>', "where the cluster's node addresses live, comma separated (pinned by connect: each node address must lie inside)")
     .option('--relay', 'make this cluster a hub: its nodes relay traffic between the clusters they reach (hub-and-spoke)')
     .option('--max-connected-clusters <n>', 'mesh-wide cluster-id layout, the same in every cluster: 255 (default) or 511 (15 local identity bits)', (v) => {
       if (v !== '255' && v !== '511') throw new InvalidArgumentError('255 or 511');
       return Number(v) as 255 | 511;
     })
-    .action(async (o: { cluster: string; id: number; podCidr: string; etcd: string; relay?: boolean; maxConnectedClusters?: 255 | 511 }) => {
+    .action(async (o: { cluster: string; id: number; podCidr: string; underlayCidrs: string; etcd: string; relay?: boolean; maxConnectedClusters?: 255 | 511 }) => {
       const { enableCluster } = await import('../controlplane/clustermesh.js');
       const layout = o.maxConnectedClusters === 511 ? { maxConnectedClusters: 511 as const } : {};
-      await enableCluster(etcdOptions(o), { name: o.cluster, id: o.id, podCIDRs: o.podCidr.split(','), ...(o.relay ? { relay: true } : {}), ...layout });
+      await enableCluster(etcdOptions(o), { name: o.cluster, id: o.id, podCIDRs: o.podCidr.split(','), underlayCIDRs: o.underlayCidrs.split(','), ...(o.relay ? { relay: true } : {}), ...layout });
       console.log(`cluster ${o.cluster} (id ${o.id}) enabled${o.relay ? ' as a relay hub' : ''}`);
     });
   withEtcdFlags(withEtcdFlags(cm.command('connect').description('connect two clusters (both directions)'), 'a'), 'b')

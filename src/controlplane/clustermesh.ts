@@ -4,9 +4,10 @@
  *
  * enable  writes wiremesh/cluster-config/<name> into the cluster's own etcd.
  * connect A B  pre-flight checks both clusters (reachable etcd, distinct names
- *              and IDs, non-overlapping pod CIDRs), then writes into each
+ *              and IDs, non-overlapping pod CIDRs, underlay CIDRs overlapping
+ *              neither each other nor any pod CIDR), then writes into each
  *              one's etcd what it pins about the other (mesh/v1/clusters/: id,
- *              pod CIDRs, hub, whether its mesh-wide policies are accepted)
+ *              pod and underlay CIDRs, hub, whether its mesh-wide policies are accepted)
  *              and the other's remote entry; their kvstoremesh picks it up.
  *              Everything the other cluster's records claim is checked against
  *              the pin from then on (records/trust.ts), never against what the
@@ -85,6 +86,11 @@ export async function enableCluster(access: EtcdOptions, cfg: ClusterConfig): Pr
   validateClusterName(cfg.name);
   validateClusterId(cfg.id, 'id', cfg.maxConnectedClusters ?? 255);
   validatePrefixes(cfg.podCIDRs, 'podCIDRs');
+  if (!cfg.underlayCIDRs) throw new MeshError('WM_UNDERLAY_CIDRS_MISSING', `cluster ${cfg.name}: underlay CIDRs are required (--underlay-cidrs: where its nodes' addresses live)`);
+  // decoded as every reader will decode it: what the schema refuses is never stored
+  const checked = tryDecode(clusterConfigCodec, clusterConfigKey(cfg.name), clusterConfigCodec.encode(cfg));
+  if (!checked.ok) throw new MeshError('WM_CLUSTER_CONFIG_INVALID', checked.error.message);
+  underlayApart(cfg, cfg);
   await withEtcd(access, async (c) => {
     const all = await c.getAll().prefix(clusterConfigPrefix()).strings();
     const others = Object.keys(all).filter((k) => k !== clusterConfigKey(cfg.name));
@@ -131,6 +137,25 @@ export function preflight(a: ClusterConfig, b: ClusterConfig): void {
     for (const pb of b.podCIDRs)
       if (prefixesOverlap(parsePrefix(pa), parsePrefix(pb)))
         throw new MeshError('WM_POD_CIDR_OVERLAP', `pod CIDR ${pa} of ${a.name} overlaps ${pb} of ${b.name}: pod CIDRs must not overlap`);
+  underlayApart(a, b);
+  underlayApart(b, a);
+}
+
+type CIDRsOf = Pick<ClusterConfig, 'name' | 'podCIDRs' | 'underlayCIDRs'>;
+
+/**
+ * Throws when a's underlay CIDRs overlap b's pod CIDRs, or (two clusters) b's underlay CIDRs: each node address
+ * must be one cluster's, and no node's a pod's. Called with a === b, a cluster's own ranges. A pin that predates
+ * underlay CIDRs has none to compare (its node addresses are refused: records/trust.ts).
+ */
+function underlayApart(a: CIDRsOf, b: CIDRsOf): void {
+  for (const ua of a.underlayCIDRs ?? []) {
+    const p = parsePrefix(ua);
+    const pod = b.podCIDRs.find((c) => prefixesOverlap(p, parsePrefix(c)));
+    if (pod) throw new MeshError('WM_UNDERLAY_CIDR_OVERLAP', `underlay CIDR ${ua} of ${a.name} overlaps pod CIDR ${pod} of ${b.name}: node addresses must not lie in pod CIDRs`);
+    const under = a === b ? undefined : b.underlayCIDRs?.find((c) => prefixesOverlap(p, parsePrefix(c)));
+    if (under) throw new MeshError('WM_UNDERLAY_CIDR_OVERLAP', `underlay CIDR ${ua} of ${a.name} overlaps ${under} of ${b.name}: underlay CIDRs must not overlap (each node address is one cluster's)`);
+  }
 }
 
 /**
@@ -159,7 +184,8 @@ async function remoteSpecFor(cfg: ClusterConfig, access: ClusterAccess, reader: 
 /** What a cluster pins about a remote at connect (records/cluster.ts). */
 export function pinFor(remote: ClusterConfig, acceptPolicies: boolean): PinnedCluster {
   const layout = remote.maxConnectedClusters === 511 ? { maxConnectedClusters: 511 as const } : {};
-  return { name: remote.name, id: remote.id, podCIDRs: [...remote.podCIDRs], relay: remote.relay === true, acceptPolicies, ...layout };
+  const underlay = remote.underlayCIDRs ? { underlayCIDRs: [...remote.underlayCIDRs] } : {};
+  return { name: remote.name, id: remote.id, podCIDRs: [...remote.podCIDRs], ...underlay, relay: remote.relay === true, acceptPolicies, ...layout };
 }
 
 /**
@@ -174,12 +200,15 @@ export interface ConnectOptions {
 
 export async function connectClusters(aAccess: ClusterAccess, bAccess: ClusterAccess, opts: ConnectOptions = {}): Promise<{ a: ClusterConfig; b: ClusterConfig }> {
   const [a, b] = await Promise.all([readClusterConfig(aAccess), readClusterConfig(bAccess)]);
+  for (const c of [a, b])
+    if (!c.underlayCIDRs)
+      throw new MeshError('WM_UNDERLAY_CIDRS_MISSING', `cluster ${c.name} was enabled without underlay CIDRs: run \`wiremesh clustermesh enable\` again with --underlay-cidrs, then connect`);
   preflight(a, b);
   // and against every cluster either side is already connected to: ids and pod CIDRs are unique mesh-wide,
   // or a newcomer could speak with the identities of a cluster it shares an id with
   for (const [access, self, other] of [[aAccess, a, b], [bAccess, b, a]] as const) {
     for (const { value: pin } of await withEtcd(access, (c) => decodeAll(c, pinnedPrefix(), pinnedClusterCodec)))
-      if (pin.name !== other.name) preflight({ name: pin.name, id: pin.id, podCIDRs: pin.podCIDRs }, other);
+      if (pin.name !== other.name) preflight({ name: pin.name, id: pin.id, podCIDRs: pin.podCIDRs, ...(pin.underlayCIDRs ? { underlayCIDRs: pin.underlayCIDRs } : {}) }, other);
     // the other's pod CIDRs become routes into the tunnels here: they must not hold our own infrastructure
     const nodes = await withEtcd(access, (c) => decodeAll(c, statePrefix('nodes', self.name), nodeCodec));
     const infra = [...nodes.flatMap((n) => n.value.addresses), ...access.endpoints.map((u) => new URL(u).hostname.replace(/^\[|\]$/g, ''))];
@@ -257,8 +286,10 @@ export async function meshStatus(access: EtcdOptions): Promise<MeshStatus> {
     for (const prefix of [statePrefix('services', cluster.name), cachePrefix('services')])
       for (const { value: m } of await decodeAll(c, prefix, serviceCodec, warnings))
         if (m.metadata.annotations?.['service.cilium.io/global'] === 'true') globalServices++;
+    if (!cluster.underlayCIDRs) warnings.push(`cluster ${cluster.name}: its cluster-config names no underlay CIDRs: its nodes are refused; run \`clustermesh enable\` again with --underlay-cidrs`);
     for (const r of remotes) {
       if (!pins.has(r.name)) warnings.push(`remote ${r.name}: nothing pinned about it (wiremesh/mesh/v1/clusters/${r.name}): not replicated; connect again`);
+      else if (!pins.get(r.name)!.underlayCIDRs) warnings.push(`remote ${r.name}: pinned without underlay CIDRs (connected before they existed): its nodes are refused; connect again`);
       const st = status.get(r.name);
       for (const [what, n] of Object.entries(st?.rejected ?? {})) warnings.push(`remote ${r.name}: ${n} ${what.replace('/', ' record(s) refused: ')}`);
       for (const e of st?.recentRejections?.slice(-5) ?? []) warnings.push(`remote ${r.name}: refused ${e.type} ${e.key}: ${e.reason}: ${e.detail}`);

@@ -194,6 +194,7 @@ export class KVStoreMesh {
           if (cfg.name !== this.cluster) return;
           this.trust ??= new Trust(cfg.name, cfg.id, cfg.podCIDRs, cfg.maxConnectedClusters ?? 255);
           this.trust.setLocalCIDRs(cfg.podCIDRs);
+          this.trust.setLocalUnderlay(cfg.underlayCIDRs);
           this.refresh(...this.specs.keys());
         },
         remove: () => undefined, // keep the last config: removing it is no reason to trust more

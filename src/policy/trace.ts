@@ -69,6 +69,7 @@ export async function loadMeshState(etcd: Etcd3): Promise<MeshState> {
   const own = configs.length === 1 && configs[0]!.ok ? configs[0]!.value : undefined;
   const trust = own ? new Trust(own.name, own.id, own.podCIDRs, own.maxConnectedClusters ?? 255) : undefined;
   if (trust) {
+    trust.setLocalUnderlay(own!.underlayCIDRs);
     st.cluster = own!.name;
     for (const [k, v] of Object.entries(await etcd.getAll().prefix(pinnedPrefix()).strings())) {
       const r = tryDecode(pinnedClusterCodec, k, v);

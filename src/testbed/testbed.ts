@@ -26,7 +26,7 @@ import { callAgent } from '../agent/client.js';
 import { socketPath } from './ifname.js';
 import { createClusterPKI } from '../controlplane/pki.js';
 import { startEtcd } from './etcd.js';
-import { controlAddress, loadTopology, nodeAddress, nodePodCIDR, nodePodCIDRv6, UNDERLAY_PREFIX_LEN, type Topology } from './topology.js';
+import { controlAddress, loadTopology, nodeAddress, nodePodCIDR, underlayCIDR, nodePodCIDRv6, UNDERLAY_PREFIX_LEN, type Topology } from './topology.js';
 import { addPod } from './roles.js';
 import {
   addNetns,
@@ -116,7 +116,7 @@ async function build(topo: Topology, st: TestbedState, progress: (msg: string) =
     st.clusters.push({ name: c.name, id: c.id, podCIDR: c.podCIDR, etcd: etcd.clientUrl, cpNetns: cp, nodes: [] });
     save(st);
     // etcd addresses exist only inside the testbed: talk to them from a namespace on the underlay.
-    cliIn(cp, ['clustermesh', 'enable', ...etcdFlags('', etcd.clientUrl, pki), '--cluster', c.name, '--id', String(c.id), '--pod-cidr', [c.podCIDR, ...(c.podCIDRv6 ? [c.podCIDRv6] : [])].join(','), ...(topo.hub === c.name ? ['--relay'] : [])]);
+    cliIn(cp, ['clustermesh', 'enable', ...etcdFlags('', etcd.clientUrl, pki), '--cluster', c.name, '--id', String(c.id), '--pod-cidr', [c.podCIDR, ...(c.podCIDRv6 ? [c.podCIDRv6] : [])].join(','), '--underlay-cidrs', underlayCIDR(ci), ...(topo.hub === c.name ? ['--relay'] : [])]);
     // its Prometheus metrics on the control plane's underlay address (docs/testbed.md), as the agents' on theirs
     spawnIn(st, cp, `${c.name}-kvstoremesh`, [process.execPath, WIREMESH, 'kvstoremesh', '--cluster', c.name, '--metrics', `${controlAddress(ci)}:${KVSTOREMESH_METRICS_PORT}`, ...etcdFlags('', etcd.clientUrl, pki, 'kvstoremesh')]);
   }

@@ -171,6 +171,8 @@ export const UNDERLAY_PREFIX_LEN = 16;
 /** Cluster i (0-based): etcd/kvstoremesh at 198.18.(i+1).2, node j at 198.18.(i+1).(10+j). */
 export const controlAddress = (ci: number): string => `198.18.${ci + 1}.2`;
 export const nodeAddress = (ci: number, ni: number): string => `198.18.${ci + 1}.${10 + ni}`;
+/** Cluster i's underlay range (`clustermesh enable --underlay-cidrs`): its control plane and nodes, no other cluster's. */
+export const underlayCIDR = (ci: number): string => `198.18.${ci + 1}.0/24`;
 
 /** Node j (0-based) gets the (j+1)-th /24 of its cluster's pod CIDR. */
 export function nodePodCIDR(cluster: ClusterSpec, ni: number): string {

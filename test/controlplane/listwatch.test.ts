@@ -343,7 +343,7 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
       JSON.stringify({ cluster: 'c2', clusterId: 2, name: 'n1', addresses: ['198.18.2.10'], port: 51820, publicKey: Buffer.alloc(32, 7).toString('base64'), podCIDRs: ['100.66.1.0/24'], bootId });
     const [src, dst] = [stateKey('nodes', 'c2', 'n1'), cacheKey('nodes', 'c2', 'n1')];
     await direct.put(src).value(node('1'));
-    const pinned: PinnedCluster = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false };
+    const pinned: PinnedCluster = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false };
     const trust = new Trust('c1', 1, ['100.65.0.0/16']);
     expect(trust.pin(pinned)).toBeUndefined();
     const r = new RemoteReplication({ name: 'c2', endpoints: [] }, pinned, trust, etcdMirrorTarget(direct), silentLogger, new Rejections(), DEFAULT_BUDGET, () => ({ store: new EtcdStore(viaProxy), close: () => undefined }));
@@ -393,7 +393,7 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
     const rec = (n: string, cidrs: string[], addr: string, pk: string) => JSON.stringify(node(n, cidrs, addr, pk));
     await direct.put(stateKey('nodes', 'c2', 'n1')).value(rec('n1', ['100.66.1.0/24'], '198.18.2.1', 'A'));
     await direct.put(stateKey('nodes', 'c2', 'n2')).value(rec('n2', ['100.66.2.0/24'], '198.18.2.2', 'B'));
-    const pinned: PinnedCluster = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false };
+    const pinned: PinnedCluster = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false };
     const trust = new Trust('c1', 1, ['100.65.0.0/16']);
     trust.pin(pinned);
     const replication = () =>

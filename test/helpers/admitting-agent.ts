@@ -16,7 +16,7 @@ export const epKey = (n: string, ip: string) => cacheKey('ip', 'c2', endpointNam
 /** The admission, what it admitted (`seen`) and refused, and the (unstarted) ListWatchers on `store`. */
 export function agentOn(store: KVStore, prefixes = ['wiremesh/cache/nodes/', 'wiremesh/cache/ip/']) {
   const trust = new Trust('c1', 1, ['100.65.0.0/16']);
-  trust.pin({ name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false });
+  trust.pin({ name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false });
   const rejections = new Rejections();
   const seen = { node: new Map<string, NodeRecord>(), endpoint: new Map<string, EndpointRecord>() };
   const put = <T>(m: Map<string, T>) => (k: string, r: T | undefined) => (r ? m.set(k, r) : m.delete(k));

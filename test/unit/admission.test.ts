@@ -9,15 +9,15 @@ import { Trust } from '../../src/controlplane/records/trust.js';
 import type { EndpointRecord, IdentityRecord, NodeRecord, RelayRecord } from '../../src/controlplane/records/index.js';
 
 const KEY = 'A'.repeat(42) + 'A=';
-const node = (cluster: string, clusterId: number, name: string, podCIDRs: string[], addresses = ['198.18.1.10']): NodeRecord => ({ cluster, clusterId, name, addresses, port: 51820, publicKey: KEY, podCIDRs, bootId: '1' });
+const node = (cluster: string, clusterId: number, name: string, podCIDRs: string[], addresses = [`198.18.${clusterId}.10`]): NodeRecord => ({ cluster, clusterId, name, addresses, port: 51820, publicKey: KEY, podCIDRs, bootId: '1' });
 const ep = (cluster: string, nodeName: string, ip: string, identity?: number): EndpointRecord => ({ ip, cluster, node: nodeName, namespace: 'ns', name: `p-${ip.replace(/[.:]/g, '-')}`, labels: { app: 'x' }, ...(identity ? { identity } : {}) });
 const nodeKey = (c: string, n: string) => `wiremesh/${c === 'c1' ? 'state' : 'cache'}/nodes/v1/${c}/${n}`;
 const epKey = (c: string, n: string, ip: string) => `wiremesh/${c === 'c1' ? 'state' : 'cache'}/ip/v2/${c}/${n}/${ip}`;
 
 function setup() {
   const trust = new Trust('c1', 1, ['100.65.0.0/16']);
-  trust.pin({ name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false });
-  trust.pin({ name: 'c0', id: 9, podCIDRs: ['100.69.0.0/16'], relay: true, acceptPolicies: false });
+  trust.pin({ name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false });
+  trust.pin({ name: 'c0', id: 9, podCIDRs: ['100.69.0.0/16'], underlayCIDRs: ['198.18.9.0/24'], relay: true, acceptPolicies: false });
   const rejections = new Rejections();
   const seen = { node: new Map<string, NodeRecord>(), endpoint: new Map<string, EndpointRecord>(), identity: new Map<string, IdentityRecord>(), relay: new Map<string, RelayRecord>() };
   const put = <T>(m: Map<string, T>) => (k: string, r: T | undefined) => (r ? m.set(k, r) : m.delete(k));
@@ -87,7 +87,7 @@ describe('agent admission', () => {
   it('an endpoint whose key names another node than its record is refused (the table files it by its key)', () => {
     const { a, seen, reasons } = setup();
     a.upsert('node', nodeKey('c2', 'a'), 'c2', node('c2', 2, 'a', ['100.66.1.0/24']));
-    a.upsert('node', nodeKey('c2', 'b'), 'c2', { ...node('c2', 2, 'b', ['100.66.2.0/24'], ['198.18.1.11']), publicKey: 'B'.repeat(42) + 'A=' });
+    a.upsert('node', nodeKey('c2', 'b'), 'c2', { ...node('c2', 2, 'b', ['100.66.2.0/24'], ['198.18.2.11']), publicKey: 'B'.repeat(42) + 'A=' });
     expect(seen.node.size).toBe(2);
     a.upsert('endpoint', epKey('c2', 'a', '100.66.2.10'), 'c2', ep('c2', 'b', '100.66.2.10'));
     expect([...seen.endpoint.keys()]).toEqual([]);
@@ -138,7 +138,7 @@ describe('agent admission', () => {
     a.upsert('node', nodeKey('c3', 'n1'), 'c3', node('c3', 3, 'n1', ['100.67.1.0/24']));
     expect(seen.node.size).toBe(0);
     expect(reasons()).toEqual(['node/claim']);
-    trust.pin({ name: 'c3', id: 3, podCIDRs: ['100.67.0.0/16'], relay: false, acceptPolicies: false });
+    trust.pin({ name: 'c3', id: 3, podCIDRs: ['100.67.0.0/16'], underlayCIDRs: ['198.18.3.0/24'], relay: false, acceptPolicies: false });
     a.recheck('c3');
     expect(seen.node.size).toBe(1);
   });
@@ -154,10 +154,11 @@ describe('agent admission', () => {
     expect(seen.node.size + seen.identity.size).toBe(0);
   });
 
-  it("a remote node cannot take our node's WireGuard key or underlay address; ours wins even when it comes second", () => {
+  it("a remote node cannot take our node's WireGuard key; ours wins even when it comes second", () => {
+    // (our node's underlay address lies outside the remote's pinned underlay CIDRs: refused as a claim, below)
     const { a, seen, reasons } = setup();
     const ours = node('c1', 1, 'n1', ['100.65.1.0/24'], ['198.18.1.10']);
-    const thief = { ...node('c2', 2, 'n9', ['100.66.9.0/24'], ['198.18.1.10']), publicKey: ours.publicKey };
+    const thief = { ...node('c2', 2, 'n9', ['100.66.9.0/24'], ['198.18.2.99']), publicKey: ours.publicKey };
     a.upsert('node', nodeKey('c2', 'n9'), 'c2', thief); // first, e.g. while our node restarts
     expect(seen.node.has(nodeKey('c2', 'n9'))).toBe(true);
     a.upsert('node', nodeKey('c1', 'n1'), 'c1', ours);
@@ -210,15 +211,16 @@ describe('agent admission', () => {
   it('regression: no node address that cannot be a host on the underlay (link-local, loopback, multicast, unspecified, broadcast, IPv4-compatible, site-local, metadata services)', () => {
     // In mesh mode a node's addresses enter its peer's allowed IPs: a remote node that named 169.254.169.254 (the
     // cloud metadata service every node has on its own link) got our pods' requests to it through its tunnel.
-    const { a, seen, reasons } = setup();
+    const { a, seen, reasons, trust } = setup();
     const bad = ['169.254.169.254', 'fe80::1', '127.0.0.1', '::1', '224.0.0.251', 'ff02::1', '0.0.0.0', '::', '255.255.255.255',
       // IPv4 in deprecated IPv6 forms (127.0.0.1, 169.254.169.254), site-local, metadata services outside link-local
       '::7f00:1', '::a9fe:a9fe', '::ffff:0:7f00:1', 'fec0::1', 'fd00:ec2::254', '100.100.100.200', '192.0.0.192'];
     bad.forEach((addr, i) => a.upsert('node', nodeKey('c2', `n${i}`), 'c2', { ...node('c2', 2, `n${i}`, [`100.66.${i}.0/24`], [`198.18.2.${10 + i}`, addr]), publicKey: Buffer.alloc(32, i + 1).toString('base64') }));
     expect(seen.node.size).toBe(0);
     expect(reasons()).toEqual(bad.map(() => 'node/claim'));
-    // routed unicast neighbours of those stay claimable (a known gap: docs/security.md); NAT64 is not decoded
-    a.upsert('node', nodeKey('c2', 'ok'), 'c2', node('c2', 2, 'ok', ['100.66.200.0/24'], ['198.18.2.10', 'fd00:18::10', 'fd00:ec2::253', '192.0.0.193', '64:ff9b::7f00:1']));
+    // routed unicast neighbours of those: outside c2's pinned underlay CIDRs, refused too; its own address is admitted
+    for (const addr of ['fd00:18::10', 'fd00:ec2::253', '192.0.0.193', '64:ff9b::7f00:1']) expect(trust.node('c2', node('c2', 2, 'x', ['100.66.201.0/24'], [addr]))).toMatch(/outside c2's pinned underlay CIDRs/);
+    a.upsert('node', nodeKey('c2', 'ok'), 'c2', node('c2', 2, 'ok', ['100.66.200.0/24'], ['198.18.2.10']));
     expect(seen.node.size).toBe(1);
   });
   it('regression: the lists of nodes waiting on a conflict hold no more than the live node candidates', () => {
@@ -233,9 +235,11 @@ describe('agent admission', () => {
     const candidates = () => [...internals.cand.node].length;
     for (let i = 0; i < 500; i++) {
       const k = nodeKey('c2', `x${i}`);
-      a.upsert('node', k, 'c2', { ...node('c2', 2, `x${i}`, [`100.66.${i % 250}.0/24`], ['198.18.1.10']), publicKey: Buffer.alloc(32, (i % 250) + 1).toString('base64') });
-      // the same node moving its claim to the other node's address: it waits on that one alone
-      a.upsert('node', k, 'c2', { ...node('c2', 2, `x${i}`, [`100.66.${i % 250}.0/24`], ['198.18.1.20']), publicKey: Buffer.alloc(32, (i % 250) + 1).toString('base64') });
+      // (their claim is our nodes' WireGuard keys: our addresses lie outside c2's pinned underlay, refused as claims)
+      const own = [`198.18.2.${(i % 250) + 1}`];
+      a.upsert('node', k, 'c2', node('c2', 2, `x${i}`, [`100.66.${i % 250}.0/24`], own));
+      // the same node moving its claim to the other node's key: it waits on that one alone
+      a.upsert('node', k, 'c2', { ...node('c2', 2, `x${i}`, [`100.66.${i % 250}.0/24`], own), publicKey: 'B'.repeat(42) + 'A=' });
       expect(waiters()).toBe(1);
       a.remove('node', k);
     }
@@ -243,7 +247,7 @@ describe('agent admission', () => {
     expect(candidates()).toBe(2);
     expect([...seen.node.keys()]).toEqual([nodeKey('c1', 'n1'), nodeKey('c1', 'n2')]);
     // the waiting still works: a waiter is admitted when the node it waits on goes
-    a.upsert('node', nodeKey('c2', 'y'), 'c2', node('c2', 2, 'y', ['100.66.1.0/24'], ['198.18.1.10']));
+    a.upsert('node', nodeKey('c2', 'y'), 'c2', node('c2', 2, 'y', ['100.66.1.0/24'], ['198.18.2.10']));
     a.remove('node', nodeKey('c1', 'n1'));
     expect(seen.node.has(nodeKey('c2', 'y'))).toBe(true);
     expect(waiters()).toBe(0);

@@ -62,7 +62,7 @@ describe('cluster ids above 255 only in a mesh configured for 511', () => {
   });
 
   it('a pinned remote claiming cluster 300 decodes only with the 511 layout', () => {
-    const pin = (max?: 255 | 511) => JSON.stringify({ name: 'c2', id: 300, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false, ...(max ? { maxConnectedClusters: max } : {}) });
+    const pin = (max?: 255 | 511) => JSON.stringify({ name: 'c2', id: 300, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false, ...(max ? { maxConnectedClusters: max } : {}) });
     expect(records.tryDecode(records.pinnedClusterCodec, pinnedKey('c2'), pin())).toMatchObject({ ok: false });
     expect(records.tryDecode(records.pinnedClusterCodec, pinnedKey('c2'), pin(511))).toMatchObject({ ok: true });
   });
@@ -76,7 +76,7 @@ describe('cluster ids above 255 only in a mesh configured for 511', () => {
 });
 
 describe('Trust reads identities with the mesh layout and fails closed on a mismatch', () => {
-  const pinned = (id: number, max?: 255 | 511): records.PinnedCluster => ({ name: 'c2', id, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false, ...(max ? { maxConnectedClusters: max } : {}) });
+  const pinned = (id: number, max?: 255 | 511): records.PinnedCluster => ({ name: 'c2', id, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false, ...(max ? { maxConnectedClusters: max } : {}) });
   const node = (clusterId: number): records.NodeRecord => ({ cluster: 'c2', clusterId, name: 'n1', addresses: ['198.18.2.10'], port: 51820, publicKey: KEY, podCIDRs: ['100.66.1.0/24'], bootId: '1' });
 
   it('255 mode: a node record claiming cluster 300 is refused, and so is a pin of 300', () => {

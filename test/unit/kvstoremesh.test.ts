@@ -38,7 +38,7 @@ const dst = (name: string) => cacheKey('nodes', 'c2', name);
 function setup() {
   const remote = new MemKV();
   const local = new MemKV();
-  const pinned: PinnedCluster = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false };
+  const pinned: PinnedCluster = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false };
   const trust = new Trust('c1', 1, ['100.65.0.0/16']);
   expect(trust.pin(pinned)).toBeUndefined();
   const rejections = new Rejections(silentLogger);
@@ -125,7 +125,7 @@ describe('kvstoremesh: sync lag from the mirror itself', () => {
     let gate: Promise<void> | undefined;
     const target = mirrorOf(f.local);
     const slow: MirrorTarget = { ...target, write: async (ops) => (await gate, target.write(ops)) };
-    const pinned: PinnedCluster = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false };
+    const pinned: PinnedCluster = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false };
     const trust = new Trust('c1', 1, ['100.65.0.0/16']);
     trust.pin(pinned);
     const r = new RemoteReplication({ name: 'c2', endpoints: ['http://198.18.0.2:2379'] }, pinned, trust, slow, silentLogger, f.rejections, DEFAULT_BUDGET, () => ({ store: f.remote, close: () => undefined }));
@@ -164,7 +164,7 @@ describe('kvstoremesh: the whole of it on in-memory stores', () => {
     const clock = { ms: 0 };
     const local = new MemKV(() => clock.ms);
     const remote = new MemKV();
-    const pinned: PinnedCluster = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false };
+    const pinned: PinnedCluster = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false };
     await local.put(clusterConfigKey('c1'), JSON.stringify({ name: 'c1', id: 1, podCIDRs: ['100.65.0.0/16'] }));
     await local.put(pinnedKey('c2'), JSON.stringify(pinned));
     for (const n of ['n1', 'n2']) await remote.put(src(n), node(n));
@@ -272,7 +272,7 @@ describe('kvstoremesh: the whole of it on in-memory stores', () => {
     const local = new MemKV();
     const remote = new MemKV();
     await local.put(clusterConfigKey('c1'), JSON.stringify({ name: 'c1', id: 1, podCIDRs: ['100.65.0.0/16'] }));
-    await local.put(pinnedKey('c2'), JSON.stringify({ name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false }));
+    await local.put(pinnedKey('c2'), JSON.stringify({ name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false }));
     const mesh = new KVStoreMesh('c1', meshLocalOf(local), silentLogger, 60_000, DEFAULT_BUDGET, { statusMs: 5, connect: () => ({ store: remote, close: () => undefined }) });
     await mesh.start();
     await local.put(remoteKey('c2'), JSON.stringify({ name: 'c2', endpoints: ['http://198.18.0.2:2379'] }));
@@ -298,7 +298,7 @@ describe('kvstoremesh: the whole of it on in-memory stores', () => {
   it('regression: a status put racing a disconnect lands before the purge, never after it; a failed purge is logged and counted, not thrown', async () => {
     const [local, remote] = [new MemKV(), new MemKV()];
     await local.put(clusterConfigKey('c1'), JSON.stringify({ name: 'c1', id: 1, podCIDRs: ['100.65.0.0/16'] }));
-    await local.put(pinnedKey('c2'), JSON.stringify({ name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false }));
+    await local.put(pinnedKey('c2'), JSON.stringify({ name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false }));
     const base = meshLocalOf(local);
     let gate: Promise<void> | undefined;
     let held = 0;

@@ -60,7 +60,7 @@ const KEY = Buffer.alloc(32, 7).toString('base64');
 export const node = (cluster: string, id: number, name: string) =>
   JSON.stringify({ cluster, clusterId: id, name, addresses: [`198.18.${id}.10`], port: 51820, publicKey: KEY, podCIDRs: [`100.${64 + id}.1.0/24`], bootId: '1' });
 export const spec = (name: string) => JSON.stringify({ name, endpoints: ['http://198.18.0.2:2379'] });
-export const pin = (name: string, id: number) => JSON.stringify({ name, id, podCIDRs: [`100.${64 + id}.0.0/16`], relay: false, acceptPolicies: false });
+export const pin = (name: string, id: number) => JSON.stringify({ name, id, podCIDRs: [`100.${64 + id}.0.0/16`], underlayCIDRs: [`198.18.${id}.0/24`], relay: false, acceptPolicies: false });
 export const soon = { timeout: 5000, interval: 10 };
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

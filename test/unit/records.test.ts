@@ -184,9 +184,9 @@ function validRecord(r: R, type: RecordType): { key: string; value: unknown } | 
     case 'namespace':
       return { key: keyFor(type, 'shop'), value: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop', labels: { team: r.pick(['blue', 'red']) } } } };
     case 'cluster-config':
-      return { key: keyFor(type), value: { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], ...(r.bool() ? { relay: true, serviceCIDR: '100.127.2.0/24' } : {}) } };
+      return { key: keyFor(type), value: { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], ...(r.bool() ? { relay: true, serviceCIDR: '100.127.2.0/24' } : {}) } };
     case 'pinned-cluster':
-      return { key: keyFor(type), value: { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], relay: r.bool(), acceptPolicies: r.bool() } };
+      return { key: keyFor(type), value: { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: r.bool(), acceptPolicies: r.bool() } };
     case 'remote':
       return { key: keyFor(type), value: { name: 'c2', endpoints: ['https://198.18.2.2:2379'], caFile: '/x/ca.crt', dialTimeoutMs: 1 + r.int(60000) } };
     case 'remote-status':
@@ -346,8 +346,8 @@ describe('record codecs under random and hostile values', () => {
 describe('Trust: what a cluster may claim, checked against what was pinned', () => {
   const trust = () => {
     const t = new Trust('c1', 1, ['100.65.0.0/16']);
-    t.pin({ name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false });
-    t.pin({ name: 'c3', id: 3, podCIDRs: ['100.67.0.0/16', 'fd67::/48'], relay: true, acceptPolicies: true });
+    t.pin({ name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false });
+    t.pin({ name: 'c3', id: 3, podCIDRs: ['100.67.0.0/16', 'fd67::/48'], underlayCIDRs: ['198.18.3.0/24'], relay: true, acceptPolicies: true });
     return t;
   };
   const node = (o: Partial<records.NodeRecord> = {}): records.NodeRecord => ({ cluster: 'c2', clusterId: 2, name: 'n1', addresses: ['198.18.2.10'], port: 51820, publicKey: KEY, podCIDRs: ['100.66.1.0/24'], bootId: '1', ...o });
@@ -363,9 +363,9 @@ describe('Trust: what a cluster may claim, checked against what was pinned', () 
     ['the whole pinned CIDR', 'c2', node({ podCIDRs: ['100.66.0.0/16'] }), undefined],
     ['an IPv6 CIDR when only IPv4 is pinned', 'c2', node({ podCIDRs: ['100.66.1.0/24', 'fd66::/64'] }), /fd66::\/64 is outside/],
     ['an unpinned cluster', 'c9', node({ cluster: 'c9' }), /not pinned here/],
-    ['c3 with a v6 CIDR inside its pin', 'c3', node({ cluster: 'c3', clusterId: 3, podCIDRs: ['100.67.1.0/24', 'fd67:0:0:1::/64'] }), undefined],
-    ['the local cluster with its own id', 'c1', node({ cluster: 'c1', clusterId: 1, podCIDRs: ['100.65.1.0/24'] }), undefined],
-    ['the local cluster outside its CIDRs', 'c1', node({ cluster: 'c1', clusterId: 1, podCIDRs: ['100.66.1.0/24'] }), /outside c1's/],
+    ['c3 with a v6 CIDR inside its pin', 'c3', node({ cluster: 'c3', clusterId: 3, addresses: ['198.18.3.10'], podCIDRs: ['100.67.1.0/24', 'fd67:0:0:1::/64'] }), undefined],
+    ['the local cluster with its own id', 'c1', node({ cluster: 'c1', clusterId: 1, addresses: ['198.18.1.10'], podCIDRs: ['100.65.1.0/24'] }), undefined],
+    ['the local cluster outside its CIDRs', 'c1', node({ cluster: 'c1', clusterId: 1, addresses: ['198.18.1.10'], podCIDRs: ['100.66.1.0/24'] }), /outside c1's/],
   ];
   for (const [what, cluster, rec, want] of nodeCases)
     it(`node: ${what}`, () => {

@@ -110,7 +110,7 @@ describe("a store's refusals under ListWatcher are counted as the decoders' are"
     const local = new MemKV();
     await remote.put(stateKey('nodes', 'c2', 'n1'), meshNode('c2', 2, 'n1'));
     const { store } = refusing(remote, [{ under: 'wiremesh/state/nodes/v1/c2/', key: stateKey('nodes', 'c2', 'bad'), reason: VALUE_NOT_UTF8, rev: '2' }]);
-    const pinned = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false };
+    const pinned = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false };
     const trust = new Trust('c1', 1, ['100.65.0.0/16']);
     trust.pin(pinned);
     const rejections = new Rejections(silentLogger);

@@ -1,6 +1,6 @@
 /**
  * Records about clusters, written by the operator (root credentials only):
- *   cluster-config/<cluster>     this cluster's name, id, pod CIDRs (`clustermesh enable`)
+ *   cluster-config/<cluster>     this cluster's name, id, pod CIDRs, underlay CIDRs (`clustermesh enable`)
  *   mesh/v1/clusters/<remote>    what was pinned about a remote at `clustermesh connect`
  *   mesh/v1/remotes/<remote>     how kvstoremesh reaches the remote's etcd (credentials)
  */
@@ -9,6 +9,7 @@ import { clusterConfigPrefix, pinnedPrefix, remotesPrefix } from '../keys.js';
 import { jsonCodec } from './codec.js';
 import { cidr, clusterId, clusterName, MAX_CIDRS, maxConnectedClusters } from './fields.js';
 import { mismatch } from './location.js';
+import { underlayCIDRs } from './underlay.js';
 
 const nameAfter = (prefix: string, key: string): string | undefined => (key.startsWith(prefix) ? key.slice(prefix.length) : undefined);
 
@@ -24,6 +25,12 @@ export const clusterConfigSchema = z.object({
    */
   maxConnectedClusters: maxConnectedClusters.optional(),
   podCIDRs: z.array(cidr).min(1).max(MAX_CIDRS),
+  /**
+   * Where this cluster's nodes' addresses live (`--underlay-cidrs`, records/underlay.ts). Absent only in a
+   * config written before the field existed: then Trust refuses every node address of the cluster (fail
+   * closed) until `clustermesh enable` is run again with the ranges.
+   */
+  underlayCIDRs: underlayCIDRs.optional(),
   /** Hub of a hub-and-spoke mesh: its nodes relay traffic between the clusters they reach. */
   relay: z.boolean().optional(),
   /** Where `apply` allocates service VIPs (default 100.127.<id>.0/24); unique across the mesh. */
@@ -44,6 +51,11 @@ export const pinnedClusterSchema = z.object({
   name: clusterName,
   id: clusterId,
   podCIDRs: z.array(cidr).min(1).max(MAX_CIDRS),
+  /**
+   * The remote's underlay CIDRs at connect: every address its node records name must lie inside them. Absent in
+   * a pin written before the field existed: the remote's node records are refused until it is connected again.
+   */
+  underlayCIDRs: underlayCIDRs.optional(),
   /** The remote was a hub at connect: its relay offers are honoured. */
   relay: z.boolean(),
   /** This cluster opted in to the remote's mesh-wide policies (default false). */

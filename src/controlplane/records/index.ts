@@ -8,6 +8,7 @@ export * from './relay.js';
 export * from './gateway.js';
 export * from './heartbeat.js';
 export * from './cluster.js';
+export * from './underlay.js';
 export * from './status.js';
 export * from './location.js';
 export * from './rejections.js';

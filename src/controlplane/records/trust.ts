@@ -5,7 +5,8 @@
  * connect` stored), never from the cluster's own records:
  *
  *   pin       id within the mesh's maxConnectedClusters; the remote's layout is ours (fail closed)
- *   node      clusterId = the pinned id; pod CIDRs inside the pinned CIDRs
+ *   node      clusterId = the pinned id; pod CIDRs inside the pinned CIDRs; addresses inside the
+ *             pinned underlay CIDRs and inside no other cluster's (fail closed for a pin without them)
  *   endpoint  address inside the pinned CIDRs; identity with the pinned id's bits
  *   identity  cluster bits = the pinned id; labels naming a cluster name it (normalised in)
  *   relay     only from a cluster pinned as hub; only CIDRs no pinned cluster owns,
@@ -30,6 +31,12 @@ export interface ClusterFacts {
   id: number;
   /** Empty while unknown (the local cluster before its cluster-config is read): CIDR checks wait for it. */
   podCIDRs: Prefix[];
+  /**
+   * Where the cluster's node addresses may lie (its pinned underlay CIDRs). 'unpinned': pinned, or configured,
+   * before the field existed: every node address of the cluster is refused until it is pinned with them.
+   * 'unknown': the local cluster before its cluster-config is read (as podCIDRs: the check waits for it).
+   */
+  underlay: Prefix[] | 'unpinned' | 'unknown';
   relay: boolean;
   acceptPolicies: boolean;
 }
@@ -48,6 +55,8 @@ export function notANodeAddress(a: string): Verdict {
   return local ? `underlay address ${a} is ${local}: no node's own` : undefined;
 }
 
+const underlayOf = (cidrs: string[] | undefined): ClusterFacts['underlay'] => (cidrs ? cidrs.map((c) => parsePrefix(c)) : 'unpinned');
+
 export class Trust {
   private readonly clusters = new Map<string, ClusterFacts>();
   private readonly byId = new Map<number, string>();
@@ -58,7 +67,12 @@ export class Trust {
    * are read, and the highest cluster id any pin or record may carry.
    */
   constructor(readonly localName: string, readonly localId: number, localCIDRs: string[] = [], readonly maxClusters: MaxClusters = DEFAULT_MAX_CLUSTERS) {
-    this.set({ name: localName, id: localId, podCIDRs: localCIDRs.map((c) => parsePrefix(c)), relay: false, acceptPolicies: true });
+    this.set({ name: localName, id: localId, podCIDRs: localCIDRs.map((c) => parsePrefix(c)), underlay: 'unknown', relay: false, acceptPolicies: true });
+  }
+
+  /** The local cluster's underlay CIDRs as its cluster-config names them (undefined: a config that predates them). */
+  setLocalUnderlay(cidrs: string[] | undefined): void {
+    this.set({ ...this.clusters.get(this.localName)!, underlay: underlayOf(cidrs) });
   }
 
   /** The local cluster's pod CIDRs (its cluster-config). */
@@ -79,8 +93,16 @@ export class Trust {
       return `${p.name} was connected with maxConnectedClusters ${theirs}, this cluster has ${this.maxClusters}: identities would name other clusters`;
     const holder = this.byId.get(p.id);
     if (holder !== undefined && holder !== p.name) return `id ${p.id} is already ${holder}'s`;
-    this.set({ name: p.name, id: p.id, podCIDRs: p.podCIDRs.map((c) => parsePrefix(c)), relay: p.relay, acceptPolicies: p.acceptPolicies });
+    this.set({ name: p.name, id: p.id, podCIDRs: p.podCIDRs.map((c) => parsePrefix(c)), underlay: underlayOf(p.underlayCIDRs), relay: p.relay, acceptPolicies: p.acceptPolicies });
     return undefined;
+  }
+
+  /** Whether `p` is pinned as it stands (its facts unchanged): a pin seen again needs no re-check. */
+  holds(p: PinnedCluster): boolean {
+    const f = this.clusters.get(p.name);
+    const text = (ps: Prefix[] | string) => (typeof ps === 'string' ? ps : ps.map(formatPrefix).join());
+    const given = (cs: string[] | undefined) => (cs ? text(cs.map((c) => parsePrefix(c))) : 'unpinned');
+    return f !== undefined && f.id === p.id && f.relay === p.relay && f.acceptPolicies === p.acceptPolicies && text(f.podCIDRs) === given(p.podCIDRs) && text(f.underlay) === given(p.underlayCIDRs);
   }
 
   unpin(name: string): void {
@@ -132,6 +154,8 @@ export class Trust {
       const local = notANodeAddress(a);
       if (local) return local;
       for (const c of this.clusters.values()) if (c.podCIDRs.some((p) => prefixContains(p, addr))) return `underlay address ${a} lies in ${c.name}'s pod CIDRs`;
+      const owner = this.underlayOwner(f, a, addr);
+      if (owner) return owner;
     }
     return this.insideCluster(f, rec.podCIDRs.map((c) => parsePrefix(c)), 'pod CIDR');
   }
@@ -175,6 +199,23 @@ export class Trust {
     });
     const clusterIds = (rec.clusterIds ?? []).filter((id) => !this.byId.has(id) && id <= this.maxClusters);
     return { record: { ...rec, podCIDRs, clusterIds } };
+  }
+
+  /**
+   * Why address `a` (parsed: addr) cannot be a node's of cluster f: outside f's pinned underlay CIDRs, or inside
+   * another cluster's (pre-flight keeps them apart; where pins overlap anyway the overlap is nobody's, whatever
+   * the order records arrive in).
+   */
+  private underlayOwner(f: ClusterFacts, a: string, addr: Buffer): Verdict {
+    if (f.underlay === 'unpinned')
+      return f.name === this.localName
+        ? `${f.name}'s cluster-config names no underlayCIDRs: node addresses are refused until \`clustermesh enable --underlay-cidrs\` records them`
+        : `${f.name} was pinned without underlay CIDRs (connected before they existed): its node addresses are refused until it is connected again`;
+    if (f.underlay !== 'unknown' && !f.underlay.some((p) => prefixContains(p, addr)))
+      return `underlay address ${a} is outside ${f.name}'s pinned underlay CIDRs ${f.underlay.map(formatPrefix).join(', ')}`;
+    for (const c of this.clusters.values())
+      if (c !== f && Array.isArray(c.underlay) && c.underlay.some((p) => prefixContains(p, addr))) return `underlay address ${a} lies in ${c.name}'s underlay CIDRs`;
+    return undefined;
   }
 
   private insideCluster(f: ClusterFacts, prefixes: Prefix[], what: string): Verdict {
