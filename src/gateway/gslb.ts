@@ -26,11 +26,12 @@ import type { RemoteInfo } from 'node:dgram';
 import type { Question } from 'dns-packet';
 import type { Etcd3 } from 'etcd3';
 import { ConfigError } from '../errors.js';
-import { cachePrefix, statePrefix } from '../controlplane/keys.js';
+import { cachePrefix, clusterConfigPrefix, pinnedPrefix, statePrefix } from '../controlplane/keys.js';
 import { connectEtcd, decoded, EtcdStore, ListWatcher } from '../controlplane/kvstore.js';
 import { prefixesOverlap } from '../controlplane/types.js';
 import { etcdEndpoint, fail, int, isObj, nonEmptyList, obj, validateAddress, validatePrefixes } from '../validate.js';
-import { gatewayCodec, nodeCodec, notANodeAddress, RecordError, Rejections, stateLocation, type GatewayRecord, type NodeRecord } from '../controlplane/records/index.js';
+import { clusterConfigCodec, gatewayCodec, nodeCodec, notANodeAddress, pinnedClusterCodec, RecordError, Rejections, stateLocation, type GatewayRecord, type NodeRecord } from '../controlplane/records/index.js';
+import { NodePins } from './nodepins.js';
 import type { Logger } from '../log.js';
 import { parsePrefix, type Prefix } from '../net/ip.js';
 import { parseYamlMapping, readConfigFile } from '../yamlconfig.js';
@@ -88,6 +89,11 @@ export class GatewayDns {
   /** Node records by "cluster/node" (and the key each came from): a gateway's address must be its node's. */
   private readonly nodes = new Map<string, NodeRecord>();
   private readonly nodeKeys = new Map<string, string>();
+  /** Node records as stored (decoded), by etcd key, checked again when the pins change; the refusal last reported. */
+  private readonly nodeOffers = new Map<string, NodeRecord>();
+  private readonly nodeRefused = new Map<string, string>();
+  /** This etcd's cluster-config and pins: whose addresses a node record may name (nodepins.ts). */
+  readonly pins = new NodePins();
   readonly rejections: Rejections;
   private readonly refused = new Map<string, string>();
   /** Gateway records by etcd key. */
@@ -185,23 +191,41 @@ export class GatewayDns {
 
   /**
    * The node record at etcd key `k` is now `rec` (undefined: deleted). A node naming an address that is no host
-   * of its own (loopback, link-local such as 169.254.169.254: `notANodeAddress`, as agents check it) is refused
-   * (`claim`, counted) and its gateways wait: this process would probe that address on its own host, find it
-   * healthy and hand it to outside clients.
+   * of its own (loopback, link-local such as 169.254.169.254: `notANodeAddress`, as agents check it) or that lies
+   * outside its cluster's pinned underlay CIDRs (`NodePins`) is refused (`claim`, counted) and its gateways wait:
+   * this process would probe that address (on its own host, or a resolver's) and hand it to outside clients.
    */
   nodeChanged(k: string, rec: NodeRecord | undefined): void {
-    const why = rec?.addresses.map(notANodeAddress).find((w) => w !== undefined);
-    if (rec && why) this.rejections.add(new RecordError('node', k, 'claim', why), rec.cluster);
-    if (rec && !why) {
+    if (rec) this.nodeOffers.set(k, rec);
+    else this.nodeOffers.delete(k);
+    this.evaluateNode(k);
+    this.admitGateways();
+  }
+
+  /** The pins or the cluster-config changed: every node record is checked again. */
+  pinsChanged(): void {
+    for (const k of this.nodeOffers.keys()) this.evaluateNode(k);
+    this.admitGateways();
+  }
+
+  private evaluateNode(k: string): void {
+    const rec = this.nodeOffers.get(k);
+    const why = rec && (rec.addresses.map(notANodeAddress).find((w) => w !== undefined) ?? this.pins.check(rec.cluster, rec));
+    if (rec && why === undefined) {
+      this.nodeRefused.delete(k);
       if (stateLocation('nodes', k)?.cached === false) this.localNodes.add(`${rec.cluster}/${rec.name}`);
       this.setNode(`${rec.cluster}/${rec.name}`, rec);
       this.nodeKeys.set(k, `${rec.cluster}/${rec.name}`);
-    } else {
-      const id = this.nodeKeys.get(k);
-      this.nodeKeys.delete(k);
-      if (id) this.setNode(id, undefined);
+      return;
     }
-    this.admitGateways();
+    if (rec && why !== 'wait' && this.nodeRefused.get(k) !== why) {
+      this.nodeRefused.set(k, why!);
+      this.rejections.add(new RecordError('node', k, 'claim', why!), rec.cluster);
+    }
+    if (!rec) this.nodeRefused.delete(k);
+    const id = this.nodeKeys.get(k);
+    this.nodeKeys.delete(k);
+    if (id) this.setNode(id, undefined);
   }
 
   async start(): Promise<void> {
@@ -210,7 +234,12 @@ export class GatewayDns {
     const origin = (k: string) => stateLocation('gateways', k)?.cluster ?? stateLocation('nodes', k)?.cluster ?? '';
     const gateways = decoded(gatewayCodec, { upsert: (k, rec) => this.gatewayChanged(k, rec), remove: (k) => this.gatewayChanged(k, undefined) }, this.rejections, origin);
     const nodes = decoded(nodeCodec, { upsert: (k, rec) => this.nodeChanged(k, rec), remove: (k) => this.nodeChanged(k, undefined) }, this.rejections, origin);
+    const pinned = (k: string) => k.slice(pinnedPrefix().length);
+    const config = decoded(clusterConfigCodec, { upsert: (_k, c) => (this.pins.setConfig(c), this.pinsChanged()), remove: () => undefined }, this.rejections);
+    const pins = decoded(pinnedClusterCodec, { upsert: (k, p) => (this.pins.setPin(pinned(k), p), this.pinsChanged()), remove: (k) => (this.pins.setPin(pinned(k), undefined), this.pinsChanged()) }, this.rejections, pinned);
     this.watchers.push(
+      new ListWatcher(store, clusterConfigPrefix(), config, this.log),
+      new ListWatcher(store, pinnedPrefix(), pins, this.log),
       new ListWatcher(store, statePrefix('gateways'), gateways, this.log),
       new ListWatcher(store, cachePrefix('gateways'), gateways, this.log),
       new ListWatcher(store, statePrefix('nodes'), nodes, this.log),

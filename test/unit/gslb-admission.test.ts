@@ -13,6 +13,10 @@ const gw = (name: string, address: string): GatewayRecord => ({ cluster: 'c1', n
 
 function setup() {
   const dns = new GatewayDns(cfg, silentLogger);
+  // this etcd's cluster-config and one remote pinned at connect (gateway-dns reads both: nodepins.ts)
+  dns.pins.setConfig({ name: 'c1', id: 1, podCIDRs: ['100.65.0.0/16'], underlayCIDRs: ['198.18.1.0/24'] });
+  dns.pins.setPin('c2', { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false });
+  dns.pinsChanged();
   const internals = dns as unknown as { probeAll(): void; gateways: Map<string, unknown> };
   internals.probeAll = () => undefined; // no probes: what is admitted is read directly
   return { dns, admitted: () => [...internals.gateways.keys()], reasons: () => dns.rejections.recent.map((e) => `${e.key} ${e.reason}`) };
@@ -37,5 +41,39 @@ describe('gateway-dns admission', () => {
     dns.nodeChanged(nodeKey('ok'), node('ok', ['198.18.1.10', '169.254.169.254'], 9));
     expect(admitted()).toEqual([]);
     expect(dns.rejections.recent.at(-1)?.detail).toMatch(/169\.254\.169\.254 is link-local/);
+  });
+
+  it("a node naming an address outside its cluster's pinned underlay CIDRs is refused, its gateway with it (a resolver, another cluster's node)", () => {
+    // A hostile remote published a node at 8.8.8.8 (or at one of our nodes' addresses) with a gateway there:
+    // gateway-dns would probe that host and hand its address to outside clients as the service's entry point.
+    const { dns, admitted, reasons } = setup();
+    const remote = (name: string, addresses: string[], i: number): NodeRecord => ({ ...node(name, addresses, i), cluster: 'c2', clusterId: 2, podCIDRs: [`100.66.${i}.0/24`] });
+    const rkey = (n: string) => `wiremesh/cache/nodes/v1/c2/${n}`;
+    const rgw = (n: string) => `wiremesh/cache/gateways/v1/c2/${n}`;
+    for (const [i, addr] of ['8.8.8.8', '198.18.1.77', '64:ff9b::808:808'].entries()) {
+      dns.nodeChanged(rkey(`e${i}`), remote(`e${i}`, [addr], i + 1));
+      dns.gatewayChanged(rgw(`e${i}`), { ...gw(`e${i}`, addr), cluster: 'c2' });
+    }
+    expect(admitted()).toEqual([]);
+    expect(reasons()).toEqual([0, 1, 2].map((i) => `${rkey(`e${i}`)} claim`));
+    expect(dns.rejections.recent[0]?.detail).toMatch(/8\.8\.8\.8 is outside c2's pinned underlay CIDRs/);
+    dns.nodeChanged(rkey('ok'), remote('ok', ['198.18.2.10'], 9));
+    dns.gatewayChanged(rgw('ok'), { ...gw('ok', '198.18.2.10'), cluster: 'c2' });
+    expect(admitted()).toEqual([rgw('ok')]);
+    // unpinned (disconnected): its nodes are refused and the gateway goes
+    dns.pins.setPin('c2', undefined);
+    dns.pinsChanged();
+    expect(admitted()).toEqual([]);
+  });
+
+  it('before the cluster-config is read, nodes wait (neither used nor refused)', () => {
+    const dns = new GatewayDns(cfg, silentLogger);
+    (dns as unknown as { probeAll(): void }).probeAll = () => undefined;
+    dns.nodeChanged(nodeKey('n1'), node('n1', ['198.18.1.10'], 1));
+    dns.gatewayChanged(gwKey('n1'), gw('n1', '198.18.1.10'));
+    expect([dns.targets('shop/web').length, dns.rejections.total]).toEqual([0, 0]);
+    dns.pins.setConfig({ name: 'c1', id: 1, podCIDRs: ['100.65.0.0/16'], underlayCIDRs: ['198.18.1.0/24'] });
+    dns.pinsChanged();
+    expect((dns as unknown as { gateways: Map<string, unknown> }).gateways.size).toBe(1);
   });
 });
