@@ -194,7 +194,7 @@ export async function main(argv: string[]): Promise<number> {
       const { meshStatus } = await import('../controlplane/clustermesh.js');
       const s = await meshStatus(etcdOptions(o));
       if (o.json) return void console.log(JSON.stringify(s, null, 2));
-      console.log(`Cluster ${s.cluster.name} (id ${s.cluster.id}), pod CIDRs ${s.cluster.podCIDRs.join(', ')}`);
+      console.log(`Cluster ${s.cluster.name} (id ${s.cluster.id}), pod CIDRs ${s.cluster.podCIDRs.join(', ')}, underlay CIDRs ${s.cluster.underlayCIDRs?.join(', ') ?? 'NONE'}`);
       console.log(`Local nodes: ${s.nodes.local}`);
       console.log(`Clusters configured: ${s.remotes.length}, connected: ${s.remotes.filter((r) => r.status?.connected).length}`);
       const cn = s.connectivity;
@@ -219,7 +219,7 @@ export async function main(argv: string[]): Promise<number> {
       for (const r of s.remotes) {
         const st = r.status;
         const synced = st?.synced ? Object.entries(st.synced).filter(([, v]) => v).map(([k]) => k).join(',') : '-';
-        const pin = r.pinned ? `pinned id ${r.pinned.id}${r.pinned.relay ? ', hub' : ''}, mesh-wide policies ${r.pinned.acceptPolicies ? 'enforced' : 'not enforced'}` : 'NOT pinned';
+        const pin = r.pinned ? `pinned id ${r.pinned.id}, underlay ${r.pinned.underlayCIDRs?.join(', ') ?? 'NONE'}${r.pinned.relay ? ', hub' : ''}, mesh-wide policies ${r.pinned.acceptPolicies ? 'enforced' : 'not enforced'}` : 'NOT pinned';
         console.log(`  ${r.name}: ${st?.connected ? 'connected' : 'NOT connected'}, synced [${synced}], nodes ${s.nodes.byRemote[r.name] ?? 0}, ${pin}${st?.lastError ? `, error: ${st.lastError}` : ''}`);
       }
       for (const w of s.warnings) console.log(`WARNING: ${w}`);

@@ -31,7 +31,7 @@ describe.skipIf(!enabled)('etcd auth-revision races', () => {
       name: 'authrace', dataDir: join(dir, 'data'), host: '127.0.0.1', clientPort: port, peerPort: port + 1000,
       tls: { certFile: join(p, 'etcd.crt'), keyFile: join(p, 'etcd.key'), caFile: join(p, 'ca.crt') },
     });
-    await enableCluster({ endpoints: [etcd.clientUrl], ...pkiFiles(p) }, { name: 'c1', id: 1, podCIDRs: ['100.65.0.0/16'] });
+    await enableCluster({ endpoints: [etcd.clientUrl], ...pkiFiles(p) }, { name: 'c1', id: 1, podCIDRs: ['100.65.0.0/16'], underlayCIDRs: ['198.18.1.0/24'] });
   }, 60_000);
   afterAll(async () => {
     await etcd?.stop();
