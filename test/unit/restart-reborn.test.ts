@@ -14,7 +14,7 @@ import { agentOn, node, nodeKey } from '../helpers/admitting-agent.js';
 import { mirrorOf } from './meshfakes.js';
 
 const soon = { timeout: 5000 };
-const pinned = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false };
+const pinned = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false };
 const src = (n: string) => stateKey('nodes', 'c2', n);
 const rec = (n: string, cidrs: string[], addr: string, pk: string) => JSON.stringify(node(n, cidrs, addr, pk));
 

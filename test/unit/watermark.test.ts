@@ -107,7 +107,7 @@ describe('BatchedWriter: the progress writes', () => {
 });
 
 describe('a replication restarted without a usable watermark', () => {
-  const pinned = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false };
+  const pinned = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false };
   const src = stateKey('nodes', 'c2', 'n1');
   const updated = JSON.stringify({ ...(JSON.parse(node('c2', 2, 'n1')) as object), bootId: '2' });
   function replication(remote: MemKV, local: MemKV) {
