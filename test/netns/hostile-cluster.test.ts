@@ -411,9 +411,10 @@ describe.skipIf(!enabled)('a hostile cluster: c2 writes what it may not claim in
     // addresses, and gateway-dns took "the gateway's address is one of its
     // node's" from the node record the same cluster wrote. c2 added c3/n1's
     // address to its own n2 record, pointed its n2 gateway at c3/n1:18081, and
-    // gateway-dns answered web.example.com with c3/n1's address. Now an address
-    // two nodes claim belongs to neither (gateway-dns) and the later claimant
-    // is refused (agents: node/conflict).
+    // gateway-dns answered web.example.com with c3/n1's address. Now c3/n1's
+    // address lies outside c2's pinned underlay CIDRs: the record is refused
+    // (node/claim: kvstoremesh, agents, gateway-dns), its previous value stays;
+    // and an address two nodes claim still belongs to neither (gateway-dns).
     it("c2 adding c3's address to its own node record does not make gateway-dns answer with c3's address", async () => {
       const c2n2 = { key: 'wiremesh/state/nodes/v1/c2/n2', value: get('c2', 'wiremesh/state/nodes/v1/c2/n2')! };
       const rec = JSON.parse(c2n2.value) as { addresses: string[] };
