@@ -295,6 +295,19 @@ describe.skipIf(!enabled)('a hostile cluster: c2 writes what it may not claim in
     del('wiremesh/state/nodes/v1/c2/evil-dup');
   }, 60_000);
 
+  it("3b. node records naming a resolver, c1's node or a NAT64 address (outside c2's pinned underlay CIDRs) are refused (claim); no route to them enters c1's tunnels", async () => {
+    const before = rejected();
+    const v = c2n1.value;
+    const evil = { '8.8.8.8': 'evil-dns', [node('c1', 'n2').address]: 'evil-c1', '64:ff9b::808:808': 'evil-nat64' };
+    for (const [addr, name] of Object.entries(evil)) put(`wiremesh/state/nodes/v1/c2/${name}`, JSON.stringify({ ...v, name, addresses: [addr], podCIDRs: ['100.66.250.0/24'] }));
+    await refused(before, 'node/claim', 3);
+    for (const name of Object.values(evil)) expect(get('c1', `wiremesh/cache/nodes/v1/c2/${name}`)).toBeNull();
+    expect(remoteStatus().recentRejections?.some((e) => e.key.endsWith('/evil-dns') && /8\.8\.8\.8 is outside c2's pinned underlay CIDRs/.test(e.detail))).toBe(true);
+    expect(execIn(node('c1', 'n1').netns, 'ip', 'route', 'get', '8.8.8.8').out).not.toMatch(/dev wm0/);
+    expect(reach('web1', 'api1')).toBe(true);
+    for (const name of Object.values(evil)) del(`wiremesh/state/nodes/v1/c2/${name}`);
+  }, 60_000);
+
   it('4. garbage of every record type is refused with the right reason; nothing reaches the cache, nothing exits', async () => {
     const before = rejected();
     const v = c2n1.value;
