@@ -8,7 +8,7 @@
  *   wiremesh/synced/<cluster>/<type>             initial sync of <cluster>'s <type> into this etcd is complete
  *   wiremesh/cluster-config/<cluster>            cluster id, pod CIDRs, capabilities (operator)
  *   wiremesh/mesh/v1/remotes/<remote>            how this cluster's kvstoremesh reaches a remote's etcd (operator; credentials)
- *   wiremesh/mesh/v1/clusters/<remote>           what was pinned about a remote at connect: id, pod CIDRs, hub, policy opt-in (operator)
+ *   wiremesh/mesh/v1/clusters/<remote>           what was pinned about a remote at connect: id, pod and underlay CIDRs, hub, policy opt-in (operator)
  *   wiremesh/mesh/v1/status/<remote>             kvstoremesh's view of that remote (connected, synced, rejections)
  *   wiremesh/health/v1/<cluster>/<node>          an agent's tunnels (peers, handshake ages, traffic), every 5 s, leased
  *   wiremesh/identity-index/v1/<cluster>/<sha256> the identity number of a label set (allocation, never replicated)
