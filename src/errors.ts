@@ -146,7 +146,7 @@ export type RecordType =
  *   schema     fields of wrong type or range   key        the key disagrees with the value
  *   claim      says something its origin may not (another cluster's id, CIDR, labels)
  *   conflict   overlaps a record already admitted (a pod CIDR, an address)
- *   budget     the remote is over its record or byte budget
+ *   budget     over a bound on how many: a remote's records, bytes or nodes (kvstoremesh), a node's endpoints (agent)
  */
 export type RejectReason = 'too-large' | 'not-json' | 'schema' | 'key' | 'claim' | 'conflict' | 'budget';
 
