@@ -228,7 +228,7 @@ export class Admission {
   }
 
   private decide(kind: Kind, key: string, c: Candidate<unknown>): unknown {
-    const refuse = (type: RecordType, reason: RejectReason, detail: string) => new RecordError(type, key, reason, detail);
+    const refuse = (type: RecordType, reason: RejectReason, detail: string) => RecordError.quiet(type, key, reason, detail);
     switch (kind) {
       case 'node': {
         const rec = c.rec as NodeRecord;

@@ -26,7 +26,7 @@ export class EndpointQuota {
   /** Admitted endpoints per node id ("cluster/node"); no entry at 0. */
   private readonly counts = new Map<string, number>();
   /** Endpoint keys held back at the bound per node id, in the order they were first held back. */
-  private readonly held = new Map<string, Set<string>>();
+  private readonly held = new Map<string, Waiting>();
   /** Held-back keys per origin cluster (status, metrics). */
   private readonly heldPerCluster = new Map<string, number>();
 
@@ -53,9 +53,8 @@ export class EndpointQuota {
   /** Endpoint `key` of `nodeId` (from cluster `cluster`) was refused for the bound: it waits (keeps its place if it did). */
   holdBack(nodeId: string, key: string): void {
     let s = this.held.get(nodeId);
-    if (!s) this.held.set(nodeId, (s = new Set()));
-    if (s.has(key)) return;
-    s.add(key);
+    if (!s) this.held.set(nodeId, (s = new Waiting()));
+    if (!s.add(key)) return;
     const cluster = clusterOf(nodeId);
     this.heldPerCluster.set(cluster, (this.heldPerCluster.get(cluster) ?? 0) + 1);
   }
@@ -64,6 +63,10 @@ export class EndpointQuota {
   release(nodeId: string, key: string): void {
     const s = this.held.get(nodeId);
     if (!s?.delete(key)) return;
+    this.released(nodeId, s);
+  }
+
+  private released(nodeId: string, s: Waiting): void {
     if (s.size === 0) this.held.delete(nodeId);
     const cluster = clusterOf(nodeId);
     const n = (this.heldPerCluster.get(cluster) ?? 0) - 1;
@@ -75,8 +78,8 @@ export class EndpointQuota {
   next(nodeId: string): string | undefined {
     if (!this.fits(nodeId)) return undefined;
     const s = this.held.get(nodeId);
-    const k = s?.values().next().value;
-    if (k !== undefined) this.release(nodeId, k);
+    const k = s?.shift();
+    if (k !== undefined) this.released(nodeId, s!);
     return k;
   }
 
@@ -102,4 +105,65 @@ export interface EndpointQuotaStatus {
 
 function clusterOf(nodeId: string): string {
   return nodeId.slice(0, nodeId.indexOf('/'));
+}
+
+/**
+ * Keys in the order they were added, with O(1) add, delete and shift (amortised). Not a Set: taking a Set's first
+ * key walks the deleted slots at its front (V8's ordered table keeps them until it shrinks), so a node whose
+ * held-back endpoints are admitted one by one from the front cost O(held) per admission. Here the order is an
+ * array read from `head`, each key's place a number: an entry whose key was deleted (or added again since, at a
+ * later place) is skipped, and the array is rebuilt from the live keys once it holds twice as many entries as them.
+ */
+class Waiting {
+  private readonly places = new Map<string, number>();
+  private keys: string[] = [];
+  private seqs: number[] = [];
+  private head = 0;
+  private seq = 0;
+
+  get size(): number {
+    return this.places.size;
+  }
+
+  /** False when `key` is already in. */
+  add(key: string): boolean {
+    if (this.places.has(key)) return false;
+    this.places.set(key, this.seq);
+    this.keys.push(key);
+    this.seqs.push(this.seq++);
+    return true;
+  }
+
+  delete(key: string): boolean {
+    if (!this.places.delete(key)) return false;
+    this.compact();
+    return true;
+  }
+
+  /** The key added first of those in, taken out. */
+  shift(): string | undefined {
+    while (this.head < this.keys.length) {
+      const k = this.keys[this.head]!;
+      const at = this.seqs[this.head++]!;
+      if (this.places.get(k) !== at) continue;
+      this.places.delete(k);
+      this.compact();
+      return k;
+    }
+    return undefined;
+  }
+
+  private compact(): void {
+    if (this.keys.length < 2 * this.places.size + 64) return;
+    const keys: string[] = [];
+    const seqs: number[] = [];
+    for (let i = this.head; i < this.keys.length; i++)
+      if (this.places.get(this.keys[i]!) === this.seqs[i]) {
+        keys.push(this.keys[i]!);
+        seqs.push(this.seqs[i]!);
+      }
+    this.keys = keys;
+    this.seqs = seqs;
+    this.head = 0;
+  }
 }
