@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { Admission } from '../../src/agent/admission.js';
 import { parseAgentConfig } from '../../src/agent/config.js';
-import { DEFAULT_MAX_ENDPOINTS_PER_NODE } from '../../src/agent/endpointquota.js';
+import { DEFAULT_MAX_ENDPOINTS_PER_NODE, EndpointQuota } from '../../src/agent/endpointquota.js';
 import { Rejections, LOGGED_PER_MINUTE } from '../../src/controlplane/records/rejections.js';
 import { Trust } from '../../src/controlplane/records/trust.js';
 import type { EndpointRecord, NodeRecord } from '../../src/controlplane/records/index.js';
@@ -94,6 +94,26 @@ describe('the bound on a node\'s endpoints', () => {
     expect(() => parseAgentConfig(base + 'admission: { maxEndpointsPerNode: 0 }\n')).toThrow(/admission.maxEndpointsPerNode/);
     expect(() => parseAgentConfig(base + 'admission: { maxEndpointsPerNod: 5 }\n')).toThrow(/admission/);
   });
+
+  for (const seed of [7, 8]) {
+    it(`the held-back queue keeps first-held-first order through deletes and its rebuilds (seed ${seed})`, () => {
+      const rand = prng(seed);
+      const q = new EndpointQuota(1);
+      const model: string[] = [];
+      for (let step = 0; step < 20_000; step++) {
+        const k = `wiremesh/cache/ip/v2/c2/a/100.66.0.${Math.floor(rand() * 400)}`;
+        const r = rand();
+        if (r < 0.5) {
+          q.holdBack('c2/a', k);
+          if (!model.includes(k)) model.push(k);
+        } else if (r < 0.8) {
+          q.release('c2/a', k);
+          if (model.includes(k)) model.splice(model.indexOf(k), 1);
+        } else expect(q.next('c2/a')).toBe(model.shift());
+        expect(q.status().heldBack).toEqual(model.length ? { c2: model.length } : {});
+      }
+    });
+  }
 
   // The invariants on seeded random sequences (a failure reproduces from its seed): per node at most the bound
   // admitted; work-conserving (a node under its bound holds no endpoint back); every admitted endpoint holds;
