@@ -179,7 +179,7 @@ export class Admission {
 
   remove(kind: Kind, key: string): void {
     this.cand[kind].delete(key);
-    if (kind === 'endpoint') this.quota.release(nodeIdOf(key), key);
+    if (kind === 'endpoint' && this.quota.holding) this.quota.release(nodeIdOf(key), key);
     if (kind === 'node') this.unwait(key);
     this.reported.delete(key);
     this.withdraw(kind, key);
@@ -201,7 +201,7 @@ export class Admission {
     // held back at its node's bound, or waits there no more
     if (kind === 'endpoint') {
       if (out instanceof RecordError && out.reason === 'budget') this.quota.holdBack(nodeIdOf(key), key);
-      else this.quota.release(nodeIdOf(key), key);
+      else if (this.quota.holding) this.quota.release(nodeIdOf(key), key);
     }
     if (out === 'wait') return this.withdraw(kind, key);
     if (out instanceof RecordError) {
@@ -242,8 +242,9 @@ export class Admission {
         const why = this.trust.endpoint(c.cluster, rec);
         if (why) return refuse('endpoint', 'claim', why);
         // the codec checked it already; the endpoint table files a record under its key's node (endpointstore.ts)
-        if (nodeIdOf(key) !== `${c.cluster}/${rec.node}`) return refuse('endpoint', 'claim', `the key does not name node ${c.cluster}/${rec.node}`);
-        const nodeKey = this.nodeByName.get(`${c.cluster}/${rec.node}`);
+        const id = nodeIdOf(key);
+        if (id !== `${c.cluster}/${rec.node}`) return refuse('endpoint', 'claim', `the key does not name node ${c.cluster}/${rec.node}`);
+        const nodeKey = this.nodeByName.get(id);
         const node = nodeKey ? (this.admitted.node.get(nodeKey) as NodeRecord | undefined) : undefined;
         if (!node) return 'wait'; // its node is not (yet) admitted
         const addr = parseIP(rec.ip)!;
@@ -252,7 +253,7 @@ export class Admission {
           return refuse('endpoint', 'claim', `address ${rec.ip} is outside node ${rec.node}'s pod CIDRs ${node.podCIDRs.map((x) => formatPrefix(parsePrefix(x))).join(', ')}`);
         }
         // last: only an endpoint that holds otherwise takes a place (one admitted keeps its place)
-        if (this.admitted.endpoint.get(key) === undefined && !this.quota.fits(nodeIdOf(key)))
+        if (!this.quota.fits(id) && this.admitted.endpoint.get(key) === undefined)
           return refuse('endpoint', 'budget', `node ${c.cluster}/${rec.node} holds ${this.quota.max} endpoints, its bound (admission.maxEndpointsPerNode): waits for room`);
         return rec;
       }

@@ -33,6 +33,11 @@ export class EndpointQuota {
   /** `max`: admitted endpoints per node, ≥ 1 (agent config `admission.maxEndpointsPerNode`). */
   constructor(readonly max: number = DEFAULT_MAX_ENDPOINTS_PER_NODE) {}
 
+  /** Whether any endpoint is held back (callers skip `release` otherwise). */
+  get holding(): boolean {
+    return this.held.size > 0;
+  }
+
   /** Whether one more endpoint of node `nodeId` fits. */
   fits(nodeId: string): boolean {
     return (this.counts.get(nodeId) ?? 0) < this.max;
