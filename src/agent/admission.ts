@@ -7,7 +7,8 @@
  *   node      pod CIDRs overlapping no other admitted node's of its cluster; underlay
  *             addresses and WireGuard key no other admitted node's (any cluster); no
  *             pod CIDR holding another node's underlay address
- *   endpoint  its node admitted, and its address inside that node's pod CIDRs
+ *   endpoint  its node admitted, and its address inside that node's pod CIDRs; at most
+ *             maxEndpointsPerNode admitted per node, the others held back (endpointquota.ts)
  *   identity  cluster bits and labels as trust.ts says (cluster label normalised in)
  *   relay     trust.ts: hubs only, sanitised CIDRs and ids (re-checked as nodes come)
  *
@@ -41,6 +42,7 @@ import { formatPrefix, parseIP, parsePrefix, prefixContains, type Prefix } from 
 import { PrefixTrie } from '../net/prefixtrie.js';
 import { prefixesOverlap } from '../controlplane/types.js';
 import { EndpointStore, nodeIdOf, type Candidate } from './endpointstore.js';
+import { DEFAULT_MAX_ENDPOINTS_PER_NODE, EndpointQuota } from './endpointquota.js';
 
 /**
  * This agent's own node as its configuration says (what its own record carries): the one claim the agent
@@ -144,6 +146,8 @@ export class Admission {
   /** (key, reason) pairs already reported: a record is counted once, not on every re-check. */
   private readonly reported = new Map<string, string>();
 
+  /** The bound on each node's admitted endpoints, and those held back at it. */
+  readonly quota: EndpointQuota;
   /** This node's own claims, parsed once (≤ 16 of each). */
   private readonly self: (NodeClaims & { key: string; publicKey(): string | undefined }) | undefined;
 
@@ -151,13 +155,16 @@ export class Admission {
    * `self`: this agent's own node. No other node, of any cluster, is admitted with a pod CIDR overlapping
    * its pod CIDRs, one of its underlay addresses or its WireGuard key, whatever the order records come in: first-admitted-wins would otherwise let a node listed
    * before ours (a restart, our lease lapsed) take our pods' addresses as its tunnel's sources here.
+   * `maxEndpointsPerNode`: admitted endpoints per node (≥ 1; agent config `admission.maxEndpointsPerNode`).
    */
   constructor(
     private readonly trust: Trust,
     private readonly rejections: Rejections,
     private readonly sinks: AdmissionSinks,
     self?: SelfNode,
+    maxEndpointsPerNode = DEFAULT_MAX_ENDPOINTS_PER_NODE,
   ) {
+    this.quota = new EndpointQuota(maxEndpointsPerNode);
     if (self) this.self = { key: self.key, publicKey: () => self.publicKey(), cidrs: self.podCIDRs.map((c) => parsePrefix(c)), addrs: self.addresses.map(hostPrefix) };
   }
 
@@ -172,6 +179,7 @@ export class Admission {
 
   remove(kind: Kind, key: string): void {
     this.cand[kind].delete(key);
+    if (kind === 'endpoint' && this.quota.holding) this.quota.release(nodeIdOf(key), key);
     if (kind === 'node') this.unwait(key);
     this.reported.delete(key);
     this.withdraw(kind, key);
@@ -190,6 +198,11 @@ export class Admission {
     const c = this.cand[kind].get(key);
     if (!c) return;
     const out = this.decide(kind, key, c);
+    // held back at its node's bound, or waits there no more
+    if (kind === 'endpoint') {
+      if (out instanceof RecordError && out.reason === 'budget') this.quota.holdBack(nodeIdOf(key), key);
+      else if (this.quota.holding) this.quota.release(nodeIdOf(key), key);
+    }
     if (out === 'wait') return this.withdraw(kind, key);
     if (out instanceof RecordError) {
       if (kind === 'node' && out.reason === 'conflict') {
@@ -215,7 +228,7 @@ export class Admission {
   }
 
   private decide(kind: Kind, key: string, c: Candidate<unknown>): unknown {
-    const refuse = (type: RecordType, reason: RejectReason, detail: string) => new RecordError(type, key, reason, detail);
+    const refuse = (type: RecordType, reason: RejectReason, detail: string) => RecordError.quiet(type, key, reason, detail);
     switch (kind) {
       case 'node': {
         const rec = c.rec as NodeRecord;
@@ -229,8 +242,9 @@ export class Admission {
         const why = this.trust.endpoint(c.cluster, rec);
         if (why) return refuse('endpoint', 'claim', why);
         // the codec checked it already; the endpoint table files a record under its key's node (endpointstore.ts)
-        if (nodeIdOf(key) !== `${c.cluster}/${rec.node}`) return refuse('endpoint', 'claim', `the key does not name node ${c.cluster}/${rec.node}`);
-        const nodeKey = this.nodeByName.get(`${c.cluster}/${rec.node}`);
+        const id = nodeIdOf(key);
+        if (id !== `${c.cluster}/${rec.node}`) return refuse('endpoint', 'claim', `the key does not name node ${c.cluster}/${rec.node}`);
+        const nodeKey = this.nodeByName.get(id);
         const node = nodeKey ? (this.admitted.node.get(nodeKey) as NodeRecord | undefined) : undefined;
         if (!node) return 'wait'; // its node is not (yet) admitted
         const addr = parseIP(rec.ip)!;
@@ -238,6 +252,9 @@ export class Admission {
         if (!node.podCIDRs.some((x) => prefixContains(parsePrefix(x), addr))) {
           return refuse('endpoint', 'claim', `address ${rec.ip} is outside node ${rec.node}'s pod CIDRs ${node.podCIDRs.map((x) => formatPrefix(parsePrefix(x))).join(', ')}`);
         }
+        // last: only an endpoint that holds otherwise takes a place (one admitted keeps its place)
+        if (!this.quota.fits(id) && this.admitted.endpoint.get(key) === undefined)
+          return refuse('endpoint', 'budget', `node ${c.cluster}/${rec.node} holds ${this.quota.max} endpoints, its bound (admission.maxEndpointsPerNode): waits for room`);
         return rec;
       }
       case 'identity': {
@@ -303,6 +320,7 @@ export class Admission {
 
   private admit(kind: Kind, key: string, cluster: string, rec: unknown): void {
     if (kind !== 'node') {
+      if (kind === 'endpoint' && this.admitted.endpoint.get(key) === undefined) this.quota.admitted(nodeIdOf(key));
       this.admitted[kind].set(key, rec);
       if (kind === 'endpoint') return this.sinks.endpoint(key, rec as EndpointRecord);
       if (kind === 'identity') return this.sinks.identity(key, rec as IdentityRecord);
@@ -344,7 +362,7 @@ export class Admission {
     const prev = this.admitted[kind].get(key);
     if (prev === undefined) return;
     this.admitted[kind].delete(key);
-    if (kind === 'endpoint') return this.sinks.endpoint(key, undefined);
+    if (kind === 'endpoint') return this.endpointWithdrawn(key);
     if (kind === 'identity') return this.sinks.identity(key, undefined);
     if (kind === 'relay') return this.sinks.relay(key, undefined);
     const n = prev as NodeRecord;
@@ -404,6 +422,14 @@ export class Admission {
       if (clash) this.waitOn(clash.owner, k);
       else this.evaluate('node', k);
     }
+  }
+
+  /** The room an endpoint leaves goes to its node's endpoints held back, the one that waited longest first. */
+  private endpointWithdrawn(key: string): void {
+    const id = nodeIdOf(key);
+    this.quota.withdrawn(id);
+    this.sinks.endpoint(key, undefined);
+    for (let k = this.quota.next(id); k !== undefined; k = this.quota.next(id)) this.evaluate('endpoint', k);
   }
 
   private recheckEndpointsOf(nodeId: string): void {

@@ -127,7 +127,7 @@ export class Agent extends EventEmitter {
       podCIDRs: cfg.node.podCIDRs,
       addresses: cfg.node.addresses.map((a) => formatIP(parseIP(a)!)),
       publicKey: () => this.dev?.identity?.publicKey.toString('base64'),
-    });
+    }, cfg.admission?.maxEndpointsPerNode);
   }
 
   /**
@@ -393,6 +393,7 @@ export class Agent extends EventEmitter {
         ...(dp && this.spoofWatch ? { source_spoofed_records: dp.spoofedRecords, source_spoofed_watch_errors: this.spoofWatch.errors } : {}),
       },
       rejections: { total: this.rejections.total, recent: this.rejections.recent.slice(-20) },
+      admission: this.admission.quota.status(),
       pinnedClusters: this.trust.pinned().map((f) => ({ name: f.name, id: f.id, relay: f.relay, acceptPolicies: f.acceptPolicies })),
       ...(this.proxy ? { proxy: this.proxy.stats } : {}),
       ...(this.gateway ? { gateway: { address: this.cfg.gateway!.address, routerAddress: this.routerAddress, listeners: this.gateway.stats } } : {}),
@@ -416,6 +417,7 @@ export class Agent extends EventEmitter {
       syncLag: this.syncLag,
       remotes: [...this.remoteStatus.values()],
       rejections: this.rejections.rows(),
+      endpointsHeldBack: st.admission?.heldBack,
       ...(st.policy ? { policy: st.policy } : {}),
       ...(this.routes ? { routes: this.routes.stats } : {}),
       ...(this.dns ? { dns: this.dns.counters } : {}),

@@ -18,6 +18,7 @@
  *     region: eu                        # reported to the gateway DNS entry point
  *     listeners: [{ service: shop/web, port: 80, listenPort: 8080, proxyProtocol: false }]
  *   metrics: { address: 198.18.1.10, port: 9962 }   # optional: Prometheus endpoint (GET /metrics is on the API socket anyway)
+ *   admission: { maxEndpointsPerNode: 1024 }   # endpoints admitted per node of any cluster; more wait (docs/security.md)
  *
  * Services ride on the mesh data path: with policy.enabled false there is no
  * service translation (and no DNS).
@@ -29,6 +30,7 @@ import { ConfigError } from '../errors.js';
 import { parseYamlMapping, readConfigFile } from '../yamlconfig.js';
 import { bool, etcdEndpoint, fail, int, obj, onlyFields, str, strList, validateAddress, validateClusterId, validateClusterName, validatePrefixes, type Obj } from '../validate.js';
 import { formatPrefix } from '../net/ip.js';
+import { DEFAULT_MAX_ENDPOINTS_PER_NODE } from './endpointquota.js';
 
 export interface AgentConfig {
   /** maxConnectedClusters: the mesh's cluster-id layout (identity.ts); must equal the cluster-config's. */
@@ -43,12 +45,14 @@ export interface AgentConfig {
   services: { maglevTableSize: number; dns: { enabled: boolean; address: string; port: number } };
   gateway?: { address: string; region?: string; listeners: Array<{ service: string; port: number; listenPort: number; proxyProtocol: boolean }> };
   metrics?: { address: string; port: number };
+  /** maxEndpointsPerNode: endpoints admitted per node (any cluster's), the others held back (endpointquota.ts). */
+  admission?: { maxEndpointsPerNode: number };
   /** Node record lease, seconds: how long a dead agent's node stays published. */
   leaseTTL: number;
 }
 
 export function parseAgentConfig(text: string): AgentConfig {
-  const root = parseYamlMapping(text, ['cluster', 'node', 'wireguard', 'etcd', 'api', 'leaseTTL', 'policy', 'services', 'gateway', 'metrics']);
+  const root = parseYamlMapping(text, ['cluster', 'node', 'wireguard', 'etcd', 'api', 'leaseTTL', 'policy', 'services', 'gateway', 'metrics', 'admission']);
   const c = obj(root.cluster, 'cluster');
   const n = obj(root.node, 'node');
   const w = obj(root.wireguard ?? {}, 'wireguard');
@@ -65,6 +69,8 @@ export function parseAgentConfig(text: string): AgentConfig {
   onlyFields(dns, 'services.dns', ['enabled', 'address', 'port']);
   const maglevTableSize = int(svc.maglevTableSize, 'services.maglevTableSize', 251, 1048573, 16381);
   if (!isPrime(maglevTableSize)) throw new ConfigError('services.maglevTableSize', `${maglevTableSize} is not prime (Maglev needs a prime: 251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071)`);
+  const adm = obj(root.admission ?? {}, 'admission');
+  onlyFields(adm, 'admission', ['maxEndpointsPerNode']);
   const gw = root.gateway === undefined ? undefined : obj(root.gateway, 'gateway');
   if (gw) onlyFields(gw, 'gateway', ['address', 'region', 'listeners']);
   const nodeName = str(n.name, 'node.name');
@@ -88,6 +94,7 @@ export function parseAgentConfig(text: string): AgentConfig {
     etcd: { endpoints, caFile: tls('caFile'), certFile: tls('certFile'), keyFile: tls('keyFile') },
     api: { socket: a.socket === undefined ? `/run/wiremesh/${nodeName}.sock` : str(a.socket, 'api.socket') },
     leaseTTL: int(root.leaseTTL, 'leaseTTL', 5, 3600, 30),
+    admission: { maxEndpointsPerNode: int(adm.maxEndpointsPerNode, 'admission.maxEndpointsPerNode', 1, 1 << 20, DEFAULT_MAX_ENDPOINTS_PER_NODE) },
     policy: { enabled: bool(pol.enabled, 'policy.enabled', true), defaultLocalCluster: bool(pol.defaultLocalCluster, 'policy.defaultLocalCluster', true), proxyPort: int(pol.proxyPort, 'policy.proxyPort', 1, 65535, 15001), proxyWorkers: int(pol.proxyWorkers, 'policy.proxyWorkers', 1, 16, 1), conntrack: { maxEntries: ctMax, perEndpoint: int(ct.perEndpoint, 'policy.conntrack.perEndpoint', 1, ctMax, Math.min(65_536, ctMax)), natPerEndpoint: int(ct.natPerEndpoint, 'policy.conntrack.natPerEndpoint', 2, ctMax, Math.min(65_536, ctMax)) }, hostFirewall: bool(pol.hostFirewall, 'policy.hostFirewall', true) },
     ...(gw ? { gateway: parseGateway(gw, addresses[0]!) } : {}),
     ...(root.metrics !== undefined ? { metrics: parseMetrics(obj(root.metrics, 'metrics')) } : {}),

@@ -38,6 +38,8 @@ export interface MetricsSnapshot {
   remotes: Array<{ cluster: string; connected: boolean; behindSince?: number; synced: Record<string, boolean>; entries: Record<string, number>; relists: number; rejected?: Record<string, number> }>;
   /** Records this agent refused, by the cluster the key named, type and reason (records/rejections.ts). */
   rejections: Array<{ origin: string; type: string; reason: string; count: number }>;
+  /** Endpoints refused for their node's bound and waiting for room, by origin cluster (endpointquota.ts). */
+  endpointsHeldBack?: Record<string, number>;
   policy?: { identities: number; localEndpoints: number; lastCompileMs: number };
   /** The TUN's route writes (routetable.ts): `ip -batch` runs and lines, and those that failed (each retried). */
   routes?: RouteTableStats;
@@ -346,6 +348,16 @@ export class AgentMetrics {
       registers: reg,
       collect() {
         totals(this, s().rejections.map((r) => [{ origin: r.origin, type: r.type, reason: r.reason }, r.count] as [Record<string, string>, number]));
+      },
+    });
+    new Gauge({
+      name: 'wiremesh_endpoints_held_back',
+      help: "Endpoints refused for their node's bound (admission.maxEndpointsPerNode) and waiting for room, by the cluster the key names.",
+      labelNames: ['origin'],
+      registers: reg,
+      collect() {
+        this.reset();
+        for (const [origin, n] of Object.entries(s().endpointsHeldBack ?? {})) this.set({ origin }, n);
       },
     });
     new Counter({

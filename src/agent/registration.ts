@@ -20,6 +20,7 @@ import type { ContainerPort } from '../policy/ports.js';
 import { generatePrivateKey } from '../wireguard/crypto.js';
 import { validateEndpoint, type LocalEndpoint } from './endpoint.js';
 import type { AgentConfig } from './config.js';
+import { DEFAULT_MAX_ENDPOINTS_PER_NODE } from './endpointquota.js';
 
 export type { LocalEndpoint };
 
@@ -55,7 +56,7 @@ export interface LocalEndpointPolicy {
 export type RegistrationStore = Pick<KVStore, 'list'> & KVWriter;
 
 export interface RegistrationDeps {
-  cfg: Pick<AgentConfig, 'cluster' | 'node' | 'leaseTTL' | 'gateway'> & { wireguard: { privateKeyFile: string } };
+  cfg: Pick<AgentConfig, 'cluster' | 'node' | 'leaseTTL' | 'gateway' | 'admission'> & { wireguard: { privateKeyFile: string } };
   store: RegistrationStore;
   /** With policy on: identities of local endpoints and the data path that enforces them. */
   identities?: { allocator: IdentitySource; datapath: LocalEndpointPolicy };
@@ -286,6 +287,10 @@ export class Registration {
       const a = parseIP(ip)!;
       if (!mine.some((p) => prefixContains(p, a))) throw new ConfigError(`ips[${i}]`, `${ip} is outside this node's pod CIDRs (${podCIDRs.join(', ')})`);
     });
+    // every agent admits at most this many of a node's addresses (endpointquota.ts): refused here, not held back there
+    const max = this.d.cfg.admission?.maxEndpointsPerNode ?? DEFAULT_MAX_ENDPOINTS_PER_NODE;
+    const published = new Set([...this.local].flatMap(([k, e]) => (k === key ? [] : e.ips)).concat(ep.ips)).size;
+    if (published > max) throw new ConfigError('ips', `this node would publish ${published} endpoint addresses, over admission.maxEndpointsPerNode (${max}): every agent would hold the rest back`);
     const holders = this.addressHolders(ep.ips, key);
     if (holders.length && !opts.replace) throw new EndpointConflictError(holders);
     for (const h of holders) {

@@ -11,6 +11,7 @@ import type { ProxyStats } from '../proxy/proxy.js';
 import { clusterCounts } from '../services/counts.js';
 import type { ServiceStatus } from '../services/datapath.js';
 import type { DnsCounters } from '../services/dns.js';
+import type { EndpointQuotaStatus } from './endpointquota.js';
 import type { PeerState } from './peers.js';
 
 /** One tunnel as GET /v1/status shows it. */
@@ -52,6 +53,8 @@ export interface AgentStatus {
   counters: Record<string, number>;
   /** Records refused (docs/security.md): how many, and the latest with key and reason. */
   rejections: { total: number; recent: RejectionEntry[] };
+  /** The bound on each node's endpoints and those held back at it (endpointquota.ts). */
+  admission?: EndpointQuotaStatus;
   pinnedClusters: Array<{ name: string; id: number; relay: boolean; acceptPolicies: boolean }>;
   proxy?: ProxyStats;
   gateway?: { address: string; routerAddress: string | undefined; listeners: GatewayStats[] };

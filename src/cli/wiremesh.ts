@@ -80,9 +80,10 @@ export async function main(argv: string[]): Promise<number> {
     .option('--identity-gc-interval <seconds>', 'sweep for identities no node uses (deleted on the second sweep that finds them unused)', '60')
     .option('--max-records-per-remote <n>', "a remote's record budget: past it, its new records are refused and reported", '250000')
     .option('--max-bytes-per-remote <n>', "a remote's byte budget (keys + values)", String(256 << 20))
+    .option('--max-nodes-per-remote <n>', "a remote's node budget (each node is a tunnel in every agent)", '5000')
     .option('--metrics <address:port>', 'serve Prometheus metrics (GET /metrics) on this TCP address (docs/metrics.md)')
     .option('--txn-interval-ms <ms>', 'least time between two local mirror transactions (0-1000): a copy waits at most this long to share one', '100')
-    .action(async (o: { cluster: string; etcd: string; etcdCa?: string; etcdCert?: string; etcdKey?: string; identityGcInterval: string; maxRecordsPerRemote: string; maxBytesPerRemote: string; metrics?: string; txnIntervalMs: string }) => {
+    .action(async (o: { cluster: string; etcd: string; etcdCa?: string; etcdCert?: string; etcdKey?: string; identityGcInterval: string; maxRecordsPerRemote: string; maxBytesPerRemote: string; maxNodesPerRemote: string; metrics?: string; txnIntervalMs: string }) => {
       const { connectEtcd } = await import('../controlplane/kvstore.js');
       const { KVStoreMesh } = await import('../controlplane/kvstoremesh.js');
       const { etcdMeshLocal } = await import('../controlplane/mirrorwriter.js');
@@ -90,8 +91,8 @@ export async function main(argv: string[]): Promise<number> {
       const gcS = Number(o.identityGcInterval);
       if (!Number.isFinite(gcS) || gcS < 1) throw new ConfigError('--identity-gc-interval', 'must be a number of seconds >= 1');
       const etcd = connectEtcd(etcdOptions(o));
-      const budget = { maxRecords: Number(o.maxRecordsPerRemote), maxBytes: Number(o.maxBytesPerRemote) };
-      if (!Number.isInteger(budget.maxRecords) || budget.maxRecords < 1) throw new ConfigError('--max-records-per-remote', 'must be a whole number >= 1');
+      const budget = { maxRecords: Number(o.maxRecordsPerRemote), maxBytes: Number(o.maxBytesPerRemote), maxNodes: Number(o.maxNodesPerRemote) };
+      for (const [flag, n] of [['--max-records-per-remote', budget.maxRecords], ['--max-nodes-per-remote', budget.maxNodes]] as const) if (!Number.isInteger(n) || n < 1) throw new ConfigError(flag, 'must be a whole number >= 1');
       if (!Number.isInteger(budget.maxBytes) || budget.maxBytes < 1024) throw new ConfigError('--max-bytes-per-remote', 'must be a whole number >= 1024');
       const at = o.metrics === undefined ? undefined : /^(.+):(\d{1,5})$/.exec(o.metrics);
       if (at === null || (at && Number(at[2]) > 65535)) throw new ConfigError('--metrics', 'must be <address>:<port>');

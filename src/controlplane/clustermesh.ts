@@ -294,6 +294,7 @@ export async function meshStatus(access: EtcdOptions): Promise<MeshStatus> {
       for (const [what, n] of Object.entries(st?.rejected ?? {})) warnings.push(`remote ${r.name}: ${n} ${what.replace('/', ' record(s) refused: ')}`);
       for (const e of st?.recentRejections?.slice(-5) ?? []) warnings.push(`remote ${r.name}: refused ${e.type} ${e.key}: ${e.reason}: ${e.detail}`);
       if (st?.budget && st.budget.records >= st.budget.maxRecords) warnings.push(`remote ${r.name}: at its record budget (${st.budget.maxRecords}): new records are refused`);
+      if (st?.budget?.maxNodes !== undefined && (st.budget.nodes ?? 0) >= st.budget.maxNodes) warnings.push(`remote ${r.name}: at its node budget (${st.budget.maxNodes}): new nodes are refused`);
     }
     return {
       connectivity: {

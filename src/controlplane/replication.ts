@@ -57,13 +57,19 @@ const CODECS: Record<StateType, Codec<unknown>> = {
   namespaces: namespaceCodec, // not replicated (REPLICATED_TYPES): namespace labels travel inside identities
 };
 
-/** Per-remote budget (kvstoremesh --max-records-per-remote / --max-bytes-per-remote). */
+/**
+ * Per-remote budget (kvstoremesh --max-records-per-remote / --max-bytes-per-remote / --max-nodes-per-remote): the
+ * bound on a remote cluster as a whole in this cluster, for every agent at once (agents read remotes only from
+ * this cache). Nodes apart: each admitted node is a tunnel, routes and a peer in every agent. Endpoints per node
+ * are the agents' own bound (src/agent/endpointquota.ts: it holds for the local cluster's nodes too).
+ */
 export interface Budget {
   maxRecords: number;
   maxBytes: number;
+  maxNodes: number;
 }
-/** 16 clusters x 1000 nodes x 10 endpoints fit one remote many times over; 1 MiB per 4 records on average. */
-export const DEFAULT_BUDGET: Budget = { maxRecords: 250_000, maxBytes: 256 << 20 };
+/** 16 clusters x 1000 nodes x 10 endpoints fit one remote many times over; 1 MiB per 4 records on average; Kubernetes' largest supported cluster, 5,000 nodes. */
+export const DEFAULT_BUDGET: Budget = { maxRecords: 250_000, maxBytes: 256 << 20, maxNodes: 5000 };
 
 /** Opens a remote's store (connectRemote: its etcd; unit tests: an in-memory store). */
 export type RemoteConnector = (spec: RemoteSpec) => { store: KVStore; close(): void };
@@ -107,6 +113,8 @@ export class RemoteReplication {
   /** Bytes (key + value) of every record copied, by source key: the budget's measure. */
   private readonly held = new Map<string, number>();
   private heldBytes = 0;
+  /** How many of `held` are node records (the budget's maxNodes). */
+  private heldNodes = 0;
   /** Why the last start failed, until one succeeds (status: lastError); since when starts fail in a row (ms). */
   private startError: string | undefined;
   private startFailingSince: number | undefined;
@@ -178,6 +186,7 @@ export class RemoteReplication {
     const prev = this.held.get(key);
     if (prev === undefined && this.held.size >= this.budget.maxRecords) return new RecordError(CODECS[type].type, key, 'budget', `${remote} holds ${this.held.size} records (limit ${this.budget.maxRecords})`);
     if (this.heldBytes - (prev ?? 0) + size > this.budget.maxBytes) return new RecordError(CODECS[type].type, key, 'budget', `${remote} would hold ${this.heldBytes - (prev ?? 0) + size} bytes (limit ${this.budget.maxBytes})`);
+    if (prev === undefined && type === 'nodes' && this.heldNodes >= this.budget.maxNodes) return new RecordError('node', key, 'budget', `${remote} holds ${this.heldNodes} nodes (limit ${this.budget.maxNodes})`);
     return undefined;
   }
 
@@ -263,6 +272,7 @@ export class RemoteReplication {
               return false; // refused: ListWatcher removes the cached copy if the key was deleted in between
             }
             this.heldBytes += size - (this.held.get(k) ?? 0);
+            if (type === 'nodes' && !this.held.has(k)) this.heldNodes++;
             this.held.set(k, size);
             // a new incarnation (ListWatcher saw another create revision, or the first list another value than the
             // cached one, of a key not known to be of its incarnation): the cache key is deleted, then put, so that
@@ -276,6 +286,7 @@ export class RemoteReplication {
             if (size !== undefined) {
               this.held.delete(k);
               this.heldBytes -= size;
+              if (type === 'nodes') this.heldNodes--;
             }
             this.writer.delete(cacheKey(type, remote, loc.name));
           },
@@ -347,7 +358,7 @@ export class RemoteReplication {
       ...(lastError ? { lastError: lastError.slice(0, 2048) } : {}),
       since: this.since,
       ...(Object.keys(rejected).length ? { rejected, recentRejections: recent } : {}),
-      budget: { records: this.held.size, bytes: this.heldBytes, maxRecords: this.budget.maxRecords, maxBytes: this.budget.maxBytes },
+      budget: { records: this.held.size, bytes: this.heldBytes, maxRecords: this.budget.maxRecords, maxBytes: this.budget.maxBytes, nodes: this.heldNodes, maxNodes: this.budget.maxNodes },
     };
   }
 

@@ -19,6 +19,7 @@ function snapshot(over: Partial<MetricsSnapshot> = {}): MetricsSnapshot {
     syncLag: new Map([['c2', { lagMs: 120, receivedAtMs: Date.now() - 1000 }]]),
     remotes: [{ cluster: 'c2', connected: true, behindSince: Date.now() - 3000, synced: { nodes: true }, entries: { nodes: 2, ip: 5 }, relists: 1, rejected: { 'node/claim': 3 } }],
     rejections: [{ origin: 'c2', type: 'identity', reason: 'claim', count: 2 }],
+    endpointsHeldBack: { c2: 3000 },
     policy: { identities: 6, localEndpoints: 2, lastCompileMs: 1.5 },
     ...over,
   };
@@ -37,6 +38,7 @@ describe('agent metrics', () => {
     expect(line(t, 'wiremesh_handshakes_total{result="completed"')).toMatch(/ 3$/);
     expect(line(t, 'wiremesh_records_rejected_total{origin="c2",type="identity",reason="claim"')).toMatch(/ 2$/);
     expect(line(t, 'wiremesh_kvstoremesh_records_rejected_total{remote="c2",type="node",reason="claim"')).toMatch(/ 3$/);
+    expect(line(t, 'wiremesh_endpoints_held_back{origin="c2"')).toMatch(/ 3000$/);
     expect(line(t, 'wiremesh_drops_total{reason="replayed"')).toMatch(/ 3$/);
     expect(line(t, 'wiremesh_drops_total{reason="policy-denied"')).toMatch(/ 2$/);
     expect(line(t, 'wiremesh_policy_verdicts_total{verdict="redirected"')).toMatch(/ 1$/);

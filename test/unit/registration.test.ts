@@ -143,6 +143,20 @@ describe('Registration', () => {
     expect(mem.get(epKey('100.65.1.3'))).toBeUndefined();
   });
 
+  it("regression: refuses an endpoint whose addresses would take the node's published ones past admission.maxEndpointsPerNode", async () => {
+    // every agent admits at most the bound of a node's endpoints and holds the rest back: the API says so instead
+    const { reg, deps } = setup('bound');
+    deps.cfg.admission = { maxEndpointsPerNode: 3 };
+    await reg.register();
+    await reg.addEndpoint({ name: 'a', namespace: 'ns', labels: {}, ips: ['100.65.1.1', '100.65.1.2'] });
+    await expect(reg.addEndpoint({ name: 'b', namespace: 'ns', labels: {}, ips: ['100.65.1.3', '100.65.1.4'] })).rejects.toThrow(/admission.maxEndpointsPerNode \(3\)/);
+    await reg.addEndpoint({ name: 'b', namespace: 'ns', labels: {}, ips: ['100.65.1.3'] });
+    // an update counts its own addresses once; a replace takes an address it already counts
+    await reg.addEndpoint({ name: 'a', namespace: 'ns', labels: {}, ips: ['100.65.1.1', '100.65.1.5'] });
+    await reg.addEndpoint({ name: 'c', namespace: 'ns', labels: {}, ips: ['100.65.1.3'] }, { replace: true });
+    expect(reg.localEndpoints().flatMap((e) => e.ips).sort()).toEqual(['100.65.1.1', '100.65.1.3', '100.65.1.5']);
+  });
+
   it('with policy: endpoints carry their identity (with their namespace labels), a relabel moves them and releases the old one', async () => {
     const ids = new Map<string, number>();
     const released: number[] = [];

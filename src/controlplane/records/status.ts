@@ -65,8 +65,8 @@ export const remoteStatusSchema = z.object({
   rejected: z.record(text(64), count).optional(),
   /** The latest refusals, newest last (at most REJECTION_HISTORY). */
   recentRejections: z.array(rejectionSchema).max(50).optional(),
-  /** Records and bytes held for the remote, against its budget. */
-  budget: z.object({ records: count, bytes: count, maxRecords: count, maxBytes: count }).optional(),
+  /** Records, bytes and node records held for the remote, against its budget (nodes: absent from an older kvstoremesh). */
+  budget: z.object({ records: count, bytes: count, maxRecords: count, maxBytes: count, nodes: count.optional(), maxNodes: count.optional() }).optional(),
 });
 export type RemoteStatus = z.infer<typeof remoteStatusSchema>;
 
