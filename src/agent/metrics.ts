@@ -193,7 +193,7 @@ export class AgentMetrics {
     });
     new Counter({
       name: 'wiremesh_proxy_lookups_failed_total',
-      help: 'Connections the L7 proxy closed at accept for want of their original destination: the agent did not answer in 250 ms (timeout), or the client address had 128 lookups in flight on that worker (limited).',
+      help: 'Connections the L7 proxy closed at accept for want of their original destination: the agent did not answer in 250 ms or could not be asked (timeout), or the client address had 128 lookups in flight on that worker (limited).',
       labelNames: ['reason'],
       registers: reg,
       collect() {

@@ -28,8 +28,9 @@ constexpr size_t kMaxResponseHead = 64 * 1024;
 constexpr size_t kHighWater = 1 << 20;          // stop reading a side while the other has this much unsent
 constexpr size_t kMaxPipelined = 64;            // requests awaiting responses per connection
 constexpr uint32_t kIdleTimeoutS = 600;
-// A request head must arrive whole within this, from its first byte (a new connection: from accept); more
-// bytes do not extend it, so a client trickling a head (slowloris) holds a connection 10 s, not for ever.
+// A request head must arrive whole within this, from its first byte (a new connection: from its admission,
+// loop_accept.cc); more bytes do not extend it, so a client trickling a head (slowloris) holds a connection
+// 10 s, not for ever.
 constexpr uint32_t kHeadTimeoutS = 10;
 // A request body may pause this long while the proxy is reading it (not while the pod holds it back).
 constexpr uint32_t kBodyTimeoutS = 30;

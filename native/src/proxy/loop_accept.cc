@@ -54,6 +54,7 @@ void L7Proxy::Loop::ask_original(int fd, const sockaddr_in& sa) {
   std::memcpy(pl.client, &sa.sin_addr, 4);
   uint32_t seq = ++seq_;
   if (!send_lookup(kfd_, seq, pl.client, pl.client_port)) {
+    p_->lookup_timeouts_.fetch_add(1, std::memory_order_relaxed);  // no answer to come: counted as none in time
     close(fd);  // no lookup channel, or the agent is not reading it
     return;
   }

@@ -89,7 +89,8 @@ struct L7ProxyStats {
   uint64_t fd_exhausted;   // episodes of accept failing for want of descriptors or memory, or refused (paused)
   uint64_t accept_errors;  // failed accepts, one per attempt (paused: one per closed descriptor or second)
   uint64_t max_connections;  // the cap in force: kMaxConnections or what RLIMIT_NOFILE holds, if lower
-  uint64_t lookup_timeouts;  // connections closed: no original destination from the agent in kLookupTimeoutMs
+  uint64_t lookup_timeouts;  // connections closed: no original destination from the agent in kLookupTimeoutMs,
+                             // or it could not be asked (the lookup channel gone or full)
   uint64_t lookups_limited;  // connections closed at accept: their address over its share of the lookup queue
 };
 
