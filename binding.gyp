@@ -41,6 +41,7 @@
         "native/src/proxy/l7rules.cc",
         "native/src/proxy/lookup.cc",
         "native/src/proxy/loop.cc",
+        "native/src/proxy/loop_accept.cc",
         "native/src/proxy/loop_client.cc",
         "native/src/proxy/loop_upstream.cc",
         "native/src/proxy/proxy.cc",

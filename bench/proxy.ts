@@ -6,7 +6,9 @@
  *   L7      port 8080: an HTTP rule (GET /.*): every request parsed and decided by the agent's proxy
  *   anchor  port 8081: nginx itself as the reverse proxy in front of the same server (nginx from Debian)
  * Bar: L7 >= 50 % of L4 requests/s. Needs root, etcd, wrk and nginx;
- * PROXY_ROUNDS (3), PROXY_SECONDS (8), PROXY_CONNECTIONS (32).
+ * PROXY_ROUNDS (3), PROXY_SECONDS (8), PROXY_CONNECTIONS (32); PROXY_CLOSE=1 sends
+ * `Connection: close` (a new connection per request: the accept path, the
+ * proxy's original-destination lookup included, rather than keep-alive).
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -85,7 +87,8 @@ http {
   const server = st.pods.find((p) => p.name === 'server')!;
   const nginx = spawn('ip', ['netns', 'exec', server.netns, 'nginx', '-c', join(dir, 'nginx.conf')], { stdio: 'ignore' });
   const wrk = (port: number): WrkResult => {
-    const r = execIn(client.netns, 'wrk', '-t2', `-c${conns}`, `-d${secs}s`, '--latency', `http://${server.ip}:${port}/`);
+    const close = process.env.PROXY_CLOSE ? ['-H', 'Connection: close'] : [];
+    const r = execIn(client.netns, 'wrk', '-t2', `-c${conns}`, `-d${secs}s`, '--latency', ...close, `http://${server.ip}:${port}/`);
     return r.ok ? parseWrk(r.out) : { rps: 0, p50ms: NaN, p99ms: NaN, errors: -1 };
   };
   const kinds = [['L4', 8082], ['L7', 8080], ['nginx', 8081]] as const;

@@ -1,6 +1,7 @@
 // The L7 proxy's HTTP/1.1 framing on hostile bytes: request and response
 // heads parse or fail cleanly, and a body framer fed the same stream in
-// arbitrary splits consumes exactly what it consumes in one piece.
+// arbitrary splits consumes exactly what it consumes in one piece. Decisions:
+// X-Forwarded-For replaced by the client's, no upgrade past a rule without Upgrade.
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -22,7 +23,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (parse_request(p, n, 4096, &req, &status, &reason) == ParseResult::kDone) {
     if (req.size > n) abort();
     static const auto rules = wm::L7RuleSet::compile(false, {{1, std::string("GET|POST"), std::string("/a/.*"), std::nullopt, {{"x-t", std::nullopt}}}}, nullptr);
-    (void)rules->decide(req);
+    // X-Forwarded-For is decided as the pod gets it: one line, the client's address
+    set_forwarded_for(&req, "100.64.0.1");
+    size_t xff = 0;
+    for (const auto& f : req.headers)
+      if (f.first == "x-forwarded-for" && (++xff > 1 || f.second != "100.64.0.1")) abort();
+    if (xff != 1) abort();
+    // an upgrade (a tunnel on 101) never passes a rule that does not name the Upgrade header
+    if (rules->decide(req).allowed && req.upgrade) abort();
   } else if (status != 0 && status != 400 && status != 431 && status != 501) {
     abort();
   }

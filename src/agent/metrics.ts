@@ -194,6 +194,16 @@ export class AgentMetrics {
       },
     });
     new Counter({
+      name: 'wiremesh_proxy_lookups_failed_total',
+      help: 'Connections the L7 proxy closed at accept for want of their original destination: the agent did not answer in 250 ms or could not be asked (timeout), or the client address had 128 lookups in flight on that worker (limited).',
+      labelNames: ['reason'],
+      registers: reg,
+      collect() {
+        const p = s().proxy;
+        totals(this, [[{ reason: 'timeout' }, p?.lookupTimeouts ?? 0], [{ reason: 'limited' }, p?.lookupsLimited ?? 0]]);
+      },
+    });
+    new Counter({
       name: 'wiremesh_proxy_messages_rejected_total',
       help: 'Messages from the L7 proxy process the agent refused, by reason (not-json, too-large, schema, records, kind, frame, budget).',
       labelNames: ['reason'],

@@ -175,6 +175,10 @@ export interface NativeL7ProxyStats {
   acceptErrors: number;
   /** The connection cap in force (a gauge): 16384, or less when RLIMIT_NOFILE cannot hold two descriptors each. */
   maxConnections: number;
+  /** Connections closed at accept because the agent did not answer their original-destination lookup within 250 ms (or could not be asked: the channel gone or full). */
+  lookupTimeouts: number;
+  /** Connections closed at accept because their client address already had 128 lookups in flight on that worker. */
+  lookupsLimited: number;
 }
 
 /** The native L7 proxy (native/src/proxy/proxy.h). */

@@ -89,7 +89,7 @@ export interface TestHooksAddon {
    */
   maglevBench(kind: 'build' | 'build-avx2' | 'build-scalar' | 'build-ref' | 'lookup' | 'lookup-ref', n: number, m: number, ops: number): { nsPerOp: number; ops: number; hits: number };
   /** The native proxy's request parser and matcher. */
-  l7Decide(rules: NativeL7Rules, head: string): { allowed: boolean; ref: number; target: string; warnings: string[]; h2cIgnored?: true } | { error: string; status: number };
+  l7Decide(rules: NativeL7Rules, head: string, client?: string): { allowed: boolean; ref: number; target: string; warnings: string[]; h2cIgnored?: true; upgrade?: true } | { error: string; status: number };
   /** The native proxy's framer on a chunked body: the bytes it takes as the body (and forwards) until it ends or fails. */
   chunkedBody(bytes: Buffer): { consumed: number; done: boolean; failed: boolean };
 }

@@ -11,7 +11,13 @@
  * equal, when a value is given, to the field's value: repeated lines joined by
  * ",", as Envoy does). CONNECT (a tunnel once the pod answers 2xx) is allowed
  * only by a rule with a method pattern that matches it, never by a rule
- * without a method (Envoy refuses CONNECT unless configured for it).
+ * without a method (Envoy refuses CONNECT unless configured for it). An
+ * upgrade (`Connection: upgrade` with `Upgrade`, h2c aside: the proxy drops
+ * that one and decides the plain request), a tunnel once the pod answers 101,
+ * is allowed only by a rule naming the Upgrade header (`Upgrade: websocket`,
+ * or `Upgrade` for any protocol); Envoy answers 403 to an upgrade its listener
+ * is not configured for. X-Forwarded-For is matched as the pod receives it:
+ * the client's address alone (the proxy drops what the client sent).
  *
  * The proxy decides natively, with RE2 on the normalised target
  * (native/src/proxy/l7rules.h, http1.h); `wiremesh apply` refuses patterns RE2
@@ -29,7 +35,18 @@ export interface HttpRequestView {
   /** The request target's path (with query). */
   path: string;
   host: string;
+  /** Lowercase names, as the pod receives them: `x-forwarded-for` is the client's address alone. */
   headers: Record<string, string | string[] | undefined>;
+}
+
+/** Comma-separated tokens of a header's lines, lowercased (repeated lines are one list). */
+function tokens(v: string | string[] | undefined): string[] {
+  return (Array.isArray(v) ? v : v === undefined ? [] : [v]).flatMap((x) => x.split(',')).map((t) => t.trim().toLowerCase());
+}
+
+/** An upgrade as the proxy frames one (http1.cc parse_fields): Connection names upgrade, Upgrade is there, and no Upgrade line asks for h2c. */
+export function isUpgrade(req: HttpRequestView): boolean {
+  return tokens(req.headers.connection).includes('upgrade') && req.headers.upgrade !== undefined && !tokens(req.headers.upgrade).includes('h2c');
 }
 
 /** The rules deciding a redirected flow: 'all' (an L4 allow applies), or HTTP rules with the rule they came from. */
@@ -70,6 +87,8 @@ function whole(re: string): RegExp {
 export function httpRuleMatches(h: HttpRule, req: HttpRequestView): boolean {
   // A CONNECT's 2xx is a tunnel past every later decision: only a rule naming a method that matches it allows it.
   if (req.method === 'CONNECT' && h.method === undefined) return false;
+  // So is an upgrade's 101: only a rule that names the Upgrade header allows one.
+  if (isUpgrade(req) && !(h.headers ?? []).some((x) => x.name === 'upgrade')) return false;
   if (h.method !== undefined && !whole(h.method).test(req.method)) return false;
   if (h.path !== undefined && !whole(h.path).test(req.path)) return false;
   if (h.host !== undefined && !whole(h.host).test(req.host)) return false;

@@ -3,7 +3,8 @@
 // cluster, on the same node and in another cluster; denied requests get 403
 // and a flow record carrying the client's identity; keep-alive, pipelining and
 // chunked bodies work through the proxy; L3/L4 still stops other pods. Fails
-// closed: HTTP/2 (preface or h2c upgrade) never gets past the rules, targets
+// closed: HTTP/2 (preface or h2c upgrade) never gets past the rules, nor an
+// upgrade no rule names, nor a client's own X-Forwarded-For; targets
 // are decided normalised, ambiguous ones and duplicate Hosts get 400, and
 // pathological paths against regex rules answer at once.
 import { execFileSync } from 'node:child_process';
@@ -19,7 +20,7 @@ const enabled = canRunNetns() && hasCommand('etcd');
 const WIREMESH = join(ROOT, 'bin', 'wiremesh.js');
 
 const POLICY = apiL7Policy(
-  '[{ method: GET, path: "/public/.*" }, { method: POST, path: /submit, headers: ["X-Token: secret"] }, { method: GET, path: "/files/(\\\\w|-)+" }]',
+  '[{ method: GET, path: "/public/.*" }, { method: POST, path: /submit, headers: ["X-Token: secret"] }, { method: GET, path: "/files/(\\\\w|-)+" }, { method: GET, path: /public/ws, headers: ["Upgrade: echo"] }]',
   `    - fromEndpoints: [{ matchLabels: { app: frontend, io.cilium.k8s.policy.cluster: c2 } }]
       toPorts:
         - ports: [{ port: "8080", protocol: TCP }]
@@ -95,9 +96,21 @@ describe.skipIf(!enabled)('L7 HTTP policy through the proxy', () => {
     expect((await get('fe1', '/public/after')).status).toBe(200);
   });
 
-  it('an allowed upgrade (101) becomes a byte tunnel; a denied one gets 403', async () => {
+  it('an upgrade a rule names (Upgrade: echo) becomes a byte tunnel; any other gets 403, even where its path is allowed', async () => {
     expect(await http('fe1', ['upgrade', pod('api').ip, '8080', '/public/ws'])).toEqual({ status: 101, echo: 'ping' });
     expect(await http('fe1', ['upgrade', pod('api').ip, '8080', '/private/ws'])).toEqual({ status: 403 });
+    // review regression: GET /public/.* (no Upgrade named) let any upgrade through, and the pod's 101 made a tunnel
+    expect(await http('fe1', ['upgrade', pod('api').ip, '8080', '/public/other'])).toEqual({ status: 403 });
+    const raw = (text: string) => http('fe1', ['raw', pod('api').ip, '8080', Buffer.from(text).toString('base64')]);
+    expect(await raw('GET /public/ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n')).toEqual({ status: 403, closed: true });
+    expect((await get('fe1', '/public/ws')).status).toBe(200); // the plain request still passes its path rule
+  });
+
+  it('sends the pod X-Forwarded-For as the client\'s address alone: what the client claims is dropped', async () => {
+    // review regression: the pod got the client's own value with ours appended, and rules matched the client's value
+    const r = await get('fe1', '/public/xff', 'X-Forwarded-For:6.6.6.6');
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body!)).toMatchObject({ xff: pod('fe1').ip });
   });
 
   const raw = (text: string) => http('fe1', ['raw', pod('api').ip, '8080', Buffer.from(text).toString('base64')]);

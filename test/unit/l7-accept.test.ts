@@ -5,7 +5,8 @@
 // is accepted as soon as descriptors are free. The connection cap follows the limit.
 // Errors no descriptor count can provoke come from an LD_PRELOAD shim (compiled here with cc) on the proxy's
 // threads: accept4 failing for ever (EPERM from seccomp or an LSM; ECONNABORTED, a connection's own error,
-// repeated), and socket() for the upstream failing with EMFILE.
+// repeated), socket() for the upstream failing with EMFILE, and a lookup channel that never answers one client
+// address (the original-destination lookup must not hold up the worker: lookups in flight, a share per address).
 // Against another build: WM_ADDON=/path/to/wiremesh.node npx vitest run test/unit/l7-accept.test.ts
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -38,8 +39,8 @@ afterEach(async () => {
   }
 });
 
-function start(env: NodeJS.ProcessEnv = {}) {
-  const child = spawn('prlimit', ['--nofile=64:64', process.execPath, join(ROOT, 'test', 'helpers', 'fdproxy.mjs')], { stdio: 'pipe', env: { ...process.env, ...env } });
+function start(env: NodeJS.ProcessEnv = {}, nofile = 64) {
+  const child = spawn('prlimit', [`--nofile=${nofile}:${nofile}`, process.execPath, join(ROOT, 'test', 'helpers', 'fdproxy.mjs')], { stdio: 'pipe', env: { ...process.env, ...env } });
   children.push(child);
   const lines: Array<Record<string, unknown>> = [];
   let buf = '';
@@ -97,7 +98,8 @@ describe.skipIf(!hasPrlimit)('L7 proxy out of descriptors', () => {
 
 // accept4 on the proxy's threads fails with WM_SHIM_ACCEPT (an errno number); socket(AF_INET) there fails with
 // EMFILE under WM_SHIM_SOCKET_EMFILE; WM_SHIM_LOOKUP: a lookup channel answering every flow (127.0.0.1:9,
-// identity 7), its descriptor in WM_SHIM_LOOKUP_FD.
+// identity 7), its descriptor in WM_SHIM_LOOKUP_FD; with WM_SHIM_LOOKUP_STALL it never answers for clients at
+// 127.0.0.2 (an agent stuck on their lookups).
 const SHIM = `#define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -131,6 +133,7 @@ static void* answer(void* arg) {
   for (;;) {
     ssize_t n = recv(fd, q, sizeof q, 0);
     if (n <= 0) return 0;
+    if (getenv("WM_SHIM_LOOKUP_STALL") && q[4] == 127 && q[5] == 0 && q[6] == 0 && q[7] == 2) continue;
     memset(a, 0, sizeof a);
     memcpy(a, q, 4);                                  /* seq */
     a[4] = 1;                                         /* found */
@@ -153,13 +156,13 @@ describe.skipIf(!hasPrlimit || !hasCc)('L7 proxy: accept and socket errors that 
   const dir = mkdtempSync(join(tmpdir(), 'wm-shim-'));
   const so = join(dir, 'shim.so');
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
-  function shimmed(env: NodeJS.ProcessEnv) {
+  function shimmed(env: NodeJS.ProcessEnv, nofile = 64) {
     if (!existsSync(so)) {
       writeFileSync(join(dir, 'shim.c'), SHIM);
       const cc = spawnSync('cc', ['-shared', '-fPIC', '-O1', '-o', so, join(dir, 'shim.c'), '-ldl', '-pthread'], { encoding: 'utf8' });
       expect(cc.status, cc.stderr).toBe(0);
     }
-    return start({ LD_PRELOAD: so, WM_FDPROXY_NOFILL: '1', ...env });
+    return start({ LD_PRELOAD: so, WM_FDPROXY_NOFILL: '1', ...env }, nofile);
   }
 
   // review regression: EPERM was "the connection's own error", skipped with `continue`; it comes back for the
@@ -193,5 +196,45 @@ describe.skipIf(!hasPrlimit || !hasCc)('L7 proxy: accept and socket errors that 
     s.write('GET / HTTP/1.1\r\nHost: a\r\n\r\n');
     await vi.waitFor(() => expect(got).toMatch(/^HTTP\/1\.1 503 /), { timeout: 5_000, interval: 20 });
     expect(await stats()).toMatchObject({ connections: 1, upstreamErrors: 1, fdExhausted: 1, acceptErrors: 1 });
+  }, 20_000);
+
+  /** A GET from localAddress; resolves with the first bytes back ('' if closed without any). */
+  const request = (port: number, localAddress: string) =>
+    new Promise<string>((resolve) => {
+      const s = connect({ port, host: '127.0.0.1', localAddress });
+      sockets.push(s);
+      let got = '';
+      s.on('connect', () => s.write('GET / HTTP/1.1\r\nHost: a\r\n\r\n'));
+      s.on('data', (d: Buffer) => (got += d.toString()));
+      s.on('error', () => undefined);
+      s.on('close', () => resolve(got));
+    });
+
+  // review regression: the lookup ran synchronously in accept_all, up to 250 ms per connection, so one client
+  // whose lookups the agent was slow to answer held up every other client's accept (and every open connection)
+  it('a lookup the agent does not answer holds up no one else: another client is served, the stuck ones time out alone', async () => {
+    const { next, stats } = shimmed({ WM_SHIM_LOOKUP: '1', WM_SHIM_LOOKUP_STALL: '1' }, 1024);
+    const ready = (await next()) as { port: number };
+    const events: string[] = [];
+    const stuck = Array.from({ length: 20 }, () => request(ready.port, '127.0.0.2').then((got) => events.push(`stuck:${got}`)));
+    await vi.waitFor(async () => expect((await stats()).connections).toBeGreaterThan(0), { timeout: 5_000, interval: 10 });
+    // another client is answered (its upstream, 127.0.0.1:9, refuses: 503) while the stuck ones still wait; before,
+    // it waited for all 20 lookups to time out one after the other (5 s), every stuck close came first
+    expect(await request(ready.port, '127.0.0.1')).toMatch(/^HTTP\/1\.1 503 /);
+    events.push('other');
+    await Promise.all(stuck);
+    expect(events.filter((e) => e === 'stuck:').length).toBe(20); // closed, nothing answered (fails closed)
+    expect(events.length - events.indexOf('other') - 1).toBeGreaterThanOrEqual(19);
+    expect(await stats()).toMatchObject({ lookupTimeouts: 20, lookupsLimited: 0, connections: 21, active: 0 });
+  }, 20_000);
+
+  it('one address has a bounded share of the lookups in flight: 128 wait, the rest are closed at accept, others still served', async () => {
+    const { next, stats } = shimmed({ WM_SHIM_LOOKUP: '1', WM_SHIM_LOOKUP_STALL: '1' }, 1024);
+    const ready = (await next()) as { port: number };
+    const stuck = Array.from({ length: 140 }, () => request(ready.port, '127.0.0.2'));
+    await vi.waitFor(async () => expect((await stats()).lookupsLimited).toBe(12), { timeout: 5_000, interval: 20 });
+    expect(await request(ready.port, '127.0.0.1')).toMatch(/^HTTP\/1\.1 503 /);
+    expect((await Promise.all(stuck)).every((got) => got === '')).toBe(true);
+    expect(await stats()).toMatchObject({ lookupTimeouts: 128, lookupsLimited: 12, connections: 141, active: 0 });
   }, 20_000);
 });

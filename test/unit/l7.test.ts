@@ -121,6 +121,49 @@ describe('L7 rules', () => {
     expect(testhooks.l7Decide('all', connect)).toMatchObject({ allowed: true, ref: -1 }); // an L4 allow is everything, as in Cilium
   });
 
+  it('an upgrade (a tunnel on 101) is allowed only by a rule naming the Upgrade header; h2c and a bare Upgrade are not upgrades', () => {
+    // review regression: a path-only rule let `Upgrade: websocket` (or any protocol) through, and the pod's 101
+    // turned the connection into a byte tunnel no later rule sees, as CONNECT would
+    const head = (path: string, upgrade: string, connection = 'Upgrade') => `GET ${path} HTTP/1.1\r\nHost: a\r\nConnection: ${connection}\r\nUpgrade: ${upgrade}\r\n\r\n`;
+    const view = (path: string, upgrade: string, connection = 'Upgrade') => ({ method: 'GET', path, host: 'a', headers: { connection, upgrade } });
+    const cases: Array<[string, Array<{ ref: number; method?: string; path?: string; headers?: Array<{ name: string; value?: string }> }>, string, string, string, boolean]> = [
+      ['path rule, websocket', [{ ref: 1, path: '/public/.*' }], '/public/ws', 'websocket', 'Upgrade', false],
+      ['method rule, any protocol', [{ ref: 1, method: 'GET' }], '/x', 'anything', 'keep-alive, upgrade', false],
+      ['rule with another header', [{ ref: 1, headers: [{ name: 'X-Token' }] }], '/x', 'websocket', 'Upgrade', false],
+      ['named protocol', [{ ref: 2, path: '/public/.*', headers: [{ name: 'Upgrade', value: 'websocket' }] }], '/public/ws', 'websocket', 'Upgrade', true],
+      ['named protocol, another asked', [{ ref: 2, path: '/public/.*', headers: [{ name: 'Upgrade', value: 'websocket' }] }], '/public/ws', 'echo', 'Upgrade', false],
+      ['named protocol, path outside', [{ ref: 2, path: '/public/.*', headers: [{ name: 'Upgrade', value: 'websocket' }] }], '/admin', 'websocket', 'Upgrade', false],
+      ['Upgrade present: any protocol', [{ ref: 3, headers: [{ name: 'upgrade' }] }], '/x', 'echo', 'Upgrade', true],
+      // without Connection: upgrade it is a plain request (the proxy ends a 101 nobody asked for): path rules decide
+      ['no Connection: upgrade', [{ ref: 1, path: '/public/.*' }], '/public/ws', 'websocket', 'keep-alive', true],
+    ];
+    for (const [name, rules, path, upgrade, connection, allowed] of cases) {
+      const got = testhooks.l7Decide(rules, head(path, upgrade, connection));
+      expect(got, name).toMatchObject({ allowed, ref: allowed ? rules[0]!.ref : -1 });
+      const twin = decideRequest(rules.map((r) => ({ rule: { id: String(r.ref) } as never, http: { ...r, headers: r.headers?.map((h) => ({ ...h, name: h.name.toLowerCase() })) } })), view(path, upgrade, connection.toLowerCase()));
+      expect(twin.allowed, `twin: ${name}`).toBe(allowed);
+    }
+    // h2c is never an upgrade: decided (and forwarded) as the plain HTTP/1.1 request it is
+    expect(testhooks.l7Decide([{ ref: 1, path: '/public/.*' }], head('/public/a', 'h2c', 'Upgrade, HTTP2-Settings'))).toMatchObject({ allowed: true, h2cIgnored: true });
+    expect(testhooks.l7Decide([{ ref: 1, path: '/public/.*' }], head('/public/a', 'websocket, h2c'))).toMatchObject({ allowed: true, h2cIgnored: true });
+    expect(testhooks.l7Decide([{ ref: 1, path: '/public/.*' }], head('/public/a', 'websocket'))).toMatchObject({ allowed: false, upgrade: true });
+    expect(testhooks.l7Decide('all', head('/x', 'websocket'))).toMatchObject({ allowed: true }); // an L4 allow is everything
+  });
+
+  it('X-Forwarded-For is decided as the pod gets it: the client\'s address alone, whatever the client sent', () => {
+    // review regression: a rule matched the X-Forwarded-For the client sent, and the pod was sent that value with
+    // the client appended; the client could claim any address to a rule
+    const rule = [{ ref: 1, headers: [{ name: 'X-Forwarded-For', value: '100.64.0.9' }] }];
+    const head = (...lines: string[]) => `GET / HTTP/1.1\r\nHost: a\r\n${lines.map((l) => `${l}\r\n`).join('')}\r\n`;
+    expect(testhooks.l7Decide(rule, head('X-Forwarded-For: 100.64.0.9'), '100.64.0.66')).toMatchObject({ allowed: false });
+    expect(testhooks.l7Decide(rule, head('X-Forwarded-For: 100.64.0.9', 'X-Forwarded-For: 100.64.0.9'), '100.64.0.66')).toMatchObject({ allowed: false });
+    expect(testhooks.l7Decide(rule, head(), '100.64.0.9')).toMatchObject({ allowed: true, ref: 1 });
+    expect(testhooks.l7Decide(rule, head('X-Forwarded-For: 6.6.6.6', 'x-forwarded-for: 7.7.7.7'), '100.64.0.9')).toMatchObject({ allowed: true, ref: 1 });
+    // present: always (the proxy always sets it)
+    expect(testhooks.l7Decide([{ ref: 2, headers: [{ name: 'X-Forwarded-For' }] }], head(), '100.64.0.66')).toMatchObject({ allowed: true, ref: 2 });
+    expect(httpRuleMatches({ headers: [{ name: 'x-forwarded-for', value: '100.64.0.9' }] }, { method: 'GET', path: '/', host: 'a', headers: { 'x-forwarded-for': '100.64.0.9' } })).toBe(true);
+  });
+
   it('egress and deny rules with HTTP sections stay L4, with a warning', () => {
     const w: string[] = [];
     const m = validateManifest(parse(`apiVersion: cilium.io/v2
@@ -244,14 +287,14 @@ spec:
     // 200 without upgrading and waited for that body, the proxy parsed it as a request and forwarded it with its own
     // body, which the pod then read as a request nobody decided.
     const up = 'Host: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n';
-    const d = (head: string) => testhooks.l7Decide([{ ref: 1, path: '/public/.*' }], head);
+    const d = (head: string) => testhooks.l7Decide([{ ref: 1, path: '/public/.*', headers: [{ name: 'Upgrade', value: 'websocket' }] }], head);
     expect(d(`GET /public/ws HTTP/1.1\r\n${up}Content-Length: 5\r\n\r\n`)).toMatchObject({ status: 400, error: expect.stringMatching(/upgrade or CONNECT request with a body/) });
     expect(d(`GET /public/ws HTTP/1.1\r\n${up}Transfer-Encoding: chunked\r\n\r\n`)).toMatchObject({ status: 400 });
     expect(testhooks.l7Decide('all', 'CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nContent-Length: 1\r\n\r\n')).toMatchObject({ status: 400 });
     // without a body, as browsers send them; Content-Length: 0 is no body; an h2c upgrade is forwarded as a plain request
     expect(d(`GET /public/ws HTTP/1.1\r\n${up}\r\n`)).toMatchObject({ allowed: true });
     expect(d(`GET /public/ws HTTP/1.1\r\n${up}Content-Length: 0\r\n\r\n`)).toMatchObject({ allowed: true });
-    expect(d('POST /public/a HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AA\r\nContent-Length: 3\r\n\r\n')).toMatchObject({ allowed: true, h2cIgnored: true });
+    expect(testhooks.l7Decide([{ ref: 1, path: '/public/.*' }], 'POST /public/a HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AA\r\nContent-Length: 3\r\n\r\n')).toMatchObject({ allowed: true, h2cIgnored: true });
   });
 
   it('normalises request targets before matching (dot segments, unreserved escapes) and refuses ambiguous ones', () => {

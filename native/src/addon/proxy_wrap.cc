@@ -48,25 +48,20 @@ class L7ProxyWrap : public Napi::ObjectWrap<L7ProxyWrap> {
       ThrowType(env, usage);
       return;
     }
-    auto fds = std::make_shared<std::vector<int>>();
+    std::vector<int> fds;
     for (uint32_t i = 0; i < fda.Length(); i++) {
       if (!fda.Get(i).IsNumber()) {
         ThrowType(env, usage);
         return;
       }
-      fds->push_back(fda.Get(i).As<Napi::Number>().Int32Value());
+      fds.push_back(fda.Get(i).As<Napi::Number>().Int32Value());
     }
     tsfn_ = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "wiremesh-l7proxy", 0, 1);
     tsfn_.Unref(env);
     have_tsfn_ = true;
     std::string err;
-    // One sequence number per worker: each is only touched by its own loop.
-    auto seqs = std::make_shared<std::vector<uint32_t>>(fds->size(), 0);
     bool ok = proxy_.start(
-        addr, port, workers,
-        [fds, seqs](int w, const uint8_t c[4], uint16_t cp, uint8_t dst[4], uint16_t* dp, uint32_t* id) {
-          return lookup_original((*fds)[size_t(w)], ++(*seqs)[size_t(w)], c, cp, dst, dp, id);
-        },
+        addr, port, fds,
         [this] {
           if (!pending_.exchange(true)) tsfn_.NonBlockingCall([this](Napi::Env, Napi::Function cb) {
             pending_.store(false);
@@ -196,6 +191,8 @@ class L7ProxyWrap : public Napi::ObjectWrap<L7ProxyWrap> {
     o.Set("fdExhausted", double(s.fd_exhausted));
     o.Set("acceptErrors", double(s.accept_errors));
     o.Set("maxConnections", double(s.max_connections));
+    o.Set("lookupTimeouts", double(s.lookup_timeouts));
+    o.Set("lookupsLimited", double(s.lookups_limited));
     return o;
   }
   Napi::Value Close(const Napi::CallbackInfo& info) {

@@ -1,5 +1,6 @@
 #include "http1.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace wm::http1 {
@@ -292,6 +293,12 @@ ParseResult parse_request(const char* data, size_t len, size_t max_head, Head* o
     return *reason = "an upgrade or CONNECT request with a body", ParseResult::kError;
   out->size = skip + n;
   return ParseResult::kDone;
+}
+
+void set_forwarded_for(Head* out, std::string_view client) {
+  auto& hs = out->headers;
+  hs.erase(std::remove_if(hs.begin(), hs.end(), [](const auto& f) { return f.first == "x-forwarded-for"; }), hs.end());
+  hs.emplace_back("x-forwarded-for", std::string(client));
 }
 
 ParseResult parse_response(const char* data, size_t len, size_t max_head, std::string_view request_method, Head* out,

@@ -70,6 +70,13 @@ bool normalize_target(std::string_view method, std::string_view target, std::str
 ParseResult parse_request(const char* data, size_t len, size_t max_head, Head* out, int* error_status,
                           std::string* reason);
 
+// X-Forwarded-For as the pod is sent it, so rules decide what the pod reads: the client's address alone.
+// A value the client sent is dropped, never extended: a pod is the first hop in the mesh, so no proxy in
+// front of the L7 proxy is trusted (Envoy's use_remote_address with xff_num_trusted_hops 0, and the
+// untrusted entries removed rather than kept to the left of ours). Replaces every x-forwarded-for line
+// of out->headers with one holding client (dotted quad).
+void set_forwarded_for(Head* out, std::string_view client);
+
 // Parses a response head; request_method decides bodies (HEAD, CONNECT).
 ParseResult parse_response(const char* data, size_t len, size_t max_head, std::string_view request_method, Head* out,
                            std::string* reason);

@@ -49,6 +49,7 @@ std::shared_ptr<const L7RuleSet> L7RuleSet::compile(bool all, const std::vector<
       std::string name = h.first;
       for (char& c : name)
         if (c >= 'A' && c <= 'Z') c = char(c + 32);
+      r.names_upgrade |= name == "upgrade";
       r.headers.emplace_back(std::move(name), h.second);
     }
     set->rules_.push_back(std::move(r));
@@ -64,9 +65,13 @@ L7RuleSet::Decision L7RuleSet::decide(const http1::Head& req) const {
   // proxy) refuses CONNECT unless configured for it; here only a rule whose method pattern matches CONNECT
   // allows it: a rule without a method (a host or header rule, say) was not written for tunnels.
   const bool connect = req.method == "CONNECT";
+  // An upgrade's 101 does the same (WebSocket, or any protocol the pod speaks). Envoy answers 403 to an upgrade
+  // type its listener is not configured for; here a rule allows one only by naming the Upgrade header
+  // ("Upgrade: websocket" for that protocol, "Upgrade" for any): a path or method rule was not written for it.
   for (const Rule& r : rules_) {
     if (r.broken) continue;
     if (connect && !r.method) continue;
+    if (req.upgrade && !r.names_upgrade) continue;
     // FullMatch: the whole value, as Cilium's anchored Go regexps and l7.ts's ^(?:...)$.
     if (r.method && !RE2::FullMatch(req.method, *r.method)) continue;
     if (r.path && !RE2::FullMatch(req.target, *r.path)) continue;

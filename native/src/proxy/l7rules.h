@@ -6,7 +6,11 @@
 // unit test runs both over the same table): method, path and host are
 // regular expressions over the whole value, headers must be present and, when
 // a value is given, equal to the field's value (repeated lines: joined by ",").
-// CONNECT is allowed only by a rule with a method pattern that matches it.
+// CONNECT is allowed only by a rule with a method pattern that matches it, and
+// an upgrade (Connection: upgrade with Upgrade; h2c is never one, http1.h) only
+// by a rule naming the Upgrade header: both turn the connection into a byte
+// tunnel past every later decision. X-Forwarded-For is matched as the pod gets
+// it: the client's address alone (http1::set_forwarded_for).
 //
 // Patterns are RE2 (the syntax Cilium's Go regexps share): matching is linear
 // in the input whatever the pattern, so no request can make a rule take
@@ -56,6 +60,7 @@ class L7RuleSet {
   struct Rule {
     int32_t ref;
     bool broken = false;
+    bool names_upgrade = false;  // a header match on Upgrade: the rule may allow an upgrade
     std::shared_ptr<const re2::RE2> method, path, host;
     std::vector<std::pair<std::string, std::optional<std::string>>> headers;
   };

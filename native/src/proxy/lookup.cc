@@ -1,6 +1,5 @@
 #include "lookup.h"
 
-#include <poll.h>
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -8,7 +7,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 
 namespace wm {
@@ -116,33 +114,26 @@ LookupStats LookupServer::stats() const {
   return {answered_.load(), not_found_.load(), malformed_.load(), uint64_t(fds_.size())};
 }
 
-bool lookup_original(int fd, uint32_t seq, const uint8_t client[4], uint16_t client_port, uint8_t dst[4],
-                     uint16_t* dst_port, uint32_t* identity, int timeout_ms) {
+bool send_lookup(int fd, uint32_t seq, const uint8_t client[4], uint16_t client_port) {
   if (fd < 0) return false;
   LookupRequest rq;
   std::memset(&rq, 0, sizeof rq);
   rq.seq = seq;
   std::memcpy(rq.client, client, 4);
   rq.client_port = client_port;
-  if (send(fd, &rq, sizeof rq, MSG_DONTWAIT | MSG_NOSIGNAL) != ssize_t(sizeof rq)) return false;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  return send(fd, &rq, sizeof rq, MSG_DONTWAIT | MSG_NOSIGNAL) == ssize_t(sizeof rq);
+}
+
+int recv_answer(int fd, LookupAnswer* a) {
   for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
-    if (left <= 0) return false;
-    pollfd p{fd, POLLIN, 0};
-    int r = poll(&p, 1, int(left));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    LookupAnswer a;
-    ssize_t n = recv(fd, &a, sizeof a, MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-    if (n <= 0) return false;  // the agent is gone
-    if (size_t(n) != sizeof a || a.seq != seq) continue;  // an answer to an earlier, timed-out request
-    if (!a.found) return false;
-    std::memcpy(dst, a.dst, 4);
-    *dst_port = a.dst_port;
-    *identity = a.identity;
-    return true;
+    char buf[64];  // larger than an answer: an oversized message is seen as such
+    ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return 0;
+    if (n <= 0) return -1;  // the agent is gone (or fd is no socket)
+    if (size_t(n) != sizeof *a) continue;
+    std::memcpy(a, buf, sizeof *a);
+    return 1;
   }
 }
 

@@ -14,8 +14,10 @@
 //   answer   LookupAnswer,  16 bytes: seq (echoed), found, original port,
 //            original address, source identity
 // A request of another size is dropped and counted (it gets no answer). The
-// proxy takes only the answer to the request it sent (seq): one arriving after
-// its timeout is skipped. No answer in kLookupTimeoutMs, or not found: the
+// server answers in order. The proxy does not wait: each worker keeps its
+// lookups in flight (loop.h kMaxPendingLookups, kMaxLookupsPerSource) and takes
+// answers as its epoll loop sees them, by seq: one arriving after its request's
+// timeout is skipped. No answer in kLookupTimeoutMs, or not found: the
 // connection is closed (fail closed).
 #pragma once
 #include <atomic>
@@ -79,9 +81,10 @@ class LookupServer {
   std::atomic<uint64_t> answered_{0}, not_found_{0}, malformed_{0};
 };
 
-// The proxy's side: asks on fd (one request at a time per fd) and waits up to timeout_ms. False: not a
-// redirected flow, no answer in time, or the channel is gone.
-bool lookup_original(int fd, uint32_t seq, const uint8_t client[4], uint16_t client_port, uint8_t dst[4],
-                     uint16_t* dst_port, uint32_t* identity, int timeout_ms = kLookupTimeoutMs);
+// The proxy's side, never blocking. send_lookup: false when the request could not be queued (the channel
+// gone, or full: the agent is not reading). recv_answer: 1 an answer in *a, 0 none yet, -1 the channel is gone
+// (messages of another size are skipped).
+bool send_lookup(int fd, uint32_t seq, const uint8_t client[4], uint16_t client_port);
+int recv_answer(int fd, LookupAnswer* a);
 
 }  // namespace wm

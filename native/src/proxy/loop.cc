@@ -1,4 +1,4 @@
-// The L7 proxy's worker loop: lifecycle, epoll events, accept, rules, I/O (loop.h).
+// The L7 proxy's worker loop: lifecycle, epoll events, rules, I/O (loop.h); accepting: loop_accept.cc.
 #include "loop.h"
 
 #include <arpa/inet.h>
@@ -13,6 +13,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <algorithm>
 #include <cstring>
 #include <deque>
 
@@ -35,6 +36,7 @@ bool L7Proxy::Loop::open(const uint8_t addr[4], uint16_t port, std::string* err)
   if (epfd_ < 0 || wfd_ < 0) return *err = std::string("proxy epoll: ") + std::strerror(errno), false;
   add(lfd_, EPOLLIN, kListener);
   add(wfd_, EPOLLIN, kWake);
+  if (kfd_ >= 0) add(kfd_, EPOLLIN, kLookupTag);  // fails for a descriptor that is no socket: sends fail then too
   return true;
 }
 
@@ -58,6 +60,10 @@ void L7Proxy::Loop::stop() {
   }
   for (auto& kv : conns_) close_fds(kv.second.get());
   conns_.clear();
+  for (auto& kv : lookups_) close(kv.second.fd);
+  lookups_.clear();
+  lookup_order_.clear();
+  lookups_per_source_.clear();
   for (int* fd : {&lfd_, &epfd_, &wfd_})
     if (*fd >= 0) close(*fd), *fd = -1;
 }
@@ -73,12 +79,14 @@ void L7Proxy::Loop::run() {
   epoll_event evs[128];
   uint32_t last_sweep = mono_s();
   while (running_.load(std::memory_order_relaxed)) {
-    int n = epoll_wait(epfd_, evs, 128, 1000);
+    int n = epoll_wait(epfd_, evs, 128, wait_ms());
     now_s_ = mono_s();
     for (int i = 0; i < n; i++) {
       uint64_t tag = evs[i].data.u64;
       uint32_t kind = uint32_t(tag & 3), id = uint32_t(tag >> 2);
-      if (kind == kListener) {
+      if (tag == kLookupTag) {
+        take_answers();
+      } else if (kind == kListener) {
         accept_all();
       } else if (kind == kWake) {
         uint64_t v;
@@ -93,6 +101,7 @@ void L7Proxy::Loop::run() {
         settle(c);
       }
     }
+    expire_lookups();
     if (now_s_ != last_sweep) {
       last_sweep = now_s_;
       sweep();
@@ -127,92 +136,6 @@ void L7Proxy::Loop::sweep() {
     p_->body_timeouts_.fetch_add(1, std::memory_order_relaxed);
     destroy(conns_[id].get());  // mid-body: the pod has part of it, nothing sensible to answer
   }
-}
-
-void L7Proxy::Loop::accept_all() {
-  // A connection's own errors are skipped, but at most kMaxAcceptSkips a call: one that keeps coming back would
-  // hold the thread here, its connections starved and stop() waiting on join. The listener is level-triggered,
-  // so what is left is tried again after the loop's other events.
-  uint32_t skipped = 0;
-  for (;;) {
-    sockaddr_in sa{};
-    socklen_t len = sizeof sa;
-    int fd = accept4(lfd_, reinterpret_cast<sockaddr*>(&sa), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      if (!accept_error_is_the_connections(errno)) return pause_accept();
-      p_->accept_errors_.fetch_add(1, std::memory_order_relaxed);
-      if (++skipped >= kMaxAcceptSkips) return;
-      continue;  // that connection is gone; the next may be fine
-    }
-    exhausted_ = false;
-    p_->connections_.fetch_add(1, std::memory_order_relaxed);
-    auto c = std::make_unique<Conn>();
-    std::memcpy(c->client, &sa.sin_addr, 4);
-    c->client_port = ntohs(sa.sin_port);
-    if (!p_->original()(index_, c->client, c->client_port, c->key.dst, &c->key.port, &c->key.identity)) {
-      close(fd);  // not a redirected flow, or the agent did not answer (fail closed)
-      continue;
-    }
-    if (p_->active_.load(std::memory_order_relaxed) >= p_->max_connections() || !p_->acquire(c->key.identity, kMaxPerIdentity)) {
-      p_->limited_.fetch_add(1, std::memory_order_relaxed);
-      close(fd);
-      continue;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    inet_ntop(AF_INET, c->client, c->client_ip, sizeof c->client_ip);
-    c->id = next_id_++;
-    if (next_id_ >= (1u << 30)) next_id_ = 1;
-    c->cfd = fd;
-    c->last_active_s = now_s_;
-    c->head_deadline_s = now_s_ + kHeadTimeoutS;
-    Conn* raw = c.get();
-    conns_.emplace(c->id, std::move(c));
-    p_->active_.fetch_add(1, std::memory_order_relaxed);
-    add(fd, 0, uint64_t(raw->id) << 2 | kClient);
-    refresh_rules(raw);
-    settle(raw);
-  }
-}
-
-// accept(2) on Linux hands a new connection's pending network error to the caller (man accept: "treat them
-// like EAGAIN by retrying"); the listener itself is fine. Not EPERM or EACCES: on Linux they come from seccomp
-// or an LSM before the connection leaves the queue, so they repeat; they pause accept like EMFILE.
-bool L7Proxy::Loop::accept_error_is_the_connections(int err) {
-  switch (err) {
-    case EINTR: case ECONNABORTED: case EPROTO: case ENETDOWN: case ENOPROTOOPT: case EHOSTDOWN: case ENONET:
-    case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH:
-      return true;
-    default:
-      return false;
-  }
-}
-
-// No descriptor (EMFILE, ENFILE) or memory (ENOBUFS, ENOMEM) for the next connection, or accept refused
-// (EPERM, EACCES: seccomp, an LSM), or the listener broken (EBADF, EINVAL: not expected). The listener is
-// level-triggered: left armed it fires again at once and the loop spins on the same failure (a core at 100 %).
-// It is disarmed until a descriptor closes on this worker (destroy, drop_upstream) or its next sweep (1 s):
-// then one accept is tried again. A close on another worker does not wake this one (its sweep does, 1 s).
-// An episode (failures with no accept between) is counted once in fd_exhausted, for the agent's log.
-void L7Proxy::Loop::pause_accept() {
-  p_->accept_errors_.fetch_add(1, std::memory_order_relaxed);
-  if (!exhausted_) p_->fd_exhausted_.fetch_add(1, std::memory_order_relaxed);
-  exhausted_ = true;
-  if (accept_paused_) return;
-  epoll_event ev{};
-  ev.data.u64 = kListener;
-  epoll_ctl(epfd_, EPOLL_CTL_MOD, lfd_, &ev);
-  accept_paused_ = true;
-}
-
-void L7Proxy::Loop::resume_accept() {
-  if (!accept_paused_) return;
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.u64 = kListener;
-  epoll_ctl(epfd_, EPOLL_CTL_MOD, lfd_, &ev);
-  accept_paused_ = false;
 }
 
 // Makes sure c has the current generation's rules; false: asked the agent, c waits.

@@ -1,8 +1,9 @@
 // Internal to the L7 proxy's files: the per-worker event loop (L7Proxy::Loop) and its
-// connection state. loop.cc: lifecycle, events, I/O; loop_client.cc: requests;
+// connection state. loop.cc: lifecycle, events, I/O; loop_accept.cc: accept, lookups; loop_client.cc: requests;
 // loop_upstream.cc: responses, tunnels; proxy.cc: the shared state (rules, records).
 #pragma once
 #include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <atomic>
 #include <chrono>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "http1.h"
+#include "lookup.h"
 #include "proxy.h"
 
 namespace wm {
@@ -26,8 +28,9 @@ constexpr size_t kMaxResponseHead = 64 * 1024;
 constexpr size_t kHighWater = 1 << 20;          // stop reading a side while the other has this much unsent
 constexpr size_t kMaxPipelined = 64;            // requests awaiting responses per connection
 constexpr uint32_t kIdleTimeoutS = 600;
-// A request head must arrive whole within this, from its first byte (a new connection: from accept); more
-// bytes do not extend it, so a client trickling a head (slowloris) holds a connection 10 s, not for ever.
+// A request head must arrive whole within this, from its first byte (a new connection: from its admission,
+// loop_accept.cc); more bytes do not extend it, so a client trickling a head (slowloris) holds a connection
+// 10 s, not for ever.
 constexpr uint32_t kHeadTimeoutS = 10;
 // A request body may pause this long while the proxy is reading it (not while the pod holds it back).
 constexpr uint32_t kBodyTimeoutS = 30;
@@ -36,6 +39,14 @@ constexpr uint32_t kBodyTimeoutS = 30;
 constexpr uint64_t kMaxConnections = 16384;
 constexpr uint32_t kMaxPerIdentity = 4096;
 constexpr size_t kMaxRecords = 65536;
+// Original-destination lookups in flight per worker (lookup.h), and per client address: a pod opening
+// connections while the agent is slow takes at most kMaxLookupsPerSource of the queue, never all of it. Beyond
+// its share a connection is closed at accept (lookupsLimited); with the queue full the worker stops accepting
+// (the kernel's backlog holds the rest) until an answer or a timeout (kLookupTimeoutMs) frees a slot.
+constexpr size_t kMaxPendingLookups = 1024;
+constexpr uint32_t kMaxLookupsPerSource = 128;
+// Accepts per pass: the loop then serves its other events (the lookup answers among them) before the next.
+constexpr uint32_t kMaxAcceptsPerPass = 64;
 // Failed accepts a connection's own error explains (ECONNABORTED, say) skipped in one pass before the loop's other events.
 constexpr uint32_t kMaxAcceptSkips = 64;
 
@@ -141,7 +152,7 @@ using namespace l7proxy;  // internal header: only the proxy's files include it
 
 class L7Proxy::Loop {
  public:
-  Loop(L7Proxy* owner, int index) : p_(owner), index_(index) {}
+  Loop(L7Proxy* owner, int index, int lookup_fd) : p_(owner), index_(index), kfd_(lookup_fd) {}
   ~Loop() { stop(); }
 
   bool open(const uint8_t addr[4], uint16_t port, std::string* err);
@@ -151,11 +162,26 @@ class L7Proxy::Loop {
 
  private:
   static constexpr uint64_t kListener = 0, kWake = 1, kClient = 2, kUpstream = 3;
+  static constexpr uint64_t kLookupTag = kClient;  // kClient with id 0: connection ids start at 1
+
+  // An accepted connection waiting for its original destination (lookup.h), by sequence number.
+  struct PendingLookup {
+    int fd;
+    uint8_t client[4];
+    uint16_t client_port;
+  };
 
   void add(int fd, uint32_t events, uint64_t tag);
   void run();
   void sweep();
   void accept_all();
+  void ask_original(int fd, const sockaddr_in& sa);
+  void take_answers();
+  void expire_lookups();
+  void end_lookup(std::unordered_map<uint32_t, PendingLookup>::iterator it);
+  void admit(int fd, const PendingLookup& pl, const LookupAnswer& a);
+  int wait_ms() const;
+  void arm_listener();
   static bool accept_error_is_the_connections(int err);
   void pause_accept();
   void resume_accept();
@@ -197,7 +223,13 @@ class L7Proxy::Loop {
   std::vector<uint32_t> waiting_;
   uint32_t next_id_ = 1;
   uint32_t now_s_ = 0;
-  bool accept_paused_ = false;  // the listener is disarmed (pause_accept)
+  bool accept_paused_ = false;  // accepting paused for want of descriptors (pause_accept)
+  bool listener_armed_ = true;  // not while paused or the lookup queue is full (arm_listener)
+  int kfd_ = -1;                // the lookup channel (lookup.h), the proxy process's
+  uint32_t seq_ = 0;
+  std::unordered_map<uint32_t, PendingLookup> lookups_;
+  std::deque<std::pair<uint64_t, uint32_t>> lookup_order_;  // (deadline in µs, seq), in sending order
+  std::unordered_map<uint32_t, uint32_t> lookups_per_source_;  // client address -> lookups in flight
   bool exhausted_ = false;      // accept paused (pause_accept), none accepted since
 };
 

@@ -62,6 +62,7 @@ void L7Proxy::Loop::process_client(Conn* c) {
         c->head_deadline_s = 0;
         if (r == http1::ParseResult::kError) return bad_request(c, status);
         c->first = false;
+        http1::set_forwarded_for(&h, c->client_ip);  // decided as the pod will read it
         on_request(c, h);
         break;
       }
@@ -120,16 +121,13 @@ void L7Proxy::Loop::on_request(Conn* c, const http1::Head& h) {
 }
 
 // The head as received but for: the request line carries the normalised target (what the rules
-// matched is what the pod serves), X-Forwarded-For is extended with the client, and an h2c
+// matched is what the pod serves), X-Forwarded-For is the client's address alone (the client's own
+// lines dropped: http1::set_forwarded_for, the value the rules saw), and an h2c
 // upgrade is dropped (Upgrade, HTTP2-Settings and Connection; the connection's persistence is
 // restated), so the pod answers in HTTP/1.1.
 void L7Proxy::Loop::append_forward_head(Conn* c, const http1::Head& h) {
   std::string_view raw(c->cin.data(), h.size);
   while (raw.size() >= 2 && raw[0] == '\r' && raw[1] == '\n') raw.remove_prefix(2);
-  std::string xff;
-  for (const auto& f : h.headers)
-    if (f.first == "x-forwarded-for") xff += (xff.empty() ? "" : ", ") + f.second;
-  xff += (xff.empty() ? "" : ", ") + std::string(c->client_ip);
   raw.remove_suffix(2);  // the empty line
   size_t i = raw.find("\r\n") + 2;  // past the request line
   c->uout.append(h.method);
@@ -152,7 +150,7 @@ void L7Proxy::Loop::append_forward_head(Conn* c, const http1::Head& h) {
     else if (h.minor == 0) c->uout.append("connection: keep-alive\r\n");
   }
   c->uout.append("x-forwarded-for: ");
-  c->uout.append(xff);
+  c->uout.append(std::string_view(c->client_ip));
   c->uout.append("\r\n\r\n");
 }
 

@@ -48,15 +48,14 @@ static uint64_t connection_cap() {
   return std::max<uint64_t>(1, std::min<uint64_t>(kMaxConnections, (soft - reserve) / 2));
 }
 
-bool L7Proxy::start(const uint8_t address[4], uint16_t port, int workers, OriginalFn original,
+bool L7Proxy::start(const uint8_t address[4], uint16_t port, const std::vector<int>& lookup_fds,
                     std::function<void()> notify, std::string* err) {
   std::memcpy(address_, address, 4);
   max_connections_ = connection_cap();
-  original_ = std::move(original);
   notify_ = std::move(notify);
-  if (workers < 1) workers = 1;
-  for (int i = 0; i < workers; i++) {
-    auto l = std::make_unique<Loop>(this, i);
+  if (lookup_fds.empty()) return *err = "proxy: no lookup channel", false;
+  for (size_t i = 0; i < lookup_fds.size(); i++) {
+    auto l = std::make_unique<Loop>(this, int(i), lookup_fds[i]);
     if (!l->open(address, port, err)) {
       loops_.clear();
       return false;
@@ -177,6 +176,8 @@ L7ProxyStats L7Proxy::stats() const {
   s.fd_exhausted = fd_exhausted_.load();
   s.accept_errors = accept_errors_.load();
   s.max_connections = max_connections_;
+  s.lookup_timeouts = lookup_timeouts_.load();
+  s.lookups_limited = lookups_limited_.load();
   std::lock_guard<std::mutex> lock(records_mu_);
   s.records_lost = records_lost_;
   return s;

@@ -9,15 +9,16 @@
 //   proxy loop (epoll, one per worker, SO_REUSEPORT listeners; in the proxy
 //   process, src/proxy/worker.ts, not the agent's):
 //     accept ──▶ original destination and identity (the agent's LoadBalancer,
-//     asked over the worker's lookup channel, lookup.h) ──▶ rules
+//     asked over the worker's lookup channel, lookup.h; the loop does not wait
+//     for the answer, loop_accept.cc) ──▶ rules
 //     for (destination, port, identity) from the cache, or asked of the agent
 //     (the connection waits, unread) ──▶ per request (http1.h framing): the
-//     decision (L7RuleSet) ──▶ 403 "Access denied", or the head (plus
-//     X-Forwarded-For) and body streamed to the pod over this connection's own
+//     decision (L7RuleSet) ──▶ 403 "Access denied", or the head (X-Forwarded-For
+//     set to the client's address) and body streamed to the pod over this connection's own
 //     upstream connection ──▶ the pod's responses streamed back, in request
 //     order (a denied request's 403 waits for the responses before it) ──▶ an
 //     L7 record (method, path, host, status, latency) queued for the agent.
-//   A 101 to an allowed upgrade (WebSocket) and a CONNECT's 2xx turn the
+//   A 101 to an allowed upgrade (a rule naming Upgrade) and a CONNECT's 2xx turn the
 //   connection into a byte tunnel. HTTP/2 is refused where HTTP rules apply:
 //   the prior-knowledge preface gets GOAWAY(HTTP_1_1_REQUIRED) and a close; an
 //   Upgrade: h2c is dropped and the request decided as HTTP/1.1. Targets are
@@ -88,20 +89,19 @@ struct L7ProxyStats {
   uint64_t fd_exhausted;   // episodes of accept failing for want of descriptors or memory, or refused (paused)
   uint64_t accept_errors;  // failed accepts, one per attempt (paused: one per closed descriptor or second)
   uint64_t max_connections;  // the cap in force: kMaxConnections or what RLIMIT_NOFILE holds, if lower
+  uint64_t lookup_timeouts;  // connections closed: no original destination from the agent in kLookupTimeoutMs,
+                             // or it could not be asked (the lookup channel gone or full)
+  uint64_t lookups_limited;  // connections closed at accept: their address over its share of the lookup queue
 };
 
 class L7Proxy {
  public:
-  // The flow a redirected client connection was headed for, asked by worker `worker` (0..workers-1) from
-  // its own loop: the agent's LoadBalancer::proxy_original, over that worker's lookup channel (lookup.h).
-  using OriginalFn = std::function<bool(int worker, const uint8_t client[4], uint16_t client_port, uint8_t dst[4],
-                                        uint16_t* dst_port, uint32_t* identity)>;
-
   L7Proxy();
   ~L7Proxy();
-  // Listens on address:port with `workers` loops; notify() is called (from a
-  // loop) when rule requests are waiting for take_requests().
-  bool start(const uint8_t address[4], uint16_t port, int workers, OriginalFn original, std::function<void()> notify,
+  // Listens on address:port with one loop per lookup channel (lookup_fds[i]: worker i asks the agent
+  // there where each accepted connection was headed, lookup.h; the proxy does not own them); notify() is
+  // called (from a loop) when rule requests are waiting for take_requests().
+  bool start(const uint8_t address[4], uint16_t port, const std::vector<int>& lookup_fds, std::function<void()> notify,
              std::string* err);
   void stop();
 
@@ -123,12 +123,11 @@ class L7Proxy {
   // queued for the agent (once) and false is returned.
   bool lookup(const L7FlowKey& key, CacheEntry* out, uint64_t* generation);
   void record(L7Record&& r);
-  const OriginalFn& original() const { return original_; }
   const uint8_t* address() const { return address_; }
 
   std::atomic<uint64_t> connections_{0}, active_{0}, requests_{0}, denied_{0}, upstream_errors_{0}, passthrough_{0},
       bad_requests_{0}, h2_refused_{0}, h2c_ignored_{0}, head_timeouts_{0}, body_timeouts_{0}, limited_{0},
-      fd_exhausted_{0}, accept_errors_{0};
+      fd_exhausted_{0}, accept_errors_{0}, lookup_timeouts_{0}, lookups_limited_{0};
   uint64_t max_connections() const { return max_connections_; }
   // Connections per source identity (the cap in loop.cc): acquire at accept, release on close.
   bool acquire(uint32_t identity, uint32_t max);
@@ -137,7 +136,6 @@ class L7Proxy {
  private:
   class Loop;
   uint8_t address_[4] = {0, 0, 0, 0};
-  OriginalFn original_;
   std::function<void()> notify_;
   std::vector<std::unique_ptr<Loop>> loops_;
   std::atomic<uint64_t> generation_{1};

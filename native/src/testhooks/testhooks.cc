@@ -19,8 +19,9 @@ namespace {
 
 using namespace addon;
 
-// l7Decide(rules, requestHead: string) -> { allowed, ref, target, warnings, h2cIgnored? } | { error, status }: the proxy's
-// request parser and rule matcher, for tests against src/policy/l7.ts.
+// l7Decide(rules, requestHead: string, client?: string) -> { allowed, ref, target, warnings, h2cIgnored?, upgrade? } |
+// { error, status }: the proxy's request parser and rule matcher, for tests against src/policy/l7.ts. client: the
+// client's address, set as X-Forwarded-For before the decision as the proxy does (http1::set_forwarded_for).
 Napi::Value L7Decide(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   bool all;
@@ -40,11 +41,13 @@ Napi::Value L7Decide(const Napi::CallbackInfo& info) {
     o.Set("status", double(status));
     return o;
   }
+  if (info[2].IsString()) http1::set_forwarded_for(&h, info[2].As<Napi::String>().Utf8Value());
   L7RuleSet::Decision d = set->decide(h);
   o.Set("allowed", d.allowed);
   o.Set("ref", double(d.ref));
   o.Set("target", h.target);  // normalised: what was matched and what the pod would be sent
   if (h.h2c_upgrade) o.Set("h2cIgnored", true);
+  if (h.upgrade) o.Set("upgrade", true);
   o.Set("warnings", Warnings(env, warnings));
   return o;
 }
