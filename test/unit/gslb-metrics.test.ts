@@ -1,9 +1,11 @@
-// gateway-dns's Prometheus metrics (src/gateway/gslbmetrics.ts): its DNS counters, UDP and TCP, scraped over
+// gateway-dns: its Prometheus metrics (src/gateway/gslbmetrics.ts), its DNS counters, UDP and TCP, scraped over
 // HTTP from the endpoint its config's `metrics:` section turns on; and the agent's service DNS series.
 // On main gateway-dns had no metrics (its DNS counters were only in a warning every 10 s).
+// Its TCP side keys connections as its UDP bucket does: per IPv6 /64 and /48 (fake sockets: loopback has one ::1).
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSocket } from 'node:dgram';
 import net from 'node:net';
+import { EventEmitter } from 'node:events';
 import type { Server } from 'node:http';
 import * as packet from 'dns-packet';
 import { GatewayDns, parseGatewayDnsConfig } from '../../src/gateway/gslb.js';
@@ -74,5 +76,48 @@ describe('gateway-dns metrics', () => {
     expect(line(t, 'wiremesh_dns_tcp_queries_total{')).toMatch(/ 3$/);
     expect(line(t, 'wiremesh_dns_tcp_connections_total{result="refused"')).toMatch(/ 7$/);
     expect(line(t, 'wiremesh_dns_tcp_connections{')).toMatch(/ 2$/);
+  });
+});
+
+describe('gateway-dns over TCP: connections per /64 and per /48', () => {
+  /** A stand-in for an accepted socket from `address` (loopback has one IPv6 address, ::1). */
+  class FakeSocket extends EventEmitter {
+    reset = false;
+    destroyed = false;
+    remotePort = 5353;
+    constructor(readonly remoteAddress: string) {
+      super();
+    }
+    get remoteFamily() {
+      return this.remoteAddress.includes(':') ? 'IPv6' : 'IPv4';
+    }
+    setNoDelay() {}
+    resetAndDestroy() {
+      this.reset = true;
+      this.destroy();
+    }
+    destroy() {
+      if (this.destroyed) return;
+      this.destroyed = true;
+      this.emit('close');
+    }
+  }
+
+  it('a /64 holds at most 8 connections whatever its addresses, a /48 at most 32 over its /64s; others apart', () => {
+    dns = new GatewayDns(parseGatewayDnsConfig(base), silentLogger);
+    const accept = (a: string) => {
+      const s = new FakeSocket(a);
+      (dns!.server as unknown as { tcp: { accept(s: unknown): void } }).tcp.accept(s);
+      return s;
+    };
+    const one64 = Array.from({ length: 20 }, (_, i) => accept(`2001:db8:1:1::${(i + 1).toString(16)}`));
+    expect(one64.filter((s) => !s.reset).length).toBe(8);
+    const sameSite = Array.from({ length: 60 }, (_, i) => accept(`2001:db8:1:${(2 + i).toString(16)}::1`)); // 60 other /64s of the /48
+    expect(sameSite.filter((s) => !s.reset).length).toBe(32 - 8);
+    expect(accept('2001:db8:2:1::1').reset).toBe(false); // another /48
+    expect(accept('198.18.7.7').reset).toBe(false);
+    expect(dns.server.counters.tcp).toMatchObject({ accepted: 34, refused: 12 + 36, open: 34 });
+    for (const s of one64) s.destroy(); // slots come back with 'close'
+    expect(accept('2001:db8:1:1::99').reset).toBe(false);
   });
 });
