@@ -125,3 +125,13 @@ export function validateAddress(v: unknown, field: string): string {
   if (typeof v !== 'string' || !parseIP(v)) fail(field, `"${String(v)}" is not an IP address`);
   return v;
 }
+
+/**
+ * A `metrics: { address, port }` section (a Prometheus endpoint: agent node.yaml, gateway-dns): address required,
+ * port 1-65535 (default 9962). `example` names the address to give, for the error.
+ */
+export function metricsListen(m: Obj, example: string): { address: string; port: number } {
+  onlyFields(m, 'metrics', ['address', 'port']);
+  if (m.address === undefined) throw new ConfigError('metrics.address', `required (the address Prometheus scrapes, e.g. ${example})`);
+  return { address: validateAddress(m.address, 'metrics.address'), port: int(m.port, 'metrics.port', 1, 65535, 9962) };
+}

@@ -28,7 +28,7 @@
  */
 import { ConfigError } from '../errors.js';
 import { parseYamlMapping, readConfigFile } from '../yamlconfig.js';
-import { bool, etcdEndpoint, fail, int, obj, onlyFields, str, strList, validateAddress, validateClusterId, validateClusterName, validatePrefixes, type Obj } from '../validate.js';
+import { bool, etcdEndpoint, fail, int, metricsListen, obj, onlyFields, str, strList, validateAddress, validateClusterId, validateClusterName, validatePrefixes, type Obj } from '../validate.js';
 import { formatPrefix } from '../net/ip.js';
 import { DEFAULT_MAX_ENDPOINTS_PER_NODE } from './endpointquota.js';
 
@@ -97,7 +97,7 @@ export function parseAgentConfig(text: string): AgentConfig {
     admission: { maxEndpointsPerNode: int(adm.maxEndpointsPerNode, 'admission.maxEndpointsPerNode', 1, 1 << 20, DEFAULT_MAX_ENDPOINTS_PER_NODE) },
     policy: { enabled: bool(pol.enabled, 'policy.enabled', true), defaultLocalCluster: bool(pol.defaultLocalCluster, 'policy.defaultLocalCluster', true), proxyPort: int(pol.proxyPort, 'policy.proxyPort', 1, 65535, 15001), proxyWorkers: int(pol.proxyWorkers, 'policy.proxyWorkers', 1, 16, 1), conntrack: { maxEntries: ctMax, perEndpoint: int(ct.perEndpoint, 'policy.conntrack.perEndpoint', 1, ctMax, Math.min(65_536, ctMax)), natPerEndpoint: int(ct.natPerEndpoint, 'policy.conntrack.natPerEndpoint', 2, ctMax, Math.min(65_536, ctMax)) }, hostFirewall: bool(pol.hostFirewall, 'policy.hostFirewall', true) },
     ...(gw ? { gateway: parseGateway(gw, addresses[0]!) } : {}),
-    ...(root.metrics !== undefined ? { metrics: parseMetrics(obj(root.metrics, 'metrics')) } : {}),
+    ...(root.metrics !== undefined ? { metrics: metricsListen(obj(root.metrics, 'metrics'), 'the node\'s underlay address') } : {}),
     services: {
       maglevTableSize,
       dns: {
@@ -107,12 +107,6 @@ export function parseAgentConfig(text: string): AgentConfig {
       },
     },
   };
-}
-
-function parseMetrics(m: Obj): NonNullable<AgentConfig['metrics']> {
-  onlyFields(m, 'metrics', ['address', 'port']);
-  if (m.address === undefined) throw new ConfigError('metrics.address', 'required (the address Prometheus scrapes, e.g. the node\'s underlay address)');
-  return { address: validateAddress(m.address, 'metrics.address'), port: int(m.port, 'metrics.port', 1, 65535, 9962) };
 }
 
 function parseGateway(gw: Obj, nodeAddress: string): NonNullable<AgentConfig['gateway']> {

@@ -17,6 +17,7 @@ import type { NativeL7ProxyStats } from '../native/binding.js';
 import type { ProxyProcessStatus } from '../proxy/proxy.js';
 import type { RouteTableStats } from './routetable.js';
 import type { DnsCounters } from '../services/dns.js';
+import { registerDnsMetrics } from '../services/dnsmetrics.js';
 
 /** One scrape's view of the agent (Agent.metricsSnapshot). */
 export interface MetricsSnapshot {
@@ -394,17 +395,7 @@ export class AgentMetrics {
           totals(this, [[{}, s().routes?.[field] ?? 0]]);
         },
       });
-    new Counter({
-      name: 'wiremesh_dns_queries_total',
-      help: "The node's service DNS: datagrams received, by outcome (limited: dropped over the source's quota, undecoded; truncated: answered with TC=1).",
-      labelNames: ['result'],
-      registers: reg,
-      collect() {
-        const d = s().dns;
-        if (!d) return;
-        totals(this, (['answered', 'nxdomain', 'refused', 'malformed', 'limited', 'truncated'] as const).map((r) => [{ result: r }, d[r]]));
-      },
-    });
+    registerDnsMetrics(this.registry, 'wiremesh_dns', "The node's service DNS", () => s().dns);
     new Gauge({
       name: 'wiremesh_policy_identities',
       help: 'Identities known to this agent, local endpoints, and the last policy compile time.',

@@ -120,13 +120,17 @@ export async function main(argv: string[]): Promise<number> {
   program
     .command('gateway-dns')
     .description("health-aware DNS entry point: a service's public name -> the healthy ingress gateways, the client's region first")
-    .requiredOption('--config <file>', 'YAML: etcd, listen, ttl, names, regions (src/gateway/gslb.ts)')
+    .requiredOption('--config <file>', 'YAML: etcd, listen, ttl, names, regions, metrics (src/gateway/gslb.ts)')
     .action(async (o: { config: string }) => {
       const { GatewayDns, loadGatewayDnsConfig } = await import('../gateway/gslb.js');
       const log = createLogger('gateway-dns');
-      const g = new GatewayDns(loadGatewayDnsConfig(o.config), log);
+      const cfg = loadGatewayDnsConfig(o.config);
+      const g = new GatewayDns(cfg, log);
+      // the metrics listener first (as kvstoremesh's): an address it cannot listen on fails before anything starts
+      const server = cfg.metrics && (await (await import('../gateway/gslbmetrics.js')).serveGatewayDnsMetrics(g, cfg.metrics));
       await g.start();
       await waitForSignal();
+      server?.close();
       await g.stop();
     });
 

@@ -21,6 +21,9 @@
  *   ttl: 5
  *   names: { web.example.com: shop/web }
  *   regions: { eu: [198.18.200.0/24], us: [198.18.201.0/24] }
+ *   metrics: { address: 198.18.0.53, port: 9962 }   # optional: Prometheus GET /metrics (gslbmetrics.ts)
+ *
+ * The DNS server answers on UDP and TCP (src/services/dnstcp.ts) at `listen`.
  */
 import type { RemoteInfo } from 'node:dgram';
 import type { Question } from 'dns-packet';
@@ -29,7 +32,7 @@ import { ConfigError } from '../errors.js';
 import { cachePrefix, clusterConfigPrefix, pinnedPrefix, statePrefix } from '../controlplane/keys.js';
 import { connectEtcd, decoded, EtcdStore, ListWatcher } from '../controlplane/kvstore.js';
 import { prefixesOverlap } from '../controlplane/types.js';
-import { etcdEndpoint, fail, int, isObj, nonEmptyList, obj, validateAddress, validatePrefixes } from '../validate.js';
+import { etcdEndpoint, fail, int, isObj, metricsListen, nonEmptyList, obj, validateAddress, validatePrefixes } from '../validate.js';
 import { clusterConfigCodec, gatewayCodec, nodeCodec, notANodeAddress, pinnedClusterCodec, RecordError, Rejections, stateLocation, type GatewayRecord, type NodeRecord } from '../controlplane/records/index.js';
 import { NodePins } from './nodepins.js';
 import type { Logger } from '../log.js';
@@ -48,10 +51,12 @@ export interface GatewayDnsConfig {
   ttl: number;
   names: Map<string, string>; // public name -> namespace/name
   regions: Map<string, Prefix[]>;
+  /** The Prometheus endpoint, when configured. */
+  metrics?: { address: string; port: number };
 }
 
 export function parseGatewayDnsConfig(text: string): GatewayDnsConfig {
-  const doc = parseYamlMapping(text, ['etcd', 'listen', 'ttl', 'names', 'regions']);
+  const doc = parseYamlMapping(text, ['etcd', 'listen', 'ttl', 'names', 'regions', 'metrics']);
   // a missing or malformed etcd section is reported at its endpoints, as it always was
   const e = isObj(doc.etcd) ? doc.etcd : {};
   const endpoints = nonEmptyList(e.endpoints, 'etcd.endpoints', 'must be a non-empty list of http(s)://host:port').map((u, i) => etcdEndpoint(u, `etcd.endpoints[${i}]`));
@@ -76,7 +81,8 @@ export function parseGatewayDnsConfig(text: string): GatewayDnsConfig {
   if (doc.regions !== undefined) {
     for (const [r, list] of Object.entries(obj(doc.regions, 'regions', 'must map region names to lists of client prefixes'))) regions.set(r, validatePrefixes(list, `regions.${r}`));
   }
-  return { etcd: { endpoints, caFile: file('caFile'), certFile: file('certFile'), keyFile: file('keyFile') }, listen: { address: validateAddress(l.address, 'listen.address'), port }, ttl, names, regions };
+  const metrics = doc.metrics === undefined ? undefined : metricsListen(obj(doc.metrics, 'metrics', 'must be a mapping { address, port }'), 'the listen address');
+  return { etcd: { endpoints, caFile: file('caFile'), certFile: file('certFile'), keyFile: file('keyFile') }, listen: { address: validateAddress(l.address, 'listen.address'), port }, ttl, names, regions, ...(metrics ? { metrics } : {}) };
 }
 
 interface Target {
@@ -293,6 +299,13 @@ export class GatewayDns {
     }
     for (const [r, list] of this.cfg.regions) if (list.some((x) => prefixesOverlap(x, p))) return r;
     return undefined;
+  }
+
+  /** Listeners probed now, by health (for the metrics). */
+  listenerHealth(): { healthy: number; unhealthy: number } {
+    let healthy = 0;
+    for (const h of this.health.values()) if (h.healthy) healthy++;
+    return { healthy, unhealthy: this.listening.size - healthy };
   }
 
   /** Healthy gateways for a service, the client's region first (then by cluster). */

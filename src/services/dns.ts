@@ -11,7 +11,8 @@
  * caching); names outside them REFUSED: the agent is not a recursive
  * resolver. Malformed queries are dropped and counted; the server never
  * throws on input. Each source is bounded before its query is decoded
- * (dnslimit.ts) and answers fit the client's UDP size (dnssize.ts).
+ * (dnslimit.ts) and answers fit the client's UDP size (dnssize.ts); the
+ * same port answers over TCP (dnstcp.ts), where they are whole.
  */
 import dgram from 'node:dgram';
 import * as packet from 'dns-packet';
@@ -19,6 +20,7 @@ import type { Logger } from '../log.js';
 import type { ClusterService } from './service.js';
 import { DNS_PREFIX_LIMITS, DNS_SOURCE_LIMITS, SourceLimiter, type SourceLimits } from './dnslimit.js';
 import { ednsOf, encodeWithin, optRecord, PLAIN_UDP_PAYLOAD, RCODE_BADVERS } from './dnssize.js';
+import { DNS_TCP_LIMITS, DnsTcpListener, newTcpCounters, type DnsTcpCounters, type DnsTcpLimits } from './dnstcp.js';
 
 export const ZONES = ['svc.cluster.local', 'svc.clusterset.local'] as const;
 export const TTL_S = 5;
@@ -38,14 +40,18 @@ export interface DnsCounters {
   answered: number;
   nxdomain: number;
   refused: number;
+  /** SERVFAIL answers (gateway-dns: a name with no healthy gateway). */
+  servfail: number;
   malformed: number;
   /** Queries dropped undecoded: their source was over its quota (dnslimit.ts). */
   limited: number;
-  /** Answers sent with TC=1 (did not fit the client's UDP size; dnssize.ts). */
+  /** Answers sent with TC=1 (did not fit the client's UDP size, or over TCP 65 535 bytes; dnssize.ts). */
   truncated: number;
   /** Sources in the per-source table now, and those it forgot because it was full. */
   sources: number;
   sourcesEvicted: number;
+  /** The TCP side's connections (dnstcp.ts); its queries are in the counts above too. */
+  tcp: DnsTcpCounters;
 }
 
 /** Options of a DnsServer; every one has a default. */
@@ -64,6 +70,8 @@ export interface DnsServerOptions {
   prefixLimits?: SourceLimits;
   /** SO_RCVBUF asked for (the kernel caps it at net.core.rmem_max). */
   recvBufferBytes?: number;
+  /** The TCP side's bounds (default DNS_TCP_LIMITS). */
+  tcpLimits?: DnsTcpLimits;
 }
 
 /**
@@ -125,14 +133,16 @@ export function answer(dir: ServiceDirectory, q: packet.Question): Answer {
 }
 
 /**
- * A UDP DNS server around an answer function: the node's service DNS
- * (answer() over the agent's services) and the gateway entry point
- * (src/gateway/gslb.ts) share it, and with it the per-source bound
- * (dnslimit.ts), the kernel receive buffer and the answer size (dnssize.ts).
+ * A DNS server (UDP and TCP on one address and port) around an answer
+ * function: the node's service DNS (answer() over the agent's services) and
+ * the gateway entry point (src/gateway/gslb.ts) share it, and with it the
+ * per-source bound (dnslimit.ts, one for both transports), the kernel receive
+ * buffer, the answer size (dnssize.ts) and the TCP side's bounds (dnstcp.ts).
  */
 export class DnsServer {
   private socket: dgram.Socket | undefined;
-  readonly counters: DnsCounters = { queries: 0, answered: 0, nxdomain: 0, refused: 0, malformed: 0, limited: 0, truncated: 0, sources: 0, sourcesEvicted: 0 };
+  readonly counters: DnsCounters = { queries: 0, answered: 0, nxdomain: 0, refused: 0, servfail: 0, malformed: 0, limited: 0, truncated: 0, sources: 0, sourcesEvicted: 0, tcp: newTcpCounters() };
+  private readonly tcp: DnsTcpListener;
   private readonly limiter: SourceLimiter;
   private readonly keyOf: (address: string) => string;
   private readonly prefixOf: ((address: string) => string | undefined) | undefined;
@@ -152,9 +162,15 @@ export class DnsServer {
     this.prefixOf = opts.prefixOf;
     this.prefixLimiter = new SourceLimiter(opts.prefixLimits ?? DNS_PREFIX_LIMITS);
     this.recvBufferBytes = opts.recvBufferBytes ?? DNS_RECV_BUFFER_BYTES;
+    const handle = (msg: Buffer, from: dgram.RemoteInfo, limit: number) => this.handle(msg, from, limit);
+    this.tcp = new DnsTcpListener(handle, this.keyOf, this.prefixOf, opts.tcpLimits ?? DNS_TCP_LIMITS, this.counters.tcp, log);
   }
 
-  /** Binds address:port (UDP); rejects with the socket error (e.g. EADDRNOTAVAIL). */
+  /**
+   * Binds address:port, UDP then TCP on the same port (port 0: the one the
+   * kernel gave UDP); rejects with the socket error (e.g. EADDRNOTAVAIL,
+   * EADDRINUSE), and then holds neither.
+   */
   async listen(address: string, port: number): Promise<void> {
     const s = dgram.createSocket({ type: address.includes(':') ? 'udp6' : 'udp4', reuseAddr: true, recvBufferSize: this.recvBufferBytes });
     await new Promise<void>((resolve, reject) => {
@@ -164,18 +180,30 @@ export class DnsServer {
         resolve();
       });
     });
+    try {
+      await this.tcp.listen(address, s.address().port);
+    } catch (err) {
+      s.close();
+      throw err;
+    }
     s.on('error', (err) => this.log.warn({ err: err.message }, 'dns socket error'));
     s.on('message', (msg, rinfo) => this.onMessage(s, msg, rinfo));
     this.socket = s;
   }
 
+  /** The port listened on (UDP and TCP), or undefined before listen(). */
+  get port(): number | undefined {
+    return this.socket?.address().port;
+  }
+
   close(): void {
     this.socket?.close();
     this.socket = undefined;
+    this.tcp.close();
   }
 
   /** Over quota: counted, and one warning per LIMIT_LOG_MS at most (a flood must not become a log flood). */
-  private limited(source: string, now: number, limits: SourceLimits): void {
+  private limited(source: string, now: number, limits: SourceLimits): undefined {
     this.counters.limited++;
     this.limitedSinceLog++;
     if (now - this.lastLimitLog < LIMIT_LOG_MS) return;
@@ -185,6 +213,16 @@ export class DnsServer {
   }
 
   private onMessage(s: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    const out = this.handle(msg, rinfo, undefined);
+    if (out) s.send(out, rinfo.port, rinfo.address);
+  }
+
+  /**
+   * One query's answer bytes, or undefined (over quota, malformed: counted).
+   * `limit`: the transport's bound (TCP: 65 535), or undefined for UDP's
+   * (512, or the query's EDNS size).
+   */
+  private handle(msg: Buffer, rinfo: dgram.RemoteInfo, limit: number | undefined): Buffer | undefined {
     this.counters.queries++;
     const now = performance.now();
     const source = this.keyOf(rinfo.address);
@@ -208,16 +246,14 @@ export class DnsServer {
       return;
     }
     const reply = this.reply(q, rinfo);
-    let out: Buffer;
     try {
-      const r = encodeWithin(reply.res, reply.limit, reply.opt);
+      const r = encodeWithin(reply.res, limit ?? reply.limit, reply.opt);
       if (r.truncated) this.counters.truncated++;
-      out = r.bytes;
+      return r.bytes;
     } catch {
       this.counters.malformed++;
       return;
     }
-    s.send(out, rinfo.port, rinfo.address);
   }
 
   /** The answer to a decoded query, its byte bound and OPT record (when the query had EDNS). */
@@ -232,6 +268,7 @@ export class DnsServer {
     const a = this.answerFor(q.questions[0]!, rinfo);
     if (a.rcode === RCODE_NXDOMAIN) this.counters.nxdomain++;
     else if (a.rcode === RCODE_REFUSED) this.counters.refused++;
+    else if (a.rcode === RCODE_SERVFAIL) this.counters.servfail++;
     else if (a.rcode === 0) this.counters.answered++;
     const res: packet.Packet = {
       type: 'response',

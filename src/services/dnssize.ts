@@ -9,9 +9,9 @@
  * does: first the additional records (without TC: they are optional, RFC 2181
  * §9), then the authority records and as many answer records from the end as
  * needed, with TC=1. The records kept are whole and come first in the
- * server's order (gateway DNS: the client's region first). The servers do not
- * answer over TCP, so a client that retries there gets no more; musl, and
- * glibc when TCP fails, use the records kept.
+ * server's order (gateway DNS: the client's region first). A client that
+ * retries over TCP (dnstcp.ts) gets the whole answer there; one that does
+ * not (musl before 1.2.4) uses the records kept.
  */
 import * as packet from 'dns-packet';
 

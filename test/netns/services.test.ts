@@ -21,7 +21,7 @@ const PROBE = join(ROOT, 'test', 'helpers', 'svcprobe.mjs');
 const WIREMESH = join(ROOT, 'bin', 'wiremesh.js');
 const PORT = 8080;
 
-function service(name: string, opts: { selector: string; annotations?: Record<string, string>; udp?: boolean }): string {
+function service(name: string, opts: { selector: string; annotations?: Record<string, string>; udp?: boolean; extraPorts?: number }): string {
   const ann = { 'service.cilium.io/global': 'true', ...opts.annotations };
   return `apiVersion: v1
 kind: Service
@@ -32,7 +32,7 @@ metadata:
 spec:
   selector: { app: ${opts.selector} }
   ports:
-    - { name: http, port: 80, targetPort: ${PORT}, protocol: TCP }${opts.udp ? `\n    - { name: dns, port: 53, targetPort: ${PORT}, protocol: UDP }` : ''}
+    - { name: http, port: 80, targetPort: ${PORT}, protocol: TCP }${opts.udp ? `\n    - { name: dns, port: 53, targetPort: ${PORT}, protocol: UDP }` : ''}${Array.from({ length: opts.extraPorts ?? 0 }, (_, i) => `\n    - { name: p${i}, port: ${9000 + i}, targetPort: ${PORT}, protocol: TCP }`).join('')}
 `;
 }
 
@@ -46,6 +46,8 @@ function manifests(cluster: string): string {
     service('web-private', { selector: 'web', annotations: cluster === 'c2' ? { 'service.cilium.io/shared': 'false' } : {} }),
     service('web-weighted', { selector: 'web', annotations: cluster === 'c2' ? { 'wiremesh.io/weight': '3' } : {} }),
     ...(cluster === 'c1' ? [service('web-plain', { selector: 'web', annotations: { 'service.cilium.io/global': 'false' } })] : []),
+    // 30 SRV records (~2.6 KB): over any UDP size, so the pod's resolver (c-ares) retries over TCP after TC=1
+    ...(cluster === 'c1' ? [service('web-ports', { selector: 'none', annotations: { 'service.cilium.io/global': 'false' }, extraPorts: 29 })] : []),
   ].join('---\n');
 }
 
@@ -204,6 +206,9 @@ describe.skipIf(!enabled)('global services on a 3-cluster mesh', () => {
     expect(await q('cl1', 'web-plain.shop.svc.clusterset.local')).toEqual({ error: 'ENOTFOUND' }); // not global
     expect(await q('cl1', 'nope.shop.svc.cluster.local')).toEqual({ error: 'ENOTFOUND' });
     expect(await q('cl1', 'example.com')).toEqual({ error: 'EREFUSED' });
+    // truncated over UDP, whole over TCP from the pod through its veth to the agent (main: no TCP side, an error)
+    const srv = (await q('cl1', 'web-ports.shop.svc.cluster.local', 'SRV')) as Array<{ port: number }>;
+    expect(Array.isArray(srv) ? srv.map((r) => r.port).sort((a, b) => a - b) : srv).toEqual([80, ...Array.from({ length: 29 }, (_, i) => 9000 + i)]);
   });
 
   it('affinity local: local backends only, then the remote ones when the local ones vanish', async () => {
