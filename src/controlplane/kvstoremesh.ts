@@ -18,7 +18,7 @@
  *   of K clusters write O(K^2) at rest). The status of a remote is written when
  *   it changes (at most once per status interval), under this process's lease;
  *   the heartbeat (liveness of this kvstoremesh, replicated to the remotes) is
- *   written at start and every heartbeat interval (5 min), and lives by its
+ *   written at start and about every heartbeat interval (5 min ± 10 %: meshheartbeat.ts), and lives by its
  *   lease's keep-alives (every 20 s: LEASE_TTL_S), which etcd answers on the
  *   leader without a raft commit.
  *   Sync lag is measured here, not by a periodic record: `behindSince` in the
