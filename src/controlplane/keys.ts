@@ -10,6 +10,7 @@
  *   wiremesh/mesh/v1/remotes/<remote>            how this cluster's kvstoremesh reaches a remote's etcd (operator; credentials)
  *   wiremesh/mesh/v1/clusters/<remote>           what was pinned about a remote at connect: id, pod and underlay CIDRs, hub, policy opt-in (operator)
  *   wiremesh/mesh/v1/status/<remote>             kvstoremesh's view of that remote (connected, synced, rejections)
+ *   wiremesh/mesh/v1/epochs/<remote>             the fence of the remote's copy: every purge puts it, every copy write compares its mod revision (fence.ts)
  *   wiremesh/health/v1/<cluster>/<node>          an agent's tunnels (peers, handshake ages, traffic), every 5 s, leased
  *   wiremesh/identity-index/v1/<cluster>/<sha256> the identity number of a label set (allocation, never replicated)
  *   wiremesh/identity-refs/v2/<cluster>/<node>/<id> node <node> uses identity <id> (leased; no refs = garbage)
@@ -64,6 +65,9 @@ export const pinnedPrefix = (): string => 'wiremesh/mesh/v1/clusters/';
 export const pinnedKey = (remote: string): string => `wiremesh/mesh/v1/clusters/${remote}`;
 export const remoteStatusPrefix = (): string => 'wiremesh/mesh/v1/status/';
 export const remoteStatusKey = (remote: string): string => `wiremesh/mesh/v1/status/${remote}`;
+export const epochsPrefix = (): string => 'wiremesh/mesh/v1/epochs/';
+/** The remote's purge epoch (fence.ts): written by kvstoremesh only, never deleted by it. */
+export const epochKey = (remote: string): string => `wiremesh/mesh/v1/epochs/${remote}`;
 
 /** Splits `<prefix><cluster>/<name>` into its cluster and name. */
 export function splitClusterName(prefix: string, key: string): { cluster: string; name: string } | null {

@@ -18,7 +18,7 @@
  *   of K clusters write O(K^2) at rest). The status of a remote is written when
  *   it changes (at most once per status interval), under this process's lease;
  *   the heartbeat (liveness of this kvstoremesh, replicated to the remotes) is
- *   written at start and every heartbeat interval (5 min), and lives by its
+ *   written at start and about every heartbeat interval (5 min ± 10 %: meshheartbeat.ts), and lives by its
  *   lease's keep-alives (every 20 s: LEASE_TTL_S), which etcd answers on the
  *   leader without a raft commit.
  *   Sync lag is measured here, not by a periodic record: `behindSince` in the
@@ -35,6 +35,7 @@ import { clusterConfigCodec, pinnedClusterCodec, RecordError, Rejections, remote
 import { DEFAULT_BUDGET, RemoteReplication, type Budget, type RemoteConnector } from './replication.js';
 import { DEFAULT_COALESCER, TxnCoalescer, type CoalescerOptions } from './txncoalescer.js';
 import { doublingDelay } from './backoff.js';
+import { MeshHeartbeat } from './meshheartbeat.js';
 import { cachedRemotes } from './cachedremotes.js';
 import { PurgeRetries } from './purgeretries.js';
 import { Purges } from './purges.js';
@@ -77,8 +78,8 @@ export class KVStoreMesh {
   private readonly pins = new Map<string, PinnedCluster>();
   private readonly watchers: ListWatcher[] = [];
   private statusTimer: NodeJS.Timeout | undefined;
-  private heartbeatTimer: NodeJS.Timeout | undefined;
-  private lease: MeshLease | undefined;
+  /** The lease the heartbeat and the statuses live by, and the heartbeat (meshheartbeat.ts). */
+  private readonly heartbeat: MeshHeartbeat;
   /** The status last written per remote (JSON): a status is written only when it changed. */
   private readonly written = new Map<string, string>();
   private gcTimer: NodeJS.Timeout | undefined;
@@ -100,9 +101,10 @@ export class KVStoreMesh {
    * (exported by KVStoreMeshMetrics, docs/metrics.md). chain: steps of the chain that threw (failed purges among
    * them); status: status passes that threw; statusPut: status transactions (statusputs.ts) that failed or
    * outran STATUS_PUT_DEADLINE_MS; start: replication starts that failed (each tried again, opts.startRetryMs); lease: leases lost (or never
-   * granted: the local etcd down), each taken again after opts.leaseRetryMs.
+   * granted: the local etcd down), each taken again after opts.leaseRetryMs; fenced: current replications whose write
+   * failed its fence (fence.ts: a purge landed after they began), each started again.
    */
-  readonly failures = { chain: 0, status: 0, statusPut: 0, start: 0, lease: 0 };
+  readonly failures = { chain: 0, status: 0, statusPut: 0, start: 0, lease: 0, fenced: 0 };
   /** Local mirror transactions given up on past the coalescer's deadline (TxnCoalescer.stats.late), a total. */
   get lateWrites(): number {
     return this.mirror.stats.late;
@@ -153,39 +155,17 @@ export class KVStoreMesh {
     this.unpurged = new PurgeRetries({ first: opts.purgeRetryMs ?? 5000, max: 60_000 }, (name) => this.retryPurge(name));
     this.rejections = new Rejections(log);
     this.collector = new IdentityCollector(local.identities, cluster, log, this.rejections);
-  }
-
-  /**
-   * Takes a lease (again, after etcd lost the last one with its keys) and writes the heartbeat under it. A lost
-   * lease is taken again after a pause (opts.leaseRetryMs: 200 ms doubling to 5 s, back to the first once a
-   * heartbeat was written under a lease): a local etcd that is down fails every grant at once, and without the
-   * pause grant, loss and grant again would spin a core and log without end. One warning per loss.
-   */
-  private takeLease(): void {
-    const lease = (this.lease = this.local.lease(this.opts.leaseTtlS ?? LEASE_TTL_S));
-    this.written.clear(); // the statuses went with the old lease: all are written again on the next tick
-    lease.onLost?.((err) => {
-      if (this.lease !== lease || this.stopped || this.leaseTimer) return;
-      this.failures.lease++;
-      const delay = doublingDelay(this.leaseLosses++, this.opts.leaseRetryMs ?? { first: 200, max: 5000 });
-      this.log.warn({ err: err.message, retryMs: delay }, 'kvstoremesh lease lost; taking a new one');
-      this.leaseTimer = setTimeout(() => {
-        this.leaseTimer = undefined;
-        if (!this.stopped) this.takeLease();
-      }, delay);
-      this.leaseTimer.unref();
+    const leaseOpts = { ttlS: opts.leaseTtlS ?? LEASE_TTL_S, retryMs: opts.leaseRetryMs ?? { first: 200, max: 5000 }, everyMs: opts.heartbeatMs ?? 300_000 };
+    this.heartbeat = new MeshHeartbeat(local, stateKey('heartbeat', cluster, 'kvstoremesh'), log, leaseOpts, {
+      taken: () => this.written.clear(), // the statuses went with the old lease: all are written again on the next tick
+      lost: () => void this.failures.lease++,
     });
-    void this.heartbeat();
   }
-
-  /** The next lease's timer while one is lost; losses since a heartbeat was last written (the backoff's step). */
-  private leaseTimer: NodeJS.Timeout | undefined;
-  private leaseLosses = 0;
 
   private stopped = false;
 
   async start(): Promise<void> {
-    this.takeLease();
+    this.heartbeat.start();
     const store = this.local.store;
     const nameOf = (prefix: string) => (k: string) => k.slice(prefix.length);
     this.watchers.push(
@@ -235,8 +215,6 @@ export class KVStoreMesh {
       this.opts.statusMs ?? 2000,
     );
     this.statusTimer.unref();
-    this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.opts.heartbeatMs ?? 300_000);
-    this.heartbeatTimer.unref();
     // The cluster's identity garbage collector lives here: one per cluster.
     this.gcTimer = setInterval(() => void this.collector.sweep().catch((err: Error) => this.log.warn({ err: err.message }, 'identity sweep failed')), this.identityGcMs);
     this.gcTimer.unref();
@@ -279,10 +257,24 @@ export class KVStoreMesh {
       await this.purge(name, () => this.purges.run(name)); // what it sent under an earlier pin may not stay either
       return;
     }
-    const r = new RemoteReplication(spec, pin, this.trust, this.mirror, this.log, this.rejections, this.budget, this.opts.connect);
+    const r: RemoteReplication = new RemoteReplication(spec, pin, this.trust, this.mirror, this.log, this.rejections, this.budget, this.opts.connect, () => this.refence(name, r));
     this.remotes.set(name, r);
     this.log.info({ remote: name, endpoints: spec.endpoints, id: pin.id }, 'replicating remote cluster');
     await this.startReplication(name, r, 0);
+  }
+
+  /**
+   * r's writes failed their fence (fence.ts): a purge of the remote landed after r read the epoch (one given up on
+   * at its deadline and applied late). What r copied is gone: r is dropped and the remote started again, reading
+   * the epoch and the cache anew.
+   */
+  private refence(name: string, r: RemoteReplication): void {
+    this.enqueue(name, 'replication restart after a fenced write', async () => {
+      if (this.remotes.get(name) !== r || this.stopped) return;
+      this.failures.fenced++;
+      await this.dropRemote(name, false);
+      await this.sync(name);
+    });
   }
 
   /**
@@ -382,17 +374,18 @@ export class KVStoreMesh {
     const late = this.statusPuts.get(name);
     const settled = late && (await within(late.then(() => true), this.statusPutMs, false));
     // the mirror's writes: with a purge, abandoned (not waited for: a write the local etcd refuses for good would
-    // hold the chain); without, waited for at most statusPutMs. A write in flight then may land after the purge.
+    // hold the chain); without, waited for at most statusPutMs. A write in flight then reaching etcd after a purge
+    // (this one or a later one) fails its fence (fence.ts): it may land only before, where the purge deletes it.
     const { landing } = await r.stop(purge, this.statusPutMs);
     if (landing) {
       this.landings.set(name, landing);
       const done = () => void (this.landings.get(name) === landing && this.landings.delete(name));
       void landing.then(done, done);
     }
-    // a late write (a sync marker among its puts) may land after the purge, this one or the caller's (a pin refused
-    // after a restart): purged again once it settled, at once, when no replication of the remote is current
-    const after = [...(late && !settled ? [late] : []), ...(landing ? [landing] : [])];
-    if (after.length) void Promise.all(after).then(() => void (!this.remotes.has(name) && !this.stopped && this.unpurged.again(name)));
+    // a late status put may land after the purge, this one or the caller's (a pin refused after a restart): purged
+    // again once it settled, at once, when no replication of the remote is current. Not the mirror's landing: its
+    // writes compare the remote's epoch, which every purge moves (fence.ts), so none can land after a purge.
+    if (late && !settled) void late.then(() => void (!this.remotes.has(name) && !this.stopped && this.unpurged.again(name)));
     if (purge) await this.purges.run(name);
   }
 
@@ -410,22 +403,13 @@ export class KVStoreMesh {
     return [...this.remotes.values()].map((r) => r.status());
   }
 
-  private heartbeats = 0;
-
-  /** Remote agents see this through their own kvstoremesh: present while we live (leased), its age on arrival a lag sample. */
-  private async heartbeat(): Promise<void> {
-    const lease = this.lease;
-    const ok = await lease?.put(stateKey('heartbeat', this.cluster, 'kvstoremesh'), JSON.stringify({ at: Date.now(), seq: ++this.heartbeats })).then(() => true, () => false);
-    if (ok && this.lease === lease) this.leaseLosses = 0; // the lease holds: the next loss waits the first pause again
-  }
-
   /** Writes each remote's status that changed since it was last written (statusputs.ts). One pass at a time. */
   private async publishStatus(): Promise<void> {
-    const lease = this.lease;
+    const lease = this.heartbeat.lease;
     if (!lease || this.publishing) return;
     this.publishing = true;
     try {
-      await publishStatuses(lease, { remotes: this.remotes, written: this.written, inFlight: this.statusPuts, deadlineMs: this.statusPutMs, current: (l) => this.lease === l, failed: () => void this.failures.statusPut++ });
+      await publishStatuses(lease, { remotes: this.remotes, written: this.written, inFlight: this.statusPuts, deadlineMs: this.statusPutMs, current: (l) => this.heartbeat.lease === l, failed: () => void this.failures.statusPut++ });
     } finally {
       this.publishing = false;
     }
@@ -433,17 +417,16 @@ export class KVStoreMesh {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.heartbeat.stop();
     if (this.statusTimer) clearInterval(this.statusTimer);
-    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     if (this.gcTimer) clearInterval(this.gcTimer);
     this.collector.stop(); // a sweep in flight sends no further delete, and its deadline holds no exit
     this.unpurged.stop();
-    if (this.leaseTimer) clearTimeout(this.leaseTimer);
     for (const { timer } of this.restarts.values()) clearTimeout(timer);
     await Promise.all(this.watchers.map((w) => w.stop()));
     await this.chain;
     await Promise.all([...this.remotes.keys()].map((n) => this.dropRemote(n, false).catch(this.failed(n, 'replication stop'))));
     this.mirror.stop();
-    this.lease?.release();
+    this.heartbeat.release();
   }
 }

@@ -8,6 +8,7 @@ import { etcdCollectorStore, type CollectorStore } from '../identity/allocator.j
 import type { Logger } from '../log.js';
 import { EtcdStore, type KVStore } from './kvstore.js';
 import { LateWriteError } from './latewrite.js';
+import { FencedError, type Fence } from './fence.js';
 import { rawTxnWriter } from './etcdtxn.js';
 import { UnsentWriteError } from './unsentwrite.js';
 import { VALUE_NOT_UTF8 } from './etcdwatch.js';
@@ -100,14 +101,20 @@ export interface MirrorTarget {
    * holds when its replication starts (cachedcopies.ts). Resolves once every page was handed over.
    */
   entries(prefix: string, page: (kvs: ReadonlyArray<{ key: string; value: string | null }>) => void): Promise<void>;
-  /** Puts (a value) and deletes (null) in one transaction of at most MAX_TXN_OPS operations. */
-  write(ops: MirrorOps): Promise<void>;
+  /**
+   * Puts (a value) and deletes (null) in one transaction of at most MAX_TXN_OPS operations; with `fences`, applied
+   * only while each holds (fence.ts), else rejects with FencedError (nothing applied).
+   */
+  write(ops: MirrorOps, fences?: readonly Fence[]): Promise<void>;
   /**
    * Optional (TxnCoalescer): the writer's next batch, taken by take(room) when the shared transaction leaves;
-   * `size` is how many operations the writer has queued. Resolves once what was taken is written.
+   * `size` is how many operations the writer has queued; `fence`: the writer's (write()). Resolves once what was
+   * taken is written.
    */
-  writeFrom?(take: TakeOps, size: () => number): Promise<void>;
+  writeFrom?(take: TakeOps, size: () => number, fence?: Fence): Promise<void>;
   deletePrefix(prefix: string): Promise<void>;
+  /** The key's mod revision (etcd's int64, decimal), "0" when absent: a replication's fence (fence.ts). */
+  revision(key: string): Promise<string>;
 }
 
 /** MirrorTarget on etcd: every write is one raw Txn (etcdtxn.ts). */
@@ -119,10 +126,11 @@ export function etcdMirrorTarget(etcd: Etcd3): MirrorTarget {
     // in pages of LIST_PAGE keys at one revision (EtcdStore.listPages): a cache of 256 MiB never in one response;
     // a value that is not text is handed as null; a key that is not text (never written by a mirror) is left out
     entries: async (prefix, page) => void (await store.listPages(prefix, page, (key, reason) => reason === VALUE_NOT_UTF8 && page([{ key, value: null }]))),
-    write: async (ops) => {
-      if (ops.length > 0) await txn(ops);
+    write: async (ops, fences) => {
+      if (ops.length > 0) await txn(ops, undefined, fences);
     },
     deletePrefix: async (prefix) => void (await etcd.delete().prefix(prefix).exec()),
+    revision: async (key) => (await etcd.get(key).exec()).kvs[0]?.mod_revision ?? '0',
   };
 }
 
@@ -182,6 +190,11 @@ export class BatchedWriter {
    */
   private readonly landings = new Set<Promise<void>>();
   private readonly uncertain = new Map<string, { n: number; v: string | null }>();
+  /**
+   * What every write of this writer compares (fence.ts), once its replication read it; `fenced` is told when a
+   * write failed it: the remote was purged since, so the writer stops as abandon() does (its state is gone).
+   */
+  private fence: { fence: Fence; fenced: () => void } | undefined;
 
   /** retryMs: the pause before a failed batch is written again. */
   constructor(
@@ -192,6 +205,11 @@ export class BatchedWriter {
     private readonly retryMs = 500,
     private readonly progress?: WriterProgress,
   ) {}
+
+  /** From now on every write compares `fence`; `fenced` runs once when one failed it (the writer has stopped). */
+  fenceWith(fence: Fence, fenced: () => void): void {
+    this.fence = { fence, fenced };
+  }
 
   /**
    * `reborn`: the value is of a new incarnation of its source key (deleted and created again): the local key is
@@ -330,8 +348,9 @@ export class BatchedWriter {
           return { ops: all, bytes: all.reduce((n, op) => n + opBytes(op), 0), alone };
         };
         try {
-          if (this.target.writeFrom) await this.target.writeFrom(take, () => this.pending.size);
-          else await this.target.write(take(MAX_TXN_OPS, MAX_TXN_BYTES).ops);
+          const fence = this.fence?.fence;
+          if (this.target.writeFrom) await this.target.writeFrom(take, () => this.pending.size, fence);
+          else await this.target.write(take(MAX_TXN_OPS, MAX_TXN_BYTES).ops, fence && [fence]);
           if (extra.length) this.progress!.written(extra);
           const failed = this.failedAlone;
           if (failed) {
@@ -340,6 +359,11 @@ export class BatchedWriter {
           }
         } catch (err) {
           if (err instanceof LateWriteError) this.landLate(batch, err.landing);
+          if (err instanceof FencedError && !this.abandoned) {
+            this.log.warn({ remote: this.remote, err: err.message }, 'local write fenced: the remote was purged since this mirror began');
+            void this.abandon();
+            this.fence?.fenced();
+          }
           if (this.abandoned) break;
           // a coalescing target rejects a batch only once it failed alone (a merged failure is retried member by
           // member), or past its deadline, or unsent behind one past it: a hung etcd, no refused write (the batch

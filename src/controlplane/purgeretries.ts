@@ -37,10 +37,9 @@ export class PurgeRetries {
   }
 
   /**
-   * A write that may have put the remote's keys back after its purge (one given up on at its deadline, a sync
-   * marker among its puts) settled: the purge is tried again now, not after the pause, since agents admit what
-   * such a write put back while its marker stands (s11gslb). Not counted as a failure; a retry already queued is
-   * enough (it runs after now).
+   * A write that may have put the remote's keys back after its purge settled (a status put given up on at its
+   * deadline: the mirror's copy writes cannot, their fence fails after a purge, fence.ts): the purge is tried again
+   * now, not after the pause. Not counted as a failure; a retry already queued is enough (it runs after now).
    */
   again(name: string): void {
     const e = this.remotes.get(name) ?? { failed: 0, queued: false };

@@ -31,6 +31,7 @@ import type { Etcd3, IPermissionRequest } from 'etcd3';
 import { ConfigError } from '../errors.js';
 import {
   clusterConfigPrefix,
+  epochsPrefix,
   healthKey,
   identityIndexPrefix,
   identityRefsPrefix,
@@ -110,7 +111,7 @@ export function nodeRole(cluster: string, node: string): RoleSpec {
   };
 }
 
-/** The cluster's kvstoremesh: the cache, sync markers, remote status, its heartbeat, identity garbage collection. */
+/** The cluster's kvstoremesh: the cache, sync markers, remote status, purge epochs, its heartbeat, identity garbage collection. */
 export function kvstoremeshRole(cluster: string): RoleSpec {
   validateClusterName(cluster, 'cluster');
   return {
@@ -120,6 +121,9 @@ export function kvstoremeshRole(cluster: string): RoleSpec {
       { permission: 'ReadWrite', prefix: CACHE_ROOT },
       { permission: 'ReadWrite', prefix: syncedPrefix() },
       { permission: 'ReadWrite', prefix: remoteStatusPrefix() },
+      // the fence of each remote's copy (fence.ts): its copy transactions compare it (Read), its purges put it;
+      // no other principal may write it, so nobody else can fence a replication or unfence a purged one's writes
+      { permission: 'ReadWrite', prefix: epochsPrefix() },
       { permission: 'ReadWrite', key: stateKey('heartbeat', cluster, 'kvstoremesh') },
       { permission: 'Read', prefix: remotesPrefix() },
       { permission: 'Read', prefix: pinnedPrefix() },

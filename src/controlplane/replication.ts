@@ -5,12 +5,13 @@
  * runs one per connected remote.
  */
 import type { Logger } from '../log.js';
-import { cacheKey, cachePrefix, remoteStatusKey, splitClusterName, statePrefix, syncedKey, syncedPrefix, type StateType } from './keys.js';
+import { cacheKey, cachePrefix, epochKey, remoteStatusKey, splitClusterName, statePrefix, syncedKey, syncedPrefix, type StateType } from './keys.js';
 import { connectEtcd, EtcdStore, ListWatcher, refusedInto, valueDigest, type KVStore } from './kvstore.js';
 import { cachedCopies } from './cachedcopies.js';
 import { BatchedWriter, type MirrorOps, type MirrorTarget } from './mirrorwriter.js';
 import { markerValue, markerWatermark, sameIncarnation } from './watermark.js';
 import { LateWriteError } from './latewrite.js';
+import { epochValue } from './fence.js';
 import { within } from './within.js';
 import {
   endpointCheckCodec,
@@ -121,6 +122,8 @@ export class RemoteReplication {
   /** The start's read of the cache while in flight; whether stop() was called (a late read then starts nothing). */
   private starting: Promise<void> | undefined;
   private stopped = false;
+  /** Set when a write failed its fence (fence.ts): the remote was purged after this replication began. */
+  private fenced = false;
   /** Per synced type: when its first list was mirrored (its marker's `at`), the watermark last written (watermark.ts). */
   private readonly marks = new Map<StateType, { at: string; written?: string }>();
   /**
@@ -141,6 +144,8 @@ export class RemoteReplication {
     private readonly rejections: Rejections,
     private readonly budget: Budget,
     connect: RemoteConnector = connectRemote,
+    /** Told once when a write failed its fence: this replication's writes stopped; it must start again (KVStoreMesh). */
+    private readonly onFenced: () => void = () => undefined,
   ) {
     this.source = connect(spec);
     this.writer = new BatchedWriter(local, log, spec.name, undefined, undefined, { ops: () => this.progressOps(), written: (ops) => this.progressWritten(ops) });
@@ -231,6 +236,12 @@ export class RemoteReplication {
     // each type's watermark (watermark.ts): a cached key of the listed incarnation takes an update as one put
     const markers = new Map<string, string | null>();
     try {
+      // the epoch first (fence.ts): a purge after this read, even one landing before the cache read, fences every write
+      const revision = await this.local.revision(epochKey(remote));
+      this.writer.fenceWith({ key: epochKey(remote), revision }, () => {
+        this.fenced = true;
+        this.onFenced();
+      });
       for (const type of REPLICATED_TYPES) stales.push(await cachedCopies(this.local, cachePrefix(type, remote)));
       await this.local.entries(syncedPrefix(remote), (kvs) => kvs.forEach(({ key, value }) => markers.set(key, value)));
     } catch (err) {
@@ -341,7 +352,8 @@ export class RemoteReplication {
   }
 
   status(): RemoteStatus {
-    const lastError = this.startError ?? this.watchers.map((w) => w.lastError).find(Boolean);
+    const fenced = this.fenced ? 'fenced: the remote was purged after this replication began; starting again' : undefined;
+    const lastError = fenced ?? this.startError ?? this.watchers.map((w) => w.lastError).find(Boolean);
     // every status interval for every remote: a count, not a copy of 165k keys (16 x 1000 x 10)
     for (const [i, type] of REPLICATED_TYPES.entries()) this.counts[type] = this.watchers[i]?.size ?? 0;
     const rejected = this.rejections.byTypeReason(this.spec.name);
@@ -367,7 +379,8 @@ export class RemoteReplication {
    * deletes all of it: a write the local etcd refuses for good, or one that hangs, must not hold the purge).
    * Without: the writer's queue is waited for, at most flushMs (ms), then abandoned the same way. Returns
    * `landing`: the write that was in flight when the queue was abandoned, if one was; it settles when that write
-   * did, which may be after the purge (the caller purges again then: it may have put keys back). Never rejects.
+   * did, which may be after the purge (refused then by its fence, fence.ts; the caller's next replication of the
+   * remote, which reads the same epoch when there was no purge, starts only once it settled). Never rejects.
    */
   async stop(purge: boolean, flushMs: number): Promise<{ landing?: Promise<void> }> {
     this.stopped = true;
@@ -380,10 +393,12 @@ export class RemoteReplication {
 
 /**
  * Deletes a remote's cache, sync markers and status from the local etcd, in three round trips (a purge has a
- * deadline, purges.ts): the markers first (agents ignore a cache without its marker), then the caches, then the status.
+ * deadline, purges.ts): the markers first (agents ignore a cache without its marker), in the transaction that puts
+ * the remote's epoch (fence.ts: every copy write issued before it fails from then on, so none lands after the cache
+ * deletes that follow), then the caches, then the status.
  */
 export async function purgeRemote(local: MirrorTarget, remote: string): Promise<void> {
-  await local.write(REPLICATED_TYPES.map((type) => [syncedKey(remote, type), null] as const));
+  await local.write([[epochKey(remote), epochValue()], ...REPLICATED_TYPES.map((type) => [syncedKey(remote, type), null] as const)]);
   await allSettled(REPLICATED_TYPES.map((type) => local.deletePrefix(cachePrefix(type, remote))));
   await local.write([[remoteStatusKey(remote), null]]);
 }

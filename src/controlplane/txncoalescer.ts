@@ -37,9 +37,13 @@
  * most maxLate calls are in flight. In the member-by-member retry, the first member past the deadline fails the
  * rest, not sent, with an UnsentWriteError (no landing to wait for: nothing of theirs can land): that retry runs in
  * its transaction's slot, so it adds at most one given-up call, counted in the slot before.
+ * Fences (fence.ts): a merged transaction compares every member's fences (one per remote: its epoch key), so it
+ * fails whole when one remote was purged; its members are then retried alone like any merged failure, and only
+ * the fenced one fails (FencedError). Two members fencing the same key at different revisions never merge.
  */
 import { LateWriteError } from './latewrite.js';
 import { UnsentWriteError } from './unsentwrite.js';
+import type { Fence } from './fence.js';
 import { MAX_TXN_BYTES, opBytes, type MirrorOps, type MirrorTarget, type TakeOps } from './mirrorwriter.js';
 
 export interface CoalescerOptions {
@@ -67,6 +71,8 @@ interface Member {
   take?: TakeOps;
   /** How many operations the member would bring now (for the "full" test). */
   size: () => number;
+  /** What the member's writes compare (MirrorTarget.write). */
+  fences: readonly Fence[];
   at: number;
   resolve: () => void;
   reject: (err: Error) => void;
@@ -104,18 +110,23 @@ export class TxnCoalescer implements MirrorTarget {
     return this.target.deletePrefix(prefix);
   }
 
-  /** A fixed batch (at most maxOps operations), written in one of the coalesced transactions. */
-  write(ops: MirrorOps): Promise<void> {
+  revision(key: string): Promise<string> {
+    return this.target.revision(key);
+  }
+
+  /** A fixed batch (at most maxOps operations), written in one of the coalesced transactions; `fences`: compared. */
+  write(ops: MirrorOps, fences: readonly Fence[] = []): Promise<void> {
     if (ops.length === 0) return Promise.resolve();
-    return this.offer({ fixed: { ops, bytes: ops.reduce((n, op) => n + opBytes(op), 0), alone: false }, size: () => ops.length });
+    return this.offer({ fixed: { ops, bytes: ops.reduce((n, op) => n + opBytes(op), 0), alone: false }, size: () => ops.length, fences });
   }
 
   /**
    * A writer's next batch, taken when the transaction leaves (take(room)); `size` says how many operations it
-   * has queued. Resolves when what was taken is written (at once when nothing was taken), rejects when it failed.
+   * has queued; `fence`: compared. Resolves when what was taken is written (at once when nothing was taken),
+   * rejects when it failed (FencedError: the fence moved).
    */
-  writeFrom(take: TakeOps, size: () => number): Promise<void> {
-    return this.offer({ take, size });
+  writeFrom(take: TakeOps, size: () => number, fence?: Fence): Promise<void> {
+    return this.offer({ take, size, fences: fence ? [fence] : [] });
   }
 
   private offer(m: Omit<Member, 'at' | 'resolve' | 'reject'>): Promise<void> {
@@ -156,6 +167,7 @@ export class TxnCoalescer implements MirrorTarget {
   private send(): void {
     const ops: Array<MirrorOps[number]> = [];
     const keys = new Set<string>();
+    const fences = new Map<string, string>();
     const members: Array<{ m: Member; ops: MirrorOps }> = [];
     let bytes = 0;
     let alone = false;
@@ -168,7 +180,12 @@ export class TxnCoalescer implements MirrorTarget {
         m.resolve();
         continue;
       }
-      const fits = !t.alone && ops.length + mine.length <= this.opts.maxOps && bytes + t.bytes <= this.opts.maxBytes && !mine.some(([k]) => keys.has(k));
+      const fits =
+        !t.alone &&
+        ops.length + mine.length <= this.opts.maxOps &&
+        bytes + t.bytes <= this.opts.maxBytes &&
+        !mine.some(([k]) => keys.has(k)) &&
+        !m.fences.some((f) => (fences.get(f.key) ?? f.revision) !== f.revision);
       if (!fits && ops.length > 0) {
         // what was taken stays at the front, as a fixed batch, for the next transaction
         if (m.take) this.queue[0] = { ...m, fixed: t, take: undefined, size: () => mine.length };
@@ -177,6 +194,7 @@ export class TxnCoalescer implements MirrorTarget {
       this.queue.shift();
       members.push({ m, ops: mine });
       for (const op of mine) (ops.push(op), keys.add(op[0]));
+      for (const f of m.fences) fences.set(f.key, f.revision);
       bytes += t.bytes;
       alone = t.alone;
     }
@@ -189,15 +207,15 @@ export class TxnCoalescer implements MirrorTarget {
     this.inFlight++;
     this.stats.txns++;
     this.stats.ops += ops.length;
-    void this.commit(ops, members).finally(() => {
+    void this.commit(ops, [...fences].map(([key, revision]) => ({ key, revision })), members).finally(() => {
       this.inFlight--;
       this.pump();
     });
   }
 
-  private async commit(ops: MirrorOps, members: Array<{ m: Member; ops: MirrorOps }>): Promise<void> {
+  private async commit(ops: MirrorOps, fences: readonly Fence[], members: Array<{ m: Member; ops: MirrorOps }>): Promise<void> {
     try {
-      await this.timed(ops);
+      await this.timed(ops, fences);
       for (const { m } of members) m.resolve();
       return;
     } catch (err) {
@@ -209,7 +227,7 @@ export class TxnCoalescer implements MirrorTarget {
     this.stats.isolated += members.length;
     for (let i = 0; i < members.length; i++) {
       const { m, ops: mine } = members[i]!;
-      const err = await this.timed(mine).then(m.resolve, (e: Error) => (m.reject(e), e));
+      const err = await this.timed(mine, m.fences).then(m.resolve, (e: Error) => (m.reject(e), e));
       // a hung etcd, no refused member: the others would hang too, a deadline each in this slot
       // the rest were not sent: they fail without the late call's landing (nothing of theirs can land)
       if (err instanceof LateWriteError) return members.slice(i + 1).forEach(({ m: rest }) => rest.reject(new UnsentWriteError(err.deadlineMs)));
@@ -217,8 +235,8 @@ export class TxnCoalescer implements MirrorTarget {
   }
 
   /** target.write(ops), or a LateWriteError once deadlineMs passed without an answer (the write is counted late until it settled). */
-  private timed(ops: MirrorOps): Promise<void> {
-    const write = this.target.write(ops);
+  private timed(ops: MirrorOps, fences: readonly Fence[]): Promise<void> {
+    const write = this.target.write(ops, fences.length ? fences : undefined);
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.late++;

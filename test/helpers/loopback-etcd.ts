@@ -1,6 +1,6 @@
 // One real etcd on loopback for a test file (the controlplane tests that need etcd's own behaviour): started on
 // the first client() call, its client closed, the process stopped and its data directory removed by stop(); pid()
-// names the process (a test may pause it: SIGSTOP, SIGCONT, by that pid only).
+// names the process (a test may pause it: SIGSTOP, SIGCONT, by that pid only); url() its client URL (once started).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +9,7 @@ import { connectEtcd } from '../../src/controlplane/kvstore.js';
 import { startEtcd, type EtcdProcess } from '../../src/testbed/etcd.js';
 
 /** `portBase`: the client port is portBase + pid % 1000 (the peer port 1000 above it), apart per test file. */
-export function loopbackEtcd(name: string, portBase: number): { client(): Promise<Etcd3>; pid(): number | undefined; stop(): Promise<void> } {
+export function loopbackEtcd(name: string, portBase: number): { client(): Promise<Etcd3>; pid(): number | undefined; url(): string | undefined; stop(): Promise<void> } {
   const dir = mkdtempSync(join(tmpdir(), `wm-${name}-`));
   let etcd: EtcdProcess | undefined;
   let client: Etcd3 | undefined;
@@ -23,6 +23,7 @@ export function loopbackEtcd(name: string, portBase: number): { client(): Promis
       return client;
     },
     pid: () => etcd?.proc.pid,
+    url: () => etcd?.clientUrl,
     async stop() {
       client?.close();
       await etcd?.stop();

@@ -219,7 +219,7 @@ describe('wiremesh_kvstoremesh_identity_sweeps_waiting (review of s9fix, #6)', (
     const { s, store, release } = fakeStore([]);
     const rejections = new Rejections(silentLogger);
     const collector = new IdentityCollector(store, 'c1', silentLogger, rejections, DEADLINE);
-    const mesh = { failures: { chain: 0, status: 0, statusPut: 0, start: 0, lease: 0 }, pending: () => ({ unpurged: 0, startRetries: 0 }), statusPutMs: 5000, lateWrites: 0, rejections, identitySweeps: collector.stats };
+    const mesh = { failures: { chain: 0, status: 0, statusPut: 0, start: 0, lease: 0, fenced: 0 }, pending: () => ({ unpurged: 0, startRetries: 0 }), statusPutMs: 5000, lateWrites: 0, rejections, identitySweeps: collector.stats };
     const metrics = new KVStoreMeshMetrics('c1', mesh as never);
     s.hold.add('list');
     const sweep = collector.sweep();

@@ -1,5 +1,6 @@
 // KVStoreMesh's stops and its lease against a local etcd that refuses or hangs (review of the issue 16 follow-ups):
-// a mirror write stuck for a remote being dropped holds no later start, stop or purge; a late one is purged again;
+// a mirror write stuck for a remote being dropped holds no later start, stop or purge; a late one is refused by
+// etcd's fence (fence.ts: the purge moved the remote's epoch, which the write compares), so nothing comes back;
 // a lease the local etcd cannot grant is taken again after a backoff, not in a loop; the restart sweep looks at
 // exactly what a purge deletes.
 import { pino } from 'pino';
@@ -9,6 +10,7 @@ import { DEFAULT_BUDGET, KVStoreMesh, REPLICATED_TYPES } from '../../src/control
 import { KVStoreMeshMetrics } from '../../src/controlplane/meshmetrics.js';
 import type { MeshLocal, MirrorOps } from '../../src/controlplane/mirrorwriter.js';
 import { silentLogger } from '../../src/log.js';
+import { FencedError } from '../../src/controlplane/fence.js';
 import { cluster, heldOf, meshLocalOf, node, pin, pinnedPair, sleep, soon, spec, statusOf } from './meshfakes.js';
 
 /** A logger whose lines (parsed) land in `lines`. */
@@ -22,7 +24,7 @@ type Mode = 'ok' | 'refuse' | 'hang' | 'late';
 async function meshWithStuckWrites(statusPutMs = 5000, startRetryMs = { first: 1000, max: 60_000 }, txn: { deadlineMs?: number; windowMs?: number; intervalMs?: number } = {}, purgeRetryMs = 20) {
   const { local, remotes } = await pinnedPair();
   const base = meshLocalOf(local);
-  const s = { mode: 'ok' as Mode, tried: 0, landed: 0, held: [] as MirrorOps[], release: () => undefined as void, purge: 'ok' as 'ok' | 'late', purges: 0, purged: 0, releasePurge: () => undefined as void };
+  const s = { mode: 'ok' as Mode, tried: 0, landed: 0, fenced: 0, held: [] as MirrorOps[], release: () => undefined as void, purge: 'ok' as 'ok' | 'late', purges: 0, purged: 0, releasePurge: () => undefined as void };
   // 'held': the next transaction deleting c2's nodes sync marker (a purge's coalesced write) is held until releaseMarker
   const m = { marker: 'ok' as 'ok' | 'held', markerLanded: 0, releaseMarker: () => undefined as void };
   const markerGate = new Promise<void>((r) => (m.releaseMarker = r));
@@ -34,19 +36,22 @@ async function meshWithStuckWrites(statusPutMs = 5000, startRetryMs = { first: 1
     ...base,
     mirror: {
       ...base.mirror,
-      write: async (ops) => {
+      write: async (ops, fences) => {
         if (m.marker === 'held' && ops.some(([k, v]) => v === null && k === syncedKey('c2', 'nodes'))) {
           m.marker = 'ok';
           await markerGate;
-          await base.mirror.write(ops);
+          await base.mirror.write(ops, fences);
           return void m.markerLanded++;
         }
-        if (s.mode === 'ok' || !c2put(ops)) return base.mirror.write(ops);
+        if (s.mode === 'ok' || !c2put(ops)) return base.mirror.write(ops, fences);
         s.tried++;
         s.held.push(ops);
         if (s.mode === 'refuse') throw new Error('etcdserver: mvcc: database space exceeded');
         await (s.mode === 'hang' ? new Promise<void>(() => undefined) : gate);
-        await base.mirror.write(ops);
+        await base.mirror.write(ops, fences).catch((err: Error) => {
+          if (err instanceof FencedError) s.fenced++; // the store refused it: the fence moved
+          throw err;
+        });
         s.landed++;
       },
       deletePrefix: async (prefix) => {
@@ -71,7 +76,7 @@ async function meshWithStuckWrites(statusPutMs = 5000, startRetryMs = { first: 1
 }
 
 describe('kvstoremesh: stops against a local etcd that refuses or hangs', () => {
-  it.each(['refuse', 'hang', 'late'] as const)('regression: a mirror write of a remote being disconnected that is %s holds no later start; the purge goes on, and a late landing is purged again', async (mode) => {
+  it.each(['refuse', 'hang', 'late'] as const)('regression: a mirror write of a remote being disconnected that is %s holds no later start; the purge goes on, and a late landing is refused by the fence', async (mode) => {
     const { local, remotes, mesh, s } = await meshWithStuckWrites();
     s.mode = mode;
     await remotes.c2!.put(stateKey('nodes', 'c2', 'n2'), node('c2', 2, 'n2'));
@@ -83,9 +88,10 @@ describe('kvstoremesh: stops against a local etcd that refuses or hangs', () => 
     await vi.waitFor(() => expect(heldOf(local, 'c2')).toEqual([]), soon);
     const tried = s.tried;
     if (mode === 'late') {
-      s.release(); // the abandoned write lands after the purge: it is purged again
-      await vi.waitFor(() => expect(s.landed).toBe(1), soon);
-      await vi.waitFor(() => expect(heldOf(local, 'c2')).toEqual([]), soon);
+      s.release(); // the abandoned write arrives after the purge: refused (before: it landed and was purged again)
+      await vi.waitFor(() => expect(s.fenced).toBe(1), soon);
+      expect(s.landed).toBe(0);
+      expect(heldOf(local, 'c2')).toEqual([]);
     }
     expect(s.tried).toBe(tried); // abandoned: not tried again
     expect(local.get(cacheKey('nodes', 'c3', 'n1'))?.value).toBe(node('c3', 3, 'n1'));
@@ -95,7 +101,8 @@ describe('kvstoremesh: stops against a local etcd that refuses or hangs', () => 
   // s11gslb: a mirror write given up on, carrying c2's sync marker, landed after c2's purge; marker and record stayed
   // until the purge retry (5 s, doubling per failure in a row up to 60 s): agents admitted a disconnected remote's
   // cache meanwhile. Here the retry pause is a minute: the landing must be purged again without it.
-  it('regression: a late mirror write carrying a sync marker that lands after the purge is purged again at once, not after the retry pause', async () => {
+  // Now the fence refuses it: marker and record never come back (the re-purge after a landing is gone).
+  it('regression: a late mirror write carrying a sync marker that arrives after the purge is refused: marker and record never come back', async () => {
     const { local, remotes, mesh, s } = await meshWithStuckWrites(5000, undefined, {}, 60_000);
     // n2 is copied; the next batch (n3) carries the watermark past n2's creation (watermark.ts): it is held
     await remotes.c2!.put(stateKey('nodes', 'c2', 'n2'), node('c2', 2, 'n2'));
@@ -106,9 +113,9 @@ describe('kvstoremesh: stops against a local etcd that refuses or hangs', () => 
     expect(s.held[0]!.map(([k]) => k)).toContain(syncedKey('c2', 'nodes'));
     await local.delete(remoteKey('c2'));
     await vi.waitFor(() => expect(heldOf(local, 'c2')).toEqual([]), soon);
-    s.release(); // the write lands after the purge: marker and record back
-    await vi.waitFor(() => expect(s.landed).toBe(1), soon);
-    await vi.waitFor(() => expect(heldOf(local, 'c2')).toEqual([]), soon);
+    s.release(); // the write arrives after the purge (before: marker and record back until purged again)
+    await vi.waitFor(() => expect(s.fenced).toBe(1), soon);
+    expect(heldOf(local, 'c2')).toEqual([]);
     await vi.waitFor(() => expect(mesh.pending().unpurged).toBe(0), soon); // the purge held: no retry left waiting
     await mesh.stop();
   });
@@ -116,7 +123,7 @@ describe('kvstoremesh: stops against a local etcd that refuses or hangs', () => 
   // s11gslb: a restart whose new pin is refused dropped the old replication without a purge (its write abandoned
   // after statusPutMs), then purged: a write landing after that purge was never purged again (held() forgot the
   // remote; the restart sweep skips a remote with an entry and a pin), so its marker stayed for good
-  it('regression: a late write of a replication dropped for a refused pin, landing after the purge, is purged again', async () => {
+  it('regression: a late write of a replication dropped for a refused pin, arriving after the purge, is refused by the fence', async () => {
     const { local, remotes, mesh, s } = await meshWithStuckWrites(50, undefined, {}, 60_000);
     s.mode = 'late';
     await remotes.c2!.put(stateKey('nodes', 'c2', 'n2'), node('c2', 2, 'n2'));
@@ -125,8 +132,8 @@ describe('kvstoremesh: stops against a local etcd that refuses or hangs', () => 
     await local.put(pinnedKey('c2'), pin('c2', 1));
     await vi.waitFor(() => expect(heldOf(local, 'c2')).toEqual([]), soon);
     s.release();
-    await vi.waitFor(() => expect(s.landed).toBe(1), soon);
-    await vi.waitFor(() => expect(heldOf(local, 'c2')).toEqual([]), soon);
+    await vi.waitFor(() => expect(s.fenced).toBe(1), soon);
+    expect(heldOf(local, 'c2')).toEqual([]); // before: landed, until purged again
     await mesh.stop();
   });
 
@@ -201,7 +208,7 @@ describe('kvstoremesh: purges against a local etcd that hangs', () => {
 describe('kvstoremesh: purges whose writes the coalescer gave up on (review s6fix-r1)', () => {
   // #1: abandon() waited for the in-flight batch only until the coalescer gave up on it, so its late landing after
   // the purge was never purged again: the cache and markers of a disconnected remote stayed
-  it('regression: a disconnected remote\'s mirror write given up on by the coalescer and landing after the purge is purged again', async () => {
+  it('regression: a disconnected remote\'s mirror write given up on by the coalescer and arriving after the purge is refused by the fence', async () => {
     const { local, remotes, mesh, s } = await meshWithStuckWrites(5000, undefined, { deadlineMs: 100 });
     s.mode = 'late';
     await remotes.c2!.put(stateKey('nodes', 'c2', 'n2'), node('c2', 2, 'n2'));
@@ -209,9 +216,9 @@ describe('kvstoremesh: purges whose writes the coalescer gave up on (review s6fi
     await local.delete(remoteKey('c2'));
     await vi.waitFor(() => expect(heldOf(local, 'c2')).toEqual([]), soon);
     await sleep(300); // past the coalescer's deadline: given up on, not landed
-    s.release(); // it lands now, after the purge
-    await vi.waitFor(() => expect(s.landed).toBe(1), soon);
-    await vi.waitFor(() => expect(heldOf(local, 'c2')).toEqual([]), soon); // before: n2 and its marker stayed
+    s.release(); // it arrives now, after the purge: refused (s6fix-r1: n2 and its marker stayed; then: purged again)
+    await vi.waitFor(() => expect(s.fenced).toBe(1), soon);
+    expect(heldOf(local, 'c2')).toEqual([]);
     await vi.waitFor(() => expect(mesh.pending().unpurged).toBe(0), soon);
     // the given-up write is counted and exported (before: only in the coalescer's stats)
     expect(mesh.lateWrites).toBeGreaterThanOrEqual(1);

@@ -29,7 +29,7 @@ describe('list() callers count their refusals', () => {
       [stateKey('identities', 'c1', '1001'), 'identity', 'not-json'],
       [stateKey('identities', 'c1', '1002'), 'identity', 'not-json'],
     ]);
-    const mesh = { failures: { chain: 0, status: 0, statusPut: 0, start: 0, lease: 0 }, pending: () => ({ unpurged: 0, startRetries: 0 }), statusPutMs: 5000, lateWrites: 0, rejections, identitySweeps: { done: 0, failed: 0, timedOut: 0, skipped: 0, abandoned: 0 } };
+    const mesh = { failures: { chain: 0, status: 0, statusPut: 0, start: 0, lease: 0, fenced: 0 }, pending: () => ({ unpurged: 0, startRetries: 0 }), statusPutMs: 5000, lateWrites: 0, rejections, identitySweeps: { done: 0, failed: 0, timedOut: 0, skipped: 0, abandoned: 0 } };
     const text = await new KVStoreMeshMetrics('c1', mesh as never).text();
     expect(text).toContain('wiremesh_kvstoremesh_rejected_records_total{origin="c1",type="identity",reason="not-json",cluster="c1"} 2\n');
   });
@@ -165,7 +165,7 @@ describe('the identity collector gives a sweep up at its deadline (s9fix #1)', (
     expect(collector.stats).toMatchObject({ timedOut: 1, abandoned: 1, skipped: 0 });
     expect(await collector.sweep()).toBe(0); // runs (before: skipped while the hung one ran): its list answers
     expect([s.lists, collector.stats.done]).toEqual([2, 1]);
-    const mesh = { failures: { chain: 0, status: 0, statusPut: 0, start: 0, lease: 0 }, pending: () => ({ unpurged: 0, startRetries: 0 }), statusPutMs: 5000, lateWrites: 0, rejections, identitySweeps: collector.stats };
+    const mesh = { failures: { chain: 0, status: 0, statusPut: 0, start: 0, lease: 0, fenced: 0 }, pending: () => ({ unpurged: 0, startRetries: 0 }), statusPutMs: 5000, lateWrites: 0, rejections, identitySweeps: collector.stats };
     const text = await new KVStoreMeshMetrics('c1', mesh as never).text();
     expect(text).toContain('wiremesh_kvstoremesh_identity_sweeps_total{result="timed-out",cluster="c1"} 1\n');
     expect(text).toContain('wiremesh_kvstoremesh_identity_sweeps_total{result="done",cluster="c1"} 1\n');

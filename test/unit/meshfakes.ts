@@ -3,6 +3,7 @@ import { MemKV } from '../../src/controlplane/memkv.js';
 import { cachePrefix, clusterConfigKey, pinnedKey, remoteStatusKey, stateKey, syncedPrefix } from '../../src/controlplane/keys.js';
 import { REPLICATED_TYPES } from '../../src/controlplane/kvstoremesh.js';
 import type { MeshLocal, MirrorTarget } from '../../src/controlplane/mirrorwriter.js';
+import { FencedError } from '../../src/controlplane/fence.js';
 import { remoteStatusCodec, tryDecode } from '../../src/controlplane/records/index.js';
 
 /** The local MemKV as kvstoremesh's MirrorTarget. */
@@ -10,8 +11,13 @@ export function mirrorOf(kv: MemKV): MirrorTarget {
   return {
     keys: async (prefix) => kv.entries(prefix).map((e) => e.key),
     entries: async (prefix, page) => page(kv.entries(prefix).map(({ key, value }) => ({ key, value }))),
-    write: async (ops) => void (await kv.txn([], ops.map(([key, value]) => (value === null ? { delete: key } : { put: key, value })))),
+    write: async (ops, fences = []) => {
+      const compares = fences.map((f) => ({ key: f.key, target: 'mod' as const, op: '==' as const, value: Number(f.revision) }));
+      const { succeeded } = await kv.txn(compares, ops.map(([key, value]) => (value === null ? { delete: key } : { put: key, value })));
+      if (!succeeded) throw new FencedError(fences); // as etcdMirrorTarget (etcdtxn.ts)
+    },
     deletePrefix: async (prefix) => void (await kv.deletePrefix(prefix)),
+    revision: async (key) => String(kv.get(key)?.modRevision ?? 0),
   };
 }
 

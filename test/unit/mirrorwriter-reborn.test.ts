@@ -13,6 +13,7 @@ function recorder(failures = 0) {
   const target: MirrorTarget = {
     keys: async () => [],
     entries: async () => undefined,
+    revision: async () => '0',
     deletePrefix: async () => undefined,
     write: async (ops) => {
       const ok = failures-- <= 0 && new Set(ops.map(([k]) => k)).size === ops.length;
@@ -111,6 +112,7 @@ describe('BatchedWriter: a reborn key is deleted, then put, in two transactions'
     const target: MirrorTarget = {
       keys: async () => [],
       entries: async () => undefined,
+      revision: async () => '0',
       deletePrefix: async () => undefined,
       write: async (ops) => {
         const ok = n++ !== 1; // the second transaction (the delete) fails

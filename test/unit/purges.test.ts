@@ -23,6 +23,7 @@ function heldMarkers(remote: string) {
       if (ops.some(([k]) => k === syncedKey(remote, 'nodes'))) await gate;
       s.landed++;
     },
+    revision: async () => '0',
     deletePrefix: async () => void s.prefixes++,
   };
   return { s, target };
@@ -86,6 +87,7 @@ describe('purgeRemote: parallel cache deletes', () => {
       keys: async () => [],
       entries: async () => undefined,
       write: async () => undefined,
+      revision: async () => '0',
       deletePrefix: async (p: string) => {
         if (p === cachePrefix('nodes', 'c2')) return void (await gate, landed++);
         if (p === cachePrefix('ip', 'c2')) throw new Error('etcdserver: leader changed');
@@ -108,6 +110,7 @@ describe('purgeRemote: parallel cache deletes', () => {
       keys: async () => [],
       entries: async () => undefined,
       write: async () => undefined,
+      revision: async () => '0',
       deletePrefix: async (p: string) => {
         if (p === cachePrefix('ip', 'c2')) throw new Error('etcdserver: leader changed');
       },
@@ -135,6 +138,7 @@ describe('Purges: a marker delete not sent behind a lost call', () => {
         if (ops.some(([k]) => k.startsWith('a/'))) return new Promise<void>(() => undefined); // lost for good
         return Promise.resolve();
       },
+      revision: async () => '0',
       deletePrefix: async () => undefined,
     };
     const c = new TxnCoalescer(target, { ...DEFAULT_COALESCER, windowMs: 10, intervalMs: 0, deadlineMs: 100 });

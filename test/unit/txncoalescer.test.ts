@@ -27,6 +27,7 @@ function store(fail: (ops: MirrorOps) => boolean = () => false, delay: (ops: Mir
   const target: MirrorTarget = {
     keys: async (prefix) => [...kv.keys()].filter((k) => k.startsWith(prefix)),
     entries: async () => undefined,
+    revision: async () => '0',
     deletePrefix: async (prefix) => {
       for (const k of [...kv.keys()]) if (k.startsWith(prefix)) kv.delete(k);
     },

@@ -41,6 +41,7 @@ describe('BatchedWriter: the progress writes', () => {
     const t: MirrorTarget = {
       keys: async () => [],
       entries: async () => undefined,
+      revision: async () => '0',
       deletePrefix: async () => undefined,
       write: async (ops) => {
         const h = hang;
