@@ -12,6 +12,7 @@ import { clusterCounts } from '../services/counts.js';
 import type { ServiceStatus } from '../services/datapath.js';
 import type { DnsCounters } from '../services/dns.js';
 import type { PeerState } from './peers.js';
+import type { RegistrationStatus } from './registrationstate.js';
 
 /** One tunnel as GET /v1/status shows it. */
 export interface PeerStatus {
@@ -47,6 +48,8 @@ export interface AgentStatus {
   /** Endpoint records known (own cluster and cached). */
   endpoints: number;
   localEndpoints: number;
+  /** This node's records in etcd: registered, or pending/failed with the reason (retried). */
+  registration: RegistrationStatus;
   peers: PeerStatus[];
   /** The native data path's counters (and the pod guard's, with policy). */
   counters: Record<string, number>;
