@@ -387,6 +387,7 @@ export class Agent extends EventEmitter {
       syncedClusters: [...this.peerSet.syncedClusters].sort(),
       endpoints: this.endpoints.size,
       localEndpoints: this.registration.localCount,
+      registration: this.registration.status(),
       peers,
       counters: {
         ...this.dev.native.counters(),
@@ -413,6 +414,7 @@ export class Agent extends EventEmitter {
       services: this.serviceList(),
       ...(st.proxy ? { proxy: st.proxy } : {}),
       etcdConnected: st.etcdConnected,
+      registration: st.registration,
       syncedClusters: st.syncedClusters,
       syncLag: this.syncLag,
       remotes: [...this.remoteStatus.values()],

@@ -18,6 +18,7 @@ import type { ProxyProcessStatus } from '../proxy/proxy.js';
 import type { RouteTableStats } from './routetable.js';
 import type { DnsCounters } from '../services/dns.js';
 import { registerDnsMetrics } from '../services/dnsmetrics.js';
+import type { RegistrationStatus } from './registrationstate.js';
 
 /** One scrape's view of the agent (Agent.metricsSnapshot). */
 export interface MetricsSnapshot {
@@ -46,6 +47,8 @@ export interface MetricsSnapshot {
   routes?: RouteTableStats;
   /** The node's service DNS server's counters (src/services/dns.ts), when it runs. */
   dns?: DnsCounters;
+  /** This node's registration in etcd (registrationstate.ts). */
+  registration?: RegistrationStatus;
 }
 
 /** Native counters that are policy verdicts, by verdict label. */
@@ -166,6 +169,22 @@ export class AgentMetrics {
         const p = s().proxy;
         if (!p) return this.reset();
         totals(this, [[{ verdict: 'allowed' }, p.requests - p.denied], [{ verdict: 'denied' }, p.denied], [{ verdict: 'bad' }, p.badRequests]]);
+      },
+    });
+    new Counter({
+      name: 'wiremesh_registration_failures_total',
+      help: "Failed attempts to write this node's registration to etcd (its node record, an endpoint's identity or records), each retried with a doubling pause (1 s to 30 s).",
+      registers: reg,
+      collect() {
+        totals(this, [[{}, s().registration?.failures ?? 0]]);
+      },
+    });
+    new Gauge({
+      name: 'wiremesh_registered',
+      help: "1 while this node's record and every local endpoint's are written under a live etcd lease; 0 while registration is pending or failed (GET /v1/status `registration` says why).",
+      registers: reg,
+      collect() {
+        this.set(s().registration?.state === 'registered' ? 1 : 0);
       },
     });
     new Counter({

@@ -4,6 +4,9 @@
  * agent API's, persisted next to the key so that a restarted agent, even after
  * kill -9, re-registers them before the old lease expires) with their
  * identities, and the relay offer and health record that ride on the lease.
+ * After a lost lease or a failed write it tries again, with a doubling pause
+ * (registrationstate.ts), until every record is written: each endpoint alone,
+ * so one that fails holds none of the others back.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -18,9 +21,11 @@ import type { Logger } from '../log.js';
 import { parseIP, parsePrefix, prefixContains } from '../net/ip.js';
 import type { ContainerPort } from '../policy/ports.js';
 import { generatePrivateKey } from '../wireguard/crypto.js';
-import { validateEndpoint, type LocalEndpoint } from './endpoint.js';
+import type { LocalEndpoint } from './endpoint.js';
+import { endpointFileOf, loadEndpointFile, saveEndpointFile } from './endpointfile.js';
 import type { AgentConfig } from './config.js';
 import { DEFAULT_MAX_ENDPOINTS_PER_NODE } from './endpointquota.js';
+import { REGISTRATION_RETRY, Retrier, type RegistrationStatus, type RetryPause } from './registrationstate.js';
 
 export type { LocalEndpoint };
 
@@ -64,14 +69,24 @@ export interface RegistrationDeps {
   endpoints: ReadonlyMap<string, EndpointRecord>;
   rejections: { add(err: RecordError, origin: string): void };
   log: Logger;
+  /** The pause between attempts (default REGISTRATION_RETRY: 1 s, doubling to 30 s). */
+  retry?: RetryPause;
 }
 
 type Holder = { ip: string; cluster: string; node: string; endpoint: string };
 
 export class Registration {
   private lease: KVLease | undefined;
+  /** The lease's id once the node record is written under it; undefined before, and from its loss. */
   private leaseId: string | undefined;
+  private leaseLost = false;
   private stopped = false;
+  /** Local endpoints (namespace/name) whose records the current lease does not hold yet. */
+  private readonly unwritten = new Set<string>();
+  /** Why the last attempt failed (undefined once all is written). */
+  private problem: { state: 'pending' | 'failed'; reason: string } | undefined;
+  private failures = 0;
+  private readonly retrier: Retrier;
   private publishedRelay = '';
   private readonly local = new Map<string, LocalEndpoint>(); // by "namespace/name"
   /** Identity of each local endpoint, by namespace/name. */
@@ -85,18 +100,16 @@ export class Registration {
   constructor(
     private readonly d: RegistrationDeps,
     private readonly node: NodeRecord,
-  ) {}
+  ) {
+    this.retrier = new Retrier(() => this.attempt(), d.retry ?? REGISTRATION_RETRY);
+  }
 
   private get cluster(): string {
     return this.d.cfg.cluster.name;
   }
 
-  /**
-   * Next to the key and named after it: nodes of different clusters may share
-   * a name and a key directory (the testbed's do), never a key file.
-   */
   private get stateFile(): string {
-    return `${this.d.cfg.wireguard.privateKeyFile}.endpoints.json`;
+    return endpointFileOf(this.d.cfg.wireguard.privateKeyFile);
   }
 
   /** This node's record of an endpoint address (ip v2: under the node, so RBAC can keep it ours). */
@@ -110,25 +123,92 @@ export class Registration {
     return { cluster: this.cluster, node: this.d.cfg.node.name, address: g.address, ...(g.region ? { region: g.region } : {}), listeners: g.listeners.map((l) => ({ service: l.service, port: l.port, listenPort: l.listenPort })) };
   }
 
-  /** Writes the node (and gateway) record under a new lease, then every local endpoint; again whenever the lease is lost. */
+  /**
+   * Writes the node (and gateway) record under a new lease, then every local endpoint; again whenever the
+   * lease is lost. Throws when the node record cannot be written (the agent does not start); an endpoint that
+   * fails is retried (status()), as is everything after a lost lease.
+   */
   async register(): Promise<void> {
+    this.openLease();
+    await this.writeNode();
+    await this.writeEndpoints();
+  }
+
+  /** Where registration stands (GET /v1/status `registration`). */
+  status(): RegistrationStatus {
+    const pendingEndpoints = [...this.unwritten].filter((k) => this.local.has(k)).length;
+    const done = !this.leaseLost && this.leaseId !== undefined && pendingEndpoints === 0;
+    if (done || !this.problem) return { state: done ? 'registered' : 'pending', pendingEndpoints, failures: this.failures };
+    return { ...this.problem, pendingEndpoints, failures: this.failures };
+  }
+
+  private openLease(): void {
     const lease = this.d.store.lease(this.d.cfg.leaseTTL);
     this.lease = lease;
+    this.leaseId = undefined;
+    this.leaseLost = false;
+    // a new lease holds none of the records yet
+    for (const key of this.local.keys()) this.unwritten.add(key);
     lease.onLost((err) => {
-      if (this.stopped) return;
+      if (this.stopped || this.lease !== lease) return;
       this.d.log.warn({ err: err.message }, 'etcd lease lost, registering again');
-      setTimeout(() => {
-        if (!this.stopped) void this.register().catch((e) => this.d.log.error({ err: (e as Error).message }, 'registration failed'));
-      }, 1000).unref();
+      this.leaseLost = true;
+      this.leaseId = undefined;
+      this.problem = { state: 'pending', reason: `lease lost: ${err.message}` };
+      // 1 s after a loss that follows a success; a lease lost again before one (etcd down: its grant fails) waits longer
+      this.retrier.failed();
     });
+  }
+
+  private async writeNode(): Promise<void> {
+    const lease = this.lease!;
     await lease.put(stateKey('nodes', this.cluster, this.d.cfg.node.name), nodeCodec.encode(this.node));
     const gw = this.gatewayRecord();
     if (gw) await lease.put(stateKey('gateways', this.cluster, this.d.cfg.node.name), gatewayCodec.encode(gw));
     // A hub's relay offer lived under the lost lease too: write it again (publishRelay only writes changes).
     if (this.publishedRelay) await lease.put(this.relayKey(), this.publishedRelay);
-    this.leaseId = await lease.grant();
-    await this.serialized(async () => {
-      for (const ep of [...this.local.values()]) await this.putEndpoint(ep);
+    const id = await lease.grant();
+    if (this.lease === lease && !this.leaseLost) this.leaseId = id;
+  }
+
+  /** One retry: a new lease if the last was lost, the node record if not written yet, then the endpoints not written. */
+  private async attempt(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      if (this.leaseLost) this.openLease();
+      if (this.leaseId === undefined) await this.writeNode();
+    } catch (err) {
+      return this.failed(`node record: ${(err as Error).message}`);
+    }
+    await this.writeEndpoints();
+  }
+
+  private failed(reason: string): void {
+    this.failures++;
+    this.problem = { state: 'failed', reason };
+    this.d.log.error({ reason }, 'registration failed, trying again');
+    this.retrier.failed();
+  }
+
+  /**
+   * Writes the records of the endpoints the lease lacks, each alone: one that fails is retried later and holds
+   * none of the others back. Queued with the endpoint changes, so an endpoint removed meanwhile (CNI DEL) is
+   * not written again.
+   */
+  private writeEndpoints(): Promise<void> {
+    return this.serialized(async () => {
+      const leaseId = this.leaseId;
+      let failed = false;
+      for (const key of [...this.unwritten]) {
+        // stopped, or the lease lost meanwhile: the attempt that registers the node on a new lease writes them all
+        if (this.stopped || leaseId === undefined || this.leaseId !== leaseId) return;
+        const ep = this.local.get(key);
+        if (!ep) this.unwritten.delete(key);
+        else await this.putEndpoint(ep).catch(() => (failed = true));
+      }
+      if (failed || this.leaseId !== leaseId) return;
+      this.problem = undefined;
+      this.retrier.succeeded();
     });
   }
 
@@ -154,6 +234,7 @@ export class Registration {
   /** Stops keeping the lease alive: the records expire with it, so a restarting agent takes them over. */
   stop(): void {
     this.stopped = true;
+    this.retrier.stop();
     this.lease?.release();
   }
 
@@ -230,11 +311,25 @@ export class Registration {
     await this.d.identities?.allocator.release(id);
   }
 
+  /**
+   * Writes the endpoint's records under the current lease (with its identity, under policy). On failure it stays
+   * unwritten, a retry is scheduled and the error thrown: the agent API's caller sees it too.
+   */
   private async putEndpoint(ep: LocalEndpoint): Promise<void> {
-    const identity = await this.endpointIdentity(ep);
-    for (const ip of ep.ips) {
-      const rec: EndpointRecord = { ip, cluster: this.cluster, node: this.d.cfg.node.name, namespace: ep.namespace, name: ep.name, labels: ep.labels, ...(identity !== undefined ? { identity } : {}), ...(ep.ports?.length ? { ports: ep.ports } : {}) };
-      await this.lease!.put(this.endpointKey(ip), endpointCodec.encode(rec));
+    const key = `${ep.namespace}/${ep.name}`;
+    this.unwritten.add(key);
+    try {
+      // under policy a record names its identity, referenced under the lease: none before the node's registration
+      if (this.d.identities && this.leaseId === undefined) throw new Error('not registered yet');
+      const identity = await this.endpointIdentity(ep);
+      for (const ip of ep.ips) {
+        const rec: EndpointRecord = { ip, cluster: this.cluster, node: this.d.cfg.node.name, namespace: ep.namespace, name: ep.name, labels: ep.labels, ...(identity !== undefined ? { identity } : {}), ...(ep.ports?.length ? { ports: ep.ports } : {}) };
+        await this.lease!.put(this.endpointKey(ip), endpointCodec.encode(rec));
+      }
+      this.unwritten.delete(key);
+    } catch (err) {
+      this.failed(`endpoint ${key}: ${(err as Error).message}`);
+      throw err;
     }
   }
 
@@ -312,6 +407,7 @@ export class Registration {
     const ep = this.local.get(key);
     if (!ep) return false;
     this.local.delete(key);
+    this.unwritten.delete(key);
     this.saveLocalEndpoints();
     for (const ip of ep.ips) await this.d.store.delete(this.endpointKey(ip));
     this.d.identities?.datapath.removeLocalEndpoint(key);
@@ -338,25 +434,12 @@ export class Registration {
     return out;
   }
 
-  /** The endpoints saved by an earlier run (each checked as the API checks it; an unreadable one is skipped). */
+  /** The endpoints saved by an earlier run (endpointfile.ts). */
   loadLocalEndpoints(): void {
-    if (!existsSync(this.stateFile)) return;
-    try {
-      const saved: unknown = JSON.parse(readFileSync(this.stateFile, 'utf8'));
-      for (const [i, raw] of (Array.isArray(saved) ? saved : []).entries()) {
-        try {
-          const ep = validateEndpoint(raw);
-          this.local.set(`${ep.namespace}/${ep.name}`, ep);
-        } catch (err) {
-          this.d.log.warn({ file: this.stateFile, index: i, err: (err as Error).message }, 'skipping an unreadable saved endpoint');
-        }
-      }
-    } catch (err) {
-      this.d.log.warn({ file: this.stateFile, err: (err as Error).message }, 'ignoring unreadable endpoint state');
-    }
+    for (const ep of loadEndpointFile(this.stateFile, this.d.log)) this.local.set(`${ep.namespace}/${ep.name}`, ep);
   }
 
   private saveLocalEndpoints(): void {
-    writeFileSync(this.stateFile, JSON.stringify([...this.local.values()], null, 1), { mode: 0o600 });
+    saveEndpointFile(this.stateFile, this.local.values());
   }
 }

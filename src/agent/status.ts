@@ -13,6 +13,7 @@ import type { ServiceStatus } from '../services/datapath.js';
 import type { DnsCounters } from '../services/dns.js';
 import type { EndpointQuotaStatus } from './endpointquota.js';
 import type { PeerState } from './peers.js';
+import type { RegistrationStatus } from './registrationstate.js';
 
 /** One tunnel as GET /v1/status shows it. */
 export interface PeerStatus {
@@ -48,6 +49,8 @@ export interface AgentStatus {
   /** Endpoint records known (own cluster and cached). */
   endpoints: number;
   localEndpoints: number;
+  /** This node's records in etcd: registered, or pending/failed with the reason (retried). */
+  registration: RegistrationStatus;
   peers: PeerStatus[];
   /** The native data path's counters (and the pod guard's, with policy). */
   counters: Record<string, number>;

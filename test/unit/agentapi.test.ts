@@ -34,6 +34,7 @@ const status: AgentStatus = {
   syncedClusters: ['c2'],
   endpoints: 0,
   localEndpoints: 0,
+  registration: { state: 'registered', pendingEndpoints: 0, failures: 0 },
   peers: [{ id: 'c2/m1', cluster: 'c2', podCIDRs: ['100.66.1.0/24'], lastHandshakeAgeS: 3, rxBytes: 10, txBytes: 20, rxPackets: 1, txPackets: 2 }],
   counters: { rx_packets: 5 },
   rejections: { total: 0, recent: [] },

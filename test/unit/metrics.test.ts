@@ -52,6 +52,12 @@ describe('agent metrics', () => {
     expect(line(t, 'wiremesh_controlplane_remote_kvstoremesh_up{remote="c2"')).toMatch(/ 1$/);
     expect(line(t, 'wiremesh_kvstoremesh_remote_entries{remote="c2",type="ip"')).toMatch(/ 5$/);
     expect(line(t, 'wiremesh_etcd_connected{')).toMatch(/ 1$/);
+    expect(line(t, 'wiremesh_registered{')).toMatch(/ 0$/); // no registration in the snapshot: not registered
+    const failed = await new AgentMetrics({ cluster: 'c1', node: 'n1' }, () => snapshot({ registration: { state: 'failed', reason: 'x', pendingEndpoints: 1, failures: 3 } })).text();
+    expect(line(failed, 'wiremesh_registration_failures_total{')).toMatch(/ 3$/);
+    expect(line(failed, 'wiremesh_registered{')).toMatch(/ 0$/);
+    const ok = await new AgentMetrics({ cluster: 'c1', node: 'n1' }, () => snapshot({ registration: { state: 'registered', pendingEndpoints: 0, failures: 3 } })).text();
+    expect(line(ok, 'wiremesh_registered{')).toMatch(/ 1$/);
     expect(t).toMatch(/^# TYPE wiremesh_peer_bytes_total counter$/m);
     expect(t).toMatch(/^wiremesh_agent_process_cpu_seconds_total/m);
   });

@@ -5,7 +5,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { endpointName, stateKey } from '../../src/controlplane/keys.js';
 import type { KVLease } from '../../src/controlplane/kvstore.js';
 import { MemKV } from '../../src/controlplane/memkv.js';
@@ -13,6 +13,7 @@ import { nodeCodec, type EndpointRecord, type NodeRecord, type RecordError } fro
 import { ConfigError, EndpointConflictError } from '../../src/errors.js';
 import type { Labels } from '../../src/identity/identity.js';
 import { silentLogger } from '../../src/log.js';
+import { Retrier } from '../../src/agent/registrationstate.js';
 import { loadOrCreateKey, Registration, type IdentitySource, type RegistrationDeps, type RegistrationStore } from '../../src/agent/registration.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'wmreg-'));
@@ -235,5 +236,122 @@ describe('Registration', () => {
     expect(mem.get(epKey('100.65.1.10'))).toBeDefined();
     reg.stop();
     expect(reg.putLeased('wiremesh/x', 'y')).toBeUndefined();
+  });
+});
+
+// Red-team finding: after a lost lease, one failed write (the node record, an endpoint's identity or record) left
+// the node or its pods unregistered until the agent restarted; and one failing endpoint stopped the rest.
+describe('Registration retries', () => {
+  const fast = { retry: { first: 20, max: 200 } };
+  /** Makes the lease's puts of keys `fails` picks throw (while it says so). */
+  const failPuts = (s: ReturnType<typeof setup>, fails: (key: string) => boolean) => {
+    const lease = s.store.lease;
+    s.store.lease = (ttl) => {
+      const l = lease(ttl);
+      return { ...l, put: async (k, v) => (fails(k) ? Promise.reject(new Error(`injected: ${k}`)) : l.put(k, v)) };
+    };
+  };
+  const until = async (cond: () => boolean, ms = 3000) => {
+    for (const end = Date.now() + ms; !cond() && Date.now() < end; ) await new Promise((r) => setTimeout(r, 10));
+    return cond();
+  };
+  const registered = (s: ReturnType<typeof setup>, ...ips: string[]) => [stateKey('nodes', 'c1', 'n1'), ...ips.map(epKey)].map((k) => s.mem.get(k) !== undefined);
+
+  it('regression: the node record failing once after a lost lease is written again, with every endpoint', async () => {
+    const s = setup('retry-node', fast);
+    await s.reg.register();
+    await s.reg.addEndpoint({ name: 'a', namespace: 'shop', labels: {}, ips: ['100.65.1.10'] });
+    await s.reg.addEndpoint({ name: 'b', namespace: 'shop', labels: {}, ips: ['100.65.1.11'] });
+    let failures = 1;
+    failPuts(s, (k) => k === stateKey('nodes', 'c1', 'n1') && failures-- > 0);
+    await s.lose();
+    expect(await until(() => registered(s, '100.65.1.10', '100.65.1.11').every(Boolean))).toBe(true);
+    expect(s.leases).toHaveLength(2);
+    expect(s.reg.status()).toEqual({ state: 'registered', pendingEndpoints: 0, failures: 1 });
+    s.reg.stop();
+  });
+
+  it("regression: an endpoint whose identity fails after a lost lease is retried alone; the others are written, the status says why", async () => {
+    let broken = false;
+    const allocator: IdentitySource = {
+      allocate: async (labels) => {
+        if (broken && Object.values(labels).includes('a')) throw new Error('injected: allocate');
+        return 1000;
+      },
+      release: async () => undefined,
+    };
+    const datapath = { setLocalEndpoint: () => undefined, removeLocalEndpoint: () => undefined, setNamespaces: () => undefined };
+    const s = setup('retry-identity', { ...fast, identities: { allocator, datapath } });
+    await s.reg.register();
+    await s.reg.addEndpoint({ name: 'a', namespace: 'shop', labels: { app: 'a' }, ips: ['100.65.1.10'] });
+    await s.reg.addEndpoint({ name: 'b', namespace: 'shop', labels: { app: 'b' }, ips: ['100.65.1.11'] });
+    broken = true;
+    await s.lose();
+    // a comes first and fails: b is written all the same, and a stays pending with the reason
+    expect(await until(() => registered(s, '100.65.1.11').every(Boolean))).toBe(true);
+    expect(await until(() => s.reg.status().state === 'failed')).toBe(true);
+    expect(s.reg.status()).toMatchObject({ state: 'failed', pendingEndpoints: 1, reason: expect.stringContaining('shop/a: injected: allocate') });
+    expect(s.mem.get(epKey('100.65.1.10'))).toBeUndefined();
+    broken = false;
+    expect(await until(() => registered(s, '100.65.1.10').every(Boolean))).toBe(true);
+    expect(await until(() => s.reg.status().state === 'registered')).toBe(true);
+    expect(json(s.mem, epKey('100.65.1.10'))).toMatchObject({ name: 'a', identity: 1000 });
+    expect(s.reg.status().failures).toBeGreaterThanOrEqual(1);
+    s.reg.stop();
+  });
+
+  it('a retry does not write again an endpoint removed meanwhile (CNI DEL)', async () => {
+    const s = setup('retry-del', fast);
+    await s.reg.register();
+    await s.reg.addEndpoint({ name: 'a', namespace: 'shop', labels: {}, ips: ['100.65.1.10'] });
+    await s.reg.addEndpoint({ name: 'b', namespace: 'shop', labels: {}, ips: ['100.65.1.11'] });
+    let broken = true;
+    failPuts(s, (k) => broken && k === epKey('100.65.1.10'));
+    await s.lose();
+    expect(await until(() => s.reg.status().state === 'failed' && registered(s, '100.65.1.11').every(Boolean))).toBe(true);
+    expect(await s.reg.removeEndpoint('shop', 'a')).toBe(true);
+    broken = false;
+    expect(await until(() => s.reg.status().state === 'registered')).toBe(true);
+    await new Promise((r) => setTimeout(r, 300)); // past any retry still pending
+    expect(s.mem.get(epKey('100.65.1.10'))).toBeUndefined();
+    expect(s.reg.status()).toMatchObject({ state: 'registered', pendingEndpoints: 0 });
+    s.reg.stop();
+  });
+
+  it('after stop, nothing is retried', async () => {
+    const s = setup('retry-stop', fast);
+    await s.reg.register();
+    failPuts(s, () => true);
+    await s.lose();
+    s.reg.stop();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(s.leases).toHaveLength(1);
+  });
+});
+
+describe('Retrier', () => {
+  it('waits first, doubling per failure in a row up to max, back to first after a success; one run pending at a time', async () => {
+    vi.useFakeTimers();
+    try {
+      const runs: number[] = [];
+      const r = new Retrier(async () => void runs.push(Date.now()), { first: 100, max: 350 });
+      const t0 = Date.now();
+      for (let i = 0; i < 5; i++) {
+        r.failed();
+        r.failed(); // a second failure while a run is pending neither adds a run nor lengthens the pause
+        await vi.runOnlyPendingTimersAsync();
+      }
+      expect(runs.map((t, i) => t - (i ? runs[i - 1]! : t0))).toEqual([100, 200, 350, 350, 350]);
+      r.succeeded();
+      r.failed();
+      await vi.runOnlyPendingTimersAsync();
+      expect(runs.at(-1)! - runs.at(-2)!).toBe(100);
+      r.failed();
+      r.stop();
+      await vi.runAllTimersAsync();
+      expect(runs).toHaveLength(6);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
