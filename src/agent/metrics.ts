@@ -19,6 +19,7 @@ import type { RouteTableStats } from './routetable.js';
 import type { DnsCounters } from '../services/dns.js';
 import { registerDnsMetrics } from '../services/dnsmetrics.js';
 import type { RegistrationStatus } from './registrationstate.js';
+import { CONNTRACK_PRESSURE, ROUTE_COUNTERS, VERDICTS } from './metricrows.js';
 
 /** One scrape's view of the agent (Agent.metricsSnapshot). */
 export interface MetricsSnapshot {
@@ -50,34 +51,6 @@ export interface MetricsSnapshot {
   /** This node's registration in etcd (registrationstate.ts). */
   registration?: RegistrationStatus;
 }
-
-/** Native counters that are policy verdicts, by verdict label. */
-const VERDICTS: Record<string, string> = {
-  policy_forwarded_new_flows: 'forwarded',
-  drop_policy_denied: 'denied',
-  drop_policy_default_deny: 'default-deny',
-  policy_redirected_flows: 'redirected',
-};
-
-/** Native counters of table pressure: [table, event, counter]. */
-const CONNTRACK_PRESSURE: Array<[string, string, string]> = [
-  ['conntrack', 'evicted', 'conntrack_evicted'],
-  ['conntrack', 'sweep', 'conntrack_eviction_sweeps'],
-  ['conntrack', 'quota-full', 'conntrack_quota_full'],
-  ['conntrack', 'table-full', 'conntrack_table_full'],
-  ['service-nat', 'evicted', 'service_nat_evicted'],
-  ['service-nat', 'sweep', 'service_nat_quota_sweeps'],
-  ['service-nat', 'quota-full', 'service_nat_quota_full'],
-  ['service-nat', 'table-full', 'service_nat_full'],
-];
-
-/** Route-table counters (RouteTableStats field): [metric, help, field]. */
-const ROUTE_COUNTERS: Array<[string, string, keyof RouteTableStats]> = [
-  ['wiremesh_route_batches_total', 'Route-table writes: `ip -force -batch` runs started (each carries every route change made since the last).', 'batches'],
-  ['wiremesh_route_changes_total', 'Route changes (route replace/del lines) sent in `ip -batch` runs.', 'ops'],
-  ['wiremesh_route_batch_failures_total', '`ip -batch` runs that failed as a whole (killed after 30 s, a signal, no process, an unreadable answer): every line retried.', 'failedRuns'],
-  ['wiremesh_route_change_failures_total', 'Route changes that failed (a line error, or every line of a failed run), each retried from the claims.', 'failedOps'],
-];
 
 export class AgentMetrics {
   readonly registry = new Registry();
