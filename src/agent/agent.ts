@@ -83,7 +83,7 @@ export class Agent extends EventEmitter {
   private stopHeapCompaction: (() => void) | undefined;
   /** Prometheus metrics (GET /metrics; node.yaml metrics for a TCP listener). */
   readonly metrics: AgentMetrics;
-  private metricsServer: import('node:http').Server | undefined;
+  private metricsServer: import('node:net').Server | undefined;
   /** Remote clusters' kvstoremesh heartbeats: replication lag and arrival (metrics). */
   private readonly syncLag = new Map<string, { lagMs: number; receivedAtMs: number }>();
   /** Our kvstoremesh's view of each remote (wiremesh/mesh/v1/status/). */

@@ -9,7 +9,7 @@
  * `metrics: { address, port }`, on that TCP address for Prometheus.
  * Names and labels: docs/metrics.md.
  */
-import type { Server } from 'node:http';
+import type { Server } from 'node:net';
 import { serveMetrics } from '../net/metricsserver.js';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { ServiceStatus } from '../services/datapath.js';

@@ -16,6 +16,7 @@
 import net from 'node:net';
 import type { Logger } from '../log.js';
 import { formatIP, maskPrefix, parseIP } from '../net/ip.js';
+import { ClientBounds, type ClientLimits } from '../net/clientbounds.js';
 /** What the gateway needs of the agent's services (ServiceDatapath). */
 export interface BackendPicker {
   /** The backend a new flow from client:clientPort to service port gets, or undefined (none healthy / unknown). */
@@ -56,9 +57,7 @@ export interface GatewayStats {
  * byte either way) for idleMs, and at most lingerMs after its upstream closed (a client that never sends its
  * own FIN, or stops reading, would otherwise hold it for good).
  */
-export interface GatewayLimits {
-  maxConnections: number;
-  maxPerClient: number;
+export interface GatewayLimits extends ClientLimits {
   /** ms without a byte either way before a connection is reset (Envoy's TCP proxy: 1 h; ours holds a bounded slot). */
   idleMs: number;
   /** ms after the upstream closed (what it sent is flushed first) before the client socket is destroyed. */
@@ -93,9 +92,8 @@ export class IngressGateway {
   private readonly servers: net.Server[] = [];
   /** Open upstream connections and the backend each went to. */
   private readonly upstreams = new Map<net.Socket, { ip: string; port: number; client: net.Socket }>();
-  /** Client sockets open, in all and per client address (entries at 0 are removed: at most maxConnections). */
-  private open = 0;
-  private readonly openPerClient = new Map<string, number>();
+  /** Client sockets open, in all and per client address (GatewayLimits). */
+  private readonly bounds: ClientBounds;
   private refusedLogged = 0;
   readonly stats: GatewayStats[];
 
@@ -109,6 +107,7 @@ export class IngressGateway {
     private readonly connectUpstream: (opts: net.TcpNetConnectOpts) => net.Socket = (opts) => net.connect(opts),
     private readonly limits: GatewayLimits = GATEWAY_LIMITS,
   ) {
+    this.bounds = new ClientBounds(limits);
     this.stats = listeners.map((l) => ({ service: l.service, listenPort: l.listenPort, accepted: 0, active: 0, failed: 0, refused: 0 }));
   }
 
@@ -151,26 +150,14 @@ export class IngressGateway {
 
   /** Takes a connection slot for a new client socket, released when it closes; false (reset, counted): no slot. */
   private admit(l: GatewayListener, st: GatewayStats, client: net.Socket, src: string): boolean {
-    const mine = this.openPerClient.get(src) ?? 0;
-    const reason = this.open >= this.limits.maxConnections ? 'gateway connection bound' : mine >= this.limits.maxPerClient ? 'per-client connection bound' : undefined;
-    if (reason) {
-      st.refused++;
-      // a flood is logged at its start and then every 1000th, not once per connection
-      if (this.refusedLogged++ < 20 || this.refusedLogged % 1000 === 0)
-        this.log.warn({ service: l.service, listenPort: l.listenPort, client: src, reason, open: this.open, ofClient: mine, refused: st.refused }, 'gateway connection refused');
-      client.on('error', () => undefined);
-      client.resetAndDestroy();
-      return false;
-    }
-    this.open++;
-    this.openPerClient.set(src, mine + 1);
-    client.once('close', () => {
-      this.open--;
-      const n = (this.openPerClient.get(src) ?? 1) - 1;
-      if (n > 0) this.openPerClient.set(src, n);
-      else this.openPerClient.delete(src);
-    });
-    return true;
+    const mine = this.bounds.of(src);
+    const reason = this.bounds.admit(client, src);
+    if (!reason) return true;
+    st.refused++;
+    // a flood is logged at its start and then every 1000th, not once per connection
+    if (this.refusedLogged++ < 20 || this.refusedLogged % 1000 === 0)
+      this.log.warn({ service: l.service, listenPort: l.listenPort, client: src, reason: reason === 'connection bound' ? 'gateway connection bound' : reason, open: this.bounds.open, ofClient: mine, refused: st.refused }, 'gateway connection refused');
+    return false;
   }
 
   private forward(l: GatewayListener, st: GatewayStats, client: net.Socket): void {

@@ -6,10 +6,9 @@
  * Served when the config has `metrics: { address, port }` (src/net/metricsserver.ts,
  * with its bounds). Names and labels: docs/metrics.md.
  */
-import type { Server } from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import { ConfigError } from '../errors.js';
-import { serveMetrics, type MetricsSource } from '../net/metricsserver.js';
+import { serveMetrics, type MetricsServer, type MetricsSource } from '../net/metricsserver.js';
 import { registerDnsMetrics } from '../services/dnsmetrics.js';
 import type { GatewayDns } from './gslb.js';
 
@@ -46,9 +45,9 @@ export class GatewayDnsMetrics {
     });
   }
 
-  /** What the metrics listener serves. */
-  get source(): MetricsSource {
-    return { text: () => this.registry.metrics(), contentType: this.registry.contentType };
+  /** What the metrics listener serves; with the registry, the listener's own refusals are exported in it. */
+  get source(): MetricsSource & { registry: Registry } {
+    return { text: () => this.registry.metrics(), contentType: this.registry.contentType, registry: this.registry };
   }
 }
 
@@ -56,7 +55,7 @@ export class GatewayDnsMetrics {
  * Serves `dns`'s metrics on the config's `metrics` address; rejects with a ConfigError naming it when it cannot
  * listen there (in use, not an address of this host).
  */
-export function serveGatewayDnsMetrics(dns: GatewayDns, at: { address: string; port: number }): Promise<Server> {
+export function serveGatewayDnsMetrics(dns: GatewayDns, at: { address: string; port: number }): Promise<MetricsServer> {
   return serveMetrics(new GatewayDnsMetrics(dns).source, at.address, at.port).catch((err: Error) => {
     throw new ConfigError('metrics', `cannot listen on ${at.address}:${at.port}: ${err.message}`);
   });

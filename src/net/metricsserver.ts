@@ -1,53 +1,134 @@
 /**
  * A Prometheus endpoint on a TCP address: GET (or HEAD) /metrics answers with `source`'s exposition, another path
- * 404, another method 405. Its clients are untrusted (anyone who reaches the address): connections, the time to
- * send a request and idle keep-alives are bounded (METRICS_LIMITS, docs/security.md).
+ * 404, another method 405. Its clients are untrusted (anyone who reaches the address: pods through the `host`
+ * identity, the underlay): connections in all and per client, the time to send a request, the bytes read of a
+ * connection (one request head, ≤ 8 KiB) and renders (one per renderIntervalMs, shared) are bounded
+ * (METRICS_LIMITS, docs/security.md), so that no client can keep the process's JavaScript thread busy or lock
+ * scrapers out.
+ *
+ * One request per connection, answered with `Connection: close`: a scraper needs no more (Prometheus reconnects
+ * every scrape interval), and what a client sends after its first request head (pipelined requests, a body) is
+ * never read. Node's HTTP server parses every request of a chunk it reads, so one connection pipelining 64 KiB
+ * of GETs cost ~1 800 request objects even when only the first is answered (a 10 ms timer fired 65 times in 5 s
+ * instead of ~480); the request line is all this listener needs (no header changes its answer).
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type Socket } from 'node:net';
+import { Counter, type Registry } from 'prom-client';
+import { gatewayClientOf } from '../gateway/gateway.js';
+import { ClientBounds } from './clientbounds.js';
+import { ExpositionCache, RENDER_INTERVAL_MS, type MetricsSource } from './expositioncache.js';
 import { listen } from './listen.js';
 
-/** What a scrape reads: the exposition text (one scrape, one call) and its content type (prom-client's registry). */
-export interface MetricsSource {
-  text(): Promise<string>;
-  readonly contentType: string;
-}
+export type { MetricsSource } from './expositioncache.js';
 
 /**
  * maxConnections: open connections at once (more are closed on accept; Prometheus needs one per scraper);
- * headersTimeoutMs / requestTimeoutMs: the time a client has to send a request's headers / all of it (checked
- * every checkMs); a connection idle (nothing sent either way) for requestTimeoutMs is closed too (one that never
- * sends a byte); keepAliveMs: how long an idle kept-alive connection stays after a response.
+ * maxPerClient: of which from one client (an IPv4 address, an IPv6 /64: gatewayClientOf; more are reset on
+ * accept), so that one client reconnecting in a loop cannot hold them all; headersTimeoutMs: the time from accept
+ * to a complete request head (else 408 and closed; one that never sends a byte included); requestTimeoutMs: a
+ * connection idle (nothing sent either way) that long is closed (an answer the client does not read);
+ * renderIntervalMs: the exposition is rendered at most once per this many ms, concurrent requests sharing the
+ * render (ExpositionCache).
  */
 export interface MetricsLimits {
   maxConnections: number;
+  maxPerClient: number;
   headersTimeoutMs: number;
   requestTimeoutMs: number;
-  keepAliveMs: number;
-  checkMs: number;
+  renderIntervalMs: number;
 }
 
-export const METRICS_LIMITS: MetricsLimits = { maxConnections: 64, headersTimeoutMs: 10_000, requestTimeoutMs: 10_000, keepAliveMs: 5000, checkMs: 1000 };
+export const METRICS_LIMITS: MetricsLimits = { maxConnections: 64, maxPerClient: 4, headersTimeoutMs: 10_000, requestTimeoutMs: 10_000, renderIntervalMs: RENDER_INTERVAL_MS };
 
-/** Listens on address:port; rejects on the listen error (EADDRINUSE...). A failed scrape answers 500 with its message. */
-export async function serveMetrics(source: MetricsSource, address: string, port: number, limits: MetricsLimits = METRICS_LIMITS): Promise<Server> {
-  const server = createServer({ headersTimeout: limits.headersTimeoutMs, requestTimeout: limits.requestTimeoutMs, connectionsCheckingInterval: limits.checkMs }, (req, res) => {
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD', connection: 'close' }).end();
-      return;
-    }
-    if (req.url !== '/metrics') {
-      res.writeHead(404).end('see /metrics\n');
-      return;
-    }
-    source.text().then(
-      (t) => res.writeHead(200, { 'content-type': source.contentType }).end(t),
-      (err: Error) => res.writeHead(500).end(`${err.message}\n`),
-    );
+/** The longest request head read (request line and headers, bytes): past it, 431 and closed. */
+export const MAX_REQUEST_HEAD = 8192;
+
+/**
+ * What the listener refused since it started: connections closed or reset at accept (past maxConnections, past
+ * maxPerClient), connections that sent more than one request head (pipelined; a body counts too: never read).
+ */
+export interface MetricsListenerStats {
+  refused: { 'connection-bound': number; 'per-client-bound': number; pipelined: number };
+  /** Renders of the exposition (at most one per renderIntervalMs). */
+  renders: number;
+}
+
+export interface MetricsServer extends Server {
+  readonly listenerStats: MetricsListenerStats;
+}
+
+const REASONS: Record<number, string> = { 200: 'OK', 400: 'Bad Request', 404: 'Not Found', 405: 'Method Not Allowed', 408: 'Request Timeout', 431: 'Request Header Fields Too Large', 500: 'Internal Server Error' };
+
+/** Writes the one answer of the connection and closes it once flushed (what the client sent beyond is unread). */
+function answer(socket: Socket, status: number, headers: Record<string, string>, body: string, headOnly = false): void {
+  if (socket.destroyed || !socket.writable) return;
+  const b = Buffer.from(body);
+  const head = Object.entries({ ...headers, 'content-length': String(b.length), connection: 'close' }).map(([k, v]) => `${k}: ${v}\r\n`);
+  socket.end(Buffer.concat([Buffer.from(`HTTP/1.1 ${status} ${REASONS[status]}\r\n${head.join('')}\r\n`, 'latin1'), headOnly ? Buffer.alloc(0) : b]), () => socket.destroy());
+}
+
+/** `wiremesh_metrics_listener_refused_total{reason}` in the served registry (docs/metrics.md). */
+function refusalCounter(registry: Registry, limits: MetricsLimits, stats: () => MetricsListenerStats): void {
+  const name = 'wiremesh_metrics_listener_refused_total';
+  registry.removeSingleMetric(name); // a listener started again reports its own
+  new Counter({
+    name,
+    help: `Connections this metrics listener refused, by reason: connection-bound (${limits.maxConnections} open), per-client-bound (${limits.maxPerClient} from one address or IPv6 /64), pipelined (bytes after the first request head: never read).`,
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(stats().refused)) this.inc({ reason }, n);
+    },
   });
+}
+
+/**
+ * Listens on address:port; rejects on the listen error (EADDRINUSE...). A failed render answers 500 with its
+ * message. With the source's registry, the listener's refusals are exported in it (refusalCounter).
+ */
+export async function serveMetrics(source: MetricsSource & { registry?: Registry }, address: string, port: number, limits: MetricsLimits = METRICS_LIMITS): Promise<MetricsServer> {
+  const exposition = new ExpositionCache(source, limits.renderIntervalMs);
+  const bounds = new ClientBounds(limits);
+  const refused = { 'connection-bound': 0, 'per-client-bound': 0, pipelined: 0 };
+  const serve = (socket: Socket, line: string) => {
+    const m = /^([A-Z]+) (\S+) HTTP\/1\.[01]$/.exec(line);
+    if (!m) return answer(socket, 400, {}, '');
+    if (m[1] !== 'GET' && m[1] !== 'HEAD') return answer(socket, 405, { allow: 'GET, HEAD' }, '');
+    if (m[2] !== '/metrics') return answer(socket, 404, {}, 'see /metrics\n');
+    exposition.text().then(
+      (t) => answer(socket, 200, { 'content-type': exposition.contentType }, t, m[1] === 'HEAD'),
+      (err: Error) => answer(socket, 500, {}, `${err.message}\n`),
+    );
+  };
+  // past maxConnections Node closes the connection before it is a socket ('drop'); the per-client bound is ours
+  const server = createServer((socket) => {
+    const reason = bounds.admit(socket, gatewayClientOf(socket.remoteAddress ?? ''));
+    if (reason) return void refused[reason === 'connection bound' ? 'connection-bound' : 'per-client-bound']++;
+    socket.on('error', () => undefined);
+    socket.setTimeout(limits.requestTimeoutMs, () => socket.destroy());
+    const headers = setTimeout(() => answer(socket, 408, {}, ''), limits.headersTimeoutMs);
+    socket.once('close', () => clearTimeout(headers));
+    let got: Buffer = Buffer.alloc(0);
+    const onData = (d: Buffer) => {
+      got = got.length ? Buffer.concat([got, d]) : d;
+      const end = got.indexOf('\r\n\r\n');
+      if (end < 0 && got.length <= MAX_REQUEST_HEAD) return;
+      // one request head, or too much without one: nothing more is read of this connection
+      socket.off('data', onData);
+      socket.pause();
+      clearTimeout(headers);
+      if (end < 0 || end > MAX_REQUEST_HEAD) return answer(socket, 431, {}, '');
+      if (got.length > end + 4) refused.pipelined++;
+      serve(socket, got.subarray(0, got.indexOf('\r\n')).toString('latin1'));
+    };
+    socket.on('data', onData);
+  }) as MetricsServer;
   server.maxConnections = limits.maxConnections;
-  server.keepAliveTimeout = limits.keepAliveMs;
-  // a connection that never sends a byte has no request for the timeouts above to time: closed once idle as long
-  server.timeout = limits.requestTimeoutMs;
+  server.on('drop', () => refused['connection-bound']++);
+  const stats = (): MetricsListenerStats => ({ refused: { ...refused }, renders: exposition.renders });
+  Object.defineProperty(server, 'listenerStats', { get: stats });
+  if (source.registry) refusalCounter(source.registry, limits, stats);
   await listen(server, port, address);
   return server;
 }

@@ -10,14 +10,17 @@
  *
  * The page polls /api/mesh every second. The server keeps the previous byte
  * counters per tunnel to turn them into rates; everything else is read fresh.
+ * A request whose Host header does not name the dashboard is refused with 421 (DNS rebinding: hostcheck.ts).
  */
 import { listen } from '../net/listen.js';
 import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { agentRequest } from '../agent/client.js';
 import { clusterCounts } from '../services/counts.js';
 import type { ServiceStatus } from '../services/datapath.js';
 import type { Flow } from '../policy/flows.js';
 import { PAGE } from './page.js';
+import { hostAllowed } from './hostcheck.js';
 import { AgentError } from '../errors.js';
 import { agentStatusSchema, decodeAnswer, flowSchema, servicesAnswerSchema } from '../agent/wire.js';
 
@@ -118,8 +121,17 @@ export class MeshDashboard {
     return snap;
   }
 
+  /** Host headers refused since the start (421: hostcheck.ts, DNS rebinding); the first few are logged to stderr. */
+  refusedHosts = 0;
+
   async listen(port: number, host = '127.0.0.1'): Promise<Server> {
     const server = createServer((req, res) => {
+      const bound = (server.address() as AddressInfo).port;
+      if (!hostAllowed(req.headers.host, host, bound)) {
+        if (this.refusedHosts++ < 10) process.stderr.write(`dashboard: refused Host ${JSON.stringify(req.headers.host ?? null)} (not this dashboard's host:port ${host}:${bound})\n`);
+        res.writeHead(421, { 'content-type': 'text/plain', connection: 'close' }).end('misdirected request: this dashboard answers only its own host:port\n');
+        return;
+      }
       if (req.url === '/' || req.url === '/index.html') {
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(PAGE);
         return;

@@ -228,7 +228,7 @@ describe('ingress gateway connection bounds cannot be filled by connections that
       closeAfter.add(bp);
       expect(await attempt('127.0.0.3')).toBe('echoed');
       await new Promise((r) => setTimeout(r, 50 + 250));
-      expect(gw['open']).toBe(1); // 127.0.0.2's, still within its idleMs
+      expect(gw['bounds'].open).toBe(1); // 127.0.0.2's, still within its idleMs
       expect(await attempt('127.0.0.3')).toBe('echoed');
     } finally {
       for (const s of open) s.destroy();
