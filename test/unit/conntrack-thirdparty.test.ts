@@ -114,6 +114,21 @@ describe('flows others start are charged to their source, not to the pod that an
     expect(counters().conntrack_evicted).toBeGreaterThan(before);
   });
 
+  it('IPv6: a source is its /64 (one host holds a whole /64): 600 addresses of one /64 share one quota', () => {
+    const victim6 = ip('fd64:3::2'), net = 'fd64:9::';
+    d.native.ipcacheUpdate(Buffer.concat([ipcacheRow(ip(net), 64, A, 0), ipcacheRow(victim6, 128, 70004, 4)]), Buffer.alloc(0));
+    let delivered = 0;
+    for (let i = 0; i < 600; i++) {
+      const src = ip(`${net}${(i + 1).toString(16)}`);
+      if (d.native.policyCheck(l4Packet({ v: 6, src, dst: victim6, proto: UDP, sport: 5353, dport: 53 }), A) !== 'deliver') continue;
+      delivered++;
+      d.native.policyCheck(l4Packet({ v: 6, src: victim6, dst: src, proto: UDP, sport: 53, dport: 5353 }));
+    }
+    expect(delivered).toBe(500);
+    expect(counters().conntrack_source_full).toBe(100);
+    expect(d.native.ctEndpointEntries(4)).toBe(0);
+  });
+
   it("host: a remote node's half-open SYNs to the router address do not cost the gateway its own flow", () => {
     d.native.setHostFirewall(true);
     halfOpen(ip('198.18.0.2'), REMOTE_NODE, router, 600);
