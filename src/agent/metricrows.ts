@@ -19,6 +19,8 @@ export const CONNTRACK_PRESSURE: Array<[string, string, string]> = [
   ['conntrack', 'sweep', 'conntrack_eviction_sweeps'],
   ['conntrack', 'quota-full', 'conntrack_quota_full'],
   ['conntrack', 'table-full', 'conntrack_table_full'],
+  ['conntrack', 'source-full', 'conntrack_source_full'],
+  ['conntrack', 'inbound-full', 'conntrack_inbound_full'],
   ['service-nat', 'evicted', 'service_nat_evicted'],
   ['service-nat', 'sweep', 'service_nat_quota_sweeps'],
   ['service-nat', 'quota-full', 'service_nat_quota_full'],

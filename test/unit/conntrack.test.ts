@@ -74,11 +74,12 @@ describe('bounded conntrack under a SYN flood', () => {
     expect(d.native.policyCheck(tcp(remote, victim, 443, 50002, SYN | ACK), R)).toBe('deliver');
   });
 
-  it('a quota full of replied flows refuses new entries (no sweep per packet); the flows still pass policy', () => {
+  it('a quota full of answered flows refuses new entries (no sweep per packet); the flows still pass policy', () => {
     d.native.setConntrackLimits(4000, 100);
     for (let i = 0; i < 100; i++) {
       d.native.policyCheck(tcp(flooder, remote, 2000 + i, 80, SYN));
       expect(d.native.policyCheck(tcp(remote, flooder, 80, 2000 + i, SYN | ACK), R)).toBe('deliver');
+      d.native.policyCheck(tcp(flooder, remote, 2000 + i, 80, ACK)); // the handshake completes: no longer evictable
     }
     const sweeps = counters().conntrack_eviction_sweeps;
     for (let i = 0; i < 50; i++) expect(d.native.policyCheck(tcp(flooder, remote, 3000 + i, 80, SYN))).toBe('forward');

@@ -18,6 +18,8 @@ const ip = (s: string) => parseIP(s)!;
 // endpoint 2 (100.64.2.3, fd64::3): allow TCP/80 from X only
 const DST = { 1: { 4: ip('100.64.2.2'), 6: ip('fd64::2') }, 2: { 4: ip('100.64.2.3'), 6: ip('fd64::3') } };
 const SRC = { 4: ip('100.64.1.1'), 6: ip('fd64::1') };
+const ATTACKER = { 4: ip('100.64.1.7'), 6: ip('fd64::7') }; // a pod of identity 70009
+const ROUTER = { 4: ip('198.18.0.1'), 6: ip('2001:db8::1') }; // not in the ipcache: world
 
 let d: WireGuardDevice;
 let sport = 20000; // a fresh source port per packet: no conntrack hit between cases
@@ -41,7 +43,7 @@ const lastReason = () => {
 beforeAll(() => {
   d = new WireGuardDevice({ createTun: false });
   d.native.enablePolicy();
-  d.native.ipcacheUpdate(Buffer.concat([row(SRC[4], X, 0), row(SRC[6], X, 0), row(DST[1][4], 70001, 1), row(DST[1][6], 70001, 1), row(DST[2][4], 70002, 2), row(DST[2][6], 70002, 2)]), Buffer.alloc(0));
+  d.native.ipcacheUpdate(Buffer.concat([row(SRC[4], X, 0), row(SRC[6], X, 0), row(ATTACKER[4], 70009, 0), row(ATTACKER[6], 70009, 0), row(DST[1][4], 70001, 1), row(DST[1][6], 70001, 1), row(DST[2][4], 70002, 2), row(DST[2][6], 70002, 2)]), Buffer.alloc(0));
   d.native.setEndpointPolicy(1, 70001, encodeEntries([
     { identity: X, proto: TCP, deny: true, lo: 22, hi: 22, rule: 1 },
     { identity: X, proto: 0, deny: false, lo: 0, hi: 65535, rule: 2 },
@@ -140,6 +142,16 @@ describe('ICMP errors pass only about a tracked flow of their destination', () =
       // quoting a packet the error's destination did not send
       const toOther = l4Packet({ v, src: DST[1][v], dst: SRC[v], proto: TCP, sport: 80, dport: port, tcpFlags: 0x12 });
       expect(d.native.policyCheck(error(v, SRC[v], DST[2][v], toOther), X)).toBe('drop');
+    });
+    it(`IPv${v}: an error about a real flow from a third party (a pod, not the flow's destination) is policy's to judge`, () => {
+      const port = sport++;
+      const reply = l4Packet({ v, src: DST[2][v], dst: SRC[v], proto: TCP, sport: 80, dport: port, tcpFlags: 0x12 });
+      expect(verdict(2, { v, proto: TCP, dport: 80, sport: port })).toBe('deliver');
+      // another pod (its own identity, not X) forges "port unreachable" about X's flow: endpoint 2 admits only TCP/80 from X
+      expect(d.native.policyCheck(error(v, ATTACKER[v], DST[2][v], reply), 70009)).toBe('drop');
+      // a router on the path (world, another node) may send it
+      expect(d.native.policyCheck(error(v, ROUTER[v], DST[2][v], reply), 2)).toBe('deliver');
+      expect(d.native.policyCheck(error(v, ROUTER[v], DST[2][v], reply), 6)).toBe('deliver');
     });
   }
 });

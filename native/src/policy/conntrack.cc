@@ -9,6 +9,8 @@ const char* const Conntrack::kCounterNames[kCounterCount] = {
     "conntrack_eviction_sweeps",  // times the table or an endpoint's quota was full and a sweep made room
     "conntrack_quota_full",       // new flows without an entry: their endpoint's quota was full of replied flows
     "conntrack_table_full",       // new flows without an entry: the table was full
+    "conntrack_source_full",      // new inbound flows without an entry: their source's quota was full of answered flows
+    "conntrack_inbound_full",     // new inbound flows without an entry: flows others started held half the table
 };
 
 namespace {
@@ -42,14 +44,21 @@ Conntrack::Key6 Conntrack::make_key6(CtScope scope, const FlowTuple& t, bool* sr
   return k;
 }
 
+uint64_t Conntrack::account(const Key6& k, const Entry& e) {
+  if (k.scope == kCtEgress) return e.endpoint;
+  // an IPv6 source is its /64 (one host commonly holds a whole /64)
+  return kSource6 | uint32_t(hash_bytes(e.orig_is_a ? k.a : k.b, 8, flatmap_seed()));
+}
+
 uint32_t Conntrack::timeout(const Entry& e) {
   if (e.closing) return kClosingTimeout;
-  if (!e.replied) return kUnrepliedTimeout;
+  if (!e.replied || e.embryonic) return kUnrepliedTimeout;
   return e.tcp ? kTcpTimeout : kOtherTimeout;
 }
 
 template <typename M, typename K>
-CtResult Conntrack::lookup_in(M& map, K k, CtScope scope, bool src_is_a, bool closing, uint32_t now_s) {
+CtResult Conntrack::lookup_in(M& map, K k, CtScope scope, bool src_is_a, uint8_t tcp_flags, uint32_t now_s) {
+  bool closing = (tcp_flags & kClosingFlags) != 0, syn = (tcp_flags & kSyn) != 0;
   for (int pass = 0; pass < 2; pass++) {
     // pass 0: our scope, same orientation; pass 1: the other scope, reversed (a reply)
     bool want_orig_a = pass == 0 ? src_is_a : !src_is_a;
@@ -59,27 +68,32 @@ CtResult Conntrack::lookup_in(M& map, K k, CtScope scope, bool src_is_a, bool cl
     bool found = map.read(k, [&](const Entry* e) {
       if (!e || bool(e->orig_is_a) != want_orig_a) return false;
       last_s = e->last_s;
-      same_state = (!closing || e->closing) && (pass == 0 || e->replied);
+      // an originator's non-SYN packet ends an embryonic entry; a first reply starts one (TCP)
+      same_state = (!closing || e->closing) && (pass == 0 ? !(e->embryonic && !syn) : e->replied);
       proxied = e->proxied;
       return true;
     });
     if (found && last_s == now_s && same_state) return verdict(pass, proxied);
-    int delta = 0;  // change in the entry's "evictable" state (unreplied or closing)
-    uint32_t endpoint = 0;
+    int delta = 0;  // change in the entry's "evictable" state (unreplied, embryonic or closing)
+    uint64_t acct = 0;
     bool hit = found && map.with(k, [&](Entry* e) {
       if (!e || bool(e->orig_is_a) != want_orig_a) return false;  // gone (or replaced) since the read
       bool was = evictable(*e);
       e->last_s = now_s;
       if (closing) e->closing = 1;
-      if (pass == 1) e->replied = 1;
+      if (pass == 1 && !e->replied) {
+        e->replied = 1;
+        e->embryonic = e->tcp;
+      }
+      if (pass == 0 && !syn) e->embryonic = 0;
       delta = int(evictable(*e)) - int(was);
-      endpoint = e->endpoint;
+      acct = account(k, *e);
       proxied = e->proxied;
       return true;
     });
     if (delta) {
       std::lock_guard<std::mutex> lock(quota_mu_);
-      usage_[endpoint].evictable += delta;
+      adjust_locked(acct, 0, delta);
     }
     if (hit) return verdict(pass, proxied);
     k.scope = scope == kCtEgress ? kCtIngress : kCtEgress;
@@ -89,13 +103,12 @@ CtResult Conntrack::lookup_in(M& map, K k, CtScope scope, bool src_is_a, bool cl
 
 CtResult Conntrack::lookup_slow(CtScope scope, const FlowTuple& t, uint32_t now_s) {
   bool src_is_a;
-  bool closing = (t.tcp_flags & kClosingFlags) != 0;
   if (t.addr_len == 4) {
     Key4 k = make_key4(scope, t, &src_is_a);  // (sets src_is_a: not in the call's arguments)
-    return lookup_in(map4_, k, scope, src_is_a, closing, now_s);
+    return lookup_in(map4_, k, scope, src_is_a, t.tcp_flags, now_s);
   }
   Key6 k = make_key6(scope, t, &src_is_a);
-  return lookup_in(map6_, k, scope, src_is_a, closing, now_s);
+  return lookup_in(map6_, k, scope, src_is_a, t.tcp_flags, now_s);
 }
 
 template <typename M, typename K>
@@ -123,32 +136,20 @@ CtCreate Conntrack::create(CtScope scope, const FlowTuple& t, uint32_t now_s, ui
   else
     k6 = make_key6(scope, t, &src_is_a);
   Entry e{now_s, rule, endpoint, uint8_t(src_is_a), uint8_t((t.tcp_flags & (kTcpFin | kTcpRst)) != 0),
-          uint8_t(t.proto == 6), 0, uint8_t(proxied)};
+          uint8_t(t.proto == 6), 0, 0, uint8_t(proxied)};  // replied, embryonic, proxied
+  uint64_t acct = t.addr_len == 4 ? account(k4, e) : account(k6, e);
   size_t quota = per_endpoint_.load(std::memory_order_relaxed);
   size_t max = map4_.max_entries();
-  bool sweep = false, quota_full = false;
-  uint32_t victim = endpoint;
+  bool sweep = false;
+  uint64_t victim = acct;
+  int bound;
   {
     std::lock_guard<std::mutex> lock(quota_mu_);
-    Usage& u = usage_[endpoint];
-    if (size_t(u.total) >= quota) {
-      // the endpoint's own quota: only its own evictable entries may make room
-      quota_full = true;
-      sweep = worth_sweeping(u.evictable, quota);
-    } else if (size() >= max) {
-      // the table: the endpoint with most evictable entries pays (the flooder)
-      int64_t most = 0;
-      for (auto& [id, v] : usage_)
-        if (v.evictable > most) {
-          most = v.evictable;
-          victim = id;
-        }
-      sweep = worth_sweeping(most, quota < max ? quota : max);
-    }
+    bound = admit_locked(acct, quota, max, &victim, &sweep);
   }
-  if (quota_full && !sweep) {
-    count(kQuotaFull);
-    return kCtQuotaFull;
+  if (bound >= 0 && bound != kTableFull && !sweep) {
+    count(bound);
+    return bound == kQuotaFull ? kCtQuotaFull : kCtSourceFull;
   }
   if (sweep) {
     count(kEvictionSweeps);
@@ -163,42 +164,85 @@ CtCreate Conntrack::create(CtScope scope, const FlowTuple& t, uint32_t now_s, ui
   }
   if (r == 0) return kCtExists;
   std::lock_guard<std::mutex> lock(quota_mu_);
-  Usage& u = usage_[endpoint];
-  u.total++;
-  u.evictable++;  // new entries are unreplied
+  adjust_locked(acct, 1, 1);  // new entries are unreplied
   return kCtCreated;
 }
 
-size_t Conntrack::sweep_evictable(uint32_t endpoint) {
-  size_t n = erase_if([endpoint](const auto&, const Entry& e) { return e.endpoint == endpoint && evictable(e); });
-  std::lock_guard<std::mutex> lock(quota_mu_);
-  Usage& u = usage_[endpoint];
-  u.total -= int64_t(n);
-  u.evictable -= int64_t(n);
-  return n;
+int Conntrack::admit_locked(uint64_t acct, size_t quota, size_t max, uint64_t* victim, bool* sweep) {
+  Usage& u = usage_locked(acct);
+  bool source = is_source(acct);
+  if (size_t(u.total) >= quota) {
+    // the account's own quota: only its own evictable entries may make room
+    *sweep = worth_sweeping(u.evictable, quota);
+    return source ? kSourceFull : kQuotaFull;
+  }
+  if (source && size_t(inbound_.total) >= max / 2) {
+    // the sources' half: their evictable entries go (all sources', so that
+    // deciding costs O(1) however many sources there are)
+    *victim = kAllSources;
+    *sweep = worth_sweeping(inbound_.evictable, quota < max / 2 ? quota : max / 2);
+    return kInboundFull;
+  }
+  if (size() < max) return -1;
+  // the table: the local endpoint with most evictable entries pays (the
+  // flooder), or the sources together if they hold more
+  int64_t most = inbound_.evictable;
+  *victim = kAllSources;
+  for (auto& [id, v] : usage_)
+    if (v.evictable > most) {
+      most = v.evictable;
+      *victim = id;
+    }
+  *sweep = worth_sweeping(most, quota < max ? quota : max);
+  return kTableFull;
 }
 
-size_t Conntrack::gc(uint32_t now_s) {
-  std::unordered_map<uint32_t, Usage> gone;
-  size_t n = erase_if([&](const auto&, const Entry& e) {
-    if (now_s - e.last_s <= timeout(e)) return false;
-    Usage& g = gone[e.endpoint];
+void Conntrack::adjust_locked(uint64_t acct, int64_t total, int64_t evictable) {
+  Usage& u = usage_locked(acct);
+  u.total += total;
+  u.evictable += evictable;
+  if (!is_source(acct)) return;
+  inbound_.total += total;
+  inbound_.evictable += evictable;
+}
+
+template <typename F>
+size_t Conntrack::remove_where(F pred) {
+  std::unordered_map<uint64_t, Usage> gone;
+  auto each = [&](const auto& k, const Entry& e) {
+    if (!pred(k, e)) return false;
+    Usage& g = gone[account(k, e)];
     g.total++;
     if (evictable(e)) g.evictable++;
     return true;
-  });
+  };
+  size_t n = map4_.erase_if(each) + map6_.erase_if(each);
   std::lock_guard<std::mutex> lock(quota_mu_);
-  for (auto& [id, g] : gone) {
-    Usage& u = usage_[id];
-    u.total -= g.total;
-    u.evictable -= g.evictable;
-  }
+  for (auto& [acct, g] : gone) adjust_locked(acct, -g.total, -g.evictable);
+  return n;
+}
+
+size_t Conntrack::sweep_evictable(uint64_t victim) {
+  return remove_where([victim](const auto& k, const Entry& e) {
+    if (!evictable(e)) return false;
+    uint64_t a = account(k, e);
+    return victim == kAllSources ? is_source(a) : a == victim;
+  });
+}
+
+size_t Conntrack::gc(uint32_t now_s) {
+  size_t n = remove_where([now_s](const auto&, const Entry& e) { return now_s - e.last_s > timeout(e); });
   // Counts are adjusted after the shard work, so a count may briefly run
   // below zero (a sweep removed an entry whose create has not added it yet):
   // only an exact zero is dropped, else the late +1 would recreate a count
-  // with no entry behind it and use up a unit of the endpoint's quota for good.
-  for (auto it = usage_.begin(); it != usage_.end();)
-    it = it->second.total == 0 && it->second.evictable == 0 ? usage_.erase(it) : std::next(it);
+  // with no entry behind it and use up a unit of the account's quota for good.
+  std::lock_guard<std::mutex> lock(quota_mu_);
+  auto prune = [](auto& m) {
+    for (auto it = m.begin(); it != m.end();)
+      it = it->second.total == 0 && it->second.evictable == 0 ? m.erase(it) : std::next(it);
+  };
+  prune(usage_);
+  prune(sources_);
   return n;
 }
 
@@ -213,6 +257,8 @@ void Conntrack::clear() {
   map6_.clear();
   std::lock_guard<std::mutex> lock(quota_mu_);
   usage_.clear();
+  sources_.clear();
+  inbound_ = Usage{};
 }
 
 }  // namespace wm

@@ -9,16 +9,34 @@
 // (lower address/port first) so a reply finds the entry of its flow with one
 // probe; the entry remembers which side originated.
 //
-// Bounds (nothing a pod sends can grow the table without limit or push out
-// other pods' flows): every entry is charged to the local endpoint whose
-// check created it; an endpoint may hold at most per_endpoint entries and the
-// table max_entries. An entry that has seen no reply yet ("unreplied": a TCP
-// SYN nobody answered, a UDP probe) lives 60 s, a closing one (FIN/RST seen)
-// 10 s. Both are "evictable": when the endpoint's quota or the table is full,
-// the evictable entries of the endpoint holding most of them (for a quota:
-// the endpoint itself) are swept out, never an answered open flow; if there
-// are too few to be worth a sweep, the new flow gets no entry (it still
-// passes: policy allowed it).
+// Bounds (nothing a pod sends, and nothing sent to it, can grow the table
+// without limit or push out other pods' flows). Every entry is charged to an
+// account (usage_):
+//  - a flow a local endpoint starts (egress scope) to that endpoint: at most
+//    per_endpoint entries each;
+//  - a flow someone else starts (ingress scope: a remote pod, node or world
+//    host, or another local pod, reaching a local endpoint) to its SOURCE
+//    ADDRESS (an IPv6 source: its /64), never to the endpoint that answers
+//    it: at most per_endpoint entries per source, and all sources together at
+//    most max_entries / 2. So a pod's own outbound flows always find room
+//    (the table's other half) however many parties open flows to it, and a
+//    pod's answers cannot use up its own quota.
+// The table holds max_entries in all. An entry that has seen no reply yet
+// ("unreplied": a TCP SYN nobody answered, a UDP probe) lives 60 s; a TCP
+// entry whose SYN was answered but whose originator has sent no non-SYN
+// packet since ("embryonic": a half-open handshake, Cilium's seen_non_syn)
+// 60 s too (Cilium's SYN timeout; Linux's SYN_RECV); a closing one (FIN/RST
+// seen) 10 s. All three are "evictable": when an account's quota, the
+// sources' half or the table is full, the evictable entries of the account
+// holding most of them (for a quota: the account itself; for the sources'
+// half: every source's, so deciding costs O(1) however many sources there
+// are) are swept out, never an answered open flow
+// (a TCP flow its originator ACKed, a UDP flow that was answered); if there
+// are too few to be worth a sweep, the new flow gets no entry and the
+// refusal is counted by its reason: a local endpoint's own flow still passes
+// (policy allowed it); a flow someone else started is dropped (kCtSourceFull:
+// passed without an entry, the pod's answer would become a flow charged to
+// the pod, and the sender's next packet its reply, pinning the pod's quota).
 //
 // Layout: two tables. IPv4 flows (nearly all of them) have a native-width key
 // (addresses as uint32, ports, protocol, scope: 16 bytes) beside a 13-byte
@@ -30,11 +48,11 @@
 // Locking (seqmap.h): each table is 16 shards, each with a mutex and a
 // sequence number. Lookups take no lock: a packet of a known flow that
 // changes nothing (same second as the entry's last_s, no new FIN/RST, no
-// first reply) is answered from a lock-free read of the entry; only a packet
+// first reply, not embryonic) is answered from a lock-free read of the entry; only a packet
 // that changes the entry (at most once a second per flow, plus its state
 // changes) takes the shard's mutex to write it, as do create, gc and the
 // eviction sweeps (one shard at a time). The TX and RX threads and the
-// control thread's gc may all run at once. quota_mu_ guards the per-endpoint
+// control thread's gc may all run at once. quota_mu_ guards the accounts'
 // counts; it is never held while a shard lock is taken (counts are adjusted
 // after the shard work). At a million flows a shard's table is 4 MiB, backed
 // by huge pages (64 shards of 1 MiB missed the TLB on most lookups).
@@ -54,7 +72,8 @@ enum CtScope : uint8_t { kCtEgress = 0, kCtIngress = 1 };
 // kCtProxied: the flow's own direction, admitted only to go through the L7
 // proxy: it may never pass straight to the pod (see Entry::proxied).
 enum CtResult : uint8_t { kCtMiss = 0, kCtEstablished = 1, kCtReply = 2, kCtProxied = 3 };
-enum CtCreate : uint8_t { kCtCreated, kCtExists, kCtTableFull, kCtQuotaFull };
+// kCtSourceFull: a flow someone else started, refused by its source's quota or the sources' half (conntrack.h).
+enum CtCreate : uint8_t { kCtCreated, kCtExists, kCtTableFull, kCtQuotaFull, kCtSourceFull };
 
 struct FlowTuple {
   const uint8_t* src;
@@ -69,12 +88,13 @@ class Conntrack {
  public:
   // Idle timeouts (seconds), as Cilium's defaults: TCP established 6 h (we use
   // 1 h), SYN (unreplied) 60 s, closing 10 s, anything else 60 s.
+  // A half-open TCP flow (embryonic) gets the unreplied timeout.
   static constexpr uint32_t kTcpTimeout = 3600, kUnrepliedTimeout = 60, kClosingTimeout = 10, kOtherTimeout = 60;
   // Defaults: 500 000 IPv4 entries stay within 65536 slots per shard (16 x
   // 65536 x 32 bytes = 32 MiB when full); an endpoint may hold an eighth of that.
   static constexpr size_t kDefaultMaxEntries = 500000, kDefaultPerEndpoint = 65536;
 
-  enum Counter : int { kEvicted, kEvictionSweeps, kQuotaFull, kTableFull, kCounterCount };
+  enum Counter : int { kEvicted, kEvictionSweeps, kQuotaFull, kTableFull, kSourceFull, kInboundFull, kCounterCount };
   static const char* const kCounterNames[kCounterCount];
 
   explicit Conntrack(size_t max_entries = kDefaultMaxEntries, size_t per_endpoint = kDefaultPerEndpoint)
@@ -99,22 +119,24 @@ class Conntrack {
       bool src_is_a;
       Key4 k = make_key4(scope, t, &src_is_a);
       int r = map4_.read(k, [&](const Entry* e) {
-        if (!e || bool(e->orig_is_a) != src_is_a || e->last_s != now_s) return -1;
+        if (!e || bool(e->orig_is_a) != src_is_a || e->last_s != now_s || e->embryonic) return -1;
         return int(e->proxied ? kCtProxied : kCtEstablished);
       });
       if (r >= 0) return CtResult(r);
     }
     return lookup_slow(scope, t, now_s);
   }
-  // An entry for a flow policy allowed, charged to `endpoint`; evicts
-  // unreplied entries under pressure (see above). `proxied`: policy allowed
-  // it only through the L7 proxy.
+  // An entry for a flow policy allowed, created by `endpoint`'s check in
+  // `scope` and charged as above (egress: to `endpoint`; ingress: to the
+  // flow's source); evicts evictable entries under pressure (see above).
+  // `proxied`: policy allowed it only through the L7 proxy.
   CtCreate create(CtScope scope, const FlowTuple& t, uint32_t now_s, uint32_t rule, uint32_t endpoint,
                   bool proxied = false);
   // Whether the flow has an entry in either scope and orientation (nothing is refreshed).
   bool tracked(const FlowTuple& t);
   size_t gc(uint32_t now_s);
   size_t size() const { return map4_.size() + map6_.size(); }
+  // Entries of flows the local endpoint started (what its quota counts).
   size_t endpoint_entries(uint32_t endpoint);
   uint64_t counter(int c) const { return counters_[c].load(std::memory_order_relaxed); }
   void clear();
@@ -153,7 +175,11 @@ class Conntrack {
     uint8_t orig_is_a : 1;
     uint8_t closing : 1;
     uint8_t tcp : 1;
-    uint8_t replied : 1;  // the other side answered: no longer evictable, TCP gets the long timeout
+    uint8_t replied : 1;  // the other side answered: no longer evictable (TCP: once no longer embryonic)
+    // TCP, replied, and the originator has sent no non-SYN packet since: a
+    // half-open handshake, evictable with the unreplied timeout. Lookups of
+    // such an entry take the slow path (the originator's ACK changes it).
+    uint8_t embryonic : 1;
     // Admitted for the L7 proxy: the flow's packets reach the pod only through
     // the device's redirect pair. When that pair is missing (the redirect
     // failed while the proxy was down, or an RST closed the pair and the
@@ -165,8 +191,17 @@ class Conntrack {
   struct Usage {
     int64_t total = 0, evictable = 0;
   };
-  static bool evictable(const Entry& e) { return !e.replied || e.closing; }
-  static constexpr uint8_t kClosingFlags = 0x05;  // TCP FIN, RST
+  // Accounts: a local endpoint's id (< 2^32; usage_) for flows it started; a
+  // source's tag | address (sources_) for flows others started at it.
+  // kAllSources names every source at once (a sweep of the sources' half).
+  static constexpr uint64_t kSource4 = 1ull << 32, kSource6 = 2ull << 32, kAllSources = ~0ull;
+  static bool is_source(uint64_t account) { return account >= kSource4; }
+  static uint64_t account(const Key4& k, const Entry& e) {
+    return k.scope == kCtEgress ? e.endpoint : kSource4 | (e.orig_is_a ? k.a : k.b);
+  }
+  static uint64_t account(const Key6& k, const Entry& e);
+  static bool evictable(const Entry& e) { return !e.replied || e.closing || e.embryonic; }
+  static constexpr uint8_t kClosingFlags = 0x05, kSyn = 0x02;  // TCP FIN, RST; SYN
   static Key4 make_key4(CtScope scope, const FlowTuple& t, bool* src_is_a) {
     uint32_t s, d;
     std::memcpy(&s, t.src, 4);
@@ -185,14 +220,21 @@ class Conntrack {
   // What a hit says in the given pass (0: established, 1: reply).
   static CtResult verdict(int pass, bool proxied) { return pass == 1 ? kCtReply : proxied ? kCtProxied : kCtEstablished; }
   template <typename M, typename K>
-  CtResult lookup_in(M& map, K k, CtScope scope, bool src_is_a, bool closing, uint32_t now_s);
+  CtResult lookup_in(M& map, K k, CtScope scope, bool src_is_a, uint8_t tcp_flags, uint32_t now_s);
   template <typename M, typename K>
   bool tracked_in(M& map, K k);
-  // The evictable entries and the expired ones, summed per endpoint over both tables.
+  // Removes the entries `pred(key, entry)` picks from both tables, then
+  // takes them off their accounts; returns how many.
   template <typename F>
-  size_t erase_if(F pred) { return map4_.erase_if(pred) + map6_.erase_if(pred); }
-  // Removes the evictable entries of `endpoint`; returns how many.
-  size_t sweep_evictable(uint32_t endpoint);
+  size_t remove_where(F pred);
+  // Removes the evictable entries charged to `account` (or to any source); returns how many.
+  size_t sweep_evictable(uint64_t account);
+  // Under quota_mu_: -1 if `account` may take one more entry, else the
+  // counter of the bound it meets; *victim, *sweep: whose evictable entries
+  // to sweep to make room, if enough would go.
+  int admit_locked(uint64_t account, size_t quota, size_t max, uint64_t* victim, bool* sweep);
+  Usage& usage_locked(uint64_t account) { return is_source(account) ? sources_[account] : usage_[uint32_t(account)]; }
+  void adjust_locked(uint64_t account, int64_t total, int64_t evictable);
   // The sweep is worth it only when enough would go (a full table of replied
   // flows refuses new entries instead of scanning per packet).
   bool worth_sweeping(int64_t evictable, size_t limit) const { return evictable > 0 && size_t(evictable) * 16 >= limit; }
@@ -202,7 +244,9 @@ class Conntrack {
   SeqShardedMap<Key6, Entry, 16, BytesHash, 32> map6_;
   std::atomic<size_t> per_endpoint_;
   std::mutex quota_mu_;
-  std::unordered_map<uint32_t, Usage> usage_;
+  std::unordered_map<uint32_t, Usage> usage_;     // local endpoints' own flows
+  std::unordered_map<uint64_t, Usage> sources_;   // flows others started, per source (at most max_entries / 2 keys)
+  Usage inbound_;                                 // sources_ summed
   std::atomic<uint64_t> counters_[kCounterCount];
 };
 

@@ -285,10 +285,11 @@ PolicyEngine::CheckResult PolicyEngine::decide(const Endpoint& ep, CtScope scope
                                               uint64_t wall_ms, uint8_t flags, Admission* adm) {
   adm->pending = false;
   // An ICMP error passes like a reply of the flow it quotes, if that flow is
-  // tracked and was sent by the error's destination; anything else (a forged
-  // "unreachable" or "fragmentation needed" aimed at another pod's connection)
-  // is an ICMP packet like any other, for policy to decide.
-  if (pv.icmp_error && related(pv)) return kCheckPass;
+  // tracked, was sent by the error's destination, and the error comes from
+  // who may send one (related()); anything else (a forged "unreachable" or
+  // "fragmentation needed" aimed at another pod's connection) is an ICMP
+  // packet like any other, for policy to decide.
+  if (pv.icmp_error && related(pv, src_id)) return kCheckPass;
   FlowTuple t{pv.ip.src, pv.ip.dst, pv.ip.addr_len, pv.sport, pv.dport, pv.proto, pv.tcp_flags};
   FlowDirection dir = scope == kCtIngress ? kFlowIngress : kFlowEgress;
   const PolicyMap* m = (scope == kCtIngress ? ep.ingress : ep.egress).get();
@@ -323,24 +324,31 @@ PolicyEngine::CheckResult PolicyEngine::decide(const Endpoint& ep, CtScope scope
   return redirect ? kCheckRedirect : kCheckPass;
 }
 
-bool PolicyEngine::related(const PacketView& pv) {
+bool PolicyEngine::related(const PacketView& pv, uint32_t src_id) {
   const PacketView::Quoted& q = pv.quoted;
-  if (!q.valid || std::memcmp(q.src, pv.ip.dst, size_t(pv.ip.addr_len)) != 0) return false;
+  size_t n = size_t(pv.ip.addr_len);
+  if (!q.valid || std::memcmp(q.src, pv.ip.dst, n) != 0) return false;
+  // The sender: the quoted flow's destination itself (a port unreachable),
+  // or a router on the path (a node or the world: "fragmentation needed",
+  // "time exceeded"); a pod or reserved endpoint identity that is neither
+  // is a third party.
+  bool router = src_id == kIdentityHost || src_id == kIdentityRemoteNode || src_id == kIdentityWorld ||
+                src_id >= kIdentityLocalScope;
+  if (!router && std::memcmp(pv.ip.src, q.dst, n) != 0) return false;
   return ct_.tracked(FlowTuple{q.src, q.dst, pv.ip.addr_len, q.sport, q.dport, q.proto, 0});
 }
 
-void PolicyEngine::admit(const PacketView& pv, const Admission& a) {
-  if (!a.pending) return;
+bool PolicyEngine::admit(const PacketView& pv, const Admission& a) {
+  if (!a.pending) return true;
   FlowTuple t{pv.ip.src, pv.ip.dst, pv.ip.addr_len, pv.sport, pv.dport, pv.proto, pv.tcp_flags};
-  FlowReason r = kReasonNone;
   CtCreate c = ct_.create(a.scope, t, now_s(), a.rule, a.endpoint, a.redirect);
-  if (c == kCtTableFull || c == kCtQuotaFull) {
-    count(kPolCtFull);
-    r = kReasonCtFull;
-  }
-  count(a.redirect ? kPolRedirected : kPolForwardedNew);
-  record(pv, kFlowForwarded, r, a.scope == kCtIngress ? kFlowIngress : kFlowEgress, a.src_id, a.dst_id, a.rule, a.peer,
-         a.wall_ms, uint8_t(a.flags | (a.redirect ? kFlowFlagProxy : 0)));
+  bool full = c == kCtTableFull || c == kCtQuotaFull || c == kCtSourceFull, refused = c == kCtSourceFull;
+  if (full) count(kPolCtFull);
+  if (!refused) count(a.redirect ? kPolRedirected : kPolForwardedNew);
+  record(pv, refused ? kFlowDropped : kFlowForwarded, full ? kReasonCtFull : kReasonNone,
+         a.scope == kCtIngress ? kFlowIngress : kFlowEgress, a.src_id, a.dst_id, a.rule, a.peer, a.wall_ms,
+         uint8_t(a.flags | (a.redirect ? kFlowFlagProxy : 0)));
+  return !refused;
 }
 
 void PolicyEngine::drop(const PacketView& pv, PolicyResult res, FlowDirection dir, uint32_t src_id, uint32_t dst_id,
@@ -388,9 +396,8 @@ PolicyEngine::TxAction PolicyEngine::tx(const PacketView& pv, uint64_t wall_ms, 
   if (se && decide(*se, kCtEgress, dst_id, pv, src_id, dst_id, 0, wall_ms, flags, &eg) == kCheckDrop) return kTxDrop;
   if (de) {
     CheckResult r = decide(*de, kCtIngress, src_id, pv, src_id, dst_id, 0, wall_ms, flags, &in);
-    if (r == kCheckDrop) return kTxDrop;
+    if (r == kCheckDrop || !admit(pv, in)) return kTxDrop;
     admit(pv, eg);
-    admit(pv, in);
     count(kPolHairpin);
     return r == kCheckRedirect ? kTxRedirect : kTxHairpin;
   }
@@ -415,7 +422,7 @@ PolicyEngine::RxAction PolicyEngine::rx(const PacketView& pv, uint32_t src_ident
   Admission adm;
   CheckResult r = decide(*ep, kCtIngress, src_identity, pv, src_identity, ep == &host_ ? d.identity : ep->identity, peer,
                          wall_ms, 0, &adm);
-  admit(pv, adm);
+  if (!admit(pv, adm)) return kRxDrop;
   switch (r) {
     case kCheckDrop:
       return kRxDrop;

@@ -176,11 +176,16 @@ class PolicyEngine {
   CheckResult decide(const Endpoint& ep, CtScope scope, uint32_t remote_identity, const PacketView& pv,
                      uint32_t src_identity, uint32_t dst_identity, uint32_t peer, uint64_t wall_ms, uint8_t flags,
                      Admission* adm);
-  void admit(const PacketView& pv, const Admission& a);
+  // Creates the pending entry; false: a flow someone else started, refused by its
+  // source's bound (dropped: passed without an entry, the pod's answer would be a flow charged to the pod).
+  bool admit(const PacketView& pv, const Admission& a);
   // Swaps a garbage-free copy of `old`, the endpoint's map of that direction, in; false when stale.
   bool compact(uint32_t id, bool ingress, const std::shared_ptr<PolicyMap>& old);
-  // An ICMP error about a tracked flow of its destination.
-  bool related(const PacketView& pv);
+  // Whether an ICMP error passes as part of the flow it quotes: that flow is
+  // tracked, was sent by the error's destination, and the error comes from
+  // the flow's other end or from a router (src_id: this node, another node,
+  // the world or a CIDR identity), never from a third pod.
+  bool related(const PacketView& pv, uint32_t src_id);
   void drop(const PacketView& pv, PolicyResult res, FlowDirection dir, uint32_t src_id, uint32_t dst_id, uint32_t peer,
             uint64_t wall_ms, uint8_t flags);
   void record(const PacketView& pv, FlowVerdict v, FlowReason r, FlowDirection d, uint32_t src_id, uint32_t dst_id,

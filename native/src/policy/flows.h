@@ -19,7 +19,7 @@ enum FlowReason : uint8_t {
   kReasonIdentityCluster = 3,    // tag's cluster is not one the sending node may speak for
   kReasonSourceNotAllowed = 4,   // inner source outside the peer's allowed IPs
   kReasonMalformedTag = 5,       // unknown tag version or short frame
-  kReasonCtFull = 6,             // allowed, but the conntrack table is full
+  kReasonCtFull = 6,             // allowed, but no conntrack entry (full); dropped if its source was over its bound
   kReasonFragment = 7,           // a later fragment (no ports) no rule allows by protocol alone
   kReasonIpv6ExtChain = 8,       // IPv6: unknown next header no rule allows, or an over-long extension chain
 };
