@@ -241,6 +241,18 @@ describe('DNS over TCP', () => {
     expect(server.counters.listening).toEqual({ udp: false, tcp: false });
   });
 
+  it('port 0: TCP finding the port the kernel gave UDP taken rebinds both on another port, not TCP off', async () => {
+    server = new DnsServer((q) => answer(dir, q), silentLogger);
+    const tcp = (server as unknown as { tcp: { listen(a: string, p: number): Promise<void> } }).tcp;
+    const real = tcp.listen.bind(tcp);
+    const tried: number[] = [];
+    tcp.listen = (a, p) => (tried.push(p), tried.length === 1 ? Promise.reject(Object.assign(new Error('listen EADDRINUSE'), { code: 'EADDRINUSE' })) : real(a, p));
+    await server.listen('127.0.0.1', 0);
+    expect(tried.length).toBe(2);
+    expect(server.port).toBe(tried[1]);
+    expect(server.counters.listening).toEqual({ udp: true, tcp: true });
+  });
+
   // the reviewer's scenario, scaled down: sources holding every slot keep querying (over quota, or answered) and
   // reconnect when evicted; an honest source connected meanwhile keeps its slot and gets its answer
   it.each([
