@@ -129,7 +129,7 @@ export async function main(argv: string[]): Promise<number> {
       const g = new GatewayDns(cfg, log);
       // the metrics listener first (as kvstoremesh's): an address it cannot listen on fails before anything starts
       const server = cfg.metrics && (await (await import('../gateway/gslbmetrics.js')).serveGatewayDnsMetrics(g, cfg.metrics));
-      await g.start();
+      await g.start().catch((err: unknown) => (server?.close(), Promise.reject(err))); // no /metrics for a DNS that is not up
       await waitForSignal();
       server?.close();
       await g.stop();

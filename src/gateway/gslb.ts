@@ -252,7 +252,11 @@ export class GatewayDns {
       new ListWatcher(store, cachePrefix('nodes'), nodes, this.log),
     );
     for (const w of this.watchers) void w.start();
-    await this.server.listen(this.cfg.listen.address, this.cfg.listen.port);
+    // a DNS that cannot listen (UDP: TCP alone only logs, dns.ts) undoes the start: the caller exits non-zero
+    await this.server.listen(this.cfg.listen.address, this.cfg.listen.port).catch(async (err: unknown) => {
+      await this.stop();
+      throw err;
+    });
     this.timer = setInterval(() => this.probeAll(), PROBE_INTERVAL_MS);
     this.log.info({ listen: this.cfg.listen, names: [...this.cfg.names.keys()] }, 'gateway DNS listening');
   }

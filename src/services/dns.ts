@@ -52,6 +52,8 @@ export interface DnsCounters {
   sourcesEvicted: number;
   /** The TCP side's connections (dnstcp.ts); its queries are in the counts above too. */
   tcp: DnsTcpCounters;
+  /** What listens now; tcpError: why TCP does not while UDP does (the listen error, e.g. EADDRINUSE). */
+  listening: { udp: boolean; tcp: boolean; tcpError?: string };
 }
 
 /** Options of a DnsServer; every one has a default. */
@@ -81,6 +83,8 @@ export interface DnsServerOptions {
  */
 export const DNS_RECV_BUFFER_BYTES = 4 << 20;
 const LIMIT_LOG_MS = 10_000;
+/** Binds tried on port 0 when TCP finds the port the kernel gave UDP taken. */
+const PORT0_ATTEMPTS = 5;
 
 /** One question's answer: rcode, answer / additional / authority records. */
 export interface Answer {
@@ -141,7 +145,7 @@ export function answer(dir: ServiceDirectory, q: packet.Question): Answer {
  */
 export class DnsServer {
   private socket: dgram.Socket | undefined;
-  readonly counters: DnsCounters = { queries: 0, answered: 0, nxdomain: 0, refused: 0, servfail: 0, malformed: 0, limited: 0, truncated: 0, sources: 0, sourcesEvicted: 0, tcp: newTcpCounters() };
+  readonly counters: DnsCounters = { queries: 0, answered: 0, nxdomain: 0, refused: 0, servfail: 0, malformed: 0, limited: 0, truncated: 0, sources: 0, sourcesEvicted: 0, tcp: newTcpCounters(), listening: { udp: false, tcp: false } };
   private readonly tcp: DnsTcpListener;
   private readonly limiter: SourceLimiter;
   private readonly keyOf: (address: string) => string;
@@ -168,10 +172,36 @@ export class DnsServer {
 
   /**
    * Binds address:port, UDP then TCP on the same port (port 0: the one the
-   * kernel gave UDP); rejects with the socket error (e.g. EADDRNOTAVAIL,
-   * EADDRINUSE), and then holds neither.
+   * kernel gave UDP); rejects with UDP's socket error (e.g. EADDRNOTAVAIL,
+   * EADDRINUSE). When only TCP cannot listen (its port held by another
+   * server, e.g. dnsmasq on the wildcard), UDP answers on without it: logged
+   * as an error, and `counters.listening` says so (status and metrics).
    */
   async listen(address: string, port: number): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const s = await this.bindUdp(address, port);
+      try {
+        await this.tcp.listen(address, s.address().port);
+        this.counters.listening.tcp = true;
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        // port 0: the kernel chose UDP's port and another socket may hold its TCP twin; another port does as well
+        if (port === 0 && e.code === 'EADDRINUSE' && attempt < PORT0_ATTEMPTS) {
+          s.close();
+          continue;
+        }
+        this.counters.listening.tcpError = e.message;
+        this.log.error({ err: e.message, address, port: s.address().port }, 'dns over tcp is off (UDP answers on): cannot listen there; answers with TC=1 cannot be retried');
+      }
+      s.on('error', (err) => this.log.warn({ err: err.message }, 'dns socket error'));
+      s.on('message', (msg, rinfo) => this.onMessage(s, msg, rinfo));
+      this.socket = s;
+      this.counters.listening.udp = true;
+      return;
+    }
+  }
+
+  private async bindUdp(address: string, port: number): Promise<dgram.Socket> {
     const s = dgram.createSocket({ type: address.includes(':') ? 'udp6' : 'udp4', reuseAddr: true, recvBufferSize: this.recvBufferBytes });
     await new Promise<void>((resolve, reject) => {
       s.once('error', reject);
@@ -180,15 +210,7 @@ export class DnsServer {
         resolve();
       });
     });
-    try {
-      await this.tcp.listen(address, s.address().port);
-    } catch (err) {
-      s.close();
-      throw err;
-    }
-    s.on('error', (err) => this.log.warn({ err: err.message }, 'dns socket error'));
-    s.on('message', (msg, rinfo) => this.onMessage(s, msg, rinfo));
-    this.socket = s;
+    return s;
   }
 
   /** The port listened on (UDP and TCP), or undefined before listen(). */
@@ -200,29 +222,31 @@ export class DnsServer {
     this.socket?.close();
     this.socket = undefined;
     this.tcp.close();
+    this.counters.listening = { udp: false, tcp: false };
   }
 
   /** Over quota: counted, and one warning per LIMIT_LOG_MS at most (a flood must not become a log flood). */
-  private limited(source: string, now: number, limits: SourceLimits): undefined {
+  private limited(source: string, now: number, limits: SourceLimits): 'limited' {
     this.counters.limited++;
     this.limitedSinceLog++;
-    if (now - this.lastLimitLog < LIMIT_LOG_MS) return;
+    if (now - this.lastLimitLog < LIMIT_LOG_MS) return 'limited';
     this.log.warn({ source, dropped: this.limitedSinceLog, limits }, 'dns queries over a source\'s quota dropped');
     this.lastLimitLog = now;
     this.limitedSinceLog = 0;
+    return 'limited';
   }
 
   private onMessage(s: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
     const out = this.handle(msg, rinfo, undefined);
-    if (out) s.send(out, rinfo.port, rinfo.address);
+    if (out instanceof Buffer) s.send(out, rinfo.port, rinfo.address);
   }
 
   /**
-   * One query's answer bytes, or undefined (over quota, malformed: counted).
+   * One query's answer bytes, or undefined (malformed) or 'limited' (over quota, undecoded): counted.
    * `limit`: the transport's bound (TCP: 65 535), or undefined for UDP's
    * (512, or the query's EDNS size).
    */
-  private handle(msg: Buffer, rinfo: dgram.RemoteInfo, limit: number | undefined): Buffer | undefined {
+  private handle(msg: Buffer, rinfo: dgram.RemoteInfo, limit: number | undefined): Buffer | undefined | 'limited' {
     this.counters.queries++;
     const now = performance.now();
     const source = this.keyOf(rinfo.address);

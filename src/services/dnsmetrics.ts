@@ -19,9 +19,10 @@ const TCP_RESULTS = [
 
 /**
  * Registers `<prefix>_queries_total{result}`, `<prefix>_tcp_queries_total`,
- * `<prefix>_tcp_connections_total{result}`, `<prefix>_tcp_connections` and
- * `<prefix>_sources` on `registry`; `read()` gives the counters at scrape
- * time, or undefined when the server does not run (no series then).
+ * `<prefix>_tcp_connections_total{result}`, `<prefix>_tcp_connections`,
+ * `<prefix>_sources` and `<prefix>_listening{proto}` on `registry`; `read()`
+ * gives the counters at scrape time, or undefined when the server does not
+ * run (no series then, but `listening` 0 for both).
  * `what` names the server in the help texts.
  */
 export function registerDnsMetrics(registry: Registry, prefix: string, what: string, read: () => DnsCounters | undefined): void {
@@ -55,4 +56,15 @@ export function registerDnsMetrics(registry: Registry, prefix: string, what: str
   counter(`${prefix}_tcp_connections_total`, `${what}: TCP connections accepted, refused at accept (a bound), evicted (the idlest, to make room), closed idle, or closed on a bad length prefix.`, ['result'], (d) => TCP_RESULTS.map(([k, r]) => [{ result: r }, d.tcp[k]]));
   gauge(`${prefix}_tcp_connections`, `${what}: TCP connections open now.`, (d) => d.tcp.open);
   gauge(`${prefix}_sources`, `${what}: sources in the per-source rate table now.`, (d) => d.sources);
+  new Gauge({
+    name: `${prefix}_listening`,
+    help: `${what}: 1 when it listens on the transport now, else 0 (tcp 0 with udp 1: its TCP port was taken; the status says why).`,
+    labelNames: ['proto'],
+    registers,
+    collect() {
+      this.reset();
+      const d = read();
+      for (const proto of ['udp', 'tcp'] as const) this.set({ proto }, d?.listening[proto] ? 1 : 0);
+    },
+  });
 }

@@ -20,10 +20,13 @@ import type { Logger } from '../log.js';
  * The bounds of the TCP side, per server.
  *
  * - maxConnections: connections at once. At the bound a new connection makes
- *   room by closing the one idle longest (RFC 7766 §6.2.3: a server under
- *   pressure may close idle connections), so parties holding slots cannot
- *   lock others out (a source never evicts its own; with maxPerSource below
- *   maxConnections there is always another's).
+ *   room by closing the one idle longest of the source holding the most
+ *   connections (RFC 7766 §6.2.3: a server under pressure may close idle
+ *   connections), so parties holding slots cannot lock others out, and a
+ *   source with one connection is evicted only when every other holds one
+ *   (a source never evicts its own; with maxPerSource below maxConnections
+ *   there is always another's). Idle counts from the last query the rate
+ *   limiter admitted: queries dropped over quota are no activity.
  * - maxPerSource / maxPerPrefix: connections at once per source (the key the
  *   UDP bucket uses: an address; gateway-dns an IPv4 address or an IPv6 /64)
  *   and per prefix (gateway-dns: an IPv6 /48); more are reset at accept.
@@ -38,7 +41,10 @@ import type { Logger } from '../log.js';
  * - maxPending: answers written and not yet taken by the kernel, per
  *   connection; at the bound the connection is not read (its later queries
  *   wait in the kernel) until one is taken: a client that does not read holds
- *   at most maxPending answers (≤ 64 KiB each) of our memory.
+ *   at most maxPending answers (≤ 64 KiB each) of our memory. Not in this
+ *   bound: the kernel's send buffer of the connection (up to
+ *   net.ipv4.tcp_wmem's max, 4 MiB by default, autotuned), which holds
+ *   answers it has taken and the client has not read.
  */
 export interface DnsTcpLimits {
   maxConnections: number;
@@ -70,7 +76,7 @@ export interface DnsTcpCounters {
   open: number;
   /** Reset at accept: their source or prefix was at its bound, or every slot was held by a different source. */
   refused: number;
-  /** Closed to make room for a new connection (the one idle longest). */
+  /** Closed to make room for a new connection (the idlest of the source holding the most). */
   evicted: number;
   /** Closed after idleMs without a complete query. */
   idle: number;
@@ -80,8 +86,11 @@ export interface DnsTcpCounters {
 
 export const newTcpCounters = (): DnsTcpCounters => ({ queries: 0, accepted: 0, open: 0, refused: 0, evicted: 0, idle: 0, badLength: 0 });
 
-/** Answers one query's bytes (rate check, decode, answer, encode within `limit`); undefined: nothing to send. */
-export type DnsHandler = (msg: Buffer, from: RemoteInfo, limit: number) => Buffer | undefined;
+/**
+ * Answers one query's bytes (rate check, decode, answer, encode within `limit`); undefined: nothing to send
+ * (malformed); 'limited': dropped by the rate limiter before decoding (no activity of its connection).
+ */
+export type DnsHandler = (msg: Buffer, from: RemoteInfo, limit: number) => Buffer | undefined | 'limited';
 
 interface Conn {
   sock: net.Socket;
@@ -92,7 +101,7 @@ interface Conn {
   buf: Buffer;
   /** Answers written and not yet taken by the kernel. */
   pending: number;
-  /** performance.now() of accept or the last complete query. */
+  /** performance.now() of accept or the last complete query the rate limiter admitted. */
   lastQuery: number;
   /** The client sent its FIN: answer what is complete, then end our side. */
   ended: boolean;
@@ -148,7 +157,7 @@ export class DnsTcpListener {
     const reason =
       (this.perSource.get(source) ?? 0) >= this.limits.maxPerSource ? 'per-source connection bound'
       : prefix !== undefined && (this.perPrefix.get(prefix) ?? 0) >= this.limits.maxPerPrefix ? 'per-prefix connection bound'
-      : this.conns.size >= this.limits.maxConnections && !this.evictIdlest(source) ? 'connection bound'
+      : this.conns.size >= this.limits.maxConnections && !this.evictOne(source) ? 'connection bound'
       : undefined;
     if (reason) return this.refuse(sock, source, reason);
     const now = performance.now();
@@ -192,16 +201,24 @@ export class DnsTcpListener {
   }
 
   /**
-   * Closes the connection idle longest among other sources' to make room (a
-   * source does not push out its own). O(maxConnections), only when full.
+   * Makes room: closes the idlest connection of the source holding the most
+   * (not `source`'s own: a source does not push out its own). By the most, not
+   * the idlest overall: a source's queries (even over quota) cannot push a
+   * source with one connection out while another holds more. O(maxConnections),
+   * only when full.
    */
-  private evictIdlest(source: string): boolean {
-    let idlest: Conn | undefined;
-    for (const c of this.conns) if (c.source !== source && (!idlest || c.lastQuery < idlest.lastQuery)) idlest = c;
-    if (!idlest) return false;
+  private evictOne(source: string): boolean {
+    let victim: Conn | undefined;
+    let most = 0;
+    for (const c of this.conns) {
+      if (c.source === source) continue;
+      const n = this.perSource.get(c.source) ?? 0;
+      if (n > most || (n === most && c.lastQuery < victim!.lastQuery)) [victim, most] = [c, n];
+    }
+    if (!victim) return false;
     this.counters.evicted++;
-    this.release(idlest); // now, not at its 'close': the slot is the new connection's
-    idlest.sock.destroy();
+    this.release(victim); // now, not at its 'close': the slot is the new connection's
+    victim.sock.destroy();
     return true;
   }
 
@@ -234,10 +251,12 @@ export class DnsTcpListener {
       if (c.buf.length < 2 + len) break;
       const msg = c.buf.subarray(2, 2 + len);
       c.buf = c.buf.length === 2 + len ? EMPTY : c.buf.subarray(2 + len);
-      c.lastQuery = performance.now();
-      c.timer.refresh();
       this.counters.queries++;
       const out = this.handle(msg, c.from, TCP_MAX_MESSAGE);
+      // a query dropped over quota costs the client nothing: it must not keep its connection from idling out or being evicted
+      if (out === 'limited') continue;
+      c.lastQuery = performance.now();
+      c.timer.refresh();
       if (out) this.send(c, out);
     }
     if (sock.destroyed) return;

@@ -121,19 +121,30 @@ describe('DNS over TCP', () => {
     c.sock.pause(); // never reads: the kernel's buffers fill, then ours must not
     const many = Buffer.concat(Array.from({ length: 2000 }, (_, i) => frame(query(i, 'big')))); // 2000 x 52 KB asked for
     c.sock.write(many);
-    const conns = () => [...(server as unknown as { tcp: { conns: Set<{ pending: number; sock: net.Socket }> } }).tcp.conns];
+    const conns = () => [...(server as unknown as { tcp: { conns: Set<{ pending: number; buf: Buffer; sock: net.Socket }> } }).tcp.conns];
     let maxPending = 0;
     let maxQueued = 0;
+    let maxUnread = 0; // input read (or in the socket's buffer) and not taken as queries
+    let atBound = 0;
+    let atBoundReading = 0;
     await until(() => {
       for (const k of conns()) {
         maxPending = Math.max(maxPending, k.pending);
         maxQueued = Math.max(maxQueued, k.sock.writableLength);
+        maxUnread = Math.max(maxUnread, k.buf.length + k.sock.readableLength);
+        if (k.pending < 4) continue;
+        atBound++;
+        if (!k.sock.isPaused()) atBoundReading++;
       }
       return server!.counters.tcp.idle === 1;
     });
     expect(maxPending).toBeGreaterThan(0);
     expect(maxPending).toBeLessThanOrEqual(4);
     expect(maxQueued).toBeLessThanOrEqual(4 * 65_537);
+    // not read while at the bound: with the pause removed, unread input grows to megabytes
+    expect(atBound).toBeGreaterThan(0);
+    expect(atBoundReading).toBe(0);
+    expect(maxUnread).toBeLessThanOrEqual(128 * 1024);
     expect(server!.counters.tcp.queries).toBeLessThan(2000); // the rest were never read
     await until(() => server!.counters.tcp.open === 0); // its slot is given back on 'close', just after
   });
@@ -216,13 +227,55 @@ describe('DNS over TCP', () => {
     expect(server!.counters.limited).toBe(2);
   });
 
-  it('listen binds UDP and TCP on one port; a TCP port in use fails listen and holds no UDP socket', async () => {
+  it('regression: a TCP port in use (dnsmasq on the wildcard) leaves UDP answering, and says so', async () => {
     const blocker = net.createServer();
     await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
     const taken = (blocker.address() as net.AddressInfo).port;
-    const s = new DnsServer((q) => answer(dir, q), silentLogger);
-    await expect(s.listen('127.0.0.1', taken)).rejects.toThrow(/EADDRINUSE/);
-    expect(s.port).toBeUndefined();
+    server = new DnsServer((q) => answer(dir, q), silentLogger);
+    await server.listen('127.0.0.1', taken);
     blocker.close();
+    expect(server.port).toBe(taken);
+    expect(server.counters.listening).toMatchObject({ udp: true, tcp: false, tcpError: expect.stringMatching(/EADDRINUSE/) });
+    expect(packet.decode(await udpAsk(taken, query(3, 'api', 'A'))).answers![0]).toMatchObject({ type: 'A', data: '100.64.9.9' });
+    server.close();
+    expect(server.counters.listening).toEqual({ udp: false, tcp: false });
+  });
+
+  it('port 0: TCP finding the port the kernel gave UDP taken rebinds both on another port, not TCP off', async () => {
+    server = new DnsServer((q) => answer(dir, q), silentLogger);
+    const tcp = (server as unknown as { tcp: { listen(a: string, p: number): Promise<void> } }).tcp;
+    const real = tcp.listen.bind(tcp);
+    const tried: number[] = [];
+    tcp.listen = (a, p) => (tried.push(p), tried.length === 1 ? Promise.reject(Object.assign(new Error('listen EADDRINUSE'), { code: 'EADDRINUSE' })) : real(a, p));
+    await server.listen('127.0.0.1', 0);
+    expect(tried.length).toBe(2);
+    expect(server.port).toBe(tried[1]);
+    expect(server.counters.listening).toEqual({ udp: true, tcp: true });
+  });
+
+  // the reviewer's scenario, scaled down: sources holding every slot keep querying (over quota, or answered) and
+  // reconnect when evicted; an honest source connected meanwhile keeps its slot and gets its answer
+  it.each([
+    ['over quota (dropped queries are no activity)', { ratePerS: 0.001, burst: 1, maxSources: 64 }],
+    ['answered (the source holding the most loses one)', { ratePerS: 1e6, burst: 1e6, maxSources: 64 }],
+  ])('regression: eviction under churn spares a one-connection source: attackers %s', async (_, limits) => {
+    const port = await start({ maxConnections: 8, maxPerSource: 2 }, limits);
+    const addrs = ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5'];
+    const attackers = addrs.flatMap((a) => [connect(port, a), connect(port, a)]);
+    await until(() => server!.counters.tcp.accepted === 8);
+    for (const a of attackers) a.sock.write(frame(query(1, 'api', 'A')));
+    await until(() => server!.counters.tcp.queries === 8);
+    const honest = connect(port, '127.0.0.6');
+    await until(() => server!.counters.tcp.evicted === 1);
+    await until(() => attackers.some((a) => a.sock.destroyed));
+    const evicted = attackers.findIndex((a) => a.sock.destroyed);
+    for (const a of attackers) if (!a.sock.destroyed) a.sock.write(Buffer.concat([1, 2, 3].map((i) => frame(query(i, 'api', 'A')))));
+    await until(() => server!.counters.tcp.queries === 8 + 7 * 3);
+    connect(port, addrs[Math.floor(evicted / 2)]); // the evicted one reconnects
+    await until(() => server!.counters.tcp.evicted === 2);
+    honest.sock.write(frame(query(99, 'api', 'A')));
+    await until(() => honest.answers.length === 1 || honest.sock.destroyed);
+    expect(honest.answers.map((m) => packet.decode(m).id)).toEqual([99]);
+    expect(server!.counters.tcp.open).toBe(8);
   });
 });

@@ -62,20 +62,32 @@ describe('gateway-dns metrics', () => {
     expect(line(t, 'wiremesh_gateway_dns_tcp_connections_total{result="accepted"}')).toMatch(/ 1$/);
     expect(line(t, 'wiremesh_gateway_dns_sources')).toMatch(/ 1$/);
     expect(line(t, 'wiremesh_gateway_dns_listeners{state="healthy"}')).toMatch(/ 0$/);
+    expect(line(t, 'wiremesh_gateway_dns_listening{proto="udp"}')).toMatch(/ 1$/);
+    expect(line(t, 'wiremesh_gateway_dns_listening{proto="tcp"}')).toMatch(/ 1$/);
     expect(t).toMatch(/^# TYPE wiremesh_gateway_dns_queries_total counter$/m);
     expect(t).toMatch(/^wiremesh_gateway_dns_process_cpu_seconds_total/m);
+  });
+
+  it('regression: a DNS that cannot listen undoes start (the cli then closes /metrics and exits non-zero)', async () => {
+    dns = new GatewayDns(parseGatewayDnsConfig(base.replace('127.0.0.1', '198.18.250.1')), silentLogger); // not this host's
+    await expect(dns.start()).rejects.toThrow(/EADDRNOTAVAIL/);
+    expect((dns as unknown as { stopped: boolean; watchers: unknown[] }).stopped).toBe(true);
+    expect(dns.server.counters.listening).toEqual({ udp: false, tcp: false });
   });
 
   it("the agent's service DNS exports the same series, TCP ones included", async () => {
     const counters = new DnsServer(() => ({ rcode: 0, answers: [], additionals: [], authorities: [] }), silentLogger).counters;
     Object.assign(counters, { answered: 4, servfail: 0 });
     Object.assign(counters.tcp, { queries: 3, refused: 7, open: 2 });
+    Object.assign(counters.listening, { udp: true, tcp: false, tcpError: 'listen EADDRINUSE' }); // TCP's port taken
     const m = new AgentMetrics({ cluster: 'c1', node: 'n1' }, () => ({ peers: [], counters: {}, handshakes: { initiated: 0, completed: 0, rejected: 0 }, services: [], etcdConnected: true, syncedClusters: [], syncLag: new Map(), remotes: [], rejections: [], dns: counters }) as MetricsSnapshot);
     const t = await m.text();
     expect(line(t, 'wiremesh_dns_queries_total{result="answered"')).toMatch(/ 4$/);
     expect(line(t, 'wiremesh_dns_tcp_queries_total{')).toMatch(/ 3$/);
     expect(line(t, 'wiremesh_dns_tcp_connections_total{result="refused"')).toMatch(/ 7$/);
     expect(line(t, 'wiremesh_dns_tcp_connections{')).toMatch(/ 2$/);
+    expect(line(t, 'wiremesh_dns_listening{proto="udp"')).toMatch(/ 1$/);
+    expect(line(t, 'wiremesh_dns_listening{proto="tcp"')).toMatch(/ 0$/);
   });
 });
 
