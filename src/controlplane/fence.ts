@@ -7,7 +7,10 @@
  * before the purge then fails its compare and changes nothing, whatever order etcd applies it in (one given up
  * on at its deadline, held in a stopped etcd's socket buffer, and applied after the purge included); one
  * applied before the purge's deletes is deleted by them. A write fenced so rejects with FencedError: its writer
- * stops (what it had was purged) and a replication still current starts again, reading the epoch anew.
+ * stops (what it had was purged) and a replication still current starts again, reading the epoch anew: at its
+ * next copy write, not when the purge lands (the remote's heartbeat copy at the latest, ≤ ~5.5 min while the remote
+ * is reachable; meanwhile the purge left no marker, so agents admit none of the remote). A role without the
+ * epochs grant runs without this fence (unfenced.ts).
  * The key is never deleted by kvstoremesh (its mod revision only grows; absent reads as revision 0) and kvstoremesh
  * is the only principal that may write it (rbac.ts); a restart reads it, never resets it.
  */

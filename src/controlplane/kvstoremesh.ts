@@ -41,6 +41,7 @@ import { PurgeRetries } from './purgeretries.js';
 import { Purges } from './purges.js';
 import { within } from './within.js';
 import { publishStatuses } from './statusputs.js';
+import { checkFenceGrant, UNFENCED_HINT, type UnfencedSink } from './unfenced.js';
 
 /**
  * How long a status put may take (ms) before it counts as failed: a hung local etcd must hold neither the other
@@ -102,9 +103,10 @@ export class KVStoreMesh {
    * them); status: status passes that threw; statusPut: status transactions (statusputs.ts) that failed or
    * outran STATUS_PUT_DEADLINE_MS; start: replication starts that failed (each tried again, opts.startRetryMs); lease: leases lost (or never
    * granted: the local etcd down), each taken again after opts.leaseRetryMs; fenced: current replications whose write
-   * failed its fence (fence.ts: a purge landed after they began), each started again.
+   * failed its fence (fence.ts: a purge landed after they began), each started again; unfenced: purges and
+   * replication starts run without the fence, the role lacking the epochs grant (unfenced.ts).
    */
-  readonly failures = { chain: 0, status: 0, statusPut: 0, start: 0, lease: 0, fenced: 0 };
+  readonly failures = { chain: 0, status: 0, statusPut: 0, start: 0, lease: 0, fenced: 0, unfenced: 0 };
   /** Local mirror transactions given up on past the coalescer's deadline (TxnCoalescer.stats.late), a total. */
   get lateWrites(): number {
     return this.mirror.stats.late;
@@ -151,7 +153,7 @@ export class KVStoreMesh {
   ) {
     this.mirror = new TxnCoalescer(local.mirror, { ...DEFAULT_COALESCER, ...opts.txn });
     // a late purge may have deleted the status of the remote's next replication: written again on the next tick
-    this.purges = new Purges(this.mirror, () => this.statusPutMs, (name) => void this.written.delete(name));
+    this.purges = new Purges(this.mirror, () => this.statusPutMs, (name) => void this.written.delete(name), this.unfenced);
     this.unpurged = new PurgeRetries({ first: opts.purgeRetryMs ?? 5000, max: 60_000 }, (name) => this.retryPurge(name));
     this.rejections = new Rejections(log);
     this.collector = new IdentityCollector(local.identities, cluster, log, this.rejections);
@@ -164,8 +166,15 @@ export class KVStoreMesh {
 
   private stopped = false;
 
+  /** A purge or a replication start that ran without the fence (unfenced.ts): loud, counted. */
+  private readonly unfenced: UnfencedSink = (remote, what) => {
+    this.failures.unfenced++;
+    this.log.error({ remote, what }, UNFENCED_HINT);
+  };
+
   async start(): Promise<void> {
     this.heartbeat.start();
+    void checkFenceGrant(this.mirror, this.log); // said at once, not only at the first purge or start
     const store = this.local.store;
     const nameOf = (prefix: string) => (k: string) => k.slice(prefix.length);
     this.watchers.push(
@@ -257,7 +266,7 @@ export class KVStoreMesh {
       await this.purge(name, () => this.purges.run(name)); // what it sent under an earlier pin may not stay either
       return;
     }
-    const r: RemoteReplication = new RemoteReplication(spec, pin, this.trust, this.mirror, this.log, this.rejections, this.budget, this.opts.connect, () => this.refence(name, r));
+    const r: RemoteReplication = new RemoteReplication(spec, pin, this.trust, this.mirror, this.log, this.rejections, this.budget, this.opts.connect, () => this.refence(name, r), this.unfenced);
     this.remotes.set(name, r);
     this.log.info({ remote: name, endpoints: spec.endpoints, id: pin.id }, 'replicating remote cluster');
     await this.startReplication(name, r, 0);

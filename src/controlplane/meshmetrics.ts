@@ -20,6 +20,7 @@ const FAILURES: Array<[keyof KVStoreMesh['failures'], string]> = [
   ['start', 'replication-start'],
   ['lease', 'lease'],
   ['fenced', 'fenced'],
+  ['unfenced', 'unfenced'],
 ];
 
 export class KVStoreMeshMetrics {
@@ -31,7 +32,7 @@ export class KVStoreMeshMetrics {
     const registers = [this.registry];
     new Counter({
       name: 'wiremesh_kvstoremesh_failures_total',
-      help: `This kvstoremesh's failures, each logged and retried: remote-change (a start/stop/purge step), status-pass, status-put (one transaction of the statuses a pass changed, failed or past its ${mesh.statusPutMs / 1000} s deadline), replication-start, lease (lost or not granted: the local etcd down), fenced (a replication's write refused by its purge fence: a purge landed after it began; started again).`,
+      help: `This kvstoremesh's failures, each logged and retried: remote-change (a start/stop/purge step), status-pass, status-put (one transaction of the statuses a pass changed, failed or past its ${mesh.statusPutMs / 1000} s deadline), replication-start, lease (lost or not granted: the local etcd down), fenced (a replication's write refused by its purge fence: a purge landed after it began; started again), unfenced (a purge or replication start run without the purge fence: the etcd role lacks the mesh/v1/epochs/ grant; run clustermesh enable again).`,
       labelNames: ['what'],
       registers,
       collect() {

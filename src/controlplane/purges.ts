@@ -14,6 +14,7 @@ import { LateWriteError } from './latewrite.js';
 import type { MirrorTarget } from './mirrorwriter.js';
 import { purgeRemote } from './replication.js';
 import { within } from './within.js';
+import type { UnfencedSink } from './unfenced.js';
 
 export class Purges {
   /** The attempt in flight per remote, until it settled (either way): bounded by the remotes ever purged. */
@@ -21,12 +22,15 @@ export class Purges {
 
   /**
    * local: where the remote's state is deleted; deadlineMs: how long one attempt may take (ms), read per attempt;
-   * settled(remote): called when an attempt that outran its deadline settled at last (it may have deleted keys).
+   * settled(remote): called when an attempt that outran its deadline settled at last (it may have deleted keys);
+   * unfenced: told when an attempt purged without the fence (the role lacks the epochs grant: unfenced.ts).
    */
   constructor(
     private readonly local: MirrorTarget,
     private readonly deadlineMs: () => number,
     private readonly settled: (remote: string) => void = () => undefined,
+    /** Told when an attempt purged without the fence for want of the epochs grant (purgeRemote, unfenced.ts). */
+    private readonly unfenced: UnfencedSink = () => undefined,
   ) {}
 
   /**
@@ -39,7 +43,7 @@ export class Purges {
     const ms = this.deadlineMs();
     const prev = this.inFlight.get(remote);
     if (prev && !(waitForPrevious && (await within(prev.then(() => true), ms, false)))) throw new Error(`purge of ${remote}: the previous attempt is still in flight`);
-    const attempt = purgeRemote(this.local, remote);
+    const attempt = purgeRemote(this.local, remote, this.unfenced);
     // settles once the attempt's writes did: a coalesced delete given up on (LateWriteError) may still land
     const done = attempt.then(
       () => undefined,

@@ -12,6 +12,7 @@ import { BatchedWriter, type MirrorOps, type MirrorTarget } from './mirrorwriter
 import { markerValue, markerWatermark, sameIncarnation } from './watermark.js';
 import { LateWriteError } from './latewrite.js';
 import { epochValue } from './fence.js';
+import { isPermissionDenied, UNFENCED_HINT, type UnfencedSink } from './unfenced.js';
 import { within } from './within.js';
 import {
   endpointCheckCodec,
@@ -124,6 +125,8 @@ export class RemoteReplication {
   private stopped = false;
   /** Set when a write failed its fence (fence.ts): the remote was purged after this replication began. */
   private fenced = false;
+  /** Set when this replication began without a fence: the role lacks the epochs grant (unfenced.ts). */
+  private unfenced = false;
   /** Per synced type: when its first list was mirrored (its marker's `at`), the watermark last written (watermark.ts). */
   private readonly marks = new Map<StateType, { at: string; written?: string }>();
   /**
@@ -146,6 +149,8 @@ export class RemoteReplication {
     connect: RemoteConnector = connectRemote,
     /** Told once when a write failed its fence: this replication's writes stopped; it must start again (KVStoreMesh). */
     private readonly onFenced: () => void = () => undefined,
+    /** Told when this replication begins without a fence for want of the epochs grant (unfenced.ts). */
+    private readonly onUnfenced: UnfencedSink = () => undefined,
   ) {
     this.source = connect(spec);
     this.writer = new BatchedWriter(local, log, spec.name, undefined, undefined, { ops: () => this.progressOps(), written: (ops) => this.progressWritten(ops) });
@@ -237,11 +242,18 @@ export class RemoteReplication {
     const markers = new Map<string, string | null>();
     try {
       // the epoch first (fence.ts): a purge after this read, even one landing before the cache read, fences every write
-      const revision = await this.local.revision(epochKey(remote));
-      this.writer.fenceWith({ key: epochKey(remote), revision }, () => {
-        this.fenced = true;
-        this.onFenced();
+      // refused for the role (no epochs grant): unfenced, as before the fence, rather than no replication (unfenced.ts)
+      const revision = await this.local.revision(epochKey(remote)).catch((err: unknown) => {
+        if (isPermissionDenied(err)) return undefined;
+        throw err;
       });
+      this.unfenced = revision === undefined;
+      if (revision === undefined) this.onUnfenced(remote, 'replication');
+      else
+        this.writer.fenceWith({ key: epochKey(remote), revision }, () => {
+          this.fenced = true;
+          this.onFenced();
+        });
       for (const type of REPLICATED_TYPES) stales.push(await cachedCopies(this.local, cachePrefix(type, remote)));
       await this.local.entries(syncedPrefix(remote), (kvs) => kvs.forEach(({ key, value }) => markers.set(key, value)));
     } catch (err) {
@@ -353,7 +365,7 @@ export class RemoteReplication {
 
   status(): RemoteStatus {
     const fenced = this.fenced ? 'fenced: the remote was purged after this replication began; starting again' : undefined;
-    const lastError = fenced ?? this.startError ?? this.watchers.map((w) => w.lastError).find(Boolean);
+    const lastError = fenced ?? this.startError ?? this.watchers.map((w) => w.lastError).find(Boolean) ?? (this.unfenced ? UNFENCED_HINT : undefined);
     // every status interval for every remote: a count, not a copy of 165k keys (16 x 1000 x 10)
     for (const [i, type] of REPLICATED_TYPES.entries()) this.counts[type] = this.watchers[i]?.size ?? 0;
     const rejected = this.rejections.byTypeReason(this.spec.name);
@@ -395,10 +407,17 @@ export class RemoteReplication {
  * Deletes a remote's cache, sync markers and status from the local etcd, in three round trips (a purge has a
  * deadline, purges.ts): the markers first (agents ignore a cache without its marker), in the transaction that puts
  * the remote's epoch (fence.ts: every copy write issued before it fails from then on, so none lands after the cache
- * deletes that follow), then the caches, then the status.
+ * deletes that follow), then the caches, then the status. When etcd refuses that transaction for the role (no epochs
+ * grant: an old role), the markers are deleted alone, unfenced, and `unfenced` told (unfenced.ts): a missing grant
+ * must never keep a disconnected remote admitted. Rejects with the local etcd's error otherwise (retried by the caller).
  */
-export async function purgeRemote(local: MirrorTarget, remote: string): Promise<void> {
-  await local.write([[epochKey(remote), epochValue()], ...REPLICATED_TYPES.map((type) => [syncedKey(remote, type), null] as const)]);
+export async function purgeRemote(local: MirrorTarget, remote: string, unfenced: UnfencedSink = () => undefined): Promise<void> {
+  const markers = REPLICATED_TYPES.map((type) => [syncedKey(remote, type), null] as const);
+  await local.write([[epochKey(remote), epochValue()], ...markers]).catch(async (err: unknown) => {
+    if (!isPermissionDenied(err)) throw err;
+    unfenced(remote, 'purge');
+    await local.write(markers);
+  });
   await allSettled(REPLICATED_TYPES.map((type) => local.deletePrefix(cachePrefix(type, remote))));
   await local.write([[remoteStatusKey(remote), null]]);
 }

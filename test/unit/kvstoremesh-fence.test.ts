@@ -3,12 +3,13 @@
 // replication, still current, is started again and copies the remote anew, rather than retrying a refused write for
 // ever or writing into a cache that lost the rest of the remote's records.
 import { describe, expect, it, vi } from 'vitest';
-import { cacheKey, remoteKey, stateKey, syncedKey } from '../../src/controlplane/keys.js';
+import { cacheKey, epochsPrefix, remoteKey, stateKey, syncedKey } from '../../src/controlplane/keys.js';
 import { DEFAULT_BUDGET, KVStoreMesh, REPLICATED_TYPES } from '../../src/controlplane/kvstoremesh.js';
 import { purgeRemote } from '../../src/controlplane/replication.js';
 import { jittered, HEARTBEAT_JITTER } from '../../src/controlplane/meshheartbeat.js';
 import { silentLogger } from '../../src/log.js';
-import { meshLocalOf, mirrorOf, node, pinnedPair, soon, spec, statusOf } from './meshfakes.js';
+import { UNFENCED_HINT } from '../../src/controlplane/unfenced.js';
+import { heldOf, meshLocalOf, mirrorOf, node, pinnedPair, soon, spec, statusOf } from './meshfakes.js';
 
 describe('kvstoremesh: the purge fence', () => {
   it('regression: a purge landing after a replication began fences its writes; the replication starts again and copies the remote anew', async () => {
@@ -29,6 +30,33 @@ describe('kvstoremesh: the purge fence', () => {
     await vi.waitFor(() => expect(REPLICATED_TYPES.filter((t) => !local.get(syncedKey('c2', t)))).toEqual([]), soon);
     expect(mesh.failures.fenced).toBe(1);
     await vi.waitFor(() => expect(statusOf(local, 'c2')).toMatchObject({ connected: true }), soon);
+    await mesh.stop();
+  });
+});
+
+describe('kvstoremesh under a role without the epochs grant (unfenced.ts; real etcd: test/controlplane/unfenced.test.ts)', () => {
+  it('regression: replicates and purges a disconnected remote unfenced, as before the fence; counted, said in the status', async () => {
+    const { local, remotes } = await pinnedPair();
+    const base = meshLocalOf(local);
+    // etcd's answer to any read of, or transaction naming, an epoch key without the grant
+    const denied = () => Promise.reject(new Error('7 PERMISSION_DENIED: etcdserver: permission denied'));
+    const epoch = (k: string) => k.startsWith(epochsPrefix());
+    const mirror = {
+      ...base.mirror,
+      revision: (k: string) => (epoch(k) ? denied() : base.mirror.revision(k)),
+      write: (ops: Parameters<typeof base.mirror.write>[0], fences?: Parameters<typeof base.mirror.write>[1]) =>
+        ops.some(([k]) => epoch(k)) || fences?.length ? denied() : base.mirror.write(ops, fences),
+    };
+    const mesh = new KVStoreMesh('c1', { ...base, mirror }, silentLogger, 60_000, DEFAULT_BUDGET, { statusMs: 5, txn: { intervalMs: 0 }, connect: (sp) => ({ store: remotes[sp.name]!, close: () => undefined }) });
+    await mesh.start();
+    await local.put(remoteKey('c2'), spec('c2'));
+    // before: every start failed on its read of the epoch (nothing copied, retried for ever)
+    await vi.waitFor(() => expect(REPLICATED_TYPES.filter((t) => !local.get(syncedKey('c2', t)))).toEqual([]), soon);
+    await vi.waitFor(() => expect(statusOf(local, 'c2')).toMatchObject({ connected: true, lastError: UNFENCED_HINT }), soon);
+    // before: the purge's transaction was refused whole; the markers and cache stayed (the remote still admitted)
+    await local.delete(remoteKey('c2'));
+    await vi.waitFor(() => expect(heldOf(local, 'c2')).toEqual([]), soon);
+    expect(mesh.failures.unfenced).toBe(2); // the start, the purge
     await mesh.stop();
   });
 });
