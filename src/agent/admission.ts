@@ -254,7 +254,7 @@ export class Admission {
         }
         // last: only an endpoint that holds otherwise takes a place (one admitted keeps its place)
         if (!this.quota.fits(id) && this.admitted.endpoint.get(key) === undefined)
-          return refuse('endpoint', 'budget', `node ${c.cluster}/${rec.node} holds ${this.quota.max} endpoints, its bound (admission.maxEndpointsPerNode): waits for room`);
+          return refuse('endpoint', 'budget', this.quota.refusal);
         return rec;
       }
       case 'identity': {

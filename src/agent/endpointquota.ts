@@ -30,8 +30,17 @@ export class EndpointQuota {
   /** Held-back keys per origin cluster (status, metrics). */
   private readonly heldPerCluster = new Map<string, number>();
 
+  /**
+   * The detail of every refusal for the bound, one string for all: admission keeps each refused key's detail
+   * (reported once), and a text naming the node, built per key, made a held-back endpoint cost about twice an
+   * admitted one. The key names the node.
+   */
+  readonly refusal: string;
+
   /** `max`: admitted endpoints per node, ≥ 1 (agent config `admission.maxEndpointsPerNode`). */
-  constructor(readonly max: number = DEFAULT_MAX_ENDPOINTS_PER_NODE) {}
+  constructor(readonly max: number = DEFAULT_MAX_ENDPOINTS_PER_NODE) {
+    this.refusal = `its node holds ${max} endpoints, its bound (admission.maxEndpointsPerNode): waits for room`;
+  }
 
   /** Whether any endpoint is held back (callers skip `release` otherwise). */
   get holding(): boolean {
