@@ -52,6 +52,13 @@ describe('the bound on a node\'s endpoints', () => {
     a.recheck('c2');
     expect(budget()).toBe(N);
     expect(of('a').length).toBe(max);
+    // the same record again (a relist) is no new refusal; a new incarnation is, and waits anew (behind the others)
+    const last = epKey('a', addr(0, max + N - 1));
+    a.upsert('endpoint', last, 'c2', ep('a', addr(0, max + N - 1)));
+    expect(budget()).toBe(N);
+    a.upsert('endpoint', last, 'c2', ep('a', addr(0, max + N - 1)), true);
+    expect(budget()).toBe(N + 1);
+    expect(a.quota.status().heldBack).toEqual({ c2: N });
   });
 
   it('deletion frees room: the endpoint held back longest is admitted, one per freed place', () => {
