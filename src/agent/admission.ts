@@ -173,7 +173,11 @@ export class Admission {
   /** `reborn`: `rec` is of a new incarnation of `key` (ListWatchSink.upsert): the admitted value is not kept for it. */
   upsert(kind: Kind, key: string, cluster: string, rec: unknown, reborn = false): void {
     this.cand[kind].set(key, cluster, rec);
-    if (reborn) this.reported.delete(key); // a new record: its refusal is reported anew, as after a delete
+    // a new record: its refusal is reported anew, and it waits anew at its node's bound, as after a delete
+    if (reborn) {
+      this.reported.delete(key);
+      if (kind === 'endpoint' && this.quota.holding) this.quota.release(nodeIdOf(key), key);
+    }
     this.evaluate(kind, key, reborn);
   }
 
@@ -198,10 +202,15 @@ export class Admission {
     const c = this.cand[kind].get(key);
     if (!c) return;
     const out = this.decide(kind, key, c);
-    // held back at its node's bound, or waits there no more
+    // held back at its node's bound (reported when it starts to wait: no `reported` entry per key held back, which
+    // made one cost more than an admitted one), or waits there no more
     if (kind === 'endpoint') {
-      if (out instanceof RecordError && out.reason === 'budget') this.quota.holdBack(nodeIdOf(key), key);
-      else if (this.quota.holding) this.quota.release(nodeIdOf(key), key);
+      if (out instanceof RecordError && out.reason === 'budget') {
+        if (this.quota.holdBack(nodeIdOf(key), key)) this.rejections.add(out, c.cluster);
+        this.reported.delete(key);
+        return this.withdraw(kind, key); // an admitted endpoint is never refused for the bound (decide)
+      }
+      if (this.quota.holding) this.quota.release(nodeIdOf(key), key);
     }
     if (out === 'wait') return this.withdraw(kind, key);
     if (out instanceof RecordError) {
@@ -254,7 +263,7 @@ export class Admission {
         }
         // last: only an endpoint that holds otherwise takes a place (one admitted keeps its place)
         if (!this.quota.fits(id) && this.admitted.endpoint.get(key) === undefined)
-          return refuse('endpoint', 'budget', `node ${c.cluster}/${rec.node} holds ${this.quota.max} endpoints, its bound (admission.maxEndpointsPerNode): waits for room`);
+          return refuse('endpoint', 'budget', this.quota.refusal);
         return rec;
       }
       case 'identity': {

@@ -30,8 +30,16 @@ export class EndpointQuota {
   /** Held-back keys per origin cluster (status, metrics). */
   private readonly heldPerCluster = new Map<string, number>();
 
+  /**
+   * The detail of every refusal for the bound, one string for all (the key names the node): a text naming the
+   * node, built per refusal, is garbage per re-check of every endpoint held back.
+   */
+  readonly refusal: string;
+
   /** `max`: admitted endpoints per node, ≥ 1 (agent config `admission.maxEndpointsPerNode`). */
-  constructor(readonly max: number = DEFAULT_MAX_ENDPOINTS_PER_NODE) {}
+  constructor(readonly max: number = DEFAULT_MAX_ENDPOINTS_PER_NODE) {
+    this.refusal = `its node holds ${max} endpoints, its bound (admission.maxEndpointsPerNode): waits for room`;
+  }
 
   /** Whether any endpoint is held back (callers skip `release` otherwise). */
   get holding(): boolean {
@@ -55,13 +63,17 @@ export class EndpointQuota {
     else this.counts.delete(nodeId);
   }
 
-  /** Endpoint `key` of `nodeId` (from cluster `cluster`) was refused for the bound: it waits (keeps its place if it did). */
-  holdBack(nodeId: string, key: string): void {
+  /**
+   * Endpoint `key` of `nodeId` was refused for the bound: it waits (keeps its place if it did). True when it was
+   * not waiting yet (admission reports the refusal then, once: being held back is its mark of reported).
+   */
+  holdBack(nodeId: string, key: string): boolean {
     let s = this.held.get(nodeId);
     if (!s) this.held.set(nodeId, (s = new Waiting()));
-    if (!s.add(key)) return;
+    if (!s.add(key)) return false;
     const cluster = clusterOf(nodeId);
     this.heldPerCluster.set(cluster, (this.heldPerCluster.get(cluster) ?? 0) + 1);
+    return true;
   }
 
   /** `key` waits no more (admitted, refused for another reason, waiting on its node, or deleted). */

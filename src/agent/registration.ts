@@ -382,10 +382,13 @@ export class Registration {
       const a = parseIP(ip)!;
       if (!mine.some((p) => prefixContains(p, a))) throw new ConfigError(`ips[${i}]`, `${ip} is outside this node's pod CIDRs (${podCIDRs.join(', ')})`);
     });
-    // every agent admits at most this many of a node's addresses (endpointquota.ts): refused here, not held back there
+    // every agent admits at most this many of a node's addresses (endpointquota.ts): refused here, not held back there.
+    // Only a request that raises the count past it: a node already over (bound lowered, endpoints from the state
+    // file) may still relabel or re-add what it publishes, or shrink.
     const max = this.d.cfg.admission?.maxEndpointsPerNode ?? DEFAULT_MAX_ENDPOINTS_PER_NODE;
+    const before = new Set([...this.local.values()].flatMap((e) => e.ips)).size;
     const published = new Set([...this.local].flatMap(([k, e]) => (k === key ? [] : e.ips)).concat(ep.ips)).size;
-    if (published > max) throw new ConfigError('ips', `this node would publish ${published} endpoint addresses, over admission.maxEndpointsPerNode (${max}): every agent would hold the rest back`);
+    if (published > max && published > before) throw new ConfigError('ips', `this node would publish ${published} endpoint addresses, over admission.maxEndpointsPerNode (${max}): every agent would hold the rest back`);
     const holders = this.addressHolders(ep.ips, key);
     if (holders.length && !opts.replace) throw new EndpointConflictError(holders);
     for (const h of holders) {

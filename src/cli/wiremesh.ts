@@ -359,20 +359,23 @@ export async function main(argv: string[]): Promise<number> {
     .option('--dport <port>', 'destination port (comma-separated: several)', '0')
     .option('--proto <protocol>', 'TCP, UDP, SCTP, ICMP or ICMPv6', 'TCP')
     .option('--no-default-local-cluster', "as the agents' policy.defaultLocalCluster: false")
+    .option('--max-endpoints-per-node <n>', "as the agents' admission.maxEndpointsPerNode (default: their default)")
     .option('--json', 'JSON output')
-    .action(async (o: { cluster: string; src: string; dst: string; dport: string; proto: string; defaultLocalCluster: boolean; json?: boolean; etcd?: string; etcdCa?: string; etcdCert?: string; etcdKey?: string }) => {
+    .action(async (o: { cluster: string; src: string; dst: string; dport: string; proto: string; defaultLocalCluster: boolean; maxEndpointsPerNode?: string; json?: boolean; etcd?: string; etcdCa?: string; etcdCert?: string; etcdKey?: string }) => {
       for (const port of o.dport.split(',')) if (!/^\d+$/.test(port) || Number(port) > 65535) throw new ConfigError('--dport', `${JSON.stringify(port)} is not a port number`);
+      const maxEndpointsPerNode = o.maxEndpointsPerNode === undefined ? undefined : Number(o.maxEndpointsPerNode);
+      if (maxEndpointsPerNode !== undefined && !(Number.isInteger(maxEndpointsPerNode) && maxEndpointsPerNode >= 1)) throw new ConfigError('--max-endpoints-per-node', 'must be a whole number >= 1');
       if (!o.etcd) {
         const { testbedClusterAccess, cliIn } = await import('../testbed/testbed.js');
         const { netns, flags } = testbedClusterAccess(o.cluster);
-        const rest = ['--cluster', o.cluster, '--src', o.src, '--dst', o.dst, '--dport', o.dport, '--proto', o.proto, ...(o.defaultLocalCluster ? [] : ['--no-default-local-cluster']), ...(o.json ? ['--json'] : [])];
+        const rest = ['--cluster', o.cluster, '--src', o.src, '--dst', o.dst, '--dport', o.dport, '--proto', o.proto, ...(o.defaultLocalCluster ? [] : ['--no-default-local-cluster']), ...(o.maxEndpointsPerNode ? ['--max-endpoints-per-node', o.maxEndpointsPerNode] : []), ...(o.json ? ['--json'] : [])];
         return void process.stdout.write(cliIn(netns, ['policy', 'trace', ...flags, ...rest]));
       }
       const { connectEtcd } = await import('../controlplane/kvstore.js');
       const { loadMeshState, resolveEndpoint, trace, formatTrace } = await import('../policy/trace.js');
       const etcd = connectEtcd(etcdOptions({ etcd: o.etcd, etcdCa: o.etcdCa, etcdCert: o.etcdCert, etcdKey: o.etcdKey }));
       try {
-        const st = await loadMeshState(etcd);
+        const st = await loadMeshState(etcd, { maxEndpointsPerNode });
         // comma-separated lists trace every combination (a connectivity matrix)
         const results = [];
         for (const src of o.src.split(','))

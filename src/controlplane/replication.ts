@@ -185,8 +185,11 @@ export class RemoteReplication {
     }
   }
 
-  /** Why the remote may not have this record (located at `loc`, `size` bytes of key and value) copied, or undefined. */
-  private admit(type: StateType, key: string, value: string, loc: { cluster: string } | null, size: number): RecordError | undefined {
+  /**
+   * Why the remote may not have this record (located at `loc`, `size` bytes of key and value) copied, or undefined.
+   * `reserved`: node places kept for cached node copies the first list has not reached yet (0 otherwise).
+   */
+  private admit(type: StateType, key: string, value: string, loc: { cluster: string } | null, size: number, reserved = 0): RecordError | undefined {
     const remote = this.spec.name;
     if (!loc || loc.cluster !== remote) return new RecordError(CODECS[type].type, key, 'key', `not under ${remote}'s prefix`);
     const r = tryDecode(CODECS[type], key, value);
@@ -196,7 +199,8 @@ export class RemoteReplication {
     const prev = this.held.get(key);
     if (prev === undefined && this.held.size >= this.budget.maxRecords) return new RecordError(CODECS[type].type, key, 'budget', `${remote} holds ${this.held.size} records (limit ${this.budget.maxRecords})`);
     if (this.heldBytes - (prev ?? 0) + size > this.budget.maxBytes) return new RecordError(CODECS[type].type, key, 'budget', `${remote} would hold ${this.heldBytes - (prev ?? 0) + size} bytes (limit ${this.budget.maxBytes})`);
-    if (prev === undefined && type === 'nodes' && this.heldNodes >= this.budget.maxNodes) return new RecordError('node', key, 'budget', `${remote} holds ${this.heldNodes} nodes (limit ${this.budget.maxNodes})`);
+    if (prev === undefined && type === 'nodes' && this.heldNodes + reserved >= this.budget.maxNodes)
+      return new RecordError('node', key, 'budget', `${remote} holds ${this.heldNodes} nodes, ${reserved} more cached (limit ${this.budget.maxNodes})`);
     return undefined;
   }
 
@@ -280,7 +284,10 @@ export class RemoteReplication {
             const loc = splitClusterName(typePrefix, k);
             const dst = loc ? cacheKey(type, remote, loc.name) : undefined;
             const size = Buffer.byteLength(k) + Buffer.byteLength(v);
-            const bad = this.admit(type, k, v, loc, size);
+            // Over the node budget, the nodes copied before a restart keep their places (their tunnels stay up): in
+            // the first list (key order, not the write order that chose them) a node cached already counts first.
+            const reserved = type === 'nodes' && dst && !this.synced[type] && !stale.has(dst) ? stale.size : 0;
+            const bad = this.admit(type, k, v, loc, size, reserved);
             this.newest[i] = Math.max(this.newest[i]!, w.createRevision(k) ?? 0);
             // in the first list, a cached copy of another value may be of an incarnation since deleted: fail closed,
             // unless the key was created below the type's watermark (then the copy is of its incarnation: an update)

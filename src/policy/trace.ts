@@ -45,6 +45,8 @@ export interface MeshState {
   rejected?: string[];
   /** Namespaces with a v1 Namespace object, by cluster (their labels are in the identities already). */
   namespaces?: Map<string, Set<string>>;
+  /** The per-node endpoint bound admission assumed (the agents' admission.maxEndpointsPerNode), and how many it held back. */
+  endpointBound?: { max: number; heldBack: number };
 }
 
 /**
@@ -52,8 +54,10 @@ export interface MeshState {
  * codec and admitted by the agents' own Admission against what this cluster
  * pinned (so trace explains what the data path does, refusals included). No own node is given (`self`): on a
  * conflict with one agent's own node, that agent's view can differ (docs/policy.md).
+ * `maxEndpointsPerNode`: the agents' admission.maxEndpointsPerNode (etcd does not hold agent config; by default
+ * the agents' default); the state says which it assumed.
  */
-export async function loadMeshState(etcd: Etcd3): Promise<MeshState> {
+export async function loadMeshState(etcd: Etcd3, opts: { maxEndpointsPerNode?: number } = {}): Promise<MeshState> {
   const st: MeshState = { endpoints: [], identities: new Map(), policies: [], nodes: [], rejected: [] };
   const read = async <T>(type: StateType, codec: Codec<T>, each: (key: string, cluster: string, name: string, v: T) => void) => {
     for (const prefix of [statePrefix(type), cachePrefix(type)])
@@ -86,7 +90,7 @@ export async function loadMeshState(etcd: Etcd3): Promise<MeshState> {
         endpoint: (k, r) => (r ? endpoints.set(k, r) : endpoints.delete(k)),
         identity: (_k, r) => r && st.identities.set(r.id, r.labels),
         relay: () => undefined,
-      })
+      }, undefined, opts.maxEndpointsPerNode)
     : undefined;
   // without a cluster-config (not enabled yet) records are shown as stored
   await read('nodes', nodeCodec, (k, c, _n, v) => (admission ? admission.upsert('node', k, c, v) : nodes.set(k, v)));
@@ -101,6 +105,10 @@ export async function loadMeshState(etcd: Etcd3): Promise<MeshState> {
   });
   st.nodes = [...nodes.values()];
   st.endpoints = [...endpoints.values()];
+  if (admission) {
+    const q = admission.quota.status();
+    st.endpointBound = { max: q.maxEndpointsPerNode, heldBack: Object.values(q.heldBack).reduce((a, b) => a + b, 0) };
+  }
   for (const e of rejections.recent) st.rejected!.push(`${e.type} ${e.key}: ${e.reason}: ${e.detail}`);
   return st;
 }
@@ -190,6 +198,9 @@ export function trace(st: MeshState, src: TraceEndpoint, dst: TraceEndpoint, pro
   };
   for (const s of [side('egress', src, dst), side('ingress', dst, src)]) if (s) steps.push(s);
   const denied = steps.some((s) => s.verdict === 'deny' || s.verdict === 'default-deny');
+  // which endpoints are in the mesh depends on the bound: an agent with another one admits others
+  if (st.endpointBound?.heldBack)
+    warnings.push(`${st.endpointBound.heldBack} endpoint(s) held back at the per-node bound ${st.endpointBound.max} trace assumed (--max-endpoints-per-node; the agents' admission.maxEndpointsPerNode)`);
   return { src, dst, protocol: protocol.toUpperCase(), dport, steps, verdict: denied ? 'DENIED' : 'ALLOWED', warnings: [...new Set(warnings)] };
 }
 

@@ -43,7 +43,8 @@ describe('the bound on a node\'s endpoints', () => {
     expect(of('a').length).toBe(max); // before: all 4,024
     expect(of('b').length).toBe(100);
     expect(budget()).toBe(N);
-    expect(rejections.recent.at(-1)).toMatchObject({ origin: 'c2', type: 'endpoint', reason: 'budget' });
+    // one detail for every refusal at the bound (kept per refused key: a text per key made one cost ~2x an admitted one)
+    expect(rejections.recent.at(-1)).toMatchObject({ origin: 'c2', type: 'endpoint', reason: 'budget', detail: a.quota.refusal });
     expect(a.quota.status()).toEqual({ maxEndpointsPerNode: max, heldBack: { c2: N }, nodesOverBound: [{ node: 'c2/a', admitted: max, heldBack: N }] });
     // the first ones keep their places: an admitted endpoint is never displaced by a newer one
     expect(of('a')).toEqual(Array.from({ length: max }, (_, i) => epKey('a', addr(0, i))));
@@ -51,6 +52,13 @@ describe('the bound on a node\'s endpoints', () => {
     a.recheck('c2');
     expect(budget()).toBe(N);
     expect(of('a').length).toBe(max);
+    // the same record again (a relist) is no new refusal; a new incarnation is, and waits anew (behind the others)
+    const last = epKey('a', addr(0, max + N - 1));
+    a.upsert('endpoint', last, 'c2', ep('a', addr(0, max + N - 1)));
+    expect(budget()).toBe(N);
+    a.upsert('endpoint', last, 'c2', ep('a', addr(0, max + N - 1)), true);
+    expect(budget()).toBe(N + 1);
+    expect(a.quota.status().heldBack).toEqual({ c2: N });
   });
 
   it('deletion frees room: the endpoint held back longest is admitted, one per freed place', () => {

@@ -158,6 +158,22 @@ describe('Registration', () => {
     expect(reg.localEndpoints().flatMap((e) => e.ips).sort()).toEqual(['100.65.1.1', '100.65.1.3', '100.65.1.5']);
   });
 
+  it('regression: a node already over admission.maxEndpointsPerNode may still relabel, re-add or shrink, not grow', async () => {
+    // the operator lowered the bound and restarted: the state file's endpoints were not re-checked
+    const { reg, deps } = setup('over');
+    deps.cfg.admission = { maxEndpointsPerNode: 4 };
+    await reg.register();
+    await reg.addEndpoint({ name: 'a', namespace: 'ns', labels: {}, ips: ['100.65.1.1', '100.65.1.2'] });
+    await reg.addEndpoint({ name: 'b', namespace: 'ns', labels: {}, ips: ['100.65.1.3'] });
+    deps.cfg.admission = { maxEndpointsPerNode: 2 };
+    await reg.addEndpoint({ name: 'a', namespace: 'ns', labels: { app: 'x' }, ips: ['100.65.1.1', '100.65.1.2'] });
+    await reg.addEndpoint({ name: 'b', namespace: 'ns', labels: {}, ips: ['100.65.1.3'] });
+    await reg.addEndpoint({ name: 'b', namespace: 'ns', labels: {}, ips: ['100.65.1.4'] }); // moves, the count stays 3
+    await expect(reg.addEndpoint({ name: 'c', namespace: 'ns', labels: {}, ips: ['100.65.1.5'] })).rejects.toThrow(/would publish 4 .*\(2\)/);
+    await reg.addEndpoint({ name: 'a', namespace: 'ns', labels: { app: 'x' }, ips: ['100.65.1.1'] });
+    expect(reg.localEndpoints().flatMap((e) => e.ips).sort()).toEqual(['100.65.1.1', '100.65.1.4']);
+  });
+
   it('with policy: endpoints carry their identity (with their namespace labels), a relabel moves them and releases the old one', async () => {
     const ids = new Map<string, number>();
     const released: number[] = [];

@@ -40,4 +40,30 @@ describe('kvstoremesh: a remote\'s node budget', () => {
     expect(r.status().budget).toMatchObject({ nodes: 3 });
     await r.stop(false, 1000);
   });
+
+  it('regression: a restart keeps the nodes copied before it (the first list counts cached nodes first, not key order)', async () => {
+    const remote = new MemKV();
+    const local = new MemKV();
+    const pinned: PinnedCluster = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false };
+    const trust = new Trust('c1', 1, ['100.65.0.0/16']);
+    trust.pin(pinned);
+    const start = async () => {
+      const r = new RemoteReplication({ name: 'c2', endpoints: [] }, pinned, trust, mirrorOf(local), silentLogger, new Rejections(silentLogger), { ...DEFAULT_BUDGET, maxNodes: 3 }, () => ({ store: remote, close: () => undefined }));
+      await r.start();
+      return r;
+    };
+    const copied = () => local.entries(cachePrefix('nodes', 'c2')).map((e) => e.key).sort();
+    const want = ['n2', 'n3', 'n4'].map((n) => cacheKey('nodes', 'c2', n));
+    const r1 = await start();
+    for (const i of [4, 3, 2]) await remote.put(stateKey('nodes', 'c2', `n${i}`), node(`n${i}`, i));
+    await vi.waitFor(() => expect(copied()).toEqual(want), { timeout: 5000 });
+    for (const i of [1, 0]) await remote.put(stateKey('nodes', 'c2', `n${i}`), node(`n${i}`, i));
+    await vi.waitFor(() => expect(r1.status()).toMatchObject({ rejected: { 'node/budget': 2 } }), { timeout: 5000 });
+    await r1.stop(false, 1000);
+    expect(copied()).toEqual(want);
+    const r2 = await start();
+    await vi.waitFor(() => expect(r2.status()).toMatchObject({ rejected: { 'node/budget': 2 }, budget: { nodes: 3 } }), { timeout: 5000 });
+    expect(copied()).toEqual(want);
+    await r2.stop(false, 1000);
+  });
 });
