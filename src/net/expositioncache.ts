@@ -9,6 +9,9 @@
  * outcome (the text, or the failure: a failing render is not retried faster than a good one). So renders start at
  * least minIntervalMs apart, and the thread spends at most render / (render + minIntervalMs) of its time on them
  * whatever the request rate. The text is at most minIntervalMs + one render old: Prometheus scrapes every 15 s+.
+ * A render still pending after maxPendingMs (a collect callback that never settles) is given up on (`stalled`):
+ * the next request starts a new one, so one stuck render cannot stall the listener for good; the requests that
+ * shared the stuck one are closed by the listener's idle timeout.
  */
 
 /** What a scrape reads: the exposition text (one render, one call) and its content type (prom-client's registry). */
@@ -20,28 +23,45 @@ export interface MetricsSource {
 /** The default interval between renders, ms (METRICS_LIMITS.renderIntervalMs). */
 export const RENDER_INTERVAL_MS = 1000;
 
+/** How long a render may stay pending before the next request starts another, ms. */
+export const RENDER_PENDING_MS = 10_000;
+
 export class ExpositionCache implements MetricsSource {
   /** Renders started since the start (metrics listener tests count them). */
   renders = 0;
+  /** Renders given up on after maxPendingMs without settling. */
+  stalled = 0;
   private last: Promise<string> | undefined;
   /** When the last render settled (performance.now() ms); undefined while one runs or before the first. */
   private settledAt: number | undefined;
+  /** When the last render started (performance.now() ms). */
+  private startedAt = 0;
 
-  constructor(private readonly source: MetricsSource, private readonly minIntervalMs = RENDER_INTERVAL_MS, private readonly now = () => performance.now()) {}
+  constructor(
+    private readonly source: MetricsSource,
+    private readonly minIntervalMs = RENDER_INTERVAL_MS,
+    private readonly now = () => performance.now(),
+    private readonly maxPendingMs = RENDER_PENDING_MS,
+  ) {}
 
   get contentType(): string {
     return this.source.contentType;
   }
 
-  /** The last render's text (or its error) when it is fresh enough or still running; else a new render's. */
+  /** The last render's text (or its error) when it is fresh enough or running for < maxPendingMs; else a new render's. */
   text(): Promise<string> {
-    if (this.last && (this.settledAt === undefined || this.now() - this.settledAt < this.minIntervalMs)) return this.last;
+    const now = this.now();
+    if (this.last && this.settledAt === undefined && now - this.startedAt < this.maxPendingMs) return this.last;
+    if (this.last && this.settledAt !== undefined && now - this.settledAt < this.minIntervalMs) return this.last;
+    if (this.last && this.settledAt === undefined) this.stalled++;
     this.renders++;
     this.settledAt = undefined;
-    const settle = () => {
-      this.settledAt = this.now();
-    };
+    this.startedAt = now;
     const p = this.source.text();
+    // a stalled render settling late says nothing of the one that replaced it
+    const settle = () => {
+      if (this.last === p) this.settledAt = this.now();
+    };
     p.then(settle, settle);
     this.last = p;
     return p;

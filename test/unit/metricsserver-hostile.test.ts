@@ -32,9 +32,9 @@ function costlySource(burnMs: number) {
 const portOf = (s: MetricsServer) => (s.address() as AddressInfo).port;
 
 /** One GET /metrics from 127.0.0.1 on a new connection: its status, or the error's code (refused, reset). */
-function scrape(port: number): Promise<number | string> {
+function scrape(port: number, from = '127.0.0.1'): Promise<number | string> {
   return new Promise((resolve) =>
-    request({ host: '127.0.0.1', port, path: '/metrics', agent: false, localAddress: '127.0.0.1' }, (res) => {
+    request({ host: '127.0.0.1', port, path: '/metrics', agent: false, localAddress: from }, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode!));
     })
@@ -114,6 +114,29 @@ describe('metrics listener under a hostile client', () => {
     expect(server.listenerStats.refused['per-client-bound']).toBeGreaterThan(0);
   });
 
+  it('regression: 4 silent connections from each of 16 addresses, reconnecting: scrapes from a 17th all answered (the oldest silent one evicted)', async () => {
+    // timeouts far past the test's: only eviction frees a silent connection's slot
+    const server = await serveMetrics(costlySource(0), '127.0.0.1', 0, { ...METRICS_LIMITS, headersTimeoutMs: 600_000, requestTimeoutMs: 600_000 });
+    open.push(server);
+    let stop = false;
+    let held = 0;
+    const hold = (from: string) => {
+      if (stop) return;
+      const s = connect({ port: portOf(server), host: '127.0.0.1', localAddress: from }, () => held++);
+      open.push(s);
+      s.on('error', () => undefined);
+      s.on('close', () => setImmediate(hold, from));
+    };
+    for (let a = 2; a <= 17; a++) for (let i = 0; i < 4; i++) hold(`127.0.0.${a}`);
+    while (held < 64) await new Promise((r) => setTimeout(r, 10));
+    const honest: Array<number | string> = [];
+    for (let i = 0; i < 5; i++) honest.push(await scrape(portOf(server), '127.0.0.100'));
+    stop = true;
+    // before: every honest scrape closed unanswered ({"connection-bound":9,"renders":0} over 9 s)
+    expect(honest).toEqual(Array(5).fill(200));
+    expect(server.listenerStats.refused.evicted).toBeGreaterThanOrEqual(5);
+  });
+
   it('refusals are exported in the served registry: wiremesh_metrics_listener_refused_total{reason}', async () => {
     const registry = new Registry();
     const server = await serveMetrics({ registry, text: () => registry.metrics(), contentType: registry.contentType }, '127.0.0.1', 0, { ...METRICS_LIMITS, renderIntervalMs: 0 });
@@ -134,7 +157,7 @@ describe('metrics listener under a hostile client', () => {
     expect(text).toContain('wiremesh_metrics_listener_refused_total{reason="per-client-bound"} 0\n');
   });
 
-  it('a request head past 8 KiB answers 431, a request line that is not HTTP/1.x 400; the connection is closed', async () => {
+  it('a request head past 8 KiB answers 431, a request line that is not HTTP/1.x 400, bare LF line ends accepted; the connection is closed', async () => {
     const server = await serveMetrics(costlySource(0), '127.0.0.1', 0);
     open.push(server);
     const raw = (data: string) =>
@@ -147,5 +170,8 @@ describe('metrics listener under a hostile client', () => {
     expect(await raw(`GET /metrics HTTP/1.1\r\nX: ${'a'.repeat(9000)}\r\n\r\n`)).toBe('HTTP/1.1 431 Request Header Fields Too Large');
     expect(await raw('hello\r\n\r\n')).toBe('HTTP/1.1 400 Bad Request');
     expect(await raw('GET /metrics HTTP/1.0\r\n\r\n')).toBe('HTTP/1.1 200 OK');
+    // regression: a head with bare LF line ends waited for the 408 (main's HTTP server answered it)
+    expect(await raw('GET /metrics HTTP/1.1\nHost: x\n\n')).toBe('HTTP/1.1 200 OK');
+    expect(await raw('GET /metrics HTTP/1.1\r\nHost: x\n\n')).toBe('HTTP/1.1 200 OK');
   });
 });

@@ -39,7 +39,8 @@ describe('metrics listener bounds', () => {
       s.on('close', () => closed.push(i)).on('error', () => undefined);
       open.push(s);
       sockets.push(s);
-      await new Promise((r) => s.once('connect', r));
+      // a refused one is reset, which can reach the client before it saw its connect
+      await new Promise((r) => s.once('connect', r).once('close', r));
     }
     // before: every one accepted and held (1,515 idle sockets in 1.5 s)
     await vi.waitFor(() => expect(closed.length).toBe(6), eventually);
@@ -73,8 +74,7 @@ describe('metrics listener bounds', () => {
     const server = await serveMetrics(source, '127.0.0.1', 0);
     open.push(server);
     for (const m of ['POST', 'PUT', 'DELETE']) expect(await call(portOf(server), m), m).toBe(405);
-    expect(server.maxConnections).toBe(64);
-    expect(METRICS_LIMITS).toMatchObject({ headersTimeoutMs: 10_000, requestTimeoutMs: 10_000 });
+    expect(METRICS_LIMITS).toMatchObject({ maxConnections: 64, headersTimeoutMs: 2_000, requestTimeoutMs: 10_000 });
     expect(await call(portOf(server), 'GET')).toBe(200);
     expect(await call(portOf(server), 'HEAD')).toBe(200);
   });

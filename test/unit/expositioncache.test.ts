@@ -1,0 +1,26 @@
+// ExpositionCache: one render per interval, shared while running, and a render that never settles given up on
+// after maxPendingMs (review: while it was pending every request got the same promise, so the listener never
+// answered again). The clock is injected: no timing threshold.
+import { describe, expect, it } from 'vitest';
+import { ExpositionCache } from '../../src/net/expositioncache.js';
+
+describe('ExpositionCache', () => {
+  it('regression: a render pending past maxPendingMs is dropped: the next request starts a new one', async () => {
+    let t = 0;
+    let calls = 0;
+    const source = { contentType: 'text/plain', text: () => (++calls === 1 ? new Promise<string>(() => undefined) : Promise.resolve(`up ${calls}\n`)) };
+    const cache = new ExpositionCache(source, 1000, () => t, 10_000);
+    const stuck = cache.text();
+    t = 9_999;
+    expect(cache.text()).toBe(stuck); // shared while it may still settle
+    t = 10_000;
+    // before: the stuck promise again, for good
+    expect(await cache.text()).toBe('up 2\n');
+    expect(cache).toMatchObject({ renders: 2, stalled: 1 });
+    t = 10_500;
+    expect(await cache.text()).toBe('up 2\n'); // within the interval of the good render
+    t = 11_000;
+    expect(await cache.text()).toBe('up 3\n');
+    expect(cache.stalled).toBe(1);
+  });
+});
