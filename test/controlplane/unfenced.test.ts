@@ -55,7 +55,7 @@ describe.skipIf(!hasCommand('etcd'))('kvstoremesh under a role without the epoch
     // a replication of c3 starts (unfenced) and copies, its status saying why it is unfenced
     const remote = new MemKV();
     await remote.put(stateKey('nodes', 'c3', 'n1'), node('c3', 3, 'n1'));
-    const pinned = { name: 'c3', id: 3, podCIDRs: ['100.67.0.0/16'], relay: false, acceptPolicies: false };
+    const pinned = { name: 'c3', id: 3, podCIDRs: ['100.67.0.0/16'], underlayCIDRs: ['198.18.3.0/24'], relay: false, acceptPolicies: false };
     const trust = new Trust('c1', 1, ['100.65.0.0/16']);
     trust.pin(pinned);
     const r = new RemoteReplication({ name: 'c3', endpoints: [] }, pinned, trust, mirror, silentLogger, new Rejections(silentLogger), DEFAULT_BUDGET, () => ({ store: remote, close: () => undefined }), undefined, (name, what) => told.push(`${name} ${what}`));

@@ -22,7 +22,7 @@ const addr = (base: number, i: number) => `100.66.${base + (i >> 8)}.${i & 255}`
 
 function setup(max?: number, log?: Logger) {
   const trust = new Trust('c1', 1, ['100.65.0.0/16']);
-  trust.pin({ name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false });
+  trust.pin({ name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false });
   const rejections = new Rejections(log);
   const seen = new Map<string, EndpointRecord>();
   const a = new Admission(trust, rejections, { node: () => {}, endpoint: (k, r) => (r ? seen.set(k, r) : seen.delete(k)), identity: () => {}, relay: () => {} }, undefined, max);

@@ -19,7 +19,7 @@ describe('kvstoremesh: a remote\'s node budget', () => {
     expect(DEFAULT_BUDGET.maxNodes).toBe(5000);
     const remote = new MemKV();
     const local = new MemKV();
-    const pinned: PinnedCluster = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false };
+    const pinned: PinnedCluster = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false };
     const trust = new Trust('c1', 1, ['100.65.0.0/16']);
     trust.pin(pinned);
     const rejections = new Rejections(silentLogger);
@@ -44,7 +44,7 @@ describe('kvstoremesh: a remote\'s node budget', () => {
   it('regression: a restart keeps the nodes copied before it (the first list counts cached nodes first, not key order)', async () => {
     const remote = new MemKV();
     const local = new MemKV();
-    const pinned: PinnedCluster = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], relay: false, acceptPolicies: false };
+    const pinned: PinnedCluster = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false };
     const trust = new Trust('c1', 1, ['100.65.0.0/16']);
     trust.pin(pinned);
     const start = async () => {
