@@ -18,9 +18,24 @@
  * released; memory: one count per node with admitted endpoints, one set entry per endpoint held back (an
  * entry of the candidates admission holds anyway).
  */
+import { ConfigError } from '../errors.js';
 
 /** Kubernetes' default max pods per node is 110, Cilium's IPAM gives a node a /24 (256): 1024 leaves room. */
 export const DEFAULT_MAX_ENDPOINTS_PER_NODE = 1024;
+
+/**
+ * The agent API's side of the bound (registration.ts): every agent admits at most `max` of a node's addresses,
+ * so a local endpoint that would take this node past it is refused here (ConfigError on `ips`) rather than held
+ * back everywhere. Only a request that raises the count past it: a node already over (bound lowered, endpoints
+ * from the state file) may still relabel or re-add what it publishes, or shrink. local: this node's endpoints by
+ * key; key/ips: the endpoint being added or replaced.
+ */
+export function checkPublishBound(local: ReadonlyMap<string, { ips: readonly string[] }>, key: string, ips: readonly string[], max: number): void {
+  const before = new Set([...local.values()].flatMap((e) => e.ips)).size;
+  const published = new Set([...local].flatMap(([k, e]) => (k === key ? [] : e.ips)).concat(ips)).size;
+  if (published > max && published > before)
+    throw new ConfigError('ips', `this node would publish ${published} endpoint addresses, over admission.maxEndpointsPerNode (${max}): every agent would hold the rest back`);
+}
 
 export class EndpointQuota {
   /** Admitted endpoints per node id ("cluster/node"); no entry at 0. */

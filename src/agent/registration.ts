@@ -8,39 +8,25 @@
  * (registrationstate.ts), until every record is written: each endpoint alone,
  * so one that fails holds none of the others back.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
 import { endpointName, stateKey, statePrefix } from '../controlplane/keys.js';
 import { refusedInto, type KVLease, type KVStore, type KVWriter } from '../controlplane/kvstore.js';
 import { endpointCodec, gatewayCodec, namespaceCodec, nodeCodec, stateLocation, tryDecode, type EndpointRecord, type NodeRecord, type RecordError } from '../controlplane/records/index.js';
 import { MAX_LABELS } from '../controlplane/records/fields.js';
 import type { GatewayRecord } from '../controlplane/types.js';
-import { ConfigError, EndpointConflictError, HostError } from '../errors.js';
+import { ConfigError, EndpointConflictError } from '../errors.js';
 import { endpointIdentityLabels, type Labels } from '../identity/identity.js';
 import type { Logger } from '../log.js';
 import { parseIP, parsePrefix, prefixContains } from '../net/ip.js';
 import type { ContainerPort } from '../policy/ports.js';
-import { generatePrivateKey } from '../wireguard/crypto.js';
+import { addressHolders } from './addressholders.js';
 import type { LocalEndpoint } from './endpoint.js';
 import { endpointFileOf, loadEndpointFile, saveEndpointFile } from './endpointfile.js';
 import type { AgentConfig } from './config.js';
-import { DEFAULT_MAX_ENDPOINTS_PER_NODE } from './endpointquota.js';
+import { checkPublishBound, DEFAULT_MAX_ENDPOINTS_PER_NODE } from './endpointquota.js';
 import { REGISTRATION_RETRY, Retrier, type RegistrationStatus, type RetryPause } from './registrationstate.js';
 
 export type { LocalEndpoint };
-
-/** The node's WireGuard private key (32 bytes) from `file`, or a new one written there (0600, its directory 0700). */
-export function loadOrCreateKey(file: string): Buffer {
-  if (existsSync(file)) {
-    const k = Buffer.from(readFileSync(file, 'utf8').trim(), 'base64');
-    if (k.length !== 32) throw new HostError('WM_KEY_INVALID', `${file}: not a base64 WireGuard private key`);
-    return k;
-  }
-  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-  const k = generatePrivateKey();
-  writeFileSync(file, k.toString('base64') + '\n', { mode: 0o600 });
-  return k;
-}
+export { loadOrCreateKey } from './keyfile.js';
 
 /** Identity numbers of label sets (identity/allocator.ts IdentityAllocator). */
 export interface IdentitySource {
@@ -73,8 +59,6 @@ export interface RegistrationDeps {
   retry?: RetryPause;
 }
 
-type Holder = { ip: string; cluster: string; node: string; endpoint: string };
-
 export class Registration {
   private lease: KVLease | undefined;
   /** The lease's id once the node record is written under it; undefined before, and from its loss. */
@@ -83,6 +67,10 @@ export class Registration {
   private stopped = false;
   /** Local endpoints (namespace/name) whose records the current lease does not hold yet. */
   private readonly unwritten = new Set<string>();
+  /** Records (etcd keys) of addresses this node no longer holds whose delete has not succeeded yet (retried). */
+  private readonly undeleted = new Set<string>();
+  /** The relay offer's last change is not written yet (retried). */
+  private relayUnwritten = false;
   /** Why the last attempt failed (undefined once all is written). */
   private problem: { state: 'pending' | 'failed'; reason: string } | undefined;
   private failures = 0;
@@ -137,7 +125,7 @@ export class Registration {
   /** Where registration stands (GET /v1/status `registration`). */
   status(): RegistrationStatus {
     const pendingEndpoints = [...this.unwritten].filter((k) => this.local.has(k)).length;
-    const done = !this.leaseLost && this.leaseId !== undefined && pendingEndpoints === 0;
+    const done = !this.leaseLost && this.leaseId !== undefined && pendingEndpoints === 0 && !this.undeleted.size && !this.relayUnwritten;
     if (done || !this.problem) return { state: done ? 'registered' : 'pending', pendingEndpoints, failures: this.failures };
     return { ...this.problem, pendingEndpoints, failures: this.failures };
   }
@@ -167,6 +155,7 @@ export class Registration {
     if (gw) await lease.put(stateKey('gateways', this.cluster, this.d.cfg.node.name), gatewayCodec.encode(gw));
     // A hub's relay offer lived under the lost lease too: write it again (publishRelay only writes changes).
     if (this.publishedRelay) await lease.put(this.relayKey(), this.publishedRelay);
+    this.relayUnwritten = false;
     const id = await lease.grant();
     if (this.lease === lease && !this.leaseLost) this.leaseId = id;
   }
@@ -199,12 +188,15 @@ export class Registration {
     return this.serialized(async () => {
       const leaseId = this.leaseId;
       let failed = false;
+      const fail = () => (failed = true);
+      await this.deleteUndeleted().catch(fail);
+      if (this.relayUnwritten && leaseId !== undefined) await this.writeRelay().catch(fail);
       for (const key of [...this.unwritten]) {
         // stopped, or the lease lost meanwhile: the attempt that registers the node on a new lease writes them all
         if (this.stopped || leaseId === undefined || this.leaseId !== leaseId) return;
         const ep = this.local.get(key);
         if (!ep) this.unwritten.delete(key);
-        else await this.putEndpoint(ep).catch(() => (failed = true));
+        else await this.putEndpoint(ep).catch(fail);
       }
       if (failed || this.leaseId !== leaseId) return;
       this.problem = undefined;
@@ -222,9 +214,20 @@ export class Registration {
   publishRelay(value: string): void {
     if (value === this.publishedRelay || !this.lease) return;
     this.publishedRelay = value;
-    const key = this.relayKey();
-    const op = value ? this.lease.put(key, value) : this.d.store.delete(key);
-    void op.catch((err: Error) => this.d.log.warn({ err: err.message }, 'could not publish relay offer'));
+    this.relayUnwritten = true;
+    void this.writeRelay().catch(() => undefined); // failed() logged it; retried
+  }
+
+  /** Writes (or deletes) the relay offer as it is now; on failure it stays unwritten, a retry is scheduled. */
+  private async writeRelay(): Promise<void> {
+    const value = this.publishedRelay;
+    try {
+      await (value ? this.lease!.put(this.relayKey(), value) : this.d.store.delete(this.relayKey()));
+      if (this.publishedRelay === value) this.relayUnwritten = false;
+    } catch (err) {
+      this.failed(`relay offer: ${(err as Error).message}`);
+      throw err;
+    }
   }
 
   private relayKey(): string {
@@ -291,14 +294,14 @@ export class Registration {
   }
 
   /** Allocates (or finds) the endpoint's identity and hands it to the data path. */
-  private async endpointIdentity(ep: LocalEndpoint): Promise<number | undefined> {
+  private async endpointIdentity(ep: LocalEndpoint, leaseId: string | undefined): Promise<number | undefined> {
     const ids = this.d.identities;
-    if (!ids || !this.leaseId) return undefined;
+    if (!ids || !leaseId) return undefined;
     const key = `${ep.namespace}/${ep.name}`;
     const labels = endpointIdentityLabels(ep.labels, ep.namespace, this.cluster, this.namespaceLabels.get(ep.namespace));
     // MAX_POD_LABELS keeps this within bounds; an identity past them would be refused by every reader
     if (Object.keys(labels).length > MAX_LABELS) throw new ConfigError('labels', `the identity of ${key} would hold ${Object.keys(labels).length} labels (at most ${MAX_LABELS})`);
-    const id = await ids.allocator.allocate(labels, this.leaseId);
+    const id = await ids.allocator.allocate(labels, leaseId);
     const old = this.identities.get(key);
     this.identities.set(key, id);
     if (old !== undefined && old !== id) await this.releaseIdentity(old);
@@ -317,20 +320,35 @@ export class Registration {
    */
   private async putEndpoint(ep: LocalEndpoint): Promise<void> {
     const key = `${ep.namespace}/${ep.name}`;
+    // all under the lease this began on: one lost meanwhile (an answer late) must not count it written under the next
+    const lease = this.lease!, leaseId = this.leaseId;
     this.unwritten.add(key);
+    for (const ip of ep.ips) this.undeleted.delete(this.endpointKey(ip)); // held again: not to delete
     try {
       // under policy a record names its identity, referenced under the lease: none before the node's registration
-      if (this.d.identities && this.leaseId === undefined) throw new Error('not registered yet');
-      const identity = await this.endpointIdentity(ep);
+      if (this.d.identities && leaseId === undefined) throw new Error('not registered yet');
+      const identity = await this.endpointIdentity(ep, leaseId);
       for (const ip of ep.ips) {
         const rec: EndpointRecord = { ip, cluster: this.cluster, node: this.d.cfg.node.name, namespace: ep.namespace, name: ep.name, labels: ep.labels, ...(identity !== undefined ? { identity } : {}), ...(ep.ports?.length ? { ports: ep.ports } : {}) };
-        await this.lease!.put(this.endpointKey(ip), endpointCodec.encode(rec));
+        await lease.put(this.endpointKey(ip), endpointCodec.encode(rec));
       }
-      this.unwritten.delete(key);
+      if (this.lease === lease && this.leaseId === leaseId && !this.leaseLost) this.unwritten.delete(key);
     } catch (err) {
       this.failed(`endpoint ${key}: ${(err as Error).message}`);
       throw err;
     }
+  }
+
+  /** Deletes the records in `undeleted`, each alone; throws the first error after trying all (each failure retried). */
+  private async deleteUndeleted(): Promise<void> {
+    let first: unknown;
+    for (const k of [...this.undeleted]) {
+      await this.d.store.delete(k).then(() => this.undeleted.delete(k), (err: Error) => {
+        this.failed(`delete ${k}: ${err.message}`);
+        first ??= err;
+      });
+    }
+    if (first) throw first;
   }
 
   // ---- local endpoints (the CNI-facing API calls these) -------------------------
@@ -382,14 +400,8 @@ export class Registration {
       const a = parseIP(ip)!;
       if (!mine.some((p) => prefixContains(p, a))) throw new ConfigError(`ips[${i}]`, `${ip} is outside this node's pod CIDRs (${podCIDRs.join(', ')})`);
     });
-    // every agent admits at most this many of a node's addresses (endpointquota.ts): refused here, not held back there.
-    // Only a request that raises the count past it: a node already over (bound lowered, endpoints from the state
-    // file) may still relabel or re-add what it publishes, or shrink.
-    const max = this.d.cfg.admission?.maxEndpointsPerNode ?? DEFAULT_MAX_ENDPOINTS_PER_NODE;
-    const before = new Set([...this.local.values()].flatMap((e) => e.ips)).size;
-    const published = new Set([...this.local].flatMap(([k, e]) => (k === key ? [] : e.ips)).concat(ep.ips)).size;
-    if (published > max && published > before) throw new ConfigError('ips', `this node would publish ${published} endpoint addresses, over admission.maxEndpointsPerNode (${max}): every agent would hold the rest back`);
-    const holders = this.addressHolders(ep.ips, key);
+    checkPublishBound(this.local, key, ep.ips, this.d.cfg.admission?.maxEndpointsPerNode ?? DEFAULT_MAX_ENDPOINTS_PER_NODE);
+    const holders = addressHolders(ep.ips, key, { cluster: this.cluster, node: this.d.cfg.node.name }, this.local.values(), this.d.endpoints.values());
     if (holders.length && !opts.replace) throw new EndpointConflictError(holders);
     for (const h of holders) {
       const other = h.node === this.d.cfg.node.name && h.cluster === this.cluster ? this.local.get(h.endpoint) : undefined;
@@ -401,8 +413,10 @@ export class Registration {
     const old = this.local.get(key);
     this.local.set(key, ep);
     this.saveLocalEndpoints();
+    // the old addresses' records go even when this put fails (then retried, as their deletes are)
+    if (old) for (const ip of old.ips) if (!ep.ips.includes(ip)) this.undeleted.add(this.endpointKey(ip));
     await this.putEndpoint(ep);
-    if (old) for (const ip of old.ips) if (!ep.ips.includes(ip)) await this.d.store.delete(this.endpointKey(ip));
+    await this.deleteUndeleted();
   }
 
   private async removeEndpointNow(namespace: string, name: string): Promise<boolean> {
@@ -412,29 +426,13 @@ export class Registration {
     this.local.delete(key);
     this.unwritten.delete(key);
     this.saveLocalEndpoints();
-    for (const ip of ep.ips) await this.d.store.delete(this.endpointKey(ip));
+    for (const ip of ep.ips) this.undeleted.add(this.endpointKey(ip));
+    await this.deleteUndeleted();
     this.d.identities?.datapath.removeLocalEndpoint(key);
     const id = this.identities.get(key);
     this.identities.delete(key);
     if (id !== undefined) await this.releaseIdentity(id);
     return true;
-  }
-
-  /** Who else holds any of `ips`: local endpoints under another name, endpoints of other nodes. */
-  private addressHolders(ips: string[], key: string): Holder[] {
-    const out: Holder[] = [];
-    const node = this.d.cfg.node.name;
-    for (const other of this.local.values()) {
-      const k = `${other.namespace}/${other.name}`;
-      if (k === key) continue;
-      for (const ip of other.ips) if (ips.includes(ip)) out.push({ ip, cluster: this.cluster, node, endpoint: k });
-    }
-    for (const rec of this.d.endpoints.values()) {
-      if (!ips.includes(rec.ip)) continue;
-      if (rec.cluster === this.cluster && rec.node === node) continue; // ours: seen above
-      out.push({ ip: rec.ip, cluster: rec.cluster, node: rec.node, endpoint: `${rec.namespace}/${rec.name}` });
-    }
-    return out;
   }
 
   /** The endpoints saved by an earlier run (endpointfile.ts). */

@@ -9,7 +9,8 @@ import { doublingDelay } from '../controlplane/backoff.js';
 /** GET /v1/status `registration`. */
 export interface RegistrationStatus {
   /**
-   * registered: the node record and every local endpoint's are written under a live lease;
+   * registered: the node record, every local endpoint's and the relay offer are written under a live lease, and
+   * the records of addresses given up (an endpoint removed or moved) deleted;
    * pending: being written (the lease was lost, or a write is in flight); failed: the last attempt failed, retried.
    */
   state: 'registered' | 'pending' | 'failed';
@@ -17,7 +18,7 @@ export interface RegistrationStatus {
   reason?: string;
   /** Local endpoints whose records the current lease does not hold yet (retried). */
   pendingEndpoints: number;
-  /** Failed attempts since start: a node record write, an endpoint's identity or record write (counted each). */
+  /** Failed attempts since start: a node record write, an endpoint's identity or record write, a relay offer write, a record delete (counted each). */
   failures: number;
 }
 

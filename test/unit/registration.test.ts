@@ -334,14 +334,75 @@ describe('Registration retries', () => {
     s.reg.stop();
   });
 
-  it('after stop, nothing is retried', async () => {
+  it('a retry pending at stop never runs (fake timers past its pause)', async () => {
     const s = setup('retry-stop', fast);
     await s.reg.register();
     failPuts(s, () => true);
+    vi.useFakeTimers();
+    try {
+      await s.lose();
+      await vi.advanceTimersByTimeAsync(1000); // past the pause: a new lease, its node record fails, another retry pending
+      expect(s.leases).toHaveLength(2);
+      s.reg.stop();
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(s.leases).toHaveLength(2);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  // Review finding: putEndpoint took whichever lease was current at each step, and counted the endpoint written.
+  it('regression: a lease lost while an endpoint write is in flight: the endpoint is written again under the next lease', async () => {
+    const s = setup('retry-late', fast);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let applied = false;
+    const lease = s.store.lease;
+    s.store.lease = (ttl) => {
+      const l = lease(ttl);
+      // the put of .10 is applied, its answer held until release()
+      return { ...l, put: async (k, v) => (k === epKey('100.65.1.10') && !applied ? (await l.put(k, v), (applied = true), gate) : l.put(k, v)) };
+    };
+    await s.reg.register();
+    const add = s.reg.addEndpoint({ name: 'a', namespace: 'shop', labels: {}, ips: ['100.65.1.10', '100.65.1.11'] }).catch(() => undefined);
+    expect(await until(() => applied)).toBe(true);
     await s.lose();
+    expect(await until(() => s.leases.length === 2 && registered(s)[0]!)).toBe(true);
+    release();
+    await add;
+    expect(await until(() => registered(s, '100.65.1.10', '100.65.1.11').every(Boolean) && s.reg.status().state === 'registered')).toBe(true);
+    expect(registered(s, '100.65.1.10', '100.65.1.11')).toEqual([true, true, true]);
     s.reg.stop();
-    await new Promise((r) => setTimeout(r, 100));
-    expect(s.leases).toHaveLength(1);
+  });
+
+  it("regression: an address change whose put fails still deletes the old address's record; pending until both hold", async () => {
+    const s = setup('retry-move', fast);
+    await s.reg.register();
+    await s.reg.addEndpoint({ name: 'a', namespace: 'shop', labels: {}, ips: ['100.65.1.10'] });
+    let broken = true;
+    failPuts(s, (k) => broken && k === epKey('100.65.1.11'));
+    // the lease is lost and renewed so that failPuts' lease is the one in use
+    await s.lose();
+    expect(await until(() => s.leases.length === 2 && s.reg.status().state === 'registered')).toBe(true);
+    await expect(s.reg.addEndpoint({ name: 'a', namespace: 'shop', labels: {}, ips: ['100.65.1.11'] })).rejects.toThrow(/injected/);
+    expect(await until(() => s.mem.get(epKey('100.65.1.10')) === undefined)).toBe(true);
+    expect(s.reg.status().state).not.toBe('registered');
+    broken = false;
+    expect(await until(() => s.reg.status().state === 'registered')).toBe(true);
+    expect(registered(s, '100.65.1.10', '100.65.1.11')).toEqual([true, false, true]);
+    s.reg.stop();
+  });
+
+  it('regression: a relay offer whose write fails on a live lease is written again', async () => {
+    const s = setup('retry-relay', fast);
+    const key = stateKey('relays', 'c1', 'n1');
+    let failures = 1;
+    failPuts(s, (k) => k === key && failures-- > 0);
+    await s.reg.register();
+    s.reg.publishRelay(JSON.stringify({ cluster: 'c1', node: 'n1', podCIDRs: ['100.66.0.0/16'] }));
+    expect(await until(() => s.reg.status().failures === 1)).toBe(true);
+    expect(await until(() => s.mem.get(key) !== undefined && s.reg.status().state === 'registered')).toBe(true);
+    s.reg.stop();
   });
 });
 
