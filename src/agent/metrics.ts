@@ -188,12 +188,12 @@ export class AgentMetrics {
     });
     new Counter({
       name: 'wiremesh_proxy_lookups_failed_total',
-      help: 'Connections the L7 proxy closed at accept for want of their original destination: the agent did not answer in 250 ms or could not be asked (timeout), or the client address had 128 lookups in flight on that worker (limited).',
+      help: 'Connections the L7 proxy closed at accept for want of their original destination: the agent did not answer in 250 ms (timeout), the lookup could not be sent: channel gone or full (unsent), or the client address had its share (128 of 1024) of lookups in flight on that worker (limited).',
       labelNames: ['reason'],
       registers: reg,
       collect() {
         const p = s().proxy;
-        totals(this, [[{ reason: 'timeout' }, p?.lookupTimeouts ?? 0], [{ reason: 'limited' }, p?.lookupsLimited ?? 0]]);
+        totals(this, [[{ reason: 'timeout' }, p?.lookupTimeouts ?? 0], [{ reason: 'limited' }, p?.lookupsLimited ?? 0], [{ reason: 'unsent' }, p?.lookupsUnsent ?? 0]]);
       },
     });
     new Counter({

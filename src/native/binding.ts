@@ -175,10 +175,12 @@ export interface NativeL7ProxyStats {
   acceptErrors: number;
   /** The connection cap in force (a gauge): 16384, or less when RLIMIT_NOFILE cannot hold two descriptors each. */
   maxConnections: number;
-  /** Connections closed at accept because the agent did not answer their original-destination lookup within 250 ms (or could not be asked: the channel gone or full). */
+  /** Connections closed at accept because the agent did not answer their original-destination lookup within 250 ms. */
   lookupTimeouts: number;
-  /** Connections closed at accept because their client address already had 128 lookups in flight on that worker. */
+  /** Connections closed at accept because their client address already had its share of that worker's lookups in flight (an eighth: 128 of 1024). */
   lookupsLimited: number;
+  /** Connections closed at accept because their lookup could not be sent (the channel to the agent gone, or full). */
+  lookupsUnsent: number;
 }
 
 /** The native L7 proxy (native/src/proxy/proxy.h). */

@@ -45,7 +45,7 @@ const ipv4 = z.string().max(15).refine((s) => {
 const ruleRequest = z.strictObject({ address: ipv4, port: z.number().int().min(1).max(65535), identity: u32, generation: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER) });
 export type RuleRequest = z.infer<typeof ruleRequest>;
 
-const STAT_KEYS = ['connections', 'active', 'requests', 'denied', 'upstreamErrors', 'passthrough', 'badRequests', 'recordsLost', 'h2Refused', 'h2cIgnored', 'headTimeouts', 'bodyTimeouts', 'limited', 'fdExhausted', 'acceptErrors', 'maxConnections', 'lookupTimeouts', 'lookupsLimited'] as const satisfies ReadonlyArray<keyof NativeL7ProxyStats>;
+const STAT_KEYS = ['connections', 'active', 'requests', 'denied', 'upstreamErrors', 'passthrough', 'badRequests', 'recordsLost', 'h2Refused', 'h2cIgnored', 'headTimeouts', 'bodyTimeouts', 'limited', 'fdExhausted', 'acceptErrors', 'maxConnections', 'lookupTimeouts', 'lookupsLimited', 'lookupsUnsent'] as const satisfies ReadonlyArray<keyof NativeL7ProxyStats>;
 const stats = z.strictObject(Object.fromEntries(STAT_KEYS.map((k) => [k, count])) as Record<(typeof STAT_KEYS)[number], typeof count>);
 
 const proxyMessage = z.discriminatedUnion('t', [

@@ -119,7 +119,7 @@ const MAX_WARNED = 1024;
 
 /** Stats that are the running process's state, not counts: never carried over a restart. */
 const GAUGES: ReadonlyArray<keyof NativeL7ProxyStats> = ['active', 'maxConnections'];
-const ZERO: NativeL7ProxyStats = { connections: 0, active: 0, requests: 0, denied: 0, upstreamErrors: 0, passthrough: 0, badRequests: 0, recordsLost: 0, h2Refused: 0, h2cIgnored: 0, headTimeouts: 0, bodyTimeouts: 0, limited: 0, fdExhausted: 0, acceptErrors: 0, maxConnections: 0, lookupTimeouts: 0, lookupsLimited: 0 };
+const ZERO: NativeL7ProxyStats = { connections: 0, active: 0, requests: 0, denied: 0, upstreamErrors: 0, passthrough: 0, badRequests: 0, recordsLost: 0, h2Refused: 0, h2cIgnored: 0, headTimeouts: 0, bodyTimeouts: 0, limited: 0, fdExhausted: 0, acceptErrors: 0, maxConnections: 0, lookupTimeouts: 0, lookupsLimited: 0, lookupsUnsent: 0 };
 
 /** dist/src/proxy/worker.js: next to this file when built, or under dist/ when this runs from sources (vitest). */
 function workerPath(): string {

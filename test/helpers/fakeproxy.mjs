@@ -14,7 +14,7 @@ const frame = (kind, payload) => {
   control.write(Buffer.concat([h, payload]));
 };
 const json = (o) => frame(0, Buffer.from(JSON.stringify(o)));
-const stats = { connections: 1, active: 0, requests: 5, denied: 2, upstreamErrors: 0, passthrough: 0, badRequests: 0, recordsLost: 0, h2Refused: 0, h2cIgnored: 0, headTimeouts: 0, bodyTimeouts: 0, limited: 0, fdExhausted: 0, acceptErrors: 0, maxConnections: 16384, lookupTimeouts: 0, lookupsLimited: 0 };
+const stats = { connections: 1, active: 0, requests: 5, denied: 2, upstreamErrors: 0, passthrough: 0, badRequests: 0, recordsLost: 0, h2Refused: 0, h2cIgnored: 0, headTimeouts: 0, bodyTimeouts: 0, limited: 0, fdExhausted: 0, acceptErrors: 0, maxConnections: 16384, lookupTimeouts: 0, lookupsLimited: 0, lookupsUnsent: 0 };
 control.on('close', () => process.exit(0));
 control.on('error', () => process.exit(0));
 json({ t: 'ready', pid: process.pid, workers: 1 });

@@ -10,7 +10,7 @@
 // Against another build: WM_ADDON=/path/to/wiremesh.node npx vitest run test/unit/l7-accept.test.ts
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
@@ -98,8 +98,9 @@ describe.skipIf(!hasPrlimit)('L7 proxy out of descriptors', () => {
 
 // accept4 on the proxy's threads fails with WM_SHIM_ACCEPT (an errno number); socket(AF_INET) there fails with
 // EMFILE under WM_SHIM_SOCKET_EMFILE; WM_SHIM_LOOKUP: a lookup channel answering every flow (127.0.0.1:9,
-// identity 7), its descriptor in WM_SHIM_LOOKUP_FD; with WM_SHIM_LOOKUP_STALL it never answers for clients at
-// 127.0.0.2 (an agent stuck on their lookups).
+// identity 7; the port WM_SHIM_LOOKUP_PORT if set), its descriptor in WM_SHIM_LOOKUP_FD; with WM_SHIM_LOOKUP_STALL it never answers for clients at
+// 127.0.0.2 (an agent stuck on their lookups); with WM_SHIM_LOOKUP_DEAF it never reads the channel at all (an
+// agent stalled: requests pile up in the channel's buffer).
 const SHIM = `#define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -109,6 +110,7 @@ const SHIM = `#define _GNU_SOURCE
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 static int proxy_thread(void) {
   char n[16] = {0};
   pthread_getname_np(pthread_self(), n, sizeof n);
@@ -130,6 +132,7 @@ int socket(int domain, int type, int protocol) {
 static void* answer(void* arg) {
   int fd = (int)(intptr_t)arg;
   unsigned char q[64], a[16];
+  if (getenv("WM_SHIM_LOOKUP_DEAF")) for (;;) pause();
   for (;;) {
     ssize_t n = recv(fd, q, sizeof q, 0);
     if (n <= 0) return 0;
@@ -137,7 +140,8 @@ static void* answer(void* arg) {
     memset(a, 0, sizeof a);
     memcpy(a, q, 4);                                  /* seq */
     a[4] = 1;                                         /* found */
-    uint16_t port = 9; memcpy(a + 6, &port, 2);
+    const char* pe = getenv("WM_SHIM_LOOKUP_PORT");
+    uint16_t port = pe ? (uint16_t)atoi(pe) : 9; memcpy(a + 6, &port, 2);
     a[8] = 127; a[11] = 1;                            /* 127.0.0.1 */
     uint32_t id = 7; memcpy(a + 12, &id, 4);
     send(fd, a, sizeof a, MSG_NOSIGNAL);
@@ -237,4 +241,58 @@ describe.skipIf(!hasPrlimit || !hasCc)('L7 proxy: accept and socket errors that 
     expect((await Promise.all(stuck)).every((got) => got === '')).toBe(true);
     expect(await stats()).toMatchObject({ lookupTimeouts: 128, lookupsLimited: 12, connections: 141, active: 0 });
   }, 20_000);
+
+  // review regression: the channel had the default send buffer (212,992 B), which holds ~278 lookups, not the
+  // 1024 the queue allows: with the agent stalled, 3 addresses within their share were shut out (closed at
+  // once, nothing sent) and the closes counted as timeouts. The shim here never reads the channel, and its
+  // socketpair has the default buffers: the proxy's end is sized for the queue (or the queue to the buffer).
+  it('an agent not reading: every lookup within the queue is sent and times out; none is closed unsent', async () => {
+    const { next, stats } = shimmed({ WM_SHIM_LOOKUP: '1', WM_SHIM_LOOKUP_DEAF: '1' }, 4096);
+    const ready = (await next()) as { port: number };
+    const addrs = ['127.0.0.2', '127.0.0.3', '127.0.0.4'];
+    const all = addrs.flatMap((a) => Array.from({ length: 120 }, () => request(ready.port, a)));
+    expect((await Promise.all(all)).every((got) => got === '')).toBe(true); // fails closed, nothing answered
+    expect(await stats()).toMatchObject({ lookupTimeouts: 360, lookupsUnsent: 0, lookupsLimited: 0, connections: 360, active: 0 });
+  }, 30_000);
+
+  // review regression: docs/policy.md says an L4-allowed flow is not rewritten, but X-Forwarded-For was replaced
+  // on every redirected flow, rules `all` included (fdproxy answers every rule request `all`)
+  it('an L4-allowed flow reaches the pod as the client sent it: X-Forwarded-For not rewritten', async () => {
+    let head = '';
+    const pod = createServer((s) => s.on('data', (d: Buffer) => {
+      head += d.toString();
+      if (head.includes('\r\n\r\n')) s.end('HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n');
+    }));
+    await new Promise<void>((r) => pod.listen(0, '127.0.0.1', r));
+    try {
+      const { next } = shimmed({ WM_SHIM_LOOKUP: '1', WM_SHIM_LOOKUP_PORT: String((pod.address() as AddressInfo).port) }, 1024);
+      const ready = (await next()) as { port: number };
+      const s = connect({ port: ready.port, host: '127.0.0.1' });
+      sockets.push(s);
+      let got = '';
+      s.on('data', (d: Buffer) => (got += d.toString()));
+      s.on('error', () => undefined);
+      s.write('GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 100.64.0.9, 100.64.0.10\r\nConnection: close\r\n\r\n');
+      await vi.waitFor(() => expect(got).toMatch(/^HTTP\/1\.1 204 /), { timeout: 5_000, interval: 20 });
+      expect(head).toContain('X-Forwarded-For: 100.64.0.9, 100.64.0.10\r\n');
+      expect(head.toLowerCase().match(/x-forwarded-for/g)).toHaveLength(1);
+    } finally {
+      pod.close();
+    }
+  }, 20_000);
+
+  // review regression: parked connections (waiting for their lookup) hold a descriptor each but were outside
+  // the connection cap, so under a low RLIMIT_NOFILE admitted clients found no descriptor for their upstream.
+  // At 256 descriptors the cap is 64: the connections over it while 64 are parked are closed at accept (limited).
+  it('parked lookups count against the connection cap', async () => {
+    const { next, stats } = shimmed({ WM_SHIM_LOOKUP: '1', WM_SHIM_LOOKUP_DEAF: '1' }, 256);
+    const ready = (await next()) as { port: number };
+    expect((await stats()).maxConnections).toBe(64);
+    const all = Array.from({ length: 100 }, () => request(ready.port, '127.0.0.2'));
+    expect((await Promise.all(all)).every((got) => got === '')).toBe(true);
+    const s = await stats();
+    expect(s.limited).toBeGreaterThan(0); // all 100 arrive within the 250 ms the first lookups wait
+    expect(s).toMatchObject({ connections: 100, lookupsUnsent: 0, lookupsLimited: 0, active: 0 });
+    expect(s.limited + s.lookupTimeouts).toBe(100);
+  }, 30_000);
 });

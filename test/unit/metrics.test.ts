@@ -13,7 +13,7 @@ function snapshot(over: Partial<MetricsSnapshot> = {}): MetricsSnapshot {
       { cluster: 'c1', ip: '100.65.1.10', port: 8080, weight: 1, node: 'n1', state: 'selected' },
       { cluster: 'c2', ip: '100.66.1.10', port: 8080, weight: 1, node: 'n1', state: 'dead' },
     ] as never }] }],
-    proxy: { connections: 2, active: 1, requests: 10, denied: 4, upstreamErrors: 0, passthrough: 0, badRequests: 1, recordsLost: 0, h2Refused: 0, h2cIgnored: 0, headTimeouts: 0, bodyTimeouts: 0, limited: 0, fdExhausted: 0, acceptErrors: 0, maxConnections: 16384, lookupTimeouts: 0, lookupsLimited: 0 },
+    proxy: { connections: 2, active: 1, requests: 10, denied: 4, upstreamErrors: 0, passthrough: 0, badRequests: 1, recordsLost: 0, h2Refused: 0, h2cIgnored: 0, headTimeouts: 0, bodyTimeouts: 0, limited: 0, fdExhausted: 0, acceptErrors: 0, maxConnections: 16384, lookupTimeouts: 0, lookupsLimited: 0, lookupsUnsent: 0 },
     etcdConnected: true,
     syncedClusters: ['c2'],
     syncLag: new Map([['c2', { lagMs: 120, receivedAtMs: Date.now() - 1000 }]]),

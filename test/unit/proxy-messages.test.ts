@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { encodeFrame, FRAME_JSON, FrameError, FrameReader, jsonFrame, MAX_FRAME, recordsFrame, type Frame } from '../../src/proxy/frames.js';
 import { decodeAgentMessage, decodeProxyMessage, MAX_RULE_REQUESTS, ProxyMessageError } from '../../src/proxy/messages.js';
 
-const STATS = { connections: 1, active: 1, requests: 2, denied: 1, upstreamErrors: 0, passthrough: 0, badRequests: 0, recordsLost: 0, h2Refused: 0, h2cIgnored: 0, headTimeouts: 0, bodyTimeouts: 0, limited: 0, fdExhausted: 0, acceptErrors: 0, maxConnections: 16384, lookupTimeouts: 0, lookupsLimited: 0 };
+const STATS = { connections: 1, active: 1, requests: 2, denied: 1, upstreamErrors: 0, passthrough: 0, badRequests: 0, recordsLost: 0, h2Refused: 0, h2cIgnored: 0, headTimeouts: 0, bodyTimeouts: 0, limited: 0, fdExhausted: 0, acceptErrors: 0, maxConnections: 16384, lookupTimeouts: 0, lookupsLimited: 0, lookupsUnsent: 0 };
 const REQ = { address: '100.65.1.10', port: 8080, identity: 4242, generation: 3 };
 
 /** One 56-byte L7 record (docs/wire-format.md) with its text at `off`. */

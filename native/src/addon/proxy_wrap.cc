@@ -193,6 +193,7 @@ class L7ProxyWrap : public Napi::ObjectWrap<L7ProxyWrap> {
     o.Set("maxConnections", double(s.max_connections));
     o.Set("lookupTimeouts", double(s.lookup_timeouts));
     o.Set("lookupsLimited", double(s.lookups_limited));
+    o.Set("lookupsUnsent", double(s.lookups_unsent));
     return o;
   }
   Napi::Value Close(const Napi::CallbackInfo& info) {

@@ -37,6 +37,9 @@ int LookupServer::pair(std::string* err) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
     return *err = std::string("proxy lookup socketpair: ") + std::strerror(errno), -1;
+  // Both directions hold a worker's whole queue (lookup.h); sized here, with the agent's privileges, as the
+  // proxy process may lack CAP_NET_ADMIN (it sizes its end again and fits its queue to what it got: loop.cc).
+  for (int fd : sv) size_lookup_channel(fd, kLookupChannelMessages);
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.fd = sv[0];
@@ -88,7 +91,8 @@ void LookupServer::run() {
         a.found = original_(rq.client, rq.client_port, a.dst, &a.dst_port, &a.identity) ? 1 : 0;
         if (!a.found) std::memset(a.dst, 0, 4), a.dst_port = 0, a.identity = 0;
         (a.found ? answered_ : not_found_).fetch_add(1, std::memory_order_relaxed);
-        // A full buffer means the proxy is not reading: it gets no answer and closes that connection.
+        // Sized for a worker's whole queue (size_lookup_channel); full only if the proxy is not reading: that
+        // connection then gets no answer and times out.
         (void)!send(fd, &a, sizeof a, MSG_DONTWAIT | MSG_NOSIGNAL);
       }
       if (gone || (evs[i].events & (EPOLLHUP | EPOLLERR))) drop(fd);
@@ -122,6 +126,19 @@ bool send_lookup(int fd, uint32_t seq, const uint8_t client[4], uint16_t client_
   std::memcpy(rq.client, client, 4);
   rq.client_port = client_port;
   return send(fd, &rq, sizeof rq, MSG_DONTWAIT | MSG_NOSIGNAL) == ssize_t(sizeof rq);
+}
+
+size_t size_lookup_channel(int fd, size_t messages) {
+  auto holds = [fd]() -> size_t {
+    int got = 0;
+    socklen_t len = sizeof got;
+    return getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &got, &len) < 0 || got <= 0 ? 0 : size_t(got) / kLookupMessageCharge;
+  };
+  if (holds() >= messages) return holds();  // sized already (the agent's pair): SO_SNDBUF could only lower it
+  int want = int(messages * kLookupMessageCharge / 2);  // the kernel doubles what it is given
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &want, sizeof want) < 0)
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof want);
+  return holds();
 }
 
 int recv_answer(int fd, LookupAnswer* a) {

@@ -15,7 +15,7 @@
 //            original address, source identity
 // A request of another size is dropped and counted (it gets no answer). The
 // server answers in order. The proxy does not wait: each worker keeps its
-// lookups in flight (loop.h kMaxPendingLookups, kMaxLookupsPerSource) and takes
+// lookups in flight (loop.h kMaxPendingLookups, a share per address) and takes
 // answers as its epoll loop sees them, by seq: one arriving after its request's
 // timeout is skipped. No answer in kLookupTimeoutMs, or not found: the
 // connection is closed (fail closed).
@@ -86,5 +86,14 @@ class LookupServer {
 // (messages of another size are skipped).
 bool send_lookup(int fd, uint32_t seq, const uint8_t client[4], uint16_t client_port);
 int recv_answer(int fd, LookupAnswer* a);
+
+// Messages a channel must queue in each direction: a worker's lookups in flight (loop.h kMaxPendingLookups).
+// A message of 12-16 bytes is charged its whole buffer (~768 B on x86-64) against the sender's SO_SNDBUF, so the
+// default buffer (212,992 B) holds ~278, not 1024.
+constexpr size_t kLookupChannelMessages = 1024;
+constexpr size_t kLookupMessageCharge = 1024;  // bytes of send buffer counted per message, with a margin
+// Asks for a send buffer holding `messages` (SO_SNDBUFFORCE, which needs CAP_NET_ADMIN, else SO_SNDBUF, capped
+// by net.core.wmem_max) and returns how many messages the buffer obtained holds (0: fd is no socket).
+size_t size_lookup_channel(int fd, size_t messages);
 
 }  // namespace wm

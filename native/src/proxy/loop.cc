@@ -37,6 +37,10 @@ bool L7Proxy::Loop::open(const uint8_t addr[4], uint16_t port, std::string* err)
   add(lfd_, EPOLLIN, kListener);
   add(wfd_, EPOLLIN, kWake);
   if (kfd_ >= 0) add(kfd_, EPOLLIN, kLookupTag);  // fails for a descriptor that is no socket: sends fail then too
+  // The queue never outgrows the channel: a lookup queued is a lookup sent (loop.h)
+  size_t holds = kfd_ >= 0 ? size_lookup_channel(kfd_, kMaxPendingLookups) : 0;
+  lookup_bound_ = std::max<size_t>(1, std::min(kMaxPendingLookups, holds));
+  lookup_share_ = uint32_t(std::max<size_t>(1, lookup_bound_ / kLookupShareDivisor));
   return true;
 }
 
@@ -61,6 +65,7 @@ void L7Proxy::Loop::stop() {
   for (auto& kv : conns_) close_fds(kv.second.get());
   conns_.clear();
   for (auto& kv : lookups_) close(kv.second.fd);
+  p_->parked_.fetch_sub(lookups_.size(), std::memory_order_relaxed);
   lookups_.clear();
   lookup_order_.clear();
   lookups_per_source_.clear();

@@ -40,11 +40,13 @@ constexpr uint64_t kMaxConnections = 16384;
 constexpr uint32_t kMaxPerIdentity = 4096;
 constexpr size_t kMaxRecords = 65536;
 // Original-destination lookups in flight per worker (lookup.h), and per client address: a pod opening
-// connections while the agent is slow takes at most kMaxLookupsPerSource of the queue, never all of it. Beyond
-// its share a connection is closed at accept (lookupsLimited); with the queue full the worker stops accepting
-// (the kernel's backlog holds the rest) until an answer or a timeout (kLookupTimeoutMs) frees a slot.
-constexpr size_t kMaxPendingLookups = 1024;
-constexpr uint32_t kMaxLookupsPerSource = 128;
+// connections while the agent is slow takes at most an eighth of the queue, never all of it. Beyond its share
+// a connection is closed at accept (lookupsLimited); with the queue full the worker stops accepting (the
+// kernel's backlog holds the rest) until an answer or a timeout (kLookupTimeoutMs) frees a slot. The queue is
+// kMaxPendingLookups, or fewer if the channel's send buffer holds fewer (no CAP_NET_ADMIN and a low
+// net.core.wmem_max: Loop::open), so a queued lookup is always one sent; the share is per worker.
+constexpr size_t kMaxPendingLookups = kLookupChannelMessages;
+constexpr uint32_t kLookupShareDivisor = 8;  // one address: 128 of 1024
 // Accepts per pass: the loop then serves its other events (the lookup answers among them) before the next.
 constexpr uint32_t kMaxAcceptsPerPass = 64;
 // Failed accepts a connection's own error explains (ECONNABORTED, say) skipped in one pass before the loop's other events.
@@ -230,6 +232,8 @@ class L7Proxy::Loop {
   std::unordered_map<uint32_t, PendingLookup> lookups_;
   std::deque<std::pair<uint64_t, uint32_t>> lookup_order_;  // (deadline in µs, seq), in sending order
   std::unordered_map<uint32_t, uint32_t> lookups_per_source_;  // client address -> lookups in flight
+  size_t lookup_bound_ = kMaxPendingLookups;  // what the channel holds, at most kMaxPendingLookups (open)
+  uint32_t lookup_share_ = kMaxPendingLookups / kLookupShareDivisor;  // per client address
   bool exhausted_ = false;      // accept paused (pause_accept), none accepted since
 };
 

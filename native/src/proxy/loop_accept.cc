@@ -21,7 +21,7 @@ void L7Proxy::Loop::accept_all() {
   // so what is left is tried again after the loop's other events (kMaxAcceptsPerPass: the answers among them).
   uint32_t skipped = 0;
   for (uint32_t accepted = 0; accepted < kMaxAcceptsPerPass; accepted++) {
-    if (lookups_.size() >= kMaxPendingLookups) return arm_listener();  // disarmed until one ends
+    if (lookups_.size() >= lookup_bound_) return arm_listener();  // disarmed until one ends
     sockaddr_in sa{};
     socklen_t len = sizeof sa;
     int fd = accept4(lfd_, reinterpret_cast<sockaddr*>(&sa), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -40,13 +40,20 @@ void L7Proxy::Loop::accept_all() {
 
 // Asks the agent where fd's flow was headed (lookup.h) and parks it until the answer (take_answers) or
 // kLookupTimeoutMs (expire_lookups); the loop serves everything else meanwhile. Over its address's share of
-// the queue, or with the channel full or gone, the connection is closed at once (fails closed).
+// the queue, or with the connection cap taken by admitted and parked connections together (a parked one holds
+// a descriptor too), or with the channel gone (or full: not expected, it is sized for the queue), the
+// connection is closed at once (fails closed).
 void L7Proxy::Loop::ask_original(int fd, const sockaddr_in& sa) {
   uint32_t source;
   std::memcpy(&source, &sa.sin_addr, 4);
   auto share = lookups_per_source_.find(source);
-  if (share != lookups_per_source_.end() && share->second >= kMaxLookupsPerSource) {
+  if (share != lookups_per_source_.end() && share->second >= lookup_share_) {
     p_->lookups_limited_.fetch_add(1, std::memory_order_relaxed);
+    close(fd);
+    return;
+  }
+  if (p_->active_.load(std::memory_order_relaxed) + p_->parked_.load(std::memory_order_relaxed) >= p_->max_connections()) {
+    p_->limited_.fetch_add(1, std::memory_order_relaxed);
     close(fd);
     return;
   }
@@ -54,11 +61,12 @@ void L7Proxy::Loop::ask_original(int fd, const sockaddr_in& sa) {
   std::memcpy(pl.client, &sa.sin_addr, 4);
   uint32_t seq = ++seq_;
   if (!send_lookup(kfd_, seq, pl.client, pl.client_port)) {
-    p_->lookup_timeouts_.fetch_add(1, std::memory_order_relaxed);  // no answer to come: counted as none in time
+    p_->lookups_unsent_.fetch_add(1, std::memory_order_relaxed);
     close(fd);  // no lookup channel, or the agent is not reading it
     return;
   }
   lookups_.emplace(seq, pl);
+  p_->parked_.fetch_add(1, std::memory_order_relaxed);
   lookup_order_.emplace_back(now_us() + uint64_t(kLookupTimeoutMs) * 1000, seq);
   lookups_per_source_[source]++;
 }
@@ -103,6 +111,7 @@ void L7Proxy::Loop::end_lookup(std::unordered_map<uint32_t, PendingLookup>::iter
   auto share = lookups_per_source_.find(source);
   if (share != lookups_per_source_.end() && --share->second == 0) lookups_per_source_.erase(share);
   lookups_.erase(it);
+  p_->parked_.fetch_sub(1, std::memory_order_relaxed);
   arm_listener();  // a slot is free
 }
 
@@ -178,7 +187,7 @@ void L7Proxy::Loop::resume_accept() {
 // The listener is armed unless accepting is paused or the lookup queue is full (level-triggered: armed with a
 // connection waiting, it fires again at once).
 void L7Proxy::Loop::arm_listener() {
-  bool want = !accept_paused_ && lookups_.size() < kMaxPendingLookups;
+  bool want = !accept_paused_ && lookups_.size() < lookup_bound_;
   if (want == listener_armed_) return;
   epoll_event ev{};
   ev.events = want ? uint32_t(EPOLLIN) : 0u;

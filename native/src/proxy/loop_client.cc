@@ -62,7 +62,8 @@ void L7Proxy::Loop::process_client(Conn* c) {
         c->head_deadline_s = 0;
         if (r == http1::ParseResult::kError) return bad_request(c, status);
         c->first = false;
-        http1::set_forwarded_for(&h, c->client_ip);  // decided as the pod will read it
+        // decided as the pod will read it; an L4-allowed flow (rules `all`) is not rewritten (docs/policy.md)
+        if (!c->rules->all()) http1::set_forwarded_for(&h, c->client_ip);
         on_request(c, h);
         break;
       }
@@ -122,7 +123,7 @@ void L7Proxy::Loop::on_request(Conn* c, const http1::Head& h) {
 
 // The head as received but for: the request line carries the normalised target (what the rules
 // matched is what the pod serves), X-Forwarded-For is the client's address alone (the client's own
-// lines dropped: http1::set_forwarded_for, the value the rules saw), and an h2c
+// lines dropped: http1::set_forwarded_for, the value the rules saw; not on an L4-allowed flow), and an h2c
 // upgrade is dropped (Upgrade, HTTP2-Settings and Connection; the connection's persistence is
 // restated), so the pod answers in HTTP/1.1.
 void L7Proxy::Loop::append_forward_head(Conn* c, const http1::Head& h) {
@@ -134,6 +135,7 @@ void L7Proxy::Loop::append_forward_head(Conn* c, const http1::Head& h) {
   c->uout.append(" ");
   c->uout.append(h.target);
   c->uout.append(h.minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+  bool rewrite_xff = !(c->rules && c->rules->all());
   auto named = [](std::string_view line, std::string_view name) {
     return line.size() > name.size() && line[name.size()] == ':' && strncasecmp(line.data(), name.data(), name.size()) == 0;
   };
@@ -141,7 +143,7 @@ void L7Proxy::Loop::append_forward_head(Conn* c, const http1::Head& h) {
     size_t e = raw.find("\r\n", i);
     std::string_view line = raw.substr(i, e + 2 - i);
     i = e + 2;
-    if (named(line, "x-forwarded-for")) continue;
+    if (rewrite_xff && named(line, "x-forwarded-for")) continue;
     if (h.h2c_upgrade && (named(line, "upgrade") || named(line, "http2-settings") || named(line, "connection"))) continue;
     c->uout.append(line);
   }
@@ -149,9 +151,12 @@ void L7Proxy::Loop::append_forward_head(Conn* c, const http1::Head& h) {
     if (!h.keep_alive) c->uout.append("connection: close\r\n");
     else if (h.minor == 0) c->uout.append("connection: keep-alive\r\n");
   }
-  c->uout.append("x-forwarded-for: ");
-  c->uout.append(std::string_view(c->client_ip));
-  c->uout.append("\r\n\r\n");
+  if (rewrite_xff) {
+    c->uout.append("x-forwarded-for: ");
+    c->uout.append(std::string_view(c->client_ip));
+    c->uout.append("\r\n");
+  }
+  c->uout.append("\r\n");
 }
 
 void L7Proxy::Loop::bad_request(Conn* c, int status) {

@@ -178,6 +178,7 @@ L7ProxyStats L7Proxy::stats() const {
   s.max_connections = max_connections_;
   s.lookup_timeouts = lookup_timeouts_.load();
   s.lookups_limited = lookups_limited_.load();
+  s.lookups_unsent = lookups_unsent_.load();
   std::lock_guard<std::mutex> lock(records_mu_);
   s.records_lost = records_lost_;
   return s;

@@ -89,9 +89,9 @@ struct L7ProxyStats {
   uint64_t fd_exhausted;   // episodes of accept failing for want of descriptors or memory, or refused (paused)
   uint64_t accept_errors;  // failed accepts, one per attempt (paused: one per closed descriptor or second)
   uint64_t max_connections;  // the cap in force: kMaxConnections or what RLIMIT_NOFILE holds, if lower
-  uint64_t lookup_timeouts;  // connections closed: no original destination from the agent in kLookupTimeoutMs,
-                             // or it could not be asked (the lookup channel gone or full)
+  uint64_t lookup_timeouts;  // connections closed: no original destination from the agent in kLookupTimeoutMs
   uint64_t lookups_limited;  // connections closed at accept: their address over its share of the lookup queue
+  uint64_t lookups_unsent;   // connections closed at accept: the lookup could not be sent (channel gone or full)
 };
 
 class L7Proxy {
@@ -127,7 +127,8 @@ class L7Proxy {
 
   std::atomic<uint64_t> connections_{0}, active_{0}, requests_{0}, denied_{0}, upstream_errors_{0}, passthrough_{0},
       bad_requests_{0}, h2_refused_{0}, h2c_ignored_{0}, head_timeouts_{0}, body_timeouts_{0}, limited_{0},
-      fd_exhausted_{0}, accept_errors_{0}, lookup_timeouts_{0}, lookups_limited_{0};
+      fd_exhausted_{0}, accept_errors_{0}, lookup_timeouts_{0}, lookups_limited_{0},
+      lookups_unsent_{0}, parked_{0};  // parked_: connections waiting for their lookup (all workers)
   uint64_t max_connections() const { return max_connections_; }
   // Connections per source identity (the cap in loop.cc): acquire at accept, release on close.
   bool acquire(uint32_t identity, uint32_t max);
