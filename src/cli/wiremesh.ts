@@ -179,6 +179,8 @@ export async function main(argv: string[]): Promise<number> {
       const { connectClusters } = await import('../controlplane/clustermesh.js');
       const { a, b } = await connectClusters(side(o, 'a'), side(o, 'b'), { aAcceptsPolicies: Boolean(o.aAcceptPolicies), bAcceptsPolicies: Boolean(o.bAcceptPolicies) });
       console.log(`connected ${a.name} <-> ${b.name}`);
+      // the ranges each side now admits the other's node addresses in: the operator checks them (a public block?)
+      for (const c of [a, b]) console.log(`pinned ${c.name}: underlay CIDRs ${(c.underlayCIDRs ?? []).join(', ')}; pod CIDRs ${c.podCIDRs.join(', ')}`);
     });
   withEtcdFlags(withEtcdFlags(cm.command('disconnect').description('disconnect two clusters'), 'a'), 'b')
     .option('--a-pki <dir>', "cluster A's PKI folder (revokes B's read-only user)")
