@@ -167,7 +167,7 @@ export async function main(argv: string[]): Promise<number> {
     .action(async (o: { cluster: string; id: number; podCidr: string; underlayCidrs: string; etcd: string; relay?: boolean; maxConnectedClusters?: 255 | 511 }) => {
       const { enableCluster } = await import('../controlplane/clustermesh.js');
       const layout = o.maxConnectedClusters === 511 ? { maxConnectedClusters: 511 as const } : {};
-      await enableCluster(etcdOptions(o), { name: o.cluster, id: o.id, podCIDRs: o.podCidr.split(','), underlayCIDRs: o.underlayCidrs.split(','), ...(o.relay ? { relay: true } : {}), ...layout });
+      for (const w of await enableCluster(etcdOptions(o), { name: o.cluster, id: o.id, podCIDRs: o.podCidr.split(','), underlayCIDRs: o.underlayCidrs.split(','), ...(o.relay ? { relay: true } : {}), ...layout })) console.warn(`warning: ${w}`);
       console.log(`cluster ${o.cluster} (id ${o.id}) enabled${o.relay ? ' as a relay hub' : ''}`);
     });
   withEtcdFlags(withEtcdFlags(cm.command('connect').description('connect two clusters (both directions)'), 'a'), 'b')
