@@ -36,6 +36,7 @@ import {
   type Trust,
 } from '../controlplane/records/index.js';
 import type { Labels } from '../identity/identity.js';
+import { formatPrefix } from '../net/ip.js';
 import type { Logger } from '../log.js';
 import type { Manifest } from '../manifests/validate.js';
 import type { Admission } from './admission.js';
@@ -109,13 +110,18 @@ class Sinks {
   /**
    * Pins: what we pinned about each remote. Every pin as stored; applied to
    * trust unless its id is taken (then retried when pins change); records of
-   * the clusters touched are checked again.
+   * the clusters touched are checked again (every cluster's when any pod or
+   * underlay range changed).
    */
   pins(): Watch {
     const { trust, rejections: rej, admission } = this.t;
     const pins = new Map<string, PinnedCluster>();
+    // Node addresses are refused inside any cluster's pod or underlay ranges: when a pin's ranges change, every
+    // cluster's records can turn (an overlapping pin arriving later; pins change rarely).
+    const ranges = () => [trust.facts(this.t.cluster.name)!, ...trust.pinned()].map((f) => `${f.name} ${f.podCIDRs.map(formatPrefix).join()} ${Array.isArray(f.underlay) ? f.underlay.map(formatPrefix).join() : f.underlay}`).sort().join(';');
     const apply = (changed: string) => {
       const touched = new Set([changed]);
+      const before = ranges();
       if (!pins.has(changed)) trust.unpin(changed);
       for (const [name, p] of pins) {
         if (trust.holds(p)) continue;
@@ -124,6 +130,7 @@ class Sinks {
         if (refused) rej.add(new RecordError('pinned-cluster', pinnedKey(name), 'conflict', refused), name);
         touched.add(name);
       }
+      if (ranges() !== before) for (const f of [trust.facts(this.t.cluster.name)!, ...trust.pinned()]) touched.add(f.name);
       for (const name of touched) admission.recheck(name);
       this.t.policy?.policyTrustChanged();
       this.t.peers.queue();

@@ -173,7 +173,7 @@ export async function main(argv: string[]): Promise<number> {
     .action(async (o: { cluster: string; id: number; podCidr: string; underlayCidrs: string; etcd: string; relay?: boolean; maxConnectedClusters?: 255 | 511 }) => {
       const { enableCluster } = await import('../controlplane/clustermesh.js');
       const layout = o.maxConnectedClusters === 511 ? { maxConnectedClusters: 511 as const } : {};
-      await enableCluster(etcdOptions(o), { name: o.cluster, id: o.id, podCIDRs: o.podCidr.split(','), underlayCIDRs: o.underlayCidrs.split(','), ...(o.relay ? { relay: true } : {}), ...layout });
+      for (const w of await enableCluster(etcdOptions(o), { name: o.cluster, id: o.id, podCIDRs: o.podCidr.split(','), underlayCIDRs: o.underlayCidrs.split(','), ...(o.relay ? { relay: true } : {}), ...layout })) console.warn(`warning: ${w}`);
       console.log(`cluster ${o.cluster} (id ${o.id}) enabled${o.relay ? ' as a relay hub' : ''}`);
     });
   withEtcdFlags(withEtcdFlags(cm.command('connect').description('connect two clusters (both directions)'), 'a'), 'b')
@@ -185,6 +185,8 @@ export async function main(argv: string[]): Promise<number> {
       const { connectClusters } = await import('../controlplane/clustermesh.js');
       const { a, b } = await connectClusters(side(o, 'a'), side(o, 'b'), { aAcceptsPolicies: Boolean(o.aAcceptPolicies), bAcceptsPolicies: Boolean(o.bAcceptPolicies) });
       console.log(`connected ${a.name} <-> ${b.name}`);
+      // the ranges each side now admits the other's node addresses in: the operator checks them (a public block?)
+      for (const c of [a, b]) console.log(`pinned ${c.name}: underlay CIDRs ${(c.underlayCIDRs ?? []).join(', ')}; pod CIDRs ${c.podCIDRs.join(', ')}`);
     });
   withEtcdFlags(withEtcdFlags(cm.command('disconnect').description('disconnect two clusters'), 'a'), 'b')
     .option('--a-pki <dir>', "cluster A's PKI folder (revokes B's read-only user)")

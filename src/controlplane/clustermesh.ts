@@ -36,6 +36,7 @@ import {
   type ClusterConfig,
   type Codec,
   type NodeHealth,
+  type NodeRecord,
   type PinnedCluster,
   type RemoteSpec,
   type RemoteStatus,
@@ -82,7 +83,26 @@ async function withEtcd<T>(access: EtcdOptions, fn: (c: Etcd3) => Promise<T>): P
   }
 }
 
-export async function enableCluster(access: EtcdOptions, cfg: ClusterConfig): Promise<void> {
+/**
+ * Enable run again over an enabled cluster: `cfg`'s ranges against every cluster this etcd pinned (pod and
+ * underlay CIDRs apart, both ways: as connect's pre-flight; throws MeshError WM_UNDERLAY_CIDR_OVERLAP /
+ * WM_POD_CIDR_OVERLAP), and a warning per own node record with an address outside the new underlay CIDRs (its
+ * readers will refuse it: claim).
+ */
+export function enableAgainst(cfg: ClusterConfig, pins: PinnedCluster[], nodes: NodeRecord[]): string[] {
+  for (const p of pins) {
+    for (const pa of cfg.podCIDRs)
+      for (const pb of p.podCIDRs)
+        if (prefixesOverlap(parsePrefix(pa), parsePrefix(pb))) throw new MeshError('WM_POD_CIDR_OVERLAP', `pod CIDR ${pa} of ${cfg.name} overlaps ${pb} of pinned ${p.name}`);
+    underlayApart(cfg, p);
+    underlayApart(p, cfg);
+  }
+  const inside = (a: string) => (cfg.underlayCIDRs ?? []).some((c) => prefixContains(parsePrefix(c), parseIP(a)!));
+  return nodes.flatMap((n) => n.addresses.filter((a) => !inside(a)).map((a) => `node ${cfg.name}/${n.name}: address ${a} is outside the underlay CIDRs ${(cfg.underlayCIDRs ?? []).join(', ')}: its readers will refuse it`));
+}
+
+/** Writes `cfg` as this etcd's cluster-config (first time or again); returns warnings (enableAgainst). */
+export async function enableCluster(access: EtcdOptions, cfg: ClusterConfig): Promise<string[]> {
   validateClusterName(cfg.name);
   validateClusterId(cfg.id, 'id', cfg.maxConnectedClusters ?? 255);
   validatePrefixes(cfg.podCIDRs, 'podCIDRs');
@@ -91,7 +111,7 @@ export async function enableCluster(access: EtcdOptions, cfg: ClusterConfig): Pr
   const checked = tryDecode(clusterConfigCodec, clusterConfigKey(cfg.name), clusterConfigCodec.encode(cfg));
   if (!checked.ok) throw new MeshError('WM_CLUSTER_CONFIG_INVALID', checked.error.message);
   underlayApart(cfg, cfg);
-  await withEtcd(access, async (c) => {
+  return withEtcd(access, async (c) => {
     const all = await c.getAll().prefix(clusterConfigPrefix()).strings();
     const others = Object.keys(all).filter((k) => k !== clusterConfigKey(cfg.name));
     if (others.length) throw new MeshError('WM_CLUSTER_MISMATCH', `this etcd already belongs to cluster ${others[0]!.slice(clusterConfigPrefix().length)}`);
@@ -102,6 +122,10 @@ export async function enableCluster(access: EtcdOptions, cfg: ClusterConfig): Pr
       if (old.ok && (old.value.maxConnectedClusters ?? 255) !== (cfg.maxConnectedClusters ?? 255))
         throw new MeshError('WM_MAX_CLUSTERS_MISMATCH', `cluster ${cfg.name} is enabled with maxConnectedClusters ${old.value.maxConnectedClusters ?? 255}: its identities are laid out for it`);
     }
+    // what this etcd pinned, and its own node records (undecodable ones: warned about as well)
+    const warned: string[] = [];
+    const pins = (await decodeAll(c, pinnedPrefix(), pinnedClusterCodec, warned)).map((e) => e.value);
+    const warnings = [...enableAgainst(cfg, pins, (await decodeAll(c, statePrefix('nodes', cfg.name), nodeCodec, warned)).map((e) => e.value)), ...warned];
     await c.put(clusterConfigKey(cfg.name)).value(clusterConfigCodec.encode(cfg));
     if (access.ca || access.caFile) {
       // RBAC (rbac.ts): remote clusters get a role that reads wiremesh/state/ and nothing else;
@@ -112,6 +136,7 @@ export async function enableCluster(access: EtcdOptions, cfg: ClusterConfig): Pr
       await idempotent(c.user('root').addRole('root'));
       await c.auth.authEnable({});
     }
+    return warnings;
   });
 }
 

@@ -98,6 +98,7 @@ export class GatewayDns {
   /** Node records as stored (decoded), by etcd key, checked again when the pins change; the refusal last reported. */
   private readonly nodeOffers = new Map<string, NodeRecord>();
   private readonly nodeRefused = new Map<string, string>();
+  private recheckQueued = false;
   /** This etcd's cluster-config and pins: whose addresses a node record may name (nodepins.ts). */
   readonly pins = new NodePins();
   readonly rejections: Rejections;
@@ -208,9 +209,28 @@ export class GatewayDns {
     this.admitGateways();
   }
 
-  /** The pins or the cluster-config changed: every node record is checked again. */
+  /**
+   * The pins or the cluster-config changed: the records that change can have turned are checked again, once per
+   * tick however many pin events arrive in it (a burst of connects over thousands of nodes kept DNS from answering
+   * for seconds when each event re-checked every record).
+   */
   pinsChanged(): void {
-    for (const k of this.nodeOffers.keys()) this.evaluateNode(k);
+    if (this.recheckQueued) return;
+    this.recheckQueued = true;
+    setImmediate(() => this.stopped || this.recheckPins());
+  }
+
+  /**
+   * Re-checks the node records NodePins says the changes since the last pass can have turned (all of them after
+   * the first cluster-config or a change of the local name/id/layout; else the changed clusters' records and any
+   * record with an address inside the changed clusters' old or new ranges). Cheap prefix tests select them;
+   * only those meet Trust.node.
+   */
+  recheckPins(): void {
+    this.recheckQueued = false;
+    const changes = this.pins.takeChanges();
+    if (!changes) return;
+    for (const [k, rec] of this.nodeOffers) if (NodePins.touches(changes, rec)) this.evaluateNode(k);
     this.admitGateways();
   }
 

@@ -1,8 +1,8 @@
 // gateway-dns's admission of gateway records (src/gateway/gslb.ts): a gateway is used only at an address of
 // its own node that names a host of its own, as docs/security.md says.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { GatewayDns, parseGatewayDnsConfig } from '../../src/gateway/gslb.js';
-import type { GatewayRecord, NodeRecord } from '../../src/controlplane/records/index.js';
+import { Trust, type GatewayRecord, type NodeRecord, type PinnedCluster } from '../../src/controlplane/records/index.js';
 import { silentLogger } from '../../src/log.js';
 
 const cfg = parseGatewayDnsConfig('etcd: { endpoints: ["http://198.18.1.2:2379"] }\nlisten: { address: 198.18.0.53 }\nnames: { web.example.com: shop/web }\n');
@@ -16,7 +16,7 @@ function setup() {
   // this etcd's cluster-config and one remote pinned at connect (gateway-dns reads both: nodepins.ts)
   dns.pins.setConfig({ name: 'c1', id: 1, podCIDRs: ['100.65.0.0/16'], underlayCIDRs: ['198.18.1.0/24'] });
   dns.pins.setPin('c2', { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false });
-  dns.pinsChanged();
+  dns.recheckPins();
   const internals = dns as unknown as { probeAll(): void; gateways: Map<string, unknown> };
   internals.probeAll = () => undefined; // no probes: what is admitted is read directly
   return { dns, admitted: () => [...internals.gateways.keys()], reasons: () => dns.rejections.recent.map((e) => `${e.key} ${e.reason}`) };
@@ -62,7 +62,7 @@ describe('gateway-dns admission', () => {
     expect(admitted()).toEqual([rgw('ok')]);
     // unpinned (disconnected): its nodes are refused and the gateway goes
     dns.pins.setPin('c2', undefined);
-    dns.pinsChanged();
+    dns.recheckPins();
     expect(admitted()).toEqual([]);
   });
 
@@ -73,7 +73,46 @@ describe('gateway-dns admission', () => {
     dns.gatewayChanged(gwKey('n1'), gw('n1', '198.18.1.10'));
     expect([dns.targets('shop/web').length, dns.rejections.total]).toEqual([0, 0]);
     dns.pins.setConfig({ name: 'c1', id: 1, podCIDRs: ['100.65.0.0/16'], underlayCIDRs: ['198.18.1.0/24'] });
-    dns.pinsChanged();
+    dns.recheckPins();
     expect((dns as unknown as { gateways: Map<string, unknown> }).gateways.size).toBe(1);
+  });
+
+  it('regression: a pin/config event re-checks only the records it can have turned, once per tick (counted Trust.node calls)', async () => {
+    // Every pin event used to re-run Trust.node on every node record, synchronously: 255 pins over 25,500 nodes
+    // blocked the loop for seconds per event and DNS stopped answering.
+    const dns = new GatewayDns(cfg, silentLogger);
+    (dns as unknown as { probeAll(): void }).probeAll = () => undefined;
+    const tick = () => new Promise((r) => setImmediate(r));
+    const pinOf = (id: number, underlay = `198.18.${id}.0/24`): PinnedCluster => ({ name: `c${id}`, id, podCIDRs: [`100.${64 + id}.0.0/16`], underlayCIDRs: [underlay], relay: false, acceptPolicies: false });
+    dns.pins.setConfig({ name: 'c1', id: 1, podCIDRs: ['100.65.0.0/16'], underlayCIDRs: ['198.18.1.0/24'] });
+    for (let id = 2; id <= 9; id++) dns.pins.setPin(`c${id}`, pinOf(id));
+    dns.pinsChanged();
+    await tick();
+    const PER = 10;
+    for (let id = 2; id <= 9; id++)
+      for (let n = 0; n < PER; n++)
+        dns.nodeChanged(`wiremesh/cache/nodes/v1/c${id}/n${n}`, { ...node(`n${n}`, [`198.18.${id}.${10 + n}`], n + 1), cluster: `c${id}`, clusterId: id, podCIDRs: [`100.${64 + id}.${n}.0/24`] });
+    expect(dns.rejections.total).toBe(0);
+    const calls = vi.spyOn(Trust.prototype, 'node');
+    try {
+      // a burst: three pins re-published (one with new relay settings only), one removed, within one tick
+      for (const id of [2, 3, 4]) (dns.pins.setPin(`c${id}`, { ...pinOf(id), relay: id === 4 }), dns.pinsChanged());
+      dns.pins.setPin('c5', undefined);
+      dns.pinsChanged();
+      expect(calls).toHaveBeenCalledTimes(0); // nothing yet: one pass per tick
+      await tick();
+      expect(calls).toHaveBeenCalledTimes(PER); // only c5's records: the others' facts are unchanged
+      expect(dns.rejections.total).toBe(PER);
+      calls.mockClear();
+      // c10 pinned over part of c6's underlay: c10 has no records; c6's records with an address in it are re-checked and refused
+      dns.pins.setPin('c10', pinOf(10, '198.18.6.8/29'));
+      dns.pinsChanged();
+      await tick();
+      expect(calls).toHaveBeenCalledTimes(6); // c6/n0..n5 at 198.18.6.10-15, inside 198.18.6.8/29
+      expect(dns.rejections.total).toBe(PER + 6);
+      expect(dns.rejections.recent.at(-1)?.detail).toMatch(/lies in c10's underlay CIDRs/);
+    } finally {
+      calls.mockRestore();
+    }
   });
 });

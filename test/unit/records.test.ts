@@ -406,6 +406,14 @@ describe('Trust: what a cluster may claim, checked against what was pinned', () 
     expect(r).toEqual({ record: { cluster: 'c3', node: 'n1', podCIDRs: ['100.99.0.0/16', 'fd99::/48'], clusterIds: [9] } });
   });
 
+  it("relay: a hub's CIDR overlapping any cluster's underlay CIDRs (ours or a pin's) is dropped, even holding no node address", () => {
+    const t = trust();
+    t.setLocalUnderlay(['198.18.1.0/24', 'fd18:1::/64']);
+    // 198.18.1.0/29 holds the testbed's etcd (198.18.1.2), no node record: routed into the TUN it would cut us off
+    const offer = ['198.18.1.0/29', '198.18.3.0/24', '198.18.0.0/15', '198.18.2.128/25', 'fd18:1::/96', 'fd18::/16', '100.99.0.0/16'];
+    expect(t.relay('c3', { cluster: 'c3', node: 'n1', podCIDRs: offer })).toEqual({ record: { cluster: 'c3', node: 'n1', podCIDRs: ['100.99.0.0/16'], clusterIds: [] } });
+  });
+
   it('policy opt-in: our own always, a remote only when pinned with acceptPolicies', () => {
     const t = trust();
     expect([t.enforcesPoliciesOf('c1'), t.enforcesPoliciesOf('c2'), t.enforcesPoliciesOf('c3'), t.enforcesPoliciesOf('c9')]).toEqual([true, false, true, false]);

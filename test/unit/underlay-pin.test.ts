@@ -5,11 +5,13 @@
 // packets to it decrypted through its tunnel.
 import { describe, expect, it } from 'vitest';
 import { Admission } from '../../src/agent/admission.js';
-import { enableCluster, pinFor, preflight } from '../../src/controlplane/clustermesh.js';
+import { enableAgainst, enableCluster, pinFor, preflight } from '../../src/controlplane/clustermesh.js';
 import { clusterConfigKey, pinnedKey } from '../../src/controlplane/keys.js';
 import * as records from '../../src/controlplane/records/index.js';
 import { Rejections, Trust, type NodeRecord, type PinnedCluster } from '../../src/controlplane/records/index.js';
 import { MeshError } from '../../src/errors.js';
+import { trustWatches, type WatchTargets } from '../../src/agent/sinks.js';
+import { silentLogger } from '../../src/log.js';
 
 const KEY = 'A'.repeat(42) + 'A=';
 const node = (cluster: string, clusterId: number, addresses: string[], name = 'n1'): NodeRecord => ({ cluster, clusterId, name, addresses, port: 51820, publicKey: KEY, podCIDRs: [`100.${64 + clusterId}.1.0/24`], bootId: '1' });
@@ -149,5 +151,42 @@ describe('clustermesh enable / connect pre-flight', () => {
     await expect(enableCluster(access, { name: 'c1', id: 1, podCIDRs: ['100.65.0.0/16'] })).rejects.toMatchObject({ code: 'WM_UNDERLAY_CIDRS_MISSING' });
     await expect(enableCluster(access, c('c1', 1, ['64:ff9b::/96']))).rejects.toMatchObject({ code: 'WM_CLUSTER_CONFIG_INVALID', message: expect.stringMatching(/translation prefix/) });
     await expect(enableCluster(access, c('c1', 1, ['100.65.0.0/24']))).rejects.toMatchObject({ code: 'WM_UNDERLAY_CIDR_OVERLAP', message: expect.stringMatching(/of c1 overlaps pod CIDR 100\.65\.0\.0\/16 of c1/) });
+  });
+});
+
+describe('clustermesh enable run again: checked against the pins in its own etcd (enableAgainst)', () => {
+  const cfg = { name: 'c1', id: 1, podCIDRs: ['100.65.0.0/16'], underlayCIDRs: ['198.18.1.0/24'] };
+  it('regression: new ranges overlapping a pinned cluster\'s underlay or pod CIDRs are refused, both ways', () => {
+    const code = (f: () => unknown) => { try { f(); return 'ok'; } catch (e) { return (e as MeshError).code; } };
+    expect(code(() => enableAgainst(cfg, [pin('c2', 2, ['198.18.2.0/24'])], []))).toBe('ok');
+    expect(code(() => enableAgainst({ ...cfg, underlayCIDRs: ['198.18.0.0/16'] }, [pin('c2', 2, ['198.18.2.0/24'])], []))).toBe('WM_UNDERLAY_CIDR_OVERLAP');
+    expect(code(() => enableAgainst({ ...cfg, underlayCIDRs: ['100.66.0.0/24'] }, [pin('c2', 2, ['198.18.2.0/24'])], []))).toBe('WM_UNDERLAY_CIDR_OVERLAP'); // over c2's pods
+    expect(code(() => enableAgainst({ ...cfg, podCIDRs: ['198.18.2.0/25'] }, [pin('c2', 2, ['198.18.2.0/24'])], []))).toBe('WM_UNDERLAY_CIDR_OVERLAP'); // c2's underlay over our pods
+    expect(code(() => enableAgainst({ ...cfg, podCIDRs: ['100.66.0.0/16'] }, [pin('c2', 2, ['198.18.2.0/24'])], []))).toBe('WM_POD_CIDR_OVERLAP');
+  });
+  it('own node records outside the new ranges are listed', () => {
+    expect(enableAgainst(cfg, [], [node('c1', 1, ['198.18.1.10']), node('c1', 1, ['198.18.1.11', '198.18.9.1'], 'n2')])).toEqual([
+      'node c1/n2: address 198.18.9.1 is outside the underlay CIDRs 198.18.1.0/24: its readers will refuse it',
+    ]);
+  });
+});
+
+describe('agent: a pin whose ranges change re-checks every cluster (src/agent/sinks.ts)', () => {
+  it('regression: an overlapping pin arriving later withdraws an earlier-admitted node of another cluster, as a fresh agent refuses it', () => {
+    const trust = new Trust('c1', 1, ['100.65.0.0/16']);
+    trust.setLocalUnderlay(['198.18.1.0/24']);
+    const rejections = new Rejections();
+    const admitted = new Map<string, NodeRecord>();
+    const admission = new Admission(trust, rejections, { node: (k, r) => (r ? admitted.set(k, r) : admitted.delete(k)), endpoint: () => undefined, identity: () => undefined, relay: () => undefined });
+    const targets: WatchTargets = { cluster: { name: 'c1', id: 1 }, trust, rejections, admission, peers: { setSynced: () => undefined, setRelayEnabled: () => undefined, queue: () => undefined }, syncLag: new Map(), remoteStatus: new Map(), log: silentLogger };
+    const pins = trustWatches(targets)[0]!.sink;
+    pins.upsert(pinnedKey('c2'), JSON.stringify(pin('c2', 2, ['198.18.2.0/24'])));
+    const key = 'wiremesh/cache/nodes/v1/c2/n1';
+    admission.upsert('node', key, 'c2', node('c2', 2, ['198.18.2.10']));
+    expect([...admitted.keys()]).toEqual([key]);
+    // c3 pinned over c2's range (written by hand, past pre-flight): the overlap is nobody's, whatever the order
+    pins.upsert(pinnedKey('c3'), JSON.stringify(pin('c3', 3, ['198.18.2.0/25'])));
+    expect(trust.node('c2', node('c2', 2, ['198.18.2.10']))).toMatch(/lies in c3's underlay CIDRs/);
+    expect([...admitted.keys()]).toEqual([]);
   });
 });

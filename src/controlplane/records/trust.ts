@@ -9,8 +9,9 @@
  *             pinned underlay CIDRs and inside no other cluster's (fail closed for a pin without them)
  *   endpoint  address inside the pinned CIDRs; identity with the pinned id's bits
  *   identity  cluster bits = the pinned id; labels naming a cluster name it (normalised in)
- *   relay     only from a cluster pinned as hub; only CIDRs no pinned cluster owns,
- *             that hold no known node address, no wider than /8 (/16 for IPv6)
+ *   relay     only from a cluster pinned as hub; only CIDRs no cluster owns (pod CIDRs, and the
+ *             underlay CIDRs of ours and every pin), that hold no known node address, no wider
+ *             than /8 (/16 for IPv6)
  *   policy    a remote's mesh-wide policy is enforced only with the opt-in (acceptPolicies)
  *
  * Stateful checks (a pod CIDR claimed by two nodes, an endpoint outside its
@@ -185,12 +186,15 @@ export class Trust {
    * A relay offer as far as it may be honoured: null with a reason when the
    * cluster is no hub; otherwise only the CIDRs and ids it may relay (an offer
    * also names clusters we reach directly: those are dropped, not refused).
+   * A CIDR overlapping any cluster's underlay CIDRs is dropped too: routed into
+   * the TUN it would take our own hosts (an etcd with no node record in that
+   * slice) or another cluster's away from the underlay.
    */
   relay(cluster: string, rec: RelayRecord, holdsNodeAddress: (p: Prefix) => boolean = () => false): { record: RelayRecord } | string {
     const f = this.origin(cluster);
     if (typeof f === 'string') return f;
     if (!f.relay) return `${cluster} is not pinned as a hub: its relay offers are not honoured`;
-    const known = [...this.clusters.values()].flatMap((c) => c.podCIDRs);
+    const known = [...this.clusters.values()].flatMap((c) => [...c.podCIDRs, ...(Array.isArray(c.underlay) ? c.underlay : [])]);
     const podCIDRs = rec.podCIDRs.filter((c) => {
       const p = parsePrefix(c);
       if (p.cidr < (p.addr.length === 4 ? 8 : 16)) return false;
