@@ -24,7 +24,7 @@ export class GatewayDnsMetrics {
     const registers = [this.registry];
     new Counter({
       name: 'wiremesh_gateway_dns_records_rejected_total',
-      help: 'Gateway and node records gateway-dns refused, by the cluster the key named, record type and reason (a claim its origin may not make: an address not its node\'s, or no host\'s).',
+      help: 'Gateway and node records gateway-dns refused, by the cluster the key named, record type and reason (a claim its origin may not make: an address not its node\'s, no host\'s, or outside its cluster\'s pinned underlay CIDRs).',
       labelNames: ['origin', 'type', 'reason'],
       registers,
       collect() {
