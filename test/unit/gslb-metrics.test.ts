@@ -6,11 +6,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createSocket } from 'node:dgram';
 import net from 'node:net';
 import { EventEmitter } from 'node:events';
-import type { Server } from 'node:http';
 import * as packet from 'dns-packet';
 import { GatewayDns, parseGatewayDnsConfig } from '../../src/gateway/gslb.js';
 import { GatewayDnsMetrics } from '../../src/gateway/gslbmetrics.js';
-import { serveMetrics } from '../../src/net/metricsserver.js';
+import { serveMetrics, type MetricsServer } from '../../src/net/metricsserver.js';
 import { AgentMetrics, type MetricsSnapshot } from '../../src/agent/metrics.js';
 import { DnsServer } from '../../src/services/dns.js';
 import { silentLogger } from '../../src/log.js';
@@ -20,7 +19,7 @@ const query = (id: number, name: string) => packet.encode({ type: 'query', id, f
 const line = (text: string, prefix: string) => text.split('\n').find((l) => l.startsWith(prefix));
 
 let dns: GatewayDns | undefined;
-let http: Server | undefined;
+let http: MetricsServer | undefined;
 afterEach(() => {
   dns?.server.close();
   http?.close();
