@@ -13,7 +13,7 @@ function fakeEtcd(kv: Map<string, string>): Etcd3 {
 
 function state(): Map<string, string> {
   const kv = new Map<string, string>();
-  kv.set(clusterConfigKey('c1'), JSON.stringify({ name: 'c1', id: 1, podCIDRs: ['100.65.0.0/16'] }));
+  kv.set(clusterConfigKey('c1'), JSON.stringify({ name: 'c1', id: 1, podCIDRs: ['100.65.0.0/16'], underlayCIDRs: ['198.18.1.0/24'] }));
   kv.set(stateKey('nodes', 'c1', 'n1'), JSON.stringify({ cluster: 'c1', clusterId: 1, name: 'n1', addresses: ['198.18.1.1'], port: 51820, publicKey: Buffer.alloc(32, 1).toString('base64'), podCIDRs: ['100.65.1.0/24'], bootId: '1' }));
   for (let i = 1; i <= 3; i++) {
     const ip = `100.65.1.${i}`;
