@@ -8,6 +8,7 @@
  * address, an IPv6 /64). Memory: one map entry per party with an open connection, so at most maxConnections.
  */
 import type { Socket } from 'node:net';
+import { KeyCounts } from './keycounts.js';
 
 export interface ClientLimits {
   /** Connections open at once, over all clients. */
@@ -23,13 +24,13 @@ export class ClientBounds {
   open = 0;
   /** Connections reset at accept since the start, a bound having been reached. */
   refused = 0;
-  private readonly openPerClient = new Map<string, number>();
+  private readonly openPerClient = new KeyCounts();
 
   constructor(private readonly limits: ClientLimits) {}
 
   /** Connections the party holds now (0 when none). */
   of(client: string): number {
-    return this.openPerClient.get(client) ?? 0;
+    return this.openPerClient.of(client);
   }
 
   /**
@@ -46,12 +47,10 @@ export class ClientBounds {
       return reason;
     }
     this.open++;
-    this.openPerClient.set(client, mine + 1);
+    this.openPerClient.add(client);
     socket.once('close', () => {
       this.open--;
-      const n = this.of(client) - 1;
-      if (n > 0) this.openPerClient.set(client, n);
-      else this.openPerClient.delete(client);
+      this.openPerClient.remove(client);
     });
     return undefined;
   }

@@ -15,6 +15,7 @@
 import net from 'node:net';
 import type { RemoteInfo } from 'node:dgram';
 import type { Logger } from '../log.js';
+import { KeyCounts } from '../net/keycounts.js';
 
 /**
  * The bounds of the TCP side, per server.
@@ -114,8 +115,8 @@ const REFUSE_LOG_EVERY = 1000;
 export class DnsTcpListener {
   private server: net.Server | undefined;
   private readonly conns = new Set<Conn>();
-  private readonly perSource = new Map<string, number>();
-  private readonly perPrefix = new Map<string, number>();
+  private readonly perSource = new KeyCounts();
+  private readonly perPrefix = new KeyCounts();
   private refusedLogged = 0;
 
   constructor(
@@ -155,8 +156,8 @@ export class DnsTcpListener {
     const source = this.keyOf(address);
     const prefix = this.prefixOf?.(address);
     const reason =
-      (this.perSource.get(source) ?? 0) >= this.limits.maxPerSource ? 'per-source connection bound'
-      : prefix !== undefined && (this.perPrefix.get(prefix) ?? 0) >= this.limits.maxPerPrefix ? 'per-prefix connection bound'
+      this.perSource.of(source) >= this.limits.maxPerSource ? 'per-source connection bound'
+      : prefix !== undefined && this.perPrefix.of(prefix) >= this.limits.maxPerPrefix ? 'per-prefix connection bound'
       : this.conns.size >= this.limits.maxConnections && !this.evictOne(source) ? 'connection bound'
       : undefined;
     if (reason) return this.refuse(sock, source, reason);
@@ -178,8 +179,8 @@ export class DnsTcpListener {
     this.conns.add(c);
     this.counters.accepted++;
     this.counters.open = this.conns.size;
-    this.perSource.set(source, (this.perSource.get(source) ?? 0) + 1);
-    if (prefix !== undefined) this.perPrefix.set(prefix, (this.perPrefix.get(prefix) ?? 0) + 1);
+    this.perSource.add(source);
+    if (prefix !== undefined) this.perPrefix.add(prefix);
     sock.setNoDelay(true);
     sock.on('data', (chunk: Buffer) => {
       c.buf = c.buf.length === 0 ? chunk : Buffer.concat([c.buf, chunk]);
@@ -196,7 +197,7 @@ export class DnsTcpListener {
   private refuse(sock: net.Socket, source: string, reason: string): void {
     this.counters.refused++;
     if (this.refusedLogged++ < 20 || this.refusedLogged % REFUSE_LOG_EVERY === 0)
-      this.log.warn({ source, reason, open: this.conns.size, ofSource: this.perSource.get(source) ?? 0, refused: this.counters.refused }, 'dns tcp connection refused');
+      this.log.warn({ source, reason, open: this.conns.size, ofSource: this.perSource.of(source), refused: this.counters.refused }, 'dns tcp connection refused');
     sock.resetAndDestroy();
   }
 
@@ -212,7 +213,7 @@ export class DnsTcpListener {
     let most = 0;
     for (const c of this.conns) {
       if (c.source === source) continue;
-      const n = this.perSource.get(c.source) ?? 0;
+      const n = this.perSource.of(c.source);
       if (n > most || (n === most && c.lastQuery < victim!.lastQuery)) [victim, most] = [c, n];
     }
     if (!victim) return false;
@@ -227,13 +228,8 @@ export class DnsTcpListener {
     clearTimeout(c.timer);
     c.buf = EMPTY;
     this.counters.open = this.conns.size;
-    const n = (this.perSource.get(c.source) ?? 1) - 1;
-    if (n > 0) this.perSource.set(c.source, n);
-    else this.perSource.delete(c.source);
-    if (c.prefix === undefined) return;
-    const p = (this.perPrefix.get(c.prefix) ?? 1) - 1;
-    if (p > 0) this.perPrefix.set(c.prefix, p);
-    else this.perPrefix.delete(c.prefix);
+    this.perSource.remove(c.source);
+    if (c.prefix !== undefined) this.perPrefix.remove(c.prefix);
   }
 
   /** Answers the complete queries read, up to maxPending unflushed answers; then reads on, or ends after a FIN. */
