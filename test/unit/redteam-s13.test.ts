@@ -1,0 +1,78 @@
+/**
+ * Red-team findings of s13 (2026-12-02) against main 6f1d110: each case asserts what docs/security.md promises
+ * and is marked `it.fails` because main does not hold it yet (the case fails as written; vitest counts that as a
+ * pass). Drop `.fails` with the fix.
+ */
+import { connect, type AddressInfo, type Socket } from 'node:net';
+import { request } from 'node:http';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Trust } from '../../src/controlplane/records/index.js';
+import { METRICS_LIMITS, serveMetrics, type MetricsServer } from '../../src/net/metricsserver.js';
+
+const open: Array<MetricsServer | Socket> = [];
+afterEach(() => {
+  for (const o of open.splice(0)) (o as Socket).destroy?.() ?? (o as MetricsServer).close();
+});
+
+/** One GET /metrics on a new connection from `from`: its status, or the error's code (refused, reset). */
+function scrape(port: number, from: string): Promise<number | string> {
+  return new Promise((resolve) =>
+    request({ host: '127.0.0.1', port, path: '/metrics', agent: false, localAddress: from }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode!));
+    })
+      .on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message))
+      .end(),
+  );
+}
+
+describe('red team s13', () => {
+  const trust = () => {
+    const t = new Trust('c1', 1, ['100.65.0.0/16']);
+    t.setLocalUnderlay(['198.18.1.0/24']);
+    t.pin({ name: 'c3', id: 3, podCIDRs: ['100.67.0.0/16'], underlayCIDRs: ['198.18.3.0/24'], relay: true, acceptPolicies: true });
+    return t;
+  };
+
+  // Trust.relay (records/trust.ts:193-206) drops only CIDRs of a known cluster, wide ones and those holding a node
+  // address; it never asks notAHost. A hub's offer becomes host routes into the TUN (peers.ts:301, routetable.ts),
+  // so the node's own requests to its cloud's metadata service / VPC resolver go into the hub's tunnel.
+  it.fails("relay: a hub's CIDRs naming no host of their own (metadata, link-local, loopback, multicast) are dropped", () => {
+    const offer = ['169.254.169.254/32', '169.254.169.253/32', '169.254.0.0/16', '100.100.100.200/32', '192.0.0.192/32', 'fd00:ec2::254/128', '127.0.0.0/8', '224.0.0.0/8', 'fe80::/64', '100.99.0.0/16'];
+    const r = trust().relay('c3', { cluster: 'c3', node: 'n1', podCIDRs: offer });
+    expect(r).toEqual({ record: { cluster: 'c3', node: 'n1', podCIDRs: ['100.99.0.0/16'], clusterIds: [] } });
+  });
+
+  // metricsserver.ts:25-27 says "a connection that sent its head is answered from the cache and closed at once, so
+  // only silent ones can fill the listener, and those cannot keep a scraper out". Not when the exposition is larger
+  // than what the kernel buffers take: answer() (metricsserver.ts:81) ends the socket and waits for the flush, so a
+  // client that sends its head and then does not read (or reads an MSS every < requestTimeoutMs: the socket timeout
+  // is reset by every write that progresses) keeps a live, non-silent slot; room() (:113-122) evicts only silent ones.
+  // 16 clients (IPv4 addresses; or IPv6 /64s: free on the Internet, and one /64 is *every pod of a node*) x 4 hold all
+  // 64 and scrapers are reset ('connection-bound'). Here 2 x 4 of 8. Each held slot also pins its own Buffer copy of
+  // the exposition (Buffer.from(body) per answer).
+  it.fails('metrics listener: clients that send GET /metrics and do not read the answer cannot lock a scraper out', async () => {
+    const big = 'x'.repeat(32 << 20); // an exposition larger than the loopback socket buffers (real ones: > ~100 KB with a small client window)
+    const source = { contentType: 'text/plain', text: async () => big };
+    const server = await serveMetrics(source, '127.0.0.1', 0, { ...METRICS_LIMITS, maxConnections: 8, maxPerClient: 4, requestTimeoutMs: 60_000 });
+    open.push(server);
+    const port = (server.address() as AddressInfo).port;
+    const holders = ['127.0.0.2', '127.0.0.3'].flatMap((from) => Array.from({ length: 4 }, () => from));
+    await Promise.all(
+      holders.map(
+        (from) =>
+          new Promise<void>((resolve) => {
+            const s = connect({ port, host: '127.0.0.1', localAddress: from }, () => s.write('GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n'));
+            open.push(s);
+            s.on('error', () => undefined);
+            s.once('data', () => {
+              s.pause(); // reads no more: the answer stays in flight
+              resolve();
+            });
+          }),
+      ),
+    );
+    expect(server.listenerStats.refused).toMatchObject({ 'connection-bound': 0, evicted: 0 });
+    expect(await scrape(port, '127.0.0.4')).toBe(200); // main: 'ECONNRESET' (refused: connection-bound)
+  });
+});
