@@ -75,4 +75,16 @@ describe('red team s13', () => {
     expect(server.listenerStats.refused).toMatchObject({ 'connection-bound': 0, evicted: 0 });
     expect(await scrape(port, '127.0.0.4')).toBe(200); // main: 'ECONNRESET' (refused: connection-bound)
   });
+
+  // notAHost (net/ip.ts:131-153) lists the metadata services each node's own host answers outside link-local (AWS
+  // IPv6, Alibaba, Oracle) but not Azure's 168.63.129.16 (the platform's DNS resolver, DHCP and wire server, answered
+  // by every VM's host). A cluster pinned with a range holding it (168.63.0.0/16 passes underlayCIDRError) names it
+  // as a node address and is admitted; with finding 1 a hub can relay 168.63.129.16/32 as well.
+  it.fails("node: Azure's per-host platform address 168.63.129.16 is refused like the other clouds' metadata addresses", () => {
+    const t = trust();
+    t.pin({ name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['168.63.0.0/16'], relay: false, acceptPolicies: false });
+    const KEY = Buffer.alloc(32, 7).toString('base64');
+    const rec = { cluster: 'c2', clusterId: 2, name: 'n1', addresses: ['168.63.129.16'], port: 51820, publicKey: KEY, podCIDRs: ['100.66.1.0/24'], bootId: '1' };
+    expect(t.node('c2', rec)).toMatch(/no node's own/);
+  });
 });
