@@ -85,4 +85,18 @@ describe('red team s13', () => {
     const rec = { cluster: 'c2', clusterId: 2, name: 'n1', addresses: ['168.63.129.16'], port: 51820, publicKey: KEY, podCIDRs: ['100.66.1.0/24'], bootId: '1' };
     expect(t.node('c2', rec)).toMatch(/no node's own/);
   });
+
+  // The agent's Trust starts with no local pod CIDRs and underlay 'unknown' (agent.ts:106) and learns them only from
+  // the cluster-config watch (sinks.ts:168-169); agent.ts:218 starts the state watches after that watch's first list
+  // OR 5 s, whichever comes first. Until the config is read (a slow first list; or no cluster-config at all) Trust.node
+  // admits a local node record with any pod CIDRs (insideCluster returns undefined on empty, trust.ts:226) and any
+  // underlay address (underlayOwner skips 'unknown', trust.ts:218): a compromised node of ours gets routes for
+  // 8.8.8.0/24 and a peer endpoint outside our underlay in every agent. gateway-dns returns 'wait' here instead
+  // (nodepins.ts:48), and a config without underlayCIDRs refuses everything: a missing one should not trust more.
+  it.fails('node: before the local cluster-config is read, a local node record waits (is not admitted unchecked)', () => {
+    const t = new Trust('c1', 1); // as agent.ts:106 builds it
+    const KEY = Buffer.alloc(32, 9).toString('base64');
+    const rec = { cluster: 'c1', clusterId: 1, name: 'evil', addresses: ['203.0.113.5'], port: 51820, publicKey: KEY, podCIDRs: ['8.8.8.0/24'], bootId: '1' };
+    expect(t.node('c1', rec)).toBeDefined(); // main: undefined (admitted)
+  });
 });
