@@ -1,7 +1,8 @@
 // Run inside a network namespace whose lo holds fd00:64::1-3/64 (test/netns/redteam-s13-metrics64.test.ts):
 // the metrics listener on fd00:64::1; a pod-like neighbour at fd00:64::2 (same /64) holds maxPerClient silent
-// connections, reopening each one the listener closes (408 after 2 s); a scraper at fd00:64::3 then scrapes
-// 5 times. Prints one JSON line: the scraper's outcomes and the listener's refusals.
+// connections (argv[2], 4 by default), reopening each one the listener closes (408 after 2 s, or reset past the
+// bound); a scraper at fd00:64::3 then scrapes 5 times. Prints one JSON line: the scraper's outcomes and the
+// listener's refusals.
 import { connect } from 'node:net';
 import { request } from 'node:http';
 import { serveMetrics } from '../../dist/src/net/metricsserver.js';
@@ -15,7 +16,7 @@ const hold = () => {
   s.on('error', () => undefined);
   s.on('close', () => setImmediate(hold));
 };
-for (let i = 0; i < 4; i++) hold();
+for (let i = 0; i < Number(process.argv[2] ?? 4); i++) hold();
 await new Promise((r) => setTimeout(r, 300));
 const scrape = () =>
   new Promise((resolve) =>
