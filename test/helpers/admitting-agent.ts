@@ -21,7 +21,14 @@ export function agentOn(store: KVStore, prefixes = ['wiremesh/cache/nodes/', 'wi
   const seen = { node: new Map<string, NodeRecord>(), endpoint: new Map<string, EndpointRecord>() };
   const put = <T>(m: Map<string, T>) => (k: string, r: T | undefined) => (r ? m.set(k, r) : m.delete(k));
   const admission = new Admission(trust, rejections, { node: put(seen.node), endpoint: put(seen.endpoint), identity: () => undefined, relay: () => undefined });
-  const targets: WatchTargets = {
+  const rows = stateWatches(targetsOf(trust, rejections, admission)).filter((w) => prefixes.some((p) => w.prefix.startsWith(p)));
+  const watchers = rows.map((w) => new ListWatcher(store, w.prefix, w.sink));
+  return { seen, rejections, watchers };
+}
+
+/** The watch targets of cluster c1's agent around `admission` (peers, lag and status left out). */
+export function targetsOf(trust: Trust, rejections: Rejections, admission: Admission): WatchTargets {
+  return {
     cluster: { name: 'c1', id: 1 },
     trust,
     rejections,
@@ -31,7 +38,4 @@ export function agentOn(store: KVStore, prefixes = ['wiremesh/cache/nodes/', 'wi
     remoteStatus: new Map(),
     log: silentLogger,
   };
-  const rows = stateWatches(targets).filter((w) => prefixes.some((p) => w.prefix.startsWith(p)));
-  const watchers = rows.map((w) => new ListWatcher(store, w.prefix, w.sink));
-  return { seen, rejections, watchers };
 }

@@ -93,7 +93,7 @@ describe('red team s13', () => {
   // underlay address (underlayOwner skips 'unknown', trust.ts:218): a compromised node of ours gets routes for
   // 8.8.8.0/24 and a peer endpoint outside our underlay in every agent. gateway-dns returns 'wait' here instead
   // (nodepins.ts:48), and a config without underlayCIDRs refuses everything: a missing one should not trust more.
-  it.fails('node: before the local cluster-config is read, a local node record waits (is not admitted unchecked)', () => {
+  it('node: before the local cluster-config is read, a local node record waits (is not admitted unchecked)', () => {
     const t = new Trust('c1', 1); // as agent.ts:106 builds it
     const KEY = Buffer.alloc(32, 9).toString('base64');
     const rec = { cluster: 'c1', clusterId: 1, name: 'evil', addresses: ['203.0.113.5'], port: 51820, publicKey: KEY, podCIDRs: ['8.8.8.0/24'], bootId: '1' };

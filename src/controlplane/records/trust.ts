@@ -14,6 +14,12 @@
  *             than /8 (/16 for IPv6)
  *   policy    a remote's mesh-wide policy is enforced only with the opt-in (acceptPolicies)
  *
+ * Until this cluster's own ranges are known (its cluster-config read: pod and underlay CIDRs) a node or relay
+ * check, and a local endpoint's, that finds no reason to refuse returns WAIT, not undefined: every node check
+ * reads our ranges (an address inside them is no other cluster's), and so does a relay's. Refusals stand
+ * (more ranges only refuse more). Readers hold a waiting record (neither used nor refused) and check it again
+ * once the config is read (agent: Admission; gateway-dns: NodePins).
+ *
  * Stateful checks (a pod CIDR claimed by two nodes, an endpoint outside its
  * node's CIDRs, a gateway address that is not its node's) live with the state
  * they need: src/agent/admission.ts, src/gateway/gslb.ts.
@@ -35,7 +41,7 @@ export interface ClusterFacts {
   /**
    * Where the cluster's node addresses may lie (its pinned underlay CIDRs). 'unpinned': pinned, or configured,
    * before the field existed: every node address of the cluster is refused until it is pinned with them.
-   * 'unknown': the local cluster before its cluster-config is read (as podCIDRs: the check waits for it).
+   * 'unknown': the local cluster before its cluster-config is read (as podCIDRs: the check WAITs for it).
    */
   underlay: Prefix[] | 'unpinned' | 'unknown';
   relay: boolean;
@@ -44,6 +50,11 @@ export interface ClusterFacts {
 
 /** A reason, or undefined when the claim holds. */
 export type Verdict = string | undefined;
+
+/** The verdict of a check that needs this cluster's own ranges before its cluster-config was read: hold, re-check. */
+export const WAIT = 'wait';
+/** A verdict, or WAIT. */
+export type Checked = Verdict | typeof WAIT;
 
 /**
  * Why the underlay address text `a` (the codec checked it) cannot be a node's own, or undefined: it names no
@@ -135,6 +146,15 @@ export class Trust {
     return this.byId.get(id);
   }
 
+  /**
+   * Whether this cluster's own ranges are known: its cluster-config read. Its pod CIDRs say it (a cluster-config
+   * always names one or more); every reader sets them and the underlay CIDRs from one config in one turn. Until
+   * then the checks that read them WAIT.
+   */
+  get localKnown(): boolean {
+    return this.clusters.get(this.localName)!.podCIDRs.length > 0;
+  }
+
   /** A remote's mesh-wide policies apply here only with the opt-in; our own always do. */
   enforcesPoliciesOf(cluster: string): boolean {
     return cluster === this.localName || this.clusters.get(cluster)?.acceptPolicies === true;
@@ -144,7 +164,13 @@ export class Trust {
     return this.clusters.get(cluster) ?? `cluster "${cluster}" is not pinned here (not connected)`;
   }
 
-  node(cluster: string, rec: NodeRecord): Verdict {
+  /** Refusals first; WAIT where nothing refuses and our own ranges are unknown (every node check reads them). */
+  node(cluster: string, rec: NodeRecord): Checked {
+    const why = this.nodeClaims(cluster, rec);
+    return why === undefined && !this.localKnown ? WAIT : why;
+  }
+
+  private nodeClaims(cluster: string, rec: NodeRecord): Verdict {
     const f = this.origin(cluster);
     if (typeof f === 'string') return f;
     if (rec.clusterId > this.maxClusters) return `claims cluster id ${rec.clusterId}, above this mesh's maxConnectedClusters (${this.maxClusters})`;
@@ -161,14 +187,15 @@ export class Trust {
     return this.insideCluster(f, rec.podCIDRs.map((c) => parsePrefix(c)), 'pod CIDR');
   }
 
-  endpoint(cluster: string, rec: EndpointRecord): Verdict {
+  /** WAIT for a local endpoint that nothing refuses while our pod CIDRs are unknown (a remote's reads only its pin). */
+  endpoint(cluster: string, rec: EndpointRecord): Checked {
     const f = this.origin(cluster);
     if (typeof f === 'string') return f;
     const of = (id: number) => identityCluster(id, this.maxClusters);
     if (rec.identity !== undefined && of(rec.identity) !== f.id) return `identity ${rec.identity} belongs to cluster id ${of(rec.identity)}, not ${cluster} (${f.id})`;
     const addr = parseIP(rec.ip)!;
     if (f.podCIDRs.length && !f.podCIDRs.some((p) => prefixContains(p, addr))) return `address ${rec.ip} is outside ${cluster}'s pod CIDRs`;
-    return undefined;
+    return cluster === this.localName && !this.localKnown ? WAIT : undefined;
   }
 
   /** Checks an identity and returns it with the cluster label set from the pinned name (or a reason). */
@@ -188,12 +215,14 @@ export class Trust {
    * also names clusters we reach directly: those are dropped, not refused).
    * A CIDR overlapping any cluster's underlay CIDRs is dropped too: routed into
    * the TUN it would take our own hosts (an etcd with no node record in that
-   * slice) or another cluster's away from the underlay.
+   * slice) or another cluster's away from the underlay. WAIT while our own
+   * ranges are unknown: the offer could not be cut out of them.
    */
   relay(cluster: string, rec: RelayRecord, holdsNodeAddress: (p: Prefix) => boolean = () => false): { record: RelayRecord } | string {
     const f = this.origin(cluster);
     if (typeof f === 'string') return f;
     if (!f.relay) return `${cluster} is not pinned as a hub: its relay offers are not honoured`;
+    if (!this.localKnown) return WAIT;
     const known = [...this.clusters.values()].flatMap((c) => [...c.podCIDRs, ...(Array.isArray(c.underlay) ? c.underlay : [])]);
     const podCIDRs = rec.podCIDRs.filter((c) => {
       const p = parsePrefix(c);
