@@ -9,25 +9,25 @@
  * kvstoremesh was down) or that the list now refuses (outside a narrowed pin) holds no place after it, and a new
  * node it kept out is owed that place now, not when it next changes or at the next relist.
  *
- * What is kept to offer again, bounded: at most min(places reserved, places left) nodes at the moment of each
+ * Only the waiting nodes' source KEYS are kept, never their values: at the list's end the watcher forgets them and
+ * lists once more (ListWatcher.forget), so each comes back with the value the remote holds then, through the normal
+ * path and every check. A kept value could be stale: a first list that failed partway and was retried after the
+ * node changed, or was deleted and created again, would have re-offered the old incarnation's value (review
+ * s13budget #1), and a remote stalling its list's last page would have held up to its byte budget of values
+ * in kvstoremesh's memory (#2). What waits: at most min(places reserved, places left) keys at the moment of each
  * refusal (no more can be admitted at the list's end: the places it can release are at most those reserved, the
- * room at most what is left now, and the nodes are offered again in the order they were refused, key order), and
- * at most the bytes left in the remote's budget (bytes). A node past either bound is refused at once, as before:
- * offered again when it changes or at the next relist.
+ * room at most what is left now), keys the watcher holds anyway, until the first list ends or the replication stops.
  */
 import { RecordError } from './records/index.js';
 
-/** A node refused in the first list for the places kept for cached nodes: its source key and value. */
-export interface WaitingNode {
-  key: string;
-  value: string;
-}
+/** A node refused only for the places kept for cached nodes (with them free it would have had room). */
+class PlaceRefusal extends RecordError {}
 
 export class NodePlaces {
   /** Node records copied (the budget's measure; the status's `budget.nodes`). */
   count = 0;
-  private waiting: WaitingNode[] = [];
-  private waitingBytes = 0;
+  /** Source keys of the nodes refused for a kept place, in the order refused (key order). */
+  private readonly waiting = new Set<string>();
 
   constructor(
     private readonly remote: string,
@@ -41,30 +41,39 @@ export class NodePlaces {
    */
   refuse(key: string, reserved: number): RecordError | undefined {
     if (this.count + reserved < this.max) return undefined;
-    return new RecordError('node', key, 'budget', `${this.remote} holds ${this.count} nodes, ${reserved} more cached (limit ${this.max})`);
+    const detail = `${this.remote} holds ${this.count} nodes, ${reserved} more cached (limit ${this.max})`;
+    return this.count < this.max ? new PlaceRefusal('node', key, 'budget', detail) : new RecordError('node', key, 'budget', detail);
   }
 
   /**
-   * Whether a new node refused by refuse() while `reserved` places were kept waits for the list's end (to be
-   * offered again by takeWaiting's caller, and reported only if refused then) rather than being reported now.
-   * `size`: its key and value (bytes); `bytesLeft`: what the remote's byte budget has left. False (report it now)
-   * when no place is kept (`reserved` 0: outside the first list, or the node was cached), when the places kept
-   * are not what refused it, and past the bounds above.
+   * Whether a node refused with `bad` while `reserved` places were kept waits for the list's end (its key handed
+   * to release()'s caller; reported only if refused then) rather than being reported now. False (report it now)
+   * unless refuse() refused it for the places kept (not the records, the bytes, a claim, nor a full budget), and
+   * past min(reserved, places left) keys waiting. A key waiting already (a list retried after one failed) waits on.
    */
-  wait(node: WaitingNode, size: number, reserved: number, bytesLeft: number): boolean {
-    if (this.count + reserved < this.max) return false; // refused for the records or bytes, not for a place
-    if (this.waiting.length >= Math.min(reserved, this.max - this.count)) return false;
-    if (this.waitingBytes + size > bytesLeft) return false;
-    this.waiting.push(node);
-    this.waitingBytes += size;
+  wait(key: string, bad: RecordError, reserved: number): boolean {
+    if (!(bad instanceof PlaceRefusal)) return false;
+    if (this.waiting.has(key)) return true;
+    if (this.waiting.size >= Math.min(reserved, this.max - this.count)) return false;
+    this.waiting.add(key);
     return true;
   }
 
-  /** The waiting nodes in the order they were refused (key order), once: the list ended, its places are released. */
-  takeWaiting(): WaitingNode[] {
-    const w = this.waiting;
-    this.waiting = [];
-    this.waitingBytes = 0;
-    return w;
+  /** A node copied (a new place taken): counted, and no longer waiting (a retried list admitted it). */
+  taken(key: string): void {
+    this.count++;
+    this.waiting.delete(key);
+  }
+
+  /**
+   * The first list ended and released the places it did not confirm: hands the waiting keys to `forget` (once;
+   * ListWatcher.forget: they come back with their current values in one more list). Returns what forget returned
+   * (whether that list follows: false when no key waited, or none is still there).
+   */
+  release(forget: (keys: string[]) => boolean): boolean {
+    if (this.waiting.size === 0) return false;
+    const keys = [...this.waiting];
+    this.waiting.clear();
+    return forget(keys);
   }
 }

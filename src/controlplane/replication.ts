@@ -275,42 +275,41 @@ export class RemoteReplication {
       this.counts[type] = 0;
       const srcPrefix = statePrefix(type, remote);
       const typePrefix = statePrefix(type);
-      const upsert = (k: string, v: string, reborn?: boolean): false | undefined => {
-        // located and measured once per copied change (the admission and the budget use both)
-        const loc = splitClusterName(typePrefix, k);
-        const dst = loc ? cacheKey(type, remote, loc.name) : undefined;
-        const size = Buffer.byteLength(k) + Buffer.byteLength(v);
-        // Over the node budget, the nodes copied before a restart keep their places (their tunnels stay up): in
-        // the first list (key order, not the write order that chose them) a node cached already counts first.
-        const reserved = type === 'nodes' && dst && !this.synced[type] && !stale.has(dst) ? stale.size : 0;
-        const bad = this.admit(type, k, v, loc, size, reserved);
-        this.newest[i] = Math.max(this.newest[i]!, w.createRevision(k) ?? 0);
-        // in the first list, a cached copy of another value may be of an incarnation since deleted: fail closed,
-        // unless the key was created below the type's watermark (then the copy is of its incarnation: an update)
-        const cached = dst && !this.synced[type] ? stale.get(dst) : undefined;
-        const again = reborn === true || (cached !== undefined && cached !== valueDigest(v) && !sameIncarnation(w.createRevision(k), watermark, w.listRevision));
-        // A refused update leaves the cached copy (the key's last good value) in place. In the
-        // first list after a (re)start or a pin change the cached copy was made under what may
-        // no longer hold, so a key refused then stays stale and is deleted with the rest.
-        if (dst && (!bad || this.synced[type])) stale.delete(dst);
-        if (bad) {
-          // refused only for the places kept for cached nodes (reserved > 0): offered again at the first list's end
-          if (bad.reason !== 'budget' || !this.nodes.wait({ key: k, value: v }, size, reserved, this.budget.maxBytes - this.heldBytes)) this.rejections.add(bad, remote);
-          return false; // refused: ListWatcher removes the cached copy if the key was deleted in between
-        }
-        this.heldBytes += size - (this.held.get(k) ?? 0);
-        if (type === 'nodes' && !this.held.has(k)) this.nodes.count++;
-        this.held.set(k, size);
-        // a new incarnation (ListWatcher saw another create revision, or the first list another value than the
-        // cached one, of a key not known to be of its incarnation): the cache key is deleted, then put, so that
-        // agents see a new incarnation too (their admission lets go of the old one), not an update
-        this.writer.put(dst!, v, again);
-      };
       const w = new ListWatcher(
         store,
         srcPrefix,
         {
-          upsert,
+          upsert: (k, v, reborn) => {
+            // located and measured once per copied change (the admission and the budget use both)
+            const loc = splitClusterName(typePrefix, k);
+            const dst = loc ? cacheKey(type, remote, loc.name) : undefined;
+            const size = Buffer.byteLength(k) + Buffer.byteLength(v);
+            // Over the node budget, the nodes copied before a restart keep their places (their tunnels stay up): in
+            // the first list (key order, not the write order that chose them) a node cached already counts first.
+            const reserved = type === 'nodes' && dst && !this.synced[type] && !stale.has(dst) ? stale.size : 0;
+            const bad = this.admit(type, k, v, loc, size, reserved);
+            this.newest[i] = Math.max(this.newest[i]!, w.createRevision(k) ?? 0);
+            // in the first list, a cached copy of another value may be of an incarnation since deleted: fail closed,
+            // unless the key was created below the type's watermark (then the copy is of its incarnation: an update)
+            const cached = dst && !this.synced[type] ? stale.get(dst) : undefined;
+            const again = reborn === true || (cached !== undefined && cached !== valueDigest(v) && !sameIncarnation(w.createRevision(k), watermark, w.listRevision));
+            // A refused update leaves the cached copy (the key's last good value) in place. In the
+            // first list after a (re)start or a pin change the cached copy was made under what may
+            // no longer hold, so a key refused then stays stale and is deleted with the rest.
+            if (dst && (!bad || this.synced[type])) stale.delete(dst);
+            if (bad) {
+              // refused only for the places kept for cached nodes: its key waits, listed again at the first list's end
+              if (!this.nodes.wait(k, bad, reserved)) this.rejections.add(bad, remote);
+              return false; // refused: ListWatcher removes the cached copy if the key was deleted in between
+            }
+            this.heldBytes += size - (this.held.get(k) ?? 0);
+            if (type === 'nodes' && !this.held.has(k)) this.nodes.taken(k);
+            this.held.set(k, size);
+            // a new incarnation (ListWatcher saw another create revision, or the first list another value than the
+            // cached one, of a key not known to be of its incarnation): the cache key is deleted, then put, so that
+            // agents see a new incarnation too (their admission lets go of the old one), not an update
+            this.writer.put(dst!, v, again);
+          },
           remove: (k) => {
             const loc = splitClusterName(typePrefix, k);
             if (!loc) return;
@@ -327,9 +326,9 @@ export class RemoteReplication {
             if (this.synced[type]) return;
             for (const k of stale.keys()) this.writer.delete(k);
             stale.clear();
-            // the places of cached nodes this list did not confirm are free: the nodes refused for them, in key order,
-            // through the same checks (one still over the budget refused and counted), queued ahead of the marker
-            for (const n of type === 'nodes' ? this.nodes.takeWaiting() : []) if (w.createRevision(n.key) !== undefined) upsert(n.key, n.value, false);
+            // the places of cached nodes this list did not confirm are free: the nodes refused for them come back in
+            // one more list, with their current values, through the same checks; the marker at that list's end
+            if (type === 'nodes' && this.nodes.release((keys) => w.forget(keys))) return;
             // The marker goes through the writer behind every record of the first list (batches leave in queue
             // order; a failed one is retried ahead of what came later), so it is written after them, and retried
             // like them: a lone write that failed under load left the remote unsynced for good.

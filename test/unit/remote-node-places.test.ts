@@ -12,14 +12,15 @@ import { cacheKey, cachePrefix, clusterConfigKey, epochKey, pinnedKey, remoteKey
 import { DEFAULT_BUDGET, KVStoreMesh, RemoteReplication } from '../../src/controlplane/kvstoremesh.js';
 import { epochValue } from '../../src/controlplane/fence.js';
 import { MemKV } from '../../src/controlplane/memkv.js';
+import type { KVStore } from '../../src/controlplane/kvstore.js';
 import { NodePlaces } from '../../src/controlplane/nodeplaces.js';
-import { Rejections, Trust, type PinnedCluster } from '../../src/controlplane/records/index.js';
+import { RecordError, Rejections, Trust, type PinnedCluster } from '../../src/controlplane/records/index.js';
 import { silentLogger } from '../../src/log.js';
 import { meshLocalOf, mirrorOf, soon, spec, statusOf } from './meshfakes.js';
 
 /** Node `name` of c2 with its own address (198.18.2.<host>), pod CIDR and key. */
-const node = (name: string, host: number) =>
-  JSON.stringify({ cluster: 'c2', clusterId: 2, name, addresses: [`198.18.2.${host}`], port: 51820, publicKey: Buffer.alloc(32, host).toString('base64'), podCIDRs: [`100.66.${host}.0/24`], bootId: '1' });
+const node = (name: string, host: number, bootId = '1') =>
+  JSON.stringify({ cluster: 'c2', clusterId: 2, name, addresses: [`198.18.2.${host}`], port: 51820, publicKey: Buffer.alloc(32, host).toString('base64'), podCIDRs: [`100.66.${host}.0/24`], bootId });
 const pinned: PinnedCluster = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false };
 const copied = (local: MemKV) => local.entries(cachePrefix('nodes', 'c2')).map((e) => e.key).sort();
 const cached = (names: string[]) => names.map((n) => cacheKey('nodes', 'c2', n)).sort();
@@ -37,8 +38,8 @@ async function restarted(max: number, first: string[]) {
   const local = new MemKV();
   const trust = new Trust('c1', 1, ['100.65.0.0/16']);
   trust.pin(pinned);
-  const replication = (rejections = new Rejections(silentLogger), onFenced?: () => void) =>
-    new RemoteReplication({ name: 'c2', endpoints: [] }, pinned, trust, mirrorOf(local), silentLogger, rejections, { ...DEFAULT_BUDGET, maxNodes: max }, () => ({ store: remote, close: () => undefined }), onFenced);
+  const replication = (rejections = new Rejections(silentLogger), onFenced?: () => void, store: KVStore = remote) =>
+    new RemoteReplication({ name: 'c2', endpoints: [] }, pinned, trust, mirrorOf(local), silentLogger, rejections, { ...DEFAULT_BUDGET, maxNodes: max }, () => ({ store, close: () => undefined }), onFenced);
   for (const [i, n] of first.entries()) await remote.put(stateKey('nodes', 'c2', n), node(n, i + 1));
   const r1 = replication();
   await r1.start();
@@ -114,6 +115,77 @@ describe('kvstoremesh: the node places of the first list after a restart', () =>
   });
 });
 
+/**
+ * `remote` as a store whose first list of c2's nodes fails after the page holding `key` (pages of one key): a page
+ * error or a dropped connection, which an honest remote can hit. `between` changes the remote before the retry.
+ */
+function failingOnce(remote: MemKV, key: string, between: () => Promise<unknown>): KVStore {
+  let failed = false;
+  return {
+    list: (prefix) => remote.list(prefix),
+    watch: (prefix, from, h) => remote.watch(prefix, from, h),
+    async listPages(prefix, page) {
+      const { revision, kvs } = await remote.list(prefix);
+      for (const kv of kvs) {
+        page([kv], revision);
+        if (failed || kv.key !== key) continue;
+        failed = true;
+        await between();
+        throw new Error('connection dropped');
+      }
+      return revision;
+    },
+  };
+}
+
+describe('kvstoremesh: a first list that fails partway and is retried (review s13budget #1)', () => {
+  // p1..p3 cached at the budget of 3, p2 deleted while down; q1, new, is listed after p1 and p3 with one place
+  // kept (p2's): it waits for the list's end. The list fails after q1's page and q1 changes before the retry.
+  // The oracle: once synced, the cache holds p1, p3 and q1 with the value the remote holds now, nothing refused.
+  const run = async (change: (remote: MemKV) => Promise<unknown>) => {
+    const { remote, local, replication } = await restarted(3, ['p1', 'p2', 'p3']);
+    await remote.delete(stateKey('nodes', 'c2', 'p2'));
+    await remote.put(stateKey('nodes', 'c2', 'q1'), node('q1', 50, '10'));
+    const before = local.get(syncedKey('c2', 'nodes'))!.modRevision; // r1's marker
+    const r2 = replication(new Rejections(silentLogger), undefined, failingOnce(remote, stateKey('nodes', 'c2', 'q1'), () => change(remote)));
+    await r2.start();
+    await vi.waitFor(() => expect(local.get(syncedKey('c2', 'nodes'))!.modRevision).toBeGreaterThan(before), soon);
+    expect(copied(local)).toEqual(cached(['p1', 'p3', 'q1']));
+    expect(local.get(cacheKey('nodes', 'c2', 'q1'))!.value).toBe(remote.get(stateKey('nodes', 'c2', 'q1'))!.value);
+    expect(r2.status()).toMatchObject({ budget: { nodes: 3 } });
+    expect(r2.status().rejected).toBeUndefined();
+    const marker = local.get(syncedKey('c2', 'nodes'))!.modRevision;
+    for (const e of local.entries(cachePrefix('nodes', 'c2'))) expect(e.modRevision).toBeLessThanOrEqual(marker);
+    await r2.stop(false, 1000);
+  };
+
+  it('regression: the waiting node updated before the retry is copied with its new value, not the failed list\'s', async () => {
+    // before: the update was refused (one node waiting already) and the old value re-offered: bootId 10 copied
+    await run((remote) => remote.put(stateKey('nodes', 'c2', 'q1'), node('q1', 50, '20')));
+  });
+
+  it('regression: the waiting node deleted and created again before the retry is copied as its new incarnation', async () => {
+    // before: the deleted incarnation's value (bootId 10) was re-offered and put as a plain update
+    await run(async (remote) => {
+      await remote.delete(stateKey('nodes', 'c2', 'q1'));
+      await remote.put(stateKey('nodes', 'c2', 'q1'), node('q1', 51, '30'));
+    });
+  });
+
+  it('a waiting node deleted before the list ends is not copied, and the marker is written all the same', async () => {
+    const { remote, local, replication } = await restarted(3, ['p1', 'p2', 'p3']);
+    await remote.delete(stateKey('nodes', 'c2', 'p2'));
+    await remote.put(stateKey('nodes', 'c2', 'q1'), node('q1', 50));
+    const before = local.get(syncedKey('c2', 'nodes'))!.modRevision; // r1's marker
+    const r2 = replication(new Rejections(silentLogger), undefined, failingOnce(remote, stateKey('nodes', 'c2', 'q1'), () => remote.delete(stateKey('nodes', 'c2', 'q1'))));
+    await r2.start();
+    await vi.waitFor(() => expect(local.get(syncedKey('c2', 'nodes'))!.modRevision).toBeGreaterThan(before), soon);
+    expect(copied(local)).toEqual(cached(['p1', 'p3']));
+    expect(r2.status()).toMatchObject({ budget: { nodes: 2 } });
+    await r2.stop(false, 1000);
+  });
+});
+
 describe('kvstoremesh: the node places after a pin change', () => {
   it('regression: a pin narrowed so cached nodes fall outside it frees their places; the new nodes inside it are admitted', async () => {
     const max = 4;
@@ -145,25 +217,29 @@ describe('kvstoremesh: the node places after a pin change', () => {
 });
 
 describe('NodePlaces: what waits for the list end is bounded', () => {
-  it('at most min(places reserved, places left) nodes and the bytes left in the budget', () => {
+  it('at most min(places reserved, places left) keys, and only nodes refused for a kept place', () => {
     const places = new NodePlaces('c2', 5);
     places.count = 3;
-    const n = (key: string) => ({ key, value: '{}' });
-    expect(places.refuse('k', 2)).toMatchObject({ reason: 'budget' });
+    const forgotten: string[][] = [];
+    const release = () => places.release((keys) => forgotten.push(keys) > 0);
     expect(places.refuse('k', 1)).toBeUndefined();
+    const bad = places.refuse('k', 2)!;
+    expect(bad).toMatchObject({ reason: 'budget' });
     // 2 places left, 4 reserved: the third node refused could take no place at the end, so it is reported now
-    expect([places.wait(n('a'), 10, 4, 100), places.wait(n('b'), 10, 4, 100), places.wait(n('c'), 10, 4, 100)]).toEqual([true, true, false]);
-    expect(places.takeWaiting().map((w) => w.key)).toEqual(['a', 'b']);
-    // 1 place left, 1 reserved: 1 waits
-    places.count = 4;
-    expect([places.wait(n('a'), 10, 1, 100), places.wait(n('b'), 10, 1, 100)]).toEqual([true, false]);
-    places.takeWaiting();
+    expect(['a', 'b', 'c'].map((k) => places.wait(k, bad, 4))).toEqual([true, true, false]);
+    // a key waiting already (a list retried after one failed) waits on, and takes no further room
+    expect(places.wait('a', bad, 4)).toBe(true);
+    // one admitted meanwhile (taken) no longer waits
+    places.taken('b');
+    expect(release()).toBe(true);
+    expect(forgotten).toEqual([['a']]);
+    expect(release()).toBe(false); // once
+    // refused for the records or the bytes (review s13budget #4: count + reserved at the bound all the same): never waits
     places.count = 3;
-    // the bytes the budget has left bound what is kept in memory
-    expect([places.wait(n('a'), 60, 2, 100), places.wait(n('b'), 60, 2, 100)]).toEqual([true, false]);
-    // not refused for a place (count + reserved below the bound: the records or bytes refused it): never waits
-    places.takeWaiting();
-    expect(places.wait(n('a'), 10, 1, 100)).toBe(false);
-    expect(places.takeWaiting()).toEqual([]);
+    expect(places.wait('x', new RecordError('node', 'x', 'budget', 'bytes'), 2)).toBe(false);
+    // the budget full without the kept places: no place can free for it, reported now
+    places.count = 5;
+    expect(places.wait('y', places.refuse('y', 1)!, 1)).toBe(false);
+    expect(release()).toBe(false);
   });
 });
