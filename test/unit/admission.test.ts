@@ -131,6 +131,12 @@ describe('agent admission', () => {
     expect(reasons()).toEqual(['relay/claim']);
     a.upsert('relay', 'wiremesh/cache/relays/v1/c0/h1', 'c0', { cluster: 'c0', node: 'h1', podCIDRs: ['100.70.0.0/16', '100.65.0.0/16', '0.0.0.0/0', '198.18.0.0/16'], clusterIds: [7, 1, 2] });
     expect(seen.relay.get('wiremesh/cache/relays/v1/c0/h1')).toEqual({ cluster: 'c0', node: 'h1', podCIDRs: ['100.70.0.0/16'], clusterIds: [7] });
+    // 0.0.0.0/0 was reported (the rest honoured); a range outside the pin (8.8.8.0/24) or the node's metadata
+    // service is too, and the hub's honest CIDR stays admitted
+    expect(reasons()).toEqual(['relay/claim', 'relay/claim']);
+    a.upsert('relay', 'wiremesh/cache/relays/v1/c0/h1', 'c0', { cluster: 'c0', node: 'h1', podCIDRs: ['100.70.0.0/16', '8.8.8.0/24', '169.254.169.254/32'] });
+    expect(seen.relay.get('wiremesh/cache/relays/v1/c0/h1')?.podCIDRs).toEqual(['100.70.0.0/16']);
+    expect(reasons()).toEqual(['relay/claim', 'relay/claim', 'relay/claim']);
   });
 
   it('records that arrive before their cluster is pinned are admitted once it is', () => {
