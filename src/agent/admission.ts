@@ -267,7 +267,8 @@ export class Admission {
         return typeof r === 'string' ? refuse('identity', 'claim', r) : r;
       }
       case 'relay': {
-        const r = this.trust.relay(c.cluster, c.rec as RelayRecord, (p) => this.addrs.within(p) !== undefined);
+        const dropped = (why: string) => this.rejections.add(refuse('relay', 'claim', why), c.cluster); // the rest is honoured
+        const r = this.trust.relay(c.cluster, c.rec as RelayRecord, (p) => this.addrs.within(p) !== undefined, dropped);
         if (r === WAIT) return AWAIT_CONFIG;
         return typeof r === 'string' ? refuse('relay', 'claim', r) : r.record;
       }

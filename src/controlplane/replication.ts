@@ -196,7 +196,7 @@ export class RemoteReplication {
     if (!loc || loc.cluster !== remote) return new RecordError(CODECS[type].type, key, 'key', `not under ${remote}'s prefix`);
     const r = tryDecode(CODECS[type], key, value);
     if (!r.ok) return r.error;
-    const claim = this.claim(type, r.value);
+    const claim = this.claim(type, key, r.value);
     if (claim) return new RecordError(CODECS[type].type, key, 'claim', claim);
     const prev = this.held.get(key);
     if (prev === undefined && this.held.size >= this.budget.maxRecords) return new RecordError(CODECS[type].type, key, 'budget', `${remote} holds ${this.held.size} records (limit ${this.budget.maxRecords})`);
@@ -204,7 +204,7 @@ export class RemoteReplication {
     return prev === undefined && type === 'nodes' ? this.nodes.refuse(key, reserved) : undefined;
   }
 
-  private claim(type: StateType, v: unknown): string | undefined {
+  private claim(type: StateType, key: string, v: unknown): string | undefined {
     const remote = this.spec.name;
     switch (type) {
       case 'nodes':
@@ -216,7 +216,8 @@ export class RemoteReplication {
         return typeof r === 'string' ? r : undefined;
       }
       case 'relays': {
-        const r = this.trust.relay(remote, v as Parameters<Trust['relay']>[1]);
+        // copied with what it may not relay (every agent drops that again): counted here too, for `clustermesh status`
+        const r = this.trust.relay(remote, v as Parameters<Trust['relay']>[1], undefined, (why) => this.rejections.add(new RecordError('relay', key, 'claim', why), remote));
         return typeof r === 'string' ? r : undefined;
       }
       default:
