@@ -18,7 +18,7 @@ const key = (c: string) => c.repeat(42) + 'A=';
 const node = (cluster: string, clusterId: number, name: string, podCIDRs: string[], addresses: string[], pk = name[name.length - 1]!.toUpperCase()): NodeRecord => ({ cluster, clusterId, name, addresses, port: 51820, publicKey: key(pk), podCIDRs, bootId: '1' });
 const ep = (cluster: string, nodeName: string, ip: string): EndpointRecord => ({ ip, cluster, node: nodeName, namespace: 'ns', name: `p${ip.replace(/[.:]/g, '-')}`, labels: { app: 'x' } });
 const CONFIG = { name: 'c1', id: 1, podCIDRs: ['100.65.0.0/16', 'fd65::/48'], underlayCIDRs: ['198.18.1.0/24', 'fd18:1::/64'] };
-const PIN_C2 = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: true, acceptPolicies: false };
+const PIN_C2 = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: true, relayCIDRs: ['100.99.0.0/16'], acceptPolicies: false }; // s13relay: a hub relays only what its pin names
 /** This agent's own node, as node.yaml says it. */
 const SELF = node('c1', 1, 'self', ['100.65.1.0/24'], ['198.18.1.1'], 'S');
 

@@ -5,7 +5,7 @@
  */
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Trust } from '../../src/controlplane/records/index.js';
+import { Trust, WAIT } from '../../src/controlplane/records/index.js';
 import { METRICS_LIMITS, serveMetrics, type MetricsServer } from '../../src/net/metricsserver.js';
 
 const open: Array<MetricsServer | Socket> = [];
@@ -99,6 +99,6 @@ describe('red team s13', () => {
     const t = new Trust('c1', 1); // as agent.ts:106 builds it
     const KEY = Buffer.alloc(32, 9).toString('base64');
     const rec = { cluster: 'c1', clusterId: 1, name: 'evil', addresses: ['203.0.113.5'], port: 51820, publicKey: KEY, podCIDRs: ['8.8.8.0/24'], bootId: '1' };
-    expect(t.node('c1', rec)).toBeDefined(); // main: undefined (admitted)
+    expect(t.node('c1', rec)).toBe(WAIT); // main: undefined (admitted); not a refusal either: it waits for the config
   });
 });
