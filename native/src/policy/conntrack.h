@@ -44,7 +44,9 @@
 // holding most; for the table: the local endpoint holding most of them, or
 // all sources') before anything is refused. A sweep (one pass over the
 // table) happens only when at least 1/16 of the bound (a destination's: of
-// max_entries / 4; the half's: of the half) would go, so it is amortised.
+// max_entries / 4; the half's: of the half) would go, so it is amortised;
+// after a sweep admission is asked again (one sweep can leave another bound
+// met), at most kMaxSweeps times for one new flow.
 // Answered open flows (a TCP flow its originator ACKed, a UDP flow that was
 // answered) are never evicted, with one exception, "displaced": while the
 // inbound half is full, a destination below its fair share may take the
@@ -57,7 +59,8 @@
 // open at a few pods would refuse new flows into every other pod until they
 // expire. Active flows (a packet this second) are kept, so a displaced flow
 // is an idle one of the most-flooded pod; its next packet is a new flow for
-// policy again. If no sweep may make room the new flow gets no entry and the
+// policy again (and, from the remote side while that pod is at its share, is
+// refused: the flooded pod is the one that pays). If no sweep may make room the new flow gets no entry and the
 // refusal is counted by its reason: a local endpoint's own flow still passes
 // (policy allowed it); a flow someone else started is dropped (kCtSourceFull:
 // passed without an entry, the pod's answer would become a flow charged to
