@@ -99,6 +99,23 @@ describe('a flood into one pod cannot deny new inbound flows into the other pods
     expectNoLeak(ct, 102);
   });
 
+  it("a displacement takes the pod's unanswered entries before its answered ones", () => {
+    const ct = new testhooks.ConntrackProbe(MAX, PER);
+    answeredFlood(ct, 0, 1, PER, 100);
+    answeredFlood(ct, 1, 1, PER, 100);
+    answeredFlood(ct, 2, 1, 30, 100);
+    const probes = Array.from({ length: 20 }, (_, i) => udp(source(2), pod(1), 9000 + i, 53)); // never answered
+    for (const f of probes) expect(ct.create('ingress', f, 100, 1)).toBe('created');
+    [3, 4].forEach((s) => answeredFlood(ct, s, 3, PER, 100));
+    answeredFlood(ct, 5, 4, 50, 100);
+    // 20 evictable entries: fewer than 1/16 of the half, not worth a sweep of their own
+    expect([ct.stats(1).inbound, ct.stats(1).inboundEvictable, ct.stats(1).destination]).toEqual([HALF, 20, CAP]);
+    expect(answeredFlood(ct, 60, 2, 1, 101)).toHaveLength(1);
+    expect(ct.stats(1).counters.conntrack_displaced).toBe(CAP - HALF / 4);
+    for (const f of probes) expect(ct.lookup('ingress', f, 101)).toBe('miss');
+    expectNoLeak(ct, 101);
+  });
+
   it('after 60 s without a full half the share bound lifts (the cap stays)', () => {
     const ct = new testhooks.ConntrackProbe(MAX, PER);
     for (const [s, ep] of [[0, 1], [1, 1], [2, 1], [3, 3], [4, 3], [5, 3]]) answeredFlood(ct, s, ep, PER, 100);

@@ -294,12 +294,17 @@ size_t Conntrack::sweep_evictable(uint64_t victim) {
 
 size_t Conntrack::sweep_destination(uint32_t dest, uint32_t now_s, size_t batch, bool displace) {
   size_t taken = 0;
-  return remove_where([&](const auto& k, const Entry& e) {
-    if (taken >= batch || k.scope != kCtIngress || e.endpoint != dest) return false;
-    if (!evictable(e) && !(displace && e.last_s != now_s)) return false;
-    taken++;
-    return true;
-  });
+  // first pass: evictable entries; a displacement's second: answered ones without a packet this second
+  auto pass = [&](bool idle) {
+    return remove_where([&](const auto& k, const Entry& e) {
+      if (taken >= batch || k.scope != kCtIngress || e.endpoint != dest) return false;
+      if (idle ? e.last_s == now_s : !evictable(e)) return false;
+      taken++;
+      return true;
+    });
+  };
+  size_t n = pass(false);
+  return displace && taken < batch ? n + pass(true) : n;
 }
 
 size_t Conntrack::gc(uint32_t now_s) {

@@ -283,8 +283,9 @@ class Conntrack {
   size_t remove_where(F pred);
   // Removes the evictable entries charged to `account` (or to any source); returns how many.
   size_t sweep_evictable(uint64_t account);
-  // Removes the ingress entries charged to `destination` that are evictable
-  // or (when `displace`) idle since before `now_s`, at most `batch`; returns how many.
+  // Removes the ingress entries charged to `destination` that are evictable,
+  // then (when `displace`, a second pass) those without a packet in second
+  // `now_s`, at most `batch` in all; returns how many.
   size_t sweep_destination(uint32_t destination, uint32_t now_s, size_t batch, bool displace);
   // What a refused create may sweep to make room: an account's (or every
   // source's) evictable entries, a destination's, or a displacement (above).
