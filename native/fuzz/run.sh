@@ -42,7 +42,7 @@ done
 # (tsan_seqmap), and policy map lookups against delta writers that compact the map while another thread replaces
 # it (tsan_policymap: copy under
 # the engine's lock held shared, swap under it exclusive), and conntrack's per-source and per-destination counts
-# under racing creates, sweeps, displacements and gc (tsan_conntrack: bounds within one entry per racing thread,
+# under racing creates, sweeps and gc (tsan_conntrack: bounds within one entry per racing thread,
 # every count back to zero). A data race, a torn copy, a lost entry, a broken bound or a leak fails them;
 # a few seconds each.
 declare -A tsan_deps=(

@@ -2,8 +2,8 @@
 // two threads open flows from many sources into four pods (and answer them),
 // a third sends the pods' own flows and looks flows up (the lock-free reads),
 // a fourth moves the clock a second at a time (every 200 us) and runs gc, at limits small enough that the
-// inbound half fills, destinations meet their bound and fair share, sweeps
-// and displacements run. TSan reports a data race (quota_mu_ must guard every
+// inbound half fills, destinations meet their bound and fair share, and
+// sweeps run. TSan reports a data race (quota_mu_ must guard every
 // count; it is never held while a shard lock is taken); after the threads stop
 // the bounds must hold within the documented overshoot (one entry per racing
 // thread), and once every entry has expired every count must be exactly zero
@@ -86,12 +86,12 @@ int main() {
   }
   wm::Conntrack::Accounting a = ct.accounting(1);
   if (a.inbound > int64_t(kMax / 2 + 2) || dests != a.inbound) bad |= 2;
-  uint64_t displaced = ct.counter(wm::Conntrack::kDisplaced), dfull = ct.counter(wm::Conntrack::kDestinationFull);
+  uint64_t evicted = ct.counter(wm::Conntrack::kEvicted), dfull = ct.counter(wm::Conntrack::kDestinationFull);
   ct.gc(now.load() + 10000);
   a = ct.accounting(1);
   if (ct.size() != 0 || a.inbound != 0 || a.inbound_evictable != 0 || a.accounts != 0) bad |= 4;
-  std::printf("tsan_conntrack: %llu created, %llu displaced, %llu refused at a destination's bound, bounds%s, accounts%s\n",
-              (unsigned long long)created.load(), (unsigned long long)displaced, (unsigned long long)dfull,
+  std::printf("tsan_conntrack: %llu created, %llu evicted, %llu refused at a destination's bound, bounds%s, accounts%s\n",
+              (unsigned long long)created.load(), (unsigned long long)evicted, (unsigned long long)dfull,
               bad & 3 ? " BROKEN" : " held", bad & 4 ? " LEAKED" : " back to zero");
   return bad ? 1 : 0;
 }

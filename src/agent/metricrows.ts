@@ -22,7 +22,6 @@ export const CONNTRACK_PRESSURE: Array<[string, string, string]> = [
   ['conntrack', 'source-full', 'conntrack_source_full'],
   ['conntrack', 'inbound-full', 'conntrack_inbound_full'],
   ['conntrack', 'destination-full', 'conntrack_destination_full'],
-  ['conntrack', 'displaced', 'conntrack_displaced'],
   ['service-nat', 'evicted', 'service_nat_evicted'],
   ['service-nat', 'sweep', 'service_nat_quota_sweeps'],
   ['service-nat', 'quota-full', 'service_nat_quota_full'],

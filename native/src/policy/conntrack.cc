@@ -12,7 +12,6 @@ const char* const Conntrack::kCounterNames[kCounterCount] = {
     "conntrack_source_full",      // new inbound flows without an entry: their source's quota was full of answered flows
     "conntrack_inbound_full",     // new inbound flows without an entry: flows others started held half the table
     "conntrack_destination_full", // new inbound flows without an entry: their destination held its bound or fair share
-    "conntrack_displaced",        // idle answered (or evictable) inbound entries of the most-flooded destination removed
 };
 
 namespace {
@@ -160,10 +159,7 @@ CtCreate Conntrack::create(CtScope scope, const FlowTuple& t, uint32_t now_s, ui
       return bound == kQuotaFull ? kCtQuotaFull : bound == kTableFull ? kCtTableFull : kCtSourceFull;
     }
     count(kEvictionSweeps);
-    bool displace = sweep.kind == Sweep::kDisplace;
-    size_t n = sweep.kind == Sweep::kAccount ? sweep_evictable(sweep.victim)
-                                             : sweep_destination(uint32_t(sweep.victim), now_s, sweep.batch, displace);
-    count(displace ? kDisplaced : kEvicted, n);
+    count(kEvicted, sweep.kind == Sweep::kAccount ? sweep_evictable(sweep.victim) : sweep_destination(uint32_t(sweep.victim)));
   }
   // max_entries bounds both tables together (each alone refuses past it too,
   // so threads racing past this check overshoot by at most one entry each)
@@ -187,7 +183,7 @@ int Conntrack::admit_locked(uint64_t acct, uint32_t dest, size_t quota, size_t m
     return source ? kSourceFull : kQuotaFull;
   }
   if (source) {
-    int b = admit_inbound_locked(dest, max, now_s, sweep);
+    int b = admit_inbound_locked(dest, quota, max, now_s, sweep);
     if (b >= 0) return b;
   }
   if (size() < max) return -1;
@@ -204,16 +200,24 @@ int Conntrack::admit_locked(uint64_t acct, uint32_t dest, size_t quota, size_t m
   return kTableFull;
 }
 
-int Conntrack::admit_inbound_locked(uint32_t dest, size_t max, uint32_t now_s, Sweep* sweep) {
+int Conntrack::admit_inbound_locked(uint32_t dest, size_t quota, size_t max, uint32_t now_s, Sweep* sweep) {
   size_t half = max / 2, cap = max / 4 > 0 ? max / 4 : 1;
-  bool full = size_t(inbound_.total) >= half;
-  if (full) {
+  if (size_t(inbound_.total) >= half) {
     was_full_ = true;
     full_s_ = now_s;
+    // The full half: every source's evictable entries go first, as on main
+    // (O(1) to decide), before any destination's share is asked: probes
+    // spread over many pods (each holding little) must not refuse a flow into
+    // a pod holding nothing, and pods holding only probes must not count in
+    // the fair share once the probes are gone (they leave n with them).
+    if (worth_sweeping(inbound_.evictable, quota < half ? quota : half)) {
+      *sweep = Sweep{Sweep::kAccount, kAllSources};
+      return kInboundFull;
+    }
   }
   // Under pressure (the half full, or full less than kPressureS ago) a
-  // destination grows only to its fair share, so one displaced from its
-  // excess cannot take the room back from those below their share.
+  // destination grows only to its fair share, so the room freed by a sweep or
+  // by expiry goes to the destinations below their share first.
   Usage& d = dests_[dest];
   bool pressured = was_full_ && now_s - full_s_ < kPressureS;
   size_t fair = half / (size_t(active_dests_) + (d.total > 0 ? 0 : 1));
@@ -224,27 +228,9 @@ int Conntrack::admit_inbound_locked(uint32_t dest, size_t max, uint32_t now_s, S
     if (worth_sweeping(d.evictable, cap)) *sweep = Sweep{Sweep::kDestination, dest};
     return kDestinationFull;
   }
-  if (!full) return -1;
-  // below its fair share of the full half: the destination holding most
-  // pays, its evictable entries first, then (at most once a second) its
-  // idle answered ones, down to its fair share
-  uint32_t top = dest;
-  int64_t most = d.total;
-  for (auto& [id, v] : dests_)
-    if (v.total > most) {
-      most = v.total;
-      top = id;
-    }
-  if (top == dest) return kInboundFull;  // (counts of a sweep in flight)
-  Usage& t = dests_[top];
-  size_t excess = size_t(t.total) > fair ? size_t(t.total) - fair : 0;
-  if (worth_sweeping(t.evictable, half)) {
-    *sweep = Sweep{Sweep::kDestination, top};
-  } else if (worth_sweeping(int64_t(excess), half) && last_displace_s_ != now_s) {
-    last_displace_s_ = now_s;
-    *sweep = Sweep{Sweep::kDisplace, top, excess};
-  }
-  return kInboundFull;
+  // the half full of answered flows: refused (answered flows are never
+  // displaced; docs/security.md, known gaps)
+  return size_t(inbound_.total) >= half ? kInboundFull : -1;
 }
 
 void Conntrack::add_dest_locked(uint32_t dest, int64_t total, int64_t evictable) {
@@ -292,19 +278,8 @@ size_t Conntrack::sweep_evictable(uint64_t victim) {
   });
 }
 
-size_t Conntrack::sweep_destination(uint32_t dest, uint32_t now_s, size_t batch, bool displace) {
-  size_t taken = 0;
-  // first pass: evictable entries; a displacement's second: answered ones without a packet this second
-  auto pass = [&](bool idle) {
-    return remove_where([&](const auto& k, const Entry& e) {
-      if (taken >= batch || k.scope != kCtIngress || e.endpoint != dest) return false;
-      if (idle ? e.last_s == now_s : !evictable(e)) return false;
-      taken++;
-      return true;
-    });
-  };
-  size_t n = pass(false);
-  return displace && taken < batch ? n + pass(true) : n;
+size_t Conntrack::sweep_destination(uint32_t dest) {
+  return remove_where([dest](const auto& k, const Entry& e) { return k.scope == kCtIngress && e.endpoint == dest && evictable(e); });
 }
 
 size_t Conntrack::gc(uint32_t now_s) {

@@ -27,10 +27,8 @@
 //    (60 s) after it last was, its fair share (max_entries / 2 / n, n: the
 //    destinations holding inbound entries, this one counted). So however
 //    many sources flood one pod, the node's other pods keep at least half
-//    the inbound half; and when floods at several pods fill it, a pod below
-//    its fair share makes room from the destination holding most (see
-//    "displaced" below), which cannot take it back while under pressure, so
-//    new flows into the other pods are still admitted. (Room a destination
+//    the inbound half; and room freed under pressure (by a sweep or expiry)
+//    goes first to the destinations below their share. (Room a destination
 //    below its share does not use stays free until the pressure ends: the
 //    bound errs toward refusing the flooded pods.)
 // The table holds max_entries in all. An entry that has seen no reply yet
@@ -40,33 +38,27 @@
 // 60 s too (Cilium's SYN timeout; Linux's SYN_RECV); a closing one (FIN/RST
 // seen) 10 s. All three are "evictable": when a bound is full, evictable
 // entries are swept out (the account's own for its quota, the destination's
-// own for its bound or fair share; for the full half: the destination
-// holding most; for the table: the local endpoint holding most of them, or
-// all sources') before anything is refused. A sweep (one pass over the
-// table) happens only when at least 1/16 of the bound (a destination's: of
-// max_entries / 4; the half's: of the half) would go, so it is amortised;
-// after a sweep admission is asked again (one sweep can leave another bound
-// met), at most kMaxSweeps times for one new flow.
+// own for its bound or fair share; for the full half: every source's, before
+// any destination's share is asked; for the table: the local endpoint holding
+// most of them, or all sources') before anything is refused. A sweep (one
+// pass over the table) happens only when at least 1/16 of the bound (a
+// destination's: of max_entries / 4; the half's: of the smaller of the half
+// and per_endpoint) would go, so it is amortised; after a sweep admission is
+// asked again (one sweep can leave another bound met), at most kMaxSweeps
+// times for one new flow.
 // Answered open flows (a TCP flow its originator ACKed, a UDP flow that was
-// answered) are never evicted, with one exception, "displaced": while the
-// inbound half is full, a destination below its fair share may take the
-// evictable entries, then the answered entries idle for at least a second
-// (no packet in the current second), of the destination holding most, down
-// to that destination's fair share, at most once a second (one pass over the
-// table) and only when at least 1/16 of the half would go. Unlike Linux's
-// early_drop (unassured entries only), this lets a pod's inbound flows push
-// out another pod's idle answered ones: without it, answered flows kept
-// open at a few pods would refuse new flows into every other pod until they
-// expire. Active flows (a packet this second) are kept, so a displaced flow
-// is an idle one of the most-flooded pod; its next packet is a new flow for
-// policy again (and, from the remote side while that pod is at its share, is
-// refused: the flooded pod is the one that pays). If no sweep may make room the new flow gets no entry and the
+// answered) are never evicted: when answered flows fill the inbound half, new
+// inbound flows are refused until some expire or close (as Linux's early_drop
+// takes unassured entries only). A destination's bound keeps one pod's flood
+// to a quarter of the table, but floods of answered flows at several pods can
+// still hold the half (docs/security.md, known gaps).
+// If no sweep may make room the new flow gets no entry and the
 // refusal is counted by its reason: a local endpoint's own flow still passes
 // (policy allowed it); a flow someone else started is dropped (kCtSourceFull:
 // passed without an entry, the pod's answer would become a flow charged to
 // the pod, and the sender's next packet its reply, pinning the pod's quota).
-// Deciding is O(1) for every bound but the full inbound half and the full
-// table, which look at every local destination (endpoint) once.
+// Deciding is O(1) for every bound but the full table, which looks at every
+// local endpoint once.
 //
 // Layout: two tables. IPv4 flows (nearly all of them) have a native-width key
 // (addresses as uint32, ports, protocol, scope: 16 bytes) beside a 13-byte
@@ -138,7 +130,6 @@ class Conntrack {
     kSourceFull,
     kInboundFull,
     kDestinationFull,
-    kDisplaced,
     kCounterCount
   };
   static const char* const kCounterNames[kCounterCount];
@@ -175,7 +166,7 @@ class Conntrack {
   // An entry for a flow policy allowed, created by `endpoint`'s check in
   // `scope` and charged as above (egress: to `endpoint`; ingress: to the
   // flow's source and to `endpoint`, its destination); evicts evictable
-  // entries (or displaces idle ones) under pressure (see above).
+  // entries under pressure (see above).
   // `proxied`: policy allowed it only through the L7 proxy.
   CtCreate create(CtScope scope, const FlowTuple& t, uint32_t now_s, uint32_t rule, uint32_t endpoint,
                   bool proxied = false);
@@ -283,24 +274,21 @@ class Conntrack {
   size_t remove_where(F pred);
   // Removes the evictable entries charged to `account` (or to any source); returns how many.
   size_t sweep_evictable(uint64_t account);
-  // Removes the ingress entries charged to `destination` that are evictable,
-  // then (when `displace`, a second pass) those without a packet in second
-  // `now_s`, at most `batch` in all; returns how many.
-  size_t sweep_destination(uint32_t destination, uint32_t now_s, size_t batch, bool displace);
+  // Removes the evictable ingress entries charged to `destination`; returns how many.
+  size_t sweep_destination(uint32_t destination);
   // What a refused create may sweep to make room: an account's (or every
-  // source's) evictable entries, a destination's, or a displacement (above).
+  // source's) evictable entries, or a destination's.
   struct Sweep {
-    enum Kind : uint8_t { kNone, kAccount, kDestination, kDisplace } kind = kNone;
+    enum Kind : uint8_t { kNone, kAccount, kDestination } kind = kNone;
     uint64_t victim = 0;
-    size_t batch = SIZE_MAX;
   };
   // Under quota_mu_: -1 if `account` (and, inbound, `destination`) may take
   // one more entry, else the counter of the bound it meets and in *sweep
   // what to sweep to make room, if enough would go.
   int admit_locked(uint64_t account, uint32_t destination, size_t quota, size_t max, uint32_t now_s, Sweep* sweep);
-  // admit_locked's inbound bounds: the destination's cap and fair share, and
-  // the full half (the destination holding most pays); -1 if none is met.
-  int admit_inbound_locked(uint32_t destination, size_t max, uint32_t now_s, Sweep* sweep);
+  // admit_locked's inbound bounds: the full half (every source's evictable
+  // entries go first), the destination's cap and fair share; -1 if none is met. O(1).
+  int admit_inbound_locked(uint32_t destination, size_t quota, size_t max, uint32_t now_s, Sweep* sweep);
   // A destination's counts (dests_, active_dests_).
   void add_dest_locked(uint32_t destination, int64_t total, int64_t evictable);
   Usage& usage_locked(uint64_t account) { return is_source(account) ? sources_[account] : usage_[uint32_t(account)]; }
@@ -324,7 +312,6 @@ class Conntrack {
   Usage inbound_;                                 // sources_ summed
   std::unordered_map<uint32_t, Usage> dests_;     // flows others started, per local destination (endpoint)
   int64_t active_dests_ = 0;                      // destinations with a positive count
-  uint32_t last_displace_s_ = ~0u;                // second of the last displacement (at most one a second)
   bool was_full_ = false;                         // the inbound half has been full, last at full_s_
   uint32_t full_s_ = 0;
   std::atomic<uint64_t> counters_[kCounterCount];
