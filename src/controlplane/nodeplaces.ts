@@ -52,7 +52,9 @@ export class NodePlaces {
    * past min(reserved, places left) keys waiting. A key waiting already (a list retried after one failed) waits on.
    */
   wait(key: string, bad: RecordError, reserved: number): boolean {
-    if (!(bad instanceof PlaceRefusal)) return false;
+    // a key that waited and is now refused for another reason (a retried list, its value changed) is reported now
+    // and waits no more: else the list at the end would deliver it again and count the one refusal twice
+    if (!(bad instanceof PlaceRefusal)) return void this.waiting.delete(key), false;
     if (this.waiting.has(key)) return true;
     if (this.waiting.size >= Math.min(reserved, this.max - this.count)) return false;
     this.waiting.add(key);

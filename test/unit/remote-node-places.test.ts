@@ -242,4 +242,16 @@ describe('NodePlaces: what waits for the list end is bounded', () => {
     expect(places.wait('y', places.refuse('y', 1)!, 1)).toBe(false);
     expect(release()).toBe(false);
   });
+
+  it('regression (re-review of s13budget): a waiting key refused on the retried list for another reason waits no more, so it is not listed and counted again', () => {
+    const places = new NodePlaces('c2', 5);
+    places.count = 3;
+    const bad = places.refuse('k', 2)!;
+    expect(places.wait('a', bad, 4)).toBe(true);
+    // the first list failed; on the retry a's new value is refused for a claim (outside the pin): reported then
+    expect(places.wait('a', new RecordError('node', 'a', 'claim', 'outside its pin'), 4)).toBe(false);
+    const forgotten: string[][] = [];
+    expect(places.release((keys) => forgotten.push(keys) > 0)).toBe(false);
+    expect(forgotten).toEqual([]);
+  });
 });
