@@ -2,7 +2,7 @@
 // two threads open flows from many sources into four pods (and answer them),
 // a third sends the pods' own flows and looks flows up (the lock-free reads),
 // a fourth moves the clock a second at a time (every 200 us) and runs gc, at limits small enough that the
-// inbound half fills, destinations meet their bound and fair share, and
+// inbound half fills, destinations meet their bound (a quarter), and
 // sweeps run. TSan reports a data race (quota_mu_ must guard every
 // count; it is never held while a shard lock is taken); after the threads stop
 // the bounds must hold within the documented overshoot (one entry per racing

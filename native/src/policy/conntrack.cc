@@ -11,7 +11,7 @@ const char* const Conntrack::kCounterNames[kCounterCount] = {
     "conntrack_table_full",       // new flows without an entry: the table was full
     "conntrack_source_full",      // new inbound flows without an entry: their source's quota was full of answered flows
     "conntrack_inbound_full",     // new inbound flows without an entry: flows others started held half the table
-    "conntrack_destination_full", // new inbound flows without an entry: their destination held its bound or fair share
+    "conntrack_destination_full", // new inbound flows without an entry: their destination held its bound (a quarter of the table)
 };
 
 namespace {
@@ -151,7 +151,7 @@ CtCreate Conntrack::create(CtScope scope, const FlowTuple& t, uint32_t now_s, ui
     int bound;
     {
       std::lock_guard<std::mutex> lock(quota_mu_);
-      bound = admit_locked(acct, endpoint, quota, max, now_s, &sweep);
+      bound = admit_locked(acct, endpoint, quota, max, &sweep);
     }
     if (bound < 0 || (bound == kTableFull && sweep.kind == Sweep::kNone)) break;  // (a full table: counted below)
     if (sweep.kind == Sweep::kNone || sweeps == kMaxSweeps) {
@@ -174,7 +174,7 @@ CtCreate Conntrack::create(CtScope scope, const FlowTuple& t, uint32_t now_s, ui
   return kCtCreated;
 }
 
-int Conntrack::admit_locked(uint64_t acct, uint32_t dest, size_t quota, size_t max, uint32_t now_s, Sweep* sweep) {
+int Conntrack::admit_locked(uint64_t acct, uint32_t dest, size_t quota, size_t max, Sweep* sweep) {
   Usage& u = usage_locked(acct);
   bool source = is_source(acct);
   if (size_t(u.total) >= quota) {
@@ -183,7 +183,7 @@ int Conntrack::admit_locked(uint64_t acct, uint32_t dest, size_t quota, size_t m
     return source ? kSourceFull : kQuotaFull;
   }
   if (source) {
-    int b = admit_inbound_locked(dest, quota, max, now_s, sweep);
+    int b = admit_inbound_locked(dest, quota, max, sweep);
     if (b >= 0) return b;
   }
   if (size() < max) return -1;
@@ -200,29 +200,18 @@ int Conntrack::admit_locked(uint64_t acct, uint32_t dest, size_t quota, size_t m
   return kTableFull;
 }
 
-int Conntrack::admit_inbound_locked(uint32_t dest, size_t quota, size_t max, uint32_t now_s, Sweep* sweep) {
+int Conntrack::admit_inbound_locked(uint32_t dest, size_t quota, size_t max, Sweep* sweep) {
   size_t half = max / 2, cap = max / 4 > 0 ? max / 4 : 1;
-  if (size_t(inbound_.total) >= half) {
-    was_full_ = true;
-    full_s_ = now_s;
-    // The full half: every source's evictable entries go first, as on main
-    // (O(1) to decide), before any destination's share is asked: probes
-    // spread over many pods (each holding little) must not refuse a flow into
-    // a pod holding nothing, and pods holding only probes must not count in
-    // the fair share once the probes are gone (they leave n with them).
-    if (worth_sweeping(inbound_.evictable, quota < half ? quota : half)) {
-      *sweep = Sweep{Sweep::kAccount, kAllSources};
-      return kInboundFull;
-    }
+  // The full half: every source's evictable entries go first, as on main
+  // (O(1) to decide), before the destination's cap is asked: probes spread
+  // over many pods (each holding little) must not refuse a flow into a pod
+  // holding nothing.
+  if (size_t(inbound_.total) >= half && worth_sweeping(inbound_.evictable, quota < half ? quota : half)) {
+    *sweep = Sweep{Sweep::kAccount, kAllSources};
+    return kInboundFull;
   }
-  // Under pressure (the half full, or full less than kPressureS ago) a
-  // destination grows only to its fair share, so the room freed by a sweep or
-  // by expiry goes to the destinations below their share first.
   Usage& d = dests_[dest];
-  bool pressured = was_full_ && now_s - full_s_ < kPressureS;
-  size_t fair = half / (size_t(active_dests_) + (d.total > 0 ? 0 : 1));
-  size_t bound = pressured && fair < cap ? fair : cap;
-  if (d.total >= 0 && size_t(d.total) >= bound) {
+  if (d.total >= 0 && size_t(d.total) >= cap) {
     // only the destination's own evictable entries may make room (a sweep
     // frees at least 1/16 of the cap: amortised, never one per packet)
     if (worth_sweeping(d.evictable, cap)) *sweep = Sweep{Sweep::kDestination, dest};
@@ -235,10 +224,8 @@ int Conntrack::admit_inbound_locked(uint32_t dest, size_t quota, size_t max, uin
 
 void Conntrack::add_dest_locked(uint32_t dest, int64_t total, int64_t evictable) {
   Usage& d = dests_[dest];
-  bool was = d.total > 0;
   d.total += total;
   d.evictable += evictable;
-  active_dests_ += int64_t(d.total > 0) - int64_t(was);
 }
 
 void Conntrack::adjust_locked(uint64_t acct, int64_t total, int64_t evictable) {
@@ -323,7 +310,6 @@ void Conntrack::clear() {
   usage_.clear();
   sources_.clear();
   dests_.clear();
-  active_dests_ = 0;
   inbound_ = Usage{};
 }
 

@@ -23,14 +23,11 @@
 //    flows to it, and a pod's answers cannot use up its own quota.
 //  - the same ingress entry ALSO to its DESTINATION, the local endpoint that
 //    received it (dests_): at most max_entries / 4 per destination (half the
-//    inbound half), and, while the inbound half is full and for kPressureS
-//    (60 s) after it last was, its fair share (max_entries / 2 / n, n: the
-//    destinations holding inbound entries, this one counted). So however
-//    many sources flood one pod, the node's other pods keep at least half
-//    the inbound half; and room freed under pressure (by a sweep or expiry)
-//    goes first to the destinations below their share. (Room a destination
-//    below its share does not use stays free until the pressure ends: the
-//    bound errs toward refusing the flooded pods.)
+//    inbound half). So however many sources flood one pod, the node's other
+//    pods keep at least half the inbound half. (No finer share: a share that
+//    shrinks with the number of pods holding entries lets probes to many
+//    pods shrink an honest pod's share; a fixed cap cannot be moved by
+//    anyone else's traffic.)
 // The table holds max_entries in all. An entry that has seen no reply yet
 // ("unreplied": a TCP SYN nobody answered, a UDP probe) lives 60 s; a TCP
 // entry whose SYN was answered but whose originator has sent no non-SYN
@@ -38,8 +35,8 @@
 // 60 s too (Cilium's SYN timeout; Linux's SYN_RECV); a closing one (FIN/RST
 // seen) 10 s. All three are "evictable": when a bound is full, evictable
 // entries are swept out (the account's own for its quota, the destination's
-// own for its bound or fair share; for the full half: every source's, before
-// any destination's share is asked; for the table: the local endpoint holding
+// own for its bound; for the full half: every source's, before the
+// destination's bound is asked; for the table: the local endpoint holding
 // most of them, or all sources') before anything is refused. A sweep (one
 // pass over the table) happens only when at least 1/16 of the bound (a
 // destination's: of max_entries / 4; the half's: of the smaller of the half
@@ -115,10 +112,6 @@ class Conntrack {
   // Defaults: 500 000 IPv4 entries stay within 65536 slots per shard (16 x
   // 65536 x 32 bytes = 32 MiB when full); an endpoint may hold an eighth of that.
   static constexpr size_t kDefaultMaxEntries = 500000, kDefaultPerEndpoint = 65536;
-  // Seconds after the inbound half was last full during which each destination
-  // grows only to its fair share (the unreplied and UDP timeout: what was
-  // admitted under pressure has expired or been answered by then).
-  static constexpr uint32_t kPressureS = 60;
   // Sweeps one create may run (one per bound it meets: quota, destination, half or table).
   static constexpr int kMaxSweeps = 3;
 
@@ -285,11 +278,11 @@ class Conntrack {
   // Under quota_mu_: -1 if `account` (and, inbound, `destination`) may take
   // one more entry, else the counter of the bound it meets and in *sweep
   // what to sweep to make room, if enough would go.
-  int admit_locked(uint64_t account, uint32_t destination, size_t quota, size_t max, uint32_t now_s, Sweep* sweep);
+  int admit_locked(uint64_t account, uint32_t destination, size_t quota, size_t max, Sweep* sweep);
   // admit_locked's inbound bounds: the full half (every source's evictable
-  // entries go first), the destination's cap and fair share; -1 if none is met. O(1).
-  int admit_inbound_locked(uint32_t destination, size_t quota, size_t max, uint32_t now_s, Sweep* sweep);
-  // A destination's counts (dests_, active_dests_).
+  // entries go first), then the destination's cap (max / 4); -1 if none is met. O(1).
+  int admit_inbound_locked(uint32_t destination, size_t quota, size_t max, Sweep* sweep);
+  // A destination's counts (dests_).
   void add_dest_locked(uint32_t destination, int64_t total, int64_t evictable);
   Usage& usage_locked(uint64_t account) { return is_source(account) ? sources_[account] : usage_[uint32_t(account)]; }
   void adjust_locked(uint64_t account, int64_t total, int64_t evictable);
@@ -311,9 +304,6 @@ class Conntrack {
   std::unordered_map<uint64_t, Usage> sources_;   // flows others started, per source (at most max_entries / 2 keys)
   Usage inbound_;                                 // sources_ summed
   std::unordered_map<uint32_t, Usage> dests_;     // flows others started, per local destination (endpoint)
-  int64_t active_dests_ = 0;                      // destinations with a positive count
-  bool was_full_ = false;                         // the inbound half has been full, last at full_s_
-  uint32_t full_s_ = 0;
   std::atomic<uint64_t> counters_[kCounterCount];
 };
 
