@@ -14,39 +14,47 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { Counter, type Registry } from 'prom-client';
+import { gatewayClientOf } from '../gateway/gateway.js';
 import { unmappedIPv4 } from '../gateway/proxyproto.js';
 import { ClientBounds } from './clientbounds.js';
 import { ExpositionCache, RENDER_INTERVAL_MS, type MetricsSource } from './expositioncache.js';
 import { formatIP, parseIP } from './ip.js';
 import { listen } from './listen.js';
+import { MetricsSlots } from './metricsslots.js';
 
 export type { MetricsSource } from './expositioncache.js';
 
 /**
  * maxConnections: open connections at once (Prometheus needs one per scraper); when full, a new connection evicts
- * (resets) the oldest open connection of the client holding the most, whether it has sent its request head or
- * not: a client that sends its head and then does not read an exposition larger than the socket buffers keeps its
- * answer unflushed, so a listener that evicted only silent ones could be filled by such readers. A scraper holds
- * one connection, so it is evicted only when no client holds more, and then only once it is the oldest;
+ * (resets) one held (MetricsSlots: of the client holding the most, silent before being answered, then the
+ * oldest), whether it has sent its request head or not: a client that sends its head and then does not read an
+ * exposition larger than the socket buffers keeps its answer unflushed, so a listener that evicted only silent
+ * ones could be filled by such readers; a scraper holds one connection and sends its head at once, so it is
+ * evicted only when no client holds more and no connection is silent, and then only once it is the oldest;
+ * maxPerPrefix: of which from one IPv6 /64 (an IPv4 address is its own; its new connection past it evicts one of
+ * the /64's own the same way), so that one host with many addresses of its /64 cannot take the listener: filling
+ * it takes 64 / maxPerPrefix /64s; 16 lets 4 pods of a node's /64 hold their 4 each;
  * maxPerClient: of which from one client (metricsClientOf: one address; more are reset on accept), so that one
  * client reconnecting in a loop cannot hold them all; headersTimeoutMs: the time from accept to a complete
  * request head (else 408 and closed; one that never sends a byte included; Prometheus sends it at once);
  * requestTimeoutMs: the time from accept to the answer's last byte handed to the kernel, whatever the client
  * reads meanwhile: past it the connection is reset (`deadline`), so a client reading one segment now and then
- * holds a slot and its answer that long only (Prometheus's default scrape timeout is 10 s as well);
+ * holds a slot and its answer that long only (Prometheus's default scrape timeout is 10 s as well); a request
+ * whose render is still pending then is answered 503 instead (`render-pending`: a collect callback stuck);
  * renderIntervalMs: the exposition is rendered at most once per this many ms, concurrent requests sharing the
  * render and its bytes (ExpositionCache): at most requestTimeoutMs / renderIntervalMs + 1 renders' bytes are
  * held by answers being sent, whatever the number of readers.
  */
 export interface MetricsLimits {
   maxConnections: number;
+  maxPerPrefix: number;
   maxPerClient: number;
   headersTimeoutMs: number;
   requestTimeoutMs: number;
   renderIntervalMs: number;
 }
 
-export const METRICS_LIMITS: MetricsLimits = { maxConnections: 64, maxPerClient: 4, headersTimeoutMs: 2_000, requestTimeoutMs: 10_000, renderIntervalMs: RENDER_INTERVAL_MS };
+export const METRICS_LIMITS: MetricsLimits = { maxConnections: 64, maxPerPrefix: 16, maxPerClient: 4, headersTimeoutMs: 2_000, requestTimeoutMs: 10_000, renderIntervalMs: RENDER_INTERVAL_MS };
 
 /** The longest request head read (request line and headers, bytes): past it, 431 and closed. */
 export const MAX_REQUEST_HEAD = 8192;
@@ -64,13 +72,14 @@ export function metricsClientOf(address: string): string {
 }
 
 /**
- * What the listener refused since it started: connections reset at accept (past maxConnections with none to evict,
- * past maxPerClient), connections evicted (the listener full: `evicted`), connections reset at requestTimeoutMs
- * with their answer not yet flushed (`deadline`: a client not reading it), connections that sent more than one
- * request head (pipelined; a body counts too: never read).
+ * What the listener refused since it started: connections reset at accept (past maxPerClient), connections
+ * evicted (the listener or the client's /64 full: `evicted`; a new connection is never refused for want of room),
+ * connections reset at requestTimeoutMs silent or with their answer not yet flushed (`deadline`: a client not
+ * reading it), requests answered 503 at requestTimeoutMs as their render was still pending (`render-pending`),
+ * connections that sent more than one request head (pipelined; a body counts too: never read).
  */
 export interface MetricsListenerStats {
-  refused: { 'connection-bound': number; 'per-client-bound': number; evicted: number; deadline: number; pipelined: number };
+  refused: { 'per-client-bound': number; evicted: number; deadline: number; 'render-pending': number; pipelined: number };
   /** Renders of the exposition (at most one per renderIntervalMs). */
   renders: number;
   /** Renders given up on after ExpositionCache's maxPendingMs without settling (a new one was started). */
@@ -81,7 +90,7 @@ export interface MetricsServer extends Server {
   readonly listenerStats: MetricsListenerStats;
 }
 
-const REASONS: Record<number, string> = { 200: 'OK', 400: 'Bad Request', 404: 'Not Found', 405: 'Method Not Allowed', 408: 'Request Timeout', 431: 'Request Header Fields Too Large', 500: 'Internal Server Error' };
+const REASONS: Record<number, string> = { 200: 'OK', 400: 'Bad Request', 404: 'Not Found', 405: 'Method Not Allowed', 408: 'Request Timeout', 431: 'Request Header Fields Too Large', 500: 'Internal Server Error', 503: 'Service Unavailable' };
 
 /** Where a request head ends (after its blank line; CRLF or bare LF line ends, RFC 9112 2.2), or -1. */
 function headEnd(got: Buffer): number {
@@ -112,7 +121,7 @@ function refusalCounter(registry: Registry, limits: MetricsLimits, stats: () => 
   registry.removeSingleMetric(name); // a listener started again reports its own
   new Counter({
     name,
-    help: `Connections this metrics listener refused, by reason: connection-bound (${limits.maxConnections} open, none to evict), evicted (the listener full: the oldest of the client holding the most), deadline (answer not flushed ${limits.requestTimeoutMs} ms after accept), per-client-bound (${limits.maxPerClient} from one address), pipelined (bytes after the first request head: never read).`,
+    help: `Connections this metrics listener refused, by reason: evicted (${limits.maxConnections} open, or ${limits.maxPerPrefix} from one IPv6 /64: one of the client holding the most, silent first, then the oldest), deadline (silent or answer not flushed ${limits.requestTimeoutMs} ms after accept), render-pending (answered 503: the render still pending ${limits.requestTimeoutMs} ms after accept), per-client-bound (${limits.maxPerClient} from one address), pipelined (bytes after the first request head: never read).`,
     labelNames: ['reason'],
     registers: [registry],
     collect() {
@@ -130,23 +139,15 @@ export async function serveMetrics(source: MetricsSource & { registry?: Registry
   const exposition = new ExpositionCache(source, limits.renderIntervalMs);
   // the total bound is ours (eviction below): ClientBounds keeps the per-client one
   const bounds = new ClientBounds({ maxConnections: Number.POSITIVE_INFINITY, maxPerClient: limits.maxPerClient });
-  const refused = { 'connection-bound': 0, 'per-client-bound': 0, evicted: 0, deadline: 0, pipelined: 0 };
-  // admitted connections and their client, in accept order (oldest first)
-  const live = new Map<Socket, string>();
-  /** Makes room for a new connection: evicts the oldest of the client holding the most; false when none is open. */
-  const room = (): boolean => {
-    if (live.size < limits.maxConnections) return true;
-    let victim: Socket | undefined;
-    let most = 0;
-    for (const [socket, client] of live) {
-      const n = bounds.of(client);
-      if (n > most) [victim, most] = [socket, n];
-    }
-    if (!victim) return false;
+  const refused = { 'per-client-bound': 0, evicted: 0, deadline: 0, 'render-pending': 0, pipelined: 0 };
+  const slots = new MetricsSlots<Socket>(limits);
+  /** Makes room for a new connection from `prefix` (MetricsSlots' ranking; always possible). */
+  const room = (prefix: string): void => {
+    const victim = slots.victim(prefix);
+    if (!victim) return;
     refused.evicted++;
-    live.delete(victim);
+    slots.remove(victim);
     victim.resetAndDestroy();
-    return true;
   };
   const serve = (socket: Socket, line: string) => {
     const m = /^([A-Z]+) (\S+) HTTP\/1\.[01]$/.exec(line);
@@ -162,19 +163,22 @@ export async function serveMetrics(source: MetricsSource & { registry?: Registry
     const client = metricsClientOf(socket.remoteAddress ?? '');
     if (bounds.admit(socket, client)) return void refused['per-client-bound']++;
     socket.on('error', () => undefined);
-    if (!room()) {
-      refused['connection-bound']++;
-      return void socket.resetAndDestroy();
-    }
-    live.set(socket, client);
+    const prefix = gatewayClientOf(client);
+    room(prefix);
+    slots.add(socket, client, prefix);
     // absolute, not idle: a client reading a segment now and then would reset an idle timeout for good
     const deadline = setTimeout(() => {
+      // its request sent, its answer not begun: the render is stuck, not the client (tiny: the kernel takes it)
+      if (!slots.silent(socket) && !socket.writableEnded) {
+        refused['render-pending']++;
+        return answer(socket, 503, { 'retry-after': '1' }, 'metrics render pending\n');
+      }
       refused.deadline++;
       socket.resetAndDestroy();
     }, limits.requestTimeoutMs);
     const headers = setTimeout(() => answer(socket, 408, {}, ''), limits.headersTimeoutMs);
     socket.once('close', () => {
-      live.delete(socket);
+      slots.remove(socket);
       clearTimeout(deadline);
       clearTimeout(headers);
     });
@@ -187,6 +191,7 @@ export async function serveMetrics(source: MetricsSource & { registry?: Registry
       socket.off('data', onData);
       socket.pause();
       clearTimeout(headers);
+      slots.answered(socket);
       if (end < 0 || end > MAX_REQUEST_HEAD) return answer(socket, 431, {}, '');
       if (got.length > end) refused.pipelined++;
       serve(socket, got.subarray(0, got.indexOf('\n')).toString('latin1').replace(/\r$/, ''));

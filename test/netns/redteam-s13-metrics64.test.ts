@@ -13,8 +13,8 @@ const NS = `wms13m${process.pid % 100000}`;
 const ip = (...a: string[]) => execFileSync('ip', a, { stdio: 'pipe' });
 
 /** Runs test/helpers/metrics64.mjs in the namespace with `holders` held connections from fd00:64::2. */
-function run(holders: number) {
-  const out = execFileSync('ip', ['netns', 'exec', NS, process.execPath, join(ROOT, 'test', 'helpers', 'metrics64.mjs'), String(holders)], { encoding: 'utf8', timeout: 30_000 });
+function run(holders: number, mode = '') {
+  const out = execFileSync('ip', ['netns', 'exec', NS, process.execPath, join(ROOT, 'test', 'helpers', 'metrics64.mjs'), String(holders), mode], { encoding: 'utf8', timeout: 30_000 });
   const r = JSON.parse(out.trim().split('\n').pop()!) as { outcomes: Array<number | string>; refused: Record<string, number> };
   process.stdout.write(`[redteam-s13] ${holders} held: scraper outcomes ${JSON.stringify(r.outcomes)}, listener refusals ${JSON.stringify(r.refused)}\n`);
   return r;
@@ -24,7 +24,8 @@ describe.skipIf(!canRunNetns())('metrics listener: one IPv6 /64 is many pods', (
   beforeAll(() => {
     ip('netns', 'add', NS);
     ip('-n', NS, 'link', 'set', 'lo', 'up');
-    for (const a of ['fd00:64::1', 'fd00:64::2', 'fd00:64::3']) ip('-n', NS, 'addr', 'add', `${a}/64`, 'dev', 'lo', 'nodad');
+    for (const a of ['fd00:64::1', 'fd00:64::2', 'fd00:64::3', 'fd00:65::3']) ip('-n', NS, 'addr', 'add', `${a}/64`, 'dev', 'lo', 'nodad');
+    for (let i = 0x100; i < 0x180; i++) ip('-n', NS, 'addr', 'add', `fd00:64::${i.toString(16)}/64`, 'dev', 'lo', 'nodad');
   });
   afterAll(() => {
     try {
@@ -42,5 +43,13 @@ describe.skipIf(!canRunNetns())('metrics listener: one IPv6 /64 is many pods', (
     const r = run(8);
     expect(r.outcomes).toEqual([200, 200, 200, 200, 200]);
     expect(r.refused['per-client-bound']).toBeGreaterThan(0);
+  }, 60_000);
+
+  // review of s13metrics (finding 1): one host with 128 addresses of its /64, each sending a request and not reading
+  // the answer, held the 64 connections, then evicted the scraper (of another /64) part-way through its answer
+  it('one host with 128 addresses of its /64 holds 16 connections at most: a scraper of another /64 reads every answer whole', () => {
+    const r = run(128, 'spread');
+    expect(r.outcomes).toEqual([200, 200, 200, 200, 200]);
+    expect(r.refused.evicted).toBeGreaterThan(0); // within the /64: its own connections
   }, 60_000);
 });
