@@ -59,7 +59,7 @@ export interface SelfNode {
 
 export interface AdmissionSinks {
   node(key: string, rec: NodeRecord | undefined): void;
-  endpoint(key: string, rec: EndpointRecord | undefined): void;
+  endpoint(key: string, rec: EndpointRecord | undefined): void; // `key` as upsert got it: from the sinks, its form (endpointKeys)
   identity(key: string, rec: IdentityRecord | undefined): void;
   relay(key: string, rec: RelayRecord | undefined): void;
 }
