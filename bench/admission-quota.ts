@@ -22,9 +22,11 @@ async function child(dir: string, shape: Shape): Promise<void> {
   const load = (p: string) => import(resolve(dir, 'dist/src', p)) as Promise<Record<string, never>>;
   const { Admission } = (await load('agent/admission.js')) as unknown as { Admission: new (...a: unknown[]) => { upsert(k: string, key: string, c: string, r: unknown): void; remove(k: string, key: string): void } };
   const { Rejections } = (await load('controlplane/records/rejections.js')) as unknown as { Rejections: new () => unknown };
-  const { Trust } = (await load('controlplane/records/trust.js')) as unknown as { Trust: new (n: string, id: number, c: string[]) => { pin(p: unknown): void } };
+  const { Trust } = (await load('controlplane/records/trust.js')) as unknown as { Trust: new (n: string, id: number, c: string[]) => { pin(p: unknown): void; setLocalUnderlay(c: string[]): void } };
   const trust = new Trust('c1', 1, ['100.128.0.0/16']);
-  trust.pin({ name: 'c2', id: 2, podCIDRs: ['100.64.0.0/10'], relay: false, acceptPolicies: false });
+  // with underlay CIDRs (required since they exist): without, every node is refused and nothing is admitted
+  trust.setLocalUnderlay(['198.19.0.0/16']);
+  trust.pin({ name: 'c2', id: 2, podCIDRs: ['100.64.0.0/10'], underlayCIDRs: ['198.18.0.0/16'], relay: false, acceptPolicies: false });
   let admitted = 0;
   const a = new Admission(trust, new Rejections(), { node: () => {}, endpoint: (_k: string, r: unknown) => (r ? admitted++ : admitted--), identity: () => {}, relay: () => {} });
   const nodes = shape === 'normal' ? 1000 : 1;

@@ -4,10 +4,12 @@
  * another address are answered. The render is a stand-in costing 5 ms of the thread (the agent's is 4-16 ms).
  *
  *   node dist/bench/metricsflood.js <dist dir of the build> <scenario>     one run, one JSON line
- *   node dist/bench/metricsflood.js compare <anchor dist> <candidate dist>  every scenario, alternating, 2 rounds
+ *   node dist/bench/metricsflood.js compare <anchor dist> <candidate dist> [scenario,...]  each (all by default), alternating, 2 rounds
  *
  * Scenarios: none (no attacker), pipeline1 (one connection pipelining GET /metrics, 20 at a time, again when closed), pipeline64 (64 such, from
- * 16 addresses 127.0.0.2-17, 4 each), hold400 (400 sockets from 127.0.0.2 holding or reconnecting). The attacker
+ * 16 addresses 127.0.0.2-17, 4 each), hold400 (400 sockets from 127.0.0.2 holding or reconnecting), slow64 (64 slow
+ * readers from 127.0.0.2-17, 4 each: GET /metrics, then 1 KiB read a second, again when closed; the exposition is
+ * 8 MiB, more than loopback's socket buffers take of an answer not read). The attacker
  * runs in a child process (churn1get: one GET per connection, reconnecting); the honest scraper (127.0.0.1, one GET every 100 ms) in this one.
  */
 import { execFileSync, fork } from 'node:child_process';
@@ -46,6 +48,17 @@ function attack(port: number, scenario: string): void {
   if (scenario === 'pipeline64') for (let i = 0; i < 64; i++) one(`127.0.0.${2 + (i % 16)}`, true);
   if (scenario === 'hold400') for (let i = 0; i < 400; i++) one('127.0.0.2', false);
   if (scenario === 'churn1get') oneGet();
+  // a reader that stops: 1 KiB a second keeps an idle timeout from firing (and sees its connection reset)
+  const slow = (from: string) => {
+    const s = connect({ port, host: '127.0.0.1', localAddress: from }, () => s.write(GET)).pause();
+    const trickle = setInterval(() => s.read(1024), 1000);
+    s.on('error', () => undefined);
+    s.on('close', () => {
+      clearInterval(trickle);
+      setImmediate(() => slow(from));
+    });
+  };
+  if (scenario === 'slow64') for (let i = 0; i < 64; i++) slow(`127.0.0.${2 + (i % 16)}`);
 }
 
 function scrape(port: number): Promise<boolean> {
@@ -63,13 +76,14 @@ function scrape(port: number): Promise<boolean> {
 async function run(dist: string, scenario: string): Promise<void> {
   const { serveMetrics } = (await import(join(dist, 'src/net/metricsserver.js'))) as typeof import('../src/net/metricsserver.js');
   let renders = 0;
+  const text = scenario === 'slow64' ? 'x'.repeat(8 << 20) : 'up 1\n'.repeat(200);
   const source = {
     contentType: 'text/plain',
     text: async () => {
       renders++;
       const end = performance.now() + 5;
       while (performance.now() < end);
-      return 'up 1\n'.repeat(200);
+      return text;
     },
   };
   const server = await serveMetrics(source, '127.0.0.1', 0);
@@ -87,9 +101,11 @@ async function run(dist: string, scenario: string): Promise<void> {
     await new Promise((r) => setTimeout(r, 100));
   }
   clearInterval(timer);
+  // what the serving process holds in Buffers at the end, flood still on (answers being sent), MiB
+  const bufferMiB = Math.round(process.memoryUsage().arrayBuffers / 2 ** 20);
   child.kill();
   server.close();
-  process.stdout.write(JSON.stringify({ dist, scenario, fires, scrapesOk: ok, scrapesFailed: failed, renders }) + '\n');
+  process.stdout.write(JSON.stringify({ dist, scenario, fires, scrapesOk: ok, scrapesFailed: failed, renders, bufferMiB }) + '\n');
   process.exit(0);
 }
 
@@ -98,6 +114,6 @@ if (mode === 'attack') attack(Number(a), b!);
 else if (mode === 'compare') {
   const me = fileURLToPath(import.meta.url);
   for (let round = 0; round < 2; round++)
-    for (const scenario of ['none', 'pipeline1', 'pipeline64', 'hold400'])
+    for (const scenario of (process.argv[5] ?? 'none,pipeline1,pipeline64,hold400,slow64').split(','))
       for (const dist of [a!, b!]) process.stdout.write(execFileSync(process.execPath, [me, dist, scenario], { encoding: 'utf8', timeout: 60_000 }));
 } else await run(mode!, a!);

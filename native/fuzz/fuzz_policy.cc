@@ -6,12 +6,18 @@
 // with a chain of extension headers (hop-by-hop, routing, fragment, AH,
 // destination options, unknown ones) in front of an upper-layer header: the
 // walk must find the same protocol and ports a plain packet has, or say why
-// it could not (later fragment, unknown header, chain too long).
+// it could not (later fragment, unknown header, chain too long); (4) a small
+// conntrack (64 entries, 16 per endpoint or source) driven by a random
+// sequence of inbound and outbound flows to four pods from eight sources,
+// replies, time and gc: its accounts must keep every bound (the inbound half,
+// a destination's quarter), sum up (the destinations' counts to the half's,
+// the half and the pods' own to the table's size) and return to zero.
 #include <cstdint>
 #include <cstring>
 #include <map>
 
 #include "net/ip.h"
+#include "policy/conntrack.h"
 #include "policy/engine.h"
 #include "policy/flatmap.h"
 
@@ -106,8 +112,63 @@ static void fuzz_ipv6_chain(const uint8_t* data, size_t size) {
   }
 }
 
+// (4): data = 4 bytes per step: [op, a, b, c].
+static void fuzz_conntrack_accounts(const uint8_t* data, size_t size) {
+  constexpr size_t kMax = 64, kPer = 16;
+  Conntrack ct(kMax, kPer);
+  uint32_t now = 100;
+  auto flow = [](uint8_t* s, uint8_t* d, int src, int dst, uint16_t sport, bool reply) {
+    uint8_t a[4] = {100, 64, 9, uint8_t(src)}, b[4] = {100, 64, 3, uint8_t(dst)};
+    std::memcpy(reply ? d : s, a, 4);
+    std::memcpy(reply ? s : d, b, 4);
+    return FlowTuple{s, d, 4, reply ? uint16_t(53) : sport, reply ? sport : uint16_t(53), kProtoUDP, 0};
+  };
+  for (size_t i = 0; i + 4 <= size; i += 4) {
+    uint8_t op = data[i], a = data[i + 1], b = data[i + 2], c = data[i + 3];
+    uint8_t s[4], d[4];
+    int src = a % 8, ep = 1 + b % 4;
+    switch (op % 5) {
+      case 0:  // a source's new flow to a pod
+        ct.create(kCtIngress, flow(s, d, src, ep, c, false), now, 1, uint32_t(ep));
+        break;
+      case 1:  // the pod answers it (or starts one of its own, charged to it, if there is none)
+        if (ct.lookup(kCtEgress, flow(s, d, src, ep, c, true), now) == kCtMiss)
+          ct.create(kCtEgress, flow(s, d, src, ep, c, true), now, 1, uint32_t(ep));
+        break;
+      case 2:  // the source's next packet
+        ct.lookup(kCtIngress, flow(s, d, src, ep, c, false), now);
+        break;
+      case 3:
+        now += a % 8;
+        break;
+      default:
+        now += a % 80;
+        ct.gc(now);
+    }
+    int64_t dests = 0;
+    size_t own = 0;
+    for (uint32_t e = 1; e <= 4; e++) {
+      Conntrack::Accounting acc = ct.accounting(e);
+      if (acc.destination > kMax / 4) __builtin_trap();
+      dests += int64_t(acc.destination);
+      own += ct.endpoint_entries(e);
+      if (ct.endpoint_entries(e) > kPer) __builtin_trap();
+    }
+    Conntrack::Accounting acc = ct.accounting(0);
+    if (acc.inbound < 0 || size_t(acc.inbound) > kMax / 2 || acc.inbound_evictable > acc.inbound) __builtin_trap();
+    if (dests != acc.inbound || ct.size() > kMax || ct.size() != size_t(acc.inbound) + own) __builtin_trap();
+  }
+  ct.gc(now + 10000);
+  Conntrack::Accounting acc = ct.accounting(1);
+  if (ct.size() != 0 || acc.inbound != 0 || acc.inbound_evictable != 0 || acc.accounts != 0) __builtin_trap();
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
+  if ((data[0] & 3) == 2 && (data[0] & 8) && !(data[0] & 4)) {
+    fuzz_conntrack_accounts(data + 1, size - 1);
+    return 0;
+  }
   if ((data[0] & 3) == 2 && (data[0] & 4)) {
     fuzz_ipv6_chain(data + 1, size - 1);
     return 0;

@@ -2,8 +2,9 @@
 # Builds the libFuzzer targets with clang-14 under AddressSanitizer (which also
 # reports leaks) and runs each for FUZZ_SECONDS (default 30); FUZZ_TARGETS
 # picks some. Fails if any target crashes, trips an assertion or leaks. Then
-# tsan_seqmap.cc (SeqShardedMap's readers against its writer) and tsan_policymap.cc
-# (policy map lookups against compacting delta writers) under ThreadSanitizer.
+# tsan_seqmap.cc (SeqShardedMap's readers against its writer), tsan_policymap.cc
+# (policy map lookups against compacting delta writers) and tsan_conntrack.cc (conntrack's
+# accounts under concurrent creates, lookups and gc) under ThreadSanitizer.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out="$here/out"
@@ -40,13 +41,16 @@ done
 # Not fuzz targets: under ThreadSanitizer, the lock-free conntrack table's readers against its writer
 # (tsan_seqmap), and policy map lookups against delta writers that compact the map while another thread replaces
 # it (tsan_policymap: copy under
-# the engine's lock held shared, swap under it exclusive). A data race, a torn copy or a lost entry fails them;
+# the engine's lock held shared, swap under it exclusive), and conntrack's per-source and per-destination counts
+# under racing creates, sweeps and gc (tsan_conntrack: bounds within one entry per racing thread,
+# every count back to zero). A data race, a torn copy, a lost entry, a broken bound or a leak fails them;
 # a few seconds each.
 declare -A tsan_deps=(
   [tsan_seqmap]=""
+  [tsan_conntrack]="$src/policy/conntrack.cc $src/policy/flatmap.cc"
   [tsan_policymap]="$src/policy/engine.cc $src/policy/conntrack.cc $src/policy/ipcache.cc $src/policy/policymap.cc $src/policy/flatmap.cc $src/wireguard/allowedips.cc"
 )
-for t in tsan_seqmap tsan_policymap; do
+for t in tsan_seqmap tsan_policymap tsan_conntrack; do
   echo "== $t: build and run"
   # shellcheck disable=SC2086
   "$CXX" -std=c++17 -g -O1 -fsanitize=thread -I"$src" "$here/$t.cc" ${tsan_deps[$t]} -o "$out/$t"

@@ -25,6 +25,14 @@
  * pinned changes (recheck), an admitted value that no longer holds is
  * withdrawn: refusals never leave more trusted than the pin allows.
  *
+ * Until this cluster's cluster-config is read, Trust answers WAIT where it
+ * would need our own ranges (every node, local endpoints, relays): such a
+ * record is held (not admitted, not refused, an admitted value withdrawn),
+ * counted in `awaitingClusterConfig`, and checked again by the recheck the
+ * config's arrival makes. One exception, first-hand: this agent's own node
+ * record, when it claims exactly what node.yaml says (pod CIDRs, addresses,
+ * the device's key), and its endpoints inside those pod CIDRs (selfAsConfigured).
+ *
  * Cost: O(prefix length) per node (PrefixTrie), per endpoint its node's pod
  * CIDRs parsed again (≤ 16; not kept parsed per node, to save memory), O(1)
  * per identity, O(relays) per node admitted; a record is reported once per
@@ -37,25 +45,15 @@ import type { IdentityRecord } from '../controlplane/records/identity.js';
 import type { NodeRecord } from '../controlplane/records/node.js';
 import type { RelayRecord } from '../controlplane/records/relay.js';
 import type { Rejections } from '../controlplane/records/rejections.js';
-import type { Trust } from '../controlplane/records/trust.js';
+import { WAIT, type Trust } from '../controlplane/records/trust.js';
 import { formatPrefix, parseIP, parsePrefix, prefixContains, type Prefix } from '../net/ip.js';
 import { PrefixTrie } from '../net/prefixtrie.js';
 import { prefixesOverlap } from '../controlplane/types.js';
 import { EndpointStore, type Candidate } from './endpointstore.js';
+import { claimsOf, OwnNode, type SelfNode } from './selfnode.js';
 import { DEFAULT_MAX_ENDPOINTS_PER_NODE, EndpointQuota } from './endpointquota.js';
 
-/**
- * This agent's own node as its configuration says (what its own record carries): the one claim the agent
- * knows first-hand. Shapes as in the node record: CIDR and address texts, the WireGuard key in base64
- * (undefined before the device has one).
- */
-export interface SelfNode {
-  /** Its node record's etcd key. */
-  key: string;
-  podCIDRs: string[];
-  addresses: string[];
-  publicKey(): string | undefined;
-}
+export type { SelfNode } from './selfnode.js';
 
 export interface AdmissionSinks {
   node(key: string, rec: NodeRecord | undefined): void;
@@ -101,29 +99,10 @@ class Candidates {
 }
 
 type Kind = 'node' | 'endpoint' | 'identity' | 'relay';
+/** decide's outcome for a record Trust holds until our cluster-config is read (Trust's WAIT). */
+const AWAIT_CONFIG = Symbol('awaiting cluster-config');
 type CandidateTable = Pick<Candidates, 'get' | 'set' | 'delete' | typeof Symbol.iterator>;
 type AdmittedTable = { get(key: string): unknown; set(key: string, v: unknown): void; delete(key: string): void; keys(): Iterable<string> };
-
-/** A node's claims, parsed. */
-interface NodeClaims {
-  cidrs: Prefix[];
-  addrs: Prefix[];
-}
-
-const hostPrefix = (ip: string): Prefix => {
-  const a = parseIP(ip)!;
-  return { addr: a, cidr: a.length * 8 };
-};
-
-/**
- * Parsed when asked, not kept: held per admitted node they cost ~450 B each (two
- * Buffers, their prefixes and arrays; ~45 B per remote endpoint at 10 per node,
- * issue 16, bench/memory.ts), and they are asked for once per node change and
- * once per endpoint admitted (its node's pod CIDRs). The codec checked the texts.
- */
-function claimsOf(n: NodeRecord): NodeClaims {
-  return { cidrs: n.podCIDRs.map((x) => parsePrefix(x)), addrs: n.addresses.map(hostPrefix) };
-}
 
 export class Admission {
   /** Endpoints' candidates, admitted values and keys by node: one table (endpointstore.ts). */
@@ -145,13 +124,20 @@ export class Admission {
    */
   private readonly waiting = new Map<string, Set<string>>();
   private readonly waitsOn = new Map<string, string>();
+  /** Candidates held because Trust needs our cluster-config (WAIT): at most one entry per candidate. */
+  private readonly awaiting = new Set<string>();
   /** (key, reason) pairs already reported: a record is counted once, not on every re-check. */
   private readonly reported = new Map<string, string>();
 
   /** The bound on each node's admitted endpoints, and those held back at it. */
   readonly quota: EndpointQuota;
-  /** This node's own claims, parsed once (≤ 16 of each). */
-  private readonly self: (NodeClaims & { key: string; publicKey(): string | undefined }) | undefined;
+  /** This node's own claims (selfnode.ts). */
+  private readonly self: OwnNode | undefined;
+
+  /** Records (nodes, endpoints, relays) held until this cluster's cluster-config is read (status, metrics). */
+  get awaitingClusterConfig(): number {
+    return this.awaiting.size;
+  }
 
   /**
    * `self`: this agent's own node. No other node, of any cluster, is admitted with a pod CIDR overlapping
@@ -167,7 +153,7 @@ export class Admission {
     maxEndpointsPerNode = DEFAULT_MAX_ENDPOINTS_PER_NODE,
   ) {
     this.quota = new EndpointQuota(maxEndpointsPerNode);
-    if (self) this.self = { key: self.key, publicKey: () => self.publicKey(), cidrs: self.podCIDRs.map((c) => parsePrefix(c)), addrs: self.addresses.map(hostPrefix) };
+    if (self) this.self = new OwnNode(self);
   }
 
   // ---- inputs (from the decoding watch sinks) ----------------------------------
@@ -187,6 +173,7 @@ export class Admission {
     this.cand[kind].delete(key);
     if (kind === 'endpoint' && this.quota.holding) this.quota.release(this.endpoints.nodeOf(key), key);
     if (kind === 'node') this.unwait(key);
+    this.awaiting.delete(key);
     this.reported.delete(key);
     this.withdraw(kind, key);
   }
@@ -204,6 +191,12 @@ export class Admission {
     const c = this.cand[kind].get(key);
     if (!c) return;
     const out = this.decide(kind, key, c);
+    if (out === AWAIT_CONFIG) {
+      this.awaiting.add(key);
+      if (kind === 'endpoint' && this.quota.holding) this.quota.release(this.endpoints.nodeOf(key), key);
+      return this.withdraw(kind, key);
+    }
+    this.awaiting.delete(key);
     // held back at its node's bound (reported when it starts to wait: no `reported` entry per key held back, which
     // made one cost more than an admitted one), or waits there no more
     if (kind === 'endpoint') {
@@ -231,7 +224,7 @@ export class Admission {
       if (prev === undefined) return;
       if (reborn || prev === c.rec) return this.withdraw(kind, key);
       const held = this.decide(kind, key, { cluster: c.cluster, rec: prev });
-      if (held instanceof RecordError || held === 'wait') this.withdraw(kind, key);
+      if (held instanceof RecordError || held === 'wait' || held === AWAIT_CONFIG) this.withdraw(kind, key);
       return;
     }
     this.reported.delete(key);
@@ -244,18 +237,21 @@ export class Admission {
       case 'node': {
         const rec = c.rec as NodeRecord;
         const why = this.trust.node(c.cluster, rec);
-        if (why) return refuse('node', 'claim', why);
+        if (why === WAIT && !this.self?.asConfigured(key, rec)) return AWAIT_CONFIG;
+        if (why && why !== WAIT) return refuse('node', 'claim', why);
         const clash = this.nodeClash(key, c.cluster, rec);
         return clash ? refuse('node', 'conflict', clash.what) : rec;
       }
       case 'endpoint': {
         const rec = c.rec as EndpointRecord;
         const why = this.trust.endpoint(c.cluster, rec);
-        if (why) return refuse('endpoint', 'claim', why);
+        if (why && why !== WAIT) return refuse('endpoint', 'claim', why);
         // the codec checked it already; the endpoint table files a record under its key's node (endpointstore.ts)
         const id = this.endpoints.nodeOf(key);
         if (id !== `${c.cluster}/${rec.node}`) return refuse('endpoint', 'claim', `the key does not name node ${c.cluster}/${rec.node}`);
         const nodeKey = this.nodeByName.get(id);
+        // before the config only our own node's (admitted as node.yaml says): inside its pod CIDRs, below
+        if (why === WAIT && (nodeKey === undefined || nodeKey !== this.self?.key)) return AWAIT_CONFIG;
         const node = nodeKey ? (this.admitted.node.get(nodeKey) as NodeRecord | undefined) : undefined;
         if (!node) return 'wait'; // its node is not (yet) admitted
         const addr = parseIP(rec.ip)!;
@@ -273,7 +269,9 @@ export class Admission {
         return typeof r === 'string' ? refuse('identity', 'claim', r) : r;
       }
       case 'relay': {
-        const r = this.trust.relay(c.cluster, c.rec as RelayRecord, (p) => this.addrs.within(p) !== undefined);
+        const dropped = (why: string) => this.rejections.add(refuse('relay', 'claim', why), c.cluster); // the rest is honoured
+        const r = this.trust.relay(c.cluster, c.rec as RelayRecord, (p) => this.addrs.within(p) !== undefined, dropped);
+        if (r === WAIT) return AWAIT_CONFIG;
         return typeof r === 'string' ? refuse('relay', 'claim', r) : r.record;
       }
     }
@@ -289,7 +287,7 @@ export class Admission {
     const ours = cluster === this.trust.localName;
     const blocks = (owner: string) => !ours || this.admittedCluster(owner) === this.trust.localName;
     const cl = claimsOf(rec);
-    const own = this.selfClash(key, rec, cl);
+    const own = this.self?.clash(key, rec, cl);
     if (own) return { owner: this.self!.key, what: own };
     const trie = this.cidrs.get(cluster);
     for (const [i, p] of cl.cidrs.entries()) {
@@ -304,19 +302,6 @@ export class Admission {
     }
     const k = this.keys.get(rec.publicKey);
     if (k !== undefined && k !== key && blocks(k)) return { owner: k, what: `WireGuard key is node ${this.nameOf(k)}'s` };
-    return undefined;
-  }
-
-  /** What node `key` would take of this node's own claims (its configuration), if anything. */
-  private selfClash(key: string, rec: NodeRecord, cl: NodeClaims): string | undefined {
-    const me = this.self;
-    if (!me || key === me.key) return undefined;
-    // (an address inside a pod CIDR, ours too, is trust's refusal already)
-    for (const [i, p] of cl.cidrs.entries())
-      if (me.cidrs.some((m) => prefixesOverlap(m, p))) return `pod CIDR ${rec.podCIDRs[i]} overlaps this node's own`;
-    for (const [i, a] of cl.addrs.entries())
-      if (me.addrs.some((m) => m.addr.equals(a.addr))) return `underlay address ${rec.addresses[i]} is this node's own`;
-    if (rec.publicKey === me.publicKey()) return `WireGuard key is this node's own`;
     return undefined;
   }
 

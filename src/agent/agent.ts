@@ -29,7 +29,7 @@
 import { execFileSync } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import type { Etcd3 } from 'etcd3';
-import { healthKey, stateKey } from '../controlplane/keys.js';
+import { clusterConfigKey, healthKey, stateKey } from '../controlplane/keys.js';
 import { connectEtcd, EtcdStore, ListWatcher } from '../controlplane/kvstore.js';
 import { nodeHealthCodec, Rejections, Trust, type EndpointRecord, type NodeRecord } from '../controlplane/records/index.js';
 import { Admission } from './admission.js';
@@ -217,6 +217,9 @@ export class Agent extends EventEmitter {
     const trusted = trustWatches(targets).map(watch);
     for (const w of trusted) void w.start();
     await Promise.race([Promise.all(trusted.map((w) => w.firstSync())), new Promise((r) => setTimeout(r, 5000).unref())]);
+    // Without it (slow, or none in etcd) records still flow, but every node, relay and local endpoint waits in
+    // admission until it is read (Trust's WAIT): only this node's own record, as node.yaml says it, comes up.
+    if (!this.trust.localKnown) log.warn({ key: clusterConfigKey(cfg.cluster.name) }, 'cluster-config not read yet: node, relay and local endpoint records wait for it (clustermesh enable writes it)');
     this.watchers.push(...trusted, ...stateWatches(targets).map(watch));
     if (svc) {
       svc.start();
@@ -396,6 +399,7 @@ export class Agent extends EventEmitter {
       },
       rejections: { total: this.rejections.total, recent: this.rejections.recent.slice(-20) },
       admission: this.admission.quota.status(),
+      awaitingClusterConfig: this.admission.awaitingClusterConfig,
       pinnedClusters: this.trust.pinned().map((f) => ({ name: f.name, id: f.id, relay: f.relay, acceptPolicies: f.acceptPolicies })),
       ...(this.proxy ? { proxy: this.proxy.stats } : {}),
       ...(this.gateway ? { gateway: { address: this.cfg.gateway!.address, routerAddress: this.routerAddress, listeners: this.gateway.stats } } : {}),
@@ -421,6 +425,7 @@ export class Agent extends EventEmitter {
       remotes: [...this.remoteStatus.values()],
       rejections: this.rejections.rows(),
       endpointsHeldBack: st.admission?.heldBack,
+      awaitingClusterConfig: st.awaitingClusterConfig,
       ...(st.policy ? { policy: st.policy } : {}),
       ...(this.routes ? { routes: this.routes.stats } : {}),
       ...(this.dns ? { dns: this.dns.counters } : {}),

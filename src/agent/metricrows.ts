@@ -21,6 +21,7 @@ export const CONNTRACK_PRESSURE: Array<[string, string, string]> = [
   ['conntrack', 'table-full', 'conntrack_table_full'],
   ['conntrack', 'source-full', 'conntrack_source_full'],
   ['conntrack', 'inbound-full', 'conntrack_inbound_full'],
+  ['conntrack', 'destination-full', 'conntrack_destination_full'],
   ['service-nat', 'evicted', 'service_nat_evicted'],
   ['service-nat', 'sweep', 'service_nat_quota_sweeps'],
   ['service-nat', 'quota-full', 'service_nat_quota_full'],

@@ -43,6 +43,8 @@ export interface MetricsSnapshot {
   rejections: Array<{ origin: string; type: string; reason: string; count: number }>;
   /** Endpoints refused for their node's bound and waiting for room, by origin cluster (endpointquota.ts). */
   endpointsHeldBack?: Record<string, number>;
+  /** Records held until this cluster's cluster-config is read (admission.ts). */
+  awaitingClusterConfig?: number;
   policy?: { identities: number; localEndpoints: number; lastCompileMs: number };
   /** The TUN's route writes (routetable.ts): `ip -batch` runs and lines, and those that failed (each retried). */
   routes?: RouteTableStats;
@@ -361,6 +363,14 @@ export class AgentMetrics {
       collect() {
         this.reset();
         for (const [origin, n] of Object.entries(s().endpointsHeldBack ?? {})) this.set({ origin }, n);
+      },
+    });
+    new Gauge({
+      name: 'wiremesh_records_awaiting_cluster_config',
+      help: "Node, relay and local endpoint records held (neither admitted nor refused) until this cluster's cluster-config is read.",
+      registers: reg,
+      collect() {
+        this.set(s().awaitingClusterConfig ?? 0);
       },
     });
     new Counter({

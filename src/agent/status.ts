@@ -58,6 +58,8 @@ export interface AgentStatus {
   rejections: { total: number; recent: RejectionEntry[] };
   /** The bound on each node's endpoints and those held back at it (endpointquota.ts). */
   admission?: EndpointQuotaStatus;
+  /** Node, relay and local endpoint records held until this cluster's cluster-config is read (admission.ts). */
+  awaitingClusterConfig?: number;
   pinnedClusters: Array<{ name: string; id: number; relay: boolean; acceptPolicies: boolean }>;
   proxy?: ProxyStats;
   gateway?: { address: string; routerAddress: string | undefined; listeners: GatewayStats[] };

@@ -181,12 +181,20 @@ export async function main(argv: string[]): Promise<number> {
     .option('--b-pki <dir>', "cluster B's PKI folder: issues A's read-only certificate")
     .option('--a-accept-policies', "A enforces B's mesh-wide policies (default: replicated, not enforced)")
     .option('--b-accept-policies', "B enforces A's mesh-wide policies")
+    .option('--a-relay-cidrs <cidrs>', "what A lets hub B relay to it, comma separated (default: the pod CIDRs of the clusters B is connected to now)")
+    .option('--b-relay-cidrs <cidrs>', 'what B lets hub A relay to it')
     .action(async (o: Record<string, string>) => {
       const { connectClusters } = await import('../controlplane/clustermesh.js');
-      const { a, b } = await connectClusters(side(o, 'a'), side(o, 'b'), { aAcceptsPolicies: Boolean(o.aAcceptPolicies), bAcceptsPolicies: Boolean(o.bAcceptPolicies) });
+      const relay = (v: string | undefined) => (v === undefined ? undefined : v.split(',').filter(Boolean));
+      const opts = { aAcceptsPolicies: Boolean(o.aAcceptPolicies), bAcceptsPolicies: Boolean(o.bAcceptPolicies), aRelayCIDRs: relay(o.aRelayCidrs), bRelayCIDRs: relay(o.bRelayCidrs) };
+      const { a, b, aPin, bPin } = await connectClusters(side(o, 'a'), side(o, 'b'), opts);
       console.log(`connected ${a.name} <-> ${b.name}`);
-      // the ranges each side now admits the other's node addresses in: the operator checks them (a public block?)
-      for (const c of [a, b]) console.log(`pinned ${c.name}: underlay CIDRs ${(c.underlayCIDRs ?? []).join(', ')}; pod CIDRs ${c.podCIDRs.join(', ')}`);
+      // the ranges each side now admits the other's node addresses in (and a hub's relayed CIDRs: routes into its
+      // tunnel): the operator checks them (a public block?)
+      for (const [c, pin, by] of [[b, aPin, a], [a, bPin, b]] as const) {
+        const hub = pin.relayCIDRs ? `; hub: relays to ${by.name} ${pin.relayCIDRs.join(', ') || 'NOTHING (no clusters behind it now: connect again later, or --relay-cidrs)'}` : '';
+        console.log(`pinned ${c.name}: underlay CIDRs ${(c.underlayCIDRs ?? []).join(', ')}; pod CIDRs ${c.podCIDRs.join(', ')}${hub}`);
+      }
     });
   withEtcdFlags(withEtcdFlags(cm.command('disconnect').description('disconnect two clusters'), 'a'), 'b')
     .option('--a-pki <dir>', "cluster A's PKI folder (revokes B's read-only user)")
@@ -227,7 +235,8 @@ export async function main(argv: string[]): Promise<number> {
       for (const r of s.remotes) {
         const st = r.status;
         const synced = st?.synced ? Object.entries(st.synced).filter(([, v]) => v).map(([k]) => k).join(',') : '-';
-        const pin = r.pinned ? `pinned id ${r.pinned.id}, underlay ${r.pinned.underlayCIDRs?.join(', ') ?? 'NONE'}${r.pinned.relay ? ', hub' : ''}, mesh-wide policies ${r.pinned.acceptPolicies ? 'enforced' : 'not enforced'}` : 'NOT pinned';
+        const hub = r.pinned?.relay ? `, hub relaying ${r.pinned.relayCIDRs?.join(', ') || 'NOTHING'}` : '';
+        const pin = r.pinned ? `pinned id ${r.pinned.id}, underlay ${r.pinned.underlayCIDRs?.join(', ') ?? 'NONE'}${hub}, mesh-wide policies ${r.pinned.acceptPolicies ? 'enforced' : 'not enforced'}` : 'NOT pinned';
         console.log(`  ${r.name}: ${st?.connected ? 'connected' : 'NOT connected'}, synced [${synced}], nodes ${s.nodes.byRemote[r.name] ?? 0}, ${pin}${st?.lastError ? `, error: ${st.lastError}` : ''}`);
       }
       for (const w of s.warnings) console.log(`WARNING: ${w}`);

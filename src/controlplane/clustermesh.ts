@@ -24,6 +24,7 @@ import { issueRemoteReader } from './pki.js';
 import { ensureRole, idempotent, kvstoremeshRole, observerRole, REMOTE_READER_ROLE, remoteReaderRole } from './rbac.js';
 import { prefixesOverlap } from './types.js';
 import { validateClusterId, validateClusterName, validatePrefixes } from '../validate.js';
+import { isCidr } from './records/fields.js';
 import {
   clusterConfigCodec,
   nodeCodec,
@@ -33,6 +34,8 @@ import {
   remoteStatusCodec,
   serviceCodec,
   tryDecode,
+  MAX_RELAY_PIN,
+  relayCIDRError,
   type ClusterConfig,
   type Codec,
   type NodeHealth,
@@ -206,11 +209,32 @@ async function remoteSpecFor(cfg: ClusterConfig, access: ClusterAccess, reader: 
   return spec;
 }
 
-/** What a cluster pins about a remote at connect (records/cluster.ts). */
-export function pinFor(remote: ClusterConfig, acceptPolicies: boolean): PinnedCluster {
+/**
+ * What a cluster pins about a remote at connect (records/cluster.ts). `relayCIDRs`: what a hub may relay to this
+ * side (relayCIDRsFor); ignored for a remote that is no hub.
+ */
+export function pinFor(remote: ClusterConfig, acceptPolicies: boolean, relayCIDRs: string[] = []): PinnedCluster {
   const layout = remote.maxConnectedClusters === 511 ? { maxConnectedClusters: 511 as const } : {};
   const underlay = remote.underlayCIDRs ? { underlayCIDRs: [...remote.underlayCIDRs] } : {};
-  return { name: remote.name, id: remote.id, podCIDRs: [...remote.podCIDRs], ...underlay, relay: remote.relay === true, acceptPolicies, ...layout };
+  const relay = remote.relay === true ? { relayCIDRs: [...relayCIDRs] } : {};
+  return { name: remote.name, id: remote.id, podCIDRs: [...remote.podCIDRs], ...underlay, relay: remote.relay === true, ...relay, acceptPolicies, ...layout };
+}
+
+/**
+ * What `self` lets `hub` relay to it (records/relaypin.ts): the operator's `explicit` list (throws MeshError
+ * WM_RELAY_CIDR_INVALID for a range relaypin refuses, or a list for a remote that is no hub), else the pod CIDRs
+ * of the clusters the hub has pinned now (`hubPins`, `self` left out; ranges relaypin refuses skipped, at most
+ * MAX_RELAY_PIN). Clusters the hub connects later are relayed only after `self` connects to it again.
+ */
+export function relayCIDRsFor(self: string, hub: ClusterConfig, hubPins: PinnedCluster[], explicit?: string[]): string[] {
+  if (explicit) {
+    if (hub.relay !== true) throw new MeshError('WM_RELAY_CIDR_INVALID', `relay CIDRs given for ${hub.name}, which is no hub (enabled without --relay)`);
+    const bad = explicit.map((c) => (isCidr(c) ? relayCIDRError(c) : `"${c}" is not a CIDR`)).find((w) => w !== undefined);
+    if (bad || explicit.length > MAX_RELAY_PIN) throw new MeshError('WM_RELAY_CIDR_INVALID', `relay CIDRs for ${self} from ${hub.name}: ${bad ?? `more than ${MAX_RELAY_PIN}`}`);
+    return explicit;
+  }
+  const behind = hubPins.filter((p) => p.name !== self).flatMap((p) => p.podCIDRs);
+  return behind.filter((c) => relayCIDRError(c) === undefined).slice(0, MAX_RELAY_PIN);
 }
 
 /**
@@ -221,9 +245,13 @@ export function pinFor(remote: ClusterConfig, acceptPolicies: boolean): PinnedCl
 export interface ConnectOptions {
   aAcceptsPolicies?: boolean;
   bAcceptsPolicies?: boolean;
+  /** What A lets hub B relay to it (`--a-relay-cidrs`; default: relayCIDRsFor's), and B hub A. */
+  aRelayCIDRs?: string[];
+  bRelayCIDRs?: string[];
 }
 
-export async function connectClusters(aAccess: ClusterAccess, bAccess: ClusterAccess, opts: ConnectOptions = {}): Promise<{ a: ClusterConfig; b: ClusterConfig }> {
+/** Connects A and B; returns their configs and what each pinned about the other (aPin: A's pin of B). */
+export async function connectClusters(aAccess: ClusterAccess, bAccess: ClusterAccess, opts: ConnectOptions = {}): Promise<{ a: ClusterConfig; b: ClusterConfig; aPin: PinnedCluster; bPin: PinnedCluster }> {
   const [a, b] = await Promise.all([readClusterConfig(aAccess), readClusterConfig(bAccess)]);
   for (const c of [a, b])
     if (!c.underlayCIDRs)
@@ -231,8 +259,10 @@ export async function connectClusters(aAccess: ClusterAccess, bAccess: ClusterAc
   preflight(a, b);
   // and against every cluster either side is already connected to: ids and pod CIDRs are unique mesh-wide,
   // or a newcomer could speak with the identities of a cluster it shares an id with
+  const pinsOf = new Map<string, PinnedCluster[]>();
   for (const [access, self, other] of [[aAccess, a, b], [bAccess, b, a]] as const) {
-    for (const { value: pin } of await withEtcd(access, (c) => decodeAll(c, pinnedPrefix(), pinnedClusterCodec)))
+    pinsOf.set(self.name, (await withEtcd(access, (c) => decodeAll(c, pinnedPrefix(), pinnedClusterCodec))).map((e) => e.value));
+    for (const pin of pinsOf.get(self.name)!)
       if (pin.name !== other.name) preflight({ name: pin.name, id: pin.id, podCIDRs: pin.podCIDRs, ...(pin.underlayCIDRs ? { underlayCIDRs: pin.underlayCIDRs } : {}) }, other);
     // the other's pod CIDRs become routes into the tunnels here: they must not hold our own infrastructure
     const nodes = await withEtcd(access, (c) => decodeAll(c, statePrefix('nodes', self.name), nodeCodec));
@@ -247,11 +277,13 @@ export async function connectClusters(aAccess: ClusterAccess, bAccess: ClusterAc
   const bForA = await remoteSpecFor(b, bAccess, a.name);
   const aForB = await remoteSpecFor(a, aAccess, b.name);
   // the pin first: kvstoremesh replicates a remote only once both exist
-  await withEtcd(aAccess, (c) => c.put(pinnedKey(b.name)).value(JSON.stringify(pinFor(b, opts.aAcceptsPolicies === true))).exec());
-  await withEtcd(bAccess, (c) => c.put(pinnedKey(a.name)).value(JSON.stringify(pinFor(a, opts.bAcceptsPolicies === true))).exec());
+  const aPin = pinFor(b, opts.aAcceptsPolicies === true, relayCIDRsFor(a.name, b, pinsOf.get(b.name)!, opts.aRelayCIDRs));
+  const bPin = pinFor(a, opts.bAcceptsPolicies === true, relayCIDRsFor(b.name, a, pinsOf.get(a.name)!, opts.bRelayCIDRs));
+  await withEtcd(aAccess, (c) => c.put(pinnedKey(b.name)).value(pinnedClusterCodec.encode(aPin)).exec());
+  await withEtcd(bAccess, (c) => c.put(pinnedKey(a.name)).value(pinnedClusterCodec.encode(bPin)).exec());
   await withEtcd(aAccess, (c) => c.put(remoteKey(b.name)).value(remoteSpecCodec.encode(bForA)).exec());
   await withEtcd(bAccess, (c) => c.put(remoteKey(a.name)).value(remoteSpecCodec.encode(aForB)).exec());
-  return { a, b };
+  return { a, b, aPin, bPin };
 }
 
 /** Removes both remote entries and, with PKIs, the read-only users (their certificates stop working). */
@@ -315,6 +347,7 @@ export async function meshStatus(access: EtcdOptions): Promise<MeshStatus> {
     for (const r of remotes) {
       if (!pins.has(r.name)) warnings.push(`remote ${r.name}: nothing pinned about it (wiremesh/mesh/v1/clusters/${r.name}): not replicated; connect again`);
       else if (!pins.get(r.name)!.underlayCIDRs) warnings.push(`remote ${r.name}: pinned without underlay CIDRs (connected before they existed): its nodes are refused; connect again`);
+      if (pins.get(r.name)?.relay && !pins.get(r.name)!.relayCIDRs?.length) warnings.push(`remote ${r.name}: a hub pinned with no relay CIDRs: it relays nothing here; connect again (--*-relay-cidrs)`);
       const st = status.get(r.name);
       for (const [what, n] of Object.entries(st?.rejected ?? {})) warnings.push(`remote ${r.name}: ${n} ${what.replace('/', ' record(s) refused: ')}`);
       for (const e of st?.recentRejections?.slice(-5) ?? []) warnings.push(`remote ${r.name}: refused ${e.type} ${e.key}: ${e.reason}: ${e.detail}`);

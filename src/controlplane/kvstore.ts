@@ -202,6 +202,16 @@ export class ListWatcher {
     return this.sink.forms ? this.sink.forms.full(form) : form;
   }
 
+  /**
+   * Only from the sink's synced(), of keys it holds no value of (replication.ts: nodes waiting for a place): forgets
+   * them and lists once more before watching, so those still there come back with their values then. True: it will.
+   */
+  forget(keys: Iterable<string>): boolean {
+    for (const k of keys) if (this.known.delete(k)) this.listAgain = true;
+    return this.listAgain;
+  }
+  private listAgain = false;
+
   /** How many keys the prefix holds as last seen (keys().length without building the list). */
   get size(): number {
     return this.known.size;
@@ -352,6 +362,8 @@ export class ListWatcher {
         this.listRevision = revision;
         this.revision = next;
         this.deliver('synced', this.prefix, () => this.sink.synced?.());
+        // forget() in synced(): the keys forgotten come back in one more list, at once, before any watch
+        if (this.listAgain) { this.listAgain = false; continue; }
         this.firstSynced();
         this.connected = true;
         this.lastError = undefined;

@@ -14,6 +14,7 @@ import { LateWriteError } from './latewrite.js';
 import { epochValue } from './fence.js';
 import { isPermissionDenied, UNFENCED_HINT, type UnfencedSink } from './unfenced.js';
 import { within } from './within.js';
+import { NodePlaces } from './nodeplaces.js';
 import {
   endpointCheckCodec,
   gatewayCodec,
@@ -115,8 +116,8 @@ export class RemoteReplication {
   /** Bytes (key + value) of every record copied, by source key: the budget's measure. */
   private readonly held = new Map<string, number>();
   private heldBytes = 0;
-  /** How many of `held` are node records (the budget's maxNodes). */
-  private heldNodes = 0;
+  /** How many of `held` are node records (the budget's maxNodes), and the first list's places kept for cached ones. */
+  private readonly nodes: NodePlaces;
   /** Why the last start failed, until one succeeds (status: lastError); since when starts fail in a row (ms). */
   private startError: string | undefined;
   private startFailingSince: number | undefined;
@@ -153,6 +154,7 @@ export class RemoteReplication {
     private readonly onUnfenced: UnfencedSink = () => undefined,
   ) {
     this.source = connect(spec);
+    this.nodes = new NodePlaces(spec.name, budget.maxNodes);
     this.writer = new BatchedWriter(local, log, spec.name, undefined, undefined, { ops: () => this.progressOps(), written: (ops) => this.progressWritten(ops) });
     // the status of a replication not started yet (or whose start failed) names every type, none synced
     for (const type of REPLICATED_TYPES) {
@@ -194,17 +196,15 @@ export class RemoteReplication {
     if (!loc || loc.cluster !== remote) return new RecordError(CODECS[type].type, key, 'key', `not under ${remote}'s prefix`);
     const r = tryDecode(CODECS[type], key, value);
     if (!r.ok) return r.error;
-    const claim = this.claim(type, r.value);
+    const claim = this.claim(type, key, r.value);
     if (claim) return new RecordError(CODECS[type].type, key, 'claim', claim);
     const prev = this.held.get(key);
     if (prev === undefined && this.held.size >= this.budget.maxRecords) return new RecordError(CODECS[type].type, key, 'budget', `${remote} holds ${this.held.size} records (limit ${this.budget.maxRecords})`);
     if (this.heldBytes - (prev ?? 0) + size > this.budget.maxBytes) return new RecordError(CODECS[type].type, key, 'budget', `${remote} would hold ${this.heldBytes - (prev ?? 0) + size} bytes (limit ${this.budget.maxBytes})`);
-    if (prev === undefined && type === 'nodes' && this.heldNodes + reserved >= this.budget.maxNodes)
-      return new RecordError('node', key, 'budget', `${remote} holds ${this.heldNodes} nodes, ${reserved} more cached (limit ${this.budget.maxNodes})`);
-    return undefined;
+    return prev === undefined && type === 'nodes' ? this.nodes.refuse(key, reserved) : undefined;
   }
 
-  private claim(type: StateType, v: unknown): string | undefined {
+  private claim(type: StateType, key: string, v: unknown): string | undefined {
     const remote = this.spec.name;
     switch (type) {
       case 'nodes':
@@ -216,7 +216,8 @@ export class RemoteReplication {
         return typeof r === 'string' ? r : undefined;
       }
       case 'relays': {
-        const r = this.trust.relay(remote, v as Parameters<Trust['relay']>[1]);
+        // copied with what it may not relay (every agent drops that again): counted here too, for `clustermesh status`
+        const r = this.trust.relay(remote, v as Parameters<Trust['relay']>[1], undefined, (why) => this.rejections.add(new RecordError('relay', key, 'claim', why), remote));
         return typeof r === 'string' ? r : undefined;
       }
       default:
@@ -298,11 +299,12 @@ export class RemoteReplication {
             // no longer hold, so a key refused then stays stale and is deleted with the rest.
             if (dst && (!bad || this.synced[type])) stale.delete(dst);
             if (bad) {
-              this.rejections.add(bad, remote);
+              // refused only for the places kept for cached nodes: its key waits, listed again at the first list's end
+              if (!this.nodes.wait(k, bad, reserved)) this.rejections.add(bad, remote);
               return false; // refused: ListWatcher removes the cached copy if the key was deleted in between
             }
             this.heldBytes += size - (this.held.get(k) ?? 0);
-            if (type === 'nodes' && !this.held.has(k)) this.heldNodes++;
+            if (type === 'nodes' && !this.held.has(k)) this.nodes.taken(k);
             this.held.set(k, size);
             // a new incarnation (ListWatcher saw another create revision, or the first list another value than the
             // cached one, of a key not known to be of its incarnation): the cache key is deleted, then put, so that
@@ -316,7 +318,7 @@ export class RemoteReplication {
             if (size !== undefined) {
               this.held.delete(k);
               this.heldBytes -= size;
-              if (type === 'nodes') this.heldNodes--;
+              if (type === 'nodes') this.nodes.count--;
             }
             this.writer.delete(cacheKey(type, remote, loc.name));
           },
@@ -325,6 +327,9 @@ export class RemoteReplication {
             if (this.synced[type]) return;
             for (const k of stale.keys()) this.writer.delete(k);
             stale.clear();
+            // the places of cached nodes this list did not confirm are free: the nodes refused for them come back in
+            // one more list, with their current values, through the same checks; the marker at that list's end
+            if (type === 'nodes' && this.nodes.release((keys) => w.forget(keys))) return;
             // The marker goes through the writer behind every record of the first list (batches leave in queue
             // order; a failed one is retried ahead of what came later), so it is written after them, and retried
             // like them: a lone write that failed under load left the remote unsynced for good.
@@ -389,7 +394,7 @@ export class RemoteReplication {
       ...(lastError ? { lastError: lastError.slice(0, 2048) } : {}),
       since: this.since,
       ...(Object.keys(rejected).length ? { rejected, recentRejections: recent } : {}),
-      budget: { records: this.held.size, bytes: this.heldBytes, maxRecords: this.budget.maxRecords, maxBytes: this.budget.maxBytes, nodes: this.heldNodes, maxNodes: this.budget.maxNodes },
+      budget: { records: this.held.size, bytes: this.heldBytes, maxRecords: this.budget.maxRecords, maxBytes: this.budget.maxBytes, nodes: this.nodes.count, maxNodes: this.budget.maxNodes },
     };
   }
 

@@ -33,7 +33,7 @@ import { cachePrefix, clusterConfigPrefix, pinnedPrefix, statePrefix } from '../
 import { connectEtcd, decoded, EtcdStore, ListWatcher } from '../controlplane/kvstore.js';
 import { prefixesOverlap } from '../controlplane/types.js';
 import { etcdEndpoint, fail, int, isObj, metricsListen, nonEmptyList, obj, validateAddress, validatePrefixes } from '../validate.js';
-import { clusterConfigCodec, gatewayCodec, nodeCodec, notANodeAddress, pinnedClusterCodec, RecordError, Rejections, stateLocation, type GatewayRecord, type NodeRecord } from '../controlplane/records/index.js';
+import { clusterConfigCodec, gatewayCodec, nodeCodec, notANodeAddress, pinnedClusterCodec, RecordError, Rejections, stateLocation, WAIT, type GatewayRecord, type NodeRecord } from '../controlplane/records/index.js';
 import { NodePins } from './nodepins.js';
 import type { Logger } from '../log.js';
 import { parsePrefix, type Prefix } from '../net/ip.js';
@@ -244,7 +244,7 @@ export class GatewayDns {
       this.nodeKeys.set(k, `${rec.cluster}/${rec.name}`);
       return;
     }
-    if (rec && why !== 'wait' && this.nodeRefused.get(k) !== why) {
+    if (rec && why !== WAIT && this.nodeRefused.get(k) !== why) {
       this.nodeRefused.set(k, why!);
       this.rejections.add(new RecordError('node', k, 'claim', why!), rec.cluster);
     }

@@ -8,7 +8,7 @@
  * Fail closed: until the cluster-config is read every node record waits (neither used nor refused); a pin that
  * predates underlay CIDRs, or one Trust refuses (an id taken), leaves that cluster's nodes refused.
  */
-import { Trust, type ClusterConfig, type ClusterFacts, type NodeRecord, type PinnedCluster, type Verdict } from '../controlplane/records/index.js';
+import { Trust, WAIT, type Checked, type ClusterConfig, type ClusterFacts, type NodeRecord, type PinnedCluster } from '../controlplane/records/index.js';
 import { formatPrefix, parseIP, prefixContains, type Prefix } from '../net/ip.js';
 
 /**
@@ -42,10 +42,10 @@ export class NodePins {
     this.dirty = true;
   }
 
-  /** Why `rec` (of `cluster`) may not be used, undefined when it may, 'wait' while no cluster-config was read. */
-  check(cluster: string, rec: NodeRecord): Verdict | 'wait' {
+  /** Why `rec` (of `cluster`) may not be used, undefined when it may, WAIT while no cluster-config was read (Trust's own verdict for it). */
+  check(cluster: string, rec: NodeRecord): Checked {
     this.refresh();
-    return this.trust ? this.trust.node(cluster, rec) : 'wait';
+    return this.trust ? this.trust.node(cluster, rec) : WAIT;
   }
 
   /** The changes since the last call (undefined: none), the Trust rebuilt first: the caller re-checks what they can have turned. */

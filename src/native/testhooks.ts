@@ -9,6 +9,9 @@ import { loadAddon } from './load.js';
 
 export type PolicyBenchKind = 'ipcache' | 'ipcache+policy' | 'conntrack' | 'conntrack-mt' | 'engine' | 'maglev-build' | 'maglev-lookup' | 'service-nat';
 
+/** A flow's first packet for ConntrackProbe: addresses of 4 or 16 bytes (alike), protocol, ports, TCP flags. */
+export interface ConntrackFlow { src: Buffer; dst: Buffer; proto: number; sport: number; dport: number; tcpFlags?: number }
+
 export interface TestHooksAddon {
   hchacha20(key: Buffer, nonce16: Buffer): Buffer;
   /**
@@ -62,6 +65,22 @@ export interface TestHooksAddon {
     set(rows: Buffer): void;
     update(upserts: Buffer, removes: Buffer): boolean;
     stats(): { compactions: number; dropped: number; slots: number; live: number };
+  };
+  /**
+   * A policy conntrack of its own (native/src/policy/conntrack.h) on a clock the test gives (nowS, seconds), limits
+   * (maxEntries, perEndpoint) as setConntrackLimits. create() answers 'refused' for a flow someone else started that
+   * a bound refused (kCtSourceFull); stats(endpoint) gives the table's entries, the inbound half's counts, the
+   * ingress entries charged to `endpoint` as their destination (`destination`) and its own flows (`own`), how many
+   * accounts hold a count (0 once every entry is gone and gc ran: no leak) and the conntrack counters.
+   */
+  ConntrackProbe: new (maxEntries: number, perEndpoint: number) => {
+    create(scope: 'egress' | 'ingress', flow: ConntrackFlow, nowS: number, endpoint: number): 'created' | 'exists' | 'table-full' | 'quota-full' | 'refused';
+    lookup(scope: 'egress' | 'ingress', flow: ConntrackFlow, nowS: number): 'miss' | 'established' | 'reply' | 'proxied';
+    gc(nowS: number): number;
+    stats(endpoint: number): {
+      entries: number; inbound: number; inboundEvictable: number; destination: number; own: number; accounts: number;
+      counters: Record<string, number>;
+    };
   };
   /**
    * The device's probe monitor (native/src/wireguard/probe_monitor.h) on a clock and answers the test gives: watch as

@@ -5,7 +5,8 @@
  *
  * A slot is taken at accept and given back when the socket closes; a connection past a bound is reset at once and
  * counted (`refused`). The caller names the party a socket counts against (the gateway's gatewayClientOf: an IPv4
- * address, an IPv6 /64). Memory: one map entry per party with an open connection, so at most maxConnections.
+ * address, an IPv6 /64; the metrics listener's metricsClientOf: one address, as pods share a /64). Memory: one map
+ * entry per party with an open connection, so at most maxConnections.
  */
 import type { Socket } from 'node:net';
 import { KeyCounts } from './keycounts.js';

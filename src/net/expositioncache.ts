@@ -11,7 +11,10 @@
  * whatever the request rate. The text is at most minIntervalMs + one render old: Prometheus scrapes every 15 s+.
  * A render still pending after maxPendingMs (a collect callback that never settles) is given up on (`stalled`):
  * the next request starts a new one, so one stuck render cannot stall the listener for good; the requests that
- * shared the stuck one are closed by the listener's idle timeout.
+ * shared the stuck one are closed by the listener's deadline.
+ *
+ * body() is the same render encoded once (UTF-8): every answer of a render writes that one Buffer, so clients
+ * reading slowly hold references to at most one copy per render still being sent, not one copy each.
  */
 
 /** What a scrape reads: the exposition text (one render, one call) and its content type (prom-client's registry). */
@@ -32,6 +35,8 @@ export class ExpositionCache implements MetricsSource {
   /** Renders given up on after maxPendingMs without settling. */
   stalled = 0;
   private last: Promise<string> | undefined;
+  /** The last render's text as bytes, encoded once (body()). */
+  private lastBody: Promise<Buffer> | undefined;
   /** When the last render settled (performance.now() ms); undefined while one runs or before the first. */
   private settledAt: number | undefined;
   /** When the last render started (performance.now() ms). */
@@ -64,6 +69,15 @@ export class ExpositionCache implements MetricsSource {
     };
     p.then(settle, settle);
     this.last = p;
+    this.lastBody = p.then((t) => Buffer.from(t));
+    // its failure is reported to the callers of body(), if any; none is not an unhandled rejection
+    this.lastBody.catch(() => undefined);
     return p;
+  }
+
+  /** text() as UTF-8 bytes: one Buffer per render, shared by every caller (do not modify it); rejects like text(). */
+  body(): Promise<Buffer> {
+    void this.text().catch(() => undefined);
+    return this.lastBody!;
   }
 }

@@ -145,20 +145,38 @@ const NOT_A_HOST: ReadonlyArray<readonly [Prefix, string]> = (
     ['fe80::/10', 'link-local'],
     ['fec0::/10', 'site-local (deprecated)'],
     ['ff00::/8', 'multicast'],
-    // cloud metadata services outside link-local: like 169.254.169.254, each node's own host answers them
+    // cloud platform services outside link-local: like 169.254.169.254 (the metadata service of AWS, GCP's
+    // metadata.google.internal, Azure IMDS, DigitalOcean, OpenStack; AWS's IPv4 resolver 169.254.169.253 and
+    // time 169.254.169.123 are link-local too), each node's own host answers them. Sources: AWS EC2 user guide
+    // ("Instance metadata service", "Amazon Time Sync Service") and VPC guide ("Amazon DNS server": fd00:ec2::253
+    // on Nitro); Alibaba ECS "instance metadata"; Oracle OCI "Getting instance metadata"; Azure "What is IP
+    // address 168.63.129.16?" (the virtual public IP of the host: DNS, DHCP, health probes, wire server).
     ['fd00:ec2::254/128', 'the AWS metadata service (IPv6)'],
+    ['fd00:ec2::253/128', 'the AWS VPC DNS resolver (IPv6)'],
+    ['fd00:ec2::123/128', 'the AWS time service (IPv6)'],
     ['100.100.100.200/32', 'the Alibaba Cloud metadata service'],
     ['192.0.0.192/32', 'the Oracle Cloud metadata service'],
+    ['168.63.129.16/32', "Azure's host address (DNS, DHCP, wire server)"],
   ] as const
 ).map(([p, what]) => [parsePrefix(p), what] as const);
 
 /**
  * Why `addr` (4 or 16 bytes) cannot be another machine's address on the underlay (loopback, link-local,
- * site-local, multicast, unspecified, broadcast, IPv4 embedded in ::/96 or ::ffff forms; the cloud metadata
- * services each node's own host answers: 169.254.169.254, fd00:ec2::254, 100.100.100.200, 192.0.0.192),
- * or undefined for an address that can.
+ * site-local, multicast, unspecified, broadcast, IPv4 embedded in ::/96 or ::ffff forms; the cloud platform
+ * services each node's own host answers: 169.254.169.254, fd00:ec2::254/253/123, 100.100.100.200, 192.0.0.192,
+ * 168.63.129.16), or undefined for an address that can.
  */
 export function notAHost(addr: Buffer): string | undefined {
   for (const [p, what] of NOT_A_HOST) if (p.addr.length === addr.length && prefixContains(p, addr)) return what;
   return undefined;
+}
+
+/**
+ * The first range of notAHost's that overlaps prefix `p` ("169.254.169.254/32 (link-local)"), or undefined: a
+ * route for `p` would take some such address (the node's own metadata service, resolver, loopback) off its host.
+ */
+export function notAHostIn(p: Prefix): string | undefined {
+  // parsed prefixes are masked: two overlap when one holds the other's first address
+  const hit = NOT_A_HOST.find(([r]) => r.addr.length === p.addr.length && (prefixContains(r, p.addr) || prefixContains(p, r.addr)));
+  return hit ? `${formatPrefix(hit[0])} (${hit[1]})` : undefined;
 }

@@ -14,24 +14,29 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { Counter, type Registry } from 'prom-client';
-import { gatewayClientOf } from '../gateway/gateway.js';
+import { unmappedIPv4 } from '../gateway/proxyproto.js';
 import { ClientBounds } from './clientbounds.js';
 import { ExpositionCache, RENDER_INTERVAL_MS, type MetricsSource } from './expositioncache.js';
+import { formatIP, parseIP } from './ip.js';
 import { listen } from './listen.js';
 
 export type { MetricsSource } from './expositioncache.js';
 
 /**
  * maxConnections: open connections at once (Prometheus needs one per scraper); when full, a new connection evicts
- * the oldest one that has not sent its request head yet (reset), else it is reset: a connection that sent its head
- * is answered from the cache and closed at once, so only silent ones can fill the listener, and those cannot keep
- * a scraper (which sends its head at once) out; maxPerClient: of which from one client (an IPv4 address, an IPv6
- * /64: gatewayClientOf; more are reset on accept), so that one client reconnecting in a loop cannot hold them all;
- * headersTimeoutMs: the time from accept to a complete request head (else 408 and closed; one that never sends a
- * byte included; Prometheus sends it at once); requestTimeoutMs: a
- * connection idle (nothing sent either way) that long is closed (an answer the client does not read);
+ * (resets) the oldest open connection of the client holding the most, whether it has sent its request head or
+ * not: a client that sends its head and then does not read an exposition larger than the socket buffers keeps its
+ * answer unflushed, so a listener that evicted only silent ones could be filled by such readers. A scraper holds
+ * one connection, so it is evicted only when no client holds more, and then only once it is the oldest;
+ * maxPerClient: of which from one client (metricsClientOf: one address; more are reset on accept), so that one
+ * client reconnecting in a loop cannot hold them all; headersTimeoutMs: the time from accept to a complete
+ * request head (else 408 and closed; one that never sends a byte included; Prometheus sends it at once);
+ * requestTimeoutMs: the time from accept to the answer's last byte handed to the kernel, whatever the client
+ * reads meanwhile: past it the connection is reset (`deadline`), so a client reading one segment now and then
+ * holds a slot and its answer that long only (Prometheus's default scrape timeout is 10 s as well);
  * renderIntervalMs: the exposition is rendered at most once per this many ms, concurrent requests sharing the
- * render (ExpositionCache).
+ * render and its bytes (ExpositionCache): at most requestTimeoutMs / renderIntervalMs + 1 renders' bytes are
+ * held by answers being sent, whatever the number of readers.
  */
 export interface MetricsLimits {
   maxConnections: number;
@@ -47,12 +52,25 @@ export const METRICS_LIMITS: MetricsLimits = { maxConnections: 64, maxPerClient:
 export const MAX_REQUEST_HEAD = 8192;
 
 /**
+ * The party a metrics client counts against (MetricsLimits.maxPerClient): its address (an IPv4-mapped one as its
+ * IPv4 address; IPv6 canonical), not the gateway's /64. The listener's clients are pods (through the `host`
+ * identity) and the underlay: a node's pods share a /64 (with Cilium's default IPv6 pool a whole cluster's do),
+ * so per /64 one pod reconnecting its 4 connections locked Prometheus in another pod out; a pod cannot forge its
+ * source address (the agent's pod guard). An unparsable address counts as itself.
+ */
+export function metricsClientOf(address: string): string {
+  const a = parseIP(unmappedIPv4(address));
+  return a ? formatIP(a) : address;
+}
+
+/**
  * What the listener refused since it started: connections reset at accept (past maxConnections with none to evict,
- * past maxPerClient), connections evicted before their request head (the listener full: `evicted`), connections
- * that sent more than one request head (pipelined; a body counts too: never read).
+ * past maxPerClient), connections evicted (the listener full: `evicted`), connections reset at requestTimeoutMs
+ * with their answer not yet flushed (`deadline`: a client not reading it), connections that sent more than one
+ * request head (pipelined; a body counts too: never read).
  */
 export interface MetricsListenerStats {
-  refused: { 'connection-bound': number; 'per-client-bound': number; evicted: number; pipelined: number };
+  refused: { 'connection-bound': number; 'per-client-bound': number; evicted: number; deadline: number; pipelined: number };
   /** Renders of the exposition (at most one per renderIntervalMs). */
   renders: number;
   /** Renders given up on after ExpositionCache's maxPendingMs without settling (a new one was started). */
@@ -73,12 +91,19 @@ function headEnd(got: Buffer): number {
   return lf < 0 || crlf < lf ? crlf + 3 : lf + 2;
 }
 
-/** Writes the one answer of the connection and closes it once flushed (what the client sent beyond is unread). */
-function answer(socket: Socket, status: number, headers: Record<string, string>, body: string, headOnly = false): void {
+/**
+ * Writes the one answer of the connection and closes it once flushed (what the client sent beyond is unread).
+ * `body` is written as it is, never copied: the exposition's one Buffer per render is shared by every answer.
+ */
+function answer(socket: Socket, status: number, headers: Record<string, string>, body: string | Buffer, headOnly = false): void {
   if (socket.destroyed || !socket.writable) return;
-  const b = Buffer.from(body);
+  const b = typeof body === 'string' ? Buffer.from(body) : body;
   const head = Object.entries({ ...headers, 'content-length': String(b.length), connection: 'close' }).map(([k, v]) => `${k}: ${v}\r\n`);
-  socket.end(Buffer.concat([Buffer.from(`HTTP/1.1 ${status} ${REASONS[status]}\r\n${head.join('')}\r\n`, 'latin1'), headOnly ? Buffer.alloc(0) : b]), () => socket.destroy());
+  socket.cork();
+  socket.write(Buffer.from(`HTTP/1.1 ${status} ${REASONS[status]}\r\n${head.join('')}\r\n`, 'latin1'));
+  if (!headOnly && b.length) socket.write(b);
+  socket.end(() => socket.destroy());
+  socket.uncork();
 }
 
 /** `wiremesh_metrics_listener_refused_total{reason}` in the served registry (docs/metrics.md). */
@@ -87,7 +112,7 @@ function refusalCounter(registry: Registry, limits: MetricsLimits, stats: () => 
   registry.removeSingleMetric(name); // a listener started again reports its own
   new Counter({
     name,
-    help: `Connections this metrics listener refused, by reason: connection-bound (${limits.maxConnections} open, none to evict), evicted (before its request head, the listener full), per-client-bound (${limits.maxPerClient} from one address or IPv6 /64), pipelined (bytes after the first request head: never read).`,
+    help: `Connections this metrics listener refused, by reason: connection-bound (${limits.maxConnections} open, none to evict), evicted (the listener full: the oldest of the client holding the most), deadline (answer not flushed ${limits.requestTimeoutMs} ms after accept), per-client-bound (${limits.maxPerClient} from one address), pipelined (bytes after the first request head: never read).`,
     labelNames: ['reason'],
     registers: [registry],
     collect() {
@@ -105,19 +130,22 @@ export async function serveMetrics(source: MetricsSource & { registry?: Registry
   const exposition = new ExpositionCache(source, limits.renderIntervalMs);
   // the total bound is ours (eviction below): ClientBounds keeps the per-client one
   const bounds = new ClientBounds({ maxConnections: Number.POSITIVE_INFINITY, maxPerClient: limits.maxPerClient });
-  const refused = { 'connection-bound': 0, 'per-client-bound': 0, evicted: 0, pipelined: 0 };
-  // admitted connections, and those of them without a request head yet, in accept order (oldest first)
-  const live = new Set<Socket>();
-  const silent = new Set<Socket>();
-  /** Makes room for a new connection: false when every open one has sent its head (answered, closing). */
+  const refused = { 'connection-bound': 0, 'per-client-bound': 0, evicted: 0, deadline: 0, pipelined: 0 };
+  // admitted connections and their client, in accept order (oldest first)
+  const live = new Map<Socket, string>();
+  /** Makes room for a new connection: evicts the oldest of the client holding the most; false when none is open. */
   const room = (): boolean => {
     if (live.size < limits.maxConnections) return true;
-    const oldest = silent.values().next();
-    if (oldest.done) return false;
+    let victim: Socket | undefined;
+    let most = 0;
+    for (const [socket, client] of live) {
+      const n = bounds.of(client);
+      if (n > most) [victim, most] = [socket, n];
+    }
+    if (!victim) return false;
     refused.evicted++;
-    silent.delete(oldest.value);
-    live.delete(oldest.value);
-    oldest.value.resetAndDestroy();
+    live.delete(victim);
+    victim.resetAndDestroy();
     return true;
   };
   const serve = (socket: Socket, line: string) => {
@@ -125,27 +153,31 @@ export async function serveMetrics(source: MetricsSource & { registry?: Registry
     if (!m) return answer(socket, 400, {}, '');
     if (m[1] !== 'GET' && m[1] !== 'HEAD') return answer(socket, 405, { allow: 'GET, HEAD' }, '');
     if (m[2] !== '/metrics') return answer(socket, 404, {}, 'see /metrics\n');
-    exposition.text().then(
+    exposition.body().then(
       (t) => answer(socket, 200, { 'content-type': exposition.contentType }, t, m[1] === 'HEAD'),
       (err: Error) => answer(socket, 500, {}, `${err.message}\n`),
     );
   };
   const server = createServer((socket) => {
-    if (bounds.admit(socket, gatewayClientOf(socket.remoteAddress ?? ''))) return void refused['per-client-bound']++;
+    const client = metricsClientOf(socket.remoteAddress ?? '');
+    if (bounds.admit(socket, client)) return void refused['per-client-bound']++;
     socket.on('error', () => undefined);
     if (!room()) {
       refused['connection-bound']++;
       return void socket.resetAndDestroy();
     }
-    live.add(socket);
-    silent.add(socket);
+    live.set(socket, client);
+    // absolute, not idle: a client reading a segment now and then would reset an idle timeout for good
+    const deadline = setTimeout(() => {
+      refused.deadline++;
+      socket.resetAndDestroy();
+    }, limits.requestTimeoutMs);
+    const headers = setTimeout(() => answer(socket, 408, {}, ''), limits.headersTimeoutMs);
     socket.once('close', () => {
       live.delete(socket);
-      silent.delete(socket);
+      clearTimeout(deadline);
+      clearTimeout(headers);
     });
-    socket.setTimeout(limits.requestTimeoutMs, () => socket.destroy());
-    const headers = setTimeout(() => answer(socket, 408, {}, ''), limits.headersTimeoutMs);
-    socket.once('close', () => clearTimeout(headers));
     let got: Buffer = Buffer.alloc(0);
     const onData = (d: Buffer) => {
       got = got.length ? Buffer.concat([got, d]) : d;
@@ -155,7 +187,6 @@ export async function serveMetrics(source: MetricsSource & { registry?: Registry
       socket.off('data', onData);
       socket.pause();
       clearTimeout(headers);
-      silent.delete(socket);
       if (end < 0 || end > MAX_REQUEST_HEAD) return answer(socket, 431, {}, '');
       if (got.length > end) refused.pipelined++;
       serve(socket, got.subarray(0, got.indexOf('\n')).toString('latin1').replace(/\r$/, ''));

@@ -175,9 +175,16 @@ async function build(topo: Topology, st: TestbedState, progress: (msg: string) =
 
   // mesh
   const cl = (name: string) => st.clusters.find((c) => c.name === name)!;
+  // what a spoke lets the hub relay to it: the pod CIDRs of every other cluster the hub will be connected to (the
+  // default, those connected so far, would leave the first spokes with nothing)
+  const behindHub = (self: string) => {
+    const linked = topo.connect.flatMap(([x, y]) => (x === topo.hub ? [y] : y === topo.hub ? [x] : [])).filter((n) => n !== self);
+    return topo.clusters.filter((c) => linked.includes(c.name)).flatMap((c) => [c.podCIDR, ...(c.podCIDRv6 ? [c.podCIDRv6] : [])]).join(',');
+  };
+  const relayFlag = (side: string, self: string, other: string) => (other === topo.hub && behindHub(self) ? [`--${side}-relay-cidrs`, behindHub(self)] : []);
   for (const [a, b] of topo.connect) {
     progress(`clustermesh connect ${a} <-> ${b}`);
-    cliIn(cl(a).cpNetns, ['clustermesh', 'connect', ...etcdFlags('a', cl(a).etcd, pkiDir(st, a)), '--a-pki', pkiDir(st, a), ...etcdFlags('b', cl(b).etcd, pkiDir(st, b)), '--b-pki', pkiDir(st, b)]);
+    cliIn(cl(a).cpNetns, ['clustermesh', 'connect', ...etcdFlags('a', cl(a).etcd, pkiDir(st, a)), '--a-pki', pkiDir(st, a), ...etcdFlags('b', cl(b).etcd, pkiDir(st, b)), '--b-pki', pkiDir(st, b), ...relayFlag('a', a, b), ...relayFlag('b', b, a)]);
   }
   for (const [cluster, files] of Object.entries(topo.manifests)) {
     progress(`apply ${files.length} manifest file(s) to ${cluster}`);

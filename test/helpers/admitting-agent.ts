@@ -22,7 +22,14 @@ export function agentOn(store: KVStore, prefixes = ['wiremesh/cache/nodes/', 'wi
   const put = <T>(m: Map<string, T>) => (k: string, r: T | undefined) => (r ? m.set(k, r) : m.delete(k));
   // endpoint keys reach admission's sinks in its compact forms (Admission.endpointKeys): `seen` keeps their texts
   const admission: Admission = new Admission(trust, rejections, { node: put(seen.node), endpoint: (k, r) => put(seen.endpoint)(admission.endpointKeys.full(k), r), identity: () => undefined, relay: () => undefined });
-  const targets: WatchTargets = {
+  const rows = stateWatches(targetsOf(trust, rejections, admission)).filter((w) => prefixes.some((p) => w.prefix.startsWith(p)));
+  const watchers = rows.map((w) => new ListWatcher(store, w.prefix, w.sink));
+  return { seen, rejections, watchers };
+}
+
+/** The watch targets of cluster c1's agent around `admission` (peers, lag and status left out). */
+export function targetsOf(trust: Trust, rejections: Rejections, admission: Admission): WatchTargets {
+  return {
     cluster: { name: 'c1', id: 1 },
     trust,
     rejections,
@@ -32,7 +39,4 @@ export function agentOn(store: KVStore, prefixes = ['wiremesh/cache/nodes/', 'wi
     remoteStatus: new Map(),
     log: silentLogger,
   };
-  const rows = stateWatches(targets).filter((w) => prefixes.some((p) => w.prefix.startsWith(p)));
-  const watchers = rows.map((w) => new ListWatcher(store, w.prefix, w.sink));
-  return { seen, rejections, watchers };
 }

@@ -1,13 +1,13 @@
 // Hub-and-spoke: spokes c2 and c3 are connected only to hub c1; their pods reach
 // each other through a c1 node, which forwards between its tunnels.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callAgent } from '../../src/agent/client.js';
-import { canRunNetns, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
-import { testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
+import { canRunNetns, execIn, hasCommand, ROOT, waitFor } from '../../src/testbed/netns.js';
+import { testbedClusterAccess, testbedDown, testbedUp, type TestbedState } from '../../src/testbed/testbed.js';
 import { ECHO, startEchoServers } from '../helpers/echo.js';
 import { writeTopology } from '../helpers/topology.js';
 
@@ -81,6 +81,32 @@ describe.skipIf(!enabled)('hub-and-spoke topology', () => {
     expect(out.trim()).toBe(`${pod('c').ip} ok`);
     // the relayed traffic went through hub node c1/n1
     expect((await peers('c1', 'n1')).find((p) => p.id === 'c2/n1')!.rxBytes).toBeGreaterThan(before);
+  });
+
+  it("a hostile hub's offer of the spoke's metadata service, resolver and a public range adds no route; it is counted", async () => {
+    // c1's etcd, as root (the hub's operator or a stolen certificate): c1/n1's relay offer gains what it may not relay
+    const etcd = (ops: unknown[]) => {
+      const f = testbedClusterAccess('c1', st.name).flags;
+      const flag = (x: string) => f[f.indexOf(x) + 1]!;
+      const opsFile = join(dir, `ops-${Date.now()}.json`);
+      writeFileSync(opsFile, JSON.stringify(ops));
+      const r = execIn(st.clusters.find((c) => c.name === 'c1')!.cpNetns, process.execPath, join(ROOT, 'test', 'helpers', 'hostile-etcd.mjs'), flag('--etcd'), flag('--etcd-ca'), flag('--etcd-cert'), flag('--etcd-key'), opsFile);
+      if (!r.ok) throw new Error(r.out);
+      return JSON.parse(r.out) as unknown[];
+    };
+    const key = 'wiremesh/state/relays/v1/c1/n1';
+    const honest = JSON.parse(etcd([{ op: 'get', key }])[0] as string) as { podCIDRs: string[] };
+    const hostile = ['169.254.169.254/32', '169.254.169.253/32', '100.100.100.200/32', '8.8.8.0/24', 'fd00:ec2::254/128'];
+    etcd([{ op: 'put', key, value: JSON.stringify({ ...honest, podCIDRs: [...honest.podCIDRs, ...hostile] }) }]);
+    const n = st.clusters.find((c) => c.name === 'c2')!.nodes[0]!;
+    const routes = () => execIn(n.netns, 'ip', 'route', 'show', 'table', 'all').out + execIn(n.netns, 'ip', '-6', 'route', 'show', 'table', 'all').out;
+    // the spoke's agent reports it (relay/claim), keeps relaying c3 through c1/n1, and routes none of it (checked
+    // against s13red's Trust.relay: 169.254.169.254/32 dev wm0 appears there)
+    await waitFor(async () => JSON.stringify((await callAgent(n.socket, 'GET', '/v1/status')).body).includes('169.254.169.254/32 overlaps'), 20_000, 'c2/n1 reports the hostile offer');
+    expect((await peers('c2', 'n1')).find((p) => p.relayed?.includes('100.67.1.0/24'))?.id).toBe('c1/n1');
+    expect(routes()).toContain('100.67.1.0/24'); // the oracle sees relayed routes: c3's, through the hub
+    for (const c of ['169.254.169.254', '169.254.169.253', '100.100.100.200', '8.8.8.0', 'fd00:ec2::254']) expect(routes(), c).not.toContain(c);
+    etcd([{ op: 'put', key, value: JSON.stringify(honest) }]);
   });
 
   it('down removes every namespace and process even when its state file is gone (after a crash)', async () => {

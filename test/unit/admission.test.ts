@@ -17,7 +17,7 @@ const epKey = (c: string, n: string, ip: string) => `wiremesh/${c === 'c1' ? 'st
 function setup() {
   const trust = new Trust('c1', 1, ['100.65.0.0/16']);
   trust.pin({ name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false });
-  trust.pin({ name: 'c0', id: 9, podCIDRs: ['100.69.0.0/16'], underlayCIDRs: ['198.18.9.0/24'], relay: true, acceptPolicies: false });
+  trust.pin({ name: 'c0', id: 9, podCIDRs: ['100.69.0.0/16'], underlayCIDRs: ['198.18.9.0/24'], relay: true, relayCIDRs: ['100.70.0.0/16'], acceptPolicies: false });
   const rejections = new Rejections();
   const seen = { node: new Map<string, NodeRecord>(), endpoint: new Map<string, EndpointRecord>(), identity: new Map<string, IdentityRecord>(), relay: new Map<string, RelayRecord>() };
   const put = <T>(m: Map<string, T>) => (k: string, r: T | undefined) => (r ? m.set(k, r) : m.delete(k));
@@ -131,6 +131,12 @@ describe('agent admission', () => {
     expect(reasons()).toEqual(['relay/claim']);
     a.upsert('relay', 'wiremesh/cache/relays/v1/c0/h1', 'c0', { cluster: 'c0', node: 'h1', podCIDRs: ['100.70.0.0/16', '100.65.0.0/16', '0.0.0.0/0', '198.18.0.0/16'], clusterIds: [7, 1, 2] });
     expect(seen.relay.get('wiremesh/cache/relays/v1/c0/h1')).toEqual({ cluster: 'c0', node: 'h1', podCIDRs: ['100.70.0.0/16'], clusterIds: [7] });
+    // 0.0.0.0/0 was reported (the rest honoured); a range outside the pin (8.8.8.0/24) or the node's metadata
+    // service is too, and the hub's honest CIDR stays admitted
+    expect(reasons()).toEqual(['relay/claim', 'relay/claim']);
+    a.upsert('relay', 'wiremesh/cache/relays/v1/c0/h1', 'c0', { cluster: 'c0', node: 'h1', podCIDRs: ['100.70.0.0/16', '8.8.8.0/24', '169.254.169.254/32'] });
+    expect(seen.relay.get('wiremesh/cache/relays/v1/c0/h1')?.podCIDRs).toEqual(['100.70.0.0/16']);
+    expect(reasons()).toEqual(['relay/claim', 'relay/claim', 'relay/claim']);
   });
 
   it('records that arrive before their cluster is pinned are admitted once it is', () => {
@@ -214,12 +220,14 @@ describe('agent admission', () => {
     const { a, seen, reasons, trust } = setup();
     const bad = ['169.254.169.254', 'fe80::1', '127.0.0.1', '::1', '224.0.0.251', 'ff02::1', '0.0.0.0', '::', '255.255.255.255',
       // IPv4 in deprecated IPv6 forms (127.0.0.1, 169.254.169.254), site-local, metadata services outside link-local
-      '::7f00:1', '::a9fe:a9fe', '::ffff:0:7f00:1', 'fec0::1', 'fd00:ec2::254', '100.100.100.200', '192.0.0.192'];
+      '::7f00:1', '::a9fe:a9fe', '::ffff:0:7f00:1', 'fec0::1', 'fd00:ec2::254', '100.100.100.200', '192.0.0.192',
+      // AWS's IPv6 resolver and time service, Azure's host address (DNS, DHCP, wire server)
+      'fd00:ec2::253', 'fd00:ec2::123', '168.63.129.16'];
     bad.forEach((addr, i) => a.upsert('node', nodeKey('c2', `n${i}`), 'c2', { ...node('c2', 2, `n${i}`, [`100.66.${i}.0/24`], [`198.18.2.${10 + i}`, addr]), publicKey: Buffer.alloc(32, i + 1).toString('base64') }));
     expect(seen.node.size).toBe(0);
     expect(reasons()).toEqual(bad.map(() => 'node/claim'));
     // routed unicast neighbours of those: outside c2's pinned underlay CIDRs, refused too; its own address is admitted
-    for (const addr of ['fd00:18::10', 'fd00:ec2::253', '192.0.0.193', '64:ff9b::7f00:1']) expect(trust.node('c2', node('c2', 2, 'x', ['100.66.201.0/24'], [addr]))).toMatch(/outside c2's pinned underlay CIDRs/);
+    for (const addr of ['fd00:18::10', 'fd00:ec2::252', '168.63.129.17', '192.0.0.193', '64:ff9b::7f00:1']) expect(trust.node('c2', node('c2', 2, 'x', ['100.66.201.0/24'], [addr]))).toMatch(/outside c2's pinned underlay CIDRs/);
     a.upsert('node', nodeKey('c2', 'ok'), 'c2', node('c2', 2, 'ok', ['100.66.200.0/24'], ['198.18.2.10']));
     expect(seen.node.size).toBe(1);
   });

@@ -105,7 +105,7 @@ describe('Trust reads identities with the mesh layout and fails closed on a mism
 
   it('relay offers keep only cluster ids within the layout', () => {
     const t = new Trust('c1', 1, ['100.65.0.0/16']);
-    t.pin({ ...pinned(2), relay: true });
+    t.pin({ ...pinned(2), relay: true, relayCIDRs: [] });
     const r = t.relay('c2', { cluster: 'c2', node: 'n1', podCIDRs: [], clusterIds: [7, 300] });
     expect(r).toMatchObject({ record: { clusterIds: [7] } });
   });

@@ -1,7 +1,8 @@
 // Conntrack entries that other parties start cannot crowd out a pod's own
 // flows: flows a remote source opens are charged to that source (its own
 // quota, and together at most half the table), never to the pod that
-// answers them; a TCP flow is embryonic (short timeout, evictable) until its
+// answers them, and to that pod as their destination (at most a quarter of
+// the table: conntrack-inbound.test.ts); a TCP flow is embryonic (short timeout, evictable) until its
 // originator's first non-SYN packet after the reply. Attacks as a red-team
 // review ran them, at limits 1000 entries / 500 per endpoint.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -72,6 +73,7 @@ afterEach(() => d.close());
 
 describe('flows others start are charged to their source, not to the pod that answers', () => {
   it("UDP: a client answered 600 times leaves the victim's own quota free", () => {
+    d.native.setConntrackLimits(4000, 500); // the destination's bound (maxEntries / 4) above the source's
     // the source's quota full of answered flows: its later new flows are dropped (passed without an entry, the
     // victim's answer would be a new flow of the victim's own, and the client's next datagram its "reply")
     expect(udpFlood(attacker, A, victim, 600)).toBe(500);
@@ -84,11 +86,15 @@ describe('flows others start are charged to their source, not to the pod that an
     expect(d.native.policyCheck(pkt(UDP, victim, attacker, 53, 1024))).toBe('forward');
   });
 
-  it('two sources flooding two victims leave room in the table for a bystander', () => {
-    expect(udpFlood(attacker, A, victim, 600)).toBe(500);
-    expect(udpFlood(attacker2, B, victim2, 600)).toBe(0); // others' entries: at most half the table
-    expect(counters().conntrack_inbound_full).toBe(600);
-    expect(counters().conntrack_entries).toBe(500);
+  it('two sources flooding one victim leave room in the table for a bystander and in the inbound half for another pod', () => {
+    // the victim's share of the inbound half: maxEntries / 4 (before, the two filled the half and every pod's new
+    // inbound flows were dropped)
+    expect(udpFlood(attacker, A, victim, 600)).toBe(250);
+    expect(udpFlood(attacker2, B, victim, 600)).toBe(0);
+    expect(counters().conntrack_destination_full).toBe(950);
+    expect(counters().conntrack_entries).toBe(250);
+    expect(udpFlood(attacker2, B, victim2, 10)).toBe(10);
+    expect(counters().conntrack_inbound_full).toBe(0);
     expect(outboundWorks(bystander, 50001)).toBe(true);
     expect(outboundWorks(victim, 50002)).toBe(true);
     expect(counters().conntrack_table_full).toBe(0);
@@ -115,6 +121,7 @@ describe('flows others start are charged to their source, not to the pod that an
   });
 
   it('IPv6: a source is its /64 (one host holds a whole /64): 600 addresses of one /64 share one quota', () => {
+    d.native.setConntrackLimits(4000, 500);
     const victim6 = ip('fd64:3::2'), net = 'fd64:9::';
     d.native.ipcacheUpdate(Buffer.concat([ipcacheRow(ip(net), 64, A, 0), ipcacheRow(victim6, 128, 70004, 4)]), Buffer.alloc(0));
     let delivered = 0;

@@ -23,4 +23,24 @@ describe('ExpositionCache', () => {
     expect(await cache.text()).toBe('up 3\n');
     expect(cache.stalled).toBe(1);
   });
+
+  it("body(): one Buffer per render, shared by every answer (not a copy each: slow readers pin one render's bytes); a failure rejects it", async () => {
+    let t = 0;
+    let calls = 0;
+    const source = { contentType: 'text/plain', text: () => (++calls === 3 ? Promise.reject(new Error('collect failed')) : Promise.resolve(`up ${calls} é\n`)) };
+    const cache = new ExpositionCache(source, 1000, () => t, 10_000);
+    const a = await cache.body();
+    expect(a.toString('utf8')).toBe('up 1 é\n');
+    expect(a.length).toBe(8); // UTF-8 bytes, not characters
+    t = 999;
+    expect(await cache.body()).toBe(a);
+    t = 1000;
+    const b = await cache.body();
+    expect(b).not.toBe(a);
+    expect(b.toString()).toBe('up 2 é\n');
+    t = 2000;
+    await expect(cache.body()).rejects.toThrow('collect failed');
+    await expect(cache.text()).rejects.toThrow('collect failed'); // not retried within the interval
+    expect(cache.renders).toBe(3);
+  });
 });

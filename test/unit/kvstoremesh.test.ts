@@ -36,10 +36,10 @@ const node = (name: string, extra: Record<string, unknown> = {}) =>
 const src = (name: string) => stateKey('nodes', 'c2', name);
 const dst = (name: string) => cacheKey('nodes', 'c2', name);
 
-function setup() {
+function setup(pin: Partial<PinnedCluster> = {}) {
   const remote = new MemKV();
   const local = new MemKV();
-  const pinned: PinnedCluster = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false };
+  const pinned: PinnedCluster = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false, ...pin };
   const trust = new Trust('c1', 1, ['100.65.0.0/16']);
   expect(trust.pin(pinned)).toBeUndefined();
   const rejections = new Rejections(silentLogger);
@@ -59,6 +59,19 @@ function setup() {
 const soon = { timeout: 5000, interval: 10 };
 
 describe('kvstoremesh: one remote mirrored through fake stores', () => {
+  it("a hub's relay offer is copied; what it may not relay (the node's metadata service, outside its pin) is counted and in its status", async () => {
+    const f = setup({ relay: true, relayCIDRs: ['100.70.0.0/16'] });
+    const offer = JSON.stringify({ cluster: 'c2', node: 'n1', podCIDRs: ['100.70.1.0/24', '169.254.169.254/32', '8.8.8.0/24'] });
+    await f.remote.put(stateKey('relays', 'c2', 'n1'), offer);
+    const r = f.start();
+    await r.start();
+    await vi.waitFor(f.allSynced, soon);
+    // copied as is: every agent drops the same CIDRs again (Trust.relay), the honest one is relayed
+    expect(f.local.entries(cachePrefix('relays', 'c2')).map((e) => e.value)).toEqual([offer]);
+    expect(r.status().rejected).toEqual({ 'relay/claim': 1 });
+    expect(r.status().recentRejections?.[0]?.detail).toMatch(/169\.254\.169\.254\/32 overlaps 169\.254\.0\.0\/16 \(link-local\); 8\.8\.8\.0\/24 is outside c2's pinned relay CIDRs/);
+  });
+
   it('copies the remote prefix, refuses a bad record alone, and relists after a compacted outage', async () => {
     const f = setup();
     for (const n of ['n1', 'n2', 'n3']) await f.remote.put(src(n), node(n));

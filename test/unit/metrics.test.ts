@@ -20,6 +20,7 @@ function snapshot(over: Partial<MetricsSnapshot> = {}): MetricsSnapshot {
     remotes: [{ cluster: 'c2', connected: true, behindSince: Date.now() - 3000, synced: { nodes: true }, entries: { nodes: 2, ip: 5 }, relists: 1, rejected: { 'node/claim': 3 } }],
     rejections: [{ origin: 'c2', type: 'identity', reason: 'claim', count: 2 }],
     endpointsHeldBack: { c2: 3000 },
+    awaitingClusterConfig: 7,
     policy: { identities: 6, localEndpoints: 2, lastCompileMs: 1.5 },
     ...over,
   };
@@ -39,6 +40,7 @@ describe('agent metrics', () => {
     expect(line(t, 'wiremesh_records_rejected_total{origin="c2",type="identity",reason="claim"')).toMatch(/ 2$/);
     expect(line(t, 'wiremesh_kvstoremesh_records_rejected_total{remote="c2",type="node",reason="claim"')).toMatch(/ 3$/);
     expect(line(t, 'wiremesh_endpoints_held_back{origin="c2"')).toMatch(/ 3000$/);
+    expect(line(t, 'wiremesh_records_awaiting_cluster_config{')).toMatch(/ 7$/);
     expect(line(t, 'wiremesh_drops_total{reason="replayed"')).toMatch(/ 3$/);
     expect(line(t, 'wiremesh_drops_total{reason="policy-denied"')).toMatch(/ 2$/);
     expect(line(t, 'wiremesh_policy_verdicts_total{verdict="redirected"')).toMatch(/ 1$/);

@@ -6,8 +6,8 @@
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { request } from 'node:http';
 import { Registry } from 'prom-client';
-import { afterEach, describe, expect, it } from 'vitest';
-import { METRICS_LIMITS, serveMetrics, type MetricsServer } from '../../src/net/metricsserver.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { METRICS_LIMITS, metricsClientOf, serveMetrics, type MetricsServer } from '../../src/net/metricsserver.js';
 
 const open: Array<MetricsServer | Socket> = [];
 afterEach(() => {
@@ -44,6 +44,49 @@ function scrape(port: number, from = '127.0.0.1'): Promise<number | string> {
 }
 
 const GET = 'GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n';
+
+/** An exposition larger than what loopback's socket buffers take: an answer a client does not read stays unflushed. */
+const bigSource = () => {
+  const big = 'x'.repeat(32 << 20);
+  return { contentType: 'text/plain', text: async () => big };
+};
+
+/**
+ * A slow reader from `from`: sends GET /metrics, takes the first chunk of the answer and reads no more (paused);
+ * resolves once that chunk came. A paused socket does not see the listener's reset: finish() reads on and tells.
+ */
+function slowReader(port: number, from: string) {
+  const socket = connect({ port, host: '127.0.0.1', localAddress: from });
+  open.push(socket);
+  let bytes = 0;
+  let error: string | undefined;
+  socket.on('connect', () => socket.write(GET));
+  socket.on('error', (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
+  /**
+   * Reads the rest: 'whole' (the whole answer, then closed), or 'cut' (closed before its end: reset by the
+   * listener; what the kernel had received is read first, then an ECONNRESET or, as Linux reports it once the
+   * queued bytes were read, an end), or the error of a whole answer.
+   */
+  const finish = () =>
+    new Promise<string>((resolve) => {
+      const outcome = () => resolve(bytes < BIG_ANSWER ? 'cut' : (error ?? 'whole'));
+      if (socket.closed) return outcome();
+      socket.on('close', outcome);
+      socket.on('data', (d: Buffer) => (bytes += d.length)).resume();
+    });
+  /** Reads up to `n` more bytes of what the kernel has received (a trickle). */
+  const take = (n: number) => (bytes += socket.read(n)?.length ?? 0);
+  return new Promise<{ finish: typeof finish; take: typeof take }>((resolve) =>
+    socket.once('data', (d: Buffer) => {
+      bytes += d.length;
+      socket.pause();
+      resolve({ finish, take });
+    }),
+  );
+}
+
+/** The bytes of bigSource's whole answer, head included (its body and head are what finish() counts). */
+const BIG_ANSWER = (32 << 20) + 'HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 33554432\r\nconnection: close\r\n\r\n'.length;
 
 describe('metrics listener under a hostile client', () => {
   it('regression: pipelined GET /metrics: one answer per connection, renders at most one per interval, honest scrapes all answered', async () => {
@@ -173,5 +216,73 @@ describe('metrics listener under a hostile client', () => {
     // regression: a head with bare LF line ends waited for the 408 (main's HTTP server answered it)
     expect(await raw('GET /metrics HTTP/1.1\nHost: x\n\n')).toBe('HTTP/1.1 200 OK');
     expect(await raw('GET /metrics HTTP/1.1\r\nHost: x\n\n')).toBe('HTTP/1.1 200 OK');
+  });
+
+  // red team s13 (finding 3): answer() waits for the flush, so a client that sends its head and then does not read
+  // an exposition larger than the socket buffers held a live slot that room() (which evicted only silent
+  // connections) never freed: 16 addresses x 4 such readers reset every scraper ('connection-bound').
+  it('regression: 4 slow readers from each of 16 addresses fill the listener: scrapes from others all answered (a reader evicted each time)', async () => {
+    const server = await serveMetrics(bigSource(), '127.0.0.1', 0, { ...METRICS_LIMITS, requestTimeoutMs: 600_000 });
+    open.push(server);
+    const port = portOf(server);
+    await Promise.all(Array.from({ length: 64 }, (_, i) => slowReader(port, `127.0.0.${2 + (i % 16)}`)));
+    expect(server.listenerStats.refused).toMatchObject({ 'connection-bound': 0, evicted: 0 });
+    const honest: Array<number | string> = [];
+    for (let i = 0; i < 3; i++) {
+      honest.push(await scrape(port, '127.0.0.100'));
+      await slowReader(port, `127.0.0.${18 + i}`); // the listener full again
+    }
+    // before: ['ECONNRESET', ...] (refused: connection-bound)
+    expect(honest).toEqual(Array(3).fill(200));
+    expect(server.listenerStats.refused).toMatchObject({ 'connection-bound': 0, 'per-client-bound': 0 });
+    expect(server.listenerStats.refused.evicted).toBeGreaterThanOrEqual(3);
+  });
+
+  it('the listener full: the oldest connection of the client holding the most is evicted, not a one-connection client', async () => {
+    const server = await serveMetrics(bigSource(), '127.0.0.1', 0, { ...METRICS_LIMITS, maxConnections: 5, requestTimeoutMs: 600_000 });
+    open.push(server);
+    const port = portOf(server);
+    const attacker = [];
+    for (let i = 0; i < 4; i++) attacker.push(await slowReader(port, '127.0.0.2'));
+    // a scraper part-way through reading its answer holds one connection
+    const honest = await slowReader(port, '127.0.0.3');
+    await slowReader(port, '127.0.0.4');
+    expect(server.listenerStats.refused).toMatchObject({ 'connection-bound': 0, evicted: 1 });
+    expect(await honest.finish()).toBe('whole');
+    expect(await attacker[0]!.finish()).toBe('cut');
+    expect(await attacker[1]!.finish()).toBe('whole');
+  });
+
+  it('the listener full and every client holding one: the oldest is evicted', async () => {
+    const server = await serveMetrics(bigSource(), '127.0.0.1', 0, { ...METRICS_LIMITS, maxConnections: 3, requestTimeoutMs: 600_000 });
+    open.push(server);
+    const port = portOf(server);
+    const readers = [];
+    for (let i = 2; i <= 5; i++) readers.push(await slowReader(port, `127.0.0.${i}`));
+    expect(server.listenerStats.refused).toMatchObject({ 'connection-bound': 0, evicted: 1 });
+    expect(await Promise.all(readers.map((r) => r.finish()))).toEqual(['cut', 'whole', 'whole', 'whole']);
+  });
+
+  it('regression: a client reading a little now and then is reset at requestTimeoutMs from accept (an absolute deadline, not an idle one)', async () => {
+    const server = await serveMetrics(bigSource(), '127.0.0.1', 0, { ...METRICS_LIMITS, headersTimeoutMs: 600_000, requestTimeoutMs: 500 });
+    open.push(server);
+    const r = await slowReader(portOf(server), '127.0.0.2');
+    // one chunk every 20 ms: the answer progresses, so an idle timeout (main's socket.setTimeout) never fired
+    const trickle = setInterval(() => r.take(64 << 10), 20);
+    await vi.waitFor(() => expect(server.listenerStats.refused.deadline).toBe(1), { timeout: 30_000 });
+    clearInterval(trickle);
+    expect(await r.finish()).toBe('cut');
+    expect(await scrape(portOf(server))).toBe(200); // the honest case: a scrape that reads is answered in full
+    expect(server.listenerStats.refused.deadline).toBe(1);
+  });
+
+  // red team s13 (finding 4): per IPv6 /64 one pod reconnecting its 4 connections reset every scraper of its /64
+  // (a node's pods, with Cilium's default pool a whole cluster's); test/netns/redteam-s13-metrics64.test.ts runs it
+  it('a client is its address: IPv6 per /128 (not /64), IPv4-mapped as its IPv4, spellings of one address as one', () => {
+    expect(metricsClientOf('2001:db8::1')).not.toBe(metricsClientOf('2001:db8::2'));
+    expect(metricsClientOf('2001:DB8:0:0:0:0:0:1')).toBe(metricsClientOf('2001:db8::1'));
+    expect(metricsClientOf('::ffff:198.18.0.9')).toBe('198.18.0.9');
+    expect(metricsClientOf('198.18.0.9')).not.toBe(metricsClientOf('198.18.0.10'));
+    expect(metricsClientOf('not an address')).toBe('not an address');
   });
 });

@@ -347,7 +347,7 @@ describe('Trust: what a cluster may claim, checked against what was pinned', () 
   const trust = () => {
     const t = new Trust('c1', 1, ['100.65.0.0/16']);
     t.pin({ name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false });
-    t.pin({ name: 'c3', id: 3, podCIDRs: ['100.67.0.0/16', 'fd67::/48'], underlayCIDRs: ['198.18.3.0/24'], relay: true, acceptPolicies: true });
+    t.pin({ name: 'c3', id: 3, podCIDRs: ['100.67.0.0/16', 'fd67::/48'], underlayCIDRs: ['198.18.3.0/24'], relay: true, relayCIDRs: ['100.96.0.0/12', 'fd99::/32'], acceptPolicies: true });
     return t;
   };
   const node = (o: Partial<records.NodeRecord> = {}): records.NodeRecord => ({ cluster: 'c2', clusterId: 2, name: 'n1', addresses: ['198.18.2.10'], port: 51820, publicKey: KEY, podCIDRs: ['100.66.1.0/24'], bootId: '1', ...o });

@@ -11,6 +11,7 @@ const char* const Conntrack::kCounterNames[kCounterCount] = {
     "conntrack_table_full",       // new flows without an entry: the table was full
     "conntrack_source_full",      // new inbound flows without an entry: their source's quota was full of answered flows
     "conntrack_inbound_full",     // new inbound flows without an entry: flows others started held half the table
+    "conntrack_destination_full", // new inbound flows without an entry: their destination held its bound or fair share
 };
 
 namespace {
@@ -76,6 +77,7 @@ CtResult Conntrack::lookup_in(M& map, K k, CtScope scope, bool src_is_a, uint8_t
     if (found && last_s == now_s && same_state) return verdict(pass, proxied);
     int delta = 0;  // change in the entry's "evictable" state (unreplied, embryonic or closing)
     uint64_t acct = 0;
+    uint32_t dest = 0;
     bool hit = found && map.with(k, [&](Entry* e) {
       if (!e || bool(e->orig_is_a) != want_orig_a) return false;  // gone (or replaced) since the read
       bool was = evictable(*e);
@@ -88,12 +90,13 @@ CtResult Conntrack::lookup_in(M& map, K k, CtScope scope, bool src_is_a, uint8_t
       if (pass == 0 && !syn) e->embryonic = 0;
       delta = int(evictable(*e)) - int(was);
       acct = account(k, *e);
+      dest = e->endpoint;
       proxied = e->proxied;
       return true;
     });
     if (delta) {
       std::lock_guard<std::mutex> lock(quota_mu_);
-      adjust_locked(acct, 0, delta);
+      charge_locked(acct, dest, 0, delta);
     }
     if (hit) return verdict(pass, proxied);
     k.scope = scope == kCtEgress ? kCtIngress : kCtEgress;
@@ -140,20 +143,23 @@ CtCreate Conntrack::create(CtScope scope, const FlowTuple& t, uint32_t now_s, ui
   uint64_t acct = t.addr_len == 4 ? account(k4, e) : account(k6, e);
   size_t quota = per_endpoint_.load(std::memory_order_relaxed);
   size_t max = map4_.max_entries();
-  bool sweep = false;
-  uint64_t victim = acct;
-  int bound;
-  {
-    std::lock_guard<std::mutex> lock(quota_mu_);
-    bound = admit_locked(acct, quota, max, &victim, &sweep);
-  }
-  if (bound >= 0 && bound != kTableFull && !sweep) {
-    count(bound);
-    return bound == kQuotaFull ? kCtQuotaFull : kCtSourceFull;
-  }
-  if (sweep) {
+  // A sweep for one bound may leave another met (a source's own entries swept
+  // elsewhere leave its destination at its bound): admission is asked again
+  // after each sweep, and a flow gets at most kMaxSweeps of them.
+  for (int sweeps = 0;; sweeps++) {
+    Sweep sweep;
+    int bound;
+    {
+      std::lock_guard<std::mutex> lock(quota_mu_);
+      bound = admit_locked(acct, endpoint, quota, max, now_s, &sweep);
+    }
+    if (bound < 0 || (bound == kTableFull && sweep.kind == Sweep::kNone)) break;  // (a full table: counted below)
+    if (sweep.kind == Sweep::kNone || sweeps == kMaxSweeps) {
+      count(bound);
+      return bound == kQuotaFull ? kCtQuotaFull : bound == kTableFull ? kCtTableFull : kCtSourceFull;
+    }
     count(kEvictionSweeps);
-    count(kEvicted, sweep_evictable(victim));
+    count(kEvicted, sweep.kind == Sweep::kAccount ? sweep_evictable(sweep.victim) : sweep_destination(uint32_t(sweep.victim)));
   }
   // max_entries bounds both tables together (each alone refuses past it too,
   // so threads racing past this check overshoot by at most one entry each)
@@ -164,37 +170,75 @@ CtCreate Conntrack::create(CtScope scope, const FlowTuple& t, uint32_t now_s, ui
   }
   if (r == 0) return kCtExists;
   std::lock_guard<std::mutex> lock(quota_mu_);
-  adjust_locked(acct, 1, 1);  // new entries are unreplied
+  charge_locked(acct, endpoint, 1, 1);  // new entries are unreplied
   return kCtCreated;
 }
 
-int Conntrack::admit_locked(uint64_t acct, size_t quota, size_t max, uint64_t* victim, bool* sweep) {
+int Conntrack::admit_locked(uint64_t acct, uint32_t dest, size_t quota, size_t max, uint32_t now_s, Sweep* sweep) {
   Usage& u = usage_locked(acct);
   bool source = is_source(acct);
   if (size_t(u.total) >= quota) {
     // the account's own quota: only its own evictable entries may make room
-    *sweep = worth_sweeping(u.evictable, quota);
+    if (worth_sweeping(u.evictable, quota)) *sweep = Sweep{Sweep::kAccount, acct};
     return source ? kSourceFull : kQuotaFull;
   }
-  if (source && size_t(inbound_.total) >= max / 2) {
-    // the sources' half: their evictable entries go (all sources', so that
-    // deciding costs O(1) however many sources there are)
-    *victim = kAllSources;
-    *sweep = worth_sweeping(inbound_.evictable, quota < max / 2 ? quota : max / 2);
-    return kInboundFull;
+  if (source) {
+    int b = admit_inbound_locked(dest, quota, max, now_s, sweep);
+    if (b >= 0) return b;
   }
   if (size() < max) return -1;
   // the table: the local endpoint with most evictable entries pays (the
   // flooder), or the sources together if they hold more
   int64_t most = inbound_.evictable;
-  *victim = kAllSources;
+  uint64_t victim = kAllSources;
   for (auto& [id, v] : usage_)
     if (v.evictable > most) {
       most = v.evictable;
-      *victim = id;
+      victim = id;
     }
-  *sweep = worth_sweeping(most, quota < max ? quota : max);
+  if (worth_sweeping(most, quota < max ? quota : max)) *sweep = Sweep{Sweep::kAccount, victim};
   return kTableFull;
+}
+
+int Conntrack::admit_inbound_locked(uint32_t dest, size_t quota, size_t max, uint32_t now_s, Sweep* sweep) {
+  size_t half = max / 2, cap = max / 4 > 0 ? max / 4 : 1;
+  if (size_t(inbound_.total) >= half) {
+    was_full_ = true;
+    full_s_ = now_s;
+    // The full half: every source's evictable entries go first, as on main
+    // (O(1) to decide), before any destination's share is asked: probes
+    // spread over many pods (each holding little) must not refuse a flow into
+    // a pod holding nothing, and pods holding only probes must not count in
+    // the fair share once the probes are gone (they leave n with them).
+    if (worth_sweeping(inbound_.evictable, quota < half ? quota : half)) {
+      *sweep = Sweep{Sweep::kAccount, kAllSources};
+      return kInboundFull;
+    }
+  }
+  // Under pressure (the half full, or full less than kPressureS ago) a
+  // destination grows only to its fair share, so the room freed by a sweep or
+  // by expiry goes to the destinations below their share first.
+  Usage& d = dests_[dest];
+  bool pressured = was_full_ && now_s - full_s_ < kPressureS;
+  size_t fair = half / (size_t(active_dests_) + (d.total > 0 ? 0 : 1));
+  size_t bound = pressured && fair < cap ? fair : cap;
+  if (d.total >= 0 && size_t(d.total) >= bound) {
+    // only the destination's own evictable entries may make room (a sweep
+    // frees at least 1/16 of the cap: amortised, never one per packet)
+    if (worth_sweeping(d.evictable, cap)) *sweep = Sweep{Sweep::kDestination, dest};
+    return kDestinationFull;
+  }
+  // the half full of answered flows: refused (answered flows are never
+  // displaced; docs/security.md, known gaps)
+  return size_t(inbound_.total) >= half ? kInboundFull : -1;
+}
+
+void Conntrack::add_dest_locked(uint32_t dest, int64_t total, int64_t evictable) {
+  Usage& d = dests_[dest];
+  bool was = d.total > 0;
+  d.total += total;
+  d.evictable += evictable;
+  active_dests_ += int64_t(d.total > 0) - int64_t(was);
 }
 
 void Conntrack::adjust_locked(uint64_t acct, int64_t total, int64_t evictable) {
@@ -208,17 +252,21 @@ void Conntrack::adjust_locked(uint64_t acct, int64_t total, int64_t evictable) {
 
 template <typename F>
 size_t Conntrack::remove_where(F pred) {
-  std::unordered_map<uint64_t, Usage> gone;
+  std::unordered_map<uint64_t, Usage> gone, gone_dest;
   auto each = [&](const auto& k, const Entry& e) {
     if (!pred(k, e)) return false;
-    Usage& g = gone[account(k, e)];
-    g.total++;
-    if (evictable(e)) g.evictable++;
+    uint64_t a = account(k, e);
+    for (Usage* g : {&gone[a], is_source(a) ? &gone_dest[e.endpoint] : nullptr}) {
+      if (!g) continue;
+      g->total++;
+      if (evictable(e)) g->evictable++;
+    }
     return true;
   };
   size_t n = map4_.erase_if(each) + map6_.erase_if(each);
   std::lock_guard<std::mutex> lock(quota_mu_);
   for (auto& [acct, g] : gone) adjust_locked(acct, -g.total, -g.evictable);
+  for (auto& [dest, g] : gone_dest) add_dest_locked(uint32_t(dest), -g.total, -g.evictable);
   return n;
 }
 
@@ -228,6 +276,10 @@ size_t Conntrack::sweep_evictable(uint64_t victim) {
     uint64_t a = account(k, e);
     return victim == kAllSources ? is_source(a) : a == victim;
   });
+}
+
+size_t Conntrack::sweep_destination(uint32_t dest) {
+  return remove_where([dest](const auto& k, const Entry& e) { return k.scope == kCtIngress && e.endpoint == dest && evictable(e); });
 }
 
 size_t Conntrack::gc(uint32_t now_s) {
@@ -243,6 +295,7 @@ size_t Conntrack::gc(uint32_t now_s) {
   };
   prune(usage_);
   prune(sources_);
+  prune(dests_);
   return n;
 }
 
@@ -252,12 +305,25 @@ size_t Conntrack::endpoint_entries(uint32_t endpoint) {
   return it == usage_.end() ? 0 : size_t(it->second.total);
 }
 
+Conntrack::Accounting Conntrack::accounting(uint32_t destination) {
+  std::lock_guard<std::mutex> lock(quota_mu_);
+  Accounting a{inbound_.total, inbound_.evictable, 0, 0};
+  auto it = dests_.find(destination);
+  if (it != dests_.end()) a.destination = size_t(it->second.total);
+  for (auto* m : {&usage_, &dests_})
+    for (auto& [id, v] : *m) a.accounts += v.total != 0 || v.evictable != 0;
+  for (auto& [id, v] : sources_) a.accounts += v.total != 0 || v.evictable != 0;
+  return a;
+}
+
 void Conntrack::clear() {
   map4_.clear();
   map6_.clear();
   std::lock_guard<std::mutex> lock(quota_mu_);
   usage_.clear();
   sources_.clear();
+  dests_.clear();
+  active_dests_ = 0;
   inbound_ = Usage{};
 }
 

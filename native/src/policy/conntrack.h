@@ -18,25 +18,47 @@
 //    host, or another local pod, reaching a local endpoint) to its SOURCE
 //    ADDRESS (an IPv6 source: its /64), never to the endpoint that answers
 //    it: at most per_endpoint entries per source, and all sources together at
-//    most max_entries / 2. So a pod's own outbound flows always find room
-//    (the table's other half) however many parties open flows to it, and a
-//    pod's answers cannot use up its own quota.
+//    most max_entries / 2 (the "inbound half"). So a pod's own outbound flows
+//    always find room (the table's other half) however many parties open
+//    flows to it, and a pod's answers cannot use up its own quota.
+//  - the same ingress entry ALSO to its DESTINATION, the local endpoint that
+//    received it (dests_): at most max_entries / 4 per destination (half the
+//    inbound half), and, while the inbound half is full and for kPressureS
+//    (60 s) after it last was, its fair share (max_entries / 2 / n, n: the
+//    destinations holding inbound entries, this one counted). So however
+//    many sources flood one pod, the node's other pods keep at least half
+//    the inbound half; and room freed under pressure (by a sweep or expiry)
+//    goes first to the destinations below their share. (Room a destination
+//    below its share does not use stays free until the pressure ends: the
+//    bound errs toward refusing the flooded pods.)
 // The table holds max_entries in all. An entry that has seen no reply yet
 // ("unreplied": a TCP SYN nobody answered, a UDP probe) lives 60 s; a TCP
 // entry whose SYN was answered but whose originator has sent no non-SYN
 // packet since ("embryonic": a half-open handshake, Cilium's seen_non_syn)
 // 60 s too (Cilium's SYN timeout; Linux's SYN_RECV); a closing one (FIN/RST
-// seen) 10 s. All three are "evictable": when an account's quota, the
-// sources' half or the table is full, the evictable entries of the account
-// holding most of them (for a quota: the account itself; for the sources'
-// half: every source's, so deciding costs O(1) however many sources there
-// are) are swept out, never an answered open flow
-// (a TCP flow its originator ACKed, a UDP flow that was answered); if there
-// are too few to be worth a sweep, the new flow gets no entry and the
+// seen) 10 s. All three are "evictable": when a bound is full, evictable
+// entries are swept out (the account's own for its quota, the destination's
+// own for its bound or fair share; for the full half: every source's, before
+// any destination's share is asked; for the table: the local endpoint holding
+// most of them, or all sources') before anything is refused. A sweep (one
+// pass over the table) happens only when at least 1/16 of the bound (a
+// destination's: of max_entries / 4; the half's: of the smaller of the half
+// and per_endpoint) would go, so it is amortised; after a sweep admission is
+// asked again (one sweep can leave another bound met), at most kMaxSweeps
+// times for one new flow.
+// Answered open flows (a TCP flow its originator ACKed, a UDP flow that was
+// answered) are never evicted: when answered flows fill the inbound half, new
+// inbound flows are refused until some expire or close (as Linux's early_drop
+// takes unassured entries only). A destination's bound keeps one pod's flood
+// to a quarter of the table, but floods of answered flows at several pods can
+// still hold the half (docs/security.md, known gaps).
+// If no sweep may make room the new flow gets no entry and the
 // refusal is counted by its reason: a local endpoint's own flow still passes
 // (policy allowed it); a flow someone else started is dropped (kCtSourceFull:
 // passed without an entry, the pod's answer would become a flow charged to
 // the pod, and the sender's next packet its reply, pinning the pod's quota).
+// Deciding is O(1) for every bound but the full table, which looks at every
+// local endpoint once.
 //
 // Layout: two tables. IPv4 flows (nearly all of them) have a native-width key
 // (addresses as uint32, ports, protocol, scope: 16 bytes) beside a 13-byte
@@ -93,8 +115,23 @@ class Conntrack {
   // Defaults: 500 000 IPv4 entries stay within 65536 slots per shard (16 x
   // 65536 x 32 bytes = 32 MiB when full); an endpoint may hold an eighth of that.
   static constexpr size_t kDefaultMaxEntries = 500000, kDefaultPerEndpoint = 65536;
+  // Seconds after the inbound half was last full during which each destination
+  // grows only to its fair share (the unreplied and UDP timeout: what was
+  // admitted under pressure has expired or been answered by then).
+  static constexpr uint32_t kPressureS = 60;
+  // Sweeps one create may run (one per bound it meets: quota, destination, half or table).
+  static constexpr int kMaxSweeps = 3;
 
-  enum Counter : int { kEvicted, kEvictionSweeps, kQuotaFull, kTableFull, kSourceFull, kInboundFull, kCounterCount };
+  enum Counter : int {
+    kEvicted,
+    kEvictionSweeps,
+    kQuotaFull,
+    kTableFull,
+    kSourceFull,
+    kInboundFull,
+    kDestinationFull,
+    kCounterCount
+  };
   static const char* const kCounterNames[kCounterCount];
 
   explicit Conntrack(size_t max_entries = kDefaultMaxEntries, size_t per_endpoint = kDefaultPerEndpoint)
@@ -128,7 +165,8 @@ class Conntrack {
   }
   // An entry for a flow policy allowed, created by `endpoint`'s check in
   // `scope` and charged as above (egress: to `endpoint`; ingress: to the
-  // flow's source); evicts evictable entries under pressure (see above).
+  // flow's source and to `endpoint`, its destination); evicts evictable
+  // entries under pressure (see above).
   // `proxied`: policy allowed it only through the L7 proxy.
   CtCreate create(CtScope scope, const FlowTuple& t, uint32_t now_s, uint32_t rule, uint32_t endpoint,
                   bool proxied = false);
@@ -138,6 +176,13 @@ class Conntrack {
   size_t size() const { return map4_.size() + map6_.size(); }
   // Entries of flows the local endpoint started (what its quota counts).
   size_t endpoint_entries(uint32_t endpoint);
+  // What the accounts count (tests: every count returns to zero with the entries).
+  struct Accounting {
+    int64_t inbound = 0, inbound_evictable = 0;  // every source's ingress entries
+    size_t destination = 0;                      // ingress entries charged to the destination asked for
+    size_t accounts = 0;                         // accounts of any kind with a count (zero after gc: no leak)
+  };
+  Accounting accounting(uint32_t destination);
   uint64_t counter(int c) const { return counters_[c].load(std::memory_order_relaxed); }
   void clear();
 
@@ -229,12 +274,30 @@ class Conntrack {
   size_t remove_where(F pred);
   // Removes the evictable entries charged to `account` (or to any source); returns how many.
   size_t sweep_evictable(uint64_t account);
-  // Under quota_mu_: -1 if `account` may take one more entry, else the
-  // counter of the bound it meets; *victim, *sweep: whose evictable entries
-  // to sweep to make room, if enough would go.
-  int admit_locked(uint64_t account, size_t quota, size_t max, uint64_t* victim, bool* sweep);
+  // Removes the evictable ingress entries charged to `destination`; returns how many.
+  size_t sweep_destination(uint32_t destination);
+  // What a refused create may sweep to make room: an account's (or every
+  // source's) evictable entries, or a destination's.
+  struct Sweep {
+    enum Kind : uint8_t { kNone, kAccount, kDestination } kind = kNone;
+    uint64_t victim = 0;
+  };
+  // Under quota_mu_: -1 if `account` (and, inbound, `destination`) may take
+  // one more entry, else the counter of the bound it meets and in *sweep
+  // what to sweep to make room, if enough would go.
+  int admit_locked(uint64_t account, uint32_t destination, size_t quota, size_t max, uint32_t now_s, Sweep* sweep);
+  // admit_locked's inbound bounds: the full half (every source's evictable
+  // entries go first), the destination's cap and fair share; -1 if none is met. O(1).
+  int admit_inbound_locked(uint32_t destination, size_t quota, size_t max, uint32_t now_s, Sweep* sweep);
+  // A destination's counts (dests_, active_dests_).
+  void add_dest_locked(uint32_t destination, int64_t total, int64_t evictable);
   Usage& usage_locked(uint64_t account) { return is_source(account) ? sources_[account] : usage_[uint32_t(account)]; }
   void adjust_locked(uint64_t account, int64_t total, int64_t evictable);
+  // An entry's counts: its account's and, an ingress entry's, its destination's.
+  void charge_locked(uint64_t account, uint32_t destination, int64_t total, int64_t evictable) {
+    adjust_locked(account, total, evictable);
+    if (is_source(account)) add_dest_locked(destination, total, evictable);
+  }
   // The sweep is worth it only when enough would go (a full table of replied
   // flows refuses new entries instead of scanning per packet).
   bool worth_sweeping(int64_t evictable, size_t limit) const { return evictable > 0 && size_t(evictable) * 16 >= limit; }
@@ -247,6 +310,10 @@ class Conntrack {
   std::unordered_map<uint32_t, Usage> usage_;     // local endpoints' own flows
   std::unordered_map<uint64_t, Usage> sources_;   // flows others started, per source (at most max_entries / 2 keys)
   Usage inbound_;                                 // sources_ summed
+  std::unordered_map<uint32_t, Usage> dests_;     // flows others started, per local destination (endpoint)
+  int64_t active_dests_ = 0;                      // destinations with a positive count
+  bool was_full_ = false;                         // the inbound half has been full, last at full_s_
+  uint32_t full_s_ = 0;
   std::atomic<uint64_t> counters_[kCounterCount];
 };
 

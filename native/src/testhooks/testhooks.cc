@@ -180,6 +180,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("policyBench", Napi::Function::New(env, PolicyBench));
   exports.Set("DelayLine", DelayLineWrap::Init(env));
   exports.Set("PolicyProbe", PolicyProbeClass(env));
+  exports.Set("ConntrackProbe", ConntrackProbeClass(env));
   exports.Set("ProbeMonitor", ProbeMonitorClass(env));
   return exports;
 }

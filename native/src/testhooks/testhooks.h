@@ -8,6 +8,7 @@ namespace testhooks {
 
 void RegisterPrimitives(Napi::Env env, Napi::Object exports);  // primitives_wrap.cc
 Napi::Function PolicyProbeClass(Napi::Env env);                // policy_probe_wrap.cc
+Napi::Function ConntrackProbeClass(Napi::Env env);             // conntrack_probe_wrap.cc
 Napi::Function ProbeMonitorClass(Napi::Env env);               // probe_monitor_wrap.cc
 
 }  // namespace testhooks

@@ -9,6 +9,7 @@ import { clusterConfigPrefix, pinnedPrefix, remotesPrefix } from '../keys.js';
 import { jsonCodec } from './codec.js';
 import { cidr, clusterId, clusterName, MAX_CIDRS, maxConnectedClusters } from './fields.js';
 import { mismatch } from './location.js';
+import { relayCIDRs } from './relaypin.js';
 import { underlayCIDRs } from './underlay.js';
 
 const nameAfter = (prefix: string, key: string): string | undefined => (key.startsWith(prefix) ? key.slice(prefix.length) : undefined);
@@ -56,8 +57,13 @@ export const pinnedClusterSchema = z.object({
    * a pin written before the field existed: the remote's node records are refused until it is connected again.
    */
   underlayCIDRs: underlayCIDRs.optional(),
-  /** The remote was a hub at connect: its relay offers are honoured. */
+  /** The remote was a hub at connect: its relay offers are honoured, inside relayCIDRs. */
   relay: z.boolean(),
+  /**
+   * What a hub may relay to this cluster (records/relaypin.ts), pinned at connect. Absent in a hub's pin written
+   * before the field existed: its relay offers are honoured for nothing until it is connected again.
+   */
+  relayCIDRs: relayCIDRs.optional(),
   /** This cluster opted in to the remote's mesh-wide policies (default false). */
   acceptPolicies: z.boolean(),
   /** The remote's layout at connect (absent: 255); Trust refuses a pin whose layout differs from ours. */
@@ -66,7 +72,7 @@ export const pinnedClusterSchema = z.object({
 export type PinnedCluster = z.infer<typeof pinnedClusterSchema>;
 
 export const pinnedClusterCodec = jsonCodec('pinned-cluster', pinnedClusterSchema, {
-  maxBytes: 4096,
+  maxBytes: 8192, // 16 pod and 16 underlay CIDRs, 128 relay CIDRs
   check: (key, v) => mismatch('cluster', nameAfter(pinnedPrefix(), key), v.name),
 });
 

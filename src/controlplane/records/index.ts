@@ -9,6 +9,7 @@ export * from './gateway.js';
 export * from './heartbeat.js';
 export * from './cluster.js';
 export * from './underlay.js';
+export * from './relaypin.js';
 export * from './status.js';
 export * from './location.js';
 export * from './rejections.js';

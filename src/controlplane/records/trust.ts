@@ -9,17 +9,24 @@
  *             pinned underlay CIDRs and inside no other cluster's (fail closed for a pin without them)
  *   endpoint  address inside the pinned CIDRs; identity with the pinned id's bits
  *   identity  cluster bits = the pinned id; labels naming a cluster name it (normalised in)
- *   relay     only from a cluster pinned as hub; only CIDRs no cluster owns (pod CIDRs, and the
+ *   relay     only from a cluster pinned as hub; only CIDRs inside its pinned relay CIDRs (none for a
+ *             pin without them), naming no notAHost range, no cluster owns (pod CIDRs, and the
  *             underlay CIDRs of ours and every pin), that hold no known node address, no wider
  *             than /8 (/16 for IPv6)
  *   policy    a remote's mesh-wide policy is enforced only with the opt-in (acceptPolicies)
+ *
+ * Until this cluster's own ranges are known (its cluster-config read: pod and underlay CIDRs) a node or relay
+ * check, and a local endpoint's, that finds no reason to refuse returns WAIT, not undefined: every node check
+ * reads our ranges (an address inside them is no other cluster's), and so does a relay's. Refusals stand
+ * (more ranges only refuse more). Readers hold a waiting record (neither used nor refused) and check it again
+ * once the config is read (agent: Admission; gateway-dns: NodePins).
  *
  * Stateful checks (a pod CIDR claimed by two nodes, an endpoint outside its
  * node's CIDRs, a gateway address that is not its node's) live with the state
  * they need: src/agent/admission.ts, src/gateway/gslb.ts.
  */
 import { CLUSTER_LABEL, DEFAULT_MAX_CLUSTERS, identityCluster, type MaxClusters } from '../../identity/identity.js';
-import { formatPrefix, notAHost, parseIP, parsePrefix, prefixContains, type Prefix } from '../../net/ip.js';
+import { formatPrefix, notAHost, notAHostIn, parseIP, parsePrefix, prefixContains, type Prefix } from '../../net/ip.js';
 import { prefixesOverlap } from '../types.js';
 import type { PinnedCluster } from './cluster.js';
 import type { EndpointRecord } from './endpoint.js';
@@ -35,15 +42,22 @@ export interface ClusterFacts {
   /**
    * Where the cluster's node addresses may lie (its pinned underlay CIDRs). 'unpinned': pinned, or configured,
    * before the field existed: every node address of the cluster is refused until it is pinned with them.
-   * 'unknown': the local cluster before its cluster-config is read (as podCIDRs: the check waits for it).
+   * 'unknown': the local cluster before its cluster-config is read (as podCIDRs: the check WAITs for it).
    */
   underlay: Prefix[] | 'unpinned' | 'unknown';
   relay: boolean;
+  /** What a hub may relay here (its pin's relayCIDRs); empty: nothing (no hub, or a pin that predates them). */
+  relayCIDRs: Prefix[];
   acceptPolicies: boolean;
 }
 
 /** A reason, or undefined when the claim holds. */
 export type Verdict = string | undefined;
+
+/** The verdict of a check that needs this cluster's own ranges before its cluster-config was read: hold, re-check. */
+export const WAIT = 'wait';
+/** A verdict, or WAIT. */
+export type Checked = Verdict | typeof WAIT;
 
 /**
  * Why the underlay address text `a` (the codec checked it) cannot be a node's own, or undefined: it names no
@@ -54,6 +68,18 @@ export type Verdict = string | undefined;
 export function notANodeAddress(a: string): Verdict {
   const local = notAHost(parseIP(a)!);
   return local ? `underlay address ${a} is ${local}: no node's own` : undefined;
+}
+
+const minRelayed = (p: Prefix) => (p.addr.length === 4 ? 8 : 16);
+
+/** Why hub `f` may not relay `p` at all, or undefined (the other drops are Trust.relay's). */
+function relayRefusal(f: ClusterFacts, p: Prefix): Verdict {
+  if (p.cidr < minRelayed(p)) return 'is wider than /8 (/16 for IPv6)';
+  const local = notAHostIn(p);
+  if (local) return `overlaps ${local}`;
+  if (!f.relayCIDRs.some((r) => r.addr.length === p.addr.length && r.cidr <= p.cidr && prefixContains(r, p.addr)))
+    return f.relayCIDRs.length ? `is outside ${f.name}'s pinned relay CIDRs` : `is not relayable: ${f.name}'s pin names no relay CIDRs (connect again)`;
+  return undefined;
 }
 
 const underlayOf = (cidrs: string[] | undefined): ClusterFacts['underlay'] => (cidrs ? cidrs.map((c) => parsePrefix(c)) : 'unpinned');
@@ -68,7 +94,7 @@ export class Trust {
    * are read, and the highest cluster id any pin or record may carry.
    */
   constructor(readonly localName: string, readonly localId: number, localCIDRs: string[] = [], readonly maxClusters: MaxClusters = DEFAULT_MAX_CLUSTERS) {
-    this.set({ name: localName, id: localId, podCIDRs: localCIDRs.map((c) => parsePrefix(c)), underlay: 'unknown', relay: false, acceptPolicies: true });
+    this.set({ name: localName, id: localId, podCIDRs: localCIDRs.map((c) => parsePrefix(c)), underlay: 'unknown', relay: false, relayCIDRs: [], acceptPolicies: true });
   }
 
   /** The local cluster's underlay CIDRs as its cluster-config names them (undefined: a config that predates them). */
@@ -94,7 +120,8 @@ export class Trust {
       return `${p.name} was connected with maxConnectedClusters ${theirs}, this cluster has ${this.maxClusters}: identities would name other clusters`;
     const holder = this.byId.get(p.id);
     if (holder !== undefined && holder !== p.name) return `id ${p.id} is already ${holder}'s`;
-    this.set({ name: p.name, id: p.id, podCIDRs: p.podCIDRs.map((c) => parsePrefix(c)), underlay: underlayOf(p.underlayCIDRs), relay: p.relay, acceptPolicies: p.acceptPolicies });
+    const relayCIDRs = (p.relayCIDRs ?? []).map((c) => parsePrefix(c));
+    this.set({ name: p.name, id: p.id, podCIDRs: p.podCIDRs.map((c) => parsePrefix(c)), underlay: underlayOf(p.underlayCIDRs), relay: p.relay, relayCIDRs, acceptPolicies: p.acceptPolicies });
     return undefined;
   }
 
@@ -103,7 +130,8 @@ export class Trust {
     const f = this.clusters.get(p.name);
     const text = (ps: Prefix[] | string) => (typeof ps === 'string' ? ps : ps.map(formatPrefix).join());
     const given = (cs: string[] | undefined) => (cs ? text(cs.map((c) => parsePrefix(c))) : 'unpinned');
-    return f !== undefined && f.id === p.id && f.relay === p.relay && f.acceptPolicies === p.acceptPolicies && text(f.podCIDRs) === given(p.podCIDRs) && text(f.underlay) === given(p.underlayCIDRs);
+    const same = f !== undefined && f.id === p.id && f.relay === p.relay && f.acceptPolicies === p.acceptPolicies && text(f.podCIDRs) === given(p.podCIDRs);
+    return same && text(f.underlay) === given(p.underlayCIDRs) && text(f.relayCIDRs) === text((p.relayCIDRs ?? []).map((c) => parsePrefix(c)));
   }
 
   unpin(name: string): void {
@@ -135,6 +163,15 @@ export class Trust {
     return this.byId.get(id);
   }
 
+  /**
+   * Whether this cluster's own ranges are known: its cluster-config read. Its pod CIDRs say it (a cluster-config
+   * always names one or more); every reader sets them and the underlay CIDRs from one config in one turn. Until
+   * then the checks that read them WAIT.
+   */
+  get localKnown(): boolean {
+    return this.clusters.get(this.localName)!.podCIDRs.length > 0;
+  }
+
   /** A remote's mesh-wide policies apply here only with the opt-in; our own always do. */
   enforcesPoliciesOf(cluster: string): boolean {
     return cluster === this.localName || this.clusters.get(cluster)?.acceptPolicies === true;
@@ -144,7 +181,13 @@ export class Trust {
     return this.clusters.get(cluster) ?? `cluster "${cluster}" is not pinned here (not connected)`;
   }
 
-  node(cluster: string, rec: NodeRecord): Verdict {
+  /** Refusals first; WAIT where nothing refuses and our own ranges are unknown (every node check reads them). */
+  node(cluster: string, rec: NodeRecord): Checked {
+    const why = this.nodeClaims(cluster, rec);
+    return why === undefined && !this.localKnown ? WAIT : why;
+  }
+
+  private nodeClaims(cluster: string, rec: NodeRecord): Verdict {
     const f = this.origin(cluster);
     if (typeof f === 'string') return f;
     if (rec.clusterId > this.maxClusters) return `claims cluster id ${rec.clusterId}, above this mesh's maxConnectedClusters (${this.maxClusters})`;
@@ -161,14 +204,15 @@ export class Trust {
     return this.insideCluster(f, rec.podCIDRs.map((c) => parsePrefix(c)), 'pod CIDR');
   }
 
-  endpoint(cluster: string, rec: EndpointRecord): Verdict {
+  /** WAIT for a local endpoint that nothing refuses while our pod CIDRs are unknown (a remote's reads only its pin). */
+  endpoint(cluster: string, rec: EndpointRecord): Checked {
     const f = this.origin(cluster);
     if (typeof f === 'string') return f;
     const of = (id: number) => identityCluster(id, this.maxClusters);
     if (rec.identity !== undefined && of(rec.identity) !== f.id) return `identity ${rec.identity} belongs to cluster id ${of(rec.identity)}, not ${cluster} (${f.id})`;
     const addr = parseIP(rec.ip)!;
     if (f.podCIDRs.length && !f.podCIDRs.some((p) => prefixContains(p, addr))) return `address ${rec.ip} is outside ${cluster}'s pod CIDRs`;
-    return undefined;
+    return cluster === this.localName && !this.localKnown ? WAIT : undefined;
   }
 
   /** Checks an identity and returns it with the cluster label set from the pinned name (or a reason). */
@@ -183,24 +227,32 @@ export class Trust {
   }
 
   /**
-   * A relay offer as far as it may be honoured: null with a reason when the
-   * cluster is no hub; otherwise only the CIDRs and ids it may relay (an offer
-   * also names clusters we reach directly: those are dropped, not refused).
-   * A CIDR overlapping any cluster's underlay CIDRs is dropped too: routed into
-   * the TUN it would take our own hosts (an etcd with no node record in that
-   * slice) or another cluster's away from the underlay.
+   * A relay offer as far as it may be honoured: a reason when the cluster is no hub; otherwise only the CIDRs
+   * and ids it may relay. An offer also names clusters we reach directly (their pod CIDRs): those are dropped,
+   * not refused, and so are CIDRs holding a known node address. A CIDR overlapping any cluster's underlay CIDRs
+   * is dropped too: routed into the TUN it would take our own hosts (an etcd with no node record in that slice)
+   * or another cluster's away from the underlay. What the hub may not offer at all is dropped and said to
+   * `refused` (once per offer; the caller counts it): a CIDR wider than /8 (/16 for IPv6), overlapping a range
+   * that names no host of its own (notAHost: the node's metadata service, resolver, loopback, link-local,
+   * multicast), or outside the hub's pinned relayCIDRs (every CIDR, for a pin that predates the field).
+   * WAIT while our own ranges are unknown: the offer could not be cut out of them.
    */
-  relay(cluster: string, rec: RelayRecord, holdsNodeAddress: (p: Prefix) => boolean = () => false): { record: RelayRecord } | string {
+  relay(cluster: string, rec: RelayRecord, holdsNodeAddress: (p: Prefix) => boolean = () => false, refused: (why: string) => void = () => undefined): { record: RelayRecord } | string {
     const f = this.origin(cluster);
     if (typeof f === 'string') return f;
     if (!f.relay) return `${cluster} is not pinned as a hub: its relay offers are not honoured`;
+    if (!this.localKnown) return WAIT;
     const known = [...this.clusters.values()].flatMap((c) => [...c.podCIDRs, ...(Array.isArray(c.underlay) ? c.underlay : [])]);
+    const bad: string[] = [];
     const podCIDRs = rec.podCIDRs.filter((c) => {
       const p = parsePrefix(c);
-      if (p.cidr < (p.addr.length === 4 ? 8 : 16)) return false;
-      if (known.some((k) => prefixesOverlap(k, p))) return false;
+      // a cluster's own ranges (reached directly, or an underlay) are dropped quietly: an honest hub offers them
+      if (p.cidr >= minRelayed(p) && known.some((k) => prefixesOverlap(k, p))) return false;
+      const why = relayRefusal(f, p);
+      if (why) return void bad.push(`${c} ${why}`);
       return !holdsNodeAddress(p);
     });
+    if (bad.length) refused(`relayed CIDRs dropped: ${bad.slice(0, 8).join('; ')}${bad.length > 8 ? ` and ${bad.length - 8} more` : ''}`);
     const clusterIds = (rec.clusterIds ?? []).filter((id) => !this.byId.has(id) && id <= this.maxClusters);
     return { record: { ...rec, podCIDRs, clusterIds } };
   }

@@ -26,11 +26,13 @@ export function underlayCIDRError(c: string): string | undefined {
   return t ? `${c} overlaps the translation prefix ${formatPrefix(t)} (its addresses embed other hosts' IPv4 ones)` : undefined;
 }
 
-export const underlayCIDRs = z
-  .array(cidr.superRefine((c, ctx) => {
+/** A CIDR field refused where `error` says why (underlay and relay pins). */
+export function cidrWhere(error: (c: string) => string | undefined) {
+  return cidr.superRefine((c, ctx) => {
     // zod runs this refinement after a failed `cidr` one too: that text is refused there, not parsed here
-    const why = isCidr(c) ? underlayCIDRError(c) : undefined;
+    const why = isCidr(c) ? error(c) : undefined;
     if (why) ctx.addIssue({ code: 'custom', message: why });
-  }))
-  .min(1)
-  .max(MAX_CIDRS);
+  });
+}
+
+export const underlayCIDRs = z.array(cidrWhere(underlayCIDRError)).min(1).max(MAX_CIDRS);
