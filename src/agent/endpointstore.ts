@@ -39,8 +39,13 @@ class Held {
   ) {}
 }
 
-/** The node id an endpoint key names ("cluster/node"), or "" when it is not an endpoint key. */
+/**
+ * The node id an endpoint key's text names ("cluster/node"), or "" when it is not an endpoint key. Throws on a
+ * key form (compactkeys.ts: starts with a character ≤ \x02), which would read as "" and file the key under no
+ * node: a form's node is EndpointStore.nodeOf's.
+ */
 export function nodeIdOf(key: string): string {
+  if (key.length > 0 && key.charCodeAt(0) <= 2) throw new Error('nodeIdOf: a key form, not a key text (EndpointStore.nodeOf)');
   // what stateLocation + the codec's split give, without their allocations: it runs several times per record
   const p = PREFIXES.find((x) => key.startsWith(x));
   if (p === undefined) return '';
@@ -60,7 +65,9 @@ export class EndpointStore {
 
   /** The node id of endpoint key `key` (its text or its form), as nodeIdOf. */
   nodeOf(key: string): string {
-    return nodeIdOf(this.forms.base(key));
+    const text = this.forms.base(key);
+    // an escaped form's text may start with a control character: no endpoint key does
+    return text.length > 0 && text.charCodeAt(0) <= 2 ? '' : nodeIdOf(text);
   }
 
   /** The candidate table's view (records by key, with their source cluster). */

@@ -35,7 +35,7 @@ const MARK = '\u0001';
 const ESCAPE = '\u0002';
 /** Characters of a base's index: 6 × 8 bits, past any count of bases a process sees (2^48). */
 const INDEX_CHARS = 6;
-/** Bases held before new ones need SHARE compact keys per base on average (below: a new base's keys stay plain). */
+/** Bases held before new ones need SHARE compactable keys held per base on average (below: a new base's keys stay plain). */
 const FREE_BASES = 64;
 const SHARE = 4;
 
@@ -108,15 +108,16 @@ export class CompactKeys {
   }
 
   /**
-   * `key`'s form, counted as held once more (one `release` of it per call). Holders of one key share the form
-   * one `acquire` gave (`hold` counts more): a key acquired twice may get two forms (plain, then compact once its
-   * base is held), each reading back to it.
+   * `key`'s form, counted as held once more (one `release` of it per call). A key acquired twice may get two
+   * forms (plain, then compact once its base is held), each reading back to it: a holder keeps the one it got.
    *
    * A base costs ~230 B (its text, its entry, two Map entries), a compact form ~32 B against ~104 B of text: a
    * base pays for itself from ~3.2 keys. Keys a remote chooses could give every key a base of its own, so past
-   * FREE_BASES a new base is made only while the compact keys held number SHARE per base; else the key's
-   * form is plain (its text, as without this table). The forms then never cost more than the keys' texts at the
-   * most keys held at once, plus FREE_BASES bases.
+   * FREE_BASES a new base is made only while the keys held that have a compact form (compact, or kept plain by
+   * this guard) number SHARE per base; else the key's form is plain (its text, as without this table). Bases are
+   * then at most FREE_BASES + 1/SHARE of those keys: at worst (one compact key per base, the others plain) the
+   * forms cost ~160 B per base, ≤ ~40 B per key, more than the keys' texts (docs/security.md). Counting the plain
+   * keys too keeps 64 one-key bases (listed first) from turning compaction off for every later node.
    */
   acquire(key: string): string {
     const slash = key.lastIndexOf('/');
@@ -124,7 +125,9 @@ export class CompactKeys {
     if (addr === undefined) return plain(key);
     let b = this.lookup(key, slash);
     if (!b) {
-      if (this.byIndex.size >= FREE_BASES && this.compactHeld < SHARE * this.byIndex.size) {
+      // every key held counts, the plain ones the guard kept too: else 64 bases of one (hostile) key each kept
+      // every later key plain for good (review of s13mem #4)
+      if (this.byIndex.size >= FREE_BASES && this.compactHeld + this.plainCompactable < SHARE * this.byIndex.size) {
         this.plainCompactable++;
         return plain(key);
       }
@@ -171,18 +174,6 @@ export class CompactKeys {
     if (addr === undefined) return plain(key);
     const b = this.lookup(key, slash);
     return b ? encode(b.index, addr) : undefined;
-  }
-
-  /**
-   * `form` (from `find`, for a key not held yet) held once more, as `acquire` of its key would: the same form,
-   * without reading the key again.
-   */
-  hold(form: string): string {
-    if (form.length > 0 && form[0] === MARK) {
-      this.baseOf(form).refs++;
-      this.compactHeld++;
-    } else if (this.compactable(form)) this.plainCompactable++;
-    return form;
   }
 
   /** Whether a plain form's key has a compact form (a key the guard kept plain). */

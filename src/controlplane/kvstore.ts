@@ -205,9 +205,15 @@ export class ListWatcher {
   /**
    * Only from the sink's synced(), of keys it holds no value of (replication.ts: nodes waiting for a place): forgets
    * them and lists once more before watching, so those still there come back with their values then. True: it will.
+   * `keys` are texts: each is looked up as the form `known` holds it in, and that form released (ListWatchSink.forms).
    */
   forget(keys: Iterable<string>): boolean {
-    for (const k of keys) if (this.known.delete(k)) this.listAgain = true;
+    for (const k of keys) {
+      const form = this.formOf(k);
+      if (form === undefined || !this.known.delete(form)) continue;
+      this.sink.forms?.release(form);
+      this.listAgain = true;
+    }
     return this.listAgain;
   }
   private listAgain = false;
