@@ -49,7 +49,7 @@ import { WAIT, type Trust } from '../controlplane/records/trust.js';
 import { formatPrefix, parseIP, parsePrefix, prefixContains, type Prefix } from '../net/ip.js';
 import { PrefixTrie } from '../net/prefixtrie.js';
 import { prefixesOverlap } from '../controlplane/types.js';
-import { EndpointStore, nodeIdOf, type Candidate } from './endpointstore.js';
+import { EndpointStore, type Candidate } from './endpointstore.js';
 import { claimsOf, OwnNode, type SelfNode } from './selfnode.js';
 import { DEFAULT_MAX_ENDPOINTS_PER_NODE, EndpointQuota } from './endpointquota.js';
 
@@ -57,7 +57,7 @@ export type { SelfNode } from './selfnode.js';
 
 export interface AdmissionSinks {
   node(key: string, rec: NodeRecord | undefined): void;
-  endpoint(key: string, rec: EndpointRecord | undefined): void;
+  endpoint(key: string, rec: EndpointRecord | undefined): void; // `key` as upsert got it: from the sinks, its form (endpointKeys)
   identity(key: string, rec: IdentityRecord | undefined): void;
   relay(key: string, rec: RelayRecord | undefined): void;
 }
@@ -107,6 +107,8 @@ type AdmittedTable = { get(key: string): unknown; set(key: string, v: unknown): 
 export class Admission {
   /** Endpoints' candidates, admitted values and keys by node: one table (endpointstore.ts). */
   private readonly endpoints = new EndpointStore();
+  /** The forms endpoint keys are held in, from their watch (sinks.ts) to the data path: read their text here. */
+  readonly endpointKeys = this.endpoints.forms;
   private readonly cand: { [K in Kind]: CandidateTable } = { node: new Candidates(), endpoint: this.endpoints.candidates, identity: new Candidates(), relay: new Candidates() };
   private readonly admitted: { node: Map<string, unknown> } & { [K in Kind]: AdmittedTable } = { node: new Map(), endpoint: this.endpoints.admitted, identity: new Map(), relay: new Map() };
   /** Admitted nodes: key by "cluster/name" (their claims are their records', in `admitted.node`). */
@@ -162,14 +164,14 @@ export class Admission {
     // a new record: its refusal is reported anew, and it waits anew at its node's bound, as after a delete
     if (reborn) {
       this.reported.delete(key);
-      if (kind === 'endpoint' && this.quota.holding) this.quota.release(nodeIdOf(key), key);
+      if (kind === 'endpoint' && this.quota.holding) this.quota.release(this.endpoints.nodeOf(key), key);
     }
     this.evaluate(kind, key, reborn);
   }
 
   remove(kind: Kind, key: string): void {
     this.cand[kind].delete(key);
-    if (kind === 'endpoint' && this.quota.holding) this.quota.release(nodeIdOf(key), key);
+    if (kind === 'endpoint' && this.quota.holding) this.quota.release(this.endpoints.nodeOf(key), key);
     if (kind === 'node') this.unwait(key);
     this.awaiting.delete(key);
     this.reported.delete(key);
@@ -191,7 +193,7 @@ export class Admission {
     const out = this.decide(kind, key, c);
     if (out === AWAIT_CONFIG) {
       this.awaiting.add(key);
-      if (kind === 'endpoint' && this.quota.holding) this.quota.release(nodeIdOf(key), key);
+      if (kind === 'endpoint' && this.quota.holding) this.quota.release(this.endpoints.nodeOf(key), key);
       return this.withdraw(kind, key);
     }
     this.awaiting.delete(key);
@@ -199,11 +201,11 @@ export class Admission {
     // made one cost more than an admitted one), or waits there no more
     if (kind === 'endpoint') {
       if (out instanceof RecordError && out.reason === 'budget') {
-        if (this.quota.holdBack(nodeIdOf(key), key)) this.rejections.add(out, c.cluster);
+        if (this.quota.holdBack(this.endpoints.nodeOf(key), key)) this.rejections.add(out, c.cluster);
         this.reported.delete(key);
         return this.withdraw(kind, key); // an admitted endpoint is never refused for the bound (decide)
       }
-      if (this.quota.holding) this.quota.release(nodeIdOf(key), key);
+      if (this.quota.holding) this.quota.release(this.endpoints.nodeOf(key), key);
     }
     if (out === 'wait') return this.withdraw(kind, key);
     if (out instanceof RecordError) {
@@ -230,7 +232,7 @@ export class Admission {
   }
 
   private decide(kind: Kind, key: string, c: Candidate<unknown>): unknown {
-    const refuse = (type: RecordType, reason: RejectReason, detail: string) => RecordError.quiet(type, key, reason, detail);
+    const refuse = (type: RecordType, reason: RejectReason, detail: string) => RecordError.quiet(type, kind === 'endpoint' ? this.endpointKeys.full(key) : key, reason, detail);
     switch (kind) {
       case 'node': {
         const rec = c.rec as NodeRecord;
@@ -245,7 +247,7 @@ export class Admission {
         const why = this.trust.endpoint(c.cluster, rec);
         if (why && why !== WAIT) return refuse('endpoint', 'claim', why);
         // the codec checked it already; the endpoint table files a record under its key's node (endpointstore.ts)
-        const id = nodeIdOf(key);
+        const id = this.endpoints.nodeOf(key);
         if (id !== `${c.cluster}/${rec.node}`) return refuse('endpoint', 'claim', `the key does not name node ${c.cluster}/${rec.node}`);
         const nodeKey = this.nodeByName.get(id);
         // before the config only our own node's (admitted as node.yaml says): inside its pod CIDRs, below
@@ -314,7 +316,7 @@ export class Admission {
 
   private admit(kind: Kind, key: string, cluster: string, rec: unknown): void {
     if (kind !== 'node') {
-      if (kind === 'endpoint' && this.admitted.endpoint.get(key) === undefined) this.quota.admitted(nodeIdOf(key));
+      if (kind === 'endpoint' && this.admitted.endpoint.get(key) === undefined) this.quota.admitted(this.endpoints.nodeOf(key));
       this.admitted[kind].set(key, rec);
       if (kind === 'endpoint') return this.sinks.endpoint(key, rec as EndpointRecord);
       if (kind === 'identity') return this.sinks.identity(key, rec as IdentityRecord);
@@ -420,7 +422,7 @@ export class Admission {
 
   /** The room an endpoint leaves goes to its node's endpoints held back, the one that waited longest first. */
   private endpointWithdrawn(key: string): void {
-    const id = nodeIdOf(key);
+    const id = this.endpoints.nodeOf(key);
     this.quota.withdrawn(id);
     this.sinks.endpoint(key, undefined);
     for (let k = this.quota.next(id); k !== undefined; k = this.quota.next(id)) this.evaluate('endpoint', k);

@@ -131,7 +131,8 @@ export class Agent extends EventEmitter {
   }
 
   /**
-   * Endpoint records (own cluster and cached, admitted), by etcd key: the policy
+   * Endpoint records (own cluster and cached, admitted), by their etcd key's form (Admission.endpointKeys: a
+   * compact form for an endpoint key, `full` gives its text; issue 16): the policy
    * data path's own map when policy is on (one map per record, not two: ~46 B per
    * remote endpoint, bench/memory.ts), else the agent's. Its order is not meaningful: a record that gains an
    * identity moves last (the policy universe reads its facts in this order; registration's conflict error lists

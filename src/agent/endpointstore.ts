@@ -20,6 +20,7 @@
  * (src/agent/keytable.ts: ~31 B per endpoint less than a Map at 10 per node).
  */
 import { cachePrefix, statePrefix } from '../controlplane/keys.js';
+import { CompactKeys } from '../controlplane/compactkeys.js';
 import { internName } from '../controlplane/records/intern.js';
 import { ktDelete, ktGet, ktKeys, ktSet, type KeyTable } from './keytable.js';
 
@@ -38,8 +39,13 @@ class Held {
   ) {}
 }
 
-/** The node id an endpoint key names ("cluster/node"), or "" when it is not an endpoint key. */
+/**
+ * The node id an endpoint key's text names ("cluster/node"), or "" when it is not an endpoint key. Throws on a
+ * key form (compactkeys.ts: starts with a character ≤ \x02), which would read as "" and file the key under no
+ * node: a form's node is EndpointStore.nodeOf's.
+ */
 export function nodeIdOf(key: string): string {
+  if (key.length > 0 && key.charCodeAt(0) <= 2) throw new Error('nodeIdOf: a key form, not a key text (EndpointStore.nodeOf)');
   // what stateLocation + the codec's split give, without their allocations: it runs several times per record
   const p = PREFIXES.find((x) => key.startsWith(x));
   if (p === undefined) return '';
@@ -51,6 +57,18 @@ const PREFIXES = [statePrefix('ip'), cachePrefix('ip')];
 
 export class EndpointStore {
   private readonly byNode = new Map<string, KeyTable<unknown>>();
+  /**
+   * The forms its keys come in (compactkeys.ts: the watch, this table and the data path hold an endpoint key as
+   * ~32 B instead of its ~100 B of text); a key's node is read from its form's base, no text rebuilt.
+   */
+  readonly forms = new CompactKeys();
+
+  /** The node id of endpoint key `key` (its text or its form), as nodeIdOf. */
+  nodeOf(key: string): string {
+    const text = this.forms.base(key);
+    // an escaped form's text may start with a control character: no endpoint key does
+    return text.length > 0 && text.charCodeAt(0) <= 2 ? '' : nodeIdOf(text);
+  }
 
   /** The candidate table's view (records by key, with their source cluster). */
   readonly candidates = {
@@ -88,7 +106,7 @@ export class EndpointStore {
   }
 
   private raw(key: string): unknown {
-    return ktGet(this.byNode.get(nodeIdOf(key)), key);
+    return ktGet(this.byNode.get(this.nodeOf(key)), key);
   }
 
   private admittedOf(key: string): unknown {
@@ -97,7 +115,7 @@ export class EndpointStore {
   }
 
   private put(key: string, cluster: string, cand: unknown, admitted: unknown): void {
-    const id = nodeIdOf(key);
+    const id = this.nodeOf(key);
     const m = this.byNode.get(id);
     if (cand === undefined && admitted === undefined) {
       if (m === undefined) return;

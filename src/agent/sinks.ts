@@ -16,6 +16,7 @@ import {
   type StateType,
 } from '../controlplane/keys.js';
 import { decoded, refusedInto, type ListWatchSink } from '../controlplane/kvstore.js';
+import type { CompactKeys } from '../controlplane/compactkeys.js';
 import {
   clusterConfigCodec,
   endpointCodec,
@@ -53,7 +54,7 @@ export interface WatchTargets {
   cluster: { name: string; id: number; maxConnectedClusters?: 255 | 511 };
   trust: Trust;
   rejections: Rejections;
-  admission: Pick<Admission, 'upsert' | 'remove' | 'recheck'>;
+  admission: Pick<Admission, 'upsert' | 'remove' | 'recheck'> & Partial<Pick<Admission, 'endpointKeys'>>;
   peers: { setSynced(cluster: string, synced: boolean): void; setRelayEnabled(on: boolean): void; queue(): void };
   /** Remote clusters' kvstoremesh heartbeats present in our cache: lag on arrival and arrival (metrics). */
   syncLag: Map<string, { lagMs: number; receivedAtMs: number }>;
@@ -79,27 +80,29 @@ class Sinks {
    * A decoding sink for a state type: a cache/ record naming our own cluster is refused (only we speak for us).
    * `reborn` (ListWatchSink.upsert) reaches `upsert`: admission needs it.
    */
-  state<T>(type: StateType, codec: Codec<T>, upsert: (k: string, cluster: string, name: string, v: T, reborn?: boolean) => void, remove: (k: string) => void): ListWatchSink {
+  state<T>(type: StateType, codec: Codec<T>, upsert: (k: string, cluster: string, name: string, v: T, reborn?: boolean) => void, remove: (k: string) => void, forms?: CompactKeys): ListWatchSink {
     const own = this.t.cluster.name;
     const rej = this.t.rejections;
     return decoded(codec, {
-      upsert: (k, v, reborn) => {
-        const loc = stateLocation(type, k);
+      upsert: (k, v, reborn, text = k) => {
+        const loc = stateLocation(type, text);
         if (!loc) return;
         if (loc.cached && loc.cluster === own) {
-          rej.add(new RecordError(codec.type, k, 'claim', `a cached record names this cluster (${own}): only its own agents speak for it`), loc.cluster);
+          rej.add(new RecordError(codec.type, text, 'claim', `a cached record names this cluster (${own}): only its own agents speak for it`), loc.cluster);
           return false;
         }
         upsert(k, loc.cluster, loc.name, v, reborn);
       },
       remove,
-    }, rej, (k) => stateLocation(type, k)?.cluster ?? ''); // the cluster each key names: the origin whose claims are checked
+    }, rej, (k) => stateLocation(type, k)?.cluster ?? '', forms); // the cluster each key names: the origin whose claims are checked
   }
 
   /** Records that go through admission (records/trust.ts, admission.ts) into the data path. */
   admit<T>(type: StateType, kind: Parameters<Admission['upsert']>[0], codec: Codec<T>): ListWatchSink {
     const a = this.t.admission;
-    return this.state(type, codec, (k, cluster, _n, v, reborn) => a.upsert(kind, k, cluster, v, reborn), (k) => a.remove(kind, k));
+    // endpoint keys held in admission's compact forms (ListWatchSink.forms) from the watch to the data path
+    const forms = kind === 'endpoint' ? a.endpointKeys : undefined;
+    return this.state(type, codec, (k, cluster, _n, v, reborn) => a.upsert(kind, k, cluster, v, reborn), (k) => a.remove(kind, k), forms);
   }
 
   /** Our own and the cached copies of a state type, into one sink. */

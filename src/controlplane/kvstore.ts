@@ -11,9 +11,7 @@ import { KEY_NOT_UTF8, leanWatch, textKV, VALUE_NOT_UTF8, type Rejected, type Wa
 import { doublingDelay } from './backoff.js';
 import { DigestTable } from './digesttable.js';
 import { valueDigest } from './valuedigest.js';
-import { refusedInto } from './refusedinto.js';
-import { RecordError, tryDecode, type Codec, type RecordType } from './records/codec.js';
-import type { Rejections } from './records/rejections.js';
+import type { ListWatchSink } from './recordsink.js';
 
 export interface KV {
   key: string;
@@ -26,6 +24,7 @@ export type { Rejected, WatchHandlers } from './etcdwatch.js';
 export { connectEtcd, isAuthRevisionRace, type EtcdOptions } from './etcdconnect.js';
 export { valueDigest } from './valuedigest.js';
 export { refusedInto } from './refusedinto.js';
+export { decoded, type ListWatchSink, type RecordSink } from './recordsink.js';
 
 export interface KVStore {
   /** `rejected`: records refused alone (etcd: bytes that are not valid UTF-8), left out of `kvs`. */
@@ -111,56 +110,6 @@ export class EtcdStore implements KVStore, KVWriter {
   }
 }
 
-export interface ListWatchSink {
-  /**
-   * Returns `false` when the value was refused (counted by the sink) and the sink kept the key's previous value
-   * (anything else: taken). ListWatcher then removes that previous value if the refused one is of a new
-   * incarnation of the key (deleted in between). `reborn`: the value is of such a new incarnation (the key was
-   * deleted and created again since the value last handed over, maybe unseen in a gap that forced a relist).
-   */
-  upsert(key: string, value: string, reborn?: boolean): unknown;
-  remove(key: string): void;
-  /** Called after every complete (re)list: the sink now mirrors the prefix. */
-  synced?(): void;
-  /**
-   * The store refused a record alone (a key, then in hex, or a value that is not valid UTF-8): the sink counts it
-   * with its own refusals (decoded() does, through refusedInto); a sink without it has ListWatcher log it. Once
-   * per refused write on the watch, once per key and incarnation across relists.
-   */
-  refused?: Rejected;
-}
-
-/** A sink of decoded records. */
-export interface RecordSink<T> {
-  /** `false`: refused; `reborn`: of a new incarnation of the key (both as ListWatchSink.upsert). */
-  upsert(key: string, value: T, reborn?: boolean): unknown;
-  remove(key: string): void;
-  synced?(): void;
-}
-
-/**
- * Decodes every value with `codec` before `sink` sees it. A value that does
- * not decode is rejected alone (logged, counted in `rejections` under the
- * cluster its key names) and the sink keeps the key's previous good value
- * (upsert answers false: ListWatcher removes that value if the key was
- * deleted in between); `origin` names that cluster from the key. `reborn`
- * goes through to `sink` with the decoded value: a sink that refuses a value
- * of its own accord must know whether the value it keeps is of a deleted key.
- */
-export function decoded<T>(codec: Codec<T>, sink: RecordSink<T>, rejections: Rejections, origin: (key: string) => string = () => ''): ListWatchSink {
-  return {
-    upsert: (key, value, reborn) => {
-      const r = tryDecode(codec, key, value);
-      if (r.ok) return sink.upsert(key, r.value, reborn);
-      rejections.add(r.error, origin(key));
-      return false;
-    },
-    remove: (key) => sink.remove(key),
-    ...(sink.synced ? { synced: () => sink.synced!() } : {}),
-    refused: refusedInto(rejections, codec.type, origin),
-  };
-}
-
 /** A refused key's id in ListWatcher's refused keys: a binary key (named in hex) apart from any text key. */
 const refusedId = (key: string, binary: boolean): number => valueDigest(binary ? `\0${key}` : key);
 
@@ -230,20 +179,41 @@ export class ListWatcher {
   }
 
   keys(): string[] {
-    return [...this.known.keys()];
+    return [...this.known.keys()].map((f) => this.text(f));
   }
 
   /** The create revision of `key` as last handed to the sink (0: the store gave none), or undefined when not held. */
   createRevision(key: string): number | undefined {
-    return this.known.createRevision(key);
+    const f = this.formOf(key);
+    return f === undefined ? undefined : this.known.createRevision(f);
+  }
+
+  /**
+   * `known` holds each key as the sink's form of it (ListWatchSink.forms; without: the key itself), and the sink
+   * gets that form: the form of `key` when held, else undefined.
+   */
+  private formOf(key: string): string | undefined {
+    const has = (f: string) => this.known.get(f) !== undefined;
+    if (this.sink.forms) return this.sink.forms.heldForm(key, has);
+    return has(key) ? key : undefined;
+  }
+
+  private text(form: string): string {
+    return this.sink.forms ? this.sink.forms.full(form) : form;
   }
 
   /**
    * Only from the sink's synced(), of keys it holds no value of (replication.ts: nodes waiting for a place): forgets
    * them and lists once more before watching, so those still there come back with their values then. True: it will.
+   * `keys` are texts: each is looked up as the form `known` holds it in, and that form released (ListWatchSink.forms).
    */
   forget(keys: Iterable<string>): boolean {
-    for (const k of keys) if (this.known.delete(k)) this.listAgain = true;
+    for (const k of keys) {
+      const form = this.formOf(k);
+      if (form === undefined || !this.known.delete(form)) continue;
+      this.sink.forms?.release(form);
+      this.listAgain = true;
+    }
     return this.listAgain;
   }
   private listAgain = false;
@@ -270,7 +240,7 @@ export class ListWatcher {
       fn();
     } catch (err) {
       this.sinkErrors++;
-      this.log.error({ prefix: this.prefix, key, op, err: (err as Error).message }, 'sink failed on a record; skipped');
+      this.log.error({ prefix: this.prefix, key: this.text(key), op, err: (err as Error).message }, 'sink failed on a record; skipped');
     }
   }
 
@@ -307,9 +277,9 @@ export class ListWatcher {
     if (this.refusedKeys.size > 0) this.refusedKeys.delete(refusedId(key, binary));
   }
 
-  /** Whether create revision `c` is another incarnation of `key` than the one last seen (both known). */
-  private reborn(key: string, c: number): boolean {
-    const k = this.known.createRevision(key);
+  /** Whether create revision `c` is another incarnation of the key held as `form` than the one last seen (both known). */
+  private reborn(form: string | undefined, c: number): boolean {
+    const k = form === undefined ? undefined : this.known.createRevision(form);
     return k !== undefined && k !== 0 && c !== 0 && k !== c;
   }
 
@@ -320,26 +290,32 @@ export class ListWatcher {
    * refused removes the old incarnation's value, as the delete would have; so does one the sink threw on (a
    * bug, but the old value must not outlive its delete because of it).
    */
-  private put(kv: KV): void {
+  private put(kv: KV): string {
     const c = incarnation(kv.createRevision);
     const d = valueDigest(kv.value);
-    if (this.known.get(kv.key) === d && this.known.createRevision(kv.key) === c) return;
-    const reborn = this.reborn(kv.key, c);
-    this.known.set(kv.key, d, c);
+    const forms = this.sink.forms;
+    const held = this.formOf(kv.key);
+    if (held !== undefined && this.known.get(held) === d && this.known.createRevision(held) === c) return held;
+    const reborn = this.reborn(held, c);
+    const form = held ?? (forms ? forms.acquire(kv.key) : kv.key);
+    this.known.set(form, d, c);
     this.forgetRefused(kv.key, false);
-    this.deliver('upsert', kv.key, () => {
+    this.deliver('upsert', form, () => {
       let taken: unknown = false;
       try {
-        taken = this.sink.upsert(kv.key, kv.value, reborn);
+        taken = this.sink.upsert(form, kv.value, reborn, kv.key);
       } finally {
-        if (taken === false && reborn) this.sink.remove(kv.key);
+        if (taken === false && reborn) this.sink.remove(form);
       }
     });
+    return form;
   }
 
-  /** The key is gone (deleted, or a new incarnation refused by the store): the sink forgets it. */
-  private drop(key: string): void {
-    if (this.known.delete(key)) this.deliver('remove', key, () => this.sink.remove(key));
+  /** The key held as `form` is gone (deleted, or a new incarnation refused by the store): the sink forgets it. */
+  private drop(form: string | undefined): void {
+    if (form === undefined || !this.known.delete(form)) return;
+    this.deliver('remove', form, () => this.sink.remove(form));
+    this.sink.forms?.release(form); // after the sink's remove, which may still read the form's text
   }
 
   /**
@@ -354,15 +330,13 @@ export class ListWatcher {
     const take = (kvs: KV[], revision?: string) => {
       if (this.stopped) return;
       if (revision !== undefined) this.listRevision = revision;
-      for (const kv of kvs) {
-        seen.add(kv.key);
-        this.put(kv);
-      }
+      for (const kv of kvs) seen.add(this.put(kv));
     };
     // a key whose value is refused keeps its previous value (as on a watch), so it counts as seen, unless it
     // was deleted and created again since: then the previous value goes (removed below, as unseen)
     const rejected: Rejected = (key, reason, createRevision) => {
-      if (reason === VALUE_NOT_UTF8 && !this.reborn(key, incarnation(createRevision))) seen.add(key);
+      const held = this.formOf(key);
+      if (reason === VALUE_NOT_UTF8 && held !== undefined && !this.reborn(held, incarnation(createRevision))) seen.add(held);
       refusedNow.add(refusedId(key, reason === KEY_NOT_UTF8));
       this.refused(key, reason, createRevision, true);
     };
@@ -411,7 +385,7 @@ export class ListWatcher {
           delete: (key, rev) => {
             this.revision = rev;
             this.forgetRefused(key, false);
-            this.drop(key);
+            this.drop(this.formOf(key));
           },
           unreadableDeleted: (hexKey) => this.forgetRefused(hexKey, true),
           broken: (err) => broken(err),
@@ -419,7 +393,8 @@ export class ListWatcher {
           rejected: (key, reason, createRevision) => {
             this.refused(key, reason, createRevision, false);
             // etcd sends the delete before the put, so only a put without one (never from etcd) is caught here
-            if (reason === VALUE_NOT_UTF8 && this.reborn(key, incarnation(createRevision))) this.drop(key);
+            const held = this.formOf(key);
+            if (reason === VALUE_NOT_UTF8 && this.reborn(held, incarnation(createRevision))) this.drop(held);
           },
         });
         this.cancelWatch = () => w.cancel();

@@ -61,7 +61,7 @@ export class PolicyDatapath extends EventEmitter {
   /** The ipcache: every prefix with the sources that put it there (ipcache.ts); flushed as batches. */
   readonly ipcache = new IpcacheTable();
   private readonly endpointRecords = new Map<string, EndpointRecord>(); // by etcd key
-  /** Endpoint records by etcd key (also the agent's endpoint map: Agent.endpoints). */
+  /** Endpoint records by etcd key or its form (the agent's: Admission.endpointKeys), also Agent.endpoints. */
   get endpoints(): ReadonlyMap<string, EndpointRecord> { return this.endpointRecords; }
   private readonly byAddress = new EndpointsByAddress(this.endpointRecords, this.ipcache); // the latest record naming an address
   private readonly nodeAddresses = new Map<string, string[]>(); // node id -> addresses
@@ -161,7 +161,8 @@ export class PolicyDatapath extends EventEmitter {
   }
 
   /**
-   * An endpoint record, by its etcd key (the owner of its ipcache entry): two
+   * An endpoint record, by its etcd key or that key's form (the owner of its ipcache entry; the agent's keys are
+   * Admission.endpointKeys' forms, which start with no other owner's `node:`, `local:`, `cidr:`): two
    * records may name one address for a while (a pod moved to another node, the
    * old record not expired yet); the latest wins and the other's removal leaves it.
    */

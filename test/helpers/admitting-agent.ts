@@ -20,7 +20,8 @@ export function agentOn(store: KVStore, prefixes = ['wiremesh/cache/nodes/', 'wi
   const rejections = new Rejections();
   const seen = { node: new Map<string, NodeRecord>(), endpoint: new Map<string, EndpointRecord>() };
   const put = <T>(m: Map<string, T>) => (k: string, r: T | undefined) => (r ? m.set(k, r) : m.delete(k));
-  const admission = new Admission(trust, rejections, { node: put(seen.node), endpoint: put(seen.endpoint), identity: () => undefined, relay: () => undefined });
+  // endpoint keys reach admission's sinks in its compact forms (Admission.endpointKeys): `seen` keeps their texts
+  const admission: Admission = new Admission(trust, rejections, { node: put(seen.node), endpoint: (k, r) => put(seen.endpoint)(admission.endpointKeys.full(k), r), identity: () => undefined, relay: () => undefined });
   const rows = stateWatches(targetsOf(trust, rejections, admission)).filter((w) => prefixes.some((p) => w.prefix.startsWith(p)));
   const watchers = rows.map((w) => new ListWatcher(store, w.prefix, w.sink));
   return { seen, rejections, watchers };

@@ -28,7 +28,8 @@ function agentOn(store: MemKV) {
   const rejections = new Rejections();
   const seen = { node: new Map<string, NodeRecord>(), endpoint: new Map<string, EndpointRecord>(), relay: new Map<string, RelayRecord>() };
   const put = <T>(m: Map<string, T>) => (k: string, r: T | undefined) => (r ? m.set(k, r) : m.delete(k));
-  const admission = new Admission(trust, rejections, { node: put(seen.node), endpoint: put(seen.endpoint), identity: () => undefined, relay: put(seen.relay) }, {
+  // endpoint keys reach the sinks in admission's compact forms (Admission.endpointKeys): `seen` keeps their texts
+  const admission: Admission = new Admission(trust, rejections, { node: put(seen.node), endpoint: (k, r) => put(seen.endpoint)(admission.endpointKeys.full(k), r), identity: () => undefined, relay: put(seen.relay) }, {
     key: stateKey('nodes', 'c1', 'self'),
     podCIDRs: SELF.podCIDRs,
     addresses: SELF.addresses,

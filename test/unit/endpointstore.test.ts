@@ -16,6 +16,20 @@ describe('EndpointStore', () => {
     for (const k of ['wiremesh/cache/ip/v2//n1/1.2.3.4', 'wiremesh/cache/ip/v2/c2//1.2.3.4', 'wiremesh/cache/ip/v2/c2/', 'wiremesh/cache/ip/v2/c2', 'wiremesh/cache/nodes/v1/c2/n1/x']) expect(nodeIdOf(k)).toBe('');
   });
 
+  it('reads a node from a key form only through nodeOf: nodeIdOf refuses a form loudly (review of s13mem #1)', () => {
+    const s = new EndpointStore();
+    const k = key('c2', 'n1', '100.66.1.10');
+    const form = s.forms.acquire(k);
+    expect(form.charCodeAt(0)).toBe(1); // compact
+    expect(() => nodeIdOf(form)).toThrow(/key form/); // was '': a quota released against no node
+    expect(s.nodeOf(form)).toBe('c2/n1');
+    expect(s.nodeOf(k)).toBe('c2/n1');
+    const escaped = s.forms.acquire('\u0001x'); // a key that is no endpoint key, starting with a control character
+    expect(() => nodeIdOf(s.forms.full(escaped))).toThrow(/key form/);
+    expect(s.nodeOf(escaped)).toBe('');
+    s.forms.release(form);
+  });
+
   for (const seed of [1, 2, 3, 42, 9001]) {
     it(`agrees with the reference maps on random changes (seed ${seed})`, () => {
       const rand = prng(seed);

@@ -1,0 +1,226 @@
+/**
+ * Keys ending in an IP address held in a compact form (issue 16, bench/memory.ts):
+ * the key's text up to its last '/' (for an endpoint key
+ * `wiremesh/cache/ip/v2/<cluster>/<node>/`, shared by the ~10–30 endpoints of a
+ * node) interned once as a small index, the address as its bytes. An 80-character
+ * endpoint key is ~104 B of heap per copy; its compact form is a one-byte string
+ * of 11 characters (IPv4: 32 B) or 23 (IPv6: 40 B).
+ *
+ * Forms (all one-byte strings; which one is read from the first character):
+ * - compact: MARK, the base's index in 6 characters of 8 bits (little-endian),
+ *   then the address's 4 or 16 bytes, one per character. Taken when the text
+ *   after the last '/' is an address in its canonical text (formatIP(parseIP(t))
+ *   === t), so that text and bytes are one-to-one.
+ * - escaped: ESCAPE then the key, for a key that does not compact and starts
+ *   with a character ≤ ESCAPE (no etcd key under a wiremesh prefix does).
+ * - the key itself otherwise.
+ * The three never meet, and each gives back its key (`full`): no two keys share a
+ * form. A base's index is never reused (a counter up to 2^48), so a compact key
+ * kept past its release names no other base: `full` throws on it (a holder's bug,
+ * loud rather than a key misread).
+ *
+ * Bounds: one base entry per distinct base among the held keys (two Map entries
+ * and the base text), released with its last key. Keys a remote chooses cannot
+ * make it collide; one base per key (every endpoint on a node of its own) costs
+ * the base entry per key (~150 B more than the key text alone), bounded by the
+ * keys held, as any table of them is.
+ *
+ * Holders count themselves: every `acquire` is paired with one `release` of the
+ * form it returned. `find` answers for a held key without counting or interning.
+ */
+import { formatIP, parseIP } from '../net/ip.js';
+import { internName } from './records/intern.js';
+
+const MARK = '\u0001';
+const ESCAPE = '\u0002';
+/** Characters of a base's index: 6 × 8 bits, past any count of bases a process sees (2^48). */
+const INDEX_CHARS = 6;
+/** Bases held before new ones need SHARE compactable keys held per base on average (below: a new base's keys stay plain). */
+const FREE_BASES = 64;
+const SHARE = 4;
+
+/** The plain form: the key itself, escaped when it starts with a character a compact or escaped form starts with. */
+const plain = (key: string): string => (key.length > 0 && key.charCodeAt(0) <= ESCAPE.charCodeAt(0) ? ESCAPE + key : key);
+
+interface Base {
+  readonly index: number;
+  readonly text: string;
+  refs: number;
+}
+
+/**
+ * The address after a key's last '/' (at `slash`) when it is in canonical text (a dotted quad without leading
+ * zeros, or what formatIP gives for IPv6): an IPv4 address as its 32-bit number, an IPv6 one as its 16 bytes;
+ * else undefined. A dotted quad is scanned here, without a Buffer: this runs once or twice per watched record.
+ */
+function addressOf(key: string, slash: number): number | Buffer | undefined {
+  const n = key.length - slash - 1;
+  if (n >= 7 && n <= 15) {
+    let out = 0;
+    let i = slash + 1;
+    for (let o = 0; o < 4; o++) {
+      if (o > 0 && key.charCodeAt(i++) !== 46) return v6(key, slash); // '.'
+      const start = i;
+      let v = 0;
+      for (let c = key.charCodeAt(i); c >= 48 && c <= 57 && i - start < 3; c = key.charCodeAt(++i)) v = v * 10 + (c - 48);
+      if (i === start || v > 255 || (i - start > 1 && key.charCodeAt(start) === 48)) return v6(key, slash);
+      out = out * 256 + v;
+    }
+    if (i === key.length) return out;
+  }
+  return v6(key, slash);
+}
+
+function v6(key: string, slash: number): Buffer | undefined {
+  const text = key.slice(slash + 1);
+  if (text.length < 2 || text.length > 45 || !text.includes(':')) return undefined;
+  const b = parseIP(text);
+  return b && b.length === 16 && formatIP(b) === text ? b : undefined;
+}
+
+/** MARK, the index's 6 characters, the address's 4 or 16: one flat string (one allocation). */
+function encode(index: number, addr: number | Buffer): string {
+  const lo = index % 16777216, hi = Math.floor(index / 16777216);
+  const i0 = lo & 255, i1 = (lo >>> 8) & 255, i2 = lo >>> 16, i3 = hi & 255, i4 = (hi >>> 8) & 255, i5 = hi >>> 16;
+  if (typeof addr === 'number') return String.fromCharCode(1, i0, i1, i2, i3, i4, i5, addr >>> 24, (addr >>> 16) & 255, (addr >>> 8) & 255, addr & 255);
+  return String.fromCharCode(1, i0, i1, i2, i3, i4, i5, ...addr);
+}
+
+function indexOf(compact: string): number {
+  let v = 0;
+  for (let i = INDEX_CHARS; i >= 1; i--) v = v * 256 + compact.charCodeAt(i);
+  return v;
+}
+
+export class CompactKeys {
+  private readonly byText = new Map<string, Base>();
+  private readonly byIndex = new Map<number, Base>();
+  private nextIndex = 0;
+  /** Compact forms held (every base's refs), and plain forms held of keys that have a compact one (the guard's). */
+  private compactHeld = 0;
+  private plainCompactable = 0;
+  /** The base last looked up or acquired (lookup): held (forgotten when released). */
+  private last: Base | undefined;
+
+  /** Bases held (distinct key texts up to the last '/' among the held compact keys). */
+  get bases(): number {
+    return this.byIndex.size;
+  }
+
+  /**
+   * `key`'s form, counted as held once more (one `release` of it per call). A key acquired twice may get two
+   * forms (plain, then compact once its base is held), each reading back to it: a holder keeps the one it got.
+   *
+   * A base costs ~230 B (its text, its entry, two Map entries), a compact form ~32 B against ~104 B of text: a
+   * base pays for itself from ~3.2 keys. Keys a remote chooses could give every key a base of its own, so past
+   * FREE_BASES a new base is made only while the keys held that have a compact form (compact, or kept plain by
+   * this guard) number SHARE per base; else the key's form is plain (its text, as without this table). Bases are
+   * then at most FREE_BASES + 1/SHARE of those keys: at worst (one compact key per base, the others plain) the
+   * forms cost ~160 B per base, ≤ ~40 B per key, more than the keys' texts (docs/security.md). Counting the plain
+   * keys too keeps 64 one-key bases (listed first) from turning compaction off for every later node.
+   */
+  acquire(key: string): string {
+    const slash = key.lastIndexOf('/');
+    const addr = slash < 0 ? undefined : addressOf(key, slash);
+    if (addr === undefined) return plain(key);
+    let b = this.lookup(key, slash);
+    if (!b) {
+      // every key held counts, the plain ones the guard kept too: else 64 bases of one (hostile) key each kept
+      // every later key plain for good (review of s13mem #4)
+      if (this.byIndex.size >= FREE_BASES && this.compactHeld + this.plainCompactable < SHARE * this.byIndex.size) {
+        this.plainCompactable++;
+        return plain(key);
+      }
+      const text = key.slice(0, slash + 1);
+      if (this.nextIndex >= 2 ** (8 * INDEX_CHARS)) throw new Error('compact keys: base index space exhausted');
+      b = { index: this.nextIndex++, text: internName(text), refs: 0 };
+      this.byText.set(b.text, b);
+      this.byIndex.set(b.index, b);
+    }
+    b.refs++;
+    this.compactHeld++;
+    this.last = b;
+    return encode(b.index, addr);
+  }
+
+  /** The form `key` is held in, by `has` (does a holder hold this form?), or undefined: compact, else plain. */
+  heldForm(key: string, has: (form: string) => boolean): string | undefined {
+    const f = this.find(key);
+    if (f !== undefined && has(f)) return f;
+    if (this.plainCompactable === 0 || f === plain(key)) return undefined;
+    const p = plain(key);
+    return has(p) ? p : undefined;
+  }
+
+  /**
+   * The base of `key` (its text up to `slash`), if held. The last base looked up is tried first without a copy
+   * of the text: a list hands keys in key order, a node's endpoints one after the other.
+   */
+  private lookup(key: string, slash: number): Base | undefined {
+    const l = this.last;
+    if (l && l.text.length === slash + 1 && key.startsWith(l.text)) return l;
+    const b = this.byText.get(key.slice(0, slash + 1));
+    if (b) this.last = b;
+    return b;
+  }
+
+  /**
+   * The form `acquire` gives `key` now when its base is held (compact) or it has no compact form (plain); else
+   * undefined. Nothing counted or interned. A key held in a plain form while it has a compact one: `heldForm`.
+   */
+  find(key: string): string | undefined {
+    const slash = key.lastIndexOf('/');
+    const addr = slash < 0 ? undefined : addressOf(key, slash);
+    if (addr === undefined) return plain(key);
+    const b = this.lookup(key, slash);
+    return b ? encode(b.index, addr) : undefined;
+  }
+
+  /** Whether a plain form's key has a compact form (a key the guard kept plain). */
+  private compactable(form: string): boolean {
+    const key = this.full(form);
+    const slash = key.lastIndexOf('/');
+    return slash >= 0 && addressOf(key, slash) !== undefined;
+  }
+
+  /** The key a form stands for. Throws on a compact form whose base was released (a holder kept it too long). */
+  full(form: string): string {
+    if (form.length === 0 || form.charCodeAt(0) > ESCAPE.charCodeAt(0)) return form;
+    if (form[0] === ESCAPE) return form.slice(1);
+    const b = this.baseOf(form);
+    const at = 1 + INDEX_CHARS;
+    const byte = (i: number) => form.charCodeAt(at + i);
+    if (form.length === at + 4) return `${b.text}${byte(0)}.${byte(1)}.${byte(2)}.${byte(3)}`;
+    const addr = Buffer.alloc(16);
+    for (let i = 0; i < 16; i++) addr[i] = byte(i);
+    return b.text + formatIP(addr);
+  }
+
+  private baseOf(form: string): Base {
+    const b = this.byIndex.get(indexOf(form));
+    if (!b) throw new Error('compact keys: a released key was read');
+    return b;
+  }
+
+  /**
+   * The key's text up to and including its last '/' for a compact form (the interned base, no copy made: what
+   * admission reads a node from, several times per record), the key itself for any other form.
+   */
+  base(form: string): string {
+    return form.length === 0 || form[0] !== MARK ? this.full(form) : this.baseOf(form).text;
+  }
+
+  /** One holder of `form` (from `acquire`) lets it go; its base goes with its last key. */
+  release(form: string): void {
+    if (form.length === 0 || form[0] !== MARK) {
+      if (this.plainCompactable > 0 && this.compactable(form)) this.plainCompactable--;
+      return;
+    }
+    const b = this.baseOf(form);
+    this.compactHeld--;
+    if (--b.refs > 0) return;
+    if (this.last === b) this.last = undefined;
+    this.byIndex.delete(b.index);
+    this.byText.delete(b.text);
+  }
+}
