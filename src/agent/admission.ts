@@ -45,7 +45,7 @@ import type { IdentityRecord } from '../controlplane/records/identity.js';
 import type { NodeRecord } from '../controlplane/records/node.js';
 import type { RelayRecord } from '../controlplane/records/relay.js';
 import type { Rejections } from '../controlplane/records/rejections.js';
-import { WAIT, type Trust } from '../controlplane/records/trust.js';
+import { WAIT, type RelayVerdict, type Trust } from '../controlplane/records/trust.js';
 import { formatPrefix, parseIP, parsePrefix, prefixContains, type Prefix } from '../net/ip.js';
 import { PrefixTrie } from '../net/prefixtrie.js';
 import { prefixesOverlap } from '../controlplane/types.js';
@@ -145,13 +145,7 @@ export class Admission {
    * before ours (a restart, our lease lapsed) take our pods' addresses as its tunnel's sources here.
    * `maxEndpointsPerNode`: admitted endpoints per node (≥ 1; agent config `admission.maxEndpointsPerNode`).
    */
-  constructor(
-    private readonly trust: Trust,
-    private readonly rejections: Rejections,
-    private readonly sinks: AdmissionSinks,
-    self?: SelfNode,
-    maxEndpointsPerNode = DEFAULT_MAX_ENDPOINTS_PER_NODE,
-  ) {
+  constructor(private readonly trust: Trust, private readonly rejections: Rejections, private readonly sinks: AdmissionSinks, self?: SelfNode, maxEndpointsPerNode = DEFAULT_MAX_ENDPOINTS_PER_NODE) {
     this.quota = new EndpointQuota(maxEndpointsPerNode);
     if (self) this.self = new OwnNode(self);
   }
@@ -213,10 +207,7 @@ export class Admission {
         const clash = this.nodeClash(key, c.cluster, c.rec as NodeRecord);
         if (clash) this.waitOn(clash.owner, key);
       }
-      if (this.reported.get(key) !== out.detail) {
-        this.reported.set(key, out.detail);
-        this.rejections.add(out, c.cluster);
-      }
+      this.report(key, c.cluster, out);
       // the key's admitted value stays in force only while it is of the candidate's incarnation (a deleted key's
       // value must not outlive its delete) and still holds itself ('wait': an endpoint whose node went away holds
       // no more than a refused one: kept, it outlived its node)
@@ -227,8 +218,17 @@ export class Admission {
       if (held instanceof RecordError || held === 'wait' || held === AWAIT_CONFIG) this.withdraw(kind, key);
       return;
     }
-    this.reported.delete(key);
-    this.admit(kind, key, c.cluster, out);
+    const { record, dropped } = kind === 'relay' ? (out as RelayVerdict) : { record: out, dropped: undefined };
+    this.report(key, c.cluster, dropped === undefined ? undefined : RecordError.quiet('relay', key, 'claim', dropped));
+    this.admit(kind, key, c.cluster, record);
+  }
+
+  /** Counts refusal `e` of `key` once per (key, detail), not on every re-check (a relay honoured in part too). */
+  private report(key: string, cluster: string, e: RecordError | undefined): void {
+    if (e === undefined) return void this.reported.delete(key);
+    if (this.reported.get(key) === e.detail) return;
+    this.reported.set(key, e.detail);
+    this.rejections.add(e, cluster);
   }
 
   private decide(kind: Kind, key: string, c: Candidate<unknown>): unknown {
@@ -269,10 +269,9 @@ export class Admission {
         return typeof r === 'string' ? refuse('identity', 'claim', r) : r;
       }
       case 'relay': {
-        const dropped = (why: string) => this.rejections.add(refuse('relay', 'claim', why), c.cluster); // the rest is honoured
-        const r = this.trust.relay(c.cluster, c.rec as RelayRecord, (p) => this.addrs.within(p) !== undefined, dropped);
+        const r = this.trust.relay(c.cluster, c.rec as RelayRecord, (p) => this.addrs.within(p) !== undefined);
         if (r === WAIT) return AWAIT_CONFIG;
-        return typeof r === 'string' ? refuse('relay', 'claim', r) : r.record;
+        return typeof r === 'string' ? refuse('relay', 'claim', r) : r; // evaluate reports what it dropped
       }
     }
   }

@@ -181,18 +181,19 @@ export async function main(argv: string[]): Promise<number> {
     .option('--b-pki <dir>', "cluster B's PKI folder: issues A's read-only certificate")
     .option('--a-accept-policies', "A enforces B's mesh-wide policies (default: replicated, not enforced)")
     .option('--b-accept-policies', "B enforces A's mesh-wide policies")
-    .option('--a-relay-cidrs <cidrs>', "what A lets hub B relay to it, comma separated (default: the pod CIDRs of the clusters B is connected to now)")
+    .option('--a-relay-cidrs <cidrs>', "what A lets hub B relay to it, comma separated (default: the pod CIDRs in shared/private space of the clusters B is connected to now)")
     .option('--b-relay-cidrs <cidrs>', 'what B lets hub A relay to it')
     .action(async (o: Record<string, string>) => {
       const { connectClusters } = await import('../controlplane/clustermesh.js');
       const relay = (v: string | undefined) => (v === undefined ? undefined : v.split(',').filter(Boolean));
       const opts = { aAcceptsPolicies: Boolean(o.aAcceptPolicies), bAcceptsPolicies: Boolean(o.bAcceptPolicies), aRelayCIDRs: relay(o.aRelayCidrs), bRelayCIDRs: relay(o.bRelayCidrs) };
-      const { a, b, aPin, bPin } = await connectClusters(side(o, 'a'), side(o, 'b'), opts);
+      const { a, b, aPin, bPin, warnings } = await connectClusters(side(o, 'a'), side(o, 'b'), opts);
       console.log(`connected ${a.name} <-> ${b.name}`);
+      for (const w of warnings) console.log(`WARNING: ${w}`);
       // the ranges each side now admits the other's node addresses in (and a hub's relayed CIDRs: routes into its
       // tunnel): the operator checks them (a public block?)
       for (const [c, pin, by] of [[b, aPin, a], [a, bPin, b]] as const) {
-        const hub = pin.relayCIDRs ? `; hub: relays to ${by.name} ${pin.relayCIDRs.join(', ') || 'NOTHING (no clusters behind it now: connect again later, or --relay-cidrs)'}` : '';
+        const hub = pin.relayCIDRs ? `; hub: relays to ${by.name} ${pin.relayCIDRs.join(', ') || `NOTHING (no clusters behind it now: connect again later, or --${by === a ? 'a' : 'b'}-relay-cidrs)`}` : '';
         console.log(`pinned ${c.name}: underlay CIDRs ${(c.underlayCIDRs ?? []).join(', ')}; pod CIDRs ${c.podCIDRs.join(', ')}${hub}`);
       }
     });

@@ -17,7 +17,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Etcd3 } from 'etcd3';
 import { MeshError } from '../errors.js';
-import { parseIP, parsePrefix, prefixContains } from '../net/ip.js';
+import { formatPrefix, parseIP, parsePrefix, prefixContains } from '../net/ip.js';
 import { clusterConfigKey, clusterConfigPrefix, healthPrefix, pinnedKey, pinnedPrefix, remoteKey, remotesPrefix, remoteStatusPrefix, cachePrefix, statePrefix, syncedPrefix } from './keys.js';
 import { connectEtcd, type EtcdOptions } from './kvstore.js';
 import { issueRemoteReader } from './pki.js';
@@ -35,6 +35,7 @@ import {
   serviceCodec,
   tryDecode,
   MAX_RELAY_PIN,
+  defaultRelayCIDRError,
   relayCIDRError,
   type ClusterConfig,
   type Codec,
@@ -221,20 +222,30 @@ export function pinFor(remote: ClusterConfig, acceptPolicies: boolean, relayCIDR
 }
 
 /**
- * What `self` lets `hub` relay to it (records/relaypin.ts): the operator's `explicit` list (throws MeshError
- * WM_RELAY_CIDR_INVALID for a range relaypin refuses, or a list for a remote that is no hub), else the pod CIDRs
- * of the clusters the hub has pinned now (`hubPins`, `self` left out; ranges relaypin refuses skipped, at most
- * MAX_RELAY_PIN). Clusters the hub connects later are relayed only after `self` connects to it again.
+ * What `self` lets `hub` relay to it (records/relaypin.ts), as `cidrs` (canonical text), with `skipped`: a line per
+ * range of the default left out, and why. The operator's `explicit` list (throws MeshError WM_RELAY_CIDR_INVALID
+ * for a range relaypin refuses, or a list for a remote that is no hub), else the pod CIDRs of the clusters the hub
+ * has pinned now (`hubPins`, read from the hub's own etcd; `self` left out): only those inside shared/private space
+ * that relaypin takes (defaultRelayCIDRError), at most MAX_RELAY_PIN. Clusters the hub connects later are relayed
+ * only after `self` connects to it again.
  */
-export function relayCIDRsFor(self: string, hub: ClusterConfig, hubPins: PinnedCluster[], explicit?: string[]): string[] {
+export function relayCIDRsFor(self: string, hub: ClusterConfig, hubPins: PinnedCluster[], explicit?: string[]): { cidrs: string[]; skipped: string[] } {
   if (explicit) {
     if (hub.relay !== true) throw new MeshError('WM_RELAY_CIDR_INVALID', `relay CIDRs given for ${hub.name}, which is no hub (enabled without --relay)`);
     const bad = explicit.map((c) => (isCidr(c) ? relayCIDRError(c) : `"${c}" is not a CIDR`)).find((w) => w !== undefined);
     if (bad || explicit.length > MAX_RELAY_PIN) throw new MeshError('WM_RELAY_CIDR_INVALID', `relay CIDRs for ${self} from ${hub.name}: ${bad ?? `more than ${MAX_RELAY_PIN}`}`);
-    return explicit;
+    return { cidrs: explicit.map((c) => formatPrefix(parsePrefix(c))), skipped: [] };
   }
-  const behind = hubPins.filter((p) => p.name !== self).flatMap((p) => p.podCIDRs);
-  return behind.filter((c) => relayCIDRError(c) === undefined).slice(0, MAX_RELAY_PIN);
+  const cidrs: string[] = [];
+  const skipped: string[] = [];
+  for (const p of hubPins.filter((x) => x.name !== self)) {
+    for (const c of p.podCIDRs) {
+      const why = defaultRelayCIDRError(c) ?? (cidrs.length >= MAX_RELAY_PIN ? `more than ${MAX_RELAY_PIN} ranges` : undefined);
+      if (why) skipped.push(`${self} does not let hub ${hub.name} relay ${c} (${hub.name}'s pin of ${p.name}): ${why}; to relay it, name it in ${self}'s --a-relay-cidrs/--b-relay-cidrs`);
+      else cidrs.push(c);
+    }
+  }
+  return { cidrs, skipped };
 }
 
 /**
@@ -250,13 +261,18 @@ export interface ConnectOptions {
   bRelayCIDRs?: string[];
 }
 
-/** Connects A and B; returns their configs and what each pinned about the other (aPin: A's pin of B). */
-export async function connectClusters(aAccess: ClusterAccess, bAccess: ClusterAccess, opts: ConnectOptions = {}): Promise<{ a: ClusterConfig; b: ClusterConfig; aPin: PinnedCluster; bPin: PinnedCluster }> {
+/**
+ * Connects A and B; returns their configs, what each pinned about the other (aPin: A's pin of B) and `warnings`
+ * (a line per range a default relay list skipped, and why).
+ */
+export async function connectClusters(aAccess: ClusterAccess, bAccess: ClusterAccess, opts: ConnectOptions = {}): Promise<{ a: ClusterConfig; b: ClusterConfig; aPin: PinnedCluster; bPin: PinnedCluster; warnings: string[] }> {
   const [a, b] = await Promise.all([readClusterConfig(aAccess), readClusterConfig(bAccess)]);
   for (const c of [a, b])
     if (!c.underlayCIDRs)
       throw new MeshError('WM_UNDERLAY_CIDRS_MISSING', `cluster ${c.name} was enabled without underlay CIDRs: run \`wiremesh clustermesh enable\` again with --underlay-cidrs, then connect`);
   preflight(a, b);
+  // the operator's relay lists are checked before anything changes (relayCIDRsFor throws WM_RELAY_CIDR_INVALID)
+  for (const [self, hub, list] of [[a, b, opts.aRelayCIDRs], [b, a, opts.bRelayCIDRs]] as const) if (list) relayCIDRsFor(self.name, hub, [], list);
   // and against every cluster either side is already connected to: ids and pod CIDRs are unique mesh-wide,
   // or a newcomer could speak with the identities of a cluster it shares an id with
   const pinsOf = new Map<string, PinnedCluster[]>();
@@ -274,16 +290,18 @@ export async function connectClusters(aAccess: ClusterAccess, bAccess: ClusterAc
           throw new MeshError('WM_POD_CIDR_OVERLAP', `pod CIDR ${cidr} of ${other.name} holds ${ip}, an address of ${self.name}'s nodes or etcd: pod CIDRs must not cover underlay addresses`);
       }
   }
+  const aRelay = relayCIDRsFor(a.name, b, pinsOf.get(b.name)!, opts.aRelayCIDRs);
+  const bRelay = relayCIDRsFor(b.name, a, pinsOf.get(a.name)!, opts.bRelayCIDRs);
+  const aPin = pinFor(b, opts.aAcceptsPolicies === true, aRelay.cidrs);
+  const bPin = pinFor(a, opts.bAcceptsPolicies === true, bRelay.cidrs);
   const bForA = await remoteSpecFor(b, bAccess, a.name);
   const aForB = await remoteSpecFor(a, aAccess, b.name);
   // the pin first: kvstoremesh replicates a remote only once both exist
-  const aPin = pinFor(b, opts.aAcceptsPolicies === true, relayCIDRsFor(a.name, b, pinsOf.get(b.name)!, opts.aRelayCIDRs));
-  const bPin = pinFor(a, opts.bAcceptsPolicies === true, relayCIDRsFor(b.name, a, pinsOf.get(a.name)!, opts.bRelayCIDRs));
   await withEtcd(aAccess, (c) => c.put(pinnedKey(b.name)).value(pinnedClusterCodec.encode(aPin)).exec());
   await withEtcd(bAccess, (c) => c.put(pinnedKey(a.name)).value(pinnedClusterCodec.encode(bPin)).exec());
   await withEtcd(aAccess, (c) => c.put(remoteKey(b.name)).value(remoteSpecCodec.encode(bForA)).exec());
   await withEtcd(bAccess, (c) => c.put(remoteKey(a.name)).value(remoteSpecCodec.encode(aForB)).exec());
-  return { a, b, aPin, bPin };
+  return { a, b, aPin, bPin, warnings: [...aRelay.skipped, ...bRelay.skipped] };
 }
 
 /** Removes both remote entries and, with PKIs, the read-only users (their certificates stop working). */
@@ -347,7 +365,7 @@ export async function meshStatus(access: EtcdOptions): Promise<MeshStatus> {
     for (const r of remotes) {
       if (!pins.has(r.name)) warnings.push(`remote ${r.name}: nothing pinned about it (wiremesh/mesh/v1/clusters/${r.name}): not replicated; connect again`);
       else if (!pins.get(r.name)!.underlayCIDRs) warnings.push(`remote ${r.name}: pinned without underlay CIDRs (connected before they existed): its nodes are refused; connect again`);
-      if (pins.get(r.name)?.relay && !pins.get(r.name)!.relayCIDRs?.length) warnings.push(`remote ${r.name}: a hub pinned with no relay CIDRs: it relays nothing here; connect again (--*-relay-cidrs)`);
+      if (pins.get(r.name)?.relay && !pins.get(r.name)!.relayCIDRs?.length) warnings.push(`remote ${r.name}: a hub pinned with no relay CIDRs: it relays nothing here; connect again (--a-relay-cidrs/--b-relay-cidrs for this side)`);
       const st = status.get(r.name);
       for (const [what, n] of Object.entries(st?.rejected ?? {})) warnings.push(`remote ${r.name}: ${n} ${what.replace('/', ' record(s) refused: ')}`);
       for (const e of st?.recentRejections?.slice(-5) ?? []) warnings.push(`remote ${r.name}: refused ${e.type} ${e.key}: ${e.reason}: ${e.detail}`);

@@ -217,7 +217,8 @@ export class RemoteReplication {
       }
       case 'relays': {
         // copied with what it may not relay (every agent drops that again): counted here too, for `clustermesh status`
-        const r = this.trust.relay(remote, v as Parameters<Trust['relay']>[1], undefined, (why) => this.rejections.add(new RecordError('relay', key, 'claim', why), remote));
+        const r = this.trust.relay(remote, v as Parameters<Trust['relay']>[1]);
+        if (typeof r !== 'string' && r.dropped) this.rejections.add(new RecordError('relay', key, 'claim', r.dropped), remote);
         return typeof r === 'string' ? r : undefined;
       }
       default:

@@ -108,6 +108,15 @@ export function prefixContains(p: Prefix, addr: Buffer): boolean {
   return addr.length === p.addr.length && maskPrefix(addr, p.cidr).equals(p.addr);
 }
 
+/** Whether prefix `outer` holds prefix `inner` whole (same family, no wider): allocates nothing (hot paths). */
+export function prefixCovers(outer: Prefix, inner: Prefix): boolean {
+  if (outer.addr.length !== inner.addr.length || outer.cidr > inner.cidr) return false;
+  const whole = outer.cidr >> 3;
+  for (let i = 0; i < whole; i++) if (outer.addr[i] !== inner.addr[i]) return false;
+  const mask = (0xff00 >> (outer.cidr & 7)) & 0xff;
+  return mask === 0 || ((outer.addr[whole]! ^ inner.addr[whole]!) & mask) === 0;
+}
+
 /** Parses "host:port" / "[v6]:port" as UAPI and wg(8) write endpoints. */
 export function parseEndpoint(text: string, field = 'endpoint'): { host: string; port: number } {
   const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:]+):(\d+)$/.exec(text);
@@ -176,7 +185,7 @@ export function notAHost(addr: Buffer): string | undefined {
  * route for `p` would take some such address (the node's own metadata service, resolver, loopback) off its host.
  */
 export function notAHostIn(p: Prefix): string | undefined {
-  // parsed prefixes are masked: two overlap when one holds the other's first address
-  const hit = NOT_A_HOST.find(([r]) => r.addr.length === p.addr.length && (prefixContains(r, p.addr) || prefixContains(p, r.addr)));
+  // parsed prefixes are masked: two overlap when one holds the other (no allocation: a relay offer's every CIDR)
+  const hit = NOT_A_HOST.find(([r]) => prefixCovers(r, p) || prefixCovers(p, r));
   return hit ? `${formatPrefix(hit[0])} (${hit[1]})` : undefined;
 }

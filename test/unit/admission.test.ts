@@ -139,6 +139,25 @@ describe('agent admission', () => {
     expect(reasons()).toEqual(['relay/claim', 'relay/claim', 'relay/claim']);
   });
 
+  it('a hostile relay offer is counted once, not again on every node admitted or recheck (regression)', () => {
+    const { a, rejections, seen, reasons } = setup();
+    const offer = { cluster: 'c0', node: 'h1', podCIDRs: ['100.70.0.0/16', '8.8.8.0/24'] };
+    a.upsert('relay', 'wiremesh/cache/relays/v1/c0/h1', 'c0', offer);
+    // every node admitted re-checks every admitted relay (it may hold the node's address): 50 of them
+    const n = (i: number) => ({ ...node('c2', 2, `n${i}`, [`100.66.${i}.0/24`], [`198.18.2.${i}`]), publicKey: Buffer.alloc(32, i).toString('base64') });
+    for (let i = 1; i <= 50; i++) a.upsert('node', nodeKey('c2', `n${i}`), 'c2', n(i));
+    a.recheck('c0');
+    a.upsert('relay', 'wiremesh/cache/relays/v1/c0/h1', 'c0', { ...offer }); // the same offer written again
+    expect(seen.node.size).toBe(50);
+    expect(seen.relay.get('wiremesh/cache/relays/v1/c0/h1')?.podCIDRs).toEqual(['100.70.0.0/16']);
+    expect(reasons()).toEqual(['relay/claim']);
+    expect(rejections.recent[0]?.detail).toMatch(/8\.8\.8\.0\/24 is outside c0's pinned relay CIDRs/);
+    // another offer (another text) is reported anew, once
+    a.upsert('relay', 'wiremesh/cache/relays/v1/c0/h1', 'c0', { ...offer, podCIDRs: ['100.70.0.0/16', '8.8.4.0/24'] });
+    a.upsert('node', nodeKey('c2', 'n51'), 'c2', n(51));
+    expect(reasons()).toEqual(['relay/claim', 'relay/claim']);
+  });
+
   it('records that arrive before their cluster is pinned are admitted once it is', () => {
     const { a, trust, seen, reasons } = setup();
     a.upsert('node', nodeKey('c3', 'n1'), 'c3', node('c3', 3, 'n1', ['100.67.1.0/24']));

@@ -403,7 +403,7 @@ describe('Trust: what a cluster may claim, checked against what was pinned', () 
     expect(t.relay('c2', { cluster: 'c2', node: 'n1', podCIDRs: ['100.99.0.0/16'] })).toMatch(/not pinned as a hub/);
     expect(t.relay('c9', { cluster: 'c9', node: 'n1', podCIDRs: ['100.99.0.0/16'] })).toMatch(/not pinned/);
     const r = t.relay('c3', { cluster: 'c3', node: 'n1', podCIDRs: ['0.0.0.0/0', '::/0', '100.0.0.0/7', 'fd00::/15', '100.65.0.0/16', '100.64.0.0/10', '100.66.1.0/24', '198.18.0.0/15', '100.99.0.0/16', 'fd99::/48'], clusterIds: [1, 2, 3, 9] }, (p) => prefixContains(p, parseIP('198.18.2.10')!));
-    expect(r).toEqual({ record: { cluster: 'c3', node: 'n1', podCIDRs: ['100.99.0.0/16', 'fd99::/48'], clusterIds: [9] } });
+    expect(r).toMatchObject({ record: { cluster: 'c3', node: 'n1', podCIDRs: ['100.99.0.0/16', 'fd99::/48'], clusterIds: [9] }, dropped: expect.stringMatching(/0\.0\.0\.0\/0 is wider than \/8/) });
   });
 
   it("relay: a hub's CIDR overlapping any cluster's underlay CIDRs (ours or a pin's) is dropped, even holding no node address", () => {

@@ -26,13 +26,14 @@
  * they need: src/agent/admission.ts, src/gateway/gslb.ts.
  */
 import { CLUSTER_LABEL, DEFAULT_MAX_CLUSTERS, identityCluster, type MaxClusters } from '../../identity/identity.js';
-import { formatPrefix, notAHost, notAHostIn, parseIP, parsePrefix, prefixContains, type Prefix } from '../../net/ip.js';
+import { formatPrefix, notAHost, notAHostIn, parseIP, parsePrefix, prefixContains, prefixCovers, type Prefix } from '../../net/ip.js';
 import { prefixesOverlap } from '../types.js';
 import type { PinnedCluster } from './cluster.js';
 import type { EndpointRecord } from './endpoint.js';
 import type { IdentityRecord } from './identity.js';
 import type { NodeRecord } from './node.js';
 import type { RelayRecord } from './relay.js';
+import { translationIn } from './underlay.js';
 
 export interface ClusterFacts {
   name: string;
@@ -59,6 +60,12 @@ export const WAIT = 'wait';
 /** A verdict, or WAIT. */
 export type Checked = Verdict | typeof WAIT;
 
+/** A relay offer as honoured (Trust.relay), and what of it was dropped as the hub may not offer it. */
+export interface RelayVerdict {
+  record: RelayRecord;
+  dropped?: string;
+}
+
 /**
  * Why the underlay address text `a` (the codec checked it) cannot be a node's own, or undefined: it names no
  * host of its own (`notAHost`). Node addresses enter their peer's allowed IPs (mesh mode): one every node has
@@ -77,7 +84,10 @@ function relayRefusal(f: ClusterFacts, p: Prefix): Verdict {
   if (p.cidr < minRelayed(p)) return 'is wider than /8 (/16 for IPv6)';
   const local = notAHostIn(p);
   if (local) return `overlaps ${local}`;
-  if (!f.relayCIDRs.some((r) => r.addr.length === p.addr.length && r.cidr <= p.cidr && prefixContains(r, p.addr)))
+  const t = translationIn(p);
+  if (t) return t;
+  // the pin's ranges are parsed once per pin (Trust.pin); a check allocates nothing: offers × pin ranges per re-check
+  if (!f.relayCIDRs.some((r) => prefixCovers(r, p)))
     return f.relayCIDRs.length ? `is outside ${f.name}'s pinned relay CIDRs` : `is not relayable: ${f.name}'s pin names no relay CIDRs (connect again)`;
   return undefined;
 }
@@ -231,13 +241,13 @@ export class Trust {
    * and ids it may relay. An offer also names clusters we reach directly (their pod CIDRs): those are dropped,
    * not refused, and so are CIDRs holding a known node address. A CIDR overlapping any cluster's underlay CIDRs
    * is dropped too: routed into the TUN it would take our own hosts (an etcd with no node record in that slice)
-   * or another cluster's away from the underlay. What the hub may not offer at all is dropped and said to
-   * `refused` (once per offer; the caller counts it): a CIDR wider than /8 (/16 for IPv6), overlapping a range
-   * that names no host of its own (notAHost: the node's metadata service, resolver, loopback, link-local,
-   * multicast), or outside the hub's pinned relayCIDRs (every CIDR, for a pin that predates the field).
-   * WAIT while our own ranges are unknown: the offer could not be cut out of them.
+   * or another cluster's away from the underlay. What the hub may not offer at all is dropped and named in
+   * `dropped` (the caller reports it, once per record and text): a CIDR wider than /8 (/16 for IPv6), overlapping
+   * a range that names no host of its own (notAHost: the node's metadata service, resolver, loopback, link-local,
+   * multicast) or a translation prefix (NAT64, 6to4, Teredo), or outside the hub's pinned relayCIDRs (every CIDR,
+   * for a pin that predates the field). WAIT while our own ranges are unknown: the offer could not be cut out of them.
    */
-  relay(cluster: string, rec: RelayRecord, holdsNodeAddress: (p: Prefix) => boolean = () => false, refused: (why: string) => void = () => undefined): { record: RelayRecord } | string {
+  relay(cluster: string, rec: RelayRecord, holdsNodeAddress: (p: Prefix) => boolean = () => false): RelayVerdict | string {
     const f = this.origin(cluster);
     if (typeof f === 'string') return f;
     if (!f.relay) return `${cluster} is not pinned as a hub: its relay offers are not honoured`;
@@ -252,9 +262,9 @@ export class Trust {
       if (why) return void bad.push(`${c} ${why}`);
       return !holdsNodeAddress(p);
     });
-    if (bad.length) refused(`relayed CIDRs dropped: ${bad.slice(0, 8).join('; ')}${bad.length > 8 ? ` and ${bad.length - 8} more` : ''}`);
+    const dropped = bad.length ? `relayed CIDRs dropped: ${bad.slice(0, 8).join('; ')}${bad.length > 8 ? ` and ${bad.length - 8} more` : ''}` : undefined;
     const clusterIds = (rec.clusterIds ?? []).filter((id) => !this.byId.has(id) && id <= this.maxClusters);
-    return { record: { ...rec, podCIDRs, clusterIds } };
+    return { record: { ...rec, podCIDRs, clusterIds }, ...(dropped ? { dropped } : {}) };
   }
 
   /**

@@ -10,7 +10,7 @@
  * whole Internet (NAT64, 6to4, Teredo): an address there names some other host through a translator.
  */
 import { z } from 'zod';
-import { formatPrefix, parsePrefix, prefixContains, type Prefix } from '../../net/ip.js';
+import { formatPrefix, parsePrefix, prefixCovers, type Prefix } from '../../net/ip.js';
 import { cidr, isCidr, MAX_CIDRS } from './fields.js';
 
 /** Translation prefixes that embed IPv4 addresses (RFC 6052 and 8215 NAT64, RFC 3056 6to4, RFC 4380 Teredo). */
@@ -21,9 +21,15 @@ export function underlayCIDRError(c: string): string | undefined {
   const p = parsePrefix(c);
   const min = p.addr.length === 4 ? 8 : 16;
   if (p.cidr < min) return `${c} is wider than /${min}: an underlay range names the cluster's own network`;
-  // (parsed prefixes are masked: two overlap when one holds the other's first address)
-  const t = TRANSLATION_PREFIXES.find((x) => prefixContains(x, p.addr) || prefixContains(p, x.addr));
-  return t ? `${c} overlaps the translation prefix ${formatPrefix(t)} (its addresses embed other hosts' IPv4 ones)` : undefined;
+  const t = translationIn(p);
+  return t ? `${c} ${t}` : undefined;
+}
+
+/** "overlaps the translation prefix 64:ff9b::/96 (…)" when `p` overlaps one of TRANSLATION_PREFIXES, or undefined. */
+export function translationIn(p: Prefix): string | undefined {
+  // (parsed prefixes are masked: two overlap when one holds the other)
+  const t = TRANSLATION_PREFIXES.find((x) => prefixCovers(x, p) || prefixCovers(p, x));
+  return t ? `overlaps the translation prefix ${formatPrefix(t)} (its addresses embed other hosts' IPv4 ones)` : undefined;
 }
 
 /** A CIDR field refused where `error` says why (underlay and relay pins). */
