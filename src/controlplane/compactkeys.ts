@@ -21,9 +21,10 @@
  *
  * Bounds: one base entry per distinct base among the held keys (two Map entries
  * and the base text), released with its last key. Keys a remote chooses cannot
- * make it collide; one base per key (every endpoint on a node of its own) costs
- * the base entry per key (~150 B more than the key text alone), bounded by the
- * keys held, as any table of them is.
+ * make it collide. Past FREE_BASES bases, a new one is made only while the keys
+ * held average SHARE per base (acquire), so bases stay ≤ FREE_BASES + 1/SHARE of
+ * the keys held: one base per key (every endpoint on a node of its own) costs at
+ * most ~40 B per key more than the keys' texts (docs/security.md).
  *
  * Holders count themselves: every `acquire` is paired with one `release` of the
  * form it returned. `find` answers for a held key without counting or interning.
