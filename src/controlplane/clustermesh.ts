@@ -236,6 +236,7 @@ export function relayCIDRsFor(self: string, hub: ClusterConfig, hubPins: PinnedC
     if (bad || explicit.length > MAX_RELAY_PIN) throw new MeshError('WM_RELAY_CIDR_INVALID', `relay CIDRs for ${self} from ${hub.name}: ${bad ?? `more than ${MAX_RELAY_PIN}`}`);
     return { cidrs: explicit.map((c) => formatPrefix(parsePrefix(c))), skipped: [] };
   }
+  if (hub.relay !== true) return { cidrs: [], skipped: [] }; // no hub: nothing relayed, nothing to warn of
   const cidrs: string[] = [];
   const skipped: string[] = [];
   for (const p of hubPins.filter((x) => x.name !== self)) {

@@ -108,6 +108,8 @@ describe('the relay pin as stored (codec) and chosen at connect', () => {
     }
     // inside private space, relaypin's own refusals still apply (a range holding a platform address)
     expect(relayCIDRsFor('c2', cfg('h', 9, true), [pinFor({ ...cfg('c4', 4), podCIDRs: ['100.100.0.0/16'] }, false)]).skipped[0]).toMatch(/overlaps 100\.100\.100\.200\/32/);
+    // a remote that is no hub relays nothing: connect warns of nothing for it, whatever its pins hold
+    expect(relayCIDRsFor('c2', cfg('h', 9), [ghost, honest])).toEqual({ cidrs: [], skipped: [] });
   });
 
   it('an explicit list replaces the default (canonical text); one the codec would refuse, or one for a non-hub, throws WM_RELAY_CIDR_INVALID', () => {
