@@ -82,9 +82,10 @@ export async function main(argv: string[]): Promise<number> {
     .option('--max-records-per-remote <n>', "a remote's record budget: past it, its new records are refused and reported", '250000')
     .option('--max-bytes-per-remote <n>', "a remote's byte budget (keys + values)", String(256 << 20))
     .option('--max-nodes-per-remote <n>', "a remote's node budget (each node is a tunnel in every agent)", '5000')
+    .option('--max-identity-refs-per-node <n>', "identity references a node of this cluster counts for (2 x the agents' admission.maxEndpointsPerNode); the rest are refused", '2048')
     .option('--metrics <address:port>', 'serve Prometheus metrics (GET /metrics) on this TCP address (docs/metrics.md)')
     .option('--txn-interval-ms <ms>', 'least time between two local mirror transactions (0-1000): a copy waits at most this long to share one', '100')
-    .action(async (o: { cluster: string; etcd: string; etcdCa?: string; etcdCert?: string; etcdKey?: string; identityGcInterval: string; maxRecordsPerRemote: string; maxBytesPerRemote: string; maxNodesPerRemote: string; metrics?: string; txnIntervalMs: string }) => {
+    .action(async (o: { cluster: string; etcd: string; etcdCa?: string; etcdCert?: string; etcdKey?: string; identityGcInterval: string; maxRecordsPerRemote: string; maxBytesPerRemote: string; maxNodesPerRemote: string; maxIdentityRefsPerNode: string; metrics?: string; txnIntervalMs: string }) => {
       const { connectEtcd } = await import('../controlplane/kvstore.js');
       const { KVStoreMesh } = await import('../controlplane/kvstoremesh.js');
       const { etcdMeshLocal } = await import('../controlplane/mirrorwriter.js');
@@ -93,13 +94,13 @@ export async function main(argv: string[]): Promise<number> {
       if (!Number.isFinite(gcS) || gcS < 1) throw new ConfigError('--identity-gc-interval', 'must be a number of seconds >= 1');
       const etcd = connectEtcd(etcdOptions(o));
       const budget = { maxRecords: Number(o.maxRecordsPerRemote), maxBytes: Number(o.maxBytesPerRemote), maxNodes: Number(o.maxNodesPerRemote) };
-      for (const [flag, n] of [['--max-records-per-remote', budget.maxRecords], ['--max-nodes-per-remote', budget.maxNodes]] as const) if (!Number.isInteger(n) || n < 1) throw new ConfigError(flag, 'must be a whole number >= 1');
+      for (const [flag, n] of [['--max-records-per-remote', budget.maxRecords], ['--max-nodes-per-remote', budget.maxNodes], ['--max-identity-refs-per-node', Number(o.maxIdentityRefsPerNode)]] as const) if (!Number.isInteger(n) || n < 1) throw new ConfigError(flag, 'must be a whole number >= 1');
       if (!Number.isInteger(budget.maxBytes) || budget.maxBytes < 1024) throw new ConfigError('--max-bytes-per-remote', 'must be a whole number >= 1024');
       const at = o.metrics === undefined ? undefined : /^(.+):(\d{1,5})$/.exec(o.metrics);
       if (at === null || (at && Number(at[2]) > 65535)) throw new ConfigError('--metrics', 'must be <address>:<port>');
       const intervalMs = Number(o.txnIntervalMs);
       if (!Number.isInteger(intervalMs) || intervalMs < 0 || intervalMs > 1000) throw new ConfigError('--txn-interval-ms', 'must be a whole number of ms from 0 to 1000');
-      const mesh = new KVStoreMesh(o.cluster, etcdMeshLocal(etcd), log, gcS * 1000, budget, { txn: { intervalMs } });
+      const mesh = new KVStoreMesh(o.cluster, etcdMeshLocal(etcd), log, gcS * 1000, budget, { txn: { intervalMs }, maxIdentityRefsPerNode: Number(o.maxIdentityRefsPerNode) });
       const { KVStoreMeshMetrics } = await import('../controlplane/meshmetrics.js');
       const { serveMetrics } = await import('../net/metricsserver.js');
       // the listener first: when it cannot listen, nothing was started, and the process exits with the error

@@ -141,7 +141,7 @@ export class KVStoreMesh {
    * opts.statusPutMs: how long a status put may take before it counts as failed (STATUS_PUT_DEADLINE_MS);
    * opts.startReadMs: how long a start's read of the cache may take (START_READ_DEADLINE_MS);
    * opts.leaseRetryMs: the pause before a lost lease is taken again, doubling per loss in a row (200 ms to 5 s);
-   * opts.leaseTtlS: the lease's TTL in seconds (LEASE_TTL_S).
+   * opts.leaseTtlS: the lease's TTL in seconds (LEASE_TTL_S); opts.maxIdentityRefsPerNode: identity refs.ts's bound.
    */
   constructor(
     readonly cluster: string,
@@ -149,14 +149,14 @@ export class KVStoreMesh {
     private readonly log: Logger,
     private readonly identityGcMs = 60_000,
     private readonly budget: Budget = DEFAULT_BUDGET,
-    private readonly opts: { statusMs?: number; heartbeatMs?: number; connect?: RemoteConnector; txn?: Partial<CoalescerOptions>; purgeRetryMs?: number; startRetryMs?: { first: number; max: number }; statusPutMs?: number; startReadMs?: number; leaseRetryMs?: { first: number; max: number }; leaseTtlS?: number } = {},
+    private readonly opts: { statusMs?: number; heartbeatMs?: number; connect?: RemoteConnector; txn?: Partial<CoalescerOptions>; purgeRetryMs?: number; startRetryMs?: { first: number; max: number }; statusPutMs?: number; startReadMs?: number; leaseRetryMs?: { first: number; max: number }; leaseTtlS?: number; maxIdentityRefsPerNode?: number } = {},
   ) {
     this.mirror = new TxnCoalescer(local.mirror, { ...DEFAULT_COALESCER, ...opts.txn });
     // a late purge may have deleted the status of the remote's next replication: written again on the next tick
     this.purges = new Purges(this.mirror, () => this.statusPutMs, (name) => void this.written.delete(name), this.unfenced);
     this.unpurged = new PurgeRetries({ first: opts.purgeRetryMs ?? 5000, max: 60_000 }, (name) => this.retryPurge(name));
     this.rejections = new Rejections(log);
-    this.collector = new IdentityCollector(local.identities, cluster, log, this.rejections);
+    this.collector = new IdentityCollector(local.identities, cluster, log, this.rejections, undefined, opts.maxIdentityRefsPerNode);
     const leaseOpts = { ttlS: opts.leaseTtlS ?? LEASE_TTL_S, retryMs: opts.leaseRetryMs ?? { first: 200, max: 5000 }, everyMs: opts.heartbeatMs ?? 300_000 };
     this.heartbeat = new MeshHeartbeat(local, stateKey('heartbeat', cluster, 'kvstoremesh'), log, leaseOpts, {
       taken: () => this.written.clear(), // the statuses went with the old lease: all are written again on the next tick

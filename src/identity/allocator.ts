@@ -14,14 +14,16 @@
  * the one it saw without references, so it can never delete an identity that
  * a node has just started to use.
  */
-import { GRPCDeadlineExceededError, type Etcd3 } from 'etcd3';
-import { identityIndexKey, identityRefKey, identityRefsPrefix, stateKey, statePrefix } from '../controlplane/keys.js';
-import { MeshError } from '../errors.js';
+import { isUtf8 } from 'node:buffer';
+import { GRPCDeadlineExceededError, Range, type Etcd3 } from 'etcd3';
+import { identityIndexKey, identityRefKey, stateKey, statePrefix } from '../controlplane/keys.js';
+import { MeshError, RecordError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { clusterIdentity, DEFAULT_MAX_CLUSTERS, labelsHash, maxLocalId, MIN_LOCAL_ID, type IdentityRecord, type Labels, type MaxClusters } from './identity.js';
 import { identityCodec, Rejections, tryDecode } from '../controlplane/records/index.js';
 import { refusedInto } from '../controlplane/kvstore.js';
 import { textKV } from '../controlplane/etcdwatch.js';
+import { DEFAULT_MAX_IDENTITY_REFS_PER_NODE, readRefs, type KeyPage } from './refs.js';
 
 export class IdentityAllocator {
   constructor(
@@ -137,6 +139,12 @@ export class IdentityCollector {
    * counts them); one that fails or is given up on during its deletes has counted them already.
    */
   private counted = new Map<string, string>();
+  /**
+   * Nodes the last sweep found over maxRefsPerNode -> the first key refused then: a node is counted (logged, in
+   * metrics) once while it stays over, again once it came back under and went over again, or refuses another key
+   * first. Bounded by the nodes.
+   */
+  private overCounted = new Map<string, string>();
 
   constructor(
     private readonly store: CollectorStore,
@@ -146,6 +154,8 @@ export class IdentityCollector {
     private readonly rejections: Rejections = new Rejections(log),
     /** How long each etcd call of a sweep may take (ms) before the sweep is given up on (SWEEP_DEADLINE_MS). */
     private readonly deadlineMs = SWEEP_DEADLINE_MS,
+    /** Identity references a node counts for (refs.ts: past them, the rest of its references are refused). */
+    private readonly maxRefsPerNode = DEFAULT_MAX_IDENTITY_REFS_PER_NODE,
   ) {}
 
   /**
@@ -248,19 +258,31 @@ export class IdentityCollector {
     }
   }
 
+  /** Counts the nodes over maxRefsPerNode this sweep found (once while each stays over: overCounted). */
+  private countOver(over: Map<string, string>): void {
+    for (const [node, key] of over) {
+      if (this.overCounted.get(node) === key) continue;
+      const detail = `node ${text(node)} references more than ${this.maxRefsPerNode} identities (--max-identity-refs-per-node): this reference and the node's later ones keep no identity`;
+      this.rejections.add(RecordError.quiet('identity-ref', text(key), 'budget', detail), this.cluster);
+    }
+    this.overCounted = over;
+  }
+
   /** One sweep's work; `token`: it sends a call only while it is the running sweep (not given up on or cut off). */
   private async sweepOnce(token: object, progress: { deleted: number }): Promise<void> {
     const refusedRecords: Array<{ key: string; rev: string; count: () => void }> = [];
     const storeRefused = refusedInto(this.rejections, identityCodec.type, this.cluster);
     const onRefused: RefusedAt = (key, reason, rev) => void refusedRecords.push({ key, rev, count: () => storeRefused(key, reason) });
     const ids = await this.call(token, () => this.store.list(statePrefix('identities', this.cluster), onRefused));
-    const refs = await this.call(token, () => this.store.keys(identityRefsPrefix(this.cluster)));
-    const referenced = new Set(refs.map((k) => k.slice(k.lastIndexOf('/') + 1)));
     const decodedIds = ids.map(({ key, value, modRevision: rev }) => {
       const r = tryDecode(identityCodec, key, value);
       if (!r.ok) refusedRecords.push({ key, rev, count: () => this.rejections.add(r.error, this.cluster) });
       return { key, rev, rec: r.ok ? r.value : undefined };
     });
+    const listed = new Set(decodedIds.flatMap(({ rec }) => (rec ? [String(rec.id)] : [])));
+    const page: KeyPage = (prefix, from, limit) => this.call(token, () => this.store.keys(prefix, from, limit));
+    const { referenced, over } = await readRefs(page, this.cluster, listed, this.maxRefsPerNode);
+    this.countOver(over);
     // counted once both answers came in time: a sweep given up on before that counts nothing
     const refused = new Map<string, string>();
     for (const { key, rev, count } of refusedRecords) {
@@ -286,6 +308,12 @@ export class IdentityCollector {
   }
 }
 
+/** A byte string (one char per byte) as text: UTF-8, or hex when it is not valid UTF-8 (as refused keys are shown). */
+function text(bytes: string): string {
+  const b = Buffer.from(bytes, 'latin1');
+  return isUtf8(b) ? b.toString() : b.toString('hex');
+}
+
 /** A record a CollectorStore refused alone: its key (hex when not valid UTF-8), why, and its mod revision. */
 export type RefusedAt = (key: string, reason: string, modRevision: string) => void;
 
@@ -300,8 +328,8 @@ export interface CollectorStore {
    * (not valid UTF-8), left out, with the store's reason and their mod revision.
    */
   list(prefix: string, rejected?: RefusedAt): Promise<Array<{ key: string; value: string; modRevision: string }>>;
-  /** The keys under prefix (values are not fetched). */
-  keys(prefix: string): Promise<string[]>;
+  /** A page of the keys under prefix (values are not fetched): refs.ts KeyPage (byte strings, from `from`, ≤ limit). */
+  keys: KeyPage;
   /** Deletes `keys` in one transaction if `guard`'s mod revision is still `modRevision`; returns whether it did. */
   deleteIfUnchanged(guard: string, modRevision: string, keys: string[]): Promise<boolean>;
 }
@@ -322,7 +350,10 @@ export function etcdCollectorStore(etcd: Etcd3, deadlineMs = SWEEP_DEADLINE_MS):
         const t = textKV(kv, rejected && ((key, reason) => rejected(key, reason, String(kv.mod_revision))));
         return t ? [{ key: t.key, value: t.value, modRevision: String(kv.mod_revision) }] : [];
       }),
-    keys: (prefix) => etcd.getAll().prefix(prefix).options(within()).keys(),
+    keys: async (prefix, from, limit) => {
+      const range = { start: Buffer.from(from, 'latin1'), end: Range.prefix(prefix).end };
+      return (await etcd.getAll().inRange(range).limit(limit).options(within()).keyBuffers()).map((k) => k.toString('latin1'));
+    },
     deleteIfUnchanged: async (guard, modRevision, keys) =>
       (await etcd.if(guard, 'Mod', '==', modRevision).then(...keys.map((k) => etcd.delete().key(k))).options(within()).commit()).succeeded,
   };

@@ -110,9 +110,11 @@ describe('the identity collector: a deadline per etcd call, not per sweep (revie
     const options: Array<[string, { deadline: number }]> = [];
     const range: Record<string, unknown> = {
       prefix: () => range,
+      inRange: () => range,
+      limit: () => range,
       options: (o: { deadline: number }) => (options.push(['range', o]), range),
       exec: async () => ({ kvs: [] }),
-      keys: async () => [],
+      keyBuffers: async () => [],
     };
     const txn: Record<string, unknown> = {
       options: (o: { deadline: number }) => (options.push(['txn', o]), txn),
@@ -123,7 +125,7 @@ describe('the identity collector: a deadline per etcd call, not per sweep (revie
     const store = etcdCollectorStore(etcd, 7000);
     const t0 = Date.now();
     await store.list('p/');
-    await store.keys('p/');
+    await store.keys('p/', 'p/', 10);
     expect(await store.deleteIfUnchanged('p/a', '5', ['p/a'])).toBe(true);
     expect(options.map(([what]) => what)).toEqual(['range', 'range', 'txn']);
     for (const [, o] of options) expect(o.deadline - t0).toBeGreaterThanOrEqual(7000);

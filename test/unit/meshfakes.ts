@@ -34,7 +34,8 @@ export function meshLocalOf(kv: MemKV): MeshLocal & { released: () => boolean; l
     mirror: mirrorOf(kv),
     identities: {
       list: async (prefix) => kv.entries(prefix).map((e) => ({ key: e.key, value: e.value, modRevision: String(e.modRevision) })),
-      keys: async (prefix) => kv.entries(prefix).map((e) => e.key),
+      // a page as etcd's (refs.ts KeyPage; the keys here are ASCII, so their byte strings are themselves)
+      keys: async (prefix, from, limit) => kv.entries(prefix).flatMap((e) => (e.key >= from ? [e.key] : [])).slice(0, limit),
       deleteIfUnchanged: async (guard, rev, keys) =>
         (await kv.txn([{ key: guard, target: 'mod', op: '==', value: Number(rev) }], keys.map((k) => ({ delete: k })))).succeeded,
     },
