@@ -10,11 +10,13 @@
  * Bound: at most one attempt in flight per remote (a later one first waits for it, within the same deadline; a
  * retry fails at once instead).
  */
+import { cachePrefix, epochKey, remoteStatusKey, syncedKey } from './keys.js';
+import { epochValue } from './fence.js';
 import { LateWriteError } from './latewrite.js';
 import type { MirrorTarget } from './mirrorwriter.js';
-import { purgeRemote } from './replication.js';
+import { REPLICATED_TYPES } from './replication.js';
 import { within } from './within.js';
-import type { UnfencedSink } from './unfenced.js';
+import { isPermissionDenied, type UnfencedSink } from './unfenced.js';
 
 export class Purges {
   /** The attempt in flight per remote, until it settled (either way): bounded by the remotes ever purged. */
@@ -66,4 +68,33 @@ export class Purges {
   pending(remote: string): Promise<void> | undefined {
     return this.inFlight.get(remote);
   }
+}
+
+/**
+ * Deletes a remote's cache, sync markers and status from the local etcd, in three round trips (a purge has a
+ * deadline, purges.ts): the markers first (agents ignore a cache without its marker), in the transaction that puts
+ * the remote's epoch (fence.ts: every copy write issued before it fails from then on, so none lands after the cache
+ * deletes that follow), then the caches, then the status. When etcd refuses that transaction for the role (no epochs
+ * grant: an old role), the markers are deleted alone, unfenced, and `unfenced` told (unfenced.ts): a missing grant
+ * must never keep a disconnected remote admitted. Rejects with the local etcd's error otherwise (retried by the caller).
+ */
+export async function purgeRemote(local: MirrorTarget, remote: string, unfenced: UnfencedSink = () => undefined): Promise<void> {
+  const markers = REPLICATED_TYPES.map((type) => [syncedKey(remote, type), null] as const);
+  await local.write([[epochKey(remote), epochValue()], ...markers]).catch(async (err: unknown) => {
+    if (!isPermissionDenied(err)) throw err;
+    unfenced(remote, 'purge');
+    await local.write(markers);
+  });
+  await allSettled(REPLICATED_TYPES.map((type) => local.deletePrefix(cachePrefix(type, remote))));
+  await local.write([[remoteStatusKey(remote), null]]);
+}
+
+/**
+ * Waits for every one of ps, then rejects with the first rejection (a LateWriteError first: its landing is what
+ * the caller must wait for). Not Promise.all: that rejects at the first failure while the others may still be in
+ * flight, and the purge would count as settled while one of its deletes could still land (review s6fix-r2 #1).
+ */
+async function allSettled(ps: Array<Promise<void>>): Promise<void> {
+  const failed = (await Promise.allSettled(ps)).flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+  if (failed.length) throw failed.find((e) => e instanceof LateWriteError) ?? failed[0];
 }

@@ -1,17 +1,15 @@
 /**
  * One remote cluster's mirror (RemoteReplication) and what it needs: the
  * replicated types and their codecs, the per-remote budget, how a remote's
- * store is opened, and the purge of what it left. KVStoreMesh (kvstoremesh.ts)
+ * store is opened (the purge of what it left: purges.ts). KVStoreMesh (kvstoremesh.ts)
  * runs one per connected remote.
  */
 import type { Logger } from '../log.js';
-import { cacheKey, cachePrefix, epochKey, remoteStatusKey, splitClusterName, statePrefix, syncedKey, syncedPrefix, type StateType } from './keys.js';
+import { cacheKey, cachePrefix, epochKey, splitClusterName, statePrefix, syncedKey, syncedPrefix, type StateType } from './keys.js';
 import { connectEtcd, EtcdStore, ListWatcher, refusedInto, valueDigest, type KVStore } from './kvstore.js';
 import { cachedCopies } from './cachedcopies.js';
 import { BatchedWriter, type MirrorOps, type MirrorTarget } from './mirrorwriter.js';
 import { markerValue, markerWatermark, sameIncarnation } from './watermark.js';
-import { LateWriteError } from './latewrite.js';
-import { epochValue } from './fence.js';
 import { isPermissionDenied, UNFENCED_HINT, type UnfencedSink } from './unfenced.js';
 import { within } from './within.js';
 import { NodePlaces } from './nodeplaces.js';
@@ -414,33 +412,4 @@ export class RemoteReplication {
     if (!purge) return (await within(this.writer.flushed().then(() => true), flushMs, false)) ? {} : { landing: this.writer.abandon() };
     return { landing: this.writer.abandon() };
   }
-}
-
-/**
- * Deletes a remote's cache, sync markers and status from the local etcd, in three round trips (a purge has a
- * deadline, purges.ts): the markers first (agents ignore a cache without its marker), in the transaction that puts
- * the remote's epoch (fence.ts: every copy write issued before it fails from then on, so none lands after the cache
- * deletes that follow), then the caches, then the status. When etcd refuses that transaction for the role (no epochs
- * grant: an old role), the markers are deleted alone, unfenced, and `unfenced` told (unfenced.ts): a missing grant
- * must never keep a disconnected remote admitted. Rejects with the local etcd's error otherwise (retried by the caller).
- */
-export async function purgeRemote(local: MirrorTarget, remote: string, unfenced: UnfencedSink = () => undefined): Promise<void> {
-  const markers = REPLICATED_TYPES.map((type) => [syncedKey(remote, type), null] as const);
-  await local.write([[epochKey(remote), epochValue()], ...markers]).catch(async (err: unknown) => {
-    if (!isPermissionDenied(err)) throw err;
-    unfenced(remote, 'purge');
-    await local.write(markers);
-  });
-  await allSettled(REPLICATED_TYPES.map((type) => local.deletePrefix(cachePrefix(type, remote))));
-  await local.write([[remoteStatusKey(remote), null]]);
-}
-
-/**
- * Waits for every one of ps, then rejects with the first rejection (a LateWriteError first: its landing is what
- * the caller must wait for). Not Promise.all: that rejects at the first failure while the others may still be in
- * flight, and the purge would count as settled while one of its deletes could still land (review s6fix-r2 #1).
- */
-async function allSettled(ps: Array<Promise<void>>): Promise<void> {
-  const failed = (await Promise.allSettled(ps)).flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
-  if (failed.length) throw failed.find((e) => e instanceof LateWriteError) ?? failed[0];
 }

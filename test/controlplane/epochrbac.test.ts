@@ -5,7 +5,7 @@ import { cacheKey, epochKey, syncedKey } from '../../src/controlplane/keys.js';
 import { connectEtcd } from '../../src/controlplane/kvstore.js';
 import { etcdMirrorTarget } from '../../src/controlplane/mirrorwriter.js';
 import { ensureRole, kvstoremeshRole, nodeRole } from '../../src/controlplane/rbac.js';
-import { purgeRemote } from '../../src/controlplane/replication.js';
+import { purgeRemote } from '../../src/controlplane/purges.js';
 import { hasCommand } from '../../src/testbed/netns.js';
 import { loopbackEtcd } from '../helpers/loopback-etcd.js';
 

@@ -5,7 +5,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { cacheKey, epochsPrefix, remoteKey, stateKey, syncedKey } from '../../src/controlplane/keys.js';
 import { DEFAULT_BUDGET, KVStoreMesh, REPLICATED_TYPES } from '../../src/controlplane/kvstoremesh.js';
-import { purgeRemote } from '../../src/controlplane/replication.js';
+import { purgeRemote } from '../../src/controlplane/purges.js';
 import { jittered, HEARTBEAT_JITTER } from '../../src/controlplane/meshheartbeat.js';
 import { silentLogger } from '../../src/log.js';
 import { UNFENCED_HINT } from '../../src/controlplane/unfenced.js';

@@ -23,7 +23,7 @@ import {
 } from '../../src/controlplane/keys.js';
 import { DEFAULT_BUDGET, KVStoreMesh, LAG_GRACE_MS, LEASE_TTL_S, REPLICATED_TYPES, RemoteReplication } from '../../src/controlplane/kvstoremesh.js';
 import { MemKV } from '../../src/controlplane/memkv.js';
-import { purgeRemote } from '../../src/controlplane/replication.js';
+import { purgeRemote } from '../../src/controlplane/purges.js';
 import type { MeshLocal, MirrorTarget } from '../../src/controlplane/mirrorwriter.js';
 import { heartbeatCodec, Rejections, remoteStatusCodec, Trust, tryDecode, type PinnedCluster } from '../../src/controlplane/records/index.js';
 import { clusterIdentity, labelsHash } from '../../src/identity/identity.js';
