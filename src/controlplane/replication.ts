@@ -136,6 +136,12 @@ export class RemoteReplication {
   private readonly newest: number[] = REPLICATED_TYPES.map(() => 0);
   /** The watermarks of the transaction about to leave, by marker key (WriterProgress: at most one per type). */
   private readonly offered = new Map<string, { type: StateType; revision: string }>();
+  /**
+   * Relay offers copied with CIDRs dropped: key -> the drop's text counted. Counted once per (key, text), as
+   * Admission.report does, not on every copy of the offer (each change of it); a key deleted, or copied with
+   * nothing dropped, is counted anew. Bounded by the remote's relay keys held.
+   */
+  private readonly relayDrops = new Map<string, string>();
 
   constructor(
     readonly spec: RemoteSpec,
@@ -216,7 +222,12 @@ export class RemoteReplication {
       case 'relays': {
         // copied with what it may not relay (every agent drops that again): counted here too, for `clustermesh status`
         const r = this.trust.relay(remote, v as Parameters<Trust['relay']>[1]);
-        if (typeof r !== 'string' && r.dropped) this.rejections.add(new RecordError('relay', key, 'claim', r.dropped), remote);
+        const dropped = typeof r === 'string' ? undefined : r.dropped;
+        if (!dropped) this.relayDrops.delete(key);
+        else if (this.relayDrops.get(key) !== dropped) {
+          this.relayDrops.set(key, dropped);
+          this.rejections.add(new RecordError('relay', key, 'claim', dropped), remote);
+        }
         return typeof r === 'string' ? r : undefined;
       }
       default:
@@ -314,6 +325,7 @@ export class RemoteReplication {
             const loc = splitClusterName(typePrefix, k);
             if (!loc) return;
             const size = this.held.get(k);
+            this.relayDrops.delete(k);
             if (size !== undefined) {
               this.held.delete(k);
               this.heldBytes -= size;

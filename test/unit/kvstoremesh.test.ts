@@ -72,6 +72,29 @@ describe('kvstoremesh: one remote mirrored through fake stores', () => {
     expect(r.status().recentRejections?.[0]?.detail).toMatch(/169\.254\.169\.254\/32 overlaps 169\.254\.0\.0\/16 \(link-local\); 8\.8\.8\.0\/24 is outside c2's pinned relay CIDRs/);
   });
 
+  it('regression: an offer copied again with the same drops is counted once per (key, text), not per copy (a hub rewriting its offer every second counted each)', async () => {
+    const f = setup({ relay: true, relayCIDRs: ['100.70.0.0/16'] });
+    const key = stateKey('relays', 'c2', 'n1');
+    const offer = (honest: string, bad = '8.8.8.0/24') => JSON.stringify({ cluster: 'c2', node: 'n1', podCIDRs: [honest, bad] });
+    const copied = (v: string) => () => expect(f.local.entries(cachePrefix('relays', 'c2')).map((e) => e.value)).toEqual([v]);
+    await f.remote.put(key, offer('100.70.1.0/24'));
+    const r = f.start();
+    await r.start();
+    await vi.waitFor(f.allSynced, soon);
+    for (let i = 2; i < 6; i++) {
+      await f.remote.put(key, offer(`100.70.${i}.0/24`)); // a new copy each time, the same CIDR dropped
+      await vi.waitFor(copied(offer(`100.70.${i}.0/24`)), soon);
+    }
+    expect(r.status().rejected).toEqual({ 'relay/claim': 1 });
+    await f.remote.put(key, offer('100.70.5.0/24', '8.8.4.0/24')); // another drop: counted
+    await vi.waitFor(() => expect(r.status().rejected).toEqual({ 'relay/claim': 2 }), soon);
+    await f.remote.delete(key); // deleted and offered again: a new record, counted anew
+    await vi.waitFor(() => expect(f.local.entries(cachePrefix('relays', 'c2'))).toEqual([]), soon);
+    await f.remote.put(key, offer('100.70.5.0/24', '8.8.4.0/24'));
+    await vi.waitFor(() => expect(r.status().rejected).toEqual({ 'relay/claim': 3 }), soon);
+    await r.stop(false, 1000);
+  });
+
   it('copies the remote prefix, refuses a bad record alone, and relists after a compacted outage', async () => {
     const f = setup();
     for (const n of ['n1', 'n2', 'n3']) await f.remote.put(src(n), node(n));
