@@ -195,12 +195,9 @@ export class Admission {
     // made one cost more than an admitted one), or waits there no more
     if (kind === 'endpoint') {
       if (out instanceof RecordError && out.reason === 'budget') {
-        const id = this.endpoints.nodeOf(key);
-        if (this.quota.holdBack(id, key)) this.rejections.add(out, c.cluster);
+        if (this.quota.holdBack(this.endpoints.nodeOf(key), key)) this.rejections.add(out, c.cluster);
         this.reported.delete(key);
-        this.withdraw(kind, key); // an admitted endpoint is never refused for the bound (decide)
-        if (!this.quota.keepValue(id, key)) this.cand.endpoint.delete(key); // its key only: read again at its turn
-        return;
+        return this.withdraw(kind, key); // an admitted endpoint is never refused for the bound (decide)
       }
       if (this.quota.holding) this.quota.release(this.endpoints.nodeOf(key), key);
     }
@@ -427,17 +424,10 @@ export class Admission {
     const id = this.endpoints.nodeOf(key);
     this.quota.withdrawn(id);
     this.sinks.endpoint(key, undefined);
-    this.drain(id);
-  }
-
-  /** Room on node `nodeId` goes to its held-back endpoints; none while it is not admitted (they keep their places). */
-  private drain(nodeId: string): void {
-    if (!this.nodeByName.has(nodeId)) return;
-    for (let k = this.quota.next(nodeId); k !== undefined; k = this.quota.next(nodeId)) this.evaluate('endpoint', k);
+    for (let k = this.quota.next(id); k !== undefined; k = this.quota.next(id)) this.evaluate('endpoint', k);
   }
 
   private recheckEndpointsOf(nodeId: string): void {
     for (const k of this.endpoints.keysOfNode(nodeId)) this.evaluate('endpoint', k);
-    if (this.quota.holding) this.drain(nodeId);
   }
 }

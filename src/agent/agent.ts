@@ -51,7 +51,6 @@ import { ipBatch, RouteTable } from './routetable.js';
 import { PeerReconciler } from './peers.js';
 import { loadOrCreateKey, Registration, type LocalEndpoint } from './registration.js';
 import { stateWatches, trustWatches, type Watch } from './sinks.js';
-import { etcdReadKey, refetcher } from './refetch.js';
 import { startHeapCompaction } from './heapcompaction.js';
 import { healthOfPeers, peerStatuses, type AgentStatus } from './status.js';
 
@@ -222,8 +221,6 @@ export class Agent extends EventEmitter {
     // admission until it is read (Trust's WAIT): only this node's own record, as node.yaml says it, comes up.
     if (!this.trust.localKnown) log.warn({ key: clusterConfigKey(cfg.cluster.name) }, 'cluster-config not read yet: node, relay and local endpoint records wait for it (clustermesh enable writes it)');
     this.watchers.push(...trusted, ...stateWatches(targets).map(watch));
-    // a node's held-back endpoints past a few are held as keys only, their records read again at their turn
-    this.admission.quota.refetch = refetcher(etcdReadKey((k) => etcd.get(k)), this.watchers, (f) => this.admission.endpointKeys.full(f), log);
     if (svc) {
       svc.start();
       this.routerAddress = setupRouterAddress(cfg.node.podCIDRs, this.dev.tunName, log);

@@ -15,21 +15,10 @@
  *
  * The effective bound of a node is also its pod CIDRs' size: an endpoint key names its address, which must
  * lie inside them (a /24 holds at most 256). Cost: O(1) per endpoint admitted, withdrawn, held back or
- * released; memory: one count per node with admitted endpoints, one set entry per endpoint held back.
- *
- * What is held back costs keys, not records, past a few per node: admission keeps the records of at most
- * HELD_VALUES_PER_NODE of a node's held-back endpoints (keepValue) and lets go of the others', so a node over its
- * bound (a compromised one of our own cluster: there only etcd's quota bounds its writes) no longer grows every
- * agent's memory by a record per endpoint it writes; its keys stay (the watch holds them anyway). A key whose turn
- * comes is asked for again (`refetch`, agent/refetch.ts: one point read, handed over as the watch's own value) and
- * holds its place of the room until it is back (`refetching`, ≤ the room the node has). As kvstoremesh's node
- * places do for a remote's nodes (nodeplaces.ts), with a point read instead of a list. Nodes under their bound
- * hold nothing back: nothing changes for them.
+ * released; memory: one count per node with admitted endpoints, one set entry per endpoint held back (an
+ * entry of the candidates admission holds anyway).
  */
 import { ConfigError } from '../errors.js';
-
-/** Held-back endpoints per node whose records admission keeps; past them, keys only (see above). */
-export const HELD_VALUES_PER_NODE = 16;
 
 /** Kubernetes' default max pods per node is 110, Cilium's IPAM gives a node a /24 (256): 1024 leaves room. */
 export const DEFAULT_MAX_ENDPOINTS_PER_NODE = 1024;
@@ -55,16 +44,6 @@ export class EndpointQuota {
   private readonly held = new Map<string, Waiting>();
   /** Held-back keys per origin cluster (status, metrics). */
   private readonly heldPerCluster = new Map<string, number>();
-  /** Per node, the held-back keys whose records admission keeps (≤ HELD_VALUES_PER_NODE each). */
-  private readonly valued = new Map<string, Set<string>>();
-  /** Per node, keys taken off the queue and asked for again (refetch): each holds a place of the room until back. */
-  private readonly refetching = new Map<string, Set<string>>();
-
-  /**
-   * Asks for the record of a held-back key whose record admission let go of (the agent: agent/refetch.ts); it comes
-   * back through admission's upsert. Unset (admission alone, unit tests): every held-back record is kept.
-   */
-  refetch: ((key: string) => void) | undefined;
 
   /**
    * The detail of every refusal for the bound, one string for all (the key names the node): a text naming the
@@ -79,7 +58,7 @@ export class EndpointQuota {
 
   /** Whether any endpoint is held back (callers skip `release` otherwise). */
   get holding(): boolean {
-    return this.held.size > 0 || this.refetching.size > 0;
+    return this.held.size > 0;
   }
 
   /** Whether one more endpoint of node `nodeId` fits. */
@@ -104,49 +83,19 @@ export class EndpointQuota {
    * not waiting yet (admission reports the refusal then, once: being held back is its mark of reported).
    */
   holdBack(nodeId: string, key: string): boolean {
-    const back = this.refetched(nodeId, key); // asked for again and still no room: reported already
     let s = this.held.get(nodeId);
     if (!s) this.held.set(nodeId, (s = new Waiting()));
     if (!s.add(key)) return false;
     const cluster = clusterOf(nodeId);
     this.heldPerCluster.set(cluster, (this.heldPerCluster.get(cluster) ?? 0) + 1);
-    return !back;
-  }
-
-  /**
-   * Whether admission keeps the record of `key`, held back (holdBack) just now: yes for the node's first
-   * HELD_VALUES_PER_NODE held back (and whenever refetch is unset), else it keeps the key only.
-   */
-  keepValue(nodeId: string, key: string): boolean {
-    if (this.refetch === undefined) return true;
-    let v = this.valued.get(nodeId);
-    if (v?.has(key)) return true;
-    if ((v?.size ?? 0) >= HELD_VALUES_PER_NODE) return false;
-    if (!v) this.valued.set(nodeId, (v = new Set()));
-    v.add(key);
     return true;
   }
 
   /** `key` waits no more (admitted, refused for another reason, waiting on its node, or deleted). */
   release(nodeId: string, key: string): void {
-    this.refetched(nodeId, key);
     const s = this.held.get(nodeId);
     if (!s?.delete(key)) return;
-    this.unvalue(nodeId, key);
     this.released(nodeId, s);
-  }
-
-  /** `key` asked for again is back (or gone): its place of the room is free. True when it was asked for. */
-  private refetched(nodeId: string, key: string): boolean {
-    const r = this.refetching.get(nodeId);
-    if (!r?.delete(key)) return false;
-    if (r.size === 0) this.refetching.delete(nodeId);
-    return true;
-  }
-
-  private unvalue(nodeId: string, key: string): void {
-    const v = this.valued.get(nodeId);
-    if (v?.delete(key) && v.size === 0) this.valued.delete(nodeId);
   }
 
   private released(nodeId: string, s: Waiting): void {
@@ -157,24 +106,13 @@ export class EndpointQuota {
     else this.heldPerCluster.delete(cluster);
   }
 
-  /**
-   * The key of `nodeId` that waited longest whose record admission kept, taken off the list (the caller evaluates
-   * it again), while there is room. Keys held without their record met first are asked for again (refetch), each
-   * holding a place of the room until it is back: at most as many reads as the room.
-   */
+  /** The key of `nodeId` that waited longest, taken off the list (the caller evaluates it again), while there is room. */
   next(nodeId: string): string | undefined {
-    for (;;) {
-      if ((this.counts.get(nodeId) ?? 0) + (this.refetching.get(nodeId)?.size ?? 0) >= this.max) return undefined;
-      const s = this.held.get(nodeId);
-      const k = s?.shift();
-      if (k === undefined) return undefined;
-      this.released(nodeId, s!);
-      if (this.refetch === undefined || this.valued.get(nodeId)?.has(k)) return this.unvalue(nodeId, k), k;
-      let r = this.refetching.get(nodeId);
-      if (!r) this.refetching.set(nodeId, (r = new Set()));
-      r.add(k);
-      this.refetch(k);
-    }
+    if (!this.fits(nodeId)) return undefined;
+    const s = this.held.get(nodeId);
+    const k = s?.shift();
+    if (k !== undefined) this.released(nodeId, s!);
+    return k;
   }
 
   /** Status: the bound, endpoints held back per origin cluster, and the nodes holding most back (≤ 20). */

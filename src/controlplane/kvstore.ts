@@ -159,7 +159,7 @@ export class ListWatcher {
 
   constructor(
     private readonly store: KVStore,
-    readonly prefix: string,
+    private readonly prefix: string,
     private readonly sink: ListWatchSink,
     private readonly log: Logger = silentLogger,
   ) {}
@@ -217,18 +217,6 @@ export class ListWatcher {
     return this.listAgain;
   }
   private listAgain = false;
-
-  /**
-   * Hands the sink `kv` (read from the store by its caller) again as an upsert when it is the value held for its key
-   * (same digest and incarnation): for a sink that let go of a value it holds (admission's held-back endpoints,
-   * agent/refetch.ts). False otherwise: not held, or since changed (the watch delivers that change itself).
-   */
-  offerAgain(kv: KV): boolean {
-    const form = this.formOf(kv.key);
-    if (form === undefined || this.known.get(form) !== valueDigest(kv.value) || this.known.createRevision(form) !== incarnation(kv.createRevision)) return false;
-    this.deliver('upsert', form, () => this.sink.upsert(form, kv.value, false, kv.key));
-    return true;
-  }
 
   /** How many keys the prefix holds as last seen (keys().length without building the list). */
   get size(): number {
