@@ -261,7 +261,9 @@ export class IdentityCollector {
   /** Counts the nodes over maxRefsPerNode this sweep found (once while each stays over: overCounted). */
   private countOver(over: Map<string, string>): void {
     for (const [node, key] of over) {
-      if (this.overCounted.get(node) === key) continue;
+      // Once per node while it stays over: the node chooses its first refused key (one write before each sweep
+      // would change it), so the key is only the record named, never part of what makes a refusal new.
+      if (this.overCounted.has(node)) continue;
       const detail = `node ${text(node)} references more than ${this.maxRefsPerNode} identities (--max-identity-refs-per-node): this reference and the node's later ones keep no identity`;
       this.rejections.add(RecordError.quiet('identity-ref', text(key), 'budget', detail), this.cluster);
     }

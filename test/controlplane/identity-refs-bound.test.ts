@@ -75,6 +75,13 @@ describe.skipIf(!hasCommand('etcd'))('a node\'s identity references are bounded 
     expect(reads[0]).toBeLessThanOrEqual(2 * MAX + REF_PAGE); // the honest refs and a page of evil's at most
     expect(reads[1]).toBe(reads[0]);
     expect(rejections.total).toBe(1); // not counted again while the node stays over
+    // regression (review of s14gaps): one key before its boundary written before each sweep changes which key is
+    // the first refused; the node is still counted once while it stays over (main of the branch: 2, 3, 4)
+    for (const i of [1, 2, 3]) {
+      await c.put(`${identityRefsPrefix(C, 'evil')}0${i}`).value('');
+      await collector.sweep();
+    }
+    expect(rejections.total).toBe(1);
   }, 120_000);
 
   it('pages past keys that are not valid UTF-8 (a page may end on one): every key read once, the read ends', async () => {
