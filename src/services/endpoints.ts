@@ -12,8 +12,9 @@
  * Compact (issue 16): the index holds each endpoint's record itself (records are
  * replaced, never mutated; their label sets and names are already shared,
  * records/intern.ts), by key, and its scope and its definitions' members hold
- * the key: per endpoint one Map entry and one Set entry per collection it is in,
- * no object of its own. It held a copy per endpoint before (node, name, address,
+ * the key (a definition's members the key and the record, so that a recompute
+ * reads its members without a lookup each): per endpoint one Map entry, one Set
+ * entry and a Map entry per definition that picks it, no object of its own. It held a copy per endpoint before (node, name, address,
  * a label set reference, its scope: ~64 B, docs/benchmarks.md "Ninth pass").
  * Keys, not records, in the sets: a key is one endpoint by construction, where
  * two keys could hand over one record object.
@@ -52,8 +53,8 @@ export class ServiceEndpoints {
   /** Each endpoint's record (the latest upserted), by key. */
   private readonly byKey = new Map<string, EndpointRecord>();
   private readonly scopes = new Map<string, Scope>();
-  /** Each definition's members: the keys of its scope's endpoints its selector picks. */
-  private readonly members = new Map<ClusterService, Set<string>>();
+  /** Each definition's members: the keys of its scope's endpoints its selector picks, with their records. */
+  private readonly members = new Map<ClusterService, Map<string, EndpointRecord>>();
 
   /** touched(service): the members of a definition of that service ("namespace/name") changed. */
   constructor(private readonly touched: (service: string) => void) {}
@@ -66,7 +67,12 @@ export class ServiceEndpoints {
   upsert(key: string, rec: EndpointRecord): void {
     const old = this.byKey.get(key);
     if (old && sameForServices(old, rec)) {
-      this.byKey.set(key, rec); // nothing services read changed (e.g. its identity): the new record, in its place
+      // nothing services read changed (e.g. its identity): the new record, in its place (no stale record kept)
+      this.byKey.set(key, rec);
+      for (const d of this.scopes.get(scopeKey(rec.cluster, rec.namespace))!.defs) {
+        const m = this.members.get(d)!;
+        if (m.has(key)) m.set(key, rec);
+      }
       return;
     }
     if (old) this.drop(key, old);
@@ -75,7 +81,7 @@ export class ServiceEndpoints {
     scope.endpoints.add(key);
     for (const d of scope.defs)
       if (selects(d.selector, rec, d.namespace)) {
-        this.members.get(d)!.add(key);
+        this.members.get(d)!.set(key, rec);
         this.touched(serviceName(d));
       }
   }
@@ -89,8 +95,11 @@ export class ServiceEndpoints {
   addDefinition(def: ClusterService): void {
     const scope = this.scope(def.cluster, def.namespace);
     scope.defs.add(def);
-    const m = new Set<string>();
-    for (const k of scope.endpoints) if (selects(def.selector, this.byKey.get(k)!, def.namespace)) m.add(k);
+    const m = new Map<string, EndpointRecord>();
+    for (const k of scope.endpoints) {
+      const rec = this.byKey.get(k)!;
+      if (selects(def.selector, rec, def.namespace)) m.set(k, rec);
+    }
     this.members.set(def, m);
     this.touched(serviceName(def));
   }
@@ -104,8 +113,8 @@ export class ServiceEndpoints {
   }
 
   /** The endpoints def's selector picks (empty for a definition not added). */
-  *membersOf(def: ClusterService): Iterable<ServiceEndpoint> {
-    for (const k of this.members.get(def) ?? []) yield this.byKey.get(k)!;
+  membersOf(def: ClusterService): Iterable<ServiceEndpoint> {
+    return this.members.get(def)?.values() ?? [];
   }
 
   private drop(key: string, old: EndpointRecord): void {
