@@ -22,7 +22,9 @@
  *   watch   ListWatcher alone (its key → value map)
  *   decode  + codecs (records decoded, then dropped)
  *   admit   + admission (candidates, admitted, indexes)
- *   full    + the agent's endpoint map and PolicyDatapath
+ *   full    + the agent's endpoint map, PolicyDatapath and the services' endpoint
+ *           index (ServiceDatapath, as the agent feeds it every admitted endpoint;
+ *           MEMORY_NO_SERVICES=1 leaves it out, as this stage was before 2026-12-02)
  * With --base DIR (a built copy of another commit, e.g. main) every stage runs
  * against both builds, alternating, and the table prints them side by side.
  * Growth is divided by the number of remote endpoints (nodes and identities
@@ -169,6 +171,9 @@ async function child(dist: string, mode: Mode, shape: Shape): Promise<Reading> {
   let rows = 0;
   dev.ipcacheUpdate = (ups: Buffer) => void (rows += ups.length / 32); // the native table: counted, not kept in JS
   const dp = mode === 'full' ? new PolicyDatapath(dev, 'local', 'self', { defaultLocalCluster: true }, silentLogger) : undefined;
+  // the agent makes a ServiceDatapath beside its PolicyDatapath and hands it every admitted endpoint (agent.ts)
+  const { ServiceDatapath } = await imp('src/services/datapath.js');
+  const svc = dp && !process.env.MEMORY_NO_SERVICES ? new ServiceDatapath(dev, 'wm0', 'local', 'self', { maglevTableSize: 251 }, silentLogger, () => undefined) : undefined;
   // as Agent.endpoints: a build whose PolicyDatapath exposes its endpoint map keeps no second one
   const endpoints = dp?.endpoints instanceof Map ? undefined : new Map<string, unknown>();
   const nodes = new Map<string, unknown>();
@@ -181,9 +186,11 @@ async function child(dist: string, mode: Mode, shape: Shape): Promise<Reading> {
       if (rec) {
         endpoints?.set(k, rec);
         dp.upsertEndpoint(k, rec);
+        svc?.upsertEndpoint(k, rec);
       } else {
         endpoints?.delete(k);
         dp.removeEndpoint(k);
+        svc?.removeEndpoint(k);
       }
     },
     identity: (k: string, rec: { id: number } | undefined) => {
@@ -230,7 +237,7 @@ async function child(dist: string, mode: Mode, shape: Shape): Promise<Reading> {
   const n = shape.clusters * shape.nodes * shape.eps;
   if ((mode === 'admit' || mode === 'full') && admitted < n) throw new Error(`admitted ${admitted} of ${n} endpoints (rejections: ${JSON.stringify(rejections.rows())})`);
   if (process.env.MEMORY_SNAPSHOT) (await import('node:v8')).writeHeapSnapshot(process.env.MEMORY_SNAPSHOT);
-  const keep = [lws, admission, dp, endpoints, nodes]; // alive until read
+  const keep = [lws, admission, dp, svc, endpoints, nodes]; // alive until read
   void keep;
   const v8 = await import('node:v8');
   const spaces = Object.fromEntries(v8.getHeapSpaceStatistics().map((x) => [x.space_name, Math.round(x.physical_space_size / 1024)]));

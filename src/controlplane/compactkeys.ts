@@ -4,13 +4,16 @@
  * `wiremesh/cache/ip/v2/<cluster>/<node>/`, shared by the ~10–30 endpoints of a
  * node) interned once as a small index, the address as its bytes. An 80-character
  * endpoint key is ~104 B of heap per copy; its compact form is a one-byte string
- * of 11 characters (IPv4: 32 B) or 23 (IPv6: 40 B).
+ * of 8 characters (IPv4: 24 B, the least a V8 string costs) or 20 (IPv6: 40 B),
+ * 11 or 23 once a process has made 2^24 bases.
  *
  * Forms (all one-byte strings; which one is read from the first character):
- * - compact: MARK, the base's index in 6 characters of 8 bits (little-endian),
- *   then the address's 4 or 16 bytes, one per character. Taken when the text
- *   after the last '/' is an address in its canonical text (formatIP(parseIP(t))
- *   === t), so that text and bytes are one-to-one.
+ * - compact: SHORT and the base's index in 3 characters of 8 bits (little-endian)
+ *   when it is below 2^24, else MARK and the index in 6 characters; then the
+ *   address's 4 or 16 bytes, one per character. Taken when the text after the
+ *   last '/' is an address in its canonical text (formatIP(parseIP(t)) === t), so
+ *   that text and bytes are one-to-one. A base has one index, so one length of
+ *   form: a key has one compact form.
  * - escaped: ESCAPE then the key, for a key that does not compact and starts
  *   with a character ≤ ESCAPE (no etcd key under a wiremesh prefix does).
  * - the key itself otherwise.
@@ -32,10 +35,19 @@
 import { formatIP, parseIP } from '../net/ip.js';
 import { internName } from './records/intern.js';
 
+/** The compact form with a 3-character index (bases below 2^24). */
+const SHORT = '\u0000';
 const MARK = '\u0001';
 const ESCAPE = '\u0002';
-/** Characters of a base's index: 6 × 8 bits, past any count of bases a process sees (2^48). */
+/**
+ * Characters of a base's index: 3 × 8 bits while the index is below 2^24 (a process makes a base per node name
+ * it sees come back after all its keys went: 2^24 is years of honest churn, and a remote that forces more only
+ * brings its forms back to 11 characters, what every form took before), then 6, past any count of bases a process
+ * sees (2^48). An IPv4 form of 8 characters costs 24 B of heap, of 11 32 B: −8 B per endpoint (issue 16).
+ */
+const SHORT_CHARS = 3;
 const INDEX_CHARS = 6;
+const SHORT_LIMIT = 2 ** (8 * SHORT_CHARS);
 /** Bases held before new ones need SHARE compactable keys held per base on average (below: a new base's keys stay plain). */
 const FREE_BASES = 64;
 const SHARE = 4;
@@ -79,29 +91,45 @@ function v6(key: string, slash: number): Buffer | undefined {
   return b && b.length === 16 && formatIP(b) === text ? b : undefined;
 }
 
-/** MARK, the index's 6 characters, the address's 4 or 16: one flat string (one allocation). */
+/** SHORT and the index's 3 characters, or MARK and its 6, then the address's 4 or 16: one flat string (one allocation). */
 function encode(index: number, addr: number | Buffer): string {
-  const lo = index % 16777216, hi = Math.floor(index / 16777216);
-  const i0 = lo & 255, i1 = (lo >>> 8) & 255, i2 = lo >>> 16, i3 = hi & 255, i4 = (hi >>> 8) & 255, i5 = hi >>> 16;
+  const lo = index % SHORT_LIMIT, hi = Math.floor(index / SHORT_LIMIT);
+  const i0 = lo & 255, i1 = (lo >>> 8) & 255, i2 = lo >>> 16;
+  if (hi === 0) {
+    if (typeof addr === 'number') return String.fromCharCode(0, i0, i1, i2, addr >>> 24, (addr >>> 16) & 255, (addr >>> 8) & 255, addr & 255);
+    return String.fromCharCode(0, i0, i1, i2, ...addr);
+  }
+  const i3 = hi & 255, i4 = (hi >>> 8) & 255, i5 = hi >>> 16;
   if (typeof addr === 'number') return String.fromCharCode(1, i0, i1, i2, i3, i4, i5, addr >>> 24, (addr >>> 16) & 255, (addr >>> 8) & 255, addr & 255);
   return String.fromCharCode(1, i0, i1, i2, i3, i4, i5, ...addr);
 }
 
+/** Characters of a compact form before its address: its mark and its index. */
+const headOf = (compact: string): number => 1 + (compact[0] === SHORT ? SHORT_CHARS : INDEX_CHARS);
+
 function indexOf(compact: string): number {
   let v = 0;
-  for (let i = INDEX_CHARS; i >= 1; i--) v = v * 256 + compact.charCodeAt(i);
+  for (let i = headOf(compact) - 1; i >= 1; i--) v = v * 256 + compact.charCodeAt(i);
   return v;
 }
+
+/** Whether a form is compact (SHORT or MARK first). */
+const isCompact = (form: string): boolean => form[0] === SHORT || form[0] === MARK;
 
 export class CompactKeys {
   private readonly byText = new Map<string, Base>();
   private readonly byIndex = new Map<number, Base>();
-  private nextIndex = 0;
+  private nextIndex: number;
   /** Compact forms held (every base's refs), and plain forms held of keys that have a compact one (the guard's). */
   private compactHeld = 0;
   private plainCompactable = 0;
   /** The base last looked up or acquired (lookup): held (forgotten when released). */
   private last: Base | undefined;
+
+  /** `firstIndex`: the first base's index (tests: start near 2^24, where forms grow to 11 characters). */
+  constructor(firstIndex = 0) {
+    this.nextIndex = firstIndex;
+  }
 
   /** Bases held (distinct key texts up to the last '/' among the held compact keys). */
   get bases(): number {
@@ -189,7 +217,7 @@ export class CompactKeys {
     if (form.length === 0 || form.charCodeAt(0) > ESCAPE.charCodeAt(0)) return form;
     if (form[0] === ESCAPE) return form.slice(1);
     const b = this.baseOf(form);
-    const at = 1 + INDEX_CHARS;
+    const at = headOf(form);
     const byte = (i: number) => form.charCodeAt(at + i);
     if (form.length === at + 4) return `${b.text}${byte(0)}.${byte(1)}.${byte(2)}.${byte(3)}`;
     const addr = Buffer.alloc(16);
@@ -198,7 +226,10 @@ export class CompactKeys {
   }
 
   private baseOf(form: string): Base {
-    const b = this.byIndex.get(indexOf(form));
+    const i = indexOf(form);
+    // a long form of an index the short form holds is none this table made (one form per key): refused as well
+    if (form[0] === MARK && i < SHORT_LIMIT) throw new Error('compact keys: a long form of a short index was read');
+    const b = this.byIndex.get(i);
     if (!b) throw new Error('compact keys: a released key was read');
     return b;
   }
@@ -208,12 +239,12 @@ export class CompactKeys {
    * admission reads a node from, several times per record), the key itself for any other form.
    */
   base(form: string): string {
-    return form.length === 0 || form[0] !== MARK ? this.full(form) : this.baseOf(form).text;
+    return isCompact(form) ? this.baseOf(form).text : this.full(form);
   }
 
   /** One holder of `form` (from `acquire`) lets it go; its base goes with its last key. */
   release(form: string): void {
-    if (form.length === 0 || form[0] !== MARK) {
+    if (!isCompact(form)) {
       if (this.plainCompactable > 0 && this.compactable(form)) this.plainCompactable--;
       return;
     }

@@ -9,76 +9,30 @@
  * definition change matches only its scope's endpoints. Nothing walks all
  * endpoints.
  *
- * Compact: an entry keeps only what services read (node, pod name, address,
- * labels) and points at its scope for cluster and namespace; node names and
- * label sets are interned (one object per distinct value, reference-counted
- * so churn does not grow them). At 160k remote endpoints that is one small
- * object and two collection slots per endpoint; the label objects and
- * strings are shared.
+ * Compact (issue 16): the index holds each endpoint's record itself (records are
+ * replaced, never mutated; their label sets and names are already shared,
+ * records/intern.ts), by key, and its scope and its definitions' members hold
+ * the key (a definition's members the key and the record, so that a recompute
+ * reads its members without a lookup each): per endpoint one Map entry, one Set
+ * entry and a Map entry per definition that picks it, no object of its own. It held a copy per endpoint before (node, name, address,
+ * a label set reference, its scope: ~64 B, docs/benchmarks.md "Ninth pass").
+ * Keys, not records, in the sets: a key is one endpoint by construction, where
+ * two keys could hand over one record object.
  */
 import type { EndpointRecord } from '../controlplane/types.js';
 import { selects, type ClusterService, type ServiceEndpoint } from './service.js';
 
-/** Reference-counted interning: one value per distinct key while something uses it. */
-class Interner<T> {
-  private readonly values = new Map<string, { value: T; refs: number }>();
-
-  acquire(key: string, make: () => T): T {
-    const v = this.values.get(key);
-    if (v) {
-      v.refs++;
-      return v.value;
-    }
-    const value = make();
-    this.values.set(key, { value, refs: 1 });
-    return value;
-  }
-
-  release(key: string): void {
-    const v = this.values.get(key);
-    if (v && --v.refs === 0) this.values.delete(key);
-  }
-
-  get size(): number {
-    return this.values.size;
-  }
-}
-
 interface Scope {
   readonly key: string;
-  readonly cluster: string;
-  readonly namespace: string;
-  readonly endpoints: Set<Entry>;
+  /** The keys of the endpoints of this cluster and namespace. */
+  readonly endpoints: Set<string>;
   readonly defs: Set<ClusterService>;
 }
 
-/** One distinct label set, shared by every endpoint that carries it. */
-interface LabelSet {
-  readonly key: string;
-  readonly labels: Readonly<Record<string, string>>;
-}
-
-/** One endpoint as services see it; cluster and namespace come from its scope, labels from the shared set (no per-entry copies). */
-class Entry implements ServiceEndpoint {
-  constructor(
-    readonly scope: Scope,
-    readonly node: string,
-    readonly name: string,
-    readonly ip: string,
-    readonly labelSet: LabelSet,
-  ) {}
-
-  get labels(): Readonly<Record<string, string>> {
-    return this.labelSet.labels;
-  }
-
-  get cluster(): string {
-    return this.scope.cluster;
-  }
-
-  get namespace(): string {
-    return this.scope.namespace;
-  }
+/** Whether two records of one key differ in what services read (cluster, namespace, node, pod name, address, labels). */
+function sameForServices(a: EndpointRecord, b: EndpointRecord): boolean {
+  if (a.cluster !== b.cluster || a.namespace !== b.namespace || a.node !== b.node || a.name !== b.name || a.ip !== b.ip) return false;
+  return a.labels === b.labels || labelsKey(a.labels) === labelsKey(b.labels);
 }
 
 function labelsKey(labels: Readonly<Record<string, string>>): string {
@@ -88,17 +42,19 @@ function labelsKey(labels: Readonly<Record<string, string>>): string {
   return out;
 }
 
+const scopeKey = (cluster: string, namespace: string): string => `${cluster}/${namespace}`;
+
 /** The service a definition belongs to ("namespace/name"): every cluster's definition of it shares the name. */
 export function serviceName(def: ClusterService): string {
   return `${def.namespace}/${def.name}`;
 }
 
 export class ServiceEndpoints {
-  private readonly byKey = new Map<string, Entry>();
+  /** Each endpoint's record (the latest upserted), by key. */
+  private readonly byKey = new Map<string, EndpointRecord>();
   private readonly scopes = new Map<string, Scope>();
-  private readonly members = new Map<ClusterService, Set<Entry>>();
-  private readonly nodes = new Interner<string>();
-  private readonly labelSets = new Interner<LabelSet>();
+  /** Each definition's members: the keys of its scope's endpoints its selector picks, with their records. */
+  private readonly members = new Map<ClusterService, Map<string, EndpointRecord>>();
 
   /** touched(service): the members of a definition of that service ("namespace/name") changed. */
   constructor(private readonly touched: (service: string) => void) {}
@@ -107,30 +63,25 @@ export class ServiceEndpoints {
     return this.byKey.size;
   }
 
-  /** Distinct label sets and node names held (the index's shared part). */
-  get interned(): { labelSets: number; nodes: number } {
-    return { labelSets: this.labelSets.size, nodes: this.nodes.size };
-  }
-
-  /** An endpoint record (key: its etcd key) was added or replaced. */
+  /** An endpoint record (key: its etcd key or its form) was added or replaced. */
   upsert(key: string, rec: EndpointRecord): void {
     const old = this.byKey.get(key);
-    const lk = labelsKey(rec.labels);
-    if (old && old.cluster === rec.cluster && old.namespace === rec.namespace && old.node === rec.node && old.name === rec.name && old.ip === rec.ip && old.labelSet.key === lk) return; // nothing services read changed (e.g. its identity)
+    if (old && sameForServices(old, rec)) {
+      // nothing services read changed (e.g. its identity): the new record, in its place (no stale record kept)
+      this.byKey.set(key, rec);
+      for (const d of this.scopes.get(scopeKey(rec.cluster, rec.namespace))!.defs) {
+        const m = this.members.get(d)!;
+        if (m.has(key)) m.set(key, rec);
+      }
+      return;
+    }
     if (old) this.drop(key, old);
     const scope = this.scope(rec.cluster, rec.namespace);
-    const e = new Entry(
-      scope,
-      this.nodes.acquire(rec.node, () => rec.node),
-      rec.name,
-      rec.ip,
-      this.labelSets.acquire(lk, () => ({ key: lk, labels: Object.freeze({ ...rec.labels }) })),
-    );
-    this.byKey.set(key, e);
-    scope.endpoints.add(e);
+    this.byKey.set(key, rec);
+    scope.endpoints.add(key);
     for (const d of scope.defs)
-      if (selects(d.selector, e, d.namespace)) {
-        this.members.get(d)!.add(e);
+      if (selects(d.selector, rec, d.namespace)) {
+        this.members.get(d)!.set(key, rec);
         this.touched(serviceName(d));
       }
   }
@@ -144,14 +95,17 @@ export class ServiceEndpoints {
   addDefinition(def: ClusterService): void {
     const scope = this.scope(def.cluster, def.namespace);
     scope.defs.add(def);
-    const m = new Set<Entry>();
-    for (const e of scope.endpoints) if (selects(def.selector, e, def.namespace)) m.add(e);
+    const m = new Map<string, EndpointRecord>();
+    for (const k of scope.endpoints) {
+      const rec = this.byKey.get(k)!;
+      if (selects(def.selector, rec, def.namespace)) m.set(k, rec);
+    }
     this.members.set(def, m);
     this.touched(serviceName(def));
   }
 
   removeDefinition(def: ClusterService): void {
-    const scope = this.scopes.get(`${def.cluster}/${def.namespace}`);
+    const scope = this.scopes.get(scopeKey(def.cluster, def.namespace));
     if (!scope?.defs.delete(def)) return;
     this.members.delete(def);
     this.gc(scope);
@@ -160,22 +114,21 @@ export class ServiceEndpoints {
 
   /** The endpoints def's selector picks (empty for a definition not added). */
   membersOf(def: ClusterService): Iterable<ServiceEndpoint> {
-    return this.members.get(def) ?? [];
+    return this.members.get(def)?.values() ?? [];
   }
 
-  private drop(key: string, e: Entry): void {
+  private drop(key: string, old: EndpointRecord): void {
     this.byKey.delete(key);
-    e.scope.endpoints.delete(e);
-    for (const d of e.scope.defs) if (this.members.get(d)!.delete(e)) this.touched(serviceName(d));
-    this.nodes.release(e.node);
-    this.labelSets.release(e.labelSet.key);
-    this.gc(e.scope);
+    const scope = this.scopes.get(scopeKey(old.cluster, old.namespace))!;
+    scope.endpoints.delete(key);
+    for (const d of scope.defs) if (this.members.get(d)!.delete(key)) this.touched(serviceName(d));
+    this.gc(scope);
   }
 
   private scope(cluster: string, namespace: string): Scope {
-    const key = `${cluster}/${namespace}`;
+    const key = scopeKey(cluster, namespace);
     let s = this.scopes.get(key);
-    if (!s) this.scopes.set(key, (s = { key, cluster, namespace, endpoints: new Set(), defs: new Set() }));
+    if (!s) this.scopes.set(key, (s = { key, endpoints: new Set(), defs: new Set() }));
     return s;
   }
 

@@ -32,8 +32,11 @@ const HOSTILE = [
   '\u0001',
   '\u0002',
   '\u0000x',
-  '\u0001\u0000\u0000\u0000\u0000\u0000\u0000d@\u0000\u0001', // the compact form of the first base's 100.64.0.1
+  '\u0001\u0000\u0000\u0000\u0000\u0000\u0000d@\u0000\u0001', // the long compact form of the first base's 100.64.0.1
   '\u0002\u0001\u0000\u0000\u0000\u0000\u0000\u0000d@\u0000\u0001', // its escape
+  '\u0000\u0000\u0000\u0000d@\u0000\u0001', // the short compact form of the first base's 100.64.0.1
+  '\u0002\u0000\u0000\u0000\u0000d@\u0000\u0001', // its escape
+  '\u0000\u00ff\u00ff\u00ffd@\u0000\u0001', // the last short index's
   `${P}c1/n1/${'1'.repeat(200)}`,
 ];
 
@@ -50,12 +53,18 @@ function keyPool(rand: () => number): string[] {
   return keys;
 }
 
+/** A compact form (short: \x00 and a 3-character index; long: \x01 and 6) and its mark and index. */
+const isCompact = (form: string) => form.charCodeAt(0) <= 1;
+const headOf = (form: string) => form.slice(0, form.charCodeAt(0) === 0 ? 4 : 7);
+
 describe('CompactKeys', () => {
-  for (const seed of [1, 2, 3, 42, 9001]) {
-    it(`gives every held key back from its own form, never one form for two keys (seed ${seed})`, () => {
+  // the first index 0 (every form short), or just below 2^24, where a run's bases cross from short forms to long
+  for (const [seed, first] of [[1, 0], [2, 0], [3, 0], [42, 0], [9001, 0], [7, 2 ** 24 - 60], [8, 2 ** 24 - 200]] as const) {
+    it(`gives every held key back from its own form, never one form for two keys (seed ${seed}, first index ${first})`, () => {
       const rand = prng(seed);
       const keys = keyPool(rand);
-      const ck = new CompactKeys();
+      const ck = new CompactKeys(first);
+      const lengths = new Set<number>();
       const held = new Map<string, string>(); // the oracle: key → its form
       const stale: string[] = []; // compact forms whose base went with their last key
       const check = () => {
@@ -67,7 +76,7 @@ describe('CompactKeys', () => {
           expect(ck.heldForm(k, (f) => forms.has(f))).toBe(form);
           expect(byForm.get(form)).toBeUndefined();
           byForm.set(form, k);
-          if (form.charCodeAt(0) === 1) bases.add(k.slice(0, k.lastIndexOf('/') + 1));
+          if (isCompact(form)) bases.add(k.slice(0, k.lastIndexOf('/') + 1));
         }
         expect(ck.bases).toBe(bases.size);
         // a form whose base went is refused, never read as another key, even once its base text is held again
@@ -83,6 +92,7 @@ describe('CompactKeys', () => {
             // one holder per key, as ListWatcher (it finds a held key's form, heldForm, and acquires only new keys)
             const form = ck.acquire(k);
             held.set(k, form);
+            if (isCompact(form)) lengths.add(form.length);
             expect(form.length).toBeLessThanOrEqual(k.length + 1);
           }
         } else if (held.size > 0) {
@@ -91,7 +101,7 @@ describe('CompactKeys', () => {
           const form = held.get(k)!;
           ck.release(form);
           held.delete(k);
-          if (form.charCodeAt(0) === 1 && ![...held.values()].some((x) => x.slice(0, 7) === form.slice(0, 7))) stale.push(form);
+          if (isCompact(form) && ![...held.values()].some((x) => isCompact(x) && headOf(x) === headOf(form))) stale.push(form);
         }
         if (step % 50 === 0) check();
       }
@@ -99,15 +109,17 @@ describe('CompactKeys', () => {
       for (const f of held.values()) ck.release(f);
       expect(ck.bases).toBe(0);
       expect(stale.length).toBeGreaterThan(0);
+      // both lengths of each family seen when the run crossed 2^24 (IPv4 8 and 11, IPv6 20 and 23), else the short ones
+      expect([...lengths].sort((a, b) => a - b)).toEqual(first === 0 ? [8, 20] : [8, 11, 20, 23]);
       for (const f of stale) expect(() => ck.full(f)).toThrow(/released/);
     });
   }
 
-  it('compacts canonical addresses only, and an 80-character endpoint key to 11 characters', () => {
+  it('compacts canonical addresses only, and an 80-character endpoint key to 8 characters', () => {
     const ck = new CompactKeys();
     const k = `${P}remote-1/ip-10-0-1.eu-west-1.compute.internal/100.64.3.12`;
-    expect(ck.acquire(k)).toHaveLength(11);
-    expect(ck.acquire(`${P}remote-1/ip-10-0-1.eu-west-1.compute.internal/fd00::1`)).toHaveLength(23);
+    expect(ck.acquire(k)).toHaveLength(8);
+    expect(ck.acquire(`${P}remote-1/ip-10-0-1.eu-west-1.compute.internal/fd00::1`)).toHaveLength(20);
     for (const odd of [`${P}c/n/100.64.0.01`, `${P}c/n/::FFFF:1.2.3.4`, `${P}c/n/fe80::1%eth0`, `${P}c/n/x`]) expect(ck.acquire(odd)).toBe(odd);
     expect(ck.bases).toBe(1);
     expect(ck.find(`${P}other/n/100.64.0.1`)).toBeUndefined(); // not held: nothing interned by asking
@@ -117,12 +129,12 @@ describe('CompactKeys', () => {
   it('keeps keys plain past 64 bases while fewer than 4 keys are held per base, and finds them after', () => {
     const ck = new CompactKeys();
     const key = (n: number, a: number) => `${P}c/node-${n}/100.64.0.${a}`;
-    for (let n = 0; n < 64; n++) expect(ck.acquire(key(n, 1)).charCodeAt(0)).toBe(1); // one key per base: hostile
+    for (let n = 0; n < 64; n++) expect(ck.acquire(key(n, 1)).charCodeAt(0)).toBe(0); // one key per base: hostile
     expect(ck.acquire(key(64, 1))).toBe(key(64, 1)); // no 65th base: its text, as without the table
     expect(ck.bases).toBe(64);
     for (let n = 0; n < 64; n++) for (let a = 2; a <= 4; a++) ck.acquire(key(n, a)); // 4 per base now
     const compact = ck.acquire(key(64, 2)); // node-64's base is made at last
-    expect(compact.charCodeAt(0)).toBe(1);
+    expect(compact.charCodeAt(0)).toBe(0);
     expect(ck.find(key(64, 1))).not.toBe(key(64, 1)); // its compact form now, but it is held plain:
     const held = new Set([key(64, 1), compact]);
     expect(ck.heldForm(key(64, 1), (f) => held.has(f))).toBe(key(64, 1));
@@ -130,6 +142,23 @@ describe('CompactKeys', () => {
     ck.release(key(64, 1));
     ck.release(compact);
     expect(ck.bases).toBe(64);
+  });
+
+  it('gives bases from 2^24 on forms of 11 and 23 characters, apart from the short forms of the same bytes', () => {
+    const ck = new CompactKeys(2 ** 24 - 1);
+    const last = ck.acquire(`${P}c/n1/100.64.0.1`); // index 2^24 - 1: the last short one
+    const long = ck.acquire(`${P}c/n2/100.64.0.1`); // index 2^24
+    expect(last).toBe('\u0000\u00ff\u00ff\u00ffd@\u0000\u0001');
+    expect(long).toBe('\u0001\u0000\u0000\u0000\u0001\u0000\u0000d@\u0000\u0001');
+    expect(ck.acquire(`${P}c/n2/fd00::1`)).toHaveLength(23);
+    expect(ck.full(last)).toBe(`${P}c/n1/100.64.0.1`);
+    expect(ck.full(long)).toBe(`${P}c/n2/100.64.0.1`);
+    expect(ck.base(long)).toBe(`${P}c/n2/`);
+    // a short form of index 0 (never made here) names no held base; a long form of a short index (held) is none made
+    expect(() => ck.full('\u0000\u0000\u0000\u0000d@\u0000\u0001')).toThrow(/released/);
+    expect(() => ck.full('\u0001\u00ff\u00ff\u00ff\u0000\u0000\u0000d@\u0000\u0001')).toThrow(/long form of a short index/);
+    ck.release(long);
+    expect(ck.bases).toBe(2);
   });
 
   it('keeps a key that spells a compact form apart from the key it stands for', () => {
@@ -141,12 +170,14 @@ describe('CompactKeys', () => {
     expect(ck.full(form)).toBe(`${P}c/n/100.64.0.1`);
     expect(ck.acquire(`\u0002${form}`)).not.toBe(spoof);
     expect(() => ck.release(ck.acquire('\u0001'))).not.toThrow(); // escaped: holds nothing
+    expect(() => ck.release(ck.acquire('\u0000'))).not.toThrow();
+    expect(ck.acquire('\u0000')).toBe('\u0002\u0000');
   });
 
   // review of s13mem #4: the guard counted compact keys only, so 64 one-key bases listed first (a remote's junk
   // endpoint keys on 64 node names, or an honest cluster of ≤ 3 endpoints per node) kept every later key plain
   const node = (n: string, a: number) => `${P}c2/${n}/100.66.${a >> 8}.${a & 255}`;
-  const compactShare = (forms: string[]) => forms.filter((f) => f.charCodeAt(0) === 1).length / forms.length;
+  const compactShare = (forms: string[]) => forms.filter(isCompact).length / forms.length;
 
   it('compacts 10 000 honest keys behind a hostile 64-node prefix, its bases bounded by the keys held', () => {
     const ck = new CompactKeys();
@@ -170,6 +201,6 @@ describe('CompactKeys', () => {
     for (const f of forms) ck.release(f);
     expect(ck.bases).toBe(0);
     const again = ck.acquire(node('node-0', 0));
-    expect(again.charCodeAt(0)).toBe(1); // below 64 bases again: compact at once
+    expect(again.charCodeAt(0)).toBe(0); // below 64 bases again: compact at once
   });
 });

@@ -20,7 +20,7 @@ describe('EndpointStore', () => {
     const s = new EndpointStore();
     const k = key('c2', 'n1', '100.66.1.10');
     const form = s.forms.acquire(k);
-    expect(form.charCodeAt(0)).toBe(1); // compact
+    expect(form.charCodeAt(0)).toBe(0); // compact (short: \x00 and a 3-character index)
     expect(() => nodeIdOf(form)).toThrow(/key form/); // was '': a quota released against no node
     expect(s.nodeOf(form)).toBe('c2/n1');
     expect(s.nodeOf(k)).toBe('c2/n1');

@@ -1,0 +1,103 @@
+// The services' endpoint index (src/services/endpoints.ts), which holds the records themselves by key (issue 16,
+// ninth pass), against a Map of the records as the oracle on seeded random sequences: endpoints added, changed in
+// what services read or only in their identity, moved between scopes, removed; one record object handed over
+// under two keys; definitions added and removed. After every step each definition's members are exactly the
+// latest records of its scope its selector picks (the very objects last upserted: no stale record kept), and a
+// service is reported touched whenever its members changed.
+import { describe, expect, it } from 'vitest';
+import type { EndpointRecord } from '../../src/controlplane/types.js';
+import { ServiceEndpoints, serviceName } from '../../src/services/endpoints.js';
+import { selects, type ClusterService } from '../../src/services/service.js';
+import { prng } from '../helpers/prng.js';
+
+const CLUSTERS = ['c1', 'c2'];
+const NAMESPACES = ['shop', 'bank'];
+const APPS = ['web', 'api'];
+
+function definition(cluster: string, namespace: string, app: string): ClusterService {
+  return { cluster, namespace, name: `${app}-svc`, selector: { app }, ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }] } as unknown as ClusterService;
+}
+
+describe('ServiceEndpoints', () => {
+  for (const seed of [1, 2, 3, 42]) {
+    it(`members are the latest records its selector picks, after every step (seed ${seed})`, () => {
+      const rand = prng(seed);
+      const pick = <T>(l: readonly T[]): T => l[Math.floor(rand() * l.length)]!;
+      const touched = new Set<string>();
+      const index = new ServiceEndpoints((svc) => touched.add(svc));
+      const records = new Map<string, EndpointRecord>(); // the oracle
+      const defs = new Set<ClusterService>();
+      const allDefs = CLUSTERS.flatMap((c) => NAMESPACES.flatMap((ns) => APPS.map((a) => definition(c, ns, a))));
+      const expected = (d: ClusterService) => [...records].filter(([, r]) => r.cluster === d.cluster && selects(d.selector, r, d.namespace));
+      let before = new Map<ClusterService, string>(); // the member keys of each definition after the last step
+      for (let step = 0; step < 3000; step++) {
+        touched.clear();
+        const r = rand();
+        const key = `k${Math.floor(rand() * 40)}`;
+        if (r < 0.45) {
+          const old = records.get(key);
+          const labels = Object.freeze({ app: pick(APPS) });
+          const rec: EndpointRecord =
+            old && rand() < 0.4
+              ? { ...old, identity: 256 + step } // only what services do not read
+              : { ip: `100.64.0.${Math.floor(rand() * 40)}`, cluster: pick(CLUSTERS), node: pick(['n1', 'n2']), namespace: pick(NAMESPACES), name: `pod-${Math.floor(rand() * 5)}`, labels };
+          records.set(key, rec);
+          index.upsert(key, rec);
+        } else if (r < 0.55 && records.size > 0) {
+          // one record object under a second key (two keys are two endpoints, whatever object they carry)
+          const shared = pick([...records.values()]);
+          records.set(key, shared);
+          index.upsert(key, shared);
+        } else if (r < 0.85) {
+          records.delete(key);
+          index.remove(key);
+        } else {
+          const d = pick(allDefs);
+          if (defs.has(d)) {
+            defs.delete(d);
+            index.removeDefinition(d);
+          } else {
+            defs.add(d);
+            index.addDefinition(d);
+          }
+          expect(touched.has(serviceName(d))).toBe(true);
+        }
+        const now = new Map<ClusterService, string>();
+        for (const d of defs) {
+          const want = expected(d);
+          const got = [...index.membersOf(d)];
+          expect(got.length).toBe(want.length);
+          for (const [, rec] of want) expect(got).toContain(rec); // the same objects: === (no stale copy)
+          const keys = want.map(([k]) => k).sort().join(',');
+          now.set(d, keys);
+          // members that came or went: its service reported
+          if (before.has(d) && before.get(d) !== keys) expect(touched.has(serviceName(d))).toBe(true);
+        }
+        for (const d of allDefs) if (!defs.has(d)) expect([...index.membersOf(d)]).toEqual([]);
+        expect(index.size).toBe(records.size);
+        before = now;
+      }
+      for (const k of [...records.keys()]) index.remove(k);
+      expect(index.size).toBe(0);
+    });
+  }
+
+  it('keeps a key in its definitions when only its identity changes, holding the new record (no touch)', () => {
+    const touched: string[] = [];
+    const index = new ServiceEndpoints((svc) => touched.push(svc));
+    const d = definition('c1', 'shop', 'web');
+    index.addDefinition(d);
+    touched.length = 0;
+    const a: EndpointRecord = { ip: '100.64.0.1', cluster: 'c1', node: 'n1', namespace: 'shop', name: 'p', labels: { app: 'web' } };
+    index.upsert('k', a);
+    expect(touched).toEqual(['shop/web-svc']);
+    const b: EndpointRecord = { ...a, labels: { app: 'web' }, identity: 300 }; // equal labels, another object
+    index.upsert('k', b);
+    expect(touched).toEqual(['shop/web-svc']);
+    expect([...index.membersOf(d)][0]).toBe(b);
+    index.upsert('k2', b); // the same object under another key: two members
+    expect([...index.membersOf(d)]).toHaveLength(2);
+    index.remove('k');
+    expect([...index.membersOf(d)]).toEqual([b]);
+  });
+});
