@@ -1,0 +1,108 @@
+/**
+ * Red-team findings of s14 (control plane, 2026-12-02) against main 28047c0: each case is the attack, judged by
+ * what docs/security.md promises (bounded work per record, nothing from another cluster's records that this one
+ * does not enforce, status output that says what it read and nothing more).
+ */
+import { describe, expect, it, vi } from 'vitest';
+import { Admission } from '../../src/agent/admission.js';
+import { Rejections } from '../../src/controlplane/records/rejections.js';
+import { Trust } from '../../src/controlplane/records/trust.js';
+import type { NodeRecord } from '../../src/controlplane/records/index.js';
+import { clusterIdentity, endpointIdentityLabels } from '../../src/identity/identity.js';
+import { silentLogger } from '../../src/log.js';
+import { validateManifest } from '../../src/manifests/validate.js';
+import { FakeDevice } from '../../src/native/fakedevice.js';
+import { PolicyDatapath } from '../../src/policy/datapath.js';
+import type { MeshStatus } from '../../src/controlplane/clustermesh.js';
+import { meshStatusJson, meshStatusLines } from '../../src/cli/meshstatus.js';
+
+const remoteNode = (i: number): NodeRecord => ({ cluster: 'c2', clusterId: 2, name: `n${i}`, addresses: [`198.18.2.${i}`], port: 51820, publicKey: Buffer.alloc(32, i).toString('base64'), podCIDRs: [`100.66.${i}.0/24`], bootId: '1' });
+
+describe('finding 1: a hub\'s relay offers are not re-checked, each, on every node admitted', () => {
+  it('node admissions cost no relay re-check: admitted relay CIDRs overlap no underlay range, where every admitted node address lies', () => {
+    const trust = new Trust('c1', 1, ['100.65.0.0/16']);
+    trust.setLocalUnderlay(['198.18.1.0/24']);
+    trust.pin({ name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false });
+    trust.pin({ name: 'c0', id: 9, podCIDRs: ['100.69.0.0/16'], underlayCIDRs: ['198.18.9.0/24'], relay: true, relayCIDRs: ['100.70.0.0/16'], acceptPolicies: false });
+    let delivered = 0;
+    const a = new Admission(trust, new Rejections(), { node: () => undefined, endpoint: () => undefined, identity: () => undefined, relay: () => void delivered++ });
+    // a hostile hub: 100 offers (any node names: the kvstoremesh record budget bounds them) of 1024 CIDRs each
+    const cidrs = Array.from({ length: 1024 }, (_, i) => `100.70.${i >> 2}.${(i & 3) * 64}/26`);
+    for (let r = 0; r < 100; r++) a.upsert('relay', `wiremesh/cache/relays/v1/c0/h${r}`, 'c0', { cluster: 'c0', node: `h${r}`, podCIDRs: cidrs });
+    expect(delivered).toBe(100);
+    const checks = vi.spyOn(trust, 'relay');
+    // any cluster's nodes coming and changing (a remote that rewrites its node records in a loop)
+    for (let i = 1; i <= 20; i++) a.upsert('node', `wiremesh/cache/nodes/v1/c2/n${i}`, 'c2', remoteNode(i));
+    for (let i = 1; i <= 20; i++) a.upsert('node', `wiremesh/cache/nodes/v1/c2/n${i}`, 'c2', { ...remoteNode(i), bootId: '2' });
+    // main: 40 node admissions × 100 offers = 4,000 re-checks of 1024 CIDRs (~120 ms per node) and as many
+    // deliveries to the peer reconciler (each a full pass)
+    expect(checks).not.toHaveBeenCalled();
+    expect(delivered).toBe(100);
+  });
+});
+
+const cnp = (name: string, annotations?: Record<string, string>) =>
+  validateManifest({
+    apiVersion: 'cilium.io/v2',
+    kind: 'CiliumNetworkPolicy',
+    metadata: { name, namespace: 'shop', ...(annotations ? { annotations } : {}) },
+    spec: { endpointSelector: { matchLabels: { app: 'backend' } }, ingress: [{ fromEndpoints: [{ matchLabels: { app: 'web' } }] }] },
+  });
+
+describe("finding 2: a remote's policies this cluster never enforces cost it no compile", () => {
+  it('a remote policy that is not mesh-wide, or mesh-wide from a cluster not accepted, triggers no recompile', async () => {
+    const dp = new PolicyDatapath(new FakeDevice(), 'c1', 'n1', { defaultLocalCluster: true, enforcesPoliciesOf: (c) => c === 'c1' || c === 'c3' }, silentLogger);
+    dp.upsertPolicy('wiremesh/state/policies/v1/c1/shop/cnp.l', 'c1', 'shop/cnp.l', cnp('l'));
+    dp.setLocalEndpoint('shop/ep', clusterIdentity(1, 60000), endpointIdentityLabels({ app: 'backend' }, 'shop', 'c1'), ['100.65.0.10']);
+    await new Promise((r) => setImmediate(r));
+    const compiles = vi.spyOn(dp, 'recompile');
+    const tick = () => new Promise((r) => setImmediate(r));
+    // a hostile remote (c2: its policies not accepted here) rewriting its policies as fast as it can
+    for (let i = 0; i < 50; i++) {
+      dp.upsertPolicy(`wiremesh/cache/policies/v1/c2/shop/cnp.r${i % 5}`, 'c2', `shop/cnp.r${i % 5}`, cnp(`r${i % 5}`));
+      dp.upsertPolicy(`wiremesh/cache/policies/v1/c2/shop/cnp.m${i % 5}`, 'c2', `shop/cnp.m${i % 5}`, cnp(`m${i % 5}`, { 'wiremesh.io/mesh-wide': 'true' }));
+      await tick();
+    }
+    dp.removePolicy('wiremesh/cache/policies/v1/c2/shop/cnp.r0');
+    await tick();
+    expect(compiles).not.toHaveBeenCalled();
+    // the warnings still name the mesh-wide ones it does not enforce (GET /v1/policy)
+    expect(dp.warnings.filter((w) => w.includes('not enforced')).length).toBe(5);
+    // an accepted cluster's mesh-wide policy, and our own, are compiled
+    dp.upsertPolicy('wiremesh/cache/policies/v1/c3/shop/cnp.a', 'c3', 'shop/cnp.a', cnp('a', { 'wiremesh.io/mesh-wide': 'true' }));
+    await tick();
+    expect(compiles).toHaveBeenCalledTimes(1);
+    expect((dp.summary().rules as Array<{ id: string }>).map((r) => r.id.split(':')[0])).toEqual(['c1/shop/cnp.l', 'c3/shop/cnp.a']);
+  });
+});
+
+describe('finding 3: clustermesh status prints what others wrote, escaped', () => {
+  // what a terminal acts on rather than shows: C0/C1 controls (ESC: CSI/OSC), DEL, line separators, bidi controls
+  const ACTS = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+  it('a remote\'s refused key, a remote etcd\'s error text and a node\'s own health record cannot drive the terminal', () => {
+    // a hostile remote writes a key that is refused; its text reaches our kvstoremesh's status, then the warnings
+    const key = 'wiremesh/state/nodes/v1/c2/x\u001b[1A\u001b[2K\r\u001b]0;owned\u0007\u202e';
+    const status: MeshStatus = {
+      cluster: { name: 'c1', id: 1, podCIDRs: ['100.65.0.0/16'], underlayCIDRs: ['198.18.1.0/24'] },
+      remotes: [{ name: 'c2', pinned: null, status: { cluster: 'c2', connected: true, synced: {}, entries: {}, relists: 0, since: 'x', lastError: 'etcd says \u001b[2J\u009b2J', recentRejections: [{ at: 'x', type: 'node', key, reason: 'key', detail: `the key names node "x\u001b[8m"` }] } }],
+      nodes: { local: 1, byRemote: {} },
+      synced: [],
+      connectivity: { configured: 1, perNode: {}, min: 0, avg: 0, max: 0 },
+      globalServices: 0,
+      // a compromised node of ours writes its own health record (RBAC lets it): peer ids are free text
+      health: { n1: { at: 'x', clusters: {}, unreachable: [{ id: 'c2/\u001b[2K', forS: 20 }], peers: [{ id: 'c2/n1\u001b[1A\u001b[2KWARNING: none', cluster: 'c2', handshakeAgeS: 1, rxBytes: 0, txBytes: 0 }] } },
+      warnings: [],
+    };
+    status.warnings.push(`remote c2: refused node ${key}: key: the key names node "x\u001b[8m"`);
+    const lines = meshStatusLines(status);
+    for (const l of lines) expect(l).not.toMatch(ACTS);
+    // still said, escaped
+    expect(lines.some((l) => l.startsWith('WARNING: remote c2: refused node wiremesh/state/nodes/v1/c2/x\\u001b[1A\\u001b[2K\\u000d\\u001b]0;owned\\u0007\\u202e'))).toBe(true);
+    expect(lines.some((l) => l.includes('error: etcd says \\u001b[2J\\u009b2J'))).toBe(true);
+    expect(lines).toContain('Local nodes: 1');
+    // --json: the same status parses back, and no line holds what a terminal acts on
+    const json = meshStatusJson(status);
+    for (const l of json.split('\n')) expect(l).not.toMatch(ACTS);
+    expect(JSON.parse(json)).toEqual(status);
+  });
+});
