@@ -106,3 +106,43 @@ describe('finding 3: clustermesh status prints what others wrote, escaped', () =
     expect(JSON.parse(json)).toEqual(status);
   });
 });
+
+describe("finding 4: two pins whose pod CIDRs overlap (concurrent connects) make the overlap nobody's", () => {
+  // `clustermesh connect A B` and `connect A C` run at once: each pre-flight reads A's pins before the other writes,
+  // so A pins B and C with overlapping pod CIDRs (or an operator writes such a pin by hand)
+  function setup() {
+    const trust = new Trust('c1', 1, ['100.65.0.0/16']);
+    trust.setLocalUnderlay(['198.18.1.0/24']);
+    expect(trust.pin({ name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false })).toBeUndefined();
+    expect(trust.pin({ name: 'c3', id: 3, podCIDRs: ['100.66.128.0/17', '100.65.7.0/24'], underlayCIDRs: ['198.18.3.0/24'], relay: false, acceptPolicies: false })).toBeUndefined();
+    const seen = new Set<string>();
+    const put = (k: string, r: unknown) => void (r ? seen.add(k) : seen.delete(k));
+    const a = new Admission(trust, new Rejections(), { node: put, endpoint: put, identity: put, relay: put });
+    return { a, seen };
+  }
+  const n = (c: string, id: number, name: string, podCIDRs: string[]): NodeRecord => ({ cluster: c, clusterId: id, name, addresses: [`198.18.${id}.${name.length}`], port: 51820, publicKey: Buffer.alloc(32, id * 16 + name.length).toString('base64'), podCIDRs, bootId: '1' });
+  const e = (c: string, node: string, ip: string) => ({ ip, cluster: c, node, namespace: 'ns', name: `p${c}`, labels: {} });
+
+  it("neither remote's nodes nor endpoints are admitted in the overlap, whatever the order; outside it they are", () => {
+    for (const order of [['c2', 'c3'], ['c3', 'c2']]) {
+      const { a, seen } = setup();
+      const nodes = { c2: n('c2', 2, 'n1', ['100.66.200.0/24']), c3: n('c3', 3, 'n1', ['100.66.200.0/24']) };
+      for (const c of order) a.upsert('node', `wiremesh/cache/nodes/v1/${c}/n1`, c, nodes[c as 'c2' | 'c3']);
+      for (const c of order) a.upsert('endpoint', `wiremesh/cache/ip/v2/${c}/n1/100.66.200.5`, c, e(c, 'n1', '100.66.200.5'));
+      // main: both nodes (routes and allowed IPs for one range into two tunnels) and both endpoints (one address, two identities)
+      expect([...seen]).toEqual([]);
+      // outside the overlap c2 is c2's alone
+      a.upsert('node', 'wiremesh/cache/nodes/v1/c2/n2', 'c2', n('c2', 2, 'n2', ['100.66.1.0/24']));
+      a.upsert('endpoint', 'wiremesh/cache/ip/v2/c2/n2/100.66.1.5', 'c2', e('c2', 'n2', '100.66.1.5'));
+      expect([...seen].sort()).toEqual(['wiremesh/cache/ip/v2/c2/n2/100.66.1.5', 'wiremesh/cache/nodes/v1/c2/n2']);
+    }
+  });
+
+  it("a pin overlapping our own pod CIDRs: ours are kept (first-hand), the remote's refused there", () => {
+    const { a, seen } = setup();
+    a.upsert('node', 'wiremesh/state/nodes/v1/c1/n1', 'c1', n('c1', 1, 'n1', ['100.65.7.0/24']));
+    a.upsert('node', 'wiremesh/cache/nodes/v1/c3/n2', 'c3', n('c3', 3, 'n2', ['100.65.7.0/25']));
+    a.upsert('endpoint', 'wiremesh/cache/ip/v2/c3/n2/100.65.7.9', 'c3', e('c3', 'n2', '100.65.7.9'));
+    expect([...seen]).toEqual(['wiremesh/state/nodes/v1/c1/n1']);
+  });
+});
