@@ -4,6 +4,11 @@
  * does not enforce, status output that says what it read and nothing more).
  */
 import { describe, expect, it, vi } from 'vitest';
+import { remoteStatusKey, stateKey } from '../../src/controlplane/keys.js';
+import { DEFAULT_BUDGET, RemoteReplication } from '../../src/controlplane/kvstoremesh.js';
+import { MemKV } from '../../src/controlplane/memkv.js';
+import { remoteStatusCodec, tryDecode, type PinnedCluster } from '../../src/controlplane/records/index.js';
+import { mirrorOf } from './meshfakes.js';
 import { Admission } from '../../src/agent/admission.js';
 import { Rejections } from '../../src/controlplane/records/rejections.js';
 import { Trust } from '../../src/controlplane/records/trust.js';
@@ -144,5 +149,30 @@ describe("finding 4: two pins whose pod CIDRs overlap (concurrent connects) make
     a.upsert('node', 'wiremesh/cache/nodes/v1/c3/n2', 'c3', n('c3', 3, 'n2', ['100.65.7.0/25']));
     a.upsert('endpoint', 'wiremesh/cache/ip/v2/c3/n2/100.65.7.9', 'c3', e('c3', 'n2', '100.65.7.9'));
     expect([...seen]).toEqual(['wiremesh/state/nodes/v1/c1/n1']);
+  });
+});
+
+describe("finding 5: a remote's refused keys cannot push its status past what readers decode", () => {
+  it('50 refusals of keys made of control characters: the status still decodes (and still names the latest ones)', async () => {
+    const remote = new MemKV();
+    const local = new MemKV();
+    const pinned: PinnedCluster = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false };
+    const trust = new Trust('c1', 1, ['100.65.0.0/16']);
+    trust.pin(pinned);
+    const rejections = new Rejections(silentLogger);
+    // each key is refused (no node record), and each character costs 6 bytes in the status's JSON (\u0001)
+    for (let i = 0; i < 60; i++) await remote.put(stateKey('nodes', 'c2', `x${i}${'\u0001'.repeat(600)}`), `not json ${'\u0002'.repeat(600)}`);
+    const r = new RemoteReplication({ name: 'c2', endpoints: [] }, pinned, trust, mirrorOf(local), silentLogger, rejections, DEFAULT_BUDGET, () => ({ store: remote, close: () => undefined }));
+    await r.start();
+    await vi.waitFor(() => expect(r.status().rejected).toEqual({ 'node/not-json': 60 }), { timeout: 5000 });
+    const st = r.status();
+    // what kvstoremesh writes (statusputs.ts: JSON.stringify) must be what every reader decodes: main wrote ~330 KiB,
+    // over the codec's 64 KiB, and `clustermesh status`, agents and the dashboard lost the remote's status
+    const decoded = tryDecode(remoteStatusCodec, remoteStatusKey('c2'), JSON.stringify(st));
+    expect(decoded.ok).toBe(true);
+    expect(st.recentRejections!.length).toBeGreaterThan(0);
+    // the newest kept (the list is in key order: x9 last)
+    expect(st.recentRejections!.at(-1)!.key).toMatch(/^wiremesh\/state\/nodes\/v1\/c2\/x9\u0001/);
+    await r.stop(false, 1000);
   });
 });
