@@ -10,7 +10,7 @@
  *   endpoint  its node admitted, and its address inside that node's pod CIDRs; at most
  *             maxEndpointsPerNode admitted per node, the others held back (endpointquota.ts)
  *   identity  cluster bits and labels as trust.ts says (cluster label normalised in)
- *   relay     trust.ts: hubs only, sanitised CIDRs and ids (re-checked as nodes come)
+ *   relay     trust.ts: hubs only, sanitised CIDRs and ids (re-checked when what is pinned changes)
  *
  * Conflicts between nodes: a node of our own cluster wins over a remote's
  * claim (the remote node is withdrawn); otherwise the first admitted is kept.
