@@ -6,8 +6,8 @@
  *   endpoint records (own cluster + cache) ──▶ ipcache  ip/32 → identity (+ local endpoint id)
  *   node records ──▶ ipcache  node address → host (us) / remote-node (others)
  *   policies (own cluster + mesh-wide cached) ──▶ rules ──▶ CIDR identities → ipcache prefixes
- *   identities (own cluster + cache) + rules ──▶ per local endpoint policy maps (recompiled on a rule
- *     or endpoint change; an identity's own entries by delta when only identities changed: delta.ts)
+ *   identities (own cluster + cache) + rules ──▶ per local endpoint policy maps (recompiled on a rule or
+ *     local endpoint change; an identity's own entries by delta when identities or their endpoints changed: delta.ts)
  *
  * Updates reach the data path as batches (one ipcache call, one map swap per
  * endpoint), never per packet; maps are swapped whole, and established flows
@@ -195,8 +195,10 @@ export class PolicyDatapath extends EventEmitter {
   }
 
   /** Addresses and container ports for named ports and ipBlocks (compile.ts): recompile when rules use them. */
+  // only the groups of the identities whose endpoints changed depend on them (delta.ts): a remote's endpoint churn no longer recompiles every map
   private endpointFacts(old: EndpointRecord | undefined, rec: EndpointRecord | undefined): void {
-    if (this.universe.endpointChanged(old, rec) && this.rulesUseEndpoints) this.markDirty();
+    if (!this.universe.endpointChanged(old, rec) || !this.rulesUseEndpoints) return;
+    for (const id of new Set([old?.identity, rec?.identity])) if (id !== undefined) this.identityChanged(id);
   }
 
   /** Namespaces the cluster declared (v1 Namespace objects): known to the "unknown namespace" warning. */

@@ -176,3 +176,59 @@ describe("finding 5: a remote's refused keys cannot push its status past what re
     await r.stop(false, 1000);
   });
 });
+
+describe("finding 6: a remote's endpoint churn costs its identities' entries, not a compile", () => {
+  const POLICY = [
+    // egress to any endpoint on a named port (resolved per destination identity), and a NetworkPolicy ipBlock (matches pods too)
+    { apiVersion: 'cilium.io/v2', kind: 'CiliumNetworkPolicy', metadata: { name: 'named', namespace: 'shop' }, spec: { endpointSelector: { matchLabels: { app: 'backend' } }, egress: [{ toEndpoints: [{}], toPorts: [{ ports: [{ port: 'web', protocol: 'TCP' }] }] }] } },
+    { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'np', namespace: 'shop' }, spec: { podSelector: { matchLabels: { app: 'backend' } }, policyTypes: ['Ingress'], ingress: [{ from: [{ ipBlock: { cidr: '100.66.0.0/17', except: ['100.66.9.0/24'] } }] }] } },
+  ];
+  const build = () => {
+    const dp = new PolicyDatapath(new FakeDevice(), 'c1', 'n1', { defaultLocalCluster: false }, silentLogger);
+    POLICY.forEach((m, i) => dp.upsertPolicy(`wiremesh/state/policies/v1/c1/shop/p${i}`, 'c1', `shop/p${i}`, validateManifest(m)));
+    for (let e = 0; e < 3; e++) dp.setLocalEndpoint(`shop/ep${e}`, clusterIdentity(1, 60000 + e), endpointIdentityLabels({ app: 'backend' }, 'shop', 'c1'), [`100.65.0.${e + 10}`]);
+    for (let i = 0; i < 6; i++) dp.upsertIdentity({ id: clusterIdentity(2, 300 + i), labels: endpointIdentityLabels({ app: `r${i}` }, 'shop', 'c2') });
+    return dp;
+  };
+  const snapshot = (dp: PolicyDatapath) => Object.fromEntries([...dp.compiled].map(([k, p]) => [k, (['ingress', 'egress'] as const).map((d) => (p[d] ?? []).map((e) => JSON.stringify(e)).sort())]));
+
+  it('seeded churn of remote endpoints (ports, addresses, identities): no recompile, and the maps equal a full compile of the same state', async () => {
+    const dp = build();
+    const tick = () => new Promise((r) => setImmediate(r));
+    await tick();
+    const compiles = vi.spyOn(dp, 'recompile');
+    let x = 7;
+    const rnd = (n: number) => {
+      // xorshift32, seeded
+      x ^= x << 13;
+      x >>>= 0;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      return (x >>>= 0) % n;
+    };
+    const live = new Map<string, Parameters<PolicyDatapath['upsertEndpoint']>[1]>();
+    for (let step = 0; step < 300; step++) {
+      const key = `wiremesh/cache/ip/v2/c2/n1/100.66.${rnd(12)}.${rnd(4) + 1}`;
+      const ip = key.slice(key.lastIndexOf('/') + 1);
+      if (rnd(4) === 0) {
+        dp.removeEndpoint(key);
+        live.delete(key);
+      } else {
+        // an identity's endpoints agree on its named port (else it resolves to nothing), now and then one does not
+        const i = rnd(6);
+        const rec = { ip, cluster: 'c2', node: 'n1', namespace: 'shop', name: `p${rnd(50)}`, labels: {}, identity: clusterIdentity(2, 300 + i), ports: [{ name: 'web', containerPort: rnd(8) ? 8000 + i : 9000, protocol: 'TCP' as const }] };
+        dp.upsertEndpoint(key, rec);
+        live.set(key, rec);
+      }
+      if (rnd(5) === 0) await tick();
+    }
+    await tick();
+    // main: a full compile of every local endpoint per batch of remote endpoint changes
+    expect(compiles).not.toHaveBeenCalled();
+    const twin = build();
+    for (const [k, r] of live) twin.upsertEndpoint(k, r);
+    twin.recompile();
+    expect(snapshot(dp)).toEqual(snapshot(twin));
+    expect(snapshot(dp)['shop/ep0']!.every((dir) => dir.length > 0)).toBe(true);
+  });
+});
