@@ -10,7 +10,7 @@
  *   endpoint  its node admitted, and its address inside that node's pod CIDRs; at most
  *             maxEndpointsPerNode admitted per node, the others held back (endpointquota.ts)
  *   identity  cluster bits and labels as trust.ts says (cluster label normalised in)
- *   relay     trust.ts: hubs only, sanitised CIDRs and ids (re-checked as nodes come)
+ *   relay     trust.ts: hubs only, sanitised CIDRs and ids (re-checked when what is pinned changes)
  *
  * Conflicts between nodes: a node of our own cluster wins over a remote's
  * claim (the remote node is withdrawn); otherwise the first admitted is kept.
@@ -35,8 +35,8 @@
  *
  * Cost: O(prefix length) per node (PrefixTrie), per endpoint its node's pod
  * CIDRs parsed again (≤ 16; not kept parsed per node, to save memory), O(1)
- * per identity, O(relays) per node admitted; a record is reported once per
- * (key, reason).
+ * per identity, O(its CIDRs) per relay offer (re-checked on a recheck, not per
+ * node admitted: admit); a record is reported once per (key, reason).
  */
 import { RecordError, type RecordType, type RejectReason } from '../controlplane/records/codec.js';
 import { internName } from '../controlplane/records/intern.js';
@@ -335,7 +335,12 @@ export class Admission {
     this.sinks.node(key, n);
     if (!prev || prev.podCIDRs.join() !== n.podCIDRs.join()) this.recheckEndpointsOf(`${cluster}/${n.name}`);
     if (prev) this.release(key); // what it gave up may let others in
-    for (const k of [...this.admitted.relay.keys()]) this.evaluate('relay', k); // an admitted relay may now hold a node address
+    // An admitted relay may now hold this node's address, only if the address lies outside its cluster's pinned
+    // underlay CIDRs: Trust.node admits such an address only for our own node before the cluster-config is read
+    // (relays all wait then), and Trust.relay drops every CIDR overlapping any cluster's underlay CIDRs. Every
+    // offer re-checked on every node admitted cost O(offers x CIDRs) per node (a hub's offers: 1024 CIDRs each,
+    // as many as kvstoremesh's record budget holds; ~120 ms per node at 100 of them).
+    if (!Array.isArray(this.trust.facts(cluster)?.underlay)) for (const k of [...this.admitted.relay.keys()]) this.evaluate('relay', k);
   }
 
   /** Any admitted node (remote, since ours won) whose claims `key` overlaps. */

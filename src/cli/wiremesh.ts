@@ -210,45 +210,10 @@ export async function main(argv: string[]): Promise<number> {
     .option('--json', 'JSON output')
     .action(async (o: { etcd: string; json?: boolean }) => {
       const { meshStatus } = await import('../controlplane/clustermesh.js');
+      const { meshStatusJson, meshStatusLines } = await import('./meshstatus.js');
       const s = await meshStatus(etcdOptions(o));
-      if (o.json) return void console.log(JSON.stringify(s, null, 2));
-      console.log(`Cluster ${s.cluster.name} (id ${s.cluster.id}), pod CIDRs ${s.cluster.podCIDRs.join(', ')}, underlay CIDRs ${s.cluster.underlayCIDRs?.join(', ') ?? 'NONE'}`);
-      console.log(`Local nodes: ${s.nodes.local}`);
-      console.log(`Clusters configured: ${s.remotes.length}, connected: ${s.remotes.filter((r) => r.status?.connected).length}`);
-      const cn = s.connectivity;
-      console.log(`Nodes connected to all ${cn.configured} clusters: ${Object.values(cn.perNode).filter((n) => n === cn.configured).length}/${Object.keys(cn.perNode).length} (clusters reached per node: min ${cn.min}, avg ${cn.avg.toFixed(1)}, max ${cn.max})`);
-      console.log(`Global services: ${s.globalServices}`);
-      // per service and cluster: usable backends as the nodes see them (min..max over nodes)
-      const agg = new Map<string, { vip?: string; affinity?: string; tableSize?: number; nearest: Set<string>; clusters: Map<string, { total: number; min: number; max: number }> }>();
-      for (const h of Object.values(s.health) as Array<{ services?: Array<{ service: string; vip?: string; affinity?: string; tableSize?: number; nearest?: string; clusters: Record<string, { total: number; healthy: number }> }> }>)
-        for (const x of h.services ?? []) {
-          const a = agg.get(x.service) ?? { vip: x.vip, affinity: x.affinity, tableSize: x.tableSize, nearest: new Set<string>(), clusters: new Map() };
-          if (x.nearest) a.nearest.add(x.nearest);
-          for (const [c, n] of Object.entries(x.clusters)) {
-            const e = a.clusters.get(c);
-            a.clusters.set(c, e ? { total: Math.max(e.total, n.total), min: Math.min(e.min, n.healthy), max: Math.max(e.max, n.healthy) } : { total: n.total, min: n.healthy, max: n.healthy });
-          }
-          agg.set(x.service, a);
-        }
-      for (const [name, a] of [...agg].sort()) {
-        const per = [...a.clusters].sort().map(([c, n]) => `${c} ${n.min === n.max ? n.min : `${n.min}..${n.max}`}/${n.total} healthy`).join(', ');
-        console.log(`  ${name}: VIP ${a.vip ?? '-'}, affinity ${a.affinity}${a.nearest.size ? ` (nearest: ${[...a.nearest].join(', ')})` : ''}, table ${a.tableSize}, backends ${per || 'none'}`);
-      }
-      for (const r of s.remotes) {
-        const st = r.status;
-        const synced = st?.synced ? Object.entries(st.synced).filter(([, v]) => v).map(([k]) => k).join(',') : '-';
-        const hub = r.pinned?.relay ? `, hub relaying ${r.pinned.relayCIDRs?.join(', ') || 'NOTHING'}` : '';
-        const pin = r.pinned ? `pinned id ${r.pinned.id}, underlay ${r.pinned.underlayCIDRs?.join(', ') ?? 'NONE'}${hub}, mesh-wide policies ${r.pinned.acceptPolicies ? 'enforced' : 'not enforced'}` : 'NOT pinned';
-        console.log(`  ${r.name}: ${st?.connected ? 'connected' : 'NOT connected'}, synced [${synced}], nodes ${s.nodes.byRemote[r.name] ?? 0}, ${pin}${st?.lastError ? `, error: ${st.lastError}` : ''}`);
-      }
-      for (const w of s.warnings) console.log(`WARNING: ${w}`);
-      for (const [node, h] of Object.entries(s.health))
-        for (const u of h.unreachable ?? [])
-          console.log(`WARNING: node ${node} cannot reach ${u.id} over the underlay (${u.endpoint ?? 'no endpoint'}): no handshake answer for ${u.forS} s; check routing/firewalls for UDP to that address`);
-      console.log('Tunnels:');
-      for (const [node, h] of Object.entries(s.health))
-        for (const p of h.peers)
-          console.log(`  ${node} -> ${p.id.padEnd(20)} handshake ${p.handshakeAgeS === null ? 'never' : `${p.handshakeAgeS}s ago`}, rx ${p.rxBytes} B, tx ${p.txBytes} B`);
+      if (o.json) return void console.log(meshStatusJson(s));
+      for (const line of meshStatusLines(s)) console.log(line);
     });
 
   withOptionalEtcdFlags(

@@ -24,6 +24,7 @@ import {
   RecordError,
   Rejections,
   relayCodec,
+  STATUS_REJECTION_BYTES,
   serviceCodec,
   tryDecode,
   Trust,
@@ -392,7 +393,7 @@ export class RemoteReplication {
     // every status interval for every remote: a count, not a copy of 165k keys (16 x 1000 x 10)
     for (const [i, type] of REPLICATED_TYPES.entries()) this.counts[type] = this.watchers[i]?.size ?? 0;
     const rejected = this.rejections.byTypeReason(this.spec.name);
-    const recent = this.rejections.recentOf(this.spec.name).map(({ at, type, key, reason, detail }) => ({ at, type, key, reason, detail }));
+    const recent = this.rejections.recentOf(this.spec.name, STATUS_REJECTION_BYTES).map(({ at, type, key, reason, detail }) => ({ at, type, key, reason, detail }));
     const connected = this.watchers.length > 0 && this.watchers.every((w) => w.connected);
     const behindSince = this.behindSince(connected);
     return {

@@ -6,8 +6,8 @@
  *   endpoint records (own cluster + cache) ──▶ ipcache  ip/32 → identity (+ local endpoint id)
  *   node records ──▶ ipcache  node address → host (us) / remote-node (others)
  *   policies (own cluster + mesh-wide cached) ──▶ rules ──▶ CIDR identities → ipcache prefixes
- *   identities (own cluster + cache) + rules ──▶ per local endpoint policy maps (recompiled on a rule
- *     or endpoint change; an identity's own entries by delta when only identities changed: delta.ts)
+ *   identities (own cluster + cache) + rules ──▶ per local endpoint policy maps (recompiled on a rule or
+ *     local endpoint change; an identity's own entries by delta when identities or their endpoints changed: delta.ts)
  *
  * Updates reach the data path as batches (one ipcache call, one map swap per
  * endpoint), never per packet; maps are swapped whole, and established flows
@@ -26,7 +26,7 @@ import { describeEndpoint } from './describe.js';
 import type { ContainerPort } from './ports.js';
 import { flowProtocol, type Flow, type FlowEndpoint } from './flows.js';
 import { FlowLog } from './flowlog.js';
-import { enforcedRules, rulePrefixes, type StoredPolicy } from './repository.js';
+import { AgentPolicies, enforcedRules, rulePrefixes } from './repository.js';
 import type { Rule } from './rules.js';
 import { l7Rules, type L7Rules } from './l7.js';
 import { ipcacheRow } from '../native/rows.js';
@@ -47,7 +47,7 @@ interface LocalEp {
 
 export class PolicyDatapath extends EventEmitter {
   readonly universe: IdentityUniverse;
-  private readonly policies = new Map<string, StoredPolicy>();
+  private readonly policies: AgentPolicies;
   private rules: Rule[] = [];
   /** Warnings of the rules themselves (enforcedRules); `warnings` adds those that depend on identities and endpoints. */
   private ruleTextWarnings: string[] = [];
@@ -88,6 +88,7 @@ export class PolicyDatapath extends EventEmitter {
     private readonly log: Logger,
   ) {
     super();
+    this.policies = new AgentPolicies(cluster, opts.enforcesPoliciesOf);
     this.universe = new IdentityUniverse(cluster, this.endpointRecords); // its endpoint facts are these records
     this.flowLog = new FlowLog({
       node,
@@ -139,7 +140,7 @@ export class PolicyDatapath extends EventEmitter {
 
   /** What the rules cannot resolve now (compile.ts ruleWarnings), one line each. */
   get warnings(): string[] {
-    return (this.warningsCache ??= [...this.ruleTextWarnings, ...ruleWarnings(this.rules, this.universe)]);
+    return (this.warningsCache ??= [...this.policies.notAccepted(), ...this.ruleTextWarnings, ...ruleWarnings(this.rules, this.universe)]);
   }
 
   /**
@@ -147,8 +148,8 @@ export class PolicyDatapath extends EventEmitter {
    * enforced) or cached from another (enforced when mesh-wide and accepted).
    */
   upsertPolicy(etcdKey: string, cluster: string, name: string, manifest: Manifest): void {
-    this.policies.set(etcdKey, { cluster, name, manifest });
-    this.markDirty();
+    this.warningsCache = undefined;
+    if (this.policies.upsert(etcdKey, { cluster, name, manifest })) this.markDirty();
   }
 
   /** What is accepted from which cluster changed: compile again. */
@@ -157,7 +158,8 @@ export class PolicyDatapath extends EventEmitter {
   }
 
   removePolicy(etcdKey: string): void {
-    if (this.policies.delete(etcdKey)) this.markDirty();
+    this.warningsCache = undefined;
+    if (this.policies.remove(etcdKey)) this.markDirty();
   }
 
   /**
@@ -193,8 +195,10 @@ export class PolicyDatapath extends EventEmitter {
   }
 
   /** Addresses and container ports for named ports and ipBlocks (compile.ts): recompile when rules use them. */
+  // only the groups of the identities whose endpoints changed depend on them (delta.ts): a remote's endpoint churn no longer recompiles every map
   private endpointFacts(old: EndpointRecord | undefined, rec: EndpointRecord | undefined): void {
-    if (this.universe.endpointChanged(old, rec) && this.rulesUseEndpoints) this.markDirty();
+    if (!this.universe.endpointChanged(old, rec) || !this.rulesUseEndpoints) return;
+    for (const id of new Set([old?.identity, rec?.identity])) if (id !== undefined) this.identityChanged(id);
   }
 
   /** Namespaces the cluster declared (v1 Namespace objects): known to the "unknown namespace" warning. */
@@ -320,7 +324,7 @@ export class PolicyDatapath extends EventEmitter {
     this.changedIds.clear();
     this.warningsCache = undefined;
     this.ruleTextWarnings = [];
-    this.rules = enforcedRules(this.policies.values(), this.cluster, this.opts.defaultLocalCluster, this.ruleTextWarnings, this.opts.enforcesPoliciesOf);
+    this.rules = enforcedRules(this.policies.enforcedNow(), this.cluster, this.opts.defaultLocalCluster, this.ruleTextWarnings, this.opts.enforcesPoliciesOf);
     this.rulesUseEndpoints = this.rules.some((r) => r.ports.some((p) => p.name !== undefined) || r.peers.some((p) => p.kind === 'cidr' && p.endpoints === true));
     // CIDR identities: every prefix a rule names, so the longest match decides
     const wanted = rulePrefixes(this.rules);

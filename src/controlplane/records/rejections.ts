@@ -10,6 +10,13 @@ import type { Logger } from '../../log.js';
 import type { RecordError, RecordType, RejectReason } from './codec.js';
 
 export const REJECTION_HISTORY = 50;
+/**
+ * The bytes of JSON a remote's status (records/status.ts) gives its latest refusals. Their keys and details are the
+ * remote's text (≤ 512 characters each, but a control character is 6 bytes of JSON): 50 of them reached ~330 KiB,
+ * past the status codec's 64 KiB, and every reader refused the whole status. With lastError (≤ 2048 characters,
+ * ≤ 12 KiB of JSON) and the counts, a status stays under 64 KiB.
+ */
+export const STATUS_REJECTION_BYTES = 32 * 1024;
 export const LOGGED_PER_MINUTE = 10;
 
 export interface RejectionEntry {
@@ -70,7 +77,20 @@ export class Rejections {
     return out;
   }
 
-  recentOf(origin: string): RejectionEntry[] {
-    return this.recent.filter((e) => e.origin === origin);
+  /**
+   * The latest refusals of one origin, oldest first; with `maxBytes`, only the newest whose JSON takes at most that
+   * many bytes in all (a remote's status carries them: STATUS_REJECTION_BYTES).
+   */
+  recentOf(origin: string, maxBytes = Infinity): RejectionEntry[] {
+    const out: RejectionEntry[] = [];
+    let bytes = 0;
+    for (let i = this.recent.length - 1; i >= 0; i--) {
+      const e = this.recent[i]!;
+      if (e.origin !== origin) continue;
+      bytes += Buffer.byteLength(JSON.stringify(e));
+      if (bytes > maxBytes) break;
+      out.push(e);
+    }
+    return out.reverse();
   }
 }

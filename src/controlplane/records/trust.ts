@@ -5,9 +5,10 @@
  * connect` stored), never from the cluster's own records:
  *
  *   pin       id within the mesh's maxConnectedClusters; the remote's layout is ours (fail closed)
- *   node      clusterId = the pinned id; pod CIDRs inside the pinned CIDRs; addresses inside the
- *             pinned underlay CIDRs and inside no other cluster's (fail closed for a pin without them)
- *   endpoint  address inside the pinned CIDRs; identity with the pinned id's bits
+ *   node      clusterId = the pinned id; pod CIDRs inside the pinned CIDRs and inside no other cluster's
+ *             (where pins overlap: nobody's); addresses inside the pinned underlay CIDRs and inside no
+ *             other cluster's (fail closed for a pin without them)
+ *   endpoint  address inside the pinned CIDRs and no other cluster's; identity with the pinned id's bits
  *   identity  cluster bits = the pinned id; labels naming a cluster name it (normalised in)
  *   relay     only from a cluster pinned as hub; only CIDRs inside its pinned relay CIDRs (none for a
  *             pin without them), naming no notAHost range, no cluster owns (pod CIDRs, and the
@@ -97,6 +98,12 @@ const underlayOf = (cidrs: string[] | undefined): ClusterFacts['underlay'] => (c
 export class Trust {
   private readonly clusters = new Map<string, ClusterFacts>();
   private readonly byId = new Map<number, string>();
+  /**
+   * Per remote, the parts of its pinned pod CIDRs another cluster's (ours or a pin's) overlap: pre-flight keeps pins
+   * apart, but two `connect`s run at once (each reads the pins before the other writes) or a pin written by hand do
+   * not. There the range is nobody's remote's (ours stays ours: first-hand), whatever the order records arrive in.
+   */
+  private readonly contested = new Map<string, Prefix[]>();
 
   /**
    * maxClusters: the mesh's cluster-id layout as this cluster is configured
@@ -154,10 +161,18 @@ export class Trust {
     this.reindex();
   }
 
-  /** Ids by cluster, derived (at most maxClusters clusters): never out of step with `clusters`. */
+  /** Ids by cluster and the contested pod CIDRs, derived (at most maxClusters clusters): never out of step with `clusters`. */
   private reindex(): void {
     this.byId.clear();
     for (const f of this.clusters.values()) if (!this.byId.has(f.id) || f.name === this.localName) this.byId.set(f.id, f.name);
+    this.contested.clear();
+    for (const f of this.clusters.values()) {
+      if (f.name === this.localName) continue;
+      const shared: Prefix[] = [];
+      for (const c of this.clusters.values())
+        if (c !== f) for (const p of f.podCIDRs) for (const q of c.podCIDRs) if (prefixesOverlap(p, q)) shared.push(p.cidr >= q.cidr ? p : q);
+      if (shared.length) this.contested.set(f.name, shared);
+    }
   }
 
   facts(cluster: string): ClusterFacts | undefined {
@@ -211,7 +226,9 @@ export class Trust {
       const owner = this.underlayOwner(f, a, addr);
       if (owner) return owner;
     }
-    return this.insideCluster(f, rec.podCIDRs.map((c) => parsePrefix(c)), 'pod CIDR');
+    const pods = rec.podCIDRs.map((c) => parsePrefix(c));
+    const shared = this.contested.get(cluster)?.find((s) => pods.some((p) => prefixesOverlap(s, p)));
+    return this.insideCluster(f, pods, 'pod CIDR') ?? (shared && `a pod CIDR overlaps ${formatPrefix(shared)}, which another cluster's pin holds too: nobody's`);
   }
 
   /** WAIT for a local endpoint that nothing refuses while our pod CIDRs are unknown (a remote's reads only its pin). */
@@ -222,6 +239,8 @@ export class Trust {
     if (rec.identity !== undefined && of(rec.identity) !== f.id) return `identity ${rec.identity} belongs to cluster id ${of(rec.identity)}, not ${cluster} (${f.id})`;
     const addr = parseIP(rec.ip)!;
     if (f.podCIDRs.length && !f.podCIDRs.some((p) => prefixContains(p, addr))) return `address ${rec.ip} is outside ${cluster}'s pod CIDRs`;
+    const shared = this.contested.get(cluster)?.find((p) => prefixContains(p, addr));
+    if (shared) return `address ${rec.ip} lies in ${formatPrefix(shared)}, which another cluster's pin holds too: nobody's`;
     return cluster === this.localName && !this.localKnown ? WAIT : undefined;
   }
 
