@@ -89,6 +89,8 @@ export async function main(argv: string[]): Promise<number> {
       const { connectEtcd } = await import('../controlplane/kvstore.js');
       const { KVStoreMesh } = await import('../controlplane/kvstoremesh.js');
       const { etcdMeshLocal } = await import('../controlplane/mirrorwriter.js');
+      // idle most of its life: one memory-reducer collection after a burst of work, not three (idleheap.ts)
+      (await import('./idleheap.js')).quietIdleHeap();
       const log = createLogger(`kvstoremesh(${o.cluster})`);
       const gcS = Number(o.identityGcInterval);
       if (!Number.isFinite(gcS) || gcS < 1) throw new ConfigError('--identity-gc-interval', 'must be a number of seconds >= 1');
