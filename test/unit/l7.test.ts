@@ -282,6 +282,21 @@ spec:
     expect(body(`${ok}GET / HTTP/1.1\r\n`)).toEqual({ consumed: ok.length, done: true, failed: false });
   });
 
+  it('refuses Transfer-Encoding in an HTTP/1.0 request (RFC 9112 6.1: faulty framing): a pod that ignores it reads the body as requests', () => {
+    // Smuggling past the rules (red team s14): Go's net/http ignores Transfer-Encoding on HTTP/1.0 requests (its
+    // issue 12785), so with "Connection: keep-alive" it reads the chunked body as the next requests. A chunk-size
+    // line may be a request line: "ADD /admin HTTP/1.1" is size 0xADD with an extension for the proxy, and a request
+    // (method ADD, any method reaches a Go handler) the proxy framed as body and never decided.
+    const rules = [{ ref: 1, method: 'POST', path: '/public/.*' }];
+    const te = (version: string) => `POST /public/a HTTP/${version}\r\nHost: x\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n`;
+    expect(testhooks.l7Decide(rules, te('1.0'))).toMatchObject({ status: 400, error: expect.stringMatching(/HTTP\/1\.0/) });
+    expect(testhooks.l7Decide('all', te('1.0'))).toMatchObject({ status: 400 });
+    // HTTP/1.1 frames it as chunked, as every server must (RFC 9112 6.1); HTTP/1.0 with a length is a body
+    expect(testhooks.l7Decide(rules, te('1.1'))).toMatchObject({ allowed: true, ref: 1 });
+    expect(testhooks.l7Decide(rules, 'POST /public/a HTTP/1.0\r\nHost: x\r\nContent-Length: 3\r\n\r\n')).toMatchObject({ allowed: true, ref: 1 });
+    expect(testhooks.chunkedBody(Buffer.from('ADD /admin HTTP/1.1\r\n'))).toMatchObject({ failed: false }); // why: a size line
+  });
+
   it('refuses an upgrade or CONNECT request with a body: refused, its body would be the next request to the proxy and body to the pod', () => {
     // Smuggling past the rules (regression): the proxy held the body of an allowed upgrade, the pod (nginx) answered
     // 200 without upgrading and waited for that body, the proxy parsed it as a request and forwarded it with its own

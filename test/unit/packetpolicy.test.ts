@@ -156,6 +156,27 @@ describe('ICMP errors pass only about a tracked flow of their destination', () =
   }
 });
 
+describe('an echo request is never a reply (red team s14)', () => {
+  // ICMP echo request / reply (ICMPv6 128 / 129) with identifier `id`
+  const echo = (v: 4 | 6, from: Buffer, to: Buffer, request: boolean, id: number) => {
+    const type = v === 4 ? (request ? 8 : 0) : request ? 128 : 129;
+    const p = l4Packet({ v, src: from, dst: to, proto: v === 4 ? 1 : 58, sport: type << 8, dport: 0 });
+    p.writeUInt16BE(id, (v === 4 ? 20 : 40) + 4);
+    return p;
+  };
+  for (const v of [4, 6] as const) {
+    it(`IPv${v}: once endpoint 2 pinged X, X's echo replies pass, X's echo requests (same identifier) meet policy`, () => {
+      // endpoint 2 admits only TCP/80 from X (RFC 792 / 4443: a request asks, a reply answers; Linux keys the type)
+      const id = 0x4242 + v;
+      expect(d.native.policyCheck(echo(v, SRC[v], DST[2][v], true, id), X)).toBe('drop');
+      expect(d.native.policyCheck(echo(v, DST[2][v], SRC[v], true, id))).toBe('forward'); // endpoint 2 pings X
+      expect(d.native.policyCheck(echo(v, SRC[v], DST[2][v], false, id), X)).toBe('deliver'); // the reply
+      expect(d.native.policyCheck(echo(v, SRC[v], DST[2][v], true, id), X)).toBe('drop'); // X pinging back: no reply
+      expect(d.native.policyCheck(echo(v, SRC[v], DST[2][v], false, id + 1), X)).toBe('drop'); // a reply to nothing
+    });
+  }
+});
+
 describe('malformed chains are refused before policy', () => {
   it('an extension header running past the packet', () => {
     const p = l4Packet({ v: 6, src: SRC[6], dst: DST[1][6], proto: TCP, dport: 80, ext: [{ type: 60 }] });

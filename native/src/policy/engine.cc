@@ -22,6 +22,18 @@ const char* const kPolicyCounterNames[kPolCounterCount] = {
 };
 
 namespace {
+// An echo's "ports": the identifier on the requester's side, 0 on the responder's, so a reply normalizes to its
+// request's conntrack key and a request sent the other way (the responder pinging back) does not (RFC 792: a
+// request is never a reply; Linux keys the type too). false: no echo.
+bool echo_ports(const uint8_t* l4, int version, uint16_t* sport, uint16_t* dport) {
+  uint8_t t = l4[0];
+  bool request = version == 4 ? t == 8 : t == 128, reply = version == 4 ? t == 0 : t == 129;
+  if (!request && !reply) return false;
+  *sport = request ? load_be16(l4 + 4) : 0;
+  *dport = request ? 0 : load_be16(l4 + 4);
+  return true;
+}
+
 // The flow of the packet an ICMP error quotes (its IP header and at least 8
 // bytes after it, usually cut short: only what is there is read).
 void parse_quoted(const uint8_t* p, size_t len, int version, PacketView::Quoted* q) {
@@ -60,8 +72,7 @@ void parse_quoted(const uint8_t* p, size_t len, int version, PacketView::Quoted*
     q->dport = load_be16(l4 + 2);
   } else if (ul.proto == (version == 4 ? kProtoICMP : kProtoICMPv6)) {
     if (l4len < 8) return;
-    uint8_t t = l4[0];
-    if (version == 4 ? (t == 8 || t == 0) : (t == 128 || t == 129)) q->sport = q->dport = load_be16(l4 + 4);
+    echo_ports(l4, version, &q->sport, &q->dport);
   }
   q->valid = true;
 }
@@ -101,14 +112,8 @@ bool parse_l4(const uint8_t* pkt, const IpInfo& ip, PacketView* out) {
       if (l4len < 8) return false;
       uint8_t type = l4[0];
       if (ip.version == 4 ? ul.proto != kProtoICMP : ul.proto != kProtoICMPv6) return true;  // ICMP in IPv6 / ICMPv6 in IPv4: no meaning
-      bool v4 = ip.version == 4;
-      bool echo = v4 ? (type == 8 || type == 0) : (type == 128 || type == 129);
-      if (echo) {
-        // Request and reply share the identifier: use it as both "ports" so a
-        // reply normalizes to its request's conntrack key.
-        out->sport = out->dport = load_be16(l4 + 4);
-      } else {
-        out->icmp_error = v4 ? (type == 3 || type == 11 || type == 12) : (type >= 1 && type <= 4);
+      if (!echo_ports(l4, ip.version, &out->sport, &out->dport)) {
+        out->icmp_error = ip.version == 4 ? (type == 3 || type == 11 || type == 12) : (type >= 1 && type <= 4);
         if (out->icmp_error) parse_quoted(l4 + 8, l4len - 8, ip.version, &out->quoted);
       }
       return true;

@@ -266,6 +266,9 @@ ParseResult parse_request(const char* data, size_t len, size_t max_head, Head* o
   out->target.assign(target);
   if (!parse_fields(eol == std::string_view::npos ? std::string_view() : head.substr(eol + 2), out, reason))
     return ParseResult::kError;
+  // Faulty framing (RFC 9112 6.1): Go's net/http ignores it and reads the chunked body as requests never decided.
+  if (out->minor == 0 && out->get("transfer-encoding"))
+    return *reason = "Transfer-Encoding in an HTTP/1.0 request", ParseResult::kError;
   // Two Host headers: which one would the pod use? (RFC 9112 3.2: 400)
   size_t hosts = 0;
   for (const auto& f : out->headers) {

@@ -7,7 +7,8 @@
 // Strict where smuggling lives: CRLF line endings only, no obs-fold, token
 // header names, one Content-Length value, Transfer-Encoding and
 // Content-Length together rejected, a Transfer-Encoding whose last coding is
-// not chunked rejected on requests, no control byte but HTAB inside a chunk
+// not chunked rejected on requests, and any on an HTTP/1.0 request (RFC 9112
+// 6.1; Go ignores it there), no control byte but HTAB inside a chunk
 // extension or trailer line (a bare LF there ends the line for nginx), no
 // body on an upgrade or CONNECT request (its bytes would be the next request
 // to the proxy when the upgrade is refused, body to the pod).

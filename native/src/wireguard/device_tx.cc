@@ -232,14 +232,16 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
           if (r == kLbDrop) continue;  // counted by the load balancer
         }
         // Flow key: addresses, protocol, ports; TCP flags other than ACK/PSH
-        // (SYN, FIN, RST) always take the full path so conntrack sees them.
+        // (SYN, FIN, RST) always take the full path so conntrack sees them, and
+        // so does a packet without ports: an ICMP error passed as related to
+        // its quoted flow would lend its verdict to any ICMP between the two.
         uint8_t key[40] = {0};
         std::memcpy(key, ip.src, size_t(ip.addr_len));
         std::memcpy(key + 16, ip.dst, size_t(ip.addr_len));
         key[32] = pv.proto;
         std::memcpy(key + 33, &pv.sport, 2);
         std::memcpy(key + 35, &pv.dport, 2);
-        bool plain_flags = pv.proto != kProtoTCP || (pv.tcp_flags & 0x07) == 0;
+        bool plain_flags = pv.has_ports && (pv.proto != kProtoTCP || (pv.tcp_flags & 0x07) == 0);
         PolicyEngine::TxAction action;
         if (plain_flags && last_verdict.valid && std::memcmp(last_verdict.key, key, sizeof key) == 0) {
           action = last_verdict.action;
@@ -247,7 +249,7 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
           src_local = last_verdict.src_local;
         } else {
           action = pe->tx(pv, wall, &identity, &src_local);
-          last_verdict.valid = action != PolicyEngine::kTxDrop && action != PolicyEngine::kTxRedirect;
+          last_verdict.valid = pv.has_ports && action != PolicyEngine::kTxDrop && action != PolicyEngine::kTxRedirect;
           std::memcpy(last_verdict.key, key, sizeof key);
           last_verdict.action = action;
           last_verdict.identity = identity;
