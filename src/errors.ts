@@ -130,6 +130,7 @@ export type RecordType =
   | 'endpoint'
   | 'identity'
   | 'identity-ref'
+  | 'identity-index'
   | 'service'
   | 'policy'
   | 'namespace'

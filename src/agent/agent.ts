@@ -164,7 +164,7 @@ export class Agent extends EventEmitter {
       this.spoofWatch = new SpoofWatch((t) => dp.addSpoofedFlows(t), (message) => log.warn({ err: message }, 'pod guard sets unreadable: no flow records for source-spoofed drops'));
       this.spoofWatch.start();
       // identity allocation is transactional (compare-and-swap over several keys): it keeps its own etcd client calls
-      allocator = new IdentityAllocator(etcd, cfg.cluster.name, cfg.cluster.id, cfg.node.name, cfg.cluster.maxConnectedClusters ?? 255);
+      allocator = new IdentityAllocator(etcd, cfg.cluster.name, cfg.cluster.id, cfg.node.name, cfg.cluster.maxConnectedClusters ?? 255, this.rejections);
       this.hairpin = new HairpinRouting(cfg, this.dev.tunName, log);
       this.hairpin.install();
       this.services = new ServiceDatapath(

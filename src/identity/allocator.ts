@@ -13,6 +13,16 @@
  * reference: the garbage collector deletes only when the record's revision is
  * the one it saw without references, so it can never delete an identity that
  * a node has just started to use.
+ *
+ * The index is written by every node of the cluster (RBAC cannot tell one
+ * label set's entry from another's), so a node with its own credentials can
+ * point a label set's entry at an identity of its choice. An index entry is
+ * therefore only a hint: it is taken only when it names an identity of this
+ * cluster whose record carries exactly these labels (the same hash); any other
+ * entry is refused (counted, with its key) and replaced, in the transaction
+ * that allocates a new identity, on the condition that it still holds what was
+ * read. A node that keeps rewriting it costs allocation retries, never a pod's
+ * identity.
  */
 import { isUtf8 } from 'node:buffer';
 import { GRPCDeadlineExceededError, Range, type Etcd3 } from 'etcd3';
@@ -20,7 +30,7 @@ import { identityIndexKey, identityRefKey, stateKey, statePrefix } from '../cont
 import { MeshError, RecordError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { clusterIdentity, DEFAULT_MAX_CLUSTERS, labelsHash, maxLocalId, MIN_LOCAL_ID, type IdentityRecord, type Labels, type MaxClusters } from './identity.js';
-import { identityCodec, Rejections, tryDecode } from '../controlplane/records/index.js';
+import { identityCodec, RecordError, Rejections, tryDecode } from '../controlplane/records/index.js';
 import { refusedInto } from '../controlplane/kvstore.js';
 import { textKV } from '../controlplane/etcdwatch.js';
 import { DEFAULT_MAX_IDENTITY_REFS_PER_NODE, readRefs, type KeyPage } from './refs.js';
@@ -33,6 +43,8 @@ export class IdentityAllocator {
     private readonly node: string,
     /** The mesh's cluster-id layout: how many bits the local part has. */
     private readonly maxClusters: MaxClusters = DEFAULT_MAX_CLUSTERS,
+    /** Where a refused index entry is counted (type `identity-index`, reason `claim`). */
+    private readonly rejections?: Rejections,
   ) {}
 
   /** Returns the identity of `labels`, allocating it if needed, and records that this node uses it. */
@@ -42,22 +54,24 @@ export class IdentityAllocator {
     for (let attempt = 0; attempt < 20; attempt++) {
       const existing = await this.etcd.get(indexKey).string();
       if (existing !== null) {
-        const id = Number(existing);
-        const idKey = stateKey('identities', this.cluster, String(id));
-        const rec = await this.etcd.get(idKey).string();
-        if (rec === null) continue; // being collected: the index goes with it, try again
-        const res = await this.etcd
-          .if(idKey, 'Value', '==', rec)
-          .then(this.etcd.put(idKey).value(rec), this.etcd.put(identityRefKey(this.cluster, id, this.node)).value('').lease(leaseId))
-          .commit();
-        if (res.succeeded) return id;
-        continue;
+        const found = await this.indexed(indexKey, existing, hash);
+        // 'gone' or 'lies': replaced below if it still holds `existing` (the collector deletes an entry with its
+        // identity, so one whose identity is gone is no longer there, or was never honest)
+        if (typeof found === 'object') {
+          const res = await this.etcd
+            .if(found.idKey, 'Value', '==', found.rec)
+            .then(this.etcd.put(found.idKey).value(found.rec), this.etcd.put(identityRefKey(this.cluster, found.id, this.node)).value('').lease(leaseId))
+            .commit();
+          if (res.succeeded) return found.id;
+          continue;
+        }
       }
       const id = await this.pickFree();
       const idKey = stateKey('identities', this.cluster, String(id));
       const record: IdentityRecord = { id, labels };
-      const res = await this.etcd
-        .if(indexKey, 'Create', '==', 0)
+      // a refused entry is replaced only if it still holds what was read (an honest allocation meanwhile wins)
+      const index = existing === null ? this.etcd.if(indexKey, 'Create', '==', 0) : this.etcd.if(indexKey, 'Value', '==', existing);
+      const res = await index
         .and(idKey, 'Create', '==', 0)
         .then(
           this.etcd.put(indexKey).value(String(id)),
@@ -68,6 +82,30 @@ export class IdentityAllocator {
       if (res.succeeded) return id;
     }
     throw new MeshError('WM_IDENTITY_ALLOCATION', `could not allocate an identity for ${JSON.stringify(labels)} after 20 attempts`);
+  }
+
+  /**
+   * What the index entry `value` (read at `indexKey`) names: the identity, with its record's exact text (the
+   * allocation's compare), when it is one of this cluster's, in its local range, and its record decodes and
+   * carries the labels hashed to `hash`; 'gone' when it names such a number whose record is absent (the collector
+   * deletes both in one transaction: read between the two, or written so); 'lies' for anything else (refused and
+   * counted).
+   */
+  private async indexed(indexKey: string, value: string, hash: string): Promise<{ id: number; idKey: string; rec: string } | 'gone' | 'lies'> {
+    const lies = (detail: string): 'lies' => {
+      this.rejections?.add(RecordError.quiet('identity-index', indexKey, 'claim', detail), this.cluster);
+      return 'lies';
+    };
+    const id = /^[1-9][0-9]{0,9}$/.test(value) ? Number(value) : NaN;
+    const local = id - clusterIdentity(this.clusterId, 0, this.maxClusters);
+    if (!(local >= MIN_LOCAL_ID && local <= maxLocalId(this.maxClusters))) return lies(`names ${JSON.stringify(value.slice(0, 32))}, not an identity of this cluster`);
+    const idKey = stateKey('identities', this.cluster, String(id));
+    const rec = await this.etcd.get(idKey).string();
+    if (rec === null) return 'gone';
+    const decoded = tryDecode(identityCodec, idKey, rec);
+    if (!decoded.ok) return lies(`names identity ${id}, whose record is refused (${decoded.error.reason})`);
+    if (labelsHash(decoded.value.labels) !== hash) return lies(`names identity ${id}, whose labels are not this entry's label set`);
+    return { id, idKey, rec };
   }
 
   /** This node stops using `id` (the collector deletes it once no node does). */
