@@ -19,6 +19,11 @@ export const endpointSchema = z.object({
   /** The pod's named container ports: rules naming a port resolve against them (remote clusters' egress too). */
   ports: containerPorts.optional(),
 });
+/**
+ * A decoded endpoint record. Never mutated once handed over by the codec: the data path, admission and the
+ * services' index (src/services/endpoints.ts, which files its members by the record's cluster and namespace)
+ * share the one object, so a change is a new record through the watch, never an edit in place.
+ */
 export type EndpointRecord = z.infer<typeof endpointSchema>;
 
 const labelKeyOk = (k: string): boolean => LABEL_KEY_RE.test(k);
