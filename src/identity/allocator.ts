@@ -27,10 +27,10 @@
 import { isUtf8 } from 'node:buffer';
 import { GRPCDeadlineExceededError, Range, type Etcd3 } from 'etcd3';
 import { identityIndexKey, identityRefKey, stateKey, statePrefix } from '../controlplane/keys.js';
-import { MeshError, RecordError } from '../errors.js';
+import { ConfigError, MeshError, RecordError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { clusterIdentity, DEFAULT_MAX_CLUSTERS, labelsHash, maxLocalId, MIN_LOCAL_ID, type IdentityRecord, type Labels, type MaxClusters } from './identity.js';
-import { identityCodec, RecordError, Rejections, tryDecode } from '../controlplane/records/index.js';
+import { identityCodec, Rejections, tryDecode } from '../controlplane/records/index.js';
 import { refusedInto } from '../controlplane/kvstore.js';
 import { textKV } from '../controlplane/etcdwatch.js';
 import { DEFAULT_MAX_IDENTITY_REFS_PER_NODE, readRefs, type KeyPage } from './refs.js';
@@ -47,17 +47,22 @@ export class IdentityAllocator {
     private readonly rejections?: Rejections,
   ) {}
 
-  /** Returns the identity of `labels`, allocating it if needed, and records that this node uses it. */
+  /**
+   * Returns the identity of `labels`, allocating it if needed, and records that this node uses it.
+   * Throws ConfigError (`labels`) for labels no reader would accept in an identity record (nothing is written), and
+   * MeshError WM_IDENTITY_ALLOCATION after 20 attempts (lost races, or an index entry rewritten as fast as it is
+   * replaced).
+   */
   async allocate(labels: Labels, leaseId: string): Promise<number> {
+    this.checkLabels(labels);
     const hash = labelsHash(labels);
     const indexKey = identityIndexKey(this.cluster, hash);
     for (let attempt = 0; attempt < 20; attempt++) {
-      const existing = await this.etcd.get(indexKey).string();
-      if (existing !== null) {
-        const found = await this.indexed(indexKey, existing, hash);
-        // 'gone' or 'lies': replaced below if it still holds `existing` (the collector deletes an entry with its
-        // identity, so one whose identity is gone is no longer there, or was never honest)
-        if (typeof found === 'object') {
+      const read = await this.etcd.get(indexKey).exec();
+      const entry = read.kvs[0];
+      if (entry) {
+        const found = await this.indexed(indexKey, entry.value.toString('utf8'), hash, read.header.revision);
+        if (found) {
           const res = await this.etcd
             .if(found.idKey, 'Value', '==', found.rec)
             .then(this.etcd.put(found.idKey).value(found.rec), this.etcd.put(identityRefKey(this.cluster, found.id, this.node)).value('').lease(leaseId))
@@ -69,8 +74,9 @@ export class IdentityAllocator {
       const id = await this.pickFree();
       const idKey = stateKey('identities', this.cluster, String(id));
       const record: IdentityRecord = { id, labels };
-      // a refused entry is replaced only if it still holds what was read (an honest allocation meanwhile wins)
-      const index = existing === null ? this.etcd.if(indexKey, 'Create', '==', 0) : this.etcd.if(indexKey, 'Value', '==', existing);
+      // a refused entry is replaced only if it is still the write that was read (its mod revision: a forged value
+      // written again after another agent replaced it is a new write, and this one loses)
+      const index = entry ? this.etcd.if(indexKey, 'Mod', '==', entry.mod_revision) : this.etcd.if(indexKey, 'Create', '==', 0);
       const res = await index
         .and(idKey, 'Create', '==', 0)
         .then(
@@ -84,24 +90,28 @@ export class IdentityAllocator {
     throw new MeshError('WM_IDENTITY_ALLOCATION', `could not allocate an identity for ${JSON.stringify(labels)} after 20 attempts`);
   }
 
+  /** Refuses labels the identity codec would refuse in a record (every reader, ours too, would drop it). */
+  private checkLabels(labels: Labels): void {
+    const id = clusterIdentity(this.clusterId, MIN_LOCAL_ID, this.maxClusters);
+    const r = tryDecode(identityCodec, stateKey('identities', this.cluster, String(id)), JSON.stringify({ id, labels }));
+    if (!r.ok) throw new ConfigError('labels', `no identity can carry these labels (${r.error.reason}: ${r.error.detail})`);
+  }
+
   /**
-   * What the index entry `value` (read at `indexKey`) names: the identity, with its record's exact text (the
-   * allocation's compare), when it is one of this cluster's, in its local range, and its record decodes and
-   * carries the labels hashed to `hash`; 'gone' when it names such a number whose record is absent (the collector
-   * deletes both in one transaction: read between the two, or written so); 'lies' for anything else (refused and
-   * counted).
+   * The identity the index entry `value` names, with its record's exact text (the allocation's compare), when it
+   * is one of this cluster's, in its local range, and its record at `revision` (the revision the entry was read
+   * at) decodes and carries the labels hashed to `hash`; otherwise undefined, and the entry is refused (counted).
+   * The collector deletes an entry with its identity in one transaction and allocation creates both in one, so an
+   * entry whose record is absent at the revision it was read at was never honest.
    */
-  private async indexed(indexKey: string, value: string, hash: string): Promise<{ id: number; idKey: string; rec: string } | 'gone' | 'lies'> {
-    const lies = (detail: string): 'lies' => {
-      this.rejections?.add(RecordError.quiet('identity-index', indexKey, 'claim', detail), this.cluster);
-      return 'lies';
-    };
+  private async indexed(indexKey: string, value: string, hash: string, revision: string): Promise<{ id: number; idKey: string; rec: string } | undefined> {
+    const lies = (detail: string): undefined => void this.rejections?.add(RecordError.quiet('identity-index', indexKey, 'claim', detail), this.cluster);
     const id = /^[1-9][0-9]{0,9}$/.test(value) ? Number(value) : NaN;
     const local = id - clusterIdentity(this.clusterId, 0, this.maxClusters);
     if (!(local >= MIN_LOCAL_ID && local <= maxLocalId(this.maxClusters))) return lies(`names ${JSON.stringify(value.slice(0, 32))}, not an identity of this cluster`);
     const idKey = stateKey('identities', this.cluster, String(id));
-    const rec = await this.etcd.get(idKey).string();
-    if (rec === null) return 'gone';
+    const rec = await this.etcd.get(idKey).revision(revision).string();
+    if (rec === null) return lies(`names identity ${id}, which has no record`);
     const decoded = tryDecode(identityCodec, idKey, rec);
     if (!decoded.ok) return lies(`names identity ${id}, whose record is refused (${decoded.error.reason})`);
     if (labelsHash(decoded.value.labels) !== hash) return lies(`names identity ${id}, whose labels are not this entry's label set`);
