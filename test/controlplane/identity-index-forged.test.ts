@@ -84,8 +84,10 @@ describe.skipIf(!hasCommand('etcd'))('identity allocation against a forged ident
     const rejections = new Rejections(silentLogger);
     const honest = new IdentityAllocator(c, C, ID, 'honest2', 255, rejections);
     const before = (await c.getAll().prefix('wiremesh/').keys()).length;
-    // a namespace label key with a 300-character prefix: the pod API's pattern takes it, an identity record not
-    const labels: Labels = { [`io.cilium.k8s.namespace.labels.${'a'.repeat(300)}.example/team`]: 'x' };
+    // a key longer than any identity record takes (349 characters: a namespace label's 31 + 318); the agent's
+    // label checks refuse such keys before they get here (label-keys.test), allocate refuses them on its own too
+    const labels: Labels = { [`io.cilium.k8s.namespace.labels.${'a'.repeat(300)}.example/${'t'.repeat(9)}`]: 'x' };
+    expect(Object.keys(labels)[0]!.length).toBe(349);
     for (let i = 0; i < 3; i++) await expect(honest.allocate(labels, lease)).rejects.toMatchObject({ code: 'WM_CONFIG_INVALID' });
     expect((await c.getAll().prefix('wiremesh/').keys()).length).toBe(before);
     expect(rejections.total).toBe(0); // the labels are the caller's, not a forged entry's

@@ -6,8 +6,12 @@ import { z } from 'zod';
 import { formatIP, parseIP, parsePrefix } from '../../net/ip.js';
 
 export const CLUSTER_NAME_RE = /^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$/;
-/** Kubernetes label key (optional DNS prefix, then a name) and value. */
-export const LABEL_KEY_RE = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+/**
+ * Kubernetes label key (an optional DNS-subdomain prefix of at most 253 characters and a `/`, then a name of at
+ * most 63): at most 317 characters. The prefix's bound matters: an identity carries a namespace label under
+ * NAMESPACE_LABELS_PREFIX, and IDENTITY_LABEL_KEY_MAX is sized from it. And the value.
+ */
+export const LABEL_KEY_RE = /^((?=[-a-z0-9.]{1,253}\/)[a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 export const LABEL_VALUE_RE = /^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$/;
 /** A DNS-1123 label: node, namespace and pod names. */
 export const DNS_LABEL_RE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
@@ -66,8 +70,10 @@ export function isCidr(s: string): boolean {
 }
 export const cidr = z.string().max(64).refine(isCidr, 'not a CIDR');
 
-/** Cilium's identity label keys (namespace labels under io.cilium.k8s.namespace.labels.<key>); 1-317 characters. */
+/** Cilium's identity label keys (namespace labels under io.cilium.k8s.namespace.labels.<key>). */
 export const IDENTITY_LABEL_KEY_RE = /^[A-Za-z0-9][-A-Za-z0-9_./]*$/;
+/** An identity label key's length: a Kubernetes key's 317 under the namespace-label prefix's 31 characters. */
+export const IDENTITY_LABEL_KEY_MAX = 'io.cilium.k8s.namespace.labels.'.length + 317;
 
 export const labels = z
   .record(z.string().regex(LABEL_KEY_RE, 'invalid label key'), z.string().regex(LABEL_VALUE_RE, 'invalid label value'))
@@ -75,7 +81,7 @@ export const labels = z
 
 /** Identity labels also carry Cilium's namespace-label keys (io.cilium.k8s.namespace.labels.<key>). */
 export const identityLabels = z
-  .record(z.string().min(1).max(317).regex(IDENTITY_LABEL_KEY_RE, 'invalid label key'), z.string().regex(LABEL_VALUE_RE, 'invalid label value'))
+  .record(z.string().min(1).max(IDENTITY_LABEL_KEY_MAX).regex(IDENTITY_LABEL_KEY_RE, 'invalid label key'), z.string().regex(LABEL_VALUE_RE, 'invalid label value'))
   .refine((l) => Object.keys(l).length <= MAX_LABELS, `at most ${MAX_LABELS} labels`);
 
 /** At most this many container ports per pod (Kubernetes has no limit; ours keeps a record small). */

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { LOCAL_SCOPE, MIN_LOCAL_ID } from '../../identity/identity.js';
 import { jsonCodec } from './codec.js';
 import { isInt, isObj, labelSet } from './fast.js';
-import { IDENTITY_LABEL_KEY_RE, identityLabels } from './fields.js';
+import { IDENTITY_LABEL_KEY_MAX, IDENTITY_LABEL_KEY_RE, identityLabels } from './fields.js';
 import { stateLocation } from './location.js';
 
 export const identitySchema = z.object({
@@ -16,7 +16,7 @@ export const identitySchema = z.object({
 });
 export type IdentityRecord = z.infer<typeof identitySchema>;
 
-const identityKeyOk = (k: string): boolean => k.length >= 1 && k.length <= 317 && IDENTITY_LABEL_KEY_RE.test(k);
+const identityKeyOk = (k: string): boolean => k.length >= 1 && k.length <= IDENTITY_LABEL_KEY_MAX && IDENTITY_LABEL_KEY_RE.test(k);
 
 /** identitySchema's output without zod, or undefined (fast.ts). */
 export function fastIdentity(v: unknown): IdentityRecord | undefined {
