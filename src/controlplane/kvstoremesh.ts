@@ -70,6 +70,11 @@ export class KVStoreMesh {
   private readonly mirror: TxnCoalescer;
   readonly rejections: Rejections;
   private trust: Trust | undefined;
+  /**
+   * Per remote replicated, its contested pod CIDRs (Trust.contestedOf) when it started: its ingest refused records
+   * there. A pin's (or our config's) pod CIDRs changing them starts it again (recontest), listing its records anew.
+   */
+  private readonly contestedAt = new Map<string, string>();
   /** Serialises remote starts and stops (watch events may arrive back to back); never rejects (enqueue). */
   private chain: Promise<void> = Promise.resolve();
   /**
@@ -238,7 +243,8 @@ export class KVStoreMesh {
       if (existing) await (pin ? this.dropRemote(name, false) : this.purge(name, () => this.dropRemote(name, true)));
       return;
     }
-    if (existing && JSON.stringify(existing.spec) === JSON.stringify(spec) && JSON.stringify(existing.pinned) === JSON.stringify(pin)) return;
+    const contested = this.contestedAt.get(name) === this.trust.contestedOf(name);
+    if (existing && contested && JSON.stringify(existing.spec) === JSON.stringify(spec) && JSON.stringify(existing.pinned) === JSON.stringify(pin)) return;
     if (existing) await this.dropRemote(name, false);
     // the trust a replication checks against: our cluster and this remote as pinned
     const refused = this.trust.pin(pin);
@@ -249,8 +255,18 @@ export class KVStoreMesh {
     }
     const r: RemoteReplication = new RemoteReplication(spec, pin, this.trust, this.mirror, this.log, this.rejections, this.budget, this.opts.connect, () => this.refence(name, r), this.unfenced);
     this.remotes.set(name, r);
+    this.contestedAt.set(name, this.trust.contestedOf(name));
+    this.recontest();
     this.log.info({ remote: name, endpoints: spec.endpoints, id: pin.id }, 'replicating remote cluster');
     await this.startReplication(name, r, 0);
+  }
+
+  /**
+   * Pins changed (one in, one out): every other remote whose contested pod CIDRs moved is looked at again (queued,
+   * so it reads the pins once the change is done): its ingest refused against the old ones. Agents re-check alike.
+   */
+  private recontest(): void {
+    if (this.trust && !this.stopped) for (const [n, at] of this.contestedAt) if (at !== this.trust.contestedOf(n)) this.refresh(n);
   }
 
   /**
@@ -357,6 +373,8 @@ export class KVStoreMesh {
     clearTimeout(this.restarts.get(name)?.timer);
     this.restarts.delete(name);
     this.trust?.unpin(name);
+    this.contestedAt.delete(name);
+    this.recontest();
     this.log.info({ remote: name, purge }, 'stopped replicating remote cluster');
     // removal is final: publishStatus writes nothing for it from here on, and a put already sent lands first;
     // one that outran its deadline (a hung local etcd) does not hold the chain: the purge goes on, and is done
