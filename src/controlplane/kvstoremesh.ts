@@ -42,28 +42,9 @@ import { Purges } from './purges.js';
 import { within } from './within.js';
 import { publishStatuses } from './statusputs.js';
 import { checkFenceGrant, UNFENCED_HINT, type UnfencedSink } from './unfenced.js';
+import { LEASE_TTL_S, START_READ_DEADLINE_MS, STATUS_PUT_DEADLINE_MS } from './meshdeadlines.js';
 
-/**
- * How long a status put may take (ms) before it counts as failed: a hung local etcd must hold neither the other
- * remotes' statuses nor, through a drop waiting for the remote's put, the starts and stops of remotes. Also how
- * long a stop without purge waits for the remote's mirror writes (RemoteReplication.stop) before abandoning them.
- */
-export const STATUS_PUT_DEADLINE_MS = 5000;
-/**
- * How long a replication start's read of the local cache (its keys and values, replication.ts) may take (ms) before
- * the start counts as failed (retried, waiting for the same read): at a remote's budget, 250k records of ~1 KiB,
- * the read takes ~5.5 s on an idle etcd (review of s8reborn), so the status put's 5 s would fail every such start.
- */
-export const START_READ_DEADLINE_MS = 60_000;
-
-/**
- * TTL of this process's lease (s; etcd3 keeps it alive every TTL/3): the heartbeat and the remotes' statuses live
- * by it, so it bounds how long they outlive a kvstoremesh that died (≤ 60 s; a stop releases nothing either). Each
- * keep-alive wakes an idle etcd about 50 times (docs/benchmarks.md, 2026-12-01: one lease kept alive every 5 s
- * added ~10 wakes/s to an etcd's ~60): at 15 s it was a sixth of a one-member etcd's idle wakes. Cilium keeps its
- * kvstore sessions on 15 min leases.
- */
-export const LEASE_TTL_S = 60;
+export { LEASE_TTL_S, START_READ_DEADLINE_MS, STATUS_PUT_DEADLINE_MS } from './meshdeadlines.js';
 
 export { connectRemote, DEFAULT_BUDGET, LAG_GRACE_MS, REPLICATED_TYPES, RemoteReplication, type Budget, type RemoteConnector } from './replication.js';
 export type { RemoteSpec } from './records/index.js';
@@ -89,6 +70,11 @@ export class KVStoreMesh {
   private readonly mirror: TxnCoalescer;
   readonly rejections: Rejections;
   private trust: Trust | undefined;
+  /**
+   * Per remote replicated, its contested pod CIDRs (Trust.contestedOf) when it started: its ingest refused records
+   * there. A pin's (or our config's) pod CIDRs changing them starts it again (recontest), listing its records anew.
+   */
+  private readonly contestedAt = new Map<string, string>();
   /** Serialises remote starts and stops (watch events may arrive back to back); never rejects (enqueue). */
   private chain: Promise<void> = Promise.resolve();
   /**
@@ -257,7 +243,8 @@ export class KVStoreMesh {
       if (existing) await (pin ? this.dropRemote(name, false) : this.purge(name, () => this.dropRemote(name, true)));
       return;
     }
-    if (existing && JSON.stringify(existing.spec) === JSON.stringify(spec) && JSON.stringify(existing.pinned) === JSON.stringify(pin)) return;
+    const contested = this.contestedAt.get(name) === this.trust.contestedOf(name);
+    if (existing && contested && JSON.stringify(existing.spec) === JSON.stringify(spec) && JSON.stringify(existing.pinned) === JSON.stringify(pin)) return;
     if (existing) await this.dropRemote(name, false);
     // the trust a replication checks against: our cluster and this remote as pinned
     const refused = this.trust.pin(pin);
@@ -268,8 +255,18 @@ export class KVStoreMesh {
     }
     const r: RemoteReplication = new RemoteReplication(spec, pin, this.trust, this.mirror, this.log, this.rejections, this.budget, this.opts.connect, () => this.refence(name, r), this.unfenced);
     this.remotes.set(name, r);
+    this.contestedAt.set(name, this.trust.contestedOf(name));
+    this.recontest();
     this.log.info({ remote: name, endpoints: spec.endpoints, id: pin.id }, 'replicating remote cluster');
     await this.startReplication(name, r, 0);
+  }
+
+  /**
+   * Pins changed (one in, one out): every other remote whose contested pod CIDRs moved is looked at again (queued,
+   * so it reads the pins once the change is done): its ingest refused against the old ones. Agents re-check alike.
+   */
+  private recontest(): void {
+    if (this.trust && !this.stopped) for (const [n, at] of this.contestedAt) if (at !== this.trust.contestedOf(n)) this.refresh(n);
   }
 
   /**
@@ -376,6 +373,8 @@ export class KVStoreMesh {
     clearTimeout(this.restarts.get(name)?.timer);
     this.restarts.delete(name);
     this.trust?.unpin(name);
+    this.contestedAt.delete(name);
+    this.recontest();
     this.log.info({ remote: name, purge }, 'stopped replicating remote cluster');
     // removal is final: publishStatus writes nothing for it from here on, and a put already sent lands first;
     // one that outran its deadline (a hung local etcd) does not hold the chain: the purge goes on, and is done

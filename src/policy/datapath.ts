@@ -24,7 +24,7 @@ import { compileEndpoint, encodeEntries, IdentityUniverse, ruleWarnings, type En
 import { applyIdentityDelta } from './delta.js';
 import { describeEndpoint } from './describe.js';
 import type { ContainerPort } from './ports.js';
-import { flowProtocol, type Flow, type FlowEndpoint } from './flows.js';
+import type { Flow } from './flows.js';
 import { FlowLog } from './flowlog.js';
 import { AgentPolicies, enforcedRules, rulePrefixes } from './repository.js';
 import type { Rule } from './rules.js';
@@ -33,7 +33,7 @@ import { ipcacheRow } from '../native/rows.js';
 import { IpcacheTable } from './ipcache.js';
 import { EndpointsByAddress } from './byaddress.js';
 import type { SpoofedTuple } from '../agent/spoofwatch.js';
-import { podVeth } from '../testbed/podguard.js';
+import { spoofedFlows } from './spoofedflows.js';
 
 interface LocalEp {
   id: number;
@@ -394,35 +394,12 @@ export class PolicyDatapath extends EventEmitter {
 
   /**
    * Flow records for packets the pod guard dropped at a pod's veth because
-   * their source was not the pod's (src/agent/spoofwatch.ts): the source side
-   * is the sending pod (found by its veth name) with the address it claimed.
+   * their source was not the pod's (src/agent/spoofwatch.ts): spoofedflows.ts.
    */
   addSpoofedFlows(tuples: SpoofedTuple[]): void {
-    const time = new Date().toISOString();
     this.spoofedRecords += tuples.length;
-    // veth -> endpoint once per batch (a name is hashed when shortened), not per tuple and pod
-    const byVeth = new Map([...this.localEps.values()].map((ep) => [podVeth(ep.key.slice(ep.key.indexOf('/') + 1)), ep]));
-    this.flowLog.add(
-      tuples.map((t) => {
-        const sender = byVeth.get(t.iface);
-        const real = sender?.ips[0];
-        const source: FlowEndpoint = sender && real ? { ...this.flowLog.endpoint(real, 0, sender.identity), ip: t.source } : { ip: t.source, port: 0, identity: 0 };
-        const dstEp = this.localByIp.get(t.destination);
-        const dstIdentity = dstEp?.identity ?? this.endpointAt(t.destination)?.identity ?? 0;
-        return {
-          time,
-          verdict: 'DROPPED',
-          dropReason: 'source-spoofed',
-          direction: 'egress',
-          protocol: /^\d+$/.test(t.protocol) ? flowProtocol(Number(t.protocol)) : t.protocol.toUpperCase(),
-          source,
-          destination: this.flowLog.endpoint(t.destination, 0, dstIdentity),
-          interface: t.iface,
-          node: this.node,
-          cluster: this.cluster,
-        } satisfies Flow;
-      }),
-    );
+    const identityAt = (ip: string) => this.localByIp.get(ip)?.identity ?? this.endpointAt(ip)?.identity ?? 0;
+    this.flowLog.add(spoofedFlows(tuples, { localEps: this.localEps.values(), flowLog: this.flowLog, identityAt, node: this.node, cluster: this.cluster }));
   }
 
   /** The flow history, oldest first. */

@@ -4,11 +4,10 @@
  * does not enforce, status output that says what it read and nothing more).
  */
 import { describe, expect, it, vi } from 'vitest';
-import { remoteStatusKey, stateKey } from '../../src/controlplane/keys.js';
-import { DEFAULT_BUDGET, RemoteReplication } from '../../src/controlplane/kvstoremesh.js';
+import { cacheKey, pinnedKey, remoteKey, remoteStatusKey, stateKey, syncedKey } from '../../src/controlplane/keys.js';
+import { DEFAULT_BUDGET, KVStoreMesh, RemoteReplication } from '../../src/controlplane/kvstoremesh.js';
 import { MemKV } from '../../src/controlplane/memkv.js';
 import { remoteStatusCodec, tryDecode, type PinnedCluster } from '../../src/controlplane/records/index.js';
-import { mirrorOf } from './meshfakes.js';
 import { Admission } from '../../src/agent/admission.js';
 import { Rejections } from '../../src/controlplane/records/rejections.js';
 import { Trust } from '../../src/controlplane/records/trust.js';
@@ -20,6 +19,11 @@ import { FakeDevice } from '../../src/native/fakedevice.js';
 import { PolicyDatapath } from '../../src/policy/datapath.js';
 import type { MeshStatus } from '../../src/controlplane/clustermesh.js';
 import { meshStatusJson, meshStatusLines } from '../../src/cli/meshstatus.js';
+import { contestedPodCIDRs } from '../../src/controlplane/records/contested.js';
+import { prefixesOverlap } from '../../src/controlplane/types.js';
+import { formatPrefix, parsePrefix } from '../../src/net/ip.js';
+import { trustWatches, type WatchTargets } from '../../src/agent/sinks.js';
+import { meshLocalOf, mirrorOf, node, pin, pinnedPair, soon, spec } from './meshfakes.js';
 
 const remoteNode = (i: number): NodeRecord => ({ cluster: 'c2', clusterId: 2, name: `n${i}`, addresses: [`198.18.2.${i}`], port: 51820, publicKey: Buffer.alloc(32, i).toString('base64'), podCIDRs: [`100.66.${i}.0/24`], bootId: '1' });
 
@@ -230,5 +234,71 @@ describe("finding 6: a remote's endpoint churn costs its identities' entries, no
     twin.recompile();
     expect(snapshot(dp)).toEqual(snapshot(twin));
     expect(snapshot(dp)['shop/ep0']!.every((dir) => dir.length > 0)).toBe(true);
+  });
+});
+
+describe('finding 4 (review): contested pod CIDRs follow every pin change, found in n log n', () => {
+  it('the sweep finds what comparing every pair finds (seeded random pins, nested and equal prefixes, IPv4 and IPv6)', () => {
+    let seed = 7;
+    const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+    for (let round = 0; round < 200; round++) {
+      const clusters = Array.from({ length: 1 + rnd(6) }, (_, i) => ({
+        name: `c${i}`,
+        podCIDRs: Array.from({ length: rnd(5) }, () => (rnd(4) ? parsePrefix(`100.${64 + rnd(3)}.${rnd(4) * 64}.0/${16 + rnd(9)}`) : parsePrefix(`fd00:${rnd(3)}::/${32 + rnd(4) * 8}`))),
+      }));
+      // the oracle: every pair of prefixes of two clusters that overlap, the narrower one for each side
+      const want = new Map<string, Set<string>>();
+      for (const f of clusters)
+        for (const c of clusters)
+          if (c !== f && f.name !== 'c0')
+            for (const p of f.podCIDRs) for (const q of c.podCIDRs) if (prefixesOverlap(p, q)) want.set(f.name, (want.get(f.name) ?? new Set()).add(formatPrefix(p.cidr >= q.cidr ? p : q)));
+      const got = contestedPodCIDRs(clusters, 'c0');
+      const text = (m: Map<string, Iterable<string>>) => Object.fromEntries([...m].map(([k, v]) => [k, [...v].sort()]));
+      expect(text(new Map([...got].map(([k, v]) => [k, v.map(formatPrefix)])))).toEqual(text(want));
+      for (const v of got.values()) expect(new Set(v.map(formatPrefix)).size).toBe(v.length); // each once
+    }
+  });
+
+  const overlapping = (ranges: string[]) => JSON.stringify({ name: 'c2', id: 2, podCIDRs: ranges, underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false });
+
+  it("kvstoremesh: c3's node in a range c2's pin holds is refused; once c2 is unpinned it is copied, pinned again dropped", async () => {
+    const { local, remotes } = await pinnedPair(); // c3/n1 holds 100.67.1.0/24
+    // c2 pinned over c3's range (two connects at once, or by hand)
+    await local.put(pinnedKey('c2'), overlapping(['100.66.0.0/16', '100.67.1.0/24']));
+    const mesh = new KVStoreMesh('c1', meshLocalOf(local), silentLogger, 60_000, DEFAULT_BUDGET, { statusMs: 5, txn: { intervalMs: 0 }, connect: (sp) => ({ store: remotes[sp.name]!, close: () => undefined }) });
+    await mesh.start();
+    await local.put(remoteKey('c2'), spec('c2'));
+    await vi.waitFor(() => expect(local.get(cacheKey('nodes', 'c2', 'n1'))?.value).toBe(node('c2', 2, 'n1')), soon);
+    await local.put(remoteKey('c3'), spec('c3'));
+    await vi.waitFor(() => expect(local.get(syncedKey('c3', 'nodes'))).toBeDefined(), soon);
+    const c3n1 = () => local.get(cacheKey('nodes', 'c3', 'n1'))?.value;
+    expect(c3n1()).toBeUndefined(); // refused at ingest: the range is nobody's
+    // c2 unpinned: the range is c3's alone. Before: c3's replication saw its spec and pin unchanged, n1 stayed out
+    await local.delete(pinnedKey('c2'));
+    await vi.waitFor(() => expect(c3n1()).toBe(node('c3', 3, 'n1')), soon);
+    await vi.waitFor(() => expect(local.get(cacheKey('nodes', 'c2', 'n1'))).toBeUndefined(), soon);
+    // pinned over it again: c3 is listed anew and n1 refused, its copy deleted. Before: the copy stayed
+    await local.put(pinnedKey('c2'), overlapping(['100.66.0.0/16', '100.67.1.0/24']));
+    await vi.waitFor(() => expect(c3n1()).toBeUndefined(), soon);
+    await vi.waitFor(() => expect(local.get(cacheKey('nodes', 'c2', 'n1'))?.value).toBe(node('c2', 2, 'n1')), soon);
+    await mesh.stop();
+  });
+
+  it('agent: the pins watch re-checks every cluster when pod ranges change: c3/n1 refused while c2 holds its range, admitted once c2 is unpinned', () => {
+    const trust = new Trust('c1', 1, ['100.65.0.0/16']);
+    trust.setLocalUnderlay(['198.18.1.0/24']);
+    const rejections = new Rejections();
+    const admitted = new Set<string>();
+    const put = (k: string, r: unknown) => void (r ? admitted.add(k) : admitted.delete(k));
+    const admission = new Admission(trust, rejections, { node: put, endpoint: put, identity: put, relay: put });
+    const targets: WatchTargets = { cluster: { name: 'c1', id: 1 }, trust, rejections, admission, peers: { setSynced: () => undefined, setRelayEnabled: () => undefined, queue: () => undefined }, syncLag: new Map(), remoteStatus: new Map(), log: silentLogger };
+    const pins = trustWatches(targets)[0]!.sink;
+    pins.upsert(pinnedKey('c3'), pin('c3', 3));
+    pins.upsert(pinnedKey('c2'), overlapping(['100.66.0.0/16', '100.67.1.0/24']));
+    const key = 'wiremesh/cache/nodes/v1/c3/n1';
+    admission.upsert('node', key, 'c3', JSON.parse(node('c3', 3, 'n1')) as NodeRecord);
+    expect([...admitted]).toEqual([]);
+    pins.remove(pinnedKey('c2'));
+    expect([...admitted]).toEqual([key]);
   });
 });

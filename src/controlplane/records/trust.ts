@@ -29,6 +29,7 @@
 import { CLUSTER_LABEL, DEFAULT_MAX_CLUSTERS, identityCluster, type MaxClusters } from '../../identity/identity.js';
 import { formatPrefix, notAHost, notAHostIn, parseIP, parsePrefix, prefixContains, prefixCovers, type Prefix } from '../../net/ip.js';
 import { prefixesOverlap } from '../types.js';
+import { contestedPodCIDRs } from './contested.js';
 import type { PinnedCluster } from './cluster.js';
 import type { EndpointRecord } from './endpoint.js';
 import type { IdentityRecord } from './identity.js';
@@ -103,7 +104,7 @@ export class Trust {
    * apart, but two `connect`s run at once (each reads the pins before the other writes) or a pin written by hand do
    * not. There the range is nobody's remote's (ours stays ours: first-hand), whatever the order records arrive in.
    */
-  private readonly contested = new Map<string, Prefix[]>();
+  private contested = new Map<string, Prefix[]>();
 
   /**
    * maxClusters: the mesh's cluster-id layout as this cluster is configured
@@ -165,14 +166,12 @@ export class Trust {
   private reindex(): void {
     this.byId.clear();
     for (const f of this.clusters.values()) if (!this.byId.has(f.id) || f.name === this.localName) this.byId.set(f.id, f.name);
-    this.contested.clear();
-    for (const f of this.clusters.values()) {
-      if (f.name === this.localName) continue;
-      const shared: Prefix[] = [];
-      for (const c of this.clusters.values())
-        if (c !== f) for (const p of f.podCIDRs) for (const q of c.podCIDRs) if (prefixesOverlap(p, q)) shared.push(p.cidr >= q.cidr ? p : q);
-      if (shared.length) this.contested.set(f.name, shared);
-    }
+    this.contested = contestedPodCIDRs(this.clusters.values(), this.localName);
+  }
+
+  /** The parts of `cluster`'s pod CIDRs another cluster's overlap, as text ('' for none): what refusals there read. */
+  contestedOf(cluster: string): string {
+    return (this.contested.get(cluster) ?? []).map(formatPrefix).join();
   }
 
   facts(cluster: string): ClusterFacts | undefined {
