@@ -245,10 +245,14 @@ export class KVStoreMesh {
     }
     const contested = this.contestedAt.get(name) === this.trust.contestedOf(name);
     if (existing && contested && JSON.stringify(existing.spec) === JSON.stringify(spec) && JSON.stringify(existing.pinned) === JSON.stringify(pin)) return;
-    if (existing) await this.dropRemote(name, false);
+    // a restart keeps the remote pinned while its old replication stops (mirror writes in flight: ≥ one txn
+    // interval): unpinned meanwhile, the ranges it contests would be open to every other remote's records
+    if (existing) await this.dropRemote(name, false, true);
     // the trust a replication checks against: our cluster and this remote as pinned
     const refused = this.trust.pin(pin);
     if (refused) {
+      this.trust.unpin(name);
+      this.recontest();
       this.rejections.add(new RecordError('pinned-cluster', pinnedKey(name), 'conflict', refused), name);
       await this.purge(name, () => this.purges.run(name)); // what it sent under an earlier pin may not stay either
       return;
@@ -278,8 +282,9 @@ export class KVStoreMesh {
     this.enqueue(name, 'replication restart after a fenced write', async () => {
       if (this.remotes.get(name) !== r || this.stopped) return;
       this.failures.fenced++;
-      await this.dropRemote(name, false);
+      await this.dropRemote(name, false, true); // pinned across the restart, as in sync
       await this.sync(name);
+      if (!this.remotes.has(name)) (this.trust?.unpin(name), this.recontest()); // not started again: unpinned
     });
   }
 
@@ -365,16 +370,19 @@ export class KVStoreMesh {
     });
   }
 
-  private async dropRemote(name: string, purge: boolean): Promise<void> {
+  /** Stops the remote's replication; `restart`: it starts again at once, so its pin stays in the trust. */
+  private async dropRemote(name: string, purge: boolean, restart = false): Promise<void> {
     const r = this.remotes.get(name);
     if (!r) return;
     this.remotes.delete(name);
     this.written.delete(name);
     clearTimeout(this.restarts.get(name)?.timer);
     this.restarts.delete(name);
-    this.trust?.unpin(name);
     this.contestedAt.delete(name);
-    this.recontest();
+    if (!restart) {
+      this.trust?.unpin(name);
+      this.recontest();
+    }
     this.log.info({ remote: name, purge }, 'stopped replicating remote cluster');
     // removal is final: publishStatus writes nothing for it from here on, and a put already sent lands first;
     // one that outran its deadline (a hung local etcd) does not hold the chain: the purge goes on, and is done

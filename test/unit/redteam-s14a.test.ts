@@ -23,7 +23,7 @@ import { contestedPodCIDRs } from '../../src/controlplane/records/contested.js';
 import { prefixesOverlap } from '../../src/controlplane/types.js';
 import { formatPrefix, parsePrefix } from '../../src/net/ip.js';
 import { trustWatches, type WatchTargets } from '../../src/agent/sinks.js';
-import { meshLocalOf, mirrorOf, node, pin, pinnedPair, soon, spec } from './meshfakes.js';
+import { meshLocalOf, mirrorOf, node, pin, pinnedPair, sleep, soon, spec } from './meshfakes.js';
 
 const remoteNode = (i: number): NodeRecord => ({ cluster: 'c2', clusterId: 2, name: `n${i}`, addresses: [`198.18.2.${i}`], port: 51820, publicKey: Buffer.alloc(32, i).toString('base64'), podCIDRs: [`100.66.${i}.0/24`], bootId: '1' });
 
@@ -281,6 +281,35 @@ describe('finding 4 (review): contested pod CIDRs follow every pin change, found
     await local.put(pinnedKey('c2'), overlapping(['100.66.0.0/16', '100.67.1.0/24']));
     await vi.waitFor(() => expect(c3n1()).toBeUndefined(), soon);
     await vi.waitFor(() => expect(local.get(cacheKey('nodes', 'c2', 'n1'))?.value).toBe(node('c2', 2, 'n1')), soon);
+    await mesh.stop();
+  });
+
+  it("kvstoremesh: c2's restarts do not open the range it contests to c3's writes meanwhile (re-review)", async () => {
+    const { local, remotes } = await pinnedPair(); // c3/n1 holds 100.67.1.0/24
+    await local.put(pinnedKey('c2'), overlapping(['100.66.0.0/16', '100.67.1.0/24']));
+    // paced mirror writes (as in service: 100 ms): an old replication's stop waits for its write in flight
+    const mesh = new KVStoreMesh('c1', meshLocalOf(local), silentLogger, 60_000, DEFAULT_BUDGET, { statusMs: 5, txn: { intervalMs: 50 }, connect: (sp) => ({ store: remotes[sp.name]!, close: () => undefined }) });
+    await mesh.start();
+    await local.put(remoteKey('c2'), spec('c2'));
+    await vi.waitFor(() => expect(local.get(cacheKey('nodes', 'c2', 'n1'))?.value).toBe(node('c2', 2, 'n1')), soon);
+    await local.put(remoteKey('c3'), spec('c3'));
+    await vi.waitFor(() => expect(local.get(syncedKey('c3', 'nodes'))).toBeDefined(), soon);
+    const c3n1 = () => local.get(cacheKey('nodes', 'c3', 'n1'))?.value;
+    const seen: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      // c2 restarted (its spec changed: another endpoint) while c3 keeps rewriting n1 in the contested range
+      await local.put(remoteKey('c2'), JSON.stringify({ name: 'c2', endpoints: [`http://198.18.0.${3 + (i % 2)}:2379`] }));
+      for (let j = 0; j < 8; j++) {
+        await remotes.c3!.put(stateKey('nodes', 'c3', 'n1'), node('c3', 3, 'n1').replace('"bootId":"1"', `"bootId":"${i}-${j}"`));
+        if (c3n1()) seen.push(`${i}-${j}`);
+        await sleep(15);
+      }
+    }
+    await vi.waitFor(() => expect(local.get(cacheKey('nodes', 'c2', 'n1'))?.value).toBe(node('c2', 2, 'n1')), soon);
+    await sleep(300);
+    // before: c3/n1 copied while c2 was unpinned for its restart, and kept (c3's contested ranges read the same after)
+    expect(seen).toEqual([]);
+    expect(c3n1()).toBeUndefined();
     await mesh.stop();
   });
 

@@ -3,8 +3,10 @@
  * apart, but two `connect`s run at once or a pin written by hand do not.
  *
  * A sort and one sweep over every prefix (CIDR prefixes overlap only by one holding the other): O(n log n) for n
- * prefixes of all clusters, plus the overlaps found. Comparing every cluster's prefixes with every other's cost
- * n² per pin change: 255 pins of 16 pod CIDRs each took ~1 s of the event loop per pin (docs/benchmarks.md).
+ * prefixes of all clusters, plus the pairs of owners of nested prefixes (many clusters pinning the same nested
+ * prefixes, which pre-flight refuses: 255 clusters × the same 16 took 400 ms per reindex in the s14 re-review).
+ * Comparing every cluster's prefixes with every other's cost n² per pin change: 255 pins of 16 pod CIDRs each
+ * took ~1 s of the event loop per pin (docs/benchmarks.md).
  */
 import { prefixCovers, type Prefix } from '../../net/ip.js';
 
