@@ -35,6 +35,7 @@
         "native/src/policy/conntrack.cc",
         "native/src/policy/engine.cc",
         "native/src/policy/flatmap.cc",
+        "native/src/policy/icmp.cc",
         "native/src/policy/ipcache.cc",
         "native/src/policy/policymap.cc",
         "native/src/proxy/http1.cc",

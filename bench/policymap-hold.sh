@@ -19,7 +19,7 @@ build() {  # tree, binary
   local s="$1/native/src"
   g++ -std=c++17 -O3 -pthread -I"$s" "$here/bench/native/policymap_hold.cc" "$s/policy/engine.cc" \
     "$s/policy/conntrack.cc" "$s/policy/ipcache.cc" "$s/policy/policymap.cc" "$s/policy/flatmap.cc" \
-    "$s/wireguard/allowedips.cc" -o "$2"
+    "$s/wireguard/allowedips.cc" $(ls "$s/policy/icmp.cc" 2>/dev/null) -o "$2"  # (icmp.cc: trees since s14)
 }
 echo "anchor: $anchor ($(git -C "$anchor" rev-parse --short HEAD)); this: $here ($(git -C "$here" rev-parse --short HEAD))"
 if [ "${LOOKUPS_ONLY:-0}" != 1 ]; then

@@ -17,7 +17,7 @@ declare -A deps=(
   [fuzz_wire]="$src/wireguard/cookie.cc $src/crypto/aead.cc $src/crypto/blake2s.cc $src/crypto/chacha.cc"
   [fuzz_offload]="$src/net/offload.cc"
   [fuzz_allowedips]="$src/wireguard/allowedips.cc"
-  [fuzz_policy]="$src/policy/engine.cc $src/policy/conntrack.cc $src/policy/ipcache.cc $src/policy/policymap.cc $src/policy/flatmap.cc $src/wireguard/allowedips.cc"
+  [fuzz_policy]="$src/policy/engine.cc $src/policy/icmp.cc $src/policy/conntrack.cc $src/policy/ipcache.cc $src/policy/policymap.cc $src/policy/flatmap.cc $src/wireguard/allowedips.cc"
   [fuzz_lb]="$src/services/lb.cc $src/services/lb_nat.cc $src/services/maglev.cc $src/net/reject.cc $src/policy/flatmap.cc"
   [fuzz_http1]="$src/proxy/http1.cc $src/proxy/l7rules.cc -lre2"
   [fuzz_l7]="$src/proxy/http1.cc $src/proxy/l7rules.cc -lre2"
@@ -48,7 +48,7 @@ done
 declare -A tsan_deps=(
   [tsan_seqmap]=""
   [tsan_conntrack]="$src/policy/conntrack.cc $src/policy/flatmap.cc"
-  [tsan_policymap]="$src/policy/engine.cc $src/policy/conntrack.cc $src/policy/ipcache.cc $src/policy/policymap.cc $src/policy/flatmap.cc $src/wireguard/allowedips.cc"
+  [tsan_policymap]="$src/policy/engine.cc $src/policy/icmp.cc $src/policy/conntrack.cc $src/policy/ipcache.cc $src/policy/policymap.cc $src/policy/flatmap.cc $src/wireguard/allowedips.cc"
 )
 for t in tsan_seqmap tsan_policymap tsan_conntrack; do
   echo "== $t: build and run"

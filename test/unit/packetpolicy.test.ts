@@ -156,14 +156,17 @@ describe('ICMP errors pass only about a tracked flow of their destination', () =
   }
 });
 
+/** An ICMP (IPv4) / ICMPv6 message of `type` (code 0) with identifier `id` (bytes 4-5), then `payload`. */
+function icmp(v: 4 | 6, from: Buffer, to: Buffer, type: number, id = 0, payload?: Buffer): Buffer {
+  const p = l4Packet({ v, src: from, dst: to, proto: v === 4 ? 1 : 58, sport: type << 8, dport: 0, payload });
+  p.writeUInt16BE(id, (v === 4 ? 20 : 40) + 4);
+  return p;
+}
+
 describe('an echo request is never a reply (red team s14)', () => {
   // ICMP echo request / reply (ICMPv6 128 / 129) with identifier `id`
-  const echo = (v: 4 | 6, from: Buffer, to: Buffer, request: boolean, id: number) => {
-    const type = v === 4 ? (request ? 8 : 0) : request ? 128 : 129;
-    const p = l4Packet({ v, src: from, dst: to, proto: v === 4 ? 1 : 58, sport: type << 8, dport: 0 });
-    p.writeUInt16BE(id, (v === 4 ? 20 : 40) + 4);
-    return p;
-  };
+  const echo = (v: 4 | 6, from: Buffer, to: Buffer, request: boolean, id: number) =>
+    icmp(v, from, to, v === 4 ? (request ? 8 : 0) : request ? 128 : 129, id);
   for (const v of [4, 6] as const) {
     it(`IPv${v}: once endpoint 2 pinged X, X's echo replies pass, X's echo requests (same identifier) meet policy`, () => {
       // endpoint 2 admits only TCP/80 from X (RFC 792 / 4443: a request asks, a reply answers; Linux keys the type)
@@ -173,6 +176,73 @@ describe('an echo request is never a reply (red team s14)', () => {
       expect(d.native.policyCheck(echo(v, SRC[v], DST[2][v], false, id), X)).toBe('deliver'); // the reply
       expect(d.native.policyCheck(echo(v, SRC[v], DST[2][v], true, id), X)).toBe('drop'); // X pinging back: no reply
       expect(d.native.policyCheck(echo(v, SRC[v], DST[2][v], false, id + 1), X)).toBe('drop'); // a reply to nothing
+    });
+  }
+});
+
+describe('ICMP: only a query is answered, only by its own reply; the rest is policy (red team s14, review)', () => {
+  // The oracle, from RFC 792 (IPv4), RFC 4443 and RFC 4620 (ICMPv6): query -> reply pairs (echo, timestamp,
+  // information, address mask; echo, node information). A reply answers only a request of its own pair, with its
+  // identifier, sent by the one it replies to. Errors (IPv4 3/11/12, ICMPv6 1-4) are about a packet they quote.
+  // Anything else (redirect 5 / 137, router solicitation 10 / 133, ...) answers nothing: policy decides.
+  const PAIRS = { 4: [[8, 0], [13, 14], [15, 16], [17, 18]], 6: [[128, 129], [139, 140]] } as const;
+  const UNPAIRED = { 4: [5, 9, 10, 4], 6: [137, 133, 134, 135] } as const;
+  const UNREACH = { 4: 3, 6: 1 } as const;
+  const ep2 = (pkt: Buffer) => d.native.policyCheck(pkt); // endpoint 2 sends (TX)
+  const fromX = (pkt: Buffer) => d.native.policyCheck(pkt, X); // X sends to endpoint 2 (RX)
+  // Each case talks to an address of X of its own: no conntrack entry of one case answers another's packets.
+  const xs = { 4: Array.from({ length: 16 }, (_, n) => ip(`100.64.1.${32 + n}`)), 6: Array.from({ length: 16 }, (_, n) => ip(`fd64::1:${n}`)) };
+  beforeAll(() => d.native.ipcacheUpdate(Buffer.concat([...xs[4], ...xs[6]].map((a) => row(a, X, 0))), Buffer.alloc(0)));
+  for (const v of [4, 6] as const) {
+    let next = 0;
+    const fresh = () => xs[v][next++]!;
+    for (const [req, rep] of PAIRS[v]) {
+      for (const id of [0, 0x5100 + req]) {
+        it(`IPv${v} ${req}/${rep}, identifier ${id}: the reply passes, nothing else rides on the request`, () => {
+          const x = fresh(); // X
+          // endpoint 2 admits only TCP/80 from X: nothing ICMP from X passes but an answer to endpoint 2
+          expect(ep2(icmp(v, DST[2][v], x, req, id))).toBe('forward');
+          expect(fromX(icmp(v, x, DST[2][v], req, id))).toBe('drop'); // X asking back: a request is no reply
+          for (const [, other] of PAIRS[v].filter(([r]) => r !== req))
+            expect(fromX(icmp(v, x, DST[2][v], other, id))).toBe('drop'); // another kind's reply
+          for (const t of UNPAIRED[v]) expect(fromX(icmp(v, x, DST[2][v], t, id))).toBe('drop');
+          expect(fromX(icmp(v, x, DST[2][v], rep, id ^ 1))).toBe('drop'); // another identifier
+          expect(fromX(icmp(v, x, DST[2][v], rep, id))).toBe('deliver'); // the answer
+          expect(fromX(icmp(v, x, DST[2][v], rep, id))).toBe('deliver'); // (and again: the entry stays)
+          // an error about that request, from X (the one asked) or a router, is related
+          const asked = icmp(v, DST[2][v], x, req, id);
+          expect(fromX(icmp(v, x, DST[2][v], UNREACH[v], 0, asked.subarray(0, v === 4 ? 28 : 48)))).toBe('deliver');
+        });
+      }
+    }
+    it(`IPv${v}: an unsolicited reply makes no entry, an unpaired type none either`, () => {
+      const x = fresh(); // X
+      const id = 0x6100 + v;
+      const [req, rep] = PAIRS[v][1]!;
+      // endpoint 2 answers a request X never sent (policy: no egress rules): no entry a request of X could match
+      expect(ep2(icmp(v, DST[2][v], x, rep, id))).toBe('forward');
+      expect(fromX(icmp(v, x, DST[2][v], req, id))).toBe('drop');
+      expect(fromX(icmp(v, x, DST[2][v], rep, id))).toBe('drop');
+      for (const t of UNPAIRED[v]) {
+        expect(ep2(icmp(v, DST[2][v], x, t, id))).toBe('forward');
+        expect(fromX(icmp(v, x, DST[2][v], t, id))).toBe('drop'); // the same message back: policy
+        expect(fromX(icmp(v, x, DST[2][v], t, 0))).toBe('drop');
+      }
+    });
+    it(`IPv${v}: ICMP errors are related or policy's, never a conntrack hit or entry`, () => {
+      const x = fresh(); // X
+      const q = (p: Buffer) => p.subarray(0, v === 4 ? 28 : 48);
+      // endpoint 2 sends X an error (and a timestamp / node information request, identifier 0): no entry for errors
+      const udp = l4Packet({ v, src: x, dst: DST[2][v], proto: UDP, sport: 5353, dport: 5353 });
+      expect(ep2(icmp(v, DST[2][v], x, UNREACH[v], 0, q(udp)))).toBe('forward');
+      expect(ep2(icmp(v, DST[2][v], x, PAIRS[v][1]![0], 0))).toBe('forward');
+      // X: an error back, a forged port unreachable about a flow endpoint 2 never had, an error quoting an error
+      expect(fromX(icmp(v, x, DST[2][v], UNREACH[v], 0, q(udp)))).toBe('drop');
+      const never = l4Packet({ v, src: DST[2][v], dst: x, proto: UDP, sport: 5353, dport: 40000 });
+      expect(fromX(icmp(v, x, DST[2][v], UNREACH[v], 0, q(never)))).toBe('drop');
+      const err = icmp(v, DST[2][v], x, UNREACH[v], 0, q(udp));
+      expect(fromX(icmp(v, x, DST[2][v], UNREACH[v], 0, q(err)))).toBe('drop');
+      expect(fromX(icmp(v, x, DST[2][v], v === 4 ? 0 : 129, 0))).toBe('drop'); // an echo reply, identifier 0
     });
   }
 });

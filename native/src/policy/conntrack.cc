@@ -41,6 +41,9 @@ Conntrack::Key6 Conntrack::make_key6(CtScope scope, const FlowTuple& t, bool* sr
   k.pb = a_is_src ? t.dport : t.sport;
   k.proto = t.proto;
   k.scope = scope;
+  uint16_t q = query_tag(t, a_is_src);
+  k.query[0] = uint8_t(q);
+  k.query[1] = uint8_t(q >> 8);
   *src_is_a = a_is_src;
   return k;
 }

@@ -101,6 +101,12 @@ struct FlowTuple {
   uint16_t sport, dport;
   uint8_t proto;
   uint8_t tcp_flags;  // FIN/RST move an entry to the short closing timeout
+  // An ICMP query or its answer (icmp.h): the request's type (0: not one) and
+  // whether this packet is the answer. The key carries the request type and
+  // which end asked, so a request never matches as a reply (whatever the
+  // identifier, 0 included) and one query kind never answers another.
+  uint8_t icmp_request = 0;
+  bool icmp_reply = false;
 };
 
 class Conntrack {
@@ -185,12 +191,12 @@ class Conntrack {
     uint32_t a, b;  // as loaded from the packet (any fixed order normalizes)
     uint16_t pa, pb;
     uint8_t proto, scope;
-    uint16_t pad;  // zero: keys compare bytewise
+    uint16_t query;  // query_tag(); zero otherwise (keys compare bytewise)
   };
   struct Key6 {
     uint8_t a[16], b[16];
     uint16_t pa, pb;
-    uint8_t proto, scope, pad[2];
+    uint8_t proto, scope, query[2];  // query_tag(), little end first
   };
   // Seeded pair multiply-shift over the IPv4 key's four 32-bit words
   // (Thorup, "High Speed Hashing for Integers and Strings"): two multiplies;
@@ -200,7 +206,8 @@ class Conntrack {
     const uint64_t* s = seeds();
     static const uint64_t* seeds();
     uint64_t hash(const Key4& k) const {
-      uint64_t w2 = uint64_t(k.pa) | uint64_t(k.pb) << 16, w3 = uint64_t(k.proto) | uint64_t(k.scope) << 8;
+      uint64_t w2 = uint64_t(k.pa) | uint64_t(k.pb) << 16,
+               w3 = uint64_t(k.proto) | uint64_t(k.scope) << 8 | uint64_t(k.query) << 16;
       return (s[0] + k.b) * (s[1] + k.a) + (s[2] + w3) * (s[3] + w2) + s[4];
     }
     size_t index(uint64_t h, size_t, int shift) const { return size_t(h >> shift); }
@@ -250,7 +257,14 @@ class Conntrack {
     *src_is_a = a_is_src;
     uint32_t m = 0u - uint32_t(a_is_src), a = (s & m) | (d & ~m);
     uint16_t pm = uint16_t(m), pa = uint16_t((t.sport & pm) | (t.dport & ~pm));
-    return Key4{a, s ^ d ^ a, pa, uint16_t(t.sport ^ t.dport ^ pa), t.proto, scope, 0};
+    return Key4{a, s ^ d ^ a, pa, uint16_t(t.sport ^ t.dport ^ pa), t.proto, scope, query_tag(t, a_is_src)};
+  }
+  // An ICMP query's request type and whether the asking end is the key's a
+  // end (bit 8); 0 for anything else.
+  static uint16_t query_tag(const FlowTuple& t, bool src_is_a) {
+    if (!t.icmp_request) return 0;
+    bool asker_is_a = t.icmp_reply ? !src_is_a : src_is_a;
+    return uint16_t(t.icmp_request | (asker_is_a ? 0x100 : 0));
   }
   __attribute__((noinline)) CtResult lookup_slow(CtScope scope, const FlowTuple& t, uint32_t now_s);
   static Key6 make_key6(CtScope scope, const FlowTuple& t, bool* src_is_a);

@@ -1,5 +1,7 @@
 #include "engine.h"
 
+#include "icmp.h"
+
 #include <time.h>
 
 #include <cstring>
@@ -22,59 +24,9 @@ const char* const kPolicyCounterNames[kPolCounterCount] = {
 };
 
 namespace {
-// An echo's "ports": the identifier on the requester's side, 0 on the responder's, so a reply normalizes to its
-// request's conntrack key and a request sent the other way (the responder pinging back) does not (RFC 792: a
-// request is never a reply; Linux keys the type too). false: no echo.
-bool echo_ports(const uint8_t* l4, int version, uint16_t* sport, uint16_t* dport) {
-  uint8_t t = l4[0];
-  bool request = version == 4 ? t == 8 : t == 128, reply = version == 4 ? t == 0 : t == 129;
-  if (!request && !reply) return false;
-  *sport = request ? load_be16(l4 + 4) : 0;
-  *dport = request ? 0 : load_be16(l4 + 4);
-  return true;
-}
-
-// The flow of the packet an ICMP error quotes (its IP header and at least 8
-// bytes after it, usually cut short: only what is there is read).
-void parse_quoted(const uint8_t* p, size_t len, int version, PacketView::Quoted* q) {
-  q->valid = false;
-  IpInfo ii;
-  if (version == 4) {
-    if (len < 20 || (p[0] >> 4) != 4) return;
-    ii.header_len = size_t(p[0] & 0x0F) * 4;
-    if (ii.header_len < 20 || ii.header_len > len) return;
-    ii.version = 4;
-    ii.proto = p[9];
-    ii.src = p + 12;
-    ii.dst = p + 16;
-    ii.addr_len = 4;
-  } else {
-    if (len < 40 || (p[0] >> 4) != 6) return;
-    ii.version = 6;
-    ii.header_len = 40;
-    ii.proto = p[6];
-    ii.src = p + 8;
-    ii.dst = p + 24;
-    ii.addr_len = 16;
-  }
-  ii.total_len = len;
-  UpperLayer ul;
-  if (!find_upper_layer(p, ii, &ul) || ul.kind != UpperLayer::kFound) return;
-  q->src = ii.src;
-  q->dst = ii.dst;
-  q->proto = ul.proto;
-  q->sport = q->dport = 0;
-  const uint8_t* l4 = p + ul.offset;
-  size_t l4len = len - ul.offset;
-  if (ul.proto == kProtoTCP || ul.proto == kProtoUDP || ul.proto == kProtoSCTP) {
-    if (l4len < 4) return;
-    q->sport = load_be16(l4);
-    q->dport = load_be16(l4 + 2);
-  } else if (ul.proto == (version == 4 ? kProtoICMP : kProtoICMPv6)) {
-    if (l4len < 8) return;
-    echo_ports(l4, version, &q->sport, &q->dport);
-  }
-  q->valid = true;
+FlowTuple tuple(const PacketView& pv) {
+  return FlowTuple{pv.ip.src, pv.ip.dst, pv.ip.addr_len, pv.sport, pv.dport, pv.proto, pv.tcp_flags, pv.icmp_request,
+                   pv.icmp_reply};
 }
 }  // namespace
 
@@ -84,6 +36,9 @@ bool parse_l4(const uint8_t* pkt, const IpInfo& ip, PacketView* out) {
   out->tcp_flags = 0;
   out->has_ports = false;
   out->icmp_error = false;
+  out->stateless = false;
+  out->icmp_request = 0;
+  out->icmp_reply = false;
   out->quoted.valid = false;
   UpperLayer ul;
   if (!find_upper_layer(pkt, ip, &ul)) return false;
@@ -110,12 +65,11 @@ bool parse_l4(const uint8_t* pkt, const IpInfo& ip, PacketView* out) {
     case kProtoICMP:
     case kProtoICMPv6: {
       if (l4len < 8) return false;
-      uint8_t type = l4[0];
-      if (ip.version == 4 ? ul.proto != kProtoICMP : ul.proto != kProtoICMPv6) return true;  // ICMP in IPv6 / ICMPv6 in IPv4: no meaning
-      if (!echo_ports(l4, ip.version, &out->sport, &out->dport)) {
-        out->icmp_error = ip.version == 4 ? (type == 3 || type == 11 || type == 12) : (type >= 1 && type <= 4);
-        if (out->icmp_error) parse_quoted(l4 + 8, l4len - 8, ip.version, &out->quoted);
-      }
+      // ICMP in IPv6 / ICMPv6 in IPv4: no meaning, no conntrack
+      if (ip.version == 4 ? ul.proto != kProtoICMP : ul.proto != kProtoICMPv6)
+        out->stateless = true;
+      else
+        parse_icmp(l4, l4len, ip.version, out);
       return true;
     }
     default:
@@ -295,7 +249,7 @@ PolicyEngine::CheckResult PolicyEngine::decide(const Endpoint& ep, CtScope scope
   // "fragmentation needed" aimed at another pod's connection) is an ICMP
   // packet like any other, for policy to decide.
   if (pv.icmp_error && related(pv, src_id)) return kCheckPass;
-  FlowTuple t{pv.ip.src, pv.ip.dst, pv.ip.addr_len, pv.sport, pv.dport, pv.proto, pv.tcp_flags};
+  FlowTuple t = tuple(pv);
   FlowDirection dir = scope == kCtIngress ? kFlowIngress : kFlowEgress;
   const PolicyMap* m = (scope == kCtIngress ? ep.ingress : ep.egress).get();
   // An over-long chain hides its protocol: even "allow all protocols" could
@@ -309,7 +263,8 @@ PolicyEngine::CheckResult PolicyEngine::decide(const Endpoint& ep, CtScope scope
   uint32_t now = now_s();
   // (a redirected flow's later packets are caught by the device's redirect table before this)
   // A flow admitted for the proxy goes to the proxy again (or nowhere, while it is down).
-  CtResult ct = ct_.lookup(scope, t, now);
+  // Stateless ICMP (an error related() did not pass included) meets policy alone.
+  CtResult ct = pv.stateless ? kCtMiss : ct_.lookup(scope, t, now);
   if (ct == kCtProxied) return kCheckRedirect;
   if (ct != kCtMiss) return kCheckPass;
   uint32_t rule = 0;
@@ -325,7 +280,9 @@ PolicyEngine::CheckResult PolicyEngine::decide(const Endpoint& ep, CtScope scope
     }
     rule = res.rule;
   }
-  *adm = Admission{true, scope, redirect, ep.id, rule, src_id, dst_id, peer, wall_ms, flags};
+  // an ICMP answer finds its request's entry but makes none: unsolicited, it meets policy each time
+  bool track = !pv.stateless && !pv.icmp_reply;
+  *adm = Admission{true, scope, redirect, ep.id, rule, src_id, dst_id, peer, wall_ms, flags, track};
   return redirect ? kCheckRedirect : kCheckPass;
 }
 
@@ -340,13 +297,14 @@ bool PolicyEngine::related(const PacketView& pv, uint32_t src_id) {
   bool router = src_id == kIdentityHost || src_id == kIdentityRemoteNode || src_id == kIdentityWorld ||
                 src_id >= kIdentityLocalScope;
   if (!router && std::memcmp(pv.ip.src, q.dst, n) != 0) return false;
-  return ct_.tracked(FlowTuple{q.src, q.dst, pv.ip.addr_len, q.sport, q.dport, q.proto, 0});
+  return ct_.tracked(
+      FlowTuple{q.src, q.dst, pv.ip.addr_len, q.sport, q.dport, q.proto, 0, q.icmp_request, q.icmp_reply});
 }
 
 bool PolicyEngine::admit(const PacketView& pv, const Admission& a) {
   if (!a.pending) return true;
-  FlowTuple t{pv.ip.src, pv.ip.dst, pv.ip.addr_len, pv.sport, pv.dport, pv.proto, pv.tcp_flags};
-  CtCreate c = ct_.create(a.scope, t, now_s(), a.rule, a.endpoint, a.redirect);
+  FlowTuple t = tuple(pv);
+  CtCreate c = a.track ? ct_.create(a.scope, t, now_s(), a.rule, a.endpoint, a.redirect) : kCtCreated;
   bool full = c == kCtTableFull || c == kCtQuotaFull || c == kCtSourceFull, refused = c == kCtSourceFull;
   if (full) count(kPolCtFull);
   if (!refused) count(a.redirect ? kPolRedirected : kPolForwardedNew);

@@ -62,12 +62,18 @@ struct PacketView {
   uint8_t tcp_flags = 0;
   bool has_ports = false;
   bool icmp_error = false;  // passes like a reply when it quotes a tracked flow of its destination
+  // ICMP other than a query or its answer (icmp.h): no conntrack lookup or entry, policy decides each packet.
+  bool stateless = false;
+  uint8_t icmp_request = 0;  // an ICMP query's request type (FlowTuple::icmp_request); 0: not a query
+  bool icmp_reply = false;   // ... and this is its answer: finds an entry, never creates one
   // An ICMP error's quoted packet, as its sender (the error's destination) sent it.
   struct Quoted {
     const uint8_t* src = nullptr;
     const uint8_t* dst = nullptr;
     uint16_t sport = 0, dport = 0;
     uint8_t proto = 0;
+    uint8_t icmp_request = 0;
+    bool icmp_reply = false;
     bool valid = false;  // addresses (and ports, for protocols with ports) could be read
   } quoted;
 };
@@ -170,6 +176,7 @@ class PolicyEngine {
     uint32_t endpoint = 0, rule = 0, src_id = 0, dst_id = 0, peer = 0;
     uint64_t wall_ms = 0;
     uint8_t flags = 0;
+    bool track = true;  // false: passed without a conntrack entry (stateless ICMP, an ICMP answer)
   };
   // The verdict of one endpoint's check; a drop is counted and recorded here,
   // an allowed new flow is left pending in *adm.

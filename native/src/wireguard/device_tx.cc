@@ -235,12 +235,15 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
         // (SYN, FIN, RST) always take the full path so conntrack sees them, and
         // so does a packet without ports: an ICMP error passed as related to
         // its quoted flow would lend its verdict to any ICMP between the two.
+        // The IP version too: an IPv4 address zero-padded to 16 bytes is also
+        // an IPv6 address (<v4 bytes>::).
         uint8_t key[40] = {0};
         std::memcpy(key, ip.src, size_t(ip.addr_len));
         std::memcpy(key + 16, ip.dst, size_t(ip.addr_len));
         key[32] = pv.proto;
         std::memcpy(key + 33, &pv.sport, 2);
         std::memcpy(key + 35, &pv.dport, 2);
+        key[37] = uint8_t(ip.version);
         bool plain_flags = pv.has_ports && (pv.proto != kProtoTCP || (pv.tcp_flags & 0x07) == 0);
         PolicyEngine::TxAction action;
         if (plain_flags && last_verdict.valid && std::memcmp(last_verdict.key, key, sizeof key) == 0) {
