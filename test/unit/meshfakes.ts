@@ -4,7 +4,8 @@ import { cachePrefix, clusterConfigKey, pinnedKey, remoteStatusKey, stateKey, sy
 import { REPLICATED_TYPES } from '../../src/controlplane/kvstoremesh.js';
 import type { MeshLocal, MirrorTarget } from '../../src/controlplane/mirrorwriter.js';
 import { FencedError } from '../../src/controlplane/fence.js';
-import { remoteStatusCodec, tryDecode } from '../../src/controlplane/records/index.js';
+import { remoteStatusCodec, tryDecode, type PinnedCluster } from '../../src/controlplane/records/index.js';
+import { Trust } from '../../src/controlplane/records/trust.js';
 
 /** The local MemKV as kvstoremesh's MirrorTarget. */
 export function mirrorOf(kv: MemKV): MirrorTarget {
@@ -96,4 +97,12 @@ export async function pinnedPair(): Promise<{ local: MemKV; remotes: Record<stri
   await local.put(pinnedKey('c2'), pin('c2', 2));
   await local.put(pinnedKey('c3'), pin('c3', 3));
   return { local, remotes };
+}
+
+/** c1's trust with c2 pinned (100.66.0.0/16, underlay 198.18.2.0/24), and c2's pin: a RemoteReplication's inputs. */
+export function c2Pinned(): { pinned: PinnedCluster; trust: Trust } {
+  const pinned: PinnedCluster = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false };
+  const trust = new Trust('c1', 1, ['100.65.0.0/16']);
+  trust.pin(pinned);
+  return { pinned, trust };
 }

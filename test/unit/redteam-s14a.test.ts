@@ -23,7 +23,7 @@ import { contestedPodCIDRs } from '../../src/controlplane/records/contested.js';
 import { prefixesOverlap } from '../../src/controlplane/types.js';
 import { formatPrefix, parsePrefix } from '../../src/net/ip.js';
 import { trustWatches, type WatchTargets } from '../../src/agent/sinks.js';
-import { meshLocalOf, mirrorOf, node, pin, pinnedPair, sleep, soon, spec } from './meshfakes.js';
+import { c2Pinned, meshLocalOf, mirrorOf, node, pin, pinnedPair, sleep, soon, spec } from './meshfakes.js';
 
 const remoteNode = (i: number): NodeRecord => ({ cluster: 'c2', clusterId: 2, name: `n${i}`, addresses: [`198.18.2.${i}`], port: 51820, publicKey: Buffer.alloc(32, i).toString('base64'), podCIDRs: [`100.66.${i}.0/24`], bootId: '1' });
 
@@ -160,9 +160,7 @@ describe("finding 5: a remote's refused keys cannot push its status past what re
   it('50 refusals of keys made of control characters: the status still decodes (and still names the latest ones)', async () => {
     const remote = new MemKV();
     const local = new MemKV();
-    const pinned: PinnedCluster = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false };
-    const trust = new Trust('c1', 1, ['100.65.0.0/16']);
-    trust.pin(pinned);
+    const { pinned, trust } = c2Pinned();
     const rejections = new Rejections(silentLogger);
     // each key is refused (no node record), and each character costs 6 bytes in the status's JSON (\u0001)
     for (let i = 0; i < 60; i++) await remote.put(stateKey('nodes', 'c2', `x${i}${'\u0001'.repeat(600)}`), `not json ${'\u0002'.repeat(600)}`);
@@ -261,17 +259,24 @@ describe('finding 4 (review): contested pod CIDRs follow every pin change, found
 
   const overlapping = (ranges: string[]) => JSON.stringify({ name: 'c2', id: 2, podCIDRs: ranges, underlayCIDRs: ['198.18.2.0/24'], relay: false, acceptPolicies: false });
 
-  it("kvstoremesh: c3's node in a range c2's pin holds is refused; once c2 is unpinned it is copied, pinned again dropped", async () => {
+  /**
+   * c1's kvstoremesh replicating c2 (pinned over c3's 100.67.1.0/24: two connects at once, or by hand) and c3, both
+   * synced; `intervalMs`: its mirror writes' pacing. c3n1: c3/n1's copy in c1's cache.
+   */
+  async function contestedMesh(intervalMs: number) {
     const { local, remotes } = await pinnedPair(); // c3/n1 holds 100.67.1.0/24
-    // c2 pinned over c3's range (two connects at once, or by hand)
     await local.put(pinnedKey('c2'), overlapping(['100.66.0.0/16', '100.67.1.0/24']));
-    const mesh = new KVStoreMesh('c1', meshLocalOf(local), silentLogger, 60_000, DEFAULT_BUDGET, { statusMs: 5, txn: { intervalMs: 0 }, connect: (sp) => ({ store: remotes[sp.name]!, close: () => undefined }) });
+    const mesh = new KVStoreMesh('c1', meshLocalOf(local), silentLogger, 60_000, DEFAULT_BUDGET, { statusMs: 5, txn: { intervalMs }, connect: (sp) => ({ store: remotes[sp.name]!, close: () => undefined }) });
     await mesh.start();
     await local.put(remoteKey('c2'), spec('c2'));
     await vi.waitFor(() => expect(local.get(cacheKey('nodes', 'c2', 'n1'))?.value).toBe(node('c2', 2, 'n1')), soon);
     await local.put(remoteKey('c3'), spec('c3'));
     await vi.waitFor(() => expect(local.get(syncedKey('c3', 'nodes'))).toBeDefined(), soon);
-    const c3n1 = () => local.get(cacheKey('nodes', 'c3', 'n1'))?.value;
+    return { local, remotes, mesh, c3n1: () => local.get(cacheKey('nodes', 'c3', 'n1'))?.value };
+  }
+
+  it("kvstoremesh: c3's node in a range c2's pin holds is refused; once c2 is unpinned it is copied, pinned again dropped", async () => {
+    const { local, mesh, c3n1 } = await contestedMesh(0);
     expect(c3n1()).toBeUndefined(); // refused at ingest: the range is nobody's
     // c2 unpinned: the range is c3's alone. Before: c3's replication saw its spec and pin unchanged, n1 stayed out
     await local.delete(pinnedKey('c2'));
@@ -285,16 +290,8 @@ describe('finding 4 (review): contested pod CIDRs follow every pin change, found
   });
 
   it("kvstoremesh: c2's restarts do not open the range it contests to c3's writes meanwhile (re-review)", async () => {
-    const { local, remotes } = await pinnedPair(); // c3/n1 holds 100.67.1.0/24
-    await local.put(pinnedKey('c2'), overlapping(['100.66.0.0/16', '100.67.1.0/24']));
     // paced mirror writes (as in service: 100 ms): an old replication's stop waits for its write in flight
-    const mesh = new KVStoreMesh('c1', meshLocalOf(local), silentLogger, 60_000, DEFAULT_BUDGET, { statusMs: 5, txn: { intervalMs: 50 }, connect: (sp) => ({ store: remotes[sp.name]!, close: () => undefined }) });
-    await mesh.start();
-    await local.put(remoteKey('c2'), spec('c2'));
-    await vi.waitFor(() => expect(local.get(cacheKey('nodes', 'c2', 'n1'))?.value).toBe(node('c2', 2, 'n1')), soon);
-    await local.put(remoteKey('c3'), spec('c3'));
-    await vi.waitFor(() => expect(local.get(syncedKey('c3', 'nodes'))).toBeDefined(), soon);
-    const c3n1 = () => local.get(cacheKey('nodes', 'c3', 'n1'))?.value;
+    const { local, remotes, mesh, c3n1 } = await contestedMesh(50);
     const seen: string[] = [];
     for (let i = 0; i < 6; i++) {
       // c2 restarted (its spec changed: another endpoint) while c3 keeps rewriting n1 in the contested range
