@@ -243,16 +243,14 @@ export class KVStoreMesh {
       if (existing) await (pin ? this.dropRemote(name, false) : this.purge(name, () => this.dropRemote(name, true)));
       return;
     }
-    const contested = this.contestedAt.get(name) === this.trust.contestedOf(name);
-    if (existing && contested && JSON.stringify(existing.spec) === JSON.stringify(spec) && JSON.stringify(existing.pinned) === JSON.stringify(pin)) return;
-    // a restart keeps the remote pinned while its old replication stops (mirror writes in flight: ≥ one txn
-    // interval): unpinned meanwhile, the ranges it contests would be open to every other remote's records
+    const sameContested = this.contestedAt.get(name) === this.trust.contestedOf(name);
+    if (existing && sameContested && JSON.stringify(existing.spec) === JSON.stringify(spec) && JSON.stringify(existing.pinned) === JSON.stringify(pin)) return;
+    // pinned while its old replication stops (≥ one txn interval): else its contested ranges are open to others
     if (existing) await this.dropRemote(name, false, true);
     // the trust a replication checks against: our cluster and this remote as pinned
     const refused = this.trust.pin(pin);
     if (refused) {
-      this.trust.unpin(name);
-      this.recontest();
+      this.unpin(name);
       this.rejections.add(new RecordError('pinned-cluster', pinnedKey(name), 'conflict', refused), name);
       await this.purge(name, () => this.purges.run(name)); // what it sent under an earlier pin may not stay either
       return;
@@ -273,6 +271,12 @@ export class KVStoreMesh {
     if (this.trust && !this.stopped) for (const [n, at] of this.contestedAt) if (at !== this.trust.contestedOf(n)) this.refresh(n);
   }
 
+  /** The remote's pin leaves the trust; others whose contested pod CIDRs it moved are looked at again. */
+  private unpin(name: string): void {
+    this.trust?.unpin(name);
+    this.recontest();
+  }
+
   /**
    * r's writes failed their fence (fence.ts): a purge of the remote landed after r read the epoch (one given up on
    * at its deadline and applied late). What r copied is gone: r is dropped and the remote started again, reading
@@ -284,7 +288,7 @@ export class KVStoreMesh {
       this.failures.fenced++;
       await this.dropRemote(name, false, true); // pinned across the restart, as in sync
       await this.sync(name);
-      if (!this.remotes.has(name)) (this.trust?.unpin(name), this.recontest()); // not started again: unpinned
+      if (!this.remotes.has(name)) this.unpin(name); // not started again
     });
   }
 
@@ -379,10 +383,7 @@ export class KVStoreMesh {
     clearTimeout(this.restarts.get(name)?.timer);
     this.restarts.delete(name);
     this.contestedAt.delete(name);
-    if (!restart) {
-      this.trust?.unpin(name);
-      this.recontest();
-    }
+    if (!restart) this.unpin(name);
     this.log.info({ remote: name, purge }, 'stopped replicating remote cluster');
     // removal is final: publishStatus writes nothing for it from here on, and a put already sent lands first;
     // one that outran its deadline (a hung local etcd) does not hold the chain: the purge goes on, and is done

@@ -98,9 +98,9 @@ describe('the relay pin as stored (codec) and chosen at connect', () => {
 
   it("the default takes only shared/private space from the hub's etcd: a fake pin's public and translation ranges are skipped, each said", () => {
     const ghost = pinFor({ ...cfg('ghost', 7), podCIDRs: ['8.0.0.0/8', '1.0.0.0/8', '64:ff9b::/96', '2002::/16', '100.71.0.0/16', 'fd71::/48'] }, false);
-    const honest = pinFor({ ...cfg('c3', 3), podCIDRs: ['10.3.0.0/16', '172.16.3.0/24', '192.168.3.0/24', 'fc00:3::/48'] }, false);
+    const honest = pinFor({ ...cfg('c3', 3), podCIDRs: ['100.73.0.0/16', '100.74.3.0/24', '100.75.3.0/24', 'fc00:3::/48'] }, false);
     const r = relayCIDRsFor('c2', cfg('h', 9, true), [ghost, honest]);
-    expect(r.cidrs).toEqual(['100.71.0.0/16', 'fd71::/48', '10.3.0.0/16', '172.16.3.0/24', '192.168.3.0/24', 'fc00:3::/48']);
+    expect(r.cidrs).toEqual(['100.71.0.0/16', 'fd71::/48', '100.73.0.0/16', '100.74.3.0/24', '100.75.3.0/24', 'fc00:3::/48']);
     expect(r.skipped).toHaveLength(4);
     for (const [i, c] of ['8.0.0.0/8', '1.0.0.0/8', '64:ff9b::/96', '2002::/16'].entries()) {
       expect(r.skipped[i]).toContain(`relay ${c} (h's pin of ghost): ${c} is outside shared/private address space`);
