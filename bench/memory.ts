@@ -164,7 +164,9 @@ async function child(dist: string, mode: Mode, shape: Shape): Promise<Reading> {
     },
   };
 
-  const trust = new Trust('local', 200, ['100.100.0.0/16']); // (the local cluster has no records here)
+  // (the local cluster has no records here; its pod CIDR outside the remotes' 100.64.0.0/10, which 16 clusters fill:
+  // a remote's range overlapping ours is contested since 02d200f, and its nodes and endpoints refused)
+  const trust = new Trust('local', 200, ['fd00:c8::/48']);
   for (let i = 0; i < shape.clusters; i++) trust.pin({ name: clusterName(i), id: clusterId(i), podCIDRs: [clusterCIDR(i)], underlayCIDRs: [underlayCIDR(i)], relay: false, acceptPolicies: true });
   const rejections = new Rejections(silentLogger);
   const dev = new FakeDevice();
@@ -173,7 +175,8 @@ async function child(dist: string, mode: Mode, shape: Shape): Promise<Reading> {
   const dp = mode === 'full' ? new PolicyDatapath(dev, 'local', 'self', { defaultLocalCluster: true }, silentLogger) : undefined;
   // the agent makes a ServiceDatapath beside its PolicyDatapath and hands it every admitted endpoint (agent.ts)
   const { ServiceDatapath } = await imp('src/services/datapath.js');
-  const svc = dp && !process.env.MEMORY_NO_SERVICES ? new ServiceDatapath(dev, 'wm0', 'local', 'self', { maglevTableSize: 251 }, silentLogger, () => undefined) : undefined;
+  // (a build whose index reads the data path's endpoint map takes it as `endpoints` and the replaced record; older ones ignore both)
+  const svc = dp && !process.env.MEMORY_NO_SERVICES ? new ServiceDatapath(dev, 'wm0', 'local', 'self', { maglevTableSize: 251, endpoints: dp.endpoints }, silentLogger, () => undefined) : undefined;
   // as Agent.endpoints: a build whose PolicyDatapath exposes its endpoint map keeps no second one
   const endpoints = dp?.endpoints instanceof Map ? undefined : new Map<string, unknown>();
   const nodes = new Map<string, unknown>();
@@ -183,14 +186,15 @@ async function child(dist: string, mode: Mode, shape: Shape): Promise<Reading> {
     endpoint: (k: string, rec: { ip: string } | undefined) => {
       if (rec) admitted++;
       if (!dp) return;
+      const old = svc ? dp.endpoints?.get(k) : undefined;
       if (rec) {
         endpoints?.set(k, rec);
         dp.upsertEndpoint(k, rec);
-        svc?.upsertEndpoint(k, rec);
+        svc?.upsertEndpoint(k, rec, old);
       } else {
         endpoints?.delete(k);
         dp.removeEndpoint(k);
-        svc?.removeEndpoint(k);
+        svc?.removeEndpoint(k, old);
       }
     },
     identity: (k: string, rec: { id: number } | undefined) => {
