@@ -66,7 +66,8 @@ export function benchServices(clusters = 16, nodes = 1000, perNode = 10, service
     for (const id of ids) dev.answerProbe(id, Math.round(rttScale * (500 + (id % 7) * 100)));
   };
   const peerOf = (id: string): number | undefined => (id === 'c0/n0' ? undefined : peerIds.get(id));
-  const dp = new ServiceDatapath(dev, 'bench0', 'c0', 'n0', { maglevTableSize: 16381, routeVip: (_vip, add) => add }, silentLogger, peerOf);
+  const endpoints = new Map<string, EndpointRecord>(); // the records the index reads (the agent's: the policy data path's)
+  const dp = new ServiceDatapath(dev, 'bench0', 'c0', 'n0', { maglevTableSize: 16381, routeVip: (_vip, add) => add, endpoints }, silentLogger, peerOf);
   // tables are counted, not kept: the native tables live outside the JS heap (and their Maglev build is bench:maglev's)
   let upserts = 0;
   dev.serviceUpsert = () => void upserts++;
@@ -87,7 +88,6 @@ export function benchServices(clusters = 16, nodes = 1000, perNode = 10, service
       records.push(serviceFromManifest(`c${c}`, m));
     }
   }
-  const endpoints = new Map<string, EndpointRecord>();
   const endpoint = (c: number, n: number, e: number, k: number): [string, EndpointRecord] => {
     const x = n * perNode + e + 1;
     const ip = `100.${64 + c}.${x >> 8}.${x & 255}`;
@@ -104,7 +104,7 @@ export function benchServices(clusters = 16, nodes = 1000, perNode = 10, service
   gc?.();
   const heap0 = process.memoryUsage().heapUsed;
   const loadMs = time(() => {
-    for (const [key, rec] of endpoints) dp.upsertEndpoint(key, rec);
+    for (const [key, rec] of endpoints) dp.upsertEndpoint(key, rec, undefined); // (the map holds them already: not the index's heap)
     dp.compute();
   });
   gc?.();
@@ -124,19 +124,19 @@ export function benchServices(clusters = 16, nodes = 1000, perNode = 10, service
   ref.compute(input);
   let x = 99;
   const rand = (n: number): number => ((x = (Math.imul(x, 1664525) + 1013904223) >>> 0) % n);
-  const change = (): [string, EndpointRecord] => {
+  const change = (): [string, EndpointRecord, EndpointRecord] => {
     const [c, n, e] = [rand(clusters), rand(nodes), rand(perNode)];
     const key = endpoint(c, n, e, 0)[0];
     const old = endpoints.get(key)!;
     const k = Number(old.labels.app!.slice(4));
     const rec = endpoint(c, n, e, (k + 10) % services)[1]; // the same namespace, another service
     endpoints.set(key, rec);
-    return [key, rec];
+    return [key, rec, old];
   };
   const inc: number[] = [];
   for (let i = 0; i < changes; i++) {
-    const [key, rec] = change();
-    inc.push(time(() => (dp.upsertEndpoint(key, rec), dp.compute())));
+    const [key, rec, old] = change();
+    inc.push(time(() => (dp.upsertEndpoint(key, rec, old), dp.compute())));
   }
   const full: number[] = [];
   for (let i = 0; i < fullRounds; i++) {

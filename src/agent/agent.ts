@@ -41,6 +41,7 @@ import type { AgentConfig } from './config.js';
 import { PolicyDatapath } from '../policy/datapath.js';
 import { SpoofWatch } from './spoofwatch.js';
 import { ServiceDatapath, type ServiceStatus } from '../services/datapath.js';
+import { handOverEndpoint } from './endpointhandoff.js';
 import { answer, DnsServer } from '../services/dns.js';
 import { IngressGateway } from '../gateway/gateway.js';
 import { L7Proxy } from '../proxy/proxy.js';
@@ -109,13 +110,9 @@ export class Agent extends EventEmitter {
     this.admission = new Admission(this.trust, this.rejections, {
       node: (k, rec) => this.peerSet.setNodeRecord(k, rec),
       endpoint: (k, rec) => {
-        if (this.datapath) {
-          if (rec) this.datapath.upsertEndpoint(k, rec);
-          else this.datapath.removeEndpoint(k);
-        } else if (rec) this.ownEndpoints.set(k, rec);
+        if (this.datapath) handOverEndpoint(this.datapath, this.services, k, rec); // (and to the services' index)
+        else if (rec) this.ownEndpoints.set(k, rec);
         else this.ownEndpoints.delete(k);
-        if (rec) this.services?.upsertEndpoint(k, rec); // recomputes only the services whose selectors pick it (old or new)
-        else this.services?.removeEndpoint(k);
       },
       identity: (k, rec) => {
         if (rec) this.datapath?.upsertIdentity(rec);
@@ -172,7 +169,7 @@ export class Agent extends EventEmitter {
         this.dev.tunName,
         cfg.cluster.name,
         cfg.node.name,
-        { maglevTableSize: cfg.services.maglevTableSize },
+        { maglevTableSize: cfg.services.maglevTableSize, endpoints: dp.endpoints },
         log,
         (id) => this.peerSet.peers.get(id)?.peer.id,
       );

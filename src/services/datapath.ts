@@ -40,6 +40,12 @@ export type { BackendStatus, ServicePortStatus, ServiceStatus } from './status.j
 
 export interface ServiceDatapathOptions {
   maglevTableSize: number;
+  /**
+   * Every endpoint's latest record by key, kept by the caller (the agent's: the policy data path's endpoint
+   * map): the index reads its records there rather than keeping a map of its own (issue 16). The caller sets a
+   * key's record there before upsertEndpoint returns and passes the one it replaced (endpoints.ts).
+   */
+  endpoints: ReadonlyMap<string, EndpointRecord>;
   /** Routes (add) or unroutes a VIP into the TUN; true when it is routed. Default: `ip route` on the TUN (tests replace it). */
   routeVip?: (vip: string, add: boolean) => boolean;
 }
@@ -102,7 +108,7 @@ export class ServiceDatapath {
     /** WireGuard peer id of a node ("cluster/node"), if it is a peer now. */
     private readonly peerOf: (nodeId: string) => number | undefined,
   ) {
-    this.index = new ServiceEndpoints((svc) => this.markBackends(svc));
+    this.index = new ServiceEndpoints(opts.endpoints, (svc) => this.markBackends(svc));
     this.tables = new PortTables(dev, cluster, opts.maglevTableSize, log);
     this.health = new NodeHealth(dev, (changed) => {
       this.refreshAlive(changed);
@@ -161,13 +167,17 @@ export class ServiceDatapath {
     return true;
   }
 
-  /** An endpoint record (any cluster) was admitted or replaced: only the services whose selectors pick it (old or new) are recomputed. */
-  upsertEndpoint(key: string, rec: EndpointRecord): void {
-    this.index.upsert(key, rec);
+  /**
+   * An endpoint record (any cluster) was admitted or replaced: only the services whose selectors pick it (old or
+   * new) are recomputed. old: the record opts.endpoints held for key before rec (undefined: none).
+   */
+  upsertEndpoint(key: string, rec: EndpointRecord, old: EndpointRecord | undefined): void {
+    this.index.upsert(key, rec, old);
   }
 
-  removeEndpoint(key: string): void {
-    this.index.remove(key);
+  /** An endpoint went; old: the record opts.endpoints held for key (undefined: none). */
+  removeEndpoint(key: string, old: EndpointRecord | undefined): void {
+    this.index.remove(key, old);
   }
 
   /** Peers changed: backends' liveness depends on their node being a peer. */

@@ -9,15 +9,18 @@
  * definition change matches only its scope's endpoints. Nothing walks all
  * endpoints.
  *
- * Compact (issue 16): the index holds each endpoint's record itself (records are
- * replaced, never mutated; their label sets and names are already shared,
- * records/intern.ts), by key, and its scope and its definitions' members hold
- * the key (a definition's members the key and the record, so that a recompute
- * reads its members without a lookup each): per endpoint one Map entry, one Set
- * entry and a Map entry per definition that picks it, no object of its own. It held a copy per endpoint before (node, name, address,
- * a label set reference, its scope: ~64 B, docs/benchmarks.md "Ninth pass").
- * Keys, not records, in the sets: a key is one endpoint by construction, where
- * two keys could hand over one record object.
+ * Compact (issue 16): the index keeps no record of its own. It reads each
+ * endpoint's record from the records map its owner keeps (the agent's: the
+ * policy data path's endpoint map, which holds every admitted endpoint by the
+ * same key), and is told the record a key held before on every change (its
+ * scope and members are found from it). Records are replaced, never mutated;
+ * their label sets and names are shared (records/intern.ts). Its scope holds
+ * the key, a definition's members the key and the record (a recompute reads its
+ * members without a lookup each): per endpoint one Set entry and a Map entry
+ * per definition that picks it. It held a copy per endpoint before (~64 B), then
+ * a Map of the records by key (~46 B; docs/benchmarks.md "Ninth pass", "Tenth
+ * pass"). Keys, not records, in the sets: a key is one endpoint by construction,
+ * where two keys could hand over one record object.
  */
 import type { EndpointRecord } from '../controlplane/types.js';
 import { selects, type ClusterService, type ServiceEndpoint } from './service.js';
@@ -50,26 +53,36 @@ export function serviceName(def: ClusterService): string {
 }
 
 export class ServiceEndpoints {
-  /** Each endpoint's record (the latest upserted), by key. */
-  private readonly byKey = new Map<string, EndpointRecord>();
+  /** The endpoints held (the records map may hold others: its owner's, not handed over). */
+  private count = 0;
   private readonly scopes = new Map<string, Scope>();
   /** Each definition's members: the keys of its scope's endpoints its selector picks, with their records. */
   private readonly members = new Map<ClusterService, Map<string, EndpointRecord>>();
 
-  /** touched(service): the members of a definition of that service ("namespace/name") changed. */
-  constructor(private readonly touched: (service: string) => void) {}
+  /**
+   * records: every endpoint's latest record by key, kept by the owner (records.get(key) is the record last
+   * upserted here once upsert returns, and stays so until the next upsert or remove of that key).
+   * touched(service): the members of a definition of that service ("namespace/name") changed.
+   */
+  constructor(
+    private readonly records: ReadonlyMap<string, EndpointRecord>,
+    private readonly touched: (service: string) => void,
+  ) {}
 
+  /** The endpoints held. */
   get size(): number {
-    return this.byKey.size;
+    return this.count;
   }
 
-  /** An endpoint record (key: its etcd key or its form) was added or replaced. */
-  upsert(key: string, rec: EndpointRecord): void {
-    const old = this.byKey.get(key);
-    if (old && sameForServices(old, rec)) {
+  /**
+   * An endpoint record (key: its etcd key or its form) was added or replaced. old: the record last upserted
+   * under key and not removed since (undefined: none), i.e. what the records map held for key before rec.
+   */
+  upsert(key: string, rec: EndpointRecord, old: EndpointRecord | undefined): void {
+    const same = old && sameForServices(old, rec) ? this.scopes.get(scopeKey(rec.cluster, rec.namespace)) : undefined;
+    if (same?.endpoints.has(key)) {
       // nothing services read changed (e.g. its identity): the new record, in its place (no stale record kept)
-      this.byKey.set(key, rec);
-      for (const d of this.scopes.get(scopeKey(rec.cluster, rec.namespace))!.defs) {
+      for (const d of same.defs) {
         const m = this.members.get(d)!;
         if (m.has(key)) m.set(key, rec);
       }
@@ -77,8 +90,9 @@ export class ServiceEndpoints {
     }
     if (old) this.drop(key, old);
     const scope = this.scope(rec.cluster, rec.namespace);
-    this.byKey.set(key, rec);
+    const held = scope.endpoints.size;
     scope.endpoints.add(key);
+    this.count += scope.endpoints.size - held; // (an old the caller never upserted here cannot count a key twice)
     for (const d of scope.defs)
       if (selects(d.selector, rec, d.namespace)) {
         this.members.get(d)!.set(key, rec);
@@ -86,8 +100,8 @@ export class ServiceEndpoints {
       }
   }
 
-  remove(key: string): void {
-    const old = this.byKey.get(key);
+  /** An endpoint went. old: the record last upserted under key (undefined: none, nothing to do). */
+  remove(key: string, old: EndpointRecord | undefined): void {
     if (old) this.drop(key, old);
   }
 
@@ -97,8 +111,8 @@ export class ServiceEndpoints {
     scope.defs.add(def);
     const m = new Map<string, EndpointRecord>();
     for (const k of scope.endpoints) {
-      const rec = this.byKey.get(k)!;
-      if (selects(def.selector, rec, def.namespace)) m.set(k, rec);
+      const rec = this.records.get(k);
+      if (rec && selects(def.selector, rec, def.namespace)) m.set(k, rec);
     }
     this.members.set(def, m);
     this.touched(serviceName(def));
@@ -118,9 +132,9 @@ export class ServiceEndpoints {
   }
 
   private drop(key: string, old: EndpointRecord): void {
-    this.byKey.delete(key);
-    const scope = this.scopes.get(scopeKey(old.cluster, old.namespace))!;
-    scope.endpoints.delete(key);
+    const scope = this.scopes.get(scopeKey(old.cluster, old.namespace));
+    if (!scope?.endpoints.delete(key)) return; // (not held: an owner's old it never upserted here)
+    this.count--;
     for (const d of scope.defs) if (this.members.get(d)!.delete(key)) this.touched(serviceName(d));
     this.gc(scope);
   }

@@ -56,8 +56,9 @@ describe('status', () => {
 describe('the services list', () => {
   it('is built once per change and shared by its readers', () => {
     const endpoint: EndpointRecord = { ip: '100.65.1.5', cluster: 'c1', node: 'n1', namespace: 'shop', name: 'web-1', labels: { app: 'web' } };
-    const svc = new ServiceDatapath(new FakeDevice(), 'fake0', 'c1', 'n1', { maglevTableSize: 251 }, silentLogger, () => undefined);
-    svc.upsertEndpoint('state/ip/v2/c1/n1/100.65.1.5', endpoint);
+    const endpoints = new Map([['state/ip/v2/c1/n1/100.65.1.5', endpoint]]);
+    const svc = new ServiceDatapath(new FakeDevice(), 'fake0', 'c1', 'n1', { maglevTableSize: 251, endpoints }, silentLogger, () => undefined);
+    svc.upsertEndpoint('state/ip/v2/c1/n1/100.65.1.5', endpoint, undefined);
     // (no VIP: nothing is routed on the host)
     svc.upsertRecord('k1', 'c1', validateManifest({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'shop' }, spec: { clusterIP: 'None', selector: { app: 'web' }, ports: [{ port: 80 }] } }));
     const first = svc.list();

@@ -24,12 +24,14 @@ function mesh() {
   dev.onProbe = (ids) => {
     for (const id of ids) if (rtt.has(id)) dev.answerProbe(id, rtt.get(id)!(now));
   };
-  const dp = new ServiceDatapath(dev, 'fake0', 'c1', 'n1', { maglevTableSize: 251, routeVip: (_vip, add) => add }, silentLogger, (id) => PEER[id as keyof typeof PEER]);
+  const endpoints = new Map<string, EndpointRecord>();
+  const dp = new ServiceDatapath(dev, 'fake0', 'c1', 'n1', { maglevTableSize: 251, routeVip: (_vip, add) => add, endpoints }, silentLogger, (id) => PEER[id as keyof typeof PEER]);
   const manifest = validateManifest({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'shop', annotations: { [GLOBAL_ANNOTATION]: 'true', [AFFINITY_ANNOTATION]: 'nearest' } }, spec: { clusterIP: '100.127.0.1', selector: { app: 'web' }, ports: [{ name: 'http', port: 80 }] } });
   for (const c of ['c1', 'c2', 'c3']) dp.upsertRecord(`cilium/state/services/v1/${c}/shop/web`, c, manifest);
   for (const c of ['c2', 'c3'] as const) {
     const rec: EndpointRecord = { ip: POD[c], cluster: c, node: 'n1', namespace: 'shop', name: `w-${c}`, labels: { app: 'web' } };
-    dp.upsertEndpoint(`state/ip/v2/${c}/n1/${POD[c]}`, rec);
+    endpoints.set(`state/ip/v2/${c}/n1/${POD[c]}`, rec);
+    dp.upsertEndpoint(`state/ip/v2/${c}/n1/${POD[c]}`, rec, undefined);
   }
   dp.compute();
   /** The cluster whose backend new flows pick (weight > 0 in the installed table). */

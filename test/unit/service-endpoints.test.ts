@@ -1,5 +1,6 @@
-// The services' endpoint index (src/services/endpoints.ts), which holds the records themselves by key (issue 16,
-// ninth pass), against a Map of the records as the oracle on seeded random sequences: endpoints added, changed in
+// The services' endpoint index (src/services/endpoints.ts), which reads the records in its owner's map and is told
+// the record a key held before (issue 16, tenth pass), against that Map of the records as the oracle on seeded random
+// sequences (keys a remote chooses among them: `__proto__`, `constructor`, the empty key, control characters): endpoints added, changed in
 // what services read or only in their identity, moved between scopes, removed; one record object handed over
 // under two keys; definitions added and removed. After every step each definition's members are exactly the
 // latest records of its scope its selector picks (the very objects last upserted: no stale record kept), and a
@@ -13,6 +14,8 @@ import { prng } from '../helpers/prng.js';
 const CLUSTERS = ['c1', 'c2'];
 const NAMESPACES = ['shop', 'bank'];
 const APPS = ['web', 'api'];
+/** Keys as a remote may spell them (the index must hold each as one endpoint, whatever its text). */
+const KEYS = [...Array.from({ length: 34 }, (_, i) => `k${i}`), '__proto__', 'constructor', 'hasOwnProperty', '', '\u0000k1', 'k1\u0000'];
 
 function definition(cluster: string, namespace: string, app: string): ClusterService {
   return { cluster, namespace, name: `${app}-svc`, selector: { app }, ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }] } as unknown as ClusterService;
@@ -24,8 +27,8 @@ describe('ServiceEndpoints', () => {
       const rand = prng(seed);
       const pick = <T>(l: readonly T[]): T => l[Math.floor(rand() * l.length)]!;
       const touched = new Set<string>();
-      const index = new ServiceEndpoints((svc) => touched.add(svc));
-      const records = new Map<string, EndpointRecord>(); // the oracle
+      const records = new Map<string, EndpointRecord>(); // the oracle, and the owner's map the index reads
+      const index = new ServiceEndpoints(records, (svc) => touched.add(svc));
       const defs = new Set<ClusterService>();
       const allDefs = CLUSTERS.flatMap((c) => NAMESPACES.flatMap((ns) => APPS.map((a) => definition(c, ns, a))));
       const expected = (d: ClusterService) => [...records].filter(([, r]) => r.cluster === d.cluster && selects(d.selector, r, d.namespace));
@@ -33,24 +36,24 @@ describe('ServiceEndpoints', () => {
       for (let step = 0; step < 3000; step++) {
         touched.clear();
         const r = rand();
-        const key = `k${Math.floor(rand() * 40)}`;
+        const key = KEYS[Math.floor(rand() * KEYS.length)]!;
+        const old = records.get(key);
         if (r < 0.45) {
-          const old = records.get(key);
           const labels = Object.freeze({ app: pick(APPS) });
           const rec: EndpointRecord =
             old && rand() < 0.4
               ? { ...old, identity: 256 + step } // only what services do not read
               : { ip: `100.64.0.${Math.floor(rand() * 40)}`, cluster: pick(CLUSTERS), node: pick(['n1', 'n2']), namespace: pick(NAMESPACES), name: `pod-${Math.floor(rand() * 5)}`, labels };
           records.set(key, rec);
-          index.upsert(key, rec);
+          index.upsert(key, rec, old);
         } else if (r < 0.55 && records.size > 0) {
           // one record object under a second key (two keys are two endpoints, whatever object they carry)
           const shared = pick([...records.values()]);
           records.set(key, shared);
-          index.upsert(key, shared);
+          index.upsert(key, shared, old);
         } else if (r < 0.85) {
           records.delete(key);
-          index.remove(key);
+          index.remove(key, old);
         } else {
           const d = pick(allDefs);
           if (defs.has(d)) {
@@ -77,27 +80,43 @@ describe('ServiceEndpoints', () => {
         expect(index.size).toBe(records.size);
         before = now;
       }
-      for (const k of [...records.keys()]) index.remove(k);
+      for (const [k, old] of [...records]) {
+        records.delete(k);
+        index.remove(k, old);
+      }
       expect(index.size).toBe(0);
     });
   }
 
   it('keeps a key in its definitions when only its identity changes, holding the new record (no touch)', () => {
     const touched: string[] = [];
-    const index = new ServiceEndpoints((svc) => touched.push(svc));
+    const records = new Map<string, EndpointRecord>();
+    const index = new ServiceEndpoints(records, (svc) => touched.push(svc));
+    const upsert = (k: string, rec: EndpointRecord): void => {
+      const old = records.get(k);
+      records.set(k, rec);
+      index.upsert(k, rec, old);
+    };
     const d = definition('c1', 'shop', 'web');
     index.addDefinition(d);
     touched.length = 0;
     const a: EndpointRecord = { ip: '100.64.0.1', cluster: 'c1', node: 'n1', namespace: 'shop', name: 'p', labels: { app: 'web' } };
-    index.upsert('k', a);
+    upsert('k', a);
     expect(touched).toEqual(['shop/web-svc']);
     const b: EndpointRecord = { ...a, labels: { app: 'web' }, identity: 300 }; // equal labels, another object
-    index.upsert('k', b);
+    upsert('k', b);
     expect(touched).toEqual(['shop/web-svc']);
     expect([...index.membersOf(d)][0]).toBe(b);
-    index.upsert('k2', b); // the same object under another key: two members
+    upsert('k2', b); // the same object under another key: two members
     expect([...index.membersOf(d)]).toHaveLength(2);
-    index.remove('k');
+    index.remove('k', records.get('k'));
+    records.delete('k');
     expect([...index.membersOf(d)]).toEqual([b]);
+    // a definition added later reads its members' records in the owner's map (the index keeps none of its own)
+    const c: EndpointRecord = { ...b, name: 'q' };
+    upsert('k2', c);
+    const later = definition('c1', 'shop', 'web');
+    index.addDefinition(later);
+    expect([...index.membersOf(later)]).toEqual([c]);
   });
 });

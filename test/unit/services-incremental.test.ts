@@ -2,12 +2,17 @@
 // random seeded sequences of service, endpoint, peer, node-health and RTT changes; after every step the
 // tables it installed (FakeDevice) must equal those a full recompute installs from the same inputs
 // (bench/services-reference.ts: every endpoint re-indexed, every port selected, as before the index).
+// Twice: with the test's own map as the records the index reads, and as on the agent, the endpoints handed over
+// to a PolicyDatapath whose endpoint map the index reads (agent/endpointhandoff.ts; the reference still reads the
+// test's own map, the oracle).
 import { describe, expect, it } from 'vitest';
 import type { EndpointRecord } from '../../src/controlplane/types.js';
 import { silentLogger } from '../../src/log.js';
 import { AFFINITY_ANNOTATION, GLOBAL_ANNOTATION, SHARED_ANNOTATION, validateManifest } from '../../src/manifests/validate.js';
 import { FakeDevice } from '../../src/native/fakedevice.js';
 import { ServiceDatapath } from '../../src/services/datapath.js';
+import { PolicyDatapath } from '../../src/policy/datapath.js';
+import { handOverEndpoint } from '../../src/agent/endpointhandoff.js';
 import { serviceFromManifest, WEIGHT_ANNOTATION, type ClusterService } from '../../src/services/service.js';
 import { FullRecompute } from '../../bench/services-reference.js';
 
@@ -27,7 +32,7 @@ function tables(dev: FakeDevice): string[] {
   return [...dev.services.values()].map((s) => `${s.m} ${s.frontends.join(',')} -> ${s.backends.map((b) => `${b.address}:${b.port}:${b.weight}`).join(',')}`).sort();
 }
 
-function run(seed: number, steps: number): void {
+function run(seed: number, steps: number, viaPolicy = false): void {
   const rand = rng(seed);
   const pick = <T>(l: readonly T[]): T => l[Math.floor(rand() * l.length)]!;
   let now = 1_000_000;
@@ -40,11 +45,20 @@ function run(seed: number, steps: number): void {
   dev.onProbe = (ids) => {
     for (const id of ids) if (answering.has(id)) dev.answerProbe(id, answering.get(id)!);
   };
-  const dp = new ServiceDatapath(dev, 'fake0', 'c1', 'n1', { maglevTableSize: 251, routeVip: (_vip, add) => add }, silentLogger, (id) => (peers.has(id) ? peerIdOf.get(id) : undefined));
+  const endpoints = new Map<string, EndpointRecord>(); // the oracle's records (and the index's, unless viaPolicy)
+  const policy = viaPolicy ? new PolicyDatapath(new FakeDevice(), 'c1', 'n1', { defaultLocalCluster: true }, silentLogger) : undefined;
+  const dp = new ServiceDatapath(dev, 'fake0', 'c1', 'n1', { maglevTableSize: 251, routeVip: (_vip, add) => add, endpoints: policy?.endpoints ?? endpoints }, silentLogger, (id) => (peers.has(id) ? peerIdOf.get(id) : undefined));
+  const endpointChanged = (key: string, rec: EndpointRecord | undefined): void => {
+    const old = endpoints.get(key);
+    if (rec) endpoints.set(key, rec);
+    else endpoints.delete(key);
+    if (policy) handOverEndpoint(policy, dp, key, rec);
+    else if (rec) dp.upsertEndpoint(key, rec, old);
+    else dp.removeEndpoint(key, old);
+  };
   const refDev = new FakeDevice();
   const ref = new FullRecompute(refDev, 'c1', 'n1', 251);
   const records = new Map<string, ClusterService>();
-  const endpoints = new Map<string, EndpointRecord>();
 
   let busy = 0;
   const tick = (ms: number): void => {
@@ -61,14 +75,12 @@ function run(seed: number, steps: number): void {
       const ip = v6 ? `fd00:${CLUSTERS.indexOf(cluster) + 1}::${pod + 1}` : `100.${65 + CLUSTERS.indexOf(cluster)}.0.${pod + 1}`;
       const key = `state/ip/v2/${cluster}/${pick(NODES)}/${ip}`;
       if (endpoints.has(key) && rand() < 0.3) {
-        endpoints.delete(key);
-        dp.removeEndpoint(key);
+        endpointChanged(key, undefined);
       } else {
         const labels: Record<string, string> = { app: pick(['web', 'api', 'db', 'other']) };
         if (rand() < 0.5) labels.tier = pick(['a', 'b']);
         const rec: EndpointRecord = { ip, cluster, node: key.split('/')[4]!, namespace: pick(NAMESPACES), name: `pod-${pod}`, labels, ...(rand() < 0.3 ? { identity: 300 + step } : {}) };
-        endpoints.set(key, rec);
-        dp.upsertEndpoint(key, rec);
+        endpointChanged(key, rec);
       }
     } else if (op < 0.6) {
       // a cluster's definition of a service appears, changes or goes
@@ -115,8 +127,10 @@ function run(seed: number, steps: number): void {
   }
   expect(busy, 'steps with a selected backend installed').toBeGreaterThan(steps / 2); // the sequence exercises real tables
   dp.stop();
+  policy?.stop();
 }
 
 describe('incremental service recompute', () => {
   for (const seed of [1, 7, 42, 1234]) it(`installs what a full recompute installs after every step (seed ${seed})`, () => run(seed, 400));
+  for (const seed of [3, 99]) it(`does so reading the records in the policy data path's map, as the agent hands them over (seed ${seed})`, () => run(seed, 400, true));
 });
