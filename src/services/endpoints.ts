@@ -131,6 +131,11 @@ export class ServiceEndpoints {
     return this.members.get(def)?.values() ?? [];
   }
 
+  /** The same as (key, record) pairs: which key each member is held under. */
+  memberEntriesOf(def: ClusterService): Iterable<[string, EndpointRecord]> {
+    return this.members.get(def)?.entries() ?? [];
+  }
+
   private drop(key: string, old: EndpointRecord): void {
     const scope = this.scopes.get(scopeKey(old.cluster, old.namespace));
     if (!scope?.endpoints.delete(key)) return; // (not held: an owner's old it never upserted here)

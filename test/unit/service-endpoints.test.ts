@@ -21,6 +21,8 @@ function definition(cluster: string, namespace: string, app: string): ClusterSer
   return { cluster, namespace, name: `${app}-svc`, selector: { app }, ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }] } as unknown as ClusterService;
 }
 
+const byKey = (a: [string, EndpointRecord], b: [string, EndpointRecord]): number => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0);
+
 describe('ServiceEndpoints', () => {
   for (const seed of [1, 2, 3, 42]) {
     it(`members are the latest records its selector picks, after every step (seed ${seed})`, () => {
@@ -68,9 +70,10 @@ describe('ServiceEndpoints', () => {
         const now = new Map<ClusterService, string>();
         for (const d of defs) {
           const want = expected(d);
-          const got = [...index.membersOf(d)];
-          expect(got.length).toBe(want.length);
-          for (const [, rec] of want) expect(got).toContain(rec); // the same objects: === (no stale copy)
+          const got = [...index.memberEntriesOf(d)].sort(byKey);
+          // the same (key, record) pairs, each record the very object last upserted under its key (no stale copy)
+          expect(got).toEqual(want.sort(byKey));
+          got.forEach(([, rec], i) => expect(rec).toBe(want[i]![1]));
           const keys = want.map(([k]) => k).sort().join(',');
           now.set(d, keys);
           // members that came or went: its service reported
