@@ -112,7 +112,8 @@ export class ServiceEndpoints {
     const m = new Map<string, EndpointRecord>();
     for (const k of scope.endpoints) {
       const rec = this.records.get(k);
-      if (rec && selects(def.selector, rec, def.namespace)) m.set(k, rec);
+      // (a record of another scope: the owner's map and this index disagree, a caller's mistake; not a member here)
+      if (rec && rec.cluster === def.cluster && rec.namespace === def.namespace && selects(def.selector, rec, def.namespace)) m.set(k, rec);
     }
     this.members.set(def, m);
     this.touched(serviceName(def));

@@ -123,3 +123,25 @@ describe('ServiceEndpoints', () => {
     expect([...index.membersOf(later)]).toEqual([c]);
   });
 });
+
+describe('ServiceEndpoints with a wrong old record (a caller mistake)', () => {
+  const shop1: EndpointRecord = { ip: '100.64.0.1', cluster: 'c1', node: 'n1', namespace: 'shop', name: 'p', labels: { app: 'web' } };
+  const setup = () => {
+    const records = new Map<string, EndpointRecord>();
+    const index = new ServiceEndpoints(records, () => {});
+    const defs = { shop1: definition('c1', 'shop', 'web'), api1: definition('c1', 'shop', 'api'), shop2: definition('c2', 'shop', 'web'), bank1: definition('c1', 'bank', 'web') };
+    for (const d of Object.values(defs)) index.addDefinition(d);
+    const members = (d: ClusterService) => [...index.memberEntriesOf(d)];
+    return { records, index, defs, members };
+  };
+
+  it("leaves out of a new definition's members a record of another scope in the owner's map", () => {
+    const { records, index, members } = setup();
+    records.set('k', shop1);
+    index.upsert('k', shop1, undefined);
+    records.set('k', { ...shop1, cluster: 'c2' }); // the owner's map moved on and the index was not told
+    const later = definition('c1', 'shop', 'web');
+    index.addDefinition(later);
+    expect(members(later)).toEqual([]);
+  });
+});
