@@ -108,7 +108,14 @@ export class ServiceDatapath {
     /** WireGuard peer id of a node ("cluster/node"), if it is a peer now. */
     private readonly peerOf: (nodeId: string) => number | undefined,
   ) {
-    this.index = new ServiceEndpoints(opts.endpoints, (svc) => this.markBackends(svc));
+    this.index = new ServiceEndpoints(
+      opts.endpoints,
+      (svc) => this.markBackends(svc),
+      // a caller's mistake, repaired (endpoints.ts); logged the first time and every 1024th after (bounded)
+      (key) => {
+        if ((this.index.misses & 1023) === 1) log.warn({ key, misses: this.index.misses }, 'services index: an endpoint change named the wrong old record; the key was found by a walk over the scopes');
+      },
+    );
     this.tables = new PortTables(dev, cluster, opts.maglevTableSize, log);
     this.health = new NodeHealth(dev, (changed) => {
       this.refreshAlive(changed);
@@ -178,6 +185,11 @@ export class ServiceDatapath {
   /** An endpoint went; old: the record opts.endpoints held for key (undefined: none). */
   removeEndpoint(key: string, old: EndpointRecord | undefined): void {
     this.index.remove(key, old);
+  }
+
+  /** Endpoint changes whose old record did not locate their key in the index (repaired; 0 unless a caller is wrong). */
+  get indexMisses(): number {
+    return this.index.misses;
   }
 
   /** Peers changed: backends' liveness depends on their node being a peer. */

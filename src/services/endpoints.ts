@@ -21,6 +21,16 @@
  * a Map of the records by key (~46 B; docs/benchmarks.md "Ninth pass", "Tenth
  * pass"). Keys, not records, in the sets: a key is one endpoint by construction,
  * where two keys could hand over one record object.
+ *
+ * A wrong `old` (a caller's mistake: not the record it last upserted under the
+ * key) must not leave the key in two scopes. One that names a record is caught
+ * when its scope does not hold the key: the key is then found by a walk over the
+ * scopes (O(scopes), only on a miss), dropped there, and the miss counted
+ * (`misses`) and reported (`missed`). An `old` of undefined for a key the index
+ * holds is caught when the key is in the new record's scope; in another scope
+ * it is not (that would cost a walk on every new endpoint): the agent's
+ * hand-over reads `old` in the map it tells the index about
+ * (agent/endpointhandoff.ts), so the two agree after every change.
  */
 import type { EndpointRecord } from '../controlplane/types.js';
 import { selects, type ClusterService, type ServiceEndpoint } from './service.js';
@@ -63,11 +73,16 @@ export class ServiceEndpoints {
    * records: every endpoint's latest record by key, kept by the owner (records.get(key) is the record last
    * upserted here once upsert returns, and stays so until the next upsert or remove of that key).
    * touched(service): the members of a definition of that service ("namespace/name") changed.
+   * missed(key): a change's old record did not locate key (a caller's mistake, see above; after the repair).
    */
   constructor(
     private readonly records: ReadonlyMap<string, EndpointRecord>,
     private readonly touched: (service: string) => void,
+    private readonly missed: (key: string) => void = () => {},
   ) {}
+
+  /** Changes whose old record did not locate their key (each repaired): 0 unless a caller is wrong. */
+  misses = 0;
 
   /** The endpoints held. */
   get size(): number {
@@ -89,10 +104,13 @@ export class ServiceEndpoints {
       return;
     }
     if (old) this.drop(key, old);
+    else if (this.scopes.get(scopeKey(rec.cluster, rec.namespace))?.endpoints.has(key)) {
+      this.miss(key); // "none before" for a key held in rec's scope: dropped there first (its members re-selected)
+      this.drop(key, rec);
+    }
     const scope = this.scope(rec.cluster, rec.namespace);
-    const held = scope.endpoints.size;
-    scope.endpoints.add(key);
-    this.count += scope.endpoints.size - held; // (an old the caller never upserted here cannot count a key twice)
+    scope.endpoints.add(key); // (not held in any scope now: drop found it wherever old said or not)
+    this.count++;
     for (const d of scope.defs)
       if (selects(d.selector, rec, d.namespace)) {
         this.members.get(d)!.set(key, rec);
@@ -137,9 +155,16 @@ export class ServiceEndpoints {
     return this.members.get(def)?.entries() ?? [];
   }
 
+  /** Drops key from the scope that holds it: old's, else (a wrong old, counted) the one a walk finds, if any. */
   private drop(key: string, old: EndpointRecord): void {
-    const scope = this.scopes.get(scopeKey(old.cluster, old.namespace));
-    if (!scope?.endpoints.delete(key)) return; // (not held: an owner's old it never upserted here)
+    let scope = this.scopes.get(scopeKey(old.cluster, old.namespace));
+    if (!scope?.endpoints.has(key)) {
+      this.miss(key);
+      scope = undefined;
+      for (const s of this.scopes.values()) if (s.endpoints.has(key)) scope = s; // (at most one: the invariant)
+      if (!scope) return; // held nowhere: nothing to drop
+    }
+    scope.endpoints.delete(key);
     this.count--;
     for (const d of scope.defs) if (this.members.get(d)!.delete(key)) this.touched(serviceName(d));
     this.gc(scope);
@@ -150,6 +175,11 @@ export class ServiceEndpoints {
     let s = this.scopes.get(key);
     if (!s) this.scopes.set(key, (s = { key, endpoints: new Set(), defs: new Set() }));
     return s;
+  }
+
+  private miss(key: string): void {
+    this.misses++;
+    this.missed(key);
   }
 
   private gc(scope: Scope): void {

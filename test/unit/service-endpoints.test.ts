@@ -24,72 +24,83 @@ function definition(cluster: string, namespace: string, app: string): ClusterSer
 const byKey = (a: [string, EndpointRecord], b: [string, EndpointRecord]): number => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0);
 
 describe('ServiceEndpoints', () => {
-  for (const seed of [1, 2, 3, 42]) {
-    it(`members are the latest records its selector picks, after every step (seed ${seed})`, () => {
-      const rand = prng(seed);
-      const pick = <T>(l: readonly T[]): T => l[Math.floor(rand() * l.length)]!;
-      const touched = new Set<string>();
-      const records = new Map<string, EndpointRecord>(); // the oracle, and the owner's map the index reads
-      const index = new ServiceEndpoints(records, (svc) => touched.add(svc));
-      const defs = new Set<ClusterService>();
-      const allDefs = CLUSTERS.flatMap((c) => NAMESPACES.flatMap((ns) => APPS.map((a) => definition(c, ns, a))));
-      const expected = (d: ClusterService) => [...records].filter(([, r]) => r.cluster === d.cluster && selects(d.selector, r, d.namespace));
-      let before = new Map<ClusterService, string>(); // the member keys of each definition after the last step
-      for (let step = 0; step < 3000; step++) {
-        touched.clear();
-        const r = rand();
-        const key = KEYS[Math.floor(rand() * KEYS.length)]!;
-        const old = records.get(key);
-        if (r < 0.45) {
-          const labels = Object.freeze({ app: pick(APPS) });
-          const rec: EndpointRecord =
-            old && rand() < 0.4
-              ? { ...old, identity: 256 + step } // only what services do not read
-              : { ip: `100.64.0.${Math.floor(rand() * 40)}`, cluster: pick(CLUSTERS), node: pick(['n1', 'n2']), namespace: pick(NAMESPACES), name: `pod-${Math.floor(rand() * 5)}`, labels };
-          records.set(key, rec);
-          index.upsert(key, rec, old);
-        } else if (r < 0.55 && records.size > 0) {
-          // one record object under a second key (two keys are two endpoints, whatever object they carry)
-          const shared = pick([...records.values()]);
-          records.set(key, shared);
-          index.upsert(key, shared, old);
-        } else if (r < 0.85) {
-          records.delete(key);
-          index.remove(key, old);
+  // wrongOlds: one change in ten names as its old record one of a scope that never holds an endpoint (a caller's
+  // mistake): the index must find the key where it is, hold it once, and count each such change as a miss
+  const sequence = (seed: number, wrongOlds: boolean) => () => {
+    const rand = prng(seed);
+    const pick = <T>(l: readonly T[]): T => l[Math.floor(rand() * l.length)]!;
+    const touched = new Set<string>();
+    const records = new Map<string, EndpointRecord>(); // the oracle, and the owner's map the index reads
+    const missed: string[] = [];
+    const index = new ServiceEndpoints(records, (svc) => touched.add(svc), (k) => missed.push(k));
+    const nowhere: EndpointRecord = { ip: '100.64.9.9', cluster: 'c9', node: 'n1', namespace: 'nowhere', name: 'x', labels: { app: 'web' } };
+    const wrongKeys: string[] = [];
+    const defs = new Set<ClusterService>();
+    const allDefs = CLUSTERS.flatMap((c) => NAMESPACES.flatMap((ns) => APPS.map((a) => definition(c, ns, a))));
+    const expected = (d: ClusterService) => [...records].filter(([, r]) => r.cluster === d.cluster && selects(d.selector, r, d.namespace));
+    let before = new Map<ClusterService, string>(); // the member keys of each definition after the last step
+    for (let step = 0; step < 3000; step++) {
+      touched.clear();
+      const r = rand();
+      const key = KEYS[Math.floor(rand() * KEYS.length)]!;
+      const held = records.get(key);
+      const wrong = wrongOlds && r < 0.85 && rand() < 0.1;
+      if (wrong) wrongKeys.push(key);
+      const old = wrong ? nowhere : held;
+      if (r < 0.45) {
+        const labels = Object.freeze({ app: pick(APPS) });
+        const rec: EndpointRecord =
+          held && rand() < 0.4
+            ? { ...held, identity: 256 + step } // only what services do not read
+            : { ip: `100.64.0.${Math.floor(rand() * 40)}`, cluster: pick(CLUSTERS), node: pick(['n1', 'n2']), namespace: pick(NAMESPACES), name: `pod-${Math.floor(rand() * 5)}`, labels };
+        records.set(key, rec);
+        index.upsert(key, rec, old);
+      } else if (r < 0.55 && records.size > 0) {
+        // one record object under a second key (two keys are two endpoints, whatever object they carry)
+        const shared = pick([...records.values()]);
+        records.set(key, shared);
+        index.upsert(key, shared, old);
+      } else if (r < 0.85) {
+        records.delete(key);
+        index.remove(key, old);
+      } else {
+        const d = pick(allDefs);
+        if (defs.has(d)) {
+          defs.delete(d);
+          index.removeDefinition(d);
         } else {
-          const d = pick(allDefs);
-          if (defs.has(d)) {
-            defs.delete(d);
-            index.removeDefinition(d);
-          } else {
-            defs.add(d);
-            index.addDefinition(d);
-          }
-          expect(touched.has(serviceName(d))).toBe(true);
+          defs.add(d);
+          index.addDefinition(d);
         }
-        const now = new Map<ClusterService, string>();
-        for (const d of defs) {
-          const want = expected(d);
-          const got = [...index.memberEntriesOf(d)].sort(byKey);
-          // the same (key, record) pairs, each record the very object last upserted under its key (no stale copy)
-          expect(got).toEqual(want.sort(byKey));
-          got.forEach(([, rec], i) => expect(rec).toBe(want[i]![1]));
-          const keys = want.map(([k]) => k).sort().join(',');
-          now.set(d, keys);
-          // members that came or went: its service reported
-          if (before.has(d) && before.get(d) !== keys) expect(touched.has(serviceName(d))).toBe(true);
-        }
-        for (const d of allDefs) if (!defs.has(d)) expect([...index.membersOf(d)]).toEqual([]);
-        expect(index.size).toBe(records.size);
-        before = now;
+        expect(touched.has(serviceName(d))).toBe(true);
       }
-      for (const [k, old] of [...records]) {
-        records.delete(k);
-        index.remove(k, old);
+      const now = new Map<ClusterService, string>();
+      for (const d of defs) {
+        const want = expected(d);
+        const got = [...index.memberEntriesOf(d)].sort(byKey);
+        // the same (key, record) pairs, each record the very object last upserted under its key (no stale copy)
+        expect(got).toEqual(want.sort(byKey));
+        got.forEach(([, rec], i) => expect(rec).toBe(want[i]![1]));
+        const keys = want.map(([k]) => k).sort().join(',');
+        now.set(d, keys);
+        // members that came or went: its service reported
+        if (before.has(d) && before.get(d) !== keys) expect(touched.has(serviceName(d))).toBe(true);
       }
-      expect(index.size).toBe(0);
-    });
-  }
+      for (const d of allDefs) if (!defs.has(d)) expect([...index.membersOf(d)]).toEqual([]);
+      expect(index.size).toBe(records.size);
+      expect(missed).toEqual(wrongKeys);
+      before = now;
+    }
+    for (const [k, old] of [...records]) {
+      records.delete(k);
+      index.remove(k, old);
+    }
+    expect(index.size).toBe(0);
+    expect(index.misses).toBe(wrongKeys.length);
+    if (wrongOlds) expect(wrongKeys.length).toBeGreaterThan(100);
+  };
+  for (const seed of [1, 2, 3, 42]) it(`members are the latest records its selector picks, after every step (seed ${seed})`, sequence(seed, false));
+  for (const seed of [5, 6]) it(`and so when a change names the wrong old record (seed ${seed})`, sequence(seed, true));
 
   it('keeps a key in its definitions when only its identity changes, holding the new record (no touch)', () => {
     const touched: string[] = [];
@@ -128,12 +139,54 @@ describe('ServiceEndpoints with a wrong old record (a caller mistake)', () => {
   const shop1: EndpointRecord = { ip: '100.64.0.1', cluster: 'c1', node: 'n1', namespace: 'shop', name: 'p', labels: { app: 'web' } };
   const setup = () => {
     const records = new Map<string, EndpointRecord>();
-    const index = new ServiceEndpoints(records, () => {});
+    const missed: string[] = [];
+    const index = new ServiceEndpoints(records, () => {}, (k) => missed.push(k));
     const defs = { shop1: definition('c1', 'shop', 'web'), api1: definition('c1', 'shop', 'api'), shop2: definition('c2', 'shop', 'web'), bank1: definition('c1', 'bank', 'web') };
     for (const d of Object.values(defs)) index.addDefinition(d);
     const members = (d: ClusterService) => [...index.memberEntriesOf(d)];
-    return { records, index, defs, members };
+    return { records, missed, index, defs, members };
   };
+
+  it('holds a key in one scope when old names another scope than the one holding it', () => {
+    const { records, missed, index, defs, members } = setup();
+    records.set('k', shop1);
+    index.upsert('k', shop1, undefined);
+    const shop2: EndpointRecord = { ...shop1, cluster: 'c2' };
+    records.set('k', shop2);
+    index.upsert('k', shop2, { ...shop1, namespace: 'bank' }); // wrong: c1/bank, the key is in c1/shop
+    expect(index.size).toBe(1);
+    expect(members(defs.shop1)).toEqual([]);
+    expect(members(defs.bank1)).toEqual([]);
+    expect(members(defs.shop2)).toEqual([['k', shop2]]);
+    expect(missed).toEqual(['k']);
+    index.remove('k', { ...shop1, cluster: 'c9' }); // wrong again: found and dropped all the same
+    records.delete('k');
+    expect(index.size).toBe(0);
+    expect(members(defs.shop2)).toEqual([]);
+    expect(index.misses).toBe(2);
+  });
+
+  it('re-selects a key held in its scope when old says there was none', () => {
+    const { records, missed, index, defs, members } = setup();
+    records.set('k', shop1);
+    index.upsert('k', shop1, undefined);
+    const api: EndpointRecord = { ...shop1, labels: { app: 'api' } };
+    records.set('k', api);
+    index.upsert('k', api, undefined); // wrong: it held shop1
+    expect(index.size).toBe(1);
+    expect(members(defs.shop1)).toEqual([]);
+    expect(members(defs.api1)).toEqual([['k', api]]);
+    expect(missed).toEqual(['k']);
+  });
+
+  it('counts an old record for a key it never held, holding the key once', () => {
+    const { records, missed, index, defs, members } = setup();
+    records.set('k', shop1);
+    index.upsert('k', shop1, { ...shop1, labels: { app: 'api' } });
+    expect(index.size).toBe(1);
+    expect(members(defs.shop1)).toEqual([['k', shop1]]);
+    expect(missed).toEqual(['k']);
+  });
 
   it("leaves out of a new definition's members a record of another scope in the owner's map", () => {
     const { records, index, members } = setup();
