@@ -8,12 +8,20 @@ import type { EndpointRecord } from '../controlplane/types.js';
 import type { PolicyDatapath } from '../policy/datapath.js';
 import type { ServiceDatapath } from '../services/datapath.js';
 
-/** key: the endpoint's etcd key or its form (Admission.endpointKeys); rec: its record, undefined when it went. */
+/**
+ * key: the endpoint's etcd key or its form (Admission.endpointKeys); rec: its record, undefined when it went.
+ * Throws what the data path throws; the index is told what the map holds for key even then (a data path that
+ * stored the new record and then threw would otherwise leave the index on the old one for good).
+ */
 export function handOverEndpoint(datapath: PolicyDatapath, services: ServiceDatapath | undefined, key: string, rec: EndpointRecord | undefined): void {
   const old = services ? datapath.endpoints.get(key) : undefined;
-  if (rec) datapath.upsertEndpoint(key, rec);
-  else datapath.removeEndpoint(key);
-  // recomputes only the services whose selectors pick it (old or new)
-  if (rec) services?.upsertEndpoint(key, rec, old);
-  else services?.removeEndpoint(key, old);
+  try {
+    if (rec) datapath.upsertEndpoint(key, rec);
+    else datapath.removeEndpoint(key);
+  } finally {
+    // recomputes only the services whose selectors pick it (old or now)
+    const now = services ? datapath.endpoints.get(key) : undefined;
+    if (now) services?.upsertEndpoint(key, now, old);
+    else services?.removeEndpoint(key, old);
+  }
 }

@@ -4,7 +4,9 @@
 // (bench/services-reference.ts: every endpoint re-indexed, every port selected, as before the index).
 // Twice: with the test's own map as the records the index reads, and as on the agent, the endpoints handed over
 // to a PolicyDatapath whose endpoint map the index reads (agent/endpointhandoff.ts; the reference still reads the
-// test's own map, the oracle).
+// test's own map, the oracle). Thrice: as on the agent with a data path that throws midway through some changes
+// (its flow log's forget throws once, after the map took the new record or dropped the old): the oracle then holds
+// what the data path's map holds, and the installed tables must still equal the full recompute's at once.
 import { describe, expect, it } from 'vitest';
 import type { EndpointRecord } from '../../src/controlplane/types.js';
 import { silentLogger } from '../../src/log.js';
@@ -32,7 +34,8 @@ function tables(dev: FakeDevice): string[] {
   return [...dev.services.values()].map((s) => `${s.m} ${s.frontends.join(',')} -> ${s.backends.map((b) => `${b.address}:${b.port}:${b.weight}`).join(',')}`).sort();
 }
 
-function run(seed: number, steps: number, viaPolicy = false): void {
+function run(seed: number, steps: number, mode: 'own' | 'policy' | 'throwing' = 'own'): void {
+  const viaPolicy = mode !== 'own';
   const rand = rng(seed);
   const pick = <T>(l: readonly T[]): T => l[Math.floor(rand() * l.length)]!;
   let now = 1_000_000;
@@ -48,13 +51,36 @@ function run(seed: number, steps: number, viaPolicy = false): void {
   const endpoints = new Map<string, EndpointRecord>(); // the oracle's records (and the index's, unless viaPolicy)
   const policy = viaPolicy ? new PolicyDatapath(new FakeDevice(), 'c1', 'n1', { defaultLocalCluster: true }, silentLogger) : undefined;
   const dp = new ServiceDatapath(dev, 'fake0', 'c1', 'n1', { maglevTableSize: 251, routeVip: (_vip, add) => add, endpoints: policy?.endpoints ?? endpoints }, silentLogger, (id) => (peers.has(id) ? peerIdOf.get(id) : undefined));
+  let failNext = false; // the data path's next flow log forget() throws (mode 'throwing')
+  if (policy && mode === 'throwing') {
+    const flowLog = (policy as unknown as { flowLog: { forget(): void } }).flowLog;
+    const forget = flowLog.forget.bind(flowLog);
+    flowLog.forget = () => {
+      if (!failNext) return forget();
+      failNext = false;
+      throw new Error('injected: forget failed');
+    };
+  }
+  let thrown = 0;
   const endpointChanged = (key: string, rec: EndpointRecord | undefined): void => {
     const old = endpoints.get(key);
     if (rec) endpoints.set(key, rec);
     else endpoints.delete(key);
-    if (policy) handOverEndpoint(policy, dp, key, rec);
-    else if (rec) dp.upsertEndpoint(key, rec, old);
-    else dp.removeEndpoint(key, old);
+    if (!policy) {
+      if (rec) dp.upsertEndpoint(key, rec, old);
+      else dp.removeEndpoint(key, old);
+      return;
+    }
+    failNext = mode === 'throwing' && rand() < 0.25;
+    const fails = failNext && (rec !== undefined || old !== undefined); // (removing a key never held calls nothing)
+    if (fails) expect(() => handOverEndpoint(policy, dp, key, rec)).toThrow('injected');
+    else handOverEndpoint(policy, dp, key, rec);
+    failNext = false;
+    if (fails) thrown++;
+    // the oracle: what the data path's map holds now (the new record, or none if it threw after dropping the old)
+    const held = policy.endpoints.get(key);
+    if (held) endpoints.set(key, held);
+    else endpoints.delete(key);
   };
   const refDev = new FakeDevice();
   const ref = new FullRecompute(refDev, 'c1', 'n1', 251);
@@ -126,11 +152,15 @@ function run(seed: number, steps: number, viaPolicy = false): void {
     if ([...dev.services.values()].some((t) => t.backends.some((b) => b.weight > 0))) busy++;
   }
   expect(busy, 'steps with a selected backend installed').toBeGreaterThan(steps / 2); // the sequence exercises real tables
+  if (mode === 'throwing') expect(thrown, 'changes the data path threw in').toBeGreaterThan(10);
+  if (policy) expect([...endpoints].sort()).toEqual([...policy.endpoints].sort());
+  expect(dp.indexMisses).toBe(0); // every change named the right old record
   dp.stop();
   policy?.stop();
 }
 
 describe('incremental service recompute', () => {
   for (const seed of [1, 7, 42, 1234]) it(`installs what a full recompute installs after every step (seed ${seed})`, () => run(seed, 400));
-  for (const seed of [3, 99]) it(`does so reading the records in the policy data path's map, as the agent hands them over (seed ${seed})`, () => run(seed, 400, true));
+  for (const seed of [3, 99]) it(`does so reading the records in the policy data path's map, as the agent hands them over (seed ${seed})`, () => run(seed, 400, 'policy'));
+  for (const seed of [5, 77]) it(`does so when the data path throws midway through a change, from that change on (seed ${seed})`, () => run(seed, 400, 'throwing'));
 });
