@@ -104,8 +104,21 @@ export function formatPrefix(p: Prefix): string {
   return `${formatIP(p.addr)}/${p.cidr}`;
 }
 
+/**
+ * Whether `addr` lies in `p` (same family): `addr` masked to p.cidr equals p.addr, compared byte by byte without
+ * building the masked copy (kvstoremesh checks every copied node's addresses against every cluster's pod and
+ * underlay CIDRs and notAHost's ranges: a Buffer per test was ~2 % of its thread during churn, plus its garbage).
+ * A p.addr not masked to its length (never from parsePrefix) holds no address, as before.
+ */
 export function prefixContains(p: Prefix, addr: Buffer): boolean {
-  return addr.length === p.addr.length && maskPrefix(addr, p.cidr).equals(p.addr);
+  const n = addr.length;
+  if (n !== p.addr.length) return false;
+  const whole = Math.min(p.cidr >> 3, n);
+  for (let i = 0; i < whole; i++) if (addr[i] !== p.addr[i]) return false;
+  if (whole === n) return true;
+  if ((addr[whole]! & ((0xff00 >> (p.cidr & 7)) & 0xff)) !== p.addr[whole]) return false;
+  for (let i = whole + 1; i < n; i++) if (p.addr[i] !== 0) return false;
+  return true;
 }
 
 /** Whether prefix `outer` holds prefix `inner` whole (same family, no wider): allocates nothing (hot paths). */
