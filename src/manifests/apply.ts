@@ -9,6 +9,7 @@ import { stateKey, vipKey, vipPrefix } from '../controlplane/keys.js';
 import type { Etcd3 } from 'etcd3';
 import { formatIP, parsePrefix } from '../net/ip.js';
 import { connectEtcd, type EtcdOptions } from '../controlplane/kvstore.js';
+import { serviceCIDR } from '../controlplane/servicecidr.js';
 import { manifestName, parseManifests, type Manifest } from './validate.js';
 import { clusterConfigOf } from './store.js';
 
@@ -77,10 +78,6 @@ export async function appliedPolicyWarnings(access: EtcdOptions, cluster: string
   }
 }
 
-/** The range VIPs are allocated from: the cluster's serviceCIDR, else 100.127.<id>.0/24 (docs/etcd-keys.md). */
-export function serviceCIDR(cfg: { id: number; serviceCIDR?: string }): string {
-  return cfg.serviceCIDR ?? `100.127.${cfg.id}.0/24`;
-}
 
 /**
  * Gives every Service a cluster IP (spec.clusterIP, in place): an explicit

@@ -1,0 +1,81 @@
+// A cluster's service VIP range (serviceCIDR, default 100.127.<id>.0/24) must not cover pod or node addresses: the
+// node's load balancer answers a VIP first, so pods or nodes there would be unreachable at their own addresses
+// (docs/security.md, s15). `clustermesh enable` refuses a range over its own pod or underlay CIDRs; `connect`
+// refuses either side's range over the other's pod or underlay CIDRs, over the other's service range (VIPs are
+// unique in a mesh), and over the pod CIDRs of a cluster the other side pinned, all before any credential is issued
+// or anything written. Two real etcds with PKI folders. Oracle: the ranges' overlap worked out here by hand per case
+// (the comments), and a snapshot of each side (every key and value, revision, users, roles, PKI files) equal
+// before and after each refusal. Control: ranges apart connect, and the pins are written.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { connectClusters, enableCluster, type ClusterAccess } from '../../src/controlplane/clustermesh.js';
+import { pinnedKey } from '../../src/controlplane/keys.js';
+import { pinnedClusterCodec, type ClusterConfig } from '../../src/controlplane/records/cluster.js';
+import { createCA } from '../../src/controlplane/pki.js';
+import { hasCommand } from '../../src/testbed/netns.js';
+import { loopbackEtcd } from '../helpers/loopback-etcd.js';
+import { snapshot } from '../helpers/meshsnapshot.js';
+
+const C1: ClusterConfig = { name: 'c1', id: 1, podCIDRs: ['100.65.0.0/16'], underlayCIDRs: ['198.18.1.0/24'] }; // VIPs: 100.127.1.0/24
+const C2: ClusterConfig = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'] }; // VIPs: 100.127.2.0/24
+
+describe.skipIf(!hasCommand('etcd') || !hasCommand('openssl'))('service VIP ranges are kept apart from pod and node addresses (s15)', () => {
+  const etcds = [loopbackEtcd('svccidr-a', 27000), loopbackEtcd('svccidr-b', 29000)];
+  const dirs = [mkdtempSync(join(tmpdir(), 'wm-svccidr-a-')), mkdtempSync(join(tmpdir(), 'wm-svccidr-b-'))];
+  afterAll(async () => {
+    for (const e of etcds) await e.stop();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  it('enable refuses a service range over its own pod or underlay CIDRs, the default one included; nothing written', async () => {
+    await etcds[0]!.client();
+    const access = { endpoints: [etcds[0]!.url()!] };
+    const before = await snapshot(access);
+    const bad: Array<[string, ClusterConfig]> = [
+      ['inside its pod CIDR', { ...C1, serviceCIDR: '100.65.200.0/24' }],
+      ['covering its pod CIDR', { ...C1, serviceCIDR: '100.64.0.0/10' }],
+      ['inside its underlay', { ...C1, serviceCIDR: '198.18.1.128/25' }],
+      ['the default 100.127.1.0/24, inside pod CIDR 100.96.0.0/11 (100.96-100.127)', { ...C1, podCIDRs: ['100.96.0.0/11'] }],
+    ];
+    for (const [why, cfg] of bad) {
+      await expect(enableCluster(access, cfg), why).rejects.toMatchObject({ code: 'WM_SERVICE_CIDR_OVERLAP' });
+      expect(await snapshot(access), why).toBe(before);
+    }
+  });
+
+  it('connect refuses a range over the other side\'s pods, nodes, VIPs or pinned clusters\' pods; both etcds untouched', async () => {
+    const access: ClusterAccess[] = [];
+    for (const [i, cfg] of [C1, C2].entries()) {
+      const c = await etcds[i]!.client();
+      access.push({ endpoints: [etcds[i]!.url()!], pkiDir: dirs[i]! });
+      createCA(dirs[i]!, cfg.name);
+      await enableCluster({ endpoints: access[i]!.endpoints }, cfg);
+      // c1 is already connected to c3 (pods 100.67.0.0/16): its pin, as connect writes it
+      if (i === 0) await c.put(pinnedKey('c3')).value(pinnedClusterCodec.encode({ name: 'c3', id: 3, podCIDRs: ['100.67.0.0/16'], underlayCIDRs: ['198.18.3.0/24'], relay: false, acceptPolicies: false }));
+    }
+    const bad: Array<[string, Partial<ClusterConfig>]> = [
+      ['c2\'s pods 100.127.0.0/16 hold c1\'s VIPs 100.127.1.0/24 (c2\'s own VIPs moved apart)', { podCIDRs: ['100.127.0.0/16'], serviceCIDR: '100.80.0.0/24' }],
+      ['c2\'s underlay 100.127.1.0/25 inside c1\'s VIPs', { underlayCIDRs: ['198.18.2.0/24', '100.127.1.0/25'] }],
+      ['c2\'s VIPs 100.65.3.0/24 inside c1\'s pods 100.65.0.0/16', { serviceCIDR: '100.65.3.0/24' }],
+      ['c2\'s VIPs 198.18.1.0/25 inside c1\'s underlay 198.18.1.0/24', { serviceCIDR: '198.18.1.0/25' }],
+      ['c2\'s VIPs 100.127.1.128/25 inside c1\'s VIPs 100.127.1.0/24', { serviceCIDR: '100.127.1.128/25' }],
+      ['c2\'s VIPs 100.67.5.0/24 inside the pods of c3, pinned by c1', { serviceCIDR: '100.67.5.0/24' }],
+    ];
+    for (const [why, change] of bad) {
+      await enableCluster({ endpoints: access[1]!.endpoints }, { ...C2, ...change }); // c2 alone: its own ranges apart
+      const before = await Promise.all(access.map(snapshot));
+      for (const [a, b] of [[0, 1], [1, 0]] as const) {
+        await expect(connectClusters(access[a]!, access[b]!), why).rejects.toMatchObject({ code: 'WM_SERVICE_CIDR_OVERLAP' });
+        expect(await Promise.all(access.map(snapshot)), why).toEqual(before);
+      }
+    }
+
+    // control: ranges apart (the defaults, 100.127.1.0/24 and 100.127.2.0/24) connect; the pins are written
+    await enableCluster({ endpoints: access[1]!.endpoints }, C2);
+    const plain = access.map(({ endpoints }) => ({ endpoints }));
+    const { aPin, bPin } = await connectClusters(plain[0]!, plain[1]!);
+    expect([aPin.name, bPin.name]).toEqual(['c2', 'c1']);
+  }, 120_000);
+});
