@@ -6,28 +6,19 @@
 // or anything written. Two real etcds with PKI folders. Oracle: the ranges' overlap worked out here by hand per case
 // (the comments), and a snapshot of each side (every key and value, revision, users, roles, PKI files) equal
 // before and after each refusal. Control: ranges apart connect, and the pins are written.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { connectClusters, enableCluster, type ClusterAccess } from '../../src/controlplane/clustermesh.js';
 import { pinnedKey } from '../../src/controlplane/keys.js';
 import { pinnedClusterCodec, type ClusterConfig } from '../../src/controlplane/records/cluster.js';
 import { createCA } from '../../src/controlplane/pki.js';
 import { hasCommand } from '../../src/testbed/netns.js';
-import { loopbackEtcd } from '../helpers/loopback-etcd.js';
-import { snapshot } from '../helpers/meshsnapshot.js';
+import { etcdPair, snapshot } from '../helpers/meshsnapshot.js';
 
 const C1: ClusterConfig = { name: 'c1', id: 1, podCIDRs: ['100.65.0.0/16'], underlayCIDRs: ['198.18.1.0/24'] }; // VIPs: 100.127.1.0/24
 const C2: ClusterConfig = { name: 'c2', id: 2, podCIDRs: ['100.66.0.0/16'], underlayCIDRs: ['198.18.2.0/24'] }; // VIPs: 100.127.2.0/24
 
 describe.skipIf(!hasCommand('etcd') || !hasCommand('openssl'))('service VIP ranges are kept apart from pod and node addresses (s15)', () => {
-  const etcds = [loopbackEtcd('svccidr-a', 27000), loopbackEtcd('svccidr-b', 29000)];
-  const dirs = [mkdtempSync(join(tmpdir(), 'wm-svccidr-a-')), mkdtempSync(join(tmpdir(), 'wm-svccidr-b-'))];
-  afterAll(async () => {
-    for (const e of etcds) await e.stop();
-    for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  });
+  const { etcds, dirs } = etcdPair('svccidr', [27000, 29000]);
 
   it('enable refuses a service range over its own pod or underlay CIDRs, the default one included; nothing written', async () => {
     await etcds[0]!.client();
