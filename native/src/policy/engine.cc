@@ -21,6 +21,7 @@ const char* const kPolicyCounterNames[kPolCounterCount] = {
     "drop_fragment",
     "drop_ipv6_ext_chain",
     "policy_to_kernel_packets",
+    "policy_icmp_unrecorded",
 };
 
 namespace {
@@ -303,6 +304,9 @@ bool PolicyEngine::related(const PacketView& pv, uint32_t src_id) {
 
 bool PolicyEngine::admit(const PacketView& pv, const Admission& a) {
   if (!a.pending) return true;
+  // ICMP no entry tracks passes again on every packet: recorded as a new flow
+  // only when icmp_records_ has not seen it lately (icmprecord.h).
+  if (!a.track && !untracked_is_new(pv, a)) return true;
   FlowTuple t = tuple(pv);
   CtCreate c = a.track ? ct_.create(a.scope, t, now_s(), a.rule, a.endpoint, a.redirect) : kCtCreated;
   bool full = c == kCtTableFull || c == kCtQuotaFull || c == kCtSourceFull, refused = c == kCtSourceFull;
@@ -312,6 +316,23 @@ bool PolicyEngine::admit(const PacketView& pv, const Admission& a) {
          a.scope == kCtIngress ? kFlowIngress : kFlowEgress, a.src_id, a.dst_id, a.rule, a.peer, a.wall_ms,
          uint8_t(a.flags | (a.redirect ? kFlowFlagProxy : 0)));
   return !refused;
+}
+
+bool PolicyEngine::untracked_is_new(const PacketView& pv, const Admission& a) {
+  IcmpRecordGate::Tuple t;
+  t.direction = a.scope == kCtIngress ? kFlowIngress : kFlowEgress;
+  t.family = uint8_t(pv.ip.version);
+  t.proto = pv.proto;
+  t.src_identity = a.src_id;
+  t.dst_identity = a.dst_id;
+  std::memcpy(t.src, pv.ip.src, size_t(pv.ip.addr_len));
+  std::memcpy(t.dst, pv.ip.dst, size_t(pv.ip.addr_len));
+  IcmpRecordGate::Sender s;
+  s.peer = a.peer;
+  if (!a.peer) std::memcpy(s.src, pv.ip.src, size_t(pv.ip.addr_len));
+  IcmpRecordGate::Verdict v = icmp_records_.admit(t, s, now_s());
+  if (v == IcmpRecordGate::kOverBudget) count(kPolIcmpUnrecorded);
+  return v == IcmpRecordGate::kRecord;
 }
 
 void PolicyEngine::drop(const PacketView& pv, PolicyResult res, FlowDirection dir, uint32_t src_id, uint32_t dst_id,
