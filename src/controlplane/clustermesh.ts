@@ -107,8 +107,12 @@ export function enableAgainst(cfg: ClusterConfig, pins: PinnedCluster[], nodes: 
   return nodes.flatMap((n) => n.addresses.filter((a) => !inside(a)).map((a) => `node ${cfg.name}/${n.name}: address ${a} is outside the underlay CIDRs ${(cfg.underlayCIDRs ?? []).join(', ')}: its readers will refuse it`));
 }
 
-/** Writes `cfg` as this etcd's cluster-config (first time or again); returns warnings (enableAgainst). */
-export async function enableCluster(access: EtcdOptions, cfg: ClusterConfig): Promise<string[]> {
+/**
+ * Writes `cfg` as this etcd's cluster-config (first time or again); returns warnings (enableAgainst). A `cfg`
+ * without serviceCIDR keeps the one stored by an earlier enable (VIPs already handed out come from it).
+ */
+export async function enableCluster(access: EtcdOptions, given: ClusterConfig): Promise<string[]> {
+  let cfg = given;
   validateClusterName(cfg.name);
   validateClusterId(cfg.id, 'id', cfg.maxConnectedClusters ?? 255);
   validatePrefixes(cfg.podCIDRs, 'podCIDRs');
@@ -117,7 +121,7 @@ export async function enableCluster(access: EtcdOptions, cfg: ClusterConfig): Pr
   const checked = tryDecode(clusterConfigCodec, clusterConfigKey(cfg.name), clusterConfigCodec.encode(cfg));
   if (!checked.ok) throw new MeshError('WM_CLUSTER_CONFIG_INVALID', checked.error.message);
   underlayApart(cfg, cfg);
-  serviceClear(cfg, cfg);
+  if (cfg.serviceCIDR) serviceClear(cfg, cfg); // else once the stored one is known
   return withEtcd(access, async (c) => {
     const all = await c.getAll().prefix(clusterConfigPrefix()).strings();
     const others = Object.keys(all).filter((k) => k !== clusterConfigKey(cfg.name));
@@ -128,7 +132,9 @@ export async function enableCluster(access: EtcdOptions, cfg: ClusterConfig): Pr
       if (old.ok && old.value.id !== cfg.id) throw new MeshError('WM_CLUSTER_ID_CHANGED', `cluster ${cfg.name} is already enabled with id ${old.value.id}, not ${cfg.id}`);
       if (old.ok && (old.value.maxConnectedClusters ?? 255) !== (cfg.maxConnectedClusters ?? 255))
         throw new MeshError('WM_MAX_CLUSTERS_MISMATCH', `cluster ${cfg.name} is enabled with maxConnectedClusters ${old.value.maxConnectedClusters ?? 255}: its identities are laid out for it`);
+      if (old.ok && old.value.serviceCIDR && !cfg.serviceCIDR) cfg = { ...cfg, serviceCIDR: old.value.serviceCIDR };
     }
+    serviceClear(cfg, cfg);
     // what this etcd pinned, and its own node records (undecodable ones: warned about as well)
     const warned: string[] = [];
     const pins = (await decodeAll(c, pinnedPrefix(), pinnedClusterCodec, warned)).map((e) => e.value);

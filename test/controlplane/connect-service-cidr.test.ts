@@ -8,8 +8,11 @@
 // before and after each refusal. Control: ranges apart connect, and the pins are written.
 import { describe, expect, it } from 'vitest';
 import { connectClusters, enableCluster, type ClusterAccess } from '../../src/controlplane/clustermesh.js';
-import { pinnedKey } from '../../src/controlplane/keys.js';
-import { pinnedClusterCodec, type ClusterConfig } from '../../src/controlplane/records/cluster.js';
+import { clusterConfigKey, pinnedKey } from '../../src/controlplane/keys.js';
+import { clusterConfigCodec, pinnedClusterCodec, type ClusterConfig } from '../../src/controlplane/records/cluster.js';
+import { connectEtcd } from '../../src/controlplane/kvstore.js';
+import { applyManifests } from '../../src/manifests/apply.js';
+import { validateManifest } from '../../src/manifests/validate.js';
 import { createCA } from '../../src/controlplane/pki.js';
 import { hasCommand } from '../../src/testbed/netns.js';
 import { etcdPair, snapshot } from '../helpers/meshsnapshot.js';
@@ -55,7 +58,8 @@ describe.skipIf(!hasCommand('etcd') || !hasCommand('openssl'))('service VIP rang
       ['c2\'s VIPs 100.67.5.0/24 inside the pods of c3, pinned by c1', { serviceCIDR: '100.67.5.0/24' }],
     ];
     for (const [why, change] of bad) {
-      await enableCluster({ endpoints: access[1]!.endpoints }, { ...C2, ...change }); // c2 alone: its own ranges apart
+      // c2 alone: its own ranges apart (the default range named: enable keeps a stored one otherwise)
+      await enableCluster({ endpoints: access[1]!.endpoints }, { ...C2, serviceCIDR: '100.127.2.0/24', ...change });
       const before = await Promise.all(access.map(snapshot));
       for (const [a, b] of [[0, 1], [1, 0]] as const) {
         await expect(connectClusters(access[a]!, access[b]!), why).rejects.toMatchObject({ code: 'WM_SERVICE_CIDR_OVERLAP' });
@@ -64,9 +68,43 @@ describe.skipIf(!hasCommand('etcd') || !hasCommand('openssl'))('service VIP rang
     }
 
     // control: ranges apart (the defaults, 100.127.1.0/24 and 100.127.2.0/24) connect; the pins are written
-    await enableCluster({ endpoints: access[1]!.endpoints }, C2);
+    await enableCluster({ endpoints: access[1]!.endpoints }, { ...C2, serviceCIDR: '100.127.2.0/24' });
     const plain = access.map(({ endpoints }) => ({ endpoints }));
     const { aPin, bPin } = await connectClusters(plain[0]!, plain[1]!);
     expect([aPin.name, bPin.name]).toEqual(['c2', 'c1']);
   }, 120_000);
+
+  it('enable takes --service-cidr and keeps the stored one when run again without it', async () => {
+    const access = { endpoints: [etcds[1]!.url()!] };
+    const stored = async () => {
+      const c = connectEtcd(access);
+      try {
+        return clusterConfigCodec.decode(clusterConfigKey('c2'), (await c.get(clusterConfigKey('c2')).string())!).serviceCIDR;
+      } finally {
+        c.close();
+      }
+    };
+    // pods 100.96.0.0/11 (100.96-100.127) hold the default 100.127.2.0/24: refused without a range of its own,
+    // enabled with one apart, and enabled again without it (the stored range kept, not the default put back)
+    const wide = { ...C2, podCIDRs: ['100.96.0.0/11'] };
+    await expect(enableCluster(access, wide)).rejects.toMatchObject({ code: 'WM_SERVICE_CIDR_OVERLAP' });
+    await enableCluster(access, { ...wide, serviceCIDR: '100.80.0.0/24' });
+    await enableCluster(access, wide);
+    expect(await stored()).toBe('100.80.0.0/24');
+    await enableCluster(access, C2); // pods moved back: still the stored range
+    expect(await stored()).toBe('100.80.0.0/24');
+  });
+
+  it('apply refuses a Service clusterIP outside the cluster\'s service CIDR (a pod\'s, a node\'s, another family)', async () => {
+    const access = { endpoints: [etcds[1]!.url()!] }; // c2, service CIDR 100.80.0.0/24 (the test above)
+    const svc = (clusterIP: string) =>
+      validateManifest({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'shop' }, spec: { clusterIP, selector: { app: 'web' }, ports: [{ port: 80 }] } });
+    const before = await snapshot(access);
+    // c2's own pod, a node of c2's underlay, c1's pod, the default range no longer c2's, an IPv6 address
+    for (const ip of ['100.66.0.5', '198.18.2.7', '100.65.0.5', '100.127.2.9', 'fd00::1']) {
+      await expect(applyManifests(access, 'c2', [svc(ip)]), ip).rejects.toMatchObject({ code: 'WM_CONFIG_INVALID' });
+      expect(await snapshot(access), ip).toBe(before);
+    }
+    expect(await applyManifests(access, 'c2', [svc('100.80.0.9')])).toEqual(['service/shop/web']); // control
+  });
 });
