@@ -294,6 +294,11 @@ export async function connectClusters(aAccess: ClusterAccess, bAccess: ClusterAc
       if (pin.name !== other.name) {
         preflight({ name: pin.name, id: pin.id, podCIDRs: pin.podCIDRs, ...(pin.underlayCIDRs ? { underlayCIDRs: pin.underlayCIDRs } : {}) }, other);
         serviceClear(other, pin); // other's VIPs would shadow the pods of a cluster it may reach through self
+        // a pin carries no service range: the pinned cluster's default one (100.127.<id>.0/24), which its VIPs
+        // come from unless it named another (then this may refuse a range that was apart: fail closed)
+        const pinned = { name: pin.name, id: pin.id };
+        servicesApart(other, pinned);
+        serviceClear(pinned, other);
       }
     // the other's pod CIDRs become routes into the tunnels here: they must not hold our own infrastructure
     const nodes = await withEtcd(access, (c) => decodeAll(c, statePrefix('nodes', self.name), nodeCodec));

@@ -2,10 +2,11 @@
 // node's load balancer answers a VIP first, so pods or nodes there would be unreachable at their own addresses
 // (docs/security.md, s15). `clustermesh enable` refuses a range over its own pod or underlay CIDRs; `connect`
 // refuses either side's range over the other's pod or underlay CIDRs, over the other's service range (VIPs are
-// unique in a mesh), and over the pod CIDRs of a cluster the other side pinned, all before any credential is issued
-// or anything written. Two real etcds with PKI folders. Oracle: the ranges' overlap worked out here by hand per case
-// (the comments), and a snapshot of each side (every key and value, revision, users, roles, PKI files) equal
-// before and after each refusal. Control: ranges apart connect, and the pins are written.
+// unique in a mesh), over the pod CIDRs and the default service range of a cluster the other side pinned, all
+// before any credential is issued or anything written. Two real etcds with PKI folders. Oracle: the ranges' overlap
+// worked out here by hand per case (the comments), and a snapshot of each side (every key and value, revision,
+// users, roles, PKI files) equal before and after each refusal. Control: ranges apart connect, and the pins are
+// written. Then `enable --service-cidr` (kept when enabled again without it) and `apply`'s clusterIP check.
 import { describe, expect, it } from 'vitest';
 import { connectClusters, enableCluster, type ClusterAccess } from '../../src/controlplane/clustermesh.js';
 import { clusterConfigKey, pinnedKey } from '../../src/controlplane/keys.js';
@@ -56,6 +57,9 @@ describe.skipIf(!hasCommand('etcd') || !hasCommand('openssl'))('service VIP rang
       ['c2\'s VIPs 198.18.1.0/25 inside c1\'s underlay 198.18.1.0/24', { serviceCIDR: '198.18.1.0/25' }],
       ['c2\'s VIPs 100.127.1.128/25 inside c1\'s VIPs 100.127.1.0/24', { serviceCIDR: '100.127.1.128/25' }],
       ['c2\'s VIPs 100.67.5.0/24 inside the pods of c3, pinned by c1', { serviceCIDR: '100.67.5.0/24' }],
+      // a pin carries no service range: c3's default one, 100.127.3.0/24
+      ['c2\'s VIPs 100.127.3.0/25 inside c3\'s default VIPs (c3 pinned by c1)', { serviceCIDR: '100.127.3.0/25' }],
+      ['c2\'s pods 100.127.3.0/24 hold c3\'s default VIPs (c3 pinned by c1)', { podCIDRs: ['100.66.0.0/16', '100.127.3.0/24'] }],
     ];
     for (const [why, change] of bad) {
       // c2 alone: its own ranges apart (the default range named: enable keeps a stored one otherwise)
