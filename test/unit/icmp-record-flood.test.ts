@@ -30,11 +30,11 @@ function drain(): RawFlow[] {
   expect(lost).toBe(0);
   return decodeFlows(records);
 }
-const allowIcmp = (identity: number) =>
-  encodeEntries([
+const allowIcmp = (...identities: number[]) =>
+  encodeEntries(identities.flatMap((identity) => [
     { identity, proto: 1, deny: false, lo: 0, hi: 65535, rule: 1 },
     { identity, proto: 58, deny: false, lo: 0, hi: 65535, rule: 2 },
-  ]);
+  ]));
 
 beforeAll(() => {
   d = new WireGuardDevice({ createTun: false });
@@ -43,7 +43,7 @@ beforeAll(() => {
     ipcacheRow(TARGET[6], 128, 70002, 2), ipcacheRow(ATTACKER, 32, 70007, 7),
     ...HONEST.map((a, i) => ipcacheRow(a, 32, 70008 + i, 8 + i))];
   d.native.ipcacheUpdate(Buffer.concat(rows), Buffer.alloc(0));
-  d.native.setEndpointPolicy(2, 70002, allowIcmp(X), null);
+  d.native.setEndpointPolicy(2, 70002, allowIcmp(X, 2), null); // and from the world (identity 2)
   d.native.setEndpointPolicy(7, 70007, null, allowIcmp(2)); // to the world (identity 2)
   HONEST.forEach((_, i) => d.native.setEndpointPolicy(8 + i, 70008 + i, null, allowIcmp(2)));
   drain();
@@ -101,5 +101,46 @@ describe('untracked ICMP floods cost a record per tuple a minute, not one per pa
     // the error is a tuple the first test already recorded (same direction, ends and identities); the pod's
     // replies are new, one a family, and no more on the second and third round
     expect(flows.map((f) => `${f.src}>${f.dst}`).sort()).toEqual(['100.64.2.3>100.64.1.1', 'fd64::3>fd64::1']);
+  });
+
+  it('the world floods a pod from 20,000 addresses of one /64, then 100,000 from many prefixes: a /64 is one sender, '
+    + 'the ring loses nothing, honest pods are still recorded', () => {
+    // A host outside picks any address of its prefix: an IPv6 /64 (as conntrack charges it) or an IPv4 /24 is one
+    // sender. Before (s15 review): one budget per address, 20,000 records from one /64 (3,616 overwritten in the
+    // ring), and floods from many addresses spent the budget slots the node's pods were charged to.
+    const before = counters();
+    const from64 = (net: number, host: number) => ip(`2001:db8:0:${net.toString(16)}::${host.toString(16)}`);
+    for (let i = 1; i <= FLOOD; i++) d.native.policyCheck(icmpPacket(6, from64(0, i), TARGET[6], 129, i));
+    const one64 = drain(); // the ring kept every record (drain() checks)
+    const after = counters();
+    expect(one64.length).toBeGreaterThanOrEqual(PER_SENDER); // 64 in a window; 128 if the flood straddled its end
+    expect(one64.length).toBeLessThanOrEqual(2 * PER_SENDER);
+    expect(one64.every((f) => f.srcIdentity === 2 && f.dst === 'fd64::3')).toBe(true);
+    expect(after.policy_icmp_unrecorded! - before.policy_icmp_unrecorded!).toBe(FLOOD - one64.length);
+
+    // 100,000 distinct tuples from 200 IPv4 /24s and 1,000 IPv6 /64s. Every packet is recorded or counted held back
+    // (each tuple is new), and the others' table records at most 2,048 a second (icmprecord.h), so a flood fills
+    // neither the ring between drains nor anything a pod is charged to.
+    const start = performance.now();
+    const mid = counters();
+    let recorded = 0;
+    for (let n = 0; n < 200; n++) {
+      for (let k = 1; k <= 250; k++) {
+        d.native.policyCheck(icmpPacket(4, ip(`198.18.${n}.${k}`), TARGET[4], 0, k));
+        d.native.policyCheck(icmpPacket(6, from64(1 + n * 5 + (k % 5), k), TARGET[6], 129, k));
+      }
+      if (n % 20 === 19) recorded += drain().length;
+    }
+    const seconds = Math.floor((performance.now() - start) / 1000) + 2; // the engine's seconds the loop touched, at most
+    const end = counters();
+    expect(recorded + end.policy_icmp_unrecorded! - mid.policy_icmp_unrecorded!).toBe(100_000);
+    expect(end.policy_forwarded_new_flows! - mid.policy_forwarded_new_flows!).toBe(recorded);
+    expect(recorded).toBeLessThanOrEqual(2048 * seconds);
+
+    // the node's pods have their own budgets: every honest pod's new tuples are recorded, right after
+    for (const a of HONEST) for (let n = 1; n <= 3; n++) d.native.policyCheck(icmpPacket(4, a, ip(`198.19.1.${n}`), 5, 0));
+    const honest = drain();
+    // (a pod shares the earlier test's attacker pod's slot 1 in 1,024 times: at least three of four)
+    expect(HONEST.filter((a) => honest.filter((f) => f.src === a.join('.')).length === 3).length).toBeGreaterThanOrEqual(3);
   });
 });

@@ -327,9 +327,13 @@ bool PolicyEngine::untracked_is_new(const PacketView& pv, const Admission& a) {
   t.dst_identity = a.dst_id;
   std::memcpy(t.src, pv.ip.src, size_t(pv.ip.addr_len));
   std::memcpy(t.dst, pv.ip.dst, size_t(pv.ip.addr_len));
-  IcmpRecordGate::Sender s;
-  s.peer = a.peer;
-  if (!a.peer) std::memcpy(s.src, pv.ip.src, size_t(pv.ip.addr_len));
+  // A pod of this node by its endpoint, a remote node by its peer, anyone
+  // else (host, world) by its source prefix: outside floods never spend a pod's budget.
+  using Sender = IcmpRecordGate::Sender;
+  Sender s = a.scope == kCtEgress ? Sender::pod(a.endpoint)
+             : a.source_endpoint  ? Sender::pod(a.source_endpoint)
+             : a.peer             ? Sender::peer(a.peer)
+                                  : Sender::source(t.family, pv.ip.src);
   IcmpRecordGate::Verdict v = icmp_records_.admit(t, s, now_s());
   if (v == IcmpRecordGate::kOverBudget) count(kPolIcmpUnrecorded);
   return v == IcmpRecordGate::kRecord;
@@ -380,6 +384,7 @@ PolicyEngine::TxAction PolicyEngine::tx(const PacketView& pv, uint64_t wall_ms, 
   if (se && decide(*se, kCtEgress, dst_id, pv, src_id, dst_id, 0, wall_ms, flags, &eg) == kCheckDrop) return kTxDrop;
   if (de) {
     CheckResult r = decide(*de, kCtIngress, src_id, pv, src_id, dst_id, 0, wall_ms, flags, &in);
+    in.source_endpoint = se ? se->id : 0;
     if (r == kCheckDrop || !admit(pv, in)) return kTxDrop;
     admit(pv, eg);
     count(kPolHairpin);

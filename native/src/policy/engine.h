@@ -179,6 +179,7 @@ class PolicyEngine {
     uint64_t wall_ms = 0;
     uint8_t flags = 0;
     bool track = true;  // false: passed without a conntrack entry (stateless ICMP, an ICMP answer)
+    uint32_t source_endpoint = 0;  // ingress from a pod of this node: its endpoint id (icmp_records_' sender)
   };
   // The verdict of one endpoint's check; a drop is counted and recorded here,
   // an allowed new flow is left pending in *adm.
