@@ -12,7 +12,8 @@
 // replies, time and gc: its accounts must keep every bound (the inbound half,
 // a destination's quarter), sum up (the destinations' counts to the half's,
 // the half and the pods' own to the table's size) and return to zero; (5)
-// IPv4 ICMP queries, answers and errors quoting a flow (see fuzz_ipv4_icmp).
+// IPv4 ICMP queries, answers and errors quoting a flow (see fuzz_ipv4_icmp),
+// on (2)'s path behind an IP version nibble of 2.
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -263,10 +264,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     fuzz_ipv6_chain(data + 1, size - 1);
     return 0;
   }
-  if ((data[0] & 3) == 2 && (data[0] & 16)) {
-    fuzz_ipv4_icmp(data + 1, size - 1);
-    return 0;
-  }
   if (data[0] & 1) {
     struct K {
       uint32_t a, b;
@@ -301,6 +298,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   const uint8_t* pkt = data + 1;
   size_t len = size - 1;
+  // Built IPv4 ICMP: on the plain path, behind IP version 2, which parse_ip
+  // refuses: inputs of the corpus before it did nothing there, so none is
+  // re-routed (every first byte already picks a branch).
+  if (len >= 1 && (pkt[0] >> 4) == 2) {
+    fuzz_ipv4_icmp(pkt + 1, len - 1);
+    return 0;
+  }
   uint32_t identity = 0;
   if (len >= 8 && (pkt[0] >> 4) == 1) {
     identity = load_be32(pkt + 4);
