@@ -147,7 +147,8 @@ export async function startMesh(K: number, dir: string, bin: string | undefined,
   try {
     for (let k = 1; k <= K; k++) {
       etcds.push(await startEtcd({ name: clusterName(k), dataDir: join(dir, `etcd${k}`), host: '127.0.0.1', clientPort: etcdPort(k), peerPort: etcdPort(k) + 1, logFile: join(dir, `etcd${k}.log`), tickMs: tune.tickMs, goMaxProcs: tune.goMaxProcs, backendBatchMs: tune.batchMs }));
-      await enableCluster({ endpoints: [etcdUrl(k)] }, { name: clusterName(k), id: k, podCIDRs: clusterPodCIDRs(opts, k), underlayCIDRs: underlayCIDRs(k) });
+      // VIPs apart from the pods (100.64.0.0/10 at the largest shapes holds the default 100.127.<k>.0/24) and the underlay
+      await enableCluster({ endpoints: [etcdUrl(k)] }, { name: clusterName(k), id: k, podCIDRs: clusterPodCIDRs(opts, k), underlayCIDRs: underlayCIDRs(k), serviceCIDR: `198.19.${k}.0/24` });
       clients.push(connectEtcd({ endpoints: [etcdUrl(k)] }));
     }
     await Promise.all(

@@ -28,6 +28,11 @@ export const CONNTRACK_PRESSURE: Array<[string, string, string]> = [
   ['service-nat', 'table-full', 'service_nat_full'],
 ];
 
+/** Native counters that are a metric of their own, without labels: [metric, help, counter]. */
+export const NATIVE_COUNTERS: Array<[string, string, string]> = [
+  ['wiremesh_policy_icmp_unrecorded_total', "Allowed ICMP no conntrack entry tracks (an unsolicited answer, a redirect, an error policy allows) of a new tuple left without a flow record and not counted as a new flow: its sender's budget (64 new tuples a minute) or all senders' rate (2,048 a second, pods apart from the rest) was spent (native/src/policy/icmprecord.h). Its packets still pass by policy.", 'policy_icmp_unrecorded'],
+];
+
 /** Route-table counters (RouteTableStats field): [metric, help, field]. */
 export const ROUTE_COUNTERS: Array<[string, string, keyof RouteTableStats]> = [
   ['wiremesh_route_batches_total', 'Route-table writes: `ip -force -batch` runs started (each carries every route change made since the last).', 'batches'],

@@ -19,7 +19,7 @@ import type { RouteTableStats } from './routetable.js';
 import type { DnsCounters } from '../services/dns.js';
 import { registerDnsMetrics } from '../services/dnsmetrics.js';
 import type { RegistrationStatus } from './registrationstate.js';
-import { CONNTRACK_PRESSURE, ROUTE_COUNTERS, VERDICTS } from './metricrows.js';
+import { CONNTRACK_PRESSURE, NATIVE_COUNTERS, ROUTE_COUNTERS, VERDICTS } from './metricrows.js';
 
 /** One scrape's view of the agent (Agent.metricsSnapshot). */
 export interface MetricsSnapshot {
@@ -388,13 +388,17 @@ export class AgentMetrics {
         totals(this, rows);
       },
     });
-    for (const [name, help, field] of ROUTE_COUNTERS)
+    const single: Array<[string, string, () => number]> = [
+      ...ROUTE_COUNTERS.map(([name, help, field]): [string, string, () => number] => [name, help, () => s().routes?.[field] ?? 0]),
+      ...NATIVE_COUNTERS.map(([name, help, c]): [string, string, () => number] => [name, help, () => s().counters[c] ?? 0]),
+    ];
+    for (const [name, help, read] of single)
       new Counter({
         name,
         help,
         registers: reg,
         collect() {
-          totals(this, [[{}, s().routes?.[field] ?? 0]]);
+          totals(this, [[{}, read()]]);
         },
       });
     registerDnsMetrics(this.registry, 'wiremesh_dns', "The node's service DNS", () => s().dns);

@@ -168,15 +168,16 @@ export async function main(argv: string[]): Promise<number> {
     })
     .requiredOption('--pod-cidr <cidrs>', 'pod CIDRs, comma separated')
     .requiredOption('--underlay-cidrs <cidrs>', "where the cluster's node addresses live, comma separated (pinned by connect: each node address must lie inside)")
+    .option('--service-cidr <cidr>', "the range service VIPs come from (default: the one stored by an earlier enable, else 100.127.<id>.0/24); must not overlap pod or node addresses")
     .option('--relay', 'make this cluster a hub: its nodes relay traffic between the clusters they reach (hub-and-spoke)')
     .option('--max-connected-clusters <n>', 'mesh-wide cluster-id layout, the same in every cluster: 255 (default) or 511 (15 local identity bits)', (v) => {
       if (v !== '255' && v !== '511') throw new InvalidArgumentError('255 or 511');
       return Number(v) as 255 | 511;
     })
-    .action(async (o: { cluster: string; id: number; podCidr: string; underlayCidrs: string; etcd: string; relay?: boolean; maxConnectedClusters?: 255 | 511 }) => {
+    .action(async (o: { cluster: string; id: number; podCidr: string; underlayCidrs: string; serviceCidr?: string; etcd: string; relay?: boolean; maxConnectedClusters?: 255 | 511 }) => {
       const { enableCluster } = await import('../controlplane/clustermesh.js');
       const layout = o.maxConnectedClusters === 511 ? { maxConnectedClusters: 511 as const } : {};
-      for (const w of await enableCluster(etcdOptions(o), { name: o.cluster, id: o.id, podCIDRs: o.podCidr.split(','), underlayCIDRs: o.underlayCidrs.split(','), ...(o.relay ? { relay: true } : {}), ...layout })) console.warn(`warning: ${w}`);
+      for (const w of await enableCluster(etcdOptions(o), { name: o.cluster, id: o.id, podCIDRs: o.podCidr.split(','), underlayCIDRs: o.underlayCidrs.split(','), ...(o.serviceCidr ? { serviceCIDR: o.serviceCidr } : {}), ...(o.relay ? { relay: true } : {}), ...layout })) console.warn(`warning: ${w}`);
       console.log(`cluster ${o.cluster} (id ${o.id}) enabled${o.relay ? ' as a relay hub' : ''}`);
     });
   withEtcdFlags(withEtcdFlags(cm.command('connect').description('connect two clusters (both directions)'), 'a'), 'b')

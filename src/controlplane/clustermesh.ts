@@ -23,6 +23,7 @@ import { connectEtcd, type EtcdOptions } from './kvstore.js';
 import { issueRemoteReader } from './pki.js';
 import { ensureRole, idempotent, kvstoremeshRole, observerRole, REMOTE_READER_ROLE, remoteReaderRole } from './rbac.js';
 import { prefixesOverlap } from './types.js';
+import { serviceClear, servicesApart } from './servicecidr.js';
 import { validateClusterId, validateClusterName, validatePrefixes } from '../validate.js';
 import { isCidr } from './records/fields.js';
 import {
@@ -100,13 +101,18 @@ export function enableAgainst(cfg: ClusterConfig, pins: PinnedCluster[], nodes: 
         if (prefixesOverlap(parsePrefix(pa), parsePrefix(pb))) throw new MeshError('WM_POD_CIDR_OVERLAP', `pod CIDR ${pa} of ${cfg.name} overlaps ${pb} of pinned ${p.name}`);
     underlayApart(cfg, p);
     underlayApart(p, cfg);
+    serviceClear(cfg, p); // (a pin carries no service range of its own)
   }
   const inside = (a: string) => (cfg.underlayCIDRs ?? []).some((c) => prefixContains(parsePrefix(c), parseIP(a)!));
   return nodes.flatMap((n) => n.addresses.filter((a) => !inside(a)).map((a) => `node ${cfg.name}/${n.name}: address ${a} is outside the underlay CIDRs ${(cfg.underlayCIDRs ?? []).join(', ')}: its readers will refuse it`));
 }
 
-/** Writes `cfg` as this etcd's cluster-config (first time or again); returns warnings (enableAgainst). */
-export async function enableCluster(access: EtcdOptions, cfg: ClusterConfig): Promise<string[]> {
+/**
+ * Writes `cfg` as this etcd's cluster-config (first time or again); returns warnings (enableAgainst). A `cfg`
+ * without serviceCIDR keeps the one stored by an earlier enable (VIPs already handed out come from it).
+ */
+export async function enableCluster(access: EtcdOptions, given: ClusterConfig): Promise<string[]> {
+  let cfg = given;
   validateClusterName(cfg.name);
   validateClusterId(cfg.id, 'id', cfg.maxConnectedClusters ?? 255);
   validatePrefixes(cfg.podCIDRs, 'podCIDRs');
@@ -115,6 +121,7 @@ export async function enableCluster(access: EtcdOptions, cfg: ClusterConfig): Pr
   const checked = tryDecode(clusterConfigCodec, clusterConfigKey(cfg.name), clusterConfigCodec.encode(cfg));
   if (!checked.ok) throw new MeshError('WM_CLUSTER_CONFIG_INVALID', checked.error.message);
   underlayApart(cfg, cfg);
+  if (cfg.serviceCIDR) serviceClear(cfg, cfg); // else once the stored one is known
   return withEtcd(access, async (c) => {
     const all = await c.getAll().prefix(clusterConfigPrefix()).strings();
     const others = Object.keys(all).filter((k) => k !== clusterConfigKey(cfg.name));
@@ -125,7 +132,9 @@ export async function enableCluster(access: EtcdOptions, cfg: ClusterConfig): Pr
       if (old.ok && old.value.id !== cfg.id) throw new MeshError('WM_CLUSTER_ID_CHANGED', `cluster ${cfg.name} is already enabled with id ${old.value.id}, not ${cfg.id}`);
       if (old.ok && (old.value.maxConnectedClusters ?? 255) !== (cfg.maxConnectedClusters ?? 255))
         throw new MeshError('WM_MAX_CLUSTERS_MISMATCH', `cluster ${cfg.name} is enabled with maxConnectedClusters ${old.value.maxConnectedClusters ?? 255}: its identities are laid out for it`);
+      if (old.ok && old.value.serviceCIDR && !cfg.serviceCIDR) cfg = { ...cfg, serviceCIDR: old.value.serviceCIDR };
     }
+    serviceClear(cfg, cfg);
     // what this etcd pinned, and its own node records (undecodable ones: warned about as well)
     const warned: string[] = [];
     const pins = (await decodeAll(c, pinnedPrefix(), pinnedClusterCodec, warned)).map((e) => e.value);
@@ -272,6 +281,8 @@ export async function connectClusters(aAccess: ClusterAccess, bAccess: ClusterAc
     if (!c.underlayCIDRs)
       throw new MeshError('WM_UNDERLAY_CIDRS_MISSING', `cluster ${c.name} was enabled without underlay CIDRs: run \`wiremesh clustermesh enable\` again with --underlay-cidrs, then connect`);
   preflight(a, b);
+  for (const [x, y] of [[a, b], [b, a]] as const) serviceClear(x, y);
+  servicesApart(a, b);
   // the operator's relay lists are checked before anything changes (relayCIDRsFor throws WM_RELAY_CIDR_INVALID)
   for (const [self, hub, list] of [[a, b, opts.aRelayCIDRs], [b, a, opts.bRelayCIDRs]] as const) if (list) relayCIDRsFor(self.name, hub, [], list);
   // and against every cluster either side is already connected to: ids and pod CIDRs are unique mesh-wide,
@@ -280,7 +291,15 @@ export async function connectClusters(aAccess: ClusterAccess, bAccess: ClusterAc
   for (const [access, self, other] of [[aAccess, a, b], [bAccess, b, a]] as const) {
     pinsOf.set(self.name, (await withEtcd(access, (c) => decodeAll(c, pinnedPrefix(), pinnedClusterCodec))).map((e) => e.value));
     for (const pin of pinsOf.get(self.name)!)
-      if (pin.name !== other.name) preflight({ name: pin.name, id: pin.id, podCIDRs: pin.podCIDRs, ...(pin.underlayCIDRs ? { underlayCIDRs: pin.underlayCIDRs } : {}) }, other);
+      if (pin.name !== other.name) {
+        preflight({ name: pin.name, id: pin.id, podCIDRs: pin.podCIDRs, ...(pin.underlayCIDRs ? { underlayCIDRs: pin.underlayCIDRs } : {}) }, other);
+        serviceClear(other, pin); // other's VIPs would shadow the pods of a cluster it may reach through self
+        // a pin carries no service range: the pinned cluster's default one (100.127.<id>.0/24), which its VIPs
+        // come from unless it named another (then this may refuse a range that was apart: fail closed)
+        const pinned = { name: pin.name, id: pin.id };
+        servicesApart(other, pinned);
+        serviceClear(pinned, other);
+      }
     // the other's pod CIDRs become routes into the tunnels here: they must not hold our own infrastructure
     const nodes = await withEtcd(access, (c) => decodeAll(c, statePrefix('nodes', self.name), nodeCodec));
     const infra = [...nodes.flatMap((n) => n.value.addresses), ...access.endpoints.map((u) => new URL(u).hostname.replace(/^\[|\]$/g, ''))];

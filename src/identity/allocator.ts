@@ -348,8 +348,10 @@ export class IdentityCollector {
         continue;
       }
       // one call at a time, each under its deadline: a give-up throws here and keeps the candidates as they were
-      const keys = [key, identityIndexKey(this.cluster, labelsHash(rec.labels))];
-      if (await this.call(token, () => this.store.deleteIfUnchanged(key, rev, keys))) {
+      // the label set's index entry goes with it only if it names this identity: a node of the cluster may have
+      // pointed it at another one since (an honest allocation's, which must keep it)
+      const index = { key: identityIndexKey(this.cluster, labelsHash(rec.labels)), value: String(rec.id) };
+      if (await this.call(token, () => this.store.release(key, rev, index))) {
         progress.deleted++;
         this.log.info({ identity: rec.id }, 'identity released: no node uses it');
       }
@@ -380,8 +382,12 @@ export interface CollectorStore {
   list(prefix: string, rejected?: RefusedAt): Promise<Array<{ key: string; value: string; modRevision: string }>>;
   /** A page of the keys under prefix (values are not fetched): refs.ts KeyPage (byte strings, from `from`, ≤ limit). */
   keys: KeyPage;
-  /** Deletes `keys` in one transaction if `guard`'s mod revision is still `modRevision`; returns whether it did. */
-  deleteIfUnchanged(guard: string, modRevision: string, keys: string[]): Promise<boolean>;
+  /**
+   * Deletes the identity record `guard` if its mod revision is still `modRevision` and, in the same transaction,
+   * `index.key` (its label set's identity-index entry) only if its value is still `index.value` (names that
+   * identity); returns whether the record was deleted.
+   */
+  release(guard: string, modRevision: string, index: { key: string; value: string }): Promise<boolean>;
 }
 
 /**
@@ -404,7 +410,12 @@ export function etcdCollectorStore(etcd: Etcd3, deadlineMs = SWEEP_DEADLINE_MS):
       const range = { start: Buffer.from(from, 'latin1'), end: Range.prefix(prefix).end };
       return (await etcd.getAll().inRange(range).limit(limit).options(within()).keyBuffers()).map((k) => k.toString('latin1'));
     },
-    deleteIfUnchanged: async (guard, modRevision, keys) =>
-      (await etcd.if(guard, 'Mod', '==', modRevision).then(...keys.map((k) => etcd.delete().key(k))).options(within()).commit()).succeeded,
+    // a transaction nested in the success branch (etcd >= 3.3): the builder has none
+    release: async (guard, modRevision, index) => {
+      const key = Buffer.from(index.key);
+      const ifNamed = { compare: [{ key, target: 'Value' as const, result: 'Equal' as const, value: Buffer.from(index.value) }], success: [{ request_delete_range: { key } }], failure: [] };
+      const compare = [{ key: Buffer.from(guard), target: 'Mod' as const, result: 'Equal' as const, mod_revision: modRevision }];
+      return (await etcd.kv.txn({ compare, success: [{ request_delete_range: { key: Buffer.from(guard) } }, { request_txn: ifNamed }], failure: [] }, within())).succeeded;
+    },
   };
 }

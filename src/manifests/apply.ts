@@ -7,8 +7,9 @@ import { readFileSync } from 'node:fs';
 import { ConfigError, MeshError } from '../errors.js';
 import { stateKey, vipKey, vipPrefix } from '../controlplane/keys.js';
 import type { Etcd3 } from 'etcd3';
-import { formatIP, parsePrefix } from '../net/ip.js';
+import { formatIP, parsePrefix, prefixCovers } from '../net/ip.js';
 import { connectEtcd, type EtcdOptions } from '../controlplane/kvstore.js';
+import { serviceCIDR } from '../controlplane/servicecidr.js';
 import { manifestName, parseManifests, type Manifest } from './validate.js';
 import { clusterConfigOf } from './store.js';
 
@@ -77,10 +78,6 @@ export async function appliedPolicyWarnings(access: EtcdOptions, cluster: string
   }
 }
 
-/** The range VIPs are allocated from: the cluster's serviceCIDR, else 100.127.<id>.0/24 (docs/etcd-keys.md). */
-export function serviceCIDR(cfg: { id: number; serviceCIDR?: string }): string {
-  return cfg.serviceCIDR ?? `100.127.${cfg.id}.0/24`;
-}
 
 /**
  * Gives every Service a cluster IP (spec.clusterIP, in place): an explicit
@@ -111,6 +108,10 @@ async function allocateVips(c: Etcd3, cluster: string, cidr: string, manifests: 
     const had = owned.get(owner);
     let ip = spec.clusterIP || had;
     if (spec.clusterIP) {
+      // as Kubernetes does: an explicit VIP comes from the service range too, else it could be any pod's or
+      // node's address (the load balancer answers a VIP before routing), enable's and connect's checks bypassed
+      if (!prefixCovers(range, parsePrefix(spec.clusterIP, 'spec.clusterIP')))
+        throw new ConfigError(`${owner}: spec.clusterIP`, `${spec.clusterIP} is outside the service CIDR ${cidr} of cluster ${cluster}: VIPs come from it only`);
       const holder = claimed.get(spec.clusterIP);
       if (holder && holder !== owner) throw new ConfigError(`${owner}: spec.clusterIP`, `${spec.clusterIP} is already the VIP of ${holder} in cluster ${cluster}`);
     }

@@ -5,39 +5,14 @@
 // users and roles, the PKI folder's files) equals the one after; RFC 6890's special-purpose ranges for the lists.
 // Controls: a valid list gets as far as issuing a reader certificate (the snapshot sees it), and without PKI a valid
 // connect writes the pins and remotes (the snapshot sees that too).
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { connectClusters, enableCluster, type ClusterAccess, type ConnectOptions } from '../../src/controlplane/clustermesh.js';
-import { connectEtcd } from '../../src/controlplane/kvstore.js';
 import { createCA } from '../../src/controlplane/pki.js';
 import { hasCommand } from '../../src/testbed/netns.js';
-import { loopbackEtcd } from '../helpers/loopback-etcd.js';
-
-/** Each side's state as connect could change it: keys and values, revision, users, roles, PKI files. */
-async function snapshot(access: ClusterAccess): Promise<string> {
-  const c = connectEtcd({ endpoints: access.endpoints });
-  try {
-    const r = await c.getAll().prefix('').exec();
-    const kvs = r.kvs.map((kv) => `${kv.key.toString()}=${kv.value.toString()}`);
-    const users = (await c.getUsers()).map((u) => u.name).sort();
-    const roles = (await c.getRoles()).map((u) => u.name).sort();
-    const dir = access.pkiDir;
-    const files = dir ? readdirSync(dir).sort().map((f) => `${f}:${statSync(join(dir, f)).mtimeMs}`) : [];
-    return JSON.stringify({ revision: r.header.revision, kvs, users, roles, files });
-  } finally {
-    c.close();
-  }
-}
+import { etcdPair, snapshot } from '../helpers/meshsnapshot.js';
 
 describe.skipIf(!hasCommand('etcd') || !hasCommand('openssl'))('connect refuses bad relay lists before it changes anything', () => {
-  const etcds = [loopbackEtcd('relaylist-a', 51000), loopbackEtcd('relaylist-b', 53000)];
-  const dirs = [mkdtempSync(join(tmpdir(), 'wm-relaylist-a-')), mkdtempSync(join(tmpdir(), 'wm-relaylist-b-'))];
-  afterAll(async () => {
-    for (const e of etcds) await e.stop();
-    for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  });
+  const { etcds, dirs } = etcdPair('relaylist', [51000, 53000]);
 
   it('too wide, too many, special-purpose or unparsable: WM_RELAY_CIDR_INVALID, both etcds and PKI folders untouched', async () => {
     const access: ClusterAccess[] = [];

@@ -5,7 +5,7 @@
 // (the oracle: the record read back from etcd, decoded by hand, compared to the labels asked for), never the one
 // the entry names; each forged entry is counted once with its key; honest entries are taken as before.
 import { afterAll, describe, expect, it } from 'vitest';
-import { IdentityAllocator } from '../../src/identity/allocator.js';
+import { etcdCollectorStore, IdentityAllocator, IdentityCollector } from '../../src/identity/allocator.js';
 import { clusterIdentity, labelsHash, type Labels } from '../../src/identity/identity.js';
 import { identityIndexKey, stateKey } from '../../src/controlplane/keys.js';
 import { Rejections } from '../../src/controlplane/records/index.js';
@@ -76,6 +76,40 @@ describe.skipIf(!hasCommand('etcd'))('identity allocation against a forged ident
     expect(twistedId).not.toBe(bogus);
     expect(await recordOf(twistedId)).toEqual({ id: twistedId, labels: twisted });
     expect(rejections.total).toBe(counted + 1);
+  }, 60_000);
+
+  it('regression (s15): the collector deletes an index entry only while it names the identity it frees', async () => {
+    // its own cluster: the identities the other cases left unreferenced are not this case's
+    const [cluster, clusterId] = ['c9', 9];
+    const c = await etcd.client();
+    const lease = await c.lease(60, { autoKeepAlive: false }).grant();
+    const honest = new IdentityAllocator(c, cluster, clusterId, 'honest', 255, new Rejections(silentLogger));
+    const collector = new IdentityCollector(etcdCollectorStore(c), cluster, silentLogger);
+    const indexOf = async (labels: Labels) => c.get(identityIndexKey(cluster, labelsHash(labels))).string();
+    const recordAt = async (id: number) => c.get(stateKey('identities', cluster, String(id))).string();
+
+    // the attack: a node of the cluster rewrites an honest entry; the next allocation makes a second identity of
+    // the same labels, and the first one, now unused, is freed while the entry names the second
+    const split: Labels = { app: 'split' };
+    const first = await honest.allocate(split, lease);
+    await honest.release(first);
+    await c.put(identityIndexKey(cluster, labelsHash(split))).value('forged'); // the compromised node's write
+    const second = await honest.allocate(split, lease);
+    expect(second).not.toBe(first);
+    // an honest identity freed the same way, whose entry still names it
+    const plain: Labels = { app: 'plain' };
+    const gone = await honest.allocate(plain, lease);
+    await honest.release(gone);
+
+    expect(await collector.sweep()).toBe(0); // candidates
+    expect(await collector.sweep()).toBe(2); // first and gone
+    expect(await recordAt(first)).toBeNull();
+    expect(await recordAt(gone)).toBeNull();
+    expect(await indexOf(plain)).toBeNull(); // it named the identity freed: deleted with it
+    // before: deleted too, and the next allocation made a third identity of these labels
+    expect(await indexOf(split)).toBe(String(second));
+    expect(await honest.allocate(split, lease)).toBe(second);
+    expect(JSON.parse((await recordAt(second))!)).toEqual({ id: second, labels: split });
   }, 60_000);
 
   it('labels no identity record may carry are refused before anything is written (not a new identity each time)', async () => {

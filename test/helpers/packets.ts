@@ -150,3 +150,10 @@ export function l4Packet(o: L4PacketOptions): Buffer {
   o.dst.copy(h, 24);
   return Buffer.concat([h, payload]);
 }
+
+/** An ICMP (IPv4) / ICMPv6 message of `type` and `code` with identifier `id` (bytes 4-5), then `payload`. */
+export function icmpPacket(v: 4 | 6, from: Buffer, to: Buffer, type: number, id = 0, payload?: Buffer, code = 0): Buffer {
+  const p = l4Packet({ v, src: from, dst: to, proto: v === 4 ? 1 : 58, sport: (type << 8) | code, dport: 0, payload });
+  p.writeUInt16BE(id, (v === 4 ? 20 : 40) + 4);
+  return p;
+}

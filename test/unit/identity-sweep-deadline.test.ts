@@ -49,7 +49,7 @@ function fakeStore(ids: number[]) {
       return ids.map((id) => ({ key: key(id), value: JSON.stringify({ id, labels: { app: String(id) } }), modRevision: '5' }));
     },
     keys: async (_p) => (await gate('keys'), []),
-    deleteIfUnchanged: async (guard, _rev, _keys) => {
+    release: async (guard, _rev, _index) => {
       const id = guard.slice(guard.lastIndexOf('/') + 1);
       s.onSend(id);
       const held = await gate(`delete ${id}`);
@@ -116,17 +116,13 @@ describe('the identity collector: a deadline per etcd call, not per sweep (revie
       exec: async () => ({ kvs: [] }),
       keyBuffers: async () => [],
     };
-    const txn: Record<string, unknown> = {
-      options: (o: { deadline: number }) => (options.push(['txn', o]), txn),
-      then: () => txn,
-      commit: async () => ({ succeeded: true }),
-    };
-    const etcd = { getAll: () => range, if: () => txn, delete: () => ({ key: () => ({}) }) } as unknown as Etcd3;
+    const kv = { txn: async (_req: unknown, o: { deadline: number }) => (options.push(['txn', o]), { succeeded: true }) };
+    const etcd = { getAll: () => range, kv } as unknown as Etcd3;
     const store = etcdCollectorStore(etcd, 7000);
     const t0 = Date.now();
     await store.list('p/');
     await store.keys('p/', 'p/', 10);
-    expect(await store.deleteIfUnchanged('p/a', '5', ['p/a'])).toBe(true);
+    expect(await store.release('p/a', '5', { key: 'p/i', value: '1' })).toBe(true);
     expect(options.map(([what]) => what)).toEqual(['range', 'range', 'txn']);
     for (const [, o] of options) expect(o.deadline - t0).toBeGreaterThanOrEqual(7000);
     for (const [, o] of options) expect(o.deadline - Date.now()).toBeLessThanOrEqual(7000);
@@ -134,7 +130,7 @@ describe('the identity collector: a deadline per etcd call, not per sweep (revie
 
   it('a call its store ends at its grpc deadline gives the sweep up like the timer (timed out, nothing left in flight)', async () => {
     const late = Object.assign(Object.create(GRPCDeadlineExceededError.prototype) as Error, { message: 'deadline exceeded' });
-    const store: CollectorStore = { list: async () => Promise.reject(late), keys: async () => [], deleteIfUnchanged: async () => false };
+    const store: CollectorStore = { list: async () => Promise.reject(late), keys: async () => [], release: async () => false };
     const collector = new IdentityCollector(store, 'c1', silentLogger, new Rejections(silentLogger), DEADLINE);
     expect(await collector.sweep()).toBe(0);
     expect(collector.stats).toMatchObject({ done: 0, failed: 0, timedOut: 1, abandoned: 0 });

@@ -21,7 +21,7 @@ describe('list() callers count their refusals', () => {
         return [{ key: stateKey('identities', 'c1', '1002'), value: '{', modRevision: '5' }];
       },
       keys: async () => [],
-      deleteIfUnchanged: async () => false,
+      release: async () => false,
     };
     const rejections = new Rejections(silentLogger);
     await new IdentityCollector(store, 'c1', silentLogger, rejections).sweep();
@@ -54,7 +54,7 @@ describe('the identity collector counts each refused record once (review of s7fi
         return Array.from({ length: 50 }, (_, i) => ({ key: key(2000 + i), value: '{', modRevision: i === 0 ? rev : '5' }));
       },
       keys: async () => [],
-      deleteIfUnchanged: async () => false,
+      release: async () => false,
     };
     const rejections = new Rejections(silentLogger);
     const collector = new IdentityCollector(store, 'c1', silentLogger, rejections);
@@ -111,7 +111,7 @@ describe('the identity collector runs one sweep at a time', () => {
         return [];
       },
       keys: async () => [],
-      deleteIfUnchanged: async () => false,
+      release: async () => false,
     };
     const rejections = new Rejections(silentLogger);
     const collector = new IdentityCollector(store, 'c1', silentLogger, rejections);
@@ -149,7 +149,7 @@ describe('the identity collector gives a sweep up at its deadline (s9fix #1)', (
         return [good];
       },
       keys: async () => [],
-      deleteIfUnchanged: async () => (s.deletes++, true),
+      release: async () => (s.deletes++, true),
     };
     return { s, store };
   }

@@ -37,8 +37,12 @@ export function meshLocalOf(kv: MemKV): MeshLocal & { released: () => boolean; l
       list: async (prefix) => kv.entries(prefix).map((e) => ({ key: e.key, value: e.value, modRevision: String(e.modRevision) })),
       // a page as etcd's (refs.ts KeyPage; the keys here are ASCII, so their byte strings are themselves)
       keys: async (prefix, from, limit) => kv.entries(prefix).flatMap((e) => (e.key >= from ? [e.key] : [])).slice(0, limit),
-      deleteIfUnchanged: async (guard, rev, keys) =>
-        (await kv.txn([{ key: guard, target: 'mod', op: '==', value: Number(rev) }], keys.map((k) => ({ delete: k })))).succeeded,
+      // two MemKV transactions where etcd nests one (nothing runs between them here)
+      release: async (guard, rev, index) => {
+        if (!(await kv.txn([{ key: guard, target: 'mod', op: '==', value: Number(rev) }], [{ delete: guard }])).succeeded) return false;
+        await kv.txn([{ key: index.key, target: 'value', op: '==', value: index.value }], [{ delete: index.key }]);
+        return true;
+      },
     },
     lease: (ttl) => {
       const id = kv.grant(ttl);

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseIP } from '../../src/net/ip.js';
 import { encodeEntries } from '../../src/policy/compile.js';
 import { WireGuardDevice } from '../../src/wireguard/device.js';
-import { l4Packet, type ExtHeader, type L4PacketOptions } from '../helpers/packets.js';
+import { icmpPacket, l4Packet, type ExtHeader, type L4PacketOptions } from '../helpers/packets.js';
 import { ipcacheRow } from '../../src/native/rows.js';
 
 const TCP = 6;
@@ -156,12 +156,7 @@ describe('ICMP errors pass only about a tracked flow of their destination', () =
   }
 });
 
-/** An ICMP (IPv4) / ICMPv6 message of `type` (code 0) with identifier `id` (bytes 4-5), then `payload`. */
-function icmp(v: 4 | 6, from: Buffer, to: Buffer, type: number, id = 0, payload?: Buffer): Buffer {
-  const p = l4Packet({ v, src: from, dst: to, proto: v === 4 ? 1 : 58, sport: type << 8, dport: 0, payload });
-  p.writeUInt16BE(id, (v === 4 ? 20 : 40) + 4);
-  return p;
-}
+const icmp = icmpPacket;
 
 describe('an echo request is never a reply (red team s14)', () => {
   // ICMP echo request / reply (ICMPv6 128 / 129) with identifier `id`

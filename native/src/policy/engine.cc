@@ -21,6 +21,7 @@ const char* const kPolicyCounterNames[kPolCounterCount] = {
     "drop_fragment",
     "drop_ipv6_ext_chain",
     "policy_to_kernel_packets",
+    "policy_icmp_unrecorded",
 };
 
 namespace {
@@ -303,6 +304,9 @@ bool PolicyEngine::related(const PacketView& pv, uint32_t src_id) {
 
 bool PolicyEngine::admit(const PacketView& pv, const Admission& a) {
   if (!a.pending) return true;
+  // ICMP no entry tracks passes again on every packet: recorded as a new flow
+  // only when icmp_records_ has not seen it lately (icmprecord.h).
+  if (!a.track && !untracked_is_new(pv, a)) return true;
   FlowTuple t = tuple(pv);
   CtCreate c = a.track ? ct_.create(a.scope, t, now_s(), a.rule, a.endpoint, a.redirect) : kCtCreated;
   bool full = c == kCtTableFull || c == kCtQuotaFull || c == kCtSourceFull, refused = c == kCtSourceFull;
@@ -312,6 +316,27 @@ bool PolicyEngine::admit(const PacketView& pv, const Admission& a) {
          a.scope == kCtIngress ? kFlowIngress : kFlowEgress, a.src_id, a.dst_id, a.rule, a.peer, a.wall_ms,
          uint8_t(a.flags | (a.redirect ? kFlowFlagProxy : 0)));
   return !refused;
+}
+
+bool PolicyEngine::untracked_is_new(const PacketView& pv, const Admission& a) {
+  IcmpRecordGate::Tuple t;
+  t.direction = a.scope == kCtIngress ? kFlowIngress : kFlowEgress;
+  t.family = uint8_t(pv.ip.version);
+  t.proto = pv.proto;
+  t.src_identity = a.src_id;
+  t.dst_identity = a.dst_id;
+  std::memcpy(t.src, pv.ip.src, size_t(pv.ip.addr_len));
+  std::memcpy(t.dst, pv.ip.dst, size_t(pv.ip.addr_len));
+  // A pod of this node by its endpoint, a remote node by its peer, anyone
+  // else (host, world) by its source prefix: outside floods never spend a pod's budget.
+  using Sender = IcmpRecordGate::Sender;
+  Sender s = a.scope == kCtEgress ? Sender::pod(a.endpoint)
+             : a.source_endpoint  ? Sender::pod(a.source_endpoint)
+             : a.peer             ? Sender::peer(a.peer)
+                                  : Sender::source(t.family, pv.ip.src);
+  IcmpRecordGate::Verdict v = icmp_records_.admit(t, s, now_s());
+  if (v == IcmpRecordGate::kOverBudget) count(kPolIcmpUnrecorded);
+  return v == IcmpRecordGate::kRecord;
 }
 
 void PolicyEngine::drop(const PacketView& pv, PolicyResult res, FlowDirection dir, uint32_t src_id, uint32_t dst_id,
@@ -359,6 +384,7 @@ PolicyEngine::TxAction PolicyEngine::tx(const PacketView& pv, uint64_t wall_ms, 
   if (se && decide(*se, kCtEgress, dst_id, pv, src_id, dst_id, 0, wall_ms, flags, &eg) == kCheckDrop) return kTxDrop;
   if (de) {
     CheckResult r = decide(*de, kCtIngress, src_id, pv, src_id, dst_id, 0, wall_ms, flags, &in);
+    in.source_endpoint = se ? se->id : 0;
     if (r == kCheckDrop || !admit(pv, in)) return kTxDrop;
     admit(pv, eg);
     count(kPolHairpin);

@@ -22,7 +22,7 @@
 // compaction such patches call for now and then is copied under mu shared and
 // swapped in under the exclusive lock (a pointer swap; policymap.h states the
 // rules and why no update is lost).
-// Conntrack and the flow ring have their own locks.
+// Conntrack and the flow ring have their own locks; the ICMP record gate (icmprecord.h) is lock-free.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -33,6 +33,7 @@
 #include "../net/ip.h"
 #include "conntrack.h"
 #include "flows.h"
+#include "icmprecord.h"
 #include "ipcache.h"
 #include "policymap.h"
 
@@ -92,6 +93,7 @@ enum PolicyCounter : int {
   kPolDropFragment,
   kPolDropIpv6ExtChain,
   kPolToKernel,
+  kPolIcmpUnrecorded,  // allowed untracked ICMP of a new tuple not recorded: its sender's budget was spent (icmprecord.h)
   kPolCounterCount
 };
 extern const char* const kPolicyCounterNames[kPolCounterCount];
@@ -177,6 +179,7 @@ class PolicyEngine {
     uint64_t wall_ms = 0;
     uint8_t flags = 0;
     bool track = true;  // false: passed without a conntrack entry (stateless ICMP, an ICMP answer)
+    uint32_t source_endpoint = 0;  // ingress from a pod of this node: its endpoint id (icmp_records_' sender)
   };
   // The verdict of one endpoint's check; a drop is counted and recorded here,
   // an allowed new flow is left pending in *adm.
@@ -186,6 +189,8 @@ class PolicyEngine {
   // Creates the pending entry; false: a flow someone else started, refused by its
   // source's bound (dropped: passed without an entry, the pod's answer would be a flow charged to the pod).
   bool admit(const PacketView& pv, const Admission& a);
+  // Whether an allowed packet no conntrack entry tracks is a new flow to record and count (icmp_records_).
+  bool untracked_is_new(const PacketView& pv, const Admission& a);
   // Swaps a garbage-free copy of `old`, the endpoint's map of that direction, in; false when stale.
   bool compact(uint32_t id, bool ingress, const std::shared_ptr<PolicyMap>& old);
   // Whether an ICMP error passes as part of the flow it quotes: that flow is
@@ -205,6 +210,7 @@ class PolicyEngine {
   bool host_firewall_ = false;
   Conntrack ct_;
   FlowRing flows_;
+  IcmpRecordGate icmp_records_;
   std::atomic<uint64_t> counters_[kPolCounterCount];
   std::atomic<uint64_t> compactions_{0}, compactions_dropped_{0};
 };
