@@ -66,6 +66,16 @@ export function flowFilter(q: URLSearchParams): FlowFilter {
   return { verdict, cluster: q.get('cluster') ?? undefined, pod: q.get('pod') ?? undefined, namespace: q.get('namespace') ?? undefined, identity: num('identity'), port: num('port') };
 }
 
+/**
+ * Bytes of flow lines a follower may leave unread in the agent (the response's buffer): past it the flows of each
+ * drain (every 100 ms, up to the native ring's 16,384 records) are not sent to it but counted, and the next line it
+ * gets says how many (`{"error": "N flow records not sent ..."}`, which `wiremesh observe` prints to stderr), as
+ * Hubble reports lost events. Before s15 a follower that stopped reading (a paused terminal, `observe | less`) made
+ * the agent buffer every flow for it: a pod's denied packets wrote ~50 MB/s into the agent's heap until it was
+ * killed, and the node's data path with it.
+ */
+export const FOLLOW_UNREAD_BYTES = 4 << 20;
+
 function streamFlows(agent: Agent, q: URLSearchParams, res: ServerResponse): void {
   const dp = agent.datapath;
   if (!dp) return send(res, 404, { error: 'policy is disabled on this node (policy.enabled: false)' });
@@ -73,9 +83,14 @@ function streamFlows(agent: Agent, q: URLSearchParams, res: ServerResponse): voi
   const last = Number(q.get('last') ?? '100');
   const follow = q.get('follow') === '1' || q.get('follow') === 'true';
   res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+  let unsent = 0;
   const write = (flows: Flow[]) => {
     const lines = flows.filter((f) => flowMatches(f, filter)).map((f) => JSON.stringify(f) + '\n');
-    if (lines.length) res.write(lines.join(''));
+    if (!lines.length) return;
+    if (res.writableLength > FOLLOW_UNREAD_BYTES) return void (unsent += lines.length);
+    if (unsent) lines.unshift(JSON.stringify({ error: `${unsent} flow records not sent: this follower read too slowly` }) + '\n');
+    unsent = 0;
+    res.write(lines.join(''));
   };
   dp.drainFlows();
   write(dp.flows.filter((f) => flowMatches(f, filter)).slice(-last));

@@ -100,6 +100,11 @@ export function parsePrefix(text: string, field = 'allowed_ip'): Prefix {
   return { addr: maskPrefix(addr, cidr), cidr };
 }
 
+/** A masked prefix as a map key: its address bytes in hex, "/", its length (one key per prefix and family). */
+export function prefixKey(p: Prefix): string {
+  return `${p.addr.toString('hex')}/${p.cidr}`;
+}
+
 export function formatPrefix(p: Prefix): string {
   return `${formatIP(p.addr)}/${p.cidr}`;
 }

@@ -24,6 +24,12 @@ import { hostAllowed } from './hostcheck.js';
 import { AgentError } from '../errors.js';
 import { agentStatusSchema, decodeAnswer, flowSchema, servicesAnswerSchema } from '../agent/wire.js';
 
+/**
+ * How long /api/mesh answers with the same snapshot after it was read (the page polls every second). Until s15
+ * every request read every agent anew: 100 requests at once were 300 requests to each agent's API.
+ */
+export const SNAPSHOT_REUSE_MS = 500;
+
 /** One flow line, or none when it does not decode (one bad line never hides the rest). */
 function decodeLine(line: string): Flow[] {
   try {
@@ -121,6 +127,30 @@ export class MeshDashboard {
     return snap;
   }
 
+  /** The snapshot /api/mesh answers with, while it is read and for SNAPSHOT_REUSE_MS after. */
+  private served: { at: number; snap: Promise<MeshSnapshot> } | undefined;
+  /** Snapshots read for /api/mesh since the start (each is three requests to every agent). */
+  snapshotsRead = 0;
+
+  /**
+   * What /api/mesh answers: one snapshot in flight, shared by every request that comes while it is read and in
+   * the SNAPSHOT_REUSE_MS after it completed, so the agents answer at most three requests each per that time,
+   * however many requests the dashboard gets (a web page the operator visits can send it any number:
+   * `fetch('http://127.0.0.1:8300/api/mesh', {mode: 'no-cors'})` passes the Host check, and it needs no answer).
+   */
+  private shared(): Promise<MeshSnapshot> {
+    const now = Date.now();
+    const s = this.served;
+    if (s && now - s.at < SNAPSHOT_REUSE_MS) return s.snap;
+    this.snapshotsRead++;
+    const snap = this.snapshot();
+    const entry = { at: Number.POSITIVE_INFINITY, snap };
+    this.served = entry;
+    const settled = () => void (entry.at = Date.now());
+    snap.then(settled, settled);
+    return snap;
+  }
+
   /** Host headers refused since the start (421: hostcheck.ts, DNS rebinding); the first few are logged to stderr. */
   refusedHosts = 0;
 
@@ -137,7 +167,7 @@ export class MeshDashboard {
         return;
       }
       if (req.url === '/api/mesh') {
-        this.snapshot().then(
+        this.shared().then(
           (s) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(s)),
           (err: Error) => res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: err.message })),
         );

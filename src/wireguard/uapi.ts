@@ -11,12 +11,19 @@ import { listenPrivate } from '../net/listen.js';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { ConfigError, HostError, UAPI_EADDRINUSE, UAPI_EINVAL, UAPI_EIO, UAPI_EPROTO, UapiError } from '../errors.js';
-import { formatEndpoint, formatPrefix, parseEndpoint, parsePrefix, type Prefix } from '../net/ip.js';
+import { formatEndpoint, formatPrefix, parseEndpoint, parsePrefix, prefixKey, type Prefix } from '../net/ip.js';
 import type { WireGuardDevice } from './device.js';
 import { keyFromHex } from './keys.js';
 import type { Endpoint } from './peer.js';
 
 export const SOCKET_DIR = '/var/run/wireguard';
+
+/**
+ * The largest request a connection may send, in characters (UTF-8 decoded): 16 MiB, about 700,000
+ * `allowed_ip=` lines. wireguard-go sets none; a `wg setconf` of 100,000 allowed IPs is ~2.3 MB and was
+ * cut at the former 1 MiB. Past it the connection is closed without an answer.
+ */
+export const MAX_REQUEST_CHARS = 16 << 20;
 
 // errno values and UapiError live in the error catalogue; exported here too, where the socket uses them.
 export { UAPI_EADDRINUSE, UAPI_EINVAL, UAPI_EIO, UAPI_EPROTO, UapiError };
@@ -147,10 +154,15 @@ export function applySet(dev: WireGuardDevice, plan: SetPlan): void {
     if (ops.presharedKey) peer.setPresharedKey(ops.presharedKey);
     if (ops.endpoint) dev.setPeerEndpoint(peer, ops.endpoint);
     if (ops.replaceAllowedIPs || ops.allowedIPs.length) {
-      const base = ops.replaceAllowedIPs ? [] : peer.allowedIPs;
-      const merged = [...base];
-      for (const p of ops.allowedIPs)
-        if (!merged.some((m) => m.cidr === p.cidr && m.addr.equals(p.addr))) merged.push(p);
+      // Deduplicated by a set of keys, not by a scan of the list per line: 20,000 allowed_ip lines blocked the
+      // event loop (and with it every peer's handshakes) ~17 s, 100,000 (a wg-quick config of country blocks)
+      // minutes.
+      const merged = ops.replaceAllowedIPs ? [] : [...peer.allowedIPs];
+      const seen = new Set(merged.map(prefixKey));
+      for (const p of ops.allowedIPs) {
+        const k = prefixKey(p);
+        if (!seen.has(k)) merged.push(p), seen.add(k);
+      }
       dev.setPeerAllowedIPs(peer, merged);
     }
     if (ops.persistentKeepalive !== undefined) dev.setPeerPersistentKeepalive(peer, ops.persistentKeepalive);
@@ -227,19 +239,20 @@ export async function serveUapi(dev: WireGuardDevice, ifname: string, path = soc
   }
   const server = createServer((sock: Socket) => {
     let buf = '';
+    let scanned = 0; // buf before this holds no request's end: each byte is searched once, not once per chunk
     sock.setEncoding('utf8');
     sock.on('data', (chunk: string) => {
       buf += chunk;
-      if (buf.length > 1 << 20) {
-        sock.destroy(); // no legitimate request is this large
-        return;
-      }
       let end: number;
-      while ((end = buf.indexOf('\n\n')) >= 0) {
+      while ((end = buf.indexOf('\n\n', scanned)) >= 0) {
+        if (end > MAX_REQUEST_CHARS) return void sock.destroy();
         const req = buf.slice(0, end);
         buf = buf.slice(end + 2);
+        scanned = 0;
         sock.write(handleRequest(dev, req.split('\n')));
       }
+      scanned = Math.max(0, buf.length - 1);
+      if (buf.length > MAX_REQUEST_CHARS) sock.destroy();
     });
     sock.on('error', () => sock.destroy());
   });

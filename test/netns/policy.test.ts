@@ -3,7 +3,7 @@
 // `wiremesh policy trace`, flow records, policy updates under an established
 // flow, and a hostile node (forged identity, spoofed source).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -290,5 +290,32 @@ describe.skipIf(!enabled)('identity-aware policy on a 3-cluster mesh', () => {
     const counters = ((await callAgent(target.socket, 'GET', '/v1/status')).body as { counters: Record<string, number> }).counters;
     expect(counters.drop_identity_cluster_mismatch).toBeGreaterThan(0);
     expect(counters.drop_source_not_allowed).toBeGreaterThan(0);
+  }, 60_000);
+
+  // Red team s15 (test/unit/redteam-s15-transit.test.ts has the engine's cases): the hostile node tags its pod's
+  // packets `host` (read as remote-node) and sends them through c1/n2's tunnel to c1's etcd (198.18.1.2, no pod,
+  // not c1/n2): before s15 c1/n2's host firewall let remote-node through to anything not a pod and its kernel
+  // forwarded the SYN onto c1's underlay. The etcd host's capture must see nothing from the pod's address.
+  it("a hostile node cannot route through another cluster's node into its underlay (its etcd)", async () => {
+    for (const p of procs.filter((x) => x.spawnargs.includes(ROGUE))) p.kill('SIGKILL');
+    const target = node('c1', 'n2');
+    const etcd = '198.18.1.2';
+    const targetKey = ((await callAgent(target.socket, 'GET', '/v1/status')).body as { publicKey: string }).publicKey;
+    const rogue = spawn('ip', ['netns', 'exec', node('c3', 'n1').netns, process.execPath, ROGUE, join(st.dir, 'keys', 'c3-n1.key'), 'wmrogue2', targetKey, `${target.address}:51820`, `${etcd}/32`, pod('fe3').ip, '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    procs.push(rogue);
+    await new Promise<void>((resolve, reject) => {
+      rogue.stdout!.once('data', () => resolve());
+      rogue.once('exit', (code) => reject(new Error(`rogue exited ${code}`)));
+    });
+    const pcap = join(dir, 'etcd.pcap');
+    const dump = spawn('ip', ['netns', 'exec', cp('c1'), 'timeout', '-s', 'INT', '6', 'tcpdump', '-i', 'eth0', '-U', '-w', pcap, 'src', 'host', pod('fe3').ip], { stdio: ['ignore', 'ignore', 'pipe'] });
+    await new Promise<void>((resolve) => dump.stderr!.on('data', (d) => String(d).includes('listening') && resolve()));
+    execIn(pod('fe3').netns, process.execPath, ECHO, 'client', '2379', etcd);
+    await new Promise((r) => dump.once('exit', r));
+    const raw = readFileSync(pcap);
+    expect(raw.length).toBeGreaterThanOrEqual(24); // a pcap file (its header)
+    expect(raw.includes(Buffer.from(pod('fe3').ip.split('.').map(Number)))).toBe(false);
+    const drops = flows('c1', 'n2', 'verdict=DROPPED').filter((f) => f.destination.ip === etcd);
+    expect(drops.at(-1)).toMatchObject({ direction: 'ingress', dropReason: 'policy-default-deny', source: { ip: pod('fe3').ip, identity: 6 } });
   }, 60_000);
 });
