@@ -143,7 +143,7 @@ async function sweep(dir: string): Promise<void> {
     for (const k of SWEEP!)
       for (const [variant, bin] of variants) {
         log(`sweep: K = ${k} (${N} nodes x ${E} endpoints per cluster), ${variant}`);
-        const m = await startMesh(k, join(dir, `${variant.replace(/ /g, '-')}-${k}`), bin, { etcd: ETCD });
+        const m = await startMesh(k, join(dir, `${variant.replace(/ /g, '-')}-${k}`), bin, { nodes: N, etcd: ETCD });
         try {
           await gen.request({ op: 'load', clusters: clustersOf(range(1, k)), nodes: N, endpoints: E });
           // a mesh that cannot finish its first sync (the anchor at K = 32 on 2 shared cores) is measured as it is
@@ -181,7 +181,7 @@ async function fullRun(dir: string): Promise<void> {
   log(`starting ${K} etcd + kvstoremesh pairs${o.anchor ? ` (the anchor's kvstoremesh, ${o.anchor})` : ''}`);
   const churnProfile = o['profile-kvstoremesh-churn'] && resolvePath(o['profile-kvstoremesh-churn']);
   for (const d of [o['profile-kvstoremesh'], churnProfile]) if (d) mkdirSync(d, { recursive: true });
-  const m = await startMesh(K, dir, o.anchor ? join(o.anchor, 'bin', 'wiremesh.js') : OURS, { profileDir: o['profile-kvstoremesh'], signalProfileDir: churnProfile || undefined, etcd: ETCD, args: !o.anchor && o['txn-interval-ms'] ? ['--txn-interval-ms', o['txn-interval-ms']] : [] });
+  const m = await startMesh(K, dir, o.anchor ? join(o.anchor, 'bin', 'wiremesh.js') : OURS, { nodes: N, profileDir: o['profile-kvstoremesh'], signalProfileDir: churnProfile || undefined, etcd: ETCD, args: !o.anchor && o['txn-interval-ms'] ? ['--txn-interval-ms', o['txn-interval-ms']] : [] });
   // SIGUSR2 starts, then stops, each kvstoremesh's profiler (cp-profile-signal.ts)
   const toggleProfiles = () => churnProfile && m.meshes.forEach((p) => p.kill('SIGUSR2'));
   const gen = loadGenerator();

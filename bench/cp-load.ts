@@ -45,6 +45,21 @@ export function podCIDR(s: Shape, k: number, n: number): string {
   const i = (k - 1) * s.nodes + n;
   return `100.${64 + (i >> 8)}.${i & 255}.0/24`;
 }
+/**
+ * Cluster k's pod CIDRs: the aligned blocks that cover exactly its nodes' /24s (podCIDR above), plus the measuring
+ * agent's 100.127.255.0/24 in c1. Each cluster's own: kvstoremesh refuses a record inside a range that two
+ * clusters' pins hold (contested: nobody's), which a shared 100.64.0.0/10 for all was.
+ */
+export function clusterPodCIDRs(s: Pick<Shape, 'nodes'>, k: number): string[] {
+  const out: string[] = [];
+  for (let i = (k - 1) * s.nodes, end = k * s.nodes; i < end; ) {
+    let size = 1;
+    while (i % (size * 2) === 0 && i + size * 2 <= end) size *= 2;
+    out.push(`100.${64 + (i >> 8)}.${i & 255}.0/${24 - Math.log2(size)}`);
+    i += size;
+  }
+  return k === 1 ? [...out, '100.127.255.0/24'] : out;
+}
 /** Cluster k's nodes live in its own /21 of 198.18.0.0/16 (≤ 2046 nodes, k ≤ 32); c1 also holds the measuring agent's 198.19.255.254. */
 export function underlayCIDRs(k: number): string[] {
   const b = (k - 1) * 8;

@@ -14,7 +14,7 @@ import { pinnedKey, remoteKey, syncedPrefix } from '../src/controlplane/keys.js'
 import { connectEtcd } from '../src/controlplane/kvstore.js';
 import { REPLICATED_TYPES } from '../src/controlplane/kvstoremesh.js';
 import { startEtcd, type EtcdProcess } from '../src/testbed/etcd.js';
-import { clusterName, underlayCIDRs } from './cp-load.js';
+import { clusterName, clusterPodCIDRs, underlayCIDRs } from './cp-load.js';
 import { perProcess, procUse, type PerProcess } from './cp-procstat.js';
 
 export const log = (m: string): void => void process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${m}\n`);
@@ -125,11 +125,12 @@ export interface Mesh {
 
 /**
  * K clusters c1..cK, each with its etcd and kvstoremesh (`bin` is the wiremesh.js that runs it: this tree's, or
- * an anchor build's), every pair connected by writing the pins and remote entries (clustermesh connect's preflight
- * would refuse the shared 100.64.0.0/10 config CIDR; the synthetic per-node CIDRs are disjoint). Without `bin`, the
+ * an anchor build's), every pair connected by writing the pins and remote entries; each cluster's pod CIDRs cover
+ * its own `nodes` synthetic nodes' /24s (cp-load.ts clusterPodCIDRs: kvstoremesh refuses records in a range two
+ * pins hold, as a shared 100.64.0.0/10 was). Without `bin`, the
  * etcds alone with the same records and no replication (the floor: what K idle etcds cost).
  */
-export async function startMesh(K: number, dir: string, bin: string | undefined, opts: { profileDir?: string; signalProfileDir?: string; etcd?: EtcdTuning; args?: string[] } = {}): Promise<Mesh> {
+export async function startMesh(K: number, dir: string, bin: string | undefined, opts: { nodes: number; profileDir?: string; signalProfileDir?: string; etcd?: EtcdTuning; args?: string[] }): Promise<Mesh> {
   const { profileDir, signalProfileDir, etcd: tune = ETCD_TUNING } = opts;
   // --profile-kvstoremesh-churn: profiled between two SIGUSR2 (cp-profile-signal.ts), not from start to exit
   const profileArgs = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : signalProfileDir ? ['--import', join(dirname(fileURLToPath(import.meta.url)), 'cp-profile-signal.js')] : [];
@@ -146,14 +147,14 @@ export async function startMesh(K: number, dir: string, bin: string | undefined,
   try {
     for (let k = 1; k <= K; k++) {
       etcds.push(await startEtcd({ name: clusterName(k), dataDir: join(dir, `etcd${k}`), host: '127.0.0.1', clientPort: etcdPort(k), peerPort: etcdPort(k) + 1, logFile: join(dir, `etcd${k}.log`), tickMs: tune.tickMs, goMaxProcs: tune.goMaxProcs, backendBatchMs: tune.batchMs }));
-      await enableCluster({ endpoints: [etcdUrl(k)] }, { name: clusterName(k), id: k, podCIDRs: ['100.64.0.0/10'], underlayCIDRs: underlayCIDRs(k) });
+      await enableCluster({ endpoints: [etcdUrl(k)] }, { name: clusterName(k), id: k, podCIDRs: clusterPodCIDRs(opts, k), underlayCIDRs: underlayCIDRs(k) });
       clients.push(connectEtcd({ endpoints: [etcdUrl(k)] }));
     }
     await Promise.all(
       clients.map(async (c, i) => {
         for (let y = 1; y <= K; y++) {
           if (y === i + 1) continue;
-          await c.put(pinnedKey(clusterName(y))).value(JSON.stringify(pinFor({ name: clusterName(y), id: y, podCIDRs: ['100.64.0.0/10'], underlayCIDRs: underlayCIDRs(y) }, false)));
+          await c.put(pinnedKey(clusterName(y))).value(JSON.stringify(pinFor({ name: clusterName(y), id: y, podCIDRs: clusterPodCIDRs(opts, y), underlayCIDRs: underlayCIDRs(y) }, false)));
           await c.put(remoteKey(clusterName(y))).value(JSON.stringify({ name: clusterName(y), endpoints: [etcdUrl(y)] }));
         }
       }),
