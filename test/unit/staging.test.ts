@@ -5,26 +5,11 @@
 // seeded random rounds of staging and flushing, including a peer staged again after a flush and after its
 // keypairs were cleared (the container is swapped out and released there). The real native device, two of them
 // over loopback, no TUN: a keepalive with no keypair is staged as a packet is.
-import { afterEach, describe, expect, it } from 'vitest';
-import { native, type NativeDevice } from '../../src/native/binding.js';
+import { describe, expect, it } from 'vitest';
+import { loopbackDevices, txSentinel, until } from '../helpers/native-loopback.js';
 import { prng } from '../helpers/prng.js';
 
-const opened: NativeDevice[] = [];
-afterEach(() => {
-  for (const d of opened.splice(0)) d.close();
-});
-
-function open(): NativeDevice {
-  const d = new native.Device({ createTun: false, port: 0 });
-  d.start(() => undefined); // handshake-needed events dropped: the test installs keypairs itself
-  opened.push(d);
-  return d;
-}
-
-/** Waits (bounded) for cond; the expectation after it names what differs. */
-async function until(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 250 && !cond(); i++) await new Promise((r) => setTimeout(r, 20));
-}
+const open = loopbackDevices();
 
 const STAGED_MAX = 128;
 
@@ -34,20 +19,11 @@ describe('staged packets per peer', () => {
     const d = open();
     const e = open();
     const P = 7;
-    const SENTINEL = 1000; // its keepalive counted: the TX thread has taken every earlier request (FIFO)
     for (const [x, y] of [[d, e], [e, d]] as const) {
-      for (const id of [P, SENTINEL]) {
-        x.upsertPeer(id);
-        x.setEndpoint(id, '127.0.0.1', y.port);
-      }
+      x.upsertPeer(P);
+      x.setEndpoint(P, '127.0.0.1', y.port);
     }
-    d.installKeypair(SENTINEL, 1, 2, Buffer.alloc(32, 7), Buffer.alloc(32, 8), true);
-    e.installKeypair(SENTINEL, 2, 1, Buffer.alloc(32, 8), Buffer.alloc(32, 7), true);
-    const taken = async () => {
-      const before = d.counters().tx_packets!;
-      d.sendKeepalive(SENTINEL);
-      await until(() => d.counters().tx_packets! > before);
-    };
+    const taken = txSentinel(d, e, 1000);
     let index = 10;
     let queued = 0; // the oracle: what P holds now
     let dropped = 0;
