@@ -54,6 +54,7 @@ import type { NodeRecord } from '../src/controlplane/types.js';
 import { silentLogger } from '../src/log.js';
 import type { LoadRequest, LoadResult } from './cp-load.js';
 import { profileWindows, threadCpu } from './cp-profile.js';
+import { memParts, partsPer } from './cp-memparts.js';
 import { perProcess, procUse } from './cp-procstat.js';
 import { ETCD_TUNING, etcdHistograms, etcdUrl, histogramQuantile, log, measureRest, restLine, runInNetns, startMesh, waitMeshSynced, type RestFigures } from './cp-mesh.js';
 
@@ -207,6 +208,10 @@ async function fullRun(dir: string): Promise<void> {
     gc();
     await sleep(2000); // as before mem1: V8 unmaps freed pages on a background thread
     const mem0 = process.memoryUsage();
+    const parts0 = memParts();
+    // CP_MEMORY_SNAPSHOT=PREFIX: heap snapshots before the load and at rest (PREFIX-0/1.heapsnapshot), for a diff
+    const snapshot = async (n: number) => process.env.CP_MEMORY_SNAPSHOT && (await import('node:v8')).writeHeapSnapshot(`${process.env.CP_MEMORY_SNAPSHOT}-${n}.heapsnapshot`);
+    await snapshot(0);
 
     log(`loading ${K} x ${N} nodes and ${K} x ${N * E} endpoints (load generator process)`);
     const t0 = Date.now();
@@ -249,6 +254,8 @@ async function fullRun(dir: string): Promise<void> {
     gc();
     await sleep(2000);
     const mem1 = process.memoryUsage();
+    const parts1 = memParts();
+    await snapshot(1);
 
     log(`churn: nominal ${RATE} writes/s for ${CHURN_S} s across c2..c${K} (half node records, half endpoints)`);
     const delays: number[] = [];
@@ -327,6 +334,8 @@ async function fullRun(dir: string): Promise<void> {
       etcdDataDir: o['etcd-data-dir'] ?? tmpdir(),
       agentBytesPerRemoteEndpoint: { heap: (mem1.heapUsed - mem0.heapUsed) / remoteEps, rss: (mem1.rss - mem0.rss) / remoteEps },
       agentRssMiB: mem1.rss / 2 ** 20,
+      agentPartsPerRemoteEndpoint: partsPer(parts0, parts1, (K - 1) * N * E),
+      agentParts: { before: parts0, atRest: parts1 },
       restAfterSync: timeline[0]!.rest,
       restTimeline: timeline,
       settleSeconds: SETTLE_S,
@@ -337,6 +346,7 @@ async function fullRun(dir: string): Promise<void> {
     console.log(`\ncontrol plane: ${K} clusters x ${N} nodes x ${E} endpoints/node (${K * N} nodes, ${K * N * E} endpoints), kvstoremesh of ${o.anchor ?? 'this tree'}, ${ETCD_LINE}`);
     console.log(`initial sync into one agent (all clusters): ${syncS.toFixed(1)} s`);
     console.log(`agent growth per remote endpoint (incl. its share of nodes and peers): RSS ${report.agentBytesPerRemoteEndpoint.rss.toFixed(0)} B, heap ${report.agentBytesPerRemoteEndpoint.heap.toFixed(0)} B (RSS ${report.agentRssMiB.toFixed(0)} MiB; at rest ≥ 25 s after the sync; the agent's heap compactions: ${heapCompactions})`);
+    console.log(`  by part, B per remote endpoint: ${Object.entries(report.agentPartsPerRemoteEndpoint).map(([k, v]) => `${k} ${v}`).join(', ')}`);
     console.log(`at rest right after the sync (from +${timeline[0]!.fromS.toFixed(0)} s): ${restLine(timeline[0]!.rest)}`);
     console.log(`at rest, settled (from +${settledFromS.toFixed(0)} s, --settle-seconds ${SETTLE_S}): ${restLine(rest)}`);
     console.log(`churn: achieved ${report.churn.achievedPerS.toFixed(1)} of nominal ${RATE} writes/s (${churn.writes} acknowledged, ${churn.failed} failed, in ${churn.seconds.toFixed(1)} s)`);

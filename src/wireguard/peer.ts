@@ -2,6 +2,12 @@
  * A peer as the control thread sees it: configuration, handshake state, cookie
  * generator and timers. Its data-path half (keypairs, endpoint in use, staged
  * packets, counters) lives natively, keyed by `id`.
+ *
+ * The handshake state and the cookie generator are built on first use (issue 16): an agent holds a peer per
+ * node of every connected cluster (16,000 at 16 × 1000), most of which never exchange a handshake with it, and
+ * the two held ~9 Buffers of their own per peer (~2.5 KB of heap, ~0.6 KB of backing stores outside it) plus an
+ * X25519 computation each during the sync. Built on first read of `handshake` or `cookie`, from the identity
+ * and preshared key the peer has then; what they hold before that is what a fresh one holds.
  */
 import type { Prefix } from '../net/ip.js';
 import { CookieGenerator } from './cookie.js';
@@ -13,6 +19,9 @@ export interface Endpoint {
   port: number;
 }
 
+/** The default preshared key (none: 32 zero bytes, whitepaper §5.4.2); never written, peers replace it. */
+const ZERO_PSK = Buffer.alloc(32);
+
 /** Keypair indices we keep reserved: previous, current, next and a pending handshake. */
 const KEPT_INDICES = 4;
 
@@ -20,10 +29,9 @@ export class Peer {
   readonly id: number;
   readonly publicKey: Buffer;
   readonly publicKeyHex: string;
-  handshake: Handshake;
-  readonly cookie: CookieGenerator;
   readonly timers: PeerTimers;
-  presharedKey: Buffer = Buffer.alloc(32);
+  /** Replaced, never written in place (setPresharedKey): every peer starts on the one all-zero key. */
+  presharedKey: Buffer = ZERO_PSK;
   endpoint: Endpoint | undefined;
   allowedIPs: Prefix[] = [];
   /** Wall-clock time of the last completed handshake. */
@@ -34,25 +42,47 @@ export class Peer {
   /** Local indices of recent keypairs and handshakes, newest last. */
   readonly indices: number[] = [];
 
+  private identity: StaticIdentity | null;
+  private readonly now: () => number;
+  private hs: Handshake | undefined;
+  private cookieGen: CookieGenerator | undefined;
+
   constructor(id: number, publicKey: Buffer, identity: StaticIdentity | null, now: () => number) {
     this.id = id;
     this.publicKey = Buffer.from(publicKey);
     this.publicKeyHex = this.publicKey.toString('hex');
-    this.handshake = identity ? new Handshake(identity, this.publicKey, this.presharedKey) : placeholderHandshake(this.publicKey);
-    this.cookie = new CookieGenerator(this.publicKey, now);
+    this.identity = identity;
+    this.now = now;
     this.timers = new PeerTimers(now());
   }
 
-  /** Rebuilds the handshake for a new local identity (private key change). */
+  /** The handshake state with this peer (built on first read, from the identity and preshared key of then). */
+  get handshake(): Handshake {
+    return (this.hs ??= this.identity ? new Handshake(this.identity, this.publicKey, this.presharedKey) : placeholderHandshake(this.publicKey));
+  }
+
+  /** The macs of the handshake messages we send to this peer (built on first read). */
+  get cookie(): CookieGenerator {
+    return (this.cookieGen ??= new CookieGenerator(this.publicKey, this.now));
+  }
+
+  /** False until the handshake state or cookie generator was first needed: an idle peer holds neither. */
+  get hasHandshakeState(): boolean {
+    return this.hs !== undefined || this.cookieGen !== undefined;
+  }
+
+  /** Rebuilds the handshake for a new local identity (private key change); the replay guard carries over. */
   rekeyIdentity(identity: StaticIdentity | null): void {
-    const old = this.handshake;
-    this.handshake = identity ? new Handshake(identity, this.publicKey, this.presharedKey) : placeholderHandshake(this.publicKey);
+    this.identity = identity;
+    const old = this.hs;
+    if (!old) return; // built from `identity` when first needed; a fresh one's replay guard is all zero
+    this.hs = undefined;
     this.handshake.lastTimestamp = old.lastTimestamp;
   }
 
   setPresharedKey(psk: Buffer): void {
     this.presharedKey = Buffer.from(psk);
-    this.handshake.presharedKey = this.presharedKey;
+    if (this.hs) this.hs.presharedKey = this.presharedKey;
   }
 
   /** Records a newly used index; returns the indices that are no longer needed. */

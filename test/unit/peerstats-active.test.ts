@@ -6,22 +6,13 @@
 // peer active (a keypair, anything authenticated sent or received, a packet staged or a handshake
 // requested since the last keypair). The real native device (two of them over loopback, no TUN) and
 // the fake one (src/native/fakedevice.ts), which the agent's unit tests use in its place.
-import { afterEach, describe, expect, it } from 'vitest';
-import { native, type NativeDevice, type NativePeerStats } from '../../src/native/binding.js';
+import { describe, expect, it } from 'vitest';
+import type { NativePeerStats } from '../../src/native/binding.js';
 import { FakeDevice } from '../../src/native/fakedevice.js';
+import { loopbackDevices, txSentinel, until } from '../helpers/native-loopback.js';
 import { prng } from '../helpers/prng.js';
 
-const opened: NativeDevice[] = [];
-afterEach(() => {
-  for (const d of opened.splice(0)) d.close();
-});
-
-function open(): NativeDevice {
-  const d = new native.Device({ createTun: false, port: 0 });
-  d.start(() => undefined); // events (handshake needed) are dropped: the test plays no handshakes
-  opened.push(d);
-  return d;
-}
+const open = loopbackDevices();
 
 /** What the test did to a peer of the device under test that the stats do not show. */
 interface Model {
@@ -31,11 +22,6 @@ interface Model {
 }
 
 const ids = (rows: NativePeerStats[]) => rows.map((s) => s.id).sort((a, b) => a - b);
-
-/** Waits (bounded) for cond; the comparison after it names what differs. */
-async function until(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 250 && !cond(); i++) await new Promise((r) => setTimeout(r, 20));
-}
 
 describe('peerStats(true) on the native device', () => {
   it('equals the full read filtered by activity on random sequences (peers, keypairs, traffic both ways, expiry)', async () => {
@@ -48,17 +34,7 @@ describe('peerStats(true) on the native device', () => {
       // A sentinel peer with a keypair: once its keepalive is counted, the TX thread has taken every
       // earlier request (FIFO), so a keepalive sent before a keypair change met the keypairs the model says.
       const SENTINEL = 1000;
-      for (const [x, y] of [[d, e], [e, d]] as const) {
-        x.upsertPeer(SENTINEL);
-        x.setEndpoint(SENTINEL, '127.0.0.1', y.port);
-      }
-      d.installKeypair(SENTINEL, 1, 2, Buffer.alloc(32, 7), Buffer.alloc(32, 8), true);
-      e.installKeypair(SENTINEL, 2, 1, Buffer.alloc(32, 8), Buffer.alloc(32, 7), true);
-      const txTaken = async () => {
-        const before = d.counters().tx_packets!;
-        d.sendKeepalive(SENTINEL);
-        await until(() => d.counters().tx_packets! > before);
-      };
+      const txTaken = txSentinel(d, e, SENTINEL);
       model.set(SENTINEL, { keypair: true, requested: false });
       const reference = () => {
         const full = d.peerStats();

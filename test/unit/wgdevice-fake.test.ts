@@ -17,6 +17,11 @@ const INITIATION = 1;
 const RESPONSE = 2;
 const TRANSPORT = 4;
 
+function rng(seed: number) {
+  let s = seed >>> 0;
+  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+}
+
 const devices: WireGuardDevice<FakeDevice>[] = [];
 afterEach(() => {
   for (const d of devices.splice(0)) d.close();
@@ -174,12 +179,9 @@ describe('WireGuardDevice on linked FakeDevices', () => {
   });
 });
 
-// The static-static DH (our static private key with the peer's static public key) is computed once per peer
-// and kept, as wireguard-go does; it must follow both keys. A stale value makes the responder unable to open
-// the initiation's timestamp, so the handshake fails; the recomputed one completes.
-describe('precomputed static-static DH', () => {
-  // The initiation's TAI64N timestamp comes from Date.now() (16.8 ms granularity): a fake wall clock moves it
-  // on, or a second initiation within the same tick would be refused as a replay.
+// The initiation's TAI64N timestamp comes from Date.now() (16.8 ms granularity): a fake wall clock, moved on by
+// the tests, or a second initiation within the same tick would be refused as a replay.
+function fakeWallClock(): void {
   beforeEach(() => {
     vi.useFakeTimers({ toFake: ['Date'] });
     vi.setSystemTime(1_700_000_000_000);
@@ -187,6 +189,13 @@ describe('precomputed static-static DH', () => {
   afterEach(() => {
     vi.useRealTimers();
   });
+}
+
+// The static-static DH (our static private key with the peer's static public key) is computed once per peer
+// and kept, as wireguard-go does; it must follow both keys. A stale value makes the responder unable to open
+// the initiation's timestamp, so the handshake fails; the recomputed one completes.
+describe('precomputed static-static DH', () => {
+  fakeWallClock();
   const handshakeOnce = (f: ReturnType<typeof setup>, from: WireGuardDevice<FakeDevice>, peer: Peer) => {
     f.clock.ms += 6_000; // past REKEY_TIMEOUT, so initiate() sends at once
     vi.setSystemTime(Date.now() + 6_000);
@@ -241,10 +250,6 @@ describe('precomputed static-static DH', () => {
 // seeded random sequences of handshakes (some answered, most not), persistent keepalives, peer removals and
 // clock steps, every peer a full scan finds armed is tracked, and a tick with nothing due leaves exactly those.
 describe('the timers tick over armed peers only', () => {
-  function rng(seed: number) {
-    let s = seed >>> 0;
-    return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-  }
   const armedByScan = (d: WireGuardDevice<FakeDevice>) => new Set([...d.peers.values()].filter((p) => p.timers.armed));
   it.each([1, 2, 3, 4])('tracks every armed peer, against a full scan (seed %i)', (seed) => {
     const rand = rng(seed);
@@ -275,5 +280,68 @@ describe('the timers tick over armed peers only', () => {
     f.a.tick();
     expect(new Set(f.a.trackedArmedPeers)).toEqual(armedByScan(f.a));
     expect(f.a.trackedArmedPeers.size).toBeLessThanOrEqual(f.a.peers.size);
+  });
+});
+
+// A peer's handshake state and cookie generator are built when first needed (issue 16: most of an agent's peers
+// never handshake). Built late, they must be what an eager build would hold: the identity and preshared key of
+// that moment. Oracle (whitepaper §5.4.2–5.4.3): with both sides knowing each other's current static key, an
+// initiation completes exactly when both hold the same preshared key (none = 32 zero bytes).
+describe('handshake state built on first use', () => {
+  fakeWallClock();
+
+  it('an idle peer holds none; an initiation builds the initiator\'s and then the responder\'s', () => {
+    const f = setup();
+    const idle = Array.from({ length: 20 }, () => f.a.addPeer(publicFromPrivate(generatePrivateKey())));
+    for (const p of idle) f.a.setPeerEndpoint(p, B);
+    expect([f.pb, f.pa, ...idle].map((p) => p.hasHandshakeState)).toEqual(Array(22).fill(false));
+    f.a.initiate(f.pb);
+    expect([f.pb.hasHandshakeState, f.pa.hasHandshakeState]).toEqual([true, false]);
+    f.net.deliver();
+    expect([f.pb.hasHandshakeState, f.pa.hasHandshakeState]).toEqual([true, true]);
+    expect(f.completed).toEqual({ a: 1, b: 1 });
+    expect(idle.some((p) => p.hasHandshakeState)).toBe(false);
+  });
+
+  it.each([1, 2, 3, 4, 5, 6])('completes exactly when the preshared keys match, across key changes before and after first use (seed %i)', (seed) => {
+    const rand = rng(seed);
+    const f = setup();
+    let pa = f.pa;
+    let pb = f.pb;
+    const psk = { a: 0, b: 0 };
+    let attempts = 0;
+    for (let step = 0; step < 60; step++) {
+      const r = rand();
+      if (r < 0.15) {
+        // a's new key: b is told (a peer is named by its key: a new peer, with b's preshared key for it)
+        f.a.setPrivateKey(generatePrivateKey());
+        f.b.removePeer(pa.publicKey);
+        pa = f.b.addPeer(f.a.identity!.publicKey);
+        if (psk.b) pa.setPresharedKey(Buffer.alloc(32, psk.b));
+      } else if (r < 0.3) {
+        f.b.setPrivateKey(generatePrivateKey());
+        f.a.removePeer(pb.publicKey);
+        pb = f.a.addPeer(f.b.identity!.publicKey);
+        f.a.setPeerEndpoint(pb, B);
+        if (psk.a) pb.setPresharedKey(Buffer.alloc(32, psk.a));
+      } else if (r < 0.5) {
+        psk.a = Math.floor(rand() * 3);
+        pb.setPresharedKey(Buffer.alloc(32, psk.a));
+      } else if (r < 0.7) {
+        psk.b = Math.floor(rand() * 3);
+        pa.setPresharedKey(Buffer.alloc(32, psk.b));
+      } else {
+        const before = { ...f.completed };
+        f.clock.ms += 6_000; // past REKEY_TIMEOUT: initiate() sends at once
+        vi.setSystemTime(Date.now() + 6_000); // a later TAI64N timestamp: not a replay
+        f.a.initiate(pb);
+        f.net.deliver();
+        attempts++;
+        const done = psk.a === psk.b ? 1 : 0;
+        expect({ a: f.completed.a - before.a, b: f.completed.b - before.b }).toEqual({ a: done, b: done });
+        expect(pb.hasHandshakeState).toBe(true);
+      }
+    }
+    expect(attempts).toBeGreaterThan(5);
   });
 });

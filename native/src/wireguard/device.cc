@@ -262,7 +262,7 @@ void Device::clear_keypairs(uint32_t id) {
       erase_index(slot->get());
       slot->reset();
     }
-    p->staged.clear();
+    std::vector<std::vector<uint8_t>>().swap(p->staged);  // their memory too, not just the packets
   }
   // (exclusive: no packet thread is marking it now)
   if (!is_active(p)) unlist(p);
@@ -400,7 +400,7 @@ void Device::request_handshake(Peer* p, uint64_t now) {
 void Device::stage(Peer* p, const uint8_t* pkt, size_t len) {
   std::lock_guard<std::mutex> pl(p->mu);
   if (p->staged.size() >= kStagedMax) {
-    p->staged.pop_front();
+    p->staged.erase(p->staged.begin());  // moves ≤ 127 vector headers, only while overflowing
     count(kDropStageOverflow);
   }
   p->staged.emplace_back(pkt, pkt + len);

@@ -57,7 +57,6 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -100,7 +99,10 @@ struct Peer {
   std::mutex mu;
   std::shared_ptr<Keypair> previous, current, next;
   Endpoint endpoint;
-  std::deque<std::vector<uint8_t>> staged;
+  // Packets waiting for a session (at most kStagedMax, oldest dropped first). A vector, not a deque: an empty
+  // std::deque allocates its map and a first 512-byte chunk, ~600 B of malloc for every peer, and an agent
+  // holds thousands of peers that never stage a packet (issue 16); an empty vector allocates nothing.
+  std::vector<std::vector<uint8_t>> staged;
   std::atomic<uint64_t> rx_bytes{0}, tx_bytes{0}, rx_packets{0}, tx_packets{0};
   // Monotonic ms of the events the timers in src/wireguard/timers.ts act on.
   std::atomic<uint64_t> last_data_sent_ms{0}, last_data_recv_ms{0};

@@ -60,7 +60,7 @@ void Device::tx_loop() {
           segs.push_back(TxSeg{arena.data() + used + 16, n, p});
           used += 64;
         } else {
-          std::deque<std::vector<uint8_t>> staged;
+          std::vector<std::vector<uint8_t>> staged;
           {
             std::lock_guard<std::mutex> pl(p->mu);
             staged.swap(p->staged);
