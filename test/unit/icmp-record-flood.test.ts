@@ -143,4 +143,22 @@ describe('untracked ICMP floods cost a record per tuple a minute, not one per pa
     // (a pod shares the earlier test's attacker pod's slot 1 in 1,024 times: at least three of four)
     expect(HONEST.filter((a) => honest.filter((f) => f.src === a.join('.')).length === 3).length).toBeGreaterThanOrEqual(3);
   });
+
+  it('a world flood evicts no pod\'s seen tuple: its steady tuples are not recorded again, its new ones are', () => {
+    // Before (s15 review): one 4,096-slot seen table for all senders, so the world's records (up to 2,048 a second)
+    // overwrote the slots of a pod's steady tuples, which were then recorded again within the minute, each spending
+    // the pod's budget again. Oracle: a tuple is recorded at most once a minute (docs/security.md).
+    const pod = HONEST[3]!;
+    const send = (n: number) => d.native.policyCheck(icmpPacket(4, pod, ip(`198.19.2.${n}`), 5, 0));
+    for (const n of [1, 2, 3]) send(n);
+    expect(drain().length).toBe(3);
+    for (let n = 0; n < 200; n++) {
+      for (let k = 1; k <= 250; k++) d.native.policyCheck(icmpPacket(4, ip(`198.19.${n}.${k}`), TARGET[4], 0, k));
+      drain();
+      for (const m of [1, 2, 3]) send(m); // the pod's steady tuples, throughout
+      expect(drain(), `after ${(n + 1) * 250} packets of the flood`).toEqual([]);
+    }
+    for (const n of [4, 5, 6]) send(n);
+    expect(drain().map((f) => f.dst)).toEqual(['198.19.2.4', '198.19.2.5', '198.19.2.6']);
+  });
 });
