@@ -69,6 +69,22 @@ describe('untracked ICMP floods cost a record per tuple a minute, not one per pa
     expect(counters().policy_forwarded_new_flows).toBe(before + 2);
   });
 
+  it('the host\'s own untracked ICMP is charged by source prefix, as the docs say (not as one pod, endpoint 0)', () => {
+    // (before the world floods below: they spend the others' table's 2,048 records of their second)
+    // the node's addresses in three /24s (identity host): three senders, 64 new tuples a minute each. Before, the
+    // host's egress was charged to the pods' table as endpoint 0: 64 (128 straddling a window) for all three.
+    d.native.setHostFirewall(true); // the host's own flows then take the host pseudo-endpoint's egress check
+    const hosts = [9, 10, 11].map((n) => ip(`100.64.${n}.1`));
+    d.native.ipcacheUpdate(Buffer.concat(hosts.map((a) => ipcacheRow(a, 32, 1, 0))), Buffer.alloc(0));
+    try {
+      for (const a of hosts) for (let i = 0; i < 200; i++) d.native.policyCheck(icmpPacket(4, a, ip(`198.19.201.${i}`), 5, 0));
+      const flows = drain();
+      for (const a of hosts) expect(flows.filter((f) => f.src === a.join('.')).length).toBeGreaterThanOrEqual(PER_SENDER);
+    } finally {
+      d.native.setHostFirewall(false);
+    }
+  });
+
   it('a pod floods redirects to 20,000 destinations: 64 records, the rest counted; honest pods still recorded', () => {
     const before = counters();
     for (let i = 0; i < FLOOD; i++) {
