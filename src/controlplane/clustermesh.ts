@@ -18,12 +18,12 @@ import { randomBytes } from 'node:crypto';
 import type { Etcd3 } from 'etcd3';
 import { MeshError } from '../errors.js';
 import { formatPrefix, parseIP, parsePrefix, prefixContains } from '../net/ip.js';
-import { clusterConfigKey, clusterConfigPrefix, healthPrefix, pinnedKey, pinnedPrefix, remoteKey, remotesPrefix, remoteStatusPrefix, cachePrefix, statePrefix, syncedPrefix } from './keys.js';
+import { clusterConfigKey, clusterConfigPrefix, vipPrefix, healthPrefix, pinnedKey, pinnedPrefix, remoteKey, remotesPrefix, remoteStatusPrefix, cachePrefix, statePrefix, syncedPrefix } from './keys.js';
 import { connectEtcd, type EtcdOptions } from './kvstore.js';
 import { issueRemoteReader } from './pki.js';
 import { ensureRole, idempotent, kvstoremeshRole, observerRole, REMOTE_READER_ROLE, remoteReaderRole } from './rbac.js';
 import { prefixesOverlap } from './types.js';
-import { serviceClear, servicesApart } from './servicecidr.js';
+import { serviceCIDR, serviceClear, serviceClearOfPin, servicesApart, vipsInside } from './servicecidr.js';
 import { validateClusterId, validateClusterName, validatePrefixes } from '../validate.js';
 import { isCidr } from './records/fields.js';
 import {
@@ -101,7 +101,7 @@ export function enableAgainst(cfg: ClusterConfig, pins: PinnedCluster[], nodes: 
         if (prefixesOverlap(parsePrefix(pa), parsePrefix(pb))) throw new MeshError('WM_POD_CIDR_OVERLAP', `pod CIDR ${pa} of ${cfg.name} overlaps ${pb} of pinned ${p.name}`);
     underlayApart(cfg, p);
     underlayApart(p, cfg);
-    serviceClear(cfg, p); // (a pin carries no service range of its own)
+    serviceClearOfPin(cfg, p);
   }
   const inside = (a: string) => (cfg.underlayCIDRs ?? []).some((c) => prefixContains(parsePrefix(c), parseIP(a)!));
   return nodes.flatMap((n) => n.addresses.filter((a) => !inside(a)).map((a) => `node ${cfg.name}/${n.name}: address ${a} is outside the underlay CIDRs ${(cfg.underlayCIDRs ?? []).join(', ')}: its readers will refuse it`));
@@ -133,6 +133,10 @@ export async function enableCluster(access: EtcdOptions, given: ClusterConfig): 
       if (old.ok && (old.value.maxConnectedClusters ?? 255) !== (cfg.maxConnectedClusters ?? 255))
         throw new MeshError('WM_MAX_CLUSTERS_MISMATCH', `cluster ${cfg.name} is enabled with maxConnectedClusters ${old.value.maxConnectedClusters ?? 255}: its identities are laid out for it`);
       if (old.ok && old.value.serviceCIDR && !cfg.serviceCIDR) cfg = { ...cfg, serviceCIDR: old.value.serviceCIDR };
+      // a new range must still hold every VIP handed out from the old one (apply also re-addresses a kept VIP
+      // outside the range, for a claim made between this read and the write below)
+      if (!old.ok || serviceCIDR(old.value) !== serviceCIDR(cfg))
+        vipsInside(cfg, (await c.getAll().prefix(vipPrefix(cfg.name)).keys()).map((k) => k.slice(vipPrefix(cfg.name).length)));
     }
     serviceClear(cfg, cfg);
     // what this etcd pinned, and its own node records (undecodable ones: warned about as well)
@@ -293,12 +297,7 @@ export async function connectClusters(aAccess: ClusterAccess, bAccess: ClusterAc
     for (const pin of pinsOf.get(self.name)!)
       if (pin.name !== other.name) {
         preflight({ name: pin.name, id: pin.id, podCIDRs: pin.podCIDRs, ...(pin.underlayCIDRs ? { underlayCIDRs: pin.underlayCIDRs } : {}) }, other);
-        serviceClear(other, pin); // other's VIPs would shadow the pods of a cluster it may reach through self
-        // a pin carries no service range: the pinned cluster's default one (100.127.<id>.0/24), which its VIPs
-        // come from unless it named another (then this may refuse a range that was apart: fail closed)
-        const pinned = { name: pin.name, id: pin.id };
-        servicesApart(other, pinned);
-        serviceClear(pinned, other);
+        serviceClearOfPin(other, pin); // other's VIPs would shadow the pods of a cluster it may reach through self
       }
     // the other's pod CIDRs become routes into the tunnels here: they must not hold our own infrastructure
     const nodes = await withEtcd(access, (c) => decodeAll(c, statePrefix('nodes', self.name), nodeCodec));

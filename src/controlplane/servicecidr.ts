@@ -6,7 +6,7 @@
  * ranges against each other: VIPs are unique across the mesh).
  */
 import { MeshError } from '../errors.js';
-import { parsePrefix, type Prefix } from '../net/ip.js';
+import { parseIP, parsePrefix, prefixContains, type Prefix } from '../net/ip.js';
 import { prefixesOverlap } from './types.js';
 import type { ClusterConfig } from './records/cluster.js';
 
@@ -48,4 +48,29 @@ export function serviceClear(a: ServiceOf, b: CIDRsOf): void {
 export function servicesApart(a: ServiceOf, b: ServiceOf): void {
   const [ra, rb] = [serviceRange(a), serviceRange(b)];
   if (ra && rb && prefixesOverlap(ra, rb)) throw overlap(a, 'service CIDR', b.name, serviceCIDR(b), 'VIPs are unique across the mesh');
+}
+
+/**
+ * A cluster's service range against a cluster it pinned (connect's pre-flight, and enable run again): apart from
+ * the pin's pod and underlay CIDRs, and both ways from the pin's default service range. A pin carries no service
+ * range: the pinned cluster's default one (100.127.<id>.0/24), which its VIPs come from unless it named another
+ * (then this may refuse a range that was apart: fail closed). Throws MeshError WM_SERVICE_CIDR_OVERLAP.
+ */
+export function serviceClearOfPin(a: ServiceOf & CIDRsOf, pin: CIDRsOf & { id: number }): void {
+  serviceClear(a, pin);
+  const pinned = { name: pin.name, id: pin.id };
+  servicesApart(a, pinned);
+  serviceClear(pinned, a);
+}
+
+/**
+ * Throws MeshError WM_SERVICE_CIDR_IN_USE when a VIP claimed in the cluster (`vips`: the claimed addresses,
+ * keys.vipKey) is not an address inside its service range: enable must not move the range from under Services
+ * holding VIPs, or those live VIPs would escape connect's checks (which look at the range only).
+ */
+export function vipsInside(cfg: ServiceOf, vips: string[]): void {
+  const range = serviceRange(cfg);
+  const out = vips.find((v) => { const a = parseIP(v); return !range || !a || !prefixContains(range, a); });
+  if (out !== undefined)
+    throw new MeshError('WM_SERVICE_CIDR_IN_USE', `service CIDR ${serviceCIDR(cfg)} of ${cfg.name} does not hold VIP ${out}, claimed by a Service: delete or re-address the Services outside it first`);
 }

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { ConfigError, MeshError } from '../errors.js';
 import { stateKey, vipKey, vipPrefix } from '../controlplane/keys.js';
 import type { Etcd3 } from 'etcd3';
-import { formatIP, parsePrefix, prefixCovers } from '../net/ip.js';
+import { formatIP, parseCanonicalIP, parsePrefix, prefixContains } from '../net/ip.js';
 import { connectEtcd, type EtcdOptions } from '../controlplane/kvstore.js';
 import { serviceCIDR } from '../controlplane/servicecidr.js';
 import { manifestName, parseManifests, type Manifest } from './validate.js';
@@ -106,11 +106,16 @@ async function allocateVips(c: Etcd3, cluster: string, cidr: string, manifests: 
     const owner = `${m.metadata.namespace}/${m.metadata.name}`;
     if (spec.clusterIP === 'None') continue;
     const had = owned.get(owner);
-    let ip = spec.clusterIP || had;
+    // a VIP kept only while the range still holds it (enable may have moved the range since it was claimed)
+    const hadInRange = had !== undefined && (() => { const a = parseCanonicalIP(had); return a !== null && prefixContains(range, a); })();
+    let ip = spec.clusterIP || (hadInRange ? had : undefined);
     if (spec.clusterIP) {
       // as Kubernetes does: an explicit VIP comes from the service range too, else it could be any pod's or
       // node's address (the load balancer answers a VIP before routing), enable's and connect's checks bypassed
-      if (!prefixCovers(range, parsePrefix(spec.clusterIP, 'spec.clusterIP')))
+      // one address in the spelling its claim is keyed by (validate checks it too: manifests from the store also come here)
+      const vip = parseCanonicalIP(spec.clusterIP);
+      if (!vip) throw new ConfigError(`${owner}: spec.clusterIP`, `${spec.clusterIP} is not one IP address in canonical form`);
+      if (!prefixContains(range, vip))
         throw new ConfigError(`${owner}: spec.clusterIP`, `${spec.clusterIP} is outside the service CIDR ${cidr} of cluster ${cluster}: VIPs come from it only`);
       const holder = claimed.get(spec.clusterIP);
       if (holder && holder !== owner) throw new ConfigError(`${owner}: spec.clusterIP`, `${spec.clusterIP} is already the VIP of ${holder} in cluster ${cluster}`);

@@ -11,7 +11,7 @@
 import { parseAllDocuments } from 'yaml';
 import { ConfigError } from '../errors.js';
 import { native } from '../native/binding.js';
-import { parsePrefix, prefixContains } from '../net/ip.js';
+import { parseCanonicalIP, parsePrefix, prefixContains } from '../net/ip.js';
 import { cidr, fail, isObj, list, obj, oneOf, onlyFields, type Obj } from '../validate.js';
 import { MAX_NAMESPACE_LABELS } from '../controlplane/records/fields.js';
 
@@ -228,8 +228,10 @@ function serviceSpec(m: Manifest, v: unknown, path: string): void {
     }
   });
   if (o.clusterIP !== undefined && o.clusterIP !== 'None' && o.clusterIP !== '') {
-    if (typeof o.clusterIP !== 'string') fail(`${path}.clusterIP`, 'must be an IP address');
-    parsePrefix(o.clusterIP, `${path}.clusterIP`);
+    // one address, spelled as the VIP claim's key (keys.vipKey) and the agent's frontend row read it: a prefix or
+    // another spelling would be claimed under another key (one VIP per address bypassed) and fail on the agent
+    if (typeof o.clusterIP !== 'string' || !parseCanonicalIP(o.clusterIP))
+      fail(`${path}.clusterIP`, 'must be one IP address in canonical form (no prefix length), e.g. 100.127.1.9');
   }
   const ann = m.metadata.annotations ?? {};
   for (const k of [GLOBAL_ANNOTATION, SHARED_ANNOTATION])

@@ -56,6 +56,15 @@ export function parseIP(text: string): Buffer | null {
   return out;
 }
 
+/**
+ * One address as formatIP writes it back ("100.80.0.9", "fd00::1"): its bytes, else null (a prefix, a range, a
+ * zone, upper-case or uncompressed IPv6). For values used as keys, so one address has one spelling.
+ */
+export function parseCanonicalIP(text: string): Buffer | null {
+  const addr = parseIP(text);
+  return addr && formatIP(addr) === text ? addr : null;
+}
+
 export function formatIP(addr: Buffer): string {
   // a template, not Array.from().join(): this runs per flow record
   if (addr.length === 4) return `${addr[0]}.${addr[1]}.${addr[2]}.${addr[3]}`;

@@ -9,7 +9,7 @@
 // written. Then `enable --service-cidr` (kept when enabled again without it) and `apply`'s clusterIP check.
 import { describe, expect, it } from 'vitest';
 import { connectClusters, enableCluster, type ClusterAccess } from '../../src/controlplane/clustermesh.js';
-import { clusterConfigKey, pinnedKey } from '../../src/controlplane/keys.js';
+import { clusterConfigKey, pinnedKey, vipKey, vipPrefix } from '../../src/controlplane/keys.js';
 import { clusterConfigCodec, pinnedClusterCodec, type ClusterConfig } from '../../src/controlplane/records/cluster.js';
 import { connectEtcd } from '../../src/controlplane/kvstore.js';
 import { applyManifests } from '../../src/manifests/apply.js';
@@ -88,9 +88,10 @@ describe.skipIf(!hasCommand('etcd') || !hasCommand('openssl'))('service VIP rang
         c.close();
       }
     };
-    // pods 100.96.0.0/11 (100.96-100.127) hold the default 100.127.2.0/24: refused without a range of its own,
-    // enabled with one apart, and enabled again without it (the stored range kept, not the default put back)
-    const wide = { ...C2, podCIDRs: ['100.96.0.0/11'] };
+    // pods 100.127.2.0/23 hold the default 100.127.2.0/24: refused without a range of its own, enabled with one
+    // apart, and enabled again without it (the stored range kept, not the default put back). (Not wider: c2 pinned
+    // c1 above, whose default VIPs 100.127.1.0/24 its pods must not hold either.)
+    const wide = { ...C2, podCIDRs: ['100.66.0.0/16', '100.127.2.0/23'] };
     await expect(enableCluster(access, wide)).rejects.toMatchObject({ code: 'WM_SERVICE_CIDR_OVERLAP' });
     await enableCluster(access, { ...wide, serviceCIDR: '100.80.0.0/24' });
     await enableCluster(access, wide);
@@ -99,7 +100,7 @@ describe.skipIf(!hasCommand('etcd') || !hasCommand('openssl'))('service VIP rang
     expect(await stored()).toBe('100.80.0.0/24');
   });
 
-  it('apply refuses a Service clusterIP outside the cluster\'s service CIDR (a pod\'s, a node\'s, another family)', async () => {
+  it('apply refuses a Service clusterIP outside the cluster\'s service CIDR (a pod\'s, a node\'s, another family) or not one address', async () => {
     const access = { endpoints: [etcds[1]!.url()!] }; // c2, service CIDR 100.80.0.0/24 (the test above)
     const svc = (clusterIP: string) =>
       validateManifest({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'shop' }, spec: { clusterIP, selector: { app: 'web' }, ports: [{ port: 80 }] } });
@@ -109,6 +110,47 @@ describe.skipIf(!hasCommand('etcd') || !hasCommand('openssl'))('service VIP rang
       await expect(applyManifests(access, 'c2', [svc(ip)]), ip).rejects.toMatchObject({ code: 'WM_CONFIG_INVALID' });
       expect(await snapshot(access), ip).toBe(before);
     }
+    // not one address as its claim is keyed ("100.80.0.9"): a host prefix, the whole range, a zone, other spellings.
+    // validate refuses them, and apply too when handed one past validate (nothing written: no second key for .9)
+    for (const ip of ['100.80.0.9/32', '100.80.0.0/24', '100.80.0.9/24', '100.080.0.9', ' 100.80.0.9', 'FD00::1', 'fd00:0::1', 'fe80::1%eth0']) {
+      expect(() => svc(ip), ip).toThrow(expect.objectContaining({ code: 'WM_CONFIG_INVALID' }));
+      const raw = svc('100.80.0.9');
+      (raw.spec as { clusterIP: string }).clusterIP = ip;
+      await expect(applyManifests(access, 'c2', [raw]), ip).rejects.toMatchObject({ code: 'WM_CONFIG_INVALID' });
+      expect(await snapshot(access), ip).toBe(before);
+    }
     expect(await applyManifests(access, 'c2', [svc('100.80.0.9')])).toEqual(['service/shop/web']); // control
+  });
+
+  it('enable keeps a new service range over every claimed VIP; apply re-addresses a kept VIP left outside', async () => {
+    const access = { endpoints: [etcds[1]!.url()!] }; // c2: range 100.80.0.0/24, shop/web holds 100.80.0.9 (above)
+    const before = await snapshot(access);
+    // none holds 100.80.0.9: 100.81.0.0-255, 100.80.0.16-31, 100.80.1.0-255
+    for (const range of ['100.81.0.0/24', '100.80.0.16/28', '100.80.1.0/24'])
+      await expect(enableCluster(access, { ...C2, serviceCIDR: range }), range).rejects.toMatchObject({ code: 'WM_SERVICE_CIDR_IN_USE' });
+    expect(await snapshot(access)).toBe(before);
+    await enableCluster(access, { ...C2, serviceCIDR: '100.80.0.0/25' }); // control: 100.80.0.9 is inside
+    // a claim made from the old range between enable's read and its write (written here by hand): apply gives
+    // the service an address inside the range and drops the old claim, as the agents only accept those
+    const c = await etcds[1]!.client();
+    await c.put(vipKey('c2', '100.80.0.200')).value('shop/api');
+    const api = validateManifest({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'api', namespace: 'shop' }, spec: { selector: { app: 'api' }, ports: [{ port: 80 }] } });
+    await applyManifests(access, 'c2', [api]);
+    const vips = await c.getAll().prefix(vipPrefix('c2')).strings();
+    expect(vips).toEqual({ [vipKey('c2', '100.80.0.1')]: 'shop/api', [vipKey('c2', '100.80.0.9')]: 'shop/web' });
+    expect((api.spec as { clusterIP: string }).clusterIP).toBe('100.80.0.1');
+  });
+
+  it('enable run again compares the range with pinned clusters\' default ranges, as connect does', async () => {
+    const access = { endpoints: [etcds[0]!.url()!] }; // c1 pinned c3 (id 3: default VIPs 100.127.3.0/24) above
+    const before = await snapshot(access);
+    for (const [why, cfg] of [
+      ['c1\'s VIPs 100.127.3.0/25 inside c3\'s default VIPs', { ...C1, serviceCIDR: '100.127.3.0/25' }],
+      ['c1\'s pods 100.127.3.0/24 hold c3\'s default VIPs', { ...C1, podCIDRs: ['100.65.0.0/16', '100.127.3.0/24'] }],
+    ] as Array<[string, ClusterConfig]>) {
+      await expect(enableCluster(access, cfg), why).rejects.toMatchObject({ code: 'WM_SERVICE_CIDR_OVERLAP' });
+      expect(await snapshot(access), why).toBe(before);
+    }
+    await enableCluster(access, C1); // control: as it was
   });
 });

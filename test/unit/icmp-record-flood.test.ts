@@ -69,6 +69,22 @@ describe('untracked ICMP floods cost a record per tuple a minute, not one per pa
     expect(counters().policy_forwarded_new_flows).toBe(before + 2);
   });
 
+  it('the host\'s own untracked ICMP is charged by source prefix, as the docs say (not as one pod, endpoint 0)', () => {
+    // (before the world floods below: they spend the others' table's 2,048 records of their second)
+    // the node's addresses in three /24s (identity host): three senders, 64 new tuples a minute each. Before, the
+    // host's egress was charged to the pods' table as endpoint 0: 64 (128 straddling a window) for all three.
+    d.native.setHostFirewall(true); // the host's own flows then take the host pseudo-endpoint's egress check
+    const hosts = [9, 10, 11].map((n) => ip(`100.64.${n}.1`));
+    d.native.ipcacheUpdate(Buffer.concat(hosts.map((a) => ipcacheRow(a, 32, 1, 0))), Buffer.alloc(0));
+    try {
+      for (const a of hosts) for (let i = 0; i < 200; i++) d.native.policyCheck(icmpPacket(4, a, ip(`198.19.201.${i}`), 5, 0));
+      const flows = drain();
+      for (const a of hosts) expect(flows.filter((f) => f.src === a.join('.')).length).toBeGreaterThanOrEqual(PER_SENDER);
+    } finally {
+      d.native.setHostFirewall(false);
+    }
+  });
+
   it('a pod floods redirects to 20,000 destinations: 64 records, the rest counted; honest pods still recorded', () => {
     const before = counters();
     for (let i = 0; i < FLOOD; i++) {
@@ -142,5 +158,23 @@ describe('untracked ICMP floods cost a record per tuple a minute, not one per pa
     const honest = drain();
     // (a pod shares the earlier test's attacker pod's slot 1 in 1,024 times: at least three of four)
     expect(HONEST.filter((a) => honest.filter((f) => f.src === a.join('.')).length === 3).length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('a world flood evicts no pod\'s seen tuple: its steady tuples are not recorded again, its new ones are', () => {
+    // Before (s15 review): one 4,096-slot seen table for all senders, so the world's records (up to 2,048 a second)
+    // overwrote the slots of a pod's steady tuples, which were then recorded again within the minute, each spending
+    // the pod's budget again. Oracle: a tuple is recorded at most once a minute (docs/security.md).
+    const pod = HONEST[3]!;
+    const send = (n: number) => d.native.policyCheck(icmpPacket(4, pod, ip(`198.19.2.${n}`), 5, 0));
+    for (const n of [1, 2, 3]) send(n);
+    expect(drain().length).toBe(3);
+    for (let n = 0; n < 200; n++) {
+      for (let k = 1; k <= 250; k++) d.native.policyCheck(icmpPacket(4, ip(`198.19.${n}.${k}`), TARGET[4], 0, k));
+      drain();
+      for (const m of [1, 2, 3]) send(m); // the pod's steady tuples, throughout
+      expect(drain(), `after ${(n + 1) * 250} packets of the flood`).toEqual([]);
+    }
+    for (const n of [4, 5, 6]) send(n);
+    expect(drain().map((f) => f.dst)).toEqual(['198.19.2.4', '198.19.2.5', '198.19.2.6']);
   });
 });

@@ -328,12 +328,13 @@ bool PolicyEngine::untracked_is_new(const PacketView& pv, const Admission& a) {
   std::memcpy(t.src, pv.ip.src, size_t(pv.ip.addr_len));
   std::memcpy(t.dst, pv.ip.dst, size_t(pv.ip.addr_len));
   // A pod of this node by its endpoint, a remote node by its peer, anyone
-  // else (host, world) by its source prefix: outside floods never spend a pod's budget.
+  // else (the world, and the host: its egress has endpoint 0, not a pod) by
+  // its source prefix: outside floods never spend a pod's budget.
   using Sender = IcmpRecordGate::Sender;
-  Sender s = a.scope == kCtEgress ? Sender::pod(a.endpoint)
-             : a.source_endpoint  ? Sender::pod(a.source_endpoint)
-             : a.peer             ? Sender::peer(a.peer)
-                                  : Sender::source(t.family, pv.ip.src);
+  uint32_t pod = a.scope == kCtEgress ? a.endpoint : a.source_endpoint;
+  Sender s = pod      ? Sender::pod(pod)
+             : a.peer ? Sender::peer(a.peer)
+                      : Sender::source(t.family, pv.ip.src);
   IcmpRecordGate::Verdict v = icmp_records_.admit(t, s, now_s());
   if (v == IcmpRecordGate::kOverBudget) count(kPolIcmpUnrecorded);
   return v == IcmpRecordGate::kRecord;

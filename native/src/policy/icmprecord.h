@@ -8,8 +8,11 @@
 // (overwriting the 16,384-record flow ring) and inflate
 // policy_forwarded_new_flows. Fixed tables, lock-free (one atomic word a
 // slot, relaxed: a race costs at most one extra record per racing thread):
-//  - seen: 4,096 slots, direct-mapped by a keyed hash of what the record shows
-//    (direction, family, protocol, source, destination, both identities).
+//  - seen: 4,096 slots per sender class (pods, others: as the budget below),
+//    direct-mapped by a keyed hash of what the record shows (direction,
+//    family, protocol, source, destination, both identities). One table per
+//    class, so a flood from outside the node evicts no pod's seen tuple (which
+//    would then be recorded again and spend the pod's budget again).
 //    A packet whose tuple was seen within kIntervalS is not recorded again
 //    (and keeps it seen), as a tracked flow's later packets are not while its
 //    entry lives (60 s without a packet, UDP's timeout). The ICMP type, code and
@@ -20,8 +23,9 @@
 //    spend a local pod's budget:
 //      pods:   a local endpoint, by its endpoint id (egress, or ingress from a
 //              pod of this node; a pod cannot send as another, the pod guard);
-//      others: a remote node, by its WireGuard peer; anything else (the host,
-//              the world, CIDR identities) by its source prefix, an IPv6 /64
+//      others: a remote node, by its WireGuard peer; anything else (the
+//              host's own egress or ingress, the world, CIDR identities) by
+//              its source prefix, an IPv6 /64
 //              (as conntrack charges it) or an IPv4 /24, since such a sender
 //              picks any address of its prefix.
 //    At most kPerSourcePerInterval records a slot per kIntervalS window;
@@ -84,7 +88,8 @@ class IcmpRecordGate {
   };
 
   IcmpRecordGate() {
-    for (auto& s : seen_) s.store(0, std::memory_order_relaxed);
+    for (auto& table : seen_)
+      for (auto& s : table) s.store(0, std::memory_order_relaxed);
     for (auto& s : pods_) s.store(0, std::memory_order_relaxed);
     for (auto& s : others_) s.store(0, std::memory_order_relaxed);
     for (auto& r : rate_) r.store(0, std::memory_order_relaxed);
@@ -96,7 +101,7 @@ class IcmpRecordGate {
   // second (not marked seen: it is offered again with the next packet).
   Verdict admit(const Tuple& t, const Sender& s, uint32_t now_s) {
     uint64_t h = hash_bytes(&t, sizeof t, seed_);
-    std::atomic<uint64_t>& slot = seen_[h & (kSeenSlots - 1)];
+    std::atomic<uint64_t>& slot = seen_[s.kind == Sender::kPod ? 0 : 1][h & (kSeenSlots - 1)];
     uint64_t tag = (h >> 32) | 1;  // never 0: an empty slot matches no tuple
     uint64_t v = slot.load(std::memory_order_relaxed);
     if (v >> 32 == tag && now_s - uint32_t(v) < kIntervalS) {
@@ -139,7 +144,7 @@ class IcmpRecordGate {
   }
 
   uint64_t seed_ = flatmap_seed();
-  std::atomic<uint64_t> seen_[kSeenSlots];
+  std::atomic<uint64_t> seen_[2][kSeenSlots];  // pods, others
   std::atomic<uint64_t> pods_[kBudgetSlots], others_[kBudgetSlots];
   std::atomic<uint64_t> rate_[2];  // pods, others: (second + 1) << 32 | records
 };
