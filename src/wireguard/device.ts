@@ -428,7 +428,7 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
             break;
           case 'zero-keys':
             this.native.clearKeypairs(peer.id);
-            peer.handshake.clear();
+            peer.clearHandshake();
             break;
         }
       }
