@@ -52,7 +52,7 @@ import { compactions as heapCompactions } from '../src/agent/heapcompaction.js';
 import { nodeCodec } from '../src/controlplane/records/index.js';
 import type { NodeRecord } from '../src/controlplane/types.js';
 import { silentLogger } from '../src/log.js';
-import type { LoadRequest, LoadResult } from './cp-load.js';
+import { checkShape, type LoadRequest, type LoadResult } from './cp-load.js';
 import { profileWindows, threadCpu } from './cp-profile.js';
 import { memParts, partsPer } from './cp-memparts.js';
 import { perProcess, procUse } from './cp-procstat.js';
@@ -93,6 +93,7 @@ const SWEEP = o.sweep?.split(',').map((x) => num(x, 'sweep', 0));
 const K = num(o.clusters, 'clusters', 4);
 const N = num(o.nodes, 'nodes', SWEEP ? 20 : 100);
 const E = num(o.endpoints, 'endpoints', SWEEP ? 2 : 10);
+checkShape(SWEEP ? Math.max(...SWEEP) : K, N); // before any etcd starts: a shape whose addresses overlap would measure refusals
 const RATE = num(o.rate, 'rate', 100);
 const CHURN_S = num(o['churn-seconds'], 'churn-seconds', 10);
 const REST_S = num(o['rest-seconds'], 'rest-seconds', 10);

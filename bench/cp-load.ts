@@ -40,7 +40,24 @@ export interface LoadResult {
 }
 
 export const clusterName = (k: number): string => `c${k}`;
-/** Synthetic node n of cluster k owns the /24 number (k-1)*nodes+n of 100.64.0.0/10. */
+/** 100.64.0.0/10 holds 2^14 /24s; the last, 100.127.255.0/24, is the measuring agent's (c1). */
+const POD_SLASH24S = (1 << 14) - 1;
+/** Each cluster's own /21 of 198.18.0.0/16 (underlayCIDRs): 32 of them, 2046 host addresses each after the first. */
+const MAX_CLUSTERS = 32;
+const MAX_NODES = 2046;
+/**
+ * Refuses a shape whose synthetic addresses would not fit (clusters x nodes > 16,383 pod /24s, clusters > 32,
+ * nodes > 2046): past them pod CIDRs run into the agent's /24 (c17 of 1000 nodes would get 100.127.0.0/16,
+ * holding c1's 100.127.255.0/24: contested, every record in it silently refused) or underlay addresses wrap.
+ * @throws Error naming the bound exceeded.
+ */
+export function checkShape(clusters: number, nodes: number): void {
+  if (!Number.isInteger(clusters) || clusters < 1 || clusters > MAX_CLUSTERS) throw new Error(`--clusters must be an integer 1..${MAX_CLUSTERS} (each cluster's nodes in its own /21 of 198.18.0.0/16), got ${clusters}`);
+  if (!Number.isInteger(nodes) || nodes > MAX_NODES) throw new Error(`--nodes must be an integer ≤ ${MAX_NODES} (a /21 per cluster), got ${nodes}`);
+  if (clusters * nodes > POD_SLASH24S)
+    throw new Error(`${clusters} clusters x ${nodes} nodes need ${clusters * nodes} pod /24s; 100.64.0.0/10 holds ${POD_SLASH24S} besides the agent's (at ${nodes} nodes, at most ${Math.floor(POD_SLASH24S / Math.max(1, nodes))} clusters)`);
+}
+/** Synthetic node n of cluster k owns the /24 number (k-1)*nodes+n of 100.64.0.0/10 (checkShape: they fit). */
 export function podCIDR(s: Shape, k: number, n: number): string {
   const i = (k - 1) * s.nodes + n;
   return `100.${64 + (i >> 8)}.${i & 255}.0/24`;
@@ -60,7 +77,7 @@ export function clusterPodCIDRs(s: Pick<Shape, 'nodes'>, k: number): string[] {
   }
   return k === 1 ? [...out, '100.127.255.0/24'] : out;
 }
-/** Cluster k's nodes live in its own /21 of 198.18.0.0/16 (≤ 2046 nodes, k ≤ 32); c1 also holds the measuring agent's 198.19.255.254. */
+/** Cluster k's nodes live in its own /21 of 198.18.0.0/16 (≤ 2046 nodes, k ≤ 32; pod CIDRs bound clusters x nodes tighter: checkShape); c1 also holds the measuring agent's 198.19.255.254. */
 export function underlayCIDRs(k: number): string[] {
   const b = (k - 1) * 8;
   return [`198.18.${b}.0/21`, ...(k === 1 ? ['198.19.255.0/24'] : [])];

@@ -5,8 +5,10 @@
  *   mainArena    glibc's main malloc arena ([heap], brk)
  *   threadArenas glibc's per-thread arenas: anonymous rw mappings that start on a 64 MiB boundary and are
  *                followed by their reservation's PROT_NONE rest up to the next 64 MiB (HEAP_MAX_SIZE on 64-bit)
- *   otherAnon    every other anonymous mapping: V8's heap pages, large mallocs (≥ 128 KiB: mmap), thread stacks
- *   file         file-backed pages (code, the addon)
+ *   otherAnon    every other mapping without an inode: V8's heap pages, large mallocs (≥ 128 KiB: mmap), thread
+ *                stacks, [stack], [vdso]/[vvar] and named anonymous mappings ([anon:…])
+ *   file         mappings with an inode (≠ 0): code, the addon, shared memory; classified by inode, not by name,
+ *                since the kernel names some anonymous mappings too
  * An approximation of glibc's layout read from outside (no mallinfo2 call), so the parts are compared between two
  * readings of one process, never across builds alone.
  */
@@ -29,16 +31,21 @@ const ARENA = 64 * 2 ** 20;
 /** One reading of this process's memory, in bytes. */
 export function memParts(): MemParts {
   const mu = process.memoryUsage();
-  const parts = { rss: mu.rss, heapUsed: mu.heapUsed, heapCommitted: mu.heapTotal, external: mu.external, arrayBuffers: mu.arrayBuffers, mainArena: 0, threadArenas: 0, otherAnon: 0, file: 0 };
-  const maps: Array<{ start: number; end: number; perms: string; name: string; rss: number }> = [];
-  for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
+  return { rss: mu.rss, heapUsed: mu.heapUsed, heapCommitted: mu.heapTotal, external: mu.external, arrayBuffers: mu.arrayBuffers, ...smapsParts(readFileSync('/proc/self/smaps', 'utf8')) };
+}
+
+/** The resident bytes of an smaps text (/proc/<pid>/smaps) by part, as in the header. */
+export function smapsParts(smaps: string): Pick<MemParts, 'mainArena' | 'threadArenas' | 'otherAnon' | 'file'> {
+  const parts = { mainArena: 0, threadArenas: 0, otherAnon: 0, file: 0 };
+  const maps: Array<{ start: number; end: number; perms: string; inode: string; name: string; rss: number }> = [];
+  for (const line of smaps.split('\n')) {
     const head = /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ (\d+)\s*(.*)$/.exec(line);
-    if (head) maps.push({ start: parseInt(head[1]!, 16), end: parseInt(head[2]!, 16), perms: head[3]!, name: head[4] === '0' ? head[5]! : head[5] || 'file', rss: 0 });
+    if (head) maps.push({ start: parseInt(head[1]!, 16), end: parseInt(head[2]!, 16), perms: head[3]!, inode: head[4]!, name: head[5]!, rss: 0 });
     else if (line.startsWith('Rss:') && maps.length) maps[maps.length - 1]!.rss = Number(line.split(/\s+/)[1]) * 1024;
   }
   maps.forEach((m, i) => {
     if (m.name === '[heap]') parts.mainArena += m.rss;
-    else if (m.name !== '' && !m.name.startsWith('[anon')) parts.file += m.rss;
+    else if (m.inode !== '0') parts.file += m.rss;
     else if (m.start % ARENA === 0 && m.perms.startsWith('rw') && (m.end - m.start === ARENA || (maps[i + 1]?.start === m.end && maps[i + 1]!.perms.startsWith('---') && maps[i + 1]!.end === m.start + ARENA))) parts.threadArenas += m.rss;
     else parts.otherAnon += m.rss;
   });

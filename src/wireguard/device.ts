@@ -435,7 +435,7 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
             break;
           case 'zero-keys':
             this.native.clearKeypairs(peer.id);
-            peer.handshake.clear();
+            peer.clearHandshake();
             break;
         }
       }

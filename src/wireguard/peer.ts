@@ -80,6 +80,11 @@ export class Peer {
     this.handshake.lastTimestamp = old.lastTimestamp;
   }
 
+  /** Wipes the handshake state (keys zeroed after 540 s); nothing to wipe, and nothing built, if it never was. */
+  clearHandshake(): void {
+    this.hs?.clear();
+  }
+
   setPresharedKey(psk: Buffer): void {
     this.presharedKey = Buffer.from(psk);
     if (this.hs) this.hs.presharedKey = this.presharedKey;

@@ -1,10 +1,12 @@
 // A peer's staged packets (native/src/wireguard/device.cc stage, device_tx.cc's flush): what goes out to a peer
 // without a session waits, at most kStagedMax = 128 per peer with the oldest dropped first (drop_stage_overflow),
 // and leaves, all of them, once a keypair is installed and the data path is told to flush. Oracle: a bounded
-// FIFO of 128 per peer (wireguard-go's and the kernel's staged queue, MAX_STAGED_PACKETS = 128), checked on
+// queue of 128 per peer (wireguard-go's and the kernel's staged queue, MAX_STAGED_PACKETS = 128), checked on
 // seeded random rounds of staging and flushing, including a peer staged again after a flush and after its
 // keypairs were cleared (the container is swapped out and released there). The real native device, two of them
-// over loopback, no TUN: a keepalive with no keypair is staged as a packet is.
+// over loopback, no TUN: a keepalive with no keypair is staged as a packet is. Counts only (dropped, sent): the
+// keepalives are all alike, so which are dropped (oldest first) and the flush's order (FIFO) are not checked
+// here; that needs distinguishable staged payloads (a test hook).
 import { describe, expect, it } from 'vitest';
 import { loopbackDevices, txSentinel, until } from '../helpers/native-loopback.js';
 import { prng } from '../helpers/prng.js';

@@ -303,6 +303,20 @@ describe('handshake state built on first use', () => {
     expect(idle.some((p) => p.hasHandshakeState)).toBe(false);
   });
 
+  it('zeroing keys after 540 s wipes a built handshake state and builds none where there was none', () => {
+    const f = setup();
+    f.a.initiate(f.pb);
+    f.net.deliver();
+    // an idle peer whose key-zeroing timer is armed without any handshake (no built state to wipe)
+    const idle = f.a.addPeer(publicFromPrivate(generatePrivateKey()));
+    idle.timers.sessionDerived(f.clock.ms);
+    f.a.setPeerPersistentKeepalive(idle, 0); // tracks it as armed, sends nothing
+    f.clock.ms += 540_000 + 1;
+    f.a.tick();
+    expect([idle.timers.armed, idle.hasHandshakeState]).toEqual([false, false]);
+    expect([f.pb.hasHandshakeState, f.pb.handshake.state]).toEqual([true, 'zeroed']);
+  });
+
   it.each([1, 2, 3, 4, 5, 6])('completes exactly when the preshared keys match, across key changes before and after first use (seed %i)', (seed) => {
     const rand = rng(seed);
     const f = setup();
