@@ -92,6 +92,7 @@ enum PolicyCounter : int {
   kPolDropFragment,
   kPolDropIpv6ExtChain,
   kPolToKernel,
+  kPolDropTransit,
   kPolCounterCount
 };
 extern const char* const kPolicyCounterNames[kPolCounterCount];
