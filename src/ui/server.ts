@@ -69,7 +69,7 @@ export class MeshDashboard {
   ) {}
 
   async snapshot(): Promise<MeshSnapshot> {
-    const now = Date.now();
+    const now = this.clock(); // byte rates: monotonic, like the snapshot's reuse time
     const per = await Promise.all(
       this.sockets.map(async (socket) => {
         try {
@@ -84,7 +84,7 @@ export class MeshDashboard {
         }
       }),
     );
-    const snap: MeshSnapshot = { at: new Date(now).toISOString(), clusters: [], nodes: [], tunnels: [], services: [], flows: [] };
+    const snap: MeshSnapshot = { at: new Date().toISOString(), clusters: [], nodes: [], tunnels: [], services: [], flows: [] };
     const clusters = new Set<string>();
     const svc = new Map<string, { s: ServiceStatus; per: Map<string, Array<{ healthy: number; total: number; selected: number }>> }>();
     for (const p of per) {
