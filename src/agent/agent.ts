@@ -401,7 +401,7 @@ export class Agent extends EventEmitter {
       ...(this.proxy ? { proxy: this.proxy.stats } : {}),
       ...(this.gateway ? { gateway: { address: this.cfg.gateway!.address, routerAddress: this.routerAddress, listeners: this.gateway.stats } } : {}),
       ...(this.services ? { services: { count: this.serviceList().length, lastComputeMs: this.services.lastComputeMs, ...(this.dns ? { dns: this.dns.counters } : {}) } } : {}),
-      ...(dp ? { policy: { identities: dp.universe.identities.size, localEndpoints: this.registration.identities.size, lastCompileMs: dp.lastCompileMs, warnings: dp.warnings.length } } : {}),
+      ...(dp ? { policy: { identities: dp.universe.identities.size, localEndpoints: this.registration.identities.size, lastCompileMs: dp.lastCompileMs, warnings: dp.warnings.length, flowsNotSent: dp.flowsNotSent } } : {}),
     };
   }
 

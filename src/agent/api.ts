@@ -70,7 +70,8 @@ export function flowFilter(q: URLSearchParams): FlowFilter {
  * Bytes of flow lines a follower may leave unread in the agent (the response's buffer): past it the flows of each
  * drain (every 100 ms, up to the native ring's 16,384 records) are not sent to it but counted, and the next line it
  * gets says how many (`{"error": "N flow records not sent ..."}`, which `wiremesh observe` prints to stderr), as
- * Hubble reports lost events. Before s15 a follower that stopped reading (a paused terminal, `observe | less`) made
+ * Hubble reports lost events. That line comes with the next flow matching its filter (none sent while none match);
+ * every follower's are counted in the status (`policy.flowsNotSent`) and `wiremesh_flows_not_sent_total`. Before s15 a follower that stopped reading (a paused terminal, `observe | less`) made
  * the agent buffer every flow for it: a pod's denied packets wrote ~50 MB/s into the agent's heap until it was
  * killed, and the node's data path with it.
  */
@@ -87,7 +88,11 @@ function streamFlows(agent: Agent, q: URLSearchParams, res: ServerResponse): voi
   const write = (flows: Flow[]) => {
     const lines = flows.filter((f) => flowMatches(f, filter)).map((f) => JSON.stringify(f) + '\n');
     if (!lines.length) return;
-    if (res.writableLength > FOLLOW_UNREAD_BYTES) return void (unsent += lines.length);
+    if (res.writableLength > FOLLOW_UNREAD_BYTES) {
+      unsent += lines.length;
+      dp.flowsNotSent += lines.length;
+      return;
+    }
     if (unsent) lines.unshift(JSON.stringify({ error: `${unsent} flow records not sent: this follower read too slowly` }) + '\n');
     unsent = 0;
     res.write(lines.join(''));

@@ -45,7 +45,7 @@ export interface MetricsSnapshot {
   endpointsHeldBack?: Record<string, number>;
   /** Records held until this cluster's cluster-config is read (admission.ts). */
   awaitingClusterConfig?: number;
-  policy?: { identities: number; localEndpoints: number; lastCompileMs: number };
+  policy?: { identities: number; localEndpoints: number; lastCompileMs: number; flowsNotSent?: number };
   /** The TUN's route writes (routetable.ts): `ip -batch` runs and lines, and those that failed (each retried). */
   routes?: RouteTableStats;
   /** The node's service DNS server's counters (src/services/dns.ts), when it runs. */
@@ -402,6 +402,14 @@ export class AgentMetrics {
         },
       });
     registerDnsMetrics(this.registry, 'wiremesh_dns', "The node's service DNS", () => s().dns);
+    new Counter({
+      name: 'wiremesh_flows_not_sent_total',
+      help: 'Flow records not sent to followers of the flow stream (GET /v1/flows?follow=1) that read too slowly.',
+      registers: reg,
+      collect() {
+        totals(this, [[{}, s().policy?.flowsNotSent ?? 0]]);
+      },
+    });
     new Gauge({
       name: 'wiremesh_policy_identities',
       help: 'Identities known to this agent, local endpoints, and the last policy compile time.',

@@ -64,7 +64,8 @@ export interface AgentStatus {
   proxy?: ProxyStats;
   gateway?: { address: string; routerAddress: string | undefined; listeners: GatewayStats[] };
   services?: { count: number; lastComputeMs: number; dns?: DnsCounters };
-  policy?: { identities: number; localEndpoints: number; lastCompileMs: number; warnings: number };
+  /** flowsNotSent: flow records not sent to followers of the flow stream that read too slowly (agent/api.ts). */
+  policy?: { identities: number; localEndpoints: number; lastCompileMs: number; warnings: number; flowsNotSent: number };
 }
 
 /**

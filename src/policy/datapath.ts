@@ -77,6 +77,8 @@ export class PolicyDatapath extends EventEmitter {
   /** Flow records made for the pod guard's source-spoofed drops. */
   spoofedRecords = 0;
   lastCompileMs = 0;
+  /** Flow records not sent to followers of the flow stream that read too slowly (agent/api.ts), since the start. */
+  flowsNotSent = 0;
   /** The last identity delta's time (ms) and entries written. */
   lastDelta = { ms: 0, entries: 0 };
 

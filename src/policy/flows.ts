@@ -20,6 +20,7 @@ export const DROP_REASONS: Record<number, string> = {
   6: 'conntrack-full',
   7: 'fragment-without-ports',
   8: 'ipv6-extension-chain',
+  9: 'transit-denied',
 };
 
 export interface FlowEndpoint {

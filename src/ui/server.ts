@@ -58,10 +58,18 @@ async function get(socket: string, path: string): Promise<string> {
 export class MeshDashboard {
   private readonly lastBytes = new Map<string, { at: number; rx: number; tx: number; rxBps: number; txBps: number }>();
 
-  constructor(private readonly sockets: string[], private readonly flowsPerAgent = 30) {}
+  /**
+   * @param clock milliseconds on a monotonic clock (the snapshot's reuse time must not stretch or vanish when the
+   *   wall clock is set back or forward); tests inject their own.
+   */
+  constructor(
+    private readonly sockets: string[],
+    private readonly flowsPerAgent = 30,
+    private readonly clock: () => number = () => performance.now(),
+  ) {}
 
   async snapshot(): Promise<MeshSnapshot> {
-    const now = Date.now();
+    const now = this.clock(); // byte rates: monotonic, like the snapshot's reuse time
     const per = await Promise.all(
       this.sockets.map(async (socket) => {
         try {
@@ -76,7 +84,7 @@ export class MeshDashboard {
         }
       }),
     );
-    const snap: MeshSnapshot = { at: new Date(now).toISOString(), clusters: [], nodes: [], tunnels: [], services: [], flows: [] };
+    const snap: MeshSnapshot = { at: new Date().toISOString(), clusters: [], nodes: [], tunnels: [], services: [], flows: [] };
     const clusters = new Set<string>();
     const svc = new Map<string, { s: ServiceStatus; per: Map<string, Array<{ healthy: number; total: number; selected: number }>> }>();
     for (const p of per) {
@@ -139,14 +147,14 @@ export class MeshDashboard {
    * `fetch('http://127.0.0.1:8300/api/mesh', {mode: 'no-cors'})` passes the Host check, and it needs no answer).
    */
   private shared(): Promise<MeshSnapshot> {
-    const now = Date.now();
+    const now = this.clock();
     const s = this.served;
     if (s && now - s.at < SNAPSHOT_REUSE_MS) return s.snap;
     this.snapshotsRead++;
     const snap = this.snapshot();
     const entry = { at: Number.POSITIVE_INFINITY, snap };
     this.served = entry;
-    const settled = () => void (entry.at = Date.now());
+    const settled = () => void (entry.at = this.clock());
     snap.then(settled, settled);
     return snap;
   }

@@ -316,6 +316,6 @@ describe.skipIf(!enabled)('identity-aware policy on a 3-cluster mesh', () => {
     expect(raw.length).toBeGreaterThanOrEqual(24); // a pcap file (its header)
     expect(raw.includes(Buffer.from(pod('fe3').ip.split('.').map(Number)))).toBe(false);
     const drops = flows('c1', 'n2', 'verdict=DROPPED').filter((f) => f.destination.ip === etcd);
-    expect(drops.at(-1)).toMatchObject({ direction: 'ingress', dropReason: 'policy-default-deny', source: { ip: pod('fe3').ip, identity: 6 } });
+    expect(drops.at(-1)).toMatchObject({ direction: 'ingress', dropReason: 'transit-denied', source: { ip: pod('fe3').ip, identity: 6 } });
   }, 60_000);
 });

@@ -19,6 +19,11 @@ import { MeshDashboard, SNAPSHOT_REUSE_MS } from '../../src/ui/server.js';
 const dir = mkdtempSync(join(tmpdir(), 'wm-s15-ui-'));
 const servers: Server[] = [];
 const asked = new Map<string, number>();
+// The agents hold their answers until the test opens the gate, so "while it is read" does not depend on how fast
+// the requests arrive; the dashboard's clock is the test's, so "for SNAPSHOT_REUSE_MS after" does not either.
+let gate: Promise<void> = Promise.resolve();
+let openGate = () => {};
+let now = 1_000_000;
 
 function status(node: string): AgentStatus {
   return {
@@ -40,8 +45,9 @@ function status(node: string): AgentStatus {
 
 async function fakeAgent(node: string): Promise<string> {
   const path = join(dir, `${node}.sock`);
-  const server = createServer((req, res) => {
+  const server = createServer(async (req, res) => {
     asked.set(node, (asked.get(node) ?? 0) + 1);
+    await gate;
     const url = new URL(req.url ?? '/', 'http://agent');
     const body = url.pathname === '/v1/status' ? JSON.stringify(status(node)) : url.pathname === '/v1/services' ? JSON.stringify({ cluster: 'c1', node, services: [] }) : '';
     res.writeHead(200, { 'content-type': 'application/json' }).end(body);
@@ -65,10 +71,12 @@ function getMesh(port: number): Promise<{ status: number; body: string }> {
 }
 
 let port = 0;
+let arrived = 0;
 let dash: MeshDashboard;
 beforeAll(async () => {
-  dash = new MeshDashboard([await fakeAgent('n1'), await fakeAgent('n2')]);
+  dash = new MeshDashboard([await fakeAgent('n1'), await fakeAgent('n2')], 30, () => now);
   const server = await dash.listen(0, '127.0.0.1');
+  server.on('request', () => arrived++);
   servers.push(server);
   port = (server.address() as AddressInfo).port;
 });
@@ -79,7 +87,14 @@ afterAll(() => {
 
 describe('red team s15: a flood of /api/mesh requests', () => {
   it('costs each agent one snapshot (three requests), not three per request; every request is answered with it', async () => {
-    const answers = await Promise.all(Array.from({ length: 100 }, () => getMesh(port)));
+    gate = new Promise((r) => (openGate = r));
+    const pending = Array.from({ length: 100 }, () => getMesh(port));
+    // Every request is at the dashboard before any agent answers, and the clock runs far past the reuse time
+    // meanwhile: a snapshot being read is shared however long it takes.
+    while (arrived < 100) await new Promise((r) => setImmediate(r));
+    now += 100 * SNAPSHOT_REUSE_MS;
+    openGate();
+    const answers = await Promise.all(pending);
     expect(answers.every((a) => a.status === 200)).toBe(true);
     const nodes = answers.map((a) => (JSON.parse(a.body) as { nodes: Array<{ node: string; up: boolean }> }).nodes.map((n) => `${n.node}:${n.up}`).join());
     expect(new Set(nodes)).toEqual(new Set(['n1:true,n2:true']));
@@ -87,9 +102,12 @@ describe('red team s15: a flood of /api/mesh requests', () => {
     expect(dash.snapshotsRead).toBe(1);
   });
 
-  it('a request after the reuse time reads the agents again (the page stays live)', async () => {
+  it('reuses the snapshot for SNAPSHOT_REUSE_MS after it was read, then reads the agents again (the page stays live)', async () => {
     const before = dash.snapshotsRead;
-    await new Promise((r) => setTimeout(r, SNAPSHOT_REUSE_MS + 50));
+    now += SNAPSHOT_REUSE_MS - 1;
+    expect((await getMesh(port)).status).toBe(200);
+    expect(dash.snapshotsRead).toBe(before);
+    now += 1;
     expect((await getMesh(port)).status).toBe(200);
     expect(dash.snapshotsRead).toBe(before + 1);
     expect(asked.get('n1')).toBe(6);

@@ -20,7 +20,7 @@ import type { Flow } from '../../src/policy/flows.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'wm-s15-flows-'));
 const sock = join(dir, 'agent.sock');
-const dp = Object.assign(new EventEmitter(), { flows: [] as Flow[], drainFlows: () => undefined });
+const dp = Object.assign(new EventEmitter(), { flows: [] as Flow[], drainFlows: () => undefined, flowsNotSent: 0 });
 let server: Server;
 const responses: ServerResponse[] = [];
 
@@ -91,5 +91,7 @@ describe('red team s15: a follower that stops reading the flow stream', () => {
     // every flow was either sent or counted, none twice
     expect(lines.length - 1 + missed).toBe(sent);
     expect(lines.at(-11)).toBe(notices[0]);
+    // and the agent counts them for its status and /metrics (wiremesh_flows_not_sent_total)
+    expect(dp.flowsNotSent).toBe(missed);
   });
 });

@@ -17,6 +17,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ipcacheRow } from '../../src/native/rows.js';
 import { parseIP } from '../../src/net/ip.js';
+import { DROP_REASONS } from '../../src/policy/flows.js';
 import { WireGuardDevice } from '../../src/wireguard/device.js';
 import { l4Packet } from '../helpers/packets.js';
 
@@ -69,6 +70,9 @@ describe('red team s15: a connected node routing through this node', () => {
           expect([what, src.join('.'), tag, d.native.policyCheck(syn(src, dst, port++, dport), tag)]).toEqual([what, src.join('.'), tag, 'drop']);
     const flows = d.native.drainFlows().records;
     expect(flows.length / 72).toBe(targets.length * 4);
+    // Its own reason (flows.h: reason byte at offset 9), not a policy's default deny: no policy was consulted.
+    for (let off = 0; off < flows.length; off += 72) expect(DROP_REASONS[flows[off + 9]!]).toBe('transit-denied');
+    expect((d.native.counters() as Record<string, number>).drop_transit).toBe(targets.length * 4);
   });
 
   it('still reaches this node itself (remote-node), and the node still gets its own flows’ replies', () => {
@@ -79,8 +83,11 @@ describe('red team s15: a connected node routing through this node', () => {
     expect(d.native.policyCheck(syn(attackerPod, router, 7000, 50000, SYNACK), 131_072 + 300)).toBe('deliver');
   });
 
-  it('with the host firewall off, everything is delivered as before (the operator chose it)', () => {
+  it('with the host firewall off, packets to this node are delivered (the operator chose it), transit still is not', () => {
     d.native.setHostFirewall(false);
-    expect(d.native.policyCheck(syn(attackerNode, ip('8.8.8.8'), 43000, 53), REMOTE_NODE)).toBe('deliver');
+    expect(d.native.policyCheck(syn(attackerNode, nodeAddr, 43000, 22), REMOTE_NODE)).toBe('deliver');
+    expect(d.native.policyCheck(syn(attackerPod, router, 43001, 15001), 131_072 + 300)).toBe('deliver');
+    for (const dst of [ip('8.8.8.8'), otherNode, ruleCidrHost])
+      for (const tag of [REMOTE_NODE, WORLD]) expect(d.native.policyCheck(syn(attackerNode, dst, 43002, 53), tag)).toBe('drop');
   });
 });

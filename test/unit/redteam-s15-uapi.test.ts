@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { generatePrivateKey, publicFromPrivate } from '../../src/wireguard/crypto.js';
 import { WireGuardDevice } from '../../src/wireguard/device.js';
-import { MAX_REQUEST_CHARS, serveUapi } from '../../src/wireguard/uapi.js';
+import { MAX_REQUEST_CHARS, MAX_UAPI_CONNECTIONS, serveUapi } from '../../src/wireguard/uapi.js';
 
 const cleanups: Array<() => void> = [];
 afterEach(() => {
@@ -77,5 +77,45 @@ describe('red team s15: UAPI set requests of many allowed IPs', () => {
     const lines = (max: number) => Math.floor((max - peer.length - 1) / line.length);
     expect(await ask(path, peer + line.repeat(lines(MAX_REQUEST_CHARS)) + '\n')).toBe('errno=0\n\n');
     expect(await ask(path, peer + line.repeat(lines(MAX_REQUEST_CHARS) + 2) + '\n')).toBeNull();
+  });
+
+  it('finds a request end wherever the chunks split it (even between its two newlines), and pipelined requests', async () => {
+    const { dev, path } = await served();
+    const key = hexKey();
+    const set = `set=1\npublic_key=${key}\nallowed_ip=100.64.9.1/32\n\n`;
+    // one character per write: the socket hands the server each as its own chunk or several together
+    const answer = await new Promise<string>((resolve, reject) => {
+      const c = createConnection(path);
+      let got = '';
+      c.setEncoding('utf8');
+      c.on('data', (d: string) => {
+        got += d;
+        if (got.split('errno=').length === 3) c.end(), resolve(got);
+      });
+      c.on('error', reject);
+      c.once('connect', async () => {
+        for (const ch of set.slice(0, -1)) await new Promise<void>((r) => c.write(ch, () => setImmediate(r)));
+        c.write('\nget=1\n\n'); // the set's last newline and the next request in one chunk
+      });
+    });
+    expect(answer.startsWith('errno=0\n\n')).toBe(true);
+    expect(answer).toContain('allowed_ip=100.64.9.1/32\n');
+    expect(dev.peers.get(key)!.allowedIPs.length).toBe(1);
+  });
+
+  it(`serves ${MAX_UAPI_CONNECTIONS} connections at once; one more is closed at accept`, async () => {
+    const { path } = await served();
+    const held = await Promise.all(
+      Array.from({ length: MAX_UAPI_CONNECTIONS }, () => new Promise<ReturnType<typeof createConnection>>((resolve) => {
+        const c = createConnection(path, () => resolve(c));
+      })),
+    );
+    cleanups.push(() => held.forEach((c) => c.destroy()));
+    expect(await ask(path, 'get=1\n\n')).toBeNull();
+    held[0]!.destroy();
+    await new Promise((r) => held[0]!.once('close', r));
+    let answer: string | null = null;
+    while (answer === null) answer = await ask(path, 'get=1\n\n'); // the server sees the close after the client
+    expect(answer).toMatch(/errno=0\n\n$/);
   });
 });

@@ -22,6 +22,7 @@ const char* const kPolicyCounterNames[kPolCounterCount] = {
     "drop_ipv6_ext_chain",
     "policy_to_kernel_packets",
     "policy_icmp_unrecorded",
+    "drop_transit",
 };
 
 namespace {
@@ -406,17 +407,19 @@ PolicyEngine::RxAction PolicyEngine::rx(const PacketView& pv, uint32_t src_ident
   if (!ep) {
     // A pod elsewhere (identity of a cluster, not reserved, not a CIDR): relayed, checked where it lives.
     bool pod = known && d.identity >= 256 && d.identity < kIdentityLocalScope;
-    if (pod || !host_firewall_) return kRxDeliver;
+    if (pod) return kRxDeliver;
     // Neither a pod nor this node (the world, an underlay host, a VIP, another node's address): the kernel would
     // forward it, so any connected node (tagging `host`, read as remote-node) could route through us into our
     // underlay. The mesh sends a peer nothing of the kind (hosts' own traffic is not tunnelled; relays carry
-    // pods' traffic), so it is dropped whatever it tags. The node's own flows' replies come to its own
-    // (host) addresses, which the host endpoint's check below still passes.
+    // pods' traffic), so it is dropped whatever it tags, and whatever the host firewall setting: that setting
+    // only governs packets addressed to this node. The node's own flows' replies come to its own (host)
+    // addresses, which the host endpoint's check below still passes.
     if (!(known && d.identity == kIdentityHost)) {
-      count(kPolDropDefaultDeny);
-      record(pv, kFlowDropped, kReasonPolicyDefaultDeny, kFlowIngress, src_identity, d.identity, 0, peer, wall_ms, 0);
+      count(kPolDropTransit);
+      record(pv, kFlowDropped, kReasonTransit, kFlowIngress, src_identity, d.identity, 0, peer, wall_ms, 0);
       return kRxDrop;
     }
+    if (!host_firewall_) return kRxDeliver;
     ep = &host_;  // this node itself
   }
   Admission adm;

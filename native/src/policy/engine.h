@@ -94,6 +94,7 @@ enum PolicyCounter : int {
   kPolDropIpv6ExtChain,
   kPolToKernel,
   kPolIcmpUnrecorded,  // allowed untracked ICMP of a new tuple not recorded: its sender's budget was spent (icmprecord.h)
+  kPolDropTransit,
   kPolCounterCount
 };
 extern const char* const kPolicyCounterNames[kPolCounterCount];

@@ -22,6 +22,7 @@ enum FlowReason : uint8_t {
   kReasonCtFull = 6,             // allowed, but no conntrack entry (full); dropped if its source was over its bound
   kReasonFragment = 7,           // a later fragment (no ports) no rule allows by protocol alone
   kReasonIpv6ExtChain = 8,       // IPv6: unknown next header no rule allows, or an over-long extension chain
+  kReasonTransit = 9,            // from a peer, for neither a pod nor this node: we are no router for peers
 };
 
 constexpr uint8_t kFlowFlagProxy = 4;
