@@ -412,7 +412,7 @@ export class Agent extends EventEmitter {
     return {
       peers: st.peers,
       counters: st.counters,
-      handshakes: { initiated: h.handshakesInitiated, completed: h.handshakesCompleted, rejected: h.handshakesRejected },
+      handshakes: { initiated: h.handshakesInitiated, completed: h.handshakesCompleted, rejected: h.handshakesRejected, yielded: h.initiationsYielded },
       services: this.serviceList(),
       ...(st.proxy ? { proxy: st.proxy } : {}),
       etcdConnected: st.etcdConnected,

@@ -25,7 +25,7 @@ import { CONNTRACK_PRESSURE, NATIVE_COUNTERS, ROUTE_COUNTERS, VERDICTS } from '.
 export interface MetricsSnapshot {
   peers: Array<{ id: string; cluster: string; rxBytes: number; txBytes: number; rxPackets: number; txPackets: number; lastHandshakeAgeS: number | null }>;
   counters: Record<string, number>;
-  handshakes: { initiated: number; completed: number; rejected: number };
+  handshakes: { initiated: number; completed: number; rejected: number; yielded: number };
   services: readonly ServiceStatus[];
   /** The L7 proxy's counters and its process's state (src/proxy/proxy.ts ProxyStats). */
   proxy?: NativeL7ProxyStats & Partial<ProxyProcessStatus>;
@@ -95,12 +95,12 @@ export class AgentMetrics {
     });
     new Counter({
       name: 'wiremesh_handshakes_total',
-      help: 'Noise IK handshakes: initiated by this node, completed (either side), rejected (bad MACs, replays, unknown keys).',
+      help: 'Noise IK handshakes: initiated by this node, completed (either side), rejected (bad MACs, replays, unknown keys), yielded (a peer initiation crossing ours, declined).',
       labelNames: ['result'],
       registers: reg,
       collect() {
         const h = s().handshakes;
-        totals(this, [[{ result: 'initiated' }, h.initiated], [{ result: 'completed' }, h.completed], [{ result: 'rejected' }, h.rejected]]);
+        totals(this, [[{ result: 'initiated' }, h.initiated], [{ result: 'completed' }, h.completed], [{ result: 'rejected' }, h.rejected], [{ result: 'yielded' }, h.yielded]]);
       },
     });
     new Counter({

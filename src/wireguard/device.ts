@@ -47,6 +47,7 @@ import {
 } from './noise.js';
 import { Peer, type Endpoint } from './peer.js';
 import { REKEY_TIMEOUT_MS } from './timers.js';
+import { yieldsCrossedInitiation } from './crossing.js';
 
 /** What this class uses of the data path (declared here, so that a fake can stand in). */
 export type WireGuardNative = Pick<
@@ -94,6 +95,8 @@ export interface DeviceStats {
   handshakesCompleted: number;
   handshakesRejected: number;
   cookieRepliesConsumed: number;
+  /** Peers' initiations declined because ours crossed them and our key sorts lower (crossing.ts). */
+  initiationsYielded: number;
 }
 
 export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends EventEmitter {
@@ -102,7 +105,7 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
   identity: StaticIdentity | null = null;
   fwmark = 0;
   readonly peers = new Map<string, Peer>();
-  readonly stats: DeviceStats = { handshakesInitiated: 0, handshakesCompleted: 0, handshakesRejected: 0, cookieRepliesConsumed: 0 };
+  readonly stats: DeviceStats = { handshakesInitiated: 0, handshakesCompleted: 0, handshakesRejected: 0, cookieRepliesConsumed: 0, initiationsYielded: 0 };
   private readonly byId = new Map<number, Peer>();
   /**
    * Peers whose timers may be armed (a retransmit, key zeroing or persistent keepalive pending): added where a
@@ -309,8 +312,10 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
       switch (msg[0]) {
         case MSG_INITIATION: {
           let peer: Peer | undefined;
-          const hs = consumeInitiation(identity, msg, (key) => (peer = this.getPeer(key))?.handshake, now);
-          this.onInitiation(peer!, hs, from, now);
+          const crossed = (h: Handshake) => yieldsCrossedInitiation(identity.publicKey, peer!, h, from, now);
+          const hs = consumeInitiation(identity, msg, (key) => (peer = this.getPeer(key))?.handshake, now, crossed);
+          if (hs) this.onInitiation(peer!, hs, from, now);
+          else this.stats.initiationsYielded++;
           break;
         }
         case MSG_RESPONSE: {

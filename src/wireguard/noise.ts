@@ -187,13 +187,27 @@ function adoptCreated(hs: Handshake, out: Buffer, size: number, ephAt: number, l
  * sender's static key to its handshake state; the message is then checked
  * against that peer's replay and flood guards and, if it passes, committed.
  * Two native calls: up to the static key, then (the peer known) the timestamp.
+ *
+ * `yieldTo`, asked only of an initiation that passed every check, may decline
+ * it (crossed initiations, device.ts): its timestamp is still recorded (a
+ * declined initiation is not replayable) but nothing else of the handshake
+ * changes, and null is returned. Throws HandshakeError for any failed check.
  */
+export function consumeInitiation(local: StaticIdentity, msg: Buffer, findPeer: (staticKey: Buffer) => Handshake | undefined, nowMs: number): Handshake;
 export function consumeInitiation(
   local: StaticIdentity,
   msg: Buffer,
   findPeer: (staticKey: Buffer) => Handshake | undefined,
   nowMs: number,
-): Handshake {
+  yieldTo: (hs: Handshake) => boolean,
+): Handshake | null;
+export function consumeInitiation(
+  local: StaticIdentity,
+  msg: Buffer,
+  findPeer: (staticKey: Buffer) => Handshake | undefined,
+  nowMs: number,
+  yieldTo?: (hs: Handshake) => boolean,
+): Handshake | null {
   if (msg.length !== INITIATION_SIZE || msg.readUInt32LE(0) !== MSG_INITIATION)
     throw new HandshakeError('not an initiation');
   const sender = msg.readUInt32LE(4);
@@ -220,6 +234,10 @@ export function consumeInitiation(
     if (!tai64nAfter(ts, hs.lastTimestamp)) throw new HandshakeError('replayed initiation (timestamp not newer)');
     if (nowMs - hs.lastInitiationConsumedMs < HANDSHAKE_INITIATION_RATE_MS)
       throw new HandshakeError('initiation flood (less than 20 ms since the last one)');
+    if (yieldTo?.(hs)) {
+      hs.lastTimestamp = Buffer.from(ts);
+      return null;
+    }
     commitInitiation(hs, second, sender, msg, nowMs);
     return hs;
   } finally {
