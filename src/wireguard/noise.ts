@@ -182,6 +182,11 @@ function adoptCreated(hs: Handshake, out: Buffer, size: number, ephAt: number, l
   return msg;
 }
 
+/** Maps an initiation's sender (its static public key) to the handshake state kept for it, if it is a peer. */
+type FindPeer = (staticKey: Buffer) => Handshake | undefined;
+/** Asked of an initiation that passed every check: true declines it (consumeInitiation). */
+type YieldTo = (hs: Handshake) => boolean;
+
 /**
  * Decrypts an initiation far enough to learn who sent it. `findPeer` maps the
  * sender's static key to its handshake state; the message is then checked
@@ -193,21 +198,9 @@ function adoptCreated(hs: Handshake, out: Buffer, size: number, ephAt: number, l
  * declined initiation is not replayable) but nothing else of the handshake
  * changes, and null is returned. Throws HandshakeError for any failed check.
  */
-export function consumeInitiation(local: StaticIdentity, msg: Buffer, findPeer: (staticKey: Buffer) => Handshake | undefined, nowMs: number): Handshake;
-export function consumeInitiation(
-  local: StaticIdentity,
-  msg: Buffer,
-  findPeer: (staticKey: Buffer) => Handshake | undefined,
-  nowMs: number,
-  yieldTo: (hs: Handshake) => boolean,
-): Handshake | null;
-export function consumeInitiation(
-  local: StaticIdentity,
-  msg: Buffer,
-  findPeer: (staticKey: Buffer) => Handshake | undefined,
-  nowMs: number,
-  yieldTo?: (hs: Handshake) => boolean,
-): Handshake | null {
+export function consumeInitiation(local: StaticIdentity, msg: Buffer, findPeer: FindPeer, nowMs: number): Handshake;
+export function consumeInitiation(local: StaticIdentity, msg: Buffer, findPeer: FindPeer, nowMs: number, yieldTo: YieldTo): Handshake | null;
+export function consumeInitiation(local: StaticIdentity, msg: Buffer, findPeer: FindPeer, nowMs: number, yieldTo?: YieldTo): Handshake | null {
   if (msg.length !== INITIATION_SIZE || msg.readUInt32LE(0) !== MSG_INITIATION)
     throw new HandshakeError('not an initiation');
   const sender = msg.readUInt32LE(4);
