@@ -387,7 +387,7 @@ export class Agent extends EventEmitter {
       listenPort: this.dev.listenPort,
       etcdConnected: this.watchers.every((w) => w.connected),
       syncedClusters: [...this.peerSet.syncedClusters].sort(),
-      handshakes: { initiated: h.handshakesInitiated, completed: h.handshakesCompleted, rejected: h.handshakesRejected, yielded: h.initiationsYielded },
+      handshakes: { initiated: h.handshakesInitiated, completed: h.handshakesCompleted, rejected: h.handshakesRejected, crossed: h.initiationsCrossed },
       endpoints: this.endpoints.size,
       localEndpoints: this.registration.localCount,
       registration: this.registration.status(),

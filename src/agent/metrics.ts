@@ -96,12 +96,12 @@ export class AgentMetrics {
     });
     new Counter({
       name: 'wiremesh_handshakes_total',
-      help: 'Noise IK handshakes: initiated by this node, completed (either side), rejected (bad MACs, replays, unknown keys), yielded (a peer initiation crossing ours, declined).',
+      help: 'Noise IK handshakes: initiated by this node, completed (either side), rejected (bad MACs, replays, unknown keys), crossed (a peer initiation that crossed ours, answered while ours was kept).',
       labelNames: ['result'],
       registers: reg,
       collect() {
         const h = s().handshakes;
-        totals(this, [[{ result: 'initiated' }, h.initiated], [{ result: 'completed' }, h.completed], [{ result: 'rejected' }, h.rejected], [{ result: 'yielded' }, h.yielded]]);
+        totals(this, [[{ result: 'initiated' }, h.initiated], [{ result: 'completed' }, h.completed], [{ result: 'rejected' }, h.rejected], [{ result: 'crossed' }, h.crossed]]);
       },
     });
     new Counter({

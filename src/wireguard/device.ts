@@ -47,7 +47,6 @@ import {
 } from './noise.js';
 import { Peer, type Endpoint } from './peer.js';
 import { REKEY_TIMEOUT_MS } from './timers.js';
-import { yieldsCrossedInitiation } from './crossing.js';
 
 /** What this class uses of the data path (declared here, so that a fake can stand in). */
 export type WireGuardNative = Pick<
@@ -95,8 +94,8 @@ export interface DeviceStats {
   handshakesCompleted: number;
   handshakesRejected: number;
   cookieRepliesConsumed: number;
-  /** Peers' initiations declined because ours crossed them and our key sorts lower (crossing.ts). */
-  initiationsYielded: number;
+  /** Peers' initiations that crossed ours: answered from a scratch state, ours kept (noise.ts consumeInitiation). */
+  initiationsCrossed: number;
 }
 
 export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends EventEmitter {
@@ -105,7 +104,7 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
   identity: StaticIdentity | null = null;
   fwmark = 0;
   readonly peers = new Map<string, Peer>();
-  readonly stats: DeviceStats = { handshakesInitiated: 0, handshakesCompleted: 0, handshakesRejected: 0, cookieRepliesConsumed: 0, initiationsYielded: 0 };
+  readonly stats: DeviceStats = { handshakesInitiated: 0, handshakesCompleted: 0, handshakesRejected: 0, cookieRepliesConsumed: 0, initiationsCrossed: 0 };
   private readonly byId = new Map<number, Peer>();
   /**
    * Peers whose timers may be armed (a retransmit, key zeroing or persistent keepalive pending): added where a
@@ -312,10 +311,9 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
       switch (msg[0]) {
         case MSG_INITIATION: {
           let peer: Peer | undefined;
-          const crossed = (h: Handshake) => yieldsCrossedInitiation(identity.publicKey, peer!, h, from, now);
-          const hs = consumeInitiation(identity, msg, (key) => (peer = this.getPeer(key))?.handshake, now, crossed);
-          if (hs) this.onInitiation(peer!, hs, from, now);
-          else this.stats.initiationsYielded++;
+          const hs = consumeInitiation(identity, msg, (key) => (peer = this.getPeer(key))?.handshake, now);
+          if (hs !== peer!.handshake) this.stats.initiationsCrossed++; // answered from a scratch state (noise.ts)
+          this.onInitiation(peer!, hs, from, now);
           break;
         }
         case MSG_RESPONSE: {

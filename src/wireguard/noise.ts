@@ -70,11 +70,12 @@ export class Handshake {
    */
   readonly secrets: Buffer = Buffer.alloc(160);
 
-  constructor(local: StaticIdentity, remoteStatic: Buffer, presharedKey: Buffer = Buffer.alloc(32)) {
+  /** `staticStatic`: DH(our static, their static) when already computed (a scratch state of the same peer). */
+  constructor(local: StaticIdentity, remoteStatic: Buffer, presharedKey: Buffer = Buffer.alloc(32), staticStatic?: Buffer) {
     this.remoteStatic = Buffer.from(remoteStatic);
     this.remoteStaticHash = hash(INITIAL_HASH, this.remoteStatic);
     this.presharedKey = Buffer.from(presharedKey);
-    this.precomputedStaticStatic = dh(local.privateKey, this.remoteStatic);
+    this.precomputedStaticStatic = staticStatic ?? dh(local.privateKey, this.remoteStatic);
   }
 
   /**
@@ -182,25 +183,27 @@ function adoptCreated(hs: Handshake, out: Buffer, size: number, ephAt: number, l
   return msg;
 }
 
-/** Maps an initiation's sender (its static public key) to the handshake state kept for it, if it is a peer. */
-type FindPeer = (staticKey: Buffer) => Handshake | undefined;
-/** Asked of an initiation that passed every check: true declines it (consumeInitiation). */
-type YieldTo = (hs: Handshake) => boolean;
-
 /**
  * Decrypts an initiation far enough to learn who sent it. `findPeer` maps the
  * sender's static key to its handshake state; the message is then checked
  * against that peer's replay and flood guards and, if it passes, committed.
  * Two native calls: up to the static key, then (the peer known) the timestamp.
  *
- * `yieldTo`, asked only of an initiation that passed every check, may decline
- * it (crossed initiations, device.ts): its timestamp is still recorded (a
- * declined initiation is not replayable) but nothing else of the handshake
- * changes, and null is returned. Throws HandshakeError for any failed check.
+ * Returns the state to answer from: the peer's own, or, when our initiation to
+ * that peer waits in it (state initiation-created: crossed initiations), a
+ * scratch state with the peer's keys, so that ours is not overwritten and the
+ * response to it still completes (the guards are the peer's either way). One
+ * state per peer, as wireguard-go and the kernel keep it, would leave both sides
+ * responders, each waiting for the other's first transport message, and no
+ * session until a retransmission 5 s later (REKEY_TIMEOUT). Throws
+ * HandshakeError for any failed check.
  */
-export function consumeInitiation(local: StaticIdentity, msg: Buffer, findPeer: FindPeer, nowMs: number): Handshake;
-export function consumeInitiation(local: StaticIdentity, msg: Buffer, findPeer: FindPeer, nowMs: number, yieldTo: YieldTo): Handshake | null;
-export function consumeInitiation(local: StaticIdentity, msg: Buffer, findPeer: FindPeer, nowMs: number, yieldTo?: YieldTo): Handshake | null {
+export function consumeInitiation(
+  local: StaticIdentity,
+  msg: Buffer,
+  findPeer: (staticKey: Buffer) => Handshake | undefined,
+  nowMs: number,
+): Handshake {
   if (msg.length !== INITIATION_SIZE || msg.readUInt32LE(0) !== MSG_INITIATION)
     throw new HandshakeError('not an initiation');
   const sender = msg.readUInt32LE(4);
@@ -227,12 +230,11 @@ export function consumeInitiation(local: StaticIdentity, msg: Buffer, findPeer: 
     if (!tai64nAfter(ts, hs.lastTimestamp)) throw new HandshakeError('replayed initiation (timestamp not newer)');
     if (nowMs - hs.lastInitiationConsumedMs < HANDSHAKE_INITIATION_RATE_MS)
       throw new HandshakeError('initiation flood (less than 20 ms since the last one)');
-    if (yieldTo?.(hs)) {
-      hs.lastTimestamp = Buffer.from(ts);
-      return null;
-    }
-    commitInitiation(hs, second, sender, msg, nowMs);
-    return hs;
+    const into = hs.state === 'initiation-created' ? new Handshake(local, hs.remoteStatic, hs.presharedKey, hs.precomputedStaticStatic) : hs;
+    commitInitiation(into, second, sender, msg, nowMs);
+    hs.lastTimestamp = into.lastTimestamp;
+    hs.lastInitiationConsumedMs = nowMs;
+    return into;
   } finally {
     first.fill(0);
     second.fill(0);

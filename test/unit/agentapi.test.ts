@@ -32,7 +32,7 @@ const status: AgentStatus = {
   listenPort: 51820,
   etcdConnected: true,
   syncedClusters: ['c2'],
-  handshakes: { initiated: 1, completed: 1, rejected: 0, yielded: 0 },
+  handshakes: { initiated: 1, completed: 1, rejected: 0, crossed: 0 },
   endpoints: 0,
   localEndpoints: 0,
   registration: { state: 'registered', pendingEndpoints: 0, failures: 0 },
