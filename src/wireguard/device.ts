@@ -363,6 +363,9 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
   }
 
   private handshakeComplete(peer: Peer): void {
+    // The peer confirmed a session we answered: an initiation of ours still pending (crossed, lost or refused) is
+    // dropped, so that a response to it held back and let go later cannot replace the session (noise.ts).
+    if (peer.handshake.state === 'initiation-created') peer.handshake.clear();
     peer.timers.handshakeComplete();
     peer.initiatingSinceMs = 0;
     peer.lastHandshakeEpochMs = Date.now();
@@ -390,6 +393,7 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
     peer.lastSentHandshakeMs = now;
     if (peer.initiatingSinceMs === 0) peer.initiatingSinceMs = now;
     const msg = createInitiation(identity, peer.handshake, this.allocIndex(peer), Date.now(), peer.cookie);
+    peer.handshake.initiatedAtMs = now;
     this.native.sendHandshake(peer.endpoint.host, peer.endpoint.port, msg);
     peer.timers.handshakeInitiated(now);
     this.armedPeers.add(peer);

@@ -6,6 +6,7 @@
  * run two of these against each other in memory.
  */
 import { HandshakeError } from '../errors.js';
+import { REKEY_TIMEOUT_MS } from './timers.js';
 import { native } from '../native/binding.js';
 import { dh, hash, isZero, publicFromPrivate, type EphemeralKey } from './crypto.js';
 import { tai64nAfter, tai64nNanos, tai64nSeconds, TAI64N_LEN } from './tai64n.js';
@@ -59,6 +60,8 @@ export class Handshake {
   lastTimestamp: Buffer = Buffer.alloc(TAI64N_LEN);
   /** Monotonic ms of the last consumed initiation, or -Infinity. */
   lastInitiationConsumedMs = -Infinity;
+  /** Monotonic ms our pending initiation was sent (set by its sender, device.ts), or -Infinity. */
+  initiatedAtMs = -Infinity;
   readonly remoteStatic: Buffer;
   readonly remoteStaticHash: Buffer;
   presharedKey: Buffer;
@@ -99,6 +102,7 @@ export class Handshake {
     this.remoteEphemeral = EMPTY;
     this.localIndex = 0;
     this.remoteIndex = 0;
+    this.initiatedAtMs = -Infinity;
   }
 }
 
@@ -190,7 +194,8 @@ function adoptCreated(hs: Handshake, out: Buffer, size: number, ephAt: number, l
  * Two native calls: up to the static key, then (the peer known) the timestamp.
  *
  * Returns the state to answer from: the peer's own, or, when our initiation to
- * that peer waits in it (state initiation-created: crossed initiations), a
+ * that peer waits in it (state initiation-created, sent less than REKEY_TIMEOUT
+ * ago: an older one is retransmitted anyway; crossed initiations), a
  * scratch state with the peer's keys, so that ours is not overwritten and the
  * response to it still completes (the guards are the peer's either way). One
  * state per peer, as wireguard-go and the kernel keep it, would leave both sides
@@ -230,7 +235,8 @@ export function consumeInitiation(
     if (!tai64nAfter(ts, hs.lastTimestamp)) throw new HandshakeError('replayed initiation (timestamp not newer)');
     if (nowMs - hs.lastInitiationConsumedMs < HANDSHAKE_INITIATION_RATE_MS)
       throw new HandshakeError('initiation flood (less than 20 ms since the last one)');
-    const into = hs.state === 'initiation-created' ? new Handshake(local, hs.remoteStatic, hs.presharedKey, hs.precomputedStaticStatic) : hs;
+    const crossed = hs.state === 'initiation-created' && nowMs - hs.initiatedAtMs < REKEY_TIMEOUT_MS;
+    const into = crossed ? new Handshake(local, hs.remoteStatic, hs.presharedKey, hs.precomputedStaticStatic) : hs;
     commitInitiation(into, second, sender, msg, nowMs);
     hs.lastTimestamp = into.lastTimestamp;
     hs.lastInitiationConsumedMs = nowMs;

@@ -147,6 +147,38 @@ describe('crossed initiations', () => {
     expect(p.untilBoth()).toBe(0);
   });
 
+  it('ours older than REKEY_TIMEOUT (5 s) is given up: the peer state answers, nothing counted as crossed', () => {
+    const p = pair();
+    p.net.lose = (d) => d.type === INITIATION && d.from.host === HOSTS[0];
+    p.a.initiate(p.pb);
+    p.net.deliver();
+    p.net.lose = undefined;
+    p.clock.ms += 5_000; // no tick: its retransmission not sent yet
+    p.b.initiate(p.s.pa!);
+    p.net.deliver();
+    expect([p.completed.a, p.completed.b, p.a.stats.initiationsCrossed]).toEqual([1, 1, 0]);
+    expect(p.pb.handshake.state).toBe('zeroed'); // answered from it, session derived, wiped
+  });
+
+  it('a session the peer confirmed drops our pending initiation: its response, held back and let go later, is refused', () => {
+    const p = pair();
+    p.net.lose = (d) => d.type === RESPONSE && d.from.host === HOSTS[1]; // an on-path attacker holds b's answer to ours
+    p.a.initiate(p.pb);
+    p.b.initiate(p.s.pa!);
+    p.net.deliver();
+    p.net.lose = undefined;
+    const held = p.net.datagrams.find((d) => d.type === RESPONSE && d.from.host === HOSTS[1])!.msg;
+    expect(p.completed).toEqual({ a: 1, b: 1 }); // a answered b's (scratch), b's keepalive confirmed it
+    expect(p.pb.handshake.state).toBe('zeroed'); // ours dropped, its ephemeral wiped
+    const current = p.fa.peer(p.pb.id).current;
+    p.step(60_000);
+    p.net.handshake(p.fb, HOSTS[0], PORT, held);
+    p.net.deliver();
+    expect(p.a.stats.handshakesRejected).toBe(1);
+    expect(p.fa.peer(p.pb.id).current).toBe(current);
+    expect(carries(p, 'a')).toBe(true);
+  });
+
   it('the peer refuses every initiation of ours (our clock stepped back behind what it recorded): its own complete', () => {
     const p = pair();
     const ts = Buffer.alloc(12);
@@ -170,6 +202,7 @@ describe('the scratch state a crossed initiation is answered from (noise.ts)', (
     const aSeesB = new Handshake(a, b.publicKey);
     const bSeesA = new Handshake(b, a.publicKey);
     createInitiation(a, aSeesB, 1); // ours, waiting
+    aSeesB.initiatedAtMs = 990; // sent 10 ms before the peer's arrives (the device sets it)
     const find = (k: Buffer) => (k.equals(b.publicKey) ? aSeesB : undefined);
     const scratch = consumeInitiation(a, createInitiation(b, bSeesA, 2, Date.now()), find, 1_000);
     expect(scratch).not.toBe(aSeesB);
