@@ -378,6 +378,7 @@ export class Agent extends EventEmitter {
   status(): AgentStatus {
     const peers = peerStatuses(this.peerSet.peers, this.dev.peerStats(), Date.now(), this.dev.now());
     const dp = this.datapath;
+    const h = this.dev.stats;
     return {
       cluster: this.cfg.cluster.name,
       clusterId: this.cfg.cluster.id,
@@ -386,6 +387,7 @@ export class Agent extends EventEmitter {
       listenPort: this.dev.listenPort,
       etcdConnected: this.watchers.every((w) => w.connected),
       syncedClusters: [...this.peerSet.syncedClusters].sort(),
+      handshakes: { initiated: h.handshakesInitiated, completed: h.handshakesCompleted, rejected: h.handshakesRejected, crossed: h.initiationsCrossed },
       endpoints: this.endpoints.size,
       localEndpoints: this.registration.localCount,
       registration: this.registration.status(),
@@ -408,11 +410,10 @@ export class Agent extends EventEmitter {
   /** One scrape's data: status() (peers, counters, proxy, policy) plus services and control-plane state. */
   metricsSnapshot(): MetricsSnapshot {
     const st = this.status();
-    const h = this.dev.stats;
     return {
       peers: st.peers,
       counters: st.counters,
-      handshakes: { initiated: h.handshakesInitiated, completed: h.handshakesCompleted, rejected: h.handshakesRejected },
+      handshakes: st.handshakes,
       services: this.serviceList(),
       ...(st.proxy ? { proxy: st.proxy } : {}),
       etcdConnected: st.etcdConnected,

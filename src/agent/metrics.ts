@@ -19,13 +19,14 @@ import type { RouteTableStats } from './routetable.js';
 import type { DnsCounters } from '../services/dns.js';
 import { registerDnsMetrics } from '../services/dnsmetrics.js';
 import type { RegistrationStatus } from './registrationstate.js';
+import type { AgentStatus } from './status.js';
 import { CONNTRACK_PRESSURE, NATIVE_COUNTERS, ROUTE_COUNTERS, VERDICTS } from './metricrows.js';
 
 /** One scrape's view of the agent (Agent.metricsSnapshot). */
 export interface MetricsSnapshot {
   peers: Array<{ id: string; cluster: string; rxBytes: number; txBytes: number; rxPackets: number; txPackets: number; lastHandshakeAgeS: number | null }>;
   counters: Record<string, number>;
-  handshakes: { initiated: number; completed: number; rejected: number };
+  handshakes: AgentStatus['handshakes'];
   services: readonly ServiceStatus[];
   /** The L7 proxy's counters and its process's state (src/proxy/proxy.ts ProxyStats). */
   proxy?: NativeL7ProxyStats & Partial<ProxyProcessStatus>;
@@ -95,12 +96,12 @@ export class AgentMetrics {
     });
     new Counter({
       name: 'wiremesh_handshakes_total',
-      help: 'Noise IK handshakes: initiated by this node, completed (either side), rejected (bad MACs, replays, unknown keys).',
+      help: 'Noise IK handshakes: initiated by this node, completed (either side), rejected (bad MACs, replays, unknown keys), crossed (a peer initiation that crossed ours, answered while ours was kept).',
       labelNames: ['result'],
       registers: reg,
       collect() {
         const h = s().handshakes;
-        totals(this, [[{ result: 'initiated' }, h.initiated], [{ result: 'completed' }, h.completed], [{ result: 'rejected' }, h.rejected]]);
+        totals(this, [[{ result: 'initiated' }, h.initiated], [{ result: 'completed' }, h.completed], [{ result: 'rejected' }, h.rejected], [{ result: 'crossed' }, h.crossed]]);
       },
     });
     new Counter({

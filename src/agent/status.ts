@@ -46,6 +46,8 @@ export interface AgentStatus {
   /** Every watch of etcd is connected. */
   etcdConnected: boolean;
   syncedClusters: string[];
+  /** Noise handshakes since start: initiated here, completed (either side), rejected, crossed (a peer initiation that crossed ours: both answered, noise.ts). */
+  handshakes: { initiated: number; completed: number; rejected: number; crossed: number };
   /** Endpoint records known (own cluster and cached). */
   endpoints: number;
   localEndpoints: number;

@@ -15,11 +15,17 @@ import { setFlagsFromString } from 'node:v8';
 /**
  * The V8 flags that ask for one reducer collection per burst, one per V8 generation: Node 20's V8 (11.x) knows
  * `--memory-reducer-single-gc`; Node 22/24's (12.x, 13.x) replaced it with `--memory-reducer-gc-count` (default 2).
- * Each Node knows one of them; the other is ignored by setFlagsFromString (its test checks one is known).
+ * Each Node knows one of them (its test checks which); V8 prints "Error: unrecognized flag" to stderr for the other,
+ * so only this V8's is set (idleHeapFlag).
  */
 export const IDLE_HEAP_FLAGS: readonly string[] = ['--memory-reducer-single-gc', '--memory-reducer-gc-count=1'];
 
-/** Applies IDLE_HEAP_FLAGS to this process's V8 (the memory reducer reads them at each step, so they hold after start). */
+/** The one of IDLE_HEAP_FLAGS for a V8 version string such as process.versions.v8 ("11.3.244.8-node.38"). */
+export function idleHeapFlag(v8Version: string): string {
+  return Number.parseInt(v8Version, 10) >= 12 ? IDLE_HEAP_FLAGS[1]! : IDLE_HEAP_FLAGS[0]!;
+}
+
+/** Applies this V8's idle-heap flag (the memory reducer reads it at each step, so it holds after start). */
 export function quietIdleHeap(): void {
-  for (const flag of IDLE_HEAP_FLAGS) setFlagsFromString(flag);
+  setFlagsFromString(idleHeapFlag(process.versions.v8));
 }

@@ -94,6 +94,8 @@ export interface DeviceStats {
   handshakesCompleted: number;
   handshakesRejected: number;
   cookieRepliesConsumed: number;
+  /** Peers' initiations that crossed ours: answered from a scratch state, ours kept (noise.ts consumeInitiation). */
+  initiationsCrossed: number;
 }
 
 export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends EventEmitter {
@@ -102,7 +104,7 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
   identity: StaticIdentity | null = null;
   fwmark = 0;
   readonly peers = new Map<string, Peer>();
-  readonly stats: DeviceStats = { handshakesInitiated: 0, handshakesCompleted: 0, handshakesRejected: 0, cookieRepliesConsumed: 0 };
+  readonly stats: DeviceStats = { handshakesInitiated: 0, handshakesCompleted: 0, handshakesRejected: 0, cookieRepliesConsumed: 0, initiationsCrossed: 0 };
   private readonly byId = new Map<number, Peer>();
   /**
    * Peers whose timers may be armed (a retransmit, key zeroing or persistent keepalive pending): added where a
@@ -310,6 +312,7 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
         case MSG_INITIATION: {
           let peer: Peer | undefined;
           const hs = consumeInitiation(identity, msg, (key) => (peer = this.getPeer(key))?.handshake, now);
+          if (hs !== peer!.handshake) this.stats.initiationsCrossed++; // answered from a scratch state (noise.ts)
           this.onInitiation(peer!, hs, from, now);
           break;
         }
@@ -360,6 +363,9 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
   }
 
   private handshakeComplete(peer: Peer): void {
+    // The peer confirmed a session we answered: an initiation of ours still pending (crossed, lost or refused) is
+    // dropped, so that a response to it held back and let go later cannot replace the session (noise.ts).
+    if (peer.handshake.state === 'initiation-created') peer.handshake.clear();
     peer.timers.handshakeComplete();
     peer.initiatingSinceMs = 0;
     peer.lastHandshakeEpochMs = Date.now();
@@ -387,6 +393,7 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
     peer.lastSentHandshakeMs = now;
     if (peer.initiatingSinceMs === 0) peer.initiatingSinceMs = now;
     const msg = createInitiation(identity, peer.handshake, this.allocIndex(peer), Date.now(), peer.cookie);
+    peer.handshake.initiatedAtMs = now;
     this.native.sendHandshake(peer.endpoint.host, peer.endpoint.port, msg);
     peer.timers.handshakeInitiated(now);
     this.armedPeers.add(peer);

@@ -6,6 +6,7 @@
  * run two of these against each other in memory.
  */
 import { HandshakeError } from '../errors.js';
+import { REKEY_TIMEOUT_MS } from './timers.js';
 import { native } from '../native/binding.js';
 import { dh, hash, isZero, publicFromPrivate, type EphemeralKey } from './crypto.js';
 import { tai64nAfter, tai64nNanos, tai64nSeconds, TAI64N_LEN } from './tai64n.js';
@@ -59,6 +60,8 @@ export class Handshake {
   lastTimestamp: Buffer = Buffer.alloc(TAI64N_LEN);
   /** Monotonic ms of the last consumed initiation, or -Infinity. */
   lastInitiationConsumedMs = -Infinity;
+  /** Monotonic ms our pending initiation was sent (set by its sender, device.ts), or -Infinity. */
+  initiatedAtMs = -Infinity;
   readonly remoteStatic: Buffer;
   readonly remoteStaticHash: Buffer;
   presharedKey: Buffer;
@@ -70,11 +73,12 @@ export class Handshake {
    */
   readonly secrets: Buffer = Buffer.alloc(160);
 
-  constructor(local: StaticIdentity, remoteStatic: Buffer, presharedKey: Buffer = Buffer.alloc(32)) {
+  /** `staticStatic`: DH(our static, their static) when already computed (a scratch state of the same peer). */
+  constructor(local: StaticIdentity, remoteStatic: Buffer, presharedKey: Buffer = Buffer.alloc(32), staticStatic?: Buffer) {
     this.remoteStatic = Buffer.from(remoteStatic);
     this.remoteStaticHash = hash(INITIAL_HASH, this.remoteStatic);
     this.presharedKey = Buffer.from(presharedKey);
-    this.precomputedStaticStatic = dh(local.privateKey, this.remoteStatic);
+    this.precomputedStaticStatic = staticStatic ?? dh(local.privateKey, this.remoteStatic);
   }
 
   /**
@@ -98,6 +102,7 @@ export class Handshake {
     this.remoteEphemeral = EMPTY;
     this.localIndex = 0;
     this.remoteIndex = 0;
+    this.initiatedAtMs = -Infinity;
   }
 }
 
@@ -187,6 +192,16 @@ function adoptCreated(hs: Handshake, out: Buffer, size: number, ephAt: number, l
  * sender's static key to its handshake state; the message is then checked
  * against that peer's replay and flood guards and, if it passes, committed.
  * Two native calls: up to the static key, then (the peer known) the timestamp.
+ *
+ * Returns the state to answer from: the peer's own, or, when our initiation to
+ * that peer waits in it (state initiation-created, sent less than REKEY_TIMEOUT
+ * ago: an older one is retransmitted anyway; crossed initiations), a
+ * scratch state with the peer's keys, so that ours is not overwritten and the
+ * response to it still completes (the guards are the peer's either way). One
+ * state per peer, as wireguard-go and the kernel keep it, would leave both sides
+ * responders, each waiting for the other's first transport message, and no
+ * session until a retransmission 5 s later (REKEY_TIMEOUT). Throws
+ * HandshakeError for any failed check.
  */
 export function consumeInitiation(
   local: StaticIdentity,
@@ -220,8 +235,12 @@ export function consumeInitiation(
     if (!tai64nAfter(ts, hs.lastTimestamp)) throw new HandshakeError('replayed initiation (timestamp not newer)');
     if (nowMs - hs.lastInitiationConsumedMs < HANDSHAKE_INITIATION_RATE_MS)
       throw new HandshakeError('initiation flood (less than 20 ms since the last one)');
-    commitInitiation(hs, second, sender, msg, nowMs);
-    return hs;
+    const crossed = hs.state === 'initiation-created' && nowMs - hs.initiatedAtMs < REKEY_TIMEOUT_MS;
+    const into = crossed ? new Handshake(local, hs.remoteStatic, hs.presharedKey, hs.precomputedStaticStatic) : hs;
+    commitInitiation(into, second, sender, msg, nowMs);
+    hs.lastTimestamp = into.lastTimestamp;
+    hs.lastInitiationConsumedMs = nowMs;
+    return into;
   } finally {
     first.fill(0);
     second.fill(0);

@@ -110,6 +110,7 @@ function placeholderHandshake(publicKey: Buffer): Handshake {
     remoteIndex: 0,
     lastTimestamp: Buffer.alloc(12),
     lastInitiationConsumedMs: -Infinity,
+    initiatedAtMs: -Infinity,
     remoteStatic: publicKey,
     remoteStaticHash: Buffer.alloc(32),
     presharedKey: Buffer.alloc(32),

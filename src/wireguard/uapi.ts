@@ -208,7 +208,7 @@ export function handleRequest(dev: WireGuardDevice, lines: string[]): string {
       // wiremesh extension (wg never sends it): data-path counters, drops by reason.
       const c = dev.native.counters();
       const hs = dev.stats;
-      const lines = Object.entries({ ...c, handshakes_initiated: hs.handshakesInitiated, handshakes_completed: hs.handshakesCompleted, handshakes_rejected: hs.handshakesRejected, cookie_replies_consumed: hs.cookieRepliesConsumed });
+      const lines = Object.entries({ ...c, handshakes_initiated: hs.handshakesInitiated, handshakes_completed: hs.handshakesCompleted, handshakes_rejected: hs.handshakesRejected, cookie_replies_consumed: hs.cookieRepliesConsumed, initiations_crossed: hs.initiationsCrossed });
       return lines.map(([k, v]) => `${k}=${v}\n`).join('') + 'errno=0\n\n';
     }
     if (op === 'set=1') {

@@ -32,6 +32,7 @@ const status: AgentStatus = {
   listenPort: 51820,
   etcdConnected: true,
   syncedClusters: ['c2'],
+  handshakes: { initiated: 1, completed: 1, rejected: 0, crossed: 0 },
   endpoints: 0,
   localEndpoints: 0,
   registration: { state: 'registered', pendingEndpoints: 0, failures: 0 },
@@ -60,7 +61,7 @@ beforeAll(async () => {
     { cluster: 'c1', clusterId: 1, name: 'n1', addresses: ['198.18.1.1'], port: 51820, publicKey: Buffer.alloc(32, 1).toString('base64'), podCIDRs: ['100.65.1.0/24'], bootId: '1' },
   );
   await reg.register();
-  const snapshot = (): MetricsSnapshot => ({ peers: status.peers, counters: status.counters, handshakes: { initiated: 1, completed: 1, rejected: 0 }, services, etcdConnected: true, syncedClusters: ['c2'], syncLag: new Map(), remotes: [], rejections: [] });
+  const snapshot = (): MetricsSnapshot => ({ peers: status.peers, counters: status.counters, handshakes: status.handshakes, services, etcdConnected: true, syncedClusters: ['c2'], syncLag: new Map(), remotes: [], rejections: [] });
   // the part of Agent the API reads (api.ts takes the agent as it is)
   const fake = {
     cfg: { cluster: { name: 'c1' }, node: { name: 'n1' } },

@@ -79,7 +79,7 @@ describe('gateway-dns metrics', () => {
     Object.assign(counters, { answered: 4, servfail: 0 });
     Object.assign(counters.tcp, { queries: 3, refused: 7, open: 2 });
     Object.assign(counters.listening, { udp: true, tcp: false, tcpError: 'listen EADDRINUSE' }); // TCP's port taken
-    const m = new AgentMetrics({ cluster: 'c1', node: 'n1' }, () => ({ peers: [], counters: {}, handshakes: { initiated: 0, completed: 0, rejected: 0 }, services: [], etcdConnected: true, syncedClusters: [], syncLag: new Map(), remotes: [], rejections: [], dns: counters }) as MetricsSnapshot);
+    const m = new AgentMetrics({ cluster: 'c1', node: 'n1' }, () => ({ peers: [], counters: {}, handshakes: { initiated: 0, completed: 0, rejected: 0, crossed: 0 }, services: [], etcdConnected: true, syncedClusters: [], syncLag: new Map(), remotes: [], rejections: [], dns: counters }) as MetricsSnapshot);
     const t = await m.text();
     expect(line(t, 'wiremesh_dns_queries_total{result="answered"')).toMatch(/ 4$/);
     expect(line(t, 'wiremesh_dns_tcp_queries_total{')).toMatch(/ 3$/);

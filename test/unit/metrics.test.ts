@@ -8,7 +8,7 @@ function snapshot(over: Partial<MetricsSnapshot> = {}): MetricsSnapshot {
   return {
     peers: [{ id: 'c2/n1', cluster: 'c2', rxBytes: 1000, txBytes: 2000, rxPackets: 10, txPackets: 20, lastHandshakeAgeS: 7 }, { id: 'c1/n2', cluster: 'c1', rxBytes: 0, txBytes: 0, rxPackets: 0, txPackets: 0, lastHandshakeAgeS: null }],
     counters: { rx_packets: 30, tx_packets: 40, drop_replayed: 3, drop_policy_denied: 2, policy_forwarded_new_flows: 9, policy_redirected_flows: 1, policy_icmp_unrecorded: 17, service_new_flows: 5, service_reject_dead_backend: 1, conntrack_entries: 12, conntrack_evicted: 4500 },
-    handshakes: { initiated: 4, completed: 3, rejected: 1 },
+    handshakes: { initiated: 4, completed: 3, rejected: 1, crossed: 2 },
     services: [{ namespace: 'shop', name: 'api', global: true, shared: true, affinity: 'none', clusters: [], ports: [{ name: 'http', port: 80, protocol: 'TCP', tableSize: 251, backends: [
       { cluster: 'c1', ip: '100.65.1.10', port: 8080, weight: 1, node: 'n1', state: 'selected' },
       { cluster: 'c2', ip: '100.66.1.10', port: 8080, weight: 1, node: 'n1', state: 'dead' },
@@ -37,6 +37,7 @@ describe('agent metrics', () => {
     expect(line(t, 'wiremesh_peer_handshake_age_seconds{peer="c2/n1"')).toMatch(/ 7$/);
     expect(line(t, 'wiremesh_peer_handshake_age_seconds{peer="c1/n2"')).toBeUndefined(); // never: absent
     expect(line(t, 'wiremesh_handshakes_total{result="completed"')).toMatch(/ 3$/);
+    expect(line(t, 'wiremesh_handshakes_total{result="crossed"')).toMatch(/ 2$/);
     expect(line(t, 'wiremesh_records_rejected_total{origin="c2",type="identity",reason="claim"')).toMatch(/ 2$/);
     expect(line(t, 'wiremesh_kvstoremesh_records_rejected_total{remote="c2",type="node",reason="claim"')).toMatch(/ 3$/);
     expect(line(t, 'wiremesh_endpoints_held_back{origin="c2"')).toMatch(/ 3000$/);
@@ -69,7 +70,7 @@ describe('agent metrics', () => {
     let s = snapshot();
     const m = new AgentMetrics({ cluster: 'c1', node: 'n1' }, () => s);
     await m.text();
-    s = snapshot({ handshakes: { initiated: 9, completed: 8, rejected: 1 }, peers: [] });
+    s = snapshot({ handshakes: { initiated: 9, completed: 8, rejected: 1, crossed: 2 }, peers: [] });
     const t = await m.text();
     expect(line(t, 'wiremesh_handshakes_total{result="completed"')).toMatch(/ 8$/);
     expect(line(t, 'wiremesh_peer_bytes_total{')).toBeUndefined(); // a peer that went away is gone

@@ -33,6 +33,7 @@ function status(node: string): AgentStatus {
     listenPort: 51820,
     etcdConnected: true,
     syncedClusters: [],
+    handshakes: { initiated: 0, completed: 0, rejected: 0, crossed: 0 },
     endpoints: 0,
     localEndpoints: 0,
     registration: { state: 'registered', pendingEndpoints: 0, failures: 0 },

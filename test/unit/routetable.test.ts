@@ -200,7 +200,7 @@ describe('RouteTable', () => {
   it("failing lines and runs move the agent's route counters (wiremesh_route_*_total)", async () => {
     const ip = new FakeIp(prng(5));
     const t = new RouteTable('wm0', ip.run, silentLogger, { retryMs: 1e9 });
-    const snapshot = { peers: [], counters: {}, handshakes: { initiated: 0, completed: 0, rejected: 0 }, services: [], etcdConnected: true, syncedClusters: [], syncLag: new Map(), remotes: [], rejections: [], routes: t.stats };
+    const snapshot = { peers: [], counters: {}, handshakes: { initiated: 0, completed: 0, rejected: 0, crossed: 0 }, services: [], etcdConnected: true, syncedClusters: [], syncLag: new Map(), remotes: [], rejections: [], routes: t.stats };
     const m = new AgentMetrics({ cluster: 'c1', node: 'n1' }, () => snapshot);
     const counters = async () =>
       Object.fromEntries(
