@@ -43,13 +43,23 @@ export interface PeerPolicy {
   peerIdentity(peerId: number, clusterIds: number[]): void;
 }
 
+/**
+ * One record per peer (an agent holds one per node of every connected cluster: 16,000 at 16 × 1000), so it
+ * holds what is per peer and shares what is usually empty: `routes` is the record's own pod CIDRs array when
+ * nothing is relayed, `relayed` and `claims` the one empty array when empty (so the arrays are never written in
+ * place: each change sets a new one).
+ */
 export interface PeerState {
   record: NodeRecord;
   peer: PeerHandle;
-  routes: string[];
+  readonly routes: readonly string[];
   /** Pod CIDRs of other clusters reached through this (hub) node. */
-  relayed: string[];
+  readonly relayed: readonly string[];
+  /** Node addresses this peer claims (policy on), whether or not it holds them (addressClaims). */
+  claims: readonly string[];
 }
+
+const NONE: readonly string[] = Object.freeze([]);
 
 /** This node: who it is, its underlay addresses and pod CIDRs. */
 export interface LocalNode {
@@ -146,8 +156,6 @@ export class PeerReconciler {
    * the others that claim it, in order, take over when it goes.
    */
   private readonly addressClaims = new Map<string, string[]>();
-  /** The same claims by claimant (peer id -> addresses it claims), so one peer's change never walks every claim. */
-  private readonly claimsOf = new Map<string, Set<string>>();
 
   constructor(private readonly d: ReconcilerDeps) {}
 
@@ -225,7 +233,7 @@ export class PeerReconciler {
     this.lastPlan = plan;
     const changed: NodeRecord[] = [];
     for (const [id, rec] of desired) {
-      const relayed = plan.get(id) ?? [];
+      const relayed = plan.get(id) ?? NONE;
       const st = this.peers.get(id);
       if (this.unchanged(id, st, rec, st !== undefined && st.relayed.join() === relayed.join())) continue;
       this.upsertPeer(id, rec, relayed);
@@ -263,7 +271,7 @@ export class PeerReconciler {
         continue;
       }
       if (this.unchanged(id, st, rec, true)) continue;
-      this.upsertPeer(id, rec, this.lastPlan.get(id) ?? []);
+      this.upsertPeer(id, rec, this.lastPlan.get(id) ?? NONE);
       changed.push(rec);
     }
     this.d.routes.flush();
@@ -292,17 +300,17 @@ export class PeerReconciler {
     return desiredAt(this.d.me, key, this.nodes, this.syncedClusters)?.rec !== undefined;
   }
 
-  private upsertPeer(id: string, rec: NodeRecord, relayed: string[]): void {
+  private upsertPeer(id: string, rec: NodeRecord, relayed: readonly string[]): void {
     const { dev, policy } = this.d;
     const peer = dev.addPeer(Buffer.from(rec.publicKey, 'base64'));
     const mine = parseIP(this.d.me.addresses[0]!)!;
     const addr = rec.addresses.find((a) => parseIP(a)!.length === mine.length) ?? rec.addresses[0]!;
     dev.setPeerEndpoint(peer, { host: addr, port: rec.port });
-    const routes = [...rec.podCIDRs, ...relayed];
+    const routes = relayed.length ? [...rec.podCIDRs, ...relayed] : rec.podCIDRs;
     const old = this.peers.get(id);
     if (old) this.d.routes.release(old.routes);
     this.d.routes.claim(routes);
-    this.peers.set(id, { record: rec, peer, routes, relayed });
+    this.peers.set(id, { record: rec, peer, routes, relayed, claims: old?.claims ?? NONE });
     this.claimNodeAddresses(id, rec.addresses);
     this.programAllowedIPs(id);
     if (policy) {
@@ -316,8 +324,8 @@ export class PeerReconciler {
   private removePeer(id: string, st: PeerState): void {
     this.d.routes.release(st.routes);
     this.d.dev.removePeer(st.peer.publicKey);
-    this.peers.delete(id);
     this.claimNodeAddresses(id, []);
+    this.peers.delete(id);
     this.d.policy?.setNode(id, null);
     this.d.peersChanged();
     this.d.log.debug({ peer: id }, 'peer removed');
@@ -327,7 +335,7 @@ export class PeerReconciler {
    * Cluster ids a hub node relays for (from its relay offer: a spoke does not
    * know the other spokes' nodes): its tags may carry those clusters' identities.
    */
-  private relayedClusterIds(hubId: string, cidrs: string[]): number[] {
+  private relayedClusterIds(hubId: string, cidrs: readonly string[]): number[] {
     if (cidrs.length === 0) return [];
     const [cluster, node] = hubId.split('/');
     for (const r of this.relays.values()) if (r.cluster === cluster && r.node === node) return r.clusterIds ?? [];
@@ -343,7 +351,7 @@ export class PeerReconciler {
   private programAllowedIPs(id: string): void {
     const st = this.peers.get(id);
     if (!st) return;
-    const addrs = [...(this.claimsOf.get(id) ?? [])].filter((a) => this.addressClaims.get(a)?.[0] === id);
+    const addrs = st.claims.filter((a) => this.addressClaims.get(a)?.[0] === id);
     this.d.dev.setPeerAllowedIPs(st.peer, [...st.routes, ...addrs].map((c) => parsePrefix(c)));
   }
 
@@ -354,7 +362,8 @@ export class PeerReconciler {
    * routes is never taken); when the holder lets go, the next claimant gets it.
    */
   private claimNodeAddresses(id: string, addresses: string[]): void {
-    if (!this.d.policy) return;
+    const st = this.peers.get(id);
+    if (!this.d.policy || !st) return;
     const mine = new Set(this.d.me.addresses.map((a) => formatPrefix(parsePrefix(a))));
     // Pod space: every pinned cluster's and our pod CIDRs (a few per cluster) and every peer's routes (a trie: one per node).
     const podSpace = [...this.d.podSpace(), ...this.d.me.podCIDRs.map((c) => parsePrefix(c))];
@@ -365,8 +374,7 @@ export class PeerReconciler {
         .map((p) => formatPrefix(p)),
     );
     const handOver = new Set<string>();
-    const had = this.claimsOf.get(id) ?? new Set<string>();
-    for (const a of had) {
+    for (const a of st.claims) {
       if (want.has(a)) continue;
       const ids = this.addressClaims.get(a)!;
       const i = ids.indexOf(id);
@@ -374,8 +382,7 @@ export class PeerReconciler {
       if (i === 0 && ids[0]) handOver.add(ids[0]);
       if (ids.length === 0) this.addressClaims.delete(a);
     }
-    if (want.size) this.claimsOf.set(id, want);
-    else this.claimsOf.delete(id);
+    st.claims = want.size ? [...want] : NONE;
     for (const a of want) {
       const ids = this.addressClaims.get(a);
       if (!ids) this.addressClaims.set(a, [id]);
