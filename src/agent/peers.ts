@@ -153,9 +153,10 @@ export class PeerReconciler {
   /**
    * Node addresses in peers' allowed IPs (a pod's packets to another node go
    * through that node's tunnel): each address to the first peer that claims it;
-   * the others that claim it, in order, take over when it goes.
+   * the others that claim it, in order, take over when it goes. A lone
+   * claimant (nearly every address) is kept as its id, not a one-element array.
    */
-  private readonly addressClaims = new Map<string, string[]>();
+  private readonly addressClaims = new Map<string, string | string[]>();
 
   constructor(private readonly d: ReconcilerDeps) {}
 
@@ -351,8 +352,14 @@ export class PeerReconciler {
   private programAllowedIPs(id: string): void {
     const st = this.peers.get(id);
     if (!st) return;
-    const addrs = st.claims.filter((a) => this.addressClaims.get(a)?.[0] === id);
+    const addrs = st.claims.filter((a) => this.holder(a) === id);
     this.d.dev.setPeerAllowedIPs(st.peer, [...st.routes, ...addrs].map((c) => parsePrefix(c)));
+  }
+
+  /** The peer holding node address `a` (its first claimant), if any. */
+  private holder(a: string): string | undefined {
+    const ids = this.addressClaims.get(a);
+    return typeof ids === 'string' ? ids : ids?.[0];
   }
 
   /**
@@ -377,18 +384,24 @@ export class PeerReconciler {
     for (const a of st.claims) {
       if (want.has(a)) continue;
       const ids = this.addressClaims.get(a)!;
+      if (typeof ids === 'string') {
+        if (ids === id) this.addressClaims.delete(a);
+        continue;
+      }
       const i = ids.indexOf(id);
+      if (i < 0) continue;
       ids.splice(i, 1);
-      if (i === 0 && ids[0]) handOver.add(ids[0]);
-      if (ids.length === 0) this.addressClaims.delete(a);
+      if (i === 0) handOver.add(ids[0]!); // two or more claimed it: one is left
+      if (ids.length === 1) this.addressClaims.set(a, ids[0]!);
     }
     st.claims = want.size ? [...want] : NONE;
     for (const a of want) {
       const ids = this.addressClaims.get(a);
-      if (!ids) this.addressClaims.set(a, [id]);
-      else if (!ids.includes(id)) {
-        ids.push(id);
-        this.d.log.warn({ address: a, holder: ids[0], claimant: id }, 'two nodes claim one address: it stays with the first');
+      if (ids === undefined) this.addressClaims.set(a, id);
+      else if (typeof ids === 'string' ? ids !== id : !ids.includes(id)) {
+        if (typeof ids === 'string') this.addressClaims.set(a, [ids, id]);
+        else ids.push(id);
+        this.d.log.warn({ address: a, holder: this.holder(a), claimant: id }, 'two nodes claim one address: it stays with the first');
       }
     }
     for (const other of handOver) if (other !== id) this.programAllowedIPs(other);

@@ -37,7 +37,6 @@ export class Peer {
   readonly id: number;
   /** The public key, 64 hex digits (the form kept). */
   readonly publicKeyHex: string;
-  readonly timers: PeerTimers;
   /** Replaced, never written in place (setPresharedKey): every peer starts on the one all-zero key. */
   presharedKey: Buffer = ZERO_PSK;
   endpoint: Endpoint | undefined;
@@ -55,13 +54,14 @@ export class Peer {
   private cookieGen: CookieGenerator | undefined;
   /** Made on the first handshake: most peers never have one. */
   private recentIndices: number[] | undefined;
+  /** Made on first use: the reconciler's idle peers never arm a timer (no handshake, no persistent keepalive). */
+  private timerState: PeerTimers | undefined;
 
   constructor(id: number, publicKey: Buffer, identity: StaticIdentity | null, now: () => number) {
     this.id = id;
     this.publicKeyHex = publicKey.toString('hex');
     this.identity = identity;
     this.now = now;
-    this.timers = new PeerTimers(now());
   }
 
   /** The public key's 32 bytes (a new Buffer on each read, decoded from publicKeyHex). */
@@ -72,6 +72,14 @@ export class Peer {
   /** The allowed IPs (new Prefix objects on each read, decoded from allowedIPKeys). */
   get allowedIPs(): Prefix[] {
     return this.allowedIPKeys.map(prefixFromKey);
+  }
+
+  /**
+   * The protocol timers (made on first read: a fresh one holds nothing that differs by when it was made, as its
+   * persistent-keepalive start is set again when the interval is set, the only way to use it).
+   */
+  get timers(): PeerTimers {
+    return (this.timerState ??= new PeerTimers(this.now()));
   }
 
   /** Local indices of recent keypairs and handshakes, newest last. */
