@@ -3,10 +3,10 @@
  * real PeerReconciler, WireGuardDevice and RouteTable, with in-memory fakes of the data path (every native call a
  * no-op), the `ip` runner (every batch succeeds) and the policy side (mesh mode on: node addresses are claimed).
  * The records exist before the first reading (the agent holds them whatever its peers cost); the growth from
- * there to after the pass and its route batch, after full GCs, is divided by N.
+ * there to after the pass and its route batch, after full GCs, is divided by N; passMs is the pass's time.
  *
  * Usage: node --expose-gc dist/bench/peer-heap.js [N = 4000] [DIST...]: each DIST a build's dist directory
- * (default this one's), run in order in child processes, one JSON line each ({ dist, n, bytesPerPeer }).
+ * (default this one's), run in order in child processes, one JSON line each ({ dist, n, bytesPerPeer, passMs }).
  * CP_PEER_HEAP_SNAPSHOT=PREFIX writes heap snapshots PREFIX.0 and PREFIX.1 around the growth (one DIST).
  */
 import { execFileSync } from 'node:child_process';
@@ -18,7 +18,7 @@ import v8 from 'node:v8';
 /** The modules of another build, loaded by path (their types are not this build's). */
 type Any = any;
 
-async function measure(dist: string, n: number): Promise<number> {
+async function measure(dist: string, n: number): Promise<{ bytesPerPeer: number; passMs: number }> {
   const load = (m: string): Promise<Any> => import(resolve(dist, m));
   const { PeerReconciler } = await load('src/agent/peers.js');
   const { WireGuardDevice } = await load('src/wireguard/device.js');
@@ -61,14 +61,16 @@ async function measure(dist: string, n: number): Promise<number> {
   settle();
   if (snap) (v8.writeHeapSnapshot(`${snap}.0`), settle());
   const before = v8.getHeapStatistics().used_heap_size;
+  const t0 = performance.now();
   for (const [key, rec] of records) r.setNodeRecord(key, rec);
   r.reconcile();
+  const passMs = performance.now() - t0;
   await new Promise((done) => setImmediate(done)); // the route batch ends
   settle();
   const after = v8.getHeapStatistics().used_heap_size;
   if (snap) v8.writeHeapSnapshot(`${snap}.1`);
   if (r.peers.size !== n || dev.peers.size !== n) throw new Error(`expected ${n} peers, have ${r.peers.size} / ${dev.peers.size}`);
-  return (after - before) / n;
+  return { bytesPerPeer: Math.round((after - before) / n), passMs: Math.round(passMs) };
 }
 
 const here = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -76,7 +78,7 @@ const [nArg, ...dists] = process.argv.slice(2);
 const n = Number(nArg ?? 4000);
 if (process.env.CP_PEER_HEAP_CHILD) {
   const dist = process.env.CP_PEER_HEAP_CHILD;
-  console.log(JSON.stringify({ dist, n, bytesPerPeer: Math.round(await measure(dist, n)) }));
+  console.log(JSON.stringify({ dist, n, ...(await measure(dist, n)) }));
 } else {
   for (const dist of dists.length ? dists : [here]) {
     const out = execFileSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), String(n)], { env: { ...process.env, CP_PEER_HEAP_CHILD: resolve(dist) }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
