@@ -52,7 +52,7 @@ export interface PeerPolicy {
 export interface PeerState {
   record: NodeRecord;
   peer: PeerHandle;
-  readonly routes: readonly string[];
+  routes: readonly string[];
   /** Pod CIDRs of other clusters reached through this (hub) node. */
   readonly relayed: readonly string[];
   /** Node addresses this peer claims (policy on), whether or not it holds them (addressClaims). */
@@ -288,6 +288,8 @@ export class PeerReconciler {
   private unchanged(id: string, st: PeerState | undefined, rec: NodeRecord, sameRelay: boolean): boolean {
     if (st && sameRelay && st.record === rec) return true;
     if (st && sameRelay && JSON.stringify(st.record) === JSON.stringify(rec)) {
+      // same content: routes that shared the old record's pod CIDRs share the new one's (not keep the old alive)
+      if (st.routes === st.record.podCIDRs) st.routes = rec.podCIDRs;
       st.record = rec;
       return true;
     }

@@ -206,7 +206,7 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
   removePeer(publicKey: Buffer): void {
     const peer = this.getPeer(publicKey);
     if (!peer) return;
-    peer.timers.stop();
+    peer.stopTimers();
     this.armedPeers.delete(peer);
     this.native.removePeer(peer.id);
     for (const k of peer.allowedIPKeys) if (this.prefixOwner.get(k) === peer) this.prefixOwner.delete(k);

@@ -102,6 +102,16 @@ export class Peer {
     return this.hs !== undefined || this.cookieGen !== undefined;
   }
 
+  /** The persistent keepalive interval in s (0: off), without making the timers of a peer that has none. */
+  get persistentKeepaliveS(): number {
+    return this.timerState?.persistentKeepaliveS ?? 0;
+  }
+
+  /** Stops the timers, if any were made (a peer being removed). */
+  stopTimers(): void {
+    this.timerState?.stop();
+  }
+
   /** Rebuilds the handshake for a new local identity (private key change); the replay guard carries over. */
   rekeyIdentity(identity: StaticIdentity | null): void {
     this.identity = identity;

@@ -52,6 +52,11 @@ function run(seed: number, steps: number): void {
     const got = formatGet(dev).split('\n').filter((l) => l.startsWith('public_key=') || l.startsWith('allowed_ip='));
     expect(got, ctx).toEqual(uapiLines);
     expect(native.peers.size, ctx).toBe(model.size);
+    // nothing of a removed peer is left in the device's prefix owners (a leak nothing else would show)
+    const owners = (dev as unknown as { prefixOwner: Map<string, unknown> }).prefixOwner;
+    expect(owners.size, ctx).toBe(new Set([...model.values()].flat()).size);
+    // reading the device's state made no peer's timers (an idle peer holds none)
+    expect([...dev.peers.values()].filter((p) => (p as unknown as { timerState?: unknown }).timerState !== undefined), ctx).toEqual([]);
   }
   dev.close();
 }
