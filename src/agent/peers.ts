@@ -43,13 +43,23 @@ export interface PeerPolicy {
   peerIdentity(peerId: number, clusterIds: number[]): void;
 }
 
+/**
+ * One record per peer (an agent holds one per node of every connected cluster: 16,000 at 16 × 1000), so it
+ * holds what is per peer and shares what is usually empty: `routes` is the record's own pod CIDRs array when
+ * nothing is relayed, `relayed` and `claims` the one empty array when empty (so the arrays are never written in
+ * place: each change sets a new one).
+ */
 export interface PeerState {
   record: NodeRecord;
   peer: PeerHandle;
-  routes: string[];
+  routes: readonly string[];
   /** Pod CIDRs of other clusters reached through this (hub) node. */
-  relayed: string[];
+  readonly relayed: readonly string[];
+  /** Node addresses this peer claims (policy on), whether or not it holds them (addressClaims). */
+  claims: readonly string[];
 }
+
+const NONE: readonly string[] = Object.freeze([]);
 
 /** This node: who it is, its underlay addresses and pod CIDRs. */
 export interface LocalNode {
@@ -143,11 +153,10 @@ export class PeerReconciler {
   /**
    * Node addresses in peers' allowed IPs (a pod's packets to another node go
    * through that node's tunnel): each address to the first peer that claims it;
-   * the others that claim it, in order, take over when it goes.
+   * the others that claim it, in order, take over when it goes. A lone
+   * claimant (nearly every address) is kept as its id, not a one-element array.
    */
-  private readonly addressClaims = new Map<string, string[]>();
-  /** The same claims by claimant (peer id -> addresses it claims), so one peer's change never walks every claim. */
-  private readonly claimsOf = new Map<string, Set<string>>();
+  private readonly addressClaims = new Map<string, string | string[]>();
 
   constructor(private readonly d: ReconcilerDeps) {}
 
@@ -225,7 +234,7 @@ export class PeerReconciler {
     this.lastPlan = plan;
     const changed: NodeRecord[] = [];
     for (const [id, rec] of desired) {
-      const relayed = plan.get(id) ?? [];
+      const relayed = plan.get(id) ?? NONE;
       const st = this.peers.get(id);
       if (this.unchanged(id, st, rec, st !== undefined && st.relayed.join() === relayed.join())) continue;
       this.upsertPeer(id, rec, relayed);
@@ -263,7 +272,7 @@ export class PeerReconciler {
         continue;
       }
       if (this.unchanged(id, st, rec, true)) continue;
-      this.upsertPeer(id, rec, this.lastPlan.get(id) ?? []);
+      this.upsertPeer(id, rec, this.lastPlan.get(id) ?? NONE);
       changed.push(rec);
     }
     this.d.routes.flush();
@@ -279,6 +288,8 @@ export class PeerReconciler {
   private unchanged(id: string, st: PeerState | undefined, rec: NodeRecord, sameRelay: boolean): boolean {
     if (st && sameRelay && st.record === rec) return true;
     if (st && sameRelay && JSON.stringify(st.record) === JSON.stringify(rec)) {
+      // same content: routes that shared the old record's pod CIDRs share the new one's (not keep the old alive)
+      if (st.routes === st.record.podCIDRs) st.routes = rec.podCIDRs;
       st.record = rec;
       return true;
     }
@@ -292,17 +303,17 @@ export class PeerReconciler {
     return desiredAt(this.d.me, key, this.nodes, this.syncedClusters)?.rec !== undefined;
   }
 
-  private upsertPeer(id: string, rec: NodeRecord, relayed: string[]): void {
+  private upsertPeer(id: string, rec: NodeRecord, relayed: readonly string[]): void {
     const { dev, policy } = this.d;
     const peer = dev.addPeer(Buffer.from(rec.publicKey, 'base64'));
     const mine = parseIP(this.d.me.addresses[0]!)!;
     const addr = rec.addresses.find((a) => parseIP(a)!.length === mine.length) ?? rec.addresses[0]!;
     dev.setPeerEndpoint(peer, { host: addr, port: rec.port });
-    const routes = [...rec.podCIDRs, ...relayed];
+    const routes = relayed.length ? [...rec.podCIDRs, ...relayed] : rec.podCIDRs;
     const old = this.peers.get(id);
     if (old) this.d.routes.release(old.routes);
     this.d.routes.claim(routes);
-    this.peers.set(id, { record: rec, peer, routes, relayed });
+    this.peers.set(id, { record: rec, peer, routes, relayed, claims: old?.claims ?? NONE });
     this.claimNodeAddresses(id, rec.addresses);
     this.programAllowedIPs(id);
     if (policy) {
@@ -316,8 +327,8 @@ export class PeerReconciler {
   private removePeer(id: string, st: PeerState): void {
     this.d.routes.release(st.routes);
     this.d.dev.removePeer(st.peer.publicKey);
-    this.peers.delete(id);
     this.claimNodeAddresses(id, []);
+    this.peers.delete(id);
     this.d.policy?.setNode(id, null);
     this.d.peersChanged();
     this.d.log.debug({ peer: id }, 'peer removed');
@@ -327,7 +338,7 @@ export class PeerReconciler {
    * Cluster ids a hub node relays for (from its relay offer: a spoke does not
    * know the other spokes' nodes): its tags may carry those clusters' identities.
    */
-  private relayedClusterIds(hubId: string, cidrs: string[]): number[] {
+  private relayedClusterIds(hubId: string, cidrs: readonly string[]): number[] {
     if (cidrs.length === 0) return [];
     const [cluster, node] = hubId.split('/');
     for (const r of this.relays.values()) if (r.cluster === cluster && r.node === node) return r.clusterIds ?? [];
@@ -343,8 +354,14 @@ export class PeerReconciler {
   private programAllowedIPs(id: string): void {
     const st = this.peers.get(id);
     if (!st) return;
-    const addrs = [...(this.claimsOf.get(id) ?? [])].filter((a) => this.addressClaims.get(a)?.[0] === id);
+    const addrs = st.claims.filter((a) => this.holder(a) === id);
     this.d.dev.setPeerAllowedIPs(st.peer, [...st.routes, ...addrs].map((c) => parsePrefix(c)));
+  }
+
+  /** The peer holding node address `a` (its first claimant), if any. */
+  private holder(a: string): string | undefined {
+    const ids = this.addressClaims.get(a);
+    return typeof ids === 'string' ? ids : ids?.[0];
   }
 
   /**
@@ -354,7 +371,8 @@ export class PeerReconciler {
    * routes is never taken); when the holder lets go, the next claimant gets it.
    */
   private claimNodeAddresses(id: string, addresses: string[]): void {
-    if (!this.d.policy) return;
+    const st = this.peers.get(id);
+    if (!this.d.policy || !st) return;
     const mine = new Set(this.d.me.addresses.map((a) => formatPrefix(parsePrefix(a))));
     // Pod space: every pinned cluster's and our pod CIDRs (a few per cluster) and every peer's routes (a trie: one per node).
     const podSpace = [...this.d.podSpace(), ...this.d.me.podCIDRs.map((c) => parsePrefix(c))];
@@ -365,23 +383,27 @@ export class PeerReconciler {
         .map((p) => formatPrefix(p)),
     );
     const handOver = new Set<string>();
-    const had = this.claimsOf.get(id) ?? new Set<string>();
-    for (const a of had) {
+    for (const a of st.claims) {
       if (want.has(a)) continue;
       const ids = this.addressClaims.get(a)!;
+      if (typeof ids === 'string') {
+        if (ids === id) this.addressClaims.delete(a);
+        continue;
+      }
       const i = ids.indexOf(id);
+      if (i < 0) continue;
       ids.splice(i, 1);
-      if (i === 0 && ids[0]) handOver.add(ids[0]);
-      if (ids.length === 0) this.addressClaims.delete(a);
+      if (i === 0) handOver.add(ids[0]!); // two or more claimed it: one is left
+      if (ids.length === 1) this.addressClaims.set(a, ids[0]!);
     }
-    if (want.size) this.claimsOf.set(id, want);
-    else this.claimsOf.delete(id);
+    st.claims = want.size ? [...want] : NONE;
     for (const a of want) {
       const ids = this.addressClaims.get(a);
-      if (!ids) this.addressClaims.set(a, [id]);
-      else if (!ids.includes(id)) {
-        ids.push(id);
-        this.d.log.warn({ address: a, holder: ids[0], claimant: id }, 'two nodes claim one address: it stays with the first');
+      if (ids === undefined) this.addressClaims.set(a, id);
+      else if (typeof ids === 'string' ? ids !== id : !ids.includes(id)) {
+        if (typeof ids === 'string') this.addressClaims.set(a, [ids, id]);
+        else ids.push(id);
+        this.d.log.warn({ address: a, holder: this.holder(a), claimant: id }, 'two nodes claim one address: it stays with the first');
       }
     }
     for (const other of handOver) if (other !== id) this.programAllowedIPs(other);

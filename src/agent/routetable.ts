@@ -84,8 +84,8 @@ export function ipBatch(netns?: string): BatchRunner {
 
 /** Claims on the TUN's routes, as the peer reconciler makes them (peers.ts). */
 export interface RouteClaims {
-  claim(routes: string[]): void;
-  release(routes: string[]): void;
+  claim(routes: readonly string[]): void;
+  release(routes: readonly string[]): void;
   /** Starts applying the changes since the last flush (asynchronous: see RouteTable.flushed()). */
   flush(): void;
   /** Whether some CIDR a peer claims now holds addr: O(address bits), whatever the number of peers. */
@@ -151,7 +151,7 @@ export class RouteTable implements RouteClaims {
     this.retryDelay = opts.retryMs ?? 1000;
   }
 
-  claim(routes: string[]): void {
+  claim(routes: readonly string[]): void {
     for (const r of routes) {
       const n = this.refs.get(r) ?? 0;
       if (n === 0) this.trie.insert(parsePrefix(r), r);
@@ -160,7 +160,7 @@ export class RouteTable implements RouteClaims {
     }
   }
 
-  release(routes: string[]): void {
+  release(routes: readonly string[]): void {
     for (const r of routes) {
       const n = (this.refs.get(r) ?? 1) - 1;
       if (n > 0) this.refs.set(r, n);

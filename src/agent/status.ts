@@ -82,7 +82,7 @@ export function peerStatuses(peers: Iterable<[string, PeerState]>, stats: Readon
       cluster: st.record.cluster,
       endpoint: s?.host ? `${s.host}:${s.port}` : undefined,
       podCIDRs: st.record.podCIDRs,
-      ...(st.relayed.length ? { relayed: st.relayed } : {}),
+      ...(st.relayed.length ? { relayed: [...st.relayed] } : {}),
       lastHandshakeAgeS: st.peer.lastHandshakeEpochMs ? Math.round((nowMs - st.peer.lastHandshakeEpochMs) / 1000) : null,
       // initiating for more than 15 s (three RekeyTimeouts) without an answer
       unreachableForS: st.peer.initiatingSinceMs && monoMs - st.peer.initiatingSinceMs > 15_000 ? Math.round((monoMs - st.peer.initiatingSinceMs) / 1000) : undefined,

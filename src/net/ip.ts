@@ -114,6 +114,12 @@ export function prefixKey(p: Prefix): string {
   return `${p.addr.toString('hex')}/${p.cidr}`;
 }
 
+/** The prefix of a prefixKey() (its inverse: the same bytes and length). */
+export function prefixFromKey(key: string): Prefix {
+  const slash = key.indexOf('/');
+  return { addr: Buffer.from(key.slice(0, slash), 'hex'), cidr: Number(key.slice(slash + 1)) };
+}
+
 export function formatPrefix(p: Prefix): string {
   return `${formatIP(p.addr)}/${p.cidr}`;
 }

@@ -208,13 +208,10 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
   removePeer(publicKey: Buffer): void {
     const peer = this.getPeer(publicKey);
     if (!peer) return;
-    peer.timers.stop();
+    peer.stopTimers();
     this.armedPeers.delete(peer);
     this.native.removePeer(peer.id);
-    for (const p of peer.allowedIPs) {
-      const k = prefixKey(p);
-      if (this.prefixOwner.get(k) === peer) this.prefixOwner.delete(k);
-    }
+    for (const k of peer.allowedIPKeys) if (this.prefixOwner.get(k) === peer) this.prefixOwner.delete(k);
     for (const idx of peer.indices) this.indices.delete(idx);
     this.peers.delete(peer.publicKeyHex);
     this.byId.delete(peer.id);
@@ -230,20 +227,18 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
   }
 
   setPeerAllowedIPs(peer: Peer, prefixes: Prefix[]): void {
-    const key = prefixKey;
-    for (const p of peer.allowedIPs) if (this.prefixOwner.get(key(p)) === peer) this.prefixOwner.delete(key(p));
-    peer.allowedIPs = prefixes.map((p) => ({ addr: Buffer.from(p.addr), cidr: p.cidr }));
+    for (const k of peer.allowedIPKeys) if (this.prefixOwner.get(k) === peer) this.prefixOwner.delete(k);
+    peer.allowedIPKeys = prefixes.map(prefixKey); // the keys kept (peer.ts), not copies of the Buffers
     this.native.setAllowedIPs(
       peer.id,
-      peer.allowedIPs.map((p) => [p.addr, p.cidr] as [Buffer, number]),
+      prefixes.map((p) => [p.addr, p.cidr] as [Buffer, number]),
     );
     // An address belongs to one peer: a prefix given to this peer leaves its previous owner
     // (the native trie already moved it when it was inserted for this peer). Each previous owner's list is
     // filtered once, not once per prefix taken from it: a UAPI set moving 20,000 prefixes blocked the event
     // loop (and every handshake) ~56 s.
     const taken = new Map<Peer, Set<string>>();
-    for (const p of peer.allowedIPs) {
-      const k = key(p);
+    for (const k of peer.allowedIPKeys) {
       const prev = this.prefixOwner.get(k);
       if (prev && prev !== peer) {
         const keys = taken.get(prev) ?? new Set<string>();
@@ -251,7 +246,7 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
       }
       this.prefixOwner.set(k, peer);
     }
-    for (const [prev, keys] of taken) prev.allowedIPs = prev.allowedIPs.filter((o) => !keys.has(key(o)));
+    for (const [prev, keys] of taken) prev.allowedIPKeys = prev.allowedIPKeys.filter((o) => !keys.has(o));
   }
 
   setPeerPersistentKeepalive(peer: Peer, seconds: number): void {

@@ -8,8 +8,13 @@
  * the two held ~9 Buffers of their own per peer (~2.5 KB of heap, ~0.6 KB of backing stores outside it) plus an
  * X25519 computation each during the sync. Built on first read of `handshake` or `cookie`, from the identity
  * and preshared key the peer has then; what they hold before that is what a fresh one holds.
+ *
+ * For the same reason (s16peerjs) a peer keeps its public key once, as hex (the device's map key), and its
+ * allowed IPs as prefix keys (the device's owner-map keys, shared with it): a Buffer costs ~100 B of heap plus
+ * its slice of an 8 KiB pool slab, which also keeps the slab's garbage alive. The Buffer and Prefix forms are
+ * decoded on read (handshake setup, UAPI get/set, removal: rare next to holding the peer).
  */
-import type { Prefix } from '../net/ip.js';
+import { prefixFromKey, type Prefix } from '../net/ip.js';
 import { CookieGenerator } from './cookie.js';
 import { Handshake, type StaticIdentity } from './noise.js';
 import { PeerTimers } from './timers.js';
@@ -22,38 +27,64 @@ export interface Endpoint {
 /** The default preshared key (none: 32 zero bytes, whitepaper §5.4.2); never written, peers replace it. */
 const ZERO_PSK = Buffer.alloc(32);
 
+const NO_KEYS: readonly string[] = Object.freeze([]);
+const NO_INDICES: readonly number[] = Object.freeze([]);
+
 /** Keypair indices we keep reserved: previous, current, next and a pending handshake. */
 const KEPT_INDICES = 4;
 
 export class Peer {
   readonly id: number;
-  readonly publicKey: Buffer;
+  /** The public key, 64 hex digits (the form kept). */
   readonly publicKeyHex: string;
-  readonly timers: PeerTimers;
   /** Replaced, never written in place (setPresharedKey): every peer starts on the one all-zero key. */
   presharedKey: Buffer = ZERO_PSK;
   endpoint: Endpoint | undefined;
-  allowedIPs: Prefix[] = [];
+  /** The allowed IPs as prefixKey()s (net/ip.ts), in the order set. */
+  allowedIPKeys: readonly string[] = NO_KEYS;
   /** Wall-clock time of the last completed handshake. */
   lastHandshakeEpochMs = 0;
   lastSentHandshakeMs = -Infinity;
   /** Monotonic ms of the first initiation not answered yet (0: none): an unreachable peer shows here. */
   initiatingSinceMs = 0;
-  /** Local indices of recent keypairs and handshakes, newest last. */
-  readonly indices: number[] = [];
 
   private identity: StaticIdentity | null;
   private readonly now: () => number;
   private hs: Handshake | undefined;
   private cookieGen: CookieGenerator | undefined;
+  /** Made on the first handshake: most peers never have one. */
+  private recentIndices: number[] | undefined;
+  /** Made on first use: the reconciler's idle peers never arm a timer (no handshake, no persistent keepalive). */
+  private timerState: PeerTimers | undefined;
 
   constructor(id: number, publicKey: Buffer, identity: StaticIdentity | null, now: () => number) {
     this.id = id;
-    this.publicKey = Buffer.from(publicKey);
-    this.publicKeyHex = this.publicKey.toString('hex');
+    this.publicKeyHex = publicKey.toString('hex');
     this.identity = identity;
     this.now = now;
-    this.timers = new PeerTimers(now());
+  }
+
+  /** The public key's 32 bytes (a new Buffer on each read, decoded from publicKeyHex). */
+  get publicKey(): Buffer {
+    return Buffer.from(this.publicKeyHex, 'hex');
+  }
+
+  /** The allowed IPs (new Prefix objects on each read, decoded from allowedIPKeys). */
+  get allowedIPs(): Prefix[] {
+    return this.allowedIPKeys.map(prefixFromKey);
+  }
+
+  /**
+   * The protocol timers (made on first read: a fresh one holds nothing that differs by when it was made, as its
+   * persistent-keepalive start is set again when the interval is set, the only way to use it).
+   */
+  get timers(): PeerTimers {
+    return (this.timerState ??= new PeerTimers(this.now()));
+  }
+
+  /** Local indices of recent keypairs and handshakes, newest last. */
+  get indices(): readonly number[] {
+    return this.recentIndices ?? NO_INDICES;
   }
 
   /** The handshake state with this peer (built on first read, from the identity and preshared key of then). */
@@ -69,6 +100,16 @@ export class Peer {
   /** False until the handshake state or cookie generator was first needed: an idle peer holds neither. */
   get hasHandshakeState(): boolean {
     return this.hs !== undefined || this.cookieGen !== undefined;
+  }
+
+  /** The persistent keepalive interval in s (0: off), without making the timers of a peer that has none. */
+  get persistentKeepaliveS(): number {
+    return this.timerState?.persistentKeepaliveS ?? 0;
+  }
+
+  /** Stops the timers, if any were made (a peer being removed). */
+  stopTimers(): void {
+    this.timerState?.stop();
   }
 
   /** Rebuilds the handshake for a new local identity (private key change); the replay guard carries over. */
@@ -92,8 +133,9 @@ export class Peer {
 
   /** Records a newly used index; returns the indices that are no longer needed. */
   rememberIndex(index: number): number[] {
-    this.indices.push(index);
-    return this.indices.length > KEPT_INDICES ? this.indices.splice(0, this.indices.length - KEPT_INDICES) : [];
+    const kept = (this.recentIndices ??= []);
+    kept.push(index);
+    return kept.length > KEPT_INDICES ? kept.splice(0, kept.length - KEPT_INDICES) : [];
   }
 }
 

@@ -190,7 +190,7 @@ export function formatGet(dev: WireGuardDevice): string {
     out.push(`last_handshake_time_nsec=${(ms % 1000) * 1_000_000}`);
     out.push(`tx_bytes=${s?.txBytes ?? 0}`);
     out.push(`rx_bytes=${s?.rxBytes ?? 0}`);
-    out.push(`persistent_keepalive_interval=${peer.timers.persistentKeepaliveS}`);
+    out.push(`persistent_keepalive_interval=${peer.persistentKeepaliveS}`);
     for (const p of peer.allowedIPs) out.push(`allowed_ip=${formatPrefix(p)}`);
   }
   return out.map((l) => l + '\n').join('');
