@@ -6,10 +6,10 @@
  * run two of these against each other in memory.
  */
 import { HandshakeError } from '../errors.js';
-import { REKEY_TIMEOUT_MS } from './timers.js';
 import { native } from '../native/binding.js';
 import { dh, hash, isZero, publicFromPrivate, type EphemeralKey } from './crypto.js';
 import { tai64nAfter, tai64nNanos, tai64nSeconds, TAI64N_LEN } from './tai64n.js';
+import { REKEY_TIMEOUT_MS } from './timers.js';
 
 export const CONSTRUCTION = 'Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s';
 export const IDENTIFIER = 'WireGuard v1 zx2c4 Jason@zx2c4.com';

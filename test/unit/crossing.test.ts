@@ -62,6 +62,14 @@ function pair(bKnowsA = true) {
   return { clock, net, fa: fakes[0], fb: fakes[1], a, b, pb, s, learn, completed, step, untilBoth };
 }
 
+/** a initiates and its initiation is lost on the way (b never sees it). */
+function loseOurInitiation(p: ReturnType<typeof pair>): void {
+  p.net.lose = (d) => d.type === INITIATION && d.from.host === HOSTS[0];
+  p.a.initiate(p.pb);
+  p.net.deliver();
+  p.net.lose = undefined;
+}
+
 /** True when a keepalive `from` sends to its peer now opens at the other side (its session works that way). */
 function carries(p: ReturnType<typeof pair>, from: 'a' | 'b'): boolean {
   const before = p.net.datagrams.length;
@@ -126,10 +134,7 @@ describe('crossed initiations', () => {
   // Where one side's initiation cannot complete, the other's is answered at once (main's behaviour: the oracle).
   it('our initiation lost, then the peer initiates: answered at once', () => {
     const p = pair();
-    p.net.lose = (d) => d.type === INITIATION && d.from.host === HOSTS[0];
-    p.a.initiate(p.pb);
-    p.net.deliver();
-    p.net.lose = undefined;
+    loseOurInitiation(p);
     p.step(300);
     p.b.initiate(p.s.pa!);
     p.net.deliver();
@@ -149,10 +154,7 @@ describe('crossed initiations', () => {
 
   it('ours older than REKEY_TIMEOUT (5 s) is given up: the peer state answers, nothing counted as crossed', () => {
     const p = pair();
-    p.net.lose = (d) => d.type === INITIATION && d.from.host === HOSTS[0];
-    p.a.initiate(p.pb);
-    p.net.deliver();
-    p.net.lose = undefined;
+    loseOurInitiation(p);
     p.clock.ms += 5_000; // no tick: its retransmission not sent yet
     p.b.initiate(p.s.pa!);
     p.net.deliver();
