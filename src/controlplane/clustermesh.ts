@@ -18,12 +18,13 @@ import { randomBytes } from 'node:crypto';
 import type { Etcd3 } from 'etcd3';
 import { MeshError } from '../errors.js';
 import { formatPrefix, parseIP, parsePrefix, prefixContains } from '../net/ip.js';
-import { clusterConfigKey, clusterConfigPrefix, vipPrefix, healthPrefix, pinnedKey, pinnedPrefix, remoteKey, remotesPrefix, remoteStatusPrefix, cachePrefix, statePrefix, syncedPrefix } from './keys.js';
+import { clusterConfigKey, clusterConfigPrefix, healthPrefix, pinnedKey, pinnedPrefix, remoteKey, remotesPrefix, remoteStatusPrefix, cachePrefix, statePrefix, syncedPrefix } from './keys.js';
 import { connectEtcd, type EtcdOptions } from './kvstore.js';
 import { issueRemoteReader } from './pki.js';
 import { ensureRole, idempotent, kvstoremeshRole, observerRole, REMOTE_READER_ROLE, remoteReaderRole } from './rbac.js';
 import { prefixesOverlap } from './types.js';
 import { serviceCIDR, serviceClear, serviceClearOfPin, servicesApart, vipsInside } from './servicecidr.js';
+import { modIs, raceLost, readClaims, RACE_ATTEMPTS, type RaceHooks } from './vipclaims.js';
 import { validateClusterId, validateClusterName, validatePrefixes } from '../validate.js';
 import { isCidr } from './records/fields.js';
 import {
@@ -109,9 +110,12 @@ export function enableAgainst(cfg: ClusterConfig, pins: PinnedCluster[], nodes: 
 
 /**
  * Writes `cfg` as this etcd's cluster-config (first time or again); returns warnings (enableAgainst). A `cfg`
- * without serviceCIDR keeps the one stored by an earlier enable (VIPs already handed out come from it).
+ * without serviceCIDR keeps the one stored by an earlier enable (VIPs already handed out come from it). A range
+ * that changes is written only if it holds every VIP claim (MeshError WM_SERVICE_CIDR_IN_USE) and no claim was
+ * made since they were read (vipclaims.ts; read again at most RACE_ATTEMPTS times, then WM_VIP_RACE). `hooks`:
+ * tests only.
  */
-export async function enableCluster(access: EtcdOptions, given: ClusterConfig): Promise<string[]> {
+export async function enableCluster(access: EtcdOptions, given: ClusterConfig, hooks?: RaceHooks): Promise<string[]> {
   let cfg = given;
   validateClusterName(cfg.name);
   validateClusterId(cfg.id, 'id', cfg.maxConnectedClusters ?? 255);
@@ -123,27 +127,37 @@ export async function enableCluster(access: EtcdOptions, given: ClusterConfig): 
   underlayApart(cfg, cfg);
   if (cfg.serviceCIDR) serviceClear(cfg, cfg); // else once the stored one is known
   return withEtcd(access, async (c) => {
-    const all = await c.getAll().prefix(clusterConfigPrefix()).strings();
-    const others = Object.keys(all).filter((k) => k !== clusterConfigKey(cfg.name));
-    if (others.length) throw new MeshError('WM_CLUSTER_MISMATCH', `this etcd already belongs to cluster ${others[0]!.slice(clusterConfigPrefix().length)}`);
-    const existing = all[clusterConfigKey(cfg.name)];
-    if (existing !== undefined) {
-      const old = tryDecode(clusterConfigCodec, clusterConfigKey(cfg.name), existing);
-      if (old.ok && old.value.id !== cfg.id) throw new MeshError('WM_CLUSTER_ID_CHANGED', `cluster ${cfg.name} is already enabled with id ${old.value.id}, not ${cfg.id}`);
-      if (old.ok && (old.value.maxConnectedClusters ?? 255) !== (cfg.maxConnectedClusters ?? 255))
+    let warnings: string[] = [];
+    for (let attempt = 0; ; attempt++) {
+      cfg = given; // each attempt from a fresh read (a stored range is taken again)
+      const all = (await c.getAll().prefix(clusterConfigPrefix()).exec()).kvs;
+      const other = all.find((kv) => kv.key.toString() !== clusterConfigKey(cfg.name));
+      if (other) throw new MeshError('WM_CLUSTER_MISMATCH', `this etcd already belongs to cluster ${other.key.toString().slice(clusterConfigPrefix().length)}`);
+      // the write holds only while the config is as read here (still absent: mod revision 0), so the checks below
+      // were made against what it replaces (another enable in between fails it)
+      const guards = [modIs(clusterConfigKey(cfg.name), all[0]?.mod_revision ?? '0')];
+      const old = all[0] && tryDecode(clusterConfigCodec, clusterConfigKey(cfg.name), all[0].value.toString());
+      if (old?.ok && old.value.id !== cfg.id) throw new MeshError('WM_CLUSTER_ID_CHANGED', `cluster ${cfg.name} is already enabled with id ${old.value.id}, not ${cfg.id}`);
+      if (old?.ok && (old.value.maxConnectedClusters ?? 255) !== (cfg.maxConnectedClusters ?? 255))
         throw new MeshError('WM_MAX_CLUSTERS_MISMATCH', `cluster ${cfg.name} is enabled with maxConnectedClusters ${old.value.maxConnectedClusters ?? 255}: its identities are laid out for it`);
-      if (old.ok && old.value.serviceCIDR && !cfg.serviceCIDR) cfg = { ...cfg, serviceCIDR: old.value.serviceCIDR };
-      // a new range must still hold every VIP handed out from the old one (apply also re-addresses a kept VIP
-      // outside the range, for a claim made between this read and the write below)
-      if (!old.ok || serviceCIDR(old.value) !== serviceCIDR(cfg))
-        vipsInside(cfg, (await c.getAll().prefix(vipPrefix(cfg.name)).keys()).map((k) => k.slice(vipPrefix(cfg.name).length)));
+      if (old?.ok && old.value.serviceCIDR && !cfg.serviceCIDR) cfg = { ...cfg, serviceCIDR: old.value.serviceCIDR };
+      // a new range must hold every VIP handed out, and no VIP may be claimed between this read and the write
+      // (vipclaims.ts: a claim made in between fails the write, and the next attempt sees it)
+      if (!old?.ok || serviceCIDR(old.value) !== serviceCIDR(cfg)) {
+        const claims = await readClaims(c, cfg.name);
+        vipsInside(cfg, Object.keys(claims.owners));
+        guards.push(claims.unchanged);
+      }
+      serviceClear(cfg, cfg);
+      // what this etcd pinned, and its own node records (undecodable ones: warned about as well)
+      const warned: string[] = [];
+      const pins = (await decodeAll(c, pinnedPrefix(), pinnedClusterCodec, warned)).map((e) => e.value);
+      warnings = [...enableAgainst(cfg, pins, (await decodeAll(c, statePrefix('nodes', cfg.name), nodeCodec, warned)).map((e) => e.value)), ...warned];
+      await hooks?.beforeCommit?.(attempt);
+      const put = { request_put: { key: Buffer.from(clusterConfigKey(cfg.name)), value: Buffer.from(clusterConfigCodec.encode(cfg)) } };
+      if ((await c.kv.txn({ compare: guards, success: [put], failure: [] })).succeeded) break;
+      if (attempt + 1 >= RACE_ATTEMPTS) throw raceLost('the cluster-config or the service VIPs (concurrent enables or applies)');
     }
-    serviceClear(cfg, cfg);
-    // what this etcd pinned, and its own node records (undecodable ones: warned about as well)
-    const warned: string[] = [];
-    const pins = (await decodeAll(c, pinnedPrefix(), pinnedClusterCodec, warned)).map((e) => e.value);
-    const warnings = [...enableAgainst(cfg, pins, (await decodeAll(c, statePrefix('nodes', cfg.name), nodeCodec, warned)).map((e) => e.value)), ...warned];
-    await c.put(clusterConfigKey(cfg.name)).value(clusterConfigCodec.encode(cfg));
     if (access.ca || access.caFile) {
       // RBAC (rbac.ts): remote clusters get a role that reads wiremesh/state/ and nothing else;
       // kvstoremesh and observers their own users; agents get theirs from `clustermesh node-credentials`.
