@@ -47,7 +47,8 @@ describe('claimedAddress: a claim\'s name decoded once (canonical address, or a 
 });
 
 describe.skipIf(!hasCommand('etcd'))('service range and VIP claims serialise through etcd (s17)', () => {
-  const etcd = loopbackEtcd('svcrace', 59000);
+  // ports 21000-22999: below the ephemeral range (32768-60999), where a busy host's outgoing connections could hold them
+  const etcd = loopbackEtcd('svcrace', 21000);
   afterAll(() => etcd.stop());
   const access = () => ({ endpoints: [etcd.url()!] });
   const range = async () => clusterConfigCodec.decode(clusterConfigKey('c2'), (await (await etcd.client()).get(clusterConfigKey('c2')).string())!).serviceCIDR;
