@@ -4,7 +4,7 @@
  * under wiremesh/state/{services,policies}/v1/<cluster>/...
  */
 import { readFileSync } from 'node:fs';
-import { ConfigError, MeshError } from '../errors.js';
+import { ConfigError } from '../errors.js';
 import { stateKey, vipKey } from '../controlplane/keys.js';
 import type { Etcd3, ICompare } from 'etcd3';
 import { formatIP, parseCanonicalIP, parsePrefix, prefixContains } from '../net/ip.js';
