@@ -37,9 +37,17 @@ export async function readClaims(c: Etcd3, cluster: string): Promise<{ owners: R
   const res = await c.getAll().prefix(prefix).exec();
   const owners: Record<string, string> = {};
   for (const kv of res.kvs) owners[kv.key.toString().slice(prefix.length)] = kv.value.toString();
+  return { owners, unchanged: unchangedSince(prefix, res.header.revision) };
+}
+
+/**
+ * Holds while no key under `prefix` was created or changed after `revision` (the header revision of the read that
+ * listed them): one compare over the prefix's range, every key's mod revision below revision + 1. A key deleted
+ * since does not fail it.
+ */
+export function unchangedSince(prefix: string, revision: string): ICompare {
   const { start, end } = Range.prefix(prefix);
-  const unchanged: ICompare = { key: start, range_end: end, target: 'Mod', result: 'Less', mod_revision: String(BigInt(res.header.revision) + 1n) };
-  return { owners, unchanged };
+  return { key: start, range_end: end, target: 'Mod', result: 'Less', mod_revision: String(BigInt(revision) + 1n) };
 }
 
 /**

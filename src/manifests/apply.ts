@@ -123,9 +123,11 @@ async function allocateVips(c: Etcd3, cluster: string, cidr: string, asked: Map<
     if (want === undefined) delete spec.clusterIP;
     if (spec.clusterIP === 'None') continue;
     const had = owned.get(owner);
-    // a VIP kept only while the range still holds it (enable may have moved the range since it was claimed)
-    const hadInRange = had !== undefined && (() => { const a = parseCanonicalIP(had); return a !== null && prefixContains(range, a); })();
-    let ip = spec.clusterIP || (hadInRange ? had : undefined);
+    // a VIP kept only while the range still holds it (enable may have moved the range since it was claimed); one
+    // claimed as a host prefix ("100.80.0.77/32") keeps its address, its claim moved to the canonical key
+    const hadAddr = had === undefined ? null : claimedAddress(had);
+    const keep = hadAddr && prefixContains(range, hadAddr) ? formatIP(hadAddr) : undefined;
+    let ip = spec.clusterIP || (keep && (claimed.get(keep) ?? owner) === owner ? keep : undefined);
     if (spec.clusterIP) {
       // as Kubernetes does: an explicit VIP comes from the service range too, else it could be any pod's or
       // node's address (the load balancer answers a VIP before routing), enable's and connect's checks bypassed

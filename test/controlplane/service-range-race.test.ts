@@ -6,8 +6,8 @@
 // Service record), worked out here by hand per case: no claim outside the stored range, ever; and the attempts
 // each side made (a loser makes exactly one more). Then claims stored before canonical spec.clusterIP ("/32").
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { enableCluster } from '../../src/controlplane/clustermesh.js';
-import { clusterConfigKey, stateKey, vipKey, vipPrefix } from '../../src/controlplane/keys.js';
+import { connectClusters, enableCluster } from '../../src/controlplane/clustermesh.js';
+import { clusterConfigKey, pinnedKey, pinnedPrefix, remotesPrefix, stateKey, vipKey, vipPrefix } from '../../src/controlplane/keys.js';
 import { clusterConfigCodec, type ClusterConfig } from '../../src/controlplane/records/cluster.js';
 import { claimedAddress } from '../../src/controlplane/servicecidr.js';
 import type { RaceHooks } from '../../src/controlplane/vipclaims.js';
@@ -149,8 +149,73 @@ describe.skipIf(!hasCommand('etcd'))('service range and VIP claims serialise thr
       await c.delete().key(vipKey('c2', name));
     }
     expect(await range()).toBe('100.80.0.0/25');
-    // the owner applied again: re-addressed to a canonical claim inside the range, the old key released
-    await applyManifests(access(), 'c2', [svc('old')]);
-    expect(await claims()).toEqual({ [vipKey('c2', '100.80.0.1')]: 'shop/old', [vipKey('c2', '100.80.0.9')]: 'shop/web' });
+    // the owner applied again without clusterIP: keeps its address (inside the range), the claim moved to its
+    // canonical key and the host-prefix key released (regression: it was moved to the lowest free VIP, .1)
+    const old = svc('old');
+    await applyManifests(access(), 'c2', [old]);
+    expect(await claims()).toEqual({ [vipKey('c2', '100.80.0.77')]: 'shop/old', [vipKey('c2', '100.80.0.9')]: 'shop/web' });
+    expect((old.spec as { clusterIP: string }).clusterIP).toBe('100.80.0.77');
+    expect((await stored('old'))?.spec.clusterIP).toBe('100.80.0.77');
+  });
+
+  it('a host-prefix claim\'s address is never the lowest free VIP of a Service applied without clusterIP', async () => {
+    // regression guard: 100.80.0.1/32 holds .1, so the first free address from the /24 is .2
+    await (await etcd.client()).put(vipKey('c2', '100.80.0.1/32')).value('shop/old');
+    await applyManifests(access(), 'c2', [svc('new')]);
+    expect((await stored('new'))?.spec.clusterIP).toBe('100.80.0.2');
+    expect(await claims()).toEqual({ [vipKey('c2', '100.80.0.1/32')]: 'shop/old', [vipKey('c2', '100.80.0.2')]: 'shop/new', [vipKey('c2', '100.80.0.9')]: 'shop/web' });
+  });
+
+  describe('enable and connect serialise through the pins and the cluster-config (c1: a second real etcd)', () => {
+    // ports 23000-24999, apart from the first etcd's
+    const etcd1 = loopbackEtcd('svcrace-c1', 23000);
+    afterAll(() => etcd1.stop());
+    const access1 = () => ({ endpoints: [etcd1.url()!] });
+    const C1: ClusterConfig = { name: 'c1', id: 1, podCIDRs: ['100.65.0.0/16'], underlayCIDRs: ['198.18.1.0/24'] };
+    // 100.65.9.0/24: inside c1's pods, apart from c2's own pods and underlay (so enable alone would take it)
+    const INTO_C1 = '100.65.9.0/24';
+    const keysUnder = async (c: Awaited<ReturnType<typeof etcd.client>>, prefix: string) => Object.keys(await c.getAll().prefix(prefix).strings());
+
+    beforeEach(async () => {
+      // no VIP claimed in c2: only the pins and the ranges decide
+      await (await etcd.client()).delete().prefix(vipPrefix('c2'));
+      await (await etcd1.client()).delete().all();
+      await enableCluster(access1(), C1);
+    });
+
+    it('enable reads the pins, connect pins c1 (checked against the old range), enable\'s write fails and it refuses on reading again', async () => {
+      const hooks = raceOnce(() => connectClusters(access(), access1()));
+      await expect(enableCluster(access(), { ...C, serviceCIDR: INTO_C1 }, hooks)).rejects.toMatchObject({ code: 'WM_SERVICE_CIDR_OVERLAP' });
+      expect(hooks.attempts).toEqual([0]); // the retry read c1's pin and refused before writing
+      expect(await range()).toBe('100.80.0.0/24');
+      expect(await keysUnder(await etcd.client(), pinnedPrefix())).toEqual([pinnedKey('c1')]);
+    });
+
+    it('control: a pin written in between that the new range is apart from fails the first write only', async () => {
+      const hooks = raceOnce(() => connectClusters(access(), access1()));
+      await enableCluster(access(), { ...C, serviceCIDR: '100.80.0.0/25' }, hooks);
+      expect(hooks.attempts).toEqual([0, 1]);
+      expect(await range()).toBe('100.80.0.0/25');
+    });
+
+    it('connect checks c2\'s range, enable moves it into c1\'s pods, connect\'s pin write fails: nothing written; connect again refuses', async () => {
+      const hooks = raceOnce(() => enableCluster(access(), { ...C, serviceCIDR: INTO_C1 }));
+      await expect(connectClusters(access(), access1(), { hooks })).rejects.toMatchObject({ code: 'WM_CONNECT_RACE' });
+      expect(hooks.attempts).toEqual([0]);
+      expect(await range()).toBe(INTO_C1);
+      for (const c of [await etcd.client(), await etcd1.client()]) {
+        expect(await keysUnder(c, pinnedPrefix())).toEqual([]);
+        expect(await keysUnder(c, remotesPrefix())).toEqual([]);
+      }
+      await expect(connectClusters(access(), access1())).rejects.toMatchObject({ code: 'WM_SERVICE_CIDR_OVERLAP' });
+    });
+
+    it('the second side\'s config changed in between: its pin is not written, the first side\'s stays (docs/errors.md)', async () => {
+      const hooks = raceOnce(() => enableCluster(access1(), { ...C1, serviceCIDR: '100.81.0.0/24' }));
+      await expect(connectClusters(access(), access1(), { hooks })).rejects.toMatchObject({ code: 'WM_CONNECT_RACE' });
+      expect(await keysUnder(await etcd.client(), pinnedPrefix())).toEqual([pinnedKey('c1')]);
+      expect(await keysUnder(await etcd1.client(), pinnedPrefix())).toEqual([]);
+      for (const c of [await etcd.client(), await etcd1.client()]) expect(await keysUnder(c, remotesPrefix())).toEqual([]);
+    });
   });
 });
