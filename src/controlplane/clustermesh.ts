@@ -165,7 +165,7 @@ export async function enableCluster(access: EtcdOptions, given: ClusterConfig, h
       await hooks?.beforeCommit?.(attempt);
       const put = { request_put: { key: Buffer.from(clusterConfigKey(cfg.name)), value: Buffer.from(clusterConfigCodec.encode(cfg)) } };
       if ((await c.kv.txn({ compare: guards, success: [put], failure: [] })).succeeded) break;
-      if (attempt + 1 >= RACE_ATTEMPTS) throw raceLost('the cluster-config or the service VIPs (concurrent enables or applies)');
+      if (attempt + 1 >= RACE_ATTEMPTS) throw raceLost('the cluster-config or the service VIPs (concurrent enables, applies or connects)');
     }
     if (access.ca || access.caFile) {
       // RBAC (rbac.ts): remote clusters get a role that reads wiremesh/state/ and nothing else;

@@ -1,5 +1,6 @@
-// `clustermesh enable --service-cidr` and `apply` race on one real etcd (docs/security.md, s17): enable checks the
-// VIP claims and writes the new range, apply reads the range and claims VIPs from it. Each side's write is one etcd
+// `clustermesh enable --service-cidr`, `apply` and `connect` race on one real etcd (docs/security.md, "Service VIP
+// ranges"): enable checks the VIP claims and the pins and writes the new range, apply reads the range and claims
+// VIPs from it, connect checks each side's cluster-config and writes its pin. Each side's write is one etcd
 // transaction guarded by what it read (vipclaims.ts), so whichever commits second reads again. The interleavings are
 // forced with the RaceHooks (the racer runs between the loser's reads and its write; no sleeps), the racer being
 // the real other command. Oracle: what etcd holds afterwards (the stored range, every claim key and value, the
@@ -46,7 +47,7 @@ describe('claimedAddress: a claim\'s name decoded once (canonical address, or a 
   });
 });
 
-describe.skipIf(!hasCommand('etcd'))('service range and VIP claims serialise through etcd (s17)', () => {
+describe.skipIf(!hasCommand('etcd'))('service range, VIP claims and pins serialise through etcd', () => {
   // ports 21000-22999: below the ephemeral range (32768-60999), where a busy host's outgoing connections could hold them
   const etcd = loopbackEtcd('svcrace', 21000);
   afterAll(() => etcd.stop());
