@@ -15,15 +15,16 @@
  * disconnect   deletes the entries; kvstoremesh purges the cached state.
  */
 import { randomBytes } from 'node:crypto';
-import type { Etcd3 } from 'etcd3';
+import type { Etcd3, ICompare } from 'etcd3';
 import { MeshError } from '../errors.js';
 import { formatPrefix, parseIP, parsePrefix, prefixContains } from '../net/ip.js';
-import { clusterConfigKey, clusterConfigPrefix, vipPrefix, healthPrefix, pinnedKey, pinnedPrefix, remoteKey, remotesPrefix, remoteStatusPrefix, cachePrefix, statePrefix, syncedPrefix } from './keys.js';
+import { clusterConfigKey, clusterConfigPrefix, healthPrefix, pinnedKey, pinnedPrefix, remoteKey, remotesPrefix, remoteStatusPrefix, cachePrefix, statePrefix, syncedPrefix } from './keys.js';
 import { connectEtcd, type EtcdOptions } from './kvstore.js';
 import { issueRemoteReader } from './pki.js';
 import { ensureRole, idempotent, kvstoremeshRole, observerRole, REMOTE_READER_ROLE, remoteReaderRole } from './rbac.js';
 import { prefixesOverlap } from './types.js';
 import { serviceCIDR, serviceClear, serviceClearOfPin, servicesApart, vipsInside } from './servicecidr.js';
+import { modIs, raceLost, readClaims, unchangedSince, RACE_ATTEMPTS, type RaceHooks } from './vipclaims.js';
 import { validateClusterId, validateClusterName, validatePrefixes } from '../validate.js';
 import { isCidr } from './records/fields.js';
 import {
@@ -47,14 +48,20 @@ import {
   type RemoteStatus,
 } from './records/index.js';
 
-/** Decodes every value under a prefix; what fails is listed as a warning, never thrown. */
-async function decodeAll<T>(c: Etcd3, prefix: string, codec: Codec<T>, warnings?: string[]): Promise<Array<{ key: string; value: T }>> {
+/**
+ * Decodes every value under a prefix; what fails is listed as a warning, never thrown. `guards`: gets a compare that
+ * holds while no key under the prefix was written after this read (vipclaims.unchangedSince).
+ */
+async function decodeAll<T>(c: Etcd3, prefix: string, codec: Codec<T>, warnings?: string[], guards?: ICompare[]): Promise<Array<{ key: string; value: T }>> {
   const out: Array<{ key: string; value: T }> = [];
-  for (const [key, raw] of Object.entries(await c.getAll().prefix(prefix).strings())) {
-    const r = tryDecode(codec, key, raw);
+  const res = await c.getAll().prefix(prefix).exec();
+  for (const kv of res.kvs) {
+    const key = kv.key.toString();
+    const r = tryDecode(codec, key, kv.value.toString());
     if (r.ok) out.push({ key, value: r.value });
     else warnings?.push(r.error.message);
   }
+  guards?.push(unchangedSince(prefix, res.header.revision));
   return out;
 }
 
@@ -109,9 +116,12 @@ export function enableAgainst(cfg: ClusterConfig, pins: PinnedCluster[], nodes: 
 
 /**
  * Writes `cfg` as this etcd's cluster-config (first time or again); returns warnings (enableAgainst). A `cfg`
- * without serviceCIDR keeps the one stored by an earlier enable (VIPs already handed out come from it).
+ * without serviceCIDR keeps the one stored by an earlier enable (VIPs already handed out come from it). A range
+ * that changes is written only if it holds every VIP claim (MeshError WM_SERVICE_CIDR_IN_USE) and no claim was
+ * made since they were read (vipclaims.ts; read again at most RACE_ATTEMPTS times, then WM_VIP_RACE). `hooks`:
+ * tests only.
  */
-export async function enableCluster(access: EtcdOptions, given: ClusterConfig): Promise<string[]> {
+export async function enableCluster(access: EtcdOptions, given: ClusterConfig, hooks?: RaceHooks): Promise<string[]> {
   let cfg = given;
   validateClusterName(cfg.name);
   validateClusterId(cfg.id, 'id', cfg.maxConnectedClusters ?? 255);
@@ -123,27 +133,40 @@ export async function enableCluster(access: EtcdOptions, given: ClusterConfig): 
   underlayApart(cfg, cfg);
   if (cfg.serviceCIDR) serviceClear(cfg, cfg); // else once the stored one is known
   return withEtcd(access, async (c) => {
-    const all = await c.getAll().prefix(clusterConfigPrefix()).strings();
-    const others = Object.keys(all).filter((k) => k !== clusterConfigKey(cfg.name));
-    if (others.length) throw new MeshError('WM_CLUSTER_MISMATCH', `this etcd already belongs to cluster ${others[0]!.slice(clusterConfigPrefix().length)}`);
-    const existing = all[clusterConfigKey(cfg.name)];
-    if (existing !== undefined) {
-      const old = tryDecode(clusterConfigCodec, clusterConfigKey(cfg.name), existing);
-      if (old.ok && old.value.id !== cfg.id) throw new MeshError('WM_CLUSTER_ID_CHANGED', `cluster ${cfg.name} is already enabled with id ${old.value.id}, not ${cfg.id}`);
-      if (old.ok && (old.value.maxConnectedClusters ?? 255) !== (cfg.maxConnectedClusters ?? 255))
+    let warnings: string[] = [];
+    for (let attempt = 0; ; attempt++) {
+      cfg = given; // each attempt from a fresh read (a stored range is taken again)
+      const all = (await c.getAll().prefix(clusterConfigPrefix()).exec()).kvs;
+      const other = all.find((kv) => kv.key.toString() !== clusterConfigKey(cfg.name));
+      if (other) throw new MeshError('WM_CLUSTER_MISMATCH', `this etcd already belongs to cluster ${other.key.toString().slice(clusterConfigPrefix().length)}`);
+      // the write holds only while the config is as read here (still absent: mod revision 0), so the checks below
+      // were made against what it replaces (another enable in between fails it)
+      const guards = [modIs(clusterConfigKey(cfg.name), all[0]?.mod_revision ?? '0')];
+      const old = all[0] && tryDecode(clusterConfigCodec, clusterConfigKey(cfg.name), all[0].value.toString());
+      if (old?.ok && old.value.id !== cfg.id) throw new MeshError('WM_CLUSTER_ID_CHANGED', `cluster ${cfg.name} is already enabled with id ${old.value.id}, not ${cfg.id}`);
+      if (old?.ok && (old.value.maxConnectedClusters ?? 255) !== (cfg.maxConnectedClusters ?? 255))
         throw new MeshError('WM_MAX_CLUSTERS_MISMATCH', `cluster ${cfg.name} is enabled with maxConnectedClusters ${old.value.maxConnectedClusters ?? 255}: its identities are laid out for it`);
-      if (old.ok && old.value.serviceCIDR && !cfg.serviceCIDR) cfg = { ...cfg, serviceCIDR: old.value.serviceCIDR };
-      // a new range must still hold every VIP handed out from the old one (apply also re-addresses a kept VIP
-      // outside the range, for a claim made between this read and the write below)
-      if (!old.ok || serviceCIDR(old.value) !== serviceCIDR(cfg))
-        vipsInside(cfg, (await c.getAll().prefix(vipPrefix(cfg.name)).keys()).map((k) => k.slice(vipPrefix(cfg.name).length)));
+      if (old?.ok && old.value.serviceCIDR && !cfg.serviceCIDR) cfg = { ...cfg, serviceCIDR: old.value.serviceCIDR };
+      serviceClear(cfg, cfg);
+      // what this etcd pinned, and its own node records (undecodable ones: warned about as well); a pin written
+      // after this read (a connect in between, checked against the range it read) fails the write, and the next
+      // attempt checks the range against that pin
+      const warned: string[] = [];
+      const pins = (await decodeAll(c, pinnedPrefix(), pinnedClusterCodec, warned, guards)).map((e) => e.value);
+      warnings = [...enableAgainst(cfg, pins, (await decodeAll(c, statePrefix('nodes', cfg.name), nodeCodec, warned)).map((e) => e.value)), ...warned];
+      // a new range must hold every VIP handed out, and no VIP may be claimed between this read and the write
+      // (vipclaims.ts: a claim made in between fails the write, and the next attempt sees it); read last, so an
+      // apply has the shortest window in which it makes this attempt fail
+      if (!old?.ok || serviceCIDR(old.value) !== serviceCIDR(cfg)) {
+        const claims = await readClaims(c, cfg.name);
+        vipsInside(cfg, Object.keys(claims.owners));
+        guards.push(claims.unchanged);
+      }
+      await hooks?.beforeCommit?.(attempt);
+      const put = { request_put: { key: Buffer.from(clusterConfigKey(cfg.name)), value: Buffer.from(clusterConfigCodec.encode(cfg)) } };
+      if ((await c.kv.txn({ compare: guards, success: [put], failure: [] })).succeeded) break;
+      if (attempt + 1 >= RACE_ATTEMPTS) throw raceLost('the cluster-config or the service VIPs (concurrent enables, applies or connects)');
     }
-    serviceClear(cfg, cfg);
-    // what this etcd pinned, and its own node records (undecodable ones: warned about as well)
-    const warned: string[] = [];
-    const pins = (await decodeAll(c, pinnedPrefix(), pinnedClusterCodec, warned)).map((e) => e.value);
-    const warnings = [...enableAgainst(cfg, pins, (await decodeAll(c, statePrefix('nodes', cfg.name), nodeCodec, warned)).map((e) => e.value)), ...warned];
-    await c.put(clusterConfigKey(cfg.name)).value(clusterConfigCodec.encode(cfg));
     if (access.ca || access.caFile) {
       // RBAC (rbac.ts): remote clusters get a role that reads wiremesh/state/ and nothing else;
       // kvstoremesh and observers their own users; agents get theirs from `clustermesh node-credentials`.
@@ -157,14 +180,18 @@ export async function enableCluster(access: EtcdOptions, given: ClusterConfig): 
   });
 }
 
-export async function readClusterConfig(access: EtcdOptions): Promise<ClusterConfig> {
+export const readClusterConfig = async (access: EtcdOptions): Promise<ClusterConfig> => (await readConfigGuarded(access)).cfg;
+
+/** readClusterConfig's config (and errors), with a compare that holds while it is unchanged (modIs). */
+async function readConfigGuarded(access: EtcdOptions): Promise<{ cfg: ClusterConfig; unchanged: ICompare }> {
   return withEtcd(access, async (c) => {
-    const all = Object.entries(await c.getAll().prefix(clusterConfigPrefix()).strings());
+    const all = (await c.getAll().prefix(clusterConfigPrefix()).exec()).kvs;
     if (all.length !== 1)
       throw new MeshError('WM_CLUSTER_NOT_ENABLED', `etcd at ${access.endpoints.join(', ')} holds ${all.length} cluster configs; run \`wiremesh clustermesh enable\` first`);
-    const r = tryDecode(clusterConfigCodec, all[0]![0], all[0]![1]);
+    const key = all[0]!.key.toString();
+    const r = tryDecode(clusterConfigCodec, key, all[0]!.value.toString());
     if (!r.ok) throw new MeshError('WM_CLUSTER_CONFIG_INVALID', `${r.error.message}: run \`wiremesh clustermesh enable\` again`);
-    return r.value;
+    return { cfg: r.value, unchanged: modIs(key, all[0]!.mod_revision) };
   });
 }
 
@@ -273,6 +300,8 @@ export interface ConnectOptions {
   /** What A lets hub B relay to it (`--a-relay-cidrs`; default: relayCIDRsFor's), and B hub A. */
   aRelayCIDRs?: string[];
   bRelayCIDRs?: string[];
+  /** Tests only: beforeCommit(0) runs after every check and before the first pin is written. */
+  hooks?: RaceHooks;
 }
 
 /**
@@ -280,7 +309,8 @@ export interface ConnectOptions {
  * (a line per range a default relay list skipped, and why).
  */
 export async function connectClusters(aAccess: ClusterAccess, bAccess: ClusterAccess, opts: ConnectOptions = {}): Promise<{ a: ClusterConfig; b: ClusterConfig; aPin: PinnedCluster; bPin: PinnedCluster; warnings: string[] }> {
-  const [a, b] = await Promise.all([readClusterConfig(aAccess), readClusterConfig(bAccess)]);
+  const read = await Promise.all([readConfigGuarded(aAccess), readConfigGuarded(bAccess)]);
+  const [a, b] = [read[0].cfg, read[1].cfg];
   for (const c of [a, b])
     if (!c.underlayCIDRs)
       throw new MeshError('WM_UNDERLAY_CIDRS_MISSING', `cluster ${c.name} was enabled without underlay CIDRs: run \`wiremesh clustermesh enable\` again with --underlay-cidrs, then connect`);
@@ -315,9 +345,15 @@ export async function connectClusters(aAccess: ClusterAccess, bAccess: ClusterAc
   const bPin = pinFor(a, opts.bAcceptsPolicies === true, bRelay.cidrs);
   const bForA = await remoteSpecFor(b, bAccess, a.name);
   const aForB = await remoteSpecFor(a, aAccess, b.name);
-  // the pin first: kvstoremesh replicates a remote only once both exist
-  await withEtcd(aAccess, (c) => c.put(pinnedKey(b.name)).value(pinnedClusterCodec.encode(aPin)).exec());
-  await withEtcd(bAccess, (c) => c.put(pinnedKey(a.name)).value(pinnedClusterCodec.encode(bPin)).exec());
+  await opts.hooks?.beforeCommit?.(0);
+  // the pin first: kvstoremesh replicates a remote only once both exist. Each is written only while its side's
+  // cluster-config is the one checked above: an enable that changed it in between fails the write (as a pin
+  // written after enable read the pins fails enable's); A's pin then stays if B's write failed (docs/errors.md)
+  for (const [access, self, pin] of [[aAccess, read[0], aPin], [bAccess, read[1], bPin]] as const) {
+    const put = { request_put: { key: Buffer.from(pinnedKey(pin.name)), value: Buffer.from(pinnedClusterCodec.encode(pin)) } };
+    if (!(await withEtcd(access, (c) => c.kv.txn({ compare: [self.unchanged], success: [put], failure: [] }))).succeeded)
+      throw new MeshError('WM_CONNECT_RACE', `the cluster-config of ${self.cfg.name} changed (a concurrent enable) after connect checked it: connect again`);
+  }
   await withEtcd(aAccess, (c) => c.put(remoteKey(b.name)).value(remoteSpecCodec.encode(bForA)).exec());
   await withEtcd(bAccess, (c) => c.put(remoteKey(a.name)).value(remoteSpecCodec.encode(aForB)).exec());
   return { a, b, aPin, bPin, warnings: [...aRelay.skipped, ...bRelay.skipped] };

@@ -7,6 +7,7 @@
  */
 import { MeshError } from '../errors.js';
 import { parseIP, parsePrefix, prefixContains, type Prefix } from '../net/ip.js';
+import { vipKey } from './keys.js';
 import { prefixesOverlap } from './types.js';
 import type { ClusterConfig } from './records/cluster.js';
 
@@ -64,13 +65,26 @@ export function serviceClearOfPin(a: ServiceOf & CIDRsOf, pin: CIDRsOf & { id: n
 }
 
 /**
- * Throws MeshError WM_SERVICE_CIDR_IN_USE when a VIP claimed in the cluster (`vips`: the claimed addresses,
- * keys.vipKey) is not an address inside its service range: enable must not move the range from under Services
- * holding VIPs, or those live VIPs would escape connect's checks (which look at the range only).
+ * The address a VIP claim's name (the key after keys.vipPrefix) holds: one address ("100.80.0.9", as apply keys
+ * claims since spec.clusterIP is canonical), or a host prefix of one ("100.80.0.9/32", "fd00::9/128": claims
+ * stored before that), else null (another prefix length, or not an address: the callers refuse it).
  */
-export function vipsInside(cfg: ServiceOf, vips: string[]): void {
+export function claimedAddress(name: string): Buffer | null {
+  const slash = name.indexOf('/');
+  const addr = parseIP(slash < 0 ? name : name.slice(0, slash));
+  if (!addr || (slash >= 0 && name.slice(slash + 1) !== String(addr.length * 8))) return null;
+  return addr;
+}
+
+/**
+ * Throws MeshError WM_SERVICE_CIDR_IN_USE when a VIP claimed in the cluster (`claims`: the claims' names,
+ * claimedAddress) is not an address inside its service range, or is no address at all (fail closed; the message
+ * names the claim's key): enable must not move the range from under Services holding VIPs, or those live VIPs
+ * would escape connect's checks (which look at the range only).
+ */
+export function vipsInside(cfg: ServiceOf, claims: string[]): void {
   const range = serviceRange(cfg);
-  const out = vips.find((v) => { const a = parseIP(v); return !range || !a || !prefixContains(range, a); });
+  const out = claims.find((v) => { const a = claimedAddress(v); return !range || !a || !prefixContains(range, a); });
   if (out !== undefined)
-    throw new MeshError('WM_SERVICE_CIDR_IN_USE', `service CIDR ${serviceCIDR(cfg)} of ${cfg.name} does not hold VIP ${out}, claimed by a Service: delete or re-address the Services outside it first`);
+    throw new MeshError('WM_SERVICE_CIDR_IN_USE', `service CIDR ${serviceCIDR(cfg)} of ${cfg.name} does not hold VIP ${out}, claimed by a Service (${vipKey(cfg.name, out)}): delete or re-address the Services outside it first`);
 }

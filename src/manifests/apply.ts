@@ -4,12 +4,13 @@
  * under wiremesh/state/{services,policies}/v1/<cluster>/...
  */
 import { readFileSync } from 'node:fs';
-import { ConfigError, MeshError } from '../errors.js';
-import { stateKey, vipKey, vipPrefix } from '../controlplane/keys.js';
-import type { Etcd3 } from 'etcd3';
+import { ConfigError } from '../errors.js';
+import { stateKey, vipKey } from '../controlplane/keys.js';
+import type { Etcd3, ICompare } from 'etcd3';
 import { formatIP, parseCanonicalIP, parsePrefix, prefixContains } from '../net/ip.js';
 import { connectEtcd, type EtcdOptions } from '../controlplane/kvstore.js';
-import { serviceCIDR } from '../controlplane/servicecidr.js';
+import { claimedAddress } from '../controlplane/servicecidr.js';
+import { raceLost, readClaims, storedRange, RACE_ATTEMPTS, type RaceHooks } from '../controlplane/vipclaims.js';
 import { manifestName, parseManifests, type Manifest } from './validate.js';
 import { clusterConfigOf } from './store.js';
 
@@ -25,31 +26,42 @@ export function loadManifests(files: string[]): Manifest[] {
   });
 }
 
-export async function applyManifests(access: EtcdOptions, cluster: string, manifests: Manifest[]): Promise<string[]> {
-  const cfg = await clusterConfigOf(access, cluster);
+/**
+ * Stores `manifests` in `cluster`'s etcd in one transaction, Services with their VIP claims (allocateVips). The
+ * transaction holds only while the claims and the cluster-config it allocated from are as read (vipclaims.ts: an
+ * `enable` moving the service range in between fails it); a lost one is read and allocated again from what each
+ * Service asked for, at most RACE_ATTEMPTS times (then MeshError WM_VIP_RACE). `hooks`: tests only. Returns
+ * "kind/ns/name" per manifest.
+ */
+export async function applyManifests(access: EtcdOptions, cluster: string, manifests: Manifest[], hooks?: RaceHooks): Promise<string[]> {
+  await clusterConfigOf(access, cluster);
+  // what each Service asked for: a lost attempt's pick is no request (it may be claimed by the winner, or outside
+  // the range that won), so every attempt allocates from these
+  const asked = new Map(manifests.filter((m) => m.kind === 'Service').map((m) => [m, (m.spec as { clusterIP?: string } | undefined)?.clusterIP]));
   const c = connectEtcd(access);
   try {
     for (let attempt = 0; ; attempt++) {
-      const claims = await allocateVips(c, cluster, serviceCIDR(cfg), manifests);
-      let txn = c.if(stateKey('nodes', cluster, '__none__'), 'Version', '==', 0);
-      // a VIP claimed by someone else since we listed the claims fails the transaction
-      for (const cl of claims.fresh) txn = txn.and(vipKey(cluster, cl.ip), 'Version', '==', 0);
-      // and a VIP kept must still be its service's: a `wiremesh delete` of the service in between
-      // freed it, and writing the service without its claim would let the next apply hand it out again
-      for (const cl of claims.kept) txn = txn.and(vipKey(cluster, cl.ip), 'Value', '==', cl.owner);
-      const keys = manifests.map((m) => {
-        const { type, name } = manifestName(m);
-        return { key: stateKey(type, cluster, name), value: JSON.stringify(m) };
-      });
-      // one transaction: all manifests (and their VIP claims) land together or none does
-      const ops = [
-        ...keys.map((k) => c.put(k.key).value(k.value)),
-        ...claims.fresh.map((cl) => c.put(vipKey(cluster, cl.ip)).value(cl.owner)),
-        ...claims.released.map((ip) => c.delete().key(vipKey(cluster, ip))),
+      const range = await storedRange(c, cluster);
+      const claims = await allocateVips(c, cluster, range.cidr, asked);
+      const vip = (ip: string) => Buffer.from(vipKey(cluster, ip));
+      const compare: ICompare[] = [
+        range.unchanged,
+        // a VIP claimed by someone else since we listed the claims fails the transaction
+        ...claims.fresh.map((cl): ICompare => ({ key: vip(cl.ip), target: 'Version', result: 'Equal', version: 0 })),
+        // and a VIP kept must still be its service's: a `wiremesh delete` of the service in between
+        // freed it, and writing the service without its claim would let the next apply hand it out again
+        ...claims.kept.map((cl): ICompare => ({ key: vip(cl.ip), target: 'Value', result: 'Equal', value: Buffer.from(cl.owner) })),
       ];
-      const res = await txn.then(...ops).commit();
-      if (res.succeeded) break;
-      if (attempt >= 4) throw new MeshError('WM_VIP_RACE', 'service VIPs kept changing under us (concurrent applies); try again');
+      const put = (key: Buffer, value: string) => ({ request_put: { key, value: Buffer.from(value) } });
+      // one transaction: all manifests (and their VIP claims) land together or none does
+      const success = [
+        ...manifests.map((m) => { const { type, name } = manifestName(m); return put(Buffer.from(stateKey(type, cluster, name)), JSON.stringify(m)); }),
+        ...claims.fresh.map((cl) => put(vip(cl.ip), cl.owner)),
+        ...claims.released.map((ip) => ({ request_delete_range: { key: vip(ip) } })),
+      ];
+      await hooks?.beforeCommit?.(attempt);
+      if ((await c.kv.txn({ compare, success, failure: [] })).succeeded) break;
+      if (attempt + 1 >= RACE_ATTEMPTS) throw raceLost('the service VIPs or the service range (concurrent applies or enables)');
     }
     return manifests.map((m) => `${m.kind.toLowerCase()}/${m.metadata.namespace ? `${m.metadata.namespace}/` : ''}${m.metadata.name}`);
   } finally {
@@ -80,19 +92,23 @@ export async function appliedPolicyWarnings(access: EtcdOptions, cluster: string
 
 
 /**
- * Gives every Service a cluster IP (spec.clusterIP, in place): an explicit
- * one must be free or already its own; without one a service keeps the VIP it
- * had, else takes the lowest free address of the range. Returns the claims to
+ * Gives every Service of `asked` (each with the spec.clusterIP it asked for) a
+ * cluster IP (spec.clusterIP, in place): an explicit one must be free or already
+ * its own; without one a service keeps the VIP it had, else takes the lowest free
+ * address of the range. Returns the claims to
  * create, the claims kept (still to be held when the transaction commits) and
  * the VIPs given up (a service moved to another explicit VIP).
  */
-async function allocateVips(c: Etcd3, cluster: string, cidr: string, manifests: Manifest[]): Promise<{ fresh: Array<{ ip: string; owner: string }>; kept: Array<{ ip: string; owner: string }>; released: string[] }> {
+async function allocateVips(c: Etcd3, cluster: string, cidr: string, asked: Map<Manifest, string | undefined>): Promise<{ fresh: Array<{ ip: string; owner: string }>; kept: Array<{ ip: string; owner: string }>; released: string[] }> {
   const claimed = new Map<string, string>(); // ip -> owner
   const owned = new Map<string, string>(); // owner -> ip
-  for (const [k, v] of Object.entries(await c.getAll().prefix(vipPrefix(cluster)).strings())) {
-    const ip = k.slice(vipPrefix(cluster).length);
+  // a claim stored before canonical spec.clusterIP ("100.80.0.9/32") still holds its address: handed to no other
+  const shadowed = new Map<string, string>(); // ip -> owner
+  for (const [ip, v] of Object.entries((await readClaims(c, cluster)).owners)) {
     claimed.set(ip, v);
     owned.set(v, ip);
+    const a = claimedAddress(ip);
+    if (a && formatIP(a) !== ip) shadowed.set(formatIP(a), v);
   }
   const range = parsePrefix(cidr, 'serviceCIDR');
   const size = 2 ** (32 - range.cidr);
@@ -100,15 +116,18 @@ async function allocateVips(c: Etcd3, cluster: string, cidr: string, manifests: 
   const fresh: Array<{ ip: string; owner: string }> = [];
   const kept: Array<{ ip: string; owner: string }> = [];
   const released: string[] = [];
-  for (const m of manifests) {
-    if (m.kind !== 'Service') continue;
+  for (const [m, want] of asked) {
     const spec = (m.spec ??= {}) as { clusterIP?: string };
     const owner = `${m.metadata.namespace}/${m.metadata.name}`;
+    spec.clusterIP = want;
+    if (want === undefined) delete spec.clusterIP;
     if (spec.clusterIP === 'None') continue;
     const had = owned.get(owner);
-    // a VIP kept only while the range still holds it (enable may have moved the range since it was claimed)
-    const hadInRange = had !== undefined && (() => { const a = parseCanonicalIP(had); return a !== null && prefixContains(range, a); })();
-    let ip = spec.clusterIP || (hadInRange ? had : undefined);
+    // a VIP kept only while the range still holds it (enable may have moved the range since it was claimed); one
+    // claimed as a host prefix ("100.80.0.77/32") keeps its address, its claim moved to the canonical key
+    const hadAddr = had === undefined ? null : claimedAddress(had);
+    const keep = hadAddr && prefixContains(range, hadAddr) ? formatIP(hadAddr) : undefined;
+    let ip = spec.clusterIP || (keep && (claimed.get(keep) ?? owner) === owner ? keep : undefined);
     if (spec.clusterIP) {
       // as Kubernetes does: an explicit VIP comes from the service range too, else it could be any pod's or
       // node's address (the load balancer answers a VIP before routing), enable's and connect's checks bypassed
@@ -117,13 +136,13 @@ async function allocateVips(c: Etcd3, cluster: string, cidr: string, manifests: 
       if (!vip) throw new ConfigError(`${owner}: spec.clusterIP`, `${spec.clusterIP} is not one IP address in canonical form`);
       if (!prefixContains(range, vip))
         throw new ConfigError(`${owner}: spec.clusterIP`, `${spec.clusterIP} is outside the service CIDR ${cidr} of cluster ${cluster}: VIPs come from it only`);
-      const holder = claimed.get(spec.clusterIP);
+      const holder = claimed.get(spec.clusterIP) ?? shadowed.get(spec.clusterIP);
       if (holder && holder !== owner) throw new ConfigError(`${owner}: spec.clusterIP`, `${spec.clusterIP} is already the VIP of ${holder} in cluster ${cluster}`);
     }
     if (!ip) {
       for (let i = 1; i < size - 1 && !ip; i++) {
         const cand = formatIP(Buffer.from([(base + i) >>> 24, ((base + i) >>> 16) & 255, ((base + i) >>> 8) & 255, (base + i) & 255]));
-        if (!claimed.has(cand)) ip = cand;
+        if (!claimed.has(cand) && !shadowed.has(cand)) ip = cand;
       }
       if (!ip) throw new ConfigError(`${owner}: spec.clusterIP`, `no free VIP left in ${cidr}`);
     }
