@@ -11,7 +11,7 @@
  *                since the kernel names some anonymous mappings too
  * and, from glibc itself (the addon's mallocInfo: mallinfo2 over every arena), the bytes its arenas hold in use
  * and free (mallocInUse, mallocFree): free bytes are resident until reused or trimmed (src/agent/heapcompaction.ts).
- * An approximation of glibc's layout read from outside (no mallinfo2 call), so the parts are compared between two
+ * The mappings are an approximation of glibc's layout read from outside, so the parts are compared between two
  * readings of one process, never across builds alone.
  */
 import { readFileSync } from 'node:fs';

@@ -18,21 +18,13 @@
  * `maxLiveBytes` (above it the pause would stall the agent's API, DNS and etcd
  * keep-alives too long). A failure stops the checks (logged once); never throws.
  *
- * The same periodic check gives glibc's free pages back (`malloc`, the addon's mallocInfo/mallocTrim): once V8
- * has collected a sync's Buffers (gRPC frames) and native tables have grown and rehashed, the main malloc
- * arena holds free chunks between live ones, and glibc returns only the arena's top on its own.
- * malloc_trim(0) releases every whole free page inside (bench:controlplane 4 x 1000 x 10: the main arena's
- * growth 598 -> 213 B per remote endpoint). A trim is due when ≥ `minMallocFreeBytes` (8 MiB) became free
- * since the last one (counted from the least free bytes seen since: trimmed pages stay "free" in mallinfo2,
- * and what was reused and freed again is resident again), so an agent at rest trims once after a change
- * and then not again (the heap need not be quiet: a trim during a sync costs a few page faults when the
- * pages are reused). Bounds: one mallinfo2 read per check (10 s), at most one trim per
- * `minTrimIntervalMs` (10 s). Both walk the arenas' free chunks, each arena locked in turn: measured
- * 0.3–46 ms (read) and 4–59 ms (trim) for 28–207 MiB free in ~70k chunks.
+ * The same tick trims glibc's malloc arenas when given one to trim (`malloc`: malloctrim.ts); a failure there
+ * stops the trims alone.
  */
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { Logger } from '../log.js';
+import { checkMallocTrim, type MallocControl, type MallocTrimOptions } from './malloctrim.js';
 
 export interface HeapCompactionOptions {
   /** ms between checks; default 10,000. */
@@ -43,21 +35,10 @@ export interface HeapCompactionOptions {
   minHolesBytes?: number;
   /** Live bytes in old space above which nothing is done (the pause grows with them); default 256 MiB. */
   maxLiveBytes?: number;
-  /** glibc's malloc to trim (the addon: src/native/binding.ts); none: no trims. */
+  /** glibc's malloc to trim at each tick (the addon); none: no trims. */
   malloc?: MallocControl;
-  /** ms between two malloc trims at least; default 10,000. */
-  minTrimIntervalMs?: number;
-  /** Bytes that must have become free inside the malloc arenas since the last trim (from the least free seen
-   * since) before the next; default 8 MiB. */
-  minMallocFreeBytes?: number;
-}
-
-/** What the check needs of the C library's malloc (the addon implements it for glibc). */
-export interface MallocControl {
-  /** Free bytes inside the arenas (null: not known, no trim). */
-  mallocInfo(): { freeBytes: number } | null;
-  /** Gives whole free pages back to the kernel. */
-  mallocTrim(): boolean;
+  /** The trims' bounds (malloctrim.ts). */
+  trim?: MallocTrimOptions;
 }
 
 /** Old space's live and free bytes, as V8 counts them now. */
@@ -71,8 +52,6 @@ let gcFn: (() => void) | undefined;
 let lastRun = -Infinity;
 /** Compactions run by the periodic check in this process (benchmarks print it). */
 export let compactions = 0;
-/** Malloc trims run by the periodic check in this process (benchmarks print it). */
-export let mallocTrims = 0;
 
 /**
  * A full GC that evacuates every old-space page it can (V8's
@@ -106,41 +85,42 @@ export function startHeapCompaction(log: Logger, opts: HeapCompactionOptions = {
   const minInterval = opts.minIntervalMs ?? 300_000;
   const minHoles = opts.minHolesBytes ?? 64 * 2 ** 20;
   const maxLive = opts.maxLiveBytes ?? 256 * 2 ** 20;
-  const minTrimInterval = opts.minTrimIntervalMs ?? 10_000;
-  const minMallocFree = opts.minMallocFreeBytes ?? 8 * 2 ** 20;
   let lastLive = -1;
-  let lastTrim = -Infinity;
-  let freeLow = 0; // the arenas' least free bytes since the last trim
+  let compacting = true;
+  let malloc = opts.malloc;
   const timer = setInterval(() => {
-    try {
-      const { live, holes } = oldSpace();
-      const quiet = lastLive >= 0 && Math.abs(live - lastLive) < live * 0.05;
-      lastLive = live;
-      if (quiet && holes >= minHoles && holes >= live && live <= maxLive && performance.now() - lastRun >= minInterval) {
-        lastRun = performance.now();
-        compactHeap();
-        compactions++;
-        const after = oldSpace();
-        lastLive = after.live;
-        log.info({ ms: Math.round(performance.now() - lastRun), liveMiB: Math.round(after.live / 2 ** 20), freedMiB: Math.round((holes - after.holes) / 2 ** 20) }, 'heap compacted');
+    const now = performance.now(); // the tick's start: ticks are scheduled from it
+    if (compacting) {
+      try {
+        compactIfDue();
+      } catch (err) {
+        compacting = false;
+        log.warn({ err: (err as Error).message }, 'heap compaction is off: it failed');
       }
-      if (opts.malloc && performance.now() - lastTrim >= minTrimInterval) {
-        const free = opts.malloc.mallocInfo()?.freeBytes;
-        if (free === undefined) return;
-        freeLow = Math.min(freeLow, free);
-        if (free - freeLow < minMallocFree) return;
-        lastTrim = performance.now();
-        const rss = process.memoryUsage.rss();
-        opts.malloc.mallocTrim();
-        mallocTrims++;
-        freeLow = free; // trimmed pages stay counted as free: only bytes freed from now on are new
-        log.info({ ms: Math.round(performance.now() - lastTrim), freeMiB: Math.round(free / 2 ** 20), releasedMiB: Math.round((rss - process.memoryUsage.rss()) / 2 ** 20) }, 'malloc arenas trimmed');
-      }
-    } catch (err) {
-      clearInterval(timer);
-      log.warn({ err: (err as Error).message }, 'heap compaction is off: it failed');
     }
+    if (malloc) {
+      try {
+        const trimmed = checkMallocTrim(malloc, now, opts.trim);
+        if (trimmed) log.info(trimmed, 'malloc arenas trimmed');
+      } catch (err) {
+        malloc = undefined;
+        log.warn({ err: (err as Error).message }, 'malloc trims are off: a trim failed');
+      }
+    }
+    if (!compacting && !malloc) clearInterval(timer);
   }, opts.checkMs ?? 10_000);
+  const compactIfDue = () => {
+    const { live, holes } = oldSpace();
+    const quiet = lastLive >= 0 && Math.abs(live - lastLive) < live * 0.05;
+    lastLive = live;
+    if (!quiet || holes < minHoles || holes < live || live > maxLive || performance.now() - lastRun < minInterval) return;
+    lastRun = performance.now();
+    compactHeap();
+    compactions++;
+    const after = oldSpace();
+    lastLive = after.live;
+    log.info({ ms: Math.round(performance.now() - lastRun), liveMiB: Math.round(after.live / 2 ** 20), freedMiB: Math.round((holes - after.holes) / 2 ** 20) }, 'heap compacted');
+  };
   timer.unref();
   return () => clearInterval(timer);
 }
