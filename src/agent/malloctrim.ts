@@ -9,9 +9,10 @@
  *
  * When: a trim is due when the arenas hold ≥ `minFreeBytes` (2 MiB) free and, since the last trim, either that
  * much more became free (counted from the least free bytes seen since: trimmed pages stay "free" to mallinfo2)
- * or the process's RSS grew by that much (from its least since): freed pages that were reused and freed again
- * between two checks leave the free figure where it was but are resident again. An agent at rest trims once
- * after a change, then not again.
+ * or the process's resident bytes outside V8's heap (RSS − V8's committed heap: V8's own swings with its GCs
+ * cancel out) grew by that much (from their least since): freed pages that were reused and freed again between
+ * two checks leave the free figure where it was but are resident again. An agent at rest trims once after a
+ * change, then not again; under churn that mallocs and frees (gRPC frames), up to one trim per interval.
  *
  * Bounds: one mallinfo2 read and one RSS read per check; at most one trim per `minIntervalMs` (9 s: one per check
  * at the default cadence) per MallocControl, so every Agent in a process shares the bound. mallinfo2 and the trim
@@ -33,7 +34,7 @@ export interface MallocTrimOptions {
   minIntervalMs?: number;
   /** Free bytes below which no trim is done, and the growth (free bytes or RSS) since the last that makes one due; default 2 MiB. */
   minFreeBytes?: number;
-  /** The process's resident bytes; default process.memoryUsage.rss (tests pass their own). */
+  /** The process's resident bytes outside V8's heap; default RSS − V8's heapTotal (tests pass their own). */
   rss?: () => number;
 }
 
@@ -54,10 +55,16 @@ interface TrimState {
 }
 const states = new WeakMap<MallocControl, TrimState>();
 
+/** Resident bytes outside V8's heap (its committed pages counted as resident: an estimate, for growth only). */
+function outsideV8(): number {
+  const m = process.memoryUsage();
+  return m.rss - m.heapTotal;
+}
+
 /** One check at `now` (performance.now() of the tick's start): trims when due (header), else does nothing. */
 export function checkMallocTrim(malloc: MallocControl, now: number, opts: MallocTrimOptions = {}): MallocTrimmed | undefined {
   const minFree = opts.minFreeBytes ?? 2 * 2 ** 20;
-  const rssOf = opts.rss ?? process.memoryUsage.rss;
+  const rssOf = opts.rss ?? outsideV8;
   let s = states.get(malloc);
   if (!s) states.set(malloc, (s = { lastAt: -Infinity, freeLow: 0, rssLow: Infinity }));
   const free = malloc.mallocInfo()?.freeBytes;
