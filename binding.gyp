@@ -68,6 +68,7 @@
         "native/src/addon/device_policy_wrap.cc",
         "native/src/addon/device_services_wrap.cc",
         "native/src/addon/device_wrap.cc",
+        "native/src/addon/malloc_wrap.cc",
         "native/src/addon/proxy_wrap.cc"
       ]
     },

@@ -49,6 +49,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Agent } from '../src/agent/agent.js';
 import { compactions as heapCompactions } from '../src/agent/heapcompaction.js';
+import { mallocTrims } from '../src/agent/malloctrim.js';
 import { nodeCodec } from '../src/controlplane/records/index.js';
 import type { NodeRecord } from '../src/controlplane/types.js';
 import { silentLogger } from '../src/log.js';
@@ -250,10 +251,11 @@ async function fullRun(dir: string): Promise<void> {
     const settledFromS = since();
     const rest = await measureRest(m, REST_S);
     // the agent at rest: ≥ 25 s after its sync (its heap compaction checks every 10 s and runs once the heap is
-    // quiet), 2 s after the last GC (V8 unmaps freed pages on a background thread)
+    // quiet), 12 s after the last GC (V8 unmaps freed pages on a background thread; the GC frees the sync's
+    // Buffers into glibc's arenas, and the agent's next check, ≤ 10 s later, trims them: heapcompaction.ts)
     await sleep(Math.max(0, 25_000 - (Date.now() - syncedAt)));
     gc();
-    await sleep(2000);
+    await sleep(12_000);
     const mem1 = process.memoryUsage();
     const parts1 = memParts();
     await snapshot(1);
@@ -346,7 +348,7 @@ async function fullRun(dir: string): Promise<void> {
     };
     console.log(`\ncontrol plane: ${K} clusters x ${N} nodes x ${E} endpoints/node (${K * N} nodes, ${K * N * E} endpoints), kvstoremesh of ${o.anchor ?? 'this tree'}, ${ETCD_LINE}`);
     console.log(`initial sync into one agent (all clusters): ${syncS.toFixed(1)} s`);
-    console.log(`agent growth per remote endpoint (incl. its share of nodes and peers): RSS ${report.agentBytesPerRemoteEndpoint.rss.toFixed(0)} B, heap ${report.agentBytesPerRemoteEndpoint.heap.toFixed(0)} B (RSS ${report.agentRssMiB.toFixed(0)} MiB; at rest ≥ 25 s after the sync; the agent's heap compactions: ${heapCompactions})`);
+    console.log(`agent growth per remote endpoint (incl. its share of nodes and peers): RSS ${report.agentBytesPerRemoteEndpoint.rss.toFixed(0)} B, heap ${report.agentBytesPerRemoteEndpoint.heap.toFixed(0)} B (RSS ${report.agentRssMiB.toFixed(0)} MiB; at rest ≥ 25 s after the sync; the agent's heap compactions: ${heapCompactions}, malloc trims: ${mallocTrims})`);
     console.log(`  by part, B per remote endpoint: ${Object.entries(report.agentPartsPerRemoteEndpoint).map(([k, v]) => `${k} ${v}`).join(', ')}`);
     console.log(`at rest right after the sync (from +${timeline[0]!.fromS.toFixed(0)} s): ${restLine(timeline[0]!.rest)}`);
     console.log(`at rest, settled (from +${settledFromS.toFixed(0)} s, --settle-seconds ${SETTLE_S}): ${restLine(rest)}`);

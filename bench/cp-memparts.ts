@@ -9,10 +9,13 @@
  *                stacks, [stack], [vdso]/[vvar] and named anonymous mappings ([anon:…])
  *   file         mappings with an inode (≠ 0): code, the addon, shared memory; classified by inode, not by name,
  *                since the kernel names some anonymous mappings too
- * An approximation of glibc's layout read from outside (no mallinfo2 call), so the parts are compared between two
+ * and, from glibc itself (the addon's mallocInfo: mallinfo2 over every arena), the bytes its arenas hold in use
+ * and free (mallocInUse, mallocFree): free bytes are resident until reused or trimmed (src/agent/heapcompaction.ts).
+ * The mappings are an approximation of glibc's layout read from outside, so the parts are compared between two
  * readings of one process, never across builds alone.
  */
 import { readFileSync } from 'node:fs';
+import { native } from '../src/native/binding.js';
 
 export interface MemParts {
   rss: number;
@@ -24,6 +27,8 @@ export interface MemParts {
   threadArenas: number;
   otherAnon: number;
   file: number;
+  mallocInUse: number;
+  mallocFree: number;
 }
 
 const ARENA = 64 * 2 ** 20;
@@ -31,7 +36,8 @@ const ARENA = 64 * 2 ** 20;
 /** One reading of this process's memory, in bytes. */
 export function memParts(): MemParts {
   const mu = process.memoryUsage();
-  return { rss: mu.rss, heapUsed: mu.heapUsed, heapCommitted: mu.heapTotal, external: mu.external, arrayBuffers: mu.arrayBuffers, ...smapsParts(readFileSync('/proc/self/smaps', 'utf8')) };
+  const m = native.mallocInfo();
+  return { rss: mu.rss, heapUsed: mu.heapUsed, heapCommitted: mu.heapTotal, external: mu.external, arrayBuffers: mu.arrayBuffers, ...smapsParts(readFileSync('/proc/self/smaps', 'utf8')), mallocInUse: m?.inUseBytes ?? 0, mallocFree: m?.freeBytes ?? 0 };
 }
 
 /** The resident bytes of an smaps text (/proc/<pid>/smaps) by part, as in the header. */

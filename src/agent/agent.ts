@@ -53,6 +53,7 @@ import { PeerReconciler } from './peers.js';
 import { loadOrCreateKey, Registration, type LocalEndpoint } from './registration.js';
 import { stateWatches, trustWatches, type Watch } from './sinks.js';
 import { startHeapCompaction } from './heapcompaction.js';
+import { native } from '../native/binding.js';
 import { healthOfPeers, peerStatuses, type AgentStatus } from './status.js';
 
 export type { LocalEndpoint } from './registration.js';
@@ -245,7 +246,7 @@ export class Agent extends EventEmitter {
     this.healthTimer = setInterval(publish, 5000);
     this.healthTimer.unref();
     publish();
-    this.stopHeapCompaction = startHeapCompaction(log);
+    this.stopHeapCompaction = startHeapCompaction(log, { malloc: native });
     log.info({ node: this.id, tun: this.dev.tunName, port: this.dev.listenPort }, 'agent started');
   }
 

@@ -17,10 +17,14 @@
  * moved < 5 % since the last check (the sync or churn is over) and are at most
  * `maxLiveBytes` (above it the pause would stall the agent's API, DNS and etcd
  * keep-alives too long). A failure stops the checks (logged once); never throws.
+ *
+ * The same tick trims glibc's malloc arenas when given one to trim (`malloc`: malloctrim.ts); a failure there
+ * stops the trims alone.
  */
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { Logger } from '../log.js';
+import { checkMallocTrim, type MallocControl, type MallocTrimOptions } from './malloctrim.js';
 
 export interface HeapCompactionOptions {
   /** ms between checks; default 10,000. */
@@ -31,6 +35,10 @@ export interface HeapCompactionOptions {
   minHolesBytes?: number;
   /** Live bytes in old space above which nothing is done (the pause grows with them); default 256 MiB. */
   maxLiveBytes?: number;
+  /** glibc's malloc to trim at each tick (the addon); none: no trims. */
+  malloc?: MallocControl;
+  /** The trims' bounds (malloctrim.ts). */
+  trim?: MallocTrimOptions;
 }
 
 /** Old space's live and free bytes, as V8 counts them now. */
@@ -78,23 +86,41 @@ export function startHeapCompaction(log: Logger, opts: HeapCompactionOptions = {
   const minHoles = opts.minHolesBytes ?? 64 * 2 ** 20;
   const maxLive = opts.maxLiveBytes ?? 256 * 2 ** 20;
   let lastLive = -1;
+  let compacting = true;
+  let malloc = opts.malloc;
   const timer = setInterval(() => {
-    try {
-      const { live, holes } = oldSpace();
-      const quiet = lastLive >= 0 && Math.abs(live - lastLive) < live * 0.05;
-      lastLive = live;
-      if (!quiet || holes < minHoles || holes < live || live > maxLive || performance.now() - lastRun < minInterval) return;
-      lastRun = performance.now();
-      compactHeap();
-      compactions++;
-      const after = oldSpace();
-      lastLive = after.live;
-      log.info({ ms: Math.round(performance.now() - lastRun), liveMiB: Math.round(after.live / 2 ** 20), freedMiB: Math.round((holes - after.holes) / 2 ** 20) }, 'heap compacted');
-    } catch (err) {
-      clearInterval(timer);
-      log.warn({ err: (err as Error).message }, 'heap compaction is off: it failed');
+    const now = performance.now(); // the tick's start: ticks are scheduled from it
+    if (compacting) {
+      try {
+        compactIfDue();
+      } catch (err) {
+        compacting = false;
+        log.warn({ err: (err as Error).message }, 'heap compaction is off: it failed');
+      }
     }
+    if (malloc) {
+      try {
+        const trimmed = checkMallocTrim(malloc, now, opts.trim);
+        if (trimmed) log.info(trimmed, 'malloc arenas trimmed');
+      } catch (err) {
+        malloc = undefined;
+        log.warn({ err: (err as Error).message }, 'malloc trims are off: a trim failed');
+      }
+    }
+    if (!compacting && !malloc) clearInterval(timer);
   }, opts.checkMs ?? 10_000);
+  const compactIfDue = () => {
+    const { live, holes } = oldSpace();
+    const quiet = lastLive >= 0 && Math.abs(live - lastLive) < live * 0.05;
+    lastLive = live;
+    if (!quiet || holes < minHoles || holes < live || live > maxLive || performance.now() - lastRun < minInterval) return;
+    lastRun = performance.now();
+    compactHeap();
+    compactions++;
+    const after = oldSpace();
+    lastLive = after.live;
+    log.info({ ms: Math.round(performance.now() - lastRun), liveMiB: Math.round(after.live / 2 ** 20), freedMiB: Math.round((holes - after.holes) / 2 ** 20) }, 'heap compacted');
+  };
   timer.unref();
   return () => clearInterval(timer);
 }

@@ -202,6 +202,14 @@ export interface NativeProxyLookup {
   close(): void;
 }
 
+/** glibc's malloc arenas (mallinfo2): obtained from the kernel, in use, free inside them; large blocks mmap'd apart. */
+export interface MallocInfo {
+  arenaBytes: number;
+  inUseBytes: number;
+  freeBytes: number;
+  mmapBytes: number;
+}
+
 export interface NativeAddon {
   blake2s(outlen: number, data: Buffer, key?: Buffer): Buffer;
   aead(seal: boolean, xchacha: boolean, key: Buffer, nonce: Buffer, data: Buffer, aad?: Buffer): Buffer | null;
@@ -231,6 +239,10 @@ export interface NativeAddon {
     mac1Key: Buffer | null, cookie: Buffer | null): number;
   /** out 128: h 32 | ck 32 | transport keys τ1 32 | τ2 32 */
   noiseConsumeResponse(out: Buffer, h: Buffer, ck: Buffer, ephemeralPrivate: Buffer, localPrivate: Buffer, psk: Buffer, msg: Buffer): number;
+  /** glibc's mallinfo2 summed over its arenas, in bytes; null on another C library (native/src/addon/malloc_wrap.cc). */
+  mallocInfo(): MallocInfo | null;
+  /** glibc's malloc_trim(0): every whole free page inside its arenas back to the kernel; true when some went back. */
+  mallocTrim(): boolean;
   Device: new (opts: NativeDeviceOptions) => NativeDevice;
   /**
    * The native L7 proxy, in the proxy process (src/proxy/worker.ts): listens on address:port with `workers`

@@ -10,6 +10,7 @@ namespace {
 Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   wm::addon::RegisterCrypto(env, exports);
   wm::addon::RegisterDevice(env, exports);
+  wm::addon::RegisterMalloc(env, exports);
   wm::addon::RegisterProxy(env, exports);
   return exports;
 }

@@ -7,6 +7,7 @@ namespace addon {
 
 void RegisterCrypto(Napi::Env env, Napi::Object exports);   // crypto_wrap.cc
 void RegisterDevice(Napi::Env env, Napi::Object exports);   // device_wrap.cc
+void RegisterMalloc(Napi::Env env, Napi::Object exports);   // malloc_wrap.cc
 void RegisterProxy(Napi::Env env, Napi::Object exports);    // proxy_wrap.cc
 
 }  // namespace addon
