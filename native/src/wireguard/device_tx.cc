@@ -48,35 +48,23 @@ void Device::tx_loop() {
         ctl.swap(ctl_);
         ctl_.clear();
       }
-      std::shared_lock<std::shared_mutex> lock(table_mu_);
-      for (const Ctl& c : ctl) {
-        Peer* p = find_peer(c.peer);
-        if (!p) continue;
-        if (c.kind == CtlKind::kKeepalive || c.kind == CtlKind::kProbeRequest || c.kind == CtlKind::kProbeReply) {
-          if (used + 64 > arena.size()) break;
-          size_t n = c.kind == CtlKind::kKeepalive ? 0 : kProbeSize;
-          if (n) std::memcpy(arena.data() + used + 16, c.probe, n);
-          if (c.kind == CtlKind::kProbeRequest) p->probes_sent.fetch_add(1, std::memory_order_relaxed);
-          segs.push_back(TxSeg{arena.data() + used + 16, n, p});
-          used += 64;
-        } else {
-          std::vector<std::vector<uint8_t>> staged;
-          {
-            std::lock_guard<std::mutex> pl(p->mu);
-            staged.swap(p->staged);
-          }
-          if (staged.empty() && c.kind == CtlKind::kFlushOrKeepalive) {
-            segs.push_back(TxSeg{arena.data() + used + 16, 0, p});
-            used += 64;
-          }
-          for (auto& pkt : staged) {
-            size_t need = align16(16 + pkt.size() + 32);
-            if (used + need > arena.size()) break;
-            std::memcpy(arena.data() + used + 16, pkt.data(), pkt.size());
-            segs.push_back(TxSeg{arena.data() + used + 16, pkt.size(), p});
-            used += need;
-          }
+      size_t done;
+      {
+        std::shared_lock<std::shared_mutex> lock(table_mu_);
+        uint64_t dropped = 0;
+        done = pack_control(ctl.data(), ctl.size(), [this](uint32_t id) { return find_peer(id); }, arena.data(),
+                            kTxCtlBudget, &used, &segs, &dropped);
+        if (dropped) count(kDropStageOverflow, dropped);
+      }
+      if (done < ctl.size()) {
+        // The arena is full: the rest waits for the next round, ahead of what came meanwhile, and the
+        // wake-up makes that round come at once (ctl_mu_ taken alone, after table_mu_ is released).
+        {
+          std::lock_guard<std::mutex> lock(ctl_mu_);
+          ctl_.insert(ctl_.begin(), ctl.begin() + std::ptrdiff_t(done), ctl.end());
         }
+        uint64_t one = 1;
+        if (write(tx_wake_, &one, 8) < 0) {}
       }
       ctl.clear();
     }
