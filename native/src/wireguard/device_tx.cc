@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <unordered_map>
 
 #include "../net/ip.h"
 #include "../net/offload.h"
@@ -163,11 +164,21 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
   // hairpinned and to-kernel packets, written back after the batch (they live in the TX arena until then)
   static thread_local std::vector<std::pair<const uint8_t*, size_t>> back;
   back.clear();
+  // Past a few peers in one batch (a probe round, many peers' flushes: up to ~115,000), a scan of ctxs per
+  // segment is quadratic (seconds of TX thread for a 150,000-peer probe round): an index takes over.
+  constexpr size_t kCtxScan = 16;
+  static thread_local std::unordered_map<Peer*, size_t> ctx_index;
+  if (!ctx_index.empty()) ctx_index.clear();  // (clear() also wipes every bucket, even when empty)
   auto ctx_for = [&](Peer* p) -> PeerCtx& {
     // a TSO super-packet's segments all go to one peer: test the last hit first
     if (last && last->peer == p) return *last;
-    for (auto& c : ctxs)
-      if (c.peer == p) return *(last = &c);
+    if (ctxs.size() <= kCtxScan) {
+      for (auto& c : ctxs)
+        if (c.peer == p) return *(last = &c);
+    } else {
+      auto it = ctx_index.find(p);
+      if (it != ctx_index.end()) return *(last = &ctxs[it->second]);
+    }
     PeerCtx c{p, nullptr, Endpoint(), false, 0, 0, 0};
     {
       std::lock_guard<std::mutex> pl(p->mu);
@@ -177,6 +188,11 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
     c.usable = c.kp && now - c.kp->created_ms < kRejectAfterTimeMs;
     if (c.kp && c.usable && c.kp->initiator && now - c.kp->created_ms >= kRekeyAfterTimeMs) request_handshake(p, now);
     ctxs.push_back(std::move(c));
+    if (ctxs.size() > kCtxScan) {
+      if (ctx_index.empty())  // the scan's peers join the index once
+        for (size_t i = 0; i + 1 < ctxs.size(); i++) ctx_index.emplace(ctxs[i].peer, i);
+      ctx_index.emplace(p, ctxs.size() - 1);
+    }
     return *(last = &ctxs.back());
   };
   for (TxSeg& s : segs) {
