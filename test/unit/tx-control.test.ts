@@ -1,6 +1,6 @@
 // The TX thread's control round (native/src/wireguard/device_txctl.cc, Device::pack_control) over real Peer structs
 // and a small arena (testhooks TxControl), so rounds overflow it at will with distinguishable staged packets. The
-// device's arena is 8 MiB: until s17 a flush that did not fit lost the rest of that peer's staged packets uncounted,
+// device's arena is 8 MiB: before, a flush that did not fit lost the rest of that peer's staged packets uncounted,
 // and a keepalive or probe that did not fit ended the round and lost every later control message of every peer.
 // Oracle: the documented contract, modelled here in its own terms: each round takes the queued messages in order
 // and packs whole messages while they fit (a keepalive or probe: a 64-byte slot; a staged packet: 16 + length + 32

@@ -83,7 +83,7 @@ class TxControlWrap : public Napi::ObjectWrap<TxControlWrap> {
     Napi::Array sent = Napi::Array::New(env, segs.size());
     for (size_t i = 0; i < segs.size(); i++) {
       Napi::Object o = Napi::Object::New(env);
-      o.Set("peer", double(segs[i].peer->id));
+      o.Set("peer", double(segs[i].peer));
       o.Set("data", Copy(env, segs[i].plain, segs[i].len));
       sent.Set(uint32_t(i), o);
     }

@@ -286,12 +286,17 @@ class Device {
     uint8_t probe[kProbeSize];
   };
   struct TxSeg {
-    // Routed (peer null): the IP packet, with 16 + kTagSize bytes of slot in
-    // front for the message header and a tag. Fixed peer (keepalive, staged):
-    // the final plaintext, with 16 bytes in front.
+    // Routed (fixed false): the IP packet, with 16 + kTagSize bytes of slot in
+    // front for the message header and a tag. Fixed peer (keepalive, probe,
+    // staged): the final plaintext, with 16 bytes in front.
     uint8_t* plain;
     size_t len;  // plaintext length
-    Peer* peer;
+    bool fixed;
+    // The fixed peer's id, not its Peer*: the control round packs under one hold
+    // of table_mu_ and tx_process runs under another (TUN reads between, no I/O
+    // under the table locks), so the peer may be removed in between; tx_process
+    // finds it again and skips a segment whose peer is gone (ids are never reused).
+    uint32_t peer;
   };
   // The TX thread's control round (device_txctl.cc; static for the test hooks): packs ctl[0, n) in order into
   // arena[*used, cap) as segs (a keepalive or probe takes 64 bytes, a staged packet align16(16 + len + 32)), find

@@ -110,7 +110,7 @@ void Device::tx_loop() {
           continue;
         }
         for (int i = 0; i < nseg; i++)
-          segs.push_back(TxSeg{arena.data() + used + size_t(i) * stride + kHead, seg_lens[i], nullptr});
+          segs.push_back(TxSeg{arena.data() + used + size_t(i) * stride + kHead, seg_lens[i], false, 0});
         used += size_t(nseg) * stride;
       }
     }
@@ -197,7 +197,8 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
   };
   for (TxSeg& s : segs) {
     uint8_t* plain = s.plain;
-    Peer* p = s.peer;
+    Peer* p = nullptr;
+    if (s.fixed && !(p = find_peer(s.peer))) continue;  // removed since the control round: its messages go with it
     uint32_t identity = kIdentityWorld;
     bool src_local = false;  // a local endpoint sent it (and its egress policy passed)
     if (!p) {

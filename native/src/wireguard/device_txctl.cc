@@ -1,6 +1,6 @@
 // The TX thread's control round: keepalives, liveness probes and the flushes of staged packets, packed into
 // the TX arena before its TUN reads (pipeline and locking rules: device.h). What does not fit waits for the
-// next round, in order: nothing is dropped for want of arena space (until s17 the rest of a flush was lost
+// next round, in order: nothing is dropped for want of arena space (before, the rest of a flush was lost
 // uncounted, and every later message of the round with it).
 #include <cstring>
 
@@ -28,7 +28,7 @@ size_t Device::pack_control(const Ctl* ctl, size_t n, const std::function<Peer*(
       size_t len = c.kind == CtlKind::kKeepalive ? 0 : kProbeSize;
       if (len) std::memcpy(arena + *used + 16, c.probe, len);
       if (c.kind == CtlKind::kProbeRequest) p->probes_sent.fetch_add(1, std::memory_order_relaxed);
-      segs->push_back(TxSeg{arena + *used + 16, len, p});
+      segs->push_back(TxSeg{arena + *used + 16, len, true, p->id});
       *used += kCtlSlot;
       continue;
     }
@@ -40,7 +40,7 @@ size_t Device::pack_control(const Ctl* ctl, size_t n, const std::function<Peer*(
     if (staged.empty()) {
       if (c.kind != CtlKind::kFlushOrKeepalive) continue;
       if (*used + kCtlSlot > cap) return i;  // nothing was taken: the message alone waits
-      segs->push_back(TxSeg{arena + *used + 16, 0, p});
+      segs->push_back(TxSeg{arena + *used + 16, 0, true, p->id});
       *used += kCtlSlot;
       continue;
     }
@@ -54,7 +54,7 @@ size_t Device::pack_control(const Ctl* ctl, size_t n, const std::function<Peer*(
       }
       if (*used + need > cap) break;
       std::memcpy(arena + *used + 16, pkt.data(), pkt.size());
-      segs->push_back(TxSeg{arena + *used + 16, pkt.size(), p});
+      segs->push_back(TxSeg{arena + *used + 16, pkt.size(), true, p->id});
       *used += need;
     }
     if (k < staged.size()) {
