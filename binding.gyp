@@ -55,6 +55,7 @@
         "native/src/wireguard/device_mesh.cc",
         "native/src/wireguard/device_rx.cc",
         "native/src/wireguard/device_tx.cc",
+        "native/src/wireguard/device_txctl.cc",
         "native/src/wireguard/probe_monitor.cc",
         "native/src/wireguard/ratelimiter.cc"
       ]
@@ -83,7 +84,8 @@
         "native/src/testhooks/policy_probe_wrap.cc",
         "native/src/testhooks/probe_monitor_wrap.cc",
         "native/src/testhooks/primitives_wrap.cc",
-        "native/src/testhooks/testhooks.cc"
+        "native/src/testhooks/testhooks.cc",
+        "native/src/testhooks/tx_control_wrap.cc"
       ]
     }
   ]

@@ -92,6 +92,22 @@ export interface TestHooksAddon {
     round(nowMs: number, answers: number[]): number[];
     drain(): { rows: number[]; lost: boolean };
   };
+  /**
+   * The TX thread's control round (Device::pack_control, native/src/wireguard/device_txctl.cc) over real peers and an
+   * arena of `cap` bytes: control() queues a message (probe: its 16-byte plaintext), round(cap) packs the queue in
+   * order and leaves what did not fit queued (sent: the plaintexts in arena order; dropped: staged packets the bound
+   * pushed out). stage() and unstage() keep a peer's queue as the device does (≤ 128, the oldest dropped; both
+   * return how many were dropped); a peer not added is gone (its messages are skipped).
+   */
+  TxControl: new () => {
+    addPeer(id: number): void;
+    stage(id: number, packet: Buffer): number;
+    control(kind: 'keepalive' | 'flush' | 'flush-or-keepalive' | 'probe', id: number, probe?: Buffer): void;
+    round(cap: number): { sent: Array<{ peer: number; data: Buffer }>; done: number; dropped: number };
+    staged(id: number): Buffer[];
+    pending(): number;
+    unstage(id: number, packets: Buffer[]): number;
+  };
   policyBench(kind: PolicyBenchKind, size: number, policyEntries: number, ops: number): { nsPerOp: number; setupMs: number; ops: number; hits: number };
   /**
    * Maglev table over backend rows (rows.ts backendRows): for each of the m slots, the input index of its backend.

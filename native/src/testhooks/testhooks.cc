@@ -182,6 +182,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("PolicyProbe", PolicyProbeClass(env));
   exports.Set("ConntrackProbe", ConntrackProbeClass(env));
   exports.Set("ProbeMonitor", ProbeMonitorClass(env));
+  exports.Set("TxControl", TxControlClass(env));
   return exports;
 }
 

@@ -10,6 +10,7 @@ void RegisterPrimitives(Napi::Env env, Napi::Object exports);  // primitives_wra
 Napi::Function PolicyProbeClass(Napi::Env env);                // policy_probe_wrap.cc
 Napi::Function ConntrackProbeClass(Napi::Env env);             // conntrack_probe_wrap.cc
 Napi::Function ProbeMonitorClass(Napi::Env env);               // probe_monitor_wrap.cc
+Napi::Function TxControlClass(Napi::Env env);                  // tx_control_wrap.cc
 
 }  // namespace testhooks
 }  // namespace wm

@@ -52,6 +52,7 @@ const char* const kCounterNames[kCounterCount] = {
     "tun_write_errors",
     "handshake_requests",
     "drop_probe_forged",
+    "drop_control_overflow",
 };
 
 uint64_t monotonic_ms() {
@@ -377,6 +378,13 @@ void Device::drain_events(std::vector<Event>* out) {
 void Device::push_ctl(const Ctl& c) {
   {
     std::lock_guard<std::mutex> lock(ctl_mu_);
+    // A peer asks for probe replies (one per probe request it sends): past the bound they are dropped, so a peer
+    // sending them faster than the TX thread answers cannot grow the queue (which carries over what a round
+    // could not fit). Keepalives, probes and flushes come from our own timers and handshakes.
+    if (c.kind == CtlKind::kProbeReply && ctl_.size() >= kTxCtlQueueMax) {
+      count(kDropControlOverflow);
+      return;
+    }
     ctl_.push_back(c);
   }
   uint64_t one = 1;

@@ -53,7 +53,8 @@
 //     the other way round); control calls into the engine take only its mu.
 //
 // Files: device.cc (lifecycle, control calls), device_tx.cc (TX thread),
-// device_rx.cc (RX thread), device_mesh.cc (tags, hairpin, probes).
+// device_txctl.cc (its control round), device_rx.cc (RX thread), device_mesh.cc
+// (tags, hairpin, probes).
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -167,6 +168,7 @@ enum Counter : int {
   kTunWriteErrors,
   kHandshakeRequests,
   kDropProbeForged,
+  kDropControlOverflow,
   kCounterCount
 };
 extern const char* const kCounterNames[kCounterCount];
@@ -270,7 +272,6 @@ class Device {
   uint32_t max_clusters() const { return max_clusters_.load(std::memory_order_relaxed); }
   void count(int c, uint64_t n = 1) { counters_[c].fetch_add(n, std::memory_order_relaxed); }
 
- private:
   // What the control thread (and the RX thread, for replies) asks of the TX thread.
   enum class CtlKind : uint8_t {
     kKeepalive = 1,
@@ -285,13 +286,31 @@ class Device {
     uint8_t probe[kProbeSize];
   };
   struct TxSeg {
-    // Routed (peer null): the IP packet, with 16 + kTagSize bytes of slot in
-    // front for the message header and a tag. Fixed peer (keepalive, staged):
-    // the final plaintext, with 16 bytes in front.
+    // Routed (fixed false): the IP packet, with 16 + kTagSize bytes of slot in
+    // front for the message header and a tag. Fixed peer (keepalive, probe,
+    // staged): the final plaintext, with 16 bytes in front.
     uint8_t* plain;
     size_t len;  // plaintext length
-    Peer* peer;
+    bool fixed;
+    // The fixed peer's id, not its Peer*: the control round packs under one hold
+    // of table_mu_ and tx_process runs under another (TUN reads between, no I/O
+    // under the table locks), so the peer may be removed in between; tx_process
+    // finds it again and skips a segment whose peer is gone (ids are never reused).
+    uint32_t peer;
   };
+  // The TX thread's control round (device_txctl.cc; static for the test hooks): packs ctl[0, n) in order into
+  // arena[*used, cap) as segs (a keepalive or probe takes 64 bytes, a staged packet align16(16 + len + 32)), find
+  // giving each message's peer (null: gone, skipped). Stops at the first message that does not fit whole and
+  // returns how many were done: the rest waits for the next round, in order. A flush cut short puts its unsent
+  // packets back in front of the peer's queue (unstage); *dropped counts what the queue's bound (kStagedMax)
+  // pushed out then, and a staged packet larger than cap (never in the device: cap is MiBs, packets ≤ 64 KiB).
+  static size_t pack_control(const Ctl* ctl, size_t n, const std::function<Peer*(uint32_t)>& find, uint8_t* arena,
+                             size_t cap, size_t* used, std::vector<TxSeg>* segs, uint64_t* dropped);
+  // Puts rest (the oldest packets, in order) back in front of p's staged queue (takes p->mu), what was staged
+  // since behind it; keeps the newest kStagedMax and returns how many older ones it dropped.
+  static uint64_t unstage(Peer* p, std::vector<std::vector<uint8_t>>* rest);
+
+ private:
   struct TxOut {
     const Endpoint* ep;
     uint8_t* msg;

@@ -12,6 +12,12 @@ constexpr size_t kTxArenaSize = 8 << 20;
 // at the smallest MSS, each segment in its own padded slot, fits in it.
 constexpr size_t kTxReadHeadroom = 256 << 10;
 constexpr int kTxMaxReads = 64;
+// Arena bytes a round's control messages may fill (Device::pack_control): the rest of the arena is left to TUN
+// reads, so a backlog of flushes carried over several rounds never stops the TUN path (≥ 3 reads a round).
+constexpr size_t kTxCtlBudget = kTxArenaSize - 4 * kTxReadHeadroom;
+// Control messages queued for the TX thread past which a peer's probe replies are dropped
+// (drop_control_overflow): one budget's worth of 64-byte slots.
+constexpr size_t kTxCtlQueueMax = kTxCtlBudget / 64;
 constexpr int kRxBatch = 64;
 constexpr size_t kRxBufSize = 65536;
 constexpr int kMaxGsoSegments = 64;

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <unordered_map>
 
 #include "../net/ip.h"
 #include "../net/offload.h"
@@ -48,35 +49,23 @@ void Device::tx_loop() {
         ctl.swap(ctl_);
         ctl_.clear();
       }
-      std::shared_lock<std::shared_mutex> lock(table_mu_);
-      for (const Ctl& c : ctl) {
-        Peer* p = find_peer(c.peer);
-        if (!p) continue;
-        if (c.kind == CtlKind::kKeepalive || c.kind == CtlKind::kProbeRequest || c.kind == CtlKind::kProbeReply) {
-          if (used + 64 > arena.size()) break;
-          size_t n = c.kind == CtlKind::kKeepalive ? 0 : kProbeSize;
-          if (n) std::memcpy(arena.data() + used + 16, c.probe, n);
-          if (c.kind == CtlKind::kProbeRequest) p->probes_sent.fetch_add(1, std::memory_order_relaxed);
-          segs.push_back(TxSeg{arena.data() + used + 16, n, p});
-          used += 64;
-        } else {
-          std::vector<std::vector<uint8_t>> staged;
-          {
-            std::lock_guard<std::mutex> pl(p->mu);
-            staged.swap(p->staged);
-          }
-          if (staged.empty() && c.kind == CtlKind::kFlushOrKeepalive) {
-            segs.push_back(TxSeg{arena.data() + used + 16, 0, p});
-            used += 64;
-          }
-          for (auto& pkt : staged) {
-            size_t need = align16(16 + pkt.size() + 32);
-            if (used + need > arena.size()) break;
-            std::memcpy(arena.data() + used + 16, pkt.data(), pkt.size());
-            segs.push_back(TxSeg{arena.data() + used + 16, pkt.size(), p});
-            used += need;
-          }
+      size_t done;
+      {
+        std::shared_lock<std::shared_mutex> lock(table_mu_);
+        uint64_t dropped = 0;
+        done = pack_control(ctl.data(), ctl.size(), [this](uint32_t id) { return find_peer(id); }, arena.data(),
+                            kTxCtlBudget, &used, &segs, &dropped);
+        if (dropped) count(kDropStageOverflow, dropped);
+      }
+      if (done < ctl.size()) {
+        // The arena is full: the rest waits for the next round, ahead of what came meanwhile, and the
+        // wake-up makes that round come at once (ctl_mu_ taken alone, after table_mu_ is released).
+        {
+          std::lock_guard<std::mutex> lock(ctl_mu_);
+          ctl_.insert(ctl_.begin(), ctl.begin() + std::ptrdiff_t(done), ctl.end());
         }
+        uint64_t one = 1;
+        if (write(tx_wake_, &one, 8) < 0) {}
       }
       ctl.clear();
     }
@@ -121,7 +110,7 @@ void Device::tx_loop() {
           continue;
         }
         for (int i = 0; i < nseg; i++)
-          segs.push_back(TxSeg{arena.data() + used + size_t(i) * stride + kHead, seg_lens[i], nullptr});
+          segs.push_back(TxSeg{arena.data() + used + size_t(i) * stride + kHead, seg_lens[i], false, 0});
         used += size_t(nseg) * stride;
       }
     }
@@ -175,11 +164,21 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
   // hairpinned and to-kernel packets, written back after the batch (they live in the TX arena until then)
   static thread_local std::vector<std::pair<const uint8_t*, size_t>> back;
   back.clear();
+  // Past a few peers in one batch (a probe round, many peers' flushes: up to ~115,000), a scan of ctxs per
+  // segment is quadratic (seconds of TX thread for a 150,000-peer probe round): an index takes over.
+  constexpr size_t kCtxScan = 16;
+  static thread_local std::unordered_map<Peer*, size_t> ctx_index;
+  if (!ctx_index.empty()) ctx_index.clear();  // (clear() also wipes every bucket, even when empty)
   auto ctx_for = [&](Peer* p) -> PeerCtx& {
     // a TSO super-packet's segments all go to one peer: test the last hit first
     if (last && last->peer == p) return *last;
-    for (auto& c : ctxs)
-      if (c.peer == p) return *(last = &c);
+    if (ctxs.size() <= kCtxScan) {
+      for (auto& c : ctxs)
+        if (c.peer == p) return *(last = &c);
+    } else {
+      auto it = ctx_index.find(p);
+      if (it != ctx_index.end()) return *(last = &ctxs[it->second]);
+    }
     PeerCtx c{p, nullptr, Endpoint(), false, 0, 0, 0};
     {
       std::lock_guard<std::mutex> pl(p->mu);
@@ -189,11 +188,17 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
     c.usable = c.kp && now - c.kp->created_ms < kRejectAfterTimeMs;
     if (c.kp && c.usable && c.kp->initiator && now - c.kp->created_ms >= kRekeyAfterTimeMs) request_handshake(p, now);
     ctxs.push_back(std::move(c));
+    if (ctxs.size() > kCtxScan) {
+      if (ctx_index.empty())  // the scan's peers join the index once
+        for (size_t i = 0; i + 1 < ctxs.size(); i++) ctx_index.emplace(ctxs[i].peer, i);
+      ctx_index.emplace(p, ctxs.size() - 1);
+    }
     return *(last = &ctxs.back());
   };
   for (TxSeg& s : segs) {
     uint8_t* plain = s.plain;
-    Peer* p = s.peer;
+    Peer* p = nullptr;
+    if (s.fixed && !(p = find_peer(s.peer))) continue;  // removed since the control round: its messages go with it
     uint32_t identity = kIdentityWorld;
     bool src_local = false;  // a local endpoint sent it (and its egress policy passed)
     if (!p) {
