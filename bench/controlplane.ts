@@ -252,7 +252,7 @@ async function fullRun(dir: string): Promise<void> {
     const rest = await measureRest(m, REST_S);
     // the agent at rest: ≥ 25 s after its sync (its heap compaction checks every 10 s and runs once the heap is
     // quiet), 12 s after the last GC (V8 unmaps freed pages on a background thread; the GC frees the sync's
-    // Buffers into glibc's arenas, and the agent's next check, ≤ 10 s later, trims them: heapcompaction.ts)
+    // Buffers into glibc's arenas, and the agent's next check, ≤ 10 s later, trims them: malloctrim.ts)
     await sleep(Math.max(0, 25_000 - (Date.now() - syncedAt)));
     gc();
     await sleep(12_000);

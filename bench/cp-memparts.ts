@@ -10,7 +10,7 @@
  *   file         mappings with an inode (≠ 0): code, the addon, shared memory; classified by inode, not by name,
  *                since the kernel names some anonymous mappings too
  * and, from glibc itself (the addon's mallocInfo: mallinfo2 over every arena), the bytes its arenas hold in use
- * and free (mallocInUse, mallocFree): free bytes are resident until reused or trimmed (src/agent/heapcompaction.ts).
+ * and free (mallocInUse, mallocFree): free bytes are resident until reused or trimmed (src/agent/malloctrim.ts).
  * The mappings are an approximation of glibc's layout read from outside, so the parts are compared between two
  * readings of one process, never across builds alone.
  */

@@ -1,4 +1,4 @@
-// glibc's malloc, read and trimmed from the agent (src/agent/heapcompaction.ts): after a sync the main arena
+// glibc's malloc, read and trimmed from the agent (src/agent/malloctrim.ts): after a sync the main arena
 // holds free chunks between live ones (gRPC frames, decoded records, native tables grown and rehashed), and
 // glibc gives back to the kernel only the free space at the arena's top on its own. malloc_trim(0) also
 // releases every whole free page inside the arenas (MADV_DONTNEED), which is what a sync leaves behind:
