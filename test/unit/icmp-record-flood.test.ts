@@ -113,10 +113,15 @@ describe('untracked ICMP floods cost a record per tuple a minute, not one per pa
         d.native.policyCheck(icmpPacket(v, TARGET[v], REMOTE[v], v === 4 ? 0 : 129, 7)); // the pod's unsolicited reply
       }
     }
-    const flows = drain();
-    // the error is a tuple the first test already recorded (same direction, ends and identities); the pod's
-    // replies are new, one a family, and no more on the second and third round
-    expect(flows.map((f) => `${f.src}>${f.dst}`).sort()).toEqual(['100.64.2.3>100.64.1.1', 'fd64::3>fd64::1']);
+    const flows = drain().map((f) => `${f.src}>${f.dst}`);
+    // the pod's replies are new, one a family, and no more on the second and third round; the error is a tuple the
+    // first test already recorded (same direction, ends and identities), unless the flood test between overwrote its
+    // slot in the table of recorded tuples (a keyed hash: it happened once in CI): then once again, never more
+    const replies: string[] = flows.filter((f) => f === '100.64.2.3>100.64.1.1' || f === 'fd64::3>fd64::1');
+    expect(replies.sort()).toEqual(['100.64.2.3>100.64.1.1', 'fd64::3>fd64::1']);
+    const errors = flows.filter((f) => !replies.includes(f));
+    expect(errors.every((f) => f === '100.64.1.1>100.64.2.3' || f === 'fd64::1>fd64::3')).toBe(true);
+    expect(new Set(errors).size).toBe(errors.length);
   });
 
   it('the world floods a pod from 20,000 addresses of one /64, then 100,000 from many prefixes: a /64 is one sender, '
