@@ -24,7 +24,7 @@ import { issueRemoteReader } from './pki.js';
 import { ensureRole, idempotent, kvstoremeshRole, observerRole, REMOTE_READER_ROLE, remoteReaderRole } from './rbac.js';
 import { prefixesOverlap } from './types.js';
 import { serviceCIDR, serviceClear, serviceClearOfPin, servicesApart, vipsInside } from './servicecidr.js';
-import { modIs, raceLost, readClaims, unchangedSince, RACE_ATTEMPTS, type RaceHooks } from './vipclaims.js';
+import { modIs, putIf, raceLost, readClaims, unchangedSince, RACE_ATTEMPTS, type RaceHooks } from './vipclaims.js';
 import { validateClusterId, validateClusterName, validatePrefixes } from '../validate.js';
 import { isCidr } from './records/fields.js';
 import {
@@ -163,8 +163,7 @@ export async function enableCluster(access: EtcdOptions, given: ClusterConfig, h
         guards.push(claims.unchanged);
       }
       await hooks?.beforeCommit?.(attempt);
-      const put = { request_put: { key: Buffer.from(clusterConfigKey(cfg.name)), value: Buffer.from(clusterConfigCodec.encode(cfg)) } };
-      if ((await c.kv.txn({ compare: guards, success: [put], failure: [] })).succeeded) break;
+      if (await putIf(c, guards, clusterConfigKey(cfg.name), clusterConfigCodec.encode(cfg))) break;
       if (attempt + 1 >= RACE_ATTEMPTS) throw raceLost('the cluster-config or the service VIPs (concurrent enables, applies or connects)');
     }
     if (access.ca || access.caFile) {
@@ -350,8 +349,7 @@ export async function connectClusters(aAccess: ClusterAccess, bAccess: ClusterAc
   // cluster-config is the one checked above: an enable that changed it in between fails the write (as a pin
   // written after enable read the pins fails enable's); A's pin then stays if B's write failed (docs/errors.md)
   for (const [access, self, pin] of [[aAccess, read[0], aPin], [bAccess, read[1], bPin]] as const) {
-    const put = { request_put: { key: Buffer.from(pinnedKey(pin.name)), value: Buffer.from(pinnedClusterCodec.encode(pin)) } };
-    if (!(await withEtcd(access, (c) => c.kv.txn({ compare: [self.unchanged], success: [put], failure: [] }))).succeeded)
+    if (!(await withEtcd(access, (c) => putIf(c, [self.unchanged], pinnedKey(pin.name), pinnedClusterCodec.encode(pin)))))
       throw new MeshError('WM_CONNECT_RACE', `the cluster-config of ${self.cfg.name} changed (a concurrent enable) after connect checked it: connect again`);
   }
   await withEtcd(aAccess, (c) => c.put(remoteKey(b.name)).value(remoteSpecCodec.encode(bForA)).exec());

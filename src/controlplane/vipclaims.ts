@@ -64,5 +64,11 @@ export async function storedRange(c: Etcd3, cluster: string): Promise<{ cidr: st
   return { cidr: serviceCIDR(cfg.value), unchanged: modIs(key, kv.mod_revision) };
 }
 
+/** Puts `value` at `key` in one transaction that holds only while every compare does; whether it was written. */
+export async function putIf(c: Etcd3, compare: ICompare[], key: string, value: string): Promise<boolean> {
+  const put = { request_put: { key: Buffer.from(key), value: Buffer.from(value) } };
+  return (await c.kv.txn({ compare, success: [put], failure: [] })).succeeded;
+}
+
 /** The MeshError of a guarded write that lost RACE_ATTEMPTS times running (`what`: who kept changing what). */
 export const raceLost = (what: string): MeshError => new MeshError('WM_VIP_RACE', `${what} kept changing under us ${RACE_ATTEMPTS} times; try again`);
