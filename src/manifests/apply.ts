@@ -35,6 +35,14 @@ export function loadManifests(files: string[]): Manifest[] {
  */
 export async function applyManifests(access: EtcdOptions, cluster: string, manifests: Manifest[], hooks?: RaceHooks): Promise<string[]> {
   await clusterConfigOf(access, cluster);
+  // one definition per object: two would be two writes of one key in the transaction, which etcd refuses as a whole
+  // (a raw "duplicate key" gRPC error), and which of them the user meant is not ours to guess
+  const keys = new Set<string>();
+  for (const m of manifests) {
+    const { type, name } = manifestName(m);
+    if (keys.has(`${type}/${name}`)) throw new ConfigError(`${m.kind} ${name}`, 'defined twice in the input: one definition per object');
+    keys.add(`${type}/${name}`);
+  }
   // what each Service asked for: a lost attempt's pick is no request (it may be claimed by the winner, or outside
   // the range that won), so every attempt allocates from these
   const asked = new Map(manifests.filter((m) => m.kind === 'Service').map((m) => [m, (m.spec as { clusterIP?: string } | undefined)?.clusterIP]));
@@ -47,7 +55,8 @@ export async function applyManifests(access: EtcdOptions, cluster: string, manif
       const compare: ICompare[] = [
         range.unchanged,
         // a VIP claimed by someone else since we listed the claims fails the transaction
-        ...claims.fresh.map((cl): ICompare => ({ key: vip(cl.ip), target: 'Version', result: 'Equal', version: 0 })),
+        // (a claim another Service of this apply gives up must still be that one's)
+        ...claims.fresh.map((cl): ICompare => (cl.from === undefined ? { key: vip(cl.ip), target: 'Version', result: 'Equal', version: 0 } : { key: vip(cl.ip), target: 'Value', result: 'Equal', value: Buffer.from(cl.from) })),
         // and a VIP kept must still be its service's: a `wiremesh delete` of the service in between
         // freed it, and writing the service without its claim would let the next apply hand it out again
         ...claims.kept.map((cl): ICompare => ({ key: vip(cl.ip), target: 'Value', result: 'Equal', value: Buffer.from(cl.owner) })),
@@ -91,15 +100,24 @@ export async function appliedPolicyWarnings(access: EtcdOptions, cluster: string
 }
 
 
+/** A VIP claimed by this apply: `from` names the Service of this apply that gave it up (the claim is handed over). */
+interface Claim {
+  ip: string;
+  owner: string;
+  from?: string;
+}
+
 /**
  * Gives every Service of `asked` (each with the spec.clusterIP it asked for) a
  * cluster IP (spec.clusterIP, in place): an explicit one must be free or already
- * its own; without one a service keeps the VIP it had, else takes the lowest free
- * address of the range. Returns the claims to
- * create, the claims kept (still to be held when the transaction commits) and
- * the VIPs given up (a service moved to another explicit VIP).
+ * its own, or given up by another Service of this apply; without one a service
+ * keeps the VIP it had, else takes the lowest free address of the range. Services
+ * asking for an explicit VIP are served first (whatever the input's order), after
+ * every one of them moving to another has given up its old one. Returns the claims
+ * to create (handed over or new), the claims kept (still to be held when the
+ * transaction commits) and the VIPs given up and taken by nobody.
  */
-async function allocateVips(c: Etcd3, cluster: string, cidr: string, asked: Map<Manifest, string | undefined>): Promise<{ fresh: Array<{ ip: string; owner: string }>; kept: Array<{ ip: string; owner: string }>; released: string[] }> {
+async function allocateVips(c: Etcd3, cluster: string, cidr: string, asked: Map<Manifest, string | undefined>): Promise<{ fresh: Claim[]; kept: Claim[]; released: string[] }> {
   const claimed = new Map<string, string>(); // ip -> owner
   const owned = new Map<string, string>(); // owner -> ip
   // a claim stored before canonical spec.clusterIP ("100.80.0.9/32") still holds its address: handed to no other
@@ -110,15 +128,28 @@ async function allocateVips(c: Etcd3, cluster: string, cidr: string, asked: Map<
     const a = claimedAddress(ip);
     if (a && formatIP(a) !== ip) shadowed.set(formatIP(a), v);
   }
+  const stored = new Map(claimed);
   const range = parsePrefix(cidr, 'serviceCIDR');
   const size = 2 ** (32 - range.cidr);
   const base = range.addr.readUInt32BE(0);
-  const fresh: Array<{ ip: string; owner: string }> = [];
-  const kept: Array<{ ip: string; owner: string }> = [];
-  const released: string[] = [];
+  const fresh: Claim[] = [];
+  const kept: Claim[] = [];
+  const released = new Set<string>();
+  const ownerOf = (m: Manifest) => `${m.metadata.namespace}/${m.metadata.name}`;
+  const explicit = (want: string | undefined) => want !== undefined && want !== '' && want !== 'None';
+  // an explicit VIP other than the one held gives the held one up before anyone allocates
   for (const [m, want] of asked) {
+    const owner = ownerOf(m);
+    const had = owned.get(owner);
+    if (!explicit(want) || had === undefined || had === want) continue;
+    released.add(had);
+    claimed.delete(had);
+    const a = claimedAddress(had);
+    if (a && shadowed.get(formatIP(a)) === owner) shadowed.delete(formatIP(a));
+  }
+  for (const [m, want] of [...asked].sort(([, a], [, b]) => Number(!explicit(a)) - Number(!explicit(b)))) {
     const spec = (m.spec ??= {}) as { clusterIP?: string };
-    const owner = `${m.metadata.namespace}/${m.metadata.name}`;
+    const owner = ownerOf(m);
     spec.clusterIP = want;
     if (want === undefined) delete spec.clusterIP;
     if (spec.clusterIP === 'None') continue;
@@ -147,15 +178,19 @@ async function allocateVips(c: Etcd3, cluster: string, cidr: string, asked: Map<
       if (!ip) throw new ConfigError(`${owner}: spec.clusterIP`, `no free VIP left in ${cidr}`);
     }
     spec.clusterIP = ip;
-    if (had && had !== ip) {
-      released.push(had);
+    // (unless another Service of this apply has taken it over since)
+    if (had && had !== ip && (claimed.get(had) ?? owner) === owner) {
+      released.add(had);
       claimed.delete(had);
     }
     if (claimed.get(ip) !== owner) {
-      fresh.push({ ip, owner });
+      // one given up in this apply is written over, not deleted: a put and a delete of one key in one transaction
+      // is refused by etcd
+      const from = released.delete(ip) ? stored.get(ip) : undefined;
+      fresh.push(from === undefined ? { ip, owner } : { ip, owner, from });
       claimed.set(ip, owner);
       owned.set(owner, ip);
     } else kept.push({ ip, owner });
   }
-  return { fresh, kept, released };
+  return { fresh, kept, released: [...released] };
 }

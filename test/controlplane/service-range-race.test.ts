@@ -167,6 +167,47 @@ describe.skipIf(!hasCommand('etcd'))('service range, VIP claims and pins seriali
     expect(await claims()).toEqual({ [vipKey('c2', '100.80.0.1/32')]: 'shop/old', [vipKey('c2', '100.80.0.2')]: 'shop/new', [vipKey('c2', '100.80.0.9')]: 'shop/web' });
   });
 
+  // One apply that moves VIPs between its own Services. Oracle: the claims a user asked for, by hand; each is one
+  // transaction in etcd, which refuses two writes of one key (a put and a delete included) as a whole.
+  it('one object defined twice is refused before anything is written (was: etcd\'s raw duplicate-key error)', async () => {
+    for (const twice of [[svc('db'), svc('db')], [svc('db', '100.80.0.20'), svc('api'), svc('db', '100.80.0.21')], [svc('web', '100.80.0.9'), svc('web')]]) {
+      const err = await applyManifests(access(), 'c2', twice).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'WM_CONFIG_INVALID' });
+      expect(String(err)).toMatch(/defined twice/);
+    }
+    expect(await claims()).toEqual({ [vipKey('c2', '100.80.0.9')]: 'shop/web' });
+    expect(await stored('db')).toBeNull();
+  });
+
+  it('a VIP given up by one Service is taken by another in the same apply, in either order (was: WM_VIP_RACE or refused)', async () => {
+    for (const order of [0, 1]) {
+      await (await etcd.client()).delete().prefix(vipPrefix('c2'));
+      await applyManifests(access(), 'c2', [svc('web', '100.80.0.9')]);
+      // web moves .9 -> .30 and api takes .9 (explicitly); db (no clusterIP) takes the lowest free, .1
+      const batch = [svc('web', '100.80.0.30'), svc('api', '100.80.0.9'), svc('db')];
+      await applyManifests(access(), 'c2', order ? batch.reverse() : batch);
+      expect(await claims(), `order ${order}`).toEqual({ [vipKey('c2', '100.80.0.1')]: 'shop/db', [vipKey('c2', '100.80.0.9')]: 'shop/api', [vipKey('c2', '100.80.0.30')]: 'shop/web' });
+      expect((await stored('api'))?.spec.clusterIP).toBe('100.80.0.9');
+    }
+    // a swap: web .30 <-> api .9 (each claim written over, compared with its giver; no delete)
+    await applyManifests(access(), 'c2', [svc('api', '100.80.0.30'), svc('web', '100.80.0.9')]);
+    expect(await claims()).toEqual({ [vipKey('c2', '100.80.0.1')]: 'shop/db', [vipKey('c2', '100.80.0.9')]: 'shop/web', [vipKey('c2', '100.80.0.30')]: 'shop/api' });
+  });
+
+  it('a handed-over VIP is written only while its giver still holds it: a change in between makes it allocate again', async () => {
+    // web gives .9 up to api; in between, someone else's claim is written over web's .9
+    const hooks = raceOnce(async () => {
+      const c = await etcd.client();
+      await c.put(vipKey('c2', '100.80.0.9')).value('shop/other');
+    });
+    const err = await applyManifests(access(), 'c2', [svc('web', '100.80.0.30'), svc('api', '100.80.0.9')], hooks).catch((e: unknown) => e);
+    // the retry reads .9 as shop/other's: api's explicit request is refused; nothing of this apply written
+    expect(err).toMatchObject({ code: 'WM_CONFIG_INVALID' });
+    expect(hooks.attempts).toEqual([0]);
+    expect(await claims()).toEqual({ [vipKey('c2', '100.80.0.9')]: 'shop/other' });
+    expect(await stored('api')).toBeNull();
+  });
+
   describe('enable and connect serialise through the pins and the cluster-config (c1: a second real etcd)', () => {
     // ports 23000-24999, apart from the first etcd's
     const etcd1 = loopbackEtcd('svcrace-c1', 23000);
