@@ -415,6 +415,7 @@ export async function meshStatus(access: EtcdOptions): Promise<MeshStatus> {
       for (const { value: m } of await decodeAll(c, prefix, serviceCodec, warnings))
         if (m.metadata.annotations?.['service.cilium.io/global'] === 'true') globalServices++;
     if (!cluster.underlayCIDRs) warnings.push(`cluster ${cluster.name}: its cluster-config names no underlay CIDRs: its nodes are refused; run \`clustermesh enable\` again with --underlay-cidrs`);
+    for (const p of pins.keys()) if (!remotes.some((r) => r.name === p)) warnings.push(`cluster ${p}: pinned here but no remote entry (a connect that did not finish, e.g. WM_CONNECT_RACE): nothing replicated; connect again or disconnect`);
     for (const r of remotes) {
       if (!pins.has(r.name)) warnings.push(`remote ${r.name}: nothing pinned about it (wiremesh/mesh/v1/clusters/${r.name}): not replicated; connect again`);
       else if (!pins.get(r.name)!.underlayCIDRs) warnings.push(`remote ${r.name}: pinned without underlay CIDRs (connected before they existed): its nodes are refused; connect again`);

@@ -7,7 +7,7 @@
 // Service record), worked out here by hand per case: no claim outside the stored range, ever; and the attempts
 // each side made (a loser makes exactly one more). Then claims stored before canonical spec.clusterIP ("/32").
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { connectClusters, enableCluster } from '../../src/controlplane/clustermesh.js';
+import { connectClusters, enableCluster, meshStatus } from '../../src/controlplane/clustermesh.js';
 import { clusterConfigKey, pinnedKey, pinnedPrefix, remotesPrefix, stateKey, vipKey, vipPrefix } from '../../src/controlplane/keys.js';
 import { clusterConfigCodec, type ClusterConfig } from '../../src/controlplane/records/cluster.js';
 import { claimedAddress } from '../../src/controlplane/servicecidr.js';
@@ -238,6 +238,8 @@ describe.skipIf(!hasCommand('etcd'))('service range, VIP claims and pins seriali
       await enableCluster(access(), { ...C, serviceCIDR: '100.80.0.0/25' }, hooks);
       expect(hooks.attempts).toEqual([0, 1]);
       expect(await range()).toBe('100.80.0.0/25');
+      // a connect that finished leaves no half-state warning on either side
+      for (const a of [access(), access1()]) expect((await meshStatus(a)).warnings.filter((w) => w.includes('no remote entry'))).toEqual([]);
     });
 
     it('connect checks c2\'s range, enable moves it into c1\'s pods, connect\'s pin write fails: nothing written; connect again refuses', async () => {
@@ -258,6 +260,9 @@ describe.skipIf(!hasCommand('etcd'))('service range, VIP claims and pins seriali
       expect(await keysUnder(await etcd.client(), pinnedPrefix())).toEqual([pinnedKey('c1')]);
       expect(await keysUnder(await etcd1.client(), pinnedPrefix())).toEqual([]);
       for (const c of [await etcd.client(), await etcd1.client()]) expect(await keysUnder(c, remotesPrefix())).toEqual([]);
+      // the half-state is shown: c2's status names the pin without a remote entry
+      expect((await meshStatus(access())).warnings.filter((w) => w.includes('no remote entry'))).toEqual([expect.stringMatching(/^cluster c1: pinned here but no remote entry/)]);
+      expect((await meshStatus(access1())).warnings.filter((w) => w.includes('no remote entry'))).toEqual([]);
     });
   });
 });
