@@ -9,8 +9,11 @@
  * kvstoremesh and CLI here (cluster configs name etcd by IP). grpc-js's `grpc.ssl_target_name_override` sends
  * the override as SNI instead (one for every endpoint of a client), so it cannot mean "none". The connector
  * below is grpc-js's SecureConnectorImpl (channel-credentials.js, 1.14.7) without that servername; verification
- * is Node's default (rejectUnauthorized, checkServerIdentity), as it was. Not honoured: the channel options
- * `grpc.ssl_target_name_override` and `grpc-node.tls_enable_trace` (connectEtcd sets neither).
+ * is Node's default (rejectUnauthorized, checkServerIdentity), as it was; GRPC_SSL_CIPHER_SUITES in the
+ * environment is honoured as grpc-js does. Not honoured: the channel options `grpc.ssl_target_name_override` and
+ * `grpc-node.tls_enable_trace` (connectEtcd sets neither). One thing grpc-js lacks: a handshake that does not
+ * finish within the dial timeout fails (an endpoint that accepts TCP and never answers TLS held the connect,
+ * and every call waiting for it, forever: etcd3 never reads its `dialTimeout`).
  */
 import { isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, createSecureContext, type SecureContext } from 'node:tls';
@@ -30,13 +33,16 @@ const GRPC_URI = /^(?:([A-Za-z0-9+.-]+):)?(?:\/\/([^/]*)\/)?(.+)$/;
 /**
  * The server's host for a grpc-js channel target, as grpc-js's own connector takes it: through an HTTP CONNECT
  * proxy (grpc_proxy/https_proxy/http_proxy in the environment) the channel's target is the proxy and
- * `grpc.http_connect_target` the server; dns and ipv4/ipv6 targets are "host:port[,…]" and the first one names
- * the server (its resolvers' getDefaultAuthority). An IPv6 literal comes without its brackets.
+ * `grpc.http_connect_target` the server; a dns target is one "host:port", ipv4/ipv6 targets are "host:port[,…]"
+ * and the first one names the server (the resolvers' getDefaultAuthority). An IPv6 literal comes without its
+ * brackets.
  */
 export function targetHost(target: experimental.GrpcUri, options: ChannelOptions): string {
   const proxied = options['grpc.http_connect_target'];
-  const path = (typeof proxied === 'string' ? GRPC_URI.exec(proxied)?.[3] : undefined) ?? target.path;
-  const authority = path.split(',')[0] ?? '';
+  const uri = typeof proxied === 'string' ? GRPC_URI.exec(proxied) : null;
+  const scheme = uri ? uri[1] : target.scheme;
+  const path = uri?.[3] ?? target.path;
+  const authority = scheme === 'ipv4' || scheme === 'ipv6' ? (path.split(',')[0] ?? '') : path;
   return experimental.splitHostPort(authority)?.host ?? authority;
 }
 
@@ -47,7 +53,11 @@ export function tlsTarget(host: string): { host: string; servername?: string } {
 
 /** grpc-js channel credentials whose connector sends no server name for an IP endpoint (etcdChannelCredentials makes them). */
 export class EtcdChannelCredentials extends ChannelCredentials {
-  constructor(private readonly context: SecureContext) {
+  /** `handshakeTimeoutMs`: a TLS handshake not finished by then fails its connection. */
+  constructor(
+    private readonly context: SecureContext,
+    private readonly handshakeTimeoutMs: number,
+  ) {
     super();
   }
 
@@ -63,15 +73,21 @@ export class EtcdChannelCredentials extends ChannelCredentials {
     const secureContext = this.context;
     const peer = tlsTarget(targetHost(target, options));
     const calls = callCredentials ?? CallCredentials.createEmpty();
+    const ms = this.handshakeTimeoutMs;
     return {
       connect: (socket: Socket) =>
         new Promise((resolve, reject) => {
           const tls = tlsConnect({ socket, secureContext, ...peer, ALPNProtocols: ['h2'], rejectUnauthorized: true }, () => {
+            clearTimeout(timer);
             // Node refused an unverified peer already (rejectUnauthorized); checked again as grpc-js does
             if (!tls.authorized) reject(tls.authorizationError);
             else resolve({ socket: tls, secure: true });
           });
-          tls.on('error', reject);
+          const timer = setTimeout(() => tls.destroy(new Error(`etcd TLS handshake with ${peer.host} not finished within ${ms} ms`)), ms);
+          tls.on('error', (err) => {
+            clearTimeout(timer);
+            reject(err);
+          });
         }),
       waitForReady: () => Promise.resolve(),
       getCallCredentials: () => calls,
@@ -80,10 +96,14 @@ export class EtcdChannelCredentials extends ChannelCredentials {
   }
 }
 
-/** grpc-js channel credentials for an etcd: `pem`'s CA (only) trusted, its client certificate presented. */
-export function etcdChannelCredentials(pem: EtcdTlsPem): ChannelCredentials {
+/**
+ * grpc-js channel credentials for an etcd: `pem`'s CA (only) trusted, its client certificate presented, a TLS
+ * handshake given `handshakeTimeoutMs` (default 3000 ms, connectEtcd's dial timeout).
+ */
+export function etcdChannelCredentials(pem: EtcdTlsPem, handshakeTimeoutMs = 3000): ChannelCredentials {
   if (!pem.cert !== !pem.key) throw new Error('etcd TLS: a client certificate needs its key and a key its certificate');
-  return new EtcdChannelCredentials(createSecureContext({ ca: pem.ca, ...(pem.cert ? { cert: pem.cert, key: pem.key } : {}) }));
+  const ciphers = process.env.GRPC_SSL_CIPHER_SUITES;
+  return new EtcdChannelCredentials(createSecureContext({ ca: pem.ca, ...(pem.cert ? { cert: pem.cert, key: pem.key } : {}), ...(ciphers ? { ciphers } : {}) }), handshakeTimeoutMs);
 }
 
 /** The part of etcd3's (internal) ConnectionPool holding the channel credentials: every host's and the authenticator's. */
@@ -103,8 +123,9 @@ export function useEtcdCredentials(etcd: Etcd3, credentials: ChannelCredentials)
   const own = pool?.authenticator?.credentials;
   const hosts = pool?.hosts;
   if (!(own instanceof ChannelCredentials) || !own._isSecure() || !Array.isArray(hosts) || hosts.length === 0 ||
-      !hosts.every((h) => h.channelCredentials === own && Object.keys(h.cachedServices ?? {}).length === 0))
+      !hosts.every((h) => h.channelCredentials === own && typeof h.cachedServices === 'object' && h.cachedServices !== null))
     throw new Error('etcd3 client without the TLS connection pool etcdtls.ts expects (etcd3 version changed?)');
+  if (hosts.some((h) => Object.keys(h.cachedServices).length > 0)) throw new Error('etcd TLS credentials: the client opened a channel already; they are put in before its first call');
   for (const h of hosts) h.channelCredentials = credentials;
   pool!.authenticator!.credentials = credentials;
 }
@@ -116,7 +137,7 @@ export function useEtcdCredentials(etcd: Etcd3, credentials: ChannelCredentials)
  * used, every server would be refused. Throws as etcdChannelCredentials and useEtcdCredentials do.
  */
 export function etcdTlsClient(opts: IOptions, pem: EtcdTlsPem): Etcd3 {
-  const credentials = etcdChannelCredentials(pem);
+  const credentials = etcdChannelCredentials(pem, opts.dialTimeout);
   const etcd = new Etcd3({ ...opts, credentials: { rootCertificate: Buffer.alloc(0) } });
   try {
     useEtcdCredentials(etcd, credentials);

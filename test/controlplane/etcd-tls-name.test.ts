@@ -9,7 +9,7 @@
 // the attacker's certificates (what they serve after the handshake does not matter: they must get nothing).
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
-import { connect as netConnect, type AddressInfo, type Socket } from 'node:net';
+import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type Server } from 'node:tls';
@@ -210,6 +210,20 @@ describe.skipIf(!enabled)('TLS to etcd: server name and certificate checks', () 
       expect(new Set(s.seen.servernames), endpoint).toEqual(new Set([sni]));
     }
   });
+
+  it('gives up on an endpoint that accepts TCP and never answers the TLS handshake (was: the call hung forever)', async () => {
+    const held: Socket[] = [];
+    const silent = createNetServer((sock) => void held.push(sock.on('error', () => {})));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const err = await get(`https://127.0.0.1:${(silent.address() as AddressInfo).port}`);
+      expect(err?.message).toMatch(/etcd TLS handshake with 127\.0\.0\.1 not finished within 2000 ms/);
+      expect(held.length).toBeGreaterThan(0);
+    } finally {
+      for (const sock of held) sock.destroy();
+      silent.close();
+    }
+  }, 60_000);
 
   // an impostor at 127.0.0.1 with a certificate it could get: one for another etcd of the same CA, one whose CN
   // (not a SAN) is the address, one naming the address as a DNS name (and localhost), the right address from

@@ -11,6 +11,9 @@ describe('etcd TLS target', () => {
     expect(targetHost({ scheme: 'dns', path: '[fd00::2]:2379' }, {})).toBe('fd00::2');
     expect(targetHost({ scheme: 'dns', path: 'etcd.c1.example:2379' }, {})).toBe('etcd.c1.example');
     expect(targetHost({ scheme: 'ipv4', path: '198.18.0.2:2379,198.18.0.3:2379' }, {})).toBe('198.18.0.2');
+    // a dns target is one name (grpc-js takes its whole path): no comma splits it
+    expect(targetHost({ scheme: 'dns', path: 'a.example:1,b.example:2' }, {})).toBe('a.example:1,b.example:2');
+    expect(targetHost({ scheme: 'dns', path: 'x' }, { 'grpc.http_connect_target': 'ipv6:[fd00::2]:2379,[fd00::3]:2379' })).toBe('fd00::2');
   });
 
   it('takes the server behind an HTTP CONNECT proxy, not the proxy (the channel target is the proxy then)', () => {
@@ -29,7 +32,7 @@ describe('etcd TLS target', () => {
 });
 
 describe('etcd TLS credentials in place of etcd3 own', () => {
-  // createSecureContext parses no CA until a handshake: no PEM needed to build either side's credentials
+  // an empty CA: an empty trust store (nothing verifies), enough to build either side's credentials
   const pem = { ca: Buffer.from('') };
   const slots = (c: Etcd3) => (c as unknown as { pool: { hosts: { channelCredentials: unknown }[]; authenticator: { credentials: unknown } } }).pool;
 
