@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, retry, wrap, type IBackoff } from 'cockatiel';
 import { Etcd3, GRPCDeadlineExceededError, isRecoverableError, type IOptions } from 'etcd3';
+import { etcdTlsClient } from './etcdtls.js';
 
 export interface EtcdOptions {
   endpoints: string[];
@@ -78,12 +79,12 @@ export function connectEtcd(o: EtcdOptions): Etcd3 {
       watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 1000 }) as unknown as IBackoff<unknown>,
     },
   };
-  const ca = o.ca ? Buffer.from(o.ca) : o.caFile ? readFileSync(o.caFile) : undefined;
-  if (ca) {
-    const cert = o.cert ? Buffer.from(o.cert) : o.certFile ? readFileSync(o.certFile) : undefined;
-    const key = o.key ? Buffer.from(o.key) : o.keyFile ? readFileSync(o.keyFile) : undefined;
-    opts.credentials = { rootCertificate: ca, ...(cert ? { certChain: cert } : {}), ...(key ? { privateKey: key } : {}) };
-  }
   if (o.username) opts.auth = { username: o.username, password: o.password ?? '' };
-  return new Etcd3(opts);
+  const ca = o.ca ? Buffer.from(o.ca) : o.caFile ? readFileSync(o.caFile) : undefined;
+  if (!ca) return new Etcd3(opts);
+  const cert = o.cert ? Buffer.from(o.cert) : o.certFile ? readFileSync(o.certFile) : undefined;
+  const key = o.key ? Buffer.from(o.key) : o.keyFile ? readFileSync(o.keyFile) : undefined;
+  // not etcd3's TLS credentials: they send an IP endpoint as the TLS server name (RFC 6066 forbids it; Node warns,
+  // DEP0123). etcdtls.ts's send none for an IP and verify the certificate against the endpoint as etcd3's did
+  return etcdTlsClient(opts, { ca, ...(cert ? { cert } : {}), ...(key ? { key } : {}) });
 }

@@ -40,8 +40,11 @@ export function createCA(dir: string, cluster: string): void {
     '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
 }
 
-/** Issues <dir>/<file>.crt/.key signed by the CA in `caDir`. */
-export function issue(caDir: string, dir: string, file: string, cn: string, opts: { ips?: string[]; server?: boolean } = {}): void {
+/**
+ * Issues <dir>/<file>.crt/.key signed by the CA in `caDir`: subject CN=`cn`, subject alternative names IP:`ips`
+ * and DNS:`names` (a client verifies a server against those, never its CN).
+ */
+export function issue(caDir: string, dir: string, file: string, cn: string, opts: { ips?: string[]; names?: string[]; server?: boolean } = {}): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const key = join(dir, `${file}.key`);
   const csr = join(dir, `${file}.csr`);
@@ -53,7 +56,8 @@ export function issue(caDir: string, dir: string, file: string, cn: string, opts
     'keyUsage=critical,digitalSignature,keyEncipherment',
     `extendedKeyUsage=${opts.server ? 'serverAuth,clientAuth' : 'clientAuth'}`,
   ];
-  if (opts.ips?.length) lines.push(`subjectAltName=${opts.ips.map((ip) => `IP:${ip}`).join(',')}`);
+  const sans = [...(opts.ips ?? []).map((ip) => `IP:${ip}`), ...(opts.names ?? []).map((n) => `DNS:${n}`)];
+  if (sans.length) lines.push(`subjectAltName=${sans.join(',')}`);
   writeFileSync(ext, lines.join('\n') + '\n');
   openssl(['x509', '-req', '-in', csr, '-CA', join(caDir, 'ca.crt'), '-CAkey', join(caDir, 'ca.key'), '-CAcreateserial', '-days', '825', '-extfile', ext, '-out', join(dir, `${file}.crt`)]);
   rmSync(csr);

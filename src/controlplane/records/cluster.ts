@@ -79,7 +79,7 @@ export const pinnedClusterCodec = jsonCodec('pinned-cluster', pinnedClusterSchem
 const pem = z.string().max(16 * 1024);
 export const remoteSpecSchema = z.object({
   name: clusterName,
-  endpoints: z.array(z.string().regex(/^https?:\/\/[^\s/]+$/, 'must be http(s)://host:port')).min(1).max(16),
+  endpoints: z.array(z.string().regex(/^https?:\/\/[^\s/,]+$/, 'must be http(s)://host:port')).min(1).max(16),
   caFile: z.string().max(4096).optional(),
   certFile: z.string().max(4096).optional(),
   keyFile: z.string().max(4096).optional(),
