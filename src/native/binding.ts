@@ -40,6 +40,8 @@ export interface NativePeerStats {
   probeRttUs: number;
   probesSent: number;
   probeReplies: number;
+  /** Our replies to its probe requests waiting for the TX thread (≤ 8: the per-peer quota, drop_probe_reply_quota past it). */
+  probeRepliesQueued: number;
   host?: string;
   port?: number;
 }
