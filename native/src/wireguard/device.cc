@@ -335,6 +335,7 @@ void Device::peer_stats(std::vector<PeerStats>* out, bool active_only) {
     s.probes_sent = p->probes_sent.load();
     s.probe_replies = p->probe_replies.load();
     s.probe_replies_queued = p->probe_replies_queued.load();
+    s.probe_replies_refused = p->probe_replies_refused.load();
     std::lock_guard<std::mutex> pl(p->mu);
     s.has_current = p->current != nullptr;
     s.current_initiator = p->current && p->current->initiator;

@@ -40,9 +40,10 @@
 //     table_mu_ while holding a Peer::mu.
 //   Keypair send contexts are used only by the TX thread, receive contexts and
 //     the replay filter only by the RX thread; the send counter is atomic.
-//   events_mu_ guards the event queue; ctl_mu_ the TX control queue. ctl_mu_ is
-//     taken under table_mu_ (the RX thread queues probe replies against their
-//     peer's quota) and never held while taking another lock.
+//   events_mu_ guards the event queue; ctl_mu_ the TX control queue. The RX
+//     thread takes ctl_mu_ under table_mu_ (and in mesh mode the engine's and
+//     load balancer's mu, all shared) to queue probe replies against their
+//     peer's quota; nothing is locked while ctl_mu_ is held.
 //   active_mu_ guards the active list (active_, Peer::listed, Peer::active_pos).
 //     It is a leaf: taken under table_mu_ (either mode) and under a Peer::mu,
 //     never held while taking another lock. A peer joins the list (mark_active)
@@ -128,8 +129,9 @@ struct Peer {
   std::atomic<uint64_t> probes_sent{0}, probe_replies{0};
   // Our replies to its probe requests waiting in the TX control queue (≤ Device::kProbeRepliesQueuedMax):
   // counted in by the RX thread when queued, out by the TX thread when packed (Device::queue_probe_reply,
-  // pack_control); replies queued to a removed peer are skipped and go with it.
+  // pack_control); replies queued to a removed peer are skipped and go with it. Refused: cumulative, either bound.
   std::atomic<uint32_t> probe_replies_queued{0};
+  std::atomic<uint64_t> probe_replies_refused{0};
   // In Device::active_ (at active_pos), both guarded by active_mu_; read
   // without it only as a hint (a stale false takes the lock and looks again).
   std::atomic<bool> listed{false};
@@ -199,7 +201,7 @@ struct PeerStats {
   uint64_t rx_bytes, tx_bytes, rx_packets, tx_packets;
   uint64_t last_data_sent_ms, last_data_recv_ms, last_auth_sent_ms, last_auth_recv_ms;
   uint64_t sent_unanswered_ms, recv_unanswered_ms;
-  uint64_t last_probe_reply_ms, probe_rtt_us, probes_sent, probe_replies, probe_replies_queued;
+  uint64_t last_probe_reply_ms, probe_rtt_us, probes_sent, probe_replies, probe_replies_queued, probe_replies_refused;
   bool has_current;
   bool current_initiator;
   uint64_t current_age_ms;
@@ -323,8 +325,9 @@ class Device {
   static uint64_t unstage(Peer* p, std::vector<std::vector<uint8_t>>* rest);
   // A probe reply c to peer p (c.peer == p->id; p valid: table_mu_ held) joins the TX control queue q (ctl_mu_
   // held), or is refused: p already has kProbeRepliesQueuedMax queued (kDropProbeReplyQuota), or q holds
-  // kTxCtlQueueMax messages, whatever their kind (kDropControlOverflow: a many-peer flood). Returns the counter
-  // to bump, kCounterCount when queued (p->probe_replies_queued counted in; pack_control counts it out).
+  // kTxCtlQueueMax messages waiting, whatever their kind, the round in progress not counted (kDropControlOverflow:
+  // a many-peer flood; so up to about twice the bound in memory). Returns the counter to bump, kCounterCount when
+  // queued (p->probe_replies_queued counted in; pack_control counts it out); a refusal adds to p->probe_replies_refused.
   static Counter queue_probe_reply(std::vector<Ctl>* q, Peer* p, const Ctl& c);
 
  private:

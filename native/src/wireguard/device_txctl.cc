@@ -26,8 +26,13 @@ void reply_packed(Peer* p) {
 
 Counter Device::queue_probe_reply(std::vector<Ctl>* q, Peer* p, const Ctl& c) {
   // Only the RX thread counts in (under ctl_mu_) and the TX thread only counts out: check-then-add cannot overshoot.
-  if (p->probe_replies_queued.load(std::memory_order_relaxed) >= kProbeRepliesQueuedMax) return kDropProbeReplyQuota;
-  if (q->size() >= kTxCtlQueueMax) return kDropControlOverflow;
+  Counter refused = p->probe_replies_queued.load(std::memory_order_relaxed) >= kProbeRepliesQueuedMax ? kDropProbeReplyQuota
+                    : q->size() >= kTxCtlQueueMax                                                   ? kDropControlOverflow
+                                                                                                    : kCounterCount;
+  if (refused != kCounterCount) {
+    p->probe_replies_refused.fetch_add(1, std::memory_order_relaxed);  // per peer: who is refused, not only how often
+    return refused;
+  }
   p->probe_replies_queued.fetch_add(1, std::memory_order_relaxed);
   q->push_back(c);
   return kCounterCount;
