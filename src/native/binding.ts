@@ -40,6 +40,10 @@ export interface NativePeerStats {
   probeRttUs: number;
   probesSent: number;
   probeReplies: number;
+  /** Our replies to its probe requests waiting for the TX thread (≤ 8: the per-peer quota, drop_probe_reply_quota past it). */
+  probeRepliesQueued: number;
+  /** Its probe requests we refused to answer, cumulative (the per-peer quota or the queue's bound: drop_probe_reply_quota, drop_control_overflow). */
+  probeRepliesRefused: number;
   host?: string;
   port?: number;
 }

@@ -81,7 +81,7 @@ export interface FakeDeviceOptions extends NativeDeviceOptions {
 const zeroStats = (): FakePeer['stats'] => ({
   rxBytes: 0, txBytes: 0, rxPackets: 0, txPackets: 0, lastDataSentMs: 0, lastDataRecvMs: 0, lastAuthSentMs: 0, lastAuthRecvMs: 0,
   sentUnansweredMs: 0, recvUnansweredMs: 0, hasCurrent: false, currentInitiator: false, currentAgeMs: 0, hasNext: false,
-  lastProbeReplyMs: 0, probeRttUs: 0, probesSent: 0, probeReplies: 0,
+  lastProbeReplyMs: 0, probeRttUs: 0, probesSent: 0, probeReplies: 0, probeRepliesQueued: 0, probeRepliesRefused: 0,
 });
 
 /** The text of a row's address (4 or 16 bytes from `at`). */

@@ -107,6 +107,10 @@ export interface TestHooksAddon {
     staged(id: number): Buffer[];
     pending(): number;
     unstage(id: number, packets: Buffer[]): number;
+    /** Device::queue_probe_reply: the RX thread's answer to this peer's probe request joins the queue, or the counter it bumped. */
+    reply(id: number, probe: Buffer): 'queued' | 'drop_probe_reply_quota' | 'drop_control_overflow';
+    removePeer(id: number): void;
+    repliesQueued(id: number): number;
   };
   policyBench(kind: PolicyBenchKind, size: number, policyEntries: number, ops: number): { nsPerOp: number; setupMs: number; ops: number; hits: number };
   /**

@@ -22,16 +22,24 @@ export async function until(cond: () => boolean): Promise<void> {
 }
 
 /**
- * A sentinel peer `id` on both devices with a keypair between them; the returned function sends its keepalive and
- * resolves once it is counted: the TX thread has then taken every earlier request to `d` (FIFO).
+ * Peer `id` on both devices, each the other's endpoint, with a current keypair between them: d's receiver index
+ * `index`, e's `index + 1` (distinct per peer when several share the two devices).
  */
-export function txSentinel(d: NativeDevice, e: NativeDevice, id: number): () => Promise<void> {
+export function keyedPeer(d: NativeDevice, e: NativeDevice, id: number, index: number): void {
   for (const [x, y] of [[d, e], [e, d]] as const) {
     x.upsertPeer(id);
     x.setEndpoint(id, '127.0.0.1', y.port);
   }
-  d.installKeypair(id, 1, 2, Buffer.alloc(32, 7), Buffer.alloc(32, 8), true);
-  e.installKeypair(id, 2, 1, Buffer.alloc(32, 8), Buffer.alloc(32, 7), true);
+  d.installKeypair(id, index, index + 1, Buffer.alloc(32, 7), Buffer.alloc(32, 8), true);
+  e.installKeypair(id, index + 1, index, Buffer.alloc(32, 8), Buffer.alloc(32, 7), true);
+}
+
+/**
+ * A sentinel peer `id` on both devices with a keypair between them; the returned function sends its keepalive and
+ * resolves once it is counted: the TX thread has then taken every earlier request to `d` (FIFO).
+ */
+export function txSentinel(d: NativeDevice, e: NativeDevice, id: number): () => Promise<void> {
+  keyedPeer(d, e, id, 1);
   return async () => {
     const before = d.counters().tx_packets!;
     d.sendKeepalive(id);

@@ -7,7 +7,8 @@
 // are peers have gone out. The peers hold no endpoint (no 150,000 sends a round on a shared machine): the probe is counted
 // when the round packs it, then dropped as no-endpoint, each one counted.
 import { describe, expect, it } from 'vitest';
-import { loopbackDevices, until } from '../helpers/native-loopback.js';
+import type { NativeDevice } from '../../src/native/binding.js';
+import { keyedPeer, loopbackDevices, until } from '../helpers/native-loopback.js';
 
 const open = loopbackDevices();
 
@@ -44,5 +45,130 @@ describe('TX control round on the device (arena overflow)', () => {
       d.probeWatch([], ids);
     }
     expect(d.peerStats()).toEqual([]);
+  });
+});
+
+// A peer flooding probe requests (device_txctl.cc queue_probe_reply): each one asks the TX thread for a reply; a
+// peer has at most 8 replies queued. These tests show the quota at work (the flooder refused, honest peers not); they
+// do not show the shared bound being reached: one peer over loopback does not outrun the TX thread that far (main's
+// build answers all 200,000 of this flood with no drop_control_overflow), so the bound is tx-control.test.ts's.
+// Device e plays the peers (its probe() sends real probe requests over a real session), d answers. Oracle, counted
+// on d whatever the sockets lose: every request d received from a peer was answered or refused and counted (its
+// rxPackets = its txPackets + its refusals: d sends these peers nothing else); an honest peer (one request at a time)
+// is never refused; the flooder is (drop_probe_reply_quota, and its own probeRepliesRefused); nothing left queued.
+describe('TX control queue on the device: probe replies per peer', () => {
+  const FLOODER = 10;
+  const HONEST = [11, 12, 13, 14, 15, 16];
+  const pair = (d: NativeDevice, e: NativeDevice, ids: number[]) => {
+    d.enablePolicy(); // probes are mesh mode's
+    e.enablePolicy();
+    for (const id of ids) keyedPeer(d, e, id, 2 * id);
+  };
+  const stats = (d: NativeDevice) => new Map(d.peerStats().map((s) => [s.id, s]));
+  /** The honest peers probe (one request each, again once answered) until each has an answer; returns the rounds. */
+  const honestUntilAnswered = async (e: NativeDevice, during: () => boolean) => {
+    for (let i = 0; i < 250; i++) {
+      const got = stats(e);
+      const waiting = HONEST.filter((id) => (got.get(id)?.probeReplies ?? 0) === 0);
+      if (waiting.length === 0 && !during()) return;
+      e.probe(waiting.length ? waiting : HONEST);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  /** Waits until d's per-peer counts stop moving (the flood has drained). */
+  const drained = async (d: NativeDevice) => {
+    let last = '';
+    await until(() => {
+      const now = JSON.stringify(d.peerStats().map((s) => [s.id, s.rxPackets, s.txPackets, s.probeRepliesQueued]));
+      const same = now === last;
+      last = now;
+      return same;
+    });
+  };
+
+  it('one peer flooding 200,000 probe requests is refused past 8 queued; every honest request is answered', { timeout: 60_000 }, async () => {
+    const d = open();
+    const e = open();
+    pair(d, e, [FLOODER, ...HONEST]);
+    const FLOOD = 200_000;
+    e.probe(Array.from({ length: FLOOD }, () => FLOODER));
+    await honestUntilAnswered(e, () => (stats(e).get(FLOODER)?.probesSent ?? 0) < FLOOD);
+    await drained(d);
+    const got = stats(d);
+    const f = got.get(FLOODER)!;
+    const c = d.counters();
+    expect({
+      floodAccounted: f.txPackets + c.drop_probe_reply_quota!,
+      overflow: c.drop_control_overflow,
+      honest: HONEST.map((id) => ({ id, refused: got.get(id)!.rxPackets - got.get(id)!.txPackets, queued: got.get(id)!.probeRepliesQueued })),
+      floodQueued: f.probeRepliesQueued,
+      floodRefused: f.probeRepliesRefused,
+      honestRefused: HONEST.map((id) => got.get(id)!.probeRepliesRefused),
+    }).toEqual({
+      floodAccounted: f.rxPackets,
+      overflow: 0,
+      honest: HONEST.map((id) => ({ id, refused: 0, queued: 0 })),
+      floodQueued: 0,
+      floodRefused: c.drop_probe_reply_quota, // the per-peer count names who was refused: all of it the flooder's
+      honestRefused: HONEST.map(() => 0),
+    });
+    expect(c.drop_probe_reply_quota).toBeGreaterThan(0); // the flood did outrun the TX thread: it was refused
+    for (const id of HONEST) expect({ id, answered: stats(e).get(id)!.probeReplies >= 1 }).toEqual({ id, answered: true });
+  });
+
+  // The flooder removed just after its replies were seen queued (the round skips a removed peer's messages by id).
+  // Alone, the TX thread packs a queued reply within microseconds of the RX thread queueing it: the first version
+  // of this test never saw one queued (0 at removal in 5 of 5 of the reviewer's runs; a tight poll saw 0 in all of
+  // ~100 reads during the flood). So d also watches LOAD endpoint-less peers: its probe round (every 200 ms) keeps
+  // the TX thread packing, and the flooder's replies wait behind it (8 queued in a few % of the reads). LOAD stays
+  // below the shared bound (114,688 waiting), so nothing is refused for it. The read and the removal happen in one
+  // synchronous turn of a tight poll (the device's threads run on); the TX thread may still pack the replies between
+  // the two calls: the test shows ≥ 1 queued just before removal. Oracle: honest peers and a peer added after (a
+  // new id: ids are never reused) are all answered, none refused, nothing left queued, the shared bound never reached.
+  it('removing the flooder right after its replies are seen queued: every other peer is answered', { timeout: 60_000 }, async () => {
+    const d = open();
+    const e = open();
+    const NEXT = 20;
+    const FLOOD = 200_000;
+    const LOAD = Array.from({ length: 60_000 }, (_, i) => 1000 + i);
+    pair(d, e, [FLOODER, ...HONEST]);
+    for (const id of LOAD) d.upsertPeer(id);
+    d.probeWatch(LOAD, []);
+    await until(() => (d.counters().drop_no_endpoint ?? 0) > 0); // its probe rounds have started
+    // the keyed peers are on the active list, LOAD's are not: peerStats(true) reads only ours
+    const flooder = () => d.peerStats(true).find((s) => s.id === FLOODER);
+    let seen = 0;
+    // bounded: at most 5 floods, each polled until d has received the last of it (or lost it: its count stops)
+    for (let attempt = 0; attempt < 5 && seen === 0; attempt++) {
+      e.probe(Array.from({ length: FLOOD }, () => FLOODER));
+      for (let last = -1, still = 0; seen === 0 && still < 100_000; ) {
+        const f = flooder()!;
+        seen = f.probeRepliesQueued;
+        still = f.rxPackets === last ? still + 1 : 0;
+        last = f.rxPackets;
+      }
+      if (seen > 0) d.removePeer(FLOODER);
+    }
+    expect({ queuedJustBeforeRemoval: seen >= 1, removed: !stats(d).has(FLOODER) }).toEqual({ queuedJustBeforeRemoval: true, removed: true });
+    await honestUntilAnswered(e, () => false);
+    d.probeWatch([], LOAD);
+    for (const id of LOAD) d.removePeer(id);
+    pair(d, e, [NEXT]);
+    for (let i = 0; i < 250 && (stats(e).get(NEXT)?.probeReplies ?? 0) === 0; i++) {
+      e.probe([NEXT]);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await drained(d);
+    const got = stats(d);
+    const peers = [...HONEST, NEXT];
+    expect({
+      overflow: d.counters().drop_control_overflow,
+      peers: peers.map((id) => ({ id, refused: got.get(id)!.rxPackets - got.get(id)!.txPackets, refusedCount: got.get(id)!.probeRepliesRefused, queued: got.get(id)!.probeRepliesQueued })),
+      answered: peers.filter((id) => stats(e).get(id)!.probeReplies >= 1),
+    }).toEqual({
+      overflow: 0,
+      peers: peers.map((id) => ({ id, refused: 0, refusedCount: 0, queued: 0 })),
+      answered: peers,
+    });
   });
 });

@@ -257,6 +257,8 @@ Napi::Value DeviceWrap::PeerStats(const Napi::CallbackInfo& info) {
     o.Set("probeRttUs", double(s.probe_rtt_us));
     o.Set("probesSent", double(s.probes_sent));
     o.Set("probeReplies", double(s.probe_replies));
+    o.Set("probeRepliesQueued", double(s.probe_replies_queued));
+    o.Set("probeRepliesRefused", double(s.probe_replies_refused));
     if (s.endpoint.valid()) {
       o.Set("host", s.endpoint.ip_string());
       o.Set("port", double(s.endpoint.port()));

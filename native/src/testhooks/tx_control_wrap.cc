@@ -2,7 +2,6 @@
 // Peer structs and an arena of the size the test gives, so a unit test fills it past its end with distinguishable
 // staged packets (the device's arena is 8 MiB and its rounds race the JavaScript calls that queue them).
 #include <cstring>
-#include <deque>
 #include <memory>
 #include <unordered_map>
 #include <vector>
@@ -24,7 +23,9 @@ class TxControlWrap : public Napi::ObjectWrap<TxControlWrap> {
                        {InstanceMethod("addPeer", &TxControlWrap::AddPeer), InstanceMethod("stage", &TxControlWrap::Stage),
                         InstanceMethod("control", &TxControlWrap::Control), InstanceMethod("round", &TxControlWrap::Round),
                         InstanceMethod("staged", &TxControlWrap::Staged), InstanceMethod("pending", &TxControlWrap::Pending),
-                        InstanceMethod("unstage", &TxControlWrap::Unstage)});
+                        InstanceMethod("unstage", &TxControlWrap::Unstage), InstanceMethod("reply", &TxControlWrap::Reply),
+                        InstanceMethod("removePeer", &TxControlWrap::RemovePeer),
+                        InstanceMethod("repliesQueued", &TxControlWrap::RepliesQueued)});
   }
   explicit TxControlWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TxControlWrap>(info) {}
 
@@ -93,6 +94,29 @@ class TxControlWrap : public Napi::ObjectWrap<TxControlWrap> {
     r.Set("dropped", double(dropped));
     return r;
   }
+  // reply(id, probe: Buffer of 16) -> 'queued' or the counter it bumped: Device::queue_probe_reply, as the RX
+  // thread queues its answer to that peer's probe request
+  Napi::Value Reply(const Napi::CallbackInfo& info) {
+    Peer* p = Arg(info);
+    const uint8_t* probe;
+    if (!p || !GetBytes(info[1], kProbeSize, &probe)) return ThrowType(info.Env(), "reply(known id, probe: Buffer of 16)");
+    Device::Ctl c{Device::CtlKind::kProbeReply, p->id, {}};
+    std::memcpy(c.probe, probe, kProbeSize);
+    Counter r = Device::queue_probe_reply(&queue_, p, c);
+    return Napi::String::New(info.Env(), r == kCounterCount ? "queued" : kCounterNames[r]);
+  }
+  // removePeer(id): gone (its queued messages stay, skipped by the round, as in the device)
+  Napi::Value RemovePeer(const Napi::CallbackInfo& info) {
+    if (!info[0].IsNumber()) return ThrowType(info.Env(), "removePeer(id)");
+    peers_.erase(info[0].As<Napi::Number>().Uint32Value());
+    return info.Env().Undefined();
+  }
+  // repliesQueued(id) -> the peer's probe_replies_queued
+  Napi::Value RepliesQueued(const Napi::CallbackInfo& info) {
+    Peer* p = Arg(info);
+    if (!p) return ThrowType(info.Env(), "repliesQueued(known id)");
+    return Napi::Number::New(info.Env(), double(p->probe_replies_queued.load()));
+  }
   // staged(id) -> Buffer[] (oldest first)
   Napi::Value Staged(const Napi::CallbackInfo& info) {
     Peer* p = Arg(info);
@@ -117,7 +141,7 @@ class TxControlWrap : public Napi::ObjectWrap<TxControlWrap> {
   }
 
   std::unordered_map<uint32_t, std::unique_ptr<Peer>> peers_;
-  std::deque<Device::Ctl> queue_;
+  std::vector<Device::Ctl> queue_;
 };
 
 }  // namespace

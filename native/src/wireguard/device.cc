@@ -53,6 +53,7 @@ const char* const kCounterNames[kCounterCount] = {
     "handshake_requests",
     "drop_probe_forged",
     "drop_control_overflow",
+    "drop_probe_reply_quota",
 };
 
 uint64_t monotonic_ms() {
@@ -333,6 +334,8 @@ void Device::peer_stats(std::vector<PeerStats>* out, bool active_only) {
     s.probe_rtt_us = p->probe_rtt_us.load();
     s.probes_sent = p->probes_sent.load();
     s.probe_replies = p->probe_replies.load();
+    s.probe_replies_queued = p->probe_replies_queued.load();
+    s.probe_replies_refused = p->probe_replies_refused.load();
     std::lock_guard<std::mutex> pl(p->mu);
     s.has_current = p->current != nullptr;
     s.current_initiator = p->current && p->current->initiator;
@@ -377,16 +380,15 @@ void Device::drain_events(std::vector<Event>* out) {
 
 void Device::push_ctl(const Ctl& c) {
   {
+    // Keepalives, probes and flushes: from our own timers and handshakes, bounded by the peers (device_txctl.cc
+    // takes a peer's probe replies, against its quota and the queue's bound: queue_rx_ctl).
     std::lock_guard<std::mutex> lock(ctl_mu_);
-    // A peer asks for probe replies (one per probe request it sends): past the bound they are dropped, so a peer
-    // sending them faster than the TX thread answers cannot grow the queue (which carries over what a round
-    // could not fit). Keepalives, probes and flushes come from our own timers and handshakes.
-    if (c.kind == CtlKind::kProbeReply && ctl_.size() >= kTxCtlQueueMax) {
-      count(kDropControlOverflow);
-      return;
-    }
     ctl_.push_back(c);
   }
+  wake_tx();
+}
+
+void Device::wake_tx() {
   uint64_t one = 1;
   if (write(tx_wake_, &one, 8) < 0) {}
 }

@@ -40,7 +40,10 @@
 //     table_mu_ while holding a Peer::mu.
 //   Keypair send contexts are used only by the TX thread, receive contexts and
 //     the replay filter only by the RX thread; the send counter is atomic.
-//   events_mu_ guards the event queue; ctl_mu_ the TX control queue.
+//   events_mu_ guards the event queue; ctl_mu_ the TX control queue. The RX
+//     thread takes ctl_mu_ under table_mu_ (and in mesh mode the engine's and
+//     load balancer's mu, all shared) to queue probe replies against their
+//     peer's quota; nothing is locked while ctl_mu_ is held.
 //   active_mu_ guards the active list (active_, Peer::listed, Peer::active_pos).
 //     It is a leaf: taken under table_mu_ (either mode) and under a Peer::mu,
 //     never held while taking another lock. A peer joins the list (mark_active)
@@ -124,6 +127,11 @@ struct Peer {
   std::atomic<uint64_t> last_probe_reply_ms{0};
   std::atomic<uint64_t> probe_rtt_us{0};
   std::atomic<uint64_t> probes_sent{0}, probe_replies{0};
+  // Our replies to its probe requests waiting in the TX control queue (≤ Device::kProbeRepliesQueuedMax):
+  // counted in by the RX thread when queued, out by the TX thread when packed (Device::queue_probe_reply,
+  // pack_control); replies queued to a removed peer are skipped and go with it. Refused: cumulative, either bound.
+  std::atomic<uint32_t> probe_replies_queued{0};
+  std::atomic<uint64_t> probe_replies_refused{0};
   // In Device::active_ (at active_pos), both guarded by active_mu_; read
   // without it only as a hint (a stale false takes the lock and looks again).
   std::atomic<bool> listed{false};
@@ -169,6 +177,7 @@ enum Counter : int {
   kHandshakeRequests,
   kDropProbeForged,
   kDropControlOverflow,
+  kDropProbeReplyQuota,
   kCounterCount
 };
 extern const char* const kCounterNames[kCounterCount];
@@ -192,7 +201,7 @@ struct PeerStats {
   uint64_t rx_bytes, tx_bytes, rx_packets, tx_packets;
   uint64_t last_data_sent_ms, last_data_recv_ms, last_auth_sent_ms, last_auth_recv_ms;
   uint64_t sent_unanswered_ms, recv_unanswered_ms;
-  uint64_t last_probe_reply_ms, probe_rtt_us, probes_sent, probe_replies;
+  uint64_t last_probe_reply_ms, probe_rtt_us, probes_sent, probe_replies, probe_replies_queued, probe_replies_refused;
   bool has_current;
   bool current_initiator;
   uint64_t current_age_ms;
@@ -212,6 +221,11 @@ class Device {
   };
   static constexpr size_t kHandshakeQueueSize = 1024;
   static constexpr size_t kStagedMax = 128;
+  // Probe replies one peer may have in the TX control queue (drop_probe_reply_quota past it). An honest peer's
+  // probe monitor sends one request every ProbeMonitor::kRoundMs (200 ms) and the TX thread takes the queue
+  // within a round or two even behind a 114,688-message backlog: it has 1, at most 2-3, outstanding; 8 leaves room
+  // for JavaScript's own probe() calls. A flooding peer holds 8 slots of the queue, not all of them.
+  static constexpr uint32_t kProbeRepliesQueuedMax = 8;
 
   Device();
   ~Device();
@@ -309,6 +323,12 @@ class Device {
   // Puts rest (the oldest packets, in order) back in front of p's staged queue (takes p->mu), what was staged
   // since behind it; keeps the newest kStagedMax and returns how many older ones it dropped.
   static uint64_t unstage(Peer* p, std::vector<std::vector<uint8_t>>* rest);
+  // A probe reply c to peer p (c.peer == p->id; p valid: table_mu_ held) joins the TX control queue q (ctl_mu_
+  // held), or is refused: p already has kProbeRepliesQueuedMax queued (kDropProbeReplyQuota), or q holds
+  // kTxCtlQueueMax messages waiting, whatever their kind, the round in progress not counted (kDropControlOverflow:
+  // a many-peer flood; so up to about twice the bound in memory). Returns the counter to bump, kCounterCount when
+  // queued (p->probe_replies_queued counted in; pack_control counts it out); a refusal adds to p->probe_replies_refused.
+  static Counter queue_probe_reply(std::vector<Ctl>* q, Peer* p, const Ctl& c);
 
  private:
   struct TxOut {
@@ -338,6 +358,10 @@ class Device {
   void request_handshake(Peer* p, uint64_t now);
   void push_event(Event&& e);
   void push_ctl(const Ctl& c);
+  // RX thread, table_mu_ held: queues rx_flushes_ for the TX thread (replies within their quotas); returns
+  // whether anything was queued (the caller wakes the TX thread after releasing table_mu_).
+  bool queue_rx_ctl();
+  void wake_tx();
   Peer* find_peer(uint32_t id);
   // Puts p on the active list (table_mu_ held, either mode); cheap when it is on it.
   void mark_active(Peer* p);

@@ -61,6 +61,7 @@ void Device::rx_loop() {
       rx_wall_ms_ = rx_policy_ ? wall_ms() : 0;
       rx_pending_.clear();
       rx_flushes_.clear();
+      bool wake;
       {
         std::shared_lock<std::shared_mutex> lock(table_mu_);
         std::shared_lock<std::shared_mutex> plock;
@@ -86,8 +87,9 @@ void Device::rx_loop() {
             rx_message(base + off, l, froms[i], now);
           }
         }
+        wake = queue_rx_ctl();  // under table_mu_: probe replies are counted on their peer
       }
-      for (const Ctl& c : rx_flushes_) push_ctl(c);
+      if (wake) wake_tx();
       if (rx_pending_.empty() || tun_.fd < 0) continue;
       coalescer.reset();
       if (tun_.vnet_hdr) {

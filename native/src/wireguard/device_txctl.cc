@@ -1,7 +1,8 @@
 // The TX thread's control round: keepalives, liveness probes and the flushes of staged packets, packed into
 // the TX arena before its TUN reads (pipeline and locking rules: device.h). What does not fit waits for the
 // next round, in order: nothing is dropped for want of arena space (before, the rest of a flush was lost
-// uncounted, and every later message of the round with it).
+// uncounted, and every later message of the round with it). And the queue's one input a peer drives: replies to
+// its probe requests, at most Device::kProbeRepliesQueuedMax per peer and none past the queue's bound.
 #include <cstring>
 
 #include "device.h"
@@ -14,7 +15,49 @@ using namespace device_detail;
 namespace {
 // A keepalive or probe: 16 bytes of header room, ≤ kProbeSize of plaintext, room for padding and the tag.
 constexpr size_t kCtlSlot = 64;
+
+// A probe reply has left the queue for the arena: its peer's quota slot is free. Saturating: a reply queued to a
+// removed peer whose id came back (never in the device: ids are not reused) must not wrap the new peer's count.
+void reply_packed(Peer* p) {
+  uint32_t n = p->probe_replies_queued.load(std::memory_order_relaxed);
+  while (n > 0 && !p->probe_replies_queued.compare_exchange_weak(n, n - 1, std::memory_order_relaxed)) {}
+}
 }  // namespace
+
+Counter Device::queue_probe_reply(std::vector<Ctl>* q, Peer* p, const Ctl& c) {
+  // Only the RX thread counts in (under ctl_mu_) and the TX thread only counts out: check-then-add cannot overshoot.
+  Counter refused = p->probe_replies_queued.load(std::memory_order_relaxed) >= kProbeRepliesQueuedMax ? kDropProbeReplyQuota
+                    : q->size() >= kTxCtlQueueMax                                                   ? kDropControlOverflow
+                                                                                                    : kCounterCount;
+  if (refused != kCounterCount) {
+    p->probe_replies_refused.fetch_add(1, std::memory_order_relaxed);  // per peer: who is refused, not only how often
+    return refused;
+  }
+  p->probe_replies_queued.fetch_add(1, std::memory_order_relaxed);
+  q->push_back(c);
+  return kCounterCount;
+}
+
+bool Device::queue_rx_ctl() {
+  if (rx_flushes_.empty()) return false;
+  bool queued = false;
+  std::lock_guard<std::mutex> lock(ctl_mu_);
+  for (const Ctl& c : rx_flushes_) {
+    if (c.kind != CtlKind::kProbeReply) {  // a flush: a keypair confirmed, at most one per peer and batch
+      ctl_.push_back(c);
+      queued = true;
+      continue;
+    }
+    Peer* p = find_peer(c.peer);  // (found: rx_probe saw it under this hold of table_mu_)
+    if (!p) continue;
+    Counter drop = queue_probe_reply(&ctl_, p, c);
+    if (drop == kCounterCount)
+      queued = true;
+    else
+      count(drop);
+  }
+  return queued;
+}
 
 size_t Device::pack_control(const Ctl* ctl, size_t n, const std::function<Peer*(uint32_t)>& find, uint8_t* arena,
                             size_t cap, size_t* used, std::vector<TxSeg>* segs, uint64_t* dropped) {
@@ -28,6 +71,7 @@ size_t Device::pack_control(const Ctl* ctl, size_t n, const std::function<Peer*(
       size_t len = c.kind == CtlKind::kKeepalive ? 0 : kProbeSize;
       if (len) std::memcpy(arena + *used + 16, c.probe, len);
       if (c.kind == CtlKind::kProbeRequest) p->probes_sent.fetch_add(1, std::memory_order_relaxed);
+      if (c.kind == CtlKind::kProbeReply) reply_packed(p);
       segs->push_back(TxSeg{arena + *used + 16, len, true, p->id});
       *used += kCtlSlot;
       continue;
