@@ -380,6 +380,7 @@ export class Agent extends EventEmitter {
     const peers = peerStatuses(this.peerSet.peers, this.dev.peerStats(), Date.now(), this.dev.now());
     const dp = this.datapath;
     const h = this.dev.stats;
+    const c = this.dev.native.counters();
     return {
       cluster: this.cfg.cluster.name,
       clusterId: this.cfg.cluster.id,
@@ -394,7 +395,8 @@ export class Agent extends EventEmitter {
       registration: this.registration.status(),
       peers,
       counters: {
-        ...this.dev.native.counters(),
+        ...c,
+        endpoint_roam_refused: (c.endpoint_roam_refused ?? 0) + h.endpointRoamsRefused, // transport (native) + handshakes
         ...(dp && this.spoofWatch ? { source_spoofed_records: dp.spoofedRecords, source_spoofed_watch_errors: this.spoofWatch.errors } : {}),
       },
       rejections: { total: this.rejections.total, recent: this.rejections.recent.slice(-20) },

@@ -32,6 +32,8 @@ export interface PeerDevice {
   addPeer(publicKey: Buffer): PeerHandle;
   removePeer(publicKey: Buffer): void;
   setPeerEndpoint(peer: PeerHandle, ep: { host: string; port: number }): void;
+  /** The addresses the peer's endpoint may roam to: its node record's (wireguard/roaming.ts). */
+  setPeerRoaming(peer: PeerHandle, hosts: readonly string[]): void;
   setPeerAllowedIPs(peer: PeerHandle, prefixes: Prefix[]): void;
 }
 
@@ -308,6 +310,9 @@ export class PeerReconciler {
     const peer = dev.addPeer(Buffer.from(rec.publicKey, 'base64'));
     const mine = parseIP(this.d.me.addresses[0]!)!;
     const addr = rec.addresses.find((a) => parseIP(a)!.length === mine.length) ?? rec.addresses[0]!;
+    // the endpoint roams only among the record's addresses (a spoofed source must not redirect our traffic); a
+    // changed record sets both again, so an endpoint on an address the record dropped moves to one it names
+    dev.setPeerRoaming(peer, rec.addresses);
     dev.setPeerEndpoint(peer, { host: addr, port: rec.port });
     const routes = relayed.length ? [...rec.podCIDRs, ...relayed] : rec.podCIDRs;
     const old = this.peers.get(id);

@@ -163,7 +163,9 @@ export class FakeNetwork implements FakeWire {
     peer.stats.rxBytes += d.msg.length;
     peer.stats.lastAuthRecvMs = dst.now();
     peer.stats.sentUnansweredMs = 0;
-    peer.endpoint = { ...d.from }; // an authenticated packet moves the endpoint (roaming)
+    // an authenticated packet moves the endpoint (roaming), a mesh peer's only within its roaming set (roam.h)
+    if (!peer.roam || peer.roam.includes(d.from.host)) peer.endpoint = { ...d.from };
+    else if (peer.endpoint?.host !== d.from.host || peer.endpoint.port !== d.from.port) dst.counterValues.endpoint_roam_refused = (dst.counterValues.endpoint_roam_refused ?? 0) + 1;
     if (dst.confirm(peer, found.kp)) dst.keypairConfirmed(peer.id);
   }
 

@@ -47,6 +47,9 @@ class FakePeers implements PeerDevice {
   setPeerEndpoint(peer: PeerHandle, ep: { host: string; port: number }): void {
     this.native.setEndpoint(peer.id, ep.host, ep.port);
   }
+  setPeerRoaming(peer: PeerHandle, hosts: readonly string[]): void {
+    this.native.setRoaming(peer.id, [...hosts]);
+  }
   setPeerAllowedIPs(peer: PeerHandle, prefixes: Prefix[]): void {
     this.native.setAllowedIPs(peer.id, prefixes.map((p) => [p.addr, p.cidr]));
   }
@@ -157,6 +160,19 @@ describe('PeerReconciler', () => {
     expect(dev.of(b)).toBeUndefined();
     expect(batches[1]).toEqual(['route del 100.65.3.0/24 dev wm0', 'route del fd00:65:3::/64 dev wm0']);
     expect([...r.peers.keys()]).toEqual(['c1/n2']);
+  });
+
+  it("a peer's endpoint roams only among its record's addresses; a changed record moves the set and the endpoint", async () => {
+    const { r, dev } = setup();
+    const a = node('c1', 'n2', ['100.65.2.0/24'], { addresses: ['198.18.1.2', '198.18.1.3'] });
+    r.setNodeRecord(ownKey('n2'), a);
+    await settle();
+    expect(dev.of(a)).toMatchObject({ endpoint: { host: '198.18.1.2', port: 51820 }, roam: ['198.18.1.2', '198.18.1.3'] });
+    // the record gives up the address in use: the endpoint follows to one it names now
+    const moved = { ...a, addresses: ['198.18.1.9'] };
+    r.setNodeRecord(ownKey('n2'), moved);
+    await settle();
+    expect(dev.of(moved)).toMatchObject({ endpoint: { host: '198.18.1.9', port: 51820 }, roam: ['198.18.1.9'] });
   });
 
   it('a new key replaces the peer; a remote cluster counts only while synced', async () => {

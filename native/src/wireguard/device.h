@@ -10,7 +10,7 @@
 //   RX thread: recvmmsg (UDP GRO) -> split by segment size -> type 1/2/3: mac1
 //     check, cookie/rate limit under load, queued to JavaScript as events;
 //     type 4: receiver index -> keypair -> decrypt in place -> replay window ->
-//     keypair promotion / roaming -> cryptokey routing of the inner source ->
+//     keypair promotion / roaming (roam.h) -> cryptokey routing of the inner source ->
 //     TCP coalescing (offload.h) -> writev to the TUN.
 //   Mesh mode (enable_policy): TX asks the PolicyEngine (policy/engine.h) for
 //     the source identity and the egress verdict before routing, delivers
@@ -78,6 +78,7 @@
 #include "probe_monitor.h"
 #include "ratelimiter.h"
 #include "replay.h"
+#include "roam.h"
 
 namespace wm {
 
@@ -100,6 +101,8 @@ struct Peer {
   std::mutex mu;
   std::shared_ptr<Keypair> previous, current, next;
   Endpoint endpoint;
+  // Where the endpoint may roam (roam.h): anywhere unless set_roaming pinned it.
+  RoamSet roam;
   // Packets waiting for a session (at most kStagedMax, oldest dropped first). A vector, not a deque: an empty
   // std::deque allocates its map and a first 512-byte chunk, ~600 B of malloc for every peer, and an agent
   // holds thousands of peers that never stage a packet (issue 16); an empty vector allocates nothing.
@@ -169,6 +172,7 @@ enum Counter : int {
   kHandshakeRequests,
   kDropProbeForged,
   kDropControlOverflow,
+  kEndpointRoamRefused,
   kCounterCount
 };
 extern const char* const kCounterNames[kCounterCount];
@@ -233,6 +237,9 @@ class Device {
   void upsert_peer(uint32_t id);
   void remove_peer(uint32_t id);
   void set_endpoint(uint32_t id, const Endpoint& ep);
+  // Mesh peers: the endpoint may roam only to these addresses (ports ignored;
+  // the first RoamSet::kMax count). pinned false: roams anywhere (WireGuard).
+  void set_roaming(uint32_t id, const std::vector<Endpoint>& addrs, bool pinned);
   // Replaces the peer's allowed IPs. prefixes: (bytes, family_bytes, cidr).
   void set_allowed_ips(uint32_t id, const std::vector<AllowedIPs::Entry>& prefixes);
   void allowed_ips(std::vector<AllowedIPs::Entry>* out);
