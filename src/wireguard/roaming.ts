@@ -13,13 +13,17 @@ import type { Endpoint } from './peer.js';
 /** Addresses of a roaming set that count (roam.h RoamSet::kMax): a node record names up to 16, nearly always 1–2. */
 export const ROAM_MAX = 4;
 
-/** The roaming set for `hosts`: their canonical texts, the first ROAM_MAX. Throws TypeError on a non-address. */
+/**
+ * The roaming set for `hosts`: their canonical texts, the first ROAM_MAX; `hosts` itself when it is that already (a
+ * node record's addresses are canonical: an agent holds a peer per node, issue 16). Throws TypeError on a non-address.
+ */
 export function roamHosts(hosts: readonly string[]): readonly string[] {
-  return hosts.slice(0, ROAM_MAX).map((h) => {
+  const set = hosts.slice(0, ROAM_MAX).map((h) => {
     const addr = parseIP(h);
     if (!addr) throw new TypeError(`roaming set: ${JSON.stringify(h)} is not an IP address`);
     return formatIP(addr);
   });
+  return set.length === hosts.length && set.every((h, i) => h === hosts[i]) ? hosts : set;
 }
 
 /**
