@@ -101,8 +101,6 @@ struct Peer {
   std::mutex mu;
   std::shared_ptr<Keypair> previous, current, next;
   Endpoint endpoint;
-  // Where the endpoint may roam (roam.h): anywhere unless set_roaming pinned it.
-  RoamSet roam;
   // Packets waiting for a session (at most kStagedMax, oldest dropped first). A vector, not a deque: an empty
   // std::deque allocates its map and a first 512-byte chunk, ~600 B of malloc for every peer, and an agent
   // holds thousands of peers that never stage a packet (issue 16); an empty vector allocates nothing.
@@ -131,6 +129,9 @@ struct Peer {
   // without it only as a hint (a stale false takes the lock and looks again).
   std::atomic<bool> listed{false};
   size_t active_pos = 0;
+  // Where the endpoint may roam (roam.h; under mu): anywhere unless set_roaming pinned it. Last: read only when
+  // a packet's source differs from the endpoint, it stays off the cache lines the per-packet fields share.
+  RoamSet roam;
 };
 
 // Identity tag in front of the IP packet in a transport message's plaintext
