@@ -36,6 +36,7 @@ import { Admission } from './admission.js';
 import type { Logger } from '../log.js';
 import { formatIP, parseIP } from '../net/ip.js';
 import { WireGuardDevice } from '../wireguard/device.js';
+import { withRoamRefusals } from '../wireguard/roaming.js';
 import { IdentityAllocator } from '../identity/allocator.js';
 import type { AgentConfig } from './config.js';
 import { PolicyDatapath } from '../policy/datapath.js';
@@ -380,7 +381,6 @@ export class Agent extends EventEmitter {
     const peers = peerStatuses(this.peerSet.peers, this.dev.peerStats(), Date.now(), this.dev.now());
     const dp = this.datapath;
     const h = this.dev.stats;
-    const c = this.dev.native.counters();
     return {
       cluster: this.cfg.cluster.name,
       clusterId: this.cfg.cluster.id,
@@ -395,8 +395,7 @@ export class Agent extends EventEmitter {
       registration: this.registration.status(),
       peers,
       counters: {
-        ...c,
-        endpoint_roam_refused: (c.endpoint_roam_refused ?? 0) + h.endpointRoamsRefused, // transport (native) + handshakes
+        ...withRoamRefusals(this.dev.native.counters(), h.endpointRoamsRefused),
         ...(dp && this.spoofWatch ? { source_spoofed_records: dp.spoofedRecords, source_spoofed_watch_errors: this.spoofWatch.errors } : {}),
       },
       rejections: { total: this.rejections.total, recent: this.rejections.recent.slice(-20) },

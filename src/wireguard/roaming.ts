@@ -35,3 +35,12 @@ export function roamAllowed(peer: { endpoint: Endpoint | undefined; roamHosts: r
   const addr = parseIP(from.host);
   return addr !== null && peer.roamHosts.includes(formatIP(addr));
 }
+
+/**
+ * A device's counters (native `counters()`) with `endpoint_roam_refused` summed over both halves of the policy:
+ * transport messages (native, roam.h) and handshakes (`handshakes`: DeviceStats.endpointRoamsRefused). What the agent
+ * status's `counters` and `wiremesh_endpoint_roam_refused_total` report.
+ */
+export function withRoamRefusals(native: Record<string, number>, handshakes: number): Record<string, number> {
+  return { ...native, endpoint_roam_refused: (native.endpoint_roam_refused ?? 0) + handshakes };
+}

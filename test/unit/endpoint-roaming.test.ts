@@ -15,6 +15,7 @@ import { CookieGenerator } from '../../src/wireguard/cookie.js';
 import { aeadSeal, generatePrivateKey } from '../../src/wireguard/crypto.js';
 import { WireGuardDevice } from '../../src/wireguard/device.js';
 import { consumeInitiation, createInitiation, createResponse, deriveSession, Handshake, MSG_RESPONSE, MSG_TRANSPORT, StaticIdentity } from '../../src/wireguard/noise.js';
+import { withRoamRefusals } from '../../src/wireguard/roaming.js';
 
 const closers: Array<() => void> = [];
 afterEach(() => {
@@ -119,6 +120,21 @@ describe("a mesh peer's endpoint roams only among its node record's addresses", 
     expect(refused()).toBe(1);
     expect(s.dev.stats.endpointRoamsRefused).toBe(1);
     expect(s.spoofed.got).toHaveLength(0);
+    // what the agent status and wiremesh_endpoint_roam_refused_total report: both halves, one transport + one handshake
+    expect(withRoamRefusals(s.dev.native.counters(), s.dev.stats.endpointRoamsRefused)).toMatchObject({ endpoint_roam_refused: 2, rx_packets: s.dev.native.counters().rx_packets });
+  });
+
+  it('natively only the first 4 addresses of a roaming set count (roam.h RoamSet::kMax, ROAM_MAX)', async () => {
+    const s = await session(['127.0.0.1']);
+    // five addresses, both families: the fifth (127.0.0.3) is not a roam target
+    s.dev.native.setRoaming(s.peer.id, ['127.0.0.1', '2001:db8::1', '2001:db8::2', '2001:db8::3', '127.0.0.3']);
+    s.keepalive(s.other);
+    await until(() => s.dev.native.counters().endpoint_roam_refused === 1);
+    expect(s.endpoint()).toBe(s.at(s.home));
+    // the fourth is
+    s.dev.native.setRoaming(s.peer.id, ['127.0.0.1', '2001:db8::1', '2001:db8::2', '127.0.0.3', '2001:db8::3']);
+    await s.follows(s.other);
+    expect(s.dev.native.counters().endpoint_roam_refused).toBe(1);
   });
 
   it('a peer without a roaming set (plain WireGuard, wiremesh-wg) roams anywhere', async () => {

@@ -395,6 +395,19 @@ describe('roaming sets', () => {
     expect(f.b.stats.endpointRoamsRefused).toBe(1);
   });
 
+  it('the fake, as native roam.h, counts only the first 4 addresses of a set', () => {
+    const f = setup();
+    f.a.initiate(f.pb);
+    f.net.deliver();
+    // the transport half straight on the fake device (WireGuardDevice trims to ROAM_MAX before): OUTSIDE fifth
+    f.fb.setRoaming(f.pa.id, [A.host, '2001:db8::1', '2001:db8::2', '2001:db8::3', OUTSIDE]);
+    f.net.attach(f.fa, OUTSIDE);
+    f.fa.sendKeepalive(f.pb.id);
+    f.net.deliver();
+    expect(f.fb.peer(f.pa.id).endpoint).toEqual(A);
+    expect(f.fb.counters().endpoint_roam_refused).toBe(1);
+  });
+
   it('a peer without one (plain WireGuard) follows a anywhere', () => {
     const f = setup();
     f.a.initiate(f.pb);
