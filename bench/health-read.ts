@@ -24,7 +24,7 @@ for (let i = 0; i < P; i++) {
   dev.setPeerEndpoint(peer, { host: `198.18.${i >> 8}.${i & 255}`, port: 51820 });
   const cluster = `c${2 + (i % 15)}`;
   const record = { cluster, name: `n${i}`, podCIDRs: ['100.64.0.0/24'] } as NodeRecord;
-  peers.set(`${cluster}/n${i}`, { record, peer, routes: [], relayed: [], claims: [] });
+  peers.set(`${cluster}/n${i}`, { record, peer, routes: [], relayed: [], claims: [], endpointHost: '198.18.0.1' });
   if (i < A) dev.native.installKeypair(peer.id, 2 * i + 1, 2 * i + 2, Buffer.alloc(32, 1), Buffer.alloc(32, 2), true);
 }
 const anchor = () => {

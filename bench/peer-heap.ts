@@ -27,7 +27,7 @@ async function measure(dist: string, n: number): Promise<{ bytesPerPeer: number;
   const { cachePrefix } = await load('src/controlplane/keys.js');
   const noop = (): void => {};
   const native = Object.fromEntries(
-    ['start', 'close', 'rebind', 'setFwmark', 'setPublicKey', 'upsertPeer', 'removePeer', 'setEndpoint', 'setAllowedIPs', 'installKeypair', 'clearKeypairs', 'sendKeepalive', 'flushStaged', 'refreshMtu', 'sendHandshake'].map((k) => [k, noop]),
+    ['start', 'close', 'rebind', 'setFwmark', 'setPublicKey', 'upsertPeer', 'removePeer', 'setEndpoint', 'setRoaming', 'setAllowedIPs', 'installKeypair', 'clearKeypairs', 'sendKeepalive', 'flushStaged', 'refreshMtu', 'sendHandshake'].map((k) => [k, noop]),
   );
   const dev = new WireGuardDevice({ device: { ...native, tunName: 'wm0', port: 51820, peerStats: () => [] }, tickMs: 0, now: () => 1 });
   dev.setPrivateKey(randomBytes(32));

@@ -36,6 +36,7 @@ import { Admission } from './admission.js';
 import type { Logger } from '../log.js';
 import { formatIP, parseIP } from '../net/ip.js';
 import { WireGuardDevice } from '../wireguard/device.js';
+import { withRoamRefusals } from '../wireguard/roaming.js';
 import { IdentityAllocator } from '../identity/allocator.js';
 import type { AgentConfig } from './config.js';
 import { PolicyDatapath } from '../policy/datapath.js';
@@ -394,7 +395,7 @@ export class Agent extends EventEmitter {
       registration: this.registration.status(),
       peers,
       counters: {
-        ...this.dev.native.counters(),
+        ...withRoamRefusals(this.dev.native.counters(), h.endpointRoamsRefused),
         ...(dp && this.spoofWatch ? { source_spoofed_records: dp.spoofedRecords, source_spoofed_watch_errors: this.spoofWatch.errors } : {}),
       },
       rejections: { total: this.rejections.total, recent: this.rejections.recent.slice(-20) },

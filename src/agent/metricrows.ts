@@ -31,6 +31,7 @@ export const CONNTRACK_PRESSURE: Array<[string, string, string]> = [
 /** Native counters that are a metric of their own, without labels: [metric, help, counter]. */
 export const NATIVE_COUNTERS: Array<[string, string, string]> = [
   ['wiremesh_policy_icmp_unrecorded_total', "Allowed ICMP no conntrack entry tracks (an unsolicited answer, a redirect, an error policy allows) of a new tuple left without a flow record and not counted as a new flow: its sender's budget (64 new tuples a minute) or all senders' rate (2,048 a second, pods apart from the rest) was spent (native/src/policy/icmprecord.h). Its packets still pass by policy.", 'policy_icmp_unrecorded'],
+  ['wiremesh_endpoint_roam_refused_total', "Authenticated messages (transport and handshakes) from a source outside the peer node's record addresses: received, but the peer's endpoint was not moved there (a spoofed source must not redirect our traffic for it; docs/security.md).", 'endpoint_roam_refused'],
 ];
 
 /** Route-table counters (RouteTableStats field): [metric, help, field]. */

@@ -13,6 +13,8 @@ import { cachePrefix, splitClusterName, stateKey, statePrefix } from '../control
 import { relayCodec, type NodeRecord, type RelayRecord } from '../controlplane/records/index.js';
 import type { Logger } from '../log.js';
 import { formatPrefix, parseIP, parsePrefix, prefixContains, type Prefix } from '../net/ip.js';
+import { ROAM_MAX } from '../wireguard/roaming.js';
+import { AddressClaims } from './addressclaims.js';
 import type { RouteClaims } from './routetable.js';
 
 /** The part of a WireGuard peer the reconciler and status read (wireguard/peer.ts Peer). */
@@ -32,6 +34,8 @@ export interface PeerDevice {
   addPeer(publicKey: Buffer): PeerHandle;
   removePeer(publicKey: Buffer): void;
   setPeerEndpoint(peer: PeerHandle, ep: { host: string; port: number }): void;
+  /** The addresses the peer's endpoint may roam to: its node record's (wireguard/roaming.ts). */
+  setPeerRoaming(peer: PeerHandle, hosts: readonly string[]): void;
   setPeerAllowedIPs(peer: PeerHandle, prefixes: Prefix[]): void;
 }
 
@@ -55,11 +59,15 @@ export interface PeerState {
   routes: readonly string[];
   /** Pod CIDRs of other clusters reached through this (hub) node. */
   readonly relayed: readonly string[];
-  /** Node addresses this peer claims (policy on), whether or not it holds them (addressClaims). */
+  /** Node addresses this peer claims, whether or not it holds them (addressClaims), as host prefixes. */
   claims: readonly string[];
+  /** The address its endpoint was set to (one of the record's): slot 0 of its roaming set. */
+  endpointHost: string;
 }
 
 const NONE: readonly string[] = Object.freeze([]);
+/** An IPv6 address's text (canonical, as a record's: records/fields.ts) has a colon, an IPv4 one none. */
+const isV6 = (a: string): boolean => a.includes(':');
 
 /** This node: who it is, its underlay addresses and pod CIDRs. */
 export interface LocalNode {
@@ -150,13 +158,8 @@ export class PeerReconciler {
   /** Node keys changed since the last pass, or 'all' (sync state, relays or config changed). */
   private dirty: Set<string> | 'all' = 'all';
   private lastPlan = new Map<string, string[]>();
-  /**
-   * Node addresses in peers' allowed IPs (a pod's packets to another node go
-   * through that node's tunnel): each address to the first peer that claims it;
-   * the others that claim it, in order, take over when it goes. A lone
-   * claimant (nearly every address) is kept as its id, not a one-element array.
-   */
-  private readonly addressClaims = new Map<string, string | string[]>();
+  /** Node addresses each peer holds (the first claimant): in its allowed IPs (policy on) and its roaming set. */
+  private readonly addressClaims = new AddressClaims();
 
   constructor(private readonly d: ReconcilerDeps) {}
 
@@ -291,6 +294,7 @@ export class PeerReconciler {
       // same content: routes that shared the old record's pod CIDRs share the new one's (not keep the old alive)
       if (st.routes === st.record.podCIDRs) st.routes = rec.podCIDRs;
       st.record = rec;
+      this.programRoaming(id); // a set that was the old record's addresses array is the new one's (same content)
       return true;
     }
     if (st && st.record.publicKey !== rec.publicKey) this.removePeer(id, st);
@@ -306,22 +310,27 @@ export class PeerReconciler {
   private upsertPeer(id: string, rec: NodeRecord, relayed: readonly string[]): void {
     const { dev, policy } = this.d;
     const peer = dev.addPeer(Buffer.from(rec.publicKey, 'base64'));
-    const mine = parseIP(this.d.me.addresses[0]!)!;
-    const addr = rec.addresses.find((a) => parseIP(a)!.length === mine.length) ?? rec.addresses[0]!;
-    dev.setPeerEndpoint(peer, { host: addr, port: rec.port });
     const routes = relayed.length ? [...rec.podCIDRs, ...relayed] : rec.podCIDRs;
     const old = this.peers.get(id);
     if (old) this.d.routes.release(old.routes);
     this.d.routes.claim(routes);
-    this.peers.set(id, { record: rec, peer, routes, relayed, claims: old?.claims ?? NONE });
+    const st: PeerState = { record: rec, peer, routes, relayed, claims: old?.claims ?? NONE, endpointHost: rec.addresses[0]! };
+    this.peers.set(id, st);
     this.claimNodeAddresses(id, rec.addresses);
+    // the endpoint: an address the node holds (not another node's), of our family if it has one; a changed record
+    // sets it and the roaming set again, so an endpoint on an address the record dropped moves to one it names
+    const held = rec.addresses.filter((a) => this.holds(id, a));
+    const ofFam = (a: string) => isV6(a) === isV6(this.d.me.addresses[0]!);
+    st.endpointHost = held.find(ofFam) ?? held[0] ?? rec.addresses.find(ofFam) ?? rec.addresses[0]!;
+    this.programRoaming(id);
+    dev.setPeerEndpoint(peer, { host: st.endpointHost, port: rec.port });
     this.programAllowedIPs(id);
     if (policy) {
       policy.setNode(id, rec.addresses);
       policy.peerIdentity(peer.id, [rec.clusterId, ...this.relayedClusterIds(id, relayed)]);
     }
     this.d.peersChanged();
-    this.d.log.debug({ peer: id, endpoint: `${addr}:${rec.port}`, podCIDRs: rec.podCIDRs }, 'peer up');
+    this.d.log.debug({ peer: id, endpoint: `${st.endpointHost}:${rec.port}`, podCIDRs: rec.podCIDRs }, 'peer up');
   }
 
   private removePeer(id: string, st: PeerState): void {
@@ -354,25 +363,44 @@ export class PeerReconciler {
   private programAllowedIPs(id: string): void {
     const st = this.peers.get(id);
     if (!st) return;
-    const addrs = st.claims.filter((a) => this.holder(a) === id);
+    const addrs = this.d.policy ? st.claims.filter((a) => this.addressClaims.holder(a) === id) : NONE;
     this.d.dev.setPeerAllowedIPs(st.peer, [...st.routes, ...addrs].map((c) => parsePrefix(c)));
   }
 
-  /** The peer holding node address `a` (its first claimant), if any. */
-  private holder(a: string): string | undefined {
-    const ids = this.addressClaims.get(a);
-    return typeof ids === 'string' ? ids : ids?.[0];
+  /**
+   * A peer's roaming set (wireguard/roaming.ts): its endpoint's address first (so the endpoint it was set to can
+   * always be followed to a new port), then the other record addresses it holds, our family first, ≤ ROAM_MAX. An
+   * address another node holds is never in it: a node spoofing its source must not point our traffic for it at a
+   * sibling. The record's own array when that is the set (shared, not copied per peer: issue 16).
+   */
+  private programRoaming(id: string): void {
+    const st = this.peers.get(id);
+    if (!st) return;
+    const v6 = isV6(this.d.me.addresses[0]!);
+    const rest = st.record.addresses.filter((a) => a !== st.endpointHost && this.holds(id, a));
+    const set = [st.endpointHost, ...rest.filter((a) => isV6(a) === v6), ...rest.filter((a) => isV6(a) !== v6)].slice(0, ROAM_MAX);
+    const addrs = st.record.addresses;
+    this.d.dev.setPeerRoaming(st.peer, set.length === addrs.length && set.every((a, i) => a === addrs[i]) ? addrs : set);
+  }
+
+  /**
+   * Whether peer `id` holds record address `a` (it claimed it first, and it is neither ours nor pod space). A record's
+   * addresses are canonical (records/fields.ts ipAddress), so its host prefix's text is the address and its length.
+   */
+  private holds(id: string, a: string): boolean {
+    return this.addressClaims.holder(`${a}/${isV6(a) ? 128 : 32}`) === id;
   }
 
   /**
    * Records which node addresses peer `id` claims now. An address goes to the
    * first peer that claims it (a node must not take over another's address, nor
    * a pod address: one inside any pinned cluster's pod CIDRs or any peer's
-   * routes is never taken); when the holder lets go, the next claimant gets it.
+   * routes is never taken); when the holder lets go, the next claimant gets it
+   * (its allowed IPs and roaming set are programmed again).
    */
   private claimNodeAddresses(id: string, addresses: string[]): void {
     const st = this.peers.get(id);
-    if (!this.d.policy || !st) return;
+    if (!st) return;
     const mine = new Set(this.d.me.addresses.map((a) => formatPrefix(parsePrefix(a))));
     // Pod space: every pinned cluster's and our pod CIDRs (a few per cluster) and every peer's routes (a trie: one per node).
     const podSpace = [...this.d.podSpace(), ...this.d.me.podCIDRs.map((c) => parsePrefix(c))];
@@ -382,30 +410,11 @@ export class PeerReconciler {
         .filter((p) => !mine.has(formatPrefix(p)) && !this.d.routes.covers(p.addr) && !podSpace.some((c) => c.addr.length === p.addr.length && prefixContains(c, p.addr)))
         .map((p) => formatPrefix(p)),
     );
-    const handOver = new Set<string>();
-    for (const a of st.claims) {
-      if (want.has(a)) continue;
-      const ids = this.addressClaims.get(a)!;
-      if (typeof ids === 'string') {
-        if (ids === id) this.addressClaims.delete(a);
-        continue;
-      }
-      const i = ids.indexOf(id);
-      if (i < 0) continue;
-      ids.splice(i, 1);
-      if (i === 0) handOver.add(ids[0]!); // two or more claimed it: one is left
-      if (ids.length === 1) this.addressClaims.set(a, ids[0]!);
-    }
+    const handOver = this.addressClaims.update(id, st.claims, want, this.d.log);
     st.claims = want.size ? [...want] : NONE;
-    for (const a of want) {
-      const ids = this.addressClaims.get(a);
-      if (ids === undefined) this.addressClaims.set(a, id);
-      else if (typeof ids === 'string' ? ids !== id : !ids.includes(id)) {
-        if (typeof ids === 'string') this.addressClaims.set(a, [ids, id]);
-        else ids.push(id);
-        this.d.log.warn({ address: a, holder: this.holder(a), claimant: id }, 'two nodes claim one address: it stays with the first');
-      }
+    for (const other of handOver) {
+      this.programAllowedIPs(other);
+      this.programRoaming(other);
     }
-    for (const other of handOver) if (other !== id) this.programAllowedIPs(other);
   }
 }

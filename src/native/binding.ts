@@ -70,6 +70,8 @@ export interface NativeDevice {
   upsertPeer(id: number): void;
   removePeer(id: number): void;
   setEndpoint(id: number, host: string | null, port?: number): void;
+  /** Mesh peers: the endpoint roams only to these addresses (any port); null: anywhere (WireGuard). */
+  setRoaming(id: number, hosts: string[] | null): void;
   setAllowedIPs(id: number, prefixes: Array<[Buffer, number]>): void;
   installKeypair(id: number, localIndex: number, remoteIndex: number, sendKey: Buffer, recvKey: Buffer, initiator: boolean): boolean;
   clearKeypairs(id: number): void;

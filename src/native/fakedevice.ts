@@ -46,6 +46,8 @@ export interface FakePeer {
   keepalives: number;
   /** flushStaged calls (keepaliveIfEmpty of each). */
   flushes: boolean[];
+  /** setRoaming's addresses (null or absent: roams anywhere, as WireGuard; FakeNetwork follows it). */
+  roam?: string[] | null;
   /** setPeerIdentity (mesh mode), if called. */
   identity?: { tagged: boolean; defaultIdentity: number; clusters: number[] };
   /** What peerStats reports beyond id, host and port (a test may set any field). */
@@ -158,9 +160,7 @@ export class FakeDevice implements NativeDevice {
     this.emit({ kind: EVENT_KEYPAIR_CONFIRMED, peer });
   }
 
-  tunClosed(): void {
-    this.emit({ kind: EVENT_TUN_CLOSED, peer: 0 });
-  }
+  tunClosed = (): void => this.emit({ kind: EVENT_TUN_CLOSED, peer: 0 });
 
   /** The peer answers a probe now (on the device clock), with an RTT of rttUs (as measured: the monitor keeps the windowed minimum). */
   answerProbe(id: number, rttUs: number): void {
@@ -187,16 +187,18 @@ export class FakeDevice implements NativeDevice {
   // ---- NativeDevice ----------------------------------------------------------------
 
   start(onEvents: (events: NativeEvent[]) => void): void {
-    this.started = true;
-    this.onEvents = onEvents;
+    [this.started, this.onEvents] = [true, onEvents];
   }
 
-  close(): void {
-    this.closed = true;
-  }
+  close = (): void => void (this.closed = true);
 
   setMtu(mtu: number): void {
     this.mtu = mtu;
+  }
+
+  setRoaming(id: number, hosts: string[] | null): void {
+    const p = this.peers.get(id);
+    if (p) p.roam = hosts && [...hosts];
   }
 
   rebind(port: number): void {

@@ -20,6 +20,7 @@
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import type { FakeDevice, FakeKeypair, FakePeer, FakeWire } from './fakedevice.js';
+import { ROAM_MAX } from '../wireguard/roaming.js';
 
 const MSG_TRANSPORT = 4;
 const HEADER = 16;
@@ -163,7 +164,10 @@ export class FakeNetwork implements FakeWire {
     peer.stats.rxBytes += d.msg.length;
     peer.stats.lastAuthRecvMs = dst.now();
     peer.stats.sentUnansweredMs = 0;
-    peer.endpoint = { ...d.from }; // an authenticated packet moves the endpoint (roaming)
+    // an authenticated packet moves the endpoint (roaming), a mesh peer's only within its roaming set: its first
+    // ROAM_MAX addresses, as roam.h keeps them
+    if (!peer.roam || peer.roam.slice(0, ROAM_MAX).includes(d.from.host)) peer.endpoint = { ...d.from };
+    else if (peer.endpoint?.host !== d.from.host || peer.endpoint.port !== d.from.port) dst.counterValues.endpoint_roam_refused = (dst.counterValues.endpoint_roam_refused ?? 0) + 1;
     if (dst.confirm(peer, found.kp)) dst.keypairConfirmed(peer.id);
   }
 

@@ -47,56 +47,10 @@ import {
 } from './noise.js';
 import { Peer, type Endpoint } from './peer.js';
 import { REKEY_TIMEOUT_MS } from './timers.js';
+import type { DeviceOptions, DeviceStats, WireGuardNative } from './devicetypes.js';
+import { roamAllowed, roamHosts } from './roaming.js';
 
-/** What this class uses of the data path (declared here, so that a fake can stand in). */
-export type WireGuardNative = Pick<
-  NativeDevice,
-  | 'tunName'
-  | 'port'
-  | 'start'
-  | 'close'
-  | 'rebind'
-  | 'setFwmark'
-  | 'setPublicKey'
-  | 'upsertPeer'
-  | 'removePeer'
-  | 'setEndpoint'
-  | 'setAllowedIPs'
-  | 'installKeypair'
-  | 'clearKeypairs'
-  | 'sendKeepalive'
-  | 'flushStaged'
-  | 'refreshMtu'
-  | 'sendHandshake'
-  | 'peerStats'
->;
-
-export interface DeviceOptions<D extends WireGuardNative = NativeDevice> {
-  /** TUN name to create; omit with createTun=false for a UDP-only device. */
-  tunName?: string;
-  createTun?: boolean;
-  mtu?: number;
-  listenPort?: number;
-  logger?: Logger;
-  /** Timer tick period; tests may shorten it, or pass 0 to call tick() themselves. */
-  tickMs?: number;
-  /**
-   * The data path, already built (tunName, createTun, mtu and listenPort are then its own business).
-   * Default: the addon's Device, built from the options above.
-   */
-  device?: D;
-  /** The monotonic clock in ms the timers run on; default the addon's (the data path's timestamps use it). */
-  now?: () => number;
-}
-
-export interface DeviceStats {
-  handshakesInitiated: number;
-  handshakesCompleted: number;
-  handshakesRejected: number;
-  cookieRepliesConsumed: number;
-  /** Peers' initiations that crossed ours: answered from a scratch state, ours kept (noise.ts consumeInitiation). */
-  initiationsCrossed: number;
-}
+export type { DeviceOptions, DeviceStats, WireGuardNative } from './devicetypes.js';
 
 export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends EventEmitter {
   readonly native: D;
@@ -104,7 +58,7 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
   identity: StaticIdentity | null = null;
   fwmark = 0;
   readonly peers = new Map<string, Peer>();
-  readonly stats: DeviceStats = { handshakesInitiated: 0, handshakesCompleted: 0, handshakesRejected: 0, cookieRepliesConsumed: 0, initiationsCrossed: 0 };
+  readonly stats: DeviceStats = { handshakesInitiated: 0, handshakesCompleted: 0, handshakesRejected: 0, cookieRepliesConsumed: 0, initiationsCrossed: 0, endpointRoamsRefused: 0 };
   private readonly byId = new Map<number, Peer>();
   /**
    * Peers whose timers may be armed (a retransmit, key zeroing or persistent keepalive pending): added where a
@@ -226,6 +180,16 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
     this.native.setEndpoint(peer.id, ep ? ep.host : null, ep?.port ?? 0);
   }
 
+  /**
+   * Mesh peers: the endpoint may roam only to these addresses (a node record's underlay addresses; any port; the
+   * first ROAM_MAX count), by transport messages (natively) and handshakes (here). null: roams anywhere (WireGuard).
+   * Throws TypeError on an address that is not an IP literal.
+   */
+  setPeerRoaming(peer: Peer, hosts: readonly string[] | null): void {
+    peer.roamHosts = hosts === null ? undefined : roamHosts(hosts);
+    this.native.setRoaming(peer.id, peer.roamHosts ? [...peer.roamHosts] : null);
+  }
+
   setPeerAllowedIPs(peer: Peer, prefixes: Prefix[]): void {
     for (const k of peer.allowedIPKeys) if (this.prefixOwner.get(k) === peer) this.prefixOwner.delete(k);
     peer.allowedIPKeys = prefixes.map(prefixKey); // the keys kept (peer.ts), not copies of the Buffers
@@ -335,18 +299,25 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
   }
 
   private onInitiation(peer: Peer, hs: Handshake, from: Endpoint, now: number): void {
-    this.updateEndpoint(peer, from);
+    const to = this.updateEndpoint(peer, from);
     const index = this.allocIndex(peer);
     const response = createResponse(hs, index, peer.cookie);
     const keys = deriveSession(hs);
     this.install(peer, keys, now);
     peer.lastSentHandshakeMs = now;
-    this.native.sendHandshake(from.host, from.port, response);
+    if (to) this.native.sendHandshake(to.host, to.port, response);
   }
 
-  private updateEndpoint(peer: Peer, from: Endpoint): void {
-    if (peer.endpoint?.host === from.host && peer.endpoint.port === from.port) return;
+  /** Follows a roaming peer (whitepaper §2.1) within its roaming set; returns where answers go (none: nowhere known). */
+  private updateEndpoint(peer: Peer, from: Endpoint): Endpoint | undefined {
+    if (!roamAllowed(peer, from)) {
+      this.stats.endpointRoamsRefused++;
+      this.log.debug({ peer: peer.id, from, endpoint: peer.endpoint }, 'handshake from outside the peer\'s roaming set: endpoint kept');
+      return peer.endpoint;
+    }
+    // also when it is where we last put it: transport messages may have moved the native one since (roaming)
     this.setPeerEndpoint(peer, from);
+    return from;
   }
 
   private install(peer: Peer, keys: SessionKeys, now: number): void {

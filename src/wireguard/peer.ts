@@ -40,6 +40,8 @@ export class Peer {
   /** Replaced, never written in place (setPresharedKey): every peer starts on the one all-zero key. */
   presharedKey: Buffer = ZERO_PSK;
   endpoint: Endpoint | undefined;
+  /** Mesh peers: the addresses the endpoint may roam to (roaming.ts); undefined: anywhere (WireGuard). */
+  roamHosts: readonly string[] | undefined;
   /** The allowed IPs as prefixKey()s (net/ip.ts), in the order set. */
   allowedIPKeys: readonly string[] = NO_KEYS;
   /** Wall-clock time of the last completed handshake. */

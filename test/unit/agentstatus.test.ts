@@ -17,8 +17,8 @@ const peer = (id: number, lastHandshakeEpochMs: number, initiatingSinceMs: numbe
 
 describe('status', () => {
   const peers: Array<[string, PeerState]> = [
-    ['c2/a', { record: rec('c2', 'a'), peer: peer(1, 990_000, 0), routes: ['100.66.1.0/24', '100.67.0.0/16'], relayed: ['100.67.0.0/16'], claims: [] }],
-    ['c2/b', { record: rec('c2', 'b'), peer: peer(2, 0, 40_000), routes: ['100.66.1.0/24'], relayed: [], claims: [] }],
+    ['c2/a', { record: rec('c2', 'a'), peer: peer(1, 990_000, 0), routes: ['100.66.1.0/24', '100.67.0.0/16'], relayed: ['100.67.0.0/16'], claims: [], endpointHost: '198.18.2.1' }],
+    ['c2/b', { record: rec('c2', 'b'), peer: peer(2, 0, 40_000), routes: ['100.66.1.0/24'], relayed: [], claims: [], endpointHost: '198.18.2.1' }],
   ];
   // the device's per-peer counters, as the native device reports them (the shipped FakeDevice)
   const fd = new FakeDevice();
@@ -97,7 +97,7 @@ describe('the health record without a full read of the counters', () => {
         fd.setEndpoint(i, endpoint.host, endpoint.port);
         // the device's contract: a peer outside peerStats(true) has all counters 0
         if (hs || rand() < 0.2) Object.assign(fd.peer(i).stats, { rxBytes: Math.floor(rand() * 1e6), txBytes: Math.floor(rand() * 1e6), rxPackets: 1 + Math.floor(rand() * 100), txPackets: Math.floor(rand() * 100) });
-        peers.push([`${cluster}/n${i}`, { record: rec(cluster, `n${i}`), peer: { ...peer(i, hs, init), endpoint }, routes: [], relayed: [], claims: [] }]);
+        peers.push([`${cluster}/n${i}`, { record: rec(cluster, `n${i}`), peer: { ...peer(i, hs, init), endpoint }, routes: [], relayed: [], claims: [], endpointHost: endpoint.host }]);
       }
       const all = new Map(fd.peerStats().map((s) => [s.id, s]));
       const active = new Map(fd.peerStats(true).map((s) => [s.id, s]));

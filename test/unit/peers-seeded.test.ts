@@ -5,6 +5,8 @@
 // multiset), and each peer's allowed IPs: its pod CIDRs, then the node addresses it holds. A node address is
 // held by the first peer still claiming it (claims in the order the peers claimed it: an update keeps a
 // peer's place, a key change re-adds the peer at the end); our own address and pod space are never claimed.
+// The endpoint (s18roam): chosen when the peer is programmed, the first address it holds then (IPv4, ours, first),
+// else the record's first IPv4 one; the roaming set: the endpoint's address, then the others it holds now, ≤ 4.
 // Written for s16peerjs (one record per peer, the key and allowed IPs kept once): the shape changed, the
 // behaviour must not.
 import { describe, expect, it } from 'vitest';
@@ -70,6 +72,9 @@ function run(seed: number, steps: number) {
   const synced = new Set<string>();
   const peerOrder = new Map<string, NodeRecord>(); // desired peers by id (what the reconciler should hold)
   const claimants = new Map<string, string[]>(); // address -> ids claiming it, first holds it
+  const endpoints = new Map<string, string>(); // id -> its endpoint's host, chosen when it was last programmed
+  const v4 = (a: string) => !a.includes(':');
+  const heldBy = (id: string, rec: NodeRecord) => rec.addresses.filter((a) => claimants.get(formatPrefix(parsePrefix(a)))?.[0] === id);
   const wantOf = (rec: NodeRecord) =>
     [...new Set(rec.addresses.map((a) => formatPrefix(parsePrefix(a))))].filter((a) => a !== `${me.addresses[0]}/32` && !prefixContains(parsePrefix(POD_SPACE), parsePrefix(a).addr));
   const release = (id: string, keep: string[]) => {
@@ -99,6 +104,8 @@ function run(seed: number, steps: number) {
       if (had && had.publicKey !== rec.publicKey) (peerOrder.delete(id), release(id, []));
       peerOrder.set(id, rec);
       claim(id, wantOf(rec));
+      const held = heldBy(id, rec);
+      endpoints.set(id, held.find(v4) ?? held[0] ?? rec.addresses.find(v4) ?? rec.addresses[0]!);
     }
   };
 
@@ -128,9 +135,15 @@ function run(seed: number, steps: number) {
       const allowed = [...rec.podCIDRs, ...held];
       expect(peer.allowedIPs.map(formatPrefix), `${ctx} ${id}`).toEqual(allowed);
       expect(native.peer(peer.id).allowedIPs, `${ctx} ${id}`).toEqual(allowed);
-      const host = rec.addresses.find((a) => !a.includes(':')) ?? rec.addresses[0]!;
+      const host = endpoints.get(id)!;
       expect(peer.endpoint, ctx).toEqual({ host, port: rec.port });
+      const others = heldBy(id, rec).filter((a) => a !== host);
+      const roam = [host, ...others.filter(v4), ...others.filter((a) => !v4(a))].slice(0, 4);
+      expect(peer.roamHosts, `${ctx} ${id} roaming set`).toEqual(roam);
+      expect(native.peer(peer.id).roam, `${ctx} ${id} roaming set`).toEqual(roam);
       const st = r.peers.get(id)!;
+      // the record's own array when it is the set (issue 16: not copied per peer)
+      if (roam.join() === rec.addresses.join()) expect(peer.roamHosts === st.record.addresses, `${ctx} ${id} set shared`).toBe(true);
       expect(st.peer, ctx).toBe(peer);
       // without relays the routes are the live record's own array (after a same-content rewrite too: not the old one's)
       if (st.relayed.length === 0) expect(st.routes === st.record.podCIDRs, `${ctx} ${id} routes shared`).toBe(true);

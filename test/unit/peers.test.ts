@@ -11,6 +11,7 @@ import { parseIP, type Prefix } from '../../src/net/ip.js';
 import { FakeDevice } from '../../src/native/fakedevice.js';
 import { PolicyDatapath } from '../../src/policy/datapath.js';
 import { RouteTable } from '../../src/agent/routetable.js';
+import { ROAM_MAX, roamHosts } from '../../src/wireguard/roaming.js';
 import { desiredAt, PeerReconciler, relayOffer, relayPlan, type LocalNode, type PeerDevice, type PeerHandle } from '../../src/agent/peers.js';
 
 const me: LocalNode = { cluster: 'c1', node: 'n1', addresses: ['198.18.1.1'], podCIDRs: ['100.65.1.0/24'] };
@@ -46,6 +47,9 @@ class FakePeers implements PeerDevice {
   }
   setPeerEndpoint(peer: PeerHandle, ep: { host: string; port: number }): void {
     this.native.setEndpoint(peer.id, ep.host, ep.port);
+  }
+  setPeerRoaming(peer: PeerHandle, hosts: readonly string[]): void {
+    this.native.setRoaming(peer.id, [...roamHosts(hosts)]); // as WireGuardDevice: the first ROAM_MAX, canonical
   }
   setPeerAllowedIPs(peer: PeerHandle, prefixes: Prefix[]): void {
     this.native.setAllowedIPs(peer.id, prefixes.map((p) => [p.addr, p.cidr]));
@@ -157,6 +161,58 @@ describe('PeerReconciler', () => {
     expect(dev.of(b)).toBeUndefined();
     expect(batches[1]).toEqual(['route del 100.65.3.0/24 dev wm0', 'route del fd00:65:3::/64 dev wm0']);
     expect([...r.peers.keys()]).toEqual(['c1/n2']);
+  });
+
+  it("a peer's endpoint roams only among its record's addresses; a changed record moves the set and the endpoint", async () => {
+    const { r, dev } = setup();
+    const a = node('c1', 'n2', ['100.65.2.0/24'], { addresses: ['198.18.1.2', '198.18.1.3'] });
+    r.setNodeRecord(ownKey('n2'), a);
+    await settle();
+    expect(dev.of(a)).toMatchObject({ endpoint: { host: '198.18.1.2', port: 51820 }, roam: ['198.18.1.2', '198.18.1.3'] });
+    // the record gives up the address in use: the endpoint follows to one it names now
+    const moved = { ...a, addresses: ['198.18.1.9'] };
+    r.setNodeRecord(ownKey('n2'), moved);
+    await settle();
+    expect(dev.of(moved)).toMatchObject({ endpoint: { host: '198.18.1.9', port: 51820 }, roam: ['198.18.1.9'] });
+  });
+
+  it("the endpoint's address is always in the roaming set, whatever the record's order (≥ 5 addresses, both families)", async () => {
+    const { r, dev } = setup();
+    // an IPv4 node (me) and a record whose first four addresses are IPv6: the endpoint is its IPv4 one
+    const a = node('c1', 'n2', ['100.65.2.0/24'], { addresses: ['2001:db8::1', '2001:db8::2', '2001:db8::3', '2001:db8::4', '198.18.1.2', '198.18.1.12'] });
+    r.setNodeRecord(ownKey('n2'), a);
+    await settle();
+    const p = dev.of(a)!;
+    expect(p.endpoint).toEqual({ host: '198.18.1.2', port: 51820 });
+    // oracle (roam.h): only the first ROAM_MAX addresses of the set count; the endpoint's must be one of them, so
+    // the node's port change (NAT rebinding) can be followed; then the other addresses, our family first
+    expect(p.roam).toEqual(['198.18.1.2', '198.18.1.12', '2001:db8::1', '2001:db8::2']);
+    expect(p.roam!.slice(0, ROAM_MAX)).toContain(p.endpoint!.host);
+  });
+
+  it("a node naming a sibling's address: not in its roaming set nor its endpoint, until the sibling lets go", async () => {
+    for (const policy of [false, true]) {
+      const { r, dev } = setup({ policy });
+      // n2 claims 198.18.1.2 first; n3's record names it too (first, then as its second address)
+      const n2 = node('c1', 'n2', ['100.65.2.0/24'], { addresses: ['198.18.1.2'] });
+      r.setNodeRecord(ownKey('n2'), n2);
+      await settle();
+      const n3 = node('c1', 'n3', ['100.65.3.0/24'], { addresses: ['198.18.1.2', '198.18.1.3'] });
+      r.setNodeRecord(ownKey('n3'), n3);
+      await settle();
+      // a compromised n3 spoofing 198.18.1.2 must not point our traffic for it at n2
+      expect(dev.of(n3)).toMatchObject({ endpoint: { host: '198.18.1.3', port: 51820 }, roam: ['198.18.1.3'] });
+      expect(dev.of(n2)).toMatchObject({ endpoint: { host: '198.18.1.2', port: 51820 }, roam: ['198.18.1.2'] });
+      const n3b = { ...n3, addresses: ['198.18.1.3', '198.18.1.2'] };
+      r.setNodeRecord(ownKey('n3'), n3b);
+      await settle();
+      expect(dev.of(n3b)).toMatchObject({ endpoint: { host: '198.18.1.3', port: 51820 }, roam: ['198.18.1.3'] });
+      // n2 gone: n3 holds the address now (as its allowed IPs do, policy on); its endpoint stays where it is
+      r.setNodeRecord(ownKey('n2'), undefined);
+      await settle();
+      expect(dev.of(n3b)).toMatchObject({ endpoint: { host: '198.18.1.3', port: 51820 }, roam: ['198.18.1.3', '198.18.1.2'] });
+      expect(dev.of(n3b)!.allowedIPs.includes('198.18.1.2/32')).toBe(policy);
+    }
   });
 
   it('a new key replaces the peer; a remote cluster counts only while synced', async () => {

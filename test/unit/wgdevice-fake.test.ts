@@ -359,3 +359,66 @@ describe('handshake state built on first use', () => {
     expect(attempts).toBeGreaterThan(5);
   });
 });
+
+// A mesh peer's endpoint roams only among its node record's addresses (roaming.ts; the FakeNetwork models the
+// native half, roam.h): the control half's share is the handshake. Oracle: WireGuard's rule (whitepaper §2.1: the
+// endpoint follows the source of authenticated messages, an initiation is answered at its source) for a peer
+// without a roaming set; for one with a set, only sources whose address is in it move the endpoint.
+describe('roaming sets', () => {
+  fakeWallClock();
+  const again = (f: ReturnType<typeof setup>) => {
+    f.clock.ms += 6_000; // past REKEY_TIMEOUT and the flood guard
+    vi.setSystemTime(Date.now() + 6_000);
+    f.a.initiate(f.pb);
+    f.net.deliver();
+  };
+  const OUTSIDE = '198.18.0.9';
+
+  it('a peer with a set keeps its endpoint when a moves outside it (answered there), moves within it', () => {
+    const f = setup();
+    f.b.setPeerRoaming(f.pa, [A.host, '198.18.0.3']);
+    f.a.initiate(f.pb);
+    f.net.deliver();
+    expect(f.fb.peer(f.pa.id).endpoint).toEqual(A);
+    f.net.attach(f.fa, OUTSIDE); // a now sends from an address its record does not name
+    f.fa.sendKeepalive(f.pb.id);
+    f.net.deliver();
+    expect(f.fb.peer(f.pa.id).endpoint).toEqual(A);
+    expect(f.fb.counters().endpoint_roam_refused).toBe(1);
+    again(f);
+    expect(f.b.stats.endpointRoamsRefused).toBe(1);
+    expect(f.pa.endpoint).toEqual(A);
+    expect(f.fb.handshakesSent.at(-1)).toMatchObject(A); // the response went to A, not to the source
+    f.net.attach(f.fa, '198.18.0.3');
+    again(f);
+    expect(f.pa.endpoint).toEqual({ host: '198.18.0.3', port: A.port });
+    expect(f.b.stats.endpointRoamsRefused).toBe(1);
+  });
+
+  it('the fake, as native roam.h, counts only the first 4 addresses of a set', () => {
+    const f = setup();
+    f.a.initiate(f.pb);
+    f.net.deliver();
+    // the transport half straight on the fake device (WireGuardDevice trims to ROAM_MAX before): OUTSIDE fifth
+    f.fb.setRoaming(f.pa.id, [A.host, '2001:db8::1', '2001:db8::2', '2001:db8::3', OUTSIDE]);
+    f.net.attach(f.fa, OUTSIDE);
+    f.fa.sendKeepalive(f.pb.id);
+    f.net.deliver();
+    expect(f.fb.peer(f.pa.id).endpoint).toEqual(A);
+    expect(f.fb.counters().endpoint_roam_refused).toBe(1);
+  });
+
+  it('a peer without one (plain WireGuard) follows a anywhere', () => {
+    const f = setup();
+    f.a.initiate(f.pb);
+    f.net.deliver();
+    f.net.attach(f.fa, OUTSIDE);
+    f.fa.sendKeepalive(f.pb.id);
+    f.net.deliver();
+    expect(f.fb.peer(f.pa.id).endpoint).toEqual({ host: OUTSIDE, port: A.port });
+    again(f);
+    expect(f.fb.handshakesSent.at(-1)).toMatchObject({ host: OUTSIDE, port: A.port });
+    expect(f.b.stats.endpointRoamsRefused).toBe(0);
+    expect(f.fb.counters().endpoint_roam_refused).toBeUndefined();
+  });
+});

@@ -28,6 +28,7 @@ Napi::Function DeviceWrap::Init(Napi::Env env) {
        InstanceMethod("setFwmark", &DeviceWrap::SetFwmark), InstanceMethod("setPublicKey", &DeviceWrap::SetPublicKey),
        InstanceMethod("upsertPeer", &DeviceWrap::UpsertPeer), InstanceMethod("removePeer", &DeviceWrap::RemovePeer),
        InstanceMethod("setEndpoint", &DeviceWrap::SetEndpoint),
+       InstanceMethod("setRoaming", &DeviceWrap::SetRoaming),
        InstanceMethod("setAllowedIPs", &DeviceWrap::SetAllowedIPs),
        InstanceMethod("installKeypair", &DeviceWrap::InstallKeypair),
        InstanceMethod("clearKeypairs", &DeviceWrap::ClearKeypairs),
@@ -172,6 +173,24 @@ Napi::Value DeviceWrap::SetEndpoint(const Napi::CallbackInfo& info) {
     return ThrowType(info.Env(), "setEndpoint(peer, host, port): bad address");
   dev_.set_endpoint(info[0].As<Napi::Number>().Uint32Value(), ep);
   return info.Env().Undefined();
+}
+
+// setRoaming(peer, hosts: string[] | null): null lets the endpoint roam anywhere (WireGuard).
+Napi::Value DeviceWrap::SetRoaming(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<Endpoint> addrs;
+  bool pinned = !info[1].IsNull();
+  if (pinned) {
+    if (!info[1].IsArray()) return ThrowType(env, "setRoaming(peer, hosts[] | null)");
+    Napi::Array a = info[1].As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Endpoint ep;
+      if (!ParseEndpoint(a.Get(i), Napi::Number::New(env, 0), &ep)) return ThrowType(env, "setRoaming: bad address");
+      addrs.push_back(ep);
+    }
+  }
+  dev_.set_roaming(info[0].As<Napi::Number>().Uint32Value(), addrs, pinned);
+  return env.Undefined();
 }
 
 // setAllowedIPs(peer, [[addrBuffer, cidr], ...])

@@ -35,6 +35,7 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
   Napi::Value UpsertPeer(const Napi::CallbackInfo& info);
   Napi::Value RemovePeer(const Napi::CallbackInfo& info);
   Napi::Value SetEndpoint(const Napi::CallbackInfo& info);
+  Napi::Value SetRoaming(const Napi::CallbackInfo& info);
   Napi::Value SetAllowedIPs(const Napi::CallbackInfo& info);
   Napi::Value InstallKeypair(const Napi::CallbackInfo& info);
   Napi::Value ClearKeypairs(const Napi::CallbackInfo& info);

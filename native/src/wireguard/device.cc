@@ -54,6 +54,7 @@ const char* const kCounterNames[kCounterCount] = {
     "drop_probe_forged",
     "drop_control_overflow",
     "drop_probe_reply_quota",
+    "endpoint_roam_refused",
 };
 
 uint64_t monotonic_ms() {
@@ -174,6 +175,24 @@ void Device::set_endpoint(uint32_t id, const Endpoint& ep) {
   if (!p) return;
   std::lock_guard<std::mutex> pl(p->mu);
   p->endpoint = ep;
+}
+
+void Device::set_roaming(uint32_t id, const std::vector<Endpoint>& addrs, bool pinned) {
+  std::shared_lock<std::shared_mutex> lock(table_mu_);
+  Peer* p = find_peer(id);
+  if (!p) return;
+  std::lock_guard<std::mutex> pl(p->mu);
+  RoamSet& r = p->roam;
+  r.pinned = pinned;
+  r.n = 0;
+  for (const Endpoint& a : addrs) {
+    if (r.n == RoamSet::kMax) break;
+    int len;
+    const uint8_t* ip = a.ip_bytes(&len);
+    r.addrs[r.n].len = uint8_t(len);
+    std::memcpy(r.addrs[r.n].ip, ip, size_t(len));
+    r.n++;
+  }
 }
 
 void Device::set_allowed_ips(uint32_t id, const std::vector<AllowedIPs::Entry>& prefixes) {

@@ -10,7 +10,7 @@
 //   RX thread: recvmmsg (UDP GRO) -> split by segment size -> type 1/2/3: mac1
 //     check, cookie/rate limit under load, queued to JavaScript as events;
 //     type 4: receiver index -> keypair -> decrypt in place -> replay window ->
-//     keypair promotion / roaming -> cryptokey routing of the inner source ->
+//     keypair promotion / roaming (roam.h) -> cryptokey routing of the inner source ->
 //     TCP coalescing (offload.h) -> writev to the TUN.
 //   Mesh mode (enable_policy): TX asks the PolicyEngine (policy/engine.h) for
 //     the source identity and the egress verdict before routing, delivers
@@ -81,6 +81,7 @@
 #include "probe_monitor.h"
 #include "ratelimiter.h"
 #include "replay.h"
+#include "roam.h"
 
 namespace wm {
 
@@ -136,6 +137,9 @@ struct Peer {
   // without it only as a hint (a stale false takes the lock and looks again).
   std::atomic<bool> listed{false};
   size_t active_pos = 0;
+  // Where the endpoint may roam (roam.h; under mu): anywhere unless set_roaming pinned it. Last: read only when
+  // a packet's source differs from the endpoint, it stays off the cache lines the per-packet fields share.
+  RoamSet roam;
 };
 
 // Identity tag in front of the IP packet in a transport message's plaintext
@@ -178,6 +182,7 @@ enum Counter : int {
   kDropProbeForged,
   kDropControlOverflow,
   kDropProbeReplyQuota,
+  kEndpointRoamRefused,
   kCounterCount
 };
 extern const char* const kCounterNames[kCounterCount];
@@ -247,6 +252,9 @@ class Device {
   void upsert_peer(uint32_t id);
   void remove_peer(uint32_t id);
   void set_endpoint(uint32_t id, const Endpoint& ep);
+  // Mesh peers: the endpoint may roam only to these addresses (ports ignored;
+  // the first RoamSet::kMax count). pinned false: roams anywhere (WireGuard).
+  void set_roaming(uint32_t id, const std::vector<Endpoint>& addrs, bool pinned);
   // Replaces the peer's allowed IPs. prefixes: (bytes, family_bytes, cidr).
   void set_allowed_ips(uint32_t id, const std::vector<AllowedIPs::Entry>& prefixes);
   void allowed_ips(std::vector<AllowedIPs::Entry>* out);

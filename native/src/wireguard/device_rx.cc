@@ -200,7 +200,13 @@ void Device::rx_message(uint8_t* msg, size_t len, const Endpoint& from, uint64_t
       e.peer = p->id;
       push_event(std::move(e));
     }
-    if (p->endpoint != from) p->endpoint = from;
+    if (p->endpoint != from) {
+      // WireGuard roams to any source; a mesh peer only to its node's addresses (roam.h).
+      if (p->roam.allows(from))
+        p->endpoint = from;
+      else
+        count(kEndpointRoamRefused);
+    }
   }
   p->rx_bytes.fetch_add(len, std::memory_order_relaxed);
   p->rx_packets.fetch_add(1, std::memory_order_relaxed);
