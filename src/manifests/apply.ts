@@ -60,13 +60,16 @@ export async function applyManifests(access: EtcdOptions, cluster: string, manif
         // and a VIP kept must still be its service's: a `wiremesh delete` of the service in between
         // freed it, and writing the service without its claim would let the next apply hand it out again
         ...claims.kept.map((cl): ICompare => ({ key: vip(cl.ip), target: 'Value', result: 'Equal', value: Buffer.from(cl.owner) })),
+        // and a VIP given up is deleted only while it is still the giver's: deleted and claimed by another Service in
+        // between, deleting it would free that one's VIP for a third (two Services on one VIP)
+        ...claims.released.map((cl): ICompare => ({ key: vip(cl.ip), target: 'Value', result: 'Equal', value: Buffer.from(cl.owner) })),
       ];
       const put = (key: Buffer, value: string) => ({ request_put: { key, value: Buffer.from(value) } });
       // one transaction: all manifests (and their VIP claims) land together or none does
       const success = [
         ...manifests.map((m) => { const { type, name } = manifestName(m); return put(Buffer.from(stateKey(type, cluster, name)), JSON.stringify(m)); }),
         ...claims.fresh.map((cl) => put(vip(cl.ip), cl.owner)),
-        ...claims.released.map((ip) => ({ request_delete_range: { key: vip(ip) } })),
+        ...claims.released.map((cl) => ({ request_delete_range: { key: vip(cl.ip) } })),
       ];
       await hooks?.beforeCommit?.(attempt);
       if ((await c.kv.txn({ compare, success, failure: [] })).succeeded) break;
@@ -115,9 +118,11 @@ interface Claim {
  * asking for an explicit VIP are served first (whatever the input's order), after
  * every one of them moving to another has given up its old one. Returns the claims
  * to create (handed over or new), the claims kept (still to be held when the
- * transaction commits) and the VIPs given up and taken by nobody.
+ * transaction commits) and the VIPs given up and taken by nobody (each with the owner it was read with). A
+ * Service going headless (clusterIP None) gives its VIP up; an explicit VIP is never the range's network or
+ * broadcast address (automatic allocation skips both too, as Kubernetes refuses them).
  */
-async function allocateVips(c: Etcd3, cluster: string, cidr: string, asked: Map<Manifest, string | undefined>): Promise<{ fresh: Claim[]; kept: Claim[]; released: string[] }> {
+async function allocateVips(c: Etcd3, cluster: string, cidr: string, asked: Map<Manifest, string | undefined>): Promise<{ fresh: Claim[]; kept: Claim[]; released: Claim[] }> {
   const claimed = new Map<string, string>(); // ip -> owner
   const owned = new Map<string, string>(); // owner -> ip
   // a claim stored before canonical spec.clusterIP ("100.80.0.9/32") still holds its address: handed to no other
@@ -137,11 +142,11 @@ async function allocateVips(c: Etcd3, cluster: string, cidr: string, asked: Map<
   const released = new Set<string>();
   const ownerOf = (m: Manifest) => `${m.metadata.namespace}/${m.metadata.name}`;
   const explicit = (want: string | undefined) => want !== undefined && want !== '' && want !== 'None';
-  // an explicit VIP other than the one held gives the held one up before anyone allocates
+  // an explicit VIP other than the one held, or None, gives the held one up before anyone allocates
   for (const [m, want] of asked) {
     const owner = ownerOf(m);
     const had = owned.get(owner);
-    if (!explicit(want) || had === undefined || had === want) continue;
+    if (had === undefined || !(want === 'None' || (explicit(want) && had !== want))) continue;
     released.add(had);
     claimed.delete(had);
     const a = claimedAddress(had);
@@ -167,6 +172,9 @@ async function allocateVips(c: Etcd3, cluster: string, cidr: string, asked: Map<
       if (!vip) throw new ConfigError(`${owner}: spec.clusterIP`, `${spec.clusterIP} is not one IP address in canonical form`);
       if (!prefixContains(range, vip))
         throw new ConfigError(`${owner}: spec.clusterIP`, `${spec.clusterIP} is outside the service CIDR ${cidr} of cluster ${cluster}: VIPs come from it only`);
+      const offset = vip.length === 4 && range.addr.length === 4 ? (vip.readUInt32BE(0) - base) >>> 0 : -1;
+      if (size > 2 && (offset === 0 || offset === size - 1))
+        throw new ConfigError(`${owner}: spec.clusterIP`, `${spec.clusterIP} is the network or broadcast address of the service CIDR ${cidr}: not a VIP`);
       const holder = claimed.get(spec.clusterIP) ?? shadowed.get(spec.clusterIP);
       if (holder && holder !== owner) throw new ConfigError(`${owner}: spec.clusterIP`, `${spec.clusterIP} is already the VIP of ${holder} in cluster ${cluster}`);
     }
@@ -192,5 +200,5 @@ async function allocateVips(c: Etcd3, cluster: string, cidr: string, asked: Map<
       owned.set(owner, ip);
     } else kept.push({ ip, owner });
   }
-  return { fresh, kept, released: [...released] };
+  return { fresh, kept, released: [...released].map((ip) => ({ ip, owner: stored.get(ip)! })) };
 }

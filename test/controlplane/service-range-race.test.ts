@@ -208,6 +208,43 @@ describe.skipIf(!hasCommand('etcd'))('service range, VIP claims and pins seriali
     expect(await stored('api')).toBeNull();
   });
 
+  it('a VIP given up is deleted only while still the giver\'s: deleted and claimed again in between, the apply reads again', async () => {
+    // regression (review): web gives .9 up for .30; meanwhile web is deleted and another Service claims .9. The
+    // delete of .9 was unguarded: it removed other's claim, and a third Service could then take .9 as well
+    const hooks = raceOnce(async () => {
+      const c = await etcd.client();
+      await c.delete().key(stateKey('services', 'c2', 'shop/web'));
+      await c.delete().key(vipKey('c2', '100.80.0.9'));
+      await applyManifests(access(), 'c2', [svc('other', '100.80.0.9')]);
+    });
+    await applyManifests(access(), 'c2', [svc('web', '100.80.0.30')], hooks);
+    expect(hooks.attempts).toEqual([0, 1]);
+    expect(await claims()).toEqual({ [vipKey('c2', '100.80.0.9')]: 'shop/other', [vipKey('c2', '100.80.0.30')]: 'shop/web' });
+    await expect(applyManifests(access(), 'c2', [svc('third', '100.80.0.9')])).rejects.toMatchObject({ code: 'WM_CONFIG_INVALID' });
+  });
+
+  it('a Service going headless (clusterIP None) gives its VIP up, to another Service of the same apply too', async () => {
+    await applyManifests(access(), 'c2', [svc('web', 'None')]);
+    expect(await claims()).toEqual({});
+    await applyManifests(access(), 'c2', [svc('web', '100.80.0.9')]);
+    for (const batch of [[svc('web', 'None'), svc('api', '100.80.0.9')], [svc('api', '100.80.0.9'), svc('web', 'None')]]) {
+      await (await etcd.client()).delete().prefix(vipPrefix('c2'));
+      await applyManifests(access(), 'c2', [svc('web', '100.80.0.9'), svc('api', '100.80.0.20')]);
+      await applyManifests(access(), 'c2', batch);
+      expect(await claims()).toEqual({ [vipKey('c2', '100.80.0.9')]: 'shop/api' });
+    }
+  });
+
+  it('an explicit VIP is never the service range\'s network or broadcast address (as automatic allocation)', async () => {
+    for (const ip of ['100.80.0.0', '100.80.0.255']) {
+      const err = await applyManifests(access(), 'c2', [svc('db', ip)]).catch((e: unknown) => e);
+      expect(err, ip).toMatchObject({ code: 'WM_CONFIG_INVALID' });
+      expect(String(err), ip).toMatch(/network or broadcast/);
+    }
+    await applyManifests(access(), 'c2', [svc('db', '100.80.0.254'), svc('api', '100.80.0.1')]);
+    expect(await claims()).toEqual({ [vipKey('c2', '100.80.0.1')]: 'shop/api', [vipKey('c2', '100.80.0.9')]: 'shop/web', [vipKey('c2', '100.80.0.254')]: 'shop/db' });
+  });
+
   describe('enable and connect serialise through the pins and the cluster-config (c1: a second real etcd)', () => {
     // ports 23000-24999, apart from the first etcd's
     const etcd1 = loopbackEtcd('svcrace-c1', 23000);
