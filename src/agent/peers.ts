@@ -13,7 +13,7 @@ import { cachePrefix, splitClusterName, stateKey, statePrefix } from '../control
 import { relayCodec, type NodeRecord, type RelayRecord } from '../controlplane/records/index.js';
 import type { Logger } from '../log.js';
 import { formatPrefix, parseIP, parsePrefix, prefixContains, type Prefix } from '../net/ip.js';
-import { ROAM_MAX } from '../wireguard/roaming.js';
+import { ROAM_MAX, sharedIfEqual } from '../wireguard/roaming.js';
 import { AddressClaims } from './addressclaims.js';
 import type { RouteClaims } from './routetable.js';
 
@@ -379,8 +379,7 @@ export class PeerReconciler {
     const v6 = isV6(this.d.me.addresses[0]!);
     const rest = st.record.addresses.filter((a) => a !== st.endpointHost && this.holds(id, a));
     const set = [st.endpointHost, ...rest.filter((a) => isV6(a) === v6), ...rest.filter((a) => isV6(a) !== v6)].slice(0, ROAM_MAX);
-    const addrs = st.record.addresses;
-    this.d.dev.setPeerRoaming(st.peer, set.length === addrs.length && set.every((a, i) => a === addrs[i]) ? addrs : set);
+    this.d.dev.setPeerRoaming(st.peer, sharedIfEqual(set, st.record.addresses));
   }
 
   /**

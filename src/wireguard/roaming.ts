@@ -23,7 +23,12 @@ export function roamHosts(hosts: readonly string[]): readonly string[] {
     if (!addr) throw new TypeError(`roaming set: ${JSON.stringify(h)} is not an IP address`);
     return formatIP(addr);
   });
-  return set.length === hosts.length && set.every((h, i) => h === hosts[i]) ? hosts : set;
+  return sharedIfEqual(set, hosts);
+}
+
+/** `have` when it holds the same elements as `want` in order (kept, not a copy per peer: issue 16), else `want`. */
+export function sharedIfEqual<T>(want: readonly T[], have: readonly T[]): readonly T[] {
+  return want.length === have.length && want.every((x, i) => x === have[i]) ? have : want;
 }
 
 /**
