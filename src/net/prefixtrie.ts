@@ -1,126 +1,247 @@
 /**
- * A binary trie of IP prefixes, each with its owners, and per node the number
- * of owner entries below it: "is any stored prefix covering P" and "is any
- * stored prefix inside P" cost O(prefix length), whatever the number stored.
- * Admission (src/agent/admission.ts) uses it so that checking a node's pod
- * CIDRs and addresses against every other node is not O(nodes).
+ * A path-compressed binary trie (Patricia) of IP prefixes, each with its owners, and per node the number of
+ * owner entries below it: "is any stored prefix covering P" and "is any stored prefix inside P" cost
+ * O(prefix length), whatever the number stored. Admission (src/agent/admission.ts) uses it so that checking a
+ * node's pod CIDRs and addresses against every other node is not O(nodes); RouteTable.covers too.
  *
- * Memory (issue 16, bench/memory.ts): a trie node is one object of five
- * fields (its two children inline, not in an array; its first owner inline,
- * further owners in a Set only when a prefix has several, which is rare): ~64 B
- * per trie node instead of ~112 B plus a Set (~150 B) per stored prefix.
+ * Shape: each node holds its full prefix (length + address bits, masked), as the native allowed-IPs table
+ * does (native/src/wireguard/allowedips.h), and a child only where the stored prefixes below it branch, so the
+ * bits between a node and its child are skipped, not one node each. Every node but a family's root either has
+ * owners or two children. Bound: per family, nodes ≤ 2 × stored prefixes − 1 plus the root, whatever the
+ * addresses: a remote choosing addresses whose neighbours differ early (an IPv4 /32 cost up to 31 nodes of
+ * a plain bit trie, an IPv6 /128 under a /64 ~50 to 128) no longer multiplies what each of them costs.
+ *
+ * Memory (issue 16, bench/prefixtrie.ts): a node is one object; its prefix bits are numbers inline (one
+ * 32-bit word for IPv4, four for IPv6: Smis, no Buffer per node), its two children inline, its owner inline
+ * (a Set only when a prefix has several, which is rare). ~72 B per IPv4 node, ~96 B per IPv6 node.
  * Owners are answered oldest first, as a single Set of them would.
  */
 import type { Prefix } from './ip.js';
 
-interface TrieNode<T> {
-  k0: TrieNode<T> | undefined;
-  k1: TrieNode<T> | undefined;
-  /** The oldest owner of the prefix ending here, if any. */
-  one: T | undefined;
-  /** Owners after `one`, oldest first; undefined unless there are any. */
-  more: Set<T> | undefined;
+/** Several owners of one prefix, oldest first. Module-private, so no owner value can be one. */
+class Many<T> extends Set<T> {}
+
+class Node<T> {
+  k0: Node<T> | undefined = undefined;
+  k1: Node<T> | undefined = undefined;
+  /** The owner of the prefix ending here, or all of them when several; undefined when none. */
+  own: T | Many<T> | undefined = undefined;
   /** Owner entries in this node and below. */
-  count: number;
+  count = 0;
+  /** w0: the prefix's first 32 bits (int32, bits past `cidr` zero). */
+  constructor(readonly cidr: number, readonly w0: number) {}
 }
 
-const fresh = <T>(): TrieNode<T> => ({ k0: undefined, k1: undefined, one: undefined, more: undefined, count: 0 });
-const bit = (addr: Buffer, i: number): 0 | 1 => ((addr[i >> 3]! >> (7 - (i & 7))) & 1) as 0 | 1;
-const kid = <T>(n: TrieNode<T>, b: 0 | 1): TrieNode<T> | undefined => (b === 0 ? n.k0 : n.k1);
+/** An IPv6 node: its further three words (a separate shape, so IPv4 nodes do not carry them). */
+class Node6<T> extends Node<T> {
+  constructor(cidr: number, w0: number, readonly w1: number, readonly w2: number, readonly w3: number) {
+    super(cidr, w0);
+  }
+}
+
+/**
+ * The prefix being looked up, as int32 words (one for IPv4, four for IPv6), not masked: its bits past `cidr`
+ * are never read, as before (callers need not mask), since firstDiff compares below a limit and make() masks
+ * what it stores. Set by load(); the methods call nothing that could reenter.
+ */
+const q = new Int32Array(4);
+let qSix = false;
+
+/** The int32 mask of a word's first `bits` bits (any number: ≤ 0 none, ≥ 32 all). */
+const mask = (bits: number): number => (bits <= 0 ? 0 : bits >= 32 ? -1 : -1 << (32 - bits));
+const wordAt = (a: Buffer, i: number): number => (a[i]! << 24) | (a[i + 1]! << 16) | (a[i + 2]! << 8) | a[i + 3]!;
+const word = <T>(n: Node<T>, w: number): number =>
+  w === 0 ? n.w0 : w === 1 ? (n as Node6<T>).w1 : w === 2 ? (n as Node6<T>).w2 : (n as Node6<T>).w3;
+const queryBit = (i: number): 0 | 1 => ((q[i >> 5]! >>> (31 - (i & 31))) & 1) as 0 | 1;
+const nodeBit = <T>(n: Node<T>, i: number): 0 | 1 => ((word(n, i >> 5) >>> (31 - (i & 31))) & 1) as 0 | 1;
+const kid = <T>(n: Node<T>, b: 0 | 1): Node<T> | undefined => (b === 0 ? n.k0 : n.k1);
+
+function setKid<T>(n: Node<T>, b: 0 | 1, c: Node<T> | undefined): void {
+  if (b === 0) n.k0 = c;
+  else n.k1 = c;
+}
+
+/** The first bit (< limit) where n's prefix and the query differ, else limit. */
+function firstDiff<T>(n: Node<T>, limit: number): number {
+  for (let w = 0, base = 0; base < limit; w++, base += 32) {
+    const x = word(n, w) ^ q[w]!;
+    if (x !== 0) return Math.min(base + Math.clz32(x), limit);
+  }
+  return limit;
+}
+
+/** Whether n lies on the query's path: its prefix is the query's first n.cidr bits (n.cidr ≤ the query's). */
+const onPath = <T>(n: Node<T>): boolean => firstDiff(n, n.cidr) === n.cidr;
+
+/** A node for the query's first `cidr` bits. */
+function make<T>(cidr: number): Node<T> {
+  const w0 = q[0]! & mask(cidr);
+  if (!qSix) return new Node<T>(cidr, w0);
+  return new Node6<T>(cidr, w0, q[1]! & mask(cidr - 32), q[2]! & mask(cidr - 64), q[3]! & mask(cidr - 96));
+}
 
 /** An owner of n itself other than `except`, oldest first. */
-function ownerOf<T>(n: TrieNode<T>, except: T | undefined): T | undefined {
-  if (n.one === undefined) return undefined;
-  if (n.one !== except) return n.one;
-  for (const o of n.more ?? []) if (o !== except) return o;
+function ownerOf<T>(n: Node<T>, except: T | undefined): T | undefined {
+  const o = n.own;
+  if (!(o instanceof Many)) return o !== except ? o : undefined;
+  for (const x of o) if (x !== except) return x;
   return undefined;
 }
 
+/** Adds `owner` as n's newest; false when n holds it already. */
+function addOwner<T>(n: Node<T>, owner: T): boolean {
+  const o = n.own;
+  if (o === undefined) n.own = owner;
+  else if (o instanceof Many) {
+    if (o.has(owner)) return false;
+    o.add(owner);
+  } else {
+    if (o === owner) return false;
+    n.own = new Many<T>([o, owner]);
+  }
+  return true;
+}
+
 /** Drops `owner` from n's owners, keeping the rest oldest first; false when n did not hold it. */
-function dropOwner<T>(n: TrieNode<T>, owner: T): boolean {
-  if (n.one === undefined) return false;
-  if (n.one !== owner) {
-    if (!n.more?.delete(owner)) return false;
-    if (n.more.size === 0) n.more = undefined;
+function dropOwner<T>(n: Node<T>, owner: T): boolean {
+  const o = n.own;
+  if (!(o instanceof Many)) {
+    if (o === undefined || o !== owner) return false;
+    n.own = undefined;
     return true;
   }
-  const next = n.more?.values().next();
-  n.one = next && !next.done ? next.value : undefined;
-  if (n.one !== undefined) n.more!.delete(n.one);
-  if (n.more?.size === 0) n.more = undefined;
+  if (!o.delete(owner)) return false;
+  if (o.size === 1) n.own = o.values().next().value;
   return true;
+}
+
+/** Puts `by` in place of parent's child `old` (undefined: drops it). */
+function replaceKid<T>(parent: Node<T>, old: Node<T>, by: Node<T> | undefined): void {
+  if (parent.k0 === old) parent.k0 = by;
+  else parent.k1 = by;
 }
 
 /** Owners are any values but undefined (the agent's are texts). */
 export class PrefixTrie<T> {
-  private readonly v4 = fresh<T>();
-  private readonly v6 = fresh<T>();
+  private readonly v4 = new Node<T>(0, 0);
+  private readonly v6: Node<T> = new Node6<T>(0, 0, 0, 0, 0);
 
-  private root(p: Prefix): TrieNode<T> {
-    return p.addr.length === 4 ? this.v4 : this.v6;
+  /** Loads p's address into `q` and answers its family's root. */
+  private load(p: Prefix): Node<T> {
+    const a = p.addr;
+    qSix = a.length !== 4;
+    if (!qSix) {
+      q[0] = wordAt(a, 0);
+      return this.v4;
+    }
+    for (let w = 0; w < 4; w++) q[w] = wordAt(a, 4 * w);
+    return this.v6;
   }
 
   insert(p: Prefix, owner: T): void {
-    let n = this.root(p);
-    const path = [n];
-    for (let i = 0; i < p.cidr; i++) {
-      const b = bit(p.addr, i);
-      n = kid(n, b) ?? (b === 0 ? (n.k0 = fresh<T>()) : (n.k1 = fresh<T>()));
-      path.push(n);
+    const root = this.load(p);
+    const qc = p.cidr;
+    let n = root;
+    let at: Node<T>;
+    for (;;) {
+      if (n.cidr === qc) {
+        at = n;
+        break;
+      }
+      const b = queryBit(n.cidr);
+      const c = kid(n, b);
+      if (c === undefined) {
+        setKid(n, b, (at = make<T>(qc)));
+        break;
+      }
+      const d = firstDiff(c, Math.min(c.cidr, qc));
+      if (d === c.cidr) {
+        n = c;
+        continue;
+      }
+      // c leaves the query's path at bit d, or lies inside the query (d === qc): a node at d takes c's place,
+      // with c below it and, unless it is the query's own node, a new one for the query beside c
+      const j = make<T>(d);
+      setKid(j, nodeBit(c, d), c);
+      j.count = c.count;
+      if (d === qc) at = j;
+      else setKid(j, queryBit(d), (at = make<T>(qc)));
+      setKid(n, b, j);
+      break;
     }
-    if (n.one === owner || n.more?.has(owner)) return;
-    if (n.one === undefined) n.one = owner;
-    else (n.more ??= new Set()).add(owner);
-    for (const x of path) x.count++;
+    // a duplicate can only be found on a node that existed: nothing was made for it
+    if (!addOwner(at, owner)) return;
+    for (let x = root; ; x = kid(x, queryBit(x.cidr))!) {
+      x.count++;
+      if (x === at) break;
+    }
   }
 
   remove(p: Prefix, owner: T): void {
-    let n: TrieNode<T> | undefined = this.root(p);
-    const path: TrieNode<T>[] = [n];
-    for (let i = 0; i < p.cidr && n; i++) {
-      n = kid(n, bit(p.addr, i));
-      if (n) path.push(n);
+    const root = this.load(p);
+    const qc = p.cidr;
+    let n = root;
+    let parent: Node<T> | undefined;
+    let grand: Node<T> | undefined;
+    while (n.cidr < qc) {
+      const c = kid(n, queryBit(n.cidr));
+      if (c === undefined || c.cidr > qc || !onPath(c)) return;
+      grand = parent;
+      parent = n;
+      n = c;
     }
-    if (!n || !dropOwner(n, owner)) return;
-    for (const x of path) x.count--;
-    // prune empty branches so the trie holds only what is stored
-    for (let i = path.length - 1; i > 0; i--) {
-      if (path[i]!.count > 0) break;
-      const parent = path[i - 1]!;
-      if (parent.k0 === path[i]) parent.k0 = undefined;
-      else parent.k1 = undefined;
+    if (!dropOwner(n, owner)) return;
+    for (let x = root; ; x = kid(x, queryBit(x.cidr))!) {
+      x.count--;
+      if (x === n) break;
     }
+    // keep the shape: a node neither owned nor branching goes, its one child (if any) in its place; a parent
+    // left so (not a root) goes the same way
+    if (parent === undefined || n.own !== undefined || (n.k0 !== undefined && n.k1 !== undefined)) return;
+    const only = n.k0 ?? n.k1;
+    replaceKid(parent, n, only);
+    if (only === undefined && grand !== undefined && parent.own === undefined) replaceKid(grand, parent, parent.k0 ?? parent.k1);
   }
 
   /** An owner (other than `except`) of a stored prefix that equals or contains p. */
   covering(p: Prefix, except?: T): T | undefined {
-    let n: TrieNode<T> | undefined = this.root(p);
-    for (let i = 0; n; i++) {
+    let n = this.load(p);
+    const qc = p.cidr;
+    for (;;) {
+      if (n.count === 0) return undefined;
       const o = ownerOf(n, except);
       if (o !== undefined) return o;
-      if (i === p.cidr) return undefined;
-      n = kid(n, bit(p.addr, i));
+      if (n.cidr === qc) return undefined;
+      const c = kid(n, queryBit(n.cidr));
+      if (c === undefined || c.cidr > qc || !onPath(c)) return undefined;
+      n = c;
     }
-    return undefined;
   }
 
   /** An owner (other than `except`) of a stored prefix that equals or lies inside p. */
   within(p: Prefix, except?: T): T | undefined {
-    let n: TrieNode<T> | undefined = this.root(p);
-    for (let i = 0; i < p.cidr && n; i++) n = kid(n, bit(p.addr, i));
-    return n ? this.anyBelow(n, except) : undefined;
+    let n = this.load(p);
+    const qc = p.cidr;
+    while (n.cidr < qc) {
+      const c = kid(n, queryBit(n.cidr));
+      // c is the first node past n on the query's path: inside p if its first qc bits are p's
+      if (c === undefined || firstDiff(c, Math.min(c.cidr, qc)) < Math.min(c.cidr, qc)) return undefined;
+      n = c;
+    }
+    return anyBelow(n, except);
   }
 
   /** Overlap either way: covering, else within. */
   overlapping(p: Prefix, except?: T): T | undefined {
     return this.covering(p, except) ?? this.within(p, except);
   }
+}
 
-  private anyBelow(n: TrieNode<T>, except: T | undefined): T | undefined {
-    if (n.count === 0) return undefined;
-    const o = ownerOf(n, except);
-    if (o !== undefined) return o;
-    const b = n.k0 ? this.anyBelow(n.k0, except) : undefined;
-    return b !== undefined ? b : n.k1 ? this.anyBelow(n.k1, except) : undefined;
-  }
+/** The first owner (other than `except`) at or below n: its own, then its 0 side's, then its 1 side's. */
+function anyBelow<T>(n: Node<T>, except: T | undefined): T | undefined {
+  if (n.count === 0) return undefined;
+  const o = ownerOf(n, except);
+  if (o !== undefined) return o;
+  const b = n.k0 ? anyBelow(n.k0, except) : undefined;
+  return b !== undefined ? b : n.k1 ? anyBelow(n.k1, except) : undefined;
 }

@@ -1,14 +1,20 @@
 // The structure of a PrefixTrie (src/net/prefixtrie.ts), read through its private fields, for tests that check
 // more than its answers: a trie that answers right can still leak (a branch never pruned, a count never back
-// to 0, an owner counted twice), and one that churns pod CIDRs would then grow without bound.
+// to 0, an owner counted twice, a node neither owned nor branching), and one that churns pod CIDRs would then
+// grow without bound.
 import type { PrefixTrie } from '../../src/net/prefixtrie.js';
 
-/** A trie node as src/net/prefixtrie.ts lays it out (its type is private there). */
+/** A trie node as src/net/prefixtrie.ts lays it out (its type is private there): its prefix as words. */
 interface Node {
+  cidr: number;
+  w0: number;
+  w1?: number;
+  w2?: number;
+  w3?: number;
   k0: Node | undefined;
   k1: Node | undefined;
-  one: unknown;
-  more: Set<unknown> | undefined;
+  /** One owner, or a Set of several (the trie's private Set subclass). */
+  own: unknown;
   count: number;
 }
 
@@ -23,34 +29,62 @@ export interface TrieShape {
   faults: string[];
 }
 
+/** A node's prefix as its bit string, and whether its words hold no bit past its length. */
+function bitsOf(n: Node, family: string): { key: string; masked: boolean } {
+  const words = family === '4:' ? [n.w0] : [n.w0, n.w1 ?? 0, n.w2 ?? 0, n.w3 ?? 0];
+  let all = '';
+  for (const w of words) all += (w >>> 0).toString(2).padStart(32, '0');
+  return { key: family + all.slice(0, n.cidr), masked: !all.slice(n.cidr).includes('1') };
+}
+
 /**
- * Walks both roots. Invariants checked per node: its count is its own owners plus its children's counts; a
- * node other than a root has some owner entry below it (else it should have been pruned); `more` exists only
- * beside `one`, is never empty and never repeats `one`.
+ * Walks both roots. Invariants checked per node: its count is its own owners plus its children's counts; its
+ * prefix is masked, longer than its parent's and extends it by the bit of the side it hangs on; a node other
+ * than a root holds owners or has two children (else it should have been merged or pruned); several owners
+ * only in a Set, never an empty or one-owner Set.
  */
 export function trieShape<T>(t: PrefixTrie<T>): TrieShape {
   const shape: TrieShape = { nodes: 0, rootCount: { v4: 0, v6: 0 }, owners: new Map(), faults: [] };
-  const walk = (n: Node, key: string, root: boolean): number => {
+  const walk = (n: Node, family: string, parentKey: string | undefined, side: string): number => {
     shape.nodes++;
-    const own = n.one === undefined ? [] : [n.one, ...(n.more ?? [])];
+    const { key, masked } = bitsOf(n, family);
+    if (!masked) shape.faults.push(`${key}: bits set past its length`);
+    if (parentKey !== undefined && !(key.length > parentKey.length && key.startsWith(parentKey + side))) {
+      shape.faults.push(`${key}: not below its parent ${parentKey} on side ${side}`);
+    }
+    const own = n.own === undefined ? [] : n.own instanceof Set ? [...(n.own as Set<unknown>)] : [n.own];
     if (own.length > 0) shape.owners.set(key, own);
-    if (n.more !== undefined && (n.one === undefined || n.more.size === 0)) shape.faults.push(`${key}: a Set of further owners with ${own.length} owner(s)`);
-    if (n.more?.has(n.one)) shape.faults.push(`${key}: its first owner repeated in the Set`);
-    const below = own.length + (n.k0 ? walk(n.k0, key + '0', false) : 0) + (n.k1 ? walk(n.k1, key + '1', false) : 0);
+    if (n.own instanceof Set && own.length < 2) shape.faults.push(`${key}: a Set of ${own.length} owner(s)`);
+    const below = own.length + (n.k0 ? walk(n.k0, family, key, '0') : 0) + (n.k1 ? walk(n.k1, family, key, '1') : 0);
     if (n.count !== below) shape.faults.push(`${key}: count ${n.count}, ${below} owner entries held`);
-    if (!root && below === 0) shape.faults.push(`${key}: an empty branch not pruned`);
+    if (parentKey !== undefined && own.length === 0 && !(n.k0 && n.k1)) shape.faults.push(`${key}: neither owned nor branching`);
     return n.count;
   };
   const fields = t as unknown as { v4: Node; v6: Node };
-  walk(fields.v4, '4:', true);
-  walk(fields.v6, '6:', true);
+  walk(fields.v4, '4:', undefined, '');
+  walk(fields.v6, '6:', undefined, '');
   shape.rootCount = { v4: fields.v4.count, v6: fields.v6.count };
   return shape;
 }
 
-/** The nodes a trie holding these bit strings needs: every prefix of each, and both roots. */
+/** Nodes per family, its root included. */
+export function familyNodes<T>(t: PrefixTrie<T>): { v4: number; v6: number } {
+  const count = (n: Node | undefined): number => (n ? 1 + count(n.k0) + count(n.k1) : 0);
+  const fields = t as unknown as { v4: Node; v6: Node };
+  return { v4: count(fields.v4), v6: count(fields.v6) };
+}
+
+/**
+ * The nodes a path-compressed trie holding these bit strings needs: both roots, each stored prefix, and each
+ * point where stored prefixes branch (a bit string that both `s0…` and `s1…` extend).
+ */
 export function nodesNeeded(keys: Iterable<string>): number {
+  const prefixes = new Set<string>();
   const needed = new Set(['4:', '6:']);
-  for (const k of keys) for (let i = 2; i <= k.length; i++) needed.add(k.slice(0, i));
+  for (const k of keys) {
+    needed.add(k);
+    for (let i = 2; i <= k.length; i++) prefixes.add(k.slice(0, i));
+  }
+  for (const s of prefixes) if (prefixes.has(s + '0') && prefixes.has(s + '1')) needed.add(s);
   return needed.size;
 }

@@ -1,4 +1,4 @@
-// The packed prefix trie (src/net/prefixtrie.ts: children and first owner inline) against a straightforward
+// The packed, path-compressed prefix trie (src/net/prefixtrie.ts: children and owner inline) against a straightforward
 // model (test/helpers/prefixtrie-oracle.ts: a scan of every stored prefix) on seeded random sequences: its
 // answers, and its structure (test/helpers/prefixtrie-shape.ts) after every change and once drained, since a
 // trie that answers right can still leak nodes or counts.
