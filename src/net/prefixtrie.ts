@@ -7,9 +7,10 @@
  * Shape: each node holds its full prefix (length + address bits, masked), as the native allowed-IPs table
  * does (native/src/wireguard/allowedips.h), and a child only where the stored prefixes below it branch, so the
  * bits between a node and its child are skipped, not one node each. Every node but a family's root either has
- * owners or two children. Bound: per family, nodes ≤ 2 × stored prefixes − 1 plus the root, whatever the
- * addresses: a remote choosing addresses whose neighbours differ early (an IPv4 /32 cost up to 31 nodes of
- * a plain bit trie, an IPv6 /128 under a /64 ~50 to 128) no longer multiplies what each of them costs.
+ * owners or two children. Bound: per family, with P distinct prefixes stored (however many owners each),
+ * nodes ≤ the root + max(0, 2P − 1), whatever the addresses: a remote choosing addresses whose neighbours
+ * differ early (an IPv4 /32 cost up to 32 nodes of a plain bit trie, an IPv6 /128 up to 64 more under a /64
+ * already held, 128 alone) no longer multiplies what each of them costs.
  *
  * Memory (issue 16, bench/prefixtrie.ts): a node is one object; its prefix bits are numbers inline (one
  * 32-bit word for IPv4, four for IPv6: Smis, no Buffer per node), its two children inline, its owner inline
@@ -41,7 +42,7 @@ class Node6<T> extends Node<T> {
 
 /**
  * The prefix being looked up, as int32 words (one for IPv4, four for IPv6), not masked: its bits past `cidr`
- * are never read, as before (callers need not mask), since firstDiff compares below a limit and make() masks
+ * never change an answer, as before (callers need not mask), since firstDiff compares below a limit and make() masks
  * what it stores. Set by load(); the methods call nothing that could reenter.
  */
 const q = new Int32Array(4);
@@ -129,7 +130,7 @@ function replaceKid<T>(parent: Node<T>, old: Node<T>, by: Node<T> | undefined): 
   else parent.k1 = by;
 }
 
-/** Owners are any values but undefined (the agent's are texts). */
+/** Owners are any values but undefined (the agent's are texts); insert ignores undefined, as before. */
 export class PrefixTrie<T> {
   private readonly v4 = new Node<T>(0, 0);
   private readonly v6: Node<T> = new Node6<T>(0, 0, 0, 0, 0);
@@ -147,6 +148,8 @@ export class PrefixTrie<T> {
   }
 
   insert(p: Prefix, owner: T): void {
+    // an undefined owner would make a node that counts an entry but has no owner to remove
+    if (owner === undefined) return;
     const root = this.load(p);
     const qc = p.cidr;
     let n = root;
@@ -203,8 +206,9 @@ export class PrefixTrie<T> {
       x.count--;
       if (x === n) break;
     }
-    // keep the shape: a node neither owned nor branching goes, its one child (if any) in its place; a parent
-    // left so (not a root) goes the same way
+    // keep the shape: a node neither owned nor branching goes, its one child (if any) in its place. Only when n
+    // had no child can its parent be left so: an unowned non-root node had two children (the shape), now one,
+    // and it goes the same way
     if (parent === undefined || n.own !== undefined || (n.k0 !== undefined && n.k1 !== undefined)) return;
     const only = n.k0 ?? n.k1;
     replaceKid(parent, n, only);

@@ -202,4 +202,16 @@ describe('PrefixTrie (path-compressed) against a list oracle', () => {
     for (const [i, p] of stored.entries()) t.remove(p, `n${i}`);
     expect(trieShape(t)).toEqual(EMPTY);
   });
+
+  it('regression (review of s19trie): an undefined owner is ignored, as before, and leaves no node counting an entry', () => {
+    const t = new PrefixTrie<string | undefined>();
+    const p8: Prefix = { addr: Buffer.from([100, 64, 0, 0]), cidr: 10 };
+    const p16: Prefix = { addr: Buffer.from([100, 65, 0, 0]), cidr: 16 };
+    t.insert(p8, undefined);
+    t.insert(p16, 'b');
+    expect(t.covering(p16)).toBe('b');
+    t.remove(p16, 'b');
+    t.remove(p8, undefined);
+    expect(trieShape(t as PrefixTrie<string>)).toEqual(EMPTY);
+  });
 });
