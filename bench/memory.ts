@@ -2,6 +2,7 @@
  * Agent memory per remote endpoint (issue 16), measured as RSS and heap growth:
  *
  *   node --expose-gc dist/bench/memory.js [--clusters 16] [--nodes 1000] [--eps 10] [--base DIR] [--semi-space MB]
+ *   (MEMORY_UNDERLAY6=1: dual-stack nodes, an IPv6 underlay address each with a spread interface id)
  *
  * Feeds K remote clusters × N nodes × E endpoints (and 50 identities per
  * cluster) through the agent's real path: ListWatcher (kvstore.ts) → the
@@ -77,6 +78,18 @@ const underlay = (i: number, n: number) => {
   const a = i * 4096 + n + 1;
   return ip4(198, 18 + (a >> 16), (a >> 8) & 255, a & 255);
 };
+/**
+ * MEMORY_UNDERLAY6=1: every node also has an IPv6 underlay address, its cluster's fd00:<i>::/64 (pinned) with an
+ * interface id that looks random (a multiplicative hash of the node's index, as SLAAC's privacy or stable-opaque
+ * ids spread them): dual-stack nodes, where neighbouring addresses differ early in the last 64 bits.
+ */
+const UNDERLAY6 = process.env.MEMORY_UNDERLAY6 === '1';
+const underlay6CIDR = (i: number) => `fd00:${(i + 1).toString(16)}::/64`;
+const underlay6 = (i: number, n: number) => {
+  const h = (x: number) => (Math.imul(x, 0x9e3779b1) >>> 0).toString(16).padStart(8, '0');
+  const id = h(i * 65536 + n + 1) + h(n * 7919 + i + 1);
+  return `fd00:${(i + 1).toString(16)}::${id.slice(0, 4)}:${id.slice(4, 8)}:${id.slice(8, 12)}:${id.slice(12)}`.replace(/:0+(?=[0-9a-f])/g, ':');
+};
 const wgKey = (idx: number) => {
   const b = Buffer.alloc(32, 7);
   b.writeUInt32BE(idx + 1, 0);
@@ -113,7 +126,7 @@ async function child(dist: string, mode: Mode, shape: Shape): Promise<Reading> {
         const node = nodeName(n);
         const idx = i * shape.nodes + n;
         if (type === 'nodes')
-          yield [keys.cacheKey('nodes', cluster, node), JSON.stringify({ cluster, clusterId: clusterId(i), name: node, addresses: [underlay(i, n)], port: 51871, publicKey: wgKey(idx), podCIDRs: [podCIDR(i, n)], bootId: String(1764500000000 + idx) })];
+          yield [keys.cacheKey('nodes', cluster, node), JSON.stringify({ cluster, clusterId: clusterId(i), name: node, addresses: UNDERLAY6 ? [underlay(i, n), underlay6(i, n)] : [underlay(i, n)], port: 51871, publicKey: wgKey(idx), podCIDRs: [podCIDR(i, n)], bootId: String(1764500000000 + idx) })];
         if (type === 'ip')
           for (let e = 0; e < shape.eps; e++) {
             const ip = podIP(i, n, e);
@@ -167,7 +180,7 @@ async function child(dist: string, mode: Mode, shape: Shape): Promise<Reading> {
   // (the local cluster has no records here; its pod CIDR outside the remotes' 100.64.0.0/10, which 16 clusters fill:
   // a remote's range overlapping ours is contested since 02d200f, and its nodes and endpoints refused)
   const trust = new Trust('local', 200, ['fd00:c8::/48']);
-  for (let i = 0; i < shape.clusters; i++) trust.pin({ name: clusterName(i), id: clusterId(i), podCIDRs: [clusterCIDR(i)], underlayCIDRs: [underlayCIDR(i)], relay: false, acceptPolicies: true });
+  for (let i = 0; i < shape.clusters; i++) trust.pin({ name: clusterName(i), id: clusterId(i), podCIDRs: [clusterCIDR(i)], underlayCIDRs: UNDERLAY6 ? [underlayCIDR(i), underlay6CIDR(i)] : [underlayCIDR(i)], relay: false, acceptPolicies: true });
   const rejections = new Rejections(silentLogger);
   const dev = new FakeDevice();
   let rows = 0;
