@@ -82,6 +82,12 @@ function firstDiff<T>(n: Node<T>, limit: number): number {
 /** Whether n lies on the query's path: its prefix is the query's first n.cidr bits (n.cidr ≤ the query's). */
 const onPath = <T>(n: Node<T>): boolean => firstDiff(n, n.cidr) === n.cidr;
 
+/** n's child on the query's path that is a prefix of it (its length ≤ qc), or undefined. */
+function nextCovering<T>(n: Node<T>, qc: number): Node<T> | undefined {
+  const c = kid(n, queryBit(n.cidr));
+  return c !== undefined && c.cidr <= qc && onPath(c) ? c : undefined;
+}
+
 /** A node for the query's first `cidr` bits. */
 function make<T>(cidr: number): Node<T> {
   const w0 = q[0]! & mask(cidr);
@@ -195,8 +201,8 @@ export class PrefixTrie<T> {
     let parent: Node<T> | undefined;
     let grand: Node<T> | undefined;
     while (n.cidr < qc) {
-      const c = kid(n, queryBit(n.cidr));
-      if (c === undefined || c.cidr > qc || !onPath(c)) return;
+      const c = nextCovering(n, qc);
+      if (c === undefined) return;
       grand = parent;
       parent = n;
       n = c;
@@ -224,8 +230,8 @@ export class PrefixTrie<T> {
       const o = ownerOf(n, except);
       if (o !== undefined) return o;
       if (n.cidr === qc) return undefined;
-      const c = kid(n, queryBit(n.cidr));
-      if (c === undefined || c.cidr > qc || !onPath(c)) return undefined;
+      const c = nextCovering(n, qc);
+      if (c === undefined) return undefined;
       n = c;
     }
   }
