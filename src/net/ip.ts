@@ -15,20 +15,41 @@ export interface Prefix {
  * address were ~2 % of its thread during churn).
  */
 function dottedQuad(text: string): Buffer | undefined {
-  const n = text.length;
-  if (n < 7 || n > 15) return undefined;
+  const v = quadValue(text, text.length);
+  if (v < 0) return undefined;
   const out = Buffer.allocUnsafe(4);
+  out.writeUInt32BE(v);
+  return out;
+}
+
+/** The dotted quad text[0, end) as isIPv4 accepts it, as an unsigned 32-bit number; -1 for anything else. */
+function quadValue(text: string, end: number): number {
+  if (end < 7 || end > 15) return -1;
+  let out = 0;
   let i = 0;
   for (let o = 0; o < 4; o++) {
-    if (o > 0 && text.charCodeAt(i++) !== 46) return undefined; // '.'
+    if (o > 0 && text.charCodeAt(i++) !== 46) return -1; // '.'
     const start = i;
     let v = 0;
-    for (let c = text.charCodeAt(i); c >= 48 && c <= 57 && i - start < 3; c = text.charCodeAt(++i)) v = v * 10 + (c - 48);
+    for (let c = text.charCodeAt(i); c >= 48 && c <= 57 && i - start < 3 && i < end; c = text.charCodeAt(++i)) v = v * 10 + (c - 48);
     const len = i - start;
-    if (len === 0 || v > 255 || (len > 1 && text.charCodeAt(start) === 48)) return undefined;
-    out[o] = v;
+    if (len === 0 || v > 255 || (len > 1 && text.charCodeAt(start) === 48)) return -1;
+    out = out * 256 + v;
   }
-  return i === n ? out : undefined;
+  return i === end ? out : -1;
+}
+
+/**
+ * An IPv4 host as a bare dotted quad or with "/32" ("100.65.1.10", "100.65.1.10/32"), as an unsigned 32-bit
+ * number, without a Buffer (the ipcache keys its IPv4 hosts by number: src/policy/ipcache.ts); undefined for
+ * anything else, including what parsePrefix would still read as an IPv4 host through isIPv4, which the caller
+ * then parses the slow way.
+ */
+export function ipv4HostValue(text: string): number | undefined {
+  const n = text.length;
+  const end = n > 3 && text.charCodeAt(n - 3) === 47 && text.charCodeAt(n - 2) === 51 && text.charCodeAt(n - 1) === 50 ? n - 3 : n; // "/32"
+  const v = quadValue(text, end);
+  return v < 0 ? undefined : v;
 }
 
 export function parseIP(text: string): Buffer | null {

@@ -22,7 +22,8 @@
  * Pure: no native calls. `takeChanges()` says what to write to the native
  * ipcache since the last call (value, or null = delete).
  */
-import { formatPrefix, parsePrefix } from '../net/ip.js';
+import { formatPrefix, ipv4HostValue, parsePrefix, type Prefix } from '../net/ip.js';
+import { U32Map } from '../net/u32map.js';
 import { SlotColumns } from './slotcolumns.js';
 
 export type IpcacheOwnerKind = 'node' | 'local-endpoint' | 'endpoint' | 'cidr';
@@ -49,26 +50,42 @@ export function canonicalPrefix(addrOrPrefix: string): string | null {
 }
 
 /**
- * The slot key: a host prefix (/32, /128) by its address text alone, and then
- * the caller's own string when it is already canonical (an endpoint record's
- * address, so the text is shared: ~35 B per remote endpoint), any other prefix
- * as canonicalPrefix. takeChanges gives every prefix back as `addr/len`.
+ * A slot's key: an IPv4 host (/32) as its address, a number (held in a U32Map:
+ * ~13 B per remote endpoint where a Map entry was ~46 B); an IPv6 host (/128)
+ * by its address text alone, the caller's own string when it is already
+ * canonical (an endpoint record's address, so the text is shared); any other
+ * prefix as canonicalPrefix. takeChanges gives every prefix back as `addr/len`.
  */
-function slotKey(addrOrPrefix: string): string | null {
+type SlotKey = number | string;
+
+function slotKey(addrOrPrefix: string): SlotKey | null {
   // the data path asks twice in a row for one record's address (EndpointsByAddress, then set): parse once
   if (addrOrPrefix === lastKey.in) return lastKey.out;
-  const p = canonicalPrefix(addrOrPrefix);
-  const host = !p ? -1 : p.endsWith('/128') ? p.length - 4 : p.endsWith('/32') && !p.includes(':') ? p.length - 3 : -1;
-  const addr = host < 0 ? p : p!.slice(0, host);
   lastKey.in = addrOrPrefix;
-  lastKey.out = addr === addrOrPrefix ? addrOrPrefix : addr;
+  // nearly every call: a pod's address, read without a Buffer
+  const quad = ipv4HostValue(addrOrPrefix);
+  if (quad !== undefined) return (lastKey.out = quad);
+  let p: Prefix | null;
+  try {
+    p = parsePrefix(addrOrPrefix);
+  } catch {
+    p = null;
+  }
+  if (!p) lastKey.out = null;
+  else if (p.cidr === 32 && p.addr.length === 4) lastKey.out = p.addr.readUInt32BE(0);
+  else {
+    const text = formatPrefix(p);
+    const addr = p.cidr === 128 ? text.slice(0, -4) : text;
+    lastKey.out = addr === addrOrPrefix ? addrOrPrefix : addr;
+  }
   return lastKey.out;
 }
 /** slotKey's last answer (a pure function of its input). */
-const lastKey: { in: string | undefined; out: string | null } = { in: undefined, out: null };
+const lastKey: { in: string | undefined; out: SlotKey | null } = { in: undefined, out: null };
 
 /** A slot key as `addr/len`. */
-const fullPrefix = (key: string): string => (key.includes('/') ? key : `${key}/${key.includes(':') ? 128 : 32}`);
+const fullPrefix = (key: SlotKey): string =>
+  typeof key === 'number' ? `${key >>> 24}.${(key >>> 16) & 0xff}.${(key >>> 8) & 0xff}.${key & 0xff}/32` : key.includes('/') ? key : `${key}/128`;
 
 /** A slot's numeric fields (slotcolumns.ts). */
 const IDENTITY = 0;
@@ -94,11 +111,13 @@ type Owned = Claim & { owner: string };
  * path holds.
  */
 export class IpcacheTable {
-  private readonly slots = new Map<string, number>();
+  /** Slots by key: IPv4 hosts, nearly every slot (a pod's /32), in `hosts4`; any other prefix in `others`. */
+  private readonly hosts4 = new U32Map();
+  private readonly others = new Map<string, number>();
   private readonly cols = new SlotColumns(5, [0, 0, 0, -1, 0]);
   /** Owners after the inline one, by slot (rare: a prefix with several owners). */
   private readonly more = new Map<number, Map<string, Claim>>();
-  private readonly touched = new Set<string>();
+  private readonly touched = new Set<SlotKey>();
   private installedCount = 0;
   private seq = 0;
 
@@ -118,11 +137,15 @@ export class IpcacheTable {
   /** `owner` says `prefix` is `value`. Re-setting the same claim does not change its age. */
   set(addrOrPrefix: string, owner: string, kind: IpcacheOwnerKind, value: IpcacheValue): void {
     const p = slotKey(addrOrPrefix);
-    if (!p) return;
+    if (p === null) return;
     // before any claim is read: renumber() rewrites them
     if (this.seq >= this.seqLimit) this.renumber();
-    let s = this.slots.get(p);
-    if (s === undefined) this.slots.set(p, (s = this.cols.alloc()));
+    let s = this.slotOf(p);
+    if (s === undefined) {
+      s = this.cols.alloc();
+      if (typeof p === 'number') this.hosts4.set(p, s);
+      else this.others.set(p, s);
+    }
     const inline = this.cols.str(s);
     const cur = inline === owner ? this.inlineClaim(s, inline) : this.more.get(s)?.get(owner);
     if (cur && cur.kind === kind && cur.identity === value.identity && cur.endpoint === value.endpoint) return;
@@ -139,7 +162,7 @@ export class IpcacheTable {
   /** `owner` no longer names `prefix`; what other owners say takes effect. */
   delete(addrOrPrefix: string, owner: string): void {
     const p = slotKey(addrOrPrefix);
-    const s = p ? this.slots.get(p) : undefined;
+    const s = this.slotOf(p);
     if (s === undefined) return;
     const inline = this.cols.str(s);
     if (inline === undefined) return;
@@ -163,7 +186,7 @@ export class IpcacheTable {
    */
   private renumber(): void {
     let top = 0;
-    for (const s of this.slots.values()) {
+    for (const s of [...this.hosts4.values(), ...this.others.values()]) {
       const inline = this.cols.str(s);
       if (inline === undefined) continue;
       const m = this.more.get(s);
@@ -174,6 +197,10 @@ export class IpcacheTable {
       top = Math.max(top, claims.length);
     }
     this.seq = top;
+  }
+
+  private slotOf(p: SlotKey | null): number | undefined {
+    return p === null ? undefined : typeof p === 'number' ? this.hosts4.get(p) : this.others.get(p);
   }
 
   private inlineClaim(s: number, owner: string): Owned {
@@ -202,7 +229,7 @@ export class IpcacheTable {
   /** The value that wins for `prefix` now (not necessarily taken yet). */
   get(addrOrPrefix: string): (IpcacheValue & { kind: IpcacheOwnerKind; owner: string }) | undefined {
     const p = slotKey(addrOrPrefix);
-    const s = p ? this.slots.get(p) : undefined;
+    const s = this.slotOf(p);
     const best = s === undefined ? undefined : this.best(s);
     return best ? { identity: best.identity, endpoint: best.endpoint, kind: best.kind, owner: best.owner } : undefined;
   }
@@ -210,7 +237,7 @@ export class IpcacheTable {
   /** Owners of `prefix`, in the order they came (for status and tests). */
   ownersOf(addrOrPrefix: string): Array<{ owner: string; kind: IpcacheOwnerKind }> {
     const p = slotKey(addrOrPrefix);
-    const s = p ? this.slots.get(p) : undefined;
+    const s = this.slotOf(p);
     const inline = s === undefined ? undefined : this.cols.str(s);
     if (inline === undefined) return [];
     return [{ owner: inline, kind: this.inlineClaim(s!, inline).kind }, ...[...(this.more.get(s!) ?? [])].map(([owner, c]) => ({ owner, kind: c.kind }))];
@@ -219,7 +246,7 @@ export class IpcacheTable {
   /** Owners of `prefix` of kind `kind`, in the order they came. */
   ownersOfKind(addrOrPrefix: string, kind: IpcacheOwnerKind): string[] {
     const p = slotKey(addrOrPrefix);
-    const s = p ? this.slots.get(p) : undefined;
+    const s = this.slotOf(p);
     const inline = s === undefined ? undefined : this.cols.str(s);
     if (inline === undefined) return [];
     const out = this.cols.get(s!, SEQ_KIND) % 4 === OWNER_PRECEDENCE[kind] ? [inline] : [];
@@ -236,12 +263,13 @@ export class IpcacheTable {
   takeChanges(): Map<string, IpcacheValue | null> {
     const out = new Map<string, IpcacheValue | null>();
     for (const p of this.touched) {
-      const s = this.slots.get(p);
+      const s = this.slotOf(p);
       if (s === undefined) continue;
       const want = this.best(s);
       const have = this.cols.get(s, INST_IDENTITY) !== -1;
       if (!want) {
-        this.slots.delete(p); // no owner left: the slot goes with the data path's entry
+        if (typeof p === 'number') this.hosts4.delete(p); // no owner left: the slot goes with the data path's entry
+        else this.others.delete(p);
         this.more.delete(s); // (empty already: further owners move inline first)
         this.cols.release(s);
         if (have) {

@@ -1,0 +1,98 @@
+/**
+ * The ipcache table (src/policy/ipcache.ts) of this tree against another build's (--base DIR: a built
+ * checkout, e.g. main), side by side in one process: bytes per slot (heap used + array buffers, after full GCs;
+ * the addresses and owner texts are made before the first reading and kept, so only the table is counted) and ns
+ * per set (a new slot), get, set of a held claim (no change), delete, and takeChanges per changed slot. Rounds
+ * alternate the two builds; medians are printed, with this/base ratios.
+ *
+ * Layouts: dense IPv4 pod addresses (consecutive from 100.64.0.1, as bench/memory.ts's pods), spread IPv4
+ * addresses (random in 100.64.0.0/10), IPv6 pod addresses (random under one /64: unchanged by the IPv4 slots,
+ * a control).
+ *
+ * Usage: node --expose-gc --single-threaded-gc dist/bench/ipcache.js --base /work/main [--n 160000]
+ * [--rounds 5], under the host lock.
+ */
+import { randomBytes } from 'node:crypto';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { formatIP } from '../src/net/ip.js';
+import { IpcacheTable } from '../src/policy/ipcache.js';
+
+type Table = Pick<IpcacheTable, 'set' | 'get' | 'delete' | 'takeChanges'>;
+type Make = () => Table;
+
+function arg(name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : dflt;
+}
+
+const v4 = (x: number): string => formatIP(Buffer.from([x >>> 24, (x >>> 16) & 255, (x >>> 8) & 255, x & 255]));
+const slash64 = randomBytes(8);
+const layouts: Record<string, (i: number) => string> = {
+  'dense IPv4': (i) => v4(((100 << 24) | (64 << 16)) + i + 1),
+  'spread IPv4': () => v4(((100 << 24) | (64 << 16)) + Math.floor(Math.random() * 2 ** 22)),
+  'IPv6 under one /64': () => formatIP(Buffer.concat([slash64, randomBytes(8)])),
+};
+
+const gc = (): void => {
+  for (let i = 0; i < 4; i++) (globalThis as { gc?: () => void }).gc!();
+};
+const used = (): number => {
+  const m = process.memoryUsage();
+  return m.heapUsed + m.arrayBuffers;
+};
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+const nsPer = (n: number, f: () => void): number => {
+  const t = process.hrtime.bigint();
+  f();
+  return Number(process.hrtime.bigint() - t) / n;
+};
+
+interface Reading {
+  bytes: number;
+  set: number;
+  get: number;
+  same: number;
+  del: number;
+  take: number;
+}
+
+function measure(make: Make, addrs: string[], owners: string[]): Reading {
+  const v = { identity: 70000, endpoint: 0 };
+  gc();
+  const before = used();
+  const t = make();
+  const set = nsPer(addrs.length, () => addrs.forEach((a, i) => t.set(a, owners[i]!, 'endpoint', v)));
+  let take = nsPer(addrs.length, () => t.takeChanges());
+  gc();
+  const bytes = (used() - before) / addrs.length;
+  let sink = 0;
+  const get = nsPer(addrs.length, () => addrs.forEach((a) => (sink += t.get(a)?.identity ?? 0)));
+  const same = nsPer(addrs.length, () => addrs.forEach((a, i) => t.set(a, owners[i]!, 'endpoint', v)));
+  const del = nsPer(addrs.length, () => addrs.forEach((a, i) => t.delete(a, owners[i]!)));
+  take = (take + nsPer(addrs.length, () => t.takeChanges())) / 2;
+  if (sink < 0) console.log(sink);
+  return { bytes, set, get, same, del, take };
+}
+
+async function main(): Promise<void> {
+  const base = resolve(arg('base', ''));
+  const n = Number(arg('n', '160000'));
+  const rounds = Number(arg('rounds', '5'));
+  const { IpcacheTable: BaseTable } = (await import(pathToFileURL(join(base, 'dist/src/policy/ipcache.js')).href)) as { IpcacheTable: new () => Table };
+  const impls: Record<'this' | 'base', Make> = { this: () => new IpcacheTable(), base: () => new BaseTable() };
+  console.log(`ipcache table, ${n} slots (one endpoint owner each), medians of ${rounds} alternating rounds; base ${base}`);
+  console.log('layout | build | B/slot | set ns | get ns | set held ns | delete ns | takeChanges ns/slot');
+  for (const [name, make] of Object.entries(layouts)) {
+    const addrs = [...new Set(Array.from({ length: n }, (_, i) => make(i)))];
+    const owners = addrs.map((_, i) => `\u0001${i % 1000}/${i}`); // compact-key-like owner texts (compactkeys.ts)
+    const got: Record<'this' | 'base', Reading[]> = { this: [], base: [] };
+    for (let r = 0; r < rounds; r++) for (const which of r % 2 ? (['base', 'this'] as const) : (['this', 'base'] as const)) got[which].push(measure(impls[which], addrs, owners));
+    const med = (which: 'this' | 'base', k: keyof Reading): number => median(got[which].map((x) => x[k]));
+    for (const which of ['this', 'base'] as const)
+      console.log([name, which, ...(['bytes', 'set', 'get', 'same', 'del', 'take'] as const).map((k) => med(which, k).toFixed(1))].join(' | '));
+    console.log([name, 'this/base', ...(['bytes', 'set', 'get', 'same', 'del', 'take'] as const).map((k) => (med('this', k) / med('base', k)).toFixed(2))].join(' | '));
+  }
+}
+
+void main();
