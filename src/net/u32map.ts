@@ -16,16 +16,28 @@
  * not be covered by that bound.
  *
  * Bounds: capacity is a power of two from 16, doubled when more than 3/4 of
- * the positions hold a key, halved when fewer than 1/4 do: 8 B × 4/3 to 8 B ×
- * 4 per key held (11–32 B; 11–21 B while a table only grows, as in a sync),
- * plus 4 KiB of tables per map. Not ordered: values() and entries() visit in
- * position order, and see a set() or delete() made during the visit or not.
+ * the positions hold a key, halved when fewer than 1/4 do: once more than 4
+ * keys are held, at least 4/3 and at most 4 positions per key (8 B each:
+ * 11–32 B per key; 11–21 B while a table only grows, as in a sync), plus 4 KiB
+ * of tables per map; while it resizes, the old array too (3 × capacity × 8 B
+ * during a doubling). Not ordered: values() and entries() visit in position
+ * order, and the map must not change during a visit (a delete shifts later
+ * entries back: one could be skipped or seen twice).
+ *
+ * Keys are not checked (the caller's own bound: an IPv4 address): a number is
+ * taken as `key | 0`, so 2^32 + 5, 5.9 and 5 are one key, as are -1 and
+ * 2^32 - 1.
  */
 import { randomFillSync } from 'node:crypto';
 
 const MIN_CAPACITY = 16;
 /** A free position's value. */
 const EMPTY = -1;
+
+/** Simple tabulation of a 32-bit key over four tables of 256 words (`tab`: 1,024 words, byte 0 the lowest). */
+export function tabulate(tab: Uint32Array, k: number): number {
+  return (tab[k & 0xff]! ^ tab[256 + ((k >>> 8) & 0xff)]! ^ tab[512 + ((k >>> 16) & 0xff)]! ^ tab[768 + (k >>> 24)]!) >>> 0;
+}
 
 export class U32Map {
   /** [key, value] per position; value EMPTY: free. */
@@ -112,8 +124,14 @@ export class U32Map {
   }
 
   private home(k: number): number {
-    const t = this.tab;
-    return (t[k & 0xff]! ^ t[256 + ((k >>> 8) & 0xff)]! ^ t[512 + ((k >>> 16) & 0xff)]! ^ t[768 + (k >>> 24)]!) & this.mask;
+    return tabulate(this.tab, k) & this.mask;
+  }
+
+  /** The mean distance of a held key from its home position (0 when empty): how well the keys spread, for tests. */
+  get meanDisplacement(): number {
+    let sum = 0;
+    for (let i = 0; i <= this.mask; i++) if (this.pos[2 * i + 1] !== EMPTY) sum += (i - this.home(this.pos[2 * i]!)) & this.mask;
+    return this.count ? sum / this.count : 0;
   }
 
   private resize(capacity: number): void {

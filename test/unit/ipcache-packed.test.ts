@@ -15,9 +15,10 @@ function run(seed: number, steps: number, prefixes: number, seqLimit?: number): 
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
   // the ends of the IPv4 space too: 0.0.0.0 is the key 0 (falsy), 255.255.255.255 sets the sign bit of an int32
   const ips = [...Array.from({ length: prefixes }, (_, i) => `100.${64 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`), '0.0.0.0', '255.255.255.255', '128.0.0.1'];
-  // the same address in every spelling the table accepts, plus a few non-host prefixes and nonsense
+  // the same address in every spelling the table accepts, plus a few non-host prefixes (IPv6 ones of 32 and 96
+  // bits: not IPv4 hosts) and nonsense
   const spell = (ip: string) =>
-    pick([ip, `${ip}/32`, ip, `${ip.slice(0, ip.lastIndexOf('.'))}.0/24`, 'fd65::1', 'fd65::1/128', `::ffff:${ip}`, 'nonsense']);
+    pick([ip, `${ip}/32`, ip, `${ip}/032`, `${ip.slice(0, ip.lastIndexOf('.'))}.0/24`, 'fd65::1', 'fd65::1/128', `::ffff:${ip}`, '2001:db8::/32', '::ffff:0:0/96', 'nonsense']);
   const owners = ['ep-a', 'ep-b', 'node:1', 'local:x', 'cidr:y', 'ep-c'];
   const t = new IpcacheTable(seqLimit);
   const o = new OracleIpcacheTable();

@@ -1,9 +1,11 @@
 // U32Map (src/net/u32map.ts) against a Map<number, number> on seeded random sequences: same answers after every
 // step, every key reachable after every backward shift, capacity within its stated bound (a power of two from 16,
-// more than 1 and at most 4 positions per key once past the minimum). Keys dense (one pod CIDR, runs that wrap
+// at most 3/4 full, at least 1/4 full once past the minimum). Its hash against tabulation written out here, and
+// the spread of keys a remote could choose (a dense /16, keys differing only in one byte) with the real tables. Keys dense (one pod CIDR, runs that wrap
 // the table), spread, and at the ends of the space (0, 2^31, 2^32 - 1: int32's sign bit).
 import { describe, expect, it } from 'vitest';
-import { U32Map } from '../../src/net/u32map.js';
+import { randomFillSync } from 'node:crypto';
+import { tabulate, U32Map } from '../../src/net/u32map.js';
 import { prng } from '../helpers/prng.js';
 
 /** Plain comparisons first (this runs after every step), an assertion only to report a failure. */
@@ -121,5 +123,37 @@ describe('U32Map against a Map', () => {
 
   it('refuses tables of the wrong size', () => {
     expect(() => new U32Map(new Uint32Array(256))).toThrow(RangeError);
+  });
+
+  it('hashes as simple tabulation over all four bytes (the oracle splits the key with arithmetic, not shifts)', () => {
+    const tab = randomFillSync(new Uint32Array(1024));
+    const rnd = prng(8);
+    for (let i = 0; i < 20_000; i++) {
+      const k = i < 7 ? ends[i]! : Math.floor(rnd() * 2 ** 32);
+      let want = 0;
+      for (let b = 0, rest = k; b < 4; b++, rest = Math.floor(rest / 256)) want = (want ^ tab[256 * b + (rest % 256)]!) >>> 0;
+      if (tabulate(tab, k) !== want) expect(tabulate(tab, k), `key ${k}`).toBe(want);
+    }
+  });
+
+  it('spreads the keys a remote chooses: mean distance from home as for random keys (~1.5 at 3/4 full)', () => {
+    // linear probing at load α has an expected displacement of (1/(1-α) - 1)/2 = 1.5 at 3/4 for random homes;
+    // a hash that lost a byte or half the table would pile these sets into runs (tens to hundreds)
+    // 12,288 keys each (3/4 of 16,384), varying two bytes, so every byte's table is needed to spread them; with
+    // random tables the mean stayed within 1.2-2.4 over 2,000 draws per set
+    const two = (hi: number, lo: number) => Array.from({ length: 12_288 }, (_, i) => ((i >> 7) + 64) * 2 ** (8 * hi) + (i & 127) * 2 ** (8 * lo) + (hi !== 0 && lo !== 0 ? 1 : 0));
+    const sets: Record<string, number[]> = {
+      'a dense /16 (one pod CIDR)': Array.from({ length: 49_152 }, (_, i) => ((100 << 24) | (64 << 16)) + i),
+      'top and second bytes (from 64.0.0.0 to past 128.0.0.0)': two(3, 2),
+      'top and third bytes': two(3, 1),
+      'top and low bytes': two(3, 0),
+      'second and third bytes': two(2, 1),
+    };
+    for (const [name, keys] of Object.entries(sets)) {
+      const m = new U32Map();
+      keys.forEach((k, i) => m.set(k, i));
+      expect(m.size * 4, name).toBe(m.capacity * 3); // each set fills its table to the 3/4 point (no duplicates)
+      expect(m.meanDisplacement, name).toBeLessThan(4);
+    }
   });
 });
