@@ -2,7 +2,8 @@
  * Agent memory per remote endpoint (issue 16), measured as RSS and heap growth:
  *
  *   node --expose-gc dist/bench/memory.js [--clusters 16] [--nodes 1000] [--eps 10] [--base DIR] [--semi-space MB]
- *   (MEMORY_UNDERLAY6=1: dual-stack nodes, an IPv6 underlay address each with a spread interface id)
+ *   (MEMORY_UNDERLAY6=1: dual-stack nodes, an IPv6 underlay address each with a spread interface id;
+ *   MEMORY_NO_PORTS=1: endpoint records without named container ports)
  *
  * Feeds K remote clusters × N nodes × E endpoints (and 50 identities per
  * cluster) through the agent's real path: ListWatcher (kvstore.ts) → the
@@ -84,6 +85,8 @@ const underlay = (i: number, n: number) => {
  * ids spread them): dual-stack nodes, where neighbouring addresses differ early in the last 64 bits.
  */
 const UNDERLAY6 = process.env.MEMORY_UNDERLAY6 === '1';
+/** MEMORY_NO_PORTS=1: endpoint records carry an identity and no named container port (a pod that names none). */
+const NO_PORTS = process.env.MEMORY_NO_PORTS === '1';
 const underlay6CIDR = (i: number) => `fd00:${(i + 1).toString(16)}::/64`;
 const underlay6 = (i: number, n: number) => {
   const h = (x: number) => (Math.imul(x, 0x9e3779b1) >>> 0).toString(16).padStart(8, '0');
@@ -139,7 +142,7 @@ async function child(dist: string, mode: Mode, shape: Shape): Promise<Reading> {
               name: `${app(k)}-7d9f8c6b5-${(idx * shape.eps + e).toString(36).padStart(5, 'x')}`,
               labels: { app: app(k), 'pod-template-hash': '7d9f8c6b5' },
               identity: clusterIdentity(clusterId(i), 256 + k),
-              ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }],
+              ...(NO_PORTS ? {} : { ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }] }),
             };
             yield [keys.cacheKey('ip', cluster, keys.endpointName(node, ip)), JSON.stringify(rec)];
           }
