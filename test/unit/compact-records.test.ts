@@ -51,6 +51,7 @@ describe('decoded records share what they repeat', () => {
     // with `identity` added after its literal, in an out-of-object property store (~40 B more per record,
     // bench/records-heap.ts). The oracle is a literal the test writes with the schema's fields in their order:
     // V8 gives a record the same hidden class only when it was built the same way.
+    // (the flag only lets `%` calls parse; vitest's forks pool runs each file in its own process, so it stays here)
     setFlagsFromString('--allow-natives-syntax');
     const sameMap = new Function('a', 'b', 'return %HaveSameMap(a, b)') as (a: object, b: object) => boolean;
     const full = ep('100.64.0.9', 'web-9', { app: 'web' });

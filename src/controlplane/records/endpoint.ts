@@ -65,7 +65,9 @@ const endpointJson = jsonCodec('endpoint', endpointSchema, {
 /**
  * Decoded records share what endpoints repeat (intern.ts): the label set, the
  * port list and the cluster, node and namespace names are one frozen copy
- * each, however many records carry them. What a record says is unchanged.
+ * each, however many records carry them. What a record says is unchanged; the
+ * record is a new object with the schema's fields only, in the schema's order
+ * (a field present as undefined is left out), never the one it was given.
  */
 export function compactEndpoint(v: EndpointRecord): EndpointRecord {
   const labels = internLabels(v.labels);
