@@ -15,7 +15,7 @@
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { formatIP } from '../src/net/ip.js';
+import { formatIP, formatIPv4Value } from '../src/net/ip.js';
 import { IpcacheTable } from '../src/policy/ipcache.js';
 
 type Table = Pick<IpcacheTable, 'set' | 'get' | 'delete' | 'takeChanges'>;
@@ -26,7 +26,7 @@ function arg(name: string, dflt: string): string {
   return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : dflt;
 }
 
-const v4 = (x: number): string => formatIP(Buffer.from([x >>> 24, (x >>> 16) & 255, (x >>> 8) & 255, x & 255]));
+const v4 = (x: number): string => formatIPv4Value(x >>> 0);
 const slash64 = randomBytes(8);
 const layouts: Record<string, (i: number) => string> = {
   'dense IPv4': (i) => v4(((100 << 24) | (64 << 16)) + i + 1),

@@ -52,6 +52,11 @@ export function ipv4HostValue(text: string): number | undefined {
   return v < 0 ? undefined : v;
 }
 
+/** An IPv4 address given as an unsigned 32-bit number (ipv4HostValue's) in formatIP's text. */
+export function formatIPv4Value(v: number): string {
+  return `${v >>> 24}.${(v >>> 16) & 0xff}.${(v >>> 8) & 0xff}.${v & 0xff}`;
+}
+
 export function parseIP(text: string): Buffer | null {
   const quad = dottedQuad(text);
   if (quad) return quad;

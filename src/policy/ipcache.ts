@@ -22,7 +22,7 @@
  * Pure: no native calls. `takeChanges()` says what to write to the native
  * ipcache since the last call (value, or null = delete).
  */
-import { formatPrefix, ipv4HostValue, parsePrefix, type Prefix } from '../net/ip.js';
+import { formatIPv4Value, formatPrefix, ipv4HostValue, parsePrefix, type Prefix } from '../net/ip.js';
 import { U32Map } from '../net/u32map.js';
 import { SlotColumns } from './slotcolumns.js';
 
@@ -85,7 +85,7 @@ const lastKey: { in: string | undefined; out: SlotKey | null } = { in: undefined
 
 /** A slot key as `addr/len`. */
 const fullPrefix = (key: SlotKey): string =>
-  typeof key === 'number' ? `${key >>> 24}.${(key >>> 16) & 0xff}.${(key >>> 8) & 0xff}.${key & 0xff}/32` : key.includes('/') ? key : `${key}/128`;
+  typeof key === 'number' ? `${formatIPv4Value(key)}/32` : key.includes('/') ? key : `${key}/128`;
 
 /** A slot's numeric fields (slotcolumns.ts). */
 const IDENTITY = 0;
