@@ -17,14 +17,11 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { formatIP, formatIPv4Value } from '../src/net/ip.js';
 import { IpcacheTable } from '../src/policy/ipcache.js';
+import { arg, fullGc, median } from './util.js';
 
 type Table = Pick<IpcacheTable, 'set' | 'get' | 'delete' | 'takeChanges'>;
 type Make = () => Table;
 
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : dflt;
-}
 
 const v4 = (x: number): string => formatIPv4Value(x >>> 0);
 const slash64 = randomBytes(8);
@@ -34,14 +31,10 @@ const layouts: Record<string, (i: number) => string> = {
   'IPv6 under one /64': () => formatIP(Buffer.concat([slash64, randomBytes(8)])),
 };
 
-const gc = (): void => {
-  for (let i = 0; i < 4; i++) (globalThis as { gc?: () => void }).gc!();
-};
 const used = (): number => {
   const m = process.memoryUsage();
   return m.heapUsed + m.arrayBuffers;
 };
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 const nsPer = (n: number, f: () => void): number => {
   const t = process.hrtime.bigint();
   f();
@@ -59,12 +52,12 @@ interface Reading {
 
 function measure(make: Make, addrs: string[], owners: string[]): Reading {
   const v = { identity: 70000, endpoint: 0 };
-  gc();
+  fullGc();
   const before = used();
   const t = make();
   const set = nsPer(addrs.length, () => addrs.forEach((a, i) => t.set(a, owners[i]!, 'endpoint', v)));
   let take = nsPer(addrs.length, () => t.takeChanges());
-  gc();
+  fullGc();
   const bytes = (used() - before) / addrs.length;
   let sink = 0;
   const get = nsPer(addrs.length, () => addrs.forEach((a) => (sink += t.get(a)?.identity ?? 0)));

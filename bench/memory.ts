@@ -35,6 +35,7 @@
 import { spawnSync } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { arg } from './util.js';
 
 type Mode = 'watch' | 'decode' | 'admit' | 'full';
 const MODES: Mode[] = ['watch', 'decode', 'admit', 'full'];
@@ -54,10 +55,6 @@ interface Reading {
   ms: number;
 }
 
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : dflt;
-}
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** dist/ of this build (this file is dist/bench/memory.js). */

@@ -14,17 +14,10 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { endpointName, stateKey } from '../src/controlplane/keys.js';
 import { endpointCodec } from '../src/controlplane/records/endpoint.js';
+import { arg, fullGc, median } from './util.js';
 
 type Decode = (key: string, value: string) => unknown;
 
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : dflt;
-}
-const gc = (): void => {
-  for (let i = 0; i < 4; i++) (globalThis as { gc?: () => void }).gc!();
-};
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
 function texts(n: number, identity: boolean, ports: boolean): Array<[string, string]> {
   return Array.from({ length: n }, (_, i) => {
@@ -42,12 +35,12 @@ function texts(n: number, identity: boolean, ports: boolean): Array<[string, str
 function measure(decode: Decode, n: number, identity: boolean, ports: boolean): { bytes: number; us: number } {
   const kvs = texts(n, identity, ports);
   const keep: unknown[] = new Array(n);
-  gc();
+  fullGc();
   const before = process.memoryUsage().heapUsed;
   const t = process.hrtime.bigint();
   for (let i = 0; i < n; i++) keep[i] = decode(kvs[i]![0], kvs[i]![1]);
   const us = Number(process.hrtime.bigint() - t) / 1000 / n;
-  gc();
+  fullGc();
   const bytes = (process.memoryUsage().heapUsed - before) / n; // the texts held at both readings
   if (kvs.length !== n || keep.length !== n) throw new Error('lost a record');
   return { bytes, us };

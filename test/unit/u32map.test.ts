@@ -16,6 +16,15 @@ function checkBound(m: U32Map, label: string): void {
   if (!ok) expect({ size: m.size, capacity: cap }, label).toBe('within the bound');
 }
 
+/** One change to both maps (set `value`, or delete when it is undefined), then every key of the Map looked up in m. */
+function mirror(m: U32Map, o: Map<number, number>, k: number, value: number | undefined, label: string): void {
+  if (value !== undefined) {
+    m.set(k, value);
+    o.set(k, value);
+  } else expect(m.delete(k)).toBe(o.delete(k));
+  for (const [key, v] of o) if (m.get(key) !== v) expect(m.get(key), label).toBe(v);
+}
+
 function run(seed: number, steps: number, keys: readonly number[]): void {
   const rnd = prng(seed);
   const pick = (): number => keys[Math.floor(rnd() * keys.length)]!;
@@ -92,11 +101,7 @@ describe('U32Map against a Map', () => {
       const o = new Map<number, number>();
       for (let step = 0; step < 400; step++) {
         const k = keys[Math.floor(rnd() * keys.length)]!;
-        if (rnd() < 0.6) {
-          m.set(k, step);
-          o.set(k, step);
-        } else expect(m.delete(k)).toBe(o.delete(k));
-        for (const [key, v] of o) if (m.get(key) !== v) expect(m.get(key), `seed ${seed} step ${step}`).toBe(v);
+        mirror(m, o, k, rnd() < 0.6 ? step : undefined, `seed ${seed} step ${step}`);
         if (m.size !== o.size) expect(m.size).toBe(o.size);
         expect(m.capacity).toBe(16);
       }
@@ -112,11 +117,7 @@ describe('U32Map against a Map', () => {
     const o = new Map<number, number>();
     for (let step = 0; step < 5000; step++) {
       const k = keys[Math.floor(rnd() * keys.length)]!;
-      if (rnd() < 0.5) {
-        m.set(k, step);
-        o.set(k, step);
-      } else expect(m.delete(k)).toBe(o.delete(k));
-      for (const [key, v] of o) if (m.get(key) !== v) expect(m.get(key), `step ${step}`).toBe(v);
+      mirror(m, o, k, rnd() < 0.5 ? step : undefined, `step ${step}`);
       checkBound(m, `step ${step}`);
     }
   });
