@@ -1,22 +1,25 @@
 /**
- * PrefixTrie, main's plain bit trie (bench/prefixtrie-main.ts) against the path-compressed one
- * (src/net/prefixtrie.ts), side by side in one process: heap bytes per stored prefix (after full GCs; the
- * prefixes and owner texts are made before the first reading and kept, so only the trie is counted) and nodes
- * per stored prefix, for four layouts, and ns per covering / within / insert+remove on each. Rounds alternate
- * the two; medians are printed, with new/old ratios.
+ * PrefixTrie of this tree (src/net/prefixtrie.ts) against another build's (--base DIR: a built checkout, e.g.
+ * main), side by side in one process: bytes per stored prefix and per trie node (heap used + array buffers,
+ * after full GCs: this tree's nodes are typed arrays, off the JS heap once large; the prefixes and owner texts
+ * are made before the first reading and kept, so only the trie is counted), nodes per stored prefix, and ns per
+ * insert (building the trie), covering / within (every stored prefix and as many fresh ones), insert+remove of
+ * a fresh prefix. Rounds alternate the two builds; medians are printed, with this/base ratios.
  *
  * Layouts: dense IPv4 /32s (bench/memory.ts's underlay: consecutive addresses from 198.18.0.1), spread IPv4
  * /32s (random), IPv6 /128s random under one /64 (SLAAC / random interface ids), IPv4 /24 pod CIDRs
  * (bench/memory.ts's: consecutive /24s from 100.64.0.0).
  *
- * Usage: node --expose-gc --single-threaded-gc dist/bench/prefixtrie.js [N = 20000] [ROUNDS = 5], under the host
- * lock (without --single-threaded-gc, heapUsed right after gc() still counted garbage left to concurrent sweeping:
- * readings off by up to ±40 %).
+ * Usage: node --expose-gc --single-threaded-gc dist/bench/prefixtrie.js --base /work/main [--n 20000]
+ * [--rounds 5], under the host lock (without --single-threaded-gc, heapUsed right after gc() still counted
+ * garbage left to concurrent sweeping: readings off by up to ±40 %).
  */
 import { randomBytes } from 'node:crypto';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { PrefixTrie } from '../src/net/prefixtrie.js';
 import type { Prefix } from '../src/net/ip.js';
-import { MainPrefixTrie } from './prefixtrie-main.js';
+import { arg, fullGc, median } from './util.js';
 
 interface Trie {
   insert(p: Prefix, owner: string): void;
@@ -24,7 +27,7 @@ interface Trie {
   covering(p: Prefix, except?: string): string | undefined;
   within(p: Prefix, except?: string): string | undefined;
 }
-const impls: Record<'old' | 'new', () => Trie> = { old: () => new MainPrefixTrie<string>(), new: () => new PrefixTrie<string>() };
+type Which = 'this' | 'base';
 
 const v4 = (x: number, cidr: number): Prefix => {
   const addr = Buffer.alloc(4);
@@ -39,15 +42,15 @@ const layouts: Record<string, (i: number) => Prefix> = {
   'IPv4 /24 pod CIDRs': (i) => v4(((100 << 24) | (64 << 16)) + i * 256, 24),
 };
 
-const gc = (): void => {
-  for (let i = 0; i < 4; i++) (globalThis as { gc?: () => void }).gc!();
+const used = (): number => {
+  const m = process.memoryUsage();
+  return m.heapUsed + m.arrayBuffers;
 };
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
-/** Nodes reachable from both roots (either layout: children in k0 / k1). */
+/** Nodes of both families: objects with k0 / k1 (main's layout), or node stores counting theirs (`live`). */
 function nodes(t: Trie): number {
-  type N = { k0?: N; k1?: N } | undefined;
-  const count = (n: N): number => (n ? 1 + count(n.k0) + count(n.k1) : 0);
+  type N = { k0?: N; k1?: N; live?: number } | undefined;
+  const count = (n: N): number => (n ? (n.live ?? 1 + count(n.k0) + count(n.k1)) : 0);
   const f = t as unknown as { v4: N; v6: N };
   return count(f.v4) + count(f.v6);
 }
@@ -67,29 +70,24 @@ function timeIt(probes: Prefix[], f: (p: Prefix) => unknown): number {
   return Number(elapsed) / calls;
 }
 
-interface Reading {
-  bytes: number;
-  nodes: number;
-  covering: number;
-  within: number;
-  churn: number;
-}
+const cols = ['bytes', 'perNode', 'nodes', 'insert', 'covering', 'within', 'churn'] as const;
+type Reading = Record<(typeof cols)[number], number>;
 
-function measure(which: 'old' | 'new', make: (i: number) => Prefix, n: number): Reading {
-  const stored = Array.from({ length: n }, (_, i) => make(i));
-  const owners = stored.map((_, i) => `node-${i}`);
-  const extra = Array.from({ length: 2000 }, (_, i) => make(n + i));
-  // probes: every stored prefix (a hit), and as many fresh ones of the layout (mostly misses when spread)
-  const probes = stored.flatMap((p, i) => [p, make(n + 2000 + i)]);
-  gc();
-  const before = process.memoryUsage().heapUsed;
-  const t = impls[which]();
+function measure(make: () => Trie, stored: Prefix[], owners: string[], probes: Prefix[], extra: Prefix[]): Reading {
+  const n = stored.length;
+  fullGc();
+  const before = used();
+  const t = make();
+  const start = process.hrtime.bigint();
   for (let i = 0; i < n; i++) t.insert(stored[i]!, owners[i]!);
-  gc();
-  const bytes = (process.memoryUsage().heapUsed - before) / n;
+  const insert = Number(process.hrtime.bigint() - start) / n;
+  fullGc();
+  const bytes = used() - before;
   const r: Reading = {
-    bytes,
+    bytes: bytes / n,
+    perNode: bytes / nodes(t),
     nodes: nodes(t) / n,
+    insert,
     covering: timeIt(probes, (p) => t.covering(p)),
     within: timeIt(probes, (p) => t.within(p)),
     churn: timeIt(extra, (p) => {
@@ -102,28 +100,32 @@ function measure(which: 'old' | 'new', make: (i: number) => Prefix, n: number): 
   return r;
 }
 
-function main(): void {
-  const n = Number(process.argv[2] ?? 20000);
-  const rounds = Number(process.argv[3] ?? 5);
-  console.log(`PrefixTrie old (main) vs new (path-compressed): ${n} prefixes, ${rounds} rounds, medians; ${process.version}`);
-  const cols = ['bytes', 'nodes', 'covering', 'within', 'churn'] as const;
-  console.log(`| layout | B/prefix old | new | new/old | nodes/prefix old | new | covering ns old | new | new/old | within ns old | new | new/old | insert+remove ns old | new | new/old |`);
-  console.log(`|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|`);
+async function main(): Promise<void> {
+  const base = resolve(arg('base', ''));
+  const n = Number(arg('n', '20000'));
+  const rounds = Number(arg('rounds', '5'));
+  const mod = (await import(pathToFileURL(join(base, 'dist/src/net/prefixtrie.js')).href)) as { PrefixTrie: new () => Trie };
+  const impls: Record<Which, () => Trie> = { this: () => new PrefixTrie<string>(), base: () => new mod.PrefixTrie() };
+  console.log(`PrefixTrie this vs base (${base}): ${n} prefixes, medians of ${rounds} alternating rounds; ${process.version}`);
+  console.log('| layout | build | B/prefix | B/node | nodes/prefix | insert ns | covering ns | within ns | insert+remove ns |');
+  console.log('|---|---|---|---|---|---|---|---|---|');
   for (const [name, make] of Object.entries(layouts)) {
-    const got = { old: [] as Reading[], new: [] as Reading[] };
+    const stored = Array.from({ length: n }, (_, i) => make(i));
+    const owners = stored.map((_, i) => `node-${i}`);
+    const extra = Array.from({ length: 2000 }, (_, i) => make(n + i));
+    // probes: every stored prefix (a hit), and as many fresh ones of the layout (mostly misses when spread)
+    const probes = stored.flatMap((p, i) => [p, make(n + 2000 + i)]);
+    const got: Record<Which, Reading[]> = { this: [], base: [] };
     // a first reading of each is dropped: it counts code compiled and garbage left by the layout's first use
-    measure('old', make, n);
-    measure('new', make, n);
-    for (let r = 0; r < rounds; r++) for (const which of r % 2 === 0 ? (['old', 'new'] as const) : (['new', 'old'] as const)) got[which].push(measure(which, make, n));
-    const m = (which: 'old' | 'new', c: (typeof cols)[number]) => median(got[which].map((x) => x[c]));
-    const f = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
-    const ratio = (c: (typeof cols)[number]) => (m('new', c) / m('old', c)).toFixed(2);
-    console.log(
-      `| ${name} | ${f(m('old', 'bytes'))} | ${f(m('new', 'bytes'))} | **${ratio('bytes')}** | ${f(m('old', 'nodes'))} | ${f(m('new', 'nodes'))} ` +
-        `| ${f(m('old', 'covering'))} | ${f(m('new', 'covering'))} | ${ratio('covering')} | ${f(m('old', 'within'))} | ${f(m('new', 'within'))} | ${ratio('within')} ` +
-        `| ${f(m('old', 'churn'))} | ${f(m('new', 'churn'))} | ${ratio('churn')} |`,
-    );
+    for (const which of ['this', 'base'] as const) measure(impls[which], stored, owners, probes, extra);
+    for (let r = 0; r < rounds; r++) {
+      for (const which of r % 2 ? (['base', 'this'] as const) : (['this', 'base'] as const)) got[which].push(measure(impls[which], stored, owners, probes, extra));
+    }
+    const med = (which: Which, c: (typeof cols)[number]): number => median(got[which].map((x) => x[c]));
+    const f = (x: number): string => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
+    for (const which of ['this', 'base'] as const) console.log(`| ${name} | ${which} | ${cols.map((c) => f(med(which, c))).join(' | ')} |`);
+    console.log(`| ${name} | this/base | ${cols.map((c) => `**${(med('this', c) / med('base', c)).toFixed(2)}**`).join(' | ')} |`);
   }
 }
 
-main();
+void main();

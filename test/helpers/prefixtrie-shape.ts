@@ -1,10 +1,11 @@
 // The structure of a PrefixTrie (src/net/prefixtrie.ts), read through its private fields, for tests that check
 // more than its answers: a trie that answers right can still leak (a branch never pruned, a count never back
-// to 0, an owner counted twice, a node neither owned nor branching), and one that churns pod CIDRs would then
-// grow without bound.
+// to 0, an owner counted twice, a node neither owned nor branching, a freed index never reused or reused while
+// in use, arrays never shrunk), and one that churns pod CIDRs would then grow without bound.
 import type { PrefixTrie } from '../../src/net/prefixtrie.js';
+import type { TrieNodes } from '../../src/net/trienodes.js';
 
-/** A trie node as src/net/prefixtrie.ts lays it out (its type is private there): its prefix as words. */
+/** A trie node read out of src/net/trienodes.ts's arrays: its prefix as words, its children as nodes. */
 interface Node {
   cidr: number;
   w0: number;
@@ -16,6 +17,53 @@ interface Node {
   /** One owner, or a Set of several (the trie's private Set subclass). */
   own: unknown;
   count: number;
+}
+
+/** The capacity below which a family's arrays are never shrunk (src/net/trienodes.ts's FLOOR). */
+const FLOOR = 16;
+
+/**
+ * Node i of a family's arrays, its children read the same way, recording each index reached in `seen`; an
+ * index reached again (a cycle, or a node shared) is recorded but not read twice.
+ */
+function nodeAt(s: TrieNodes<unknown>, i: number, seen: number[]): Node {
+  const again = seen.includes(i);
+  seen.push(i);
+  const o = i * s.stride;
+  const w = s.words;
+  const kid = (b: number) => (w[o + s.k + b] !== 0 && !again ? nodeAt(s, w[o + s.k + b]!, seen) : undefined);
+  return {
+    cidr: s.cidrs[i]!,
+    w0: w[o]!,
+    ...(s.k === 4 ? { w1: w[o + 1]!, w2: w[o + 2]!, w3: w[o + 3]! } : {}),
+    k0: kid(0),
+    k1: kid(1),
+    own: s.owners[i],
+    count: w[o + s.k + 2]!,
+  };
+}
+
+/**
+ * A family's root as a tree of nodes, and the faults of its arrays: an index reached twice, nodes reached other
+ * than those in use, a free list that is not exactly the other indices handed out (each unowned), a capacity
+ * above max(FLOOR, 4 × nodes in use) below the indices handed out, or
+ * other than the owner array's length.
+ */
+function readFamily(s: TrieNodes<unknown>, family: string, faults: string[]): { root: Node; nodes: number } {
+  const seen: number[] = [];
+  const root = nodeAt(s, 0, seen);
+  const reached = new Set(seen);
+  if (reached.size !== seen.length) faults.push(`${family} an index reached twice`);
+  if (seen.length !== s.live) faults.push(`${family} ${s.live} nodes in use, ${seen.length} reached`);
+  const freed: number[] = [];
+  for (let f = (s as unknown as { free: number }).free; f !== 0 && freed.length <= s.top; f = s.words[f * s.stride + s.k]!) freed.push(f);
+  const handedOut = s.top;
+  if (freed.length + s.live !== handedOut || freed.some((f) => reached.has(f) || f >= handedOut) || new Set(freed).size !== freed.length) {
+    faults.push(`${family} free list of ${freed.length} besides ${s.live} in use, ${handedOut} handed out`);
+  }
+  if (freed.some((f) => s.owners[f] !== undefined)) faults.push(`${family} a freed node holds an owner`);
+  if (s.capacity > Math.max(FLOOR, 4 * s.live) || s.capacity < handedOut || s.owners.length !== s.capacity) faults.push(`${family} capacity ${s.capacity} for ${s.live} in use`);
+  return { root, nodes: seen.length };
 }
 
 export interface TrieShape {
@@ -60,18 +108,19 @@ export function trieShape<T>(t: PrefixTrie<T>): TrieShape {
     if (parentKey !== undefined && own.length === 0 && !(n.k0 && n.k1)) shape.faults.push(`${key}: neither owned nor branching`);
     return n.count;
   };
-  const fields = t as unknown as { v4: Node; v6: Node };
-  walk(fields.v4, '4:', undefined, '');
-  walk(fields.v6, '6:', undefined, '');
-  shape.rootCount = { v4: fields.v4.count, v6: fields.v6.count };
+  const fields = t as unknown as { v4: TrieNodes<unknown>; v6: TrieNodes<unknown> };
+  const v4 = readFamily(fields.v4, '4:', shape.faults).root;
+  const v6 = readFamily(fields.v6, '6:', shape.faults).root;
+  walk(v4, '4:', undefined, '');
+  walk(v6, '6:', undefined, '');
+  shape.rootCount = { v4: v4.count, v6: v6.count };
   return shape;
 }
 
 /** Nodes per family, its root included. */
 export function familyNodes<T>(t: PrefixTrie<T>): { v4: number; v6: number } {
-  const count = (n: Node | undefined): number => (n ? 1 + count(n.k0) + count(n.k1) : 0);
-  const fields = t as unknown as { v4: Node; v6: Node };
-  return { v4: count(fields.v4), v6: count(fields.v6) };
+  const fields = t as unknown as { v4: TrieNodes<unknown>; v6: TrieNodes<unknown> };
+  return { v4: readFamily(fields.v4, '4:', []).nodes, v6: readFamily(fields.v6, '6:', []).nodes };
 }
 
 /**
