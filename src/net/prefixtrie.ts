@@ -47,9 +47,7 @@ const nodeBit = <T>(s: Nodes<T>, n: number, i: number): 0 | 1 =>
  * The first bit (< limit) where n's prefix and the query differ, else limit. Unrolled by word: most calls
  * (IPv4, or IPv6 differing in its first word) end at the first, without a loop or a call to inline.
  */
-function firstDiff<T>(s: Nodes<T>, n: number, limit: number): number {
-  const w = s.words;
-  const o = n * s.stride;
+function firstDiff(w: Int32Array, o: number, limit: number): number {
   let d = Math.clz32(w[o]! ^ q[0]!);
   if (d === 32 && limit > 32) {
     d = 32 + Math.clz32(w[o + 1]! ^ q[1]!);
@@ -61,12 +59,13 @@ function firstDiff<T>(s: Nodes<T>, n: number, limit: number): number {
   return d < limit ? d : limit;
 }
 
-/** n's child on the query's path that is a prefix of it (its length ≤ qc), or 0. */
-function nextCovering<T>(s: Nodes<T>, n: number, qc: number): number {
-  const c = s.kid(n, queryBit(s.cidrs[n]!));
-  if (c === 0) return 0;
-  const cc = s.cidrs[c]!;
-  return cc <= qc && firstDiff(s, c, cc) === cc ? c : 0;
+/** Adds d to the count of each node on the query's path, from the root down to `at`. */
+function addCounts<T>(s: Nodes<T>, at: number, d: number): void {
+  const { words, cidrs, stride, k } = s;
+  for (let x = 0; ; x = words[x * stride + k + queryBit(cidrs[x]!)]!) {
+    words[x * stride + k + 2]! += d;
+    if (x === at) break;
+  }
 }
 
 /** A node for the query's first `cidr` bits (the arrays may be replaced: read them after). */
@@ -142,23 +141,25 @@ export class PrefixTrie<T> {
     // an undefined owner would make a node that counts an entry but has no owner to remove
     if (owner === undefined) return;
     const s = this.load(p);
+    // the arrays in locals for the descent: they are only read until a node is made, and then it ends
+    const { words, cidrs, stride, k } = s;
     const qc = p.cidr;
     let n = 0;
     let at: number;
     for (;;) {
-      const nc = s.cidrs[n]!;
+      const nc = cidrs[n]!;
       if (nc === qc) {
         at = n;
         break;
       }
       const b = queryBit(nc);
-      const c = s.kid(n, b);
+      const c = words[n * stride + k + b]!;
       if (c === 0) {
         s.setKid(n, b, (at = make(s, qc)));
         break;
       }
-      const cc = s.cidrs[c]!;
-      const d = firstDiff(s, c, Math.min(cc, qc));
+      const cc = cidrs[c]!;
+      const d = firstDiff(words, c * stride, cc < qc ? cc : qc);
       if (d === cc) {
         n = c;
         continue;
@@ -174,31 +175,28 @@ export class PrefixTrie<T> {
       break;
     }
     // a duplicate can only be found on a node that existed: nothing was made for it
-    if (!addOwner(s, at, owner)) return;
-    for (let x = 0; ; x = s.kid(x, queryBit(s.cidrs[x]!))) {
-      s.addCount(x, 1);
-      if (x === at) break;
-    }
+    if (addOwner(s, at, owner)) addCounts(s, at, 1);
   }
 
   remove(p: Prefix, owner: T): void {
     const s = this.load(p);
+    const { words, cidrs, stride, k } = s;
     const qc = p.cidr;
     let n = 0;
     let parent = -1;
     let grand = -1;
-    while (s.cidrs[n]! < qc) {
-      const c = nextCovering(s, n, qc);
+    for (let nc = 0; nc < qc; nc = cidrs[n]!) {
+      // down to the query's node: the child on its path, if a prefix of it
+      const c = words[n * stride + k + queryBit(nc)]!;
       if (c === 0) return;
+      const cc = cidrs[c]!;
+      if (cc > qc || firstDiff(words, c * stride, cc) !== cc) return;
       grand = parent;
       parent = n;
       n = c;
     }
     if (!dropOwner(s, n, owner)) return;
-    for (let x = 0; ; x = s.kid(x, queryBit(s.cidrs[x]!))) {
-      s.addCount(x, -1);
-      if (x === n) break;
-    }
+    addCounts(s, n, -1);
     // keep the shape: a node neither owned nor branching goes, its one child (if any) in its place. Only when n
     // had no child can its parent be left so: an unowned non-root node had two children (the shape), now one,
     // and it goes the same way
@@ -211,30 +209,37 @@ export class PrefixTrie<T> {
 
   /** An owner (other than `except`) of a stored prefix that equals or contains p. */
   covering(p: Prefix, except?: T): T | undefined {
-    const s = this.load(p);
+    // the arrays in locals: a lookup makes no node, so they are not replaced meanwhile
+    const { words, cidrs, owners, stride, k } = this.load(p);
     const qc = p.cidr;
     for (let n = 0; ; ) {
-      if (s.count(n) === 0) return undefined;
-      const o = ownerOf(s.owners[n], except);
+      const at = n * stride;
+      if (words[at + k + 2] === 0) return undefined;
+      const o = ownerOf(owners[n], except);
       if (o !== undefined) return o;
-      if (s.cidrs[n] === qc) return undefined;
-      n = nextCovering(s, n, qc);
+      const nc = cidrs[n]!;
+      if (nc === qc) return undefined;
+      // the child on the query's path, if it is a prefix of the query
+      n = words[at + k + queryBit(nc)]!;
       if (n === 0) return undefined;
+      const cc = cidrs[n]!;
+      if (cc > qc || firstDiff(words, n * stride, cc) !== cc) return undefined;
     }
   }
 
   /** An owner (other than `except`) of a stored prefix that equals or lies inside p. */
   within(p: Prefix, except?: T): T | undefined {
     const s = this.load(p);
+    const { words, cidrs, stride, k } = s;
     const qc = p.cidr;
     let n = 0;
-    for (let nc = 0; nc < qc; nc = s.cidrs[n]!) {
-      const c = s.kid(n, queryBit(nc));
+    for (let nc = 0; nc < qc; nc = cidrs[n]!) {
+      const c = words[n * stride + k + queryBit(nc)]!;
       if (c === 0) return undefined;
       // c is the next node on the query's path (a prefix of p, or inside p) only if its first bits are p's
-      const cc = s.cidrs[c]!;
+      const cc = cidrs[c]!;
       const lim = cc < qc ? cc : qc;
-      if (firstDiff(s, c, lim) < lim) return undefined;
+      if (firstDiff(words, c * stride, lim) < lim) return undefined;
       n = c;
     }
     return anyBelow(s, n, except);
