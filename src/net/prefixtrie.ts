@@ -14,9 +14,10 @@
  *
  * Memory (issue 16, bench/prefixtrie.ts): a family's nodes live in typed arrays by index (src/net/trienodes.ts:
  * prefix words, children and count as int32s, the length as a byte, the owner in one array slot; a Set only
- * when a prefix has several owners, which is rare): 25 B per IPv4 node, 37 B per IPv6 node, plus growth slack
- * (~28 B per IPv4 node on average), instead of a ~72 B / ~96 B object each; freed nodes are reused first, and
- * the arrays shrink once no more than a quarter is in use (capacity ≤ max(16, 4 × nodes in use) per family).
+ * when a prefix has several owners, which is rare): 25–28 B per IPv4 node, 37–42 B per IPv6 node with the
+ * slack of growth (measured 26–27 B and 39–40 B), instead of a ~72 B / ~96 B object each, plus ~1.3 kB per trie;
+ * freed nodes are reused first, and the arrays shrink once no more than a quarter is in use (capacity ≤
+ * max(16, 4 × nodes in use) per family).
  * Owners are answered oldest first, as a single Set of them would.
  */
 import type { Prefix } from './ip.js';
