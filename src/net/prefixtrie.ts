@@ -62,9 +62,9 @@ function firstDiff(w: Int32Array, o: number, limit: number): number {
 
 /** Adds d to the count of each node on the query's path, from the root down to `at`. */
 function addCounts<T>(s: Nodes<T>, at: number, d: number): void {
-  const { words, cidrs, stride, k } = s;
-  for (let x = 0; ; x = words[x * stride + k + queryBit(cidrs[x]!)]!) {
-    words[x * stride + k + 2]! += d;
+  const { words, cidrs, stride, nw } = s;
+  for (let x = 0; ; x = words[x * stride + nw + queryBit(cidrs[x]!)]!) {
+    words[x * stride + nw + 2]! += d;
     if (x === at) break;
   }
 }
@@ -75,14 +75,17 @@ function make<T>(s: Nodes<T>, cidr: number): number {
   const o = n * s.stride;
   s.cidrs[n] = cidr;
   s.words[o] = q[0]! & mask(cidr);
-  if (s.k === 4) for (let w = 1; w < 4; w++) s.words[o + w] = q[w]! & mask(cidr - 32 * w);
+  if (s.nw === 4) for (let w = 1; w < 4; w++) s.words[o + w] = q[w]! & mask(cidr - 32 * w);
   return n;
 }
 
+/** Owners compare as a Set's members do (SameValueZero: NaN is one owner), whether one is held or several (Many). */
+const same = (a: unknown, b: unknown): boolean => a === b || (a !== a && b !== b);
+
 /** An owner of a node (its slot `o`) other than `except`, oldest first. */
 function ownerOf<T>(o: Own<T> | undefined, except: T | undefined): T | undefined {
-  if (!(o instanceof Many)) return o !== except ? o : undefined;
-  for (const x of o) if (x !== except) return x;
+  if (!(o instanceof Many)) return same(o, except) ? undefined : o;
+  for (const x of o) if (!same(x, except)) return x;
   return undefined;
 }
 
@@ -94,7 +97,7 @@ function addOwner<T>(s: Nodes<T>, n: number, owner: T): boolean {
     if (o.has(owner)) return false;
     o.add(owner);
   } else {
-    if (o === owner) return false;
+    if (same(o, owner)) return false;
     s.owners[n] = new Many<T>([o, owner]);
   }
   return true;
@@ -104,7 +107,7 @@ function addOwner<T>(s: Nodes<T>, n: number, owner: T): boolean {
 function dropOwner<T>(s: Nodes<T>, n: number, owner: T): boolean {
   const o = s.owners[n];
   if (!(o instanceof Many)) {
-    if (o === undefined || o !== owner) return false;
+    if (o === undefined || !same(o, owner)) return false;
     s.owners[n] = undefined;
     return true;
   }
@@ -122,7 +125,14 @@ function replaceKid<T>(s: Nodes<T>, parent: number, old: number, by: number): vo
 /** n's one child (0: none), when it has no more than one. */
 const onlyKid = <T>(s: Nodes<T>, n: number): number => s.kid(n, 0) || s.kid(n, 1);
 
-/** Owners are any values but undefined (the agent's are texts); insert ignores undefined, as before. */
+/**
+ * Owners are any values but undefined (the agent's are texts), compared as a Set compares (SameValueZero); insert
+ * ignores undefined, as before. A prefix's length must be an integer within its family's bits (0..32, 0..128) and
+ * its address 4 or 16 bytes: anything else throws RangeError (parsePrefix gives only such prefixes; a length kept in
+ * a byte would otherwise wrap, and a wrong one place a node above its parent).
+ * Cost: covering and insert/remove O(prefix length); within(p, except) also visits the nodes below p that only
+ * `except` owns (admission's except is one node: bounded by what one node may claim).
+ */
 export class PrefixTrie<T> {
   private readonly v4: Nodes<T> = new TrieNodes(false);
   private readonly v6: Nodes<T> = new TrieNodes(true);
@@ -130,6 +140,8 @@ export class PrefixTrie<T> {
   /** Loads p's address into `q` and answers its family's nodes (the root is node 0). */
   private load(p: Prefix): Nodes<T> {
     const a = p.addr;
+    const bits = a.length * 8;
+    if ((bits !== 32 && bits !== 128) || !Number.isInteger(p.cidr) || p.cidr < 0 || p.cidr > bits) throw new RangeError(`PrefixTrie: not a prefix (${a.length}-byte address, length ${p.cidr})`);
     if (a.length === 4) {
       q[0] = wordAt(a, 0);
       return this.v4;
@@ -143,7 +155,7 @@ export class PrefixTrie<T> {
     if (owner === undefined) return;
     const s = this.load(p);
     // the arrays in locals for the descent: they are only read until a node is made, and then it ends
-    const { words, cidrs, stride, k } = s;
+    const { words, cidrs, stride, nw } = s;
     const qc = p.cidr;
     let n = 0;
     let at: number;
@@ -154,7 +166,7 @@ export class PrefixTrie<T> {
         break;
       }
       const b = queryBit(nc);
-      const c = words[n * stride + k + b]!;
+      const c = words[n * stride + nw + b]!;
       if (c === 0) {
         s.setKid(n, b, (at = make(s, qc)));
         break;
@@ -181,14 +193,14 @@ export class PrefixTrie<T> {
 
   remove(p: Prefix, owner: T): void {
     const s = this.load(p);
-    const { words, cidrs, stride, k } = s;
+    const { words, cidrs, stride, nw } = s;
     const qc = p.cidr;
     let n = 0;
     let parent = -1;
     let grand = -1;
     for (let nc = 0; nc < qc; nc = cidrs[n]!) {
       // down to the query's node: the child on its path, if a prefix of it
-      const c = words[n * stride + k + queryBit(nc)]!;
+      const c = words[n * stride + nw + queryBit(nc)]!;
       if (c === 0) return;
       const cc = cidrs[c]!;
       if (cc > qc || firstDiff(words, c * stride, cc) !== cc) return;
@@ -211,17 +223,17 @@ export class PrefixTrie<T> {
   /** An owner (other than `except`) of a stored prefix that equals or contains p. */
   covering(p: Prefix, except?: T): T | undefined {
     // the arrays in locals: a lookup makes no node, so they are not replaced meanwhile
-    const { words, cidrs, owners, stride, k } = this.load(p);
+    const { words, cidrs, owners, stride, nw } = this.load(p);
     const qc = p.cidr;
     for (let n = 0; ; ) {
       const at = n * stride;
-      if (words[at + k + 2] === 0) return undefined;
+      if (words[at + nw + 2] === 0) return undefined;
       const o = ownerOf(owners[n], except);
       if (o !== undefined) return o;
       const nc = cidrs[n]!;
       if (nc === qc) return undefined;
       // the child on the query's path, if it is a prefix of the query
-      n = words[at + k + queryBit(nc)]!;
+      n = words[at + nw + queryBit(nc)]!;
       if (n === 0) return undefined;
       const cc = cidrs[n]!;
       if (cc > qc || firstDiff(words, n * stride, cc) !== cc) return undefined;
@@ -231,11 +243,11 @@ export class PrefixTrie<T> {
   /** An owner (other than `except`) of a stored prefix that equals or lies inside p. */
   within(p: Prefix, except?: T): T | undefined {
     const s = this.load(p);
-    const { words, cidrs, stride, k } = s;
+    const { words, cidrs, stride, nw } = s;
     const qc = p.cidr;
     let n = 0;
     for (let nc = 0; nc < qc; nc = cidrs[n]!) {
-      const c = words[n * stride + k + queryBit(nc)]!;
+      const c = words[n * stride + nw + queryBit(nc)]!;
       if (c === 0) return undefined;
       // c is the next node on the query's path (a prefix of p, or inside p) only if its first bits are p's
       const cc = cidrs[c]!;

@@ -22,8 +22,10 @@
  */
 
 /**
- * A new family's capacity (nodes): a family's arrays this small are held inside V8's heap (typed arrays
- * ≤ 64 B are), without a separate allocation each; many tries stay this small (admission's per cluster).
+ * A new family's capacity (nodes): small, as many tries stay small (admission's per cluster). V8 keeps a typed
+ * array of ≤ 64 B inside its heap, without a separate allocation: so IPv4's 4 × 4 × 4 = 64 B of words and both
+ * families' lengths are; IPv6's words (4 × 7 × 4 = 112 B) are a backing store of their own (measured: 112 B of
+ * array buffers per empty PrefixTrie, ~1.27 kB of heap).
  */
 const INITIAL = 4;
 /** Capacity (nodes) below which the arrays are never shrunk: ~0.5 kB for IPv4, not worth a copy. */
@@ -49,7 +51,7 @@ export class TrieNodes<O> {
   /** Per node its owner(s); as long as the typed arrays (the capacity). */
   owners: (O | undefined)[];
   /** Offset of k0 in a node's int32s: its prefix's word count (1 for IPv4, 4 for IPv6). */
-  readonly k: number;
+  readonly nw: number;
   readonly stride: number;
   /** Nodes in use, the root included. */
   live = 1;
@@ -59,8 +61,8 @@ export class TrieNodes<O> {
   private free = 0;
 
   constructor(six: boolean) {
-    this.k = six ? 4 : 1;
-    this.stride = this.k + 3;
+    this.nw = six ? 4 : 1;
+    this.stride = this.nw + 3;
     this.words = new Int32Array(INITIAL * this.stride);
     this.cidrs = new Uint8Array(INITIAL);
     this.owners = exactly([], INITIAL);
@@ -73,19 +75,19 @@ export class TrieNodes<O> {
 
   /** n's child on side b (0: none). */
   kid(n: number, b: number): number {
-    return this.words[n * this.stride + this.k + b]!;
+    return this.words[n * this.stride + this.nw + b]!;
   }
 
   setKid(n: number, b: number, c: number): void {
-    this.words[n * this.stride + this.k + b] = c;
+    this.words[n * this.stride + this.nw + b] = c;
   }
 
   count(n: number): number {
-    return this.words[n * this.stride + this.k + 2]!;
+    return this.words[n * this.stride + this.nw + 2]!;
   }
 
   addCount(n: number, d: number): void {
-    this.words[n * this.stride + this.k + 2]! += d;
+    this.words[n * this.stride + this.nw + 2]! += d;
   }
 
   /** A node with no children, count 0 and no owner; its prefix words and length are the caller's to set. */
@@ -96,7 +98,7 @@ export class TrieNodes<O> {
       n = this.top++;
       if (n === this.capacity) this.resize(grown(n));
     }
-    const o = n * this.stride + this.k;
+    const o = n * this.stride + this.nw;
     this.words[o] = this.words[o + 1] = this.words[o + 2] = 0;
     this.live++;
     return n;
@@ -117,7 +119,7 @@ export class TrieNodes<O> {
   shrinkIfSparse(): void {
     const cap = this.capacity;
     if (cap <= FLOOR || this.live * 4 > cap) return;
-    const { stride, k } = this;
+    const { stride, nw } = this;
     const words = new Int32Array(Math.max(FLOOR, 2 * this.live) * stride);
     const cidrs = new Uint8Array(words.length / stride);
     const owners: (O | undefined)[] = [];
@@ -129,7 +131,7 @@ export class TrieNodes<O> {
       for (let i = 0; i < stride; i++) words[to * stride + i] = this.words[from * stride + i]!;
       for (let b = 0; b < 2; b++) {
         const c = this.kid(from, b);
-        if (c !== 0) words[to * stride + k + b] = copy(c);
+        if (c !== 0) words[to * stride + nw + b] = copy(c);
       }
       return to;
     };

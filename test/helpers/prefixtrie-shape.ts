@@ -31,15 +31,15 @@ function nodeAt(s: TrieNodes<unknown>, i: number, seen: number[]): Node {
   seen.push(i);
   const o = i * s.stride;
   const w = s.words;
-  const kid = (b: number) => (w[o + s.k + b] !== 0 && !again ? nodeAt(s, w[o + s.k + b]!, seen) : undefined);
+  const kid = (b: number) => (w[o + s.nw + b] !== 0 && !again ? nodeAt(s, w[o + s.nw + b]!, seen) : undefined);
   return {
     cidr: s.cidrs[i]!,
     w0: w[o]!,
-    ...(s.k === 4 ? { w1: w[o + 1]!, w2: w[o + 2]!, w3: w[o + 3]! } : {}),
+    ...(s.nw === 4 ? { w1: w[o + 1]!, w2: w[o + 2]!, w3: w[o + 3]! } : {}),
     k0: kid(0),
     k1: kid(1),
     own: s.owners[i],
-    count: w[o + s.k + 2]!,
+    count: w[o + s.nw + 2]!,
   };
 }
 
@@ -56,7 +56,7 @@ function readFamily(s: TrieNodes<unknown>, family: string, faults: string[]): { 
   if (reached.size !== seen.length) faults.push(`${family} an index reached twice`);
   if (seen.length !== s.live) faults.push(`${family} ${s.live} nodes in use, ${seen.length} reached`);
   const freed: number[] = [];
-  for (let f = (s as unknown as { free: number }).free; f !== 0 && freed.length <= s.top; f = s.words[f * s.stride + s.k]!) freed.push(f);
+  for (let f = (s as unknown as { free: number }).free; f !== 0 && freed.length <= s.top; f = s.words[f * s.stride + s.nw]!) freed.push(f);
   const handedOut = s.top;
   if (freed.length + s.live !== handedOut || freed.some((f) => reached.has(f) || f >= handedOut) || new Set(freed).size !== freed.length) {
     faults.push(`${family} free list of ${freed.length} besides ${s.live} in use, ${handedOut} handed out`);

@@ -108,17 +108,19 @@ describe('PrefixTrie review: what held', () => {
   });
 });
 
-describe('PrefixTrie review: what fails', () => {
-  it('does not store a length past 255 as its low byte', () => {
-    // main: an IPv4 entry of length 256 covers nothing; here it is a /0 child of the root (on side 0, 10's first
-    // bit) and covers every address whose first bit is 0, e.g. 11.1.1.1 (a length of -1 is 255 here, harmless;
-    // on main it covered all)
-    for (const cidr of [256, 257, 512]) {
+describe('PrefixTrie review: what failed (fixed)', () => {
+  it('refuses a length past the family bits or not an integer (a byte would wrap 256 to 0), and a wrong address size', () => {
+    // before the fix: an IPv4 entry of length 256 became a /0 child of the root on side 0 and covered e.g. 11.1.1.1
+    for (const cidr of [256, 257, 512, 33, -1, 1.5, NaN]) {
       const t = new PrefixTrie<string>();
-      t.insert(v4(10, 0, 0, 0, cidr), 'careless');
+      expect(() => t.insert(v4(10, 0, 0, 0, cidr), 'careless')).toThrow(RangeError);
+      expect(() => t.covering(v4(10, 0, 0, 0, cidr))).toThrow(RangeError);
       t.insert(v4(10, 0, 0, 1, 32), 'host');
       expect({ cidr, covering: t.covering(v4(11, 1, 1, 1, 32)), faults: trieShape(t).faults }).toEqual({ cidr, covering: undefined, faults: [] });
     }
+    const t = new PrefixTrie<string>();
+    expect(() => t.insert({ addr: Buffer.alloc(8), cidr: 8 }, 'odd')).toThrow(RangeError);
+    expect(trieShape(t)).toEqual(EMPTY);
   });
 
   it('returns to empty after a NaN owner is inserted twice and removed (owners are any values but undefined)', () => {
