@@ -33,14 +33,14 @@ const SHIFT = 12;
 
 export class DigestTable {
   private readonly index = new Map<string, number>();
-  /** Short IPv4 forms: (address, base index) → index. */
-  private readonly forms = new PairMap();
+  /** Short IPv4 forms: (address, base index) → index; made with the first (its 8 KiB of tables: not per watcher of a prefix without forms). */
+  private forms: PairMap | undefined;
   private readonly chunks: Float64Array[] = [];
   private readonly free: number[] = [];
   private next = 0;
 
   get size(): number {
-    return this.index.size + this.forms.size;
+    return this.index.size + (this.forms?.size ?? 0);
   }
 
   get(key: string): number | undefined {
@@ -59,7 +59,7 @@ export class DigestTable {
     if (isShortIPv4Form(key)) {
       // the index a new key takes, offered to the PairMap with the key in one probe (a held key keeps its own)
       const fresh = this.free.length > 0 ? this.free[this.free.length - 1]! : this.next;
-      i = this.forms.add(formAddress(key), formBase(key), fresh);
+      i = (this.forms ??= new PairMap()).add(formAddress(key), formBase(key), fresh);
       if (i === undefined) i = this.take();
     } else {
       i = this.index.get(key);
@@ -73,7 +73,7 @@ export class DigestTable {
   /** True when `key` was held. */
   delete(key: string): boolean {
     let i: number | undefined;
-    if (isShortIPv4Form(key)) i = this.forms.delete(formAddress(key), formBase(key));
+    if (isShortIPv4Form(key)) i = this.forms?.delete(formAddress(key), formBase(key));
     else if ((i = this.index.get(key)) !== undefined) this.index.delete(key);
     if (i === undefined) return false;
     this.free.push(i);
@@ -86,7 +86,7 @@ export class DigestTable {
    */
   keys(): string[] {
     const out = [...this.index.keys()];
-    this.forms.forEach((address, base) => out.push(shortIPv4Form(base, address)));
+    this.forms?.forEach((address, base) => out.push(shortIPv4Form(base, address)));
     return out;
   }
 
@@ -99,6 +99,6 @@ export class DigestTable {
   }
 
   private indexOf(key: string): number | undefined {
-    return isShortIPv4Form(key) ? this.forms.get(formAddress(key), formBase(key)) : this.index.get(key);
+    return isShortIPv4Form(key) ? this.forms?.get(formAddress(key), formBase(key)) : this.index.get(key);
   }
 }

@@ -61,6 +61,14 @@ describe('DigestTable with compact forms', () => {
   const keys = [...new Set([...forms, ...plain, ...looks])];
   const sorted = (xs: Iterable<string>) => [...xs].sort();
 
+  it('answers for forms before it holds any (its PairMap made with the first)', () => {
+    const t = new DigestTable();
+    t.set('plain', 1, 2);
+    expect([t.get(forms[0]!), t.createRevision(forms[0]!), t.delete(forms[0]!), t.size, t.keys()]).toEqual([undefined, undefined, false, 1, ['plain']]);
+    t.set(forms[0]!, 3, 4);
+    expect([t.get(forms[0]!), t.createRevision(forms[0]!), t.size, t.keys()]).toEqual([3, 4, 2, ['plain', forms[0]]]);
+  });
+
   for (const seed of [5, 6, 7]) {
     it(`agrees with a Map on random changes (seed ${seed})`, () => {
       expect(forms.filter(isShortIPv4Form).length).toBe(6000);
