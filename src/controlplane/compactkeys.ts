@@ -118,7 +118,8 @@ function indexOf(compact: string): number {
  * address's 4). Such a form is exactly two numbers, formBase and formAddress, and shortIPv4Form(base, address)
  * gives it back character for character: so a table of forms (digesttable.ts) may hold the two numbers instead.
  * Any 8-character string of one-byte characters starting with SHORT passes (the layout, not a held base, is
- * checked: a plain key is never such a string, see `plain`). No allocation.
+ * checked: no plain form CompactKeys makes is such a string, see `plain`; a raw key given to a table directly
+ * may be, and is read back exactly all the same). No allocation.
  */
 export function isShortIPv4Form(form: string): boolean {
   if (form.length !== 1 + SHORT_CHARS + 4 || form.charCodeAt(0) !== 0) return false;

@@ -12,8 +12,9 @@
  * below 2^53 exactly (etcd revisions are checked below it where they are
  * decoded), so get() and createRevision() give back what set() was given.
  *
- * Key → index: a key that is a short IPv4 compact form (compactkeys.ts: a remote endpoint's key, 8 characters
- * that are exactly a base index and an address) is held as those two numbers in a PairMap (pairmap.ts: 12 B per
+ * Key → index: a key that has a short IPv4 compact form's layout (compactkeys.ts isShortIPv4Form: a remote
+ * endpoint's key, 8 one-byte characters that are exactly a base index and an address; a raw key of that layout,
+ * from a watcher without forms, reads the same way and back exactly, so it is held there too) is held as those two numbers in a PairMap (pairmap.ts: 12 B per
  * position, 16–32 B per key while a sync only grows it, ~20 B at 160k, no HashDoS), any other key in a Map<string, number>
  * (~51 B per entry at 40k keys: what every key cost before). keys() gives a PairMap key back as its form, made
  * again from the two numbers (shortIPv4Form: one 24 B string per key per visit, garbage after it) rather than

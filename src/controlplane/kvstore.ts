@@ -179,8 +179,8 @@ export class ListWatcher {
   }
 
   /**
-   * Every key held, as text. Order: DigestTable.keys (keys without a short IPv4 compact form in arrival order, then
-   * those with one in hash order): callers needing an order sort.
+   * Every key held, as text. Order: DigestTable.keys (keys without a short IPv4 compact form's layout in arrival order,
+   * then those with it in hash order): callers needing an order sort.
    */
   keys(): string[] {
     return this.known.keys().map((f) => this.text(f));
