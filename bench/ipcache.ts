@@ -17,11 +17,10 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { formatIP, formatIPv4Value } from '../src/net/ip.js';
 import { IpcacheTable } from '../src/policy/ipcache.js';
-import { arg, fullGc, median } from './util.js';
+import { arg, compareBuilds, fullGc, nsPer, used } from './util.js';
 
 type Table = Pick<IpcacheTable, 'set' | 'get' | 'delete' | 'takeChanges'>;
 type Make = () => Table;
-
 
 const v4 = (x: number): string => formatIPv4Value(x >>> 0);
 const slash64 = randomBytes(8);
@@ -31,24 +30,14 @@ const layouts: Record<string, (i: number) => string> = {
   'IPv6 under one /64': () => formatIP(Buffer.concat([slash64, randomBytes(8)])),
 };
 
-const used = (): number => {
-  const m = process.memoryUsage();
-  return m.heapUsed + m.arrayBuffers;
-};
-const nsPer = (n: number, f: () => void): number => {
-  const t = process.hrtime.bigint();
-  f();
-  return Number(process.hrtime.bigint() - t) / n;
-};
-
-interface Reading {
+type Reading = {
   bytes: number;
   set: number;
   get: number;
   same: number;
   del: number;
   take: number;
-}
+};
 
 function measure(make: Make, addrs: string[], owners: string[]): Reading {
   const v = { identity: 70000, endpoint: 0 };
@@ -79,12 +68,7 @@ async function main(): Promise<void> {
   for (const [name, make] of Object.entries(layouts)) {
     const addrs = [...new Set(Array.from({ length: n }, (_, i) => make(i)))];
     const owners = addrs.map((_, i) => `\u0001${i % 1000}/${i}`); // compact-key-like owner texts (compactkeys.ts)
-    const got: Record<'this' | 'base', Reading[]> = { this: [], base: [] };
-    for (let r = 0; r < rounds; r++) for (const which of r % 2 ? (['base', 'this'] as const) : (['this', 'base'] as const)) got[which].push(measure(impls[which], addrs, owners));
-    const med = (which: 'this' | 'base', k: keyof Reading): number => median(got[which].map((x) => x[k]));
-    for (const which of ['this', 'base'] as const)
-      console.log([name, which, ...(['bytes', 'set', 'get', 'same', 'del', 'take'] as const).map((k) => med(which, k).toFixed(1))].join(' | '));
-    console.log([name, 'this/base', ...(['bytes', 'set', 'get', 'same', 'del', 'take'] as const).map((k) => (med('this', k) / med('base', k)).toFixed(2))].join(' | '));
+    compareBuilds(name, rounds, ['bytes', 'set', 'get', 'same', 'del', 'take'], (which) => measure(impls[which], addrs, owners));
   }
 }
 

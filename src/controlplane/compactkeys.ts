@@ -113,6 +113,30 @@ function indexOf(compact: string): number {
   return v;
 }
 
+/**
+ * Whether `form` is a short IPv4 compact form: 8 one-byte characters, SHORT first (then the base's index in 3, the
+ * address's 4). Such a form is exactly two numbers, formBase and formAddress, and shortIPv4Form(base, address)
+ * gives it back character for character: so a table of forms (digesttable.ts) may hold the two numbers instead.
+ * Any 8-character string of one-byte characters starting with SHORT passes (the layout, not a held base, is
+ * checked: no plain form CompactKeys makes is such a string, see `plain`; a raw key given to a table directly
+ * may be, and is read back exactly all the same). No allocation.
+ */
+export function isShortIPv4Form(form: string): boolean {
+  if (form.length !== 1 + SHORT_CHARS + 4 || form.charCodeAt(0) !== 0) return false;
+  for (let i = 1; i < form.length; i++) if (form.charCodeAt(i) > 255) return false;
+  return true;
+}
+
+/** A short IPv4 form's base index (in [0, 2^24); isShortIPv4Form first). No allocation. */
+export const formBase = (form: string): number => form.charCodeAt(1) | (form.charCodeAt(2) << 8) | (form.charCodeAt(3) << 16);
+
+/** A short IPv4 form's address as its 32-bit number (in [0, 2^32); isShortIPv4Form first). No allocation. */
+export const formAddress = (form: string): number =>
+  ((form.charCodeAt(4) << 24) | (form.charCodeAt(5) << 16) | (form.charCodeAt(6) << 8) | form.charCodeAt(7)) >>> 0;
+
+/** The short IPv4 form of base index `base` (in [0, 2^24)) and address `address` (a 32-bit number): 8 characters. */
+export const shortIPv4Form = (base: number, address: number): string => encode(base, address >>> 0);
+
 /** Whether a form is compact (SHORT or MARK first). */
 const isCompact = (form: string): boolean => form[0] === SHORT || form[0] === MARK;
 

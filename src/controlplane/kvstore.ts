@@ -178,8 +178,12 @@ export class ListWatcher {
     return this.firstSyncP;
   }
 
+  /**
+   * Every key held, as text. Order: DigestTable.keys (keys without a short IPv4 compact form's layout in arrival order,
+   * then those with it in hash order): callers needing an order sort.
+   */
   keys(): string[] {
-    return [...this.known.keys()].map((f) => this.text(f));
+    return this.known.keys().map((f) => this.text(f));
   }
 
   /** The create revision of `key` as last handed to the sink (0: the store gave none), or undefined when not held. */
@@ -348,7 +352,7 @@ export class ListWatcher {
       revision = r.revision;
     }
     if (this.stopped) return undefined;
-    for (const key of [...this.known.keys()]) if (!seen.has(key)) this.drop(key);
+    for (const key of this.known.keys()) if (!seen.has(key)) this.drop(key);
     for (const key of [...this.refusedKeys.keys()]) if (!refusedNow.has(key)) this.refusedKeys.delete(key);
     return revision;
   }

@@ -1,6 +1,10 @@
 // ListWatcher's key → digest table (src/controlplane/digesttable.ts: a Map of Smi indices and a Float64 column)
-// against a Map as the oracle on seeded random sequences: same answers, keys in the same order, freed slots reused.
+// against a Map as the oracle on seeded random sequences: same answers, keys in the same order (plain keys: the Map
+// part keeps insertion order), freed slots reused. Then short IPv4 compact forms (held as two numbers in a PairMap)
+// mixed with plain keys and strings that only look like such forms: same answers, the same keys (as a set: forms
+// come back in PairMap order, after the plain keys in theirs).
 import { describe, expect, it } from 'vitest';
+import { formBase, isShortIPv4Form, shortIPv4Form } from '../../src/controlplane/compactkeys.js';
 import { DigestTable } from '../../src/controlplane/digesttable.js';
 import { prng } from '../helpers/prng.js';
 
@@ -44,6 +48,59 @@ describe('DigestTable', () => {
       // freed indices are reused: storage stays at the most keys held at once (review: a remote creating and
       // deleting keys must not grow the columns without bound)
       expect((t as unknown as { next: number }).next).toBeLessThanOrEqual(peak);
+    });
+  }
+});
+
+describe('DigestTable with compact forms', () => {
+  // forms of 40 bases × 150 addresses (dense, one pod CIDR each, and the ends of the space), plain keys, and
+  // strings a plain key could be that are not short forms (9 characters, a two-byte character, another mark)
+  const forms = Array.from({ length: 6000 }, (_, i) => shortIPv4Form(i % 40 === 39 ? 2 ** 24 - 1 : i % 40, i < 12 ? [0, 0xffffffff, 0x80000000][i % 3]! : ((100 << 24) | (64 << 16)) + Math.floor(i / 40)));
+  const plain = Array.from({ length: 1500 }, (_, i) => `wiremesh/cache/ip/v2/c1/n${i % 37}/2001:db8::${i.toString(16)}`);
+  const looks = ['\u0000abcdefgh', '\u0000abc\u0100efg', '\u0001abcdefg', '\u0002\u0000abcdef', '\u0000abcdef'];
+  const keys = [...new Set([...forms, ...plain, ...looks])];
+  const sorted = (xs: Iterable<string>) => [...xs].sort();
+
+  it('answers for forms before it holds any (its PairMap made with the first)', () => {
+    const t = new DigestTable();
+    t.set('plain', 1, 2);
+    expect([t.get(forms[0]!), t.createRevision(forms[0]!), t.delete(forms[0]!), t.size, t.keys()]).toEqual([undefined, undefined, false, 1, ['plain']]);
+    t.set(forms[0]!, 3, 4);
+    expect([t.get(forms[0]!), t.createRevision(forms[0]!), t.size, t.keys()]).toEqual([3, 4, 2, ['plain', forms[0]]]);
+  });
+
+  for (const seed of [5, 6, 7]) {
+    it(`agrees with a Map on random changes (seed ${seed})`, () => {
+      expect(forms.filter(isShortIPv4Form).length).toBe(6000);
+      expect(new Set(forms.map(formBase)).size).toBe(40);
+      const rand = prng(seed);
+      const t = new DigestTable();
+      const m = new Map<string, [number, number]>();
+      let peak = 0;
+      for (let step = 0; step < 30_000; step++) {
+        const k = keys[Math.floor(rand() * keys.length)]!;
+        if (rand() < (Math.floor(step / 5000) % 2 === 0 ? 0.8 : 0.25)) {
+          const v: [number, number] = [Math.floor(rand() * 2 ** 48), step % 5 === 0 ? 0 : step];
+          t.set(k, ...v);
+          m.set(k, v);
+        } else expect(t.delete(k)).toBe(m.delete(k));
+        peak = Math.max(peak, m.size);
+        if (t.size !== m.size) expect(t.size).toBe(m.size);
+        const want = m.get(k);
+        if (t.get(k) !== want?.[0] || t.createRevision(k) !== want?.[1]) expect([t.get(k), t.createRevision(k)]).toEqual(want ?? [undefined, undefined]);
+        if (step % 5000 === 0) {
+          expect(sorted(t.keys())).toEqual(sorted(m.keys()));
+          for (const key of keys) expect([t.get(key), t.createRevision(key)]).toEqual(m.get(key) ?? [undefined, undefined]);
+        }
+      }
+      const got = [...t.keys()];
+      expect(sorted(got)).toEqual(sorted(m.keys()));
+      // the plain keys first, in the Map's order
+      const plainHeld = [...m.keys()].filter((k) => !isShortIPv4Form(k));
+      expect(got.slice(0, plainHeld.length)).toEqual(plainHeld);
+      expect((t as unknown as { next: number }).next).toBeLessThanOrEqual(peak);
+      for (const k of got) t.delete(k);
+      expect([t.size, [...t.keys()]]).toEqual([0, []]);
     });
   }
 });
