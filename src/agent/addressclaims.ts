@@ -4,7 +4,8 @@
  * is what its allowed IPs carry (policy on) and what its endpoint may roam to (wireguard/roaming.ts).
  *
  * Bounded by the peers' records: ≤ 16 addresses per node, one entry per distinct address. A lone claimant (nearly
- * every address) is kept as its id, not a one-element array.
+ * every address) is kept as its id, not a one-element array. Address keys are the reconciler's claim keys
+ * (peers.ts claimKey: a record's address string itself), so an entry adds no string of its own.
  */
 import type { Logger } from '../log.js';
 
