@@ -43,7 +43,6 @@ export class Peer {
   readonly publicKeyB64: string;
   /** Replaced, never written in place (setPresharedKey): every peer starts on the one all-zero key. */
   presharedKey: Buffer = ZERO_PSK;
-  endpoint: Endpoint | undefined;
   /** Mesh peers: the addresses the endpoint may roam to (roaming.ts); undefined: anywhere (WireGuard). */
   roamHosts: readonly string[] | undefined;
   /** The allowed IPs as prefixKey()s (net/ip.ts), in the order set. */
@@ -54,6 +53,9 @@ export class Peer {
   /** Monotonic ms of the first initiation not answered yet (0: none): an unreachable peer shows here. */
   initiatingSinceMs = 0;
 
+  /** The endpoint as two fields, not an object per peer (s21peer: 40 B); undefined host: none. */
+  private epHost: string | undefined;
+  private epPort = 0;
   private identity: StaticIdentity | null;
   private readonly now: () => number;
   private hs: Handshake | undefined;
@@ -79,6 +81,16 @@ export class Peer {
   /** The public key as 64 lowercase hex digits (UAPI's spelling; a new string on each read). */
   get publicKeyHex(): string {
     return this.publicKey.toString('hex');
+  }
+
+  /** Where handshakes go (undefined: nowhere known); a new object on each read, the one set is not kept. */
+  get endpoint(): Endpoint | undefined {
+    return this.epHost === undefined ? undefined : { host: this.epHost, port: this.epPort };
+  }
+
+  set endpoint(ep: Endpoint | undefined) {
+    this.epHost = ep?.host;
+    this.epPort = ep?.port ?? 0;
   }
 
   /** The allowed IPs (new Prefix objects on each read, decoded from allowedIPKeys). */

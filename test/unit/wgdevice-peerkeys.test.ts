@@ -3,7 +3,7 @@
 // keys. On seeded random sequences of adds (with the key's text canonical, spelt otherwise, or not given), removals
 // and lookups, against a plain Map by hex kept in the test (the former representation): the view's size, keys,
 // values and entries in insertion order, get/has for every key of the pool and for strings that are not exactly
-// 64 lowercase hex digits, and each peer's key in every form.
+// 64 lowercase hex digits, and each peer's key in every form. Also: the endpoint, kept as two fields, reads back as set.
 import { describe, expect, it } from 'vitest';
 import { FakeDevice } from '../../src/native/fakedevice.js';
 import { generatePrivateKey } from '../../src/wireguard/crypto.js';
@@ -65,6 +65,23 @@ function run(seed: number, steps: number): void {
 
 describe('WireGuardDevice peers by key (base64 kept, hex view)', () => {
   for (let seed = 1; seed <= 6; seed++) it(`seed ${seed}`, () => run(seed, 200));
+
+  it('a peer endpoint (two fields since s21peer) reads back as last set, against the objects set', () => {
+    const rnd = prng(99);
+    const dev = new WireGuardDevice({ device: new FakeDevice(), tickMs: 0, now: () => 1 });
+    const peers = Array.from({ length: 4 }, () => dev.addPeer(generatePrivateKey()));
+    const model = new Map<number, { host: string; port: number } | undefined>();
+    const hosts = ['198.18.0.1', 'fd00::1', '', '0.0.0.0'];
+    for (let step = 0; step < 200; step++) {
+      const peer = peers[Math.floor(rnd() * peers.length)]!;
+      const ep = rnd() < 0.2 ? undefined : { host: hosts[Math.floor(rnd() * hosts.length)]!, port: rnd() < 0.2 ? 0 : 1 + Math.floor(rnd() * 65535) };
+      if (ep) dev.setPeerEndpoint(peer, ep);
+      else peer.endpoint = undefined;
+      model.set(peer.id, ep && { ...ep });
+      for (const p of peers) expect(p.endpoint, `step ${step}`).toEqual(model.get(p.id));
+    }
+    dev.close();
+  });
 
   it('a key spelt otherwise is kept in its canonical spelling, and names the same peer', () => {
     const dev = new WireGuardDevice({ device: new FakeDevice(), tickMs: 0, now: () => 1 });
