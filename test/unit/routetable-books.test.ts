@@ -34,7 +34,7 @@ function run(seed: number, killRuns: boolean): Promise<void> {
     flush: () => t.flush(),
     covers: (a) => t.covers(a),
   };
-  const books = (): Map<string, number> => t['routes'];
+  const books = (): Map<string, number> => t['books'];
   const expected = (): Map<string, number> => {
     const m = new Map<string, number>();
     for (const c of new Set([...counts.keys(), ...kernel])) m.set(c, (counts.get(c) ?? 0) * 2 + (kernel.has(c) ? 1 : 0));
