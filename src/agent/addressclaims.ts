@@ -4,9 +4,14 @@
  * is what its allowed IPs carry (policy on) and what its endpoint may roam to (wireguard/roaming.ts).
  *
  * Bounded by the peers' records: ≤ 16 addresses per node, one entry per distinct address. A lone claimant (nearly
- * every address) is kept as its id, not a one-element array.
+ * every address) is kept as its id, not a one-element array. Address keys are the reconciler's claim keys
+ * (peers.ts claimKey: a record's address string itself), so an entry adds no string of its own (after a relist's
+ * same-content copy of the record, the entry keeps the first record's string: the copy's is garbage).
  */
 import type { Logger } from '../log.js';
+
+/** A claim key as its host prefix's text ("a/32", "a/128"), as logs named it before keys were bare addresses. */
+const asPrefix = (a: string): string => (a.includes('/') ? a : `${a}/${a.includes(':') ? 128 : 32}`);
 
 export class AddressClaims {
   private readonly byAddress = new Map<string, string | string[]>();
@@ -42,7 +47,7 @@ export class AddressClaims {
       else if (typeof ids === 'string' ? ids !== id : !ids.includes(id)) {
         if (typeof ids === 'string') this.byAddress.set(a, [ids, id]);
         else ids.push(id);
-        log.warn({ address: a, holder: this.holder(a), claimant: id }, 'two nodes claim one address: it stays with the first');
+        log.warn({ address: asPrefix(a), holder: this.holder(a), claimant: id }, 'two nodes claim one address: it stays with the first');
       }
     }
     handOver.delete(id);

@@ -12,7 +12,7 @@
 import { cachePrefix, splitClusterName, stateKey, statePrefix } from '../controlplane/keys.js';
 import { relayCodec, type NodeRecord, type RelayRecord } from '../controlplane/records/index.js';
 import type { Logger } from '../log.js';
-import { formatPrefix, parseIP, parsePrefix, prefixContains, type Prefix } from '../net/ip.js';
+import { formatIP, formatPrefix, parseIP, parsePrefix, prefixContains, type Prefix } from '../net/ip.js';
 import { ROAM_MAX, sharedIfEqual } from '../wireguard/roaming.js';
 import { AddressClaims } from './addressclaims.js';
 import type { RouteClaims } from './routetable.js';
@@ -31,7 +31,8 @@ export interface PeerHandle {
 
 /** The device calls the reconciler makes (wireguard/device.ts WireGuardDevice). */
 export interface PeerDevice {
-  addPeer(publicKey: Buffer): PeerHandle;
+  /** `keyText`: the key's base64 as the record holds it, kept by the peer instead of a copy (device.ts). */
+  addPeer(publicKey: Buffer, keyText?: string): PeerHandle;
   removePeer(publicKey: Buffer): void;
   setPeerEndpoint(peer: PeerHandle, ep: { host: string; port: number }): void;
   /** The addresses the peer's endpoint may roam to: its node record's (wireguard/roaming.ts). */
@@ -51,7 +52,8 @@ export interface PeerPolicy {
  * One record per peer (an agent holds one per node of every connected cluster: 16,000 at 16 × 1000), so it
  * holds what is per peer and shares what is usually empty: `routes` is the record's own pod CIDRs array when
  * nothing is relayed, `relayed` and `claims` the one empty array when empty (so the arrays are never written in
- * place: each change sets a new one).
+ * place: each change sets a new one), and a lone claim (nearly every peer's: one node address) is its key, not a
+ * one-element array (s21peer: ~60 B per peer).
  */
 export interface PeerState {
   record: NodeRecord;
@@ -59,13 +61,28 @@ export interface PeerState {
   routes: readonly string[];
   /** Pod CIDRs of other clusters reached through this (hub) node. */
   readonly relayed: readonly string[];
-  /** Node addresses this peer claims, whether or not it holds them (addressClaims), as host prefixes. */
-  claims: readonly string[];
+  /**
+   * Node addresses this peer claims, whether or not it holds them (addressClaims), as claim keys (claimKey): one
+   * key as itself, none as the shared empty array, two or more as an array.
+   */
+  claims: string | readonly string[];
   /** The address its endpoint was set to (one of the record's): slot 0 of its roaming set. */
   endpointHost: string;
 }
 
 const NONE: readonly string[] = Object.freeze([]);
+/** A PeerState's claims as a list (a lone claim in a new one-element array: read rarely, on a peer's changes). */
+const claimList = (c: string | readonly string[]): readonly string[] => (typeof c === 'string' ? [c] : c);
+/**
+ * A claimed address's key in addressClaims: a record address's own string when it is the canonical host address
+ * (records/fields.ts: a record's always are), so a claim holds no string of its own; else its canonical text (a
+ * host) or its prefix's text (not a host). IPv4 and IPv6 texts never coincide (dots vs colons).
+ */
+function claimKey(a: string, p: Prefix): string {
+  if (p.cidr !== p.addr.length * 8) return formatPrefix(p);
+  const c = formatIP(p.addr);
+  return c === a ? a : c;
+}
 /** An IPv6 address's text (canonical, as a record's: records/fields.ts) has a colon, an IPv4 one none. */
 const isV6 = (a: string): boolean => a.includes(':');
 
@@ -309,7 +326,7 @@ export class PeerReconciler {
 
   private upsertPeer(id: string, rec: NodeRecord, relayed: readonly string[]): void {
     const { dev, policy } = this.d;
-    const peer = dev.addPeer(Buffer.from(rec.publicKey, 'base64'));
+    const peer = dev.addPeer(Buffer.from(rec.publicKey, 'base64'), rec.publicKey);
     const routes = relayed.length ? [...rec.podCIDRs, ...relayed] : rec.podCIDRs;
     const old = this.peers.get(id);
     if (old) this.d.routes.release(old.routes);
@@ -363,7 +380,7 @@ export class PeerReconciler {
   private programAllowedIPs(id: string): void {
     const st = this.peers.get(id);
     if (!st) return;
-    const addrs = this.d.policy ? st.claims.filter((a) => this.addressClaims.holder(a) === id) : NONE;
+    const addrs = this.d.policy ? claimList(st.claims).filter((a) => this.addressClaims.holder(a) === id) : NONE;
     this.d.dev.setPeerAllowedIPs(st.peer, [...st.routes, ...addrs].map((c) => parsePrefix(c)));
   }
 
@@ -384,10 +401,10 @@ export class PeerReconciler {
 
   /**
    * Whether peer `id` holds record address `a` (it claimed it first, and it is neither ours nor pod space). A record's
-   * addresses are canonical (records/fields.ts ipAddress), so its host prefix's text is the address and its length.
+   * addresses are canonical (records/fields.ts ipAddress), so the address is its own claim key (claimKey).
    */
   private holds(id: string, a: string): boolean {
-    return this.addressClaims.holder(`${a}/${isV6(a) ? 128 : 32}`) === id;
+    return this.addressClaims.holder(a) === id;
   }
 
   /**
@@ -403,14 +420,13 @@ export class PeerReconciler {
     const mine = new Set(this.d.me.addresses.map((a) => formatPrefix(parsePrefix(a))));
     // Pod space: every pinned cluster's and our pod CIDRs (a few per cluster) and every peer's routes (a trie: one per node).
     const podSpace = [...this.d.podSpace(), ...this.d.me.podCIDRs.map((c) => parsePrefix(c))];
-    const want = new Set(
-      addresses
-        .map((a) => parsePrefix(a))
-        .filter((p) => !mine.has(formatPrefix(p)) && !this.d.routes.covers(p.addr) && !podSpace.some((c) => c.addr.length === p.addr.length && prefixContains(c, p.addr)))
-        .map((p) => formatPrefix(p)),
-    );
-    const handOver = this.addressClaims.update(id, st.claims, want, this.d.log);
-    st.claims = want.size ? [...want] : NONE;
+    const want = new Set<string>();
+    for (const a of addresses) {
+      const p = parsePrefix(a);
+      if (!mine.has(formatPrefix(p)) && !this.d.routes.covers(p.addr) && !podSpace.some((c) => c.addr.length === p.addr.length && prefixContains(c, p.addr))) want.add(claimKey(a, p));
+    }
+    const handOver = this.addressClaims.update(id, claimList(st.claims), want, this.d.log);
+    st.claims = want.size > 1 ? [...want] : want.size ? want.values().next().value! : NONE;
     for (const other of handOver) {
       this.programAllowedIPs(other);
       this.programRoaming(other);

@@ -114,21 +114,29 @@ interface Op {
  * go out as one batch (`run`, ipBatch() by default) without blocking the
  * thread. One batch is in flight at a time: flush() while one runs marks the
  * CIDRs touched meanwhile for the next batch, started when it ends (the pending
- * set is bounded by the CIDRs claimed or installed). `installed` changes only
- * for lines that applied; a failed line's CIDR goes back to the touched set, so
+ * set is bounded by the CIDRs claimed or installed). A CIDR's installed bit
+ * changes only for lines that applied; a failed line's CIDR goes back to the touched set, so
  * the next batch (the next pass, or a retry after `retryMs`, doubling to
  * `maxRetryMs`) recomputes it from the claims.
+ *
+ * The claim counts and the installed routes are one Map (`books`: a small
+ * integer per CIDR, count × 2 + installed; claims ≤ peers × CIDRs per record,
+ * far below the 2^30 where `& ~1` would wrap), not a Map and a Set over nearly
+ * the same keys (s21peer, issue 16: one entry per pod CIDR, ~70 B a peer less;
+ * a CIDR stays while claimed or installed, so it is bounded as before).
  */
 export class RouteTable implements RouteClaims {
-  /** Routes the kernel holds, as far as our applied lines say (all peers' CIDRs point at the same device). */
-  private readonly installed = new Set<string>();
-  /** How many peers claim each CIDR, and the CIDRs whose count changed (or whose line failed) since the last batch. */
-  private readonly refs = new Map<string, number>();
+  /**
+   * Per CIDR claimed or installed: how many peers claim it × 2, + 1 when the kernel holds the route as far as our
+   * applied lines say (all peers' CIDRs point at the same device). No entry: 0 claims, not installed.
+   */
+  private readonly books = new Map<string, number>();
+  /** The CIDRs whose count changed (or whose line failed) since the last batch. */
   private readonly touched = new Set<string>();
   /**
    * CIDRs of a batch whose run failed as a whole (ip killed midway): some of
    * its lines may have applied, so the next batch writes them whatever
-   * `installed` says (replace is idempotent; a del of a route gone is ESRCH).
+   * its installed bit says (replace is idempotent; a del of a route gone is ESRCH).
    */
   private readonly uncertain = new Set<string>();
   /** The claimed CIDRs (count > 0) by prefix, for covers(). */
@@ -153,18 +161,22 @@ export class RouteTable implements RouteClaims {
 
   claim(routes: readonly string[]): void {
     for (const r of routes) {
-      const n = this.refs.get(r) ?? 0;
-      if (n === 0) this.trie.insert(parsePrefix(r), r);
-      this.refs.set(r, n + 1);
+      const v = this.books.get(r) ?? 0;
+      if (v < 2) this.trie.insert(parsePrefix(r), r); // its first claim
+      this.books.set(r, v + 2);
       this.touched.add(r);
     }
   }
 
   release(routes: readonly string[]): void {
     for (const r of routes) {
-      const n = (this.refs.get(r) ?? 1) - 1;
-      if (n > 0) this.refs.set(r, n);
-      else if (this.refs.delete(r)) this.trie.remove(parsePrefix(r), r);
+      const v = this.books.get(r) ?? 0;
+      if (v >= 2) {
+        // one claim less; the last one leaves the trie (and the map, unless the route is installed)
+        if (v < 4) this.trie.remove(parsePrefix(r), r);
+        if (v === 2) this.books.delete(r);
+        else this.books.set(r, v - 2);
+      }
       this.touched.add(r);
     }
   }
@@ -181,8 +193,9 @@ export class RouteTable implements RouteClaims {
     }
     const ops: Op[] = [];
     for (const r of this.touched) {
-      const want = this.refs.has(r);
-      if (want !== this.installed.has(r) || this.uncertain.has(r)) ops.push({ cidr: r, add: want });
+      const v = this.books.get(r) ?? 0;
+      const want = v >= 2;
+      if (want !== ((v & 1) === 1) || this.uncertain.has(r)) ops.push({ cidr: r, add: want });
     }
     this.touched.clear();
     if (ops.length === 0) return;
@@ -223,8 +236,7 @@ export class RouteTable implements RouteClaims {
         return;
       }
       this.uncertain.delete(o.cidr);
-      if (o.add) this.installed.add(o.cidr);
-      else this.installed.delete(o.cidr);
+      this.setInstalled(o.cidr, o.add);
     });
     this.inFlight = undefined;
     this.inFlightOps = 0;
@@ -237,6 +249,13 @@ export class RouteTable implements RouteClaims {
       this.again = false;
       this.flush();
     }
+  }
+
+  /** Books whether the kernel holds the route to `cidr` (an applied line); a CIDR neither claimed nor installed leaves. */
+  private setInstalled(cidr: string, on: boolean): void {
+    const v = ((this.books.get(cidr) ?? 0) & ~1) | (on ? 1 : 0);
+    if (v === 0) this.books.delete(cidr);
+    else this.books.set(cidr, v);
   }
 
   private scheduleRetry(): void {

@@ -46,6 +46,7 @@ import {
   type SessionKeys,
 } from './noise.js';
 import { Peer, type Endpoint } from './peer.js';
+import { PeersByHex, type PeerMapView } from './peersbyhex.js';
 import { REKEY_TIMEOUT_MS } from './timers.js';
 import type { DeviceOptions, DeviceStats, WireGuardNative } from './devicetypes.js';
 import { roamAllowed, roamHosts } from './roaming.js';
@@ -57,7 +58,10 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
   readonly log: Logger;
   identity: StaticIdentity | null = null;
   fwmark = 0;
-  readonly peers = new Map<string, Peer>();
+  /** Peers by public key, canonical base64 (the one key string a peer keeps: peer.ts). */
+  private readonly byKey = new Map<string, Peer>();
+  /** Peers by public key as 64 hex digits: a view of byKey (peersbyhex.ts), no hex string stored. */
+  readonly peers: PeerMapView = new PeersByHex(this.byKey);
   readonly stats: DeviceStats = { handshakesInitiated: 0, handshakesCompleted: 0, handshakesRejected: 0, cookieRepliesConsumed: 0, initiationsCrossed: 0, endpointRoamsRefused: 0 };
   private readonly byId = new Map<number, Peer>();
   /**
@@ -120,7 +124,7 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
     if (identity && this.identity && identity.publicKey.equals(this.identity.publicKey)) return;
     this.identity = identity;
     if (identity) this.native.setPublicKey(identity.publicKey);
-    for (const peer of [...this.peers.values()]) {
+    for (const peer of [...this.byKey.values()]) {
       // A peer with our own public key makes no sense; wireguard-go drops it too.
       if (identity && peer.publicKey.equals(identity.publicKey)) {
         this.removePeer(peer.publicKey);
@@ -146,14 +150,20 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
   }
 
   getPeer(publicKey: Buffer): Peer | undefined {
-    return this.peers.get(publicKey.toString('hex'));
+    return this.byKey.get(publicKey.toString('base64'));
   }
 
-  addPeer(publicKey: Buffer): Peer {
-    const existing = this.getPeer(publicKey);
+  /**
+   * The peer with this public key, added if there is none. `keyText`: the key's base64 as the caller holds it (a
+   * node record's): the new peer keeps that string instead of a copy when it is the canonical spelling (else the
+   * canonical one is kept, so one key never names two peers).
+   */
+  addPeer(publicKey: Buffer, keyText?: string): Peer {
+    const b64 = publicKey.toString('base64');
+    const existing = this.byKey.get(b64);
     if (existing) return existing;
-    const peer = new Peer(this.nextPeerId++, publicKey, this.identity, this.now);
-    this.peers.set(peer.publicKeyHex, peer);
+    const peer = new Peer(this.nextPeerId++, keyText === b64 ? keyText : b64, this.identity, this.now);
+    this.byKey.set(peer.publicKeyB64, peer);
     this.byId.set(peer.id, peer);
     this.native.upsertPeer(peer.id);
     return peer;
@@ -167,12 +177,12 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
     this.native.removePeer(peer.id);
     for (const k of peer.allowedIPKeys) if (this.prefixOwner.get(k) === peer) this.prefixOwner.delete(k);
     for (const idx of peer.indices) this.indices.delete(idx);
-    this.peers.delete(peer.publicKeyHex);
+    this.byKey.delete(peer.publicKeyB64);
     this.byId.delete(peer.id);
   }
 
   removeAllPeers(): void {
-    for (const peer of [...this.peers.values()]) this.removePeer(peer.publicKey);
+    for (const peer of [...this.byKey.values()]) this.removePeer(peer.publicKey);
   }
 
   setPeerEndpoint(peer: Peer, ep: Endpoint | undefined): void {

@@ -9,10 +9,14 @@
  * X25519 computation each during the sync. Built on first read of `handshake` or `cookie`, from the identity
  * and preshared key the peer has then; what they hold before that is what a fresh one holds.
  *
- * For the same reason (s16peerjs) a peer keeps its public key once, as hex (the device's map key), and its
- * allowed IPs as prefix keys (the device's owner-map keys, shared with it): a Buffer costs ~100 B of heap plus
- * its slice of an 8 KiB pool slab, which also keeps the slab's garbage alive. The Buffer and Prefix forms are
- * decoded on read (handshake setup, UAPI get/set, removal: rare next to holding the peer).
+ * For the same reason (s16peerjs) a peer keeps its public key once, and its allowed IPs as prefix keys (the
+ * device's owner-map keys, shared with it): a Buffer costs ~100 B of heap plus its slice of an 8 KiB pool slab,
+ * which also keeps the slab's garbage alive. The key is kept as base64 (s21peer), the device's map key: a peer the
+ * reconciler adds holds its node record's own string (44 chars, no copy), where a hex copy cost 80 B per peer
+ * (after a same-content rewrite of the record, a relist's copy, the peer keeps the first record's string: 64 B,
+ * still less than the hex copy; swapping it would reorder the device's map, and with it UAPI get).
+ * The Buffer, hex and Prefix forms are decoded on read (handshake setup, UAPI get/set, removal: rare next to
+ * holding the peer).
  */
 import { prefixFromKey, type Prefix } from '../net/ip.js';
 import { CookieGenerator } from './cookie.js';
@@ -35,11 +39,10 @@ const KEPT_INDICES = 4;
 
 export class Peer {
   readonly id: number;
-  /** The public key, 64 hex digits (the form kept). */
-  readonly publicKeyHex: string;
+  /** The public key, base64 in its canonical spelling (the form kept, the device's map key: 44 chars). */
+  readonly publicKeyB64: string;
   /** Replaced, never written in place (setPresharedKey): every peer starts on the one all-zero key. */
   presharedKey: Buffer = ZERO_PSK;
-  endpoint: Endpoint | undefined;
   /** Mesh peers: the addresses the endpoint may roam to (roaming.ts); undefined: anywhere (WireGuard). */
   roamHosts: readonly string[] | undefined;
   /** The allowed IPs as prefixKey()s (net/ip.ts), in the order set. */
@@ -50,6 +53,9 @@ export class Peer {
   /** Monotonic ms of the first initiation not answered yet (0: none): an unreachable peer shows here. */
   initiatingSinceMs = 0;
 
+  /** The endpoint as two fields, not an object per peer (s21peer: 40 B); undefined host: none. */
+  private epHost: string | undefined;
+  private epPort = 0;
   private identity: StaticIdentity | null;
   private readonly now: () => number;
   private hs: Handshake | undefined;
@@ -59,16 +65,32 @@ export class Peer {
   /** Made on first use: the reconciler's idle peers never arm a timer (no handshake, no persistent keepalive). */
   private timerState: PeerTimers | undefined;
 
-  constructor(id: number, publicKey: Buffer, identity: StaticIdentity | null, now: () => number) {
+  /** `publicKeyB64`: the key's canonical base64 (Buffer.toString('base64') of its 32 bytes; the device checks). */
+  constructor(id: number, publicKeyB64: string, identity: StaticIdentity | null, now: () => number) {
     this.id = id;
-    this.publicKeyHex = publicKey.toString('hex');
+    this.publicKeyB64 = publicKeyB64;
     this.identity = identity;
     this.now = now;
   }
 
-  /** The public key's 32 bytes (a new Buffer on each read, decoded from publicKeyHex). */
+  /** The public key's 32 bytes (a new Buffer on each read, decoded from publicKeyB64). */
   get publicKey(): Buffer {
-    return Buffer.from(this.publicKeyHex, 'hex');
+    return Buffer.from(this.publicKeyB64, 'base64');
+  }
+
+  /** The public key as 64 lowercase hex digits (UAPI's spelling; a new string on each read). */
+  get publicKeyHex(): string {
+    return this.publicKey.toString('hex');
+  }
+
+  /** Where handshakes go (undefined: nowhere known); a new object on each read, the one set is not kept. */
+  get endpoint(): Endpoint | undefined {
+    return this.epHost === undefined ? undefined : { host: this.epHost, port: this.epPort };
+  }
+
+  set endpoint(ep: Endpoint | undefined) {
+    this.epHost = ep?.host;
+    this.epPort = ep?.port ?? 0;
   }
 
   /** The allowed IPs (new Prefix objects on each read, decoded from allowedIPKeys). */

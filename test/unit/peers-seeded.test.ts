@@ -142,6 +142,11 @@ function run(seed: number, steps: number) {
       expect(peer.roamHosts, `${ctx} ${id} roaming set`).toEqual(roam);
       expect(native.peer(peer.id).roam, `${ctx} ${id} roaming set`).toEqual(roam);
       const st = r.peers.get(id)!;
+      // claims (s21peer): the record's addresses claimed, as bare canonical addresses; a lone one as itself, not an array
+      const claimed = wantOf(rec).map((p) => p.replace(/\/(32|128)$/, ''));
+      expect(typeof st.claims === 'string' ? [st.claims] : [...st.claims], `${ctx} ${id} claims`).toEqual(claimed);
+      expect(typeof st.claims === 'string', `${ctx} ${id} lone claim`).toBe(claimed.length === 1);
+      expect(peer.publicKeyB64, ctx).toBe(rec.publicKey); // the record's key text kept (canonical)
       // the record's own array when it is the set (issue 16: not copied per peer)
       if (roam.join() === rec.addresses.join()) expect(peer.roamHosts === st.record.addresses, `${ctx} ${id} set shared`).toBe(true);
       expect(st.peer, ctx).toBe(peer);
