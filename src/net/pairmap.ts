@@ -1,7 +1,7 @@
 /**
  * A map from keys of two 32-bit words (ListWatcher's digest table: a compact key's IPv4 address and its base
- * index, in that order, compactkeys.ts) to non-negative 31-bit values (a slot number), held in one Int32Array instead of a
- * Map<string, number> (issue 16): 12 B per position, 16–32 B per key as a table grows, against ~51 B per entry
+ * index, in that order, compactkeys.ts) to non-negative 31-bit values (a slot number), held in one Int32Array
+ * instead of a Map<string, number> (issue 16): 12 B per position, 16–32 B per key as a table grows, against ~51 B per entry
  * of the Map at 40k keys (V8's OrderedHashMap: 3 words per entry plus buckets). The table, its hash (simple
  * tabulation of the 8 key bytes over eight random byte tables per map: no HashDoS from keys a remote chooses,
  * nor from pairs sharing either word), its bounds and its visit order: probetable.ts.
