@@ -29,7 +29,7 @@
  */
 const INITIAL = 4;
 /** Capacity (nodes) below which the arrays are never shrunk: ~0.5 kB for IPv4, not worth a copy. */
-const FLOOR = 16;
+export const FLOOR = 16;
 /** The capacity after `cap`: an eighth more (slack ≤ 1/9 of the bytes), +16 so small tries do not copy often. */
 const grown = (cap: number): number => cap + (cap >> 3) + 16;
 

@@ -3,7 +3,7 @@
 // to 0, an owner counted twice, a node neither owned nor branching, a freed index never reused or reused while
 // in use, arrays never shrunk), and one that churns pod CIDRs would then grow without bound.
 import type { PrefixTrie } from '../../src/net/prefixtrie.js';
-import type { TrieNodes } from '../../src/net/trienodes.js';
+import { FLOOR, type TrieNodes } from '../../src/net/trienodes.js';
 
 /** A trie node read out of src/net/trienodes.ts's arrays: its prefix as words, its children as nodes. */
 interface Node {
@@ -19,8 +19,6 @@ interface Node {
   count: number;
 }
 
-/** The capacity below which a family's arrays are never shrunk (src/net/trienodes.ts's FLOOR). */
-const FLOOR = 16;
 
 /**
  * Node i of a family's arrays, its children read the same way, recording each index reached in `seen`; an
