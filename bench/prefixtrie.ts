@@ -19,7 +19,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { PrefixTrie } from '../src/net/prefixtrie.js';
 import type { Prefix } from '../src/net/ip.js';
-import { arg, fullGc, median } from './util.js';
+import { alternateRounds, arg, fullGc, used } from './util.js';
 
 interface Trie {
   insert(p: Prefix, owner: string): void;
@@ -40,11 +40,6 @@ const layouts: Record<string, (i: number) => Prefix> = {
   'spread IPv4 /32': () => ({ addr: randomBytes(4), cidr: 32 }),
   'IPv6 /128 under one /64': () => ({ addr: Buffer.concat([slash64, randomBytes(8)]), cidr: 128 }),
   'IPv4 /24 pod CIDRs': (i) => v4(((100 << 24) | (64 << 16)) + i * 256, 24),
-};
-
-const used = (): number => {
-  const m = process.memoryUsage();
-  return m.heapUsed + m.arrayBuffers;
 };
 
 /** Nodes of both families: objects with k0 / k1 (main's layout), or node stores counting theirs (`live`). */
@@ -115,13 +110,10 @@ async function main(): Promise<void> {
     const extra = Array.from({ length: 2000 }, (_, i) => make(n + i));
     // probes: every stored prefix (a hit), and as many fresh ones of the layout (mostly misses when spread)
     const probes = stored.flatMap((p, i) => [p, make(n + 2000 + i)]);
-    const got: Record<Which, Reading[]> = { this: [], base: [] };
     // a first reading of each is dropped: it counts code compiled and garbage left by the layout's first use
     for (const which of ['this', 'base'] as const) measure(impls[which], stored, owners, probes, extra);
-    for (let r = 0; r < rounds; r++) {
-      for (const which of r % 2 ? (['base', 'this'] as const) : (['this', 'base'] as const)) got[which].push(measure(impls[which], stored, owners, probes, extra));
-    }
-    const med = (which: Which, c: (typeof cols)[number]): number => median(got[which].map((x) => x[c]));
+    const m = alternateRounds(rounds, (which) => measure(impls[which], stored, owners, probes, extra));
+    const med = (which: Which, c: (typeof cols)[number]): number => m[which][c];
     const f = (x: number): string => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
     for (const which of ['this', 'base'] as const) console.log(`| ${name} | ${which} | ${cols.map((c) => f(med(which, c))).join(' | ')} |`);
     console.log(`| ${name} | this/base | ${cols.map((c) => `**${(med('this', c) / med('base', c)).toFixed(2)}**`).join(' | ')} |`);

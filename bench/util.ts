@@ -28,13 +28,22 @@ export const nsPer = (n: number, f: () => void): number => {
 };
 
 /**
- * `rounds` readings of each build, alternating which goes first, then one row per build of the medians and one
- * of this/base ratios, each starting with `name`, fields in `fields` order joined by ' | '.
+ * `rounds` readings of each build, alternating which goes first, reduced to each field's median per build (a
+ * reading's fields are numbers: bytes, ns).
  */
-export function compareBuilds<R extends Record<string, number>>(name: string, rounds: number, fields: readonly (keyof R)[], read: (which: 'this' | 'base') => R): void {
+export function alternateRounds<R extends Record<string, number>>(rounds: number, read: (which: 'this' | 'base') => R): Record<'this' | 'base', R> {
   const got: Record<'this' | 'base', R[]> = { this: [], base: [] };
   for (let r = 0; r < rounds; r++) for (const which of r % 2 ? (['base', 'this'] as const) : (['this', 'base'] as const)) got[which].push(read(which));
-  const med = (which: 'this' | 'base', k: keyof R): number => median(got[which].map((x) => x[k]!));
-  for (const which of ['this', 'base'] as const) console.log([name, which, ...fields.map((k) => med(which, k).toFixed(1))].join(' | '));
-  console.log([name, 'this/base', ...fields.map((k) => (med('this', k) / med('base', k)).toFixed(2))].join(' | '));
+  const med = (which: 'this' | 'base'): R => Object.fromEntries(Object.keys(got[which][0] ?? {}).map((k) => [k, median(got[which].map((x) => x[k]!))])) as R;
+  return { this: med('this'), base: med('base') };
+}
+
+/**
+ * alternateRounds, then one row per build of the medians and one of this/base ratios, each starting with `name`,
+ * fields in `fields` order joined by ' | '.
+ */
+export function compareBuilds<R extends Record<string, number>>(name: string, rounds: number, fields: readonly (keyof R)[], read: (which: 'this' | 'base') => R): void {
+  const med = alternateRounds(rounds, read);
+  for (const which of ['this', 'base'] as const) console.log([name, which, ...fields.map((k) => med[which][k]!.toFixed(1))].join(' | '));
+  console.log([name, 'this/base', ...fields.map((k) => (med.this[k]! / med.base[k]!).toFixed(2))].join(' | '));
 }

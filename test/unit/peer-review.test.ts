@@ -133,7 +133,7 @@ describe('the device by key and UAPI (held on s21peer)', () => {
     expect(handleRequest(d, ['set=1', `public_key=${hex.toUpperCase()}`])).toBe('errno=-22\n\n');
     expect(d.peers.size).toBe(0);
     expect(handleRequest(d, ['set=1', `public_key=${hex}`, 'endpoint=[FD00:0::1]:7'])).toBe('errno=0\n\n');
-    expect(handleRequest(d, ['set=1', `public_key=${hex}`, 'allowed_ip=10.0.0.5/24'])).toBe('errno=0\n\n');
+    expect(handleRequest(d, ['set=1', `public_key=${hex}`, 'allowed_ip=100.64.0.5/24'])).toBe('errno=0\n\n');
     expect(d.peers.size).toBe(1);
     expect(formatGet(d)).toContain(`public_key=${hex}\n`);
     expect(formatGet(d)).toContain('endpoint=[fd00::1]:7\n');
@@ -216,8 +216,8 @@ class FormerBooks {
 }
 
 describe('RouteTable (one map since s21peer) against the former Map and Set (held on s21peer)', () => {
-  const CIDRS = ['10.0.0.0/24', '10.0.1.0/24', '10.0.0.0/16', 'fd00::/64', '10.0.0.1/24', '0.0.0.0/0'];
-  const ADDRS = ['10.0.0.5', '10.0.1.5', '10.0.200.1', 'fd00::1', '8.8.8.8'].map((a) => parseIP(a)!);
+  const CIDRS = ['100.64.0.0/24', '100.64.1.0/24', '100.64.0.0/16', 'fd00::/64', '100.64.0.1/24', '0.0.0.0/0'];
+  const ADDRS = ['100.64.0.5', '100.64.1.5', '100.64.200.1', 'fd00::1', '198.18.0.8'].map((a) => parseIP(a)!);
   const tick = () => new Promise((res) => setImmediate(res));
 
   for (let seed = 1; seed <= 40; seed++)

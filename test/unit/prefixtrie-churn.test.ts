@@ -91,12 +91,12 @@ describe('PrefixTrie node store under churn against a list', () => {
 
   it('reuses the latest freed nodes first: a prefix removed and inserted again takes back the same indices', () => {
     const t = new PrefixTrie<string>();
-    const a: Prefix = { addr: Buffer.from([10, 0, 0, 1]), cidr: 32 };
-    const b: Prefix = { addr: Buffer.from([138, 0, 0, 1]), cidr: 32 };
-    const c: Prefix = { addr: Buffer.from([10, 0, 0, 0]), cidr: 32 };
+    const a: Prefix = { addr: Buffer.from([100, 64, 0, 1]), cidr: 32 };
+    const b: Prefix = { addr: Buffer.from([198, 18, 0, 1]), cidr: 32 };
+    const c: Prefix = { addr: Buffer.from([100, 64, 0, 0]), cidr: 32 };
     t.insert(a, 'a');
     t.insert(b, 'b');
-    t.insert(c, 'c'); // a branch node 10.0.0.0/31 and c's node
+    t.insert(c, 'c'); // a branch node 100.64.0.0/31 and c's node
     const s = storeOf(t, false);
     const handedOut = s.top;
     t.remove(c, 'c'); // frees c's node, then the branch (now unowned with one child)
