@@ -30,7 +30,7 @@ import {
   type NativeEvent,
   type NativePeerStats,
 } from '../native/binding.js';
-import { prefixKey, type Prefix } from '../net/ip.js';
+import type { Prefix } from '../net/ip.js';
 import { HandshakeError, HostError } from '../errors.js';
 import {
   consumeInitiation,
@@ -47,6 +47,7 @@ import {
 } from './noise.js';
 import { Peer, type Endpoint } from './peer.js';
 import { PeersByHex, type PeerMapView } from './peersbyhex.js';
+import { allowedKey, PrefixOwners, type AllowedKey } from './prefixowners.js';
 import { REKEY_TIMEOUT_MS } from './timers.js';
 import type { DeviceOptions, DeviceStats, WireGuardNative } from './devicetypes.js';
 import { roamAllowed, roamHosts } from './roaming.js';
@@ -70,8 +71,8 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
    * peers, never at every peer (an agent holds thousands of idle ones).
    */
   private readonly armedPeers = new Set<Peer>();
-  /** Which peer owns each allowed-IP prefix ("addr/cidr" hex): an address belongs to one peer. */
-  private readonly prefixOwner = new Map<string, Peer>();
+  /** Which peer (its id) owns each allowed-IP prefix, by allowedKey (IPv4 ones as numbers): prefixowners.ts. */
+  private readonly prefixOwner = new PrefixOwners();
   private readonly indices = new Map<number, Peer>();
   private nextPeerId = 1;
   private timer: NodeJS.Timeout | undefined;
@@ -175,7 +176,7 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
     peer.stopTimers();
     this.armedPeers.delete(peer);
     this.native.removePeer(peer.id);
-    for (const k of peer.allowedIPKeys) if (this.prefixOwner.get(k) === peer) this.prefixOwner.delete(k);
+    for (const k of peer.allowedIPKeys) if (this.prefixOwner.get(k) === peer.id) this.prefixOwner.delete(k);
     for (const idx of peer.indices) this.indices.delete(idx);
     this.byKey.delete(peer.publicKeyB64);
     this.byId.delete(peer.id);
@@ -201,8 +202,8 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
   }
 
   setPeerAllowedIPs(peer: Peer, prefixes: Prefix[]): void {
-    for (const k of peer.allowedIPKeys) if (this.prefixOwner.get(k) === peer) this.prefixOwner.delete(k);
-    peer.allowedIPKeys = prefixes.map(prefixKey); // the keys kept (peer.ts), not copies of the Buffers
+    for (const k of peer.allowedIPKeys) if (this.prefixOwner.get(k) === peer.id) this.prefixOwner.delete(k);
+    peer.allowedIPKeys = prefixes.map(allowedKey); // the keys kept (peer.ts), not copies of the Buffers
     this.native.setAllowedIPs(
       peer.id,
       prefixes.map((p) => [p.addr, p.cidr] as [Buffer, number]),
@@ -211,14 +212,15 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
     // (the native trie already moved it when it was inserted for this peer). Each previous owner's list is
     // filtered once, not once per prefix taken from it: a UAPI set moving 20,000 prefixes blocked the event
     // loop (and every handshake) ~56 s.
-    const taken = new Map<Peer, Set<string>>();
+    const taken = new Map<Peer, Set<AllowedKey>>();
     for (const k of peer.allowedIPKeys) {
-      const prev = this.prefixOwner.get(k);
-      if (prev && prev !== peer) {
-        const keys = taken.get(prev) ?? new Set<string>();
+      const prevId = this.prefixOwner.get(k);
+      const prev = prevId === undefined || prevId === peer.id ? undefined : this.byId.get(prevId);
+      if (prev) {
+        const keys = taken.get(prev) ?? new Set<AllowedKey>();
         taken.set(prev, keys.add(k));
       }
-      this.prefixOwner.set(k, peer);
+      this.prefixOwner.set(k, peer.id);
     }
     for (const [prev, keys] of taken) prev.allowedIPKeys = prev.allowedIPKeys.filter((o) => !keys.has(o));
   }
