@@ -8,15 +8,22 @@ namespace wm {
 // has_peer distinguishes real prefixes from the branch nodes that path
 // compression creates where two prefixes diverge. parent (null at a root)
 // lets a peer's removal climb from its own nodes instead of walking the trie.
+// 56 bytes, a 64-byte malloc chunk (the header's 8 bytes included): a trie of
+// n prefixes holds about 2n nodes (n - 1 branch points), so every byte past 56
+// is a whole 16 more per node. The fields ordered widest first and cidr (0..128)
+// and owner_pos (a peer's prefixes are far fewer than 2^32) narrowed: the
+// layout they replaced (int cidr, size_t owner_pos, in declaration order) was
+// 64 bytes, an 80-byte chunk: 205 -> 173 B of malloc per prefix (bench/native-malloc.ts).
 struct AllowedIPs::Node {
   uint8_t key[16] = {0};
-  int cidr = 0;
-  bool has_peer = false;
-  uint32_t peer = kNoPeer;
-  size_t owner_pos = 0;  // index in owned_[peer] while has_peer
   Node* parent = nullptr;
   std::unique_ptr<Node> child[2];
+  uint32_t peer = kNoPeer;
+  uint32_t owner_pos = 0;  // index in owned_[peer] while has_peer
+  uint8_t cidr = 0;
+  bool has_peer = false;
 };
+static_assert(sizeof(AllowedIPs::Node) <= 56, "a node fits a 64-byte malloc chunk");
 
 namespace {
 
@@ -59,7 +66,7 @@ void AllowedIPs::own(Node* n, uint32_t peer) {
   std::vector<Node*>& list = owned_[peer];
   n->has_peer = true;
   n->peer = peer;
-  n->owner_pos = list.size();
+  n->owner_pos = uint32_t(list.size());
   list.push_back(n);
 }
 
@@ -107,7 +114,7 @@ void AllowedIPs::insert(const uint8_t* addr, int bytes, int cidr, uint32_t peer)
     if (!n) {
       auto fresh = std::make_unique<Node>();
       std::memcpy(fresh->key, key, 16);
-      fresh->cidr = cidr;
+      fresh->cidr = uint8_t(cidr);
       fresh->parent = parent;
       own(fresh.get(), peer);
       *slot = std::move(fresh);
@@ -134,7 +141,7 @@ void AllowedIPs::insert(const uint8_t* addr, int bytes, int cidr, uint32_t peer)
     auto split = std::make_unique<Node>();
     std::memcpy(split->key, key, 16);
     mask(split->key, 16, common);
-    split->cidr = common;
+    split->cidr = uint8_t(common);
     split->parent = parent;
     std::unique_ptr<Node> old = std::move(*slot);
     old->parent = split.get();
@@ -145,7 +152,7 @@ void AllowedIPs::insert(const uint8_t* addr, int bytes, int cidr, uint32_t peer)
     } else {
       auto leaf = std::make_unique<Node>();
       std::memcpy(leaf->key, key, 16);
-      leaf->cidr = cidr;
+      leaf->cidr = uint8_t(cidr);
       leaf->parent = split.get();
       own(leaf.get(), peer);
       split->child[!old_bit] = std::move(leaf);
