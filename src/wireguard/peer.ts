@@ -11,10 +11,11 @@
  *
  * For the same reason (s16peerjs) a peer keeps its public key once, and its allowed IPs as keys (the device's
  * owner-map keys: since s22node an IPv4 prefix is a number, prefixowners.ts): a Buffer costs ~100 B of heap plus
- * its slice of an 8 KiB pool slab, which also keeps the slab's garbage alive. The key is kept as base64 (s21peer), the device's map key: a peer the
- * reconciler adds holds its node record's own string (44 chars, no copy), where a hex copy cost 80 B per peer
- * (after a same-content rewrite of the record, a relist's copy, the peer keeps the first record's string: 64 B,
- * still less than the hex copy; swapping it would reorder the device's map, and with it UAPI get).
+ * its slice of an 8 KiB pool slab, which also keeps the slab's garbage alive. The key is kept as base64 (s21peer),
+ * the device's map key: a peer the reconciler adds holds its node record's own string (44 chars, no copy), where a
+ * hex copy cost 80 B per peer (after a same-content rewrite of the record, a relist's copy, the peer keeps the
+ * first record's string: 64 B, still less than the hex copy; swapping it would reorder the device's map, and with
+ * it UAPI get).
  * The Buffer, hex and Prefix forms are decoded on read (handshake setup, UAPI get/set, removal: rare next to
  * holding the peer).
  */
