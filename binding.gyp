@@ -81,6 +81,7 @@
         "native/src/policy/bench.cc",
         "native/src/services/maglev_bench.cc",
         "native/src/testhooks/conntrack_probe_wrap.cc",
+        "native/src/testhooks/flatmap_probe_wrap.cc",
         "native/src/testhooks/policy_probe_wrap.cc",
         "native/src/testhooks/probe_monitor_wrap.cc",
         "native/src/testhooks/primitives_wrap.cc",

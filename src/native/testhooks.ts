@@ -112,6 +112,13 @@ export interface TestHooksAddon {
     removePeer(id: number): void;
     repliesQueued(id: number): number;
   };
+  /**
+   * The probe cost of `tables` multiply-shift tables (native/src/policy/flatmap.h), each with its own secret seeds,
+   * holding `keys` (duplicates dropped): 'ipcache4' is the ipcache's IPv4 table type (its fill limit), 'identity'
+   * a policy map's by-identity type. Per table: meanHit, slots read per successful lookup; longest, the longest run
+   * of occupied slots. slots: the tables' size. Computed from the keys' home slots (no timing). Throws on bad args.
+   */
+  flatmapProbeCost(table: 'ipcache4' | 'identity', keys: Uint32Array, tables: number): { slots: number; meanHit: number[]; longest: number[] };
   policyBench(kind: PolicyBenchKind, size: number, policyEntries: number, ops: number): { nsPerOp: number; setupMs: number; ops: number; hits: number };
   /**
    * Maglev table over backend rows (rows.ts backendRows): for each of the m slots, the input index of its backend.

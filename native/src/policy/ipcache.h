@@ -67,9 +67,10 @@ class LpmTables {
   }
   size_t size() const { return size_; }
   void reserve(int len, size_t n);
+  // One prefix length's table (public for the test hooks' probe-cost check).
+  using Table = FlatMap<Key, IpcacheValue, MulShiftHash>;
 
  private:
-  using Table = FlatMap<Key, IpcacheValue, MulShiftHash>;
   void relist();
   Table& table(int len);  // created on first use
 

@@ -172,6 +172,7 @@ Napi::Value PolicyBench(const Napi::CallbackInfo& info) {
 
 Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   RegisterPrimitives(env, exports);
+  RegisterFlatmapProbe(env, exports);
   exports.Set("l7Decide", Napi::Function::New(env, L7Decide));
   exports.Set("chunkedBody", Napi::Function::New(env, ChunkedBody));
   exports.Set("maglevBuild", Napi::Function::New(env, MaglevBuild));

@@ -11,6 +11,7 @@ Napi::Function PolicyProbeClass(Napi::Env env);                // policy_probe_w
 Napi::Function ConntrackProbeClass(Napi::Env env);             // conntrack_probe_wrap.cc
 Napi::Function ProbeMonitorClass(Napi::Env env);               // probe_monitor_wrap.cc
 Napi::Function TxControlClass(Napi::Env env);                  // tx_control_wrap.cc
+void RegisterFlatmapProbe(Napi::Env env, Napi::Object exports);  // flatmap_probe_wrap.cc
 
 }  // namespace testhooks
 }  // namespace wm
