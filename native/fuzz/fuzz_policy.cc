@@ -1,6 +1,6 @@
 // Fuzzes the policy data path: (1) the FlatMap against std::map under a
 // random sequence of puts, erases and finds (backward-shift deletion is easy
-// to get subtly wrong); (2) an identity-tagged plaintext through tag parsing,
+// to get subtly wrong), both the default table and the ipcache's (filled to 3/4); (2) an identity-tagged plaintext through tag parsing,
 // IP/L4 parsing and the engine's TX and RX decisions with a populated
 // ipcache, policy maps and conntrack; (3) an IPv6 packet built from the input
 // with a chain of extension headers (hop-by-hop, routing, fragment, AH,
@@ -254,6 +254,41 @@ static void fuzz_conntrack_accounts(const uint8_t* data, size_t size) {
   if (ct.size() != 0 || acc.inbound != 0 || acc.inbound_evictable != 0 || acc.accounts != 0) __builtin_trap();
 }
 
+// FlatMap against std::map: put, erase, find from 3-byte steps of the input, sizes checked after each and
+// every entry at the end. key(a, b) makes the table's key from a (6 bits) and b (2 bits).
+struct FlatKey {
+  uint32_t a, b;
+};
+template <typename K, typename M, typename F>
+void fuzz_flatmap(const uint8_t* data, size_t size, F key) {
+  M m(16);
+  std::map<uint64_t, uint32_t> model;
+  for (size_t i = 1; i + 3 <= size; i += 3) {
+    uint32_t a = data[i] & 0x3F, b = data[i + 1] & 3;
+    K k = key(a, b);
+    uint64_t mk = (uint64_t(a) << 32) | b;
+    switch (data[i + 2] % 3) {
+      case 0:
+        m.put(k, uint32_t(i));
+        model[mk] = uint32_t(i);
+        break;
+      case 1:
+        if (m.erase(k) != (model.erase(mk) == 1)) __builtin_trap();
+        break;
+      default: {
+        const uint32_t* v = m.find(k);
+        auto it = model.find(mk);
+        if ((v == nullptr) != (it == model.end()) || (v && *v != it->second)) __builtin_trap();
+      }
+    }
+    if (m.size() != model.size()) __builtin_trap();
+  }
+  for (auto& [mk, v] : model) {
+    const uint32_t* got = m.find(key(uint32_t(mk >> 32), uint32_t(mk)));
+    if (!got || *got != v) __builtin_trap();
+  }
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   if ((data[0] & 3) == 2 && (data[0] & 8) && !(data[0] & 4)) {
@@ -265,35 +300,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   if (data[0] & 1) {
-    struct K {
-      uint32_t a, b;
-    };
-    FlatMap<K, uint32_t> m(16);
-    std::map<uint64_t, uint32_t> model;
-    for (size_t i = 1; i + 3 <= size; i += 3) {
-      K k{uint32_t(data[i] & 0x3F), uint32_t(data[i + 1] & 3)};
-      uint64_t mk = (uint64_t(k.a) << 32) | k.b;
-      switch (data[i + 2] % 3) {
-        case 0:
-          m.put(k, uint32_t(i));
-          model[mk] = uint32_t(i);
-          break;
-        case 1:
-          if (m.erase(k) != (model.erase(mk) == 1)) __builtin_trap();
-          break;
-        default: {
-          const uint32_t* v = m.find(k);
-          auto it = model.find(mk);
-          if ((v == nullptr) != (it == model.end()) || (v && *v != it->second)) __builtin_trap();
-        }
-      }
-      if (m.size() != model.size()) __builtin_trap();
-    }
-    for (auto& [mk, v] : model) {
-      K k{uint32_t(mk >> 32), uint32_t(mk)};
-      const uint32_t* got = m.find(k);
-      if (!got || *got != v) __builtin_trap();
-    }
+    // bit 1: the ipcache's tables (uint32 keys, multiply-shift, filled to 3/4), else the default table
+    if (data[0] & 2)
+      fuzz_flatmap<uint32_t, FlatMap<uint32_t, uint32_t, MulShiftHash, 6>>(data, size, [](uint32_t a, uint32_t b) { return a << 2 | b; });
+    else
+      fuzz_flatmap<FlatKey, FlatMap<FlatKey, uint32_t>>(data, size, [](uint32_t a, uint32_t b) { return FlatKey{a, b}; });
     return 0;
   }
   const uint8_t* pkt = data + 1;

@@ -108,9 +108,14 @@ struct MulShiftHash {
   size_t index(uint64_t h, size_t, int shift) const { return size_t(h >> shift); }
 };
 
-template <typename K, typename V, typename H = BytesHash>
+// kMaxLoad8: the most entries a table holds, in eighths of its slots, before it
+// doubles; after doubling it is half that full. 4 (a half) by default: short
+// probe runs for tables that miss often (conntrack) or are small. The ipcache's
+// tables hold 6 (see ipcache.h).
+template <typename K, typename V, typename H = BytesHash, unsigned kMaxLoad8 = 4>
 class FlatMap {
   static_assert(std::is_trivially_copyable<K>::value, "keys are compared bytewise");
+  static_assert(kMaxLoad8 >= 1 && kMaxLoad8 <= 7, "a table keeps an empty slot: probes end");
 
  public:
   explicit FlatMap(size_t initial = 16) { rehash(initial < 16 ? 16 : initial); }
@@ -136,7 +141,7 @@ class FlatMap {
   // Inserts or replaces; returns the stored value.
   V* put(const K& k, const V& v) { return put(k, v, hash(k)); }
   V* put(const K& k, const V& v, uint64_t h) {
-    if ((size_ + 1) * 2 > slots_.size()) rehash(slots_.size() * 2);
+    if ((size_ + 1) * 8 > slots_.size() * kMaxLoad8) rehash(slots_.size() * 2);
     size_t i = hasher_.index(h, mask_, shift_);
     for (;;) {
       Slot& s = slots_[i];
@@ -198,7 +203,7 @@ class FlatMap {
 
   void reserve(size_t n) {
     size_t want = 16;
-    while (want < n * 2) want *= 2;
+    while (want * kMaxLoad8 < n * 8) want *= 2;
     if (want > slots_.size()) rehash(want);
   }
 
