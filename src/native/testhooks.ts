@@ -116,7 +116,8 @@ export interface TestHooksAddon {
    * The probe cost of `tables` multiply-shift tables (native/src/policy/flatmap.h), each with its own secret seeds,
    * holding `keys` (duplicates dropped): 'ipcache4' is the ipcache's IPv4 table type (its fill limit), 'identity'
    * a policy map's by-identity type. Per table: meanHit, slots read per successful lookup; longest, the longest run
-   * of occupied slots. slots: the tables' size. Computed from the keys' home slots (no timing). Throws on bad args.
+   * of occupied slots. slots: the tables' size. Computed from the keys' home slots (no timing). Throws TypeError on
+   * bad args: tables an integer in 1..10,000, keys ≤ 2^22, keys × tables ≤ 2^28.
    */
   flatmapProbeCost(table: 'ipcache4' | 'identity', keys: Uint32Array, tables: number): { slots: number; meanHit: number[]; longest: number[] };
   policyBench(kind: PolicyBenchKind, size: number, policyEntries: number, ops: number): { nsPerOp: number; setupMs: number; ops: number; hits: number };

@@ -6,6 +6,7 @@
 // consecutive addresses, identities with a cluster id in the high bits) to the
 // random-hashing bound.
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,7 @@ Cost TableCost(const std::vector<uint32_t>& keys, size_t* slots) {
 // flatmapProbeCost(table: 'ipcache4' | 'identity', keys: Uint32Array, tables: number)
 //   -> { slots, meanHit: number[], longest: number[] }: `tables` tables of the ipcache's IPv4 type (its fill limit)
 //   or of a policy map's by-identity type, each holding the keys (duplicates dropped); one figure per table.
+//   TypeError past the bounds below (checked before allocating).
 Napi::Value FlatmapProbeCost(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsString() || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
@@ -68,11 +70,16 @@ Napi::Value FlatmapProbeCost(const Napi::CallbackInfo& info) {
   std::string table = info[0].As<Napi::String>().Utf8Value();
   if (table != "ipcache4" && table != "identity") return addon::ThrowType(env, "flatmapProbeCost: table 'ipcache4' or 'identity'");
   auto arr = info[1].As<Napi::Uint32Array>();
+  // bounded before anything is allocated (the addon has no C++ exceptions: a failed allocation ends the process)
+  // and in time: at most 2^22 keys, 10,000 tables, 2^28 insertions in all (~30 s here)
+  double t = info[2].As<Napi::Number>().DoubleValue();
+  if (!(t >= 1 && t <= 10000) || t != std::floor(t)) return addon::ThrowType(env, "flatmapProbeCost: tables an integer in 1..10000");
+  int tables = int(t);
+  if (arr.ElementLength() > (size_t(1) << 22) || arr.ElementLength() * size_t(tables) > (size_t(1) << 28))
+    return addon::ThrowType(env, "flatmapProbeCost: at most 2^22 keys and 2^28 keys x tables");
   std::vector<uint32_t> keys(arr.Data(), arr.Data() + arr.ElementLength());
   std::sort(keys.begin(), keys.end());
   keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
-  int tables = info[2].As<Napi::Number>().Int32Value();
-  if (tables < 1 || tables > 10000) return addon::ThrowType(env, "flatmapProbeCost: tables in 1..10000");
   Napi::Array mean = Napi::Array::New(env, tables), longest = Napi::Array::New(env, tables);
   size_t slots = 0;
   for (int i = 0; i < tables; i++) {
