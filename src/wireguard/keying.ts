@@ -5,10 +5,11 @@
  * (16 B per peer of an agent's 16,000, 64-bit V8 without pointer compression, as Node ships it).
  *
  * Shape: immutable { identity, now, presharedKey }; a change (rekey, a preshared key set) gives the peer another
- * object, so no peer sees another's change. Sharing: sharedKeying() keeps, per clock function (a WeakMap: a
- * device's clock lives as long as the device, so a dropped device's identity is not kept alive here), the last
- * shared object made, and returns it while the identity asked for is the same; a peer with a preshared key of its
- * own holds an object of its own (~48 B, as the field it replaces held a Buffer of its own anyway).
+ * object, so no peer sees another's change. Sharing: sharedKeying() keeps, per clock function, the last shared
+ * object made, and returns it while the identity asked for is the same (a WeakMap: a device's default clock is its
+ * own closure and lives as long as the device, so a dropped device's identity is not kept alive here; a clock given
+ * to several devices keeps one entry, the last identity asked for, while it lives). A peer with a preshared key of
+ * its own holds an object of its own (~48 B, as the field it replaces held a Buffer of its own anyway).
  * Bound: one cached object per live clock function.
  */
 import type { StaticIdentity } from './noise.js';
