@@ -15,19 +15,10 @@ import type { Logger } from '../log.js';
 import { formatIP, formatPrefix, parseIP, parsePrefix, prefixContains, type Prefix } from '../net/ip.js';
 import { ROAM_MAX, sharedIfEqual } from '../wireguard/roaming.js';
 import { AddressClaims } from './addressclaims.js';
+import { NONE, PeerEntry, type PeerHandle, type PeerState } from './peerstate.js';
 import type { RouteClaims } from './routetable.js';
 
-/** The part of a WireGuard peer the reconciler and status read (wireguard/peer.ts Peer). */
-export interface PeerHandle {
-  readonly id: number;
-  readonly publicKey: Buffer;
-  /** 0 before the first handshake. */
-  lastHandshakeEpochMs: number;
-  /** Monotonic ms since we started initiating without an answer; 0 when not initiating. */
-  initiatingSinceMs: number;
-  /** Where handshakes go (the configured endpoint, or where the last handshake came from). */
-  readonly endpoint?: { host: string; port: number } | undefined;
-}
+export type { PeerHandle, PeerState } from './peerstate.js';
 
 /** The device calls the reconciler makes (wireguard/device.ts WireGuardDevice). */
 export interface PeerDevice {
@@ -42,35 +33,15 @@ export interface PeerDevice {
 
 /** The policy data path's view of peers (policy/datapath.ts PolicyDatapath), with policy on. */
 export interface PeerPolicy {
-  /** Node addresses of `id` ("cluster/node"); null: the node is gone. */
-  setNode(id: string, addresses: string[] | null): void;
+  /**
+   * Node addresses of `id` ("cluster/node"); null: the node is gone. `previous`: those it was last set to (null:
+   * none): the reconciler keeps them (its node record's), so the data path keeps no copy per node.
+   */
+  setNode(id: string, addresses: readonly string[] | null, previous: readonly string[] | null): void;
   /** The clusters whose identities peer `peerId`'s tags may carry. */
   peerIdentity(peerId: number, clusterIds: number[]): void;
 }
 
-/**
- * One record per peer (an agent holds one per node of every connected cluster: 16,000 at 16 × 1000), so it
- * holds what is per peer and shares what is usually empty: `routes` is the record's own pod CIDRs array when
- * nothing is relayed, `relayed` and `claims` the one empty array when empty (so the arrays are never written in
- * place: each change sets a new one), and a lone claim (nearly every peer's: one node address) is its key, not a
- * one-element array (s21peer: ~60 B per peer).
- */
-export interface PeerState {
-  record: NodeRecord;
-  peer: PeerHandle;
-  routes: readonly string[];
-  /** Pod CIDRs of other clusters reached through this (hub) node. */
-  readonly relayed: readonly string[];
-  /**
-   * Node addresses this peer claims, whether or not it holds them (addressClaims), as claim keys (claimKey): one
-   * key as itself, none as the shared empty array, two or more as an array.
-   */
-  claims: string | readonly string[];
-  /** The address its endpoint was set to (one of the record's): slot 0 of its roaming set. */
-  endpointHost: string;
-}
-
-const NONE: readonly string[] = Object.freeze([]);
 /** A PeerState's claims as a list (a lone claim in a new one-element array: read rarely, on a peer's changes). */
 const claimList = (c: string | readonly string[]): readonly string[] => (typeof c === 'string' ? [c] : c);
 /**
@@ -169,7 +140,7 @@ export class PeerReconciler {
   /** Our own cluster is a hub (cluster-config relay: true). */
   private relayEnabled = false;
   /** By "cluster/node". */
-  readonly peers = new Map<string, PeerState>();
+  readonly peers = new Map<string, PeerEntry>();
   private queued = false;
   private stopped = false;
   /** Node keys changed since the last pass, or 'all' (sync state, relays or config changed). */
@@ -305,11 +276,10 @@ export class PeerReconciler {
    * never mutated, on every change: the same object or the same content); a
    * peer whose key changed is removed here, before upsertPeer adds the new one.
    */
-  private unchanged(id: string, st: PeerState | undefined, rec: NodeRecord, sameRelay: boolean): boolean {
+  private unchanged(id: string, st: PeerEntry | undefined, rec: NodeRecord, sameRelay: boolean): boolean {
     if (st && sameRelay && st.record === rec) return true;
     if (st && sameRelay && JSON.stringify(st.record) === JSON.stringify(rec)) {
-      // same content: routes that shared the old record's pod CIDRs share the new one's (not keep the old alive)
-      if (st.routes === st.record.podCIDRs) st.routes = rec.podCIDRs;
+      // same content: the routes read the new record's pod CIDRs (the old record is not kept alive)
       st.record = rec;
       this.programRoaming(id); // a set that was the old record's addresses array is the new one's (same content)
       return true;
@@ -327,12 +297,14 @@ export class PeerReconciler {
   private upsertPeer(id: string, rec: NodeRecord, relayed: readonly string[]): void {
     const { dev, policy } = this.d;
     const peer = dev.addPeer(Buffer.from(rec.publicKey, 'base64'), rec.publicKey);
-    const routes = relayed.length ? [...rec.podCIDRs, ...relayed] : rec.podCIDRs;
     const old = this.peers.get(id);
     if (old) this.d.routes.release(old.routes);
-    this.d.routes.claim(routes);
-    const st: PeerState = { record: rec, peer, routes, relayed, claims: old?.claims ?? NONE, endpointHost: rec.addresses[0]! };
+    const st = new PeerEntry(rec, peer, relayed, rec.addresses[0]!);
+    st.claims = old?.claims ?? NONE;
+    this.d.routes.claim(st.routes);
     this.peers.set(id, st);
+    // (next to the map's change: the data path's node addresses are what `peers` holds, whatever throws later)
+    policy?.setNode(id, rec.addresses, old?.record.addresses ?? null);
     this.claimNodeAddresses(id, rec.addresses);
     // the endpoint: an address the node holds (not another node's), of our family if it has one; a changed record
     // sets it and the roaming set again, so an endpoint on an address the record dropped moves to one it names
@@ -342,10 +314,7 @@ export class PeerReconciler {
     this.programRoaming(id);
     dev.setPeerEndpoint(peer, { host: st.endpointHost, port: rec.port });
     this.programAllowedIPs(id);
-    if (policy) {
-      policy.setNode(id, rec.addresses);
-      policy.peerIdentity(peer.id, [rec.clusterId, ...this.relayedClusterIds(id, relayed)]);
-    }
+    policy?.peerIdentity(peer.id, [rec.clusterId, ...this.relayedClusterIds(id, relayed)]);
     this.d.peersChanged();
     this.d.log.debug({ peer: id, endpoint: `${st.endpointHost}:${rec.port}`, podCIDRs: rec.podCIDRs }, 'peer up');
   }
@@ -355,7 +324,7 @@ export class PeerReconciler {
     this.d.dev.removePeer(st.peer.publicKey);
     this.claimNodeAddresses(id, []);
     this.peers.delete(id);
-    this.d.policy?.setNode(id, null);
+    this.d.policy?.setNode(id, null, st.record.addresses);
     this.d.peersChanged();
     this.d.log.debug({ peer: id }, 'peer removed');
   }

@@ -64,7 +64,7 @@ export class PolicyDatapath extends EventEmitter {
   /** Endpoint records by etcd key or its form (the agent's: Admission.endpointKeys), also Agent.endpoints. */
   get endpoints(): ReadonlyMap<string, EndpointRecord> { return this.endpointRecords; }
   private readonly byAddress = new EndpointsByAddress(this.endpointRecords, this.ipcache); // the latest record naming an address
-  private readonly nodeAddresses = new Map<string, string[]>(); // node id -> addresses
+  private readonly nodeAddresses = new Map<string, readonly string[]>(); // node id -> addresses (setNode: ours only)
   private dirty = false;
   /** Identities whose labels changed (or that came or went) since the maps were written: applied by delta. */
   private readonly changedIds = new Set<number>();
@@ -215,12 +215,21 @@ export class PolicyDatapath extends EventEmitter {
     return this.byAddress.at(ip);
   }
 
-  /** Node addresses: ours are `host`, every other node's `remote-node`. */
-  setNode(id: string, addresses: string[] | null): void {
+  /**
+   * Node addresses of node `id` ("cluster/node"; null: the node is gone): ours are `host`, every other node's
+   * `remote-node`. `previous`: the addresses `id` was last set to (null: none), from a caller that keeps them anyway
+   * (the peer reconciler: its node record's); then this keeps none for `id` (s23node: a Map entry per remote node,
+   * ~38 B). Without it (this agent's own node) the last addresses are kept here. A caller passes it for an id
+   * always or never.
+   */
+  setNode(id: string, addresses: readonly string[] | null, previous?: readonly string[] | null): void {
     const owner = `node:${id}`;
-    for (const a of this.nodeAddresses.get(id) ?? []) if (!addresses?.includes(a)) this.ipcache.delete(a, owner);
-    if (addresses) this.nodeAddresses.set(id, addresses);
-    else this.nodeAddresses.delete(id);
+    const before = previous === undefined ? this.nodeAddresses.get(id) : previous;
+    for (const a of before ?? []) if (!addresses?.includes(a)) this.ipcache.delete(a, owner);
+    if (previous === undefined) {
+      if (addresses) this.nodeAddresses.set(id, addresses);
+      else this.nodeAddresses.delete(id);
+    }
     const identity = id === `${this.cluster}/${this.node}` ? RESERVED.host : RESERVED['remote-node'];
     for (const a of addresses ?? []) this.ipcache.set(a, owner, 'node', { identity, endpoint: 0 });
     this.scheduleFlush();

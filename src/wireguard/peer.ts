@@ -18,11 +18,16 @@
  * it UAPI get).
  * The Buffer, hex and Prefix forms are decoded on read (handshake setup, UAPI get/set, removal: rare next to
  * holding the peer).
+ * Since s23node a peer holds 8 fields (88 B, 64-bit V8 without pointer compression, as Node ships it; 120 B
+ * before): the identity, clock and preshared key are one object shared by the device's peers (keying.ts), and
+ * when the last handshake completed and since when we initiate without an answer are PeerActivity's (0 until
+ * then: an idle peer reads 0 and makes nothing).
  */
 import type { Prefix } from '../net/ip.js';
 import { CookieGenerator } from './cookie.js';
 import { Handshake, type StaticIdentity } from './noise.js';
 import { PeerTimers } from './timers.js';
+import { PeerKeying, sharedKeying, ZERO_PSK } from './keying.js';
 import { prefixOfKey, type AllowedKey } from './prefixowners.js';
 
 export interface Endpoint {
@@ -30,8 +35,6 @@ export interface Endpoint {
   port: number;
 }
 
-/** The default preshared key (none: 32 zero bytes, whitepaper §5.4.2); never written, peers replace it. */
-const ZERO_PSK = Buffer.alloc(32);
 
 const NO_KEYS: readonly AllowedKey[] = Object.freeze([]);
 const NO_INDICES: readonly number[] = Object.freeze([]);
@@ -43,8 +46,6 @@ export class Peer {
   readonly id: number;
   /** The public key, base64 in its canonical spelling (the form kept, the device's map key: 44 chars). */
   readonly publicKeyB64: string;
-  /** Replaced, never written in place (setPresharedKey): every peer starts on the one all-zero key. */
-  presharedKey: Buffer = ZERO_PSK;
   /** Mesh peers: the addresses the endpoint may roam to (roaming.ts); undefined: anywhere (WireGuard). */
   roamHosts: readonly string[] | undefined;
   /**
@@ -52,18 +53,37 @@ export class Peer {
    * all IPv4 holds a double array, no strings), in the order set.
    */
   allowedIPKeys: readonly AllowedKey[] = NO_KEYS;
-  /** Wall-clock time of the last completed handshake. */
-  lastHandshakeEpochMs = 0;
-  /** Monotonic ms of the first initiation not answered yet (0: none): an unreachable peer shows here. */
-  initiatingSinceMs = 0;
 
   /** The endpoint as two fields, not an object per peer (s21peer: 40 B); undefined host: none. */
   private epHost: string | undefined;
   private epPort = 0;
-  private identity: StaticIdentity | null;
-  private readonly now: () => number;
+  /** The local identity, the clock and the preshared key: one object shared by a device's peers (keying.ts). */
+  private keying: PeerKeying;
   /** What only an active peer holds (PeerActivity): made on first use, most peers never need it. */
   private act: PeerActivity | undefined;
+
+  /** Replaced, never written in place (setPresharedKey): every peer starts on the one all-zero key. */
+  get presharedKey(): Buffer {
+    return this.keying.presharedKey;
+  }
+
+  /** Wall-clock time of the last completed handshake (0: none). */
+  get lastHandshakeEpochMs(): number {
+    return this.act?.lastHandshakeEpochMs ?? 0;
+  }
+
+  set lastHandshakeEpochMs(ms: number) {
+    if (ms !== 0 || this.act) this.activity().lastHandshakeEpochMs = ms;
+  }
+
+  /** Monotonic ms of the first initiation not answered yet (0: none): an unreachable peer shows here. */
+  get initiatingSinceMs(): number {
+    return this.act?.initiatingSinceMs ?? 0;
+  }
+
+  set initiatingSinceMs(ms: number) {
+    if (ms !== 0 || this.act) this.activity().initiatingSinceMs = ms;
+  }
 
   /** Monotonic ms of the last initiation we sent (-Infinity: none yet). */
   get lastSentHandshakeMs(): number {
@@ -87,8 +107,7 @@ export class Peer {
   constructor(id: number, publicKeyB64: string, identity: StaticIdentity | null, now: () => number) {
     this.id = id;
     this.publicKeyB64 = publicKeyB64;
-    this.identity = identity;
-    this.now = now;
+    this.keying = sharedKeying(identity, now);
   }
 
   /** The public key's 32 bytes (a new Buffer on each read, decoded from publicKeyB64). */
@@ -122,7 +141,7 @@ export class Peer {
    */
   get timers(): PeerTimers {
     const a = this.activity();
-    return (a.timers ??= new PeerTimers(this.now()));
+    return (a.timers ??= new PeerTimers(this.keying.now()));
   }
 
   /** Local indices of recent keypairs and handshakes, newest last. */
@@ -133,13 +152,14 @@ export class Peer {
   /** The handshake state with this peer (built on first read, from the identity and preshared key of then). */
   get handshake(): Handshake {
     const a = this.activity();
-    return (a.hs ??= this.identity ? new Handshake(this.identity, this.publicKey, this.presharedKey) : placeholderHandshake(this.publicKey));
+    const k = this.keying;
+    return (a.hs ??= k.identity ? new Handshake(k.identity, this.publicKey, k.presharedKey) : placeholderHandshake(this.publicKey));
   }
 
   /** The macs of the handshake messages we send to this peer (built on first read). */
   get cookie(): CookieGenerator {
     const a = this.activity();
-    return (a.cookieGen ??= new CookieGenerator(this.publicKey, this.now));
+    return (a.cookieGen ??= new CookieGenerator(this.publicKey, this.keying.now));
   }
 
   /** False until the handshake state or cookie generator was first needed: an idle peer holds neither. */
@@ -159,7 +179,8 @@ export class Peer {
 
   /** Rebuilds the handshake for a new local identity (private key change); the replay guard carries over. */
   rekeyIdentity(identity: StaticIdentity | null): void {
-    this.identity = identity;
+    const k = this.keying;
+    this.keying = k.presharedKey === ZERO_PSK ? sharedKeying(identity, k.now) : new PeerKeying(identity, k.now, k.presharedKey);
     const old = this.act?.hs;
     if (!old) return; // built from `identity` when first needed; a fresh one's replay guard is all zero
     this.act!.hs = undefined;
@@ -172,9 +193,10 @@ export class Peer {
   }
 
   setPresharedKey(psk: Buffer): void {
-    this.presharedKey = Buffer.from(psk);
+    const k = this.keying;
+    this.keying = new PeerKeying(k.identity, k.now, Buffer.from(psk));
     const hs = this.act?.hs;
-    if (hs) hs.presharedKey = this.presharedKey;
+    if (hs) hs.presharedKey = this.keying.presharedKey;
   }
 
   /** Records a newly used index; returns the indices that are no longer needed. */
@@ -190,7 +212,9 @@ export class Peer {
  * What a peer holds only once it is active (s22node): the handshake state, the cookie generator, the recent
  * indices, the timers and when we last sent an initiation. One field of the peer instead of five: an idle peer
  * (most of an agent's 16,000) saved four pointers and the -Infinity box of lastSentHandshakeMs (a double field:
- * 16 B per peer), ~48 B; an active one holds this object (~64 B) beside what it held anyway.
+ * 16 B per peer), ~48 B; an active one holds this object (~64 B) beside what it held anyway. Since s23node also
+ * when the last handshake completed and since when we initiate unanswered (both 0 until set non-zero, which only
+ * an active peer does: -16 B per idle peer, +16 B per active one).
  */
 class PeerActivity {
   hs: Handshake | undefined = undefined;
@@ -198,6 +222,8 @@ class PeerActivity {
   recentIndices: number[] | undefined = undefined;
   timers: PeerTimers | undefined = undefined;
   lastSentHandshakeMs = -Infinity;
+  lastHandshakeEpochMs = 0;
+  initiatingSinceMs = 0;
 }
 
 /** Without a private key no handshake can run; this keeps the field non-null. */
