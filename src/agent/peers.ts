@@ -305,7 +305,7 @@ export class PeerReconciler {
     this.peers.set(id, st);
     // (next to the map's change: the data path's node addresses are what `peers` holds, whatever throws later)
     policy?.setNode(id, rec.addresses, old?.record.addresses ?? null);
-    this.claimNodeAddresses(id, rec.addresses);
+    this.claimNodeAddresses(id, st, rec.addresses);
     // the endpoint: an address the node holds (not another node's), of our family if it has one; a changed record
     // sets it and the roaming set again, so an endpoint on an address the record dropped moves to one it names
     const held = rec.addresses.filter((a) => this.holds(id, a));
@@ -319,13 +319,15 @@ export class PeerReconciler {
     this.d.log.debug({ peer: id, endpoint: `${st.endpointHost}:${rec.port}`, podCIDRs: rec.podCIDRs }, 'peer up');
   }
 
-  private removePeer(id: string, st: PeerState): void {
+  private removePeer(id: string, st: PeerEntry): void {
     this.d.routes.release(st.routes);
     this.d.dev.removePeer(st.peer.publicKey);
-    this.claimNodeAddresses(id, []);
     this.peers.delete(id);
     this.d.policy?.setNode(id, null, st.record.addresses);
     this.d.peersChanged();
+    // the handover last: programming the nodes that take its addresses may throw, and the peer is gone by then from
+    // the device, the routes and this map alike (else a record coming back read as unchanged, never re-added)
+    this.claimNodeAddresses(id, st, []);
     this.d.log.debug({ peer: id }, 'peer removed');
   }
 
@@ -383,9 +385,7 @@ export class PeerReconciler {
    * routes is never taken); when the holder lets go, the next claimant gets it
    * (its allowed IPs and roaming set are programmed again).
    */
-  private claimNodeAddresses(id: string, addresses: string[]): void {
-    const st = this.peers.get(id);
-    if (!st) return;
+  private claimNodeAddresses(id: string, st: PeerEntry, addresses: string[]): void {
     const mine = new Set(this.d.me.addresses.map((a) => formatPrefix(parsePrefix(a))));
     // Pod space: every pinned cluster's and our pod CIDRs (a few per cluster) and every peer's routes (a trie: one per node).
     const podSpace = [...this.d.podSpace(), ...this.d.me.podCIDRs.map((c) => parsePrefix(c))];
