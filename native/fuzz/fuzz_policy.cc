@@ -1,7 +1,8 @@
 // Fuzzes the policy data path: (1) the FlatMap against std::map under a
 // random sequence of puts, erases and finds (backward-shift deletion is easy
-// to get subtly wrong), both the default table and the ipcache's (filled to 3/4); (2) an identity-tagged plaintext through tag parsing,
-// IP/L4 parsing and the engine's TX and RX decisions with a populated
+// to get subtly wrong), both the default table and the ipcache's (filled to
+// 3/4); (2) an identity-tagged plaintext through tag parsing, IP/L4 parsing
+// and the engine's TX and RX decisions with a populated
 // ipcache, policy maps and conntrack; (3) an IPv6 packet built from the input
 // with a chain of extension headers (hop-by-hop, routing, fragment, AH,
 // destination options, unknown ones) in front of an upper-layer header: the

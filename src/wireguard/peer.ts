@@ -35,7 +35,6 @@ export interface Endpoint {
   port: number;
 }
 
-
 const NO_KEYS: readonly AllowedKey[] = Object.freeze([]);
 const NO_INDICES: readonly number[] = Object.freeze([]);
 
