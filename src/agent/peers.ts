@@ -143,18 +143,6 @@ export class PeerReconciler {
   readonly peers = new Map<string, PeerEntry>();
   private queued = false;
   private stopped = false;
-  /**
-   * A peer whose step threw (a device call failing: its upsert, its removal, or taking an address over) is failed
-   * alone: the pass goes on with the others, then throws the first error; the next pass is a full one and programs
-   * the failed peers again rather than read them as unchanged. Bound: the peers held. A queued pass that threw is
-   * retried after 1 s, doubling to 30 s while it throws.
-   */
-  private readonly failed = new Set<string>();
-  /** The peers the running step has touched. */
-  private readonly touching = new Set<string>();
-  private stepError: unknown;
-  private retryMs = 0;
-  private retry: NodeJS.Timeout | undefined;
   /** Node keys changed since the last pass, or 'all' (sync state, relays or config changed). */
   private dirty: Set<string> | 'all' = 'all';
   private lastPlan = new Map<string, string[]>();
@@ -197,7 +185,6 @@ export class PeerReconciler {
 
   stop(): void {
     this.stopped = true;
-    clearTimeout(this.retry);
   }
 
   /** Schedules a pass; `key` limits it to one node record, none means everything. */
@@ -210,15 +197,8 @@ export class PeerReconciler {
       this.queued = false;
       try {
         this.reconcile();
-        this.retryMs = 0;
       } catch (err) {
         this.d.log.error({ err: (err as Error).message }, 'reconcile failed');
-        if (this.retry || this.stopped) return;
-        this.retryMs = Math.min(30_000, this.retryMs * 2 || 1000);
-        this.retry = setTimeout(() => {
-          this.retry = undefined;
-          this.queue();
-        }, this.retryMs).unref();
       }
     });
   }
@@ -235,45 +215,21 @@ export class PeerReconciler {
     return out;
   }
 
-  /** One pass over what changed; when a device call throws, the next pass is a full one (`failed`) and it rethrows. */
   reconcile(): void {
     const dirty = this.dirty;
     this.dirty = new Set();
-    this.stepError = undefined;
-    this.pass(dirty);
-    if (this.stepError === undefined) return;
-    this.dirty = 'all';
-    throw this.stepError;
-  }
-
-  /** One peer's step of a pass (`id` its node): a throw fails the peers it touched, not the pass (`failed`). */
-  private step(id: string, fn: () => void): void {
-    this.touching.clear();
-    this.touching.add(id);
-    try {
-      fn();
-      this.failed.delete(id);
-    } catch (err) {
-      for (const t of this.touching) this.failed.add(t);
-      this.stepError ??= err;
-    }
-  }
-
-  private pass(dirty: Set<string> | 'all'): void {
     if (dirty !== 'all' && this.reconcileKeys(dirty)) return;
     const desired = this.desiredNodes();
-    for (const [id, st] of this.peers) if (!desired.has(id)) this.step(id, () => this.removePeer(id, st));
+    for (const [id, st] of this.peers) if (!desired.has(id)) this.removePeer(id, st);
     const plan = relayPlan(this.d.me, desired, this.relays.values(), this.syncedClusters);
     this.lastPlan = plan;
     const changed: NodeRecord[] = [];
     for (const [id, rec] of desired) {
       const relayed = plan.get(id) ?? NONE;
       const st = this.peers.get(id);
-      this.step(id, () => {
-        if (this.unchanged(id, st, rec, st !== undefined && st.relayed.join() === relayed.join())) return;
-        this.upsertPeer(id, rec, relayed);
-        changed.push(rec);
-      });
+      if (this.unchanged(id, st, rec, st !== undefined && st.relayed.join() === relayed.join())) continue;
+      this.upsertPeer(id, rec, relayed);
+      changed.push(rec);
     }
     this.d.routes.flush();
     this.d.publishRelay(relayOffer(this.d.me, this.relayEnabled, desired));
@@ -301,13 +257,14 @@ export class PeerReconciler {
     const changed: NodeRecord[] = [];
     for (const { id, rec } of work) {
       const st = this.peers.get(id);
-      this.step(id, () => {
+      if (!rec) {
         // removed here; the same node may still be desired under its other key (state vs cache)
-        if (!rec) return void (st && !this.desiredById(id) && this.removePeer(id, st));
-        if (this.unchanged(id, st, rec, true)) return;
-        this.upsertPeer(id, rec, this.lastPlan.get(id) ?? NONE);
-        changed.push(rec);
-      });
+        if (st && !this.desiredById(id)) this.removePeer(id, st);
+        continue;
+      }
+      if (this.unchanged(id, st, rec, true)) continue;
+      this.upsertPeer(id, rec, this.lastPlan.get(id) ?? NONE);
+      changed.push(rec);
     }
     this.d.routes.flush();
     if (changed.length) this.d.programmed(changed);
@@ -320,7 +277,6 @@ export class PeerReconciler {
    * peer whose key changed is removed here, before upsertPeer adds the new one.
    */
   private unchanged(id: string, st: PeerEntry | undefined, rec: NodeRecord, sameRelay: boolean): boolean {
-    if (this.failed.has(id)) return false; // a failed pass was programming it: program it again
     if (st && sameRelay && st.record === rec) return true;
     if (st && sameRelay && JSON.stringify(st.record) === JSON.stringify(rec)) {
       // same content: the routes read the new record's pod CIDRs (the old record is not kept alive)
@@ -441,7 +397,6 @@ export class PeerReconciler {
     const handOver = this.addressClaims.update(id, claimList(st.claims), want, this.d.log);
     st.claims = want.size > 1 ? [...want] : want.size ? want.values().next().value! : NONE;
     for (const other of handOver) {
-      this.touching.add(other);
       this.programAllowedIPs(other);
       this.programRoaming(other);
     }

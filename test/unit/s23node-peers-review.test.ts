@@ -147,8 +147,7 @@ describe('s23node review: PeerEntry routes and setNode(previous) against oracles
     w.r.setNodeRecord(stateKey('nodes', 'c1', 'n1'), undefined);
     expect(() => w.r.reconcile()).toThrow('injected');
     w.r.setNodeRecord(stateKey('nodes', 'c1', 'n1'), n1);
-    // n2 is programmed again (failed) and fails again (its 4 prefixes): alone, after n1 is added (PeerReconciler.step)
-    expect(() => w.r.reconcile()).toThrow('injected');
+    w.r.reconcile();
     expect(w.r.peers.has('c1/n1')).toBe(true);
     expect(w.dev.getPeer(Buffer.from(KEYS[0]!, 'base64')), 'the device holds the peer the reconciler holds').toBeDefined();
     expect(books(w.routes).get('100.65.1.0/24'), "n1's pod CIDR claimed").toBe(2);
