@@ -185,28 +185,27 @@ async function child(dist: string, mode: Mode, shape: Shape): Promise<Reading> {
   const dev = new FakeDevice();
   let rows = 0;
   dev.ipcacheUpdate = (ups: Buffer) => void (rows += ups.length / 32); // the native table: counted, not kept in JS
-  const dp = mode === 'full' ? new PolicyDatapath(dev, 'local', 'self', { defaultLocalCluster: true }, silentLogger) : undefined;
-  // the agent makes a ServiceDatapath beside its PolicyDatapath and hands it every admitted endpoint (agent.ts)
-  const { ServiceDatapath } = await imp('src/services/datapath.js');
-  // (a build whose index reads the data path's endpoint map takes it as `endpoints` and the replaced record; older ones ignore both)
-  const svc = dp && !process.env.MEMORY_NO_SERVICES ? new ServiceDatapath(dev, 'wm0', 'local', 'self', { maglevTableSize: 251, endpoints: dp.endpoints }, silentLogger, () => undefined) : undefined;
-  // as Agent.endpoints: a build whose PolicyDatapath exposes its endpoint map keeps no second one
-  const endpoints = dp?.endpoints instanceof Map ? undefined : new Map<string, unknown>();
+  // the data path and the services' index, made once admission is (a build whose data path reads admission's table)
+  let dp: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  let svc: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  let endpoints: Map<string, unknown> | undefined;
   const nodes = new Map<string, unknown>();
   let admitted = 0;
   const admission = new Admission(trust, rejections, {
     node: (k: string, rec: unknown) => (rec ? nodes.set(k, rec) : nodes.delete(k)),
-    endpoint: (k: string, rec: { ip: string } | undefined) => {
+    endpoint: (k: string, rec: { ip: string } | undefined, prev?: unknown) => {
       if (rec) admitted++;
       if (!dp) return;
-      const old = svc ? dp.endpoints?.get(k) : undefined;
+      // as agent/endpointhandoff.ts: a data path reading admission's table (s24rec) is told the replaced record;
+      // one with a map of its own is read for it (older builds ignore the argument)
+      const old = dp.ownsEndpoints === false ? prev : svc ? dp.endpoints?.get(k) : undefined;
       if (rec) {
         endpoints?.set(k, rec);
-        dp.upsertEndpoint(k, rec);
+        dp.upsertEndpoint(k, rec, old);
         svc?.upsertEndpoint(k, rec, old);
       } else {
         endpoints?.delete(k);
-        dp.removeEndpoint(k);
+        dp.removeEndpoint(k, old);
         svc?.removeEndpoint(k, old);
       }
     },
@@ -217,6 +216,14 @@ async function child(dist: string, mode: Mode, shape: Shape): Promise<Reading> {
     },
     relay: () => undefined,
   });
+  const records = (admission as { endpointRecords?: unknown }).endpointRecords;
+  dp = mode === 'full' ? new PolicyDatapath(dev, 'local', 'self', { defaultLocalCluster: true, ...(records ? { records } : {}) }, silentLogger) : undefined;
+  // the agent makes a ServiceDatapath beside its PolicyDatapath and hands it every admitted endpoint (agent.ts)
+  const { ServiceDatapath } = await imp('src/services/datapath.js');
+  // (a build whose index reads the data path's endpoint map takes it as `endpoints` and the replaced record; older ones ignore both)
+  svc = dp && !process.env.MEMORY_NO_SERVICES ? new ServiceDatapath(dev, 'wm0', 'local', 'self', { maglevTableSize: 251, endpoints: dp.endpoints }, silentLogger, () => undefined) : undefined;
+  // as Agent.endpoints: a build whose PolicyDatapath exposes its endpoint map (or reads admission's) keeps no second one
+  endpoints = dp?.endpoints ? undefined : new Map<string, unknown>();
   const nullSink = { upsert: () => undefined, remove: () => undefined };
   const swallow = { upsert: () => undefined, remove: () => undefined, recheck: () => undefined };
   const targets = {

@@ -57,7 +57,11 @@ export type { SelfNode } from './selfnode.js';
 
 export interface AdmissionSinks {
   node(key: string, rec: NodeRecord | undefined): void;
-  endpoint(key: string, rec: EndpointRecord | undefined): void; // `key` as upsert got it: from the sinks, its form (endpointKeys)
+  /**
+   * `key` as upsert got it (from the sinks, its form: endpointKeys); `old`: the record admitted for it until now
+   * (undefined: none). Admission's table (endpointRecords) holds `rec` already when this is called.
+   */
+  endpoint(key: string, rec: EndpointRecord | undefined, old: EndpointRecord | undefined): void;
   identity(key: string, rec: IdentityRecord | undefined): void;
   relay(key: string, rec: RelayRecord | undefined): void;
 }
@@ -109,6 +113,11 @@ export class Admission {
   private readonly endpoints = new EndpointStore();
   /** The forms endpoint keys are held in, from their watch (sinks.ts) to the data path: read their text here. */
   readonly endpointKeys = this.endpoints.forms;
+  /**
+   * The admitted endpoint records by key (as `sinks.endpoint` gets it): the agent's one table of them
+   * (EndpointStore.records). Its values are the endpoint codec's records: nothing else is admitted for an endpoint key.
+   */
+  readonly endpointRecords = this.endpoints.records as ReadonlyMap<string, EndpointRecord>;
   private readonly cand: { [K in Kind]: CandidateTable } = { node: new Candidates(), endpoint: this.endpoints.candidates, identity: new Candidates(), relay: new Candidates() };
   private readonly admitted: { node: Map<string, unknown> } & { [K in Kind]: AdmittedTable } = { node: new Map(), endpoint: this.endpoints.admitted, identity: new Map(), relay: new Map() };
   /** Admitted nodes: key by "cluster/name" (their claims are their records', in `admitted.node`). */
@@ -315,9 +324,10 @@ export class Admission {
 
   private admit(kind: Kind, key: string, cluster: string, rec: unknown): void {
     if (kind !== 'node') {
-      if (kind === 'endpoint' && this.admitted.endpoint.get(key) === undefined) this.quota.admitted(this.endpoints.nodeOf(key));
+      const old = kind === 'endpoint' ? (this.admitted.endpoint.get(key) as EndpointRecord | undefined) : undefined;
+      if (kind === 'endpoint' && old === undefined) this.quota.admitted(this.endpoints.nodeOf(key));
       this.admitted[kind].set(key, rec);
-      if (kind === 'endpoint') return this.sinks.endpoint(key, rec as EndpointRecord);
+      if (kind === 'endpoint') return this.sinks.endpoint(key, rec as EndpointRecord, old);
       if (kind === 'identity') return this.sinks.identity(key, rec as IdentityRecord);
       return this.sinks.relay(key, rec as RelayRecord);
     }
@@ -362,7 +372,7 @@ export class Admission {
     const prev = this.admitted[kind].get(key);
     if (prev === undefined) return;
     this.admitted[kind].delete(key);
-    if (kind === 'endpoint') return this.endpointWithdrawn(key);
+    if (kind === 'endpoint') return this.endpointWithdrawn(key, prev as EndpointRecord);
     if (kind === 'identity') return this.sinks.identity(key, undefined);
     if (kind === 'relay') return this.sinks.relay(key, undefined);
     const n = prev as NodeRecord;
@@ -425,10 +435,10 @@ export class Admission {
   }
 
   /** The room an endpoint leaves goes to its node's endpoints held back, the one that waited longest first. */
-  private endpointWithdrawn(key: string): void {
+  private endpointWithdrawn(key: string, prev: EndpointRecord): void {
     const id = this.endpoints.nodeOf(key);
     this.quota.withdrawn(id);
-    this.sinks.endpoint(key, undefined);
+    this.sinks.endpoint(key, undefined, prev);
     for (let k = this.quota.next(id); k !== undefined; k = this.quota.next(id)) this.evaluate('endpoint', k);
   }
 

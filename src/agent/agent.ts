@@ -77,8 +77,6 @@ export class Agent extends EventEmitter {
   private routerAddress: string | undefined;
   private etcd: Etcd3 | undefined;
   private readonly watchers: ListWatcher[] = [];
-  /** Endpoint records (own cluster and cached, admitted) by etcd key without the policy data path (with it: its map). */
-  private readonly ownEndpoints = new Map<string, EndpointRecord>();
   private peerSet!: PeerReconciler;
   private registration!: Registration;
   private hairpin: HairpinRouting | undefined;
@@ -111,10 +109,8 @@ export class Agent extends EventEmitter {
     // (records reach admission only from the watchers start() makes, after the owners below exist)
     this.admission = new Admission(this.trust, this.rejections, {
       node: (k, rec) => this.peerSet.setNodeRecord(k, rec),
-      endpoint: (k, rec) => {
-        if (this.datapath) handOverEndpoint(this.datapath, this.services, k, rec); // (and to the services' index)
-        else if (rec) this.ownEndpoints.set(k, rec);
-        else this.ownEndpoints.delete(k);
+      endpoint: (k, rec, old) => {
+        if (this.datapath) handOverEndpoint(this.datapath, this.services, k, rec, old); // (and to the services' index)
       },
       identity: (k, rec) => {
         if (rec) this.datapath?.upsertIdentity(rec);
@@ -131,14 +127,13 @@ export class Agent extends EventEmitter {
 
   /**
    * Endpoint records (own cluster and cached, admitted), by their etcd key's form (Admission.endpointKeys: a
-   * compact form for an endpoint key, `full` gives its text; issue 16): the policy
-   * data path's own map when policy is on (one map per record, not two: ~46 B per
-   * remote endpoint, bench/memory.ts), else the agent's. Its order is not meaningful: a record that gains an
-   * identity moves last (the policy universe reads its facts in this order; registration's conflict error lists
-   * the other holders in it).
+   * compact form for an endpoint key, `full` gives its text): admission's table, the agent's one table of them
+   * (issue 16: the policy data path and the services' index read it and keep none of their own, one Map entry
+   * per endpoint fewer). Its order is by node (the policy universe reads its facts in it; registration's conflict
+   * error lists the other holders in it).
    */
   get endpoints(): ReadonlyMap<string, EndpointRecord> {
-    return this.datapath?.endpoints ?? this.ownEndpoints;
+    return this.admission.endpointRecords;
   }
 
   get id(): string {
@@ -156,7 +151,7 @@ export class Agent extends EventEmitter {
     let allocator: IdentityAllocator | undefined;
     if (cfg.policy.enabled) {
       this.dev.native.setMaxClusters(cfg.cluster.maxConnectedClusters ?? 255); // before any peer's cluster list
-      const dp = (this.datapath = new PolicyDatapath(this.dev.native, cfg.cluster.name, cfg.node.name, { defaultLocalCluster: cfg.policy.defaultLocalCluster, enforcesPoliciesOf: (c) => this.trust.enforcesPoliciesOf(c), conntrack: cfg.policy.conntrack, hostFirewall: cfg.policy.hostFirewall, maxClusters: cfg.cluster.maxConnectedClusters ?? 255 }, log));
+      const dp = (this.datapath = new PolicyDatapath(this.dev.native, cfg.cluster.name, cfg.node.name, { defaultLocalCluster: cfg.policy.defaultLocalCluster, enforcesPoliciesOf: (c) => this.trust.enforcesPoliciesOf(c), conntrack: cfg.policy.conntrack, hostFirewall: cfg.policy.hostFirewall, maxClusters: cfg.cluster.maxConnectedClusters ?? 255, records: this.endpoints }, log));
       dp.setNode(this.id, cfg.node.addresses);
       dp.start();
       // the pod guard's drops happen before the data path: their flow records come from its nftables sets

@@ -22,7 +22,7 @@
 import { cachePrefix, statePrefix } from '../controlplane/keys.js';
 import { CompactKeys } from '../controlplane/compactkeys.js';
 import { internName } from '../controlplane/records/intern.js';
-import { ktDelete, ktGet, ktKeys, ktSet, type KeyTable } from './keytable.js';
+import { ktDelete, ktEntries, ktGet, ktKeys, ktSet, type KeyTable } from './keytable.js';
 
 /** What admission asks of a candidate table. */
 export interface Candidate<T> {
@@ -57,6 +57,8 @@ const PREFIXES = [statePrefix('ip'), cachePrefix('ip')];
 
 export class EndpointStore {
   private readonly byNode = new Map<string, KeyTable<unknown>>();
+  /** Keys with an admitted value (the size of `records`). */
+  private admittedCount = 0;
   /**
    * The forms its keys come in (compactkeys.ts: the watch, this table and the data path hold an endpoint key as
    * ~32 B instead of its ~100 B of text); a key's node is read from its form's base, no text rebuilt.
@@ -97,12 +99,34 @@ export class EndpointStore {
       const c = this.candidates.get(key);
       this.put(key, c?.cluster ?? '', c?.rec, undefined);
     },
-    keys: (): string[] => [...this.allKeys()].filter((k) => this.admittedOf(k) !== undefined),
+    keys: (): string[] => [...this.admittedEntries()].map(([k]) => k),
   };
+
+  /**
+   * The admitted values by key, as a read-only Map: the one table of endpoint records the agent keeps (the policy
+   * data path, the services' index and registration read it; issue 16: no Map of their own, ~46 B per endpoint).
+   * Its order is by node, then by key within a node (a changed value keeps its place); it changes as admission
+   * decides, before the sinks hear of the change.
+   */
+  readonly records: ReadonlyMap<string, unknown> = new AdmittedRecords(this);
 
   /** Keys whose key names node `nodeId` ("cluster/node"), snapshot (callers change the table meanwhile). */
   keysOfNode(nodeId: string): string[] {
     return [...ktKeys(this.byNode.get(nodeId))];
+  }
+
+  /** How many keys have an admitted value. */
+  get admittedSize(): number {
+    return this.admittedCount;
+  }
+
+  /** Every key with its admitted value, by node (callers must not change the table meanwhile). */
+  *admittedEntries(): IterableIterator<[string, unknown]> {
+    for (const m of this.byNode.values())
+      for (const [k, v] of ktEntries(m)) {
+        const a = v instanceof Held ? v.admitted : v;
+        if (a !== undefined) yield [k, a];
+      }
   }
 
   private raw(key: string): unknown {
@@ -117,6 +141,8 @@ export class EndpointStore {
   private put(key: string, cluster: string, cand: unknown, admitted: unknown): void {
     const id = this.nodeOf(key);
     const m = this.byNode.get(id);
+    const was = ktGet(m, key);
+    this.admittedCount += (admitted !== undefined ? 1 : 0) - ((was instanceof Held ? was.admitted : was) !== undefined ? 1 : 0);
     if (cand === undefined && admitted === undefined) {
       if (m === undefined) return;
       const left = ktDelete(m, key);
@@ -138,5 +164,34 @@ export class EndpointStore {
 
   private *allKeys(): IterableIterator<string> {
     for (const m of this.byNode.values()) yield* ktKeys(m);
+  }
+}
+
+/** EndpointStore.records: its admitted values as a ReadonlyMap (no copy). */
+class AdmittedRecords implements ReadonlyMap<string, unknown> {
+  constructor(private readonly store: EndpointStore) {}
+  get size(): number {
+    return this.store.admittedSize;
+  }
+  get(key: string): unknown {
+    return this.store.admitted.get(key);
+  }
+  has(key: string): boolean {
+    return this.store.admitted.get(key) !== undefined;
+  }
+  entries(): IterableIterator<[string, unknown]> {
+    return this.store.admittedEntries();
+  }
+  *keys(): IterableIterator<string> {
+    for (const [k] of this.store.admittedEntries()) yield k;
+  }
+  *values(): IterableIterator<unknown> {
+    for (const [, v] of this.store.admittedEntries()) yield v;
+  }
+  forEach(fn: (value: unknown, key: string, map: ReadonlyMap<string, unknown>) => void, thisArg?: unknown): void {
+    for (const [k, v] of this.store.admittedEntries()) fn.call(thisArg, v, k, this);
+  }
+  [Symbol.iterator](): IterableIterator<[string, unknown]> {
+    return this.store.admittedEntries();
   }
 }

@@ -60,10 +60,17 @@ export class PolicyDatapath extends EventEmitter {
   readonly compiled = new Map<string, EndpointPolicy>();
   /** The ipcache: every prefix with the sources that put it there (ipcache.ts); flushed as batches. */
   readonly ipcache = new IpcacheTable();
-  private readonly endpointRecords = new Map<string, EndpointRecord>(); // by etcd key
-  /** Endpoint records by etcd key or its form (the agent's: Admission.endpointKeys), also Agent.endpoints. */
+  /**
+   * Endpoint records by etcd key or its form (the agent's: Admission.endpointKeys): the caller's table when it
+   * passed one (opts.records, the agent's: Admission.endpointRecords), else this data path's own (`ownRecords`).
+   */
+  private readonly endpointRecords: ReadonlyMap<string, EndpointRecord>;
+  private readonly ownRecords: Map<string, EndpointRecord> | undefined;
+  /** The endpoint records by key (opts.records, or the data path's own). */
   get endpoints(): ReadonlyMap<string, EndpointRecord> { return this.endpointRecords; }
-  private readonly byAddress = new EndpointsByAddress(this.endpointRecords, this.ipcache); // the latest record naming an address
+  /** Whether `endpoints` is this data path's own table (no opts.records): then upsertEndpoint's `previous` is not read. */
+  get ownsEndpoints(): boolean { return this.ownRecords !== undefined; }
+  private readonly byAddress: EndpointsByAddress; // the latest record naming an address
   private readonly nodeAddresses = new Map<string, readonly string[]>(); // node id -> addresses (setNode: ours only)
   private dirty = false;
   /** Identities whose labels changed (or that came or went) since the maps were written: applied by delta. */
@@ -86,10 +93,25 @@ export class PolicyDatapath extends EventEmitter {
     private readonly dev: NativeDevice,
     private readonly cluster: string,
     private readonly node: string,
-    private readonly opts: { defaultLocalCluster: boolean; enforcesPoliciesOf?: (cluster: string) => boolean; conntrack?: { maxEntries: number; perEndpoint: number; natPerEndpoint?: number }; hostFirewall?: boolean; maxClusters?: 255 | 511 },
+    private readonly opts: {
+      defaultLocalCluster: boolean;
+      enforcesPoliciesOf?: (cluster: string) => boolean;
+      conntrack?: { maxEntries: number; perEndpoint: number; natPerEndpoint?: number };
+      hostFirewall?: boolean;
+      maxClusters?: 255 | 511;
+      /**
+       * The caller's table of endpoint records by key (issue 16: one table per endpoint, not a Map here beside
+       * it). It holds each record before upsertEndpoint is called with it and loses it before removeEndpoint, and
+       * the caller passes the record it replaced (`previous`); its order is the one the policy universe reads facts in.
+       */
+      records?: ReadonlyMap<string, EndpointRecord>;
+    },
     private readonly log: Logger,
   ) {
     super();
+    this.ownRecords = opts.records ? undefined : new Map();
+    this.endpointRecords = opts.records ?? this.ownRecords!;
+    this.byAddress = new EndpointsByAddress(this.endpointRecords, this.ipcache);
     this.policies = new AgentPolicies(cluster, opts.enforcesPoliciesOf);
     this.universe = new IdentityUniverse(cluster, this.endpointRecords); // its endpoint facts are these records
     this.flowLog = new FlowLog({
@@ -169,13 +191,18 @@ export class PolicyDatapath extends EventEmitter {
    * Admission.endpointKeys' forms, which start with no other owner's `node:`, `local:`, `cidr:`): two
    * records may name one address for a while (a pod moved to another node, the
    * old record not expired yet); the latest wins and the other's removal leaves it.
+   * `previous`: with opts.records, the record the caller's table held for `key` before `rec` (undefined: none);
+   * read only then.
    */
-  upsertEndpoint(key: string, rec: EndpointRecord): void {
-    const old = this.endpointRecords.get(key);
-    if (old && old.ip !== rec.ip) this.removeEndpoint(key);
-    // the universe reads its facts in this map's order: a record gaining an identity goes last (as its own table did)
-    if (old?.identity === undefined && rec.identity !== undefined) this.endpointRecords.delete(key);
-    this.endpointRecords.set(key, rec);
+  upsertEndpoint(key: string, rec: EndpointRecord, previous?: EndpointRecord): void {
+    const own = this.ownRecords;
+    const old = own ? own.get(key) : previous;
+    if (old && old.ip !== rec.ip) this.removeEndpoint(key, old);
+    if (own) {
+      // the universe reads its facts in this map's order: a record gaining an identity goes last (as its own table did)
+      if (old?.identity === undefined && rec.identity !== undefined) own.delete(key);
+      own.set(key, rec);
+    }
     this.byAddress.added(key, rec.ip); // (re)inserted last: the latest record describes the address
     this.flowLog.forget();
     this.endpointFacts(old?.ip === rec.ip ? old : undefined, rec);
@@ -185,10 +212,12 @@ export class PolicyDatapath extends EventEmitter {
     this.scheduleFlush();
   }
 
-  removeEndpoint(key: string): void {
-    const old = this.endpointRecords.get(key);
+  /** `previous`: with opts.records, the record the caller's table held for `key` (undefined: none); read only then. */
+  removeEndpoint(key: string, previous?: EndpointRecord): void {
+    const own = this.ownRecords;
+    const old = own ? own.get(key) : previous;
     if (!old) return;
-    this.endpointRecords.delete(key);
+    own?.delete(key);
     this.byAddress.removed(key, old.ip);
     this.flowLog.forget();
     this.endpointFacts(old, undefined);
