@@ -22,7 +22,7 @@
 import { cachePrefix, statePrefix } from '../controlplane/keys.js';
 import { CompactKeys } from '../controlplane/compactkeys.js';
 import { internName } from '../controlplane/records/intern.js';
-import { ktDelete, ktEntries, ktGet, ktKeys, ktSet, type KeyTable } from './keytable.js';
+import { ktDelete, ktGet, ktKeys, ktSet, type KeyTable } from './keytable.js';
 
 /** What admission asks of a candidate table. */
 export interface Candidate<T> {
@@ -65,11 +65,34 @@ export class EndpointStore {
    */
   readonly forms = new CompactKeys();
 
-  /** The node id of endpoint key `key` (its text or its form), as nodeIdOf. */
+  /** The node id of endpoint key `key` (its text or its form), as nodeIdOf. Throws on a released form (CompactKeys.base). */
   nodeOf(key: string): string {
-    const text = this.forms.base(key);
+    return this.nodeOfText(this.forms.base(key));
+  }
+
+  /** nodeOf, or undefined for a form whose base is released: a key no entry holds (the records view's lookups). */
+  private nodeOfHeld(key: string): string | undefined {
+    const text = this.forms.baseIfHeld(key);
+    return text === undefined ? undefined : this.nodeOfText(text);
+  }
+
+  /** nodeOf's last answer (text → id): a compact form's base text is interned, so a node's keys in a row match it by identity. */
+  private lastText = '';
+  private lastId = '';
+
+  private nodeOfText(text: string): string {
+    if (text === this.lastText) return this.lastId;
     // an escaped form's text may start with a control character: no endpoint key does
-    return text.length > 0 && text.charCodeAt(0) <= 2 ? '' : nodeIdOf(text);
+    const id = text.length > 0 && text.charCodeAt(0) <= 2 ? '' : nodeIdOf(text);
+    this.lastText = text;
+    this.lastId = id;
+    return id;
+  }
+
+  /** The admitted value of `key` (its text or any form, held or released), or undefined. */
+  admittedIfHeld(key: string): unknown {
+    const id = this.nodeOfHeld(key);
+    return id === undefined ? undefined : admittedIn(ktGet(this.byNode.get(id), key));
   }
 
   /** The candidate table's view (records by key, with their source cluster). */
@@ -120,13 +143,29 @@ export class EndpointStore {
     return this.admittedCount;
   }
 
-  /** Every key with its admitted value, by node (callers must not change the table meanwhile). */
+  /**
+   * Every key with its admitted value, by node, then in the node's insertion order. A change made meanwhile may or
+   * may not be seen (a node's small table is replaced, not edited, when a key comes or goes); no key is seen twice.
+   */
   *admittedEntries(): IterableIterator<[string, unknown]> {
-    for (const m of this.byNode.values())
-      for (const [k, v] of ktEntries(m)) {
-        const a = v instanceof Held ? v.admitted : v;
-        if (a !== undefined) yield [k, a];
+    for (const m of this.byNode.values()) {
+      if (m instanceof Map) {
+        for (const [k, v] of m) if (admittedIn(v) !== undefined) yield [k, admittedIn(v)];
+        continue;
       }
+      for (let i = 0; i < m.length; i += 2) if (admittedIn(m[i + 1]) !== undefined) yield [m[i] as string, admittedIn(m[i + 1])];
+    }
+  }
+
+  /** The admitted values alone, in admittedEntries' order (no pair made per value: registration walks them per CNI add). */
+  *admittedValues(): IterableIterator<unknown> {
+    for (const m of this.byNode.values()) {
+      if (m instanceof Map) {
+        for (const v of m.values()) if (admittedIn(v) !== undefined) yield admittedIn(v);
+        continue;
+      }
+      for (let i = 1; i < m.length; i += 2) if (admittedIn(m[i]) !== undefined) yield admittedIn(m[i]);
+    }
   }
 
   private raw(key: string): unknown {
@@ -135,14 +174,14 @@ export class EndpointStore {
 
   private admittedOf(key: string): unknown {
     const v = this.raw(key);
-    return v instanceof Held ? v.admitted : v;
+    return admittedIn(v);
   }
 
   private put(key: string, cluster: string, cand: unknown, admitted: unknown): void {
     const id = this.nodeOf(key);
     const m = this.byNode.get(id);
     const was = ktGet(m, key);
-    this.admittedCount += (admitted !== undefined ? 1 : 0) - ((was instanceof Held ? was.admitted : was) !== undefined ? 1 : 0);
+    this.admittedCount += (admitted !== undefined ? 1 : 0) - (admittedIn(was) !== undefined ? 1 : 0);
     if (cand === undefined && admitted === undefined) {
       if (m === undefined) return;
       const left = ktDelete(m, key);
@@ -167,6 +206,9 @@ export class EndpointStore {
   }
 }
 
+/** A table value's admitted record (undefined: none). */
+const admittedIn = (v: unknown): unknown => (v instanceof Held ? v.admitted : v);
+
 /** EndpointStore.records: its admitted values as a ReadonlyMap (no copy). */
 class AdmittedRecords implements ReadonlyMap<string, unknown> {
   constructor(private readonly store: EndpointStore) {}
@@ -174,10 +216,10 @@ class AdmittedRecords implements ReadonlyMap<string, unknown> {
     return this.store.admittedSize;
   }
   get(key: string): unknown {
-    return this.store.admitted.get(key);
+    return this.store.admittedIfHeld(key);
   }
   has(key: string): boolean {
-    return this.store.admitted.get(key) !== undefined;
+    return this.store.admittedIfHeld(key) !== undefined;
   }
   entries(): IterableIterator<[string, unknown]> {
     return this.store.admittedEntries();
@@ -185,8 +227,8 @@ class AdmittedRecords implements ReadonlyMap<string, unknown> {
   *keys(): IterableIterator<string> {
     for (const [k] of this.store.admittedEntries()) yield k;
   }
-  *values(): IterableIterator<unknown> {
-    for (const [, v] of this.store.admittedEntries()) yield v;
+  values(): IterableIterator<unknown> {
+    return this.store.admittedValues();
   }
   forEach(fn: (value: unknown, key: string, map: ReadonlyMap<string, unknown>) => void, thisArg?: unknown): void {
     for (const [k, v] of this.store.admittedEntries()) fn.call(thisArg, v, k, this);

@@ -266,6 +266,18 @@ export class CompactKeys {
     return isCompact(form) ? this.baseOf(form).text : this.full(form);
   }
 
+  /**
+   * base(form), or undefined for a compact form whose base this table does not hold (released, or a long form of a
+   * short index): for a reader asked about a form another holder kept too long (a leftover ipcache owner after a
+   * change threw midway), which no table holding only live forms can hold.
+   */
+  baseIfHeld(form: string): string | undefined {
+    if (!isCompact(form)) return this.full(form);
+    const i = indexOf(form);
+    if (form[0] === MARK && i < SHORT_LIMIT) return undefined;
+    return this.byIndex.get(i)?.text;
+  }
+
   /** One holder of `form` (from `acquire`) lets it go; its base goes with its last key. */
   release(form: string): void {
     if (!isCompact(form)) {

@@ -22,7 +22,7 @@ export class EndpointsByAddress {
   private readonly shared = new Map<string, string[]>();
 
   /**
-   * `records`: the data path's records by etcd key; `ipcache`: where each of them claims `ip` as an
+   * `records`: the data path's records by etcd key (its own map, or the agent's table: PolicyDatapath opts.records); `ipcache`: where each of them claims `ip` as an
    * 'endpoint' owner under its key (claimed after `added`, given up before or after `removed`).
    */
   constructor(

@@ -34,6 +34,7 @@ import { IpcacheTable } from './ipcache.js';
 import { EndpointsByAddress } from './byaddress.js';
 import type { SpoofedTuple } from '../agent/spoofwatch.js';
 import { spoofedFlows } from './spoofedflows.js';
+import type { PolicyDatapathOptions } from './datapathoptions.js';
 
 interface LocalEp {
   id: number;
@@ -60,15 +61,11 @@ export class PolicyDatapath extends EventEmitter {
   readonly compiled = new Map<string, EndpointPolicy>();
   /** The ipcache: every prefix with the sources that put it there (ipcache.ts); flushed as batches. */
   readonly ipcache = new IpcacheTable();
-  /**
-   * Endpoint records by etcd key or its form (the agent's: Admission.endpointKeys): the caller's table when it
-   * passed one (opts.records, the agent's: Admission.endpointRecords), else this data path's own (`ownRecords`).
-   */
+  /** Endpoint records by etcd key or its form (Admission.endpointKeys): opts.records, else `ownRecords`. */
   private readonly endpointRecords: ReadonlyMap<string, EndpointRecord>;
   private readonly ownRecords: Map<string, EndpointRecord> | undefined;
-  /** The endpoint records by key (opts.records, or the data path's own). */
   get endpoints(): ReadonlyMap<string, EndpointRecord> { return this.endpointRecords; }
-  /** Whether `endpoints` is this data path's own table (no opts.records): then upsertEndpoint's `previous` is not read. */
+  /** Whether `endpoints` is its own table (no opts.records; then `previous` is not read). */
   get ownsEndpoints(): boolean { return this.ownRecords !== undefined; }
   private readonly byAddress: EndpointsByAddress; // the latest record naming an address
   private readonly nodeAddresses = new Map<string, readonly string[]>(); // node id -> addresses (setNode: ours only)
@@ -93,24 +90,11 @@ export class PolicyDatapath extends EventEmitter {
     private readonly dev: NativeDevice,
     private readonly cluster: string,
     private readonly node: string,
-    private readonly opts: {
-      defaultLocalCluster: boolean;
-      enforcesPoliciesOf?: (cluster: string) => boolean;
-      conntrack?: { maxEntries: number; perEndpoint: number; natPerEndpoint?: number };
-      hostFirewall?: boolean;
-      maxClusters?: 255 | 511;
-      /**
-       * The caller's table of endpoint records by key (issue 16: one table per endpoint, not a Map here beside
-       * it). It holds each record before upsertEndpoint is called with it and loses it before removeEndpoint, and
-       * the caller passes the record it replaced (`previous`); its order is the one the policy universe reads facts in.
-       */
-      records?: ReadonlyMap<string, EndpointRecord>;
-    },
+    private readonly opts: PolicyDatapathOptions,
     private readonly log: Logger,
   ) {
     super();
-    this.ownRecords = opts.records ? undefined : new Map();
-    this.endpointRecords = opts.records ?? this.ownRecords!;
+    this.endpointRecords = opts.records ?? (this.ownRecords = new Map());
     this.byAddress = new EndpointsByAddress(this.endpointRecords, this.ipcache);
     this.policies = new AgentPolicies(cluster, opts.enforcesPoliciesOf);
     this.universe = new IdentityUniverse(cluster, this.endpointRecords); // its endpoint facts are these records
@@ -191,8 +175,7 @@ export class PolicyDatapath extends EventEmitter {
    * Admission.endpointKeys' forms, which start with no other owner's `node:`, `local:`, `cidr:`): two
    * records may name one address for a while (a pod moved to another node, the
    * old record not expired yet); the latest wins and the other's removal leaves it.
-   * `previous`: with opts.records, the record the caller's table held for `key` before `rec` (undefined: none);
-   * read only then.
+   * `previous`: with opts.records (only then read), the record the caller's table held for `key` before `rec`.
    */
   upsertEndpoint(key: string, rec: EndpointRecord, previous?: EndpointRecord): void {
     const own = this.ownRecords;

@@ -10,9 +10,9 @@
  * endpoints.
  *
  * Compact (issue 16): the index keeps no record of its own. It reads each
- * endpoint's record from the records map its owner keeps (the agent's: the
- * policy data path's endpoint map, which holds every admitted endpoint by the
- * same key), and is told the record a key held before on every change (its
+ * endpoint's record from the records map its owner keeps (the agent's:
+ * admission's table of admitted endpoints, Admission.endpointRecords, which the
+ * policy data path reads too), and is told the record a key held before on every change (its
  * scope and members are found from it). Records are replaced, never mutated;
  * their label sets and names are shared (records/intern.ts). Its scope holds
  * the key, a definition's members the key and the record (a recompute reads its

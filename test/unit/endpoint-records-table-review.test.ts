@@ -5,7 +5,8 @@
 // map.get of the stale key is undefined); the data path reading admission's table asks EndpointStore for it, whose
 // nodeOf reads the released form and throws: every later change at that address throws in the sink (the watch
 // skips it: admitted, never in the ipcache), and so does describing any flow to or from it (drainFlows' timer: no
-// catch). (2) The services index must never be told a wrong `old` (indexMisses 0): the table test does not check it.
+// catch). Regression test: the records view now reads such a form as no key (EndpointStore.admittedIfHeld,
+// CompactKeys.baseIfHeld). (The services index's `old`, (2) of the review, is checked in endpoint-records-table.)
 import { describe, expect, it } from 'vitest';
 import { Admission } from '../../src/agent/admission.js';
 import { handOverEndpoint } from '../../src/agent/endpointhandoff.js';
@@ -97,7 +98,7 @@ describe('s24rec review: the one table of endpoint records', () => {
   it('the table layout does too: no later change or flow description at that address throws on the released key', () => {
     const r = scenario(true);
     expect(r.admitted?.node).toBe('n2'); // admission took it either way
-    // fails: both are "Error: compact keys: a released key was read"
+    // (both were "Error: compact keys: a released key was read" before the fix)
     expect({ sink: String(r.sinkThrew ?? ''), describe: String(r.described ?? '') }).toEqual({ sink: '', describe: '' });
     expect(r.atIp?.node).toBe('n2');
   });

@@ -3,7 +3,7 @@
 // keeping a Map of their own. Checked against the layout before it, as the oracle: a data path with its own map
 // fed the same admitted changes (handOverEndpoint without `previous`), on seeded random sequences of node and
 // endpoint records that admission admits, refuses, holds back at a node's bound and withdraws (a node's pod CIDR
-// shrinking, a node going, an address moving). After every step: the same records by key (and admission's own
+// shrinking, a node going, a pod changing namespace), keys in the forms the agent's watch hands over. After every step: the same records by key (and admission's own
 // view: its size, get, has and iteration agree), the same ipcache claims and winners for every address, the same
 // record describing each address, the same endpoint facts by identity (as sets: the order is the table's now),
 // and the same installed service tables.
@@ -24,7 +24,8 @@ const KEY = (i: number) => String.fromCharCode(65 + i).repeat(42) + 'A=';
 const NODES = ['n1', 'n2', 'n3'];
 const nodeKey = (n: string) => `wiremesh/cache/nodes/v1/c2/${n}`;
 const epKey = (n: string, ip: string) => `wiremesh/cache/ip/v2/c2/${n}/${ip}`;
-const IPS = Array.from({ length: 10 }, (_, i) => `100.66.${i % 2}.${10 + i}`);
+const ipsOf = (n: number) => Array.from({ length: n }, (_, i) => `100.66.${i % 2}.${10 + i}`);
+let IPS = ipsOf(10);
 
 interface Side {
   dp: PolicyDatapath;
@@ -66,7 +67,13 @@ function state(s: Side, admissionKeys: (k: string) => string) {
   };
 }
 
-function run(seed: number, steps: number): void {
+/**
+ * Keys reach admission as the agent's watch hands them over: the form Admission.endpointKeys gives on the first
+ * upsert, released after the key's remove (kvstore.ts). `ips`: addresses per node (> 32 puts a node's table in its
+ * Map form, keytable.ts); `bound`: admitted endpoints per node.
+ */
+function run(seed: number, steps: number, ips = 10, bound = 4): void {
+  IPS = ipsOf(ips);
   const rnd = prng(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
   const trust = new Trust('c1', 1, ['100.65.0.0/16']);
@@ -86,10 +93,14 @@ function run(seed: number, steps: number): void {
     },
     identity: () => undefined,
     relay: () => undefined,
-  }, undefined, 4);
+  }, undefined, bound);
   agent = side(admission.endpointRecords);
   ref = side();
-  const full = (k: string) => admission.endpointKeys.full(k);
+  const forms = admission.endpointKeys;
+  const full = (k: string) => forms.full(k);
+  const held = new Map<string, string>(); // key text -> its form, while the watch holds the key
+  const formOf = (key: string): string => held.get(key) ?? held.set(key, forms.acquire(key)).get(key)!;
+  let mostOfANode = 0;
   for (let step = 0; step < steps; step++) {
     const op = rnd();
     const n = pick(NODES);
@@ -106,19 +117,29 @@ function run(seed: number, steps: number): void {
     } else if (op < 0.85) {
       const ip = pick(IPS);
       const key = epKey(n, ip);
-      if (rnd() < 0.25) admission.remove('endpoint', key);
-      else {
-        const rec: EndpointRecord = { ip, cluster: 'c2', node: n, namespace: 'ns', name: `p${IPS.indexOf(ip)}`, labels: { app: pick(['web', 'api']) }, ...(rnd() < 0.6 ? { identity: pick([0x20101, 0x20102]) } : {}) };
-        admission.upsert('endpoint', key, 'c2', rec, rnd() < 0.1);
+      if (rnd() < 0.25) {
+        const f = held.get(key);
+        if (f !== undefined) {
+          admission.remove('endpoint', f);
+          forms.release(f);
+          held.delete(key);
+        }
+      } else {
+        // two namespaces: a pod moving between them leaves one services' scope for another (the index is told `old`)
+        const rec: EndpointRecord = { ip, cluster: 'c2', node: n, namespace: pick(['ns', 'other']), name: `p${IPS.indexOf(ip)}`, labels: { app: pick(['web', 'api']) }, ...(rnd() < 0.6 ? { identity: pick([0x20101, 0x20102]) } : {}) };
+        admission.upsert('endpoint', formOf(key), 'c2', rec, rnd() < 0.1);
       }
     } else {
       // a record naming another cluster than its source, or its key's node: refused (the admitted value stays)
       const ip = pick(IPS);
-      admission.upsert('endpoint', epKey(n, ip), 'c2', { ip, cluster: 'c3', node: n, namespace: 'ns', name: 'x', labels: {} });
+      admission.upsert('endpoint', formOf(epKey(n, ip)), 'c2', { ip, cluster: 'c3', node: n, namespace: 'ns', name: 'x', labels: {} });
     }
+    mostOfANode = Math.max(mostOfANode, ...NODES.map((x) => [...held.keys()].filter((k) => k.includes(`/c2/${x}/`)).length));
     const a = state(agent, full);
     expect(a, `seed ${seed} step ${step}`).toEqual(state(ref, full));
     if (a.services.some((x) => x.includes('100.66.'))) withBackends++;
+    // neither index was told a wrong `old` (it would have repaired itself by a walk over its scopes: endpoints.ts)
+    expect([agent.svc.indexMisses, ref.svc.indexMisses]).toEqual([0, 0]);
     // the view against itself: size, iteration, get and has agree
     const entries = [...admission.endpointRecords];
     expect(entries.length).toBe(admission.endpointRecords.size);
@@ -132,11 +153,16 @@ function run(seed: number, steps: number): void {
   // the sequences reach the paths this is about (a replaced record, admitted endpoints)
   expect(oldsSeen).toBeGreaterThan(0);
   expect(withBackends).toBeGreaterThan(0);
+  if (ips > 32) expect(mostOfANode).toBeGreaterThan(32);
 }
 
 describe("the agent's one table of endpoint records (Admission.endpointRecords)", () => {
   it('data paths reading it agree with data paths keeping their own map, on random sequences', () => {
     for (let seed = 1; seed <= 40; seed++) run(seed, 300);
+  });
+
+  it('and with nodes of more than 32 keys (their tables in Map form) and a looser bound', () => {
+    for (let seed = 1; seed <= 4; seed++) run(seed, 1000, 40, 36);
   });
 
   it('a key never admitted reads as absent; a removed one is gone from get, has, size and iteration', () => {
