@@ -76,7 +76,7 @@ export class EndpointStore {
     return text === undefined ? undefined : this.nodeOfText(text);
   }
 
-  /** nodeOf's last answer (text → id): a compact form's base text is interned, so a node's keys in a row match it by identity. */
+  /** nodeOf's last answer (text → id, compared by content): a node's keys in a row read one base text. */
   private lastText = '';
   private lastId = '';
 
@@ -128,7 +128,7 @@ export class EndpointStore {
   /**
    * The admitted values by key, as a read-only Map: the one table of endpoint records the agent keeps (the policy
    * data path, the services' index and registration read it; issue 16: no Map of their own, ~46 B per endpoint).
-   * Its order is by node, then by key within a node (a changed value keeps its place); it changes as admission
+   * Its order is admittedEntries' (by node, then as keys came; a changed value keeps its place); it changes as admission
    * decides, before the sinks hear of the change.
    */
   readonly records: ReadonlyMap<string, unknown> = new AdmittedRecords(this);
@@ -144,8 +144,9 @@ export class EndpointStore {
   }
 
   /**
-   * Every key with its admitted value, by node, then in the node's insertion order. A change made meanwhile may or
-   * may not be seen (a node's small table is replaced, not edited, when a key comes or goes); no key is seen twice.
+   * Every key with its admitted value: nodes in the order their first key came (a node whose keys all went and came
+   * back goes last), each node's keys in the order they came. Callers must not change the table during a walk: a
+   * change may be seen or missed, and a key withdrawn and admitted again meanwhile may be seen twice.
    */
   *admittedEntries(): IterableIterator<[string, unknown]> {
     for (const m of this.byNode.values()) {
