@@ -186,8 +186,8 @@ async function child(dist: string, mode: Mode, shape: Shape): Promise<Reading> {
   let rows = 0;
   dev.ipcacheUpdate = (ups: Buffer) => void (rows += ups.length / 32); // the native table: counted, not kept in JS
   // the data path and the services' index, made once admission is (a build whose data path reads admission's table)
-  let dp: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-  let svc: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  let dp: any;
+  let svc: any;
   let endpoints: Map<string, unknown> | undefined;
   const nodes = new Map<string, unknown>();
   let admitted = 0;

@@ -122,13 +122,13 @@ export class EndpointStore {
       const c = this.candidates.get(key);
       this.put(key, c?.cluster ?? '', c?.rec, undefined);
     },
-    keys: (): string[] => [...this.admittedEntries()].map(([k]) => k),
+    keys: (): string[] => [...this.admittedWalk((k) => k)],
   };
 
   /**
    * The admitted values by key, as a read-only Map: the one table of endpoint records the agent keeps (the policy
    * data path, the services' index and registration read it; issue 16: no Map of their own, ~46 B per endpoint).
-   * Its order is admittedEntries' (by node, then as keys came; a changed value keeps its place); it changes as admission
+   * Its order is admittedWalk's (by node, then as keys came; a changed value keeps its place); it changes as admission
    * decides, before the sinks hear of the change.
    */
   readonly records: ReadonlyMap<string, unknown> = new AdmittedRecords(this);
@@ -144,28 +144,24 @@ export class EndpointStore {
   }
 
   /**
-   * Every key with its admitted value: nodes in the order their first key came (a node whose keys all went and came
-   * back goes last), each node's keys in the order they came. Callers must not change the table during a walk: a
-   * change may be seen or missed, and a key withdrawn and admitted again meanwhile may be seen twice.
+   * Every key with its admitted value (`pick`'s of each: no pair made where a reader wants one half): nodes in the
+   * order their first key came (a node whose keys all went and came back goes last), each node's keys in the order
+   * they came. Callers must not change the table during a walk: a change may be seen or missed, and a key withdrawn
+   * and admitted again meanwhile may be seen twice.
    */
-  *admittedEntries(): IterableIterator<[string, unknown]> {
+  *admittedWalk<T>(pick: (key: string, value: unknown) => T): IterableIterator<T> {
     for (const m of this.byNode.values()) {
       if (m instanceof Map) {
-        for (const [k, v] of m) if (admittedIn(v) !== undefined) yield [k, admittedIn(v)];
+        for (const [k, v] of m) {
+          const a = admittedIn(v);
+          if (a !== undefined) yield pick(k, a);
+        }
         continue;
       }
-      for (let i = 0; i < m.length; i += 2) if (admittedIn(m[i + 1]) !== undefined) yield [m[i] as string, admittedIn(m[i + 1])];
-    }
-  }
-
-  /** The admitted values alone, in admittedEntries' order (no pair made per value: registration walks them per CNI add). */
-  *admittedValues(): IterableIterator<unknown> {
-    for (const m of this.byNode.values()) {
-      if (m instanceof Map) {
-        for (const v of m.values()) if (admittedIn(v) !== undefined) yield admittedIn(v);
-        continue;
+      for (let i = 0; i < m.length; i += 2) {
+        const a = admittedIn(m[i + 1]);
+        if (a !== undefined) yield pick(m[i] as string, a);
       }
-      for (let i = 1; i < m.length; i += 2) if (admittedIn(m[i]) !== undefined) yield admittedIn(m[i]);
     }
   }
 
@@ -223,18 +219,18 @@ class AdmittedRecords implements ReadonlyMap<string, unknown> {
     return this.store.admittedIfHeld(key) !== undefined;
   }
   entries(): IterableIterator<[string, unknown]> {
-    return this.store.admittedEntries();
+    return this.store.admittedWalk((k, v): [string, unknown] => [k, v]);
   }
-  *keys(): IterableIterator<string> {
-    for (const [k] of this.store.admittedEntries()) yield k;
+  keys(): IterableIterator<string> {
+    return this.store.admittedWalk((k) => k);
   }
   values(): IterableIterator<unknown> {
-    return this.store.admittedValues();
+    return this.store.admittedWalk((_k, v) => v);
   }
   forEach(fn: (value: unknown, key: string, map: ReadonlyMap<string, unknown>) => void, thisArg?: unknown): void {
-    for (const [k, v] of this.store.admittedEntries()) fn.call(thisArg, v, k, this);
+    for (const [k, v] of this.entries()) fn.call(thisArg, v, k, this);
   }
   [Symbol.iterator](): IterableIterator<[string, unknown]> {
-    return this.store.admittedEntries();
+    return this.entries();
   }
 }

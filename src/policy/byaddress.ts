@@ -22,8 +22,9 @@ export class EndpointsByAddress {
   private readonly shared = new Map<string, string[]>();
 
   /**
-   * `records`: the data path's records by etcd key (its own map, or the agent's table: PolicyDatapath opts.records); `ipcache`: where each of them claims `ip` as an
-   * 'endpoint' owner under its key (claimed after `added`, given up before or after `removed`).
+   * `records`: the data path's records by etcd key (its own map, or the agent's table: PolicyDatapath opts.records);
+   * `ipcache`: where each of them claims `ip` as an 'endpoint' owner under its key (claimed after `added`, given up
+   * before or after `removed`).
    */
   constructor(
     private readonly records: ReadonlyMap<string, EndpointRecord>,
