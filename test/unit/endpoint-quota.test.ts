@@ -3,7 +3,7 @@
 // every agent admitted them all. Expectations written from docs/security.md: at most the bound admitted per
 // node, the rest refused alone (`budget`, counted once each, logged at a bounded rate) and held back, admitted
 // when room frees (the one that waited longest first); other nodes unaffected.
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Admission } from '../../src/agent/admission.js';
 import { parseAgentConfig } from '../../src/agent/config.js';
 import { DEFAULT_MAX_ENDPOINTS_PER_NODE, EndpointQuota } from '../../src/agent/endpointquota.js';
@@ -85,14 +85,35 @@ describe('the bound on a node\'s endpoints', () => {
     expect(a.quota.status().heldBack).toEqual({ c2: 1 });
   });
 
+  // Rejections counts log lines per calendar minute (Date.now() / 60 s): the clock is held still inside one minute,
+  // or a run that crossed a minute's end logged a second minute's lines (10 + 1 + 10 > 11; it failed once so)
+  afterEach(() => void vi.useRealTimers());
+  const lineCounter = () => {
+    const lines: string[] = [];
+    const log = { warn: (_o: unknown, m: string) => void lines.push(m), info: () => {}, error: () => {}, debug: () => {} } as unknown as Logger;
+    return { lines, log };
+  };
+
   it('20,000 refusals log at most LOGGED_PER_MINUTE lines a minute (per origin, type, reason)', () => {
-    let lines = 0;
-    const log = { warn: () => void lines++, info: () => {}, error: () => {}, debug: () => {} } as unknown as Logger;
+    vi.useFakeTimers({ toFake: ['Date'], now: new Date('2026-12-04T11:00:30Z') });
+    const { lines, log } = lineCounter();
     const { a, budget } = setup(1, log);
     a.upsert('endpoint', epKey('a', addr(0, 0)), 'c2', ep('a', addr(0, 0)));
     for (let i = 1; i <= 20_000; i++) a.upsert('endpoint', epKey('a', addr(0, i)), 'c2', ep('a', addr(0, i)));
     expect(budget()).toBe(20_000);
-    expect(lines).toBeLessThanOrEqual(LOGGED_PER_MINUTE + 1);
+    expect(lines.length).toBe(LOGGED_PER_MINUTE);
+  });
+
+  it('the next minute: one line counts what the last one did not log, then LOGGED_PER_MINUTE lines again', () => {
+    vi.useFakeTimers({ toFake: ['Date'], now: new Date('2026-12-04T11:00:59Z') });
+    const { lines, log } = lineCounter();
+    const { a } = setup(1, log);
+    a.upsert('endpoint', epKey('a', addr(0, 0)), 'c2', ep('a', addr(0, 0)));
+    for (let i = 1; i <= 100; i++) a.upsert('endpoint', epKey('a', addr(0, i)), 'c2', ep('a', addr(0, i)));
+    vi.setSystemTime(new Date('2026-12-04T11:01:00Z'));
+    for (let i = 101; i <= 200; i++) a.upsert('endpoint', epKey('a', addr(0, i)), 'c2', ep('a', addr(0, i)));
+    const refused = Array(LOGGED_PER_MINUTE).fill('record rejected');
+    expect(lines).toEqual([...refused, 'more records rejected (not logged one by one)', ...refused]);
   });
 
   it('agent config: admission.maxEndpointsPerNode, 1024 by default, at least 1', () => {
