@@ -175,9 +175,10 @@ export class PolicyDatapath extends EventEmitter {
    * Admission.endpointKeys' forms, which start with no other owner's `node:`, `local:`, `cidr:`): two
    * records may name one address for a while (a pod moved to another node, the
    * old record not expired yet); the latest wins and the other's removal leaves it.
-   * `previous`: with opts.records (only then read), the record the caller's table held for `key` before `rec`.
+   * `previous`: with opts.records (only then read), the record the caller's table held for `key` before `rec`
+   * (undefined: none). Not optional: a caller that left it out would skip the old address's removal silently.
    */
-  upsertEndpoint(key: string, rec: EndpointRecord, previous?: EndpointRecord): void {
+  upsertEndpoint(key: string, rec: EndpointRecord, previous: EndpointRecord | undefined): void {
     const own = this.ownRecords;
     const old = own ? own.get(key) : previous;
     if (old && old.ip !== rec.ip) this.removeEndpoint(key, old);
@@ -196,7 +197,7 @@ export class PolicyDatapath extends EventEmitter {
   }
 
   /** `previous`: with opts.records, the record the caller's table held for `key` (undefined: none); read only then. */
-  removeEndpoint(key: string, previous?: EndpointRecord): void {
+  removeEndpoint(key: string, previous: EndpointRecord | undefined): void {
     const own = this.ownRecords;
     const old = own ? own.get(key) : previous;
     if (!old) return;

@@ -51,10 +51,10 @@ function run(seed: number, steps: number): void {
     const key = pick(keys);
     if (rnd() < 0.65) {
       const rec = { ip: pick(IPS), cluster: 'c2', node: pick(['n1', 'n2']), namespace: 'x', name: `p${step}`, labels: {}, identity: pick([undefined, 0x20101, 0x20102]) } as EndpointRecord;
-      dp.upsertEndpoint(key, rec);
+      dp.upsertEndpoint(key, rec, undefined);
       o.upsert(key, rec);
     } else {
-      dp.removeEndpoint(key);
+      dp.removeEndpoint(key, undefined);
       o.remove(key);
     }
     for (const ip of IPS) expect(index.at(ip)?.name, `seed ${seed} step ${step} ${ip}`).toBe(o.at(ip)?.name);

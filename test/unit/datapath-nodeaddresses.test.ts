@@ -32,7 +32,7 @@ describe('PolicyDatapath node addresses kept by the caller', () => {
         if (x < 0.1) {
           // an endpoint on a node address (ipcache precedence: the node's claim wins, and stays when the node changes)
           const ip = pick(POOL);
-          for (const { dp } of [ref, sut]) dp.upsertEndpoint(`k/${ip}`, { ip, cluster: 'c2', node: 'a', namespace: 'y', name: 'p', labels: { pod: 'p' }, identity: 0x10101 });
+          for (const { dp } of [ref, sut]) dp.upsertEndpoint(`k/${ip}`, { ip, cluster: 'c2', node: 'a', namespace: 'y', name: 'p', labels: { pod: 'p' }, identity: 0x10101 }, undefined);
         } else if (x < 0.3) {
           ref.dp.setNode(id, null);
           sut.dp.setNode(id, null, last.get(id) ?? null);

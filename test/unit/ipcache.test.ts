@@ -126,7 +126,7 @@ describe('PolicyDatapath ipcache sources', () => {
     const { parse } = await import('yaml');
     const { validateManifest } = await import('../../src/manifests/validate.js');
     const { dp, native, settle } = await setup();
-    dp.upsertEndpoint('k/n2/100.65.2.12', rec('100.65.2.12', 'n2', POD));
+    dp.upsertEndpoint('k/n2/100.65.2.12', rec('100.65.2.12', 'n2', POD), undefined);
     await settle();
     expect(native.get('100.65.2.12/32')).toEqual({ identity: POD, endpoint: 0 });
     const m = validateManifest(parse(`apiVersion: networking.k8s.io/v1
@@ -149,14 +149,14 @@ spec:
 
   it('two endpoint records for one address (a pod moved): removing the stale one keeps the new one', async () => {
     const { dp, native, settle } = await setup();
-    dp.upsertEndpoint('k/n2/100.65.2.12', rec('100.65.2.12', 'n2', POD));
-    dp.upsertEndpoint('k/n3/100.65.2.12', rec('100.65.2.12', 'n3', POD + 1));
+    dp.upsertEndpoint('k/n2/100.65.2.12', rec('100.65.2.12', 'n2', POD), undefined);
+    dp.upsertEndpoint('k/n3/100.65.2.12', rec('100.65.2.12', 'n3', POD + 1), undefined);
     await settle();
     expect(native.get('100.65.2.12/32')?.identity).toBe(POD + 1);
-    dp.removeEndpoint('k/n2/100.65.2.12');
+    dp.removeEndpoint('k/n2/100.65.2.12', undefined);
     await settle();
     expect(native.get('100.65.2.12/32')?.identity).toBe(POD + 1);
-    dp.removeEndpoint('k/n3/100.65.2.12');
+    dp.removeEndpoint('k/n3/100.65.2.12', undefined);
     await settle();
     expect(native.has('100.65.2.12/32')).toBe(false);
   });
@@ -176,11 +176,11 @@ spec:
         const key = keys[Math.floor(rnd() * keys.length)]!;
         if (rnd() < 0.6) {
           const r = rec(ips[Math.floor(rnd() * ips.length)]!, 'n2', POD + Math.floor(rnd() * 3));
-          dp.upsertEndpoint(key, r);
+          dp.upsertEndpoint(key, r, undefined);
           model.delete(key);
           model.set(key, r);
         } else {
-          dp.removeEndpoint(key);
+          dp.removeEndpoint(key, undefined);
           model.delete(key);
         }
         for (const ip of ips) expect(at(ip)).toBe([...model.values()].filter((r) => r.ip === ip).at(-1));
@@ -194,7 +194,7 @@ spec:
     const { dp, native, settle } = await setup();
     dp.setNode('c1/n1', ['198.18.1.10', '100.65.1.1']);
     dp.setNode('c1/n2', ['198.18.1.11']);
-    dp.upsertEndpoint('k/n1/100.65.1.1', rec('100.65.1.1', 'n1', POD));
+    dp.upsertEndpoint('k/n1/100.65.1.1', rec('100.65.1.1', 'n1', POD), undefined);
     await settle();
     expect(native.get('100.65.1.1/32')?.identity).toBe(HOST);
     dp.setNode('c1/n2', null);

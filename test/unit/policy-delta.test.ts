@@ -162,8 +162,8 @@ describe('policy by delta against a full recompile', () => {
       // endpoint facts: named ports for the egress rule, addresses inside and outside the ipBlock
       for (let i = 0; i < 6; i++) {
         const rec = { ip: `100.66.${i % 2 ? 9 : 1}.${i}`, cluster: 'c2', node: 'm1', namespace: 'shop', name: `pod${i}`, labels: {}, identity: clusterIdentity(2, 300 + i), ports: [{ name: 'web', containerPort: 7000 + i, protocol: 'TCP' as const }] };
-        delta.upsertEndpoint(`e${i}`, rec);
-        full.upsertEndpoint(`e${i}`, rec);
+        delta.upsertEndpoint(`e${i}`, rec, undefined);
+        full.upsertEndpoint(`e${i}`, rec, undefined);
       }
       delta.recompile();
       full.recompile();

@@ -213,13 +213,13 @@ describe("finding 6: a remote's endpoint churn costs its identities' entries, no
       const key = `wiremesh/cache/ip/v2/c2/n1/100.66.${rnd(12)}.${rnd(4) + 1}`;
       const ip = key.slice(key.lastIndexOf('/') + 1);
       if (rnd(4) === 0) {
-        dp.removeEndpoint(key);
+        dp.removeEndpoint(key, undefined);
         live.delete(key);
       } else {
         // an identity's endpoints agree on its named port (else it resolves to nothing), now and then one does not
         const i = rnd(6);
         const rec = { ip, cluster: 'c2', node: 'n1', namespace: 'shop', name: `p${rnd(50)}`, labels: {}, identity: clusterIdentity(2, 300 + i), ports: [{ name: 'web', containerPort: rnd(8) ? 8000 + i : 9000, protocol: 'TCP' as const }] };
-        dp.upsertEndpoint(key, rec);
+        dp.upsertEndpoint(key, rec, undefined);
         live.set(key, rec);
       }
       if (rnd(5) === 0) await tick();
@@ -228,7 +228,7 @@ describe("finding 6: a remote's endpoint churn costs its identities' entries, no
     // main: a full compile of every local endpoint per batch of remote endpoint changes
     expect(compiles).not.toHaveBeenCalled();
     const twin = build();
-    for (const [k, r] of live) twin.upsertEndpoint(k, r);
+    for (const [k, r] of live) twin.upsertEndpoint(k, r, undefined);
     twin.recompile();
     expect(snapshot(dp)).toEqual(snapshot(twin));
     expect(snapshot(dp)['shop/ep0']!.every((dir) => dir.length > 0)).toBe(true);

@@ -61,10 +61,10 @@ function run(seed: number, steps: number): void {
       if (old && old.ip !== rec.ip) want.push(oracle.set(key, null));
       want.push(oracle.set(key, rec));
       records.set(key, rec);
-      dp.upsertEndpoint(key, rec);
+      dp.upsertEndpoint(key, rec, undefined);
     } else {
       if (records.delete(key)) want.push(oracle.set(key, null));
-      dp.removeEndpoint(key);
+      dp.removeEndpoint(key, undefined);
     }
     expect(changed, `seed ${seed} step ${step}`).toEqual(want);
     const got = [...u.endpointsByIdentity()].map(([id, l]) => [id, l.map((f) => ({ identity: f.identity, ip: f.ip, ports: f.ports }))]);
