@@ -175,8 +175,7 @@ export class PolicyDatapath extends EventEmitter {
    * Admission.endpointKeys' forms, which start with no other owner's `node:`, `local:`, `cidr:`): two
    * records may name one address for a while (a pod moved to another node, the
    * old record not expired yet); the latest wins and the other's removal leaves it.
-   * `previous`: with opts.records (only then read), the record the caller's table held for `key` before `rec`
-   * (undefined: none). Not optional: a caller that left it out would skip the old address's removal silently.
+   * `previous`: with opts.records (only then read), the record the caller's table held for `key` (undefined: none).
    */
   upsertEndpoint(key: string, rec: EndpointRecord, previous: EndpointRecord | undefined): void {
     const own = this.ownRecords;
