@@ -15,7 +15,10 @@
  * - with --retainers WHAT (a constructor name, or "string:LEN"): what holds those nodes, by a chain of first
  *   retainers --depth hops up (default 3), counted.
  * "First retainer" is the first strong edge met in the snapshot's order, not the dominator: a chain names an
- * owner, not the bytes it alone keeps. Sizes are self sizes (a Map's table is its own node).
+ * owner, not the bytes it alone keeps, and V8 lists its roots first, so what a root list also reaches (the string
+ * table, the startup cache, the stack) is credited to that list. Sizes are self sizes (a Map's table is its own
+ * node). A flat string's name is its text (cut at 1024 characters: the "≥1024" row); a concatenated or sliced
+ * string's is a placeholder, so those are counted as kinds of their own, not by length.
  *
  * Usage: node --max-old-space-size=12000 scripts/heapsnapshot-top.mjs [--per N] [--top N] [--retainers WHAT]
  *        [--depth D] [BEFORE.heapsnapshot] AFTER.heapsnapshot
@@ -66,12 +69,14 @@ function load(file) {
 }
 
 const isString = (t) => t === 'string' || t === 'concatenated string' || t === 'sliced string';
+/** A flat string's length class (its name is its text, cut at 1024), else its type: a rope's name is a placeholder. */
+const lengthClass = (g, i) => (g.type(i) !== 'string' ? `(${g.type(i)})` : g.name(i).length >= 1024 ? '≥1024 chars' : `${String(g.name(i).length).padStart(4)} chars`);
 /** A node's kind: its type and, but for strings and numbers, its constructor name. */
 const kindOf = (g, i) => {
   const t = g.type(i);
   return isString(t) ? 'string' : t === 'number' ? 'number' : `${t} ${g.name(i).slice(0, 60)}`;
 };
-const describe = (g, i) => `${g.type(i)}:${isString(g.type(i)) ? `(${g.name(i).length} chars)` : g.name(i).slice(0, 40)}`;
+const describe = (g, i) => `${g.type(i)}:${isString(g.type(i)) ? lengthClass(g, i) : g.name(i).slice(0, 40)}`;
 const chain = (g, i, depth) => {
   let out = '';
   for (let d = 0, x = i; d < depth && g.parent[x] >= 0; d++, x = g.parent[x]) out += ` <-${g.via[x]}- ${describe(g, g.parent[x])}`;
@@ -111,7 +116,7 @@ let total = 0;
 for (const e of kinds.values()) total += e.bytes;
 console.log(`${files.length === 2 ? 'growth' : 'heap'}: ${total} B in all${PER !== 1 ? `, ${(total / PER).toFixed(1)} B per item (--per ${PER})` : ''}`);
 table('self size by kind', kinds);
-table('strings by length (characters)', diff((g, i) => (isString(g.type(i)) ? `${String(g.name(i).length).padStart(4)} chars` : undefined)));
+table('strings by length (characters)', diff((g, i) => (isString(g.type(i)) ? lengthClass(g, i) : undefined)));
 
 console.log(`\nowners of typed-array stores and Map/Set tables of ${OWNED_MIN / 1024} KiB or more (the last snapshot)`);
 const owned = [];
@@ -125,7 +130,7 @@ for (const i of owned.sort((a, b) => after.size(b) - after.size(a)).slice(0, TOP
 
 if (o.retainers) {
   const want = o.retainers.startsWith('string:') ? Number(o.retainers.slice(7)) : o.retainers;
-  const match = typeof want === 'number' ? (g, i) => isString(g.type(i)) && g.name(i).length === want : (g, i) => g.type(i) === 'object' && g.name(i) === want;
+  const match = typeof want === 'number' ? (g, i) => g.type(i) === 'string' && g.name(i).length === want : (g, i) => g.type(i) === 'object' && g.name(i) === want;
   const rows = new Map();
   for (let i = 0; i < after.count; i++) {
     if (!match(after, i)) continue;

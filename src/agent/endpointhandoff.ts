@@ -12,7 +12,8 @@ import type { ServiceDatapath } from '../services/datapath.js';
 /**
  * key: the endpoint's etcd key or its form (Admission.endpointKeys); rec: its record, undefined when it went;
  * previous: the record the records' table held for key before (undefined: none), read only when the data path
- * keeps no table of its own. Throws what the data path throws; the index is told what the table holds for key
+ * keeps no table of its own; not optional, as in PolicyDatapath.upsertEndpoint (a caller that left it out skipped
+ * the old address's removal). Throws what the data path throws; the index is told what the table holds for key
  * even then (a data path that stored the new record and then threw would otherwise leave the index on the old
  * one for good).
  */
@@ -21,7 +22,7 @@ export function handOverEndpoint(
   services: ServiceDatapath | undefined,
   key: string,
   rec: EndpointRecord | undefined,
-  previous?: EndpointRecord,
+  previous: EndpointRecord | undefined,
 ): void {
   const old = datapath.ownsEndpoints ? (services ? datapath.endpoints.get(key) : undefined) : previous;
   try {

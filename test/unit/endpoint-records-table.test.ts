@@ -89,7 +89,7 @@ function run(seed: number, steps: number, ips = 10, bound = 4): void {
       expect(admission.endpointRecords.get(k)).toBe(rec);
       if (old) oldsSeen++;
       handOverEndpoint(agent!.dp, agent!.svc, k, rec, old);
-      handOverEndpoint(ref!.dp, ref!.svc, k, rec);
+      handOverEndpoint(ref!.dp, ref!.svc, k, rec, undefined); // (its own table: previous unread)
     },
     identity: () => undefined,
     relay: () => undefined,

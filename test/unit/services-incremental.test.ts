@@ -73,8 +73,8 @@ function run(seed: number, steps: number, mode: 'own' | 'policy' | 'throwing' = 
     }
     failNext = mode === 'throwing' && rand() < 0.25;
     const fails = failNext && (rec !== undefined || old !== undefined); // (removing a key never held calls nothing)
-    if (fails) expect(() => handOverEndpoint(policy, dp, key, rec)).toThrow('injected');
-    else handOverEndpoint(policy, dp, key, rec);
+    if (fails) expect(() => handOverEndpoint(policy, dp, key, rec, undefined)).toThrow('injected');
+    else handOverEndpoint(policy, dp, key, rec, undefined); // (this data path keeps its own table: previous unread)
     failNext = false;
     if (fails) thrown++;
     // the oracle: what the data path's map holds now (the new record, or none if it threw after dropping the old)
