@@ -90,8 +90,9 @@ describe('the bound on a node\'s endpoints', () => {
   afterEach(() => void vi.useRealTimers());
   const lineCounter = () => {
     const lines: string[] = [];
-    const log = { warn: (_o: unknown, m: string) => void lines.push(m), info: () => {}, error: () => {}, debug: () => {} } as unknown as Logger;
-    return { lines, log };
+    const fields: Array<Record<string, unknown>> = [];
+    const log = { warn: (o: Record<string, unknown>, m: string) => void (lines.push(m), fields.push(o)), info: () => {}, error: () => {}, debug: () => {} } as unknown as Logger;
+    return { lines, fields, log };
   };
 
   it('20,000 refusals log at most LOGGED_PER_MINUTE lines a minute (per origin, type, reason)', () => {
@@ -106,7 +107,7 @@ describe('the bound on a node\'s endpoints', () => {
 
   it('the next minute: one line counts what the last one did not log, then LOGGED_PER_MINUTE lines again', () => {
     vi.useFakeTimers({ toFake: ['Date'], now: new Date('2026-12-04T11:00:59Z') });
-    const { lines, log } = lineCounter();
+    const { lines, fields, log } = lineCounter();
     const { a } = setup(1, log);
     a.upsert('endpoint', epKey('a', addr(0, 0)), 'c2', ep('a', addr(0, 0)));
     for (let i = 1; i <= 100; i++) a.upsert('endpoint', epKey('a', addr(0, i)), 'c2', ep('a', addr(0, i)));
@@ -114,6 +115,7 @@ describe('the bound on a node\'s endpoints', () => {
     for (let i = 101; i <= 200; i++) a.upsert('endpoint', epKey('a', addr(0, i)), 'c2', ep('a', addr(0, i)));
     const refused = Array(LOGGED_PER_MINUTE).fill('record rejected');
     expect(lines).toEqual([...refused, 'more records rejected (not logged one by one)', ...refused]);
+    expect(fields[LOGGED_PER_MINUTE]).toMatchObject({ origin: 'c2', type: 'endpoint', reason: 'budget', suppressed: 100 - LOGGED_PER_MINUTE });
   });
 
   it('agent config: admission.maxEndpointsPerNode, 1024 by default, at least 1', () => {
