@@ -132,13 +132,6 @@ if (o.retainers) {
   const want = o.retainers.startsWith('string:') ? Number(o.retainers.slice(7)) : o.retainers;
   const match = typeof want === 'number' ? (g, i) => g.type(i) === 'string' && g.name(i).length === want : (g, i) => g.type(i) === 'object' && g.name(i) === want;
   const rows = new Map();
-  for (let i = 0; i < after.count; i++) {
-    if (!match(after, i)) continue;
-    const k = chain(after, i, DEPTH) || ' (no strong retainer)';
-    const e = rows.get(k) ?? { n: 0, bytes: 0 };
-    e.n++;
-    e.bytes += after.size(i);
-    rows.set(k, e);
-  }
+  tally(after, (g, i) => (match(g, i) ? chain(g, i, DEPTH) || ' (no strong retainer)' : undefined), rows, 1);
   table(`what holds ${o.retainers} (first retainers, ${DEPTH} hops; the last snapshot)`, rows);
 }
