@@ -23,6 +23,8 @@ import { cachePrefix, statePrefix } from '../controlplane/keys.js';
 import { CompactKeys } from '../controlplane/compactkeys.js';
 import { internName } from '../controlplane/records/intern.js';
 import { ktDelete, ktGet, ktKeys, ktSet, type KeyTable } from './keytable.js';
+import { packEndpoint, PackedEndpoint, shallowSame, unpackEndpoint } from './packedendpoint.js';
+import type { EndpointRecord } from '../controlplane/records/index.js';
 
 /** What admission asks of a candidate table. */
 export interface Candidate<T> {
@@ -92,13 +94,14 @@ export class EndpointStore {
   /** The admitted value of `key` (its text or any form, held or released), or undefined. */
   admittedIfHeld(key: string): unknown {
     const id = this.nodeOfHeld(key);
-    return id === undefined ? undefined : admittedIn(ktGet(this.byNode.get(id), key));
+    return id === undefined ? undefined : admittedIn(ktGet(this.byNode.get(id), key), id);
   }
 
   /** The candidate table's view (records by key, with their source cluster). */
   readonly candidates = {
     get: (key: string): Candidate<unknown> | undefined => {
-      const v = this.raw(key);
+      const id = this.nodeOf(key);
+      const v = unpacked(ktGet(this.byNode.get(id), key), id);
       if (v === undefined) return undefined;
       if (!(v instanceof Held)) return { cluster: (v as { cluster: string }).cluster, rec: v };
       return v.cand === undefined ? undefined : { cluster: v.cluster, rec: v.cand };
@@ -150,16 +153,16 @@ export class EndpointStore {
    * and admitted again meanwhile may be seen twice.
    */
   *admittedWalk<T>(pick: (key: string, value: unknown) => T): IterableIterator<T> {
-    for (const m of this.byNode.values()) {
+    for (const [id, m] of this.byNode) {
       if (m instanceof Map) {
         for (const [k, v] of m) {
-          const a = admittedIn(v);
+          const a = admittedIn(v, id);
           if (a !== undefined) yield pick(k, a);
         }
         continue;
       }
       for (let i = 0; i < m.length; i += 2) {
-        const a = admittedIn(m[i + 1]);
+        const a = admittedIn(m[i + 1], id);
         if (a !== undefined) yield pick(m[i] as string, a);
       }
     }
@@ -170,15 +173,15 @@ export class EndpointStore {
   }
 
   private admittedOf(key: string): unknown {
-    const v = this.raw(key);
-    return admittedIn(v);
+    const id = this.nodeOf(key);
+    return admittedIn(ktGet(this.byNode.get(id), key), id);
   }
 
   private put(key: string, cluster: string, cand: unknown, admitted: unknown): void {
     const id = this.nodeOf(key);
     const m = this.byNode.get(id);
     const was = ktGet(m, key);
-    this.admittedCount += (admitted !== undefined ? 1 : 0) - (admittedIn(was) !== undefined ? 1 : 0);
+    this.admittedCount += (admitted !== undefined ? 1 : 0) - (was !== undefined && admittedIn(was, id) !== undefined ? 1 : 0);
     if (cand === undefined && admitted === undefined) {
       if (m === undefined) return;
       const left = ktDelete(m, key);
@@ -186,8 +189,10 @@ export class EndpointStore {
       else if (left !== m) this.byNode.set(id, left);
       return;
     }
-    const plain = cand !== undefined && cand === admitted && (cand as { cluster?: unknown }).cluster === cluster;
-    const next = ktSet(m, key, plain ? cand : new Held(internName(cluster), cand, admitted));
+    // the same record (or one read back from this table, a new object saying the same: packedendpoint.ts)
+    const same = cand !== undefined && shallowSame(cand, admitted);
+    const plain = same && (cand as { cluster?: unknown }).cluster === cluster;
+    const next = ktSet(m, key, plain ? (packEndpoint(cand as EndpointRecord, id) ?? cand) : new Held(internName(cluster), cand, admitted));
     if (next !== m) this.byNode.set(m === undefined ? internName(id) : id, next);
   }
 
@@ -203,8 +208,10 @@ export class EndpointStore {
   }
 }
 
-/** A table value's admitted record (undefined: none). */
-const admittedIn = (v: unknown): unknown => (v instanceof Held ? v.admitted : v);
+/** A table value's admitted record (undefined: none), that of node `id`. */
+const admittedIn = (v: unknown, id: string): unknown => (v instanceof Held ? v.admitted : unpacked(v, id));
+/** A table value with a packed record unpacked (node `id`'s). */
+const unpacked = (v: unknown, id: string): unknown => (v instanceof PackedEndpoint ? unpackEndpoint(v, id) : v);
 
 /** EndpointStore.records: its admitted values as a ReadonlyMap (no copy). */
 class AdmittedRecords implements ReadonlyMap<string, unknown> {
