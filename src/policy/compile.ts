@@ -134,13 +134,17 @@ export class IdentityUniverse {
     return true;
   }
 
-  /** Endpoint addresses by identity (each identity with at least one). */
+  /**
+   * Endpoint addresses by identity (each identity with at least one). Each a facts object of its own, never the
+   * caller's record: admission's table builds a record anew on each read (agent/packedendpoint.ts), and the whole
+   * record kept here would be a copy (~112 B) where the facts are 48 B and the address.
+   */
   endpointsByIdentity(): Map<number, EndpointFacts[]> {
     if (!this.byIdentity) {
       this.byIdentity = new Map();
       for (const r of this.facts.values()) {
         if (r.identity === undefined) continue;
-        const f: EndpointFacts = r.ports ? (r as EndpointFacts) : { identity: r.identity, ip: r.ip, ports: [] };
+        const f: EndpointFacts = { identity: r.identity, ip: r.ip, ports: r.ports ?? NO_PORTS };
         const l = this.byIdentity.get(f.identity);
         if (l) l.push(f);
         else this.byIdentity.set(f.identity, [f]);
@@ -149,6 +153,9 @@ export class IdentityUniverse {
     return this.byIdentity;
   }
 }
+
+/** The ports of an endpoint that declares none: one shared empty list. */
+const NO_PORTS: readonly ContainerPort[] = Object.freeze([]);
 
 const prefixWithin = (inner: Prefix, outer: Prefix): boolean => inner.addr.length === outer.addr.length && inner.cidr >= outer.cidr && prefixesOverlap(inner, outer);
 

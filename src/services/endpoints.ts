@@ -15,12 +15,14 @@
  * policy data path reads too), and is told the record a key held before on every change (its
  * scope and members are found from it). Records are replaced, never mutated;
  * their label sets and names are shared (records/intern.ts). Its scope holds
- * the key, a definition's members the key and the record (a recompute reads its
- * members without a lookup each): per endpoint one Set entry and a Map entry
- * per definition that picks it. It held a copy per endpoint before (~64 B), then
- * a Map of the records by key (~46 B; docs/benchmarks.md "Ninth pass", "Tenth
- * pass"). Keys, not records, in the sets: a key is one endpoint by construction,
- * where two keys could hand over one record object.
+ * the key, a definition's members the key too, and a recompute reads each
+ * member's record from the map (admission's table builds it anew on each read:
+ * agent/packedendpoint.ts; a member held as its record would be a copy of its
+ * own, ~112 B): per endpoint one Set entry, and one per definition that picks
+ * it. It held a copy per endpoint before (~64 B), then a Map of the records by
+ * key (~46 B; docs/benchmarks.md "Ninth pass", "Tenth pass"). Keys, not
+ * records, in the sets: a key is one endpoint by construction, where two keys
+ * could hand over one record object.
  *
  * A wrong `old` (a caller's mistake: not the record it last upserted under the
  * key) must not leave the key in two scopes. One that names a record is caught
@@ -66,8 +68,8 @@ export class ServiceEndpoints {
   /** The endpoints held (the records map may hold others: its owner's, not handed over). */
   private count = 0;
   private readonly scopes = new Map<string, Scope>();
-  /** Each definition's members: the keys of its scope's endpoints its selector picks, with their records. */
-  private readonly members = new Map<ClusterService, Map<string, EndpointRecord>>();
+  /** Each definition's members: the keys of its scope's endpoints its selector picks. */
+  private readonly members = new Map<ClusterService, Set<string>>();
 
   /**
    * records: every endpoint's latest record by key, kept by the owner (records.get(key) is the record last
@@ -95,14 +97,7 @@ export class ServiceEndpoints {
    */
   upsert(key: string, rec: EndpointRecord, old: EndpointRecord | undefined): void {
     const same = old && sameForServices(old, rec) ? this.scopes.get(scopeKey(rec.cluster, rec.namespace)) : undefined;
-    if (same?.endpoints.has(key)) {
-      // nothing services read changed (e.g. its identity): the new record, in its place (no stale record kept)
-      for (const d of same.defs) {
-        const m = this.members.get(d)!;
-        if (m.has(key)) m.set(key, rec);
-      }
-      return;
-    }
+    if (same?.endpoints.has(key)) return; // nothing services read changed (e.g. its identity): members stay
     if (old) this.drop(key, old);
     else if (this.scopes.get(scopeKey(rec.cluster, rec.namespace))?.endpoints.has(key)) {
       this.miss(key); // "none before" for a key held in rec's scope: dropped there first (its members re-selected)
@@ -113,7 +108,7 @@ export class ServiceEndpoints {
     this.count++;
     for (const d of scope.defs)
       if (selects(d.selector, rec, d.namespace)) {
-        this.members.get(d)!.set(key, rec);
+        this.members.get(d)!.add(key);
         this.touched(serviceName(d));
       }
   }
@@ -127,11 +122,11 @@ export class ServiceEndpoints {
   addDefinition(def: ClusterService): void {
     const scope = this.scope(def.cluster, def.namespace);
     scope.defs.add(def);
-    const m = new Map<string, EndpointRecord>();
+    const m = new Set<string>();
     for (const k of scope.endpoints) {
       const rec = this.records.get(k);
       // (a record of another scope: the owner's map and this index disagree, a caller's mistake; not a member here)
-      if (rec && rec.cluster === def.cluster && rec.namespace === def.namespace && selects(def.selector, rec, def.namespace)) m.set(k, rec);
+      if (rec && rec.cluster === def.cluster && rec.namespace === def.namespace && selects(def.selector, rec, def.namespace)) m.add(k);
     }
     this.members.set(def, m);
     this.touched(serviceName(def));
@@ -145,14 +140,20 @@ export class ServiceEndpoints {
     this.touched(serviceName(def));
   }
 
-  /** The endpoints def's selector picks (empty for a definition not added). */
-  membersOf(def: ClusterService): Iterable<ServiceEndpoint> {
-    return this.members.get(def)?.values() ?? [];
+  /** The endpoints def's selector picks (empty for a definition not added), read from the records map. */
+  *membersOf(def: ClusterService): IterableIterator<ServiceEndpoint> {
+    for (const [, rec] of this.memberEntriesOf(def)) yield rec;
   }
 
-  /** The same as (key, record) pairs: which key each member is held under. */
-  memberEntriesOf(def: ClusterService): Iterable<[string, EndpointRecord]> {
-    return this.members.get(def)?.entries() ?? [];
+  /**
+   * The same as (key, record) pairs: which key each member is held under. A member whose key the records map does
+   * not hold (its owner and this index disagree: a caller's mistake) is left out, not served.
+   */
+  *memberEntriesOf(def: ClusterService): IterableIterator<[string, EndpointRecord]> {
+    for (const k of this.members.get(def) ?? []) {
+      const rec = this.records.get(k);
+      if (rec) yield [k, rec];
+    }
   }
 
   /** Drops key from the scope that holds it: old's, else (a wrong old, counted) the one a walk finds, if any. */
