@@ -8,7 +8,10 @@
  * Shape: node id ("cluster/node", taken from the key
  * `…/ip/v2/<cluster>/<node>/<ip>`) → endpoint key → value, where the value is
  * - the record itself when it is both the candidate and the admitted value
- *   (the common case), and its `cluster` is the cluster it came from;
+ *   (the common case), and its `cluster` is the cluster it came from: packed
+ *   (packedendpoint.ts: 64 B where the record and its address string take
+ *   ~112 B) when it has the codec's shape, so that every read builds an equal
+ *   record anew (readers compare records by content, never by `===`);
  * - a `Held` otherwise (not admitted yet, refused, an older value still in
  *   force, or a record naming another cluster than its source).
  *

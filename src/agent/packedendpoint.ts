@@ -9,7 +9,6 @@
  * (records/endpoint.ts), but a new object each time: readers compare records by content (shallowSame), not `===`.
  */
 import type { EndpointRecord } from '../controlplane/records/index.js';
-import { internName } from '../controlplane/records/intern.js';
 import { formatIPv4Value, ipv4HostValue } from '../net/ip.js';
 
 export class PackedEndpoint {
@@ -54,11 +53,12 @@ let lastNode = '';
 export function unpackEndpoint(p: PackedEndpoint, nodeId: string): EndpointRecord {
   if (nodeId !== lastId) {
     const slash = nodeId.indexOf('/');
-    lastCluster = internName(nodeId.slice(0, slash));
-    lastNode = internName(nodeId.slice(slash + 1));
+    // not interned: a record built here is read and dropped (a reader that keeps one keeps what it reads of it)
+    lastCluster = nodeId.slice(0, slash);
+    lastNode = nodeId.slice(slash + 1);
     lastId = nodeId;
   }
-  const [ip, cluster, node, namespace, name, labels] = [formatIPv4Value(p.ip >>> 0), lastCluster, lastNode, p.namespace, p.name, p.labels];
+  const ip = formatIPv4Value(p.ip >>> 0), cluster = lastCluster, node = lastNode, namespace = p.namespace, name = p.name, labels = p.labels;
   // compactEndpoint's literals, one per shape
   if (p instanceof PackedEndpointPorts) {
     const ports = p.ports;
