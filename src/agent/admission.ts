@@ -52,6 +52,7 @@ import { prefixesOverlap } from '../controlplane/types.js';
 import { EndpointStore, type Candidate } from './endpointstore.js';
 import { claimsOf, OwnNode, type SelfNode } from './selfnode.js';
 import { DEFAULT_MAX_ENDPOINTS_PER_NODE, EndpointQuota } from './endpointquota.js';
+import { shallowSame } from './packedendpoint.js';
 
 export type { SelfNode } from './selfnode.js';
 
@@ -222,7 +223,7 @@ export class Admission {
       // no more than a refused one: kept, it outlived its node)
       const prev = this.admitted[kind].get(key);
       if (prev === undefined) return;
-      if (reborn || prev === c.rec) return this.withdraw(kind, key);
+      if (reborn || prev === c.rec || (kind === 'endpoint' && shallowSame(prev, c.rec))) return this.withdraw(kind, key); // (a packed entry reads back as a new object each time)
       const held = this.decide(kind, key, { cluster: c.cluster, rec: prev });
       if (held instanceof RecordError || held === 'wait' || held === AWAIT_CONFIG) this.withdraw(kind, key);
       return;

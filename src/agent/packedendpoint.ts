@@ -30,18 +30,23 @@ class PackedEndpointPorts extends PackedEndpoint {
   }
 }
 
-const KEYS_WITHOUT_IDENTITY = 6;
+/** The codec's own key lists, in its order (compactEndpoint's literals): a record with any other is kept as it came. */
+const SHAPES = new Set(['', 'identity', 'ports', 'identity,ports'].map((t) => ['ip', 'cluster', 'node', 'namespace', 'name', 'labels', ...(t ? t.split(',') : [])].join()));
 
 /** `rec` packed for node id `nodeId` ("cluster/node"), or undefined when it is not of the common shape. */
 export function packEndpoint(rec: EndpointRecord, nodeId: string): PackedEndpoint | undefined {
   if (nodeId !== `${rec.cluster}/${rec.node}` || rec.cluster.includes('/')) return undefined;
-  // a record with a field the schema does not know (a caller's own object) would lose it: keep such as they are
-  if (Object.keys(rec).length !== KEYS_WITHOUT_IDENTITY + (rec.identity === undefined ? 0 : 1) + (rec.ports === undefined ? 0 : 1)) return undefined;
+  // only the codec's shape, keys in its order, a plain object: another (a caller's own object, a field unknown to
+  // the schema, keys in another order, a class) would not read back as it was
+  if (Object.getPrototypeOf(rec) !== Object.prototype || !SHAPES.has(Object.keys(rec).join())) return undefined;
+  // a key present holds a value (identity present as undefined would read back absent)
+  if (('identity' in rec && rec.identity === undefined) || ('ports' in rec && !Array.isArray(rec.ports))) return undefined;
   const v = ipv4HostValue(rec.ip);
   if (v === undefined || formatIPv4Value(v) !== rec.ip) return undefined;
+  // -1 is "none" here: a record's own identity must be ≥ 0 (and -0 would read back as 0)
   const id = rec.identity ?? -1;
-  if (!Number.isInteger(id) || id < -1 || id > 0x7fffffff) return undefined;
-  return rec.ports ? new PackedEndpointPorts(v | 0, rec.namespace, rec.name, rec.labels, id, rec.ports) : new PackedEndpoint(v | 0, rec.namespace, rec.name, rec.labels, id);
+  if (rec.identity !== undefined && (!Number.isInteger(id) || id < 0 || id > 0x7fffffff || Object.is(id, -0))) return undefined;
+  return rec.ports !== undefined ? new PackedEndpointPorts(v | 0, rec.namespace, rec.name, rec.labels, id, rec.ports) : new PackedEndpoint(v | 0, rec.namespace, rec.name, rec.labels, id);
 }
 
 /** unpack's last node id and its two parts: a node's records read in a row split its id once. */

@@ -60,8 +60,8 @@ describe('EndpointStore', () => {
         }
         for (const x of keys) {
           expect(s.candidates.get(x)).toEqual(cand.get(x));
-          if (cand.has(x)) expect(s.candidates.get(x)!.rec).toEqual(cand.get(x)!.rec);
-          expect(s.admitted.get(x)).toEqual(adm.get(x));
+          if (cand.has(x)) expect(s.candidates.get(x)!.rec).toStrictEqual(cand.get(x)!.rec);
+          expect(s.admitted.get(x)).toStrictEqual(adm.get(x));
         }
         expect(new Map([...s.candidates])).toEqual(cand);
         expect(new Set(s.admitted.keys())).toEqual(new Set(adm.keys()));

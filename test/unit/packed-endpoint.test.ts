@@ -49,6 +49,15 @@ describe('packed endpoint records', () => {
     expect(packEndpoint({ ...rec, extra: 1 } as EndpointRecord, 'c2/node-a.example')).toBeUndefined(); // a field unknown to the schema
     expect(packEndpoint({ ...rec, identity: undefined }, 'c2/node-a.example')).toBeUndefined(); // present as undefined: not the codec's shape
     expect(packEndpoint({ ...rec, identity: 2 ** 31 }, 'c2/node-a.example')).toBeUndefined();
+    // review of s25pack: shapes the first version packed and read back otherwise
+    expect(packEndpoint({ ...rec, identity: -1 }, 'c2/node-a.example')).toBeUndefined(); // -1 is "none" inside
+    expect(packEndpoint({ ...rec, identity: -0 }, 'c2/node-a.example')).toBeUndefined();
+    for (const ports of [null, 0, '']) expect(packEndpoint({ ...rec, ports } as unknown as EndpointRecord, 'c2/node-a.example'), String(ports)).toBeUndefined();
+    const { name: _n, ...noName } = rec;
+    expect(packEndpoint({ ...noName, extra: 'x' } as unknown as EndpointRecord, 'c2/node-a.example')).toBeUndefined(); // same count, other keys
+    const { ip, ...rest } = rec;
+    expect(packEndpoint({ ...rest, ip } as EndpointRecord, 'c2/node-a.example')).toBeUndefined(); // another key order
+    expect(packEndpoint(Object.assign(Object.create({ inherited: 1 }), rec) as EndpointRecord, 'c2/node-a.example')).toBeUndefined();
     expect(packEndpoint({ ...rec, identity: 1.5 }, 'c2/node-a.example')).toBeUndefined();
   });
 
