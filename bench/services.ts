@@ -14,6 +14,7 @@
  * rounds on a shared 2-vCPU machine: compare within a run.
  */
 import type { EndpointRecord } from '../src/controlplane/types.js';
+import { EndpointRecordsMap } from '../src/controlplane/endpointrecords.js';
 import { silentLogger } from '../src/log.js';
 import { AFFINITY_ANNOTATION, GLOBAL_ANNOTATION, validateManifest } from '../src/manifests/validate.js';
 import { FakeDevice } from '../src/native/fakedevice.js';
@@ -66,7 +67,7 @@ export function benchServices(clusters = 16, nodes = 1000, perNode = 10, service
     for (const id of ids) dev.answerProbe(id, Math.round(rttScale * (500 + (id % 7) * 100)));
   };
   const peerOf = (id: string): number | undefined => (id === 'c0/n0' ? undefined : peerIds.get(id));
-  const endpoints = new Map<string, EndpointRecord>(); // the records the index reads (the agent's: the policy data path's)
+  const endpoints = new EndpointRecordsMap(); // the records the index reads (the agent's: the policy data path's)
   const dp = new ServiceDatapath(dev, 'bench0', 'c0', 'n0', { maglevTableSize: 16381, routeVip: (_vip, add) => add, endpoints }, silentLogger, peerOf);
   // tables are counted, not kept: the native tables live outside the JS heap (and their Maglev build is bench:maglev's)
   let upserts = 0;

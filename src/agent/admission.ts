@@ -40,7 +40,7 @@
  */
 import { RecordError, type RecordType, type RejectReason } from '../controlplane/records/codec.js';
 import { internName } from '../controlplane/records/intern.js';
-import type { EndpointRecord } from '../controlplane/records/endpoint.js';
+import type { EndpointRecord, EndpointRecords } from '../controlplane/endpointrecords.js';
 import type { IdentityRecord } from '../controlplane/records/identity.js';
 import type { NodeRecord } from '../controlplane/records/node.js';
 import type { RelayRecord } from '../controlplane/records/relay.js';
@@ -118,7 +118,7 @@ export class Admission {
    * The admitted endpoint records by key (as `sinks.endpoint` gets it): the agent's one table of them
    * (EndpointStore.records). Its values are the endpoint codec's records: nothing else is admitted for an endpoint key.
    */
-  readonly endpointRecords = this.endpoints.records as ReadonlyMap<string, EndpointRecord>;
+  readonly endpointRecords = this.endpoints.records as EndpointRecords;
   private readonly cand: { [K in Kind]: CandidateTable } = { node: new Candidates(), endpoint: this.endpoints.candidates, identity: new Candidates(), relay: new Candidates() };
   private readonly admitted: { node: Map<string, unknown> } & { [K in Kind]: AdmittedTable } = { node: new Map(), endpoint: this.endpoints.admitted, identity: new Map(), relay: new Map() };
   /** Admitted nodes: key by "cluster/name" (their claims are their records', in `admitted.node`). */

@@ -32,6 +32,7 @@ import type { Etcd3 } from 'etcd3';
 import { clusterConfigKey, healthKey, stateKey } from '../controlplane/keys.js';
 import { connectEtcd, EtcdStore, ListWatcher } from '../controlplane/kvstore.js';
 import { nodeHealthCodec, Rejections, Trust, type EndpointRecord, type NodeRecord } from '../controlplane/records/index.js';
+import type { EndpointRecords } from '../controlplane/endpointrecords.js';
 import { Admission } from './admission.js';
 import type { Logger } from '../log.js';
 import { formatIP, parseIP } from '../net/ip.js';
@@ -132,7 +133,7 @@ export class Agent extends EventEmitter {
    * per endpoint fewer). Its order is by node (the policy universe reads its facts in it; registration's conflict
    * error lists the other holders in it).
    */
-  get endpoints(): ReadonlyMap<string, EndpointRecord> {
+  get endpoints(): EndpointRecords {
     return this.admission.endpointRecords;
   }
 

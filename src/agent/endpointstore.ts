@@ -156,18 +156,23 @@ export class EndpointStore {
    * and admitted again meanwhile may be seen twice.
    */
   *admittedWalk<T>(pick: (key: string, value: unknown) => T): IterableIterator<T> {
-    for (const [id, m] of this.byNode) {
-      if (m instanceof Map) {
-        for (const [k, v] of m) {
-          const a = admittedIn(v, id);
-          if (a !== undefined) yield pick(k, a);
-        }
-        continue;
+    for (const id of this.byNode.keys()) yield* this.admittedOfNode(id, pick);
+  }
+
+  /** The admitted values of node `nodeId`'s keys through `pick`, in the order its keys came (none: no such node). */
+  *admittedOfNode<T>(nodeId: string, pick: (key: string, value: unknown) => T): IterableIterator<T> {
+    const m = this.byNode.get(nodeId);
+    if (m === undefined) return;
+    if (m instanceof Map) {
+      for (const [k, v] of m) {
+        const a = admittedIn(v, nodeId);
+        if (a !== undefined) yield pick(k, a);
       }
-      for (let i = 0; i < m.length; i += 2) {
-        const a = admittedIn(m[i + 1], id);
-        if (a !== undefined) yield pick(m[i] as string, a);
-      }
+      return;
+    }
+    for (let i = 0; i < m.length; i += 2) {
+      const a = admittedIn(m[i + 1], nodeId);
+      if (a !== undefined) yield pick(m[i] as string, a);
     }
   }
 
@@ -242,5 +247,9 @@ class AdmittedRecords implements ReadonlyMap<string, unknown> {
   }
   [Symbol.iterator](): IterableIterator<[string, unknown]> {
     return this.entries();
+  }
+  /** EndpointRecords.entriesOfNode: the admitted values filed under node `nodeId` (the node their keys name). */
+  entriesOfNode(nodeId: string): IterableIterator<[string, unknown]> {
+    return this.store.admittedOfNode(nodeId, (k, v): [string, unknown] => [k, v]);
   }
 }

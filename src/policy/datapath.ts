@@ -14,7 +14,7 @@
  * keep going through conntrack.
  */
 import { EventEmitter } from 'node:events';
-import type { EndpointRecord } from '../controlplane/types.js';
+import { EndpointRecordsMap, type EndpointRecord, type EndpointRecords } from '../controlplane/endpointrecords.js';
 import { RESERVED, type IdentityRecord, type Labels } from '../identity/identity.js';
 import type { Logger } from '../log.js';
 import type { Manifest } from '../manifests/validate.js';
@@ -62,9 +62,9 @@ export class PolicyDatapath extends EventEmitter {
   /** The ipcache: every prefix with the sources that put it there (ipcache.ts); flushed as batches. */
   readonly ipcache = new IpcacheTable();
   /** Endpoint records by etcd key or its form (Admission.endpointKeys): opts.records, else `ownRecords`. */
-  private readonly endpointRecords: ReadonlyMap<string, EndpointRecord>;
-  private readonly ownRecords: Map<string, EndpointRecord> | undefined;
-  get endpoints(): ReadonlyMap<string, EndpointRecord> { return this.endpointRecords; }
+  private readonly endpointRecords: EndpointRecords;
+  private readonly ownRecords: EndpointRecordsMap | undefined;
+  get endpoints(): EndpointRecords { return this.endpointRecords; }
   /** Whether `endpoints` is its own table (no opts.records; then `previous` is not read). */
   get ownsEndpoints(): boolean { return this.ownRecords !== undefined; }
   private readonly byAddress: EndpointsByAddress; // the latest record naming an address
@@ -94,7 +94,7 @@ export class PolicyDatapath extends EventEmitter {
     private readonly log: Logger,
   ) {
     super();
-    this.endpointRecords = opts.records ?? (this.ownRecords = new Map());
+    this.endpointRecords = opts.records ?? (this.ownRecords = new EndpointRecordsMap());
     this.byAddress = new EndpointsByAddress(this.endpointRecords, this.ipcache);
     this.policies = new AgentPolicies(cluster, opts.enforcesPoliciesOf);
     this.universe = new IdentityUniverse(cluster, this.endpointRecords); // its endpoint facts are these records

@@ -1,5 +1,5 @@
 /** PolicyDatapath's options (datapath.ts). */
-import type { EndpointRecord } from '../controlplane/types.js';
+import type { EndpointRecords } from '../controlplane/endpointrecords.js';
 
 export interface PolicyDatapathOptions {
   /** `policy.defaultLocalCluster`: a peer selector that names no cluster gets the local cluster's label (Cilium's default). */
@@ -16,5 +16,5 @@ export interface PolicyDatapathOptions {
    * and loses it before removeEndpoint, and the caller passes the record it replaced (`previous`); the policy
    * universe reads facts in its order. Without it the data path keeps a map of its own (tests, `policy trace`).
    */
-  records?: ReadonlyMap<string, EndpointRecord>;
+  records?: EndpointRecords;
 }

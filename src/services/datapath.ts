@@ -24,6 +24,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import type { EndpointRecord } from '../controlplane/types.js';
+import type { EndpointRecords } from '../controlplane/endpointrecords.js';
 import type { Logger } from '../log.js';
 import type { NativeDevice } from '../native/binding.js';
 import { frontendRow } from '../native/rows.js';
@@ -43,9 +44,10 @@ export interface ServiceDatapathOptions {
   /**
    * Every endpoint's latest record by key, kept by the caller (the agent's: the policy data path's endpoint
    * map): the index reads its records there rather than keeping a map of its own (issue 16). The caller sets a
-   * key's record there before upsertEndpoint returns and passes the one it replaced (endpoints.ts).
+   * key's record there before upsertEndpoint returns and passes the one it replaced (endpoints.ts). Readable node
+   * by node: the index keeps per scope the nodes its endpoints are on, not their keys.
    */
-  endpoints: ReadonlyMap<string, EndpointRecord>;
+  endpoints: EndpointRecords;
   /** Routes (add) or unroutes a VIP into the TUN; true when it is routed. Default: `ip route` on the TUN (tests replace it). */
   routeVip?: (vip: string, add: boolean) => boolean;
 }

@@ -1,46 +1,57 @@
 /**
  * The endpoints services read, indexed once and maintained per change:
  *
- *   scope "cluster/namespace" ──▶ its endpoints and the service definitions of that cluster and namespace
- *   definition ──▶ its members: the endpoints of its scope its selector picks (service.ts selects)
+ *   scope "cluster/namespace" ──▶ the nodes its endpoints are on (a count each) and the service definitions of that
+ *                                 cluster and namespace
+ *   definition ──▶ its members: the keys of the endpoints of its scope its selector picks (service.ts selects)
  *
  * An endpoint upsert or removal tests only the definitions of its own scope
  * (old and new record) and reports the services whose members changed; a
- * definition change matches only its scope's endpoints. Nothing walks all
- * endpoints.
+ * definition change matches only the endpoints of its scope's nodes (read from
+ * the owner's table node by node). Nothing walks all endpoints.
  *
- * Compact (issue 16): the index keeps no record of its own. It reads each
- * endpoint's record from the records map its owner keeps (the agent's:
- * admission's table of admitted endpoints, Admission.endpointRecords, which the
- * policy data path reads too), and is told the record a key held before on every change (its
- * scope and members are found from it). Records are replaced, never mutated;
- * their label sets and names are shared (records/intern.ts). Its scope holds
- * the key, a definition's members the key too, and a recompute reads each
- * member's record from the map (admission's table builds it anew on each read:
- * agent/packedendpoint.ts; a member held as its record would be a copy of its
- * own, ~112 B): per endpoint one Set entry, and one per definition that picks
- * it. It held a copy per endpoint before (~64 B), then a Map of the records by
- * key (~46 B; docs/benchmarks.md "Ninth pass", "Tenth pass"). Keys, not
- * records, in the sets: a key is one endpoint by construction, where two keys
- * could hand over one record object.
+ * Compact (issue 16): the index keeps no record and no key of an endpoint that
+ * no definition picks. It reads records from the table its owner keeps (the
+ * agent's: admission's table of admitted endpoints, Admission.endpointRecords,
+ * which the policy data path reads too; it builds a record anew on each read,
+ * agent/packedendpoint.ts) and is told the record a key held before on every
+ * change (its scope, node and members are found from it). Per endpoint: a Set
+ * entry per definition that picks it, and its share of its scope's per-node
+ * count. It held a copy per endpoint before (~64 B), then a Map of the records
+ * by key (~46 B; docs/benchmarks.md "Ninth pass", "Tenth pass"), then each
+ * scope's keys (~44 B per remote endpoint at 4 × 1000 × 10, s25). Keys, not
+ * records, in the member sets: a key is one endpoint by construction, where two
+ * keys could hand over one record object.
  *
- * A wrong `old` (a caller's mistake: not the record it last upserted under the
- * key) must not leave the key in two scopes. One that names a record is caught
- * when its scope does not hold the key: the key is then found by a walk over the
- * scopes (O(scopes), only on a miss), dropped there, and the miss counted
- * (`misses`) and reported (`missed`). An `old` of undefined for a key the index
- * holds is caught when the key is in the new record's scope; in another scope
- * it is not (that would cost a walk on every new endpoint): the agent's
- * hand-over reads `old` in the map it tells the index about
- * (agent/endpointhandoff.ts), so the two agree after every change.
+ * What a definition's members read is checked against the owner's table (the
+ * record still there, of the definition's scope, picked by its selector):
+ * a member set may hold a key too many, never serve one. A wrong `old` (a
+ * caller's mistake: not the record it last upserted under the key) is caught
+ * when its scope has no endpoint counted on its node, when a new key ("none
+ * before") is a member of a definition of its scope already, or when a read
+ * finds a member that no longer qualifies: each counted (`misses`), reported
+ * (`missed`) and repaired (the key dropped from every definition that does not
+ * pick its record now: O(definitions), only on a miss). One naming a scope with
+ * other endpoints on the same node goes unnoticed: the counts then drift (one
+ * too many: a node walked for nothing when a definition arrives; one too few: a
+ * node left out of it while the scope still has endpoints there, until they
+ * change), and the key's services are recomputed at their next change, reading
+ * only what the table holds. A count is never checked against the table: that
+ * would read a node's records (up to its endpoint bound) whenever a scope's last
+ * endpoint leaves it, which a node churning one endpoint per namespace could
+ * make every change. The agent's hand-over tells the index what the table holds
+ * after every change, even when the data path throws, and reads `old` in that
+ * table (agent/endpointhandoff.ts), so the two always agree there.
  */
 import type { EndpointRecord } from '../controlplane/types.js';
+import { recordNodeId, type EndpointRecords } from '../controlplane/endpointrecords.js';
+import { internName } from '../controlplane/records/intern.js';
 import { selects, type ClusterService, type ServiceEndpoint } from './service.js';
 
 interface Scope {
   readonly key: string;
-  /** The keys of the endpoints of this cluster and namespace. */
-  readonly endpoints: Set<string>;
+  /** node id ("cluster/node") → how many of this scope's endpoints the index was told of there (≥ 1). */
+  readonly nodes: Map<string, number>;
   readonly defs: Set<ClusterService>;
 }
 
@@ -59,53 +70,48 @@ function labelsKey(labels: Readonly<Record<string, string>>): string {
 
 const scopeKey = (cluster: string, namespace: string): string => `${cluster}/${namespace}`;
 
+/** Whether definition `def` picks record `rec`: of its cluster and namespace, and its selector's. */
+const picks = (def: ClusterService, rec: EndpointRecord): boolean => rec.cluster === def.cluster && rec.namespace === def.namespace && selects(def.selector, rec, def.namespace);
+
 /** The service a definition belongs to ("namespace/name"): every cluster's definition of it shares the name. */
 export function serviceName(def: ClusterService): string {
   return `${def.namespace}/${def.name}`;
 }
 
 export class ServiceEndpoints {
-  /** The endpoints held (the records map may hold others: its owner's, not handed over). */
-  private count = 0;
   private readonly scopes = new Map<string, Scope>();
-  /** Each definition's members: the keys of its scope's endpoints its selector picks. */
+  /** Each definition's members: the keys of its scope's endpoints its selector picks (a key too many at most: above). */
   private readonly members = new Map<ClusterService, Set<string>>();
 
   /**
-   * records: every endpoint's latest record by key, kept by the owner (records.get(key) is the record last
-   * upserted here once upsert returns, and stays so until the next upsert or remove of that key).
+   * records: every endpoint's latest record by key, kept by the owner, and readable node by node (records.get(key)
+   * is the record last upserted here once upsert returns, and stays so until the next upsert or remove of that key).
    * touched(service): the members of a definition of that service ("namespace/name") changed.
-   * missed(key): a change's old record did not locate key (a caller's mistake, see above; after the repair).
+   * missed(key): a change's old record did not match what the index holds, or a member no longer qualified (a
+   * caller's mistake, see above; after the repair).
    */
   constructor(
-    private readonly records: ReadonlyMap<string, EndpointRecord>,
+    private readonly records: EndpointRecords,
     private readonly touched: (service: string) => void,
     private readonly missed: (key: string) => void = () => {},
   ) {}
 
-  /** Changes whose old record did not locate their key (each repaired): 0 unless a caller is wrong. */
+  /** Changes whose old record was found wrong, and members found not to qualify (each repaired): 0 unless a caller is wrong. */
   misses = 0;
-
-  /** The endpoints held. */
-  get size(): number {
-    return this.count;
-  }
 
   /**
    * An endpoint record (key: its etcd key or its form) was added or replaced. old: the record last upserted
    * under key and not removed since (undefined: none), i.e. what the records map held for key before rec.
    */
   upsert(key: string, rec: EndpointRecord, old: EndpointRecord | undefined): void {
-    const same = old && sameForServices(old, rec) ? this.scopes.get(scopeKey(rec.cluster, rec.namespace)) : undefined;
-    if (same?.endpoints.has(key)) return; // nothing services read changed (e.g. its identity): members stay
+    if (old && sameForServices(old, rec) && this.holds(key, rec)) return; // nothing services read changed (e.g. its identity)
     if (old) this.drop(key, old);
-    else if (this.scopes.get(scopeKey(rec.cluster, rec.namespace))?.endpoints.has(key)) {
-      this.miss(key); // "none before" for a key held in rec's scope: dropped there first (its members re-selected)
-      this.drop(key, rec);
-    }
-    const scope = this.scope(rec.cluster, rec.namespace);
-    scope.endpoints.add(key); // (not held in any scope now: drop found it wherever old said or not)
-    this.count++;
+    else if (this.memberIn(key, rec)) this.repair(key); // "none before" for a key a definition of rec's scope holds
+    const scope = this.scope(rec.cluster, rec.namespace); // (after drop: it may have let the scope go)
+    const node = recordNodeId(rec);
+    const n = scope.nodes.get(node);
+    // (a node's first: its id interned, one copy with admission's table's; later sets keep the key the Map holds)
+    scope.nodes.set(n === undefined ? internName(node) : node, (n ?? 0) + 1);
     for (const d of scope.defs)
       if (selects(d.selector, rec, d.namespace)) {
         this.members.get(d)!.add(key);
@@ -118,16 +124,12 @@ export class ServiceEndpoints {
     if (old) this.drop(key, old);
   }
 
-  /** A definition arrived: its members are matched over its scope's endpoints only. */
+  /** A definition arrived: its members are matched over the records of its scope's nodes only. */
   addDefinition(def: ClusterService): void {
     const scope = this.scope(def.cluster, def.namespace);
     scope.defs.add(def);
     const m = new Set<string>();
-    for (const k of scope.endpoints) {
-      const rec = this.records.get(k);
-      // (a record of another scope: the owner's map and this index disagree, a caller's mistake; not a member here)
-      if (rec && rec.cluster === def.cluster && rec.namespace === def.namespace && selects(def.selector, rec, def.namespace)) m.add(k);
-    }
+    for (const node of scope.nodes.keys()) for (const [k, rec] of this.records.entriesOfNode(node)) if (picks(def, rec)) m.add(k);
     this.members.set(def, m);
     this.touched(serviceName(def));
   }
@@ -146,35 +148,63 @@ export class ServiceEndpoints {
   }
 
   /**
-   * The same as (key, record) pairs: which key each member is held under. A member whose key the records map does
-   * not hold (its owner and this index disagree: a caller's mistake) is left out, not served.
+   * The same as (key, record) pairs: which key each member is held under. A member the table no longer holds, or
+   * holds as a record def does not pick (the owner and this index disagree: a caller's mistake), is dropped and
+   * counted, not served.
    */
   *memberEntriesOf(def: ClusterService): IterableIterator<[string, EndpointRecord]> {
-    for (const k of this.members.get(def) ?? []) {
+    const m = this.members.get(def);
+    if (!m) return;
+    for (const k of m) {
       const rec = this.records.get(k);
-      if (rec) yield [k, rec];
+      if (rec && picks(def, rec)) yield [k, rec];
+      else {
+        m.delete(k); // (a Set iterates on past an entry deleted under it)
+        this.miss(k);
+      }
     }
   }
 
-  /** Drops key from the scope that holds it: old's, else (a wrong old, counted) the one a walk finds, if any. */
+  /** Whether the index holds key as rec says: its node counted in rec's scope, a member of every definition there that picks it. */
+  private holds(key: string, rec: EndpointRecord): boolean {
+    const scope = this.scopes.get(scopeKey(rec.cluster, rec.namespace));
+    if (!scope?.nodes.has(recordNodeId(rec))) return false;
+    for (const d of scope.defs) if (selects(d.selector, rec, d.namespace) && !this.members.get(d)!.has(key)) return false;
+    return true;
+  }
+
+  /** Whether a definition of rec's scope holds key. */
+  private memberIn(key: string, rec: EndpointRecord): boolean {
+    for (const d of this.scopes.get(scopeKey(rec.cluster, rec.namespace))?.defs ?? []) if (this.members.get(d)!.has(key)) return true;
+    return false;
+  }
+
+  /** Drops key as old says: its node's count in old's scope, its membership of that scope's definitions. */
   private drop(key: string, old: EndpointRecord): void {
-    let scope = this.scopes.get(scopeKey(old.cluster, old.namespace));
-    if (!scope?.endpoints.has(key)) {
-      this.miss(key);
-      scope = undefined;
-      for (const s of this.scopes.values()) if (s.endpoints.has(key)) scope = s; // (at most one: the invariant)
-      if (!scope) return; // held nowhere: nothing to drop
-    }
-    scope.endpoints.delete(key);
-    this.count--;
+    const scope = this.scopes.get(scopeKey(old.cluster, old.namespace));
+    const node = recordNodeId(old);
+    const n = scope?.nodes.get(node);
+    if (scope === undefined || n === undefined) return this.repair(key); // nothing of old's scope on its node: a wrong old
+    if (n > 1) scope.nodes.set(node, n - 1);
+    else scope.nodes.delete(node);
     for (const d of scope.defs) if (this.members.get(d)!.delete(key)) this.touched(serviceName(d));
     this.gc(scope);
+  }
+
+  /** A wrong old for key: key leaves every definition that does not pick its record now (O(definitions), on a miss only). */
+  private repair(key: string): void {
+    this.miss(key);
+    const rec = this.records.get(key);
+    for (const [d, m] of this.members) if (m.has(key) && !(rec && picks(d, rec))) {
+      m.delete(key);
+      this.touched(serviceName(d));
+    }
   }
 
   private scope(cluster: string, namespace: string): Scope {
     const key = scopeKey(cluster, namespace);
     let s = this.scopes.get(key);
-    if (!s) this.scopes.set(key, (s = { key, endpoints: new Set(), defs: new Set() }));
+    if (!s) this.scopes.set(key, (s = { key, nodes: new Map(), defs: new Set() }));
     return s;
   }
 
@@ -184,6 +214,6 @@ export class ServiceEndpoints {
   }
 
   private gc(scope: Scope): void {
-    if (scope.endpoints.size === 0 && scope.defs.size === 0) this.scopes.delete(scope.key);
+    if (scope.nodes.size === 0 && scope.defs.size === 0) this.scopes.delete(scope.key);
   }
 }

@@ -111,10 +111,11 @@ export type ServiceEndpoint = Pick<EndpointRecord, 'cluster' | 'node' | 'namespa
 
 /** Whether a definition's selector picks the endpoint (its namespace, every selector label equal). */
 export function selects(selector: Record<string, string> | undefined, ep: ServiceEndpoint, namespace: string): boolean {
-  if (!selector || Object.keys(selector).length === 0) return false; // no selector: no managed backends (Kubernetes)
-  if (ep.namespace !== namespace) return false;
-  for (const [k, v] of Object.entries(selector)) if (ep.labels[k] !== v) return false;
-  return true;
+  if (!selector || ep.namespace !== namespace) return false;
+  // (read per member on every recompute of a service: its keys once, no entry pairs)
+  const keys = Object.keys(selector);
+  for (const k of keys) if (ep.labels[k] !== selector[k]) return false;
+  return keys.length > 0; // no selector: no managed backends (Kubernetes)
 }
 
 /** Endpoints by "cluster/namespace": built once per recompute, so matching is not services x endpoints. */

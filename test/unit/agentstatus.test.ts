@@ -11,6 +11,7 @@ import { ServiceDatapath, type ServiceStatus } from '../../src/services/datapath
 import type { PeerState } from '../../src/agent/peers.js';
 import { healthOfPeers, healthRecord, peerStatuses, type AgentStatus } from '../../src/agent/status.js';
 import { prng } from '../helpers/prng.js';
+import { EndpointRecordsMap } from '../../src/controlplane/endpointrecords.js';
 
 const rec = (cluster: string, name: string): NodeRecord => ({ cluster, clusterId: 2, name, addresses: ['198.18.2.1'], port: 51820, publicKey: Buffer.alloc(32, 7).toString('base64'), podCIDRs: ['100.66.1.0/24'], bootId: '1' });
 const peer = (id: number, lastHandshakeEpochMs: number, initiatingSinceMs: number) => ({ id, publicKey: Buffer.alloc(32, id), lastHandshakeEpochMs, initiatingSinceMs });
@@ -56,7 +57,7 @@ describe('status', () => {
 describe('the services list', () => {
   it('is built once per change and shared by its readers', () => {
     const endpoint: EndpointRecord = { ip: '100.65.1.5', cluster: 'c1', node: 'n1', namespace: 'shop', name: 'web-1', labels: { app: 'web' } };
-    const endpoints = new Map([['state/ip/v2/c1/n1/100.65.1.5', endpoint]]);
+    const endpoints = new EndpointRecordsMap().set('state/ip/v2/c1/n1/100.65.1.5', endpoint);
     const svc = new ServiceDatapath(new FakeDevice(), 'fake0', 'c1', 'n1', { maglevTableSize: 251, endpoints }, silentLogger, () => undefined);
     svc.upsertEndpoint('state/ip/v2/c1/n1/100.65.1.5', endpoint, undefined);
     // (no VIP: nothing is routed on the host)

@@ -19,6 +19,7 @@ import { FakeDevice } from '../../src/native/fakedevice.js';
 import { PolicyDatapath } from '../../src/policy/datapath.js';
 import { ServiceDatapath } from '../../src/services/datapath.js';
 import { prng } from '../helpers/prng.js';
+import type { EndpointRecords } from '../../src/controlplane/endpointrecords.js';
 
 const KEY = (i: number) => String.fromCharCode(65 + i).repeat(42) + 'A=';
 const NODES = ['n1', 'n2', 'n3'];
@@ -33,7 +34,7 @@ interface Side {
   svc: ServiceDatapath;
 }
 
-function side(records?: ReadonlyMap<string, EndpointRecord>): Side {
+function side(records?: EndpointRecords): Side {
   const dp = new PolicyDatapath(new FakeDevice(), 'c1', 'n1', { defaultLocalCluster: true, ...(records ? { records } : {}) }, silentLogger);
   const dev = new FakeDevice();
   for (let p = 1; p <= NODES.length; p++) dev.upsertPeer(p);

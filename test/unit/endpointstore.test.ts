@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { EndpointStore, nodeIdOf } from '../../src/agent/endpointstore.js';
 import { prng } from '../helpers/prng.js';
+import { EndpointRecordsMap, type EndpointRecord, type EndpointRecords } from '../../src/controlplane/endpointrecords.js';
 
 const key = (c: string, n: string, ip: string) => `wiremesh/cache/ip/v2/${c}/${n}/${ip}`;
 
@@ -68,8 +69,31 @@ describe('EndpointStore', () => {
         for (const id of ['c1/n1', 'c1/n2', 'c2/n3', '']) {
           const want = keys.filter((x) => nodeIdOf(x) === id && (cand.has(x) || adm.has(x)));
           expect(new Set(s.keysOfNode(id))).toEqual(new Set(want));
+          // the records' view node by node (the services' index reads it): the admitted values of that node's keys
+          const admittedHere = [...adm].filter(([x]) => nodeIdOf(x) === id);
+          expect(new Map([...(s.records as EndpointRecords).entriesOfNode(id)])).toEqual(new Map(admittedHere));
         }
       }
     });
   }
+});
+
+describe('EndpointRecordsMap', () => {
+  it('files each key under its record\'s node as records come, change node and go', () => {
+    const m = new EndpointRecordsMap();
+    const rec = (node: string, ip: string): EndpointRecord => ({ ip, cluster: 'c1', node, namespace: 'ns', name: 'p', labels: {} });
+    const byNode = (id: string) => new Map(m.entriesOfNode(id));
+    m.set('a', rec('n1', '100.64.0.1')).set('b', rec('n1', '100.64.0.2')).set('c', rec('n2', '100.64.0.3'));
+    expect(byNode('c1/n1')).toEqual(new Map([['a', m.get('a')], ['b', m.get('b')]]));
+    m.set('a', rec('n2', '100.64.0.1')); // moved: filed under its new node only
+    expect([...byNode('c1/n1').keys()]).toEqual(['b']);
+    expect(new Set(byNode('c1/n2').keys())).toEqual(new Set(['a', 'c']));
+    m.delete('b');
+    expect(byNode('c1/n1')).toEqual(new Map());
+    expect(m.delete('b')).toBe(false);
+    m.clear();
+    expect(byNode('c1/n2')).toEqual(new Map());
+    expect(m.size).toBe(0);
+    expect(byNode('c9/none')).toEqual(new Map());
+  });
 });

@@ -12,6 +12,7 @@ import { FakeDevice } from '../../src/native/fakedevice.js';
 import { RTT_WINDOW_MS } from '../../src/native/rttwindow.js';
 import { ServiceDatapath } from '../../src/services/datapath.js';
 import { PROBE_INTERVAL_MS } from '../../src/services/health.js';
+import { EndpointRecordsMap } from '../../src/controlplane/endpointrecords.js';
 
 const PEER = { 'c2/n1': 2, 'c3/n1': 3 } as const;
 const POD = { c2: '100.66.0.1', c3: '100.67.0.1' } as const;
@@ -24,7 +25,7 @@ function mesh() {
   dev.onProbe = (ids) => {
     for (const id of ids) if (rtt.has(id)) dev.answerProbe(id, rtt.get(id)!(now));
   };
-  const endpoints = new Map<string, EndpointRecord>();
+  const endpoints = new EndpointRecordsMap();
   const dp = new ServiceDatapath(dev, 'fake0', 'c1', 'n1', { maglevTableSize: 251, routeVip: (_vip, add) => add, endpoints }, silentLogger, (id) => PEER[id as keyof typeof PEER]);
   const manifest = validateManifest({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'shop', annotations: { [GLOBAL_ANNOTATION]: 'true', [AFFINITY_ANNOTATION]: 'nearest' } }, spec: { clusterIP: '100.127.0.1', selector: { app: 'web' }, ports: [{ name: 'http', port: 80 }] } });
   for (const c of ['c1', 'c2', 'c3']) dp.upsertRecord(`cilium/state/services/v1/${c}/shop/web`, c, manifest);

@@ -10,6 +10,7 @@ import type { EndpointRecord } from '../../src/controlplane/types.js';
 import { ServiceEndpoints, serviceName } from '../../src/services/endpoints.js';
 import { selects, type ClusterService } from '../../src/services/service.js';
 import { prng } from '../helpers/prng.js';
+import { EndpointRecordsMap } from '../../src/controlplane/endpointrecords.js';
 
 const CLUSTERS = ['c1', 'c2'];
 const NAMESPACES = ['shop', 'bank'];
@@ -30,7 +31,7 @@ describe('ServiceEndpoints', () => {
     const rand = prng(seed);
     const pick = <T>(l: readonly T[]): T => l[Math.floor(rand() * l.length)]!;
     const touched = new Set<string>();
-    const records = new Map<string, EndpointRecord>(); // the oracle, and the owner's map the index reads
+    const records = new EndpointRecordsMap(); // the oracle, and the owner's map the index reads
     const missed: string[] = [];
     const index = new ServiceEndpoints(records, (svc) => touched.add(svc), (k) => missed.push(k));
     const nowhere: EndpointRecord = { ip: '100.64.9.9', cluster: 'c9', node: 'n1', namespace: 'nowhere', name: 'x', labels: { app: 'web' } };
@@ -87,7 +88,6 @@ describe('ServiceEndpoints', () => {
         if (before.has(d) && before.get(d) !== keys) expect(touched.has(serviceName(d))).toBe(true);
       }
       for (const d of allDefs) if (!defs.has(d)) expect([...index.membersOf(d)]).toEqual([]);
-      expect(index.size).toBe(records.size);
       expect(missed).toEqual(wrongKeys);
       before = now;
     }
@@ -95,16 +95,90 @@ describe('ServiceEndpoints', () => {
       records.delete(k);
       index.remove(k, old);
     }
-    expect(index.size).toBe(0);
+    // no member left behind: a read would find it and count it
+    for (const d of defs) expect([...index.memberEntriesOf(d)]).toEqual([]);
     expect(index.misses).toBe(wrongKeys.length);
     if (wrongOlds) expect(wrongKeys.length).toBeGreaterThan(100);
   };
   for (const seed of [1, 2, 3, 42]) it(`members are the latest records its selector picks, after every step (seed ${seed})`, sequence(seed, false));
   for (const seed of [5, 6]) it(`and so when a change names the wrong old record (seed ${seed})`, sequence(seed, true));
 
+  // a wrong old naming another endpoint's record (a scope and node the index counts): not always noticed (the
+  // counts may drift, and a definition added later miss an endpoint: endpoints.ts), but what a definition's members
+  // read is never a record the table does not hold, or holds as one of another scope or another selector
+  for (const seed of [7, 8])
+    it(`serves no record a definition does not pick when wrong olds name counted scopes (seed ${seed})`, () => {
+      const rand = prng(seed);
+      const pick = <T>(l: readonly T[]): T => l[Math.floor(rand() * l.length)]!;
+      const records = new EndpointRecordsMap();
+      const index = new ServiceEndpoints(records, () => {});
+      const allDefs = CLUSTERS.flatMap((c) => NAMESPACES.flatMap((ns) => APPS.map((a) => definition(c, ns, a))));
+      const defs = new Set<ClusterService>();
+      for (let step = 0; step < 3000; step++) {
+        const key = pick(KEYS);
+        const held = records.get(key);
+        const old = rand() < 0.15 && records.size ? pick([...records.values()]) : held;
+        const r = rand();
+        if (r < 0.5) {
+          const rec: EndpointRecord = { ip: `100.64.0.${Math.floor(rand() * 40)}`, cluster: pick(CLUSTERS), node: pick(['n1', 'n2']), namespace: pick(NAMESPACES), name: 'p', labels: Object.freeze({ app: pick(APPS) }) };
+          records.set(key, rec);
+          index.upsert(key, rec, old);
+        } else if (r < 0.85) {
+          records.delete(key);
+          index.remove(key, old);
+        } else {
+          const d = pick(allDefs);
+          if (defs.delete(d)) index.removeDefinition(d);
+          else {
+            defs.add(d);
+            index.addDefinition(d);
+          }
+        }
+        for (const d of allDefs) {
+          const got = [...index.memberEntriesOf(d)];
+          if (!defs.has(d)) expect(got).toEqual([]);
+          for (const [k, rec] of got) {
+            expect(records.get(k)).toBe(rec);
+            expect(rec.cluster === d.cluster && selects(d.selector, rec, d.namespace)).toBe(true);
+          }
+        }
+      }
+      expect(index.misses).toBeGreaterThan(0);
+    });
+
+  it("reads the table node by node only when a definition arrives, and only its scope's nodes", () => {
+    const records = new EndpointRecordsMap();
+    const read: string[] = [];
+    const entriesOfNode = records.entriesOfNode.bind(records);
+    records.entriesOfNode = (id: string) => (read.push(id), entriesOfNode(id));
+    const index = new ServiceEndpoints(records, () => {});
+    // a node with an endpoint in each of 200 namespaces, churned: no change reads another endpoint's record
+    const rec = (i: number, v: number): EndpointRecord => ({ ip: `100.64.${i >> 8}.${i & 255}`, cluster: 'c1', node: i < 200 ? 'n1' : 'n2', namespace: `ns${i % 200}`, name: `p${v}`, labels: { app: 'web' } });
+    for (let v = 0; v < 5; v++)
+      for (let i = 0; i < 400; i++) {
+        const old = records.get(`k${i}`);
+        const now = rec(i, v);
+        records.set(`k${i}`, now);
+        index.upsert(`k${i}`, now, old);
+      }
+    for (let i = 0; i < 400; i += 2) {
+      const old = records.get(`k${i}`);
+      records.delete(`k${i}`);
+      index.remove(`k${i}`, old);
+    }
+    expect(read).toEqual([]);
+    const d = definition('c1', 'ns7', 'web');
+    index.addDefinition(d);
+    expect(read.sort()).toEqual(['c1/n1', 'c1/n2']); // ns7's endpoints are on both nodes
+    expect([...index.memberEntriesOf(d)].map(([k]) => k).sort()).toEqual(['k207', 'k7']);
+    read.length = 0;
+    index.addDefinition(definition('c1', 'ns8', 'web')); // k8 and k208 went: the scope counts no node
+    expect(read).toEqual([]);
+  });
+
   it('keeps a key in its definitions when only its identity changes, holding the new record (no touch)', () => {
     const touched: string[] = [];
-    const records = new Map<string, EndpointRecord>();
+    const records = new EndpointRecordsMap();
     const index = new ServiceEndpoints(records, (svc) => touched.push(svc));
     const upsert = (k: string, rec: EndpointRecord): void => {
       const old = records.get(k);
@@ -138,7 +212,7 @@ describe('ServiceEndpoints', () => {
 describe('ServiceEndpoints with a wrong old record (a caller mistake)', () => {
   const shop1: EndpointRecord = { ip: '100.64.0.1', cluster: 'c1', node: 'n1', namespace: 'shop', name: 'p', labels: { app: 'web' } };
   const setup = () => {
-    const records = new Map<string, EndpointRecord>();
+    const records = new EndpointRecordsMap();
     const missed: string[] = [];
     const index = new ServiceEndpoints(records, () => {}, (k) => missed.push(k));
     const defs = { shop1: definition('c1', 'shop', 'web'), api1: definition('c1', 'shop', 'api'), shop2: definition('c2', 'shop', 'web'), bank1: definition('c1', 'bank', 'web') };
@@ -154,14 +228,12 @@ describe('ServiceEndpoints with a wrong old record (a caller mistake)', () => {
     const shop2: EndpointRecord = { ...shop1, cluster: 'c2' };
     records.set('k', shop2);
     index.upsert('k', shop2, { ...shop1, namespace: 'bank' }); // wrong: c1/bank, the key is in c1/shop
-    expect(index.size).toBe(1);
     expect(members(defs.shop1)).toEqual([]);
     expect(members(defs.bank1)).toEqual([]);
     expect(members(defs.shop2)).toEqual([['k', shop2]]);
     expect(missed).toEqual(['k']);
-    index.remove('k', { ...shop1, cluster: 'c9' }); // wrong again: found and dropped all the same
-    records.delete('k');
-    expect(index.size).toBe(0);
+    records.delete('k'); // (the owner's table loses it first)
+    index.remove('k', { ...shop1, cluster: 'c9' }); // wrong again: dropped all the same
     expect(members(defs.shop2)).toEqual([]);
     expect(index.misses).toBe(2);
   });
@@ -173,7 +245,6 @@ describe('ServiceEndpoints with a wrong old record (a caller mistake)', () => {
     const api: EndpointRecord = { ...shop1, labels: { app: 'api' } };
     records.set('k', api);
     index.upsert('k', api, undefined); // wrong: it held shop1
-    expect(index.size).toBe(1);
     expect(members(defs.shop1)).toEqual([]);
     expect(members(defs.api1)).toEqual([['k', api]]);
     expect(missed).toEqual(['k']);
@@ -183,7 +254,6 @@ describe('ServiceEndpoints with a wrong old record (a caller mistake)', () => {
     const { records, missed, index, defs, members } = setup();
     records.set('k', shop1);
     index.upsert('k', shop1, { ...shop1, labels: { app: 'api' } });
-    expect(index.size).toBe(1);
     expect(members(defs.shop1)).toEqual([['k', shop1]]);
     expect(missed).toEqual(['k']);
   });

@@ -17,6 +17,7 @@ import { PolicyDatapath } from '../../src/policy/datapath.js';
 import { handOverEndpoint } from '../../src/agent/endpointhandoff.js';
 import { serviceFromManifest, WEIGHT_ANNOTATION, type ClusterService } from '../../src/services/service.js';
 import { FullRecompute } from '../../bench/services-reference.js';
+import { EndpointRecordsMap } from '../../src/controlplane/endpointrecords.js';
 
 function rng(seed: number) {
   let s = seed >>> 0;
@@ -48,7 +49,7 @@ function run(seed: number, steps: number, mode: 'own' | 'policy' | 'throwing' = 
   dev.onProbe = (ids) => {
     for (const id of ids) if (answering.has(id)) dev.answerProbe(id, answering.get(id)!);
   };
-  const endpoints = new Map<string, EndpointRecord>(); // the oracle's records (and the index's, unless viaPolicy)
+  const endpoints = new EndpointRecordsMap(); // the oracle's records (and the index's, unless viaPolicy)
   const policy = viaPolicy ? new PolicyDatapath(new FakeDevice(), 'c1', 'n1', { defaultLocalCluster: true }, silentLogger) : undefined;
   const dp = new ServiceDatapath(dev, 'fake0', 'c1', 'n1', { maglevTableSize: 251, routeVip: (_vip, add) => add, endpoints: policy?.endpoints ?? endpoints }, silentLogger, (id) => (peers.has(id) ? peerIdOf.get(id) : undefined));
   let failNext = false; // the data path's next flow log forget() throws (mode 'throwing')
