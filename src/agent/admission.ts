@@ -256,9 +256,9 @@ export class Admission {
         const rec = c.rec as EndpointRecord;
         const why = this.trust.endpoint(c.cluster, rec);
         if (why && why !== WAIT) return refuse('endpoint', 'claim', why);
-        // the codec checked it already; the endpoint table files a record under its key's node (endpointstore.ts)
+        // the codec checked it already; the table files a record under its key's node, the services' index counts it under its own (endpointstore.ts)
         const id = this.endpoints.nodeOf(key);
-        if (id !== `${c.cluster}/${rec.node}`) return refuse('endpoint', 'claim', `the key does not name node ${c.cluster}/${rec.node}`);
+        if (id !== `${c.cluster}/${rec.node}` || rec.cluster !== c.cluster) return refuse('endpoint', 'claim', `the record names node ${rec.cluster}/${rec.node}; its key names ${id}, from ${c.cluster}`);
         const nodeKey = this.nodeByName.get(id);
         // before the config only our own node's (admitted as node.yaml says): inside its pod CIDRs, below
         if (why === WAIT && (nodeKey === undefined || nodeKey !== this.self?.key)) return AWAIT_CONFIG;

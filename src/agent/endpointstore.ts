@@ -159,19 +159,26 @@ export class EndpointStore {
     for (const id of this.byNode.keys()) yield* this.admittedOfNode(id, pick);
   }
 
-  /** The admitted values of node `nodeId`'s keys through `pick`, in the order its keys came (none: no such node). */
-  *admittedOfNode<T>(nodeId: string, pick: (key: string, value: unknown) => T): IterableIterator<T> {
+  /**
+   * The admitted values of node `nodeId`'s keys through `pick`, in the order its keys came (none: no such node); with
+   * `namespace`, only the records of that namespace (a packed one tested before it is unpacked).
+   */
+  *admittedOfNode<T>(nodeId: string, pick: (key: string, value: unknown) => T, namespace?: string): IterableIterator<T> {
     const m = this.byNode.get(nodeId);
     if (m === undefined) return;
+    const of = (v: unknown): unknown => {
+      const a = v instanceof Held ? v.admitted : v; // (packed or not: a record's namespace is a field of both)
+      return namespace === undefined || (a as { namespace?: unknown } | undefined)?.namespace === namespace ? admittedIn(v, nodeId) : undefined;
+    };
     if (m instanceof Map) {
       for (const [k, v] of m) {
-        const a = admittedIn(v, nodeId);
+        const a = of(v);
         if (a !== undefined) yield pick(k, a);
       }
       return;
     }
     for (let i = 0; i < m.length; i += 2) {
-      const a = admittedIn(m[i + 1], nodeId);
+      const a = of(m[i + 1]);
       if (a !== undefined) yield pick(m[i] as string, a);
     }
   }
@@ -248,8 +255,8 @@ class AdmittedRecords implements ReadonlyMap<string, unknown> {
   [Symbol.iterator](): IterableIterator<[string, unknown]> {
     return this.entries();
   }
-  /** EndpointRecords.entriesOfNode: the admitted values filed under node `nodeId` (the node their keys name). */
-  entriesOfNode(nodeId: string): IterableIterator<[string, unknown]> {
-    return this.store.admittedOfNode(nodeId, (k, v): [string, unknown] => [k, v]);
+  /** EndpointRecords.entriesOfNode: the admitted values filed under node `nodeId` (the node their keys name) of `namespace`. */
+  entriesOfNode(nodeId: string, namespace: string): IterableIterator<[string, unknown]> {
+    return this.store.admittedOfNode(nodeId, (k, v): [string, unknown] => [k, v], namespace);
   }
 }

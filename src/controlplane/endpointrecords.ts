@@ -13,10 +13,12 @@ export type { EndpointRecord };
 
 export interface EndpointRecords extends ReadonlyMap<string, EndpointRecord> {
   /**
-   * The (key, record) pairs of the records of node `nodeId` ("cluster/node": the record's own cluster and node), in
-   * no promised order; none for a node with none. The caller does not change the table while it iterates.
+   * The (key, record) pairs of the records of node `nodeId` ("cluster/node": the record's own cluster and node, which
+   * is the node its key names: admission refuses a record naming another) in namespace `namespace`, in no promised
+   * order; none for a node with none. The caller does not change the table while it iterates. It costs what the
+   * owner keeps under that node (admission's table: its candidates too, the ones not admitted skipped unread).
    */
-  entriesOfNode(nodeId: string): Iterable<[string, EndpointRecord]>;
+  entriesOfNode(nodeId: string, namespace: string): Iterable<[string, EndpointRecord]>;
 }
 
 /** The node id of a record: "cluster/node". */
@@ -30,8 +32,11 @@ export class EndpointRecordsMap extends Map<string, EndpointRecord> implements E
   /** node id → the keys whose record is that node's. */
   private readonly byNode = new Map<string, Set<string>>();
 
+  constructor() {
+    super(); // (no entries: Map's constructor would set them before byNode exists)
+  }
+
   override set(key: string, rec: EndpointRecord): this {
-    // (Map's constructor calls set before this class's fields exist: it is never given entries, see above)
     this.unfile(key);
     super.set(key, rec);
     const id = recordNodeId(rec);
@@ -51,8 +56,11 @@ export class EndpointRecordsMap extends Map<string, EndpointRecord> implements E
     super.clear();
   }
 
-  *entriesOfNode(nodeId: string): IterableIterator<[string, EndpointRecord]> {
-    for (const k of this.byNode.get(nodeId) ?? []) yield [k, this.get(k)!];
+  *entriesOfNode(nodeId: string, namespace: string): IterableIterator<[string, EndpointRecord]> {
+    for (const k of this.byNode.get(nodeId) ?? []) {
+      const rec = this.get(k)!;
+      if (rec.namespace === namespace) yield [k, rec];
+    }
   }
 
   private unfile(key: string): void {

@@ -32,7 +32,7 @@ import { formatIP, parseIP } from '../net/ip.js';
 import { unmappedIPv4 } from '../gateway/proxyproto.js';
 import { serviceName, ServiceEndpoints } from './endpoints.js';
 import { NodeHealth } from './health.js';
-import { portViews, serviceFromManifest, type ClusterService, type ServicePortView } from './service.js';
+import { contributingDefinitions, portViews, serviceFromManifest, type ClusterService, type ServiceEndpoint, type ServicePortView } from './service.js';
 import { serviceList, type ServiceStatus } from './status.js';
 import { PortTables } from './tables.js';
 import type { Manifest } from '../manifests/validate.js';
@@ -68,6 +68,8 @@ export class ServiceDatapath {
   /** Every cluster's definitions by service ("namespace/name"). */
   private readonly byName = new Map<string, ClusterService[]>();
   private readonly index: ServiceEndpoints;
+  /** The definitions in the index, by service: its contributing ones (reindex). */
+  private readonly indexed = new Map<string, Set<ClusterService>>();
   private readonly services = new Map<string, ServiceState>();
   /** Services whose candidate backends must be rebuilt / whose selection must be redone. */
   private readonly dirtyBackends = new Set<string>();
@@ -115,7 +117,7 @@ export class ServiceDatapath {
       (svc) => this.markBackends(svc),
       // a caller's mistake, repaired (endpoints.ts); logged the first time and every 1024th after (bounded)
       (key) => {
-        if ((this.index.misses & 1023) === 1) log.warn({ key, misses: this.index.misses }, 'services index: an endpoint change named the wrong old record; the key was found by a walk over the scopes');
+        if ((this.index.misses & 1023) === 1) log.warn({ key, misses: this.index.misses }, 'services index: an endpoint change named the wrong old record, or a member no longer qualified; repaired');
       },
     );
     this.tables = new PortTables(dev, cluster, opts.maglevTableSize, log);
@@ -147,33 +149,50 @@ export class ServiceDatapath {
   /** A cluster's Service manifest, decoded by records/manifest.ts. */
   upsertRecord(key: string, cluster: string, manifest: Manifest): void {
     const def = serviceFromManifest(cluster, manifest);
-    this.dropDefinition(key);
+    const was = this.dropDefinition(key);
     this.records.set(key, def);
     const name = serviceName(def);
     let list = this.byName.get(name);
     if (!list) this.byName.set(name, (list = []));
     list.push(def);
-    this.index.addDefinition(def);
+    this.reindex(name);
+    if (was !== undefined && was !== name) this.reindex(was);
     this.generation++;
     this.schedule();
   }
 
   removeRecord(key: string): void {
-    if (!this.dropDefinition(key)) return;
+    const was = this.dropDefinition(key);
+    if (was === undefined) return;
+    this.reindex(was);
     this.generation++;
     this.schedule();
   }
 
-  private dropDefinition(key: string): boolean {
+  /** Forgets the definition under key; the name of its service, undefined when there was none. */
+  private dropDefinition(key: string): string | undefined {
     const def = this.records.get(key);
-    if (!def) return false;
+    if (!def) return undefined;
     this.records.delete(key);
     const name = serviceName(def);
     const list = this.byName.get(name)!.filter((d) => d !== def);
     if (list.length) this.byName.set(name, list);
     else this.byName.delete(name);
-    this.index.removeDefinition(def);
-    return true;
+    return name;
+  }
+
+  /**
+   * Indexes the definitions of service `name` a rebuild reads (contributingDefinitions), and only those: another
+   * cluster's definitions of a service this cluster does not define, or does not share, hold no members (a hostile
+   * cluster's definitions, each picking all its endpoints, grew memory as definitions x endpoints: review of s26svc).
+   */
+  private reindex(name: string): void {
+    const want = new Set(contributingDefinitions(this.cluster, this.byName.get(name) ?? []));
+    const had = this.indexed.get(name);
+    for (const d of had ?? []) if (!want.has(d)) this.index.removeDefinition(d);
+    for (const d of want) if (!had?.has(d)) this.index.addDefinition(d);
+    if (want.size) this.indexed.set(name, want);
+    else this.indexed.delete(name);
   }
 
   /**
@@ -189,7 +208,7 @@ export class ServiceDatapath {
     this.index.remove(key, old);
   }
 
-  /** Endpoint changes whose old record did not locate their key in the index (repaired; 0 unless a caller is wrong). */
+  /** Endpoint changes found naming the wrong old record, and members found not to qualify (repaired; 0 unless a caller is wrong). */
   get indexMisses(): number {
     return this.index.misses;
   }
@@ -303,7 +322,8 @@ export class ServiceDatapath {
   /** A service's candidate backends from its definitions' members; its node, VIP and nearest bookkeeping follows. */
   private rebuild(svc: string): void {
     const defs = this.byName.get(svc) ?? [];
-    const views = portViews(this.cluster, defs, (d) => this.index.membersOf(d));
+    const read = new Map<ClusterService, ServiceEndpoint[]>(); // each definition's members read once, whatever its ports
+    const views = portViews(this.cluster, defs, (d) => read.get(d) ?? read.set(d, [...this.index.membersOf(d)]).get(d)!);
     const prev = this.services.get(svc);
     const nodes = new Map<string, number>();
     for (const v of views) for (const b of v.backends) nodes.set(`${b.cluster}/${b.node}`, (nodes.get(`${b.cluster}/${b.node}`) ?? 0) + 1);

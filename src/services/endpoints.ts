@@ -6,9 +6,15 @@
  *   definition ──▶ its members: the keys of the endpoints of its scope its selector picks (service.ts selects)
  *
  * An endpoint upsert or removal tests only the definitions of its own scope
- * (old and new record) and reports the services whose members changed; a
- * definition change matches only the endpoints of its scope's nodes (read from
- * the owner's table node by node). Nothing walks all endpoints.
+ * (old and new record) and reports the services whose members changed, reading
+ * no other record. A definition's arrival reads the records of its namespace on
+ * its scope's nodes, from the owner's table node by node: it costs what the
+ * owner keeps under those nodes (admission's table: each node's admitted
+ * endpoints, at most its endpoint bound, and the candidates it holds there not
+ * admitted, skipped unread; at worst a remote's record budget, the same order as
+ * a scope of that many endpoints cost before). The owner indexes only the
+ * definitions its services read (services/datapath.ts reindex). Nothing walks
+ * all endpoints.
  *
  * Compact (issue 16): the index keeps no record and no key of an endpoint that
  * no definition picks. It reads records from the table its owner keeps (the
@@ -129,7 +135,7 @@ export class ServiceEndpoints {
     const scope = this.scope(def.cluster, def.namespace);
     scope.defs.add(def);
     const m = new Set<string>();
-    for (const node of scope.nodes.keys()) for (const [k, rec] of this.records.entriesOfNode(node)) if (picks(def, rec)) m.add(k);
+    for (const node of scope.nodes.keys()) for (const [k, rec] of this.records.entriesOfNode(node, def.namespace)) if (picks(def, rec)) m.add(k);
     this.members.set(def, m);
     this.touched(serviceName(def));
   }

@@ -152,14 +152,24 @@ function backendOrder(a: Backend, b: Backend): number {
 }
 
 /**
+ * The definitions a service's backends come from (defs: every cluster's definition of it): with a definition of
+ * the local cluster, the local cluster's and, when the first of them is global, the other clusters' shared ones;
+ * none without one (the service is not served here). In defs' order.
+ */
+export function contributingDefinitions(localCluster: string, defs: readonly ClusterService[]): ClusterService[] {
+  const local = defs.find((d) => d.cluster === localCluster);
+  return local ? defs.filter((d) => d.cluster === localCluster || (local.global && d.shared)) : [];
+}
+
+/**
  * servicePorts over pre-matched endpoints: members(def) yields the endpoints
  * def's selector picks in its cluster and namespace (selects() true), e.g.
  * from an index maintained per change (endpoints.ts).
  */
 export function portViews(localCluster: string, defs: ClusterService[], members: (def: ClusterService) => Iterable<ServiceEndpoint>): ServicePortView[] {
-  const local = defs.find((d) => d.cluster === localCluster);
+  const contributing = contributingDefinitions(localCluster, defs);
+  const local = contributing.find((d) => d.cluster === localCluster);
   if (!local) return [];
-  const contributing = defs.filter((d) => d.cluster === localCluster || (local.global && d.shared));
   // backends of the VIP's address family only (a pod has one record per address)
   const v6 = local.vip?.includes(':');
   return local.ports.map((port) => {

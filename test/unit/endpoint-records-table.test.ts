@@ -131,10 +131,23 @@ function run(seed: number, steps: number, ips = 10, bound = 4): void {
         const rec: EndpointRecord = { ip, cluster: 'c2', node: n, namespace: pick(['ns', 'other']), name: `p${IPS.indexOf(ip)}`, labels: { app: pick(['web', 'api']) }, ...(rnd() < 0.6 ? { identity: pick([0x20101, 0x20102]) } : {}) };
         admission.upsert('endpoint', formOf(key), 'c2', rec, rnd() < 0.1);
       }
+    } else if (op < 0.93) {
+      // service definitions come and go mid-sequence: a definition's arrival reads the table node by node (review of
+      // s26svc), c2's contributing to c1's global ones
+      const c = pick(['c1', 'c2', 'c3']);
+      const ns = pick(['ns', 'other']);
+      const m = validateManifest({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: ns, annotations: { [GLOBAL_ANNOTATION]: 'true' } }, spec: { clusterIP: ns === 'ns' ? '100.127.0.1' : '100.127.0.2', selector: { app: pick(['web', 'api']) }, ports: [{ name: 'http', port: 80 }] } });
+      const k = `cilium/state/services/v1/${c}/${ns}/web`;
+      const drop = rnd() < 0.3;
+      for (const s of [agent, ref]) {
+        if (drop) s.svc.removeRecord(k);
+        else s.svc.upsertRecord(k, c, m);
+      }
     } else {
-      // a record naming another cluster than its source, or its key's node: refused (the admitted value stays)
+      // a record naming another cluster than its source, or its key's node: refused (the admitted value stays), with
+      // labels a definition picks (review of s26svc #1: it was admitted, and counted under another node than its key's)
       const ip = pick(IPS);
-      admission.upsert('endpoint', formOf(epKey(n, ip)), 'c2', { ip, cluster: 'c3', node: n, namespace: 'ns', name: 'x', labels: {} });
+      admission.upsert('endpoint', formOf(epKey(n, ip)), 'c2', { ip, cluster: 'c3', node: n, namespace: 'ns', name: 'x', labels: { app: pick(['web', 'api']) } });
     }
     mostOfANode = Math.max(mostOfANode, ...NODES.map((x) => [...held.keys()].filter((k) => k.includes(`/c2/${x}/`)).length));
     const a = state(agent, full);

@@ -39,7 +39,7 @@ describe('EndpointStore', () => {
       const cand = new Map<string, { cluster: string; rec: unknown }>();
       const adm = new Map<string, unknown>();
       const keys = ['c1', 'c2'].flatMap((c) => ['n1', 'n2', 'n3'].flatMap((n) => ['100.64.0.1', '100.64.0.2'].map((ip) => key(c, n, ip)))).concat(['bogus/key']);
-      const recs = keys.map((k) => ({ cluster: nodeIdOf(k).split('/')[0] || 'c1', v: k }));
+      const recs = keys.map((k, i) => ({ cluster: nodeIdOf(k).split('/')[0] || 'c1', v: k, namespace: i % 3 ? 'a' : 'b' }));
       for (let step = 0; step < 400; step++) {
         const k = pick(keys);
         const r = rand();
@@ -70,8 +70,10 @@ describe('EndpointStore', () => {
           const want = keys.filter((x) => nodeIdOf(x) === id && (cand.has(x) || adm.has(x)));
           expect(new Set(s.keysOfNode(id))).toEqual(new Set(want));
           // the records' view node by node (the services' index reads it): the admitted values of that node's keys
-          const admittedHere = [...adm].filter(([x]) => nodeIdOf(x) === id);
-          expect(new Map([...(s.records as EndpointRecords).entriesOfNode(id)])).toEqual(new Map(admittedHere));
+          for (const ns of ['a', 'b']) {
+            const admittedHere = [...adm].filter(([x, v]) => nodeIdOf(x) === id && (v as { namespace: string }).namespace === ns);
+            expect(new Map([...(s.records as EndpointRecords).entriesOfNode(id, ns)])).toEqual(new Map(admittedHere));
+          }
         }
       }
     });
@@ -81,8 +83,8 @@ describe('EndpointStore', () => {
 describe('EndpointRecordsMap', () => {
   it('files each key under its record\'s node as records come, change node and go', () => {
     const m = new EndpointRecordsMap();
-    const rec = (node: string, ip: string): EndpointRecord => ({ ip, cluster: 'c1', node, namespace: 'ns', name: 'p', labels: {} });
-    const byNode = (id: string) => new Map(m.entriesOfNode(id));
+    const rec = (node: string, ip: string, namespace = 'ns'): EndpointRecord => ({ ip, cluster: 'c1', node, namespace, name: 'p', labels: {} });
+    const byNode = (id: string) => new Map(m.entriesOfNode(id, 'ns'));
     m.set('a', rec('n1', '100.64.0.1')).set('b', rec('n1', '100.64.0.2')).set('c', rec('n2', '100.64.0.3'));
     expect(byNode('c1/n1')).toEqual(new Map([['a', m.get('a')], ['b', m.get('b')]]));
     m.set('a', rec('n2', '100.64.0.1')); // moved: filed under its new node only
@@ -95,5 +97,8 @@ describe('EndpointRecordsMap', () => {
     expect(byNode('c1/n2')).toEqual(new Map());
     expect(m.size).toBe(0);
     expect(byNode('c9/none')).toEqual(new Map());
+    m.set('d', rec('n1', '100.64.0.4', 'other')); // another namespace: on its node, not in ns
+    expect(byNode('c1/n1')).toEqual(new Map());
+    expect([...m.entriesOfNode('c1/n1', 'other')]).toEqual([['d', m.get('d')]]);
   });
 });
