@@ -10,7 +10,8 @@ export type Holder = { ip: string; cluster: string; node: string; endpoint: stri
 
 /**
  * The holders of any of `ips` other than the local endpoint `key` (namespace/name) of node `node` in `cluster`:
- * this node's other local endpoints, and the endpoint records (`records`) of other nodes.
+ * this node's other local endpoints, and the endpoint records (`records`, those naming any of `ips` or more) of other
+ * nodes.
  */
 export function addressHolders(ips: string[], key: string, at: { cluster: string; node: string }, local: Iterable<LocalEndpoint>, records: Iterable<EndpointRecord>): Holder[] {
   const out: Holder[] = [];

@@ -130,11 +130,15 @@ export class Agent extends EventEmitter {
    * Endpoint records (own cluster and cached, admitted), by their etcd key's form (Admission.endpointKeys: a
    * compact form for an endpoint key, `full` gives its text): admission's table, the agent's one table of them
    * (issue 16: the policy data path and the services' index read it and keep none of their own, one Map entry
-   * per endpoint fewer). Its order is by node (the policy universe reads its facts in it; registration's conflict
-   * error lists the other holders in it).
+   * per endpoint fewer). Its order is by node (the policy universe reads its facts in it).
    */
   get endpoints(): EndpointRecords {
     return this.admission.endpointRecords;
+  }
+
+  /** The records naming `ip` (registration's address conflicts): the data path's, by the ipcache; policy off, a walk of the table. */
+  private endpointsAt(ip: string): Iterable<EndpointRecord> {
+    return this.datapath ? this.datapath.byAddress.all(ip) : [...this.endpoints.values()].filter((r) => r.ip === ip);
   }
 
   get id(): string {
@@ -173,7 +177,7 @@ export class Agent extends EventEmitter {
       );
     }
     this.registration = new Registration(
-      { cfg, store, ...(allocator && this.datapath ? { identities: { allocator, datapath: this.datapath } } : {}), endpoints: this.endpoints, rejections: this.rejections, log },
+      { cfg, store, ...(allocator && this.datapath ? { identities: { allocator, datapath: this.datapath } } : {}), endpointsAt: (ip) => this.endpointsAt(ip), rejections: this.rejections, log },
       this.nodeRecord(),
     );
     const reg = this.registration;

@@ -51,8 +51,12 @@ export interface RegistrationDeps {
   store: RegistrationStore;
   /** With policy on: identities of local endpoints and the data path that enforces them. */
   identities?: { allocator: IdentitySource; datapath: LocalEndpointPolicy };
-  /** Every endpoint record known (own cluster and cached), by etcd key: address conflicts. */
-  endpoints: ReadonlyMap<string, EndpointRecord>;
+  /**
+   * The endpoint records known (own cluster and cached) that name address `ip`: address conflicts. The agent's, with
+   * policy on: the data path's by the ipcache's owners of the address (O(records naming it), not a walk of every
+   * record per CNI add: issue 16); with policy off: a walk of its table.
+   */
+  endpointsAt(ip: string): Iterable<EndpointRecord>;
   rejections: { add(err: RecordError, origin: string): void };
   log: Logger;
   /** The pause between attempts (default REGISTRATION_RETRY: 1 s, doubling to 30 s). */
@@ -401,7 +405,7 @@ export class Registration {
       if (!mine.some((p) => prefixContains(p, a))) throw new ConfigError(`ips[${i}]`, `${ip} is outside this node's pod CIDRs (${podCIDRs.join(', ')})`);
     });
     checkPublishBound(this.local, key, ep.ips, this.d.cfg.admission?.maxEndpointsPerNode ?? DEFAULT_MAX_ENDPOINTS_PER_NODE);
-    const holders = addressHolders(ep.ips, key, { cluster: this.cluster, node: this.d.cfg.node.name }, this.local.values(), this.d.endpoints.values());
+    const holders = addressHolders(ep.ips, key, { cluster: this.cluster, node: this.d.cfg.node.name }, this.local.values(), ep.ips.flatMap((ip) => [...this.d.endpointsAt(ip)]));
     if (holders.length && !opts.replace) throw new EndpointConflictError(holders);
     for (const h of holders) {
       const other = h.node === this.d.cfg.node.name && h.cluster === this.cluster ? this.local.get(h.endpoint) : undefined;

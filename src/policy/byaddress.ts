@@ -51,6 +51,14 @@ export class EndpointsByAddress {
     else this.shared.delete(ip); // the one left is found through the ipcache
   }
 
+  /**
+   * Every record naming `ip` (O(records naming it): the ipcache's owners of its slot), in no promised order: what an
+   * address conflict names (agent/registration.ts). A record whose data path call threw before its claim is not seen.
+   */
+  all(ip: string): EndpointRecord[] {
+    return this.named(ip).map((k) => this.records.get(k)!);
+  }
+
   /** The latest record naming `ip`. */
   at(ip: string): EndpointRecord | undefined {
     const key = this.shared.get(ip)?.at(-1) ?? this.named(ip)[0];

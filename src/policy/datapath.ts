@@ -67,7 +67,8 @@ export class PolicyDatapath extends EventEmitter {
   get endpoints(): EndpointRecords { return this.endpointRecords; }
   /** Whether `endpoints` is its own table (no opts.records; then `previous` is not read). */
   get ownsEndpoints(): boolean { return this.ownRecords !== undefined; }
-  private readonly byAddress: EndpointsByAddress; // the latest record naming an address
+  /** The records naming an address (the latest describes it; registration's conflict check reads them all). */
+  readonly byAddress: EndpointsByAddress;
   private readonly nodeAddresses = new Map<string, readonly string[]>(); // node id -> addresses (setNode: ours only)
   private dirty = false;
   /** Identities whose labels changed (or that came or went) since the maps were written: applied by delta. */
@@ -103,7 +104,7 @@ export class PolicyDatapath extends EventEmitter {
       cluster,
       rule: (n) => this.ruleById.get(n),
       localIdentity: (ip) => this.localByIp.get(ip)?.identity,
-      describe: (ip, identity) => describeEndpoint(this.universe, identity, ip ? this.endpointAt(ip) : undefined, opts.maxClusters),
+      describe: (ip, identity) => describeEndpoint(this.universe, identity, ip ? this.byAddress.at(ip) : undefined, opts.maxClusters),
       emit: (flows) => this.emit('flows', flows),
       following: () => this.listenerCount('flows') > 0,
     });
@@ -220,11 +221,6 @@ export class PolicyDatapath extends EventEmitter {
     this.universe.namespaces.clear();
     for (const n of names) this.universe.namespaces.add(n);
     this.markDirty();
-  }
-
-  /** The latest endpoint record naming `ip`. */
-  private endpointAt(ip: string): EndpointRecord | undefined {
-    return this.byAddress.at(ip);
   }
 
   /**
@@ -421,7 +417,7 @@ export class PolicyDatapath extends EventEmitter {
    */
   addSpoofedFlows(tuples: SpoofedTuple[]): void {
     this.spoofedRecords += tuples.length;
-    const identityAt = (ip: string) => this.localByIp.get(ip)?.identity ?? this.endpointAt(ip)?.identity ?? 0;
+    const identityAt = (ip: string) => this.localByIp.get(ip)?.identity ?? this.byAddress.at(ip)?.identity ?? 0;
     this.flowLog.add(spoofedFlows(tuples, { localEps: this.localEps.values(), flowLog: this.flowLog, identityAt, node: this.node, cluster: this.cluster }));
   }
 

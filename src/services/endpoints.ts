@@ -91,7 +91,8 @@ export class ServiceEndpoints {
 
   /**
    * records: every endpoint's latest record by key, kept by the owner, and readable node by node (records.get(key)
-   * is the record last upserted here once upsert returns, and stays so until the next upsert or remove of that key).
+   * is the record last upserted here, or one equal to it, once upsert returns, and stays so until the next upsert or
+   * remove of that key).
    * touched(service): the members of a definition of that service ("namespace/name") changed.
    * missed(key): a change's old record did not match what the index holds, or a member no longer qualified (a
    * caller's mistake, see above; after the repair).

@@ -106,7 +106,7 @@ function portMatches(a: ServicePort, b: ServicePort, single: boolean): boolean {
   return a.name !== '' || !single ? a.name === b.name : a.port === b.port;
 }
 
-/** The fields of an endpoint that services read (an EndpointRecord has them; the agent's index keeps only these). */
+/** The fields of an endpoint that services read (an EndpointRecord has them). */
 export type ServiceEndpoint = Pick<EndpointRecord, 'cluster' | 'node' | 'namespace' | 'name' | 'ip' | 'labels'>;
 
 /** Whether a definition's selector picks the endpoint (its namespace, every selector label equal). */

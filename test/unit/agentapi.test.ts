@@ -54,7 +54,7 @@ beforeAll(async () => {
         delete: async (k) => void (await mem.delete(k)),
         lease: () => ({ put: async (k, v) => void (await mem.put(k, v)), grant: async () => '1', onLost: () => undefined, release: () => undefined }),
       },
-      endpoints: others,
+      endpointsAt: (ip) => [...others.values()].filter((r) => r.ip === ip),
       rejections: { add: () => undefined },
       log: silentLogger,
     },

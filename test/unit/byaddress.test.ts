@@ -44,7 +44,7 @@ function run(seed: number, steps: number): void {
   const rnd = prng(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
   const dp = new PolicyDatapath(new FakeDevice(), 'c1', 'n1', { defaultLocalCluster: true }, silentLogger);
-  const index = (dp as unknown as { byAddress: EndpointsByAddress }).byAddress;
+  const index: EndpointsByAddress = dp.byAddress;
   const o = new Oracle();
   const keys = Array.from({ length: 8 }, (_, i) => `cilium/state/ip/v2/c2/n${i % 3}/k${i}`);
   for (let step = 0; step < steps; step++) {
@@ -57,7 +57,12 @@ function run(seed: number, steps: number): void {
       dp.removeEndpoint(key, undefined);
       o.remove(key);
     }
-    for (const ip of IPS) expect(index.at(ip)?.name, `seed ${seed} step ${step} ${ip}`).toBe(o.at(ip)?.name);
+    for (const ip of IPS) {
+      expect(index.at(ip)?.name, `seed ${seed} step ${step} ${ip}`).toBe(o.at(ip)?.name);
+      // every record naming it (registration's address conflicts), against a walk of the oracle's records
+      const all = index.all(ip).map((r) => r.name).sort();
+      expect(all, `seed ${seed} step ${step} ${ip}: all`).toEqual([...o.records.values()].filter((r) => r.ip === ip).map((r) => r.name).sort());
+    }
   }
 }
 

@@ -14,6 +14,8 @@ import { ConfigError, EndpointConflictError } from '../../src/errors.js';
 import type { Labels } from '../../src/identity/identity.js';
 import { silentLogger } from '../../src/log.js';
 import { Retrier } from '../../src/agent/registrationstate.js';
+import { PolicyDatapath } from '../../src/policy/datapath.js';
+import { FakeDevice } from '../../src/native/fakedevice.js';
 import { loadOrCreateKey, Registration, type IdentitySource, type RegistrationDeps, type RegistrationStore } from '../../src/agent/registration.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'wmreg-'));
@@ -63,7 +65,7 @@ function setup(name: string, extra: Partial<RegistrationDeps> = {}) {
   const rejected: RecordError[] = [];
   const file = join(dir, name, 'key');
   loadOrCreateKey(file); // as the agent does first: the endpoints file goes beside the key
-  const deps: RegistrationDeps = { cfg: cfg(file), store: s.store, endpoints, rejections: { add: (e) => void rejected.push(e) }, log: silentLogger, ...extra };
+  const deps: RegistrationDeps = { cfg: cfg(file), store: s.store, endpointsAt: (ip) => [...endpoints.values()].filter((r) => r.ip === ip), rejections: { add: (e) => void rejected.push(e) }, log: silentLogger, ...extra };
   return { mem, ...s, endpoints, rejected, file, deps, reg: new Registration(deps, nodeRec) };
 }
 
@@ -142,6 +144,25 @@ describe('Registration', () => {
     expect(await reg.removeEndpoint('ns', 'b')).toBe(true);
     expect(await reg.removeEndpoint('ns', 'b')).toBe(false);
     expect(mem.get(epKey('100.65.1.3'))).toBeUndefined();
+  });
+
+  it("finds another node's record holding an address through the data path's by-address index, as the agent wires it", async () => {
+    // the agent's endpointsAt with policy on: PolicyDatapath.byAddress.all, the ipcache's owners of the address (no
+    // walk of every record per CNI add, issue 16); two records naming one address are both holders
+    const dp = new PolicyDatapath(new FakeDevice(), 'c1', 'n1', { defaultLocalCluster: true }, silentLogger);
+    const { reg } = setup('conflict-dp', { endpointsAt: (ip) => dp.byAddress.all(ip) });
+    await reg.register();
+    const moved: EndpointRecord = { ip: '100.65.1.9', cluster: 'c1', node: 'n2', namespace: 'ns', name: 'moved', labels: {} };
+    dp.upsertEndpoint('cilium/state/ip/v2/c1/n2/100.65.1.9', moved, undefined);
+    dp.upsertEndpoint('cilium/state/ip/v2/c2/n7/100.65.1.9', { ...moved, cluster: 'c2', node: 'n7', name: 'other' }, undefined);
+    dp.upsertEndpoint('cilium/state/ip/v2/c1/n2/100.65.1.8', { ...moved, ip: '100.65.1.8', name: 'elsewhere' }, undefined);
+    const err = await reg.addEndpoint({ name: 'd', namespace: 'ns', labels: {}, ips: ['100.65.1.9', '100.65.1.7'] }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(EndpointConflictError);
+    expect((err as EndpointConflictError).holders.map((h) => `${h.cluster}/${h.node} ${h.endpoint} ${h.ip}`).sort()).toEqual(['c1/n2 ns/moved 100.65.1.9', 'c2/n7 ns/other 100.65.1.9']);
+    dp.removeEndpoint('cilium/state/ip/v2/c1/n2/100.65.1.9', undefined);
+    dp.removeEndpoint('cilium/state/ip/v2/c2/n7/100.65.1.9', undefined);
+    await reg.addEndpoint({ name: 'd', namespace: 'ns', labels: {}, ips: ['100.65.1.9', '100.65.1.7'] });
+    expect(reg.localEndpoints().map((e) => e.name)).toEqual(['d']);
   });
 
   it("regression: refuses an endpoint whose addresses would take the node's published ones past admission.maxEndpointsPerNode", async () => {

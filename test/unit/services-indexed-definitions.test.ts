@@ -44,7 +44,7 @@ describe('ServiceDatapath indexes only the definitions its services read', () =>
     expect(reads.sort()).toEqual(['c2/n0', 'c2/n1', 'c2/n2', 'c2/n3', 'c2/n4']);
     const s3 = () => dp.list().find((s) => s.name === 's3');
     expect(s3()!.ports[0]!.backends).toHaveLength(50);
-    // global here too, but c2's definition not shared: read for nothing, no backends
+    // global here too, but c2's definition not shared: not indexed, nothing read, no backends
     reads.length = 0;
     dp.upsertRecord('c1/s5', 'c1', manifest('s5', { [GLOBAL_ANNOTATION]: 'true' }));
     dp.compute();

@@ -20,9 +20,10 @@ export const endpointSchema = z.object({
   ports: containerPorts.optional(),
 });
 /**
- * A decoded endpoint record. Never mutated once handed over by the codec: the data path, admission and the
- * services' index (src/services/endpoints.ts, which files its members by the record's cluster and namespace)
- * share the one object, so a change is a new record through the watch, never an edit in place.
+ * A decoded endpoint record. Never mutated once handed over by the codec: a change is a new record through the
+ * watch, never an edit in place. Admission's table keeps it packed and builds an equal record on every read
+ * (src/agent/packedendpoint.ts), so two reads of one key give equal records, not the same object: readers compare
+ * records by content.
  */
 export type EndpointRecord = z.infer<typeof endpointSchema>;
 
