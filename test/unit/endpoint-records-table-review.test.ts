@@ -57,7 +57,7 @@ function scenario(table: boolean) {
       /* kvstore.ts deliver: logged, skipped */
     }
   };
-  const at = (ip: string) => (dp as unknown as { endpointAt(ip: string): EndpointRecord | undefined }).endpointAt(ip);
+  const at = (ip: string) => dp.byAddress.at(ip);
   a.upsert('node', nodeKey('n1'), 'c2', node('n1', 0));
   const ip = '100.66.0.10';
   const fa = forms.acquire(epKey('n1', ip));

@@ -53,7 +53,6 @@ function side(records?: EndpointRecords): Side {
 const sorted = <T>(xs: Iterable<T>): T[] => [...xs].map((x) => JSON.stringify(x)).sort().map((x) => JSON.parse(x) as T);
 
 function state(s: Side, admissionKeys: (k: string) => string) {
-  const dp = s.dp as unknown as { endpointAt(ip: string): EndpointRecord | undefined };
   s.svc.compute();
   s.svc.health.tick();
   s.svc.compute();
@@ -61,7 +60,7 @@ function state(s: Side, admissionKeys: (k: string) => string) {
     records: sorted([...s.dp.endpoints].map(([k, r]) => [admissionKeys(k), r])),
     size: s.dp.endpoints.size,
     ipcache: IPS.map((ip) => [s.dp.ipcache.get(ip), sorted(s.dp.ipcache.ownersOf(ip))]),
-    at: IPS.map((ip) => dp.endpointAt(ip)),
+    at: IPS.map((ip) => s.dp.byAddress.at(ip)),
     facts: sorted([...s.dp.universe.endpointsByIdentity()].map(([id, l]) => [id, sorted(l.map((f) => [f.ip, f.ports]))])),
     status: JSON.stringify(s.svc.list()),
     services: [...s.dev.services.values()].map((x) => `${x.frontends.join(',')} -> ${x.backends.map((b) => b.address).sort().join(',')}`).sort(),

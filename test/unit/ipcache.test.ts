@@ -171,7 +171,7 @@ spec:
       const keys = ['k/a', 'k/b', 'k/c', 'k/d'];
       const ips = ['100.65.2.1', '100.65.2.2', '100.65.2.3'];
       const model = new Map<string, ReturnType<typeof rec>>(); // key -> record, in order of the last upsert
-      const at = (ip: string) => (dp as unknown as { endpointAt(ip: string): unknown }).endpointAt(ip);
+      const at = (ip: string) => dp.byAddress.at(ip);
       for (let i = 0; i < 2000; i++) {
         const key = keys[Math.floor(rnd() * keys.length)]!;
         if (rnd() < 0.6) {
