@@ -68,7 +68,8 @@ export class PolicyDatapath extends EventEmitter {
   /** Whether `endpoints` is its own table (no opts.records; then `previous` is not read). */
   get ownsEndpoints(): boolean { return this.ownRecords !== undefined; }
   /** The records naming an address (the latest describes it; registration's conflict check reads them all). */
-  readonly byAddress: EndpointsByAddress;
+  private readonly addresses: EndpointsByAddress;
+  get byAddress(): Pick<EndpointsByAddress, 'at' | 'all'> { return this.addresses; }
   private readonly nodeAddresses = new Map<string, readonly string[]>(); // node id -> addresses (setNode: ours only)
   private dirty = false;
   /** Identities whose labels changed (or that came or went) since the maps were written: applied by delta. */
@@ -96,7 +97,7 @@ export class PolicyDatapath extends EventEmitter {
   ) {
     super();
     this.endpointRecords = opts.records ?? (this.ownRecords = new EndpointRecordsMap());
-    this.byAddress = new EndpointsByAddress(this.endpointRecords, this.ipcache);
+    this.addresses = new EndpointsByAddress(this.endpointRecords, this.ipcache);
     this.policies = new AgentPolicies(cluster, opts.enforcesPoliciesOf);
     this.universe = new IdentityUniverse(cluster, this.endpointRecords); // its endpoint facts are these records
     this.flowLog = new FlowLog({
@@ -187,7 +188,7 @@ export class PolicyDatapath extends EventEmitter {
       if (old?.identity === undefined && rec.identity !== undefined) own.delete(key);
       own.set(key, rec);
     }
-    this.byAddress.added(key, rec.ip); // (re)inserted last: the latest record describes the address
+    this.addresses.added(key, rec.ip); // (re)inserted last: the latest record describes the address
     this.flowLog.forget();
     this.endpointFacts(old?.ip === rec.ip ? old : undefined, rec);
     if (old && old.ip === rec.ip && old.identity === rec.identity && old.node === rec.node) return;
@@ -202,7 +203,7 @@ export class PolicyDatapath extends EventEmitter {
     const old = own ? own.get(key) : previous;
     if (!old) return;
     own?.delete(key);
-    this.byAddress.removed(key, old.ip);
+    this.addresses.removed(key, old.ip);
     this.flowLog.forget();
     this.endpointFacts(old, undefined);
     this.ipcache.delete(old.ip, key);

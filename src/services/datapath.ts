@@ -425,9 +425,12 @@ export class ServiceDatapath {
     return b ? { ip: formatIP(b.address), port: b.port } : undefined;
   }
 
-  /** The local definition of namespace/name (DNS). */
+  /**
+   * The local definition of namespace/name (DNS): the one whose VIP and ports the service's tables are built from
+   * (portViews' first local definition), found among that service's definitions only, not by a walk of every
+   * cluster's (a DNS query cost O(definitions held) before).
+   */
   lookup(namespace: string, name: string): ClusterService | undefined {
-    for (const d of this.records.values()) if (d.cluster === this.cluster && d.namespace === namespace && d.name === name) return d;
-    return undefined;
+    return this.byName.get(`${namespace}/${name}`)?.find((d) => d.cluster === this.cluster);
   }
 }

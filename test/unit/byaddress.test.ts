@@ -44,7 +44,7 @@ function run(seed: number, steps: number): void {
   const rnd = prng(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
   const dp = new PolicyDatapath(new FakeDevice(), 'c1', 'n1', { defaultLocalCluster: true }, silentLogger);
-  const index: EndpointsByAddress = dp.byAddress;
+  const index: Pick<EndpointsByAddress, 'at' | 'all'> = dp.byAddress;
   const o = new Oracle();
   const keys = Array.from({ length: 8 }, (_, i) => `cilium/state/ip/v2/c2/n${i % 3}/k${i}`);
   for (let step = 0; step < steps; step++) {

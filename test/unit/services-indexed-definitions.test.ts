@@ -11,8 +11,8 @@ import { GLOBAL_ANNOTATION, SHARED_ANNOTATION, validateManifest } from '../../sr
 import { FakeDevice } from '../../src/native/fakedevice.js';
 import { ServiceDatapath } from '../../src/services/datapath.js';
 
-const manifest = (name: string, annotations: Record<string, string> = {}) =>
-  validateManifest({ apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'shop', annotations }, spec: { clusterIP: '100.127.0.1', selector: { app: 'web' }, ports: [{ name: 'http', port: 80 }] } });
+const manifest = (name: string, annotations: Record<string, string> = {}, clusterIP = '100.127.0.1') =>
+  validateManifest({ apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'shop', annotations }, spec: { clusterIP, selector: { app: 'web' }, ports: [{ name: 'http', port: 80 }] } });
 
 describe('ServiceDatapath indexes only the definitions its services read', () => {
   it("holds no members for another cluster's definitions until a local global definition makes them contribute", () => {
@@ -59,5 +59,24 @@ describe('ServiceDatapath indexes only the definitions its services read', () =>
     for (const s of ['s3', 's4', 's5']) dp.removeRecord(`c1/${s}`);
     dp.compute();
     expect(dp.list()).toEqual([]);
+  });
+
+  it('answers DNS with the local definition the tables are built from, among that service\'s definitions only', () => {
+    const dp = new ServiceDatapath(new FakeDevice(), 'fake0', 'c1', 'n1', { maglevTableSize: 251, routeVip: (_v, add) => add, endpoints: new EndpointRecordsMap() }, silentLogger, () => 1);
+    for (let s = 0; s < 100; s++) dp.upsertRecord(`c2/s${s}`, 'c2', manifest(`s${s}`, { [GLOBAL_ANNOTATION]: 'true' }));
+    expect(dp.lookup('shop', 's3')).toBeUndefined(); // only another cluster's
+    // two local definitions of one name (two keys): the first to arrive is the one served, until it is replaced
+    dp.upsertRecord('c1/a', 'c1', manifest('s3', {}, '100.127.0.3'));
+    dp.upsertRecord('c1/b', 'c1', manifest('s3', {}, '100.127.0.4'));
+    dp.compute();
+    const served = () => dp.list().find((s) => s.name === 's3')!.vip;
+    expect([dp.lookup('shop', 's3')!.vip, served()]).toEqual(['100.127.0.3', '100.127.0.3']);
+    dp.upsertRecord('c1/a', 'c1', manifest('s3', {}, '100.127.0.5')); // replaced: it goes last
+    dp.compute();
+    expect([dp.lookup('shop', 's3')!.vip, served()]).toEqual(['100.127.0.4', '100.127.0.4']);
+    dp.removeRecord('c1/b');
+    dp.compute();
+    expect([dp.lookup('shop', 's3')!.vip, served()]).toEqual(['100.127.0.5', '100.127.0.5']);
+    expect(dp.lookup('shop', 'nothing')).toBeUndefined();
   });
 });
