@@ -52,9 +52,8 @@ export interface RegistrationDeps {
   /** With policy on: identities of local endpoints and the data path that enforces them. */
   identities?: { allocator: IdentitySource; datapath: LocalEndpointPolicy };
   /**
-   * The endpoint records known (own cluster and cached) that name address `ip`: address conflicts. The agent's, with
-   * policy on: the data path's by the ipcache's owners of the address (O(records naming it), not a walk of every
-   * record per CNI add: issue 16); with policy off: a walk of its table.
+   * The endpoint records known (own cluster and cached) naming address `ip`: address conflicts. The agent's: with
+   * policy on the data path's by-address index (O(records naming it), no walk per CNI add), else a walk of its table.
    */
   endpointsAt(ip: string): Iterable<EndpointRecord>;
   rejections: { add(err: RecordError, origin: string): void };
