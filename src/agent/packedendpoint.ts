@@ -8,7 +8,7 @@
  * `unpack` gives back a record equal to the one packed, field by field and in compactEndpoint's order and shape
  * (records/endpoint.ts), but a new object each time: readers compare records by content (shallowSame), not `===`.
  */
-import type { EndpointRecord } from '../controlplane/records/index.js';
+import { recordNodeId, type EndpointRecord } from '../controlplane/endpointrecords.js';
 import { formatIPv4Value, ipv4HostValue } from '../net/ip.js';
 
 export class PackedEndpoint {
@@ -35,7 +35,7 @@ const SHAPES = new Set(['', 'identity', 'ports', 'identity,ports'].map((t) => ['
 
 /** `rec` packed for node id `nodeId` ("cluster/node"), or undefined when it is not of the common shape. */
 export function packEndpoint(rec: EndpointRecord, nodeId: string): PackedEndpoint | undefined {
-  if (nodeId !== `${rec.cluster}/${rec.node}` || rec.cluster.includes('/')) return undefined;
+  if (nodeId !== recordNodeId(rec) || rec.cluster.includes('/')) return undefined;
   // only the codec's shape, keys in its order, a plain object: another (a caller's own object, a field unknown to
   // the schema, keys in another order, a class) would not read back as it was
   if (Object.getPrototypeOf(rec) !== Object.prototype || !SHAPES.has(Object.keys(rec).join())) return undefined;

@@ -32,7 +32,7 @@ import { formatIP, parseIP } from '../net/ip.js';
 import { unmappedIPv4 } from '../gateway/proxyproto.js';
 import { serviceName, ServiceEndpoints } from './endpoints.js';
 import { NodeHealth } from './health.js';
-import { contributingDefinitions, portViews, serviceFromManifest, type ClusterService, type ServiceEndpoint, type ServicePortView } from './service.js';
+import { contributingDefinitions, localDefinition, portViews, serviceFromManifest, type ClusterService, type ServiceEndpoint, type ServicePortView } from './service.js';
 import { serviceList, type ServiceStatus } from './status.js';
 import { PortTables } from './tables.js';
 import type { Manifest } from '../manifests/validate.js';
@@ -431,6 +431,6 @@ export class ServiceDatapath {
    * cluster's (a DNS query cost O(definitions held) before).
    */
   lookup(namespace: string, name: string): ClusterService | undefined {
-    return this.byName.get(`${namespace}/${name}`)?.find((d) => d.cluster === this.cluster);
+    return localDefinition(this.cluster, this.byName.get(`${namespace}/${name}`) ?? []);
   }
 }

@@ -157,9 +157,12 @@ function backendOrder(a: Backend, b: Backend): number {
  * none without one (the service is not served here). In defs' order.
  */
 export function contributingDefinitions(localCluster: string, defs: readonly ClusterService[]): ClusterService[] {
-  const local = defs.find((d) => d.cluster === localCluster);
+  const local = localDefinition(localCluster, defs);
   return local ? defs.filter((d) => d.cluster === localCluster || (local.global && d.shared)) : [];
 }
+
+/** The local definition a service is served by (defs: every cluster's definition of it): its VIP, ports and flags; DNS answers with it. */
+export const localDefinition = (localCluster: string, defs: readonly ClusterService[]): ClusterService | undefined => defs.find((d) => d.cluster === localCluster);
 
 /**
  * servicePorts over pre-matched endpoints: members(def) yields the endpoints
@@ -167,9 +170,9 @@ export function contributingDefinitions(localCluster: string, defs: readonly Clu
  * from an index maintained per change (endpoints.ts).
  */
 export function portViews(localCluster: string, defs: ClusterService[], members: (def: ClusterService) => Iterable<ServiceEndpoint>): ServicePortView[] {
-  const contributing = contributingDefinitions(localCluster, defs);
-  const local = contributing.find((d) => d.cluster === localCluster);
+  const local = localDefinition(localCluster, defs);
   if (!local) return [];
+  const contributing = contributingDefinitions(localCluster, defs);
   // backends of the VIP's address family only (a pod has one record per address)
   const v6 = local.vip?.includes(':');
   return local.ports.map((port) => {

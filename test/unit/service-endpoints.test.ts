@@ -24,6 +24,9 @@ function definition(cluster: string, namespace: string, app: string): ClusterSer
   return { cluster, namespace, name: `${app}-svc`, selector: { app }, ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }] } as unknown as ClusterService;
 }
 
+/** Every definition the sequences add and remove: one per cluster, namespace and app. */
+const ALL_DEFS = CLUSTERS.flatMap((c) => NAMESPACES.flatMap((ns) => APPS.map((a) => definition(c, ns, a))));
+
 const byKey = (a: [string, EndpointRecord], b: [string, EndpointRecord]): number => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0);
 
 describe('ServiceEndpoints', () => {
@@ -39,7 +42,6 @@ describe('ServiceEndpoints', () => {
     const nowhere: EndpointRecord = { ip: '100.64.9.9', cluster: 'c9', node: 'n1', namespace: 'nowhere', name: 'x', labels: { app: 'web' } };
     const wrongKeys: string[] = [];
     const defs = new Set<ClusterService>();
-    const allDefs = CLUSTERS.flatMap((c) => NAMESPACES.flatMap((ns) => APPS.map((a) => definition(c, ns, a))));
     const expected = (d: ClusterService) => [...records].filter(([, r]) => r.cluster === d.cluster && selects(d.selector, r, d.namespace));
     let before = new Map<ClusterService, string>(); // the member keys of each definition after the last step
     for (let step = 0; step < 3000; step++) {
@@ -67,7 +69,7 @@ describe('ServiceEndpoints', () => {
         records.delete(key);
         index.remove(key, old);
       } else {
-        const d = pick(allDefs);
+        const d = pick(ALL_DEFS);
         if (defs.has(d)) {
           defs.delete(d);
           index.removeDefinition(d);
@@ -89,7 +91,7 @@ describe('ServiceEndpoints', () => {
         // members that came or went: its service reported
         if (before.has(d) && before.get(d) !== keys) expect(touched.has(serviceName(d))).toBe(true);
       }
-      for (const d of allDefs) if (!defs.has(d)) expect([...index.membersOf(d)]).toEqual([]);
+      for (const d of ALL_DEFS) if (!defs.has(d)) expect([...index.membersOf(d)]).toEqual([]);
       expect(missed).toEqual(wrongKeys);
       before = now;
     }
@@ -114,7 +116,6 @@ describe('ServiceEndpoints', () => {
       const pick = <T>(l: readonly T[]): T => l[Math.floor(rand() * l.length)]!;
       const records = new EndpointRecordsMap();
       const index = new ServiceEndpoints(records, () => {});
-      const allDefs = CLUSTERS.flatMap((c) => NAMESPACES.flatMap((ns) => APPS.map((a) => definition(c, ns, a))));
       const defs = new Set<ClusterService>();
       for (let step = 0; step < 3000; step++) {
         const key = pick(KEYS);
@@ -129,14 +130,14 @@ describe('ServiceEndpoints', () => {
           records.delete(key);
           index.remove(key, old);
         } else {
-          const d = pick(allDefs);
+          const d = pick(ALL_DEFS);
           if (defs.delete(d)) index.removeDefinition(d);
           else {
             defs.add(d);
             index.addDefinition(d);
           }
         }
-        for (const d of allDefs) {
+        for (const d of ALL_DEFS) {
           const got = [...index.memberEntriesOf(d)];
           if (!defs.has(d)) expect(got).toEqual([]);
           for (const [k, rec] of got) {
