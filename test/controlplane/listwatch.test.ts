@@ -154,7 +154,7 @@ describe.skipIf(!enabled)('ListWatcher on a real etcd', () => {
     void lw.start();
     await lw.firstSync();
     for (let i = 0; i < 50; i++) await direct.put('wiremesh/elsewhere/k').value(String(i));
-    await new Promise((r) => setTimeout(r, 1500)); // progress notifications every 500 ms here
+    await new Promise((r) => setTimeout(r, 3000)); // progress notifications every 500 ms here: six of them, so a loaded etcd's late one still lands before the compaction
     const rev = (await direct.get('wiremesh/elsewhere/k').exec()).header.revision;
     await compact(direct, rev);
     proxy.cut();

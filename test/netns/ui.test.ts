@@ -59,7 +59,14 @@ describe.skipIf(!enabled)('the mesh dashboard in headless Chromium', () => {
     });
     await dash.snapshot();
     await new Promise((r) => setTimeout(r, 600));
-    const m: MeshSnapshot = await dash.snapshot();
+    // the snapshot the assertions read is one in which every view still agrees: a single probe answer delayed ~1 s
+    // on a loaded host flips one node's view for a moment (the symptom of 2026-12-01), so it is waited for too
+    let m: MeshSnapshot | undefined;
+    await waitFor(async () => {
+      m = await dash.snapshot();
+      return JSON.stringify(m.services.map((s) => s.clusters)) === JSON.stringify([perCluster]) && m.tunnels.some((t) => t.txBps > 0);
+    }, 20_000, 'a snapshot with every view agreeing and tunnel rates');
+    if (!m) throw new Error('no snapshot');
     expect(m.clusters).toEqual(['c1', 'c2', 'c3']);
     expect(m.nodes.filter((n) => n.up).map((n) => n.id)).toEqual(['c1/n1', 'c1/n2', 'c2/n1', 'c2/n2', 'c3/n1', 'c3/n2']);
     expect(m.tunnels.length).toBe(30); // every node to the 5 others

@@ -150,13 +150,13 @@ describe('DNS over TCP', () => {
   });
 
   it('slowloris: a client sending one byte at a time, never completing a query, is closed after idleMs', async () => {
-    const port = await start({ idleMs: 300 });
+    const port = await start({ idleMs: 1000 });
     const c = connect(port);
     const q = frame(query(5));
     let sent = 0;
     let open = true;
     void c.closed.then(() => (open = false));
-    // one byte every 50 ms: a query takes ~2.4 s, far past the 300 ms idle bound; bytes alone do not count
+    // one byte every 50 ms: a query takes ~2.4 s, past the 1 s idle bound; bytes alone do not count
     while (open && sent < q.length) {
       c.sock.write(q.subarray(sent, ++sent));
       await sleep(50);
@@ -165,11 +165,13 @@ describe('DNS over TCP', () => {
     expect(sent).toBeLessThan(q.length);
     expect(c.answers).toEqual([]);
     expect(server!.counters.tcp.idle).toBe(1);
-    // a client that completes queries (however slowly) is kept past idleMs: idle counts from its last query
+    // a client that completes queries (however slowly) is kept past idleMs: idle counts from its last query. Four,
+    // 300 ms apart (1.2 s in all, past idleMs), leave 700 ms of margin each: with 150 ms against 300 ms, a loaded
+    // host's stall of 150 ms let the server's idle timer and our next write fall due in one turn, the close first
     const d = connect(port);
     for (let i = 0; i < 4; i++) {
       d.sock.write(frame(query(i)));
-      await sleep(150);
+      await sleep(300);
     }
     await until(() => d.answers.length === 4);
     expect(d.sock.destroyed).toBe(false);

@@ -88,7 +88,8 @@ describe('two in-process engines over loopback', () => {
     const { a, pb } = makePair();
     pb.setPresharedKey(Buffer.alloc(32, 1));
     a.initiate(pb);
-    await new Promise((r) => setTimeout(r, 500));
+    // waited for, not slept on: the round trip crosses two RX threads and two callbacks into JavaScript
+    await until(() => a.stats.handshakesRejected === 1);
     expect(a.stats.handshakesCompleted).toBe(0);
     expect(a.stats.handshakesRejected).toBe(1);
   });
