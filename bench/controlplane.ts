@@ -201,7 +201,7 @@ async function fullRun(dir: string): Promise<void> {
         api: { socket: join(dir, 'agent.sock') },
         leaseTTL: 60,
         policy: { enabled: true, defaultLocalCluster: true, proxyPort: 15001, proxyWorkers: 1, conntrack: { maxEntries: 500_000, perEndpoint: 65_536, natPerEndpoint: 65_536 }, hostFirewall: true },
-        services: { maglevTableSize: 16381, dns: { enabled: false, address: '169.254.1.1', port: 53 } },
+        services: { maglevTableSize: 16381, maxBackendsPerCluster: 4096, dns: { enabled: false, address: '169.254.1.1', port: 53 } },
       },
       silentLogger,
     );

@@ -171,7 +171,7 @@ export class Agent extends EventEmitter {
         this.dev.tunName,
         cfg.cluster.name,
         cfg.node.name,
-        { maglevTableSize: cfg.services.maglevTableSize, endpoints: dp.endpoints },
+        { maglevTableSize: cfg.services.maglevTableSize, maxBackendsPerCluster: cfg.services.maxBackendsPerCluster, endpoints: dp.endpoints },
         log,
         (id) => this.peerSet.peers.get(id)?.peer.id,
       );

@@ -12,7 +12,7 @@
  *   policy: { enabled: true, defaultLocalCluster: true, proxyPort: 15001, proxyWorkers: 1 }   # the L7 proxy: port on the router address, threads
  *     conntrack: { maxEntries: 500000, perEndpoint: 65536, natPerEndpoint: 65536 }   # policy conntrack bounds (docs/architecture.md); NAT gets maxEntries too, natPerEndpoint per client (5 MB)
  *     hostFirewall: true                  # peers' packets to this node / to no pod: only from remote-node, or replies
- *   services: { maglevTableSize: 16381, dns: { enabled: true, address: 169.254.1.1, port: 53 } }
+ *   services: { maglevTableSize: 16381, maxBackendsPerCluster: 4096, dns: { enabled: true, address: 169.254.1.1, port: 53 } }   # healthy backends of one cluster in one port's table (services/tables.ts)
  *   gateway:                            # optional: ingress gateway for global services (src/gateway)
  *     address: 198.18.1.10              # default: node.addresses[0]
  *     region: eu                        # reported to the gateway DNS entry point
@@ -27,6 +27,7 @@
  * 1500) less the 8-byte identity tag mesh peers carry.
  */
 import { ConfigError } from '../errors.js';
+import { MAX_BACKENDS_PER_CLUSTER } from '../services/tables.js';
 import { parseYamlMapping, readConfigFile } from '../yamlconfig.js';
 import { bool, etcdEndpoint, fail, int, metricsListen, obj, onlyFields, str, strList, validateAddress, validateClusterId, validateClusterName, validatePrefixes, type Obj } from '../validate.js';
 import { formatPrefix } from '../net/ip.js';
@@ -41,8 +42,8 @@ export interface AgentConfig {
   api: { socket: string };
   /** enabled: identity tagging and policy enforcement; defaultLocalCluster: Cilium's policy-default-local-cluster. */
   policy: { enabled: boolean; defaultLocalCluster: boolean; proxyPort: number; proxyWorkers: number; conntrack: { maxEntries: number; perEndpoint: number; natPerEndpoint: number }; hostFirewall: boolean };
-  /** maglevTableSize: prime M of every service's table; dns: the node's service-name server. */
-  services: { maglevTableSize: number; dns: { enabled: boolean; address: string; port: number } };
+  /** maglevTableSize: prime M of every service's table; maxBackendsPerCluster: a cluster's healthy backends in one port's table; dns: the node's service-name server. */
+  services: { maglevTableSize: number; maxBackendsPerCluster: number; dns: { enabled: boolean; address: string; port: number } };
   gateway?: { address: string; region?: string; listeners: Array<{ service: string; port: number; listenPort: number; proxyProtocol: boolean }> };
   metrics?: { address: string; port: number };
   /** maxEndpointsPerNode: endpoints admitted per node (any cluster's), the others held back (endpointquota.ts). */
@@ -64,7 +65,7 @@ export function parseAgentConfig(text: string): AgentConfig {
   onlyFields(ct, 'policy.conntrack', ['maxEntries', 'perEndpoint', 'natPerEndpoint']);
   const ctMax = int(ct.maxEntries, 'policy.conntrack.maxEntries', 1024, 1 << 24, 500_000);
   const svc = obj(root.services ?? {}, 'services');
-  onlyFields(svc, 'services', ['maglevTableSize', 'dns']);
+  onlyFields(svc, 'services', ['maglevTableSize', 'maxBackendsPerCluster', 'dns']);
   const dns = obj(svc.dns ?? {}, 'services.dns');
   onlyFields(dns, 'services.dns', ['enabled', 'address', 'port']);
   const maglevTableSize = int(svc.maglevTableSize, 'services.maglevTableSize', 251, 1048573, 16381);
@@ -100,6 +101,7 @@ export function parseAgentConfig(text: string): AgentConfig {
     ...(root.metrics !== undefined ? { metrics: metricsListen(obj(root.metrics, 'metrics'), 'the node\'s underlay address') } : {}),
     services: {
       maglevTableSize,
+      maxBackendsPerCluster: int(svc.maxBackendsPerCluster, 'services.maxBackendsPerCluster', 1, 1 << 20, MAX_BACKENDS_PER_CLUSTER),
       dns: {
         enabled: bool(dns.enabled, 'services.dns.enabled', true),
         address: dns.address === undefined ? '169.254.1.1' : validateAddress(dns.address, 'services.dns.address'),

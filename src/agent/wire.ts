@@ -63,7 +63,7 @@ export const agentStatusSchema = z.object({
 });
 export type AgentStatusView = z.infer<typeof agentStatusSchema>;
 
-const backendStatus = z.object({ cluster: z.string(), node: z.string(), pod: z.string(), ip: z.string(), port: z.number(), weight: z.number(), state: z.enum(['selected', 'standby', 'dead']) });
+const backendStatus = z.object({ cluster: z.string(), node: z.string(), pod: z.string(), ip: z.string(), port: z.number(), weight: z.number(), state: z.enum(['selected', 'standby', 'dead', 'over-limit']) });
 export const servicesAnswerSchema = z.object({
   services: z.array(
     z.object({
@@ -74,7 +74,7 @@ export const servicesAnswerSchema = z.object({
       shared: z.boolean(),
       affinity: z.string(),
       clusters: z.array(z.object({ cluster: z.string(), exported: z.boolean(), rttMs: z.number().optional() })),
-      ports: z.array(z.object({ name: z.string(), port: z.number(), protocol: z.string(), tableSize: z.number(), nearest: z.string().optional(), backends: z.array(backendStatus) })),
+      ports: z.array(z.object({ name: z.string(), port: z.number(), protocol: z.string(), tableSize: z.number(), maxBackendsPerCluster: z.number(), nearest: z.string().optional(), backends: z.array(backendStatus) })),
     }),
   ),
 }) satisfies z.ZodType<{ services: ServiceStatus[] }>;

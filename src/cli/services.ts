@@ -35,7 +35,10 @@ export function formatServices(listings: ServiceListing[], wide: boolean): strin
       const rtt = s.clusters.filter((c) => c.rttMs !== undefined).map((c) => `${c.cluster} ${c.rttMs} ms`).join(', ');
       const nearest = s.ports[0]?.nearest ? ` -> ${s.ports[0].nearest}` : '';
       lines.push(`  ${s.namespace}/${s.name}  VIP ${s.vip ?? '-'}  ports ${ports}  ${s.global ? 'global' : 'local'}${s.global && !s.shared ? ' (not shared)' : ''}  affinity ${s.affinity}${nearest}  table ${s.ports[0]?.tableSize ?? '-'}${rtt ? `  rtt ${rtt}` : ''}`);
-      const counts = [...clusterCounts(s)].map(([c, n]) => `${c} ${n.healthy}/${n.total} healthy, ${n.selected} selected`).join('; ');
+      const over = new Map<string, number>();
+      for (const b of s.ports[0]?.backends ?? []) if (b.state === 'over-limit') over.set(b.cluster, (over.get(b.cluster) ?? 0) + 1);
+      const overText = (c: string) => (over.has(c) ? `, ${over.get(c)} over the bound of ${s.ports[0]!.maxBackendsPerCluster}` : '');
+      const counts = [...clusterCounts(s)].map(([c, n]) => `${c} ${n.healthy}/${n.total} healthy, ${n.selected} selected${overText(c)}`).join('; ');
       lines.push(`    backends: ${counts || 'none'}`);
       if (wide)
         for (const p of s.ports)

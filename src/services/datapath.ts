@@ -41,6 +41,8 @@ export type { BackendStatus, ServicePortStatus, ServiceStatus } from './status.j
 
 export interface ServiceDatapathOptions {
   maglevTableSize: number;
+  /** Healthy backends one cluster may have in one port's table (tables.ts); default MAX_BACKENDS_PER_CLUSTER. */
+  maxBackendsPerCluster?: number;
   /**
    * Every endpoint's latest record by key, kept by the caller (the agent's: the policy data path's endpoint
    * map): the index reads its records there rather than keeping a map of its own (issue 16). The caller sets a
@@ -120,7 +122,7 @@ export class ServiceDatapath {
         if ((this.index.misses & 1023) === 1) log.warn({ key, misses: this.index.misses }, 'services index: an endpoint change named the wrong old record, or a member no longer qualified; repaired');
       },
     );
-    this.tables = new PortTables(dev, cluster, opts.maglevTableSize, log);
+    this.tables = new PortTables(dev, cluster, opts.maglevTableSize, log, opts.maxBackendsPerCluster);
     this.health = new NodeHealth(dev, (changed) => {
       this.refreshAlive(changed);
       this.schedule();

@@ -5,7 +5,8 @@
 import type { Backend, ClusterService } from './service.js';
 
 export interface BackendStatus extends Backend {
-  state: 'selected' | 'standby' | 'dead';
+  /** over-limit: healthy, but past its cluster's bound on this port (tables.ts): not in the table. */
+  state: 'selected' | 'standby' | 'dead' | 'over-limit';
 }
 
 export interface ServicePortStatus {
@@ -13,6 +14,8 @@ export interface ServicePortStatus {
   port: number;
   protocol: string;
   tableSize: number;
+  /** Healthy backends a cluster may have in this port's table (services.maxBackendsPerCluster). */
+  maxBackendsPerCluster: number;
   nearest?: string;
   backends: BackendStatus[];
 }

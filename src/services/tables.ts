@@ -1,9 +1,23 @@
 /**
- * The native service tables of the local ports: health and affinity applied
- * to a port's candidate backends, installed with serviceUpsert only when the
- * result changed (signature), with each port's status for list() and the
- * gateway. Shared by the incremental recompute (datapath.ts) and the full
- * recompute the tests and bench/services.ts compare it with.
+ * The native service tables of the local ports: health, the per-cluster
+ * bound and affinity applied to a port's candidate backends, installed with
+ * serviceUpsert only when the result changed (signature), with each port's
+ * status for list() and the gateway. Shared by the incremental recompute
+ * (datapath.ts) and the full recompute the tests and bench/services.ts
+ * compare it with.
+ *
+ * The bound: a cluster speaks only for itself, but a global service takes
+ * every shared cluster's backends, so one cluster (a hostile one, or a node
+ * of it writing endpoints up to its budget) could fill a port's table with
+ * ~250,000 backends (a remote's record budget): every agent sharing the
+ * service would hash, install and Maglev-build them on each change, and the
+ * table's slots would go to it by count. At most maxBackendsPerCluster of a
+ * cluster's healthy backends per port are used: the first in the port's
+ * order (address, port, then who: the same on every node, so nodes agree on
+ * the table); the rest are "over-limit" (status, metrics), counted and logged,
+ * and take their places as the kept ones die or go. Only the table and what
+ * follows it are bounded so; a port's candidates are still all of its
+ * members (bounded by the records admitted).
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from '../log.js';
@@ -12,11 +26,38 @@ import { backendRows, frontendRow } from '../native/rows.js';
 import { selectBackends, type Backend, type Selection, type ServicePortView } from './service.js';
 import type { BackendStatus, ServicePortStatus } from './status.js';
 
+/**
+ * Backends per cluster and port in a service table by default: 16× Kubernetes' threshold of 250 endpoints per
+ * service (sig-scalability thresholds), a quarter of the default Maglev M (16381), so each backend keeps ≥ 4 slots.
+ */
+export const MAX_BACKENDS_PER_CLUSTER = 4096;
+/** Lines a minute the bound logs (one per port and cluster that goes over it), then one with the count. */
+const OVER_LIMIT_LOGGED_PER_MINUTE = 10;
+
+/**
+ * healthy: a port's healthy backends in the port's order; the first `max` of each cluster kept, in that order, and
+ * the rest (undefined when none, the common case).
+ */
+export function boundPerCluster(healthy: Backend[], max: number): { kept: Backend[]; over: Backend[] | undefined } {
+  if (healthy.length <= max) return { kept: healthy, over: undefined };
+  const n = new Map<string, number>();
+  const kept: Backend[] = [];
+  const over: Backend[] = [];
+  for (const b of healthy) {
+    const k = (n.get(b.cluster) ?? 0) + 1;
+    n.set(b.cluster, k);
+    (k <= max ? kept : over).push(b);
+  }
+  return over.length ? { kept, over } : { kept: healthy, over: undefined };
+}
+
 interface Installed {
   id: number;
   signature: string;
   view: ServicePortView;
   sel: Selection;
+  /** Healthy backends past the per-cluster bound (none: undefined). */
+  over: Backend[] | undefined;
   /** Built on first read (list(), the gateway), not per recompute: a port can have thousands of backends. */
   status?: ServicePortStatus;
 }
@@ -28,17 +69,28 @@ export class PortTables {
   /** Port key -> the cluster "nearest" chose last (kept unless another is clearly closer). */
   private readonly nearest = new Map<string, string>();
 
-  /** cluster: the local cluster; maglevTableSize: M of every table (prime). */
+  private logged = { minute: 0, lines: 0 };
+
+  /**
+   * cluster: the local cluster; maglevTableSize: M of every table (prime); maxBackendsPerCluster: healthy backends
+   * a cluster may have in one port's table (above).
+   */
   constructor(
     private readonly dev: Pick<NativeDevice, 'serviceUpsert' | 'serviceRemove'>,
     private readonly cluster: string,
     private readonly maglevTableSize: number,
     private readonly log: Logger,
+    private readonly maxBackendsPerCluster = MAX_BACKENDS_PER_CLUSTER,
   ) {}
 
-  /** Selects among the port's healthy candidates (rtt: ms per cluster, for "nearest") and installs the table if it changed. */
+  /**
+   * Bounds each cluster's share of the port's healthy candidates, selects among them (rtt: ms per cluster, for
+   * "nearest") and installs the table if it changed.
+   */
   install(v: ServicePortView, healthy: Backend[], rtt: Map<string, number>): void {
-    const sel = selectBackends(this.cluster, v.service.affinity, healthy, rtt, this.nearest.get(v.key));
+    const { kept, over } = boundPerCluster(healthy, this.maxBackendsPerCluster);
+    this.noteOverLimit(v.key, over);
+    const sel = selectBackends(this.cluster, v.service.affinity, kept, rtt, this.nearest.get(v.key));
     if (sel.nearest) this.nearest.set(v.key, sel.nearest);
     const vip = v.service.vip;
     const rows = [...sel.selected.map((b) => [b, b.weight] as const), ...sel.standby.map((b) => [b, 0] as const)];
@@ -51,7 +103,7 @@ export class PortTables {
       else this.dev.serviceRemove(id);
       this.log.debug({ service: v.key, selected: sel.selected.length, standby: sel.standby.length, nearest: sel.nearest }, 'service table');
     }
-    this.installed.set(v.key, { id, signature, view: v, sel });
+    this.installed.set(v.key, { id, signature, view: v, sel, over });
   }
 
   /** The port is gone: its table is removed. */
@@ -62,6 +114,25 @@ export class PortTables {
     this.nearest.delete(key);
   }
 
+  /** Logs each cluster whose healthy backends go over the bound on this port (rate-limited), once while it stays over. */
+  private noteOverLimit(key: string, over: Backend[] | undefined): void {
+    if (!over) return;
+    const before = new Set(this.installed.get(key)?.over?.map((b) => b.cluster));
+    const now = new Map<string, number>();
+    for (const b of over) now.set(b.cluster, (now.get(b.cluster) ?? 0) + 1);
+    for (const [cluster, n] of now) if (!before.has(cluster)) this.logOverLimit(key, cluster, n);
+  }
+
+  private logOverLimit(service: string, cluster: string, leftOut: number): void {
+    const minute = Math.floor(Date.now() / 60_000);
+    if (minute !== this.logged.minute) {
+      if (this.logged.lines > OVER_LIMIT_LOGGED_PER_MINUTE) this.log.warn({ suppressed: this.logged.lines - OVER_LIMIT_LOGGED_PER_MINUTE }, 'more service ports over the per-cluster backend bound (not logged one by one)');
+      this.logged = { minute, lines: 0 };
+    }
+    if (++this.logged.lines <= OVER_LIMIT_LOGGED_PER_MINUTE)
+      this.log.warn({ service, cluster, leftOut, limit: this.maxBackendsPerCluster }, 'a cluster has more healthy backends for a service port than the bound (services.maxBackendsPerCluster): the first are used, the rest left out');
+  }
+
   keys(): IterableIterator<string> {
     return this.installed.keys();
   }
@@ -69,15 +140,17 @@ export class PortTables {
   status(key: string): ServicePortStatus | undefined {
     const inst = this.installed.get(key);
     if (!inst || inst.status) return inst?.status;
-    const { view: v, sel } = inst;
+    const { view: v, sel, over } = inst;
     const state = new Map<Backend, BackendStatus['state']>();
     for (const b of sel.selected) state.set(b, 'selected');
     for (const b of sel.standby) state.set(b, 'standby');
+    for (const b of over ?? []) state.set(b, 'over-limit');
     return (inst.status = {
       name: v.port.name,
       port: v.port.port,
       protocol: v.port.protocol,
       tableSize: this.maglevTableSize,
+      maxBackendsPerCluster: this.maxBackendsPerCluster,
       ...(sel.nearest ? { nearest: sel.nearest } : {}),
       backends: v.backends.map((b) => ({ ...b, state: state.get(b) ?? 'dead' })),
     });

@@ -38,7 +38,7 @@ describe('status', () => {
   it('the health record: tunnels and live ones per cluster, active peers, unreachable ones, global services; it encodes', () => {
     const st: AgentStatus = { cluster: 'c1', clusterId: 1, node: 'n1', listenPort: 51820, etcdConnected: true, syncedClusters: ['c2'], handshakes: { initiated: 0, completed: 0, rejected: 0, crossed: 0 }, endpoints: 0, localEndpoints: 0, registration: { state: 'registered', pendingEndpoints: 0, failures: 0 }, peers: list, counters: {}, rejections: { total: 0, recent: [] }, pinnedClusters: [] };
     const svc: ServiceStatus[] = [
-      { namespace: 'shop', name: 'web', vip: '100.127.0.10', global: true, shared: true, affinity: 'none', clusters: [], ports: [{ name: '', port: 80, protocol: 'TCP', tableSize: 251, backends: [{ cluster: 'c2', node: 'a', pod: 'web-1', ip: '100.66.1.5', port: 80, weight: 1, state: 'selected' }] }] },
+      { namespace: 'shop', name: 'web', vip: '100.127.0.10', global: true, shared: true, affinity: 'none', clusters: [], ports: [{ name: '', port: 80, protocol: 'TCP', tableSize: 251, maxBackendsPerCluster: 4096, backends: [{ cluster: 'c2', node: 'a', pod: 'web-1', ip: '100.66.1.5', port: 80, weight: 1, state: 'selected' }] }] },
       { namespace: 'shop', name: 'db', global: false, shared: false, affinity: 'none', clusters: [], ports: [] },
     ];
     const h = healthRecord(st, svc, new Date(0));

@@ -9,7 +9,7 @@ function snapshot(over: Partial<MetricsSnapshot> = {}): MetricsSnapshot {
     peers: [{ id: 'c2/n1', cluster: 'c2', rxBytes: 1000, txBytes: 2000, rxPackets: 10, txPackets: 20, lastHandshakeAgeS: 7 }, { id: 'c1/n2', cluster: 'c1', rxBytes: 0, txBytes: 0, rxPackets: 0, txPackets: 0, lastHandshakeAgeS: null }],
     counters: { rx_packets: 30, tx_packets: 40, drop_replayed: 3, drop_policy_denied: 2, policy_forwarded_new_flows: 9, policy_redirected_flows: 1, policy_icmp_unrecorded: 17, endpoint_roam_refused: 6, service_new_flows: 5, service_reject_dead_backend: 1, conntrack_entries: 12, conntrack_evicted: 4500 },
     handshakes: { initiated: 4, completed: 3, rejected: 1, crossed: 2 },
-    services: [{ namespace: 'shop', name: 'api', global: true, shared: true, affinity: 'none', clusters: [], ports: [{ name: 'http', port: 80, protocol: 'TCP', tableSize: 251, backends: [
+    services: [{ namespace: 'shop', name: 'api', global: true, shared: true, affinity: 'none', clusters: [], ports: [{ name: 'http', port: 80, protocol: 'TCP', tableSize: 251, maxBackendsPerCluster: 4096, backends: [
       { cluster: 'c1', ip: '100.65.1.10', port: 8080, weight: 1, node: 'n1', state: 'selected' },
       { cluster: 'c2', ip: '100.66.1.10', port: 8080, weight: 1, node: 'n1', state: 'dead' },
     ] as never }] }],
