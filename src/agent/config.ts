@@ -12,7 +12,7 @@
  *   policy: { enabled: true, defaultLocalCluster: true, proxyPort: 15001, proxyWorkers: 1 }   # the L7 proxy: port on the router address, threads
  *     conntrack: { maxEntries: 500000, perEndpoint: 65536, natPerEndpoint: 65536 }   # policy conntrack bounds (docs/architecture.md); NAT gets maxEntries too, natPerEndpoint per client (5 MB)
  *     hostFirewall: true                  # peers' packets to this node / to no pod: only from remote-node, or replies
- *   services: { maglevTableSize: 16381, maxBackendsPerCluster: 4096, dns: { enabled: true, address: 169.254.1.1, port: 53 } }   # healthy backends of one cluster in one port's table (services/tables.ts)
+ *   services: { maglevTableSize: 16381, maxBackendsPerCluster: 4095, dns: { enabled: true, address: 169.254.1.1, port: 53 } }   # a cluster's healthy backends in one port's table: ≤ M, default min(4096, ⌊M/4⌋) (services/tables.ts)
  *   gateway:                            # optional: ingress gateway for global services (src/gateway)
  *     address: 198.18.1.10              # default: node.addresses[0]
  *     region: eu                        # reported to the gateway DNS entry point
@@ -27,7 +27,7 @@
  * 1500) less the 8-byte identity tag mesh peers carry.
  */
 import { ConfigError } from '../errors.js';
-import { MAX_BACKENDS_PER_CLUSTER } from '../services/tables.js';
+import { maxBackendsPerClusterDefault } from '../services/tables.js';
 import { parseYamlMapping, readConfigFile } from '../yamlconfig.js';
 import { bool, etcdEndpoint, fail, int, metricsListen, obj, onlyFields, str, strList, validateAddress, validateClusterId, validateClusterName, validatePrefixes, type Obj } from '../validate.js';
 import { formatPrefix } from '../net/ip.js';
@@ -101,7 +101,8 @@ export function parseAgentConfig(text: string): AgentConfig {
     ...(root.metrics !== undefined ? { metrics: metricsListen(obj(root.metrics, 'metrics'), 'the node\'s underlay address') } : {}),
     services: {
       maglevTableSize,
-      maxBackendsPerCluster: int(svc.maxBackendsPerCluster, 'services.maxBackendsPerCluster', 1, 1 << 20, MAX_BACKENDS_PER_CLUSTER),
+      // more than M could not give each backend a slot; the default leaves ≥ 4 each (services/tables.ts)
+      maxBackendsPerCluster: int(svc.maxBackendsPerCluster, 'services.maxBackendsPerCluster', 1, maglevTableSize, maxBackendsPerClusterDefault(maglevTableSize)),
       dns: {
         enabled: bool(dns.enabled, 'services.dns.enabled', true),
         address: dns.address === undefined ? '169.254.1.1' : validateAddress(dns.address, 'services.dns.address'),

@@ -220,7 +220,7 @@ export class AgentMetrics {
     });
     new Gauge({
       name: 'wiremesh_service_backends',
-      help: 'Backends of each service per cluster and state (selected, standby, dead), first port.',
+      help: 'Backends of each service per cluster and state (selected, standby, dead, over-limit: healthy but past its cluster\'s bound), first port.',
       labelNames: ['service', 'backend_cluster', 'state'],
       registers: reg,
       collect() {

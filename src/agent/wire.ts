@@ -74,7 +74,7 @@ export const servicesAnswerSchema = z.object({
       shared: z.boolean(),
       affinity: z.string(),
       clusters: z.array(z.object({ cluster: z.string(), exported: z.boolean(), rttMs: z.number().optional() })),
-      ports: z.array(z.object({ name: z.string(), port: z.number(), protocol: z.string(), tableSize: z.number(), maxBackendsPerCluster: z.number(), nearest: z.string().optional(), backends: z.array(backendStatus) })),
+      ports: z.array(z.object({ name: z.string(), port: z.number(), protocol: z.string(), tableSize: z.number(), maxBackendsPerCluster: z.number().optional(), nearest: z.string().optional(), backends: z.array(backendStatus) })),
     }),
   ),
 }) satisfies z.ZodType<{ services: ServiceStatus[] }>;

@@ -1,7 +1,7 @@
 /**
  * `wiremesh service list`: every service an agent translates, with its
  * frontends, backends per cluster and their state as that node sees them
- * (selected / standby / dead), the Maglev table size and, for affinity
+ * (selected / standby / dead / over-limit: past its cluster's bound), the Maglev table size and, for affinity
  * nearest, the chosen cluster and measured round-trip times.
  */
 import { callAgent } from '../agent/client.js';
@@ -37,7 +37,7 @@ export function formatServices(listings: ServiceListing[], wide: boolean): strin
       lines.push(`  ${s.namespace}/${s.name}  VIP ${s.vip ?? '-'}  ports ${ports}  ${s.global ? 'global' : 'local'}${s.global && !s.shared ? ' (not shared)' : ''}  affinity ${s.affinity}${nearest}  table ${s.ports[0]?.tableSize ?? '-'}${rtt ? `  rtt ${rtt}` : ''}`);
       const over = new Map<string, number>();
       for (const b of s.ports[0]?.backends ?? []) if (b.state === 'over-limit') over.set(b.cluster, (over.get(b.cluster) ?? 0) + 1);
-      const overText = (c: string) => (over.has(c) ? `, ${over.get(c)} over the bound of ${s.ports[0]!.maxBackendsPerCluster}` : '');
+      const overText = (c: string) => (over.has(c) ? `, ${over.get(c)} left out (over the bound of ${s.ports[0]!.maxBackendsPerCluster ?? '?'})` : '');
       const counts = [...clusterCounts(s)].map(([c, n]) => `${c} ${n.healthy}/${n.total} healthy, ${n.selected} selected${overText(c)}`).join('; ');
       lines.push(`    backends: ${counts || 'none'}`);
       if (wide)

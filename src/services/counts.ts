@@ -4,14 +4,14 @@
  */
 import type { ServiceStatus } from './datapath.js';
 
-/** Backends per cluster of the service's first port: "c1 2/3" = 2 of 3 usable (selected or standby; not dead, not over-limit). */
+/** Backends per cluster of the service's first port: "c1 2/3" = 2 of 3 healthy (selected, standby or over-limit: not dead). */
 export function clusterCounts(svc: ServiceStatus): Map<string, { total: number; healthy: number; selected: number }> {
   const m = new Map<string, { total: number; healthy: number; selected: number }>();
   for (const p of svc.ports.slice(0, 1))
     for (const b of p.backends) {
       const c = m.get(b.cluster) ?? { total: 0, healthy: 0, selected: 0 };
       c.total++;
-      if (b.state === 'selected' || b.state === 'standby') c.healthy++;
+      if (b.state !== 'dead') c.healthy++;
       if (b.state === 'selected') c.selected++;
       m.set(b.cluster, c);
     }

@@ -41,7 +41,7 @@ export type { BackendStatus, ServicePortStatus, ServiceStatus } from './status.j
 
 export interface ServiceDatapathOptions {
   maglevTableSize: number;
-  /** Healthy backends one cluster may have in one port's table (tables.ts); default MAX_BACKENDS_PER_CLUSTER. */
+  /** Healthy backends one cluster may have in one port's table (tables.ts); default min(4096, ⌊M/4⌋). */
   maxBackendsPerCluster?: number;
   /**
    * Every endpoint's latest record by key, kept by the caller (the agent's: the policy data path's endpoint

@@ -14,8 +14,8 @@ export interface ServicePortStatus {
   port: number;
   protocol: string;
   tableSize: number;
-  /** Healthy backends a cluster may have in this port's table (services.maxBackendsPerCluster). */
-  maxBackendsPerCluster: number;
+  /** Healthy backends a cluster may have in this port's table (services.maxBackendsPerCluster; absent from older agents). */
+  maxBackendsPerCluster?: number;
   nearest?: string;
   backends: BackendStatus[];
 }

@@ -8,16 +8,21 @@
  *
  * The bound: a cluster speaks only for itself, but a global service takes
  * every shared cluster's backends, so one cluster (a hostile one, or a node
- * of it writing endpoints up to its budget) could fill a port's table with
- * ~250,000 backends (a remote's record budget): every agent sharing the
- * service would hash, install and Maglev-build them on each change, and the
- * table's slots would go to it by count. At most maxBackendsPerCluster of a
+ * of it writing endpoints up to its budget) could put ~250,000 backends (a
+ * remote's record budget) in a port's table: every agent sharing the service
+ * would hash its rows, install them and compute their Maglev permutations on
+ * each change, and hold them natively. At most maxBackendsPerCluster of a
  * cluster's healthy backends per port are used: the first in the port's
- * order (address, port, then who: the same on every node, so nodes agree on
- * the table); the rest are "over-limit" (status, metrics), counted and logged,
- * and take their places as the kept ones die or go. Only the table and what
- * follows it are bounded so; a port's candidates are still all of its
- * members (bounded by the records admitted).
+ * order (address text, port, then who: the same on every node with the same
+ * bound and the same view of liveness); the rest are "over-limit" (status,
+ * `wiremesh service list`, the gauge of the first port) and logged, and take
+ * places as kept ones die or go. A kept backend that a new one earlier in
+ * the order displaces leaves the table as a dead one does (its flows are
+ * reset). What the bound does not bound: a cluster's share of new flows
+ * (its backends' count and weight decide it, as in Cilium; only affinity
+ * local keeps new flows off remote backends while a local one is healthy),
+ * and the candidates before it: every change of a service's members still
+ * sorts all of them, and status lists all of them.
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from '../log.js';
@@ -28,11 +33,12 @@ import type { BackendStatus, ServicePortStatus } from './status.js';
 
 /**
  * Backends per cluster and port in a service table by default: 16× Kubernetes' threshold of 250 endpoints per
- * service (sig-scalability thresholds), a quarter of the default Maglev M (16381), so each backend keeps ≥ 4 slots.
+ * service (sig-scalability thresholds); at most a quarter of M (maxBackendsPerClusterDefault), so a cluster alone
+ * at its bound with equal weights keeps ≥ 4 slots per backend.
  */
 export const MAX_BACKENDS_PER_CLUSTER = 4096;
-/** Lines a minute the bound logs (one per port and cluster that goes over it), then one with the count. */
-const OVER_LIMIT_LOGGED_PER_MINUTE = 10;
+/** The default bound for a table size M: MAX_BACKENDS_PER_CLUSTER, or M/4 when that is smaller (node.yaml). */
+export const maxBackendsPerClusterDefault = (m: number): number => Math.min(MAX_BACKENDS_PER_CLUSTER, Math.floor(m / 4));
 
 /**
  * healthy: a port's healthy backends in the port's order; the first `max` of each cluster kept, in that order, and
@@ -56,8 +62,9 @@ interface Installed {
   signature: string;
   view: ServicePortView;
   sel: Selection;
-  /** Healthy backends past the per-cluster bound (none: undefined). */
+  /** Healthy backends past the per-cluster bound, and how many per cluster (none: undefined). */
   over: Backend[] | undefined;
+  overBy: Map<string, number> | undefined;
   /** Built on first read (list(), the gateway), not per recompute: a port can have thousands of backends. */
   status?: ServicePortStatus;
 }
@@ -69,7 +76,8 @@ export class PortTables {
   /** Port key -> the cluster "nearest" chose last (kept unless another is clearly closer). */
   private readonly nearest = new Map<string, string>();
 
-  private logged = { minute: 0, lines: 0 };
+  /** Per cluster, the minute its going over was last logged: ≤ one line a minute per cluster (clusters ≤ 511). */
+  private readonly loggedAt = new Map<string, number>();
 
   /**
    * cluster: the local cluster; maglevTableSize: M of every table (prime); maxBackendsPerCluster: healthy backends
@@ -80,16 +88,16 @@ export class PortTables {
     private readonly cluster: string,
     private readonly maglevTableSize: number,
     private readonly log: Logger,
-    private readonly maxBackendsPerCluster = MAX_BACKENDS_PER_CLUSTER,
+    private readonly maxBackendsPerCluster = maxBackendsPerClusterDefault(maglevTableSize),
   ) {}
 
   /**
-   * Bounds each cluster's share of the port's healthy candidates, selects among them (rtt: ms per cluster, for
+   * Bounds each cluster's count of the port's healthy candidates, selects among them (rtt: ms per cluster, for
    * "nearest") and installs the table if it changed.
    */
   install(v: ServicePortView, healthy: Backend[], rtt: Map<string, number>): void {
     const { kept, over } = boundPerCluster(healthy, this.maxBackendsPerCluster);
-    this.noteOverLimit(v.key, over);
+    const overBy = this.noteOverLimit(v, over);
     const sel = selectBackends(this.cluster, v.service.affinity, kept, rtt, this.nearest.get(v.key));
     if (sel.nearest) this.nearest.set(v.key, sel.nearest);
     const vip = v.service.vip;
@@ -103,7 +111,7 @@ export class PortTables {
       else this.dev.serviceRemove(id);
       this.log.debug({ service: v.key, selected: sel.selected.length, standby: sel.standby.length, nearest: sel.nearest }, 'service table');
     }
-    this.installed.set(v.key, { id, signature, view: v, sel, over });
+    this.installed.set(v.key, { id, signature, view: v, sel, over, overBy });
   }
 
   /** The port is gone: its table is removed. */
@@ -114,23 +122,23 @@ export class PortTables {
     this.nearest.delete(key);
   }
 
-  /** Logs each cluster whose healthy backends go over the bound on this port (rate-limited), once while it stays over. */
-  private noteOverLimit(key: string, over: Backend[] | undefined): void {
-    if (!over) return;
-    const before = new Set(this.installed.get(key)?.over?.map((b) => b.cluster));
+  /**
+   * Counts a port's left-out backends per cluster; logs a cluster whose healthy backends go over the bound on a port
+   * with a table, once while it stays over, at most one line a minute per cluster (so one cluster going over and
+   * back cannot silence another's lines); the backends left out now are always in status.
+   */
+  private noteOverLimit(v: ServicePortView, over: Backend[] | undefined): Map<string, number> | undefined {
+    if (!over) return undefined;
+    const before = this.installed.get(v.key)?.overBy;
     const now = new Map<string, number>();
     for (const b of over) now.set(b.cluster, (now.get(b.cluster) ?? 0) + 1);
-    for (const [cluster, n] of now) if (!before.has(cluster)) this.logOverLimit(key, cluster, n);
-  }
-
-  private logOverLimit(service: string, cluster: string, leftOut: number): void {
     const minute = Math.floor(Date.now() / 60_000);
-    if (minute !== this.logged.minute) {
-      if (this.logged.lines > OVER_LIMIT_LOGGED_PER_MINUTE) this.log.warn({ suppressed: this.logged.lines - OVER_LIMIT_LOGGED_PER_MINUTE }, 'more service ports over the per-cluster backend bound (not logged one by one)');
-      this.logged = { minute, lines: 0 };
+    for (const [cluster, leftOut] of now) {
+      if (!v.service.vip || before?.has(cluster) || this.loggedAt.get(cluster) === minute) continue;
+      this.loggedAt.set(cluster, minute);
+      this.log.warn({ service: v.key, cluster, leftOut, limit: this.maxBackendsPerCluster }, 'a cluster has more healthy backends for a service port than the bound (services.maxBackendsPerCluster): the first are used, the rest left out (at most one such line a minute per cluster; status lists every backend left out)');
     }
-    if (++this.logged.lines <= OVER_LIMIT_LOGGED_PER_MINUTE)
-      this.log.warn({ service, cluster, leftOut, limit: this.maxBackendsPerCluster }, 'a cluster has more healthy backends for a service port than the bound (services.maxBackendsPerCluster): the first are used, the rest left out');
+    return now;
   }
 
   keys(): IterableIterator<string> {

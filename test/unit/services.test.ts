@@ -105,7 +105,7 @@ describe('service configuration', () => {
 
   it('node.yaml: the Maglev table size must be prime, DNS fields are checked', () => {
     const base = 'cluster: { name: c1, id: 1 }\nnode: { name: n1, addresses: [198.18.1.10], podCIDRs: [100.65.1.0/24] }\netcd: { endpoints: ["http://198.18.1.2:2379"] }\n';
-    expect(parseAgentConfig(base).services).toEqual({ maglevTableSize: 16381, maxBackendsPerCluster: 4096, dns: { enabled: true, address: '169.254.1.1', port: 53 } });
+    expect(parseAgentConfig(base).services).toEqual({ maglevTableSize: 16381, maxBackendsPerCluster: 4095, dns: { enabled: true, address: '169.254.1.1', port: 53 } });
     expect(parseAgentConfig(`${base}services: { maglevTableSize: 65521 }\n`).services.maglevTableSize).toBe(65521);
     expect(() => parseAgentConfig(`${base}services: { maglevTableSize: 16384 }\n`)).toThrow(/services\.maglevTableSize: 16384 is not prime/);
     expect(() => parseAgentConfig(`${base}services: { dns: { address: nope } }\n`)).toThrow(/services\.dns\.address/);
