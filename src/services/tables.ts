@@ -42,19 +42,29 @@ export const maxBackendsPerClusterDefault = (m: number): number => Math.min(MAX_
 
 /**
  * healthy: a port's healthy backends in the port's order; the first `max` of each cluster kept, in that order, and
- * the rest (undefined when none, the common case).
+ * how many were left out per cluster (undefined when none, the common case). One pass that allocates only what it
+ * keeps (the left-out ones are healthy minus kept: status derives them on read); a cluster's counter is looked up
+ * only when the cluster differs from the last backend's (runs of one cluster: the hostile case).
  */
-export function boundPerCluster(healthy: Backend[], max: number): { kept: Backend[]; over: Backend[] | undefined } {
-  if (healthy.length <= max) return { kept: healthy, over: undefined };
-  const n = new Map<string, number>();
+export function boundPerCluster(healthy: Backend[], max: number): { kept: Backend[]; overBy: Map<string, number> | undefined } {
+  if (healthy.length <= max) return { kept: healthy, overBy: undefined };
+  const counts = new Map<string, { n: number }>();
   const kept: Backend[] = [];
-  const over: Backend[] = [];
+  let last: string | undefined;
+  let count = { n: 0 };
   for (const b of healthy) {
-    const k = (n.get(b.cluster) ?? 0) + 1;
-    n.set(b.cluster, k);
-    (k <= max ? kept : over).push(b);
+    if (b.cluster !== last) {
+      last = b.cluster;
+      const c = counts.get(last);
+      if (c) count = c;
+      else counts.set(last, (count = { n: 0 }));
+    }
+    if (++count.n <= max) kept.push(b);
   }
-  return over.length ? { kept, over } : { kept: healthy, over: undefined };
+  if (kept.length === healthy.length) return { kept: healthy, overBy: undefined };
+  const overBy = new Map<string, number>();
+  for (const [cluster, c] of counts) if (c.n > max) overBy.set(cluster, c.n - max);
+  return { kept, overBy };
 }
 
 interface Installed {
@@ -62,8 +72,8 @@ interface Installed {
   signature: string;
   view: ServicePortView;
   sel: Selection;
-  /** Healthy backends past the per-cluster bound, and how many per cluster (none: undefined). */
-  over: Backend[] | undefined;
+  /** With backends past the per-cluster bound: the healthy ones (those not selected or standby are over-limit), and how many per cluster. */
+  healthy: Backend[] | undefined;
   overBy: Map<string, number> | undefined;
   /** Built on first read (list(), the gateway), not per recompute: a port can have thousands of backends. */
   status?: ServicePortStatus;
@@ -96,8 +106,8 @@ export class PortTables {
    * "nearest") and installs the table if it changed.
    */
   install(v: ServicePortView, healthy: Backend[], rtt: Map<string, number>): void {
-    const { kept, over } = boundPerCluster(healthy, this.maxBackendsPerCluster);
-    const overBy = this.noteOverLimit(v, over);
+    const { kept, overBy } = boundPerCluster(healthy, this.maxBackendsPerCluster);
+    this.noteOverLimit(v, overBy);
     const sel = selectBackends(this.cluster, v.service.affinity, kept, rtt, this.nearest.get(v.key));
     if (sel.nearest) this.nearest.set(v.key, sel.nearest);
     const vip = v.service.vip;
@@ -111,7 +121,7 @@ export class PortTables {
       else this.dev.serviceRemove(id);
       this.log.debug({ service: v.key, selected: sel.selected.length, standby: sel.standby.length, nearest: sel.nearest }, 'service table');
     }
-    this.installed.set(v.key, { id, signature, view: v, sel, over, overBy });
+    this.installed.set(v.key, { id, signature, view: v, sel, healthy: overBy && healthy, overBy });
   }
 
   /** The port is gone: its table is removed. */
@@ -123,22 +133,19 @@ export class PortTables {
   }
 
   /**
-   * Counts a port's left-out backends per cluster; logs a cluster whose healthy backends go over the bound on a port
-   * with a table, once while it stays over, at most one line a minute per cluster (so one cluster going over and
-   * back cannot silence another's lines); the backends left out now are always in status.
+   * Logs a cluster whose healthy backends go over the bound on a port with a table (overBy: left out per cluster),
+   * once while it stays over, at most one line a minute per cluster (so one cluster going over and back cannot
+   * silence another's lines); the backends left out now are always in status.
    */
-  private noteOverLimit(v: ServicePortView, over: Backend[] | undefined): Map<string, number> | undefined {
-    if (!over) return undefined;
+  private noteOverLimit(v: ServicePortView, overBy: Map<string, number> | undefined): void {
+    if (!overBy || !v.service.vip) return;
     const before = this.installed.get(v.key)?.overBy;
-    const now = new Map<string, number>();
-    for (const b of over) now.set(b.cluster, (now.get(b.cluster) ?? 0) + 1);
     const minute = Math.floor(Date.now() / 60_000);
-    for (const [cluster, leftOut] of now) {
-      if (!v.service.vip || before?.has(cluster) || this.loggedAt.get(cluster) === minute) continue;
+    for (const [cluster, leftOut] of overBy) {
+      if (before?.has(cluster) || this.loggedAt.get(cluster) === minute) continue;
       this.loggedAt.set(cluster, minute);
       this.log.warn({ service: v.key, cluster, leftOut, limit: this.maxBackendsPerCluster }, 'a cluster has more healthy backends for a service port than the bound (services.maxBackendsPerCluster): the first are used, the rest left out (at most one such line a minute per cluster; status lists every backend left out)');
     }
-    return now;
   }
 
   keys(): IterableIterator<string> {
@@ -148,11 +155,12 @@ export class PortTables {
   status(key: string): ServicePortStatus | undefined {
     const inst = this.installed.get(key);
     if (!inst || inst.status) return inst?.status;
-    const { view: v, sel, over } = inst;
+    const { view: v, sel, healthy } = inst;
     const state = new Map<Backend, BackendStatus['state']>();
     for (const b of sel.selected) state.set(b, 'selected');
     for (const b of sel.standby) state.set(b, 'standby');
-    for (const b of over ?? []) state.set(b, 'over-limit');
+    // selected and standby are the kept ones (affinity splits them): the other healthy ones were left out
+    for (const b of healthy ?? []) if (!state.has(b)) state.set(b, 'over-limit');
     return (inst.status = {
       name: v.port.name,
       port: v.port.port,
