@@ -61,11 +61,12 @@ describe.skipIf(!enabled)('the mesh dashboard in headless Chromium', () => {
     await new Promise((r) => setTimeout(r, 600));
     // the snapshot the assertions read is one in which every view still agrees: a single probe answer delayed ~1 s
     // on a loaded host flips one node's view for a moment (the symptom of 2026-12-01), so it is waited for too
+    // (on a timeout the last snapshot is the one read: the assertions below name what differs)
     let m: MeshSnapshot | undefined;
     await waitFor(async () => {
       m = await dash.snapshot();
       return JSON.stringify(m.services.map((s) => s.clusters)) === JSON.stringify([perCluster]) && m.tunnels.some((t) => t.txBps > 0);
-    }, 20_000, 'a snapshot with every view agreeing and tunnel rates');
+    }, 20_000, 'a snapshot with every view agreeing and tunnel rates').catch(() => undefined);
     if (!m) throw new Error('no snapshot');
     expect(m.clusters).toEqual(['c1', 'c2', 'c3']);
     expect(m.nodes.filter((n) => n.up).map((n) => n.id)).toEqual(['c1/n1', 'c1/n2', 'c2/n1', 'c2/n2', 'c3/n1', 'c3/n2']);

@@ -165,15 +165,16 @@ describe('DNS over TCP', () => {
     expect(sent).toBeLessThan(q.length);
     expect(c.answers).toEqual([]);
     expect(server!.counters.tcp.idle).toBe(1);
-    // a client that completes queries (however slowly) is kept past idleMs: idle counts from its last query. Four,
-    // 300 ms apart (1.2 s in all, past idleMs), leave 700 ms of margin each: with 150 ms against 300 ms, a loaded
-    // host's stall of 150 ms let the server's idle timer and our next write fall due in one turn, the close first
+    // a client that completes queries (however slowly) is kept past idleMs: idle counts from its last query. Six,
+    // 300 ms apart (1.8 s in all: a server counting from the accept closes ~800 ms before the check), leave 700 ms
+    // of margin each: with 150 ms against 300 ms, a loaded host's stall of 150 ms let the server's idle timer and
+    // our next write fall due in one turn, the close first
     const d = connect(port);
-    for (let i = 0; i < 4; i++) {
+    for (let i = 0; i < 6; i++) {
       d.sock.write(frame(query(i)));
       await sleep(300);
     }
-    await until(() => d.answers.length === 4);
+    await until(() => d.answers.length === 6);
     expect(d.sock.destroyed).toBe(false);
   });
 

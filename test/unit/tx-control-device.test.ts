@@ -75,18 +75,28 @@ describe('TX control queue on the device: probe replies per peer', () => {
       await new Promise((r) => setTimeout(r, 20));
     }
   };
+  /** A peer keyed on both devices that only ever carries the drain's sentinel keepalive (drained). */
+  const SENTINEL = 9;
   /**
-   * Waits until d's per-peer counts add up (every request received answered or refused, none queued) and hold still
-   * for 5 reads (~100 ms): the flood has drained. Still counts alone were not enough: the RX thread counts each
-   * request as it reads it but queues a batch's replies at the batch's end, so a thread preempted mid-batch for one
-   * poll's gap looked drained with replies not yet queued (a loaded host: review of the s26 CI flake). A real
-   * accounting defect still fails: the wait gives up after 5 s and the comparison below names what differs.
+   * Waits until everything e sent d before now has reached d, and d's per-peer counts add up (every request received
+   * answered or refused, none queued) and hold still over 6 reads (~100 ms): the flood has drained.
+   * - e's control messages leave in order (its TX control queue is FIFO) and d reads them in order, so once d counts
+   *   a keepalive e queued on SENTINEL after everything else, every earlier message was counted at d (the last probe
+   *   of honestUntilAnswered's loop included: a starved thread could hold it in flight past a still-looking read).
+   * - Still counts alone were not enough: the RX thread counts each request as it reads it but queues a batch's replies
+   *   at the batch's end, so a thread preempted mid-batch for one poll's gap looked drained with replies not yet
+   *   queued (a loaded host: the audit after s26's CI flake).
+   * A real accounting defect still fails: the waits give up after 5 s and the comparison after them names what differs.
    */
-  const drained = async (d: NativeDevice) => {
+  const drained = async (d: NativeDevice, e: NativeDevice) => {
+    const sentinelRx = () => d.peerStats().find((p) => p.id === SENTINEL)?.rxPackets ?? 0;
+    const before = sentinelRx();
+    e.sendKeepalive(SENTINEL);
+    await until(() => sentinelRx() > before);
     let last = '';
     let still = 0;
     await until(() => {
-      const s = d.peerStats();
+      const s = d.peerStats().filter((p) => p.id !== SENTINEL); // (its keepalives get no reply)
       const now = JSON.stringify(s.map((p) => [p.id, p.rxPackets, p.txPackets, p.probeRepliesQueued, p.probeRepliesRefused]));
       const balanced = s.every((p) => p.probeRepliesQueued === 0 && p.rxPackets === p.txPackets + p.probeRepliesRefused);
       still = now === last && balanced ? still + 1 : 0;
@@ -98,11 +108,11 @@ describe('TX control queue on the device: probe replies per peer', () => {
   it('one peer flooding 200,000 probe requests is refused past 8 queued; every honest request is answered', { timeout: 60_000 }, async () => {
     const d = open();
     const e = open();
-    pair(d, e, [FLOODER, ...HONEST]);
+    pair(d, e, [SENTINEL, FLOODER, ...HONEST]);
     const FLOOD = 200_000;
     e.probe(Array.from({ length: FLOOD }, () => FLOODER));
     await honestUntilAnswered(e, () => (stats(e).get(FLOODER)?.probesSent ?? 0) < FLOOD);
-    await drained(d);
+    await drained(d, e);
     const got = stats(d);
     const f = got.get(FLOODER)!;
     const c = d.counters();
@@ -140,7 +150,7 @@ describe('TX control queue on the device: probe replies per peer', () => {
     const NEXT = 20;
     const FLOOD = 200_000;
     const LOAD = Array.from({ length: 60_000 }, (_, i) => 1000 + i);
-    pair(d, e, [FLOODER, ...HONEST]);
+    pair(d, e, [SENTINEL, FLOODER, ...HONEST]);
     for (const id of LOAD) d.upsertPeer(id);
     d.probeWatch(LOAD, []);
     await until(() => (d.counters().drop_no_endpoint ?? 0) > 0); // its probe rounds have started
@@ -167,7 +177,7 @@ describe('TX control queue on the device: probe replies per peer', () => {
       e.probe([NEXT]);
       await new Promise((r) => setTimeout(r, 20));
     }
-    await drained(d);
+    await drained(d, e);
     const got = stats(d);
     const peers = [...HONEST, NEXT];
     expect({
