@@ -138,7 +138,7 @@ export class Agent extends EventEmitter {
 
   /** The records naming `ip` (registration's address conflicts): the data path's, by the ipcache; policy off, a walk of the table. */
   private endpointsAt(ip: string): Iterable<EndpointRecord> {
-    return this.datapath ? this.datapath.byAddress.all(ip) : [...this.endpoints.values()].filter((r) => r.ip === ip);
+    return this.datapath ? this.datapath.byAddress.all(ip) : recordsAt(this.endpoints.values(), ip);
   }
 
   get id(): string {
@@ -431,4 +431,9 @@ export class Agent extends EventEmitter {
       ...(this.dns ? { dns: this.dns.counters } : {}),
     };
   }
+}
+
+/** The records among `records` naming `ip`, read as the walk goes (no copy of the table first). */
+function* recordsAt(records: Iterable<EndpointRecord>, ip: string): Iterable<EndpointRecord> {
+  for (const r of records) if (r.ip === ip) yield r;
 }

@@ -2,7 +2,7 @@
  * What `GET /v1/services`, status, metrics and the UI read of the agent's
  * services: every local service with its ports, backends and their state.
  */
-import type { Backend, ClusterService } from './service.js';
+import { localDefinition, type Backend, type ClusterService } from './service.js';
 
 export interface BackendStatus extends Backend {
   /** over-limit: healthy, but past its cluster's bound on this port (tables.ts): not in the table. */
@@ -45,7 +45,7 @@ export function serviceList(
 ): ServiceStatus[] {
   const out: ServiceStatus[] = [];
   for (const defs of defsByName) {
-    const local = defs.find((d) => d.cluster === cluster);
+    const local = localDefinition(cluster, defs);
     if (!local) continue;
     const ports = local.ports.map((p) => portStatus(`${local.namespace}/${local.name}/${p.name || p.port}`)).filter((s): s is ServicePortStatus => s !== undefined);
     out.push({
