@@ -20,12 +20,15 @@
  * from its key's, and admission refuses such a record again (fail closed,
  * `nodeIdOf`). Keys that are not endpoint keys share the bucket "".
  * A node's table is a flat array while it holds ≤ 32 endpoints, a Map above
- * (src/agent/keytable.ts: ~31 B per endpoint less than a Map at 10 per node).
+ * (src/agent/keytable.ts: ~31 B per endpoint less than a Map at 10 per node),
+ * and the array is cells without the keys' strings or a PackedEndpoint each
+ * while its keys are short IPv4 forms of one base (nodecells.ts: 48 B per
+ * packed record where the array form took 104–112).
  */
 import { cachePrefix, statePrefix } from '../controlplane/keys.js';
 import { CompactKeys } from '../controlplane/compactkeys.js';
 import { internName } from '../controlplane/records/intern.js';
-import { ktDelete, ktGet, ktKeys, ktSet, type KeyTable } from './keytable.js';
+import { ntDelete, ntEntries, ntGet, ntKeys, ntSet, type NodeTable } from './nodecells.js';
 import { packEndpoint, PackedEndpoint, shallowSame, unpackEndpoint } from './packedendpoint.js';
 import type { EndpointRecord } from '../controlplane/records/index.js';
 
@@ -61,7 +64,7 @@ export function nodeIdOf(key: string): string {
 const PREFIXES = [statePrefix('ip'), cachePrefix('ip')];
 
 export class EndpointStore {
-  private readonly byNode = new Map<string, KeyTable<unknown>>();
+  private readonly byNode = new Map<string, NodeTable>();
   /** Keys with an admitted value (the size of `records`). */
   private admittedCount = 0;
   /**
@@ -97,14 +100,14 @@ export class EndpointStore {
   /** The admitted value of `key` (its text or any form, held or released), or undefined. */
   admittedIfHeld(key: string): unknown {
     const id = this.nodeOfHeld(key);
-    return id === undefined ? undefined : admittedIn(ktGet(this.byNode.get(id), key), id);
+    return id === undefined ? undefined : admittedIn(ntGet(this.byNode.get(id), key), id);
   }
 
   /** The candidate table's view (records by key, with their source cluster). */
   readonly candidates = {
     get: (key: string): Candidate<unknown> | undefined => {
       const id = this.nodeOf(key);
-      const v = unpacked(ktGet(this.byNode.get(id), key), id);
+      const v = unpacked(ntGet(this.byNode.get(id), key), id);
       if (v === undefined) return undefined;
       if (!(v instanceof Held)) return { cluster: (v as { cluster: string }).cluster, rec: v };
       return v.cand === undefined ? undefined : { cluster: v.cluster, rec: v.cand };
@@ -141,7 +144,7 @@ export class EndpointStore {
 
   /** Keys whose key names node `nodeId` ("cluster/node"), snapshot (callers change the table meanwhile). */
   keysOfNode(nodeId: string): string[] {
-    return [...ktKeys(this.byNode.get(nodeId))];
+    return [...ntKeys(this.byNode.get(nodeId))];
   }
 
   /** How many keys have an admitted value. */
@@ -164,42 +167,33 @@ export class EndpointStore {
    * `namespace`, only the records of that namespace (a packed one tested before it is unpacked).
    */
   *admittedOfNode<T>(nodeId: string, pick: (key: string, value: unknown) => T, namespace?: string): IterableIterator<T> {
-    const m = this.byNode.get(nodeId);
-    if (m === undefined) return;
     const of = (v: unknown): unknown => {
       const a = v instanceof Held ? v.admitted : v; // (packed or not: a record's namespace is a field of both)
       return namespace === undefined || (a as { namespace?: unknown } | undefined)?.namespace === namespace ? admittedIn(v, nodeId) : undefined;
     };
-    if (m instanceof Map) {
-      for (const [k, v] of m) {
-        const a = of(v);
-        if (a !== undefined) yield pick(k, a);
-      }
-      return;
-    }
-    for (let i = 0; i < m.length; i += 2) {
-      const a = of(m[i + 1]);
-      if (a !== undefined) yield pick(m[i] as string, a);
+    for (const [k, v] of ntEntries(this.byNode.get(nodeId), namespace)) {
+      const a = of(v);
+      if (a !== undefined) yield pick(k, a);
     }
   }
 
   private raw(key: string): unknown {
-    return ktGet(this.byNode.get(this.nodeOf(key)), key);
+    return ntGet(this.byNode.get(this.nodeOf(key)), key);
   }
 
   private admittedOf(key: string): unknown {
     const id = this.nodeOf(key);
-    return admittedIn(ktGet(this.byNode.get(id), key), id);
+    return admittedIn(ntGet(this.byNode.get(id), key), id);
   }
 
   private put(key: string, cluster: string, cand: unknown, admitted: unknown): void {
     const id = this.nodeOf(key);
     const m = this.byNode.get(id);
-    const was = ktGet(m, key);
+    const was = ntGet(m, key);
     this.admittedCount += (admitted !== undefined ? 1 : 0) - (was !== undefined && admittedIn(was, id) !== undefined ? 1 : 0);
     if (cand === undefined && admitted === undefined) {
       if (m === undefined) return;
-      const left = ktDelete(m, key);
+      const left = ntDelete(m, key);
       if (left === undefined) this.byNode.delete(id); // bounded by the endpoints held
       else if (left !== m) this.byNode.set(id, left);
       return;
@@ -207,7 +201,7 @@ export class EndpointStore {
     // the same record (or one read back from this table, a new object saying the same: packedendpoint.ts)
     const same = cand !== undefined && shallowSame(cand, admitted);
     const plain = same && (cand as { cluster?: unknown }).cluster === cluster;
-    const next = ktSet(m, key, plain ? (packEndpoint(cand as EndpointRecord, id) ?? cand) : new Held(internName(cluster), cand, admitted));
+    const next = ntSet(m, key, plain ? (packEndpoint(cand as EndpointRecord, id) ?? cand) : new Held(internName(cluster), cand, admitted));
     if (next !== m) this.byNode.set(m === undefined ? internName(id) : id, next);
   }
 
@@ -219,7 +213,7 @@ export class EndpointStore {
   }
 
   private *allKeys(): IterableIterator<string> {
-    for (const m of this.byNode.values()) yield* ktKeys(m);
+    for (const m of this.byNode.values()) yield* ntKeys(m);
   }
 }
 

@@ -30,6 +30,11 @@ class PackedEndpointPorts extends PackedEndpoint {
   }
 }
 
+/** A packed record of these fields (ports undefined: a record without them), as packEndpoint makes it. */
+export function packedOf(ip: number, namespace: string, name: string, labels: EndpointRecord['labels'], identity: number, ports: EndpointRecord['ports']): PackedEndpoint {
+  return ports !== undefined ? new PackedEndpointPorts(ip, namespace, name, labels, identity, ports) : new PackedEndpoint(ip, namespace, name, labels, identity);
+}
+
 /** The codec's own key lists, in its order (compactEndpoint's literals): a record with any other is kept as it came. */
 const SHAPES = new Set(['', 'identity', 'ports', 'identity,ports'].map((t) => ['ip', 'cluster', 'node', 'namespace', 'name', 'labels', ...(t ? t.split(',') : [])].join()));
 
@@ -46,7 +51,7 @@ export function packEndpoint(rec: EndpointRecord, nodeId: string): PackedEndpoin
   // -1 is "none" here: a record's own identity must be ≥ 0 (and -0 would read back as 0)
   const id = rec.identity ?? -1;
   if (rec.identity !== undefined && (!Number.isInteger(id) || id < 0 || id > 0x7fffffff || Object.is(id, -0))) return undefined;
-  return rec.ports !== undefined ? new PackedEndpointPorts(v | 0, rec.namespace, rec.name, rec.labels, id, rec.ports) : new PackedEndpoint(v | 0, rec.namespace, rec.name, rec.labels, id);
+  return packedOf(v | 0, rec.namespace, rec.name, rec.labels, id, rec.ports);
 }
 
 /** unpack's last node id and its two parts: a node's records read in a row split its id once. */

@@ -24,6 +24,7 @@
  */
 import { formatIPv4Value, formatPrefix, ipv4HostValue, parsePrefix, type Prefix } from '../net/ip.js';
 import { U32Map } from '../net/u32map.js';
+import { formAddress, formBase, isShortIPv4Form, shortIPv4Form } from '../controlplane/compactkeys.js';
 import { SlotColumns } from './slotcolumns.js';
 
 export type IpcacheOwnerKind = 'node' | 'local-endpoint' | 'endpoint' | 'cidr';
@@ -108,7 +109,11 @@ type Owned = Claim & { owner: string };
  * owner (a pod's /32): that claim is held inline (the slot's string is its
  * owner; undefined when it has none, and then it has no further owners),
  * further owners in `more`, in the order they came; beside it what the data
- * path holds.
+ * path holds. An inline owner that is an endpoint key's short IPv4 form naming
+ * the slot's own address (compactkeys.ts: a pod's record, `…/<node>/<address>`)
+ * is held as its base index, a Smi in the string's place: the form is those two
+ * numbers (shortIPv4Form gives it back), and its 24 B string is then held by no
+ * table (admission's holds the same two numbers: nodecells.ts).
  */
 export class IpcacheTable {
   /** Slots by key: IPv4 hosts, nearly every slot (a pod's /32), in `hosts4`; any other prefix in `others`. */
@@ -146,11 +151,11 @@ export class IpcacheTable {
       if (typeof p === 'number') this.hosts4.set(p, s);
       else this.others.set(p, s);
     }
-    const inline = this.cols.str(s);
+    const inline = this.ownerAt(s, p);
     const cur = inline === owner ? this.inlineClaim(s, inline) : this.more.get(s)?.get(owner);
     if (cur && cur.kind === kind && cur.identity === value.identity && cur.endpoint === value.endpoint) return;
     const seq = cur && cur.kind === kind ? cur.seq : ++this.seq;
-    if (inline === undefined || inline === owner) this.setInline(s, owner, { kind, identity: value.identity, endpoint: value.endpoint, seq });
+    if (inline === undefined || inline === owner) this.setInline(s, p, owner, { kind, identity: value.identity, endpoint: value.endpoint, seq });
     else {
       let m = this.more.get(s);
       if (!m) this.more.set(s, (m = new Map()));
@@ -164,7 +169,7 @@ export class IpcacheTable {
     const p = slotKey(addrOrPrefix);
     const s = this.slotOf(p);
     if (s === undefined) return;
-    const inline = this.cols.str(s);
+    const inline = this.ownerAt(s, p!);
     if (inline === undefined) return;
     const m = this.more.get(s);
     if (inline === owner) {
@@ -172,7 +177,7 @@ export class IpcacheTable {
       const next = m?.entries().next().value as [string, Claim] | undefined;
       if (next) {
         m!.delete(next[0]);
-        this.setInline(s, next[0], next[1]);
+        this.setInline(s, p!, next[0], next[1]);
       } else this.cols.setStr(s, undefined);
     } else if (!m?.delete(owner)) return;
     if (m?.size === 0) this.more.delete(s);
@@ -186,14 +191,14 @@ export class IpcacheTable {
    */
   private renumber(): void {
     let top = 0;
-    for (const s of [...this.hosts4.values(), ...this.others.values()]) {
-      const inline = this.cols.str(s);
+    for (const [p, s] of [...this.hosts4.entries(), ...this.others.entries()]) {
+      const inline = this.ownerAt(s, p);
       if (inline === undefined) continue;
       const m = this.more.get(s);
       const own = this.inlineClaim(s, inline);
       const claims: Claim[] = [own, ...(m?.values() ?? [])].sort((a, b) => a.seq - b.seq);
       claims.forEach((c, i) => (c.seq = i + 1));
-      this.setInline(s, inline, own);
+      this.setInline(s, p, inline, own);
       top = Math.max(top, claims.length);
     }
     this.seq = top;
@@ -208,16 +213,23 @@ export class IpcacheTable {
     return { owner, kind: KIND_OF[sk % 4]!, seq: Math.floor(sk / 4), identity: this.cols.get(s, IDENTITY), endpoint: this.cols.get(s, ENDPOINT) };
   }
 
-  private setInline(s: number, owner: string, c: Claim): void {
-    this.cols.setStr(s, owner);
+  /** Slot `s`'s (key `p`'s) inline owner, or undefined when it has none. */
+  private ownerAt(s: number, p: SlotKey): string | undefined {
+    const o = this.cols.str(s);
+    return typeof o === 'number' ? shortIPv4Form(o, p as number) : o;
+  }
+
+  private setInline(s: number, p: SlotKey, owner: string, c: Claim): void {
+    // a form naming this slot's own address as its base index (see the class's comment); any other owner as it is
+    this.cols.setStr(s, typeof p === 'number' && isShortIPv4Form(owner) && formAddress(owner) === p ? formBase(owner) : owner);
     this.cols.set(s, IDENTITY, c.identity);
     this.cols.set(s, ENDPOINT, c.endpoint);
     this.cols.set(s, SEQ_KIND, c.seq * 4 + OWNER_PRECEDENCE[c.kind]);
   }
 
   /** The winning claim of a slot with owners. */
-  private best(s: number): Owned | undefined {
-    const inline = this.cols.str(s);
+  private best(s: number, p: SlotKey): Owned | undefined {
+    const inline = this.ownerAt(s, p);
     if (inline === undefined) return undefined;
     let best = this.inlineClaim(s, inline);
     for (const [owner, c] of this.more.get(s) ?? []) {
@@ -230,7 +242,7 @@ export class IpcacheTable {
   get(addrOrPrefix: string): (IpcacheValue & { kind: IpcacheOwnerKind; owner: string }) | undefined {
     const p = slotKey(addrOrPrefix);
     const s = this.slotOf(p);
-    const best = s === undefined ? undefined : this.best(s);
+    const best = s === undefined ? undefined : this.best(s, p!);
     return best ? { identity: best.identity, endpoint: best.endpoint, kind: best.kind, owner: best.owner } : undefined;
   }
 
@@ -238,7 +250,7 @@ export class IpcacheTable {
   ownersOf(addrOrPrefix: string): Array<{ owner: string; kind: IpcacheOwnerKind }> {
     const p = slotKey(addrOrPrefix);
     const s = this.slotOf(p);
-    const inline = s === undefined ? undefined : this.cols.str(s);
+    const inline = s === undefined ? undefined : this.ownerAt(s, p!);
     if (inline === undefined) return [];
     return [{ owner: inline, kind: this.inlineClaim(s!, inline).kind }, ...[...(this.more.get(s!) ?? [])].map(([owner, c]) => ({ owner, kind: c.kind }))];
   }
@@ -247,7 +259,7 @@ export class IpcacheTable {
   ownersOfKind(addrOrPrefix: string, kind: IpcacheOwnerKind): string[] {
     const p = slotKey(addrOrPrefix);
     const s = this.slotOf(p);
-    const inline = s === undefined ? undefined : this.cols.str(s);
+    const inline = s === undefined ? undefined : this.ownerAt(s, p!);
     if (inline === undefined) return [];
     const out = this.cols.get(s!, SEQ_KIND) % 4 === OWNER_PRECEDENCE[kind] ? [inline] : [];
     for (const [owner, c] of this.more.get(s!) ?? []) if (c.kind === kind) out.push(owner);
@@ -265,7 +277,7 @@ export class IpcacheTable {
     for (const p of this.touched) {
       const s = this.slotOf(p);
       if (s === undefined) continue;
-      const want = this.best(s);
+      const want = this.best(s, p);
       const have = this.cols.get(s, INST_IDENTITY) !== -1;
       if (!want) {
         if (typeof p === 'number') this.hosts4.delete(p); // no owner left: the slot goes with the data path's entry

@@ -25,7 +25,7 @@ const MAX_INLINE = SPILL - 2;
 
 export class SlotColumns {
   private readonly nums: Uint32Array[] = [];
-  private readonly strs: Array<Array<string | undefined>> = [];
+  private readonly strs: Array<Array<string | number | undefined>> = [];
   private readonly free: number[] = [];
   /** Numbers no code holds, by record × fields + field. */
   private readonly spill = new Map<number, number>();
@@ -44,7 +44,7 @@ export class SlotColumns {
       i = this.next++;
       if (i >>> SHIFT === this.nums.length) {
         this.nums.push(new Uint32Array(CHUNK * this.fields));
-        this.strs.push(new Array<string | undefined>(CHUNK).fill(undefined));
+        this.strs.push(new Array<string | number | undefined>(CHUNK).fill(undefined));
       }
     }
     this.setStr(i, undefined);
@@ -82,11 +82,12 @@ export class SlotColumns {
     return this.spill.size;
   }
 
-  str(i: number): string | undefined {
+  /** Record `i`'s string, or the number the caller stored in its place (one a string is derived from: a Smi costs no heap). */
+  str(i: number): string | number | undefined {
     return this.strs[i >>> SHIFT]![i & (CHUNK - 1)];
   }
 
-  setStr(i: number, s: string | undefined): void {
+  setStr(i: number, s: string | number | undefined): void {
     this.strs[i >>> SHIFT]![i & (CHUNK - 1)] = s;
   }
 }

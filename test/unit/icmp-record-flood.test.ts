@@ -71,15 +71,20 @@ describe('untracked ICMP floods cost a record per tuple a minute, not one per pa
 
   it('the host\'s own untracked ICMP is charged by source prefix, as the docs say (not as one pod, endpoint 0)', () => {
     // (before the world floods below: they spend the others' table's 2,048 records of their second)
-    // the node's addresses in three /24s (identity host): three senders, 64 new tuples a minute each. Before, the
-    // host's egress was charged to the pods' table as endpoint 0: 64 (128 straddling a window) for all three.
+    // the node's addresses in six /24s (identity host): six senders, 64 new tuples a minute each. Before, the
+    // host's egress was charged to the pods' table as endpoint 0: 64 (128 straddling a window) for all of them.
+    // Senders whose prefixes hash to one of the 1,024 budget slots share its budget (icmprecord.h; the hash is keyed
+    // with the process's random seed): two of six do in ~1.5 % of runs (this case asked all of three for 64 each and
+    // failed ~0.3 % of runs, once in s28's first full unit run). One such pair leaves five senders with a full
+    // budget, two pairs four (~1e-4); the old charge leaves at most one.
     d.native.setHostFirewall(true); // the host's own flows then take the host pseudo-endpoint's egress check
-    const hosts = [9, 10, 11].map((n) => ip(`100.64.${n}.1`));
+    const hosts = [9, 10, 11, 12, 13, 14].map((n) => ip(`100.64.${n}.1`));
     d.native.ipcacheUpdate(Buffer.concat(hosts.map((a) => ipcacheRow(a, 32, 1, 0))), Buffer.alloc(0));
     try {
       for (const a of hosts) for (let i = 0; i < 200; i++) d.native.policyCheck(icmpPacket(4, a, ip(`198.19.201.${i}`), 5, 0));
       const flows = drain();
-      for (const a of hosts) expect(flows.filter((f) => f.src === a.join('.')).length).toBeGreaterThanOrEqual(PER_SENDER);
+      const full = hosts.filter((a) => flows.filter((f) => f.src === a.join('.')).length >= PER_SENDER);
+      expect(full.length).toBeGreaterThanOrEqual(4);
     } finally {
       d.native.setHostFirewall(false);
     }

@@ -7,6 +7,8 @@ import { IpcacheTable, type IpcacheOwnerKind } from '../../src/policy/ipcache.js
 import { SlotColumns } from '../../src/policy/slotcolumns.js';
 import { OracleIpcacheTable } from '../helpers/ipcache-oracle.js';
 import { prng } from '../helpers/prng.js';
+import { shortIPv4Form } from '../../src/controlplane/compactkeys.js';
+import { ipv4HostValue } from '../../src/net/ip.js';
 
 const KINDS: IpcacheOwnerKind[] = ['node', 'local-endpoint', 'endpoint', 'cidr'];
 
@@ -19,11 +21,15 @@ function run(seed: number, steps: number, prefixes: number, seqLimit?: number): 
   // bits: not IPv4 hosts) and nonsense
   const spell = (ip: string) =>
     pick([ip, `${ip}/32`, ip, `${ip}/032`, `${ip.slice(0, ip.lastIndexOf('.'))}.0/24`, 'fd65::1', 'fd65::1/128', `::ffff:${ip}`, '2001:db8::/32', '::ffff:0:0/96', 'nonsense']);
-  const owners = ['ep-a', 'ep-b', 'node:1', 'local:x', 'cidr:y', 'ep-c'];
+  // endpoint key forms (compactkeys.ts) too: one naming the slot's own address is held as its base index, so the
+  // table must give back the very text; one naming another address, or the same address of another base, is not
+  const forms = (ip: string) => [shortIPv4Form(5, ipv4HostValue(ip)!), shortIPv4Form(0x123456, ipv4HostValue(ip)!), shortIPv4Form(5, ipv4HostValue(ips[0]!)!)];
+  const plainOwners = ['ep-a', 'ep-b', 'node:1', 'local:x', 'cidr:y', 'ep-c'];
   const t = new IpcacheTable(seqLimit);
   const o = new OracleIpcacheTable();
   for (let step = 0; step < steps; step++) {
     const ip = pick(ips);
+    const owners = [...plainOwners, ...forms(ip)];
     const r = rnd();
     if (r < 0.5) {
       const a = spell(ip);
@@ -59,6 +65,23 @@ describe('packed ipcache slots against the object-per-slot table', () => {
 
   it('agrees on random sequences over more prefixes than one chunk of slots (indices freed and reused)', () => {
     for (let seed = 100; seed <= 101; seed++) run(seed, 40_000, 6000);
+  });
+});
+
+describe('endpoint key forms as owners', () => {
+  it("holds a form naming the slot's own address as its base index, and gives the same text back", () => {
+    const t = new IpcacheTable();
+    const own = shortIPv4Form(9, ipv4HostValue('100.64.1.2')!);
+    const other = shortIPv4Form(9, ipv4HostValue('100.64.1.3')!);
+    t.set('100.64.1.2', own, 'endpoint', { identity: 300, endpoint: 0 });
+    t.set('100.64.1.2', other, 'endpoint', { identity: 301, endpoint: 0 });
+    const cols = (t as unknown as { cols: SlotColumns }).cols;
+    expect(cols.str(0)).toBe(9); // no string held for the inline owner
+    expect(t.ownersOf('100.64.1.2')).toEqual([{ owner: own, kind: 'endpoint' }, { owner: other, kind: 'endpoint' }]);
+    expect(t.get('100.64.1.2')).toEqual({ identity: 301, endpoint: 0, kind: 'endpoint', owner: other });
+    t.delete('100.64.1.2', own); // the next owner moves inline: it names another address, so its text is held
+    expect(cols.str(0)).toBe(other);
+    expect(t.ownersOfKind('100.64.1.2', 'endpoint')).toEqual([other]);
   });
 });
 

@@ -1,0 +1,179 @@
+/**
+ * One node's table in admission's endpoint table (endpointstore.ts), issue 16: the KeyTable (keytable.ts) of a node
+ * whose keys are all short IPv4 forms of one base (compactkeys.ts: `…/ip/v2/<cluster>/<node>/<address>`, every key
+ * of an honest node) held as cells of one flat array, without the forms' strings or an object per record.
+ *
+ * A cell is CELL slots: the key's address (a Smi, signed 32 bits), then
+ * - for a packed record (packedendpoint.ts): its name and its Profile, the rest of its fields (namespace, labels,
+ *   identity, ports) as one pooled object: the pods of a workload share them;
+ * - for any other value (a `Held`, a record of another shape): the value, then AS_IS.
+ * A packed record is 24 B here where its key slot, value slot, 24 B form and 64–72 B PackedEndpoint took 104–112 B;
+ * the form's string is gone only when the ipcache holds none either (ipcache.ts holds such an owner as its base).
+ * Profiles are pooled weakly (intern.ts): one per distinct set in use, ~250 B each with its pool entry, so a cluster
+ * giving every record labels of its own pays that per record (bounded by its record budget, as its label sets are).
+ *
+ * The functions are KeyTable's, with the same answers (bench/memory.ts; test/unit/nodecells.test.ts against a Map):
+ * they take a table and return the one to keep; `undefined` is the empty table; entries iterate in insertion order
+ * (a changed value keeps its place). A key that is not a short form of the node's base, or a table past SMALL_MAX
+ * entries, turns the table into a KeyTable (its values and order kept); a KeyTable that is an array again and could
+ * be cells becomes cells on its next change. A read gives a packed record back as a new PackedEndpoint, equal field
+ * by field (readers compare records by content: packedendpoint.ts), and a key as its form made again (a new 24 B
+ * string). Cost: O(entries) per lookup or change, as KeyTable's array form (≤ SMALL_MAX).
+ */
+import { formAddress, formBase, isShortIPv4Form, shortIPv4Form } from '../controlplane/compactkeys.js';
+import { ktDelete, ktEntries, ktGet, ktSet, ktSize, SMALL_MAX, type KeyTable } from './keytable.js';
+import { packedOf, PackedEndpoint } from './packedendpoint.js';
+import type { EndpointRecord } from '../controlplane/endpointrecords.js';
+import { WeakPool } from '../controlplane/records/intern.js';
+
+const CELL = 3;
+/** In a cell's profile slot: the cell holds a value as it is (slot 1), not a packed record. */
+const AS_IS = Symbol('as-is');
+
+/** A packed record's fields but its address and name, shared by the records that have them all alike. */
+class Profile {
+  constructor(
+    readonly namespace: string,
+    readonly labels: EndpointRecord['labels'],
+    readonly identity: number,
+    readonly ports: EndpointRecord['ports'],
+  ) {}
+}
+
+const profiles = new WeakPool<Profile>();
+/** A number per labels or ports object, for the pool's key (those objects are interned: one per content). */
+const ids = new WeakMap<object, number>();
+let lastId = 0;
+function idOf(o: object): number {
+  let i = ids.get(o);
+  if (i === undefined) ids.set(o, (i = ++lastId));
+  return i;
+}
+
+/** The pooled Profile of these fields, or undefined when labels or ports are not objects (then held as is). */
+function profileOf(p: PackedEndpoint): Profile | undefined {
+  const ports = (p as { ports?: EndpointRecord['ports'] }).ports;
+  if (typeof p.namespace !== 'string' || typeof p.labels !== 'object' || p.labels === null || (ports !== undefined && (typeof ports !== 'object' || ports === null))) return undefined;
+  // the namespace last: the numbers before it hold no '/', so no two field sets share a key
+  const key = `${p.identity}/${idOf(p.labels)}/${ports === undefined ? 0 : idOf(ports)}/${p.namespace}`;
+  return profiles.intern(key, new Profile(p.namespace, p.labels, p.identity, ports));
+}
+
+/** A node's entries as cells (see the file's comment). */
+export class NodeCells {
+  constructor(
+    /** The base index every key's form has. */
+    readonly base: number,
+    /** CELL slots per entry, in insertion order. */
+    readonly cells: unknown[],
+  ) {}
+}
+
+export type NodeTable = KeyTable<unknown> | NodeCells;
+
+/** The cell of (key address, value): a packed record only when its own address is the key's (one number for both). */
+function cell(address: number, v: unknown): unknown[] {
+  const ip = address | 0;
+  const profile = v instanceof PackedEndpoint && v.ip === ip ? profileOf(v) : undefined;
+  return profile !== undefined ? [ip, (v as PackedEndpoint).name, profile] : [ip, v, AS_IS];
+}
+
+/** Cell `i`'s value (a packed record as a new PackedEndpoint). */
+function valueAt(t: NodeCells, i: number): unknown {
+  const c = t.cells;
+  const p = c[i + 2];
+  if (!(p instanceof Profile)) return c[i + 1];
+  return packedOf(c[i] as number, p.namespace, c[i + 1] as string, p.labels, p.identity, p.ports);
+}
+
+const keyAt = (t: NodeCells, i: number): string => shortIPv4Form(t.base, (t.cells[i] as number) >>> 0);
+
+/** The index of `key`'s cell, -1 when it has none (a key of another shape or base: none). */
+function find(t: NodeCells, key: string): number {
+  if (!isShortIPv4Form(key) || formBase(key) !== t.base) return -1;
+  const ip = formAddress(key) | 0;
+  const c = t.cells;
+  for (let i = 0; i < c.length; i += CELL) if (c[i] === ip) return i;
+  return -1;
+}
+
+/** `t` as a KeyTable array (keys as their forms, packed records as PackedEndpoints), same order. */
+function toKeyTable(t: NodeCells): unknown[] {
+  const out: unknown[] = [];
+  for (let i = 0; i < t.cells.length; i += CELL) out.push(keyAt(t, i), valueAt(t, i));
+  return out;
+}
+
+/** A KeyTable as cells when it is an array whose keys are all short forms of one base; else itself. */
+function compact(t: KeyTable<unknown> | undefined): NodeTable | undefined {
+  if (t === undefined || t instanceof Map || t.length === 0) return t;
+  const k0 = t[0] as string;
+  if (!isShortIPv4Form(k0)) return t;
+  const base = formBase(k0);
+  const cells: unknown[] = [];
+  for (let i = 0; i < t.length; i += 2) {
+    const k = t[i] as string;
+    if (!isShortIPv4Form(k) || formBase(k) !== base) return t;
+    cells.push(...cell(formAddress(k), t[i + 1]));
+  }
+  return new NodeCells(base, cells);
+}
+
+export function ntGet(t: NodeTable | undefined, key: string): unknown {
+  if (!(t instanceof NodeCells)) return ktGet(t, key);
+  const i = find(t, key);
+  return i < 0 ? undefined : valueAt(t, i);
+}
+
+/** The table with `key` set to `value`. */
+export function ntSet(t: NodeTable | undefined, key: string, value: unknown): NodeTable {
+  if (t === undefined && isShortIPv4Form(key)) return new NodeCells(formBase(key), cell(formAddress(key), value));
+  if (!(t instanceof NodeCells)) return compact(ktSet(t, key, value))!;
+  const i = find(t, key);
+  if (i >= 0) {
+    const c = cell(formAddress(key), value);
+    for (let j = 0; j < CELL; j++) t.cells[i + j] = c[j];
+    return t;
+  }
+  // another base or shape, or past the array form's size: the KeyTable it stands for, changed
+  if (!isShortIPv4Form(key) || formBase(key) !== t.base || t.cells.length / CELL >= SMALL_MAX) return ktSet(toKeyTable(t), key, value);
+  return new NodeCells(t.base, t.cells.concat(cell(formAddress(key), value))); // concat: exactly sized
+}
+
+/** The table without `key`; undefined once empty. */
+export function ntDelete(t: NodeTable | undefined, key: string): NodeTable | undefined {
+  if (!(t instanceof NodeCells)) return compact(ktDelete(t, key));
+  const i = find(t, key);
+  if (i < 0) return t;
+  if (t.cells.length === CELL) return undefined;
+  return new NodeCells(t.base, t.cells.slice(0, i).concat(t.cells.slice(i + CELL)));
+}
+
+export function ntSize(t: NodeTable | undefined): number {
+  return t instanceof NodeCells ? t.cells.length / CELL : ktSize(t);
+}
+
+export function* ntKeys(t: NodeTable | undefined): IterableIterator<string> {
+  if (!(t instanceof NodeCells)) {
+    for (const [k] of ktEntries(t)) yield k;
+    return;
+  }
+  for (let i = 0; i < t.cells.length; i += CELL) yield keyAt(t, i);
+}
+
+/**
+ * Entries in insertion order; with `namespace`, a packed record's cell of another namespace is skipped before
+ * anything is built for it (a value held as it is comes whatever its namespace: the caller filters those).
+ */
+export function* ntEntries(t: NodeTable | undefined, namespace?: string): IterableIterator<[string, unknown]> {
+  if (!(t instanceof NodeCells)) {
+    yield* ktEntries(t);
+    return;
+  }
+  const c = t.cells;
+  for (let i = 0; i < c.length; i += CELL) {
+    const p = c[i + 2];
+    if (namespace !== undefined && p instanceof Profile && p.namespace !== namespace) continue;
+    yield [keyAt(t, i), valueAt(t, i)];
+  }
+}

@@ -1,0 +1,100 @@
+// A node's table as cells (src/agent/nodecells.ts) against a Map as the oracle on seeded random sequences: keys that
+// are short IPv4 forms of one base (cells), of another base or plain texts (the table falls back to a KeyTable and
+// comes back), packed records whose address is the key's or not, other values held as they are, across SMALL_MAX
+// both ways. Same values (a packed record back field for field, its labels and ports the very objects), same order.
+import { describe, expect, it } from 'vitest';
+import { NodeCells, ntDelete, ntEntries, ntGet, ntKeys, ntSet, ntSize, type NodeTable } from '../../src/agent/nodecells.js';
+import { SMALL_MAX } from '../../src/agent/keytable.js';
+import { packEndpoint, PackedEndpoint } from '../../src/agent/packedendpoint.js';
+import { shortIPv4Form } from '../../src/controlplane/compactkeys.js';
+import { internLabels, internList } from '../../src/controlplane/records/intern.js';
+import { prng } from '../helpers/prng.js';
+
+/** A value as the oracle compares it: a packed record by its class and own fields (read back as a new object). */
+function view(v: unknown): unknown {
+  if (!(v instanceof PackedEndpoint)) return v;
+  return { cls: v.constructor.name, ...Object.fromEntries(Object.entries(v)) };
+}
+
+/** Same value: === for anything but a packed record, whose fields must be === one by one. */
+function same(a: unknown, b: unknown): boolean {
+  if (!(a instanceof PackedEndpoint) || !(b instanceof PackedEndpoint)) return a === b;
+  const ka = Object.keys(a);
+  return a.constructor === b.constructor && ka.length === Object.keys(b).length && ka.every((k) => (a as unknown as Record<string, unknown>)[k] === (b as unknown as Record<string, unknown>)[k]);
+}
+
+describe('NodeCells', () => {
+  for (const seed of [1, 2, 3, 42, 9001]) {
+    it(`agrees with a Map on random changes (seed ${seed})`, () => {
+      const rand = prng(seed);
+      const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
+      const addr = (i: number) => (0x64400000 + i) >>> 0; // 100.64.0.i
+      const ipText = (i: number) => `100.64.${(i >> 8) & 255}.${i & 255}`;
+      // mostly one base; now and then another base or a plain text, which turns the table into a KeyTable
+      const keys = Array.from({ length: SMALL_MAX * 2 }, (_, i) => shortIPv4Form(7, addr(i)));
+      const odd = [shortIPv4Form(8, addr(1)), 'wiremesh/cache/ip/v2/c1/n1/100.64.0.1', 'x'];
+      const labels = [internLabels({ app: 'a' }), internLabels({ app: 'b', tier: 'web' })];
+      const ports = [undefined, internList([{ name: 'http', port: 80, protocol: 'TCP' }])];
+      const held = [{ held: 1 }, { held: 2 }, 'a string', 7];
+      const recordFor = (i: number, node: string) => {
+        const rec: Record<string, unknown> = { ip: ipText(i), cluster: 'c1', node, namespace: pick(['default', 'kube-system']), name: `pod-${i}-${Math.floor(rand() * 4)}`, labels: pick(labels) };
+        if (rand() < 0.7) rec.identity = pick([0, 300, 2 ** 31 - 1]);
+        const p = pick(ports);
+        if (p) rec.ports = p;
+        return packEndpoint(rec as never, `c1/${node}`);
+      };
+      let t: NodeTable | undefined;
+      const m = new Map<string, unknown>();
+      const seen = { cells: false, table: false, back: false, map: false };
+      for (let step = 0; step < 3000; step++) {
+        const fill = Math.floor(step / 500) % 2 === 0 ? 0.75 : 0.25;
+        const useOdd = rand() < 0.03;
+        const ki = Math.floor(rand() * keys.length);
+        const k = useOdd ? pick(odd) : keys[ki]!;
+        if (rand() < fill) {
+          // a packed record of the key's address, of another address (held as is), or a value that is no record
+          const r = rand();
+          const v = r < 0.7 ? recordFor(ki, 'n1') : r < 0.8 ? recordFor(ki + 1, 'n1') : pick(held);
+          expect(v).toBeDefined();
+          t = ntSet(t, k, v);
+          m.set(k, v);
+        } else {
+          t = ntDelete(t, k);
+          m.delete(k);
+        }
+        seen.back ||= seen.table && t instanceof NodeCells;
+        seen.cells ||= t instanceof NodeCells;
+        seen.table ||= Array.isArray(t);
+        seen.map ||= t instanceof Map;
+        expect(ntSize(t), `seed ${seed} step ${step}`).toBe(m.size);
+        expect(t === undefined).toBe(m.size === 0);
+        expect([...ntKeys(t)]).toEqual([...m.keys()]);
+        expect([...ntEntries(t)].map(([key, v]) => [key, view(v)])).toEqual([...m].map(([key, v]) => [key, view(v)]));
+        expect(same(ntGet(t, k), m.get(k)), `seed ${seed} step ${step}`).toBe(true);
+        for (const [key, v] of m) expect(same(ntGet(t, key), v)).toBe(true);
+        // with a namespace: every entry of it, in order (the rest may come too: the caller filters)
+        const ns = pick(['default', 'kube-system']);
+        const of = (v: unknown) => !(v instanceof PackedEndpoint) || v.namespace === ns;
+        const got = [...ntEntries(t, ns)];
+        expect(got.filter(([, v]) => of(v)).map(([key]) => key)).toEqual([...m].filter(([, v]) => of(v)).map(([key]) => key));
+        const all = [...m.keys()];
+        expect(got.map(([key]) => all.indexOf(key))).toEqual(got.map(([key]) => all.indexOf(key)).sort((a, b) => a - b));
+      }
+      expect(seen).toEqual({ cells: true, table: true, back: true, map: true });
+    });
+  }
+
+  it('holds a packed record as its address, name and one shared profile: no key string, no object per record', () => {
+    const labels = internLabels({ app: 'web' });
+    let t: NodeTable | undefined;
+    for (let i = 0; i < 10; i++) {
+      const rec = { ip: `100.64.0.${i}`, cluster: 'c1', node: 'n1', namespace: 'default', name: `web-${i}`, labels, identity: 300 };
+      t = ntSet(t, shortIPv4Form(3, (0x64400000 + i) >>> 0), packEndpoint(rec, 'c1/n1'));
+    }
+    expect(t).toBeInstanceOf(NodeCells);
+    const cells = (t as NodeCells).cells;
+    expect(cells.length).toBe(30);
+    expect(cells.filter((c) => typeof c === 'string')).toEqual(Array.from({ length: 10 }, (_, i) => `web-${i}`));
+    expect(new Set(cells.filter((c) => typeof c === 'object')).size).toBe(1);
+  });
+});
