@@ -9,8 +9,10 @@
  * - for any other value (a `Held`, a record of another shape): the value, then AS_IS.
  * A packed record is 24 B here where its key slot, value slot, 24 B form and 64–72 B PackedEndpoint took 104–112 B;
  * the form's string is gone only when the ipcache holds none either (ipcache.ts holds such an owner as its base).
- * Profiles are pooled weakly (intern.ts): one per distinct set in use, ~250 B each with its pool entry, so a cluster
- * giving every record labels of its own pays that per record (bounded by its record budget, as its label sets are).
+ * Profiles are pooled weakly (intern.ts): one per distinct set in use, ~275 B each with its pool entry. The pool
+ * holds at most MAX_POOLED; past that a new set's profile is the record's own (56 B, shared with no other), so a
+ * cluster giving every record a set of its own costs 80 B per record here (the array form took 104–112 B), and
+ * fills the pool at most (~4.5 MB), after which a new honest set shares nothing until entries are collected.
  *
  * The functions are KeyTable's, with the same answers (bench/memory.ts; test/unit/nodecells.test.ts against a Map):
  * they take a table and return the one to keep; `undefined` is the empty table; entries iterate in insertion order
@@ -41,6 +43,8 @@ class Profile {
 }
 
 const profiles = new WeakPool<Profile>();
+/** Profiles pooled at most (live or not yet reaped): distinct workloads × namespaces an honest mesh has, and more. */
+export const MAX_POOLED = 16_384;
 /** A number per labels or ports object, for the pool's key (those objects are interned: one per content). */
 const ids = new WeakMap<object, number>();
 let lastId = 0;
@@ -50,13 +54,21 @@ function idOf(o: object): number {
   return i;
 }
 
+/** Profiles in the pool (live or not yet reaped): ≤ MAX_POOLED. */
+export const pooledProfiles = (): number => profiles.size;
+
 /** The pooled Profile of these fields, or undefined when labels or ports are not objects (then held as is). */
 function profileOf(p: PackedEndpoint): Profile | undefined {
   const ports = (p as { ports?: EndpointRecord['ports'] }).ports;
   if (typeof p.namespace !== 'string' || typeof p.labels !== 'object' || p.labels === null || (ports !== undefined && (typeof ports !== 'object' || ports === null))) return undefined;
+  // an integer's text is the integer's alone (-0 would write as 0: packEndpoint refuses it; so does this)
+  if (!Number.isInteger(p.identity) || Object.is(p.identity, -0)) return undefined;
   // the namespace last: the numbers before it hold no '/', so no two field sets share a key
   const key = `${p.identity}/${idOf(p.labels)}/${ports === undefined ? 0 : idOf(ports)}/${p.namespace}`;
-  return profiles.intern(key, new Profile(p.namespace, p.labels, p.identity, ports));
+  const own = profiles.get(key);
+  if (own !== undefined) return own;
+  const made = new Profile(p.namespace, p.labels, p.identity, ports);
+  return profiles.size < MAX_POOLED ? profiles.intern(key, made) : Object.freeze(made);
 }
 
 /** A node's entries as cells (see the file's comment). */
@@ -110,12 +122,10 @@ function compact(t: KeyTable<unknown> | undefined): NodeTable | undefined {
   const k0 = t[0] as string;
   if (!isShortIPv4Form(k0)) return t;
   const base = formBase(k0);
+  // every key first: a table that stays a KeyTable (one key of another base among 32) builds no cell
+  for (let i = 2; i < t.length; i += 2) if (!isShortIPv4Form(t[i] as string) || formBase(t[i] as string) !== base) return t;
   const cells: unknown[] = [];
-  for (let i = 0; i < t.length; i += 2) {
-    const k = t[i] as string;
-    if (!isShortIPv4Form(k) || formBase(k) !== base) return t;
-    cells.push(...cell(formAddress(k), t[i + 1]));
-  }
+  for (let i = 0; i < t.length; i += 2) cells.push(...cell(formAddress(t[i] as string), t[i + 1]));
   return new NodeCells(base, cells);
 }
 

@@ -3,7 +3,8 @@
 // comes back), packed records whose address is the key's or not, other values held as they are, across SMALL_MAX
 // both ways. Same values (a packed record back field for field, its labels and ports the very objects), same order.
 import { describe, expect, it } from 'vitest';
-import { NodeCells, ntDelete, ntEntries, ntGet, ntKeys, ntSet, ntSize, type NodeTable } from '../../src/agent/nodecells.js';
+import { MAX_POOLED, NodeCells, ntDelete, ntEntries, ntGet, ntKeys, ntSet, ntSize, pooledProfiles, type NodeTable } from '../../src/agent/nodecells.js';
+import { formatIPv4Value } from '../../src/net/ip.js';
 import { SMALL_MAX } from '../../src/agent/keytable.js';
 import { packEndpoint, PackedEndpoint } from '../../src/agent/packedendpoint.js';
 import { shortIPv4Form } from '../../src/controlplane/compactkeys.js';
@@ -24,15 +25,18 @@ function same(a: unknown, b: unknown): boolean {
 }
 
 describe('NodeCells', () => {
-  for (const seed of [1, 2, 3, 42, 9001]) {
-    it(`agrees with a Map on random changes (seed ${seed})`, () => {
+  // bases at both ends of the 3-character index; addresses at the ends of the space and across the sign bit (a cell
+  // holds an address as a signed 32-bit Smi)
+  for (const [seed, base] of [[1, 7], [2, 0], [3, 0xffffff], [42, 1], [9001, 0x800000]] as const) {
+    it(`agrees with a Map on random changes (seed ${seed}, base ${base})`, () => {
       const rand = prng(seed);
       const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
-      const addr = (i: number) => (0x64400000 + i) >>> 0; // 100.64.0.i
-      const ipText = (i: number) => `100.64.${(i >> 8) & 255}.${i & 255}`;
+      const ends = [0, 0x7fffffff, 0x80000000, 0xffffffff, 0xc0a80001, 0x80000001];
+      const addr = (i: number) => (i < ends.length ? ends[i]! : (0x64400000 + i) >>> 0);
+      const ipText = (i: number) => formatIPv4Value(addr(i));
       // mostly one base; now and then another base or a plain text, which turns the table into a KeyTable
-      const keys = Array.from({ length: SMALL_MAX * 2 }, (_, i) => shortIPv4Form(7, addr(i)));
-      const odd = [shortIPv4Form(8, addr(1)), 'wiremesh/cache/ip/v2/c1/n1/100.64.0.1', 'x'];
+      const keys = Array.from({ length: SMALL_MAX * 2 }, (_, i) => shortIPv4Form(base, addr(i)));
+      const odd = [shortIPv4Form(base ^ 1, addr(1)), 'wiremesh/cache/ip/v2/c1/n1/100.64.0.1', 'x'];
       const labels = [internLabels({ app: 'a' }), internLabels({ app: 'b', tier: 'web' })];
       const ports = [undefined, internList([{ name: 'http', port: 80, protocol: 'TCP' }])];
       const held = [{ held: 1 }, { held: 2 }, 'a string', 7];
@@ -96,5 +100,22 @@ describe('NodeCells', () => {
     expect(cells.length).toBe(30);
     expect(cells.filter((c) => typeof c === 'string')).toEqual(Array.from({ length: 10 }, (_, i) => `web-${i}`));
     expect(new Set(cells.filter((c) => typeof c === 'object')).size).toBe(1);
+  });
+
+  // last: it fills the pool (this file's module instance), so no later case here would share a profile
+  it('pools at most MAX_POOLED profiles: a cluster giving every record a set of its own gets records of their own', () => {
+    // (review of s28: each pooled profile costs ~275 B with its entry; unbounded, a hostile cluster paid 2.5-3x main)
+    const labels = internLabels({ app: 'own' });
+    const tables: NodeTable[] = [];
+    const n = MAX_POOLED + 500;
+    for (let i = 0; i < n; i++) {
+      const rec = { ip: formatIPv4Value(0x64800000 + i), cluster: 'c9', node: `n${i >> 4}`, namespace: 'x', name: `p${i}`, labels, identity: 1_000_000 + i };
+      tables.push(ntSet(undefined, shortIPv4Form(9, 0x64800000 + i), packEndpoint(rec, `c9/n${i >> 4}`)));
+    }
+    expect(pooledProfiles()).toBeLessThanOrEqual(MAX_POOLED);
+    for (const i of [0, MAX_POOLED - 1, MAX_POOLED, n - 1]) {
+      const v = ntGet(tables[i], shortIPv4Form(9, 0x64800000 + i)) as PackedEndpoint;
+      expect([v.identity, v.name, v.labels, v.namespace]).toEqual([1_000_000 + i, `p${i}`, labels, 'x']);
+    }
   });
 });

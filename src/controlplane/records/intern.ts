@@ -28,6 +28,11 @@ export class WeakPool<T extends object> {
     return v;
   }
 
+  /** The pooled object for `key`, or undefined (nothing pooled under it, or collected). */
+  get(key: string): T | undefined {
+    return this.pool.get(key)?.deref();
+  }
+
   /** Distinct objects pooled (live or not yet reaped). */
   get size(): number {
     return this.pool.size;
