@@ -22,8 +22,9 @@
  * A node's table is a flat array while it holds ≤ 32 endpoints, a Map above
  * (src/agent/keytable.ts: ~31 B per endpoint less than a Map at 10 per node),
  * and the array is cells without the keys' strings or a PackedEndpoint each
- * while its keys are short IPv4 forms of one base (nodecells.ts: 48 B per
- * packed record where the array form took 104–112).
+ * while its keys are short IPv4 forms of one base (nodecells.ts: 24 B per
+ * packed record and its share of a pooled profile, where the array form took
+ * 104–112).
  */
 import { cachePrefix, statePrefix } from '../controlplane/keys.js';
 import { CompactKeys } from '../controlplane/compactkeys.js';
