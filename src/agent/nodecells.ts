@@ -6,7 +6,8 @@
  * A cell is CELL slots: the key's address (a Smi, signed 32 bits), then
  * - for a packed record (packedendpoint.ts): its name and its Profile, the rest of its fields (namespace, labels,
  *   identity, ports) as one pooled object: the pods of a workload share them;
- * - for any other value (a `Held`, a record of another shape): the value, then AS_IS.
+ * - for any other value (a `Held`, a record of another shape, a packed record whose address is not its key's or
+ *   whose fields no profile holds: profileOf): the value, then AS_IS.
  * A packed record is 24 B here where its key slot, value slot, 24 B form and 64–72 B PackedEndpoint took 104–112 B;
  * the form's string is gone only when the ipcache holds none either (ipcache.ts holds such an owner as its base).
  * Profiles are pooled weakly (intern.ts): one per distinct set in use, ~275 B each with its pool entry. The pool
@@ -14,11 +15,11 @@
  * cluster giving every record a set of its own costs 80 B per record here (the array form took 104–112 B), and
  * fills the pool at most (~4.5 MB), after which a new honest set shares nothing until entries are collected.
  *
- * The functions are KeyTable's, with the same answers (bench/memory.ts; test/unit/nodecells.test.ts against a Map):
+ * The functions are KeyTable's, with the same answers (test/unit/nodecells.test.ts against a Map):
  * they take a table and return the one to keep; `undefined` is the empty table; entries iterate in insertion order
  * (a changed value keeps its place). A key that is not a short form of the node's base, or a table past SMALL_MAX
- * entries, turns the table into a KeyTable (its values and order kept); a KeyTable that is an array again and could
- * be cells becomes cells on its next change. A read gives a packed record back as a new PackedEndpoint, equal field
+ * entries, turns the table into a KeyTable (its values and order kept); a change that leaves a KeyTable an array
+ * whose keys could be cells turns it back into cells. A read gives a packed record back as a new PackedEndpoint, equal field
  * by field (readers compare records by content: packedendpoint.ts), and a key as its form made again (a new 24 B
  * string). Cost: O(entries) per lookup or change, as KeyTable's array form (≤ SMALL_MAX).
  */
@@ -57,7 +58,10 @@ function idOf(o: object): number {
 /** Profiles in the pool (live or not yet reaped): ≤ MAX_POOLED. */
 export const pooledProfiles = (): number => profiles.size;
 
-/** The pooled Profile of these fields, or undefined when labels or ports are not objects (then held as is). */
+/**
+ * The Profile of a packed record's fields (pooled, or its own past MAX_POOLED), or undefined when its namespace is
+ * not a string, its labels or ports not objects, or its identity not an integer or -0 (then it is held as is).
+ */
 function profileOf(p: PackedEndpoint): Profile | undefined {
   const ports = (p as { ports?: EndpointRecord['ports'] }).ports;
   if (typeof p.namespace !== 'string' || typeof p.labels !== 'object' || p.labels === null || (ports !== undefined && (typeof ports !== 'object' || ports === null))) return undefined;

@@ -1,8 +1,9 @@
 /**
- * Numbered records of a fixed set of numeric fields and one string, held in
- * columns instead of one object each (issue 16, bench/memory.ts): a record
- * is its index, a Smi, where an object of 8 fields costs 88 B of heap; here it
- * costs `fields` × 4 B of Uint32Array and 8 B of string reference.
+ * Numbered records of a fixed set of numeric fields and one string (or a
+ * number the caller stores in its place, one it derives the string from),
+ * held in columns instead of one object each (issue 16, bench/memory.ts): a
+ * record is its index, a Smi, where an object of 8 fields costs 88 B of heap;
+ * here it costs `fields` × 4 B of Uint32Array and 8 B of reference.
  *
  * A field holds any JS number exactly: an integer v in [-1, 2^32 - 3] (what
  * the ipcache stores: u32 identities and endpoint ids, its -1 "nothing", a

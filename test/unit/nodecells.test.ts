@@ -104,7 +104,7 @@ describe('NodeCells', () => {
 
   // last: it fills the pool (this file's module instance), so no later case here would share a profile
   it('pools at most MAX_POOLED profiles: a cluster giving every record a set of its own gets records of their own', () => {
-    // (review of s28: each pooled profile costs ~275 B with its entry; unbounded, a hostile cluster paid 2.5-3x main)
+    // (review of s28: each pooled profile costs ~275 B with its entry; unbounded, a hostile cluster paid 2.3-3.1x main)
     const labels = internLabels({ app: 'own' });
     const tables: NodeTable[] = [];
     const n = MAX_POOLED + 500;
