@@ -24,7 +24,7 @@
  * string). Cost: O(entries) per lookup or change, as KeyTable's array form (≤ SMALL_MAX).
  */
 import { formAddress, formBase, isShortIPv4Form, shortIPv4Form } from '../controlplane/compactkeys.js';
-import { ktDelete, ktEntries, ktGet, ktSet, ktSize, SMALL_MAX, type KeyTable } from './keytable.js';
+import { ktDelete, ktEntries, ktGet, ktKeys, ktSet, ktSize, SMALL_MAX, type KeyTable } from './keytable.js';
 import { packedOf, PackedEndpoint } from './packedendpoint.js';
 import type { EndpointRecord } from '../controlplane/endpointrecords.js';
 import { WeakPool } from '../controlplane/records/intern.js';
@@ -169,7 +169,7 @@ export function ntSize(t: NodeTable | undefined): number {
 
 export function* ntKeys(t: NodeTable | undefined): IterableIterator<string> {
   if (!(t instanceof NodeCells)) {
-    for (const [k] of ktEntries(t)) yield k;
+    yield* ktKeys(t);
     return;
   }
   for (let i = 0; i < t.cells.length; i += CELL) yield keyAt(t, i);

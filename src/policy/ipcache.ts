@@ -100,6 +100,13 @@ const KIND_OF: IpcacheOwnerKind[] = ['cidr', 'endpoint', 'local-endpoint', 'node
 /** The largest claim sequence whose seq × 4 + 3 a slot column holds inline (≤ 2^32 - 3, slotcolumns.ts). */
 const SEQ_LIMIT = 2 ** 30 - 2;
 
+/**
+ * How slot `p` holds inline owner `owner`: a form naming the slot's own address as its base index (IpcacheTable's
+ * comment; ownerAt gives the text back), any other owner as it is. One owner, one code: codes compare as owners do.
+ */
+const ownerCode = (p: SlotKey, owner: string): string | number =>
+  typeof p === 'number' && isShortIPv4Form(owner) && formAddress(owner) === p ? formBase(owner) : owner;
+
 /** A claim as the ipcache's callers see it. */
 type Owned = Claim & { owner: string };
 
@@ -151,11 +158,12 @@ export class IpcacheTable {
       if (typeof p === 'number') this.hosts4.set(p, s);
       else this.others.set(p, s);
     }
-    const inline = this.ownerAt(s, p);
-    const cur = inline === owner ? this.inlineClaim(s, inline) : this.more.get(s)?.get(owner);
+    const held = this.cols.str(s);
+    const mine = held !== undefined && held === ownerCode(p, owner); // (compared as held: no owner text made)
+    const cur = mine ? this.inlineClaim(s, owner) : this.more.get(s)?.get(owner);
     if (cur && cur.kind === kind && cur.identity === value.identity && cur.endpoint === value.endpoint) return;
     const seq = cur && cur.kind === kind ? cur.seq : ++this.seq;
-    if (inline === undefined || inline === owner) this.setInline(s, p, owner, { kind, identity: value.identity, endpoint: value.endpoint, seq });
+    if (held === undefined || mine) this.setInline(s, p, owner, { kind, identity: value.identity, endpoint: value.endpoint, seq });
     else {
       let m = this.more.get(s);
       if (!m) this.more.set(s, (m = new Map()));
@@ -169,10 +177,10 @@ export class IpcacheTable {
     const p = slotKey(addrOrPrefix);
     const s = this.slotOf(p);
     if (s === undefined) return;
-    const inline = this.ownerAt(s, p!);
-    if (inline === undefined) return;
+    const held = this.cols.str(s);
+    if (held === undefined) return;
     const m = this.more.get(s);
-    if (inline === owner) {
+    if (held === ownerCode(p!, owner)) {
       // the next owner in order moves inline
       const next = m?.entries().next().value as [string, Claim] | undefined;
       if (next) {
@@ -220,8 +228,7 @@ export class IpcacheTable {
   }
 
   private setInline(s: number, p: SlotKey, owner: string, c: Claim): void {
-    // a form naming this slot's own address as its base index (see the class's comment); any other owner as it is
-    this.cols.setStr(s, typeof p === 'number' && isShortIPv4Form(owner) && formAddress(owner) === p ? formBase(owner) : owner);
+    this.cols.setStr(s, ownerCode(p, owner));
     this.cols.set(s, IDENTITY, c.identity);
     this.cols.set(s, ENDPOINT, c.endpoint);
     this.cols.set(s, SEQ_KIND, c.seq * 4 + OWNER_PRECEDENCE[c.kind]);
