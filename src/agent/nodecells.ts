@@ -5,15 +5,21 @@
  *
  * A cell is CELL slots: the key's address (a Smi, signed 32 bits), then
  * - for a packed record (packedendpoint.ts): its name and its Profile, the rest of its fields (namespace, labels,
- *   identity, ports) as one pooled object: the pods of a workload share them;
+ *   identity, ports) as one pooled object: the pods of a workload share them. A name whose part after its last '-'
+ *   is 1–5 characters of [0-9a-z] (what Kubernetes gives a Deployment's, ReplicaSet's, DaemonSet's or StatefulSet's
+ *   pods: `web-7d9f8c6b5-x2kjz`, `ds-4xq8n`, `db-0`) is held as that suffix's number (suffixCode, a Smi) and the
+ *   part before it, with the '-', as the profile's stem (a pod name's 40 B string gone); any other name is held as
+ *   its string (the profile's stem then '');
  * - for any other value (a `Held`, a record of another shape, a packed record whose address is not its key's or
  *   whose fields no profile holds: profileOf): the value, then AS_IS.
- * A packed record is 24 B here where its key slot, value slot, 24 B form and 64–72 B PackedEndpoint took 104–112 B;
- * the form's string is gone only when the ipcache holds none either (ipcache.ts holds such an owner as its base).
- * Profiles are pooled weakly (intern.ts): one per distinct set in use, ~275 B each with its pool entry. The pool
- * holds at most MAX_POOLED; past that a new set's profile is the record's own (56 B, shared with no other), so a
- * cluster giving every record a set of its own costs 80 B per record here (the array form took 104–112 B), and
- * fills the pool at most (~4.5 MB), after which a new honest set shares nothing until entries are collected.
+ * A packed record is 24 B here (and its name's string when not a suffix's number) where its key slot, value slot,
+ * 24 B form, 64–72 B PackedEndpoint and ~40 B name took 144–152 B; the form's string is gone only when the ipcache
+ * holds none either (ipcache.ts holds such an owner as its base).
+ * Profiles are pooled weakly (intern.ts): one per distinct set in use (a stem is part of the set: one per workload
+ * and revision), ~280 B each with its pool entry. The pool holds at most MAX_POOLED; past that a new set's profile is
+ * the record's own (64 B and its stem, a slice keeping the name's string: shared with no other), so a cluster
+ * giving every record a set of its own costs ~130 B per record here (the array form took 144–152 B), and fills the
+ * pool at most (~4.6 MB), after which a new honest set shares nothing until entries are collected.
  *
  * The functions are KeyTable's, with the same answers (test/unit/nodecells.test.ts against a Map):
  * they take a table and return the one to keep; `undefined` is the empty table; entries iterate in insertion order
@@ -36,6 +42,8 @@ const AS_IS = Symbol('as-is');
 /** A packed record's fields but its address and name, shared by the records that have them all alike. */
 class Profile {
   constructor(
+    /** What a name held as a suffix's number starts with (see the file's comment). */
+    readonly stem: string,
     readonly namespace: string,
     readonly labels: EndpointRecord['labels'],
     readonly identity: number,
@@ -62,16 +70,17 @@ export const pooledProfiles = (): number => profiles.size;
  * The Profile of a packed record's fields (pooled, or its own past MAX_POOLED), or undefined when its namespace is
  * not a string, its labels or ports not objects, or its identity not an integer or -0 (then it is held as is).
  */
-function profileOf(p: PackedEndpoint): Profile | undefined {
+function profileOf(p: PackedEndpoint, stem: string): Profile | undefined {
   const ports = (p as { ports?: EndpointRecord['ports'] }).ports;
   if (typeof p.namespace !== 'string' || typeof p.labels !== 'object' || p.labels === null || (ports !== undefined && (typeof ports !== 'object' || ports === null))) return undefined;
   // an integer's text is the integer's alone (-0 would write as 0: packEndpoint refuses it; so does this)
   if (!Number.isInteger(p.identity) || Object.is(p.identity, -0)) return undefined;
-  // the namespace last: the numbers before it hold no '/', so no two field sets share a key
-  const key = `${p.identity}/${idOf(p.labels)}/${ports === undefined ? 0 : idOf(ports)}/${p.namespace}`;
+  // the stem by its length, then the namespace last: the numbers hold no '/', so no two field sets share a key
+  const key = `${p.identity}/${idOf(p.labels)}/${ports === undefined ? 0 : idOf(ports)}/${stem.length}/${stem}${p.namespace}`;
   const own = profiles.get(key);
   if (own !== undefined) return own;
-  const made = new Profile(p.namespace, p.labels, p.identity, ports);
+  // the stem is a slice of the first record's name: a pooled profile may keep that one name's string
+  const made = new Profile(stem, p.namespace, p.labels, p.identity, ports);
   return profiles.size < MAX_POOLED ? profiles.intern(key, made) : Object.freeze(made);
 }
 
@@ -87,11 +96,50 @@ export class NodeCells {
 
 export type NodeTable = KeyTable<unknown> | NodeCells;
 
+/** Suffix characters, a digit each (1–36: no zero digit, so a code's digits give back its length too). */
+const DIGITS = '0123456789abcdefghijklmnopqrstuvwxyz';
+const RADIX = DIGITS.length + 1;
+/** Longest suffix held as a number: 37^5 - 1 < 2^30, a Smi on every 64-bit V8. */
+const SUFFIX_MAX = 5;
+
+/** The number of `s` (1–SUFFIX_MAX characters of DIGITS), or -1 when it is not one. */
+export function suffixCode(s: string, from: number): number {
+  const n = s.length - from;
+  if (n < 1 || n > SUFFIX_MAX) return -1;
+  let code = 0;
+  for (let i = s.length - 1; i >= from; i--) {
+    const c = s.charCodeAt(i);
+    const d = c >= 48 && c <= 57 ? c - 47 : c >= 97 && c <= 122 ? c - 86 : 0;
+    if (d === 0) return -1;
+    code = code * RADIX + d;
+  }
+  return code;
+}
+
+/** A digit's character code. */
+const charOf = (d: number): number => (d < 11 ? d + 47 : d + 86);
+
+/** The suffix whose number is `code` (> 0): suffixCode's inverse, as one string (no string per character). */
+export function suffixOf(code: number): string {
+  const a = code % RADIX;
+  if ((code = (code - a) / RADIX) === 0) return String.fromCharCode(charOf(a));
+  const b = code % RADIX;
+  if ((code = (code - b) / RADIX) === 0) return String.fromCharCode(charOf(a), charOf(b));
+  const c = code % RADIX;
+  if ((code = (code - c) / RADIX) === 0) return String.fromCharCode(charOf(a), charOf(b), charOf(c));
+  const d = code % RADIX;
+  if ((code = (code - d) / RADIX) === 0) return String.fromCharCode(charOf(a), charOf(b), charOf(c), charOf(d));
+  return String.fromCharCode(charOf(a), charOf(b), charOf(c), charOf(d), charOf(code));
+}
+
 /** The cell of (key address, value): a packed record only when its own address is the key's (one number for both). */
 function cell(address: number, v: unknown): unknown[] {
   const ip = address | 0;
-  const profile = v instanceof PackedEndpoint && v.ip === ip ? profileOf(v) : undefined;
-  return profile !== undefined ? [ip, (v as PackedEndpoint).name, profile] : [ip, v, AS_IS];
+  if (!(v instanceof PackedEndpoint) || v.ip !== ip || typeof v.name !== 'string') return [ip, v, AS_IS];
+  const dash = v.name.lastIndexOf('-') + 1;
+  const code = suffixCode(v.name, dash);
+  const profile = profileOf(v, code < 0 ? '' : v.name.slice(0, dash));
+  return profile === undefined ? [ip, v, AS_IS] : [ip, code < 0 ? v.name : code, profile];
 }
 
 /** Cell `i`'s value (a packed record as a new PackedEndpoint). */
@@ -99,7 +147,9 @@ function valueAt(t: NodeCells, i: number): unknown {
   const c = t.cells;
   const p = c[i + 2];
   if (!(p instanceof Profile)) return c[i + 1];
-  return packedOf(c[i] as number, p.namespace, c[i + 1] as string, p.labels, p.identity, p.ports);
+  const n = c[i + 1];
+  const name = typeof n === 'number' ? p.stem + suffixOf(n) : (n as string);
+  return packedOf(c[i] as number, p.namespace, name, p.labels, p.identity, p.ports);
 }
 
 const keyAt = (t: NodeCells, i: number): string => shortIPv4Form(t.base, (t.cells[i] as number) >>> 0);

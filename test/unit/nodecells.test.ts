@@ -3,7 +3,7 @@
 // comes back), packed records whose address is the key's or not, other values held as they are, across SMALL_MAX
 // both ways. Same values (a packed record back field for field, its labels and ports the very objects), same order.
 import { describe, expect, it } from 'vitest';
-import { MAX_POOLED, NodeCells, ntDelete, ntEntries, ntGet, ntKeys, ntSet, ntSize, pooledProfiles, type NodeTable } from '../../src/agent/nodecells.js';
+import { MAX_POOLED, NodeCells, ntDelete, ntEntries, ntGet, ntKeys, ntSet, ntSize, pooledProfiles, suffixCode, suffixOf, type NodeTable } from '../../src/agent/nodecells.js';
 import { formatIPv4Value } from '../../src/net/ip.js';
 import { SMALL_MAX } from '../../src/agent/keytable.js';
 import { packEndpoint, PackedEndpoint } from '../../src/agent/packedendpoint.js';
@@ -40,8 +40,15 @@ describe('NodeCells', () => {
       const labels = [internLabels({ app: 'a' }), internLabels({ app: 'b', tier: 'web' })];
       const ports = [undefined, internList([{ name: 'http', port: 80, protocol: 'TCP' }])];
       const held = [{ held: 1 }, { held: 2 }, 'a string', 7];
+      // names held as a stem and a suffix's number (1-5 of [0-9a-z] after the last '-', or the whole name) and names
+      // held as strings (a suffix too long, empty or of other characters; a name of a number's text)
+      const names: ((i: number) => string)[] = [
+        (i) => `pod-${i}-${Math.floor(rand() * 4)}`, (i) => `web-7d9f8c6b5-${(i * 7919).toString(36).slice(-5)}`,
+        () => pick(['0', 'zzzzz', '00000', 'a', 'x-0', '-z', 'a--b', '--', '-', '', 'abc-', 'web-zzzzzz', 'web-ABCDE', 'web-é', 'ds-4xq8n', '7', 'web-1.5']),
+        (i) => `${'s'.repeat(i % 40)}-${i}`,
+      ];
       const recordFor = (i: number, node: string) => {
-        const rec: Record<string, unknown> = { ip: ipText(i), cluster: 'c1', node, namespace: pick(['default', 'kube-system']), name: `pod-${i}-${Math.floor(rand() * 4)}`, labels: pick(labels) };
+        const rec: Record<string, unknown> = { ip: ipText(i), cluster: 'c1', node, namespace: pick(['default', 'kube-system']), name: pick(names)(i), labels: pick(labels) };
         if (rand() < 0.7) rec.identity = pick([0, 300, 2 ** 31 - 1]);
         const p = pick(ports);
         if (p) rec.ports = p;
@@ -98,8 +105,31 @@ describe('NodeCells', () => {
     expect(t).toBeInstanceOf(NodeCells);
     const cells = (t as NodeCells).cells;
     expect(cells.length).toBe(30);
-    expect(cells.filter((c) => typeof c === 'string')).toEqual(Array.from({ length: 10 }, (_, i) => `web-${i}`));
+    // the names are the suffixes' numbers: no string per record
+    expect(cells.filter((c) => typeof c === 'string')).toEqual([]);
     expect(new Set(cells.filter((c) => typeof c === 'object')).size).toBe(1);
+    expect([...ntEntries(t)].map(([, v]) => (v as PackedEndpoint).name)).toEqual(Array.from({ length: 10 }, (_, i) => `web-${i}`));
+    // a name that is no stem and suffix is held as its string, beside the others
+    const rec = { ip: '100.64.0.10', cluster: 'c1', node: 'n1', namespace: 'default', name: 'web-ABCDEF', labels, identity: 300 };
+    t = ntSet(t, shortIPv4Form(3, 0x6440000a), packEndpoint(rec, 'c1/n1'));
+    expect((t as NodeCells).cells.filter((c) => typeof c === 'string')).toEqual(['web-ABCDEF']);
+  });
+
+  it('gives every suffix of 1-5 characters of [0-9a-z] its own number, below 2^30, and back', () => {
+    const alphabet = '0123456789abcdefghijklmnopqrstuvwxyz';
+    const rand = prng(5);
+    const seen = new Map<number, string>();
+    const some = ['0', 'z', '00', 'z0', '0z', '00000', 'zzzzz', 'x2kjz', '10', '01'];
+    for (let i = 0; i < 20_000; i++) some.push(Array.from({ length: 1 + Math.floor(rand() * 5) }, () => alphabet[Math.floor(rand() * 36)]).join(''));
+    for (const s of some) {
+      const code = suffixCode(`pre-${s}`, 4);
+      expect(code, s).toBeGreaterThan(0);
+      expect(code).toBeLessThan(2 ** 30);
+      expect(seen.get(code) ?? s).toBe(s);
+      seen.set(code, s);
+      expect(suffixOf(code)).toBe(s);
+    }
+    for (const s of ['', '000000', 'A', '-', '.', 'é', 'a b', '\u0000']) expect(suffixCode(s, 0), s).toBe(-1);
   });
 
   // last: it fills the pool (this file's module instance), so no later case here would share a profile
