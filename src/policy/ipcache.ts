@@ -93,9 +93,6 @@ const IDENTITY = 0;
 const ENDPOINT = 1;
 /** The inline claim's age and kind as one number: seq × 4 + OWNER_PRECEDENCE[kind]. */
 const SEQ_KIND = 2;
-/** What the data path holds (as last taken); INST_IDENTITY -1: nothing. */
-const INST_IDENTITY = 3;
-const INST_ENDPOINT = 4;
 const KIND_OF: IpcacheOwnerKind[] = ['cidr', 'endpoint', 'local-endpoint', 'node'];
 /** The largest claim sequence whose seq × 4 + 3 a slot column holds inline (≤ 2^32 - 3, slotcolumns.ts). */
 const SEQ_LIMIT = 2 ** 30 - 2;
@@ -107,12 +104,16 @@ const SEQ_LIMIT = 2 ** 30 - 2;
 const ownerCode = (p: SlotKey, owner: string): string | number =>
   typeof p === 'number' && isShortIPv4Form(owner) && formAddress(owner) === p ? formBase(owner) : owner;
 
+/** What the data path held for a slot (IpcacheTable's `touched`): null none, a number an identity with endpoint 0. */
+type Was = IpcacheValue | number | null;
+const wasOf = (identity: number, endpoint: number): Was => (Object.is(endpoint, 0) ? identity : { identity, endpoint });
+
 /** A claim as the ipcache's callers see it. */
 type Owned = Claim & { owner: string };
 
 /**
- * One prefix is a slot in columns (slotcolumns.ts: ~28 B instead of an 88 B
- * object per remote endpoint, bench/memory.ts). Nearly every prefix has one
+ * One prefix is a slot in columns (slotcolumns.ts: 20 B, three numbers and the
+ * owner, instead of an 88 B object per remote endpoint, bench/memory.ts). Nearly every prefix has one
  * owner (a pod's /32): that claim is held inline (the slot's string is its
  * owner; undefined when it has none, and then it has no further owners),
  * further owners in `more`, in the order they came; beside it what the data
@@ -126,10 +127,16 @@ export class IpcacheTable {
   /** Slots by key: IPv4 hosts, nearly every slot (a pod's /32), in `hosts4`; any other prefix in `others`. */
   private readonly hosts4 = new U32Map();
   private readonly others = new Map<string, number>();
-  private readonly cols = new SlotColumns(5, [0, 0, 0, -1, 0]);
+  private readonly cols = new SlotColumns(3, [0, 0, 0]);
   /** Owners after the inline one, by slot (rare: a prefix with several owners). */
   private readonly more = new Map<number, Map<string, Claim>>();
-  private readonly touched = new Set<SlotKey>();
+  /**
+   * Slots changed since the last takeChanges, each with the value that won before its first change then (null:
+   * none; a number: that identity with endpoint 0, a remote endpoint's value without an object): what the data path
+   * holds, since takeChanges gave it every winner then. No column keeps that value for every slot (8 B per remote
+   * endpoint), only this map for the slots a round touches.
+   */
+  private readonly touched = new Map<SlotKey, Was>();
   private installedCount = 0;
   private seq = 0;
 
@@ -163,13 +170,25 @@ export class IpcacheTable {
     const cur = mine ? this.inlineClaim(s, owner) : this.more.get(s)?.get(owner);
     if (cur && cur.kind === kind && cur.identity === value.identity && cur.endpoint === value.endpoint) return;
     const seq = cur && cur.kind === kind ? cur.seq : ++this.seq;
+    this.touch(s, p);
     if (held === undefined || mine) this.setInline(s, p, owner, { kind, identity: value.identity, endpoint: value.endpoint, seq });
     else {
       let m = this.more.get(s);
       if (!m) this.more.set(s, (m = new Map()));
       m.set(owner, { kind, identity: value.identity, endpoint: value.endpoint, seq });
     }
-    this.touched.add(p);
+  }
+
+  /** Notes slot `s` (key `p`) as changed, before its change, with what the data path holds for it (see `touched`). */
+  private touch(s: number, p: SlotKey): void {
+    if (this.touched.has(p)) return;
+    if (this.cols.str(s) === undefined) this.touched.set(p, null);
+    // one owner (nearly every slot): its numbers, without best()'s claim object and owner text
+    else if (!this.more.has(s)) this.touched.set(p, wasOf(this.cols.get(s, IDENTITY), this.cols.get(s, ENDPOINT)));
+    else {
+      const b = this.best(s, p)!;
+      this.touched.set(p, wasOf(b.identity, b.endpoint));
+    }
   }
 
   /** `owner` no longer names `prefix`; what other owners say takes effect. */
@@ -180,16 +199,18 @@ export class IpcacheTable {
     const held = this.cols.str(s);
     if (held === undefined) return;
     const m = this.more.get(s);
-    if (held === ownerCode(p!, owner)) {
+    const mine = held === ownerCode(p!, owner);
+    if (!mine && !m?.has(owner)) return;
+    this.touch(s, p!);
+    if (mine) {
       // the next owner in order moves inline
       const next = m?.entries().next().value as [string, Claim] | undefined;
       if (next) {
         m!.delete(next[0]);
         this.setInline(s, p!, next[0], next[1]);
       } else this.cols.setStr(s, undefined);
-    } else if (!m?.delete(owner)) return;
+    } else m!.delete(owner);
     if (m?.size === 0) this.more.delete(s);
-    this.touched.add(p!);
   }
 
   /**
@@ -281,11 +302,13 @@ export class IpcacheTable {
   /** What changed in the winning values since the last call: prefix -> value, or null to delete. */
   takeChanges(): Map<string, IpcacheValue | null> {
     const out = new Map<string, IpcacheValue | null>();
-    for (const p of this.touched) {
+    for (const [p, was] of this.touched) {
       const s = this.slotOf(p);
       if (s === undefined) continue;
       const want = this.best(s, p);
-      const have = this.cols.get(s, INST_IDENTITY) !== -1;
+      const have = was !== null;
+      const wasIdentity = typeof was === 'number' ? was : was?.identity;
+      const wasEndpoint = typeof was === 'number' ? 0 : was?.endpoint;
       if (!want) {
         if (typeof p === 'number') this.hosts4.delete(p); // no owner left: the slot goes with the data path's entry
         else this.others.delete(p);
@@ -297,10 +320,8 @@ export class IpcacheTable {
         }
         continue;
       }
-      if (have && this.cols.get(s, INST_IDENTITY) === want.identity && this.cols.get(s, INST_ENDPOINT) === want.endpoint) continue;
+      if (have && wasIdentity === want.identity && wasEndpoint === want.endpoint) continue;
       if (!have) this.installedCount++;
-      this.cols.set(s, INST_IDENTITY, want.identity);
-      this.cols.set(s, INST_ENDPOINT, want.endpoint);
       out.set(fullPrefix(p), { identity: want.identity, endpoint: want.endpoint });
     }
     this.touched.clear();
