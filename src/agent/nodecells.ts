@@ -7,8 +7,9 @@
  * - for a packed record (packedendpoint.ts): its name and its Profile, the rest of its fields (namespace, labels,
  *   identity, ports) as one pooled object: the pods of a workload share them. A name whose part after its last '-'
  *   is 1–5 characters of [0-9a-z] (what Kubernetes gives a Deployment's, ReplicaSet's, DaemonSet's or StatefulSet's
- *   pods: `web-7d9f8c6b5-x2kjz`, `ds-4xq8n`, `db-0`) is held as that suffix's number (suffixCode, a Smi) and the
- *   part before it, with the '-', as the profile's stem (a pod name's 40 B string gone); any other name is held as
+ *   pods: `web-7d9f8c6b5-x2kjz`, `ds-4xq8n`, `db-0`; or a whole name of 1–5 such characters) is held as that
+ *   suffix's number (suffixCode, a Smi) and the part before it, with the '-', as the profile's stem (a pod name's
+ *   40 B string gone) when the pool has or may take a profile of that stem (MAX_STEMS); any other name is held as
  *   its string (the profile's stem then '');
  * - for any other value (a `Held`, a record of another shape, a packed record whose address is not its key's or
  *   whose fields no profile holds: profileOf): the value, then AS_IS.
@@ -16,10 +17,12 @@
  * 24 B form, 64–72 B PackedEndpoint and ~40 B name took 144–152 B; the form's string is gone only when the ipcache
  * holds none either (ipcache.ts holds such an owner as its base).
  * Profiles are pooled weakly (intern.ts): one per distinct set in use (a stem is part of the set: one per workload
- * and revision), ~280 B each with its pool entry. The pool holds at most MAX_POOLED; past that a new set's profile is
- * the record's own (64 B and its stem, a slice keeping the name's string: shared with no other), so a cluster
- * giving every record a set of its own costs ~130 B per record here (the array form took 144–152 B), and fills the
- * pool at most (~4.6 MB), after which a new honest set shares nothing until entries are collected.
+ * and revision, at most MAX_STEMS stems per set of the other fields), ~300–350 B each with its pool entry, its flat
+ * key and stem and its count (more with long namespaces: the key holds the namespace's text). The pool holds at
+ * most MAX_POOLED; past that a new set's profile is the record's own, without a stem (64 B, shared with no other;
+ * the name held as its string), so a cluster giving every record a set of its own costs ~130 B per record here
+ * with its name (the array form took 144–152 B), and fills the pool at most (~5.7 MB with 63-character
+ * namespaces), after which a new honest set shares nothing until entries are collected.
  *
  * The functions are KeyTable's, with the same answers (test/unit/nodecells.test.ts against a Map):
  * they take a table and return the one to keep; `undefined` is the empty table; entries iterate in insertion order
@@ -33,7 +36,8 @@ import { formAddress, formBase, isShortIPv4Form, shortIPv4Form } from '../contro
 import { ktDelete, ktEntries, ktGet, ktKeys, ktSet, ktSize, SMALL_MAX, type KeyTable } from './keytable.js';
 import { packedOf, PackedEndpoint } from './packedendpoint.js';
 import type { EndpointRecord } from '../controlplane/endpointrecords.js';
-import { WeakPool } from '../controlplane/records/intern.js';
+import { randomBytes } from 'node:crypto';
+import { internName, WeakPool } from '../controlplane/records/intern.js';
 
 const CELL = 3;
 /** In a cell's profile slot: the cell holds a value as it is (slot 1), not a packed record. */
@@ -51,7 +55,15 @@ class Profile {
   ) {}
 }
 
-const profiles = new WeakPool<Profile>();
+const profiles = new WeakPool<Profile>((key) => {
+  // a stemmed profile collected: its set's count of stems (MAX_STEMS) goes down
+  const stem = stemOfKey(key);
+  if (stem === undefined) return;
+  const h = hashOf(key.slice(0, stem.at) + '0/' + key.slice(stem.end));
+  const n = (stemsOf.get(h) ?? 1) - 1;
+  if (n > 0) stemsOf.set(h, n);
+  else stemsOf.delete(h);
+});
 /** Profiles pooled at most (live or not yet reaped): distinct workloads × namespaces an honest mesh has, and more. */
 export const MAX_POOLED = 16_384;
 /** A number per labels or ports object, for the pool's key (those objects are interned: one per content). */
@@ -67,8 +79,40 @@ function idOf(o: object): number {
 export const pooledProfiles = (): number => profiles.size;
 
 /**
- * The Profile of a packed record's fields (pooled, or its own past MAX_POOLED), or undefined when its namespace is
- * not a string, its labels or ports not objects, or its identity not an integer or -0 (then it is held as is).
+ * Stemmed profiles pooled at most per set of the other fields (live or not yet reaped): a Deployment's ReplicaSets
+ * during a rollout and more. Past it, a name of a new stem is held as its string with the stem-less profile: names
+ * whose stem is each pod's own (a second generated part, `<set>-<5>-runner-<5>`) or a hostile cluster's share
+ * nothing and cost what a string name costs, instead of a pooled profile each (review of s29).
+ */
+export const MAX_STEMS = 8;
+/**
+ * Live stemmed profiles per set of the other fields, by a seeded hash of its stem-less key (a number: no key string
+ * per entry); an entry goes when its last one is collected. Two sets sharing a hash share a count: one may meet the
+ * bound early, and its names are then held as strings (no sharing lost, nothing read back otherwise).
+ */
+const stemsOf = new Map<number, number>();
+const SEED = randomBytes(4).readUInt32LE(0);
+/** FNV-1a over the UTF-16 code units, seeded. */
+function hashOf(s: string): number {
+  let h = (0x811c9dc5 ^ SEED) >>> 0;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h | 0; // a Smi: a Map's number key above 2^31 would be a heap number each
+}
+
+/** Where a pool key's stem is (`${fields}${len}/${stem}${namespace}`, fields three numbers each ending in '/'), or undefined when it has none. */
+function stemOfKey(key: string): { at: number; end: number } | undefined {
+  let at = -1;
+  for (let k = 0; k < 3; k++) at = key.indexOf('/', at + 1);
+  const slash = key.indexOf('/', at + 1);
+  const len = Number(key.slice(at + 1, slash));
+  return len > 0 ? { at: at + 1, end: slash + 1 + len } : undefined;
+}
+
+/**
+ * The Profile of a packed record's fields with stem `stem` when one is pooled or may be (MAX_POOLED, MAX_STEMS),
+ * else the one without a stem (pooled, or its own past MAX_POOLED): the caller holds the name as its suffix's number
+ * only when the profile's stem is `stem`. Undefined when its namespace is not a string, its labels or ports not
+ * objects, or its identity not an integer or -0 (then it is held as is).
  */
 function profileOf(p: PackedEndpoint, stem: string): Profile | undefined {
   const ports = (p as { ports?: EndpointRecord['ports'] }).ports;
@@ -76,12 +120,22 @@ function profileOf(p: PackedEndpoint, stem: string): Profile | undefined {
   // an integer's text is the integer's alone (-0 would write as 0: packEndpoint refuses it; so does this)
   if (!Number.isInteger(p.identity) || Object.is(p.identity, -0)) return undefined;
   // the stem by its length, then the namespace last: the numbers hold no '/', so no two field sets share a key
-  const key = `${p.identity}/${idOf(p.labels)}/${ports === undefined ? 0 : idOf(ports)}/${stem.length}/${stem}${p.namespace}`;
-  const own = profiles.get(key);
-  if (own !== undefined) return own;
-  // the stem is a slice of the first record's name: a pooled profile may keep that one name's string
-  const made = new Profile(stem, p.namespace, p.labels, p.identity, ports);
-  return profiles.size < MAX_POOLED ? profiles.intern(key, made) : Object.freeze(made);
+  const fields = `${p.identity}/${idOf(p.labels)}/${ports === undefined ? 0 : idOf(ports)}/`;
+  const key = `${fields}${stem.length}/${stem}${p.namespace}`;
+  const hit = profiles.get(key);
+  if (hit !== undefined) return hit;
+  if (stem !== '') {
+    const h = hashOf(`${fields}0/${p.namespace}`);
+    const n = stemsOf.get(h) ?? 0;
+    if (n >= MAX_STEMS || profiles.size >= MAX_POOLED) return profileOf(p, '');
+    // the stem and the key flat copies of their own (internName): a slice of the name, or a key built from one,
+    // keeps the first record's whole name (review of s29: 440 B per profile, not 280)
+    const flat = internName(stem);
+    stemsOf.set(h, n + 1);
+    return profiles.intern(internName(key), new Profile(flat, p.namespace, p.labels, p.identity, ports));
+  }
+  const made = new Profile('', p.namespace, p.labels, p.identity, ports);
+  return profiles.size < MAX_POOLED ? profiles.intern(internName(key), made) : Object.freeze(made);
 }
 
 /** A node's entries as cells (see the file's comment). */
@@ -138,8 +192,9 @@ function cell(address: number, v: unknown): unknown[] {
   if (!(v instanceof PackedEndpoint) || v.ip !== ip || typeof v.name !== 'string') return [ip, v, AS_IS];
   const dash = v.name.lastIndexOf('-') + 1;
   const code = suffixCode(v.name, dash);
-  const profile = profileOf(v, code < 0 ? '' : v.name.slice(0, dash));
-  return profile === undefined ? [ip, v, AS_IS] : [ip, code < 0 ? v.name : code, profile];
+  const stem = code < 0 ? '' : v.name.slice(0, dash);
+  const profile = profileOf(v, stem);
+  return profile === undefined ? [ip, v, AS_IS] : [ip, code < 0 || profile.stem !== stem ? v.name : code, profile];
 }
 
 /** Cell `i`'s value (a packed record as a new PackedEndpoint). */

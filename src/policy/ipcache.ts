@@ -116,8 +116,8 @@ type Owned = Claim & { owner: string };
  * owner, instead of an 88 B object per remote endpoint, bench/memory.ts). Nearly every prefix has one
  * owner (a pod's /32): that claim is held inline (the slot's string is its
  * owner; undefined when it has none, and then it has no further owners),
- * further owners in `more`, in the order they came; beside it what the data
- * path holds. An inline owner that is an endpoint key's short IPv4 form naming
+ * further owners in `more`, in the order they came (what the data path holds
+ * is known from the winners: `touched`). An inline owner that is an endpoint key's short IPv4 form naming
  * the slot's own address (compactkeys.ts: a pod's record, `…/<node>/<address>`)
  * is held as its base index, a Smi in the string's place: the form is those two
  * numbers (shortIPv4Form gives it back), and its 24 B string is then held by no

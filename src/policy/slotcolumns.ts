@@ -6,7 +6,7 @@
  * here it costs `fields` × 4 B of Uint32Array and 8 B of reference.
  *
  * A field holds any JS number exactly: an integer v in [-1, 2^32 - 3] (what
- * the ipcache stores: u32 identities and endpoint ids, its -1 "nothing", a
+ * the ipcache stores: u32 identities and endpoint ids, a
  * sequence × 4 + kind) is stored as v + 1; any other number (-0, a fraction,
  * a larger integer) as SPILL, the number itself in a side map by field
  * (rare: one map entry each, dropped when the field is set to a plain value).

@@ -36,7 +36,9 @@ function run(seed: number, steps: number, prefixes: number, seqLimit?: number): 
       const owner = pick(owners);
       const kind = pick(KINDS);
       // identities and endpoint ids beyond 32 bits too: the columns hold every number exactly
-      const v = { identity: pick([1, 6, 0x10101, (1 << 24) + 3, 2 ** 40 + 1]), endpoint: pick([0, 7, 65535, 2 ** 33]) };
+      // (0 and -0 too: a slot's value before a round is held as its identity alone when its endpoint is 0, so a
+      // "was" of 0 must not read as none: review of s29)
+      const v = { identity: pick([0, -0, 1, 6, 0x10101, (1 << 24) + 3, 2 ** 40 + 1]), endpoint: pick([0, -0, 7, 65535, 2 ** 33]) };
       t.set(a, owner, kind, v);
       o.set(a, owner, kind, v);
     } else if (r < 0.85) {

@@ -2,8 +2,10 @@
 // are short IPv4 forms of one base (cells), of another base or plain texts (the table falls back to a KeyTable and
 // comes back), packed records whose address is the key's or not, other values held as they are, across SMALL_MAX
 // both ways. Same values (a packed record back field for field, its labels and ports the very objects), same order.
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
-import { MAX_POOLED, NodeCells, ntDelete, ntEntries, ntGet, ntKeys, ntSet, ntSize, pooledProfiles, suffixCode, suffixOf, type NodeTable } from '../../src/agent/nodecells.js';
+import { MAX_POOLED, MAX_STEMS, NodeCells, ntDelete, ntEntries, ntGet, ntKeys, ntSet, ntSize, pooledProfiles, suffixCode, suffixOf, type NodeTable } from '../../src/agent/nodecells.js';
 import { formatIPv4Value } from '../../src/net/ip.js';
 import { SMALL_MAX } from '../../src/agent/keytable.js';
 import { packEndpoint, PackedEndpoint } from '../../src/agent/packedendpoint.js';
@@ -115,6 +117,59 @@ describe('NodeCells', () => {
     expect((t as NodeCells).cells.filter((c) => typeof c === 'string')).toEqual(['web-ABCDEF']);
   });
 
+  it('no two field sets share a profile: a stem and a namespace split differently, a name that is no string (review of s29)', () => {
+    const labels = internLabels({ app: 'split' });
+    const recs = [
+      { ip: '100.66.0.1', cluster: 'c1', node: 'n1', namespace: 'system', name: 'kube-x2kjz', labels, identity: 300 },
+      { ip: '100.66.0.2', cluster: 'c1', node: 'n1', namespace: 'kube-system', name: 'coredns', labels, identity: 300 },
+      { ip: '100.66.0.3', cluster: 'c1', node: 'n1', namespace: 'e-system', name: 'kub-x2kjz', labels, identity: 300 },
+      { ip: '100.66.0.4', cluster: 'c1', node: 'n1', namespace: 'system', name: 'x2kjz', labels, identity: 300 },
+    ];
+    let t: NodeTable | undefined;
+    recs.forEach((r, i) => (t = ntSet(t, shortIPv4Form(4, 0x64420001 + i), packEndpoint(r, 'c1/n1'))));
+    expect([...ntEntries(t)].map(([, v]) => [(v as PackedEndpoint).namespace, (v as PackedEndpoint).name])).toEqual(recs.map((r) => [r.namespace, r.name]));
+    // a packed record whose name is a number (no codec makes one) is read back as that number, not as a suffix
+    const odd = new PackedEndpoint(0x64420009, 'default', 12345 as unknown as string, labels, 300);
+    t = ntSet(t, shortIPv4Form(4, 0x64420009), odd);
+    expect(ntGet(t, shortIPv4Form(4, 0x64420009))).toBe(odd);
+  });
+
+  it('pools at most MAX_STEMS stems per set of the other fields: names of a stem of their own each are held as strings', () => {
+    const labels = internLabels({ app: 'runner' });
+    let t: NodeTable | undefined;
+    const names = Array.from({ length: 20 }, (_, i) => `arc-${(i * 7919 + 99).toString(36).slice(-5)}-runner-${(i * 104729 + 7).toString(36).slice(-5)}`);
+    names.forEach((name, i) => (t = ntSet(t, shortIPv4Form(6, 0x64430001 + i), packEndpoint({ ip: formatIPv4Value(0x64430001 + i), cluster: 'c1', node: 'n1', namespace: 'ci', name, labels, identity: 301 }, 'c1/n1'))));
+    const cells = (t as NodeCells).cells;
+    expect(cells.filter((c) => typeof c === 'number').length).toBe(20 + MAX_STEMS); // addresses, then MAX_STEMS codes
+    expect(cells.filter((c) => typeof c === 'string')).toEqual(names.slice(MAX_STEMS));
+    expect([...ntEntries(t)].map(([, v]) => (v as PackedEndpoint).name)).toEqual(names);
+  });
+
+  it("counts a set's stems down as their profiles are collected: a workload's later rollouts get stems again", async () => {
+    // (the counts go down by the pool's reaper, after a GC: a count that never did would hold every later name of a
+    // long-lived workload as its string once it had rolled out MAX_STEMS times)
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const labels = internLabels({ app: 'rollout' });
+    const round = (r: number) => {
+      let t: NodeTable | undefined;
+      for (let i = 0; i < MAX_STEMS; i++) {
+        const rec = { ip: formatIPv4Value(0x64440001 + i), cluster: 'c1', node: 'n1', namespace: 'prod', name: `web-r${r}s${i}-x2kjz`, labels, identity: 302 };
+        t = ntSet(t, shortIPv4Form(7, 0x64440001 + i), packEndpoint(rec, 'c1/n1'));
+      }
+      return (t as NodeCells).cells.filter((c) => typeof c === 'string').length;
+    };
+    expect(round(0)).toBe(0);
+    for (let r = 1; r <= 3; r++) {
+      // the last round's table is garbage: its profiles are collected, and their counts go down
+      for (let k = 0; k < 6; k++) {
+        gc();
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      expect(round(r), `round ${r}`).toBe(0);
+    }
+  });
+
   it('gives every suffix of 1-5 characters of [0-9a-z] its own number, below 2^30, and back', () => {
     const alphabet = '0123456789abcdefghijklmnopqrstuvwxyz';
     const rand = prng(5);
@@ -146,6 +201,15 @@ describe('NodeCells', () => {
     for (const i of [0, MAX_POOLED - 1, MAX_POOLED, n - 1]) {
       const v = ntGet(tables[i], shortIPv4Form(9, 0x64800000 + i)) as PackedEndpoint;
       expect([v.identity, v.name, v.labels, v.namespace]).toEqual([1_000_000 + i, `p${i}`, labels, 'x']);
+    }
+    // past the pool, a generated name (a stem and a suffix) comes back whole too: held as its string
+    for (let i = 0; i < 40; i++) {
+      const name = `own-${i % 3}-${(i * 7919).toString(36).slice(-5)}`;
+      const rec = { ip: formatIPv4Value(0x64900000 + i), cluster: 'c9', node: 'm', namespace: `ns${i}`, name, labels, identity: 2_000_000 + i };
+      const t = ntSet(undefined, shortIPv4Form(10, 0x64900000 + i), packEndpoint(rec, 'c9/m'));
+      expect(pooledProfiles()).toBeLessThanOrEqual(MAX_POOLED);
+      expect((t as NodeCells).cells[1]).toBe(name);
+      expect((ntGet(t, shortIPv4Form(10, 0x64900000 + i)) as PackedEndpoint).name).toBe(name);
     }
   });
 });

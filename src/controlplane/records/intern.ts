@@ -16,7 +16,11 @@ export class WeakPool<T extends object> {
   private readonly pool = new Map<string, WeakRef<T>>();
   private readonly reaper = new FinalizationRegistry<string>((key) => {
     if (this.pool.get(key)?.deref() === undefined) this.pool.delete(key);
+    this.onReap?.(key);
   });
+
+  /** `onReap`: called with its key once per object the pool took that was collected (its entry gone or re-pooled). */
+  constructor(private readonly onReap?: (key: string) => void) {}
 
   /** The pooled object equal to `v` (identified by `key`), or `v` itself, frozen and pooled. */
   intern(key: string, v: T): T {
