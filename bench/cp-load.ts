@@ -89,10 +89,24 @@ function underlay(_s: Shape, k: number, n: number): string {
 function nodeRecord(s: Shape, k: number, n: number, bootId = '1'): NodeRecord {
   return { cluster: clusterName(k), clusterId: k, name: `n${n}`, addresses: [underlay(s, k, n)], port: 51820, publicKey: randomBytes(32).toString('base64'), podCIDRs: [podCIDR(s, k, n)], bootId };
 }
+/** What Kubernetes draws a generated name's random parts from (no vowels, no 0, 1 or 3). */
+const SAFE = 'bcdfghjklmnpqrstvwxz2456789';
+/** `len` characters of SAFE from the number `x` (deterministic: one run's writes name one pod alike). */
+function safeChars(x: number, len: number): string {
+  let out = '';
+  for (let i = 0; i < len; i++, x = Math.floor(x / SAFE.length)) out += SAFE[x % SAFE.length];
+  return out;
+}
+/**
+ * Endpoint e of node n in cluster k: a pod of Deployment `a<e>` (its label), named as Kubernetes names such a pod:
+ * the Deployment, its ReplicaSet's pod-template hash and 5 random characters (`a3-6b8f9d7c5-x2kjz`), so its name
+ * costs an agent what a real one does (before s29 the names were `p<n>-<e>`, shorter than any generated one).
+ */
 function endpoint(s: Shape, k: number, n: number, e: number, rev = ''): [string, string] {
   const ip = `${podCIDR(s, k, n).split('.').slice(0, 3).join('.')}.${10 + e}`;
   const labels = rev ? { app: `a${e}`, rev } : { app: `a${e}` };
-  return [stateKey('ip', clusterName(k), endpointName(`n${n}`, ip)), JSON.stringify({ ip, cluster: clusterName(k), node: `n${n}`, namespace: 'bench', name: `p${n}-${e}`, labels })];
+  const name = `a${e}-${safeChars(2_654_435_761 * (e + 1), 9)}-${safeChars((((k * 1_000_003 + n) * 131 + e) * 2_246_822_519) % 2 ** 31, 5)}`;
+  return [stateKey('ip', clusterName(k), endpointName(`n${n}`, ip)), JSON.stringify({ ip, cluster: clusterName(k), node: `n${n}`, namespace: 'bench', name, labels })];
 }
 
 async function putBatch(c: Etcd3, kvs: Array<[string, string]>): Promise<void> {
