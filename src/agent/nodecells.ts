@@ -17,12 +17,14 @@
  * 24 B form, 64–72 B PackedEndpoint and ~40 B name took 144–152 B; the form's string is gone only when the ipcache
  * holds none either (ipcache.ts holds such an owner as its base).
  * Profiles are pooled weakly (intern.ts): one per distinct set in use (a stem is part of the set: one per workload
- * and revision, at most MAX_STEMS stems per set of the other fields), ~300–350 B each with its pool entry, its flat
- * key and stem and its count (more with long namespaces: the key holds the namespace's text). The pool holds at
+ * and revision, at most MAX_STEMS stems per set of the other fields), ~300 B each with its pool entry, its flat key
+ * (which holds the stem's and the namespace's text) and, for a stemmed one, its count: up to ~100 B more than main's
+ * with 62-character stems (the second review's driver, 16,384 records of their own set each, one per table, 63-
+ * character namespaces: 618 B per record against main's 517, a full pool ~10.1 MB against ~8.5). The pool holds at
  * most MAX_POOLED; past that a new set's profile is the record's own, without a stem (64 B, shared with no other;
  * the name held as its string), so a cluster giving every record a set of its own costs ~130 B per record here
- * with its name (the array form took 144–152 B), and fills the pool at most (~5.7 MB with 63-character
- * namespaces), after which a new honest set shares nothing until entries are collected.
+ * with its name (the array form took 144–152 B), and fills the pool at most, after which a new honest set shares
+ * nothing until entries are collected.
  *
  * The functions are KeyTable's, with the same answers (test/unit/nodecells.test.ts against a Map):
  * they take a table and return the one to keep; `undefined` is the empty table; entries iterate in insertion order
@@ -79,16 +81,17 @@ function idOf(o: object): number {
 export const pooledProfiles = (): number => profiles.size;
 
 /**
- * Stemmed profiles pooled at most per set of the other fields (live or not yet reaped): a Deployment's ReplicaSets
- * during a rollout and more. Past it, a name of a new stem is held as its string with the stem-less profile: names
- * whose stem is each pod's own (a second generated part, `<set>-<5>-runner-<5>`) or a hostile cluster's share
- * nothing and cost what a string name costs, instead of a pooled profile each (review of s29).
+ * Stemmed profiles pooled at most per set of the other fields (live or not yet reaped): the stems one workload's
+ * pods have at once when their labels do not tell its revisions apart (records without a `pod-template-hash`
+ * label), and more. Past it, a name of a new stem is held as its string with the stem-less profile: names whose
+ * stem is each pod's own (a second generated part, `<set>-<5>-runner-<5>`) or a hostile cluster's share nothing and
+ * cost what a string name costs, instead of a pooled profile each (review of s29).
  */
 export const MAX_STEMS = 8;
 /**
  * Live stemmed profiles per set of the other fields, by a seeded hash of its stem-less key (a number: no key string
  * per entry); an entry goes when its last one is collected. Two sets sharing a hash share a count: one may meet the
- * bound early, and its names are then held as strings (no sharing lost, nothing read back otherwise).
+ * bound early, and its new stems' names are then held as strings (their saving lost; nothing read back otherwise).
  */
 const stemsOf = new Map<number, number>();
 const SEED = randomBytes(4).readUInt32LE(0);
@@ -96,7 +99,7 @@ const SEED = randomBytes(4).readUInt32LE(0);
 function hashOf(s: string): number {
   let h = (0x811c9dc5 ^ SEED) >>> 0;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  return h | 0; // a Smi: a Map's number key above 2^31 would be a heap number each
+  return h >> 1; // 31 bits, a Smi on every 64-bit V8: a Map's number key past the Smi range is a heap number each
 }
 
 /** Where a pool key's stem is (`${fields}${len}/${stem}${namespace}`, fields three numbers each ending in '/'), or undefined when it has none. */
@@ -128,11 +131,13 @@ function profileOf(p: PackedEndpoint, stem: string): Profile | undefined {
     const h = hashOf(`${fields}0/${p.namespace}`);
     const n = stemsOf.get(h) ?? 0;
     if (n >= MAX_STEMS || profiles.size >= MAX_POOLED) return profileOf(p, '');
-    // the stem and the key flat copies of their own (internName): a slice of the name, or a key built from one,
-    // keeps the first record's whole name (review of s29: 440 B per profile, not 280)
-    const flat = internName(stem);
+    // the key a flat copy of its own (internName) and the stem a slice of it: a slice of the name, or a key built
+    // from one, keeps the first record's whole name (review of s29: 440 B per profile, not 280), and a copy of the
+    // stem would hold its text twice (second review: ~100 B more per profile with 62-character stems)
+    const flat = internName(key);
+    const at = fields.length + String(stem.length).length + 1;
     stemsOf.set(h, n + 1);
-    return profiles.intern(internName(key), new Profile(flat, p.namespace, p.labels, p.identity, ports));
+    return profiles.intern(flat, new Profile(flat.slice(at, at + stem.length), p.namespace, p.labels, p.identity, ports));
   }
   const made = new Profile('', p.namespace, p.labels, p.identity, ports);
   return profiles.size < MAX_POOLED ? profiles.intern(internName(key), made) : Object.freeze(made);
