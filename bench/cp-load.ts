@@ -89,7 +89,7 @@ function underlay(_s: Shape, k: number, n: number): string {
 function nodeRecord(s: Shape, k: number, n: number, bootId = '1'): NodeRecord {
   return { cluster: clusterName(k), clusterId: k, name: `n${n}`, addresses: [underlay(s, k, n)], port: 51820, publicKey: randomBytes(32).toString('base64'), podCIDRs: [podCIDR(s, k, n)], bootId };
 }
-/** What Kubernetes draws a generated name's random parts from (no vowels, no 0, 1 or 3). */
+/** What Kubernetes draws a generated name's random parts from (no vowels or y, no 0, 1 or 3). */
 const SAFE = 'bcdfghjklmnpqrstvwxz2456789';
 /** `len` characters of SAFE from the number `x` (deterministic: one run's writes name one pod alike). */
 function safeChars(x: number, len: number): string {
@@ -100,7 +100,9 @@ function safeChars(x: number, len: number): string {
 /**
  * Endpoint e of node n in cluster k: a pod of Deployment `a<e>` (its label), named as Kubernetes names such a pod:
  * the Deployment, its ReplicaSet's pod-template hash and 5 random characters (`a3-6b8f9d7c5-x2kjz`), so its name
- * costs an agent what a real one does (before s29 the names were `p<n>-<e>`, shorter than any generated one).
+ * costs an agent what a real one does (before s29 the names were `p<n>-<e>`: shorter than a Deployment's, and with
+ * a stem per node). The suffix's number exceeds 2^53 and is rounded: deterministic, but suffixes may repeat across
+ * pods (harmless: keys are by address).
  */
 function endpoint(s: Shape, k: number, n: number, e: number, rev = ''): [string, string] {
   const ip = `${podCIDR(s, k, n).split('.').slice(0, 3).join('.')}.${10 + e}`;

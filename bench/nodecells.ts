@@ -6,7 +6,7 @@
  * builds; medians are printed, with this/base ratios.
  *
  * Records: `--per` per node (one base each), addresses consecutive, names as a Deployment's pods have them
- * (`app-<w>-7d9f8c6b5-<5 characters>`), 50 workloads' label sets; each build packs them with its own packEndpoint
+ * (`app-<w>-7d9f8c6b5-<3–5 characters>`), 50 workloads' label sets; each build packs them with its own packEndpoint
  * (a table knows its own PackedEndpoint class).
  *
  * Usage: node --expose-gc dist/bench/nodecells.js --base /work/main [--n 160000] [--per 10] [--rounds 5]

@@ -11,28 +11,32 @@
  *   suffix's number (suffixCode, a Smi) and the part before it, with the '-', as the profile's stem (a pod name's
  *   40 B string gone) when the pool has or may take a profile of that stem (MAX_STEMS); any other name is held as
  *   its string (the profile's stem then '');
- * - for any other value (a `Held`, a record of another shape, a packed record whose address is not its key's or
- *   whose fields no profile holds: profileOf): the value, then AS_IS.
+ * - for any other value (a `Held`, a record of another shape, a packed record whose address is not its key's, whose
+ *   name is not a string or whose fields no profile holds: profileOf): the value, then AS_IS.
  * A packed record is 24 B here (and its name's string when not a suffix's number) where its key slot, value slot,
  * 24 B form, 64–72 B PackedEndpoint and ~40 B name took 144–152 B; the form's string is gone only when the ipcache
  * holds none either (ipcache.ts holds such an owner as its base).
  * Profiles are pooled weakly (intern.ts): one per distinct set in use (a stem is part of the set: one per workload
  * and revision, at most MAX_STEMS stems per set of the other fields), ~300 B each with its pool entry, its flat key
- * (which holds the stem's and the namespace's text) and, for a stemmed one, its count: up to ~100 B more than main's
- * with 62-character stems (the second review's driver, 16,384 records of their own set each, one per table, 63-
- * character namespaces: 618 B per record against main's 517, a full pool ~10.1 MB against ~8.5). The pool holds at
- * most MAX_POOLED; past that a new set's profile is the record's own, without a stem (64 B, shared with no other;
- * the name held as its string), so a cluster giving every record a set of its own costs ~130 B per record here
- * with its name (the array form took 144–152 B), and fills the pool at most, after which a new honest set shares
- * nothing until entries are collected.
+ * and, for a stemmed one, its count, when stems and namespaces are short; a key holds the stem's and namespace's
+ * text, so with 62-character stems and 63-character namespaces (DNS labels are at most 63) a profile costs ~190 B
+ * more than b5e0f4c's did (records of a set of their own each, one per node table, as the second review of s29
+ * measured them: 618 B per record against 517, their name strings gone). The pool holds at most MAX_POOLED; past
+ * that a new set's profile is the record's own, without a stem (64 B, shared with no other; the name held as its
+ * string unless it is a whole name of 1–5 such characters), so a cluster giving every record a set of its own pays
+ * ~180 B per record past the pool (b5e0f4c ~170: the first review's driver, 16 per node), and ~10.1 MB (10^6 B) for
+ * 16,384 records filling the pool (b5e0f4c ~8.5 MB; that many node tables take several remotes, each ≤ 5,000
+ * nodes), after which a new honest set shares nothing until entries are reaped. docs/security.md has the table.
  *
  * The functions are KeyTable's, with the same answers (test/unit/nodecells.test.ts against a Map):
  * they take a table and return the one to keep; `undefined` is the empty table; entries iterate in insertion order
  * (a changed value keeps its place). A key that is not a short form of the node's base, or a table past SMALL_MAX
  * entries, turns the table into a KeyTable (its values and order kept); a change that leaves a KeyTable an array
  * whose keys could be cells turns it back into cells. A read gives a packed record back as a new PackedEndpoint, equal field
- * by field (readers compare records by content: packedendpoint.ts), and a key as its form made again (a new 24 B
- * string). Cost: O(entries) per lookup or change, as KeyTable's array form (≤ SMALL_MAX).
+ * by field (readers compare records by content: packedendpoint.ts), a key as its form made again (a new 24 B
+ * string) and a name held as its suffix's number made again too (stem + suffixOf: a new string per read). Cost:
+ * O(entries) per lookup or change, as KeyTable's array form (≤ SMALL_MAX), plus the pool's key made per change and
+ * the name per read: 1.5–1.6× KeyTable-array cells' time per operation (bench/nodecells.ts, docs/benchmarks.md s29).
  */
 import { formAddress, formBase, isShortIPv4Form, shortIPv4Form } from '../controlplane/compactkeys.js';
 import { ktDelete, ktEntries, ktGet, ktKeys, ktSet, ktSize, SMALL_MAX, type KeyTable } from './keytable.js';
@@ -81,17 +85,19 @@ function idOf(o: object): number {
 export const pooledProfiles = (): number => profiles.size;
 
 /**
- * Stemmed profiles pooled at most per set of the other fields (live or not yet reaped): the stems one workload's
- * pods have at once when their labels do not tell its revisions apart (records without a `pod-template-hash`
- * label), and more. Past it, a name of a new stem is held as its string with the stem-less profile: names whose
- * stem is each pod's own (a second generated part, `<set>-<5>-runner-<5>`) or a hostile cluster's share nothing and
- * cost what a string name costs, instead of a pooled profile each (review of s29).
+ * Stemmed profiles pooled at most per set of the other fields (live or not yet reaped): with a `pod-template-hash`
+ * label each revision of a workload is a set of its own (one stem); without it a rollout has 2–3 stems at once,
+ * and 8 leaves room. Past it, a name of a new stem is held as its string with the stem-less profile: names whose
+ * stem is each pod's own (a second generated part, `<set>-<5>-runner-<5>`) or a hostile cluster's take at most 8
+ * pool entries per set and then cost what a string name costs, not a pooled profile each (review of s29).
  */
 export const MAX_STEMS = 8;
 /**
  * Live stemmed profiles per set of the other fields, by a seeded hash of its stem-less key (a number: no key string
- * per entry); an entry goes when its last one is collected. Two sets sharing a hash share a count: one may meet the
- * bound early, and its new stems' names are then held as strings (their saving lost; nothing read back otherwise).
+ * per entry); counted down when the pool's reaper runs for one (a FinalizationRegistry callback, some time after the
+ * GC, and not promised to run: a count left high only holds more names as strings), the entry gone at 0. Two sets
+ * sharing a hash share a count: one may meet the bound early, and its new stems' names are then held as strings
+ * (their saving lost; nothing read back otherwise).
  */
 const stemsOf = new Map<number, number>();
 const SEED = randomBytes(4).readUInt32LE(0);
@@ -131,15 +137,17 @@ function profileOf(p: PackedEndpoint, stem: string): Profile | undefined {
     const h = hashOf(`${fields}0/${p.namespace}`);
     const n = stemsOf.get(h) ?? 0;
     if (n >= MAX_STEMS || profiles.size >= MAX_POOLED) return profileOf(p, '');
-    // the key a flat copy of its own (internName) and the stem a slice of it: a slice of the name, or a key built
-    // from one, keeps the first record's whole name (review of s29: 440 B per profile, not 280), and a copy of the
-    // stem would hold its text twice (second review: ~100 B more per profile with 62-character stems)
+    // the key a flat copy of its own (internName) and the stem a slice of it (V8 copies a slice under 13
+    // characters: cheap): a slice of the name, or a key built from one (a template's cons string keeps its pieces),
+    // keeps the first record's whole name (review of s29: 440 B per profile, not 280), and a copy of the stem would
+    // hold its text twice (second review: ~40–50 B more per profile with 62-character stems)
     const flat = internName(key);
     const at = fields.length + String(stem.length).length + 1;
     stemsOf.set(h, n + 1);
     return profiles.intern(flat, new Profile(flat.slice(at, at + stem.length), p.namespace, p.labels, p.identity, ports));
   }
   const made = new Profile('', p.namespace, p.labels, p.identity, ports);
+  // flat too: one string per key, not a template's tree of pieces
   return profiles.size < MAX_POOLED ? profiles.intern(internName(key), made) : Object.freeze(made);
 }
 

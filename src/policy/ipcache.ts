@@ -104,7 +104,7 @@ const SEQ_LIMIT = 2 ** 30 - 2;
 const ownerCode = (p: SlotKey, owner: string): string | number =>
   typeof p === 'number' && isShortIPv4Form(owner) && formAddress(owner) === p ? formBase(owner) : owner;
 
-/** What the data path held for a slot (IpcacheTable's `touched`): null none, a number an identity with endpoint 0. */
+/** What the data path held for a slot (IpcacheTable's `touched`): null none, a number an identity with endpoint +0 (-0 stays an object). */
 type Was = IpcacheValue | number | null;
 const wasOf = (identity: number, endpoint: number): Was => (Object.is(endpoint, 0) ? identity : { identity, endpoint });
 
@@ -116,8 +116,10 @@ type Owned = Claim & { owner: string };
  * owner, instead of an 88 B object per remote endpoint, bench/memory.ts). Nearly every prefix has one
  * owner (a pod's /32): that claim is held inline (the slot's string is its
  * owner; undefined when it has none, and then it has no further owners),
- * further owners in `more`, in the order they came (what the data path holds
- * is known from the winners: `touched`). An inline owner that is an endpoint key's short IPv4 form naming
+ * further owners in `more`, in the order they came. What the data path holds
+ * is not stored per slot: takeChanges handed it every winner, so a slot's
+ * winner before its first change in a round is what it holds, and `touched`
+ * keeps that for the slots changed since. An inline owner that is an endpoint key's short IPv4 form naming
  * the slot's own address (compactkeys.ts: a pod's record, `…/<node>/<address>`)
  * is held as its base index, a Smi in the string's place: the form is those two
  * numbers (shortIPv4Form gives it back), and its 24 B string is then held by no
@@ -132,7 +134,7 @@ export class IpcacheTable {
   private readonly more = new Map<number, Map<string, Claim>>();
   /**
    * Slots changed since the last takeChanges, each with the value that won before its first change then (null:
-   * none; a number: that identity with endpoint 0, a remote endpoint's value without an object): what the data path
+   * none; a number: that identity with endpoint +0, a remote endpoint's value without an object): what the data path
    * holds, since takeChanges gave it every winner then. No column keeps that value for every slot (8 B per remote
    * endpoint), only this map for the slots a round touches.
    */

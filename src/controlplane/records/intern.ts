@@ -19,7 +19,10 @@ export class WeakPool<T extends object> {
     this.onReap?.(key);
   });
 
-  /** `onReap`: called with its key once per object the pool took that was collected (its entry gone or re-pooled). */
+  /**
+   * `onReap`: called with its key once per object the pool took when the registry's callback runs for it (some time
+   * after it was collected; not promised to run at all), whether its entry is gone or re-pooled by then.
+   */
   constructor(private readonly onReap?: (key: string) => void) {}
 
   /** The pooled object equal to `v` (identified by `key`), or `v` itself, frozen and pooled. */
