@@ -42,8 +42,8 @@ import { formAddress, formBase, isShortIPv4Form, shortIPv4Form } from '../contro
 import { ktDelete, ktEntries, ktGet, ktKeys, ktSet, ktSize, SMALL_MAX, type KeyTable } from './keytable.js';
 import { packedOf, PackedEndpoint } from './packedendpoint.js';
 import type { EndpointRecord } from '../controlplane/endpointrecords.js';
-import { randomBytes } from 'node:crypto';
 import { internName, WeakPool } from '../controlplane/records/intern.js';
+import { valueDigest } from '../controlplane/valuedigest.js';
 
 const CELL = 3;
 /** In a cell's profile slot: the cell holds a value as it is (slot 1), not a packed record. */
@@ -93,20 +93,14 @@ export const pooledProfiles = (): number => profiles.size;
  */
 export const MAX_STEMS = 8;
 /**
- * Live stemmed profiles per set of the other fields, by a seeded hash of its stem-less key (a number: no key string
- * per entry); counted down when the pool's reaper runs for one (a FinalizationRegistry callback, some time after the
+ * Live stemmed profiles per set of the other fields, by a keyed hash of its stem-less key (valueDigest's low 30
+ * bits, a Smi on every 64-bit V8: no key string or heap number per entry); counted down when the pool's reaper runs for one (a FinalizationRegistry callback, some time after the
  * GC, and not promised to run: a count left high only holds more names as strings), the entry gone at 0. Two sets
  * sharing a hash share a count: one may meet the bound early, and its new stems' names are then held as strings
  * (their saving lost; nothing read back otherwise).
  */
 const stemsOf = new Map<number, number>();
-const SEED = randomBytes(4).readUInt32LE(0);
-/** FNV-1a over the UTF-16 code units, seeded. */
-function hashOf(s: string): number {
-  let h = (0x811c9dc5 ^ SEED) >>> 0;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  return h >> 1; // 31 bits, a Smi on every 64-bit V8: a Map's number key past the Smi range is a heap number each
-}
+const hashOf = (s: string): number => valueDigest(s) % 2 ** 30;
 
 /** Where a pool key's stem is (`${fields}${len}/${stem}${namespace}`, fields three numbers each ending in '/'), or undefined when it has none. */
 function stemOfKey(key: string): { at: number; end: number } | undefined {
@@ -142,9 +136,9 @@ function profileOf(p: PackedEndpoint, stem: string): Profile | undefined {
     // keeps the first record's whole name (review of s29: 440 B per profile, not 280), and a copy of the stem would
     // hold its text twice (second review: ~40–50 B more per profile with 62-character stems)
     const flat = internName(key);
-    const at = fields.length + String(stem.length).length + 1;
+    const end = flat.length - p.namespace.length;
     stemsOf.set(h, n + 1);
-    return profiles.intern(flat, new Profile(flat.slice(at, at + stem.length), p.namespace, p.labels, p.identity, ports));
+    return profiles.intern(flat, new Profile(flat.slice(end - stem.length, end), p.namespace, p.labels, p.identity, ports));
   }
   const made = new Profile('', p.namespace, p.labels, p.identity, ports);
   // flat too: one string per key, not a template's tree of pieces
