@@ -81,6 +81,11 @@ export interface NativeDevice {
   sendHandshake(host: string, port: number, msg: Buffer): boolean;
   /** activeOnly: only peers with traffic, keypairs, staged packets or a pending handshake request. */
   peerStats(activeOnly?: boolean): NativePeerStats[];
+  /**
+   * Peers holding their traffic state (sessions, staged packets, counters, timers: native/src/wireguard/device.h
+   * PeerLive, ~220 B each), made by a peer's first activity and kept until it is removed. O(peers).
+   */
+  peersWithState(): number;
   counters(): Record<string, number>;
   // ---- mesh mode (src/policy/datapath.ts; row formats in docs/wire-format.md)
   enablePolicy(): void;

@@ -318,6 +318,13 @@ export class FakeDevice implements NativeDevice {
     return out;
   }
 
+  /** The fake holds no blocks: the peers active now (the addon's figure also counts those active before). */
+  peersWithState(): number {
+    let n = 0;
+    for (const p of this.peers.values()) if (FakeDevice.active(p)) n++;
+    return n;
+  }
+
   counters(): Record<string, number> {
     return { ...this.counterValues };
   }

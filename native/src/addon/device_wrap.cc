@@ -36,7 +36,8 @@ Napi::Function DeviceWrap::Init(Napi::Env env) {
        InstanceMethod("flushStaged", &DeviceWrap::FlushStaged),
        InstanceMethod("refreshMtu", &DeviceWrap::RefreshMtu),
        InstanceMethod("sendHandshake", &DeviceWrap::SendHandshake),
-       InstanceMethod("peerStats", &DeviceWrap::PeerStats), InstanceMethod("counters", &DeviceWrap::Counters),
+       InstanceMethod("peerStats", &DeviceWrap::PeerStats), InstanceMethod("peersWithState", &DeviceWrap::PeersWithState),
+       InstanceMethod("counters", &DeviceWrap::Counters),
        InstanceMethod("enablePolicy", &DeviceWrap::EnablePolicy),
        InstanceMethod("setPeerIdentity", &DeviceWrap::SetPeerIdentity),
        InstanceMethod("setMaxClusters", &DeviceWrap::SetMaxClusters),
@@ -247,6 +248,10 @@ Napi::Value DeviceWrap::SendHandshake(const Napi::CallbackInfo& info) {
     return ThrowType(info.Env(), "sendHandshake(host, port, message)");
   auto b = info[2].As<Napi::Buffer<uint8_t>>();
   return Napi::Boolean::New(info.Env(), dev_.send_handshake(ep, b.Data(), b.Length()));
+}
+
+Napi::Value DeviceWrap::PeersWithState(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), double(dev_.peers_with_state()));
 }
 
 Napi::Value DeviceWrap::PeerStats(const Napi::CallbackInfo& info) {

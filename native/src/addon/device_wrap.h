@@ -44,6 +44,7 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
   Napi::Value RefreshMtu(const Napi::CallbackInfo& info);
   Napi::Value SendHandshake(const Napi::CallbackInfo& info);
   Napi::Value PeerStats(const Napi::CallbackInfo& info);
+  Napi::Value PeersWithState(const Napi::CallbackInfo& info);
   Napi::Value Counters(const Napi::CallbackInfo& info);
   // mesh mode: identities, ipcache, policy, conntrack (device_policy_wrap.cc)
   PolicyEngine* Engine(Napi::Env env);

@@ -49,7 +49,7 @@ class TxControlWrap : public Napi::ObjectWrap<TxControlWrap> {
     const uint8_t* b;
     if (!p || !info[1].IsBuffer() || !GetBytes(info[1], 0, &b)) return ThrowType(info.Env(), "stage(known id, packet: Buffer)");
     std::vector<std::vector<uint8_t>> rest;
-    rest.swap(p->staged);
+    rest.swap(p->live().staged);
     rest.emplace_back(b, b + info[1].As<Napi::Buffer<uint8_t>>().Length());
     return Napi::Number::New(info.Env(), double(Device::unstage(p, &rest)));
   }
@@ -115,14 +115,15 @@ class TxControlWrap : public Napi::ObjectWrap<TxControlWrap> {
   Napi::Value RepliesQueued(const Napi::CallbackInfo& info) {
     Peer* p = Arg(info);
     if (!p) return ThrowType(info.Env(), "repliesQueued(known id)");
-    return Napi::Number::New(info.Env(), double(p->probe_replies_queued.load()));
+    return Napi::Number::New(info.Env(), double(p->view().probe_replies_queued.load()));
   }
   // staged(id) -> Buffer[] (oldest first)
   Napi::Value Staged(const Napi::CallbackInfo& info) {
     Peer* p = Arg(info);
     if (!p) return ThrowType(info.Env(), "staged(known id)");
-    Napi::Array a = Napi::Array::New(info.Env(), p->staged.size());
-    for (size_t i = 0; i < p->staged.size(); i++) a.Set(uint32_t(i), Copy(info.Env(), p->staged[i].data(), p->staged[i].size()));
+    const std::vector<std::vector<uint8_t>>& staged = p->view().staged;
+    Napi::Array a = Napi::Array::New(info.Env(), staged.size());
+    for (size_t i = 0; i < staged.size(); i++) a.Set(uint32_t(i), Copy(info.Env(), staged[i].data(), staged[i].size()));
     return a;
   }
   Napi::Value Pending(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(queue_.size())); }

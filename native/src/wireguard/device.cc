@@ -63,6 +63,21 @@ uint64_t monotonic_ms() {
   return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
 }
 
+const PeerLive Peer::kIdle{};
+
+// A Peer is 208 bytes (a 224-byte malloc chunk), its live block as much again only once it is active: at
+// 16,000 idle peers ~3 MiB less than the 408-byte Peer that held both (docs/benchmarks.md, s30peer).
+static_assert(sizeof(Peer) <= 216, "an idle peer fits a 224-byte malloc chunk");
+
+PeerLive& Peer::make_live() {
+  auto* fresh = new PeerLive();
+  PeerLive* held = nullptr;
+  // release: a thread that loads the pointer (acquire) sees the block's zeroed fields
+  if (live_.compare_exchange_strong(held, fresh, std::memory_order_acq_rel, std::memory_order_acquire)) return *fresh;
+  delete fresh;
+  return *held;
+}
+
 Device::Device() {
   for (auto& c : counters_) c.store(0);
   // Without randomness the probes' tags would be guessable: the kernel's
@@ -225,30 +240,31 @@ bool Device::install_keypair(uint32_t id, uint32_t local_index, uint32_t remote_
   std::vector<std::shared_ptr<Keypair>> dropped;
   {
     std::lock_guard<std::mutex> pl(p->mu);
+    PeerLive& l = p->live();
     if (initiator) {
       // As wireguard-go: an unconfirmed next keypair becomes previous, else the
       // current one does; the new one is current at once.
-      if (p->next) {
-        dropped.push_back(p->previous);
-        p->previous = p->next;
-        p->next.reset();
-        dropped.push_back(p->current);
+      if (l.next) {
+        dropped.push_back(l.previous);
+        l.previous = l.next;
+        l.next.reset();
+        dropped.push_back(l.current);
       } else {
-        dropped.push_back(p->previous);
-        p->previous = p->current;
+        dropped.push_back(l.previous);
+        l.previous = l.current;
       }
-      p->current = kp;
+      l.current = kp;
     } else {
       // The responder may not send with it until the initiator has used it.
-      dropped.push_back(p->next);
-      p->next = kp;
-      dropped.push_back(p->previous);
-      p->previous.reset();
+      dropped.push_back(l.next);
+      l.next = kp;
+      dropped.push_back(l.previous);
+      l.previous.reset();
     }
   }
   for (auto& d : dropped) erase_index(d.get());
   indices_[local_index] = IndexEntry{kp, p};
-  p->handshake_requested_ms.store(0);
+  p->live().handshake_requested_ms.store(0);
   mark_active(p);
   return true;
 }
@@ -279,11 +295,14 @@ void Device::clear_keypairs(uint32_t id) {
   erase_retired();
   {
     std::lock_guard<std::mutex> pl(p->mu);
-    for (auto* slot : {&p->previous, &p->current, &p->next}) {
-      erase_index(slot->get());
-      slot->reset();
+    if (p->has_live()) {  // an idle peer has nothing to clear: no block made for it
+      PeerLive& l = p->live();
+      for (auto* slot : {&l.previous, &l.current, &l.next}) {
+        erase_index(slot->get());
+        slot->reset();
+      }
+      std::vector<std::vector<uint8_t>>().swap(l.staged);  // their memory too, not just the packets
     }
-    std::vector<std::vector<uint8_t>>().swap(p->staged);  // their memory too, not just the packets
   }
   // (exclusive: no packet thread is marking it now)
   if (!is_active(p)) unlist(p);
@@ -308,10 +327,11 @@ bool Device::send_handshake(const Endpoint& ep, const uint8_t* buf, size_t len) 
 }
 
 bool Device::is_active(Peer* p) {
-  if (p->last_auth_sent_ms.load() != 0 || p->last_auth_recv_ms.load() != 0 || p->handshake_requested_ms.load() != 0)
+  const PeerLive& l = p->view();
+  if (l.last_auth_sent_ms.load() != 0 || l.last_auth_recv_ms.load() != 0 || l.handshake_requested_ms.load() != 0)
     return true;
   std::lock_guard<std::mutex> pl(p->mu);
-  return p->current || p->next || p->previous || !p->staged.empty();
+  return l.current || l.next || l.previous || !l.staged.empty();
 }
 
 void Device::mark_active(Peer* p) {
@@ -333,33 +353,41 @@ void Device::unlist(Peer* p) {
   p->listed.store(false, std::memory_order_relaxed);
 }
 
+size_t Device::peers_with_state() {
+  std::shared_lock<std::shared_mutex> lock(table_mu_);
+  size_t n = 0;
+  for (auto& kv : peers_) n += kv.second->has_live() ? 1 : 0;
+  return n;
+}
+
 void Device::peer_stats(std::vector<PeerStats>* out, bool active_only) {
   std::shared_lock<std::shared_mutex> lock(table_mu_);
   uint64_t now = monotonic_ms();
   auto emit = [&](Peer* p) {
     PeerStats s;
     s.id = p->id;
-    s.rx_bytes = p->rx_bytes.load();
-    s.tx_bytes = p->tx_bytes.load();
-    s.rx_packets = p->rx_packets.load();
-    s.tx_packets = p->tx_packets.load();
-    s.last_data_sent_ms = p->last_data_sent_ms.load();
-    s.last_data_recv_ms = p->last_data_recv_ms.load();
-    s.last_auth_sent_ms = p->last_auth_sent_ms.load();
-    s.last_auth_recv_ms = p->last_auth_recv_ms.load();
-    s.sent_unanswered_ms = p->sent_unanswered_ms.load();
-    s.recv_unanswered_ms = p->recv_unanswered_ms.load();
-    s.last_probe_reply_ms = p->last_probe_reply_ms.load();
-    s.probe_rtt_us = p->probe_rtt_us.load();
-    s.probes_sent = p->probes_sent.load();
-    s.probe_replies = p->probe_replies.load();
-    s.probe_replies_queued = p->probe_replies_queued.load();
-    s.probe_replies_refused = p->probe_replies_refused.load();
+    const PeerLive& l = p->view();  // a block made after this read: the figures a moment earlier
+    s.rx_bytes = l.rx_bytes.load();
+    s.tx_bytes = l.tx_bytes.load();
+    s.rx_packets = l.rx_packets.load();
+    s.tx_packets = l.tx_packets.load();
+    s.last_data_sent_ms = l.last_data_sent_ms.load();
+    s.last_data_recv_ms = l.last_data_recv_ms.load();
+    s.last_auth_sent_ms = l.last_auth_sent_ms.load();
+    s.last_auth_recv_ms = l.last_auth_recv_ms.load();
+    s.sent_unanswered_ms = l.sent_unanswered_ms.load();
+    s.recv_unanswered_ms = l.recv_unanswered_ms.load();
+    s.last_probe_reply_ms = l.last_probe_reply_ms.load();
+    s.probe_rtt_us = l.probe_rtt_us.load();
+    s.probes_sent = l.probes_sent.load();
+    s.probe_replies = l.probe_replies.load();
+    s.probe_replies_queued = l.probe_replies_queued.load();
+    s.probe_replies_refused = l.probe_replies_refused.load();
     std::lock_guard<std::mutex> pl(p->mu);
-    s.has_current = p->current != nullptr;
-    s.current_initiator = p->current && p->current->initiator;
-    s.current_age_ms = p->current ? now - p->current->created_ms : 0;
-    s.has_next = p->next != nullptr;
+    s.has_current = l.current != nullptr;
+    s.current_initiator = l.current && l.current->initiator;
+    s.current_age_ms = l.current ? now - l.current->created_ms : 0;
+    s.has_next = l.next != nullptr;
     s.endpoint = p->endpoint;
     out->push_back(s);
   };
@@ -415,9 +443,10 @@ void Device::wake_tx() {
 void Device::request_handshake(Peer* p, uint64_t now) {
   // At most one request a second per peer: JavaScript rate-limits initiations
   // itself (RekeyTimeout) and retries on its own timers.
-  uint64_t last = p->handshake_requested_ms.load(std::memory_order_relaxed);
+  std::atomic<uint64_t>& requested = p->live().handshake_requested_ms;
+  uint64_t last = requested.load(std::memory_order_relaxed);
   if (last != 0 && now - last < 1000) return;
-  if (!p->handshake_requested_ms.compare_exchange_strong(last, now)) return;
+  if (!requested.compare_exchange_strong(last, now)) return;
   mark_active(p);
   count(kHandshakeRequests);
   Event e;
@@ -428,11 +457,12 @@ void Device::request_handshake(Peer* p, uint64_t now) {
 
 void Device::stage(Peer* p, const uint8_t* pkt, size_t len) {
   std::lock_guard<std::mutex> pl(p->mu);
-  if (p->staged.size() >= kStagedMax) {
-    p->staged.erase(p->staged.begin());  // moves ≤ 127 vector headers, only while overflowing
+  std::vector<std::vector<uint8_t>>& staged = p->live().staged;
+  if (staged.size() >= kStagedMax) {
+    staged.erase(staged.begin());  // moves ≤ 127 vector headers, only while overflowing
     count(kDropStageOverflow);
   }
-  p->staged.emplace_back(pkt, pkt + len);
+  staged.emplace_back(pkt, pkt + len);
   mark_active(p);
 }
 

@@ -99,14 +99,17 @@ struct Keypair {
   ReplayFilter replay;
 };
 
-struct Peer {
-  uint32_t id = 0;
-  std::mutex mu;
+// What a peer holds once it carries traffic: its sessions, staged packets, counters, timers and probe figures
+// (208 of the 408 bytes a Peer was). An agent holds a peer for every node of every connected cluster (16,000 at
+// 16 x 1000) and most of them never carry a packet, so this block is made by the first thing that makes the peer
+// active (Peer::live: a keypair installed, a handshake requested, a packet staged, anything authenticated sent or
+// received, a probe queued or answered) and freed only with the peer: a pointer, once set, never changes, so a
+// thread that read it under table_mu_ (shared) may use it as long as it could use the Peer.
+struct PeerLive {
+  // Under Peer::mu.
   std::shared_ptr<Keypair> previous, current, next;
-  Endpoint endpoint;
-  // Packets waiting for a session (at most kStagedMax, oldest dropped first). A vector, not a deque: an empty
-  // std::deque allocates its map and a first 512-byte chunk, ~600 B of malloc for every peer, and an agent
-  // holds thousands of peers that never stage a packet (issue 16); an empty vector allocates nothing.
+  // Packets waiting for a session (at most kStagedMax, oldest dropped first), under Peer::mu. A vector, not a
+  // deque: an empty std::deque allocates ~600 B (issue 16).
   std::vector<std::vector<uint8_t>> staged;
   std::atomic<uint64_t> rx_bytes{0}, tx_bytes{0}, rx_packets{0}, tx_packets{0};
   // Monotonic ms of the events the timers in src/wireguard/timers.ts act on.
@@ -117,12 +120,6 @@ struct Peer {
   // "send keepalive" timer.
   std::atomic<uint64_t> sent_unanswered_ms{0}, recv_unanswered_ms{0};
   std::atomic<uint64_t> handshake_requested_ms{0};
-  // Mesh mode (guarded by table_mu_): tag outgoing plaintext with the source
-  // identity; identity of untagged packets; clusters whose identities the
-  // peer may send (its own, plus those it relays for).
-  bool tagged = false;
-  uint32_t default_identity = kIdentityWorld;
-  std::vector<uint16_t> clusters;  // 1..max_clusters()
   // Liveness probes (mesh mode): when the last answer came and its round-trip
   // time in µs (as measured; the probe monitor keeps the windowed minimum).
   std::atomic<uint64_t> last_probe_reply_ms{0};
@@ -133,6 +130,19 @@ struct Peer {
   // pack_control); replies queued to a removed peer are skipped and go with it. Refused: cumulative, either bound.
   std::atomic<uint32_t> probe_replies_queued{0};
   std::atomic<uint64_t> probe_replies_refused{0};
+};
+
+struct Peer {
+  uint32_t id = 0;
+  // Guards the live block's keypair slots and staged queue, and endpoint.
+  std::mutex mu;
+  Endpoint endpoint;
+  // Mesh mode (guarded by table_mu_): tag outgoing plaintext with the source
+  // identity; identity of untagged packets; clusters whose identities the
+  // peer may send (its own, plus those it relays for).
+  bool tagged = false;
+  uint32_t default_identity = kIdentityWorld;
+  std::vector<uint16_t> clusters;  // 1..max_clusters()
   // In Device::active_ (at active_pos), both guarded by active_mu_; read
   // without it only as a hint (a stale false takes the lock and looks again).
   std::atomic<bool> listed{false};
@@ -140,6 +150,30 @@ struct Peer {
   // Where the endpoint may roam (roam.h; under mu): anywhere unless set_roaming pinned it. Last: read only when
   // a packet's source differs from the endpoint, it stays off the cache lines the per-packet fields share.
   RoamSet roam;
+
+  Peer() = default;
+  Peer(const Peer&) = delete;
+  Peer& operator=(const Peer&) = delete;
+  ~Peer() { delete live_.load(std::memory_order_acquire); }
+
+  // The live block to read: the peer's own, or kIdle's (every figure 0, no keypair, nothing staged) while it has
+  // none. Never allocates: status and timer reads of idle peers stay free. Const, so nothing is written to it.
+  const PeerLive& view() const {
+    const PeerLive* l = live_.load(std::memory_order_acquire);
+    return l ? *l : kIdle;
+  }
+  // The live block to write, made on the first call. Any thread, any lock: two first calls race on a
+  // compare-exchange and the loser frees its copy.
+  PeerLive& live() {
+    PeerLive* l = live_.load(std::memory_order_acquire);
+    return l ? *l : make_live();
+  }
+  bool has_live() const { return live_.load(std::memory_order_acquire) != nullptr; }
+
+ private:
+  static const PeerLive kIdle;
+  PeerLive& make_live();
+  std::atomic<PeerLive*> live_{nullptr};
 };
 
 // Identity tag in front of the IP packet in a transport message's plaintext
@@ -273,6 +307,8 @@ class Device {
   // keypair (thousands of idle mesh peers need no timer work): O(active peers),
   // from the active list (locking rules above), not a walk of every peer.
   void peer_stats(std::vector<PeerStats>* out, bool active_only = false);
+  // Peers holding a live block (PeerLive: made by their first activity, kept until removed). O(peers).
+  size_t peers_with_state();
   uint64_t counter(int c) const { return counters_[c].load(std::memory_order_relaxed); }
   // Mesh mode: switches the policy engine on (once; safe while running).
   void enable_policy() { policy_on_.store(true, std::memory_order_release); }

@@ -111,9 +111,10 @@ int Device::probe_round_due(int timeout_ms) {
           [&](uint32_t id, ProbeMonitor::Reply* r) {
             Peer* p = find_peer(id);
             if (!p) return false;
-            r->replies = p->probe_replies.load(std::memory_order_acquire);  // before the RTT (rx_probe)
-            r->last_ms = p->last_probe_reply_ms.load(std::memory_order_relaxed);
-            r->rtt_us = p->probe_rtt_us.load(std::memory_order_relaxed);
+            const PeerLive& l = p->view();  // never answered: kIdle's zeros, no block made
+            r->replies = l.probe_replies.load(std::memory_order_acquire);  // before the RTT (rx_probe)
+            r->last_ms = l.last_probe_reply_ms.load(std::memory_order_relaxed);
+            r->rtt_us = l.probe_rtt_us.load(std::memory_order_relaxed);
             return true;
           },
           &ids);
@@ -156,9 +157,10 @@ void Device::rx_probe(Peer* p, const uint8_t* plain, uint64_t now) {
   // This answer's RTT as it is: the probe monitor keeps the windowed minimum
   // (rtt_window.h). The count goes last: a round that sees the new count sees
   // this RTT (or a newer one).
-  p->probe_rtt_us.store(rtt == 0 ? 1 : rtt, std::memory_order_relaxed);
-  p->last_probe_reply_ms.store(now, std::memory_order_relaxed);
-  p->probe_replies.fetch_add(1, std::memory_order_release);
+  PeerLive& l = p->live();
+  l.probe_rtt_us.store(rtt == 0 ? 1 : rtt, std::memory_order_relaxed);
+  l.last_probe_reply_ms.store(now, std::memory_order_relaxed);
+  l.probe_replies.fetch_add(1, std::memory_order_release);
 }
 
 void Device::write_back(const std::vector<std::pair<const uint8_t*, size_t>>& pkts) {

@@ -181,19 +181,21 @@ void Device::rx_message(uint8_t* msg, size_t len, const Endpoint& from, uint64_t
     count(kDropReplayed);
     return;
   }
-  // Authenticated: promote a confirmed next keypair, follow a roaming peer.
+  // Authenticated: promote a confirmed next keypair, follow a roaming peer. (Its live block was made when the
+  // keypair was installed: live() is a load here.)
+  PeerLive& l = p->live();
   {
     std::lock_guard<std::mutex> pl(p->mu);
-    if (p->next.get() == kp) {
+    if (l.next.get() == kp) {
       // The index map is read-only here (shared lock); the control thread
       // erases the retired keypair's index on its next table edit.
-      if (p->previous) {
+      if (l.previous) {
         std::lock_guard<std::mutex> rl(retired_mu_);
-        retired_.push_back(RetiredIndex{p->previous->local_index, p->previous.get()});
+        retired_.push_back(RetiredIndex{l.previous->local_index, l.previous.get()});
       }
-      p->previous = p->current;
-      p->current = p->next;
-      p->next.reset();
+      l.previous = l.current;
+      l.current = l.next;
+      l.next.reset();
       rx_flushes_.push_back(Ctl{CtlKind::kFlush, p->id});
       Event e;
       e.kind = kEventKeypairConfirmed;
@@ -208,11 +210,11 @@ void Device::rx_message(uint8_t* msg, size_t len, const Endpoint& from, uint64_t
         count(kEndpointRoamRefused);
     }
   }
-  p->rx_bytes.fetch_add(len, std::memory_order_relaxed);
-  p->rx_packets.fetch_add(1, std::memory_order_relaxed);
-  p->last_auth_recv_ms.store(now, std::memory_order_relaxed);
+  l.rx_bytes.fetch_add(len, std::memory_order_relaxed);
+  l.rx_packets.fetch_add(1, std::memory_order_relaxed);
+  l.last_auth_recv_ms.store(now, std::memory_order_relaxed);
   mark_active(p);  // (listed since its keypair came: a relaxed load)
-  p->sent_unanswered_ms.store(0, std::memory_order_relaxed);
+  l.sent_unanswered_ms.store(0, std::memory_order_relaxed);
   if (kp->initiator && now - kp->created_ms >= kRejectAfterTimeMs - kKeepaliveTimeoutMs - kRekeyTimeoutMs)
     request_handshake(p, now);
   if (clen == 0) {
@@ -280,9 +282,10 @@ void Device::rx_message(uint8_t* msg, size_t len, const Endpoint& from, uint64_t
       }
     }
   }
-  p->last_data_recv_ms.store(now, std::memory_order_relaxed);
+  PeerLive& live = p->live();
+  live.last_data_recv_ms.store(now, std::memory_order_relaxed);
   uint64_t zero = 0;
-  p->recv_unanswered_ms.compare_exchange_strong(zero, now);
+  live.recv_unanswered_ms.compare_exchange_strong(zero, now);
   count(kRxPackets);
   rx_pending_.push_back(RxPacket{pkt, ip.total_len});
 }

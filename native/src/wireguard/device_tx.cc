@@ -182,7 +182,7 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
     PeerCtx c{p, nullptr, Endpoint(), false, 0, 0, 0};
     {
       std::lock_guard<std::mutex> pl(p->mu);
-      c.kp = p->current;
+      c.kp = p->view().current;  // none (an idle peer's kIdle): a handshake is requested below
       c.ep = p->endpoint;
     }
     c.usable = c.kp && now - c.kp->created_ms < kRejectAfterTimeMs;
@@ -340,15 +340,16 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
   for (auto& c : ctxs) {
     if (c.bytes == 0) continue;
     Peer* p = c.peer;
-    p->tx_bytes.fetch_add(c.bytes, std::memory_order_relaxed);
-    p->tx_packets.fetch_add(c.packets, std::memory_order_relaxed);
-    p->last_auth_sent_ms.store(now, std::memory_order_relaxed);
+    PeerLive& l = p->live();  // (made with its keypair: a load)
+    l.tx_bytes.fetch_add(c.bytes, std::memory_order_relaxed);
+    l.tx_packets.fetch_add(c.packets, std::memory_order_relaxed);
+    l.last_auth_sent_ms.store(now, std::memory_order_relaxed);
     mark_active(p);  // (listed since its keypair came: a relaxed load)
-    p->recv_unanswered_ms.store(0, std::memory_order_relaxed);
+    l.recv_unanswered_ms.store(0, std::memory_order_relaxed);
     if (c.data_packets) {
-      p->last_data_sent_ms.store(now, std::memory_order_relaxed);
+      l.last_data_sent_ms.store(now, std::memory_order_relaxed);
       uint64_t zero = 0;
-      p->sent_unanswered_ms.compare_exchange_strong(zero, now);
+      l.sent_unanswered_ms.compare_exchange_strong(zero, now);
     }
   }
   count(kTxPackets, out.size());

@@ -19,21 +19,23 @@ constexpr size_t kCtlSlot = 64;
 // A probe reply has left the queue for the arena: its peer's quota slot is free. Saturating: a reply queued to a
 // removed peer whose id came back (never in the device: ids are not reused) must not wrap the new peer's count.
 void reply_packed(Peer* p) {
-  uint32_t n = p->probe_replies_queued.load(std::memory_order_relaxed);
-  while (n > 0 && !p->probe_replies_queued.compare_exchange_weak(n, n - 1, std::memory_order_relaxed)) {}
+  std::atomic<uint32_t>& queued = p->live().probe_replies_queued;
+  uint32_t n = queued.load(std::memory_order_relaxed);
+  while (n > 0 && !queued.compare_exchange_weak(n, n - 1, std::memory_order_relaxed)) {}
 }
 }  // namespace
 
 Counter Device::queue_probe_reply(std::vector<Ctl>* q, Peer* p, const Ctl& c) {
   // Only the RX thread counts in (under ctl_mu_) and the TX thread only counts out: check-then-add cannot overshoot.
-  Counter refused = p->probe_replies_queued.load(std::memory_order_relaxed) >= kProbeRepliesQueuedMax ? kDropProbeReplyQuota
+  PeerLive& l = p->live();  // (made already: the request it answers was authenticated)
+  Counter refused = l.probe_replies_queued.load(std::memory_order_relaxed) >= kProbeRepliesQueuedMax ? kDropProbeReplyQuota
                     : q->size() >= kTxCtlQueueMax                                                   ? kDropControlOverflow
                                                                                                     : kCounterCount;
   if (refused != kCounterCount) {
-    p->probe_replies_refused.fetch_add(1, std::memory_order_relaxed);  // per peer: who is refused, not only how often
+    l.probe_replies_refused.fetch_add(1, std::memory_order_relaxed);  // per peer: who is refused, not only how often
     return refused;
   }
-  p->probe_replies_queued.fetch_add(1, std::memory_order_relaxed);
+  l.probe_replies_queued.fetch_add(1, std::memory_order_relaxed);
   q->push_back(c);
   return kCounterCount;
 }
@@ -70,7 +72,7 @@ size_t Device::pack_control(const Ctl* ctl, size_t n, const std::function<Peer*(
       if (*used + kCtlSlot > cap) return i;
       size_t len = c.kind == CtlKind::kKeepalive ? 0 : kProbeSize;
       if (len) std::memcpy(arena + *used + 16, c.probe, len);
-      if (c.kind == CtlKind::kProbeRequest) p->probes_sent.fetch_add(1, std::memory_order_relaxed);
+      if (c.kind == CtlKind::kProbeRequest) p->live().probes_sent.fetch_add(1, std::memory_order_relaxed);
       if (c.kind == CtlKind::kProbeReply) reply_packed(p);
       segs->push_back(TxSeg{arena + *used + 16, len, true, p->id});
       *used += kCtlSlot;
@@ -79,7 +81,7 @@ size_t Device::pack_control(const Ctl* ctl, size_t n, const std::function<Peer*(
     std::vector<std::vector<uint8_t>> staged;
     {
       std::lock_guard<std::mutex> pl(p->mu);
-      staged.swap(p->staged);
+      if (p->has_live()) staged.swap(p->live().staged);  // an idle peer's flush: nothing staged, no block made
     }
     if (staged.empty()) {
       if (c.kind != CtlKind::kFlushOrKeepalive) continue;
@@ -115,11 +117,12 @@ size_t Device::pack_control(const Ctl* ctl, size_t n, const std::function<Peer*(
 uint64_t Device::unstage(Peer* p, std::vector<std::vector<uint8_t>>* rest) {
   std::lock_guard<std::mutex> pl(p->mu);
   // (In the device nothing is staged meanwhile: only the TX thread stages, and it is here. Kept general.)
-  rest->reserve(rest->size() + p->staged.size());
-  for (auto& pkt : p->staged) rest->push_back(std::move(pkt));
+  std::vector<std::vector<uint8_t>>& staged = p->live().staged;
+  rest->reserve(rest->size() + staged.size());
+  for (auto& pkt : staged) rest->push_back(std::move(pkt));
   size_t over = rest->size() > kStagedMax ? rest->size() - kStagedMax : 0;
   rest->erase(rest->begin(), rest->begin() + std::ptrdiff_t(over));  // the oldest first, as stage() drops
-  p->staged.swap(*rest);
+  staged.swap(*rest);
   return over;
 }
 
