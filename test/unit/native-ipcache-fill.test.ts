@@ -76,6 +76,49 @@ describe('native ipcache host tables: seeded sequences against a Map', () => {
     for (const seed of [1, 2])
       it(`${name}, seed ${seed}`, () => run(seed * 7919 + name.length, layout, 6000, 300));
 
+  // s30ipc: a slot holds a 32-bit code, the identity itself for a remote endpoint's value (no local endpoint, identity
+  // below 2^31) and an index into the table's local values otherwise; 0xFFFFFFFF marks a free slot. Every value the
+  // row format carries must read back whole: local endpoints, identities from 2^31 up to 0xFFFFFFFF (the free mark
+  // itself), 0 and 2^31 - 1, a value changing kind in place, across doublings and removals, in /32, /24 and /128.
+  it('any (identity, endpoint) reads back whole, whichever kind of code holds it, as entries change kind in place', () => {
+    for (const seed of [11, 12, 13]) {
+      const rand = prng(seed);
+      const dev = device();
+      const pool = Array.from({ length: 3000 }, (_, i) => (i % 3 === 2 ? { a: v6(i), len: 128 } : { a: v4(((100 << 24) | (64 << 16)) + i * (i % 3 === 1 ? 256 : 1)), len: i % 3 === 1 ? 24 : 32 }));
+      const want = new Map<string, { identity: number; endpoint: number }>();
+      const pick = (): { identity: number; endpoint: number } => {
+        const x = rand();
+        const identity = x < 0.1 ? 0xffffffff : x < 0.2 ? 2 ** 31 + Math.floor(rand() * 2 ** 31) : x < 0.25 ? 2 ** 31 - 1 : x < 0.3 ? 0 : x < 0.33 ? 2 ** 31 : 256 + Math.floor(rand() * 100_000);
+        return { identity, endpoint: rand() < 0.3 ? 1 + Math.floor(rand() * 2 ** 32 - 1) : 0 };
+      };
+      const key = (e: { a: Buffer; len: number }) => `${e.a.toString('hex')}/${e.len}`;
+      for (let r = 0; r < 200; r++) {
+        const batch = Array.from({ length: 1 + Math.floor(rand() * 150) }, () => pool[Math.floor(rand() * pool.length)]!);
+        if (rand() < 0.7) {
+          const rows = batch.map((e) => {
+            const v = pick();
+            want.set(key(e), v);
+            return ipcacheRow(e.a, e.len, v.identity, v.endpoint);
+          });
+          dev.ipcacheUpdate(Buffer.concat(rows), Buffer.alloc(0));
+        } else {
+          for (const e of batch) want.delete(key(e));
+          dev.ipcacheUpdate(Buffer.alloc(0), Buffer.concat(batch.map((e) => ipcacheRow(e.a, e.len, 0, 0))));
+        }
+        expect(dev.counters().ipcache_entries).toBe(want.size);
+        // the values held beside the slots are exactly the entries that need one: none leaks, none is shared
+        expect(dev.counters().ipcache_local_values).toBe([...want.values()].filter((v) => v.endpoint !== 0 || v.identity >= 2 ** 31).length);
+      }
+      // longest-prefix match from the rows held (lengths 32 and 24 for IPv4, 128 for IPv6)
+      const lpm = (a: Buffer) => {
+        if (a.length === 16) return want.get(`${a.toString('hex')}/128`) ?? null;
+        const base = Buffer.from([a[0]!, a[1]!, a[2]!, 0]);
+        return want.get(`${a.toString('hex')}/32`) ?? want.get(`${base.toString('hex')}/24`) ?? null;
+      };
+      for (const e of pool) expect(dev.ipcacheLookup(e.a), key(e)).toEqual(lpm(e.a));
+    }
+  });
+
   it('a table exactly at its fill limit and one entry past it keeps every entry (the doubling in between)', () => {
     const dev = device();
     // 16-slot table: 8 entries fill it to 1/2, the 9th doubles it; then 16 / 17 for the 32-slot table (and the

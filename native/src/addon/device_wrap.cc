@@ -300,6 +300,7 @@ Napi::Value DeviceWrap::Counters(const Napi::CallbackInfo& info) {
     o.Set("conntrack_entries", double(pe->ct_size()));
     for (int i = 0; i < Conntrack::kCounterCount; i++) o.Set(Conntrack::kCounterNames[i], double(pe->ct_counter(i)));
     o.Set("ipcache_entries", double(pe->ipcache_size()));
+    o.Set("ipcache_local_values", double(pe->ipcache_locals()));  // of those, values held beside the slots (ipcache.h)
   }
   if (LoadBalancer* lb = dev_.lb()) {
     for (int i = 0; i < kLbCounterCount; i++) o.Set(kLbCounterNames[i], double(lb->counter(i)));

@@ -114,6 +114,11 @@ size_t PolicyEngine::ipcache_size() {
   return ipcache_.size();
 }
 
+size_t PolicyEngine::ipcache_locals() {
+  std::shared_lock<std::shared_mutex> lock(mu);
+  return ipcache_.locals_held();
+}
+
 void PolicyEngine::set_endpoint(uint32_t id, uint32_t identity, std::shared_ptr<PolicyMap> ingress,
                                 std::shared_ptr<PolicyMap> egress) {
   Endpoint e{id, identity, std::move(ingress), std::move(egress)};

@@ -113,6 +113,7 @@ class PolicyEngine {
   bool ipcache_lookup(const uint8_t* addr, int family_bytes, IpcacheValue* out);
   void ipcache_reserve(size_t n);
   size_t ipcache_size();
+  size_t ipcache_locals();
   // Maps may be null: that direction is not enforced.
   void set_endpoint(uint32_t id, uint32_t identity, std::shared_ptr<PolicyMap> ingress,
                     std::shared_ptr<PolicyMap> egress);

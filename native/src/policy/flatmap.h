@@ -108,11 +108,36 @@ struct MulShiftHash {
   size_t index(uint64_t h, size_t, int shift) const { return size_t(h >> shift); }
 };
 
+// How a slot says it is free. UsedFlag (the default): a bool beside the value. FreeValue<V, x>: the value x,
+// which no entry may hold (the caller never puts it): a 4-byte key and value make an 8-byte slot, where the flag
+// would pad it to 12 (the ipcache's, ipcache.h).
+struct UsedFlag {};
+template <typename V, V kFree>
+struct FreeValue {};
+
+template <typename K, typename V, typename Free>
+struct FlatSlot {
+  K key{};
+  V value{};
+  bool used = false;
+  bool is_used() const { return used; }
+  void set(const K& k, const V& v) { key = k, value = v, used = true; }
+  void free() { used = false; }
+};
+template <typename K, typename V, V kFree>
+struct FlatSlot<K, V, FreeValue<V, kFree>> {
+  K key{};
+  V value = kFree;
+  bool is_used() const { return value != kFree; }
+  void set(const K& k, const V& v) { key = k, value = v; }
+  void free() { value = kFree; }
+};
+
 // kMaxLoad8: the most entries a table holds, in eighths of its slots, before it
 // doubles; after doubling it is half that full. 4 (a half) by default: short
 // probe runs for tables that miss often (conntrack) or are small. The ipcache's
 // tables hold 6 (see ipcache.h).
-template <typename K, typename V, typename H = BytesHash, unsigned kMaxLoad8 = 4>
+template <typename K, typename V, typename H = BytesHash, unsigned kMaxLoad8 = 4, typename Free = UsedFlag>
 class FlatMap {
   static_assert(std::is_trivially_copyable<K>::value, "keys are compared bytewise");
   static_assert(kMaxLoad8 >= 1 && kMaxLoad8 <= 7, "a table keeps an empty slot: probes end");
@@ -131,24 +156,22 @@ class FlatMap {
     size_t i = hasher_.index(h, mask_, shift_);
     for (;;) {
       Slot& s = slots_[i];
-      if (!s.used) return nullptr;
+      if (!s.is_used()) return nullptr;
       if (std::memcmp(&s.key, &k, sizeof(K)) == 0) return &s.value;
       i = (i + 1) & mask_;
     }
   }
   const V* find(const K& k) const { return const_cast<FlatMap*>(this)->find(k); }
 
-  // Inserts or replaces; returns the stored value.
+  // Inserts or replaces; returns the stored value. With FreeValue<V, x>, v must not be x (the caller's contract).
   V* put(const K& k, const V& v) { return put(k, v, hash(k)); }
   V* put(const K& k, const V& v, uint64_t h) {
     if ((size_ + 1) * 8 > slots_.size() * kMaxLoad8) rehash(slots_.size() * 2);
     size_t i = hasher_.index(h, mask_, shift_);
     for (;;) {
       Slot& s = slots_[i];
-      if (!s.used) {
-        s.used = true;
-        s.key = k;
-        s.value = v;
+      if (!s.is_used()) {
+        s.set(k, v);
         size_++;
         return &s.value;
       }
@@ -164,7 +187,7 @@ class FlatMap {
     size_t i = index(k);
     for (;;) {
       Slot& s = slots_[i];
-      if (!s.used) return false;
+      if (!s.is_used()) return false;
       if (std::memcmp(&s.key, &k, sizeof(K)) == 0) break;
       i = (i + 1) & mask_;
     }
@@ -178,7 +201,7 @@ class FlatMap {
     size_t removed = 0;
     for (size_t i = 0; i < slots_.size();) {
       Slot& s = slots_[i];
-      if (s.used && pred(s.key, s.value)) {
+      if (s.is_used() && pred(s.key, s.value)) {
         erase_slot(i);  // an entry may shift into slot i: look at it again
         removed++;
         continue;
@@ -191,7 +214,7 @@ class FlatMap {
   template <typename F>
   void for_each(F f) const {
     for (const Slot& s : slots_)
-      if (s.used) f(s.key, s.value);
+      if (s.is_used()) f(s.key, s.value);
   }
 
   void clear() {
@@ -208,22 +231,14 @@ class FlatMap {
   }
 
  private:
-  struct Packed {
-    K key;
-    V value;
-    bool used;
-  };
+  using Packed = FlatSlot<K, V, Free>;
   // A slot of 33..63 bytes is padded to a cache line
   // so a probe never straddles two: one miss per probe at a million flows.
-  // (16- and 32-byte slots are aligned to their size for the same reason)
+  // (8-, 16- and 32-byte slots are aligned to their size for the same reason)
   static constexpr size_t kSlotAlign = sizeof(Packed) > 32 && sizeof(Packed) < 64 ? 64
-                                       : sizeof(Packed) == 16 || sizeof(Packed) == 32 ? sizeof(Packed)
-                                                                                   : alignof(Packed);
-  struct alignas(kSlotAlign) Slot {
-    K key{};
-    V value{};
-    bool used = false;
-  };
+                                       : sizeof(Packed) == 8 || sizeof(Packed) == 16 || sizeof(Packed) == 32 ? sizeof(Packed)
+                                                                                                            : alignof(Packed);
+  struct alignas(kSlotAlign) Slot : Packed {};
 
   size_t index(const K& k) const { return hasher_.index(hash(k), mask_, shift_); }
 
@@ -235,7 +250,7 @@ class FlatMap {
     for (;;) {
       j = (j + 1) & mask_;
       Slot& s = slots_[j];
-      if (!s.used) break;
+      if (!s.is_used()) break;
       size_t home = index(s.key);
       // s may move to the hole if its home is not cyclically in (hole, j]
       bool movable = hole <= j ? (home <= hole || home > j) : (home <= hole && home > j);
@@ -244,7 +259,7 @@ class FlatMap {
         hole = j;
       }
     }
-    slots_[hole].used = false;
+    slots_[hole].free();
     size_--;
   }
 
@@ -257,7 +272,7 @@ class FlatMap {
     for (size_t m = n; m > 1; m >>= 1) shift_--;
     size_ = 0;
     for (const Slot& s : old)
-      if (s.used) put(s.key, s.value);
+      if (s.is_used()) put(s.key, s.value);
   }
 
   std::vector<Slot, HugePageAllocator<Slot>> slots_;

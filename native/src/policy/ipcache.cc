@@ -22,20 +22,53 @@ typename LpmTables<Key, kBits>::Table& LpmTables<Key, kBits>::table(int len) {
 }
 
 template <typename Key, int kBits>
+uint32_t LpmTables<Key, kBits>::encode(IpcacheValue v) {
+  if (v.endpoint == 0 && v.identity < kLocal) return v.identity;
+  uint32_t i;
+  if (!free_locals_.empty()) {
+    i = free_locals_.back();
+    free_locals_.pop_back();
+    locals_[i] = v;
+  } else {
+    i = uint32_t(locals_.size());  // < 2^31 - 1: one per entry held, and entries are far fewer
+    locals_.push_back(v);
+  }
+  return kLocal | i;
+}
+
+template <typename Key, int kBits>
+void LpmTables<Key, kBits>::release(uint32_t code) {
+  if (!(code & kLocal)) return;
+  free_locals_.push_back(code & ~kLocal);
+  if (free_locals_.size() == locals_.size()) {  // none held: their memory too
+    std::vector<IpcacheValue>().swap(locals_);
+    std::vector<uint32_t>().swap(free_locals_);
+  }
+}
+
+template <typename Key, int kBits>
 void LpmTables<Key, kBits>::upsert(Key key, int len, IpcacheValue v) {
   Table* t = &table(len);
-  size_t before = t->size();
-  t->put(lpm_mask(key, len), v);
-  if (t->size() != before) {
-    size_++;
-    if (before == 0) relist();
+  Key k = lpm_mask(key, len);
+  if (uint32_t* held = t->find(k)) {
+    release(*held);  // (its index may be the one encode takes back at once)
+    *held = encode(v);
+    return;
   }
+  t->put(k, encode(v));
+  size_++;
+  if (t->size() == 1) relist();
 }
 
 template <typename Key, int kBits>
 bool LpmTables<Key, kBits>::remove(Key key, int len) {
   auto& t = tables_[len];
-  if (!t || !t->erase(lpm_mask(key, len))) return false;
+  if (!t) return false;
+  Key k = lpm_mask(key, len);
+  const uint32_t* held = t->find(k);
+  if (!held) return false;
+  release(*held);
+  t->erase(k);
   size_--;
   if (t->size() == 0) {
     t.reset();  // an emptied length costs neither memory nor a probe

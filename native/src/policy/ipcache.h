@@ -71,8 +71,8 @@ class LpmTables {
   bool lookup(Key addr, IpcacheValue* out) const {
     for (int i = 0; i < nlens_; i++) {
       const Table& t = *tables_[lens_[i]];
-      if (const IpcacheValue* v = t.find(lpm_mask(addr, lens_[i]))) {
-        *out = *v;
+      if (const uint32_t* c = t.find(lpm_mask(addr, lens_[i]))) {
+        *out = *c & kLocal ? locals_[*c & ~kLocal] : IpcacheValue{*c, 0};
         return true;
       }
     }
@@ -80,14 +80,27 @@ class LpmTables {
   }
   size_t size() const { return size_; }
   void reserve(int len, size_t n);
+  // A table's value, 32 bits: a remote endpoint's (no local endpoint, identity below 2^31: nearly every entry) is
+  // its identity; any other is kLocal | its index in locals_ (this node's endpoints: few). kFree marks a free slot
+  // (FlatMap's FreeValue) and is never a code: an IPv4 host entry is an 8-byte slot, not 16 (at 160k remote
+  // endpoints the /32 table is 2 MiB, not 4: 13 B per remote endpoint, docs/benchmarks.md s30ipc), for one
+  // bit test per hit.
+  static constexpr uint32_t kLocal = 0x80000000u, kFree = 0xFFFFFFFFu;
   // One prefix length's table, 3/4 full at most (see above; public for the test hooks' probe-cost check).
-  using Table = FlatMap<Key, IpcacheValue, MulShiftHash, 6>;
+  using Table = FlatMap<Key, uint32_t, MulShiftHash, 6, FreeValue<uint32_t, kFree>>;
+  // Values held in locals_ (tests: freed with their entries).
+  size_t locals_held() const { return locals_.size() - free_locals_.size(); }
 
  private:
   void relist();
   Table& table(int len);  // created on first use
+  uint32_t encode(IpcacheValue v);  // takes a locals_ index when the value needs one
+  void release(uint32_t code);      // gives back a code's locals_ index, if it has one
 
   std::unique_ptr<Table> tables_[kBits + 1];
+  // The values codes point to, and their free indices (reused latest first; both emptied when nothing is held).
+  std::vector<IpcacheValue> locals_;
+  std::vector<uint32_t> free_locals_;
   int lens_[kBits + 1];  // non-empty lengths, longest first
   int nlens_ = 0;
   size_t size_ = 0;
@@ -102,6 +115,8 @@ class IPCache {
     return family_bytes == 4 ? v4_.lookup(v4_key(addr), out) : v6_.lookup(v6_key(addr), out);
   }
   size_t size() const { return v4_.size() + v6_.size(); }
+  // Entries whose value is held beside the tables (a local endpoint's, an identity from 2^31; LpmTables' codes).
+  size_t locals_held() const { return v4_.locals_held() + v6_.locals_held(); }
   // Room for n host entries (/32) without rehashing.
   void reserve(size_t hosts) { v4_.reserve(32, hosts); }
 
