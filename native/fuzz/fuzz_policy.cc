@@ -301,9 +301,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   if (data[0] & 1) {
-    // bit 1: the ipcache's tables (uint32 keys, multiply-shift, filled to 3/4), else the default table
+    // bit 1: the ipcache's tables (uint32 keys, multiply-shift, filled to 3/4, a value marking free slots: its
+    // values here, byte offsets, never are that mark), else the default table
     if (data[0] & 2)
-      fuzz_flatmap<uint32_t, FlatMap<uint32_t, uint32_t, MulShiftHash, 6>>(data, size, [](uint32_t a, uint32_t b) { return a << 2 | b; });
+      fuzz_flatmap<uint32_t, LpmTables<uint32_t, 32>::Table>(data, size, [](uint32_t a, uint32_t b) { return a << 2 | b; });
     else
       fuzz_flatmap<FlatKey, FlatMap<FlatKey, uint32_t>>(data, size, [](uint32_t a, uint32_t b) { return FlatKey{a, b}; });
     return 0;
