@@ -128,6 +128,13 @@ describe('native peer check (device_mesh.cc accept_tag)', () => {
     expect(testhooks.peerSpeaksFor([300], 511, clusterIdentity(301, 1000, 511))).toBe(false);
   });
 
+  it('a peer speaking for 0 to 9 clusters (held in place up to 4, then on the heap) matches exactly its own', () => {
+    for (let n = 0; n <= 9; n++) {
+      const ids = Array.from({ length: n }, (_, i) => 2 + i * 37);
+      for (let c = 1; c <= 400; c++) expect(testhooks.peerSpeaksFor(ids, 511, clusterIdentity(c, 1000, 511)), `${n} ids, cluster ${c}`).toBe(ids.includes(c));
+    }
+  });
+
   it('the 255 layout reads the same numbers as before', () => {
     expect(testhooks.peerSpeaksFor([3], 255, (3 << 16) | 300)).toBe(true);
     expect(testhooks.peerSpeaksFor([3], 255, (4 << 16) | 300)).toBe(false);

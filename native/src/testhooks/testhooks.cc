@@ -130,7 +130,9 @@ Napi::Value PeerSpeaksFor(const Napi::CallbackInfo& info) {
   for (uint32_t i = 0; i < a.Length(); i++) clusters.push_back(uint16_t(a.Get(i).As<Napi::Number>().Uint32Value()));
   uint32_t max = info[1].As<Napi::Number>().Uint32Value();
   if (!valid_max_clusters(max)) return ThrowType(env, "maxClusters is 255 or 511");
-  return Napi::Boolean::New(env, peer_speaks_for(clusters, max, info[2].As<Napi::Number>().Uint32Value()));
+  PeerClusters held;  // as a Peer holds them: in place up to PeerClusters::kInline, else on the heap
+  held.assign(clusters);
+  return Napi::Boolean::New(env, peer_speaks_for(held, max, info[2].As<Napi::Number>().Uint32Value()));
 }
 
 // One native micro-benchmark: run(kind, a, b, c, &result, &err) with the four

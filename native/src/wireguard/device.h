@@ -78,6 +78,7 @@
 #include "../services/lb.h"
 #include "allowedips.h"
 #include "cookie.h"
+#include "peer_clusters.h"
 #include "probe_monitor.h"
 #include "ratelimiter.h"
 #include "replay.h"
@@ -142,7 +143,7 @@ struct Peer {
   // peer may send (its own, plus those it relays for).
   bool tagged = false;
   uint32_t default_identity = kIdentityWorld;
-  std::vector<uint16_t> clusters;  // 1..max_clusters()
+  PeerClusters clusters;  // 1..max_clusters()
   // In Device::active_ (at active_pos), both guarded by active_mu_; read
   // without it only as a hint (a stale false takes the lock and looks again).
   std::atomic<bool> listed{false};

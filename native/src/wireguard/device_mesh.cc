@@ -35,7 +35,7 @@ void Device::set_peer_identity(uint32_t id, bool tagged, uint32_t default_identi
   if (!p) return;
   p->tagged = tagged;
   p->default_identity = default_identity;
-  p->clusters = clusters;
+  p->clusters.assign(clusters);
 }
 
 uint32_t Device::accept_tag(const Peer* p, uint32_t id) const {
