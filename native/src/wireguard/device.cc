@@ -63,10 +63,13 @@ uint64_t monotonic_ms() {
   return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
 }
 
-const PeerLive Peer::kIdle{};
+const PeerLive& Peer::idle() {
+  static const PeerLive* k = new PeerLive();  // leaked on purpose: outlives every thread
+  return *k;
+}
 
 // A Peer is 208 bytes (a 224-byte malloc chunk), its live block as much again only once it is active: at
-// 16,000 idle peers ~3 MiB less than the 408-byte Peer that held both (docs/benchmarks.md, s30peer).
+// 16,000 idle peers ~3 MiB less than the 408-byte Peer that held both (docs/benchmarks.md, s30).
 static_assert(sizeof(Peer) <= 216, "an idle peer fits a 224-byte malloc chunk");
 
 PeerLive& Peer::make_live() {
@@ -327,6 +330,7 @@ bool Device::send_handshake(const Endpoint& ep, const uint8_t* buf, size_t len) 
 }
 
 bool Device::is_active(Peer* p) {
+  if (!p->has_live()) return false;  // (table_mu_ exclusive, or a listed peer: no block appears meanwhile)
   const PeerLive& l = p->view();
   if (l.last_auth_sent_ms.load() != 0 || l.last_auth_recv_ms.load() != 0 || l.handshake_requested_ms.load() != 0)
     return true;

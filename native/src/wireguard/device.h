@@ -38,6 +38,11 @@
 //     its one cookie-reply sendto is MSG_DONTWAIT, never retried.
 //   Peer::mu guards a peer's keypair slots, endpoint and staged queue. Never take
 //     table_mu_ while holding a Peer::mu.
+//   A peer's live block (PeerLive: keypair slots, staged queue, counters, timers) is made
+//     (Peer::live) only under table_mu_, either mode, and freed only with the peer (table_mu_
+//     exclusive); keypairs are installed only with table_mu_ exclusive. So a reader under
+//     table_mu_ shared that found no block (Peer::view: the idle block's zeros) cannot miss a
+//     keypair, and one that holds it exclusive sees no block appear.
 //   Keypair send contexts are used only by the TX thread, receive contexts and
 //     the replay filter only by the RX thread; the send counter is atomic.
 //   events_mu_ guards the event queue; ctl_mu_ the TX control queue. The RX
@@ -149,7 +154,7 @@ struct Peer {
   std::atomic<bool> listed{false};
   size_t active_pos = 0;
   // Where the endpoint may roam (roam.h; under mu): anywhere unless set_roaming pinned it. Last: read only when
-  // a packet's source differs from the endpoint, it stays off the cache lines the per-packet fields share.
+  // a packet's source differs from the endpoint.
   RoamSet roam;
 
   Peer() = default;
@@ -157,14 +162,14 @@ struct Peer {
   Peer& operator=(const Peer&) = delete;
   ~Peer() { delete live_.load(std::memory_order_acquire); }
 
-  // The live block to read: the peer's own, or kIdle's (every figure 0, no keypair, nothing staged) while it has
+  // The live block to read: the peer's own, or idle()'s (every figure 0, no keypair, nothing staged) while it has
   // none. Never allocates: status and timer reads of idle peers stay free. Const, so nothing is written to it.
   const PeerLive& view() const {
     const PeerLive* l = live_.load(std::memory_order_acquire);
-    return l ? *l : kIdle;
+    return l ? *l : idle();
   }
-  // The live block to write, made on the first call. Any thread, any lock: two first calls race on a
-  // compare-exchange and the loser frees its copy.
+  // The live block to write, made on the first call. Only under Device::table_mu_ (either mode: the locking rules
+  // above): two first calls race on a compare-exchange and the loser frees its copy.
   PeerLive& live() {
     PeerLive* l = live_.load(std::memory_order_acquire);
     return l ? *l : make_live();
@@ -172,7 +177,8 @@ struct Peer {
   bool has_live() const { return live_.load(std::memory_order_acquire) != nullptr; }
 
  private:
-  static const PeerLive kIdle;
+  // Every figure 0, no keypair, nothing staged; never destroyed (no teardown while packet threads may read it).
+  static const PeerLive& idle();
   PeerLive& make_live();
   std::atomic<PeerLive*> live_{nullptr};
 };

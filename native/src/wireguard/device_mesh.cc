@@ -111,7 +111,7 @@ int Device::probe_round_due(int timeout_ms) {
           [&](uint32_t id, ProbeMonitor::Reply* r) {
             Peer* p = find_peer(id);
             if (!p) return false;
-            const PeerLive& l = p->view();  // never answered: kIdle's zeros, no block made
+            const PeerLive& l = p->view();  // never answered: the idle block's zeros, no block made
             r->replies = l.probe_replies.load(std::memory_order_acquire);  // before the RTT (rx_probe)
             r->last_ms = l.last_probe_reply_ms.load(std::memory_order_relaxed);
             r->rtt_us = l.probe_rtt_us.load(std::memory_order_relaxed);

@@ -282,10 +282,9 @@ void Device::rx_message(uint8_t* msg, size_t len, const Endpoint& from, uint64_t
       }
     }
   }
-  PeerLive& live = p->live();
-  live.last_data_recv_ms.store(now, std::memory_order_relaxed);
+  l.last_data_recv_ms.store(now, std::memory_order_relaxed);
   uint64_t zero = 0;
-  live.recv_unanswered_ms.compare_exchange_strong(zero, now);
+  l.recv_unanswered_ms.compare_exchange_strong(zero, now);
   count(kRxPackets);
   rx_pending_.push_back(RxPacket{pkt, ip.total_len});
 }

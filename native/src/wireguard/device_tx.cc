@@ -182,7 +182,7 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
     PeerCtx c{p, nullptr, Endpoint(), false, 0, 0, 0};
     {
       std::lock_guard<std::mutex> pl(p->mu);
-      c.kp = p->view().current;  // none (an idle peer's kIdle): a handshake is requested below
+      c.kp = p->view().current;  // none (an idle peer: the idle block): a handshake is requested below
       c.ep = p->endpoint;
     }
     c.usable = c.kp && now - c.kp->created_ms < kRejectAfterTimeMs;
