@@ -53,6 +53,7 @@ import { mallocTrims } from '../src/agent/malloctrim.js';
 import { nodeCodec } from '../src/controlplane/records/index.js';
 import type { NodeRecord } from '../src/controlplane/types.js';
 import { silentLogger } from '../src/log.js';
+import { native } from '../src/native/binding.js';
 import { checkShape, type LoadRequest, type LoadResult } from './cp-load.js';
 import { profileWindows, threadCpu } from './cp-profile.js';
 import { memParts, partsPer } from './cp-memparts.js';
@@ -209,6 +210,10 @@ async function fullRun(dir: string): Promise<void> {
     stopProfile = o['profile-agent'] ? profileWindows(o['profile-agent'], num(o['profile-window'], 'profile-window', 30), log) : undefined;
     gc();
     await sleep(2000); // as before mem1: V8 unmaps freed pages on a background thread
+    // both readings after a malloc trim (what the agent's own check, src/agent/malloctrim.ts, does at rest once
+    // ≥ 2 MiB are free): else the start's free pages, resident or not by when that check last ran, moved the
+    // growth by ±35 B per remote endpoint between runs of one build (s30: glibc's thread arenas -35 to +38)
+    native.mallocTrim();
     const mem0 = process.memoryUsage();
     const parts0 = memParts();
     // CP_MEMORY_SNAPSHOT=PREFIX: heap snapshots before the load and at rest (PREFIX-0/1.heapsnapshot), for a diff
@@ -256,6 +261,7 @@ async function fullRun(dir: string): Promise<void> {
     await sleep(Math.max(0, 25_000 - (Date.now() - syncedAt)));
     gc();
     await sleep(12_000);
+    native.mallocTrim();
     const mem1 = process.memoryUsage();
     const parts1 = memParts();
     await snapshot(1);

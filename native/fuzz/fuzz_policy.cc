@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <vector>
 
 #include "net/ip.h"
 #include "policy/conntrack.h"
@@ -290,6 +291,68 @@ void fuzz_flatmap(const uint8_t* data, size_t size, F key) {
   }
 }
 
+// The ipcache (both families, several prefix lengths) against a map of its rows: every lookup is the longest
+// match the rows give, whatever kind of code holds the value (a remote identity in place, anything else in the
+// table's local values, s30), as entries are upserted, change kind in place and are removed, tables grow, shift
+// and empty; the local values held are exactly the rows that need one. 6 bytes an operation.
+static void fuzz_ipcache_codes(const uint8_t* data, size_t size) {
+  IPCache c;
+  std::map<std::pair<int, std::vector<uint8_t>>, IpcacheValue> rows;  // (length, masked address bytes)
+  static const int kLens4[] = {32, 32, 32, 24, 16, 0, 31, 8}, kLens6[] = {128, 128, 128, 64, 48, 0, 127, 96};
+  auto addr_of = [](bool v6, uint8_t a, uint8_t b, std::vector<uint8_t>* out) {
+    out->assign(v6 ? 16 : 4, 0);
+    (*out)[0] = v6 ? 0xfd : 100;
+    (*out)[1] = 64;
+    (*out)[out->size() - 2] = a;
+    (*out)[out->size() - 1] = b;
+  };
+  auto masked = [](std::vector<uint8_t> a, int len) {
+    for (size_t i = 0; i < a.size(); i++) {
+      int keep = len - 8 * int(i);
+      a[i] = keep >= 8 ? a[i] : keep <= 0 ? 0 : uint8_t(a[i] & (0xFF << (8 - keep)));
+    }
+    return a;
+  };
+  auto reference = [&](const std::vector<uint8_t>& a, IpcacheValue* out) {
+    for (int len = int(a.size()) * 8; len >= 0; len--) {
+      auto it = rows.find({len, masked(a, len)});
+      if (it != rows.end()) return *out = it->second, true;
+    }
+    return false;
+  };
+  auto check = [&](const std::vector<uint8_t>& a) {
+    IpcacheValue got, want;
+    bool g = c.lookup(a.data(), int(a.size()), &got), w = reference(a, &want);
+    if (g != w || (g && (got.identity != want.identity || got.endpoint != want.endpoint))) __builtin_trap();
+  };
+  std::vector<uint8_t> a, q;
+  for (size_t i = 0; i + 6 <= size; i += 6) {
+    const uint8_t* d = data + i;
+    bool v6 = d[0] & 1;
+    int len = (v6 ? kLens6 : kLens4)[(d[0] >> 1) & 7];
+    addr_of(v6, d[1] & 0x0F, d[2], &a);
+    static const uint32_t kIds[] = {0, 0x7FFFFFFFu, 0x80000000u, 0xFFFFFFFEu, 0xFFFFFFFFu, 256, 257, 0x10000 + 300};
+    IpcacheValue v{kIds[d[3] & 7], (d[3] & 8) ? uint32_t(d[3] >> 4) + 1 + ((d[3] & 0x80) ? 0xFFFFFF00u : 0) : 0};
+    if ((d[0] >> 4) < 10) {
+      c.upsert(a.data(), int(a.size()), len, v);
+      rows[{len, masked(a, len)}] = v;
+    } else if ((d[0] >> 4) < 14) {
+      bool had = rows.erase({len, masked(a, len)}) == 1;
+      if (c.remove(a.data(), int(a.size()), len) != had) __builtin_trap();
+    }
+    addr_of(v6, d[4] & 0x0F, d[5], &q);
+    check(q);
+    if (c.size() != rows.size()) __builtin_trap();
+  }
+  size_t need = 0;
+  for (auto& [k, v] : rows) {
+    need += v.endpoint != 0 || v.identity >= 0x80000000u;
+    std::vector<uint8_t> full = k.second;
+    check(full);
+  }
+  if (c.locals_held() != need) __builtin_trap();
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   if ((data[0] & 3) == 2 && (data[0] & 8) && !(data[0] & 4)) {
@@ -302,8 +365,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (data[0] & 1) {
     // bit 1: the ipcache's tables (uint32 keys, multiply-shift, filled to 3/4, a value marking free slots: its
-    // values here, byte offsets, never are that mark), else the default table
-    if (data[0] & 2)
+    // values here, byte offsets, never are that mark), with bit 4 the ipcache itself against its rows; else the
+    // default table
+    if ((data[0] & 2) && (data[0] & 0x10))
+      fuzz_ipcache_codes(data + 1, size - 1);
+    else if (data[0] & 2)
       fuzz_flatmap<uint32_t, LpmTables<uint32_t, 32>::Table>(data, size, [](uint32_t a, uint32_t b) { return a << 2 | b; });
     else
       fuzz_flatmap<FlatKey, FlatMap<FlatKey, uint32_t>>(data, size, [](uint32_t a, uint32_t b) { return FlatKey{a, b}; });

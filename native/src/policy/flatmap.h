@@ -234,7 +234,8 @@ class FlatMap {
   using Packed = FlatSlot<K, V, Free>;
   // A slot of 33..63 bytes is padded to a cache line
   // so a probe never straddles two: one miss per probe at a million flows.
-  // (8-, 16- and 32-byte slots are aligned to their size for the same reason)
+  // (8-, 16- and 32-byte slots are aligned to their size for the same reason;
+  // others, e.g. the ipcache's 24-byte IPv6 slots, to their members' alignment)
   static constexpr size_t kSlotAlign = sizeof(Packed) > 32 && sizeof(Packed) < 64 ? 64
                                        : sizeof(Packed) == 8 || sizeof(Packed) == 16 || sizeof(Packed) == 32 ? sizeof(Packed)
                                                                                                             : alignof(Packed);

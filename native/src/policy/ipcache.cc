@@ -30,7 +30,10 @@ uint32_t LpmTables<Key, kBits>::encode(IpcacheValue v) {
     free_locals_.pop_back();
     locals_[i] = v;
   } else {
-    i = uint32_t(locals_.size());  // < 2^31 - 1: one per entry held, and entries are far fewer
+    // index 2^31 - 1 would be kFree: past 2^31 - 2 local values held at once (tens of GiB: not reached) the
+    // entry is not held at all (upsert), which fails closed: no entry matches as the world
+    if (locals_.size() >= kLocal - 1) return kFree;
+    i = uint32_t(locals_.size());
     locals_.push_back(v);
   }
   return kLocal | i;
@@ -52,10 +55,17 @@ void LpmTables<Key, kBits>::upsert(Key key, int len, IpcacheValue v) {
   Key k = lpm_mask(key, len);
   if (uint32_t* held = t->find(k)) {
     release(*held);  // (its index may be the one encode takes back at once)
-    *held = encode(v);
+    uint32_t code = encode(v);
+    *held = code != kFree ? code : 0;  // (0 holds no index: the remove below gives back nothing twice)
+    if (code == kFree) remove(key, len);  // no code: see encode
     return;
   }
-  t->put(k, encode(v));
+  uint32_t code = encode(v);
+  if (code == kFree) {
+    if (t->size() == 0) tables_[len].reset();  // made for this entry
+    return;
+  }
+  t->put(k, code);
   size_++;
   if (t->size() == 1) relist();
 }

@@ -6,20 +6,22 @@
 // IPv6). A table is one open-addressing hash table per prefix length in use
 // (nearly every entry is an endpoint's /32 or /128; policies' CIDRs and pod
 // CIDRs add a handful of other lengths), probed longest length first: the
-// first hit is the longest match. At 100k IPv4 entries the /32 table is 16-byte
-// slots in 4 MiB (one cache line per probe; the layout it replaced held
-// 16-byte addresses in 32-byte slots, 8 MiB, plus a trie for the prefixes).
+// first hit is the longest match. A slot is the key and a 32-bit code (below):
+// at 100k IPv4 entries the /32 table is 8-byte slots in 2 MiB (one cache line
+// per probe; 16-byte slots in 4 MiB before s30, and before issue 16 16-byte
+// addresses in 32-byte slots, 8 MiB, plus a trie for the prefixes). IPv6 slots
+// are 24 bytes (8-aligned: some straddle two cache lines).
 // A lookup costs one probe per distinct prefix length longer than its match:
 // in the data path's common case (a pod address) exactly one.
 //
 // Tables fill to 3/4 before doubling (FlatMap's default is 1/2), so they run
 // 3/8..3/4 full: at the issue-16 point (160k remote endpoints) the /32 table
-// is 256k slots, 4 MiB, where a half-full limit made it 512k slots, 8 MiB
-// (26 B per remote endpoint of resident memory, bench/native-malloc.ts). The
-// cost: linear probing at 3/4 expects 2.5 slots per hit and 8.5 per miss
-// (1.5 and 2.5 at 1/2), and four 16-byte slots share a cache line, so a hit
-// still reads one line nearly always; a miss (an address outside the mesh)
-// reads two or three. The seeds stay secret, so remote clusters choosing
+// is 256k slots, 2 MiB, where a half-full limit made it 512k slots (26 B per
+// remote endpoint of resident memory at 16-byte slots, bench/native-malloc.ts).
+// The cost: linear probing at 3/4 expects 2.5 slots per hit and 8.5 per miss
+// (1.5 and 2.5 at 1/2), and eight 8-byte slots share a cache line, so a hit
+// reads one line nearly always; a miss (an address outside the mesh) reads one
+// or two. The seeds stay secret, so remote clusters choosing
 // addresses cannot aim them at one run, and IPv4 keys are mixed before the
 // multiply-shift (flatmap.h), so structured address sets (consecutive pods, a
 // /24 per node) probe as random ones do: test/unit/native-flatmap-probe.test.ts

@@ -20,9 +20,12 @@ inline bool valid_max_clusters(uint32_t n) { return n == kMaxClustersDefault || 
 class PeerClusters {
  public:
   static constexpr size_t kInline = 4;
+  PeerClusters() = default;
+  PeerClusters(const PeerClusters&) = delete;  // (a move would leave n_ beside a moved heap_)
+  PeerClusters& operator=(const PeerClusters&) = delete;
   void assign(const std::vector<uint16_t>& ids) {
-    n_ = ids.size();
-    heap_.reset(n_ > kInline ? new uint16_t[n_] : nullptr);
+    heap_.reset(ids.size() > kInline ? new uint16_t[ids.size()] : nullptr);
+    n_ = uint32_t(ids.size());
     std::copy(ids.begin(), ids.end(), heap_ ? heap_.get() : in_);
   }
   const uint16_t* begin() const { return heap_ ? heap_.get() : in_; }
