@@ -53,6 +53,7 @@
         "native/src/wireguard/cookie.cc",
         "native/src/wireguard/device.cc",
         "native/src/wireguard/device_mesh.cc",
+        "native/src/wireguard/device_peers.cc",
         "native/src/wireguard/device_rx.cc",
         "native/src/wireguard/device_tx.cc",
         "native/src/wireguard/device_txctl.cc",

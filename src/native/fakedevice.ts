@@ -319,11 +319,7 @@ export class FakeDevice implements NativeDevice {
   }
 
   /** The fake holds no blocks: the peers active now (the addon's figure also counts those active before). */
-  peersWithState(): number {
-    let n = 0;
-    for (const p of this.peers.values()) if (FakeDevice.active(p)) n++;
-    return n;
-  }
+  peersWithState = (): number => [...this.peers.values()].filter((p) => FakeDevice.active(p)).length;
 
   counters(): Record<string, number> {
     return { ...this.counterValues };
