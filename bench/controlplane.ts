@@ -211,8 +211,8 @@ async function fullRun(dir: string): Promise<void> {
     gc();
     await sleep(2000); // as before mem1: V8 unmaps freed pages on a background thread
     // both readings after a malloc trim (what the agent's own check, src/agent/malloctrim.ts, does at rest once
-    // ≥ 2 MiB are free): else the start's free pages, resident or not by when that check last ran, moved the
-    // growth by ±35 B per remote endpoint between runs of one build (s30: glibc's thread arenas -35 to +38)
+    // ≥ 2 MiB are free), so neither holds free pages the other has given back; it does not remove the spread of
+    // glibc's thread arenas, the in-use memory of other threads when read (s30: -35 to +32 B per remote endpoint)
     native.mallocTrim();
     const mem0 = process.memoryUsage();
     const parts0 = memParts();

@@ -110,7 +110,7 @@ struct MulShiftHash {
 
 // How a slot says it is free. UsedFlag (the default): a bool beside the value. FreeValue<V, x>: the value x,
 // which no entry may hold (the caller never puts it): a 4-byte key and value make an 8-byte slot, where the flag
-// would pad it to 12 (the ipcache's, ipcache.h).
+// would pad it to 12 (the ipcache's, ipcache.h: 16 bytes before, an 8-byte value and the flag).
 struct UsedFlag {};
 template <typename V, V kFree>
 struct FreeValue {};

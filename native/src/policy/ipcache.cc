@@ -31,7 +31,7 @@ uint32_t LpmTables<Key, kBits>::encode(IpcacheValue v) {
     locals_[i] = v;
   } else {
     // index 2^31 - 1 would be kFree: past 2^31 - 2 local values held at once (tens of GiB: not reached) the
-    // entry is not held at all (upsert), which fails closed: no entry matches as the world
+    // entry is not held at all (upsert): its address takes the identity of the next shorter prefix held, if any
     if (locals_.size() >= kLocal - 1) return kFree;
     i = uint32_t(locals_.size());
     locals_.push_back(v);

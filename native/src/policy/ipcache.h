@@ -16,12 +16,12 @@
 //
 // Tables fill to 3/4 before doubling (FlatMap's default is 1/2), so they run
 // 3/8..3/4 full: at the issue-16 point (160k remote endpoints) the /32 table
-// is 256k slots, 2 MiB, where a half-full limit made it 512k slots (26 B per
-// remote endpoint of resident memory at 16-byte slots, bench/native-malloc.ts).
+// is 256k slots, 2 MiB (13 B per remote endpoint; 4 MiB, 26 B, at 16-byte
+// slots before s30), where a half-full limit made it 512k slots.
 // The cost: linear probing at 3/4 expects 2.5 slots per hit and 8.5 per miss
 // (1.5 and 2.5 at 1/2), and eight 8-byte slots share a cache line, so a hit
-// reads one line nearly always; a miss (an address outside the mesh) reads one
-// or two. The seeds stay secret, so remote clusters choosing
+// reads one line nearly always; a miss (an address outside the mesh) usually
+// reads two. The seeds stay secret, so remote clusters choosing
 // addresses cannot aim them at one run, and IPv4 keys are mixed before the
 // multiply-shift (flatmap.h), so structured address sets (consecutive pods, a
 // /24 per node) probe as random ones do: test/unit/native-flatmap-probe.test.ts
@@ -85,7 +85,7 @@ class LpmTables {
   // A table's value, 32 bits: a remote endpoint's (no local endpoint, identity below 2^31: nearly every entry) is
   // its identity; any other is kLocal | its index in locals_ (this node's endpoints: few). kFree marks a free slot
   // (FlatMap's FreeValue) and is never a code: an IPv4 host entry is an 8-byte slot, not 16 (at 160k remote
-  // endpoints the /32 table is 2 MiB, not 4: 13 B per remote endpoint, docs/benchmarks.md s30ipc), for one
+  // endpoints the /32 table is 2 MiB, not 4: 13 B per remote endpoint, docs/benchmarks.md "### s30"), for one
   // bit test per hit.
   static constexpr uint32_t kLocal = 0x80000000u, kFree = 0xFFFFFFFFu;
   // One prefix length's table, 3/4 full at most (see above; public for the test hooks' probe-cost check).

@@ -31,8 +31,8 @@ struct Keypair {
 // (208 of the 408 bytes a Peer was). An agent holds a peer for every node of every connected cluster (16,000 at
 // 16 x 1000) and most of them never carry a packet, so this block is made by the first thing that makes the peer
 // active (Peer::live: a keypair installed, a handshake requested, a packet staged, anything authenticated sent or
-// received, a probe queued or answered) and freed only with the peer: a pointer, once set, never changes, so a
-// thread that read it under table_mu_ (shared) may use it as long as it could use the Peer.
+// received, a probe request packed for it or a probe reply queued) and freed only with the peer: a pointer, once
+// set, never changes, so a thread that read it under table_mu_ (shared) may use it as long as it could use the Peer.
 struct PeerLive {
   // Under Peer::mu.
   std::shared_ptr<Keypair> previous, current, next;
@@ -91,7 +91,7 @@ struct Peer {
     return l ? *l : idle();
   }
   // The live block to write, made on the first call. Only under Device::table_mu_ (either mode: the locking rules
-  // above): two first calls race on a compare-exchange and the loser frees its copy.
+  // in device.h): two first calls race on a compare-exchange and the loser frees its copy.
   PeerLive& live() {
     PeerLive* l = live_.load(std::memory_order_acquire);
     return l ? *l : make_live();

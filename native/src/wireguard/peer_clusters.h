@@ -21,7 +21,7 @@ class PeerClusters {
  public:
   static constexpr size_t kInline = 4;
   PeerClusters() = default;
-  PeerClusters(const PeerClusters&) = delete;  // (a move would leave n_ beside a moved heap_)
+  PeerClusters(const PeerClusters&) = delete;  // hence not movable: a defaulted move would leave n_ beside a null heap_
   PeerClusters& operator=(const PeerClusters&) = delete;
   void assign(const std::vector<uint16_t>& ids) {
     heap_.reset(ids.size() > kInline ? new uint16_t[ids.size()] : nullptr);
