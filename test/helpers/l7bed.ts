@@ -50,7 +50,7 @@ export function runInNetns(netns: string, script: string, args: string[], opts: 
     opts.track?.push(p);
     let out = '';
     p.stdout!.on('data', (d) => (out += d));
-    p.once('exit', () => resolve(out.trim()));
+    p.once('close', () => resolve(out.trim()));
   });
 }
 

@@ -45,7 +45,7 @@ describe.skipIf(!enabled)('ingress gateway and gateway DNS', () => {
       const p = spawn('ip', ['netns', 'exec', netns, process.execPath, PROBE, ...args], { stdio: ['ignore', 'pipe', 'ignore'] });
       let out = '';
       p.stdout!.on('data', (d) => (out += d));
-      p.once('exit', () => resolve(out));
+      p.once('close', () => resolve(out));
     });
   }
   const dnsq = async (host: string) => JSON.parse(await run(hosts.get(host)!, ['dnsq', DNS_ADDR, 'web.example.com'])) as string[] | { error: string };
@@ -133,7 +133,9 @@ regions: { eu: [198.18.200.0/24], us: [198.18.201.0/24] }
       const p = spawn('ip', ['netns', 'exec', hosts.get('us')!, process.execPath, PROBE, 'hold', node('c3').address, '8080', '7000'], { stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       p.stdout!.on('data', (d) => (out += d));
-      holds.push(new Promise((resolve) => p.once('exit', () => resolve(out))));
+      // 'close', not 'exit': 'exit' may come before the child's last stdout is read (CI on e230555: one hold
+      // read as '' under load; every probe here and in the other netns tests now waits for 'close')
+      holds.push(new Promise((resolve) => p.once('close', () => resolve(out))));
       connected.push(new Promise((resolve) => p.stderr!.once('data', () => resolve())));
     }
     await Promise.all(connected);

@@ -127,7 +127,7 @@ describe.skipIf(!enabled)('a hostile cluster: c2 writes what it may not claim in
             const p = spawn('ip', ['netns', 'exec', pod(src).netns, process.execPath, ECHO, 'client', String(PORT), ...dsts.map((d) => pod(d).ip)], { stdio: ['ignore', 'pipe', 'ignore'] });
             let out = '';
             p.stdout!.on('data', (d) => (out += d));
-            p.once('exit', () => resolve([src, out]));
+            p.once('close', () => resolve([src, out]));
           }),
       ),
     );
@@ -383,7 +383,7 @@ describe.skipIf(!enabled)('a hostile cluster: c2 writes what it may not claim in
         const p = spawn('ip', ['netns', 'exec', client, process.execPath, PROBE, 'dnsq', DNS_ADDR, 'web.example.com'], { stdio: ['ignore', 'pipe', 'ignore'] });
         let out = '';
         p.stdout!.on('data', (d) => (out += d));
-        p.once('exit', () => resolve(JSON.parse(out || '{"error":"none"}') as string[] | { error: string }));
+        p.once('close', () => resolve(JSON.parse(out || '{"error":"none"}') as string[] | { error: string }));
       });
     const gdnsLog = () => readFileSync(st.processes.find((p) => p.role === 'gateway-dns')!.log, 'utf8');
 

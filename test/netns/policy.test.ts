@@ -104,7 +104,7 @@ describe.skipIf(!enabled)('identity-aware policy on a 3-cluster mesh', () => {
             const p = spawn('ip', ['netns', 'exec', pod(j.src).netns, process.execPath, ECHO, 'client', String(j.port), ...j.dsts.map((d) => pod(d).ip)], { stdio: ['ignore', 'pipe', 'ignore'] });
             let out = '';
             p.stdout!.on('data', (d) => (out += d));
-            p.once('exit', () => resolve(answered(out, j.dsts)));
+            p.once('close', () => resolve(answered(out, j.dsts)));
           }),
       ),
     );
@@ -242,7 +242,7 @@ describe.skipIf(!enabled)('identity-aware policy on a 3-cluster mesh', () => {
       const p = spawn('ip', ['netns', 'exec', pod('fe1').netns, process.execPath, STREAM, pod('be1').ip, '7000', '6'], { stdio: ['ignore', 'pipe', 'ignore'] });
       let out = '';
       p.stdout!.on('data', (d) => (out += d));
-      p.once('exit', () => resolve(out));
+      p.once('close', () => resolve(out));
     });
     await new Promise((r) => setTimeout(r, 1500));
     // narrow the allowed range to 7001-7100: 7000 is no longer allowed for new flows

@@ -69,7 +69,7 @@ describe.skipIf(!enabled)('L7 proxy isolation: a proxy crash leaves the tunnel u
       const p = spawn('ip', ['netns', 'exec', pod('a').netns, 'ping', '-n', '-i', '0.2', '-c', '40', '-W', '1', pod('b').ip], { stdio: ['ignore', 'pipe', 'ignore'] });
       let out = '';
       p.stdout!.on('data', (d) => (out += d));
-      p.once('exit', () => resolve(out));
+      p.once('close', () => resolve(out));
     });
     // a denied path, on a new connection every 20 ms: the pod answers 200 to anything, the proxy 403
     const loop = inPod(pod('fe').netns, LOOP, [pod('api').ip, '8080', '/private', '6', '20']);

@@ -93,7 +93,7 @@ describe.skipIf(!enabled)('global services on a 3-cluster mesh', () => {
       let out = '';
       p.stdout!.on('data', (d) => (out += d));
       if (onStderr) p.stderr!.setEncoding('utf8').on('data', onStderr);
-      p.once('exit', () => resolve(out));
+      p.once('close', () => resolve(out));
     });
   }
   async function spread(from: string, svc: string, count: number, udp = false): Promise<{ counts: Record<string, number>; fail: number; errors: Record<string, number> }> {
@@ -316,7 +316,7 @@ describe.skipIf(!enabled)('global services on a 3-cluster mesh', () => {
       const p = spawn('ip', ['netns', 'exec', pod('cl1').netns, process.execPath, PROBE, 'hold', v, '80', '8000'], { stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       p.stdout!.on('data', (d) => (out += d));
-      holds.push(new Promise((resolve) => p.once('exit', () => resolve(out))));
+      holds.push(new Promise((resolve) => p.once('close', () => resolve(out))));
       connected.push(new Promise((resolve) => p.stderr!.once('data', () => resolve())));
     }
     await Promise.all(connected);

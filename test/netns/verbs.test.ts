@@ -62,7 +62,7 @@ describe.skipIf(!enabled)('kubectl-style verbs on a testbed with long cluster, n
       const p = spawn('ip', ['netns', 'exec', pod(src).netns, process.execPath, ECHO, 'client', '7000', ...dsts.map((d) => pod(d).ip)], { stdio: ['ignore', 'pipe', 'ignore'] });
       let out = '';
       p.stdout!.on('data', (d) => (out += d));
-      p.once('exit', () => resolve(dsts.filter((d) => out.includes(`${pod(d).ip} ok`))));
+      p.once('close', () => resolve(dsts.filter((d) => out.includes(`${pod(d).ip} ok`))));
     });
   }
   const reachesDb = async (src: string) => (await reaches(src, ['db'])).length === 1;

@@ -87,7 +87,7 @@ describe.skipIf(!enabled)('policy between pods and the world', () => {
       const p = spawn('ip', ['netns', 'exec', netns, process.execPath, ECHO, 'client', String(port), ...addrs], { stdio: ['ignore', 'pipe', 'ignore'] });
       let out = '';
       p.stdout!.on('data', (d) => (out += d));
-      p.once('exit', () => resolve(new Set(out.split('\n').filter((l) => l.endsWith(' ok')).map((l) => l.split(' ')[0]!))));
+      p.once('close', () => resolve(new Set(out.split('\n').filter((l) => l.endsWith(' ok')).map((l) => l.split(' ')[0]!))));
     });
   }
   const podReaches = async (src: string, addrs: string[], port = 7000) => [...(await reachFrom(pod(src).netns, port, addrs))].sort();
