@@ -137,8 +137,7 @@ if (mode === 'server') {
   const done = (closed) => {
     clearInterval(timer);
     s.destroy();
-    process.stdout.write(JSON.stringify({ status: Number(buf.match(/^HTTP\/1\.1 (\d{3})/)?.[1] ?? 0), closed, ms: Date.now() - t0 }) + '\n');
-    process.exit(0);
+    process.stdout.write(JSON.stringify({ status: Number(buf.match(/^HTTP\/1\.1 (\d{3})/)?.[1] ?? 0), closed, ms: Date.now() - t0 }) + '\n', () => process.exit(0));
   };
   setTimeout(() => done(false), 30_000);
   s.on('data', (d) => (buf += d));
@@ -147,8 +146,7 @@ if (mode === 'server') {
 } else if (mode === 'h2') {
   const [host, port, path] = a;
   const out = (o) => {
-    process.stdout.write(JSON.stringify(o) + '\n');
-    process.exit(0);
+    process.stdout.write(JSON.stringify(o) + '\n', () => process.exit(0)); // (a pipe's write is asynchronous)
   };
   setTimeout(() => out({ error: 'TIMEOUT' }), 3000);
   const session = http2.connect(`http://${host}:${port}`);

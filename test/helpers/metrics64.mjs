@@ -62,5 +62,4 @@ for (let i = 0; i < 5; i++) {
   await new Promise((r) => setTimeout(r, 500));
 }
 stop = true;
-console.log(JSON.stringify({ outcomes, refused: server.listenerStats.refused }));
-process.exit(0);
+process.stdout.write(JSON.stringify({ outcomes, refused: server.listenerStats.refused }) + '\n', () => process.exit(0));

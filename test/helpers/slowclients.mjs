@@ -58,8 +58,7 @@ if (mode === 'slow') {
       clearInterval(st.timer);
       s.destroy();
     }
-    process.stdout.write(JSON.stringify({ ...r, closeAfterMs: { min: Math.min(...closeMs), max: Math.max(...closeMs) } }) + '\n');
-    process.exit(0);
+    process.stdout.write(JSON.stringify({ ...r, closeAfterMs: { min: Math.min(...closeMs), max: Math.max(...closeMs) } }) + '\n', () => process.exit(0));
   }, maxS * 1000);
 } else if (mode === 'latency') {
   const [host, port, path, seconds] = [a[0], Number(a[1]), a[2], Number(a[3])];

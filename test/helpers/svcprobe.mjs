@@ -89,8 +89,8 @@ if (mode === 'server') {
     clearInterval(tick);
     clearTimeout(end);
     s.destroy();
-    process.stdout.write(JSON.stringify({ names: [...names], replies, error, errorAfterMs: error ? Date.now() - t0 : null }) + '\n');
-    process.exit(0);
+    // exit once written: a pipe's writes are asynchronous on POSIX, and exit() would drop one still queued
+    process.stdout.write(JSON.stringify({ names: [...names], replies, error, errorAfterMs: error ? Date.now() - t0 : null }) + '\n', () => process.exit(0));
   };
   s.on('data', (d) => {
     buf += d;
