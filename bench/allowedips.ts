@@ -1,9 +1,10 @@
 /**
  * Allowed-IPs churn (part of npm run bench:churn): the cost of replacing one
- * peer's prefixes (Device::set_allowed_ips = remove_peer + inserts) in a trie
+ * peer's prefixes (Device::set_allowed_ips = remove_peer + inserts) in a table
  * of P peers, each with a node address (/32) and a pod CIDR (/24), as the
- * agent programs them. Anchor in the same run: one full walk of the trie
- * (the work a remove_peer without per-peer node lists does on every call).
+ * agent programs them. Anchor in the same run: one listing of every prefix
+ * (the work a remove_peer without per-peer lists would do on every call).
+ * bench/allowedips-lookup.sh compares lookups and this churn between two trees.
  * Times are per operation in µs, best of 3 rounds (shared 2-vCPU machine:
  * compare within a run).
  */
@@ -25,7 +26,7 @@ export interface AllowedIPsFigures {
 
 export function benchAllowedIPs(peers: number, ops = 2000): AllowedIPsFigures {
   const t = new testhooks.AllowedIPs();
-  const all = Array.from({ length: peers }, (_, i) => prefixes(i)); // built once: time the trie, not Buffer allocation
+  const all = Array.from({ length: peers }, (_, i) => prefixes(i)); // built once: time the table, not Buffer allocation
   for (let i = 0; i < peers; i++) for (const [a, c] of all[i]!) t.insert(a, c, i);
   let x = 12345;
   const next = (): number => ((x = (Math.imul(x, 1664525) + 1013904223) >>> 0) % peers);
@@ -46,6 +47,6 @@ export function benchAllowedIPs(peers: number, ops = 2000): AllowedIPsFigures {
   };
   const setUs = Math.min(round(), round(), round());
   const walkUs = Math.min(walkRound(), walkRound(), walkRound());
-  if (t.size() !== peers * 2) throw new Error(`trie holds ${t.size()} prefixes, expected ${peers * 2}`);
+  if (t.size() !== peers * 2) throw new Error(`table holds ${t.size()} prefixes, expected ${peers * 2}`);
   return { peers, setUs, walkUs };
 }

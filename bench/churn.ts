@@ -1,7 +1,7 @@
 /**
  * Agent churn costs (npm run bench:churn): what one change costs the agent.
  *   - allowed-IPs: replacing one peer's prefixes at 1,000 and 16,000 peers
- *     (bench/allowedips.ts) beside a full walk of the trie in the same run;
+ *     (bench/allowedips.ts) beside a listing of every prefix in the same run;
  *   - services: one endpoint change and the 1 s "nearest" round at 160k
  *     endpoints and 100 services, incremental beside the full recompute in
  *     the same run (bench/services.ts). CHURN_SCALE=0.1 for a quick run.

@@ -9,12 +9,8 @@
 # policyBench, best of 3) with each tree's built addon (build/Release), alternating, ROUNDS rounds.
 # LOOKUPS_ONLY=1: only the lookups. Timing on a shared machine: run it under the heavy-run lock, read the ratios.
 set -euo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
-anchor=${ANCHOR:-/work/main}
-rounds=${ROUNDS:-3}
-reps=${REPS:-5}
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+# shellcheck source=bench/ab-native.sh
+. "$(dirname "$0")/ab-native.sh"  # here, anchor, rounds, reps, out; ab_native
 build() {  # tree, binary
   local s="$1/native/src"
   g++ -std=c++17 -O3 -pthread -I"$s" "$here/bench/native/policymap_hold.cc" "$s/policy/engine.cc" \
@@ -23,16 +19,8 @@ build() {  # tree, binary
 }
 echo "anchor: $anchor ($(git -C "$anchor" rev-parse --short HEAD)); this: $here ($(git -C "$here" rev-parse --short HEAD))"
 if [ "${LOOKUPS_ONLY:-0}" != 1 ]; then
-  build "$anchor" "$out/anchor" &
-  build "$here" "$out/this"
-  wait
   echo "columns: entries, median longest wait of a reader for mu (us), median update call (us), repetitions"
-  for r in $(seq 1 "$rounds"); do
-    for b in anchor this; do
-      echo "round $r $b (load $(cut -d' ' -f1-3 /proc/loadavg))"
-      "$out/$b" "$reps" | tee -a "$out/$b.txt"
-    done
-  done
+  ab_native build "$reps"
   # ratio per size: median over the rounds of this' wait / median of the anchor's
   node -e '
     const fs = require("fs");

@@ -1,5 +1,6 @@
-// Allowed-IPs trie under arbitrary insert/remove/lookup sequences, checked
-// against a linear longest-prefix scan.
+// Allowed-IPs table under arbitrary insert/remove/lookup sequences, checked
+// against a linear longest-prefix scan; at the end its entries against the
+// model's and every peer's list dropped with it.
 #include <algorithm>
 #include <cassert>
 #include <cstring>
@@ -73,5 +74,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   }
   assert(t.size() == model.size());
+  std::vector<AllowedIPs::Entry> got;
+  t.entries(&got);
+  assert(got.size() == model.size());
+  for (size_t i = 0; i < got.size(); i++) {
+    if (i > 0) {  // IPv4 first, then by address, then by length
+      const auto& a = got[i - 1];
+      const auto& b = got[i];
+      int c = std::memcmp(a.addr, b.addr, 16);
+      assert(a.family_bytes < b.family_bytes || (a.family_bytes == b.family_bytes && (c < 0 || (c == 0 && a.cidr < b.cidr))));
+    }
+    bool found = false;
+    for (auto& m : model)
+      if (m.bytes == got[i].family_bytes && m.cidr == got[i].cidr && m.peer == got[i].peer &&
+          std::memcmp(m.addr, got[i].addr, 16) == 0)
+        found = true;
+    assert(found);
+  }
+  for (uint32_t p = 0; p < 8; p++) t.remove_peer(p);
+  assert(t.size() == 0 && t.listed() == 0);
   return 0;
 }

@@ -45,7 +45,9 @@ export interface TestHooksAddon {
     removePeer(peer: number): void;
     lookup(addr: Buffer): number;
     size(): number;
-    /** Walks the whole trie (the prefix list): a benchmark's anchor; returns the number of prefixes. */
+    /** Prefixes in the peers' lists, stale copies of prefixes another peer took over included (allowedips.h). */
+    listed(): number;
+    /** Lists every prefix (AllowedIPs::entries): a benchmark's anchor; returns the number of prefixes. */
     walk(): number;
   };
   CookieChecker: new () => {

@@ -19,7 +19,7 @@ function naiveLookup(entries: Entry[], addr: Buffer): number {
   return best;
 }
 
-describe('allowed-IPs trie', () => {
+describe('allowed-IPs table', () => {
   it('does longest-prefix match on hand-picked cases', () => {
     const t = new testhooks.AllowedIPs();
     t.insert(parseIP('100.64.0.0')!, 10, 1);
@@ -127,4 +127,28 @@ describe('allowed-IPs trie', () => {
       }
     });
   }
+
+  // A prefix taken over by another peer stays in its former owner's list as a stale copy (allowedips.h): it must
+  // never erase the new owner's prefix, and taking prefixes back and forth must not grow the lists without bound.
+  it('takeovers back and forth: stale copies erase nothing and the lists stay bounded', () => {
+    const t = new testhooks.AllowedIPs();
+    const prefixes = Array.from({ length: 40 }, (_, i) => parseIP(`100.64.${i}.0`)!);
+    for (const p of prefixes) t.insert(p, 24, 1);
+    for (let round = 0; round < 500; round++) {
+      const to = round % 2 === 0 ? 2 : 1;
+      for (const p of prefixes) t.insert(p, 24, to);
+      expect(t.size()).toBe(40);
+      // each peer has at most 40 live prefixes: its list holds them and fewer than as many again stale or repeated
+      expect(t.listed()).toBeLessThanOrEqual(4 * 40);
+    }
+    // peer 2 took them last (round 499 is odd: to 1)... whichever holds them, removing the other erases nothing
+    const holder = t.lookup(parseIP('100.64.0.1')!);
+    const other = holder === 1 ? 2 : 1;
+    t.removePeer(other);
+    expect(t.size()).toBe(40);
+    for (const p of prefixes) expect(t.lookup(p)).toBe(holder);
+    t.removePeer(holder);
+    expect(t.size()).toBe(0);
+    expect(t.listed()).toBe(0);
+  });
 });

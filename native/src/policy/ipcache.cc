@@ -3,25 +3,6 @@
 namespace wm {
 
 template <typename Key, int kBits>
-LpmTables<Key, kBits>::LpmTables() {
-  for (int i = 0; i <= kBits; i++) lens_[i] = 0;
-}
-
-template <typename Key, int kBits>
-void LpmTables<Key, kBits>::relist() {
-  nlens_ = 0;
-  for (int len = kBits; len >= 0; len--)
-    if (tables_[len] && tables_[len]->size()) lens_[nlens_++] = len;
-}
-
-template <typename Key, int kBits>
-typename LpmTables<Key, kBits>::Table& LpmTables<Key, kBits>::table(int len) {
-  auto& t = tables_[len];
-  if (!t) t.reset(new Table());
-  return *t;
-}
-
-template <typename Key, int kBits>
 uint32_t LpmTables<Key, kBits>::encode(IpcacheValue v) {
   if (v.endpoint == 0 && v.identity < kLocal) return v.identity;
   uint32_t i;
@@ -51,45 +32,26 @@ void LpmTables<Key, kBits>::release(uint32_t code) {
 
 template <typename Key, int kBits>
 void LpmTables<Key, kBits>::upsert(Key key, int len, IpcacheValue v) {
-  Table* t = &table(len);
-  Key k = lpm_mask(key, len);
-  if (uint32_t* held = t->find(k)) {
+  if (uint32_t* held = index_.find(key, len)) {
     release(*held);  // (its index may be the one encode takes back at once)
     uint32_t code = encode(v);
-    *held = code != kFree ? code : 0;  // (0 holds no index: the remove below gives back nothing twice)
-    if (code == kFree) remove(key, len);  // no code: see encode
+    if (code != kFree)
+      *held = code;
+    else
+      index_.erase(key, len);  // no code: see encode (the old one's index is given back already)
     return;
   }
   uint32_t code = encode(v);
-  if (code == kFree) {
-    if (t->size() == 0) tables_[len].reset();  // made for this entry
-    return;
-  }
-  t->put(k, code);
-  size_++;
-  if (t->size() == 1) relist();
+  if (code != kFree) index_.put(key, len, code);
 }
 
 template <typename Key, int kBits>
 bool LpmTables<Key, kBits>::remove(Key key, int len) {
-  auto& t = tables_[len];
-  if (!t) return false;
-  Key k = lpm_mask(key, len);
-  const uint32_t* held = t->find(k);
+  const uint32_t* held = index_.find(key, len);
   if (!held) return false;
   release(*held);
-  t->erase(k);
-  size_--;
-  if (t->size() == 0) {
-    t.reset();  // an emptied length costs neither memory nor a probe
-    relist();
-  }
+  index_.erase(key, len);
   return true;
-}
-
-template <typename Key, int kBits>
-void LpmTables<Key, kBits>::reserve(int len, size_t n) {
-  table(len).reserve(n);  // (an empty table is not probed: relist skips it)
 }
 
 template class LpmTables<uint32_t, 32>;

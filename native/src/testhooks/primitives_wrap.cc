@@ -284,6 +284,7 @@ class AllowedIPsWrap : public Napi::ObjectWrap<AllowedIPsWrap> {
                         InstanceMethod("removePeer", &AllowedIPsWrap::RemovePeer),
                         InstanceMethod("lookup", &AllowedIPsWrap::Lookup),
                         InstanceMethod("size", &AllowedIPsWrap::Size),
+                        InstanceMethod("listed", &AllowedIPsWrap::Listed),
                         InstanceMethod("walk", &AllowedIPsWrap::Walk)});
   }
   explicit AllowedIPsWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<AllowedIPsWrap>(info) {}
@@ -307,7 +308,8 @@ class AllowedIPsWrap : public Napi::ObjectWrap<AllowedIPsWrap> {
     return Napi::Number::New(info.Env(), p == AllowedIPs::kNoPeer ? -1.0 : double(p));
   }
   Napi::Value Size(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(t_.size())); }
-  // The whole prefix list (a full walk of the trie): the churn benchmark's anchor.
+  Napi::Value Listed(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(t_.listed())); }
+  // The whole prefix list (AllowedIPs::entries, every prefix sorted): the churn benchmark's anchor.
   Napi::Value Walk(const Napi::CallbackInfo& info) {
     std::vector<AllowedIPs::Entry> out;
     t_.entries(&out);

@@ -4,35 +4,50 @@
 //
 // The control thread changes the table in place under Device::table_mu_
 // (exclusive); packet threads look up under it shared (see device.h).
-// The trie is path-compressed (each node stores its full prefix), so a lookup
-// visits at most one node per distinct prefix length on the path.
-// Each peer keeps the list of the nodes holding its prefixes (as wireguard-go
-// keeps a per-peer node list), and nodes know their parent: removing a peer
-// costs O(its prefixes x depth), not a walk of the whole trie.
+//
+// The prefixes are an LpmIndex per family (policy/lpm.h, as the ipcache's):
+// one hash table per prefix length in use, 8-byte IPv4 slots of (key, peer id),
+// so a lookup costs one probe per distinct length in use longer than its match
+// (a mesh holds two: node addresses /32 and pod CIDRs). Before s31 it was a
+// path-compressed trie: ~2 nodes of 64 bytes of malloc per prefix and a probe
+// per node on the path (bench/native-malloc.ts, docs/benchmarks.md "### s31").
+//
+// Each peer keeps the list of its prefixes (as wireguard-go keeps a per-peer
+// node list): removing a peer costs O(its prefixes), not a walk of the table.
+// A prefix taken over by another peer (insert's replace) stays in its former
+// owner's list until that owner is removed or its list is compacted: both
+// check the owner in the index before erasing, so a stale copy erases nothing.
+// A list is compacted (stale copies and duplicates dropped) when it is full
+// and at least kCompactFrom long, so it holds at most about twice the prefixes
+// its peer was given since its last removal (the device removes a peer's
+// prefixes before setting new ones: Device::set_allowed_ips).
 #pragma once
 #include <cstdint>
-#include <memory>
 #include <unordered_map>
 #include <vector>
+
+#include "../policy/lpm.h"
 
 namespace wm {
 
 class AllowedIPs {
  public:
-  static constexpr uint32_t kNoPeer = 0xFFFFFFFFu;
+  // Not a peer id: the index's free-slot mark (LpmIndex::kFree), which no value may be.
+  static constexpr uint32_t kNoPeer = LpmIndex<uint32_t, 32>::kFree;
+  static constexpr size_t kCompactFrom = 8;
 
-  AllowedIPs();
-  ~AllowedIPs();
-  AllowedIPs(const AllowedIPs&) = delete;
-  AllowedIPs& operator=(const AllowedIPs&) = delete;
-
-  // addr is 4 or 16 bytes; cidr is masked on insert. A later insert of the same
-  // prefix replaces the peer (as `wg set ... allowed-ips` does).
+  // addr is 4 or 16 bytes; cidr is clamped to 0..8 * family_bytes and the address masked to it. A later insert
+  // of the same prefix replaces the peer (as `wg set ... allowed-ips` does). peer must not be kNoPeer (ignored).
   void insert(const uint8_t* addr, int family_bytes, int cidr, uint32_t peer);
-  // Removes every prefix of a peer: O(its prefixes x depth).
+  // Removes every prefix of a peer: O(the prefixes in its list).
   void remove_peer(uint32_t peer);
-  uint32_t lookup(const uint8_t* addr, int family_bytes) const;
-  size_t size() const { return count_; }
+  uint32_t lookup(const uint8_t* addr, int family_bytes) const {
+    const uint32_t* p = family_bytes == 4 ? v4_.lookup(v4_key(addr)) : v6_.lookup(v6_key(addr));
+    return p ? *p : kNoPeer;
+  }
+  size_t size() const { return v4_.size() + v6_.size(); }
+  // Prefixes in the peers' lists, stale copies included (tests: the lists' bound).
+  size_t listed() const;
 
   struct Entry {
     uint8_t addr[16];
@@ -40,20 +55,24 @@ class AllowedIPs {
     int cidr;
     uint32_t peer;
   };
+  // Every prefix, IPv4 first, each family by address then length (a trie's pre-order, as before s31).
   void entries(std::vector<Entry>* out) const;
 
-  struct Node;  // public so the file-local helpers in allowedips.cc can walk it
-
  private:
-  std::unique_ptr<Node>& slot_of(Node* n);
-  void own(Node* n, uint32_t peer);
-  void disown(Node* n);
-  void release(Node* n);
+  // A prefix in its peer's list: the address masked to cidr, big-endian (IPv4 in addr[0..3]).
+  struct Prefix {
+    uint8_t addr[16];
+    uint8_t cidr;
+    uint8_t bytes;  // 4 or 16
+  };
+  // The owner held in the index for a prefix, or null.
+  uint32_t* owner(const Prefix& p);
+  bool erase(const Prefix& p);
+  void compact(uint32_t peer, std::vector<Prefix>* list);
 
-  std::unique_ptr<Node> root4_, root6_;
-  size_t count_ = 0;
-  // peer -> the nodes holding its prefixes; Node::owner_pos is the index of a node in its peer's list
-  std::unordered_map<uint32_t, std::vector<Node*>> owned_;
+  LpmIndex<uint32_t, 32> v4_;
+  LpmIndex<Ip6Key, 128> v6_;
+  std::unordered_map<uint32_t, std::vector<Prefix>> owned_;  // peer -> its prefixes (and stale copies: above)
 };
 
 }  // namespace wm
