@@ -3,7 +3,7 @@
 //
 // Lookup is longest-prefix match over two tables, one per address family,
 // each keyed by the family's native width (uint32 for IPv4, two uint64 for
-// IPv6). A table is one open-addressing hash table per prefix length in use
+// IPv6). A table is an LpmIndex (lpm.h, shared with the allowed IPs): one open-addressing hash table per prefix length in use
 // (nearly every entry is an endpoint's /32 or /128; policies' CIDRs and pod
 // CIDRs add a handful of other lengths), probed longest length first: the
 // first hit is the longest match. A slot is the key and a 32-bit code (below):
@@ -11,8 +11,9 @@
 // per probe; 16-byte slots in 4 MiB before s30, and before issue 16 16-byte
 // addresses in 32-byte slots, 8 MiB, plus a trie for the prefixes). IPv6 slots
 // are 24 bytes (8-aligned: some straddle two cache lines).
-// A lookup costs one probe per distinct prefix length longer than its match:
-// in the data path's common case (a pod address) exactly one.
+// A lookup costs one probe per distinct prefix length longer than its match
+// whose range holds the address (lpm.h): in the data path's common case (a pod
+// address) exactly one.
 //
 // Tables fill to 3/4 before doubling (FlatMap's default is 1/2), so they run
 // 3/8..3/4 full: at the issue-16 point (160k remote endpoints) the /32 table

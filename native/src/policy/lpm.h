@@ -4,12 +4,20 @@
 //
 // A key is the family's native width (uint32_t for IPv4, Ip6Key for IPv6) and
 // a value is 32 bits; kFree (0xFFFFFFFF) marks a free slot and is never a
-// value, so an IPv4 slot is 8 bytes (FlatMap's FreeValue). A lookup probes the
-// lengths in use longest first: the first hit is the longest match, so it
-// costs one probe per distinct length in use longer than its match (a pod's
-// address in the mesh: one or two). Tables fill to 3/4 before doubling (the
-// cost of that in probes: ipcache.h); an emptied length's table is freed and
-// no longer probed.
+// value, so an IPv4 slot is 8 bytes (FlatMap's FreeValue). A lookup goes
+// through the lengths in use longest first: the first hit is the longest
+// match. Each length keeps the least and greatest prefix put into its table
+// since the table was made (a range that only widens until the table empties:
+// never narrower than what it holds), and a lookup probes only the lengths
+// whose range holds its address's prefix; the others cost two compares. So a
+// pod's address in the mesh costs one or two probes, an address outside every
+// range (the world) none, and lengths that only one cluster uses (its own pod
+// CIDRs, inside its pinned CIDRs: other clusters' addresses fall outside their
+// range) cost the others' lookups compares, not probes: without the ranges, a
+// cluster claiming 81 lengths of IPv6 prefixes in its /48 made every IPv6
+// lookup of the mesh ~250 ns (bench:allowedips-lookup, docs/benchmarks.md
+// "### s31"). Tables fill to 3/4 before doubling (the cost of that in probes:
+// ipcache.h); an emptied length's table is freed and no longer looked at.
 //
 // Not thread-safe: the owner locks (PolicyEngine's shared mutex for the
 // ipcache, Device::table_mu_ for the allowed IPs; readers shared, writers
@@ -25,6 +33,7 @@ namespace wm {
 struct Ip6Key {
   uint64_t hi = 0, lo = 0;  // the address big-endian: hi = bytes 0..7
   bool operator==(const Ip6Key& o) const { return hi == o.hi && lo == o.lo; }
+  bool operator<(const Ip6Key& o) const { return hi < o.hi || (hi == o.hi && lo < o.lo); }
 };
 
 // The prefix of length len of a key (host bits cleared).
@@ -71,9 +80,18 @@ class LpmIndex {
   void put(Key key, int len, uint32_t v) {
     auto& t = tables_[len];
     if (!t) t.reset(new Table());
-    t->put(lpm_mask(key, len), v);
+    Key k = lpm_mask(key, len);
+    t->put(k, v);
     size_++;
-    if (t->size() == 1) relist();
+    Range& r = ranges_[len];
+    if (t->size() == 1) {
+      r = Range{k, k};
+      relist();
+    } else if (k < r.lo) {
+      r.lo = k;
+    } else if (r.hi < k) {
+      r.hi = k;
+    }
   }
   // True when the prefix was held.
   bool erase(Key key, int len) {
@@ -88,8 +106,12 @@ class LpmIndex {
   }
   // The value of the longest prefix holding addr, or null.
   const uint32_t* lookup(Key addr) const {
-    for (int i = 0; i < nlens_; i++)
-      if (const uint32_t* v = tables_[lens_[i]]->find(lpm_mask(addr, lens_[i]))) return v;
+    for (int i = 0; i < nlens_; i++) {
+      const int len = lens_[i];
+      const Key k = lpm_mask(addr, len);
+      if (k < ranges_[len].lo || ranges_[len].hi < k) continue;
+      if (const uint32_t* v = tables_[len]->find(k)) return v;
+    }
     return nullptr;
   }
   size_t size() const { return size_; }
@@ -113,7 +135,14 @@ class LpmIndex {
       if (tables_[len] && tables_[len]->size()) lens_[nlens_++] = len;
   }
 
+  // The least and greatest masked key put into a length's table since it was last empty (set by put; read only
+  // for lengths in lens_).
+  struct Range {
+    Key lo{}, hi{};
+  };
+
   std::unique_ptr<Table> tables_[kBits + 1];
+  Range ranges_[kBits + 1];
   int lens_[kBits + 1] = {};  // non-empty lengths, longest first
   int nlens_ = 0;
   size_t size_ = 0;

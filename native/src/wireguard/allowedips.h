@@ -6,11 +6,12 @@
 // (exclusive); packet threads look up under it shared (see device.h).
 //
 // The prefixes are an LpmIndex per family (policy/lpm.h, as the ipcache's):
-// one hash table per prefix length in use, 8-byte IPv4 slots of (key, peer id),
-// so a lookup costs one probe per distinct length in use longer than its match
-// (a mesh holds two: node addresses /32 and pod CIDRs). Before s31 it was a
-// path-compressed trie: ~2 nodes of 64 bytes of malloc per prefix and a probe
-// per node on the path (bench/native-malloc.ts, docs/benchmarks.md "### s31").
+// one hash table per prefix length in use, 8-byte IPv4 slots of (key, peer id);
+// a lookup probes the lengths whose range of prefixes holds its address,
+// longest first (a pod's address in a mesh: one or two; lpm.h says what other
+// lengths cost). Before s31 it was a path-compressed trie: ~2 nodes of 64
+// bytes of malloc per prefix and a cache miss per node on the path
+// (bench/native-malloc.ts, bench:allowedips-lookup, docs/benchmarks.md "### s31").
 //
 // Each peer keeps the list of its prefixes (as wireguard-go keeps a per-peer
 // node list): removing a peer costs O(its prefixes), not a walk of the table.
