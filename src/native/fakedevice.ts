@@ -228,7 +228,7 @@ export class FakeDevice implements NativeDevice {
     if (p) p.endpoint = host === null ? null : { host, port: port ?? 0 };
   }
 
-  /** As the native trie: a prefix belongs to one peer, so another peer that had it loses it. */
+  /** As the native allowed-IPs table: a prefix belongs to one peer, so another peer that had it loses it. */
   setAllowedIPs(id: number, prefixes: Array<[Buffer, number]>): void {
     const p = this.peers.get(id);
     if (!p) return;
@@ -354,7 +354,7 @@ export class FakeDevice implements NativeDevice {
     for (let o = 0; o < upserts.length; o += IPCACHE_ROW_SIZE) this.ipcache.set(prefix(upserts, o), { identity: upserts.readUInt32LE(o + 4), endpoint: upserts.readUInt32LE(o + 8) });
   }
 
-  /** Longest-prefix match over the ipcache, as the engine's trie answers. */
+  /** Longest-prefix match over the ipcache, as the engine's tables answer. */
   ipcacheLookup(addr: Buffer): { identity: number; endpoint: number } | null {
     let best: { len: number; e: FakeIpcacheEntry } | undefined;
     for (const [text, e] of this.ipcache) {

@@ -209,7 +209,7 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
       prefixes.map((p) => [p.addr, p.cidr] as [Buffer, number]),
     );
     // An address belongs to one peer: a prefix given to this peer leaves its previous owner
-    // (the native trie already moved it when it was inserted for this peer). Each previous owner's list is
+    // (the native table already moved it when it was inserted for this peer). Each previous owner's list is
     // filtered once, not once per prefix taken from it: a UAPI set moving 20,000 prefixes blocked the event
     // loop (and every handshake) ~56 s.
     const taken = new Map<Peer, Set<AllowedKey>>();

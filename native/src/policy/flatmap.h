@@ -265,9 +265,9 @@ class FlatMap {
   }
 
   void rehash(size_t n) {
-    std::vector<Slot, HugePageAllocator<Slot>> old;
+    // the new slots first: if they cannot be had (bad_alloc), the table is as it was
+    std::vector<Slot, HugePageAllocator<Slot>> old(n, Slot());
     old.swap(slots_);
-    slots_.assign(n, Slot());
     mask_ = n - 1;
     shift_ = 64;
     for (size_t m = n; m > 1; m >>= 1) shift_--;

@@ -7,17 +7,21 @@
 // value, so an IPv4 slot is 8 bytes (FlatMap's FreeValue). A lookup goes
 // through the lengths in use longest first: the first hit is the longest
 // match. Each length keeps the least and greatest prefix put into its table
-// since the table was made (a range that only widens until the table empties:
-// never narrower than what it holds), and a lookup probes only the lengths
-// whose range holds its address's prefix; the others cost two compares. So a
-// pod's address in the mesh costs one or two probes, an address outside every
-// range (the world) none, and lengths that only one cluster uses (its own pod
-// CIDRs, inside its pinned CIDRs: other clusters' addresses fall outside their
-// range) cost the others' lookups compares, not probes: without the ranges, a
-// cluster claiming 81 lengths of IPv6 prefixes in its /48 made every IPv6
-// lookup of the mesh ~250 ns (bench:allowedips-lookup, docs/benchmarks.md
-// "### s31"). Tables fill to 3/4 before doubling (the cost of that in probes:
-// ipcache.h); an emptied length's table is freed and no longer looked at.
+// since the table was last empty (a range that only widens until the table
+// empties: never narrower than what it holds), and a lookup probes only the
+// lengths whose range holds its address's prefix; the others cost two
+// compares. A cheap filter, not a bound: it helps while a length's prefixes
+// lie in one stretch of the address space (a pod's address in the mesh costs
+// one or two probes; an address outside every range, none; lengths one
+// cluster adds inside its one pinned CIDR, compares only), but prefixes of a
+// length at both ends of the space (a cluster pinned to several CIDRs, two
+// clusters, a hub's relayed CIDRs, or one put there once and erased) stretch
+// its range over everything between, and every lookup there probes it again.
+// The bound is one probe per length in use: 33 for IPv4, 129 for IPv6 (at 81
+// IPv6 lengths ~250 ns a lookup, ~100 ns while the ranges hold them apart;
+// bench:allowedips-lookup, docs/benchmarks.md "### s31"). Tables fill to 3/4
+// before doubling (the cost of that in probes: ipcache.h); an emptied length's
+// table is freed and no longer looked at.
 //
 // Not thread-safe: the owner locks (PolicyEngine's shared mutex for the
 // ipcache, Device::table_mu_ for the allowed IPs; readers shared, writers

@@ -63,6 +63,8 @@ void AllowedIPs::compact(uint32_t peer, std::vector<Prefix>* list) {
               list->end());
   std::sort(list->begin(), list->end(), less);
   list->erase(std::unique(list->begin(), list->end(), same), list->end());
+  // room for as many again: a compaction that freed little is not repeated at the next insert (O(n log n) each)
+  if (list->size() > list->capacity() / 2) list->reserve(2 * list->capacity());
 }
 
 void AllowedIPs::remove_peer(uint32_t peer) {
