@@ -1,7 +1,8 @@
 # Sourced by the native A/B benchmarks (policymap-hold.sh, allowedips-lookup.sh): sets here (this tree), anchor
-# (ANCHOR, default /work/main), rounds (ROUNDS, default 3), reps (REPS, default 5) and out (a temporary directory
-# removed on exit). ab_native BUILD ARGS...: builds the anchor tree and this one with `BUILD TREE BINARY` (in
-# parallel; a failed build stops the script), then runs the two binaries with ARGS alternating, anchor first,
+# (ANCHOR, default /work/main: give a checkout of the baseline commit), rounds (ROUNDS, default 3), reps (REPS,
+# default 5) and out (a temporary directory removed on exit). ab_native BUILD ARGS...: builds the anchor tree and
+# this one with `BUILD TREE BINARY` (in parallel; under the callers' `set -e` a failed build stops the script, the
+# other build may then still be running), then runs the two binaries with ARGS alternating, anchor first,
 # for $rounds rounds, appending each run's rows to $out/anchor.txt and $out/this.txt.
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 anchor=${ANCHOR:-/work/main}

@@ -11,9 +11,8 @@
 // per probe; 16-byte slots in 4 MiB before s30, and before issue 16 16-byte
 // addresses in 32-byte slots, 8 MiB, plus a trie for the prefixes). IPv6 slots
 // are 24 bytes (8-aligned: some straddle two cache lines).
-// A lookup costs one probe per distinct prefix length longer than its match
-// whose range holds the address (lpm.h): in the data path's common case (a pod
-// address) exactly one.
+// A lookup probes its match's length and each longer length whose range holds
+// the address (lpm.h): for a pod's address (a /32 entry) exactly one.
 //
 // Tables fill to 3/4 before doubling (FlatMap's default is 1/2), so they run
 // 3/8..3/4 full: at the issue-16 point (160k remote endpoints) the /32 table

@@ -12,16 +12,17 @@
 // lengths whose range holds its address's prefix; the others cost two
 // compares. A cheap filter, not a bound: it helps while a length's prefixes
 // lie in one stretch of the address space (a pod's address in the mesh costs
-// one or two probes; an address outside every range, none; lengths one
-// cluster adds inside its one pinned CIDR, compares only), but prefixes of a
-// length at both ends of the space (a cluster pinned to several CIDRs, two
-// clusters, a hub's relayed CIDRs, or one put there once and erased) stretch
-// its range over everything between, and every lookup there probes it again.
-// The bound is one probe per length in use: 33 for IPv4, 129 for IPv6 (at 81
-// IPv6 lengths ~250 ns a lookup, ~100 ns while the ranges hold them apart;
-// bench:allowedips-lookup, docs/benchmarks.md "### s31"). Tables fill to 3/4
-// before doubling (the cost of that in probes: ipcache.h); an emptied length's
-// table is freed and no longer looked at.
+// one or two probes; an address outside every range, none; other clusters'
+// lookups pay two compares for lengths one cluster adds inside its one pinned
+// CIDR), but prefixes of a length at both ends of the space (a cluster pinned
+// to several CIDRs, two clusters, a hub's relayed CIDRs, or one put there once
+// and erased) stretch its range over everything between, and every lookup
+// there probes it again. The bound is one probe per length in use: 33 for
+// IPv4, 129 for IPv6 (at 81 IPv6 lengths ~250 ns a lookup without the ranges,
+// ~100 ns while they hold them apart; bench:allowedips-lookup,
+// docs/benchmarks.md "### s31"). Tables fill to 3/4 before doubling (the cost
+// of that in probes: ipcache.h); an emptied length's table is freed and no
+// longer looked at.
 //
 // Not thread-safe: the owner locks (PolicyEngine's shared mutex for the
 // ipcache, Device::table_mu_ for the allowed IPs; readers shared, writers

@@ -19,9 +19,12 @@
 // owner's list until that owner is removed or its list is compacted: both
 // check the owner in the index before erasing, so a stale copy erases nothing.
 // A list is compacted (stale copies and duplicates dropped) when it is full
-// and at least kCompactFrom long, so it holds at most about twice the prefixes
-// its peer was given since its last removal (the device removes a peer's
-// prefixes before setting new ones: Device::set_allowed_ips).
+// (its vector's size is its capacity) and at least kCompactFrom long; one
+// still over half full after that gets room for as many again. So a list
+// holds under 4x the distinct prefixes its peer holds, plus what others took
+// from it since (stale until its next compaction or removal). In the device
+// a list is exactly the prefixes of the peer's last set: Device::set_allowed_ips
+// removes a peer's prefixes before inserting its new ones.
 #pragma once
 #include <cstdint>
 #include <unordered_map>
