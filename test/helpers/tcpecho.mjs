@@ -1,5 +1,7 @@
 // `server HOST PORT`: echoes every connection. `client PORT HOST...`: connects
-// to each host, sends a line, expects it back; prints "HOST ok|fail" per host.
+// to each host, sends a line, expects it back; prints "HOST ok" or "HOST fail REASON"
+// per host (REASON: "timeout" after 3 s, which is a SYN and one retransmission, or the
+// socket's error code, e.g. ECONNREFUSED or ECONNRESET).
 import { createServer, connect } from 'node:net';
 
 const [mode, ...rest] = process.argv.slice(2);
@@ -15,7 +17,7 @@ if (mode === 'server') {
           const msg = `hello ${h}\n`;
           let got = '';
           const s = connect(Number(port), h);
-          const t = setTimeout(() => (s.destroy(), resolve(`${h} fail`)), 3000);
+          const t = setTimeout(() => (s.destroy(), resolve(`${h} fail timeout`)), 3000);
           s.on('connect', () => s.write(msg));
           s.on('data', (d) => {
             got += d;
@@ -25,7 +27,7 @@ if (mode === 'server') {
               resolve(`${h} ok`);
             }
           });
-          s.on('error', () => (clearTimeout(t), resolve(`${h} fail`)));
+          s.on('error', (e) => (clearTimeout(t), resolve(`${h} fail ${e.code ?? 'error'}`)));
         }),
     ),
   );

@@ -222,9 +222,28 @@ describe.skipIf(!enabled)('a hostile pod cannot break its node', () => {
     // halfway: a new connection of another pod (other node) and of a same-node pod succeed
     await new Promise((r) => setTimeout(r, (FLOOD_SECONDS * 1000) / 2));
     const midRss = rss();
-    const newConn = execIn(pod('other').netns, process.execPath, ECHO, 'client', '7000', pod('be2').ip, pod('be1').ip).out;
-    const viaVip = execIn(pod('good').netns, process.execPath, ECHO, 'client', '80', vip).out;
-    const viaVipOther = execIn(pod('other').netns, process.execPath, ECHO, 'client', '80', vip).out; // from the other node
+    // A connection attempt is a SYN and one retransmission (the client gives up after 3 s); one that
+    // timed out is tried again, three attempts at most. Every packet a pod of n1 sends, the flooder's
+    // and its neighbours' alike, waits in one kernel queue into the TUN device (500 packets) until the
+    // TX thread reads it: on a host short of CPU that queue overflows for a while for everyone
+    // (docs/security.md, known gaps; a CI run lost both packets of one attempt). What this test is
+    // about, the flooder's conntrack and NAT entries shutting others out, fails every attempt, and a
+    // refusal or reset is never tried again.
+    const attempts: string[] = [];
+    const connect = (from: string, port: string, ...hosts: string[]): string => {
+      const last = new Map<string, string>();
+      let todo = hosts;
+      for (let a = 1; a <= 3 && todo.length > 0; a++) {
+        for (const line of execIn(pod(from).netns, process.execPath, ECHO, 'client', port, ...todo).out.trim().split('\n')) last.set(line.split(' ')[0]!, line);
+        if (a > 1) attempts.push(`${from} to ${todo.join(',')}:${port} attempt ${a}`);
+        todo = todo.filter((h) => last.get(h) === `${h} fail timeout`);
+      }
+      return hosts.map((h) => last.get(h) ?? `${h} fail no-answer`).join('\n');
+    };
+    const newConn = connect('other', '7000', pod('be2').ip, pod('be1').ip);
+    const viaVip = connect('good', '80', vip);
+    const viaVipOther = connect('other', '80', vip); // from the other node
+    const midDrops = tunDrops() - tunDropsBefore;
     await Promise.all(floods.map((f) => new Promise((r) => f.once('exit', r))));
     await waitFor(() => streamOut.includes('sent'), 15_000);
     const c = await counters();
@@ -234,12 +253,13 @@ describe.skipIf(!enabled)('a hostile pod cannot break its node', () => {
       `[hardening] flood ${FLOOD_SECONDS}s: agent RSS ${rssBefore.toFixed(1)} MB before, ${midRss.toFixed(1)} mid, ${rssAfter.toFixed(1)} after ` +
         `(JS heap ${heapBefore.toFixed(1)} -> ${heapAfter.toFixed(1)} MB); ` +
         `conntrack ${c.conntrack_entries}, service NAT ${c.service_nat_entries} (most by one pod ${c.service_nat_endpoint_peak_entries}, quota ${NAT_QUOTA}; quota-full ${c.service_nat_quota_full ?? 0}, sweeps ${c.service_nat_quota_sweeps ?? 0}), denied ${c.drop_policy_denied ?? 0} + default-deny ${c.drop_policy_default_deny ?? 0}, ` +
-        `evicted ${c.conntrack_evicted ?? 0}, NAT evicted ${c.service_nat_evicted ?? 0}, TUN write errors ${c.tun_write_errors ?? 0}, send errors ${c.tx_send_errors ?? 0}, TUN queue drops ${tunDrops() - tunDropsBefore}; stream: ${streamOut.trim()} (without flood: ${baseline})\n`,
+        `evicted ${c.conntrack_evicted ?? 0}, NAT evicted ${c.service_nat_evicted ?? 0}, TUN write errors ${c.tun_write_errors ?? 0}, send errors ${c.tx_send_errors ?? 0}, TUN queue drops ${midDrops} mid, ${tunDrops() - tunDropsBefore} after; connections tried again: ${attempts.join('; ') || 'none'}; stream: ${streamOut.trim()} (without flood: ${baseline})\n`,
     );
-    expect(newConn).toContain(`${pod('be2').ip} ok`);
-    expect(newConn).toContain(`${pod('be1').ip} ok`);
-    expect(viaVip).toContain(`${vip} ok`);
-    expect(viaVipOther).toContain(`${vip} ok`);
+    const why = `TUN queue drops by mid-flood ${midDrops}; tried again: ${attempts.join('; ') || 'none'}`;
+    expect(newConn, why).toContain(`${pod('be2').ip} ok`);
+    expect(newConn, why).toContain(`${pod('be1').ip} ok`);
+    expect(viaVip, why).toContain(`${vip} ok`);
+    expect(viaVipOther, why).toContain(`${vip} ok`);
     const m = /sent (\d+) echoed (\d+) errors (\d+)/.exec(streamOut)!;
     expect(Number(m[3])).toBe(0);
     expect(Number(m[2])).toBe(Number(m[1]));

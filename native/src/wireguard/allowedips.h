@@ -59,7 +59,8 @@ class AllowedIPs {
     int cidr;
     uint32_t peer;
   };
-  // Every prefix, IPv4 first, each family by address then length (a trie's pre-order, as before s31).
+  // Every prefix, IPv4 first, each family by address then length (a trie's pre-order, as before s31): for the
+  // fuzz target and the test hook (the device keeps no reader of it; the agent holds its own lists).
   void entries(std::vector<Entry>* out) const;
 
  private:
