@@ -1,7 +1,7 @@
 // `server HOST PORT`: echoes every connection. `client PORT HOST...`: connects
 // to each host, sends a line, expects it back; prints "HOST ok" or "HOST fail REASON"
-// per host (REASON: "timeout" after 3 s, which is a SYN and one retransmission, or the
-// socket's error code, e.g. ECONNREFUSED or ECONNRESET).
+// per host (REASON: "timeout" when the echo is not back within 3 s: no answer to the SYN and
+// its retransmissions, or a stalled echo; else the socket's error code, e.g. ECONNREFUSED).
 import { createServer, connect } from 'node:net';
 
 const [mode, ...rest] = process.argv.slice(2);
