@@ -75,6 +75,8 @@ describe.skipIf(!enabled)('a hostile pod cannot break its node', () => {
   const udpSeen = new Map<string, string>(); // UDP receiver output per backend pod
   const pod = (n: string) => st.pods.find((p) => p.name === n)!;
   const node = (n: string) => st.clusters[0]!.nodes.find((x) => x.name === n)!;
+  /** A node's agent counters (GET /v1/status). */
+  const countersOf = async (n: string) => ((await callAgent(node(n).socket, 'GET', '/v1/status')).body as { counters: Record<string, number> }).counters;
 
   beforeAll(async () => {
     writeFileSync(join(dir, 'c1.yaml'), POLICY);
@@ -125,7 +127,7 @@ describe.skipIf(!enabled)('a hostile pod cannot break its node', () => {
       return false;
     };
     await waitFor(arrived, 10_000).catch(async (e: unknown) => {
-      const drops = async (n: string) => Object.entries(((await callAgent(node(n).socket, 'GET', '/v1/status')).body as { counters: Record<string, number> }).counters).filter(([k, v]) => k.startsWith('drop_') && v > 0);
+      const drops = async (n: string) => Object.entries(await countersOf(n)).filter(([k, v]) => k.startsWith('drop_') && v > 0);
       throw new Error(`genuine datagrams did not arrive (be1 saw ${JSON.stringify(be1())}, be2 ${JSON.stringify(be2())}; n1 drops ${JSON.stringify(await drops('n1'))}, n2 ${JSON.stringify(await drops('n2'))})`, { cause: e });
     });
     await new Promise((r) => setTimeout(r, 500));
@@ -144,9 +146,9 @@ describe.skipIf(!enabled)('a hostile pod cannot break its node', () => {
       expect(spoofed.filter((f) => f.destination.ip === pod(dst).ip)).toEqual([
         expect.objectContaining({ verdict: 'DROPPED', direction: 'egress', protocol: 'UDP', interface: podVeth('evil'), source: expect.objectContaining({ ip: pod('good').ip, pod: 'evil' }), destination: expect.objectContaining({ pod: dst }) }),
       ]);
-    const status = (await callAgent(node('n1').socket, 'GET', '/v1/status')).body as { counters: Record<string, number> };
-    expect(status.counters.source_spoofed_records).toBeGreaterThanOrEqual(2);
-    expect(status.counters.source_spoofed_watch_errors).toBe(0);
+    const counters = await countersOf('n1');
+    expect(counters.source_spoofed_records).toBeGreaterThanOrEqual(2);
+    expect(counters.source_spoofed_watch_errors).toBe(0);
   }, 60_000);
 
   it.skipIf(!hasCommand('python3'))('IPv6: a SYN to a denied port is denied behind extension headers like without; an allowed port passes with and without', async () => {
@@ -161,7 +163,7 @@ describe.skipIf(!enabled)('a hostile pod cannot break its node', () => {
     let seen = '';
     listener.stdout!.setEncoding('utf8').on('data', (d: string) => (seen += d));
     await new Promise((r) => listener.stderr!.once('data', r));
-    const n2 = async () => ((await callAgent(node('n2').socket, 'GET', '/v1/status')).body as { counters: Record<string, number> }).counters;
+    const n2 = () => countersOf('n2');
     const deniedBefore = (await n2()).drop_policy_denied ?? 0;
     const chains = ['none', 'hbh', 'dst', 'rt', 'frag', 'hbh,dst,rt,frag'];
     const cases = chains.flatMap((chain, i) => [{ chain, dport: 22, sport: 41000 + i }, { chain, dport: 7000, sport: 42000 + i }]);
@@ -178,7 +180,7 @@ describe.skipIf(!enabled)('a hostile pod cannot break its node', () => {
   it("host firewall: a pod on another node does not reach a listener on this node's router address; local pods do", async () => {
     const routerN1 = node('n1').podCIDR.replace(/0\/\d+$/, '1');
     procs.push(...(await startPodServers([{ netns: node('n1').netns }], () => [ECHO, 'server', routerN1, '15099'])));
-    const counters = async () => ((await callAgent(node('n1').socket, 'GET', '/v1/status')).body as { counters: Record<string, number> }).counters;
+    const counters = () => countersOf('n1');
     const before = (await counters()).drop_policy_default_deny ?? 0;
     expect(execIn(pod('other').netns, process.execPath, ECHO, 'client', '15099', routerN1).out).toContain(`${routerN1} fail`);
     expect((await counters()).drop_policy_default_deny ?? 0).toBeGreaterThan(before);
@@ -202,7 +204,7 @@ describe.skipIf(!enabled)('a hostile pod cannot break its node', () => {
     const services = async () => ((await callAgent(node('n1').socket, 'GET', '/v1/services')).body as { services: ServiceStatus[] }).services;
     await waitFor(async () => (await services()).find((s) => s.name === 'web')?.ports[0]?.backends.filter((b) => b.state !== 'dead').length === 2, 30_000);
     const vip = (await services()).find((s) => s.name === 'web')!.vip!;
-    const counters = async () => ((await callAgent(node('n1').socket, 'GET', '/v1/status')).body as { counters: Record<string, number> }).counters;
+    const counters = () => countersOf('n1');
     // reference in the same run: the same stream for 5 s without the flood
     const baseline = execIn(pod('good').netns, process.execPath, STREAM, pod('be1').ip, '7000', '5').out.trim();
     // packets the kernel dropped queueing into the TUN (the TX thread not keeping up), before and after
@@ -215,7 +217,7 @@ describe.skipIf(!enabled)('a hostile pod cannot break its node', () => {
     const sharedFull = async () => {
       const out: Record<string, number> = {};
       for (const n of ['n1', 'n2']) {
-        const c = ((await callAgent(node(n).socket, 'GET', '/v1/status')).body as { counters: Record<string, number> }).counters;
+        const c = await countersOf(n);
         for (const k of SHARED_BOUNDS) out[`${n} ${k}`] = c[k] ?? 0;
       }
       return out;
