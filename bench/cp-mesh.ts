@@ -14,7 +14,7 @@ import { pinnedKey, remoteKey, syncedPrefix } from '../src/controlplane/keys.js'
 import { connectEtcd } from '../src/controlplane/kvstore.js';
 import { REPLICATED_TYPES } from '../src/controlplane/kvstoremesh.js';
 import { startEtcd, type EtcdProcess } from '../src/testbed/etcd.js';
-import { AGENT_NODE_FLAGS } from '../src/testbed/state.js';
+import { AGENT_ENV, AGENT_NODE_FLAGS } from '../src/testbed/state.js';
 import { clusterName, clusterPodCIDRs, underlayCIDRs } from './cp-load.js';
 import { perProcess, procUse, type PerProcess } from './cp-procstat.js';
 
@@ -25,8 +25,8 @@ const IN_NETNS = 'WIREMESH_BENCH_NETNS';
 
 /**
  * Runs `main` inside a fresh network namespace with only loopback. Outside one, this process creates it, runs
- * itself in it as a child (with the V8 flags the agent runs with, AGENT_NODE_FLAGS: the child hosts the measured
- * agent), waits for the child and exits with its code; after `timeoutS` (or on SIGINT/SIGTERM)
+ * itself in it as a child (with the V8 flags and environment the agent runs with, AGENT_NODE_FLAGS and AGENT_ENV: the
+ * child hosts the measured agent; what it starts inherits the environment, kvstoremesh too), waits for the child and exits with its code; after `timeoutS` (or on SIGINT/SIGTERM)
  * it kills every process in the namespace (the child, etcds, kvstoremesh, the load generator) and exits 124
  * (130/143 on a signal). The namespace is removed in every case.
  */
@@ -71,7 +71,7 @@ export function runInNetns(timeoutS: number, main: () => Promise<void>): void {
     execFileSync('ip', ['netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up']);
     child = spawn('ip', ['netns', 'exec', ns, process.execPath, ...AGENT_NODE_FLAGS, '--expose-gc', '--max-old-space-size=8192', process.argv[1]!, ...process.argv.slice(2)], {
       stdio: 'inherit',
-      env: { ...process.env, [IN_NETNS]: ns },
+      env: { ...process.env, ...AGENT_ENV, [IN_NETNS]: ns },
     });
   } catch (err) {
     finish(1);

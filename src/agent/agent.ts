@@ -248,7 +248,9 @@ export class Agent extends EventEmitter {
     this.healthTimer.unref();
     publish();
     this.stopHeapCompaction = startHeapCompaction(log, { malloc: native });
-    log.info({ node: this.id, tun: this.dev.tunName, port: this.dev.listenPort }, 'agent started');
+    // what README's "Running the agent" sets outside the process (read at its start only), for the operator to see
+    const memory = { mallocArenaMax: process.env.MALLOC_ARENA_MAX ?? 'glibc default', nodeFlags: process.execArgv.join(' ') };
+    log.info({ node: this.id, tun: this.dev.tunName, port: this.dev.listenPort, ...memory }, 'agent started');
   }
 
   async stop(): Promise<void> {

@@ -115,6 +115,7 @@ void Device::tx_loop() {
       }
     }
     if (!segs.empty()) tx_process(segs);
+    reset_scratch(segs, ctl);  // (ctl is swapped with ctl_ each round: a long queue's room would stay with both)
     if (tun_closed) {
       Event e;
       e.kind = kEventTunClosed;
@@ -134,13 +135,14 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
     uint64_t packets;
     uint64_t data_packets;
   };
-  std::vector<TxOut> out;
+  // the batch's vectors are the thread's, kept warm (kTxScratchKeep: no malloc per batch), emptied at its end
+  static thread_local std::vector<TxOut> out;
   out.reserve(segs.size());
   // Written after the locks are released: packets back into the TUN (in the
-  // arena, which lives until the next batch) and rejects built for them.
-  std::vector<std::pair<const uint8_t*, size_t>> hairpins;
+  // arena, which lives until the next batch) and rejects built for them (a malloc each: local).
+  static thread_local std::vector<std::pair<const uint8_t*, size_t>> hairpins;
   std::vector<std::vector<uint8_t>> rejects;
-  std::vector<PeerCtx> ctxs;
+  static thread_local std::vector<PeerCtx> ctxs;
   ctxs.reserve(segs.size());  // never reallocates: TxOut keeps pointers to ctxs' endpoints
   uint64_t now = monotonic_ms();
   PolicyEngine* pe = policy();
@@ -163,12 +165,10 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
   PeerCtx* last = nullptr;
   // hairpinned and to-kernel packets, written back after the batch (they live in the TX arena until then)
   static thread_local std::vector<std::pair<const uint8_t*, size_t>> back;
-  back.clear();
   // Past a few peers in one batch (a probe round, many peers' flushes: up to ~115,000), a scan of ctxs per
   // segment is quadratic (seconds of TX thread for a 150,000-peer probe round): an index takes over.
   constexpr size_t kCtxScan = 16;
-  static thread_local std::unordered_map<Peer*, size_t> ctx_index;
-  if (!ctx_index.empty()) ctx_index.clear();  // (clear() also wipes every bucket, even when empty)
+  static thread_local std::unordered_map<Peer*, size_t> ctx_index;  // (empty: reset at the end of each batch)
   auto ctx_for = [&](Peer* p) -> PeerCtx& {
     // a TSO super-packet's segments all go to one peer: test the last hit first
     if (last && last->peer == p) return *last;
@@ -361,6 +361,7 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
   for (const auto& r : rejects) hairpin(r.data(), r.size());
   tx_send(out);
   if (!back.empty()) write_back(back);
+  reset_scratch(ctxs, out, hairpins, back, ctx_index);  // now: ctxs holds keypair references
 }
 
 void Device::tx_send(std::vector<TxOut>& out) {
@@ -440,6 +441,7 @@ void Device::tx_send(std::vector<TxOut>& out) {
       sent++;
     }
   }
+  reset_scratch(iovs, msgs, cmsgs);  // a control round's room given back (kTxScratchKeep)
 }
 
 }  // namespace wm

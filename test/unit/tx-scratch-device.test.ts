@@ -1,0 +1,53 @@
+// The TX thread's memory after a control round (native/src/wireguard/device_tx.cc, device_internal.h). A file of its
+// own: vitest runs each file in a process of its own, and glibc's counts are the process's, so no other test's
+// devices (freed when V8 collects them) are in them.
+import { createSocket } from 'node:dgram';
+import { describe, expect, it } from 'vitest';
+import { native } from '../../src/native/binding.js';
+import { loopbackDevices, until } from '../helpers/native-loopback.js';
+
+const open = loopbackDevices();
+
+describe('TX thread scratch after a control round', () => {
+  // Issue 16, found in s33: the TX thread's per-batch vectors (the round's segments and control messages, a
+  // context per peer, the sendmmsg headers, the peer index) kept the room of the largest round for the thread's life:
+  // 8.7 MiB after one probe round over 120,000 peers here (main 38da438; 1.4 MiB with the fix), and the agent probes
+  // every node that hosts a service backend each second. They now keep room for kTxScratchKeep entries (4,096) and
+  // give the rest back after the round (device_internal.h). Oracle: glibc's bytes in use (mallinfo2 over every arena,
+  // and its own mappings) once the round is over and its peers gone, against before the peers came.
+  it('a probe round over 120,000 peers leaves no room behind on the TX thread', { timeout: 60_000 }, async () => {
+    const d = open();
+    // (a vector past glibc's mmap threshold is a mapping of its own, counted apart)
+    const inUse = () => {
+      const m = native.mallocInfo();
+      return m && m.inUseBytes + m.mmapBytes;
+    };
+    const counted = () => d.counters().drop_no_endpoint ?? 0;
+    // both packet threads in their loops, their buffers made (TX's 8 MiB arena, RX's 4 MiB), before the first
+    // reading: RX has counted a stray datagram, TX a round of one peer
+    const sock = createSocket('udp4');
+    sock.send(Buffer.from('not wireguard'), d.port, '127.0.0.1', () => sock.close());
+    d.upsertPeer(1);
+    d.probeWatch([1], []);
+    await until(() => counted() >= 1 && (d.counters().drop_not_wireguard ?? 0) >= 1);
+    d.probeWatch([], [1]);
+    d.removePeer(1);
+    expect(counted()).toBeGreaterThanOrEqual(1);
+    const before = inUse();
+    if (!before) return; // not glibc ≥ 2.33: nothing to read
+    const N = 120_000;
+    const ids = Array.from({ length: N }, (_, i) => i + 2);
+    for (const id of ids) d.upsertPeer(id);
+    d.probeWatch(ids, []);
+    await until(() => counted() >= N + 1);
+    d.probeWatch([], ids);
+    for (const id of ids) d.removePeer(id);
+    // a round under way ends: its probes are counted, and the count stops moving (nothing is watched now)
+    for (let last = -1, now = counted(); now !== last; now = counted()) {
+      last = now;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const grown = inUse()! - before;
+    expect(grown, `${(grown / 2 ** 20).toFixed(1)} MiB still in use`).toBeLessThan(4 * 2 ** 20);
+  });
+});
