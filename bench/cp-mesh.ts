@@ -26,7 +26,8 @@ const IN_NETNS = 'WIREMESH_BENCH_NETNS';
 /**
  * Runs `main` inside a fresh network namespace with only loopback. Outside one, this process creates it, runs
  * itself in it as a child (with the V8 flags and environment the agent runs with, AGENT_NODE_FLAGS and AGENT_ENV: the
- * child hosts the measured agent; what it starts inherits the environment, kvstoremesh too), waits for the child and exits with its code; after `timeoutS` (or on SIGINT/SIGTERM)
+ * child hosts the measured agent; an inherited MALLOC_ARENA_MAX wins over AGENT_ENV's, for A/B runs; what the child
+ * starts inherits its environment, kvstoremesh too), waits for the child and exits with its code; after `timeoutS` (or on SIGINT/SIGTERM)
  * it kills every process in the namespace (the child, etcds, kvstoremesh, the load generator) and exits 124
  * (130/143 on a signal). The namespace is removed in every case.
  */
@@ -71,7 +72,7 @@ export function runInNetns(timeoutS: number, main: () => Promise<void>): void {
     execFileSync('ip', ['netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up']);
     child = spawn('ip', ['netns', 'exec', ns, process.execPath, ...AGENT_NODE_FLAGS, '--expose-gc', '--max-old-space-size=8192', process.argv[1]!, ...process.argv.slice(2)], {
       stdio: 'inherit',
-      env: { ...process.env, ...AGENT_ENV, [IN_NETNS]: ns },
+      env: { ...AGENT_ENV, ...process.env, [IN_NETNS]: ns },
     });
   } catch (err) {
     finish(1);

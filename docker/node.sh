@@ -17,7 +17,7 @@ api: { socket: /run/wiremesh/agent.sock }
 metrics: { address: $ADDRESS, port: 9962 }
 YAML
 # as README's "Running the agent" (1 MiB semi-spaces: V8's young generation otherwise stays at 32 MiB after a sync;
-# two malloc arenas: glibc's default of 8 per core holds more free pages; docs/benchmarks.md bench:memory, s32/s33)
+# two malloc arenas: glibc's default of up to 8 per core holds more free pages; docs/benchmarks.md, s32 and s33)
 MALLOC_ARENA_MAX=2 node --max-semi-space-size=1 "$(command -v wiremesh)" agent --config /etc/wiremesh-node.yaml &
 agent=$!
 trap 'kill -TERM $agent; wait $agent' TERM INT

@@ -18,9 +18,9 @@
  * at the default cadence) per MallocControl, so every Agent in a process shares the bound. mallinfo2 and the trim
  * walk the arenas' free chunks with each arena locked in turn: measured 0.3–46 ms (read) and 4–59 ms (trim) for
  * 28–207 MiB free in ~70k chunks. An addon thread that mallocs meanwhile in the arena being walked waits that
- * long. The agent runs with two arenas (README, "Running the agent"), so the addon's threads share one with V8's and
- * libuv's; the TX thread mallocs nothing per batch once warm (device_internal.h, kTxScratchKeep), and a thread's
- * tcache serves small allocations without the arena's lock.
+ * long. The agent runs with two arenas (README, "Running the agent"), which its threads share, the JavaScript
+ * thread's main arena too; the TX thread keeps its per-batch vectors between batches (tx_scratch.h: what it still
+ * mallocs per batch is listed there), and a thread's tcache serves small allocations without the arena's lock.
  */
 
 /** What the check needs of the C library's malloc (the addon implements it for glibc ≥ 2.33: src/native/binding.ts). */

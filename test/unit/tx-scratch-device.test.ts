@@ -1,20 +1,22 @@
-// The TX thread's memory after a control round (native/src/wireguard/device_tx.cc, device_internal.h). A file of its
-// own: vitest runs each file in a process of its own, and glibc's counts are the process's, so no other test's
-// devices (freed when V8 collects them) are in them.
+// The TX thread's memory after a control round (native/src/wireguard/tx_scratch.h). A file of its own: vitest runs
+// each file in a process of its own, and glibc's counts are the process's, so no other test's devices (freed when
+// V8 collects them) are in them.
 import { createSocket } from 'node:dgram';
 import { describe, expect, it } from 'vitest';
 import { native } from '../../src/native/binding.js';
 import { loopbackDevices, until } from '../helpers/native-loopback.js';
 
 const open = loopbackDevices();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('TX thread scratch after a control round', () => {
-  // Issue 16, found in s33: the TX thread's per-batch vectors (the round's segments and control messages, a
-  // context per peer, the sendmmsg headers, the peer index) kept the room of the largest round for the thread's life:
-  // 8.7 MiB after one probe round over 120,000 peers here (main 38da438; 1.4 MiB with the fix), and the agent probes
-  // every node that hosts a service backend each second. They now keep room for kTxScratchKeep entries (4,096) and
-  // give the rest back after the round (device_internal.h). Oracle: glibc's bytes in use (mallinfo2 over every arena,
-  // and its own mappings) once the round is over and its peers gone, against before the peers came.
+  // Issue 16, found in s33: the TX thread's per-batch vectors (the round's segments and control messages, the peer
+  // index) kept the room of the largest round for the thread's life: 8.7 MiB after one probe round over 120,000
+  // peers here (main 38da438). Now a size not seen for 2–4 s is freed at the loop's next turn (tx_scratch.h).
+  // Oracle: glibc's bytes in use (mallinfo2 over every arena, and its own mappings) once the round is over and its
+  // peers gone, against before the peers came, read until it is back within the bound (10 s at most: main's never
+  // is). The peers have no endpoint: each probe is counted (drop_no_endpoint) and dropped, so the send's vectors are
+  // not exercised here.
   it('a probe round over 120,000 peers leaves no room behind on the TX thread', { timeout: 60_000 }, async () => {
     const d = open();
     // (a vector past glibc's mmap threshold is a mapping of its own, counted apart)
@@ -40,14 +42,17 @@ describe('TX thread scratch after a control round', () => {
     for (const id of ids) d.upsertPeer(id);
     d.probeWatch(ids, []);
     await until(() => counted() >= N + 1);
+    expect(counted()).toBeGreaterThanOrEqual(N + 1);
     d.probeWatch([], ids);
     for (const id of ids) d.removePeer(id);
-    // a round under way ends: its probes are counted, and the count stops moving (nothing is watched now)
+    // the rounds under way end (the count stops moving: nothing is watched now), then the windows pass
     for (let last = -1, now = counted(); now !== last; now = counted()) {
       last = now;
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
     }
+    const bound = 4 * 2 ** 20;
+    for (let t = 0; t < 100 && inUse()! - before >= bound; t++) await sleep(100);
     const grown = inUse()! - before;
-    expect(grown, `${(grown / 2 ** 20).toFixed(1)} MiB still in use`).toBeLessThan(4 * 2 ** 20);
+    expect(grown, `${(grown / 2 ** 20).toFixed(1)} MiB still in use`).toBeLessThan(bound);
   });
 });

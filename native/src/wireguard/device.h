@@ -300,8 +300,9 @@ class Device {
 
   void tx_loop();
   void rx_loop();
-  void tx_process(std::vector<TxSeg>& segs);
-  void tx_send(std::vector<TxOut>& out);
+  struct TxScratch;  // the TX thread's per-batch vectors: tx_scratch.h
+  void tx_process(TxScratch& scratch);
+  void tx_send(TxScratch& s);
   void rx_message(uint8_t* msg, size_t len, const Endpoint& from, uint64_t now);
   void hairpin(const uint8_t* pkt, size_t len);
   // Writes a TX batch's packets back into the TUN, TCP segments of one flow

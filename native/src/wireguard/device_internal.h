@@ -4,7 +4,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <unordered_map>
 
 namespace wm {
 namespace device_detail {
@@ -19,30 +18,6 @@ constexpr size_t kTxCtlBudget = kTxArenaSize - 4 * kTxReadHeadroom;
 // Control messages queued for the TX thread past which a peer's probe replies are dropped
 // (drop_control_overflow): one budget's worth of 64-byte slots.
 constexpr size_t kTxCtlQueueMax = kTxCtlBudget / 64;
-// Entries a per-batch vector of the TX thread keeps room for between batches: more than a TUN batch's segments
-// (≤ kTxMaxReads reads of ≤ 44 each), so a warm TX thread mallocs nothing per batch. That matters as the agent
-// runs with MALLOC_ARENA_MAX=2 (README): the thread shares a malloc arena and its lock with others, and
-// malloctrim.ts's trim holds each arena's lock while it walks it (tens of ms). A control round's vectors (up to
-// kTxCtlQueueMax messages, one per peer) give their room back after it: such a round over every peer left
-// megabytes behind for the thread's life (issue 16).
-constexpr size_t kTxScratchKeep = 4096;
-
-// Empties per-batch vectors (and the TX thread's peer index), freeing the room of any past kTxScratchKeep entries.
-template <typename V>
-inline void reset_one(V& v) {
-  v.clear();
-  if (v.capacity() > kTxScratchKeep) V().swap(v);
-}
-template <typename K, typename T>
-inline void reset_one(std::unordered_map<K, T>& m) {
-  if (m.bucket_count() > kTxScratchKeep) std::unordered_map<K, T>().swap(m);
-  else if (!m.empty()) m.clear();  // (clear() wipes every bucket, even when empty)
-}
-template <typename... V>
-inline void reset_scratch(V&... v) {
-  (reset_one(v), ...);
-}
-
 constexpr int kRxBatch = 64;
 constexpr size_t kRxBufSize = 65536;
 constexpr int kMaxGsoSegments = 64;

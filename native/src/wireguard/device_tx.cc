@@ -22,6 +22,7 @@
 #include "../net/offload.h"
 #include "messages.h"
 #include "device_internal.h"
+#include "tx_scratch.h"
 
 namespace wm {
 
@@ -30,17 +31,17 @@ using namespace device_detail;
 void Device::tx_loop() {
   std::vector<uint8_t> arena(kTxArenaSize);
   std::vector<uint8_t> readbuf(kVnetHdrSize + 65536);
-  std::vector<TxSeg> segs;
   std::vector<size_t> seg_lens(1024);
-  std::vector<Ctl> ctl;
-  segs.reserve(4096);
+  TxScratch s;
+  std::vector<TxSeg>& segs = s.segs;
+  std::vector<Ctl>& ctl = s.ctl;
   while (running_.load(std::memory_order_relaxed)) {
     pollfd fds[2] = {{tx_wake_, POLLIN, 0}, {tun_.fd, POLLIN, 0}};
     int nfds = tun_.fd >= 0 ? 2 : 1;
     if (poll(fds, nfds, probe_round_due(1000)) < 0 && errno != EINTR) break;
     if (!running_.load()) break;
     size_t used = 0;
-    segs.clear();
+    size_t batch = 0;  // control messages taken or segments read, whichever more (TxScratch::reset)
     if (fds[0].revents & POLLIN) {
       uint64_t v;
       if (read(tx_wake_, &v, 8) < 0) {}
@@ -67,7 +68,7 @@ void Device::tx_loop() {
         uint64_t one = 1;
         if (write(tx_wake_, &one, 8) < 0) {}
       }
-      ctl.clear();
+      batch = ctl.size();
     }
     if (nfds == 2 && (fds[1].revents & (POLLERR | POLLHUP | POLLNVAL))) {
       Event e;
@@ -114,8 +115,13 @@ void Device::tx_loop() {
         used += size_t(nseg) * stride;
       }
     }
-    if (!segs.empty()) tx_process(segs);
-    reset_scratch(segs, ctl);  // (ctl is swapped with ctl_ each round: a long queue's room would stay with both)
+    if (!segs.empty()) tx_process(s);
+    s.reset(monotonic_ms(), std::max(batch, segs.size()));
+    std::vector<Ctl> spare;  // ctl_'s room past the rule (tx_scratch.h), freed here, outside ctl_mu_
+    {
+      std::lock_guard<std::mutex> lock(ctl_mu_);
+      if (ctl_.empty() && ctl_.capacity() > s.keep()) spare.swap(ctl_);
+    }
     if (tun_closed) {
       Event e;
       e.kind = kEventTunClosed;
@@ -125,24 +131,16 @@ void Device::tx_loop() {
   }
 }
 
-void Device::tx_process(std::vector<TxSeg>& segs) {
-  struct PeerCtx {
-    Peer* peer;
-    std::shared_ptr<Keypair> kp;
-    Endpoint ep;
-    bool usable;
-    uint64_t bytes;
-    uint64_t packets;
-    uint64_t data_packets;
-  };
-  // the batch's vectors are the thread's, kept warm (kTxScratchKeep: no malloc per batch), emptied at its end
-  static thread_local std::vector<TxOut> out;
+void Device::tx_process(TxScratch& scratch) {
+  using PeerCtx = TxScratch::PeerCtx;
+  std::vector<TxSeg>& segs = scratch.segs;
+  std::vector<TxOut>& out = scratch.out;
   out.reserve(segs.size());
-  // Written after the locks are released: packets back into the TUN (in the
-  // arena, which lives until the next batch) and rejects built for them (a malloc each: local).
-  static thread_local std::vector<std::pair<const uint8_t*, size_t>> hairpins;
+  // Written after the locks are released: packets back into the TUN (in the arena, which lives until the next
+  // batch) and rejects built for them (a malloc each).
+  std::vector<std::pair<const uint8_t*, size_t>>& hairpins = scratch.hairpins;
   std::vector<std::vector<uint8_t>> rejects;
-  static thread_local std::vector<PeerCtx> ctxs;
+  std::vector<PeerCtx>& ctxs = scratch.ctxs;  // (empty, as every vector of scratch and its index: reset ends each turn)
   ctxs.reserve(segs.size());  // never reallocates: TxOut keeps pointers to ctxs' endpoints
   uint64_t now = monotonic_ms();
   PolicyEngine* pe = policy();
@@ -163,12 +161,11 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
     bool src_local;
   } last_verdict;
   PeerCtx* last = nullptr;
-  // hairpinned and to-kernel packets, written back after the batch (they live in the TX arena until then)
-  static thread_local std::vector<std::pair<const uint8_t*, size_t>> back;
+  std::vector<std::pair<const uint8_t*, size_t>>& back = scratch.back;
   // Past a few peers in one batch (a probe round, many peers' flushes: up to ~115,000), a scan of ctxs per
   // segment is quadratic (seconds of TX thread for a 150,000-peer probe round): an index takes over.
   constexpr size_t kCtxScan = 16;
-  static thread_local std::unordered_map<Peer*, size_t> ctx_index;  // (empty: reset at the end of each batch)
+  std::unordered_map<Peer*, size_t>& ctx_index = scratch.ctx_index;
   auto ctx_for = [&](Peer* p) -> PeerCtx& {
     // a TSO super-packet's segments all go to one peer: test the last hit first
     if (last && last->peer == p) return *last;
@@ -359,17 +356,18 @@ void Device::tx_process(std::vector<TxSeg>& segs) {
   lock.unlock();
   for (const auto& [pkt, len] : hairpins) hairpin(pkt, len);
   for (const auto& r : rejects) hairpin(r.data(), r.size());
-  tx_send(out);
+  tx_send(scratch);
   if (!back.empty()) write_back(back);
-  reset_scratch(ctxs, out, hairpins, back, ctx_index);  // now: ctxs holds keypair references
+  ctxs.clear();  // its keypair references go with the batch (reset empties the rest)
 }
 
-void Device::tx_send(std::vector<TxOut>& out) {
+void Device::tx_send(TxScratch& s) {
   // One mmsghdr per run of messages to the same endpoint; with UDP GSO a run
   // of equal-sized messages (the last may be shorter) is one sendmsg.
-  static thread_local std::vector<iovec> iovs;
-  static thread_local std::vector<mmsghdr> msgs;
-  static thread_local std::vector<std::array<char, CMSG_SPACE(sizeof(uint16_t))>> cmsgs;
+  const std::vector<TxOut>& out = s.out;
+  std::vector<iovec>& iovs = s.iovs;
+  std::vector<mmsghdr>& msgs = s.msgs;
+  std::vector<std::array<char, CMSG_SPACE(sizeof(uint16_t))>>& cmsgs = s.cmsgs;
   iovs.resize(out.size());
   msgs.resize(out.size());
   cmsgs.resize(out.size());
@@ -441,7 +439,6 @@ void Device::tx_send(std::vector<TxOut>& out) {
       sent++;
     }
   }
-  reset_scratch(iovs, msgs, cmsgs);  // a control round's room given back (kTxScratchKeep)
 }
 
 }  // namespace wm
