@@ -55,6 +55,7 @@ import { PeerReconciler } from './peers.js';
 import { loadOrCreateKey, Registration, type LocalEndpoint } from './registration.js';
 import { stateWatches, trustWatches, type Watch } from './sinks.js';
 import { startHeapCompaction } from './heapcompaction.js';
+import { memorySettings } from './memorysettings.js';
 import { native } from '../native/binding.js';
 import { healthOfPeers, peerStatuses, type AgentStatus } from './status.js';
 
@@ -248,9 +249,10 @@ export class Agent extends EventEmitter {
     this.healthTimer.unref();
     publish();
     this.stopHeapCompaction = startHeapCompaction(log, { malloc: native });
-    // what README's "Running the agent" sets outside the process (read at its start only), for the operator to see
-    const memory = { mallocArenaMax: process.env.MALLOC_ARENA_MAX ?? 'glibc default', nodeFlags: process.execArgv.join(' ') };
+    const memory = memorySettings(process.execArgv, process.env);
     log.info({ node: this.id, tun: this.dev.tunName, port: this.dev.listenPort, ...memory }, 'agent started');
+    if (memory.maxSemiSpaceMiB === undefined || memory.mallocArenaMax === undefined)
+      log.warn(memory, 'started without the memory settings of README\'s "Running the agent": more RSS per remote endpoint');
   }
 
   async stop(): Promise<void> {

@@ -7,14 +7,16 @@
 // Why given back: a big round (a probe round queues a message per watched peer, up to kTxCtlQueueMax; a pod's
 // super-packets with a tiny MSS cut into up to ~1,000 segments a read) kept its room for the thread's life before:
 // 8.7 MiB after one probe round over 120,000 peers (issue 16; test/unit/tx-scratch-device.test.ts).
-// The rule (reset, after every turn of the TX loop): a vector keeps room for twice the largest batch of the current
-// and the previous window of kWindowMs, and at least kKeep entries; past that its room is freed (the peer index's
+// The rule (reset, after every turn of the TX loop; a turn's batch is the larger of the control messages it took and
+// the segments it read): a vector keeps room for twice the largest batch of the current and the previous window of
+// kWindowMs, and at least kKeep entries; past that its room is freed (the peer index's
 // buckets past twice that: libstdc++ grows them to a prime above twice the old count). tx_loop frees ctl_'s room by
 // the same rule (ctl and ctl_ swap rooms each round). Rounds that recur (the probe monitor's, every 200 ms) keep
 // theirs; a size not seen for 2–4 s is freed at the next turn (the loop turns at least once a second when idle).
-// Room kept at worst, while such batches recur: ~290 B per entry of the largest batch (segment, control message,
-// context, send headers, index), so ~18 MiB under a pod's flood of tiny-MSS super-packets (≤ 65,536 segments a
-// batch) and ~35 MiB for probe rounds over ≥ 114,688 peers (kTxCtlQueueMax); what such batches use anyway.
+// Room kept at worst, while such batches recur: ~290 B per entry (segment, control message, context, send headers,
+// index) for up to twice the largest batch's entries: ≤ ~38 MiB under a pod's flood of tiny-MSS super-packets
+// (≤ 65,536 segments a batch), and for probe rounds over P watched peers ~580 B × min(P, 114,688 a round) plus
+// 2 × 24 B × P of control messages (our own are never refused, so P is the bound). A batch uses about half of it.
 // What still mallocs per batch on this thread: the peer index's nodes in a batch to more than kCtxScan peers,
 // rejects, staged packets, handshake requests' events, new conntrack and NAT entries, and a probe round's lists
 // (probe_round_due). Outside the rule: write_back's Coalescer keeps its own room (device_mesh.cc).
