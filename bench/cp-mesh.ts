@@ -27,8 +27,8 @@ const IN_NETNS = 'WIREMESH_BENCH_NETNS';
  * Runs `main` inside a fresh network namespace with only loopback. Outside one, this process creates it, runs
  * itself in it as a child (with the V8 flags and environment the agent runs with, AGENT_NODE_FLAGS and AGENT_ENV: the
  * child hosts the measured agent; an inherited MALLOC_ARENA_MAX wins over AGENT_ENV's, for A/B runs; what the child
- * starts inherits its environment, kvstoremesh too), waits for the child and exits with its code; after `timeoutS` (or on SIGINT/SIGTERM)
- * it kills every process in the namespace (the child, etcds, kvstoremesh, the load generator) and exits 124
+ * starts inherits its environment, kvstoremesh too), waits for the child and exits with its code; after `timeoutS`
+ * (or on SIGINT/SIGTERM) it kills every process in the namespace (the child, etcds, kvstoremesh, the load generator) and exits 124
  * (130/143 on a signal). The namespace is removed in every case.
  */
 export function runInNetns(timeoutS: number, main: () => Promise<void>): void {

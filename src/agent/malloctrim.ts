@@ -19,8 +19,9 @@
  * walk the arenas' free chunks with each arena locked in turn: measured 0.3–46 ms (read) and 4–59 ms (trim) for
  * 28–207 MiB free in ~70k chunks. An addon thread that mallocs meanwhile in the arena being walked waits that
  * long. The agent is meant to be started with two arenas (README, "Running the agent"; it warns when not), which its
- * threads then share, the JavaScript thread's main arena too; the TX thread keeps its per-batch vectors between batches (tx_scratch.h: what it still
- * mallocs per batch is listed there), and a thread's tcache serves small allocations without the arena's lock.
+ * threads then share, the JavaScript thread's main arena too; the TX thread keeps its per-batch vectors between
+ * batches (tx_scratch.h lists what it still mallocs per batch), and a thread's tcache serves small allocations
+ * without the arena's lock.
  */
 
 /** What the check needs of the C library's malloc (the addon implements it for glibc ≥ 2.33: src/native/binding.ts). */

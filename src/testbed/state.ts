@@ -112,8 +112,9 @@ export const AGENT_NODE_FLAGS = ['--max-semi-space-size=1'];
  * The agent's environment: glibc's malloc held to two arenas, which every thread shares (glibc hands a thread one
  * in turn, the JavaScript thread's main arena too), where its default makes up to 8 per core, each keeping its own
  * free pages: 7–32 B less RSS per remote endpoint at 16 × 1000 × 10 (s32: 23–32, s33: 7–9), bench:throughput
- * unchanged (docs/benchmarks.md, s32 and s33). glibc reads it at process start (a mallopt from the addon would come after V8's threads made their
- * arenas: not measured), so it is set where the agent is started, as the V8 flags are (README: "Running the agent").
+ * unchanged (docs/benchmarks.md, s32 and s33). glibc reads it at process start (a mallopt from the addon would come
+ * after V8's threads made their arenas: not measured), so it is set where the agent is started, as the V8 flags are
+ * (README: "Running the agent").
  * What the agent starts inherits it: the L7 proxy's process too.
  */
 export const AGENT_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };
