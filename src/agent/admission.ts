@@ -39,7 +39,7 @@
  * node admitted: admit); a record is reported once per (key, reason).
  */
 import { RecordError, type RecordType, type RejectReason } from '../controlplane/records/codec.js';
-import { internName } from '../controlplane/records/intern.js';
+import { cacheKey, stateKey } from '../controlplane/keys.js';
 import type { EndpointRecord, EndpointRecords } from '../controlplane/endpointrecords.js';
 import type { IdentityRecord } from '../controlplane/records/identity.js';
 import type { NodeRecord } from '../controlplane/records/node.js';
@@ -49,6 +49,7 @@ import { WAIT, type RelayVerdict, type Trust } from '../controlplane/records/tru
 import { formatPrefix, parseIP, parsePrefix, prefixContains, type Prefix } from '../net/ip.js';
 import { PrefixTrie } from '../net/prefixtrie.js';
 import { prefixesOverlap } from '../controlplane/types.js';
+import { AdmissionSlots } from './admissionslots.js';
 import { EndpointStore, type Candidate } from './endpointstore.js';
 import { claimsOf, OwnNode, type SelfNode } from './selfnode.js';
 import { DEFAULT_MAX_ENDPOINTS_PER_NODE, EndpointQuota } from './endpointquota.js';
@@ -68,45 +69,10 @@ export interface AdmissionSinks {
 }
 
 
-/** A candidate whose record does not name its cluster (identities, relays): stored wrapped. */
-class Wrapped implements Candidate<unknown> {
-  constructor(readonly cluster: string, readonly rec: unknown) {}
-}
-
-/**
- * Candidates by key. Node and endpoint records name their cluster (their
- * codecs check it against the key): those are stored as they are, without a
- * wrapper per record (bench/memory.ts); the others are wrapped.
- */
-class Candidates {
-  private readonly m = new Map<string, unknown>();
-
-  get(key: string): Candidate<unknown> | undefined {
-    return Candidates.unwrap(this.m.get(key));
-  }
-
-  set(key: string, cluster: string, rec: unknown): void {
-    this.m.set(key, (rec as { cluster?: unknown }).cluster === cluster ? rec : new Wrapped(internName(cluster), rec));
-  }
-
-  delete(key: string): void {
-    this.m.delete(key);
-  }
-
-  *[Symbol.iterator](): IterableIterator<[string, Candidate<unknown>]> {
-    for (const [k, v] of this.m) yield [k, Candidates.unwrap(v)!];
-  }
-
-  private static unwrap(v: unknown): Candidate<unknown> | undefined {
-    if (v === undefined || v instanceof Wrapped) return v;
-    return { cluster: (v as { cluster: string }).cluster, rec: v };
-  }
-}
-
 type Kind = 'node' | 'endpoint' | 'identity' | 'relay';
 /** decide's outcome for a record Trust holds until our cluster-config is read (Trust's WAIT). */
 const AWAIT_CONFIG = Symbol('awaiting cluster-config');
-type CandidateTable = Pick<Candidates, 'get' | 'set' | 'delete' | typeof Symbol.iterator>;
+type CandidateTable = AdmissionSlots['candidates'];
 type AdmittedTable = { get(key: string): unknown; set(key: string, v: unknown): void; delete(key: string): void; keys(): Iterable<string> };
 
 export class Admission {
@@ -119,10 +85,15 @@ export class Admission {
    * (EndpointStore.records). Its values are the endpoint codec's records: nothing else is admitted for an endpoint key.
    */
   readonly endpointRecords = this.endpoints.records as EndpointRecords;
-  private readonly cand: { [K in Kind]: CandidateTable } = { node: new Candidates(), endpoint: this.endpoints.candidates, identity: new Candidates(), relay: new Candidates() };
-  private readonly admitted: { node: Map<string, unknown> } & { [K in Kind]: AdmittedTable } = { node: new Map(), endpoint: this.endpoints.admitted, identity: new Map(), relay: new Map() };
-  /** Admitted nodes: key by "cluster/name" (their claims are their records', in `admitted.node`). */
-  private readonly nodeByName = new Map<string, string>();
+  /** Nodes', identities' and relays' candidates and admitted values: a table each (admissionslots.ts). */
+  private readonly slots = { node: new AdmissionSlots<NodeRecord>(), identity: new AdmissionSlots(), relay: new AdmissionSlots() };
+  private readonly cand: { [K in Kind]: CandidateTable } = { node: this.slots.node.candidates, endpoint: this.endpoints.candidates, identity: this.slots.identity.candidates, relay: this.slots.relay.candidates };
+  private readonly admitted: { [K in Kind]: AdmittedTable } = { node: this.slots.node.admitted, endpoint: this.endpoints.admitted, identity: this.slots.identity.admitted, relay: this.slots.relay.admitted };
+  /**
+   * The admitted node records by etcd key: the agent's one table of them (the peers' reconciler reads it:
+   * ReconcilerDeps.nodes). It changes as admission decides, before `sinks.node` hears of the change.
+   */
+  readonly admittedNodes = this.slots.node.admitted;
   /** Pod CIDRs of admitted nodes per cluster; underlay addresses and WireGuard keys of all. */
   private readonly cidrs = new Map<string, PrefixTrie<string>>();
   private readonly addrs = new PrefixTrie<string>();
@@ -156,7 +127,7 @@ export class Admission {
    * `maxEndpointsPerNode`: admitted endpoints per node (≥ 1; agent config `admission.maxEndpointsPerNode`).
    */
   constructor(private readonly trust: Trust, private readonly rejections: Rejections, private readonly sinks: AdmissionSinks, self?: SelfNode, maxEndpointsPerNode = DEFAULT_MAX_ENDPOINTS_PER_NODE) {
-    this.quota = new EndpointQuota(maxEndpointsPerNode);
+    this.quota = new EndpointQuota(maxEndpointsPerNode, (id) => this.endpoints.admittedOfNodeCount(id));
     if (self) this.self = new OwnNode(self);
   }
 
@@ -259,10 +230,10 @@ export class Admission {
         // the codec checked it already; the table files a record under its key's node, the services' index counts it under its own (endpointstore.ts)
         const id = this.endpoints.nodeOf(key);
         if (id !== `${c.cluster}/${rec.node}` || rec.cluster !== c.cluster) return refuse('endpoint', 'claim', `the record names node ${rec.cluster}/${rec.node}; its key names ${id}, from ${c.cluster}`);
-        const nodeKey = this.nodeByName.get(id);
+        const nodeKey = this.nodeKeyOf(id);
         // before the config only our own node's (admitted as node.yaml says): inside its pod CIDRs, below
         if (why === WAIT && (nodeKey === undefined || nodeKey !== this.self?.key)) return AWAIT_CONFIG;
-        const node = nodeKey ? (this.admitted.node.get(nodeKey) as NodeRecord | undefined) : undefined;
+        const node = nodeKey === undefined ? undefined : this.slots.node.admitted.get(nodeKey);
         if (!node) return 'wait'; // its node is not (yet) admitted
         const addr = parseIP(rec.ip)!;
         // the node's claims are parsed here, not kept parsed per node (memory, issue 16): ≤ 16, stopping at the first that holds
@@ -314,6 +285,22 @@ export class Admission {
     return undefined;
   }
 
+  /**
+   * The key of the admitted node `id` ("cluster/name") names: ours under the state prefix, else the cache's. A node
+   * record lives under its own cluster and name (the node codec checks them against its key), so the key is found
+   * from the id, without a table by name (issue 16: a Map entry per node); the record is checked to name it all
+   * the same (fail closed on a record that reached admission another way).
+   */
+  private nodeKeyOf(id: string): string | undefined {
+    const at = id.indexOf('/');
+    const cluster = id.slice(0, at), name = id.slice(at + 1);
+    for (const key of [stateKey('nodes', cluster, name), cacheKey('nodes', cluster, name)]) {
+      const n = this.slots.node.admitted.get(key);
+      if (n !== undefined && n.cluster === cluster && n.name === name) return key;
+    }
+    return undefined;
+  }
+
   private admittedCluster(key: string): string | undefined {
     return (this.admitted.node.get(key) as NodeRecord | undefined)?.cluster;
   }
@@ -326,7 +313,6 @@ export class Admission {
   private admit(kind: Kind, key: string, cluster: string, rec: unknown): void {
     if (kind !== 'node') {
       const old = kind === 'endpoint' ? (this.admitted.endpoint.get(key) as EndpointRecord | undefined) : undefined;
-      if (kind === 'endpoint' && old === undefined) this.quota.admitted(this.endpoints.nodeOf(key));
       this.admitted[kind].set(key, rec);
       if (kind === 'endpoint') return this.sinks.endpoint(key, rec as EndpointRecord, old);
       if (kind === 'identity') return this.sinks.identity(key, rec as IdentityRecord);
@@ -385,7 +371,6 @@ export class Admission {
 
   private index(key: string, cluster: string, n: NodeRecord): void {
     const cl = claimsOf(n);
-    this.nodeByName.set(internName(`${cluster}/${n.name}`), key);
     let t = this.cidrs.get(cluster);
     if (!t) this.cidrs.set(cluster, (t = new PrefixTrie()));
     for (const p of cl.cidrs) t.insert(p, key);
@@ -396,7 +381,6 @@ export class Admission {
   /** `n` is the record `index` was given for `key` (the one admitted until now). */
   private unindex(key: string, n: NodeRecord): void {
     const cl = claimsOf(n);
-    if (this.nodeByName.get(`${n.cluster}/${n.name}`) === key) this.nodeByName.delete(`${n.cluster}/${n.name}`);
     for (const p of cl.cidrs) this.cidrs.get(n.cluster)?.remove(p, key);
     for (const a of cl.addrs) this.addrs.remove(a, key);
     if (this.keys.get(n.publicKey) === key) this.keys.delete(n.publicKey);
@@ -438,7 +422,6 @@ export class Admission {
   /** The room an endpoint leaves goes to its node's endpoints held back, the one that waited longest first. */
   private endpointWithdrawn(key: string, prev: EndpointRecord): void {
     const id = this.endpoints.nodeOf(key);
-    this.quota.withdrawn(id);
     this.sinks.endpoint(key, undefined, prev);
     for (let k = this.quota.next(id); k !== undefined; k = this.quota.next(id)) this.evaluate('endpoint', k);
   }

@@ -192,6 +192,7 @@ export class Agent extends EventEmitter {
       publishRelay: (value) => reg.publishRelay(value),
       programmed: (changed) => this.emit('peers-programmed', changed),
       log,
+      nodes: this.admission.admittedNodes, // (admission's table: the reconciler keeps none of its own)
     });
     reg.loadLocalEndpoints();
     // namespace labels before the first registration: a pod's first identity already carries them

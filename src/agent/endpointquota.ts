@@ -15,8 +15,8 @@
  *
  * The effective bound of a node is also its pod CIDRs' size: an endpoint key names its address, which must
  * lie inside them (a /24 holds at most 256). Cost: O(1) per endpoint admitted, withdrawn, held back or
- * released; memory: one count per node with admitted endpoints, one set entry per endpoint held back (an
- * entry of the candidates admission holds anyway).
+ * released; memory: one set entry per endpoint held back (an entry of the candidates admission holds anyway); the
+ * counts of admitted endpoints are the endpoint table's (EndpointStore.admittedOfNodeCount).
  */
 import { ConfigError } from '../errors.js';
 
@@ -38,8 +38,6 @@ export function checkPublishBound(local: ReadonlyMap<string, { ips: readonly str
 }
 
 export class EndpointQuota {
-  /** Admitted endpoints per node id ("cluster/node"); no entry at 0. */
-  private readonly counts = new Map<string, number>();
   /** Endpoint keys held back at the bound per node id, in the order they were first held back. */
   private readonly held = new Map<string, Waiting>();
   /** Held-back keys per origin cluster (status, metrics). */
@@ -51,8 +49,15 @@ export class EndpointQuota {
    */
   readonly refusal: string;
 
-  /** `max`: admitted endpoints per node, ≥ 1 (agent config `admission.maxEndpointsPerNode`). */
-  constructor(readonly max: number = DEFAULT_MAX_ENDPOINTS_PER_NODE) {
+  /**
+   * `max`: admitted endpoints per node, ≥ 1 (agent config `admission.maxEndpointsPerNode`). `admittedOf`: how many
+   * endpoints of a node id ("cluster/node") are admitted now, read from the table that holds them (admission's:
+   * EndpointStore.admittedOfNodeCount; issue 16: no count of its own per node).
+   */
+  constructor(
+    readonly max: number = DEFAULT_MAX_ENDPOINTS_PER_NODE,
+    private readonly admittedOf: (nodeId: string) => number = () => 0,
+  ) {
     this.refusal = `its node holds ${max} endpoints, its bound (admission.maxEndpointsPerNode): waits for room`;
   }
 
@@ -63,19 +68,7 @@ export class EndpointQuota {
 
   /** Whether one more endpoint of node `nodeId` fits. */
   fits(nodeId: string): boolean {
-    return (this.counts.get(nodeId) ?? 0) < this.max;
-  }
-
-  /** An endpoint of `nodeId` that was not admitted now is. */
-  admitted(nodeId: string): void {
-    this.counts.set(nodeId, (this.counts.get(nodeId) ?? 0) + 1);
-  }
-
-  /** An admitted endpoint of `nodeId` is no more. */
-  withdrawn(nodeId: string): void {
-    const n = (this.counts.get(nodeId) ?? 0) - 1;
-    if (n > 0) this.counts.set(nodeId, n);
-    else this.counts.delete(nodeId);
+    return this.admittedOf(nodeId) < this.max;
   }
 
   /**
@@ -121,7 +114,7 @@ export class EndpointQuota {
     return {
       maxEndpointsPerNode: this.max,
       heldBack: Object.fromEntries(this.heldPerCluster),
-      nodesOverBound: nodes.map(([node, s]) => ({ node, admitted: this.counts.get(node) ?? 0, heldBack: s.size })),
+      nodesOverBound: nodes.map(([node, s]) => ({ node, admitted: this.admittedOf(node), heldBack: s.size })),
     };
   }
 }

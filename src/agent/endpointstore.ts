@@ -28,25 +28,13 @@
  */
 import { cachePrefix, statePrefix } from '../controlplane/keys.js';
 import { CompactKeys } from '../controlplane/compactkeys.js';
+import { admittedView, Held, type Candidate } from './admissionslots.js';
 import { internName } from '../controlplane/records/intern.js';
-import { ntDelete, ntEntries, ntGet, ntKeys, ntSet, type NodeTable } from './nodecells.js';
+import { NodeCells, ntDelete, ntEntries, ntGet, ntKeys, ntSet, type NodeTable } from './nodecells.js';
 import { packEndpoint, PackedEndpoint, shallowSame, unpackEndpoint } from './packedendpoint.js';
 import type { EndpointRecord } from '../controlplane/records/index.js';
 
-/** What admission asks of a candidate table. */
-export interface Candidate<T> {
-  cluster: string;
-  rec: T;
-}
-
-/** A value that is not simply "this record, admitted". */
-class Held {
-  constructor(
-    readonly cluster: string,
-    readonly cand: unknown,
-    readonly admitted: unknown,
-  ) {}
-}
+export type { Candidate } from './admissionslots.js';
 
 /**
  * The node id an endpoint key's text names ("cluster/node"), or "" when it is not an endpoint key. Throws on a
@@ -68,6 +56,12 @@ export class EndpointStore {
   private readonly byNode = new Map<string, NodeTable>();
   /** Keys with an admitted value (the size of `records`). */
   private admittedCount = 0;
+  /**
+   * Keys with an admitted value per node whose table is not NodeCells (which counts its own: `admitted`): nodes past
+   * the cells' size or with keys of another shape, few. No entry at 0. EndpointQuota reads these counts
+   * (admittedOfNodeCount): issue 16, one Map entry per node fewer.
+   */
+  private readonly otherCounts = new Map<string, number>();
   /**
    * The forms its keys come in (compactkeys.ts: the watch, this table and the data path hold an endpoint key as
    * ~32 B instead of its ~100 B of text); a key's node is read from its form's base, no text rebuilt.
@@ -122,18 +116,12 @@ export class EndpointStore {
   };
 
   /** The admitted table's view (the value in force by key). */
-  readonly admitted = {
-    get: (key: string): unknown => this.admittedOf(key),
-    set: (key: string, rec: unknown): void => {
-      const c = this.candidates.get(key);
-      this.put(key, c?.cluster ?? '', c?.rec, rec);
-    },
-    delete: (key: string): void => {
-      const c = this.candidates.get(key);
-      this.put(key, c?.cluster ?? '', c?.rec, undefined);
-    },
-    keys: (): string[] => [...this.admittedWalk((k) => k)],
-  };
+  readonly admitted = admittedView<unknown>(
+    this.candidates.get,
+    (key) => this.admittedOf(key),
+    (key, cluster, cand, admitted) => this.put(key, cluster, cand, admitted),
+    () => [...this.admittedWalk((k) => k)],
+  );
 
   /**
    * The admitted values by key, as a read-only Map: the one table of endpoint records the agent keeps (the policy
@@ -146,6 +134,11 @@ export class EndpointStore {
   /** Keys whose key names node `nodeId` ("cluster/node"), snapshot (callers change the table meanwhile). */
   keysOfNode(nodeId: string): string[] {
     return [...ntKeys(this.byNode.get(nodeId))];
+  }
+
+  /** How many keys of node `nodeId` ("cluster/node") have an admitted value. */
+  admittedOfNodeCount(nodeId: string): number {
+    return countIn(this.byNode.get(nodeId), this.otherCounts, nodeId);
   }
 
   /** How many keys have an admitted value. */
@@ -191,19 +184,31 @@ export class EndpointStore {
     const id = this.nodeOf(key);
     const m = this.byNode.get(id);
     const was = ntGet(m, key);
-    this.admittedCount += (admitted !== undefined ? 1 : 0) - (was !== undefined && admittedIn(was, id) !== undefined ? 1 : 0);
+    const delta = (admitted !== undefined ? 1 : 0) - (was !== undefined && admittedIn(was, id) !== undefined ? 1 : 0);
+    this.admittedCount += delta;
+    const count = countIn(m, this.otherCounts, id) + delta;
     if (cand === undefined && admitted === undefined) {
       if (m === undefined) return;
       const left = ntDelete(m, key);
       if (left === undefined) this.byNode.delete(id); // bounded by the endpoints held
       else if (left !== m) this.byNode.set(id, left);
-      return;
+      return this.setCount(id, left, count);
     }
     // the same record (or one read back from this table, a new object saying the same: packedendpoint.ts)
     const same = cand !== undefined && shallowSame(cand, admitted);
     const plain = same && (cand as { cluster?: unknown }).cluster === cluster;
     const next = ntSet(m, key, plain ? (packEndpoint(cand as EndpointRecord, id) ?? cand) : new Held(internName(cluster), cand, admitted));
     if (next !== m) this.byNode.set(m === undefined ? internName(id) : id, next);
+    this.setCount(id, next, count);
+  }
+
+  /** Node `id`'s count of admitted keys, `count`, where its table `t` keeps it (t: its table after the change). */
+  private setCount(id: string, t: NodeTable | undefined, count: number): void {
+    if (t instanceof NodeCells) {
+      t.admitted = count;
+      this.otherCounts.delete(id);
+    } else if (t === undefined || count === 0) this.otherCounts.delete(id);
+    else this.otherCounts.set(id, count);
   }
 
   private *entries(): IterableIterator<[string, Candidate<unknown>]> {
@@ -217,6 +222,9 @@ export class EndpointStore {
     for (const m of this.byNode.values()) yield* ntKeys(m);
   }
 }
+
+/** Node `id`'s count of admitted keys: its cells' own, else `other`'s entry (0: none). */
+const countIn = (t: NodeTable | undefined, other: ReadonlyMap<string, number>, id: string): number => (t instanceof NodeCells ? t.admitted : (other.get(id) ?? 0));
 
 /** A table value's admitted record (undefined: none), that of node `id`. */
 const admittedIn = (v: unknown, id: string): unknown => (v instanceof Held ? v.admitted : unpacked(v, id));

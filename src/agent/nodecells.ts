@@ -147,6 +147,9 @@ function profileOf(p: PackedEndpoint, stem: string): Profile | undefined {
 
 /** A node's entries as cells (see the file's comment). */
 export class NodeCells {
+  /** How many of its keys have an admitted value: its owner's count (EndpointStore), carried over by ntSet and ntDelete. */
+  admitted = 0;
+
   constructor(
     /** The base index every key's form has. */
     readonly base: number,

@@ -57,6 +57,12 @@ function claimKey(a: string, p: Prefix): string {
 /** An IPv6 address's text (canonical, as a record's: records/fields.ts) has a colon, an IPv4 one none. */
 const isV6 = (a: string): boolean => a.includes(':');
 
+/** Node records by etcd key, as the reconciler reads them (a Map, or admission's table: Admission.admittedNodes). */
+export interface NodeRecords {
+  get(key: string): NodeRecord | undefined;
+  keys(): Iterable<string>;
+}
+
 /** This node: who it is, its underlay addresses and pod CIDRs. */
 export interface LocalNode {
   cluster: string;
@@ -71,7 +77,7 @@ export interface LocalNode {
  * names no node. A record must live under its own name; a cached one only
  * counts for a synced remote cluster; our own node is never a peer.
  */
-export function desiredAt(me: LocalNode, key: string, nodes: ReadonlyMap<string, NodeRecord>, synced: ReadonlySet<string>): { id: string; rec: NodeRecord | undefined } | null {
+export function desiredAt(me: LocalNode, key: string, nodes: Pick<NodeRecords, 'get'>, synced: ReadonlySet<string>): { id: string; rec: NodeRecord | undefined } | null {
   const own = me.cluster;
   const local = key.startsWith(statePrefix('nodes', own));
   const loc = splitClusterName(local ? statePrefix('nodes') : cachePrefix('nodes'), key);
@@ -129,11 +135,19 @@ export interface ReconcilerDeps {
   /** The data path holds these peers now. */
   programmed(changed: NodeRecord[]): void;
   log: Logger;
+  /**
+   * The node records by etcd key, kept by their owner (the agent's: admission's admitted nodes,
+   * Admission.admittedNodes), which calls setNodeRecord after each change to it: the reconciler then keeps no table
+   * of its own (issue 16: one Map entry per node fewer). Without it the reconciler keeps what setNodeRecord is given.
+   */
+  nodes?: NodeRecords;
 }
 
 export class PeerReconciler {
-  /** Node records by etcd key, local and cached. */
-  private readonly nodes = new Map<string, NodeRecord>();
+  /** Node records by etcd key, local and cached: the owner's (ReconcilerDeps.nodes), else `own`. */
+  private readonly nodes: NodeRecords;
+  /** The table setNodeRecord writes when no owner keeps one. */
+  private readonly own: Map<string, NodeRecord> | undefined;
   readonly syncedClusters = new Set<string>();
   /** Relay offers of hub nodes in connected clusters, by etcd key. */
   private readonly relays = new Map<string, RelayRecord>();
@@ -149,14 +163,19 @@ export class PeerReconciler {
   /** Node addresses each peer holds (the first claimant): in its allowed IPs (policy on) and its roaming set. */
   private readonly addressClaims = new AddressClaims();
 
-  constructor(private readonly d: ReconcilerDeps) {}
+  constructor(private readonly d: ReconcilerDeps) {
+    this.nodes = d.nodes ?? (this.own = new Map());
+  }
 
   // ---- inputs (watch sinks, admission) ------------------------------------------------
 
-  /** A node record admitted (or gone: undefined) under etcd key `key`. */
+  /**
+   * A node record admitted (or gone: undefined) under etcd key `key`. With an owner's table (ReconcilerDeps.nodes),
+   * the owner has made the change already and this only schedules the pass that reads it.
+   */
   setNodeRecord(key: string, rec: NodeRecord | undefined): void {
-    if (rec) this.nodes.set(key, rec);
-    else this.nodes.delete(key);
+    if (this.own && rec) this.own.set(key, rec);
+    else if (this.own) this.own.delete(key);
     this.queue(key);
   }
 

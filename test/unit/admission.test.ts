@@ -279,4 +279,21 @@ describe('agent admission', () => {
     expect(seen.node.has(nodeKey('c2', 'y'))).toBe(true);
     expect(waiters()).toBe(0);
   });
+  it("an endpoint is checked against the node record its key's node names, under that node's own key (s34: no table by name)", () => {
+    const { a, seen } = setup();
+    // a record under another node's key reaches admission only past its codec (which refuses it): it speaks for
+    // neither node's endpoints
+    a.upsert('node', nodeKey('c2', 'n1'), 'c2', node('c2', 2, 'n9', ['100.66.9.0/24']));
+    a.upsert('endpoint', epKey('c2', 'n9', '100.66.9.5'), 'c2', ep('c2', 'n9', '100.66.9.5'));
+    a.upsert('endpoint', epKey('c2', 'n1', '100.66.9.6'), 'c2', ep('c2', 'n1', '100.66.9.6'));
+    expect([...seen.endpoint.keys()]).toEqual([]);
+    // the node under its own key: its endpoints are admitted (they waited on it)
+    a.remove('node', nodeKey('c2', 'n1'));
+    a.upsert('node', nodeKey('c2', 'n9'), 'c2', node('c2', 2, 'n9', ['100.66.9.0/24']));
+    expect([...seen.endpoint.keys()].map((k) => a.endpointKeys.full(k))).toEqual([epKey('c2', 'n9', '100.66.9.5')]);
+    // ours live under the state prefix, a remote's under the cache: each found where it lives
+    a.upsert('node', nodeKey('c1', 'n2'), 'c1', { ...node('c1', 1, 'n2', ['100.65.2.0/24']), publicKey: 'B'.repeat(42) + 'A=' });
+    a.upsert('endpoint', epKey('c1', 'n2', '100.65.2.7'), 'c1', ep('c1', 'n2', '100.65.2.7'));
+    expect(seen.endpoint.size).toBe(2);
+  });
 });

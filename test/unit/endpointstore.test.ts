@@ -69,12 +69,51 @@ describe('EndpointStore', () => {
         for (const id of ['c1/n1', 'c1/n2', 'c2/n3', '']) {
           const want = keys.filter((x) => nodeIdOf(x) === id && (cand.has(x) || adm.has(x)));
           expect(new Set(s.keysOfNode(id))).toEqual(new Set(want));
+          expect(s.admittedOfNodeCount(id)).toBe(keys.filter((x) => nodeIdOf(x) === id && adm.has(x)).length);
           // the records' view node by node (the services' index reads it): the admitted values of that node's keys
           for (const ns of ['a', 'b']) {
             const admittedHere = [...adm].filter(([x, v]) => nodeIdOf(x) === id && (v as { namespace: string }).namespace === ns);
             expect(new Map([...(s.records as EndpointRecords).entriesOfNode(id, ns)])).toEqual(new Map(admittedHere));
           }
         }
+      }
+    });
+  }
+});
+
+describe('EndpointStore.admittedOfNodeCount (EndpointQuota reads it)', () => {
+  for (const seed of [5, 6, 7]) {
+    it(`counts a node's admitted keys through its table's changes of form: cells, past 32 keys, a key of another shape (seed ${seed})`, () => {
+      const rand = prng(seed);
+      const s = new EndpointStore();
+      // one node's keys as the watch hands them: compact forms (cells while ≤ 32 of one base), and one plain key
+      // under the same node (a form kept plain: the table turns into a KeyTable while it is held)
+      const texts = Array.from({ length: 40 }, (_, i) => key('c2', 'n1', `100.66.0.${i + 1}`));
+      const forms = texts.map((t) => s.forms.acquire(t));
+      const plain = '\u0002' + key('c2', 'n1', '100.66.1.1');
+      const all = [...forms, plain];
+      const adm = new Set<string>();
+      const rec = (k: string) => ({ cluster: 'c2', node: 'n1', ip: s.forms.full(k).slice(s.forms.full(k).lastIndexOf('/') + 1) });
+      for (let step = 0; step < 3000; step++) {
+        const k = all[Math.floor(rand() * (rand() < 0.9 ? 20 : all.length))]!;
+        const r = rand();
+        if (r < 0.4) {
+          const v = rec(k);
+          s.candidates.set(k, 'c2', v);
+          s.admitted.set(k, v);
+          adm.add(k);
+        } else if (r < 0.6) {
+          s.admitted.delete(k);
+          adm.delete(k);
+        } else if (r < 0.8) {
+          s.candidates.set(k, 'c2', rec(k)); // a candidate only (or a new one beside the admitted value)
+        } else {
+          s.candidates.delete(k);
+          s.admitted.delete(k);
+          adm.delete(k);
+        }
+        expect(s.admittedOfNodeCount('c2/n1')).toBe(adm.size);
+        expect(s.admittedSize).toBe(adm.size);
       }
     });
   }

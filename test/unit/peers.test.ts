@@ -61,7 +61,7 @@ class FakePeers implements PeerDevice {
   }
 }
 
-function setup(opts: { policy?: boolean; podSpace?: Prefix[] } = {}) {
+function setup(opts: { policy?: boolean; podSpace?: Prefix[]; nodes?: Map<string, NodeRecord> } = {}) {
   const dev = new FakePeers();
   const batches: string[][] = [];
   const relays: string[] = [];
@@ -78,6 +78,7 @@ function setup(opts: { policy?: boolean; podSpace?: Prefix[] } = {}) {
     publishRelay: (v) => relays.push(v),
     programmed: (c) => programmed.push(c),
     log: silentLogger,
+    ...(opts.nodes ? { nodes: opts.nodes } : {}),
   });
   return { r, dev, batches, relays, programmed, policy, changes: () => changes };
 }
@@ -103,6 +104,29 @@ describe('which node records are peers', () => {
     expect(desiredAt(me, cacheKey('c1', 'n3'), nodes, new Set(['c1']))?.rec).toBeUndefined();
     expect(desiredAt(me, ownKey('gone'), nodes, new Set())).toEqual({ id: 'c1/gone', rec: undefined });
     expect(desiredAt(me, 'wiremesh/other', nodes, new Set())).toBeNull();
+  });
+});
+
+describe("the owner's node table (ReconcilerDeps.nodes: admission's, in the agent)", () => {
+  it('reads the records from it, and setNodeRecord only schedules the pass that reads them', async () => {
+    const owner = new Map<string, NodeRecord>();
+    const { r, dev } = setup({ nodes: owner });
+    r.setSynced('c2', true);
+    const b = node('c2', 'm1', ['100.66.1.0/24']);
+    // told of a record its owner does not hold: no peer (the table is what counts), and nothing written to it
+    r.setNodeRecord(cacheKey('c2', 'm1'), b);
+    await settle();
+    expect(dev.of(b)).toBeUndefined();
+    expect(owner.size).toBe(0);
+    owner.set(cacheKey('c2', 'm1'), b);
+    r.setNodeRecord(cacheKey('c2', 'm1'), b);
+    await settle();
+    expect(dev.of(b)?.allowedIPs).toBeDefined();
+    owner.delete(cacheKey('c2', 'm1'));
+    r.setNodeRecord(cacheKey('c2', 'm1'), undefined);
+    await settle();
+    expect(dev.of(b)).toBeUndefined();
+    expect(r.peers.size).toBe(0);
   });
 });
 
