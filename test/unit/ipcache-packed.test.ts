@@ -126,40 +126,46 @@ describe('slot columns', () => {
   it('reads back every number exactly against arrays of fields, on random sequences (inline codes and spills)', () => {
     // u32 codes for integers in [-1, 2^32 - 3]; everything else spills to a side map
     const VALUES = [-1, 0, 1, 7, 65535, 2 ** 31, 2 ** 32 - 3, 2 ** 32 - 2, 2 ** 32 - 1, 2 ** 32, 2 ** 52 + 1, -2, -0, 0.5, NaN, Infinity];
+    // the string's place: strings, numbers held inline (0 to 2^32 - 3) and numbers that are not
+    const STRS = ['a', 'b', undefined, 0, 5, 2 ** 24 - 1, 2 ** 32 - 3, 2 ** 32 - 2, -1, 0.5, -0, 2 ** 48];
     for (const seed of [1, 2, 3]) {
       const rnd = prng(seed);
       const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
       const initial = [0, -1, 2 ** 40];
       const c = new SlotColumns(3, initial);
-      const model = new Map<number, { f: number[]; s: string | undefined }>();
+      const d = new SlotColumns(3, initial, [1]); // the same with field 1 sparse (no column): same answers
+      const both = { alloc: () => { const i = c.alloc(); expect(d.alloc()).toBe(i); return i; }, release: (i: number) => (c.release(i), d.release(i)), set: (i: number, f: number, v: number) => (c.set(i, f, v), d.set(i, f, v)), setStr: (i: number, v: string | number | undefined) => (c.setStr(i, v), d.setStr(i, v)) };
+      const model = new Map<number, { f: number[]; s: string | number | undefined }>();
       for (let step = 0; step < 20_000; step++) {
         const r = rnd();
         const held = [...model.keys()];
         if (r < 0.3 || held.length === 0) {
-          const i = c.alloc();
+          const i = both.alloc();
           expect(model.has(i)).toBe(false);
           model.set(i, { f: [...initial], s: undefined });
         } else if (r < 0.45) {
           const i = pick(held);
-          c.release(i);
+          both.release(i);
           model.delete(i);
         } else if (r < 0.9) {
           const i = pick(held);
           const f = Math.floor(rnd() * 3);
           const v = pick(VALUES);
-          c.set(i, f, v);
+          both.set(i, f, v);
           model.get(i)!.f[f] = v;
           if (rnd() < 0.2) {
-            const s = pick(['a', 'b', undefined]);
-            c.setStr(i, s);
+            const s = pick(STRS);
+            both.setStr(i, s);
             model.get(i)!.s = s;
           }
         }
         const i = held.length ? pick(held) : -1;
         const m = model.get(i);
         if (m) {
-          for (let f = 0; f < 3; f++) expect(Object.is(c.get(i, f), m.f[f]), `seed ${seed} step ${step}`).toBe(true);
-          expect(c.str(i)).toBe(m.s);
+          for (const t of [c, d]) {
+            for (let f = 0; f < 3; f++) expect(Object.is(t.get(i, f), m.f[f]), `seed ${seed} step ${step}`).toBe(true);
+            expect(Object.is(t.str(i), m.s)).toBe(true);
+          }
         }
       }
       // a spill is dropped once its field holds a plain value again or its record is released
@@ -169,8 +175,11 @@ describe('slot columns', () => {
         expected += m.f.filter((v) => !(Number.isInteger(v) && v >= -1 && v <= 2 ** 32 - 3 && !Object.is(v, -0))).length;
       }
       expect(c.spilled).toBe(expected);
-      for (const i of [...model.keys()]) c.release(i);
+      for (const i of [...model.keys()]) both.release(i);
       expect(c.spilled).toBe(0);
+      // nothing left in the side maps of released records (sparse values, strings)
+      const sides = d as unknown as { sparseValues: Map<number, number>; strMap: Map<number, unknown> };
+      expect([sides.sparseValues.size, sides.strMap.size, d.spilled]).toEqual([0, 0, 0]);
       for (let n = 0; n < model.size; n++) c.alloc(); // reuses the freed ones: their fields back to initial
       expect(c.spilled).toBe(model.size); // field 2's initial 2^40 spilled per record
     }
