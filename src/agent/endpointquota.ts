@@ -55,8 +55,8 @@ export class EndpointQuota {
    * EndpointStore.admittedOfNodeCount; issue 16: no count of its own per node).
    */
   constructor(
-    readonly max: number = DEFAULT_MAX_ENDPOINTS_PER_NODE,
-    private readonly admittedOf: (nodeId: string) => number = () => 0,
+    readonly max: number,
+    private readonly admittedOf: (nodeId: string) => number,
   ) {
     this.refusal = `its node holds ${max} endpoints, its bound (admission.maxEndpointsPerNode): waits for room`;
   }

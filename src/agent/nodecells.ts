@@ -147,7 +147,10 @@ function profileOf(p: PackedEndpoint, stem: string): Profile | undefined {
 
 /** A node's entries as cells (see the file's comment). */
 export class NodeCells {
-  /** How many of its keys have an admitted value: its owner's count (EndpointStore), carried over by ntSet and ntDelete. */
+  /**
+   * How many of its keys have an admitted value: its owner's count (EndpointStore.setCount writes it on the table
+   * each change leaves, ntSet and ntDelete making a new one at 0).
+   */
   admitted = 0;
 
   constructor(

@@ -10,6 +10,7 @@ import { silentLogger } from '../log.js';
 import { KEY_NOT_UTF8, leanWatch, textKV, VALUE_NOT_UTF8, type Rejected, type WatchHandlers } from './etcdwatch.js';
 import { doublingDelay } from './backoff.js';
 import { DigestTable } from './digesttable.js';
+import { Incarnations } from './incarnations.js';
 import { valueDigest } from './valuedigest.js';
 import type { ListWatchSink } from './recordsink.js';
 
@@ -133,18 +134,11 @@ export class ListWatcher {
   /**
    * Key → digest of its value (valueDigest), not the value: the sink holds what it decoded, and a second copy of
    * every value text cost ~350 B per remote endpoint (bench/memory.ts); in a Float64 column, not heap objects
-   * (digesttable.ts). No create revision per key (issue 16: 8 B per key fewer): `through` tells incarnations apart.
+   * (digesttable.ts). No create revision per key (issue 16: 8 B per key fewer): `incarnations` tells them apart.
    */
   private readonly known = new DigestTable();
-  /**
-   * Every change at a revision up to this one has been handed to the sink: a complete list's revision, then each
-   * watched event's once handled (-1: none yet). A held key's incarnation is the one the sink has exactly when its
-   * create revision is at most this (its creation was handed over, and any later delete would have been too); one
-   * created later is a new incarnation (`reborn`), whatever was held. Exact, but for keys held from a list that
-   * failed midway (their values newer than this): those read as reborn until a list completes, which only makes a
-   * refused value remove the previous one (fail closed) and an unchanged one be handed over again.
-   */
-  private through = -1;
+  /** Which incarnation of each held key the sink has (incarnations.ts): `reborn`, without a create revision per key. */
+  private readonly incarnations = new Incarnations();
   private cancelWatch: (() => Promise<void>) | undefined;
   private stopped = false;
   /**
@@ -284,9 +278,9 @@ export class ListWatcher {
     if (this.refusedKeys.size > 0) this.refusedKeys.delete(refusedId(key, binary));
   }
 
-  /** Whether create revision `c` (0: unknown) is another incarnation of the key held as `form` than the sink's (`through`). */
+  /** Whether create revision `c` (0: unknown) is another incarnation of the key held as `form` than the sink's. */
   private reborn(form: string | undefined, c: number): boolean {
-    return form !== undefined && c !== 0 && c > this.through;
+    return this.incarnations.reborn(form, c);
   }
 
   /**
@@ -320,6 +314,7 @@ export class ListWatcher {
   /** The key held as `form` is gone (deleted, or a new incarnation refused by the store): the sink forgets it. */
   private drop(form: string | undefined): void {
     if (form === undefined || !this.known.delete(form)) return;
+    this.incarnations.dropped(form);
     this.deliver('remove', form, () => this.sink.remove(form));
     this.sink.forms?.release(form); // after the sink's remove, which may still read the form's text
   }
@@ -333,8 +328,12 @@ export class ListWatcher {
   private async relist(): Promise<string | undefined> {
     const seen = new Set<string>();
     const refusedNow = new Set<number>();
+    let at: number | undefined;
     const take = (kvs: KV[], revision?: string) => {
       if (this.stopped) return;
+      if (revision !== undefined && at === undefined)
+        at = this.incarnations.listStarted(revision, (through) =>
+          this.log.warn({ prefix: this.prefix, listRevision: revision, through }, "the store's revision went back: every key held is taken as a new incarnation"));
       if (revision !== undefined) this.listRevision = revision;
       for (const kv of kvs) seen.add(this.put(kv));
     };
@@ -347,11 +346,16 @@ export class ListWatcher {
       this.refused(key, reason, createRevision, true);
     };
     let revision: string;
-    if (this.store.listPages) revision = await this.store.listPages(this.prefix, take, rejected);
-    else {
-      const r = await this.store.list(this.prefix, rejected);
-      take(r.kvs, r.revision);
-      revision = r.revision;
+    try {
+      if (this.store.listPages) revision = await this.store.listPages(this.prefix, take, rejected);
+      else {
+        const r = await this.store.list(this.prefix, rejected);
+        take(r.kvs, r.revision);
+        revision = r.revision;
+      }
+    } catch (err) {
+      if (at !== undefined) this.incarnations.listFailed(seen, at); // (what it handed over is at its revision)
+      throw err;
     }
     if (this.stopped) return undefined;
     for (const key of this.known.keys()) if (!seen.has(key)) this.drop(key);
@@ -370,7 +374,7 @@ export class ListWatcher {
       try {
         const revision = await this.relist();
         if (revision === undefined) return;
-        this.through = Number(revision); // (revisions are below 2^53: checked where decoded)
+        this.incarnations.listDone(revision);
         const next = (BigInt(revision) + 1n).toString();
         this.listRevision = revision;
         this.revision = next;
@@ -385,17 +389,16 @@ export class ListWatcher {
         const watchedAt = Date.now();
         const w = await this.store.watch(this.prefix, next, {
           // events come in revision order: those before this one's revision were all handed over
-          // (`through` after the event: no key changes twice in one revision, etcd refuses such a txn)
           put: (kv, rev) => {
             this.revision = rev;
             this.put(kv);
-            this.through = Number(rev);
+            this.incarnations.handled(rev);
           },
           delete: (key, rev) => {
             this.revision = rev;
             this.forgetRefused(key, false);
             this.drop(this.formOf(key));
-            this.through = Number(rev);
+            this.incarnations.handled(rev);
           },
           unreadableDeleted: (hexKey) => this.forgetRefused(hexKey, true),
           broken: (err) => broken(err),

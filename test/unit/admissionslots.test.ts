@@ -76,6 +76,21 @@ describe('AdmissionSlots', () => {
     expect((t as unknown as { m: Map<string, unknown> }).m.get('k')).not.toBe(rec);
   });
 
+  it("visits every candidate once while each visit admits or withdraws values (recheck's and release's pattern)", () => {
+    const t = new AdmissionSlots();
+    const recs = Array.from({ length: 50 }, (_, i) => ({ cluster: 'c1', n: i }));
+    recs.forEach((r, i) => t.candidates.set(`k${i}`, 'c1', r));
+    for (let i = 0; i < 50; i += 3) t.admitted.set(`k${i}`, recs[i]);
+    const visited: string[] = [];
+    for (const [k, c] of t.candidates) {
+      visited.push(k);
+      // admit this one, withdraw another (as a conflict's withdrawal does): no key is added or moved
+      t.admitted.set(k, c.rec);
+      t.admitted.delete(`k${(Number(k.slice(1)) + 7) % 50}`);
+    }
+    expect(visited).toEqual(recs.map((_, i) => `k${i}`));
+  });
+
   it('keeps an admitted value while its candidate goes, and drops the key when both have', () => {
     const t = new AdmissionSlots();
     const rec = { cluster: 'c1' };

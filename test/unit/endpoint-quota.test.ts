@@ -129,7 +129,7 @@ describe('the bound on a node\'s endpoints', () => {
   for (const seed of [7, 8]) {
     it(`the held-back queue keeps first-held-first order through deletes and its rebuilds (seed ${seed})`, () => {
       const rand = prng(seed);
-      const q = new EndpointQuota(1);
+      const q = new EndpointQuota(1, () => 0); // (no endpoint admitted: the held-back queue alone)
       const model: string[] = [];
       for (let step = 0; step < 20_000; step++) {
         const k = `wiremesh/cache/ip/v2/c2/a/100.66.0.${Math.floor(rand() * 400)}`;
