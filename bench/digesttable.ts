@@ -18,8 +18,7 @@ import { shortIPv4Form } from '../src/controlplane/compactkeys.js';
 import { DigestTable } from '../src/controlplane/digesttable.js';
 import { arg, compareBuilds, fullGc, nsPer, used } from './util.js';
 
-/** A build's table: before s34 set() took a create revision too (a third argument, ignored since). */
-type Table = Pick<DigestTable, 'get' | 'delete' | 'keys'> & { set(key: string, digest: number, createRevision?: number): void };
+type Table = Pick<DigestTable, 'set' | 'get' | 'delete' | 'keys'>;
 type Make = () => Table;
 
 const KEYS = ['bytes', 'set', 'get', 'same', 'keys', 'del'] as const;

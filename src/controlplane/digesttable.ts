@@ -1,16 +1,16 @@
 /**
- * Key → 48-bit value digest for ListWatcher (kvstore.ts),
+ * Key → 48-bit value digest and create revision for ListWatcher (kvstore.ts),
  * without a heap number or object per key (issue 16, bench/memory.ts, bench/digesttable.ts).
  *
  * A 48-bit number does not fit a Smi, so a Map<string, number> holding the
  * digest boxes it: a 16 B heap number per key (on 64-bit V8, no pointer
- * compression). Here each key has an index, a Smi, and the digest is an 8 B
- * Float64 slot at that index in chunks of CHUNK keys (never grown by doubling:
+ * compression). Here each key has an index, a Smi, and the digest and the
+ * create revision are two 8 B Float64 slots at that index in chunks of CHUNK
+ * keys (never grown by doubling:
  * at most one chunk is slack; storage stays at the most keys held at once,
  * freed indices reused, latest freed first). Float64 holds every integer
- * below 2^53 exactly, so get() gives back what set() was given. (A create
- * revision per key, 8 B more, was kept here until s34: ListWatcher tells
- * incarnations apart by the revision it has handed over through.)
+ * below 2^53 exactly (etcd revisions are checked below it where they are
+ * decoded), so get() and createRevision() give back what set() was given.
  *
  * Key → index: a key that has a short IPv4 compact form's layout (compactkeys.ts isShortIPv4Form: a remote
  * endpoint's key, 8 one-byte characters that are exactly a base index and an address; a raw key of that layout,
@@ -19,8 +19,7 @@
  * (~51 B per entry at 40k keys: what every key cost before). keys() gives a PairMap key back as its form, made
  * again from the two numbers (shortIPv4Form: one 24 B string per key per visit, garbage after it) rather than
  * holding the form's string per index (8 B more per key, for the one visit per relist). Measured at 160k short
- * IPv4 forms (bench/digesttable.ts, with a create revision per key then): 36 B per key against 62 B with the Map
- * for every key (16 B of it the chunks, 8 since s34).
+ * IPv4 forms (bench/digesttable.ts): 36 B per key against 62 B with the Map for every key (16 B of it the chunks).
  *
  * Same answers as a Map<string, number>. keys(): the Map's keys in its insertion order (set() on a held key keeps
  * its place), then the compact IPv4 forms in PairMap position order (neither insertion nor key order; as
@@ -29,7 +28,7 @@
 import { PairMap } from '../net/pairmap.js';
 import { formAddress, formBase, isShortIPv4Form, shortIPv4Form } from './compactkeys.js';
 
-/** Keys per chunk: 4096 × 8 B = 32 KiB. */
+/** Keys per chunk: 4096 × 2 × 8 B = 64 KiB. */
 const CHUNK = 4096;
 const SHIFT = 12;
 
@@ -47,10 +46,16 @@ export class DigestTable {
 
   get(key: string): number | undefined {
     const i = this.indexOf(key);
-    return i === undefined ? undefined : this.chunks[i >>> SHIFT]![i & (CHUNK - 1)]!;
+    return i === undefined ? undefined : this.chunks[i >>> SHIFT]![2 * (i & (CHUNK - 1))]!;
   }
 
-  set(key: string, digest: number): void {
+  /** The create revision set with the key's digest (0: unknown), or undefined when the key is not held. */
+  createRevision(key: string): number | undefined {
+    const i = this.indexOf(key);
+    return i === undefined ? undefined : this.chunks[i >>> SHIFT]![2 * (i & (CHUNK - 1)) + 1]!;
+  }
+
+  set(key: string, digest: number, createRevision = 0): void {
     let i: number | undefined;
     if (isShortIPv4Form(key)) {
       // the index a new key takes, offered to the PairMap with the key in one probe (a held key keeps its own)
@@ -61,7 +66,9 @@ export class DigestTable {
       i = this.index.get(key);
       if (i === undefined) this.index.set(key, (i = this.take()));
     }
-    this.chunks[i >>> SHIFT]![i & (CHUNK - 1)] = digest;
+    const c = this.chunks[i >>> SHIFT]!;
+    c[2 * (i & (CHUNK - 1))] = digest;
+    c[2 * (i & (CHUNK - 1)) + 1] = createRevision;
   }
 
   /** True when `key` was held. */
@@ -88,7 +95,7 @@ export class DigestTable {
   private take(): number {
     const i = this.free.pop();
     if (i !== undefined) return i;
-    if (this.next >>> SHIFT === this.chunks.length) this.chunks.push(new Float64Array(CHUNK));
+    if (this.next >>> SHIFT === this.chunks.length) this.chunks.push(new Float64Array(2 * CHUNK));
     return this.next++;
   }
 

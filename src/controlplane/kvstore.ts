@@ -10,7 +10,6 @@ import { silentLogger } from '../log.js';
 import { KEY_NOT_UTF8, leanWatch, textKV, VALUE_NOT_UTF8, type Rejected, type WatchHandlers } from './etcdwatch.js';
 import { doublingDelay } from './backoff.js';
 import { DigestTable } from './digesttable.js';
-import { Incarnations } from './incarnations.js';
 import { valueDigest } from './valuedigest.js';
 import type { ListWatchSink } from './recordsink.js';
 
@@ -132,13 +131,11 @@ function incarnation(createRevision: string | undefined): number {
  */
 export class ListWatcher {
   /**
-   * Key → digest of its value (valueDigest), not the value: the sink holds what it decoded, and a second copy of
-   * every value text cost ~350 B per remote endpoint (bench/memory.ts); in a Float64 column, not heap objects
-   * (digesttable.ts). No create revision per key (issue 16: 8 B per key fewer): `incarnations` tells them apart.
+   * Key → digest of its value (valueDigest), not the value, and its create revision (0: unknown): the sink
+   * holds what it decoded, and a second copy of every value text cost ~350 B per remote endpoint
+   * (bench/memory.ts); both in Float64 columns, not heap objects (digesttable.ts).
    */
   private readonly known = new DigestTable();
-  /** Which incarnation of each held key the sink has (incarnations.ts): `reborn`, without a create revision per key. */
-  private readonly incarnations = new Incarnations();
   private cancelWatch: (() => Promise<void>) | undefined;
   private stopped = false;
   /**
@@ -187,6 +184,12 @@ export class ListWatcher {
    */
   keys(): string[] {
     return this.known.keys().map((f) => this.text(f));
+  }
+
+  /** The create revision of `key` as last handed to the sink (0: the store gave none), or undefined when not held. */
+  createRevision(key: string): number | undefined {
+    const f = this.formOf(key);
+    return f === undefined ? undefined : this.known.createRevision(f);
   }
 
   /**
@@ -278,9 +281,10 @@ export class ListWatcher {
     if (this.refusedKeys.size > 0) this.refusedKeys.delete(refusedId(key, binary));
   }
 
-  /** Whether create revision `c` (0: unknown) is another incarnation of the key held as `form` than the sink's. */
+  /** Whether create revision `c` is another incarnation of the key held as `form` than the one last seen (both known). */
   private reborn(form: string | undefined, c: number): boolean {
-    return this.incarnations.reborn(form, c);
+    const k = form === undefined ? undefined : this.known.createRevision(form);
+    return k !== undefined && k !== 0 && c !== 0 && k !== c;
   }
 
   /**
@@ -295,15 +299,15 @@ export class ListWatcher {
     const d = valueDigest(kv.value);
     const forms = this.sink.forms;
     const held = this.formOf(kv.key);
+    if (held !== undefined && this.known.get(held) === d && this.known.createRevision(held) === c) return held;
     const reborn = this.reborn(held, c);
-    if (held !== undefined && this.known.get(held) === d && !reborn) return held;
     const form = held ?? (forms ? forms.acquire(kv.key) : kv.key);
-    this.known.set(form, d);
+    this.known.set(form, d, c);
     this.forgetRefused(kv.key, false);
     this.deliver('upsert', form, () => {
       let taken: unknown = false;
       try {
-        taken = this.sink.upsert(form, kv.value, reborn, kv.key, c);
+        taken = this.sink.upsert(form, kv.value, reborn, kv.key);
       } finally {
         if (taken === false && reborn) this.sink.remove(form);
       }
@@ -314,7 +318,6 @@ export class ListWatcher {
   /** The key held as `form` is gone (deleted, or a new incarnation refused by the store): the sink forgets it. */
   private drop(form: string | undefined): void {
     if (form === undefined || !this.known.delete(form)) return;
-    this.incarnations.dropped(form);
     this.deliver('remove', form, () => this.sink.remove(form));
     this.sink.forms?.release(form); // after the sink's remove, which may still read the form's text
   }
@@ -328,12 +331,8 @@ export class ListWatcher {
   private async relist(): Promise<string | undefined> {
     const seen = new Set<string>();
     const refusedNow = new Set<number>();
-    let at: number | undefined;
     const take = (kvs: KV[], revision?: string) => {
       if (this.stopped) return;
-      if (revision !== undefined && at === undefined)
-        at = this.incarnations.listStarted(revision, (through) =>
-          this.log.warn({ prefix: this.prefix, listRevision: revision, through }, "the store's revision went back: every key held is taken as a new incarnation"));
       if (revision !== undefined) this.listRevision = revision;
       for (const kv of kvs) seen.add(this.put(kv));
     };
@@ -346,16 +345,11 @@ export class ListWatcher {
       this.refused(key, reason, createRevision, true);
     };
     let revision: string;
-    try {
-      if (this.store.listPages) revision = await this.store.listPages(this.prefix, take, rejected);
-      else {
-        const r = await this.store.list(this.prefix, rejected);
-        take(r.kvs, r.revision);
-        revision = r.revision;
-      }
-    } catch (err) {
-      if (at !== undefined) this.incarnations.listFailed(seen, at); // (what it handed over is at its revision)
-      throw err;
+    if (this.store.listPages) revision = await this.store.listPages(this.prefix, take, rejected);
+    else {
+      const r = await this.store.list(this.prefix, rejected);
+      take(r.kvs, r.revision);
+      revision = r.revision;
     }
     if (this.stopped) return undefined;
     for (const key of this.known.keys()) if (!seen.has(key)) this.drop(key);
@@ -374,7 +368,6 @@ export class ListWatcher {
       try {
         const revision = await this.relist();
         if (revision === undefined) return;
-        this.incarnations.listDone(revision);
         const next = (BigInt(revision) + 1n).toString();
         this.listRevision = revision;
         this.revision = next;
@@ -392,13 +385,11 @@ export class ListWatcher {
           put: (kv, rev) => {
             this.revision = rev;
             this.put(kv);
-            this.incarnations.handled(rev);
           },
           delete: (key, rev) => {
             this.revision = rev;
             this.forgetRefused(key, false);
             this.drop(this.formOf(key));
-            this.incarnations.handled(rev);
           },
           unreadableDeleted: (hexKey) => this.forgetRefused(hexKey, true),
           broken: (err) => broken(err),

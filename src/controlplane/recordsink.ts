@@ -14,10 +14,9 @@ export interface ListWatchSink {
    * (anything else: taken). ListWatcher then removes that previous value if the refused one is of a new
    * incarnation of the key (deleted in between). `reborn`: the value is of such a new incarnation (the key was
    * deleted and created again since the value last handed over, maybe unseen in a gap that forced a relist).
-   * With `forms`, `key` is the key's form (upsert and remove alike) and `text` the key's text. `createRevision`: the
-   * key's create revision as the store gave it (0: none), for a sink that keeps incarnations of its own (replication.ts).
+   * With `forms`, `key` is the key's form (upsert and remove alike) and `text` the key's text.
    */
-  upsert(key: string, value: string, reborn?: boolean, text?: string, createRevision?: number): unknown;
+  upsert(key: string, value: string, reborn?: boolean, text?: string): unknown;
   remove(key: string): void;
   /** Called after every complete (re)list: the sink now mirrors the prefix. */
   synced?(): void;

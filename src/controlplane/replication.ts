@@ -291,7 +291,7 @@ export class RemoteReplication {
         store,
         srcPrefix,
         {
-          upsert: (k, v, reborn, _text, createRevision = 0) => {
+          upsert: (k, v, reborn) => {
             // located and measured once per copied change (the admission and the budget use both)
             const loc = splitClusterName(typePrefix, k);
             const dst = loc ? cacheKey(type, remote, loc.name) : undefined;
@@ -300,11 +300,11 @@ export class RemoteReplication {
             // the first list (key order, not the write order that chose them) a node cached already counts first.
             const reserved = type === 'nodes' && dst && !this.synced[type] && !stale.has(dst) ? stale.size : 0;
             const bad = this.admit(type, k, v, loc, size, reserved);
-            this.newest[i] = Math.max(this.newest[i]!, createRevision);
+            this.newest[i] = Math.max(this.newest[i]!, w.createRevision(k) ?? 0);
             // in the first list, a cached copy of another value may be of an incarnation since deleted: fail closed,
             // unless the key was created below the type's watermark (then the copy is of its incarnation: an update)
             const cached = dst && !this.synced[type] ? stale.get(dst) : undefined;
-            const again = reborn === true || (cached !== undefined && cached !== valueDigest(v) && !sameIncarnation(createRevision, watermark, w.listRevision));
+            const again = reborn === true || (cached !== undefined && cached !== valueDigest(v) && !sameIncarnation(w.createRevision(k), watermark, w.listRevision));
             // A refused update leaves the cached copy (the key's last good value) in place. In the
             // first list after a (re)start or a pin change the cached copy was made under what may
             // no longer hold, so a key refused then stays stale and is deleted with the rest.

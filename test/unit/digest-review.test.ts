@@ -39,11 +39,11 @@ describe('DigestTable: short-form layout', () => {
     const f = ck.acquire('wiremesh/cache/ip/v2/c1/n1/100.64.0.1');
     const raw = String.fromCharCode(...[...f].map((ch) => ch.charCodeAt(0)));
     const t = new DigestTable();
-    t.set('a', 1);
-    t.set(f, 2);
+    t.set('a', 1, 1);
+    t.set(f, 2, 2);
     t.delete('a');
-    t.set(raw, 3); // held: keeps its slot (1), the freed slot 0 stays free
-    t.set('b', 4); // takes the freed slot 0
+    t.set(raw, 3, 3); // held: keeps its slot (1), the freed slot 0 stays free
+    t.set('b', 4, 4); // takes the freed slot 0
     expect([t.size, t.get(f), slotOf(t, f), slotOf(t, 'b'), t.keys()]).toEqual([2, 3, 1, 0, ['b', f]]);
   });
 });

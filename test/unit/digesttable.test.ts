@@ -16,6 +16,7 @@ describe('DigestTable', () => {
       const keys = Array.from({ length: 6000 }, (_, i) => `wiremesh/cache/ip/v2/c1/n${i % 37}/100.64.${i >> 8}.${i & 255}`);
       const t = new DigestTable();
       const m = new Map<string, number>();
+      const c = new Map<string, number>();
       let peak = 0;
       for (let step = 0; step < 20_000; step++) {
         // phases that fill and drain
@@ -25,15 +26,22 @@ describe('DigestTable', () => {
         if (r < fill) {
           // 48-bit digests (as valueDigest), and the edges
           const d = r < 0.01 ? [0, 2 ** 48 - 1, 2 ** 53 - 1][step % 3]! : Math.floor(rand() * 2 ** 48);
-          t.set(k, d);
+          // create revisions: 0 (unknown), small, and up to 2^53 - 1
+          const cr = step % 5 === 0 ? 0 : step % 7 === 0 ? 2 ** 53 - 1 : step;
+          t.set(k, d, cr);
           m.set(k, d);
-        } else expect(t.delete(k)).toBe(m.delete(k));
+          c.set(k, cr);
+        } else {
+          expect(t.delete(k)).toBe(m.delete(k));
+          c.delete(k);
+        }
         expect(t.size).toBe(m.size);
         peak = Math.max(peak, m.size);
         expect(t.get(k)).toBe(m.get(k));
+        expect(t.createRevision(k)).toBe(c.get(k));
         if (step % 4000 === 0) {
           expect([...t.keys()]).toEqual([...m.keys()]);
-          for (const key of keys) expect(t.get(key)).toBe(m.get(key));
+          for (const key of keys) expect([t.get(key), t.createRevision(key)]).toEqual([m.get(key), c.get(key)]);
         }
       }
       expect([...t.keys()]).toEqual([...m.keys()]);
@@ -55,10 +63,10 @@ describe('DigestTable with compact forms', () => {
 
   it('answers for forms before it holds any (its PairMap made with the first)', () => {
     const t = new DigestTable();
-    t.set('plain', 1);
-    expect([t.get(forms[0]!), t.delete(forms[0]!), t.size, t.keys()]).toEqual([undefined, false, 1, ['plain']]);
-    t.set(forms[0]!, 3);
-    expect([t.get(forms[0]!), t.size, t.keys()]).toEqual([3, 2, ['plain', forms[0]]]);
+    t.set('plain', 1, 2);
+    expect([t.get(forms[0]!), t.createRevision(forms[0]!), t.delete(forms[0]!), t.size, t.keys()]).toEqual([undefined, undefined, false, 1, ['plain']]);
+    t.set(forms[0]!, 3, 4);
+    expect([t.get(forms[0]!), t.createRevision(forms[0]!), t.size, t.keys()]).toEqual([3, 4, 2, ['plain', forms[0]]]);
   });
 
   for (const seed of [5, 6, 7]) {
@@ -67,21 +75,22 @@ describe('DigestTable with compact forms', () => {
       expect(new Set(forms.map(formBase)).size).toBe(40);
       const rand = prng(seed);
       const t = new DigestTable();
-      const m = new Map<string, number>();
+      const m = new Map<string, [number, number]>();
       let peak = 0;
       for (let step = 0; step < 30_000; step++) {
         const k = keys[Math.floor(rand() * keys.length)]!;
         if (rand() < (Math.floor(step / 5000) % 2 === 0 ? 0.8 : 0.25)) {
-          const v = Math.floor(rand() * 2 ** 48);
-          t.set(k, v);
+          const v: [number, number] = [Math.floor(rand() * 2 ** 48), step % 5 === 0 ? 0 : step];
+          t.set(k, ...v);
           m.set(k, v);
         } else expect(t.delete(k)).toBe(m.delete(k));
         peak = Math.max(peak, m.size);
         if (t.size !== m.size) expect(t.size).toBe(m.size);
-        if (t.get(k) !== m.get(k)) expect(t.get(k)).toBe(m.get(k));
+        const want = m.get(k);
+        if (t.get(k) !== want?.[0] || t.createRevision(k) !== want?.[1]) expect([t.get(k), t.createRevision(k)]).toEqual(want ?? [undefined, undefined]);
         if (step % 5000 === 0) {
           expect(sorted(t.keys())).toEqual(sorted(m.keys()));
-          for (const key of keys) if (t.get(key) !== m.get(key)) expect(t.get(key)).toBe(m.get(key));
+          for (const key of keys) expect([t.get(key), t.createRevision(key)]).toEqual(m.get(key) ?? [undefined, undefined]);
         }
       }
       const got = [...t.keys()];
