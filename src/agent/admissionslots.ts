@@ -1,6 +1,6 @@
 /**
  * Admission's table for node, identity and relay records (issue 16): the candidate record of each key and the value
- * admitted for it in one Map, where they were two (~29 B per node at the issue-16 point fewer: 16,000 nodes at
+ * admitted for it in one Map, where they were two (one Map entry per node fewer: ~29 B per node at 16,000 nodes,
  * 16 × 1000). EndpointStore (endpointstore.ts) does the same for endpoints, filed by node.
  *
  * A key's value is
@@ -10,11 +10,13 @@
  *   candidate is gone (between remove's two steps), a record that does not name its source (identities, relays), or
  *   an admitted value that is not the candidate (what Trust made of it).
  * A key with neither has no entry. Each view answers as its own Map did: the candidates' get gives
- * `{ cluster, rec }` (a new pair per read), their iteration visits the keys with a candidate, live (a change
- * during it may be seen or missed, as with a Map); the admitted view's keys are a snapshot.
+ * `{ cluster, rec }` (a new pair per read); both views iterate live, as a Map does (a change during it may be
+ * seen or missed; a caller that changes the table meanwhile spreads the keys first).
  * Order: one Map, so both views follow the order keys first came (a key whose candidate and value both went and
- * came back goes last), where the two Maps each had their own. Nothing reads an order from them but the peers'
- * pass (PeerReconciler: which peer it programs first).
+ * came back goes last). The candidates' order is the one their own Map had (a key's entry goes only when both
+ * its candidate and its value are gone, which a candidate's Map would have dropped at its delete too): admission's
+ * recheck, where the first node admitted keeps what two claim, visits them in it. The admitted order is new:
+ * the peers' pass reads it (PeerReconciler: which peer it programs first).
  */
 import { internName } from '../controlplane/records/intern.js';
 
@@ -50,21 +52,21 @@ export class AdmissionSlots<T = unknown> {
     [Symbol.iterator]: (): IterableIterator<[string, Candidate<unknown>]> => this.entries(),
   };
 
-  /** The admitted table's view (the value in force by key); its keys a snapshot. */
+  /** The admitted table's view (the value in force by key); its keys live, as a Map's. */
   readonly admitted = admittedView<T>(
     this.candidates.get,
     (key) => admittedOf(this.m.get(key)) as T | undefined,
     (key, cluster, cand, admitted) => this.put(key, cluster, cand, admitted),
-    () => {
-      const out: string[] = [];
-      for (const [k, v] of this.m) if (admittedOf(v) !== undefined) out.push(k);
-      return out;
-    },
+    () => this.admittedKeys(),
   );
 
   private put(key: string, cluster: string, cand: unknown, admitted: unknown): void {
     if (cand === undefined && admitted === undefined) this.m.delete(key);
     else this.m.set(key, cand === admitted && names(cand, cluster) ? cand : new Held(internName(cluster), cand, admitted));
+  }
+
+  private *admittedKeys(): IterableIterator<string> {
+    for (const [k, v] of this.m) if (admittedOf(v) !== undefined) yield k;
   }
 
   private *entries(): IterableIterator<[string, Candidate<unknown>]> {
@@ -91,7 +93,7 @@ export function admittedView<T>(
   candidate: (key: string) => Candidate<unknown> | undefined,
   get: (key: string) => T | undefined,
   put: (key: string, cluster: string, cand: unknown, admitted: unknown) => void,
-  keys: () => string[],
+  keys: () => Iterable<string>,
 ) {
   return {
     get,

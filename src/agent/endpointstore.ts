@@ -57,9 +57,10 @@ export class EndpointStore {
   /** Keys with an admitted value (the size of `records`). */
   private admittedCount = 0;
   /**
-   * Keys with an admitted value per node whose table is not NodeCells (which counts its own: `admitted`): nodes past
-   * the cells' size or with keys of another shape, few. No entry at 0. EndpointQuota reads these counts
-   * (admittedOfNodeCount): issue 16, one Map entry per node fewer.
+   * Keys with an admitted value per node whose table is not NodeCells (which counts its own: `admitted`): a node past
+   * the cells' size (32 endpoints) or with keys of another shape (IPv6 endpoints, a form kept plain). No entry at 0.
+   * EndpointQuota reads these counts (admittedOfNodeCount), where it kept a Map entry for every node with admitted
+   * endpoints (issue 16): never more entries than that, none for a node in cells (the bench's 10 per node).
    */
   private readonly otherCounts = new Map<string, number>();
   /**

@@ -112,9 +112,9 @@ const wasOf = (identity: number, endpoint: number): Was => (Object.is(endpoint, 
 type Owned = Claim & { owner: string };
 
 /**
- * One prefix is a slot in columns (slotcolumns.ts: 12 B, two numbers and the
- * owner's code, the local endpoint id apart while it is 0; 20 B before s34; an 88 B object per remote endpoint
- * before that, bench/memory.ts). Nearly every prefix has one
+ * One prefix is a slot in columns (slotcolumns.ts: 16 B, two numbers and the
+ * owner, the local endpoint id in a side map only when it is not 0; 20 B before s34; an 88 B object per remote
+ * endpoint before that, bench/memory.ts). Nearly every prefix has one
  * owner (a pod's /32): that claim is held inline (the slot's string is its
  * owner; undefined when it has none, and then it has no further owners),
  * further owners in `more`, in the order they came. What the data path holds
@@ -130,7 +130,7 @@ export class IpcacheTable {
   /** Slots by key: IPv4 hosts, nearly every slot (a pod's /32), in `hosts4`; any other prefix in `others`. */
   private readonly hosts4 = new U32Map();
   private readonly others = new Map<string, number>();
-  /** The local endpoint id sparse (slotcolumns.ts): 0 for every remote endpoint, nearly every slot. */
+  /** The local endpoint id sparse (slotcolumns.ts): 0 for every remote endpoint, nearly every slot; this node's in a side map. */
   private readonly cols = new SlotColumns(3, [0, 0, 0], [ENDPOINT]);
   /** Owners after the inline one, by slot (rare: a prefix with several owners). */
   private readonly more = new Map<number, Map<string, Claim>>();

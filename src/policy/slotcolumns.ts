@@ -3,10 +3,7 @@
  * number the caller stores in its place, one it derives the string from),
  * held in columns instead of one object each (issue 16, bench/memory.ts): a
  * record is its index, a Smi, where an object of 8 fields costs 88 B of heap;
- * here it costs 4 B of Uint32Array per dense field and 4 B for the string's
- * place (a number in it inline, a string in a side map: the ipcache's strings
- * are the few owners that are not endpoint keys; an 8 B array slot each before
- * s34).
+ * here it costs 4 B of Uint32Array per dense field and 8 B of reference.
  *
  * A field holds any JS number exactly: an integer v in [-1, 2^32 - 3] (what
  * the ipcache stores: u32 identities and endpoint ids, a
@@ -22,32 +19,28 @@
  * once (the caller's own bound). Freed indices are reused, latest freed first.
  */
 
-/** Records per chunk: 4096 × (dense fields + 1) × 4 B, e.g. 48 KiB at 2 dense fields. */
+/** Records per chunk: 4096 × (dense fields × 4 + 8) B, e.g. 64 KiB at 2 dense fields. */
 const CHUNK = 4096;
 const SHIFT = 12;
 /** The stored code of a field whose number is in `spill`. */
 const SPILL = 0xffffffff;
 /** The largest number stored inline (as v + 1, below SPILL). */
 const MAX_INLINE = SPILL - 2;
-/** The string place's codes: none, a value in `strMap`; else a number n as n + 2 (n in [0, 2^32 - 3]). */
-const NO_STR = 0;
-const STR_HELD = 1;
 
 const inline = (v: number): boolean => Number.isInteger(v) && v >= -1 && v <= MAX_INLINE && !Object.is(v, -0);
 
 export class SlotColumns {
-  /** Per record: its dense fields' codes, then its string place's code. */
+  /** Per record: its dense fields' codes. */
   private readonly nums: Uint32Array[] = [];
+  private readonly strs: Array<Array<string | number | undefined>> = [];
   private readonly free: number[] = [];
   /** Numbers no code holds, by record × fields + field. */
   private readonly spill = new Map<number, number>();
   /** Sparse fields' values other than their initial ones, by record × fields + field. */
   private readonly sparseValues = new Map<number, number>();
-  /** Strings (and numbers no code holds) in a record's string place, by record. */
-  private readonly strMap = new Map<number, string | number>();
   /** Per field: its column among a record's codes, or -1 (sparse). */
   private readonly column: number[];
-  /** Codes per record: the dense fields and the string place. */
+  /** Codes per record: its dense fields. */
   private readonly stride: number;
   private next = 0;
 
@@ -59,7 +52,7 @@ export class SlotColumns {
   ) {
     let c = 0;
     this.column = Array.from({ length: fields }, (_, f) => (sparse.includes(f) ? -1 : c++));
-    this.stride = c + 1;
+    this.stride = c;
   }
 
   /** A fresh record: string undefined, fields `initial`. */
@@ -67,14 +60,17 @@ export class SlotColumns {
     let i = this.free.pop();
     if (i === undefined) {
       i = this.next++;
-      if (i >>> SHIFT === this.nums.length) this.nums.push(new Uint32Array(CHUNK * this.stride));
+      if (i >>> SHIFT === this.nums.length) {
+        this.nums.push(new Uint32Array(CHUNK * this.stride));
+        this.strs.push(new Array<string | number | undefined>(CHUNK).fill(undefined));
+      }
     }
     this.setStr(i, undefined);
     for (let f = 0; f < this.fields; f++) this.set(i, f, this.initial[f]!);
     return i;
   }
 
-  /** Gives record `i` back (its string and spilled or sparse numbers dropped). */
+  /** Gives record `i` back (its string reference and spilled or sparse numbers dropped). */
   release(i: number): void {
     this.setStr(i, undefined);
     for (let f = 0; f < this.fields; f++) this.set(i, f, this.column[f]! < 0 ? this.initial[f]! : 0);
@@ -114,21 +110,12 @@ export class SlotColumns {
     return this.spill.size;
   }
 
-  /** Record `i`'s string, or the number the caller stored in its place (one a string is derived from: no string held). */
+  /** Record `i`'s string, or the number the caller stored in its place (one a string is derived from: a Smi costs no heap). */
   str(i: number): string | number | undefined {
-    const code = this.nums[i >>> SHIFT]![(i & (CHUNK - 1)) * this.stride + this.stride - 1]!;
-    return code === NO_STR ? undefined : code === STR_HELD ? this.strMap.get(i) : code - 2;
+    return this.strs[i >>> SHIFT]![i & (CHUNK - 1)];
   }
 
   setStr(i: number, s: string | number | undefined): void {
-    const col = this.nums[i >>> SHIFT]!;
-    const at = (i & (CHUNK - 1)) * this.stride + this.stride - 1;
-    if (col[at] === STR_HELD) this.strMap.delete(i);
-    if (s === undefined) col[at] = NO_STR;
-    else if (typeof s === 'number' && inline(s) && s >= 0) col[at] = s + 2;
-    else {
-      col[at] = STR_HELD;
-      this.strMap.set(i, s);
-    }
+    this.strs[i >>> SHIFT]![i & (CHUNK - 1)] = s;
   }
 }

@@ -9,8 +9,10 @@
  * incarnation are unchanged must never be handed over again, and a refused value must leave the previous one in
  * force within its incarnation only. Then stores whose history is not the one followed: rebuilt (revisions back),
  * and restored from a backup with --bump-revision (revisions forward, create revisions of the backup's keys).
- * (s34 measured dropping the per-key create revision, 8 B per watched key, for a revision-through rule; two
- * reviews broke that rule on restored stores: the per-key comparison stays, and these cases hold it.)
+ * (s34 measured dropping the per-key create revision, 8 B per watched key, for a revision-through rule. A review
+ * broke it on lists that failed midway (unchanged keys handed over again as new), a second, after the fix, on
+ * stores restored from a backup with --bump-revision and on a list's first page of store refusals: the per-key
+ * comparison stays, and these cases hold it.)
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ListWatcher, type KV, type KVStore, type WatchHandlers } from '../../src/controlplane/kvstore.js';
