@@ -72,7 +72,10 @@ export interface NativeDevice {
   setEndpoint(id: number, host: string | null, port?: number): void;
   /** Mesh peers: the endpoint roams only to these addresses (any port); null: anywhere (WireGuard). */
   setRoaming(id: number, hosts: string[] | null): void;
+  /** Replaces the peer's allowed IPs; a prefix another peer held leaves it. */
   setAllowedIPs(id: number, prefixes: Array<[Buffer, number]>): void;
+  /** The peer's allowed IPs (addresses masked to their length), each once, in the order set, less those taken since; [] for an unknown peer. */
+  allowedIPs(id: number): Array<[Buffer, number]>;
   installKeypair(id: number, localIndex: number, remoteIndex: number, sendKey: Buffer, recvKey: Buffer, initiator: boolean): boolean;
   clearKeypairs(id: number): void;
   sendKeepalive(id: number): void;

@@ -1,23 +1,19 @@
 /**
- * An in-memory NativeDevice for unit tests without root, a TUN or the addon
- * (as wireguard-go ships tun/tuntest and conn/bindtest). Everything the
- * control plane hands the device is kept, decoded from its rows, in readable
- * state (peers, allowed IPs, endpoints, keypairs, ipcache, endpoint policies,
- * services); the test plays the data path: it injects events (handshake
- * messages, keypair confirmations), answers probes, queues flow records.
- * Lookups the native engine answers (ipcacheLookup, servicePick) are
- * simple models of it over that state; the rest of the engine (policyCheck,
- * serviceNat) answers what the test sets.
+ * An in-memory NativeDevice for unit tests without root, a TUN or the addon (as wireguard-go ships tun/tuntest and
+ * conn/bindtest). Everything the control plane hands the device is kept, decoded from its rows, in readable state
+ * (peers, allowed IPs, endpoints, keypairs, ipcache, endpoint policies, services); the test plays the data path: it
+ * injects events (handshake messages, keypair confirmations), answers probes, queues flow records. Lookups the
+ * native engine answers (ipcacheLookup, servicePick, allowedIPs) are simple models of it over that state; the rest
+ * of the engine (policyCheck, serviceNat) answers what the test sets.
  *
- * Keypairs take the addon's slots: an initiator's is current at once, a
- * responder's waits as next until a transport message arrives with it. Sends
- * (handshakes, keepalives, flushes) go to an attached FakeWire when there is
- * one (src/native/fakenet.ts links devices) and are recorded either way.
+ * Keypairs take the addon's slots: an initiator's is current at once, a responder's waits as next until a
+ * transport message arrives with it. Sends (handshakes, keepalives, flushes) go to an attached FakeWire when there
+ * is one (src/native/fakenet.ts links devices) and are recorded either way.
  *
  * Like the addon, calls naming a peer that does not exist are ignored.
  * Consumers take narrow Pick<NativeDevice, ...> views; this implements all of it.
  */
-import { formatIP, parseIP, parsePrefix, prefixContains } from '../net/ip.js';
+import { formatIP, formatPrefix, maskPrefix, parseIP, parsePrefix, prefixContains } from '../net/ip.js';
 import type { NativeDevice, NativeDeviceOptions, NativeEvent, NativePeerStats } from './binding.js';
 import { EVENT_HANDSHAKE_MESSAGE, EVENT_HANDSHAKE_NEEDED, EVENT_KEYPAIR_CONFIRMED, EVENT_TUN_CLOSED } from './events.js';
 import { familyBytes, IPCACHE_ROW_SIZE } from './rows.js';
@@ -35,7 +31,7 @@ export interface FakeKeypair {
 export interface FakePeer {
   id: number;
   endpoint: { host: string; port: number } | null;
-  /** "address/length", in the order given. */
+  /** "address/length" (the address masked to it), each once, in the order given. */
   allowedIPs: string[];
   /** Installed since the last clearKeypairs, oldest first. */
   keypairs: FakeKeypair[];
@@ -228,12 +224,16 @@ export class FakeDevice implements NativeDevice {
     if (p) p.endpoint = host === null ? null : { host, port: port ?? 0 };
   }
 
-  /** As the native allowed-IPs table: a prefix belongs to one peer, so another peer that had it loses it. */
+  /** As the addon's table: addresses masked, each prefix once (where first given), one peer per prefix (others lose it). */
   setAllowedIPs(id: number, prefixes: Array<[Buffer, number]>): void {
     const p = this.peers.get(id);
     if (!p) return;
-    p.allowedIPs = prefixes.map(([addr, cidr]) => `${formatIP(addr)}/${cidr}`);
+    p.allowedIPs = [...new Set(prefixes.map(([addr, cidr]) => formatPrefix({ addr: maskPrefix(addr, cidr), cidr })))];
     for (const other of this.peers.values()) if (other !== p) other.allowedIPs = other.allowedIPs.filter((x) => !p.allowedIPs.includes(x));
+  }
+
+  allowedIPs(id: number): Array<[Buffer, number]> {
+    return (this.peers.get(id)?.allowedIPs ?? []).map((t) => parsePrefix(t)).map((q) => [q.addr, q.cidr]);
   }
 
   installKeypair(id: number, localIndex: number, remoteIndex: number, sendKey: Buffer, recvKey: Buffer, initiator: boolean): boolean {

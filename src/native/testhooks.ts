@@ -49,6 +49,8 @@ export interface TestHooksAddon {
     listed(): number;
     /** Lists every prefix (AllowedIPs::entries): a benchmark's anchor; returns the number of prefixes. */
     walk(): number;
+    /** A peer's prefixes (masked), each once, in the order given; taken back from another peer: last (AllowedIPs::peer_prefixes). */
+    peerPrefixes(peer: number): Array<[Buffer, number]>;
   };
   CookieChecker: new () => {
     setPublicKey(pub: Buffer): void;

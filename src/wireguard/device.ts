@@ -45,9 +45,8 @@ import {
   type Handshake,
   type SessionKeys,
 } from './noise.js';
-import { Peer, type Endpoint } from './peer.js';
+import { Peer, type AllowedIPsReader, type Endpoint } from './peer.js';
 import { PeersByHex, type PeerMapView } from './peersbyhex.js';
-import { allowedKey, PrefixOwners, type AllowedKey } from './prefixowners.js';
 import { REKEY_TIMEOUT_MS } from './timers.js';
 import type { DeviceOptions, DeviceStats, WireGuardNative } from './devicetypes.js';
 import { roamAllowed, roamHosts } from './roaming.js';
@@ -71,8 +70,13 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
    * peers, never at every peer (an agent holds thousands of idle ones).
    */
   private readonly armedPeers = new Set<Peer>();
-  /** Which peer (its id) owns each allowed-IP prefix, by allowedKey (IPv4 ones as numbers): prefixowners.ts. */
-  private readonly prefixOwner = new PrefixOwners();
+  /**
+   * The peers' allowed IPs as the data path's table holds them (their one copy, s35: the device keeps no owner per
+   * prefix, nor its peers a list): one reader for every peer.
+   */
+  private readonly allowedIPsReader: AllowedIPsReader = {
+    allowedIPsOf: (id) => this.native.allowedIPs(id).map(([addr, cidr]) => ({ addr, cidr })),
+  };
   private readonly indices = new Map<number, Peer>();
   private nextPeerId = 1;
   private timer: NodeJS.Timeout | undefined;
@@ -163,7 +167,7 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
     const b64 = publicKey.toString('base64');
     const existing = this.byKey.get(b64);
     if (existing) return existing;
-    const peer = new Peer(this.nextPeerId++, keyText === b64 ? keyText : b64, this.identity, this.now);
+    const peer = new Peer(this.nextPeerId++, keyText === b64 ? keyText : b64, this.identity, this.now, this.allowedIPsReader);
     this.byKey.set(peer.publicKeyB64, peer);
     this.byId.set(peer.id, peer);
     this.native.upsertPeer(peer.id);
@@ -176,7 +180,6 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
     peer.stopTimers();
     this.armedPeers.delete(peer);
     this.native.removePeer(peer.id);
-    for (const k of peer.allowedIPKeys) if (this.prefixOwner.get(k) === peer.id) this.prefixOwner.delete(k);
     for (const idx of peer.indices) this.indices.delete(idx);
     this.byKey.delete(peer.publicKeyB64);
     this.byId.delete(peer.id);
@@ -201,28 +204,15 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
     this.native.setRoaming(peer.id, peer.roamHosts ? [...peer.roamHosts] : null);
   }
 
+  /**
+   * Replaces the peer's allowed IPs. An address belongs to one peer: a prefix given here leaves the peer that held
+   * it, whose `allowedIPs` no longer list it (the data path's table moves it; nothing is kept here to update).
+   */
   setPeerAllowedIPs(peer: Peer, prefixes: Prefix[]): void {
-    for (const k of peer.allowedIPKeys) if (this.prefixOwner.get(k) === peer.id) this.prefixOwner.delete(k);
-    peer.allowedIPKeys = prefixes.map(allowedKey); // the keys kept (peer.ts), not copies of the Buffers
     this.native.setAllowedIPs(
       peer.id,
       prefixes.map((p) => [p.addr, p.cidr] as [Buffer, number]),
     );
-    // An address belongs to one peer: a prefix given to this peer leaves its previous owner
-    // (the native table already moved it when it was inserted for this peer). Each previous owner's list is
-    // filtered once, not once per prefix taken from it: a UAPI set moving 20,000 prefixes blocked the event
-    // loop (and every handshake) ~56 s.
-    const taken = new Map<Peer, Set<AllowedKey>>();
-    for (const k of peer.allowedIPKeys) {
-      const prevId = this.prefixOwner.get(k);
-      const prev = prevId === undefined || prevId === peer.id ? undefined : this.byId.get(prevId);
-      if (prev) {
-        const keys = taken.get(prev) ?? new Set<AllowedKey>();
-        taken.set(prev, keys.add(k));
-      }
-      this.prefixOwner.set(k, peer.id);
-    }
-    for (const [prev, keys] of taken) prev.allowedIPKeys = prev.allowedIPKeys.filter((o) => !keys.has(o));
   }
 
   setPeerPersistentKeepalive(peer: Peer, seconds: number): void {

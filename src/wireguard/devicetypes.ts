@@ -19,6 +19,7 @@ export type WireGuardNative = Pick<
   | 'setEndpoint'
   | 'setRoaming'
   | 'setAllowedIPs'
+  | 'allowedIPs'
   | 'installKeypair'
   | 'clearKeypairs'
   | 'sendKeepalive'

@@ -9,9 +9,10 @@
  * X25519 computation each during the sync. Built on first read of `handshake` or `cookie`, from the identity
  * and preshared key the peer has then; what they hold before that is what a fresh one holds.
  *
- * For the same reason (s16peerjs) a peer keeps its public key once, and its allowed IPs as keys (the device's
- * owner-map keys: since s22node an IPv4 prefix is a number, prefixowners.ts): a Buffer costs ~100 B of heap plus
- * its slice of an 8 KiB pool slab, which also keeps the slab's garbage alive. The key is kept as base64 (s21peer),
+ * For the same reason (s16peerjs) a peer keeps its public key once, as a string: a Buffer costs ~100 B of heap plus
+ * its slice of an 8 KiB pool slab, which also keeps the slab's garbage alive. Its allowed IPs it does not keep at
+ * all (s35): the data path's allowed-IPs table holds them per peer (native/src/wireguard/allowedips.h), and
+ * `allowedIPs` reads them from there through the device's reader. The key is kept as base64 (s21peer),
  * the device's map key: a peer the reconciler adds holds its node record's own string (44 chars, no copy), where a
  * hex copy cost 80 B per peer (after a same-content rewrite of the record, a relist's copy, the peer keeps the
  * first record's string: 64 B, still less than the hex copy; swapping it would reorder the device's map, and with
@@ -19,7 +20,8 @@
  * The Buffer, hex and Prefix forms are decoded on read (handshake setup, UAPI get/set, removal: rare next to
  * holding the peer).
  * Since s23node a peer holds 8 fields (88 B, 64-bit V8 without pointer compression, as Node ships it; 120 B
- * before): the identity, clock and preshared key are one object shared by the device's peers (keying.ts), and
+ * before; s35 traded its keys' array, 64 B, for the device's reader, shared): the identity, clock and preshared
+ * key are one object shared by the device's peers (keying.ts), and
  * when the last handshake completed and since when we initiate without an answer are PeerActivity's (0 until
  * then: an idle peer reads 0 and makes nothing).
  */
@@ -28,14 +30,20 @@ import { CookieGenerator } from './cookie.js';
 import { Handshake, type StaticIdentity } from './noise.js';
 import { PeerTimers } from './timers.js';
 import { PeerKeying, sharedKeying, ZERO_PSK } from './keying.js';
-import { prefixOfKey, type AllowedKey } from './prefixowners.js';
 
 export interface Endpoint {
   host: string;
   port: number;
 }
 
-const NO_KEYS: readonly AllowedKey[] = Object.freeze([]);
+/** Where a peer's allowed IPs are read (WireGuardDevice: the data path's table): one object per device. */
+export interface AllowedIPsReader {
+  /** The allowed IPs of peer `id` in the order set, without those another peer took since (new objects per call). */
+  allowedIPsOf(id: number): Prefix[];
+}
+
+/** A peer made outside a device (tests) holds none. */
+const NO_ALLOWED: AllowedIPsReader = Object.freeze({ allowedIPsOf: () => [] });
 const NO_INDICES: readonly number[] = Object.freeze([]);
 
 /** Keypair indices we keep reserved: previous, current, next and a pending handshake. */
@@ -47,11 +55,8 @@ export class Peer {
   readonly publicKeyB64: string;
   /** Mesh peers: the addresses the endpoint may roam to (roaming.ts); undefined: anywhere (WireGuard). */
   roamHosts: readonly string[] | undefined;
-  /**
-   * The allowed IPs as allowedKey()s (prefixowners.ts: an IPv4 prefix as a number, so a peer whose prefixes are
-   * all IPv4 holds a double array, no strings), in the order set.
-   */
-  allowedIPKeys: readonly AllowedKey[] = NO_KEYS;
+  /** Reads the allowed IPs (the device's table); not the IPs themselves. */
+  private readonly allowed: AllowedIPsReader;
 
   /** The endpoint as two fields, not an object per peer (s21peer: 40 B); undefined host: none. */
   private epHost: string | undefined;
@@ -103,10 +108,11 @@ export class Peer {
   }
 
   /** `publicKeyB64`: the key's canonical base64 (Buffer.toString('base64') of its 32 bytes; the device checks). */
-  constructor(id: number, publicKeyB64: string, identity: StaticIdentity | null, now: () => number) {
+  constructor(id: number, publicKeyB64: string, identity: StaticIdentity | null, now: () => number, allowed: AllowedIPsReader = NO_ALLOWED) {
     this.id = id;
     this.publicKeyB64 = publicKeyB64;
     this.keying = sharedKeying(identity, now);
+    this.allowed = allowed;
   }
 
   /** The public key's 32 bytes (a new Buffer on each read, decoded from publicKeyB64). */
@@ -129,9 +135,12 @@ export class Peer {
     this.epPort = ep?.port ?? 0;
   }
 
-  /** The allowed IPs (new Prefix objects on each read, decoded from allowedIPKeys). */
+  /**
+   * The allowed IPs, in the order the last set gave them (each once, masked to its length), without those a later
+   * set gave another peer: read from the device's table (new Prefix objects on each read).
+   */
   get allowedIPs(): Prefix[] {
-    return this.allowedIPKeys.map(prefixOfKey);
+    return this.allowed.allowedIPsOf(this.id);
   }
 
   /**

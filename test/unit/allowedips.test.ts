@@ -151,4 +151,44 @@ describe('allowed-IPs table', () => {
     expect(t.size()).toBe(0);
     expect(t.listed()).toBe(0);
   });
+
+  // Each peer's list as the device reads it back (s35: the data path's table is the one record of a peer's allowed
+  // IPs). Oracle, from WireGuard's cryptokey routing and wireguard-go's per-peer entry list: inserting a prefix
+  // another peer holds moves it to the end of the inserting peer's list and out of the other's; inserting one the
+  // peer holds changes nothing; removing a peer empties its list. Raw inserts (no removal first, unlike the device's
+  // sets) over a small pool, so lists fill up, go stale and are compacted (kCompactFrom) while being checked.
+  for (const seed of [21, 22, 23]) {
+    it(`peer_prefixes keeps each peer's order through takeovers and compactions (seed ${seed})`, () => {
+      const rand = rng(seed * 7919);
+      const pick = (n: number) => Math.floor(rand() * n);
+      const t = new testhooks.AllowedIPs();
+      const pool: Array<[Buffer, number]> = Array.from({ length: 30 }, (_, i) =>
+        i % 3 === 2 ? [parseIP(`fd00:64::${i}`)!, 128] : [maskPrefix(parseIP(`100.64.${i}.${i}`)!, 16 + (i % 17)), 16 + (i % 17)],
+      );
+      const text = ([a, c]: [Buffer, number]) => `${a.toString('hex')}/${c}`;
+      const lists = new Map<number, string[]>();
+      const ownerOf = new Map<string, number>();
+      for (let step = 0; step < 2000; step++) {
+        const peer = 1 + pick(4);
+        if (rand() < 0.05) {
+          t.removePeer(peer);
+          for (const k of lists.get(peer) ?? []) ownerOf.delete(k);
+          lists.delete(peer);
+        } else {
+          const p = pool[pick(pool.length)]!;
+          t.insert(p[0], p[1], peer);
+          const k = text(p);
+          const was = ownerOf.get(k);
+          if (was !== peer) {
+            if (was !== undefined) lists.set(was, lists.get(was)!.filter((x) => x !== k));
+            lists.set(peer, [...(lists.get(peer) ?? []), k]);
+            ownerOf.set(k, peer);
+          }
+        }
+        for (let q = 1; q <= 4; q++) expect(t.peerPrefixes(q).map(text), `step ${step} peer ${q}`).toEqual(lists.get(q) ?? []);
+        expect(t.size()).toBe(ownerOf.size);
+      }
+      expect(t.peerPrefixes(99)).toEqual([]);
+    });
+  }
 });

@@ -29,7 +29,7 @@ Napi::Function DeviceWrap::Init(Napi::Env env) {
        InstanceMethod("upsertPeer", &DeviceWrap::UpsertPeer), InstanceMethod("removePeer", &DeviceWrap::RemovePeer),
        InstanceMethod("setEndpoint", &DeviceWrap::SetEndpoint),
        InstanceMethod("setRoaming", &DeviceWrap::SetRoaming),
-       InstanceMethod("setAllowedIPs", &DeviceWrap::SetAllowedIPs),
+       InstanceMethod("setAllowedIPs", &DeviceWrap::SetAllowedIPs), InstanceMethod("allowedIPs", &DeviceWrap::AllowedIPs),
        InstanceMethod("installKeypair", &DeviceWrap::InstallKeypair),
        InstanceMethod("clearKeypairs", &DeviceWrap::ClearKeypairs),
        InstanceMethod("sendKeepalive", &DeviceWrap::SendKeepalive),
@@ -214,6 +214,22 @@ Napi::Value DeviceWrap::SetAllowedIPs(const Napi::CallbackInfo& info) {
   }
   dev_.set_allowed_ips(info[0].As<Napi::Number>().Uint32Value(), prefixes);
   return env.Undefined();
+}
+
+// allowedIPs(peer) -> [[addrBuffer (4 or 16 bytes, masked), cidr], ...] in the order set (Device::allowed_ips)
+Napi::Value DeviceWrap::AllowedIPs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) return ThrowType(env, "allowedIPs(peer)");
+  std::vector<wm::AllowedIPs::Entry> held;
+  dev_.allowed_ips(info[0].As<Napi::Number>().Uint32Value(), &held);
+  Napi::Array arr = Napi::Array::New(env, held.size());
+  for (size_t i = 0; i < held.size(); i++) {
+    Napi::Array pair = Napi::Array::New(env, 2);
+    pair.Set(uint32_t(0), Napi::Buffer<uint8_t>::Copy(env, held[i].addr, size_t(held[i].family_bytes)));
+    pair.Set(uint32_t(1), Napi::Number::New(env, held[i].cidr));
+    arr.Set(uint32_t(i), pair);
+  }
+  return arr;
 }
 
 // installKeypair(peer, localIndex, remoteIndex, sendKey, recvKey, initiator)

@@ -37,6 +37,7 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
   Napi::Value SetEndpoint(const Napi::CallbackInfo& info);
   Napi::Value SetRoaming(const Napi::CallbackInfo& info);
   Napi::Value SetAllowedIPs(const Napi::CallbackInfo& info);
+  Napi::Value AllowedIPs(const Napi::CallbackInfo& info);
   Napi::Value InstallKeypair(const Napi::CallbackInfo& info);
   Napi::Value ClearKeypairs(const Napi::CallbackInfo& info);
   Napi::Value SendKeepalive(const Napi::CallbackInfo& info);

@@ -81,6 +81,7 @@ class LpmIndex {
     Table* t = tables_[len].get();
     return t ? t->find(lpm_mask(key, len)) : nullptr;
   }
+  const uint32_t* find(Key key, int len) const { return const_cast<LpmIndex*>(this)->find(key, len); }
   // Holds v (never kFree) for the prefix; the caller checked that find() is null.
   void put(Key key, int len, uint32_t v) {
     auto& t = tables_[len];

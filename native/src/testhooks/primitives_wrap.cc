@@ -285,7 +285,8 @@ class AllowedIPsWrap : public Napi::ObjectWrap<AllowedIPsWrap> {
                         InstanceMethod("lookup", &AllowedIPsWrap::Lookup),
                         InstanceMethod("size", &AllowedIPsWrap::Size),
                         InstanceMethod("listed", &AllowedIPsWrap::Listed),
-                        InstanceMethod("walk", &AllowedIPsWrap::Walk)});
+                        InstanceMethod("walk", &AllowedIPsWrap::Walk),
+                        InstanceMethod("peerPrefixes", &AllowedIPsWrap::PeerPrefixes)});
   }
   explicit AllowedIPsWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<AllowedIPsWrap>(info) {}
 
@@ -314,6 +315,20 @@ class AllowedIPsWrap : public Napi::ObjectWrap<AllowedIPsWrap> {
     std::vector<AllowedIPs::Entry> out;
     t_.entries(&out);
     return Napi::Number::New(info.Env(), double(out.size()));
+  }
+  // A peer's prefixes as "address/length" texts' parts: [[Buffer, cidr], ...] (AllowedIPs::peer_prefixes).
+  Napi::Value PeerPrefixes(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::vector<AllowedIPs::Entry> out;
+    t_.peer_prefixes(info[0].As<Napi::Number>().Uint32Value(), &out);
+    Napi::Array arr = Napi::Array::New(env, out.size());
+    for (size_t i = 0; i < out.size(); i++) {
+      Napi::Array pair = Napi::Array::New(env, 2);
+      pair.Set(uint32_t(0), Napi::Buffer<uint8_t>::Copy(env, out[i].addr, size_t(out[i].family_bytes)));
+      pair.Set(uint32_t(1), Napi::Number::New(env, out[i].cidr));
+      arr.Set(uint32_t(i), pair);
+    }
+    return arr;
   }
   AllowedIPs t_;
 };

@@ -45,26 +45,54 @@ void AllowedIPs::insert(const uint8_t* addr, int bytes, int cidr, uint32_t peer)
   list.push_back(p);
 }
 
-// Drops the prefixes another peer took over and the copies of one prefix taken back (A -> B -> A).
+void AllowedIPs::live(uint32_t peer, const std::vector<Prefix>& list, std::vector<bool>* keep) const {
+  auto less = [&](size_t a, size_t b) {
+    const Prefix &x = list[a], &y = list[b];
+    if (x.bytes != y.bytes) return x.bytes < y.bytes;
+    if (x.cidr != y.cidr) return x.cidr < y.cidr;
+    return std::memcmp(x.addr, y.addr, 16) < 0;
+  };
+  std::vector<size_t> by(list.size());
+  for (size_t i = 0; i < by.size(); i++) by[i] = i;
+  // stable: equal prefixes stay in list order, and the last of them is the one kept (a prefix is listed again
+  // only when the peer takes it back from another, A -> B -> A: the earlier copy went stale when B took it)
+  std::stable_sort(by.begin(), by.end(), less);
+  keep->assign(list.size(), false);
+  for (size_t j = 0; j < by.size(); j++) {
+    if (j + 1 < by.size() && !less(by[j], by[j + 1])) continue;  // an earlier copy of the one after
+    const uint32_t* held = owner(list[by[j]]);
+    (*keep)[by[j]] = held && *held == peer;
+  }
+}
+
+// Drops the prefixes another peer took over and the stale copies of one taken back (A -> B -> A); the rest keep
+// their order (peer_prefixes gives the order they were given in).
 void AllowedIPs::compact(uint32_t peer, std::vector<Prefix>* list) {
-  auto less = [](const Prefix& a, const Prefix& b) {
-    if (a.bytes != b.bytes) return a.bytes < b.bytes;
-    if (a.cidr != b.cidr) return a.cidr < b.cidr;
-    return std::memcmp(a.addr, b.addr, 16) < 0;
-  };
-  auto same = [](const Prefix& a, const Prefix& b) {
-    return a.bytes == b.bytes && a.cidr == b.cidr && std::memcmp(a.addr, b.addr, 16) == 0;
-  };
-  list->erase(std::remove_if(list->begin(), list->end(),
-                             [&](const Prefix& p) {
-                               const uint32_t* held = owner(p);
-                               return !held || *held != peer;
-                             }),
-              list->end());
-  std::sort(list->begin(), list->end(), less);
-  list->erase(std::unique(list->begin(), list->end(), same), list->end());
+  std::vector<bool> keep;
+  live(peer, *list, &keep);
+  size_t n = 0;
+  for (size_t i = 0; i < list->size(); i++)
+    if (keep[i]) (*list)[n++] = (*list)[i];
+  list->resize(n);
   // room for as many again: a compaction that freed little is not repeated at the next insert (O(n log n) each)
   if (list->size() > list->capacity() / 2) list->reserve(2 * list->capacity());
+}
+
+void AllowedIPs::peer_prefixes(uint32_t peer, std::vector<Entry>* out) const {
+  auto it = owned_.find(peer);
+  if (it == owned_.end()) return;
+  std::vector<bool> keep;
+  live(peer, it->second, &keep);
+  for (size_t i = 0; i < it->second.size(); i++) {
+    if (!keep[i]) continue;
+    const Prefix& p = it->second[i];
+    Entry e{};
+    std::memcpy(e.addr, p.addr, p.bytes);
+    e.family_bytes = p.bytes;
+    e.cidr = p.cidr;
+    e.peer = peer;
+    out->push_back(e);
+  }
 }
 
 void AllowedIPs::remove_peer(uint32_t peer) {

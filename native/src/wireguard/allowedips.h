@@ -18,13 +18,19 @@
 // A prefix taken over by another peer (insert's replace) stays in its former
 // owner's list until that owner is removed or its list is compacted: both
 // check the owner in the index before erasing, so a stale copy erases nothing.
-// A list is compacted (stale copies and duplicates dropped) when it is full
-// (its vector's size is its capacity) and at least kCompactFrom long; one
-// still over half full after that gets room for as many again. So a list
-// holds under 4x the distinct prefixes its peer holds, plus what others took
-// from it since (stale until its next compaction or removal). In the device
-// a list is exactly the prefixes of the peer's last set: Device::set_allowed_ips
-// removes a peer's prefixes before inserting its new ones.
+// A list is compacted (stale copies and duplicates dropped, the rest kept in
+// order) when it is full (its vector's size is its capacity) and at least
+// kCompactFrom long; one still over half full after that gets room for as many
+// again. So a list holds under 4x the distinct prefixes its peer holds, plus
+// what others took from it since (stale until its next compaction or removal).
+// In the device a list is the prefixes of the peer's last set, in its order,
+// and those others took since: Device::set_allowed_ips removes a peer's
+// prefixes before inserting its new ones.
+//
+// The lists are the one record of which prefixes a peer holds (s35): the
+// control thread keeps none (it read them back with peer_prefixes: UAPI get,
+// a UAPI set that adds to a peer's list), where it kept a copy of every
+// peer's keys and an owner per prefix (~110 B per remote node, issue 16).
 #pragma once
 #include <cstdint>
 #include <unordered_map>
@@ -52,7 +58,6 @@ class AllowedIPs {
   size_t size() const { return v4_.size() + v6_.size(); }
   // Prefixes in the peers' lists, stale copies included (tests: the lists' bound).
   size_t listed() const;
-
   struct Entry {
     uint8_t addr[16];
     int family_bytes;
@@ -60,8 +65,12 @@ class AllowedIPs {
     uint32_t peer;
   };
   // Every prefix, IPv4 first, each family by address then length (a trie's pre-order, as before s31): for the
-  // fuzz target and the test hook (the device keeps no reader of it; the agent holds its own lists).
+  // fuzz target and the test hook (the device reads a peer's with peer_prefixes).
   void entries(std::vector<Entry>* out) const;
+  // Appends the prefixes `peer` holds (masked to their length), each once, in the order it was given them (one
+  // given again while held keeps its place; one taken back from another peer goes last), as Entries of `peer`.
+  // O(n log n) in the length of its list.
+  void peer_prefixes(uint32_t peer, std::vector<Entry>* out) const;
 
  private:
   // A prefix in its peer's list: the address masked to cidr, big-endian (IPv4 in addr[0..3]).
@@ -72,8 +81,11 @@ class AllowedIPs {
   };
   // The owner held in the index for a prefix, or null.
   uint32_t* owner(const Prefix& p);
+  const uint32_t* owner(const Prefix& p) const { return const_cast<AllowedIPs*>(this)->owner(p); }
   bool erase(const Prefix& p);
   void compact(uint32_t peer, std::vector<Prefix>* list);
+  // keep[i]: list[i] is held by `peer` and no later entry is the same prefix.
+  void live(uint32_t peer, const std::vector<Prefix>& list, std::vector<bool>* keep) const;
 
   LpmIndex<uint32_t, 32> v4_;
   LpmIndex<Ip6Key, 128> v6_;

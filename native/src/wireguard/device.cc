@@ -202,6 +202,11 @@ void Device::set_allowed_ips(uint32_t id, const std::vector<AllowedIPs::Entry>& 
   for (const auto& e : prefixes) allowed_.insert(e.addr, e.family_bytes, e.cidr, id);
 }
 
+void Device::allowed_ips(uint32_t id, std::vector<AllowedIPs::Entry>* out) {
+  std::shared_lock<std::shared_mutex> lock(table_mu_);
+  allowed_.peer_prefixes(id, out);
+}
+
 bool Device::install_keypair(uint32_t id, uint32_t local_index, uint32_t remote_index, const uint8_t send_key[32],
                              const uint8_t recv_key[32], bool initiator) {
   auto kp = std::make_shared<Keypair>();

@@ -209,6 +209,9 @@ class Device {
   void set_roaming(uint32_t id, const std::vector<Endpoint>& addrs, bool pinned);
   // Replaces the peer's allowed IPs. prefixes: (bytes, family_bytes, cidr).
   void set_allowed_ips(uint32_t id, const std::vector<AllowedIPs::Entry>& prefixes);
+  // Appends the peer's allowed IPs, in the order its last set gave them, without those another peer took since
+  // (AllowedIPs::peer_prefixes); nothing for an unknown peer.
+  void allowed_ips(uint32_t id, std::vector<AllowedIPs::Entry>* out);
   // Installs a keypair: as current for the initiator, as next for the responder.
   bool install_keypair(uint32_t id, uint32_t local_index, uint32_t remote_index, const uint8_t send_key[32],
                        const uint8_t recv_key[32], bool initiator);
