@@ -77,8 +77,16 @@ struct L7RecordRow {
   uint16_t method_len, path_len, host_len;
   uint8_t reserved2[6];
 };
+// Device.allowedIPs (addon -> agent): one prefix a peer holds, the address masked to its length.
+struct AllowedIpRow {
+  uint8_t family;
+  uint8_t prefix_len;
+  uint8_t addr[16];
+};
 #pragma pack(pop)
 
+static_assert(sizeof(AllowedIpRow) == 18 && offsetof(AllowedIpRow, prefix_len) == 1 && offsetof(AllowedIpRow, addr) == 2,
+              "allowed-IP row layout");
 static_assert(sizeof(IpcacheRow) == 28 && offsetof(IpcacheRow, prefix_len) == 1 && offsetof(IpcacheRow, identity) == 4 &&
               offsetof(IpcacheRow, endpoint) == 8 && offsetof(IpcacheRow, addr) == 12, "ipcache row layout");
 static_assert(sizeof(PolicyRow) == 16 && offsetof(PolicyRow, proto) == 4 && offsetof(PolicyRow, action) == 5 &&

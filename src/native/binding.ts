@@ -74,8 +74,11 @@ export interface NativeDevice {
   setRoaming(id: number, hosts: string[] | null): void;
   /** Replaces the peer's allowed IPs; a prefix another peer held leaves it. */
   setAllowedIPs(id: number, prefixes: Array<[Buffer, number]>): void;
-  /** The peer's allowed IPs (addresses masked to their length), each once, in the order set, less those taken since; [] for an unknown peer. */
-  allowedIPs(id: number): Array<[Buffer, number]>;
+  /**
+   * The peer's allowed IPs as rows (rows.ts allowedIPRows: addresses masked to their length), each once, in the
+   * order set, less those taken since; none for an unknown peer.
+   */
+  allowedIPs(id: number): Buffer;
   installKeypair(id: number, localIndex: number, remoteIndex: number, sendKey: Buffer, recvKey: Buffer, initiator: boolean): boolean;
   clearKeypairs(id: number): void;
   sendKeepalive(id: number): void;

@@ -16,7 +16,7 @@
 import { formatIP, formatPrefix, maskPrefix, parseIP, parsePrefix, prefixContains } from '../net/ip.js';
 import type { NativeDevice, NativeDeviceOptions, NativeEvent, NativePeerStats } from './binding.js';
 import { EVENT_HANDSHAKE_MESSAGE, EVENT_HANDSHAKE_NEEDED, EVENT_KEYPAIR_CONFIRMED, EVENT_TUN_CLOSED } from './events.js';
-import { familyBytes, IPCACHE_ROW_SIZE } from './rows.js';
+import { allowedIPRows, familyBytes, IPCACHE_ROW_SIZE } from './rows.js';
 import { FakePolicyMaps } from './fakepolicy.js';
 import { FakeProbeMonitor } from './fakeprobe.js';
 
@@ -232,8 +232,8 @@ export class FakeDevice implements NativeDevice {
     for (const other of this.peers.values()) if (other !== p) other.allowedIPs = other.allowedIPs.filter((x) => !p.allowedIPs.includes(x));
   }
 
-  allowedIPs(id: number): Array<[Buffer, number]> {
-    return (this.peers.get(id)?.allowedIPs ?? []).map((t) => parsePrefix(t)).map((q) => [q.addr, q.cidr]);
+  allowedIPs(id: number): Buffer {
+    return allowedIPRows((this.peers.get(id)?.allowedIPs ?? []).map((t) => parsePrefix(t)));
   }
 
   installKeypair(id: number, localIndex: number, remoteIndex: number, sendKey: Buffer, recvKey: Buffer, initiator: boolean): boolean {

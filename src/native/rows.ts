@@ -20,6 +20,7 @@ export enum PolicyAction {
 }
 
 export const IPCACHE_ROW_SIZE = 28;
+export const ALLOWED_IP_ROW_SIZE = 18;
 export const POLICY_ROW_SIZE = 16;
 export const FRONTEND_ROW_SIZE = 20;
 export const BACKEND_ROW_SIZE = 24;
@@ -50,6 +51,27 @@ export function ipcacheRow(addr: Buffer, cidr: number, identity: number, endpoin
   row.writeUInt32LE(endpoint >>> 0, 8);
   addr.copy(row, 12);
   return row;
+}
+
+/** Device.allowedIPs rows (addon → agent): family, prefix length, address[16] (masked to the length). */
+export function allowedIPRows(prefixes: ReadonlyArray<{ addr: Buffer; cidr: number }>): Buffer {
+  const b = Buffer.alloc(prefixes.length * ALLOWED_IP_ROW_SIZE);
+  prefixes.forEach((p, i) => {
+    const o = i * ALLOWED_IP_ROW_SIZE;
+    b[o] = rowFamily(p.addr);
+    b[o + 1] = p.cidr;
+    p.addr.copy(b, o + 2);
+  });
+  return b;
+}
+
+/** The prefixes of allowedIPRows (each address a view into `rows`: they share its memory); a bad family throws. */
+export function readAllowedIPRows(rows: Buffer): Array<{ addr: Buffer; cidr: number }> {
+  const out: Array<{ addr: Buffer; cidr: number }> = [];
+  for (let o = 0; o + ALLOWED_IP_ROW_SIZE <= rows.length; o += ALLOWED_IP_ROW_SIZE) {
+    out.push({ addr: rows.subarray(o + 2, o + 2 + familyBytes(rows[o])), cidr: rows[o + 1]! });
+  }
+  return out;
 }
 
 /** One policy map entry as Device.setEndpointPolicy takes it. */

@@ -31,6 +31,7 @@ import {
   type NativePeerStats,
 } from '../native/binding.js';
 import type { Prefix } from '../net/ip.js';
+import { readAllowedIPRows } from '../native/rows.js';
 import { HandshakeError, HostError } from '../errors.js';
 import {
   consumeInitiation,
@@ -75,7 +76,7 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
    * prefix, nor its peers a list): one reader for every peer.
    */
   private readonly allowedIPsReader: AllowedIPsReader = {
-    allowedIPsOf: (id) => this.native.allowedIPs(id).map(([addr, cidr]) => ({ addr, cidr })),
+    allowedIPsOf: (id) => readAllowedIPRows(this.native.allowedIPs(id)),
   };
   private readonly indices = new Map<number, Peer>();
   private nextPeerId = 1;

@@ -153,10 +153,12 @@ describe('allowed-IPs table', () => {
   });
 
   // Each peer's list as the device reads it back (s35: the data path's table is the one record of a peer's allowed
-  // IPs). Oracle, from WireGuard's cryptokey routing and wireguard-go's per-peer entry list: inserting a prefix
-  // another peer holds moves it to the end of the inserting peer's list and out of the other's; inserting one the
-  // peer holds changes nothing; removing a peer empties its list. Raw inserts (no removal first, unlike the device's
-  // sets) over a small pool, so lists fill up, go stale and are compacted (kCompactFrom) while being checked.
+  // IPs). Oracle: WireGuard's cryptokey routing (an address belongs to one peer) with a per-peer list in insertion
+  // order, as wireguard-go keeps one: inserting a prefix another peer holds moves it out of that peer's list and to
+  // the end of the inserting peer's; removing a peer empties its list. One rule is ours, not wireguard-go's (which
+  // moves it to the end): inserting a prefix the peer holds leaves it in place, as the UAPI merge (uapi.ts) and
+  // the JS lists before s35 did. Raw inserts (no removal first, unlike the device's sets) over a small pool, so
+  // lists fill up, go stale and are compacted (kCompactFrom) while being checked.
   for (const seed of [21, 22, 23]) {
     it(`peer_prefixes keeps each peer's order through takeovers and compactions (seed ${seed})`, () => {
       const rand = rng(seed * 7919);

@@ -9,6 +9,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { formatPrefix, parsePrefix } from '../../src/net/ip.js';
 import { FakeDevice } from '../../src/native/fakedevice.js';
+import { readAllowedIPRows } from '../../src/native/rows.js';
 import { generatePrivateKey } from '../../src/wireguard/crypto.js';
 import { WireGuardDevice } from '../../src/wireguard/device.js';
 import { formatGet } from '../../src/wireguard/uapi.js';
@@ -54,7 +55,7 @@ function run(seed: number, steps: number, real: boolean): void {
       expect(peer.publicKey.toString('hex'), ctx).toBe(h);
       expect(peer.publicKeyHex, ctx).toBe(h);
       expect(peer.allowedIPs.map(formatPrefix), ctx).toEqual(list);
-      expect(dev.native.allowedIPs(peer.id).map(([addr, cidr]) => formatPrefix({ addr, cidr })), ctx).toEqual(list);
+      expect(readAllowedIPRows(dev.native.allowedIPs(peer.id)).map(formatPrefix), ctx).toEqual(list);
       uapiLines.push(`public_key=${h}`, ...list.map((p) => `allowed_ip=${p}`));
     }
     const got = formatGet(dev).split('\n').filter((l) => l.startsWith('public_key=') || l.startsWith('allowed_ip='));

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <vector>
 
+#include "../rows.h"
 #include "util.h"
 #include "wraps.h"
 
@@ -216,20 +217,22 @@ Napi::Value DeviceWrap::SetAllowedIPs(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// allowedIPs(peer) -> [[addrBuffer (4 or 16 bytes, masked), cidr], ...] in the order set (Device::allowed_ips)
+// allowedIPs(peer) -> rows (rows.h AllowedIpRow, 18 bytes each) in the order set (Device::allowed_ips): one
+// Buffer, not an array and a Buffer per prefix (a UAPI get of a peer with 100,000 took ~3x as long so).
 Napi::Value DeviceWrap::AllowedIPs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) return ThrowType(env, "allowedIPs(peer)");
   std::vector<wm::AllowedIPs::Entry> held;
   dev_.allowed_ips(info[0].As<Napi::Number>().Uint32Value(), &held);
-  Napi::Array arr = Napi::Array::New(env, held.size());
+  auto out = Napi::Buffer<uint8_t>::New(env, held.size() * sizeof(rows::AllowedIpRow));
   for (size_t i = 0; i < held.size(); i++) {
-    Napi::Array pair = Napi::Array::New(env, 2);
-    pair.Set(uint32_t(0), Napi::Buffer<uint8_t>::Copy(env, held[i].addr, size_t(held[i].family_bytes)));
-    pair.Set(uint32_t(1), Napi::Number::New(env, held[i].cidr));
-    arr.Set(uint32_t(i), pair);
+    rows::AllowedIpRow r{};
+    r.family = held[i].family_bytes == 4 ? rows::kFamilyV4 : rows::kFamilyV6;
+    r.prefix_len = uint8_t(held[i].cidr);
+    std::memcpy(r.addr, held[i].addr, 16);
+    std::memcpy(out.Data() + i * sizeof r, &r, sizeof r);
   }
-  return arr;
+  return out;
 }
 
 // installKeypair(peer, localIndex, remoteIndex, sendKey, recvKey, initiator)

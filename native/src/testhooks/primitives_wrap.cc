@@ -316,9 +316,10 @@ class AllowedIPsWrap : public Napi::ObjectWrap<AllowedIPsWrap> {
     t_.entries(&out);
     return Napi::Number::New(info.Env(), double(out.size()));
   }
-  // A peer's prefixes as "address/length" texts' parts: [[Buffer, cidr], ...] (AllowedIPs::peer_prefixes).
+  // A peer's prefixes: [[Buffer, cidr], ...] (AllowedIPs::peer_prefixes).
   Napi::Value PeerPrefixes(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsNumber()) return ThrowType(env, "peerPrefixes(peer)");
     std::vector<AllowedIPs::Entry> out;
     t_.peer_prefixes(info[0].As<Napi::Number>().Uint32Value(), &out);
     Napi::Array arr = Napi::Array::New(env, out.size());
