@@ -182,17 +182,7 @@ void Device::set_roaming(uint32_t id, const std::vector<Endpoint>& addrs, bool p
   Peer* p = find_peer(id);
   if (!p) return;
   std::lock_guard<std::mutex> pl(p->mu);
-  RoamSet& r = p->roam;
-  r.pinned = pinned;
-  r.n = 0;
-  for (const Endpoint& a : addrs) {
-    if (r.n == RoamSet::kMax) break;
-    int len;
-    const uint8_t* ip = a.ip_bytes(&len);
-    r.addrs[r.n].len = uint8_t(len);
-    std::memcpy(r.addrs[r.n].ip, ip, size_t(len));
-    r.n++;
-  }
+  p->roam.assign(addrs, pinned);
 }
 
 void Device::set_allowed_ips(uint32_t id, const std::vector<AllowedIPs::Entry>& prefixes) {

@@ -17,7 +17,7 @@ void Device::mark_active(Peer* p) {
   if (p->listed.load(std::memory_order_relaxed)) return;
   std::lock_guard<std::mutex> al(active_mu_);
   if (p->listed.load(std::memory_order_relaxed)) return;
-  p->active_pos = active_.size();
+  p->active_pos = uint32_t(active_.size());  // < peers, which are numbered by uint32_t ids
   active_.push_back(p);
   p->listed.store(true, std::memory_order_relaxed);
 }

@@ -9,8 +9,11 @@
 // is one of these (any port); without one (plain WireGuard, wiremesh-wg) it
 // roams as in WireGuard. Guarded by Peer::mu.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
+#include <vector>
 
 #include "../net/endpoint.h"
 
@@ -19,15 +22,38 @@ namespace wm {
 struct RoamSet {
   // A node record holds up to 16 addresses, nearly always 1 or 2: the first
   // kMax are roam targets, the rest are not (fail closed; their packets are
-  // still received). Fixed and inline: no allocation per peer.
+  // still received). The first is inline, the others (if any) in one block
+  // made by assign(): a peer of a one-address node allocates nothing here,
+  // and an idle Peer fits a 160-byte malloc chunk, not a 224-byte one (s35,
+  // issue 16: ~64 B per remote node; when all four were inline the set was
+  // 70 B of every peer).
   static constexpr int kMax = 4;
   struct Addr {
     uint8_t len;  // 4 or 16
     uint8_t ip[16];
   };
+  Addr first{};
   bool pinned = false;  // a policy is set (mesh peer)
   uint8_t n = 0;
-  Addr addrs[kMax];
+  std::unique_ptr<Addr[]> rest;  // addresses 2..n (n - 1 of them), null when n <= 1
+
+  // Pins the set to the first kMax of addrs (pinned false: roams anywhere; addrs then ignored).
+  void assign(const std::vector<Endpoint>& addrs, bool pin) {
+    pinned = pin;
+    n = 0;
+    rest.reset();
+    if (!pin) return;
+    const int count = int(std::min<size_t>(addrs.size(), kMax));
+    if (count > 1) rest.reset(new Addr[count - 1]());
+    for (int i = 0; i < count; i++) {
+      Addr& a = i == 0 ? first : rest[i - 1];
+      int len;
+      const uint8_t* ip = addrs[i].ip_bytes(&len);
+      a.len = uint8_t(len);
+      std::memcpy(a.ip, ip, size_t(len));
+    }
+    n = uint8_t(count);
+  }
 
   // Whether the endpoint may move to from's address. Called only when from
   // differs from the current endpoint: the common case never gets here.
@@ -35,8 +61,10 @@ struct RoamSet {
     if (!pinned) return true;
     int len;
     const uint8_t* ip = from.ip_bytes(&len);
-    for (int i = 0; i < n; i++)
-      if (addrs[i].len == len && std::memcmp(addrs[i].ip, ip, size_t(len)) == 0) return true;
+    for (int i = 0; i < n; i++) {
+      const Addr& a = i == 0 ? first : rest[i - 1];
+      if (a.len == len && std::memcmp(a.ip, ip, size_t(len)) == 0) return true;
+    }
     return false;
   }
 };
