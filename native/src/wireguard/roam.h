@@ -37,6 +37,11 @@ struct RoamSet {
   uint8_t n = 0;
   std::unique_ptr<Addr[]> rest;  // addresses 2..n (n - 1 of them), null when n <= 1
 
+  RoamSet() = default;
+  // Not movable: a moved-from set would keep n > 1 beside a null `rest` (review of s35; Peer is neither).
+  RoamSet(const RoamSet&) = delete;
+  RoamSet& operator=(const RoamSet&) = delete;
+
   // Pins the set to the first kMax of addrs (pinned false: roams anywhere; addrs then ignored).
   void assign(const std::vector<Endpoint>& addrs, bool pin) {
     pinned = pin;
