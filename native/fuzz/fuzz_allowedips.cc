@@ -1,5 +1,8 @@
 // Allowed-IPs table under arbitrary insert/remove/lookup sequences, checked
-// against a linear longest-prefix scan; at the end its entries against the
+// against a linear longest-prefix scan; each peer's prefixes as the device
+// reads them back (peer_prefixes, s35) against per-peer lists in insertion
+// order (a prefix taken from another peer moves to the end of the taker's
+// list, one the peer holds stays put); at the end its entries against the
 // model's and every peer's list dropped with it.
 #include <algorithm>
 #include <cassert>
@@ -16,6 +19,15 @@ struct Ref {
   int bytes, cidr;
   uint32_t peer;
 };
+bool same(const Ref& r, const AllowedIPs::Entry& e) {
+  return r.bytes == e.family_bytes && r.cidr == e.cidr && std::memcmp(r.addr, e.addr, 16) == 0;
+}
+void check_list(const AllowedIPs& t, uint32_t peer, const std::vector<Ref>& want) {
+  std::vector<AllowedIPs::Entry> got;
+  t.peer_prefixes(peer, &got);
+  assert(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); i++) assert(got[i].peer == peer && same(want[i], got[i]));
+}
 bool match(const Ref& r, const uint8_t* a, int bytes) {
   if (r.bytes != bytes) return false;
   for (int i = 0; i < r.cidr; i++) {
@@ -36,6 +48,7 @@ void mask(uint8_t* a, int bytes, int cidr) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   AllowedIPs t;
   std::vector<Ref> model;
+  std::vector<Ref> lists[8];  // per peer, in the order it was given its prefixes
   size_t off = 0;
   while (off + 4 <= size) {
     uint8_t op = data[off] % 3;
@@ -56,15 +69,26 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       r.cidr = cidr;
       r.peer = peer;
       bool replaced = false;
+      uint32_t was = AllowedIPs::kNoPeer;
       for (auto& m : model)
-        if (m.bytes == bytes && m.cidr == cidr && std::memcmp(m.addr, r.addr, 16) == 0) m.peer = peer, replaced = true;
+        if (m.bytes == bytes && m.cidr == cidr && std::memcmp(m.addr, r.addr, 16) == 0) was = m.peer, m.peer = peer, replaced = true;
       if (!replaced) model.push_back(r);
+      if (was != peer) {
+        if (was != AllowedIPs::kNoPeer) {
+          auto& l = lists[was];
+          l.erase(std::remove_if(l.begin(), l.end(), [&](const Ref& x) { return x.bytes == r.bytes && x.cidr == r.cidr && std::memcmp(x.addr, r.addr, 16) == 0; }), l.end());
+        }
+        lists[peer].push_back(r);
+      }
+      check_list(t, peer, lists[peer]);
     } else if (op == 1) {
       t.remove_peer(peer);
       std::vector<Ref> kept;
       for (auto& m : model)
         if (m.peer != peer) kept.push_back(m);
       model.swap(kept);
+      lists[peer].clear();
+      check_list(t, peer, lists[peer]);
     } else {
       uint32_t want = AllowedIPs::kNoPeer;
       int best = -1;
@@ -91,6 +115,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         found = true;
     assert(found);
   }
+  for (uint32_t p = 0; p < 8; p++) check_list(t, p, lists[p]);
   for (uint32_t p = 0; p < 8; p++) t.remove_peer(p);
   assert(t.size() == 0 && t.listed() == 0);
   return 0;
