@@ -74,6 +74,8 @@ export interface NativeDevice {
   setRoaming(id: number, hosts: string[] | null): void;
   /** Replaces the peer's allowed IPs; a prefix another peer held leaves it. */
   setAllowedIPs(id: number, prefixes: Array<[Buffer, number]>): void;
+  /** Adds to the peer's allowed IPs: each taken from whichever peer held it, one the peer holds left in place. */
+  addAllowedIPs(id: number, prefixes: Array<[Buffer, number]>): void;
   /**
    * The peer's allowed IPs as rows (rows.ts allowedIPRows: addresses masked to their length), each once, in the
    * order set, less those taken since; none for an unknown peer.

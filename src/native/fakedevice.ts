@@ -14,53 +14,14 @@
  * Consumers take narrow Pick<NativeDevice, ...> views; this implements all of it.
  */
 import { formatIP, formatPrefix, maskPrefix, parseIP, parsePrefix, prefixContains } from '../net/ip.js';
-import type { NativeDevice, NativeDeviceOptions, NativeEvent, NativePeerStats } from './binding.js';
+import type { NativeDevice, NativeEvent, NativePeerStats } from './binding.js';
+import { zeroStats, type FakeDeviceOptions, type FakeIpcacheEntry, type FakeKeypair, type FakePeer, type FakeService } from './fakedevicetypes.js';
 import { EVENT_HANDSHAKE_MESSAGE, EVENT_HANDSHAKE_NEEDED, EVENT_KEYPAIR_CONFIRMED, EVENT_TUN_CLOSED } from './events.js';
 import { allowedIPRows, familyBytes, IPCACHE_ROW_SIZE } from './rows.js';
 import { FakePolicyMaps } from './fakepolicy.js';
 import { FakeProbeMonitor } from './fakeprobe.js';
 
-export interface FakeKeypair {
-  localIndex: number;
-  remoteIndex: number;
-  sendKey: Buffer;
-  recvKey: Buffer;
-  initiator: boolean;
-}
-
-export interface FakePeer {
-  id: number;
-  endpoint: { host: string; port: number } | null;
-  /** "address/length" (the address masked to it), each once, in the order given. */
-  allowedIPs: string[];
-  /** Installed since the last clearKeypairs, oldest first. */
-  keypairs: FakeKeypair[];
-  /** The addon's slots: current sends; next (a responder's) waits for the initiator's first message. */
-  current: FakeKeypair | null;
-  next: FakeKeypair | null;
-  previous: FakeKeypair | null;
-  keepalives: number;
-  /** flushStaged calls (keepaliveIfEmpty of each). */
-  flushes: boolean[];
-  /** setRoaming's addresses (null or absent: roams anywhere, as WireGuard; FakeNetwork follows it). */
-  roam?: string[] | null;
-  /** setPeerIdentity (mesh mode), if called. */
-  identity?: { tagged: boolean; defaultIdentity: number; clusters: number[] };
-  /** What peerStats reports beyond id, host and port (a test may set any field). */
-  stats: Omit<NativePeerStats, 'id' | 'host' | 'port'>;
-}
-
-export interface FakeIpcacheEntry {
-  identity: number;
-  endpoint: number;
-}
-
-export interface FakeService {
-  m: number;
-  /** "address:port/protocol number". */
-  frontends: string[];
-  backends: Array<{ address: string; port: number; weight: number }>;
-}
+export type { FakeDeviceOptions, FakeIpcacheEntry, FakeKeypair, FakePeer, FakeService } from './fakedevicetypes.js';
 
 /** Where a FakeDevice's datagrams go (FakeNetwork in src/native/fakenet.ts). */
 export interface FakeWire {
@@ -69,18 +30,6 @@ export interface FakeWire {
   /** A keepalive to the peer (sendKeepalive, flushStaged with nothing staged). */
   keepalive(from: FakeDevice, peer: FakePeer): void;
 }
-
-export interface FakeDeviceOptions extends NativeDeviceOptions {
-  gso?: boolean;
-  /** The device's monotonic clock in ms (probe answers are stamped with it). */
-  now?: () => number;
-}
-
-const zeroStats = (): FakePeer['stats'] => ({
-  rxBytes: 0, txBytes: 0, rxPackets: 0, txPackets: 0, lastDataSentMs: 0, lastDataRecvMs: 0, lastAuthSentMs: 0, lastAuthRecvMs: 0,
-  sentUnansweredMs: 0, recvUnansweredMs: 0, hasCurrent: false, currentInitiator: false, currentAgeMs: 0, hasNext: false,
-  lastProbeReplyMs: 0, probeRttUs: 0, probesSent: 0, probeReplies: 0, probeRepliesQueued: 0, probeRepliesRefused: 0,
-});
 
 /** The text of a row's address (4 or 16 bytes from `at`). */
 function addrText(row: Buffer, at: number, len: number): string {
@@ -227,8 +176,17 @@ export class FakeDevice implements NativeDevice {
   /** As the addon's table: addresses masked, each prefix once (where first given), one peer per prefix (others lose it). */
   setAllowedIPs(id: number, prefixes: Array<[Buffer, number]>): void {
     const p = this.peers.get(id);
-    if (!p) return;
-    p.allowedIPs = [...new Set(prefixes.map(([addr, cidr]) => formatPrefix({ addr: maskPrefix(addr, cidr), cidr })))];
+    if (p) this.give(p, [], prefixes);
+  }
+
+  /** As the addon's: a prefix the peer holds stays where it is; any other is taken from its holder, put last. */
+  addAllowedIPs(id: number, prefixes: Array<[Buffer, number]>): void {
+    const p = this.peers.get(id);
+    if (p) this.give(p, p.allowedIPs, prefixes);
+  }
+
+  private give(p: FakePeer, kept: string[], prefixes: Array<[Buffer, number]>): void {
+    p.allowedIPs = [...new Set([...kept, ...prefixes.map(([addr, cidr]) => formatPrefix({ addr: maskPrefix(addr, cidr), cidr }))])];
     for (const other of this.peers.values()) if (other !== p) other.allowedIPs = other.allowedIPs.filter((x) => !p.allowedIPs.includes(x));
   }
 

@@ -54,6 +54,9 @@ import { roamAllowed, roamHosts } from './roaming.js';
 
 export type { DeviceOptions, DeviceStats, WireGuardNative } from './devicetypes.js';
 
+/** Prefixes as the addon's allowed-IPs calls take them: [address bytes, length]. */
+const pairs = (prefixes: Prefix[]): Array<[Buffer, number]> => prefixes.map((p) => [p.addr, p.cidr]);
+
 export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends EventEmitter {
   readonly native: D;
   readonly log: Logger;
@@ -210,10 +213,15 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
    * it, whose `allowedIPs` no longer list it (the data path's table moves it; nothing is kept here to update).
    */
   setPeerAllowedIPs(peer: Peer, prefixes: Prefix[]): void {
-    this.native.setAllowedIPs(
-      peer.id,
-      prefixes.map((p) => [p.addr, p.cidr] as [Buffer, number]),
-    );
+    this.native.setAllowedIPs(peer.id, pairs(prefixes));
+  }
+
+  /**
+   * Adds to the peer's allowed IPs (a UAPI set without replace_allowed_ips): each prefix taken from the peer that
+   * held it, one this peer holds left where it is in its list. O(the prefixes given), whatever the peer holds.
+   */
+  addPeerAllowedIPs(peer: Peer, prefixes: Prefix[]): void {
+    this.native.addAllowedIPs(peer.id, pairs(prefixes));
   }
 
   setPeerPersistentKeepalive(peer: Peer, seconds: number): void {

@@ -20,6 +20,7 @@ export type WireGuardNative = Pick<
   | 'setRoaming'
   | 'setAllowedIPs'
   | 'allowedIPs'
+  | 'addAllowedIPs'
   | 'installKeypair'
   | 'clearKeypairs'
   | 'sendKeepalive'

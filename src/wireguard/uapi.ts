@@ -11,7 +11,7 @@ import { listenPrivate } from '../net/listen.js';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { ConfigError, HostError, UAPI_EADDRINUSE, UAPI_EINVAL, UAPI_EIO, UAPI_EPROTO, UapiError } from '../errors.js';
-import { formatEndpoint, formatPrefix, parseEndpoint, parsePrefix, prefixKey, type Prefix } from '../net/ip.js';
+import { formatEndpoint, formatPrefix, parseEndpoint, parsePrefix, type Prefix } from '../net/ip.js';
 import type { WireGuardDevice } from './device.js';
 import { keyFromHex } from './keys.js';
 import type { Endpoint } from './peer.js';
@@ -155,18 +155,13 @@ export function applySet(dev: WireGuardDevice, plan: SetPlan): void {
     const peer = dev.addPeer(ops.publicKey);
     if (ops.presharedKey) peer.setPresharedKey(ops.presharedKey);
     if (ops.endpoint) dev.setPeerEndpoint(peer, ops.endpoint);
-    if (ops.replaceAllowedIPs || ops.allowedIPs.length) {
-      // Deduplicated by a set of keys, not by a scan of the list per line: 20,000 allowed_ip lines blocked the
-      // event loop (and with it every peer's handshakes) ~17 s, 100,000 (a wg-quick config of country blocks)
-      // minutes.
-      const merged = ops.replaceAllowedIPs ? [] : [...peer.allowedIPs];
-      const seen = new Set(merged.map(prefixKey));
-      for (const p of ops.allowedIPs) {
-        const k = prefixKey(p);
-        if (!seen.has(k)) merged.push(p), seen.add(k);
-      }
-      dev.setPeerAllowedIPs(peer, merged);
-    }
+    // Line by line, as wireguard-go inserts them: a block without replace_allowed_ips adds its lines (the addon's
+    // insert, O(its lines)), never reading back and setting again the peer's whole list. Before s35 each block did,
+    // so a request of many one-line blocks for one peer cost O(blocks × the peer's list): 4,000 took ~12 s (the
+    // s35 attacker review), a 16 MiB request's ~160,000 hours, every peer's handshakes waiting. Before s15 even one
+    // block scanned its list per line (20,000 lines ~17 s).
+    if (ops.replaceAllowedIPs) dev.setPeerAllowedIPs(peer, ops.allowedIPs);
+    else if (ops.allowedIPs.length) dev.addPeerAllowedIPs(peer, ops.allowedIPs);
     if (ops.persistentKeepalive !== undefined) dev.setPeerPersistentKeepalive(peer, ops.persistentKeepalive);
   }
 }

@@ -31,6 +31,7 @@ Napi::Function DeviceWrap::Init(Napi::Env env) {
        InstanceMethod("setEndpoint", &DeviceWrap::SetEndpoint),
        InstanceMethod("setRoaming", &DeviceWrap::SetRoaming),
        InstanceMethod("setAllowedIPs", &DeviceWrap::SetAllowedIPs), InstanceMethod("allowedIPs", &DeviceWrap::AllowedIPs),
+       InstanceMethod("addAllowedIPs", &DeviceWrap::AddAllowedIPs),
        InstanceMethod("installKeypair", &DeviceWrap::InstallKeypair),
        InstanceMethod("clearKeypairs", &DeviceWrap::ClearKeypairs),
        InstanceMethod("sendKeepalive", &DeviceWrap::SendKeepalive),
@@ -195,26 +196,42 @@ Napi::Value DeviceWrap::SetRoaming(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// setAllowedIPs(peer, [[addrBuffer, cidr], ...])
-Napi::Value DeviceWrap::SetAllowedIPs(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!info[1].IsArray()) return ThrowType(env, "setAllowedIPs(peer, prefixes[])");
-  Napi::Array a = info[1].As<Napi::Array>();
-  std::vector<AllowedIPs::Entry> prefixes;
+namespace {
+// [[addrBuffer (4 or 16 bytes), cidr], ...] of setAllowedIPs and addAllowedIPs; false (a TypeError thrown) if not.
+bool ParsePrefixes(const Napi::Value& v, const char* usage, std::vector<AllowedIPs::Entry>* out) {
+  Napi::Env env = v.Env();
+  if (!v.IsArray()) return ThrowType(env, usage), false;
+  Napi::Array a = v.As<Napi::Array>();
   for (uint32_t i = 0; i < a.Length(); i++) {
     Napi::Array pair = a.Get(i).As<Napi::Array>();
     auto addr = pair.Get(uint32_t(0)).As<Napi::Buffer<uint8_t>>();
     AllowedIPs::Entry e;
     std::memset(e.addr, 0, 16);
-    if (addr.Length() != 4 && addr.Length() != 16) return ThrowType(env, "prefix address must be 4 or 16 bytes");
+    if (addr.Length() != 4 && addr.Length() != 16) return ThrowType(env, "prefix address must be 4 or 16 bytes"), false;
     std::memcpy(e.addr, addr.Data(), addr.Length());
     e.family_bytes = int(addr.Length());
     e.cidr = pair.Get(uint32_t(1)).As<Napi::Number>().Int32Value();
     e.peer = 0;
-    prefixes.push_back(e);
+    out->push_back(e);
   }
+  return true;
+}
+}  // namespace
+
+// setAllowedIPs(peer, [[addrBuffer, cidr], ...])
+Napi::Value DeviceWrap::SetAllowedIPs(const Napi::CallbackInfo& info) {
+  std::vector<AllowedIPs::Entry> prefixes;
+  if (!ParsePrefixes(info[1], "setAllowedIPs(peer, prefixes[])", &prefixes)) return info.Env().Undefined();
   dev_.set_allowed_ips(info[0].As<Napi::Number>().Uint32Value(), prefixes);
-  return env.Undefined();
+  return info.Env().Undefined();
+}
+
+// addAllowedIPs(peer, [[addrBuffer, cidr], ...]): Device::add_allowed_ips
+Napi::Value DeviceWrap::AddAllowedIPs(const Napi::CallbackInfo& info) {
+  std::vector<AllowedIPs::Entry> prefixes;
+  if (!ParsePrefixes(info[1], "addAllowedIPs(peer, prefixes[])", &prefixes)) return info.Env().Undefined();
+  dev_.add_allowed_ips(info[0].As<Napi::Number>().Uint32Value(), prefixes);
+  return info.Env().Undefined();
 }
 
 // allowedIPs(peer) -> rows (rows.h AllowedIpRow, 18 bytes each) in the order set (Device::allowed_ips): one

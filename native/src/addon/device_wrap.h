@@ -38,6 +38,7 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
   Napi::Value SetRoaming(const Napi::CallbackInfo& info);
   Napi::Value SetAllowedIPs(const Napi::CallbackInfo& info);
   Napi::Value AllowedIPs(const Napi::CallbackInfo& info);
+  Napi::Value AddAllowedIPs(const Napi::CallbackInfo& info);
   Napi::Value InstallKeypair(const Napi::CallbackInfo& info);
   Napi::Value ClearKeypairs(const Napi::CallbackInfo& info);
   Napi::Value SendKeepalive(const Napi::CallbackInfo& info);

@@ -192,6 +192,12 @@ void Device::set_allowed_ips(uint32_t id, const std::vector<AllowedIPs::Entry>& 
   for (const auto& e : prefixes) allowed_.insert(e.addr, e.family_bytes, e.cidr, id);
 }
 
+void Device::add_allowed_ips(uint32_t id, const std::vector<AllowedIPs::Entry>& prefixes) {
+  std::unique_lock<std::shared_mutex> lock(table_mu_);
+  if (!find_peer(id)) return;
+  for (const auto& e : prefixes) allowed_.insert(e.addr, e.family_bytes, e.cidr, id);
+}
+
 void Device::allowed_ips(uint32_t id, std::vector<AllowedIPs::Entry>* out) {
   std::shared_lock<std::shared_mutex> lock(table_mu_);
   allowed_.peer_prefixes(id, out);
