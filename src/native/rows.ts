@@ -53,7 +53,7 @@ export function ipcacheRow(addr: Buffer, cidr: number, identity: number, endpoin
   return row;
 }
 
-/** Device.allowedIPs rows (addon → agent): family, prefix length, address[16] (masked to the length). */
+/** Device.allowedIPs rows (addon → agent): family, prefix length, address[16] (the addon's masked to the length; these as given). */
 export function allowedIPRows(prefixes: ReadonlyArray<{ addr: Buffer; cidr: number }>): Buffer {
   const b = Buffer.alloc(prefixes.length * ALLOWED_IP_ROW_SIZE);
   prefixes.forEach((p, i) => {

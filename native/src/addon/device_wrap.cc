@@ -235,7 +235,8 @@ Napi::Value DeviceWrap::AddAllowedIPs(const Napi::CallbackInfo& info) {
 }
 
 // allowedIPs(peer) -> rows (rows.h AllowedIpRow, 18 bytes each) in the order set (Device::allowed_ips): one
-// Buffer, not an array and a Buffer per prefix (a UAPI get of a peer with 100,000 took ~3x as long so).
+// Buffer, not an array and a Buffer per prefix (a UAPI get of a peer with 100,000 took ~140 ms so, against ~45 ms
+// for the JS lists it replaced: the s35 attacker review, one run each on the loaded machine).
 Napi::Value DeviceWrap::AllowedIPs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) return ThrowType(env, "allowedIPs(peer)");

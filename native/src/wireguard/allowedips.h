@@ -23,14 +23,16 @@
 // kCompactFrom long; one still over half full after that gets room for as many
 // again. So a list holds under 4x the distinct prefixes its peer holds, plus
 // what others took from it since (stale until its next compaction or removal).
-// In the device a list is the prefixes of the peer's last set, in its order,
-// and those others took since: Device::set_allowed_ips removes a peer's
-// prefixes before inserting its new ones.
+// In the device a list is the prefixes of the peer's last set, in its order
+// (Device::set_allowed_ips removes a peer's prefixes before inserting its new
+// ones), then those added since (Device::add_allowed_ips: a UAPI set without
+// replace_allowed_ips), and copies others took since, under the bound above.
 //
 // The lists are the one record of which prefixes a peer holds (s35): the
-// control thread keeps none (it read them back with peer_prefixes: UAPI get,
-// a UAPI set that adds to a peer's list), where it kept a copy of every
-// peer's keys and an owner per prefix (~110 B per remote node, issue 16).
+// WireGuard device's JS side keeps none and reads a peer's back with
+// peer_prefixes (UAPI get), where it kept a copy of every peer's keys and an
+// owner per prefix (13.5 B per remote endpoint of the agent's heap at 10 per
+// node, issue 16: docs/benchmarks.md, s35).
 #pragma once
 #include <cstdint>
 #include <unordered_map>

@@ -36,7 +36,7 @@
 //     endpoints are copied per peer; the UDP sockets only change with the
 //     threads stopped (rebind). The RX thread writes to the TUN after its batch;
 //     its one cookie-reply sendto is MSG_DONTWAIT, never retried.
-//   Peer::mu guards a peer's keypair slots, endpoint and staged queue. Never take
+//   Peer::mu guards a peer's keypair slots, endpoint, roaming set and staged queue. Never take
 //     table_mu_ while holding a Peer::mu.
 //   A peer's live block (PeerLive: keypair slots, staged queue, counters, timers) is made
 //     (Peer::live) only under table_mu_, either mode, and freed only with the peer (table_mu_

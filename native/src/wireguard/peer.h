@@ -60,7 +60,8 @@ struct PeerLive {
   std::atomic<uint64_t> probe_replies_refused{0};
 };
 
-// Fields in an order that leaves no padding between them (s35): the mesh ones are apart, so each says so.
+// Fields in an order that leaves 2 B of padding between them, 16 before s35 (the mesh ones are apart: each
+// names its lock).
 struct Peer {
   uint32_t id = 0;
   // Mesh mode (guarded by table_mu_, as `clusters` and `tagged`): the identity of untagged packets.
@@ -68,13 +69,14 @@ struct Peer {
   // Guards the live block's keypair slots and staged queue, endpoint and roam.
   std::mutex mu;
   Endpoint endpoint;
-  // Mesh mode: clusters whose identities the peer may send (its own, plus those it relays for), 1..max_clusters().
+  // Mesh mode (table_mu_): clusters whose identities the peer may send (its own, plus those it relays for),
+  // 1..max_clusters().
   PeerClusters clusters;
   // In Device::active_ (at active_pos), both guarded by active_mu_; read
   // without it only as a hint (a stale false takes the lock and looks again).
   uint32_t active_pos = 0;
   std::atomic<bool> listed{false};
-  // Mesh mode: tag outgoing plaintext with the source identity.
+  // Mesh mode (table_mu_): tag outgoing plaintext with the source identity.
   bool tagged = false;
   // Where the endpoint may roam (roam.h; under mu): anywhere unless set_roaming pinned it. Read only when a
   // packet's source differs from the endpoint.
@@ -117,7 +119,7 @@ struct Peer {
 };
 
 // A Peer is 152 bytes (a 160-byte malloc chunk; s35: the roaming set's first address inline, the others in a
-// block of their own, and the fields packed, where it was 208 B in a 224-byte chunk), its live block (208 B) only
+// block of their own, and the fields reordered, where it was 208 B in a 224-byte chunk), its live block (208 B) only
 // once it is active: at 16,000 idle peers ~4 MiB less than the 408-byte Peer of s29 that held both
 // (docs/benchmarks.md, s30 and s35).
 static_assert(sizeof(Peer) <= 152, "an idle peer fits a 160-byte malloc chunk");

@@ -25,8 +25,9 @@ struct RoamSet {
   // still received). The first is inline, the others (if any) in one block
   // made by assign(): a peer of a one-address node allocates nothing here,
   // and an idle Peer fits a 160-byte malloc chunk, not a 224-byte one (s35,
-  // issue 16: ~64 B per remote node; when all four were inline the set was
-  // 70 B of every peer).
+  // issue 16: when all four were inline the set was 70 B of every peer). Per
+  // peer of a node with one address 64 B less, two 32 B (the block: 17 B in a
+  // 32-byte chunk), three 16 B, four none.
   static constexpr int kMax = 4;
   struct Addr {
     uint8_t len;  // 4 or 16
