@@ -202,15 +202,25 @@ bool ParsePrefixes(const Napi::Value& v, const char* usage, std::vector<AllowedI
   Napi::Env env = v.Env();
   if (!v.IsArray()) return ThrowType(env, usage), false;
   Napi::Array a = v.As<Napi::Array>();
+  // every element checked before it is read: the addon runs without C++ exceptions, so an unchecked As<> on a
+  // wrong type left an exception pending and went on (a prefix of length 0 inserted, or the process aborted on the
+  // next throw: review of s35); nothing is applied unless all are well formed
   for (uint32_t i = 0; i < a.Length(); i++) {
-    Napi::Array pair = a.Get(i).As<Napi::Array>();
-    auto addr = pair.Get(uint32_t(0)).As<Napi::Buffer<uint8_t>>();
+    Napi::Value el = a.Get(i);
+    if (!el.IsArray() || el.As<Napi::Array>().Length() != 2) return ThrowType(env, "a prefix is [address, length]"), false;
+    Napi::Array pair = el.As<Napi::Array>();
+    Napi::Value av = pair.Get(uint32_t(0)), cv = pair.Get(uint32_t(1));
+    if (!av.IsBuffer() || !cv.IsNumber()) return ThrowType(env, "a prefix is [Buffer, number]"), false;
+    auto addr = av.As<Napi::Buffer<uint8_t>>();
+    if (addr.Length() != 4 && addr.Length() != 16) return ThrowType(env, "prefix address must be 4 or 16 bytes"), false;
+    const double len = cv.As<Napi::Number>().DoubleValue();
+    if (!(len >= 0 && len <= 8.0 * double(addr.Length())) || len != double(int(len)))
+      return ThrowType(env, "prefix length must be an integer within the address"), false;
     AllowedIPs::Entry e;
     std::memset(e.addr, 0, 16);
-    if (addr.Length() != 4 && addr.Length() != 16) return ThrowType(env, "prefix address must be 4 or 16 bytes"), false;
     std::memcpy(e.addr, addr.Data(), addr.Length());
     e.family_bytes = int(addr.Length());
-    e.cidr = pair.Get(uint32_t(1)).As<Napi::Number>().Int32Value();
+    e.cidr = int(len);
     e.peer = 0;
     out->push_back(e);
   }
@@ -220,6 +230,7 @@ bool ParsePrefixes(const Napi::Value& v, const char* usage, std::vector<AllowedI
 
 // setAllowedIPs(peer, [[addrBuffer, cidr], ...])
 Napi::Value DeviceWrap::SetAllowedIPs(const Napi::CallbackInfo& info) {
+  if (!info[0].IsNumber()) return ThrowType(info.Env(), "setAllowedIPs(peer, prefixes[])");
   std::vector<AllowedIPs::Entry> prefixes;
   if (!ParsePrefixes(info[1], "setAllowedIPs(peer, prefixes[])", &prefixes)) return info.Env().Undefined();
   dev_.set_allowed_ips(info[0].As<Napi::Number>().Uint32Value(), prefixes);
@@ -228,6 +239,7 @@ Napi::Value DeviceWrap::SetAllowedIPs(const Napi::CallbackInfo& info) {
 
 // addAllowedIPs(peer, [[addrBuffer, cidr], ...]): Device::add_allowed_ips
 Napi::Value DeviceWrap::AddAllowedIPs(const Napi::CallbackInfo& info) {
+  if (!info[0].IsNumber()) return ThrowType(info.Env(), "addAllowedIPs(peer, prefixes[])");
   std::vector<AllowedIPs::Entry> prefixes;
   if (!ParsePrefixes(info[1], "addAllowedIPs(peer, prefixes[])", &prefixes)) return info.Env().Undefined();
   dev_.add_allowed_ips(info[0].As<Napi::Number>().Uint32Value(), prefixes);

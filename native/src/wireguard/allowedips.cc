@@ -32,16 +32,20 @@ void AllowedIPs::insert(const uint8_t* addr, int bytes, int cidr, uint32_t peer)
   std::memcpy(p.addr, addr, p.bytes);
   p.cidr = uint8_t(std::min(std::max(cidr, 0), p.bytes * 8));
   mask(p.addr, p.bytes, p.cidr);
-  if (uint32_t* held = owner(p)) {
-    if (*held == peer) return;  // in its list already
-    *held = peer;               // taken over: the former owner's copy is stale (see the header)
+  uint32_t* held = owner(p);
+  if (held && *held == peer) return;  // in its list already
+  std::vector<Prefix>& list = owned_[peer];
+  // before p is the peer's: a stale copy of it in the list (taken by another since) goes with the compaction, not
+  // kept as live beside the copy pushed below (review of s35: one entry past the bound). The index is not changed
+  // by a compaction, so `held` still points at p's owner.
+  if (list.size() >= kCompactFrom && list.size() == list.capacity()) compact(peer, &list);
+  if (held) {
+    *held = peer;  // taken over: the former owner's copy is stale (see the header)
   } else if (p.bytes == 4) {
     v4_.put(v4_key(p.addr), p.cidr, peer);
   } else {
     v6_.put(v6_key(p.addr), p.cidr, peer);
   }
-  std::vector<Prefix>& list = owned_[peer];
-  if (list.size() >= kCompactFrom && list.size() == list.capacity()) compact(peer, &list);
   list.push_back(p);
 }
 
