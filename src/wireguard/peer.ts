@@ -17,7 +17,7 @@
  * hex copy cost 80 B per peer (after a same-content rewrite of the record, a relist's copy, the peer keeps the
  * first record's string: 64 B, still less than the hex copy; swapping it would reorder the device's map, and with
  * it UAPI get).
- * The Buffer, hex and Prefix forms are decoded on read (handshake setup, UAPI get/set, removal: rare next to
+ * The Buffer, hex and Prefix forms are decoded on read (handshake setup, UAPI get, removal: rare next to
  * holding the peer).
  * Since s23node a peer holds 8 fields (88 B, 64-bit V8 without pointer compression, as Node ships it; 120 B
  * before; s35 traded its keys' array, 64 B, for the device's reader, shared): the identity, clock and preshared

@@ -228,22 +228,21 @@ bool ParsePrefixes(const Napi::Value& v, const char* usage, std::vector<AllowedI
 }
 }  // namespace
 
-// setAllowedIPs(peer, [[addrBuffer, cidr], ...])
-Napi::Value DeviceWrap::SetAllowedIPs(const Napi::CallbackInfo& info) {
-  if (!info[0].IsNumber()) return ThrowType(info.Env(), "setAllowedIPs(peer, prefixes[])");
+// (peer, [[addrBuffer, cidr], ...]) of setAllowedIPs (replace) and addAllowedIPs: Device::update_allowed_ips.
+Napi::Value DeviceWrap::UpdateAllowedIPs(const Napi::CallbackInfo& info, bool replace, const char* usage) {
+  if (!info[0].IsNumber()) return ThrowType(info.Env(), usage);
   std::vector<AllowedIPs::Entry> prefixes;
-  if (!ParsePrefixes(info[1], "setAllowedIPs(peer, prefixes[])", &prefixes)) return info.Env().Undefined();
-  dev_.set_allowed_ips(info[0].As<Napi::Number>().Uint32Value(), prefixes);
+  if (!ParsePrefixes(info[1], usage, &prefixes)) return info.Env().Undefined();
+  dev_.update_allowed_ips(info[0].As<Napi::Number>().Uint32Value(), prefixes, replace);
   return info.Env().Undefined();
 }
 
-// addAllowedIPs(peer, [[addrBuffer, cidr], ...]): Device::add_allowed_ips
+Napi::Value DeviceWrap::SetAllowedIPs(const Napi::CallbackInfo& info) {
+  return UpdateAllowedIPs(info, true, "setAllowedIPs(peer, prefixes[])");
+}
+
 Napi::Value DeviceWrap::AddAllowedIPs(const Napi::CallbackInfo& info) {
-  if (!info[0].IsNumber()) return ThrowType(info.Env(), "addAllowedIPs(peer, prefixes[])");
-  std::vector<AllowedIPs::Entry> prefixes;
-  if (!ParsePrefixes(info[1], "addAllowedIPs(peer, prefixes[])", &prefixes)) return info.Env().Undefined();
-  dev_.add_allowed_ips(info[0].As<Napi::Number>().Uint32Value(), prefixes);
-  return info.Env().Undefined();
+  return UpdateAllowedIPs(info, false, "addAllowedIPs(peer, prefixes[])");
 }
 
 // allowedIPs(peer) -> rows (rows.h AllowedIpRow, 18 bytes each) in the order set (Device::allowed_ips): one

@@ -39,6 +39,7 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
   Napi::Value SetAllowedIPs(const Napi::CallbackInfo& info);
   Napi::Value AllowedIPs(const Napi::CallbackInfo& info);
   Napi::Value AddAllowedIPs(const Napi::CallbackInfo& info);
+  Napi::Value UpdateAllowedIPs(const Napi::CallbackInfo& info, bool replace, const char* usage);
   Napi::Value InstallKeypair(const Napi::CallbackInfo& info);
   Napi::Value ClearKeypairs(const Napi::CallbackInfo& info);
   Napi::Value SendKeepalive(const Napi::CallbackInfo& info);

@@ -24,9 +24,9 @@
 // again. So a list holds under 4x the distinct prefixes its peer holds, plus
 // what others took from it since (stale until its next compaction or removal).
 // In the device a list is the prefixes of the peer's last set, in its order
-// (Device::set_allowed_ips removes a peer's prefixes before inserting its new
-// ones), then those added since (Device::add_allowed_ips: a UAPI set without
-// replace_allowed_ips), and copies others took since, under the bound above.
+// (Device::update_allowed_ips, replacing, removes a peer's prefixes before
+// inserting its new ones), then those added since (the same, not replacing: a
+// UAPI set without replace_allowed_ips), and copies others took since, under the bound above.
 //
 // The lists are the one record of which prefixes a peer holds (s35): the
 // WireGuard device's JS side keeps none and reads a peer's back with

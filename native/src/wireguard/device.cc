@@ -185,16 +185,10 @@ void Device::set_roaming(uint32_t id, const std::vector<Endpoint>& addrs, bool p
   p->roam.assign(addrs, pinned);
 }
 
-void Device::set_allowed_ips(uint32_t id, const std::vector<AllowedIPs::Entry>& prefixes) {
+void Device::update_allowed_ips(uint32_t id, const std::vector<AllowedIPs::Entry>& prefixes, bool replace) {
   std::unique_lock<std::shared_mutex> lock(table_mu_);
   if (!find_peer(id)) return;
-  allowed_.remove_peer(id);
-  for (const auto& e : prefixes) allowed_.insert(e.addr, e.family_bytes, e.cidr, id);
-}
-
-void Device::add_allowed_ips(uint32_t id, const std::vector<AllowedIPs::Entry>& prefixes) {
-  std::unique_lock<std::shared_mutex> lock(table_mu_);
-  if (!find_peer(id)) return;
+  if (replace) allowed_.remove_peer(id);
   for (const auto& e : prefixes) allowed_.insert(e.addr, e.family_bytes, e.cidr, id);
 }
 

@@ -207,11 +207,10 @@ class Device {
   // Mesh peers: the endpoint may roam only to these addresses (ports ignored;
   // the first RoamSet::kMax count). pinned false: roams anywhere (WireGuard).
   void set_roaming(uint32_t id, const std::vector<Endpoint>& addrs, bool pinned);
-  // Replaces the peer's allowed IPs. prefixes: (bytes, family_bytes, cidr).
-  void set_allowed_ips(uint32_t id, const std::vector<AllowedIPs::Entry>& prefixes);
-  // Adds to the peer's allowed IPs (a UAPI set without replace_allowed_ips, line by line as wireguard-go does): each
-  // prefix taken from any peer holding it, one it holds left in place. O(the prefixes given).
-  void add_allowed_ips(uint32_t id, const std::vector<AllowedIPs::Entry>& prefixes);
+  // Gives the peer these allowed IPs (prefixes: bytes, family_bytes, cidr), each taken from any peer holding it, one
+  // it holds left in place. replace: its others go first (the agent's sets, a UAPI replace_allowed_ips); else they
+  // stay (a UAPI set without it, line by line as wireguard-go does: O(the prefixes given)).
+  void update_allowed_ips(uint32_t id, const std::vector<AllowedIPs::Entry>& prefixes, bool replace);
   // Appends the peer's allowed IPs, in the order its last set gave them, without those another peer took since
   // (AllowedIPs::peer_prefixes); nothing for an unknown peer.
   void allowed_ips(uint32_t id, std::vector<AllowedIPs::Entry>* out);
