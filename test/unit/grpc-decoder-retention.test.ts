@@ -1,9 +1,12 @@
 /**
  * Regression test for patches/@grpc+grpc-js+*.patch: grpc-js's StreamDecoder (what turns a call's HTTP/2 DATA
- * chunks into gRPC messages, for every etcd watch and call) held slices of the last message's chunks until the
- * next message began: on an idle watch stream its last response (up to the 64 MiB receive limit) stayed in
- * memory, ~3.6 MB in an agent at rest at 16 × 1000 × 10 (bench:controlplane, s36). Patched, a decoder between
- * messages holds no byte of any chunk it was given. Fails when `npm ci` did not apply the patch (patch-package,
+ * chunks into gRPC messages, for every etcd watch and call) held a slice of every chunk of a message, and kept the
+ * last message's slices and its flag byte's until the next message began. A slice keeps the whole socket read it
+ * is a view of (Node's http2 hands out views of one ArrayBuffer per read, up to 64 KiB): on an idle watch stream its
+ * last response (up to the 64 MiB receive limit) stayed in memory (docs/benchmarks.md s36), and a message sent in
+ * 1-byte DATA frames cost a Buffer object (~100 B of heap) per byte. Patched, a message is copied into one buffer
+ * of its announced size (after the receive limit is checked) as its bytes come, and a decoder between messages
+ * holds no byte of any chunk it was given. Fails when `npm ci` did not apply the patch (patch-package,
  * package.json's postinstall) or a grpc-js upgrade changed the decoder.
  */
 import { createRequire } from 'node:module';
@@ -14,10 +17,10 @@ const { StreamDecoder } = createRequire(import.meta.url)('@grpc/grpc-js/build/sr
   StreamDecoder: new (max: number) => { write(data: Buffer): Buffer[] };
 };
 
-/** A gRPC length-prefixed message (uncompressed) of `n` bytes, each `fill`. */
-function framed(n: number, fill: number): Buffer {
+/** A gRPC length-prefixed message of `n` bytes, each `fill`, with compression flag `flag` (0 or 1). */
+function framed(n: number, fill: number, flag = 0): Buffer {
   const b = Buffer.alloc(5 + n, fill);
-  b[0] = 0;
+  b[0] = flag;
   b.writeUInt32BE(n, 1);
   return b;
 }
@@ -32,7 +35,7 @@ function heldBuffers(decoder: object): Buffer[] {
   return out;
 }
 
-/** Chunks as HTTP/2 gives them: each its own ArrayBuffer (a copy, not a slice of one big buffer). */
+/** The stream cut at `sizes`, each chunk a copy in an ArrayBuffer of its own (so what a decoder keeps of one shows). */
 function chunksOf(stream: Buffer, sizes: number[]): Buffer[] {
   const out: Buffer[] = [];
   let at = 0;
@@ -45,27 +48,58 @@ function chunksOf(stream: Buffer, sizes: number[]): Buffer[] {
 }
 
 describe('grpc-js StreamDecoder keeps no chunk between messages (patched)', () => {
-  const cases: Array<{ name: string; messages: number[]; sizes: number[] }> = [
-    { name: 'one message in one chunk', messages: [1000], sizes: [] },
-    { name: 'one message over many chunks', messages: [100_000], sizes: [3, 16_384, 16_384, 16_384, 16_384, 16_384] },
-    { name: 'two messages, the second starting mid-chunk', messages: [700, 40_000], sizes: [705 + 5 + 100, 16_384] },
-    { name: 'an empty message after a large one', messages: [50_000, 0], sizes: [1, 4, 20_000, 30_000] },
+  // messages as [length, compression flag]
+  const cases: Array<{ name: string; messages: Array<[number, number]>; sizes: number[] }> = [
+    { name: 'one message in one chunk', messages: [[1000, 0]], sizes: [] },
+    { name: 'one compressed message over many chunks', messages: [[100_000, 1]], sizes: [3, 16_384, 16_384, 16_384, 16_384, 16_384] },
+    { name: 'two messages, the second starting mid-chunk', messages: [[700, 1], [40_000, 0]], sizes: [705 + 5 + 100, 16_384] },
+    { name: 'an empty message after a large one', messages: [[50_000, 0], [0, 1]], sizes: [1, 4, 20_000, 30_000] },
+    { name: 'a flag byte alone in a chunk, then the rest', messages: [[10, 1], [20_000, 1]], sizes: [15, 1, 4, 100] },
   ];
   for (const c of cases) {
     it(c.name, () => {
-      const stream = Buffer.concat(c.messages.map((n, i) => framed(n, 0x41 + i)));
+      const stream = Buffer.concat(c.messages.map(([n, flag], i) => framed(n, 0x41 + i, flag)));
       const chunks = chunksOf(stream, c.sizes);
       const d = new StreamDecoder(64 << 20);
-      const got = chunks.flatMap((ch) => d.write(ch));
-      // the decoder's answers are unchanged: every message, framed as it came
-      expect(got.map((m) => m.length)).toEqual(c.messages.map((n) => n + 5));
+      const got: Buffer[] = [];
+      const copies: Buffer[] = [];
+      for (const ch of chunks) {
+        for (const m of d.write(ch)) {
+          got.push(m);
+          copies.push(Buffer.from(m));
+        }
+      }
+      // the decoder's answers are unchanged: every message, framed as it came (its flag too), and not changed by
+      // what the decoder was given after it (the flag byte is now written into the decoder's own buffer)
+      expect(got.map((m) => [m.length - 5, m[0]])).toEqual(c.messages);
       expect(Buffer.concat(got).equals(stream)).toBe(true);
+      got.forEach((m, i) => expect(m.equals(copies[i]!), `message ${i} changed after it was emitted`).toBe(true));
       // and nothing it keeps shares memory with a chunk it was given
       const chunkStores = new Set(chunks.map((ch) => ch.buffer));
       const shared = heldBuffers(d).filter((b) => chunkStores.has(b.buffer as ArrayBuffer));
       expect(shared).toEqual([]);
     });
   }
+
+  it('a message sent a byte per chunk costs one buffer, not an object per chunk', () => {
+    const stream = framed(20_000, 0x33, 1);
+    const d = new StreamDecoder(64 << 20);
+    let most = 0;
+    const got: Buffer[] = [];
+    for (let i = 0; i < stream.length; i++) {
+      got.push(...d.write(stream.subarray(i, i + 1)));
+      most = Math.max(most, heldBuffers(d).length);
+    }
+    expect(got.length).toBe(1);
+    expect(got[0]!.equals(stream)).toBe(true);
+    // the flag's, the length's and the message's own: unpatched, one more per chunk read (20,004 here)
+    expect(most).toBeLessThanOrEqual(3);
+  });
+
+  it('refuses a message over the limit before making room for it', () => {
+    const d = new StreamDecoder(1000);
+    expect(() => d.write(framed(1001, 0).subarray(0, 5))).toThrow(/larger than max/);
+  });
 
   it('a message still being read is kept whole (the patch frees only what was delivered)', () => {
     const stream = framed(30_000, 0x5a);
