@@ -5,12 +5,13 @@
  * is a view of (Node's http2 hands out views of one ArrayBuffer per read, up to 64 KiB): on an idle watch stream its
  * last response (up to the 64 MiB receive limit) stayed in memory (docs/benchmarks.md s36), and a message sent in
  * 1-byte DATA frames cost a Buffer object (~100 B of heap) per byte. Patched, a message is copied into one buffer
- * of its announced size (after the receive limit is checked) as its bytes come, and a decoder between messages
- * holds no byte of any chunk it was given. Fails when `npm ci` did not apply the patch (patch-package,
+ * as its bytes come (room for the announced size up to 1 MiB, the rest once that much has come; the receive limit
+ * bounds the size: a header alone reserves ≤ 1 MiB), and a decoder between messages holds no byte of any chunk it
+ * was given. Fails when `npm ci` did not apply the patch (patch-package,
  * package.json's postinstall) or a grpc-js upgrade changed the decoder.
  */
 import { createRequire } from 'node:module';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 
 // internal to grpc-js (no exports map): the one class the patch changes
 const { StreamDecoder } = createRequire(import.meta.url)('@grpc/grpc-js/build/src/stream-decoder.js') as {
@@ -35,15 +36,15 @@ function heldBuffers(decoder: object): Buffer[] {
   return out;
 }
 
-/** The stream cut at `sizes`, each chunk a copy in an ArrayBuffer of its own (so what a decoder keeps of one shows). */
+/** The stream cut at `sizes`, each chunk a copy in an ArrayBuffer of its own (not the 8 KiB pool's: what a decoder keeps of one shows). */
 function chunksOf(stream: Buffer, sizes: number[]): Buffer[] {
   const out: Buffer[] = [];
   let at = 0;
   for (const n of sizes) {
-    out.push(Buffer.from(new Uint8Array(stream.subarray(at, at + n))));
+    out.push(Buffer.from(new Uint8Array(stream.subarray(at, at + n)).buffer));
     at += n;
   }
-  if (at !== stream.length) out.push(Buffer.from(new Uint8Array(stream.subarray(at))));
+  if (at !== stream.length) out.push(Buffer.from(new Uint8Array(stream.subarray(at)).buffer));
   return out;
 }
 
@@ -92,13 +93,42 @@ describe('grpc-js StreamDecoder keeps no chunk between messages (patched)', () =
     }
     expect(got.length).toBe(1);
     expect(got[0]!.equals(stream)).toBe(true);
-    // the flag's, the length's and the message's own: unpatched, one more per chunk read (20,004 here)
+    // the flag's, the length's and the message's own: unpatched, a slice per chunk read besides (~20,000 here)
     expect(most).toBeLessThanOrEqual(3);
   });
 
+  afterEach(() => vi.restoreAllMocks());
+
   it('refuses a message over the limit before making room for it', () => {
     const d = new StreamDecoder(1000);
+    const alloc = vi.spyOn(Buffer, 'allocUnsafe');
     expect(() => d.write(framed(1001, 0).subarray(0, 5))).toThrow(/larger than max/);
+    expect(alloc.mock.calls.filter(([n]) => n > 1000)).toEqual([]);
+  });
+
+  it('a header alone does not reserve the size it announces (a hostile server cannot make 64 MiB for 5 bytes)', () => {
+    const d = new StreamDecoder(64 << 20);
+    const alloc = vi.spyOn(Buffer, 'allocUnsafe');
+    const header = framed(0, 0, 1);
+    header.writeUInt32BE(64 << 20, 1);
+    expect(d.write(header)).toEqual([]);
+    expect(d.write(Buffer.alloc(1000, 7))).toEqual([]);
+    const most = Math.max(0, ...alloc.mock.calls.map(([n]) => n));
+    expect(most).toBeLessThanOrEqual((1 << 20) + 5);
+    expect(heldBuffers(d).reduce((n, b) => n + b.length, 0)).toBeLessThanOrEqual((1 << 20) + 5 + 5);
+  });
+
+  it('a message grown as its bytes come is whole and exactly its size, whatever the cuts', () => {
+    // within the first room (1 MiB), at its edge, and past it (the rest made room for once), in cuts of 1 B to 100 KB
+    for (const [n, cut] of [[65_531, 7], [(1 << 20) - 1, 65_541], [1 << 20, 16_384], [(1 << 20) + 1, 99_999], [3_000_000, 16_384], [1_100_000, 1]] as const) {
+      const stream = Buffer.concat([framed(n, 0x61, 1), framed(10, 0x62)]);
+      for (let i = 5; i < 5 + n; i += 4093) stream[i] = i & 255; // not one repeated byte: misplaced copies show
+      const d = new StreamDecoder(64 << 20);
+      const got: Buffer[] = [];
+      for (let at = 0; at < stream.length; at += cut) got.push(...d.write(stream.subarray(at, at + cut)));
+      expect(got.map((m) => m.length), `n ${n} cut ${cut}`).toEqual([n + 5, 15]);
+      expect(Buffer.concat(got).equals(stream), `n ${n} cut ${cut}`).toBe(true);
+    }
   });
 
   it('a message still being read is kept whole (the patch frees only what was delivered)', () => {
