@@ -79,6 +79,11 @@ describe('grpc-js StreamDecoder keeps no chunk between messages (patched)', () =
       const chunkStores = new Set(chunks.map((ch) => ch.buffer));
       const shared = heldBuffers(d).filter((b) => chunkStores.has(b.buffer as ArrayBuffer));
       expect(shared).toEqual([]);
+      // nor a message it emitted: between messages, the flag's byte and the length's 4 are all it holds
+      expect(heldBuffers(d).reduce((n, b) => n + b.length, 0)).toBe(5);
+      // and a message is not a view of a larger buffer (room it did not use, pinned by whoever keeps the message;
+      // below 4 KiB, allocUnsafe's and concat's answers alike are views of Node's 8 KiB pool)
+      for (const m of got) if (m.length > 4096) expect(m.buffer.byteLength).toBe(m.length);
     });
   }
 
@@ -104,6 +109,7 @@ describe('grpc-js StreamDecoder keeps no chunk between messages (patched)', () =
     const alloc = vi.spyOn(Buffer, 'allocUnsafe');
     expect(() => d.write(framed(1001, 0).subarray(0, 5))).toThrow(/larger than max/);
     expect(alloc.mock.calls.filter(([n]) => n > 1000)).toEqual([]);
+    expect(heldBuffers(d).reduce((n, b) => n + b.length, 0)).toBe(5);
   });
 
   it('a header alone does not reserve the size it announces (a hostile server cannot make 64 MiB for 5 bytes)', () => {
@@ -128,6 +134,8 @@ describe('grpc-js StreamDecoder keeps no chunk between messages (patched)', () =
       for (let at = 0; at < stream.length; at += cut) got.push(...d.write(stream.subarray(at, at + cut)));
       expect(got.map((m) => m.length), `n ${n} cut ${cut}`).toEqual([n + 5, 15]);
       expect(Buffer.concat(got).equals(stream), `n ${n} cut ${cut}`).toBe(true);
+      expect(got[0]!.buffer.byteLength, `n ${n} cut ${cut}: the message in a buffer of its own size`).toBe(n + 5);
+      expect(heldBuffers(d).reduce((k, b) => k + b.length, 0)).toBe(5);
     }
   });
 
