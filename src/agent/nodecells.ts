@@ -145,20 +145,42 @@ function profileOf(p: PackedEndpoint, stem: string): Profile | undefined {
   return profiles.size < MAX_POOLED ? profiles.intern(internName(key), made) : Object.freeze(made);
 }
 
-/** A node's entries as cells (see the file's comment). */
-export class NodeCells {
+/**
+ * A node's entries as cells (see the file's comment): the cells are the array's own elements, exactly sized (a
+ * subclass of Array: 30 B per node less than an object holding an array, s37). Its species is Array, so what
+ * slice, concat or filter make of one is a plain array; tables are made by `made`.
+ */
+export class NodeCells extends Array<unknown> {
+  static override get [Symbol.species](): ArrayConstructor {
+    return Array;
+  }
+
   /**
    * How many of its keys have an admitted value: its owner's count (EndpointStore.setCount writes it on the table
    * each change leaves, ntSet and ntDelete making a new one at 0).
    */
   admitted = 0;
 
-  constructor(
+  /** `length` slots (CELL per entry, in insertion order), each written by `made`. */
+  private constructor(
     /** The base index every key's form has. */
     readonly base: number,
-    /** CELL slots per entry, in insertion order. */
-    readonly cells: unknown[],
-  ) {}
+    length: number,
+  ) {
+    super(length);
+  }
+
+  /** A table of base `base`: `from`'s slots but the CELL at `drop` (-1: none), then `add`'s. */
+  static made(base: number, from: ArrayLike<unknown>, drop = -1, add: readonly unknown[] = []): NodeCells {
+    const cut = drop < 0 ? from.length : drop;
+    const rest = drop < 0 ? from.length : drop + CELL;
+    const t = new NodeCells(base, cut + (from.length - rest) + add.length);
+    let o = 0;
+    for (let i = 0; i < cut; i++) t[o++] = from[i];
+    for (let i = rest; i < from.length; i++) t[o++] = from[i];
+    for (let i = 0; i < add.length; i++) t[o++] = add[i];
+    return t;
+  }
 }
 
 export type NodeTable = KeyTable<unknown> | NodeCells;
@@ -212,7 +234,7 @@ function cell(address: number, v: unknown): unknown[] {
 
 /** Cell `i`'s value (a packed record as a new PackedEndpoint). */
 function valueAt(t: NodeCells, i: number): unknown {
-  const c = t.cells;
+  const c = t;
   const p = c[i + 2];
   if (!(p instanceof Profile)) return c[i + 1];
   const n = c[i + 1];
@@ -220,21 +242,20 @@ function valueAt(t: NodeCells, i: number): unknown {
   return packedOf(c[i] as number, p.namespace, name, p.labels, p.identity, p.ports);
 }
 
-const keyAt = (t: NodeCells, i: number): string => shortIPv4Form(t.base, (t.cells[i] as number) >>> 0);
+const keyAt = (t: NodeCells, i: number): string => shortIPv4Form(t.base, (t[i] as number) >>> 0);
 
 /** The index of `key`'s cell, -1 when it has none (a key of another shape or base: none). */
 function find(t: NodeCells, key: string): number {
   if (!isShortIPv4Form(key) || formBase(key) !== t.base) return -1;
   const ip = formAddress(key) | 0;
-  const c = t.cells;
-  for (let i = 0; i < c.length; i += CELL) if (c[i] === ip) return i;
+  for (let i = 0; i < t.length; i += CELL) if (t[i] === ip) return i;
   return -1;
 }
 
 /** `t` as a KeyTable array (keys as their forms, packed records as PackedEndpoints), same order. */
 function toKeyTable(t: NodeCells): unknown[] {
   const out: unknown[] = [];
-  for (let i = 0; i < t.cells.length; i += CELL) out.push(keyAt(t, i), valueAt(t, i));
+  for (let i = 0; i < t.length; i += CELL) out.push(keyAt(t, i), valueAt(t, i));
   return out;
 }
 
@@ -248,7 +269,7 @@ function compact(t: KeyTable<unknown> | undefined): NodeTable | undefined {
   for (let i = 2; i < t.length; i += 2) if (!isShortIPv4Form(t[i] as string) || formBase(t[i] as string) !== base) return t;
   const cells: unknown[] = [];
   for (let i = 0; i < t.length; i += 2) cells.push(...cell(formAddress(t[i] as string), t[i + 1]));
-  return new NodeCells(base, cells);
+  return NodeCells.made(base, cells);
 }
 
 export function ntGet(t: NodeTable | undefined, key: string): unknown {
@@ -259,17 +280,17 @@ export function ntGet(t: NodeTable | undefined, key: string): unknown {
 
 /** The table with `key` set to `value`. */
 export function ntSet(t: NodeTable | undefined, key: string, value: unknown): NodeTable {
-  if (t === undefined && isShortIPv4Form(key)) return new NodeCells(formBase(key), cell(formAddress(key), value));
+  if (t === undefined && isShortIPv4Form(key)) return NodeCells.made(formBase(key), cell(formAddress(key), value));
   if (!(t instanceof NodeCells)) return compact(ktSet(t, key, value))!;
   const i = find(t, key);
   if (i >= 0) {
     const c = cell(formAddress(key), value);
-    for (let j = 0; j < CELL; j++) t.cells[i + j] = c[j];
+    for (let j = 0; j < CELL; j++) t[i + j] = c[j];
     return t;
   }
   // another base or shape, or past the array form's size: the KeyTable it stands for, changed
-  if (!isShortIPv4Form(key) || formBase(key) !== t.base || t.cells.length / CELL >= SMALL_MAX) return ktSet(toKeyTable(t), key, value);
-  return new NodeCells(t.base, t.cells.concat(cell(formAddress(key), value))); // concat: exactly sized
+  if (!isShortIPv4Form(key) || formBase(key) !== t.base || t.length / CELL >= SMALL_MAX) return ktSet(toKeyTable(t), key, value);
+  return NodeCells.made(t.base, t, -1, cell(formAddress(key), value)); // exactly sized
 }
 
 /** The table without `key`; undefined once empty. */
@@ -277,12 +298,12 @@ export function ntDelete(t: NodeTable | undefined, key: string): NodeTable | und
   if (!(t instanceof NodeCells)) return compact(ktDelete(t, key));
   const i = find(t, key);
   if (i < 0) return t;
-  if (t.cells.length === CELL) return undefined;
-  return new NodeCells(t.base, t.cells.slice(0, i).concat(t.cells.slice(i + CELL)));
+  if (t.length === CELL) return undefined;
+  return NodeCells.made(t.base, t, i);
 }
 
 export function ntSize(t: NodeTable | undefined): number {
-  return t instanceof NodeCells ? t.cells.length / CELL : ktSize(t);
+  return t instanceof NodeCells ? t.length / CELL : ktSize(t);
 }
 
 export function* ntKeys(t: NodeTable | undefined): IterableIterator<string> {
@@ -290,7 +311,7 @@ export function* ntKeys(t: NodeTable | undefined): IterableIterator<string> {
     yield* ktKeys(t);
     return;
   }
-  for (let i = 0; i < t.cells.length; i += CELL) yield keyAt(t, i);
+  for (let i = 0; i < t.length; i += CELL) yield keyAt(t, i);
 }
 
 /**
@@ -302,7 +323,7 @@ export function* ntEntries(t: NodeTable | undefined, namespace?: string): Iterab
     yield* ktEntries(t);
     return;
   }
-  const c = t.cells;
+  const c = t;
   for (let i = 0; i < c.length; i += CELL) {
     const p = c[i + 2];
     if (namespace !== undefined && p instanceof Profile && p.namespace !== namespace) continue;

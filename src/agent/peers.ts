@@ -11,6 +11,7 @@
  */
 import { cachePrefix, splitClusterName, stateKey, statePrefix } from '../controlplane/keys.js';
 import { relayCodec, type NodeRecord, type RelayRecord } from '../controlplane/records/index.js';
+import { internName } from '../controlplane/records/intern.js';
 import type { Logger } from '../log.js';
 import { formatIP, formatPrefix, parseIP, parsePrefix, prefixContains, type Prefix } from '../net/ip.js';
 import { ROAM_MAX, sharedIfEqual } from '../wireguard/roaming.js';
@@ -314,6 +315,9 @@ export class PeerReconciler {
   }
 
   private upsertPeer(id: string, rec: NodeRecord, relayed: readonly string[]): void {
+    // one copy of the id for this map, the address claims and the ipcache's owner: the engine's (s37: desiredAt
+    // makes a new one per call, and the endpoint table's key for the node is the interned one, 24 B per node more)
+    id = internName(id);
     const { dev, policy } = this.d;
     const peer = dev.addPeer(Buffer.from(rec.publicKey, 'base64'), rec.publicKey);
     const old = this.peers.get(id);

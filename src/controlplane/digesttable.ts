@@ -5,12 +5,15 @@
  * A 48-bit number does not fit a Smi, so a Map<string, number> holding the
  * digest boxes it: a 16 B heap number per key (on 64-bit V8, no pointer
  * compression). Here each key has an index, a Smi, and the digest and the
- * create revision are two 8 B Float64 slots at that index in chunks of CHUNK
- * keys (never grown by doubling:
- * at most one chunk is slack; storage stays at the most keys held at once,
- * freed indices reused, latest freed first). Float64 holds every integer
- * below 2^53 exactly (etcd revisions are checked below it where they are
- * decoded), so get() and createRevision() give back what set() was given.
+ * create revision are three 32-bit words at that index in chunks of CHUNK keys
+ * (12 B per key, s37; two Float64 slots, 16 B, before): the digest's low 32 bits, the create
+ * revision's, and the two high halves of 16 bits. A pair that does not pack (a digest that is
+ * not an integer in [0, 2^48), a create revision not one in [0, 2^48 − 2^32): no honest
+ * etcd's revision reaches 2.8 × 10^14, nor valueDigest's output 2^48) is held in a side map by index
+ * (SPILLED in the high word; ~50 B more per such key, measured: bounded by the keys held, and only a store
+ * that writes such revisions pays it, for its own keys), so get() and createRevision() give back exactly
+ * what set() was given, -0 and fractions too. Chunks are never grown by doubling: at most one chunk is
+ * slack; storage stays at the most keys held at once, freed indices reused, latest freed first.
  *
  * Key → index: a key that has a short IPv4 compact form's layout (compactkeys.ts isShortIPv4Form: a remote
  * endpoint's key, 8 one-byte characters that are exactly a base index and an address; a raw key of that layout,
@@ -19,7 +22,8 @@
  * (~51 B per entry at 40k keys: what every key cost before). keys() gives a PairMap key back as its form, made
  * again from the two numbers (shortIPv4Form: one 24 B string per key per visit, garbage after it) rather than
  * holding the form's string per index (8 B more per key, for the one visit per relist). Measured at 160k short
- * IPv4 forms (bench/digesttable.ts): 36 B per key against 62 B with the Map for every key (16 B of it the chunks).
+ * IPv4 forms (bench/digesttable.ts): 36 B per key against 62 B with the Map for every key (16 B of it the
+ * columns, 12 B since s37).
  *
  * Same answers as a Map<string, number>. keys(): the Map's keys in its insertion order (set() on a held key keeps
  * its place), then the compact IPv4 forms in PairMap position order (neither insertion nor key order; as
@@ -28,15 +32,27 @@
 import { PairMap } from '../net/pairmap.js';
 import { formAddress, formBase, isShortIPv4Form, shortIPv4Form } from './compactkeys.js';
 
-/** Keys per chunk: 4096 × 2 × 8 B = 64 KiB. */
+/** Keys per chunk: 4096 × 3 words × 4 B = 48 KiB. */
 const CHUNK = 4096;
 const SHIFT = 12;
+const TWO32 = 2 ** 32;
+/** A key's words in its chunk: the digest's low 32 bits, the create revision's, then both high halves (digest's low). */
+const WORDS = 3;
+/** High words' top half (the create revision's high 16 bits) when the key's pair is in `spill`. */
+const SPILLED = 0xffff;
+/** Whether `v` packs in 48 bits below `limit` (an integer, not -0). */
+const packs = (v: number, limit: number): boolean => Number.isInteger(v) && v >= 0 && v < limit && !Object.is(v, -0);
+const DIGEST_LIMIT = 2 ** 48;
+/** Create revisions inline: below SPILLED × 2^32, so a held one's high half is never SPILLED. */
+const REVISION_LIMIT = SPILLED * TWO32;
 
 export class DigestTable {
   private readonly index = new Map<string, number>();
   /** Short IPv4 forms: (address, base index) → index; made with the first (its 8 KiB of tables: not per watcher of a prefix without forms). */
   private forms: PairMap | undefined;
-  private readonly chunks: Float64Array[] = [];
+  private readonly chunks: Uint32Array[] = [];
+  /** [digest, create revision] of the keys whose pair does not pack (the header), by index. */
+  private readonly spill = new Map<number, [number, number]>();
   private readonly free: number[] = [];
   private next = 0;
 
@@ -46,13 +62,17 @@ export class DigestTable {
 
   get(key: string): number | undefined {
     const i = this.indexOf(key);
-    return i === undefined ? undefined : this.chunks[i >>> SHIFT]![2 * (i & (CHUNK - 1))]!;
+    if (i === undefined) return undefined;
+    const c = this.chunks[i >>> SHIFT]!, at = WORDS * (i & (CHUNK - 1)), hi = c[at + 2]!;
+    return hi >>> 16 === SPILLED ? this.spill.get(i)![0] : (hi & 0xffff) * TWO32 + c[at]!;
   }
 
   /** The create revision set with the key's digest (0: unknown), or undefined when the key is not held. */
   createRevision(key: string): number | undefined {
     const i = this.indexOf(key);
-    return i === undefined ? undefined : this.chunks[i >>> SHIFT]![2 * (i & (CHUNK - 1)) + 1]!;
+    if (i === undefined) return undefined;
+    const c = this.chunks[i >>> SHIFT]!, at = WORDS * (i & (CHUNK - 1)), hi = c[at + 2]!;
+    return hi >>> 16 === SPILLED ? this.spill.get(i)![1] : (hi >>> 16) * TWO32 + c[at + 1]!;
   }
 
   set(key: string, digest: number, createRevision = 0): void {
@@ -66,9 +86,17 @@ export class DigestTable {
       i = this.index.get(key);
       if (i === undefined) this.index.set(key, (i = this.take()));
     }
-    const c = this.chunks[i >>> SHIFT]!;
-    c[2 * (i & (CHUNK - 1))] = digest;
-    c[2 * (i & (CHUNK - 1)) + 1] = createRevision;
+    const c = this.chunks[i >>> SHIFT]!, at = WORDS * (i & (CHUNK - 1));
+    if (this.spill.size > 0) this.spill.delete(i);
+    if (!packs(digest, DIGEST_LIMIT) || !packs(createRevision, REVISION_LIMIT)) {
+      this.spill.set(i, [digest, createRevision]);
+      c[at + 2] = SPILLED << 16;
+      return;
+    }
+    // (v % 2^32 and Math.floor(v / 2^32) are exact for integers below 2^53)
+    c[at] = digest % TWO32;
+    c[at + 1] = createRevision % TWO32;
+    c[at + 2] = Math.floor(digest / TWO32) | (Math.floor(createRevision / TWO32) << 16);
   }
 
   /** True when `key` was held. */
@@ -77,6 +105,7 @@ export class DigestTable {
     if (isShortIPv4Form(key)) i = this.forms?.delete(formAddress(key), formBase(key));
     else if ((i = this.index.get(key)) !== undefined) this.index.delete(key);
     if (i === undefined) return false;
+    if (this.spill.size > 0) this.spill.delete(i);
     this.free.push(i);
     return true;
   }
@@ -95,7 +124,7 @@ export class DigestTable {
   private take(): number {
     const i = this.free.pop();
     if (i !== undefined) return i;
-    if (this.next >>> SHIFT === this.chunks.length) this.chunks.push(new Float64Array(2 * CHUNK));
+    if (this.next >>> SHIFT === this.chunks.length) this.chunks.push(new Uint32Array(WORDS * CHUNK));
     return this.next++;
   }
 

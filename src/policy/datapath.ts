@@ -229,10 +229,13 @@ export class PolicyDatapath extends EventEmitter {
    * `remote-node`. `previous`: the addresses `id` was last set to (null: none), from a caller that keeps them anyway
    * (the peer reconciler: its node record's); then this keeps none for `id` (s23node: a Map entry per remote node,
    * ~38 B). Without it (this agent's own node) the last addresses are kept here. A caller passes it for an id
-   * always or never.
+   * always or never. The ipcache owner is `id` itself, the caller's string (s37: a `node:${id}` copy per remote node
+   * was 32–40 B). No other owner can be that text: an id is a cluster name, '/', a node name ([a-z0-9.-] on both
+   * sides), where an endpoint owner is a key form (a control character first, or a key text under an ip prefix:
+   * five '/' and more) and a local endpoint's or a CIDR's owner has a ':'.
    */
   setNode(id: string, addresses: readonly string[] | null, previous?: readonly string[] | null): void {
-    const owner = `node:${id}`;
+    const owner = id;
     const before = previous === undefined ? this.nodeAddresses.get(id) : previous;
     for (const a of before ?? []) if (!addresses?.includes(a)) this.ipcache.delete(a, owner);
     if (previous === undefined) {

@@ -104,3 +104,37 @@ describe('DigestTable with compact forms', () => {
     });
   }
 });
+
+describe('DigestTable columns (s37: three 32-bit words per key, a side map for what does not pack)', () => {
+  // the edges of both 48-bit halves, the side map's own values (-0, fractions, negatives, past 2^48, NaN), and a
+  // create revision at and past the inline limit (its high half 0xffff marks a spilled key)
+  const digests = [0, 1, 2 ** 32 - 1, 2 ** 32, 2 ** 48 - 1, 2 ** 48, 2 ** 53 - 1, -0, -1, 0.5, NaN, Infinity];
+  const revisions = [0, 1, 2 ** 32 - 1, 2 ** 32, 0xffff * 2 ** 32 - 1, 0xffff * 2 ** 32, 2 ** 48 - 1, 2 ** 53 - 1, -0, 1.5];
+  const spilled = (t: DigestTable) => (t as unknown as { spill: Map<number, unknown> }).spill.size;
+
+  it('gives back every pair exactly, in forms and plain keys alike', () => {
+    const t = new DigestTable();
+    const keys = [shortIPv4Form(3, 0x64400001), 'plain'];
+    for (const k of keys)
+      for (const d of digests)
+        for (const c of revisions) {
+          t.set(k, d, c);
+          expect([t.get(k), t.createRevision(k)], `${d} ${c}`).toEqual([d, c]);
+        }
+  });
+
+  it('holds a key in the side map only while its pair does not pack', () => {
+    const t = new DigestTable();
+    const f = shortIPv4Form(1, 0x64400002);
+    t.set(f, 2 ** 48, 5);
+    t.set('a', 7, 0xffff * 2 ** 32);
+    expect(spilled(t)).toBe(2);
+    t.set(f, 2 ** 48 - 1, 0xffff * 2 ** 32 - 1); // packs again: out of the side map, the words hold it
+    expect([spilled(t), t.get(f), t.createRevision(f)]).toEqual([1, 2 ** 48 - 1, 0xffff * 2 ** 32 - 1]);
+    t.delete('a');
+    expect(spilled(t)).toBe(0);
+    // a freed index taken by a new key reads that key's words, not a spilled pair left behind
+    t.set('b', 9, 10);
+    expect([t.get('b'), t.createRevision('b'), spilled(t)]).toEqual([9, 10, 0]);
+  });
+});

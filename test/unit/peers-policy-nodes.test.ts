@@ -67,7 +67,7 @@ function run(seed: number, steps: number): number {
     r.reconcile();
     const want = new Map<string, string[]>(POOL.map((a) => [a, []]));
     for (const rec of records.values())
-      if (rec.cluster === me.cluster || synced.has(rec.cluster)) for (const a of rec.addresses) want.get(a)!.push(`node:${rec.cluster}/${rec.name}`);
+      if (rec.cluster === me.cluster || synced.has(rec.cluster)) for (const a of rec.addresses) want.get(a)!.push(`${rec.cluster}/${rec.name}`);
     for (const a of POOL) expect(dp.ipcache.ownersOfKind(a, 'node').sort(), `seed ${seed} step ${step} ${a}`).toEqual(want.get(a)!.sort());
     peak = Math.max(peak, r.peers.size);
   }

@@ -105,8 +105,8 @@ function run(seed: number, fail: Fail, steps: number): { failures: number; hubs:
     const ctx = `seed ${seed} ${fail} step ${step}`;
     // the data path's node owners are the peers' records' (whatever threw: setNode sits next to the map's change)
     for (const a of POOL) {
-      const want = [...w.r.peers].filter(([, st]) => st.record.addresses.includes(a)).map(([id]) => `node:${id}`);
-      if (me.addresses.includes(a)) want.push(`node:${me.cluster}/${me.node}`);
+      const want = [...w.r.peers].filter(([, st]) => st.record.addresses.includes(a)).map(([id]) => id);
+      if (me.addresses.includes(a)) want.push(`${me.cluster}/${me.node}`);
       expect(w.dp.ipcache.ownersOfKind(a, 'node').sort(), `${ctx} ${a}`).toEqual(want.sort());
     }
     if (fail !== 'none') continue;
