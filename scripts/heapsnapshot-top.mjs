@@ -12,8 +12,9 @@
  *   address);
  * - owners: each typed array's store of 16 KiB or more, and each Map's or Set's table of 16 KiB or more, with the
  *   chain of first retainers above it (ProbeTable <- PairMap <- DigestTable <- ListWatcher), largest first;
- * - with --retainers WHAT (a constructor name, or "string:LEN"): what holds those nodes, by a chain of first
- *   retainers --depth hops up (default 3), counted.
+ * - with --retainers WHAT (a constructor name, "string:LEN", or "TYPE@NAME" for a node of another type than
+ *   an object: `array@(object elements)`, the elements stores of arrays): what holds those nodes, by a chain of
+ *   first retainers --depth hops up (default 3), counted.
  * "First retainer" is the first strong edge met in the snapshot's order, not the dominator: a chain names an
  * owner, not the bytes it alone keeps, and V8 lists its roots first, so what a root list also reaches (the string
  * table, the startup cache, the stack) is credited to that list. Sizes are self sizes (a Map's table is its own
@@ -130,7 +131,8 @@ for (const i of owned.sort((a, b) => after.size(b) - after.size(a)).slice(0, TOP
 
 if (o.retainers) {
   const want = o.retainers.startsWith('string:') ? Number(o.retainers.slice(7)) : o.retainers;
-  const match = typeof want === 'number' ? (g, i) => g.type(i) === 'string' && g.name(i).length === want : (g, i) => g.type(i) === 'object' && g.name(i) === want;
+  const [type, name] = typeof want === 'string' && want.includes('@') ? want.split('@', 2) : ['object', want];
+  const match = typeof want === 'number' ? (g, i) => g.type(i) === 'string' && g.name(i).length === want : (g, i) => g.type(i) === type && g.name(i) === name;
   const rows = new Map();
   tally(after, (g, i) => (match(g, i) ? chain(g, i, DEPTH) || ' (no strong retainer)' : undefined), rows, 1);
   table(`what holds ${o.retainers} (first retainers, ${DEPTH} hops; the last snapshot)`, rows);

@@ -147,12 +147,22 @@ function profileOf(p: PackedEndpoint, stem: string): Profile | undefined {
 
 /**
  * A node's entries as cells (see the file's comment): the cells are the array's own elements, exactly sized (a
- * subclass of Array: 30 B per node less than an object holding an array, s37). Its species is Array, so what
- * slice, concat or filter make of one is a plain array; tables are made by `made`.
+ * subclass of Array: 30 B per node less than an object holding an array, s37). Its species is Array: its
+ * constructor takes (base, length), not Array's arguments, so slice, concat or filter must make plain arrays,
+ * not a NodeCells of a wrong base; tables are made by `made`.
  */
 export class NodeCells extends Array<unknown> {
   static override get [Symbol.species](): ArrayConstructor {
     return Array;
+  }
+
+  /** Array's own makers would call the constructor with Array's arguments (a NodeCells of a wrong base): refused. */
+  static override from(): never {
+    throw new TypeError('NodeCells.from: tables are made by NodeCells.made');
+  }
+
+  static override of(): never {
+    throw new TypeError('NodeCells.of: tables are made by NodeCells.made');
   }
 
   /**
@@ -170,7 +180,7 @@ export class NodeCells extends Array<unknown> {
     super(length);
   }
 
-  /** A table of base `base`: `from`'s slots but the CELL at `drop` (-1: none), then `add`'s. */
+  /** A new, exactly sized table of base `base`: `from`'s slots without the CELL starting at `drop` (a cell's first slot; -1: keep all), then `add`'s. */
   static made(base: number, from: ArrayLike<unknown>, drop = -1, add: readonly unknown[] = []): NodeCells {
     const cut = drop < 0 ? from.length : drop;
     const rest = drop < 0 ? from.length : drop + CELL;
@@ -234,12 +244,11 @@ function cell(address: number, v: unknown): unknown[] {
 
 /** Cell `i`'s value (a packed record as a new PackedEndpoint). */
 function valueAt(t: NodeCells, i: number): unknown {
-  const c = t;
-  const p = c[i + 2];
-  if (!(p instanceof Profile)) return c[i + 1];
-  const n = c[i + 1];
+  const p = t[i + 2];
+  if (!(p instanceof Profile)) return t[i + 1];
+  const n = t[i + 1];
   const name = typeof n === 'number' ? p.stem + suffixOf(n) : (n as string);
-  return packedOf(c[i] as number, p.namespace, name, p.labels, p.identity, p.ports);
+  return packedOf(t[i] as number, p.namespace, name, p.labels, p.identity, p.ports);
 }
 
 const keyAt = (t: NodeCells, i: number): string => shortIPv4Form(t.base, (t[i] as number) >>> 0);
@@ -323,9 +332,8 @@ export function* ntEntries(t: NodeTable | undefined, namespace?: string): Iterab
     yield* ktEntries(t);
     return;
   }
-  const c = t;
-  for (let i = 0; i < c.length; i += CELL) {
-    const p = c[i + 2];
+  for (let i = 0; i < t.length; i += CELL) {
+    const p = t[i + 2];
     if (namespace !== undefined && p instanceof Profile && p.namespace !== namespace) continue;
     yield [keyAt(t, i), valueAt(t, i)];
   }

@@ -315,8 +315,9 @@ export class PeerReconciler {
   }
 
   private upsertPeer(id: string, rec: NodeRecord, relayed: readonly string[]): void {
-    // one copy of the id for this map, the address claims and the ipcache's owner: the engine's (s37: desiredAt
-    // makes a new one per call, and the endpoint table's key for the node is the interned one, 24 B per node more)
+    // V8's interned copy of the id (internName): desiredAt builds a new `cluster/node` string per call, so this map,
+    // the address claims and the ipcache's owner held one the endpoint table (keyed by the interned copy) did not
+    // share (s37: 24 B per node)
     id = internName(id);
     const { dev, policy } = this.d;
     const peer = dev.addPeer(Buffer.from(rec.publicKey, 'base64'), rec.publicKey);

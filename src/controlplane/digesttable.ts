@@ -7,12 +7,13 @@
  * compression). Here each key has an index, a Smi, and the digest and the
  * create revision are three 32-bit words at that index in chunks of CHUNK keys
  * (12 B per key, s37; two Float64 slots, 16 B, before): the digest's low 32 bits, the create
- * revision's, and the two high halves of 16 bits. A pair that does not pack (a digest that is
- * not an integer in [0, 2^48), a create revision not one in [0, 2^48 − 2^32): no honest
- * etcd's revision reaches 2.8 × 10^14, nor valueDigest's output 2^48) is held in a side map by index
- * (SPILLED in the high word; ~50 B more per such key, measured: bounded by the keys held, and only a store
- * that writes such revisions pays it, for its own keys), so get() and createRevision() give back exactly
- * what set() was given, -0 and fractions too. Chunks are never grown by doubling: at most one chunk is
+ * revision's, then one word with the digest's high 16 bits in its low half and the create
+ * revision's in its high half. A digest packs when it is an integer in [0, 2^48) (valueDigest's
+ * are), a create revision when it is one in [0, 2^48 − 2^32) (the top high half, SPILLED, marks a
+ * spilled key; no honest etcd reaches 2.8 × 10^14 revisions). Any other pair (-0, fractions, larger
+ * numbers: a hostile store's own keys) is held in `spill` by index as well, ~100 B more per such key
+ * (the review of s37 measured 84–131 B), bounded by the keys held: get() and createRevision() give back exactly what
+ * set() was given. Chunks are never grown by doubling: at most one chunk is
  * slack; storage stays at the most keys held at once, freed indices reused, latest freed first.
  *
  * Key → index: a key that has a short IPv4 compact form's layout (compactkeys.ts isShortIPv4Form: a remote
@@ -22,8 +23,8 @@
  * (~51 B per entry at 40k keys: what every key cost before). keys() gives a PairMap key back as its form, made
  * again from the two numbers (shortIPv4Form: one 24 B string per key per visit, garbage after it) rather than
  * holding the form's string per index (8 B more per key, for the one visit per relist). Measured at 160k short
- * IPv4 forms (bench/digesttable.ts): 36 B per key against 62 B with the Map for every key (16 B of it the
- * columns, 12 B since s37).
+ * IPv4 forms (bench/digesttable.ts): 32 B per key (s37; 36 B with 16 B chunks) against ~62 B with the Map for
+ * every key.
  *
  * Same answers as a Map<string, number>. keys(): the Map's keys in its insertion order (set() on a held key keeps
  * its place), then the compact IPv4 forms in PairMap position order (neither insertion nor key order; as
@@ -36,9 +37,9 @@ import { formAddress, formBase, isShortIPv4Form, shortIPv4Form } from './compact
 const CHUNK = 4096;
 const SHIFT = 12;
 const TWO32 = 2 ** 32;
-/** A key's words in its chunk: the digest's low 32 bits, the create revision's, then both high halves (digest's low). */
+/** A key's words in its chunk: the digest's low 32 bits, the create revision's, then the high halves (the header). */
 const WORDS = 3;
-/** High words' top half (the create revision's high 16 bits) when the key's pair is in `spill`. */
+/** The third word's high half (where the create revision's high 16 bits go) of a key whose pair is in `spill`. */
 const SPILLED = 0xffff;
 /** Whether `v` packs in 48 bits below `limit` (an integer, not -0). */
 const packs = (v: number, limit: number): boolean => Number.isInteger(v) && v >= 0 && v < limit && !Object.is(v, -0);
@@ -51,7 +52,7 @@ export class DigestTable {
   /** Short IPv4 forms: (address, base index) → index; made with the first (its 8 KiB of tables: not per watcher of a prefix without forms). */
   private forms: PairMap | undefined;
   private readonly chunks: Uint32Array[] = [];
-  /** [digest, create revision] of the keys whose pair does not pack (the header), by index. */
+  /** [digest, create revision] of the keys whose pair does not pack (see the file's comment), by index. */
   private readonly spill = new Map<number, [number, number]>();
   private readonly free: number[] = [];
   private next = 0;

@@ -133,7 +133,7 @@ export class ListWatcher {
   /**
    * Key → digest of its value (valueDigest), not the value, and its create revision (0: unknown): the sink
    * holds what it decoded, and a second copy of every value text cost ~350 B per remote endpoint
-   * (bench/memory.ts); both in Float64 columns, not heap objects (digesttable.ts).
+   * (bench/memory.ts); both packed in three 32-bit words per key, not heap objects (digesttable.ts).
    */
   private readonly known = new DigestTable();
   private cancelWatch: (() => Promise<void>) | undefined;

@@ -174,7 +174,7 @@ export class PolicyDatapath extends EventEmitter {
 
   /**
    * An endpoint record, by its etcd key or that key's form (the owner of its ipcache entry; the agent's keys are
-   * Admission.endpointKeys' forms, which start with no other owner's `node:`, `local:`, `cidr:`): two
+   * Admission.endpointKeys' forms, never another owner's text: setNode): two
    * records may name one address for a while (a pod moved to another node, the
    * old record not expired yet); the latest wins and the other's removal leaves it.
    * `previous`: with opts.records (only then read), the record the caller's table held for `key` (undefined: none).
@@ -192,7 +192,7 @@ export class PolicyDatapath extends EventEmitter {
     this.flowLog.forget();
     this.endpointFacts(old?.ip === rec.ip ? old : undefined, rec);
     if (old && old.ip === rec.ip && old.identity === rec.identity && old.node === rec.node) return;
-    // (the owner is the etcd key itself, shared text: no etcd key starts with the other owners' `node:`, `local:`, `cidr:`)
+    // (the owner is the etcd key itself, shared text, never another owner's: setNode)
     this.ipcache.set(rec.ip, key, 'endpoint', { identity: rec.identity ?? RESERVED.world, endpoint: this.localEndpointId(rec) });
     this.scheduleFlush();
   }
@@ -229,10 +229,9 @@ export class PolicyDatapath extends EventEmitter {
    * `remote-node`. `previous`: the addresses `id` was last set to (null: none), from a caller that keeps them anyway
    * (the peer reconciler: its node record's); then this keeps none for `id` (s23node: a Map entry per remote node,
    * ~38 B). Without it (this agent's own node) the last addresses are kept here. A caller passes it for an id
-   * always or never. The ipcache owner is `id` itself, the caller's string (s37: a `node:${id}` copy per remote node
-   * was 32–40 B). No other owner can be that text: an id is a cluster name, '/', a node name ([a-z0-9.-] on both
-   * sides), where an endpoint owner is a key form (a control character first, or a key text under an ip prefix:
-   * five '/' and more) and a local endpoint's or a CIDR's owner has a ':'.
+   * always or never. The ipcache owner is `id` itself (s37: no `node:` copy, 32–40 B per node). No other owner is
+   * that text: an id is `cluster/node` ([a-z0-9.-], one '/'); an endpoint's is a key form (a control character
+   * first, or a key under an ip prefix: five '/' and more); a local endpoint's or a CIDR's has a ':'.
    */
   setNode(id: string, addresses: readonly string[] | null, previous?: readonly string[] | null): void {
     const owner = id;

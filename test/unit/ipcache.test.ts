@@ -69,7 +69,7 @@ describe('ipcache owners', () => {
 
   it('a node address named by a CIDR rule stays remote-node, and outlives the rule', () => {
     const t = new IpcacheTable();
-    t.set('198.18.1.11', 'node:c1/n2', 'node', { identity: REMOTE_NODE, endpoint: 0 });
+    t.set('198.18.1.11', 'c1/n2', 'node', { identity: REMOTE_NODE, endpoint: 0 });
     t.set('198.18.1.11/32', 'cidr:198.18.1.11/32', 'cidr', { identity: CIDR, endpoint: 0 });
     t.set('198.18.1.0/24', 'cidr:198.18.1.0/24', 'cidr', { identity: CIDR + 1, endpoint: 0 });
     const first = t.takeChanges();

@@ -77,7 +77,7 @@ describe('NodeCells', () => {
         }
         seen.back ||= seen.table && t instanceof NodeCells;
         seen.cells ||= t instanceof NodeCells;
-        seen.table ||= Array.isArray(t);
+        seen.table ||= Array.isArray(t) && !(t instanceof NodeCells); // (a NodeCells is an Array too)
         seen.map ||= t instanceof Map;
         expect(ntSize(t), `seed ${seed} step ${step}`).toBe(m.size);
         expect(t === undefined).toBe(m.size === 0);
@@ -115,6 +115,25 @@ describe('NodeCells', () => {
     const rec = { ip: '100.64.0.10', cluster: 'c1', node: 'n1', namespace: 'default', name: 'web-ABCDEF', labels, identity: 300 };
     t = ntSet(t, shortIPv4Form(3, 0x6440000a), packEndpoint(rec, 'c1/n1'));
     expect((t as NodeCells).filter((c) => typeof c === 'string')).toEqual(['web-ABCDEF']);
+  });
+
+  it('is an Array of exactly its cells, whose slice, concat and filter are plain arrays (s37: NodeCells extends Array)', () => {
+    const labels = internLabels({ app: 'sub' });
+    const put = (t: NodeTable | undefined, i: number) =>
+      ntSet(t, shortIPv4Form(5, 0x64410000 + i), packEndpoint({ ip: formatIPv4Value(0x64410000 + i), cluster: 'c1', node: 'n1', namespace: 'default', name: `sub-${i}`, labels, identity: 301 }, 'c1/n1'));
+    let t: NodeTable | undefined;
+    for (let i = 0; i < 6; i++) t = put(t, i);
+    const cells = t as NodeCells;
+    expect([cells instanceof NodeCells, Array.isArray(cells), cells.length, cells.base, Object.keys(cells).length]).toEqual([true, true, 18, 5, 18 + 2]);
+    for (const made of [cells.slice(0, 3), cells.concat([1]), cells.filter(() => true)]) expect([made instanceof NodeCells, made.constructor]).toEqual([false, Array]);
+    // Array's makers would call its constructor with Array's arguments (review of s37: NodeCells.of(9, 8, 7) had base 3)
+    for (const f of [NodeCells.from, NodeCells.of] as Array<(...a: unknown[]) => unknown>) expect(() => f.call(NodeCells, 9, 8, 7)).toThrow(TypeError);
+    // a delete at the start, in the middle and at the end: the rest in order, exactly sized, every slot filled
+    for (const at of [0, 3, 5]) {
+      const left = ntDelete(t, shortIPv4Form(5, 0x64410000 + at)) as NodeCells;
+      expect([left.length, Object.keys(left).length - 2, left.base, left.admitted]).toEqual([15, 15, 5, 0]);
+      expect([...ntEntries(left)].map(([, v]) => (v as PackedEndpoint).name)).toEqual([0, 1, 2, 3, 4, 5].filter((i) => i !== at).map((i) => `sub-${i}`));
+    }
   });
 
   it('no two field sets share a profile: a stem and a namespace split differently, a name that is no string (review of s29)', () => {
