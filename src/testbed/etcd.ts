@@ -4,7 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { TestbedError } from '../errors.js';
 
 export interface EtcdProcess {
@@ -121,9 +121,23 @@ function canConnect(host: string, port: number, netns?: string): Promise<boolean
   }
   return new Promise((resolve) => {
     const s = connect(port, host);
-    s.once('connect', () => (s.destroy(), resolve(true)));
+    s.once('connect', () => {
+      const listening = !connectedToItself(s);
+      s.destroy();
+      resolve(listening);
+    });
     s.once('error', () => resolve(false));
   });
+}
+
+/**
+ * Whether a loopback connection is TCP's simultaneous open of a socket with itself: a port in the ephemeral range
+ * (32768–60999) with no listener yet can be the source port the kernel picks for a connect to it, and the connect
+ * then succeeds with nobody listening. Such a probe says nothing of etcd (the likely cause of CI's restart-update
+ * failure in s37: etcd taken as started, its first call refused 350 ms later).
+ */
+export function connectedToItself(s: Socket): boolean {
+  return s.localPort === s.remotePort && s.localAddress === s.remoteAddress;
 }
 
 function probeWithSs(netns: string, port: number): Promise<boolean> {
