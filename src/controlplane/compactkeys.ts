@@ -22,18 +22,21 @@
  * kept past its release names no other base: `full` throws on it (a holder's bug,
  * loud rather than a key misread).
  *
- * Bounds: one base entry per distinct base among the held keys (two Map entries
- * and the base text), released with its last key. Keys a remote chooses cannot
+ * Bounds: one base per distinct base among the held keys (its text, a Map entry
+ * by text, a slot in three columns and in a U32Map by index), released with its
+ * last key; the columns and the free list keep their most slots (32 B each, for
+ * reuse: at most the most bases held at once). Keys a remote chooses cannot
  * make it collide. Past FREE_BASES bases, a new one is made only while the keys
  * held average SHARE per base (acquire), so bases stay ≤ FREE_BASES + 1/SHARE of
  * the keys held: one base per key (every endpoint on a node of its own) costs at
- * most ~40 B per key more than the keys' texts (docs/security.md).
+ * most ~25 B per key more than the keys' texts (docs/security.md).
  *
  * Holders count themselves: every `acquire` is paired with one `release` of the
  * form it returned. `find` answers for a held key without counting or interning.
  */
 import { formatIP, parseIP } from '../net/ip.js';
 import { internName } from './records/intern.js';
+import { U32Map } from '../net/u32map.js';
 
 /** The compact form with a 3-character index (bases below 2^24). */
 const SHORT = '\u0000';
@@ -54,12 +57,6 @@ const SHARE = 4;
 
 /** The plain form: the key itself, escaped when it starts with a character a compact or escaped form starts with. */
 const plain = (key: string): string => (key.length > 0 && key.charCodeAt(0) <= ESCAPE.charCodeAt(0) ? ESCAPE + key : key);
-
-interface Base {
-  readonly index: number;
-  readonly text: string;
-  refs: number;
-}
 
 /**
  * The address after a key's last '/' (at `slash`) when it is in canonical text (a dotted quad without leading
@@ -140,15 +137,28 @@ export const shortIPv4Form = (base: number, address: number): string => encode(b
 /** Whether a form is compact (SHORT or MARK first). */
 const isCompact = (form: string): boolean => form[0] === SHORT || form[0] === MARK;
 
+/**
+ * Bases are held in columns by slot (s37: 10–60 B per base less, measured, than an object each and a Map entry by
+ * index), a slot reused once its base is released; a base's index is its own (never reused, see the file's
+ * comment), found by a U32Map (below 2^32, every index a process makes in practice) or a Map past it.
+ */
 export class CompactKeys {
-  private readonly byText = new Map<string, Base>();
-  private readonly byIndex = new Map<number, Base>();
+  /** Slots by base text. */
+  private readonly byText = new Map<string, number>();
+  /** Slots by base index: below 2^32 in a U32Map, else (past 4 billion bases made) in a Map. */
+  private readonly byIndex = new U32Map();
+  private readonly byLargeIndex = new Map<number, number>();
+  /** Per slot: the base's text (undefined: a free slot), its index and its count of held forms. */
+  private readonly texts: Array<string | undefined> = [];
+  private readonly indices: number[] = [];
+  private readonly refs: number[] = [];
+  private readonly freeSlots: number[] = [];
   private nextIndex: number;
   /** Compact forms held (every base's refs), and plain forms held of keys that have a compact one (the guard's). */
   private compactHeld = 0;
   private plainCompactable = 0;
-  /** The base last looked up or acquired (lookup): held (forgotten when released). */
-  private last: Base | undefined;
+  /** The slot of the base last looked up or acquired (lookup), -1 none: held (forgotten when released). */
+  private last = -1;
 
   /** `firstIndex`: the first base's index (tests: start near 2^24, where forms grow to 11 characters). */
   constructor(firstIndex = 0) {
@@ -157,19 +167,19 @@ export class CompactKeys {
 
   /** Bases held (distinct key texts up to the last '/' among the held compact keys). */
   get bases(): number {
-    return this.byIndex.size;
+    return this.byText.size;
   }
 
   /**
    * `key`'s form, counted as held once more (one `release` of it per call). A key acquired twice may get two
    * forms (plain, then compact once its base is held), each reading back to it: a holder keeps the one it got.
    *
-   * A base costs ~230 B (its text, its entry, two Map entries), a compact form ~32 B against ~104 B of text: a
-   * base pays for itself from ~3.2 keys. Keys a remote chooses could give every key a base of its own, so past
+   * A base costs ~165 B with a 70-character text (s37, measured at 16,000 bases; ~190 B as an object with two Map
+   * entries before), a compact form ~32 B against ~104 B of text: a base pays for itself from ~2.3 keys. Keys a remote chooses could give every key a base of its own, so past
    * FREE_BASES a new base is made only while the keys held that have a compact form (compact, or kept plain by
    * this guard) number SHARE per base; else the key's form is plain (its text, as without this table). Bases are
    * then at most FREE_BASES + 1/SHARE of those keys: at worst (one compact key per base, the others plain) the
-   * forms cost ~160 B per base, ≤ ~40 B per key, more than the keys' texts (docs/security.md). Counting the plain
+   * forms cost ~95 B per base, ≤ ~25 B per key, more than the keys' texts (docs/security.md). Counting the plain
    * keys too keeps 64 one-key bases (listed first) from turning compaction off for every later node.
    */
   acquire(key: string): string {
@@ -177,23 +187,29 @@ export class CompactKeys {
     const addr = slash < 0 ? undefined : addressOf(key, slash);
     if (addr === undefined) return plain(key);
     let b = this.lookup(key, slash);
-    if (!b) {
+    if (b < 0) {
       // every key held counts, the plain ones the guard kept too: else 64 bases of one (hostile) key each kept
       // every later key plain for good (review of s13mem #4)
-      if (this.byIndex.size >= FREE_BASES && this.compactHeld + this.plainCompactable < SHARE * this.byIndex.size) {
+      const bases = this.byText.size;
+      if (bases >= FREE_BASES && this.compactHeld + this.plainCompactable < SHARE * bases) {
         this.plainCompactable++;
         return plain(key);
       }
-      const text = key.slice(0, slash + 1);
       if (this.nextIndex >= 2 ** (8 * INDEX_CHARS)) throw new Error('compact keys: base index space exhausted');
-      b = { index: this.nextIndex++, text: internName(text), refs: 0 };
-      this.byText.set(b.text, b);
-      this.byIndex.set(b.index, b);
+      b = this.freeSlots.pop() ?? this.texts.length;
+      const text = internName(key.slice(0, slash + 1));
+      const index = this.nextIndex++;
+      this.texts[b] = text;
+      this.indices[b] = index;
+      this.refs[b] = 0;
+      this.byText.set(text, b);
+      if (index < 2 ** 32) this.byIndex.set(index, b);
+      else this.byLargeIndex.set(index, b);
     }
-    b.refs++;
+    this.refs[b]!++;
     this.compactHeld++;
     this.last = b;
-    return encode(b.index, addr);
+    return encode(this.indices[b]!, addr);
   }
 
   /** The form `key` is held in, by `has` (does a holder hold this form?), or undefined: compact, else plain. */
@@ -209,11 +225,15 @@ export class CompactKeys {
    * The base of `key` (its text up to `slash`), if held. The last base looked up is tried first without a copy
    * of the text: a list hands keys in key order, a node's endpoints one after the other.
    */
-  private lookup(key: string, slash: number): Base | undefined {
+  private lookup(key: string, slash: number): number {
     const l = this.last;
-    if (l && l.text.length === slash + 1 && key.startsWith(l.text)) return l;
+    if (l >= 0) {
+      const text = this.texts[l]!;
+      if (text.length === slash + 1 && key.startsWith(text)) return l;
+    }
     const b = this.byText.get(key.slice(0, slash + 1));
-    if (b) this.last = b;
+    if (b === undefined) return -1;
+    this.last = b;
     return b;
   }
 
@@ -226,7 +246,7 @@ export class CompactKeys {
     const addr = slash < 0 ? undefined : addressOf(key, slash);
     if (addr === undefined) return plain(key);
     const b = this.lookup(key, slash);
-    return b ? encode(b.index, addr) : undefined;
+    return b < 0 ? undefined : encode(this.indices[b]!, addr);
   }
 
   /** Whether a plain form's key has a compact form (a key the guard kept plain). */
@@ -240,22 +260,29 @@ export class CompactKeys {
   full(form: string): string {
     if (form.length === 0 || form.charCodeAt(0) > ESCAPE.charCodeAt(0)) return form;
     if (form[0] === ESCAPE) return form.slice(1);
-    const b = this.baseOf(form);
+    const text = this.texts[this.slotOf(form)]!;
     const at = headOf(form);
     const byte = (i: number) => form.charCodeAt(at + i);
-    if (form.length === at + 4) return `${b.text}${byte(0)}.${byte(1)}.${byte(2)}.${byte(3)}`;
+    if (form.length === at + 4) return `${text}${byte(0)}.${byte(1)}.${byte(2)}.${byte(3)}`;
     const addr = Buffer.alloc(16);
     for (let i = 0; i < 16; i++) addr[i] = byte(i);
-    return b.text + formatIP(addr);
+    return text + formatIP(addr);
   }
 
-  private baseOf(form: string): Base {
+  /** The slot of a compact form's base, or -1 when this table holds none of its index (released, or never made). */
+  private heldSlot(form: string): number {
     const i = indexOf(form);
     // a long form of an index the short form holds is none this table made (one form per key): refused as well
-    if (form[0] === MARK && i < SHORT_LIMIT) throw new Error('compact keys: a long form of a short index was read');
-    const b = this.byIndex.get(i);
-    if (!b) throw new Error('compact keys: a released key was read');
-    return b;
+    if (form[0] === MARK && i < SHORT_LIMIT) return -1;
+    return (i < 2 ** 32 ? this.byIndex.get(i) : this.byLargeIndex.get(i)) ?? -1;
+  }
+
+  /** heldSlot, or a throw: a holder's bug (a form kept past its release, or not made here), loud rather than misread. */
+  private slotOf(form: string): number {
+    const b = this.heldSlot(form);
+    if (b >= 0) return b;
+    if (form[0] === MARK && indexOf(form) < SHORT_LIMIT) throw new Error('compact keys: a long form of a short index was read');
+    throw new Error('compact keys: a released key was read');
   }
 
   /**
@@ -263,7 +290,7 @@ export class CompactKeys {
    * admission reads a node from, several times per record), the key itself for any other form.
    */
   base(form: string): string {
-    return isCompact(form) ? this.baseOf(form).text : this.full(form);
+    return isCompact(form) ? this.texts[this.slotOf(form)]! : this.full(form);
   }
 
   /**
@@ -273,9 +300,8 @@ export class CompactKeys {
    */
   baseIfHeld(form: string): string | undefined {
     if (!isCompact(form)) return this.full(form);
-    const i = indexOf(form);
-    if (form[0] === MARK && i < SHORT_LIMIT) return undefined;
-    return this.byIndex.get(i)?.text;
+    const b = this.heldSlot(form);
+    return b < 0 ? undefined : this.texts[b];
   }
 
   /** One holder of `form` (from `acquire`) lets it go; its base goes with its last key. */
@@ -284,11 +310,15 @@ export class CompactKeys {
       if (this.plainCompactable > 0 && this.compactable(form)) this.plainCompactable--;
       return;
     }
-    const b = this.baseOf(form);
+    const b = this.slotOf(form);
     this.compactHeld--;
-    if (--b.refs > 0) return;
-    if (this.last === b) this.last = undefined;
-    this.byIndex.delete(b.index);
-    this.byText.delete(b.text);
+    if (--this.refs[b]! > 0) return;
+    if (this.last === b) this.last = -1;
+    const index = this.indices[b]!;
+    if (index < 2 ** 32) this.byIndex.delete(index);
+    else this.byLargeIndex.delete(index);
+    this.byText.delete(this.texts[b]!);
+    this.texts[b] = undefined; // (the text not kept alive by a free slot)
+    this.freeSlots.push(b);
   }
 }
