@@ -3,8 +3,9 @@
 # reports leaks) and runs each for FUZZ_SECONDS (default 30); FUZZ_TARGETS
 # picks some. Fails if any target crashes, trips an assertion or leaks. Then
 # tsan_seqmap.cc (SeqShardedMap's readers against its writer), tsan_policymap.cc
-# (policy map lookups against compacting delta writers) and tsan_conntrack.cc (conntrack's
-# accounts under concurrent creates, lookups and gc) under ThreadSanitizer.
+# (policy map lookups against compacting delta writers), tsan_conntrack.cc (conntrack's
+# accounts under concurrent creates, lookups and gc) and tsan_peermutex.cc (the peers' futex lock) under
+# ThreadSanitizer.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out="$here/out"
@@ -43,14 +44,16 @@ done
 # it (tsan_policymap: copy under
 # the engine's lock held shared, swap under it exclusive), and conntrack's per-source and per-destination counts
 # under racing creates, sweeps and gc (tsan_conntrack: bounds within one entry per racing thread,
-# every count back to zero). A data race, a torn copy, a lost entry, a broken bound or a leak fails them;
+# every count back to zero), and the peers' futex lock (tsan_peermutex: more threads than cores, holders preempted,
+# no two inside at once, no increment lost). A data race, a torn copy, a lost entry, a broken bound or a leak fails them;
 # a few seconds each.
 declare -A tsan_deps=(
   [tsan_seqmap]=""
+  [tsan_peermutex]=""
   [tsan_conntrack]="$src/policy/conntrack.cc $src/policy/flatmap.cc"
   [tsan_policymap]="$src/policy/engine.cc $src/policy/icmp.cc $src/policy/conntrack.cc $src/policy/ipcache.cc $src/policy/policymap.cc $src/policy/flatmap.cc $src/wireguard/allowedips.cc"
 )
-for t in tsan_seqmap tsan_policymap tsan_conntrack; do
+for t in tsan_seqmap tsan_policymap tsan_conntrack tsan_peermutex; do
   echo "== $t: build and run"
   # shellcheck disable=SC2086
   "$CXX" -std=c++17 -g -O1 -fsanitize=thread -I"$src" "$here/$t.cc" ${tsan_deps[$t]} -o "$out/$t"

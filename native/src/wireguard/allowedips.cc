@@ -34,11 +34,12 @@ void AllowedIPs::insert(const uint8_t* addr, int bytes, int cidr, uint32_t peer)
   mask(p.addr, p.bytes, p.cidr);
   uint32_t* held = owner(p);
   if (held && *held == peer) return;  // in its list already
-  std::vector<Prefix>& list = owned_[peer];
+  PrefixList& list = owned_[peer];
   // before p is the peer's: a stale copy of it in the list (taken by another since) goes with the compaction, not
   // kept as live beside the copy pushed below (review of s35: one entry past the bound). The index is not changed
   // by a compaction, so `held` still points at p's owner.
-  if (list.size() >= kCompactFrom && list.size() == list.capacity()) compact(peer, &list);
+  std::vector<Prefix>* v = list.heap();
+  if (v && v->size() >= kCompactFrom && v->size() == v->capacity()) compact(peer, v);
   if (held) {
     *held = peer;  // taken over: the former owner's copy is stale (see the header)
   } else if (p.bytes == 4) {
@@ -85,11 +86,12 @@ void AllowedIPs::compact(uint32_t peer, std::vector<Prefix>* list) {
 void AllowedIPs::peer_prefixes(uint32_t peer, std::vector<Entry>* out) const {
   auto it = owned_.find(peer);
   if (it == owned_.end()) return;
+  const std::vector<Prefix> list = it->second.copy();
   std::vector<bool> keep;
-  live(peer, it->second, &keep);
-  for (size_t i = 0; i < it->second.size(); i++) {
+  live(peer, list, &keep);
+  for (size_t i = 0; i < list.size(); i++) {
     if (!keep[i]) continue;
-    const Prefix& p = it->second[i];
+    const Prefix& p = list[i];
     Entry e{};
     std::memcpy(e.addr, p.addr, p.bytes);
     e.family_bytes = p.bytes;
@@ -102,7 +104,8 @@ void AllowedIPs::peer_prefixes(uint32_t peer, std::vector<Entry>* out) const {
 void AllowedIPs::remove_peer(uint32_t peer) {
   auto it = owned_.find(peer);
   if (it == owned_.end()) return;
-  for (const Prefix& p : it->second) {
+  for (size_t i = 0; i < it->second.size(); i++) {
+    const Prefix p = it->second.at(i);
     const uint32_t* held = owner(p);
     if (held && *held == peer) erase(p);  // (a stale or repeated copy finds another owner or none)
   }

@@ -32,13 +32,17 @@
 // WireGuard device's JS side keeps none and reads a peer's back with
 // peer_prefixes (UAPI get), where it kept a copy of every peer's keys and an
 // owner per prefix (13.5 B per remote endpoint of the agent's heap at 10 per
-// node, issue 16: docs/benchmarks.md, s35).
+// node, issue 16: docs/benchmarks.md, s35). A list of at most two IPv4 prefixes
+// (a node's pod CIDR and address: nearly every peer of an agent) is held in
+// the map's node itself (prefix_list.h, s38); a longer one, or one with an IPv6
+// prefix, in a vector that grows and is compacted as above.
 #pragma once
 #include <cstdint>
 #include <unordered_map>
 #include <vector>
 
 #include "../policy/lpm.h"
+#include "prefix_list.h"
 
 namespace wm {
 
@@ -75,23 +79,21 @@ class AllowedIPs {
   void peer_prefixes(uint32_t peer, std::vector<Entry>* out) const;
 
  private:
-  // A prefix in its peer's list: the address masked to cidr, big-endian (IPv4 in addr[0..3]).
-  struct Prefix {
-    uint8_t addr[16];
-    uint8_t cidr;
-    uint8_t bytes;  // 4 or 16
-  };
+  using Prefix = ListedPrefix;
   // The owner held in the index for a prefix, or null.
   uint32_t* owner(const Prefix& p);
   const uint32_t* owner(const Prefix& p) const { return const_cast<AllowedIPs*>(this)->owner(p); }
   bool erase(const Prefix& p);
+  // (a list on the heap: an inline one holds at most PrefixList::kInline, below kCompactFrom)
   void compact(uint32_t peer, std::vector<Prefix>* list);
   // keep[i]: list[i] is held by `peer` and no later entry is the same prefix.
   void live(uint32_t peer, const std::vector<Prefix>& list, std::vector<bool>* keep) const;
 
   LpmIndex<uint32_t, 32> v4_;
   LpmIndex<Ip6Key, 128> v6_;
-  std::unordered_map<uint32_t, std::vector<Prefix>> owned_;  // peer -> its prefixes (and stale copies: above)
+  // peer -> its prefixes (and stale copies: above); two IPv4 ones (a node's pod CIDR and address) held inline, in
+  // the map's 24-byte node (prefix_list.h, s38)
+  std::unordered_map<uint32_t, PrefixList> owned_;
 };
 
 }  // namespace wm

@@ -173,7 +173,7 @@ void Device::set_endpoint(uint32_t id, const Endpoint& ep) {
   std::shared_lock<std::shared_mutex> lock(table_mu_);
   Peer* p = find_peer(id);
   if (!p) return;
-  std::lock_guard<std::mutex> pl(p->mu);
+  std::lock_guard<PeerMutex> pl(p->mu);
   p->endpoint = ep;
 }
 
@@ -181,7 +181,7 @@ void Device::set_roaming(uint32_t id, const std::vector<Endpoint>& addrs, bool p
   std::shared_lock<std::shared_mutex> lock(table_mu_);
   Peer* p = find_peer(id);
   if (!p) return;
-  std::lock_guard<std::mutex> pl(p->mu);
+  std::lock_guard<PeerMutex> pl(p->mu);
   p->roam.assign(addrs, pinned);
 }
 
@@ -214,7 +214,7 @@ bool Device::install_keypair(uint32_t id, uint32_t local_index, uint32_t remote_
   if (!p) return false;
   std::vector<std::shared_ptr<Keypair>> dropped;
   {
-    std::lock_guard<std::mutex> pl(p->mu);
+    std::lock_guard<PeerMutex> pl(p->mu);
     PeerLive& l = p->live();
     if (initiator) {
       // As wireguard-go: an unconfirmed next keypair becomes previous, else the
@@ -269,7 +269,7 @@ void Device::clear_keypairs(uint32_t id) {
   if (!p) return;
   erase_retired();
   {
-    std::lock_guard<std::mutex> pl(p->mu);
+    std::lock_guard<PeerMutex> pl(p->mu);
     if (p->has_live()) {  // an idle peer has nothing to clear: no block made for it
       PeerLive& l = p->live();
       for (auto* slot : {&l.previous, &l.current, &l.next}) {
@@ -350,7 +350,7 @@ void Device::request_handshake(Peer* p, uint64_t now) {
 }
 
 void Device::stage(Peer* p, const uint8_t* pkt, size_t len) {
-  std::lock_guard<std::mutex> pl(p->mu);
+  std::lock_guard<PeerMutex> pl(p->mu);
   std::vector<std::vector<uint8_t>>& staged = p->live().staged;
   if (staged.size() >= kStagedMax) {
     staged.erase(staged.begin());  // moves ≤ 127 vector headers, only while overflowing

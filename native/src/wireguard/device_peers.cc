@@ -9,7 +9,7 @@ bool Device::is_active(Peer* p) {
   const PeerLive& l = p->view();
   if (l.last_auth_sent_ms.load() != 0 || l.last_auth_recv_ms.load() != 0 || l.handshake_requested_ms.load() != 0)
     return true;
-  std::lock_guard<std::mutex> pl(p->mu);
+  std::lock_guard<PeerMutex> pl(p->mu);
   return l.current || l.next || l.previous || !l.staged.empty();
 }
 
@@ -62,7 +62,7 @@ void Device::peer_stats(std::vector<PeerStats>* out, bool active_only) {
     s.probe_replies = l.probe_replies.load();
     s.probe_replies_queued = l.probe_replies_queued.load();
     s.probe_replies_refused = l.probe_replies_refused.load();
-    std::lock_guard<std::mutex> pl(p->mu);
+    std::lock_guard<PeerMutex> pl(p->mu);
     s.has_current = l.current != nullptr;
     s.current_initiator = l.current && l.current->initiator;
     s.current_age_ms = l.current ? now - l.current->created_ms : 0;

@@ -185,7 +185,7 @@ void Device::rx_message(uint8_t* msg, size_t len, const Endpoint& from, uint64_t
   // keypair was installed: live() is a load here.)
   PeerLive& l = p->live();
   {
-    std::lock_guard<std::mutex> pl(p->mu);
+    std::lock_guard<PeerMutex> pl(p->mu);
     if (l.next.get() == kp) {
       // The index map is read-only here (shared lock); the control thread
       // erases the retired keypair's index on its next table edit.

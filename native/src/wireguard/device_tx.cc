@@ -178,7 +178,7 @@ void Device::tx_process(TxScratch& scratch) {
     }
     PeerCtx c{p, nullptr, Endpoint(), false, 0, 0, 0};
     {
-      std::lock_guard<std::mutex> pl(p->mu);
+      std::lock_guard<PeerMutex> pl(p->mu);
       c.kp = p->view().current;  // none (an idle peer: the idle block): a handshake is requested below
       c.ep = p->endpoint;
     }

@@ -80,7 +80,7 @@ size_t Device::pack_control(const Ctl* ctl, size_t n, const std::function<Peer*(
     }
     std::vector<std::vector<uint8_t>> staged;
     {
-      std::lock_guard<std::mutex> pl(p->mu);
+      std::lock_guard<PeerMutex> pl(p->mu);
       if (p->has_live()) staged.swap(p->live().staged);  // an idle peer's flush: nothing staged, no block made
     }
     if (staged.empty()) {
@@ -115,7 +115,7 @@ size_t Device::pack_control(const Ctl* ctl, size_t n, const std::function<Peer*(
 }
 
 uint64_t Device::unstage(Peer* p, std::vector<std::vector<uint8_t>>* rest) {
-  std::lock_guard<std::mutex> pl(p->mu);
+  std::lock_guard<PeerMutex> pl(p->mu);
   // (In the device nothing is staged meanwhile: only the TX thread stages, and it is here. Kept general.)
   std::vector<std::vector<uint8_t>>& staged = p->live().staged;
   rest->reserve(rest->size() + staged.size());

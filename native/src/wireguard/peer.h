@@ -3,13 +3,13 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <vector>
 
 #include "../crypto/aead.h"
 #include "../net/endpoint.h"
 #include "../policy/engine.h"
 #include "peer_clusters.h"
+#include "peer_mutex.h"
 #include "replay.h"
 #include "roam.h"
 
@@ -60,14 +60,14 @@ struct PeerLive {
   std::atomic<uint64_t> probe_replies_refused{0};
 };
 
-// Fields in an order that leaves 2 B of padding between them, 16 before s35 (the mesh ones are apart: each
-// names its lock).
+// Fields in an order that leaves 6 B of padding between them (the mesh ones are apart: each names its lock).
 struct Peer {
   uint32_t id = 0;
   // Mesh mode (guarded by table_mu_, as `clusters` and `tagged`): the identity of untagged packets.
   uint32_t default_identity = kIdentityWorld;
-  // Guards the live block's keypair slots and staged queue, endpoint and roam.
-  std::mutex mu;
+  // Guards the live block's keypair slots and staged queue, endpoint and roam: 4 bytes (peer_mutex.h), where a
+  // std::mutex took 40.
+  PeerMutex mu;
   Endpoint endpoint;
   // Mesh mode (table_mu_): clusters whose identities the peer may send (its own, plus those it relays for),
   // 1..max_clusters().
@@ -118,10 +118,10 @@ struct Peer {
   std::atomic<PeerLive*> live_{nullptr};
 };
 
-// A Peer is 152 bytes (a 160-byte malloc chunk; s35: the roaming set's first address inline, the others in a
-// block of their own, and the fields reordered, where it was 208 B in a 224-byte chunk), its live block (208 B) only
-// once it is active: at 16,000 idle peers ~4 MiB less than the 408-byte Peer of s29 that held both
-// (docs/benchmarks.md, s30 and s35).
-static_assert(sizeof(Peer) <= 152, "an idle peer fits a 160-byte malloc chunk");
+// A Peer is 120 bytes, a 128-byte malloc chunk (s38: its lock one futex word, peer_mutex.h; 152 B in a 160-byte
+// chunk before, 208 B in a 224-byte one before s35, which put the roaming set's first address inline and the
+// others in a block of their own), its live block (208 B) only once it is active: at 16,000 idle peers ~4.5 MiB
+// less than the 408-byte Peer of s29 that held both (docs/benchmarks.md, s30, s35 and s38).
+static_assert(sizeof(Peer) <= 120, "an idle peer fits a 128-byte malloc chunk");
 
 }  // namespace wm
