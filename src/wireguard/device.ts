@@ -48,6 +48,7 @@ import {
 } from './noise.js';
 import { Peer, type AllowedIPsReader, type Endpoint } from './peer.js';
 import { PeersByHex, type PeerMapView } from './peersbyhex.js';
+import { PeersById } from './peersbyid.js';
 import { REKEY_TIMEOUT_MS } from './timers.js';
 import type { DeviceOptions, DeviceStats, WireGuardNative } from './devicetypes.js';
 import { roamAllowed, roamHosts } from './roaming.js';
@@ -67,7 +68,8 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
   /** Peers by public key as 64 hex digits: a view of byKey (peersbyhex.ts), no hex string stored. */
   readonly peers: PeerMapView = new PeersByHex(this.byKey);
   readonly stats: DeviceStats = { handshakesInitiated: 0, handshakesCompleted: 0, handshakesRejected: 0, cookieRepliesConsumed: 0, initiationsCrossed: 0, endpointRoamsRefused: 0 };
-  private readonly byId = new Map<number, Peer>();
+  /** Peers by id, for the data path's events and statistics (peersbyid.ts: a sorted array, not a Map). */
+  private readonly byId = new PeersById<Peer>();
   /**
    * Peers whose timers may be armed (a retransmit, key zeroing or persistent keepalive pending): added where a
    * timer is armed, dropped by tick() once it no longer is, so a tick looks at these and the device's active
@@ -173,7 +175,7 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
     if (existing) return existing;
     const peer = new Peer(this.nextPeerId++, keyText === b64 ? keyText : b64, this.identity, this.now, this.allowedIPsReader);
     this.byKey.set(peer.publicKeyB64, peer);
-    this.byId.set(peer.id, peer);
+    this.byId.add(peer);
     this.native.upsertPeer(peer.id);
     return peer;
   }
@@ -190,7 +192,8 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
   }
 
   removeAllPeers(): void {
-    for (const peer of [...this.byKey.values()]) this.removePeer(peer.publicKey);
+    // newest first: the last of byId's sorted array goes without moving the others (peersbyid.ts)
+    for (const peer of [...this.byKey.values()].sort((a, b) => b.id - a.id)) this.removePeer(peer.publicKey);
   }
 
   setPeerEndpoint(peer: Peer, ep: Endpoint | undefined): void {

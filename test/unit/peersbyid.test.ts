@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest';
+import { PeersById } from '../../src/wireguard/peersbyid.js';
+
+/** A small PRNG so a failing sequence can be replayed from its seed. */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(s ^ (s >>> 15), 1 | s);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+describe('PeersById (the device peers by id: a sorted array)', () => {
+  it('answers as a Map over random adds, gets and deletes, ids increasing with gaps', () => {
+    for (let seed = 1; seed <= 20; seed++) {
+      const r = rng(seed);
+      const t = new PeersById<{ id: number }>();
+      const ref = new Map<number, { id: number }>();
+      let next = 1;
+      for (let op = 0; op < 3000; op++) {
+        const x = r();
+        if (x < 0.45) {
+          next += 1 + Math.floor(r() * 3); // ids are never reused; some are skipped (a peer added and removed elsewhere)
+          const p = { id: next };
+          t.add(p);
+          ref.set(p.id, p);
+        } else if (x < 0.75) {
+          const id = Math.floor(r() * (next + 3)); // held, deleted, never held, past the last
+          expect(t.delete(id)).toBe(ref.delete(id));
+        } else {
+          const id = Math.floor(r() * (next + 3));
+          expect(t.get(id)).toBe(ref.get(id));
+        }
+        expect(t.size).toBe(ref.size);
+      }
+      for (const [id, p] of ref) expect(t.get(id)).toBe(p);
+    }
+  });
+
+  it('deletes the first, a middle and the last peer, and gets what is left', () => {
+    const t = new PeersById<{ id: number }>();
+    const ps = [1, 2, 5, 9, 10].map((id) => ({ id }));
+    ps.forEach((p) => t.add(p));
+    expect(t.delete(1)).toBe(true);
+    expect(t.delete(5)).toBe(true);
+    expect(t.delete(10)).toBe(true);
+    expect(t.delete(10)).toBe(false);
+    expect([t.get(1), t.get(2), t.get(5), t.get(9), t.get(10)]).toEqual([undefined, ps[1], undefined, ps[3], undefined]);
+    expect(t.size).toBe(2);
+  });
+
+  it('refuses an id not above the last one held (the search relies on the order)', () => {
+    const t = new PeersById<{ id: number }>();
+    t.add({ id: 3 });
+    expect(() => t.add({ id: 3 })).toThrow(RangeError);
+    expect(() => t.add({ id: 2 })).toThrow(RangeError);
+    expect(() => t.add({ id: Number.NaN })).toThrow(RangeError);
+    t.add({ id: 4 });
+    expect(t.size).toBe(2);
+  });
+});
