@@ -1,8 +1,8 @@
-// PeerMutex (wireguard/peer_mutex.h) under ThreadSanitizer: threads, more than the machine's cores, take one lock
-// around plain (non-atomic) reads and writes of shared words, by lock() and by try_lock(), so holders get
-// preempted while others sleep in FUTEX_WAIT. TSan reports a race if a holder's writes were not ordered before the
-// next holder's reads; the test itself fails if two holders were ever inside at once (a plain counter seen
-// changed mid-section) or an increment was lost.
+// PeerMutex (wireguard/peer_mutex.h) under ThreadSanitizer: six threads (more than this machine's two cores) take
+// one lock around plain (non-atomic) reads and writes of shared words, by lock() and by try_lock(), holders
+// yielding inside, so holders get preempted while others sleep in FUTEX_WAIT. TSan reports a race if a holder's
+// writes were not ordered before the next holder's reads; the test itself fails if a holder found another inside
+// (a plain `inside` count not 0 on entry) or an increment was lost.
 // Built and run by run.sh (clang-14 -fsanitize=thread); exit status 1 on an overlap or a lost increment, 66
 // (TSan's) on a race.
 #include <cstdint>

@@ -192,8 +192,7 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
   }
 
   removeAllPeers(): void {
-    // newest first: the last of byId's sorted array goes without moving the others (peersbyid.ts)
-    for (const peer of [...this.byKey.values()].sort((a, b) => b.id - a.id)) this.removePeer(peer.publicKey);
+    for (const peer of [...this.byKey.values()]) this.removePeer(peer.publicKey);
   }
 
   setPeerEndpoint(peer: Peer, ep: Endpoint | undefined): void {

@@ -34,6 +34,7 @@ describe('PeersById (the device peers by id: a sorted array)', () => {
           expect(t.get(id)).toBe(ref.get(id));
         }
         expect(t.size).toBe(ref.size);
+        expect(t.slots).toBeLessThanOrEqual(2 * t.size + 17);
       }
       for (const [id, p] of ref) expect(t.get(id)).toBe(p);
     }
@@ -51,12 +52,32 @@ describe('PeersById (the device peers by id: a sorted array)', () => {
     expect(t.size).toBe(2);
   });
 
+  it('deletes oldest first (a reconcile dropping most peers) within its bound, answering right throughout', () => {
+    const t = new PeersById<{ id: number }>();
+    const ps = Array.from({ length: 5000 }, (_, i) => ({ id: 2 * i + 1 }));
+    ps.forEach((p) => t.add(p));
+    ps.forEach((p, i) => {
+      expect(t.delete(p.id)).toBe(true);
+      expect(t.delete(p.id)).toBe(false); // a tombstone is not a peer
+      if (i % 97 === 0) {
+        expect(t.get(p.id)).toBeUndefined();
+        if (i + 1 < ps.length) expect(t.get(ps[i + 1]!.id)).toBe(ps[i + 1]);
+        expect(t.get(p.id + 1)).toBeUndefined(); // an id never held, between two
+      }
+      expect(t.slots).toBeLessThanOrEqual(2 * t.size + 17);
+    });
+    expect([t.size, t.slots]).toEqual([0, 0]);
+    t.add({ id: 10_001 }); // ids go on above the last deleted
+    expect(t.get(10_001)).toEqual({ id: 10_001 });
+  });
+
   it('refuses an id not above the last one held (the search relies on the order)', () => {
     const t = new PeersById<{ id: number }>();
     t.add({ id: 3 });
     expect(() => t.add({ id: 3 })).toThrow(RangeError);
     expect(() => t.add({ id: 2 })).toThrow(RangeError);
     expect(() => t.add({ id: Number.NaN })).toThrow(RangeError);
+    expect(() => t.add({ id: Infinity })).toThrow(RangeError); // it would refuse every later peer
     t.add({ id: 4 });
     expect(t.size).toBe(2);
   });

@@ -40,6 +40,9 @@ void AllowedIPs::insert(const uint8_t* addr, int bytes, int cidr, uint32_t peer)
   // by a compaction, so `held` still points at p's owner.
   std::vector<Prefix>* v = list.heap();
   if (v && v->size() >= kCompactFrom && v->size() == v->capacity()) compact(peer, v);
+  // what may allocate comes before the index changes: a throw (bad_alloc) leaves no prefix in the index that its
+  // list lacks (which remove_peer could never erase)
+  list.make_room(p);
   if (held) {
     *held = peer;  // taken over: the former owner's copy is stale (see the header)
   } else if (p.bytes == 4) {

@@ -120,7 +120,7 @@ struct Peer {
 
 // A Peer is 120 bytes, a 128-byte malloc chunk (s38: its lock one futex word, peer_mutex.h; 152 B in a 160-byte
 // chunk before, 208 B in a 224-byte one before s35, which put the roaming set's first address inline and the
-// others in a block of their own), its live block (208 B) only once it is active: at 16,000 idle peers ~4.5 MiB
+// others in a block of their own), its live block (208 B) only once it is active: at 16,000 idle peers ~4.4 MiB
 // less than the 408-byte Peer of s29 that held both (docs/benchmarks.md, s30, s35 and s38).
 static_assert(sizeof(Peer) <= 120, "an idle peer fits a 128-byte malloc chunk");
 

@@ -4,8 +4,8 @@
 // idle, so a peer's size is paid 16,000 times: with this lock a Peer is 120 bytes, a 128-byte malloc chunk
 // instead of 160 (issue 16: 32 B per peer, ~3 B per remote endpoint at 10 per node; docs/benchmarks.md s38).
 //
-// The algorithm is the three-state futex mutex of Drepper's "Futexes Are Tricky" (2011, "mutex3"), the one glibc's
-// own low-level lock uses: 0 free, 1 held, 2 held and maybe waited on. An uncontended lock is one compare-exchange
+// The algorithm is the three-state futex mutex of Drepper's "Futexes Are Tricky" (2011, "mutex3": 0 free, 1 held,
+// 2 held and maybe waited on), with its unlock as an exchange, as glibc's own low-level lock (lll_unlock) does. An uncontended lock is one compare-exchange
 // and its unlock one exchange, as std::mutex's; a contended one sleeps in the kernel (FUTEX_WAIT), never spins, so
 // a holder preempted on a busy core costs a waiter nothing but the wait. Not recursive; no ownership check (as
 // std::mutex's unlock by another thread, undefined to do). Meets BasicLockable and Lockable, so std::lock_guard and
@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 
 namespace wm {
@@ -36,7 +37,8 @@ class PeerMutex {
     // its unlock wakes the next sleeper (at worst one wake too many, never one too few)
     if (c != kWaited) c = state_.exchange(kWaited, std::memory_order_acquire);
     while (c != kFree) {
-      futex(FUTEX_WAIT_PRIVATE, kWaited);  // returns at once unless the word is still 2 (EAGAIN), or on EINTR
+      // sleeps until a wake or a signal (EINTR) while the word is 2; returns at once (EAGAIN) if it no longer is
+      futex(FUTEX_WAIT_PRIVATE, kWaited);
       c = state_.exchange(kWaited, std::memory_order_acquire);
     }
   }
@@ -53,9 +55,13 @@ class PeerMutex {
  private:
   static constexpr uint32_t kFree = 0, kHeld = 1, kWaited = 2;
 
+  // errno is kept as it was (a failed FUTEX_WAIT sets it; std::mutex leaves it alone, and a caller may read it
+  // across the lock).
   void futex(int op, uint32_t val) {
+    const int saved = errno;
     // the kernel reads the word itself: an atomic of one uint32_t is that word (checked below)
     syscall(SYS_futex, reinterpret_cast<uint32_t*>(&state_), op, val, nullptr, nullptr, 0);
+    errno = saved;
   }
 
   std::atomic<uint32_t> state_{kFree};

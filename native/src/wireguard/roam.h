@@ -24,7 +24,7 @@ struct RoamSet {
   // kMax are roam targets, the rest are not (fail closed; their packets are
   // still received). The first is inline, the others (if any) in one block
   // made by assign(): a peer of a one-address node allocates nothing here,
-  // and an idle Peer fits a 160-byte malloc chunk, not a 224-byte one (s35,
+  // and an idle Peer fits a 160-byte malloc chunk, not a 224-byte one (s35; 128 since s38,
   // issue 16: when all four were inline the set was 70 B of every peer). Per
   // peer of a node with one address 64 B less, two 32 B (the block: 17 B in a
   // 32-byte chunk), three 16 B, four none.
