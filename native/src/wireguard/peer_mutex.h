@@ -5,11 +5,12 @@
 // instead of 160 (issue 16: 32 B per peer, ~3 B per remote endpoint at 10 per node; docs/benchmarks.md s38).
 //
 // The algorithm is the three-state futex mutex of Drepper's "Futexes Are Tricky" (2011, "mutex3": 0 free, 1 held,
-// 2 held and maybe waited on), with its unlock as an exchange, as glibc's own low-level lock (lll_unlock) does. An uncontended lock is one compare-exchange
-// and its unlock one exchange, as std::mutex's; a contended one sleeps in the kernel (FUTEX_WAIT), never spins, so
-// a holder preempted on a busy core costs a waiter nothing but the wait. Not recursive; no ownership check (as
-// std::mutex's unlock by another thread, undefined to do). Meets BasicLockable and Lockable, so std::lock_guard and
-// std::unique_lock take it. Process-private (FUTEX_*_PRIVATE): a Peer is never in shared memory.
+// 2 held and maybe waited on), its unlock an exchange as in glibc's own low-level lock (lll_unlock). An uncontended
+// lock is one compare-exchange and its unlock one exchange, as std::mutex's; a contended one sleeps in the kernel
+// (FUTEX_WAIT), never spins, so a holder preempted on a busy core costs a waiter nothing but the wait. Not
+// recursive; no ownership check (as std::mutex's unlock by another thread, undefined to do). Meets BasicLockable
+// and Lockable, so std::lock_guard and std::unique_lock take it. Process-private (FUTEX_*_PRIVATE): a Peer is
+// never in shared memory.
 //
 // Ordering: lock's successful exchange is an acquire and unlock's exchange a release, so what one holder wrote is
 // seen by the next (ThreadSanitizer follows this through the atomics: tsan_peermutex.cc).
