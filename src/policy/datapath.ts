@@ -234,15 +234,14 @@ export class PolicyDatapath extends EventEmitter {
    * first, or a key under an ip prefix: five '/' and more); a local endpoint's or a CIDR's has a ':'.
    */
   setNode(id: string, addresses: readonly string[] | null, previous?: readonly string[] | null): void {
-    const owner = id;
     const before = previous === undefined ? this.nodeAddresses.get(id) : previous;
-    for (const a of before ?? []) if (!addresses?.includes(a)) this.ipcache.delete(a, owner);
+    for (const a of before ?? []) if (!addresses?.includes(a)) this.ipcache.delete(a, id);
     if (previous === undefined) {
       if (addresses) this.nodeAddresses.set(id, addresses);
       else this.nodeAddresses.delete(id);
     }
     const identity = id === `${this.cluster}/${this.node}` ? RESERVED.host : RESERVED['remote-node'];
-    for (const a of addresses ?? []) this.ipcache.set(a, owner, 'node', { identity, endpoint: 0 });
+    for (const a of addresses ?? []) this.ipcache.set(a, id, 'node', { identity, endpoint: 0 });
     this.scheduleFlush();
   }
 

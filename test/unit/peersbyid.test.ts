@@ -1,21 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { PeersById } from '../../src/wireguard/peersbyid.js';
-
-/** A small PRNG so a failing sequence can be replayed from its seed. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+import { prng } from '../helpers/prng.js';
 
 describe('PeersById (the device peers by id: a sorted array)', () => {
   it('answers as a Map over random adds, gets and deletes, ids increasing with gaps', () => {
     for (let seed = 1; seed <= 20; seed++) {
-      const r = rng(seed);
+      const r = prng(seed);
       const t = new PeersById<{ id: number }>();
       const ref = new Map<number, { id: number }>();
       let next = 1;
