@@ -52,6 +52,15 @@ export function nodeIdOf(key: string): string {
 }
 const PREFIXES = [statePrefix('ip'), cachePrefix('ip')];
 
+/**
+ * nodeIdOf of a base `<prefix><tail>/` (the prefix one of PREFIXES, the first it starts with), from its tail alone:
+ * the tail when it has a '/' after its first character and a character after that one, else "".
+ */
+function idOfTail(tail: string): string {
+  const c = tail.indexOf('/');
+  return c > 0 && tail.length > c + 1 ? tail : '';
+}
+
 export class EndpointStore {
   private readonly byNode = new Map<string, NodeTable>();
   /** Keys with an admitted value (the size of `records`). */
@@ -67,17 +76,21 @@ export class EndpointStore {
    * The forms its keys come in (compactkeys.ts: the watch, this table and the data path hold an endpoint key as
    * ~32 B instead of its ~100 B of text); a key's node is read from its form's base, no text rebuilt.
    */
-  readonly forms = new CompactKeys();
+  readonly forms = new CompactKeys({ prefixes: PREFIXES });
 
-  /** The node id of endpoint key `key` (its text or its form), as nodeIdOf. Throws on a released form (CompactKeys.base). */
+  /**
+   * The node id of endpoint key `key` (its text or its form), as nodeIdOf. Throws on a released form
+   * (CompactKeys.base). A compact form's base under an endpoint prefix is held as its tail, which is the node id
+   * itself when nodeIdOf would find one in it (idOfTail): read without a string made.
+   */
   nodeOf(key: string): string {
-    return this.nodeOfText(this.forms.base(key));
+    const tail = this.forms.tail(key);
+    return tail !== undefined ? idOfTail(tail) : this.nodeOfText(this.forms.base(key));
   }
 
   /** nodeOf, or undefined for a form whose base is released: a key no entry holds (the records view's lookups). */
   private nodeOfHeld(key: string): string | undefined {
-    const text = this.forms.baseIfHeld(key);
-    return text === undefined ? undefined : this.nodeOfText(text);
+    return this.forms.holds(key) ? this.nodeOf(key) : undefined;
   }
 
   /** nodeOf's last answer (text → id, compared by content): a node's keys in a row read one base text. */

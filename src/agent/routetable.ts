@@ -119,16 +119,20 @@ interface Op {
  * the next batch (the next pass, or a retry after `retryMs`, doubling to
  * `maxRetryMs`) recomputes it from the claims.
  *
- * The claim counts and the installed routes are one Map (`books`: a small
- * integer per CIDR, count × 2 + installed; claims ≤ peers × CIDRs per record,
- * far below the 2^30 where `& ~1` would wrap), not a Map and a Set over nearly
- * the same keys (s21peer, issue 16: one entry per pod CIDR, ~70 B a peer less;
- * a CIDR stays while claimed or installed, so it is bounded as before).
+ * A CIDR's books are a small integer, count × 2 + installed (claims ≤ peers ×
+ * CIDRs per record, far below the 2^30 where `& ~1` would wrap): 3 for a CIDR
+ * one peer claims and the kernel holds (nearly every pod CIDR at rest), told by
+ * the trie of claimed CIDRs alone; any other value (0 aside) in `books`. Before
+ * s39 every CIDR claimed or installed had an entry (s21peer had made one Map of a
+ * Map and a Set): ~29 B per pod CIDR at 16,000 (issue 16). `books` is bounded by
+ * the CIDRs claimed or installed, as before; at rest it holds the CIDRs claimed
+ * twice (a relay handed over) or waiting for a line to apply.
  */
 export class RouteTable implements RouteClaims {
   /**
-   * Per CIDR claimed or installed: how many peers claim it × 2, + 1 when the kernel holds the route as far as our
-   * applied lines say (all peers' CIDRs point at the same device). No entry: 0 claims, not installed.
+   * Per CIDR claimed or installed but for those at 3 (see the class's comment): how many peers claim it × 2, + 1
+   * when the kernel holds the route as far as our applied lines say (all peers' CIDRs point at the same device).
+   * No entry: 3 when the trie holds the CIDR, else 0 (no claim, not installed).
    */
   private readonly books = new Map<string, number>();
   /** The CIDRs whose count changed (or whose line failed) since the last batch. */
@@ -159,23 +163,33 @@ export class RouteTable implements RouteClaims {
     this.retryDelay = opts.retryMs ?? 1000;
   }
 
+  /** A CIDR's books: count × 2 + installed. */
+  private booksOf(r: string): number {
+    return this.books.get(r) ?? (this.trie.holds(parsePrefix(r), r) ? 3 : 0);
+  }
+
+  /** Sets a CIDR's books; the trie must hold it already when `v` ≥ 2 (claim inserts it first). */
+  private setBooks(r: string, v: number): void {
+    if (v === 0 || v === 3) this.books.delete(r);
+    else this.books.set(r, v);
+  }
+
   claim(routes: readonly string[]): void {
     for (const r of routes) {
-      const v = this.books.get(r) ?? 0;
+      const v = this.booksOf(r);
       if (v < 2) this.trie.insert(parsePrefix(r), r); // its first claim
-      this.books.set(r, v + 2);
+      this.setBooks(r, v + 2);
       this.touched.add(r);
     }
   }
 
   release(routes: readonly string[]): void {
     for (const r of routes) {
-      const v = this.books.get(r) ?? 0;
+      const v = this.booksOf(r);
       if (v >= 2) {
-        // one claim less; the last one leaves the trie (and the map, unless the route is installed)
+        // one claim less; the last one leaves the trie (and the books, unless the route is installed)
         if (v < 4) this.trie.remove(parsePrefix(r), r);
-        if (v === 2) this.books.delete(r);
-        else this.books.set(r, v - 2);
+        this.setBooks(r, v - 2);
       }
       this.touched.add(r);
     }
@@ -193,7 +207,7 @@ export class RouteTable implements RouteClaims {
     }
     const ops: Op[] = [];
     for (const r of this.touched) {
-      const v = this.books.get(r) ?? 0;
+      const v = this.booksOf(r);
       const want = v >= 2;
       if (want !== ((v & 1) === 1) || this.uncertain.has(r)) ops.push({ cidr: r, add: want });
     }
@@ -253,9 +267,7 @@ export class RouteTable implements RouteClaims {
 
   /** Books whether the kernel holds the route to `cidr` (an applied line); a CIDR neither claimed nor installed leaves. */
   private setInstalled(cidr: string, on: boolean): void {
-    const v = ((this.books.get(cidr) ?? 0) & ~1) | (on ? 1 : 0);
-    if (v === 0) this.books.delete(cidr);
-    else this.books.set(cidr, v);
+    this.setBooks(cidr, (this.booksOf(cidr) & ~1) | (on ? 1 : 0));
   }
 
   private scheduleRetry(): void {

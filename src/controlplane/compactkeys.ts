@@ -137,37 +137,58 @@ export const shortIPv4Form = (base: number, address: number): string => encode(b
 /** Whether a form is compact (SHORT or MARK first). */
 const isCompact = (form: string): boolean => form[0] === SHORT || form[0] === MARK;
 
+/** What a CompactKeys is made with. */
+export interface CompactKeysOptions {
+  /**
+   * Texts a base may start with (endpoint keys' prefixes, keys.ts), tried in order: a base that starts with one is
+   * held as that prefix's number and the rest of its text without the last '/' (its tail: for an endpoint key
+   * `<prefix><cluster>/<node>/`, the node id "cluster/node"), interned, so the base costs no string of its own
+   * when the process holds that id anyway (EndpointStore's tables do: −48 B per node, s39). Default none.
+   */
+  prefixes?: readonly string[];
+  /** The first base's index (tests: start near 2^24, where forms grow to 11 characters); default 0. */
+  firstIndex?: number;
+}
+
 /**
  * Bases are held in columns by slot (s37: 10–60 B per base less, measured, than an object each and a Map entry by
  * index), a slot reused once its base is released; a base's index is its own (never reused, see the file's
  * comment), found by a U32Map (below 2^32, every index a process makes in practice) or a Map past it.
+ * A base's text is its prefix (`heads`: an index into the prefixes, -1 none) then its tail (`tails`), then '/' when
+ * it has a prefix; with none the tail is the whole text. A text has one such split (the first prefix it starts
+ * with), so a base has one slot whichever way it is looked up.
  */
 export class CompactKeys {
-  /** Slots by base text. */
-  private readonly byText = new Map<string, number>();
+  private readonly prefixes: readonly string[];
+  /** Slots by tail, one Map per prefix and, last, one for bases without a prefix (by their whole text). */
+  private readonly byTail: Map<string, number>[];
   /** Slots by base index: below 2^32 in a U32Map, else (past 4 billion bases made) in a Map. */
   private readonly byIndex = new U32Map();
   private readonly byLargeIndex = new Map<number, number>();
-  /** Per slot: the base's text (undefined: a free slot), its index and its count of held forms. */
-  private readonly texts: Array<string | undefined> = [];
+  /** Per slot: the base's prefix (-1: none) and tail (undefined: a free slot), its index and its count of held forms. */
+  private readonly heads: number[] = [];
+  private readonly tails: Array<string | undefined> = [];
   private readonly indices: number[] = [];
   private readonly refs: number[] = [];
   private readonly freeSlots: number[] = [];
   private nextIndex: number;
+  /** Bases held (slots in use). */
+  private held = 0;
   /** Compact forms held (every base's refs), and plain forms held of keys that have a compact one (the guard's). */
   private compactHeld = 0;
   private plainCompactable = 0;
   /** The slot of the base last looked up or acquired (lookup), -1 none: held (forgotten when released). */
   private last = -1;
 
-  /** `firstIndex`: the first base's index (tests: start near 2^24, where forms grow to 11 characters). */
-  constructor(firstIndex = 0) {
-    this.nextIndex = firstIndex;
+  constructor(opts: CompactKeysOptions = {}) {
+    this.prefixes = [...(opts.prefixes ?? [])];
+    this.byTail = Array.from({ length: this.prefixes.length + 1 }, () => new Map<string, number>());
+    this.nextIndex = opts.firstIndex ?? 0;
   }
 
   /** Bases held (distinct key texts up to the last '/' among the held compact keys). */
   get bases(): number {
-    return this.byText.size;
+    return this.held;
   }
 
   /**
@@ -190,19 +211,22 @@ export class CompactKeys {
     if (b < 0) {
       // every key held counts, the plain ones the guard kept too: else 64 bases of one (hostile) key each kept
       // every later key plain for good (review of s13mem #4)
-      const bases = this.byText.size;
+      const bases = this.held;
       if (bases >= FREE_BASES && this.compactHeld + this.plainCompactable < SHARE * bases) {
         this.plainCompactable++;
         return plain(key);
       }
       if (this.nextIndex >= 2 ** (8 * INDEX_CHARS)) throw new Error('compact keys: base index space exhausted');
-      b = this.freeSlots.pop() ?? this.texts.length;
-      const text = internName(key.slice(0, slash + 1));
+      b = this.freeSlots.pop() ?? this.tails.length;
+      const h = this.prefixOf(key, slash);
+      const tail = internName(h < 0 ? key.slice(0, slash + 1) : key.slice(this.prefixes[h]!.length, slash));
       const index = this.nextIndex++;
-      this.texts[b] = text;
+      this.heads[b] = h;
+      this.tails[b] = tail;
       this.indices[b] = index;
       this.refs[b] = 0;
-      this.byText.set(text, b);
+      this.held++;
+      this.byTail[h < 0 ? this.prefixes.length : h]!.set(tail, b);
       if (index < 2 ** 32) this.byIndex.set(index, b);
       else this.byLargeIndex.set(index, b);
     }
@@ -227,14 +251,37 @@ export class CompactKeys {
    */
   private lookup(key: string, slash: number): number {
     const l = this.last;
-    if (l >= 0) {
-      const text = this.texts[l]!;
-      if (text.length === slash + 1 && key.startsWith(text)) return l;
-    }
-    const b = this.byText.get(key.slice(0, slash + 1));
+    if (l >= 0 && this.isBaseOf(l, key, slash)) return l;
+    const h = this.prefixOf(key, slash);
+    const b = h < 0 ? this.byTail[this.prefixes.length]!.get(key.slice(0, slash + 1)) : this.byTail[h]!.get(key.slice(this.prefixes[h]!.length, slash));
     if (b === undefined) return -1;
     this.last = b;
     return b;
+  }
+
+  /**
+   * The first prefix the text before `slash` starts with, -1 none. A base that is a prefix exactly has none: its
+   * tail would be '' as the base `<prefix>/`'s is (two bases, one tail).
+   */
+  private prefixOf(key: string, slash: number): number {
+    const ps = this.prefixes;
+    for (let i = 0; i < ps.length; i++) if (ps[i]!.length <= slash && key.startsWith(ps[i]!)) return i;
+    return -1;
+  }
+
+  /** Whether slot `b`'s base is `key`'s text up to and including `slash`, without a copy of either. */
+  private isBaseOf(b: number, key: string, slash: number): boolean {
+    const h = this.heads[b]!, tail = this.tails[b]!;
+    if (h < 0) return tail.length === slash + 1 && key.startsWith(tail);
+    const p = this.prefixes[h]!;
+    // (a text has one split: one that starts with p has no slot without a prefix, nor one under a later prefix)
+    return p.length + tail.length === slash && key.startsWith(p) && key.startsWith(tail, p.length);
+  }
+
+  /** Slot `b`'s base text (made anew when it has a prefix: the prefix, its tail and '/'). */
+  private textOf(b: number): string {
+    const h = this.heads[b]!;
+    return h < 0 ? this.tails[b]! : `${this.prefixes[h]}${this.tails[b]}/`;
   }
 
   /**
@@ -260,7 +307,7 @@ export class CompactKeys {
   full(form: string): string {
     if (form.length === 0 || form.charCodeAt(0) > ESCAPE.charCodeAt(0)) return form;
     if (form[0] === ESCAPE) return form.slice(1);
-    const text = this.texts[this.slotOf(form)]!;
+    const text = this.textOf(this.slotOf(form));
     const at = headOf(form);
     const byte = (i: number) => form.charCodeAt(at + i);
     if (form.length === at + 4) return `${text}${byte(0)}.${byte(1)}.${byte(2)}.${byte(3)}`;
@@ -286,22 +333,32 @@ export class CompactKeys {
   }
 
   /**
-   * The key's text up to and including its last '/' for a compact form (the interned base, no copy made: what
-   * admission reads a node from, several times per record), the key itself for any other form.
+   * The key's text up to and including its last '/' for a compact form (a new string when its base has a prefix:
+   * `tail` reads such a base without one), the key itself for any other form. Throws on a released compact form.
    */
   base(form: string): string {
-    return isCompact(form) ? this.texts[this.slotOf(form)]! : this.full(form);
+    return isCompact(form) ? this.textOf(this.slotOf(form)) : this.full(form);
   }
 
   /**
-   * base(form), or undefined for a compact form whose base this table does not hold (released, or a long form of a
-   * short index): for a reader asked about a form another holder kept too long (a leftover ipcache owner after a
-   * change threw midway), which no table holding only live forms can hold.
+   * For a compact form whose base starts with one of the prefixes: the base's tail (its text after the prefix,
+   * without the last '/': an endpoint key's node id), the interned string, no copy made (what admission reads a
+   * node from, several times per record); undefined for any other form (base(form) then). Throws on a released
+   * compact form, as base.
    */
-  baseIfHeld(form: string): string | undefined {
-    if (!isCompact(form)) return this.full(form);
-    const b = this.heldSlot(form);
-    return b < 0 ? undefined : this.texts[b];
+  tail(form: string): string | undefined {
+    if (!isCompact(form)) return undefined;
+    const b = this.slotOf(form);
+    return this.heads[b]! < 0 ? undefined : this.tails[b];
+  }
+
+  /**
+   * Whether `form` is one this table can read: false only for a compact form whose base it does not hold (released,
+   * or a long form of a short index), as a reader asked about a form another holder kept too long (a leftover
+   * ipcache owner after a change threw midway) must learn, where base and tail would throw.
+   */
+  holds(form: string): boolean {
+    return !isCompact(form) || this.heldSlot(form) >= 0;
   }
 
   /** One holder of `form` (from `acquire`) lets it go; its base goes with its last key. */
@@ -317,8 +374,10 @@ export class CompactKeys {
     const index = this.indices[b]!;
     if (index < 2 ** 32) this.byIndex.delete(index);
     else this.byLargeIndex.delete(index);
-    this.byText.delete(this.texts[b]!);
-    this.texts[b] = undefined; // (the text not kept alive by a free slot)
+    const h = this.heads[b]!;
+    this.byTail[h < 0 ? this.prefixes.length : h]!.delete(this.tails[b]!);
+    this.tails[b] = undefined; // (the text not kept alive by a free slot)
+    this.held--;
     this.freeSlots.push(b);
   }
 }

@@ -220,6 +220,22 @@ export class PrefixTrie<T> {
     s.shrinkIfSparse();
   }
 
+  /** Whether p itself (not a prefix covering it) is stored with `owner` among its owners. O(prefix length). */
+  holds(p: Prefix, owner: T): boolean {
+    const { words, cidrs, owners, stride, nw } = this.load(p);
+    const qc = p.cidr;
+    let n = 0;
+    for (let nc = 0; nc < qc; nc = cidrs[n]!) {
+      const c = words[n * stride + nw + queryBit(nc)]!;
+      if (c === 0) return false;
+      const cc = cidrs[c]!;
+      if (cc > qc || firstDiff(words, c * stride, cc) !== cc) return false;
+      n = c;
+    }
+    const o = owners[n];
+    return o instanceof Many ? o.has(owner) : o !== undefined && same(o, owner);
+  }
+
   /** An owner (other than `except`) of a stored prefix that equals or contains p. */
   covering(p: Prefix, except?: T): T | undefined {
     // the arrays in locals: a lookup makes no node, so they are not replaced meanwhile

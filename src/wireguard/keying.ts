@@ -1,10 +1,11 @@
 /**
  * What a peer's handshake is built from besides the peer's own key: the local static identity, the device's
- * clock and the preshared key (s23node). Every peer of a device has the same identity and clock and nearly every
- * one the all-zero preshared key, so those peers share one PeerKeying: one field per peer instead of three
- * (16 B per peer of an agent's 16,000, 64-bit V8 without pointer compression, as Node ships it).
+ * clock and the preshared key (s23node); and where the device reads a peer's allowed IPs (s39). Every peer of a
+ * device has the same identity, clock and reader and nearly every one the all-zero preshared key, so those peers
+ * share one PeerKeying: one field per peer instead of four (24 B per peer of an agent's 16,000, 64-bit V8 without
+ * pointer compression, as Node ships it).
  *
- * Shape: immutable { identity, now, presharedKey }; a change (rekey, a preshared key set) gives the peer another
+ * Shape: immutable { identity, now, presharedKey, allowed }; a change (rekey, a preshared key set) gives the peer another
  * object, so no peer sees another's change. Sharing: sharedKeying() keeps, per clock function, the last shared
  * object made, and returns it while the identity asked for is the same (a WeakMap: a device's default clock is its
  * own closure and lives as long as the device, so a dropped device's identity is not kept alive here; a clock given
@@ -13,6 +14,16 @@
  * Bound: one cached object per live clock function.
  */
 import type { StaticIdentity } from './noise.js';
+import type { Prefix } from '../net/ip.js';
+
+/** Where a peer's allowed IPs are read (WireGuardDevice: the data path's table): one object per device. */
+export interface AllowedIPsReader {
+  /** The allowed IPs of peer `id` in the order set, without those another peer took since (new objects per call). */
+  allowedIPsOf(id: number): Prefix[];
+}
+
+/** A peer made outside a device (tests) holds none. */
+export const NO_ALLOWED: AllowedIPsReader = Object.freeze({ allowedIPsOf: () => [] });
 
 /** The default preshared key (none: 32 zero bytes, whitepaper §5.4.2); never written, peers replace it. */
 export const ZERO_PSK = Buffer.alloc(32);
@@ -25,16 +36,21 @@ export class PeerKeying {
     readonly now: () => number,
     /** 32 bytes; ZERO_PSK itself when none was set. */
     readonly presharedKey: Buffer,
+    /** Reads the peer's allowed IPs (the device's table); not the IPs themselves. */
+    readonly allowed: AllowedIPsReader,
   ) {}
 }
 
 const shared = new WeakMap<() => number, PeerKeying>();
 
-/** The keying of a peer with `identity`, clock `now` and no preshared key: one object while these stay the same. */
-export function sharedKeying(identity: StaticIdentity | null, now: () => number): PeerKeying {
+/**
+ * The keying of a peer with `identity`, clock `now`, reader `allowed` and no preshared key: one object while these
+ * stay the same.
+ */
+export function sharedKeying(identity: StaticIdentity | null, now: () => number, allowed: AllowedIPsReader): PeerKeying {
   const k = shared.get(now);
-  if (k && k.identity === identity) return k;
-  const made = new PeerKeying(identity, now, ZERO_PSK);
+  if (k && k.identity === identity && k.allowed === allowed) return k;
+  const made = new PeerKeying(identity, now, ZERO_PSK, allowed);
   shared.set(now, made);
   return made;
 }

@@ -19,9 +19,9 @@
  * it UAPI get).
  * The Buffer, hex and Prefix forms are decoded on read (handshake setup, UAPI get, removal: rare next to
  * holding the peer).
- * Since s23node a peer holds 8 fields (88 B, 64-bit V8 without pointer compression, as Node ships it; 120 B
- * before; s35 traded its keys' array, 64 B, for the device's reader, shared): the identity, clock and preshared
- * key are one object shared by the device's peers (keying.ts), and
+ * Since s39 a peer holds 7 fields (80 B, 64-bit V8 without pointer compression, as Node ships it; 120 B
+ * before s23node; s35 traded its keys' array, 64 B, for the device's reader): the identity, clock, preshared
+ * key and allowed-IPs reader are one object shared by the device's peers (keying.ts), and
  * when the last handshake completed and since when we initiate without an answer are PeerActivity's (0 until
  * then: an idle peer reads 0 and makes nothing).
  */
@@ -29,21 +29,14 @@ import type { Prefix } from '../net/ip.js';
 import { CookieGenerator } from './cookie.js';
 import { Handshake, type StaticIdentity } from './noise.js';
 import { PeerTimers } from './timers.js';
-import { PeerKeying, sharedKeying, ZERO_PSK } from './keying.js';
+import { NO_ALLOWED, PeerKeying, sharedKeying, ZERO_PSK, type AllowedIPsReader } from './keying.js';
 
 export interface Endpoint {
   host: string;
   port: number;
 }
 
-/** Where a peer's allowed IPs are read (WireGuardDevice: the data path's table): one object per device. */
-export interface AllowedIPsReader {
-  /** The allowed IPs of peer `id` in the order set, without those another peer took since (new objects per call). */
-  allowedIPsOf(id: number): Prefix[];
-}
-
-/** A peer made outside a device (tests) holds none. */
-const NO_ALLOWED: AllowedIPsReader = Object.freeze({ allowedIPsOf: () => [] });
+export type { AllowedIPsReader } from './keying.js';
 const NO_INDICES: readonly number[] = Object.freeze([]);
 
 /** Keypair indices we keep reserved: previous, current, next and a pending handshake. */
@@ -55,13 +48,11 @@ export class Peer {
   readonly publicKeyB64: string;
   /** Mesh peers: the addresses the endpoint may roam to (roaming.ts); undefined: anywhere (WireGuard). */
   roamHosts: readonly string[] | undefined;
-  /** Reads the allowed IPs (the device's table); not the IPs themselves. */
-  private readonly allowed: AllowedIPsReader;
 
   /** The endpoint as two fields, not an object per peer (s21peer: 40 B); undefined host: none. */
   private epHost: string | undefined;
   private epPort = 0;
-  /** The local identity, the clock and the preshared key: one object shared by a device's peers (keying.ts). */
+  /** The local identity, the clock, the preshared key and the allowed-IPs reader: one object shared by a device's peers (keying.ts). */
   private keying: PeerKeying;
   /** What only an active peer holds (PeerActivity): made on first use, most peers never need it. */
   private act: PeerActivity | undefined;
@@ -111,8 +102,7 @@ export class Peer {
   constructor(id: number, publicKeyB64: string, identity: StaticIdentity | null, now: () => number, allowed: AllowedIPsReader = NO_ALLOWED) {
     this.id = id;
     this.publicKeyB64 = publicKeyB64;
-    this.keying = sharedKeying(identity, now);
-    this.allowed = allowed;
+    this.keying = sharedKeying(identity, now, allowed);
   }
 
   /** The public key's 32 bytes (a new Buffer on each read, decoded from publicKeyB64). */
@@ -140,7 +130,7 @@ export class Peer {
    * set gave another peer: read from the device's table (new Prefix objects on each read).
    */
   get allowedIPs(): Prefix[] {
-    return this.allowed.allowedIPsOf(this.id);
+    return this.keying.allowed.allowedIPsOf(this.id);
   }
 
   /**
@@ -188,7 +178,7 @@ export class Peer {
   /** Rebuilds the handshake for a new local identity (private key change); the replay guard carries over. */
   rekeyIdentity(identity: StaticIdentity | null): void {
     const k = this.keying;
-    this.keying = k.presharedKey === ZERO_PSK ? sharedKeying(identity, k.now) : new PeerKeying(identity, k.now, k.presharedKey);
+    this.keying = k.presharedKey === ZERO_PSK ? sharedKeying(identity, k.now, k.allowed) : new PeerKeying(identity, k.now, k.presharedKey, k.allowed);
     const old = this.act?.hs;
     if (!old) return; // built from `identity` when first needed; a fresh one's replay guard is all zero
     this.act!.hs = undefined;
@@ -202,7 +192,7 @@ export class Peer {
 
   setPresharedKey(psk: Buffer): void {
     const k = this.keying;
-    this.keying = new PeerKeying(k.identity, k.now, Buffer.from(psk));
+    this.keying = new PeerKeying(k.identity, k.now, Buffer.from(psk), k.allowed);
     const hs = this.act?.hs;
     if (hs) hs.presharedKey = this.keying.presharedKey;
   }

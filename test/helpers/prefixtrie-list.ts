@@ -38,6 +38,11 @@ export class ListOracle {
     if (i >= 0) this.entries.splice(i, 1);
   }
 
+  /** Whether p itself is stored with `owner`. */
+  holds(p: Prefix, owner: string): boolean {
+    return this.entries.some((e) => e.owner === owner && samePrefix(e.p, p));
+  }
+
   /** The shortest stored prefix containing p, its oldest owner (not `except`). */
   covering(p: Prefix, except?: string): string | undefined {
     let best: { p: Prefix; owner: string } | undefined;

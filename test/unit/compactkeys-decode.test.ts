@@ -15,7 +15,7 @@ describe('short IPv4 compact forms, decoded', () => {
   for (const first of [0, 2 ** 24 - 40])
     it(`reads back base and address of every form CompactKeys makes (first base ${first})`, () => {
       const rnd = prng(first + 3);
-      const ck = new CompactKeys(first);
+      const ck = new CompactKeys({ firstIndex: first });
       const baseOfText = new Map<string, number>();
       for (let i = 0; i < 20_000; i++) {
         const node = `c${Math.floor(rnd() * 3)}/n${Math.floor(rnd() * 80)}/`;

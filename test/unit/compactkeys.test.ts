@@ -38,7 +38,16 @@ const HOSTILE = [
   '\u0002\u0000\u0000\u0000\u0000d@\u0000\u0001', // its escape
   '\u0000\u00ff\u00ff\u00ffd@\u0000\u0001', // the last short index's
   `${P}c1/n1/${'1'.repeat(200)}`,
+  // bases at and around the prefixes a table may split off (s39): the prefix itself, the prefix and '/', '//'
+  `${P}100.64.0.1`,
+  `${P}/100.64.0.1`,
+  `${P}//100.64.0.1`,
+  `${P}c1/100.64.0.1`,
+  `wiremesh/state/ip/v2/c1/n1/100.64.0.1`,
+  `wiremesh/100.64.0.1`,
 ];
+/** Prefix lists the random runs split bases at: none, the endpoint store's, overlapping ones, one ending mid-name. */
+const PREFIX_LISTS: string[][] = [[], ['wiremesh/state/ip/v2/', P], ['wiremesh/', P], [P, 'wiremesh/'], [`${P}remote-1/ip-10-0-1`, `${P}c1/`]];
 
 function keyPool(rand: () => number): string[] {
   const keys = [...HOSTILE];
@@ -60,11 +69,12 @@ const headOf = (form: string) => form.slice(0, form.charCodeAt(0) === 0 ? 4 : 7)
 describe('CompactKeys', () => {
   // the first index 0 (every form short), or just below 2^24, where a run's bases cross from short forms to long, or
   // just below 2^32, where they cross from the U32Map of indices to the Map past it (s37: bases in slots, reused)
-  for (const [seed, first] of [[1, 0], [2, 0], [3, 0], [42, 0], [9001, 0], [7, 2 ** 24 - 60], [8, 2 ** 24 - 200], [10, 2 ** 32 - 150], [11, 2 ** 31 - 150]] as const) {
+  for (const [run, [seed, first]] of ([[1, 0], [2, 0], [3, 0], [42, 0], [9001, 0], [7, 2 ** 24 - 60], [8, 2 ** 24 - 200], [10, 2 ** 32 - 150], [11, 2 ** 31 - 150]] as const).entries()) {
     it(`gives every held key back from its own form, never one form for two keys (seed ${seed}, first index ${first})`, () => {
       const rand = prng(seed);
       const keys = keyPool(rand);
-      const ck = new CompactKeys(first);
+      const prefixes = PREFIX_LISTS[run % PREFIX_LISTS.length]!; // each list in at least one run
+      const ck = new CompactKeys({ firstIndex: first, prefixes });
       const lengths = new Set<number>();
       const held = new Map<string, string>(); // the oracle: key → its form
       const stale: string[] = []; // compact forms whose base went with their last key
@@ -77,12 +87,26 @@ describe('CompactKeys', () => {
           expect(ck.heldForm(k, (f) => forms.has(f))).toBe(form);
           expect(byForm.get(form)).toBeUndefined();
           byForm.set(form, k);
-          if (isCompact(form)) bases.add(k.slice(0, k.lastIndexOf('/') + 1));
+          if (!isCompact(form)) {
+            expect(ck.tail(form)).toBeUndefined();
+            continue;
+          }
+          const base = k.slice(0, k.lastIndexOf('/') + 1);
+          bases.add(base);
+          expect(ck.holds(form)).toBe(true);
+          expect(ck.base(form)).toBe(base);
+          // the oracle's split: the first prefix the base starts with and has more after (then its tail), else none
+          const p = prefixes.find((x) => base.startsWith(x) && base.length > x.length);
+          expect(ck.tail(form)).toBe(p === undefined ? undefined : base.slice(p.length, -1));
         }
         expect(ck.bases).toBe(bases.size);
         // a form whose base went is refused, never read as another key, even once its base text is held again
         // (indices are not reused)
-        for (const f of stale.slice(-50)) expect(() => ck.full(f)).toThrow(/released/);
+        for (const f of stale.slice(-50)) {
+          expect(() => ck.full(f)).toThrow(/released/);
+          expect(() => ck.tail(f)).toThrow(/released/);
+          expect(ck.holds(f)).toBe(false);
+        }
       };
       for (let step = 0; step < 6000; step++) {
         const fill = Math.floor(step / 1500) % 2 === 0 ? 0.7 : 0.3; // phases that fill and drain
@@ -146,7 +170,7 @@ describe('CompactKeys', () => {
   });
 
   it('gives bases from 2^24 on forms of 11 and 23 characters, apart from the short forms of the same bytes', () => {
-    const ck = new CompactKeys(2 ** 24 - 1);
+    const ck = new CompactKeys({ firstIndex: 2 ** 24 - 1 });
     const last = ck.acquire(`${P}c/n1/100.64.0.1`); // index 2^24 - 1: the last short one
     const long = ck.acquire(`${P}c/n2/100.64.0.1`); // index 2^24
     expect(last).toBe('\u0000\u00ff\u00ff\u00ffd@\u0000\u0001');

@@ -89,6 +89,10 @@ describe('PrefixTrie (path-compressed) against a list oracle', () => {
             got.push([t.covering(x, except), t.within(x, except), t.overlapping(x, except)]);
             want.push([o.covering(x, except), o.within(x, except), o.overlapping(x, except)]);
           }
+          for (const w of owners) {
+            got.push(t.holds(x, w));
+            want.push(o.holds(x, w));
+          }
         }
         expect({ step, got }).toEqual({ step, got: want });
         expectStructure(t, o);

@@ -119,9 +119,15 @@ describe('RouteTable', () => {
       // without injected failures the books are exact: no line fails (no del of a route already gone)
       if (seed % 3 === 0 && seed % 4 !== 0) expect({ seed, failedOps: t.stats.failedOps }).toEqual({ seed, failedOps: 0 });
       expectCovers(t, want, pool);
+      // at rest a CIDR one peer claims (and the kernel holds) has no entry in the books, the trie tells it (s39)
+      const claims = new Map<string, number>();
+      for (const r of held) claims.set(r, (claims.get(r) ?? 0) + 1);
+      expect({ seed, books: t['books'].size }).toEqual({ seed, books: [...claims.values()].filter((n) => n > 1).length });
       t.release(held); // every peer gone: nothing covered, the trie back to its roots
       expectCovers(t, new Set(), pool);
       expect(trieShape(t['trie']).nodes).toBe(2);
+      await settle(t, ip);
+      expect({ seed, books: t['books'].size, kernel: ip.kernel.size }).toEqual({ seed, books: 0, kernel: 0 });
       await t.close();
     }
   });
