@@ -7,7 +7,7 @@
  */
 import { spawn } from 'node:child_process';
 import type { Logger } from '../log.js';
-import { parsePrefix } from '../net/ip.js';
+import { parsePrefix, type Prefix } from '../net/ip.js';
 import { PrefixTrie } from '../net/prefixtrie.js';
 
 /**
@@ -165,7 +165,15 @@ export class RouteTable implements RouteClaims {
 
   /** A CIDR's books: count × 2 + installed. */
   private booksOf(r: string): number {
-    return this.books.get(r) ?? (this.trie.holds(parsePrefix(r), r) ? 3 : 0);
+    const v = this.books.get(r);
+    if (v !== undefined) return v;
+    let p: Prefix;
+    try {
+      p = parsePrefix(r);
+    } catch {
+      return 0; // no claim holds a text that does not parse (claim throws on it): a release of one does nothing, as before s39
+    }
+    return this.trie.holds(p, r) ? 3 : 0;
   }
 
   /** Sets a CIDR's books; the trie must hold it already when `v` ≥ 2 (claim inserts it first). */

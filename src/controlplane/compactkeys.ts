@@ -22,10 +22,11 @@
  * kept past its release names no other base: `full` throws on it (a holder's bug,
  * loud rather than a key misread).
  *
- * Bounds: one base per distinct base among the held keys (its text, a Map entry
- * by text, a slot in three columns and in a U32Map by index), released with its
- * last key; the columns and the free list keep their most slots (32 B each, for
- * reuse: at most the most bases held at once). Keys a remote chooses cannot
+ * Bounds: one base per distinct base among the held keys (its text, or its tail
+ * under a prefix, see CompactKeysOptions; a Map entry by that string, a slot in
+ * four columns and in a U32Map by index), released with its last key; the
+ * columns and the free list keep their most slots (40 B each, for reuse: at most
+ * the most bases held at once). Keys a remote chooses cannot
  * make it collide. Past FREE_BASES bases, a new one is made only while the keys
  * held average SHARE per base (acquire), so bases stay ≤ FREE_BASES + 1/SHARE of
  * the keys held: one base per key (every endpoint on a node of its own) costs at
@@ -196,7 +197,8 @@ export class CompactKeys {
    * forms (plain, then compact once its base is held), each reading back to it: a holder keeps the one it got.
    *
    * A base costs ~165 B with a 70-character text (s37, measured at 16,000 bases; ~190 B as an object with two Map
-   * entries before), a compact form ~32 B against ~104 B of text: a base pays for itself from ~2.3 keys. Keys a remote chooses could give every key a base of its own, so past
+   * entries before), 58–70 B less when it is held as a tail its process holds anyway (s39: a node id, whose string
+   * EndpointStore's tables keep), a compact form ~32 B against ~104 B of text: a base pays for itself from ~2.3 keys. Keys a remote chooses could give every key a base of its own, so past
    * FREE_BASES a new base is made only while the keys held that have a compact form (compact, or kept plain by
    * this guard) number SHARE per base; else the key's form is plain (its text, as without this table). Bases are
    * then at most FREE_BASES + 1/SHARE of those keys: at worst (one compact key per base, the others plain) the

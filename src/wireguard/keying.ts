@@ -6,12 +6,13 @@
  * pointer compression, as Node ships it).
  *
  * Shape: immutable { identity, now, presharedKey, allowed }; a change (rekey, a preshared key set) gives the peer another
- * object, so no peer sees another's change. Sharing: sharedKeying() keeps, per clock function, the last shared
- * object made, and returns it while the identity asked for is the same (a WeakMap: a device's default clock is its
- * own closure and lives as long as the device, so a dropped device's identity is not kept alive here; a clock given
- * to several devices keeps one entry, the last identity asked for, while it lives). A peer with a preshared key of
- * its own holds an object of its own (~48 B, as the field it replaces held a Buffer of its own anyway).
- * Bound: one cached object per live clock function.
+ * object, so no peer sees another's change. Sharing: sharedKeying() keeps, per reader (one per device), the last
+ * shared object made, and returns it while the identity and clock asked for are the same (a WeakMap by the reader:
+ * the entry goes with its device, and holds nothing of another one; keyed by the clock before s39, which a clock
+ * given to several devices, or Date.now, would have kept alive with the last device's reader in it, as the review
+ * of s39 found). A peer with a preshared key of its own holds an object of its own (~56 B, as the field it
+ * replaces held a Buffer of its own anyway).
+ * Bound: one cached object per live reader (device), and one for the peers made outside a device.
  */
 import type { StaticIdentity } from './noise.js';
 import type { Prefix } from '../net/ip.js';
@@ -41,16 +42,16 @@ export class PeerKeying {
   ) {}
 }
 
-const shared = new WeakMap<() => number, PeerKeying>();
+const shared = new WeakMap<AllowedIPsReader, PeerKeying>();
 
 /**
  * The keying of a peer with `identity`, clock `now`, reader `allowed` and no preshared key: one object while these
  * stay the same.
  */
 export function sharedKeying(identity: StaticIdentity | null, now: () => number, allowed: AllowedIPsReader): PeerKeying {
-  const k = shared.get(now);
-  if (k && k.identity === identity && k.allowed === allowed) return k;
+  const k = shared.get(allowed);
+  if (k && k.identity === identity && k.now === now) return k;
   const made = new PeerKeying(identity, now, ZERO_PSK, allowed);
-  shared.set(now, made);
+  shared.set(allowed, made);
   return made;
 }

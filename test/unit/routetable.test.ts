@@ -132,6 +132,18 @@ describe('RouteTable', () => {
     }
   });
 
+  it('regression (review of s39): releasing a text that does not parse, never claimed, does nothing; the rest of the call still applies', async () => {
+    const ip = new FakeIp(prng(3));
+    const t = new RouteTable('wm0', ip.run, silentLogger);
+    t.claim(['100.64.1.0/24']);
+    await settle(t, ip);
+    expect(() => t.release(['not-a-cidr', '100.64.1.0/24'])).not.toThrow();
+    await settle(t, ip);
+    expect({ kernel: ip.kernel.size, books: t['books'].size }).toEqual({ kernel: 0, books: 0 });
+    expect(() => t.claim(['not-a-cidr'])).toThrow(/not-a-cidr/); // a claim of one throws, as it always did
+    await t.close();
+  });
+
   it('changes made while a batch runs go out together in the next one, started when it ends', async () => {
     const ip = new FakeIp(prng(7));
     const t = new RouteTable('wm0', ip.run, silentLogger);
