@@ -54,7 +54,8 @@ const PREFIXES = [statePrefix('ip'), cachePrefix('ip')];
 
 /**
  * nodeIdOf of a base `<prefix><tail>/` (the prefix one of PREFIXES, the first it starts with), from its tail alone:
- * the tail when it has a '/' after its first character and a character after that one, else "".
+ * the tail itself when it reads `<cluster>/<node…>` with both parts non-empty (its first '/' at index ≥ 1 and not
+ * its last character), else "" (as nodeIdOf).
  */
 function idOfTail(tail: string): string {
   const c = tail.indexOf('/');
@@ -74,14 +75,15 @@ export class EndpointStore {
   private readonly otherCounts = new Map<string, number>();
   /**
    * The forms its keys come in (compactkeys.ts: the watch, this table and the data path hold an endpoint key as
-   * ~32 B instead of its ~100 B of text); a key's node is read from its form's base, no text rebuilt.
+   * ~32 B instead of its ~100 B of text); a compact key's node is read from its base's tail, the node id itself (the
+   * same interned string this table's byNode keys the node by), no text built.
    */
   readonly forms = new CompactKeys({ prefixes: PREFIXES });
 
   /**
-   * The node id of endpoint key `key` (its text or its form), as nodeIdOf. Throws on a released form
-   * (CompactKeys.base). A compact form's base under an endpoint prefix is held as its tail, which is the node id
-   * itself when nodeIdOf would find one in it (idOfTail): read without a string made.
+   * The node id of endpoint key `key` (its text or its form), as nodeIdOf. Throws on a compact form whose base is not
+   * held (CompactKeys.tail, then .base). A compact form's base under an endpoint prefix is held as its tail, which is
+   * the node id itself when nodeIdOf would find one in it (idOfTail): read without a string made.
    */
   nodeOf(key: string): string {
     const tail = this.forms.tail(key);
@@ -93,7 +95,10 @@ export class EndpointStore {
     return this.forms.holds(key) ? this.nodeOf(key) : undefined;
   }
 
-  /** nodeOf's last answer (text → id, compared by content): a node's keys in a row read one base text. */
+  /**
+   * nodeOf's last answer for a base read as text (text → id, compared by content: plain forms, and compact ones whose
+   * base has no prefix), so a node's keys in a row read one base text once.
+   */
   private lastText = '';
   private lastId = '';
 

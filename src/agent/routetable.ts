@@ -120,9 +120,12 @@ interface Op {
  * `maxRetryMs`) recomputes it from the claims.
  *
  * A CIDR's books are a small integer, count × 2 + installed (claims ≤ peers ×
- * CIDRs per record, far below the 2^30 where `& ~1` would wrap): 3 for a CIDR
- * one peer claims and the kernel holds (nearly every pod CIDR at rest), told by
- * the trie of claimed CIDRs alone; any other value (0 aside) in `books`. Before
+ * CIDRs per record, far below the 2^30 where `& ~1` would wrap): 3 (one claim,
+ * installed) for nearly every pod CIDR at rest. Those have no entry in `books`:
+ * the trie of claimed CIDRs, whose owner is the CIDR's own text, tells that the
+ * CIDR is claimed (two texts of one prefix stay apart there, as in `books`), so
+ * `booksOf` reads 3 for a CIDR the trie holds and `books` does not. Every other
+ * non-zero value (1, 2, 4, 5, …) has an entry. Before
  * s39 every CIDR claimed or installed had an entry (s21peer had made one Map of a
  * Map and a Set): ~29 B per pod CIDR at 16,000 (issue 16). `books` is bounded by
  * the CIDRs claimed or installed, as before; at rest it holds the CIDRs claimed
@@ -143,7 +146,7 @@ export class RouteTable implements RouteClaims {
    * its installed bit says (replace is idempotent; a del of a route gone is ESRCH).
    */
   private readonly uncertain = new Set<string>();
-  /** The claimed CIDRs (count > 0) by prefix, for covers(). */
+  /** The claimed CIDRs (count > 0) by prefix, each owned by its text: for covers(), and booksOf's 3 (see above). */
   private readonly trie = new PrefixTrie<string>();
   private inFlight: Promise<void> | undefined;
   private inFlightOps = 0;

@@ -1,8 +1,10 @@
 /**
  * Keys ending in an IP address held in a compact form (issue 16, bench/memory.ts):
- * the key's text up to its last '/' (for an endpoint key
+ * the key's text up to and including its last '/' (its *base*: for an endpoint key
  * `wiremesh/cache/ip/v2/<cluster>/<node>/`, shared by the ~10–30 endpoints of a
- * node) interned once as a small index, the address as its bytes. An 80-character
+ * node) held once and named by a small index, the address as its bytes. A base
+ * under one of CompactKeysOptions.prefixes is held as that prefix's index in the
+ * list and its tail (the node id), not as its text. An 80-character
  * endpoint key is ~104 B of heap per copy; its compact form is a one-byte string
  * of 8 characters (IPv4: 24 B, the least a V8 string costs) or 20 (IPv6: 40 B),
  * 11 or 23 once a process has made 2^24 bases.
@@ -141,10 +143,12 @@ const isCompact = (form: string): boolean => form[0] === SHORT || form[0] === MA
 /** What a CompactKeys is made with. */
 export interface CompactKeysOptions {
   /**
-   * Texts a base may start with (endpoint keys' prefixes, keys.ts), tried in order: a base that starts with one is
-   * held as that prefix's number and the rest of its text without the last '/' (its tail: for an endpoint key
-   * `<prefix><cluster>/<node>/`, the node id "cluster/node"), interned, so the base costs no string of its own
-   * when the process holds that id anyway (EndpointStore's tables do: −48 B per node, s39). Default none.
+   * Texts a base may start with (endpoint keys' prefixes, keys.ts), tried in order: a base that starts with one and
+   * is longer than it is held as that prefix's index in this list and its *tail*, the rest of its text without the
+   * last '/' (for an endpoint key `<prefix><cluster>/<node>/`, the node id "cluster/node"), interned (internName),
+   * so the base costs no string of its own when the process holds the same interned string anyway (EndpointStore's
+   * and the peers' tables key the node by it): ~50–57 B less per base of 41 characters, s39. A base that is a
+   * prefix exactly is held as its text, so `<prefix>` and `<prefix>/` (tail '') stay apart. Default none.
    */
   prefixes?: readonly string[];
   /** The first base's index (tests: start near 2^24, where forms grow to 11 characters); default 0. */
@@ -157,7 +161,7 @@ export interface CompactKeysOptions {
  * comment), found by a U32Map (below 2^32, every index a process makes in practice) or a Map past it.
  * A base's text is its prefix (`heads`: an index into the prefixes, -1 none) then its tail (`tails`), then '/' when
  * it has a prefix; with none the tail is the whole text. A text has one such split (the first prefix it starts
- * with), so a base has one slot whichever way it is looked up.
+ * with and is longer than), so a base has one slot whichever way it is looked up.
  */
 export class CompactKeys {
   private readonly prefixes: readonly string[];
@@ -197,7 +201,7 @@ export class CompactKeys {
    * forms (plain, then compact once its base is held), each reading back to it: a holder keeps the one it got.
    *
    * A base costs ~165 B with a 70-character text (s37, measured at 16,000 bases; ~190 B as an object with two Map
-   * entries before), 58–70 B less when it is held as a tail its process holds anyway (s39: a node id, whose string
+   * entries before), ~50–57 B less when it is held as a tail its process holds anyway (s39: a node id, whose string
    * EndpointStore's tables keep), a compact form ~32 B against ~104 B of text: a base pays for itself from ~2.3 keys. Keys a remote chooses could give every key a base of its own, so past
    * FREE_BASES a new base is made only while the keys held that have a compact form (compact, or kept plain by
    * this guard) number SHARE per base; else the key's form is plain (its text, as without this table). Bases are
@@ -305,7 +309,10 @@ export class CompactKeys {
     return slash >= 0 && addressOf(key, slash) !== undefined;
   }
 
-  /** The key a form stands for. Throws on a compact form whose base was released (a holder kept it too long). */
+  /**
+   * The key a form stands for (a new string per call for a compact form). Throws on a compact form whose base this
+   * table does not hold (released: a holder kept it too long; or a long form of a short index): `holds` tells first.
+   */
   full(form: string): string {
     if (form.length === 0 || form.charCodeAt(0) > ESCAPE.charCodeAt(0)) return form;
     if (form[0] === ESCAPE) return form.slice(1);
@@ -335,18 +342,19 @@ export class CompactKeys {
   }
 
   /**
-   * The key's text up to and including its last '/' for a compact form (a new string when its base has a prefix:
-   * `tail` reads such a base without one), the key itself for any other form. Throws on a released compact form.
+   * The key's text up to and including its last '/' for a compact form (for a base under a prefix, a new string on
+   * every call: `tail` reads it without one), the key itself for any other form. O(1) but for that string. Throws
+   * as `full` on a compact form whose base this table does not hold (`holds` tells first).
    */
   base(form: string): string {
     return isCompact(form) ? this.textOf(this.slotOf(form)) : this.full(form);
   }
 
   /**
-   * For a compact form whose base starts with one of the prefixes: the base's tail (its text after the prefix,
-   * without the last '/': an endpoint key's node id), the interned string, no copy made (what admission reads a
-   * node from, several times per record); undefined for any other form (base(form) then). Throws on a released
-   * compact form, as base.
+   * For a compact form whose base is under one of the prefixes (starts with it and is longer): the base's tail (its
+   * text after the prefix, without the last '/': an endpoint key's node id; '' for the base `<prefix>/`), the
+   * interned string, no copy made (what admission reads a node from, several times per record); undefined for any
+   * other form (base(form) then). O(1). Throws as `full` on a compact form whose base this table does not hold.
    */
   tail(form: string): string | undefined {
     if (!isCompact(form)) return undefined;
@@ -355,9 +363,10 @@ export class CompactKeys {
   }
 
   /**
-   * Whether `form` is one this table can read: false only for a compact form whose base it does not hold (released,
-   * or a long form of a short index), as a reader asked about a form another holder kept too long (a leftover
-   * ipcache owner after a change threw midway) must learn, where base and tail would throw.
+   * Whether `form` is one this table can read: true for every form that is not compact; false only for a compact
+   * form whose base it does not hold (released, or a long form of a short index), as a reader asked about a form
+   * another holder kept too long (a leftover ipcache owner after a change threw midway) must learn, where full,
+   * base and tail would throw. O(1), never throws.
    */
   holds(form: string): boolean {
     return !isCompact(form) || this.heldSlot(form) >= 0;
@@ -378,7 +387,7 @@ export class CompactKeys {
     else this.byLargeIndex.delete(index);
     const h = this.heads[b]!;
     this.byTail[h < 0 ? this.prefixes.length : h]!.delete(this.tails[b]!);
-    this.tails[b] = undefined; // (the text not kept alive by a free slot)
+    this.tails[b] = undefined; // (the tail or text not kept alive by a free slot)
     this.held--;
     this.freeSlots.push(b);
   }

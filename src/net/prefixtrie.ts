@@ -79,6 +79,31 @@ function make<T>(s: Nodes<T>, cidr: number): number {
   return n;
 }
 
+/** The two nodes above the one `exact` last found, on its path (-1: none): remove rewires them. */
+let parentOf = -1;
+let grandOf = -1;
+
+/**
+ * The node holding exactly the loaded query's first `qc` bits (load() first), or -1 when none is stored; sets
+ * parentOf and grandOf. O(qc).
+ */
+function exact<T>(s: Nodes<T>, qc: number): number {
+  const { words, cidrs, stride, nw } = s;
+  let n = 0;
+  parentOf = grandOf = -1;
+  for (let nc = 0; nc < qc; nc = cidrs[n]!) {
+    // down to the query's node: the child on its path, if a prefix of it
+    const c = words[n * stride + nw + queryBit(nc)]!;
+    if (c === 0) return -1;
+    const cc = cidrs[c]!;
+    if (cc > qc || firstDiff(words, c * stride, cc) !== cc) return -1;
+    grandOf = parentOf;
+    parentOf = n;
+    n = c;
+  }
+  return n;
+}
+
 /** Owners compare as a Set's members do (SameValueZero: NaN is one owner), whether one is held or several (Many). */
 const same = (a: unknown, b: unknown): boolean => a === b || (a !== a && b !== b);
 
@@ -130,7 +155,7 @@ const onlyKid = <T>(s: Nodes<T>, n: number): number => s.kid(n, 0) || s.kid(n, 1
  * ignores undefined, as before. A prefix's length must be an integer within its family's bits (0..32, 0..128) and
  * its address 4 or 16 bytes: anything else throws RangeError (parsePrefix gives only such prefixes; a length kept in
  * a byte would otherwise wrap, and a wrong one place a node above its parent).
- * Cost: covering and insert/remove O(prefix length); within(p, except) also visits the nodes below p that only
+ * Cost: covering, holds and insert/remove O(prefix length); within(p, except) also visits the nodes below p that only
  * `except` owns (admission's except is one node: bounded by what one node may claim).
  */
 export class PrefixTrie<T> {
@@ -193,22 +218,10 @@ export class PrefixTrie<T> {
 
   remove(p: Prefix, owner: T): void {
     const s = this.load(p);
-    const { words, cidrs, stride, nw } = s;
-    const qc = p.cidr;
-    let n = 0;
-    let parent = -1;
-    let grand = -1;
-    for (let nc = 0; nc < qc; nc = cidrs[n]!) {
-      // down to the query's node: the child on its path, if a prefix of it
-      const c = words[n * stride + nw + queryBit(nc)]!;
-      if (c === 0) return;
-      const cc = cidrs[c]!;
-      if (cc > qc || firstDiff(words, c * stride, cc) !== cc) return;
-      grand = parent;
-      parent = n;
-      n = c;
-    }
-    if (!dropOwner(s, n, owner)) return;
+    const n = exact(s, p.cidr);
+    const parent = parentOf;
+    const grand = grandOf;
+    if (n < 0 || !dropOwner(s, n, owner)) return;
     addCounts(s, n, -1);
     // keep the shape: a node neither owned nor branching goes, its one child (if any) in its place. Only when n
     // had no child can its parent be left so: an unowned non-root node had two children (the shape), now one,
@@ -220,19 +233,16 @@ export class PrefixTrie<T> {
     s.shrinkIfSparse();
   }
 
-  /** Whether p itself (not a prefix covering it) is stored with `owner` among its owners. O(prefix length). */
+  /**
+   * Whether p itself (not a prefix covering it) is stored with `owner` among its owners, compared as a Set compares
+   * (SameValueZero; an undefined owner is never stored: false). O(prefix length). Throws RangeError on a malformed
+   * prefix, as every method.
+   */
   holds(p: Prefix, owner: T): boolean {
-    const { words, cidrs, owners, stride, nw } = this.load(p);
-    const qc = p.cidr;
-    let n = 0;
-    for (let nc = 0; nc < qc; nc = cidrs[n]!) {
-      const c = words[n * stride + nw + queryBit(nc)]!;
-      if (c === 0) return false;
-      const cc = cidrs[c]!;
-      if (cc > qc || firstDiff(words, c * stride, cc) !== cc) return false;
-      n = c;
-    }
-    const o = owners[n];
+    const s = this.load(p);
+    const n = exact(s, p.cidr);
+    if (n < 0) return false;
+    const o = s.owners[n];
     return o instanceof Many ? o.has(owner) : o !== undefined && same(o, owner);
   }
 

@@ -78,7 +78,8 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
   private readonly armedPeers = new Set<Peer>();
   /**
    * The peers' allowed IPs as the data path's table holds them (their one copy, s35: the device keeps no owner per
-   * prefix, nor its peers a list): one reader for every peer.
+   * prefix, nor its peers a list): one reader for every peer, also the key of the peers' shared keying (keying.ts),
+   * so it must stay one object per device.
    */
   private readonly allowedIPsReader: AllowedIPsReader = {
     allowedIPsOf: (id) => readAllowedIPRows(this.native.allowedIPs(id)),

@@ -6,13 +6,15 @@
  * pointer compression, as Node ships it).
  *
  * Shape: immutable { identity, now, presharedKey, allowed }; a change (rekey, a preshared key set) gives the peer another
- * object, so no peer sees another's change. Sharing: sharedKeying() keeps, per reader (one per device), the last
- * shared object made, and returns it while the identity and clock asked for are the same (a WeakMap by the reader:
- * the entry goes with its device, and holds nothing of another one; keyed by the clock before s39, which a clock
- * given to several devices, or Date.now, would have kept alive with the last device's reader in it, as the review
- * of s39 found). A peer with a preshared key of its own holds an object of its own (~56 B, as the field it
- * replaces held a Buffer of its own anyway).
- * Bound: one cached object per live reader (device), and one for the peers made outside a device.
+ * object, so no peer sees another's change. Sharing: sharedKeying() keeps, per reader (WireGuardDevice's
+ * `allowedIPsReader`, one object per device: this file sees the reader, not the device), the last shared object
+ * made, and returns it while the identity and clock asked for are the same (a WeakMap by the reader: the entry
+ * goes with its device and holds nothing of another one). s39's first cut kept it per clock function, as before;
+ * with the reader inside, a clock given to several devices (or Date.now) kept the last device alive (review of
+ * s39, test/unit/keying-retention.test.ts). A peer with a preshared key of its own holds an object of its own
+ * (~56 B, as the field it replaces held a Buffer of its own anyway).
+ * Bound: one cached object per live reader (device), and one for the peers made outside a device (NO_ALLOWED,
+ * for the process's life: it keeps the last such peer's identity; only tests make such peers).
  */
 import type { StaticIdentity } from './noise.js';
 import type { Prefix } from '../net/ip.js';
@@ -45,8 +47,9 @@ export class PeerKeying {
 const shared = new WeakMap<AllowedIPsReader, PeerKeying>();
 
 /**
- * The keying of a peer with `identity`, clock `now`, reader `allowed` and no preshared key: one object while these
- * stay the same.
+ * The keying of a peer with `identity`, clock `now`, reader `allowed` and no preshared key: the reader's cached one
+ * while its identity and clock are these, else a new one cached in its place (peers holding the old one keep it).
+ * O(1); never throws.
  */
 export function sharedKeying(identity: StaticIdentity | null, now: () => number, allowed: AllowedIPsReader): PeerKeying {
   const k = shared.get(allowed);

@@ -20,8 +20,8 @@
  * The Buffer, hex and Prefix forms are decoded on read (handshake setup, UAPI get, removal: rare next to
  * holding the peer).
  * Since s39 a peer holds 7 fields (80 B, 64-bit V8 without pointer compression, as Node ships it; 120 B
- * before s23node; s35 traded its keys' array, 64 B, for the device's reader): the identity, clock, preshared
- * key and allowed-IPs reader are one object shared by the device's peers (keying.ts), and
+ * before s23node; s35 traded its keys' array, 64 B, for a reader field, which s39 moved into the keying): the
+ * identity, clock, preshared key and allowed-IPs reader are one object shared by the device's peers (keying.ts), and
  * when the last handshake completed and since when we initiate without an answer are PeerActivity's (0 until
  * then: an idle peer reads 0 and makes nothing).
  */

@@ -6,7 +6,7 @@
 // nodeOf reads the released form and throws: every later change at that address throws in the sink (the watch
 // skips it: admitted, never in the ipcache), and so does describing any flow to or from it (drainFlows' timer: no
 // catch). Regression test: the records view now reads such a form as no key (EndpointStore.admittedIfHeld,
-// CompactKeys.baseIfHeld). (The services index's `old`, (2) of the review, is checked in endpoint-records-table.)
+// CompactKeys.holds). (The services index's `old`, (2) of the review, is checked in endpoint-records-table.)
 import { describe, expect, it } from 'vitest';
 import { Admission } from '../../src/agent/admission.js';
 import { handOverEndpoint } from '../../src/agent/endpointhandoff.js';

@@ -1,5 +1,6 @@
 // Review of s23node's shared peer keying (src/wireguard/keying.ts): real handshakes on linked FakeDevices, a hub and
-// four spokes on one network and ONE clock function (since s39 sharedKeying caches per device, by its reader; before, per clock: five identities),
+// four spokes on one network and ONE clock function (written when sharedKeying cached per clock, so one cache served five
+// identities; since s39 it caches per device, by its reader, and that sharing no longer happens: the protocol checks stand),
 // configured through UAPI (`wg set`) as an operator would: a preshared key set on one of the hub's peers and then
 // cleared with the all-zero key, the hub's private key rotated (also to none and back), peers added between. The
 // reference is the protocol: a handshake completes exactly when both sides hold the same preshared key and each
