@@ -125,11 +125,11 @@ interface Op {
  * the trie of claimed CIDRs, whose owner is the CIDR's own text, tells that the
  * CIDR is claimed (two texts of one prefix stay apart there, as in `books`), so
  * `booksOf` reads 3 for a CIDR the trie holds and `books` does not. Every other
- * non-zero value (1, 2, 4, 5, …) has an entry. Before
- * s39 every CIDR claimed or installed had an entry (s21peer had made one Map of a
- * Map and a Set): ~29 B per pod CIDR at 16,000 (issue 16). `books` is bounded by
- * the CIDRs claimed or installed, as before; at rest it holds the CIDRs claimed
- * twice (a relay handed over) or waiting for a line to apply.
+ * non-zero value (1, 2, 4, 5, …) has an entry. Before s39 every CIDR claimed or
+ * installed had an entry (s21peer had made one Map of a Map and a Set): ~29 B per
+ * pod CIDR at 16,000 (issue 16). `books` is bounded by the CIDRs claimed or
+ * installed, as before; at rest it holds the CIDRs claimed twice (a relay handed
+ * over) or waiting for a line to apply.
  */
 export class RouteTable implements RouteClaims {
   /**
@@ -174,7 +174,8 @@ export class RouteTable implements RouteClaims {
     try {
       p = parsePrefix(r);
     } catch {
-      return 0; // no claim holds a text that does not parse (claim throws on it): a release of one does nothing, as before s39
+      // no claim holds a text that does not parse (claim throws on it): a release of one does nothing, as before s39
+      return 0;
     }
     return this.trie.holds(p, r) ? 3 : 0;
   }

@@ -170,7 +170,7 @@ export class CompactKeys {
   /** Slots by base index: below 2^32 in a U32Map, else (past 4 billion bases made) in a Map. */
   private readonly byIndex = new U32Map();
   private readonly byLargeIndex = new Map<number, number>();
-  /** Per slot: the base's prefix (-1: none) and tail (undefined: a free slot), its index and its count of held forms. */
+  /** Per slot: the base's prefix (-1: none) and tail (undefined: a free slot), its index, its count of held forms. */
   private readonly heads: number[] = [];
   private readonly tails: Array<string | undefined> = [];
   private readonly indices: number[] = [];
@@ -202,7 +202,8 @@ export class CompactKeys {
    *
    * A base costs ~165 B with a 70-character text (s37, measured at 16,000 bases; ~190 B as an object with two Map
    * entries before), ~50–57 B less when it is held as a tail its process holds anyway (s39: a node id, whose string
-   * EndpointStore's tables keep), a compact form ~32 B against ~104 B of text: a base pays for itself from ~2.3 keys. Keys a remote chooses could give every key a base of its own, so past
+   * EndpointStore's tables keep), a compact form ~32 B against ~104 B of text: a base pays for itself from ~2.3
+   * keys. Keys a remote chooses could give every key a base of its own, so past
    * FREE_BASES a new base is made only while the keys held that have a compact form (compact, or kept plain by
    * this guard) number SHARE per base; else the key's form is plain (its text, as without this table). Bases are
    * then at most FREE_BASES + 1/SHARE of those keys: at worst (one compact key per base, the others plain) the
@@ -259,7 +260,10 @@ export class CompactKeys {
     const l = this.last;
     if (l >= 0 && this.isBaseOf(l, key, slash)) return l;
     const h = this.prefixOf(key, slash);
-    const b = h < 0 ? this.byTail[this.prefixes.length]!.get(key.slice(0, slash + 1)) : this.byTail[h]!.get(key.slice(this.prefixes[h]!.length, slash));
+    const b =
+      h < 0
+        ? this.byTail[this.prefixes.length]!.get(key.slice(0, slash + 1))
+        : this.byTail[h]!.get(key.slice(this.prefixes[h]!.length, slash));
     if (b === undefined) return -1;
     this.last = b;
     return b;

@@ -5,8 +5,8 @@
  * share one PeerKeying: one field per peer instead of four (24 B per peer of an agent's 16,000, 64-bit V8 without
  * pointer compression, as Node ships it).
  *
- * Shape: immutable { identity, now, presharedKey, allowed }; a change (rekey, a preshared key set) gives the peer another
- * object, so no peer sees another's change. Sharing: sharedKeying() keeps, per reader (WireGuardDevice's
+ * Shape: immutable { identity, now, presharedKey, allowed }; a change (rekey, a preshared key set) gives the
+ * peer another object, so no peer sees another's change. Sharing: sharedKeying() keeps, per reader (WireGuardDevice's
  * `allowedIPsReader`, one object per device: this file sees the reader, not the device), the last shared object
  * made, and returns it while the identity and clock asked for are the same (a WeakMap by the reader: the entry
  * goes with its device and holds nothing of another one). s39's first cut kept it per clock function, as before;
@@ -51,7 +51,11 @@ const shared = new WeakMap<AllowedIPsReader, PeerKeying>();
  * while its identity and clock are these, else a new one cached in its place (peers holding the old one keep it).
  * O(1); never throws.
  */
-export function sharedKeying(identity: StaticIdentity | null, now: () => number, allowed: AllowedIPsReader): PeerKeying {
+export function sharedKeying(
+  identity: StaticIdentity | null,
+  now: () => number,
+  allowed: AllowedIPsReader,
+): PeerKeying {
   const k = shared.get(allowed);
   if (k && k.identity === identity && k.now === now) return k;
   const made = new PeerKeying(identity, now, ZERO_PSK, allowed);

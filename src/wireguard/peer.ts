@@ -52,7 +52,7 @@ export class Peer {
   /** The endpoint as two fields, not an object per peer (s21peer: 40 B); undefined host: none. */
   private epHost: string | undefined;
   private epPort = 0;
-  /** The local identity, the clock, the preshared key and the allowed-IPs reader: one object shared by a device's peers (keying.ts). */
+  /** The local identity, clock, preshared key and allowed-IPs reader: one object shared by the device's peers. */
   private keying: PeerKeying;
   /** What only an active peer holds (PeerActivity): made on first use, most peers never need it. */
   private act: PeerActivity | undefined;
@@ -178,7 +178,10 @@ export class Peer {
   /** Rebuilds the handshake for a new local identity (private key change); the replay guard carries over. */
   rekeyIdentity(identity: StaticIdentity | null): void {
     const k = this.keying;
-    this.keying = k.presharedKey === ZERO_PSK ? sharedKeying(identity, k.now, k.allowed) : new PeerKeying(identity, k.now, k.presharedKey, k.allowed);
+    this.keying =
+      k.presharedKey === ZERO_PSK
+        ? sharedKeying(identity, k.now, k.allowed)
+        : new PeerKeying(identity, k.now, k.presharedKey, k.allowed);
     const old = this.act?.hs;
     if (!old) return; // built from `identity` when first needed; a fresh one's replay guard is all zero
     this.act!.hs = undefined;
