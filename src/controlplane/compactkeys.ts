@@ -177,8 +177,6 @@ export class CompactKeys {
   private readonly refs: number[] = [];
   private readonly freeSlots: number[] = [];
   private nextIndex: number;
-  /** Bases held (slots in use). */
-  private held = 0;
   /** Compact forms held (every base's refs), and plain forms held of keys that have a compact one (the guard's). */
   private compactHeld = 0;
   private plainCompactable = 0;
@@ -193,7 +191,9 @@ export class CompactKeys {
 
   /** Bases held (distinct key texts up to the last '/' among the held compact keys). */
   get bases(): number {
-    return this.held;
+    let n = 0;
+    for (const m of this.byTail) n += m.size;
+    return n;
   }
 
   /**
@@ -218,7 +218,7 @@ export class CompactKeys {
     if (b < 0) {
       // every key held counts, the plain ones the guard kept too: else 64 bases of one (hostile) key each kept
       // every later key plain for good (review of s13mem #4)
-      const bases = this.held;
+      const bases = this.bases;
       if (bases >= FREE_BASES && this.compactHeld + this.plainCompactable < SHARE * bases) {
         this.plainCompactable++;
         return plain(key);
@@ -226,14 +226,13 @@ export class CompactKeys {
       if (this.nextIndex >= 2 ** (8 * INDEX_CHARS)) throw new Error('compact keys: base index space exhausted');
       b = this.freeSlots.pop() ?? this.tails.length;
       const h = this.prefixOf(key, slash);
-      const tail = internName(h < 0 ? key.slice(0, slash + 1) : key.slice(this.prefixes[h]!.length, slash));
+      const tail = internName(this.tailOf(key, slash, h));
       const index = this.nextIndex++;
       this.heads[b] = h;
       this.tails[b] = tail;
       this.indices[b] = index;
       this.refs[b] = 0;
-      this.held++;
-      this.byTail[h < 0 ? this.prefixes.length : h]!.set(tail, b);
+      this.byHead(h).set(tail, b);
       if (index < 2 ** 32) this.byIndex.set(index, b);
       else this.byLargeIndex.set(index, b);
     }
@@ -260,10 +259,7 @@ export class CompactKeys {
     const l = this.last;
     if (l >= 0 && this.isBaseOf(l, key, slash)) return l;
     const h = this.prefixOf(key, slash);
-    const b =
-      h < 0
-        ? this.byTail[this.prefixes.length]!.get(key.slice(0, slash + 1))
-        : this.byTail[h]!.get(key.slice(this.prefixes[h]!.length, slash));
+    const b = this.byHead(h).get(this.tailOf(key, slash, h));
     if (b === undefined) return -1;
     this.last = b;
     return b;
@@ -277,6 +273,16 @@ export class CompactKeys {
     const ps = this.prefixes;
     for (let i = 0; i < ps.length; i++) if (ps[i]!.length <= slash && key.startsWith(ps[i]!)) return i;
     return -1;
+  }
+
+  /** The tail of `key`'s base (its text to `slash`) under prefix `h` (prefixOf); the whole text under none. */
+  private tailOf(key: string, slash: number, h: number): string {
+    return h < 0 ? key.slice(0, slash + 1) : key.slice(this.prefixes[h]!.length, slash);
+  }
+
+  /** The Map of slots by tail for prefix `h` (-1: the bases without one). */
+  private byHead(h: number): Map<string, number> {
+    return this.byTail[h < 0 ? this.prefixes.length : h]!;
   }
 
   /** Whether slot `b`'s base is `key`'s text up to and including `slash`, without a copy of either. */
@@ -389,10 +395,8 @@ export class CompactKeys {
     const index = this.indices[b]!;
     if (index < 2 ** 32) this.byIndex.delete(index);
     else this.byLargeIndex.delete(index);
-    const h = this.heads[b]!;
-    this.byTail[h < 0 ? this.prefixes.length : h]!.delete(this.tails[b]!);
+    this.byHead(this.heads[b]!).delete(this.tails[b]!);
     this.tails[b] = undefined; // (the tail or text not kept alive by a free slot)
-    this.held--;
     this.freeSlots.push(b);
   }
 }

@@ -1,9 +1,23 @@
 // Seeded random claim/release sequences for RouteTable (src/agent/routetable.ts), as the peer
 // reconciler makes them (a peer's routes replaced: release the old, claim the new), with the
 // reference: the CIDRs some peer claims, recomputed from the peers' routes.
-import type { RouteClaims } from '../../src/agent/routetable.js';
+import type { RouteClaims, RouteTable } from '../../src/agent/routetable.js';
 
 export { prng } from './prng.js';
+
+/**
+ * A RouteTable's books (count × 2 + installed) of CIDRs `also` and of those its Map keeps an entry for, 0 left out:
+ * read through booksOf, since a CIDR claimed once and installed has no entry (the claims' trie tells it, s39).
+ */
+export function readBooks(table: RouteTable, also: Iterable<string>): Map<string, number> {
+  const t = table as unknown as { books: Map<string, number>; booksOf(c: string): number };
+  const out = new Map<string, number>();
+  for (const c of new Set([...t.books.keys(), ...also])) {
+    const v = t.booksOf(c);
+    if (v > 0) out.set(c, v);
+  }
+  return out;
+}
 
 /** `n` CIDRs in the pods' ranges (100.64.0.0/10, fd00::/8), IPv4 and IPv6 mixed. */
 export function cidrPool(n: number): string[] {

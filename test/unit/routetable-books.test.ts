@@ -11,7 +11,7 @@
 import { describe, expect, it } from 'vitest';
 import { RouteTable, type BatchRunner, type RouteClaims } from '../../src/agent/routetable.js';
 import { silentLogger } from '../../src/log.js';
-import { cidrPool, prng, randomClaims } from '../helpers/routeclaims.js';
+import { cidrPool, prng, randomClaims, readBooks } from '../helpers/routeclaims.js';
 
 function run(seed: number, killRuns: boolean): Promise<void> {
   const rnd = prng(seed);
@@ -41,9 +41,7 @@ function run(seed: number, killRuns: boolean): Promise<void> {
   const books = (): Map<string, number> => {
     const raw: Map<string, number> = t['books'];
     for (const v of raw.values()) expect(v === 0 || v === 3, `a books entry of ${v}`).toBe(false);
-    const out = new Map<string, number>();
-    for (const c of new Set([...raw.keys(), ...pool, ...kernel])) if (t['booksOf'](c) > 0) out.set(c, t['booksOf'](c));
-    return out;
+    return readBooks(t, [...pool, ...kernel]);
   };
   const expected = (): Map<string, number> => {
     const m = new Map<string, number>();

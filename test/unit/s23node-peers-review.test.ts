@@ -17,6 +17,7 @@ import { RouteTable } from '../../src/agent/routetable.js';
 import { PolicyDatapath } from '../../src/policy/datapath.js';
 import { WireGuardDevice } from '../../src/wireguard/device.js';
 import { prng } from '../helpers/prng.js';
+import { readBooks } from '../helpers/routeclaims.js';
 
 const POOL = ['198.18.0.1', '198.18.0.2', '198.18.0.3', 'fd00:18::1', 'fd00:18::2', '198.18.9.1', '100.64.0.7'];
 const KEYS = Array.from({ length: 10 }, (_, i) => Buffer.alloc(32, i + 1).toString('base64')); // fewer than nodes: keys collide
@@ -39,16 +40,6 @@ function world(me: LocalNode, fail: Fail) {
   return { dev, dp, routes, r };
 }
 
-/**
- * The route table's books of CIDRs `also` and those it keeps an entry for (since s39 a CIDR claimed once and installed
- * has none: booksOf reads it from the claims' trie), each as count × 2 + installed; 0 left out.
- */
-function books(routes: RouteTable, also: Iterable<string>): Map<string, number> {
-  const r = routes as unknown as { books: Map<string, number>; booksOf(c: string): number };
-  const out = new Map<string, number>();
-  for (const c of new Set([...r.books.keys(), ...also])) if (r.booksOf(c) > 0) out.set(c, r.booksOf(c));
-  return out;
-}
 
 function run(seed: number, fail: Fail, steps: number): { failures: number; hubs: number } {
   const rnd = prng(seed);
@@ -131,7 +122,7 @@ function run(seed: number, fail: Fail, steps: number): { failures: number; hubs:
       expect([...st.routes], `${ctx} ${id} routes`).toEqual([...st.record.podCIDRs, ...relayed]);
       for (const c of st.routes) claims.set(c, (claims.get(c) ?? 0) + 2);
     }
-    const held = [...books(w.routes, seen)].filter(([, v]) => v >= 2).map(([k, v]) => [k, v & ~1] as const);
+    const held = [...readBooks(w.routes, seen)].filter(([, v]) => v >= 2).map(([k, v]) => [k, v & ~1] as const);
     expect(new Map(held), `${ctx} route claims`).toEqual(claims);
   }
   w.r.stop();
@@ -163,7 +154,7 @@ describe('s23node review: PeerEntry routes and setNode(previous) against oracles
     w.r.reconcile();
     expect(w.r.peers.has('c1/n1')).toBe(true);
     expect(w.dev.getPeer(Buffer.from(KEYS[0]!, 'base64')), 'the device holds the peer the reconciler holds').toBeDefined();
-    expect(books(w.routes, ['100.65.1.0/24']).get('100.65.1.0/24'), "n1's pod CIDR claimed").toBe(2);
+    expect(readBooks(w.routes, ['100.65.1.0/24']).get('100.65.1.0/24'), "n1's pod CIDR claimed").toBe(2);
     w.r.stop();
     w.dev.close();
   });
