@@ -383,7 +383,8 @@ export class PeerReconciler {
    * A peer's roaming set (wireguard/roaming.ts): its endpoint's address first (so the endpoint it was set to can
    * always be followed to a new port), then the other record addresses it holds, our family first, ≤ ROAM_MAX. An
    * address another node holds is never in it: a node spoofing its source must not point our traffic for it at a
-   * sibling. The record's own array when that is the set (shared, not copied per peer: issue 16).
+   * sibling. The record's own array when that is the set (shared, not copied per peer: issue 16); a set of one
+   * address the peer holds as that address (wireguard/peer.ts roamHosts).
    */
   private programRoaming(id: string): void {
     const st = this.peers.get(id);

@@ -3,10 +3,11 @@
  *
  * Shape: PeerState (the interface status.ts and tests read) and PeerEntry, the object the reconciler holds: five
  * fields (64 B, 64-bit V8 without pointer compression, as Node ships it; 72 B as the six-field literal before
- * s23node). What it shares rather than holds: `routes` is not kept but read as the record's own pod CIDRs array
- * when nothing is relayed (nearly every peer) and as a new array of those and the relayed CIDRs otherwise (a hub:
- * read on its changes only); `relayed` is the one empty array when empty; a lone claim (nearly every peer's: one
- * node address) is its key, not a one-element array (s21peer: ~60 B per peer). No array held is written in place:
+ * s23node). What it shares rather than holds: `routes` is not kept but read as the record's pod CIDRs when
+ * nothing is relayed (nearly every peer; a new array for a node's one CIDR, which the record holds as its text:
+ * records/node.ts HeldNode) and as a new array of those and the relayed CIDRs otherwise (a hub: read on its
+ * changes only); `relayed` is the one empty array when empty; a lone claim (nearly every peer's: one node
+ * address) is its key, not a one-element array (s21peer: ~60 B per peer). No array held is written in place:
  * each change sets a new one.
  */
 import type { NodeRecord } from '../controlplane/records/index.js';

@@ -46,8 +46,11 @@ export class Peer {
   readonly id: number;
   /** The public key, base64 in its canonical spelling (the form kept, the device's map key: 44 chars). */
   readonly publicKeyB64: string;
-  /** Mesh peers: the addresses the endpoint may roam to (roaming.ts); undefined: anywhere (WireGuard). */
-  roamHosts: readonly string[] | undefined;
+  /**
+   * Mesh peers' roaming set (roamHosts) as held: a set of one address (nearly every node's) as that address, not a
+   * one-element array (56 B; s40: the node record's addresses are held so too, records/node.ts HeldNode).
+   */
+  private roam: string | readonly string[] | undefined;
 
   /** The endpoint as two fields, not an object per peer (s21peer: 40 B); undefined host: none. */
   private epHost: string | undefined;
@@ -103,6 +106,19 @@ export class Peer {
     this.id = id;
     this.publicKeyB64 = publicKeyB64;
     this.keying = sharedKeying(identity, now, allowed);
+  }
+
+  /**
+   * Mesh peers: the addresses the endpoint may roam to (roaming.ts); undefined: anywhere (WireGuard). A set of one
+   * address reads as a new array each time (handshakes and UAPI read it, not the packet path).
+   */
+  get roamHosts(): readonly string[] | undefined {
+    const r = this.roam;
+    return typeof r === 'string' ? [r] : r;
+  }
+
+  set roamHosts(hosts: readonly string[] | undefined) {
+    this.roam = hosts?.length === 1 ? hosts[0] : hosts;
   }
 
   /** The public key's 32 bytes (a new Buffer on each read, decoded from publicKeyB64). */

@@ -4,7 +4,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { describe, expect, it, vi } from 'vitest';
 import { ListWatcher, valueDigest, type KV, type KVStore } from '../../src/controlplane/kvstore.js';
-import { endpointCodec, nodeCodec } from '../../src/controlplane/records/index.js';
+import { endpointCodec, HeldNode, nodeCodec } from '../../src/controlplane/records/index.js';
 import { internName } from '../../src/controlplane/records/intern.js';
 
 const ep = (ip: string, name: string, labels: Record<string, string>) => ({
@@ -69,9 +69,21 @@ describe('decoded records share what they repeat', () => {
     }
   });
 
-  it('a node decodes to the same fields; names are the engine copy', () => {
+  it('a node decodes to the same fields (a HeldNode: one address and one pod CIDR held as text); names are the engine copy', () => {
     const n = { cluster: 'c2', clusterId: 2, name: 'n1', addresses: ['198.18.0.1'], port: 51871, publicKey: `${'A'.repeat(43)}=`, podCIDRs: ['100.64.0.0/24'], bootId: '1' };
-    expect(nodeCodec.decode('wiremesh/cache/nodes/v1/c2/n1', JSON.stringify(n))).toStrictEqual(n);
+    const d = nodeCodec.decode('wiremesh/cache/nodes/v1/c2/n1', JSON.stringify(n));
+    expect(d).toBeInstanceOf(HeldNode);
+    expect((d as HeldNode).toJSON()).toStrictEqual(n);
+    expect(JSON.stringify(d)).toBe(JSON.stringify(n)); // the reconciler compares records by this text
+    for (const f of ['cluster', 'clusterId', 'name', 'addresses', 'port', 'publicKey', 'podCIDRs', 'bootId'] as const) expect(d[f], f).toEqual(n[f]);
+    // one element: held as its text, a new array on each read; two or more: the held array itself
+    expect(Object.values(d)).not.toContainEqual(['198.18.0.1']);
+    expect(d.addresses).not.toBe(d.addresses);
+    const two = { ...n, addresses: ['198.18.0.1', '198.18.0.2'], podCIDRs: ['100.64.0.0/24', '100.64.1.0/24'] };
+    const e = nodeCodec.decode('wiremesh/cache/nodes/v1/c2/n1', JSON.stringify(two));
+    expect(e.addresses).toBe(e.addresses);
+    expect(e.podCIDRs).toBe(e.podCIDRs);
+    expect(JSON.stringify(e)).toBe(JSON.stringify(two));
     expect(internName('n1')).toBe('n1');
     expect(internName('123')).toBe('123');
   });

@@ -290,7 +290,9 @@ describe('record codecs under random and hostile values', () => {
         if (!s) continue;
         const x = codec.decode(s.key, JSON.stringify(s.value));
         expect(codec.decode(s.key, codec.encode(x))).toEqual(x);
-        if (codec.type !== 'service' && codec.type !== 'policy') expect(x).toEqual(s.value); // zod keeps exactly what a valid record says
+        // zod keeps exactly what a valid record says (a node as the agent holds it reads back as its literal: HeldNode)
+        const plain = x instanceof records.HeldNode ? x.toJSON() : x;
+        if (codec.type !== 'service' && codec.type !== 'policy') expect(plain).toEqual(s.value);
         n++;
       }
     }

@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import { endpointName, stateKey } from '../../src/controlplane/keys.js';
 import type { KVLease } from '../../src/controlplane/kvstore.js';
 import { MemKV } from '../../src/controlplane/memkv.js';
-import { nodeCodec, type EndpointRecord, type NodeRecord, type RecordError } from '../../src/controlplane/records/index.js';
+import { HeldNode, nodeCodec, type EndpointRecord, type NodeRecord, type RecordError } from '../../src/controlplane/records/index.js';
 import { ConfigError, EndpointConflictError } from '../../src/errors.js';
 import type { Labels } from '../../src/identity/identity.js';
 import { silentLogger } from '../../src/log.js';
@@ -101,7 +101,7 @@ describe('Registration', () => {
   it('registers the node and gateway records and every local endpoint under one lease; a restart re-registers saved endpoints', async () => {
     const { mem, reg, leases, file, deps } = setup('basic');
     await reg.register();
-    expect(nodeCodec.decode(stateKey('nodes', 'c1', 'n1'), mem.get(stateKey('nodes', 'c1', 'n1'))!.value)).toEqual(nodeRec);
+    expect((nodeCodec.decode(stateKey('nodes', 'c1', 'n1'), mem.get(stateKey('nodes', 'c1', 'n1'))!.value) as HeldNode).toJSON()).toEqual(nodeRec);
     expect(json(mem, stateKey('gateways', 'c1', 'n1'))).toMatchObject({ address: '198.18.1.1', listeners: [{ service: 'shop/web', port: 80, listenPort: 8080 }] });
     await reg.addEndpoint({ name: 'web', namespace: 'shop', labels: { app: 'web' }, ips: ['100.65.1.10'] });
     expect(json(mem, epKey('100.65.1.10'))).toEqual({ ip: '100.65.1.10', cluster: 'c1', node: 'n1', namespace: 'shop', name: 'web', labels: { app: 'web' } });

@@ -48,12 +48,53 @@ const nodeJson = jsonCodec('node', nodeSchema, {
 });
 
 /**
- * A decoded node as one object literal (no out-of-object property store) whose
- * cluster and node names are the engine's one copy (intern.ts): its endpoints'
- * records name the same node. What the record says is unchanged.
+ * A decoded node as the agent holds it (issue 16: one per node of every connected cluster, 16,000 at 16 × 1000):
+ * a NodeRecord whose `addresses` and `podCIDRs` of one element, nearly every node's, are held as that element, not
+ * a one-element array (56 B each: 112 B per node, ~11 B per remote endpoint at 10 per node). Reading either gives
+ * an array: the held one when it has two or more elements, else a new one each time. Readers compare records by
+ * content (JSON.stringify, which reads toJSON: the literal's text, fields in nodeSchema's order), never their
+ * arrays by `===`, and change no array they read (a held one is the record's). The cluster and node names are the
+ * engine's one copy (intern.ts): its endpoints' records name the same node. What the record says is unchanged.
  */
+export class HeldNode implements NodeRecord {
+  /** `addresses` as held: its one element, or the array of two or more. */
+  private readonly addrs: string | string[];
+  /** `podCIDRs` as held: its one element, or the array of two or more. */
+  private readonly pods: string | string[];
+
+  constructor(
+    readonly cluster: string,
+    readonly clusterId: number,
+    readonly name: string,
+    addresses: string[],
+    readonly port: number,
+    readonly publicKey: string,
+    podCIDRs: string[],
+    readonly bootId: string,
+  ) {
+    this.addrs = addresses.length === 1 ? addresses[0]! : addresses;
+    this.pods = podCIDRs.length === 1 ? podCIDRs[0]! : podCIDRs;
+  }
+
+  get addresses(): string[] {
+    const a = this.addrs;
+    return typeof a === 'string' ? [a] : a;
+  }
+
+  get podCIDRs(): string[] {
+    const p = this.pods;
+    return typeof p === 'string' ? [p] : p;
+  }
+
+  /** The record as the plain literal the codec decoded (JSON.stringify's text; a test's toEqual). */
+  toJSON(): NodeRecord {
+    return { cluster: this.cluster, clusterId: this.clusterId, name: this.name, addresses: this.addresses, port: this.port, publicKey: this.publicKey, podCIDRs: this.podCIDRs, bootId: this.bootId };
+  }
+}
+
+/** `v` as the agent holds it (HeldNode). */
 export function compactNode(v: NodeRecord): NodeRecord {
-  return { cluster: internName(v.cluster), clusterId: v.clusterId, name: internName(v.name), addresses: v.addresses, port: v.port, publicKey: v.publicKey, podCIDRs: v.podCIDRs, bootId: v.bootId };
+  return new HeldNode(internName(v.cluster), v.clusterId, internName(v.name), v.addresses, v.port, v.publicKey, v.podCIDRs, v.bootId);
 }
 
 /** The same decode without the compaction (endpointCheckCodec says why). */
