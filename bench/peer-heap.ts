@@ -54,13 +54,15 @@ async function measure(dist: string, n: number): Promise<{ bytesPerPeer: number;
   r.reconcile();
   // Keys and records as the agent holds them: flat strings decoded from the wire (a template literal's cons
   // string would be flattened into a new string on its first hashing, after the first reading: ~90 B per peer
-  // that is the bench's, not the agent's).
+  // that is the bench's, not the agent's), the records as the build's node codec decodes them (s40: a HeldNode).
+  const { nodeCodec } = await load('src/controlplane/records/index.js');
   const flat = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
   const make = (c: number, j: number): [string, object] => {
     const k = c * 1000 + j + 1; // distinct per node: its address and pod /24
     const name = `n${j + 1}`;
     const rec = { cluster: `c${c}`, clusterId: c, name, addresses: [`198.18.${k >> 8}.${k & 255}`], port: 51820, publicKey: randomBytes(32).toString('base64'), podCIDRs: [`100.${64 + (k >> 8)}.${k & 255}.0/24`], bootId: '1' };
-    return flat([`${cachePrefix('nodes', `c${c}`)}${name}`, rec]);
+    const key = flat(`${cachePrefix('nodes', `c${c}`)}${name}`);
+    return [key, nodeCodec.decode(key, JSON.stringify(rec)) as object];
   };
   const records: Array<[string, object]> = [];
   for (let i = 0; i < n; i++) records.push(make(2 + (i % 4), Math.floor(i / 4)));

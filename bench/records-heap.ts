@@ -2,7 +2,9 @@
  * Heap per decoded endpoint record (the agent's endpoint codec, src/controlplane/records/endpoint.ts, with its
  * compaction) of this tree against another build's (--base DIR: a built checkout, e.g. main), side by side in
  * one process, for the four shapes a record takes: with or without an identity, with or without named ports
- * (a remote pod as its cluster publishes it: an identity, most often no named port). Records are decoded from
+ * (a remote pod as its cluster publishes it: an identity, most often no named port); then per decoded node record
+ * (the node codec's HeldNode, src/controlplane/records/node.ts, s40) with one address and pod CIDR (nearly every
+ * node's) and with two of each. Records are decoded from
  * fresh value texts and kept; the reading is heap used after full GCs, the texts and the array for the records
  * held at both readings (JSON.parse copies what it keeps), per record. Also µs per decode. Rounds alternate the builds; medians are printed with
  * this/base ratios.
@@ -12,8 +14,10 @@
  */
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { endpointName, stateKey } from '../src/controlplane/keys.js';
+import { randomBytes } from 'node:crypto';
+import { cachePrefix, endpointName, stateKey } from '../src/controlplane/keys.js';
 import { endpointCodec } from '../src/controlplane/records/endpoint.js';
+import { nodeCodec } from '../src/controlplane/records/node.js';
 import { arg, fullGc, median } from './util.js';
 
 type Decode = (key: string, value: string) => unknown;
@@ -32,8 +36,17 @@ function texts(n: number, identity: boolean, ports: boolean): Array<[string, str
   });
 }
 
-function measure(decode: Decode, n: number, identity: boolean, ports: boolean): { bytes: number; us: number } {
-  const kvs = texts(n, identity, ports);
+/** Node records of a remote cluster (the bench's shape: bootId '1'), one address and pod CIDR each or two of each. */
+function nodeTexts(n: number, two: boolean): Array<[string, string]> {
+  return Array.from({ length: n }, (_, i) => {
+    const host = `${(i >> 8) & 255}.${i & 255}`;
+    const rec = { cluster: 'c2', clusterId: 2, name: `n${i}`, addresses: [`198.18.${host}`, ...(two ? [`198.19.${host}`] : [])], port: 51820, publicKey: randomBytes(32).toString('base64'), podCIDRs: [`100.${64 + (i >> 16)}.${host}/32`, ...(two ? [`100.${96 + (i >> 16)}.${host}/32`] : [])], bootId: '1' };
+    return [Buffer.from(`${cachePrefix('nodes', 'c2')}n${i}`).toString(), Buffer.from(JSON.stringify(rec)).toString()];
+  });
+}
+
+function measure(decode: Decode, kvs: Array<[string, string]>): { bytes: number; us: number } {
+  const n = kvs.length;
   const keep: unknown[] = new Array(n);
   fullGc();
   const before = process.memoryUsage().heapUsed;
@@ -50,17 +63,22 @@ async function main(): Promise<void> {
   const base = resolve(arg('base', ''));
   const n = Number(arg('n', '100000'));
   const rounds = Number(arg('rounds', '5'));
-  const baseCodec = ((await import(pathToFileURL(join(base, 'dist/src/controlplane/records/endpoint.js')).href)) as { endpointCodec: { decode: Decode } }).endpointCodec;
-  const builds: Record<'this' | 'base', Decode> = { this: (k, v) => endpointCodec.decode(k, v), base: (k, v) => baseCodec.decode(k, v) };
-  console.log(`decoded endpoint records kept, ${n} per reading, medians of ${rounds} alternating rounds; base ${base}`);
+  const load = async (file: string) => (await import(pathToFileURL(join(base, 'dist/src/controlplane/records', file)).href)) as Record<string, { decode: Decode }>;
+  const baseEndpoint = (await load('endpoint.js')).endpointCodec!, baseNode = (await load('node.js')).nodeCodec!;
+  console.log(`decoded records kept, ${n} per reading, medians of ${rounds} alternating rounds; base ${base}`);
   console.log('shape | this B/record | base B/record | this/base | this µs | base µs | this/base');
-  for (const [identity, ports] of [[true, false], [true, true], [false, false], [false, true]] as const) {
+  const shapes: Array<[string, () => Array<[string, string]>, Record<'this' | 'base', Decode>]> = [];
+  const endpoints = { this: (k: string, v: string) => endpointCodec.decode(k, v), base: (k: string, v: string) => baseEndpoint.decode(k, v) };
+  for (const [identity, ports] of [[true, false], [true, true], [false, false], [false, true]] as const)
+    shapes.push([`endpoint, ${identity ? 'identity' : 'no identity'}, ${ports ? 'named ports' : 'no named port'}`, () => texts(n, identity, ports), endpoints]);
+  const nodes = { this: (k: string, v: string) => nodeCodec.decode(k, v), base: (k: string, v: string) => baseNode.decode(k, v) };
+  for (const two of [false, true]) shapes.push([`node, ${two ? 'two addresses and pod CIDRs' : 'one address and pod CIDR'}`, () => nodeTexts(n, two), nodes]);
+  for (const [shape, make, builds] of shapes) {
     const got: Record<'this' | 'base', Array<{ bytes: number; us: number }>> = { this: [], base: [] };
     // a first reading of each build dropped (compilation, the label pool's first sets), then alternating rounds
-    for (const w of ['this', 'base'] as const) measure(builds[w], n, identity, ports);
-    for (let r = 0; r < rounds; r++) for (const w of r % 2 ? (['base', 'this'] as const) : (['this', 'base'] as const)) got[w].push(measure(builds[w], n, identity, ports));
+    for (const w of ['this', 'base'] as const) measure(builds[w], make());
+    for (let r = 0; r < rounds; r++) for (const w of r % 2 ? (['base', 'this'] as const) : (['this', 'base'] as const)) got[w].push(measure(builds[w], make()));
     const med = (w: 'this' | 'base', k: 'bytes' | 'us'): number => median(got[w].map((x) => x[k]));
-    const shape = `${identity ? 'identity' : 'no identity'}, ${ports ? 'named ports' : 'no named port'}`;
     console.log([shape, med('this', 'bytes').toFixed(1), med('base', 'bytes').toFixed(1), (med('this', 'bytes') / med('base', 'bytes')).toFixed(2), med('this', 'us').toFixed(2), med('base', 'us').toFixed(2), (med('this', 'us') / med('base', 'us')).toFixed(2)].join(' | '));
   }
 }

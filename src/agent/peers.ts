@@ -301,7 +301,9 @@ export class PeerReconciler {
     if (st && sameRelay && JSON.stringify(st.record) === JSON.stringify(rec)) {
       // same content: the routes read the new record's pod CIDRs (the old record is not kept alive)
       st.record = rec;
-      this.programRoaming(id); // a set that was the old record's addresses array is the new one's (same content)
+      // a set of two or more that was the old record's addresses array is the new one's (same content); a set of
+      // one, held as its address (wireguard/peer.ts roamHosts), is only passed to the data path again
+      this.programRoaming(id);
       return true;
     }
     if (st && st.record.publicKey !== rec.publicKey) this.removePeer(id, st);
@@ -383,8 +385,9 @@ export class PeerReconciler {
    * A peer's roaming set (wireguard/roaming.ts): its endpoint's address first (so the endpoint it was set to can
    * always be followed to a new port), then the other record addresses it holds, our family first, ≤ ROAM_MAX. An
    * address another node holds is never in it: a node spoofing its source must not point our traffic for it at a
-   * sibling. The record's own array when that is the set (shared, not copied per peer: issue 16); a set of one
-   * address the peer holds as that address (wireguard/peer.ts roamHosts).
+   * sibling. The record's held array when that is the set (two or more addresses: shared, not copied per peer,
+   * issue 16); a set of one address the peer holds as that address (wireguard/peer.ts roamHosts), so the new array
+   * a one-address record gives per read (records/node.ts HeldNode) is not kept.
    */
   private programRoaming(id: string): void {
     const st = this.peers.get(id);

@@ -207,8 +207,9 @@ export class WireGuardDevice<D extends WireGuardNative = NativeDevice> extends E
    * Throws TypeError on an address that is not an IP literal.
    */
   setPeerRoaming(peer: Peer, hosts: readonly string[] | null): void {
-    peer.roamHosts = hosts === null ? undefined : roamHosts(hosts);
-    this.native.setRoaming(peer.id, peer.roamHosts ? [...peer.roamHosts] : null);
+    const set = hosts === null ? undefined : roamHosts(hosts);
+    peer.roamHosts = set;
+    this.native.setRoaming(peer.id, set ? [...set] : null);
   }
 
   /**

@@ -47,8 +47,9 @@ export class Peer {
   /** The public key, base64 in its canonical spelling (the form kept, the device's map key: 44 chars). */
   readonly publicKeyB64: string;
   /**
-   * Mesh peers' roaming set (roamHosts) as held: a set of one address (nearly every node's) as that address, not a
-   * one-element array (56 B; s40: the node record's addresses are held so too, records/node.ts HeldNode).
+   * Mesh peers' roaming set (roamHosts) as held: a set of one address (nearly every peer's) as that address, not a
+   * one-element array (56 B). A node record holds one address so too (records/node.ts HeldNode) and reads it as a
+   * new array each time: a peer keeping the set it was given would hold an array of its own (s40).
    */
   private roam: string | readonly string[] | undefined;
 
@@ -110,7 +111,8 @@ export class Peer {
 
   /**
    * Mesh peers: the addresses the endpoint may roam to (roaming.ts); undefined: anywhere (WireGuard). A set of one
-   * address reads as a new array each time (handshakes and UAPI read it, not the packet path).
+   * address reads as a new array each time (read on handshakes, roaming.ts roamAllowed, and when the device passes
+   * the set to the data path; never per packet).
    */
   get roamHosts(): readonly string[] | undefined {
     const r = this.roam;

@@ -15,7 +15,8 @@ export const ROAM_MAX = 4;
 
 /**
  * The roaming set for `hosts`: their canonical texts, the first ROAM_MAX; `hosts` itself when it is that already (a
- * node record's addresses are canonical: an agent holds a peer per node, issue 16). Throws TypeError on a non-address.
+ * node record's addresses are canonical: an agent holds a peer per node, issue 16; a set of one the peer then
+ * holds as its address: peer.ts roamHosts). Throws TypeError on a non-address.
  */
 export function roamHosts(hosts: readonly string[]): readonly string[] {
   const set = hosts.slice(0, ROAM_MAX).map((h) => {

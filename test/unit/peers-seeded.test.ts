@@ -8,7 +8,8 @@
 // The endpoint (s18roam): chosen when the peer is programmed, the first address it holds then (IPv4, ours, first),
 // else the record's first IPv4 one; the roaming set: the endpoint's address, then the others it holds now, ≤ 4.
 // Written for s16peerjs (one record per peer, the key and allowed IPs kept once): the shape changed, the
-// behaviour must not.
+// behaviour must not. Even seeds give the reconciler records as the node codec decodes them (HeldNode, s40: one
+// address and one pod CIDR held as text), odd seeds plain literals.
 import { describe, expect, it } from 'vitest';
 import { cachePrefix, stateKey } from '../../src/controlplane/keys.js';
 import { compactNode, HeldNode, type NodeRecord } from '../../src/controlplane/records/index.js';

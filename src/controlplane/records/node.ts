@@ -48,13 +48,18 @@ const nodeJson = jsonCodec('node', nodeSchema, {
 });
 
 /**
- * A decoded node as the agent holds it (issue 16: one per node of every connected cluster, 16,000 at 16 × 1000):
- * a NodeRecord whose `addresses` and `podCIDRs` of one element, nearly every node's, are held as that element, not
- * a one-element array (56 B each: 112 B per node, ~11 B per remote endpoint at 10 per node). Reading either gives
- * an array: the held one when it has two or more elements, else a new one each time. Readers compare records by
- * content (JSON.stringify, which reads toJSON: the literal's text, fields in nodeSchema's order), never their
- * arrays by `===`, and change no array they read (a held one is the record's). The cluster and node names are the
- * engine's one copy (intern.ts): its endpoints' records name the same node. What the record says is unchanged.
+ * A decoded node as the node codec gives it (issue 16: the agent holds one per node of every connected cluster,
+ * 16,000 at 16 × 1000; the gateway's GSLB, `policy trace` and clustermesh decode with the same codec): a NodeRecord
+ * whose `addresses` and `podCIDRs` of one element, nearly every node's, are held as that element, not a
+ * one-element array (56 B each: 112 B per node, ~11 B per remote endpoint at 10 per node). Reading either gives an
+ * array: a new one each time for a list of one element, the held array for any other.
+ * What the record says is unchanged, read through its fields and JSON.stringify (toJSON: the literal the codec
+ * decoded, fields in nodeSchema's order). Its own properties are not the literal's: they are `addrs` and `pods`,
+ * and `addresses` and `podCIDRs` are getters on the prototype, so a spread (`{...rec}`), structuredClone,
+ * Object.keys or a test's toEqual does not see them. Copy a record with compactNode or through JSON; compare one
+ * with a literal through toJSON. Readers compare records by `===`, then by their JSON text (the reconciler,
+ * peers.ts), never by their arrays' identity, and change no array they read (a held one is the record's). The
+ * cluster and node names are the engine's one copy (intern.ts): its endpoints' records name the same node.
  */
 export class HeldNode implements NodeRecord {
   /** `addresses` as held: its one element, or the array of two or more. */
@@ -86,7 +91,10 @@ export class HeldNode implements NodeRecord {
     return typeof p === 'string' ? [p] : p;
   }
 
-  /** The record as the plain literal the codec decoded (JSON.stringify's text; a test's toEqual). */
+  /**
+   * The record as the plain literal the codec decoded: what JSON.stringify writes (the reconciler's comparison,
+   * encode, `policy trace --json`). toEqual does not call it: compare with a literal through `held.toJSON()`.
+   */
   toJSON(): NodeRecord {
     return { cluster: this.cluster, clusterId: this.clusterId, name: this.name, addresses: this.addresses, port: this.port, publicKey: this.publicKey, podCIDRs: this.podCIDRs, bootId: this.bootId };
   }
