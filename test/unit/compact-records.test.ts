@@ -4,7 +4,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { describe, expect, it, vi } from 'vitest';
 import { ListWatcher, valueDigest, type KV, type KVStore } from '../../src/controlplane/kvstore.js';
-import { endpointCodec, HeldNode, nodeCodec } from '../../src/controlplane/records/index.js';
+import { endpointCodec, HeldNode, nodeCodec, nodeSchema } from '../../src/controlplane/records/index.js';
 import { internName } from '../../src/controlplane/records/intern.js';
 
 const ep = (ip: string, name: string, labels: Record<string, string>) => ({
@@ -84,6 +84,12 @@ describe('decoded records share what they repeat', () => {
     const e = nodeCodec.decode('wiremesh/cache/nodes/v1/c2/n1', JSON.stringify(two));
     expect(e.addresses).toBe(e.addresses);
     expect(e.podCIDRs).toBe(e.podCIDRs);
+    // a held array is the record's: a write to it throws rather than change the admitted record in place
+    expect(() => e.addresses.push('198.18.0.3')).toThrow(TypeError);
+    expect(() => (e.podCIDRs[0] = '100.64.9.0/24')).toThrow(TypeError);
+    expect(e.podCIDRs).toEqual(two.podCIDRs);
+    // every field of the schema, in its order (a field the schema gains must not be dropped by the class)
+    expect(Object.keys((d as HeldNode).toJSON())).toEqual(Object.keys(nodeSchema.shape));
     expect(JSON.stringify(e)).toBe(JSON.stringify(two));
     // one hidden class, its fields in place, whatever the lists' lengths (a field added later would move out)
     setFlagsFromString('--allow-natives-syntax');

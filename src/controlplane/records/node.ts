@@ -58,14 +58,14 @@ const nodeJson = jsonCodec('node', nodeSchema, {
  * and `addresses` and `podCIDRs` are getters on the prototype, so a spread (`{...rec}`), structuredClone,
  * Object.keys or a test's toEqual does not see them. Copy a record with compactNode or through JSON; compare one
  * with a literal through toJSON. Readers compare records by `===`, then by their JSON text (the reconciler,
- * peers.ts), never by their arrays' identity, and change no array they read (a held one is the record's). The
- * cluster and node names are the engine's one copy (intern.ts): its endpoints' records name the same node.
+ * peers.ts), never by their arrays' identity, and change no array they read (a held one is the record's, frozen).
+ * The cluster and node names are the engine's one copy (intern.ts): its endpoints' records name the same node.
  */
 export class HeldNode implements NodeRecord {
-  /** `addresses` as held: its one element, or the array of two or more. */
-  private readonly addrs: string | string[];
-  /** `podCIDRs` as held: its one element, or the array of two or more. */
-  private readonly pods: string | string[];
+  /** `addresses` as held: its one element, or the array of any other length, frozen (see heldList). */
+  private readonly addrs: string | readonly string[];
+  /** `podCIDRs` as held: its one element, or the array of any other length, frozen (see heldList). */
+  private readonly pods: string | readonly string[];
 
   constructor(
     readonly cluster: string,
@@ -77,18 +77,16 @@ export class HeldNode implements NodeRecord {
     podCIDRs: string[],
     readonly bootId: string,
   ) {
-    this.addrs = addresses.length === 1 ? addresses[0]! : addresses;
-    this.pods = podCIDRs.length === 1 ? podCIDRs[0]! : podCIDRs;
+    this.addrs = heldList(addresses);
+    this.pods = heldList(podCIDRs);
   }
 
   get addresses(): string[] {
-    const a = this.addrs;
-    return typeof a === 'string' ? [a] : a;
+    return readList(this.addrs);
   }
 
   get podCIDRs(): string[] {
-    const p = this.pods;
-    return typeof p === 'string' ? [p] : p;
+    return readList(this.pods);
   }
 
   /**
@@ -98,6 +96,20 @@ export class HeldNode implements NodeRecord {
   toJSON(): NodeRecord {
     return { cluster: this.cluster, clusterId: this.clusterId, name: this.name, addresses: this.addresses, port: this.port, publicKey: this.publicKey, podCIDRs: this.podCIDRs, bootId: this.bootId };
   }
+}
+
+/**
+ * A list as a HeldNode holds it: its one element, or the array frozen. NodeRecord's arrays are mutable by type
+ * (zod's), and a held array is read by every reader (and shared as a peer's roaming set): a write to it would
+ * change the admitted record in place, past admission, so it throws instead (strict mode).
+ */
+function heldList(list: string[]): string | readonly string[] {
+  return list.length === 1 ? list[0]! : Object.freeze(list);
+}
+
+/** A held list read as NodeRecord's type: a new array for one element; a held (frozen) array as it is. */
+function readList(held: string | readonly string[]): string[] {
+  return typeof held === 'string' ? [held] : (held as string[]);
 }
 
 /** `v` as the agent holds it (HeldNode). */
