@@ -13,6 +13,7 @@ import { cachePrefix, splitClusterName, stateKey, statePrefix } from '../control
 import { relayCodec, type NodeRecord, type RelayRecord } from '../controlplane/records/index.js';
 import { internName } from '../controlplane/records/intern.js';
 import type { Logger } from '../log.js';
+import { holdList, readList } from '../lonelist.js';
 import { formatIP, formatPrefix, parseIP, parsePrefix, prefixContains, type Prefix } from '../net/ip.js';
 import { ROAM_MAX, sharedIfEqual } from '../wireguard/roaming.js';
 import { AddressClaims } from './addressclaims.js';
@@ -43,8 +44,6 @@ export interface PeerPolicy {
   peerIdentity(peerId: number, clusterIds: number[]): void;
 }
 
-/** A PeerState's claims as a list (a lone claim in a new one-element array: read rarely, on a peer's changes). */
-const claimList = (c: string | readonly string[]): readonly string[] => (typeof c === 'string' ? [c] : c);
 /**
  * A claimed address's key in addressClaims: a record address's own string when it is the canonical host address
  * (records/fields.ts: a record's always are), so a claim holds no string of its own; else its canonical text (a
@@ -377,7 +376,7 @@ export class PeerReconciler {
   private programAllowedIPs(id: string): void {
     const st = this.peers.get(id);
     if (!st) return;
-    const addrs = this.d.policy ? claimList(st.claims).filter((a) => this.addressClaims.holder(a) === id) : NONE;
+    const addrs = this.d.policy ? readList(st.claims).filter((a) => this.addressClaims.holder(a) === id) : NONE;
     this.d.dev.setPeerAllowedIPs(st.peer, [...st.routes, ...addrs].map((c) => parsePrefix(c)));
   }
 
@@ -422,8 +421,8 @@ export class PeerReconciler {
       const p = parsePrefix(a);
       if (!mine.has(formatPrefix(p)) && !this.d.routes.covers(p.addr) && !podSpace.some((c) => c.addr.length === p.addr.length && prefixContains(c, p.addr))) want.add(claimKey(a, p));
     }
-    const handOver = this.addressClaims.update(id, claimList(st.claims), want, this.d.log);
-    st.claims = want.size > 1 ? [...want] : want.size ? want.values().next().value! : NONE;
+    const handOver = this.addressClaims.update(id, readList(st.claims), want, this.d.log);
+    st.claims = want.size ? holdList([...want]) : NONE;
     for (const other of handOver) {
       this.programAllowedIPs(other);
       this.programRoaming(other);

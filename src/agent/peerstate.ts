@@ -11,6 +11,7 @@
  * each change sets a new one.
  */
 import type { NodeRecord } from '../controlplane/records/index.js';
+import type { LoneList } from '../lonelist.js';
 
 /** The part of a WireGuard peer the reconciler and status read (wireguard/peer.ts Peer). */
 export interface PeerHandle {
@@ -33,9 +34,9 @@ export interface PeerState {
   readonly relayed: readonly string[];
   /**
    * Node addresses this peer claims, whether or not it holds them (addressClaims), as claim keys (peers.ts claimKey):
-   * one key as itself, none as the shared empty array, two or more as an array.
+   * one key as itself, none as the shared empty array, two or more as an array (lonelist.ts).
    */
-  readonly claims: string | readonly string[];
+  readonly claims: LoneList;
   /** The address its endpoint was set to (one of the record's): slot 0 of its roaming set. */
   readonly endpointHost: string;
 }
@@ -43,7 +44,7 @@ export interface PeerState {
 export const NONE: readonly string[] = Object.freeze([]);
 
 export class PeerEntry implements PeerState {
-  claims: string | readonly string[] = NONE;
+  claims: LoneList = NONE;
 
   constructor(
     /** Replaced by a same-content record (a relist's copy), so the old one is not kept alive. */

@@ -26,6 +26,7 @@
  * then: an idle peer reads 0 and makes nothing).
  */
 import type { Prefix } from '../net/ip.js';
+import { holdList, readList, type LoneList } from '../lonelist.js';
 import { CookieGenerator } from './cookie.js';
 import { Handshake, type StaticIdentity } from './noise.js';
 import { PeerTimers } from './timers.js';
@@ -51,7 +52,7 @@ export class Peer {
    * one-element array (56 B). A node record holds one address so too (records/node.ts HeldNode) and reads it as a
    * new array each time: a peer keeping the set it was given would hold an array of its own (s40).
    */
-  private roam: string | readonly string[] | undefined;
+  private roam: LoneList | undefined;
 
   /** The endpoint as two fields, not an object per peer (s21peer: 40 B); undefined host: none. */
   private epHost: string | undefined;
@@ -115,12 +116,11 @@ export class Peer {
    * the set to the data path; never per packet).
    */
   get roamHosts(): readonly string[] | undefined {
-    const r = this.roam;
-    return typeof r === 'string' ? [r] : r;
+    return this.roam === undefined ? undefined : readList(this.roam);
   }
 
   set roamHosts(hosts: readonly string[] | undefined) {
-    this.roam = hosts?.length === 1 ? hosts[0] : hosts;
+    this.roam = hosts === undefined ? undefined : holdList(hosts);
   }
 
   /** The public key's 32 bytes (a new Buffer on each read, decoded from publicKeyB64). */

@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { jsonCodec, type Codec } from './codec.js';
 import { internName } from './intern.js';
+import { holdList, readList, type LoneList } from '../../lonelist.js';
 import { arrayOf, isClusterName, isInt, isIP, isNodeName, isObj, isPrefix } from './fast.js';
 import { cidr, clusterId, clusterName, ipAddress, MAX_ADDRESSES, MAX_CIDRS, nodeName, port } from './fields.js';
 import { mismatch, stateLocation } from './location.js';
@@ -62,10 +63,10 @@ const nodeJson = jsonCodec('node', nodeSchema, {
  * The cluster and node names are the engine's one copy (intern.ts): its endpoints' records name the same node.
  */
 export class HeldNode implements NodeRecord {
-  /** `addresses` as held: its one element, or the array of any other length, frozen (see heldList). */
-  private readonly addrs: string | readonly string[];
-  /** `podCIDRs` as held: its one element, or the array of any other length, frozen (see heldList). */
-  private readonly pods: string | readonly string[];
+  /** `addresses` as held (lonelist.ts): its one element, or the array of any other length, frozen. */
+  private readonly addrs: LoneList;
+  /** `podCIDRs` as held (lonelist.ts): its one element, or the array of any other length, frozen. */
+  private readonly pods: LoneList;
 
   constructor(
     readonly cluster: string,
@@ -77,16 +78,20 @@ export class HeldNode implements NodeRecord {
     podCIDRs: string[],
     readonly bootId: string,
   ) {
-    this.addrs = heldList(addresses);
-    this.pods = heldList(podCIDRs);
+    // an array held is frozen: NodeRecord's arrays are mutable by type (zod's), and a held one is read by every
+    // reader and shared as a peer's roaming set, so a write to it would change the admitted record in place, past
+    // admission; it throws instead (strict mode)
+    this.addrs = holdList(Object.freeze(addresses));
+    this.pods = holdList(Object.freeze(podCIDRs));
   }
 
+  // (NodeRecord's type: the arrays read are mutable by type, frozen in fact)
   get addresses(): string[] {
-    return readList(this.addrs);
+    return readList(this.addrs) as string[];
   }
 
   get podCIDRs(): string[] {
-    return readList(this.pods);
+    return readList(this.pods) as string[];
   }
 
   /**
@@ -98,21 +103,7 @@ export class HeldNode implements NodeRecord {
   }
 }
 
-/**
- * A list as a HeldNode holds it: its one element, or the array frozen. NodeRecord's arrays are mutable by type
- * (zod's), and a held array is read by every reader (and shared as a peer's roaming set): a write to it would
- * change the admitted record in place, past admission, so it throws instead (strict mode).
- */
-function heldList(list: string[]): string | readonly string[] {
-  return list.length === 1 ? list[0]! : Object.freeze(list);
-}
-
-/** A held list read as NodeRecord's type: a new array for one element; a held (frozen) array as it is. */
-function readList(held: string | readonly string[]): string[] {
-  return typeof held === 'string' ? [held] : (held as string[]);
-}
-
-/** `v` as the agent holds it (HeldNode). */
+/** `v` as the agent holds it (HeldNode): its `addresses` and `podCIDRs` arrays become the record's, frozen. */
 export function compactNode(v: NodeRecord): NodeRecord {
   return new HeldNode(internName(v.cluster), v.clusterId, internName(v.name), v.addresses, v.port, v.publicKey, v.podCIDRs, v.bootId);
 }
