@@ -40,6 +40,11 @@
  * --profile-kvstoremesh-churn DIR: the same over the churn window alone (started and stopped by SIGUSR2,
  * bench/cp-profile-signal.ts; works with --anchor too): DIR/kvstoremesh-<pid>.cpuprofile.
  * --txn-interval-ms MS: passed to this tree's kvstoremesh (not the anchor's, which may not know it).
+ * --kvstoremesh-node-flags=FLAGS: Node/V8 flags (whitespace-separated) for every kvstoremesh process, before its
+ * script, the anchor's too, in a full run and a sweep; in the `=` form (parseArgs refuses a separate value that
+ * starts with a dash): e.g. --kvstoremesh-node-flags=--no-memory-reducer, or '--kvstoremesh-node-flags=--a --b'.
+ * Checked before anything starts (a flag this Node refuses fails the run); a flag's output is lost (kvstoremesh's
+ * stdio is ignored).
  */
 import { execFileSync, fork } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -54,7 +59,7 @@ import { nodeCodec } from '../src/controlplane/records/index.js';
 import type { NodeRecord } from '../src/controlplane/types.js';
 import { silentLogger } from '../src/log.js';
 import { native } from '../src/native/binding.js';
-import { checkShape, type LoadRequest, type LoadResult } from './cp-load.js';
+import { checkShape, quantilesBySecond, type LoadRequest, type LoadResult } from './cp-load.js';
 import { profileWindows, threadCpu } from './cp-profile.js';
 import { memParts, partsPer } from './cp-memparts.js';
 import { perProcess, procUse } from './cp-procstat.js';
@@ -83,6 +88,7 @@ const { values: o } = parseArgs({
     'profile-kvstoremesh': { type: 'string' },
     'profile-kvstoremesh-churn': { type: 'string' },
     'txn-interval-ms': { type: 'string' },
+    'kvstoremesh-node-flags': { type: 'string' },
     'etcd-data-dir': { type: 'string' },
   },
 });
@@ -98,6 +104,9 @@ const E = num(o.endpoints, 'endpoints', SWEEP ? 2 : 10);
 checkShape(SWEEP ? Math.max(...SWEEP) : K, N); // before any etcd starts: a shape whose addresses overlap would measure refusals
 const RATE = num(o.rate, 'rate', 100);
 const CHURN_S = num(o['churn-seconds'], 'churn-seconds', 10);
+const KVSM_FLAGS = o['kvstoremesh-node-flags']?.split(/\s+/).filter(Boolean) ?? [];
+// a flag Node refuses would only show as a mesh that never syncs (kvstoremesh's stdio is ignored): refused here
+if (KVSM_FLAGS.length) execFileSync(process.execPath, [...KVSM_FLAGS, '-e', ''], { stdio: ['ignore', 'ignore', 'inherit'] });
 const REST_S = num(o['rest-seconds'], 'rest-seconds', 10);
 // the sweep's small clusters have no large sync to digest: 5 s there, as before
 const SETTLE_S = num(o['settle-seconds'], 'settle-seconds', SWEEP ? 5 : SETTLE_DEFAULT_S);
@@ -146,7 +155,7 @@ async function sweep(dir: string): Promise<void> {
     for (const k of SWEEP!)
       for (const [variant, bin] of variants) {
         log(`sweep: K = ${k} (${N} nodes x ${E} endpoints per cluster), ${variant}`);
-        const m = await startMesh(k, join(dir, `${variant.replace(/ /g, '-')}-${k}`), bin, { nodes: N, etcd: ETCD });
+        const m = await startMesh(k, join(dir, `${variant.replace(/ /g, '-')}-${k}`), bin, { nodes: N, etcd: ETCD, nodeFlags: KVSM_FLAGS });
         try {
           await gen.request({ op: 'load', clusters: clustersOf(range(1, k)), nodes: N, endpoints: E });
           // a mesh that cannot finish its first sync (the anchor at K = 32 on 2 shared cores) is measured as it is
@@ -184,7 +193,7 @@ async function fullRun(dir: string): Promise<void> {
   log(`starting ${K} etcd + kvstoremesh pairs${o.anchor ? ` (the anchor's kvstoremesh, ${o.anchor})` : ''}`);
   const churnProfile = o['profile-kvstoremesh-churn'] && resolvePath(o['profile-kvstoremesh-churn']);
   for (const d of [o['profile-kvstoremesh'], churnProfile]) if (d) mkdirSync(d, { recursive: true });
-  const m = await startMesh(K, dir, o.anchor ? join(o.anchor, 'bin', 'wiremesh.js') : OURS, { nodes: N, profileDir: o['profile-kvstoremesh'], signalProfileDir: churnProfile || undefined, etcd: ETCD, args: !o.anchor && o['txn-interval-ms'] ? ['--txn-interval-ms', o['txn-interval-ms']] : [] });
+  const m = await startMesh(K, dir, o.anchor ? join(o.anchor, 'bin', 'wiremesh.js') : OURS, { nodes: N, profileDir: o['profile-kvstoremesh'], signalProfileDir: churnProfile || undefined, etcd: ETCD, args: !o.anchor && o['txn-interval-ms'] ? ['--txn-interval-ms', o['txn-interval-ms']] : [], nodeFlags: KVSM_FLAGS });
   // SIGUSR2 starts, then stops, each kvstoremesh's profiler (cp-profile-signal.ts)
   const toggleProfiles = () => churnProfile && m.meshes.forEach((p) => p.kill('SIGUSR2'));
   const gen = loadGenerator();
@@ -268,13 +277,15 @@ async function fullRun(dir: string): Promise<void> {
 
     log(`churn: nominal ${RATE} writes/s for ${CHURN_S} s across c2..c${K} (half node records, half endpoints)`);
     const delays: number[] = [];
+    // [send time, propagation] per node write: read by second of the churn (a slow start, or the whole window)
+    const sentDelays: Array<[number, number]> = [];
     const seen = new Set<string>();
     agent.on('peers-programmed', (recs: NodeRecord[]) => {
       const t = Date.now();
       for (const r of recs) {
         const sent = Number(r.bootId);
         const id = `${r.cluster}/${r.name}/${sent}`;
-        if (sent > 1e12 && !seen.has(id)) seen.add(id), programmedAt.set(id, t), delays.push(t - sent), copiedAt.has(id) && agentShare.push(t - copiedAt.get(id)!);
+        if (sent > 1e12 && !seen.has(id)) seen.add(id), programmedAt.set(id, t), delays.push(t - sent), sentDelays.push([sent, t - sent]), copiedAt.has(id) && agentShare.push(t - copiedAt.get(id)!);
       }
     });
     // the kvstoremesh hop alone: remote write -> its copy in c1's etcd
@@ -333,6 +344,8 @@ async function fullRun(dir: string): Promise<void> {
       initialSyncSeconds: syncS,
       churn: { nominalPerS: RATE, achievedPerS: churn.writes / churn.seconds, writes: churn.writes, failed: churn.failed, seconds: churn.seconds, nodeWritesMeasured: delays.length },
       propagationMs: delays.length ? { p50: quantile(delays, 0.5), p99: quantile(delays, 0.99), max: Math.max(...delays) } : null,
+      // by the load generator's clock start (the parent's churnT0 is a few ms earlier: a 31st second of the last sends)
+      propagationBySecondMs: quantilesBySecond(sentDelays, churn.t0 ?? churnT0),
       kvstoremeshHopMs: hop.length ? { p50: quantile(hop, 0.5), p99: quantile(hop, 0.99) } : null,
       remoteWriteAckMs: churn.ackMs,
       propagationSinceAckMs: sinceAck.length ? { p50: quantile(sinceAck, 0.5), p99: quantile(sinceAck, 0.99) } : null,
@@ -371,7 +384,9 @@ async function fullRun(dir: string): Promise<void> {
     console.log(`etcd's own handling time (server side, bucket bounds): the load generator's Put p50 ≤ ${served.put.p50} ms, p99 ≤ ${served.put.p99} ms (${served.put.n}); kvstoremesh's Txn p50 ≤ ${served.txn.p50} ms, p99 ≤ ${served.txn.p99} ms (${served.txn.n})`);
     console.log(`machine during the churn: ${machine.busyCores.toFixed(2)} of ${hostCpu().cores} cores busy (whole host), agent process ${machine.agentCores.toFixed(3)}, load generator ${machine.loadGeneratorCores.toFixed(3)}, load average ${machine.load.toFixed(2)}`);
     console.log(`  waiting for a core (run queue, ms per s): agent ${machine.agentRunqMsPerS.toFixed(1)} (its JavaScript thread ${machine.agentMainRunqMsPerS.toFixed(1)}), load generator ${machine.loadGeneratorRunqMsPerS.toFixed(1)}; etcds and kvstoremesh: the churn line above`);
-    if (churn.ackBySecond) console.log(`  the remote write alone by second of the churn, p50/p99 ms: ${churn.ackBySecond.map((x) => `${x.p50}/${x.p99}`).join(' ')}`);
+    const bySecond = (xs: Array<{ p50: number; p99: number }>) => xs.map((x) => `${x.p50}/${x.p99}`).join(' ');
+    console.log(`  propagation by second of the churn (by send time), p50/p99 ms: ${bySecond(report.propagationBySecondMs)}`);
+    if (churn.ackBySecond) console.log(`  the remote write alone by second of the churn, p50/p99 ms: ${bySecond(churn.ackBySecond)}`);
     save(`controlplane-${K}x${N}x${E}${o.anchor ? '-anchor' : ''}.json`, { ...report, kvstoremesh: o.anchor ?? 'this tree', etcd: ETCD });
   } finally {
     await stopProfile?.().catch(() => undefined);

@@ -37,6 +37,24 @@ export interface LoadResult {
   nodeAcks?: Array<[string, number]>;
   /** send -> answer per second of the churn (by send time): whether a slow start or the whole window. */
   ackBySecond?: Array<{ p50: number; p99: number }>;
+  /** churn: when its window started (ms since the epoch): second 0 of ackBySecond, and of the parent's propagation by second. */
+  t0?: number;
+}
+
+/**
+ * p50 and p99 (ms) of latency samples by whole second since `t0` (ms since the epoch) of each sample's `atMs`
+ * (its send time): index i is second i of the window; a second without samples reads NaN (null in the JSON),
+ * one before t0 counts in second 0. The quantile q is the sorted samples' element at rank floor(q * n), as
+ * bench:controlplane's whole-window `quantile`: with the ~50 node writes a second of the default churn, p99 is
+ * that second's slowest. The load generator's send -> answer and the parent's propagation are read by second alike.
+ */
+export function quantilesBySecond(samples: ReadonlyArray<readonly [atMs: number, ms: number]>, t0: number): Array<{ p50: number; p99: number }> {
+  const by: number[][] = [];
+  for (const [at, ms] of samples) (by[Math.max(0, Math.floor((at - t0) / 1000))] ??= []).push(ms);
+  return Array.from(by, (xs = []) => {
+    xs.sort((a, b) => a - b);
+    return { p50: xs[Math.floor(xs.length / 2)] ?? NaN, p99: xs[Math.min(xs.length - 1, Math.floor(0.99 * xs.length))] ?? NaN };
+  });
 }
 
 export const clusterName = (k: number): string => `c${k}`;
@@ -145,7 +163,7 @@ async function churn(req: Extract<LoadRequest, { op: 'churn' }>): Promise<LoadRe
   let acked = 0;
   let failed = 0;
   const acks: number[] = [];
-  const bySecond: number[][] = [];
+  const sends: Array<[number, number]> = [];
   const nodeAcks: Array<[string, number]> = [];
   const cpu0 = process.cpuUsage();
   const t0 = Date.now();
@@ -162,7 +180,7 @@ async function churn(req: Extract<LoadRequest, { op: 'churn' }>): Promise<LoadRe
         const t = Date.now();
         acked++;
         acks.push(t - ts);
-        (bySecond[Math.floor((ts - t0) / 1000)] ??= []).push(t - ts);
+        sends.push([ts, t - ts]);
         if (node) nodeAcks.push([node, t]);
       };
       const p: Promise<unknown> = c.put(key).value(value).exec().then(done, () => failed++).finally(() => inflight.delete(p));
@@ -175,13 +193,9 @@ async function churn(req: Extract<LoadRequest, { op: 'churn' }>): Promise<LoadRe
   const cpu = process.cpuUsage(cpu0);
   acks.sort((a, b) => a - b);
   const q = (x: number) => acks[Math.min(acks.length - 1, Math.floor(x * acks.length))] ?? NaN;
-
-  const ackBySecond = Array.from(bySecond, (xs = []) => {
-    xs.sort((a, b) => a - b);
-    return { p50: xs[Math.floor(xs.length / 2)] ?? NaN, p99: xs[Math.min(xs.length - 1, Math.floor(0.99 * xs.length))] ?? NaN };
-  });
+  const ackBySecond = quantilesBySecond(sends, t0);
   for (const { c } of clients) c.close();
-  return { op: 'churn', writes: acked, seconds, failed, ackMs: { p50: q(0.5), p99: q(0.99) }, cores: (cpu.user + cpu.system) / 1e6 / seconds, nodeAcks, ackBySecond };
+  return { op: 'churn', writes: acked, seconds, failed, ackMs: { p50: q(0.5), p99: q(0.99) }, cores: (cpu.user + cpu.system) / 1e6 / seconds, nodeAcks, ackBySecond, t0 };
 }
 
 if (process.send) {

@@ -131,9 +131,10 @@ export interface Mesh {
  * an anchor build's), every pair connected by writing the pins and remote entries; each cluster's pod CIDRs cover
  * its own `nodes` synthetic nodes' /24s (cp-load.ts clusterPodCIDRs: kvstoremesh refuses records in a range two
  * pins hold, as a shared 100.64.0.0/10 was). Without `bin`, the
- * etcds alone with the same records and no replication (the floor: what K idle etcds cost).
+ * etcds alone with the same records and no replication (the floor: what K idle etcds cost). `nodeFlags`: Node/V8
+ * flags for every kvstoremesh process, before its script (bench:controlplane --kvstoremesh-node-flags).
  */
-export async function startMesh(K: number, dir: string, bin: string | undefined, opts: { nodes: number; profileDir?: string; signalProfileDir?: string; etcd?: EtcdTuning; args?: string[] }): Promise<Mesh> {
+export async function startMesh(K: number, dir: string, bin: string | undefined, opts: { nodes: number; profileDir?: string; signalProfileDir?: string; etcd?: EtcdTuning; args?: string[]; nodeFlags?: string[] }): Promise<Mesh> {
   const { profileDir, signalProfileDir, etcd: tune = ETCD_TUNING } = opts;
   // --profile-kvstoremesh-churn: profiled between two SIGUSR2 (cp-profile-signal.ts), not from start to exit
   const profileArgs = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : signalProfileDir ? ['--import', join(dirname(fileURLToPath(import.meta.url)), 'cp-profile-signal.js')] : [];
@@ -164,7 +165,7 @@ export async function startMesh(K: number, dir: string, bin: string | undefined,
       }),
     );
     for (let k = 1; bin && k <= K; k++)
-      meshes.push(spawn(process.execPath, [...profileArgs, bin, 'kvstoremesh', '--cluster', clusterName(k), '--etcd', etcdUrl(k), ...(opts.args ?? [])], { stdio: 'ignore', env: { ...process.env, LOG_LEVEL: 'warn', ...(signalProfileDir ? { WIREMESH_PROFILE_DIR: signalProfileDir } : {}) } }));
+      meshes.push(spawn(process.execPath, [...(opts.nodeFlags ?? []), ...profileArgs, bin, 'kvstoremesh', '--cluster', clusterName(k), '--etcd', etcdUrl(k), ...(opts.args ?? [])], { stdio: 'ignore', env: { ...process.env, LOG_LEVEL: 'warn', ...(signalProfileDir ? { WIREMESH_PROFILE_DIR: signalProfileDir } : {}) } }));
   } catch (err) {
     await stop();
     throw err;
