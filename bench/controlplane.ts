@@ -59,7 +59,7 @@ import { nodeCodec } from '../src/controlplane/records/index.js';
 import type { NodeRecord } from '../src/controlplane/types.js';
 import { silentLogger } from '../src/log.js';
 import { native } from '../src/native/binding.js';
-import { checkShape, quantilesBySecond, type LoadRequest, type LoadResult } from './cp-load.js';
+import { checkShape, quantilesBySecond, rankQuantile, type LoadRequest, type LoadResult } from './cp-load.js';
 import { profileWindows, threadCpu } from './cp-profile.js';
 import { memParts, partsPer } from './cp-memparts.js';
 import { perProcess, procUse } from './cp-procstat.js';
@@ -136,7 +136,7 @@ function loadGenerator() {
 
 const clustersOf = (ks: number[]) => ks.map((k) => ({ k, url: etcdUrl(k) }));
 const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
-const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]!;
+const quantile = (xs: number[], q: number) => rankQuantile([...xs].sort((a, b) => a - b), q);
 /** Host-wide CPU jiffies from /proc/stat (busy = all but idle and iowait) and the number of cores. */
 function hostCpu(): { busy: number; total: number; cores: number } {
   const lines = readFileSync('/proc/stat', 'utf8').split('\n');
@@ -276,8 +276,7 @@ async function fullRun(dir: string): Promise<void> {
     await snapshot(1);
 
     log(`churn: nominal ${RATE} writes/s for ${CHURN_S} s across c2..c${K} (half node records, half endpoints)`);
-    const delays: number[] = [];
-    // [send time, propagation] per node write: read by second of the churn (a slow start, or the whole window)
+    // [send time, propagation] per node write: the whole window's quantiles, and by second of the churn (a slow start, or the whole window)
     const sentDelays: Array<[number, number]> = [];
     const seen = new Set<string>();
     agent.on('peers-programmed', (recs: NodeRecord[]) => {
@@ -285,7 +284,7 @@ async function fullRun(dir: string): Promise<void> {
       for (const r of recs) {
         const sent = Number(r.bootId);
         const id = `${r.cluster}/${r.name}/${sent}`;
-        if (sent > 1e12 && !seen.has(id)) seen.add(id), programmedAt.set(id, t), delays.push(t - sent), sentDelays.push([sent, t - sent]), copiedAt.has(id) && agentShare.push(t - copiedAt.get(id)!);
+        if (sent > 1e12 && !seen.has(id)) seen.add(id), programmedAt.set(id, t), sentDelays.push([sent, t - sent]), copiedAt.has(id) && agentShare.push(t - copiedAt.get(id)!);
       }
     });
     // the kvstoremesh hop alone: remote write -> its copy in c1's etcd
@@ -334,6 +333,7 @@ async function fullRun(dir: string): Promise<void> {
     const machine = { busyCores: ((host1.busy - host0.busy) / (host1.total - host0.total)) * host1.cores, agentCores: (agentCpu.user + agentCpu.system) / 1e6 / churnS, loadGeneratorCores: churn.cores ?? NaN, load: loadavg()[0], agentRunqMsPerS: agentWait!.runqMsPerS, agentMainRunqMsPerS: agentWait!.mainRunqMsPerS, loadGeneratorRunqMsPerS: genWait!.runqMsPerS };
     await sleep(5000);
     await cacheWatch.cancel();
+    const delays = sentDelays.map(([, ms]) => ms);
 
     const remoteEps = (K - 1) * N * E;
     const report = {

@@ -48,12 +48,15 @@ export interface LoadResult {
  * bench:controlplane's whole-window `quantile`: with the ~50 node writes a second of the default churn, p99 is
  * that second's slowest. The load generator's send -> answer and the parent's propagation are read by second alike.
  */
+/** The element at rank floor(q * n) of `sorted` (ascending), NaN when empty: every quantile bench:controlplane prints. */
+export const rankQuantile = (sorted: readonly number[], q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
+
 export function quantilesBySecond(samples: ReadonlyArray<readonly [atMs: number, ms: number]>, t0: number): Array<{ p50: number; p99: number }> {
   const by: number[][] = [];
   for (const [at, ms] of samples) (by[Math.max(0, Math.floor((at - t0) / 1000))] ??= []).push(ms);
   return Array.from(by, (xs = []) => {
     xs.sort((a, b) => a - b);
-    return { p50: xs[Math.floor(xs.length / 2)] ?? NaN, p99: xs[Math.min(xs.length - 1, Math.floor(0.99 * xs.length))] ?? NaN };
+    return { p50: rankQuantile(xs, 0.5), p99: rankQuantile(xs, 0.99) };
   });
 }
 
@@ -162,7 +165,6 @@ async function churn(req: Extract<LoadRequest, { op: 'churn' }>): Promise<LoadRe
   let sent = 0;
   let acked = 0;
   let failed = 0;
-  const acks: number[] = [];
   const sends: Array<[number, number]> = [];
   const nodeAcks: Array<[string, number]> = [];
   const cpu0 = process.cpuUsage();
@@ -179,7 +181,6 @@ async function churn(req: Extract<LoadRequest, { op: 'churn' }>): Promise<LoadRe
       const done = () => {
         const t = Date.now();
         acked++;
-        acks.push(t - ts);
         sends.push([ts, t - ts]);
         if (node) nodeAcks.push([node, t]);
       };
@@ -191,8 +192,8 @@ async function churn(req: Extract<LoadRequest, { op: 'churn' }>): Promise<LoadRe
   await Promise.all(inflight);
   const seconds = (Date.now() - t0) / 1000; // until the last answer: a backlog lowers the achieved rate
   const cpu = process.cpuUsage(cpu0);
-  acks.sort((a, b) => a - b);
-  const q = (x: number) => acks[Math.min(acks.length - 1, Math.floor(x * acks.length))] ?? NaN;
+  const acks = sends.map(([, ms]) => ms).sort((a, b) => a - b);
+  const q = (x: number) => rankQuantile(acks, x);
   const ackBySecond = quantilesBySecond(sends, t0);
   for (const { c } of clients) c.close();
   return { op: 'churn', writes: acked, seconds, failed, ackMs: { p50: q(0.5), p99: q(0.99) }, cores: (cpu.user + cpu.system) / 1e6 / seconds, nodeAcks, ackBySecond, t0 };
