@@ -45,6 +45,9 @@
  * starts with a dash): e.g. --kvstoremesh-node-flags=--no-memory-reducer, or '--kvstoremesh-node-flags=--a --b'.
  * Checked before anything starts (a flag this Node refuses fails the run); a flag's output is lost (kvstoremesh's
  * stdio is ignored).
+ * --cpu-by-second: prints each second of the churn's cores and run-queue wait for the etcds, the kvstoremesh
+ * processes (JavaScript threads and the rest), the agent and the load generator, read by a process of its own
+ * (bench/cp-sampler.ts; off by default: its ~0.01-0.03 cores would be inside the measured window).
  */
 import { execFileSync, fork } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -62,7 +65,7 @@ import { native } from '../src/native/binding.js';
 import { checkShape, quantilesBySecond, rankQuantile, type LoadRequest, type LoadResult } from './cp-load.js';
 import { profileWindows, threadCpu } from './cp-profile.js';
 import { memParts, partsPer } from './cp-memparts.js';
-import { perProcess, procUse } from './cp-procstat.js';
+import { perProcess, procUse, type GroupPeriod } from './cp-procstat.js';
 import { ETCD_TUNING, etcdHistograms, etcdUrl, histogramQuantile, log, measureRest, restLine, runInNetns, startMesh, waitMeshSynced, type RestFigures } from './cp-mesh.js';
 
 /** Default of --settle-seconds in a full run: see the header and docs/benchmarks.md (s9idle) for the timeline it comes from. */
@@ -89,6 +92,7 @@ const { values: o } = parseArgs({
     'profile-kvstoremesh-churn': { type: 'string' },
     'txn-interval-ms': { type: 'string' },
     'kvstoremesh-node-flags': { type: 'string' },
+    'cpu-by-second': { type: 'boolean' },
     'etcd-data-dir': { type: 'string' },
   },
 });
@@ -134,6 +138,23 @@ function loadGenerator() {
   };
 }
 
+/**
+ * --cpu-by-second: cp-sampler.js in its own process; start() before the churn, stop() after it answers each
+ * second's cores and run-queue wait per group (cp-procstat.ts GroupPeriod).
+ */
+function cpuSampler() {
+  const child = fork(join(dirname(fileURLToPath(import.meta.url)), 'cp-sampler.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  return {
+    start: (groups: Record<string, number[]>, tick: number) => child.send({ groups, tick }),
+    stop: () =>
+      new Promise<Array<Record<string, GroupPeriod>> | undefined>((resolve) => {
+        child.once('message', resolve);
+        child.once('exit', () => resolve(undefined)); // it failed: no line, not a hung benchmark
+        child.send('stop');
+      }),
+    kill: () => void child.kill('SIGKILL'),
+  };
+}
 const clustersOf = (ks: number[]) => ks.map((k) => ({ k, url: etcdUrl(k) }));
 const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
 const quantile = (xs: number[], q: number) => rankQuantile([...xs].sort((a, b) => a - b), q);
@@ -197,6 +218,7 @@ async function fullRun(dir: string): Promise<void> {
   // SIGUSR2 starts, then stops, each kvstoremesh's profiler (cp-profile-signal.ts)
   const toggleProfiles = () => churnProfile && m.meshes.forEach((p) => p.kill('SIGUSR2'));
   const gen = loadGenerator();
+  const sampler = o['cpu-by-second'] ? cpuSampler() : undefined;
   let agent: Agent | undefined;
   let stopProfile: (() => Promise<void>) | undefined;
   try {
@@ -313,6 +335,7 @@ async function fullRun(dir: string): Promise<void> {
     const clkTck = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
     const waits0 = [procUse(process.pid, clkTck), procUse(gen.pid, clkTck)];
     const host0 = hostCpu();
+    sampler?.start({ etcds: m.etcds.map((e) => e.proc.pid!), kvstoremesh: m.meshes.map((p) => p.pid!), agent: [process.pid], 'load generator': [gen.pid] }, clkTck);
     const churnT0 = Date.now();
     toggleProfiles();
     const [churn, load] = await Promise.all([gen.request({ op: 'churn', clusters: clustersOf(range(2, K)), nodes: N, endpoints: E, rate: RATE, seconds: CHURN_S }), measureRest(m, CHURN_S)]);
@@ -320,6 +343,7 @@ async function fullRun(dir: string): Promise<void> {
     const agentCpu = process.cpuUsage(agentCpu0);
     const churnS = (Date.now() - churnT0) / 1000;
     const waits1 = [procUse(process.pid, clkTck), procUse(gen.pid, clkTck)];
+    const cpuBySecond = await sampler?.stop();
     const [agentWait, genWait] = [0, 1].map((i) => perProcess([waits0[i]!], [waits1[i]!], churnS));
     const host1 = hostCpu();
     // from etcd's answer to the load generator (after the remote commit: a lower bound of the mesh's own share)
@@ -364,6 +388,7 @@ async function fullRun(dir: string): Promise<void> {
       restSettledFromS: settledFromS,
       rest,
       duringChurn: load,
+      ...(cpuBySecond ? { cpuBySecond } : {}),
     };
     console.log(`\ncontrol plane: ${K} clusters x ${N} nodes x ${E} endpoints/node (${K * N} nodes, ${K * N * E} endpoints), kvstoremesh of ${o.anchor ?? 'this tree'}, ${ETCD_LINE}`);
     console.log(`initial sync into one agent (all clusters): ${syncS.toFixed(1)} s`);
@@ -387,10 +412,23 @@ async function fullRun(dir: string): Promise<void> {
     const bySecond = (xs: Array<{ p50: number; p99: number }>) => xs.map((x) => `${x.p50}/${x.p99}`).join(' ');
     console.log(`  propagation by second of the churn (by send time), p50/p99 ms: ${bySecond(report.propagationBySecondMs)}`);
     if (churn.ackBySecond) console.log(`  the remote write alone by second of the churn, p50/p99 ms: ${bySecond(churn.ackBySecond)}`);
+    if (cpuBySecond) {
+      console.log(`  cores by second of the churn (--cpu-by-second, from its start), busy/waiting for a core (s per s):`);
+      const line = (label: string, f: (r: Record<string, GroupPeriod>) => [number, number]) => console.log(`    ${label}: ${cpuBySecond.map((r) => f(r).map((x) => x.toFixed(2)).join('/')).join(' ')}`);
+      line('etcds', (r) => [r.etcds!.cores, r.etcds!.waitS]);
+      line('kvstoremesh, JavaScript threads', (r) => [r.kvstoremesh!.mainCores, r.kvstoremesh!.mainWaitS]);
+      // the process's and its main thread's CPU are read in ticks a moment apart: their difference can dip below 0
+      const rest = (g: GroupPeriod): [number, number] => [Math.max(0, g.cores - g.mainCores), Math.max(0, g.waitS - g.mainWaitS)];
+      line('kvstoremesh, other threads', (r) => rest(r.kvstoremesh!));
+      line('agent, JavaScript thread', (r) => [r.agent!.mainCores, r.agent!.mainWaitS]);
+      line('agent, other threads', (r) => rest(r.agent!));
+      line('load generator', (r) => [r['load generator']!.cores, r['load generator']!.waitS]);
+    }
     save(`controlplane-${K}x${N}x${E}${o.anchor ? '-anchor' : ''}.json`, { ...report, kvstoremesh: o.anchor ?? 'this tree', etcd: ETCD });
   } finally {
     await stopProfile?.().catch(() => undefined);
     gen.stop();
+    sampler?.kill();
     await agent?.stop().catch(() => undefined);
     await m.stop();
   }

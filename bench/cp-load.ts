@@ -161,6 +161,9 @@ async function load(req: Extract<LoadRequest, { op: 'load' }>): Promise<LoadResu
 /** Paced in 10 ms slots: each slot sends what the nominal rate owes by then, so a late slot catches up. */
 async function churn(req: Extract<LoadRequest, { op: 'churn' }>): Promise<LoadResult> {
   const clients = req.clusters.map(({ k, url }) => ({ k, c: connectEtcd({ endpoints: [url] }) }));
+  // One read per client before the window: a client connects on its first request, and the window measures the
+  // mesh, not the load generator opening its connections.
+  await Promise.all(clients.map(({ k, c }) => c.get(stateKey('nodes', clusterName(k), 'n0')).string()));
   const inflight = new Set<Promise<unknown>>();
   let sent = 0;
   let acked = 0;

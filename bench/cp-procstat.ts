@@ -85,3 +85,30 @@ export function perProcess(before: ProcUse[], after: ProcUse[], seconds: number)
     mainRunqMsPerS: (1000 * sum((x) => x.mainRunq)) / seconds / n,
   };
 }
+
+/** One group of processes over one period: cores busy and seconds per second waiting for a core, all threads and main threads. */
+export interface GroupPeriod {
+  cores: number;
+  mainCores: number;
+  waitS: number;
+  mainWaitS: number;
+}
+
+/**
+ * Each group's use per period, from readings of its processes taken `seconds[i]` apart (readings[i + 1] minus
+ * readings[i]): the sums over the group's processes, per second. A process that ended reads zeros (procUse), so a
+ * negative difference counts 0.
+ */
+export function groupPeriods(readings: ProcUse[][][], seconds: number[], groups: string[]): Array<Record<string, GroupPeriod>> {
+  const out: Array<Record<string, GroupPeriod>> = [];
+  for (let i = 1; i < readings.length; i++) {
+    const s = seconds[i - 1]!;
+    const row: Record<string, GroupPeriod> = {};
+    groups.forEach((g, gi) => {
+      const sum = (f: (u: ProcUse) => number) => readings[i]![gi]!.reduce((a, u, p) => a + Math.max(0, f(u) - f(readings[i - 1]![gi]![p]!)), 0) / s;
+      row[g] = { cores: sum((u) => u.cpu), mainCores: sum((u) => u.mainCpu), waitS: sum((u) => u.runqWait), mainWaitS: sum((u) => u.mainRunqWait) };
+    });
+    out.push(row);
+  }
+  return out;
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { perProcess, procUse } from '../../bench/cp-procstat.js';
+import { groupPeriods, perProcess, procUse } from '../../bench/cp-procstat.js';
 
 describe('bench cp-procstat', () => {
   it('reads this process: CPU of all threads at least the main thread, wakes counted, and zeros for a process that is gone', () => {
@@ -23,5 +23,30 @@ describe('bench cp-procstat', () => {
     expect(p.runqMsPerS).toBeCloseTo(30); // (0.4 + 0.2) s waiting / 10 s / 2 processes
     expect(p.mainRunqMsPerS).toBeCloseTo(10);
     expect(perProcess([], [], 10)).toEqual({ mcores: 0, maxMcores: 0, mainMcores: 0, wakesPerS: 0, runqMsPerS: 0, mainRunqMsPerS: 0 });
+  });
+
+  it('groups by period: sums over each group per second, a process that ended (zeros) counts 0, not negative', () => {
+    const u = (cpu: number, mainCpu: number, runqWait: number, mainRunqWait: number) => ({ cpu, mainCpu, wakes: 0, runqWait, mainRunqWait });
+    // readings[i][group][process]; group "a" has two processes, "b" one, which ends before the third reading
+    const readings = [
+      [[u(1, 0.5, 2, 1), u(3, 1, 0, 0)], [u(5, 4, 1, 1)]],
+      [[u(1.5, 0.8, 2.5, 1.2), u(3.5, 1.1, 0.3, 0.1)], [u(5.4, 4.1, 1.2, 1.1)]],
+      [[u(2, 1, 3, 1.5), u(3.5, 1.1, 0.3, 0.1)], [u(0, 0, 0, 0)]],
+    ];
+    const rows = groupPeriods(readings, [0.5, 2], ['a', 'b']);
+    expect(rows).toHaveLength(2);
+    // first period, 0.5 s: a used 0.5 + 0.5 s of CPU (main 0.3 + 0.1), waited 0.5 + 0.3 (main 0.2 + 0.1)
+    expect(rows[0]!.a!.cores).toBeCloseTo(2);
+    expect(rows[0]!.a!.mainCores).toBeCloseTo(0.8);
+    expect(rows[0]!.a!.waitS).toBeCloseTo(1.6);
+    expect(rows[0]!.a!.mainWaitS).toBeCloseTo(0.6);
+    expect(rows[0]!.b).toEqual({ cores: expect.closeTo(0.8) as number, mainCores: expect.closeTo(0.2) as number, waitS: expect.closeTo(0.4) as number, mainWaitS: expect.closeTo(0.2) as number });
+    // second period, 2 s: a's first process 0.5 s CPU (main 0.2), waited 0.5 (main 0.3), its second idle; b ended
+    expect(rows[1]!.a!.cores).toBeCloseTo(0.25);
+    expect(rows[1]!.a!.mainCores).toBeCloseTo(0.1);
+    expect(rows[1]!.a!.waitS).toBeCloseTo(0.25);
+    expect(rows[1]!.a!.mainWaitS).toBeCloseTo(0.15);
+    expect(rows[1]!.b).toEqual({ cores: 0, mainCores: 0, waitS: 0, mainWaitS: 0 });
+    expect(groupPeriods([readings[0]!], [], ['a', 'b'])).toEqual([]);
   });
 });
