@@ -45,9 +45,10 @@
  * starts with a dash): e.g. --kvstoremesh-node-flags=--no-memory-reducer, or '--kvstoremesh-node-flags=--a --b'.
  * Checked before anything starts (a flag this Node refuses fails the run); a flag's output is lost (kvstoremesh's
  * stdio is ignored).
- * --cpu-by-second: prints each second of the churn's cores and run-queue wait for the etcds, the kvstoremesh
- * processes (JavaScript threads and the rest), the agent and the load generator, read by a process of its own
- * (bench/cp-sampler.ts; off by default: its ~0.01-0.03 cores would be inside the measured window).
+ * --cpu-by-second (a full run only): prints each ~1 s period of the churn's time on a CPU and run-queue wait for the
+ * etcds, the kvstoremesh processes (JavaScript threads and the rest), the bench process (the agent and the harness)
+ * and the load generator, read by a process of its own (bench/cp-sampler.ts; off by default: its own CPU would
+ * count in the host's figure).
  */
 import { execFileSync, fork } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -65,7 +66,7 @@ import { native } from '../src/native/binding.js';
 import { checkShape, quantilesBySecond, rankQuantile, type LoadRequest, type LoadResult } from './cp-load.js';
 import { profileWindows, threadCpu } from './cp-profile.js';
 import { memParts, partsPer } from './cp-memparts.js';
-import { perProcess, procUse, type GroupPeriod } from './cp-procstat.js';
+import { perProcess, procUse, type GroupPeriod, type Period } from './cp-procstat.js';
 import { ETCD_TUNING, etcdHistograms, etcdUrl, histogramQuantile, log, measureRest, restLine, runInNetns, startMesh, waitMeshSynced, type RestFigures } from './cp-mesh.js';
 
 /** Default of --settle-seconds in a full run: see the header and docs/benchmarks.md (s9idle) for the timeline it comes from. */
@@ -102,6 +103,7 @@ const num = (v: string | undefined, what: string, dflt: number): number => {
   return n;
 };
 const SWEEP = o.sweep?.split(',').map((x) => num(x, 'sweep', 0));
+if (SWEEP && o['cpu-by-second']) throw new Error('--cpu-by-second reads a full run\'s churn: a sweep has none');
 const K = num(o.clusters, 'clusters', 4);
 const N = num(o.nodes, 'nodes', SWEEP ? 20 : 100);
 const E = num(o.endpoints, 'endpoints', SWEEP ? 2 : 10);
@@ -143,13 +145,19 @@ function loadGenerator() {
  * second's cores and run-queue wait per group (cp-procstat.ts GroupPeriod).
  */
 function cpuSampler() {
-  const child = fork(join(dirname(fileURLToPath(import.meta.url)), 'cp-sampler.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  // detached: a session (scheduling group) of its own, so that its readings are not queued behind the bench's
+  const child = fork(join(dirname(fileURLToPath(import.meta.url)), 'cp-sampler.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], detached: true });
+  child.on('error', () => undefined); // a send to a sampler that died: stop() answers undefined
   return {
-    start: (groups: Record<string, number[]>, tick: number) => child.send({ groups, tick }),
+    start: (groups: Record<string, number[]>, tick: number) => void (child.connected && child.send({ groups, tick })),
+    // undefined when it died or does not answer within 10 s: no line, not a failed or hung benchmark
     stop: () =>
-      new Promise<Array<Record<string, GroupPeriod>> | undefined>((resolve) => {
-        child.once('message', resolve);
-        child.once('exit', () => resolve(undefined)); // it failed: no line, not a hung benchmark
+      new Promise<Period[] | undefined>((resolve) => {
+        if (!child.connected) return resolve(undefined);
+        const timer = setTimeout(() => (child.kill('SIGKILL'), resolve(undefined)), 10_000);
+        const done = (r: Period[] | undefined) => (clearTimeout(timer), resolve(r));
+        child.once('message', done);
+        child.once('exit', () => done(undefined));
         child.send('stop');
       }),
     kill: () => void child.kill('SIGKILL'),
@@ -297,6 +305,9 @@ async function fullRun(dir: string): Promise<void> {
     const parts1 = memParts();
     await snapshot(1);
 
+    // the load generator's clients connect before any window below opens (a client connects on its first request)
+    const connected = await gen.request({ op: 'connect', clusters: clustersOf(range(2, K)) });
+    if (connected.failed) log(`load generator: ${connected.failed} of ${K - 1} etcds did not answer its first read within 10 s`);
     log(`churn: nominal ${RATE} writes/s for ${CHURN_S} s across c2..c${K} (half node records, half endpoints)`);
     // [send time, propagation] per node write: the whole window's quantiles, and by second of the churn (a slow start, or the whole window)
     const sentDelays: Array<[number, number]> = [];
@@ -338,12 +349,14 @@ async function fullRun(dir: string): Promise<void> {
     sampler?.start({ etcds: m.etcds.map((e) => e.proc.pid!), kvstoremesh: m.meshes.map((p) => p.pid!), agent: [process.pid], 'load generator': [gen.pid] }, clkTck);
     const churnT0 = Date.now();
     toggleProfiles();
-    const [churn, load] = await Promise.all([gen.request({ op: 'churn', clusters: clustersOf(range(2, K)), nodes: N, endpoints: E, rate: RATE, seconds: CHURN_S }), measureRest(m, CHURN_S)]);
+    let cpuBySecond: Period[] | undefined;
+    // the sampler stops when the load generator's last write is answered (the churn's end), not after measureRest
+    const churnDone = gen.request({ op: 'churn', clusters: clustersOf(range(2, K)), nodes: N, endpoints: E, rate: RATE, seconds: CHURN_S }).then(async (r) => ((cpuBySecond = await sampler?.stop()), r));
+    const [churn, load] = await Promise.all([churnDone, measureRest(m, CHURN_S)]);
     toggleProfiles();
     const agentCpu = process.cpuUsage(agentCpu0);
     const churnS = (Date.now() - churnT0) / 1000;
     const waits1 = [procUse(process.pid, clkTck), procUse(gen.pid, clkTck)];
-    const cpuBySecond = await sampler?.stop();
     const [agentWait, genWait] = [0, 1].map((i) => perProcess([waits0[i]!], [waits1[i]!], churnS));
     const host1 = hostCpu();
     // from etcd's answer to the load generator (after the remote commit: a lower bound of the mesh's own share)
@@ -412,16 +425,17 @@ async function fullRun(dir: string): Promise<void> {
     const bySecond = (xs: Array<{ p50: number; p99: number }>) => xs.map((x) => `${x.p50}/${x.p99}`).join(' ');
     console.log(`  propagation by second of the churn (by send time), p50/p99 ms: ${bySecond(report.propagationBySecondMs)}`);
     if (churn.ackBySecond) console.log(`  the remote write alone by second of the churn, p50/p99 ms: ${bySecond(churn.ackBySecond)}`);
-    if (cpuBySecond) {
-      console.log(`  cores by second of the churn (--cpu-by-second, from its start), busy/waiting for a core (s per s):`);
-      const line = (label: string, f: (r: Record<string, GroupPeriod>) => [number, number]) => console.log(`    ${label}: ${cpuBySecond.map((r) => f(r).map((x) => x.toFixed(2)).join('/')).join(' ')}`);
+    const periods = cpuBySecond as Period[] | undefined; // assigned in the churn's callback: not narrowed there
+    if (periods) {
+      console.log(`  cores by second of the churn (--cpu-by-second: ${periods.length} periods of ~1 s from its start to its last answer), on a CPU/waiting for a core (s per s; a wait counts in the period it ends):`);
+      const line = (label: string, f: (r: Record<string, GroupPeriod>) => [number, number]) => console.log(`    ${label}: ${periods.map((r) => f(r.groups).map((x) => x.toFixed(2)).join('/')).join(' ')}`);
       line('etcds', (r) => [r.etcds!.cores, r.etcds!.waitS]);
       line('kvstoremesh, JavaScript threads', (r) => [r.kvstoremesh!.mainCores, r.kvstoremesh!.mainWaitS]);
-      // the process's and its main thread's CPU are read in ticks a moment apart: their difference can dip below 0
+      // a thread that ended takes its time out of the process's sum: the difference can dip below 0
       const rest = (g: GroupPeriod): [number, number] => [Math.max(0, g.cores - g.mainCores), Math.max(0, g.waitS - g.mainWaitS)];
       line('kvstoremesh, other threads', (r) => rest(r.kvstoremesh!));
-      line('agent, JavaScript thread', (r) => [r.agent!.mainCores, r.agent!.mainWaitS]);
-      line('agent, other threads', (r) => rest(r.agent!));
+      line('bench process (the agent and the harness), JavaScript thread', (r) => [r.agent!.mainCores, r.agent!.mainWaitS]);
+      line('bench process, other threads', (r) => rest(r.agent!));
       line('load generator', (r) => [r['load generator']!.cores, r['load generator']!.waitS]);
     }
     save(`controlplane-${K}x${N}x${E}${o.anchor ? '-anchor' : ''}.json`, { ...report, kvstoremesh: o.anchor ?? 'this tree', etcd: ETCD });

@@ -6,6 +6,7 @@
  *
  * Messages from the parent (LoadRequest), one answer each (LoadResult):
  *   load   writes N nodes and N*E endpoints into each of the given clusters' etcds, in transactions of 128
+ *   connect  opens the churn's clients and reads one key through each (before the parent's windows open)
  *   churn  rewrites node and endpoint records of the given clusters at `rate` writes/s for `seconds`; a node
  *          write carries its send time (ms since the epoch) in bootId, which the agent's 'peers-programmed'
  *          event hands back to the parent: propagation = programmed time - send time (one machine, one clock)
@@ -23,6 +24,7 @@ export interface Shape {
 }
 export type LoadRequest =
   | ({ op: 'load'; clusters: Array<{ k: number; url: string }> } & Shape)
+  | { op: 'connect'; clusters: Array<{ k: number; url: string }> }
   | ({ op: 'churn'; clusters: Array<{ k: number; url: string }>; rate: number; seconds: number } & Shape);
 export interface LoadResult {
   op: LoadRequest['op'];
@@ -158,12 +160,32 @@ async function load(req: Extract<LoadRequest, { op: 'load' }>): Promise<LoadResu
   return { op: 'load', writes, seconds: (Date.now() - t0) / 1000, failed: 0 };
 }
 
+/** The churn's clients, opened by a `connect` request (or by the churn itself without one). */
+let opened: Array<{ k: number; c: Etcd3 }> | undefined;
+const CONNECT_TIMEOUT_MS = 10_000;
+
+/**
+ * Opens the churn's clients and reads one key through each (a client connects on its first request), so that the
+ * parent opens its measuring windows after the connections exist. A read that fails or takes over 10 s counts in
+ * `failed`; the churn still runs on that client (its writes count their own failures).
+ */
+async function connect(req: Extract<LoadRequest, { op: 'connect' }>): Promise<LoadResult> {
+  const t0 = Date.now();
+  opened = req.clusters.map(({ k, url }) => ({ k, c: connectEtcd({ endpoints: [url] }) }));
+  const reads = await Promise.allSettled(
+    opened.map(({ k, c }) => {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('timed out')), CONNECT_TIMEOUT_MS)));
+      return Promise.race([c.get(stateKey('nodes', clusterName(k), 'n0')).string(), late]).finally(() => clearTimeout(timer));
+    }),
+  );
+  return { op: 'connect', writes: 0, seconds: (Date.now() - t0) / 1000, failed: reads.filter((r) => r.status === 'rejected').length };
+}
+
 /** Paced in 10 ms slots: each slot sends what the nominal rate owes by then, so a late slot catches up. */
 async function churn(req: Extract<LoadRequest, { op: 'churn' }>): Promise<LoadResult> {
-  const clients = req.clusters.map(({ k, url }) => ({ k, c: connectEtcd({ endpoints: [url] }) }));
-  // One read per client before the window: a client connects on its first request, and the window measures the
-  // mesh, not the load generator opening its connections.
-  await Promise.all(clients.map(({ k, c }) => c.get(stateKey('nodes', clusterName(k), 'n0')).string()));
+  const clients = opened ?? req.clusters.map(({ k, url }) => ({ k, c: connectEtcd({ endpoints: [url] }) }));
+  opened = undefined;
   const inflight = new Set<Promise<unknown>>();
   let sent = 0;
   let acked = 0;
@@ -204,7 +226,7 @@ async function churn(req: Extract<LoadRequest, { op: 'churn' }>): Promise<LoadRe
 
 if (process.send) {
   process.on('message', (req: LoadRequest) => {
-    void (req.op === 'load' ? load(req) : churn(req)).then(
+    void (req.op === 'load' ? load(req) : req.op === 'connect' ? connect(req) : churn(req)).then(
       (r) => process.send!(r),
       (err: Error) => process.send!({ op: req.op, writes: 0, seconds: 0, failed: 1, error: err.message }),
     );

@@ -18,10 +18,19 @@ export interface ProcUse {
   runqWait: number;
   /** The same for the main thread alone. */
   mainRunqWait: number;
+  /**
+   * Seconds on a CPU by schedstat (field 1, ns) of the threads alive now, and of the main thread: finer than `cpu`'s
+   * clock ticks, for per-second readings; a thread that ended takes its time out of the sum.
+   */
+  onCpu: number;
+  mainOnCpu: number;
 }
 
-/** Field 2 of a schedstat text: nanoseconds spent waiting on a run queue. */
-const runqSeconds = (schedstat: string): number => Number(schedstat.split(' ')[1]) / 1e9 || 0;
+/** Fields 1 and 2 of a schedstat text, in seconds: time on a CPU, and time waiting on a run queue. */
+const schedSeconds = (schedstat: string): [onCpu: number, runq: number] => {
+  const f = schedstat.split(' ');
+  return [Number(f[0]) / 1e9 || 0, Number(f[1]) / 1e9 || 0];
+};
 
 /** utime + stime in seconds from a /proc/.../stat text (the command name, field 2, may hold spaces). */
 function statCpu(stat: string, tick: number): number {
@@ -37,20 +46,23 @@ export function procUse(pid: number, tick: number): ProcUse {
     let wakes = 0;
     let runqWait = 0;
     let mainRunqWait = 0;
+    let onCpu = 0;
+    let mainOnCpu = 0;
     for (const tid of readdirSync(`/proc/${pid}/task`)) {
       try {
         const status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
         for (const m of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) wakes += Number(m[1]);
-        const w = runqSeconds(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8'));
+        const [on, w] = schedSeconds(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8'));
         runqWait += w;
-        if (tid === String(pid)) mainRunqWait = w;
+        onCpu += on;
+        if (tid === String(pid)) [mainRunqWait, mainOnCpu] = [w, on];
       } catch {
         /* the thread ended meanwhile */
       }
     }
-    return { cpu, mainCpu, wakes, runqWait, mainRunqWait };
+    return { cpu, mainCpu, wakes, runqWait, mainRunqWait, onCpu, mainOnCpu };
   } catch {
-    return { cpu: 0, mainCpu: 0, wakes: 0, runqWait: 0, mainRunqWait: 0 };
+    return { cpu: 0, mainCpu: 0, wakes: 0, runqWait: 0, mainRunqWait: 0, onCpu: 0, mainOnCpu: 0 };
   }
 }
 
@@ -86,7 +98,7 @@ export function perProcess(before: ProcUse[], after: ProcUse[], seconds: number)
   };
 }
 
-/** One group of processes over one period: cores busy and seconds per second waiting for a core, all threads and main threads. */
+/** One group of processes over one period: cores on a CPU and seconds per second waiting for a core, all threads and main threads. */
 export interface GroupPeriod {
   cores: number;
   mainCores: number;
@@ -94,21 +106,42 @@ export interface GroupPeriod {
   mainWaitS: number;
 }
 
+/** One process read at `at` (seconds on a monotonic clock: each process is read at its own moment). */
+export interface TimedUse {
+  at: number;
+  use: ProcUse;
+}
+
+/** One period of groupPeriods: its start (s after the first reading), its length (s) and each group's figures. */
+export interface Period {
+  fromS: number;
+  seconds: number;
+  groups: Record<string, GroupPeriod>;
+}
+
 /**
- * Each group's use per period, from readings of its processes taken `seconds[i]` apart (readings[i + 1] minus
- * readings[i]): the sums over the group's processes, per second. A process that ended reads zeros (procUse), so a
- * negative difference counts 0.
+ * Each group's use per period, from readings of its processes (readings[i][group][process]): each process's
+ * difference between two readings over its own interval (on-CPU and run-queue seconds from schedstat), summed
+ * over the group. A difference below 0 (a thread ended and took its time out of the sum; a process that ended
+ * reads zeros) counts 0. The kernel adds a wait to run_delay when it ends, so a period's wait can include time
+ * waited in the period before. A period's start and length are its first process's.
  */
-export function groupPeriods(readings: ProcUse[][][], seconds: number[], groups: string[]): Array<Record<string, GroupPeriod>> {
-  const out: Array<Record<string, GroupPeriod>> = [];
+export function groupPeriods(readings: TimedUse[][][], groups: string[]): Period[] {
+  const out: Period[] = [];
+  const first = readings[0]?.[0]?.[0]?.at ?? 0;
   for (let i = 1; i < readings.length; i++) {
-    const s = seconds[i - 1]!;
     const row: Record<string, GroupPeriod> = {};
     groups.forEach((g, gi) => {
-      const sum = (f: (u: ProcUse) => number) => readings[i]![gi]!.reduce((a, u, p) => a + Math.max(0, f(u) - f(readings[i - 1]![gi]![p]!)), 0) / s;
-      row[g] = { cores: sum((u) => u.cpu), mainCores: sum((u) => u.mainCpu), waitS: sum((u) => u.runqWait), mainWaitS: sum((u) => u.mainRunqWait) };
+      const sum = (f: (u: ProcUse) => number) =>
+        readings[i]![gi]!.reduce((a, r, p) => {
+          const b = readings[i - 1]![gi]![p]!;
+          return a + Math.max(0, f(r.use) - f(b.use)) / Math.max(1e-3, r.at - b.at);
+        }, 0);
+      row[g] = { cores: sum((u) => u.onCpu), mainCores: sum((u) => u.mainOnCpu), waitS: sum((u) => u.runqWait), mainWaitS: sum((u) => u.mainRunqWait) };
     });
-    out.push(row);
+    const at0 = readings[i - 1]![0]?.[0]?.at ?? first;
+    const at1 = readings[i]![0]?.[0]?.at ?? at0;
+    out.push({ fromS: at0 - first, seconds: at1 - at0, groups: row });
   }
   return out;
 }
