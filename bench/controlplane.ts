@@ -349,9 +349,10 @@ async function fullRun(dir: string): Promise<void> {
     sampler?.start({ etcds: m.etcds.map((e) => e.proc.pid!), kvstoremesh: m.meshes.map((p) => p.pid!), agent: [process.pid], 'load generator': [gen.pid] }, clkTck);
     const churnT0 = Date.now();
     toggleProfiles();
-    let cpuBySecond: Period[] | undefined;
-    // the sampler stops when the load generator's last write is answered (the churn's end), not after measureRest
-    const churnDone = gen.request({ op: 'churn', clusters: clustersOf(range(2, K)), nodes: N, endpoints: E, rate: RATE, seconds: CHURN_S }).then(async (r) => ((cpuBySecond = await sampler?.stop()), r));
+    let stopping: Promise<Period[] | undefined> | undefined;
+    // the sampler stops when the load generator's last write is answered (the churn's end), not after measureRest;
+    // its answer is awaited after the windows below are read, so a silent sampler cannot stretch them
+    const churnDone = gen.request({ op: 'churn', clusters: clustersOf(range(2, K)), nodes: N, endpoints: E, rate: RATE, seconds: CHURN_S }).then((r) => ((stopping = sampler?.stop()), r));
     const [churn, load] = await Promise.all([churnDone, measureRest(m, CHURN_S)]);
     toggleProfiles();
     const agentCpu = process.cpuUsage(agentCpu0);
@@ -359,6 +360,7 @@ async function fullRun(dir: string): Promise<void> {
     const waits1 = [procUse(process.pid, clkTck), procUse(gen.pid, clkTck)];
     const [agentWait, genWait] = [0, 1].map((i) => perProcess([waits0[i]!], [waits1[i]!], churnS));
     const host1 = hostCpu();
+    const cpuBySecond = await stopping;
     // from etcd's answer to the load generator (after the remote commit: a lower bound of the mesh's own share)
     const sinceAck: number[] = [];
     for (const [id, acked] of churn.nodeAcks ?? []) if (programmedAt.has(id)) sinceAck.push(programmedAt.get(id)! - acked);
@@ -425,8 +427,8 @@ async function fullRun(dir: string): Promise<void> {
     const bySecond = (xs: Array<{ p50: number; p99: number }>) => xs.map((x) => `${x.p50}/${x.p99}`).join(' ');
     console.log(`  propagation by second of the churn (by send time), p50/p99 ms: ${bySecond(report.propagationBySecondMs)}`);
     if (churn.ackBySecond) console.log(`  the remote write alone by second of the churn, p50/p99 ms: ${bySecond(churn.ackBySecond)}`);
-    const periods = cpuBySecond as Period[] | undefined; // assigned in the churn's callback: not narrowed there
-    if (periods) {
+    const periods = cpuBySecond;
+    if (periods?.length) {
       console.log(`  cores by second of the churn (--cpu-by-second: ${periods.length} periods of ~1 s from its start to its last answer), on a CPU/waiting for a core (s per s; a wait counts in the period it ends):`);
       const line = (label: string, f: (r: Record<string, GroupPeriod>) => [number, number]) => console.log(`    ${label}: ${periods.map((r) => f(r.groups).map((x) => x.toFixed(2)).join('/')).join(' ')}`);
       line('etcds', (r) => [r.etcds!.cores, r.etcds!.waitS]);

@@ -184,7 +184,10 @@ async function connect(req: Extract<LoadRequest, { op: 'connect' }>): Promise<Lo
 
 /** Paced in 10 ms slots: each slot sends what the nominal rate owes by then, so a late slot catches up. */
 async function churn(req: Extract<LoadRequest, { op: 'churn' }>): Promise<LoadResult> {
-  const clients = opened ?? req.clusters.map(({ k, url }) => ({ k, c: connectEtcd({ endpoints: [url] }) }));
+  // the clients `connect` opened when they are for these clusters; otherwise (none, or others: closed) its own
+  const same = opened?.length === req.clusters.length && opened.every(({ k }, i) => k === req.clusters[i]!.k);
+  if (!same) for (const { c } of opened ?? []) c.close();
+  const clients = same ? opened! : req.clusters.map(({ k, url }) => ({ k, c: connectEtcd({ endpoints: [url] }) }));
   opened = undefined;
   const inflight = new Set<Promise<unknown>>();
   let sent = 0;
