@@ -427,10 +427,9 @@ async function fullRun(dir: string): Promise<void> {
     const bySecond = (xs: Array<{ p50: number; p99: number }>) => xs.map((x) => `${x.p50}/${x.p99}`).join(' ');
     console.log(`  propagation by second of the churn (by send time), p50/p99 ms: ${bySecond(report.propagationBySecondMs)}`);
     if (churn.ackBySecond) console.log(`  the remote write alone by second of the churn, p50/p99 ms: ${bySecond(churn.ackBySecond)}`);
-    const periods = cpuBySecond;
-    if (periods?.length) {
-      console.log(`  cores by second of the churn (--cpu-by-second: ${periods.length} periods of ~1 s from its start to its last answer), on a CPU/waiting for a core (s per s; a wait counts in the period it ends):`);
-      const line = (label: string, f: (r: Record<string, GroupPeriod>) => [number, number]) => console.log(`    ${label}: ${periods.map((r) => f(r.groups).map((x) => x.toFixed(2)).join('/')).join(' ')}`);
+    if (cpuBySecond?.length) {
+      console.log(`  cores by second of the churn (--cpu-by-second: ${cpuBySecond.length} periods of ~1 s from its start to its last answer), on a CPU/waiting for a core (s per s; a wait counts in the period it ends):`);
+      const line = (label: string, f: (r: Record<string, GroupPeriod>) => [number, number]) => console.log(`    ${label}: ${cpuBySecond.map((r) => f(r.groups).map((x) => x.toFixed(2)).join('/')).join(' ')}`);
       line('etcds', (r) => [r.etcds!.cores, r.etcds!.waitS]);
       line('kvstoremesh, JavaScript threads', (r) => [r.kvstoremesh!.mainCores, r.kvstoremesh!.mainWaitS]);
       // a thread that ended takes its time out of the process's sum: the difference can dip below 0

@@ -43,6 +43,9 @@ export interface LoadResult {
   t0?: number;
 }
 
+/** The element at rank floor(q * n) of `sorted` (ascending), NaN when empty: every quantile bench:controlplane prints. */
+export const rankQuantile = (sorted: readonly number[], q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
+
 /**
  * p50 and p99 (ms) of latency samples by whole second since `t0` (ms since the epoch) of each sample's `atMs`
  * (its send time): index i is second i of the window; a second without samples reads NaN (null in the JSON),
@@ -50,9 +53,6 @@ export interface LoadResult {
  * bench:controlplane's whole-window `quantile`: with the ~50 node writes a second of the default churn, p99 is
  * that second's slowest. The load generator's send -> answer and the parent's propagation are read by second alike.
  */
-/** The element at rank floor(q * n) of `sorted` (ascending), NaN when empty: every quantile bench:controlplane prints. */
-export const rankQuantile = (sorted: readonly number[], q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
-
 export function quantilesBySecond(samples: ReadonlyArray<readonly [atMs: number, ms: number]>, t0: number): Array<{ p50: number; p99: number }> {
   const by: number[][] = [];
   for (const [at, ms] of samples) (by[Math.max(0, Math.floor((at - t0) / 1000))] ??= []).push(ms);
@@ -162,6 +162,7 @@ async function load(req: Extract<LoadRequest, { op: 'load' }>): Promise<LoadResu
 
 /** The churn's clients, opened by a `connect` request (or by the churn itself without one). */
 let opened: Array<{ k: number; c: Etcd3 }> | undefined;
+const openClients = (clusters: Array<{ k: number; url: string }>) => clusters.map(({ k, url }) => ({ k, c: connectEtcd({ endpoints: [url] }) }));
 const CONNECT_TIMEOUT_MS = 10_000;
 
 /**
@@ -171,7 +172,7 @@ const CONNECT_TIMEOUT_MS = 10_000;
  */
 async function connect(req: Extract<LoadRequest, { op: 'connect' }>): Promise<LoadResult> {
   const t0 = Date.now();
-  opened = req.clusters.map(({ k, url }) => ({ k, c: connectEtcd({ endpoints: [url] }) }));
+  opened = openClients(req.clusters);
   const reads = await Promise.allSettled(
     opened.map(({ k, c }) => {
       let timer: NodeJS.Timeout | undefined;
@@ -187,7 +188,7 @@ async function churn(req: Extract<LoadRequest, { op: 'churn' }>): Promise<LoadRe
   // the clients `connect` opened when they are for these clusters; otherwise (none, or others: closed) its own
   const same = opened?.length === req.clusters.length && opened.every(({ k }, i) => k === req.clusters[i]!.k);
   if (!same) for (const { c } of opened ?? []) c.close();
-  const clients = same ? opened! : req.clusters.map(({ k, url }) => ({ k, c: connectEtcd({ endpoints: [url] }) }));
+  const clients = same ? opened! : openClients(req.clusters);
   opened = undefined;
   const inflight = new Set<Promise<unknown>>();
   let sent = 0;
