@@ -39,6 +39,12 @@
  * when the bench stops it), for `node scripts/cpuprofile-top.mjs DIR/*.cpuprofile`.
  * --profile-kvstoremesh-churn DIR: the same over the churn window alone (started and stopped by SIGUSR2,
  * bench/cp-profile-signal.ts; works with --anchor too): DIR/kvstoremesh-<pid>.cpuprofile.
+ * --layout session|cluster (session): how the host's CPU is shared (bench/cp-sched.ts). `session`: the kernel's
+ * autogroups (each etcd alone in a session; kvstoremesh, the agent and the load generator together in the
+ * benchmark's); `cluster`: each cluster's etcd and kvstoremesh in one CPU group, the agent alone in the benchmark's
+ * session. The run prints the layout it got (a host without a cgroup v1 `cpu` hierarchy falls back to `session`).
+ * --load-generator-class fifo|other (fifo): the load generator in the real-time class (SCHED_FIFO 1, by chrt), so
+ * that its sends and their answers do not queue behind the processes it measures; `other`: as before s43.
  * --txn-interval-ms MS: passed to this tree's kvstoremesh (not the anchor's, which may not know it).
  * --kvstoremesh-node-flags=FLAGS: Node/V8 flags (whitespace-separated) for every kvstoremesh process, before its
  * script, the anchor's too, in a full run and a sweep; in the `=` form (parseArgs refuses a separate value that
@@ -67,7 +73,7 @@ import { checkShape, quantilesBySecond, rankQuantile, type LoadRequest, type Loa
 import { profileWindows, threadCpu } from './cp-profile.js';
 import { memParts, partsPer } from './cp-memparts.js';
 import { perProcess, procUse, type GroupPeriod, type Period } from './cp-procstat.js';
-import { ETCD_TUNING, etcdHistograms, etcdUrl, histogramQuantile, log, measureRest, restLine, runInNetns, startMesh, waitMeshSynced, type RestFigures } from './cp-mesh.js';
+import { ETCD_TUNING, etcdHistograms, etcdUrl, histogramQuantile, log, measureRest, restLine, runInNetns, startMesh, waitMeshSynced, type RestFigures, type SchedLayout } from './cp-mesh.js';
 
 /** Default of --settle-seconds in a full run: see the header and docs/benchmarks.md (s9idle) for the timeline it comes from. */
 const SETTLE_DEFAULT_S = 120;
@@ -92,6 +98,8 @@ const { values: o } = parseArgs({
     'profile-kvstoremesh': { type: 'string' },
     'profile-kvstoremesh-churn': { type: 'string' },
     'txn-interval-ms': { type: 'string' },
+    layout: { type: 'string', default: 'session' },
+    'load-generator-class': { type: 'string', default: 'fifo' },
     'kvstoremesh-node-flags': { type: 'string' },
     'cpu-by-second': { type: 'boolean' },
     'etcd-data-dir': { type: 'string' },
@@ -110,6 +118,10 @@ const E = num(o.endpoints, 'endpoints', SWEEP ? 2 : 10);
 checkShape(SWEEP ? Math.max(...SWEEP) : K, N); // before any etcd starts: a shape whose addresses overlap would measure refusals
 const RATE = num(o.rate, 'rate', 100);
 const CHURN_S = num(o['churn-seconds'], 'churn-seconds', 10);
+if (o.layout !== 'cluster' && o.layout !== 'session') throw new Error('--layout must be cluster or session');
+const LAYOUT: SchedLayout = o.layout;
+if (o['load-generator-class'] !== 'fifo' && o['load-generator-class'] !== 'other') throw new Error('--load-generator-class must be fifo or other');
+const LOADGEN_CLASS = o['load-generator-class'];
 const KVSM_FLAGS = o['kvstoremesh-node-flags']?.split(/\s+/).filter(Boolean) ?? [];
 // a flag Node refuses would only show as a mesh that never syncs (kvstoremesh's stdio is ignored): refused here
 if (KVSM_FLAGS.length) execFileSync(process.execPath, [...KVSM_FLAGS, '-e', ''], { stdio: ['ignore', 'ignore', 'inherit'] });
@@ -129,6 +141,19 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** The load generator process; request() sends one job and resolves with its answer. */
 function loadGenerator() {
   const child = fork(join(dirname(fileURLToPath(import.meta.url)), 'cp-load.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  // the load generator stands for the remote clusters' writers, on machines of their own in a deployment, so it
+  // runs ahead of the measured processes (SCHED_FIFO 1; it uses ~0.1-0.2 cores) and its send times and answers are
+  // not queued behind them (s42: the remote write alone up to 2.7 s while etcd's handling of it was ≤ 25 ms; s43
+  // with it: 3 / 18-22 ms)
+  let fifo = 'no (--load-generator-class other)';
+  if (LOADGEN_CLASS === 'fifo') {
+    try {
+      execFileSync('chrt', ['-a', '-f', '-p', '1', String(child.pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
+      fifo = 'yes';
+    } catch (err) {
+      fifo = `no (chrt failed: ${(err as Error).message.split('\n')[0]})`;
+    }
+  }
   return {
     request: (req: LoadRequest) =>
       new Promise<LoadResult>((resolve, reject) => {
@@ -137,6 +162,8 @@ function loadGenerator() {
       }),
     stop: () => void child.kill('SIGKILL'),
     pid: child.pid!,
+    /** Whether it runs in the real-time class (SCHED_FIFO), and why not. */
+    fifo,
   };
 }
 
@@ -178,13 +205,13 @@ const gc = () => (globalThis as { gc?: () => void }).gc?.();
 async function sweep(dir: string): Promise<void> {
   // the floor: the same etcds and records without any kvstoremesh (etcd's own idle cost)
   const variants: Array<[string, string | undefined]> = [['etcds alone', undefined], ...(o.anchor ? [['anchor', join(o.anchor, 'bin', 'wiremesh.js')] as [string, string]] : []), ['this tree', OURS]];
-  const rows: Array<{ K: number; variant: string; synced: boolean; rest: RestFigures }> = [];
+  const rows: Array<{ K: number; variant: string; synced: boolean; rest: RestFigures; layout: string }> = [];
   const gen = loadGenerator();
   try {
     for (const k of SWEEP!)
       for (const [variant, bin] of variants) {
         log(`sweep: K = ${k} (${N} nodes x ${E} endpoints per cluster), ${variant}`);
-        const m = await startMesh(k, join(dir, `${variant.replace(/ /g, '-')}-${k}`), bin, { nodes: N, etcd: ETCD, nodeFlags: KVSM_FLAGS });
+        const m = await startMesh(k, join(dir, `${variant.replace(/ /g, '-')}-${k}`), bin, { nodes: N, etcd: ETCD, nodeFlags: KVSM_FLAGS, layout: LAYOUT });
         try {
           await gen.request({ op: 'load', clusters: clustersOf(range(1, k)), nodes: N, endpoints: E });
           // a mesh that cannot finish its first sync (the anchor at K = 32 on 2 shared cores) is measured as it is
@@ -193,7 +220,7 @@ async function sweep(dir: string): Promise<void> {
           await sleep(SWEEP_SETTLE_S * 1000);
           const rest = await measureRest(m, REST_S);
           log(`  ${restLine(rest)}`);
-          rows.push({ K: k, variant, synced, rest });
+          rows.push({ K: k, variant, synced, rest, layout: m.layout });
         } finally {
           await m.stop();
         }
@@ -202,6 +229,7 @@ async function sweep(dir: string): Promise<void> {
     gen.stop();
   }
   console.log(`\ncontrol plane at rest, K clusters of ${N} nodes x ${E} endpoints, no churn, ${REST_S} s windows from ${SWEEP_SETTLE_S} s after the sync, ${ETCD_LINE}`);
+  console.log(`scheduling layout (--layout ${LAYOUT}): ${[...new Set(rows.map((r) => r.layout))].join('; ')}`);
   console.log('| K | kvstoremesh | writes/s per etcd | writes/s mesh-wide | commits/s per etcd | commits/s mesh-wide | CPU cores (etcds + kvstoremesh) | mcores per etcd / kvstoremesh | wakes/s per etcd / kvstoremesh |');
   console.log('|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
@@ -222,7 +250,7 @@ async function fullRun(dir: string): Promise<void> {
   log(`starting ${K} etcd + kvstoremesh pairs${o.anchor ? ` (the anchor's kvstoremesh, ${o.anchor})` : ''}`);
   const churnProfile = o['profile-kvstoremesh-churn'] && resolvePath(o['profile-kvstoremesh-churn']);
   for (const d of [o['profile-kvstoremesh'], churnProfile]) if (d) mkdirSync(d, { recursive: true });
-  const m = await startMesh(K, dir, o.anchor ? join(o.anchor, 'bin', 'wiremesh.js') : OURS, { nodes: N, profileDir: o['profile-kvstoremesh'], signalProfileDir: churnProfile || undefined, etcd: ETCD, args: !o.anchor && o['txn-interval-ms'] ? ['--txn-interval-ms', o['txn-interval-ms']] : [], nodeFlags: KVSM_FLAGS });
+  const m = await startMesh(K, dir, o.anchor ? join(o.anchor, 'bin', 'wiremesh.js') : OURS, { nodes: N, profileDir: o['profile-kvstoremesh'], signalProfileDir: churnProfile || undefined, etcd: ETCD, args: !o.anchor && o['txn-interval-ms'] ? ['--txn-interval-ms', o['txn-interval-ms']] : [], nodeFlags: KVSM_FLAGS, layout: LAYOUT });
   // SIGUSR2 starts, then stops, each kvstoremesh's profiler (cp-profile-signal.ts)
   const toggleProfiles = () => churnProfile && m.meshes.forEach((p) => p.kill('SIGUSR2'));
   const gen = loadGenerator();
@@ -378,6 +406,7 @@ async function fullRun(dir: string): Promise<void> {
     const report = {
       date: new Date().toISOString(),
       clusters: K,
+      layout: { asked: LAYOUT, got: m.layout, loadGeneratorClass: LOADGEN_CLASS, loadGeneratorFifo: gen.fifo },
       nodesPerCluster: N,
       endpointsPerNode: E,
       initialSyncSeconds: syncS,
@@ -406,6 +435,7 @@ async function fullRun(dir: string): Promise<void> {
       ...(cpuBySecond ? { cpuBySecond } : {}),
     };
     console.log(`\ncontrol plane: ${K} clusters x ${N} nodes x ${E} endpoints/node (${K * N} nodes, ${K * N * E} endpoints), kvstoremesh of ${o.anchor ?? 'this tree'}, ${ETCD_LINE}`);
+    console.log(`scheduling layout (--layout ${LAYOUT}): ${m.layout}; the load generator in the real-time class (--load-generator-class ${LOADGEN_CLASS}): ${gen.fifo}`);
     console.log(`initial sync into one agent (all clusters): ${syncS.toFixed(1)} s`);
     console.log(`agent growth per remote endpoint (incl. its share of nodes and peers): RSS ${report.agentBytesPerRemoteEndpoint.rss.toFixed(0)} B, heap ${report.agentBytesPerRemoteEndpoint.heap.toFixed(0)} B (RSS ${report.agentRssMiB.toFixed(0)} MiB; at rest ≥ 25 s after the sync; the agent's heap compactions: ${heapCompactions}, malloc trims: ${mallocTrims})`);
     console.log(`  by part, B per remote endpoint: ${Object.entries(report.agentPartsPerRemoteEndpoint).map(([k, v]) => `${k} ${v}`).join(', ')}`);

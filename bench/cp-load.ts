@@ -12,6 +12,8 @@
  *          event hands back to the parent: propagation = programmed time - send time (one machine, one clock)
  */
 import { randomBytes } from 'node:crypto';
+import { resolve as resolvePath } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Etcd3 } from 'etcd3';
 import { endpointName, stateKey } from '../src/controlplane/keys.js';
 import { connectEtcd } from '../src/controlplane/kvstore.js';
@@ -228,7 +230,9 @@ async function churn(req: Extract<LoadRequest, { op: 'churn' }>): Promise<LoadRe
   return { op: 'churn', writes: acked, seconds, failed, ackMs: { p50: q(0.5), p99: q(0.99) }, cores: (cpu.user + cpu.system) / 1e6 / seconds, nodeAcks, ackBySecond, t0 };
 }
 
-if (process.send) {
+// only as the forked load generator: the benchmark imports this module for its helpers, and inside its namespace it
+// has an IPC channel of its own (to its parent outside, cp-sched.ts), whose messages are not load requests
+if (process.send && process.argv[1] && resolvePath(process.argv[1]) === fileURLToPath(import.meta.url)) {
   process.on('message', (req: LoadRequest) => {
     void (req.op === 'load' ? load(req) : req.op === 'connect' ? connect(req) : churn(req)).then(
       (r) => process.send!(r),

@@ -17,6 +17,7 @@ import { startEtcd, type EtcdProcess } from '../src/testbed/etcd.js';
 import { AGENT_ENV, AGENT_NODE_FLAGS } from '../src/testbed/state.js';
 import { clusterName, clusterPodCIDRs, underlayCIDRs } from './cp-load.js';
 import { perProcess, procUse, type PerProcess } from './cp-procstat.js';
+import { answerPlace, placeInGroup, SchedGroups, type PlaceRequest } from './cp-sched.js';
 
 export const log = (m: string): void => void process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${m}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -29,7 +30,9 @@ const IN_NETNS = 'WIREMESH_BENCH_NETNS';
  * child hosts the measured agent; an inherited MALLOC_ARENA_MAX wins over AGENT_ENV's, for A/B runs; what the child
  * starts inherits its environment, kvstoremesh too), waits for the child and exits with its code; after `timeoutS`
  * (or on SIGINT/SIGTERM) it kills every process in the namespace (the child, etcds, kvstoremesh, the load generator) and exits 124
- * (130/143 on a signal). The namespace is removed in every case.
+ * (130/143 on a signal). The namespace is removed in every case. Over the child's IPC channel it places the
+ * child's processes in CPU scheduling groups on request (cp-sched.ts: the namespace's /sys has no cgroup
+ * filesystem) and removes those groups once every process of the namespace is gone.
  */
 export function runInNetns(timeoutS: number, main: () => Promise<void>): void {
   if (process.env[IN_NETNS]) {
@@ -44,6 +47,7 @@ export function runInNetns(timeoutS: number, main: () => Promise<void>): void {
   }
   const ns = `i16-cprest-${process.pid}`;
   execFileSync('ip', ['netns', 'add', ns]);
+  const groups = new SchedGroups(`wiremesh-bench-${process.pid}`);
   const killAll = () => {
     for (let i = 0; i < 50; i++) {
       const pids = execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).split('\n').filter(Boolean);
@@ -60,6 +64,7 @@ export function runInNetns(timeoutS: number, main: () => Promise<void>): void {
   };
   const finish = (code: number) => {
     killAll();
+    for (const left of groups.remove()) process.stderr.write(`could not remove scheduling group ${left}\n`);
     try {
       execFileSync('ip', ['netns', 'del', ns]);
     } catch (err) {
@@ -71,9 +76,11 @@ export function runInNetns(timeoutS: number, main: () => Promise<void>): void {
   try {
     execFileSync('ip', ['netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up']);
     child = spawn('ip', ['netns', 'exec', ns, process.execPath, ...AGENT_NODE_FLAGS, '--expose-gc', '--max-old-space-size=8192', process.argv[1]!, ...process.argv.slice(2)], {
-      stdio: 'inherit',
+      stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
       env: { ...AGENT_ENV, ...process.env, [IN_NETNS]: ns },
     });
+    child.on('message', (req: PlaceRequest) => void (req?.op === 'sched-place' && child.connected && child.send(answerPlace(groups, req))));
+    child.on('error', () => undefined); // a send racing the child's exit
   } catch (err) {
     finish(1);
     throw err;
@@ -124,7 +131,12 @@ export interface Mesh {
   meshes: ChildProcess[];
   clients: Etcd3[];
   stop(): Promise<void>;
+  /** The scheduling layout the run got (cp-sched.ts), as printed. */
+  layout: string;
 }
+
+/** How the host's CPU is shared (cp-sched.ts): the kernel's sessions (the default), or per cluster. */
+export type SchedLayout = 'cluster' | 'session';
 
 /**
  * K clusters c1..cK, each with its etcd and kvstoremesh (`bin` is the wiremesh.js that runs it: this tree's, or
@@ -134,7 +146,7 @@ export interface Mesh {
  * etcds alone with the same records and no replication (the floor: what K idle etcds cost). `nodeFlags`: Node/V8
  * flags for every kvstoremesh process, before its script (bench:controlplane --kvstoremesh-node-flags).
  */
-export async function startMesh(K: number, dir: string, bin: string | undefined, opts: { nodes: number; profileDir?: string; signalProfileDir?: string; etcd?: EtcdTuning; args?: string[]; nodeFlags?: string[] }): Promise<Mesh> {
+export async function startMesh(K: number, dir: string, bin: string | undefined, opts: { nodes: number; profileDir?: string; signalProfileDir?: string; etcd?: EtcdTuning; args?: string[]; nodeFlags?: string[]; layout?: SchedLayout }): Promise<Mesh> {
   const { profileDir, signalProfileDir, etcd: tune = ETCD_TUNING } = opts;
   // --profile-kvstoremesh-churn: profiled between two SIGUSR2 (cp-profile-signal.ts), not from start to exit
   const profileArgs = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : signalProfileDir ? ['--import', join(dirname(fileURLToPath(import.meta.url)), 'cp-profile-signal.js')] : [];
@@ -166,11 +178,19 @@ export async function startMesh(K: number, dir: string, bin: string | undefined,
     );
     for (let k = 1; bin && k <= K; k++)
       meshes.push(spawn(process.execPath, [...(opts.nodeFlags ?? []), ...profileArgs, bin, 'kvstoremesh', '--cluster', clusterName(k), '--etcd', etcdUrl(k), ...(opts.args ?? [])], { stdio: 'ignore', env: { ...process.env, LOG_LEVEL: 'warn', ...(signalProfileDir ? { WIREMESH_PROFILE_DIR: signalProfileDir } : {}) } }));
+    if (opts.layout === 'cluster') {
+      // each cluster's etcd and kvstoremesh in one CPU group (cp-sched.ts); one refusal makes the whole run the kernel's layout
+      for (let k = 1; k <= K; k++) {
+        const why = await placeInGroup(clusterName(k), [etcds[k - 1]!.proc.pid!, ...(meshes[k - 1] ? [meshes[k - 1]!.pid!] : [])]);
+        if (why) return { K, etcds, meshes, clients, stop, layout: `session (the kernel's: cluster groups failed at ${clusterName(k)}: ${why})` };
+      }
+      return { K, etcds, meshes, clients, stop, layout: `cluster (${K} CPU groups, etcd + kvstoremesh each; the agent alone in its session)` };
+    }
   } catch (err) {
     await stop();
     throw err;
   }
-  return { K, etcds, meshes, clients, stop };
+  return { K, etcds, meshes, clients, stop, layout: "session (the kernel's)" };
 }
 
 /** SIGTERM, then resolves when the process exited or after `ms`. */
