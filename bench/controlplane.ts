@@ -43,8 +43,10 @@
  * autogroups (each etcd alone in a session; kvstoremesh, the agent and the load generator together in the
  * benchmark's); `cluster`: each cluster's etcd and kvstoremesh in one CPU group, the agent alone in the benchmark's
  * session. The run prints the layout it got (a host without a cgroup v1 `cpu` hierarchy falls back to `session`).
- * --load-generator-class fifo|other (fifo): the load generator in the real-time class (SCHED_FIFO 1, by chrt), so
- * that its sends and their answers do not queue behind the processes it measures; `other`: as before s43.
+ * --load-generator-class other|fifo (other): `fifo` puts the load generator in the real-time class (SCHED_FIFO 1, by
+ * chrt) for the churn, so that its sends and their answers do not queue behind the processes it measures (the
+ * initial load stays in the normal class); not the default: it takes its CPU ahead of a saturated host's, and in
+ * the session layout both s43 runs with it read a slower propagation (docs/benchmarks.md, s43).
  * --txn-interval-ms MS: passed to this tree's kvstoremesh (not the anchor's, which may not know it).
  * --kvstoremesh-node-flags=FLAGS: Node/V8 flags (whitespace-separated) for every kvstoremesh process, before its
  * script, the anchor's too, in a full run and a sweep; in the `=` form (parseArgs refuses a separate value that
@@ -99,7 +101,7 @@ const { values: o } = parseArgs({
     'profile-kvstoremesh-churn': { type: 'string' },
     'txn-interval-ms': { type: 'string' },
     layout: { type: 'string', default: 'session' },
-    'load-generator-class': { type: 'string', default: 'fifo' },
+    'load-generator-class': { type: 'string', default: 'other' },
     'kvstoremesh-node-flags': { type: 'string' },
     'cpu-by-second': { type: 'boolean' },
     'etcd-data-dir': { type: 'string' },
@@ -141,19 +143,20 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** The load generator process; request() sends one job and resolves with its answer. */
 function loadGenerator() {
   const child = fork(join(dirname(fileURLToPath(import.meta.url)), 'cp-load.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  // the load generator stands for the remote clusters' writers, on machines of their own in a deployment, so it
-  // runs ahead of the measured processes (SCHED_FIFO 1; it uses ~0.1-0.2 cores) and its send times and answers are
-  // not queued behind them (s42: the remote write alone up to 2.7 s while etcd's handling of it was ≤ 25 ms; s43
-  // with it: 3 / 18-22 ms)
-  let fifo = 'no (--load-generator-class other)';
-  if (LOADGEN_CLASS === 'fifo') {
+  // --load-generator-class fifo: for the churn (its connect and its writes) the load generator runs ahead of the
+  // measured processes (SCHED_FIFO 1; ~0.15-0.25 cores then), as the remote clusters' writers it stands for run on
+  // machines of their own, so that its send times and answers are not queued behind them (s42: the remote write
+  // alone up to 2.7 s while etcd's handling of it was ≤ 25 ms; s43 with it: 3 / 18-26 ms); the initial load, a
+  // bulk of ~176k writes, stays in the normal class. Every thread (chrt -a); those made later inherit the class.
+  const chrt = (args: string[]): string | undefined => {
     try {
-      execFileSync('chrt', ['-a', '-f', '-p', '1', String(child.pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
-      fifo = 'yes';
+      execFileSync('chrt', ['-a', ...args, String(child.pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
+      return undefined;
     } catch (err) {
-      fifo = `no (chrt failed: ${(err as Error).message.split('\n')[0]})`;
+      const e = err as Error & { stderr?: Buffer };
+      return e.stderr?.toString().trim() || e.message;
     }
-  }
+  };
   return {
     request: (req: LoadRequest) =>
       new Promise<LoadResult>((resolve, reject) => {
@@ -162,8 +165,16 @@ function loadGenerator() {
       }),
     stop: () => void child.kill('SIGKILL'),
     pid: child.pid!,
-    /** Whether it runs in the real-time class (SCHED_FIFO), and why not. */
-    fifo,
+    /** Into the real-time class (SCHED_FIFO 1): 'yes', or why not. */
+    toFifo: () => {
+      const why = chrt(['-f', '-p', '1']);
+      return why ? `no (chrt refused: ${why})` : 'yes';
+    },
+    /** Back to the normal class (SCHED_OTHER); a failure is printed (the generator would stay ahead of the rest). */
+    toOther: () => {
+      const why = chrt(['-o', '-p', '0']);
+      if (why) log(`load generator: could not return it to the normal class: ${why}`);
+    },
   };
 }
 
@@ -334,6 +345,7 @@ async function fullRun(dir: string): Promise<void> {
     await snapshot(1);
 
     // the load generator's clients connect before any window below opens (a client connects on its first request)
+    const fifo = LOADGEN_CLASS === 'fifo' ? gen.toFifo() : 'no (--load-generator-class other)';
     const connected = await gen.request({ op: 'connect', clusters: clustersOf(range(2, K)) });
     if (connected.failed) log(`load generator: ${connected.failed} of ${K - 1} etcds did not answer its first read within 10 s`);
     log(`churn: nominal ${RATE} writes/s for ${CHURN_S} s across c2..c${K} (half node records, half endpoints)`);
@@ -389,6 +401,7 @@ async function fullRun(dir: string): Promise<void> {
     const [agentWait, genWait] = [0, 1].map((i) => perProcess([waits0[i]!], [waits1[i]!], churnS));
     const host1 = hostCpu();
     const cpuBySecond = await stopping;
+    if (fifo === 'yes') gen.toOther(); // after the churn's readings (a chrt spawn)
     // from etcd's answer to the load generator (after the remote commit: a lower bound of the mesh's own share)
     const sinceAck: number[] = [];
     for (const [id, acked] of churn.nodeAcks ?? []) if (programmedAt.has(id)) sinceAck.push(programmedAt.get(id)! - acked);
@@ -406,7 +419,7 @@ async function fullRun(dir: string): Promise<void> {
     const report = {
       date: new Date().toISOString(),
       clusters: K,
-      layout: { asked: LAYOUT, got: m.layout, loadGeneratorClass: LOADGEN_CLASS, loadGeneratorFifo: gen.fifo },
+      layout: { asked: LAYOUT, got: m.layout, loadGeneratorClass: LOADGEN_CLASS, loadGeneratorFifo: fifo },
       nodesPerCluster: N,
       endpointsPerNode: E,
       initialSyncSeconds: syncS,
@@ -435,7 +448,7 @@ async function fullRun(dir: string): Promise<void> {
       ...(cpuBySecond ? { cpuBySecond } : {}),
     };
     console.log(`\ncontrol plane: ${K} clusters x ${N} nodes x ${E} endpoints/node (${K * N} nodes, ${K * N * E} endpoints), kvstoremesh of ${o.anchor ?? 'this tree'}, ${ETCD_LINE}`);
-    console.log(`scheduling layout (--layout ${LAYOUT}): ${m.layout}; the load generator in the real-time class (--load-generator-class ${LOADGEN_CLASS}): ${gen.fifo}`);
+    console.log(`scheduling layout (--layout ${LAYOUT}): ${m.layout}; the load generator in the real-time class for the churn (--load-generator-class ${LOADGEN_CLASS}): ${fifo}`);
     console.log(`initial sync into one agent (all clusters): ${syncS.toFixed(1)} s`);
     console.log(`agent growth per remote endpoint (incl. its share of nodes and peers): RSS ${report.agentBytesPerRemoteEndpoint.rss.toFixed(0)} B, heap ${report.agentBytesPerRemoteEndpoint.heap.toFixed(0)} B (RSS ${report.agentRssMiB.toFixed(0)} MiB; at rest ≥ 25 s after the sync; the agent's heap compactions: ${heapCompactions}, malloc trims: ${mallocTrims})`);
     console.log(`  by part, B per remote endpoint: ${Object.entries(report.agentPartsPerRemoteEndpoint).map(([k, v]) => `${k} ${v}`).join(', ')}`);

@@ -17,7 +17,7 @@ import { startEtcd, type EtcdProcess } from '../src/testbed/etcd.js';
 import { AGENT_ENV, AGENT_NODE_FLAGS } from '../src/testbed/state.js';
 import { clusterName, clusterPodCIDRs, underlayCIDRs } from './cp-load.js';
 import { perProcess, procUse, type PerProcess } from './cp-procstat.js';
-import { answerPlace, placeInGroup, SchedGroups, type PlaceRequest } from './cp-sched.js';
+import { answerPlace, placeInGroups, SchedGroups, type PlaceRequest } from './cp-sched.js';
 
 export const log = (m: string): void => void process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${m}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -47,7 +47,8 @@ export function runInNetns(timeoutS: number, main: () => Promise<void>): void {
   }
   const ns = `i16-cprest-${process.pid}`;
   execFileSync('ip', ['netns', 'add', ns]);
-  const groups = new SchedGroups(`wiremesh-bench-${process.pid}`);
+  const nsPids = () => new Set(execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number));
+  const groups = new SchedGroups(`wiremesh-bench-${process.pid}`, nsPids);
   const killAll = () => {
     for (let i = 0; i < 50; i++) {
       const pids = execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).split('\n').filter(Boolean);
@@ -179,12 +180,11 @@ export async function startMesh(K: number, dir: string, bin: string | undefined,
     for (let k = 1; bin && k <= K; k++)
       meshes.push(spawn(process.execPath, [...(opts.nodeFlags ?? []), ...profileArgs, bin, 'kvstoremesh', '--cluster', clusterName(k), '--etcd', etcdUrl(k), ...(opts.args ?? [])], { stdio: 'ignore', env: { ...process.env, LOG_LEVEL: 'warn', ...(signalProfileDir ? { WIREMESH_PROFILE_DIR: signalProfileDir } : {}) } }));
     if (opts.layout === 'cluster') {
-      // each cluster's etcd and kvstoremesh in one CPU group (cp-sched.ts); one refusal makes the whole run the kernel's layout
-      for (let k = 1; k <= K; k++) {
-        const why = await placeInGroup(clusterName(k), [etcds[k - 1]!.proc.pid!, ...(meshes[k - 1] ? [meshes[k - 1]!.pid!] : [])]);
-        if (why) return { K, etcds, meshes, clients, stop, layout: `session (the kernel's: cluster groups failed at ${clusterName(k)}: ${why})` };
-      }
-      return { K, etcds, meshes, clients, stop, layout: `cluster (${K} CPU groups, etcd + kvstoremesh each; the agent alone in its session)` };
+      // each cluster's etcd and kvstoremesh in one CPU group (cp-sched.ts), all or none
+      const groups = Object.fromEntries(etcds.map((e, i) => [clusterName(i + 1), [e.proc.pid!, ...(meshes[i] ? [meshes[i]!.pid!] : [])]]));
+      const why = await placeInGroups(groups);
+      const what = meshes.length ? 'etcd + kvstoremesh each' : 'etcd each';
+      return { K, etcds, meshes, clients, stop, layout: why ? `session (the kernel's: the cluster groups were refused: ${why})` : `cluster (${K} CPU groups, ${what})` };
     }
   } catch (err) {
     await stop();

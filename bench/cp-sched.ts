@@ -8,16 +8,22 @@
  * benchmark's one session, so under the churn one etcd weighed as much as all kvstoremesh processes and the agent
  * together, and the agent waited behind 16 runnable kvstoremesh threads (s42). That is the `session` layout, the
  * default. The `cluster` layout puts each cluster's etcd and kvstoremesh in one group of the `cpu` controller
- * (cgroup v1, cpu.shares 1024 each, as a session's group weighs), so that the clusters share the host evenly as
+ * (cgroup v1, made at the hierarchy's root with the kernel's default cpu.shares, 1024, what a session's group
+ * weighs), so that the clusters share the host evenly as
  * their own machines would, and leaves the agent alone in the benchmark's session, as on a node of its own. s43
  * measured it and kept it an option: a cluster's etcd then waits behind its own kvstoremesh, and in two of its four
  * runs at the issue point etcd's commits slowed (WAL fsync p99 256-512 ms) and propagation with them.
  *
+ * Both descriptions hold where the processes start in the root of the `cpu` hierarchy, as here; where an init
+ * system already puts each session in a `cpu` group of its own, the kernel's autogroups do not apply, and neither
+ * layout is what is written here.
+ *
  * The groups are made by the parent outside the namespace (`ip netns exec` mounts a /sys without the cgroup
- * filesystems): the process inside asks over its IPC channel (placeInGroup), the parent creates
- * /sys/fs/cgroup/cpu/wiremesh-bench-<its pid>/<name>, moves the processes in and answers; it removes the groups once
+ * filesystems): the process inside asks over its IPC channel (placeInGroups, every group in one
+ * request), the parent creates /sys/fs/cgroup/cpu/wiremesh-bench-<its pid>/<name>, moves the processes in (all or
+ * none) and answers; it removes the groups once
  * it has killed every process of the namespace (a parent killed by SIGKILL leaves the empty groups behind). Without
- * a writable cgroup v1 `cpu` hierarchy (a cgroup v2 host, a container without it), placeInGroup answers why and
+ * a writable cgroup v1 `cpu` hierarchy (a cgroup v2 host, a container without it), placeInGroups answers why and
  * the run prints that the layout fell back to the kernel's.
  */
 import { existsSync, mkdirSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
@@ -26,12 +32,14 @@ import { join } from 'node:path';
 /** The cgroup v1 `cpu` hierarchy where the groups are made. */
 export const CPU_CGROUP_ROOT = '/sys/fs/cgroup/cpu';
 
-/** A request from the benchmark inside the namespace to its parent, and the answer (error: why not placed). */
+/**
+ * A request from the benchmark inside the namespace to its parent: every group of the run at once (group name →
+ * processes), placed all or none; the answer's error says why not.
+ */
 export interface PlaceRequest {
   op: 'sched-place';
   id: number;
-  name: string;
-  pids: number[];
+  groups: Record<string, number[]>;
 }
 export interface PlaceAnswer {
   op: 'sched-placed';
@@ -39,42 +47,79 @@ export interface PlaceAnswer {
   error?: string;
 }
 
-/** The parent's side: one directory of groups for this run, made on first use, removed by remove(). */
+/** How the parent writes a control file (a test passes its own, to see every write). */
+export type CgroupWrite = (file: string, data: string) => void;
+
+/**
+ * The parent's side: one directory of groups for this run, made on first use, removed by remove(). Bounds: a name
+ * is one path segment of [a-z0-9-], at most 32 characters; a process must be a positive integer that `allowed`
+ * holds (the namespace's own processes: the parent runs as root outside it, and a write of 0 would move the
+ * writer itself).
+ */
 export class SchedGroups {
   private readonly dir: string;
   constructor(
     tag: string,
+    private readonly allowed: () => ReadonlySet<number>,
     private readonly root = CPU_CGROUP_ROOT,
+    private readonly write: CgroupWrite = (file, data) => writeFileSync(file, data),
   ) {
     this.dir = join(root, tag);
   }
 
-  /** Moves `pids` (whole processes, every thread) into group `name` (a single path segment); throws why not. */
-  place(name: string, pids: readonly number[]): void {
-    if (!/^[a-z0-9-]{1,32}$/.test(name)) throw new Error(`bad group name ${JSON.stringify(name)}`);
+  /**
+   * Moves each group's processes (whole processes: in cgroup v1 a pid written to cgroup.procs brings all its
+   * threads, and threads made later follow) into that group; all or none: on a failure the ones already moved go
+   * back to the hierarchy's root (where the kernel's autogroups apply again) and the error is thrown.
+   */
+  place(groups: Readonly<Record<string, readonly number[]>>): void {
     if (!existsSync(join(this.root, 'cpu.shares'))) throw new Error(`no cgroup v1 cpu hierarchy at ${this.root}`);
-    const group = join(this.dir, name);
-    mkdirSync(group, { recursive: true });
-    for (const pid of pids) writeFileSync(join(group, 'cgroup.procs'), String(pid));
+    const allowed = this.allowed();
+    for (const [name, pids] of Object.entries(groups)) {
+      if (!/^[a-z0-9-]{1,32}$/.test(name)) throw new Error(`bad group name ${JSON.stringify(name)}`);
+      for (const pid of pids) if (!Number.isInteger(pid) || pid <= 0 || !allowed.has(pid)) throw new Error(`process ${JSON.stringify(pid)} is not one of the namespace's`);
+    }
+    const moved: number[] = [];
+    try {
+      for (const [name, pids] of Object.entries(groups)) {
+        const group = join(this.dir, name);
+        mkdirSync(group, { recursive: true });
+        for (const pid of pids) {
+          this.write(join(group, 'cgroup.procs'), String(pid));
+          moved.push(pid);
+        }
+      }
+    } catch (err) {
+      for (const pid of moved) {
+        try {
+          this.write(join(this.root, 'cgroup.procs'), String(pid));
+        } catch {
+          /* gone: nothing to move back */
+        }
+      }
+      throw err;
+    }
   }
 
-  /** Removes every group (each must be empty: its processes exited); what cannot be removed is returned. */
-  remove(): string[] {
+  /**
+   * Removes every group, each once its processes are gone: a process that was just killed can still be leaving its
+   * group (EBUSY), so each removal is tried for up to `waitMs`. What could not be removed is returned.
+   */
+  remove(waitMs = 1000): string[] {
     if (!existsSync(this.dir)) return [];
     const left: string[] = [];
-    for (const e of readdirSync(this.dir, { withFileTypes: true })) {
-      if (!e.isDirectory()) continue;
-      try {
-        rmdirSync(join(this.dir, e.name));
-      } catch (err) {
-        left.push(`${e.name}: ${(err as Error).message}`);
+    const rm = (path: string, label: string) => {
+      for (const until = Date.now() + waitMs; ; ) {
+        try {
+          return rmdirSync(path);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EBUSY' || Date.now() >= until) return void left.push(`${label}: ${(err as Error).message}`);
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+        }
       }
-    }
-    try {
-      rmdirSync(this.dir);
-    } catch (err) {
-      left.push(`${this.dir}: ${(err as Error).message}`);
-    }
+    };
+    for (const e of readdirSync(this.dir, { withFileTypes: true })) if (e.isDirectory()) rm(join(this.dir, e.name), e.name);
+    rm(this.dir, this.dir);
     return left;
   }
 }
@@ -82,7 +127,7 @@ export class SchedGroups {
 /** The parent's answer to one request (never throws: a failure is the answer's error). */
 export function answerPlace(groups: SchedGroups, req: PlaceRequest): PlaceAnswer {
   try {
-    groups.place(req.name, req.pids);
+    groups.place(req.groups);
     return { op: 'sched-placed', id: req.id };
   } catch (err) {
     return { op: 'sched-placed', id: req.id, error: (err as Error).message };
@@ -112,10 +157,11 @@ function parentChannel(): Channel | null {
 
 let nextId = 1;
 /**
- * Inside the namespace: asks the parent to put `pids` in group `name`. Resolves with undefined once placed, or with
- * why not (no channel to the parent, the parent's failure, no answer within `timeoutMs`).
+ * Inside the namespace: asks the parent to place every group (name → processes), all or none. Resolves with
+ * undefined once placed, or with why not (no channel to the parent, the parent's failure, no answer within
+ * `timeoutMs`).
  */
-export function placeInGroup(name: string, pids: number[], channel: Channel | null = parentChannel(), timeoutMs = 5000): Promise<string | undefined> {
+export function placeInGroups(groups: Record<string, number[]>, channel: Channel | null = parentChannel(), timeoutMs = 5000): Promise<string | undefined> {
   if (!channel?.connected) return Promise.resolve('no channel to the parent outside the namespace');
   const id = nextId++;
   return new Promise((resolve) => {
@@ -127,6 +173,6 @@ export function placeInGroup(name: string, pids: number[], channel: Channel | nu
       resolve(m.error);
     };
     channel.on('message', onMessage);
-    channel.send({ op: 'sched-place', id, name, pids });
+    channel.send({ op: 'sched-place', id, groups });
   });
 }
