@@ -41,12 +41,12 @@
  * bench/cp-profile-signal.ts; works with --anchor too): DIR/kvstoremesh-<pid>.cpuprofile.
  * --layout session|cluster (session): how the host's CPU is shared (bench/cp-sched.ts). `session`: the kernel's
  * autogroups (each etcd alone in a session; kvstoremesh, the agent and the load generator together in the
- * benchmark's); `cluster`: each cluster's etcd and kvstoremesh in one CPU group, the agent alone in the benchmark's
- * session. The run prints the layout it got (a host without a cgroup v1 `cpu` hierarchy falls back to `session`).
+ * benchmark's); `cluster`: each cluster's etcd and kvstoremesh in one CPU group, the agent left with the load
+ * generator (alone with fifo) in the benchmark's session. The run prints the layout it got (a host without a cgroup v1 `cpu` hierarchy falls back to `session`).
  * --load-generator-class other|fifo (other): `fifo` puts the load generator in the real-time class (SCHED_FIFO 1, by
  * chrt) for the churn, so that its sends and their answers do not queue behind the processes it measures (the
  * initial load stays in the normal class); not the default: it takes its CPU ahead of a saturated host's, and in
- * the session layout both s43 runs with it read a slower propagation (docs/benchmarks.md, s43).
+ * the session layout one of s43's two runs with it read the slowest propagation (docs/benchmarks.md, s43).
  * --txn-interval-ms MS: passed to this tree's kvstoremesh (not the anchor's, which may not know it).
  * --kvstoremesh-node-flags=FLAGS: Node/V8 flags (whitespace-separated) for every kvstoremesh process, before its
  * script, the anchor's too, in a full run and a sweep; in the `=` form (parseArgs refuses a separate value that
@@ -124,6 +124,7 @@ if (o.layout !== 'cluster' && o.layout !== 'session') throw new Error('--layout 
 const LAYOUT: SchedLayout = o.layout;
 if (o['load-generator-class'] !== 'fifo' && o['load-generator-class'] !== 'other') throw new Error('--load-generator-class must be fifo or other');
 const LOADGEN_CLASS = o['load-generator-class'];
+if (SWEEP && LOADGEN_CLASS === 'fifo') throw new Error('--load-generator-class fifo sets the class for a full run\'s churn: a sweep has none');
 const KVSM_FLAGS = o['kvstoremesh-node-flags']?.split(/\s+/).filter(Boolean) ?? [];
 // a flag Node refuses would only show as a mesh that never syncs (kvstoremesh's stdio is ignored): refused here
 if (KVSM_FLAGS.length) execFileSync(process.execPath, [...KVSM_FLAGS, '-e', ''], { stdio: ['ignore', 'ignore', 'inherit'] });
@@ -240,7 +241,9 @@ async function sweep(dir: string): Promise<void> {
     gen.stop();
   }
   console.log(`\ncontrol plane at rest, K clusters of ${N} nodes x ${E} endpoints, no churn, ${REST_S} s windows from ${SWEEP_SETTLE_S} s after the sync, ${ETCD_LINE}`);
-  console.log(`scheduling layout (--layout ${LAYOUT}): ${[...new Set(rows.map((r) => r.layout))].join('; ')}`);
+  const fell = LAYOUT === 'cluster' ? rows.filter((r) => !r.layout.startsWith('cluster')) : [];
+  const layoutLine = LAYOUT === 'session' ? "session (the kernel's)" : fell.length ? `cluster, but the kernel's for ${fell.map((r) => `K = ${r.K} ${r.variant}`).join(', ')}: ${fell[0]!.layout}` : 'cluster (CPU groups per cluster in every mesh)';
+  console.log(`scheduling layout (--layout ${LAYOUT}): ${layoutLine}`);
   console.log('| K | kvstoremesh | writes/s per etcd | writes/s mesh-wide | commits/s per etcd | commits/s mesh-wide | CPU cores (etcds + kvstoremesh) | mcores per etcd / kvstoremesh | wakes/s per etcd / kvstoremesh |');
   console.log('|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
@@ -401,7 +404,8 @@ async function fullRun(dir: string): Promise<void> {
     const [agentWait, genWait] = [0, 1].map((i) => perProcess([waits0[i]!], [waits1[i]!], churnS));
     const host1 = hostCpu();
     const cpuBySecond = await stopping;
-    if (fifo === 'yes') gen.toOther(); // after the churn's readings (a chrt spawn)
+    // after the churn's readings (a chrt spawn); on a rejection above the run's `finally` kills the generator instead
+    if (fifo === 'yes') gen.toOther();
     // from etcd's answer to the load generator (after the remote commit: a lower bound of the mesh's own share)
     const sinceAck: number[] = [];
     for (const [id, acked] of churn.nodeAcks ?? []) if (programmedAt.has(id)) sinceAck.push(programmedAt.get(id)! - acked);

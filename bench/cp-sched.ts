@@ -9,9 +9,9 @@
  * together, and the agent waited behind 16 runnable kvstoremesh threads (s42). That is the `session` layout, the
  * default. The `cluster` layout puts each cluster's etcd and kvstoremesh in one group of the `cpu` controller
  * (cgroup v1, made at the hierarchy's root with the kernel's default cpu.shares, 1024, what a session's group
- * weighs), so that the clusters share the host evenly as
- * their own machines would, and leaves the agent alone in the benchmark's session, as on a node of its own. s43
- * measured it and kept it an option: a cluster's etcd then waits behind its own kvstoremesh, and in two of its four
+ * weighs), so that the clusters share the host evenly as their own machines would, and leaves the agent in the
+ * benchmark's session with only the load generator (alone when that runs in the real-time class), as on a node of
+ * its own. s43 measured it and kept it an option: a cluster's etcd then waits behind its own kvstoremesh, and in two of its four
  * runs at the issue point etcd's commits slowed (WAL fsync p99 256-512 ms) and propagation with them.
  *
  * Both descriptions hold where the processes start in the root of the `cpu` hierarchy, as here; where an init
@@ -47,8 +47,12 @@ export interface PlaceAnswer {
   error?: string;
 }
 
-/** How the parent writes a control file (a test passes its own, to see every write). */
-export type CgroupWrite = (file: string, data: string) => void;
+/** How the parent writes a control file and removes a group (a test passes its own, to see every write). */
+export interface CgroupFs {
+  write(file: string, data: string): void;
+  rmdir(dir: string): void;
+}
+const REAL_FS: CgroupFs = { write: (file, data) => writeFileSync(file, data), rmdir: (dir) => rmdirSync(dir) };
 
 /**
  * The parent's side: one directory of groups for this run, made on first use, removed by remove(). Bounds: a name
@@ -62,7 +66,7 @@ export class SchedGroups {
     tag: string,
     private readonly allowed: () => ReadonlySet<number>,
     private readonly root = CPU_CGROUP_ROOT,
-    private readonly write: CgroupWrite = (file, data) => writeFileSync(file, data),
+    private readonly fs: CgroupFs = REAL_FS,
   ) {
     this.dir = join(root, tag);
   }
@@ -70,7 +74,8 @@ export class SchedGroups {
   /**
    * Moves each group's processes (whole processes: in cgroup v1 a pid written to cgroup.procs brings all its
    * threads, and threads made later follow) into that group; all or none: on a failure the ones already moved go
-   * back to the hierarchy's root (where the kernel's autogroups apply again) and the error is thrown.
+   * back to the hierarchy's root (where the kernel's autogroups apply again; where the benchmark runs the processes
+   * start there, so that is where they came from) and the error is thrown.
    */
   place(groups: Readonly<Record<string, readonly number[]>>): void {
     if (!existsSync(join(this.root, 'cpu.shares'))) throw new Error(`no cgroup v1 cpu hierarchy at ${this.root}`);
@@ -85,14 +90,14 @@ export class SchedGroups {
         const group = join(this.dir, name);
         mkdirSync(group, { recursive: true });
         for (const pid of pids) {
-          this.write(join(group, 'cgroup.procs'), String(pid));
+          this.fs.write(join(group, 'cgroup.procs'), String(pid));
           moved.push(pid);
         }
       }
     } catch (err) {
       for (const pid of moved) {
         try {
-          this.write(join(this.root, 'cgroup.procs'), String(pid));
+          this.fs.write(join(this.root, 'cgroup.procs'), String(pid));
         } catch {
           /* gone: nothing to move back */
         }
@@ -103,15 +108,18 @@ export class SchedGroups {
 
   /**
    * Removes every group, each once its processes are gone: a process that was just killed can still be leaving its
-   * group (EBUSY), so each removal is tried for up to `waitMs`. What could not be removed is returned.
+   * group (EBUSY), so removals are retried every 50 ms until `waitMs` after the call (one deadline for all; the
+   * parent runs this after killing the namespace's processes, just before it exits). What could not be removed is
+   * returned.
    */
   remove(waitMs = 1000): string[] {
     if (!existsSync(this.dir)) return [];
     const left: string[] = [];
+    const until = Date.now() + waitMs;
     const rm = (path: string, label: string) => {
-      for (const until = Date.now() + waitMs; ; ) {
+      for (;;) {
         try {
-          return rmdirSync(path);
+          return this.fs.rmdir(path);
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'EBUSY' || Date.now() >= until) return void left.push(`${label}: ${(err as Error).message}`);
           Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
@@ -165,7 +173,7 @@ export function placeInGroups(groups: Record<string, number[]>, channel: Channel
   if (!channel?.connected) return Promise.resolve('no channel to the parent outside the namespace');
   const id = nextId++;
   return new Promise((resolve) => {
-    const timer = setTimeout(() => (channel.off('message', onMessage), resolve(`the parent did not answer within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(() => (channel.off('message', onMessage), resolve(`the parent did not answer within ${timeoutMs} ms (it may still place them)`)), timeoutMs);
     const onMessage = (m: PlaceAnswer) => {
       if (m?.op !== 'sched-placed' || m.id !== id) return;
       clearTimeout(timer);
