@@ -42,7 +42,8 @@
  * --layout session|cluster (session): how the host's CPU is shared (bench/cp-sched.ts). `session`: the kernel's
  * autogroups (each etcd alone in a session; kvstoremesh, the agent and the load generator together in the
  * benchmark's); `cluster`: each cluster's etcd and kvstoremesh in one CPU group, the agent left with the load
- * generator (alone with fifo) in the benchmark's session. The run prints the layout it got (a host without a cgroup v1 `cpu` hierarchy falls back to `session`).
+ * generator (alone with fifo) in the benchmark's session. The run prints the layout it got (a host without a
+ * cgroup v1 `cpu` hierarchy falls back to `session`).
  * --load-generator-class other|fifo (other): `fifo` puts the load generator in the real-time class (SCHED_FIFO 1, by
  * chrt) for the churn, so that its sends and their answers do not queue behind the processes it measures (the
  * initial load stays in the normal class); not the default: it takes its CPU ahead of a saturated host's, and in

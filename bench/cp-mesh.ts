@@ -47,15 +47,16 @@ export function runInNetns(timeoutS: number, main: () => Promise<void>): void {
   }
   const ns = `i16-cprest-${process.pid}`;
   execFileSync('ip', ['netns', 'add', ns]);
+  // the namespace's processes: killed at the end, and the only ones the scheduling groups take (cp-sched.ts)
   const nsPids = () => new Set(execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number));
   const groups = new SchedGroups(`wiremesh-bench-${process.pid}`, nsPids);
   const killAll = () => {
     for (let i = 0; i < 50; i++) {
-      const pids = execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).split('\n').filter(Boolean);
-      if (pids.length === 0) return;
+      const pids = nsPids();
+      if (pids.size === 0) return;
       for (const pid of pids) {
         try {
-          process.kill(Number(pid), 'SIGKILL');
+          process.kill(pid, 'SIGKILL');
         } catch {
           /* gone */
         }

@@ -11,18 +11,18 @@
  * (cgroup v1, made at the hierarchy's root with the kernel's default cpu.shares, 1024, what a session's group
  * weighs), so that the clusters share the host evenly as their own machines would, and leaves the agent in the
  * benchmark's session with only the load generator (alone when that runs in the real-time class), as on a node of
- * its own. s43 measured it and kept it an option: a cluster's etcd then waits behind its own kvstoremesh, and in two of its four
- * runs at the issue point etcd's commits slowed (WAL fsync p99 256-512 ms) and propagation with them.
+ * its own. s43 measured it and kept it an option: a cluster's etcd then waits behind its own kvstoremesh, and in two
+ * of its four runs at the issue point etcd's commits slowed (WAL fsync p99 256-512 ms) and propagation with them.
  *
  * Both descriptions hold where the processes start in the root of the `cpu` hierarchy, as here; where an init
  * system already puts each session in a `cpu` group of its own, the kernel's autogroups do not apply, and neither
  * layout is what is written here.
  *
  * The groups are made by the parent outside the namespace (`ip netns exec` mounts a /sys without the cgroup
- * filesystems): the process inside asks over its IPC channel (placeInGroups, every group in one
- * request), the parent creates /sys/fs/cgroup/cpu/wiremesh-bench-<its pid>/<name>, moves the processes in (all or
- * none) and answers; it removes the groups once
- * it has killed every process of the namespace (a parent killed by SIGKILL leaves the empty groups behind). Without
+ * filesystems): the process inside asks over its IPC channel (placeInGroups, every group in one request), the
+ * parent creates /sys/fs/cgroup/cpu/wiremesh-bench-<its pid>/<name>, moves the processes in (all or none) and
+ * answers; it removes the groups once it has killed every process of the namespace (a parent killed by SIGKILL
+ * leaves the empty groups behind). Without
  * a writable cgroup v1 `cpu` hierarchy (a cgroup v2 host, a container without it), placeInGroups answers why and
  * the run prints that the layout fell back to the kernel's.
  */
@@ -142,7 +142,7 @@ export function answerPlace(groups: SchedGroups, req: PlaceRequest): PlaceAnswer
   }
 }
 
-/** The process's side of its IPC channel, as placeInGroup uses it (a test passes its own). */
+/** The process's side of its IPC channel, as placeInGroups uses it (a test passes its own). */
 export interface Channel {
   connected: boolean;
   send(m: PlaceRequest): void;
