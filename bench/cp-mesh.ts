@@ -82,7 +82,14 @@ export function runInNetns(timeoutS: number, main: () => Promise<void>): void {
       env: { ...AGENT_ENV, ...process.env, [IN_NETNS]: ns },
     });
     child.on('message', (req: PlaceRequest) => void (req?.op === 'sched-place' && child.connected && child.send(answerPlace(groups, req))));
-    child.on('error', () => undefined); // a send racing the child's exit
+    child.on('error', (err) => {
+      // a send racing the child's exit is harmless; a child that never started (`ip` missing) emits 'error' and no
+      // 'exit', so without this the parent would wait out the timeout and then exit 0 with the namespace left
+      if (child.pid !== undefined) return;
+      clearTimeout(timer);
+      process.stderr.write(`bench:controlplane: could not start the benchmark in ${ns}: ${err.message}\n`);
+      finish(1);
+    });
   } catch (err) {
     finish(1);
     throw err;
