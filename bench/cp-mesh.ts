@@ -65,7 +65,12 @@ export function runInNetns(timeoutS: number, main: () => Promise<void>): void {
     }
   };
   const finish = (code: number) => {
-    killAll();
+    try {
+      killAll();
+    } catch (err) {
+      // `ip` itself failing (the host out of processes or descriptors) must not skip the removals below
+      process.stderr.write(`could not stop the processes in ${ns}: ${(err as Error).message}\n`);
+    }
     for (const left of groups.remove()) process.stderr.write(`could not remove scheduling group ${left}\n`);
     try {
       execFileSync('ip', ['netns', 'del', ns]);
@@ -83,8 +88,9 @@ export function runInNetns(timeoutS: number, main: () => Promise<void>): void {
     });
     child.on('message', (req: PlaceRequest) => void (req?.op === 'sched-place' && child.connected && child.send(answerPlace(groups, req))));
     child.on('error', (err) => {
-      // a send racing the child's exit is harmless; a child that never started (`ip` missing) emits 'error' and no
-      // 'exit', so without this the parent would wait out the timeout and then exit 0 with the namespace left
+      // a send racing the child's exit is harmless (its 'exit' follows); a child that never started (EAGAIN, EMFILE:
+      // `ip` ran a moment ago) emits 'error' and no 'exit', so the parent would wait out the timeout, then exit 0
+      // with the namespace left
       if (child.pid !== undefined) return;
       clearTimeout(timer);
       process.stderr.write(`bench:controlplane: could not start the benchmark in ${ns}: ${err.message}\n`);
